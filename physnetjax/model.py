@@ -1,0 +1,381 @@
+"""The PhysNet model as a Flax module (``PhysNet``, legacy name ``EF``).
+
+Total energy of molecule b (DESIGN.md §2)::
+
+    E_b = Σ_{i∈b} [E_i^NN + b_E[Z_i]] + E_elec,b + E_rep,b
+
+* E_i^NN: e3x message passing (embedding → ``num_iterations`` × (MessagePass +
+  refinement block) → scalar head), laid out exactly like the original ``EF`` so
+  that legacy parameter trees apply unchanged (Flax auto-names ``Embed_0``,
+  ``MessagePass_k``, ``Dense_k`` with one counter shared by e3x and flax Dense).
+* E_elec = k_e Σ_{i<j} q_i q_j χ(r_ij), charges corrected to the total charge Q.
+* E_rep = ZBL repulsion with the universal coefficients (trainable), smoothly
+  switched off at ``zbl_cutoff``.
+
+Forces are F = −∂(Σ_b E_b)/∂R from one ``jax.value_and_grad`` in
+:meth:`PhysNet.__call__`; for periodic systems the same call differentiates with
+respect to a homogeneous strain ε to give the stress σ = (1/V) ∂E/∂ε.
+
+Padding: atoms with ``atom_mask`` False and pairs with ``batch_mask`` False take no
+part in anything: padded edges get a zero radial-angular basis (so they carry no
+message), padded atoms get zero energy and charge, and padded pairs go through the
+"double where" so their gradient is exactly 0.
+
+Validation of atomic numbers, NaN positions and index ranges happens eagerly in
+:func:`physnetjax.predict` and the batch builders; inside ``jit`` the module
+cannot raise, so out-of-range indices would be clamped by XLA — use the builders.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import e3x
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from physnetjax.physics.charges import corrected_charges, dipole_moments
+from physnetjax.physics.coulomb import coulomb_pair_energy
+from physnetjax.physics.pairs import pair_energy_per_molecule, safe_pair_distances
+from physnetjax.physics.zbl import (
+    ZBL_A_COEFFICIENT,
+    ZBL_A_EXPONENT,
+    ZBL_COEFFICIENTS,
+    ZBL_EXPONENTS,
+    zbl_pair_energy,
+)
+
+
+class ZBLParameters(nn.Module):
+    """Trainable ZBL screening parameters, initialised to the universal values.
+
+    Parameter names follow the original (``a_coefficient``, ``a_exponent``,
+    ``phi_coefficients``, ``phi_exponents``) so legacy ``repulsion/*`` trees load.
+    """
+
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self):
+        def constant(value):
+            return lambda key, shape, dtype: jnp.asarray(value, dtype=dtype).reshape(shape)
+
+        a_coefficient = self.param("a_coefficient", constant(ZBL_A_COEFFICIENT), (), self.param_dtype)
+        a_exponent = self.param("a_exponent", constant(ZBL_A_EXPONENT), (), self.param_dtype)
+        coefficients = self.param("phi_coefficients", constant(ZBL_COEFFICIENTS), (4,), self.param_dtype)
+        exponents = self.param("phi_exponents", constant(ZBL_EXPONENTS), (4,), self.param_dtype)
+        return a_coefficient, a_exponent, coefficients, exponents
+
+
+class PhysNet(nn.Module):
+    """PhysNet energy/forces/charges model (e3x message passing + physical pair terms).
+
+    Attributes (the first block is the original ``EF`` constructor):
+      features: feature channels per degree.
+      max_degree: maximum degree of the equivariant features and of the basis.
+      num_iterations: message-passing iterations (the last one outputs scalars only).
+      num_basis_functions: radial basis functions (exponential Chebyshev).
+      cutoff: message-passing cutoff in Å (smooth e3x cutoff).
+      max_atomic_number: largest supported Z (embedding has Z = 0 … max).
+      charges: predict atomic charges, dipoles and electrostatics.
+      natoms: accepted for compatibility; unused (sizes come from the inputs).
+      total_charge: default total charge Q of every molecule in e.
+      n_res: residual layers per refinement block (≥ 1; the original's attention
+        variant ``n_res < 0`` is not supported).
+      zbl: add ZBL nuclear repulsion.
+      debug: accepted for compatibility; unused (use ``logging``).
+      efa: Euclidean fast attention; not supported (raises NotImplementedError).
+      use_energy_bias: learn a per-element energy bias ``energy_bias[Z]``.
+
+    Attributes new in physnetjax:
+      coulomb_sr_cutoff: r_sr of the shielded Coulomb kernel in Å (None → ``cutoff``).
+      coulomb_lr_cutoff: force-shift cutoff r_lr in Å, or None for bare 1/r over the
+        whole pair list (then the pair list must hold all pairs of each molecule).
+      zbl_cutoff: where the ZBL switch reaches 0, in Å (None → ``cutoff``).
+      param_dtype: dtype of freshly initialised parameters.
+    """
+
+    features: int = 32
+    max_degree: int = 3
+    num_iterations: int = 2
+    num_basis_functions: int = 16
+    cutoff: float = 6.0
+    max_atomic_number: int = 118
+    charges: bool = False
+    natoms: int | None = 60
+    total_charge: float = 0.0
+    n_res: int = 3
+    zbl: bool = True
+    debug: Any = False
+    efa: bool = False
+    use_energy_bias: bool = True
+    coulomb_sr_cutoff: float | None = None
+    coulomb_lr_cutoff: float | None = None
+    zbl_cutoff: float | None = None
+    param_dtype: Any = jnp.float32
+
+    def _check_configuration(self):
+        if self.efa:
+            raise NotImplementedError(
+                "efa=True (Euclidean fast attention) is not supported by physnetjax"
+            )
+        if self.n_res < 0:
+            raise NotImplementedError(
+                f"n_res={self.n_res} selects the original's attention blocks, which physnetjax "
+                "does not support; use n_res >= 1"
+            )
+        if self.n_res == 0:
+            raise ValueError("n_res must be at least 1 (the refinement block needs a residual layer)")
+        if self.num_iterations < 1:
+            raise ValueError(f"num_iterations must be at least 1, received {self.num_iterations}")
+        if self.cutoff <= 0:
+            raise ValueError(f"cutoff must be larger than 0, received {self.cutoff}")
+        if self.features < 1 or self.num_basis_functions < 1 or self.max_degree < 0:
+            raise ValueError(
+                "features and num_basis_functions must be >= 1 and max_degree >= 0, received "
+                f"{self.features}, {self.num_basis_functions}, {self.max_degree}"
+            )
+
+    @property
+    def sr_cutoff(self) -> float:
+        return self.cutoff if self.coulomb_sr_cutoff is None else self.coulomb_sr_cutoff
+
+    @property
+    def repulsion_cutoff(self) -> float:
+        return self.cutoff if self.zbl_cutoff is None else self.zbl_cutoff
+
+    def config(self) -> dict:
+        """Constructor arguments as a JSON-serialisable dict (see :func:`PhysNet.from_config`)."""
+        cfg = {}
+        for name in self.__dataclass_fields__:
+            if name in ("parent", "name"):
+                continue
+            value = getattr(self, name)
+            if name == "param_dtype":
+                value = jnp.dtype(value).name
+            cfg[name] = value
+        return cfg
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "PhysNet":
+        cfg = dict(cfg)
+        if "param_dtype" in cfg:
+            cfg["param_dtype"] = jnp.dtype(cfg["param_dtype"])
+        return cls(**cfg)
+
+    # -- network ---------------------------------------------------------------------
+
+    def _refinement_block(self, x):
+        """Residual refinement as in the original: returns silu(Dense(last residual Dense output))."""
+        for _ in range(self.n_res):
+            y = e3x.nn.add(x, e3x.nn.silu(x))
+            y = e3x.nn.Dense(self.features, param_dtype=self.param_dtype)(y)
+            x = e3x.nn.add(x, y)
+        y = e3x.nn.Dense(self.features, param_dtype=self.param_dtype)(y)
+        return e3x.nn.silu(y)
+
+    def _atomic_features(self, atomic_numbers, displacements, edge_mask, dst_idx, src_idx):
+        basis = e3x.nn.basis(
+            displacements,
+            num=self.num_basis_functions,
+            max_degree=self.max_degree,
+            radial_fn=e3x.nn.exponential_chebyshev,
+            cutoff_fn=functools.partial(e3x.nn.smooth_cutoff, cutoff=self.cutoff),
+        )
+        basis = jnp.where(edge_mask[:, None, None, None], basis, 0.0)
+        x = e3x.nn.Embed(
+            num_embeddings=self.max_atomic_number + 1,
+            features=self.features,
+            param_dtype=self.param_dtype,
+        )(atomic_numbers)
+        for iteration in range(self.num_iterations):
+            last = iteration == self.num_iterations - 1
+            x = e3x.nn.MessagePass(
+                max_degree=0 if last else None,
+                include_pseudotensors=False,
+                param_dtype=self.param_dtype,
+            )(x, basis, dst_idx=dst_idx, src_idx=src_idx, num_segments=atomic_numbers.shape[0])
+            x = self._refinement_block(x)
+        return e3x.nn.change_max_degree_or_type(x, max_degree=0, include_pseudotensors=False)
+
+    def _scalar_head(self, x, atomic_numbers, atom_mask, bias_name: str | None):
+        """e3x Dense(1) → zero-initialised flax Dense(1) → + per-element bias (original layout)."""
+        y = e3x.nn.Dense(1, use_bias=False, param_dtype=self.param_dtype)(x)
+        y = nn.Dense(1, use_bias=False, kernel_init=nn.initializers.zeros, param_dtype=self.param_dtype)(y)
+        y = y[:, 0, 0, 0]
+        if bias_name is not None:
+            bias = self.param(bias_name, nn.initializers.zeros, (self.max_atomic_number + 1,), self.param_dtype)
+            y = y + bias[atomic_numbers]
+        return jnp.where(atom_mask, y, 0.0)
+
+    # -- energy ----------------------------------------------------------------------
+
+    def _energy_terms(self, positions, strain, graph):
+        """Per-molecule energies and per-atom quantities; differentiated in ``__call__``."""
+        (atomic_numbers, dst_idx, src_idx, segments, num_molecules, edge_mask, atom_mask,
+         total_charges, shifts, pairs) = graph
+
+        if strain is not None:
+            deformation = jnp.eye(3, dtype=positions.dtype) + 0.5 * (strain + jnp.swapaxes(strain, -1, -2))
+            positions = jnp.einsum("ni,nij->nj", positions, deformation[segments])
+            shifts = jnp.einsum("pi,pij->pj", shifts, deformation[segments[dst_idx]])
+            if pairs is not None:
+                pair_dst, pair_src, pair_mask, pair_shifts = pairs
+                pair_shifts = jnp.einsum("pi,pij->pj", pair_shifts, deformation[segments[pair_dst]])
+                pairs = (pair_dst, pair_src, pair_mask, pair_shifts)
+
+        displacements = positions[src_idx] - positions[dst_idx]
+        if shifts is not None:
+            displacements = displacements + shifts
+        unit = jnp.zeros_like(displacements).at[:, 0].set(2.0 * self.cutoff)
+        displacements = jnp.where(edge_mask[:, None], displacements, unit)
+
+        x = self._atomic_features(atomic_numbers, displacements, edge_mask, dst_idx, src_idx)
+        atomic_energies = self._scalar_head(
+            x, atomic_numbers, atom_mask, "energy_bias" if self.use_energy_bias else None
+        )
+        nn_energy = jax.ops.segment_sum(atomic_energies, segments, num_segments=num_molecules)
+        energy = nn_energy
+        zero = jnp.zeros_like(nn_energy)
+
+        if pairs is None:
+            pair_dst, pair_src, pair_mask = dst_idx, src_idx, edge_mask
+            pair_displacements = displacements
+        else:
+            pair_dst, pair_src, pair_mask, pair_shifts = pairs
+            pair_displacements = positions[pair_src] - positions[pair_dst]
+            if pair_shifts is not None:
+                pair_displacements = pair_displacements + pair_shifts
+        r = safe_pair_distances(pair_displacements, pair_mask)
+
+        raw_charges = charges = electrostatics = None
+        dipoles = sum_charges = None
+        if self.charges:
+            raw_charges = self._scalar_head(x, atomic_numbers, atom_mask, "charge_bias")
+            charges = corrected_charges(raw_charges, atom_mask, segments, num_molecules, total_charges)
+            pair_elec = coulomb_pair_energy(
+                charges[pair_dst], charges[pair_src], r, pair_mask, self.sr_cutoff, self.coulomb_lr_cutoff
+            )
+            electrostatics = pair_energy_per_molecule(pair_elec, pair_dst, segments, num_molecules)
+            energy = energy + electrostatics
+            dipoles = dipole_moments(charges, positions, segments, num_molecules)
+            sum_charges = jax.ops.segment_sum(charges, segments, num_segments=num_molecules)
+
+        repulsion = zero
+        if self.zbl:
+            a_coef, a_exp, coefs, exps = ZBLParameters(param_dtype=self.param_dtype, name="repulsion")()
+            pair_rep = zbl_pair_energy(
+                atomic_numbers[pair_dst], atomic_numbers[pair_src], r, pair_mask,
+                self.repulsion_cutoff, a_coef, a_exp, coefs, exps,
+            )
+            repulsion = pair_energy_per_molecule(pair_rep, pair_dst, segments, num_molecules)
+            energy = energy + repulsion
+
+        aux = {
+            "energy": energy,
+            "nn_energy": nn_energy,
+            "atomic_energies": atomic_energies,
+            "charges": charges,
+            "raw_charges": raw_charges,
+            "electrostatics": electrostatics if self.charges else zero,
+            "repulsion": repulsion,
+            "dipoles": dipoles,
+            "sum_charges": sum_charges,
+            "state": x[:, 0, 0, :],
+        }
+        return jnp.sum(energy), aux
+
+    @nn.compact
+    def __call__(
+        self,
+        atomic_numbers,
+        positions,
+        dst_idx,
+        src_idx,
+        batch_segments=None,
+        batch_size: int | None = None,
+        batch_mask=None,
+        atom_mask=None,
+        *,
+        total_charges=None,
+        shifts=None,
+        cells=None,
+        pair_dst=None,
+        pair_src=None,
+        pair_mask=None,
+        pair_shifts=None,
+    ) -> dict:
+        """Energy, forces and (optionally) charges, dipoles and stress of a batch.
+
+        Args:
+          atomic_numbers: (N,) int atomic numbers (padded atoms: any valid Z, usually 0).
+          positions: (N, 3) Å; their dtype sets the compute dtype.
+          dst_idx, src_idx: (P,) full directed message-passing edge list (i ← j).
+          batch_segments: (N,) molecule index per atom (None → one molecule).
+          batch_size: number of molecules B (static).
+          batch_mask: (P,) edge mask, True for real edges (None → all True).
+          atom_mask: (N,) atom mask, True for real atoms (None → all True).
+          total_charges: (B,) total charge per molecule in e (None → ``total_charge``).
+          shifts: (P, 3) periodic image shift in Å added to r_src − r_dst (None → 0).
+          cells: (B, 3, 3) cell vectors (rows) in Å; when given, stress is returned.
+          pair_dst, pair_src, pair_mask, pair_shifts: optional separate full directed
+            pair list for electrostatics and ZBL (None → use the edge list).
+
+        Returns:
+          dict with ``energy`` (B,) eV, ``forces`` (N, 3) eV/Å, ``charges`` (N,) e or
+          None, ``electrostatics`` (B,) eV, ``repulsion`` (B,) eV, ``dipoles`` (B, 3)
+          e·Å or None, ``sum_charges`` (B,) or None, ``state`` (N, F) final scalar
+          features, plus ``nn_energy`` (B,), ``atomic_energies`` (N,), ``raw_charges``
+          and, with ``cells``, ``stress`` (B, 3, 3) eV/Å³ (σ = (1/V) ∂E/∂ε, positive
+          under tension; ``virial`` = −V σ).
+        """
+        self._check_configuration()
+        positions = jnp.asarray(positions)
+        if not jnp.issubdtype(positions.dtype, jnp.floating):
+            positions = positions.astype(jnp.result_type(float))
+        num_atoms = atomic_numbers.shape[0]
+        if batch_segments is None:
+            batch_segments = jnp.zeros((num_atoms,), dtype=jnp.int32)
+            batch_size = 1
+        elif batch_size is None:
+            raise ValueError("batch_size must be given together with batch_segments")
+        edge_mask = jnp.ones(dst_idx.shape, dtype=bool) if batch_mask is None else batch_mask.astype(bool)
+        atom_mask = jnp.ones((num_atoms,), dtype=bool) if atom_mask is None else atom_mask.astype(bool)
+        if total_charges is None:
+            total_charges = jnp.full((batch_size,), self.total_charge, dtype=positions.dtype)
+        pairs = None
+        if pair_dst is not None:
+            if pair_mask is None:
+                pair_mask = jnp.ones(pair_dst.shape, dtype=bool)
+            pairs = (pair_dst, pair_src, pair_mask.astype(bool), pair_shifts)
+        if cells is not None and shifts is None:
+            shifts = jnp.zeros((dst_idx.shape[0], 3), dtype=positions.dtype)
+        if cells is not None and pairs is not None and pair_shifts is None:
+            pairs = (pair_dst, pair_src, pairs[2], jnp.zeros((pair_dst.shape[0], 3), positions.dtype))
+        graph = (atomic_numbers, dst_idx, src_idx, batch_segments, batch_size, edge_mask,
+                 atom_mask, total_charges, shifts, pairs)
+
+        if cells is None:
+            (_, aux), grad_positions = jax.value_and_grad(
+                lambda pos: self._energy_terms(pos, None, graph), has_aux=True
+            )(positions)
+            grad_strain = None
+        else:
+            strain = jnp.zeros((batch_size, 3, 3), dtype=positions.dtype)
+            (_, aux), (grad_positions, grad_strain) = jax.value_and_grad(
+                lambda pos, eps: self._energy_terms(pos, eps, graph), argnums=(0, 1), has_aux=True
+            )(positions, strain)
+
+        output = dict(aux)
+        output["forces"] = -grad_positions
+        if grad_strain is not None:
+            volume = jnp.abs(jnp.linalg.det(cells))
+            output["stress"] = grad_strain / volume[:, None, None]
+            output["virial"] = -grad_strain
+        return output
+
+
+EF = PhysNet
+"""Legacy name of :class:`PhysNet` (same constructor arguments and call signature)."""

@@ -1,0 +1,20 @@
+"""Pair terms and smooth cutoff functions as pure JAX functions (no Flax state)."""
+
+from physnetjax.physics.charges import corrected_charges, dipole_moments
+from physnetjax.physics.coulomb import coulomb_pair_energy, shielded_coulomb_kernel
+from physnetjax.physics.pairs import pair_energy_per_molecule, safe_pair_distances
+from physnetjax.physics.switch import cutoff_polynomial
+from physnetjax.physics.zbl import ZBL_COEFFICIENTS, ZBL_EXPONENTS, zbl_pair_energy
+
+__all__ = [
+    "ZBL_COEFFICIENTS",
+    "ZBL_EXPONENTS",
+    "corrected_charges",
+    "coulomb_pair_energy",
+    "cutoff_polynomial",
+    "dipole_moments",
+    "pair_energy_per_molecule",
+    "safe_pair_distances",
+    "shielded_coulomb_kernel",
+    "zbl_pair_energy",
+]

@@ -1,0 +1,97 @@
+"""Physical constants and unit conversions used anywhere in physnetjax.
+
+Internal units are Å (length), eV (energy), e (charge), e·Å (dipole), amu (mass),
+fs (time) and K (temperature). Every constant that converts between units lives
+here and nowhere else; ``tests/test_units.py`` re-derives each one from the
+CODATA 2018 defining/measured values below.
+
+Derived constants:
+
+* ``COULOMB_CONSTANT`` k_e = E_h · a_0 = e² / (4π ε_0) in eV·Å·e⁻² (the value
+  PhysNet uses, 14.399645351950548).
+* ``AMU_A2_PER_FS2_IN_EV`` = 1 amu·Å²/fs² in eV (103.6427...). With Å, eV, amu,
+  fs: acceleration a = F / m / AMU_A2_PER_FS2_IN_EV [Å/fs²] and kinetic energy
+  K = ½ m v² · AMU_A2_PER_FS2_IN_EV [eV].
+"""
+
+from __future__ import annotations
+
+# CODATA 2018 (SI, exact where the SI defines them).
+ELEMENTARY_CHARGE_C = 1.602176634e-19
+AVOGADRO_PER_MOL = 6.02214076e23
+BOLTZMANN_J_PER_K = 1.380649e-23
+SPEED_OF_LIGHT_M_PER_S = 299792458.0
+VACUUM_PERMITTIVITY_F_PER_M = 8.8541878128e-12
+ATOMIC_MASS_UNIT_KG = 1.66053906660e-27
+BOHR_RADIUS_M = 5.29177210903e-11
+HARTREE_J = 4.3597447222071e-18
+
+# Length.
+BOHR = BOHR_RADIUS_M * 1e10
+"""Bohr radius in Å (0.529177210903)."""
+ANGSTROM_PER_BOHR = BOHR
+
+# Energy.
+HARTREE = HARTREE_J / ELEMENTARY_CHARGE_C
+"""Hartree in eV (27.211386245988)."""
+KCAL_PER_MOL = 4184.0 / AVOGADRO_PER_MOL / ELEMENTARY_CHARGE_C
+"""1 kcal/mol in eV (0.0433641...)."""
+KJ_PER_MOL = 1000.0 / AVOGADRO_PER_MOL / ELEMENTARY_CHARGE_C
+"""1 kJ/mol in eV."""
+BOLTZMANN = BOLTZMANN_J_PER_K / ELEMENTARY_CHARGE_C
+"""Boltzmann constant k_B in eV/K."""
+
+# Electrostatics.
+COULOMB_CONSTANT = HARTREE * BOHR
+"""k_e = 1/(4π ε_0) in eV·Å·e⁻² (= E_h · a_0 = 14.399645351950548)."""
+DEBYE = 1e-21 / SPEED_OF_LIGHT_M_PER_S / (ELEMENTARY_CHARGE_C * 1e-10)
+"""1 Debye in e·Å (0.2081943...)."""
+
+# Dynamics (Å, eV, amu, fs).
+AMU_A2_PER_FS2_IN_EV = ATOMIC_MASS_UNIT_KG * 1e-20 / 1e-30 / ELEMENTARY_CHARGE_C
+"""1 amu·Å²/fs² expressed in eV (103.6427...)."""
+
+ENERGY_UNITS = {
+    "eV": 1.0,
+    "meV": 1e-3,
+    "hartree": HARTREE,
+    "Ha": HARTREE,
+    "kcal/mol": KCAL_PER_MOL,
+    "kJ/mol": KJ_PER_MOL,
+}
+"""Multiply an energy in the named unit by this factor to get eV."""
+
+LENGTH_UNITS = {"A": 1.0, "Angstrom": 1.0, "bohr": BOHR, "Bohr": BOHR, "nm": 10.0}
+"""Multiply a length in the named unit by this factor to get Å."""
+
+DIPOLE_UNITS = {"eA": 1.0, "e*A": 1.0, "Debye": DEBYE, "D": DEBYE, "au": BOHR, "e*bohr": BOHR}
+"""Multiply a dipole in the named unit by this factor to get e·Å."""
+
+
+def energy_factor(unit: str) -> float:
+    """Factor converting energies in ``unit`` to eV; raises ValueError for unknown units."""
+    try:
+        return ENERGY_UNITS[unit]
+    except KeyError:
+        raise ValueError(
+            f"unknown energy unit {unit!r}; known units: {sorted(ENERGY_UNITS)}"
+        ) from None
+
+
+def force_factor(energy_unit: str, length_unit: str = "A") -> float:
+    """Factor converting forces in ``energy_unit``/``length_unit`` to eV/Å."""
+    if length_unit not in LENGTH_UNITS:
+        raise ValueError(
+            f"unknown length unit {length_unit!r}; known units: {sorted(LENGTH_UNITS)}"
+        )
+    return energy_factor(energy_unit) / LENGTH_UNITS[length_unit]
+
+
+def dipole_factor(unit: str) -> float:
+    """Factor converting dipoles in ``unit`` to e·Å; raises ValueError for unknown units."""
+    try:
+        return DIPOLE_UNITS[unit]
+    except KeyError:
+        raise ValueError(
+            f"unknown dipole unit {unit!r}; known units: {sorted(DIPOLE_UNITS)}"
+        ) from None
