@@ -1,0 +1,114 @@
+"""The batch pytree the model consumes, and the one function that feeds it to the model.
+
+A :class:`Batch` holds B molecule slots (or periodic cells), N atom slots and P
+edge slots; trailing slots may be padding. Conventions:
+
+* Atoms of one molecule are contiguous and molecules appear in order, so
+  ``atom_segments`` is sorted; padded atoms sit at the end, belong to the last
+  molecule slot and have ``atom_mask`` False (their Z is 0).
+* ``dst_idx``/``src_idx`` is a *full directed* edge list (i ← j and j ← i) of all
+  pairs closer than the message-passing cutoff; padded edges point at atom N−1
+  and have ``edge_mask`` False. The optional ``pair_*`` arrays are a second full
+  list for the pair terms (electrostatics, ZBL) when they reach further than the
+  message-passing cutoff.
+* ``shifts`` (P, 3) Å are periodic image offsets: the edge vector is
+  r_src − r_dst + shift. ``cells`` (B, 3, 3) Å hold cell vectors as rows.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import flax.struct
+import jax
+
+
+@flax.struct.dataclass
+class Batch:
+    """Padded graph batch (see module docstring). Shapes: N atoms, P edges, Q pairs, B molecules.
+
+    Fields:
+      atomic_numbers: (N,) int32.
+      positions: (N, 3) float, Å.
+      atom_segments: (N,) int32 molecule slot of each atom (sorted).
+      atom_mask: (N,) bool, True for real atoms.
+      dst_idx, src_idx: (P,) int32 full directed message-passing edge list.
+      edge_mask: (P,) bool, True for real edges.
+      total_charges: (B,) float, e.
+      molecule_mask: (B,) bool, True for real molecule slots.
+      shifts: (P, 3) float Å or None (non-periodic).
+      cells: (B, 3, 3) float Å or None (non-periodic).
+      pair_dst, pair_src, pair_mask, pair_shifts: optional (Q,) long-range full list.
+      num_molecules: B (static).
+    """
+
+    atomic_numbers: jax.Array
+    positions: jax.Array
+    atom_segments: jax.Array
+    atom_mask: jax.Array
+    dst_idx: jax.Array
+    src_idx: jax.Array
+    edge_mask: jax.Array
+    total_charges: jax.Array
+    molecule_mask: jax.Array
+    shifts: Optional[jax.Array] = None
+    cells: Optional[jax.Array] = None
+    pair_dst: Optional[jax.Array] = None
+    pair_src: Optional[jax.Array] = None
+    pair_mask: Optional[jax.Array] = None
+    pair_shifts: Optional[jax.Array] = None
+    num_molecules: int = flax.struct.field(pytree_node=False, default=1)
+
+    @property
+    def num_atoms(self) -> int:
+        return self.atomic_numbers.shape[0]
+
+    @property
+    def num_edges(self) -> int:
+        return self.dst_idx.shape[0]
+
+    @property
+    def shape_key(self) -> tuple:
+        """Static shapes that determine a compilation: (N, P, Q, B, periodic)."""
+        num_pairs = None if self.pair_dst is None else self.pair_dst.shape[0]
+        return (self.num_atoms, self.num_edges, num_pairs, self.num_molecules, self.cells is not None)
+
+
+def apply_batch(model, params, batch: Batch) -> dict:
+    """Run ``model`` (a :class:`physnetjax.PhysNet`) on a :class:`Batch`; returns the output dict."""
+    return model.apply(
+        params,
+        batch.atomic_numbers,
+        batch.positions,
+        batch.dst_idx,
+        batch.src_idx,
+        batch.atom_segments,
+        batch.num_molecules,
+        batch.edge_mask,
+        batch.atom_mask,
+        total_charges=batch.total_charges,
+        shifts=batch.shifts,
+        cells=batch.cells,
+        pair_dst=batch.pair_dst,
+        pair_src=batch.pair_src,
+        pair_mask=batch.pair_mask,
+        pair_shifts=batch.pair_shifts,
+    )
+
+
+def model_pair_cutoff(model) -> Optional[float]:
+    """How far the model's pair terms reach, in Å.
+
+    Returns ``None`` when they need *all* pairs of a molecule (charges with no
+    long-range cutoff), ``0.0`` when the model has no pair terms, otherwise the
+    largest pair-term cutoff. Builders add a separate pair list only when this
+    exceeds the message-passing cutoff.
+    """
+    reach = 0.0
+    if model.charges:
+        if model.coulomb_lr_cutoff is None:
+            return None
+        reach = max(reach, model.coulomb_lr_cutoff)
+    if model.zbl:
+        reach = max(reach, model.repulsion_cutoff)
+    return reach
