@@ -94,6 +94,9 @@ class PhysNet(nn.Module):
       coulomb_lr_cutoff: force-shift cutoff r_lr in Å, or None for bare 1/r over the
         whole pair list (then the pair list must hold all pairs of each molecule).
       zbl_cutoff: where the ZBL switch reaches 0, in Å (None → ``cutoff``).
+      element_energies: fixed per-element reference energies E0[Z] in eV (a tuple of
+        length max_atomic_number + 1, fitted by the trainer), added to every atom's
+        energy and not trained; None → no offset.
       param_dtype: dtype of freshly initialised parameters.
     """
 
@@ -114,6 +117,7 @@ class PhysNet(nn.Module):
     coulomb_sr_cutoff: float | None = None
     coulomb_lr_cutoff: float | None = None
     zbl_cutoff: float | None = None
+    element_energies: tuple | None = None
     param_dtype: Any = jnp.float32
 
     def _check_configuration(self):
@@ -132,6 +136,11 @@ class PhysNet(nn.Module):
             raise ValueError(f"num_iterations must be at least 1, received {self.num_iterations}")
         if self.cutoff <= 0:
             raise ValueError(f"cutoff must be larger than 0, received {self.cutoff}")
+        if self.element_energies is not None and len(self.element_energies) != self.max_atomic_number + 1:
+            raise ValueError(
+                f"element_energies must have max_atomic_number + 1 = {self.max_atomic_number + 1} "
+                f"entries, received {len(self.element_energies)}"
+            )
         if self.features < 1 or self.num_basis_functions < 1 or self.max_degree < 0:
             raise ValueError(
                 "features and num_basis_functions must be >= 1 and max_degree >= 0, received "
@@ -155,6 +164,8 @@ class PhysNet(nn.Module):
             value = getattr(self, name)
             if name == "param_dtype":
                 value = jnp.dtype(value).name
+            elif name == "element_energies" and value is not None:
+                value = [float(v) for v in value]
             cfg[name] = value
         return cfg
 
@@ -163,6 +174,8 @@ class PhysNet(nn.Module):
         cfg = dict(cfg)
         if "param_dtype" in cfg:
             cfg["param_dtype"] = jnp.dtype(cfg["param_dtype"])
+        if cfg.get("element_energies") is not None:
+            cfg["element_energies"] = tuple(float(v) for v in cfg["element_energies"])
         return cls(**cfg)
 
     # -- network ---------------------------------------------------------------------
@@ -236,6 +249,9 @@ class PhysNet(nn.Module):
         atomic_energies = self._scalar_head(
             x, atomic_numbers, atom_mask, "energy_bias" if self.use_energy_bias else None
         )
+        if self.element_energies is not None:
+            offsets = jnp.asarray(self.element_energies, dtype=atomic_energies.dtype)
+            atomic_energies = atomic_energies + jnp.where(atom_mask, offsets[atomic_numbers], 0.0)
         nn_energy = jax.ops.segment_sum(atomic_energies, segments, num_segments=num_molecules)
         energy = nn_energy
         zero = jnp.zeros_like(nn_energy)
