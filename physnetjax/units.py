@@ -7,8 +7,8 @@ CODATA 2018 defining/measured values below.
 
 Derived constants:
 
-* ``COULOMB_CONSTANT`` k_e = E_h · a_0 = e² / (4π ε_0) in eV·Å·e⁻² (the value
-  PhysNet uses, 14.399645351950548).
+* ``COULOMB_CONSTANT`` k_e = e² / (4π ε_0) in eV·Å·e⁻², PhysNet's value
+  14.399645351950548 (CODATA 2014 e, pre-2019 SI ε_0).
 * ``AMU_A2_PER_FS2_IN_EV`` = 1 amu·Å²/fs² in eV (103.6427...). With Å, eV, amu,
   fs: acceleration a = F / m / AMU_A2_PER_FS2_IN_EV [Å/fs²] and kinetic energy
   K = ½ m v² · AMU_A2_PER_FS2_IN_EV [eV].
@@ -42,8 +42,11 @@ BOLTZMANN = BOLTZMANN_J_PER_K / ELEMENTARY_CHARGE_C
 """Boltzmann constant k_B in eV/K."""
 
 # Electrostatics.
-COULOMB_CONSTANT = HARTREE * BOHR
-"""k_e = 1/(4π ε_0) in eV·Å·e⁻² (= E_h · a_0 = 14.399645351950548)."""
+COULOMB_CONSTANT = 1.6021766208e-19 * SPEED_OF_LIGHT_M_PER_S**2 * 1e-7 / 1e-10
+"""k_e = e/(4π ε_0) in eV·Å·e⁻², PhysNet's value 14.399645351950548: the pre-2019 SI
+(μ_0 = 4π·10⁻⁷ exactly, so 1/(4π ε_0) = c²·10⁻⁷) with the CODATA 2014 elementary charge
+1.6021766208e-19 C. It differs from the CODATA 2018 value by 5e-10 relative, far below
+model error, and is kept so that PhysNet models and data stay comparable."""
 DEBYE = 1e-21 / SPEED_OF_LIGHT_M_PER_S / (ELEMENTARY_CHARGE_C * 1e-10)
 """1 Debye in e·Å (0.2081943...)."""
 

@@ -1,0 +1,42 @@
+"""Shared test set-up.
+
+The whole suite runs with JAX's x64 mode on, so float64 physics checks are real
+float64; float32 paths are exercised by passing float32 arrays/params explicitly.
+"""
+
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+DATA = pathlib.Path(__file__).parent / "data"
+
+
+def load_molecule(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(Z, R) of a reference geometry in tests/data/molecules.npz (R in Å, float64).
+
+    Sources (copied from ../shared/data, first frame): ethanol, methanol and CO2 from the
+    GFN2-xTB 500 K sets; base_a from basepairs/a.npz (DFT, 15 atoms).
+    """
+    data = np.load(DATA / "molecules.npz")
+    return data[f"{name}_Z"].astype(np.int32), data[f"{name}_R"].astype(np.float64)
+
+
+def perturbed_params(params, scale: float = 0.2, seed: int = 0):
+    """Add Gaussian noise to every parameter so zero-initialised heads give non-zero terms."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+    noisy = [leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype) for leaf, k in zip(leaves, keys)]
+    return jax.tree_util.tree_unflatten(treedef, noisy)
+
+
+def cast_params(params, dtype):
+    return jax.tree_util.tree_map(lambda p: p.astype(dtype), params)
+
+
+@pytest.fixture(scope="session")
+def molecules():
+    return {name: load_molecule(name) for name in ("ethanol", "methanol", "co2", "base_a")}

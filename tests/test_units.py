@@ -1,0 +1,61 @@
+"""Every constant in physnetjax.units re-derived from CODATA 2018 values written here."""
+
+import math
+
+import pytest
+
+from physnetjax import units
+
+# CODATA 2018 values, typed in independently of physnetjax.units.
+E = 1.602176634e-19  # C
+NA = 6.02214076e23  # 1/mol
+KB = 1.380649e-23  # J/K
+C = 299792458.0  # m/s
+EPS0 = 8.8541878128e-12  # F/m
+AMU = 1.66053906660e-27  # kg
+A0 = 5.29177210903e-11  # m
+EH = 4.3597447222071e-18  # J
+
+
+def test_length_and_energy():
+    assert units.BOHR == pytest.approx(0.529177210903, rel=1e-12)
+    assert units.HARTREE == pytest.approx(27.211386245988, rel=1e-12)
+    assert units.KCAL_PER_MOL == pytest.approx(4184.0 / NA / E, rel=1e-12)
+    assert units.KCAL_PER_MOL == pytest.approx(0.04336410424, rel=1e-10)
+    assert units.KJ_PER_MOL == pytest.approx(1000.0 / NA / E, rel=1e-12)
+    assert units.BOLTZMANN == pytest.approx(8.617333262e-5, rel=1e-9)
+
+
+def test_coulomb_constant():
+    # PhysNet's k_e: CODATA 2014 e with the pre-2019 SI eps0 = 1/(mu0 c^2), mu0 = 4 pi 1e-7.
+    eps0_pre2019 = 1.0 / (4.0 * math.pi * 1e-7 * C**2)
+    assert units.COULOMB_CONSTANT == pytest.approx(1.6021766208e-19 / (4.0 * math.pi * eps0_pre2019) / 1e-10, rel=1e-14)
+    assert units.COULOMB_CONSTANT == pytest.approx(14.399645351950548, rel=1e-14)
+    # It agrees with CODATA 2018 e/(4 pi eps0) and with Hartree*Bohr to within the revision.
+    assert units.COULOMB_CONSTANT == pytest.approx(E / (4.0 * math.pi * EPS0) / 1e-10, rel=2e-8)
+    assert units.COULOMB_CONSTANT == pytest.approx(EH * A0 / E / 1e-10, rel=2e-8)
+
+
+def test_debye():
+    # 1 D = 1e-21 / c  C*m; in e*Angstrom.
+    assert units.DEBYE == pytest.approx(1e-21 / C / (E * 1e-10), rel=1e-12)
+    assert units.DEBYE == pytest.approx(0.2081943, rel=1e-6)
+
+
+def test_md_unit_is_not_the_original_1e4_error():
+    # 1 amu * (1 Angstrom / 1 fs)^2 = AMU * 1e-20 m^2 / 1e-30 s^2 in J, then in eV.
+    value = AMU * 1e10 / E
+    assert units.AMU_A2_PER_FS2_IN_EV == pytest.approx(value, rel=1e-12)
+    assert units.AMU_A2_PER_FS2_IN_EV == pytest.approx(103.6427, rel=1e-6)
+    # The original MD drivers used 0.01036427 (off by 1e4).
+    assert units.AMU_A2_PER_FS2_IN_EV / 0.01036427 == pytest.approx(1e4, rel=1e-5)
+
+
+def test_unit_factor_lookup():
+    assert units.energy_factor("kcal/mol") == units.KCAL_PER_MOL
+    assert units.force_factor("hartree", "bohr") == pytest.approx(units.HARTREE / units.BOHR)
+    assert units.dipole_factor("Debye") == units.DEBYE
+    with pytest.raises(ValueError, match="unknown energy unit 'furlong'"):
+        units.energy_factor("furlong")
+    with pytest.raises(ValueError, match="unknown dipole unit"):
+        units.dipole_factor("x")
