@@ -1,0 +1,9 @@
+"""The one exception type of the checkpoint package."""
+
+
+class CheckpointError(ValueError):
+    """A path is not a readable checkpoint: missing, corrupted, incomplete, or too new.
+
+    The message names the path and the problem (which file is missing or truncated,
+    which format version was found, which legacy attribute cannot be honoured).
+    """

@@ -1,0 +1,428 @@
+"""The physnetjax checkpoint format (version 1): a directory, written atomically.
+
+Layout of a checkpoint ``path/``::
+
+    config.json     {"format_version": 1, "library_version": "...", "model": PhysNet.config(),
+                     "units": {...}, "metadata": {...}, "files": {relative path: {size, sha256}}}
+    params/         orbax PyTree checkpoint of the variables {"params": {...}}
+    train_state/    optional orbax PyTree checkpoint of an arbitrary pytree (optimizer
+                    state, EMA parameters, RNG key, epoch, ...) for exact resume
+
+``config.json`` is written last and lists the size and SHA-256 of every file under
+``params/`` and ``train_state/``; :func:`load_checkpoint` checks them, so a deleted
+or truncated file is reported by name instead of surfacing as an obscure
+tensorstore error. The whole directory is first written to a hidden sibling
+(``.NAME.partial-XXXX``) and renamed into place, so an interrupted save never
+leaves a directory under the requested name, and never damages the checkpoint it
+was about to replace.
+
+No pickle is ever read from a new-format checkpoint; orbax stores arrays in
+tensorstore/zarr and the rest is JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint import metadata as ocp_metadata
+
+from physnetjax.checkpoint.errors import CheckpointError
+
+FORMAT_VERSION = 1
+"""Version of the on-disk layout written by :func:`save_checkpoint`."""
+
+CONFIG_FILE = "config.json"
+PARAMS_DIR = "params"
+TRAIN_STATE_DIR = "train_state"
+
+UNITS = {
+    "length": "Å",
+    "energy": "eV",
+    "forces": "eV/Å",
+    "charge": "e",
+    "dipole": "e·Å",
+}
+"""Units of every quantity the stored model consumes and produces."""
+
+WEIGHT_CHOICES = ("ema", "raw")
+
+logger = logging.getLogger(__name__)
+
+
+def absolute_path(path) -> Path:
+    """``path`` expanded and made absolute (orbax refuses relative paths)."""
+    return Path(path).expanduser().resolve()
+
+
+def is_checkpoint(path) -> bool:
+    """True when ``path`` is a directory holding a new-format ``config.json``."""
+    return (absolute_path(path) / CONFIG_FILE).is_file()
+
+
+# -- pytree <-> orbax ------------------------------------------------------------------
+
+
+def _storable(tree):
+    """State dict of ``tree`` (namedtuples/dataclasses → dicts), typed PRNG keys as key data."""
+
+    def leaf(x):
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.key_data(x)
+        return x
+
+    return jax.tree_util.tree_map(leaf, flax.serialization.to_state_dict(tree))
+
+
+def _write_tree(directory: Path, tree) -> None:
+    ocp.PyTreeCheckpointer().save(directory, _storable(tree))
+
+
+def read_tree(directory: Path):
+    """Raw restore of an orbax PyTree checkpoint: nested dicts of NumPy arrays and scalars.
+
+    Restoring as NumPy (not as sharded jax.Arrays) makes a checkpoint written on a
+    GPU readable on a CPU-only machine.
+    """
+    checkpointer = ocp.PyTreeCheckpointer()
+    tree = checkpointer.metadata(directory).item_metadata.tree
+
+    def restore_args(meta):
+        if meta is None:
+            return None
+        if isinstance(meta, ocp_metadata.ScalarMetadata):
+            return ocp.RestoreArgs()
+        return ocp.RestoreArgs(restore_type=np.ndarray)
+
+    args = jax.tree_util.tree_map(restore_args, tree, is_leaf=lambda x: x is None)
+    return checkpointer.restore(directory, args=ocp.args.PyTreeRestore(restore_args=args))
+
+
+# -- integrity -------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _file_table(root: Path, subdirs: list[str]) -> dict:
+    """{relative path: {"size": bytes, "sha256": hex}} of every file under ``root/subdir``."""
+    table = {}
+    for sub in subdirs:
+        for file in sorted((root / sub).rglob("*")):
+            if file.is_file():
+                table[file.relative_to(root).as_posix()] = {"size": file.stat().st_size, "sha256": _sha256(file)}
+    return table
+
+
+def _verify_files(root: Path, table: dict) -> None:
+    """Raise CheckpointError naming the first missing, truncated or altered file."""
+    for name, expected in table.items():
+        file = root / name
+        if not file.is_file():
+            raise CheckpointError(f"checkpoint {root} is corrupted: file {name} is missing")
+        size = file.stat().st_size
+        if size != expected["size"]:
+            raise CheckpointError(
+                f"checkpoint {root} is corrupted: file {name} has {size} bytes, expected {expected['size']} "
+                "(truncated or overwritten)"
+            )
+        if _sha256(file) != expected["sha256"]:
+            raise CheckpointError(f"checkpoint {root} is corrupted: file {name} fails its SHA-256 check")
+
+
+# -- parameters vs model ---------------------------------------------------------------
+
+
+def _flat_shapes(tree) -> dict:
+    return {
+        "/".join(str(k.key) for k in path): tuple(np.shape(leaf))
+        for path, leaf in jax.tree_util.tree_flatten_with_path(flax.serialization.to_state_dict(tree))[0]
+    }
+
+
+def expected_param_shapes(model) -> dict[str, tuple]:
+    """``{"params/Embed_0/embedding": shape, ...}`` of the variables ``model`` creates.
+
+    Only shapes are computed (``jax.eval_shape``: no initialisation is run).
+    """
+    from physnetjax.predict import init_params
+
+    return _flat_shapes(jax.eval_shape(lambda: init_params(model, 0)))
+
+
+def param_mismatches(model, params) -> list[str]:
+    """Differences between ``params`` and the variables ``model`` creates; empty if they match.
+
+    Each entry names a parameter path that is missing, unexpected, or of the wrong
+    shape, e.g. ``"params/energy_bias: missing"``.
+    """
+    want = expected_param_shapes(model)
+    have = _flat_shapes(params)
+    problems = [f"{name}: missing" for name in sorted(set(want) - set(have))]
+    problems += [f"{name}: not a parameter of this model" for name in sorted(set(have) - set(want))]
+    problems += [
+        f"{name}: shape {have[name]}, model expects {want[name]}"
+        for name in sorted(set(want) & set(have))
+        if have[name] != want[name]
+    ]
+    return problems
+
+
+# -- save ------------------------------------------------------------------------------
+
+
+def _json_value(value):
+    if isinstance(value, (np.ndarray, np.generic, jax.Array)):
+        return np.asarray(value).tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def save_checkpoint(
+    path,
+    model,
+    params,
+    metadata: dict | None = None,
+    *,
+    train_state: Any = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``model`` and ``params`` (and optionally a train state) as a checkpoint directory.
+
+    Args:
+      path: checkpoint directory to create (relative paths are resolved).
+      model: a :class:`physnetjax.PhysNet`; its ``config()`` is stored as JSON.
+      params: its variables ``{"params": {...}}`` (the weights to deploy, usually EMA).
+      metadata: JSON-serialisable dict (E0s, units of the training data, epochs,
+        losses, provenance...); NumPy/JAX arrays are stored as nested lists.
+      train_state: any pytree (optimizer state, EMA and raw params, RNG key, epoch,
+        ...) for :func:`load_train_state`. Namedtuples and dataclasses are stored as
+        dicts and rebuilt from a ``target``; typed PRNG keys are stored as key data.
+      overwrite: replace an existing checkpoint at ``path``. Only a directory that
+        is itself a physnetjax checkpoint is ever replaced.
+
+    Returns:
+      The absolute path of the checkpoint.
+
+    Raises:
+      FileExistsError: ``path`` exists and ``overwrite`` is False.
+      CheckpointError: ``overwrite`` would delete something that is not a checkpoint,
+        or ``params`` do not fit ``model`` (each mismatching parameter is named).
+      TypeError: ``metadata`` is not JSON-serialisable.
+    """
+    from physnetjax import __version__
+
+    target = absolute_path(path)
+    if target.exists():
+        if not overwrite:
+            raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+        if not is_checkpoint(target):
+            raise CheckpointError(f"refusing to overwrite {target}: it is not a physnetjax checkpoint")
+    problems = param_mismatches(model, params)
+    if problems:
+        raise CheckpointError("params do not fit the model: " + "; ".join(problems))
+    config = {
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "model": model.config(),
+        "units": dict(UNITS),
+        "metadata": {} if metadata is None else metadata,
+    }
+    config_text = json.dumps(config, default=_json_value, indent=2, ensure_ascii=False)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        _write_tree(staging / PARAMS_DIR, params)
+        subdirs = [PARAMS_DIR]
+        if train_state is not None:
+            _write_tree(staging / TRAIN_STATE_DIR, train_state)
+            subdirs.append(TRAIN_STATE_DIR)
+        config = json.loads(config_text)
+        config["files"] = _file_table(staging, subdirs)
+        with open(staging / CONFIG_FILE, "w", encoding="utf-8") as handle:
+            json.dump(config, handle, indent=2, ensure_ascii=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        _move_into_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("saved checkpoint %s", target)
+    return target
+
+
+def _move_into_place(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target``; an existing ``target`` survives any failure."""
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    backup = target.parent / f".{target.name}.replaced-{uuid.uuid4().hex[:8]}"
+    os.rename(target, backup)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(backup, target)
+        raise
+    shutil.rmtree(backup)
+
+
+# -- load ------------------------------------------------------------------------------
+
+
+def read_config(path) -> dict:
+    """The validated ``config.json`` of a new-format checkpoint.
+
+    Raises:
+      CheckpointError: no ``config.json`` (not a checkpoint, or an interrupted
+        write), unreadable JSON, missing keys, or a ``format_version`` newer than
+        this library reads.
+    """
+    root = absolute_path(path)
+    file = root / CONFIG_FILE
+    if not file.is_file():
+        raise CheckpointError(f"{root} is not a physnetjax checkpoint: it has no {CONFIG_FILE}")
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"checkpoint {root} is corrupted: {CONFIG_FILE} is not valid JSON ({error})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("format_version"), int):
+        raise CheckpointError(f"checkpoint {root} is corrupted: {CONFIG_FILE} has no integer format_version")
+    version = config["format_version"]
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {root} has format_version {version} (written by physnetjax "
+            f"{config.get('library_version', '?')}); this physnetjax reads format_version <= {FORMAT_VERSION}. "
+            "Upgrade physnetjax to load it."
+        )
+    if version < 1:
+        raise CheckpointError(f"checkpoint {root} has an invalid format_version {version}")
+    missing = [key for key in ("model", "files") if not isinstance(config.get(key), dict)]
+    if missing:
+        raise CheckpointError(f"checkpoint {root} is corrupted: {CONFIG_FILE} lacks {', '.join(missing)}")
+    return config
+
+
+def _restore(root: Path, subdir: str):
+    try:
+        return read_tree(root / subdir)
+    except (OSError, ValueError, KeyError) as error:
+        raise CheckpointError(f"checkpoint {root} is corrupted: cannot restore {subdir}/ ({error})") from error
+
+
+def load_checkpoint(path, *, weights: str = "ema", allow_pickle: bool = False):
+    """Load a checkpoint: ``(model, params, metadata)``.
+
+    New-format checkpoints are read as written (``weights`` is irrelevant: they
+    hold one parameter set, chosen when saved). Legacy checkpoints of the original
+    physnetjax (a run directory ``name-uuid/`` or one ``epoch-N/`` directory) are
+    migrated in memory with a warning; see :mod:`physnetjax.checkpoint.legacy`.
+
+    Args:
+      path: checkpoint directory (relative paths are resolved).
+      weights: for legacy checkpoints, ``"ema"`` (default, the original's
+        ``ema_params``) or ``"raw"`` (its ``params``).
+      allow_pickle: allow reading a legacy *pickle* file. Pickle can execute code:
+        pass True only for files you trust. Orbax checkpoints never need it.
+
+    Returns:
+      ``(model, params, metadata)``: a :class:`physnetjax.PhysNet`, its variables
+      ``{"params": ...}`` as jax arrays, and the metadata dict.
+
+    Raises:
+      CheckpointError: not a checkpoint, corrupted or incomplete, newer format,
+        or a legacy model this library cannot represent.
+    """
+    from physnetjax.checkpoint import legacy
+    from physnetjax.model import PhysNet
+
+    if weights not in WEIGHT_CHOICES:
+        raise ValueError(f"weights must be one of {WEIGHT_CHOICES}, received {weights!r}")
+    root = absolute_path(path)
+    if not root.exists():
+        raise CheckpointError(f"{root} does not exist")
+    if not is_checkpoint(root):
+        if legacy.is_legacy_checkpoint(root):
+            return legacy.load_legacy(root, weights=weights, allow_pickle=allow_pickle)
+        if (root / PARAMS_DIR).exists():
+            raise CheckpointError(
+                f"{root} is an incomplete physnetjax checkpoint: {PARAMS_DIR}/ exists but {CONFIG_FILE} "
+                "is missing (the write was interrupted or the file deleted)"
+            )
+        raise CheckpointError(
+            f"{root} is not a checkpoint: no {CONFIG_FILE} (physnetjax format) and no legacy orbax "
+            "checkpoint (epoch-N directory with _METADATA)"
+        )
+    config = read_config(root)
+    _verify_files(root, config["files"])
+    try:
+        model = PhysNet.from_config(config["model"])
+    except TypeError as error:
+        raise CheckpointError(f"checkpoint {root}: model config not understood ({error})") from None
+    params = jax.tree_util.tree_map(jnp.asarray, _restore(root, PARAMS_DIR))
+    problems = param_mismatches(model, params)
+    if problems:
+        raise CheckpointError(f"checkpoint {root}: params do not fit the stored model: " + "; ".join(problems))
+    return model, params, config.get("metadata") or {}
+
+
+def load_train_state(path, target: Any = None):
+    """The ``train_state`` pytree saved with a checkpoint, for exact resume.
+
+    Args:
+      path: a new-format checkpoint directory saved with ``train_state=...``.
+      target: optional pytree of the same structure (e.g. a fresh optimizer state
+        from ``tx.init``); the restored values are poured into it, rebuilding
+        namedtuples, dataclasses and typed PRNG keys, and leaves that are
+        ``jax.Array`` in ``target`` come back as ``jax.Array``.
+
+    Returns:
+      The train state: with ``target``, of its structure; without, nested dicts
+      (lists and namedtuples stored as dicts) of NumPy arrays and Python scalars.
+
+    Raises:
+      CheckpointError: not a new-format checkpoint, no train state stored,
+        corrupted files, or a ``target`` whose structure or shapes differ.
+    """
+    root = absolute_path(path)
+    config = read_config(root)
+    if not any(name.startswith(TRAIN_STATE_DIR + "/") for name in config["files"]):
+        raise CheckpointError(f"checkpoint {root} holds no train state (saved without train_state=...)")
+    _verify_files(root, config["files"])
+    raw = _restore(root, TRAIN_STATE_DIR)
+    if target is None:
+        return raw
+    try:
+        restored = flax.serialization.from_state_dict(target, raw)
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"train state in {root} does not match the structure of target: {error}") from None
+
+    def like(reference, value):
+        if isinstance(reference, jax.Array):
+            if jax.dtypes.issubdtype(reference.dtype, jax.dtypes.prng_key):
+                return jax.random.wrap_key_data(np.asarray(value), impl=jax.random.key_impl(reference))
+            if np.shape(value) != reference.shape:
+                raise CheckpointError(
+                    f"train state in {root} does not match target: a leaf has shape {np.shape(value)}, "
+                    f"target has {reference.shape}"
+                )
+            return jnp.asarray(value)
+        return value
+
+    return jax.tree_util.tree_map(like, target, restored)
