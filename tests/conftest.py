@@ -26,10 +26,18 @@ def load_molecule(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def perturbed_params(params, scale: float = 0.2, seed: int = 0):
-    """Add Gaussian noise to every parameter so zero-initialised heads give non-zero terms."""
-    leaves, treedef = jax.tree_util.tree_flatten(params)
+    """Add Gaussian noise to the network parameters so zero-initialised heads give non-zero terms.
+
+    The ZBL screening parameters (``repulsion``) keep their universal values, so the
+    repulsion stays physical (noise could make an exponent negative).
+    """
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
     keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-    noisy = [leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype) for leaf, k in zip(leaves, keys)]
+    noisy = [
+        leaf if "repulsion" in jax.tree_util.keystr(path)
+        else leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype)
+        for (path, leaf), k in zip(leaves, keys)
+    ]
     return jax.tree_util.tree_unflatten(treedef, noisy)
 
 
