@@ -1,0 +1,113 @@
+"""Convert a legacy physnetjax checkpoint to the current format, with a report.
+
+Usage::
+
+    python -m physnetjax.migrate OLD NEW [--weights ema|raw] [--geometries G.npz]
+                                         [--reference R.npz] [--overwrite] [--allow-pickle] [--verbose]
+
+``OLD`` is a run directory ``name-uuid/`` (its latest ``epoch-N`` is used) or an
+``epoch-N`` directory. ``NEW`` becomes a new-format checkpoint; the report is
+printed and written as ``NEW/migration_report.json``. Reference geometries and
+original-code outputs default to ``geometries.npz`` / ``reference_outputs.npz``
+found in ``OLD`` or in the directory holding the ``epoch-N`` directory.
+
+Exit status: 0 on success, 1 when the checkpoint cannot be read or migrated, 2
+when the migrated network does not reproduce the original's network energies
+(nothing is written then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from physnetjax.checkpoint.errors import CheckpointError
+from physnetjax.checkpoint.format import absolute_path, save_checkpoint
+from physnetjax.checkpoint.legacy import migrate_legacy
+from physnetjax.checkpoint.report import find_beside, migration_report, read_geometries, render
+
+REPORT_FILE = "migration_report.json"
+
+logger = logging.getLogger("physnetjax.migrate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m physnetjax.migrate",
+        description="Convert a legacy physnetjax checkpoint to the physnetjax format and report what changed.",
+    )
+    parser.add_argument("old", type=Path, help="legacy run directory (name-uuid/) or epoch-N directory")
+    parser.add_argument("new", type=Path, help="new checkpoint directory to write")
+    parser.add_argument("--weights", choices=("ema", "raw"), default="ema",
+                        help="ema: the legacy ema_params (default); raw: the legacy params")
+    parser.add_argument("--geometries", type=Path, default=None,
+                        help="npz with Z (M,N), R (M,N,3) Å, optional N (M,), Q (M,) for the energy comparison")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="npz of original-code outputs on those geometries (energy, forces, repulsion, "
+                             "electrostatics, charges, energy_no_pair_terms; ema_* for EMA weights)")
+    parser.add_argument("--overwrite", action="store_true", help="replace NEW if it is a checkpoint")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="allow reading a legacy pickle file (only for files you trust)")
+    parser.add_argument("--verbose", action="store_true", help="log progress")
+    return parser
+
+
+def migrate(old, new, *, weights: str = "ema", geometries=None, reference=None, overwrite: bool = False,
+            allow_pickle: bool = False) -> dict:
+    """Migrate ``old`` to a new-format checkpoint at ``new``; returns the report dict.
+
+    Raises:
+      CheckpointError: unreadable/unsupported legacy checkpoint, or a migrated
+        network that does not reproduce the reference network energies.
+    """
+    old = absolute_path(old)
+    migration = migrate_legacy(old, weights=weights, allow_pickle=allow_pickle)
+    geometry_file = geometries or find_beside(migration.source, "geometries.npz", old)
+    reference_file = reference or find_beside(migration.source, "reference_outputs.npz", old)
+    geoms = read_geometries(geometry_file) if geometry_file is not None else None
+    ref = None
+    if geoms is not None and reference_file is not None:
+        with np.load(reference_file, allow_pickle=False) as data:
+            ref = {key: data[key] for key in data.files}
+    logger.info("geometries: %s; original outputs: %s", geometry_file, reference_file)
+    report = migration_report(migration, geoms, ref)
+    report["geometry_file"] = None if geometry_file is None else str(geometry_file)
+    report["reference_file"] = None if ref is None else str(reference_file)
+    summary = (report["comparison"] or {}).get("summary", {})
+    if summary.get("network_identical") is False:
+        raise CheckpointError(
+            f"the migrated network does not reproduce the original's network energies "
+            f"(max |ΔE_NN| = {summary['max_abs_delta_network_eV']:.3g} eV); refusing to write {new}"
+        )
+    metadata = dict(migration.metadata)
+    metadata["legacy"] = {**metadata["legacy"], "migration_summary": summary}
+    target = save_checkpoint(new, migration.model, migration.params, metadata, overwrite=overwrite)
+    report["checkpoint"] = str(target)
+    (target / REPORT_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    return report
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from rich.console import Console
+
+    console = Console()
+    try:
+        report = migrate(args.old, args.new, weights=args.weights, geometries=args.geometries,
+                         reference=args.reference, overwrite=args.overwrite, allow_pickle=args.allow_pickle)
+    except CheckpointError as error:
+        console.print(f"[red]error:[/red] {error}")
+        return 2 if "does not reproduce" in str(error) else 1
+    render(report, console)
+    console.print(f"Wrote {report['checkpoint']} and {Path(report['checkpoint']) / REPORT_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
