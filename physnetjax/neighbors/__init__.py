@@ -1,6 +1,46 @@
-"""Neighbor lists and the batch pytree consumed by the model."""
+"""Neighbor lists and the batch pytree consumed by the model.
+
+* :mod:`~physnetjax.neighbors.batch`: the :class:`Batch` pytree and :func:`apply_batch`.
+* :mod:`~physnetjax.neighbors.molecules`: host lists for isolated molecules.
+* :mod:`~physnetjax.neighbors.periodic`: host lists for periodic cells (vesin).
+* :mod:`~physnetjax.neighbors.bucketing`: padded batches of mixed sizes, ≤ 4 shapes.
+* :mod:`~physnetjax.neighbors.neighbor_list`: fixed-capacity lists built inside jit (MD).
+"""
 
 from physnetjax.neighbors.batch import Batch, apply_batch, model_pair_cutoff
-from physnetjax.neighbors.molecules import batch_molecules, molecule_pairs, round_up
+from physnetjax.neighbors.bucketing import CompileCounter, MoleculeBatcher, concatenate_padded, iterate_batches
+from physnetjax.neighbors.molecules import assemble_batch, batch_molecules, molecule_pairs, round_up
+from physnetjax.neighbors.neighbor_list import (
+    NeighborList,
+    NeighborListFns,
+    NeighborListOverflowError,
+    batch_from_neighbors,
+    check_overflow,
+    needs_update,
+    neighbor_list,
+)
+from physnetjax.neighbors.periodic import batch_periodic, periodic_pairs, predict_periodic
 
-__all__ = ["Batch", "apply_batch", "batch_molecules", "model_pair_cutoff", "molecule_pairs", "round_up"]
+__all__ = [
+    "Batch",
+    "CompileCounter",
+    "MoleculeBatcher",
+    "NeighborList",
+    "NeighborListFns",
+    "NeighborListOverflowError",
+    "apply_batch",
+    "assemble_batch",
+    "batch_from_neighbors",
+    "batch_molecules",
+    "batch_periodic",
+    "check_overflow",
+    "concatenate_padded",
+    "iterate_batches",
+    "model_pair_cutoff",
+    "molecule_pairs",
+    "needs_update",
+    "neighbor_list",
+    "periodic_pairs",
+    "predict_periodic",
+    "round_up",
+]

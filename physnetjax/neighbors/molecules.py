@@ -70,7 +70,7 @@ def batch_molecules(
     if total_charges is None:
         total_charges = [0.0] * len(atomic_numbers)
     separate_pairs = pair_cutoff is None or pair_cutoff > cutoff
-    z_all, r_all, seg_all, dst_all, src_all, pdst_all, psrc_all = [], [], [], [], [], [], []
+    z_all, r_all, dst_all, src_all, pdst_all, psrc_all = [], [], [], [], [], []
     offset = 0
     for k, (z, r) in enumerate(zip(atomic_numbers, positions)):
         z = np.asarray(z).reshape(-1)
@@ -88,53 +88,87 @@ def batch_molecules(
             psrc_all.append(psrc + offset)
         z_all.append(z)
         r_all.append(r)
-        seg_all.append(np.full(z.shape[0], k, dtype=np.int32))
         offset += z.shape[0]
 
-    n_real, b_real = offset, len(atomic_numbers)
-    dst = np.concatenate(dst_all)
-    src = np.concatenate(src_all)
+    edges = (np.concatenate(dst_all), np.concatenate(src_all), None)
+    pairs = (np.concatenate(pdst_all), np.concatenate(psrc_all), None) if separate_pairs else None
+    return assemble_batch(
+        z_all, r_all, edges, pairs, total_charges, None,
+        num_atoms=num_atoms, num_edges=num_edges, num_pairs=num_pairs, num_molecules=num_molecules, dtype=dtype,
+    )
+
+
+def assemble_batch(
+    atomic_numbers: Sequence[np.ndarray],
+    positions: Sequence[np.ndarray],
+    edges: tuple,
+    pairs: Optional[tuple],
+    total_charges: Sequence[float],
+    cells: Optional[Sequence[np.ndarray]],
+    *,
+    num_atoms: Optional[int] = None,
+    num_edges: Optional[int] = None,
+    num_pairs: Optional[int] = None,
+    num_molecules: Optional[int] = None,
+    dtype=np.float32,
+) -> Batch:
+    """Pad per-structure arrays and already-offset edge/pair lists into a :class:`Batch`.
+
+    Args:
+      atomic_numbers, positions: per structure, (n_k,) ints and (n_k, 3) Å.
+      edges: (dst, src, shifts) with global atom indices; shifts (P, 3) Å or None.
+      pairs: the same for the separate pair list, or None.
+      total_charges: (K,) e.  cells: per structure (3, 3) Å, or None (non-periodic).
+      num_atoms, num_edges, num_pairs, num_molecules: padded sizes (None → exact);
+        too small raises ValueError (never truncates).
+    """
+    n_real, b_real = sum(len(z) for z in atomic_numbers), len(atomic_numbers)
     n_pad = _padded("num_atoms", n_real, num_atoms)
     b_pad = _padded("num_molecules", b_real, num_molecules)
-    p_pad = _padded("num_edges", dst.shape[0], num_edges)
 
     atomic = np.zeros(n_pad, dtype=np.int32)
-    atomic[:n_real] = np.concatenate(z_all)
+    atomic[:n_real] = np.concatenate(atomic_numbers)
     pos = np.zeros((n_pad, 3), dtype=dtype)
-    pos[:n_real] = np.concatenate(r_all)
+    pos[:n_real] = np.concatenate(positions)
     seg = np.full(n_pad, b_pad - 1, dtype=np.int32)
-    seg[:n_real] = np.concatenate(seg_all)
-    atom_mask = np.arange(n_pad) < n_real
+    seg[:n_real] = np.repeat(np.arange(b_real, dtype=np.int32), [len(z) for z in atomic_numbers])
     charges = np.zeros(b_pad, dtype=dtype)
     charges[:b_real] = np.asarray(total_charges, dtype=np.float64)
 
-    def padded_list(d, s, size):
+    def padded_list(name, lst, requested):
+        d, s, shifts = lst
+        size = _padded(name, d.shape[0], requested)
         out_d = np.full(size, n_pad - 1, dtype=np.int32)
         out_s = np.full(size, n_pad - 1, dtype=np.int32)
         out_d[: d.shape[0]] = d
         out_s[: s.shape[0]] = s
-        return out_d, out_s, np.arange(size) < d.shape[0]
+        out_shift = None
+        if cells is not None:
+            out_shift = np.zeros((size, 3), dtype=dtype)
+            out_shift[: d.shape[0]] = shifts
+        return out_d, out_s, np.arange(size) < d.shape[0], out_shift
 
-    dst_p, src_p, edge_mask = padded_list(dst, src, p_pad)
-    pair_fields = {}
-    if separate_pairs:
-        pdst = np.concatenate(pdst_all)
-        psrc = np.concatenate(psrc_all)
-        q_pad = _padded("num_pairs", pdst.shape[0], num_pairs)
-        pd, ps, pm = padded_list(pdst, psrc, q_pad)
-        pair_fields = dict(pair_dst=pd, pair_src=ps, pair_mask=pm)
+    dst_p, src_p, edge_mask, shifts_p = padded_list("num_edges", edges, num_edges)
+    extra = {}
+    if pairs is not None:
+        pd, ps, pm, pshift = padded_list("num_pairs", pairs, num_pairs)
+        extra = dict(pair_dst=pd, pair_src=ps, pair_mask=pm, pair_shifts=pshift)
+    if cells is not None:
+        cell_arr = np.tile(np.eye(3, dtype=dtype), (b_pad, 1, 1))
+        cell_arr[:b_real] = np.asarray(cells, dtype=np.float64).reshape(b_real, 3, 3)
+        extra.update(shifts=shifts_p, cells=cell_arr)
     return Batch(
         atomic_numbers=atomic,
         positions=pos,
         atom_segments=seg,
-        atom_mask=atom_mask,
+        atom_mask=np.arange(n_pad) < n_real,
         dst_idx=dst_p,
         src_idx=src_p,
         edge_mask=edge_mask,
         total_charges=charges,
         molecule_mask=np.arange(b_pad) < b_real,
         num_molecules=b_pad,
-        **pair_fields,
+        **extra,
     )
 
 

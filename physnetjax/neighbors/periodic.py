@@ -1,0 +1,165 @@
+"""Host-side neighbor lists for periodic cells (vesin), packed into padded batches.
+
+Convention (as in :class:`physnetjax.neighbors.Batch`): a directed edge i ← j with
+integer image n = (n_a, n_b, n_c) has the vector r_j − r_i + n · cell, and its
+``shift`` is n · cell in Å (cell vectors as rows). All images within the cutoff
+are listed, so cells narrower than twice the cutoff (where an atom meets several
+images of a neighbour, or images of itself) are handled exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import jax
+import numpy as np
+import vesin
+
+from physnetjax.neighbors.batch import Batch, model_pair_cutoff
+from physnetjax.neighbors.molecules import assemble_batch
+from physnetjax.neighbors.neighbor_list import perpendicular_widths
+
+
+def periodic_pairs(positions, cell, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Full directed list of all (i, j, image) with |r_j − r_i + n · cell| < cutoff.
+
+    Computed by ``vesin`` (O(N) cell list) in float64; the pair (i, i, n = 0) is
+    excluded, self-images (i, i, n ≠ 0) are included.
+
+    Args:
+      positions: (N, 3) Å (need not be wrapped into the cell).
+      cell: (3, 3) Å, cell vectors as rows.
+      cutoff: Å, > 0.
+
+    Returns:
+      dst (P,) int32, src (P,) int32, shifts (P, 3) float64 Å = n · cell; sorted by
+      dst, then src, then image.
+
+    Raises:
+      ValueError: bad shapes, non-finite positions, singular cell, cutoff ≤ 0.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    cell = np.asarray(cell, dtype=np.float64)
+    if positions.ndim != 2 or positions.shape[1] != 3:
+        raise ValueError(f"positions must have shape (n, 3), received {positions.shape}")
+    if not np.all(np.isfinite(positions)):
+        raise ValueError("positions contain NaN or Inf")
+    perpendicular_widths(cell)
+    if not cutoff > 0:
+        raise ValueError(f"cutoff must be larger than 0, received {cutoff}")
+    calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
+    i, j, images = calculator.compute(positions, cell, periodic=True, quantities="ijS", copy=True)
+    images = np.asarray(images, dtype=np.int64).reshape(-1, 3)
+    order = np.lexsort((images[:, 2], images[:, 1], images[:, 0], j, i))
+    i, j, images = i[order], j[order], images[order]
+    return i.astype(np.int32), j.astype(np.int32), images.astype(np.float64) @ cell
+
+
+def batch_periodic(
+    atomic_numbers: Sequence[np.ndarray],
+    positions: Sequence[np.ndarray],
+    cells: Sequence[np.ndarray],
+    cutoff: float,
+    *,
+    total_charges: Optional[Sequence[float]] = None,
+    pair_cutoff: Optional[float] = 0.0,
+    num_atoms: Optional[int] = None,
+    num_edges: Optional[int] = None,
+    num_pairs: Optional[int] = None,
+    num_molecules: Optional[int] = None,
+    dtype=np.float32,
+) -> Batch:
+    """Pack periodic cells into one padded :class:`Batch` with ``shifts`` and ``cells``.
+
+    Args:
+      atomic_numbers, positions, cells: per structure, (n_k,) ints, (n_k, 3) Å and
+        (3, 3) Å cell vectors as rows.
+      cutoff: message-passing cutoff in Å.
+      total_charges: per-cell total charge in e (default 0).
+      pair_cutoff: reach of the pair terms (:func:`model_pair_cutoff`); a separate
+        pair list (with ``pair_shifts``) is built when it exceeds ``cutoff``.
+      num_atoms, num_edges, num_pairs, num_molecules: padded sizes (default exact);
+        too small raises ValueError (never truncates). Padded cell slots get the
+        unit cell (volume 1, so the stress of an empty slot is a finite 0).
+      dtype: float dtype of positions, shifts, cells and charges.
+
+    Raises:
+      ValueError: mismatched lengths, bad shapes, or ``pair_cutoff=None`` (all pairs
+        of an infinite crystal: use a Coulomb long-range cutoff).
+    """
+    if not len(atomic_numbers) == len(positions) == len(cells):
+        raise ValueError(
+            f"got {len(atomic_numbers)} atomic-number arrays, {len(positions)} position arrays "
+            f"and {len(cells)} cells; they must match"
+        )
+    if len(atomic_numbers) == 0:
+        raise ValueError("cannot build a batch of zero cells")
+    if pair_cutoff is None:
+        raise ValueError(
+            "pair_cutoff=None asks for all pairs, which a periodic system does not have (the Coulomb "
+            "sum is infinite without Ewald); give the model a coulomb_lr_cutoff"
+        )
+    if total_charges is None:
+        total_charges = [0.0] * len(atomic_numbers)
+    separate_pairs = pair_cutoff > cutoff
+    z_all, r_all, edge_parts, pair_parts = [], [], [], []
+    offset = 0
+    for k, (z, r, cell) in enumerate(zip(atomic_numbers, positions, cells)):
+        z = np.asarray(z).reshape(-1)
+        r = np.asarray(r, dtype=np.float64)
+        if r.shape != (z.shape[0], 3):
+            raise ValueError(f"structure {k}: {z.shape[0]} atomic numbers but positions of shape {r.shape}")
+        dst, src, shifts = periodic_pairs(r, cell, cutoff)
+        edge_parts.append((dst + offset, src + offset, shifts))
+        if separate_pairs:
+            pdst, psrc, pshifts = periodic_pairs(r, cell, pair_cutoff)
+            pair_parts.append((pdst + offset, psrc + offset, pshifts))
+        z_all.append(z)
+        r_all.append(r)
+        offset += z.shape[0]
+
+    def joined(parts):
+        return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
+
+    return assemble_batch(
+        z_all, r_all, joined(edge_parts), joined(pair_parts) if separate_pairs else None, total_charges,
+        [np.asarray(c, dtype=np.float64) for c in cells],
+        num_atoms=num_atoms, num_edges=num_edges, num_pairs=num_pairs, num_molecules=num_molecules, dtype=dtype,
+    )
+
+
+def predict_periodic(model, params, atomic_numbers, positions, cell, total_charge: float = 0.0, dtype=None) -> dict:
+    """Energy, forces and stress of one periodic cell, as NumPy.
+
+    Args:
+      model: a :class:`physnetjax.PhysNet` (its pair terms must have a finite reach).
+      params: its variables.
+      atomic_numbers: (n,) ints in [1, max_atomic_number].
+      positions: (n, 3) Å.  cell: (3, 3) Å, vectors as rows.
+      total_charge: e.  dtype: compute dtype (default float64 under x64 for float64 input).
+
+    Returns:
+      dict with ``energy`` (eV), ``forces`` (n, 3) eV/Å, ``stress`` (3, 3) eV/Å³
+      (σ = (1/V) ∂E/∂ε: positive under tension, pressure = −tr σ / 3), ``charges`` (n,)
+      or None, ``electrostatics`` and ``repulsion`` (eV).
+    """
+    from physnetjax.predict import _jitted_apply, validate_structure  # predict imports this package
+
+    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number)
+    if dtype is None:
+        dtype = np.float64 if (r.dtype == np.float64 and jax.config.jax_enable_x64) else np.float32
+    batch = batch_periodic(
+        [z], [r], [cell], model.cutoff, total_charges=[total_charge], pair_cutoff=model_pair_cutoff(model),
+        dtype=dtype,
+    )
+    out = _jitted_apply(model)(params, batch)
+    n = z.shape[0]
+    return {
+        "energy": float(out["energy"][0]),
+        "forces": np.asarray(out["forces"][:n]),
+        "stress": np.asarray(out["stress"][0]),
+        "charges": None if out["charges"] is None else np.asarray(out["charges"][:n]),
+        "electrostatics": float(out["electrostatics"][0]),
+        "repulsion": float(out["repulsion"][0]),
+    }
+
