@@ -1,0 +1,320 @@
+"""In-memory datasets of labelled molecules, read from PhysNet ``.npz`` or any ASE-readable file.
+
+A :class:`Dataset` holds M frames zero-padded to n atoms (padded atoms have Z = 0
+and sit after the real ones). Everything is converted on reading to the internal
+units — Å, eV, eV/Å, e·Å, e — in float64. A frame that lacks a label (an ASE frame
+without forces, a file without dipoles) has its ``has_*`` flag False; the trainer
+masks it out of the loss instead of filling in zeros.
+
+Every inconsistency is a :class:`DataError` naming the file, the key and the
+frame(s); duplicated frames only warn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from physnetjax.units import dipole_factor, energy_factor, force_factor
+
+MAX_ATOMIC_NUMBER = 118
+LABELS = ("E", "F", "D", "Q")
+"""Label keys: energy (M,) eV, forces (M, n, 3) eV/Å, dipole (M, 3) e·Å, total charge (M,) e."""
+
+
+class DataError(ValueError):
+    """A data file is malformed; the message names the file, the key and the frame(s)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """M labelled molecules, zero-padded to n atoms, internal units, float64.
+
+    Fields:
+      Z: (M, n) int32 atomic numbers, 0 for padding.
+      R: (M, n, 3) positions in Å.
+      N: (M,) int32 number of real atoms.
+      E: (M,) energy in eV; F: (M, n, 3) forces in eV/Å; D: (M, 3) dipole in e·Å
+        about the coordinate origin; Q: (M,) total charge in e (also a model input).
+      has_E, has_F, has_D, has_Q: (M,) bool, whether the frame carries that label
+        (the label array holds 0 where it does not).
+      sources: (M,) str "file[frame]" of each frame, for messages.
+    """
+
+    Z: np.ndarray
+    R: np.ndarray
+    N: np.ndarray
+    E: np.ndarray
+    F: np.ndarray
+    D: np.ndarray
+    Q: np.ndarray
+    has_E: np.ndarray
+    has_F: np.ndarray
+    has_D: np.ndarray
+    has_Q: np.ndarray
+    sources: np.ndarray
+
+    def __len__(self) -> int:
+        return self.Z.shape[0]
+
+    @property
+    def max_atoms(self) -> int:
+        return self.Z.shape[1]
+
+    def subset(self, indices) -> "Dataset":
+        """The frames ``indices`` (any NumPy index) as a new dataset."""
+        return Dataset(**{f.name: getattr(self, f.name)[indices] for f in dataclasses.fields(self)})
+
+    def summary(self) -> str:
+        labels = ",".join(k for k in LABELS if getattr(self, f"has_{k}").any())
+        elements = sorted(set(np.unique(self.Z).tolist()) - {0})
+        return f"{len(self)} frames, up to {self.max_atoms} atoms, elements {elements}, labels {labels}"
+
+
+def concatenate(datasets: Sequence[Dataset]) -> Dataset:
+    """Join datasets, padding all to the largest atom count."""
+    if not datasets:
+        raise ValueError("concatenate needs at least one dataset")
+    n = max(d.max_atoms for d in datasets)
+
+    def pad(a, axis_len):
+        if a.ndim < 2 or a.shape[1] == axis_len:
+            return a
+        widths = [(0, 0), (0, axis_len - a.shape[1])] + [(0, 0)] * (a.ndim - 2)
+        return np.pad(a, widths)
+
+    fields = {}
+    for f in dataclasses.fields(Dataset):
+        parts = [getattr(d, f.name) for d in datasets]
+        if f.name in ("Z", "R", "F"):
+            parts = [pad(p, n) for p in parts]
+        fields[f.name] = np.concatenate(parts)
+    return Dataset(**fields)
+
+
+def _unit_factors(energy_unit: str, force_unit: Optional[str], dipole_unit: str) -> tuple[float, float, float]:
+    """(energy, force, dipole) factors to eV, eV/Å, e·Å; ``force_unit`` like 'kcal/mol/A' (None → energy_unit/Å)."""
+    e = energy_factor(energy_unit)
+    if force_unit is None:
+        f = force_factor(energy_unit, "A")
+    else:
+        if "/" not in force_unit:
+            raise ValueError(f"force unit must look like ENERGY/LENGTH (e.g. 'kcal/mol/A'), received {force_unit!r}")
+        f_energy, f_length = force_unit.rsplit("/", 1)
+        f = force_factor(f_energy, f_length)
+    return e, f, dipole_factor(dipole_unit)
+
+
+def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None, dipole_unit: str = "eA") -> Dataset:
+    """Read a PhysNet-style ``.npz`` (keys R, Z, N, E, F, optional D, Q) and validate it.
+
+    Shapes: R (M, n, 3) Å; Z (M, n) or (n,) ints, 0 = padding; N (M,) (optional: taken
+    from the non-zero Z when absent); E (M,) or (M, 1); F (M, n, 3); D (M, 3); Q (M,)
+    or (M, 1). At least one of E and F is required. Positions must be in Å; energies,
+    forces and dipoles are converted from the given units.
+
+    Raises:
+      DataError: missing keys, shape mismatches, NaN/Inf, atomic numbers outside
+        [0, 118], N inconsistent with the zero padding of Z — naming file, key, frame.
+    """
+    path = Path(path)
+    e_fac, f_fac, d_fac = _unit_factors(energy_unit, force_unit, dipole_unit)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            raw = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: cannot read as .npz ({err})") from err
+    for key in ("R", "Z"):
+        if key not in raw:
+            raise DataError(f"{path}: missing required key {key!r} (keys present: {sorted(raw)})")
+    if "E" not in raw and "F" not in raw:
+        raise DataError(f"{path}: no labels: needs key 'E' and/or 'F' (keys present: {sorted(raw)})")
+
+    R = np.asarray(raw["R"], dtype=np.float64)
+    if R.ndim != 3 or R.shape[2] != 3:
+        raise DataError(f"{path}: key 'R' must have shape (frames, atoms, 3), received {R.shape}")
+    M, n = R.shape[:2]
+    Z = np.asarray(raw["Z"])
+    if Z.shape == (n,):
+        Z = np.broadcast_to(Z, (M, n))
+    _check_shape(path, "Z", Z, (M, n))
+    if not np.issubdtype(Z.dtype, np.integer):
+        if not np.all(np.isfinite(Z)) or np.any(np.mod(Z, 1) != 0):
+            frame = int(np.nonzero(~(np.isfinite(Z) & (np.mod(Z, 1) == 0)).all(axis=1))[0][0])
+            raise DataError(f"{path}: key 'Z' frame {frame}: atomic numbers must be integers, received {Z[frame]}")
+    Z = Z.astype(np.int32)
+    labels = {}
+    scale = {"E": e_fac, "F": f_fac, "D": d_fac, "Q": 1.0}
+    shapes = {"E": (M,), "F": (M, n, 3), "D": (M, 3), "Q": (M,)}
+    for key in LABELS:
+        if key not in raw:
+            continue
+        value = np.asarray(raw[key], dtype=np.float64)
+        if key in ("E", "Q") and value.shape == (M, 1):
+            value = value[:, 0]
+        _check_shape(path, key, value, shapes[key])
+        labels[key] = value * scale[key]
+    if "N" in raw:
+        N = np.asarray(raw["N"])
+        if N.shape == (M, 1):
+            N = N[:, 0]
+        _check_shape(path, "N", N, (M,))
+        N = N.astype(np.int32)
+    else:
+        N = np.count_nonzero(Z, axis=1).astype(np.int32)
+    sources = np.array([f"{path}[{k}]" for k in range(M)])
+    full = {k: labels.get(k, np.zeros(shapes[k])) for k in LABELS}
+    has = {f"has_{k}": np.full(M, k in labels) for k in LABELS}
+    data = Dataset(Z=Z, R=R, N=N, sources=sources, **full, **has)
+    validate(data, path)
+    return data
+
+
+def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[str] = None,
+             dipole_unit: str = "eA") -> Dataset:
+    """Read any ASE-readable file (extxyz, .traj, ASE .db, ...) and validate it.
+
+    Energies, forces and dipoles come from each frame's calculator results (as
+    ``ase.io`` stores them); a frame without one of them has that label masked.
+    The total charge is ``atoms.info['charge']`` if present, else the sum of the
+    initial charges when set, else unknown (0, masked). Positions must be in Å.
+
+    Raises:
+      DataError: unreadable file, no frames, no energy or force label anywhere,
+        NaN/Inf, or bad atomic numbers — naming file, key and frame.
+    """
+    import ase.io
+
+    path = Path(path)
+    e_fac, f_fac, d_fac = _unit_factors(energy_unit, force_unit, dipole_unit)
+    try:
+        frames = ase.io.read(path, index=index)
+    except Exception as err:
+        raise DataError(f"{path}: ASE cannot read it ({type(err).__name__}: {err})") from err
+    if not isinstance(frames, list):
+        frames = [frames]
+    if not frames:
+        raise DataError(f"{path}: contains no frames")
+    M = len(frames)
+    n = max(len(a) for a in frames)
+    Z = np.zeros((M, n), np.int32)
+    R = np.zeros((M, n, 3))
+    N = np.zeros(M, np.int32)
+    E, F, D, Q = np.zeros(M), np.zeros((M, n, 3)), np.zeros((M, 3)), np.zeros(M)
+    has = {k: np.zeros(M, bool) for k in LABELS}
+    for k, atoms in enumerate(frames):
+        m = len(atoms)
+        N[k] = m
+        Z[k, :m] = atoms.get_atomic_numbers()
+        R[k, :m] = atoms.get_positions()
+        results = atoms.calc.results if atoms.calc is not None else {}
+        if "energy" in results:
+            E[k], has["E"][k] = float(results["energy"]) * e_fac, True
+        if "forces" in results:
+            forces = np.asarray(results["forces"], dtype=np.float64)
+            if forces.shape != (m, 3):
+                raise DataError(f"{path}: key 'forces' frame {k}: expected shape {(m, 3)}, received {forces.shape}")
+            F[k, :m], has["F"][k] = forces * f_fac, True
+        if "dipole" in results:
+            D[k], has["D"][k] = np.asarray(results["dipole"], dtype=np.float64) * d_fac, True
+        if "charge" in atoms.info:
+            Q[k], has["Q"][k] = float(atoms.info["charge"]), True
+        elif atoms.has("initial_charges"):
+            Q[k], has["Q"][k] = float(atoms.get_initial_charges().sum()), True
+    if not (has["E"].any() or has["F"].any()):
+        raise DataError(f"{path}: no frame carries an energy or forces (calculator results 'energy'/'forces')")
+    sources = np.array([f"{path}[{k}]" for k in range(M)])
+    data = Dataset(Z=Z, R=R, N=N, E=E, F=F, D=D, Q=Q, sources=sources, **{f"has_{k}": v for k, v in has.items()})
+    validate(data, path)
+    return data
+
+
+def load_dataset(paths, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
+                 dipole_unit: str = "eA") -> Dataset:
+    """Read one or several files (``.npz`` → :func:`load_npz`, anything else → :func:`load_ase`).
+
+    Several files are concatenated (padded to the largest molecule); a label absent
+    from some files is masked for their frames. Duplicated frames across the files
+    are reported by a warning.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    parts = []
+    for p in paths:
+        if not Path(p).exists():
+            raise DataError(f"{p}: no such file")
+        loader = load_npz if str(p).endswith(".npz") else load_ase
+        parts.append(loader(p, energy_unit=energy_unit, force_unit=force_unit, dipole_unit=dipole_unit))
+    data = parts[0] if len(parts) == 1 else concatenate(parts)
+    if len(parts) > 1:
+        warn_duplicates(data, ", ".join(str(p) for p in paths))
+    return data
+
+
+def bundled_dataset_path() -> Path:
+    """Path of the bundled ethanol GFN2-xTB dataset (see :mod:`physnetjax.data.generate`)."""
+    return Path(__file__).with_name("ethanol_gfn2.npz")
+
+
+def _check_shape(path, key, value, expected) -> None:
+    if value.shape != tuple(expected):
+        raise DataError(f"{path}: key {key!r} has shape {value.shape}, expected {tuple(expected)}")
+
+
+def _first_frames(bad: np.ndarray, limit: int = 5) -> str:
+    frames = np.nonzero(bad)[0]
+    more = f" (and {len(frames) - limit} more)" if len(frames) > limit else ""
+    return ", ".join(str(int(k)) for k in frames[:limit]) + more
+
+
+def validate(data: Dataset, path) -> None:
+    """Check a freshly read dataset; raises :class:`DataError`, warns on duplicated frames.
+
+    Checks: finite R and labels (NaN/Inf name key and frames); atomic numbers in
+    [0, 118]; every frame has ≥ 1 atom; N equals the number of non-zero Z and the
+    padding (Z = 0) comes after the real atoms.
+    """
+    M, n = data.Z.shape
+    for key in ("R",) + LABELS:
+        value = getattr(data, key)
+        bad = ~np.isfinite(value).reshape(M, -1).all(axis=1)
+        if bad.any():
+            raise DataError(f"{path}: key {key!r} has NaN or Inf in frame(s) {_first_frames(bad)}")
+    out_of_range = ((data.Z < 0) | (data.Z > MAX_ATOMIC_NUMBER)).any(axis=1)
+    if out_of_range.any():
+        k = int(np.nonzero(out_of_range)[0][0])
+        raise DataError(
+            f"{path}: key 'Z' has atomic numbers outside [0, {MAX_ATOMIC_NUMBER}] in frame(s) "
+            f"{_first_frames(out_of_range)}; frame {k}: {data.Z[k].tolist()}"
+        )
+    bad_n = (data.N < 1) | (data.N > n)
+    if bad_n.any():
+        raise DataError(f"{path}: key 'N' outside [1, {n}] in frame(s) {_first_frames(bad_n)}")
+    real = np.arange(n)[None, :] < data.N[:, None]
+    inconsistent = ((data.Z > 0) != real).any(axis=1)
+    if inconsistent.any():
+        k = int(np.nonzero(inconsistent)[0][0])
+        raise DataError(
+            f"{path}: key 'N' is inconsistent with the zero padding of 'Z' in frame(s) "
+            f"{_first_frames(inconsistent)}; frame {k}: N={int(data.N[k])}, Z={data.Z[k].tolist()} "
+            "(the first N atomic numbers must be > 0 and the rest 0)"
+        )
+    warn_duplicates(data, path)
+
+
+def warn_duplicates(data: Dataset, where) -> None:
+    """Warn (naming frames) when two frames have identical Z and positions."""
+    keys = np.concatenate([data.Z.astype(np.float64).reshape(len(data), -1), data.R.reshape(len(data), -1)], axis=1)
+    _, first, inverse, counts = np.unique(keys, axis=0, return_index=True, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    dup = np.nonzero(counts[inverse] > 1)[0]
+    dup = dup[dup != first[inverse[dup]]]
+    if len(dup):
+        pairs = ", ".join(f"{data.sources[k]} = {data.sources[first[inverse[k]]]}" for k in dup[:5])
+        more = f" (and {len(dup) - 5} more)" if len(dup) > 5 else ""
+        message = f"{where}: keys 'Z','R': {len(dup)} duplicated frame(s): {pairs}{more}"
+        warnings.warn(message, stacklevel=2)

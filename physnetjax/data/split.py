@@ -1,0 +1,74 @@
+"""Reproducible train/validation/test splits, saved beside a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("train", "valid", "test")
+
+
+def _count(value: float, total: int, name: str) -> int:
+    """A fraction in (0, 1) of ``total`` frames, or an absolute count ≥ 1."""
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, received {value}")
+    return int(round(value * total)) if value < 1 else int(value)
+
+
+def random_split(num_frames: int, valid: float = 0.1, test: float = 0.1, seed: int = 0,
+                 train: float | None = None) -> dict[str, np.ndarray]:
+    """Shuffle ``range(num_frames)`` with ``seed`` and cut it into train/valid/test.
+
+    ``valid``, ``test`` and ``train`` are fractions (< 1) or frame counts (≥ 1);
+    ``train=None`` takes all remaining frames. The same arguments always give the
+    same split. Returns sorted int64 index arrays.
+
+    Raises:
+      ValueError: if the parts need more frames than there are, or train/valid is empty.
+    """
+    n_valid = _count(valid, num_frames, "valid")
+    n_test = _count(test, num_frames, "test")
+    n_train = num_frames - n_valid - n_test if train is None else _count(train, num_frames, "train")
+    if n_train < 1 or n_valid < 1 or n_train + n_valid + n_test > num_frames:
+        raise ValueError(
+            f"cannot split {num_frames} frames into train={n_train}, valid={n_valid}, test={n_test}"
+        )
+    order = np.random.default_rng(seed).permutation(num_frames)
+    parts = np.split(order, [n_train, n_train + n_valid, n_train + n_valid + n_test])[:3]
+    return {name: np.sort(part).astype(np.int64) for name, part in zip(SPLITS, parts)}
+
+
+def check_split(split: dict, num_frames: int, where: str = "split") -> dict[str, np.ndarray]:
+    """Validate index arrays (in range, disjoint, non-empty train/valid); returns int64 arrays."""
+    out = {}
+    for name in SPLITS:
+        idx = np.asarray(split.get(name, np.zeros(0, np.int64))).reshape(-1)
+        if idx.size and not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"{where}: {name!r} indices must be integers, received dtype {idx.dtype}")
+        idx = idx.astype(np.int64)
+        bad = (idx < 0) | (idx >= num_frames)
+        if bad.any():
+            raise ValueError(f"{where}: {name!r} has indices outside [0, {num_frames}): {idx[bad][:5].tolist()}")
+        if len(np.unique(idx)) != len(idx):
+            raise ValueError(f"{where}: {name!r} repeats indices")
+        out[name] = idx
+    for name in ("train", "valid"):
+        if out[name].size == 0:
+            raise ValueError(f"{where}: {name!r} is empty")
+    for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
+        common = np.intersect1d(out[a], out[b])
+        if common.size:
+            raise ValueError(f"{where}: {a!r} and {b!r} share frames {common[:5].tolist()}")
+    return out
+
+
+def save_split(path, split: dict) -> None:
+    """Write the split as ``.npz`` with keys train, valid, test."""
+    np.savez(Path(path), **{name: np.asarray(split[name]) for name in SPLITS})
+
+
+def load_split(path, num_frames: int) -> dict[str, np.ndarray]:
+    """Read a split ``.npz`` (keys train, valid and optionally test) and validate it."""
+    with np.load(Path(path)) as npz:
+        return check_split({k: npz[k] for k in npz.files}, num_frames, str(path))
