@@ -22,6 +22,7 @@ tensorstore/zarr and the rest is JSON.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -160,11 +161,17 @@ def _flat_shapes(tree) -> dict:
 def expected_param_shapes(model) -> dict[str, tuple]:
     """``{"params/Embed_0/embedding": shape, ...}`` of the variables ``model`` creates.
 
-    Only shapes are computed (``jax.eval_shape``: no initialisation is run).
+    Only shapes are computed (``jax.eval_shape``: no initialisation is run), once
+    per model configuration.
     """
+    return dict(_cached_param_shapes(model))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_param_shapes(model) -> tuple:
     from physnetjax.predict import init_params
 
-    return _flat_shapes(jax.eval_shape(lambda: init_params(model, 0)))
+    return tuple(_flat_shapes(jax.eval_shape(lambda: init_params(model, 0))).items())
 
 
 def param_mismatches(model, params) -> list[str]:

@@ -1,0 +1,205 @@
+"""The physnetjax checkpoint format: round trip, train state, atomic writes, clear errors."""
+
+import json
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from conftest import perturbed_params
+from physnetjax import PhysNet, init_params, load_checkpoint, load_train_state, save_checkpoint
+from physnetjax.checkpoint import CheckpointError, format as ckformat
+from physnetjax.neighbors import apply_batch, batch_molecules, model_pair_cutoff
+
+MODEL = PhysNet(features=8, max_degree=1, num_iterations=2, n_res=1, charges=True, zbl=True,
+                element_energies=tuple(-0.5 * z for z in range(119)))
+APPLY = jax.jit(apply_batch, static_argnums=0)
+METADATA = {"E0s": {"1": -13.6, "8": -2041.3}, "epochs": 12, "note": "Å, eV", "nested": [1, [2.5, None]]}
+
+
+def energies_and_forces(model, params, molecules):
+    z, r = molecules["ethanol"]
+    batch = batch_molecules([z], [r], model.cutoff, pair_cutoff=model_pair_cutoff(model), dtype=np.float64)
+    out = APPLY(model, params, batch)
+    return np.asarray(out["energy"]), np.asarray(out["forces"]), np.asarray(out["charges"])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small model with non-trivial (noisy) float64 params, saved once with a train state."""
+    params = perturbed_params(init_params(MODEL, 3), scale=0.3, seed=1)
+    params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), params)
+    tx = optax.chain(optax.clip_by_global_norm(10.0), optax.amsgrad(1e-3))
+    train_state = {"opt_state": tx.init(params), "ema_params": params, "epoch": 7, "best_loss": 0.25,
+                   "key": jax.random.PRNGKey(5), "typed_key": jax.random.key(9)}
+    path = save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model", MODEL, params, METADATA,
+                           train_state=train_state)
+    return path, params, train_state
+
+
+@pytest.fixture(scope="module")
+def fresh_params(trained):
+    return trained[1]
+
+
+def test_round_trip_is_bit_for_bit(trained, molecules):
+    path, params, _ = trained
+    model, loaded, metadata = load_checkpoint(path)
+    assert model == MODEL
+    assert metadata == METADATA
+    flat, flat_loaded = jax.tree_util.tree_leaves_with_path(params), jax.tree_util.tree_leaves_with_path(loaded)
+    assert [p for p, _ in flat] == [p for p, _ in flat_loaded]
+    for (_, a), (_, b) in zip(flat, flat_loaded):
+        assert b.dtype == a.dtype == jnp.float64
+        np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
+    before = energies_and_forces(MODEL, params, molecules)
+    after = energies_and_forces(model, loaded, molecules)
+    for x, y in zip(before, after):
+        assert x.dtype == y.dtype == np.float64
+        np.testing.assert_array_equal(x, y)
+    assert np.abs(before[2]).max() > 0.0, "charges must be non-trivial for the test to mean anything"
+
+
+def test_config_json_contents(trained):
+    path, _, _ = trained
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    assert config["format_version"] == ckformat.FORMAT_VERSION == 1
+    assert config["units"] == {"length": "Å", "energy": "eV", "forces": "eV/Å", "charge": "e", "dipole": "e·Å"}
+    assert config["model"]["element_energies"][8] == -4.0
+    assert any(name.startswith("params/") for name in config["files"])
+    assert any(name.startswith("train_state/") for name in config["files"])
+
+
+def test_train_state_restores_into_target(trained):
+    path, params, state = trained
+    restored = load_train_state(path, target=state)
+    assert jax.tree_util.tree_structure(restored) == jax.tree_util.tree_structure(state)
+    assert isinstance(restored["opt_state"][1][0], type(state["opt_state"][1][0]))
+    assert restored["epoch"] == 7 and restored["best_loss"] == 0.25
+    assert jax.dtypes.issubdtype(restored["typed_key"].dtype, jax.dtypes.prng_key)
+    np.testing.assert_array_equal(jax.random.key_data(restored["typed_key"]), jax.random.key_data(state["typed_key"]))
+    for a, b in zip(jax.tree_util.tree_leaves(state["opt_state"]), jax.tree_util.tree_leaves(restored["opt_state"])):
+        assert isinstance(b, jax.Array) and a.dtype == b.dtype
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    raw = load_train_state(path)
+    assert raw["epoch"] == 7 and set(raw["opt_state"]) == {"0", "1"}
+
+
+def test_train_state_target_mismatch(trained):
+    path, _, state = trained
+    wrong = dict(state, key=jnp.zeros(3, dtype=jnp.uint32))
+    with pytest.raises(CheckpointError, match="shape"):
+        load_train_state(path, target=wrong)
+
+
+def test_missing_train_state(tmp_path, fresh_params):
+    path = save_checkpoint(tmp_path / "m", MODEL, fresh_params)
+    with pytest.raises(CheckpointError, match="no train state"):
+        load_train_state(path)
+    assert load_checkpoint(path)[2] == {}
+
+
+def test_relative_path_and_overwrite(tmp_path, monkeypatch, trained):
+    _, params, _ = trained
+    monkeypatch.chdir(tmp_path)
+    path = save_checkpoint("rel/ckpt", MODEL, params, {"run": 1})
+    assert path == (tmp_path / "rel" / "ckpt").resolve()
+    assert load_checkpoint("rel/ckpt")[2] == {"run": 1}
+    with pytest.raises(FileExistsError, match="overwrite"):
+        save_checkpoint("rel/ckpt", MODEL, params, {"run": 2})
+    save_checkpoint("rel/ckpt", MODEL, params, {"run": 2}, overwrite=True)
+    assert load_checkpoint("rel/ckpt")[2] == {"run": 2}
+    assert sorted(p.name for p in (tmp_path / "rel").iterdir()) == ["ckpt"]
+    (tmp_path / "precious").mkdir()
+    with pytest.raises(CheckpointError, match="not a physnetjax checkpoint"):
+        save_checkpoint("precious", MODEL, params, overwrite=True)
+
+
+def test_interrupted_save_keeps_previous_checkpoint(tmp_path, monkeypatch, trained):
+    _, params, _ = trained
+    path = save_checkpoint(tmp_path / "ckpt", MODEL, params, {"version": "old"})
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("simulated crash while writing")
+
+    monkeypatch.setattr(ckformat, "_file_table", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, MODEL, params, {"version": "new"}, overwrite=True)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path / "fresh", MODEL, params)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    assert load_checkpoint(path)[2] == {"version": "old"}
+
+
+def test_params_that_do_not_fit_are_named(tmp_path, fresh_params):
+    inner = dict(fresh_params["params"])
+    del inner["energy_bias"]
+    with pytest.raises(CheckpointError, match="params/energy_bias: missing"):
+        save_checkpoint(tmp_path / "x", MODEL, {"params": inner})
+    assert not (tmp_path / "x").exists()
+
+
+def test_metadata_must_be_json(tmp_path, fresh_params):
+    with pytest.raises(TypeError, match="JSON"):
+        save_checkpoint(tmp_path / "x", MODEL, fresh_params, {"bad": object()})
+
+
+@pytest.fixture()
+def copy_of(trained, tmp_path):
+    path = shutil.copytree(trained[0], tmp_path / "copy")
+    return path
+
+
+def test_deleted_file_is_reported(copy_of):
+    victim = sorted(p for p in (copy_of / "params").rglob("*") if p.is_file())[-1]
+    victim.unlink()
+    with pytest.raises(CheckpointError, match=f"{victim.name} is missing"):
+        load_checkpoint(copy_of)
+
+
+def test_truncated_file_is_reported(copy_of):
+    victim = max((p for p in (copy_of / "params").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(copy_of)
+
+
+def test_altered_file_is_reported(copy_of):
+    victim = max((p for p in (copy_of / "train_state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_train_state(copy_of)
+
+
+def test_missing_or_broken_config(copy_of):
+    (copy_of / "config.json").write_text('{"format_version": 1, "model": {', encoding="utf-8")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(copy_of)
+    (copy_of / "config.json").unlink()
+    with pytest.raises(CheckpointError, match="incomplete"):
+        load_checkpoint(copy_of)
+
+
+def test_future_format_version(copy_of):
+    config = json.loads((copy_of / "config.json").read_text(encoding="utf-8"))
+    config["format_version"] = 2
+    (copy_of / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="format_version 2.*reads format_version <= 1"):
+        load_checkpoint(copy_of)
+
+
+def test_not_a_checkpoint(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(CheckpointError, match="is not a checkpoint"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="is not a checkpoint"):
+        load_checkpoint(tmp_path / "notes.txt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="weights"):
+        load_checkpoint(tmp_path, weights="best")
