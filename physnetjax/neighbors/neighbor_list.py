@@ -47,6 +47,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+import vesin
 
 from physnetjax.neighbors.batch import Batch
 
@@ -100,7 +101,8 @@ class NeighborListFns(NamedTuple):
 
     allocate(positions) -> NeighborList: host function, sizes every buffer from the
       current positions (× capacity_multiplier) and builds the list.
-    update(positions, nbrs) -> NeighborList: pure and jit-able; rebuilds when
+    update(positions, nbrs) -> NeighborList: pure and jitted (callable inside other
+      jitted code, e.g. an MD step or ``lax.scan``); rebuilds when
       :func:`needs_update` says so, else returns ``nbrs`` with nothing changed.
     """
 
@@ -108,12 +110,12 @@ class NeighborListFns(NamedTuple):
     update: Callable[[jax.Array, NeighborList], NeighborList]
 
     def safe_update(self, positions, nbrs: NeighborList) -> NeighborList:
-        """Jitted ``update`` that never returns an overflowed list.
+        """``update`` that never returns an overflowed list (host function).
 
         If the list overflowed (now or in an earlier unchecked update), it is
         re-allocated from ``positions`` with fresh capacity and a warning is logged.
         """
-        updated = _jitted(self.update)(positions, nbrs)
+        updated = self.update(positions, nbrs)
         if not bool(updated.did_overflow):
             return updated
         logger.warning(
@@ -126,11 +128,12 @@ class NeighborListFns(NamedTuple):
 def needs_update(positions, nbrs: NeighborList) -> jax.Array:
     """True when some atom moved more than skin/2 since the last build.
 
-    max_i |r_i − r_i^ref| > skin/2 (Å). Lists of all pairs (``cutoff=None``) never
-    need an update. Works inside ``jit``; returns a () bool array.
+    max_i |r_i − r_i^ref| > skin/2 (Å). A list that was never built has reference
+    positions at infinity, so it always needs one; after that, lists of all pairs
+    (``cutoff=None``) never need an update. Works inside ``jit``; returns a () bool.
     """
     if nbrs.cutoff is None:
-        return jnp.zeros((), dtype=bool)
+        return jnp.any(~jnp.isfinite(nbrs.reference_positions))
     moved = jnp.sum((positions - nbrs.reference_positions) ** 2, axis=-1)
     return jnp.max(moved) > (0.5 * nbrs.skin) ** 2
 
@@ -217,10 +220,9 @@ def neighbor_list(
     def build(positions, nbrs: NeighborList) -> NeighborList:
         return _build(positions, nbrs, list_radius, cell_np, stencil, method)
 
+    @jax.jit
     def update(positions, nbrs: NeighborList) -> NeighborList:
         return jax.lax.cond(needs_update(positions, nbrs), build, lambda _, old: old, positions, nbrs)
-
-    jitted_build = jax.jit(build)
 
     def allocate(positions) -> NeighborList:
         positions_np = np.asarray(positions)
@@ -238,13 +240,16 @@ def neighbor_list(
             occupancy = _host_max_occupancy(positions_np, cell_np, local_grid, origin, length)
             cell_capacity = min(n, math.ceil(occupancy * capacity_multiplier))
         if list_radius is None:
-            capacity = max(1, n * (n - 1))
+            needed, multiplier = n * (n - 1), 1.0
         else:
-            probe = jitted_build(positions, _empty(n, 1, cell_capacity, local_grid, origin, length,
-                                                   list_radius, skin, periodic, positions.dtype))
-            capacity = max(1, math.ceil(int(probe.num_pairs) * capacity_multiplier))
-        nbrs = jitted_build(positions, _empty(n, capacity, cell_capacity, local_grid, origin, length,
-                                              list_radius, skin, periodic, positions.dtype))
+            needed, multiplier = _host_pair_count(positions_np, cell_np, list_radius), capacity_multiplier
+        for _ in range(2):
+            capacity = max(1, math.ceil(needed * multiplier))
+            nbrs = update(positions, _empty(n, capacity, cell_capacity, local_grid, origin, length,
+                                            list_radius, skin, periodic, positions.dtype))
+            if not bool(nbrs.did_overflow):
+                break
+            needed = int(nbrs.num_pairs)  # float32 rounding put a pair the host missed inside the radius
         return check_overflow(nbrs)
 
     return NeighborListFns(allocate, update)
@@ -314,13 +319,12 @@ def batch_from_neighbors(
 # -- internals --------------------------------------------------------------------------
 
 
-_JITTED: dict = {}
-
-
-def _jitted(fn):
-    if fn not in _JITTED:
-        _JITTED[fn] = jax.jit(fn)
-    return _JITTED[fn]
+def _host_pair_count(positions: np.ndarray, cell, radius: float) -> int:
+    """Number of directed pairs within ``radius`` (all images), counted by vesin in float64."""
+    box = np.zeros((3, 3)) if cell is None else cell
+    calculator = vesin.NeighborList(cutoff=float(radius), full_list=True)
+    (i,) = calculator.compute(positions.astype(np.float64), box, periodic=cell is not None, quantities="i")
+    return int(len(i))
 
 
 def _stencil(grid, widths, radius) -> np.ndarray:

@@ -1,0 +1,226 @@
+"""Neighbor lists (host and in-jit) against a brute-force O(N²) all-images reference."""
+
+import itertools
+import logging
+
+import jax
+import numpy as np
+import pytest
+
+from physnetjax.neighbors import (
+    NeighborListOverflowError,
+    batch_molecules,
+    batch_periodic,
+    check_overflow,
+    needs_update,
+    neighbor_list,
+    periodic_pairs,
+)
+from physnetjax.neighbors.neighbor_list import perpendicular_widths
+
+CUTOFF = 3.5
+
+
+def brute_force_pairs(positions, cutoff, cell=None) -> set:
+    """All (i, j, n_a, n_b, n_c) with |r_j − r_i + n·cell| < cutoff, i ≠ j or n ≠ 0.
+
+    Every atom pair (i, j) against every image n with |n_a| ≤ ceil(cutoff / w_a) + 1, a
+    superset of the images in reach (no cell list, no binning).
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    if cell is None:
+        images = [(0, 0, 0)]
+    else:
+        reach = [int(np.ceil(cutoff / w)) + 1 for w in perpendicular_widths(cell)]
+        images = list(itertools.product(*[range(-k, k + 1) for k in reach]))
+    found = set()
+    n = len(positions)
+    for image in images:
+        shift = np.zeros(3) if cell is None else np.asarray(image, dtype=np.float64) @ cell
+        distance = np.linalg.norm(positions[None, :, :] - positions[:, None, :] + shift, axis=-1)
+        if image == (0, 0, 0):
+            distance[np.arange(n), np.arange(n)] = np.inf
+        found.update((int(i), int(j)) + tuple(image) for i, j in zip(*np.nonzero(distance < cutoff)))
+    return found
+
+
+def as_set(dst, src, mask=None, shifts=None, cell=None) -> set:
+    """(dst, src, image) triples of a list; images recovered from the cartesian shifts."""
+    dst, src = np.asarray(dst), np.asarray(src)
+    mask = np.ones(dst.shape, dtype=bool) if mask is None else np.asarray(mask)
+    if cell is None:
+        return {(int(a), int(b), 0, 0, 0) for a, b in zip(dst[mask], src[mask])}
+    images = np.asarray(shifts)[mask] @ np.linalg.inv(cell)
+    assert np.allclose(images, np.rint(images), atol=1e-9), "shifts are not lattice vectors"
+    images = np.rint(images).astype(int)
+    return {(int(a), int(b)) + tuple(int(x) for x in n) for a, b, n in zip(dst[mask], src[mask], images)}
+
+
+def water_box(repeats: int, seed: int = 0):
+    """Water-like periodic box: one H2O (O–H 0.96 Å, 104.5°) per 3.1 Å cubic site, random orientation."""
+    rng = np.random.default_rng(seed)
+    spacing = 3.1
+    angle = np.deg2rad(104.5)
+    local = np.array([[0, 0, 0], [0.96, 0, 0], [0.96 * np.cos(angle), 0.96 * np.sin(angle), 0]])
+    positions, numbers = [], []
+    for site in itertools.product(range(repeats), repeat=3):
+        q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        positions.append(local @ q.T + spacing * np.asarray(site) + rng.uniform(-0.2, 0.2, 3))
+        numbers += [8, 1, 1]
+    return np.asarray(numbers), np.concatenate(positions), np.eye(3) * spacing * repeats
+
+
+TRICLINIC = np.array([[6.0, 0.0, 0.0], [2.0, 5.5, 0.0], [1.0, 1.5, 5.0]])
+SMALL = np.array([[3.0, 0.0, 0.0], [0.5, 3.2, 0.0], [0.3, 0.2, 2.9]])  # narrower than the cutoff
+
+
+def systems():
+    rng = np.random.default_rng(1)
+    _, water, water_cell = water_box(3)
+    return {
+        "molecule": (rng.uniform(0, 7, (30, 3)), None),
+        "water": (water, water_cell),
+        "triclinic": (rng.uniform(-0.3, 1.3, (24, 3)) @ TRICLINIC, TRICLINIC),
+        "small_cell": (rng.uniform(0, 1, (5, 3)) @ SMALL, SMALL),
+    }
+
+
+@pytest.fixture(scope="module")
+def references():
+    return {name: brute_force_pairs(r, CUTOFF, cell) for name, (r, cell) in systems().items()}
+
+
+@pytest.mark.parametrize("name", ["molecule", "water", "triclinic", "small_cell"])
+@pytest.mark.parametrize("method", ["dense", "cell"])
+def test_in_jit_list_equals_brute_force(name, method, references):
+    positions, cell = systems()[name]
+    allocate, _ = neighbor_list(CUTOFF, skin=0.0, method=method, cell=cell)
+    nbrs = allocate(positions)
+    assert not bool(nbrs.did_overflow)
+    got = as_set(nbrs.dst_idx, nbrs.src_idx, nbrs.mask, nbrs.shifts, cell)
+    assert got == references[name]
+    assert int(nbrs.mask.sum()) == len(references[name])  # no duplicates
+    masked = ~np.asarray(nbrs.mask)
+    assert np.all(np.asarray(nbrs.dst_idx)[masked] == len(positions) - 1)
+
+
+@pytest.mark.parametrize("name", ["water", "triclinic", "small_cell"])
+def test_host_periodic_list_equals_brute_force(name, references):
+    positions, cell = systems()[name]
+    dst, src, shifts = periodic_pairs(positions, cell, CUTOFF)
+    assert len(dst) == len(references[name])
+    assert as_set(dst, src, None, shifts, cell) == references[name]
+
+
+def test_host_molecule_list_equals_brute_force(references):
+    positions, _ = systems()["molecule"]
+    batch = batch_molecules([np.ones(len(positions), int)], [positions], CUTOFF)
+    assert as_set(batch.dst_idx, batch.src_idx, batch.edge_mask) == references["molecule"]
+
+
+def test_small_cell_has_self_images_and_repeated_neighbours():
+    positions, cell = systems()["small_cell"]
+    assert perpendicular_widths(cell).min() < CUTOFF  # the case the test is about
+    found = brute_force_pairs(positions, CUTOFF, cell)
+    assert any(i == j for i, j, *_ in found)
+    pairs = [(i, j) for i, j, *_ in found]
+    assert len(set(pairs)) < len(pairs)
+
+
+def test_batch_periodic_packs_shifts_and_cells():
+    positions, cell = systems()["triclinic"]
+    z = np.ones(len(positions), int)
+    batch = batch_periodic([z, z], [positions, positions], [cell, cell], CUTOFF, pair_cutoff=4.5,
+                           num_atoms=56, num_edges=4096, num_pairs=8192, num_molecules=3, dtype=np.float64)
+    n = len(positions)
+    edges = as_set(batch.dst_idx, batch.src_idx, batch.edge_mask, batch.shifts, cell)
+    first = {e for e in edges if e[0] < n}
+    second = {(i - n, j - n) + tuple(img) for i, j, *img in edges if i >= n}
+    assert first == second == brute_force_pairs(positions, CUTOFF, cell)
+    pairs = as_set(batch.pair_dst, batch.pair_src, batch.pair_mask, batch.pair_shifts, cell)
+    assert {e for e in pairs if e[0] < n} == brute_force_pairs(positions, 4.5, cell)
+    assert batch.cells.shape == (3, 3, 3) and np.allclose(batch.cells[:2], cell)
+    assert batch.shape_key == (56, 4096, 8192, 3, True)
+
+
+def test_batch_periodic_refuses_bad_input():
+    positions, cell = systems()["triclinic"]
+    z = np.ones(len(positions), int)
+    with pytest.raises(ValueError, match="all pairs"):
+        batch_periodic([z], [positions], [cell], CUTOFF, pair_cutoff=None)
+    with pytest.raises(ValueError, match="num_edges"):
+        batch_periodic([z], [positions], [cell], CUTOFF, num_edges=3)
+    with pytest.raises(ValueError, match="singular"):
+        batch_periodic([z], [positions], [np.zeros((3, 3))], CUTOFF)
+
+
+def test_dense_all_pairs_and_argument_checks():
+    positions, _ = systems()["molecule"]
+    allocate, update = neighbor_list(None, method="dense")
+    nbrs = allocate(positions)
+    n = len(positions)
+    assert nbrs.capacity == n * (n - 1) and int(nbrs.mask.sum()) == n * (n - 1)
+    assert not bool(needs_update(positions + 100.0, nbrs))
+    with pytest.raises(ValueError, match="method"):
+        neighbor_list(3.0, method="verlet")
+    with pytest.raises(ValueError, match="cutoff=None"):
+        neighbor_list(None, method="cell")
+    with pytest.raises(ValueError, match="capacity_multiplier"):
+        neighbor_list(3.0, capacity_multiplier=0.5)
+    with pytest.raises(ValueError, match="NaN"):
+        neighbor_list(3.0)[0](np.full((3, 3), np.nan))
+
+
+@pytest.mark.parametrize("method", ["dense", "cell"])
+def test_skin_rebuilds_only_after_half_skin(method):
+    positions, cell = systems()["triclinic"]
+    allocate, update = neighbor_list(CUTOFF, skin=0.5, method=method, cell=cell)
+    nbrs = allocate(positions)
+    small = positions.copy()
+    small[3] += np.array([0.24, 0.0, 0.0])
+    kept = update(small, nbrs)
+    assert not bool(needs_update(small, nbrs))
+    np.testing.assert_array_equal(kept.reference_positions, nbrs.reference_positions)
+    # the list built at `positions` with the skin still holds every pair within the cutoff
+    assert brute_force_pairs(small, CUTOFF, cell) <= as_set(kept.dst_idx, kept.src_idx, kept.mask, kept.shifts, cell)
+    large = positions.copy()
+    large[3] += np.array([0.26, 0.0, 0.0])
+    assert bool(needs_update(large, nbrs))
+    rebuilt = update(large, nbrs)
+    np.testing.assert_array_equal(rebuilt.reference_positions, large)
+    assert as_set(rebuilt.dst_idx, rebuilt.src_idx, rebuilt.mask, rebuilt.shifts, cell) == brute_force_pairs(
+        large, CUTOFF + 0.5, cell
+    )
+
+
+@pytest.mark.parametrize("method,cell", [("dense", None), ("cell", None), ("cell", TRICLINIC)])
+def test_overflow_is_flagged_never_silent(method, cell, caplog):
+    """Squeeze the atoms together until a buffer is too small; every unflagged list is complete."""
+    rng = np.random.default_rng(3)
+    frame = np.eye(3) * 6.0 if cell is None else cell
+    positions = rng.uniform(0, 1, (20, 3)) @ frame
+    fns = neighbor_list(2.0, skin=0.2, method=method, cell=cell, capacity_multiplier=1.0)
+    update = fns.update
+    nbrs = fns.allocate(positions)
+    centre = positions.mean(axis=0)
+    overflowed = False
+    for step in range(1, 12):
+        squeezed = centre + (positions - centre) * 0.85**step
+        nbrs = update(squeezed, nbrs)
+        if bool(nbrs.did_overflow):
+            overflowed = True
+            break
+        listed = as_set(nbrs.dst_idx, nbrs.src_idx, nbrs.mask, nbrs.shifts, cell)
+        assert brute_force_pairs(squeezed, 2.0, cell) <= listed
+    assert overflowed, "the squeeze never exceeded the capacity"
+    assert int(nbrs.num_pairs) > nbrs.capacity or int(nbrs.max_occupancy) > nbrs.cell_capacity
+    with pytest.raises(NeighborListOverflowError, match="overflowed"):
+        check_overflow(nbrs)
+    # sticky: a later update that needs no rebuild keeps the flag
+    assert bool(update(squeezed, nbrs).did_overflow)
+    with caplog.at_level(logging.WARNING, logger="physnetjax.neighbors.neighbor_list"):
+        fresh = fns.safe_update(squeezed, nbrs)
+    assert "re-allocating" in caplog.text
+    assert not bool(fresh.did_overflow) and fresh.capacity >= int(nbrs.num_pairs)
+    listed = as_set(fresh.dst_idx, fresh.src_idx, fresh.mask, fresh.shifts, cell)
+    assert listed == brute_force_pairs(squeezed, 2.2, cell)
