@@ -40,9 +40,8 @@ def omega_si_per_fs(k_ev_per_a2, mass_amu):
 
 @pytest.fixture(scope="module", autouse=True)
 def x64():
+    """Physics checks run in float64 (tests/conftest.py enables x64 for the whole suite)."""
     jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
 
 
 def diatomic_energy_force(positions, nbrs):

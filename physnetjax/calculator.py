@@ -1,0 +1,232 @@
+"""ASE calculator for PhysNet models.
+
+:class:`PhysNetCalculator` evaluates energy and free_energy (eV), forces (eV/Å), and,
+when the model predicts charges, charges (e) and dipole (e·Å, μ = Σ_i q_i r_i about
+the origin of the given coordinates); for fully periodic cells also stress (eV/Å³,
+Voigt order xx, yy, zz, yz, xz, xy, σ = (1/V) ∂E/∂ε as in ASE).
+
+Every call rebuilds the neighbor lists on the host (vesin, full directed list with
+periodic image shifts) from the atoms as they are now, so a change of positions,
+atomic numbers, cell or PBC can never be served a stale list. Atoms and edges are
+padded up to bucket sizes (:func:`physnetjax.neighbors.round_up`), and an already
+compiled shape is reused whenever it fits, so an MD run or a scan over systems of
+similar size compiles only a handful of times; calculators of the same model
+share their compilations.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import jax
+import numpy as np
+import vesin
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from physnetjax.neighbors.batch import Batch, apply_batch, model_pair_cutoff
+from physnetjax.neighbors.molecules import molecule_pairs, round_up
+from physnetjax.predict import validate_structure
+
+logger = logging.getLogger(__name__)
+
+
+def cast_params(params, dtype):
+    """``params`` with every floating-point leaf cast to ``dtype``."""
+    dtype = np.dtype(dtype)
+
+    def cast(x):
+        return x.astype(dtype) if np.issubdtype(np.asarray(x).dtype, np.floating) else x
+
+    return jax.tree.map(cast, params)
+
+
+def _check_dtype(dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, received {dtype}")
+    if dtype == np.float64 and not jax.config.jax_enable_x64:
+        raise ValueError(
+            "dtype float64 needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) first"
+        )
+    return dtype
+
+
+_JIT_CACHE: dict = {}
+
+
+def _jitted_apply(model):
+    """One jitted ``apply_batch`` per model configuration, shared by all calculators of that model."""
+    if model not in _JIT_CACHE:
+        _JIT_CACHE[model] = jax.jit(lambda p, batch: apply_batch(model, p, batch))
+    return _JIT_CACHE[model]
+
+
+class PhysNetCalculator(Calculator):
+    """ASE calculator running a :class:`physnetjax.PhysNet` model.
+
+    Args:
+      model, params: the model and its variables ``{"params": ...}``; or
+      checkpoint: a checkpoint directory (new or legacy format) instead of them.
+      dtype: ``"float32"`` (default) or ``"float64"`` (needs ``jax_enable_x64``).
+      total_charge: total charge Q in e (default: ``atoms.info["charge"]`` if set, else 0).
+      atom_bucket, edge_bucket: padding multiples for atoms and edges/pairs.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "charges", "dipole", "stress"]
+
+    def __init__(
+        self,
+        model=None,
+        params=None,
+        *,
+        checkpoint: Optional[str] = None,
+        dtype="float32",
+        total_charge: Optional[float] = None,
+        atom_bucket: int = 16,
+        edge_bucket: int = 256,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if checkpoint is not None:
+            if model is not None or params is not None:
+                raise ValueError("give either checkpoint or (model, params), not both")
+            from physnetjax.checkpoint import load_checkpoint
+
+            model, params, _ = load_checkpoint(checkpoint)
+        if model is None or params is None:
+            raise ValueError("PhysNetCalculator needs (model, params) or checkpoint=PATH")
+        self.model = model
+        self.dtype = _check_dtype(dtype)
+        self.params = cast_params(params, self.dtype)
+        self.total_charge = total_charge
+        self.atom_bucket = atom_bucket
+        self.edge_bucket = edge_bucket
+        self.pair_cutoff = model_pair_cutoff(model)
+        self.implemented_properties = ["energy", "free_energy", "forces", "stress"] + (
+            ["charges", "dipole"] if model.charges else []
+        )
+        self._apply = _jitted_apply(model)
+        self._shapes: set[tuple] = set()
+        self._neighbors = vesin.NeighborList(cutoff=float(model.cutoff), full_list=True)
+        self._pairs = None
+        if self.pair_cutoff is not None and self.pair_cutoff > model.cutoff:
+            self._pairs = vesin.NeighborList(cutoff=float(self.pair_cutoff), full_list=True)
+
+    @classmethod
+    def from_checkpoint(cls, path: str, **kwargs) -> "PhysNetCalculator":
+        """Calculator for the model stored at ``path`` (see :func:`physnetjax.load_checkpoint`)."""
+        return cls(checkpoint=path, **kwargs)
+
+    @property
+    def compiled_shapes(self) -> set:
+        """Padded shapes (atoms, edges, pairs, periodic) compiled so far."""
+        return set(self._shapes)
+
+    def _padded_shape(self, n: int, p: int, q: Optional[int], periodic: bool) -> tuple:
+        """Smallest compiled shape that fits (and is at most 2× the need), else a new bucket."""
+        fits = [
+            s for s in self._shapes
+            if s[3] == periodic and s[0] >= n and s[1] >= p and (q is None) == (s[2] is None)
+            and (q is None or s[2] >= q) and s[0] <= 2 * round_up(n, self.atom_bucket)
+            and s[1] <= 2 * round_up(p, self.edge_bucket)
+        ]
+        if fits:
+            return min(fits, key=lambda s: (s[0], s[1], s[2] or 0))
+        shape = (round_up(n, self.atom_bucket), round_up(p, self.edge_bucket),
+                 None if q is None else round_up(q, self.edge_bucket), periodic)
+        logger.debug("compiling PhysNetCalculator for padded shape %s", shape)
+        self._shapes.add(shape)
+        return shape
+
+    def _neighbor_list(self, nl, positions, cell, pbc):
+        box = cell if pbc.any() else np.zeros((3, 3))
+        i, j, shifts = nl.compute(points=positions, box=box, periodic=pbc.tolist(), quantities="ijS")
+        return i.astype(np.int32), j.astype(np.int32), shifts.astype(np.float64) @ cell
+
+    def build_batch(self, atoms) -> tuple[Batch, int]:
+        """Padded :class:`Batch` for ``atoms`` and its number of real atoms."""
+        z, r = validate_structure(atoms.numbers, atoms.positions, self.model.max_atomic_number)
+        r = r.astype(np.float64)
+        pbc = np.asarray(atoms.pbc, dtype=bool)
+        cell = np.asarray(atoms.cell.array, dtype=np.float64)
+        periodic = bool(pbc.any())
+        if periodic and self.pair_cutoff is None:
+            raise ValueError(
+                "periodic systems need a model whose pair terms have a finite reach "
+                "(charges=True requires coulomb_lr_cutoff)"
+            )
+        if periodic and abs(np.linalg.det(cell)) < 1e-12 and pbc.all():
+            raise ValueError(f"pbc={pbc.tolist()} but the cell is degenerate: {cell.tolist()}")
+        n = z.shape[0]
+        dst, src, shifts = self._neighbor_list(self._neighbors, r, cell, pbc)
+        pair_lists = None
+        if self._pairs is not None:
+            pair_lists = self._neighbor_list(self._pairs, r, cell, pbc)
+        elif self.pair_cutoff is None:
+            pdst, psrc = molecule_pairs(r, None)
+            pair_lists = (pdst, psrc, np.zeros((pdst.shape[0], 3)))
+
+        q = None if pair_lists is None else pair_lists[0].shape[0]
+        n_pad, p_pad, q_pad, _ = self._padded_shape(n, dst.shape[0], q, periodic)
+        dtype = self.dtype
+
+        def padded(values, size, fill, dt):
+            out = np.full((size,) + values.shape[1:], fill, dtype=dt)
+            out[: values.shape[0]] = values
+            return out
+
+        def edge_fields(d, s, sh, size):
+            return (padded(d, size, n_pad - 1, np.int32), padded(s, size, n_pad - 1, np.int32),
+                    np.arange(size) < d.shape[0], padded(sh, size, 0.0, dtype))
+
+        dst_p, src_p, edge_mask, shifts_p = edge_fields(dst, src, shifts, p_pad)
+        total_charge = self.total_charge if self.total_charge is not None else atoms.info.get("charge", 0.0)
+        fields = dict(
+            atomic_numbers=padded(z, n_pad, 0, np.int32),
+            positions=padded(r, n_pad, 0.0, dtype),
+            atom_segments=np.zeros(n_pad, np.int32),
+            atom_mask=np.arange(n_pad) < n,
+            dst_idx=dst_p,
+            src_idx=src_p,
+            edge_mask=edge_mask,
+            total_charges=np.full(1, total_charge, dtype),
+            molecule_mask=np.ones(1, bool),
+            num_molecules=1,
+        )
+        if periodic:
+            fields["shifts"] = shifts_p
+            if pbc.all():
+                fields["cells"] = cell[None].astype(dtype)
+        if pair_lists is not None:
+            pd, ps, pm, psh = edge_fields(*pair_lists, q_pad)
+            fields.update(pair_dst=pd, pair_src=ps, pair_mask=pm)
+            if periodic:
+                fields["pair_shifts"] = psh
+        return Batch(**fields), n
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        """Evaluate the model on ``atoms`` and fill ``self.results`` (see module docstring)."""
+        super().calculate(atoms, properties, system_changes)
+        if "stress" in properties and not self.atoms.pbc.all():
+            raise PropertyNotImplementedError("stress needs a fully periodic cell (pbc all True)")
+        batch, n = self.build_batch(self.atoms)
+        out = self._apply(self.params, batch)
+        wanted = {"energy": out["energy"], "forces": out["forces"]}
+        if self.model.charges:
+            wanted.update(charges=out["charges"], dipoles=out["dipoles"])
+        if "stress" in out:
+            wanted["stress"] = out["stress"]
+        host = jax.device_get(wanted)
+        energy = float(host["energy"][0])
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "forces": np.asarray(host["forces"][:n], dtype=np.float64),
+        }
+        if self.model.charges:
+            self.results["charges"] = np.asarray(host["charges"][:n], dtype=np.float64)
+            self.results["dipole"] = np.asarray(host["dipoles"][0], dtype=np.float64)
+        if "stress" in host:
+            self.results["stress"] = full_3x3_to_voigt_6_stress(np.asarray(host["stress"][0], np.float64))
