@@ -103,9 +103,9 @@ def read_tree(directory: Path):
     def restore_args(meta):
         if meta is None:
             return None
-        if isinstance(meta, ocp_metadata.ScalarMetadata):
-            return ocp.RestoreArgs()
-        return ocp.RestoreArgs(restore_type=np.ndarray)
+        if isinstance(meta, ocp_metadata.ArrayMetadata):
+            return ocp.RestoreArgs(restore_type=np.ndarray)
+        return ocp.RestoreArgs()
 
     args = jax.tree_util.tree_map(restore_args, tree, is_leaf=lambda x: x is None)
     return checkpointer.restore(directory, args=ocp.args.PyTreeRestore(restore_args=args))
