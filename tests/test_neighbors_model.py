@@ -1,0 +1,130 @@
+"""The model gives the same energy/forces whichever builder made the graph, and however it is batched."""
+
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+from conftest import cast_params, perturbed_params
+
+from physnetjax import PhysNet, init_params
+from physnetjax.neighbors import (
+    CompileCounter,
+    MoleculeBatcher,
+    apply_batch,
+    batch_from_neighbors,
+    batch_molecules,
+    iterate_batches,
+    model_pair_cutoff,
+    neighbor_list,
+)
+
+DATA = pathlib.Path(__file__).parent / "data"
+TOL = dict(rtol=0.0, atol=1e-10)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    """Tiny molecular model with charges and bare Coulomb (pair list = all pairs), float64 noisy params."""
+    model = PhysNet(features=8, max_degree=1, num_iterations=2, num_basis_functions=8, cutoff=4.0,
+                    max_atomic_number=9, charges=True, zbl=True, n_res=1)
+    params = cast_params(perturbed_params(init_params(model, 0), scale=0.2, seed=1), np.float64)
+    apply = jax.jit(lambda p, b: apply_batch(model, p, b))
+    return model, params, apply
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    """96 molecules: 24 ethanol + 24 CO2 (GFN2 500 K) and 8 of each of 6 DNA bases/pairs, Z padded to 30."""
+    return dict(np.load(DATA / "neighbors_mixed.npz"))
+
+
+@pytest.fixture(scope="module")
+def alone(setup, dataset):
+    """Energy (M,) and forces (M, 30, 3) of every molecule alone, all in one padded shape."""
+    model, params, apply = setup
+    energies, forces = [], np.zeros(dataset["R"].shape)
+    for k, (z, r) in enumerate(zip(dataset["Z"], dataset["R"])):
+        real = z > 0
+        batch = batch_molecules([z[real]], [r[real]], model.cutoff, pair_cutoff=None,
+                                num_atoms=30, num_edges=870, num_pairs=870, dtype=np.float64)
+        out = apply(params, batch)
+        energies.append(float(out["energy"][0]))
+        forces[k, real] = np.asarray(out["forces"][: real.sum()])
+    return np.asarray(energies), forces
+
+
+def test_alone_energies_are_nonzero_in_every_term(setup, dataset):
+    model, params, apply = setup
+    z, r = dataset["Z"][0], dataset["R"][0]
+    real = z > 0
+    batch = batch_molecules([z[real]], [r[real]], model.cutoff, pair_cutoff=None,
+                            num_atoms=30, num_edges=870, num_pairs=870, dtype=np.float64)
+    out = apply(params, batch)
+    for key in ("nn_energy", "electrostatics", "repulsion"):
+        assert abs(float(out[key][0])) > 1e-6, key
+
+
+def test_in_jit_builders_match_host_builder(setup, molecules):
+    """Dense and cell-list graphs (with skin edges) give the host graph's E and F to 1e-10 (f64)."""
+    model, params, apply = setup
+    z, r = molecules["base_a"]
+    allocate_pairs, _ = neighbor_list(None, method="dense")
+    pairs = allocate_pairs(r)
+    moved = r + 0.05 * np.random.default_rng(0).normal(size=r.shape)
+    for method in ("dense", "cell"):
+        allocate, update = neighbor_list(model.cutoff, skin=0.4, method=method)
+        nbrs = allocate(r)
+
+        def host(positions):
+            """Host graph padded to the in-jit sizes (one compiled shape for both)."""
+            return batch_molecules([z], [positions], model.cutoff, pair_cutoff=model_pair_cutoff(model),
+                                   num_edges=nbrs.capacity, num_pairs=pairs.capacity, dtype=np.float64)
+
+        for positions in (r, moved):
+            nbrs = update(positions, nbrs)
+            assert not bool(nbrs.did_overflow)
+            out = apply(params, batch_from_neighbors(z, positions, nbrs, pairs))
+            ref = apply(params, host(positions))
+            np.testing.assert_allclose(out["energy"], ref["energy"], **TOL)
+            np.testing.assert_allclose(out["forces"], ref["forces"], **TOL)
+
+
+def test_epoch_compiles_at_most_four_shapes_and_matches_alone(setup, dataset, alone):
+    """One shuffled epoch over mixed sizes (3 … 30 atoms): ≤ 4 compilations, every molecule as if alone."""
+    model, params, _ = setup
+    energies, forces = alone
+    step = CompileCounter(lambda p, b: apply_batch(model, p, b))
+    batcher = MoleculeBatcher(dataset, 8, model.cutoff, model_pair_cutoff(model), dtype=np.float64)
+    assert len(batcher.levels) <= 4
+    seen = set()
+    batches = list(batcher.epoch(np.random.default_rng(7)))
+    largest = np.argsort(batcher.counts[:, 0])[-8:]
+    batches.append((batcher.batch(largest), largest))  # the worst-case level
+    batches.append((batcher.batch(largest[:3]), largest[:3]))  # a partial batch (empty slots)
+    for batch, indices in batches:
+        seen.add(batch.shape_key)
+        out = step(params, batch)
+        b = len(indices)
+        np.testing.assert_allclose(out["energy"][:b], energies[indices], **TOL)
+        np.testing.assert_allclose(out["energy"][b:], 0.0, atol=0.0)
+        np.testing.assert_allclose(out["forces"], batcher.atom_labels(forces, indices, batch), **TOL)
+        np.testing.assert_array_equal(batcher.molecule_labels(dataset["E"], indices, batch)[:b],
+                                      dataset["E"][indices])
+    assert len(seen) >= 2, "the epoch should exercise several levels"
+    assert step.count == len(seen) <= 4
+    assert seen <= set(batcher.shapes)
+    again = {b.shape_key for b, _ in iterate_batches(dataset, 8, model.cutoff, model_pair_cutoff(model),
+                                                     np.random.default_rng(8), dtype=np.float64)}
+    assert again <= set(batcher.shapes)
+
+
+def test_batcher_rejects_bad_data():
+    z = np.array([[1, 1, 0], [0, 0, 0]])
+    r = np.zeros((2, 3, 3))
+    with pytest.raises(ValueError, match="without atoms"):
+        MoleculeBatcher({"Z": z, "R": r}, 2, 4.0)
+    with pytest.raises(ValueError, match="and R "):
+        MoleculeBatcher({"Z": z[:1], "R": r[:1, :2]}, 2, 4.0)
+    with pytest.raises(ValueError, match="num_shapes"):
+        MoleculeBatcher({"Z": z[:1], "R": r[:1]}, 2, 4.0, num_shapes=5)
