@@ -102,7 +102,7 @@ def main(argv=None) -> int:
         report = migrate(args.old, args.new, weights=args.weights, geometries=args.geometries,
                          reference=args.reference, overwrite=args.overwrite, allow_pickle=args.allow_pickle)
     except CheckpointError as error:
-        console.print(f"[red]error:[/red] {error}")
+        print(f"error: {error}", file=sys.stderr)
         return 2 if "does not reproduce" in str(error) else 1
     render(report, console)
     console.print(f"Wrote {report['checkpoint']} and {Path(report['checkpoint']) / REPORT_FILE}")

@@ -1,0 +1,76 @@
+"""``python -m physnetjax.migrate``: new checkpoint, printed report and JSON report.
+
+The *old* numbers in the report must be the original code's outputs stored with the
+fixture (reference_outputs.npz, see tests/test_checkpoint_legacy.py for how they were
+produced); they are checked here against the npz directly.
+"""
+
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from physnetjax import load_checkpoint
+from physnetjax.checkpoint.legacy import read_legacy
+from physnetjax.migrate import REPORT_FILE, main
+
+LEGACY = Path(__file__).parent / "data" / "legacy"
+
+
+@pytest.fixture(scope="module")
+def synth_report(tmp_path_factory):
+    new = tmp_path_factory.mktemp("migrated") / "C_synthD"
+    assert main([str(LEGACY / "C_synthD"), str(new)]) == 0
+    return new, json.loads((new / REPORT_FILE).read_text(encoding="utf-8"))
+
+
+def test_report_lists_every_hyperparameter_and_parameter(synth_report):
+    _, report = synth_report
+    _, raw = read_legacy(LEGACY / "C_synthD")
+    assert set(report["hyperparameters"]) == set(raw["model_attributes"])
+    legacy_leaves = len(jax.tree_util.tree_leaves(raw["ema_params"]))
+    assert sum(1 for r in report["parameters"] if r["source"]) == legacy_leaves
+    assert all(r["target"] for r in report["parameters"])
+
+
+def test_report_old_values_are_the_original_outputs(synth_report):
+    _, report = synth_report
+    reference = np.load(LEGACY / "C_synthD" / "reference_outputs.npz")
+    rows = report["comparison"]["geometries"]
+    np.testing.assert_array_equal([r["total"]["old"] for r in rows], reference["ema_energy"].astype(np.float64))
+    np.testing.assert_allclose([r["zbl"]["old"] for r in rows], reference["ema_repulsion"].astype(np.float64).sum(1),
+                               rtol=1e-12)
+    summary = report["comparison"]["summary"]
+    assert summary["network_identical"] is True
+    assert summary["max_abs_delta_zbl_eV"] > 1000.0 and summary["large_change"] is True
+    assert "--init-from" in summary["recommendation"]
+    assert 0.0 < summary["max_charge_correction_e"] < 1.0
+
+
+def test_new_checkpoint_loads_with_provenance(synth_report):
+    new, report = synth_report
+    model, params, metadata = load_checkpoint(new)
+    assert model.config() == report["model"]
+    assert metadata["legacy"]["epoch"] == 30 and metadata["legacy"]["weights"] == "ema_params"
+    assert metadata["legacy"]["migration_summary"]["network_identical"] is True
+
+
+def test_printed_report(tmp_path, capsys):
+    """A (no pair terms), raw weights: nothing changes by design, so forces agree too."""
+    assert main([str(LEGACY / "A"), str(tmp_path / "A"), "--weights", "raw"]) == 0
+    printed = capsys.readouterr().out
+    for text in ("Hyperparameters read", "Parameters: legacy params/<path>", "network ✓", "Recommendation"):
+        assert text in printed
+    summary = json.loads((tmp_path / "A" / REPORT_FILE).read_text(encoding="utf-8"))["comparison"]["summary"]
+    assert summary["large_change"] is False
+    # Same function differentiated by both codes in float32: the rounding is about
+    # eps32 · Σ|pair contributions| (15·14 edges of O(1) eV/Å) ≈ 3e-5 eV/Å; bound 1e-4.
+    assert summary["max_abs_delta_forces_eV_per_A"] < 1e-4
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert main([str(tmp_path / "missing"), str(tmp_path / "new")]) == 1
+    assert "is not a legacy physnetjax checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
