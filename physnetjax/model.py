@@ -182,11 +182,12 @@ class PhysNet(nn.Module):
 
     def _refinement_block(self, x):
         """Residual refinement as in the original: returns silu(Dense(last residual Dense output))."""
+        dtype = x.dtype
         for _ in range(self.n_res):
             y = e3x.nn.add(x, e3x.nn.silu(x))
-            y = e3x.nn.Dense(self.features, param_dtype=self.param_dtype)(y)
+            y = e3x.nn.Dense(self.features, dtype=dtype, param_dtype=self.param_dtype)(y)
             x = e3x.nn.add(x, y)
-        y = e3x.nn.Dense(self.features, param_dtype=self.param_dtype)(y)
+        y = e3x.nn.Dense(self.features, dtype=dtype, param_dtype=self.param_dtype)(y)
         return e3x.nn.silu(y)
 
     def _atomic_features(self, atomic_numbers, displacements, edge_mask, dst_idx, src_idx):
@@ -197,10 +198,14 @@ class PhysNet(nn.Module):
             radial_fn=e3x.nn.exponential_chebyshev,
             cutoff_fn=functools.partial(e3x.nn.smooth_cutoff, cutoff=self.cutoff),
         )
-        basis = jnp.where(edge_mask[:, None, None, None], basis, 0.0)
+        # e3x builds some basis constants in the default float dtype (float64 under x64):
+        # keep the computation in the dtype of the positions.
+        basis = jnp.where(edge_mask[:, None, None, None], basis.astype(displacements.dtype), 0.0)
+        dtype = displacements.dtype
         x = e3x.nn.Embed(
             num_embeddings=self.max_atomic_number + 1,
             features=self.features,
+            dtype=dtype,
             param_dtype=self.param_dtype,
         )(atomic_numbers)
         for iteration in range(self.num_iterations):
@@ -208,19 +213,23 @@ class PhysNet(nn.Module):
             x = e3x.nn.MessagePass(
                 max_degree=0 if last else None,
                 include_pseudotensors=False,
+                dtype=dtype,
                 param_dtype=self.param_dtype,
             )(x, basis, dst_idx=dst_idx, src_idx=src_idx, num_segments=atomic_numbers.shape[0])
+            # e3x's tensor product promotes to the default float dtype under x64; cast back.
+            x = x.astype(dtype)
             x = self._refinement_block(x)
         return e3x.nn.change_max_degree_or_type(x, max_degree=0, include_pseudotensors=False)
 
     def _scalar_head(self, x, atomic_numbers, atom_mask, bias_name: str | None):
         """e3x Dense(1) → zero-initialised flax Dense(1) → + per-element bias (original layout)."""
-        y = e3x.nn.Dense(1, use_bias=False, param_dtype=self.param_dtype)(x)
-        y = nn.Dense(1, use_bias=False, kernel_init=nn.initializers.zeros, param_dtype=self.param_dtype)(y)
+        y = e3x.nn.Dense(1, use_bias=False, dtype=x.dtype, param_dtype=self.param_dtype)(x)
+        y = nn.Dense(1, use_bias=False, kernel_init=nn.initializers.zeros, dtype=x.dtype,
+                     param_dtype=self.param_dtype)(y)
         y = y[:, 0, 0, 0]
         if bias_name is not None:
             bias = self.param(bias_name, nn.initializers.zeros, (self.max_atomic_number + 1,), self.param_dtype)
-            y = y + bias[atomic_numbers]
+            y = y + bias[atomic_numbers].astype(y.dtype)
         return jnp.where(atom_mask, y, 0.0)
 
     # -- energy ----------------------------------------------------------------------
