@@ -1,0 +1,84 @@
+"""Conversions between MD frames and ASE ``Atoms``, and trajectory writing.
+
+ASE measures time in Å·√(amu/eV); with C = 1 amu·Å²/fs² in eV
+(:data:`physnetjax.units.AMU_A2_PER_FS2_IN_EV`) that unit is √C fs ≈ 10.18 fs, so a
+momentum p in amu·Å/fs is p·√C in ASE units.
+
+Frames written by :class:`TrajectoryWriter` carry the potential energy and forces
+(single-point calculator) and the momenta, so ``ase.io.read`` gives back
+``get_potential_energy()``, ``get_forces()`` and ``get_kinetic_energy()``; their
+``info`` holds ``step``, ``time_fs``, ``temperature_K`` and ``conserved_eV``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import ase
+import ase.io
+import numpy as np
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from physnetjax.units import AMU_A2_PER_FS2_IN_EV
+
+ASE_TIME_UNIT_FS = math.sqrt(AMU_A2_PER_FS2_IN_EV)
+"""ASE's time unit Å·√(amu/eV) in fs (√C ≈ 10.18)."""
+
+TRAJECTORY_FORMATS = {".xyz": "extxyz", ".extxyz": "extxyz", ".traj": "traj"}
+
+
+def momenta_to_ase(momenta) -> np.ndarray:
+    """amu·Å/fs → ASE momentum units (amu·Å per ASE time unit)."""
+    return np.asarray(momenta, dtype=np.float64) * ASE_TIME_UNIT_FS
+
+
+def momenta_from_ase(momenta) -> np.ndarray:
+    """ASE momentum units → amu·Å/fs."""
+    return np.asarray(momenta, dtype=np.float64) / ASE_TIME_UNIT_FS
+
+
+def frame_atoms(template: ase.Atoms, positions, momenta, energy: float, forces, info: dict) -> ase.Atoms:
+    """A copy of ``template`` at ``positions`` (Å) with momenta (amu·Å/fs), energy (eV), forces (eV/Å)."""
+    atoms = ase.Atoms(numbers=template.numbers, positions=np.asarray(positions, np.float64),
+                      cell=template.cell, pbc=template.pbc, masses=template.get_masses())
+    atoms.set_momenta(momenta_to_ase(momenta))
+    atoms.calc = SinglePointCalculator(atoms, energy=float(energy), forces=np.asarray(forces, np.float64))
+    atoms.info.update(info)
+    return atoms
+
+
+def trajectory_format(path) -> str:
+    """ASE format name for ``path`` (``.xyz``/``.extxyz`` → extxyz, ``.traj`` → traj)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in TRAJECTORY_FORMATS:
+        raise ValueError(
+            f"trajectory file must end in one of {sorted(TRAJECTORY_FORMATS)}, received {str(path)!r}"
+        )
+    return TRAJECTORY_FORMATS[suffix]
+
+
+class TrajectoryWriter:
+    """Append frames to an extxyz or ASE .traj file (the file is created anew, or appended with ``append``)."""
+
+    def __init__(self, path, append: bool = False):
+        self.path = Path(path)
+        self.format = trajectory_format(path)
+        if self.format == "traj":
+            from ase.io.trajectory import Trajectory
+
+            self._traj = Trajectory(str(self.path), "a" if append else "w")
+        else:
+            self._traj = None
+            if not append:
+                self.path.write_text("")
+
+    def write(self, atoms: ase.Atoms) -> None:
+        if self._traj is not None:
+            self._traj.write(atoms)
+        else:
+            ase.io.write(self.path, atoms, format="extxyz", append=True)
+
+    def close(self) -> None:
+        if self._traj is not None:
+            self._traj.close()
