@@ -196,7 +196,7 @@ def _summary(migration: LegacyMigration, rows: list, have_old: bool) -> dict:
         summary["recommendation"] = (
             "The physics changed substantially"
             + ("" if have_old else " (zbl/charges: the pair terms were rewritten; no old outputs to measure it)")
-            + ": fine-tune before use, e.g. `python -m physnetjax.train --init-from NEW --data YOUR_DATA`."
+            + ": fine-tune before use, e.g. `python -m physnetjax.train --init-from NEW ...` on your data."
         )
     else:
         summary["recommendation"] = (
