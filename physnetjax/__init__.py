@@ -8,6 +8,16 @@ from physnetjax.predict import init_params, predict
 __version__ = "0.1.0"
 
 __all__ = [
-    "EF", "Batch", "CheckpointError", "PhysNet", "__version__", "apply_batch", "batch_molecules", "init_params", "load_checkpoint",
-    "load_train_state", "predict", "save_checkpoint",
+    "EF",
+    "Batch",
+    "CheckpointError",
+    "PhysNet",
+    "__version__",
+    "apply_batch",
+    "batch_molecules",
+    "init_params",
+    "load_checkpoint",
+    "load_train_state",
+    "predict",
+    "save_checkpoint",
 ]
