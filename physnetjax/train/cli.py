@@ -1,0 +1,95 @@
+"""Command line of the trainer. With no data argument it trains on the bundled ethanol set.
+
+Examples::
+
+    python -m physnetjax.train                              # bundled ethanol, ~4 min on 2 CPU cores
+    python -m physnetjax.train --data my.npz --energy-unit kcal/mol --epochs 200 --out runs/my
+    python -m physnetjax.train --data frames.extxyz --charges --dipole-unit Debye
+    python -m physnetjax.train --resume runs/my --epochs 400    # continue exactly
+    python -m physnetjax.train --data new.npz --init-from runs/my/best   # fine-tune (weights only)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+
+from physnetjax.train.config import BEST_METRICS, LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig
+
+HELP = {
+    "data": "PhysNet .npz or ASE-readable files (default: the bundled ethanol GFN2-xTB set)",
+    "energy_unit": "unit of E in the data (eV, meV, hartree, kcal/mol, kJ/mol)",
+    "force_unit": "unit of F, ENERGY/LENGTH e.g. kcal/mol/A, hartree/bohr (default: energy unit per Å)",
+    "dipole_unit": "unit of D (eA, Debye, au)",
+    "valid": "validation fraction (<1) or frame count", "test": "test fraction (<1) or frame count",
+    "train": "training fraction or count (default: the rest)",
+    "split_file": ".npz with index arrays train, valid[, test] instead of a random split",
+    "max_atomic_number": "largest Z the model supports (default: largest in the data)",
+    "loss": "mse (default) or mae (as PhysNet)",
+    "per_atom_energy": "energy term per atom instead of per molecule",
+    "clip_norm": "global gradient-norm clipping threshold",
+    "warmup_epochs": "linear warm-up (cosine schedule)", "final_lr_factor": "cosine end lr / lr",
+    "decay_rate": "exponential schedule: lr factor per --decay-epochs",
+    "plateau_factor": "plateau schedule: lr factor on plateau",
+    "plateau_patience": "plateau schedule: epochs without improvement before reducing",
+    "ema_decay": "EMA decay of the validated/saved weights",
+    "patience": "early stopping: epochs without improvement of --best-metric",
+    "best_metric": "validation metric selecting the best checkpoint",
+    "max_time": "time budget in seconds of this invocation (stops before an epoch that would exceed it)",
+    "out": "run directory (default ./runs/physnet-DATE-TIME)",
+    "init_from": "start from the weights (and architecture) of this checkpoint, legacy ones included",
+    "force_check_threshold": "max |F_autodiff - F_finite-difference| in eV/Å allowed at each best checkpoint",
+    "force_check_delta": "finite-difference step in Å",
+    "progress": "rich progress bar", "plots": "learning-curve and parity PNGs (matplotlib)",
+    "log_every": "print the summary line every N epochs (best epochs always)",
+}
+CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES, "best_metric": BEST_METRICS}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Parser whose options mirror :class:`TrainConfig`; unset options stay absent (SUPPRESS)."""
+    parser = argparse.ArgumentParser(prog="python -m physnetjax.train", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     argument_default=argparse.SUPPRESS)
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run exactly (optimizer, EMA, "
+                        "schedule, RNG, epoch, best metric, split); may change --epochs/--max-time/--patience")
+    defaults = TrainConfig()
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        default = getattr(defaults, field.name)
+        help_text = HELP.get(field.name, "") + f" (default: {default})"
+        if field.name == "data":
+            parser.add_argument(flag, nargs="+", metavar="FILE", help=help_text)
+        elif isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            kind = {"int": int, "float": float}.get(field.type.split(" ")[0].replace("Optional[", "").rstrip("]"), str)
+            parser.add_argument(flag, type=kind, choices=CHOICES.get(field.name), help=help_text)
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--quiet", action="store_true", help="warnings and errors only")
+    return parser
+
+
+def main(argv=None) -> dict:
+    from physnetjax.train.loop import resume, train
+
+    args = vars(build_parser().parse_args(argv))
+    verbose, quiet = args.pop("verbose", False), args.pop("quiet", False)
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    package_logger = logging.getLogger("physnetjax")
+    package_logger.addHandler(handler)
+    package_logger.setLevel(level)
+    package_logger.propagate = False
+    logging.getLogger("physnetjax.checkpoint").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    run_dir = args.pop("resume", None)
+    try:
+        if run_dir is not None:
+            return resume(run_dir, **args)
+        return train(TrainConfig(**args))
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as error:
+        logging.getLogger("physnetjax.train").error("error: %s", error)
+        raise SystemExit(1) from error

@@ -1,0 +1,464 @@
+"""The training loop: data → split → E0 → epochs (train, EMA validation, checkpoints) → test, plots.
+
+Run directory ``RUN_DIR/``::
+
+    config.json     every setting (TrainConfig), read back by --resume
+    model.json      the architecture being trained (element_energies None)
+    split.npz       train/valid/test frame indices
+    metrics.csv     one row per epoch; metrics.json the same plus the final summary
+    checkpoints/epoch-NNNN/   physnetjax checkpoints (EMA weights + E0; train state)
+    latest -> checkpoints/epoch-NNNN   last completed epoch (with train state)
+    best   -> checkpoints/epoch-NNNN   best validation metric so far
+    learning_curve.png, parity_energy.png, parity_forces.png
+
+``latest`` and ``best`` are symlinks replaced atomically (``os.replace``) only
+after the checkpoint they point to is completely written, so a run killed at any
+moment resumes from the last complete epoch. Resuming replays the same per-epoch
+shuffles (seeded by (seed, epoch)), optimiser, EMA, schedule, plateau and
+early-stopping state, so it continues exactly as the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from datetime import datetime
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from physnetjax.checkpoint import load_checkpoint, load_train_state, save_checkpoint
+from physnetjax.data import (
+    bundled_dataset_path,
+    fit_element_energies,
+    load_dataset,
+    load_split,
+    random_split,
+    save_split,
+    shifted_energies,
+)
+from physnetjax.model import PhysNet
+from physnetjax.predict import init_params
+from physnetjax.train import plots
+from physnetjax.train.batching import batch_shapes, iterate_batches, num_batches
+from physnetjax.train.config import RESUME_OVERRIDES, TrainConfig
+from physnetjax.train.forcecheck import ForceCheckError, finite_difference_force_error
+from physnetjax.train.loss import TERMS, loss_from_sums, loss_weights, metrics_from_totals
+from physnetjax.train.optim import Plateau, init_state, make_optimizer, make_schedule, make_steps
+from physnetjax.train.parallel import device_mesh, replicate, shard_batch
+
+logger = logging.getLogger(__name__)
+
+METRIC_NAMES = ("energy", "energy_per_atom", "forces", "dipole", "charge")
+CSV_COLUMNS = (["epoch", "time_s", "lr", "train_loss", "grad_norm", "valid_loss"]
+               + [f"valid_{m}_{s}" for m in METRIC_NAMES for s in ("mae", "rmse")]
+               + ["force_check_max_error", "best"])
+
+
+def _atomic_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _point(link: Path, target: Path) -> None:
+    """Make ``link`` a symlink to ``target`` (relative), replacing any old link atomically."""
+    tmp = link.with_name(f".{link.name}.tmp")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(os.path.relpath(target, link.parent), tmp)
+    os.replace(tmp, link)
+
+
+def build_model(config: TrainConfig, max_atomic_number: int) -> PhysNet:
+    """The PhysNet to train (no element energies: the trainer fits and adds them)."""
+    return PhysNet(
+        features=config.features, max_degree=config.max_degree, num_iterations=config.num_iterations,
+        num_basis_functions=config.num_basis_functions, cutoff=config.cutoff,
+        max_atomic_number=max_atomic_number, charges=config.charges, n_res=config.n_res, zbl=config.zbl,
+    )
+
+
+class Trainer:
+    """One run: holds data, model, compiled steps and host state; :meth:`run` trains.
+
+    Use :func:`train` / :func:`resume` rather than this class directly.
+    """
+
+    def __init__(self, config: TrainConfig, run_dir: Path, resuming: bool):
+        self.config = config
+        self.run_dir = run_dir
+        self.resuming = resuming
+        self.start_time = time.perf_counter()
+        paths = config.data or [str(bundled_dataset_path())]
+        self.dataset = load_dataset(paths, energy_unit=config.energy_unit, force_unit=config.force_unit,
+                                    dipole_unit=config.dipole_unit)
+        logger.info("data: %s", self.dataset.summary())
+        self._setup_split()
+        self._setup_model()
+        train_idx = self.split["train"]
+        self.element_energies = np.zeros(self.model.max_atomic_number + 1)
+        if self.dataset.has_E[train_idx].any():
+            self.element_energies = fit_element_energies(
+                self.dataset.Z[train_idx], self.dataset.E[train_idx], self.model.max_atomic_number,
+                mask=self.dataset.has_E[train_idx])
+        self.energies = shifted_energies(self.dataset.Z, self.dataset.E, self.element_energies)
+        self.saved_model = self.model.clone(element_energies=tuple(float(e) for e in self.element_energies))
+
+        self.mesh = device_mesh()
+        num_devices = self.mesh.devices.size
+        self.shapes = batch_shapes(self.dataset, self.model, config.batch_size, num_devices)
+        self.steps_per_epoch = num_batches(len(train_idx), config.batch_size)
+        self.schedule = make_schedule(config, self.steps_per_epoch)
+        self.optimizer = make_optimizer(config, self.schedule)
+        self.weights = loss_weights(config)
+        self.train_step, self.eval_step, self.loss_and_grads = make_steps(
+            self.model, self.optimizer, self.weights, config.loss, config.ema_decay)
+        logger.info("devices: %d (%s); batch %d = %d per device; %d train / %d valid / %d test frames",
+                    num_devices, jax.local_devices()[0].platform, config.batch_size, self.shapes.molecules,
+                    len(train_idx), len(self.split["valid"]), len(self.split["test"]))
+
+        self.state = init_state(self.initial_params, self.optimizer)
+        self.epoch = 0
+        self.best_value = math.inf
+        self.best_epoch = 0
+        self.epochs_since_best = 0
+        self.plateau = Plateau(config.plateau_factor, config.plateau_patience, config.schedule == "plateau")
+        self.rows: list[dict] = []
+        if resuming:
+            self._restore()
+        else:
+            self._write_csv_header()
+        self.state = replicate(self.state, self.mesh)
+
+    # -- setup -------------------------------------------------------------------------
+
+    def _setup_split(self) -> None:
+        split_path = self.run_dir / "split.npz"
+        if self.resuming:
+            self.split = load_split(split_path, len(self.dataset))
+            return
+        if self.config.split_file:
+            self.split = load_split(self.config.split_file, len(self.dataset))
+        else:
+            self.split = random_split(len(self.dataset), self.config.valid, self.config.test, self.config.seed,
+                                      self.config.train)
+        save_split(split_path, self.split)
+
+    def _setup_model(self) -> None:
+        model_path = self.run_dir / "model.json"
+        if self.resuming:
+            self.model = PhysNet.from_config(json.loads(model_path.read_text()))
+            self.initial_params = init_params(self.model, self.config.seed)
+            return
+        if self.config.init_from:
+            loaded, params, _ = load_checkpoint(self.config.init_from)
+            self.model = loaded.clone(element_energies=None)
+            self.initial_params = jax.tree_util.tree_map(jnp.asarray, params)
+            logger.info("initial weights from %s (architecture taken from it)", self.config.init_from)
+        else:
+            max_z = self.config.max_atomic_number or int(self.dataset.Z.max())
+            self.model = build_model(self.config, max_z)
+            self.initial_params = init_params(self.model, self.config.seed)
+        _atomic_json(model_path, self.model.config())
+
+    def _restore(self) -> None:
+        latest = self.run_dir / "latest"
+        if not latest.exists():
+            raise FileNotFoundError(f"{self.run_dir}: nothing to resume, no complete checkpoint at {latest}")
+        for partial in (self.run_dir / "checkpoints").glob(".*partial*"):
+            shutil.rmtree(partial, ignore_errors=True)
+        self.state = load_train_state(latest, target=self.state)
+        _, _, meta = load_checkpoint(latest)
+        host = meta["host"]
+        self.epoch = int(meta["epoch"])
+        self.best_value, self.best_epoch = float(host["best_value"]), int(host["best_epoch"])
+        self.epochs_since_best = int(host["epochs_since_best"])
+        self.plateau.scale = float(host["plateau"]["scale"])
+        self.plateau.best = float(host["plateau"]["best"])
+        self.plateau.bad_epochs = int(host["plateau"]["bad_epochs"])
+        with open(self.run_dir / "metrics.csv", newline="") as handle:
+            self.rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) <= self.epoch]
+        self._write_csv_header()
+        for row in self.rows:
+            self._append_csv(row)
+        self.rows = [self._parse_row(row) for row in self.rows]
+        logger.info("resumed %s at epoch %d (best %s = %.6g at epoch %d)", self.run_dir, self.epoch,
+                    self.config.best_metric, self.best_value, self.best_epoch)
+
+    @staticmethod
+    def _parse_row(row: dict) -> dict:
+        return {k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
+
+    def _write_csv_header(self) -> None:
+        with open(self.run_dir / "metrics.csv", "w", newline="") as handle:
+            csv.DictWriter(handle, CSV_COLUMNS).writeheader()
+
+    def _append_csv(self, row: dict) -> None:
+        with open(self.run_dir / "metrics.csv", "a", newline="") as handle:
+            csv.DictWriter(handle, CSV_COLUMNS).writerow({k: row.get(k, "") for k in CSV_COLUMNS})
+
+    # -- evaluation ----------------------------------------------------------------------
+
+    def batches(self, indices, seed=None):
+        for batch, labels in iterate_batches(self.dataset, indices, self.energies, self.model,
+                                             self.config.batch_size, self.shapes, seed=seed):
+            yield shard_batch(batch, self.mesh), shard_batch(labels, self.mesh), labels
+
+    def evaluate(self, params, indices, collect: bool = False) -> tuple[float, dict, dict]:
+        """(loss, metrics, predictions) of ``params`` on frames ``indices`` (training energies, eV).
+
+        predictions (when ``collect``): E_ref/E_pred (K,) eV relative to the element
+        references, F_ref/F_pred (A, 3) eV/Å for atoms with force labels.
+        """
+        totals = {t: np.zeros(3) for t in TERMS}
+        collected = {"E_ref": [], "E_pred": [], "F_ref": [], "F_pred": []}
+        for batch, labels, host_labels in self.batches(indices):
+            _, sums, predictions = self.eval_step(params, batch, labels)
+            for t in TERMS:
+                totals[t] += np.array([float(x) for x in sums[t]])
+            if collect:
+                e_mask, f_mask = host_labels["E_mask"], host_labels["F_mask"]
+                collected["E_ref"].append(host_labels["E"][e_mask])
+                collected["E_pred"].append(np.asarray(predictions["E"])[e_mask])
+                collected["F_ref"].append(host_labels["F"][f_mask])
+                collected["F_pred"].append(np.asarray(predictions["F"])[f_mask])
+        loss = float(loss_from_sums({t: tuple(totals[t]) for t in TERMS}, self.weights, self.config.loss))
+        predictions = {k: np.concatenate(v) for k, v in collected.items()} if collect else {}
+        return loss, metrics_from_totals(totals), predictions
+
+    def _monitored(self, loss: float, metrics: dict) -> float:
+        if self.config.best_metric == "loss":
+            return loss
+        return metrics.get(self.config.best_metric, math.inf)
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def _metadata(self, row: dict) -> dict:
+        return {
+            "epoch": self.epoch,
+            "step": int(self.state.step),
+            "metrics": row,
+            "element_energies": [float(e) for e in self.element_energies],
+            "data": self.config.data or [str(bundled_dataset_path())],
+            "data_units": {"energy": self.config.energy_unit, "force": self.config.force_unit,
+                           "dipole": self.config.dipole_unit},
+            "train_config": self.config.to_dict(),
+            "host": {"best_value": self.best_value, "best_epoch": self.best_epoch,
+                     "epochs_since_best": self.epochs_since_best, "plateau": self.plateau.state()},
+        }
+
+    def _save(self, row: dict, is_best: bool) -> None:
+        directory = self.run_dir / "checkpoints" / f"epoch-{self.epoch:04d}"
+        params = jax.device_get(self.state.ema_params)
+        save_checkpoint(directory, self.saved_model, params, self._metadata(row),
+                        train_state=jax.device_get(self.state), overwrite=True)
+        if is_best:
+            _point(self.run_dir / "best", directory)
+        _point(self.run_dir / "latest", directory)
+        keep = {os.path.realpath(self.run_dir / name) for name in ("best", "latest")}
+        for old in (self.run_dir / "checkpoints").glob("epoch-*"):
+            if os.path.realpath(old) not in keep:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def _force_check(self, params) -> float:
+        """Max |F_autodiff − F_fd| (eV/Å, float64) on the first validation frame; raises above threshold."""
+        k = int(self.split["valid"][0])
+        n = int(self.dataset.N[k])
+        error = finite_difference_force_error(self.model, params, self.dataset.Z[k, :n], self.dataset.R[k, :n],
+                                              self.config.force_check_delta)
+        logger.info("force check (float64 finite differences, %s): max error %.3g eV/Å",
+                    self.dataset.sources[k], error)
+        if not error <= self.config.force_check_threshold:
+            raise ForceCheckError(
+                f"epoch {self.epoch}: autodiff forces differ from float64 central finite differences of the "
+                f"energy by {error:.3g} eV/Å on {self.dataset.sources[k]} (threshold "
+                f"{self.config.force_check_threshold:g}); the model's forces are not -dE/dR. Best checkpoint "
+                f"not updated; last good one: {self.run_dir / 'best'}")
+        return error
+
+    # -- loop ----------------------------------------------------------------------------
+
+    def _train_epoch(self, progress) -> tuple[float, float]:
+        task = progress.add_task(f"epoch {self.epoch}", total=self.steps_per_epoch) if progress else None
+        losses, norms = [], []
+        scale = jnp.asarray(self.plateau.scale, jnp.float32)
+        for batch, labels, _ in self.batches(self.split["train"], seed=[self.config.seed, self.epoch]):
+            self.state, loss, norm = self.train_step(self.state, batch, labels, scale)
+            losses.append(loss)
+            norms.append(norm)
+            if progress:
+                progress.advance(task)
+        if progress:
+            progress.remove_task(task)
+        train_loss = float(np.mean([float(x) for x in losses]))
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(f"epoch {self.epoch}: training loss is {train_loss}; lower --learning-rate")
+        return train_loss, float(np.mean([float(x) for x in norms]))
+
+    def run(self) -> dict:
+        config = self.config
+        stop_reason = "epochs"
+        last_epoch_seconds = 0.0
+        progress = _progress() if config.progress else None
+        if progress:
+            progress.start()
+        try:
+            while self.epoch < config.epochs:
+                elapsed = time.perf_counter() - self.start_time
+                if config.max_time is not None and elapsed + last_epoch_seconds > config.max_time:
+                    stop_reason = "max_time"
+                    break
+                if config.patience is not None and self.epochs_since_best >= config.patience:
+                    stop_reason = "early_stopping"
+                    break
+                epoch_start = time.perf_counter()
+                self.epoch += 1
+                train_loss, grad_norm = self._train_epoch(progress)
+                lr = float(self.schedule(int(self.state.step) - 1)) * self.plateau.scale
+                valid_loss, metrics, _ = self.evaluate(self.state.ema_params, self.split["valid"])
+                monitored = self._monitored(valid_loss, metrics)
+                is_best = monitored < self.best_value
+                row = {"epoch": self.epoch, "lr": lr, "train_loss": train_loss, "grad_norm": grad_norm,
+                       "valid_loss": valid_loss, **{f"valid_{k}": v for k, v in metrics.items()}}
+                if is_best:
+                    row["force_check_max_error"] = self._force_check(jax.device_get(self.state.ema_params))
+                    self.best_value, self.best_epoch, self.epochs_since_best = monitored, self.epoch, 0
+                else:
+                    self.epochs_since_best += 1
+                self.plateau.update(monitored)
+                row["best"] = int(is_best)
+                last_epoch_seconds = time.perf_counter() - epoch_start
+                row["time_s"] = time.perf_counter() - self.start_time
+                self._save(row, is_best)
+                self.rows.append(row)
+                self._append_csv(row)
+                self._write_json()
+                if self.epoch % config.log_every == 0 or is_best or self.epoch == config.epochs:
+                    logger.info(_summary_line(row, config.epochs))
+        finally:
+            if progress:
+                progress.stop()
+        return self._finish(stop_reason)
+
+    def _write_json(self, final: dict | None = None) -> None:
+        _atomic_json(self.run_dir / "metrics.json", {"epochs": self.rows, "final": final})
+
+    def _finish(self, stop_reason: str) -> dict:
+        if stop_reason != "epochs":
+            logger.info("stopped after epoch %d: %s", self.epoch,
+                        {"max_time": "time budget --max-time reached",
+                         "early_stopping": f"no improvement for {self.config.patience} epochs"}[stop_reason])
+        best_model, best_params, best_meta = load_checkpoint(self.run_dir / "best")
+        best_params = replicate(best_params, self.mesh)
+        valid_loss, valid_metrics, valid_pred = self.evaluate(best_params, self.split["valid"], collect=True)
+        test_metrics = {}
+        if len(self.split["test"]):
+            _, test_metrics, _ = self.evaluate(best_params, self.split["test"])
+        summary = {
+            "run_dir": str(self.run_dir),
+            "stop_reason": stop_reason,
+            "epochs_run": self.epoch,
+            "best_epoch": self.best_epoch,
+            "best_metric": self.config.best_metric,
+            "valid": valid_metrics,
+            "test": test_metrics,
+            "time_s": time.perf_counter() - self.start_time,
+            "num_devices": int(self.mesh.devices.size),
+        }
+        self._write_json(summary)
+        if self.config.plots:
+            plots.learning_curve(self.rows, self.run_dir / "learning_curve.png")
+            plots.parity(valid_pred["E_ref"], valid_pred["E_pred"], "energy (above E0 references)", "eV",
+                         self.run_dir / "parity_energy.png")
+            plots.parity(valid_pred["F_ref"], valid_pred["F_pred"], "force components", "eV/Å",
+                         self.run_dir / "parity_forces.png")
+        logger.info(
+            "done in %.1f s: best epoch %d; valid (best, EMA) energy MAE %s eV, forces MAE %s eV/Å; "
+            "test energy MAE %s eV, forces MAE %s eV/Å; checkpoint %s",
+            summary["time_s"], self.best_epoch, _fmt(valid_metrics.get("energy_mae")),
+            _fmt(valid_metrics.get("forces_mae")), _fmt(test_metrics.get("energy_mae")),
+            _fmt(test_metrics.get("forces_mae")), self.run_dir / "best")
+        return summary
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _summary_line(row: dict, epochs: int) -> str:
+    parts = [f"epoch {int(row['epoch']):>4d}/{epochs}", f"lr {row['lr']:.2e}", f"train {row['train_loss']:.4e}",
+             f"valid {row['valid_loss']:.4e}"]
+    if row.get("valid_energy_mae") is not None:
+        parts.append(f"E MAE {row['valid_energy_mae']:.4f} eV")
+    if row.get("valid_forces_mae") is not None:
+        parts.append(f"F MAE {row['valid_forces_mae']:.4f} eV/Å")
+    if row.get("valid_dipole_mae") is not None:
+        parts.append(f"D MAE {row['valid_dipole_mae']:.4f} eÅ")
+    parts.append(f"{row['time_s']:.1f} s")
+    if row.get("best"):
+        parts.append("*best*")
+    return "  ".join(parts)
+
+
+def _progress():
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    transient=True, console=Console(stderr=True))
+
+
+def default_run_dir() -> Path:
+    """``./runs/physnet-YYYYmmdd-HHMMSS`` (a suffix is added if it exists)."""
+    base = Path.cwd() / "runs" / datetime.now().strftime("physnet-%Y%m%d-%H%M%S")
+    candidate, k = base, 1
+    while candidate.exists():
+        candidate, k = base.with_name(f"{base.name}-{k}"), k + 1
+    return candidate
+
+
+def train(config: TrainConfig) -> dict:
+    """Train a fresh run (or one started from ``config.init_from`` weights); returns the final summary.
+
+    Raises:
+      FileExistsError: ``config.out`` already holds a run (use :func:`resume`).
+      DataError: the data files are malformed.
+      ForceCheckError: the float64 force check failed when saving a best checkpoint.
+    """
+    run_dir = Path(config.out) if config.out else default_run_dir()
+    if (run_dir / "config.json").exists():
+        raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.out = str(run_dir)
+    config.save(run_dir / "config.json")
+    logger.info("run directory: %s", run_dir)
+    return Trainer(config, run_dir, resuming=False).run()
+
+
+def resume(run_dir, **overrides) -> dict:
+    """Continue the run in ``run_dir`` exactly from its last complete epoch.
+
+    ``overrides`` may change only :data:`RESUME_OVERRIDES` (e.g. more ``epochs``).
+    """
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
+    config = TrainConfig.load(config_path)
+    forbidden = sorted(set(overrides) - set(RESUME_OVERRIDES))
+    if forbidden:
+        raise ValueError(f"cannot change {forbidden} when resuming (only {list(RESUME_OVERRIDES)}); "
+                         "start a new run with --init-from instead")
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    config.__post_init__()
+    config.save(config_path)
+    return Trainer(config, run_dir, resuming=True).run()

@@ -1,0 +1,101 @@
+"""Masked error sums, the weighted loss, and validation metrics.
+
+For each label k ∈ {E, E/atom, F, D, Q} a batch yields Σ f(pred − ref) over the
+entries that carry the label (padding and missing labels excluded, never
+zero-filled) and the number of such entries. With f = square (MSE, default) or
+abs (MAE, as PhysNet) the loss is::
+
+    L = w_E · S_E / n_E + w_F · S_F / n_F + w_D · S_D / n_D + w_Q · S_Q / n_Q
+
+where S/n are taken over the *global* batch (all devices), so the loss does not
+depend on how the batch is split. E is the energy per molecule (eV), or per atom
+(eV/atom) with ``per_atom_energy``; F are force components (eV/Å); D dipole
+components (e·Å); Q the sum of the predicted charges against the total charge
+(e), which the PhysNet charge correction makes exact, so its default weight is 0.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from physnetjax.neighbors import apply_batch
+
+TERMS = ("E", "Ea", "F", "D", "Q")
+"""Error terms: energy per molecule, energy per atom, force components, dipole components, total charge."""
+
+
+def error_sums(model, params, batch, labels) -> dict:
+    """Σ|err|, Σerr², count for every term on one device batch (no device axis).
+
+    Returns {term: (abs_sum, sq_sum, count)} of scalars, plus predictions under
+    "pred_E" (B,) and "pred_F" (N, 3).
+    """
+    out = apply_batch(model, params, batch)
+    dtype = out["energy"].dtype
+    e_mask = labels["E_mask"]
+    e_err = jnp.where(e_mask, out["energy"] - labels["E"], 0.0)
+    f_mask = jnp.broadcast_to(labels["F_mask"][:, None], labels["F"].shape)
+    f_err = jnp.where(f_mask, out["forces"] - labels["F"], 0.0)
+    errors = {
+        "E": (e_err, e_mask),
+        "Ea": (e_err / labels["num_atoms"], e_mask),
+        "F": (f_err, f_mask),
+    }
+    if model.charges:
+        d_mask = jnp.broadcast_to(labels["D_mask"][:, None], labels["D"].shape)
+        errors["D"] = (jnp.where(d_mask, out["dipoles"] - labels["D"], 0.0), d_mask)
+        errors["Q"] = (jnp.where(labels["Q_mask"], out["sum_charges"] - labels["Q"], 0.0), labels["Q_mask"])
+    sums = {}
+    for term in TERMS:
+        if term in errors:
+            err, mask = errors[term]
+            sums[term] = (jnp.sum(jnp.abs(err)), jnp.sum(err * err), jnp.sum(mask).astype(dtype))
+        else:
+            zero = jnp.zeros((), dtype)
+            sums[term] = (zero, zero, zero)
+    sums["pred_E"] = out["energy"]
+    sums["pred_F"] = out["forces"]
+    return sums
+
+
+def global_error_sums(model, params, batch, labels) -> dict:
+    """:func:`error_sums` over the leading device axis; term sums are totalled over devices."""
+    per_device = jax.vmap(lambda b, l: error_sums(model, params, b, l))(batch, labels)
+    totals = {t: tuple(jnp.sum(x) for x in per_device[t]) for t in TERMS}
+    totals["pred_E"] = per_device["pred_E"]
+    totals["pred_F"] = per_device["pred_F"]
+    return totals
+
+
+def loss_from_sums(sums: dict, weights: dict, kind: str):
+    """Weighted loss from global error sums; ``kind`` "mse" or "mae"; ``weights`` {term: w}."""
+    index = 1 if kind == "mse" else 0
+    total = 0.0
+    for term, weight in weights.items():
+        if weight:
+            total = total + weight * sums[term][index] / jnp.maximum(sums[term][2], 1.0)
+    return total
+
+
+def loss_weights(config) -> dict:
+    """{term: weight} from a :class:`TrainConfig` (energy per atom replaces per molecule if asked)."""
+    energy_term = "Ea" if config.per_atom_energy else "E"
+    return {energy_term: config.energy_weight, "F": config.forces_weight,
+            "D": config.dipole_weight, "Q": config.charge_weight}
+
+
+def metrics_from_totals(totals: dict) -> dict:
+    """MAE/RMSE per term from host-accumulated {term: [abs_sum, sq_sum, count]} (float64).
+
+    Keys: energy_mae/rmse (eV), energy_per_atom_mae/rmse (eV/atom), forces_mae/rmse
+    (eV/Å), dipole_mae/rmse (e·Å), charge_mae/rmse (e); terms without labels are omitted.
+    """
+    names = {"E": "energy", "Ea": "energy_per_atom", "F": "forces", "D": "dipole", "Q": "charge"}
+    metrics = {}
+    for term, name in names.items():
+        abs_sum, sq_sum, count = totals[term]
+        if count > 0:
+            metrics[f"{name}_mae"] = abs_sum / count
+            metrics[f"{name}_rmse"] = (sq_sum / count) ** 0.5
+    return metrics
