@@ -2,22 +2,36 @@
 
 from physnetjax.checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint
 from physnetjax.model import EF, PhysNet
-from physnetjax.neighbors import Batch, apply_batch, batch_molecules
-from physnetjax.predict import init_params, predict
+from physnetjax.neighbors import (
+    Batch,
+    MoleculeBatcher,
+    apply_batch,
+    batch_from_neighbors,
+    batch_molecules,
+    batch_periodic,
+    neighbor_list,
+)
+from physnetjax.predict import init_params, jitted_apply, predict, predict_periodic
 
 __version__ = "0.1.0"
 
 __all__ = [
     "EF",
     "Batch",
+    "MoleculeBatcher",
     "CheckpointError",
     "PhysNet",
     "__version__",
     "apply_batch",
+    "batch_from_neighbors",
     "batch_molecules",
+    "batch_periodic",
     "init_params",
+    "jitted_apply",
     "load_checkpoint",
     "load_train_state",
+    "neighbor_list",
     "predict",
+    "predict_periodic",
     "save_checkpoint",
 ]

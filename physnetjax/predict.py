@@ -1,4 +1,4 @@
-"""One-call inference on a single molecule, with eager input validation."""
+"""One-call inference on a single molecule or periodic cell, with eager input validation."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 
 from physnetjax.neighbors.batch import apply_batch, model_pair_cutoff
 from physnetjax.neighbors.molecules import batch_molecules
+from physnetjax.neighbors.periodic import batch_periodic
 
 
 def validate_structure(atomic_numbers, positions, max_atomic_number: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,13 +81,47 @@ def predict(
     batch = batch_molecules(
         [z], [r], model.cutoff, total_charges=[total_charge], pair_cutoff=model_pair_cutoff(model), dtype=dtype
     )
-    out = _jitted_apply(model)(params, batch)
+    out = jitted_apply(model)(params, batch)
     n = z.shape[0]
     return {
         "energy": float(out["energy"][0]),
         "forces": np.asarray(out["forces"][:n]),
         "charges": None if out["charges"] is None else np.asarray(out["charges"][:n]),
         "dipole": None if out["dipoles"] is None else np.asarray(out["dipoles"][0]),
+        "electrostatics": float(out["electrostatics"][0]),
+        "repulsion": float(out["repulsion"][0]),
+    }
+
+
+def predict_periodic(model, params, atomic_numbers, positions, cell, total_charge: float = 0.0, dtype=None) -> dict:
+    """Energy, forces and stress of one periodic cell, as NumPy.
+
+    Args:
+      model: a :class:`physnetjax.PhysNet` (its pair terms must have a finite reach).
+      params: its variables.
+      atomic_numbers: (n,) ints in [1, max_atomic_number].
+      positions: (n, 3) Å.  cell: (3, 3) Å, vectors as rows.
+      total_charge: e.  dtype: compute dtype (default float64 under x64 for float64 input).
+
+    Returns:
+      dict with ``energy`` (eV), ``forces`` (n, 3) eV/Å, ``stress`` (3, 3) eV/Å³
+      (σ = (1/V) ∂E/∂ε: positive under tension, pressure = −tr σ / 3), ``charges`` (n,)
+      or None, ``electrostatics`` and ``repulsion`` (eV).
+    """
+    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number)
+    if dtype is None:
+        dtype = np.float64 if (r.dtype == np.float64 and jax.config.jax_enable_x64) else np.float32
+    batch = batch_periodic(
+        [z], [r], [cell], model.cutoff, total_charges=[total_charge], pair_cutoff=model_pair_cutoff(model),
+        dtype=dtype,
+    )
+    out = jitted_apply(model)(params, batch)
+    n = z.shape[0]
+    return {
+        "energy": float(out["energy"][0]),
+        "forces": np.asarray(out["forces"][:n]),
+        "stress": np.asarray(out["stress"][0]),
+        "charges": None if out["charges"] is None else np.asarray(out["charges"][:n]),
         "electrostatics": float(out["electrostatics"][0]),
         "repulsion": float(out["repulsion"][0]),
     }
@@ -112,7 +147,7 @@ def init_params(model, seed: int | jax.Array = 0) -> dict:
 _JIT_CACHE: dict = {}
 
 
-def _jitted_apply(model):
+def jitted_apply(model):
     """One jitted ``apply_batch`` per model configuration (models are hashable dataclasses)."""
     if model not in _JIT_CACHE:
         _JIT_CACHE[model] = jax.jit(lambda params, batch: apply_batch(model, params, batch))

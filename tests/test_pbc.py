@@ -5,14 +5,13 @@ import numpy as np
 import pytest
 from conftest import cast_params, perturbed_params
 
-from physnetjax import PhysNet, init_params
+from physnetjax import PhysNet, init_params, predict_periodic
 from physnetjax.neighbors import (
     apply_batch,
     batch_from_neighbors,
     batch_periodic,
     model_pair_cutoff,
     neighbor_list,
-    predict_periodic,
 )
 
 CELL = np.array([[6.0, 0.0, 0.0], [1.5, 5.6, 0.0], [0.8, 1.2, 5.3]])  # triclinic, narrower than 2 × 5 Å

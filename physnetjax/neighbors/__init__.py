@@ -19,7 +19,7 @@ from physnetjax.neighbors.neighbor_list import (
     needs_update,
     neighbor_list,
 )
-from physnetjax.neighbors.periodic import batch_periodic, periodic_pairs, predict_periodic
+from physnetjax.neighbors.periodic import batch_periodic, periodic_pairs
 
 __all__ = [
     "Batch",
@@ -41,6 +41,5 @@ __all__ = [
     "needs_update",
     "neighbor_list",
     "periodic_pairs",
-    "predict_periodic",
     "round_up",
 ]

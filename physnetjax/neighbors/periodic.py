@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import jax
 import numpy as np
 import vesin
 
-from physnetjax.neighbors.batch import Batch, model_pair_cutoff
+from physnetjax.neighbors.batch import Batch
 from physnetjax.neighbors.molecules import assemble_batch
 from physnetjax.neighbors.neighbor_list import perpendicular_widths
 
@@ -126,40 +125,3 @@ def batch_periodic(
         [np.asarray(c, dtype=np.float64) for c in cells],
         num_atoms=num_atoms, num_edges=num_edges, num_pairs=num_pairs, num_molecules=num_molecules, dtype=dtype,
     )
-
-
-def predict_periodic(model, params, atomic_numbers, positions, cell, total_charge: float = 0.0, dtype=None) -> dict:
-    """Energy, forces and stress of one periodic cell, as NumPy.
-
-    Args:
-      model: a :class:`physnetjax.PhysNet` (its pair terms must have a finite reach).
-      params: its variables.
-      atomic_numbers: (n,) ints in [1, max_atomic_number].
-      positions: (n, 3) Å.  cell: (3, 3) Å, vectors as rows.
-      total_charge: e.  dtype: compute dtype (default float64 under x64 for float64 input).
-
-    Returns:
-      dict with ``energy`` (eV), ``forces`` (n, 3) eV/Å, ``stress`` (3, 3) eV/Å³
-      (σ = (1/V) ∂E/∂ε: positive under tension, pressure = −tr σ / 3), ``charges`` (n,)
-      or None, ``electrostatics`` and ``repulsion`` (eV).
-    """
-    from physnetjax.predict import _jitted_apply, validate_structure  # predict imports this package
-
-    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number)
-    if dtype is None:
-        dtype = np.float64 if (r.dtype == np.float64 and jax.config.jax_enable_x64) else np.float32
-    batch = batch_periodic(
-        [z], [r], [cell], model.cutoff, total_charges=[total_charge], pair_cutoff=model_pair_cutoff(model),
-        dtype=dtype,
-    )
-    out = _jitted_apply(model)(params, batch)
-    n = z.shape[0]
-    return {
-        "energy": float(out["energy"][0]),
-        "forces": np.asarray(out["forces"][:n]),
-        "stress": np.asarray(out["stress"][0]),
-        "charges": None if out["charges"] is None else np.asarray(out["charges"][:n]),
-        "electrostatics": float(out["electrostatics"][0]),
-        "repulsion": float(out["repulsion"][0]),
-    }
-
