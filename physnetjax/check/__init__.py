@@ -1,0 +1,38 @@
+"""One-command physical sanity check of a model: ``python -m physnetjax.check CHECKPOINT``.
+
+Groups of checks (all in float64):
+
+* ``forces`` (:mod:`~physnetjax.check.forces`): central finite differences vs analytic
+  forces, total and per term, with the analytic/numerical ratio and each term's weight
+  in the total force;
+* ``invariance`` (:mod:`~physnetjax.check.invariance`): Σ F = 0, zero torque, rotation,
+  reflection, translation, permutation, padding and batch invariance;
+* ``smoothness`` (:mod:`~physnetjax.check.smoothness`): bond-stretch scans through every
+  cutoff, with discontinuity detection by local refinement;
+* ``stability`` (:mod:`~physnetjax.check.stability`): force response to 0.05 Å random
+  moves and a short NVE run.
+
+:func:`check_model` returns a :class:`CheckReport` (JSON schema in
+:mod:`~physnetjax.check.report`).
+"""
+
+from physnetjax.check.evaluate import EnergyAndForces, Evaluator, Structure, model_energy_and_forces
+from physnetjax.check.geometry import default_structures, read_structures
+from physnetjax.check.report import SCHEMA_VERSION, CheckReport, CheckResult
+from physnetjax.check.runner import check_model
+from physnetjax.check.settings import CheckSettings, Thresholds
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CheckReport",
+    "CheckResult",
+    "CheckSettings",
+    "EnergyAndForces",
+    "Evaluator",
+    "Structure",
+    "Thresholds",
+    "check_model",
+    "default_structures",
+    "model_energy_and_forces",
+    "read_structures",
+]

@@ -1,0 +1,196 @@
+"""Evaluating a model (or an injected energy/force function) on many geometries of one molecule.
+
+Every check compares energies and forces at many geometries of the same molecule.
+The :class:`Evaluator` builds, once per structure, a :class:`~physnetjax.Batch` that
+holds *all* n(n−1) ordered atom pairs of the molecule, and at each geometry sets the
+masks from the positions inside ``jit``::
+
+    edge_mask_ij = |r_j − r_i| < cutoff          (message passing)
+    pair_mask_ij = |r_j − r_i| < pair reach      (separate pair list, when the model has one)
+
+This is exactly the graph the host builders (:func:`physnetjax.batch_molecules`) and
+the in-jit neighbor lists produce, with the out-of-range pairs present as masked
+padding; the invariance checks compare it with the host-built batches. Geometries
+are evaluated with ``jax.vmap`` in fixed-size chunks, so each structure size compiles
+once.
+
+An *energy/force function* has the signature of :func:`physnetjax.apply_batch`
+with the model bound: ``energy_and_forces(params, batch) -> dict`` with ``energy``
+(B,) eV, ``forces`` (N, 3) eV/Å and, optionally, the per-term energies (B,) eV
+``nn_energy``, ``electrostatics`` and ``repulsion``. It must be a JAX-traceable
+function (it is jitted and vmapped). Tests inject deliberately broken ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from physnetjax.neighbors import Batch, apply_batch, batch_molecules, model_pair_cutoff
+
+EnergyAndForces = Callable[[Any, Batch], dict]
+
+TERMS = ("network", "electrostatics", "repulsion")
+"""Energy terms checked separately, in the order of the energy columns after the total."""
+TERM_KEYS = {"network": "nn_energy", "electrostatics": "electrostatics", "repulsion": "repulsion"}
+"""Output key of each term in the model's output dict."""
+
+CHUNK = 32
+"""Geometries per vmapped call (the last chunk is padded by repeating a geometry)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Structure:
+    """One isolated molecule to check.
+
+    Fields:
+      atomic_numbers: (n,) int.
+      positions: (n, 3) Å.
+      total_charge: Q in e.
+      name: label used in the report (e.g. ``"geometries.npz[0]"``).
+    """
+
+    atomic_numbers: np.ndarray
+    positions: np.ndarray
+    total_charge: float = 0.0
+    name: str = "structure"
+
+    @property
+    def num_atoms(self) -> int:
+        return int(self.atomic_numbers.shape[0])
+
+    def formula(self) -> str:
+        from ase.formula import Formula
+        from ase.data import chemical_symbols
+
+        return str(Formula("".join(chemical_symbols[int(z)] for z in self.atomic_numbers)).reduce()[0])
+
+
+def model_energy_and_forces(model) -> EnergyAndForces:
+    """The model's own energy/force function: ``apply_batch`` with ``model`` bound."""
+    if model not in _BOUND:
+        _BOUND[model] = lambda params, batch: apply_batch(model, params, batch)
+    return _BOUND[model]
+
+
+_BOUND: dict = {}
+_JIT: dict = {}
+
+
+def cast_to_float64(params):
+    """``params`` with every floating-point leaf as a float64 jax array (needs x64 enabled)."""
+    return jax.tree_util.tree_map(
+        lambda p: jnp.asarray(p, jnp.float64) if jnp.issubdtype(jnp.asarray(p).dtype, jnp.floating) else p, params
+    )
+
+
+def separate_pair_list(model) -> bool:
+    """Whether the model's pair terms need a pair list beyond the message-passing cutoff."""
+    reach = model_pair_cutoff(model)
+    return reach is None or reach > model.cutoff
+
+
+def _masked(template: Batch, positions, cutoff: float, pair_reach: Optional[float]) -> Batch:
+    """``template`` at ``positions`` with edge/pair masks set by distance (see module docstring)."""
+    d = jnp.linalg.norm(positions[template.src_idx] - positions[template.dst_idx], axis=-1)
+    batch = template.replace(positions=positions, edge_mask=d < cutoff)
+    if template.pair_dst is not None:
+        dp = jnp.linalg.norm(positions[template.pair_src] - positions[template.pair_dst], axis=-1)
+        batch = batch.replace(pair_mask=jnp.ones_like(dp, bool) if pair_reach is None else dp < pair_reach)
+    return batch
+
+
+def _energy_row(out: dict) -> jax.Array:
+    """(1 + len(TERMS),) energies of molecule 0: total, then each term (0 where absent), eV."""
+    total = out["energy"][0]
+    terms = [out[TERM_KEYS[t]][0] if out.get(TERM_KEYS[t]) is not None else jnp.zeros_like(total) for t in TERMS]
+    return jnp.stack([total] + terms)
+
+
+def _compiled(model, fn: EnergyAndForces):
+    """Jitted (vmapped outputs, term forces, single energy/forces) for one model and function."""
+    key = (model, fn)
+    if key not in _JIT:
+        reach = model_pair_cutoff(model)
+
+        def single(params, template, positions):
+            out = fn(params, _masked(template, positions, model.cutoff, reach))
+            return _energy_row(out), out["forces"]
+
+        def term_forces(params, template, positions):
+            jac = jax.jacrev(lambda pos: single(params, template, pos)[0][1:])(positions)
+            return -jac
+
+        _JIT[key] = (
+            jax.jit(jax.vmap(single, in_axes=(None, None, 0))),
+            jax.jit(term_forces),
+            jax.jit(single),
+        )
+    return _JIT[key]
+
+
+class Evaluator:
+    """Energies and forces of one structure at many geometries (float64; see module docstring).
+
+    Args:
+      model: a :class:`physnetjax.PhysNet` (gives the cutoffs and the default function).
+      params: variables, already float64.
+      structure: the molecule; its atomic numbers and total charge are fixed.
+      energy_and_forces: the function to check (default: the model's own).
+    """
+
+    def __init__(self, model, params, structure: Structure, energy_and_forces: Optional[EnergyAndForces] = None):
+        self.model = model
+        self.params = params
+        self.structure = structure
+        self.fn = energy_and_forces or model_energy_and_forces(model)
+        self.template = jax.device_put(batch_molecules(
+            [structure.atomic_numbers], [structure.positions], np.inf,
+            total_charges=[structure.total_charge],
+            pair_cutoff=None if separate_pair_list(model) else 0.0, dtype=np.float64,
+        ))
+        self._batched, self._term_forces, self._single = _compiled(model, self.fn)
+
+    def evaluate(self, positions) -> tuple[np.ndarray, np.ndarray]:
+        """Energies (K, 1 + 3) eV [total, network, electrostatics, repulsion] and forces (K, n, 3) eV/Å.
+
+        ``positions``: (K, n, 3) Å. Evaluated in chunks of :data:`CHUNK` geometries.
+        """
+        positions = np.asarray(positions, np.float64)
+        count = positions.shape[0]
+        padded = -(-count // CHUNK) * CHUNK
+        stacked = np.concatenate([positions, np.repeat(positions[-1:], padded - count, axis=0)])
+        energies, forces = [], []
+        for start in range(0, padded, CHUNK):
+            e, f = self._batched(self.params, self.template, jnp.asarray(stacked[start:start + CHUNK]))
+            energies.append(np.asarray(e))
+            forces.append(np.asarray(f))
+        return np.concatenate(energies)[:count], np.concatenate(forces)[:count]
+
+    def term_forces(self, positions) -> np.ndarray:
+        """(3, n, 3) eV/Å: −∂E_t/∂R by autodiff for network, electrostatics, repulsion."""
+        return np.asarray(self._term_forces(self.params, self.template, jnp.asarray(positions, jnp.float64)))
+
+    def energy_force(self, positions, nbrs=None):
+        """``(E () eV, F (n, 3) eV/Å)`` at one geometry; jit-able, in the form MD integrators take."""
+        energies, forces = self._single(self.params, self.template, positions)
+        return energies[0], forces
+
+    def host_batch(self, atomic_numbers, positions, total_charges, **padding) -> Batch:
+        """A batch built by the production host builder (cutoff neighbor lists, optional padding)."""
+        return batch_molecules(
+            atomic_numbers, positions, self.model.cutoff, total_charges=total_charges,
+            pair_cutoff=model_pair_cutoff(self.model), dtype=np.float64, **padding,
+        )
+
+    def apply(self, batch: Batch) -> dict:
+        """The function on any batch (jitted per function), outputs as NumPy."""
+        key = ("apply", self.fn)
+        if key not in _JIT:
+            _JIT[key] = jax.jit(self.fn)
+        out = _JIT[key](self.params, batch)
+        return {"energy": np.asarray(out["energy"]), "forces": np.asarray(out["forces"])}

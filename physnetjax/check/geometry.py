@@ -1,0 +1,94 @@
+"""Which structures to check: given files, frames stored with the model, or a built-in frame.
+
+Order of the defaults (:func:`default_structures`):
+
+1. ``geometries.npz`` in the checkpoint directory or the directory holding it (the
+   legacy fixtures and migrated checkpoints keep their reference frames there);
+2. the first data file named in the checkpoint metadata (``metadata["data"]``, as the
+   trainer writes it), if it exists;
+3. the bundled example dataset (:func:`physnetjax.data.dataset.bundled_dataset_path`);
+4. :data:`ETHANOL`, one ethanol frame built into this module.
+
+The first ``max_structures`` frames of the chosen file are used.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from physnetjax.check.evaluate import Structure
+from physnetjax.checkpoint.report import read_geometries
+from physnetjax.data.dataset import bundled_dataset_path
+
+logger = logging.getLogger(__name__)
+
+GEOMETRY_FILE = "geometries.npz"
+
+ETHANOL = Structure(
+    atomic_numbers=np.array([6, 6, 8, 1, 1, 1, 1, 1, 1], np.int32),
+    positions=np.array([
+        [1.4211, -1.0172, -1.6541],
+        [0.1280, -0.2004, -1.3420],
+        [-1.0039, -0.7405, -1.9962],
+        [-1.2151, -1.6562, -1.6709],
+        [-0.1495, -0.1325, -0.2615],
+        [0.1683, 0.8202, -1.8516],
+        [2.0333, -1.2154, -0.6893],
+        [1.1475, -1.9272, -2.0810],
+        [2.0245, -0.4791, -2.2894],
+    ]),
+    name="built-in ethanol",
+)
+"""An ethanol frame (Å) of a GFN2-xTB 500 K trajectory, used when nothing else is available."""
+
+
+def read_structures(path, limit: Optional[int] = None) -> list[Structure]:
+    """Frames of ``path`` as structures: ``.npz`` with Z, R (and optional N, Q) or any ASE-readable file.
+
+    Raises:
+      ValueError: unreadable file or no frames (the checkpoint module's errors are ValueErrors).
+    """
+    path = Path(path)
+    structures = []
+    if path.suffix == ".npz":
+        data = read_geometries(path)
+        for k in range(data["Z"].shape[0]):
+            n = int(data["N"][k])
+            structures.append(Structure(data["Z"][k, :n].astype(np.int32), data["R"][k, :n].astype(np.float64),
+                                        float(data["Q"][k]), f"{path.name}[{k}]"))
+    else:
+        import ase.io
+
+        try:
+            frames = ase.io.read(path, index=":")
+        except Exception as error:
+            raise ValueError(f"{path}: ASE cannot read it ({type(error).__name__}: {error})") from error
+        for k, atoms in enumerate(frames):
+            charge = float(atoms.info.get("charge", 0.0))
+            structures.append(Structure(atoms.numbers.astype(np.int32), atoms.positions.astype(np.float64),
+                                        charge, f"{path.name}[{k}]"))
+    if not structures:
+        raise ValueError(f"{path}: contains no frames")
+    return structures[:limit]
+
+
+def default_structures(checkpoint: Optional[Path], metadata: Optional[dict], limit: int) -> list[Structure]:
+    """The structures to check when none are given (order in the module docstring)."""
+    candidates: list[Path] = []
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint).resolve()
+        candidates += [checkpoint / GEOMETRY_FILE, checkpoint.parent / GEOMETRY_FILE]
+    data = (metadata or {}).get("data")
+    if isinstance(data, Sequence) and not isinstance(data, str) and data:
+        candidates.append(Path(data[0]))
+    candidates.append(bundled_dataset_path())
+    for path in candidates:
+        if path.is_file():
+            logger.info("checking frames of %s", path)
+            return read_structures(path, limit)
+    logger.info("no stored frames found; checking the built-in ethanol geometry")
+    return [ETHANOL]

@@ -1,0 +1,190 @@
+"""The check report: one row per check, its JSON form (schema version 1) and its rich table.
+
+JSON schema, version 1 (``SCHEMA_VERSION``); keys are never removed or renamed
+within a version, new optional keys may be added::
+
+    {
+      "schema": "physnetjax.check",          # constant
+      "schema_version": 1,
+      "physnetjax_version": str,
+      "status": "pass" | "warn" | "fail",     # worst status over all checks
+      "counts": {"pass": int, "warn": int, "fail": int},
+      "checkpoint": str | null,
+      "model": {...},                         # PhysNet.config()
+      "settings": {...},                      # CheckSettings fields
+      "structures": [{"index": int, "name": str, "formula": str,
+                      "num_atoms": int, "total_charge": float}],
+      "checks": [{
+          "id": str,           # e.g. "forces.fd.total", "invariance.rotation", "smoothness.C-H"
+          "group": "forces" | "invariance" | "smoothness" | "stability",
+          "structure": int,    # index into "structures"
+          "status": "pass" | "warn" | "fail",
+          "value": float | null,   # the measured number; null if not finite (then "fail")
+          "unit": str,
+          "warn_above": float,     # value > warn_above → warn
+          "fail_above": float,     # value > fail_above → fail
+          "message": str,          # one-line human summary
+          "details": {...}         # check-specific numbers (see each check's docstring)
+      }]
+    }
+
+A check may also fail for a reason other than its value (e.g. a flipped force sign,
+a detected discontinuity); ``message`` then says why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any, Optional
+
+SCHEMA = "physnetjax.check"
+SCHEMA_VERSION = 1
+STATUSES = ("pass", "warn", "fail")
+GROUPS = ("forces", "invariance", "smoothness", "stability")
+CHECK_KEYS = ("id", "group", "structure", "status", "value", "unit", "warn_above", "fail_above", "message", "details")
+REPORT_KEYS = ("schema", "schema_version", "physnetjax_version", "status", "counts", "checkpoint", "model",
+               "settings", "structures", "checks")
+
+
+def status_of(value: float, warn_above: float, fail_above: float) -> str:
+    """``"fail"`` if value > fail_above or not finite, ``"warn"`` if value > warn_above, else ``"pass"``."""
+    if not math.isfinite(value) or value > fail_above:
+        return "fail"
+    return "warn" if value > warn_above else "pass"
+
+
+def worst(statuses) -> str:
+    """The worst of some statuses (``"pass"`` for none)."""
+    return max(statuses, key=STATUSES.index, default="pass")
+
+
+def _json_number(value):
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _jsonable(value):
+    """Nested dicts/lists of plain Python numbers and strings; non-finite floats → None."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _jsonable(value.tolist())
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    return _json_number(float(value))
+
+
+@dataclasses.dataclass
+class CheckResult:
+    """One row of the report (fields as in the JSON schema of the module docstring)."""
+
+    id: str
+    group: str
+    structure: int
+    status: str
+    value: float
+    unit: str
+    warn_above: float
+    fail_above: float
+    message: str
+    details: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def measured(cls, id: str, group: str, structure: int, value: float, unit: str, limits: tuple[float, float],
+                 message: str, details: Optional[dict] = None, failure: Optional[str] = None) -> "CheckResult":
+        """A result whose status follows from ``value`` and ``limits`` = (warn_above, fail_above).
+
+        ``failure``: a reason to fail whatever the value (appended to the message).
+        """
+        warn_above, fail_above = limits
+        status = status_of(float(value), warn_above, fail_above)
+        if failure:
+            status, message = "fail", f"{message}; {failure}"
+        return cls(id, group, structure, status, float(value), unit, warn_above, fail_above, message, details or {})
+
+    def to_dict(self) -> dict:
+        return {key: _jsonable(getattr(self, key)) for key in CHECK_KEYS}
+
+
+@dataclasses.dataclass
+class CheckReport:
+    """All results of :func:`physnetjax.check.check_model`.
+
+    Fields: ``checks`` (list of :class:`CheckResult`), ``structures`` (list of dicts),
+    ``model`` (config dict), ``settings`` (dict), ``checkpoint`` (path or None).
+    """
+
+    checks: list
+    structures: list
+    model: dict
+    settings: dict
+    checkpoint: Optional[str] = None
+
+    @property
+    def status(self) -> str:
+        return worst(c.status for c in self.checks)
+
+    @property
+    def passed(self) -> bool:
+        """True when no check failed (warnings allowed)."""
+        return self.status != "fail"
+
+    def counts(self) -> dict:
+        return {s: sum(c.status == s for c in self.checks) for s in STATUSES}
+
+    def by_id(self, check_id: str, structure: int = 0) -> CheckResult:
+        """The result with this id for this structure (KeyError if absent)."""
+        for c in self.checks:
+            if c.id == check_id and c.structure == structure:
+                return c
+        raise KeyError(f"no check {check_id!r} for structure {structure}")
+
+    def to_dict(self) -> dict:
+        from physnetjax import __version__
+
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "physnetjax_version": __version__,
+            "status": self.status,
+            "counts": self.counts(),
+            "checkpoint": self.checkpoint,
+            "model": _jsonable(self.model),
+            "settings": _jsonable(self.settings),
+            "structures": _jsonable(self.structures),
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+    def write_json(self, path) -> None:
+        with open(path, "w") as handle:
+            json.dump(self.to_dict(), handle, indent=2, allow_nan=False)
+            handle.write("\n")
+
+    def render(self, console: Any) -> None:
+        """Print the pass/warn/fail table on a ``rich.console.Console``."""
+        from rich.table import Table
+
+        colour = {"pass": "green", "warn": "yellow", "fail": "bold red"}
+        for s in self.structures:
+            console.print(f"structure {s['index']}: {s['name']} ({s['formula']}, {s['num_atoms']} atoms, "
+                          f"Q = {s['total_charge']:g} e)")
+        table = Table(title="physnetjax model check (float64)")
+        for column, justify in (("s", "right"), ("check", "left"), ("status", "left"), ("value", "right"),
+                                ("warn >", "right"), ("fail >", "right"), ("unit", "left"), ("summary", "left")):
+            table.add_column(column, justify=justify)
+        for c in self.checks:
+            table.add_row(str(c.structure), c.id, f"[{colour[c.status]}]{c.status.upper()}[/]", _fmt(c.value),
+                          _fmt(c.warn_above), _fmt(c.fail_above), c.unit, c.message)
+        console.print(table)
+        counts = self.counts()
+        console.print(f"[{colour[self.status]}]overall: {self.status.upper()}[/] "
+                      f"({counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail)")
+
+
+def _fmt(value: float) -> str:
+    return "nan" if not math.isfinite(value) else f"{value:.3g}"

@@ -1,0 +1,98 @@
+"""``check_model``: run the selected check groups on every structure, in float64."""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional, Sequence
+
+import jax
+import numpy as np
+
+from physnetjax.check.evaluate import EnergyAndForces, Evaluator, Structure, cast_to_float64
+from physnetjax.check.forces import check_forces
+from physnetjax.check.invariance import check_invariance
+from physnetjax.check.report import GROUPS, CheckReport
+from physnetjax.check.settings import CheckSettings, Thresholds
+from physnetjax.check.smoothness import check_smoothness
+from physnetjax.check.stability import check_curvature, check_nve
+from physnetjax.predict import validate_structure
+
+logger = logging.getLogger(__name__)
+
+_GROUP_CHECKS = {
+    "forces": (check_forces,),
+    "invariance": (check_invariance,),
+    "smoothness": (check_smoothness,),
+    "stability": (check_curvature, check_nve),
+}
+
+
+def as_structure(item, index: int) -> Structure:
+    """A :class:`Structure` from a Structure or a tuple (Z, R) / (Z, R, Q), validated.
+
+    Raises:
+      ValueError: bad shapes, atomic numbers, non-finite positions, fewer than 2 atoms.
+    """
+    if isinstance(item, Structure):
+        z, r, q, name = item.atomic_numbers, item.positions, item.total_charge, item.name
+    else:
+        z, r, *rest = item
+        q, name = (float(rest[0]) if rest else 0.0), f"structure {index}"
+    z, r = validate_structure(z, r, 118)
+    if z.shape[0] < 2:
+        raise ValueError(f"{name}: the checks need at least 2 atoms, received {z.shape[0]}")
+    return Structure(z, np.asarray(r, np.float64), float(q), name)
+
+
+def check_model(
+    model,
+    params,
+    structures: Sequence,
+    *,
+    energy_and_forces: Optional[EnergyAndForces] = None,
+    groups: Sequence[str] = GROUPS,
+    settings: Optional[CheckSettings] = None,
+    thresholds: Optional[Thresholds] = None,
+    checkpoint: Optional[str] = None,
+) -> CheckReport:
+    """Check that a model's energy surface is physically sane; returns a :class:`CheckReport`.
+
+    Runs in float64 (x64 is switched on for the duration; ``params`` are cast).
+
+    Args:
+      model: a :class:`physnetjax.PhysNet` (its cutoffs define the scans and graphs).
+      params: its variables ``{"params": ...}`` in any float dtype.
+      structures: isolated molecules, each a :class:`Structure` or a tuple
+        (Z (n,), R (n, 3) Å[, total charge e]).
+      energy_and_forces: the function to check, ``f(params, batch) -> dict`` like
+        :func:`physnetjax.apply_batch` (default: the model's own); tests inject
+        broken ones here.
+      groups: subset of ``("forces", "invariance", "smoothness", "stability")``.
+      settings, thresholds: see :mod:`physnetjax.check.settings` (defaults: full run).
+      checkpoint: path shown in the report.
+
+    Raises:
+      ValueError: unknown group, or a structure that is not a valid molecule.
+    """
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        raise ValueError(f"unknown check groups {unknown}; choose from {list(GROUPS)}")
+    settings = settings or CheckSettings()
+    thresholds = thresholds or Thresholds()
+    structures = [as_structure(item, k) for k, item in enumerate(structures)]
+    if not structures:
+        raise ValueError("check_model needs at least one structure")
+    results = []
+    with jax.enable_x64(True):
+        params64 = cast_to_float64(params)
+        for index, structure in enumerate(structures):
+            evaluator = Evaluator(model, params64, structure, energy_and_forces)
+            for group in GROUPS:
+                if group not in groups:
+                    continue
+                for check in _GROUP_CHECKS[group]:
+                    logger.info("structure %d (%s): %s", index, structure.name, check.__name__)
+                    results.extend(check(evaluator, index, settings, thresholds))
+    summaries = [{"index": k, "name": s.name, "formula": s.formula(), "num_atoms": s.num_atoms,
+                  "total_charge": s.total_charge} for k, s in enumerate(structures)]
+    return CheckReport(results, summaries, model.config(), settings.to_dict(), checkpoint)

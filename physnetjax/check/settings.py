@@ -1,0 +1,85 @@
+"""What the checks do (:class:`CheckSettings`) and where they warn or fail (:class:`Thresholds`)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckSettings:
+    """Parameters of the checks. Units: Å, fs, K.
+
+    Fields:
+      fd_step: central finite-difference step δ in Å. In float64 the truncation
+        error is δ²/6 |∂³E/∂R³| (~1e-8 · curvature scale) and the rounding error
+        ~1e-16 |E| / δ (~1e-9 eV/Å for |E| = 1000 eV).
+      scan_step: step of the smoothness scans in Å.
+      scan_margin: how far beyond the largest cutoff the scans go, Å.
+      refine: sub-steps used to re-scan a suspicious scan interval.
+      displacement: length of the random per-atom displacement in Å (0.05, the
+        original's failing test).
+      displacement_trials: number of random displacements.
+      nve_steps, nve_timestep, nve_temperature: the NVE run (velocity Verlet from
+        Maxwell–Boltzmann momenta at ``nve_temperature``, zero total momentum).
+      nve_stride: steps between recorded frames.
+      seed: seed of rotations, permutations, displacements and momenta.
+      max_structures: structures taken from a geometry file when none are chosen.
+    """
+
+    fd_step: float = 1e-4
+    scan_step: float = 0.01
+    scan_margin: float = 0.5
+    refine: int = 10
+    displacement: float = 0.05
+    displacement_trials: int = 8
+    nve_steps: int = 2000
+    nve_timestep: float = 0.5
+    nve_temperature: float = 300.0
+    nve_stride: int = 10
+    seed: int = 0
+    max_structures: int = 3
+
+    @classmethod
+    def quick(cls) -> "CheckSettings":
+        """Coarser scans (0.02 Å), 4 displacements, 200 NVE steps, one structure."""
+        return cls(scan_step=0.02, displacement_trials=4, nve_steps=200, max_structures=1)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """(warn_above, fail_above) of every measured value, with the reason for each.
+
+    Fields:
+      fd_relative: max_ia |F_a − F_FD| / max(1 eV/Å, max |F_FD|), dimensionless.
+        Exact gradients reach ~1e-8 (see ``CheckSettings.fd_step``); 1e-5 leaves
+        room for steep repulsion, 1e-3 is a wrong force.
+      fd_ratio: fail when |s − 1| exceeds it, for the least-squares slope s of
+        analytic on numerical forces (s = 2: doubled, s = −1: sign flipped) and for
+        each term's weight in the total force; checked when max |F_FD| > 1e-6 eV/Å.
+        A correct gradient has s = 1 ± 1e-8.
+      invariance: |ΔE| eV and max |ΔF| eV/Å under rotation, reflection, translation,
+        permutation, padding, batching; and |Σ F| eV/Å, |torque| eV. float64
+        rounding gives ~1e-12; 1e-6 warns, 1e-3 is a broken symmetry.
+      curvature: max_i |F_i(R + δ) − F_i(R)| / δ in eV/Å² for random per-atom
+        moves of δ = 0.05 Å. A harmonic bond of force constant k moved at both
+        ends gives at most 2k; the stiffest covalent bond (N≡N, 2359 cm⁻¹,
+        k ≈ 143 eV/Å²) gives ~290. Warn above 500 eV/Å²; above 2000 eV/Å² the
+        surface is a cliff (the original gave 0.14 → 18.6 eV/Å for one such move).
+      nve_energy: max_t |E_tot(t) − E_tot(0)| per atom in meV. Velocity Verlet at
+        0.5 fs fluctuates by ~0.1–0.5 meV/atom for organic molecules at 300 K.
+      nve_force: largest |F_i| over the run, eV/Å. Thermal forces in 300 K organic
+        MD stay below ~10 eV/Å.
+      smoothness: largest force change per scan step, eV/Å: reported only (the
+        check fails on a detected discontinuity, not on this value).
+    """
+
+    fd_relative: tuple = (1e-5, 1e-3)
+    fd_ratio: float = 1e-3
+    invariance: tuple = (1e-6, 1e-3)
+    curvature: tuple = (500.0, 2000.0)
+    nve_energy: tuple = (1.0, 10.0)
+    nve_force: tuple = (25.0, 100.0)
+    smoothness: tuple = (float("inf"), float("inf"))

@@ -1,0 +1,159 @@
+"""Check 3: energy and forces along bond-stretch scans through every cutoff.
+
+For each bond type (element pair with at least one pair closer than 1.25 × the sum
+of covalent radii) one bond i–j is stretched: atom j is placed at
+
+    r_j(d) = r_i + d u,   u = (r_j − r_i) / |r_j − r_i|
+
+for d from min(d₀, smallest cutoff − 0.25 Å) (not below 0.6 d₀) to the largest
+cutoff + ``scan_margin``, in steps h, all other atoms fixed. The cutoffs crossed
+are the model's message-passing cutoff, the end of the Coulomb short-range switch
+(r_sr / 2), the long-range Coulomb cutoff and the ZBL cutoff, whichever it has.
+
+Per step k, with g = dE/dd = −F_j · u:
+
+* force jump J_k = max_i |F_i(d_{k+1}) − F_i(d_k)|  (eV/Å; reported: largest J_k);
+* energy residual e_k = |E_{k+1} − E_k − h (g_k + g_{k+1}) / 2|: the trapezoid rule
+  is exact to O(h³ E''') for a C¹ energy, so a residual that does not shrink is an
+  energy jump that the forces do not see.
+
+Suspicious intervals (the 3 with the largest second difference of F, the 3 with the
+largest e_k, and each one containing a cutoff) are re-scanned with ``refine``
+sub-steps. A smooth function's jump shrinks ~refine-fold (its residual
+~refine²-fold); a discontinuity keeps its size. An interval is flagged when the
+refined jump (residual) is at least half the coarse one and the coarse one exceeds
+1e-5 eV/Å (1e-6 eV). Any flag fails the check.
+"""
+
+from __future__ import annotations
+
+import ase.data
+import numpy as np
+
+from physnetjax.check.evaluate import Evaluator
+from physnetjax.check.report import CheckResult
+from physnetjax.check.settings import CheckSettings, Thresholds
+
+GROUP = "smoothness"
+BOND_FACTOR = 1.25
+FORCE_JUMP_FLOOR = 1e-5
+"""eV/Å: smaller force jumps are not flagged."""
+ENERGY_JUMP_FLOOR = 1e-6
+"""eV: smaller energy jumps are not flagged."""
+KEEP_FRACTION = 0.5
+CANDIDATES = 3
+
+
+def model_cutoffs(model) -> dict:
+    """Every distance (Å) at which a term of ``model`` switches off: name → value."""
+    cutoffs = {"message passing": float(model.cutoff)}
+    if model.charges:
+        cutoffs["Coulomb switch"] = 0.5 * float(model.sr_cutoff)
+        if model.coulomb_lr_cutoff is not None:
+            cutoffs["Coulomb long range"] = float(model.coulomb_lr_cutoff)
+    if model.zbl:
+        cutoffs["ZBL"] = float(model.repulsion_cutoff)
+    return cutoffs
+
+
+def bond_types(atomic_numbers: np.ndarray, positions: np.ndarray) -> list[tuple[str, int, int]]:
+    """One bonded pair (label "C-H", i, j) per element pair, first by index order."""
+    seen, bonds = set(), []
+    n = len(atomic_numbers)
+    for i in range(n):
+        for j in range(i + 1, n):
+            zi, zj = int(atomic_numbers[i]), int(atomic_numbers[j])
+            limit = BOND_FACTOR * (ase.data.covalent_radii[zi] + ase.data.covalent_radii[zj])
+            key = tuple(sorted((zi, zj), reverse=True))
+            if key in seen or np.linalg.norm(positions[j] - positions[i]) >= limit:
+                continue
+            seen.add(key)
+            a, b = (i, j) if zi >= zj else (j, i)
+            bonds.append((f"{ase.data.chemical_symbols[key[0]]}-{ase.data.chemical_symbols[key[1]]}", a, b))
+    return bonds
+
+
+def _place(positions: np.ndarray, anchor: int, moving: int, distances: np.ndarray) -> np.ndarray:
+    """(K, n, 3) copies of ``positions`` with atom ``moving`` at the given distances from ``anchor``."""
+    u = positions[moving] - positions[anchor]
+    u = u / np.linalg.norm(u)
+    stack = np.repeat(positions[None], len(distances), axis=0)
+    stack[:, moving] = positions[anchor] + distances[:, None] * u
+    return stack
+
+
+def _steps(energies: np.ndarray, forces: np.ndarray, distances: np.ndarray, u: np.ndarray, moving: int):
+    """Per-interval force jumps J (K−1,), force differences (K−1, n, 3) and energy residuals (K−1,)."""
+    slope = -forces[:, moving] @ u
+    h = np.diff(distances)
+    delta_f = np.diff(forces, axis=0)
+    jumps = np.max(np.linalg.norm(delta_f, axis=-1), axis=-1)
+    residual = np.abs(np.diff(energies) - 0.5 * h * (slope[1:] + slope[:-1]))
+    return jumps, delta_f, residual
+
+
+def scan_bond(evaluator: Evaluator, anchor: int, moving: int, cutoffs: dict, settings: CheckSettings) -> dict:
+    """Scan one bond (see module docstring); returns the numbers reported in ``details``."""
+    r = np.asarray(evaluator.structure.positions, np.float64)
+    u = (r[moving] - r[anchor]) / np.linalg.norm(r[moving] - r[anchor])
+    d0 = float(np.linalg.norm(r[moving] - r[anchor]))
+    start = max(0.6 * d0, min(d0, min(cutoffs.values()) - 0.25))
+    stop = max(cutoffs.values()) + settings.scan_margin
+    distances = np.arange(start, stop + 0.5 * settings.scan_step, settings.scan_step)
+    energies, forces = evaluator.evaluate(_place(r, anchor, moving, distances))
+    jumps, delta_f, residual = _steps(energies[:, 0], forces, distances, u, moving)
+
+    curvature = np.zeros_like(jumps)
+    curvature[1:-1] = np.max(np.linalg.norm(delta_f[1:-1] - 0.5 * (delta_f[:-2] + delta_f[2:]), axis=-1), axis=-1)
+    suspects = set(np.argsort(curvature)[-CANDIDATES:].tolist()) | set(np.argsort(residual)[-CANDIDATES:].tolist())
+    for value in cutoffs.values():
+        k = int(np.searchsorted(distances, value)) - 1
+        if 0 <= k < len(jumps):
+            suspects.add(k)
+    suspects = sorted(suspects)
+
+    fine = np.concatenate([np.linspace(distances[k], distances[k + 1], settings.refine + 1) for k in suspects])
+    fine_e, fine_f = evaluator.evaluate(_place(r, anchor, moving, fine))
+    discontinuities = []
+    for m, k in enumerate(suspects):
+        part = slice(m * (settings.refine + 1), (m + 1) * (settings.refine + 1))
+        sub_jumps, _, sub_residual = _steps(fine_e[part, 0], fine_f[part], fine[part], u, moving)
+        for kind, coarse, refined, floor in (("force", jumps[k], sub_jumps.max(), FORCE_JUMP_FLOOR),
+                                             ("energy", residual[k], sub_residual.max(), ENERGY_JUMP_FLOOR)):
+            if coarse > floor and refined >= KEEP_FRACTION * coarse:
+                discontinuities.append({"kind": kind, "between_A": [float(distances[k]), float(distances[k + 1])],
+                                        "size": float(refined), "unit": "eV/Å" if kind == "force" else "eV"})
+    worst = int(np.argmax(jumps))
+    return {
+        "range_A": [float(distances[0]), float(distances[-1])],
+        "step_A": settings.scan_step,
+        "points": int(len(distances)),
+        "cutoffs_A": cutoffs,
+        "max_force_jump_eV_per_A": float(jumps[worst]),
+        "max_force_jump_at_A": float(distances[worst]),
+        "max_energy_residual_eV": float(residual.max()),
+        "refined_intervals": len(suspects),
+        "discontinuities": discontinuities,
+    }
+
+
+def check_smoothness(evaluator: Evaluator, index: int, settings: CheckSettings, thresholds: Thresholds) -> list:
+    """One result ``smoothness.<bond type>`` per bond type; value: the largest force jump per step."""
+    s = evaluator.structure
+    cutoffs = model_cutoffs(evaluator.model)
+    results = []
+    for label, anchor, moving in bond_types(s.atomic_numbers, np.asarray(s.positions)):
+        details = scan_bond(evaluator, anchor, moving, cutoffs, settings)
+        details["atoms"] = [anchor, moving]
+        found = details["discontinuities"]
+        failure = None
+        if found:
+            failure = "discontinuous: " + ", ".join(
+                f"{f['kind']} jump {f['size']:.2g} {f['unit']} at {f['between_A'][0]:.3f}–{f['between_A'][1]:.3f} Å"
+                for f in found[:3])
+        message = (f"atoms {anchor}-{moving}, {details['range_A'][0]:.2f}–{details['range_A'][1]:.2f} Å: "
+                   f"max ΔF {details['max_force_jump_eV_per_A']:.2g} eV/Å per {settings.scan_step} Å step "
+                   f"at {details['max_force_jump_at_A']:.2f} Å")
+        results.append(CheckResult.measured(f"smoothness.{label}", GROUP, index, details["max_force_jump_eV_per_A"],
+                                            "eV/Å", thresholds.smoothness, message, details, failure))
+    return results
