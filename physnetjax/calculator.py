@@ -42,7 +42,8 @@ def cast_params(params, dtype):
     return jax.tree.map(cast, params)
 
 
-def _check_dtype(dtype) -> np.dtype:
+def check_dtype(dtype) -> np.dtype:
+    """``dtype`` as a NumPy float32/float64 dtype; float64 requires JAX's x64 mode (else ValueError)."""
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, received {dtype}")
@@ -98,7 +99,7 @@ class PhysNetCalculator(Calculator):
         if model is None or params is None:
             raise ValueError("PhysNetCalculator needs (model, params) or checkpoint=PATH")
         self.model = model
-        self.dtype = _check_dtype(dtype)
+        self.dtype = check_dtype(dtype)
         self.params = cast_params(params, self.dtype)
         self.total_charge = total_charge
         self.atom_bucket = atom_bucket

@@ -1,0 +1,292 @@
+"""Run MD with a PhysNet model in jitted chunks: overflow handling, stop on blow-up, output, report.
+
+:func:`simulate` advances the system ``chunk_frames × save_every`` steps per jitted
+call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
+
+1. If the neighbor list overflowed anywhere in the chunk, the chunk is discarded,
+   the capacity multiplier grown ×1.5, the list re-allocated from the chunk's start
+   positions and the chunk re-run.
+2. If any saved frame has a non-finite energy/position or a force above
+   ``max_force`` eV/Å, the good frames are written, the last good frame is saved to
+   ``<out>.last_good.xyz`` and :class:`MDInstabilityError` is raised.
+3. Frames go to the trajectory (extxyz or .traj, see :mod:`physnetjax.md.io`) and
+   every ``checkpoint_every`` chunks the state is written to an ``.npz`` checkpoint
+   from which ``restart=`` continues.
+
+The report (:class:`MDReport`) gives the drift of the conserved quantity from a
+least-squares line through all saved frames (meV/atom/ps), its fluctuation about
+that line (meV/atom, standard deviation), the mean temperature and the speed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import ase
+import ase.io
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from physnetjax.calculator import check_dtype, cast_params
+from physnetjax.md.integrators import MDState, kinetic_energy, langevin, maxwell_boltzmann_momenta, nve, run
+from physnetjax.md.io import TrajectoryWriter, frame_atoms, momenta_from_ase, trajectory_format
+from physnetjax.md.potential import physnet_potential
+from physnetjax.units import BOLTZMANN
+
+logger = logging.getLogger(__name__)
+
+ENSEMBLES = ("nve", "langevin")
+
+
+class MDInstabilityError(RuntimeError):
+    """The dynamics produced NaN/Inf or an absurd force; the last good frame was saved."""
+
+
+@dataclasses.dataclass
+class MDReport:
+    """Summary of a run. Energies per atom; drift from a linear fit of the conserved quantity vs time."""
+
+    steps: int
+    time_ps: float
+    num_atoms: int
+    drift_meV_per_atom_per_ps: float
+    fluctuation_meV_per_atom: float
+    mean_temperature_K: float
+    steps_per_second: float
+    compile_seconds: float
+    reallocations: int
+    out: Optional[str]
+
+    def lines(self) -> list[str]:
+        return [
+            f"steps: {self.steps} ({self.time_ps:.4g} ps, {self.num_atoms} atoms)",
+            f"energy drift: {self.drift_meV_per_atom_per_ps:+.4g} meV/atom/ps (linear fit)",
+            f"energy fluctuation: {self.fluctuation_meV_per_atom:.4g} meV/atom (std about the fit)",
+            f"mean temperature: {self.mean_temperature_K:.2f} K",
+            f"speed: {self.steps_per_second:.1f} steps/s (compile {self.compile_seconds:.1f} s excluded)",
+            f"neighbor-list re-allocations: {self.reallocations}",
+        ] + ([f"trajectory: {self.out}"] if self.out else [])
+
+
+def drift_and_fluctuation(time_ps, conserved_eV, num_atoms) -> tuple[float, float]:
+    """Slope (meV/atom/ps) of the least-squares line E(t) = a + b t and the std of E about it (meV/atom)."""
+    t = np.asarray(time_ps, np.float64)
+    e = np.asarray(conserved_eV, np.float64)
+    if t.shape[0] < 3:
+        return float("nan"), float("nan")
+    slope, intercept = np.polyfit(t, e, 1)
+    residual = e - (intercept + slope * t)
+    return 1e3 * slope / num_atoms, 1e3 * float(residual.std()) / num_atoms
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def simulate(
+    model,
+    params,
+    atoms: ase.Atoms,
+    *,
+    ensemble: str = "nve",
+    temperature_K: float = 300.0,
+    timestep_fs: float = 0.5,
+    steps: int = 1000,
+    out: Optional[str] = None,
+    save_every: int = 10,
+    chunk_frames: int = 100,
+    friction: float = 0.01,
+    seed: int = 0,
+    dtype="float32",
+    max_force: float = 100.0,
+    skin: float = 0.5,
+    capacity_multiplier: float = 1.25,
+    checkpoint_path: Optional[str] = None,
+    checkpoint_every: int = 10,
+    restart: Optional[str] = None,
+    progress: Optional[Callable[[int], None]] = None,
+) -> MDReport:
+    """Run NVE or Langevin MD of ``atoms`` with ``model``/``params``.
+
+    Args:
+      atoms: the start geometry; its momenta are used if non-zero, else momenta are
+        drawn from Maxwell–Boltzmann at ``temperature_K`` (zero total momentum).
+        Fully periodic atoms (pbc all True) run in their cell.
+      ensemble: ``"nve"`` (velocity Verlet) or ``"langevin"`` (BAOAB, ``friction`` fs⁻¹).
+      temperature_K: initial / thermostat temperature in K.
+      timestep_fs: time step in fs.
+      steps: number of steps (a multiple of ``save_every``).
+      out: trajectory path (.xyz/.extxyz/.traj) or None.
+      save_every: steps between saved frames (observables are sampled there too).
+      chunk_frames: saved frames per jitted chunk.
+      dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``).
+      max_force: largest |F_i| in eV/Å accepted before the run is stopped.
+      checkpoint_path: ``.npz`` file for MD-state checkpoints (every
+        ``checkpoint_every`` chunks and at the end), or None.
+      restart: a checkpoint written by a previous run to continue from.
+      progress: called with the number of steps completed after each chunk.
+
+    Returns:
+      :class:`MDReport`.
+
+    Raises:
+      ValueError: bad arguments. MDInstabilityError: NaN/Inf or |F| > max_force.
+    """
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"ensemble must be one of {ENSEMBLES}, received {ensemble!r}")
+    if steps < 1 or save_every < 1 or steps % save_every:
+        raise ValueError(f"steps ({steps}) must be a positive multiple of save_every ({save_every})")
+    if out is not None:
+        trajectory_format(out)
+    dtype = check_dtype(dtype)
+    params = cast_params(params, dtype)
+    n = len(atoms)
+    cell = np.asarray(atoms.cell.array) if np.all(atoms.pbc) else None
+    if np.any(atoms.pbc) and cell is None:
+        raise ValueError(f"pbc={atoms.pbc.tolist()}: only fully periodic or isolated systems are supported")
+    masses = jnp.asarray(atoms.get_masses(), dtype)
+    positions = np.asarray(atoms.positions, np.float64)
+    key = jax.random.PRNGKey(seed)
+    key, mb_key = jax.random.split(key)
+    momenta = momenta_from_ase(atoms.get_momenta())
+    if not np.any(momenta):
+        momenta = np.asarray(maxwell_boltzmann_momenta(mb_key, masses, temperature_K))
+    start_step, heat = 0, 0.0
+    if restart is not None:
+        saved = np.load(restart)
+        if saved["numbers"].tolist() != atoms.numbers.tolist():
+            raise ValueError(f"restart file {restart} holds a different system")
+        positions, momenta = saved["positions"], saved["momenta"]
+        start_step, heat = int(saved["step"]), float(saved["heat"])
+        if "key" in saved:
+            key = jnp.asarray(saved["key"])
+    positions = jnp.asarray(positions, dtype)
+    momenta = jnp.asarray(momenta, dtype)
+
+    potential = physnet_potential(model, params, atoms.numbers, cell=cell, skin=skin,
+                                  capacity_multiplier=capacity_multiplier)
+    if ensemble == "nve":
+        init_fn, apply_fn = nve(potential.energy_force, timestep_fs, neighbor_update=potential.update)
+        dof = 3 * n - 3
+    else:
+        init_fn, apply_fn = langevin(potential.energy_force, timestep_fs, temperature_K, friction,
+                                     neighbor_update=potential.update)
+        dof = 3 * n
+    nbrs = potential.allocate(positions)
+    init_args = (positions, momenta, masses, nbrs) + ((key,) if ensemble == "langevin" else ())
+    state = jax.jit(init_fn)(*init_args)
+    state = state.replace(heat=jnp.asarray(heat, dtype))
+    if not np.isfinite(float(state.potential_energy)) or not np.all(np.isfinite(np.asarray(state.forces))):
+        raise MDInstabilityError("the model gives NaN/Inf energy or forces at the start geometry")
+    start_force = float(np.linalg.norm(np.asarray(state.forces), axis=-1).max())
+    if start_force > max_force:
+        raise MDInstabilityError(f"start geometry has |F| = {start_force:.3g} eV/Å > max_force = {max_force} eV/Å")
+
+    writer = TrajectoryWriter(out, append=restart is not None) if out is not None else None
+    runner = jax.jit(run, static_argnums=(0, 2, 3))
+    compiled: dict = {}
+    compile_seconds = run_seconds = 0.0
+    reallocations = 0
+    multiplier = capacity_multiplier
+    times = [start_step * timestep_fs * 1e-3]
+    conserved = [float(state.potential_energy) + _kinetic(state) + float(state.heat)]
+    temperatures = [2 * _kinetic(state) / (dof * BOLTZMANN)]
+    done, chunks = 0, 0
+    total_frames = steps // save_every
+    try:
+        while done < steps:
+            num_frames = min(chunk_frames, total_frames - done // save_every)
+            shape_key = (num_frames, jax.tree.structure(state), tuple(x.shape for x in jax.tree.leaves(state)))
+            if shape_key not in compiled:
+                t0 = time.perf_counter()
+                compiled[shape_key] = runner.lower(apply_fn, state, num_frames, save_every).compile()
+                compile_seconds += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            new_state, frames = compiled[shape_key](state)
+            jax.block_until_ready(frames)
+            run_seconds += time.perf_counter() - t0
+            if bool(new_state.nbrs.did_overflow):
+                multiplier *= 1.5
+                reallocations += 1
+                logger.info("neighbor list overflowed; discarding the chunk and re-allocating ×%.3g", multiplier)
+                state = state.replace(nbrs=potential.allocate(state.positions, capacity_multiplier=multiplier))
+                continue
+            host = jax.device_get(frames)
+            finite = (np.isfinite(host.conserved) & np.isfinite(host.positions).all(axis=(1, 2))
+                      & np.isfinite(host.forces).all(axis=(1, 2)))
+            good = finite & (host.max_force <= max_force)
+            num_good = num_frames if good.all() else int(np.argmin(good))
+            for k in range(num_good):
+                step = start_step + done + (k + 1) * save_every
+                t_ps = step * timestep_fs * 1e-3
+                kinetic = float(host.kinetic_energy[k])
+                temp = 2 * kinetic / (dof * BOLTZMANN)
+                times.append(t_ps)
+                conserved.append(float(host.conserved[k]))
+                temperatures.append(temp)
+                if writer is not None:
+                    writer.write(frame_atoms(atoms, host.positions[k], host.momenta[k], host.potential_energy[k],
+                                             host.forces[k], {"step": step, "time_fs": t_ps * 1e3,
+                                                              "temperature_K": temp,
+                                                              "conserved_eV": float(host.conserved[k])}))
+            if num_good < num_frames:
+                _stop(atoms, state, host, num_good, start_step + done, save_every, max_force, out)
+            state = new_state
+            done += num_frames * save_every
+            chunks += 1
+            if checkpoint_path is not None and (chunks % checkpoint_every == 0 or done >= steps):
+                _checkpoint(checkpoint_path, atoms, state, start_step + done)
+            if progress is not None:
+                progress(done)
+    finally:
+        if writer is not None:
+            writer.close()
+    drift, fluctuation = drift_and_fluctuation(times, conserved, n)
+    return MDReport(
+        steps=steps, time_ps=steps * timestep_fs * 1e-3, num_atoms=n,
+        drift_meV_per_atom_per_ps=drift, fluctuation_meV_per_atom=fluctuation,
+        mean_temperature_K=float(np.mean(temperatures[1:])),
+        steps_per_second=steps / run_seconds if run_seconds > 0 else float("nan"),
+        compile_seconds=compile_seconds, reallocations=reallocations, out=None if out is None else str(out),
+    )
+
+
+def _kinetic(state: MDState) -> float:
+    return float(kinetic_energy(state.momenta, state.masses))
+
+
+def _checkpoint(path, atoms, state: MDState, step: int) -> None:
+    arrays = dict(positions=np.asarray(state.positions), momenta=np.asarray(state.momenta),
+                  numbers=atoms.numbers, step=step, heat=float(state.heat))
+    if state.key is not None:
+        arrays["key"] = np.asarray(state.key)
+    _save_npz(Path(path), **arrays)
+    logger.info("MD checkpoint at step %d written to %s", step, path)
+
+
+def _stop(atoms, state, host, num_good, chunk_start, save_every, max_force, out):
+    """Save the last good frame and raise :class:`MDInstabilityError` describing the first bad one."""
+    if num_good > 0:
+        k = num_good - 1
+        last = frame_atoms(atoms, host.positions[k], host.momenta[k], host.potential_energy[k], host.forces[k],
+                           {"step": chunk_start + num_good * save_every})
+    else:
+        last = frame_atoms(atoms, state.positions, state.momenta, state.potential_energy, state.forces,
+                           {"step": chunk_start})
+    target = Path(f"{out}.last_good.xyz" if out is not None else "md_last_good.xyz")
+    ase.io.write(target, last, format="extxyz")
+    bad_step = chunk_start + (num_good + 1) * save_every
+    force = host.max_force[num_good]
+    reason = (f"max |F| = {force:.3g} eV/Å > max_force = {max_force} eV/Å" if np.isfinite(force)
+              else "NaN/Inf in energy, positions or forces")
+    raise MDInstabilityError(
+        f"MD stopped at step {bad_step}: {reason}. Last good frame (step {last.info['step']}) saved to {target}"
+    )

@@ -1,0 +1,104 @@
+"""MD driver: CLI output and report, restart from MD checkpoints, overflow re-run, stop on absurd forces."""
+
+import ase
+import ase.io
+import jax
+import numpy as np
+import pytest
+from conftest import perturbed_params
+
+from physnetjax import PhysNet, init_params, predict
+from physnetjax.checkpoint.format import save_checkpoint
+from physnetjax.md.__main__ import main
+from physnetjax.md.io import momenta_to_ase
+from physnetjax.md.driver import MDInstabilityError, drift_and_fluctuation, simulate
+from physnetjax.units import BOLTZMANN
+
+
+@pytest.fixture(scope="module")
+def system(molecules):
+    jax.config.update("jax_enable_x64", True)
+    model = PhysNet(features=8, max_degree=1, num_iterations=2, num_basis_functions=8, cutoff=4.0,
+                    max_atomic_number=9, charges=False, zbl=True, n_res=1)
+    params = perturbed_params(init_params(model, 0), 0.1, seed=4)
+    z, r = molecules["ethanol"]
+    return model, params, ase.Atoms(numbers=z, positions=r)
+
+
+def test_drift_fit_recovers_a_known_line():
+    t = np.linspace(0, 2, 50)
+    e = 3.0 + 0.009 * t + 0.001 * np.sin(40 * t)
+    drift, fluctuation = drift_and_fluctuation(t, e, 9)
+    np.testing.assert_allclose(drift, 1.0, rtol=0.02)
+    np.testing.assert_allclose(fluctuation, 1e3 * 0.001 / np.sqrt(2) / 9, rtol=0.05)
+
+
+def test_cli_writes_trajectory_and_report_and_restarts(system, tmp_path, capsys):
+    """CLI run of 40 steps + restart for 40 more == one simulate() of 80 steps (float64, NVE)."""
+    model, params, atoms = system
+    ckpt = tmp_path / "model"
+    save_checkpoint(ckpt, model, params)
+    geometry = tmp_path / "start.traj"
+    ase.io.write(geometry, atoms)
+    common = ["--checkpoint", str(ckpt), "--geometry", str(geometry), "--ensemble", "nve", "--temperature", "300",
+              "--timestep", "0.5", "--steps", "40", "--save-every", "10", "--chunk", "2", "--float64"]
+    assert main(common + ["--out", str(tmp_path / "a.xyz"), "--md-checkpoint", str(tmp_path / "state.npz")]) == 0
+    report = capsys.readouterr().out
+    assert "energy drift" in report and "steps/s" in report and "mean temperature" in report
+    frames = ase.io.read(tmp_path / "a.xyz", index=":")
+    assert len(frames) == 4
+    for frame in frames:
+        kinetic = frame.get_kinetic_energy()
+        np.testing.assert_allclose(frame.info["temperature_K"], 2 * kinetic / (3 * 9 - 3) / BOLTZMANN, rtol=1e-6)
+        np.testing.assert_allclose(frame.get_potential_energy() + kinetic, frame.info["conserved_eV"], atol=1e-6)
+    assert main(common + ["--out", str(tmp_path / "b.traj"), "--restart", str(tmp_path / "state.npz")]) == 0
+    restarted = ase.io.read(tmp_path / "b.traj", index=":")
+    simulate(model, params, atoms, steps=80, save_every=10, dtype="float64", temperature_K=300.0,
+             out=str(tmp_path / "c.traj"))
+    continuous = ase.io.read(tmp_path / "c.traj", index=":")
+    np.testing.assert_allclose(restarted[-1].positions, continuous[-1].positions, atol=1e-10)
+    np.testing.assert_allclose(restarted[-1].get_momenta(), continuous[-1].get_momenta(), atol=1e-10)
+
+
+def test_overflow_discards_chunk_and_reruns(system):
+    """A list with no head-room overflows in a hot dilute gas; the re-run chunk gives the same trajectory."""
+    model, params, _ = system
+    rng = np.random.default_rng(5)
+    grid = np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1).reshape(-1, 3)[:14]
+    atoms = ase.Atoms(numbers=rng.choice([1, 6], size=14), positions=3.2 * grid + rng.normal(scale=0.3, size=(14, 3)))
+    kwargs = dict(steps=200, save_every=10, chunk_frames=5, dtype="float64", temperature_K=5000.0, skin=0.05)
+    tight = simulate(model, params, atoms, capacity_multiplier=1.0, **kwargs)
+    roomy = simulate(model, params, atoms, capacity_multiplier=3.0, **kwargs)
+    assert tight.reallocations >= 1
+    assert roomy.reallocations == 0
+    np.testing.assert_allclose(tight.drift_meV_per_atom_per_ps, roomy.drift_meV_per_atom_per_ps, rtol=1e-8)
+    np.testing.assert_allclose(tight.mean_temperature_K, roomy.mean_temperature_K, rtol=1e-10)
+
+
+def test_absurd_force_stops_and_saves_last_good_frame(system, tmp_path):
+    """An H atom shot at a C at 0.3 Å/fs runs into the repulsive wall: |F| passes 1.3× its start value."""
+    model, params, atoms = system
+    atoms = atoms.copy()
+    limit = 1.3 * np.linalg.norm(predict(model, params, atoms.numbers, atoms.positions)["forces"], axis=-1).max()
+    carbon, hydrogen = 0, int(np.argmin(np.linalg.norm(atoms.positions - atoms.positions[0], axis=-1)[3:])) + 3
+    direction = atoms.positions[carbon] - atoms.positions[hydrogen]
+    momenta = np.zeros((len(atoms), 3))
+    momenta[hydrogen] = 0.3 * atoms.get_masses()[hydrogen] * direction / np.linalg.norm(direction)
+    atoms.set_momenta(momenta_to_ase(momenta))
+    out = tmp_path / "run.xyz"
+    with pytest.raises(MDInstabilityError, match="MD stopped at step"):
+        simulate(model, params, atoms, steps=200, save_every=2, dtype="float64", max_force=limit, out=str(out))
+    last = ase.io.read(f"{out}.last_good.xyz")
+    assert np.linalg.norm(last.get_forces(), axis=-1).max() <= limit
+    written = ase.io.read(out, index=":") if out.stat().st_size else []
+    assert last.info["step"] == 2 * len(written)
+
+
+def test_bad_arguments(system):
+    model, params, atoms = system
+    with pytest.raises(ValueError, match="multiple"):
+        simulate(model, params, atoms, steps=15, save_every=10)
+    with pytest.raises(ValueError, match="ensemble"):
+        simulate(model, params, atoms, ensemble="npt")
+    with pytest.raises(ValueError, match="trajectory"):
+        simulate(model, params, atoms, out="x.pdb")
