@@ -86,6 +86,25 @@ def build_model(config: TrainConfig, max_atomic_number: int) -> PhysNet:
     )
 
 
+_COMPILED: dict = {}
+_STEP_SETTINGS = ("loss", "energy_weight", "forces_weight", "dipole_weight", "charge_weight", "per_atom_energy",
+                  "optimizer", "learning_rate", "weight_decay", "clip_norm", "schedule", "warmup_epochs",
+                  "final_lr_factor", "decay_rate", "decay_epochs", "ema_decay")
+
+
+def _compiled(model, config: TrainConfig, steps_per_epoch: int) -> tuple:
+    """(schedule, optimizer, train_step, eval_step, loss_and_grads), shared by runs with equal settings
+    in one process (a resumed or repeated run does not compile again)."""
+    key = (model, steps_per_epoch, tuple(getattr(config, name) for name in _STEP_SETTINGS),
+           config.epochs if config.schedule == "cosine" else None)
+    if key not in _COMPILED:
+        schedule = make_schedule(config, steps_per_epoch)
+        optimizer = make_optimizer(config, schedule)
+        steps = make_steps(model, optimizer, loss_weights(config), config.loss, config.ema_decay)
+        _COMPILED[key] = (schedule, optimizer, *steps)
+    return _COMPILED[key]
+
+
 class Trainer:
     """One run: holds data, model, compiled steps and host state; :meth:`run` trains.
 
@@ -116,11 +135,9 @@ class Trainer:
         num_devices = self.mesh.devices.size
         self.shapes = batch_shapes(self.dataset, self.model, config.batch_size, num_devices)
         self.steps_per_epoch = num_batches(len(train_idx), config.batch_size)
-        self.schedule = make_schedule(config, self.steps_per_epoch)
-        self.optimizer = make_optimizer(config, self.schedule)
         self.weights = loss_weights(config)
-        self.train_step, self.eval_step, self.loss_and_grads = make_steps(
-            self.model, self.optimizer, self.weights, config.loss, config.ema_decay)
+        (self.schedule, self.optimizer, self.train_step, self.eval_step,
+         self.loss_and_grads) = _compiled(self.model, config, self.steps_per_epoch)
         logger.info("devices: %d (%s); batch %d = %d per device; %d train / %d valid / %d test frames",
                     num_devices, jax.local_devices()[0].platform, config.batch_size, self.shapes.molecules,
                     len(train_idx), len(self.split["valid"]), len(self.split["test"]))
@@ -337,10 +354,10 @@ class Trainer:
                 row["best"] = int(is_best)
                 last_epoch_seconds = time.perf_counter() - epoch_start
                 row["time_s"] = time.perf_counter() - self.start_time
-                self._save(row, is_best)
                 self.rows.append(row)
                 self._append_csv(row)
                 self._write_json()
+                self._save(row, is_best)
                 if self.epoch % config.log_every == 0 or is_best or self.epoch == config.epochs:
                     logger.info(_summary_line(row, config.epochs))
         finally:

@@ -112,7 +112,7 @@ def make_steps(model, optimizer, weights: dict, loss_kind: str, ema_decay: float
         ema = jax.tree_util.tree_map(lambda e, p: (decay * e + (1.0 - decay) * p).astype(e.dtype),
                                      state.ema_params, params)
         new_state = TrainState(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state)
-        return new_state, loss, optax.global_norm(grads)
+        return new_state, loss, optax.tree.norm(grads)
 
     def eval_step(params, batch, labels):
         loss, sums = loss_fn(params, batch, labels)

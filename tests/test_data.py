@@ -1,0 +1,189 @@
+"""Data loading, validation (one test per bad-data class), splits and the float64 E0 fit."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from physnetjax.data import (
+    DataError,
+    bundled_dataset_path,
+    fit_element_energies,
+    load_ase,
+    load_dataset,
+    load_npz,
+    random_split,
+    shifted_energies,
+)
+from physnetjax.data.split import check_split
+
+DATA = Path(__file__).parent / "data" / "train_ethanol64.npz"
+KCAL_PER_MOL_IN_EV = 4.184e3 / 6.02214076e23 / 1.602176634e-19
+DEBYE_IN_EA = 1e-21 / 299792458.0 / 1.602176634e-19 * 1e10
+
+
+@pytest.fixture(scope="module")
+def raw():
+    with np.load(DATA) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def write(tmp_path, arrays, name="bad.npz"):
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return path
+
+
+def test_load_npz_reads_units_and_labels(raw):
+    data = load_npz(DATA)
+    assert len(data) == 64 and data.max_atoms == 9
+    np.testing.assert_array_equal(data.E, raw["E"])
+    np.testing.assert_array_equal(data.F, raw["F"])
+    assert data.has_E.all() and data.has_F.all() and data.has_D.all() and data.has_Q.all()
+    assert data.E.dtype == np.float64
+
+
+def test_unit_conversion_kcal_debye(tmp_path, raw):
+    converted = dict(raw, E=raw["E"] / KCAL_PER_MOL_IN_EV, F=raw["F"] / KCAL_PER_MOL_IN_EV,
+                     D=raw["D"] / DEBYE_IN_EA)
+    data = load_npz(write(tmp_path, converted, "kcal.npz"), energy_unit="kcal/mol", dipole_unit="Debye")
+    np.testing.assert_allclose(data.E, raw["E"], rtol=1e-13)
+    np.testing.assert_allclose(data.F, raw["F"], rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(data.D, raw["D"], rtol=1e-13, atol=1e-13)
+    hartree_bohr = load_npz(write(tmp_path, raw, "hb.npz"), energy_unit="eV", force_unit="hartree/bohr")
+    np.testing.assert_allclose(hartree_bohr.F, raw["F"] * 27.211386245988 / 0.529177210903, rtol=1e-10)
+
+
+def test_missing_key(tmp_path, raw):
+    arrays = {k: v for k, v in raw.items() if k != "R"}
+    with pytest.raises(DataError, match=r"bad\.npz.*missing required key 'R'"):
+        load_npz(write(tmp_path, arrays))
+
+
+def test_no_labels(tmp_path, raw):
+    arrays = {k: v for k, v in raw.items() if k not in ("E", "F")}
+    with pytest.raises(DataError, match=r"bad\.npz.*no labels"):
+        load_npz(write(tmp_path, arrays))
+
+
+def test_shape_mismatch(tmp_path, raw):
+    with pytest.raises(DataError, match=r"bad\.npz: key 'F' has shape \(64, 8, 3\), expected \(64, 9, 3\)"):
+        load_npz(write(tmp_path, dict(raw, F=raw["F"][:, :8])))
+
+
+def test_nan_and_inf_name_key_and_frame(tmp_path, raw):
+    forces = raw["F"].copy()
+    forces[17, 3, 1] = np.nan
+    with pytest.raises(DataError, match=r"bad\.npz: key 'F' has NaN or Inf in frame\(s\) 17$"):
+        load_npz(write(tmp_path, dict(raw, F=forces)))
+    energies = raw["E"].copy()
+    energies[[5, 40]] = np.inf
+    with pytest.raises(DataError, match=r"key 'E' has NaN or Inf in frame\(s\) 5, 40"):
+        load_npz(write(tmp_path, dict(raw, E=energies)))
+
+
+def test_n_inconsistent_with_padding(tmp_path, raw):
+    n = raw["N"].copy()
+    n[9] = 8
+    with pytest.raises(DataError, match=r"bad\.npz: key 'N' is inconsistent with the zero padding of 'Z' "
+                                        r"in frame\(s\) 9;"):
+        load_npz(write(tmp_path, dict(raw, N=n)))
+    z = raw["Z"].copy()
+    z[3, 2] = 0
+    with pytest.raises(DataError, match=r"frame\(s\) 3; frame 3: N=9"):
+        load_npz(write(tmp_path, dict(raw, Z=z)))
+
+
+def test_atomic_number_out_of_range(tmp_path, raw):
+    z = raw["Z"].copy()
+    z[2, 0] = 200
+    with pytest.raises(DataError, match=r"key 'Z' has atomic numbers outside \[0, 118\] in frame\(s\) 2"):
+        load_npz(write(tmp_path, dict(raw, Z=z)))
+
+
+def test_duplicated_frames_warn(tmp_path, raw):
+    arrays = {k: v.copy() for k, v in raw.items()}
+    arrays["R"][30] = arrays["R"][4]
+    with pytest.warns(UserWarning, match=r"1 duplicated frame\(s\): .*bad\.npz\[30\] = .*bad\.npz\[4\]"):
+        load_npz(write(tmp_path, arrays))
+
+
+def test_unreadable_file(tmp_path):
+    path = tmp_path / "junk.npz"
+    path.write_text("not a zip")
+    with pytest.raises(DataError, match="junk.npz: cannot read"):
+        load_npz(path)
+    with pytest.raises(DataError, match="missing.xyz: no such file"):
+        load_dataset(tmp_path / "missing.xyz")
+
+
+def test_ase_extxyz_masks_missing_labels(tmp_path, raw):
+    import ase
+    from ase.calculators.singlepoint import SinglePointCalculator
+    import ase.io
+
+    frames = []
+    for k in range(4):
+        atoms = ase.Atoms(numbers=raw["Z"][k], positions=raw["R"][k])
+        results = {"energy": raw["E"][k]} if k == 2 else {"energy": raw["E"][k], "forces": raw["F"][k]}
+        atoms.calc = SinglePointCalculator(atoms, **results)
+        frames.append(atoms)
+    path = tmp_path / "frames.extxyz"
+    ase.io.write(path, frames)
+    data = load_ase(path)
+    np.testing.assert_array_equal(data.has_F, [True, True, False, True])
+    assert data.has_E.all() and not data.has_D.any()
+    np.testing.assert_allclose(data.E, raw["E"][:4], rtol=1e-12)
+    np.testing.assert_allclose(data.F[3], raw["F"][3], atol=1e-6)
+    np.testing.assert_array_equal(data.F[2], 0.0)
+
+
+def test_mixed_files_pad_and_mask(tmp_path, raw):
+    small = {"R": raw["R"][:3, :4], "Z": raw["Z"][:3, :4], "N": np.full(3, 4), "E": raw["E"][:3]}
+    data = load_dataset([DATA, write(tmp_path, small, "small.npz")])
+    assert len(data) == 67 and data.max_atoms == 9
+    np.testing.assert_array_equal(data.N[-3:], 4)
+    np.testing.assert_array_equal(data.Z[-1, 4:], 0)
+    assert data.has_F[:64].all() and not data.has_F[64:].any()
+
+
+def test_split_is_reproducible_and_disjoint():
+    a = random_split(100, valid=0.1, test=0.2, seed=3)
+    b = random_split(100, valid=0.1, test=0.2, seed=3)
+    c = random_split(100, valid=0.1, test=0.2, seed=4)
+    for name in ("train", "valid", "test"):
+        np.testing.assert_array_equal(a[name], b[name])
+    assert [len(a[n]) for n in ("train", "valid", "test")] == [70, 10, 20]
+    assert not np.array_equal(a["valid"], c["valid"])
+    assert sorted(np.concatenate(list(a.values())).tolist()) == list(range(100))
+    with pytest.raises(ValueError, match="share frames"):
+        check_split({"train": [0, 1], "valid": [1, 2]}, 10)
+    with pytest.raises(ValueError, match="outside"):
+        check_split({"train": [0, 11], "valid": [1, 2]}, 10)
+
+
+def test_element_energy_fit_recovers_references_in_float64():
+    e0 = {1: -13.6, 6: -1029.7, 8: -2041.3}
+    compositions = [[6, 1, 1, 1, 1], [8, 1, 1, 0, 0], [6, 8, 8, 0, 0], [6, 6, 1, 1, 0], [8, 8, 0, 0, 0]]
+    Z = np.array(compositions * 3)
+    rng = np.random.default_rng(0)
+    offsets = rng.normal(scale=1e-3, size=len(Z))
+    offsets -= offsets.mean()
+    E = np.array([sum(e0[z] for z in row if z) for row in Z]) + offsets
+    fitted = fit_element_energies(Z, E, max_atomic_number=8)
+    for z, value in e0.items():
+        assert abs(fitted[z] - value) < 2e-3
+    assert fitted[0] == 0 and fitted[2] == 0
+    shifted = shifted_energies(Z, E, fitted)
+    assert np.abs(shifted).max() < 5e-3
+
+
+def test_bundled_dataset_is_valid_and_small():
+    path = bundled_dataset_path()
+    assert path.stat().st_size <= 1_000_000
+    data = load_npz(path)
+    assert len(data) >= 500
+    assert sorted(set(np.unique(data.Z).tolist())) == [1, 6, 8]
+    with np.load(path) as npz:
+        assert str(npz["method"]) == "GFN2-xTB" and float(npz["temperature_K"]) == 500.0
+        assert npz["R"].dtype == np.float32 and npz["E"].dtype == np.float64

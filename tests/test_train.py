@@ -1,0 +1,228 @@
+"""The trainer: loss goes down, EMA weights are saved and reproduce the logged metrics, exact resume,
+unit conversion, label masking, the float64 force check, SIGKILL safety and 1 vs 2 devices."""
+
+import csv
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from physnetjax.checkpoint import load_checkpoint, load_train_state
+from physnetjax.predict import predict
+from physnetjax.train import ForceCheckError, TrainConfig, Trainer, resume, train
+
+DATA = Path(__file__).parent / "data" / "train_ethanol64.npz"
+KCAL_PER_MOL_IN_EV = 4.184e3 / 6.02214076e23 / 1.602176634e-19
+TINY = dict(features=8, max_degree=1, num_iterations=2, n_res=1, num_basis_functions=8, cutoff=5.0,
+            train=24, valid=8, test=8, batch_size=4, learning_rate=1e-2, schedule="exponential",
+            decay_epochs=2.0, decay_rate=0.5, progress=False, seed=0)
+
+
+def tiny_config(out, **changes) -> TrainConfig:
+    return TrainConfig(**{**TINY, "data": [str(DATA)], "epochs": 3, "out": str(out), "plots": False, **changes})
+
+
+def read_rows(run_dir):
+    with open(Path(run_dir) / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def leaves(tree):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "base"
+    summary = train(tiny_config(out, plots=True))
+    return out, summary
+
+
+def test_loss_decreases_and_run_dir_is_complete(base_run):
+    out, summary = base_run
+    rows = read_rows(out)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    train_losses = [float(r["train_loss"]) for r in rows]
+    valid_losses = [float(r["valid_loss"]) for r in rows]
+    assert train_losses[-1] < train_losses[0]
+    assert valid_losses[-1] < valid_losses[0]
+    for name in ("config.json", "model.json", "split.npz", "metrics.json", "best", "latest"):
+        assert (out / name).exists(), name
+    history = json.loads((out / "metrics.json").read_text())
+    assert len(history["epochs"]) == 3 and history["final"]["best_epoch"] == summary["best_epoch"]
+    assert all(float(r["force_check_max_error"]) < 1e-4 for r in rows if r["best"] == "1")
+    pytest.importorskip("matplotlib")
+    for png in ("learning_curve.png", "parity_energy.png", "parity_forces.png"):
+        assert (out / png).stat().st_size > 1000
+
+
+def test_saved_weights_are_ema_and_reproduce_logged_validation_metrics(base_run):
+    out, summary = base_run
+    model, params, meta = load_checkpoint(out / "best")
+    state = load_train_state(out / "best")
+    for saved, ema, raw in zip(leaves(params), leaves(state["ema_params"]), leaves(state["params"])):
+        np.testing.assert_array_equal(saved, ema)
+    assert any(not np.array_equal(e, r) for e, r in zip(leaves(state["ema_params"]), leaves(state["params"])))
+    assert model.element_energies is not None
+
+    with np.load(DATA) as npz:
+        Z, R, E, F = npz["Z"], npz["R"], npz["E"], npz["F"]
+    with np.load(out / "split.npz") as split:
+        valid = split["valid"]
+    energy_errors, force_errors = [], []
+    for k in valid:
+        result = predict(model, params, Z[k], R[k].astype(np.float32))
+        energy_errors.append(abs(result["energy"] - E[k]))
+        force_errors.append(np.abs(result["forces"] - F[k]).ravel())
+    logged = meta["metrics"]
+    assert int(meta["epoch"]) == summary["best_epoch"]
+    assert abs(np.mean(energy_errors) - logged["valid_energy_mae"]) < 3e-4
+    assert abs(np.mean(np.concatenate(force_errors)) - logged["valid_forces_mae"]) < 1e-5
+
+
+def test_resume_equals_uninterrupted_run(base_run, tmp_path):
+    out, _ = base_run
+    interrupted = tmp_path / "interrupted"
+    train(tiny_config(interrupted, epochs=2))
+    with pytest.raises(ValueError, match="cannot change"):
+        resume(interrupted, learning_rate=1.0)
+    resume(interrupted, epochs=3)
+    expected = load_train_state(out / "latest")
+    resumed = load_train_state(interrupted / "latest")
+    for a, b in zip(leaves(expected), leaves(resumed)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert [r["epoch"] for r in read_rows(interrupted)] == ["1", "2", "3"]
+    np.testing.assert_allclose([float(r["valid_loss"]) for r in read_rows(interrupted)],
+                               [float(r["valid_loss"]) for r in read_rows(out)], rtol=1e-6)
+
+
+def test_kcal_per_mol_data_gives_the_same_model(base_run, tmp_path):
+    out, _ = base_run
+    with np.load(DATA) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["E"] = arrays["E"] / KCAL_PER_MOL_IN_EV
+    arrays["F"] = arrays["F"] / KCAL_PER_MOL_IN_EV
+    kcal = tmp_path / "ethanol_kcal.npz"
+    np.savez(kcal, **arrays)
+    train(tiny_config(tmp_path / "kcal", data=[str(kcal)], energy_unit="kcal/mol"))
+    model_ev, params_ev, _ = load_checkpoint(out / "best")
+    model_kcal, params_kcal, _ = load_checkpoint(tmp_path / "kcal" / "best")
+    np.testing.assert_allclose(model_kcal.element_energies, model_ev.element_energies, rtol=1e-12)
+    for a, b in zip(leaves(params_ev), leaves(params_kcal)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_missing_labels_are_masked_not_zero_filled(base_run, tmp_path):
+    (tmp_path / "mask").mkdir()
+    trainer = Trainer(tiny_config(tmp_path / "mask"), tmp_path / "mask", resuming=False)
+    frames = trainer.split["train"][:8]
+    no_forces = np.zeros(len(trainer.dataset), bool)
+    no_forces[frames[0]] = True
+    trainer.dataset = dataclasses.replace(trainer.dataset, has_F=~no_forces)
+    params = trainer.state.params
+
+    def loss_and_grads(dataset):
+        trainer.dataset = dataset
+        batch, labels, _ = next(trainer.batches(frames))
+        return trainer.loss_and_grads(params, batch, labels)
+
+    reference = loss_and_grads(trainer.dataset)
+    garbage = trainer.dataset.F.copy()
+    garbage[frames[0]] = 1e3
+    masked = loss_and_grads(dataclasses.replace(trainer.dataset, F=garbage))
+    assert float(masked[0]) == float(reference[0])
+    for a, b in zip(leaves(reference[1]), leaves(masked[1])):
+        np.testing.assert_array_equal(a, b)
+    garbage[frames[1]] = 1e3
+    changed = loss_and_grads(dataclasses.replace(trainer.dataset, F=garbage))
+    assert float(changed[0]) > 10 * float(reference[0])
+
+
+def test_force_check_failure_stops_training(tmp_path):
+    with pytest.raises(ForceCheckError, match="float64 central finite differences"):
+        train(tiny_config(tmp_path / "fc", epochs=1, force_check_threshold=1e-13))
+    assert not (tmp_path / "fc" / "best").exists()
+
+
+TWO_DEVICES = r"""
+import json, sys
+import jax, numpy as np
+from physnetjax.data import load_npz
+from physnetjax.predict import init_params
+from physnetjax.train.batching import batch_shapes, iterate_batches
+from physnetjax.train.config import TrainConfig
+from physnetjax.train.loop import build_model
+from physnetjax.train.loss import loss_weights
+from physnetjax.train.optim import make_optimizer, make_schedule, make_steps
+from physnetjax.train.parallel import device_mesh, replicate, shard_batch
+
+config = TrainConfig(features=8, num_basis_functions=8, n_res=1, batch_size=8)
+data = load_npz(sys.argv[1])
+model = build_model(config, 8)
+params = jax.tree_util.tree_map(lambda p: p + 0.05 * np.random.default_rng(0).normal(size=p.shape).astype(p.dtype),
+                                init_params(model, 0))
+steps = make_steps(model, make_optimizer(config, make_schedule(config, 1)), loss_weights(config), "mse", 0.999)
+loss_and_grads = steps[2]
+energies = data.E - data.E.mean()
+frames = np.arange(7)
+results = {}
+for devices in (1, 2):
+    mesh = device_mesh(jax.local_devices()[:devices])
+    shapes = batch_shapes(data, model, 8, devices)
+    batch, labels = next(iterate_batches(data, frames, energies, model, 8, shapes))
+    batch = shard_batch(batch, mesh)
+    loss, grads = loss_and_grads(replicate(params, mesh), batch, shard_batch(labels, mesh))
+    results[devices] = {"loss": float(loss), "grads": [np.asarray(g).ravel().tolist() for g in jax.tree_util.tree_leaves(grads)],
+                        "shards": sorted({s.device.id for s in batch.positions.addressable_shards}),
+                        "shard_shape": list(batch.positions.addressable_shards[0].data.shape)}
+print(json.dumps({"count": jax.device_count(), "results": results}))
+"""
+
+
+def test_two_host_devices_match_one_device():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", TWO_DEVICES, str(DATA)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["count"] == 2
+    one, two = out["results"]["1"], out["results"]["2"]
+    assert two["shards"] == [0, 1] and two["shard_shape"][0] == 1 and one["shards"] == [0]
+    assert abs(one["loss"] - two["loss"]) <= 1e-5 * abs(one["loss"])
+    for a, b in zip(one["grads"], two["grads"]):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6 * max(1.0, float(np.max(np.abs(a)))))
+
+
+@pytest.mark.slow
+def test_sigkill_during_checkpoint_write_resumes_from_last_complete(tmp_path):
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "physnetjax.train", "--data", str(DATA), "--out", str(out), "--epochs", "200",
+            "--no-progress", "--no-plots", "--quiet"]
+    for key, value in TINY.items():
+        if key != "progress":
+            args += [f"--{key.replace('_', '-')}", str(value)]
+    proc = subprocess.Popen(args, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    checkpoints = out / "checkpoints"
+    deadline = time.time() + 500
+    killed_during_write = False
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "latest").exists() and any(p.name.startswith(".") for p in checkpoints.iterdir()):
+            proc.send_signal(signal.SIGKILL)
+            killed_during_write = True
+            break
+        time.sleep(0.001)
+    proc.wait()
+    assert killed_during_write, "never caught a checkpoint write in progress"
+    last_complete = int(os.readlink(out / "latest").split("-")[-1])
+    summary = resume(out, epochs=last_complete + 1)
+    assert summary["epochs_run"] == last_complete + 1
+    assert [int(r["epoch"]) for r in read_rows(out)] == list(range(1, last_complete + 2))
+    assert not any(p.name.startswith(".") for p in checkpoints.iterdir())
