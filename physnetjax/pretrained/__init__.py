@@ -1,0 +1,21 @@
+"""Small example models shipped with physnetjax (see ``ethanol/README.md`` for how they were made)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EXAMPLES = Path(__file__).parent
+
+
+def example_model_path(name: str = "ethanol") -> Path:
+    """Checkpoint directory of a shipped example model (load with :func:`physnetjax.load_checkpoint`)."""
+    path = EXAMPLES / name / "model"
+    if not path.is_dir():
+        raise ValueError(f"no shipped example model {name!r}; available: "
+                         f"{sorted(p.name for p in EXAMPLES.iterdir() if (p / 'model').is_dir())}")
+    return path
+
+
+def example_geometry_path(name: str = "ethanol") -> Path:
+    """Start geometry (extxyz) of a shipped example model."""
+    return EXAMPLES / name / f"{name}.xyz"
