@@ -12,6 +12,7 @@ from physnetjax.neighbors import (
     neighbor_list,
 )
 from physnetjax.predict import init_params, jitted_apply, predict, predict_periodic
+from physnetjax.calculator import PhysNetCalculator
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,7 @@ __all__ = [
     "MoleculeBatcher",
     "CheckpointError",
     "PhysNet",
+    "PhysNetCalculator",
     "__version__",
     "apply_batch",
     "batch_from_neighbors",
