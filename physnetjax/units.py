@@ -54,6 +54,10 @@ DEBYE = 1e-21 / SPEED_OF_LIGHT_M_PER_S / (ELEMENTARY_CHARGE_C * 1e-10)
 AMU_A2_PER_FS2_IN_EV = ATOMIC_MASS_UNIT_KG * 1e-20 / 1e-30 / ELEMENTARY_CHARGE_C
 """1 amu·Å²/fs² expressed in eV (103.6427...)."""
 
+ASE_TIME_UNIT_FS = AMU_A2_PER_FS2_IN_EV**0.5
+"""ASE's time unit Å·√(amu/eV) expressed in fs (≈ 10.18): ASE momenta are amu·Å per
+this unit, so p_ASE = p[amu·Å/fs] · ASE_TIME_UNIT_FS."""
+
 ENERGY_UNITS = {
     "eV": 1.0,
     "meV": 1e-3,

@@ -59,3 +59,9 @@ def test_unit_factor_lookup():
         units.energy_factor("furlong")
     with pytest.raises(ValueError, match="unknown dipole unit"):
         units.dipole_factor("x")
+
+
+def test_ase_time_unit():
+    # ASE's time unit: 1 Angstrom * sqrt(amu / eV), in fs, from SI.
+    seconds = 1e-10 * math.sqrt(AMU / E)
+    assert units.ASE_TIME_UNIT_FS == pytest.approx(seconds / 1e-15, rel=1e-12)

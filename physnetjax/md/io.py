@@ -12,7 +12,6 @@ Frames written by :class:`TrajectoryWriter` carry the potential energy and force
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import ase
@@ -20,10 +19,7 @@ import ase.io
 import numpy as np
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from physnetjax.units import AMU_A2_PER_FS2_IN_EV
-
-ASE_TIME_UNIT_FS = math.sqrt(AMU_A2_PER_FS2_IN_EV)
-"""ASE's time unit Å·√(amu/eV) in fs (√C ≈ 10.18)."""
+from physnetjax.units import ASE_TIME_UNIT_FS
 
 TRAJECTORY_FORMATS = {".xyz": "extxyz", ".extxyz": "extxyz", ".traj": "traj"}
 
