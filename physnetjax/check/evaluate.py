@@ -24,6 +24,7 @@ function (it is jitted and vmapped). Tests inject deliberately broken ones.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Callable, Optional
 
 import jax
@@ -67,14 +68,19 @@ class Structure:
         from ase.formula import Formula
         from ase.data import chemical_symbols
 
-        return str(Formula("".join(chemical_symbols[int(z)] for z in self.atomic_numbers)).reduce()[0])
+        return Formula("".join(chemical_symbols[int(z)] for z in self.atomic_numbers)).format("hill")
 
 
 def model_energy_and_forces(model) -> EnergyAndForces:
-    """The model's own energy/force function: ``apply_batch`` with ``model`` bound."""
-    if model not in _BOUND:
-        _BOUND[model] = lambda params, batch: apply_batch(model, params, batch)
-    return _BOUND[model]
+    """The model's own energy/force function: ``apply_batch`` with ``model`` bound.
+
+    One function per configuration (``model.config()``), so that a model rebuilt from
+    a checkpoint shares the compiled checks of an equal one.
+    """
+    key = json.dumps(model.config(), sort_keys=True)
+    if key not in _BOUND:
+        _BOUND[key] = lambda params, batch: apply_batch(model, params, batch)
+    return _BOUND[key]
 
 
 _BOUND: dict = {}
@@ -113,7 +119,7 @@ def _energy_row(out: dict) -> jax.Array:
 
 def _compiled(model, fn: EnergyAndForces):
     """Jitted (vmapped outputs, term forces, single energy/forces) for one model and function."""
-    key = (model, fn)
+    key = (json.dumps(model.config(), sort_keys=True), fn)
     if key not in _JIT:
         reach = model_pair_cutoff(model)
 
@@ -125,11 +131,11 @@ def _compiled(model, fn: EnergyAndForces):
             jac = jax.jacrev(lambda pos: single(params, template, pos)[0][1:])(positions)
             return -jac
 
-        _JIT[key] = (
-            jax.jit(jax.vmap(single, in_axes=(None, None, 0))),
-            jax.jit(term_forces),
-            jax.jit(single),
-        )
+        def energy_force(positions, inputs):
+            energies, forces = single(inputs[0], inputs[1], positions)
+            return energies[0], forces
+
+        _JIT[key] = (jax.jit(jax.vmap(single, in_axes=(None, None, 0))), jax.jit(term_forces), energy_force)
     return _JIT[key]
 
 
@@ -141,6 +147,12 @@ class Evaluator:
       params: variables, already float64.
       structure: the molecule; its atomic numbers and total charge are fixed.
       energy_and_forces: the function to check (default: the model's own).
+
+    Attributes:
+      energy_force: ``energy_force(positions (n, 3), inputs) -> (E () eV, F (n, 3) eV/Å)``
+        with ``inputs`` = :attr:`inputs`, a pure function of the model and the energy/
+        force function only (the form MD integrators take, ``inputs`` in the place of
+        the neighbor list), so compiled MD is shared between structures of one size.
     """
 
     def __init__(self, model, params, structure: Structure, energy_and_forces: Optional[EnergyAndForces] = None):
@@ -153,7 +165,7 @@ class Evaluator:
             total_charges=[structure.total_charge],
             pair_cutoff=None if separate_pair_list(model) else 0.0, dtype=np.float64,
         ))
-        self._batched, self._term_forces, self._single = _compiled(model, self.fn)
+        self._batched, self._term_forces, self.energy_force = _compiled(model, self.fn)
 
     def evaluate(self, positions) -> tuple[np.ndarray, np.ndarray]:
         """Energies (K, 1 + 3) eV [total, network, electrostatics, repulsion] and forces (K, n, 3) eV/Å.
@@ -175,10 +187,10 @@ class Evaluator:
         """(3, n, 3) eV/Å: −∂E_t/∂R by autodiff for network, electrostatics, repulsion."""
         return np.asarray(self._term_forces(self.params, self.template, jnp.asarray(positions, jnp.float64)))
 
-    def energy_force(self, positions, nbrs=None):
-        """``(E () eV, F (n, 3) eV/Å)`` at one geometry; jit-able, in the form MD integrators take."""
-        energies, forces = self._single(self.params, self.template, positions)
-        return energies[0], forces
+    @property
+    def inputs(self) -> tuple:
+        """``(params, template)``: the second argument of :attr:`energy_force`."""
+        return self.params, self.template
 
     def host_batch(self, atomic_numbers, positions, total_charges, **padding) -> Batch:
         """A batch built by the production host builder (cutoff neighbor lists, optional padding)."""

@@ -21,8 +21,8 @@ within a version, new optional keys may be added::
           "status": "pass" | "warn" | "fail",
           "value": float | null,   # the measured number; null if not finite (then "fail")
           "unit": str,
-          "warn_above": float,     # value > warn_above → warn
-          "fail_above": float,     # value > fail_above → fail
+          "warn_above": float | null,  # value > warn_above → warn (null: never)
+          "fail_above": float | null,  # value > fail_above → fail (null: only for a reason below)
           "message": str,          # one-line human summary
           "details": {...}         # check-specific numbers (see each check's docstring)
       }]
@@ -175,8 +175,9 @@ class CheckReport:
                           f"Q = {s['total_charge']:g} e)")
         table = Table(title="physnetjax model check (float64)")
         for column, justify in (("s", "right"), ("check", "left"), ("status", "left"), ("value", "right"),
-                                ("warn >", "right"), ("fail >", "right"), ("unit", "left"), ("summary", "left")):
-            table.add_column(column, justify=justify)
+                                ("warn >", "right"), ("fail >", "right"), ("unit", "left")):
+            table.add_column(column, justify=justify, no_wrap=True)
+        table.add_column("summary", ratio=1, min_width=30)
         for c in self.checks:
             table.add_row(str(c.structure), c.id, f"[{colour[c.status]}]{c.status.upper()}[/]", _fmt(c.value),
                           _fmt(c.warn_above), _fmt(c.fail_above), c.unit, c.message)
@@ -187,4 +188,6 @@ class CheckReport:
 
 
 def _fmt(value: float) -> str:
-    return "nan" if not math.isfinite(value) else f"{value:.3g}"
+    if math.isinf(value):
+        return "—"
+    return "nan" if math.isnan(value) else f"{value:.3g}"

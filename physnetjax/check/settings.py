@@ -59,7 +59,8 @@ class Thresholds:
       fd_ratio: fail when |s − 1| exceeds it, for the least-squares slope s of
         analytic on numerical forces (s = 2: doubled, s = −1: sign flipped) and for
         each term's weight in the total force; checked when max |F_FD| > 1e-6 eV/Å.
-        A correct gradient has s = 1 ± 1e-8.
+        A correct gradient has s = 1 up to the finite-difference truncation error
+        (~1e-6 with steep short-range repulsion).
       invariance: |ΔE| eV and max |ΔF| eV/Å under rotation, reflection, translation,
         permutation, padding, batching; and |Σ F| eV/Å, |torque| eV. float64
         rounding gives ~1e-12; 1e-6 warns, 1e-3 is a broken symmetry.

@@ -19,10 +19,11 @@ Per step k, with g = dE/dd = −F_j · u:
 
 Suspicious intervals (the 3 with the largest second difference of F, the 3 with the
 largest e_k, and each one containing a cutoff) are re-scanned with ``refine``
-sub-steps. A smooth function's jump shrinks ~refine-fold (its residual
-~refine²-fold); a discontinuity keeps its size. An interval is flagged when the
-refined jump (residual) is at least half the coarse one and the coarse one exceeds
-1e-5 eV/Å (1e-6 eV). Any flag fails the check.
+sub-steps, three times, each time following the sub-interval with the largest jump
+(residual), down to h / refine³. A smooth function's jump shrinks ~refine-fold per
+level (its residual ~refine³-fold); a discontinuity keeps its size at every level.
+An interval is flagged when the finest jump (residual) is at least half the coarse
+one and the coarse one exceeds 1e-5 eV/Å (1e-6 eV). Any flag fails the check.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ FORCE_JUMP_FLOOR = 1e-5
 ENERGY_JUMP_FLOOR = 1e-6
 """eV: smaller energy jumps are not flagged."""
 KEEP_FRACTION = 0.5
+REFINE_LEVELS = 3
 CANDIDATES = 3
 
 
@@ -92,6 +94,30 @@ def _steps(energies: np.ndarray, forces: np.ndarray, distances: np.ndarray, u: n
     return jumps, delta_f, residual
 
 
+def _refine(evaluator: Evaluator, r, anchor: int, moving: int, u, intervals: list, kinds: list,
+            settings: CheckSettings) -> list[float]:
+    """Follow each interval down ``REFINE_LEVELS`` levels of ``refine``-fold sub-division.
+
+    At each level the sub-interval with the largest force jump (``kind`` "force") or
+    energy residual ("energy") is kept. Returns that largest value at the finest level.
+    """
+    intervals = list(intervals)
+    sizes = [0.0] * len(intervals)
+    for _ in range(REFINE_LEVELS):
+        if not intervals:
+            break
+        points = np.concatenate([np.linspace(lo, hi, settings.refine + 1) for lo, hi in intervals])
+        energies, forces = evaluator.evaluate(_place(r, anchor, moving, points))
+        for m, kind in enumerate(kinds):
+            part = slice(m * (settings.refine + 1), (m + 1) * (settings.refine + 1))
+            sub_jumps, _, sub_residual = _steps(energies[part, 0], forces[part], points[part], u, moving)
+            values = sub_jumps if kind == "force" else sub_residual
+            best = int(np.argmax(values))
+            sizes[m] = float(values[best])
+            intervals[m] = (points[part][best], points[part][best + 1])
+    return sizes
+
+
 def scan_bond(evaluator: Evaluator, anchor: int, moving: int, cutoffs: dict, settings: CheckSettings) -> dict:
     """Scan one bond (see module docstring); returns the numbers reported in ``details``."""
     r = np.asarray(evaluator.structure.positions, np.float64)
@@ -112,17 +138,17 @@ def scan_bond(evaluator: Evaluator, anchor: int, moving: int, cutoffs: dict, set
             suspects.add(k)
     suspects = sorted(suspects)
 
-    fine = np.concatenate([np.linspace(distances[k], distances[k + 1], settings.refine + 1) for k in suspects])
-    fine_e, fine_f = evaluator.evaluate(_place(r, anchor, moving, fine))
+    tracks = [(kind, k) for k in suspects for kind in ("force", "energy")
+              if (jumps[k] if kind == "force" else residual[k]) > (FORCE_JUMP_FLOOR if kind == "force"
+                                                                     else ENERGY_JUMP_FLOOR)]
+    refined = _refine(evaluator, r, anchor, moving, u, [(distances[k], distances[k + 1]) for _, k in tracks],
+                      [kind for kind, _ in tracks], settings)
     discontinuities = []
-    for m, k in enumerate(suspects):
-        part = slice(m * (settings.refine + 1), (m + 1) * (settings.refine + 1))
-        sub_jumps, _, sub_residual = _steps(fine_e[part, 0], fine_f[part], fine[part], u, moving)
-        for kind, coarse, refined, floor in (("force", jumps[k], sub_jumps.max(), FORCE_JUMP_FLOOR),
-                                             ("energy", residual[k], sub_residual.max(), ENERGY_JUMP_FLOOR)):
-            if coarse > floor and refined >= KEEP_FRACTION * coarse:
-                discontinuities.append({"kind": kind, "between_A": [float(distances[k]), float(distances[k + 1])],
-                                        "size": float(refined), "unit": "eV/Å" if kind == "force" else "eV"})
+    for (kind, k), size in zip(tracks, refined):
+        coarse = jumps[k] if kind == "force" else residual[k]
+        if size >= KEEP_FRACTION * coarse:
+            discontinuities.append({"kind": kind, "between_A": [float(distances[k]), float(distances[k + 1])],
+                                    "size": float(size), "unit": "eV/Å" if kind == "force" else "eV"})
     worst = int(np.argmax(jumps))
     return {
         "range_A": [float(distances[0]), float(distances[-1])],

@@ -56,20 +56,32 @@ def check_curvature(evaluator: Evaluator, index: int, settings: CheckSettings, t
                                  message, details)]
 
 
+_RUNNERS: dict = {}
+
+
+def _nve_runner(evaluator: Evaluator, settings: CheckSettings):
+    """Jitted ``(init, run)`` of the NVE integrator for this model and energy/force function."""
+    frames = settings.nve_steps // settings.nve_stride
+    key = (evaluator.energy_force, settings.nve_timestep, frames, settings.nve_stride)
+    if key not in _RUNNERS:
+        init_fn, apply_fn = nve(evaluator.energy_force, settings.nve_timestep)
+        _RUNNERS[key] = (jax.jit(init_fn),
+                         jax.jit(lambda state: run(apply_fn, state, frames, settings.nve_stride)))
+    return _RUNNERS[key]
+
+
 def run_nve(evaluator: Evaluator, settings: CheckSettings) -> dict:
     """Run the NVE trajectory; returns time (ps), conserved energy (eV) and max |F| (eV/Å) per frame."""
     s = evaluator.structure
     masses = jnp.asarray(ase.data.atomic_masses[np.asarray(s.atomic_numbers)], jnp.float64)
-    key = jax.random.PRNGKey(settings.seed)
-    momenta = maxwell_boltzmann_momenta(key, masses, settings.nve_temperature)
-    init_fn, apply_fn = nve(evaluator.energy_force, settings.nve_timestep)
-    state = init_fn(jnp.asarray(s.positions, jnp.float64), momenta, masses)
-    frames = settings.nve_steps // settings.nve_stride
-    _, trajectory = jax.jit(run, static_argnums=(0, 2, 3))(apply_fn, state, frames, settings.nve_stride)
+    momenta = maxwell_boltzmann_momenta(jax.random.PRNGKey(settings.seed), masses, settings.nve_temperature)
+    init, simulate = _nve_runner(evaluator, settings)
+    state = init(jnp.asarray(s.positions, jnp.float64), momenta, masses, evaluator.inputs)
+    _, trajectory = simulate(state)
     first = frame_of(state)
     conserved = np.concatenate([[float(first.conserved)], np.asarray(trajectory.conserved)])
     max_force = np.concatenate([[float(first.max_force)], np.asarray(trajectory.max_force)])
-    time_ps = np.arange(frames + 1) * settings.nve_stride * settings.nve_timestep * 1e-3
+    time_ps = np.arange(len(conserved)) * settings.nve_stride * settings.nve_timestep * 1e-3
     return {"time_ps": time_ps, "conserved_eV": conserved, "max_force_eV_per_A": max_force}
 
 

@@ -1,0 +1,79 @@
+"""``python -m physnetjax.check CHECKPOINT [--geometry FILE ...] [--json OUT] [--quick]``.
+
+Loads a checkpoint (physnetjax format, or legacy: migrated in memory), picks the
+structures (``--geometry`` files, else the defaults of
+:mod:`physnetjax.check.geometry`), runs :func:`physnetjax.check.check_model` in
+float64 and prints the pass/warn/fail table.
+
+Exit status: 0 when no check failed (warnings allowed; with ``--strict`` a warning
+also gives 1), 1 when a check failed, 2 when the checkpoint or a geometry cannot be
+read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+from physnetjax.check.report import GROUPS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m physnetjax.check", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", help="checkpoint directory (physnetjax or legacy format)")
+    parser.add_argument("--geometry", nargs="+", metavar="FILE",
+                        help=".npz (Z, R[, N, Q]) or any ASE-readable file; default: frames stored with the model")
+    parser.add_argument("--frames", type=int, help="frames used per geometry file (default 3; 1 with --quick)")
+    parser.add_argument("--json", metavar="OUT", help="write the report as JSON (schema version 1) to OUT")
+    parser.add_argument("--quick", action="store_true",
+                        help="coarser scans, 4 displacements, 200 NVE steps, one frame")
+    parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS), help="run only these groups")
+    parser.add_argument("--weights", choices=("ema", "raw"), default="ema", help="legacy checkpoints: which weights")
+    parser.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    parser.add_argument("--verbose", action="store_true", help="log progress")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from rich.console import Console
+
+    from physnetjax.check.geometry import default_structures, read_structures
+    from physnetjax.check.runner import check_model
+    from physnetjax.check.settings import CheckSettings
+    from physnetjax.checkpoint import CheckpointError, load_checkpoint
+
+    settings = CheckSettings.quick() if args.quick else CheckSettings()
+    if args.frames is not None:
+        settings = dataclasses.replace(settings, max_structures=args.frames)
+    console = Console()
+    try:
+        model, params, metadata = load_checkpoint(args.checkpoint, weights=args.weights)
+        if args.geometry:
+            structures = [s for path in args.geometry for s in read_structures(path, settings.max_structures)]
+        else:
+            structures = default_structures(Path(args.checkpoint), metadata, settings.max_structures)
+    except (CheckpointError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    report = check_model(model, params, structures, groups=args.only, settings=settings,
+                         checkpoint=str(Path(args.checkpoint).resolve()))
+    report.render(console)
+    if args.json:
+        report.write_json(args.json)
+        console.print(f"report written to {args.json}")
+    if report.status == "fail" or (args.strict and report.status == "warn"):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""physnetjax.check: a correct model passes; each deliberately broken one fails the check meant for it.
+
+The broken models are energy/force functions injected into ``check_model``; each
+wraps the same tiny float64 model, so only the defect differs. Checks run with
+``CheckSettings.quick()`` on methanol (6 atoms).
+"""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from physnetjax import PhysNet, apply_batch, init_params, save_checkpoint
+from physnetjax.check import CheckSettings, Structure, check_model, default_structures
+from physnetjax.check.__main__ import main
+from physnetjax.check.smoothness import bond_types, model_cutoffs
+
+from conftest import DATA, perturbed_params
+
+SETTINGS = CheckSettings.quick()
+MP_CUTOFF = 4.0
+
+
+@pytest.fixture(scope="module")
+def model():
+    return PhysNet(features=8, max_degree=1, num_iterations=2, n_res=1, num_basis_functions=8, cutoff=MP_CUTOFF,
+                   charges=True, zbl=True, zbl_cutoff=1.0, coulomb_lr_cutoff=5.0, param_dtype=jnp.float64)
+
+
+@pytest.fixture(scope="module")
+def params(model):
+    return perturbed_params(init_params(model, 0), scale=0.1, seed=1)
+
+
+@pytest.fixture(scope="module")
+def methanol(molecules):
+    z, r = molecules["methanol"]
+    return Structure(z, r, 0.0, "methanol")
+
+
+@pytest.fixture(scope="module")
+def report(model, params, methanol):
+    return check_model(model, params, [methanol], settings=SETTINGS)
+
+
+def test_correct_model_passes_every_check(report):
+    ids = {c.id for c in report.checks}
+    expected = {"forces.fd.total", "forces.fd.network", "forces.fd.electrostatics", "forces.fd.repulsion",
+                "invariance.net_force", "invariance.torque", "invariance.rotation", "invariance.reflection",
+                "invariance.translation", "invariance.permutation", "invariance.padding", "invariance.batch",
+                "smoothness.C-H", "smoothness.O-C", "smoothness.O-H", "stability.curvature",
+                "stability.nve_energy", "stability.nve_max_force"}
+    assert ids == expected
+    assert [(c.id, c.status) for c in report.checks if c.status != "pass"] == []
+    total = report.by_id("forces.fd.total")
+    assert total.details["ratio"] == pytest.approx(1.0, abs=1e-5)
+    assert all(w == pytest.approx(1.0, abs=1e-4) for w in total.details["term_weights"].values())
+    assert all(not c.details["discontinuities"] for c in report.checks if c.group == "smoothness")
+
+
+def test_scans_cross_every_cutoff(model, report):
+    cutoffs = model_cutoffs(model)
+    assert cutoffs == {"message passing": 4.0, "Coulomb switch": 2.0, "Coulomb long range": 5.0, "ZBL": 1.0}
+    for c in report.checks:
+        if c.group == "smoothness":
+            low, high = c.details["range_A"]
+            assert low < min(cutoffs.values()) and high > max(cutoffs.values())
+
+
+def test_bond_types_one_per_element_pair(molecules):
+    z, r = molecules["ethanol"]
+    labels = [label for label, _, _ in bond_types(z, r)]
+    assert sorted(labels) == ["C-C", "C-H", "O-C", "O-H"]
+
+
+def test_json_schema_is_stable(report, tmp_path):
+    path = tmp_path / "report.json"
+    report.write_json(path)
+    data = json.loads(path.read_text())
+    assert list(data) == ["schema", "schema_version", "physnetjax_version", "status", "counts", "checkpoint",
+                          "model", "settings", "structures", "checks"]
+    assert data["schema"] == "physnetjax.check" and data["schema_version"] == 1
+    assert data["status"] == "pass" and data["counts"] == {"pass": len(data["checks"]), "warn": 0, "fail": 0}
+    assert list(data["structures"][0]) == ["index", "name", "formula", "num_atoms", "total_charge"]
+    for check in data["checks"]:
+        assert list(check) == ["id", "group", "structure", "status", "value", "unit", "warn_above",
+                               "fail_above", "message", "details"]
+        assert check["group"] in ("forces", "invariance", "smoothness", "stability")
+        assert isinstance(check["value"], float)
+
+
+def _with_forces(out, forces):
+    return {**out, "forces": forces}
+
+
+def test_flipped_force_sign_fails_the_fd_check(model, params, methanol):
+    def flipped(p, batch):
+        out = apply_batch(model, p, batch)
+        return _with_forces(out, -out["forces"])
+
+    result = check_model(model, params, [methanol], energy_and_forces=flipped, groups=("forces",), settings=SETTINGS)
+    total = result.by_id("forces.fd.total")
+    assert total.status == "fail" and "sign flipped" in total.message
+    assert total.details["ratio"] == pytest.approx(-1.0, abs=1e-5)
+    assert all(w == pytest.approx(-1.0, abs=1e-4) for w in total.details["term_weights"].values())
+
+
+def test_doubled_pair_term_fails_and_is_named(model, params, methanol):
+    def doubled_repulsion(p, batch):
+        out = apply_batch(model, p, batch)
+        grad = jax.grad(lambda pos: apply_batch(model, p, batch.replace(positions=pos))["repulsion"].sum())
+        return _with_forces(out, out["forces"] - grad(batch.positions))
+
+    result = check_model(model, params, [methanol], energy_and_forces=doubled_repulsion, groups=("forces",),
+                         settings=SETTINGS)
+    assert result.by_id("forces.fd.total").status == "fail"
+    repulsion = result.by_id("forces.fd.repulsion")
+    assert repulsion.status == "fail"
+    assert repulsion.details["weight_in_total"] == pytest.approx(2.0, abs=1e-4)
+    assert result.by_id("forces.fd.network").status == "pass"
+    assert result.by_id("forces.fd.electrostatics").status == "pass"
+
+
+def test_hard_cutoff_fails_the_smoothness_scan(model, params, methanol):
+    """E gains ½ Σ_ij 0.2 eV·Å / r_ij over the message-passing edges, cut hard at 4 Å (forces consistent)."""
+    def hard_cutoff(p, batch):
+        def energy(pos):
+            d = jnp.linalg.norm(pos[batch.src_idx] - pos[batch.dst_idx], axis=-1)
+            extra = 0.5 * jnp.sum(jnp.where(batch.edge_mask, 0.2 / jnp.where(batch.edge_mask, d, 1.0), 0.0))
+            return apply_batch(model, p, batch.replace(positions=pos))["energy"][0] + extra
+
+        out = apply_batch(model, p, batch)
+        e, grad = jax.value_and_grad(energy)(batch.positions)
+        return {**out, "energy": out["energy"].at[0].set(e), "forces": -grad}
+
+    result = check_model(model, params, [methanol], energy_and_forces=hard_cutoff, groups=("smoothness",),
+                         settings=SETTINGS)
+    assert {c.status for c in result.checks} == {"fail"}
+    for c in result.checks:
+        found = c.details["discontinuities"]
+        assert {f["kind"] for f in found} == {"force", "energy"}
+        assert any(f["between_A"][0] <= MP_CUTOFF <= f["between_A"][1] for f in found)
+
+
+def test_ghost_atom_leak_fails_only_padding_invariance(model, params, methanol):
+    """Real atoms feel 0.1 eV · exp(−|r_i − r_g|²/2 Å²) from every padded atom g (forces consistent)."""
+    def leaky(p, batch):
+        def leak(pos):
+            pairs = batch.atom_mask[:, None] & ~batch.atom_mask[None, :]
+            d2 = jnp.sum((pos[:, None] - pos[None]) ** 2, axis=-1)
+            per_atom = 0.1 * jnp.sum(jnp.where(pairs, jnp.exp(-0.5 * d2), 0.0), axis=1)
+            return jax.ops.segment_sum(per_atom, batch.atom_segments, batch.num_molecules)
+
+        out = apply_batch(model, p, batch)
+        grad = jax.grad(lambda pos: leak(pos).sum())(batch.positions)
+        return {**out, "energy": out["energy"] + leak(batch.positions), "forces": out["forces"] - grad}
+
+    result = check_model(model, params, [methanol], energy_and_forces=leaky, groups=("invariance",),
+                         settings=SETTINGS)
+    failed = [c.id for c in result.checks if c.status == "fail"]
+    assert failed == ["invariance.padding"]
+
+
+def test_unknown_group_and_bad_structure_are_rejected(model, params, methanol):
+    with pytest.raises(ValueError, match="unknown check groups"):
+        check_model(model, params, [methanol], groups=("forces", "vibes"))
+    with pytest.raises(ValueError, match="at least 2 atoms"):
+        check_model(model, params, [(np.array([1]), np.zeros((1, 3)))], groups=("forces",))
+
+
+def test_default_geometry_is_stored_beside_a_legacy_checkpoint():
+    structures = default_structures(DATA / "legacy" / "C_synthD" / "epoch-30", {}, limit=2)
+    assert [s.name for s in structures] == ["geometries.npz[0]", "geometries.npz[1]"]
+    assert structures[0].num_atoms == 15 and structures[0].positions.dtype == np.float64
+
+
+def test_cli_json_and_exit_codes(model, params, methanol, tmp_path, capsys):
+    checkpoint = save_checkpoint(tmp_path / "ckpt", model, params)
+    geometry = tmp_path / "methanol.npz"
+    np.savez(geometry, Z=methanol.atomic_numbers, R=methanol.positions)
+    out = tmp_path / "check.json"
+    code = main([str(checkpoint), "--geometry", str(geometry), "--quick", "--only", "forces", "--json", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["status"] == "pass" and data["structures"][0]["name"] == "methanol.npz[0]"
+    assert {c["group"] for c in data["checks"]} == {"forces"}
+    assert "overall: PASS" in capsys.readouterr().out
+    assert main([str(tmp_path / "missing"), "--quick"]) == 2
+
+
+def test_cli_exits_1_on_failure(model, params, methanol, tmp_path):
+    """Bonds squeezed to 40 %: ZBL makes the surface a cliff and NVE blows up."""
+    checkpoint = save_checkpoint(tmp_path / "ckpt", model, params)
+    geometry = tmp_path / "squashed.npz"
+    squashed = dataclasses.replace(methanol, positions=methanol.positions * 0.4)
+    np.savez(geometry, Z=squashed.atomic_numbers, R=squashed.positions)
+    assert main([str(checkpoint), "--geometry", str(geometry), "--quick", "--only", "stability"]) == 1
