@@ -226,3 +226,16 @@ def test_sigkill_during_checkpoint_write_resumes_from_last_complete(tmp_path):
     assert summary["epochs_run"] == last_complete + 1
     assert [int(r["epoch"]) for r in read_rows(out)] == list(range(1, last_complete + 2))
     assert not any(p.name.startswith(".") for p in checkpoints.iterdir())
+
+
+def test_init_from_loads_weights_only(base_run, tmp_path):
+    out, _ = base_run
+    fine_tuned = tmp_path / "fine"
+    train(tiny_config(fine_tuned, epochs=1, init_from=str(out / "best"), learning_rate=1e-4))
+    first_base = float(read_rows(out)[0]["valid_loss"])
+    best_base = min(float(r["valid_loss"]) for r in read_rows(out))
+    first_fine = float(read_rows(fine_tuned)[0]["valid_loss"])
+    assert first_fine < first_base
+    assert abs(first_fine - best_base) < 0.2 * best_base
+    state = load_train_state(fine_tuned / "latest")
+    assert int(np.asarray(state["step"])) == 6
