@@ -12,13 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import DATA, perturbed_params
 
 from physnetjax import PhysNet, apply_batch, init_params, save_checkpoint
 from physnetjax.check import CheckSettings, Structure, check_model, default_structures
 from physnetjax.check.__main__ import main
 from physnetjax.check.smoothness import bond_types, model_cutoffs
-
-from conftest import DATA, perturbed_params
 
 SETTINGS = CheckSettings.quick()
 MP_CUTOFF = 4.0

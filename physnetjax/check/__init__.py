@@ -16,7 +16,12 @@ Groups of checks (all in float64):
 :mod:`~physnetjax.check.report`).
 """
 
-from physnetjax.check.evaluate import EnergyAndForces, Evaluator, Structure, model_energy_and_forces
+from physnetjax.check.evaluate import (
+    EnergyAndForces,
+    Evaluator,
+    Structure,
+    model_energy_and_forces,
+)
 from physnetjax.check.geometry import default_structures, read_structures
 from physnetjax.check.report import SCHEMA_VERSION, CheckReport, CheckResult
 from physnetjax.check.runner import check_model

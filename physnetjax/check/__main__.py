@@ -1,7 +1,7 @@
-"""``python -m physnetjax.check CHECKPOINT [--geometry FILE ...] [--json OUT] [--quick]``.
+"""``python -m physnetjax.check [CHECKPOINT] [--geometry FILE ...] [--json OUT] [--quick]``.
 
-Loads a checkpoint (physnetjax format, or legacy: migrated in memory), picks the
-structures (``--geometry`` files, else the defaults of
+Loads a checkpoint (physnetjax format, or legacy: migrated in memory; default: the
+shipped example model), picks the structures (``--geometry`` files, else the defaults of
 :mod:`physnetjax.check.geometry`), runs :func:`physnetjax.check.check_model` in
 float64 and prints the pass/warn/fail table.
 
@@ -23,7 +23,8 @@ from physnetjax.check.report import GROUPS
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m physnetjax.check", description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", help="checkpoint directory (physnetjax or legacy format)")
+    parser.add_argument("checkpoint", nargs="?",
+                        help="checkpoint directory (physnetjax or legacy format); default: the shipped example model")
     parser.add_argument("--geometry", nargs="+", metavar="FILE",
                         help=".npz (Z, R[, N, Q]) or any ASE-readable file; default: frames stored with the model")
     parser.add_argument("--frames", type=int, help="frames used per geometry file (default 3; 1 with --quick)")
@@ -55,6 +56,10 @@ def main(argv=None) -> int:
     if args.frames is not None:
         settings = dataclasses.replace(settings, max_structures=args.frames)
     console = Console()
+    if args.checkpoint is None:
+        from physnetjax.pretrained import example_model_path
+
+        args.checkpoint = str(example_model_path())
     try:
         model, params, metadata = load_checkpoint(args.checkpoint, weights=args.weights)
         if args.geometry:

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -65,8 +66,8 @@ class Structure:
         return int(self.atomic_numbers.shape[0])
 
     def formula(self) -> str:
-        from ase.formula import Formula
         from ase.data import chemical_symbols
+        from ase.formula import Formula
 
         return Formula("".join(chemical_symbols[int(z)] for z in self.atomic_numbers)).format("hill")
 
@@ -100,7 +101,7 @@ def separate_pair_list(model) -> bool:
     return reach is None or reach > model.cutoff
 
 
-def _masked(template: Batch, positions, cutoff: float, pair_reach: Optional[float]) -> Batch:
+def _masked(template: Batch, positions, cutoff: float, pair_reach: float | None) -> Batch:
     """``template`` at ``positions`` with edge/pair masks set by distance (see module docstring)."""
     d = jnp.linalg.norm(positions[template.src_idx] - positions[template.dst_idx], axis=-1)
     batch = template.replace(positions=positions, edge_mask=d < cutoff)
@@ -155,7 +156,7 @@ class Evaluator:
         the neighbor list), so compiled MD is shared between structures of one size.
     """
 
-    def __init__(self, model, params, structure: Structure, energy_and_forces: Optional[EnergyAndForces] = None):
+    def __init__(self, model, params, structure: Structure, energy_and_forces: EnergyAndForces | None = None):
         self.model = model
         self.params = params
         self.structure = structure

@@ -15,8 +15,8 @@ The first ``max_structures`` frames of the chosen file are used.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -46,7 +46,7 @@ ETHANOL = Structure(
 """An ethanol frame (Å) of a GFN2-xTB 500 K trajectory, used when nothing else is available."""
 
 
-def read_structures(path, limit: Optional[int] = None) -> list[Structure]:
+def read_structures(path, limit: int | None = None) -> list[Structure]:
     """Frames of ``path`` as structures: ``.npz`` with Z, R (and optional N, Q) or any ASE-readable file.
 
     Raises:
@@ -76,7 +76,7 @@ def read_structures(path, limit: Optional[int] = None) -> list[Structure]:
     return structures[:limit]
 
 
-def default_structures(checkpoint: Optional[Path], metadata: Optional[dict], limit: int) -> list[Structure]:
+def default_structures(checkpoint: Path | None, metadata: dict | None, limit: int) -> list[Structure]:
     """The structures to check when none are given (order in the module docstring)."""
     candidates: list[Path] = []
     if checkpoint is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from physnetjax.check.evaluate import Evaluator
+from physnetjax.check.evaluate import Evaluator, Structure
 from physnetjax.check.report import CheckResult
 from physnetjax.check.settings import CheckSettings, Thresholds
 
@@ -78,7 +78,7 @@ def check_invariance(evaluator: Evaluator, index: int, settings: CheckSettings, 
     results.append(_difference("translation", index, (e0, f0), (energies[3, 0], forces[3]), thresholds,
                                f"shift by {TRANSLATION.tolist()} Å"))
 
-    permuted = Evaluator(evaluator.model, evaluator.params, type(s)(z[perm], r[perm], s.total_charge, s.name),
+    permuted = Evaluator(evaluator.model, evaluator.params, Structure(z[perm], r[perm], s.total_charge, s.name),
                          evaluator.fn)
     pe, pf = permuted.evaluate(r[perm][None])
     results.append(_difference("permutation", index, (e0, f0[perm]), (pe[0, 0], pf[0]), thresholds,

@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, Optional
+from typing import Any
 
 SCHEMA = "physnetjax.check"
 SCHEMA_VERSION = 1
@@ -96,7 +96,7 @@ class CheckResult:
 
     @classmethod
     def measured(cls, id: str, group: str, structure: int, value: float, unit: str, limits: tuple[float, float],
-                 message: str, details: Optional[dict] = None, failure: Optional[str] = None) -> "CheckResult":
+                 message: str, details: dict | None = None, failure: str | None = None) -> CheckResult:
         """A result whose status follows from ``value`` and ``limits`` = (warn_above, fail_above).
 
         ``failure``: a reason to fail whatever the value (appended to the message).
@@ -123,7 +123,7 @@ class CheckReport:
     structures: list
     model: dict
     settings: dict
-    checkpoint: Optional[str] = None
+    checkpoint: str | None = None
 
     @property
     def status(self) -> str:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import jax
 import numpy as np
 
-from physnetjax.check.evaluate import EnergyAndForces, Evaluator, Structure, cast_to_float64
+from physnetjax.check.evaluate import (
+    EnergyAndForces,
+    Evaluator,
+    Structure,
+    cast_to_float64,
+)
 from physnetjax.check.forces import check_forces
 from physnetjax.check.invariance import check_invariance
 from physnetjax.check.report import GROUPS, CheckReport
@@ -49,11 +54,11 @@ def check_model(
     params,
     structures: Sequence,
     *,
-    energy_and_forces: Optional[EnergyAndForces] = None,
+    energy_and_forces: EnergyAndForces | None = None,
     groups: Sequence[str] = GROUPS,
-    settings: Optional[CheckSettings] = None,
-    thresholds: Optional[Thresholds] = None,
-    checkpoint: Optional[str] = None,
+    settings: CheckSettings | None = None,
+    thresholds: Thresholds | None = None,
+    checkpoint: str | None = None,
 ) -> CheckReport:
     """Check that a model's energy surface is physically sane; returns a :class:`CheckReport`.
 

@@ -40,7 +40,7 @@ class CheckSettings:
     max_structures: int = 3
 
     @classmethod
-    def quick(cls) -> "CheckSettings":
+    def quick(cls) -> CheckSettings:
         """Coarser scans (0.02 Å), 4 displacements, 200 NVE steps, one structure."""
         return cls(scan_step=0.02, displacement_trials=4, nve_steps=200, max_structures=1)
 

@@ -129,31 +129,32 @@ def scan_bond(evaluator: Evaluator, anchor: int, moving: int, cutoffs: dict, set
     energies, forces = evaluator.evaluate(_place(r, anchor, moving, distances))
     jumps, delta_f, residual = _steps(energies[:, 0], forces, distances, u, moving)
 
-    curvature = np.zeros_like(jumps)
-    curvature[1:-1] = np.max(np.linalg.norm(delta_f[1:-1] - 0.5 * (delta_f[:-2] + delta_f[2:]), axis=-1), axis=-1)
-    suspects = set(np.argsort(curvature)[-CANDIDATES:].tolist()) | set(np.argsort(residual)[-CANDIDATES:].tolist())
+    second_difference = np.zeros_like(jumps)
+    second_difference[1:-1] = np.max(
+        np.linalg.norm(delta_f[1:-1] - 0.5 * (delta_f[:-2] + delta_f[2:]), axis=-1), axis=-1)
+    suspects = (set(np.argsort(second_difference)[-CANDIDATES:].tolist())
+                | set(np.argsort(residual)[-CANDIDATES:].tolist()))
     for value in cutoffs.values():
         k = int(np.searchsorted(distances, value)) - 1
         if 0 <= k < len(jumps):
             suspects.add(k)
     suspects = sorted(suspects)
 
-    tracks = [(kind, k) for k in suspects for kind in ("force", "energy")
-              if (jumps[k] if kind == "force" else residual[k]) > (FORCE_JUMP_FLOOR if kind == "force"
-                                                                     else ENERGY_JUMP_FLOOR)]
+    floors = {"force": FORCE_JUMP_FLOOR, "energy": ENERGY_JUMP_FLOOR}
+    coarse = {"force": jumps, "energy": residual}
+    tracks = [(kind, k) for k in suspects for kind in floors if coarse[kind][k] > floors[kind]]
     refined = _refine(evaluator, r, anchor, moving, u, [(distances[k], distances[k + 1]) for _, k in tracks],
                       [kind for kind, _ in tracks], settings)
     discontinuities = []
     for (kind, k), size in zip(tracks, refined):
-        coarse = jumps[k] if kind == "force" else residual[k]
-        if size >= KEEP_FRACTION * coarse:
+        if size >= KEEP_FRACTION * coarse[kind][k]:
             discontinuities.append({"kind": kind, "between_A": [float(distances[k]), float(distances[k + 1])],
                                     "size": float(size), "unit": "eV/Å" if kind == "force" else "eV"})
     worst = int(np.argmax(jumps))
     return {
         "range_A": [float(distances[0]), float(distances[-1])],
         "step_A": settings.scan_step,
-        "points": int(len(distances)),
+        "points": len(distances),
         "cutoffs_A": cutoffs,
         "max_force_jump_eV_per_A": float(jumps[worst]),
         "max_force_jump_at_A": float(distances[worst]),

@@ -12,8 +12,9 @@ is compared with the bound of :class:`~physnetjax.check.settings.Thresholds`
 (:func:`physnetjax.md.nve`) from R with Maxwell–Boltzmann momenta at
 ``nve_temperature`` (zero total momentum, atomic masses of ASE), ``nve_steps`` steps
 of ``nve_timestep`` fs, in float64 on the full pair graph. Reported: max_t |E_tot(t)
-− E_tot(0)| per atom (meV), the drift (slope of a least-squares line through E_tot(t),
-meV/atom/ps) and the largest |F_i| seen (eV/Å). A non-finite energy fails both.
+− E_tot(0)| per atom (meV), the drift and fluctuation of
+:func:`physnetjax.md.driver.drift_and_fluctuation` (slope of a least-squares line
+through E_tot(t), meV/atom/ps; std about it, meV/atom) and the largest |F_i| seen (eV/Å). A non-finite energy fails both.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from physnetjax.check.evaluate import Evaluator
 from physnetjax.check.report import CheckResult
 from physnetjax.check.settings import CheckSettings, Thresholds
 from physnetjax.md import frame_of, maxwell_boltzmann_momenta, nve, run
+from physnetjax.md.driver import drift_and_fluctuation
 
 GROUP = "stability"
 
@@ -92,11 +94,12 @@ def check_nve(evaluator: Evaluator, index: int, settings: CheckSettings, thresho
     energy = traj["conserved_eV"]
     finite = bool(np.all(np.isfinite(energy)))
     deviation = float(np.max(np.abs(energy - energy[0]))) * 1e3 / n if finite else float("nan")
-    drift = float(np.polyfit(traj["time_ps"], energy, 1)[0]) * 1e3 / n if finite else float("nan")
+    drift, fluctuation = drift_and_fluctuation(traj["time_ps"], energy, n) if finite else (float("nan"),) * 2
     max_force = float(np.max(traj["max_force_eV_per_A"])) if finite else float("nan")
     details = {"steps": settings.nve_steps, "timestep_fs": settings.nve_timestep,
                "temperature_K": settings.nve_temperature, "max_deviation_meV_per_atom": deviation,
-               "drift_meV_per_atom_per_ps": drift, "max_force_eV_per_A": max_force,
+               "drift_meV_per_atom_per_ps": drift,
+               "fluctuation_meV_per_atom": fluctuation, "max_force_eV_per_A": max_force,
                "first_nonfinite_frame": None if finite else int(np.argmin(np.isfinite(energy)))}
     run_text = f"{settings.nve_steps} × {settings.nve_timestep} fs from {settings.nve_temperature:g} K"
     failure = None if finite else "energy became NaN/Inf"
