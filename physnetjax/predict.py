@@ -128,7 +128,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
 
 
 def init_params(model, seed: int | jax.Array = 0) -> dict:
-    """Freshly initialised variables ``{"params": ...}`` for ``model`` (jitted init).
+    """Freshly initialised variables ``{"params": ...}`` for ``model`` (jitted init, cached per model).
 
     Parameter shapes do not depend on the structure, so a two-atom dummy (H–H at
     0.74 Å) is enough. ``seed`` is an int or a ``jax.random`` key.
@@ -138,12 +138,16 @@ def init_params(model, seed: int | jax.Array = 0) -> dict:
         [np.array([1, 1])], [np.array([[0.0, 0.0, 0.0], [0.74, 0.0, 0.0]])], model.cutoff,
         pair_cutoff=model_pair_cutoff(model), dtype=np.dtype(model.param_dtype),
     )
-    return jax.jit(lambda k, b: model.init(k, b.atomic_numbers, b.positions, b.dst_idx, b.src_idx,
-                                           b.atom_segments, b.num_molecules, b.edge_mask, b.atom_mask,
-                                           total_charges=b.total_charges, pair_dst=b.pair_dst,
-                                           pair_src=b.pair_src, pair_mask=b.pair_mask))(key, batch)
+    if model not in _INIT_CACHE:
+        _INIT_CACHE[model] = jax.jit(
+            lambda k, b: model.init(k, b.atomic_numbers, b.positions, b.dst_idx, b.src_idx, b.atom_segments,
+                                    b.num_molecules, b.edge_mask, b.atom_mask, total_charges=b.total_charges,
+                                    pair_dst=b.pair_dst, pair_src=b.pair_src, pair_mask=b.pair_mask)
+        )
+    return _INIT_CACHE[model](key, batch)
 
 
+_INIT_CACHE: dict = {}
 _JIT_CACHE: dict = {}
 
 

@@ -166,3 +166,19 @@ def test_model_repulsion_equals_double_loop(charged_model_outputs):
             expected += KE * z[i] * z[j] / rij * screening * textbook_phi(rij / 3.0)
     assert expected > 0.0
     assert float(out["repulsion"][0]) == pytest.approx(expected, rel=1e-10)
+
+
+def test_zbl_parameter_gradients_are_finite_with_padded_z0_atoms():
+    """Padded pairs join Z = 0 ghost atoms: d(Z^a)/da = Z^a ln Z must not turn into NaN."""
+    z_i, z_j = jnp.array([6, 0]), jnp.array([8, 0])
+    r = jnp.array([1.2, 1.0])
+    mask = jnp.array([True, False])
+
+    def energy(a_coefficient, a_exponent, coefficients, exponents):
+        return jnp.sum(zbl_pair_energy(z_i, z_j, r, mask, 3.0, a_coefficient, a_exponent, coefficients, exponents))
+
+    from physnetjax.physics.zbl import ZBL_COEFFICIENTS, ZBL_EXPONENTS
+    grads = jax.grad(energy, argnums=(0, 1, 2, 3))(0.8854, 0.23, jnp.asarray(ZBL_COEFFICIENTS), jnp.asarray(ZBL_EXPONENTS))
+    for g in grads:
+        assert np.all(np.isfinite(np.asarray(g)))
+    assert float(grads[1]) != 0.0

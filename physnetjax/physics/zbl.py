@@ -49,8 +49,9 @@ def zbl_pair_energy(
     Returns:
       (P,) energies in eV, 0 on padded pairs and for r ≥ r_c. Sum a full list with ½.
     """
-    zi = z_i.astype(r.dtype)
-    zj = z_j.astype(r.dtype)
+    # Padded pairs may join Z = 0 atoms, where ∂(Z^a)/∂a = Z^a ln Z is NaN: give them Z = 1.
+    zi = jnp.where(pair_mask, z_i, 1).astype(r.dtype)
+    zj = jnp.where(pair_mask, z_j, 1).astype(r.dtype)
     screening_length = a_coefficient * BOHR / (zi**a_exponent + zj**a_exponent)
     x = (r / screening_length)[:, None]
     coefficients = jnp.asarray(coefficients, dtype=r.dtype)

@@ -56,11 +56,7 @@ def batch_shapes(dataset: Dataset, model, batch_size: int, num_devices: int = 1)
 
 def _device_batch(dataset: Dataset, frames: np.ndarray, energies: np.ndarray, model, shapes: BatchShapes,
                   dtype) -> tuple:
-    """One device's (Batch, labels) for ``frames`` (may be empty: an all-padding batch).
-
-    Padded atoms get Z = 1 (the model ignores their Z; with Z = 0 the ZBL screening
-    length's Z^a_exponent has a NaN derivative with respect to a_exponent).
-    """
+    """One device's (Batch, labels) for ``frames`` (may be empty: an all-padding batch)."""
     real = frames if len(frames) else np.zeros(0, np.int64)
     z = [dataset.Z[k, : dataset.N[k]] for k in real]
     r = [dataset.R[k, : dataset.N[k]] for k in real]
@@ -75,7 +71,6 @@ def _device_batch(dataset: Dataset, frames: np.ndarray, energies: np.ndarray, mo
     if not len(real):
         batch = batch.replace(atom_mask=np.zeros_like(batch.atom_mask), edge_mask=np.zeros_like(batch.edge_mask),
                               molecule_mask=np.zeros_like(batch.molecule_mask))
-    batch = batch.replace(atomic_numbers=np.where(batch.atom_mask, batch.atomic_numbers, 1).astype(np.int32))
     b, n = shapes.molecules, shapes.atoms
     m = len(real)
     labels = {
