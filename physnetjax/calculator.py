@@ -25,9 +25,9 @@ import vesin
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from physnetjax.neighbors.batch import Batch, apply_batch, model_pair_cutoff
+from physnetjax.neighbors.batch import Batch, model_pair_cutoff
 from physnetjax.neighbors.molecules import molecule_pairs, round_up
-from physnetjax.predict import validate_structure
+from physnetjax.predict import jitted_apply, validate_structure
 
 logger = logging.getLogger(__name__)
 
@@ -52,16 +52,6 @@ def check_dtype(dtype) -> np.dtype:
             "dtype float64 needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) first"
         )
     return dtype
-
-
-_JIT_CACHE: dict = {}
-
-
-def _jitted_apply(model):
-    """One jitted ``apply_batch`` per model configuration, shared by all calculators of that model."""
-    if model not in _JIT_CACHE:
-        _JIT_CACHE[model] = jax.jit(lambda p, batch: apply_batch(model, p, batch))
-    return _JIT_CACHE[model]
 
 
 class PhysNetCalculator(Calculator):
@@ -108,7 +98,7 @@ class PhysNetCalculator(Calculator):
         self.implemented_properties = ["energy", "free_energy", "forces", "stress"] + (
             ["charges", "dipole"] if model.charges else []
         )
-        self._apply = _jitted_apply(model)
+        self._apply = jitted_apply(model)
         self._shapes: set[tuple] = set()
         self._neighbors = vesin.NeighborList(cutoff=float(model.cutoff), full_list=True)
         self._pairs = None

@@ -9,7 +9,6 @@ oscillation: |drift|·t_run < σ. Halving h must divide σ by 4 (second order).
 
 import ase.io
 import jax
-import numpy as np
 import pytest
 
 from physnetjax.checkpoint import load_checkpoint
