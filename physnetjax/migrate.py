@@ -94,7 +94,8 @@ def migrate(old, new, *, weights: str = "ema", geometries=None, reference=None, 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
     from rich.console import Console
 
     console = Console()

@@ -1,5 +1,6 @@
 """Data loading, validation (one test per bad-data class), splits and the float64 E0 fit."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -178,10 +179,24 @@ def test_element_energy_fit_recovers_references_in_float64():
     assert np.abs(shifted).max() < 5e-3
 
 
+def test_net_force_warns(tmp_path, raw):
+    """Forces read with ASE's FixCom applied (f - m lambda) carry a net force: reported by frame."""
+    arrays = {k: v.copy() for k, v in raw.items()}
+    masses = np.where(arrays["Z"][7] == 1, 1.008, np.where(arrays["Z"][7] == 6, 12.011, 15.999))
+    lam = masses @ arrays["F"][7] / np.sum(masses**2)
+    arrays["F"][7] = arrays["F"][7] - masses[:, None] * lam
+    with pytest.warns(UserWarning, match=r"key 'F': the forces of 1 frame\(s\) do not sum to zero \(frames 7;"):
+        load_npz(write(tmp_path, arrays))
+
+
 def test_bundled_dataset_is_valid_and_small():
     path = bundled_dataset_path()
     assert path.stat().st_size <= 1_000_000
-    data = load_npz(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_npz(path)
+    # An isolated molecule's forces sum to zero (translation invariance of the GFN2 energy).
+    assert np.max(np.abs(data.F.sum(axis=1))) < 1e-3
     assert len(data) >= 500
     assert sorted(set(np.unique(data.Z).tolist())) == [1, 6, 8]
     with np.load(path) as npz:

@@ -304,6 +304,31 @@ def validate(data: Dataset, path) -> None:
             "(the first N atomic numbers must be > 0 and the rest 0)"
         )
     warn_duplicates(data, path)
+    warn_net_force(data, path)
+
+
+NET_FORCE_TOLERANCE = 1e-2
+"""eV/Å: |Σ_i F_i| of an isolated molecule above this is reported (it should be ~0)."""
+
+
+def warn_net_force(data: Dataset, where) -> None:
+    """Warn (naming frames) when the forces of a frame do not sum to zero.
+
+    The energy of an isolated molecule is translation invariant, so its forces sum to
+    zero; a net force means the labels are not −∂E/∂R of the positions (e.g. forces
+    read with an MD constraint such as ASE's FixCom applied). No model with correct
+    forces can fit them. Frames of periodic data sets are not distinguished here.
+    """
+    net = np.linalg.norm(data.F.sum(axis=1), axis=-1)
+    bad = data.has_F & (net > NET_FORCE_TOLERANCE)
+    if bad.any():
+        k = int(np.argmax(np.where(bad, net, 0.0)))
+        warnings.warn(
+            f"{where}: key 'F': the forces of {int(bad.sum())} frame(s) do not sum to zero "
+            f"(frames {_first_frames(bad)}; largest |ΣF| = {net[k]:.3g} eV/Å in {data.sources[k]}); "
+            "forces of an isolated molecule must sum to zero — were they read with a constraint applied?",
+            stacklevel=2,
+        )
 
 
 def warn_duplicates(data: Dataset, where) -> None:

@@ -12,9 +12,9 @@ PhysNet-style ``.npz``:
 * metadata scalars ``method``, ``temperature_K``, ``timestep_fs``, ``friction_per_fs``,
   ``stride``, ``equilibration_steps``, ``seed``, ``source``, ``tblite_version``.
 
-The bundled ``physnetjax/data/ethanol_gfn2.npz`` was made with the defaults::
+The bundled ``physnetjax/data/ethanol_gfn2.npz`` was made with::
 
-    python -m physnetjax.data.generate --out physnetjax/data/ethanol_gfn2.npz
+    python -m physnetjax.data.generate --frames 2000 --out physnetjax/data/ethanol_gfn2.npz
 
 Frames are ``stride`` MD steps apart (default 20 × 0.5 fs = 10 fs) after
 ``equilibration_steps`` discarded steps, so successive frames are only weakly
@@ -111,7 +111,9 @@ def generate(
         dyn.run(stride)
         out["R"][k] = atoms.get_positions()
         out["E"][k] = atoms.get_potential_energy()
-        out["F"][k] = atoms.get_forces()
+        # The raw GFN2 forces: with constraints applied, FixCom would return f − m λ
+        # (λ = Σ m f / Σ m²), which carries a spurious net force Σ f ≠ 0.
+        out["F"][k] = atoms.get_forces(apply_constraint=False)
         out["D"][k] = atoms.get_dipole_moment()
         out["Qa"][k] = atoms.get_charges()
         if (k + 1) % 100 == 0:
@@ -148,7 +150,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", required=True, help="output .npz path")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s", force=True)
     data = generate(
         args.molecule, args.frames, args.stride, args.temperature, args.timestep, args.friction,
         args.equilibration_steps, args.method, args.charge, args.seed,
