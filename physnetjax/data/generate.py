@@ -24,6 +24,7 @@ correlated.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import time
 from pathlib import Path
@@ -79,7 +80,6 @@ def generate(
     import ase.md.langevin
     import ase.md.velocitydistribution
     import ase.units
-    import tblite
     from tblite.ase import TBLite
 
     atoms = _structure(molecule)
@@ -130,7 +130,7 @@ def generate(
         equilibration_steps=np.array(equilibration_steps),
         seed=np.array(seed),
         source=np.array(f"physnetjax.data.generate: Langevin MD of {molecule} with tblite {method}"),
-        tblite_version=np.array(getattr(tblite, "__version__", "unknown")),
+        tblite_version=np.array(importlib.metadata.version("tblite")),
     )
     return out
 
