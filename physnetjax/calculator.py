@@ -26,7 +26,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from physnetjax.neighbors.batch import Batch, model_pair_cutoff
-from physnetjax.neighbors.molecules import molecule_pairs, round_up
+from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round_up
 from physnetjax.predict import jitted_apply, validate_structure
 
 logger = logging.getLogger(__name__)
@@ -157,45 +157,20 @@ class PhysNetCalculator(Calculator):
             pair_lists = self._neighbor_list(self._pairs, r, cell, pbc)
         elif self.pair_cutoff is None:
             pdst, psrc = molecule_pairs(r, None)
-            pair_lists = (pdst, psrc, np.zeros((pdst.shape[0], 3)))
+            pair_lists = (pdst, psrc, None)
 
         q = None if pair_lists is None else pair_lists[0].shape[0]
         n_pad, p_pad, q_pad, _ = self._padded_shape(n, dst.shape[0], q, periodic)
-        dtype = self.dtype
-
-        def padded(values, size, fill, dt):
-            out = np.full((size,) + values.shape[1:], fill, dtype=dt)
-            out[: values.shape[0]] = values
-            return out
-
-        def edge_fields(d, s, sh, size):
-            return (padded(d, size, n_pad - 1, np.int32), padded(s, size, n_pad - 1, np.int32),
-                    np.arange(size) < d.shape[0], padded(sh, size, 0.0, dtype))
-
-        dst_p, src_p, edge_mask, shifts_p = edge_fields(dst, src, shifts, p_pad)
+        if not periodic:
+            shifts = None
+            if pair_lists is not None:
+                pair_lists = pair_lists[:2] + (None,)
         total_charge = self.total_charge if self.total_charge is not None else atoms.info.get("charge", 0.0)
-        fields = dict(
-            atomic_numbers=padded(z, n_pad, 0, np.int32),
-            positions=padded(r, n_pad, 0.0, dtype),
-            atom_segments=np.zeros(n_pad, np.int32),
-            atom_mask=np.arange(n_pad) < n,
-            dst_idx=dst_p,
-            src_idx=src_p,
-            edge_mask=edge_mask,
-            total_charges=np.full(1, total_charge, dtype),
-            molecule_mask=np.ones(1, bool),
-            num_molecules=1,
+        batch = assemble_batch(
+            [z], [r], (dst, src, shifts), pair_lists, [total_charge], [cell] if pbc.all() else None,
+            num_atoms=n_pad, num_edges=p_pad, num_pairs=q_pad, num_molecules=1, dtype=self.dtype,
         )
-        if periodic:
-            fields["shifts"] = shifts_p
-            if pbc.all():
-                fields["cells"] = cell[None].astype(dtype)
-        if pair_lists is not None:
-            pd, ps, pm, psh = edge_fields(*pair_lists, q_pad)
-            fields.update(pair_dst=pd, pair_src=ps, pair_mask=pm)
-            if periodic:
-                fields["pair_shifts"] = psh
-        return Batch(**fields), n
+        return batch, n
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         """Evaluate the model on ``atoms`` and fill ``self.results`` (see module docstring)."""

@@ -116,9 +116,10 @@ def assemble_batch(
 
     Args:
       atomic_numbers, positions: per structure, (n_k,) ints and (n_k, 3) Å.
-      edges: (dst, src, shifts) with global atom indices; shifts (P, 3) Å or None.
+      edges: (dst, src, shifts) with global atom indices; shifts (P, 3) Å or None
+        (non-periodic; a structure periodic in some directions has shifts but no cell).
       pairs: the same for the separate pair list, or None.
-      total_charges: (K,) e.  cells: per structure (3, 3) Å, or None (non-periodic).
+      total_charges: (K,) e.  cells: per structure (3, 3) Å, or None (no stress).
       num_atoms, num_edges, num_pairs, num_molecules: padded sizes (None → exact);
         too small raises ValueError (never truncates).
     """
@@ -143,20 +144,20 @@ def assemble_batch(
         out_d[: d.shape[0]] = d
         out_s[: s.shape[0]] = s
         out_shift = None
-        if cells is not None:
+        if shifts is not None:
             out_shift = np.zeros((size, 3), dtype=dtype)
             out_shift[: d.shape[0]] = shifts
         return out_d, out_s, np.arange(size) < d.shape[0], out_shift
 
     dst_p, src_p, edge_mask, shifts_p = padded_list("num_edges", edges, num_edges)
-    extra = {}
+    extra = {"shifts": shifts_p}
     if pairs is not None:
         pd, ps, pm, pshift = padded_list("num_pairs", pairs, num_pairs)
-        extra = dict(pair_dst=pd, pair_src=ps, pair_mask=pm, pair_shifts=pshift)
+        extra.update(pair_dst=pd, pair_src=ps, pair_mask=pm, pair_shifts=pshift)
     if cells is not None:
         cell_arr = np.tile(np.eye(3, dtype=dtype), (b_pad, 1, 1))
         cell_arr[:b_real] = np.asarray(cells, dtype=np.float64).reshape(b_real, 3, 3)
-        extra.update(shifts=shifts_p, cells=cell_arr)
+        extra["cells"] = cell_arr
     return Batch(
         atomic_numbers=atomic,
         positions=pos,
