@@ -2,18 +2,20 @@
 
 Systems: ethanol (9 atoms), the A–T DNA base pair (30 atoms, shared data when
 present, else the single base from tests/data), and a periodic box of ≥ 1000
-atoms (ethanol molecules on a grid). Model: the shipped ethanol example
-(speed does not depend on the quality of the fit). JAX: :func:`physnetjax.md.driver.simulate`
-(float32, ``lax.scan`` chunks, in-jit neighbor list); ASE: ``VelocityVerlet`` with
-:class:`PhysNetCalculator` (float32), after one warm-up step. Writes
-``benchmarks/results/bench_md.json``.
+atoms (ethanol molecules on a grid); ``--smoke`` runs ethanol only. Model: the
+shipped ethanol example (speed does not depend on the quality of the fit).
 
-    python benchmarks/bench_md.py [--quick]
+What is timed: JAX: :func:`physnetjax.md.driver.simulate` (float32, velocity Verlet,
+0.5 fs, ``lax.scan`` chunks, in-jit neighbor list), wall time of all chunks, each
+compiled ahead of time (the driver's ``steps_per_second``, compile excluded, one run);
+ASE: ``VelocityVerlet`` with :class:`PhysNetCalculator` (float32), wall time of
+``dyn.run(steps)`` after two warm-up steps (one run). Writes ``bench_md.json``.
+
+    python benchmarks/bench_md.py [--quick | --smoke] [--out DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from pathlib import Path
@@ -23,7 +25,7 @@ import ase.io
 import jax
 import numpy as np
 from ase.md.verlet import VelocityVerlet
-from common import SHARED_DATA, write_json
+from common import SHARED_DATA, parse_args, print_table, table, write_json
 
 from physnetjax.calculator import PhysNetCalculator
 from physnetjax.checkpoint import load_checkpoint
@@ -75,26 +77,39 @@ def ase_steps_per_second(model, params, atoms, steps) -> dict:
     return {"steps_per_second": steps / seconds, "steps": steps}
 
 
+STEPS = {  # (JAX steps, ASE steps) for molecules and for the periodic box
+    "full": ((10000, 500), (200, 20)),
+    "quick": ((1000, 50), (50, 5)),
+    "smoke": ((20, 3), None),
+}
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps (smoke run)")
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     logging.basicConfig(level=logging.INFO)
     model, params, _ = load_checkpoint(example_model_path())
-    jax_steps = 1000 if args.quick else 10000
-    ase_steps = 50 if args.quick else 500
+    molecule_steps, box_steps = STEPS[args.mode]
+    chosen = systems(1000)
+    if box_steps is None:
+        chosen = {"ethanol": chosen["ethanol"]}
     results = {}
-    for name, atoms in systems(1000).items():
-        big = len(atoms) >= 1000
-        jax_result = jax_steps_per_second(model, params, atoms, jax_steps // 10 if big else jax_steps)
-        ase_result = ase_steps_per_second(model, params, atoms, ase_steps // 10 if big else ase_steps)
+    for name, atoms in chosen.items():
+        jax_steps, ase_steps = box_steps if len(atoms) >= 1000 else molecule_steps
+        jax_result = jax_steps_per_second(model, params, atoms, jax_steps)
+        ase_result = ase_steps_per_second(model, params, atoms, ase_steps)
         ratio = jax_result["steps_per_second"] / ase_result["steps_per_second"]
         results[name] = {"atoms": len(atoms), "periodic": bool(atoms.pbc.all()), "jax": jax_result,
                          "ase": ase_result, "speedup": ratio}
         logger.info("%s (%d atoms): JAX %.1f steps/s, ASE %.1f steps/s, ×%.1f", name, len(atoms),
                     jax_result["steps_per_second"], ase_result["steps_per_second"], ratio)
-    path = write_json("bench_md", {"quick": args.quick, "dtype": "float32", "timestep_fs": 0.5,
-                                   "results": results})
+    tables = [table("JAX-native MD vs ASE-driven MD (NVE, float32, 0.5 fs)",
+                    "steps/s over one run; JAX: all chunks, compiled ahead of time; ASE: after 2 warm-up "
+                    "steps; compile excluded",
+                    ["system", "atoms", "JAX steps/s", "ASE steps/s", "JAX/ASE", "JAX steps", "ASE steps"],
+                    [[name, r["atoms"], r["jax"]["steps_per_second"], r["ase"]["steps_per_second"], r["speedup"],
+                      r["jax"]["steps"], r["ase"]["steps"]] for name, r in results.items()])]
+    print_table(tables[0])
+    path = write_json("bench_md", args.out, args.mode, tables, {"timestep_fs": 0.5, "results": results})
     logger.info("wrote %s", path)
 
 

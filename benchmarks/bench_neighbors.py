@@ -1,37 +1,41 @@
-"""Neighbor-list build time vs system size, and model energy+forces throughput.
+"""Neighbor-list builders side by side, and energy+forces time vs size of one periodic system.
 
-Periodic water-like boxes (0.1 atoms/Å³, one H2O per 3.1 Å site) of N = 1k … 100k
-atoms, cutoff 5 Å, skin 0:
+Periodic water-like boxes (randomly oriented H2O on a jittered cubic grid, one molecule
+per 3.1 Å site, 0.1 atoms/Å³), cutoff 5 Å, skin 0. Builders, timed on the same box:
 
 * ``jit cell``: :func:`physnetjax.neighbors.neighbor_list` cell list, one jitted
-  rebuild (compiled beforehand, timed with ``block_until_ready``);
+  rebuild (compiled beforehand, blocked until ready);
 * ``host vesin``: :func:`physnetjax.neighbors.periodic_pairs` (float64, sorted);
-* ``naive O(N²)``: NumPy all pairs under the minimum image, where it fits in memory.
+* ``naive O(N²)``: NumPy all pairs under the minimum image (blocked rows), where the
+  box is wider than 2 × cutoff and N is small enough; its pair count is checked
+  against the cell list.
 
-Prints a table, fits the scaling exponent t ∝ N^k of each builder and writes JSON to
-``benchmarks/results/bench_neighbors.json``. Then times energy+forces of a small
-PhysNet on a 10k-atom periodic box (atoms/s).
+Each time is the median (min–max) of repeats after a warm-up call; the scaling
+exponent k of t ∝ N^k is a least-squares fit in log–log. Then the energy+forces call
+of a small float32 PhysNet (features 32, max_degree 1, 2 iterations, ZBL, no charges)
+on one periodic box of 100 … N atoms (neighbor list built outside the timed call;
+compile excluded). Writes ``bench_neighbors.json`` and ``periodic_scaling.png``.
 
-Usage: ``python benchmarks/bench_neighbors.py [--quick]`` (quick: N ≤ 10k, fewer repeats).
+Usage: python benchmarks/bench_neighbors.py [--quick | --smoke] [--out DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
-import pathlib
-import platform
-import time
 
 import jax
 import numpy as np
 
+from common import ms, parse_args, print_table, table, time_call, write_json
 from physnetjax import PhysNet, init_params
 from physnetjax.neighbors import apply_batch, batch_from_neighbors, neighbor_list, periodic_pairs
 
 SPACING = 3.1
 CUTOFF = 5.0
+BUILDER_SIZES = {"full": [1000, 3000, 10000, 30000, 100000], "quick": [1000, 3000, 10000], "smoke": [200, 400]}
+MODEL_SIZES = {"full": [100, 300, 1000, 3000, 10000, 30000], "quick": [100, 300, 1000, 3000], "smoke": [100, 200]}
+REPEATS = {"full": 3, "quick": 2, "smoke": 1}
+NAIVE_LIMIT = 10000
 
 
 def water_box(num_atoms: int, seed: int = 0):
@@ -42,18 +46,10 @@ def water_box(num_atoms: int, seed: int = 0):
     local = np.array([[0, 0, 0], [0.96, 0, 0], [0.96 * np.cos(angle), 0.96 * np.sin(angle), 0]])
     sites = np.array(list(itertools.product(range(repeats), repeat=3)), dtype=np.float64)
     rotations = np.linalg.qr(rng.normal(size=(len(sites), 3, 3)))[0]
-    molecules = np.einsum("aj,mij->mai", local, rotations) + (SPACING * sites + rng.uniform(-0.2, 0.2, sites.shape))[:, None]
+    jitter = rng.uniform(-0.2, 0.2, sites.shape)
+    molecules = np.einsum("aj,mij->mai", local, rotations) + (SPACING * sites + jitter)[:, None]
     z = np.tile([8, 1, 1], len(sites))
     return z, molecules.reshape(-1, 3), np.eye(3) * SPACING * repeats
-
-
-def best_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def naive_pairs(positions, cell, cutoff):
@@ -68,84 +64,116 @@ def naive_pairs(positions, cell, cutoff):
     return count
 
 
-def bench_builders(sizes, repeats, naive_limit):
+def bench_builders(sizes, repeats):
     rows = []
     for target in sizes:
         z, r, cell = water_box(target)
-        n = len(z)
         allocate, update = neighbor_list(CUTOFF, skin=0.0, method="cell", cell=cell)
         positions = jax.numpy.asarray(r, dtype=jax.numpy.float32)
         nbrs = allocate(positions)
-        stale = nbrs.replace(reference_positions=nbrs.reference_positions + 1e3)  # forces a rebuild
-
-        def jit_build():
-            jax.block_until_ready(update(positions, stale))
-
-        jit_build()
-        row = {"atoms": n, "pairs": int(nbrs.num_pairs), "capacity": nbrs.capacity,
-               "jit_cell_s": best_time(jit_build, repeats),
-               "host_vesin_s": best_time(lambda: periodic_pairs(r, cell, CUTOFF), repeats),
-               "naive_s": None}
-        if n <= naive_limit:
+        stale = nbrs.replace(reference_positions=nbrs.reference_positions + 1e3)
+        row = {"atoms": len(z), "pairs": int(nbrs.num_pairs), "capacity": nbrs.capacity,
+               "jit_cell": time_call(lambda: jax.block_until_ready(update(positions, stale)), repeats),
+               "host_vesin": time_call(lambda: periodic_pairs(r, cell, CUTOFF), repeats),
+               "naive": None}
+        if len(z) <= NAIVE_LIMIT and cell[0, 0] > 2 * CUTOFF:
             count = naive_pairs(r, cell, CUTOFF)
-            assert count == row["pairs"], (count, row["pairs"])
-            row["naive_s"] = best_time(lambda: naive_pairs(r, cell, CUTOFF), 1)
+            if count != row["pairs"]:
+                raise RuntimeError(f"naive pair count {count} differs from the cell list's {row['pairs']}")
+            row["naive"] = time_call(lambda: naive_pairs(r, cell, CUTOFF), 1, warmup=0)
         rows.append(row)
-        naive = "-" if row["naive_s"] is None else f"{row['naive_s'] * 1e3:.1f}"
-        print(f"{n:>8d} {row['pairs']:>10d} {row['jit_cell_s'] * 1e3:>12.2f} {row['host_vesin_s'] * 1e3:>12.2f} "
-              f"{naive:>12}", flush=True)
+        print(f"builders: {len(z)} atoms done", flush=True)
     return rows
 
 
 def scaling_exponent(rows, key):
-    points = [(r["atoms"], r[key]) for r in rows if r[key] is not None]
+    points = [(r["atoms"], r[key]["median_s"]) for r in rows if r[key] is not None]
     if len(points) < 2:
         return None
     n, t = np.log(np.array(points)).T
     return float(np.polyfit(n, t, 1)[0])
 
 
-def bench_model(num_atoms, repeats):
-    """Energy+forces throughput (atoms/s) of a small float32 PhysNet on a periodic water box."""
+def bench_periodic_model(sizes, repeats):
+    """Energy+forces time of one periodic water box per size (float32)."""
     model = PhysNet(features=32, max_degree=1, num_iterations=2, num_basis_functions=16, cutoff=CUTOFF,
                     max_atomic_number=8, charges=False, zbl=True, n_res=1)
     params = init_params(model, 0)
-    z, r, cell = water_box(num_atoms)
-    nbrs = neighbor_list(CUTOFF, skin=0.0, method="cell", cell=cell)[0](np.asarray(r, np.float32))
-    batch = batch_from_neighbors(z, np.asarray(r, np.float32), nbrs, cell=np.asarray(cell, np.float32))
     apply = jax.jit(lambda p, b: apply_batch(model, p, b))
-    jax.block_until_ready(apply(params, batch))
-    seconds = best_time(lambda: jax.block_until_ready(apply(params, batch)), repeats)
-    return {"atoms": len(z), "edges": int(nbrs.num_pairs), "seconds": seconds, "atoms_per_s": len(z) / seconds,
-            "model": "features=32 max_degree=1 num_iterations=2 n_res=1 zbl float32"}
+    rows = []
+    for target in sizes:
+        z, r, cell = water_box(target)
+        positions = np.asarray(r, np.float32)
+        nbrs = neighbor_list(CUTOFF, skin=0.0, method="cell", cell=cell)[0](positions)
+        batch = batch_from_neighbors(z, positions, nbrs, cell=np.asarray(cell, np.float32))
+        timing = time_call(lambda: jax.block_until_ready(apply(params, batch)), repeats)
+        rows.append({"atoms": len(z), "edges": int(nbrs.num_pairs), **timing,
+                     "atoms_per_s": len(z) / timing["median_s"],
+                     "us_per_atom": timing["median_s"] / len(z) * 1e6})
+        print(f"periodic model: {len(z)} atoms done", flush=True)
+    return model, rows
+
+
+def plot(rows, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    atoms = np.array([r["atoms"] for r in rows])
+    median = np.array([r["median_s"] for r in rows]) * 1e3
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.errorbar(atoms, median, yerr=[median - np.array([r["min_s"] for r in rows]) * 1e3,
+                                     np.array([r["max_s"] for r in rows]) * 1e3 - median], marker="o",
+                label="energy+forces")
+    ax.plot(atoms, median[-1] * atoms / atoms[-1], "k:", label="∝ N")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("atoms in periodic water box")
+    ax.set_ylabel("ms per call")
+    ax.set_title("One periodic system, float32 (median, min–max)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="N <= 10k atoms and fewer repeats")
-    args = parser.parse_args()
-    sizes = [1000, 3000, 10000] if args.quick else [1000, 3000, 10000, 30000, 100000]
-    repeats = 2 if args.quick else 3
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), cutoff {CUTOFF} Å, water box")
-    print(f"{'atoms':>8} {'pairs':>10} {'jit cell ms':>12} {'vesin ms':>12} {'naive ms':>12}")
-    rows = bench_builders(sizes, repeats, naive_limit=10000)
-    exponents = {key: scaling_exponent(rows, key) for key in ("jit_cell_s", "host_vesin_s", "naive_s")}
-    per_atom = {key: [r[key] / r["atoms"] * 1e6 for r in rows if r[key] is not None] for key in exponents}
-    for key, k in exponents.items():
-        if k is not None:
-            spread = max(per_atom[key]) / min(per_atom[key])
-            print(f"{key:>14}: t ∝ N^{k:.2f}; µs/atom {min(per_atom[key]):.3f} … {max(per_atom[key]):.3f} "
-                  f"(max/min {spread:.2f})")
-    model = bench_model(10000, repeats)
-    print(f"model E+F on {model['atoms']} atoms ({model['edges']} edges): {model['seconds'] * 1e3:.1f} ms, "
-          f"{model['atoms_per_s']:.3g} atoms/s")
-    out = pathlib.Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    record = {"quick": args.quick, "device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
-              "platform": platform.platform(), "cutoff": CUTOFF, "builders": rows,
-              "scaling_exponents": exponents, "us_per_atom": per_atom, "model": model}
-    (out / "bench_neighbors.json").write_text(json.dumps(record, indent=2))
-    print(f"wrote {out / 'bench_neighbors.json'}")
+    args = parse_args(__doc__)
+    repeats = REPEATS[args.mode]
+    builders = bench_builders(BUILDER_SIZES[args.mode], repeats)
+    keys = ("jit_cell", "host_vesin", "naive")
+    exponents = {key: scaling_exponent(builders, key) for key in keys}
+    model, periodic = bench_periodic_model(MODEL_SIZES[args.mode], repeats)
+
+    def ratio(row, key):
+        return None if row[key] is None else row[key]["median_s"] / row["jit_cell"]["median_s"]
+
+    tables = [
+        table(f"Neighbor-list builders, periodic water box, cutoff {CUTOFF} Å",
+              "one full rebuild; jit cell list compiled beforehand; median (min–max) of repeats "
+              "(naive: one call); ratios = builder time / jit-cell time",
+              ["atoms", "pairs", "jit cell ms", "vesin ms", "naive ms", "vesin/jit", "naive/jit"],
+              [[r["atoms"], r["pairs"], ms(r["jit_cell"]), ms(r["host_vesin"]),
+                None if r["naive"] is None else ms(r["naive"]), ratio(r, "host_vesin"), ratio(r, "naive")]
+               for r in builders]),
+        table("Builder scaling exponents (t ∝ N^k)", "least-squares fit of log median time vs log N",
+              ["builder", "k"], [[key, exponents[key]] for key in keys]),
+        table("Energy+forces of one periodic water box (float32)",
+              "jitted energy+forces, neighbor list prebuilt; compile excluded; median (min–max); "
+              "model features 32, max_degree 1, 2 iterations, ZBL",
+              ["atoms", "edges", "ms/call (min–max)", "atoms/s", "µs/atom"],
+              [[r["atoms"], r["edges"], ms(r), r["atoms_per_s"], r["us_per_atom"]] for r in periodic]),
+    ]
+    for spec in tables:
+        print_table(spec)
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot(periodic, args.out / "periodic_scaling.png")
+    path = write_json("bench_neighbors", args.out, args.mode, tables,
+                      {"cutoff": CUTOFF, "builders": builders, "scaling_exponents": exponents,
+                       "periodic_model": periodic, "model": model.config()},
+                      plots=["periodic_scaling.png"])
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,24 @@
-"""Shared helpers for the benchmark scripts: machine description, timing, JSON output."""
+"""Shared helpers for the benchmark scripts: arguments, machine description, timing, JSON output.
+
+Every script takes ``--quick`` (≤ about a minute each on 2 CPU cores), ``--smoke`` (tiny
+sizes, a few seconds, for the CI smoke test) and ``--out DIR`` (default
+``benchmarks/results``), and writes ``DIR/<name>.json`` in one shape::
+
+    {"benchmark": name, "mode": "full" | "quick" | "smoke",
+     "machine": {cpu, cores, jax, backend, devices, python, dtype},
+     "tables": [{"title", "timed", "columns", "rows"}, ...],   # what README shows
+     "plots": ["file.png", ...],                                # beside the JSON
+     "data": {...}}                                             # raw numbers
+
+``benchmarks/run_all.py`` renders the ``tables`` into ``benchmarks/README.md``.
+Unless a table says otherwise, a time is the median of repeats of a jitted call
+blocked until its result is ready, after a warm-up call that compiles it (compile
+time excluded, steady state), reported with the min and max of the repeats.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pathlib
@@ -11,12 +28,27 @@ import time
 
 import jax
 
-RESULTS = pathlib.Path(__file__).parent / "results"
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+BENCHMARKS = pathlib.Path(__file__).parent
+RESULTS = BENCHMARKS / "results"
+SHARED_DATA = BENCHMARKS.resolve().parents[1] / "shared" / "data"
 
 
-def machine_info() -> dict:
-    """CPU model, core count, JAX version/backend/devices."""
+def parse_args(doc: str, extra=None) -> argparse.Namespace:
+    """Parse ``--quick``, ``--smoke`` and ``--out`` (plus options added by ``extra(parser)``)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
+    mode.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (CI smoke test)")
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS, help="folder for JSON and PNG output")
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args()
+    args.mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    return args
+
+
+def machine_info(dtype: str = "float32") -> dict:
+    """CPU model, core count, JAX version/backend/devices, Python version and compute dtype."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
@@ -33,7 +65,14 @@ def machine_info() -> dict:
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
         "python": platform.python_version(),
+        "dtype": dtype,
     }
+
+
+def summarise(times) -> dict:
+    """Median, min and max of a list of durations in seconds."""
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "repeats": len(times)}
 
 
 def time_call(fn, repeats: int = 7, warmup: int = 1) -> dict:
@@ -45,11 +84,49 @@ def time_call(fn, repeats: int = 7, warmup: int = 1) -> dict:
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
+    return summarise(times)
 
 
-def write_json(name: str, payload: dict) -> pathlib.Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine_info(), **payload}, indent=2))
+def ms(timing: dict) -> str:
+    """``median (min–max)`` of a :func:`time_call` result, in milliseconds."""
+    return f"{timing['median_s'] * 1e3:.3g} ({timing['min_s'] * 1e3:.3g}–{timing['max_s'] * 1e3:.3g})"
+
+
+def table(title: str, timed: str, columns: list, rows: list) -> dict:
+    """A table for README: ``rows`` are lists of cells (numbers or strings) under ``columns``."""
+    return {"title": title, "timed": timed, "columns": columns, "rows": rows}
+
+
+def write_json(name: str, out: pathlib.Path, mode: str, tables: list, data: dict, *,
+               dtype: str = "float32", plots=()) -> pathlib.Path:
+    """Write ``out/<name>.json`` in the common shape (module docstring); returns its path."""
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    payload = {"benchmark": name, "mode": mode, "machine": machine_info(dtype), "tables": tables,
+               "plots": list(plots), "data": data}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def print_table(spec: dict) -> None:
+    """Print a :func:`table` as aligned text."""
+    cells = [[format_cell(c) for c in row] for row in spec["rows"]]
+    widths = [max(len(str(h)), *(len(r[k]) for r in cells)) for k, h in enumerate(spec["columns"])]
+    print(f"\n{spec['title']}  [{spec['timed']}]")
+    print("  ".join(str(h).rjust(w) for h, w in zip(spec["columns"], widths)))
+    for row in cells:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths)), flush=True)
+
+
+def format_cell(value) -> str:
+    """Numbers to 3–4 significant digits, None to an en dash, everything else as str."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-2):
+        return f"{value:.3g}"
+    return f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
