@@ -1,0 +1,165 @@
+"""Profile of the energy+forces path: XLA cost analysis (FLOPs, bytes), achieved FLOP/s, where time goes.
+
+Reference case: PhysNet features=32, max_degree=2, num_iterations=2, n_res=2, cutoff
+6 Å, charges and ZBL, float32, on a batch of B ethanol molecules (B = 32; ``--smoke``:
+B = 2, features 8). FLOPs and bytes are XLA's estimates from
+``jax.jit(f).lower(...).compile().cost_analysis()`` of each timed function.
+
+Achieved FLOP/s = XLA FLOPs / median time. The peak is an *estimate*: cores × clock
+(``cpu MHz`` of /proc/cpuinfo) × single-precision FLOPs per cycle per core, taken as
+64 with AVX-512 (two FMA pipes × 16 lanes × 2), 32 with AVX2+FMA, 8 otherwise; the
+vCPUs may be hyperthreads and the clock may boost, so it is a rough upper bound.
+
+Where time goes: each part is jitted on its own on the reference shapes and timed
+(compile excluded, median (min–max) of repeats):
+
+* ``E+F full``: the model call (energy and forces by ``value_and_grad``);
+* ``E+F, no pair terms``: the same network with charges and ZBL switched off;
+* ``energy only``: the full model call returning only the energy (XLA removes the
+  unused gradient, as the FLOP count shows);
+* ``basis``: e3x radial–angular basis of all edges (forward);
+* ``MessagePass k`` (fwd, fwd+bwd): the k-th e3x message pass alone (filter Dense,
+  tensor product, indexed sum) on the features it sees in the model, forward and
+  forward with the gradient w.r.t. its inputs and basis.
+
+Writes ``bench_profile.json``.
+
+Usage: python benchmarks/bench_profile.py [--quick | --smoke] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import e3x
+import flax.linen
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bench_model import load_frames
+from common import ms, parse_args, print_table, table, time_call, write_json
+from physnetjax import PhysNet, apply_batch, batch_molecules, init_params
+
+PLAN = {"full": (32, 9), "quick": (32, 5), "smoke": (2, 2)}  # (molecules, repeats)
+
+
+def peak_flops() -> dict:
+    """Estimated single-precision peak of this CPU (see module docstring)."""
+    text = open("/proc/cpuinfo").read()
+    flags = set(re.search(r"^flags\s*:(.*)$", text, re.M).group(1).split())
+    mhz = float(re.search(r"^cpu MHz\s*:\s*([\d.]+)", text, re.M).group(1))
+    per_cycle = 64 if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 8
+    cores = len(re.findall(r"^processor\s*:", text, re.M))
+    return {"cores": cores, "mhz": mhz, "flops_per_cycle_per_core": per_cycle,
+            "peak_flops": cores * mhz * 1e6 * per_cycle}
+
+
+def cost(fn, *args) -> dict:
+    """XLA's FLOP and byte estimates of ``jax.jit(fn)(*args)``."""
+    analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
+    if isinstance(analysis, list):
+        analysis = analysis[0]
+    return {"flops": float(analysis.get("flops", 0.0)), "bytes": float(analysis.get("bytes accessed", 0.0))}
+
+
+def measure(name, fn, args, repeats) -> dict:
+    jitted = jax.jit(fn)
+    timing = time_call(lambda: jax.block_until_ready(jitted(*args)), repeats)
+    return {"part": name, **timing, **cost(fn, *args)}
+
+
+def message_pass_inputs(model, params, batch):
+    """(name, feature shape, index kwargs) of each MessagePass call in the model's forward pass."""
+    captured = []
+
+    def interceptor(next_fun, args, kwargs, context):
+        if isinstance(context.module, e3x.nn.MessagePass) and len(args) == 2:
+            captured.append((context.module.name, args[0].shape, kwargs))
+        return next_fun(*args, **kwargs)
+
+    with flax.linen.intercept_methods(interceptor):
+        apply_batch(model, params, batch)
+    return captured
+
+
+def main():
+    args = parse_args(__doc__)
+    molecules, repeats = PLAN[args.mode]
+    features = 8 if args.mode == "smoke" else 32
+    config = dict(features=features, max_degree=2, num_iterations=2, n_res=2, cutoff=6.0)
+    model = PhysNet(**config, charges=True, zbl=True)
+    bare = PhysNet(**config, charges=False, zbl=False)
+    params, bare_params = init_params(model, 0), init_params(bare, 0)
+    zs, rs = load_frames("ethanol", molecules)
+    batch = jax.device_put(batch_molecules(zs, rs, model.cutoff, pair_cutoff=None))
+    atoms, edges = int(np.sum(batch.atom_mask)), int(np.sum(batch.edge_mask))
+
+    def full(p, b):
+        return apply_batch(model, p, b)
+
+    def no_pairs(p, b):
+        return apply_batch(bare, p, b)
+
+    def energy_only(p, b):
+        return apply_batch(model, p, b)["energy"]
+
+    displacements = batch.positions[batch.src_idx] - batch.positions[batch.dst_idx]
+
+    def basis(d):
+        return e3x.nn.basis(d, num=model.num_basis_functions, max_degree=model.max_degree,
+                            radial_fn=e3x.nn.exponential_chebyshev,
+                            cutoff_fn=functools.partial(e3x.nn.smooth_cutoff, cutoff=model.cutoff))
+
+    parts = [measure("E+F full (charges, ZBL)", full, (params, batch), repeats),
+             measure("E+F, no pair terms", no_pairs, (bare_params, batch), repeats),
+             measure("energy only (forward)", energy_only, (params, batch), repeats),
+             measure("basis (forward)", basis, (displacements,), repeats)]
+    edge_basis = jnp.where(batch.edge_mask[:, None, None, None], basis(displacements), 0.0)
+    for name, shape, kwargs in message_pass_inputs(model, params, batch):
+        x = jax.random.normal(jax.random.PRNGKey(0), shape, jnp.float32)
+        layer_params = {"params": params["params"][name]}
+        layer = e3x.nn.MessagePass(max_degree=0 if name.endswith(str(model.num_iterations - 1)) else None,
+                                   include_pseudotensors=False)
+
+        def forward(x, b, layer=layer, layer_params=layer_params, kwargs=kwargs):
+            return layer.apply(layer_params, x, b, **kwargs)
+
+        def backward(x, b, forward=forward):
+            return jax.grad(lambda x, b: jnp.sum(forward(x, b)), argnums=(0, 1))(x, b)
+
+        parts.append(measure(f"{name} (forward)", forward, (x, edge_basis), repeats))
+        parts.append(measure(f"{name} (forward+backward)", backward, (x, edge_basis), repeats))
+
+    peak = peak_flops()
+    reference = parts[0]
+    for part in parts:
+        part["share_of_full"] = part["median_s"] / reference["median_s"]
+        part["achieved_flops"] = part["flops"] / part["median_s"]
+    summary = {"atoms": atoms, "edges": edges, "flops": reference["flops"], "bytes": reference["bytes"],
+               "flops_per_atom": reference["flops"] / atoms, "flops_per_edge": reference["flops"] / edges,
+               "achieved_flops": reference["achieved_flops"],
+               "fraction_of_peak": reference["achieved_flops"] / peak["peak_flops"], **peak}
+    timed = "each part jitted alone on the reference shapes; compile excluded; median (min–max) of repeats"
+    tables = [
+        table(f"Energy+forces profile: {molecules} ethanol ({atoms} atoms, {edges} edges), features {features}, "
+              "max_degree 2, float32", "XLA cost analysis of the jitted E+F call; achieved = FLOPs / median time; "
+              "peak estimated as cores × clock × FLOPs/cycle",
+              ["FLOPs/call", "FLOPs/atom", "FLOPs/edge", "bytes/call", "achieved FLOP/s", "est. peak FLOP/s",
+               "fraction of peak"],
+              [[summary["flops"], summary["flops_per_atom"], summary["flops_per_edge"], summary["bytes"],
+                summary["achieved_flops"], peak["peak_flops"], summary["fraction_of_peak"]]]),
+        table("Where the time goes", timed,
+              ["part", "ms (min–max)", "share of E+F", "MFLOP", "GFLOP/s"],
+              [[p["part"], ms(p), p["share_of_full"], p["flops"] / 1e6, p["achieved_flops"] / 1e9] for p in parts]),
+    ]
+    for spec in tables:
+        print_table(spec)
+    path = write_json("bench_profile", args.out, args.mode, tables,
+                      {"model": model.config(), "summary": summary, "parts": parts})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
