@@ -33,7 +33,7 @@ import numpy as np
 from common import SHARED_DATA, ms, parse_args, print_table, table, time_call, write_json
 from physnetjax import PhysNet, apply_batch, batch_molecules, init_params
 
-SIZES = {"full": [1, 8, 32, 128], "quick": [1, 16, 32], "smoke": [1, 2]}
+SIZES = {"full": [1, 8, 32, 128], "quick": [1, 16, 32], "smoke": [2]}
 REPEATS = {"full": 7, "quick": 3, "smoke": 2}
 SYSTEMS = {"full": ("ethanol", "at_prod"), "quick": ("ethanol", "at_prod"), "smoke": ("ethanol",)}
 

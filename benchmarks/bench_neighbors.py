@@ -12,7 +12,7 @@ per 3.1 Å site, 0.1 atoms/Å³), cutoff 5 Å, skin 0. Builders, timed on the sa
 
 Each time is the median (min–max) of repeats after a warm-up call; the scaling
 exponent k of t ∝ N^k is a least-squares fit in log–log. Then the energy+forces call
-of a small float32 PhysNet (features 32, max_degree 1, 2 iterations, ZBL, no charges)
+of a small float32 PhysNet (features 32 (``--smoke``: 8), max_degree 1, 2 iterations, ZBL, no charges)
 on one periodic box of 100 … N atoms (neighbor list built outside the timed call;
 compile excluded). Writes ``bench_neighbors.json`` and ``periodic_scaling.png``.
 
@@ -32,8 +32,8 @@ from physnetjax.neighbors import apply_batch, batch_from_neighbors, neighbor_lis
 
 SPACING = 3.1
 CUTOFF = 5.0
-BUILDER_SIZES = {"full": [1000, 3000, 10000, 30000, 100000], "quick": [1000, 3000, 10000], "smoke": [200, 400]}
-MODEL_SIZES = {"full": [100, 300, 1000, 3000, 10000, 30000], "quick": [100, 300, 1000, 3000], "smoke": [100, 200]}
+BUILDER_SIZES = {"full": [1000, 3000, 10000, 30000, 100000], "quick": [1000, 3000, 10000], "smoke": [400]}
+MODEL_SIZES = {"full": [100, 300, 1000, 3000, 10000, 30000], "quick": [100, 300, 1000, 3000], "smoke": [100]}
 REPEATS = {"full": 3, "quick": 2, "smoke": 1}
 NAIVE_LIMIT = 10000
 
@@ -94,9 +94,9 @@ def scaling_exponent(rows, key):
     return float(np.polyfit(n, t, 1)[0])
 
 
-def bench_periodic_model(sizes, repeats):
+def bench_periodic_model(sizes, repeats, features=32):
     """Energy+forces time of one periodic water box per size (float32)."""
-    model = PhysNet(features=32, max_degree=1, num_iterations=2, num_basis_functions=16, cutoff=CUTOFF,
+    model = PhysNet(features=features, max_degree=1, num_iterations=2, num_basis_functions=16, cutoff=CUTOFF,
                     max_atomic_number=8, charges=False, zbl=True, n_res=1)
     params = init_params(model, 0)
     apply = jax.jit(lambda p, b: apply_batch(model, p, b))
@@ -144,7 +144,7 @@ def main():
     builders = bench_builders(BUILDER_SIZES[args.mode], repeats)
     keys = ("jit_cell", "host_vesin", "naive")
     exponents = {key: scaling_exponent(builders, key) for key in keys}
-    model, periodic = bench_periodic_model(MODEL_SIZES[args.mode], repeats)
+    model, periodic = bench_periodic_model(MODEL_SIZES[args.mode], repeats, 8 if args.mode == "smoke" else 32)
 
     def ratio(row, key):
         return None if row[key] is None else row[key]["median_s"] / row["jit_cell"]["median_s"]
@@ -161,7 +161,7 @@ def main():
               ["builder", "k"], [[key, exponents[key]] for key in keys]),
         table("Energy+forces of one periodic water box (float32)",
               "jitted energy+forces, neighbor list prebuilt; compile excluded; median (min–max); "
-              "model features 32, max_degree 1, 2 iterations, ZBL",
+              f"model features {model.features}, max_degree 1, 2 iterations, ZBL",
               ["atoms", "edges", "ms/call (min–max)", "atoms/s", "µs/atom"],
               [[r["atoms"], r["edges"], ms(r), r["atoms_per_s"], r["us_per_atom"]] for r in periodic]),
     ]

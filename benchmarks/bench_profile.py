@@ -2,7 +2,7 @@
 
 Reference case: PhysNet features=32, max_degree=2, num_iterations=2, n_res=2, cutoff
 6 Å, charges and ZBL, float32, on a batch of B ethanol molecules (B = 32; ``--smoke``:
-B = 2, features 8). FLOPs and bytes are XLA's estimates from
+B = 2, features 8, 1 iteration). FLOPs and bytes are XLA's estimates from
 ``jax.jit(f).lower(...).compile().cost_analysis()`` of each timed function.
 
 Achieved FLOP/s = XLA FLOPs / median time. The peak is an *estimate*: cores × clock
@@ -22,6 +22,11 @@ Where time goes: each part is jitted on its own on the reference shapes and time
   tensor product, indexed sum) on the features it sees in the model, forward and
   forward with the gradient w.r.t. its inputs and basis.
 
+Before/after: the same E+F call with PhysNet's last layer switched back to
+``e3x.nn.MessagePass(max_degree=0)`` (the code before the sparse
+:class:`physnetjax.model.ScalarMessagePass`; same parameters), timed in the same
+process, and the largest difference of energies and forces between the two.
+
 Writes ``bench_profile.json``.
 
 Usage: python benchmarks/bench_profile.py [--quick | --smoke] [--out DIR]
@@ -29,6 +34,7 @@ Usage: python benchmarks/bench_profile.py [--quick | --smoke] [--out DIR]
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 
@@ -40,6 +46,7 @@ import numpy as np
 
 from bench_model import load_frames
 from common import ms, parse_args, print_table, table, time_call, write_json
+import physnetjax.model
 from physnetjax import PhysNet, apply_batch, batch_molecules, init_params
 
 PLAN = {"full": (32, 9), "quick": (32, 5), "smoke": (2, 2)}  # (molecules, repeats)
@@ -56,18 +63,15 @@ def peak_flops() -> dict:
             "peak_flops": cores * mhz * 1e6 * per_cycle}
 
 
-def cost(fn, *args) -> dict:
-    """XLA's FLOP and byte estimates of ``jax.jit(fn)(*args)``."""
-    analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
+def measure(name, fn, args, repeats) -> dict:
+    """Compile ``fn`` for ``args``, time the compiled call and read XLA's FLOP and byte estimates."""
+    compiled = jax.jit(fn).lower(*args).compile()
+    analysis = compiled.cost_analysis()
     if isinstance(analysis, list):
         analysis = analysis[0]
-    return {"flops": float(analysis.get("flops", 0.0)), "bytes": float(analysis.get("bytes accessed", 0.0))}
-
-
-def measure(name, fn, args, repeats) -> dict:
-    jitted = jax.jit(fn)
-    timing = time_call(lambda: jax.block_until_ready(jitted(*args)), repeats)
-    return {"part": name, **timing, **cost(fn, *args)}
+    timing = time_call(lambda: jax.block_until_ready(compiled(*args)), repeats)
+    return {"part": name, **timing, "flops": float(analysis.get("flops", 0.0)),
+            "bytes": float(analysis.get("bytes accessed", 0.0))}
 
 
 def message_pass_inputs(model, params, batch):
@@ -75,7 +79,8 @@ def message_pass_inputs(model, params, batch):
     captured = []
 
     def interceptor(next_fun, args, kwargs, context):
-        if isinstance(context.module, e3x.nn.MessagePass) and len(args) == 2:
+        layers = (e3x.nn.MessagePass, physnetjax.model.ScalarMessagePass)
+        if isinstance(context.module, layers) and context.method_name == "__call__" and len(args) == 2:
             captured.append((context.module.name, args[0].shape, kwargs))
         return next_fun(*args, **kwargs)
 
@@ -84,11 +89,24 @@ def message_pass_inputs(model, params, batch):
     return captured
 
 
+@contextlib.contextmanager
+def e3x_last_layer():
+    """Build PhysNet's last message pass with e3x's dense tensor product (the previous code)."""
+    fast = physnetjax.model.ScalarMessagePass
+    physnetjax.model.ScalarMessagePass = functools.partial(e3x.nn.MessagePass, max_degree=0,
+                                                           include_pseudotensors=False)
+    try:
+        yield
+    finally:
+        physnetjax.model.ScalarMessagePass = fast
+
+
 def main():
     args = parse_args(__doc__)
     molecules, repeats = PLAN[args.mode]
     features = 8 if args.mode == "smoke" else 32
-    config = dict(features=features, max_degree=2, num_iterations=2, n_res=2, cutoff=6.0)
+    iterations = 1 if args.mode == "smoke" else 2
+    config = dict(features=features, max_degree=2, num_iterations=iterations, n_res=iterations, cutoff=6.0)
     model = PhysNet(**config, charges=True, zbl=True)
     bare = PhysNet(**config, charges=False, zbl=False)
     params, bare_params = init_params(model, 0), init_params(bare, 0)
@@ -120,8 +138,10 @@ def main():
     for name, shape, kwargs in message_pass_inputs(model, params, batch):
         x = jax.random.normal(jax.random.PRNGKey(0), shape, jnp.float32)
         layer_params = {"params": params["params"][name]}
-        layer = e3x.nn.MessagePass(max_degree=0 if name.endswith(str(model.num_iterations - 1)) else None,
-                                   include_pseudotensors=False)
+        if name == f"MessagePass_{model.num_iterations - 1}":
+            layer = physnetjax.model.ScalarMessagePass()
+        else:
+            layer = e3x.nn.MessagePass(max_degree=None, include_pseudotensors=False)
 
         def forward(x, b, layer=layer, layer_params=layer_params, kwargs=kwargs):
             return layer.apply(layer_params, x, b, **kwargs)
@@ -131,6 +151,16 @@ def main():
 
         parts.append(measure(f"{name} (forward)", forward, (x, edge_basis), repeats))
         parts.append(measure(f"{name} (forward+backward)", backward, (x, edge_basis), repeats))
+
+    with e3x_last_layer():
+        def previous(p, b):
+            return apply_batch(model, p, b)
+
+        before = measure("E+F full, last layer e3x MessagePass (before)", previous, (params, batch), repeats)
+        old = jax.jit(previous)(params, batch)
+    new = jax.jit(full)(params, batch)
+    difference = {key: float(jnp.max(jnp.abs(new[key] - old[key]))) for key in ("energy", "forces")}
+    parts.insert(1, before)
 
     peak = peak_flops()
     reference = parts[0]
@@ -153,11 +183,18 @@ def main():
         table("Where the time goes", timed,
               ["part", "ms (min–max)", "share of E+F", "MFLOP", "GFLOP/s"],
               [[p["part"], ms(p), p["share_of_full"], p["flops"] / 1e6, p["achieved_flops"] / 1e9] for p in parts]),
+        table("Optimisation: sparse scalar tensor product in the last message pass",
+              "E+F call before (e3x MessagePass) and after (ScalarMessagePass), same parameters, same process; "
+              "compile excluded; median (min–max); max |Δ| over the batch in eV and eV/Å",
+              ["before ms", "after ms", "speedup", "MFLOP before", "MFLOP after", "max |ΔE|", "max |ΔF|"],
+              [[ms(before), ms(reference), before["median_s"] / reference["median_s"], before["flops"] / 1e6,
+                reference["flops"] / 1e6, difference["energy"], difference["forces"]]]),
     ]
     for spec in tables:
         print_table(spec)
     path = write_json("bench_profile", args.out, args.mode, tables,
-                      {"model": model.config(), "summary": summary, "parts": parts})
+                      {"model": model.config(), "summary": summary, "parts": parts,
+                       "before_after_max_abs_difference": difference})
     print(f"wrote {path}")
 
 

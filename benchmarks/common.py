@@ -4,7 +4,7 @@ Every script takes ``--quick`` (≤ about a minute each on 2 CPU cores), ``--smo
 sizes, a few seconds, for the CI smoke test) and ``--out DIR`` (default
 ``benchmarks/results``), and writes ``DIR/<name>.json`` in one shape::
 
-    {"benchmark": name, "mode": "full" | "quick" | "smoke",
+    {"benchmark": name, "mode": "full" | "quick" | "smoke", "date": UTC ISO time,
      "machine": {cpu, cores, jax, backend, devices, python, dtype},
      "tables": [{"title", "timed", "columns", "rows"}, ...],   # what README shows
      "plots": ["file.png", ...],                                # beside the JSON
@@ -19,6 +19,7 @@ time excluded, steady state), reported with the min and max of the repeats.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import pathlib
@@ -103,7 +104,8 @@ def write_json(name: str, out: pathlib.Path, mode: str, tables: list, data: dict
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.json"
-    payload = {"benchmark": name, "mode": mode, "machine": machine_info(dtype), "tables": tables,
+    payload = {"benchmark": name, "mode": mode, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds"), "machine": machine_info(dtype), "tables": tables,
                "plots": list(plots), "data": data}
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
