@@ -9,7 +9,8 @@ repeats with min/max, each repeat blocked until the result is ready):
 
 * throughput: one jitted energy+forces call on a padded batch of B molecules;
 * batched vs single: the same B molecules as one batch call, and as B calls on
-  one-molecule batches (one repeat = the whole loop, blocked at its end);
+  one-molecule batches padded to one shape (one repeat = the whole loop, blocked at
+  its end);
 * float32 vs float64: the batch call with float32 parameters/positions in this
   process (x64 off), and with float64 in a subprocess started with
   ``JAX_ENABLE_X64=1``. Float32 must be timed without x64: under x64 e3x's tensor
@@ -32,8 +33,9 @@ import numpy as np
 
 from common import SHARED_DATA, ms, parse_args, print_table, table, time_call, write_json
 from physnetjax import PhysNet, apply_batch, batch_molecules, init_params
+from physnetjax.neighbors import molecule_pairs
 
-SIZES = {"full": [1, 8, 32, 128], "quick": [1, 16, 32], "smoke": [2]}
+SIZES = {"full": [1, 8, 32, 128], "quick": [1, 32], "smoke": [2]}
 REPEATS = {"full": 7, "quick": 3, "smoke": 2}
 SYSTEMS = {"full": ("ethanol", "at_prod"), "quick": ("ethanol", "at_prod"), "smoke": ("ethanol",)}
 
@@ -79,7 +81,9 @@ def single_times(mode: str, batch_size: int, model, params, apply) -> list:
     rows = []
     for system in SYSTEMS[mode]:
         zs, rs = load_frames(system, batch_size)
-        singles = [jax.device_put(batch_molecules([z], [r], model.cutoff, pair_cutoff=None)) for z, r in zip(zs, rs)]
+        edges = max(len(molecule_pairs(r, model.cutoff)[0]) for r in rs)
+        singles = [jax.device_put(batch_molecules([z], [r], model.cutoff, pair_cutoff=None, num_edges=edges))
+                   for z, r in zip(zs, rs)]
         batch = jax.device_put(batch_molecules(zs, rs, model.cutoff, pair_cutoff=None))
 
         def loop():
