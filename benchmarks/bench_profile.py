@@ -1,7 +1,8 @@
 """Profile of the energy+forces path: XLA cost analysis (FLOPs, bytes), achieved FLOP/s, where time goes.
 
 Reference case: PhysNet features=32, max_degree=2, num_iterations=2, n_res=2, cutoff
-6 Å, charges and ZBL, float32, on a batch of B ethanol molecules (B = 32; ``--smoke``:
+6 Å, charges and ZBL, float32, weights initialised then perturbed with Gaussian noise
+(σ = 0.2, so that the zero-initialised heads contribute), on a batch of B ethanol molecules (B = 32; ``--smoke``:
 B = 2, features 8, 1 iteration). FLOPs and bytes are XLA's estimates from
 ``jax.jit(f).lower(...).compile().cost_analysis()`` of each timed function.
 
@@ -14,7 +15,8 @@ Where time goes: each part is jitted on its own on the reference shapes and time
 (compile excluded, median (min–max) of repeats):
 
 * ``E+F full``: the model call (energy and forces by ``value_and_grad``);
-* ``E+F, no pair terms``: the same network with charges and ZBL switched off;
+* ``E+F, no pair terms`` / ``charges only`` / ``ZBL only``: the same network with
+  charges (head, correction, electrostatics, dipoles) and/or ZBL switched off;
 * ``energy only``: the full model call returning only the energy (XLA removes the
   unused gradient, as the FLOP count shows);
 * ``basis``: e3x radial–angular basis of all edges (forward);
@@ -89,6 +91,15 @@ def message_pass_inputs(model, params, batch):
     return captured
 
 
+def perturbed(params, scale: float = 0.2):
+    """Add Gaussian noise to the network weights (not the ZBL screening) so zero-initialised heads matter."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+    keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+    return jax.tree_util.tree_unflatten(treedef, [
+        leaf if "repulsion" in jax.tree_util.keystr(path) else leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype)
+        for (path, leaf), k in zip(leaves, keys)])
+
+
 @contextlib.contextmanager
 def e3x_last_layer():
     """Build PhysNet's last message pass with e3x's dense tensor product (the previous code)."""
@@ -108,17 +119,16 @@ def main():
     iterations = 1 if args.mode == "smoke" else 2
     config = dict(features=features, max_degree=2, num_iterations=iterations, n_res=iterations, cutoff=6.0)
     model = PhysNet(**config, charges=True, zbl=True)
-    bare = PhysNet(**config, charges=False, zbl=False)
-    params, bare_params = init_params(model, 0), init_params(bare, 0)
+    variants = {"no pair terms": PhysNet(**config, charges=False, zbl=False),
+                "charges only": PhysNet(**config, charges=True, zbl=False),
+                "ZBL only": PhysNet(**config, charges=False, zbl=True)}
+    params = perturbed(init_params(model, 0))
     zs, rs = load_frames("ethanol", molecules)
     batch = jax.device_put(batch_molecules(zs, rs, model.cutoff, pair_cutoff=None))
     atoms, edges = int(np.sum(batch.atom_mask)), int(np.sum(batch.edge_mask))
 
     def full(p, b):
         return apply_batch(model, p, b)
-
-    def no_pairs(p, b):
-        return apply_batch(bare, p, b)
 
     def energy_only(p, b):
         return apply_batch(model, p, b)["energy"]
@@ -131,7 +141,8 @@ def main():
                             cutoff_fn=functools.partial(e3x.nn.smooth_cutoff, cutoff=model.cutoff))
 
     parts = [measure("E+F full (charges, ZBL)", full, (params, batch), repeats),
-             measure("E+F, no pair terms", no_pairs, (bare_params, batch), repeats),
+             *[measure(f"E+F, {name}", functools.partial(apply_batch, variant), (init_params(variant, 0), batch),
+                       repeats) for name, variant in variants.items()],
              measure("energy only (forward)", energy_only, (params, batch), repeats),
              measure("basis (forward)", basis, (displacements,), repeats)]
     edge_basis = jnp.where(batch.edge_mask[:, None, None, None], basis(displacements), 0.0)
