@@ -3,7 +3,8 @@
 Each script runs in its own subprocess with the same mode flag (``--quick``, ``--smoke``
 or none for the full pass) and ``--out DIR``; its JSON (common shape, see
 ``common.py``) lands in DIR. ``run_all.json`` in DIR records the mode, machine, the
-wall time and exit status of every script. Then the part of the README between
+wall time and exit status of every script; a failing script's output is kept in
+``DIR/<name>.log``. Then the part of the README between
 ``<!-- BEGIN GENERATED -->`` and ``<!-- END GENERATED -->`` is replaced by the tables
 and plots of every JSON found in DIR (a README without the markers gets them
 appended; a missing one is created).
@@ -38,10 +39,10 @@ def run_script(name: str, mode: str, out: pathlib.Path) -> dict:
     process = subprocess.run([sys.executable, str(BENCHMARKS / f"{name}.py"), *flags, "--out", str(out)],
                              cwd=BENCHMARKS, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    (out / f"{name}.log").write_text(process.stdout + process.stderr)
-    status = "ok" if process.returncode == 0 else f"FAILED (exit {process.returncode})"
+    status = "ok" if process.returncode == 0 else f"FAILED (exit {process.returncode}), log in {name}.log"
     print(f"{name:16s} {status:20s} {seconds:7.1f} s", flush=True)
     if process.returncode != 0:
+        (out / f"{name}.log").write_text(process.stdout + process.stderr)
         print(process.stderr[-3000:], file=sys.stderr)
     return {"script": name, "returncode": process.returncode, "wall_s": seconds}
 
