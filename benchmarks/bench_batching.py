@@ -29,7 +29,7 @@ from physnetjax import MoleculeBatcher, PhysNet, apply_batch, batch_molecules, i
 from physnetjax.neighbors import CompileCounter, concatenate_padded, model_pair_cutoff
 
 SOURCES = ("ethanol_gfn2_500K.npz", "co2_gfn2_500K.npz", "basepairs/at_prod.npz", "basepairs/gc_prod.npz")
-PLAN = {"full": (16, 32), "quick": (16, 8), "smoke": (4, 2)}  # (batch size, batches per epoch)
+PLAN = {"full": (16, 24), "quick": (16, 8), "smoke": (4, 2)}  # (batch size, batches per epoch); ≤ 100 frames per source
 
 
 def mixed_dataset(per_source: int) -> dict:

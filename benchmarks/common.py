@@ -12,7 +12,7 @@ sizes, a few seconds, for the CI smoke test) and ``--out DIR`` (default
 
 ``benchmarks/run_all.py`` renders the ``tables`` into ``benchmarks/README.md``.
 Unless a table says otherwise, a time is the median of repeats of a jitted call
-blocked until its result is ready, after a warm-up call that compiles it (compile
+blocked until its result is ready, after warm-up calls (the first compiles; compile
 time excluded, steady state), reported with the min and max of the repeats.
 """
 
@@ -76,8 +76,12 @@ def summarise(times) -> dict:
             "repeats": len(times)}
 
 
-def time_call(fn, repeats: int = 7, warmup: int = 1) -> dict:
-    """Time ``fn()`` (which must block until done): median/min/max seconds over repeats, after warm-up."""
+def time_call(fn, repeats: int = 7, warmup: int = 3) -> dict:
+    """Time ``fn()`` (which must block until done): median/min/max seconds over repeats, after warm-up.
+
+    Three warm-up calls by default: the first compiles, and XLA:CPU keeps finishing
+    work in the background for a few calls after a compile (seen as 3–4× slower calls).
+    """
     for _ in range(warmup):
         fn()
     times = []

@@ -2,8 +2,9 @@
 
 Each script runs in its own subprocess with the same mode flag (``--quick``, ``--smoke``
 or none for the full pass) and ``--out DIR``; its JSON (common shape, see
-``common.py``) lands in DIR. ``run_all.json`` in DIR records the mode, machine, the
-wall time and exit status of every script; a failing script's output is kept in
+``common.py``) lands in DIR. ``run_all.json`` in DIR records the machine and the mode,
+wall time and exit status of every script (with ``--only``, merged into the previous
+record); a failing script's output is kept in
 ``DIR/<name>.log``. Then the part of the README between
 ``<!-- BEGIN GENERATED -->`` and ``<!-- END GENERATED -->`` is replaced by the tables
 and plots of every JSON found in DIR (a README without the markers gets them
@@ -92,6 +93,8 @@ def main():
         parser.add_argument("--jobs", type=int, default=1, help="scripts run at once (timings interfere)")
 
     args = parse_args(__doc__, extra)
+    args.out = args.out.resolve()
+    args.readme = args.readme.resolve()
     names = SCRIPTS if args.only is None else tuple(args.only.split(","))
     unknown = sorted(set(names) - set(SCRIPTS))
     if unknown:
@@ -101,9 +104,12 @@ def main():
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         runs = list(pool.map(lambda name: run_script(name, args.mode, args.out), names))
     total = time.perf_counter() - start
-    (args.out / "run_all.json").write_text(json.dumps(
-        {"mode": args.mode, "machine": machine_info(), "jobs": args.jobs, "total_wall_s": total, "runs": runs},
-        indent=2) + "\n")
+    record = args.out / "run_all.json"
+    previous = json.loads(record.read_text())["runs"] if record.exists() and args.only else []
+    merged = {run["script"]: run for run in previous + [dict(run, mode=args.mode) for run in runs]}
+    record.write_text(json.dumps(
+        {"machine": machine_info(), "jobs": args.jobs, "last_wall_s": total,
+         "runs": [merged[name] for name in SCRIPTS if name in merged]}, indent=2) + "\n")
     update_readme(args.readme, render(args.out, args.readme))
     print(f"total {total:.1f} s; tables written to {args.readme}")
     if any(run["returncode"] != 0 for run in runs):

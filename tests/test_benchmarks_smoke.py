@@ -32,8 +32,8 @@ def test_run_all_smoke(tmp_path):
     assert process.returncode == 0, process.stdout + process.stderr
 
     summary = json.loads((tmp_path / "run_all.json").read_text())
-    assert summary["mode"] == "smoke"
     assert [run["script"] for run in summary["runs"]] == list(SCRIPTS)
+    assert all(run["mode"] == "smoke" and run["returncode"] == 0 for run in summary["runs"])
     text = readme.read_text()
     assert "<!-- BEGIN GENERATED -->" in text and "<!-- END GENERATED -->" in text
     for name in SCRIPTS:
