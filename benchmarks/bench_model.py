@@ -4,7 +4,7 @@ Model: features=32, max_degree=2, num_iterations=2, n_res=2, cutoff 6 Å, charge
 ZBL (``--smoke``: features=8, max_degree=1). Data: ethanol (9 atoms, GFN2 set) and
 the A–T base pair (30 atoms) from ../shared/data (frames reused cyclically).
 
-What is timed (compile excluded: every shape is called once before timing; median of
+What is timed (compile excluded: three warm-up calls per shape before timing; median of
 repeats with min/max, each repeat blocked until the result is ready):
 
 * throughput: one jitted energy+forces call on a padded batch of B molecules;

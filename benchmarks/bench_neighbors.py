@@ -10,7 +10,7 @@ per 3.1 Å site, 0.1 atoms/Å³), cutoff 5 Å, skin 0. Builders, timed on the sa
   box is wider than 2 × cutoff and N is small enough; its pair count is checked
   against the cell list.
 
-Each time is the median (min–max) of repeats after a warm-up call; the scaling
+Each time is the median (min–max) of repeats after three warm-up calls; the scaling
 exponent k of t ∝ N^k is a least-squares fit in log–log. Then the energy+forces call
 of a small float32 PhysNet (features 32 (``--smoke``: 8), max_degree 1, 2 iterations, ZBL, no charges)
 on one periodic box of 100 … N atoms (neighbor list built outside the timed call;

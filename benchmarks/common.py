@@ -79,8 +79,8 @@ def summarise(times) -> dict:
 def time_call(fn, repeats: int = 7, warmup: int = 3) -> dict:
     """Time ``fn()`` (which must block until done): median/min/max seconds over repeats, after warm-up.
 
-    Three warm-up calls by default: the first compiles, and XLA:CPU keeps finishing
-    work in the background for a few calls after a compile (seen as 3–4× slower calls).
+    Three warm-up calls by default: the first compiles, and the next few calls after a
+    compile were seen to be up to several times slower on XLA:CPU (bench_model quick pass).
     """
     for _ in range(warmup):
         fn()
