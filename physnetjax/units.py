@@ -45,7 +45,7 @@ BOLTZMANN = BOLTZMANN_J_PER_K / ELEMENTARY_CHARGE_C
 COULOMB_CONSTANT = 1.6021766208e-19 * SPEED_OF_LIGHT_M_PER_S**2 * 1e-7 / 1e-10
 """k_e = e/(4π ε_0) in eV·Å·e⁻², PhysNet's value 14.399645351950548: the pre-2019 SI
 (μ_0 = 4π·10⁻⁷ exactly, so 1/(4π ε_0) = c²·10⁻⁷) with the CODATA 2014 elementary charge
-1.6021766208e-19 C. It differs from the CODATA 2018 value by 5e-10 relative, far below
+1.6021766208e-19 C. It differs from the CODATA 2018 value by 9e-9 relative, far below
 model error, and is kept so that PhysNet models and data stay comparable."""
 DEBYE = 1e-21 / SPEED_OF_LIGHT_M_PER_S / (ELEMENTARY_CHARGE_C * 1e-10)
 """1 Debye in e·Å (0.2081943...)."""
