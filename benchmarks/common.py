@@ -31,7 +31,8 @@ import jax
 
 BENCHMARKS = pathlib.Path(__file__).parent
 RESULTS = BENCHMARKS / "results"
-SHARED_DATA = BENCHMARKS.resolve().parents[1] / "shared" / "data"
+SHARED_DATA = pathlib.Path(os.environ.get("PHYSNETJAX_BENCH_DATA", BENCHMARKS.resolve().parents[1] / "shared" / "data"))
+"""Reference data sets (../shared/data next to the repository, or $PHYSNETJAX_BENCH_DATA)."""
 
 
 def parse_args(doc: str, extra=None) -> argparse.Namespace:
