@@ -21,14 +21,14 @@ Where time goes: each part is jitted on its own on the reference shapes and time
 * ``energy only``: the full model call returning only the energy (XLA removes the
   unused gradient, as the FLOP count shows);
 * ``basis``: e3x radial–angular basis of all edges (forward);
-* ``MessagePass k`` (fwd, fwd+bwd): the k-th e3x message pass alone (filter Dense,
+* ``MessagePass k`` (fwd, fwd+bwd): the k-th message pass alone (filter Dense,
   tensor product, indexed sum) on the features it sees in the model, forward and
   forward with the gradient w.r.t. its inputs and basis.
 
-Before/after: the same E+F call with PhysNet's last layer switched back to
-``e3x.nn.MessagePass(max_degree=0)`` (the code before the sparse
-:class:`physnetjax.model.ScalarMessagePass`; same parameters), timed in the same
-process, and the largest difference of energies and forces between the two.
+Before/after: the same E+F call with every message pass switched back to
+``e3x.nn.MessagePass`` (e3x's dense Clebsch–Gordan einsum, the code before
+:class:`physnetjax.message_pass.SparseMessagePass`; same parameters), timed in the
+same process, and the largest difference of energies and forces between the two.
 
 Writes ``bench_profile.json``.
 
@@ -51,6 +51,7 @@ from bench_model import load_frames
 from common import ms, parse_args, print_table, table, time_call, write_json
 import physnetjax.model
 from physnetjax import PhysNet, apply_batch, batch_molecules, init_params
+from physnetjax.message_pass import SparseMessagePass
 
 PLAN = {"full": (32, 9), "quick": (32, 5), "smoke": (2, 2)}  # (molecules, repeats)
 
@@ -87,7 +88,7 @@ def message_pass_inputs(model, params, batch):
     captured = []
 
     def interceptor(next_fun, args, kwargs, context):
-        layers = (e3x.nn.MessagePass, physnetjax.model.ScalarMessagePass)
+        layers = (e3x.nn.MessagePass, SparseMessagePass)
         if isinstance(context.module, layers) and context.method_name == "__call__" and len(args) == 2:
             captured.append((context.module.name, args[0].shape, kwargs))
         return next_fun(*args, **kwargs)
@@ -107,15 +108,13 @@ def perturbed(params, scale: float = 0.2):
 
 
 @contextlib.contextmanager
-def e3x_last_layer():
-    """Build PhysNet's last message pass with e3x's dense tensor product (the previous code)."""
-    fast = physnetjax.model.ScalarMessagePass
-    physnetjax.model.ScalarMessagePass = functools.partial(e3x.nn.MessagePass, max_degree=0,
-                                                           include_pseudotensors=False)
+def e3x_message_passes():
+    """Build PhysNet's message passes with e3x's dense tensor product (the previous code)."""
+    physnetjax.model.SparseMessagePass = functools.partial(e3x.nn.MessagePass, include_pseudotensors=False)
     try:
         yield
     finally:
-        physnetjax.model.ScalarMessagePass = fast
+        physnetjax.model.SparseMessagePass = SparseMessagePass
 
 
 def main():
@@ -156,10 +155,7 @@ def main():
     for name, shape, kwargs in message_pass_inputs(model, params, batch):
         x = jax.random.normal(jax.random.PRNGKey(0), shape, jnp.float32)
         layer_params = {"params": params["params"][name]}
-        if name == f"MessagePass_{model.num_iterations - 1}":
-            layer = physnetjax.model.ScalarMessagePass()
-        else:
-            layer = e3x.nn.MessagePass(max_degree=None, include_pseudotensors=False)
+        layer = SparseMessagePass(max_degree=0 if name == f"MessagePass_{model.num_iterations - 1}" else None)
 
         def forward(x, b, layer=layer, layer_params=layer_params, kwargs=kwargs):
             return layer.apply(layer_params, x, b, **kwargs)
@@ -170,11 +166,11 @@ def main():
         parts.append(measure(f"{name} (forward)", forward, (x, edge_basis), repeats))
         parts.append(measure(f"{name} (forward+backward)", backward, (x, edge_basis), repeats))
 
-    with e3x_last_layer():
+    with e3x_message_passes():
         def previous(p, b):
             return apply_batch(model, p, b)
 
-        before = measure("E+F full, last layer e3x MessagePass (before)", previous, (params, batch), repeats,
+        before = measure("E+F full, e3x MessagePass (before)", previous, (params, batch), repeats,
                          executables)
     old = executables[before["part"]](params, batch)
     new = executables[parts[0]["part"]](params, batch)
@@ -203,8 +199,8 @@ def main():
         table("Where the time goes", timed,
               ["part", "ms (min–max)", "share of E+F", "MFLOP", "GFLOP/s"],
               [[p["part"], ms(p), p["share_of_full"], p["flops"] / 1e6, p["achieved_flops"] / 1e9] for p in parts]),
-        table("Optimisation: sparse scalar tensor product in the last message pass",
-              "E+F call before (e3x MessagePass) and after (ScalarMessagePass), same parameters, same process; "
+        table("Optimisation: sparse Clebsch–Gordan tensor product in every message pass",
+              "E+F call before (e3x MessagePass) and after (SparseMessagePass), same parameters, same process; "
               "compile excluded; median (min–max); max |Δ| over the batch in eV and eV/Å, beside max |E|, max |F|",
               ["before ms", "after ms", "speedup", "MFLOP before", "MFLOP after", "max |ΔE|", "max |E|", "max |ΔF|",
                "max |F|"],

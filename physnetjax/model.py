@@ -35,8 +35,8 @@ import e3x
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from physnetjax.message_pass import SparseMessagePass
 from physnetjax.physics.charges import corrected_charges, dipole_moments
 from physnetjax.physics.coulomb import coulomb_pair_energy
 from physnetjax.physics.pairs import pair_energy_per_molecule, safe_pair_distances
@@ -68,67 +68,6 @@ class ZBLParameters(nn.Module):
         coefficients = self.param("phi_coefficients", constant(ZBL_COEFFICIENTS), (4,), self.param_dtype)
         exponents = self.param("phi_exponents", constant(ZBL_EXPONENTS), (4,), self.param_dtype)
         return a_coefficient, a_exponent, coefficients, exponents
-
-
-class _ScalarCoupling(nn.Module):
-    """e3x ``Tensor(max_degree=0, include_pseudotensors=False)`` evaluated on its non-zero CG terms only.
-
-    For inputs f, x without pseudotensors (shape (..., 1, (L+1)², F)) the scalar output is
-
-        y[..., f] = Σ_{(l, m): C[l, m, 0] ≠ 0} C[l, m, 0] · K[deg l, deg m, f] · f[..., l, f] · x[..., m, f]
-
-    with C the Clebsch–Gordan tensor (``e3x.so3.clebsch_gordan``) and K the kernel, stored
-    as ``kernel`` with e3x's shape (1, L1+1, 1, L2+1, 1, 1, F) and initialiser, so parameter
-    trees are interchangeable with e3x's ``tensor``. Only the pairs l = m survive, so this is
-    a per-degree dot product; e3x's dense einsum over the full C costs ~20× more on CPU.
-    """
-
-    cartesian_order: bool = True
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, inputs1, inputs2):
-        if inputs1.shape[-3] != 1 or inputs2.shape[-3] != 1:
-            raise ValueError(
-                f"_ScalarCoupling needs inputs without pseudotensors, received shapes {inputs1.shape}, {inputs2.shape}"
-            )
-        degree1 = round(inputs1.shape[-2] ** 0.5) - 1
-        degree2 = round(inputs2.shape[-2] ** 0.5) - 1
-        features = inputs1.shape[-1]
-        kernel = self.param("kernel", e3x.nn.modules.default_tensor_kernel_init,
-                            (1, degree1 + 1, 1, degree2 + 1, 1, 1, features), self.param_dtype)
-        dtype = self.dtype or jnp.result_type(inputs1, inputs2)
-        cg = np.asarray(e3x.so3.clebsch_gordan(degree1, degree2, 0, cartesian_order=self.cartesian_order))[..., 0]
-        first, second = np.nonzero(cg)
-        degree_of = np.floor(np.sqrt(np.arange(max(cg.shape)))).astype(int)
-        coupling = (kernel[0, degree_of[first], 0, degree_of[second], 0, 0, :].astype(dtype)
-                    * jnp.asarray(cg[first, second], dtype=dtype)[:, None])
-        terms = inputs1[..., 0, first, :].astype(dtype) * inputs2[..., 0, second, :].astype(dtype)
-        return jnp.sum(terms * coupling, axis=-2)[..., None, None, :]
-
-
-class ScalarMessagePass(nn.Module):
-    """``e3x.nn.MessagePass(max_degree=0, include_pseudotensors=False)`` with a sparse tensor product.
-
-    m_i = Σ_{j: (i←j)} tensor(Dense(b_ij), x_j) restricted to degree-0 output: the same
-    parameters (``filter`` per-degree Dense kernels, ``tensor/kernel``), initialisers and
-    result (up to float rounding) as e3x's layer, which PhysNet uses for its last
-    iteration; the tensor product is :class:`_ScalarCoupling`.
-    """
-
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, inputs, basis, *, dst_idx, src_idx, num_segments):
-        defaults = e3x.nn.MessagePass()
-        filters = e3x.nn.Dense(features=inputs.shape[-1], use_bias=False, dtype=self.dtype,
-                               param_dtype=self.param_dtype, kernel_init=defaults.dense_kernel_init,
-                               name="filter")(basis)
-        products = _ScalarCoupling(cartesian_order=defaults.cartesian_order, dtype=self.dtype,
-                                   param_dtype=self.param_dtype, name="tensor")(filters, inputs[src_idx])
-        return jax.ops.segment_sum(products, dst_idx, num_segments=num_segments)
 
 
 class PhysNet(nn.Module):
@@ -272,12 +211,9 @@ class PhysNet(nn.Module):
         )(atomic_numbers)
         for iteration in range(self.num_iterations):
             last = iteration == self.num_iterations - 1
-            layer = ScalarMessagePass if last else functools.partial(
-                e3x.nn.MessagePass, max_degree=None, include_pseudotensors=False)
-            x = layer(dtype=dtype, param_dtype=self.param_dtype, name=f"MessagePass_{iteration}")(
+            x = SparseMessagePass(max_degree=0 if last else None, dtype=dtype, param_dtype=self.param_dtype,
+                                  name=f"MessagePass_{iteration}")(
                 x, basis, dst_idx=dst_idx, src_idx=src_idx, num_segments=atomic_numbers.shape[0])
-            # e3x's tensor product promotes to the default float dtype under x64; cast back.
-            x = x.astype(dtype)
             x = self._refinement_block(x)
         return e3x.nn.change_max_degree_or_type(x, max_degree=0, include_pseudotensors=False)
 
