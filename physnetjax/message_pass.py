@@ -129,21 +129,83 @@ class SparseMessagePass(nn.Module):
     radial-angular basis b (e3x's ``filter``), then summed onto the destination atoms.
     Same parameter names, shapes and initialisers as e3x's layer.
 
+    ``basis`` is either the basis array (P, 1, (L+1)², B) of all edges, or a function
+    ``basis(edges) -> (p, 1, (L+1)², B)`` of per-edge data ``edges`` (a pytree of
+    arrays with leading axis P, e.g. displacement vectors and the edge mask). With a
+    function and ``edge_chunk_size`` set, the edges are processed in chunks of that
+    many inside a ``lax.scan`` whose body is rematerialised (``jax.checkpoint``), so
+    neither the basis nor any per-edge feature is ever stored for all P edges: memory
+    is O(N + chunk) instead of O(P) per layer, forward and backward. Chunk padding
+    edges take part with index 0 and must get a zero basis from ``basis`` through their
+    ``edges`` entries (PhysNet pads with a False edge mask).
+
     Attributes:
       max_degree: output degree (None → max of the input and basis degrees).
+      edge_chunk_size: edges per chunk, or None for all edges at once.
     """
 
     max_degree: int | None = None
+    edge_chunk_size: int | None = None
     dtype: Any = None
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, inputs, basis, *, dst_idx, src_idx, num_segments):
+    def __call__(self, inputs, basis, *, dst_idx, src_idx, num_segments, edges=None, pad_edges=None):
+        """Messages (N, 1, (L_out+1)², F) summed onto ``num_segments`` destination atoms.
+
+        ``pad_edges``: the per-edge data of one padding edge (same pytree as ``edges``,
+        without the leading axis), used to fill the last chunk.
+        """
         defaults = e3x.nn.MessagePass()
-        filters = e3x.nn.Dense(features=inputs.shape[-1], use_bias=False, dtype=self.dtype,
-                               param_dtype=self.param_dtype, kernel_init=defaults.dense_kernel_init,
-                               name="filter")(basis)
-        products = SparseTensor(max_degree=self.max_degree, cartesian_order=defaults.cartesian_order,
-                                dtype=self.dtype, param_dtype=self.param_dtype, name="tensor")(
-                                    filters, inputs[src_idx])
-        return jax.ops.segment_sum(products, dst_idx, num_segments=num_segments)
+        filter_layer = e3x.nn.Dense(features=inputs.shape[-1], use_bias=False, dtype=self.dtype,
+                                    param_dtype=self.param_dtype, kernel_init=defaults.dense_kernel_init,
+                                    name="filter")
+        tensor_layer = SparseTensor(max_degree=self.max_degree, cartesian_order=defaults.cartesian_order,
+                                    dtype=self.dtype, param_dtype=self.param_dtype, name="tensor")
+        if not callable(basis):
+            products = tensor_layer(filter_layer(basis), inputs[src_idx])
+            return jax.ops.segment_sum(products, dst_idx, num_segments=num_segments)
+        if edges is None:
+            raise ValueError("a basis function needs the per-edge data `edges`")
+        if self.edge_chunk_size is None:
+            products = tensor_layer(filter_layer(basis(edges)), inputs[src_idx])
+            return jax.ops.segment_sum(products, dst_idx, num_segments=num_segments)
+        if pad_edges is None:
+            raise ValueError("edge_chunk_size needs `pad_edges`, the data of a padding edge")
+
+        # Create (init) or fetch (apply) the parameters on one edge, then use the layers as
+        # pure functions inside the scan (Flax modules cannot be called inside lax.scan).
+        one_edge = jax.tree_util.tree_map(lambda a: a[:1], edges)
+        tensor_layer(filter_layer(basis(one_edge)), inputs[src_idx[:1]])
+        filter_params = {"params": filter_layer.variables["params"]}
+        tensor_params = {"params": tensor_layer.variables["params"]}
+        filter_fn, tensor_fn = filter_layer.clone(parent=None, name=None), tensor_layer.clone(parent=None, name=None)
+
+        num_edges = dst_idx.shape[0]
+        chunk = self.edge_chunk_size
+        num_chunks = -(-num_edges // chunk)
+        padding = num_chunks * chunk - num_edges
+
+        def chunked(a, fill):
+            a = jnp.concatenate([a, jnp.broadcast_to(jnp.asarray(fill, a.dtype), (padding,) + a.shape[1:])])
+            return a.reshape((num_chunks, chunk) + a.shape[1:])
+
+        edge_chunks = jax.tree_util.tree_map(chunked, edges, pad_edges)
+        dst_chunks, src_chunks = chunked(dst_idx, 0), chunked(src_idx, 0)
+
+        @jax.checkpoint
+        def chunk_messages(layer_params, x, edge_chunk, dst, src):
+            filters = filter_fn.apply(layer_params[0], basis(edge_chunk))
+            products = tensor_fn.apply(layer_params[1], filters, x[src])
+            return jax.ops.segment_sum(products, dst, num_segments=num_segments)
+
+        layer_params = (filter_params, tensor_params)
+
+        def accumulate(total, chunk_data):
+            return total + chunk_messages(layer_params, inputs, *chunk_data), None
+
+        first_chunk = jax.tree_util.tree_map(lambda a: a[0], (edge_chunks, dst_chunks, src_chunks))
+        shape = jax.eval_shape(chunk_messages, layer_params, inputs, *first_chunk)
+        total, _ = jax.lax.scan(accumulate, jnp.zeros(shape.shape, shape.dtype),
+                                (edge_chunks, dst_chunks, src_chunks))
+        return total

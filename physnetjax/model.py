@@ -99,6 +99,10 @@ class PhysNet(nn.Module):
         length max_atomic_number + 1, fitted by the trainer), added to every atom's
         energy and not trained; None → no offset.
       param_dtype: dtype of freshly initialised parameters.
+      edge_chunk_size: process the message-passing edges in chunks of this many,
+        recomputing each chunk's basis and messages in the backward pass, so memory
+        grows with N + chunk instead of with the number of edges (for periodic
+        systems of 10⁵ atoms); same results; None → all edges at once (fastest).
     """
 
     features: int = 32
@@ -120,6 +124,7 @@ class PhysNet(nn.Module):
     zbl_cutoff: float | None = None
     element_energies: tuple | None = None
     param_dtype: Any = jnp.float32
+    edge_chunk_size: int | None = None
 
     def _check_configuration(self):
         if self.efa:
@@ -142,6 +147,8 @@ class PhysNet(nn.Module):
                 f"element_energies must have max_atomic_number + 1 = {self.max_atomic_number + 1} "
                 f"entries, received {len(self.element_energies)}"
             )
+        if self.edge_chunk_size is not None and self.edge_chunk_size < 1:
+            raise ValueError(f"edge_chunk_size must be >= 1 or None, received {self.edge_chunk_size}")
         if self.features < 1 or self.num_basis_functions < 1 or self.max_degree < 0:
             raise ValueError(
                 "features and num_basis_functions must be >= 1 and max_degree >= 0, received "
@@ -191,7 +198,9 @@ class PhysNet(nn.Module):
         y = e3x.nn.Dense(self.features, dtype=dtype, param_dtype=self.param_dtype)(y)
         return e3x.nn.silu(y)
 
-    def _atomic_features(self, atomic_numbers, displacements, edge_mask, dst_idx, src_idx):
+    def _edge_basis(self, edges):
+        """Radial–angular basis (P, 1, (L+1)², K) of edges = (displacements (P, 3) Å, mask (P,)); 0 where masked."""
+        displacements, edge_mask = edges
         basis = e3x.nn.basis(
             displacements,
             num=self.num_basis_functions,
@@ -201,8 +210,13 @@ class PhysNet(nn.Module):
         )
         # e3x builds some basis constants in the default float dtype (float64 under x64):
         # keep the computation in the dtype of the positions.
-        basis = jnp.where(edge_mask[:, None, None, None], basis.astype(displacements.dtype), 0.0)
+        return jnp.where(edge_mask[:, None, None, None], basis.astype(displacements.dtype), 0.0)
+
+    def _atomic_features(self, atomic_numbers, displacements, edge_mask, dst_idx, src_idx):
         dtype = displacements.dtype
+        edges = (displacements, edge_mask)
+        pad_edges = (jnp.asarray([2.0 * self.cutoff, 0.0, 0.0], dtype), jnp.asarray(False))
+        basis = self._edge_basis if self.edge_chunk_size is not None else self._edge_basis(edges)
         x = e3x.nn.Embed(
             num_embeddings=self.max_atomic_number + 1,
             features=self.features,
@@ -211,9 +225,10 @@ class PhysNet(nn.Module):
         )(atomic_numbers)
         for iteration in range(self.num_iterations):
             last = iteration == self.num_iterations - 1
-            x = SparseMessagePass(max_degree=0 if last else None, dtype=dtype, param_dtype=self.param_dtype,
-                                  name=f"MessagePass_{iteration}")(
-                x, basis, dst_idx=dst_idx, src_idx=src_idx, num_segments=atomic_numbers.shape[0])
+            x = SparseMessagePass(max_degree=0 if last else None, edge_chunk_size=self.edge_chunk_size,
+                                  dtype=dtype, param_dtype=self.param_dtype, name=f"MessagePass_{iteration}")(
+                x, basis, dst_idx=dst_idx, src_idx=src_idx, num_segments=atomic_numbers.shape[0],
+                edges=edges, pad_edges=pad_edges)
             x = self._refinement_block(x)
         return e3x.nn.change_max_degree_or_type(x, max_degree=0, include_pseudotensors=False)
 
