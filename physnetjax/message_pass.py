@@ -133,7 +133,8 @@ class SparseMessagePass(nn.Module):
     ``basis(edges) -> (p, 1, (L+1)², B)`` of per-edge data ``edges`` (a pytree of
     arrays with leading axis P, e.g. displacement vectors and the edge mask). With a
     function and ``edge_chunk_size`` set, the edges are processed in chunks of that
-    many inside a ``lax.scan`` whose body is rematerialised (``jax.checkpoint``), so
+    many (equal chunks, the last padded; all at once when P ≤ edge_chunk_size) inside
+    a ``lax.scan`` whose body is rematerialised (``jax.checkpoint``), so
     neither the basis nor any per-edge feature is ever stored for all P edges: memory
     is O(N + chunk) instead of O(P) per layer, forward and backward. Chunk padding
     edges take part with index 0 and must get a zero basis from ``basis`` through their
@@ -167,7 +168,8 @@ class SparseMessagePass(nn.Module):
             return jax.ops.segment_sum(products, dst_idx, num_segments=num_segments)
         if edges is None:
             raise ValueError("a basis function needs the per-edge data `edges`")
-        if self.edge_chunk_size is None:
+        num_edges = dst_idx.shape[0]
+        if self.edge_chunk_size is None or num_edges <= self.edge_chunk_size:
             products = tensor_layer(filter_layer(basis(edges)), inputs[src_idx])
             return jax.ops.segment_sum(products, dst_idx, num_segments=num_segments)
         if pad_edges is None:
@@ -181,9 +183,9 @@ class SparseMessagePass(nn.Module):
         tensor_params = {"params": tensor_layer.variables["params"]}
         filter_fn, tensor_fn = filter_layer.clone(parent=None, name=None), tensor_layer.clone(parent=None, name=None)
 
-        num_edges = dst_idx.shape[0]
-        chunk = self.edge_chunk_size
-        num_chunks = -(-num_edges // chunk)
+        # Equal chunks of at most edge_chunk_size edges; fewer than num_chunks padding edges.
+        num_chunks = -(-num_edges // self.edge_chunk_size)
+        chunk = -(-num_edges // num_chunks)
         padding = num_chunks * chunk - num_edges
 
         def chunked(a, fill):
