@@ -49,9 +49,9 @@ import numpy as np
 
 from bench_model import load_frames
 from common import ms, parse_args, print_table, table, time_call, write_json
-import physnetjax.model
+import physnetjax.message_pass
 from physnetjax import PhysNet, apply_batch, batch_molecules, init_params
-from physnetjax.message_pass import SparseMessagePass
+from physnetjax.message_pass import SparseMessagePass, SparseTensor
 
 PLAN = {"full": (32, 9), "quick": (32, 5), "smoke": (2, 2)}  # (molecules, repeats)
 
@@ -110,11 +110,11 @@ def perturbed(params, scale: float = 0.2):
 @contextlib.contextmanager
 def e3x_message_passes():
     """Build PhysNet's message passes with e3x's dense tensor product (the previous code)."""
-    physnetjax.model.SparseMessagePass = functools.partial(e3x.nn.MessagePass, include_pseudotensors=False)
+    physnetjax.message_pass.SparseTensor = functools.partial(e3x.nn.Tensor, include_pseudotensors=False)
     try:
         yield
     finally:
-        physnetjax.model.SparseMessagePass = SparseMessagePass
+        physnetjax.message_pass.SparseTensor = SparseTensor
 
 
 def main():
