@@ -1,6 +1,16 @@
-"""Message passing with a sparse Clebsch–Gordan tensor product (drop-in for e3x's layers).
+"""Message passing with a factored basis and a sparse Clebsch–Gordan tensor product.
 
-e3x's ``Tensor`` contracts the full Clebsch–Gordan tensor C[l, m, n] of shape
+Drop-in for e3x's ``MessagePass`` (same parameters, same results to float rounding),
+restructured for speed in two ways.
+
+Factored filter. e3x's basis is an outer product b[p, c, k] = Y_c(û_p) g_k(r_p) of
+spherical harmonics (component c, degree deg c) and radial functions (k), and its
+``filter`` is a per-degree Dense over k: f[p, c, :] = Σ_k b[p, c, k] W_{deg c}[k, :].
+So f[p, c, :] = Y_c(û_p) · (g(r_p) W_{deg c}), computed here as L+1 radial matrix
+products and one broadcast multiply, without ever forming b (P × (L+1)² × K) or its
+gradient (:class:`RadialFilter`, :func:`edge_basis_factors`).
+
+Sparse tensor product. e3x's ``Tensor`` contracts the full Clebsch–Gordan tensor C[l, m, n] of shape
 ((L1+1)², (L2+1)², (L3+1)²) in one dense einsum. Most of C is zero and, for inputs
 without pseudotensors, parity forbids every path with deg l + deg m + deg n odd, so
 only a few entries contribute (16 of 256 for L1 = 3, L2 = 0 → L3 = 3; 353 of 4096
@@ -122,23 +132,85 @@ def _components(x, index: np.ndarray):
     return x[..., index, :]
 
 
+def edge_basis_factors(displacements, edge_mask, *, num: int, max_degree: int, cutoff: float):
+    """Factors of e3x's radial–angular basis: (angular (P, (L+1)²), radial (P, K)).
+
+    angular[p, c] = Y_c(r̂_p), real spherical harmonics with Racah normalisation in
+    e3x's Cartesian order; radial[p, k] = T_k(2 e^{−r_p} − 1) · f_cut(r_p / r_c), the
+    exponential Chebyshev functions (k = 0 … K−1, :func:`chebyshev_polynomials`) times
+    e3x's smooth cutoff f_cut(x) = exp(1 − 1/(1 − x²)) for x < 1, else 0; r in Å. The
+    outer product angular[p, c] · radial[p, k] equals ``e3x.nn.basis(displacements,
+    num=K, max_degree=L, radial_fn=exponential_chebyshev, cutoff_fn=smooth_cutoff)`` to
+    float rounding. Masked edges get radial = 0.
+    """
+    norm = e3x.ops.norm(displacements, axis=-1)
+    unit = displacements / jnp.where(norm > 0, norm, 1.0)[..., None]
+    angular = e3x.so3.spherical_harmonics(unit, max_degree=max_degree, r_is_normalized=True,
+                                          cartesian_order=True, normalization="racah")
+    cut = e3x.nn.smooth_cutoff(norm, cutoff=cutoff)
+    radial = chebyshev_polynomials(2.0 * jnp.exp(-norm) - 1.0, num) * cut[..., None]
+    dtype = displacements.dtype
+    return angular.astype(dtype), jnp.where(edge_mask[..., None], radial.astype(dtype), 0.0)
+
+
+def chebyshev_polynomials(x, num: int):
+    """T_0(x) … T_{num−1}(x) (shape x.shape + (num,)) by the recurrence T_{k+1} = 2x T_k − T_{k−1}.
+
+    Equal to e3x's cos(k arccos x) on [−1, 1] (forward error ≲ k² ε), but a polynomial:
+    no arccos, no special cases at x = ±1, and a cheap exact derivative (the force pass
+    of the radial basis was ~3× slower with the trigonometric form).
+    """
+    terms = [jnp.ones_like(x), x][:num]
+    while len(terms) < num:
+        terms.append(2.0 * x * terms[-1] - terms[-2])
+    return jnp.stack(terms, axis=-1)
+
+
+class RadialFilter(nn.Module):
+    """e3x's ``filter`` Dense applied to a factored basis: f[p, 0, c, :] = Y_c(p) · (g(p) W_{deg c}).
+
+    Parameters are e3x ``Dense``'s: one bias-free ``flax.linen.Dense`` per degree l named
+    ``f"{l}+"`` (even l) or ``f"{l}-"`` (odd l), kernel (K, F), same initialiser.
+
+    Inputs: angular (P, (L+1)²), radial (P, K). Output (P, 1, (L+1)², F).
+    """
+
+    features: int
+    kernel_init: Any = None
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, angular, radial):
+        max_degree = round(angular.shape[-1] ** 0.5) - 1
+        per_degree = []
+        for degree in range(max_degree + 1):
+            projected = nn.Dense(self.features, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype,
+                                 kernel_init=self.kernel_init, name=f"{degree}{'+-'[degree % 2]}")(radial)
+            per_degree.append(jnp.broadcast_to(projected[..., None, :],
+                                               projected.shape[:-1] + (2 * degree + 1, self.features)))
+        radial_part = jnp.concatenate(per_degree, axis=-2)
+        return (angular[..., :, None].astype(radial_part.dtype) * radial_part)[..., None, :, :]
+
+
 class SparseMessagePass(nn.Module):
-    """``e3x.nn.MessagePass(include_pseudotensors=False)`` with :class:`SparseTensor`.
+    """``e3x.nn.MessagePass(include_pseudotensors=False)`` with :class:`RadialFilter` and :class:`SparseTensor`.
 
-    m_i = Σ_{j: (i←j)} tensor(Dense(b_ij), x_j), the Dense acting per degree on the
-    radial-angular basis b (e3x's ``filter``), then summed onto the destination atoms.
-    Same parameter names, shapes and initialisers as e3x's layer.
+    m_i = Σ_{j: (i←j)} tensor(filter(b_ij), x_j), summed onto the destination atoms,
+    with the basis b given by its factors (angular (P, (L+1)²), radial (P, K)) of
+    :func:`edge_basis_factors`. Same parameter names, shapes and initialisers as e3x's
+    layer applied to the full basis.
 
-    ``basis`` is either the basis array (P, 1, (L+1)², B) of all edges, or a function
-    ``basis(edges) -> (p, 1, (L+1)², B)`` of per-edge data ``edges`` (a pytree of
-    arrays with leading axis P, e.g. displacement vectors and the edge mask). With a
-    function and ``edge_chunk_size`` set, the edges are processed in chunks of that
-    many (equal chunks, the last padded; all at once when P ≤ edge_chunk_size) inside
-    a ``lax.scan`` whose body is rematerialised (``jax.checkpoint``), so
-    neither the basis nor any per-edge feature is ever stored for all P edges: memory
-    is O(N + chunk) instead of O(P) per layer, forward and backward. Chunk padding
-    edges take part with index 0 and must get a zero basis from ``basis`` through their
-    ``edges`` entries (PhysNet pads with a False edge mask).
+    ``basis`` is either the factor pair of all edges, or a function
+    ``basis(edges) -> (angular, radial)`` of per-edge data ``edges`` (a pytree of arrays
+    with leading axis P, e.g. displacement vectors and the edge mask). With a function
+    and ``edge_chunk_size`` set, the edges are processed in chunks of at most that many
+    (equal chunks, the last padded; all at once when P ≤ edge_chunk_size) inside a
+    ``lax.scan`` whose body is rematerialised (``jax.checkpoint``), so neither the basis
+    nor any per-edge feature is ever stored for all P edges: memory is O(N + chunk)
+    instead of O(P) per layer, forward and backward. Chunk padding edges take part with
+    index 0 and must get a zero radial factor from ``basis`` through their ``edges``
+    entries (PhysNet pads with a False edge mask).
 
     Attributes:
       max_degree: output degree (None → max of the input and basis degrees).
@@ -158,19 +230,18 @@ class SparseMessagePass(nn.Module):
         without the leading axis), used to fill the last chunk.
         """
         defaults = e3x.nn.MessagePass()
-        filter_layer = e3x.nn.Dense(features=inputs.shape[-1], use_bias=False, dtype=self.dtype,
-                                    param_dtype=self.param_dtype, kernel_init=defaults.dense_kernel_init,
-                                    name="filter")
+        filter_layer = RadialFilter(features=inputs.shape[-1], kernel_init=defaults.dense_kernel_init,
+                                    dtype=self.dtype, param_dtype=self.param_dtype, name="filter")
         tensor_layer = SparseTensor(max_degree=self.max_degree, cartesian_order=defaults.cartesian_order,
                                     dtype=self.dtype, param_dtype=self.param_dtype, name="tensor")
         if not callable(basis):
-            products = tensor_layer(filter_layer(basis), inputs[src_idx])
+            products = tensor_layer(filter_layer(*basis), inputs[src_idx])
             return jax.ops.segment_sum(products, dst_idx, num_segments=num_segments)
         if edges is None:
             raise ValueError("a basis function needs the per-edge data `edges`")
         num_edges = dst_idx.shape[0]
         if self.edge_chunk_size is None or num_edges <= self.edge_chunk_size:
-            products = tensor_layer(filter_layer(basis(edges)), inputs[src_idx])
+            products = tensor_layer(filter_layer(*basis(edges)), inputs[src_idx])
             return jax.ops.segment_sum(products, dst_idx, num_segments=num_segments)
         if pad_edges is None:
             raise ValueError("edge_chunk_size needs `pad_edges`, the data of a padding edge")
@@ -178,9 +249,8 @@ class SparseMessagePass(nn.Module):
         # Create (init) or fetch (apply) the parameters on one edge, then use the layers as
         # pure functions inside the scan (Flax modules cannot be called inside lax.scan).
         one_edge = jax.tree_util.tree_map(lambda a: a[:1], edges)
-        tensor_layer(filter_layer(basis(one_edge)), inputs[src_idx[:1]])
-        filter_params = {"params": filter_layer.variables["params"]}
-        tensor_params = {"params": tensor_layer.variables["params"]}
+        tensor_layer(filter_layer(*basis(one_edge)), inputs[src_idx[:1]])
+        layer_params = ({"params": filter_layer.variables["params"]}, {"params": tensor_layer.variables["params"]})
         filter_fn, tensor_fn = filter_layer.clone(parent=None, name=None), tensor_layer.clone(parent=None, name=None)
 
         # Equal chunks of at most edge_chunk_size edges; fewer than num_chunks padding edges.
@@ -197,11 +267,9 @@ class SparseMessagePass(nn.Module):
 
         @jax.checkpoint
         def chunk_messages(layer_params, x, edge_chunk, dst, src):
-            filters = filter_fn.apply(layer_params[0], basis(edge_chunk))
+            filters = filter_fn.apply(layer_params[0], *basis(edge_chunk))
             products = tensor_fn.apply(layer_params[1], filters, x[src])
             return jax.ops.segment_sum(products, dst, num_segments=num_segments)
-
-        layer_params = (filter_params, tensor_params)
 
         def accumulate(total, chunk_data):
             return total + chunk_messages(layer_params, inputs, *chunk_data), None

@@ -28,7 +28,6 @@ cannot raise, so out-of-range indices would be clamped by XLA — use the builde
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import e3x
@@ -36,7 +35,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from physnetjax.message_pass import SparseMessagePass
+from physnetjax.message_pass import SparseMessagePass, edge_basis_factors
 from physnetjax.physics.charges import corrected_charges, dipole_moments
 from physnetjax.physics.coulomb import coulomb_pair_energy
 from physnetjax.physics.pairs import pair_energy_per_molecule, safe_pair_distances
@@ -199,18 +198,10 @@ class PhysNet(nn.Module):
         return e3x.nn.silu(y)
 
     def _edge_basis(self, edges):
-        """Radial–angular basis (P, 1, (L+1)², K) of edges = (displacements (P, 3) Å, mask (P,)); 0 where masked."""
+        """Basis factors (angular (P, (L+1)²), radial (P, K)) of edges = (displacements (P, 3) Å, mask (P,))."""
         displacements, edge_mask = edges
-        basis = e3x.nn.basis(
-            displacements,
-            num=self.num_basis_functions,
-            max_degree=self.max_degree,
-            radial_fn=e3x.nn.exponential_chebyshev,
-            cutoff_fn=functools.partial(e3x.nn.smooth_cutoff, cutoff=self.cutoff),
-        )
-        # e3x builds some basis constants in the default float dtype (float64 under x64):
-        # keep the computation in the dtype of the positions.
-        return jnp.where(edge_mask[:, None, None, None], basis.astype(displacements.dtype), 0.0)
+        return edge_basis_factors(displacements, edge_mask, num=self.num_basis_functions,
+                                  max_degree=self.max_degree, cutoff=self.cutoff)
 
     def _atomic_features(self, atomic_numbers, displacements, edge_mask, dst_idx, src_idx):
         dtype = displacements.dtype
