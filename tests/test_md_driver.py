@@ -34,7 +34,7 @@ def test_drift_fit_recovers_a_known_line():
 
 
 def test_cli_writes_trajectory_and_report_and_restarts(system, tmp_path, capsys):
-    """CLI run of 40 steps + restart for 40 more == one simulate() of 80 steps (float64, NVE)."""
+    """CLI run of 40 steps + restart for 40 more (with --edge-chunk-size) == one simulate() of 80 steps."""
     model, params, atoms = system
     ckpt = tmp_path / "model"
     save_checkpoint(ckpt, model, params)
@@ -51,7 +51,11 @@ def test_cli_writes_trajectory_and_report_and_restarts(system, tmp_path, capsys)
         kinetic = frame.get_kinetic_energy()
         np.testing.assert_allclose(frame.info["temperature_K"], 2 * kinetic / (3 * 9 - 3) / BOLTZMANN, rtol=1e-6)
         np.testing.assert_allclose(frame.get_potential_energy() + kinetic, frame.info["conserved_eV"], atol=1e-6)
-    assert main(common + ["--out", str(tmp_path / "b.traj"), "--restart", str(tmp_path / "state.npz")]) == 0
+    # The continuation runs with edge chunks (72 edges in chunks of ≤ 16): same trajectory.
+    assert main(common + ["--out", str(tmp_path / "b.traj"), "--restart", str(tmp_path / "state.npz"),
+                          "--edge-chunk-size", "16"]) == 0
+    with pytest.raises(ValueError, match="edge_chunk_size"):
+        main(common + ["--edge-chunk-size", "0"])
     restarted = ase.io.read(tmp_path / "b.traj", index=":")
     simulate(model, params, atoms, steps=80, save_every=10, dtype="float64", temperature_K=300.0,
              out=str(tmp_path / "c.traj"))

@@ -33,6 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--float64", action="store_true", help="run in float64")
     parser.add_argument("--max-force", type=float, default=100.0, help="stop above this |F| in eV/Å")
     parser.add_argument("--skin", type=float, default=0.5, help="neighbor-list skin in Å")
+    parser.add_argument("--edge-chunk-size", type=int,
+                        help="message-pass edges per chunk (memory O(N + chunk); for ~10^4+ atoms, e.g. 65536)")
     parser.add_argument("--md-checkpoint", help="write MD-state checkpoints to this .npz")
     parser.add_argument("--restart", help="continue from an MD-state checkpoint (.npz)")
     parser.add_argument("--verbose", action="store_true")
@@ -57,6 +59,8 @@ def main(argv=None) -> int:
 
         checkpoint = example_model_path()
     model, params, _ = load_checkpoint(checkpoint)
+    if args.edge_chunk_size is not None:
+        model = model.clone(edge_chunk_size=args.edge_chunk_size)
     atoms = ase.io.read(args.geometry)
     with Progress(TextColumn("MD"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                   TimeRemainingColumn(), console=console) as bar:
