@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax.neighbors import Batch, apply_batch, model_pair_cutoff
+from physnetjax.neighbors import Batch, apply_batch, model_pair_cutoff, molecule_pairs
 from physnetjax.units import ASE_TIME_UNIT_FS
 
 JAX_MD_TIME_UNIT_FS = ASE_TIME_UNIT_FS
@@ -165,11 +165,6 @@ def jax_md_neighbor_list(
     )
 
 
-def _all_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
-    dst, src = np.nonzero(~np.eye(n, dtype=bool))
-    return dst.astype(np.int32), src.astype(np.int32)
-
-
 def _edges_of(neighbor, n: int, formats):
     """(dst, src, mask) of a jax_md neighbor list; empty slots (index N) masked, pointed at atom N − 1."""
     idx = neighbor.idx
@@ -226,7 +221,7 @@ def jax_md_energy_fn(
         _check_box(model, box)
     z = jnp.asarray(np.asarray(atomic_numbers), jnp.int32)
     n = int(z.shape[0])
-    all_dst, all_src = _all_pairs(n)
+    all_dst, all_src = molecule_pairs(np.zeros((n, 3)), None)  # all n(n−1) ordered pairs
     needs_all_pairs = model_pair_cutoff(model) is None
 
     def shifts_of(positions, dst, src, **kwargs):
