@@ -15,7 +15,7 @@ from physnetjax import PhysNet, init_params
 from physnetjax.calculator import PhysNetCalculator
 from physnetjax.md import maxwell_boltzmann_momenta, nve, run
 from physnetjax.md.io import ASE_TIME_UNIT_FS, TrajectoryWriter, frame_atoms, momenta_from_ase
-from physnetjax.md.potential import physnet_potential
+from physnetjax.md.potential import AllPairs, physnet_potential
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,8 @@ def test_potential_matches_calculator(setup):
     np.testing.assert_allclose(np.asarray(forces), atoms.get_forces(), atol=1e-10)
 
 
-def test_jax_nve_equals_ase_velocity_verlet(setup, tmp_path):
+@pytest.mark.parametrize("method", ["all_pairs", "dense"])
+def test_jax_nve_equals_ase_velocity_verlet(setup, method):
     """100 steps of 0.5 fs from identical (r, p): the trajectories agree to 1e-9 Å.
 
     Same algorithm in float64; the only differences are summation orders (~1e-16
@@ -51,6 +52,7 @@ def test_jax_nve_equals_ase_velocity_verlet(setup, tmp_path):
     Lyapunov exponents λ ≲ 0.1 fs⁻¹, i.e. ≲ 1e-12 Å. A wrong unit or half-kick moves
     atoms by ≥ 1e-4 Å in 100 steps. ASE's time step is given in ASE time units derived
     from physnetjax.units (ASE's own ``units.fs`` uses CODATA 2014, ~1e-8 apart).
+    Both edge sets: the constant all-pairs set and the in-jit neighbor list.
     """
     model, params, z, r = setup
     dt, steps = 0.5, 100
@@ -58,7 +60,7 @@ def test_jax_nve_equals_ase_velocity_verlet(setup, tmp_path):
     masses = atoms.get_masses()
     p0 = np.asarray(maxwell_boltzmann_momenta(jax.random.PRNGKey(0), np.asarray(masses), 500.0))
 
-    pot = physnet_potential(model, params, z)
+    pot = physnet_potential(model, params, z, method=method)
     init_fn, apply_fn = nve(pot.energy_force, dt, neighbor_update=pot.update)
     state = init_fn(r, p0, masses, pot.allocate(r))
     _, frames = jax.jit(run, static_argnums=(0, 2, 3))(apply_fn, state, steps, 1)
@@ -110,3 +112,42 @@ def test_trajectory_round_trip(tmp_path, suffix):
         if suffix == ".xyz":
             assert atoms.info["step"] == step
             assert math.isclose(atoms.info["conserved_eV"], 2.0 + step)
+
+
+def test_all_pairs_equals_neighbor_lists(setup):
+    """The constant all-pairs edge set gives the neighbor-list results, pairs beyond every cutoff included.
+
+    The molecule is stretched ×1.6 so that some pairs lie beyond the 4 Å cutoff and
+    the ZBL switch, where they must contribute exactly nothing; bare Coulomb (no
+    ``coulomb_lr_cutoff``) sums over all pairs in both cases. float64, agreement to
+    summation-order rounding.
+    """
+    model, params, z, r = setup
+    stretched = 1.6 * (r - r.mean(axis=0))
+    distances = np.linalg.norm(stretched[:, None] - stretched[None], axis=-1)
+    assert distances.max() > model.cutoff + 0.5
+    listed = physnet_potential(model, params, z, method="dense")
+    complete = physnet_potential(model, params, z, method="all_pairs")
+    listed_nbrs, complete_nbrs = listed.allocate(stretched), complete.allocate(stretched)
+    assert not isinstance(listed_nbrs, AllPairs) and isinstance(complete_nbrs, AllPairs)
+    reference = jax.jit(listed.outputs)(stretched, listed_nbrs)
+    result = jax.jit(complete.outputs)(stretched, complete.update(stretched, complete_nbrs))
+    for key in ("energy", "electrostatics", "repulsion", "charges", "dipoles"):
+        np.testing.assert_allclose(np.asarray(result[key]), np.asarray(reference[key]), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(result["forces"]), np.asarray(reference["forces"]), rtol=0, atol=1e-11)
+    assert not bool(complete_nbrs.did_overflow)
+
+
+def test_edge_set_choice(setup, molecules):
+    """method=None: all pairs when the list would hold (nearly) all of them anyway, else a list."""
+    model, params, z, r = setup
+    compact = physnet_potential(model.clone(cutoff=8.0), params, z)
+    assert isinstance(compact.allocate(r), AllPairs)
+    chain = np.arange(12)[:, None] * np.array([1.5, 0.0, 0.0])
+    spread = physnet_potential(model, params, np.full(12, 6))
+    assert not isinstance(spread.allocate(chain), AllPairs)
+    with pytest.raises(ValueError, match="isolated"):
+        physnet_potential(model.clone(coulomb_lr_cutoff=4.0), params, z, cell=np.eye(3) * 20.0,
+                          method="all_pairs")
+    with pytest.raises(ValueError, match="method"):
+        physnet_potential(model, params, z, method="verlet")
