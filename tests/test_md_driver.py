@@ -45,6 +45,7 @@ def test_cli_writes_trajectory_and_report_and_restarts(system, tmp_path, capsys)
     assert main(common + ["--out", str(tmp_path / "a.xyz"), "--md-checkpoint", str(tmp_path / "state.npz")]) == 0
     report = capsys.readouterr().out
     assert "energy drift" in report and "steps/s" in report and "mean temperature" in report
+    assert "edges: all 72 ordered pairs" in report  # ethanol is smaller than the 4 Å cutoff + skin
     frames = ase.io.read(tmp_path / "a.xyz", index=":")
     assert len(frames) == 4
     for frame in frames:
@@ -74,6 +75,7 @@ def test_overflow_discards_chunk_and_reruns(system):
     tight = simulate(model, params, atoms, capacity_multiplier=1.0, **kwargs)
     roomy = simulate(model, params, atoms, capacity_multiplier=3.0, **kwargs)
     assert tight.reallocations >= 1
+    assert not tight.all_pairs and tight.edge_set.startswith("neighbor list")
     assert roomy.reallocations == 0
     np.testing.assert_allclose(tight.drift_meV_per_atom_per_ps, roomy.drift_meV_per_atom_per_ps, rtol=1e-8)
     np.testing.assert_allclose(tight.mean_temperature_K, roomy.mean_temperature_K, rtol=1e-10)

@@ -36,7 +36,7 @@ import numpy as np
 from physnetjax.calculator import check_dtype, cast_params
 from physnetjax.md.integrators import MDState, kinetic_energy, langevin, maxwell_boltzmann_momenta, nve, run
 from physnetjax.md.io import TrajectoryWriter, frame_atoms, momenta_from_ase, trajectory_format
-from physnetjax.md.potential import physnet_potential
+from physnetjax.md.potential import AllPairs, physnet_potential
 from physnetjax.units import BOLTZMANN
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,14 @@ class MDReport:
     compile_seconds: float
     reallocations: int
     out: Optional[str]
+    all_pairs: bool = False
+
+    @property
+    def edge_set(self) -> str:
+        """How the model's edges were found: the constant all-pairs set or an in-jit neighbor list."""
+        if self.all_pairs:
+            return f"all {self.num_atoms * (self.num_atoms - 1)} ordered pairs (constant, no neighbor list)"
+        return f"neighbor list (re-allocations: {self.reallocations})"
 
     def lines(self) -> list[str]:
         return [
@@ -70,7 +78,7 @@ class MDReport:
             f"energy fluctuation: {self.fluctuation_meV_per_atom:.4g} meV/atom (std about the fit)",
             f"mean temperature: {self.mean_temperature_K:.2f} K",
             f"speed: {self.steps_per_second:.1f} steps/s (compile {self.compile_seconds:.1f} s excluded)",
-            f"neighbor-list re-allocations: {self.reallocations}",
+            f"edges: {self.edge_set}",
         ] + ([f"trajectory: {self.out}"] if self.out else [])
 
 
@@ -256,6 +264,7 @@ def simulate(
         mean_temperature_K=float(np.mean(temperatures[1:])),
         steps_per_second=steps / run_seconds if run_seconds > 0 else float("nan"),
         compile_seconds=compile_seconds, reallocations=reallocations, out=None if out is None else str(out),
+        all_pairs=isinstance(state.nbrs, AllPairs),
     )
 
 
