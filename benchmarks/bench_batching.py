@@ -24,7 +24,7 @@ import time
 import jax
 import numpy as np
 
-from common import SHARED_DATA, parse_args, print_table, table, write_json
+from common import SHARED_DATA, parse_args, table, publish
 from physnetjax import MoleculeBatcher, PhysNet, apply_batch, batch_molecules, init_params
 from physnetjax.neighbors import CompileCounter, concatenate_padded, model_pair_cutoff
 
@@ -87,11 +87,9 @@ def main():
                     [[r["strategy"], r["compiles"], r["epoch1_s"], r["epoch2_s"]] for r in rows]
                     + [["exact / bucketed", unbucketed["compiles"] / bucketed["compiles"],
                         unbucketed["epoch1_s"] / bucketed["epoch1_s"], unbucketed["epoch2_s"] / bucketed["epoch2_s"]]])]
-    print_table(tables[0])
-    path = write_json("bench_batching", args.out, args.mode, tables,
-                      {"batch_size": batch_size, "molecules": num, "levels": batcher.levels, "results": rows,
-                       "model": model.config()})
-    print(f"wrote {path}")
+    publish("bench_batching", args, tables,
+            {"batch_size": batch_size, "molecules": num, "levels": batcher.levels, "results": rows,
+             "model": model.config()})
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import ase.io
 import jax
 import numpy as np
 from ase.md.verlet import VelocityVerlet
-from common import SHARED_DATA, parse_args, print_table, table, write_json
+from common import SHARED_DATA, parse_args, table, publish
 
 from physnetjax.calculator import PhysNetCalculator
 from physnetjax.checkpoint import load_checkpoint
@@ -126,9 +126,7 @@ def main() -> None:
                       float(np.median(r["ase"]["steps_per_second"])), r["speedup"],
                       f"{min(r['pair_ratios']):.1f}–{max(r['pair_ratios']):.1f}", len(r["pair_ratios"]),
                       r["jax"]["steps"], r["ase"]["steps"]] for name, r in results.items()])]
-    print_table(tables[0])
-    path = write_json("bench_md", args.out, args.mode, tables, {"timestep_fs": 0.5, "results": results})
-    logger.info("wrote %s", path)
+    publish("bench_md", args, tables, {"timestep_fs": 0.5, "results": results})
 
 
 if __name__ == "__main__":

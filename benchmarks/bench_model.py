@@ -31,7 +31,7 @@ import sys
 import jax
 import numpy as np
 
-from common import SHARED_DATA, ms, parse_args, print_table, table, time_call, write_json
+from common import SHARED_DATA, ms, parse_args, table, time_call, publish
 from physnetjax import PhysNet, apply_batch, batch_molecules, init_params
 from physnetjax.neighbors import molecule_pairs
 
@@ -159,14 +159,9 @@ def main():
               [[r["system"], r["molecules"], ms(r["batched"]), ms(r["one_at_a_time"]), r["speedup"]]
                for r in singles]),
     ]
-    for spec in tables:
-        print_table(spec)
-    args.out.mkdir(parents=True, exist_ok=True)
-    plot(rows, args.out / "model_scaling.png")
-    path = write_json("bench_model", args.out, args.mode, tables,
-                      {"model": model.config(), "float32": rows, "float64": f64, "batched_vs_single": singles},
-                      plots=["model_scaling.png"])
-    print(f"wrote {path}")
+    publish("bench_model", args, tables,
+            {"model": model.config(), "float32": rows, "float64": f64, "batched_vs_single": singles},
+            plots={"model_scaling.png": lambda path: plot(rows, path)})
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import itertools
 import jax
 import numpy as np
 
-from common import ms, parse_args, print_table, table, time_call, write_json
+from common import ms, parse_args, table, time_call, publish
 from physnetjax import PhysNet, init_params
 from physnetjax.neighbors import apply_batch, batch_from_neighbors, neighbor_list, periodic_pairs
 
@@ -172,15 +172,10 @@ def main():
               [[r["atoms"], r["edges"], ms(r), r["atoms_per_s"], r["us_per_atom"], r["temp_bytes"] / 1e6]
                for r in periodic]),
     ]
-    for spec in tables:
-        print_table(spec)
-    args.out.mkdir(parents=True, exist_ok=True)
-    plot(periodic, args.out / "periodic_scaling.png")
-    path = write_json("bench_neighbors", args.out, args.mode, tables,
-                      {"cutoff": CUTOFF, "builders": builders, "scaling_exponents": exponents,
-                       "periodic_model": periodic, "model": model.config()},
-                      plots=["periodic_scaling.png"])
-    print(f"wrote {path}")
+    publish("bench_neighbors", args, tables,
+            {"cutoff": CUTOFF, "builders": builders, "scaling_exponents": exponents,
+             "periodic_model": periodic, "model": model.config()},
+            plots={"periodic_scaling.png": lambda path: plot(periodic, path)})
 
 
 if __name__ == "__main__":

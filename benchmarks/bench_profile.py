@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench_model import load_frames
-from common import ms, parse_args, print_table, table, time_call, write_json
+from common import ms, parse_args, table, time_call, publish
 from physnetjax import PhysNet, apply_batch, batch_molecules, init_params
 from physnetjax.message_pass import SparseMessagePass, edge_basis_factors
 
@@ -218,12 +218,9 @@ def main():
                 reference["flops"] / 1e6, difference["energy"], difference["max_abs_energy"], difference["forces"],
                 difference["max_abs_forces"]]]),
     ]
-    for spec in tables:
-        print_table(spec)
-    path = write_json("bench_profile", args.out, args.mode, tables,
-                      {"model": model.config(), "summary": summary, "parts": parts,
-                       "before_after_max_abs_difference": difference})
-    print(f"wrote {path}")
+    publish("bench_profile", args, tables,
+            {"model": model.config(), "summary": summary, "parts": parts,
+             "before_after_max_abs_difference": difference})
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import SHARED_DATA, ms, parse_args, print_table, summarise, table, write_json
+from common import SHARED_DATA, ms, parse_args, summarise, table, publish
 from physnetjax.data import bundled_dataset_path, load_dataset, shifted_energies, fit_element_energies
 from physnetjax.predict import init_params
 from physnetjax.train.batching import batch_shapes, iterate_batches
@@ -136,15 +136,10 @@ def main() -> None:
                     ["dataset", "batch", "ms/step (min–max)", "samples/s", "compile s", "peak RSS MB"],
                     [[r["name"], r["batch_size"], ms(r), r["samples_per_s"], r["compile_s"], r["peak_rss_mb"]]
                      for r in rows])]
-    print_table(tables[0])
-    args.out.mkdir(parents=True, exist_ok=True)
-    plot(rows, args.out / "train_scaling.png")
     model = {k: getattr(config, k) for k in ("features", "max_degree", "num_iterations", "n_res",
                                               "num_basis_functions", "cutoff")}
-    path = write_json("bench_train", args.out, args.mode, tables,
-                      {"model": model, "num_devices": jax.local_device_count(), "results": rows},
-                      plots=["train_scaling.png"])
-    print(f"wrote {path}")
+    publish("bench_train", args, tables, {"model": model, "num_devices": jax.local_device_count(), "results": rows},
+            plots={"train_scaling.png": lambda path: plot(rows, path)})
 
 
 if __name__ == "__main__":

@@ -103,16 +103,25 @@ def table(title: str, timed: str, columns: list, rows: list) -> dict:
     return {"title": title, "timed": timed, "columns": columns, "rows": rows}
 
 
-def write_json(name: str, out: pathlib.Path, mode: str, tables: list, data: dict, *,
-               dtype: str = "float32", plots=()) -> pathlib.Path:
-    """Write ``out/<name>.json`` in the common shape (module docstring); returns its path."""
-    out = pathlib.Path(out)
+def publish(name: str, args, tables: list, data: dict, *, plots: dict | None = None,
+            dtype: str = "float32") -> pathlib.Path:
+    """Print ``tables``, draw ``plots`` and write ``args.out/<name>.json`` in the common shape.
+
+    ``plots`` maps a file name in ``args.out`` to a function ``draw(path)`` that writes it.
+    Returns the JSON path (also printed).
+    """
+    for spec in tables:
+        print_table(spec)
+    out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    for filename, draw in (plots or {}).items():
+        draw(out / filename)
     path = out / f"{name}.json"
-    payload = {"benchmark": name, "mode": mode, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+    payload = {"benchmark": name, "mode": args.mode, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds"), "machine": machine_info(dtype), "tables": tables,
-               "plots": list(plots), "data": data}
+               "plots": list(plots or {}), "data": data}
     path.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {path}")
     return path
 
 
