@@ -102,7 +102,7 @@ def physnet_potential(
         raise ValueError("method='all_pairs' is for isolated systems; a periodic cell needs 'dense' or 'cell'")
     if method == "all_pairs" and num_atoms < 2:
         raise ValueError("method='all_pairs' needs at least 2 atoms")
-    may_use_all_pairs = cell is None and method in (None, "all_pairs") and num_atoms >= 2
+    choose_all_pairs = method is None and cell is None and 2 <= num_atoms <= DENSE_MAX_ATOMS
     list_method = method if method in ("dense", "cell") else ("dense" if num_atoms <= DENSE_MAX_ATOMS else "cell")
     if cell is not None and pair_cutoff is None:
         raise ValueError(
@@ -127,7 +127,7 @@ def physnet_potential(
     def use_all_pairs(positions, multiplier) -> bool:
         if method == "all_pairs":
             return True
-        if not may_use_all_pairs or num_atoms > DENSE_MAX_ATOMS:
+        if not choose_all_pairs:
             return False
         within = len(molecule_pairs(np.asarray(positions, np.float64), model.cutoff + skin)[0])
         return len(all_dst) <= multiplier * within
