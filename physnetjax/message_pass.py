@@ -6,9 +6,11 @@ restructured for speed in two ways.
 Factored filter. e3x's basis is an outer product b[p, c, k] = Y_c(û_p) g_k(r_p) of
 spherical harmonics (component c, degree deg c) and radial functions (k), and its
 ``filter`` is a per-degree Dense over k: f[p, c, :] = Σ_k b[p, c, k] W_{deg c}[k, :].
-So f[p, c, :] = Y_c(û_p) · (g(r_p) W_{deg c}), computed here as L+1 radial matrix
-products and one broadcast multiply, without ever forming b (P × (L+1)² × K) or its
-gradient (:class:`RadialFilter`, :func:`edge_basis_factors`).
+So f[p, c, :] = Y_c(û_p) · (g(r_p) W_{deg c}), computed here as one radial matrix
+product with the kernels of all components side by side and one broadcast multiply,
+without ever forming b (P × (L+1)² × K) or its gradient (:class:`RadialFilter`,
+:func:`edge_basis_factors`); the spherical harmonics are explicit polynomials
+(:mod:`physnetjax.spherical_harmonics`).
 
 Sparse tensor product. e3x's ``Tensor`` contracts the full Clebsch–Gordan tensor C[l, m, n] of shape
 ((L1+1)², (L2+1)², (L3+1)²) in one dense einsum. Most of C is zero and, for inputs
@@ -35,6 +37,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from physnetjax.spherical_harmonics import spherical_harmonics
 
 
 def _degree_of_component(num_components: int) -> np.ndarray:
@@ -144,12 +148,12 @@ def edge_basis_factors(displacements, edge_mask, *, num: int, max_degree: int, c
     e3x's smooth cutoff f_cut(x) = exp(1 − 1/(1 − x²)) for x < 1, else 0; r in Å. The
     outer product angular[p, c] · radial[p, k] equals ``e3x.nn.basis(displacements,
     num=K, max_degree=L, radial_fn=exponential_chebyshev, cutoff_fn=smooth_cutoff)`` to
-    float rounding. Masked edges get radial = 0.
+    float rounding (the harmonics from :func:`physnetjax.spherical_harmonics.spherical_harmonics`,
+    which XLA fuses into one kernel). Masked edges get radial = 0.
     """
     norm = e3x.ops.norm(displacements, axis=-1)
     unit = displacements / jnp.where(norm > 0, norm, 1.0)[..., None]
-    angular = e3x.so3.spherical_harmonics(unit, max_degree=max_degree, r_is_normalized=True,
-                                          cartesian_order=True, normalization="racah")
+    angular = spherical_harmonics(unit, max_degree)
     cut = e3x.nn.smooth_cutoff(norm, cutoff=cutoff)
     radial = chebyshev_polynomials(2.0 * jnp.exp(-norm) - 1.0, num) * cut[..., None]
     dtype = displacements.dtype
@@ -172,28 +176,44 @@ def chebyshev_polynomials(x, num: int):
 class RadialFilter(nn.Module):
     """e3x's ``filter`` Dense applied to a factored basis: f[p, 0, c, :] = Y_c(p) · (g(p) W_{deg c}).
 
-    Parameters are e3x ``Dense``'s: one bias-free ``flax.linen.Dense`` per degree l named
-    ``f"{l}+"`` (even l) or ``f"{l}-"`` (odd l), kernel (K, F), same initialiser.
+    Parameters are e3x ``Dense``'s: one bias-free kernel (K, F) per degree l, in a
+    sub-module named ``f"{l}+"`` (even l) or ``f"{l}-"`` (odd l) as ``flax.linen.Dense``
+    names it, same initialiser. The kernels are laid side by side per component,
+    W_all = [W_{deg 0} | W_{deg 1} | … ] of shape (K, (L+1)² F), so the filter is one
+    matrix product g W_all (forward and backward: one kernel each way instead of L+1
+    products, their concatenation and a reduction over the 2l+1 copies).
 
     Inputs: angular (P, (L+1)²), radial (P, K). Output (P, 1, (L+1)², F).
     """
 
     features: int
-    kernel_init: Any = None
+    kernel_init: Any = nn.linear.default_kernel_init
     dtype: Any = None
     param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, angular, radial):
-        max_degree = round(angular.shape[-1] ** 0.5) - 1
-        per_degree = []
-        for degree in range(max_degree + 1):
-            projected = nn.Dense(self.features, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype,
-                                 kernel_init=self.kernel_init, name=f"{degree}{'+-'[degree % 2]}")(radial)
-            per_degree.append(jnp.broadcast_to(projected[..., None, :],
-                                               projected.shape[:-1] + (2 * degree + 1, self.features)))
-        radial_part = jnp.concatenate(per_degree, axis=-2)
-        return (angular[..., :, None].astype(radial_part.dtype) * radial_part)[..., None, :, :]
+        num_components, num_radial = angular.shape[-1], radial.shape[-1]
+        max_degree = round(num_components ** 0.5) - 1
+        kernels = [_DenseKernel((num_radial, self.features), self.kernel_init, self.param_dtype,
+                                name=f"{degree}{'+-'[degree % 2]}")() for degree in range(max_degree + 1)]
+        dtype = self.dtype or jnp.result_type(radial, kernels[0])
+        kernel_all = jnp.stack([kernels[degree] for degree in _degree_of_component(num_components)], axis=1)
+        filters = jnp.dot(radial.astype(dtype), kernel_all.reshape(num_radial, -1).astype(dtype))
+        filters = filters.reshape(radial.shape[:-1] + (num_components, self.features))
+        return (angular[..., :, None].astype(dtype) * filters)[..., None, :, :]
+
+
+class _DenseKernel(nn.Module):
+    """The ``kernel`` parameter of a bias-free ``flax.linen.Dense`` (same name, shape, initialiser), as is."""
+
+    shape: tuple[int, int]
+    kernel_init: Any
+    param_dtype: Any
+
+    @nn.compact
+    def __call__(self):
+        return self.param("kernel", self.kernel_init, self.shape, self.param_dtype)
 
 
 class SparseMessagePass(nn.Module):
