@@ -38,7 +38,8 @@ import jax.numpy as jnp
 from physnetjax.message_pass import SparseMessagePass, edge_basis_factors
 from physnetjax.physics.charges import corrected_charges, dipole_moments
 from physnetjax.physics.coulomb import coulomb_pair_energy
-from physnetjax.physics.pairs import pair_energy_per_molecule, safe_pair_distances
+from physnetjax.physics.molecules import sum_per_molecule
+from physnetjax.physics.pairs import pair_displacements, pair_energy_per_molecule, safe_pair_distances
 from physnetjax.physics.zbl import (
     ZBL_A_COEFFICIENT,
     ZBL_A_EXPONENT,
@@ -250,7 +251,7 @@ class PhysNet(nn.Module):
                 pair_shifts = jnp.einsum("pi,pij->pj", pair_shifts, deformation[segments[pair_dst]])
                 pairs = (pair_dst, pair_src, pair_mask, pair_shifts)
 
-        displacements = positions[src_idx] - positions[dst_idx]
+        displacements = pair_displacements(positions, dst_idx, src_idx)
         if shifts is not None:
             displacements = displacements + shifts
         unit = jnp.zeros_like(displacements).at[:, 0].set(2.0 * self.cutoff)
@@ -263,19 +264,19 @@ class PhysNet(nn.Module):
         if self.element_energies is not None:
             offsets = jnp.asarray(self.element_energies, dtype=atomic_energies.dtype)
             atomic_energies = atomic_energies + jnp.where(atom_mask, offsets[atomic_numbers], 0.0)
-        nn_energy = jax.ops.segment_sum(atomic_energies, segments, num_segments=num_molecules)
+        nn_energy = sum_per_molecule(atomic_energies, segments, num_molecules)
         energy = nn_energy
         zero = jnp.zeros_like(nn_energy)
 
         if pairs is None:
             pair_dst, pair_src, pair_mask = dst_idx, src_idx, edge_mask
-            pair_displacements = displacements
+            pair_vectors = displacements
         else:
             pair_dst, pair_src, pair_mask, pair_shifts = pairs
-            pair_displacements = positions[pair_src] - positions[pair_dst]
+            pair_vectors = pair_displacements(positions, pair_dst, pair_src)
             if pair_shifts is not None:
-                pair_displacements = pair_displacements + pair_shifts
-        r = safe_pair_distances(pair_displacements, pair_mask)
+                pair_vectors = pair_vectors + pair_shifts
+        r = safe_pair_distances(pair_vectors, pair_mask)
 
         raw_charges = charges = electrostatics = None
         dipoles = sum_charges = None
@@ -288,7 +289,7 @@ class PhysNet(nn.Module):
             electrostatics = pair_energy_per_molecule(pair_elec, pair_dst, segments, num_molecules)
             energy = energy + electrostatics
             dipoles = dipole_moments(charges, positions, segments, num_molecules)
-            sum_charges = jax.ops.segment_sum(charges, segments, num_segments=num_molecules)
+            sum_charges = sum_per_molecule(charges, segments, num_molecules)
 
         repulsion = zero
         if self.zbl:

@@ -13,9 +13,11 @@ from physnetjax.physics import (
     corrected_charges,
     coulomb_pair_energy,
     cutoff_polynomial,
+    pair_displacements,
     pair_energy_per_molecule,
     safe_pair_distances,
     shielded_coulomb_kernel,
+    sum_per_molecule,
     zbl_pair_energy,
 )
 
@@ -182,3 +184,30 @@ def test_zbl_parameter_gradients_are_finite_with_padded_z0_atoms():
     for g in grads:
         assert np.all(np.isfinite(np.asarray(g)))
     assert float(grads[1]) != 0.0
+
+
+@pytest.mark.parametrize("num_molecules", [1, 3])
+def test_sum_per_molecule_equals_a_loop(num_molecules):
+    rng = np.random.default_rng(7)
+    segments = np.sort(rng.integers(0, num_molecules, size=11))
+    values = rng.normal(size=(11, 3))
+    expected = np.zeros((num_molecules, 3))
+    for value, segment in zip(values, segments):
+        expected[segment] += value
+    received = sum_per_molecule(jnp.asarray(values), jnp.asarray(segments), num_molecules)
+    assert received.shape == (num_molecules, 3)
+    np.testing.assert_allclose(received, expected, rtol=0, atol=1e-14)
+
+
+def test_pair_displacements_and_their_gradient():
+    rng = np.random.default_rng(8)
+    positions = jnp.asarray(rng.normal(size=(5, 3)))
+    dst, src = jnp.asarray([0, 0, 1, 3, 4, 2]), jnp.asarray([1, 2, 0, 4, 3, 2])
+    np.testing.assert_array_equal(pair_displacements(positions, dst, src), positions[src] - positions[dst])
+    weights = jnp.asarray(rng.normal(size=(6, 3)))
+    grad = jax.grad(lambda r: jnp.sum(weights * pair_displacements(r, dst, src)))(positions)
+    expected = np.zeros((5, 3))  # ∂/∂r_k of Σ_p w_p·(r_src(p) − r_dst(p)), by hand
+    for p in range(6):
+        expected[int(src[p])] += np.asarray(weights[p])
+        expected[int(dst[p])] -= np.asarray(weights[p])
+    np.testing.assert_allclose(grad, expected, rtol=0, atol=1e-14)

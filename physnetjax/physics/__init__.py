@@ -2,7 +2,8 @@
 
 from physnetjax.physics.charges import corrected_charges, dipole_moments
 from physnetjax.physics.coulomb import coulomb_pair_energy, shielded_coulomb_kernel
-from physnetjax.physics.pairs import pair_energy_per_molecule, safe_pair_distances
+from physnetjax.physics.molecules import sum_per_molecule
+from physnetjax.physics.pairs import pair_displacements, pair_energy_per_molecule, safe_pair_distances
 from physnetjax.physics.switch import cutoff_polynomial
 from physnetjax.physics.zbl import ZBL_COEFFICIENTS, ZBL_EXPONENTS, zbl_pair_energy
 
@@ -13,8 +14,10 @@ __all__ = [
     "coulomb_pair_energy",
     "cutoff_polynomial",
     "dipole_moments",
+    "pair_displacements",
     "pair_energy_per_molecule",
     "safe_pair_distances",
     "shielded_coulomb_kernel",
+    "sum_per_molecule",
     "zbl_pair_energy",
 ]

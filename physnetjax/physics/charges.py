@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
+
+from physnetjax.physics.molecules import sum_per_molecule
 
 
 def corrected_charges(raw_charges, atom_mask, atom_segments, num_molecules, total_charges):
@@ -24,8 +25,8 @@ def corrected_charges(raw_charges, atom_mask, atom_segments, num_molecules, tota
       (N,) corrected charges in e.
     """
     raw = jnp.where(atom_mask, raw_charges, 0.0)
-    raw_sum = jax.ops.segment_sum(raw, atom_segments, num_segments=num_molecules)
-    count = jax.ops.segment_sum(atom_mask.astype(raw.dtype), atom_segments, num_segments=num_molecules)
+    raw_sum = sum_per_molecule(raw, atom_segments, num_molecules)
+    count = sum_per_molecule(atom_mask.astype(raw.dtype), atom_segments, num_molecules)
     correction = (total_charges.astype(raw.dtype) - raw_sum) / jnp.maximum(count, 1.0)
     return jnp.where(atom_mask, raw + correction[atom_segments], 0.0)
 
@@ -45,4 +46,4 @@ def dipole_moments(charges, positions, atom_segments, num_molecules):
     Returns:
       (B, 3) dipoles in e·Å.
     """
-    return jax.ops.segment_sum(charges[:, None] * positions, atom_segments, num_segments=num_molecules)
+    return sum_per_molecule(charges[:, None] * positions, atom_segments, num_molecules)
