@@ -5,7 +5,7 @@ or none for the full pass) and ``--out DIR``; its JSON (common shape, see
 ``common.py``) lands in DIR. ``run_all.json`` in DIR records the machine and the mode,
 wall time and exit status of every script (with ``--only``, merged into the previous
 record); a failing script's output is kept in
-``DIR/<name>.log``. Then the part of the README between
+``DIR/<name>.log`` (removed when the script next succeeds). Then the part of the README between
 ``<!-- BEGIN GENERATED -->`` and ``<!-- END GENERATED -->`` is replaced by the tables
 and plots of every JSON found in DIR (a README without the markers gets them
 appended; a missing one is created).
@@ -42,9 +42,12 @@ def run_script(name: str, mode: str, out: pathlib.Path) -> dict:
     seconds = time.perf_counter() - start
     status = "ok" if process.returncode == 0 else f"FAILED (exit {process.returncode}), log in {name}.log"
     print(f"{name:16s} {status:20s} {seconds:7.1f} s", flush=True)
+    log = out / f"{name}.log"
     if process.returncode != 0:
-        (out / f"{name}.log").write_text(process.stdout + process.stderr)
+        log.write_text(process.stdout + process.stderr)
         print(process.stderr[-3000:], file=sys.stderr)
+    else:
+        log.unlink(missing_ok=True)  # a log left by an earlier failed run would now be stale
     return {"script": name, "returncode": process.returncode, "wall_s": seconds}
 
 
