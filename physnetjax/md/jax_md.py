@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax.neighbors import Batch, apply_batch, model_pair_cutoff, molecule_pairs
+from physnetjax.neighbors import apply_batch, model_pair_cutoff, molecule_pairs, one_system_batch
 from physnetjax.units import ASE_TIME_UNIT_FS
 
 JAX_MD_TIME_UNIT_FS = ASE_TIME_UNIT_FS
@@ -245,20 +245,8 @@ def jax_md_energy_fn(
                 "pair_mask": jnp.ones(pair_dst.shape, dtype=bool),
                 "pair_shifts": shifts_of(R, pair_dst, pair_src, **kwargs),
             }
-        batch = Batch(
-            atomic_numbers=z,
-            positions=R,
-            atom_segments=jnp.zeros((n,), jnp.int32),
-            atom_mask=jnp.ones((n,), bool),
-            dst_idx=dst,
-            src_idx=src,
-            edge_mask=mask,
-            total_charges=jnp.full((1,), total_charge, dtype=R.dtype),
-            molecule_mask=jnp.ones((1,), bool),
-            shifts=shifts_of(R, dst, src, **kwargs),
-            num_molecules=1,
-            **pair_fields,
-        )
+        batch = one_system_batch(z, R, dst, src, mask, total_charge=total_charge,
+                                 shifts=shifts_of(R, dst, src, **kwargs), **pair_fields)
         return apply_batch(model, params, batch)["energy"][0]
 
     return energy_fn

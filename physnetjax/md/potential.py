@@ -36,7 +36,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax.neighbors import Batch, apply_batch, batch_from_neighbors, model_pair_cutoff, neighbor_list
+from physnetjax.neighbors import (
+    apply_batch,
+    batch_from_neighbors,
+    model_pair_cutoff,
+    neighbor_list,
+    one_system_batch,
+)
 from physnetjax.neighbors.molecules import molecule_pairs
 
 logger = logging.getLogger(__name__)
@@ -148,7 +154,7 @@ def physnet_potential(
 
     def to_batch(positions, nbrs):
         if isinstance(nbrs, AllPairs):
-            return _all_pairs_batch(z, positions, all_dst, all_src, total_charge)
+            return one_system_batch(z, positions, all_dst, all_src, total_charge=total_charge)
         return batch_from_neighbors(z, positions, nbrs.edges, pair_nbrs=nbrs.pairs, cell=cell_array,
                                     total_charge=total_charge)
 
@@ -182,21 +188,3 @@ class AllPairs:
     @property
     def did_overflow(self):
         return jnp.zeros((), dtype=bool)
-
-
-def _all_pairs_batch(atomic_numbers, positions, dst: np.ndarray, src: np.ndarray, total_charge) -> Batch:
-    """One-molecule :class:`Batch` whose edges are the constant (dst, src) of all ordered pairs."""
-    positions = jnp.asarray(positions)
-    n = positions.shape[0]
-    return Batch(
-        atomic_numbers=atomic_numbers,
-        positions=positions,
-        atom_segments=jnp.zeros((n,), dtype=jnp.int32),
-        atom_mask=jnp.ones((n,), dtype=bool),
-        dst_idx=jnp.asarray(dst),
-        src_idx=jnp.asarray(src),
-        edge_mask=jnp.ones(dst.shape, dtype=bool),
-        total_charges=jnp.full((1,), total_charge, dtype=positions.dtype),
-        molecule_mask=jnp.ones((1,), dtype=bool),
-        num_molecules=1,
-    )

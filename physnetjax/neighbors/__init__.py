@@ -7,7 +7,7 @@
 * :mod:`~physnetjax.neighbors.neighbor_list`: fixed-capacity lists built inside jit (MD).
 """
 
-from physnetjax.neighbors.batch import Batch, apply_batch, model_pair_cutoff
+from physnetjax.neighbors.batch import Batch, apply_batch, model_pair_cutoff, one_system_batch
 from physnetjax.neighbors.bucketing import CompileCounter, MoleculeBatcher, concatenate_padded, iterate_batches
 from physnetjax.neighbors.molecules import assemble_batch, batch_molecules, molecule_pairs, round_up
 from physnetjax.neighbors.neighbor_list import (
@@ -38,6 +38,7 @@ __all__ = [
     "iterate_batches",
     "model_pair_cutoff",
     "molecule_pairs",
+    "one_system_batch",
     "needs_update",
     "neighbor_list",
     "periodic_pairs",

@@ -21,6 +21,7 @@ from typing import Optional
 
 import flax.struct
 import jax
+import jax.numpy as jnp
 
 
 @flax.struct.dataclass
@@ -73,6 +74,35 @@ class Batch:
         num_pairs = None if self.pair_dst is None else self.pair_dst.shape[0]
         return (self.num_atoms, self.num_edges, num_pairs, self.num_molecules, self.cells is not None)
 
+
+def one_system_batch(atomic_numbers, positions, dst_idx, src_idx, edge_mask=None, *, total_charge=0.0,
+                     shifts=None, cell=None, **pair_fields) -> Batch:
+    """A :class:`Batch` of one molecule or periodic cell (B = 1, no padded atoms); jit-able.
+
+    Args:
+      atomic_numbers: (N,) ints; positions: (N, 3) Å.
+      dst_idx, src_idx: (P,) edge list; edge_mask: (P,) bool, None for all real.
+      total_charge: Q in e.
+      shifts: (P, 3) Å image offsets and cell: (3, 3) Å rows, for a periodic cell.
+      pair_fields: optional ``pair_dst``, ``pair_src``, ``pair_mask``, ``pair_shifts``.
+    """
+    positions = jnp.asarray(positions)
+    n = positions.shape[0]
+    return Batch(
+        atomic_numbers=jnp.asarray(atomic_numbers, dtype=jnp.int32),
+        positions=positions,
+        atom_segments=jnp.zeros((n,), dtype=jnp.int32),
+        atom_mask=jnp.ones((n,), dtype=bool),
+        dst_idx=jnp.asarray(dst_idx),
+        src_idx=jnp.asarray(src_idx),
+        edge_mask=jnp.ones(jnp.shape(dst_idx), dtype=bool) if edge_mask is None else edge_mask,
+        total_charges=jnp.full((1,), total_charge, dtype=positions.dtype),
+        molecule_mask=jnp.ones((1,), dtype=bool),
+        shifts=None if shifts is None else shifts.astype(positions.dtype),
+        cells=None if cell is None else jnp.asarray(cell, dtype=positions.dtype)[None],
+        num_molecules=1,
+        **pair_fields,
+    )
 
 def apply_batch(model, params, batch: Batch) -> dict:
     """Run ``model`` (a :class:`physnetjax.PhysNet`) on a :class:`Batch`; returns the output dict."""

@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 import vesin
 
-from physnetjax.neighbors.batch import Batch
+from physnetjax.neighbors.batch import Batch, one_system_batch
 
 logger = logging.getLogger(__name__)
 
@@ -290,7 +290,6 @@ def batch_from_neighbors(
                 f"{name} was built {'with' if lst.shifts is not None else 'without'} a periodic cell "
                 f"but cell={'None' if cell is None else 'given'}"
             )
-    n = positions.shape[0]
     pair_fields = {}
     if pair_nbrs is not None:
         pair_fields = dict(
@@ -299,21 +298,9 @@ def batch_from_neighbors(
             pair_mask=pair_nbrs.mask,
             pair_shifts=pair_nbrs.shifts.astype(positions.dtype) if periodic else None,
         )
-    return Batch(
-        atomic_numbers=jnp.asarray(atomic_numbers, dtype=jnp.int32),
-        positions=positions,
-        atom_segments=jnp.zeros((n,), dtype=jnp.int32),
-        atom_mask=jnp.ones((n,), dtype=bool),
-        dst_idx=nbrs.dst_idx,
-        src_idx=nbrs.src_idx,
-        edge_mask=nbrs.mask,
-        total_charges=jnp.full((1,), total_charge, dtype=positions.dtype),
-        molecule_mask=jnp.ones((1,), dtype=bool),
-        shifts=nbrs.shifts.astype(positions.dtype) if periodic else None,
-        cells=jnp.asarray(cell, dtype=positions.dtype)[None] if periodic else None,
-        num_molecules=1,
-        **pair_fields,
-    )
+    return one_system_batch(atomic_numbers, positions, nbrs.dst_idx, nbrs.src_idx, nbrs.mask,
+                            total_charge=total_charge, shifts=nbrs.shifts if periodic else None,
+                            cell=cell if periodic else None, **pair_fields)
 
 
 # -- internals --------------------------------------------------------------------------
