@@ -83,24 +83,13 @@ def spherical_harmonics(unit, max_degree: int):
     """
     if unit.shape[-1] != 3:
         raise ValueError(f"unit vectors must have shape (..., 3), received {unit.shape}")
-    powers = []
-    for axis in range(3):
-        component = unit[..., axis]
-        axis_powers = [None, component]
-        for _ in range(2, max_degree + 1):
-            axis_powers.append(axis_powers[-1] * component)
-        powers.append(axis_powers)
     one = jnp.ones_like(unit[..., 0])
-    values = []
-    for terms in spherical_harmonic_terms(max_degree):
-        total = None
-        for coefficient, exponents in terms:
-            term = None
-            for axis, exponent in enumerate(exponents):
-                if exponent:
-                    term = powers[axis][exponent] if term is None else term * powers[axis][exponent]
-            term = one if term is None else term
-            term = term if coefficient == 1.0 else coefficient * term
-            total = term if total is None else total + term
-        values.append(total)
+    powers = []  # powers[axis][e] = (component axis of unit) ** e
+    for axis in range(3):
+        axis_powers = [one]
+        for _ in range(max_degree):
+            axis_powers.append(axis_powers[-1] * unit[..., axis])
+        powers.append(axis_powers)
+    values = [sum(coefficient * powers[0][a] * powers[1][b] * powers[2][c] for coefficient, (a, b, c) in terms)
+              for terms in spherical_harmonic_terms(max_degree)]
     return jnp.stack(values, axis=-1)
