@@ -2,8 +2,12 @@
 
 Runs :func:`physnetjax.md.driver.simulate` with a progress bar and prints the final
 report (energy drift and fluctuation, mean temperature, steps/s). Without
-``--checkpoint`` the shipped example model (ethanol) is used. Exit status 2 when the
-run was stopped for NaN/Inf or an absurd force.
+``--checkpoint`` the shipped example model (ethanol) is used.
+
+Exit status (:mod:`physnetjax.cli_errors`): 0 done; 2 bad input (checkpoint, geometry,
+argument values such as a zero timestep); 3 an output path that cannot be written
+(checked before the model is loaded); 4 the run was stopped (NaN/Inf, absurd force, or
+NVE energy not conserved), the last good frame saved.
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ import sys
 
 import ase.io
 import jax
+
+from physnetjax.cli_errors import cli_main
+from physnetjax.md.driver import check_md_arguments, simulate
+from physnetjax.validation import check_output_path, trained_elements_of
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,16 +49,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@cli_main("python -m physnetjax.md")
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, force=True)
+    for path, what in ((args.out, "--out"), (args.md_checkpoint, "--md-checkpoint")):
+        if path is not None:
+            check_output_path(path, overwrite=True, what=what)
+    check_md_arguments(ensemble=args.ensemble, temperature_K=args.temperature, timestep_fs=args.timestep,
+                       steps=args.steps, save_every=args.save_every, chunk_frames=args.chunk, friction=args.friction,
+                       max_force=args.max_force, skin=args.skin, out=args.out)
     if args.float64:
         jax.config.update("jax_enable_x64", True)
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from physnetjax.checkpoint import load_checkpoint
-    from physnetjax.md.driver import MDInstabilityError, simulate
 
     console = Console(stderr=True)
     checkpoint = args.checkpoint
@@ -58,25 +72,22 @@ def main(argv=None) -> int:
         from physnetjax.pretrained import example_model_path
 
         checkpoint = example_model_path()
-    model, params, _ = load_checkpoint(checkpoint)
+    model, params, metadata = load_checkpoint(checkpoint)
     if args.edge_chunk_size is not None:
         model = model.clone(edge_chunk_size=args.edge_chunk_size)
     atoms = ase.io.read(args.geometry)
     with Progress(TextColumn("MD"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                   TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task("md", total=args.steps)
-        try:
-            report = simulate(
-                model, params, atoms, ensemble=args.ensemble, temperature_K=args.temperature,
-                timestep_fs=args.timestep, steps=args.steps, out=args.out, save_every=args.save_every,
-                chunk_frames=args.chunk, friction=args.friction, seed=args.seed,
-                dtype="float64" if args.float64 else "float32", max_force=args.max_force, skin=args.skin,
-                checkpoint_path=args.md_checkpoint, restart=args.restart,
-                progress=lambda done: bar.update(task, completed=done),
-            )
-        except MDInstabilityError as err:
-            console.print(f"[red]error:[/red] {err}")
-            return 2
+        report = simulate(
+            model, params, atoms, ensemble=args.ensemble, temperature_K=args.temperature,
+            timestep_fs=args.timestep, steps=args.steps, out=args.out, save_every=args.save_every,
+            chunk_frames=args.chunk, friction=args.friction, seed=args.seed,
+            dtype="float64" if args.float64 else "float32", max_force=args.max_force, skin=args.skin,
+            checkpoint_path=args.md_checkpoint, restart=args.restart,
+            progress=lambda done: bar.update(task, completed=done),
+            trained_elements=trained_elements_of(metadata),
+        )
     for line in report.lines():
         print(line)
     return 0

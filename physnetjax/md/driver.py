@@ -38,13 +38,15 @@ from physnetjax.md.integrators import MDState, kinetic_energy, langevin, maxwell
 from physnetjax.md.io import TrajectoryWriter, frame_atoms, momenta_from_ase, trajectory_format
 from physnetjax.md.potential import AllPairs, physnet_potential
 from physnetjax.units import BOLTZMANN
+from physnetjax.errors import PhysNetInputError, RunStoppedError
+from physnetjax.validation import validate_structure
 
 logger = logging.getLogger(__name__)
 
 ENSEMBLES = ("nve", "langevin")
 
 
-class MDInstabilityError(RuntimeError):
+class MDInstabilityError(RunStoppedError):
     """The dynamics produced NaN/Inf or an absurd force; the last good frame was saved."""
 
 
@@ -99,6 +101,23 @@ def _save_npz(path: Path, **arrays) -> None:
     os.replace(tmp, path)
 
 
+def check_md_arguments(*, ensemble, temperature_K, timestep_fs, steps, save_every, chunk_frames, friction,
+                       max_force, skin, out) -> None:
+    """Raise PhysNetInputError for an argument of :func:`simulate` that cannot run (checked before any work)."""
+    if ensemble not in ENSEMBLES:
+        raise PhysNetInputError(f"ensemble must be one of {ENSEMBLES}, received {ensemble!r}")
+    if steps < 1 or save_every < 1 or steps % save_every:
+        raise PhysNetInputError(f"steps ({steps}) must be a positive multiple of save_every ({save_every})")
+    for name, value, lowest, strict in (("timestep_fs", timestep_fs, 0.0, True),
+                                        ("temperature_K", temperature_K, 0.0, False),
+                                        ("friction", friction, 0.0, False), ("max_force", max_force, 0.0, True),
+                                        ("skin", skin, 0.0, False), ("chunk_frames", chunk_frames, 1, False)):
+        if not np.isfinite(value) or value < lowest or (strict and value == lowest):
+            raise PhysNetInputError(f"{name} must be {'>' if strict else '>='} {lowest}, received {value}")
+    if out is not None:
+        trajectory_format(out)
+
+
 def simulate(
     model,
     params,
@@ -121,6 +140,7 @@ def simulate(
     checkpoint_every: int = 10,
     restart: Optional[str] = None,
     progress: Optional[Callable[[int], None]] = None,
+    trained_elements=None,
 ) -> MDReport:
     """Run NVE or Langevin MD of ``atoms`` with ``model``/``params``.
 
@@ -141,25 +161,28 @@ def simulate(
         ``checkpoint_every`` chunks and at the end), or None.
       restart: a checkpoint written by a previous run to continue from.
       progress: called with the number of steps completed after each chunk.
+      trained_elements: elements of the training data (checkpoint metadata); others warn.
 
     Returns:
       :class:`MDReport`.
 
     Raises:
-      ValueError: bad arguments. MDInstabilityError: NaN/Inf or |F| > max_force.
+      ValueError: bad arguments. PhysNetInputError: a start geometry that fails
+        :func:`physnetjax.validation.validate_structure` with ``strict=True`` (atoms closer
+        than 0.5 Å are refused), or partial PBC. MDInstabilityError: NaN/Inf or |F| > max_force.
     """
-    if ensemble not in ENSEMBLES:
-        raise ValueError(f"ensemble must be one of {ENSEMBLES}, received {ensemble!r}")
-    if steps < 1 or save_every < 1 or steps % save_every:
-        raise ValueError(f"steps ({steps}) must be a positive multiple of save_every ({save_every})")
-    if out is not None:
-        trajectory_format(out)
+    check_md_arguments(ensemble=ensemble, temperature_K=temperature_K, timestep_fs=timestep_fs, steps=steps,
+                       save_every=save_every, chunk_frames=chunk_frames, friction=friction, max_force=max_force,
+                       skin=skin, out=out)
     dtype = check_dtype(dtype)
     params = cast_params(params, dtype)
     n = len(atoms)
+    if np.any(atoms.pbc) and not np.all(atoms.pbc):
+        raise PhysNetInputError(f"pbc={atoms.pbc.tolist()}: MD runs only fully periodic or isolated systems")
+    validate_structure(atoms.numbers, atoms.positions, model.max_atomic_number,
+                       total_charge=atoms.info.get("charge", 0.0), cell=atoms.cell.array, pbc=atoms.pbc,
+                       trained_elements=trained_elements, strict=True, where="MD start geometry")
     cell = np.asarray(atoms.cell.array) if np.all(atoms.pbc) else None
-    if np.any(atoms.pbc) and cell is None:
-        raise ValueError(f"pbc={atoms.pbc.tolist()}: only fully periodic or isolated systems are supported")
     masses = jnp.asarray(atoms.get_masses(), dtype)
     positions = np.asarray(atoms.positions, np.float64)
     key = jax.random.PRNGKey(seed)

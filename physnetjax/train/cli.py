@@ -7,6 +7,10 @@ Examples::
     python -m physnetjax.train --data frames.extxyz --charges --dipole-unit Debye
     python -m physnetjax.train --resume runs/my --epochs 400    # continue exactly
     python -m physnetjax.train --data new.npz --init-from runs/my/best   # fine-tune (weights only)
+
+Exit status (:mod:`physnetjax.cli_errors`): 0 done; 2 bad input (data file, option
+value, run directory to resume); 3 the run directory cannot be created or already
+holds a run; 4 training stopped (NaN loss or metrics, failed force check).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import dataclasses
 import logging
 import sys
 
+from physnetjax.cli_errors import cli_main
 from physnetjax.train.config import BEST_METRICS, LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig
 
 HELP = {
@@ -72,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> dict:
+@cli_main("python -m physnetjax.train")
+def main(argv=None) -> int:
     from physnetjax.train.loop import resume, train
 
     args = vars(build_parser().parse_args(argv))
@@ -80,16 +86,17 @@ def main(argv=None) -> dict:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.set_name(__name__)
     package_logger = logging.getLogger("physnetjax")
+    for earlier in [h for h in package_logger.handlers if h.get_name() == __name__]:
+        package_logger.removeHandler(earlier)
     package_logger.addHandler(handler)
     package_logger.setLevel(level)
     package_logger.propagate = False
     logging.getLogger("physnetjax.checkpoint").setLevel(logging.DEBUG if verbose else logging.WARNING)
     run_dir = args.pop("resume", None)
-    try:
-        if run_dir is not None:
-            return resume(run_dir, **args)
-        return train(TrainConfig(**args))
-    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as error:
-        logging.getLogger("physnetjax.train").error("error: %s", error)
-        raise SystemExit(1) from error
+    if run_dir is not None:
+        resume(run_dir, **args)
+    else:
+        train(TrainConfig(**args))
+    return 0

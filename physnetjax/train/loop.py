@@ -53,6 +53,7 @@ from physnetjax.train.forcecheck import ForceCheckError, finite_difference_force
 from physnetjax.train.loss import TERMS, loss_from_sums, loss_weights, metrics_from_totals
 from physnetjax.train.optim import Plateau, init_state, make_optimizer, make_schedule, make_steps
 from physnetjax.train.parallel import device_mesh, replicate, shard_batch
+from physnetjax.validation import TRAINED_ELEMENTS_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +130,8 @@ class Trainer:
                 self.dataset.Z[train_idx], self.dataset.E[train_idx], self.model.max_atomic_number,
                 mask=self.dataset.has_E[train_idx])
         self.energies = shifted_energies(self.dataset.Z, self.dataset.E, self.element_energies)
+        z_train = self.dataset.Z[train_idx]
+        self.trained_elements = sorted(int(z) for z in np.unique(z_train[z_train > 0]))
         self.saved_model = self.model.clone(element_energies=tuple(float(e) for e in self.element_energies))
 
         self.mesh = device_mesh()
@@ -229,11 +232,14 @@ class Trainer:
                                              self.config.batch_size, self.shapes, seed=seed):
             yield shard_batch(batch, self.mesh), shard_batch(labels, self.mesh), labels
 
-    def evaluate(self, params, indices, collect: bool = False) -> tuple[float, dict, dict]:
+    def evaluate(self, params, indices, collect: bool = False, split: str = "valid") -> tuple[float, dict, dict]:
         """(loss, metrics, predictions) of ``params`` on frames ``indices`` (training energies, eV).
 
         predictions (when ``collect``): E_ref/E_pred (K,) eV relative to the element
         references, F_ref/F_pred (A, 3) eV/Å for atoms with force labels.
+
+        Raises:
+          FloatingPointError: the loss or a metric is NaN/Inf (naming ``split``), never reported as a number.
         """
         totals = {t: np.zeros(3) for t in TERMS}
         collected = {"E_ref": [], "E_pred": [], "F_ref": [], "F_pred": []}
@@ -249,7 +255,14 @@ class Trainer:
                 collected["F_pred"].append(np.asarray(predictions["F"])[f_mask])
         loss = float(loss_from_sums({t: tuple(totals[t]) for t in TERMS}, self.weights, self.config.loss))
         predictions = {k: np.concatenate(v) for k, v in collected.items()} if collect else {}
-        return loss, metrics_from_totals(totals), predictions
+        metrics = metrics_from_totals(totals)
+        bad = sorted(k for k, v in metrics.items() if v is not None and not math.isfinite(v))
+        if not math.isfinite(loss) or bad:
+            raise FloatingPointError(
+                f"epoch {self.epoch}: the {split} loss is {loss} and metrics {bad or '[]'} are not finite on "
+                f"{len(indices)} {split} frames; the parameters diverged (lower --learning-rate) or a {split} "
+                "frame gives NaN")
+        return loss, metrics, predictions
 
     def _monitored(self, loss: float, metrics: dict) -> float:
         if self.config.best_metric == "loss":
@@ -264,6 +277,7 @@ class Trainer:
             "step": int(self.state.step),
             "metrics": row,
             "element_energies": [float(e) for e in self.element_energies],
+            TRAINED_ELEMENTS_KEY: self.trained_elements,
             "data": self.config.data or [str(bundled_dataset_path())],
             "data_units": {"energy": self.config.energy_unit, "force": self.config.force_unit,
                            "dipole": self.config.dipole_unit},
@@ -378,7 +392,7 @@ class Trainer:
         valid_loss, valid_metrics, valid_pred = self.evaluate(best_params, self.split["valid"], collect=True)
         test_metrics = {}
         if len(self.split["test"]):
-            _, test_metrics, _ = self.evaluate(best_params, self.split["test"])
+            _, test_metrics, _ = self.evaluate(best_params, self.split["test"], split="test")
         summary = {
             "run_dir": str(self.run_dir),
             "stop_reason": stop_reason,
@@ -433,6 +447,10 @@ def _progress():
                     transient=True, console=Console(stderr=True))
 
 
+SETUP_FILES = ("split.npz", "model.json", "metrics.csv")
+"""Files :class:`Trainer` writes while setting up a fresh run (removed again if the setup fails)."""
+
+
 def default_run_dir() -> Path:
     """``./runs/physnet-YYYYmmdd-HHMMSS`` (a suffix is added if it exists)."""
     base = Path.cwd() / "runs" / datetime.now().strftime("physnet-%Y%m%d-%H%M%S")
@@ -445,6 +463,10 @@ def default_run_dir() -> Path:
 def train(config: TrainConfig) -> dict:
     """Train a fresh run (or one started from ``config.init_from`` weights); returns the final summary.
 
+    The data are read and validated, the split and the model set up, before
+    ``config.json`` is written: a refused start leaves no run behind (a directory
+    this call created is removed again), so the same command can simply be retried.
+
     Raises:
       FileExistsError: ``config.out`` already holds a run (use :func:`resume`).
       DataError: the data files are malformed.
@@ -453,11 +475,21 @@ def train(config: TrainConfig) -> dict:
     run_dir = Path(config.out) if config.out else default_run_dir()
     if (run_dir / "config.json").exists():
         raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick --out")
+    created = [p for p in [run_dir, *run_dir.parents] if not p.exists()]
     run_dir.mkdir(parents=True, exist_ok=True)
     config.out = str(run_dir)
+    try:
+        trainer = Trainer(config, run_dir, resuming=False)
+    except BaseException:
+        for name in SETUP_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+        for directory in created:
+            if directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
+        raise
     config.save(run_dir / "config.json")
     logger.info("run directory: %s", run_dir)
-    return Trainer(config, run_dir, resuming=False).run()
+    return trainer.run()
 
 
 def resume(run_dir, **overrides) -> dict:
