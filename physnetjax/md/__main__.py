@@ -20,7 +20,7 @@ import ase.io
 import jax
 
 from physnetjax.cli_errors import cli_main
-from physnetjax.md.driver import check_md_arguments, simulate
+from physnetjax.md.driver import ENERGY_DRIFT_ACTIONS, ENERGY_TOLERANCE_MEV_PER_ATOM, check_md_arguments, simulate
 from physnetjax.validation import check_output_path, trained_elements_of
 
 
@@ -45,6 +45,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="message-pass edges per chunk (memory O(N + chunk); for ~10^4+ atoms, e.g. 65536)")
     parser.add_argument("--md-checkpoint", help="write MD-state checkpoints to this .npz")
     parser.add_argument("--restart", help="continue from an MD-state checkpoint (.npz)")
+    parser.add_argument("--energy-tolerance", type=float, default=ENERGY_TOLERANCE_MEV_PER_ATOM,
+                        help="NVE: largest change of the conserved energy in meV/atom (default %(default)s)")
+    parser.add_argument("--on-energy-drift", choices=ENERGY_DRIFT_ACTIONS, default="stop",
+                        help="NVE energy beyond --energy-tolerance: stop (save the last good frame) or warn")
     parser.add_argument("--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -86,7 +90,8 @@ def main(argv=None) -> int:
             dtype="float64" if args.float64 else "float32", max_force=args.max_force, skin=args.skin,
             checkpoint_path=args.md_checkpoint, restart=args.restart,
             progress=lambda done: bar.update(task, completed=done),
-            trained_elements=trained_elements_of(metadata),
+            trained_elements=trained_elements_of(metadata), energy_tolerance=args.energy_tolerance,
+            on_energy_drift=args.on_energy_drift,
         )
     for line in report.lines():
         print(line)
