@@ -21,6 +21,7 @@ import logging
 import sys
 
 from physnetjax.cli_errors import cli_main
+from physnetjax.errors import PhysNetInputError
 from physnetjax.train.config import BEST_METRICS, LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig
 
 HELP = {
@@ -72,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             kind = {"int": int, "float": float}.get(field.type.split(" ")[0].replace("Optional[", "").rstrip("]"), str)
             parser.add_argument(flag, type=kind, choices=CHOICES.get(field.name), help=help_text)
-    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--allow-changed-data", action="store_true",
+                        help="with --resume: continue although a data file's content changed (warns)")
+    parser.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
     parser.add_argument("--quiet", action="store_true", help="warnings and errors only")
     return parser
 
@@ -95,8 +98,11 @@ def main(argv=None) -> int:
     package_logger.propagate = False
     logging.getLogger("physnetjax.checkpoint").setLevel(logging.DEBUG if verbose else logging.WARNING)
     run_dir = args.pop("resume", None)
+    allow_changed_data = args.pop("allow_changed_data", False)
+    if allow_changed_data and run_dir is None:
+        raise PhysNetInputError("--allow-changed-data applies only with --resume RUN_DIR")
     if run_dir is not None:
-        resume(run_dir, **args)
+        resume(run_dir, allow_changed_data=allow_changed_data, **args)
     else:
         train(TrainConfig(**args))
     return 0

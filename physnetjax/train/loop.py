@@ -36,6 +36,7 @@ import numpy as np
 
 from physnetjax.checkpoint import load_checkpoint, load_train_state, save_checkpoint
 from physnetjax.data import (
+    DataError,
     bundled_dataset_path,
     fit_element_energies,
     load_dataset,
@@ -44,6 +45,7 @@ from physnetjax.data import (
     save_split,
     shifted_energies,
 )
+from physnetjax.data.fingerprint import changed_files, data_fingerprint
 from physnetjax.model import PhysNet
 from physnetjax.predict import init_params
 from physnetjax.train import plots
@@ -56,6 +58,9 @@ from physnetjax.train.parallel import device_mesh, replicate, shard_batch
 from physnetjax.validation import TRAINED_ELEMENTS_KEY
 
 logger = logging.getLogger(__name__)
+
+DATA_SHA256_KEY = "data_sha256"
+"""Checkpoint metadata key: {data path: SHA-256 of its content} of the run's data files."""
 
 METRIC_NAMES = ("energy", "energy_per_atom", "forces", "dipole", "charge")
 CSV_COLUMNS = (["epoch", "time_s", "lr", "train_loss", "grad_norm", "valid_loss"]
@@ -112,12 +117,14 @@ class Trainer:
     Use :func:`train` / :func:`resume` rather than this class directly.
     """
 
-    def __init__(self, config: TrainConfig, run_dir: Path, resuming: bool):
+    def __init__(self, config: TrainConfig, run_dir: Path, resuming: bool, allow_changed_data: bool = False):
         self.config = config
         self.run_dir = run_dir
         self.resuming = resuming
+        self.allow_changed_data = allow_changed_data
         self.start_time = time.perf_counter()
         paths = config.data or [str(bundled_dataset_path())]
+        self.data_sha256 = data_fingerprint(paths)
         self.dataset = load_dataset(paths, energy_unit=config.energy_unit, force_unit=config.force_unit,
                                     dipole_unit=config.dipole_unit)
         logger.info("data: %s", self.dataset.summary())
@@ -197,6 +204,7 @@ class Trainer:
             shutil.rmtree(partial, ignore_errors=True)
         self.state = load_train_state(latest, target=self.state)
         _, _, meta = load_checkpoint(latest)
+        self._check_data_unchanged(meta.get(DATA_SHA256_KEY))
         host = meta["host"]
         self.epoch = int(meta["epoch"])
         self.best_value, self.best_epoch = float(host["best_value"]), int(host["best_epoch"])
@@ -212,6 +220,23 @@ class Trainer:
         self.rows = [self._parse_row(row) for row in self.rows]
         logger.info("resumed %s at epoch %d (best %s = %.6g at epoch %d)", self.run_dir, self.epoch,
                     self.config.best_metric, self.best_value, self.best_epoch)
+
+    def _check_data_unchanged(self, recorded) -> None:
+        """Refuse (or, with ``allow_changed_data``, warn) when the data files differ from those the run used.
+
+        Runs saved before the fingerprint existed have none recorded: nothing is checked.
+        """
+        if recorded is None:
+            return
+        changed = changed_files(recorded, self.data_sha256)
+        if not changed:
+            return
+        message = (f"{self.run_dir}: the data changed since the run started: {', '.join(changed)} (SHA-256 "
+                   "differs); resuming would continue on different data")
+        if not self.allow_changed_data:
+            raise DataError(message + ". Restore the original file, start a new run (--init-from "
+                            f"{self.run_dir / 'best'}), or pass --allow-changed-data")
+        logger.warning("warning: %s (--allow-changed-data)", message)
 
     @staticmethod
     def _parse_row(row: dict) -> dict:
@@ -278,6 +303,7 @@ class Trainer:
             "metrics": row,
             "element_energies": [float(e) for e in self.element_energies],
             TRAINED_ELEMENTS_KEY: self.trained_elements,
+            DATA_SHA256_KEY: self.data_sha256,
             "data": self.config.data or [str(bundled_dataset_path())],
             "data_units": {"energy": self.config.energy_unit, "force": self.config.force_unit,
                            "dipole": self.config.dipole_unit},
@@ -492,10 +518,14 @@ def train(config: TrainConfig) -> dict:
     return trainer.run()
 
 
-def resume(run_dir, **overrides) -> dict:
+def resume(run_dir, allow_changed_data: bool = False, **overrides) -> dict:
     """Continue the run in ``run_dir`` exactly from its last complete epoch.
 
     ``overrides`` may change only :data:`RESUME_OVERRIDES` (e.g. more ``epochs``).
+
+    Raises:
+      DataError: a data file's content differs from the one the run recorded
+        (SHA-256); with ``allow_changed_data`` a warning instead.
     """
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
@@ -510,4 +540,4 @@ def resume(run_dir, **overrides) -> dict:
         setattr(config, key, value)
     config.__post_init__()
     config.save(config_path)
-    return Trainer(config, run_dir, resuming=True).run()
+    return Trainer(config, run_dir, resuming=True, allow_changed_data=allow_changed_data).run()
