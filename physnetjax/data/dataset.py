@@ -245,12 +245,13 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
 
 
 def load_dataset(paths, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
-                 dipole_unit: str = "eA") -> Dataset:
+                 dipole_unit: str = "eA", force_sign: int = 1) -> Dataset:
     """Read one or several files (``.npz`` → :func:`load_npz`, anything else → :func:`load_ase`).
 
     Several files are concatenated (padded to the largest molecule); a label absent
     from some files is masked for their frames. Duplicated frames across the files
-    are reported by a warning.
+    are reported by a warning. ``force_sign`` −1 negates the forces (files that
+    store gradients +dE/dR; see :mod:`physnetjax.data.sanity`).
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -263,7 +264,9 @@ def load_dataset(paths, *, energy_unit: str = "eV", force_unit: Optional[str] = 
     data = parts[0] if len(parts) == 1 else concatenate(parts)
     if len(parts) > 1:
         warn_duplicates(data, ", ".join(str(p) for p in paths))
-    return data
+    if force_sign not in (1, -1):
+        raise ValueError(f"force_sign must be 1 or -1, received {force_sign}")
+    return data if force_sign == 1 else dataclasses.replace(data, F=-data.F)
 
 
 def bundled_dataset_path() -> Path:

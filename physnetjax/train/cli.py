@@ -29,6 +29,7 @@ HELP = {
     "energy_unit": "unit of E in the data (eV, meV, hartree, kcal/mol, kJ/mol)",
     "force_unit": "unit of F, ENERGY/LENGTH e.g. kcal/mol/A, hartree/bohr (default: energy unit per Å)",
     "dipole_unit": "unit of D (eA, Debye, au)",
+    "force_sign": "1: the data's forces are -dE/dR; -1: they are +dE/dR (gradients), negate them",
     "valid": "validation fraction (<1) or frame count", "test": "test fraction (<1) or frame count",
     "train": "training fraction or count (default: the rest)",
     "split_file": ".npz with index arrays train, valid[, test] instead of a random split",

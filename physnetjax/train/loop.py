@@ -46,6 +46,7 @@ from physnetjax.data import (
     shifted_energies,
 )
 from physnetjax.data.fingerprint import changed_files, data_fingerprint
+from physnetjax.data.sanity import check_label_sanity
 from physnetjax.model import PhysNet
 from physnetjax.predict import init_params
 from physnetjax.train import plots
@@ -126,8 +127,9 @@ class Trainer:
         paths = config.data or [str(bundled_dataset_path())]
         self.data_sha256 = data_fingerprint(paths)
         self.dataset = load_dataset(paths, energy_unit=config.energy_unit, force_unit=config.force_unit,
-                                    dipole_unit=config.dipole_unit)
+                                    dipole_unit=config.dipole_unit, force_sign=config.force_sign)
         logger.info("data: %s", self.dataset.summary())
+        check_label_sanity(self.dataset, ", ".join(paths))
         self._setup_split()
         self._setup_model()
         train_idx = self.split["train"]
@@ -306,7 +308,7 @@ class Trainer:
             DATA_SHA256_KEY: self.data_sha256,
             "data": self.config.data or [str(bundled_dataset_path())],
             "data_units": {"energy": self.config.energy_unit, "force": self.config.force_unit,
-                           "dipole": self.config.dipole_unit},
+                           "dipole": self.config.dipole_unit, "force_sign": self.config.force_sign},
             "train_config": self.config.to_dict(),
             "host": {"best_value": self.best_value, "best_epoch": self.best_epoch,
                      "epochs_since_best": self.epochs_since_best, "plateau": self.plateau.state()},
