@@ -145,3 +145,14 @@ def test_check_cli(files, capsys):
 def test_generate_cli_checks_out_before_labelling(tmp_path, capsys):
     assert generate_main(["--out", str(tmp_path / "no_dir" / "d.npz")]) == 3
     assert "no_dir does not exist" in one_line_error(capsys, "data.generate")
+
+
+def test_train_cli_refuses_a_frame_with_coincident_atoms(tmp_path, capsys):
+    """On main such a frame in the test split gave `test energy MAE nan` and exit 0."""
+    with np.load(DATA / "train_ethanol64.npz") as npz:
+        arrays = dict(npz)
+    arrays["R"][40, 3] = arrays["R"][40, 2]
+    np.savez(tmp_path / "d.npz", **arrays)
+    assert train_main(["--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "run")]) == 2
+    assert "atoms closer than 0.1 Å in frame(s) 40" in one_line_error(capsys, "train")
+    assert not (tmp_path / "run").exists()

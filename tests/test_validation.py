@@ -167,3 +167,20 @@ def test_dataset_frame_with_coincident_atoms_is_refused(tmp_path):
     np.savez(path, Z=np.tile(WATER_Z, (4, 1)), R=R, E=np.arange(4.0))
     with pytest.warns(PhysNetInputWarning, match=r"closer than 0\.5 Å in frame\(s\) 3"):
         load_npz(path)
+
+
+def test_calculator_from_checkpoint_warns_about_untrained_elements(charged, tmp_path):
+    from physnetjax import save_checkpoint
+
+    save_checkpoint(tmp_path / "ckpt", charged[0], charged[1], {"trained_elements": [1, 6]})
+    atoms = ase.Atoms(numbers=WATER_Z, positions=WATER_R)
+    atoms.calc = PhysNetCalculator.from_checkpoint(str(tmp_path / "ckpt"), dtype="float64")
+    with pytest.warns(PhysNetInputWarning, match=r"O \(Z=8\)"):
+        atoms.get_potential_energy()
+
+
+def test_nan_parameters_raise_instead_of_returning_nan(charged):
+    model, params = charged
+    broken = jax.tree_util.tree_map(lambda p: p * np.nan, params)
+    with pytest.raises(FloatingPointError, match="check the parameters for NaN"):
+        predict(model, broken, WATER_Z, WATER_R)
