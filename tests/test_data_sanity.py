@@ -6,6 +6,7 @@ from the same calculator); the faulty sets are made from it by the mistakes name
 """
 
 import dataclasses
+import re
 import warnings
 
 import numpy as np
@@ -49,8 +50,18 @@ def test_flipped_force_sign_is_detected_and_force_sign_fixes_it(ethanol, tmp_pat
 
 def test_kcal_per_mol_read_as_ev_is_detected(ethanol):
     both = dataclasses.replace(ethanol, E=ethanol.E / KCAL_PER_MOL_IN_EV, F=ethanol.F / KCAL_PER_MOL_IN_EV)
-    with pytest.warns(PhysNetInputWarning, match=r"RMS force component 2\d\.\d eV/Å is implausibly large"):
+    with pytest.warns(PhysNetInputWarning) as record:
         check_label_sanity(both)
+    messages = " | ".join(str(w.message) for w in record)
+    assert re.search(r"RMS force component 2\d\.\d eV/Å is implausibly large", messages)
+    assert "energies scatter" not in messages  # 0.015 eV/atom × 23 = 0.34: within the plausible range
+
+
+def test_kj_per_mol_energies_without_forces_are_detected(ethanol):
+    """Only energies, in kJ/mol read as eV: the scatter about the per-element fit is 96× that of eV data."""
+    energies = dataclasses.replace(ethanol, E=ethanol.E * 96.485, has_F=np.zeros(len(ethanol), bool))
+    with pytest.warns(PhysNetInputWarning, match=r"energies scatter by 1\.\d+ eV/atom .* --energy-unit"):
+        check_label_sanity(energies)
     forces_only = dataclasses.replace(ethanol, F=ethanol.F / KCAL_PER_MOL_IN_EV)
     with pytest.warns(PhysNetInputWarning, match=r"do not match in scale: .* s = 0\.04\d"):
         check_label_sanity(forces_only)

@@ -1,13 +1,17 @@
 """Plausibility of labels before training: force scale, and forces against energies (sign and units).
 
-Both checks warn (:class:`~physnetjax.validation.PhysNetInputWarning`) with the
+All checks warn (:class:`~physnetjax.validation.PhysNetInputWarning`) with the
 evidence and the flag that fixes the data; neither changes anything.
 
 1. **Force scale.** The RMS force component of molecules sampled at chemical
    temperatures is ~0.3–3 eV/Å (the bundled 500 K ethanol set: 0.98 eV/Å). Beyond
    :data:`FORCE_RMS_RANGE` the units are suspect: kcal/mol/Å read as eV/Å are 23×
    too large, hartree/bohr 51× too small.
-2. **Forces against energies.** For two nearby frames a, b of the same molecule
+2. **Energy scale.** After the best per-element reference energies (least squares
+   E ≈ Σ_Z n_Z e_Z), the residual RMS per atom of molecular data in eV is
+   ~0.01–0.3 eV/atom (bundled set: 0.015); above :data:`ENERGY_RESIDUAL_MAX`
+   eV/atom the energies are probably in kcal/mol or kJ/mol (23× / 96× larger).
+3. **Forces against energies.** For two nearby frames a, b of the same molecule
    the trapezoid rule gives, to third order in ΔR = R_b − R_a,
 
        E_b − E_a ≈ w = −½ (F_a + F_b) · ΔR          (F = −∂E/∂R).
@@ -35,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 FORCE_RMS_RANGE = (0.01, 10.0)
 """eV/Å: plausible RMS force component of a molecular data set."""
+
+ENERGY_RESIDUAL_MAX = 1.0
+"""eV/atom: largest plausible RMS per atom of E about its per-element linear fit."""
 
 SLOPE_RANGE = (0.5, 2.0)
 """Accepted slope of ΔE on −½(F_a + F_b)·ΔR (1 for consistent labels)."""
@@ -100,6 +107,19 @@ def energy_force_slope(data, seed: int = 0) -> Optional[tuple[float, float, int]
     return slope, correlation, len(w)
 
 
+def energy_residual_per_atom(data) -> Optional[float]:
+    """RMS over frames of (E − Σ_Z n_Z e_Z)/N in eV/atom with e_Z fitted by least squares (None: < 2 frames)."""
+    frames = np.nonzero(data.has_E)[0]
+    if len(frames) < 2:
+        return None
+    z = data.Z[frames]
+    elements = np.unique(z[z > 0])
+    counts = (z[:, :, None] == elements[None, None, :]).sum(axis=1).astype(np.float64)
+    coefficients, *_ = np.linalg.lstsq(counts, data.E[frames], rcond=None)
+    residual = (data.E[frames] - counts @ coefficients) / data.N[frames]
+    return float(np.sqrt(np.mean(residual**2)))
+
+
 def check_label_sanity(data, where: str = "data") -> list[str]:
     """Warn about an implausible force scale and about forces that disagree with the energies.
 
@@ -119,6 +139,11 @@ def check_label_sanity(data, where: str = "data") -> list[str]:
             messages.append(
                 f"{where}: RMS force component {rms:.3g} eV/Å is implausibly small for molecules (typical 0.3–3); "
                 "hartree/bohr read as eV/Å are 51× too small: pass --energy-unit hartree (--force-unit hartree/bohr)")
+    spread = energy_residual_per_atom(data)
+    if spread is not None and spread > ENERGY_RESIDUAL_MAX:
+        messages.append(
+            f"{where}: energies scatter by {spread:.3g} eV/atom (RMS about their per-element fit; typical 0.01–0.3 "
+            "eV/atom for molecules); kcal/mol or kJ/mol read as eV are 23× / 96× too large: pass --energy-unit")
     fit = energy_force_slope(data)
     if fit is None:
         logger.info("%s: too few nearby frames to check forces against energies", where)
