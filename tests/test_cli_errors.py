@@ -156,3 +156,11 @@ def test_train_cli_refuses_a_frame_with_coincident_atoms(tmp_path, capsys):
     assert train_main(["--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "run")]) == 2
     assert "atoms closer than 0.1 Å in frame(s) 40" in one_line_error(capsys, "train")
     assert not (tmp_path / "run").exists()
+
+
+def test_train_cli_refuses_elements_above_max_atomic_number(tmp_path, capsys):
+    """The data hold O (Z = 8), the model embeds Z ≤ 6: refused before anything is written."""
+    assert train_main(["--data", str(DATA / "train_ethanol64.npz"), "--out", str(tmp_path / "run"),
+                       "--max-atomic-number", "6"]) == 2
+    assert "element(s) O (Z=8) in 64 frame(s)" in one_line_error(capsys, "train")
+    assert not (tmp_path / "run").exists()

@@ -56,7 +56,7 @@ from physnetjax.train.forcecheck import ForceCheckError, finite_difference_force
 from physnetjax.train.loss import TERMS, loss_from_sums, loss_weights, metrics_from_totals
 from physnetjax.train.optim import Plateau, init_state, make_optimizer, make_schedule, make_steps
 from physnetjax.train.parallel import device_mesh, replicate, shard_batch
-from physnetjax.validation import TRAINED_ELEMENTS_KEY
+from physnetjax.validation import TRAINED_ELEMENTS_KEY, element
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +132,7 @@ class Trainer:
         check_label_sanity(self.dataset, ", ".join(paths))
         self._setup_split()
         self._setup_model()
+        self._check_elements_in_range(paths)
         train_idx = self.split["train"]
         self.element_energies = np.zeros(self.model.max_atomic_number + 1)
         if self.dataset.has_E[train_idx].any():
@@ -222,6 +223,17 @@ class Trainer:
         self.rows = [self._parse_row(row) for row in self.rows]
         logger.info("resumed %s at epoch %d (best %s = %.6g at epoch %d)", self.run_dir, self.epoch,
                     self.config.best_metric, self.best_value, self.best_epoch)
+
+    def _check_elements_in_range(self, paths) -> None:
+        """DataError when the data hold elements above the model's max_atomic_number (their embedding is missing)."""
+        heavy = self.dataset.Z > self.model.max_atomic_number
+        if heavy.any():
+            frames = np.nonzero(heavy.any(axis=1))[0]
+            elements = ", ".join(element(z) for z in np.unique(self.dataset.Z[heavy]))
+            raise DataError(
+                f"{', '.join(paths)}: element(s) {elements} in {len(frames)} frame(s) (first: "
+                f"{self.dataset.sources[frames[0]]}) are outside the model's range Z = 1..{self.model.max_atomic_number}; "
+                "raise --max-atomic-number or --init-from a model that covers them")
 
     def _check_data_unchanged(self, recorded) -> None:
         """Refuse (or, with ``allow_changed_data``, warn) when the data files differ from those the run used.
