@@ -72,6 +72,7 @@ def test_verbose_prints_the_traceback(capsys):
 @pytest.mark.parametrize("case", [
     dict(args=["--checkpoint", "{root}/nowhere"], code=2, match="does not exist"),
     dict(args=["--geometry", "{root}/missing.xyz"], code=2, match="missing.xyz"),
+    dict(args=["--geometry", "{root}/ckpt/config.json"], code=2, match="ASE cannot read it"),
     dict(args=["--out", "{root}/no_dir/traj.xyz"], code=3, match="no_dir does not exist"),
     dict(args=["--out", "{root}/water.xyz/traj.xyz"], code=3, match="does not exist"),
     dict(args=["--temperature", "-5"], code=2, match="temperature_K must be >= 0.0, received -5.0"),

@@ -20,6 +20,7 @@ import ase.io
 import jax
 
 from physnetjax.cli_errors import cli_main
+from physnetjax.errors import PhysNetInputError
 from physnetjax.md.driver import ENERGY_DRIFT_ACTIONS, ENERGY_TOLERANCE_MEV_PER_ATOM, check_md_arguments, simulate
 from physnetjax.validation import check_output_path, trained_elements_of
 
@@ -53,6 +54,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def read_geometry(path) -> ase.Atoms:
+    """The last frame of ``path`` (any ASE format); PhysNetInputError naming the file when ASE cannot read it."""
+    try:
+        return ase.io.read(path)
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        raise PhysNetInputError(f"--geometry {path}: ASE cannot read it ({type(error).__name__}: {error})") from error
+
+
 @cli_main("python -m physnetjax.md")
 def main(argv=None) -> int:
     args = parse_args(argv)
@@ -79,7 +90,7 @@ def main(argv=None) -> int:
     model, params, metadata = load_checkpoint(checkpoint)
     if args.edge_chunk_size is not None:
         model = model.clone(edge_chunk_size=args.edge_chunk_size)
-    atoms = ase.io.read(args.geometry)
+    atoms = read_geometry(args.geometry)
     with Progress(TextColumn("MD"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                   TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task("md", total=args.steps)
