@@ -20,8 +20,9 @@ SUBCOMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m physnetjax.spectra", description=__doc__.splitlines()[0])
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(SUBCOMMANDS) + "}")
+    parser = argparse.ArgumentParser(prog="python -m physnetjax.spectra",
+                                     description=__doc__.splitlines()[0].split(": ", 1)[-1])
+    subparsers = parser.add_subparsers(dest="command", required=True)
     for name, module_name in SUBCOMMANDS.items():
         try:
             module = importlib.import_module(module_name)
@@ -29,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
             if error.name != module_name:
                 raise
             continue
-        subparser = subparsers.add_parser(name, help=module.__doc__.splitlines()[0],
-                                          description=module.__doc__.splitlines()[0])
+        summary = module.__doc__.splitlines()[0].split(": ", 1)[-1]
+        subparser = subparsers.add_parser(name, help=summary, description=summary)
         module.add_arguments(subparser)
         subparser.set_defaults(run=module.main)
     return parser

@@ -15,8 +15,11 @@ Pipeline (all float64; units Å, eV, amu, e):
    (:data:`physnetjax.units.SQRT_EV_PER_A2_AMU_IN_CM1`); λ_k < 0 is an imaginary
    frequency, reported as a negative wavenumber and flagged in ``imaginary``.
 5. Cartesian displacements d_k = M^{-1/2} e_k (Å per unit mass-weighted normal
-   coordinate Q_k, Å·√amu); reduced mass μ_k = 1 / |d_k|² (amu); the normal mode returned
-   is d_k / |d_k| (unit Euclidean norm over all 3N components, sign arbitrary).
+   coordinate Q_k, Å·√amu); the normal mode returned is d_k / |d_k| (unit Euclidean norm
+   over all 3N components, sign arbitrary); its reduced mass μ_k = 1 / |d_k|² (amu, Gaussian's
+   convention) is the mass for which ω_k² = k_k / μ_k with k_k the
+   curvature of E along the unit displacement. For a diatomic it is m₁m₂M/(m₁² + m₂²),
+   not the two-body m₁m₂/M, because the unit displacement moves both atoms.
 6. Zero-point energy ZPE = ½ Σ_{λ_k > 0} h c ν̃_k (eV; imaginary modes excluded).
 7. IR intensity (double-harmonic approximation) A_k = N_A / (12 ε_0 c²) |∂μ/∂Q_k|² with
    ∂μ/∂Q_k = Σ_ia ∂μ/∂R_ia d_{k,ia} (e/√amu), in km/mol
