@@ -287,12 +287,17 @@ def harmonic(
 
 @functools.lru_cache(maxsize=64)
 def _derivatives(energy_fn, dipole_fn):
-    """Jitted ``(positions, args) -> (E, ∂E/∂R (N, 3), H (N, 3, N, 3), ∂μ/∂R (3, N, 3) or None)``."""
+    """Jitted ``(positions, args) -> (E, ∂E/∂R (N, 3), H (3N, N, 3), ∂μ/∂R (3, N, 3) or None)``.
+
+    The gradient and its linearisation come from one trace (forward-over-reverse); the
+    Hessian is that linear map applied to the 3N unit displacements.
+    """
 
     def evaluate(positions, args):
-        energy, gradient = jax.value_and_grad(energy_fn)(positions, *args)
-        hessian = jax.jacfwd(jax.grad(energy_fn))(positions, *args)
+        gradient, hessian_vector_product = jax.linearize(lambda r: jax.grad(energy_fn)(r, *args), positions)
+        directions = jnp.eye(positions.size, dtype=positions.dtype).reshape(positions.size, *positions.shape)
+        hessian = jax.vmap(hessian_vector_product)(directions)
         dipole_jacobian = None if dipole_fn is None else jax.jacfwd(dipole_fn)(positions, *args)
-        return energy, gradient, hessian, dipole_jacobian
+        return energy_fn(positions, *args), gradient, hessian, dipole_jacobian
 
     return jax.jit(evaluate)
