@@ -15,6 +15,7 @@ minimum and its charges vary with the geometry.
 
 import json
 import math
+import warnings
 
 import ase
 import ase.io
@@ -172,6 +173,16 @@ def test_zero_charge_model_has_zero_intensities(charge_model):
     assert np.all(result.frequencies_cm1 > 100.0)
 
 
+def test_a_minimum_given_as_is_needs_no_optimisation_and_no_warning(charge_model, charged_result):
+    model, params, z, _ = charge_model
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = harmonic(model, params, z, charged_result.positions, optimize=False, fmax=1e-6)
+    assert result.optimization is None
+    np.testing.assert_array_equal(result.positions, charged_result.positions)
+    np.testing.assert_allclose(result.frequencies_cm1, charged_result.frequencies_cm1, rtol=1e-12)
+
+
 def test_unconverged_optimisation_keeps_the_last_geometry(charge_model):
     model, params, z, r = charge_model
     with pytest.raises(OptimizationError, match="max_steps = 2") as caught:
@@ -290,6 +301,15 @@ def test_diatomic_frequency_intensity_and_zpe_are_exact(kind):
     intensity = NA / (12.0 * EPS0 * C**2) * (charge * E) ** 2 / (mu * AMU) / 1000.0
     assert result.intensities_km_mol[0] == pytest.approx(intensity, rel=1e-10)
     assert np.all(np.abs(result.rigid_body_cm1) < 1e-3)
+
+
+def test_imaginary_frequency_is_negative_flagged_and_left_out_of_the_zpe():
+    r0, k = 1.2746, 32.0
+    positions, _ = bond_positions(r0)
+    saddle = harmonic_analysis(lambda p: -diatomic("harmonic", r0, k)(p), positions, [M_H, M_CL])
+    expected = wavenumber_cm1(k, M_H * M_CL / (M_H + M_CL))
+    assert saddle.frequencies_cm1[0] == pytest.approx(-expected, rel=1e-6)
+    assert saddle.imaginary.tolist() == [True] and saddle.zero_point_energy == 0.0
 
 
 def test_isotope_substitution_scales_as_the_reduced_mass():

@@ -5,7 +5,7 @@ from physnetjax.spectra.harmonic import (
     NonMinimumWarning,
     harmonic,
     harmonic_analysis,
-    normal_modes,
+    modes_from_hessian,
 )
 from physnetjax.spectra.optimize import OptimizationError, OptimizationResult, minimize, optimize_geometry
 
@@ -17,6 +17,6 @@ __all__ = [
     "harmonic",
     "harmonic_analysis",
     "minimize",
-    "normal_modes",
+    "modes_from_hessian",
     "optimize_geometry",
 ]
