@@ -336,6 +336,24 @@ def test_minimize_finds_the_bond_length_and_reports_non_convergence():
         minimize(morse, start, fmax=0.0)
 
 
+@jax.custom_jvp
+def energy_with_wrong_gradient(positions):
+    return jnp.sum(positions**2)
+
+
+@energy_with_wrong_gradient.defjvp
+def _shifted_gradient(primals, tangents):
+    (positions,), (displacement,) = primals, tangents
+    return jnp.sum(positions**2), jnp.sum((2.0 * positions + 2.0) * displacement)
+
+
+def test_minimize_stops_when_the_line_search_finds_no_decrease():
+    # E = Σ r² but the "gradient" 2r + 2 vanishes at r = −1, uphill: near r = 0 no step lowers E.
+    with pytest.raises(OptimizationError, match="no lower energy.*gradient does not match") as caught:
+        minimize(energy_with_wrong_gradient, np.full((2, 3), 0.5), fmax=1e-6)
+    assert caught.value.steps < 10 and caught.value.fmax > 1.0
+
+
 # -- command line -----------------------------------------------------------------------------
 
 
