@@ -388,6 +388,16 @@ def test_cli_writes_json_table_and_png(cli_inputs, charged_result, capsys):
     assert len(rows) == 21 and "km/mol" in stdout
 
 
+def test_cli_warns_in_one_line_at_a_non_minimum(cli_inputs, capsys, tmp_path):
+    status, stdout, stderr = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry",
+                                     cli_inputs / "ethanol.extxyz", "--out", tmp_path, "--no-optimize", "--no-plot")
+    assert status == 0
+    assert stderr.startswith("warning: the geometry is not a minimum: max |F| = ") and stderr.count("\n") == 1
+    document = json.loads((tmp_path / "harmonic.json").read_text())
+    assert document["optimized"] is False and document["max_force_eV_per_A"] > 1e-4
+    assert not (tmp_path / "harmonic.png").exists()
+
+
 def test_cli_errors_are_one_line(cli_inputs, capsys, tmp_path):
     model, xyz = cli_inputs / "model", cli_inputs / "ethanol.extxyz"
     junk = tmp_path / "junk.xyz"
