@@ -258,3 +258,13 @@ def test_resume_refuses_changed_data_and_records_trained_elements(tmp_path, capl
     with caplog.at_level("WARNING", logger="physnetjax.train.loop"):
         summary = resume(out, epochs=2, allow_changed_data=True)
     assert summary["epochs_run"] == 2 and "the data changed" in caplog.text
+
+
+def test_nan_metrics_raise_naming_the_split(base_run, tmp_path):
+    """On main a NaN on the test split was printed as `test energy MAE nan` and the run exited 0."""
+    run_dir = tmp_path / "nan"
+    run_dir.mkdir()
+    trainer = Trainer(tiny_config(run_dir), run_dir, resuming=False)
+    broken = jax.tree_util.tree_map(lambda p: p * np.nan, trainer.state.ema_params)
+    with pytest.raises(FloatingPointError, match=r"the test loss is nan .* on 8 test frames"):
+        trainer.evaluate(broken, trainer.split["test"], split="test")
