@@ -45,6 +45,9 @@ MIN_DISTANCE_ERROR = 0.1
 MIN_DISTANCE_WARNING = 0.5
 """Å: two atoms closer than this give a :class:`PhysNetInputWarning` (an error with ``strict``)."""
 
+TRAINED_ELEMENTS_KEY = "trained_elements"
+"""Checkpoint metadata key: sorted atomic numbers present in the training frames (written by the trainer)."""
+
 MAX_ABS_COORDINATE = 1.0e4
 """Å: a coordinate beyond ±this is refused (float32 resolves it only to ~1e-3 Å; translate the structure)."""
 
@@ -314,9 +317,6 @@ def trained_elements_of(metadata: Optional[dict]) -> Optional[list[int]]:
     value = (metadata or {}).get(TRAINED_ELEMENTS_KEY)
     return None if value is None else [int(v) for v in value]
 
-
-TRAINED_ELEMENTS_KEY = "trained_elements"
-"""Checkpoint metadata key: sorted atomic numbers present in the training frames (written by the trainer)."""
 
 
 def check_output_path(path, *, overwrite: bool = False, what: str = "output") -> Path:
