@@ -24,7 +24,7 @@ from conftest import cast_params, perturbed_params  # noqa: E402
 from physnetjax import PhysNet, init_params, predict  # noqa: E402
 from physnetjax.calculator import PhysNetCalculator  # noqa: E402
 
-FUZZ = settings(max_examples=3, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=2, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 FAULTS = ("none", "shape", "z_dtype", "r_dtype", "non_finite", "huge", "negative", "coincident", "close", "bad_z",
