@@ -116,6 +116,12 @@ def main(source: Path) -> None:
     if np.max(np.abs(radii - radii_rounded)) > 1e-6:
         raise ValueError("D3 covalent radii are not the 0.01 Å values expected")
 
+    # Pair cutoff radii R0AB (Å, 4 decimals in the original pars.f) for the ATM damping.
+    vdw = torch_npz["r0ab"] * TORCH_DFTD_BOHR
+    vdw_rounded = np.round(vdw, 4)
+    if np.max(np.abs(vdw - vdw_rounded)) > 1e-6 or not np.array_equal(vdw_rounded, vdw_rounded.T):
+        raise ValueError("R0AB radii are not the symmetric 0.0001 Å values expected")
+
     r4r2 = r4_over_r2_values(source / "tad/tad_dftd3/data/r4r2.py")
     sqrt_z = np.sqrt(np.arange(MAX_ELEMENT + 1))
     q = np.sqrt(0.5 * r4r2 * sqrt_z)
@@ -128,6 +134,7 @@ def main(source: Path) -> None:
         reference_cn=reference_cn,
         reference_mask=reference_mask,
         covalent_radius_angstrom=radii_rounded,
+        vdw_radius_angstrom=vdw_rounded,
         r4_over_r2=r4r2,
     )
     (here / "d3_bj_parameters.toml").write_text(
