@@ -85,3 +85,18 @@ def dispersion_per_molecule(atomic_numbers, pair_vectors, pair_dst, pair_src, pa
         atomic_numbers, pair_vectors, pair_dst, pair_src, pair_mask, segments, num_molecules, parameters,
         cutoff=cutoff, switch_width=DISPERSION_SWITCH_FRACTION * cutoff,
     )
+
+
+def with_dispersion(model, functional: str = "pbe0", cutoff: float = 15.0):
+    """``model`` with a fixed D3(BJ) term added at inference; its parameters work unchanged.
+
+    For a model trained on data *without* dispersion: E = E_model + E_D3(functional).
+    The damping parameters are constants (no new parameters), so the same ``params``
+    apply. Raises ValueError if the model already has a dispersion term.
+    """
+    if model.dispersion is not None:
+        raise ValueError(f"the model already has dispersion={model.dispersion!r} "
+                         f"({model.dispersion_functional}); refusing to add a second one")
+    check_dispersion_settings("d3bj", functional, False, cutoff, False)
+    return model.clone(dispersion="d3bj", dispersion_functional=functional, dispersion_cutoff=cutoff,
+                       dispersion_three_body=False, dispersion_trainable=False)
