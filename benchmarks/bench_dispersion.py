@@ -29,6 +29,8 @@ Usage: python benchmarks/bench_dispersion.py [--quick | --smoke] [--out DIR]
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -66,7 +68,7 @@ def silicon_box(repeat: int):
 
 def d3_only(batch, dtype, cutoff):
     """Jitted D3 energy+gradient on the batch's pair list (the model's own switch)."""
-    params = {k: jnp.asarray(v, dtype) for k, v in d3_bj_parameters("pbe0").__dict__.items()}
+    params = {k: jnp.asarray(v, dtype) for k, v in dataclasses.asdict(d3_bj_parameters("pbe0")).items()}
     params["s9"] = jnp.asarray(0.0, dtype)
     shifts = batch.pair_shifts
 

@@ -8,6 +8,8 @@ every cutoff (so the cutoff never acts), the periodic crystal with hard cutoffs
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 
 import jax
@@ -88,7 +90,7 @@ def _batched_pairs(numbers_list, positions_list):
 
 
 def _parameters(functional, atm):
-    params = dict(d3_bj_parameters(functional).__dict__)
+    params = dict(dataclasses.asdict(d3_bj_parameters(functional)))
     if not atm:
         params["s9"] = 0.0
     return params

@@ -43,6 +43,7 @@ strain derivative of the caller.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import tomllib
 from dataclasses import dataclass
@@ -276,7 +277,7 @@ def d3_dispersion_energy(
       to its gradient.
     """
     if isinstance(parameters, D3BJParameters):
-        parameters = parameters.__dict__
+        parameters = dataclasses.asdict(parameters)
     dtype = pair_vectors.dtype
     cn_cutoff = cutoff if cn_cutoff is None else cn_cutoff
     tables = d3_tables()
