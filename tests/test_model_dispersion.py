@@ -138,3 +138,20 @@ def test_check_covers_the_dispersion_term(d3_model):
     term = report.by_id("forces.fd.dispersion")
     assert term.status == "pass"
     assert term.details["weight_in_total"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_trainer_flags_build_a_dispersion_model():
+    from physnetjax.train.cli import build_parser
+    from physnetjax.train.config import TrainConfig
+    from physnetjax.train.loop import build_model
+
+    args = vars(build_parser().parse_args(["--dispersion", "d3bj", "--dispersion-functional", "b3lyp",
+                                           "--dispersion-cutoff", "12", "--dispersion-trainable"]))
+    model = build_model(TrainConfig(**args), 9)
+    assert (model.dispersion, model.dispersion_functional, model.dispersion_cutoff, model.dispersion_trainable) == (
+        "d3bj", "b3lyp", 12.0, True)
+    assert build_model(TrainConfig(), 9).dispersion is None
+    with pytest.raises(ValueError, match="no D3\\(BJ\\) parameters"):
+        TrainConfig(dispersion="d3bj", dispersion_functional="nonsense")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--dispersion", "d4"])
