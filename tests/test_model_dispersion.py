@@ -155,3 +155,34 @@ def test_trainer_flags_build_a_dispersion_model():
         TrainConfig(dispersion="d3bj", dispersion_functional="nonsense")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--dispersion", "d4"])
+
+
+def test_periodic_stress_and_forces_of_the_dispersion_term_match_finite_differences():
+    from physnetjax import predict_periodic
+
+    model = PhysNet(dispersion="d3bj", dispersion_cutoff=7.0, **SMALL)
+    params = init_params(model)
+    cell = np.array([[3.1, 0.2, 0.0], [0.1, 2.9, 0.3], [0.0, 0.2, 3.3]])
+    positions = np.array([[0.1, 0.0, 0.2], [1.5, 1.6, 1.4]])
+    numbers = [6, 8]
+    out = predict_periodic(model, params, numbers, positions, cell)
+    assert out["energy"] == out["dispersion"] and out["dispersion"] < 0.0
+    h = 1e-5
+    fd_stress = np.zeros((3, 3))
+    for a in range(3):
+        for c in range(3):
+            energies = []
+            for sign in (1.0, -1.0):
+                deformation = np.eye(3)
+                deformation[a, c] += sign * h
+                energies.append(predict_periodic(model, params, numbers, positions @ deformation,
+                                                 cell @ deformation)["energy"])
+            fd_stress[a, c] = (energies[0] - energies[1]) / (2 * h) / abs(np.linalg.det(cell))
+    np.testing.assert_allclose(out["stress"], fd_stress, rtol=1e-6, atol=1e-10)
+    shifted = positions.copy()
+    shifted[1, 0] += h
+    back = positions.copy()
+    back[1, 0] -= h
+    fd_force = -(predict_periodic(model, params, numbers, shifted, cell)["energy"]
+                 - predict_periodic(model, params, numbers, back, cell)["energy"]) / (2 * h)
+    assert out["forces"][1, 0] == pytest.approx(fd_force, rel=1e-6, abs=1e-10)
