@@ -70,22 +70,22 @@ def d3_only(batch, dtype, cutoff):
     """Jitted D3 energy+gradient on the batch's pair list (the model's own switch)."""
     params = {k: jnp.asarray(v, dtype) for k, v in dataclasses.asdict(d3_bj_parameters("pbe0")).items()}
     params["s9"] = jnp.asarray(0.0, dtype)
-    shifts = batch.pair_shifts
 
     @jax.jit
-    def run(positions):
+    def run(batch, positions):
         def energy(pos):
             vectors = pos[batch.pair_src] - pos[batch.pair_dst]
-            if shifts is not None:
-                vectors = vectors + shifts
+            if batch.pair_shifts is not None:
+                vectors = vectors + batch.pair_shifts
             return jnp.sum(d3_dispersion_energy(batch.atomic_numbers, vectors, batch.pair_dst, batch.pair_src,
                                                 batch.pair_mask, batch.atom_segments, batch.num_molecules, params,
                                                 cutoff=cutoff, switch_width=0.2 * cutoff))
 
         return jax.value_and_grad(energy)(positions)
 
+    batch = jax.device_put(batch)
     positions = jnp.asarray(batch.positions, dtype)
-    return time_call(lambda: jax.block_until_ready(run(positions)), repeats=3)
+    return time_call(lambda: jax.block_until_ready(run(batch, positions)), repeats=3)
 
 
 def dftd3_reference(structures, cell=None, cutoff=None):
