@@ -69,8 +69,10 @@ def test_inference_only_dispersion_adds_exactly_d3():
     atoms = molecule("CH3CH2OH")
     base = predict(plain, params, atoms.numbers, atoms.positions)
     assert base["dispersion"] == 0.0 and base["energy"] != 0.0
-    corrected = predict(with_dispersion(plain, "pbe0"), params, atoms.numbers, atoms.positions)
-    energy, forces = _dftd3(atoms, "pbe0")
+    corrected_model = with_dispersion(plain, "b3lyp")
+    assert corrected_model == PhysNet(dispersion="d3bj", dispersion_functional="b3lyp", **SMALL)  # shares compiles
+    corrected = predict(corrected_model, params, atoms.numbers, atoms.positions)
+    energy, forces = _dftd3(atoms, "b3lyp")
     assert corrected["energy"] - base["energy"] == pytest.approx(energy, abs=1e-10)
     np.testing.assert_allclose(corrected["forces"] - base["forces"], forces, rtol=0, atol=1e-9)
     with pytest.raises(ValueError, match="already has dispersion"):
@@ -157,6 +159,7 @@ def test_trainer_flags_build_a_dispersion_model():
         build_parser().parse_args(["--dispersion", "d4"])
 
 
+@pytest.mark.slow
 def test_periodic_stress_and_forces_of_the_dispersion_term_match_finite_differences():
     from physnetjax import predict_periodic
 
