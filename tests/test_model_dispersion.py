@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -121,6 +121,8 @@ def test_checkpoint_records_dispersion_and_old_configs_load_without(d3_model, tm
     config = model.config()
     old = {k: v for k, v in config.items() if not k.startswith("dispersion")}
     assert PhysNet.from_config(old).dispersion is None
+    legacy, _, _ = load_checkpoint(pathlib.Path(__file__).parent / "data" / "legacy" / "A")
+    assert legacy.dispersion is None
 
 
 def test_calculator_reports_the_dispersion_energy(d3_model):
