@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from physnetjax.model_dispersion import DISPERSION_METHODS, check_dispersion_settings
+from physnetjax.model_dispersion import check_dispersion_settings
 
 OPTIMIZERS = ("amsgrad", "adam", "adamw")
 SCHEDULES = ("constant", "exponential", "cosine", "plateau")
