@@ -28,25 +28,37 @@ from pathlib import Path
 from physnetjax.train.cli import HELP
 
 
+EXAMPLES = """examples:
+  python -m physnetjax.eval --checkpoint runs/my/best --data test.npz --out eval/
+  python -m physnetjax.eval --checkpoint old_run/epoch-300 --data frames.extxyz \\
+      --energy-unit kcal/mol --write-predictions predicted.extxyz
+
+exit status: 0 on success, 2 when an argument, the checkpoint, the data or an output path is unusable"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m physnetjax.eval", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m physnetjax.eval", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Errors of a checkpoint on labelled frames: MAE/RMSE tables, per-element force errors,\n"
+                    "worst frames; with --out a per-frame CSV, a JSON summary and parity PNGs.")
     parser.add_argument("--checkpoint", help="checkpoint directory (physnetjax or legacy format); "
                         "default: the shipped example model")
     parser.add_argument("--data", nargs="+", required=True, metavar="FILE",
                         help="labelled frames: PhysNet .npz or ASE-readable files (extxyz, .traj, .db)")
-    parser.add_argument("--energy-unit", default="eV", help=HELP["energy_unit"])
+    parser.add_argument("--energy-unit", default="eV", help=HELP["energy_unit"] + "; default eV")
     parser.add_argument("--force-unit", help=HELP["force_unit"])
-    parser.add_argument("--dipole-unit", default="eA", help=HELP["dipole_unit"])
+    parser.add_argument("--dipole-unit", default="eA", help=HELP["dipole_unit"] + "; default eA")
     parser.add_argument("--out", metavar="DIR", help="write frames.csv, summary.json and parity PNGs here")
     parser.add_argument("--write-predictions", metavar="FILE.extxyz",
                         help="write the frames with model values and REF_* reference labels")
-    parser.add_argument("--batch-size", type=int, default=32, help="molecules per jitted call")
-    parser.add_argument("--worst", type=int, default=5, metavar="K", help="list the K worst frames per criterion")
+    parser.add_argument("--batch-size", type=int, default=32, help="molecules per jitted call; default 32")
+    parser.add_argument("--worst", type=int, default=5, metavar="K",
+                        help="list the K worst frames by force and by energy error; default 5")
     parser.add_argument("--float64", action="store_true", help="evaluate in float64 (default float32)")
-    parser.add_argument("--weights", choices=("ema", "raw"), default="ema", help="legacy checkpoints: which weights")
+    parser.add_argument("--weights", choices=("ema", "raw"), default="ema",
+                        help="legacy checkpoints: which weights; default ema")
     parser.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
-                        help="parity PNGs in --out (matplotlib)")
+                        help="parity PNGs in --out (needs matplotlib); default on")
     parser.add_argument("--verbose", action="store_true", help="progress messages and tracebacks of errors")
     return parser
 

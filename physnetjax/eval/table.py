@@ -49,7 +49,10 @@ def plain(title: str, header: list[str], rows: list[list[str]]) -> str:
 
 
 def render(result: EvalResult, stream=None) -> None:
-    """Print the tables to ``stream`` (default stdout): rich on a terminal, :func:`plain` otherwise."""
+    """Print the tables to ``stream`` (default stdout): rich on a terminal, :func:`plain` otherwise.
+
+    On a narrow terminal only the frame names wrap; numbers keep their full width.
+    """
     stream = sys.stdout if stream is None else stream
     parts = [t for t in tables(result) if t[2]]
     if not stream.isatty():
@@ -61,8 +64,12 @@ def render(result: EvalResult, stream=None) -> None:
     console = Console(file=stream)
     for title, header, rows in parts:
         table = Table(title=title, title_justify="left")
-        for name in header:
-            table.add_column(name, no_wrap=True)
+        widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+        for name, width in zip(header, widths):
+            if name == "frame":
+                table.add_column(name, overflow="fold")
+            else:
+                table.add_column(name, no_wrap=True, min_width=width)
         for row in rows:
             table.add_row(*row)
         console.print(table)
