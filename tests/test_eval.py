@@ -250,7 +250,7 @@ def test_plain_tables_when_stdout_is_not_a_terminal(setup, capsys):
         assert needle in text, needle
 
 
-@pytest.mark.parametrize("case", ["missing checkpoint", "missing data key", "out is a file",
+@pytest.mark.parametrize("case", ["missing checkpoint", "missing data key", "out is a file", "out not creatable",
                                   "predictions directory missing", "predictions suffix"])
 def test_cli_errors_are_one_line_and_checked_before_evaluating(setup, tmp_path, capsys, case):
     root, _, _ = setup
@@ -259,7 +259,8 @@ def test_cli_errors_are_one_line_and_checked_before_evaluating(setup, tmp_path, 
     args = {"checkpoint": root / "model", "data": root / "ethanol.npz", "extra": []}
     expected = {
         "missing checkpoint": "does not exist", "missing data key": "missing required key 'Z'",
-        "out is a file": "is not a directory", "predictions directory missing": "does not exist",
+        "out is a file": "is not a directory", "out not creatable": "cannot create the directory",
+        "predictions directory missing": "does not exist",
         "predictions suffix": "must end in",
     }[case]
     if case == "missing checkpoint":
@@ -268,6 +269,8 @@ def test_cli_errors_are_one_line_and_checked_before_evaluating(setup, tmp_path, 
         args["data"] = tmp_path / "noz.npz"
     elif case == "out is a file":
         args["extra"] = ["--out", tmp_path / "file"]
+    elif case == "out not creatable":
+        args["extra"] = ["--out", tmp_path / "file" / "sub"]
     elif case == "predictions directory missing":
         args["extra"] = ["--write-predictions", tmp_path / "no" / "p.extxyz", "--out", tmp_path / "o"]
     else:

@@ -123,8 +123,10 @@ def run(args: argparse.Namespace) -> None:
     predictions = predict_dataset(model, params, dataset, batch_size=args.batch_size, dtype=dtype)
     seconds = time.perf_counter() - start
     result = evaluate(dataset, predictions, worst=args.worst)
-    print(f"checkpoint: {checkpoint}\ndata: {dataset.summary()}\n"
-          f"evaluated in {dtype} in {seconds:.1f} s (compilation included); units eV, Å, e\n")
+    print(f"checkpoint: {checkpoint}\ndata: {dataset.summary()}")
+    if not model.charges and (dataset.has_D.any() or dataset.has_Q.any()):
+        print("the model predicts no charges: dipoles and total charges are not compared")
+    print(f"evaluated in {dtype} in {seconds:.1f} s (compilation included); units eV, Å, e\n")
     render(result)
     written = []
     if args.out is not None:
