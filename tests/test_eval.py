@@ -240,14 +240,17 @@ def test_legacy_checkpoint(tmp_path):
 
 
 def test_plain_tables_when_stdout_is_not_a_terminal(setup, capsys):
+    """Captured stdout is not a TTY: plain columns, every frame name printed in full (all listed as worst)."""
     root, _, _ = setup
     assert run_cli("--checkpoint", root / "model", "--data", root / "ethanol.npz", root / "small.extxyz",
-                   "--float64", "--batch-size", 4, "--worst", 2) == 0
+                   "--float64", "--batch-size", 4, "--worst", 10) == 0
     text = capsys.readouterr().out
     assert "…" not in text and "─" not in text
-    for needle in ("energy per molecule", "force components", "dipole components", "total charge",
-                   f"{root / 'small.extxyz'}[", "forces #2", "energy #2"):
+    sources = [f"{root / 'ethanol.npz'}[{k}]" for k in range(6)] + [f"{root / 'small.extxyz'}[{k}]" for k in range(4)]
+    for needle in ["energy per molecule", "force components", "dipole components", "total charge",
+                   "forces #9", "energy #9"] + sources:
         assert needle in text, needle
+    assert "forces #10" not in text and "energy #10" not in text  # one frame lacks forces, one energy
 
 
 @pytest.mark.parametrize("case", ["missing checkpoint", "missing data key", "out is a file", "out not creatable",
