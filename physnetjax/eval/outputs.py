@@ -64,13 +64,13 @@ def write_summary(result: EvalResult, path, *, checkpoint: str, data: list, unit
 def write_parity_plots(dataset: Dataset, predictions: Predictions, directory) -> list[Path]:
     """Parity PNGs of every compared quantity into ``directory``; returns the files written."""
     directory = Path(directory)
-    real = np.arange(dataset.max_atoms)[None, :] < dataset.N[:, None]
-    panels = [("energy", "energy", "eV", dataset.E[dataset.has_E], predictions.energy[dataset.has_E]),
-              ("forces", "force components", "eV/Å", dataset.F[dataset.has_F[:, None] & real],
-               predictions.forces[dataset.has_F[:, None] & real])]
+    atoms = dataset.has_F[:, None] & (np.arange(dataset.max_atoms)[None, :] < dataset.N[:, None])
+    has_e, has_d, has_q = dataset.has_E, dataset.has_D, dataset.has_Q
+    panels = [("energy", "energy", "eV", dataset.E[has_e], predictions.energy[has_e]),
+              ("forces", "force components", "eV/Å", dataset.F[atoms], predictions.forces[atoms])]
     if predictions.charges is not None:
-        panels += [("dipole", "dipole components", "e·Å", dataset.D[dataset.has_D], predictions.dipole[dataset.has_D]),
-                   ("charge", "total charge", "e", dataset.Q[dataset.has_Q], predictions.total_charge[dataset.has_Q])]
+        panels += [("dipole", "dipole components", "e·Å", dataset.D[has_d], predictions.dipole[has_d]),
+                   ("charge", "total charge", "e", dataset.Q[has_q], predictions.total_charge[has_q])]
     written = []
     for name, quantity, unit, reference, predicted in panels:
         path = directory / f"parity_{name}.png"
