@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="legacy checkpoints: which weights; default ema")
     parser.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
                         help="parity PNGs in --out (needs matplotlib); default on")
-    parser.add_argument("--verbose", action="store_true", help="progress messages and tracebacks of errors")
+    parser.add_argument("--verbose", action="store_true", help="info log messages, and the traceback of an error")
     return parser
 
 
