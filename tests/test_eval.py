@@ -212,6 +212,28 @@ def test_energy_unit_conversion_gives_the_same_metrics(setup, evaluated, tmp_pat
         np.testing.assert_allclose(converted["metrics"][key], value, rtol=1e-12, atol=atol, err_msg=key)
 
 
+@pytest.mark.parametrize("suffix", ["traj", "db"])
+def test_ase_trajectory_and_database_give_the_extxyz_metrics(setup, evaluated, tmp_path, suffix):
+    """The extxyz frames (as read back) stored as ASE .traj / .db: same labels, so the same metrics."""
+    root, frames, _ = setup
+    images = []
+    for z, r, energy, forces, dipole, charge in frames[6:]:
+        atoms = ase.Atoms(numbers=z, positions=r)
+        atoms.set_initial_charges(np.full(len(z), charge / len(z)))  # the .db keeps no info["charge"]
+        results = {"dipole": dipole, **({} if energy is None else {"energy": energy}),
+                   **({} if forces is None else {"forces": forces})}
+        atoms.calc = SinglePointCalculator(atoms, **results)
+        images.append(atoms)
+    ase.io.write(tmp_path / f"small.{suffix}", images)
+    assert run_cli("--checkpoint", root / "model", "--data", root / "ethanol.npz", tmp_path / f"small.{suffix}",
+                   "--float64", "--batch-size", 4, "--out", tmp_path / "out", "--no-plots") == 0
+    metrics = json.loads((tmp_path / "out" / "summary.json").read_text())["metrics"]
+    summary, _ = evaluated
+    assert set(metrics) == set(summary["metrics"])
+    for key, value in summary["metrics"].items():
+        np.testing.assert_allclose(metrics[key], value, rtol=1e-12, atol=1e-15, err_msg=key)
+
+
 def test_legacy_checkpoint(tmp_path):
     """Legacy fixture C (charges + ZBL) on its 5 reference geometries with their data labels."""
     jax.config.update("jax_enable_x64", True)
