@@ -3,7 +3,8 @@
 :class:`PhysNetCalculator` evaluates energy and free_energy (eV), forces (eV/Å), and,
 when the model predicts charges, charges (e) and dipole (e·Å, μ = Σ_i q_i r_i about
 the origin of the given coordinates); for fully periodic cells also stress (eV/Å³,
-Voigt order xx, yy, zz, yz, xz, xy, σ = (1/V) ∂E/∂ε as in ASE).
+Voigt order xx, yy, zz, yz, xz, xy, σ = (1/V) ∂E/∂ε as in ASE). ``results`` also holds
+``dispersion_energy`` (eV, the model's D3 term, included in ``energy``; 0 when off).
 
 Every call rebuilds the neighbor lists on the host (vesin, full directed list with
 periodic image shifts) from the atoms as they are now, so a change of positions,
@@ -27,6 +28,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from physnetjax.neighbors.batch import Batch, model_pair_cutoff
 from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round_up
+from physnetjax.physics.dispersion import check_d3_elements
 from physnetjax.predict import jitted_apply, require_finite
 from physnetjax.validation import neighbor_box, trained_elements_of, validate_structure
 
@@ -156,6 +158,8 @@ class PhysNetCalculator(Calculator):
         z, r = validate_structure(atoms.numbers, atoms.positions, self.model.max_atomic_number,
                                   total_charge=total_charge, cell=cell, pbc=pbc,
                                   trained_elements=self.trained_elements)
+        if getattr(self.model, "dispersion", None) is not None:
+            check_d3_elements(z)
         r = r.astype(np.float64)
         periodic = bool(pbc.any())
         if periodic and self.pair_cutoff is None:
@@ -192,7 +196,7 @@ class PhysNetCalculator(Calculator):
         batch, n = self.build_batch(self.atoms)
         out = self._apply(self.params, batch)
         require_finite(out, n)
-        wanted = {"energy": out["energy"], "forces": out["forces"]}
+        wanted = {"energy": out["energy"], "forces": out["forces"], "dispersion": out["dispersion"]}
         if self.model.charges:
             wanted.update(charges=out["charges"], dipoles=out["dipoles"])
         if "stress" in out:
@@ -203,6 +207,7 @@ class PhysNetCalculator(Calculator):
             "energy": energy,
             "free_energy": energy,
             "forces": np.asarray(host["forces"][:n], dtype=np.float64),
+            "dispersion_energy": float(host["dispersion"][0]),
         }
         if self.model.charges:
             self.results["charges"] = np.asarray(host["charges"][:n], dtype=np.float64)
