@@ -14,6 +14,7 @@ import pytest
 
 from physnetjax.checkpoint import load_checkpoint, load_train_state
 from physnetjax.train import TrainConfig, Trainer
+from physnetjax.train.timebudget import progress_factor
 
 from test_train import leaves, read_rows, tiny_config
 
@@ -95,22 +96,31 @@ def test_schedule_ends_exactly_at_the_budget(budget_run):
 
 
 @pytest.mark.parametrize("slow_then_fast, budget, epochs, used", [
-    (False, 36.0, 3, 30.0),  # 1 s/step, then 2 s/step: 6 + 12 s, then one 12 s epoch fits in 18 s
-    (True, 48.0, 7, 48.0),   # 2 s/step, then 1 s/step: 12 + 12 s (planned at the old speed), then 4 × 6 s
+    (False, 36.0, 3, 30.0),  # 1 s/step, then 2 s/step: 6 + 12 s, then one 12 s epoch fits in the 18 s left
+    (True, 48.0, 7, 48.0),   # 2 s/step, then 1 s/step: 12 + 6 s (planned as 12 s), then 5 × 6 s
 ])
 def test_estimate_follows_a_change_of_speed(tmp_path, slow_then_fast, budget, epochs, used):
     def seconds_per_step(step):
         first_epoch = step <= STEPS_PER_EPOCH
         return (2.0 if first_epoch else 1.0) if slow_then_fast else (1.0 if first_epoch else 2.0)
 
-    summary = run_timed(tmp_path / "speed", FakeClock(seconds_per_step), max_time=budget,
-                        **{**COSINE, "schedule": "exponential", "decay_rate": 0.5, "decay_epochs": 5.0})
+    summary = run_timed(tmp_path / "speed", FakeClock(seconds_per_step), max_time=budget, **COSINE)
     rows = read_rows(tmp_path / "speed")
     assert summary["stop_reason"] == "max_time"
     assert summary["epochs_run"] == epochs and summary["train_time_s"] == pytest.approx(used, abs=1e-9)
     lrs = [float(r["lr"]) for r in rows]
-    assert lrs[-1] == pytest.approx(LR * 0.5 ** (10 / 5), rel=1e-12)
+    assert lrs[-1] == pytest.approx(FINAL * LR, rel=1e-12)
     assert all(later <= earlier for earlier, later in zip(lrs, lrs[1:]))
+
+
+def test_progress_factor_formulas():
+    exponential = TrainConfig(schedule="exponential", epochs=10, decay_rate=0.5, decay_epochs=5.0)
+    assert [progress_factor(exponential, p) for p in (0.0, 0.5, 1.0, 1.5)] == [1.0, 0.5, 0.25, 0.25]
+    cosine = TrainConfig(**COSINE)
+    assert progress_factor(cosine, 0.05) == pytest.approx(0.5, rel=1e-12)
+    assert progress_factor(cosine, 0.55) == pytest.approx(FINAL + (1 - FINAL) / 2, rel=1e-12)
+    assert progress_factor(cosine, 1.0) == pytest.approx(FINAL, rel=1e-12)
+    assert progress_factor(TrainConfig(schedule="plateau"), 0.7) == 1.0
 
 
 def test_resume_continues_the_same_schedule(budget_run, tmp_path):
@@ -130,7 +140,7 @@ def test_resume_continues_the_same_schedule(budget_run, tmp_path):
 
 def test_resume_cannot_add_a_budget_to_an_epoch_run(tmp_path):
     out = tmp_path / "epochs"
-    summary = run_timed(out, FakeClock(lambda step: 1.0), epochs=1)
+    summary = run_timed(out, FakeClock(lambda step: 1.0), epochs=1, schedule="constant")
     assert summary["stop_reason"] == "epochs" and summary["train_time_s"] is None
     config = TrainConfig.load(out / "config.json")
     config.max_time = 10.0

@@ -98,15 +98,17 @@ def build_model(config: TrainConfig, max_atomic_number: int) -> PhysNet:
 
 _COMPILED: dict = {}
 _STEP_SETTINGS = ("loss", "energy_weight", "forces_weight", "dipole_weight", "charge_weight", "per_atom_energy",
-                  "optimizer", "learning_rate", "weight_decay", "clip_norm", "schedule", "warmup_epochs",
-                  "final_lr_factor", "decay_rate", "decay_epochs", "ema_decay")
+                  "optimizer", "learning_rate", "weight_decay", "clip_norm", "schedule", "ema_decay")
+_SCHEDULE_SETTINGS = {"constant": (), "plateau": (), "exponential": ("decay_rate", "decay_epochs"),
+                      "cosine": ("warmup_epochs", "final_lr_factor", "epochs")}
 
 
 def _compiled(model, config: TrainConfig, steps_per_epoch: int) -> tuple:
     """(schedule, optimizer, train_step, eval_step, loss_and_grads), shared by runs with equal settings
     in one process (a resumed or repeated run does not compile again)."""
-    key = (model, steps_per_epoch, tuple(getattr(config, name) for name in _STEP_SETTINGS),
-           config.epochs if config.schedule == "cosine" else None)
+    settings = _STEP_SETTINGS + _SCHEDULE_SETTINGS[config.schedule]
+    architecture = json.dumps(model.config(), sort_keys=True)  # equal modules need not hash equal
+    key = (architecture, steps_per_epoch, tuple(getattr(config, name) for name in settings))
     if key not in _COMPILED:
         schedule = make_schedule(config, steps_per_epoch)
         optimizer = make_optimizer(config, schedule)
