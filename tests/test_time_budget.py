@@ -121,6 +121,8 @@ def test_progress_factor_formulas():
     assert progress_factor(cosine, 0.55) == pytest.approx(FINAL + (1 - FINAL) / 2, rel=1e-12)
     assert progress_factor(cosine, 1.0) == pytest.approx(FINAL, rel=1e-12)
     assert progress_factor(TrainConfig(schedule="plateau"), 0.7) == 1.0
+    with pytest.raises(ValueError, match="max_time must be > 0"):
+        TrainConfig(max_time=0.0)
 
 
 def test_resume_continues_the_same_schedule(budget_run, tmp_path):
