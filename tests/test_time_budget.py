@@ -8,13 +8,14 @@ the schedule formulas written out here, at the progress the budget implies.
 """
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from physnetjax.checkpoint import load_checkpoint, load_train_state
 from physnetjax.train import TrainConfig, Trainer
-from physnetjax.train.timebudget import progress_factor
+from physnetjax.train.timebudget import TimeBudget, progress_factor
 
 from test_train import leaves, read_rows, tiny_config
 
@@ -123,6 +124,18 @@ def test_progress_factor_formulas():
     assert progress_factor(TrainConfig(schedule="plateau"), 0.7) == 1.0
     with pytest.raises(ValueError, match="max_time must be > 0"):
         TrainConfig(max_time=0.0)
+
+
+def test_early_stopping_counts_patience_as_a_fraction_of_the_budget():
+    """patience 2 of epochs 10 with a 30 s budget: stop once 6 s of training brought no improvement."""
+    config = TrainConfig(epochs=10, patience=2, max_time=30.0)
+    budget = TimeBudget(30.0, elapsed=12.0, epoch_seconds=2.0, best_elapsed=7.0)
+    trainer = SimpleNamespace(config=config, budget=budget, epoch=6)
+    assert Trainer._stop_reason(trainer) is None
+    budget.elapsed = 13.0
+    assert Trainer._stop_reason(trainer) == "early_stopping"
+    budget.elapsed, budget.epoch_seconds, budget.best_elapsed = 29.0, 2.0, 29.0
+    assert Trainer._stop_reason(trainer) == "max_time"
 
 
 def test_resume_continues_the_same_schedule(budget_run, tmp_path):

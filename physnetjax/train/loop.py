@@ -439,6 +439,11 @@ class Trainer:
             return "early_stopping"
         return None
 
+    def _patience_text(self) -> str:
+        if self.budget is None:
+            return f"{self.config.patience} epochs"
+        return f"{self.config.patience / self.config.epochs * self.budget.budget:.0f} s of training"
+
     def _write_json(self, final: dict | None = None) -> None:
         _atomic_json(self.run_dir / "metrics.json", {"epochs": self.rows, "final": final})
 
@@ -446,7 +451,7 @@ class Trainer:
         if stop_reason != "epochs":
             logger.info("stopped after epoch %d: %s", self.epoch,
                         {"max_time": "no further epoch fits in the time budget --max-time",
-                         "early_stopping": f"no improvement for {self.config.patience} epochs"}[stop_reason])
+                         "early_stopping": f"no improvement for {self._patience_text()}"}[stop_reason])
         best_model, best_params, best_meta = load_checkpoint(self.run_dir / "best")
         best_params = replicate(best_params, self.mesh)
         valid_loss, valid_metrics, valid_pred = self.evaluate(best_params, self.split["valid"], collect=True)
