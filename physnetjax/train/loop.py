@@ -449,9 +449,9 @@ class Trainer:
 
     def _finish(self, stop_reason: str) -> dict:
         if stop_reason != "epochs":
-            logger.info("stopped after epoch %d: %s", self.epoch,
-                        {"max_time": "no further epoch fits in the time budget --max-time",
-                         "early_stopping": f"no improvement for {self._patience_text()}"}[stop_reason])
+            reason = ("no further epoch fits in the time budget --max-time" if stop_reason == "max_time"
+                      else f"no improvement for {self._patience_text()}")
+            logger.info("stopped after epoch %d: %s", self.epoch, reason)
         best_model, best_params, best_meta = load_checkpoint(self.run_dir / "best")
         best_params = replicate(best_params, self.mesh)
         valid_loss, valid_metrics, valid_pred = self.evaluate(best_params, self.split["valid"], collect=True)
