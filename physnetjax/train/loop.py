@@ -332,12 +332,13 @@ class Trainer:
 
     # -- loop ----------------------------------------------------------------------------
 
-    def _train_epoch(self, progress, first: bool) -> tuple[float, float, float]:
-        """(mean train loss, mean gradient norm, compile seconds).
+    def _train_epoch(self, progress, first: bool) -> tuple:
+        """(mean train loss, mean gradient norm, compile seconds, n · s or None).
 
         Time-budgeted runs set the learning rate of every step from the planned
         progress; on the first epoch of an invocation they block on every step to
-        measure the step time s and return the first step's excess over s (compilation).
+        measure the step time s and return the first step's excess over s (compilation)
+        and the training time of the epoch n · s without it.
         """
         task = progress.add_task(f"epoch {self.epoch}", total=self.steps_per_epoch) if progress else None
         losses, norms = [], []
@@ -366,10 +367,13 @@ class Trainer:
         train_loss = float(np.mean([float(x) for x in losses]))
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"epoch {self.epoch}: training loss is {train_loss}; lower --learning-rate")
-        compile_seconds = 0.0
-        if timed and len(step_times) > 1:
-            compile_seconds = (step_times[0] - start) - _step_seconds(step_times)
-        return train_loss, float(np.mean([float(x) for x in norms])), compile_seconds
+        compile_seconds, steps_estimate = 0.0, None
+        if timed:
+            steps_estimate = step_times[-1] - start
+            if len(step_times) > 1:
+                compile_seconds = (step_times[0] - start) - _step_seconds(step_times)
+                steps_estimate = len(step_times) * _step_seconds(step_times)
+        return train_loss, float(np.mean([float(x) for x in norms])), compile_seconds, steps_estimate
 
     def run(self) -> dict:
         config = self.config
@@ -386,7 +390,7 @@ class Trainer:
                     stop_reason = reason
                     break
                 self.epoch += 1
-                train_loss, grad_norm, compile_seconds = self._train_epoch(progress, first)
+                train_loss, grad_norm, compile_seconds, steps_estimate = self._train_epoch(progress, first)
                 first = False
                 if self.budget is None:
                     lr = float(self.schedule(int(self.state.step) - 1)) * self.plateau.scale
@@ -406,7 +410,7 @@ class Trainer:
                 row["best"] = int(is_best)
                 now = self.clock()
                 if self.budget is not None:
-                    self.budget.finish_epoch(now - epoch_mark - compile_seconds)
+                    self.budget.finish_epoch(now - epoch_mark - compile_seconds, steps_estimate)
                     if is_best:
                         self.budget.best_elapsed = self.budget.elapsed
                 epoch_mark = now

@@ -23,8 +23,9 @@ the learning rate again) and is at most 1.
 
 Before any epoch has been measured (the first epoch of a run), D is n · s with s
 the step time measured on that epoch's first steps (blocked, the first step's
-compile time excluded). The first epoch of every invocation pays compilation: its
-duration enters the estimate with its first step's time replaced by s.
+compile time excluded). The first epoch of every invocation pays compilation: it
+counts towards T with its first step's time replaced by s, and sets D only on a
+fresh run, to n · s (validation is compiled then, so its time would mislead).
 """
 
 from __future__ import annotations
@@ -87,10 +88,18 @@ class TimeBudget:
         self.progress = min(1.0, max(self.progress, planned))
         return self.progress
 
-    def finish_epoch(self, duration: float) -> None:
-        """Add a measured (compile-corrected) epoch duration to T and make it the estimate D."""
+    def finish_epoch(self, duration: float, steps_estimate: Optional[float] = None) -> None:
+        """Add a measured (compile-corrected) epoch duration to T and make it the estimate D.
+
+        ``steps_estimate`` (n · s) marks the first epoch of an invocation, where validation and
+        checkpointing compiled too: D stays the saved estimate, or becomes n · s on a fresh run
+        (an underestimate, corrected by the next epoch, keeps p from running ahead).
+        """
         self.elapsed += duration
-        self.epoch_seconds = duration
+        if steps_estimate is None:
+            self.epoch_seconds = duration
+        elif self.epoch_seconds is None:
+            self.epoch_seconds = steps_estimate
 
     def state(self) -> dict:
         return dataclasses.asdict(self)
