@@ -102,3 +102,18 @@ def dipole_factor(unit: str) -> float:
         raise ValueError(
             f"unknown dipole unit {unit!r}; known units: {sorted(DIPOLE_UNITS)}"
         ) from None
+
+
+# --- Vibrational spectra from MD (physnetjax.spectra.autocorrelation / md_spectrum) ---------------
+# Kept in one block so that the harmonic-analysis conversions can sit beside it without overlap.
+
+PLANCK_J_S = 6.62607015e-34
+"""Planck constant h in J·s (CODATA 2018, exact)."""
+SPEED_OF_LIGHT_CM_PER_FS = SPEED_OF_LIGHT_M_PER_S * 1e2 * 1e-15
+"""c in cm/fs (2.99792458e-5): a frequency f in fs⁻¹ is the wavenumber f / c in cm⁻¹."""
+HC_EV_CM = PLANCK_J_S * SPEED_OF_LIGHT_M_PER_S * 1e2 / ELEMENTARY_CHARGE_C
+"""h·c in eV·cm (1.23984e-4): a wavenumber ν̃ in cm⁻¹ is the photon energy h c ν̃ in eV."""
+IR_INTENSITY_KM_PER_MOL = AVOGADRO_PER_MOL * ELEMENTARY_CHARGE_C**2 / (
+    12.0 * VACUUM_PERMITTIVITY_F_PER_M * SPEED_OF_LIGHT_M_PER_S**2 * ATOMIC_MASS_UNIT_KG) * 1e-3
+"""Integrated IR absorption A = N_A/(12 ε_0 c²) |∂μ/∂Q|² in km/mol for |∂μ/∂Q|² = 1 e²/amu (974.88...);
+Q is the mass-weighted normal coordinate (amu^½ Å) and μ the dipole in e·Å."""

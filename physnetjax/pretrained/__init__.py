@@ -19,3 +19,13 @@ def example_model_path(name: str = "ethanol") -> Path:
 def example_geometry_path(name: str = "ethanol") -> Path:
     """Start geometry (extxyz) of a shipped example model."""
     return EXAMPLES / name / f"{name}.xyz"
+
+
+def co2_model_path() -> Path:
+    """Checkpoint directory of the shipped CO2 charge model (GFN2-xTB energies, forces and dipoles)."""
+    return example_model_path("co2")
+
+
+def co2_geometry_path() -> Path:
+    """CO2 at the minimum of the shipped CO2 model (extxyz)."""
+    return example_geometry_path("co2")
