@@ -1,5 +1,26 @@
-"""Vibrational spectroscopy with a trained model: MD power and IR spectra (and harmonic analysis)."""
+"""Vibrational spectroscopy from a trained model: geometry optimisation, harmonic analysis, MD spectra."""
 
+from physnetjax.spectra.harmonic import (
+    HarmonicResult,
+    NonMinimumWarning,
+    harmonic,
+    harmonic_analysis,
+    normal_modes,
+)
 from physnetjax.spectra.md_spectrum import EnergyConservationError, MDSpectrum, md_spectrum
+from physnetjax.spectra.optimize import OptimizationError, OptimizationResult, minimize, optimize_geometry
 
-__all__ = ["EnergyConservationError", "MDSpectrum", "md_spectrum"]
+__all__ = [
+    "EnergyConservationError",
+    "HarmonicResult",
+    "MDSpectrum",
+    "NonMinimumWarning",
+    "OptimizationError",
+    "OptimizationResult",
+    "harmonic",
+    "harmonic_analysis",
+    "md_spectrum",
+    "minimize",
+    "normal_modes",
+    "optimize_geometry",
+]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from physnetjax.units import BOLTZMANN, HC_EV_CM, SPEED_OF_LIGHT_CM_PER_FS
+from physnetjax.units import BOLTZMANN, CM1_IN_EV, SPEED_OF_LIGHT_CM_PER_FS
 
 NORMALIZATIONS = ("unbiased", "biased")
 
@@ -164,7 +164,7 @@ def harmonic_quantum_correction(wavenumbers_cm1, temperature_K: float) -> np.nda
     nu = np.asarray(wavenumbers_cm1, dtype=np.float64)
     if np.any(nu < 0):
         raise ValueError("wavenumbers must be >= 0 cm^-1")
-    x = HC_EV_CM * nu / (BOLTZMANN * temperature_K)
+    x = CM1_IN_EV * nu / (BOLTZMANN * temperature_K)
     safe_x = np.where(x > 0, x, 1.0)
     return np.where(x > 0, safe_x / -np.expm1(-safe_x), 1.0)
 

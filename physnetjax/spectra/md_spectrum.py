@@ -21,7 +21,7 @@ one compiled program, advanced in jitted ``lax.scan`` chunks):
      freedom contributes one unit of area at its frequencies.
    * IR spectrum (km/mol per cm⁻¹): the spectrum of
      C_μ̇(t) = ⟨μ̇(0)·μ̇(t)⟩ · C / (k_B T_r) · A, A = N_A / (12 ε_0 c²) in km/mol per
-     e²/amu (:data:`physnetjax.units.IR_INTENSITY_KM_PER_MOL`). For a harmonic mode
+     e²/amu (:data:`physnetjax.units.E2_PER_AMU_IN_KM_PER_MOL`). For a harmonic mode
      Q, μ̇ = (∂μ/∂Q) Q̇ and ⟨Q̇²⟩ = k_B T / C, so the band integrates to A |∂μ/∂Q|²:
      the harmonic IR intensity in km/mol. This is the classical absorption line
      shape α(ν̃) n(ν̃) ∝ β ω² FT⟨μ μ⟩ per mole, which for a harmonic system equals
@@ -74,7 +74,7 @@ from physnetjax.spectra.autocorrelation import (
     resolution_cm1,
     spectrum_from_correlation,
 )
-from physnetjax.units import AMU_A2_PER_FS2_IN_EV, BOLTZMANN, IR_INTENSITY_KM_PER_MOL, SPEED_OF_LIGHT_CM_PER_FS
+from physnetjax.units import AMU_A2_PER_FS2_IN_EV, BOLTZMANN, E2_PER_AMU_IN_KM_PER_MOL, SPEED_OF_LIGHT_CM_PER_FS
 
 logger = logging.getLogger(__name__)
 
@@ -329,7 +329,7 @@ def md_spectrum(
         freqs, spectrum = spectrum_from_correlation(vacf, interval_fs)
         power.append(spectrum)
         if has_charges:
-            dacf = autocorrelation(dipole_rates[r], num_lags).sum(axis=1) / kt_amu * IR_INTENSITY_KM_PER_MOL
+            dacf = autocorrelation(dipole_rates[r], num_lags).sum(axis=1) / kt_amu * E2_PER_AMU_IN_KM_PER_MOL
             ir.append(spectrum_from_correlation(dacf, interval_fs)[1])
     power = np.stack(power)
     ir = np.stack(ir) if has_charges else None
