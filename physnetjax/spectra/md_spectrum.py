@@ -50,7 +50,7 @@ import logging
 import math
 import time
 import warnings
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import ase.data
 import jax
@@ -68,6 +68,8 @@ from physnetjax.md.integrators import (
     run,
 )
 from physnetjax.md.potential import DENSE_MAX_ATOMS, physnet_potential
+from physnetjax.predict import validate_structure
+from physnetjax.spectra.harmonic import check_masses
 from physnetjax.spectra.autocorrelation import (
     autocorrelation,
     harmonic_quantum_correction,
@@ -180,46 +182,19 @@ def md_spectrum(
       ValueError: invalid arguments (named with the value received).
       EnergyConservationError: NaN/Inf in the dynamics or energy not conserved.
     """
-    z = np.asarray(atomic_numbers)
-    r0 = np.asarray(positions, dtype=np.float64)
-    _check_system(z, r0)
+    z, r0 = validate_structure(atomic_numbers, positions, model.max_atomic_number)
+    if not 2 <= z.shape[0] <= DENSE_MAX_ATOMS:
+        raise ValueError(f"md_spectrum is for isolated molecules of 2 to {DENSE_MAX_ATOMS} atoms, "
+                         f"received {z.shape[0]}")
+    r0 = np.asarray(r0, np.float64)
     num_atoms = z.shape[0]
-    _check_positive("temperature_K", temperature_K, "K")
-    _check_positive("time_ps", time_ps, "ps")
-    _check_positive("timestep_fs", timestep_fs, "fs")
-    _check_positive("friction", friction, "fs^-1")
-    _check_positive("max_energy_error", max_energy_error, "")
-    if not (math.isfinite(equilibration_ps) and equilibration_ps >= 0):
-        raise ValueError(f"equilibration_ps must be >= 0 ps, received {equilibration_ps}")
-    if int(replicas) != replicas or replicas < 1:
-        raise ValueError(f"replicas must be an integer >= 1, received {replicas}")
-    if int(record_every) != record_every or record_every < 1:
-        raise ValueError(f"record_every must be an integer >= 1, received {record_every}")
-    replicas, record_every = int(replicas), int(record_every)
-    interval_fs = timestep_fs * record_every
-    nyquist = 1.0 / (2.0 * SPEED_OF_LIGHT_CM_PER_FS * interval_fs)
-    if nyquist < MAX_RECORD_WAVENUMBER_CM1:
-        raise ValueError(
-            f"record interval {interval_fs:g} fs (timestep_fs × record_every) resolves only up to "
-            f"{nyquist:.0f} cm^-1 < {MAX_RECORD_WAVENUMBER_CM1:.0f} cm^-1; lower record_every or timestep_fs"
-        )
-    num_frames = int(round(time_ps * 1e3 / interval_fs))
-    if max_correlation_ps is None:
-        max_correlation_ps = time_ps / 2.0
-    _check_positive("max_correlation_ps", max_correlation_ps, "ps")
-    if max_correlation_ps > time_ps:
-        raise ValueError(
-            f"time_ps = {time_ps:g} ps is shorter than the correlation window max_correlation_ps = "
-            f"{max_correlation_ps:g} ps (resolution {resolution_cm1(max_correlation_ps * 1e3):.3g} cm^-1); "
-            "increase time_ps or lower max_correlation_ps"
-        )
-    num_lags = int(round(max_correlation_ps * 1e3 / interval_fs))
-    if num_lags < 8 or num_frames < num_lags:
-        raise ValueError(
-            f"the correlation window of {max_correlation_ps:g} ps holds {num_lags} recorded frames "
-            f"({interval_fs:g} fs apart) of {num_frames}; need at least 8: increase time_ps/max_correlation_ps"
-        )
-    masses = _masses(z, masses)
+    plan = plan_run(temperature_K=temperature_K, time_ps=time_ps, timestep_fs=timestep_fs,
+                    equilibration_ps=equilibration_ps, replicas=replicas, friction=friction,
+                    record_every=record_every, max_correlation_ps=max_correlation_ps,
+                    max_energy_error=max_energy_error)
+    replicas, record_every, interval_fs = plan.replicas, plan.record_every, plan.interval_fs
+    num_frames, num_lags = plan.num_frames, plan.num_lags
+    masses = ase.data.atomic_masses[z] if masses is None else check_masses(masses, num_atoms)
     dtype = check_dtype(dtype)
 
     potential = physnet_potential(model, cast_params(params, dtype), z, total_charge=total_charge,
@@ -358,35 +333,65 @@ def md_spectrum(
     )
 
 
+class RunPlan(NamedTuple):
+    """Validated MD-spectrum settings: R replicas, steps between records, record interval (fs),
+    recorded NVE frames and correlation lags."""
+
+    replicas: int
+    record_every: int
+    interval_fs: float
+    num_frames: int
+    num_lags: int
+
+
+def plan_run(*, temperature_K, time_ps, timestep_fs, equilibration_ps, replicas, friction, record_every,
+             max_correlation_ps, max_energy_error) -> RunPlan:
+    """Check the settings of :func:`md_spectrum` (same meaning) without running anything.
+
+    Raises:
+      ValueError: a non-positive or non-finite temperature, time, timestep, friction or
+        tolerance; negative equilibration; replicas or record_every < 1; a record
+        interval that cannot resolve 4000 cm⁻¹; a correlation window longer than the
+        NVE time or holding fewer than 8 frames.
+    """
+    _check_positive("temperature_K", temperature_K, "K")
+    _check_positive("time_ps", time_ps, "ps")
+    _check_positive("timestep_fs", timestep_fs, "fs")
+    _check_positive("friction", friction, "fs^-1")
+    _check_positive("max_energy_error", max_energy_error, "")
+    if not (isinstance(equilibration_ps, (int, float)) and math.isfinite(equilibration_ps) and equilibration_ps >= 0):
+        raise ValueError(f"equilibration_ps must be >= 0 ps, received {equilibration_ps!r}")
+    if int(replicas) != replicas or replicas < 1:
+        raise ValueError(f"replicas must be an integer >= 1, received {replicas}")
+    if int(record_every) != record_every or record_every < 1:
+        raise ValueError(f"record_every must be an integer >= 1, received {record_every}")
+    interval_fs = timestep_fs * int(record_every)
+    nyquist = 1.0 / (2.0 * SPEED_OF_LIGHT_CM_PER_FS * interval_fs)
+    if nyquist < MAX_RECORD_WAVENUMBER_CM1:
+        raise ValueError(
+            f"record interval {interval_fs:g} fs (timestep_fs × record_every) resolves only up to "
+            f"{nyquist:.0f} cm^-1 < {MAX_RECORD_WAVENUMBER_CM1:.0f} cm^-1; lower record_every or timestep_fs"
+        )
+    num_frames = int(round(time_ps * 1e3 / interval_fs))
+    if max_correlation_ps is None:
+        max_correlation_ps = time_ps / 2.0
+    _check_positive("max_correlation_ps", max_correlation_ps, "ps")
+    if max_correlation_ps > time_ps:
+        raise ValueError(
+            f"time_ps = {time_ps:g} ps is shorter than the correlation window max_correlation_ps = "
+            f"{max_correlation_ps:g} ps (resolution {resolution_cm1(max_correlation_ps * 1e3):.3g} cm^-1); "
+            "increase time_ps or lower max_correlation_ps"
+        )
+    num_lags = int(round(max_correlation_ps * 1e3 / interval_fs))
+    if num_lags < 8 or num_frames < num_lags:
+        raise ValueError(
+            f"the correlation window of {max_correlation_ps:g} ps holds {num_lags} recorded frames "
+            f"({interval_fs:g} fs apart) of {num_frames}; need at least 8: increase time_ps/max_correlation_ps"
+        )
+    return RunPlan(int(replicas), int(record_every), interval_fs, num_frames, num_lags)
+
+
 def _check_positive(name, value, unit):
-    if not (isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value) and value > 0):
+    if isinstance(value, bool) or not (isinstance(value, (int, float, np.floating, np.integer))
+                                       and math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite number > 0{' ' + unit if unit else ''}, received {value!r}")
-
-
-def _check_system(z: np.ndarray, r: np.ndarray) -> None:
-    if z.ndim != 1 or not np.issubdtype(z.dtype, np.integer):
-        raise ValueError(f"atomic_numbers must be a 1-d integer array, received dtype {z.dtype} shape {z.shape}")
-    if z.shape[0] < 2:
-        raise ValueError(f"a spectrum needs a molecule of at least 2 atoms, received {z.shape[0]}")
-    if z.shape[0] > DENSE_MAX_ATOMS:
-        raise ValueError(f"md_spectrum is for isolated molecules of up to {DENSE_MAX_ATOMS} atoms, "
-                         f"received {z.shape[0]}")
-    if np.any(z < 1) or np.any(z >= len(ase.data.atomic_masses)):
-        raise ValueError(f"atomic numbers must be real elements (1 … {len(ase.data.atomic_masses) - 1}), "
-                         f"received {sorted(set(z.tolist()))}")
-    if r.shape != (z.shape[0], 3):
-        raise ValueError(f"positions must have shape ({z.shape[0]}, 3), received {r.shape}")
-    bad = np.flatnonzero(~np.isfinite(r).all(axis=1))
-    if bad.size:
-        raise ValueError(f"positions contain NaN/Inf (atoms {bad.tolist()})")
-
-
-def _masses(z: np.ndarray, masses) -> np.ndarray:
-    if masses is None:
-        return np.asarray(ase.data.atomic_masses[z], np.float64)
-    m = np.asarray(masses, np.float64)
-    if m.shape != z.shape:
-        raise ValueError(f"masses must have shape {z.shape} (one per atom), received {m.shape}")
-    if not np.all(np.isfinite(m) & (m > 0)):
-        raise ValueError(f"masses must be finite and > 0 amu, received {m.tolist()}")
-    return m
