@@ -288,3 +288,60 @@ def test_broken_energy_conservation_raises(co2):
     with pytest.raises(EnergyConservationError, match="reduce timestep_fs"):
         md_spectrum(model, params, z, r, temperature_K=300.0, time_ps=0.4, timestep_fs=4.0, record_every=1,
                     equilibration_ps=0.0, replicas=1, dtype="float64", max_energy_error=0.05)
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def _cli(argv):
+    from physnetjax.spectra.__main__ import main
+
+    return main(argv)
+
+
+def _ir_args(out, **changes):
+    options = {"--checkpoint": str(co2_model_path()), "--geometry": str(co2_geometry_path()),
+               "--temperature": "20", "--time-ps": "0.4", "--replicas": "2", "--out": str(out),
+               "--equilibration-ps": "0.1"} | changes
+    return ["ir"] + [item for pair in options.items() for item in pair if item is not None]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"--temperature": "-5"}, "temperature_K must be a finite number > 0"),
+    ({"--time-ps": "0"}, "time_ps must be a finite number > 0"),
+    ({"--replicas": "0"}, "replicas must be an integer >= 1"),
+    ({"--timestep": "0"}, "timestep_fs must be a finite number > 0"),
+    ({"--correlation-ps": "1.0"}, "shorter than the correlation window"),
+    ({"--checkpoint": "/nonexistent/ckpt"}, "--checkpoint /nonexistent/ckpt does not exist"),
+    ({"--geometry": "/nonexistent.xyz"}, "cannot read --geometry"),
+])
+def test_cli_bad_input_is_one_line_and_nonzero_before_any_md(tmp_path, capsys, changes, message):
+    status = _cli(_ir_args(tmp_path / "out", **changes))
+    err = capsys.readouterr().err.strip()
+    assert status == 1
+    assert err.startswith("error: ") and "\n" not in err and message in err
+    assert not (tmp_path / "out" / "spectrum.csv").exists()
+
+
+def test_cli_output_path_that_is_a_file_is_rejected(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert _cli(_ir_args(blocker)) == 1
+    assert "exists and is not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_writes_csv_json_png_with_harmonic_lines(tmp_path, capsys):
+    out = tmp_path / "ir"
+    assert _cli(_ir_args(out, **{"--dtype": "float64"})) == 0
+    printed = capsys.readouterr().out
+    assert "harmonic analysis of CO2" in printed and "resolution:" in printed
+    header = (out / "spectrum.csv").read_text().splitlines()[0]
+    assert header == "wavenumber_cm1,power_per_cm1,ir_km_mol_per_cm1"
+    rows = np.loadtxt(out / "spectrum.csv", delimiter=",", skiprows=1)
+    assert rows[-1, 0] <= 4000.0 and rows.shape[1] == 3
+    document = json.loads((out / "spectrum.json").read_text())
+    assert len(document["harmonic"]["frequencies_cm1"]) == 4
+    assert document["settings"]["replicas"] == 2 and len(document["temperatures_K"]) == 2
+    assert document["resolution_cm1"] == pytest.approx(1.0 / (C_CM_PER_FS * 200.0), rel=1e-12)
+    assert (out / "spectrum.png").stat().st_size > 10_000
