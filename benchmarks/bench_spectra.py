@@ -101,7 +101,7 @@ def _linear(positions, tolerance=1e-3) -> bool:
 def accuracy(name: str, checkpoint, geometry, workdir: str) -> dict:
     model, params, _ = load_checkpoint(checkpoint)
     atoms = ase.io.read(geometry)
-    reference = xtb_reference(atoms, workdir)
+    reference = xtb_reference(atoms, f"{workdir}/{name}")
     result = harmonic(model, params, atoms.numbers, reference["positions"])
     ours = np.sort(result.frequencies_cm1)
     order = np.argsort(result.frequencies_cm1)

@@ -192,11 +192,12 @@ def test_ir_band_over_power_band_is_the_harmonic_intensity(co2_spectrum, co2_har
 
 
 def test_power_spectrum_integrates_to_the_degrees_of_freedom(co2_spectrum):
+    # ∫ S dν̃ = C_v(0) / (k_B T) = 2⟨K⟩_r / (k_B T) = n_dof T_r / T for each replica.
     res = co2_spectrum
     spacing = res.frequencies_cm1[1] - res.frequencies_cm1[0]
-    for spectrum in res.replica_power_spectra:
+    for spectrum, replica_temperature in zip(res.replica_power_spectra, res.temperatures_K):
         integral = spacing * (spectrum.sum() - 0.5 * spectrum[0] - 0.5 * spectrum[-1])
-        assert integral == pytest.approx(3 * 3 - 3, rel=1e-10)
+        assert integral == pytest.approx(6 * replica_temperature / SETTINGS["temperature_K"], rel=1e-10)
     assert res.settings["degrees_of_freedom"] == 6
     assert np.all(res.energy_errors < 0.02)
     assert np.all((res.temperatures_K > 2) & (res.temperatures_K < 80))

@@ -11,21 +11,24 @@ one compiled program, advanced in jitted ``lax.scan`` chunks):
    u_i = √m_i v_i, the total energy and, for charge models, the dipole derivative
    μ̇ = Σ_i (∂μ/∂r_i)·v_i — the exact time derivative of the model's dipole
    μ = Σ_i q_i r_i, a Jacobian-vector product (``jax.jvp``) inside the loop.
-3. Per replica r (mean kinetic temperature T_r over the NVE part, n_dof = 3N − 3):
+3. Per replica r, with the thermostat temperature T (n_dof = 3N − 3; T_r is the
+   replica's mean kinetic temperature 2⟨K⟩_r / (n_dof k_B) over the NVE part):
 
    * power spectrum (vibrational density of states, cm): the spectrum
      (:func:`physnetjax.spectra.autocorrelation.spectrum_from_correlation`, Hann
      lag window, unbiased estimator) of the mass-weighted velocity autocorrelation
-     C_v(t) = Σ_i m_i ⟨v_i(0)·v_i(t)⟩ · C / (k_B T_r), C = 103.6427 eV per
-     amu·Å²/fs². It integrates to ∫ S dν̃ = 2⟨K⟩ / (k_B T_r) = n_dof: each degree of
-     freedom contributes one unit of area at its frequencies.
+     C_v(t) = Σ_i m_i ⟨v_i(0)·v_i(t)⟩ · C / (k_B T), C = 103.6427 eV per
+     amu·Å²/fs². It integrates to ∫ S dν̃ = 2⟨K⟩_r / (k_B T) = n_dof T_r / T, whose
+     canonical average over replicas is n_dof: each degree of freedom contributes
+     one unit of area at its frequencies.
    * IR spectrum (km/mol per cm⁻¹): the spectrum of
-     C_μ̇(t) = ⟨μ̇(0)·μ̇(t)⟩ · C / (k_B T_r) · A, A = N_A / (12 ε_0 c²) in km/mol per
+     C_μ̇(t) = ⟨μ̇(0)·μ̇(t)⟩ · C / (k_B T) · A, A = N_A / (12 ε_0 c²) in km/mol per
      e²/amu (:data:`physnetjax.units.E2_PER_AMU_IN_KM_PER_MOL`). For a harmonic mode
-     Q, μ̇ = (∂μ/∂Q) Q̇ and ⟨Q̇²⟩ = k_B T / C, so the band integrates to A |∂μ/∂Q|²:
-     the harmonic IR intensity in km/mol. This is the classical absorption line
-     shape α(ν̃) n(ν̃) ∝ β ω² FT⟨μ μ⟩ per mole, which for a harmonic system equals
-     the quantum absorption.
+     Q, μ̇ = (∂μ/∂Q) Q̇ and the canonical ⟨Q̇²⟩ = k_B T / C, so the band integrates
+     on average to A |∂μ/∂Q|²: the harmonic IR intensity in km/mol (and, in every
+     replica, the IR band over the power band of a mode is exactly A |∂μ/∂Q|²).
+     This is the classical absorption line shape α(ν̃) n(ν̃) ∝ β ω² FT⟨μ μ⟩ per
+     mole, which for a harmonic system equals the quantum absorption.
    * With ``quantum_correction=True`` both spectra are multiplied by the harmonic
      quantum-correction factor Q(ν̃) = x / (1 − e^{−x}), x = h c ν̃ / (k_B T) at the
      thermostat temperature (:func:`physnetjax.spectra.autocorrelation.harmonic_quantum_correction`):
@@ -36,6 +39,12 @@ one compiled program, advanced in jitted ``lax.scan`` chunks):
    The spectra are averaged over replicas; the per-replica spectra are kept. The
    resolution is Δν̃ = 1 / (c · T_corr), T_corr = ``max_correlation_ps`` (the
    correlation window; default half the NVE time).
+
+What the spectra contain besides the vibrations: the free molecule rotates (its
+angular momentum is kept), so rotation shows up near 0 cm⁻¹ in the power spectrum
+and, through the rotating dipole, as P/R-branch side bands of the IR lines (as in a
+gas-phase spectrum). Velocity Verlet raises a harmonic frequency to
+(2/h) arcsin(ωh/2), i.e. by ≈ (ωh)²/24 relative (+0.25 % at 2600 cm⁻¹ for h = 0.5 fs).
 
 Energy conservation: after every chunk the largest |E(t) − E(0)| of each replica
 is compared with the thermal kinetic energy n_dof k_B T / 2; above
@@ -97,7 +106,7 @@ class MDSpectrum:
     Fields:
       frequencies_cm1: (K,) wavenumbers ν̃ in cm⁻¹ (0 … Nyquist, zero-padded grid).
       power_spectrum: (K,) replica mean of the vibrational density of states in cm
-        (degrees of freedom per cm⁻¹; ∫ = 3N − 3).
+        (degrees of freedom per cm⁻¹; ∫ = (3N − 3) · mean(T_r) / T).
       ir_spectrum: (K,) replica mean IR absorption in km/mol per cm⁻¹ (∫ over a band =
         its intensity in km/mol), or None for a model without charges.
       resolution_cm1: Δν̃ = 1 / (c T_corr) in cm⁻¹.
@@ -297,9 +306,9 @@ def md_spectrum(
     temperatures = 2.0 * kinetic.mean(axis=1) / (dof * BOLTZMANN)
     velocities = gather("scaled_velocities")
     dipole_rates = gather("dipole_rate") if has_charges else None
+    kt_amu = BOLTZMANN * temperature_K / AMU_A2_PER_FS2_IN_EV
     power, ir = [], []
     for r in range(replicas):
-        kt_amu = BOLTZMANN * temperatures[r] / AMU_A2_PER_FS2_IN_EV
         vacf = autocorrelation(velocities[r], num_lags).sum(axis=(1, 2)) / kt_amu
         freqs, spectrum = spectrum_from_correlation(vacf, interval_fs)
         power.append(spectrum)
