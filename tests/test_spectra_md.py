@@ -343,6 +343,7 @@ def test_cli_writes_csv_json_png_with_harmonic_lines(tmp_path, capsys):
     assert rows[-1, 0] <= 4000.0 and rows.shape[1] == 3
     document = json.loads((out / "spectrum.json").read_text())
     assert len(document["harmonic"]["frequencies_cm1"]) == 4
+    assert [band["degeneracy"] for band in document["bands"]] == [2, 1, 1]
     assert document["settings"]["replicas"] == 2 and len(document["temperatures_K"]) == 2
     assert document["resolution_cm1"] == pytest.approx(1.0 / (C_CM_PER_FS * 200.0), rel=1e-12)
     assert (out / "spectrum.png").stat().st_size > 10_000

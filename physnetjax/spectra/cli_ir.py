@@ -12,7 +12,8 @@ and writes to the output directory
   from 0 to ``--max-wavenumber``;
 * ``spectrum.json``: the MD settings, resolution, per-replica temperatures and energy
   errors, timings, and the harmonic lines (``harmonic``: frequencies, intensities,
-  zero-point energy, analysed geometry);
+  zero-point energy, analysed geometry) and, for each harmonic line, the MD peak
+  positions and IR band integral around it (``bands``);
 * ``spectrum.png``: the power spectrum and the IR spectrum with the harmonic lines as
   sticks (needs matplotlib; ``--no-plot`` skips it).
 
@@ -48,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timestep", type=float, default=0.5, help="MD time step in fs")
     parser.add_argument("--equilibration-ps", type=float, default=2.0, help="Langevin equilibration in ps")
     parser.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs")
-    parser.add_argument("--record-every", type=int, default=2, help="MD steps between recorded frames")
+    parser.add_argument("--record-every", type=int, default=4, help="MD steps between recorded frames")
     parser.add_argument("--correlation-ps", type=float,
                         help="correlation window in ps; resolution 1/(c T) (default: half of --time-ps)")
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
@@ -146,7 +147,7 @@ def _run(args) -> None:
             dtype=args.dtype, progress=progress,
         )
     shown = result.frequencies_cm1 <= args.max_wavenumber
-    print(summary(result, lines, shown))
+    print(summary(result, lines))
     _write_csv(out / CSV_NAME, result, shown)
     document = result.to_dict()
     for name in ("frequencies_cm1", "power_spectrum", "ir_spectrum", "replica_power_spectra", "replica_ir_spectra"):
@@ -158,7 +159,7 @@ def _run(args) -> None:
         "optimized_positions": lines.positions.tolist(),
         "atomic_numbers": lines.atomic_numbers.tolist(),
     }
-    document["peaks_cm1"] = {name: values.tolist() for name, values in peaks(result, shown).items()}
+    document["bands"] = bands(result, lines)
     document["checkpoint"] = str(Path(args.checkpoint).resolve())
     document["geometry"] = str(Path(args.geometry).resolve())
     document["spectrum_csv"] = CSV_NAME
@@ -196,26 +197,53 @@ class _progress_bar:
         return False
 
 
-def peaks(result, shown, relative_height: float = 0.05) -> dict:
-    """Wavenumbers (cm⁻¹) of the local maxima above ``relative_height`` × max of each spectrum (ν̃ > 50 cm⁻¹)."""
+def bands(result, lines, max_half_width: float = 150.0) -> list[dict]:
+    """MD spectra around each distinct harmonic line: peak positions and band integrals.
+
+    Lines closer than 1 cm⁻¹ are one (degenerate) band. Each band spans the line
+    ± min(``max_half_width``, half the distance to the neighbouring bands); in it the
+    power and IR spectra's maxima are located and the IR spectrum is integrated
+    (trapezoid; km/mol, comparable with the summed harmonic intensity), as is the power
+    spectrum (degrees of freedom: the band's share of the kinetic energy, in units of
+    k_B T / 2 per quadratic term, equal to the degeneracy on average over replicas).
+    The ratio IR band / power band estimates the intensity per mode however the energy
+    happened to be shared among the modes in the replicas.
+    """
     import numpy as np
 
-    found = {}
-    spectra = {"power": result.power_spectrum, "ir": result.ir_spectrum}
-    for name, spectrum in spectra.items():
-        if spectrum is None:
-            continue
-        nu, s = result.frequencies_cm1[shown], spectrum[shown]
-        inside = nu > 50.0
-        interior = np.zeros_like(s, dtype=bool)
-        interior[1:-1] = (s[1:-1] > s[:-2]) & (s[1:-1] >= s[2:])
-        keep = interior & inside & (s > relative_height * s[inside].max(initial=0.0))
-        found[name] = nu[keep]
+    real = lines.frequencies_cm1[~lines.imaginary]
+    intensities = None if lines.intensities_km_mol is None else lines.intensities_km_mol[~lines.imaginary]
+    order = np.argsort(real)
+    groups: list[list[int]] = []
+    for k in order:
+        if groups and real[k] - real[groups[-1][-1]] < 1.0:
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    centres = [float(np.mean(real[g])) for g in groups]
+    nu = result.frequencies_cm1
+    found = []
+    for index, (group, centre) in enumerate(zip(groups, centres)):
+        half = max_half_width
+        if index > 0:
+            half = min(half, 0.5 * (centre - centres[index - 1]))
+        if index + 1 < len(centres):
+            half = min(half, 0.5 * (centres[index + 1] - centre))
+        window = np.abs(nu - centre) <= half
+        band = {"harmonic_cm1": centre, "degeneracy": len(group),
+                "harmonic_km_mol": None if intensities is None else float(np.sum(intensities[group])),
+                "power_peak_cm1": float(nu[window][np.argmax(result.power_spectrum[window])]),
+                "power_band_dof": float(np.trapezoid(result.power_spectrum[window], nu[window])),
+                "ir_peak_cm1": None, "ir_band_km_mol": None}
+        if result.ir_spectrum is not None:
+            band["ir_peak_cm1"] = float(nu[window][np.argmax(result.ir_spectrum[window])])
+            band["ir_band_km_mol"] = float(np.trapezoid(result.ir_spectrum[window], nu[window]))
+        found.append(band)
     return found
 
 
-def summary(result, lines, shown) -> str:
-    """Text summary: settings, resolution, temperatures, energy conservation, peaks beside the harmonic lines."""
+def summary(result, lines) -> str:
+    """Text summary: settings, resolution, temperatures, energy conservation, MD bands beside the harmonic lines."""
     settings = result.settings
     text = [
         f"MD: {settings['replicas']} replicas × {settings['time_ps']:g} ps NVE after {settings['equilibration_ps']:g} ps "
@@ -226,10 +254,16 @@ def summary(result, lines, shown) -> str:
         f"resolution: {result.resolution_cm1:.2f} cm^-1 (correlation window {settings['max_correlation_ps']:g} ps, "
         "Hann)",
     ]
-    for name, values in peaks(result, shown).items():
-        text.append(f"{name} spectrum peaks (cm^-1): {' '.join(f'{v:.1f}' for v in values)}")
-    real = lines.frequencies_cm1[~lines.imaginary]
-    text.append(f"harmonic lines (cm^-1): {' '.join(f'{v:.1f}' for v in real)}")
+    text.append(f"{'harmonic cm^-1':>15}  {'km/mol':>9}  {'MD power peak':>13}  {'power band':>10}  "
+                f"{'MD IR peak':>10}  {'IR band km/mol':>14}")
+    def cell(value, width, digits):
+        return f"{value:{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
+
+    for band in bands(result, lines):
+        label = f"{band['harmonic_cm1']:.1f}" + (f" (x{band['degeneracy']})" if band["degeneracy"] > 1 else "")
+        text.append(f"{label:>15}  {cell(band['harmonic_km_mol'], 9, 2)}  {cell(band['power_peak_cm1'], 13, 1)}  "
+                    f"{cell(band['power_band_dof'], 10, 3)}  {cell(band['ir_peak_cm1'], 10, 1)}  "
+                    f"{cell(band['ir_band_km_mol'], 14, 2)}")
     return "\n".join(text)
 
 
