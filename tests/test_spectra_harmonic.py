@@ -15,6 +15,7 @@ minimum and its charges vary with the geometry.
 
 import json
 import math
+import warnings
 
 import ase
 import ase.io
@@ -172,6 +173,16 @@ def test_zero_charge_model_has_zero_intensities(charge_model):
     assert np.all(result.frequencies_cm1 > 100.0)
 
 
+def test_a_minimum_given_as_is_needs_no_optimisation_and_no_warning(charge_model, charged_result):
+    model, params, z, _ = charge_model
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = harmonic(model, params, z, charged_result.positions, optimize=False, fmax=1e-6)
+    assert result.optimization is None
+    np.testing.assert_array_equal(result.positions, charged_result.positions)
+    np.testing.assert_allclose(result.frequencies_cm1, charged_result.frequencies_cm1, rtol=1e-12)
+
+
 def test_unconverged_optimisation_keeps_the_last_geometry(charge_model):
     model, params, z, r = charge_model
     with pytest.raises(OptimizationError, match="max_steps = 2") as caught:
@@ -292,6 +303,15 @@ def test_diatomic_frequency_intensity_and_zpe_are_exact(kind):
     assert np.all(np.abs(result.rigid_body_cm1) < 1e-3)
 
 
+def test_imaginary_frequency_is_negative_flagged_and_left_out_of_the_zpe():
+    r0, k = 1.2746, 32.0
+    positions, _ = bond_positions(r0)
+    saddle = harmonic_analysis(lambda p: -diatomic("harmonic", r0, k)(p), positions, [M_H, M_CL])
+    expected = wavenumber_cm1(k, M_H * M_CL / (M_H + M_CL))
+    assert saddle.frequencies_cm1[0] == pytest.approx(-expected, rel=1e-6)
+    assert saddle.imaginary.tolist() == [True] and saddle.zero_point_energy == 0.0
+
+
 def test_isotope_substitution_scales_as_the_reduced_mass():
     positions, _ = bond_positions(1.2746)
     energy = diatomic("morse")
@@ -314,6 +334,24 @@ def test_minimize_finds_the_bond_length_and_reports_non_convergence():
     assert caught.value.steps == 1 and caught.value.fmax > 1e-9
     with pytest.raises(ValueError, match="fmax must be > 0"):
         minimize(morse, start, fmax=0.0)
+
+
+@jax.custom_jvp
+def energy_with_wrong_gradient(positions):
+    return jnp.sum(positions**2)
+
+
+@energy_with_wrong_gradient.defjvp
+def _shifted_gradient(primals, tangents):
+    (positions,), (displacement,) = primals, tangents
+    return jnp.sum(positions**2), jnp.sum((2.0 * positions + 2.0) * displacement)
+
+
+def test_minimize_stops_when_the_line_search_finds_no_decrease():
+    # E = Σ r² but the "gradient" 2r + 2 vanishes at r = −1, uphill: near r = 0 no step lowers E.
+    with pytest.raises(OptimizationError, match="no lower energy.*gradient does not match") as caught:
+        minimize(energy_with_wrong_gradient, np.full((2, 3), 0.5), fmax=1e-6)
+    assert caught.value.steps < 10 and caught.value.fmax > 1.0
 
 
 # -- command line -----------------------------------------------------------------------------
@@ -348,6 +386,16 @@ def test_cli_writes_json_table_and_png(cli_inputs, charged_result, capsys):
     assert (out / "harmonic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = [line for line in stdout.splitlines() if line.strip()[:2].strip().isdigit()]
     assert len(rows) == 21 and "km/mol" in stdout
+
+
+def test_cli_warns_in_one_line_at_a_non_minimum(cli_inputs, capsys, tmp_path):
+    status, stdout, stderr = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry",
+                                     cli_inputs / "ethanol.extxyz", "--out", tmp_path, "--no-optimize", "--no-plot")
+    assert status == 0
+    assert stderr.startswith("warning: the geometry is not a minimum: max |F| = ") and stderr.count("\n") == 1
+    document = json.loads((tmp_path / "harmonic.json").read_text())
+    assert document["optimized"] is False and document["max_force_eV_per_A"] > 1e-4
+    assert not (tmp_path / "harmonic.png").exists()
 
 
 def test_cli_errors_are_one_line(cli_inputs, capsys, tmp_path):

@@ -5,7 +5,7 @@ from physnetjax.spectra.harmonic import (
     NonMinimumWarning,
     harmonic,
     harmonic_analysis,
-    normal_modes,
+    modes_from_hessian,
 )
 from physnetjax.spectra.md_spectrum import EnergyConservationError, MDSpectrum, md_spectrum
 from physnetjax.spectra.optimize import OptimizationError, OptimizationResult, minimize, optimize_geometry
@@ -21,6 +21,6 @@ __all__ = [
     "harmonic_analysis",
     "md_spectrum",
     "minimize",
-    "normal_modes",
+    "modes_from_hessian",
     "optimize_geometry",
 ]

@@ -24,6 +24,7 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 JSON_NAME = "harmonic.json"
@@ -77,7 +78,7 @@ def _analyse(args):
     import ase.io
 
     from physnetjax.checkpoint import load_checkpoint
-    from physnetjax.spectra.harmonic import harmonic
+    from physnetjax.spectra.harmonic import NonMinimumWarning, harmonic
     from physnetjax.spectra.plot import require_matplotlib
 
     out = Path(args.out)
@@ -101,9 +102,13 @@ def _analyse(args):
         raise ValueError(f"--masses needs one value per atom: {len(atoms)} atoms, received {len(args.masses)}")
     model, params, _ = load_checkpoint(args.checkpoint)
     total_charge = args.total_charge if args.total_charge is not None else float(atoms.info.get("charge", 0.0))
-    result = harmonic(model, params, atoms.numbers, atoms.positions, masses=args.masses,
-                      total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
-                      max_steps=args.max_steps)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NonMinimumWarning)
+        result = harmonic(model, params, atoms.numbers, atoms.positions, masses=args.masses,
+                          total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
+                          max_steps=args.max_steps)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
     return result, atoms
 
 

@@ -16,15 +16,16 @@ Pipeline (all float64; units Å, eV, amu, e):
    frequency, reported as a negative wavenumber and flagged in ``imaginary``.
 5. Cartesian displacements d_k = M^{-1/2} e_k (Å per unit mass-weighted normal
    coordinate Q_k, Å·√amu); the normal mode returned is d_k / |d_k| (unit Euclidean norm
-   over all 3N components, sign arbitrary); its reduced mass μ_k = 1 / |d_k|² (amu, Gaussian's
-   convention) is the mass for which ω_k² = k_k / μ_k with k_k the
-   curvature of E along the unit displacement. For a diatomic it is m₁m₂M/(m₁² + m₂²),
-   not the two-body m₁m₂/M, because the unit displacement moves both atoms.
+   over all 3N components, sign arbitrary); its reduced mass μ_k = 1 / |d_k|² (amu,
+   Gaussian's convention) is the mass for which ω_k² = k_k / μ_k with k_k the curvature of
+   E along the unit displacement. For a diatomic it is m₁m₂M/(m₁² + m₂²), not the
+   two-body m₁m₂/M, because the unit displacement moves both atoms.
 6. Zero-point energy ZPE = ½ Σ_{λ_k > 0} h c ν̃_k (eV; imaginary modes excluded).
 7. IR intensity (double-harmonic approximation) A_k = N_A / (12 ε_0 c²) |∂μ/∂Q_k|² with
    ∂μ/∂Q_k = Σ_ia ∂μ/∂R_ia d_{k,ia} (e/√amu), in km/mol
    (:data:`physnetjax.units.E2_PER_AMU_IN_KM_PER_MOL`). Because Σ_i √m_i e_{k,i} = 0 for a
-   vibration, the result does not depend on the origin of μ, charged molecules included.
+   vibration (the centre of mass stays put), the result is the same whether μ is taken
+   about a fixed point or about the centre of mass, charged molecules included.
 
 At a minimum the rigid-body block of H̃ vanishes (translations exactly, by translation
 invariance of the model; rotations because the gradient is zero); its eigenvalues,
@@ -33,7 +34,7 @@ geometry is.
 
 :func:`harmonic_analysis` runs the pipeline on any energy (and dipole) function of the
 positions, :func:`harmonic` on a PhysNet model (optimising the geometry first by
-default) and :func:`normal_modes` is steps 2–7 on a given Hessian.
+default) and :func:`modes_from_hessian` is steps 2–7 on a given Hessian.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def check_masses(masses, num_atoms: int) -> np.ndarray:
     return masses
 
 
-def normal_modes(hessian, positions, masses, dipole_derivatives=None, *, energy: float = float("nan"),
+def modes_from_hessian(hessian, positions, masses, dipole_derivatives=None, *, energy: float = float("nan"),
                  max_force: float = float("nan"), linear_tolerance: float = LINEAR_TOLERANCE) -> HarmonicResult:
     """Steps 2–7 of the module docstring on a given Hessian (NumPy, float64).
 
@@ -212,7 +213,7 @@ def harmonic_analysis(energy_fn, positions, masses, *, dipole_fn=None, args=(),
     dipole_derivatives = None
     if dipole_jacobian is not None:
         dipole_derivatives = np.transpose(np.asarray(dipole_jacobian, dtype=np.float64), (1, 2, 0))
-    return normal_modes(
+    return modes_from_hessian(
         0.5 * (hessian + hessian.T), positions, masses, dipole_derivatives, energy=float(energy),
         max_force=float(np.max(np.linalg.norm(gradient, axis=-1))), linear_tolerance=linear_tolerance,
     )
@@ -287,12 +288,17 @@ def harmonic(
 
 @functools.lru_cache(maxsize=64)
 def _derivatives(energy_fn, dipole_fn):
-    """Jitted ``(positions, args) -> (E, ∂E/∂R (N, 3), H (N, 3, N, 3), ∂μ/∂R (3, N, 3) or None)``."""
+    """Jitted ``(positions, args) -> (E, ∂E/∂R (N, 3), H (3N, N, 3), ∂μ/∂R (3, N, 3) or None)``.
+
+    The gradient and its linearisation come from one trace (forward-over-reverse); the
+    Hessian is that linear map applied to the 3N unit displacements.
+    """
 
     def evaluate(positions, args):
-        energy, gradient = jax.value_and_grad(energy_fn)(positions, *args)
-        hessian = jax.jacfwd(jax.grad(energy_fn))(positions, *args)
+        gradient, hessian_vector_product = jax.linearize(lambda r: jax.grad(energy_fn)(r, *args), positions)
+        directions = jnp.eye(positions.size, dtype=positions.dtype).reshape(positions.size, *positions.shape)
+        hessian = jax.vmap(hessian_vector_product)(directions)
         dipole_jacobian = None if dipole_fn is None else jax.jacfwd(dipole_fn)(positions, *args)
-        return energy, gradient, hessian, dipole_jacobian
+        return energy_fn(positions, *args), gradient, hessian, dipole_jacobian
 
     return jax.jit(evaluate)
