@@ -1,4 +1,7 @@
-"""Small example models shipped with physnetjax (see ``ethanol/README.md`` for how they were made)."""
+"""Small example models shipped with physnetjax: ethanol (no charges) and CO2 (charges, for IR spectra).
+
+How each was made, and its test errors, is in ``<name>/README.md``.
+"""
 
 from __future__ import annotations
 
