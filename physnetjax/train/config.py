@@ -34,7 +34,8 @@ class TrainConfig:
     Optimiser: AMSGrad (β2 = 0.99, ε = 1e-3 as PhysNet), Adam or AdamW; global-norm
     clipping; schedule constant / exponential / cosine (with linear warm-up) / plateau.
     Run: EMA decay, early-stopping ``patience`` (epochs without improvement of
-    ``best_metric`` on the validation set), ``max_time`` budget of this invocation,
+    ``best_metric`` on the validation set), ``max_time`` training-time budget (the
+    schedule and early stopping are then laid out over it, ``epochs`` sets their shape only),
     ``seed``, output directory, ``init_from`` checkpoint, force-check threshold.
     """
 
@@ -110,6 +111,8 @@ class TrainConfig:
         if self.force_sign not in (1, -1):
             raise ValueError(f"force_sign must be 1 (F = -dE/dR) or -1 (the file stores +dE/dR), "
                              f"received {self.force_sign}")
+        if self.max_time is not None and not self.max_time > 0:
+            raise ValueError(f"max_time must be > 0 seconds, received {self.max_time}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, received {self.learning_rate}")
         if self.dispersion is not None:
