@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from physnetjax.message_pass import SparseMessagePass, edge_basis_factors
+from physnetjax.neighbors.checks import check_all_pairs, check_full_list, is_traced
 from physnetjax.physics.charges import corrected_charges, dipole_moments
 from physnetjax.physics.coulomb import coulomb_pair_energy
 from physnetjax.physics.molecules import sum_per_molecule
@@ -57,6 +58,24 @@ class ZBLParameters(nn.Module):
     """
 
     param_dtype: Any = jnp.float32
+
+    def _check_lists(self, graph, cells):
+        """Eager pair-list checks of an un-jitted call (skipped under ``jit``, see :mod:`~physnetjax.neighbors.checks`).
+
+        Raises ValueError for a half edge or pair list, for bare Coulomb over a list
+        missing some pairs of a molecule, and for bare Coulomb in a periodic cell.
+        """
+        (_, dst_idx, src_idx, segments, num_molecules, edge_mask, atom_mask, _, shifts, pairs) = graph
+        check_full_list(dst_idx, src_idx, edge_mask, shifts, cells=cells, atom_segments=segments,
+                        name="edge list (dst_idx, src_idx)")
+        if pairs is not None:
+            check_full_list(*pairs, cells=cells, atom_segments=segments, name="pair list (pair_dst, pair_src)")
+        if self.charges and self.coulomb_lr_cutoff is None:
+            if cells is not None:
+                raise ValueError("bare Coulomb (coulomb_lr_cutoff=None) is not defined in a periodic cell "
+                                 "(the sum needs Ewald); give the model a coulomb_lr_cutoff")
+            pair_dst, pair_src, pair_mask = pairs[:3] if pairs is not None else (dst_idx, src_idx, edge_mask)
+            check_all_pairs(pair_dst, pair_src, pair_mask, segments, atom_mask, num_molecules)
 
     @nn.compact
     def __call__(self):
@@ -315,6 +334,24 @@ class PhysNet(nn.Module):
         }
         return jnp.sum(energy), aux
 
+    def _check_lists(self, graph, cells):
+        """Eager pair-list checks of an un-jitted call (skipped under ``jit``, see :mod:`~physnetjax.neighbors.checks`).
+
+        Raises ValueError for a half edge or pair list, for bare Coulomb over a list
+        missing some pairs of a molecule, and for bare Coulomb in a periodic cell.
+        """
+        (_, dst_idx, src_idx, segments, num_molecules, edge_mask, atom_mask, _, shifts, pairs) = graph
+        check_full_list(dst_idx, src_idx, edge_mask, shifts, cells=cells, atom_segments=segments,
+                        name="edge list (dst_idx, src_idx)")
+        if pairs is not None:
+            check_full_list(*pairs, cells=cells, atom_segments=segments, name="pair list (pair_dst, pair_src)")
+        if self.charges and self.coulomb_lr_cutoff is None:
+            if cells is not None:
+                raise ValueError("bare Coulomb (coulomb_lr_cutoff=None) is not defined in a periodic cell "
+                                 "(the sum needs Ewald); give the model a coulomb_lr_cutoff")
+            pair_dst, pair_src, pair_mask = pairs[:3] if pairs is not None else (dst_idx, src_idx, edge_mask)
+            check_all_pairs(pair_dst, pair_src, pair_mask, segments, atom_mask, num_molecules)
+
     @nn.compact
     def __call__(
         self,
@@ -358,6 +395,13 @@ class PhysNet(nn.Module):
           features, plus ``nn_energy`` (B,), ``atomic_energies`` (N,), ``raw_charges``
           and, with ``cells``, ``stress`` (B, 3, 3) eV/Å³ (σ = (1/V) ∂E/∂ε, positive
           under tension; ``virial`` = −V σ).
+
+        Raises:
+          ValueError: only when called outside ``jit`` (concrete arrays): a half edge or
+            pair list (a pair without its reverse), or bare Coulomb (``charges=True``,
+            ``coulomb_lr_cutoff=None``) over a list missing pairs of a molecule or in a
+            periodic cell. Under ``jit`` these checks are skipped (build lists with the
+            builders in :mod:`physnetjax.neighbors`, which check them).
         """
         self._check_configuration()
         positions = jnp.asarray(positions)
@@ -384,6 +428,8 @@ class PhysNet(nn.Module):
             pairs = (pair_dst, pair_src, pairs[2], jnp.zeros((pair_dst.shape[0], 3), positions.dtype))
         graph = (atomic_numbers, dst_idx, src_idx, batch_segments, batch_size, edge_mask,
                  atom_mask, total_charges, shifts, pairs)
+        if not is_traced(dst_idx, src_idx, edge_mask, batch_segments, *(pairs or ())[:3]):
+            self._check_lists(graph, cells)
 
         if cells is None:
             (_, aux), grad_positions = jax.value_and_grad(
