@@ -37,7 +37,7 @@ import numpy as np
 from physnetjax.checkpoint import load_checkpoint, load_train_state, save_checkpoint
 from physnetjax.data import (
     bundled_dataset_path,
-    fit_element_energies,
+    fit_reference_energies,
     load_dataset,
     load_split,
     random_split,
@@ -124,10 +124,11 @@ class Trainer:
         self._setup_model()
         train_idx = self.split["train"]
         self.element_energies = np.zeros(self.model.max_atomic_number + 1)
+        self.element_energies_fit = None
         if self.dataset.has_E[train_idx].any():
-            self.element_energies = fit_element_energies(
-                self.dataset.Z[train_idx], self.dataset.E[train_idx], self.model.max_atomic_number,
-                mask=self.dataset.has_E[train_idx])
+            fit = fit_reference_energies(self.dataset.Z[train_idx], self.dataset.E[train_idx],
+                                         self.model.max_atomic_number, mask=self.dataset.has_E[train_idx])
+            self.element_energies, self.element_energies_fit = fit.energies, fit.to_dict()
         self.energies = shifted_energies(self.dataset.Z, self.dataset.E, self.element_energies)
         self.saved_model = self.model.clone(element_energies=tuple(float(e) for e in self.element_energies))
 
@@ -264,6 +265,7 @@ class Trainer:
             "step": int(self.state.step),
             "metrics": row,
             "element_energies": [float(e) for e in self.element_energies],
+            "element_energies_fit": self.element_energies_fit,
             "data": self.config.data or [str(bundled_dataset_path())],
             "data_units": {"energy": self.config.energy_unit, "force": self.config.force_unit,
                            "dipole": self.config.dipole_unit},
