@@ -50,6 +50,14 @@ from physnetjax.physics.zbl import (
 )
 
 
+ZBL_CUTOFF_DEFAULT = 2.0
+"""Default ``zbl_cutoff`` of new models in Å (``benchmarks/zbl_cutoff.py``; see benchmarks/README.md).
+
+Checkpoints written before this default store ``zbl_cutoff: null`` (= the model cutoff),
+which keeps that meaning; migrated legacy models store their cutoff explicitly; the
+legacy class :class:`EF` keeps ``None``."""
+
+
 class ZBLParameters(nn.Module):
     """Trainable ZBL screening parameters, initialised to the universal values.
 
@@ -113,7 +121,8 @@ class PhysNet(nn.Module):
       coulomb_sr_cutoff: r_sr of the shielded Coulomb kernel in Å (None → ``cutoff``).
       coulomb_lr_cutoff: force-shift cutoff r_lr in Å, or None for bare 1/r over the
         whole pair list (then the pair list must hold all pairs of each molecule).
-      zbl_cutoff: where the ZBL switch reaches 0, in Å (None → ``cutoff``).
+      zbl_cutoff: where the ZBL switch reaches 0, in Å (default :data:`ZBL_CUTOFF_DEFAULT`;
+        None → ``cutoff``, the meaning of every checkpoint written before that default).
       element_energies: fixed per-element reference energies E0[Z] in eV (a tuple of
         length max_atomic_number + 1, fitted by the trainer), added to every atom's
         energy and not trained; None → no offset.
@@ -140,7 +149,7 @@ class PhysNet(nn.Module):
     use_energy_bias: bool = True
     coulomb_sr_cutoff: float | None = None
     coulomb_lr_cutoff: float | None = None
-    zbl_cutoff: float | None = None
+    zbl_cutoff: float | None = ZBL_CUTOFF_DEFAULT
     element_energies: tuple | None = None
     param_dtype: Any = jnp.float32
     edge_chunk_size: int | None = None
@@ -198,7 +207,9 @@ class PhysNet(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: dict) -> "PhysNet":
+        """The model of a :meth:`config` dict; a dict without ``zbl_cutoff`` predates its default: None (= cutoff)."""
         cfg = dict(cfg)
+        cfg.setdefault("zbl_cutoff", None)
         if "param_dtype" in cfg:
             cfg["param_dtype"] = jnp.dtype(cfg["param_dtype"])
         if cfg.get("element_energies") is not None:
@@ -451,5 +462,12 @@ class PhysNet(nn.Module):
         return output
 
 
-EF = PhysNet
-"""Legacy name of :class:`PhysNet` (same constructor arguments and call signature)."""
+class EF(PhysNet):
+    """The original's name and defaults: :class:`PhysNet` with ``zbl_cutoff=None`` (ZBL switched off at ``cutoff``).
+
+    Same constructor arguments, call signature and parameter tree as :class:`PhysNet`;
+    only the ZBL reach defaults to the model cutoff, as in the original, so legacy code
+    constructing ``EF(...)`` keeps its energies.
+    """
+
+    zbl_cutoff: float | None = None

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from physnetjax.model import ZBL_CUTOFF_DEFAULT
+
 OPTIMIZERS = ("amsgrad", "adam", "adamw")
 SCHEDULES = ("constant", "exponential", "cosine", "plateau")
 LOSSES = ("mse", "mae")
@@ -25,7 +27,8 @@ class TrainConfig:
 
     Data: ``data`` files (None → the bundled ethanol set), their units, the split
     (``valid``/``test``/``train`` fractions < 1 or counts ≥ 1, or a ``split_file``).
-    Model: PhysNet hyper-parameters; ``max_atomic_number`` None → largest Z in the data.
+    Model: PhysNet hyper-parameters; ``max_atomic_number`` None → largest Z in the data;
+    ``zbl_cutoff`` (Å) where the ZBL repulsion is switched off when ``zbl`` is on.
     Loss: weights of energy (per molecule, or per atom with ``per_atom_energy``),
     forces, dipole and total charge; ``loss`` "mse" or "mae".
     Optimiser: AMSGrad (β2 = 0.99, ε = 1e-3 as PhysNet), Adam or AdamW; global-norm
@@ -52,6 +55,7 @@ class TrainConfig:
     n_res: int = 1
     charges: bool = False
     zbl: bool = False
+    zbl_cutoff: float = ZBL_CUTOFF_DEFAULT
     max_atomic_number: Optional[int] = None
 
     loss: str = "mse"
