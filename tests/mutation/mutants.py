@@ -18,11 +18,12 @@ from dataclasses import dataclass
 PHYSICS = ("tests/test_physics.py", "tests/test_goldens.py")
 MODEL = ("tests/test_goldens.py", "tests/test_physics.py", "tests/test_model.py")
 PERIODIC = ("tests/test_goldens.py", "tests/test_pbc.py")
-MESSAGES = ("tests/test_model.py", "tests/test_message_pass.py")
+MESSAGES = ("tests/test_message_pass.py", "tests/test_model.py")
 MD = ("tests/test_units.py", "tests/test_md_integrators.py")
 LEGACY = ("tests/test_checkpoint_legacy.py", "tests/test_migrate.py")
-NEIGHBORS = ("tests/test_neighbors_lists.py", "tests/test_neighbors_model.py", "tests/test_pair_lists.py")
+NEIGHBORS = ("tests/test_pair_lists.py", "tests/test_neighbors_lists.py", "tests/test_neighbors_model.py")
 ELEMENTS = ("tests/test_element_energies.py",)
+ZBL_DEFAULT = ("tests/test_zbl_default.py",)
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,27 @@ MUTANTS = (
            "deformation = jnp.eye(3, dtype=positions.dtype) + 0.5 * (strain + jnp.swapaxes(strain, -1, -2))",
            "deformation = jnp.eye(3, dtype=positions.dtype) + strain", PERIODIC,
            "stress from the unsymmetrised strain derivative"),
+    Mutant("half_list_check_disabled", "physnetjax/neighbors/checks.py",
+           "if np.array_equal(_sorted_rows(forward), _sorted_rows(backward)):", "if True:", NEIGHBORS,
+           "half lists accepted silently"),
+    Mutant("all_pairs_check_disabled", "physnetjax/neighbors/checks.py",
+           "short = np.nonzero(listed < n * (n - 1))[0]", "short = np.nonzero(listed < 0)[0]", NEIGHBORS,
+           "bare Coulomb over a cutoff-limited list accepted silently"),
+    Mutant("element_energies_minimum_norm", "physnetjax/data/reference.py",
+           "if rank == len(present):", "if True:", ELEMENTS,
+           "degenerate compositions get the minimum-norm split again (E0 ∝ count)"),
+    Mutant("check_hydrogen_rule_inverted", "physnetjax/check/references.py",
+           "e0[1] < e0[z]", "e0[1] > e0[z]", ELEMENTS,
+           "check flags E0[H] above C/N/O/F instead of below"),
+    Mutant("old_config_gets_new_zbl_default", "physnetjax/model.py",
+           'cfg.setdefault("zbl_cutoff", None)', 'cfg.setdefault("zbl_cutoff", ZBL_CUTOFF_DEFAULT)', ZBL_DEFAULT,
+           "a config without zbl_cutoff gets the new 2 Å default instead of the model cutoff"),
+    Mutant("migration_takes_zbl_default", "physnetjax/checkpoint/legacy.py",
+           'kwargs["zbl_cutoff"] = float(kwargs["cutoff"])', 'kwargs["zbl_cutoff"] = 2.0', ZBL_DEFAULT,
+           "migrated legacy models switch ZBL off at 2 Å instead of their cutoff"),
+    Mutant("ef_takes_zbl_default", "physnetjax/model.py",
+           "    zbl_cutoff: float | None = None", "    zbl_cutoff: float | None = ZBL_CUTOFF_DEFAULT", ZBL_DEFAULT,
+           "the legacy EF constructor gets the short ZBL default"),
     Mutant("kinetic_energy_half", "physnetjax/md/integrators.py",
            "return 0.5 * jnp.sum(momenta**2 / masses[:, None]) * AMU_A2_PER_FS2_IN_EV",
            "return jnp.sum(momenta**2 / masses[:, None]) * AMU_A2_PER_FS2_IN_EV", MD,

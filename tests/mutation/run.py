@@ -14,8 +14,10 @@ restored. The working tree is never touched. Bytecode is not written
 (``PYTHONDONTWRITEBYTECODE``), so an edit of the same length in the same second cannot
 be masked by a stale ``.pyc``.
 
-Before the mutants, the union of their test files runs once unmutated (the *baseline*):
-a failing baseline would make every mutant look killed, so the runner stops.
+The union of the mutants' test files also runs once unmutated (the *baseline*, beside
+the mutants when ``--jobs`` > 1): a failing baseline would make every mutant look
+killed, so the run is then reported invalid (exit 2). ``--jobs N`` judges N mutants at
+once, each worker in its own copy of the repository.
 
 Outcome per mutant: ``killed`` (pytest exit 1: a test failed), ``error`` (any other
 non-zero exit, e.g. the mutant broke the import: counted as killed, but worth a look),
@@ -29,11 +31,13 @@ import argparse
 import json
 import os
 import pathlib
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -83,6 +87,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tests", default="", help="comma-separated test files/ids to run instead of each "
                         "mutant's own (e.g. to check that one new test kills a mutant)")
     parser.add_argument("--skip-baseline", action="store_true", help="do not run the unmutated tests first")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants judged at once, each in its own copy")
     parser.add_argument("--timeout", type=float, default=1200.0, help="seconds per pytest run")
     parser.add_argument("--out", type=pathlib.Path, default=HERE / "results.json", help="JSON report")
     args = parser.parse_args(argv)
@@ -97,41 +102,58 @@ def main(argv=None) -> int:
         return 2
     selected = [m for m in MUTANTS if not names or m.name in names]
 
-    results = []
+    override = [t for t in args.tests.split(",") if t]
+    baseline_tests = override or sorted({t for m in selected for t in m.tests})
     with tempfile.TemporaryDirectory(prefix="physnetjax-mutation-") as tmp:
-        workdir = pathlib.Path(tmp)
-        copy_repository(workdir)
-        originals = {m.path: (workdir / m.path).read_text() for m in selected}
+        workdirs = queue.Queue()
+        for k in range(args.jobs):
+            workdir = pathlib.Path(tmp) / f"worker-{k}"
+            copy_repository(workdir)
+            workdirs.put(workdir)
         for mutant in selected:
-            apply(originals[mutant.path], mutant)
-        override = [t for t in args.tests.split(",") if t]
-        baseline_tests = override or sorted({t for m in selected for t in m.tests})
-        if not args.skip_baseline:
-            code, seconds, tail = run_tests(workdir, baseline_tests, args.timeout * 3)
+            apply((ROOT / mutant.path).read_text(), mutant)
+
+        def baseline():
+            workdir = workdirs.get()
+            try:
+                code, seconds, tail = run_tests(workdir, baseline_tests, args.timeout * 3)
+            finally:
+                workdirs.put(workdir)
             print(f"baseline ({len(baseline_tests)} files): exit {code} in {seconds:.0f} s", flush=True)
-            if code != 0:
-                print(f"error: the unmutated tests do not pass, so mutants cannot be judged:\n{tail}",
-                      file=sys.stderr)
-                return 2
-        for mutant in selected:
+            return {"exit_code": code, "seconds": round(seconds, 1), "tests": baseline_tests, "pytest_tail": tail}
+
+        def judge(mutant):
+            workdir = workdirs.get()
             path = workdir / mutant.path
-            path.write_text(apply(originals[mutant.path], mutant))
+            original = path.read_text()
+            path.write_text(apply(original, mutant))
             try:
                 code, seconds, tail = run_tests(workdir, override or mutant.tests, args.timeout)
             finally:
-                path.write_text(originals[mutant.path])
-            result = {"name": mutant.name, "path": mutant.path, "what": mutant.what, "tests": list(mutant.tests),
-                      "outcome": outcome(code), "exit_code": code, "seconds": round(seconds, 1),
-                      "pytest_tail": tail}
+                path.write_text(original)
+                workdirs.put(workdir)
+            result = {"name": mutant.name, "path": mutant.path, "what": mutant.what,
+                      "tests": list(override or mutant.tests), "outcome": outcome(code), "exit_code": code,
+                      "seconds": round(seconds, 1), "pytest_tail": tail}
             if result["outcome"] == "survived":
                 result["explained"] = EXPLAINED.get(mutant.name)
-            results.append(result)
             print(f"{result['outcome']:9s} {mutant.name:34s} {seconds:6.0f} s", flush=True)
+            return result
 
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            baseline_future = None if args.skip_baseline else pool.submit(baseline)
+            results = list(pool.map(judge, selected))
+            baseline_result = None if baseline_future is None else baseline_future.result()
+
+    if baseline_result is not None and baseline_result["exit_code"] != 0:
+        print(f"error: the unmutated tests do not pass, so the mutants cannot be judged:\n"
+              f"{baseline_result['pytest_tail']}", file=sys.stderr)
+        return 2
     killed = sum(r["outcome"] in ("killed", "error") for r in results)
     survivors = [r for r in results if r["outcome"] != "killed" and r["outcome"] != "error"]
     unexplained = [r["name"] for r in survivors if not r.get("explained")]
-    summary = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "mutants": len(results),
+    summary = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "jobs": args.jobs,
+               "baseline": baseline_result, "mutants": len(results),
                "killed": killed, "score": f"{killed}/{len(results)}", "survivors": [r["name"] for r in survivors],
                "unexplained_survivors": unexplained, "results": results}
     if not names and not override:
