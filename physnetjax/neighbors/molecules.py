@@ -154,9 +154,9 @@ def assemble_batch(
             out_shift[: d.shape[0]] = shifts
         return out_d, out_s, np.arange(size) < d.shape[0], out_shift
 
-    check_full_list(*edges, name="edge list")
+    check_full_list(edges[0], edges[1], shifts=edges[2], name="edge list")
     if pairs is not None:
-        check_full_list(*pairs, name="pair list")
+        check_full_list(pairs[0], pairs[1], shifts=pairs[2], name="pair list")
     dst_p, src_p, edge_mask, shifts_p = padded_list("num_edges", edges, num_edges)
     extra = {"shifts": shifts_p}
     if pairs is not None:
