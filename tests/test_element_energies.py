@@ -84,3 +84,18 @@ def test_findings_on_the_shipped_style_minimum_norm_split():
     assert thomas_fermi_energy(1) == pytest.approx(0.7687 * 27.211386245988, rel=1e-12)
     e0[7] = 0.0
     assert element_energy_findings(e0, [7, 1])[0].startswith("absent: E0 = 0 for Z = [7]")
+
+
+def test_check_warns_on_the_shipped_model_and_its_numbers_are_unchanged(molecules):
+    """The shipped ethanol model keeps its stored E0 (the old minimum-norm split) and ``check`` says so."""
+    from physnetjax import load_checkpoint
+    from physnetjax.check import check_model
+    from physnetjax.pretrained import example_model_path
+
+    model, params, _ = load_checkpoint(example_model_path("ethanol"))
+    assert (model.element_energies[1], model.element_energies[6], model.element_energies[8]) == (
+        -45.30546189023508, -15.101820630078034, -7.550910315039018)
+    report = check_model(model, params, [molecules["ethanol"]], groups=("references",))
+    (result,) = report.checks
+    assert result.status == "warn" and result.value == 3.0
+    assert [f.split(":")[0] for f in result.details["findings"]] == ["counts", "hydrogen", "magnitude"]
