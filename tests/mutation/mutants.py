@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 GOLDENS = ("tests/test_goldens.py",)
 PHYSICS = ("tests/test_physics.py",)
-MODEL = ("tests/test_goldens.py", "tests/test_model.py")
-PERIODIC = ("tests/test_goldens.py", "tests/test_pbc.py")
-MESSAGES = ("tests/test_message_pass.py", "tests/test_model.py")
+MODEL = ("tests/test_model.py", "tests/test_goldens.py")
+PERIODIC = ("tests/test_pbc.py", "tests/test_goldens.py")
+MESSAGES = ("tests/test_model.py", "tests/test_message_pass.py")
 MD = ("tests/test_units.py", "tests/test_md_integrators.py")
 LEGACY = ("tests/test_checkpoint_legacy.py", "tests/test_migrate.py")
 NEIGHBORS = ("tests/test_pair_lists.py", "tests/test_neighbors_lists.py", "tests/test_neighbors_model.py")
@@ -140,7 +140,7 @@ MUTANTS = (
            PERIODIC, "strain deforms positions but not the periodic image shifts"),
     Mutant("message_direction", "physnetjax/model.py",
            "x, basis, dst_idx=dst_idx, src_idx=src_idx,", "x, basis, dst_idx=src_idx, src_idx=dst_idx,",
-           MESSAGES + LEGACY, "messages flow j → i along reversed edge vectors"),
+           LEGACY + MESSAGES, "messages flow j → i along reversed edge vectors"),
     Mutant("strain_not_symmetrised", "physnetjax/model.py",
            "deformation = jnp.eye(3, dtype=positions.dtype) + 0.5 * (strain + jnp.swapaxes(strain, -1, -2))",
            "deformation = jnp.eye(3, dtype=positions.dtype) + strain", PERIODIC,

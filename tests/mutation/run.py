@@ -14,9 +14,10 @@ restored. The working tree is never touched. Bytecode is not written
 (``PYTHONDONTWRITEBYTECODE``), so an edit of the same length in the same second cannot
 be masked by a stale ``.pyc``.
 
-The union of the mutants' test files also runs once unmutated (the *baseline*, beside
-the mutants when ``--jobs`` > 1): a failing baseline would make every mutant look
-killed, so the run is then reported invalid (exit 2). ``--jobs N`` judges N mutants at
+The union of the mutants' test files also runs once unmutated (the *baseline*, queued
+after the mutants): a failing baseline would make every mutant look killed, so the run is
+then reported invalid (exit 2). Results are written after each mutant (``"partial": true``
+until the run ends). ``--jobs N`` judges N mutants at
 once, each worker in its own copy of the repository.
 
 Outcome per mutant: ``killed`` (pytest exit 1: a test failed), ``error`` (any other
@@ -36,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -113,6 +115,8 @@ def main(argv=None) -> int:
         for mutant in selected:
             apply((ROOT / mutant.path).read_text(), mutant)
 
+        lock, done = threading.Lock(), []
+
         def baseline():
             workdir = workdirs.get()
             try:
@@ -138,11 +142,17 @@ def main(argv=None) -> int:
             if result["outcome"] == "survived":
                 result["explained"] = EXPLAINED.get(mutant.name)
             print(f"{result['outcome']:9s} {mutant.name:34s} {seconds:6.0f} s", flush=True)
+            with lock:
+                done.append(result)
+                if not names and not override:
+                    args.out.write_text(json.dumps({"partial": True, "results": done}, indent=2,
+                                                   ensure_ascii=False) + "\n")
             return result
 
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = [pool.submit(judge, mutant) for mutant in selected]
             baseline_future = None if args.skip_baseline else pool.submit(baseline)
-            results = list(pool.map(judge, selected))
+            results = [future.result() for future in futures]
             baseline_result = None if baseline_future is None else baseline_future.result()
 
     if baseline_result is not None and baseline_result["exit_code"] != 0:
