@@ -73,7 +73,8 @@ MUTANTS = (
            "count = sum_per_molecule(jnp.ones_like(raw), atom_segments, num_molecules)", MODEL,
            "N in the correction counts padded atoms"),
     Mutant("message_padding", "physnetjax/message_pass.py",
-           "jnp.where(edge_mask[..., None], radial.astype(dtype), 0.0)", "radial.astype(dtype)", MESSAGES,
+           "jnp.where(edge_mask[..., None], radial.astype(dtype), 0.0)", "radial.astype(dtype)",
+           ("tests/test_model.py::test_padding_and_batching_do_not_change_results", "tests/test_message_pass.py"),
            "padded edges carry messages"),
     Mutant("atom_padding", "physnetjax/model.py",
            "return jnp.where(atom_mask, y, 0.0)", "return y", MODEL,
@@ -173,6 +174,18 @@ MUTANTS = (
 )
 
 EXPLAINED = {
+    "message_direction": (
+        "equivalent on a full directed list: swapping dst and src in message passing turns every edge (i ← j, "
+        "r_j − r_i) into (j ← i, r_j − r_i), i.e. the original network evaluated with every edge vector inverted, "
+        "which is the geometry −R; the e3x network (no pseudotensors) is O(3)-invariant, so E and F are "
+        "unchanged. Half lists, where it would matter, are refused by physnetjax.neighbors.checks"
+    ),
+    "zbl_padded_z": (
+        "equivalent with the JAX in use: the guard gives padded pairs Z = 1 so that ∂(Z^a)/∂a = Z^a ln Z cannot "
+        "be NaN at Z = 0, but JAX defines the derivative of 0^a as 0 and the padded pairs' energies are masked, "
+        "so gradients stay finite without it; the guard stays as a defence, and "
+        "test_physics::test_zbl_parameter_gradients_are_finite_with_padded_z0_atoms fails if that ever changes"
+    ),
     "strain_not_symmetrised": (
         "equivalent: E is invariant under rotations, so ∂E/∂ε is already symmetric and the antisymmetric "
         "part of an unsymmetrised strain contributes nothing; no test can tell the two apart"

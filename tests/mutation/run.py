@@ -88,6 +88,8 @@ def main(argv=None) -> int:
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--tests", default="", help="comma-separated test files/ids to run instead of each "
                         "mutant's own (e.g. to check that one new test kills a mutant)")
+    parser.add_argument("--update", action="store_true", help="with --only: replace those mutants' entries in "
+                        "the existing results file and recompute its score")
     parser.add_argument("--skip-baseline", action="store_true", help="do not run the unmutated tests first")
     parser.add_argument("--jobs", type=int, default=1, help="mutants judged at once, each in its own copy")
     parser.add_argument("--timeout", type=float, default=1200.0, help="seconds per pytest run")
@@ -139,8 +141,6 @@ def main(argv=None) -> int:
             result = {"name": mutant.name, "path": mutant.path, "what": mutant.what,
                       "tests": list(override or mutant.tests), "outcome": outcome(code), "exit_code": code,
                       "seconds": round(seconds, 1), "pytest_tail": tail}
-            if result["outcome"] == "survived":
-                result["explained"] = EXPLAINED.get(mutant.name)
             print(f"{result['outcome']:9s} {mutant.name:34s} {seconds:6.0f} s", flush=True)
             with lock:
                 done.append(result)
@@ -159,6 +159,16 @@ def main(argv=None) -> int:
         print(f"error: the unmutated tests do not pass, so the mutants cannot be judged:\n"
               f"{baseline_result['pytest_tail']}", file=sys.stderr)
         return 2
+    if args.update and names and not override and args.out.is_file():
+        previous = json.loads(args.out.read_text())
+        rerun = {r["name"]: r for r in results}
+        results = [rerun.get(r["name"], r) for r in previous["results"]]
+        results += [r for r in rerun.values() if r["name"] not in {p["name"] for p in previous["results"]}]
+        baseline_result = previous.get("baseline") if baseline_result is None else baseline_result
+        names = []
+    for r in results:
+        if r["outcome"] not in ("killed", "error"):
+            r["explained"] = EXPLAINED.get(r["name"])
     killed = sum(r["outcome"] in ("killed", "error") for r in results)
     survivors = [r for r in results if r["outcome"] != "killed" and r["outcome"] != "error"]
     unexplained = [r["name"] for r in survivors if not r.get("explained")]
