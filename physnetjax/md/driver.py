@@ -9,9 +9,11 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
 2. If any saved frame has a non-finite energy/position or a force above
    ``max_force`` eV/Å, the good frames are written, the last good frame is saved to
    ``<out>.last_good.xyz`` and :class:`MDInstabilityError` is raised.
-3. Frames go to the trajectory (extxyz or .traj, see :mod:`physnetjax.md.io`) and
-   every ``checkpoint_every`` chunks the state is written to an ``.npz`` checkpoint
-   from which ``restart=`` continues.
+3. Frames go to the trajectory (extxyz or .traj, see :mod:`physnetjax.md.io`), one
+   JSON line per saved frame to ``<out>.jsonl`` (:data:`LOG_KEYS`, flushed per line;
+   a restart drops the lines after its step, then appends), and every
+   ``checkpoint_every`` chunks the state is written to an ``.npz`` checkpoint from
+   which ``restart=`` continues.
 
 The report (:class:`MDReport`) gives the drift of the conserved quantity from a
 least-squares line through all saved frames (meV/atom/ps), its fluctuation about
@@ -34,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import check_dtype, cast_params
+from physnetjax.jsonlines import append_record, read_log, start_log
 from physnetjax.md.integrators import MDState, kinetic_energy, langevin, maxwell_boltzmann_momenta, nve, run
 from physnetjax.md.io import TrajectoryWriter, frame_atoms, momenta_from_ase, trajectory_format
 from physnetjax.md.potential import AllPairs, physnet_potential
@@ -42,6 +45,9 @@ from physnetjax.units import BOLTZMANN
 logger = logging.getLogger(__name__)
 
 ENSEMBLES = ("nve", "langevin")
+LOG_KEYS = ("step", "time_fs", "potential_energy_eV", "kinetic_energy_eV", "conserved_eV", "temperature_K",
+            "max_force_eV_per_A")
+"""Keys of each ``<out>.jsonl`` line (one per saved frame; the frame's values in eV, K, eV/Å)."""
 
 
 class MDInstabilityError(RuntimeError):
@@ -132,7 +138,7 @@ def simulate(
       temperature_K: initial / thermostat temperature in K.
       timestep_fs: time step in fs.
       steps: number of steps (a multiple of ``save_every``).
-      out: trajectory path (.xyz/.extxyz/.traj) or None.
+      out: trajectory path (.xyz/.extxyz/.traj) or None; the JSON Lines log goes to ``<out>.jsonl``.
       save_every: steps between saved frames (observables are sampled there too).
       chunk_frames: saved frames per jitted chunk.
       dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``).
@@ -199,6 +205,9 @@ def simulate(
         raise MDInstabilityError(f"start geometry has |F| = {start_force:.3g} eV/Å > max_force = {max_force} eV/Å")
 
     writer = TrajectoryWriter(out, append=restart is not None) if out is not None else None
+    log = None if out is None else Path(f"{out}.jsonl")
+    if log is not None:
+        start_log(log, [r for r in read_log(log) if r["step"] <= start_step] if restart is not None else ())
     runner = jax.jit(run, static_argnums=(0, 2, 3))
     compiled: dict = {}
     compile_seconds = run_seconds = 0.0
@@ -245,6 +254,10 @@ def simulate(
                                              host.forces[k], {"step": step, "time_fs": t_ps * 1e3,
                                                               "temperature_K": temp,
                                                               "conserved_eV": float(host.conserved[k])}))
+                if log is not None:
+                    append_record(log, dict(zip(LOG_KEYS, (step, t_ps * 1e3, float(host.potential_energy[k]), kinetic,
+                                                           float(host.conserved[k]), temp,
+                                                           float(host.max_force[k])))))
             if num_good < num_frames:
                 _stop(atoms, state, host, num_good, start_step + done, save_every, max_force, out)
             state = new_state

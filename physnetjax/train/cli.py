@@ -6,6 +6,7 @@ Examples::
     python -m physnetjax.train --data my.npz --energy-unit kcal/mol --epochs 200 --out runs/my
     python -m physnetjax.train --data frames.extxyz --charges --dipole-unit Debye
     python -m physnetjax.train --resume runs/my --epochs 400    # continue exactly
+    python -m physnetjax.train --max-time 240 --out runs/4min   # schedule laid out over 240 s of training
     python -m physnetjax.train --data new.npz --init-from runs/my/best   # fine-tune (weights only)
 """
 
@@ -16,6 +17,7 @@ import dataclasses
 import logging
 import sys
 
+from physnetjax.model_dispersion import DISPERSION_METHODS
 from physnetjax.train.config import BEST_METRICS, LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig
 
 HELP = {
@@ -26,6 +28,10 @@ HELP = {
     "valid": "validation fraction (<1) or frame count", "test": "test fraction (<1) or frame count",
     "train": "training fraction or count (default: the rest)",
     "split_file": ".npz with index arrays train, valid[, test] instead of a random split",
+    "dispersion": "add Grimme D3(BJ) dispersion as a physical term (d3bj); train on the remainder",
+    "dispersion_functional": "functional whose D3(BJ) damping parameters are used (pbe0, b3lyp, ...)",
+    "dispersion_cutoff": "D3 cutoff in Å (switched off smoothly over its last fifth)",
+    "dispersion_trainable": "train the D3 damping parameters s6, s8, a1, a2 (softplus-positive)",
     "max_atomic_number": "largest Z the model supports (default: largest in the data)",
     "loss": "mse (default) or mae (as PhysNet)",
     "per_atom_energy": "energy term per atom instead of per molecule",
@@ -37,7 +43,7 @@ HELP = {
     "ema_decay": "EMA decay of the validated/saved weights",
     "patience": "early stopping: epochs without improvement of --best-metric",
     "best_metric": "validation metric selecting the best checkpoint",
-    "max_time": "time budget in seconds of this invocation (stops before an epoch that would exceed it)",
+    "max_time": "time budget in seconds of training (all invocations): schedule and early stopping are laid out over it instead of --epochs",
     "out": "run directory (default ./runs/physnet-DATE-TIME)",
     "init_from": "start from the weights (and architecture) of this checkpoint, legacy ones included",
     "force_check_threshold": "max |F_autodiff - F_finite-difference| in eV/Å allowed at each best checkpoint",
@@ -45,7 +51,7 @@ HELP = {
     "progress": "rich progress bar", "plots": "learning-curve and parity PNGs (matplotlib)",
     "log_every": "print the summary line every N epochs (best epochs always)",
 }
-CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES, "best_metric": BEST_METRICS}
+CHOICES = {"dispersion": DISPERSION_METHODS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES, "best_metric": BEST_METRICS}
 
 
 def build_parser() -> argparse.ArgumentParser:

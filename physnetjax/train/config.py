@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from physnetjax.model import ZBL_CUTOFF_DEFAULT
+from physnetjax.model_dispersion import check_dispersion_settings
 
 OPTIMIZERS = ("amsgrad", "adam", "adamw")
 SCHEDULES = ("constant", "exponential", "cosine", "plateau")
@@ -34,7 +35,8 @@ class TrainConfig:
     Optimiser: AMSGrad (β2 = 0.99, ε = 1e-3 as PhysNet), Adam or AdamW; global-norm
     clipping; schedule constant / exponential / cosine (with linear warm-up) / plateau.
     Run: EMA decay, early-stopping ``patience`` (epochs without improvement of
-    ``best_metric`` on the validation set), ``max_time`` budget of this invocation,
+    ``best_metric`` on the validation set), ``max_time`` training-time budget (the
+    schedule and early stopping are then laid out over it, ``epochs`` sets their shape only),
     ``seed``, output directory, ``init_from`` checkpoint, force-check threshold.
     """
 
@@ -56,6 +58,10 @@ class TrainConfig:
     charges: bool = False
     zbl: bool = False
     zbl_cutoff: float = ZBL_CUTOFF_DEFAULT
+    dispersion: Optional[str] = None
+    dispersion_functional: str = "pbe0"
+    dispersion_cutoff: float = 15.0
+    dispersion_trainable: bool = False
     max_atomic_number: Optional[int] = None
 
     loss: str = "mse"
@@ -103,8 +109,13 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, received {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), received {self.ema_decay}")
+        if self.max_time is not None and not self.max_time > 0:
+            raise ValueError(f"max_time must be > 0 seconds, received {self.max_time}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, received {self.learning_rate}")
+        if self.dispersion is not None:
+            check_dispersion_settings(self.dispersion, self.dispersion_functional, False, self.dispersion_cutoff,
+                                      self.dispersion_trainable)
         if isinstance(self.data, (str, Path)):
             self.data = [str(self.data)]
 
