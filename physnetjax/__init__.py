@@ -1,5 +1,6 @@
 """physnetjax: PhysNet in JAX/Flax/e3x with an energy/force path that is right by construction."""
 
+from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning, RunStoppedError
 from physnetjax.checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint
 from physnetjax.model import EF, PhysNet
 from physnetjax.model_dispersion import with_dispersion
@@ -22,6 +23,10 @@ __all__ = [
     "Batch",
     "MoleculeBatcher",
     "CheckpointError",
+    "OutputPathError",
+    "PhysNetInputError",
+    "PhysNetInputWarning",
+    "RunStoppedError",
     "PhysNet",
     "PhysNetCalculator",
     "__version__",

@@ -29,7 +29,8 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from physnetjax.neighbors.batch import Batch, model_pair_cutoff
 from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round_up
 from physnetjax.physics.dispersion import check_d3_elements
-from physnetjax.predict import jitted_apply, validate_structure
+from physnetjax.predict import jitted_apply, require_finite
+from physnetjax.validation import neighbor_box, trained_elements_of, validate_structure
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,13 @@ class PhysNetCalculator(Calculator):
       dtype: ``"float32"`` (default) or ``"float64"`` (needs ``jax_enable_x64``).
       total_charge: total charge Q in e (default: ``atoms.info["charge"]`` if set, else 0).
       atom_bucket, edge_bucket: padding multiples for atoms and edges/pairs.
+      trained_elements: elements of the training data; others give a
+        :class:`~physnetjax.validation.PhysNetInputWarning` (default: the record in the
+        checkpoint's metadata, if any).
+
+    Every structure passes :func:`physnetjax.validation.validate_structure` first
+    (overlapping atoms, bad cells for the PBC, NaN positions or charge, unknown
+    elements raise :class:`~physnetjax.validation.PhysNetInputError`).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "charges", "dipole", "stress"]
@@ -79,6 +87,7 @@ class PhysNetCalculator(Calculator):
         total_charge: Optional[float] = None,
         atom_bucket: int = 16,
         edge_bucket: int = 256,
+        trained_elements=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -87,7 +96,9 @@ class PhysNetCalculator(Calculator):
                 raise ValueError("give either checkpoint or (model, params), not both")
             from physnetjax.checkpoint import load_checkpoint
 
-            model, params, _ = load_checkpoint(checkpoint)
+            model, params, metadata = load_checkpoint(checkpoint)
+            if trained_elements is None:
+                trained_elements = trained_elements_of(metadata)
         if model is None or params is None:
             raise ValueError("PhysNetCalculator needs (model, params) or checkpoint=PATH")
         self.model = model
@@ -96,6 +107,7 @@ class PhysNetCalculator(Calculator):
         self.total_charge = total_charge
         self.atom_bucket = atom_bucket
         self.edge_bucket = edge_bucket
+        self.trained_elements = trained_elements
         self.pair_cutoff = model_pair_cutoff(model)
         self.implemented_properties = ["energy", "free_energy", "forces", "stress"] + (
             ["charges", "dipole"] if model.charges else []
@@ -134,26 +146,27 @@ class PhysNetCalculator(Calculator):
         return shape
 
     def _neighbor_list(self, nl, positions, cell, pbc):
-        box = cell if pbc.any() else np.zeros((3, 3))
-        i, j, shifts = nl.compute(points=positions, box=box, periodic=pbc.tolist(), quantities="ijS")
+        i, j, shifts = nl.compute(points=positions, box=neighbor_box(cell, pbc), periodic=pbc.tolist(),
+                                  quantities="ijS")
         return i.astype(np.int32), j.astype(np.int32), shifts.astype(np.float64) @ cell
 
     def build_batch(self, atoms) -> tuple[Batch, int]:
         """Padded :class:`Batch` for ``atoms`` and its number of real atoms."""
-        z, r = validate_structure(atoms.numbers, atoms.positions, self.model.max_atomic_number)
+        total_charge = self.total_charge if self.total_charge is not None else atoms.info.get("charge", 0.0)
+        pbc = np.asarray(atoms.pbc, dtype=bool)
+        cell = np.asarray(atoms.cell.array, dtype=np.float64)
+        z, r = validate_structure(atoms.numbers, atoms.positions, self.model.max_atomic_number,
+                                  total_charge=total_charge, cell=cell, pbc=pbc,
+                                  trained_elements=self.trained_elements)
         if getattr(self.model, "dispersion", None) is not None:
             check_d3_elements(z)
         r = r.astype(np.float64)
-        pbc = np.asarray(atoms.pbc, dtype=bool)
-        cell = np.asarray(atoms.cell.array, dtype=np.float64)
         periodic = bool(pbc.any())
         if periodic and self.pair_cutoff is None:
             raise ValueError(
                 "periodic systems need a model whose pair terms have a finite reach "
                 "(charges=True requires coulomb_lr_cutoff)"
             )
-        if periodic and abs(np.linalg.det(cell)) < 1e-12 and pbc.all():
-            raise ValueError(f"pbc={pbc.tolist()} but the cell is degenerate: {cell.tolist()}")
         n = z.shape[0]
         dst, src, shifts = self._neighbor_list(self._neighbors, r, cell, pbc)
         pair_lists = None
@@ -169,7 +182,6 @@ class PhysNetCalculator(Calculator):
             shifts = None
             if pair_lists is not None:
                 pair_lists = pair_lists[:2] + (None,)
-        total_charge = self.total_charge if self.total_charge is not None else atoms.info.get("charge", 0.0)
         batch = assemble_batch(
             [z], [r], (dst, src, shifts), pair_lists, [total_charge], [cell] if pbc.all() else None,
             num_atoms=n_pad, num_edges=p_pad, num_pairs=q_pad, num_molecules=1, dtype=self.dtype,
@@ -183,6 +195,7 @@ class PhysNetCalculator(Calculator):
             raise PropertyNotImplementedError("stress needs a fully periodic cell (pbc all True)")
         batch, n = self.build_batch(self.atoms)
         out = self._apply(self.params, batch)
+        require_finite(out, n)
         wanted = {"energy": out["energy"], "forces": out["forces"], "dispersion": out["dispersion"]}
         if self.model.charges:
             wanted.update(charges=out["charges"], dipoles=out["dipoles"])

@@ -11,9 +11,11 @@ printed and written as ``NEW/migration_report.json``. Reference geometries and
 original-code outputs default to ``geometries.npz`` / ``reference_outputs.npz``
 found in ``OLD`` or in the directory holding the ``epoch-N`` directory.
 
-Exit status: 0 on success, 1 when the checkpoint cannot be read or migrated, 2
-when the migrated network does not reproduce the original's network energies
-(nothing is written then).
+Exit status (:mod:`physnetjax.cli_errors`): 0 on success; 1 when the migrated network
+does not reproduce the original's network energies (nothing is written then); 2 when
+the checkpoint, the geometries or the reference cannot be read or migrated; 3 when
+``NEW`` exists (without ``--overwrite``) or cannot be written — checked before the
+migration runs.
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from physnetjax.checkpoint.errors import CheckpointError
-from physnetjax.checkpoint.format import absolute_path, save_checkpoint
+from physnetjax.checkpoint.format import absolute_path, is_checkpoint, save_checkpoint
 from physnetjax.checkpoint.legacy import migrate_legacy
 from physnetjax.checkpoint.report import find_beside, migration_report, read_geometries, render
+from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main
+from physnetjax.errors import OutputPathError
 
 REPORT_FILE = "migration_report.json"
 
@@ -62,25 +67,31 @@ def migrate(old, new, *, weights: str = "ema", geometries=None, reference=None, 
     """Migrate ``old`` to a new-format checkpoint at ``new``; returns the report dict.
 
     Raises:
-      CheckpointError: unreadable/unsupported legacy checkpoint, or a migrated
-        network that does not reproduce the reference network energies.
+      OutputPathError: ``new`` exists (without ``overwrite``) or its directory is not writable.
+      CheckpointError: unreadable/unsupported legacy checkpoint or geometries.
+      MigrationMismatchError: the migrated network does not reproduce the reference network energies.
     """
     old = absolute_path(old)
+    check_new_path(new, overwrite)
     migration = migrate_legacy(old, weights=weights, allow_pickle=allow_pickle)
     geometry_file = geometries or find_beside(migration.source, "geometries.npz", old)
     reference_file = reference or find_beside(migration.source, "reference_outputs.npz", old)
     geoms = read_geometries(geometry_file) if geometry_file is not None else None
     ref = None
     if geoms is not None and reference_file is not None:
-        with np.load(reference_file, allow_pickle=False) as data:
-            ref = {key: data[key] for key in data.files}
+        try:
+            with np.load(reference_file, allow_pickle=False) as data:
+                ref = {key: data[key] for key in data.files}
+        except Exception as error:
+            raise CheckpointError(f"reference file {reference_file} cannot be read as .npz "
+                                  f"({type(error).__name__}: {error}); is it truncated?") from error
     logger.info("geometries: %s; original outputs: %s", geometry_file, reference_file)
     report = migration_report(migration, geoms, ref)
     report["geometry_file"] = None if geometry_file is None else str(geometry_file)
     report["reference_file"] = None if ref is None else str(reference_file)
     summary = (report["comparison"] or {}).get("summary", {})
     if summary.get("network_identical") is False:
-        raise CheckpointError(
+        raise MigrationMismatchError(
             f"the migrated network does not reproduce the original's network energies "
             f"(max |ΔE_NN| = {summary['max_abs_delta_network_eV']:.3g} eV); refusing to write {new}"
         )
@@ -92,6 +103,24 @@ def migrate(old, new, *, weights: str = "ema", geometries=None, reference=None, 
     return report
 
 
+def check_new_path(new, overwrite: bool) -> None:
+    """Refuse, before any work, a ``new`` that exists (unless ``overwrite``) or whose directory is not writable."""
+    target = absolute_path(new)
+    if target.exists() and not overwrite:
+        raise OutputPathError(f"{target} exists; pass --overwrite to replace it (only a checkpoint is replaced) "
+                              "or choose another NEW")
+    if target.exists() and not is_checkpoint(target):
+        raise OutputPathError(f"refusing to overwrite {target}: it is not a physnetjax checkpoint")
+    parent = next((p for p in target.parents if p.exists()), None)
+    if parent is None or not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"cannot create {target}: directory {parent} is not writable")
+
+
+class MigrationMismatchError(CheckpointError):
+    """The migrated network does not reproduce the original's network energies (nothing was written)."""
+
+
+@cli_main("python -m physnetjax.migrate")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -102,12 +131,12 @@ def main(argv=None) -> int:
     try:
         report = migrate(args.old, args.new, weights=args.weights, geometries=args.geometries,
                          reference=args.reference, overwrite=args.overwrite, allow_pickle=args.allow_pickle)
-    except CheckpointError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2 if "does not reproduce" in str(error) else 1
+    except MigrationMismatchError as error:
+        print(f"python -m physnetjax.migrate: {error}", file=sys.stderr)
+        return EXIT_VERDICT
     render(report, console)
     console.print(f"Wrote {report['checkpoint']} and {Path(report['checkpoint']) / REPORT_FILE}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

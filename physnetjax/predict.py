@@ -1,4 +1,4 @@
-"""One-call inference on a single molecule or periodic cell, with eager input validation."""
+"""One-call inference on a single molecule or periodic cell, with eager input validation (:mod:`physnetjax.validation`)."""
 
 from __future__ import annotations
 
@@ -11,42 +11,7 @@ from physnetjax.neighbors.batch import apply_batch, model_pair_cutoff
 from physnetjax.neighbors.molecules import batch_molecules
 from physnetjax.neighbors.periodic import batch_periodic
 from physnetjax.physics.dispersion import check_d3_elements
-
-
-def validate_structure(atomic_numbers, positions, max_atomic_number: int) -> tuple[np.ndarray, np.ndarray]:
-    """Check one structure and return (Z as int32 (n,), R as float (n, 3)).
-
-    Raises:
-      ValueError: naming the problem — wrong shape, non-integer or out-of-range
-        atomic numbers (< 1 or > max_atomic_number), NaN/Inf positions.
-    """
-    z = np.asarray(atomic_numbers)
-    r = np.asarray(positions)
-    if z.ndim != 1:
-        raise ValueError(f"atomic_numbers must have shape (n,), received shape {z.shape}")
-    if r.shape != (z.shape[0], 3):
-        raise ValueError(
-            f"positions must have shape (n, 3) = ({z.shape[0]}, 3) to match atomic_numbers, "
-            f"received shape {r.shape}"
-        )
-    if z.shape[0] == 0:
-        raise ValueError("a structure needs at least one atom")
-    if not np.issubdtype(z.dtype, np.integer):
-        if not np.all(np.equal(np.mod(z, 1), 0)):
-            raise ValueError(f"atomic_numbers must be integers, received {z}")
-        z = z.astype(np.int64)
-    bad = (z < 1) | (z > max_atomic_number)
-    if np.any(bad):
-        raise ValueError(
-            f"atomic numbers must be in [1, {max_atomic_number}]; received {z[bad].tolist()} "
-            f"at atom indices {np.nonzero(bad)[0].tolist()}"
-        )
-    if not np.issubdtype(r.dtype, np.floating):
-        r = r.astype(np.float64)
-    finite = np.isfinite(r).all(axis=1)
-    if not finite.all():
-        raise ValueError(f"positions contain NaN or Inf at atom indices {np.nonzero(~finite)[0].tolist()}")
-    return z.astype(np.int32), r
+from physnetjax.validation import validate_structure
 
 
 def predict(
@@ -56,6 +21,7 @@ def predict(
     positions,
     total_charge: float = 0.0,
     dtype: Optional[np.dtype] = None,
+    trained_elements=None,
 ) -> dict:
     """Energy, forces, charges and dipole of one isolated molecule, as NumPy.
 
@@ -71,12 +37,19 @@ def predict(
       total_charge: total charge Q in e.
       dtype: float dtype of the computation (default: that of ``positions`` if it is
         float64 and x64 is enabled, else float32).
+      trained_elements: elements of the training data (checkpoint metadata, see
+        :func:`physnetjax.validation.trained_elements_of`); others give a warning.
 
     Returns:
       dict with ``energy`` (float, eV), ``forces`` (n, 3) eV/Å, ``charges`` (n,) e or
       None, ``dipole`` (3,) e·Å or None, ``electrostatics``, ``repulsion`` and ``dispersion`` (eV).
+
+    Raises:
+      PhysNetInputError: a bad structure (see :func:`physnetjax.validation.validate_structure`).
+      FloatingPointError: the model returned NaN/Inf on a structure that passed validation.
     """
-    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number)
+    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
+                              trained_elements=trained_elements)
     if getattr(model, "dispersion", None) is not None:
         check_d3_elements(z)
     if dtype is None:
@@ -86,6 +59,7 @@ def predict(
     )
     out = jitted_apply(model)(params, batch)
     n = z.shape[0]
+    require_finite(out, n)
     return {
         "energy": float(out["energy"][0]),
         "forces": np.asarray(out["forces"][:n]),
@@ -97,7 +71,8 @@ def predict(
     }
 
 
-def predict_periodic(model, params, atomic_numbers, positions, cell, total_charge: float = 0.0, dtype=None) -> dict:
+def predict_periodic(model, params, atomic_numbers, positions, cell, total_charge: float = 0.0, dtype=None,
+                     trained_elements=None) -> dict:
     """Energy, forces and stress of one periodic cell, as NumPy.
 
     Args:
@@ -106,13 +81,18 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
       atomic_numbers: (n,) ints in [1, max_atomic_number].
       positions: (n, 3) Å.  cell: (3, 3) Å, vectors as rows.
       total_charge: e.  dtype: compute dtype (default float64 under x64 for float64 input).
+      trained_elements: as in :func:`predict`.
 
     Returns:
       dict with ``energy`` (eV), ``forces`` (n, 3) eV/Å, ``stress`` (3, 3) eV/Å³
       (σ = (1/V) ∂E/∂ε: positive under tension, pressure = −tr σ / 3), ``charges`` (n,)
       or None, ``electrostatics``, ``repulsion`` and ``dispersion`` (eV).
+
+    Raises:
+      PhysNetInputError, FloatingPointError: as :func:`predict`; also a zero or degenerate cell.
     """
-    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number)
+    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
+                              cell=cell, pbc=True, trained_elements=trained_elements)
     if getattr(model, "dispersion", None) is not None:
         check_d3_elements(z)
     if dtype is None:
@@ -123,6 +103,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
     )
     out = jitted_apply(model)(params, batch)
     n = z.shape[0]
+    require_finite(out, n)
     return {
         "energy": float(out["energy"][0]),
         "forces": np.asarray(out["forces"][:n]),
@@ -132,6 +113,21 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
         "repulsion": float(out["repulsion"][0]),
         "dispersion": float(out["dispersion"][0]),
     }
+
+
+def require_finite(out: dict, num_atoms: int) -> None:
+    """Raise FloatingPointError when the energy or a force of a validated structure is NaN/Inf.
+
+    Validation excludes every input known to give NaN; a NaN that still appears is a
+    model or parameter problem (e.g. NaN weights) and is reported, never returned.
+    """
+    energy = np.asarray(out["energy"][0])
+    forces = np.asarray(out["forces"][:num_atoms])
+    if not (np.isfinite(energy) and np.isfinite(forces).all()):
+        bad = np.nonzero(~np.isfinite(forces).all(axis=1))[0].tolist()
+        raise FloatingPointError(
+            f"the model returned energy {float(energy)} and non-finite forces on atoms {bad[:10]} for an input "
+            "that passed validation; check the parameters for NaN/Inf (e.g. a diverged training run)")
 
 
 def init_params(model, seed: int | jax.Array = 0) -> dict:

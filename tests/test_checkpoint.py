@@ -203,3 +203,39 @@ def test_not_a_checkpoint(tmp_path):
         load_checkpoint(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="weights"):
         load_checkpoint(tmp_path, weights="best")
+
+
+def test_edited_config_is_reported_old_checkpoints_still_load(copy_of, trained):
+    """On main one changed digit of an element energy or of the cutoff shifted every energy silently."""
+    original = (copy_of / "config.json").read_text(encoding="utf-8")
+    for key, value in (("cutoff", 5.5), ("element_energies", [-0.5 * z + (z == 1) for z in range(119)])):
+        config = json.loads(original)
+        config["model"][key] = value
+        (copy_of / "config.json").write_text(json.dumps(config), encoding="utf-8")
+        with pytest.raises(CheckpointError, match="config.json fails its SHA-256 check"):
+            load_checkpoint(copy_of)
+        with pytest.raises(CheckpointError, match="config.json fails its SHA-256 check"):
+            load_train_state(copy_of)
+    config = json.loads(original)
+    del config[ckformat.CONFIG_CHECKSUM_KEY]  # as written before the checksum existed
+    (copy_of / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+    model, params, _ = load_checkpoint(copy_of)
+    assert model == MODEL
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(params),
+                                                    jax.tree_util.tree_leaves(trained[1])))
+
+
+def test_overwrite_killed_between_renames_is_restored_on_next_load(tmp_path, trained, caplog):
+    """kill -9 after the old checkpoint was renamed aside and before the new one was renamed in:
+    on main the target was gone and the old copy sat in a hidden directory nothing mentioned."""
+    _, params, _ = trained
+    path = save_checkpoint(tmp_path / "ckpt", MODEL, params, {"version": "old"})
+    path.rename(tmp_path / ".ckpt.replaced-0123abcd")  # the state such a crash leaves
+    (tmp_path / ".ckpt.partial-xyz").mkdir()  # and the new, unfinished copy
+    with caplog.at_level("WARNING", logger="physnetjax.checkpoint.format"):
+        assert load_checkpoint(path)[2] == {"version": "old"}
+    assert "restored the previous checkpoint from .ckpt.replaced-0123abcd" in caplog.text
+    path.rename(tmp_path / ".ckpt.replaced-0123abcd")
+    save_checkpoint(path, MODEL, params, {"version": "new"}, overwrite=True)  # save recovers first, then replaces
+    assert load_checkpoint(path)[2] == {"version": "new"}
+    assert not list(tmp_path.glob(".ckpt.replaced-*"))

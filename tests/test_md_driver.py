@@ -1,4 +1,5 @@
-"""MD driver: CLI output and report, restart from MD checkpoints, overflow re-run, stop on absurd forces."""
+"""MD driver: CLI output and report, restart from MD checkpoints, overflow re-run, stop on absurd forces,
+stop on NVE energy not conserved, trajectory truncated on restart."""
 
 import ase
 import ase.io
@@ -11,7 +12,7 @@ from physnetjax import PhysNet, init_params, predict
 from physnetjax.checkpoint.format import save_checkpoint
 from physnetjax.md.__main__ import main
 from physnetjax.md.io import momenta_to_ase
-from physnetjax.md.driver import MDInstabilityError, drift_and_fluctuation, simulate
+from physnetjax.md.driver import EnergyConservationError, MDInstabilityError, drift_and_fluctuation, simulate
 from physnetjax.units import BOLTZMANN
 
 
@@ -55,8 +56,8 @@ def test_cli_writes_trajectory_and_report_and_restarts(system, tmp_path, capsys)
     # The continuation runs with edge chunks (72 edges in chunks of ≤ 16): same trajectory.
     assert main(common + ["--out", str(tmp_path / "b.traj"), "--restart", str(tmp_path / "state.npz"),
                           "--edge-chunk-size", "16"]) == 0
-    with pytest.raises(ValueError, match="edge_chunk_size"):
-        main(common + ["--edge-chunk-size", "0"])
+    assert main(common + ["--edge-chunk-size", "0"]) == 2
+    assert "edge_chunk_size" in capsys.readouterr().err
     restarted = ase.io.read(tmp_path / "b.traj", index=":")
     simulate(model, params, atoms, steps=80, save_every=10, dtype="float64", temperature_K=300.0,
              out=str(tmp_path / "c.traj"))
@@ -108,3 +109,36 @@ def test_bad_arguments(system):
         simulate(model, params, atoms, ensemble="npt")
     with pytest.raises(ValueError, match="trajectory"):
         simulate(model, params, atoms, out="x.pdb")
+
+
+def test_nve_energy_drift_stops_and_saves_the_last_good_frame(system, tmp_path):
+    """At 10 fs (beyond Verlet's stability for C–H stretches) the conserved energy moves by ~10 eV/atom;
+    on main the run finished with exit 0. The first frame beyond 20 meV/atom stops it."""
+    model, params, atoms = system
+    out = tmp_path / "hot.xyz"
+    with pytest.raises(EnergyConservationError, match=r"conserved energy moved .* meV/atom .* energy_tolerance = 20"):
+        simulate(model, params, atoms, steps=40, save_every=2, chunk_frames=20, timestep_fs=10.0, dtype="float64",
+                 out=str(out))
+    written = ase.io.read(out, index=":") if out.stat().st_size else []
+    last = ase.io.read(f"{out}.last_good.xyz")
+    assert last.info["step"] == 2 * len(written) < 40
+    # each written frame is within 20 meV/atom of the start, so within 40 of each other
+    conserved = np.array([frame.info["conserved_eV"] for frame in written])
+    assert len(conserved) == 0 or 1e3 * np.ptp(conserved) / len(atoms) <= 40.0
+
+
+def test_restart_truncates_frames_written_after_the_md_checkpoint(system, tmp_path):
+    """A run killed after its checkpoint at step 10 had written steps 5..20; the restart must not append
+    15, 20 after them again (on main: 5, 10, 15, 20, 15, 20)."""
+    model, params, atoms = system
+    out = tmp_path / "traj.xyz"
+    for step in (5, 10, 15, 20):
+        frame = atoms.copy()
+        frame.info["step"] = step
+        ase.io.write(out, frame, format="extxyz", append=True)
+    np.savez(tmp_path / "state.npz", positions=atoms.positions, momenta=np.zeros((len(atoms), 3)),
+             numbers=atoms.numbers, step=10, heat=0.0)
+    simulate(model, params, atoms, steps=10, save_every=5, dtype="float64", out=str(out),
+             restart=str(tmp_path / "state.npz"))
+    steps = [f.info["step"] for f in ase.io.read(out, index=":")]
+    assert steps == [5, 10, 15, 20]

@@ -71,6 +71,6 @@ def test_printed_report(tmp_path, capsys):
 
 
 def test_cli_errors(tmp_path, capsys):
-    assert main([str(tmp_path / "missing"), str(tmp_path / "new")]) == 1
+    assert main([str(tmp_path / "missing"), str(tmp_path / "new")]) == 2
     assert "is not a legacy physnetjax checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()

@@ -306,9 +306,9 @@ def test_unsupported_options_raise(kwargs, error, match):
 @pytest.mark.parametrize("z,r,match", [
     (np.array([1, 1]), np.zeros((3, 3)), r"positions must have shape \(n, 3\)"),
     (np.array([[1, 1]]), np.zeros((2, 3)), r"atomic_numbers must have shape \(n,\)"),
-    (np.array([1, 0]), np.array([[0.0, 0, 0], [1, 0, 0]]), r"atomic numbers must be in \[1, 118\]"),
-    (np.array([1, 119]), np.array([[0.0, 0, 0], [1, 0, 0]]), r"received \[119\]"),
-    (np.array([1, 1]), np.array([[0.0, 0, 0], [np.nan, 0, 0]]), "NaN or Inf at atom indices \\[1\\]"),
+    (np.array([1, 0]), np.array([[0.0, 0, 0], [1, 0, 0]]), r"element\(s\) Z=0 at atom\(s\) 1 .* Z = 1\.\.118"),
+    (np.array([1, 119]), np.array([[0.0, 0, 0], [1, 0, 0]]), r"element\(s\) Z=119 at atom\(s\) 1"),
+    (np.array([1, 1]), np.array([[0.0, 0, 0], [np.nan, 0, 0]]), r"NaN or Inf at atom\(s\) 1 "),
 ])
 def test_bad_input_is_rejected(z, r, match):
     model = small_model(False, False)

@@ -200,7 +200,7 @@ def test_nan_geometry_and_bad_masses_are_clear_errors(charge_model):
     model, params, z, r = charge_model
     bad = r.copy()
     bad[4, 1] = np.nan
-    with pytest.raises(ValueError, match=r"NaN or Inf at atom indices \[4\]"):
+    with pytest.raises(ValueError, match=r"NaN or Inf at atom\(s\) 4 "):
         harmonic(model, params, z, bad)
     with pytest.raises(ValueError, match="NaN or Inf"):
         optimize_geometry(model, params, z, bad)

@@ -239,3 +239,32 @@ def test_init_from_loads_weights_only(base_run, tmp_path):
     assert abs(first_fine - best_base) < 0.2 * best_base
     state = load_train_state(fine_tuned / "latest")
     assert int(np.asarray(state["step"])) == 6
+
+
+def test_resume_refuses_changed_data_and_records_trained_elements(tmp_path, caplog):
+    """On main --resume only compared the data *path*: a file changed in place was trained on silently."""
+    data = tmp_path / "data.npz"
+    data.write_bytes(DATA.read_bytes())
+    out = tmp_path / "run"
+    train(tiny_config(out, data=[str(data)], epochs=1))
+    _, _, meta = load_checkpoint(out / "latest")
+    assert meta["trained_elements"] == [1, 6, 8]
+    with np.load(data) as npz:
+        arrays = dict(npz)
+    arrays["E"] = arrays["E"] + 0.01
+    np.savez(data, **arrays)
+    with pytest.raises(ValueError, match=r"the data changed since the run started: .*data\.npz .*--allow-changed-data"):
+        resume(out, epochs=2)
+    with caplog.at_level("WARNING", logger="physnetjax.train.loop"):
+        summary = resume(out, epochs=2, allow_changed_data=True)
+    assert summary["epochs_run"] == 2 and "the data changed" in caplog.text
+
+
+def test_nan_metrics_raise_naming_the_split(base_run, tmp_path):
+    """On main a NaN on the test split was printed as `test energy MAE nan` and the run exited 0."""
+    run_dir = tmp_path / "nan"
+    run_dir.mkdir()
+    trainer = Trainer(tiny_config(run_dir), run_dir, resuming=False)
+    broken = jax.tree_util.tree_map(lambda p: p * np.nan, trainer.state.ema_params)
+    with pytest.raises(FloatingPointError, match=r"the test loss is nan .* on 8 test frames"):
+        trainer.evaluate(broken, trainer.split["test"], split="test")

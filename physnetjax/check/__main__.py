@@ -5,9 +5,10 @@ shipped example model), picks the structures (``--geometry`` files, else the def
 :mod:`physnetjax.check.geometry`), runs :func:`physnetjax.check.check_model` in
 float64 and prints the pass/warn/fail table.
 
-Exit status: 0 when no check failed (warnings allowed; with ``--strict`` a warning
-also gives 1), 1 when a check failed, 2 when the checkpoint or a geometry cannot be
-read.
+Exit status (:mod:`physnetjax.cli_errors`): 0 when no check failed (warnings allowed;
+with ``--strict`` a warning also gives 1), 1 when a check failed, 2 when the
+checkpoint or a geometry cannot be read or is invalid for the model (e.g. an element
+outside its range), 3 when ``--json`` cannot be written (checked before any check runs).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import sys
 from pathlib import Path
 
 from physnetjax.check.report import GROUPS
+from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main
+from physnetjax.validation import check_output_path, trained_elements_of
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,8 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@cli_main("python -m physnetjax.check")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.json:
+        check_output_path(args.json, overwrite=True, what="--json")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", force=True)
     import jax
@@ -50,7 +56,7 @@ def main(argv=None) -> int:
     from physnetjax.check.geometry import default_structures, read_structures
     from physnetjax.check.runner import check_model
     from physnetjax.check.settings import CheckSettings
-    from physnetjax.checkpoint import CheckpointError, load_checkpoint
+    from physnetjax.checkpoint import load_checkpoint
 
     settings = CheckSettings.quick() if args.quick else CheckSettings()
     if args.frames is not None:
@@ -60,24 +66,21 @@ def main(argv=None) -> int:
         from physnetjax.pretrained import example_model_path
 
         args.checkpoint = str(example_model_path())
-    try:
-        model, params, metadata = load_checkpoint(args.checkpoint, weights=args.weights)
-        if args.geometry:
-            structures = [s for path in args.geometry for s in read_structures(path, settings.max_structures)]
-        else:
-            structures = default_structures(Path(args.checkpoint), metadata, settings.max_structures)
-    except (CheckpointError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    model, params, metadata = load_checkpoint(args.checkpoint, weights=args.weights)
+    if args.geometry:
+        structures = [s for path in args.geometry for s in read_structures(path, settings.max_structures)]
+    else:
+        structures = default_structures(Path(args.checkpoint), metadata, settings.max_structures)
     report = check_model(model, params, structures, groups=args.only, settings=settings,
-                         checkpoint=str(Path(args.checkpoint).resolve()))
+                         checkpoint=str(Path(args.checkpoint).resolve()),
+                         trained_elements=trained_elements_of(metadata))
     report.render(console)
     if args.json:
         report.write_json(args.json)
         console.print(f"report written to {args.json}")
     if report.status == "fail" or (args.strict and report.status == "warn"):
-        return 1
-    return 0
+        return EXIT_VERDICT
+    return EXIT_OK
 
 
 if __name__ == "__main__":

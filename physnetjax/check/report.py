@@ -16,7 +16,7 @@ within a version, new optional keys may be added::
                       "num_atoms": int, "total_charge": float}],
       "checks": [{
           "id": str,           # e.g. "forces.fd.total", "invariance.rotation", "smoothness.C-H"
-          "group": "forces" | "invariance" | "smoothness" | "stability" | "references",
+          "group": "forces" | "invariance" | "smoothness" | "stability" | "references" | "inputs",
           "structure": int,    # index into "structures"
           "status": "pass" | "warn" | "fail",
           "value": float | null,   # the measured number; null if not finite (then "fail")
@@ -27,6 +27,9 @@ within a version, new optional keys may be added::
           "details": {...}         # check-specific numbers (see each check's docstring)
       }]
     }
+
+Group ``inputs`` (row ``inputs.trained_elements``) is present when the checkpoint
+records the elements of its training data; it warns about elements outside them.
 
 A check may also fail for a reason other than its value (e.g. a flipped force sign,
 a detected discontinuity); ``message`` then says why.

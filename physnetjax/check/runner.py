@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 import jax
@@ -17,11 +18,11 @@ from physnetjax.check.evaluate import (
 from physnetjax.check.forces import check_forces
 from physnetjax.check.invariance import check_invariance
 from physnetjax.check.references import check_element_energies
-from physnetjax.check.report import GROUPS, CheckReport
+from physnetjax.check.report import GROUPS, CheckReport, CheckResult
 from physnetjax.check.settings import CheckSettings, Thresholds
 from physnetjax.check.smoothness import check_smoothness
 from physnetjax.check.stability import check_curvature, check_nve
-from physnetjax.predict import validate_structure
+from physnetjax.validation import SYMBOLS, element, unseen_elements, validate_structure
 
 logger = logging.getLogger(__name__)
 
@@ -34,18 +35,20 @@ _GROUP_CHECKS = {
 }
 
 
-def as_structure(item, index: int) -> Structure:
+def as_structure(item, index: int, max_atomic_number: int = 118) -> Structure:
     """A :class:`Structure` from a Structure or a tuple (Z, R) / (Z, R, Q), validated.
 
     Raises:
-      ValueError: bad shapes, atomic numbers, non-finite positions, fewer than 2 atoms.
+      PhysNetInputError: bad shapes, atomic numbers outside 1..max_atomic_number (named
+        by element), non-finite positions or charge, overlapping atoms (see
+        :func:`physnetjax.validation.validate_structure`). ValueError: fewer than 2 atoms.
     """
     if isinstance(item, Structure):
         z, r, q, name = item.atomic_numbers, item.positions, item.total_charge, item.name
     else:
         z, r, *rest = item
         q, name = (float(rest[0]) if rest else 0.0), f"structure {index}"
-    z, r = validate_structure(z, r, 118)
+    z, r = validate_structure(z, r, max_atomic_number, total_charge=q, where=name)
     if z.shape[0] < 2:
         raise ValueError(f"{name}: the checks need at least 2 atoms, received {z.shape[0]}")
     return Structure(z, np.asarray(r, np.float64), float(q), name)
@@ -61,6 +64,7 @@ def check_model(
     settings: CheckSettings | None = None,
     thresholds: Thresholds | None = None,
     checkpoint: str | None = None,
+    trained_elements=None,
 ) -> CheckReport:
     """Check that a model's energy surface is physically sane; returns a :class:`CheckReport`.
 
@@ -77,6 +81,9 @@ def check_model(
       groups: subset of ``("forces", "invariance", "smoothness", "stability", "references")``.
       settings, thresholds: see :mod:`physnetjax.check.settings` (defaults: full run).
       checkpoint: path shown in the report.
+      trained_elements: elements of the model's training data (checkpoint metadata);
+        when given, each structure gets a row ``inputs.trained_elements`` (group
+        ``inputs``) that warns about elements the model never saw in training.
 
     Raises:
       ValueError: unknown group, or a structure that is not a valid molecule.
@@ -86,10 +93,11 @@ def check_model(
         raise ValueError(f"unknown check groups {unknown}; choose from {list(GROUPS)}")
     settings = settings or CheckSettings()
     thresholds = thresholds or Thresholds()
-    structures = [as_structure(item, k) for k, item in enumerate(structures)]
+    structures = [as_structure(item, k, model.max_atomic_number) for k, item in enumerate(structures)]
     if not structures:
         raise ValueError("check_model needs at least one structure")
-    results = []
+    results = [] if trained_elements is None else [
+        trained_elements_result(s, k, trained_elements) for k, s in enumerate(structures)]
     with jax.enable_x64(True):
         params64 = cast_to_float64(params)
         for index, structure in enumerate(structures):
@@ -103,3 +111,14 @@ def check_model(
     summaries = [{"index": k, "name": s.name, "formula": s.formula(), "num_atoms": s.num_atoms,
                   "total_charge": s.total_charge} for k, s in enumerate(structures)]
     return CheckReport(results, summaries, model.config(), settings.to_dict(), checkpoint)
+
+
+def trained_elements_result(structure: Structure, index: int, trained_elements) -> CheckResult:
+    """Row ``inputs.trained_elements``: value = number of atoms of elements absent from the training data."""
+    unseen = unseen_elements(structure.atomic_numbers, trained_elements)
+    count = int(np.isin(structure.atomic_numbers, unseen).sum())
+    trained = ", ".join(SYMBOLS[int(z)] for z in sorted(trained_elements))
+    message = (f"elements {', '.join(element(z) for z in unseen)} never occurred in training (trained on {trained})"
+               if unseen else f"all elements occurred in training ({trained})")
+    return CheckResult.measured("inputs.trained_elements", "inputs", index, count, "atoms", (0.0, math.inf), message,
+                                {"unseen_elements": unseen, "trained_elements": sorted(int(z) for z in trained_elements)})

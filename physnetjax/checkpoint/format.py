@@ -3,7 +3,8 @@
 Layout of a checkpoint ``path/``::
 
     config.json     {"format_version": 1, "library_version": "...", "model": PhysNet.config(),
-                     "units": {...}, "metadata": {...}, "files": {relative path: {size, sha256}}}
+                     "units": {...}, "metadata": {...}, "files": {relative path: {size, sha256}},
+                     "config_sha256": hex}
     params/         orbax PyTree checkpoint of the variables {"params": {...}}
     train_state/    optional orbax PyTree checkpoint of an arbitrary pytree (optimizer
                     state, EMA parameters, RNG key, epoch, ...) for exact resume
@@ -11,10 +12,18 @@ Layout of a checkpoint ``path/``::
 ``config.json`` is written last and lists the size and SHA-256 of every file under
 ``params/`` and ``train_state/``; :func:`load_checkpoint` checks them, so a deleted
 or truncated file is reported by name instead of surfacing as an obscure
-tensorstore error. The whole directory is first written to a hidden sibling
-(``.NAME.partial-XXXX``) and renamed into place, so an interrupted save never
-leaves a directory under the requested name, and never damages the checkpoint it
-was about to replace.
+tensorstore error. ``config_sha256`` covers ``config.json`` itself (model
+hyper-parameters, element energies, cutoffs, metadata: every other number that
+enters a prediction): the SHA-256 of its canonical JSON (keys sorted, compact
+separators) without that key. Checkpoints written before it existed have no
+``config_sha256`` and load as before.
+
+The whole directory is first written to a hidden sibling (``.NAME.partial-XXXX``)
+and renamed into place, so an interrupted save never leaves a directory under the
+requested name. Replacing a checkpoint renames the old one to
+``.NAME.replaced-XXXX`` first; if the process dies before the new one is in
+place, the next load or save of ``NAME`` renames the old one back (with a
+warning), so the old checkpoint survives any crash.
 
 No pickle is ever read from a new-format checkpoint; orbax stores arrays in
 tensorstore/zarr and the rest is JSON.
@@ -132,6 +141,27 @@ def _file_table(root: Path, subdirs: list[str]) -> dict:
     return table
 
 
+CONFIG_CHECKSUM_KEY = "config_sha256"
+
+
+def config_checksum(config: dict) -> str:
+    """SHA-256 of the canonical JSON of ``config`` without its ``config_sha256`` entry."""
+    body = {key: value for key, value in config.items() if key != CONFIG_CHECKSUM_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_value)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _verify_config(root: Path, config: dict) -> None:
+    """Raise CheckpointError when ``config.json`` was changed after it was written (no-op for old checkpoints)."""
+    expected = config.get(CONFIG_CHECKSUM_KEY)
+    if expected is not None and config_checksum(config) != expected:
+        raise CheckpointError(
+            f"checkpoint {root} is corrupted: {CONFIG_FILE} fails its SHA-256 check (edited after saving? a "
+            "changed element energy or cutoff shifts every prediction); restore the original file, or load it "
+            "with the edit and save it again with save_checkpoint"
+        )
+
+
 def _verify_files(root: Path, table: dict) -> None:
     """Raise CheckpointError naming the first missing, truncated or altered file."""
     for name, expected in table.items():
@@ -236,6 +266,7 @@ def save_checkpoint(
     from physnetjax import __version__
 
     target = absolute_path(path)
+    recover_interrupted_overwrite(target)
     if target.exists():
         if not overwrite:
             raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
@@ -263,6 +294,7 @@ def save_checkpoint(
             subdirs.append(TRAIN_STATE_DIR)
         config = json.loads(config_text)
         config["files"] = _file_table(staging, subdirs)
+        config[CONFIG_CHECKSUM_KEY] = config_checksum(config)
         with open(staging / CONFIG_FILE, "w", encoding="utf-8") as handle:
             json.dump(config, handle, indent=2, ensure_ascii=False)
             handle.flush()
@@ -275,12 +307,32 @@ def save_checkpoint(
     return target
 
 
+REPLACED_MARK = ".replaced-"
+
+
+def recover_interrupted_overwrite(target: Path) -> None:
+    """Put back the old checkpoint of an overwrite that died between its two renames (see module docstring).
+
+    When ``target`` is missing and a complete ``.NAME.replaced-XXXX`` sibling exists,
+    the newest one is renamed to ``target`` and a warning says so.
+    """
+    target = absolute_path(target)
+    if target.exists() or not target.parent.is_dir():
+        return
+    backups = sorted((p for p in target.parent.glob(f".{target.name}{REPLACED_MARK}*") if is_checkpoint(p)),
+                     key=lambda p: p.stat().st_mtime)
+    if backups:
+        os.rename(backups[-1], target)
+        logger.warning("%s: restored the previous checkpoint from %s (an overwrite was interrupted before the new "
+                       "checkpoint was in place)", target, backups[-1].name)
+
+
 def _move_into_place(staging: Path, target: Path) -> None:
     """Rename ``staging`` to ``target``; an existing ``target`` survives any failure."""
     if not target.exists():
         os.rename(staging, target)
         return
-    backup = target.parent / f".{target.name}.replaced-{uuid.uuid4().hex[:8]}"
+    backup = target.parent / f".{target.name}{REPLACED_MARK}{uuid.uuid4().hex[:8]}"
     os.rename(target, backup)
     try:
         os.rename(staging, target)
@@ -302,6 +354,7 @@ def read_config(path) -> dict:
         this library reads.
     """
     root = absolute_path(path)
+    recover_interrupted_overwrite(root)
     file = root / CONFIG_FILE
     if not file.is_file():
         raise CheckpointError(f"{root} is not a physnetjax checkpoint: it has no {CONFIG_FILE}")
@@ -362,6 +415,7 @@ def load_checkpoint(path, *, weights: str = "ema", allow_pickle: bool = False):
     if weights not in WEIGHT_CHOICES:
         raise ValueError(f"weights must be one of {WEIGHT_CHOICES}, received {weights!r}")
     root = absolute_path(path)
+    recover_interrupted_overwrite(root)
     if not root.exists():
         raise CheckpointError(f"{root} does not exist")
     if not is_checkpoint(root):
@@ -377,6 +431,7 @@ def load_checkpoint(path, *, weights: str = "ema", allow_pickle: bool = False):
             "checkpoint (epoch-N directory with _METADATA)"
         )
     config = read_config(root)
+    _verify_config(root, config)
     _verify_files(root, config["files"])
     try:
         model = PhysNet.from_config(config["model"])
@@ -411,6 +466,7 @@ def load_train_state(path, target: Any = None):
     config = read_config(root)
     if not any(name.startswith(TRAIN_STATE_DIR + "/") for name in config["files"]):
         raise CheckpointError(f"checkpoint {root} holds no train state (saved without train_state=...)")
+    _verify_config(root, config)
     _verify_files(root, config["files"])
     raw = _restore(root, TRAIN_STATE_DIR)
     if target is None:

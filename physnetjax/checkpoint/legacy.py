@@ -135,6 +135,13 @@ def resolve_legacy_checkpoint(path) -> Path:
       CheckpointError: ``path`` is neither.
     """
     root = absolute_path(path)
+    if root.is_file() and root.suffix not in PICKLE_SUFFIXES:
+        raise CheckpointError(
+            f"{root} is a file, not a checkpoint: expected a checkpoint directory (legacy epoch-N or run "
+            f"directory) or a legacy pickle ({', '.join(PICKLE_SUFFIXES)})"
+            + ("; an .npz holds arrays (geometries or reference outputs: --geometries/--reference)"
+               if root.suffix == ".npz" else "")
+        )
     if root.is_file() or (root / ORBAX_MARKER).is_file():
         return root
     if root.is_dir():

@@ -45,15 +45,23 @@ def read_geometries(path) -> dict:
     Raises:
       CheckpointError: missing keys or inconsistent shapes (named).
     """
-    with np.load(path, allow_pickle=False) as data:
-        if "Z" not in data.files or "R" not in data.files:
-            raise CheckpointError(f"geometry file {path} must contain Z (M, N) and R (M, N, 3); found {data.files}")
-        z = np.asarray(data["Z"])
-        r = np.asarray(data["R"])
-        if z.ndim == 1:
-            z, r = z[None], r[None]
-        counts = np.asarray(data["N"]).reshape(-1) if "N" in data.files else np.full(z.shape[0], z.shape[1])
-        charges = np.asarray(data["Q"], dtype=np.float64).reshape(-1) if "Q" in data.files else np.zeros(z.shape[0])
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "Z" not in data.files or "R" not in data.files:
+                raise CheckpointError(
+                    f"geometry file {path} must contain Z (M, N) and R (M, N, 3); found {data.files}")
+            z = np.asarray(data["Z"])
+            r = np.asarray(data["R"])
+            if z.ndim == 1:
+                z, r = z[None], r[None]
+            counts = np.asarray(data["N"]).reshape(-1) if "N" in data.files else np.full(z.shape[0], z.shape[1])
+            charges = (np.asarray(data["Q"], dtype=np.float64).reshape(-1) if "Q" in data.files
+                       else np.zeros(z.shape[0]))
+    except CheckpointError:
+        raise
+    except Exception as error:
+        raise CheckpointError(f"geometry file {path} cannot be read as .npz ({type(error).__name__}: {error}); "
+                              "is it truncated?") from error
     if r.shape != z.shape + (3,) or counts.shape != (z.shape[0],) or charges.shape != (z.shape[0],):
         raise CheckpointError(
             f"geometry file {path}: inconsistent shapes Z {z.shape}, R {r.shape}, N {counts.shape}, Q {charges.shape}"

@@ -20,13 +20,21 @@ from typing import Optional, Sequence
 import numpy as np
 
 from physnetjax.units import dipole_factor, energy_factor, force_factor
+from physnetjax.validation import (
+    MAX_ABS_COORDINATE,
+    MIN_DISTANCE_ERROR,
+    MIN_DISTANCE_WARNING,
+    PhysNetInputError,
+    PhysNetInputWarning,
+    close_contacts,
+)
 
 MAX_ATOMIC_NUMBER = 118
 LABELS = ("E", "F", "D", "Q")
 """Label keys: energy (M,) eV, forces (M, n, 3) eV/Å, dipole (M, 3) e·Å, total charge (M,) e."""
 
 
-class DataError(ValueError):
+class DataError(PhysNetInputError):
     """A data file is malformed; the message names the file, the key and the frame(s)."""
 
 
@@ -126,8 +134,9 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     try:
         with np.load(path, allow_pickle=False) as npz:
             raw = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: cannot read as .npz ({err})") from err
+    except Exception as err:
+        raise DataError(f"{path}: cannot read as .npz ({type(err).__name__}: {err}); is the file empty, "
+                        "truncated or not an .npz?") from err
     for key in ("R", "Z"):
         if key not in raw:
             raise DataError(f"{path}: missing required key {key!r} (keys present: {sorted(raw)})")
@@ -138,6 +147,8 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     if R.ndim != 3 or R.shape[2] != 3:
         raise DataError(f"{path}: key 'R' must have shape (frames, atoms, 3), received {R.shape}")
     M, n = R.shape[:2]
+    if M == 0 or n == 0:
+        raise DataError(f"{path}: key 'R' has shape {R.shape}: the file holds no frames or no atoms")
     Z = np.asarray(raw["Z"])
     if Z.shape == (n,):
         Z = np.broadcast_to(Z, (M, n))
@@ -234,12 +245,13 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
 
 
 def load_dataset(paths, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
-                 dipole_unit: str = "eA") -> Dataset:
+                 dipole_unit: str = "eA", force_sign: int = 1) -> Dataset:
     """Read one or several files (``.npz`` → :func:`load_npz`, anything else → :func:`load_ase`).
 
     Several files are concatenated (padded to the largest molecule); a label absent
     from some files is masked for their frames. Duplicated frames across the files
-    are reported by a warning.
+    are reported by a warning. ``force_sign`` −1 negates the forces (files that
+    store gradients +dE/dR; see :mod:`physnetjax.data.sanity`).
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -252,7 +264,9 @@ def load_dataset(paths, *, energy_unit: str = "eV", force_unit: Optional[str] = 
     data = parts[0] if len(parts) == 1 else concatenate(parts)
     if len(parts) > 1:
         warn_duplicates(data, ", ".join(str(p) for p in paths))
-    return data
+    if force_sign not in (1, -1):
+        raise ValueError(f"force_sign must be 1 or -1, received {force_sign}")
+    return data if force_sign == 1 else dataclasses.replace(data, F=-data.F)
 
 
 def bundled_dataset_path() -> Path:
@@ -303,8 +317,36 @@ def validate(data: Dataset, path) -> None:
             f"{_first_frames(inconsistent)}; frame {k}: N={int(data.N[k])}, Z={data.Z[k].tolist()} "
             "(the first N atomic numbers must be > 0 and the rest 0)"
         )
+    check_contacts(data, path)
     warn_duplicates(data, path)
     warn_net_force(data, path)
+
+
+def check_contacts(data: Dataset, where) -> None:
+    """Refuse frames with coordinates beyond ±MAX_ABS_COORDINATE Å or atoms closer than MIN_DISTANCE_ERROR;
+    warn about atoms closer than MIN_DISTANCE_WARNING (thresholds of :mod:`physnetjax.validation`).
+
+    Such a frame has no meaning for a potential-energy surface (at zero distance the
+    pair terms divide by zero, so its loss and metrics would be NaN).
+    """
+    far = (np.abs(data.R) > MAX_ABS_COORDINATE).any(axis=(1, 2))
+    if far.any():
+        raise DataError(f"{where}: key 'R' has coordinates beyond ±{MAX_ABS_COORDINATE:g} Å in frame(s) "
+                        f"{_first_frames(far)}; positions must be in Å")
+    closest = np.full(len(data), np.inf)
+    pair = {}
+    for k in range(len(data)):
+        i, j, d = close_contacts(data.R[k, : data.N[k]])
+        if len(d):
+            closest[k], pair[k] = d[0], (int(i[0]), int(j[0]))
+    for limit, bad in ((MIN_DISTANCE_ERROR, closest < MIN_DISTANCE_ERROR), (MIN_DISTANCE_WARNING, closest < np.inf)):
+        if bad.any():
+            k = int(np.argmin(closest))
+            message = (f"{where}: key 'R': atoms closer than {limit} Å in frame(s) {_first_frames(bad)}; "
+                       f"closest: atoms {pair[k][0]}-{pair[k][1]} at {closest[k]:.3g} Å in {data.sources[k]}")
+            if limit == MIN_DISTANCE_ERROR:
+                raise DataError(message + " (overlapping atoms: remove these frames)")
+            warnings.warn(message + " (shorter than any bond)", PhysNetInputWarning, stacklevel=3)
 
 
 NET_FORCE_TOLERANCE = 1e-2

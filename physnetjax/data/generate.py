@@ -26,10 +26,14 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import logging
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from physnetjax.cli_errors import cli_main
+from physnetjax.validation import check_output_path
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +84,11 @@ def generate(
     import ase.md.langevin
     import ase.md.velocitydistribution
     import ase.units
-    from tblite.ase import TBLite
+
+    try:
+        from tblite.ase import TBLite
+    except ImportError as error:
+        raise ValueError("labelling needs tblite: pip install 'physnetjax[xtb]'") from error
 
     atoms = _structure(molecule)
     atoms.calc = TBLite(method=method, charge=charge, verbosity=0)
@@ -135,7 +143,9 @@ def generate(
     return out
 
 
-def main(argv=None) -> None:
+@cli_main("python -m physnetjax.data.generate")
+def main(argv=None) -> int:
+    """Command line; exit status as in :mod:`physnetjax.cli_errors` (3: ``--out`` not writable, checked first)."""
     parser = argparse.ArgumentParser(prog="python -m physnetjax.data.generate", description=__doc__.split("\n")[0])
     parser.add_argument("--molecule", default="CH3CH2OH", help="structure file or ase.build.molecule name")
     parser.add_argument("--frames", type=int, default=1000)
@@ -151,13 +161,17 @@ def main(argv=None) -> None:
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s", force=True)
+    check_output_path(args.out, overwrite=True, what="--out")
+    if args.frames < 1 or args.stride < 1 or args.equilibration_steps < 0 or not args.timestep > 0:
+        raise ValueError("--frames and --stride must be >= 1, --equilibration-steps >= 0 and --timestep > 0")
     data = generate(
         args.molecule, args.frames, args.stride, args.temperature, args.timestep, args.friction,
         args.equilibration_steps, args.method, args.charge, args.seed,
     )
     np.savez_compressed(args.out, **data)
     logger.info("wrote %s (%d bytes)", args.out, Path(args.out).stat().st_size)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,9 +10,12 @@ SPLITS = ("train", "valid", "test")
 
 
 def _count(value: float, total: int, name: str) -> int:
-    """A fraction in (0, 1) of ``total`` frames, or an absolute count ≥ 1."""
-    if value < 0:
+    """A fraction in [0, 1) of ``total`` frames, or a whole count ≥ 1 (1.5 is neither: ValueError)."""
+    if not value >= 0:
         raise ValueError(f"{name} must be >= 0, received {value}")
+    if value >= 1 and value != int(value):
+        raise ValueError(f"{name}={value} is neither a fraction < 1 nor a whole number of frames; "
+                         f"use e.g. {name}={value / 10:g} (fraction) or {name}={int(round(value))} (frames)")
     return int(round(value * total)) if value < 1 else int(value)
 
 

@@ -2,8 +2,12 @@
 
 Runs :func:`physnetjax.md.driver.simulate` with a progress bar and prints the final
 report (energy drift and fluctuation, mean temperature, steps/s). Without
-``--checkpoint`` the shipped example model (ethanol) is used. Exit status 2 when the
-run was stopped for NaN/Inf or an absurd force.
+``--checkpoint`` the shipped example model (ethanol) is used.
+
+Exit status (:mod:`physnetjax.cli_errors`): 0 done; 2 bad input (checkpoint, geometry,
+argument values such as a zero timestep); 3 an output path that cannot be written
+(checked before the model is loaded); 4 the run was stopped (NaN/Inf, absurd force, or
+NVE energy not conserved), the last good frame saved.
 """
 
 from __future__ import annotations
@@ -14,6 +18,11 @@ import sys
 
 import ase.io
 import jax
+
+from physnetjax.cli_errors import cli_main
+from physnetjax.errors import PhysNetInputError
+from physnetjax.md.driver import ENERGY_DRIFT_ACTIONS, ENERGY_TOLERANCE_MEV_PER_ATOM, check_md_arguments, simulate
+from physnetjax.validation import check_output_path, trained_elements_of
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,20 +47,40 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="message-pass edges per chunk (memory O(N + chunk); for ~10^4+ atoms, e.g. 65536)")
     parser.add_argument("--md-checkpoint", help="write MD-state checkpoints to this .npz")
     parser.add_argument("--restart", help="continue from an MD-state checkpoint (.npz)")
+    parser.add_argument("--energy-tolerance", type=float, default=ENERGY_TOLERANCE_MEV_PER_ATOM,
+                        help="NVE: largest change of the conserved energy in meV/atom (default %(default)s)")
+    parser.add_argument("--on-energy-drift", choices=ENERGY_DRIFT_ACTIONS, default="stop",
+                        help="NVE energy beyond --energy-tolerance: stop (save the last good frame) or warn")
     parser.add_argument("--verbose", action="store_true")
     return parser.parse_args(argv)
 
 
+def read_geometry(path) -> ase.Atoms:
+    """The last frame of ``path`` (any ASE format); PhysNetInputError naming the file when ASE cannot read it."""
+    try:
+        return ase.io.read(path)
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        raise PhysNetInputError(f"--geometry {path}: ASE cannot read it ({type(error).__name__}: {error})") from error
+
+
+@cli_main("python -m physnetjax.md")
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, force=True)
+    for path, what in ((args.out, "--out"), (args.md_checkpoint, "--md-checkpoint")):
+        if path is not None:
+            check_output_path(path, overwrite=True, what=what)
+    check_md_arguments(ensemble=args.ensemble, temperature_K=args.temperature, timestep_fs=args.timestep,
+                       steps=args.steps, save_every=args.save_every, chunk_frames=args.chunk, friction=args.friction,
+                       max_force=args.max_force, skin=args.skin, out=args.out)
     if args.float64:
         jax.config.update("jax_enable_x64", True)
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from physnetjax.checkpoint import load_checkpoint
-    from physnetjax.md.driver import MDInstabilityError, simulate
 
     console = Console(stderr=True)
     checkpoint = args.checkpoint
@@ -59,25 +88,23 @@ def main(argv=None) -> int:
         from physnetjax.pretrained import example_model_path
 
         checkpoint = example_model_path()
-    model, params, _ = load_checkpoint(checkpoint)
+    model, params, metadata = load_checkpoint(checkpoint)
     if args.edge_chunk_size is not None:
         model = model.clone(edge_chunk_size=args.edge_chunk_size)
-    atoms = ase.io.read(args.geometry)
+    atoms = read_geometry(args.geometry)
     with Progress(TextColumn("MD"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                   TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task("md", total=args.steps)
-        try:
-            report = simulate(
-                model, params, atoms, ensemble=args.ensemble, temperature_K=args.temperature,
-                timestep_fs=args.timestep, steps=args.steps, out=args.out, save_every=args.save_every,
-                chunk_frames=args.chunk, friction=args.friction, seed=args.seed,
-                dtype="float64" if args.float64 else "float32", max_force=args.max_force, skin=args.skin,
-                checkpoint_path=args.md_checkpoint, restart=args.restart,
-                progress=lambda done: bar.update(task, completed=done),
-            )
-        except MDInstabilityError as err:
-            console.print(f"[red]error:[/red] {err}")
-            return 2
+        report = simulate(
+            model, params, atoms, ensemble=args.ensemble, temperature_K=args.temperature,
+            timestep_fs=args.timestep, steps=args.steps, out=args.out, save_every=args.save_every,
+            chunk_frames=args.chunk, friction=args.friction, seed=args.seed,
+            dtype="float64" if args.float64 else "float32", max_force=args.max_force, skin=args.skin,
+            checkpoint_path=args.md_checkpoint, restart=args.restart,
+            progress=lambda done: bar.update(task, completed=done),
+            trained_elements=trained_elements_of(metadata), energy_tolerance=args.energy_tolerance,
+            on_energy_drift=args.on_energy_drift,
+        )
     for line in report.lines():
         print(line)
     return 0

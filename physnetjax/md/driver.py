@@ -7,13 +7,27 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
    the capacity multiplier grown ×1.5, the list re-allocated from the chunk's start
    positions and the chunk re-run.
 2. If any saved frame has a non-finite energy/position or a force above
-   ``max_force`` eV/Å, the good frames are written, the last good frame is saved to
-   ``<out>.last_good.xyz`` and :class:`MDInstabilityError` is raised.
+   ``max_force`` eV/Å — or, in NVE, a conserved energy that has moved more than
+   ``energy_tolerance`` meV/atom from its start value — the good frames are
+   written, the last good frame is saved to ``<out>.last_good.xyz`` and
+   :class:`MDInstabilityError` (:class:`EnergyConservationError` for the energy) is
+   raised; with ``on_energy_drift="warn"`` the energy only gives a warning.
 3. Frames go to the trajectory (extxyz or .traj, see :mod:`physnetjax.md.io`), one
    JSON line per saved frame to ``<out>.jsonl`` (:data:`LOG_KEYS`, flushed per line;
    a restart drops the lines after its step, then appends), and every
    ``checkpoint_every`` chunks the state is written to an ``.npz`` checkpoint from
-   which ``restart=`` continues.
+   which ``restart=`` continues; a restart first drops the trajectory frames the
+   killed run wrote after that checkpoint, so steps stay monotonic and unique.
+
+Energy conservation. Velocity Verlet conserves a shadow Hamiltonian; the true
+energy fluctuates by about (ω·dt)²/8 of the thermal energy 3 k_B T per atom for a
+mode of angular frequency ω. For the fastest molecular vibration (an X–H stretch,
+≲ 4000 cm⁻¹, ω ≈ 0.75 fs⁻¹) at 300 K that is ≈ 1.4 meV/atom at 0.5 fs and
+≈ 5.6 meV/atom at 1 fs, and most modes are much slower. The default
+:data:`ENERGY_TOLERANCE_MEV_PER_ATOM` = 20 meV/atom (≈ 15× the 0.5 fs estimate,
+≈ 0.8 k_B T at 300 K) lets float32 round-off and normal fluctuations pass and stops
+a timestep beyond the integrator's stability (10 fs: hundreds of meV/atom) or forces
+that are not the gradient of the energy.
 
 The report (:class:`MDReport`) gives the drift of the conserved quantity from a
 least-squares line through all saved frames (meV/atom/ps), its fluctuation about
@@ -26,6 +40,7 @@ import dataclasses
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -38,9 +53,11 @@ import numpy as np
 from physnetjax.calculator import check_dtype, cast_params
 from physnetjax.jsonlines import append_record, read_log, start_log
 from physnetjax.md.integrators import MDState, kinetic_energy, langevin, maxwell_boltzmann_momenta, nve, run
-from physnetjax.md.io import TrajectoryWriter, frame_atoms, momenta_from_ase, trajectory_format
+from physnetjax.md.io import TrajectoryWriter, frame_atoms, momenta_from_ase, trajectory_format, truncate_trajectory
 from physnetjax.md.potential import AllPairs, physnet_potential
 from physnetjax.units import BOLTZMANN
+from physnetjax.errors import PhysNetInputError, RunStoppedError
+from physnetjax.validation import validate_structure
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +67,18 @@ LOG_KEYS = ("step", "time_fs", "potential_energy_eV", "kinetic_energy_eV", "cons
 """Keys of each ``<out>.jsonl`` line (one per saved frame; the frame's values in eV, K, eV/Å)."""
 
 
-class MDInstabilityError(RuntimeError):
+ENERGY_TOLERANCE_MEV_PER_ATOM = 20.0
+"""meV/atom: largest |E_conserved(t) − E_conserved(0)| / N accepted in NVE (see the module docstring)."""
+
+ENERGY_DRIFT_ACTIONS = ("stop", "warn")
+
+
+class MDInstabilityError(RunStoppedError):
     """The dynamics produced NaN/Inf or an absurd force; the last good frame was saved."""
+
+
+class EnergyConservationError(MDInstabilityError):
+    """NVE stopped conserving energy beyond the tolerance; the last good frame was saved."""
 
 
 @dataclasses.dataclass
@@ -105,6 +132,23 @@ def _save_npz(path: Path, **arrays) -> None:
     os.replace(tmp, path)
 
 
+def check_md_arguments(*, ensemble, temperature_K, timestep_fs, steps, save_every, chunk_frames, friction,
+                       max_force, skin, out) -> None:
+    """Raise PhysNetInputError for an argument of :func:`simulate` that cannot run (checked before any work)."""
+    if ensemble not in ENSEMBLES:
+        raise PhysNetInputError(f"ensemble must be one of {ENSEMBLES}, received {ensemble!r}")
+    if steps < 1 or save_every < 1 or steps % save_every:
+        raise PhysNetInputError(f"steps ({steps}) must be a positive multiple of save_every ({save_every})")
+    for name, value, lowest, strict in (("timestep_fs", timestep_fs, 0.0, True),
+                                        ("temperature_K", temperature_K, 0.0, False),
+                                        ("friction", friction, 0.0, False), ("max_force", max_force, 0.0, True),
+                                        ("skin", skin, 0.0, False), ("chunk_frames", chunk_frames, 1, False)):
+        if not np.isfinite(value) or value < lowest or (strict and value == lowest):
+            raise PhysNetInputError(f"{name} must be {'>' if strict else '>='} {lowest}, received {value}")
+    if out is not None:
+        trajectory_format(out)
+
+
 def simulate(
     model,
     params,
@@ -127,6 +171,9 @@ def simulate(
     checkpoint_every: int = 10,
     restart: Optional[str] = None,
     progress: Optional[Callable[[int], None]] = None,
+    trained_elements=None,
+    energy_tolerance: float = ENERGY_TOLERANCE_MEV_PER_ATOM,
+    on_energy_drift: str = "stop",
 ) -> MDReport:
     """Run NVE or Langevin MD of ``atoms`` with ``model``/``params``.
 
@@ -147,25 +194,35 @@ def simulate(
         ``checkpoint_every`` chunks and at the end), or None.
       restart: a checkpoint written by a previous run to continue from.
       progress: called with the number of steps completed after each chunk.
+      trained_elements: elements of the training data (checkpoint metadata); others warn.
+      energy_tolerance: NVE only: largest |E_conserved(t) − E_conserved(start)| in
+        meV/atom before ``on_energy_drift`` applies ("stop": raise
+        :class:`EnergyConservationError` after saving the last good frame; "warn").
+        A restarted run measures from its restart point.
 
     Returns:
       :class:`MDReport`.
 
     Raises:
-      ValueError: bad arguments. MDInstabilityError: NaN/Inf or |F| > max_force.
+      ValueError: bad arguments. EnergyConservationError: see ``energy_tolerance``. PhysNetInputError: a start geometry that fails
+        :func:`physnetjax.validation.validate_structure` with ``strict=True`` (atoms closer
+        than 0.5 Å are refused), or partial PBC. MDInstabilityError: NaN/Inf or |F| > max_force.
     """
-    if ensemble not in ENSEMBLES:
-        raise ValueError(f"ensemble must be one of {ENSEMBLES}, received {ensemble!r}")
-    if steps < 1 or save_every < 1 or steps % save_every:
-        raise ValueError(f"steps ({steps}) must be a positive multiple of save_every ({save_every})")
-    if out is not None:
-        trajectory_format(out)
+    check_md_arguments(ensemble=ensemble, temperature_K=temperature_K, timestep_fs=timestep_fs, steps=steps,
+                       save_every=save_every, chunk_frames=chunk_frames, friction=friction, max_force=max_force,
+                       skin=skin, out=out)
+    if on_energy_drift not in ENERGY_DRIFT_ACTIONS or not energy_tolerance > 0:
+        raise PhysNetInputError(f"on_energy_drift must be one of {ENERGY_DRIFT_ACTIONS} and energy_tolerance > 0, "
+                                f"received {on_energy_drift!r}, {energy_tolerance}")
     dtype = check_dtype(dtype)
     params = cast_params(params, dtype)
     n = len(atoms)
+    if np.any(atoms.pbc) and not np.all(atoms.pbc):
+        raise PhysNetInputError(f"pbc={atoms.pbc.tolist()}: MD runs only fully periodic or isolated systems")
+    validate_structure(atoms.numbers, atoms.positions, model.max_atomic_number,
+                       total_charge=atoms.info.get("charge", 0.0), cell=atoms.cell.array, pbc=atoms.pbc,
+                       trained_elements=trained_elements, strict=True, where="MD start geometry")
     cell = np.asarray(atoms.cell.array) if np.all(atoms.pbc) else None
-    if np.any(atoms.pbc) and cell is None:
-        raise ValueError(f"pbc={atoms.pbc.tolist()}: only fully periodic or isolated systems are supported")
     masses = jnp.asarray(atoms.get_masses(), dtype)
     positions = np.asarray(atoms.positions, np.float64)
     key = jax.random.PRNGKey(seed)
@@ -204,6 +261,11 @@ def simulate(
     if start_force > max_force:
         raise MDInstabilityError(f"start geometry has |F| = {start_force:.3g} eV/Å > max_force = {max_force} eV/Å")
 
+    if restart is not None and out is not None:
+        dropped = truncate_trajectory(out, start_step)
+        if dropped:
+            logger.warning("%s: dropped %d frame(s) written after the MD checkpoint (step %d) before continuing",
+                           out, dropped, start_step)
     writer = TrajectoryWriter(out, append=restart is not None) if out is not None else None
     log = None if out is None else Path(f"{out}.jsonl")
     if log is not None:
@@ -217,6 +279,7 @@ def simulate(
     conserved = [float(state.potential_energy) + _kinetic(state) + float(state.heat)]
     temperatures = [2 * _kinetic(state) / (dof * BOLTZMANN)]
     done, chunks = 0, 0
+    warned_drift = False
     total_frames = steps // save_every
     try:
         while done < steps:
@@ -240,6 +303,15 @@ def simulate(
             finite = (np.isfinite(host.conserved) & np.isfinite(host.positions).all(axis=(1, 2))
                       & np.isfinite(host.forces).all(axis=(1, 2)))
             good = finite & (host.max_force <= max_force)
+            deviation = 1e3 * np.abs(host.conserved - conserved[0]) / n
+            drifting = good & (deviation > energy_tolerance) if ensemble == "nve" else np.zeros_like(good)
+            if drifting.any() and on_energy_drift == "warn":
+                if not warned_drift:
+                    warnings.warn(f"NVE energy not conserved: {_drift_reason(deviation, drifting, energy_tolerance)}",
+                                  RuntimeWarning, stacklevel=2)
+                    warned_drift = True
+            else:
+                good &= ~drifting
             num_good = num_frames if good.all() else int(np.argmin(good))
             for k in range(num_good):
                 step = start_step + done + (k + 1) * save_every
@@ -259,7 +331,10 @@ def simulate(
                                                            float(host.conserved[k]), temp,
                                                            float(host.max_force[k])))))
             if num_good < num_frames:
-                _stop(atoms, state, host, num_good, start_step + done, save_every, max_force, out)
+                reason = (_drift_reason(deviation, drifting, energy_tolerance) if drifting[num_good]
+                          else _blow_up_reason(host.max_force[num_good], max_force))
+                _stop(atoms, state, host, num_good, start_step + done, save_every, reason, out,
+                      EnergyConservationError if drifting[num_good] else MDInstabilityError)
             state = new_state
             done += num_frames * save_every
             chunks += 1
@@ -294,8 +369,19 @@ def _checkpoint(path, atoms, state: MDState, step: int) -> None:
     logger.info("MD checkpoint at step %d written to %s", step, path)
 
 
-def _stop(atoms, state, host, num_good, chunk_start, save_every, max_force, out):
-    """Save the last good frame and raise :class:`MDInstabilityError` describing the first bad one."""
+def _blow_up_reason(force: float, max_force: float) -> str:
+    return (f"max |F| = {force:.3g} eV/Å > max_force = {max_force} eV/Å" if np.isfinite(force)
+            else "NaN/Inf in energy, positions or forces")
+
+
+def _drift_reason(deviation, drifting, tolerance: float) -> str:
+    k = int(np.argmax(drifting))
+    return (f"the conserved energy moved {deviation[k]:.3g} meV/atom from its start value (> energy_tolerance = "
+            f"{tolerance:g} meV/atom); use a smaller --timestep (or --energy-tolerance / --on-energy-drift warn)")
+
+
+def _stop(atoms, state, host, num_good, chunk_start, save_every, reason, out, error=MDInstabilityError):
+    """Save the last good frame and raise ``error`` (an :class:`MDInstabilityError`) describing the first bad one."""
     if num_good > 0:
         k = num_good - 1
         last = frame_atoms(atoms, host.positions[k], host.momenta[k], host.potential_energy[k], host.forces[k],
@@ -306,9 +392,6 @@ def _stop(atoms, state, host, num_good, chunk_start, save_every, max_force, out)
     target = Path(f"{out}.last_good.xyz" if out is not None else "md_last_good.xyz")
     ase.io.write(target, last, format="extxyz")
     bad_step = chunk_start + (num_good + 1) * save_every
-    force = host.max_force[num_good]
-    reason = (f"max |F| = {force:.3g} eV/Å > max_force = {max_force} eV/Å" if np.isfinite(force)
-              else "NaN/Inf in energy, positions or forces")
-    raise MDInstabilityError(
+    raise error(
         f"MD stopped at step {bad_step}: {reason}. Last good frame (step {last.info['step']}) saved to {target}"
     )

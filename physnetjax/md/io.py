@@ -12,6 +12,7 @@ Frames written by :class:`TrajectoryWriter` carry the potential energy and force
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import ase
@@ -52,6 +53,31 @@ def trajectory_format(path) -> str:
             f"trajectory file must end in one of {sorted(TRAJECTORY_FORMATS)}, received {str(path)!r}"
         )
     return TRAJECTORY_FORMATS[suffix]
+
+
+def truncate_trajectory(path, last_step: int) -> int:
+    """Drop the frames of ``path`` whose ``info["step"]`` exceeds ``last_step``; returns how many were dropped.
+
+    A run killed after its last MD checkpoint has written frames beyond it; a
+    restart from that checkpoint first cuts them, so the trajectory stays
+    monotonic without duplicated steps. The file is rewritten atomically; a
+    missing or empty file is left alone.
+    """
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    fmt = trajectory_format(path)
+    frames = ase.io.read(path, index=":", format=fmt)
+    keep = [frame for frame in frames if int(frame.info.get("step", -1)) <= last_step]
+    if len(keep) == len(frames):
+        return 0
+    tmp = path.with_name(f".{path.name}.truncating{path.suffix}")
+    if keep:
+        ase.io.write(tmp, keep, format=fmt)
+    else:
+        tmp.write_text("")
+    os.replace(tmp, path)
+    return len(frames) - len(keep)
 
 
 class TrajectoryWriter:

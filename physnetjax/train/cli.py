@@ -8,6 +8,10 @@ Examples::
     python -m physnetjax.train --resume runs/my --epochs 400    # continue exactly
     python -m physnetjax.train --max-time 240 --out runs/4min   # schedule laid out over 240 s of training
     python -m physnetjax.train --data new.npz --init-from runs/my/best   # fine-tune (weights only)
+
+Exit status (:mod:`physnetjax.cli_errors`): 0 done; 2 bad input (data file, option
+value, run directory to resume); 3 the run directory cannot be created or already
+holds a run; 4 training stopped (NaN loss or metrics, failed force check).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import dataclasses
 import logging
 import sys
 
+from physnetjax.cli_errors import cli_main
+from physnetjax.errors import PhysNetInputError
 from physnetjax.model_dispersion import DISPERSION_METHODS
 from physnetjax.train.config import BEST_METRICS, LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig
 
@@ -25,6 +31,7 @@ HELP = {
     "energy_unit": "unit of E in the data (eV, meV, hartree, kcal/mol, kJ/mol)",
     "force_unit": "unit of F, ENERGY/LENGTH e.g. kcal/mol/A, hartree/bohr (default: energy unit per Å)",
     "dipole_unit": "unit of D (eA, Debye, au)",
+    "force_sign": "1: the data's forces are -dE/dR; -1: they are +dE/dR (gradients), negate them",
     "valid": "validation fraction (<1) or frame count", "test": "test fraction (<1) or frame count",
     "train": "training fraction or count (default: the rest)",
     "split_file": ".npz with index arrays train, valid[, test] instead of a random split",
@@ -73,12 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             kind = {"int": int, "float": float}.get(field.type.split(" ")[0].replace("Optional[", "").rstrip("]"), str)
             parser.add_argument(flag, type=kind, choices=CHOICES.get(field.name), help=help_text)
-    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--allow-changed-data", action="store_true",
+                        help="with --resume: continue although a data file's content changed (warns)")
+    parser.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
     parser.add_argument("--quiet", action="store_true", help="warnings and errors only")
     return parser
 
 
-def main(argv=None) -> dict:
+@cli_main("python -m physnetjax.train")
+def main(argv=None) -> int:
     from physnetjax.train.loop import resume, train
 
     args = vars(build_parser().parse_args(argv))
@@ -86,16 +96,20 @@ def main(argv=None) -> dict:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.set_name(__name__)
     package_logger = logging.getLogger("physnetjax")
+    for earlier in [h for h in package_logger.handlers if h.get_name() == __name__]:
+        package_logger.removeHandler(earlier)
     package_logger.addHandler(handler)
     package_logger.setLevel(level)
     package_logger.propagate = False
     logging.getLogger("physnetjax.checkpoint").setLevel(logging.DEBUG if verbose else logging.WARNING)
     run_dir = args.pop("resume", None)
-    try:
-        if run_dir is not None:
-            return resume(run_dir, **args)
-        return train(TrainConfig(**args))
-    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as error:
-        logging.getLogger("physnetjax.train").error("error: %s", error)
-        raise SystemExit(1) from error
+    allow_changed_data = args.pop("allow_changed_data", False)
+    if allow_changed_data and run_dir is None:
+        raise PhysNetInputError("--allow-changed-data applies only with --resume RUN_DIR")
+    if run_dir is not None:
+        resume(run_dir, allow_changed_data=allow_changed_data, **args)
+    else:
+        train(TrainConfig(**args))
+    return 0

@@ -26,7 +26,8 @@ RESUME_OVERRIDES = ("epochs", "max_time", "patience", "progress", "plots", "log_
 class TrainConfig:
     """Settings of one run (units: Å, eV, e; times in s; learning rates per step).
 
-    Data: ``data`` files (None → the bundled ethanol set), their units, the split
+    Data: ``data`` files (None → the bundled ethanol set), their units, ``force_sign``
+    (−1 when the files store +dE/dR; the forces are negated on reading), the split
     (``valid``/``test``/``train`` fractions < 1 or counts ≥ 1, or a ``split_file``).
     Model: PhysNet hyper-parameters; ``max_atomic_number`` None → largest Z in the data;
     ``zbl_cutoff`` (Å) where the ZBL repulsion is switched off when ``zbl`` is on.
@@ -44,6 +45,7 @@ class TrainConfig:
     energy_unit: str = "eV"
     force_unit: Optional[str] = None
     dipole_unit: str = "eA"
+    force_sign: int = 1
     valid: float = 0.1
     test: float = 0.1
     train: Optional[float] = None
@@ -109,6 +111,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, received {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), received {self.ema_decay}")
+        if self.force_sign not in (1, -1):
+            raise ValueError(f"force_sign must be 1 (F = -dE/dR) or -1 (the file stores +dE/dR), "
+                             f"received {self.force_sign}")
         if self.max_time is not None and not self.max_time > 0:
             raise ValueError(f"max_time must be > 0 seconds, received {self.max_time}")
         if self.learning_rate <= 0:

@@ -15,9 +15,10 @@ import numpy as np
 
 from physnetjax.check.evaluate import Evaluator, Structure, cast_to_float64
 from physnetjax.check.forces import compare_forces, numerical_forces
+from physnetjax.errors import RunStoppedError
 
 
-class ForceCheckError(RuntimeError):
+class ForceCheckError(RunStoppedError):
     """Autodiff forces disagree with finite differences of the energy."""
 
 

@@ -44,6 +44,7 @@ import numpy as np
 
 from physnetjax.checkpoint import load_checkpoint, load_train_state, save_checkpoint
 from physnetjax.data import (
+    DataError,
     bundled_dataset_path,
     fit_reference_energies,
     load_dataset,
@@ -52,6 +53,8 @@ from physnetjax.data import (
     save_split,
     shifted_energies,
 )
+from physnetjax.data.fingerprint import changed_files, data_fingerprint
+from physnetjax.data.sanity import check_label_sanity
 from physnetjax.jsonlines import append_record, start_log
 from physnetjax.model import PhysNet
 from physnetjax.predict import init_params
@@ -62,9 +65,13 @@ from physnetjax.train.forcecheck import ForceCheckError, finite_difference_force
 from physnetjax.train.loss import TERMS, loss_from_sums, loss_weights, metrics_from_totals
 from physnetjax.train.optim import Plateau, init_state, make_optimizer, make_schedule, make_steps
 from physnetjax.train.parallel import device_mesh, replicate, shard_batch
+from physnetjax.validation import TRAINED_ELEMENTS_KEY, element
 from physnetjax.train.timebudget import TimeBudget, progress_factor
 
 logger = logging.getLogger(__name__)
+
+DATA_SHA256_KEY = "data_sha256"
+"""Checkpoint metadata key: {data path: SHA-256 of its content} of the run's data files."""
 
 METRIC_NAMES = ("energy", "energy_per_atom", "forces", "dipole", "charge")
 CSV_COLUMNS = (["epoch", "time_s", "lr", "train_loss", "grad_norm", "valid_loss"]
@@ -126,20 +133,25 @@ class Trainer:
     Use :func:`train` / :func:`resume` rather than this class directly.
     """
 
-    def __init__(self, config: TrainConfig, run_dir: Path, resuming: bool, clock=time.monotonic):
+    def __init__(self, config: TrainConfig, run_dir: Path, resuming: bool, allow_changed_data: bool = False,
+                 clock=time.monotonic):
         self.config = config
         self.run_dir = run_dir
         self.resuming = resuming
+        self.allow_changed_data = allow_changed_data
         self.clock = clock
         self.start_time = clock()
         self.budget = TimeBudget(config.max_time) if config.max_time is not None else None
         self.lr_factor = 1.0
         paths = config.data or [str(bundled_dataset_path())]
+        self.data_sha256 = data_fingerprint(paths)
         self.dataset = load_dataset(paths, energy_unit=config.energy_unit, force_unit=config.force_unit,
-                                    dipole_unit=config.dipole_unit)
+                                    dipole_unit=config.dipole_unit, force_sign=config.force_sign)
         logger.info("data: %s", self.dataset.summary())
+        check_label_sanity(self.dataset, ", ".join(paths))
         self._setup_split()
         self._setup_model()
+        self._check_elements_in_range(paths)
         train_idx = self.split["train"]
         self.element_energies = np.zeros(self.model.max_atomic_number + 1)
         self.element_energies_fit = None
@@ -148,6 +160,8 @@ class Trainer:
                                          self.model.max_atomic_number, mask=self.dataset.has_E[train_idx])
             self.element_energies, self.element_energies_fit = fit.energies, fit.to_dict()
         self.energies = shifted_energies(self.dataset.Z, self.dataset.E, self.element_energies)
+        z_train = self.dataset.Z[train_idx]
+        self.trained_elements = sorted(int(z) for z in np.unique(z_train[z_train > 0]))
         self.saved_model = self.model.clone(element_energies=tuple(float(e) for e in self.element_energies))
 
         self.mesh = device_mesh()
@@ -214,6 +228,7 @@ class Trainer:
             shutil.rmtree(partial, ignore_errors=True)
         self.state = load_train_state(latest, target=self.state)
         _, _, meta = load_checkpoint(latest)
+        self._check_data_unchanged(meta.get(DATA_SHA256_KEY))
         host = meta["host"]
         self.epoch = int(meta["epoch"])
         self.best_value, self.best_epoch = float(host["best_value"]), int(host["best_epoch"])
@@ -235,6 +250,34 @@ class Trainer:
         self.rows = [self._parse_row(row) for row in self.rows]
         logger.info("resumed %s at epoch %d (best %s = %.6g at epoch %d)", self.run_dir, self.epoch,
                     self.config.best_metric, self.best_value, self.best_epoch)
+
+    def _check_elements_in_range(self, paths) -> None:
+        """DataError when the data hold elements above the model's max_atomic_number (their embedding is missing)."""
+        heavy = self.dataset.Z > self.model.max_atomic_number
+        if heavy.any():
+            frames = np.nonzero(heavy.any(axis=1))[0]
+            elements = ", ".join(element(z) for z in np.unique(self.dataset.Z[heavy]))
+            raise DataError(
+                f"{', '.join(paths)}: element(s) {elements} in {len(frames)} frame(s) (first: "
+                f"{self.dataset.sources[frames[0]]}) are outside the model's range Z = 1..{self.model.max_atomic_number}; "
+                "raise --max-atomic-number or --init-from a model that covers them")
+
+    def _check_data_unchanged(self, recorded) -> None:
+        """Refuse (or, with ``allow_changed_data``, warn) when the data files differ from those the run used.
+
+        Runs saved before the fingerprint existed have none recorded: nothing is checked.
+        """
+        if recorded is None:
+            return
+        changed = changed_files(recorded, self.data_sha256)
+        if not changed:
+            return
+        message = (f"{self.run_dir}: the data changed since the run started: {', '.join(changed)} (SHA-256 "
+                   "differs); resuming would continue on different data")
+        if not self.allow_changed_data:
+            raise DataError(message + ". Restore the original file, start a new run (--init-from "
+                            f"{self.run_dir / 'best'}), or pass --allow-changed-data")
+        logger.warning("warning: %s (--allow-changed-data)", message)
 
     @staticmethod
     def _parse_row(row: dict) -> dict:
@@ -259,11 +302,14 @@ class Trainer:
                                              self.config.batch_size, self.shapes, seed=seed):
             yield shard_batch(batch, self.mesh), shard_batch(labels, self.mesh), labels
 
-    def evaluate(self, params, indices, collect: bool = False) -> tuple[float, dict, dict]:
+    def evaluate(self, params, indices, collect: bool = False, split: str = "valid") -> tuple[float, dict, dict]:
         """(loss, metrics, predictions) of ``params`` on frames ``indices`` (training energies, eV).
 
         predictions (when ``collect``): E_ref/E_pred (K,) eV relative to the element
         references, F_ref/F_pred (A, 3) eV/Å for atoms with force labels.
+
+        Raises:
+          FloatingPointError: the loss or a metric is NaN/Inf (naming ``split``), never reported as a number.
         """
         totals = {t: np.zeros(3) for t in TERMS}
         collected = {"E_ref": [], "E_pred": [], "F_ref": [], "F_pred": []}
@@ -279,7 +325,14 @@ class Trainer:
                 collected["F_pred"].append(np.asarray(predictions["F"])[f_mask])
         loss = float(loss_from_sums({t: tuple(totals[t]) for t in TERMS}, self.weights, self.config.loss))
         predictions = {k: np.concatenate(v) for k, v in collected.items()} if collect else {}
-        return loss, metrics_from_totals(totals), predictions
+        metrics = metrics_from_totals(totals)
+        bad = sorted(k for k, v in metrics.items() if v is not None and not math.isfinite(v))
+        if not math.isfinite(loss) or bad:
+            raise FloatingPointError(
+                f"epoch {self.epoch}: the {split} loss is {loss} and metrics {bad or '[]'} are not finite on "
+                f"{len(indices)} {split} frames; the parameters diverged (lower --learning-rate) or a {split} "
+                "frame gives NaN")
+        return loss, metrics, predictions
 
     def _monitored(self, loss: float, metrics: dict) -> float:
         if self.config.best_metric == "loss":
@@ -295,9 +348,11 @@ class Trainer:
             "metrics": row,
             "element_energies": [float(e) for e in self.element_energies],
             "element_energies_fit": self.element_energies_fit,
+            TRAINED_ELEMENTS_KEY: self.trained_elements,
+            DATA_SHA256_KEY: self.data_sha256,
             "data": self.config.data or [str(bundled_dataset_path())],
             "data_units": {"energy": self.config.energy_unit, "force": self.config.force_unit,
-                           "dipole": self.config.dipole_unit},
+                           "dipole": self.config.dipole_unit, "force_sign": self.config.force_sign},
             "train_config": self.config.to_dict(),
             "host": {"best_value": self.best_value, "best_epoch": self.best_epoch,
                      "epochs_since_best": self.epochs_since_best, "plateau": self.plateau.state(),
@@ -466,7 +521,7 @@ class Trainer:
         valid_loss, valid_metrics, valid_pred = self.evaluate(best_params, self.split["valid"], collect=True)
         test_metrics = {}
         if len(self.split["test"]):
-            _, test_metrics, _ = self.evaluate(best_params, self.split["test"])
+            _, test_metrics, _ = self.evaluate(best_params, self.split["test"], split="test")
         summary = {
             "run_dir": str(self.run_dir),
             "stop_reason": stop_reason,
@@ -539,6 +594,10 @@ def _progress():
                     transient=True, console=Console(stderr=True))
 
 
+SETUP_FILES = ("split.npz", "model.json", "metrics.csv", "metrics.jsonl")
+"""Files :class:`Trainer` writes while setting up a fresh run (removed again if the setup fails)."""
+
+
 def default_run_dir() -> Path:
     """``./runs/physnet-YYYYmmdd-HHMMSS`` (a suffix is added if it exists)."""
     base = Path.cwd() / "runs" / datetime.now().strftime("physnet-%Y%m%d-%H%M%S")
@@ -551,6 +610,10 @@ def default_run_dir() -> Path:
 def train(config: TrainConfig, clock=time.monotonic) -> dict:
     """Train a fresh run (or one started from ``config.init_from`` weights); returns the final summary.
 
+    The data are read and validated, the split and the model set up, before
+    ``config.json`` is written: a refused start leaves no run behind (a directory
+    this call created is removed again), so the same command can simply be retried.
+
     Raises:
       FileExistsError: ``config.out`` already holds a run (use :func:`resume`).
       DataError: the data files are malformed.
@@ -559,17 +622,31 @@ def train(config: TrainConfig, clock=time.monotonic) -> dict:
     run_dir = Path(config.out) if config.out else default_run_dir()
     if (run_dir / "config.json").exists():
         raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick --out")
+    created = [p for p in [run_dir, *run_dir.parents] if not p.exists()]
     run_dir.mkdir(parents=True, exist_ok=True)
     config.out = str(run_dir)
+    try:
+        trainer = Trainer(config, run_dir, resuming=False, clock=clock)
+    except BaseException:
+        for name in SETUP_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+        for directory in created:
+            if directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
+        raise
     config.save(run_dir / "config.json")
     logger.info("run directory: %s", run_dir)
-    return Trainer(config, run_dir, resuming=False, clock=clock).run()
+    return trainer.run()
 
 
-def resume(run_dir, clock=time.monotonic, **overrides) -> dict:
+def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, **overrides) -> dict:
     """Continue the run in ``run_dir`` exactly from its last complete epoch.
 
     ``overrides`` may change only :data:`RESUME_OVERRIDES` (e.g. more ``epochs``).
+
+    Raises:
+      DataError: a data file's content differs from the one the run recorded
+        (SHA-256); with ``allow_changed_data`` a warning instead.
     """
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
@@ -584,4 +661,4 @@ def resume(run_dir, clock=time.monotonic, **overrides) -> dict:
         setattr(config, key, value)
     config.__post_init__()
     config.save(config_path)
-    return Trainer(config, run_dir, resuming=True, clock=clock).run()
+    return Trainer(config, run_dir, resuming=True, allow_changed_data=allow_changed_data, clock=clock).run()

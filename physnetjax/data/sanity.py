@@ -1,0 +1,164 @@
+"""Plausibility of labels before training: force scale, and forces against energies (sign and units).
+
+All checks warn (:class:`~physnetjax.validation.PhysNetInputWarning`) with the
+evidence and the flag that fixes the data; neither changes anything.
+
+1. **Force scale.** The RMS force component of molecules sampled at chemical
+   temperatures is ~0.3–3 eV/Å (the bundled 500 K ethanol set: 0.98 eV/Å). Beyond
+   :data:`FORCE_RMS_RANGE` the units are suspect: kcal/mol/Å read as eV/Å are 23×
+   too large, hartree/bohr 51× too small.
+2. **Energy scale.** After the best per-element reference energies (least squares
+   E ≈ Σ_Z n_Z e_Z), the residual RMS per atom of molecular data in eV is
+   ~0.01–0.3 eV/atom (bundled set: 0.015); above :data:`ENERGY_RESIDUAL_MAX`
+   eV/atom the energies are probably in kcal/mol or kJ/mol (23× / 96× larger).
+3. **Forces against energies.** For two nearby frames a, b of the same molecule
+   the trapezoid rule gives, to third order in ΔR = R_b − R_a,
+
+       E_b − E_a ≈ w = −½ (F_a + F_b) · ΔR          (F = −∂E/∂R).
+
+   The least-squares slope s of ΔE on w over pairs of nearest frames (RMS
+   displacement ≤ :data:`MAX_PAIR_RMSD` Å) is +1 for consistent labels, −1 when
+   the forces are +∂E/∂R (fix: ``--force-sign -1``), and the unit ratio (e.g. 23.06
+   or 1/23.06 for kcal/mol vs eV) when energies and forces are in different units
+   (fix: ``--energy-unit`` / ``--force-unit``). It is judged only when the
+   correlation of ΔE with w is strong (|r| ≥ :data:`MIN_CORRELATION`) over at least
+   :data:`MIN_PAIRS` pairs; otherwise (frames far apart) nothing is said.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Optional
+
+import numpy as np
+
+from physnetjax.validation import PhysNetInputWarning
+
+logger = logging.getLogger(__name__)
+
+FORCE_RMS_RANGE = (0.01, 10.0)
+"""eV/Å: plausible RMS force component of a molecular data set."""
+
+ENERGY_RESIDUAL_MAX = 1.0
+"""eV/atom: largest plausible RMS per atom of E about its per-element linear fit."""
+
+SLOPE_RANGE = (0.5, 2.0)
+"""Accepted slope of ΔE on −½(F_a + F_b)·ΔR (1 for consistent labels)."""
+
+MAX_PAIR_RMSD = 0.3
+"""Å: largest RMS displacement per atom between two frames used as a pair."""
+
+MIN_PAIRS = 10
+MIN_CORRELATION = 0.7
+MAX_FRAMES_PER_MOLECULE = 1000
+"""Frames of one molecule searched for nearest neighbours (a random subset beyond that)."""
+
+
+def nearest_frame_pairs(positions: np.ndarray, max_rmsd: float = MAX_PAIR_RMSD) -> np.ndarray:
+    """(P, 2) index pairs (i < j): each frame with its nearest other frame, if within ``max_rmsd`` Å RMS per atom.
+
+    ``positions`` (G, n, 3) of G frames of one molecule (same atoms in the same order).
+    """
+    g, n = positions.shape[:2]
+    if g < 2:
+        return np.zeros((0, 2), np.int64)
+    flat = positions.reshape(g, -1)
+    sq = (flat * flat).sum(axis=1)
+    dist2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * flat @ flat.T, 0.0) / n
+    np.fill_diagonal(dist2, np.inf)
+    nearest = np.argmin(dist2, axis=1)
+    close = dist2[np.arange(g), nearest] <= max_rmsd**2
+    pairs = np.sort(np.stack([np.arange(g), nearest], axis=1)[close], axis=1)
+    return np.unique(pairs, axis=0)
+
+
+def energy_force_slope(data, seed: int = 0) -> Optional[tuple[float, float, int]]:
+    """(slope s, correlation r, number of pairs) of ΔE on −½(F_a + F_b)·ΔR, or None without enough pairs.
+
+    Uses frames with both energy and force labels, grouped by identical atomic numbers.
+    """
+    usable = np.nonzero(data.has_E & data.has_F)[0]
+    rng = np.random.default_rng(seed)
+    keys = {}
+    for k in usable:
+        keys.setdefault(data.Z[k].tobytes(), []).append(k)
+    de, w = [], []
+    for frames in keys.values():
+        frames = np.asarray(frames)
+        if len(frames) > MAX_FRAMES_PER_MOLECULE:
+            frames = np.sort(rng.choice(frames, MAX_FRAMES_PER_MOLECULE, replace=False))
+        n = int(data.N[frames[0]])
+        positions = data.R[frames, :n]
+        pairs = nearest_frame_pairs(positions)
+        if not len(pairs):
+            continue
+        a, b = frames[pairs[:, 0]], frames[pairs[:, 1]]
+        displacement = data.R[b, :n] - data.R[a, :n]
+        w.append(-0.5 * ((data.F[a, :n] + data.F[b, :n]) * displacement).sum(axis=(1, 2)))
+        de.append(data.E[b] - data.E[a])
+    if not w:
+        return None
+    w, de = np.concatenate(w), np.concatenate(de)
+    if len(w) < MIN_PAIRS or not np.any(w) or not np.any(de - de.mean()):
+        return None
+    slope = float((w * de).sum() / (w * w).sum())
+    correlation = float(np.corrcoef(w, de)[0, 1])
+    return slope, correlation, len(w)
+
+
+def energy_residual_per_atom(data) -> Optional[float]:
+    """RMS over frames of (E − Σ_Z n_Z e_Z)/N in eV/atom with e_Z fitted by least squares (None: < 2 frames)."""
+    frames = np.nonzero(data.has_E)[0]
+    if len(frames) < 2:
+        return None
+    z = data.Z[frames]
+    elements = np.unique(z[z > 0])
+    counts = (z[:, :, None] == elements[None, None, :]).sum(axis=1).astype(np.float64)
+    coefficients, *_ = np.linalg.lstsq(counts, data.E[frames], rcond=None)
+    residual = (data.E[frames] - counts @ coefficients) / data.N[frames]
+    return float(np.sqrt(np.mean(residual**2)))
+
+
+def check_label_sanity(data, where: str = "data") -> list[str]:
+    """Warn about an implausible force scale and about forces that disagree with the energies.
+
+    Returns the warning messages (also issued as :class:`PhysNetInputWarning`).
+    """
+    messages = []
+    forces = data.F[data.has_F]
+    real = (data.Z[data.has_F] > 0)
+    if real.any():
+        rms = float(np.sqrt(np.mean(forces[real] ** 2)))
+        low, high = FORCE_RMS_RANGE
+        if rms > high:
+            messages.append(
+                f"{where}: RMS force component {rms:.3g} eV/Å is implausibly large for molecules (typical 0.3–3); "
+                "kcal/mol/Å read as eV/Å are 23× too large: pass --energy-unit (and --force-unit) to convert")
+        elif rms < low:
+            messages.append(
+                f"{where}: RMS force component {rms:.3g} eV/Å is implausibly small for molecules (typical 0.3–3); "
+                "hartree/bohr read as eV/Å are 51× too small: pass --energy-unit hartree (--force-unit hartree/bohr)")
+    spread = energy_residual_per_atom(data)
+    if spread is not None and spread > ENERGY_RESIDUAL_MAX:
+        messages.append(
+            f"{where}: energies scatter by {spread:.3g} eV/atom (RMS about their per-element fit; typical 0.01–0.3 "
+            "eV/atom for molecules); kcal/mol or kJ/mol read as eV are 23× / 96× too large: pass --energy-unit")
+    fit = energy_force_slope(data)
+    if fit is None:
+        logger.info("%s: too few nearby frames to check forces against energies", where)
+    else:
+        slope, correlation, pairs = fit
+        evidence = (f"over {pairs} pairs of nearby frames, E_b − E_a = s · [−½(F_a + F_b)·(R_b − R_a)] fits with "
+                    f"s = {slope:.3g} (correlation {correlation:.2f}; s = 1 for F = −dE/dR in the same units)")
+        if abs(correlation) >= MIN_CORRELATION and slope < 0:
+            messages.append(f"{where}: the forces have the opposite sign of −dE/dR: {evidence}; if the file stores "
+                            "+dE/dR (gradients), pass --force-sign -1")
+        elif abs(correlation) >= MIN_CORRELATION and not SLOPE_RANGE[0] <= slope <= SLOPE_RANGE[1]:
+            messages.append(f"{where}: energies and forces do not match in scale: {evidence}; are they in different "
+                            "units? set --energy-unit and --force-unit (e.g. kcal/mol vs eV: 23.06)")
+        else:
+            logger.info("%s: forces consistent with energies: %s", where, evidence)
+    for message in messages:
+        warnings.warn(message, PhysNetInputWarning, stacklevel=2)
+    return messages

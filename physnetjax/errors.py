@@ -1,0 +1,31 @@
+"""The library's own error and warning types (shared by every room, imported by none of them upward).
+
+* :class:`PhysNetInputError` (a ``ValueError``): an input no model can evaluate
+  meaningfully — a structure, a data frame, an argument value. Subclasses:
+  :class:`OutputPathError`, :class:`physnetjax.data.DataError`; the checkpoint
+  package's ``CheckpointError`` is a ``ValueError`` too.
+* :class:`PhysNetInputWarning`: an input the model evaluates, but by extrapolation.
+* :class:`RunStoppedError` (a ``RuntimeError``): a run (MD, training) stopped because
+  its numbers went bad; the message names what was saved and where.
+
+:mod:`physnetjax.cli_errors` maps each of them to one exit code.
+"""
+
+
+class PhysNetInputError(ValueError):
+    """An input structure, data frame or argument value that no model can evaluate meaningfully.
+
+    The message names the atoms, frames and values involved and says what to change.
+    """
+
+
+class PhysNetInputWarning(UserWarning):
+    """An input the model can evaluate, but where its answer is an extrapolation."""
+
+
+class OutputPathError(PhysNetInputError):
+    """An output path that cannot be written: missing directory, not writable, or already existing."""
+
+
+class RunStoppedError(RuntimeError):
+    """A run stopped because its numbers went bad (NaN/Inf, absurd force, energy not conserved, force check)."""

@@ -1,0 +1,379 @@
+"""One input-validation layer for every entry point: predict, calculator, MD, check and the trainer.
+
+A structure is (Z, R[, Q][, cell, pbc]). :func:`validate_structure` checks it before
+any neighbor list or model call, so a bad input is an exception that names the atoms,
+frame and values involved instead of a NaN, a wrong number or a crash in C++ code:
+
+* shapes (Z (n,), R (n, 3), cell (3, 3), pbc (3,)) and dtypes (integer-valued Z,
+  real-valued R; no bool, complex or object arrays);
+* positions finite and within ±:data:`MAX_ABS_COORDINATE` Å;
+* atomic numbers in [1, max_atomic_number] (named by element symbol), and — when
+  the elements a model was trained on are known — a :class:`PhysNetInputWarning`
+  for elements outside them (the network has never been fitted for those);
+* total charge finite and not above ΣZ (a charge of +ΣZ removes every electron);
+* the cell, for the periodic directions: finite vectors spanning a lattice whose
+  layer spacings are at least :data:`MIN_DISTANCE_ERROR` (a zero, flat or
+  degenerate cell has no neighbor list);
+* interatomic distances (including periodic images): below
+  :data:`MIN_DISTANCE_ERROR` an error, below :data:`MIN_DISTANCE_WARNING` a
+  warning (an error with ``strict=True``, as MD uses it).
+
+Thresholds (Å):
+
+* :data:`MIN_DISTANCE_ERROR` = 0.1: far inside every nucleus-pair distance that
+  has a meaning for a potential-energy surface (the shortest bond, H₂⁺, is 1.06 Å;
+  H₂ 0.74 Å); at 0 the pair terms divide by zero.
+* :data:`MIN_DISTANCE_WARNING` = 0.5: below any covalent bond length; no training
+  set of molecules at chemical temperatures holds such contacts, so the model
+  extrapolates there.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+
+from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning
+
+MIN_DISTANCE_ERROR = 0.1
+"""Å: two atoms closer than this are an input error (the structure has no physical meaning)."""
+
+MIN_DISTANCE_WARNING = 0.5
+"""Å: two atoms closer than this give a :class:`PhysNetInputWarning` (an error with ``strict``)."""
+
+TRAINED_ELEMENTS_KEY = "trained_elements"
+"""Checkpoint metadata key: sorted atomic numbers present in the training frames (written by the trainer)."""
+
+MAX_ABS_COORDINATE = 1.0e4
+"""Å: a coordinate beyond ±this is refused (float32 resolves it only to ~1e-3 Å; translate the structure)."""
+
+SYMBOLS = (
+    "X H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr "
+    "Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb "
+    "Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No Lr Rf "
+    "Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og"
+).split()
+"""Element symbols indexed by atomic number (0 → "X")."""
+
+
+class PhysNetInputError(ValueError):
+    """An input structure (or data frame) that no model can evaluate meaningfully.
+
+    The message names the atoms, frame and values involved and says what to change.
+    """
+
+
+class PhysNetInputWarning(UserWarning):
+    """An input the model can evaluate, but where its answer is an extrapolation."""
+
+
+def element(z: int) -> str:
+    """``"C (Z=6)"``; ``"Z=200"`` beyond the periodic table."""
+    z = int(z)
+    return f"{SYMBOLS[z]} (Z={z})" if 0 < z < len(SYMBOLS) else f"Z={z}"
+
+
+def _listed(values: Iterable, limit: int = 5) -> str:
+    values = list(values)
+    more = f" (and {len(values) - limit} more)" if len(values) > limit else ""
+    return ", ".join(str(v) for v in values[:limit]) + more
+
+
+def _prefix(where: str) -> str:
+    return f"{where}: " if where else ""
+
+
+def check_atomic_numbers(atomic_numbers, max_atomic_number: int, where: str = "") -> np.ndarray:
+    """Z as int32 (n,), every entry an integer in [1, max_atomic_number].
+
+    Raises:
+      PhysNetInputError: wrong shape or dtype, non-integer values, or elements outside
+        the model's range (named with symbol and atom indices).
+    """
+    z = np.asarray(atomic_numbers)
+    if z.ndim != 1:
+        raise PhysNetInputError(f"{_prefix(where)}atomic_numbers must have shape (n,), received shape {z.shape}")
+    if z.shape[0] == 0:
+        raise PhysNetInputError(f"{_prefix(where)}a structure needs at least one atom, received none")
+    if z.dtype == bool or not (np.issubdtype(z.dtype, np.integer) or np.issubdtype(z.dtype, np.floating)):
+        raise PhysNetInputError(f"{_prefix(where)}atomic_numbers must be integers, received dtype {z.dtype}")
+    if not np.issubdtype(z.dtype, np.integer):
+        bad = ~np.isfinite(z) | (np.mod(np.where(np.isfinite(z), z, 0), 1) != 0)
+        if bad.any():
+            raise PhysNetInputError(
+                f"{_prefix(where)}atomic_numbers must be integers; atom(s) {_listed(np.nonzero(bad)[0])} "
+                f"have {_listed(z[bad])}")
+        z = np.where(np.abs(z) < 2**31, z, -1).astype(np.int64)
+    bad = (z < 1) | (z > max_atomic_number)
+    if bad.any():
+        found = sorted({int(v) for v in z[bad]})
+        raise PhysNetInputError(
+            f"{_prefix(where)}element(s) {_listed(element(v) for v in found)} at atom(s) "
+            f"{_listed(np.nonzero(bad)[0])} are outside this model's range Z = 1..{max_atomic_number} "
+            f"({element(max_atomic_number)}); use a model trained with these elements")
+    return z.astype(np.int32)
+
+
+def check_positions(positions, num_atoms: int, where: str = "") -> np.ndarray:
+    """R as a float array (n, 3) (float32/float64 kept, other real dtypes → float64), finite and bounded.
+
+    Raises:
+      PhysNetInputError: wrong shape or dtype, NaN/Inf or |coordinate| > MAX_ABS_COORDINATE
+        (naming the atoms).
+    """
+    r = np.asarray(positions)
+    if r.shape != (num_atoms, 3):
+        raise PhysNetInputError(
+            f"{_prefix(where)}positions must have shape (n, 3) = ({num_atoms}, 3) to match atomic_numbers, "
+            f"received shape {r.shape}")
+    if r.dtype == bool or not (np.issubdtype(r.dtype, np.integer) or np.issubdtype(r.dtype, np.floating)):
+        raise PhysNetInputError(f"{_prefix(where)}positions must be real numbers in Å, received dtype {r.dtype}")
+    if r.dtype not in (np.float32, np.float64):
+        r = r.astype(np.float64)
+    finite = np.isfinite(r).all(axis=1)
+    if not finite.all():
+        bad = np.nonzero(~finite)[0]
+        raise PhysNetInputError(
+            f"{_prefix(where)}positions contain NaN or Inf at atom(s) {_listed(bad)} "
+            f"(first: {r[bad[0]].tolist()})")
+    far = (np.abs(r) > MAX_ABS_COORDINATE).any(axis=1)
+    if far.any():
+        bad = np.nonzero(far)[0]
+        raise PhysNetInputError(
+            f"{_prefix(where)}positions beyond ±{MAX_ABS_COORDINATE:g} Å at atom(s) {_listed(bad)} "
+            f"(first: {r[bad[0]].tolist()}); are they in Å? Translate the structure near the origin")
+    return r
+
+
+def check_total_charge(total_charge, atomic_numbers, where: str = "") -> float:
+    """The total charge Q (e) as a float: finite and ≤ ΣZ.
+
+    Raises:
+      PhysNetInputError: not a real scalar, NaN/Inf, or more positive than ΣZ.
+    """
+    q = np.asarray(total_charge)
+    if q.shape != () or q.dtype == bool or not (np.issubdtype(q.dtype, np.integer)
+                                                 or np.issubdtype(q.dtype, np.floating)):
+        raise PhysNetInputError(f"{_prefix(where)}total_charge must be a real number in e, received {total_charge!r}")
+    q = float(q)
+    if not np.isfinite(q):
+        raise PhysNetInputError(f"{_prefix(where)}total_charge must be finite, received {q}")
+    electrons = int(np.sum(atomic_numbers))
+    if q > electrons:
+        raise PhysNetInputError(
+            f"{_prefix(where)}total_charge {q:g} e is larger than the number of electrons of the neutral "
+            f"structure (ΣZ = {electrons}); is the sign right?")
+    return q
+
+
+def layer_spacings(vectors: np.ndarray) -> np.ndarray:
+    """Distances (Å) between lattice planes of the lattice spanned by ``vectors`` (k, 3), k ≤ 3.
+
+    For vector i: h_i = √(det G / det G₍ᵢ₎) with G the Gram matrix V Vᵀ and G₍ᵢ₎ the
+    Gram matrix without row/column i (det of the empty matrix is 1); for k = 3 this
+    is V / |a_j × a_k|, for k = 1 the length |a|. Zero for a degenerate lattice.
+    """
+    vectors = np.asarray(vectors, np.float64)
+    gram = vectors @ vectors.T
+    total = np.linalg.det(gram) if len(vectors) else 1.0
+    spacings = []
+    for i in range(len(vectors)):
+        keep = [k for k in range(len(vectors)) if k != i]
+        minor = np.linalg.det(gram[np.ix_(keep, keep)]) if keep else 1.0
+        spacings.append(np.sqrt(max(total, 0.0) / minor) if minor > 0 else 0.0)
+    return np.asarray(spacings)
+
+
+def check_cell(cell, pbc, where: str = "") -> tuple[Optional[np.ndarray], np.ndarray]:
+    """(cell (3, 3) float64 or None when no direction is periodic, pbc (3,) bool).
+
+    For the periodic directions the cell vectors (rows) must be finite and span a
+    lattice whose plane spacings are ≥ :data:`MIN_DISTANCE_ERROR` Å (else every atom
+    overlaps its own image, and no neighbor list exists). Non-periodic rows may be zero.
+
+    Raises:
+      PhysNetInputError: bad shapes, non-finite cell, or a zero, flat or degenerate cell
+        for the given pbc (naming pbc, the cell and the offending spacing).
+    """
+    pbc = np.zeros(3, bool) if pbc is None else np.asarray(pbc)
+    if pbc.ndim == 0:
+        pbc = np.repeat(pbc, 3)
+    if pbc.shape != (3,) or not (pbc.dtype == bool or np.issubdtype(pbc.dtype, np.integer)):
+        raise PhysNetInputError(f"{_prefix(where)}pbc must be a bool or three bools, received {pbc!r}")
+    pbc = pbc.astype(bool)
+    if not pbc.any():
+        return None, pbc
+    if cell is None:
+        raise PhysNetInputError(f"{_prefix(where)}pbc={pbc.tolist()} needs a cell, received none")
+    c = np.asarray(cell)
+    if c.shape != (3, 3) or not (np.issubdtype(c.dtype, np.integer) or np.issubdtype(c.dtype, np.floating)):
+        raise PhysNetInputError(
+            f"{_prefix(where)}cell must be a real (3, 3) array of cell vectors (rows, Å), received shape "
+            f"{c.shape}, dtype {c.dtype}")
+    c = c.astype(np.float64)
+    if not np.isfinite(c).all():
+        raise PhysNetInputError(f"{_prefix(where)}cell contains NaN or Inf: {c.tolist()}")
+    periodic = np.nonzero(pbc)[0]
+    spacings = layer_spacings(c[periodic])
+    if np.abs(c).max() > MAX_ABS_COORDINATE:
+        raise PhysNetInputError(f"{_prefix(where)}cell vectors beyond ±{MAX_ABS_COORDINATE:g} Å: {c.tolist()}")
+    if not (spacings >= MIN_DISTANCE_ERROR).all():
+        axis = int(periodic[np.argmin(spacings)])
+        raise PhysNetInputError(
+            f"{_prefix(where)}pbc={pbc.tolist()} but the cell is zero, flat or degenerate along the periodic "
+            f"direction(s): lattice-plane spacing {float(spacings.min()):.3g} Å along cell vector {axis} "
+            f"(need >= {MIN_DISTANCE_ERROR} Å); cell = {c.tolist()}. "
+            "Set a proper cell or pbc=False")
+    return c, pbc
+
+
+def close_contacts(positions, cell=None, pbc=None, cutoff: float = MIN_DISTANCE_WARNING):
+    """Pairs (i, j, d) with i ≤ j closer than ``cutoff`` Å, periodic images included.
+
+    Uses vesin (cell list, O(n)); ``positions`` and ``cell`` must already have
+    passed :func:`check_positions` / :func:`check_cell`. Returns three arrays sorted by d.
+    """
+    import vesin
+
+    r = np.asarray(positions, np.float64)
+    pbc = np.zeros(3, bool) if pbc is None else np.asarray(pbc, bool)
+    search = vesin.NeighborList(cutoff=float(cutoff), full_list=False)
+    i, j, d = search.compute(points=r, box=neighbor_box(cell, pbc), periodic=pbc.tolist() if pbc.any() else False,
+                             quantities="ijd")
+    order = np.argsort(d, kind="stable")
+    i, j = np.minimum(i, j)[order].astype(np.int64), np.maximum(i, j)[order].astype(np.int64)
+    return i, j, np.asarray(d)[order]
+
+
+def neighbor_box(cell, pbc) -> np.ndarray:
+    """The (3, 3) box to give a cell-list neighbor search (vesin) for a validated ``cell``/``pbc``.
+
+    Isolated: zeros. Partial PBC: the rows of the non-periodic directions enter no
+    image shift, so they are replaced by unit vectors orthogonal to the periodic
+    ones (same neighbors); vesin needs an invertible box there, and ASE leaves
+    those rows zero (a singular box hangs or crashes vesin).
+    """
+    pbc = np.asarray(pbc, bool)
+    if cell is None or not pbc.any():
+        return np.zeros((3, 3))
+    box = np.array(cell, np.float64)
+    if not pbc.all():
+        _, _, vt = np.linalg.svd(box[pbc])
+        box[~pbc] = vt[int(pbc.sum()):]
+    return box
+
+
+def check_distances(positions, cell=None, pbc=None, *, strict: bool = False, where: str = "") -> None:
+    """Raise below :data:`MIN_DISTANCE_ERROR`, warn (raise with ``strict``) below :data:`MIN_DISTANCE_WARNING`.
+
+    Raises:
+      PhysNetInputError: naming the closest pairs, their distances and whether they
+        are periodic images.
+    """
+    i, j, d = close_contacts(positions, cell, pbc)
+    if not len(d):
+        return
+    pairs = _listed(f"atoms {a}-{b}" + (" (periodic image)" if a == b else "") + f" at {x:.3g} Å"
+                    for a, b, x in zip(i, j, d))
+    if d[0] < MIN_DISTANCE_ERROR or strict:
+        limit = MIN_DISTANCE_ERROR if d[0] < MIN_DISTANCE_ERROR else MIN_DISTANCE_WARNING
+        raise PhysNetInputError(
+            f"{_prefix(where)}atoms overlap: {pairs} (below {limit} Å); the structure has no physical meaning "
+            "there — check the coordinates (units Å, duplicated atoms, wrapped cell)")
+    warnings.warn(
+        f"{_prefix(where)}very close atoms: {pairs} (below {MIN_DISTANCE_WARNING} Å, shorter than any bond); "
+        "the model extrapolates there", PhysNetInputWarning, stacklevel=3)
+
+
+def check_trained_elements(atomic_numbers, trained_elements: Optional[Iterable[int]], where: str = "") -> None:
+    """Warn (:class:`PhysNetInputWarning`) when Z holds elements outside ``trained_elements``.
+
+    ``trained_elements`` None (unknown, e.g. an old checkpoint) skips the check.
+    """
+    unseen = unseen_elements(atomic_numbers, trained_elements)
+    if unseen:
+        z = np.asarray(atomic_numbers)
+        atoms = np.nonzero(np.isin(z, unseen))[0]
+        warnings.warn(
+            f"{_prefix(where)}element(s) {_listed(element(v) for v in unseen)} (atom(s) {_listed(atoms)}) "
+            f"never occurred in this model's training data (trained on "
+            f"{', '.join(SYMBOLS[int(v)] for v in sorted(trained_elements))}); its energies and forces there "
+            "are an untrained guess", PhysNetInputWarning, stacklevel=3)
+
+
+def unseen_elements(atomic_numbers, trained_elements: Optional[Iterable[int]]) -> list[int]:
+    """Sorted elements of ``atomic_numbers`` absent from ``trained_elements`` ([] when that is None)."""
+    if trained_elements is None:
+        return []
+    return sorted(set(int(v) for v in np.unique(atomic_numbers)) - set(int(v) for v in trained_elements))
+
+
+def trained_elements_of(metadata: Optional[dict]) -> Optional[list[int]]:
+    """The ``trained_elements`` a checkpoint's metadata records (None for checkpoints without the record)."""
+    value = (metadata or {}).get(TRAINED_ELEMENTS_KEY)
+    return None if value is None else [int(v) for v in value]
+
+
+
+def check_output_path(path, *, overwrite: bool = False, what: str = "output") -> Path:
+    """``path`` (an output file) as a Path after checking, before any expensive work, that it can be written.
+
+    The parent directory must exist and be writable; ``path`` must not be a
+    directory, and an existing file is refused unless ``overwrite``.
+
+    Raises:
+      OutputPathError: naming the path and what to do.
+    """
+    path = Path(path)
+    parent = path.parent
+    if path.is_dir():
+        raise OutputPathError(f"{what} {path} is a directory; give a file name")
+    if path.exists() and not overwrite:
+        raise OutputPathError(f"{what} {path} already exists; choose another path or remove it")
+    if not parent.is_dir():
+        raise OutputPathError(f"{what} {path}: directory {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{what} {path}: directory {parent} is not writable")
+    return path
+
+
+def validate_structure(
+    atomic_numbers,
+    positions,
+    max_atomic_number: int,
+    *,
+    total_charge=0.0,
+    cell=None,
+    pbc=None,
+    trained_elements: Optional[Iterable[int]] = None,
+    strict: bool = False,
+    where: str = "",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Check one structure; returns (Z int32 (n,), R float (n, 3)).
+
+    Args:
+      atomic_numbers: (n,) integers. positions: (n, 3) Å.
+      max_atomic_number: the model's largest supported Z.
+      total_charge: Q in e (checked finite and ≤ ΣZ).
+      cell, pbc: (3, 3) Å (rows) and (3,) bools; ``pbc`` None means isolated.
+      trained_elements: elements of the training data (None: unknown, no warning).
+      strict: close contacts below :data:`MIN_DISTANCE_WARNING` raise instead of warning.
+      where: prefix of every message (e.g. a frame name).
+
+    Raises:
+      PhysNetInputError: the first problem found, as described in the module docstring.
+
+    Warns:
+      PhysNetInputWarning: close contacts, or elements outside ``trained_elements``.
+    """
+    z = check_atomic_numbers(atomic_numbers, max_atomic_number, where)
+    r = check_positions(positions, z.shape[0], where)
+    check_total_charge(total_charge, z, where)
+    cell, pbc = check_cell(cell, pbc, where)
+    check_distances(r, cell, pbc, strict=strict, where=where)
+    check_trained_elements(z, trained_elements, where)
+    return z, r

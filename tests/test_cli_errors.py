@@ -1,0 +1,167 @@
+"""Every CLI answers an ordinary mistake with one line on stderr and a documented exit code (issue 17).
+
+Each case below printed a raw traceback on main (or ran the expensive part first, or
+left a half-made run directory). All of them fail before any model is compiled.
+Permission-denied cases are represented by missing directories and files in place
+of directories (the suite may run as root, for whom chmod does not deny).
+"""
+
+import re
+
+import ase.io
+import jax
+import numpy as np
+import pytest
+from ase import Atoms
+
+from physnetjax import PhysNet, init_params, save_checkpoint
+from physnetjax.check.__main__ import main as check_main
+from physnetjax.cli_errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_OUTPUT, EXIT_RUN_STOPPED, cli_main, exit_code
+from physnetjax.data.generate import main as generate_main
+from physnetjax.errors import OutputPathError, RunStoppedError
+from physnetjax.md.__main__ import main as md_main
+from physnetjax.migrate import main as migrate_main
+from physnetjax.train.cli import main as train_main
+from physnetjax.validation import PhysNetInputError
+
+from conftest import DATA
+
+LEGACY_A = DATA / "legacy" / "A"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A tiny checkpoint (H, C, O) and a water geometry."""
+    jax.config.update("jax_enable_x64", True)
+    root = tmp_path_factory.mktemp("cli")
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=4.0,
+                    max_atomic_number=9)
+    save_checkpoint(root / "ckpt", model, init_params(model, 0))
+    ase.io.write(root / "water.xyz", Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]))
+    ase.io.write(root / "sodium.xyz", Atoms("NaH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]))
+    return root
+
+
+def one_line_error(capsys, prog: str) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    errors = [line for line in err if line.startswith(f"python -m physnetjax.{prog}: error: ")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+def test_exit_codes_follow_the_documented_table():
+    assert exit_code(PhysNetInputError("x")) == exit_code(FileNotFoundError("x")) == EXIT_INPUT == 2
+    assert exit_code(OutputPathError("x")) == exit_code(FileExistsError("x")) == EXIT_OUTPUT == 3
+    assert exit_code(RunStoppedError("x")) == exit_code(FloatingPointError("x")) == EXIT_RUN_STOPPED == 4
+    assert exit_code(TypeError("x")) == EXIT_INTERNAL == 5
+
+
+def test_verbose_prints_the_traceback(capsys):
+    @cli_main("python -m physnetjax.demo")
+    def main(argv=None):
+        raise PhysNetInputError("bad thing")
+
+    assert main([]) == 2
+    assert capsys.readouterr().err.strip() == "python -m physnetjax.demo: error: bad thing"
+    assert main(["--verbose"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().endswith("python -m physnetjax.demo: error: bad thing")
+
+
+@pytest.mark.parametrize("case", [
+    dict(args=["--checkpoint", "{root}/nowhere"], code=2, match="does not exist"),
+    dict(args=["--geometry", "{root}/missing.xyz"], code=2, match="missing.xyz"),
+    dict(args=["--geometry", "{root}/ckpt/config.json"], code=2, match="ASE cannot read it"),
+    dict(args=["--out", "{root}/no_dir/traj.xyz"], code=3, match="no_dir does not exist"),
+    dict(args=["--out", "{root}/water.xyz/traj.xyz"], code=3, match="does not exist"),
+    dict(args=["--temperature", "-5"], code=2, match="temperature_K must be >= 0.0, received -5.0"),
+    dict(args=["--timestep", "0"], code=2, match="timestep_fs must be > 0.0, received 0.0"),
+    dict(args=["--steps", "15", "--save-every", "10"], code=2, match=r"steps \(15\) must be a positive multiple"),
+    dict(args=["--geometry", "{root}/sodium.xyz"], code=2, match=r"Na \(Z=11\) at atom\(s\) 0 are outside"),
+])
+def test_md_cli(files, capsys, case):
+    args = ["--checkpoint", str(files / "ckpt"), "--geometry", str(files / "water.xyz"), "--steps", "10",
+            "--save-every", "5"] + [a.format(root=files) for a in case["args"]]
+    assert md_main(args) == case["code"]
+    line = one_line_error(capsys, "md")
+    assert re.search(case["match"], line), line
+
+
+def _bad_npz(root, kind):
+    path = root / f"{kind}.npz"
+    good = DATA / "train_ethanol64.npz"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(good.read_bytes()[:2000])
+    elif kind == "corrupt":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif kind == "zero_frames":
+        np.savez(path, R=np.zeros((0, 3, 3)), Z=np.zeros((0, 3), int), E=np.zeros(0))
+    return path
+
+
+@pytest.mark.parametrize("kind,match", [("empty", "is the file empty, truncated"),
+                                         ("truncated", "is the file empty, truncated"),
+                                         ("corrupt", "is the file empty, truncated"),
+                                         ("zero_frames", "holds no frames")])
+def test_train_cli_bad_data_leaves_no_run_directory(tmp_path, capsys, kind, match):
+    out = tmp_path / "runs" / "x"
+    assert train_main(["--data", str(_bad_npz(tmp_path, kind)), "--out", str(out), "--no-progress"]) == 2
+    assert match in one_line_error(capsys, "train")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_cli_refused_split_leaves_no_run_and_retry_works_the_same(tmp_path, capsys):
+    out = tmp_path / "run"
+    for _ in range(2):
+        assert train_main(["--data", str(DATA / "train_ethanol64.npz"), "--out", str(out), "--valid", "1.5"]) == 2
+        assert "valid=1.5 is neither a fraction < 1 nor a whole number" in one_line_error(capsys, "train")
+        assert not out.exists()
+
+
+def test_migrate_cli(files, tmp_path, capsys):
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    assert migrate_main([str(LEGACY_A), str(existing)]) == 3
+    assert "exists; pass --overwrite" in one_line_error(capsys, "migrate")
+    truncated = tmp_path / "g.npz"
+    truncated.write_bytes((DATA / "molecules.npz").read_bytes()[:500])
+    assert migrate_main([str(LEGACY_A), str(tmp_path / "new"), "--geometries", str(truncated)]) == 2
+    assert "cannot be read as .npz" in one_line_error(capsys, "migrate")
+    assert migrate_main([str(DATA / "molecules.npz"), str(tmp_path / "new")]) == 2
+    line = one_line_error(capsys, "migrate")
+    assert "pickle file" not in line and "an .npz holds arrays" in line
+    assert not (tmp_path / "new").exists()
+
+
+def test_check_cli(files, capsys):
+    assert check_main([str(files / "ckpt"), "--json", str(files / "no_dir" / "r.json"), "--quick"]) == 3
+    assert "no_dir does not exist" in one_line_error(capsys, "check")
+    assert check_main([str(files / "ckpt"), "--geometry", str(files / "sodium.xyz"), "--quick"]) == 2
+    assert "Na (Z=11)" in one_line_error(capsys, "check")
+
+
+def test_generate_cli_checks_out_before_labelling(tmp_path, capsys):
+    assert generate_main(["--out", str(tmp_path / "no_dir" / "d.npz")]) == 3
+    assert "no_dir does not exist" in one_line_error(capsys, "data.generate")
+
+
+def test_train_cli_refuses_a_frame_with_coincident_atoms(tmp_path, capsys):
+    """On main such a frame in the test split gave `test energy MAE nan` and exit 0."""
+    with np.load(DATA / "train_ethanol64.npz") as npz:
+        arrays = dict(npz)
+    arrays["R"][40, 3] = arrays["R"][40, 2]
+    np.savez(tmp_path / "d.npz", **arrays)
+    assert train_main(["--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "run")]) == 2
+    assert "atoms closer than 0.1 Å in frame(s) 40" in one_line_error(capsys, "train")
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_cli_refuses_elements_above_max_atomic_number(tmp_path, capsys):
+    """The data hold O (Z = 8), the model embeds Z ≤ 6: refused before anything is written."""
+    assert train_main(["--data", str(DATA / "train_ethanol64.npz"), "--out", str(tmp_path / "run"),
+                       "--max-atomic-number", "6"]) == 2
+    assert "element(s) O (Z=8) in 64 frame(s)" in one_line_error(capsys, "train")
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,186 @@
+"""The input-validation layer (physnetjax.validation) at every entry point: predict, calculator, check, MD, data.
+
+Each test reproduces a finding of issue 17 (a NaN, a silent extrapolation or a C++
+crash on main) and asserts the clear error or warning that replaces it.
+"""
+
+import warnings
+
+import ase
+import jax
+import numpy as np
+import pytest
+from conftest import cast_params, perturbed_params
+
+from physnetjax import PhysNet, init_params, predict, predict_periodic
+from physnetjax.calculator import PhysNetCalculator
+from physnetjax.check import check_model
+from physnetjax.data import DataError, load_npz
+from physnetjax.md.driver import simulate
+from physnetjax.validation import (
+    MIN_DISTANCE_WARNING,
+    PhysNetInputError,
+    PhysNetInputWarning,
+    layer_spacings,
+    validate_structure,
+)
+
+WATER_Z = np.array([8, 1, 1])
+WATER_R = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
+
+
+@pytest.fixture(scope="module")
+def charged():
+    """charges + ZBL + force-shifted Coulomb (finite reach, so periodic cells work too); float64."""
+    jax.config.update("jax_enable_x64", True)
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=3.0,
+                    max_atomic_number=9, charges=True, zbl=True, n_res=1, coulomb_lr_cutoff=4.0)
+    return model, cast_params(perturbed_params(init_params(model, 0), 0.2, seed=3), np.float64)
+
+
+def test_coincident_atoms_raise_instead_of_nan(charged):
+    positions = WATER_R.copy()
+    positions[2] = positions[1]
+    with pytest.raises(PhysNetInputError, match=r"atoms 1-2 at 0 Å"):
+        predict(*charged, WATER_Z, positions)
+
+
+def test_close_atoms_warn_and_still_predict(charged):
+    positions = WATER_R.copy()
+    positions[2] = positions[1] + [0.0, 0.3, 0.0]
+    with pytest.warns(PhysNetInputWarning, match=r"atoms 1-2 at 0\.3 Å"):
+        out = predict(*charged, WATER_Z, positions)
+    assert np.isfinite(out["energy"])
+    with pytest.raises(PhysNetInputError, match=f"below {MIN_DISTANCE_WARNING}"):
+        validate_structure(WATER_Z, positions, 9, strict=True)
+
+
+@pytest.mark.parametrize("charge", [np.nan, np.inf, "1", 11.0])
+def test_bad_total_charge_is_refused(charged, charge):
+    with pytest.raises(PhysNetInputError, match="total_charge"):
+        predict(*charged, WATER_Z, WATER_R, total_charge=charge)
+
+
+def test_element_above_range_is_named(charged):
+    with pytest.raises(PhysNetInputError, match=r"Na \(Z=11\) at atom\(s\) 0 .* Z = 1\.\.9 \(F \(Z=9\)\)"):
+        predict(*charged, np.array([11, 1, 1]), WATER_R)
+
+
+def test_untrained_element_warns_only_when_the_record_exists(charged):
+    with pytest.warns(PhysNetInputWarning, match=r"O \(Z=8\) \(atom\(s\) 0\) never occurred .*trained on H, C"):
+        predict(*charged, WATER_Z, WATER_R, trained_elements=[1, 6])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predict(*charged, WATER_Z, WATER_R)
+        predict(*charged, WATER_Z, WATER_R, trained_elements=[1, 8])
+
+
+@pytest.mark.parametrize("bad", [
+    dict(positions=np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], bool), match="dtype bool"),
+    dict(positions=WATER_R + 0j, match="dtype complex"),
+    dict(positions=WATER_R[:2], match=r"shape \(n, 3\) = \(3, 3\)"),
+    dict(positions=WATER_R * [1, 1, np.nan], match=r"NaN or Inf at atom\(s\) 0, 1, 2"),
+    dict(positions=WATER_R + [2e4, 0, 0], match="beyond"),
+    dict(numbers=np.array([8.5, 1, 1]), match="must be integers"),
+    dict(numbers=np.array([0, 1, 1]), match=r"element\(s\) Z=0 at atom\(s\) 0"),
+])
+def test_shapes_dtypes_and_values(charged, bad):
+    with pytest.raises(PhysNetInputError, match=bad["match"]):
+        predict(*charged, bad.get("numbers", WATER_Z), bad.get("positions", WATER_R))
+
+
+def test_layer_spacings_match_the_geometry():
+    # orthorhombic: the spacings are the edge lengths; a 2D hexagonal lattice of side a: a·√3/2
+    assert np.allclose(layer_spacings(np.diag([2.0, 3.0, 4.0])), [2.0, 3.0, 4.0], rtol=0, atol=1e-12)
+    hexagonal = np.array([[1.0, 0.0, 0.0], [0.5, np.sqrt(3) / 2, 0.0]])
+    assert np.allclose(layer_spacings(hexagonal), [np.sqrt(3) / 2] * 2, rtol=0, atol=1e-12)
+    assert layer_spacings(np.array([[1.0, 0, 0], [2.0, 0, 0]])).max() == 0.0
+
+
+@pytest.mark.parametrize("cell,pbc", [
+    (np.zeros((3, 3)), [True, False, False]),
+    (np.zeros((3, 3)), [True, True, False]),
+    (np.zeros((3, 3)), True),
+    (np.diag([5.0, 1e-9, 0.0]), [True, True, False]),
+    (np.array([[5.0, 0, 0], [10.0, 0, 0], [0, 0, 5.0]]), True),
+])
+def test_calculator_refuses_degenerate_cells(charged, cell, pbc):
+    """On main these crashed vesin in C++ (SIGFPE, vector::_M_default_append) or hung."""
+    atoms = ase.Atoms(numbers=WATER_Z, positions=WATER_R, cell=cell, pbc=pbc)
+    atoms.calc = PhysNetCalculator(*charged, dtype="float64")
+    with pytest.raises(PhysNetInputError, match="zero, flat or degenerate"):
+        atoms.get_potential_energy()
+
+
+def test_partial_pbc_ignores_the_non_periodic_cell_rows(charged):
+    """A slab (pbc T,T,F) has the same energy whether ASE leaves the third cell row zero or sets a vacuum."""
+    calc = PhysNetCalculator(*charged, dtype="float64")
+    energies = []
+    for third in ([0.0, 0.0, 0.0], [0.0, 0.0, 30.0], [1.0, 2.0, 17.0]):
+        atoms = ase.Atoms(numbers=WATER_Z, positions=WATER_R, cell=[[3.5, 0, 0], [0, 3.5, 0], third],
+                          pbc=[True, True, False])
+        atoms.calc = calc
+        energies.append(atoms.get_potential_energy())
+    assert np.ptp(energies) < 1e-10
+    assert abs(energies[0] - predict(*charged, WATER_Z, WATER_R)["energy"]) > 1e-6  # the images do interact
+
+
+def test_periodic_image_overlap_is_named(charged):
+    with pytest.raises(PhysNetInputError, match=r"spacing 0\.05 Å along cell vector 0"):
+        predict_periodic(*charged, WATER_Z[:1], WATER_R[:1], np.diag([0.05, 6.0, 6.0]))
+    with pytest.raises(PhysNetInputError, match=r"atoms 0-0 \(periodic image\) at 0\.3 Å"):
+        validate_structure(WATER_Z[:1], WATER_R[:1], 9, cell=np.diag([0.3, 6.0, 6.0]), pbc=True, strict=True)
+
+
+def test_check_names_an_element_above_the_models_range(charged):
+    with pytest.raises(PhysNetInputError, match=r"Na \(Z=11\)"):
+        check_model(*charged, [(np.array([11, 1, 1]), WATER_R)], groups=["invariance"])
+
+
+def test_check_reports_untrained_elements(charged):
+    from physnetjax.check import CheckSettings
+
+    report = check_model(*charged, [(WATER_Z, WATER_R)], groups=[], settings=CheckSettings.quick(),
+                         trained_elements=[1, 6])
+    row = report.by_id("inputs.trained_elements")
+    assert row.status == "warn" and row.value == 1 and "O (Z=8)" in row.message
+
+
+def test_md_refuses_overlaps_and_names_out_of_range_elements(charged):
+    positions = WATER_R.copy()
+    positions[2] = positions[1] + [0.0, 0.2, 0.0]
+    with pytest.raises(PhysNetInputError, match=r"MD start geometry: atoms overlap: atoms 1-2 at 0\.2 Å"):
+        simulate(*charged, ase.Atoms(numbers=WATER_Z, positions=positions), steps=2, save_every=1)
+    with pytest.raises(PhysNetInputError, match=r"Na \(Z=11\)"):
+        simulate(*charged, ase.Atoms(numbers=[11, 1, 1], positions=WATER_R), steps=2, save_every=1)
+
+
+def test_dataset_frame_with_coincident_atoms_is_refused(tmp_path):
+    R = np.tile(WATER_R, (4, 1, 1))
+    R[2, 2] = R[2, 1]
+    R[3, 2] = R[3, 1] + [0.0, 0.0, 0.4]
+    path = tmp_path / "d.npz"
+    np.savez(path, Z=np.tile(WATER_Z, (4, 1)), R=R, E=np.zeros(4))
+    with pytest.raises(DataError, match=r"closer than 0\.1 Å in frame\(s\) 2; closest: atoms 1-2 at 0 Å"):
+        load_npz(path)
+    R[2] = WATER_R
+    np.savez(path, Z=np.tile(WATER_Z, (4, 1)), R=R, E=np.arange(4.0))
+    with pytest.warns(PhysNetInputWarning, match=r"closer than 0\.5 Å in frame\(s\) 3"):
+        load_npz(path)
+
+
+def test_calculator_from_checkpoint_warns_about_untrained_elements(charged, tmp_path):
+    from physnetjax import save_checkpoint
+
+    save_checkpoint(tmp_path / "ckpt", charged[0], charged[1], {"trained_elements": [1, 6]})
+    atoms = ase.Atoms(numbers=WATER_Z, positions=WATER_R)
+    atoms.calc = PhysNetCalculator.from_checkpoint(str(tmp_path / "ckpt"), dtype="float64")
+    with pytest.warns(PhysNetInputWarning, match=r"O \(Z=8\)"):
+        atoms.get_potential_energy()
+
+
+def test_nan_parameters_raise_instead_of_returning_nan(charged):
+    model, params = charged
+    broken = jax.tree_util.tree_map(lambda p: p * np.nan, params)
+    with pytest.raises(FloatingPointError, match="check the parameters for NaN"):
+        predict(model, broken, WATER_Z, WATER_R)
