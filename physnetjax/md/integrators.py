@@ -246,17 +246,19 @@ def frame_of(state: MDState) -> Frame:
     )
 
 
-def run(apply_fn: Callable[[MDState], MDState], state: MDState, num_frames: int, stride: int = 1
-        ) -> tuple[MDState, Frame]:
+def run(apply_fn: Callable[[MDState], MDState], state: MDState, num_frames: int, stride: int = 1,
+        observe: Callable[[MDState], Frame] = frame_of) -> tuple[MDState, Frame]:
     """Advance ``num_frames * stride`` steps with ``lax.scan``; record a :class:`Frame` every ``stride`` steps.
 
-    Jit it with ``num_frames`` and ``stride`` static, e.g.
-    ``jax.jit(run, static_argnums=(0, 2, 3))``. Returns the final state and the
-    stacked frames (leading axis ``num_frames``; frame k is after (k+1)·stride steps).
+    Jit it with ``apply_fn``, ``num_frames``, ``stride`` and ``observe`` static, e.g.
+    ``jax.jit(run, static_argnums=(0, 2, 3, 4))``. ``observe`` makes the frame of a
+    state (default :func:`frame_of`; NPT uses one that adds the cell and pressure).
+    Returns the final state and the stacked frames (leading axis ``num_frames``;
+    frame k is after (k+1)·stride steps).
     """
 
     def record(carry, _):
         carry = jax.lax.fori_loop(0, stride, lambda _, s: apply_fn(s), carry)
-        return carry, frame_of(carry)
+        return carry, observe(carry)
 
     return jax.lax.scan(record, state, None, length=num_frames)
