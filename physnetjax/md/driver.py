@@ -15,7 +15,9 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
 
 The report (:class:`MDReport`) gives the drift of the conserved quantity from a
 least-squares line through all saved frames (meV/atom/ps), its fluctuation about
-that line (meV/atom, standard deviation), the mean temperature and the speed.
+that line (meV/atom, standard deviation), the mean temperature and the speed; for
+NPT also the mean pressure and volume. The conserved quantity of each ensemble
+(E_pot + K + heat) is listed in :mod:`physnetjax.md.ensembles`.
 """
 
 from __future__ import annotations
@@ -34,14 +36,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import check_dtype, cast_params
-from physnetjax.md.integrators import MDState, kinetic_energy, langevin, maxwell_boltzmann_momenta, nve, run
+from physnetjax.md.ensembles import ENSEMBLES, EnsembleOptions, build_dynamics, ensemble_fields
+from physnetjax.md.integrators import MDState, kinetic_energy, maxwell_boltzmann_momenta, run
 from physnetjax.md.io import TrajectoryWriter, frame_atoms, momenta_from_ase, trajectory_format
-from physnetjax.md.potential import AllPairs, physnet_potential
-from physnetjax.units import BOLTZMANN
+from physnetjax.md.potential import AllPairs
+from physnetjax.units import BAR, BOLTZMANN
 
 logger = logging.getLogger(__name__)
-
-ENSEMBLES = ("nve", "langevin")
 
 
 class MDInstabilityError(RuntimeError):
@@ -63,6 +64,9 @@ class MDReport:
     reallocations: int
     out: Optional[str]
     all_pairs: bool = False
+    ensemble: str = "nve"
+    mean_pressure_bar: Optional[float] = None
+    mean_volume_A3: Optional[float] = None
 
     @property
     def edge_set(self) -> str:
@@ -72,11 +76,14 @@ class MDReport:
         return f"neighbor list (re-allocations: {self.reallocations})"
 
     def lines(self) -> list[str]:
+        quantity = "energy" if self.ensemble == "nve" else f"conserved quantity ({self.ensemble})"
         return [
             f"steps: {self.steps} ({self.time_ps:.4g} ps, {self.num_atoms} atoms)",
-            f"energy drift: {self.drift_meV_per_atom_per_ps:+.4g} meV/atom/ps (linear fit)",
-            f"energy fluctuation: {self.fluctuation_meV_per_atom:.4g} meV/atom (std about the fit)",
+            f"{quantity} drift: {self.drift_meV_per_atom_per_ps:+.4g} meV/atom/ps (linear fit)",
+            f"{quantity} fluctuation: {self.fluctuation_meV_per_atom:.4g} meV/atom (std about the fit)",
             f"mean temperature: {self.mean_temperature_K:.2f} K",
+        ] + ([f"mean pressure: {self.mean_pressure_bar:.5g} bar", f"mean volume: {self.mean_volume_A3:.6g} Å³"]
+             if self.mean_pressure_bar is not None else []) + [
             f"speed: {self.steps_per_second:.1f} steps/s (compile {self.compile_seconds:.1f} s excluded)",
             f"edges: {self.edge_set}",
         ] + ([f"trajectory: {self.out}"] if self.out else [])
@@ -121,15 +128,30 @@ def simulate(
     checkpoint_every: int = 10,
     restart: Optional[str] = None,
     progress: Optional[Callable[[int], None]] = None,
+    thermostat_time_fs: float = 100.0,
+    chain_length: int = 3,
+    temperature_end_K: Optional[float] = None,
+    pressure_bar: float = 1.0,
+    pressure_end_bar: Optional[float] = None,
+    barostat_time_fs: float = 1000.0,
+    compressibility_per_bar: float = 4.5e-5,
+    anisotropic: bool = False,
 ) -> MDReport:
-    """Run NVE or Langevin MD of ``atoms`` with ``model``/``params``.
+    """Run MD of ``atoms`` with ``model``/``params`` in one of :data:`ENSEMBLES`.
 
     Args:
       atoms: the start geometry; its momenta are used if non-zero, else momenta are
         drawn from Maxwell–Boltzmann at ``temperature_K`` (zero total momentum).
         Fully periodic atoms (pbc all True) run in their cell.
-      ensemble: ``"nve"`` (velocity Verlet) or ``"langevin"`` (BAOAB, ``friction`` fs⁻¹).
+      ensemble: ``"nve"`` (velocity Verlet), ``"langevin"`` (BAOAB, ``friction`` fs⁻¹),
+        ``"nvt-nhc"`` (Nosé–Hoover chain of ``chain_length``, time ``thermostat_time_fs``),
+        ``"csvr"`` (stochastic velocity rescaling, ``thermostat_time_fs``) or ``"npt"``
+        (stochastic cell rescaling at ``pressure_bar`` with ``barostat_time_fs`` and
+        ``compressibility_per_bar``, CSVR thermostat; ``anisotropic`` rescales the
+        three axes independently); see :mod:`physnetjax.md.ensembles`.
       temperature_K: initial / thermostat temperature in K.
+      temperature_end_K, pressure_end_bar: linear ramps from ``temperature_K`` /
+        ``pressure_bar`` to these over the ``steps`` of this call (NHC, CSVR, NPT).
       timestep_fs: time step in fs.
       steps: number of steps (a multiple of ``save_every``).
       out: trajectory path (.xyz/.extxyz/.traj) or None.
@@ -139,7 +161,9 @@ def simulate(
       max_force: largest |F_i| in eV/Å accepted before the run is stopped.
       checkpoint_path: ``.npz`` file for MD-state checkpoints (every
         ``checkpoint_every`` chunks and at the end), or None.
-      restart: a checkpoint written by a previous run to continue from.
+      restart: a checkpoint written by a previous run to continue from; it keeps the
+        thermostat/barostat state (chain, cell, PRNG key, heat) when the ensemble is
+        the same, and the cell of an NPT run.
       progress: called with the number of steps completed after each chunk.
 
     Returns:
@@ -150,6 +174,11 @@ def simulate(
     """
     if ensemble not in ENSEMBLES:
         raise ValueError(f"ensemble must be one of {ENSEMBLES}, received {ensemble!r}")
+    options = EnsembleOptions(
+        temperature_K=temperature_K, temperature_end_K=temperature_end_K, friction=friction,
+        thermostat_time_fs=thermostat_time_fs, chain_length=chain_length, pressure_bar=pressure_bar,
+        pressure_end_bar=pressure_end_bar, barostat_time_fs=barostat_time_fs,
+        compressibility_per_bar=compressibility_per_bar, anisotropic=anisotropic)
     if steps < 1 or save_every < 1 or steps % save_every:
         raise ValueError(f"steps ({steps}) must be a positive multiple of save_every ({save_every})")
     if out is not None:
@@ -167,31 +196,31 @@ def simulate(
     momenta = momenta_from_ase(atoms.get_momenta())
     if not np.any(momenta):
         momenta = np.asarray(maxwell_boltzmann_momenta(mb_key, masses, temperature_K))
-    start_step, heat = 0, 0.0
+    start_step, saved = 0, None
     if restart is not None:
-        saved = np.load(restart)
+        saved = dict(np.load(restart))
         if saved["numbers"].tolist() != atoms.numbers.tolist():
             raise ValueError(f"restart file {restart} holds a different system")
         positions, momenta = saved["positions"], saved["momenta"]
-        start_step, heat = int(saved["step"]), float(saved["heat"])
+        start_step = int(saved["step"])
         if "key" in saved:
             key = jnp.asarray(saved["key"])
+        if "cell" in saved and cell is not None:
+            cell = saved["cell"]
     positions = jnp.asarray(positions, dtype)
     momenta = jnp.asarray(momenta, dtype)
 
-    potential = physnet_potential(model, params, atoms.numbers, cell=cell, skin=skin,
-                                  capacity_multiplier=capacity_multiplier)
-    if ensemble == "nve":
-        init_fn, apply_fn = nve(potential.energy_force, timestep_fs, neighbor_update=potential.update)
-        dof = 3 * n - 3
-    else:
-        init_fn, apply_fn = langevin(potential.energy_force, timestep_fs, temperature_K, friction,
-                                     neighbor_update=potential.update)
-        dof = 3 * n
-    nbrs = potential.allocate(positions)
-    init_args = (positions, momenta, masses, nbrs) + ((key,) if ensemble == "langevin" else ())
-    state = jax.jit(init_fn)(*init_args)
-    state = state.replace(heat=jnp.asarray(heat, dtype))
+    def dynamics_for(reference_cell):
+        return build_dynamics(ensemble, model, params, atoms.numbers, reference_cell, timestep_fs, options, steps,
+                              skin=skin, capacity_multiplier=capacity_multiplier)
+
+    dynamics = dynamics_for(cell)
+    apply_fn, dof = dynamics.apply_fn, dynamics.degrees_of_freedom
+    cell_now = None if cell is None else jnp.asarray(cell, dtype)
+    nbrs = dynamics.allocate(positions, cell_now, capacity_multiplier)
+    state = jax.jit(dynamics.init)(positions, momenta, masses, nbrs, key, cell_now)
+    if saved is not None:
+        state = _restore(state, saved, ensemble, dtype)
     if not np.isfinite(float(state.potential_energy)) or not np.all(np.isfinite(np.asarray(state.forces))):
         raise MDInstabilityError("the model gives NaN/Inf energy or forces at the start geometry")
     start_force = float(np.linalg.norm(np.asarray(state.forces), axis=-1).max())
@@ -199,7 +228,7 @@ def simulate(
         raise MDInstabilityError(f"start geometry has |F| = {start_force:.3g} eV/Å > max_force = {max_force} eV/Å")
 
     writer = TrajectoryWriter(out, append=restart is not None) if out is not None else None
-    runner = jax.jit(run, static_argnums=(0, 2, 3))
+    runner = jax.jit(run, static_argnums=(0, 2, 3, 4))
     compiled: dict = {}
     compile_seconds = run_seconds = 0.0
     reallocations = 0
@@ -207,6 +236,8 @@ def simulate(
     times = [start_step * timestep_fs * 1e-3]
     conserved = [float(state.potential_energy) + _kinetic(state) + float(state.heat)]
     temperatures = [2 * _kinetic(state) / (dof * BOLTZMANN)]
+    pressures: list[float] = []
+    volumes: list[float] = []
     done, chunks = 0, 0
     total_frames = steps // save_every
     try:
@@ -215,7 +246,8 @@ def simulate(
             shape_key = (num_frames, jax.tree.structure(state), tuple(x.shape for x in jax.tree.leaves(state)))
             if shape_key not in compiled:
                 t0 = time.perf_counter()
-                compiled[shape_key] = runner.lower(apply_fn, state, num_frames, save_every).compile()
+                compiled[shape_key] = runner.lower(apply_fn, state, num_frames, save_every,
+                                                   dynamics.observe).compile()
                 compile_seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
             new_state, frames = compiled[shape_key](state)
@@ -225,7 +257,12 @@ def simulate(
                 multiplier *= 1.5
                 reallocations += 1
                 logger.info("neighbor list overflowed; discarding the chunk and re-allocating ×%.3g", multiplier)
-                state = state.replace(nbrs=potential.allocate(state.positions, capacity_multiplier=multiplier))
+                if dynamics.variable_cell:
+                    dynamics = dynamics_for(np.asarray(state.cell, np.float64))
+                    apply_fn = dynamics.apply_fn
+                    compiled.clear()
+                cell_now = state.cell if dynamics.variable_cell else cell_now
+                state = state.replace(nbrs=dynamics.allocate(state.positions, cell_now, multiplier))
                 continue
             host = jax.device_get(frames)
             finite = (np.isfinite(host.conserved) & np.isfinite(host.positions).all(axis=(1, 2))
@@ -240,18 +277,26 @@ def simulate(
                 times.append(t_ps)
                 conserved.append(float(host.conserved[k]))
                 temperatures.append(temp)
+                info = {"step": step, "time_fs": t_ps * 1e3, "temperature_K": temp,
+                        "conserved_eV": float(host.conserved[k])}
+                if dynamics.variable_cell:
+                    pressures.append(float(host.pressure[k]) / BAR)
+                    volumes.append(float(host.volume[k]))
+                    info.update(pressure_bar=pressures[-1], volume_A3=volumes[-1])
                 if writer is not None:
-                    writer.write(frame_atoms(atoms, host.positions[k], host.momenta[k], host.potential_energy[k],
-                                             host.forces[k], {"step": step, "time_fs": t_ps * 1e3,
-                                                              "temperature_K": temp,
-                                                              "conserved_eV": float(host.conserved[k])}))
+                    template = atoms
+                    if dynamics.variable_cell:
+                        template = atoms.copy()
+                        template.set_cell(np.asarray(host.cell[k], np.float64))
+                    writer.write(frame_atoms(template, host.positions[k], host.momenta[k],
+                                             host.potential_energy[k], host.forces[k], info))
             if num_good < num_frames:
                 _stop(atoms, state, host, num_good, start_step + done, save_every, max_force, out)
             state = new_state
             done += num_frames * save_every
             chunks += 1
             if checkpoint_path is not None and (chunks % checkpoint_every == 0 or done >= steps):
-                _checkpoint(checkpoint_path, atoms, state, start_step + done)
+                _checkpoint(checkpoint_path, atoms, state, start_step + done, ensemble)
             if progress is not None:
                 progress(done)
     finally:
@@ -264,7 +309,9 @@ def simulate(
         mean_temperature_K=float(np.mean(temperatures[1:])),
         steps_per_second=steps / run_seconds if run_seconds > 0 else float("nan"),
         compile_seconds=compile_seconds, reallocations=reallocations, out=None if out is None else str(out),
-        all_pairs=isinstance(state.nbrs, AllPairs),
+        all_pairs=isinstance(state.nbrs, AllPairs), ensemble=ensemble,
+        mean_pressure_bar=float(np.mean(pressures)) if pressures else None,
+        mean_volume_A3=float(np.mean(volumes)) if volumes else None,
     )
 
 
@@ -272,13 +319,26 @@ def _kinetic(state: MDState) -> float:
     return float(kinetic_energy(state.momenta, state.masses))
 
 
-def _checkpoint(path, atoms, state: MDState, step: int) -> None:
+def _checkpoint(path, atoms, state: MDState, step: int, ensemble: str) -> None:
     arrays = dict(positions=np.asarray(state.positions), momenta=np.asarray(state.momenta),
-                  numbers=atoms.numbers, step=step, heat=float(state.heat))
-    if state.key is not None:
-        arrays["key"] = np.asarray(state.key)
+                  numbers=atoms.numbers, step=step, ensemble=ensemble)
+    arrays.update({name: np.asarray(getattr(state, name)) for name in ensemble_fields(state)})
     _save_npz(Path(path), **arrays)
     logger.info("MD checkpoint at step %d written to %s", step, path)
+
+
+def _restore(state: MDState, saved: dict, ensemble: str, dtype) -> MDState:
+    """Put the thermostat/barostat state of a checkpoint into ``state`` (same ensemble only; key always)."""
+    same = str(saved.get("ensemble", "nve" if "key" not in saved else "langevin")) == ensemble
+    fields = {}
+    for name in ensemble_fields(state):
+        if name == "key" and "key" in saved:
+            fields[name] = jnp.asarray(saved[name])
+        elif name == "heat" and "heat" in saved:
+            fields[name] = jnp.asarray(saved[name], dtype)
+        elif same and name in saved and name not in ("cell",):
+            fields[name] = jnp.asarray(saved[name], dtype)
+    return state.replace(**fields)
 
 
 def _stop(atoms, state, host, num_good, chunk_start, save_every, max_force, out):
