@@ -133,3 +133,176 @@ def test_csvr_kinetic_energy_is_canonical_and_effective_energy_conserved():
     assert exchanged > 1.0
     assert np.max(np.abs(conserved - start)) < 0.02 * exchanged
 
+
+
+def test_nose_hoover_extended_energy_drifts_no_more_than_nve_energy():
+    """Same wells, same h = 1 fs, 20 ps from the same start: NHC's H_ext vs NVE's E.
+
+    Both are Verlet at heart, so neither has a secular drift; the check is that the
+    thermostat splitting adds none: |drift| (least-squares slope × run length) of H_ext
+    is at most the NVE energy's own fluctuation scale (std about its fit, which the
+    harmonic-wells shadow energy makes non-zero), and H_ext's fluctuation is within
+    2× that of NVE. Meanwhile the chain exchanges > 30× that much energy.
+    """
+    energy_force, _ = anharmonic_wells()
+    start = wells_start(300.0, seed=5)
+    results = {}
+    for name, (init_fn, apply_fn) in {
+        "nve": nve(energy_force, 1.0),
+        "nhc": nose_hoover_chain(energy_force, 1.0, 300.0, thermostat_time_fs=20.0, chain_length=3),
+    }.items():
+        _, frames = RUNNER(apply_fn, init_fn(*start), 2000, 10, frame_of)
+        t_ps = 1e-2 * np.arange(1, 2001)
+        drift, fluctuation = drift_and_fluctuation(t_ps, np.asarray(frames.conserved), 1)
+        exchanged = np.ptp(np.asarray(frames.conserved - frames.potential_energy - frames.kinetic_energy))
+        results[name] = (abs(drift) * t_ps[-1], fluctuation, exchanged)
+    (_, nve_fluctuation, _), (nhc_drift, nhc_fluctuation, nhc_exchanged) = results["nve"], results["nhc"]
+    assert nve_fluctuation > 0
+    assert nhc_drift <= nve_fluctuation
+    assert nhc_fluctuation <= 2 * nve_fluctuation
+    assert nhc_exchanged > 30 * nve_fluctuation * 1e-3
+
+
+@pytest.mark.parametrize("thermostat", ["nhc", "csvr"])
+def test_temperature_ramp(thermostat):
+    """A ramp 200 → 400 K over 40 ps: block temperatures follow the target with τ = 20 fs.
+
+    The target in each of 8 blocks of 5 ps is the ramp's mean over the block; the
+    thermostat lags it by about τ·dT/dt = 0.1 K, far inside the 6 % band (canonical
+    fluctuation of a 5 ps block mean: ~2 %). NHC's extended energy minus the work of the
+    ramp stays conserved (within 5 % of the energy the chain exchanged).
+    """
+    energy_force, _ = anharmonic_wells()
+    steps = 80000
+    build = nose_hoover_chain if thermostat == "nhc" else csvr
+    init_fn, apply_fn = build(energy_force, 0.5, 200.0, thermostat_time_fs=20.0, temperature_end_K=400.0,
+                              ramp_steps=steps)
+    start = wells_start(200.0, seed=2)
+    state = init_fn(*start) if thermostat == "nhc" else init_fn(*start, key=jax.random.PRNGKey(4))
+    _, frames = RUNNER(apply_fn, state, 4000, 20, frame_of)
+    temperature = 2 * np.asarray(frames.kinetic_energy) / (3 * NUM_WELLS * K_B)
+    blocks = temperature.reshape(8, -1).mean(axis=1)
+    targets = 200.0 + 200.0 * (np.arange(8) + 0.5) / 8
+    np.testing.assert_allclose(blocks, targets, rtol=0.06)
+    assert np.all(np.diff(blocks) > 0)
+    conserved = np.asarray(frames.conserved)
+    exchanged = np.ptp(np.asarray(frames.conserved - frames.potential_energy - frames.kinetic_energy))
+    assert np.ptp(conserved) < 0.05 * exchanged
+
+
+# -- NPT ----------------------------------------------------------------------------------
+
+LJ_EPSILON, LJ_SIGMA, LJ_CUTOFF, ARGON_MASS = 0.0104, 3.405, 5.0, 39.948  # eV, Å, Å, amu
+
+
+def lj_energy(positions, cell):
+    """Shifted-force Lennard-Jones energy (C¹ at the cutoff), minimum image; every pair once (½ Σ_i Σ_j≠i).
+
+    φ(r) = 4ε[(σ/r)¹² − (σ/r)⁶]; φ_sf(r) = φ(r) − φ(r_c) − (r − r_c) φ'(r_c) for r < r_c.
+    Needs r_c < half the narrowest cell width.
+    """
+
+    def pair(r):
+        return 4 * LJ_EPSILON * ((LJ_SIGMA / r) ** 12 - (LJ_SIGMA / r) ** 6)
+
+    fractional = positions @ jnp.linalg.inv(cell)
+    delta = fractional[None, :, :] - fractional[:, None, :]
+    delta = (delta - jnp.round(delta)) @ cell
+    r2 = jnp.sum(delta**2, axis=-1)
+    inside = ~jnp.eye(positions.shape[0], dtype=bool) & (r2 < LJ_CUTOFF**2)
+    r = jnp.sqrt(jnp.where(inside, r2, LJ_CUTOFF**2))
+    energy = pair(r) - pair(LJ_CUTOFF) - (r - LJ_CUTOFF) * jax.grad(pair)(LJ_CUTOFF)
+    return 0.5 * jnp.sum(jnp.where(inside, energy, 0.0))
+
+
+def lj_energy_force_stress(positions, cell, nbrs):
+    """E, F = −∂E/∂r and σ = (1/V) ∂E(r(1 + ε), h(1 + ε))/∂ε at ε = 0."""
+
+    def strained(r, strain):
+        deformation = jnp.eye(3) + strain
+        return lj_energy(r @ deformation, cell @ deformation)
+
+    energy, (grad_r, grad_strain) = jax.value_and_grad(strained, argnums=(0, 1))(positions, jnp.zeros((3, 3)))
+    return energy, -grad_r, grad_strain / jnp.abs(jnp.linalg.det(cell))
+
+
+def fcc_argon(cells=2, lattice=5.3, jitter=0.0, seed=0):
+    """FCC lattice of cells³ × 4 argon atoms in a cube of side cells × lattice Å."""
+    basis = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    grid = np.stack(np.meshgrid(*[np.arange(cells)] * 3, indexing="ij"), -1).reshape(-1, 1, 3)
+    positions = (grid + basis[None]).reshape(-1, 3) * lattice
+    positions += np.random.default_rng(seed).normal(scale=jitter, size=positions.shape)
+    return jnp.asarray(positions), jnp.eye(3) * cells * lattice
+
+
+def test_pressure_from_stress_matches_volume_derivative_of_energy():
+    """−tr σ/3 = −∂E/∂V and −σ_aa = −(1/V) ∂E/∂ln L_a (fractional coordinates fixed), central differences in float64.
+
+    The energy of a jittered FCC argon cell is differentiated numerically in the volume
+    (isotropic scaling) and in each box length; δ = 1e-5 gives errors ~1e-10 relative.
+    Also: the ideal-gas limit of the kinetic pressure, P = N k_B T/V for ⟨p_a²/m⟩ = k_B T/C.
+    """
+    from physnetjax.md.barostat import instantaneous_pressure, pressure_tensor
+
+    positions, cell = fcc_argon(jitter=0.1, seed=3)
+    energy, _, stress = lj_energy_force_stress(positions, cell, None)
+    volume = float(jnp.linalg.det(cell))
+    delta = 1e-5
+
+    def scaled_energy(scale):
+        return float(lj_energy(positions * scale, cell * scale))
+
+    volume_derivative = (scaled_energy((1 + delta) ** (1 / 3)) - scaled_energy((1 - delta) ** (1 / 3))) / (
+        2 * delta * volume)
+    assert abs(float(energy)) > 0.1
+    np.testing.assert_allclose(-float(jnp.trace(stress)) / 3, -volume_derivative, rtol=1e-7)
+    for axis in range(3):
+        scale = np.ones(3)
+        scale[axis] = math.exp(delta)
+        up = float(lj_energy(positions * scale, cell * scale))
+        scale[axis] = math.exp(-delta)
+        down = float(lj_energy(positions * scale, cell * scale))
+        np.testing.assert_allclose(float(stress[axis, axis]), (up - down) / (2 * delta * volume), rtol=1e-7)
+    masses = jnp.full((positions.shape[0],), ARGON_MASS)
+    momenta = jnp.tile(jnp.sqrt(masses * K_B * 100.0 / AMU_A2_FS2)[:, None], (1, 3))
+    zero = jnp.zeros((3, 3))
+    kinetic = np.asarray(pressure_tensor(momenta, masses, cell, zero))
+    np.testing.assert_allclose(np.diag(kinetic), positions.shape[0] * K_B * 100.0 / volume, rtol=1e-12)
+    np.testing.assert_allclose(float(instantaneous_pressure(momenta, masses, cell, stress)),
+                               positions.shape[0] * K_B * 100.0 / volume - float(jnp.trace(stress)) / 3, rtol=1e-12)
+
+
+def free_energy_force_stress(positions, cell, nbrs):
+    """Ideal gas: no interactions."""
+    return jnp.zeros(()), jnp.zeros_like(positions), jnp.zeros((3, 3))
+
+
+@pytest.mark.parametrize("anisotropic", [False, True])
+def test_ideal_gas_volume_distribution(anisotropic):
+    """8 free atoms at 300 K and P_0 = 100 bar, zero total momentum: V ~ Gamma(N + 1, k_B T/P_0).
+
+    ⟨V⟩ = (N + 1) k_B T/P_0 and Var V = (N + 1)(k_B T/P_0)² (module docstring). With
+    β_T = 1/P_0 the volume relaxes in τ_P = 100 fs = 25 steps; 20 blocks of 6 ps.
+    Dropping the k_B T/V term (g = 0) or the kinetic term would move ⟨V⟩ by ≥ 11 %.
+    """
+    num_atoms, temperature, pressure = 8, 300.0, 100.0 * BAR
+    kT = K_B * temperature
+    mean_volume = (num_atoms + 1) * kT / pressure
+    init_fn, apply_fn = stochastic_cell_rescaling(
+        free_energy_force_stress, 4.0, temperature, pressure, barostat_time_fs=100.0, compressibility=1 / pressure,
+        thermostat_time_fs=50.0, anisotropic=anisotropic, degrees_of_freedom=3 * num_atoms - 3)
+    masses = jnp.full((num_atoms,), 4.0)
+    momenta = maxwell_boltzmann_momenta(jax.random.PRNGKey(0), masses, temperature)
+    state = init_fn(jnp.zeros((num_atoms, 3)), momenta, masses, jnp.eye(3) * mean_volume ** (1 / 3),
+                    key=jax.random.PRNGKey(5))
+    state, _ = RUNNER(apply_fn, state, 50, 10, npt_frame_of)
+    _, frames = RUNNER(apply_fn, state, 6000, 5, npt_frame_of)
+    volume = np.asarray(frames.volume)
+    mean, mean_error = block_mean_and_error(volume)
+    var, var_error = block_mean_and_error((volume - mean_volume) ** 2)
+    assert mean_error < 0.02 * mean_volume
+    assert abs(mean - mean_volume) < 4 * mean_error
+    assert abs(var - (num_atoms + 1) * (kT / pressure) ** 2) < 4 * var_error
+    if anisotropic:
+        lengths = np.diagonal(np.asarray(frames.cell), axis1=1, axis2=2)
+        assert np.std(np.log(lengths[:, 0] / lengths[:, 1])) > 0.1
