@@ -16,6 +16,7 @@ from the barostat's noise (see :func:`barostat_noise_bound`).
 import math
 
 import ase
+import ase.io
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,6 +30,7 @@ from physnetjax.md.__main__ import main
 from physnetjax.md.barostat import npt_frame_of, stochastic_cell_rescaling
 from physnetjax.md.cell_potential import physnet_cell_potential
 from physnetjax.md.driver import drift_and_fluctuation, simulate
+from physnetjax.md.ensembles import checkpoint_arrays, restore_ensemble_state
 from physnetjax.md.thermostats import csvr, nose_hoover_chain
 
 # CODATA 2018, SI.
@@ -311,3 +313,230 @@ def test_ideal_gas_volume_distribution(anisotropic):
     else:
         lengths = np.diagonal(np.asarray(frames.cell), axis1=1, axis2=2)
         assert np.std(np.log(lengths[:, 0] / lengths[:, 1])) > 0.1
+
+
+def run_lj_npt(pressure_bar, steps, seed, temperature=20.0, compressibility=170.0, barostat_time=500.0, dt=5.0):
+    """32-atom FCC argon (shifted-force LJ, r_c = 5 Å) at constant T and P; returns frames after 2 ps."""
+    positions, cell = fcc_argon()
+    masses = jnp.full((positions.shape[0],), ARGON_MASS)
+    init_fn, apply_fn = stochastic_cell_rescaling(
+        lj_energy_force_stress, dt, temperature, pressure_bar * BAR, barostat_time_fs=barostat_time,
+        compressibility=compressibility, thermostat_time_fs=100.0, degrees_of_freedom=3 * positions.shape[0] - 3)
+    key_p, key_run = jax.random.split(jax.random.PRNGKey(seed))
+    state = init_fn(positions, maxwell_boltzmann_momenta(key_p, masses, temperature), masses, cell, key=key_run)
+    state, _ = RUNNER(apply_fn, state, 40, 10, npt_frame_of)
+    _, frames = RUNNER(apply_fn, state, steps, 1, npt_frame_of)
+    return state, frames
+
+
+def test_lennard_jones_npt_holds_the_target_pressure():
+    """⟨P⟩ + k_B T ⟨1/V⟩ = P_0 for FCC argon at 20 K and 500 bar (4000 steps of 5 fs).
+
+    Bound, exact for the barostat's Euler steps: summing dε_n = μ h D_n + σ_n ξ_n over n
+    steps gives mean(D) = (ln(V_n/V_0) − Σ σ_n ξ_n)/(μ h n), D = P + g k_B T/V − P_0,
+    μ = β_T/τ_P, σ_n² = 2 k_B T μ h/V_n; so |mean(D)| ≤ 4 √(2 k_B T/(μ h ⟨V⟩ n)) +
+    |ln(V_n/V_0)|/(μ h n), plus 1 % of the kinetic pressure N k_B T/V because the
+    reported P is taken half a kick away from the barostat's. The system must stay a
+    solid near its start volume (a blow-up or a wrong barostat sign fails).
+    """
+    temperature, pressure_bar, steps, mobility, dt = 20.0, 500.0, 4000, 170.0 / 500.0, 5.0
+    start, frames = run_lj_npt(pressure_bar, steps, seed=11)
+    kT = K_B * temperature
+    volume = np.asarray(frames.volume)
+    pressure = np.asarray(frames.pressure)
+    start_volume = float(jnp.linalg.det(start.cell))
+    bound = (4 * math.sqrt(2 * kT / (mobility * dt * volume.mean() * steps))
+             + abs(math.log(volume[-1] / start_volume)) / (mobility * dt * steps) + 0.01 * 32 * kT / volume.mean())
+    assert bound < 150 * BAR
+    assert abs(np.mean(pressure + kT / volume) - pressure_bar * BAR) < bound
+    assert 0.9 < volume.mean() / 10.6**3 < 1.3 and np.all(np.isfinite(pressure))
+
+
+@pytest.mark.slow
+def test_lennard_jones_volume_fluctuation_matches_compressibility():
+    """κ_T from ⟨δV²⟩ = k_B T ⟨V⟩ κ_T at 500 bar equals −(1/V) Δ⟨V⟩/ΔP from runs at 250 and 750 bar.
+
+    Each run: 6·10⁴ steps of 5 fs (300 ps); V relaxes in ~τ_P κ_T/β_T ≈ 0.5 ps, so 20
+    blocks of 15 ps are independent. Both estimates get block standard errors; the
+    bound is 4 combined errors (≈ 25 % of κ_T). The central difference's own error,
+    O(ΔP²) with ΔP κ_T ≈ 2 %, is far smaller.
+    """
+    temperature, kT = 20.0, K_B * 20.0
+    volumes = {p: np.asarray(run_lj_npt(p, 60000, seed=int(p))[1].volume) for p in (250.0, 500.0, 750.0)}
+    stats = {p: block_mean_and_error(v) for p, v in volumes.items()}
+    v0, v0_error = stats[500.0]
+    fluctuation, fluctuation_error = block_mean_and_error((volumes[500.0] - v0) ** 2)
+    kappa_fluctuation = fluctuation / (kT * v0)
+    kappa_fluctuation_error = fluctuation_error / (kT * v0)
+    delta_p = 500.0 * BAR
+    kappa_response = -(stats[750.0][0] - stats[250.0][0]) / (delta_p * v0)
+    kappa_response_error = math.hypot(stats[750.0][1], stats[250.0][1]) / (delta_p * v0)
+    combined = math.hypot(kappa_fluctuation_error, kappa_response_error)
+    assert combined < 0.1 * kappa_response
+    assert abs(kappa_fluctuation - kappa_response) < 4 * combined
+
+
+@pytest.mark.parametrize("ensemble", ["nvt-nhc", "csvr", "npt"])
+def test_checkpoint_round_trip_continues_bitwise(tmp_path, ensemble):
+    """N steps, the driver's .npz checkpoint, a fresh state restored from it, N steps == 2N steps (to 1e-12).
+
+    Wells for the thermostats, FCC argon for NPT (cell, key, heat restored; forces and
+    stress re-evaluated from the saved positions and cell). N = 60 steps. The two
+    halves are compiled as other programs than the whole, so XLA may round differently
+    (1e-16 seen for NPT); the thermostat cases come out bitwise equal.
+    """
+    if ensemble == "npt":
+        positions, cell = fcc_argon(jitter=0.05)
+        masses = jnp.full((positions.shape[0],), ARGON_MASS)
+        momenta = maxwell_boltzmann_momenta(jax.random.PRNGKey(2), masses, 30.0)
+        init_fn, apply_fn = stochastic_cell_rescaling(lj_energy_force_stress, 5.0, 30.0, 500.0 * BAR,
+                                                      barostat_time_fs=200.0, compressibility=170.0,
+                                                      thermostat_time_fs=50.0, anisotropic=True)
+        observe = npt_frame_of
+
+        def init(positions, momenta, masses, cell, key):
+            return init_fn(positions, momenta, masses, cell, key=key)
+    else:
+        energy_force, _ = anharmonic_wells()
+        positions, momenta, masses = wells_start(300.0, seed=9)
+        cell = None
+        build = nose_hoover_chain if ensemble == "nvt-nhc" else csvr
+        init_fn, apply_fn = build(energy_force, 0.5, 300.0, thermostat_time_fs=10.0)
+        observe = frame_of
+
+        def init(positions, momenta, masses, cell, key):
+            return init_fn(positions, momenta, masses) if ensemble == "nvt-nhc" else init_fn(
+                positions, momenta, masses, key=key)
+
+    key = jax.random.PRNGKey(8)
+    continuous, _ = RUNNER(apply_fn, init(positions, momenta, masses, cell, key), 12, 10, observe)
+    half, _ = RUNNER(apply_fn, init(positions, momenta, masses, cell, key), 6, 10, observe)
+    path = tmp_path / "state.npz"
+    np.savez(path, **checkpoint_arrays(half, np.zeros(positions.shape[0], int), 60, ensemble))
+    saved = dict(np.load(path))
+    fresh = init(jnp.asarray(saved["positions"]), jnp.asarray(saved["momenta"]), masses,
+                 None if cell is None else jnp.asarray(saved["cell"]), jax.random.PRNGKey(0))
+    restarted, _ = RUNNER(apply_fn, restore_ensemble_state(fresh, saved, ensemble), 6, 10, observe)
+    assert float(restarted.heat) != 0.0
+    for name in ("positions", "momenta", "heat") + (("cell",) if cell is not None else ("chain_momenta",)
+                                                    if ensemble == "nvt-nhc" else ()):
+        np.testing.assert_allclose(np.asarray(getattr(restarted, name)), np.asarray(getattr(continuous, name)),
+                                   rtol=0, atol=1e-12)
+
+
+# -- PhysNet in a variable cell, the driver and its checkpoints ---------------------------
+
+CELL = np.array([[6.0, 0.0, 0.0], [1.5, 5.6, 0.0], [0.8, 1.2, 5.3]])  # triclinic
+
+
+@pytest.fixture(scope="module")
+def crystal_model():
+    """Tiny float64 PhysNet (cutoff 3.5 Å, force-shifted Coulomb to 5 Å, ZBL) and 12 atoms in CELL ≥ 1.2 Å apart."""
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=3.5,
+                    max_atomic_number=9, charges=True, zbl=True, n_res=1, coulomb_lr_cutoff=5.0)
+    params = cast_params(perturbed_params(init_params(model, 0), scale=0.1, seed=2), np.float64)
+    rng = np.random.default_rng(5)
+    images = np.array([[a, b, c] for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)]) @ CELL
+    positions = []
+    while len(positions) < 12:
+        trial = rng.uniform(0, 1, 3) @ CELL
+        if all(np.min(np.linalg.norm(trial - p + images, axis=-1)) > 1.2 for p in positions):
+            positions.append(trial)
+    atoms = ase.Atoms(numbers=rng.choice([1, 6, 8], size=12), positions=np.asarray(positions), cell=CELL, pbc=True)
+    return model, params, atoms
+
+
+def test_cell_potential_equals_predict_periodic_in_a_strained_cell(crystal_model):
+    """Lists built in the reference cell, used in a strained one: E, F, σ equal predict_periodic's (1e-10).
+
+    A compression beyond the strain tolerance (10 % linear > 5 %) raises the overflow flag.
+    """
+    model, params, atoms = crystal_model
+    potential = physnet_cell_potential(model, params, atoms.numbers, CELL)
+    nbrs = potential.allocate(jnp.asarray(atoms.positions), jnp.asarray(CELL))
+    update, evaluate = jax.jit(potential.update), jax.jit(potential.energy_force_stress)
+    strain = np.array([[0.03, 0.01, 0.0], [0.0, -0.04, 0.02], [0.0, 0.0, 0.02]])
+    for deformation in (np.eye(3), np.eye(3) + strain):
+        cell, positions = CELL @ deformation, atoms.positions @ deformation
+        moved = update(jnp.asarray(positions), jnp.asarray(cell), nbrs)
+        energy, forces, stress = evaluate(jnp.asarray(positions), jnp.asarray(cell), moved)
+        reference = predict_periodic(model, params, atoms.numbers, positions, cell)
+        assert not bool(moved.did_overflow)
+        np.testing.assert_allclose(float(energy), reference["energy"], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(np.asarray(forces), reference["forces"], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(np.asarray(stress), reference["stress"], rtol=0, atol=1e-10)
+    squeezed = update(jnp.asarray(atoms.positions * 0.9), jnp.asarray(CELL * 0.9), nbrs)
+    assert bool(squeezed.did_overflow)
+
+
+@pytest.mark.slow
+def test_npt_cli_report_trajectory_and_restart(crystal_model, tmp_path, capsys):
+    """CLI NPT (anisotropic, CSVR) 20 steps + restart 20 steps == one run of 40 steps (positions, momenta, cell).
+
+    The checkpoint keeps cell, PRNG key and heat; the report shows pressure and volume;
+    frames carry the changing cell.
+    """
+    model, params, atoms = crystal_model
+    ckpt = tmp_path / "model"
+    save_checkpoint(ckpt, model, params)
+    geometry = tmp_path / "start.traj"
+    ase.io.write(geometry, atoms)
+    common = ["--checkpoint", str(ckpt), "--geometry", str(geometry), "--ensemble", "npt", "--temperature", "300",
+              "--pressure", "1000", "--barostat-time", "200", "--thermostat-time", "20",
+              "--anisotropic", "--timestep", "0.5", "--steps", "20", "--save-every", "5", "--chunk", "2",
+              "--float64", "--seed", "3"]
+    state = tmp_path / "state.npz"
+    assert main(common + ["--out", str(tmp_path / "a.xyz"), "--md-checkpoint", str(state)]) == 0
+    report = capsys.readouterr().out
+    assert "conserved quantity (npt) drift" in report and "mean pressure" in report and "mean volume" in report
+    saved = np.load(state)
+    assert {"cell", "key", "heat"} <= set(saved.files)
+    first = ase.io.read(tmp_path / "a.xyz", index=":")
+    assert not np.allclose(first[-1].cell.array, CELL)
+    np.testing.assert_allclose(first[-1].cell.array, saved["cell"], rtol=0, atol=1e-12)
+    assert main(common + ["--out", str(tmp_path / "b.xyz"), "--restart", str(state)]) == 0
+    restarted = ase.io.read(tmp_path / "b.xyz", index=":")
+    simulate(model, params, atoms, ensemble="npt", temperature_K=300.0, pressure_bar=1000.0, barostat_time_fs=200.0,
+             thermostat_time_fs=20.0, anisotropic=True, timestep_fs=0.5, steps=40,
+             save_every=5, chunk_frames=2, dtype="float64", seed=3, out=str(tmp_path / "c.xyz"))
+    continuous = ase.io.read(tmp_path / "c.xyz", index=":")
+    np.testing.assert_allclose(restarted[-1].positions, continuous[-1].positions, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(restarted[-1].get_momenta(), continuous[-1].get_momenta(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(restarted[-1].cell.array, continuous[-1].cell.array, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(restarted[-1].info["conserved_eV"], continuous[-1].info["conserved_eV"], atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ensemble", ["nvt-nhc", "csvr"])
+def test_thermostat_restart_keeps_its_state(crystal_model, tmp_path, ensemble):
+    """simulate 20 steps + restart + 20 steps == 40 steps for NHC (chain ξ, p_ξ) and CSVR (key, heat)."""
+    model, params, atoms = crystal_model
+    kwargs = dict(ensemble=ensemble, temperature_K=300.0, thermostat_time_fs=10.0, timestep_fs=0.5, save_every=5,
+                  chunk_frames=4, dtype="float64", seed=1)
+    state = tmp_path / "state.npz"
+    simulate(model, params, atoms, steps=20, checkpoint_path=str(state), **kwargs)
+    saved = np.load(state)
+    if ensemble == "nvt-nhc":
+        assert np.any(saved["chain_momenta"] != 0)
+    restarted = simulate(model, params, atoms, steps=20, restart=str(state), out=str(tmp_path / "b.xyz"), **kwargs)
+    continuous = simulate(model, params, atoms, steps=40, out=str(tmp_path / "c.xyz"), **kwargs)
+    b, c = ase.io.read(tmp_path / "b.xyz"), ase.io.read(tmp_path / "c.xyz")
+    np.testing.assert_allclose(b.positions, c.positions, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b.get_momenta(), c.get_momenta(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b.info["conserved_eV"], c.info["conserved_eV"], rtol=0, atol=1e-12)
+    assert restarted.ensemble == continuous.ensemble == ensemble
+
+
+def test_bad_ensemble_arguments(crystal_model):
+    model, params, atoms = crystal_model
+    molecule = ase.Atoms(numbers=atoms.numbers, positions=atoms.positions)
+    with pytest.raises(ValueError, match="periodic cell"):
+        simulate(model, params, molecule, ensemble="npt", steps=10, save_every=10)
+    with pytest.raises(ValueError, match="thermostat time"):
+        simulate(model, params, atoms, ensemble="csvr", thermostat_time_fs=0.0, steps=10, save_every=10)
+    with pytest.raises(ValueError, match="compressibility"):
+        simulate(model, params, atoms, ensemble="npt", compressibility_per_bar=-1.0, steps=10, save_every=10)
+    with pytest.raises(ValueError, match="chain_length"):
+        nose_hoover_chain(lj_energy_force_stress, 1.0, 300.0, chain_length=0)
+    with pytest.raises(ValueError, match="ramp_steps"):
+        csvr(lj_energy_force_stress, 1.0, 300.0, temperature_end_K=400.0)

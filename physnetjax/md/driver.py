@@ -36,13 +36,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import check_dtype, cast_params
-from physnetjax.md.ensembles import ENSEMBLES, EnsembleOptions, build_dynamics, ensemble_fields
+from physnetjax.md.ensembles import (
+    ENSEMBLES,
+    EnsembleOptions,
+    build_dynamics,
+    checkpoint_arrays,
+    restore_ensemble_state,
+)
 from physnetjax.md.integrators import MDState, kinetic_energy, maxwell_boltzmann_momenta, run
 from physnetjax.md.io import TrajectoryWriter, frame_atoms, momenta_from_ase, trajectory_format
 from physnetjax.md.potential import AllPairs
 from physnetjax.units import BAR, BOLTZMANN
 
 logger = logging.getLogger(__name__)
+
+MAX_CELL_RETRIES = 8
+"""Re-runs of one chunk after the NPT cell outgrew its neighbor lists before the run is stopped."""
 
 
 class MDInstabilityError(RuntimeError):
@@ -220,7 +229,7 @@ def simulate(
     nbrs = dynamics.allocate(positions, cell_now, capacity_multiplier)
     state = jax.jit(dynamics.init)(positions, momenta, masses, nbrs, key, cell_now)
     if saved is not None:
-        state = _restore(state, saved, ensemble, dtype)
+        state = restore_ensemble_state(state, saved, ensemble)
     if not np.isfinite(float(state.potential_energy)) or not np.all(np.isfinite(np.asarray(state.forces))):
         raise MDInstabilityError("the model gives NaN/Inf energy or forces at the start geometry")
     start_force = float(np.linalg.norm(np.asarray(state.forces), axis=-1).max())
@@ -238,7 +247,7 @@ def simulate(
     temperatures = [2 * _kinetic(state) / (dof * BOLTZMANN)]
     pressures: list[float] = []
     volumes: list[float] = []
-    done, chunks = 0, 0
+    done, chunks, retries = 0, 0, 0
     total_frames = steps // save_every
     try:
         while done < steps:
@@ -258,6 +267,12 @@ def simulate(
                 reallocations += 1
                 logger.info("neighbor list overflowed; discarding the chunk and re-allocating ×%.3g", multiplier)
                 if dynamics.variable_cell:
+                    retries += 1
+                    if retries > MAX_CELL_RETRIES:
+                        raise MDInstabilityError(
+                            f"the cell was compressed beyond the neighbor lists' strain tolerance within one chunk "
+                            f"{retries} times at step {start_step + done}; use fewer frames per chunk or a longer "
+                            "barostat time")
                     dynamics = dynamics_for(np.asarray(state.cell, np.float64))
                     apply_fn = dynamics.apply_fn
                     compiled.clear()
@@ -293,6 +308,7 @@ def simulate(
             if num_good < num_frames:
                 _stop(atoms, state, host, num_good, start_step + done, save_every, max_force, out)
             state = new_state
+            retries = 0
             done += num_frames * save_every
             chunks += 1
             if checkpoint_path is not None and (chunks % checkpoint_every == 0 or done >= steps):
@@ -320,25 +336,8 @@ def _kinetic(state: MDState) -> float:
 
 
 def _checkpoint(path, atoms, state: MDState, step: int, ensemble: str) -> None:
-    arrays = dict(positions=np.asarray(state.positions), momenta=np.asarray(state.momenta),
-                  numbers=atoms.numbers, step=step, ensemble=ensemble)
-    arrays.update({name: np.asarray(getattr(state, name)) for name in ensemble_fields(state)})
-    _save_npz(Path(path), **arrays)
+    _save_npz(Path(path), **checkpoint_arrays(state, atoms.numbers, step, ensemble))
     logger.info("MD checkpoint at step %d written to %s", step, path)
-
-
-def _restore(state: MDState, saved: dict, ensemble: str, dtype) -> MDState:
-    """Put the thermostat/barostat state of a checkpoint into ``state`` (same ensemble only; key always)."""
-    same = str(saved.get("ensemble", "nve" if "key" not in saved else "langevin")) == ensemble
-    fields = {}
-    for name in ensemble_fields(state):
-        if name == "key" and "key" in saved:
-            fields[name] = jnp.asarray(saved[name])
-        elif name == "heat" and "heat" in saved:
-            fields[name] = jnp.asarray(saved[name], dtype)
-        elif same and name in saved and name not in ("cell",):
-            fields[name] = jnp.asarray(saved[name], dtype)
-    return state.replace(**fields)
 
 
 def _stop(atoms, state, host, num_good, chunk_start, save_every, max_force, out):

@@ -23,9 +23,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, NamedTuple, Optional
 
+import jax.numpy as jnp
 import numpy as np
 
-from physnetjax.md.barostat import NPTState, npt_frame_of, stochastic_cell_rescaling
+from physnetjax.md.barostat import npt_frame_of, stochastic_cell_rescaling
 from physnetjax.md.cell_potential import physnet_cell_potential
 from physnetjax.md.integrators import MDState, frame_of, langevin, nve
 from physnetjax.md.potential import physnet_potential
@@ -147,6 +148,29 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
     return Dynamics(init, apply_fn, frame_of, allocate, dof, False)
 
 
-def is_npt_state(state) -> bool:
-    """True for the state of a variable-cell run."""
-    return isinstance(state, NPTState)
+def checkpoint_arrays(state: MDState, numbers, step: int, ensemble: str) -> dict:
+    """Arrays of an MD checkpoint: positions, momenta, numbers, step, ensemble and :func:`ensemble_fields`."""
+    arrays = dict(positions=np.asarray(state.positions), momenta=np.asarray(state.momenta),
+                  numbers=np.asarray(numbers), step=step, ensemble=ensemble)
+    arrays.update({name: np.asarray(getattr(state, name)) for name in ensemble_fields(state)})
+    return arrays
+
+
+def restore_ensemble_state(state: MDState, saved: dict, ensemble: str) -> MDState:
+    """Put the thermostat/barostat fields of checkpoint ``saved`` into a freshly initialised ``state``.
+
+    The PRNG key and ``heat`` are always taken over; the other fields (chain, ramp
+    work) only when the checkpoint is of the same ensemble. The cell is not set here:
+    the caller builds the state in the saved cell (its forces and stress depend on it).
+    Older checkpoints without an ``ensemble`` entry count as NVE, or Langevin when they
+    hold a key.
+    """
+    saved_ensemble = str(saved["ensemble"]) if "ensemble" in saved else ("langevin" if "key" in saved else "nve")
+    fields = {}
+    for name in ensemble_fields(state):
+        if name not in saved or name == "cell":
+            continue
+        if name in ("key", "heat") or saved_ensemble == ensemble:
+            value = np.asarray(saved[name])
+            fields[name] = jnp.asarray(value, getattr(state, name).dtype)
+    return state.replace(**fields)
