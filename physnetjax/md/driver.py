@@ -51,7 +51,7 @@ from physnetjax.units import BAR, BOLTZMANN
 logger = logging.getLogger(__name__)
 
 MAX_CELL_RETRIES = 8
-"""Re-runs of one chunk after the NPT cell outgrew its neighbor lists before the run is stopped."""
+"""Re-runs of one chunk (each with half the frames) after the NPT cell outgrew its neighbor lists."""
 
 
 class MDInstabilityError(RuntimeError):
@@ -223,7 +223,8 @@ def simulate(
         return build_dynamics(ensemble, model, params, atoms.numbers, reference_cell, timestep_fs, options, steps,
                               skin=skin, capacity_multiplier=capacity_multiplier)
 
-    dynamics = dynamics_for(cell)
+    reference_cell = None if cell is None else np.asarray(cell, np.float64)
+    dynamics = dynamics_for(reference_cell)
     apply_fn, dof = dynamics.apply_fn, dynamics.degrees_of_freedom
     cell_now = None if cell is None else jnp.asarray(cell, dtype)
     nbrs = dynamics.allocate(positions, cell_now, capacity_multiplier)
@@ -262,20 +263,27 @@ def simulate(
             new_state, frames = compiled[shape_key](state)
             jax.block_until_ready(frames)
             run_seconds += time.perf_counter() - t0
+            if dynamics.variable_cell and bool(new_state.nbrs.over_strained):
+                retries += 1
+                if retries > MAX_CELL_RETRIES:
+                    raise MDInstabilityError(
+                        f"the cell was compressed beyond the neighbor lists' strain tolerance within one chunk "
+                        f"{retries} times at step {start_step + done}; use a longer barostat time")
+                chunk_frames = max(1, chunk_frames // 2)
+                reference = np.asarray(state.cell, np.float64)
+                if not np.array_equal(reference, reference_cell):
+                    reference_cell = reference
+                    dynamics = dynamics_for(reference_cell)
+                    apply_fn = dynamics.apply_fn
+                    compiled.clear()
+                logger.info("the cell outgrew its neighbor lists; re-building them in the cell of step %d and "
+                            "running chunks of %d frames", start_step + done, chunk_frames)
+                state = state.replace(nbrs=dynamics.allocate(state.positions, state.cell, multiplier))
+                continue
             if bool(new_state.nbrs.did_overflow):
                 multiplier *= 1.5
                 reallocations += 1
                 logger.info("neighbor list overflowed; discarding the chunk and re-allocating ×%.3g", multiplier)
-                if dynamics.variable_cell:
-                    retries += 1
-                    if retries > MAX_CELL_RETRIES:
-                        raise MDInstabilityError(
-                            f"the cell was compressed beyond the neighbor lists' strain tolerance within one chunk "
-                            f"{retries} times at step {start_step + done}; use fewer frames per chunk or a longer "
-                            "barostat time")
-                    dynamics = dynamics_for(np.asarray(state.cell, np.float64))
-                    apply_fn = dynamics.apply_fn
-                    compiled.clear()
                 cell_now = state.cell if dynamics.variable_cell else cell_now
                 state = state.replace(nbrs=dynamics.allocate(state.positions, cell_now, multiplier))
                 continue
