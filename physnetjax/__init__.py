@@ -2,6 +2,7 @@
 
 from physnetjax.checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint
 from physnetjax.model import EF, PhysNet
+from physnetjax.model_dispersion import with_dispersion
 from physnetjax.neighbors import (
     Batch,
     MoleculeBatcher,
@@ -36,4 +37,5 @@ __all__ = [
     "predict",
     "predict_periodic",
     "save_checkpoint",
+    "with_dispersion",
 ]

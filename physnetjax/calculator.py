@@ -3,7 +3,8 @@
 :class:`PhysNetCalculator` evaluates energy and free_energy (eV), forces (eV/Å), and,
 when the model predicts charges, charges (e) and dipole (e·Å, μ = Σ_i q_i r_i about
 the origin of the given coordinates); for fully periodic cells also stress (eV/Å³,
-Voigt order xx, yy, zz, yz, xz, xy, σ = (1/V) ∂E/∂ε as in ASE).
+Voigt order xx, yy, zz, yz, xz, xy, σ = (1/V) ∂E/∂ε as in ASE). ``results`` also holds
+``dispersion_energy`` (eV, the model's D3 term, included in ``energy``; 0 when off).
 
 Every call rebuilds the neighbor lists on the host (vesin, full directed list with
 periodic image shifts) from the atoms as they are now, so a change of positions,
@@ -27,6 +28,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from physnetjax.neighbors.batch import Batch, model_pair_cutoff
 from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round_up
+from physnetjax.physics.dispersion import check_d3_elements
 from physnetjax.predict import jitted_apply, validate_structure
 
 logger = logging.getLogger(__name__)
@@ -139,6 +141,8 @@ class PhysNetCalculator(Calculator):
     def build_batch(self, atoms) -> tuple[Batch, int]:
         """Padded :class:`Batch` for ``atoms`` and its number of real atoms."""
         z, r = validate_structure(atoms.numbers, atoms.positions, self.model.max_atomic_number)
+        if getattr(self.model, "dispersion", None) is not None:
+            check_d3_elements(z)
         r = r.astype(np.float64)
         pbc = np.asarray(atoms.pbc, dtype=bool)
         cell = np.asarray(atoms.cell.array, dtype=np.float64)
@@ -179,7 +183,7 @@ class PhysNetCalculator(Calculator):
             raise PropertyNotImplementedError("stress needs a fully periodic cell (pbc all True)")
         batch, n = self.build_batch(self.atoms)
         out = self._apply(self.params, batch)
-        wanted = {"energy": out["energy"], "forces": out["forces"]}
+        wanted = {"energy": out["energy"], "forces": out["forces"], "dispersion": out["dispersion"]}
         if self.model.charges:
             wanted.update(charges=out["charges"], dipoles=out["dipoles"])
         if "stress" in out:
@@ -190,6 +194,7 @@ class PhysNetCalculator(Calculator):
             "energy": energy,
             "free_energy": energy,
             "forces": np.asarray(host["forces"][:n], dtype=np.float64),
+            "dispersion_energy": float(host["dispersion"][0]),
         }
         if self.model.charges:
             self.results["charges"] = np.asarray(host["charges"][:n], dtype=np.float64)

@@ -2,7 +2,7 @@
 
 Total energy of molecule b (DESIGN.md §2)::
 
-    E_b = Σ_{i∈b} [E_i^NN + b_E[Z_i]] + E_elec,b + E_rep,b
+    E_b = Σ_{i∈b} [E_i^NN + b_E[Z_i]] + E_elec,b + E_rep,b (+ E_disp,b)
 
 * E_i^NN: e3x message passing (embedding → ``num_iterations`` × (MessagePass +
   refinement block) → scalar head), laid out exactly like the original ``EF`` so
@@ -11,6 +11,8 @@ Total energy of molecule b (DESIGN.md §2)::
 * E_elec = k_e Σ_{i<j} q_i q_j χ(r_ij), charges corrected to the total charge Q.
 * E_rep = ZBL repulsion with the universal coefficients (trainable), smoothly
   switched off at ``zbl_cutoff``.
+* E_disp = Grimme D3 with Becke–Johnson damping (``dispersion="d3bj"``), smoothly
+  switched off at ``dispersion_cutoff`` (:mod:`physnetjax.model_dispersion`).
 
 Forces are F = −∂(Σ_b E_b)/∂R from one ``jax.value_and_grad`` in
 :meth:`PhysNet.__call__`; for periodic systems the same call differentiates with
@@ -36,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from physnetjax.message_pass import SparseMessagePass, edge_basis_factors
+from physnetjax.model_dispersion import DispersionParameters, check_dispersion_settings, dispersion_per_molecule
 from physnetjax.physics.charges import corrected_charges, dipole_moments
 from physnetjax.physics.coulomb import coulomb_pair_energy
 from physnetjax.physics.molecules import sum_per_molecule
@@ -103,6 +106,12 @@ class PhysNet(nn.Module):
         recomputing each chunk's basis and messages in the backward pass, so memory
         grows with N + chunk instead of with the number of edges (for periodic
         systems of 10⁵ atoms); same results; None → all edges at once (fastest).
+      dispersion: None (off) or ``"d3bj"`` (Grimme D3 with Becke–Johnson damping).
+      dispersion_functional: functional whose D3(BJ) parameters are used ("pbe0", …).
+      dispersion_three_body: add the ATM three-body term (not available yet: raises).
+      dispersion_cutoff: Å; pair energies and coordination numbers are switched off
+        smoothly over its last 20 %.
+      dispersion_trainable: train s6, s8, a1, a2 (kept positive by a softplus).
     """
 
     features: int = 32
@@ -125,6 +134,11 @@ class PhysNet(nn.Module):
     element_energies: tuple | None = None
     param_dtype: Any = jnp.float32
     edge_chunk_size: int | None = None
+    dispersion: str | None = None
+    dispersion_functional: str = "pbe0"
+    dispersion_three_body: bool = False
+    dispersion_cutoff: float = 15.0
+    dispersion_trainable: bool = False
 
     def _check_configuration(self):
         if self.efa:
@@ -149,6 +163,8 @@ class PhysNet(nn.Module):
             )
         if self.edge_chunk_size is not None and self.edge_chunk_size < 1:
             raise ValueError(f"edge_chunk_size must be >= 1 or None, received {self.edge_chunk_size}")
+        check_dispersion_settings(self.dispersion, self.dispersion_functional, self.dispersion_three_body,
+                                  self.dispersion_cutoff, self.dispersion_trainable)
         if self.features < 1 or self.num_basis_functions < 1 or self.max_degree < 0:
             raise ValueError(
                 "features and num_basis_functions must be >= 1 and max_degree >= 0, received "
@@ -301,6 +317,14 @@ class PhysNet(nn.Module):
             repulsion = pair_energy_per_molecule(pair_rep, pair_dst, segments, num_molecules)
             energy = energy + repulsion
 
+        dispersion = zero
+        if self.dispersion is not None:
+            damping = DispersionParameters(self.dispersion_functional, self.dispersion_three_body,
+                                           self.dispersion_trainable, self.param_dtype, name="dispersion")()
+            dispersion = dispersion_per_molecule(atomic_numbers, pair_vectors, pair_dst, pair_src, pair_mask,
+                                                 segments, num_molecules, damping, self.dispersion_cutoff)
+            energy = energy + dispersion
+
         aux = {
             "energy": energy,
             "nn_energy": nn_energy,
@@ -309,6 +333,7 @@ class PhysNet(nn.Module):
             "raw_charges": raw_charges,
             "electrostatics": electrostatics if self.charges else zero,
             "repulsion": repulsion,
+            "dispersion": dispersion,
             "dipoles": dipoles,
             "sum_charges": sum_charges,
             "state": x[:, 0, 0, :],
@@ -349,11 +374,12 @@ class PhysNet(nn.Module):
           shifts: (P, 3) periodic image shift in Å added to r_src − r_dst (None → 0).
           cells: (B, 3, 3) cell vectors (rows) in Å; when given, stress is returned.
           pair_dst, pair_src, pair_mask, pair_shifts: optional separate full directed
-            pair list for electrostatics and ZBL (None → use the edge list).
+            pair list for electrostatics, ZBL and dispersion (None → use the edge list).
 
         Returns:
           dict with ``energy`` (B,) eV, ``forces`` (N, 3) eV/Å, ``charges`` (N,) e or
-          None, ``electrostatics`` (B,) eV, ``repulsion`` (B,) eV, ``dipoles`` (B, 3)
+          None, ``electrostatics`` (B,) eV, ``repulsion`` (B,) eV, ``dispersion`` (B,) eV
+          (0 when off), ``dipoles`` (B, 3)
           e·Å or None, ``sum_charges`` (B,) or None, ``state`` (N, F) final scalar
           features, plus ``nn_energy`` (B,), ``atomic_energies`` (N,), ``raw_charges``
           and, with ``cells``, ``stress`` (B, 3, 3) eV/Å³ (σ = (1/V) ∂E/∂ε, positive

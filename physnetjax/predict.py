@@ -10,6 +10,7 @@ import numpy as np
 from physnetjax.neighbors.batch import apply_batch, model_pair_cutoff
 from physnetjax.neighbors.molecules import batch_molecules
 from physnetjax.neighbors.periodic import batch_periodic
+from physnetjax.physics.dispersion import check_d3_elements
 
 
 def validate_structure(atomic_numbers, positions, max_atomic_number: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,9 +74,11 @@ def predict(
 
     Returns:
       dict with ``energy`` (float, eV), ``forces`` (n, 3) eV/Å, ``charges`` (n,) e or
-      None, ``dipole`` (3,) e·Å or None, ``electrostatics`` and ``repulsion`` (eV).
+      None, ``dipole`` (3,) e·Å or None, ``electrostatics``, ``repulsion`` and ``dispersion`` (eV).
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number)
+    if getattr(model, "dispersion", None) is not None:
+        check_d3_elements(z)
     if dtype is None:
         dtype = np.float64 if (r.dtype == np.float64 and jax.config.jax_enable_x64) else np.float32
     batch = batch_molecules(
@@ -90,6 +93,7 @@ def predict(
         "dipole": None if out["dipoles"] is None else np.asarray(out["dipoles"][0]),
         "electrostatics": float(out["electrostatics"][0]),
         "repulsion": float(out["repulsion"][0]),
+        "dispersion": float(out["dispersion"][0]),
     }
 
 
@@ -106,9 +110,11 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
     Returns:
       dict with ``energy`` (eV), ``forces`` (n, 3) eV/Å, ``stress`` (3, 3) eV/Å³
       (σ = (1/V) ∂E/∂ε: positive under tension, pressure = −tr σ / 3), ``charges`` (n,)
-      or None, ``electrostatics`` and ``repulsion`` (eV).
+      or None, ``electrostatics``, ``repulsion`` and ``dispersion`` (eV).
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number)
+    if getattr(model, "dispersion", None) is not None:
+        check_d3_elements(z)
     if dtype is None:
         dtype = np.float64 if (r.dtype == np.float64 and jax.config.jax_enable_x64) else np.float32
     batch = batch_periodic(
@@ -124,6 +130,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
         "charges": None if out["charges"] is None else np.asarray(out["charges"][:n]),
         "electrostatics": float(out["electrostatics"][0]),
         "repulsion": float(out["repulsion"][0]),
+        "dispersion": float(out["dispersion"][0]),
     }
 
 

@@ -13,9 +13,19 @@ Derived constants:
 * ``AMU_A2_PER_FS2_IN_EV`` = 1 amu·Å²/fs² in eV (103.6427...). With Å, eV, amu,
   fs: acceleration a = F / m / AMU_A2_PER_FS2_IN_EV [Å/fs²] and kinetic energy
   K = ½ m v² · AMU_A2_PER_FS2_IN_EV [eV].
+* ``SQRT_EV_PER_A2_AMU_IN_CM1`` (521.47...): an eigenvalue λ of the mass-weighted
+  Hessian in eV/(Å²·amu) is a vibration of wavenumber ν̃ = SQRT_EV_PER_A2_AMU_IN_CM1 · √λ
+  in cm⁻¹ (ω = √λ, ν̃ = ω / (2π c)).
+* ``CM1_IN_EV`` = h c · 1 cm⁻¹ in eV (1.2398...e-4), so a zero-point energy is
+  ½ Σ_k ν̃_k · CM1_IN_EV.
+* ``E2_PER_AMU_IN_KM_PER_MOL`` (974.88...): the double-harmonic IR intensity
+  A_k = N_A / (12 ε_0 c²) · |∂μ/∂Q_k|² (SI, m/mol) for |∂μ/∂Q_k| = 1 e/√amu, i.e. a
+  dipole derivative in e·Å per mass-weighted normal coordinate Å·√amu, in km/mol.
 """
 
 from __future__ import annotations
+
+import math
 
 # CODATA 2018 (SI, exact where the SI defines them).
 ELEMENTARY_CHARGE_C = 1.602176634e-19
@@ -26,6 +36,7 @@ VACUUM_PERMITTIVITY_F_PER_M = 8.8541878128e-12
 ATOMIC_MASS_UNIT_KG = 1.66053906660e-27
 BOHR_RADIUS_M = 5.29177210903e-11
 HARTREE_J = 4.3597447222071e-18
+PLANCK_J_S = 6.62607015e-34
 
 # Length.
 BOHR = BOHR_RADIUS_M * 1e10
@@ -62,6 +73,22 @@ this unit, so p_ASE = p[amu·Å/fs] · ASE_TIME_UNIT_FS."""
 # Pressure.
 BAR = 1e5 * 1e-30 / ELEMENTARY_CHARGE_C
 """1 bar = 10⁵ Pa expressed in eV/Å³ (6.2415...e-7); 1 GPa = 10⁴ bar."""
+
+# Vibrational spectroscopy (Å, eV, amu, e).
+SQRT_EV_PER_A2_AMU_IN_CM1 = (
+    (ELEMENTARY_CHARGE_C / 1e-20 / ATOMIC_MASS_UNIT_KG) ** 0.5 / (2.0 * math.pi * SPEED_OF_LIGHT_M_PER_S) / 100.0
+)
+"""Wavenumber in cm⁻¹ of the angular frequency 1 √(eV/(Å²·amu)) (521.47...)."""
+
+CM1_IN_EV = PLANCK_J_S * SPEED_OF_LIGHT_M_PER_S * 100.0 / ELEMENTARY_CHARGE_C
+"""Photon energy h c ν̃ of 1 cm⁻¹ in eV (1.2398...e-4)."""
+
+E2_PER_AMU_IN_KM_PER_MOL = (
+    AVOGADRO_PER_MOL / (12.0 * VACUUM_PERMITTIVITY_F_PER_M * SPEED_OF_LIGHT_M_PER_S**2)
+    * ELEMENTARY_CHARGE_C**2 / ATOMIC_MASS_UNIT_KG / 1000.0
+)
+"""IR intensity in km/mol of a mode with |∂μ/∂Q| = 1 e/√amu (974.88...): A = N_A/(12 ε_0 c²)|∂μ/∂Q|²,
+the Gaussian-units form N_A π/(3 c²)|∂μ/∂Q|² written in SI. 1 (D/Å)²/amu is 42.256 km/mol."""
 
 ENERGY_UNITS = {
     "eV": 1.0,

@@ -56,7 +56,9 @@ def test_correct_model_passes_every_check(report):
     assert [(c.id, c.status) for c in report.checks if c.status != "pass"] == []
     total = report.by_id("forces.fd.total")
     assert total.details["ratio"] == pytest.approx(1.0, abs=1e-5)
-    assert all(w == pytest.approx(1.0, abs=1e-4) for w in total.details["term_weights"].values())
+    weights = total.details["term_weights"]
+    assert weights.pop("dispersion") is None  # the model has no dispersion term
+    assert all(w == pytest.approx(1.0, abs=1e-4) for w in weights.values())
     assert all(not c.details["discontinuities"] for c in report.checks if c.group == "smoothness")
 
 
@@ -104,7 +106,9 @@ def test_flipped_force_sign_fails_the_fd_check(model, params, methanol):
     total = result.by_id("forces.fd.total")
     assert total.status == "fail" and "sign flipped" in total.message
     assert total.details["ratio"] == pytest.approx(-1.0, abs=1e-5)
-    assert all(w == pytest.approx(-1.0, abs=1e-4) for w in total.details["term_weights"].values())
+    weights = total.details["term_weights"]
+    assert weights.pop("dispersion") is None  # the model has no dispersion term
+    assert all(w == pytest.approx(-1.0, abs=1e-4) for w in weights.values())
 
 
 def test_doubled_pair_term_fails_and_is_named(model, params, methanol):

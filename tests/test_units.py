@@ -71,3 +71,31 @@ def test_bar_in_ev_per_cubic_angstrom():
     # 1 bar = 1e5 Pa = 1e5 J/m^3; one eV/Angstrom^3 = E J / 1e-30 m^3 = 160.2 GPa.
     assert units.BAR == pytest.approx(1e5 / (E / 1e-30), rel=1e-12)
     assert 1e4 * units.BAR == pytest.approx(1.0 / 160.2176634, rel=1e-9)  # 1 GPa
+
+
+H = 6.62607015e-34  # J s
+
+
+def test_harmonic_wavenumber():
+    # omega = sqrt(k / m) for k = 1 eV/A^2 and m = 1 amu, in rad/s; nu~ = omega / (2 pi c), in 1/cm.
+    omega = math.sqrt((E / 1e-20) / AMU)
+    assert units.SQRT_EV_PER_A2_AMU_IN_CM1 == pytest.approx(omega / (2.0 * math.pi * C * 100.0), rel=1e-12)
+    assert units.SQRT_EV_PER_A2_AMU_IN_CM1 == pytest.approx(521.4709, rel=1e-7)
+
+
+def test_wavenumber_energy():
+    # E = h c nu~ for nu~ = 100 1/m; hc = 1.239841984... eV um.
+    assert units.CM1_IN_EV == pytest.approx(H * C * 100.0 / E, rel=1e-12)
+    assert units.CM1_IN_EV == pytest.approx(1.239841984e-6 / 1e-2, rel=1e-9)
+
+
+def test_ir_intensity_factor():
+    # SI: A = N_A / (12 eps0 c^2) (dmu/dQ)^2 with dmu/dQ = 1 e / sqrt(amu), in km/mol.
+    si = NA / (12.0 * EPS0 * C**2) * E**2 / AMU / 1000.0
+    assert units.E2_PER_AMU_IN_KM_PER_MOL == pytest.approx(si, rel=1e-12)
+    # Gaussian units: A = N_A pi / (3 c^2) (dmu/dQ)^2, e in statC, c in cm/s, amu in g: cm/mol -> km/mol.
+    e_statcoulomb = E * C * 10.0
+    gaussian = NA * math.pi / (3.0 * (C * 100.0) ** 2) * e_statcoulomb**2 / (AMU * 1000.0) / 1e5
+    assert units.E2_PER_AMU_IN_KM_PER_MOL == pytest.approx(gaussian, rel=1e-8)
+    # Porezag & Pederson, PRB 54, 7830 (1996): 1 (D/A)^2/amu = 42.255 km/mol (the factor ASE uses).
+    assert units.E2_PER_AMU_IN_KM_PER_MOL * units.DEBYE**2 == pytest.approx(42.255, rel=5e-5)

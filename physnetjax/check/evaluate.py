@@ -17,7 +17,7 @@ once.
 An *energy/force function* has the signature of :func:`physnetjax.apply_batch`
 with the model bound: ``energy_and_forces(params, batch) -> dict`` with ``energy``
 (B,) eV, ``forces`` (N, 3) eV/Å and, optionally, the per-term energies (B,) eV
-``nn_energy``, ``electrostatics`` and ``repulsion``. It must be a JAX-traceable
+``nn_energy``, ``electrostatics``, ``repulsion`` and ``dispersion``. It must be a JAX-traceable
 function (it is jitted and vmapped). Tests inject deliberately broken ones.
 """
 
@@ -36,9 +36,10 @@ from physnetjax.neighbors import Batch, apply_batch, batch_molecules, model_pair
 
 EnergyAndForces = Callable[[Any, Batch], dict]
 
-TERMS = ("network", "electrostatics", "repulsion")
+TERMS = ("network", "electrostatics", "repulsion", "dispersion")
 """Energy terms checked separately, in the order of the energy columns after the total."""
-TERM_KEYS = {"network": "nn_energy", "electrostatics": "electrostatics", "repulsion": "repulsion"}
+TERM_KEYS = {"network": "nn_energy", "electrostatics": "electrostatics", "repulsion": "repulsion",
+             "dispersion": "dispersion"}
 """Output key of each term in the model's output dict."""
 
 CHUNK = 32
@@ -169,7 +170,7 @@ class Evaluator:
         self._batched, self._term_forces, self.energy_force = _compiled(model, self.fn)
 
     def evaluate(self, positions) -> tuple[np.ndarray, np.ndarray]:
-        """Energies (K, 1 + 3) eV [total, network, electrostatics, repulsion] and forces (K, n, 3) eV/Å.
+        """Energies (K, 1 + len(TERMS)) eV [total, then each of TERMS] and forces (K, n, 3) eV/Å.
 
         ``positions``: (K, n, 3) Å. Evaluated in chunks of :data:`CHUNK` geometries.
         """
@@ -185,7 +186,7 @@ class Evaluator:
         return np.concatenate(energies)[:count], np.concatenate(forces)[:count]
 
     def term_forces(self, positions) -> np.ndarray:
-        """(3, n, 3) eV/Å: −∂E_t/∂R by autodiff for network, electrostatics, repulsion."""
+        """(len(TERMS), n, 3) eV/Å: −∂E_t/∂R by autodiff for each of TERMS."""
         return np.asarray(self._term_forces(self.params, self.template, jnp.asarray(positions, jnp.float64)))
 
     @property

@@ -4,7 +4,7 @@ For every atom i and direction a (float64, step δ)::
 
     F_FD,ia = −(E(R + δ e_ia) − E(R − δ e_ia)) / (2δ)
 
-for the total energy and for each term E_t (network, electrostatics, repulsion).
+for the total energy and for each term E_t (network, electrostatics, repulsion, dispersion).
 Compared with the analytic forces (the function's ``forces`` for the total, the
 autodiff −∂E_t/∂R for each term) by
 
@@ -30,7 +30,7 @@ FORCE_FLOOR = 1e-6
 
 
 def numerical_forces(evaluator: Evaluator, positions: np.ndarray, step: float) -> np.ndarray:
-    """(1 + 3, n, 3) central-difference forces in eV/Å: total, network, electrostatics, repulsion."""
+    """(1 + len(TERMS), n, 3) central-difference forces in eV/Å: the total, then each of TERMS."""
     n = positions.shape[0]
     displaced = np.repeat(positions[None], 6 * n, axis=0)
     for i in range(n):

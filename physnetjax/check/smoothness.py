@@ -55,6 +55,8 @@ def model_cutoffs(model) -> dict:
             cutoffs["Coulomb long range"] = float(model.coulomb_lr_cutoff)
     if model.zbl:
         cutoffs["ZBL"] = float(model.repulsion_cutoff)
+    if getattr(model, "dispersion", None) is not None:
+        cutoffs["D3 dispersion"] = float(model.dispersion_cutoff)
     return cutoffs
 
 

@@ -43,7 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="npt: rescale the x, y, z axes independently instead of isotropically")
     parser.add_argument("--timestep", type=float, default=0.5, help="fs")
     parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--out", help="trajectory file (.xyz/.extxyz/.traj)")
+    parser.add_argument("--out", help="trajectory file (.xyz/.extxyz/.traj); its frames are also logged "
+                        "as JSON Lines to OUT.jsonl")
     parser.add_argument("--save-every", type=int, default=10, help="steps between saved frames")
     parser.add_argument("--chunk", type=int, default=100, help="saved frames per jitted chunk")
     parser.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs")

@@ -9,9 +9,11 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
 2. If any saved frame has a non-finite energy/position or a force above
    ``max_force`` eV/Å, the good frames are written, the last good frame is saved to
    ``<out>.last_good.xyz`` and :class:`MDInstabilityError` is raised.
-3. Frames go to the trajectory (extxyz or .traj, see :mod:`physnetjax.md.io`) and
-   every ``checkpoint_every`` chunks the state is written to an ``.npz`` checkpoint
-   from which ``restart=`` continues.
+3. Frames go to the trajectory (extxyz or .traj, see :mod:`physnetjax.md.io`), one
+   JSON line per saved frame to ``<out>.jsonl`` (:data:`LOG_KEYS`, flushed per line;
+   a restart drops the lines after its step, then appends), and every
+   ``checkpoint_every`` chunks the state is written to an ``.npz`` checkpoint from
+   which ``restart=`` continues.
 
 The report (:class:`MDReport`) gives the drift of the conserved quantity from a
 least-squares line through all saved frames (meV/atom/ps), its fluctuation about
@@ -36,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import check_dtype, cast_params
+from physnetjax.jsonlines import append_record, read_log, start_log
 from physnetjax.md.ensembles import (
     ENSEMBLES,
     EnsembleOptions,
@@ -52,6 +55,10 @@ logger = logging.getLogger(__name__)
 
 MAX_CELL_RETRIES = 8
 """Re-runs of one chunk (each with half the frames) after the NPT cell outgrew its neighbor lists."""
+LOG_KEYS = ("step", "time_fs", "potential_energy_eV", "kinetic_energy_eV", "conserved_eV", "temperature_K",
+            "max_force_eV_per_A")
+"""Keys of each ``<out>.jsonl`` line (one per saved frame; the frame's values in eV, K, eV/Å); NPT adds
+``pressure_bar`` and ``volume_A3``."""
 
 
 class MDInstabilityError(RuntimeError):
@@ -163,7 +170,7 @@ def simulate(
         ``pressure_bar`` to these over the ``steps`` of this call (NHC, CSVR, NPT).
       timestep_fs: time step in fs.
       steps: number of steps (a multiple of ``save_every``).
-      out: trajectory path (.xyz/.extxyz/.traj) or None.
+      out: trajectory path (.xyz/.extxyz/.traj) or None; the JSON Lines log goes to ``<out>.jsonl``.
       save_every: steps between saved frames (observables are sampled there too).
       chunk_frames: saved frames per jitted chunk.
       dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``).
@@ -238,6 +245,9 @@ def simulate(
         raise MDInstabilityError(f"start geometry has |F| = {start_force:.3g} eV/Å > max_force = {max_force} eV/Å")
 
     writer = TrajectoryWriter(out, append=restart is not None) if out is not None else None
+    log = None if out is None else Path(f"{out}.jsonl")
+    if log is not None:
+        start_log(log, [r for r in read_log(log) if r["step"] <= start_step] if restart is not None else ())
     runner = jax.jit(run, static_argnums=(0, 2, 3, 4))
     compiled: dict = {}
     compile_seconds = run_seconds = 0.0
@@ -313,6 +323,12 @@ def simulate(
                         template.set_cell(np.asarray(host.cell[k], np.float64))
                     writer.write(frame_atoms(template, host.positions[k], host.momenta[k],
                                              host.potential_energy[k], host.forces[k], info))
+                if log is not None:
+                    record = dict(zip(LOG_KEYS, (step, t_ps * 1e3, float(host.potential_energy[k]), kinetic,
+                                                 float(host.conserved[k]), temp, float(host.max_force[k]))))
+                    if dynamics.variable_cell:
+                        record.update(pressure_bar=pressures[-1], volume_A3=volumes[-1])
+                    append_record(log, record)
             if num_good < num_frames:
                 _stop(atoms, state, host, num_good, start_step + done, save_every, max_force, out)
             state = new_state

@@ -141,4 +141,6 @@ def model_pair_cutoff(model) -> Optional[float]:
         reach = max(reach, model.coulomb_lr_cutoff)
     if model.zbl:
         reach = max(reach, model.repulsion_cutoff)
+    if getattr(model, "dispersion", None) is not None:
+        reach = max(reach, model.dispersion_cutoff)
     return reach

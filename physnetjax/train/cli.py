@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import sys
 
+from physnetjax.model_dispersion import DISPERSION_METHODS
 from physnetjax.train.config import BEST_METRICS, LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig
 
 HELP = {
@@ -26,6 +27,10 @@ HELP = {
     "valid": "validation fraction (<1) or frame count", "test": "test fraction (<1) or frame count",
     "train": "training fraction or count (default: the rest)",
     "split_file": ".npz with index arrays train, valid[, test] instead of a random split",
+    "dispersion": "add Grimme D3(BJ) dispersion as a physical term (d3bj); train on the remainder",
+    "dispersion_functional": "functional whose D3(BJ) damping parameters are used (pbe0, b3lyp, ...)",
+    "dispersion_cutoff": "D3 cutoff in Å (switched off smoothly over its last fifth)",
+    "dispersion_trainable": "train the D3 damping parameters s6, s8, a1, a2 (softplus-positive)",
     "max_atomic_number": "largest Z the model supports (default: largest in the data)",
     "loss": "mse (default) or mae (as PhysNet)",
     "per_atom_energy": "energy term per atom instead of per molecule",
@@ -45,7 +50,7 @@ HELP = {
     "progress": "rich progress bar", "plots": "learning-curve and parity PNGs (matplotlib)",
     "log_every": "print the summary line every N epochs (best epochs always)",
 }
-CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES, "best_metric": BEST_METRICS}
+CHOICES = {"dispersion": DISPERSION_METHODS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES, "best_metric": BEST_METRICS}
 
 
 def build_parser() -> argparse.ArgumentParser:

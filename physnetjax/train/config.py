@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from physnetjax.model_dispersion import check_dispersion_settings
+
 OPTIMIZERS = ("amsgrad", "adam", "adamw")
 SCHEDULES = ("constant", "exponential", "cosine", "plateau")
 LOSSES = ("mse", "mae")
@@ -52,6 +54,10 @@ class TrainConfig:
     n_res: int = 1
     charges: bool = False
     zbl: bool = False
+    dispersion: Optional[str] = None
+    dispersion_functional: str = "pbe0"
+    dispersion_cutoff: float = 15.0
+    dispersion_trainable: bool = False
     max_atomic_number: Optional[int] = None
 
     loss: str = "mse"
@@ -101,6 +107,9 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), received {self.ema_decay}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, received {self.learning_rate}")
+        if self.dispersion is not None:
+            check_dispersion_settings(self.dispersion, self.dispersion_functional, False, self.dispersion_cutoff,
+                                      self.dispersion_trainable)
         if isinstance(self.data, (str, Path)):
             self.data = [str(self.data)]
 

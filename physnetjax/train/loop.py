@@ -6,6 +6,7 @@ Run directory ``RUN_DIR/``::
     model.json      the architecture being trained (element_energies None)
     split.npz       train/valid/test frame indices
     metrics.csv     one row per epoch; metrics.json the same plus the final summary
+    metrics.jsonl   the rows of metrics.csv as JSON Lines (flushed per epoch, for trackers)
     checkpoints/epoch-NNNN/   physnetjax checkpoints (EMA weights + E0; train state)
     latest -> checkpoints/epoch-NNNN   last completed epoch (with train state)
     best   -> checkpoints/epoch-NNNN   best validation metric so far
@@ -44,6 +45,7 @@ from physnetjax.data import (
     save_split,
     shifted_energies,
 )
+from physnetjax.jsonlines import append_record, start_log
 from physnetjax.model import PhysNet
 from physnetjax.predict import init_params
 from physnetjax.train import plots
@@ -83,6 +85,8 @@ def build_model(config: TrainConfig, max_atomic_number: int) -> PhysNet:
         features=config.features, max_degree=config.max_degree, num_iterations=config.num_iterations,
         num_basis_functions=config.num_basis_functions, cutoff=config.cutoff,
         max_atomic_number=max_atomic_number, charges=config.charges, n_res=config.n_res, zbl=config.zbl,
+        dispersion=config.dispersion, dispersion_functional=config.dispersion_functional,
+        dispersion_cutoff=config.dispersion_cutoff, dispersion_trainable=config.dispersion_trainable,
     )
 
 
@@ -215,12 +219,16 @@ class Trainer:
         return {k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
 
     def _write_csv_header(self) -> None:
+        """Start metrics.csv and its JSON Lines twin metrics.jsonl empty."""
         with open(self.run_dir / "metrics.csv", "w", newline="") as handle:
             csv.DictWriter(handle, CSV_COLUMNS).writeheader()
+        start_log(self.run_dir / "metrics.jsonl")
 
     def _append_csv(self, row: dict) -> None:
+        """Append ``row`` (fresh, or read back from the CSV) to metrics.csv and metrics.jsonl."""
         with open(self.run_dir / "metrics.csv", "a", newline="") as handle:
             csv.DictWriter(handle, CSV_COLUMNS).writerow({k: row.get(k, "") for k in CSV_COLUMNS})
+        append_record(self.run_dir / "metrics.jsonl", _jsonl_record(row))
 
     # -- evaluation ----------------------------------------------------------------------
 
@@ -404,6 +412,18 @@ class Trainer:
             _fmt(valid_metrics.get("forces_mae")), _fmt(test_metrics.get("energy_mae")),
             _fmt(test_metrics.get("forces_mae")), self.run_dir / "best")
         return summary
+
+
+def _jsonl_record(row: dict) -> dict:
+    """The CSV columns of ``row`` as JSON values: epoch and best int, missing ("" or absent) None, else float."""
+    record = {}
+    for key in CSV_COLUMNS:
+        value = row.get(key, "")
+        if value in ("", None):
+            record[key] = None
+        else:
+            record[key] = int(value) if key in ("epoch", "best") else float(value)
+    return record
 
 
 def _fmt(value) -> str:

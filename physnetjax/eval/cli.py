@@ -1,0 +1,159 @@
+"""Command line: ``python -m physnetjax.eval --checkpoint CKPT --data FILE... [options]``.
+
+Evaluates a checkpoint (physnetjax or legacy format; default: the shipped example
+model) on labelled frames in any format the trainer reads (PhysNet ``.npz``, extxyz,
+ASE ``.traj``/``.db``), prints the error tables and, with ``--out DIR``, writes the
+per-frame CSV, the JSON summary and parity PNGs (see :mod:`physnetjax.eval.outputs`).
+
+Examples::
+
+    python -m physnetjax.eval --checkpoint runs/my/best --data test.npz --out eval/
+    python -m physnetjax.eval --checkpoint old_run/epoch-300 --data frames.extxyz \\
+        --energy-unit kcal/mol --write-predictions predicted.extxyz
+
+Exit status 0 on success, 2 when an argument, the checkpoint, the data or an output
+path is unusable (one line on stderr; ``--verbose`` adds the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from physnetjax.train.cli import HELP
+
+
+EXAMPLES = """examples:
+  python -m physnetjax.eval --checkpoint runs/my/best --data test.npz --out eval/
+  python -m physnetjax.eval --checkpoint old_run/epoch-300 --data frames.extxyz \\
+      --energy-unit kcal/mol --write-predictions predicted.extxyz
+
+exit status: 0 on success, 2 when an argument, the checkpoint, the data or an output path is unusable"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m physnetjax.eval", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Errors of a checkpoint on labelled frames: MAE/RMSE tables, per-element force errors,\n"
+                    "worst frames; with --out a per-frame CSV, a JSON summary and parity PNGs.")
+    parser.add_argument("--checkpoint", help="checkpoint directory (physnetjax or legacy format); "
+                        "default: the shipped example model")
+    parser.add_argument("--data", nargs="+", required=True, metavar="FILE",
+                        help="labelled frames: PhysNet .npz or ASE-readable files (extxyz, .traj, .db)")
+    parser.add_argument("--energy-unit", default="eV", help=HELP["energy_unit"] + "; default eV")
+    parser.add_argument("--force-unit", help=HELP["force_unit"])
+    parser.add_argument("--dipole-unit", default="eA", help=HELP["dipole_unit"] + "; default eA")
+    parser.add_argument("--out", metavar="DIR", help="write frames.csv, summary.json and parity PNGs here")
+    parser.add_argument("--write-predictions", metavar="FILE.extxyz",
+                        help="write the frames with model values and REF_* reference labels")
+    parser.add_argument("--batch-size", type=int, default=32, help="molecules per jitted call; default 32")
+    parser.add_argument("--worst", type=int, default=5, metavar="K",
+                        help="list the K worst frames by force and by energy error; default 5")
+    parser.add_argument("--float64", action="store_true", help="evaluate in float64 (default float32)")
+    parser.add_argument("--weights", choices=("ema", "raw"), default="ema",
+                        help="legacy checkpoints: which weights; default ema")
+    parser.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                        help="parity PNGs in --out (needs matplotlib); default on")
+    parser.add_argument("--verbose", action="store_true", help="info log messages, and the traceback of an error")
+    return parser
+
+
+def check_output_paths(out, predictions) -> None:
+    """Create ``out`` and make sure it and the predictions file can be written (before any evaluation).
+
+    Raises:
+      ValueError: a path is not writable, is of the wrong kind or has the wrong suffix.
+    """
+    from physnetjax.eval.outputs import check_predictions_path
+
+    if out is not None:
+        directory = Path(out)
+        if directory.exists() and not directory.is_dir():
+            raise ValueError(f"--out {out}: exists and is not a directory")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"--out {out}: cannot create the directory ({error.strerror})") from error
+        if not os.access(directory, os.W_OK):
+            raise ValueError(f"--out {out}: directory is not writable")
+    if predictions is not None:
+        path = check_predictions_path(predictions)
+        parent = path.parent if str(path.parent) else Path(".")
+        if path.is_dir():
+            raise ValueError(f"--write-predictions {predictions}: is a directory")
+        if not parent.is_dir():
+            raise ValueError(f"--write-predictions {predictions}: directory {parent} does not exist")
+        if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise ValueError(f"--write-predictions {predictions}: not writable")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Evaluate and report; every failure is an exception for :func:`main` to turn into one line."""
+    import jax
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, received {args.batch_size}")
+    if args.worst < 0:
+        raise ValueError(f"--worst must be >= 0, received {args.worst}")
+    check_output_paths(args.out, args.write_predictions)
+    if args.float64:
+        jax.config.update("jax_enable_x64", True)
+    from physnetjax.checkpoint import load_checkpoint
+    from physnetjax.data import load_dataset
+    from physnetjax.eval import outputs
+    from physnetjax.eval.evaluate import evaluate
+    from physnetjax.eval.predictions import predict_dataset
+    from physnetjax.eval.table import render
+
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        from physnetjax.pretrained import example_model_path
+
+        checkpoint = str(example_model_path())
+    model, params, _ = load_checkpoint(checkpoint, weights=args.weights)
+    dataset = load_dataset(args.data, energy_unit=args.energy_unit, force_unit=args.force_unit,
+                           dipole_unit=args.dipole_unit)
+    dtype = "float64" if args.float64 else "float32"
+    start = time.perf_counter()
+    predictions = predict_dataset(model, params, dataset, batch_size=args.batch_size, dtype=dtype)
+    seconds = time.perf_counter() - start
+    result = evaluate(dataset, predictions, worst=args.worst)
+    print(f"checkpoint: {checkpoint}\ndata: {dataset.summary()}")
+    if not model.charges and (dataset.has_D.any() or dataset.has_Q.any()):
+        print("the model predicts no charges: dipoles and total charges are not compared")
+    print(f"evaluated in {dtype} in {seconds:.1f} s (compilation included); units eV, Å, e\n")
+    render(result)
+    written = []
+    if args.out is not None:
+        out = Path(args.out)
+        outputs.write_frames_csv(result, out / "frames.csv")
+        outputs.write_summary(result, out / "summary.json", checkpoint=str(checkpoint), data=list(args.data),
+                              units={"energy": args.energy_unit, "force": args.force_unit,
+                                     "dipole": args.dipole_unit}, model_config=model.config(), dtype=dtype)
+        written += [out / "frames.csv", out / "summary.json"]
+        if args.plots:
+            written += outputs.write_parity_plots(dataset, predictions, out)
+    if args.write_predictions is not None:
+        outputs.write_predictions(dataset, predictions, args.write_predictions)
+        written.append(Path(args.write_predictions))
+    if written:
+        print("\nwritten: " + ", ".join(str(p) for p in written))
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    try:
+        run(args)
+    except (ValueError, OSError, RuntimeError) as error:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,163 @@
+"""Errors of a model's predictions against the labels of a dataset: a pure computation.
+
+For every label the data carries (and the model predicts), with e = prediction − reference:
+
+    MAE = Σ|e| / K,   RMSE = √(Σ e² / K)
+
+over K entries: frames for the energy per molecule (eV) and per atom (e/N_b, eV/atom)
+and for the total charge Σ_i q_i (e); Cartesian components of every labelled atom for
+forces (eV/Å) and of every labelled frame for the dipole (e·Å). The metric names are
+the trainer's (:func:`physnetjax.train.loss.metrics_from_totals`): ``energy_mae``,
+``energy_per_atom_rmse``, ``forces_mae``, ``dipole_rmse``, ``charge_mae``, ...
+Per element Z, the force MAE/RMSE over the components of the atoms of that element.
+Per frame, the energy error and the force MAE/RMSE and largest atomic |ΔF_i|; the
+worst frames are those with the largest force MAE and the largest |ΔE|.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from ase.data import chemical_symbols
+
+from physnetjax.data import Dataset
+from physnetjax.eval.predictions import Predictions
+from physnetjax.train.loss import TERMS, metrics_from_totals
+
+QUANTITIES = {
+    "energy": ("energy per molecule", "eV"),
+    "energy_per_atom": ("energy per atom", "eV/atom"),
+    "forces": ("force components", "eV/Å"),
+    "dipole": ("dipole components", "e·Å"),
+    "charge": ("total charge", "e"),
+}
+"""Metric prefix → (what is compared, unit), in table order."""
+
+FRAME_COLUMNS = ("frame", "source", "num_atoms", "energy_ref", "energy_pred", "energy_error",
+                 "energy_error_per_atom", "forces_mae", "forces_rmse", "forces_max_atom_error",
+                 "dipole_error_norm", "charge_error")
+"""Per-frame table columns (eV, eV/atom, eV/Å, e·Å, e; NaN where the frame lacks the label)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    """Errors of one model on one dataset (units: eV, eV/atom, eV/Å, e·Å, e).
+
+    Fields:
+      metrics: {``<quantity>_mae``/``_rmse``: float} for the labels present (see module docstring).
+      counts: {quantity: number of compared entries} (frames, or force/dipole components).
+      element_forces: {element symbol: {"atoms": int, "mae": float, "rmse": float}} in Z order.
+      frames: {column of :data:`FRAME_COLUMNS`: (M,) array}.
+      worst_forces, worst_energy: frame indices, largest force MAE / |energy error| first.
+    """
+
+    metrics: dict
+    counts: dict
+    element_forces: dict
+    frames: dict
+    worst_forces: list
+    worst_energy: list
+
+    def summary(self) -> dict:
+        """JSON-ready dict: metrics, counts, per-element force errors, worst frames (rows of ``frames``)."""
+        def row(k):
+            return {c: _plain(self.frames[c][k]) for c in FRAME_COLUMNS}
+
+        return {
+            "metrics": {k: float(v) for k, v in self.metrics.items()},
+            "counts": dict(self.counts),
+            "element_forces": self.element_forces,
+            "worst_frames": {"forces": [row(k) for k in self.worst_forces],
+                             "energy": [row(k) for k in self.worst_energy]},
+        }
+
+
+def _plain(value):
+    """NumPy scalar → Python value; NaN → None (JSON null)."""
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and np.isnan(value) else value
+
+
+def _totals(errors: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """[Σ|e|, Σe², count] over the entries of ``errors`` where ``mask`` (broadcast) is True."""
+    mask = np.broadcast_to(mask, errors.shape)
+    picked = errors[mask]
+    return np.array([np.abs(picked).sum(), (picked * picked).sum(), float(picked.size)])
+
+
+def evaluate(dataset: Dataset, predictions: Predictions, worst: int = 5) -> EvalResult:
+    """Compare ``predictions`` (from :func:`~physnetjax.eval.predictions.predict_dataset`) with the labels.
+
+    Args:
+      dataset: M frames with their labels and ``has_*`` flags (internal units).
+      predictions: the model's outputs on the same frames.
+      worst: how many worst frames to list per criterion.
+
+    Returns:
+      :class:`EvalResult`; a quantity the data lacks (or the model does not predict) is absent.
+
+    Raises:
+      ValueError: predictions of another number of frames, or ``worst`` < 0.
+    """
+    M, n = dataset.Z.shape
+    if predictions.energy.shape != (M,) or predictions.forces.shape != (M, n, 3):
+        raise ValueError(f"predictions are for {predictions.energy.shape[0]} frames of "
+                         f"{predictions.forces.shape[1]} atoms, the dataset has {M} frames of {n}")
+    if worst < 0:
+        raise ValueError(f"worst must be >= 0, received {worst}")
+    atoms = dataset.N.astype(np.float64)
+    real = np.arange(n)[None, :] < dataset.N[:, None]
+    has_e, has_f = dataset.has_E, dataset.has_F[:, None] & real
+    energy_error = predictions.energy - dataset.E
+    force_error = predictions.forces - dataset.F
+    totals = {term: np.zeros(3) for term in TERMS}
+    totals["E"] = _totals(energy_error, has_e)
+    totals["Ea"] = _totals(energy_error / atoms, has_e)
+    totals["F"] = _totals(force_error, has_f[..., None])
+    has_d = has_q = np.zeros(M, bool)
+    if predictions.charges is not None:
+        has_d, has_q = dataset.has_D, dataset.has_Q
+        totals["D"] = _totals(predictions.dipole - dataset.D, has_d[:, None])
+        totals["Q"] = _totals(predictions.total_charge - dataset.Q, has_q)
+    metrics = metrics_from_totals(totals)
+    names = {"E": "energy", "Ea": "energy_per_atom", "F": "forces", "D": "dipole", "Q": "charge"}
+    counts = {names[t]: int(totals[t][2]) for t in TERMS if totals[t][2] > 0}
+
+    element_forces = {}
+    for z in np.unique(dataset.Z[has_f]):
+        picked = force_error[has_f & (dataset.Z == z)]
+        element_forces[chemical_symbols[int(z)]] = {
+            "atoms": int(picked.shape[0]), "mae": float(np.abs(picked).mean()),
+            "rmse": float(np.sqrt((picked * picked).mean())),
+        }
+
+    frame_f = dataset.has_F
+    components = np.maximum(3.0 * atoms, 1.0)
+    real_error = np.where(real[..., None], force_error, 0.0)
+    nan = np.full(M, np.nan)
+    frames = {
+        "frame": np.arange(M), "source": dataset.sources, "num_atoms": dataset.N,
+        "energy_ref": np.where(has_e, dataset.E, nan), "energy_pred": predictions.energy,
+        "energy_error": np.where(has_e, energy_error, nan),
+        "energy_error_per_atom": np.where(has_e, energy_error / atoms, nan),
+        "forces_mae": np.where(frame_f, np.abs(real_error).sum(axis=(1, 2)) / components, nan),
+        "forces_rmse": np.where(frame_f, np.sqrt((real_error ** 2).sum(axis=(1, 2)) / components), nan),
+        "forces_max_atom_error": np.where(frame_f, np.linalg.norm(real_error, axis=-1).max(axis=1), nan),
+        "dipole_error_norm": nan, "charge_error": nan,
+    }
+    if predictions.charges is not None:
+        frames["dipole_error_norm"] = np.where(has_d, np.linalg.norm(predictions.dipole - dataset.D, axis=1), nan)
+        frames["charge_error"] = np.where(has_q, predictions.total_charge - dataset.Q, nan)
+    return EvalResult(
+        metrics=metrics, counts=counts, element_forces=element_forces, frames=frames,
+        worst_forces=_largest(frames["forces_mae"], worst),
+        worst_energy=_largest(np.abs(frames["energy_error"]), worst),
+    )
+
+
+def _largest(values: np.ndarray, count: int) -> list:
+    """Indices of the ``count`` largest finite ``values``, largest first (ties: lower index first)."""
+    finite = np.nonzero(np.isfinite(values))[0]
+    order = finite[np.argsort(-values[finite], kind="stable")]
+    return [int(k) for k in order[:count]]

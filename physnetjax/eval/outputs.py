@@ -1,0 +1,112 @@
+"""Files written by ``python -m physnetjax.eval``: per-frame CSV, JSON summary, parity PNGs, predictions.
+
+``--out DIR`` receives::
+
+    frames.csv          one row per frame (columns: :data:`~physnetjax.eval.evaluate.FRAME_COLUMNS`)
+    summary.json        schema "physnetjax.eval" version 1: checkpoint, data, units, metrics,
+                        counts, per-element force errors, worst frames, model config
+    parity_energy.png, parity_forces.png (+ parity_dipole.png, parity_charge.png with charges)
+
+``--write-predictions FILE.extxyz`` stores every frame with the model's values as its
+calculator results (``energy``, ``forces``, and with charges ``charges`` per atom and
+``dipole``: what ``atoms.get_potential_energy()`` etc. return after ``ase.io.read``)
+and the reference labels beside them as ``REF_energy``, ``REF_dipole``, ``REF_charge``
+(``atoms.info``) and ``REF_forces`` (``atoms.arrays``); a label the frame lacks is
+left out. Units: eV, eV/Å, e, e·Å. ``info["charge"]`` keeps the total charge used.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import ase
+import ase.io
+import numpy as np
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from physnetjax.data import Dataset
+from physnetjax.eval.evaluate import FRAME_COLUMNS, EvalResult
+from physnetjax.eval.predictions import Predictions
+from physnetjax.train import plots
+
+SCHEMA = "physnetjax.eval"
+SCHEMA_VERSION = 1
+PREDICTION_SUFFIXES = (".xyz", ".extxyz")
+
+
+def _cell(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        return "" if math.isnan(value) else repr(float(value))
+    return str(value)
+
+
+def write_frames_csv(result: EvalResult, path) -> None:
+    """One row per frame; empty cells where the frame lacks the label."""
+    with open(Path(path), "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(FRAME_COLUMNS)
+        for k in range(len(result.frames["frame"])):
+            writer.writerow([_cell(result.frames[c][k]) for c in FRAME_COLUMNS])
+
+
+def write_summary(result: EvalResult, path, *, checkpoint: str, data: list, units: dict, model_config: dict,
+                  dtype: str) -> None:
+    """The JSON summary (see module docstring)."""
+    summary = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "checkpoint": checkpoint, "data": data,
+               "data_units": units, "dtype": dtype, "num_frames": len(result.frames["frame"]),
+               **result.summary(), "model": model_config}
+    Path(path).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def write_parity_plots(dataset: Dataset, predictions: Predictions, directory) -> list[Path]:
+    """Parity PNGs of every compared quantity into ``directory``; returns the files written."""
+    directory = Path(directory)
+    atoms = dataset.has_F[:, None] & (np.arange(dataset.max_atoms)[None, :] < dataset.N[:, None])
+    has_e, has_d, has_q = dataset.has_E, dataset.has_D, dataset.has_Q
+    panels = [("energy", "energy", "eV", dataset.E[has_e], predictions.energy[has_e]),
+              ("forces", "force components", "eV/Å", dataset.F[atoms], predictions.forces[atoms])]
+    if predictions.charges is not None:
+        panels += [("dipole", "dipole components", "e·Å", dataset.D[has_d], predictions.dipole[has_d]),
+                   ("charge", "total charge", "e", dataset.Q[has_q], predictions.total_charge[has_q])]
+    written = []
+    for name, quantity, unit, reference, predicted in panels:
+        path = directory / f"parity_{name}.png"
+        if reference.size and plots.parity(reference, predicted, quantity, unit, path):
+            written.append(path)
+    return written
+
+
+def check_predictions_path(path) -> Path:
+    """``path`` if it names an extxyz file in an existing directory, else ValueError."""
+    path = Path(path)
+    if path.suffix.lower() not in PREDICTION_SUFFIXES:
+        raise ValueError(f"--write-predictions must end in {' or '.join(PREDICTION_SUFFIXES)} (extxyz), "
+                         f"received {str(path)!r}")
+    return path
+
+
+def write_predictions(dataset: Dataset, predictions: Predictions, path) -> None:
+    """Every frame as extxyz with model values and ``REF_*`` labels (see module docstring)."""
+    frames = []
+    for k in range(len(dataset)):
+        n = int(dataset.N[k])
+        atoms = ase.Atoms(numbers=dataset.Z[k, :n], positions=dataset.R[k, :n])
+        atoms.info["charge"] = float(dataset.Q[k])
+        results = {"energy": float(predictions.energy[k]), "forces": predictions.forces[k, :n]}
+        if predictions.charges is not None:
+            results["charges"] = predictions.charges[k, :n]
+            results["dipole"] = predictions.dipole[k]
+        if dataset.has_E[k]:
+            atoms.info["REF_energy"] = float(dataset.E[k])
+        if dataset.has_F[k]:
+            atoms.arrays["REF_forces"] = np.array(dataset.F[k, :n])
+        if dataset.has_D[k]:
+            atoms.info["REF_dipole"] = np.array(dataset.D[k])
+        if dataset.has_Q[k]:
+            atoms.info["REF_charge"] = float(dataset.Q[k])
+        atoms.calc = SinglePointCalculator(atoms, **results)
+        frames.append(atoms)
+    ase.io.write(Path(path), frames, format="extxyz")

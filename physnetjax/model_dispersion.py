@@ -1,0 +1,102 @@
+"""The D3(BJ) dispersion term of :class:`physnetjax.PhysNet` (its damping parameters as a Flax module).
+
+Kept apart from ``model.py`` so that the model only calls :func:`dispersion_per_molecule`;
+the physics lives in :mod:`physnetjax.physics.dispersion`.
+
+Parameters: s6, s8, a1, a2 (Bohr) of the chosen functional, and s9 (0 unless the
+three-body term is on). With ``trainable=True`` the first four are Flax parameters
+θ stored through the inverse softplus and used as softplus(θ) > 0, as in PhysNet
+(TF1), initialised to the functional's values; otherwise they are constants.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from physnetjax.physics.dispersion import d3_bj_parameters, d3_dispersion_energy
+
+DISPERSION_METHODS = ("d3bj",)
+"""Values accepted by ``PhysNet(dispersion=...)`` besides None."""
+DISPERSION_SWITCH_FRACTION = 0.2
+"""The dispersion switch runs over the last 20 % of ``dispersion_cutoff``."""
+TRAINABLE_DAMPING = ("s6", "s8", "a1", "a2")
+
+
+def check_dispersion_settings(method, functional: str, three_body: bool, cutoff, trainable: bool) -> None:
+    """Raise ValueError/NotImplementedError for settings the dispersion term cannot honour."""
+    if method is None:
+        return
+    if method not in DISPERSION_METHODS:
+        raise ValueError(f"dispersion must be None or one of {DISPERSION_METHODS}, received {method!r}")
+    parameters = d3_bj_parameters(functional)
+    if cutoff is None or not cutoff > 0:
+        raise ValueError(f"dispersion_cutoff must be a positive distance in Å, received {cutoff}")
+    if three_body:
+        raise NotImplementedError(
+            "dispersion_three_body=True is not available in the model yet (its batches carry no triplet "
+            "list); the ATM term is available in physnetjax.physics.d3_dispersion_energy(triplets=...)"
+        )
+    if trainable:
+        bad = [name for name in TRAINABLE_DAMPING if getattr(parameters, name) <= 0.0]
+        if bad:
+            raise ValueError(
+                f"dispersion_trainable=True keeps {', '.join(TRAINABLE_DAMPING)} positive through a softplus, "
+                f"but {functional!r} has {', '.join(f'{n} = {getattr(parameters, n)}' for n in bad)}"
+            )
+
+
+class DispersionParameters(nn.Module):
+    """D3(BJ) damping parameters of ``functional``, fixed or trainable (softplus-positive)."""
+
+    functional: str = "pbe0"
+    three_body: bool = False
+    trainable: bool = False
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self) -> dict:
+        reference = d3_bj_parameters(self.functional)
+        values = {name: getattr(reference, name) for name in ("s6", "s8", "a1", "a2", "s9", "alp")}
+        if not self.three_body:
+            values["s9"] = 0.0
+        if self.trainable:
+            for name in TRAINABLE_DAMPING:
+                raw = float(np.log(np.expm1(values[name])))
+                theta = self.param(name, lambda key, shape, dtype, v=raw: jnp.full(shape, v, dtype), (),
+                                   self.param_dtype)
+                values[name] = jax.nn.softplus(theta)
+        return values
+
+
+def dispersion_per_molecule(atomic_numbers, pair_vectors, pair_dst, pair_src, pair_mask, segments,
+                            num_molecules: int, parameters: dict, cutoff: float):
+    """E_D3 per molecule in eV, (B,), over a full directed pair list (see the physics module).
+
+    The two-body energy and the coordination numbers are switched off smoothly over
+    [(1 − 0.2) · cutoff, cutoff].
+    """
+    parameters = {k: jnp.asarray(v, pair_vectors.dtype) for k, v in parameters.items()}
+    return d3_dispersion_energy(
+        atomic_numbers, pair_vectors, pair_dst, pair_src, pair_mask, segments, num_molecules, parameters,
+        cutoff=cutoff, switch_width=DISPERSION_SWITCH_FRACTION * cutoff,
+    )
+
+
+def with_dispersion(model, functional: str = "pbe0", cutoff: float = 15.0):
+    """``model`` with a fixed D3(BJ) term added at inference; its parameters work unchanged.
+
+    For a model trained on data *without* dispersion: E = E_model + E_D3(functional).
+    The damping parameters are constants (no new parameters), so the same ``params``
+    apply. Raises ValueError if the model already has a dispersion term.
+    """
+    if model.dispersion is not None:
+        raise ValueError(f"the model already has dispersion={model.dispersion!r} "
+                         f"({model.dispersion_functional}); refusing to add a second one")
+    check_dispersion_settings("d3bj", functional, False, cutoff, False)
+    return model.clone(dispersion="d3bj", dispersion_functional=functional, dispersion_cutoff=cutoff,
+                       dispersion_three_body=False, dispersion_trainable=False)

@@ -1,0 +1,352 @@
+r"""Grimme's DFT-D3 dispersion with Becke–Johnson (rational) damping, in pure JAX.
+
+Formulas (S. Grimme et al., J. Chem. Phys. 132, 154104 (2010); J. Comput. Chem. 32,
+1456 (2011)), evaluated in Bohr and Hartree as the reference defines them; inputs are
+Å and results eV (``physnetjax.units.BOHR``, ``HARTREE``).
+
+Coordination number of atom i (sum over the *full* pair list, periodic images included)::
+
+    CN_i = Σ_j s_cn(r_ij) / (1 + exp(−k1 (R_ij / r_ij − 1))),   R_ij = k2 (R_cov,i + R_cov,j)
+
+with k1 = 16, k2 = 4/3 and R_cov the D3 covalent radii. Dispersion coefficient of the
+pair from the reference grid (a over the references of Z_i, b over those of Z_j)::
+
+    C6_ij = Σ_ab L_ia L_jb C6^ref(Z_i, Z_j, a, b),
+    L_ia  = exp(−k3 (CN_i − CN_a^ref)²) / Σ_a' exp(−k3 (CN_i − CN_a'^ref)²),   k3 = 4
+
+(the Gaussian weight exp(−k3[(CN_i − CN_a)² + (CN_j − CN_b)²]) factorises into L_ia L_jb).
+The normalisation is done with the largest weight factored out (a softmax), so when every
+weight underflows L tends to the closest reference instead of 0/0 (the PhysNet TF1 code
+returned C6 ≈ −1e99 there). Higher order and damping::
+
+    C8_ij = 3 C6_ij Q_i Q_j,   Q_Z = √(½ ⟨r⁴⟩/⟨r²⟩ √Z),
+    f_ij  = a1 R0_ij + a2,     R0_ij = √(C8_ij / C6_ij) = √(3 Q_i Q_j),
+    E2    = −Σ_{i<j} s(r_ij) [ s6 C6_ij / (r_ij⁶ + f_ij⁶) + s8 C8_ij / (r_ij⁸ + f_ij⁸) ].
+
+Optional Axilrod–Teller–Muto three-body term over triangles (i, j, k), with the
+zero-damping function of the original D3 (as s-dftd3 keeps it with BJ damping)::
+
+    E3 = Σ_{i<j<k} s(r_ij) s(r_ik) s(r_jk) s9 √(C6_ij C6_ik C6_jk)
+                   (3 cos θ_i cos θ_j cos θ_k + 1) / (r_ij r_ik r_jk)³
+                   / (1 + 6 (4/3 · (R0_ij R0_ik R0_jk / (r_ij r_ik r_jk))^(1/3))^(α+2))
+
+with R0 the D3 pair cutoff radii (R0AB) and α = ``alp`` = 14.
+
+Cutoffs: s(r) is 1 up to ``cutoff − switch_width`` and falls to 0 at ``cutoff`` with the
+PhysNet C² polynomial; the same switch with ``cn_cutoff`` multiplies each CN count.
+``switch_width = 0`` gives the hard cutoffs of the reference dftd3 program (used to
+compare with it; a hard cutoff makes the energy jump). Each unordered pair counts once
+(½ × the full directed list, as in :mod:`physnetjax.physics.pairs`); periodic images
+enter through the pair vectors (r_src − r_dst + shift), so the stress follows from the
+strain derivative of the caller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from physnetjax.physics.molecules import sum_per_molecule
+from physnetjax.physics.pairs import pair_energy_per_molecule
+from physnetjax.physics.switch import cutoff_polynomial
+from physnetjax.units import BOHR, HARTREE
+
+D3_K1 = 16.0
+"""Steepness of the D3 counting function."""
+D3_K2 = 4.0 / 3.0
+"""Scaling of the covalent radii in the counting function."""
+D3_K3 = 4.0
+"""Width parameter of the Gaussian CN interpolation."""
+D3_MAX_ATOMIC_NUMBER = 94
+"""Largest Z with D3 reference data (H–Pu)."""
+
+_DATA = Path(__file__).resolve().parent / "d3_data"
+
+
+@dataclass(frozen=True)
+class D3Tables:
+    """D3 reference data as NumPy arrays, index = atomic number (0 = padding).
+
+    Fields:
+      c6_reference: (95, 95, 5, 5) reference C6 in Eh·a0⁶ (0 for absent references).
+      reference_cn: (95, 5) reference coordination numbers.
+      reference_mask: (95, 5) bool, which references exist. Z = 0 gets one dummy
+        reference (CN 0, C6 0) so that padded atoms have a well-defined weight.
+      covalent_radius: (95,) k2 · R_cov in Bohr.
+      vdw_radius: (95, 95) pair cutoff radii R0AB in Bohr (three-body damping).
+      sqrt_q: (95,) Q_Z = √(½ ⟨r⁴⟩/⟨r²⟩ √Z), so that C8 = 3 C6 Q_i Q_j.
+    """
+
+    c6_reference: np.ndarray
+    reference_cn: np.ndarray
+    reference_mask: np.ndarray
+    covalent_radius: np.ndarray
+    vdw_radius: np.ndarray
+    sqrt_q: np.ndarray
+
+
+@functools.lru_cache(maxsize=1)
+def d3_tables() -> D3Tables:
+    """Load the shipped D3 reference data (see ``d3_data/README.md``)."""
+    with np.load(_DATA / "d3_reference.npz") as data:
+        mask = data["reference_mask"].copy()
+        mask[0, 0] = True
+        sqrt_z = np.sqrt(np.arange(D3_MAX_ATOMIC_NUMBER + 1, dtype=np.float64))
+        return D3Tables(
+            c6_reference=data["c6_reference"],
+            reference_cn=data["reference_cn"],
+            reference_mask=mask,
+            covalent_radius=D3_K2 * data["covalent_radius_angstrom"] / BOHR,
+            vdw_radius=data["vdw_radius_angstrom"] / BOHR,
+            sqrt_q=np.sqrt(0.5 * data["r4_over_r2"] * sqrt_z),
+        )
+
+
+@dataclass(frozen=True)
+class D3BJParameters:
+    """Rational-damping parameters of one functional: s6, s8, a1, a2 (Bohr), s9, alp."""
+
+    s6: float
+    s8: float
+    a1: float
+    a2: float
+    s9: float = 1.0
+    alp: float = 14.0
+
+
+@functools.lru_cache(maxsize=1)
+def _parameter_file() -> dict:
+    return tomllib.loads((_DATA / "d3_bj_parameters.toml").read_text())
+
+
+def d3_functionals() -> list[str]:
+    """Names of the functionals with D3(BJ) parameters (aliases not included)."""
+    return sorted(_parameter_file()["functional"])
+
+
+def d3_bj_parameters(functional: str) -> D3BJParameters:
+    """D3(BJ) parameters of ``functional`` (case-insensitive; aliases such as ``pbeh``).
+
+    Raises:
+      ValueError: unknown functional (the message lists the known ones).
+    """
+    table = _parameter_file()
+    name = functional.lower()
+    name = table["alias"].get(name, name)
+    if name not in table["functional"]:
+        raise ValueError(
+            f"no D3(BJ) parameters for functional {functional!r}; known: {', '.join(d3_functionals())}"
+        )
+    entry = table["functional"][name]
+    return D3BJParameters(**{key: float(entry[key]) for key in ("s6", "s8", "a1", "a2", "s9", "alp")})
+
+
+def check_d3_elements(atomic_numbers) -> None:
+    """Raise ValueError if a (concrete) atomic number has no D3 reference data.
+
+    Traced arrays (inside ``jit``) cannot be checked and pass silently; the eager entry
+    points (``predict``, the calculator, the batch builders' callers) call this first.
+    """
+    if isinstance(atomic_numbers, jax.core.Tracer):
+        return
+    z = np.asarray(atomic_numbers)
+    bad = z[(z < 0) | (z > D3_MAX_ATOMIC_NUMBER)]
+    if bad.size:
+        raise ValueError(
+            f"D3 dispersion has reference data for Z = 1…{D3_MAX_ATOMIC_NUMBER}; received Z = {sorted(set(bad.tolist()))}"
+        )
+
+
+def dispersion_switch(r, cutoff: float, width: float):
+    """s(r) = 1 for r ≤ cutoff − width, φ((r − cutoff + width)/width) above, 0 beyond cutoff.
+
+    φ is the PhysNet C² cutoff polynomial, so s is C² everywhere. ``width = 0`` is a
+    hard step (1 for r < cutoff, else 0). ``r`` and ``cutoff`` in the same unit.
+    """
+    if width <= 0.0:
+        return jnp.where(r < cutoff, 1.0, 0.0).astype(r.dtype)
+    x = (r - (cutoff - width)) / width
+    return jnp.where(x > 0.0, cutoff_polynomial(jnp.maximum(x, 0.0)), 1.0)
+
+
+def d3_coordination_numbers(z_i, z_j, r_bohr, pair_dst, pair_mask, num_atoms: int, switch):
+    """CN_i = Σ_j switch_ij / (1 + exp(−k1 (k2(R_i + R_j)/r_ij − 1))) over a *full* pair list.
+
+    Args:
+      z_i, z_j: (P,) atomic numbers of both ends; r_bohr: (P,) distances in Bohr
+      (finite on padded pairs); pair_dst: (P,) index i; pair_mask: (P,) bool;
+      num_atoms: N (static); switch: (P,) cutoff switch values.
+
+    Returns:
+      (N,) coordination numbers (0 for atoms without real pairs).
+    """
+    radii = jnp.asarray(d3_tables().covalent_radius, dtype=r_bohr.dtype)
+    rc = radii[z_i] + radii[z_j]
+    count = jax.nn.sigmoid(D3_K1 * (rc / r_bohr - 1.0)) * switch
+    count = jnp.where(pair_mask, count, 0.0)
+    return jax.ops.segment_sum(count, pair_dst, num_segments=num_atoms)
+
+
+def d3_reference_weights(atomic_numbers, cn):
+    r"""L_ia = softmax_a(−k3 (CN_i − CN_a^ref)²) over the references of Z_i, shape (N, 5).
+
+    The largest weight is factored out before exponentiating, so the weights stay
+    normalised when every Gaussian underflows and tend to the closest reference
+    (for CN above all references: the highest-CN reference, as in s-dftd3).
+    """
+    tables = d3_tables()
+    reference_cn = jnp.asarray(tables.reference_cn, dtype=cn.dtype)[atomic_numbers]
+    present = jnp.asarray(tables.reference_mask)[atomic_numbers]
+    logits = jnp.where(present, -D3_K3 * (cn[:, None] - reference_cn) ** 2, -jnp.inf)
+    return jax.nn.softmax(logits, axis=-1, where=present)
+
+
+def d3_pair_c6(z_i, z_j, weights_i, weights_j):
+    """C6_ij = Σ_ab L_ia L_jb C6^ref(Z_i, Z_j, a, b) in Eh·a0⁶, shape (P,).
+
+    Args:
+      z_i, z_j: (P,) atomic numbers; weights_i, weights_j: (P, 5) reference weights.
+    """
+    c6_reference = jnp.asarray(d3_tables().c6_reference, dtype=weights_i.dtype)
+    grid = c6_reference[z_i, z_j]
+    return jnp.einsum("pa,pab,pb->p", weights_i, grid, weights_j)
+
+
+def d3_triplets(pair_dst, pair_mask) -> np.ndarray:
+    """Host-side list of pairs-of-pairs (p, q), p < q, sharing their first atom i.
+
+    Each triangle (i, j, k) of the full pair list then appears once per vertex, i.e.
+    three times (the ATM sum multiplies by ⅓). NumPy in, NumPy (T, 2) int32 out.
+    """
+    dst = np.asarray(pair_dst)
+    real = np.flatnonzero(np.asarray(pair_mask, dtype=bool))
+    order = real[np.argsort(dst[real], kind="stable")]
+    groups = np.split(order, np.flatnonzero(np.diff(dst[order])) + 1)
+    parts = []
+    for group in groups:
+        if group.size < 2:
+            continue
+        a, b = np.triu_indices(group.size, k=1)
+        parts.append(np.stack([group[a], group[b]], axis=1))
+    if not parts:
+        return np.zeros((0, 2), dtype=np.int32)
+    return np.concatenate(parts).astype(np.int32)
+
+
+def d3_dispersion_energy(
+    atomic_numbers,
+    pair_vectors,
+    pair_dst,
+    pair_src,
+    pair_mask,
+    segments,
+    num_molecules: int,
+    parameters: D3BJParameters | dict,
+    *,
+    cutoff: float,
+    cn_cutoff: float | None = None,
+    switch_width: float = 0.0,
+    triplets=None,
+    triplet_mask=None,
+    three_body_cutoff: float | None = None,
+):
+    """D3(BJ) dispersion energy per molecule (two-body, plus ATM when ``triplets`` given).
+
+    Args:
+      atomic_numbers: (N,) int, 1…94 for real atoms (padded atoms: 0).
+      pair_vectors: (P, 3) r_src − r_dst (+ periodic shift) in Å, *full* directed list.
+      pair_dst, pair_src: (P,) indices; pair_mask: (P,) bool, True for real pairs.
+      segments: (N,) molecule index per atom; num_molecules: B (static).
+      parameters: :class:`D3BJParameters` or a dict with s6, s8, a1, a2 (Bohr), s9,
+        alp (the values may be traced arrays, e.g. trainable).
+      cutoff: two-body cutoff in Å; cn_cutoff: CN cutoff in Å (None → ``cutoff``);
+      switch_width: width of the smooth switch in Å (0 → hard cutoffs).
+      triplets: (T, 2) int pair indices from :func:`d3_triplets` (None → no ATM);
+      triplet_mask: (T,) bool (None → all real); three_body_cutoff: cutoff of each
+        triangle side in Å (None → ``cn_cutoff``).
+
+    Returns:
+      (B,) energies in eV; padded pairs/atoms contribute exactly 0 to the energy and
+      to its gradient.
+    """
+    if isinstance(parameters, D3BJParameters):
+        parameters = dataclasses.asdict(parameters)
+    dtype = pair_vectors.dtype
+    cn_cutoff = cutoff if cn_cutoff is None else cn_cutoff
+    tables = d3_tables()
+
+    safe_vectors = jnp.where(pair_mask[:, None], pair_vectors, jnp.asarray([1.0, 0.0, 0.0], dtype))
+    r = jnp.sqrt(jnp.sum(safe_vectors * safe_vectors, axis=-1))
+    r_bohr = r / BOHR
+    z = atomic_numbers
+    z_i = z[pair_dst]
+    z_j = z[pair_src]
+
+    cn = d3_coordination_numbers(z_i, z_j, r_bohr, pair_dst, pair_mask, z.shape[0],
+                                 dispersion_switch(r, cn_cutoff, switch_width))
+    weights = d3_reference_weights(z, cn)
+    c6 = d3_pair_c6(z_i, z_j, weights[pair_dst], weights[pair_src])
+
+    sqrt_q = jnp.asarray(tables.sqrt_q, dtype=dtype)
+    qq = 3.0 * sqrt_q[z_i] * sqrt_q[z_j]
+    c8 = c6 * qq
+    damping_radius = parameters["a1"] * jnp.sqrt(qq) + parameters["a2"]
+    r2 = r_bohr * r_bohr
+    r6 = r2 * r2 * r2
+    f2 = damping_radius * damping_radius
+    f6 = f2 * f2 * f2
+    pair_energy = (parameters["s6"] * c6 / (r6 + f6) + parameters["s8"] * c8 / (r6 * r2 + f6 * f2))
+    pair_energy = -HARTREE * pair_energy * dispersion_switch(r, cutoff, switch_width)
+    pair_energy = jnp.where(pair_mask, pair_energy, 0.0)
+    energy = pair_energy_per_molecule(pair_energy, pair_dst, segments, num_molecules)
+
+    if triplets is not None:
+        three_body_cutoff = cn_cutoff if three_body_cutoff is None else three_body_cutoff
+        energy = energy + _atm_energy(
+            triplets, triplet_mask, safe_vectors, r_bohr, z, weights, c6, pair_dst,
+            pair_src, pair_mask, segments, num_molecules, parameters, three_body_cutoff, switch_width,
+        )
+    return energy
+
+
+def _atm_energy(triplets, triplet_mask, vectors, r_bohr, z, weights, c6, pair_dst, pair_src,
+                pair_mask, segments, num_molecules, parameters, cutoff, switch_width):
+    """⅓ Σ over pairs-of-pairs (p: i→j, q: i→k) of the ATM triangle energy, (B,) eV."""
+    p, q = triplets[:, 0], triplets[:, 1]
+    real = pair_mask[p] & pair_mask[q]
+    if triplet_mask is not None:
+        real = real & triplet_mask
+    side_jk = vectors[q] - vectors[p]
+    r2_jk = jnp.sum(side_jk * side_jk, axis=-1) / (BOHR * BOHR)
+    real = real & (r2_jk > 0.0)
+    r2_jk = jnp.where(real, r2_jk, 1.0)
+    r2_ij = jnp.where(real, r_bohr[p] ** 2, 1.0)
+    r2_ik = jnp.where(real, r_bohr[q] ** 2, 1.0)
+
+    i, j, k = z[pair_dst[p]], z[pair_src[p]], z[pair_src[q]]
+    c6_jk = d3_pair_c6(j, k, weights[pair_src[p]], weights[pair_src[q]])
+    c6_product = jnp.where(real, c6[p] * c6[q] * c6_jk, 1.0)
+    vdw_radius = jnp.asarray(d3_tables().vdw_radius, dtype=r_bohr.dtype)
+    radius_product = vdw_radius[i, j] * vdw_radius[i, k] * vdw_radius[j, k]
+
+    r2_product = r2_ij * r2_ik * r2_jk
+    r_product = jnp.sqrt(r2_product)
+    r3 = r2_product * r_product
+    # 3 cos θ_i cos θ_j cos θ_k / (r_ij r_ik r_jk)³ from the law of cosines.
+    angular = 0.375 * (r2_ij + r2_ik - r2_jk) * (r2_ij - r2_ik + r2_jk) * (-r2_ij + r2_ik + r2_jk) / (
+        r3 * r2_product) + 1.0 / r3
+    mean_ratio = (4.0 / 3.0) * (radius_product / r_product) ** (1.0 / 3.0)
+    damping = 1.0 / (1.0 + 6.0 * mean_ratio ** (parameters["alp"] + 2.0))
+    switch = (dispersion_switch(jnp.sqrt(r2_ij) * BOHR, cutoff, switch_width)
+              * dispersion_switch(jnp.sqrt(r2_ik) * BOHR, cutoff, switch_width)
+              * dispersion_switch(jnp.sqrt(r2_jk) * BOHR, cutoff, switch_width))
+    triangle = HARTREE * parameters["s9"] * jnp.sqrt(c6_product) * angular * damping * switch
+    triangle = jnp.where(real, triangle, 0.0)
+    return sum_per_molecule(triangle, segments[pair_dst[p]], num_molecules) / 3.0

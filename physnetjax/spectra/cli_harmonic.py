@@ -1,0 +1,165 @@
+"""``python -m physnetjax.spectra harmonic``: harmonic frequencies, IR intensities and ZPE of one molecule.
+
+Reads a checkpoint and a geometry (any file ``ase.io.read`` understands, first frame),
+optimises the geometry (unless ``--no-optimize``), runs
+:func:`physnetjax.spectra.harmonic` in float64, prints a table of the modes and writes
+to the output directory
+
+* ``harmonic.json``: ``frequencies_cm1``, ``intensities_km_mol`` (null for a model
+  without charges), ``zero_point_energy_eV``, ``optimized_positions`` (Å, the geometry
+  analysed), plus atomic numbers, masses, energy, max |F|, imaginary flags, reduced
+  masses, normal modes, rigid-body wavenumbers and a ``units`` table;
+* ``harmonic.png``: the stick spectrum (needs matplotlib; ``--no-plot`` skips it).
+
+The checkpoint, the geometry and the output directory are checked before any
+computation. Every failure prints one line ``error: ...`` on stderr and exits with
+status 1 (``--verbose`` also prints the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback
+import warnings
+from pathlib import Path
+
+JSON_NAME = "harmonic.json"
+PNG_NAME = "harmonic.png"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the options of the ``harmonic`` subcommand on ``parser``."""
+    parser.add_argument("--checkpoint", required=True, help="model checkpoint directory (physnetjax or legacy)")
+    parser.add_argument("--geometry", required=True, help="molecule, any file ase.io.read understands (first frame)")
+    parser.add_argument("--out", required=True, help="output directory (created if missing)")
+    parser.add_argument("--no-optimize", action="store_true",
+                        help="analyse the geometry as given (a warning names max |F| if it is above --fmax)")
+    parser.add_argument("--fmax", type=float, default=1e-4, help="optimisation threshold on max |F| in eV/Å")
+    parser.add_argument("--max-steps", type=int, default=1000, help="largest number of L-BFGS steps")
+    parser.add_argument("--masses", type=float, nargs="+", metavar="AMU",
+                        help="one mass per atom in amu (isotopes); default: standard atomic masses")
+    parser.add_argument("--total-charge", type=float,
+                        help="total charge in e (default: the geometry's info['charge'], else 0)")
+    parser.add_argument("--no-plot", action="store_true", help="do not draw harmonic.png")
+    parser.add_argument("--verbose", action="store_true", help="log progress; print the traceback on errors")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the subcommand; returns the exit status (0 success, 1 any error)."""
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    try:
+        result, atoms = _analyse(args)
+    except Exception as error:
+        if args.verbose:
+            traceback.print_exc()
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    print(mode_table(result))
+    out = Path(args.out)
+    (out / JSON_NAME).write_text(json.dumps(result_json(result, args), indent=1))
+    print(f"wrote {out / JSON_NAME}")
+    if not args.no_plot:
+        from physnetjax.spectra.plot import plot_stick_spectrum
+
+        plot_stick_spectrum(out / PNG_NAME, result.frequencies_cm1, result.intensities_km_mol,
+                            title=f"{atoms.get_chemical_formula()}: harmonic spectrum")
+        print(f"wrote {out / PNG_NAME}")
+    return 0
+
+
+def _analyse(args):
+    """Check inputs, load, optimise and analyse; raises with a one-line message on bad input."""
+    import ase.io
+
+    from physnetjax.checkpoint import load_checkpoint
+    from physnetjax.spectra.harmonic import NonMinimumWarning, harmonic
+    from physnetjax.spectra.plot import require_matplotlib
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot create --out directory {out}: {error.strerror or error}") from error
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"--out directory {out} is not writable")
+    if not args.no_plot:
+        require_matplotlib()
+    if not Path(args.checkpoint).exists():
+        raise ValueError(f"--checkpoint {args.checkpoint} does not exist")
+    try:
+        atoms = ase.io.read(args.geometry, index=0)
+    except Exception as error:
+        raise ValueError(f"cannot read --geometry {args.geometry}: {error}") from error
+    if args.masses is not None and len(args.masses) != len(atoms):
+        raise ValueError(f"--masses needs one value per atom: {len(atoms)} atoms, received {len(args.masses)}")
+    model, params, _ = load_checkpoint(args.checkpoint)
+    total_charge = args.total_charge if args.total_charge is not None else float(atoms.info.get("charge", 0.0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NonMinimumWarning)
+        result = harmonic(model, params, atoms.numbers, atoms.positions, masses=args.masses,
+                          total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
+                          max_steps=args.max_steps)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    return result, atoms
+
+
+def mode_table(result) -> str:
+    """The modes as a text table: index, wavenumber (cm⁻¹, 'i' for imaginary), intensity, reduced mass."""
+    has_intensity = result.intensities_km_mol is not None
+    lines = [f"{'mode':>4}  {'cm^-1':>10}  {'km/mol' if has_intensity else '':>10}  {'mu (amu)':>9}"]
+    for k, frequency in enumerate(result.frequencies_cm1):
+        wavenumber = f"{abs(frequency):9.2f}{'i' if result.imaginary[k] else ' '}"
+        intensity = f"{result.intensities_km_mol[k]:10.3f}" if has_intensity else f"{'':>10}"
+        lines.append(f"{k + 1:>4}  {wavenumber:>10}  {intensity}  {result.reduced_masses[k]:9.4f}")
+    lines.append(f"zero-point energy: {result.zero_point_energy:.6f} eV; energy {result.energy:.6f} eV at "
+                 f"max |F| = {result.max_force:.2e} eV/Å; {'linear' if result.linear else 'non-linear'} molecule")
+    if result.imaginary.any():
+        lines.append(f"{int(result.imaginary.sum())} imaginary mode(s): not a minimum")
+    return "\n".join(lines)
+
+
+def result_json(result, args) -> dict:
+    """The JSON document written to ``harmonic.json``."""
+    def listed(array):
+        return None if array is None else array.tolist()
+
+    return {
+        "frequencies_cm1": result.frequencies_cm1.tolist(),
+        "intensities_km_mol": listed(result.intensities_km_mol),
+        "zero_point_energy_eV": result.zero_point_energy,
+        "optimized_positions": result.positions.tolist(),
+        "optimized": result.optimization is not None,
+        "optimization_steps": None if result.optimization is None else result.optimization.steps,
+        "atomic_numbers": result.atomic_numbers.tolist(),
+        "masses_amu": result.masses.tolist(),
+        "energy_eV": result.energy,
+        "max_force_eV_per_A": result.max_force,
+        "imaginary": result.imaginary.tolist(),
+        "reduced_masses_amu": result.reduced_masses.tolist(),
+        "normal_modes": result.normal_modes.tolist(),
+        "linear": result.linear,
+        "rigid_body_cm1": result.rigid_body_cm1.tolist(),
+        "checkpoint": str(Path(args.checkpoint).resolve()),
+        "geometry": str(Path(args.geometry).resolve()),
+        "units": {
+            "frequencies_cm1": "cm^-1 (imaginary as negative)",
+            "intensities_km_mol": "km/mol",
+            "zero_point_energy_eV": "eV",
+            "optimized_positions": "Angstrom",
+            "masses_amu": "amu",
+            "energy_eV": "eV",
+            "max_force_eV_per_A": "eV/Angstrom",
+            "reduced_masses_amu": "amu",
+            "normal_modes": "Cartesian displacement, unit norm over all 3N components",
+            "rigid_body_cm1": "cm^-1",
+        },
+    }

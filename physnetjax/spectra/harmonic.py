@@ -1,0 +1,304 @@
+"""Harmonic vibrational analysis: exact autodiff Hessian, normal modes, IR intensities.
+
+Pipeline (all float64; units Å, eV, amu, e):
+
+1. Hessian H_{ia,jb} = ∂²E/∂R_ia∂R_jb (eV/Å²) by forward-over-reverse autodiff of the
+   energy, symmetrised (H + Hᵀ)/2; for charge models the dipole derivatives
+   ∂μ_b/∂R_ia (e) by forward autodiff of μ = Σ_i q_i r_i.
+2. Mass weighting H̃ = M^{-1/2} H M^{-1/2} (eV/(Å²·amu)), M = diag(m_i, 3× each).
+3. Projection of the rigid-body motions (:mod:`physnetjax.spectra.rigid_body`): with
+   B (3N × (3N − 6), or 3N − 5 for a linear molecule) an orthonormal basis of the
+   complement of the translations and rotations, the vibrational eigenproblem is
+   Bᵀ H̃ B c_k = λ_k c_k and the mass-weighted modes are e_k = B c_k. This gives exactly
+   3N − 6 (3N − 5) modes whether or not the geometry is a minimum.
+4. Wavenumbers ν̃_k = sign(λ_k) · 521.47 · √|λ_k| cm⁻¹
+   (:data:`physnetjax.units.SQRT_EV_PER_A2_AMU_IN_CM1`); λ_k < 0 is an imaginary
+   frequency, reported as a negative wavenumber and flagged in ``imaginary``.
+5. Cartesian displacements d_k = M^{-1/2} e_k (Å per unit mass-weighted normal
+   coordinate Q_k, Å·√amu); the normal mode returned is d_k / |d_k| (unit Euclidean norm
+   over all 3N components, sign arbitrary); its reduced mass μ_k = 1 / |d_k|² (amu,
+   Gaussian's convention) is the mass for which ω_k² = k_k / μ_k with k_k the curvature of
+   E along the unit displacement. For a diatomic it is m₁m₂M/(m₁² + m₂²), not the
+   two-body m₁m₂/M, because the unit displacement moves both atoms.
+6. Zero-point energy ZPE = ½ Σ_{λ_k > 0} h c ν̃_k (eV; imaginary modes excluded).
+7. IR intensity (double-harmonic approximation) A_k = N_A / (12 ε_0 c²) |∂μ/∂Q_k|² with
+   ∂μ/∂Q_k = Σ_ia ∂μ/∂R_ia d_{k,ia} (e/√amu), in km/mol
+   (:data:`physnetjax.units.E2_PER_AMU_IN_KM_PER_MOL`). Because Σ_i √m_i e_{k,i} = 0 for a
+   vibration (the centre of mass stays put), the result is the same whether μ is taken
+   about a fixed point or about the centre of mass, charged molecules included.
+
+At a minimum the rigid-body block of H̃ vanishes (translations exactly, by translation
+invariance of the model; rotations because the gradient is zero); its eigenvalues,
+as signed wavenumbers in ``rigid_body_cm1``, measure how far from a minimum the
+geometry is.
+
+:func:`harmonic_analysis` runs the pipeline on any energy (and dipole) function of the
+positions, :func:`harmonic` on a PhysNet model (optimising the geometry first by
+default) and :func:`modes_from_hessian` is steps 2–7 on a given Hessian.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import warnings
+from typing import Optional
+
+import ase.data
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from physnetjax.calculator import cast_params
+from physnetjax.predict import validate_structure
+from physnetjax.spectra.molecule import molecule_functions
+from physnetjax.spectra.optimize import DEFAULT_FMAX, DEFAULT_MAX_STEPS, OptimizationResult, minimize
+from physnetjax.spectra.rigid_body import LINEAR_TOLERANCE, is_linear, rigid_body_basis
+from physnetjax.units import CM1_IN_EV, E2_PER_AMU_IN_KM_PER_MOL, SQRT_EV_PER_A2_AMU_IN_CM1
+
+logger = logging.getLogger(__name__)
+
+
+class NonMinimumWarning(UserWarning):
+    """Harmonic analysis at a geometry whose forces exceed the convergence threshold."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HarmonicResult:
+    """Normal modes of one molecule (M = 3N − 6, or 3N − 5 when ``linear``), sorted by λ ascending.
+
+    Fields:
+      frequencies_cm1: (M,) wavenumbers in cm⁻¹; imaginary ones as negative numbers.
+      imaginary: (M,) bool, True where the eigenvalue is negative.
+      normal_modes: (M, N, 3) Cartesian displacements, unit norm over all 3N components.
+      reduced_masses: (M,) amu, μ_k = 1 / |M^{-1/2} e_k|².
+      intensities_km_mol: (M,) IR intensities in km/mol, or None (no dipole).
+      zero_point_energy: ½ Σ h c ν̃_k over the real modes, eV.
+      positions: (N, 3) Å, the geometry analysed.  masses: (N,) amu.
+      energy: eV at ``positions``.  max_force: max_i |F_i| there, eV/Å.
+      linear: whether 5 (True) or 6 rigid-body motions were projected out.
+      rigid_body_cm1: (5 or 6,) signed wavenumbers of the rigid-body block of the
+        mass-weighted Hessian (≈ 0 at a minimum).
+      hessian: (3N, 3N) eV/Å², row/column 3i + a.
+      dipole_derivatives: (N, 3, 3) ∂μ_b/∂R_ia in e, indexed [i, a, b], or None.
+      atomic_numbers: (N,) or None (set by :func:`harmonic`).
+      optimization: the :class:`OptimizationResult` that produced ``positions``, or None.
+    """
+
+    frequencies_cm1: np.ndarray
+    imaginary: np.ndarray
+    normal_modes: np.ndarray
+    reduced_masses: np.ndarray
+    intensities_km_mol: Optional[np.ndarray]
+    zero_point_energy: float
+    positions: np.ndarray
+    masses: np.ndarray
+    energy: float
+    max_force: float
+    linear: bool
+    rigid_body_cm1: np.ndarray
+    hessian: np.ndarray
+    dipole_derivatives: Optional[np.ndarray]
+    atomic_numbers: Optional[np.ndarray] = None
+    optimization: Optional[OptimizationResult] = None
+
+
+def signed_wavenumbers(eigenvalues) -> np.ndarray:
+    """ν̃ = sign(λ) · 521.47 · √|λ| in cm⁻¹ for eigenvalues λ of the mass-weighted Hessian (eV/(Å²·amu))."""
+    eigenvalues = np.asarray(eigenvalues, dtype=np.float64)
+    return np.sign(eigenvalues) * SQRT_EV_PER_A2_AMU_IN_CM1 * np.sqrt(np.abs(eigenvalues))
+
+
+def check_masses(masses, num_atoms: int) -> np.ndarray:
+    """``masses`` as float64 (N,) amu; ValueError unless N finite values > 0."""
+    masses = np.asarray(masses, dtype=np.float64)
+    if masses.shape != (num_atoms,):
+        raise ValueError(f"masses must have shape ({num_atoms},) to match the atoms, received shape {masses.shape}")
+    bad = ~(np.isfinite(masses) & (masses > 0))
+    if bad.any():
+        raise ValueError(f"masses must be finite and > 0 amu; received {masses[bad].tolist()} "
+                         f"at atom indices {np.nonzero(bad)[0].tolist()}")
+    return masses
+
+
+def modes_from_hessian(hessian, positions, masses, dipole_derivatives=None, *, energy: float = float("nan"),
+                 max_force: float = float("nan"), linear_tolerance: float = LINEAR_TOLERANCE) -> HarmonicResult:
+    """Steps 2–7 of the module docstring on a given Hessian (NumPy, float64).
+
+    Args:
+      hessian: (3N, 3N) eV/Å² (symmetric).  positions: (N, 3) Å.  masses: (N,) amu.
+      dipole_derivatives: (N, 3, 3) ∂μ_b/∂R_ia in e, or None.
+      energy, max_force: recorded in the result (eV, eV/Å).
+      linear_tolerance: see :data:`physnetjax.spectra.rigid_body.LINEAR_TOLERANCE`.
+
+    Raises:
+      ValueError: fewer than 2 atoms, or shapes that do not match.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    num_atoms = positions.shape[0]
+    if positions.shape != (num_atoms, 3) or num_atoms < 2:
+        raise ValueError(f"harmonic analysis needs positions of shape (N, 3) with N >= 2, received {positions.shape}")
+    masses = check_masses(masses, num_atoms)
+    hessian = np.asarray(hessian, dtype=np.float64)
+    if hessian.shape != (3 * num_atoms, 3 * num_atoms):
+        raise ValueError(f"hessian must have shape ({3 * num_atoms}, {3 * num_atoms}), received {hessian.shape}")
+    if not np.isfinite(hessian).all():
+        raise ValueError("the Hessian contains NaN or Inf: the energy is not twice differentiable here")
+
+    inv_sqrt_m = np.repeat(masses**-0.5, 3)
+    weighted = inv_sqrt_m[:, None] * hessian * inv_sqrt_m[None, :]
+    linear = is_linear(positions, masses, linear_tolerance)
+    rigid = rigid_body_basis(positions, masses, linear)
+    complete, _ = np.linalg.qr(rigid, mode="complete")
+    vibrational = complete[:, rigid.shape[1]:]
+    eigenvalues, coefficients = np.linalg.eigh(vibrational.T @ weighted @ vibrational)
+    displacements = inv_sqrt_m[:, None] * (vibrational @ coefficients)
+    norms = np.linalg.norm(displacements, axis=0)
+    frequencies = signed_wavenumbers(eigenvalues)
+
+    intensities = None
+    if dipole_derivatives is not None:
+        jacobian = np.asarray(dipole_derivatives, dtype=np.float64)
+        if jacobian.shape != (num_atoms, 3, 3):
+            raise ValueError(f"dipole_derivatives must have shape ({num_atoms}, 3, 3), received {jacobian.shape}")
+        dipole_per_mode = jacobian.reshape(3 * num_atoms, 3).T @ displacements
+        intensities = E2_PER_AMU_IN_KM_PER_MOL * np.sum(dipole_per_mode**2, axis=0)
+
+    return HarmonicResult(
+        frequencies_cm1=frequencies,
+        imaginary=eigenvalues < 0,
+        normal_modes=(displacements / norms).T.reshape(-1, num_atoms, 3),
+        reduced_masses=1.0 / norms**2,
+        intensities_km_mol=intensities,
+        zero_point_energy=0.5 * CM1_IN_EV * float(np.sum(frequencies[eigenvalues > 0])),
+        positions=positions,
+        masses=masses,
+        energy=float(energy),
+        max_force=float(max_force),
+        linear=linear,
+        rigid_body_cm1=signed_wavenumbers(np.linalg.eigvalsh(rigid.T @ weighted @ rigid)),
+        hessian=hessian,
+        dipole_derivatives=None if dipole_derivatives is None else np.asarray(dipole_derivatives, np.float64),
+    )
+
+
+def harmonic_analysis(energy_fn, positions, masses, *, dipole_fn=None, args=(),
+                      linear_tolerance: float = LINEAR_TOLERANCE) -> HarmonicResult:
+    """Harmonic analysis of ``energy_fn`` at ``positions`` (autodiff derivatives, float64).
+
+    Args:
+      energy_fn: pure, JAX-differentiable ``(positions (N, 3) Å, *args) -> () eV``.
+      positions: (N, 3) Å, N ≥ 2 (used as given: no optimisation here).
+      masses: (N,) amu.
+      dipole_fn: optional ``(positions, *args) -> (3,) e·Å``; gives IR intensities.
+      args: further arguments of both functions (e.g. parameters).
+      linear_tolerance: I_min / I_max below which the molecule counts as linear.
+
+    Returns:
+      :class:`HarmonicResult` (``atomic_numbers`` and ``optimization`` None).
+
+    Raises:
+      ValueError: positions not finite (N, 3) with N ≥ 2, bad masses, non-finite Hessian.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    if positions.ndim != 2 or positions.shape[1] != 3 or not np.isfinite(positions).all():
+        raise ValueError(f"positions must be finite with shape (N, 3), received shape {positions.shape}")
+    with jax.enable_x64(True):
+        energy, gradient, hessian, dipole_jacobian = jax.device_get(
+            _derivatives(energy_fn, dipole_fn)(jnp.asarray(positions), tuple(args))
+        )
+    size = 3 * positions.shape[0]
+    hessian = np.asarray(hessian, dtype=np.float64).reshape(size, size)
+    dipole_derivatives = None
+    if dipole_jacobian is not None:
+        dipole_derivatives = np.transpose(np.asarray(dipole_jacobian, dtype=np.float64), (1, 2, 0))
+    return modes_from_hessian(
+        0.5 * (hessian + hessian.T), positions, masses, dipole_derivatives, energy=float(energy),
+        max_force=float(np.max(np.linalg.norm(gradient, axis=-1))), linear_tolerance=linear_tolerance,
+    )
+
+
+def harmonic(
+    model,
+    params,
+    atomic_numbers,
+    positions,
+    masses=None,
+    total_charge: float = 0.0,
+    *,
+    optimize: bool = True,
+    fmax: float = DEFAULT_FMAX,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    intensities: Optional[bool] = None,
+    linear_tolerance: float = LINEAR_TOLERANCE,
+) -> HarmonicResult:
+    """Harmonic frequencies, normal modes, ZPE and IR intensities of one molecule from a model.
+
+    Runs in float64 whatever the global JAX setting (params are cast). With
+    ``optimize=True`` (default) the geometry is first relaxed to max |F| ≤ ``fmax`` by
+    :func:`physnetjax.spectra.minimize` and the analysis is done there (the geometry is
+    in ``result.positions``, the optimisation in ``result.optimization``). With
+    ``optimize=False`` the given geometry is analysed as it is; if its max |F| exceeds
+    ``fmax`` a :class:`NonMinimumWarning` names it, since the frequencies of a
+    non-stationary point depend on the projection and are not those of the molecule.
+
+    Args:
+      model, params: a :class:`physnetjax.PhysNet` and its variables ``{"params": ...}``.
+      atomic_numbers: (N,) ints, N ≥ 2.  positions: (N, 3) Å.
+      masses: (N,) amu for isotopes; None → ASE's standard atomic masses.
+      total_charge: Q in e.
+      optimize: relax the geometry first.  fmax: eV/Å.  max_steps: L-BFGS steps.
+      intensities: None → IR intensities when the model predicts charges, else None;
+        True → required (ValueError for a model without charges); False → not computed.
+      linear_tolerance: see :data:`physnetjax.spectra.rigid_body.LINEAR_TOLERANCE`.
+
+    Raises:
+      ValueError: invalid structure (NaN/Inf positions, atomic numbers; see
+        :func:`physnetjax.predict.validate_structure`), masses, or intensities=True on
+        a model without charges.
+      OptimizationError: the optimisation did not converge (``.positions`` kept).
+    """
+    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number)
+    if intensities and not model.charges:
+        raise ValueError(
+            "IR intensities need the dipole, which only a model with charges=True predicts; this model "
+            "has charges=False (use intensities=None or False for frequencies only)"
+        )
+    masses = ase.data.atomic_masses[z] if masses is None else check_masses(masses, z.shape[0])
+    functions = molecule_functions(model, z, total_charge)
+    dipole_fn = functions.dipole if intensities is not False else None
+    with jax.enable_x64(True):
+        params64 = cast_params(params, np.float64)
+        optimization = None
+        if optimize:
+            optimization = minimize(functions.energy, r, (params64,), fmax=fmax, max_steps=max_steps)
+            r = optimization.positions
+            logger.info("optimised in %d steps to max |F| = %.2e eV/Å", optimization.steps, optimization.fmax)
+        result = harmonic_analysis(functions.energy, r, masses, dipole_fn=dipole_fn, args=(params64,),
+                                   linear_tolerance=linear_tolerance)
+    if not optimize and result.max_force > fmax:
+        warnings.warn(
+            f"the geometry is not a minimum: max |F| = {result.max_force:.3e} eV/Å > fmax = {fmax:.1e} eV/Å; "
+            "frequencies at a non-stationary point are not those of the molecule (use optimize=True)",
+            NonMinimumWarning, stacklevel=2,
+        )
+    return dataclasses.replace(result, atomic_numbers=z, optimization=optimization)
+
+
+@functools.lru_cache(maxsize=64)
+def _derivatives(energy_fn, dipole_fn):
+    """Jitted ``(positions, args) -> (E, ∂E/∂R (N, 3), H (3N, N, 3), ∂μ/∂R (3, N, 3) or None)``.
+
+    The gradient and its linearisation come from one trace (forward-over-reverse); the
+    Hessian is that linear map applied to the 3N unit displacements.
+    """
+
+    def evaluate(positions, args):
+        gradient, hessian_vector_product = jax.linearize(lambda r: jax.grad(energy_fn)(r, *args), positions)
+        directions = jnp.eye(positions.size, dtype=positions.dtype).reshape(positions.size, *positions.shape)
+        hessian = jax.vmap(hessian_vector_product)(directions)
+        dipole_jacobian = None if dipole_fn is None else jax.jacfwd(dipole_fn)(positions, *args)
+        return energy_fn(positions, *args), gradient, hessian, dipole_jacobian
+
+    return jax.jit(evaluate)

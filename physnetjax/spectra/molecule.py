@@ -1,0 +1,66 @@
+"""A model on one isolated molecule as pure functions of the positions, for autodiff.
+
+:func:`molecule_functions` turns ``(model, atomic_numbers, total_charge)`` into
+``energy(positions, params) -> E`` (eV) and, for a charge model,
+``dipole(positions, params) -> μ`` (e·Å, μ = Σ_i q_i r_i about the coordinate
+origin). The edge set is every ordered pair of atoms, fixed when the functions are
+built (the ``"all_pairs"`` set of :func:`physnetjax.md.potential.physnet_potential`,
+assembled by the same :func:`~physnetjax.neighbors.one_system_batch`): pairs beyond the
+cutoff take part with a zero basis, so the energy equals that of a neighbor list, it is
+smooth in the positions everywhere and any number of derivatives can be taken.
+``params`` is an argument rather than a closure, so one compilation per (model,
+atomic numbers, total charge) serves any weights of the same shapes.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import numpy as np
+
+from physnetjax.neighbors import apply_batch, molecule_pairs, one_system_batch
+
+
+class MoleculeFunctions(NamedTuple):
+    """``energy(positions (N, 3) Å, params) -> () eV`` and ``dipole(...) -> (3,) e·Å`` (None without charges)."""
+
+    energy: Callable[[jax.Array, dict], jax.Array]
+    dipole: Optional[Callable[[jax.Array, dict], jax.Array]]
+
+
+def molecule_functions(model, atomic_numbers, total_charge: float = 0.0) -> MoleculeFunctions:
+    """Energy and dipole of one isolated molecule as functions of (positions, params).
+
+    Args:
+      model: a :class:`physnetjax.PhysNet`.
+      atomic_numbers: (N,) ints, N ≥ 2 (validate them first, e.g. with
+        :func:`physnetjax.predict.validate_structure`).
+      total_charge: total charge Q in e.
+
+    The same (model, atomic numbers, total charge) returns the same function objects,
+    so jitted transformations of them are compiled once.
+    """
+    z = tuple(int(value) for value in np.asarray(atomic_numbers).ravel())
+    if len(z) < 2:
+        raise ValueError(f"a molecule needs at least 2 atoms for its all-pairs edge set, received {len(z)}")
+    return _cached_functions(model, z, float(total_charge))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_functions(model, atomic_numbers: tuple, total_charge: float) -> MoleculeFunctions:
+    z = np.asarray(atomic_numbers, dtype=np.int32)
+    dst, src = molecule_pairs(np.zeros((z.shape[0], 3)), None)
+
+    def outputs(positions, params):
+        batch = one_system_batch(z, positions, dst, src, total_charge=total_charge)
+        return apply_batch(model, params, batch)
+
+    def energy(positions, params):
+        return outputs(positions, params)["energy"][0]
+
+    def dipole(positions, params):
+        return outputs(positions, params)["dipoles"][0]
+
+    return MoleculeFunctions(energy=energy, dipole=dipole if model.charges else None)

@@ -1,0 +1,54 @@
+"""Stick spectra as PNG (matplotlib, from the ``plot`` extra, imported only when drawing)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+MATPLOTLIB_MISSING = "drawing the spectrum needs matplotlib: pip install 'physnetjax[plot]' (or skip the PNG)"
+
+
+def require_matplotlib() -> None:
+    """Raise ImportError with an install hint when matplotlib cannot be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as error:
+        raise ImportError(MATPLOTLIB_MISSING) from error
+
+
+def plot_stick_spectrum(path, frequencies_cm1, intensities_km_mol: Optional[np.ndarray] = None,
+                        title: str = "") -> None:
+    """Write a stick spectrum to ``path`` (PNG): one vertical line per real mode.
+
+    Args:
+      path: output file.
+      frequencies_cm1: (M,) wavenumbers in cm⁻¹; negative (imaginary) ones are not drawn
+        and their count is added to the title.
+      intensities_km_mol: (M,) IR intensities in km/mol, or None: then every mode is a
+        stick of height 1 and the y axis says that no intensities are available.
+      title: figure title.
+    """
+    require_matplotlib()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frequencies = np.asarray(frequencies_cm1, dtype=np.float64)
+    real = frequencies > 0
+    heights = np.ones_like(frequencies) if intensities_km_mol is None else np.asarray(intensities_km_mol)
+    figure, axes = plt.subplots(figsize=(8, 4))
+    axes.vlines(frequencies[real], 0.0, heights[real], color="tab:blue", linewidth=1.5)
+    axes.set_xlabel("wavenumber (cm$^{-1}$)")
+    axes.set_ylabel("IR intensity (km/mol)" if intensities_km_mol is not None
+                    else "mode (no intensities: model without charges)")
+    axes.set_xlim(0.0, max(4000.0, 1.05 * float(frequencies.max(initial=0.0))))
+    axes.set_ylim(0.0, 1.1 * float(heights[real].max(initial=0.0)) or 1.0)
+    imaginary = int(np.sum(~real))
+    if imaginary:
+        title = f"{title} ({imaginary} imaginary mode{'s' if imaginary > 1 else ''} not drawn)".strip()
+    axes.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

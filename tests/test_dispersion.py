@@ -1,0 +1,372 @@
+"""D3(BJ) dispersion (physnetjax/physics/dispersion.py) against the reference dftd3 package.
+
+The oracle is the ``dftd3`` Python package (s-dftd3, the reference D3 library). Every
+comparison is in float64 with the same cutoffs on both sides: molecules smaller than
+every cutoff (so the cutoff never acts), the periodic crystal with hard cutoffs
+(``switch_width = 0``) set equal to dftd3's real-space cutoffs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ase.build import bulk, molecule
+
+from physnetjax.neighbors.periodic import periodic_pairs
+from physnetjax.physics.dispersion import (
+    D3_K3,
+    d3_bj_parameters,
+    d3_dispersion_energy,
+    d3_functionals,
+    d3_pair_c6,
+    d3_reference_weights,
+    d3_tables,
+    d3_triplets,
+    dispersion_switch,
+    check_d3_elements,
+)
+from physnetjax.units import BOHR, HARTREE
+
+# dftd3's default real-space cutoffs in Bohr (two-body, three-body, CN).
+DISP2, DISP3, CN = 60.0, 40.0, 40.0
+
+G2_NAMES = [
+    "H2O", "NH3", "CH4", "CH3CH2OH", "C6H6", "LiF", "BeH", "BF3", "Na2", "AlCl3", "SiH4",
+    "PH3", "SH2", "HCl", "CCl4", "SO2", "CH3CN", "HCOOH", "F2O", "ClF3", "Li2", "NaCl",
+    "SiF4", "CS2", "PF3",
+]
+EXTRA = {
+    # Noble gases, Mg and a few heavier elements (not in the G2 set), small arbitrary geometries.
+    "HeNeAr": (["He", "Ne", "Ar"], [[0.0, 0.0, 0.0], [3.0, 0.0, 0.0], [1.2, 3.1, 0.4]]),
+    "MgH2": (["Mg", "H", "H"], [[0.0, 0.0, 0.0], [1.70, 0.0, 0.0], [-1.70, 0.05, 0.0]]),
+    "HBr_KI": (["H", "Br", "K", "I"], [[0.0, 0.0, 0.0], [1.41, 0.0, 0.0], [4.5, 1.0, 0.0], [4.7, 4.2, 0.3]]),
+    "ZnCl2_Fe": (["Zn", "Cl", "Cl", "Fe"], [[0.0, 0.0, 0.0], [2.07, 0.0, 0.0], [-2.07, 0.0, 0.1], [0.2, 3.0, 0.0]]),
+    "SnH4_Xe": (["Sn", "H", "H", "H", "H", "Xe"],
+                [[0, 0, 0], [0.98, 0.98, 0.98], [-0.98, -0.98, 0.98], [-0.98, 0.98, -0.98],
+                 [0.98, -0.98, -0.98], [4.0, 0.0, 0.5]]),
+}
+
+
+@pytest.fixture(autouse=True)
+def _x64():
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", False)
+
+
+def _systems():
+    systems = []
+    for name in G2_NAMES:
+        atoms = molecule(name)
+        systems.append((name, atoms.numbers.copy(), atoms.positions.copy()))
+    for name, (symbols, positions) in EXTRA.items():
+        from ase import Atoms
+
+        atoms = Atoms(symbols, positions=positions)
+        systems.append((name, atoms.numbers.copy(), atoms.positions.copy()))
+    return systems
+
+
+def _batched_pairs(numbers_list, positions_list):
+    """All directed pairs within each molecule of a batch; returns flat arrays."""
+    z, r, seg, dst, src = [], [], [], [], []
+    offset = 0
+    for k, (numbers, positions) in enumerate(zip(numbers_list, positions_list)):
+        n = len(numbers)
+        i, j = np.nonzero(~np.eye(n, dtype=bool))
+        dst.append(i + offset)
+        src.append(j + offset)
+        z.append(numbers)
+        r.append(positions)
+        seg.append(np.full(n, k))
+        offset += n
+    return (np.concatenate(z), np.concatenate(r), np.concatenate(seg), np.concatenate(dst), np.concatenate(src))
+
+
+def _parameters(functional, atm):
+    params = dict(dataclasses.asdict(d3_bj_parameters(functional)))
+    if not atm:
+        params["s9"] = 0.0
+    return params
+
+
+@functools.partial(jax.jit, static_argnames=("num_molecules", "cutoff", "cn_cutoff", "three_body_cutoff",
+                                             "switch_width"))
+def _energy_and_gradients(z, positions, seg, dst, src, mask, shifts, parameters, triplets, *, num_molecules,
+                          cutoff, cn_cutoff, three_body_cutoff, switch_width):
+    def total(positions, strain):
+        deformation = jnp.eye(3) + strain
+        pos = jnp.einsum("ni,nij->nj", positions, deformation[seg])
+        sh = jnp.einsum("pi,pij->pj", shifts, deformation[seg[dst]])
+        vectors = pos[src] - pos[dst] + sh
+        energy = d3_dispersion_energy(
+            z, vectors, dst, src, mask, seg, num_molecules, parameters, cutoff=cutoff, cn_cutoff=cn_cutoff,
+            switch_width=switch_width, triplets=triplets, three_body_cutoff=three_body_cutoff,
+        )
+        return jnp.sum(energy), energy
+
+    strain = jnp.zeros((num_molecules, 3, 3), positions.dtype)
+    return jax.value_and_grad(total, argnums=(0, 1), has_aux=True)(positions, strain)
+
+
+def _ours(z, r, seg, dst, src, num_molecules, params, atm, *, shifts=None, cutoff=DISP2 * BOHR,
+          cn_cutoff=CN * BOHR, three_body_cutoff=DISP3 * BOHR, switch_width=0.0, mask=None):
+    """Energies (B,) eV, gradient (N, 3) eV/Å and strain derivative (B, 3, 3) eV (float64, jitted)."""
+    mask = np.ones(len(dst), bool) if mask is None else np.asarray(mask)
+    shifts = np.zeros((len(dst), 3)) if shifts is None else np.asarray(shifts, dtype=np.float64)
+    triplets = None
+    if atm:
+        vectors = r[src] - r[dst] + shifts
+        inside = mask & (np.linalg.norm(vectors, axis=1) < three_body_cutoff)
+        triplets = d3_triplets(dst, inside)
+    (_, energy), (grad, grad_strain) = _energy_and_gradients(
+        z, np.asarray(r, dtype=np.float64), seg, dst, src, mask, shifts,
+        {k: float(v) for k, v in params.items()}, triplets, num_molecules=num_molecules, cutoff=float(cutoff),
+        cn_cutoff=float(cn_cutoff), three_body_cutoff=float(three_body_cutoff), switch_width=float(switch_width))
+    return np.asarray(energy), np.asarray(grad), np.asarray(grad_strain)
+
+
+def _reference(numbers, positions, functional, atm, cell=None, cutoffs=None):
+    interface = pytest.importorskip("dftd3.interface")
+    model = interface.DispersionModel(
+        numbers, positions / BOHR, None if cell is None else np.asarray(cell) / BOHR,
+        None if cell is None else np.array([True, True, True]),
+    )
+    if cutoffs is not None:
+        model.set_realspace_cutoff(*cutoffs)
+    result = model.get_dispersion(interface.RationalDampingParam(method=functional, atm=atm), grad=True)
+    return (float(result["energy"]) * HARTREE, np.asarray(result["gradient"]) * HARTREE / BOHR,
+            np.asarray(result["virial"]) * HARTREE)
+
+
+@pytest.mark.parametrize("functional", ["pbe0", "b3lyp"])
+@pytest.mark.parametrize("atm", [False, True])
+def test_molecules_match_dftd3(functional, atm):
+    pytest.importorskip("dftd3")
+    systems = _systems()
+    assert len(systems) >= 20
+    elements = set(np.concatenate([s[1] for s in systems]).tolist())
+    assert set(range(1, 19)) <= elements
+    z, r, seg, dst, src = _batched_pairs([s[1] for s in systems], [s[2] for s in systems])
+    energy, grad, grad_strain = _ours(z, r, seg, dst, src, len(systems), _parameters(functional, atm), atm)
+    start = 0
+    for b, (name, numbers, positions) in enumerate(systems):
+        ref_energy, ref_grad, ref_virial = _reference(numbers, positions, functional, atm)
+        n = len(numbers)
+        # Measured: |ΔE| ≤ 3e-13 eV, |ΔF| ≤ 1.4e-12 eV/Å, |Δvirial| ≤ 4e-12 eV (float64 round-off:
+        # same tables and CODATA 2018 Bohr radius on both sides, different summation order).
+        assert abs(energy[b] - ref_energy) < 1e-11, (name, energy[b], ref_energy)
+        np.testing.assert_allclose(grad[start:start + n], ref_grad, rtol=0, atol=1e-11, err_msg=name)
+        np.testing.assert_allclose(grad_strain[b], ref_virial, rtol=0, atol=1e-11, err_msg=name)
+        start += n
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("atm", [False, True])
+def test_periodic_crystal_matches_dftd3(atm):
+    pytest.importorskip("dftd3")
+    crystal = bulk("NaCl", "rocksalt", a=5.64) * (1, 1, 1)
+    crystal.positions += 0.07 * np.random.default_rng(0).standard_normal(crystal.positions.shape)
+    cutoffs = (30.0, 16.0, 20.0)  # disp2, disp3, cn in Bohr; hard on both sides
+    cell = np.asarray(crystal.cell)
+    dst, src, shifts = periodic_pairs(crystal.positions, cell, cutoffs[0] * BOHR)
+    z = crystal.numbers
+    energy, grad, grad_strain = _ours(
+        z, crystal.positions, np.zeros(len(z), int), dst, src, 1, _parameters("pbe0", atm), atm, shifts=shifts,
+        cutoff=cutoffs[0] * BOHR, three_body_cutoff=cutoffs[1] * BOHR, cn_cutoff=cutoffs[2] * BOHR)
+    ref_energy, ref_grad, ref_virial = _reference(z, crystal.positions, "pbe0", atm, cell, cutoffs)
+    assert abs(energy[0] - ref_energy) < 1e-11, (energy[0], ref_energy)
+    np.testing.assert_allclose(grad, ref_grad, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(grad_strain[0], ref_virial, rtol=0, atol=1e-11)
+
+
+def _small_cell():
+    """Two-atom distorted CsCl-like cell (C, O) and its full pair list within 7 Å."""
+    cell = np.array([[3.1, 0.2, 0.0], [0.1, 2.9, 0.3], [0.0, 0.2, 3.3]])
+    positions = np.array([[0.1, 0.0, 0.2], [1.5, 1.6, 1.4]])
+    numbers = np.array([6, 8])
+    return numbers, positions, cell
+
+
+SMOOTH = dict(cutoff=7.0, cn_cutoff=7.0, three_body_cutoff=4.0, switch_width=2.0)
+
+
+def _periodic(numbers, positions, cell, atm, **kwargs):
+    dst, src, shifts = periodic_pairs(positions, cell, SMOOTH["cutoff"])
+    return _ours(numbers, positions, np.zeros(len(numbers), int), dst, src, 1, _parameters("pbe0", atm), atm,
+                 shifts=shifts, **{**SMOOTH, **kwargs})
+
+
+def test_forces_and_stress_match_finite_differences():
+    numbers, positions, cell = _small_cell()
+    _, grad, grad_strain = _periodic(numbers, positions, cell, True)
+    h = 1e-5
+    fd = np.zeros_like(positions)
+    for a in range(len(numbers)):
+        for c in range(3):
+            plus, minus = positions.copy(), positions.copy()
+            plus[a, c] += h
+            minus[a, c] -= h
+            fd[a, c] = (_periodic(numbers, plus, cell, True)[0][0] - _periodic(numbers, minus, cell, True)[0][0]) / (2 * h)
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-9)
+    assert np.abs(grad).max() > 1e-4  # the check has something to compare
+    fd_strain = np.zeros((3, 3))
+    for a in range(3):
+        for c in range(3):
+            energies = []
+            for sign in (1.0, -1.0):
+                deformation = np.eye(3)
+                deformation[a, c] += sign * h
+                energies.append(_periodic(numbers, positions @ deformation, cell @ deformation, True)[0][0])
+            fd_strain[a, c] = (energies[0] - energies[1]) / (2 * h)
+    np.testing.assert_allclose(grad_strain[0], fd_strain, rtol=1e-6, atol=1e-9)
+
+
+def test_padding_translation_and_rotation_change_nothing():
+    """Padded atoms and pairs, a rotation and a translation: still the dftd3 result (one compilation)."""
+    pytest.importorskip("dftd3")
+    atoms = molecule("CH3CH2OH")
+    numbers, positions = atoms.numbers, atoms.positions
+    ref_energy, ref_grad, _ = _reference(numbers, positions, "pbe0", True)
+    z, r, seg, dst, src = _batched_pairs([numbers], [positions])
+    n = len(z)
+    # Three padded atoms (Z = 0, at the origin, segment 0) and padded pairs among them.
+    pad_z = np.concatenate([z, [0, 0, 0]])
+    pad_seg = np.concatenate([seg, [0, 0, 0]])
+    pad_dst = np.concatenate([dst, [n, n + 1, n + 2, 0]])
+    pad_src = np.concatenate([src, [n + 1, n, n, n]])
+    pad_mask = np.concatenate([np.ones(len(dst), bool), np.zeros(4, bool)])
+    rotation, _ = np.linalg.qr(np.random.default_rng(1).standard_normal((3, 3)))
+    for placed, turn in ((r, np.eye(3)), (r @ rotation.T + np.array([13.0, -7.0, 2.5]), rotation)):
+        pad_r = np.concatenate([placed, np.zeros((3, 3))])
+        energy, grad, _ = _ours(pad_z, pad_r, pad_seg, pad_dst, pad_src, 1, _parameters("pbe0", True), True,
+                                mask=pad_mask)
+        assert abs(energy[0] - ref_energy) < 1e-11
+        np.testing.assert_allclose(grad[:n], ref_grad @ turn.T, rtol=0, atol=1e-11)
+        assert np.all(grad[n:] == 0.0)
+
+
+def test_energy_and_force_continuous_at_the_cutoff():
+    params = _parameters("pbe0", False)
+
+    def dimer(distance):
+        vectors = jnp.array([[distance, 0.0, 0.0], [-distance, 0.0, 0.0]])
+        return d3_dispersion_energy(jnp.array([18, 18]), vectors, jnp.array([0, 1]), jnp.array([1, 0]),
+                                    jnp.ones(2, bool), jnp.zeros(2, jnp.int32), 1, params, cutoff=10.0,
+                                    switch_width=3.0)[0]
+
+    force = jax.jit(jax.grad(dimer))
+    dimer = jax.jit(dimer)
+    inside, outside = 10.0 - 1e-4, 10.0 + 1e-4
+    assert float(dimer(outside)) == 0.0 and float(force(outside)) == 0.0
+    assert abs(float(dimer(inside))) < 1e-14 and abs(float(force(inside))) < 1e-10
+    # Unswitched below the switch region: equal to the plain BJ formula.
+    c6 = float(d3_pair_c6(jnp.array([18]), jnp.array([18]),
+                          d3_reference_weights(jnp.array([18]), jnp.array([0.0])),
+                          d3_reference_weights(jnp.array([18]), jnp.array([0.0])))[0])
+    q = float(d3_tables().sqrt_q[18])
+    c8 = 3.0 * c6 * q * q
+    f = params["a1"] * np.sqrt(3.0) * q + params["a2"]
+    rb = 5.0 / BOHR
+    expected = -HARTREE * (params["s6"] * c6 / (rb**6 + f**6) + params["s8"] * c8 / (rb**8 + f**8))
+    # CN of an Ar dimer at 5 Å is 1e-5-ish, not 0: compare at the level of the CN effect.
+    assert abs(float(dimer(5.0)) - expected) < 1e-6 * abs(expected)
+    s = dispersion_switch(jnp.linspace(6.5, 10.5, 9), 10.0, 3.0)
+    assert float(s[0]) == 1.0 and float(s[-1]) == 0.0 and np.all(np.diff(np.asarray(s)) <= 0)
+
+
+def _naive_c6(z_i, z_j, cn_i, cn_j):
+    """C6 from the textbook formula with plain float64 exponentials (fails only on underflow)."""
+    tables = d3_tables()
+    c6, norm = 0.0, 0.0
+    for a in np.flatnonzero(tables.reference_mask[z_i]):
+        for b in np.flatnonzero(tables.reference_mask[z_j]):
+            w = np.exp(-D3_K3 * ((cn_i - tables.reference_cn[z_i, a]) ** 2 + (cn_j - tables.reference_cn[z_j, b]) ** 2))
+            c6 += w * tables.c6_reference[z_i, z_j, a, b]
+            norm += w
+    return c6 / norm
+
+
+def _c6(z_i, z_j, cn_i, cn_j, dtype=jnp.float64):
+    z = jnp.array([z_i, z_j])
+    weights = d3_reference_weights(z, jnp.array([cn_i, cn_j], dtype=dtype))
+    return float(d3_pair_c6(z[:1], z[1:], weights[:1], weights[1:])[0])
+
+
+@pytest.mark.parametrize("z_i, z_j, cn_i, cn_j", [(6, 1, 0.0, 0.0), (6, 8, 3.3, 1.1), (26, 17, 7.5, 0.4),
+                                                   (1, 1, 0.5, 0.9), (53, 6, 0.8, 2.5)])
+def test_c6_matches_the_textbook_formula(z_i, z_j, cn_i, cn_j):
+    assert _c6(z_i, z_j, cn_i, cn_j) == pytest.approx(_naive_c6(z_i, z_j, cn_i, cn_j), rel=1e-13)
+
+
+def test_c6_far_from_every_reference_is_the_closest_reference():
+    """The PhysNet TF1 bug: every Gaussian weight underflows and C6 came out ≈ −1e99."""
+    tables = d3_tables()
+    # CN_C = 40: exp(−4 · 36²) underflows in float64 for every carbon reference.
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(_naive_c6(6, 1, 40.0, 0.0))  # 0/0 in the textbook formula
+    top = int(np.argmax(np.where(tables.reference_mask[6], tables.reference_cn[6], -1.0)))
+    h = np.flatnonzero(tables.reference_mask[1])
+    h_weights = np.exp(-D3_K3 * (0.0 - tables.reference_cn[1, h]) ** 2)
+    expected = np.sum(h_weights * tables.c6_reference[6, 1, top, h]) / np.sum(h_weights)
+    assert _c6(6, 1, 40.0, 0.0) == pytest.approx(expected, rel=1e-14)
+    # float32 underflows already at |ΔCN| ≈ 5; the result must equal float64's.
+    assert _c6(6, 1, 9.5, 0.0, jnp.float32) == pytest.approx(_c6(6, 1, 9.5, 0.0), rel=1e-5)
+    assert np.isfinite(_c6(6, 1, 9.5, 0.0, jnp.float32))
+
+
+def test_isolated_atom_has_free_atom_c6_and_zero_energy():
+    # A single atom: no pairs, CN = 0, energy exactly 0 (and finite gradient).
+    def energy(vectors):
+        return d3_dispersion_energy(jnp.array([26, 0]), vectors, jnp.array([0]), jnp.array([1]), jnp.array([False]),
+                                    jnp.zeros(2, jnp.int32), 1, _parameters("pbe0", False), cutoff=10.0)[0]
+
+    value, grad = jax.jit(jax.value_and_grad(energy))(jnp.zeros((1, 3)))
+    assert float(value) == 0.0 and np.all(np.asarray(grad) == 0.0)
+    assert _c6(26, 26, 0.0, 0.0) == pytest.approx(_naive_c6(26, 26, 0.0, 0.0), rel=1e-13)
+
+
+def test_float32_agrees_with_float64():
+    atoms = molecule("C6H6")
+    z, r, seg, dst, src = _batched_pairs([atoms.numbers], [atoms.positions])
+    params = _parameters("b3lyp", True)
+    triplets = jnp.asarray(d3_triplets(dst, np.ones(len(dst), bool)))
+    energy = jax.jit(lambda vectors: d3_dispersion_energy(
+        jnp.asarray(z), vectors, jnp.asarray(dst), jnp.asarray(src), jnp.ones(len(dst), bool), jnp.asarray(seg), 1,
+        params, cutoff=20.0, triplets=triplets))
+    energies = [energy(jnp.asarray(r[src] - r[dst], dtype=dtype)) for dtype in (jnp.float32, jnp.float64)]
+    assert energies[0].dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(energies[0]), np.asarray(energies[1]), rtol=2e-6)
+
+
+def test_parameters_and_elements_are_validated():
+    assert "pbe0" in d3_functionals() and "b3lyp" in d3_functionals()
+    assert d3_bj_parameters("PBEh") == d3_bj_parameters("pbe0")  # alias, case-insensitive
+    pbe0 = d3_bj_parameters("pbe0")
+    assert (pbe0.s6, pbe0.s8, pbe0.a1, pbe0.a2) == (1.0, 1.2177, 0.4145, 4.8593)  # Grimme 2011, Table
+    with pytest.raises(ValueError, match="no D3\\(BJ\\) parameters for functional 'nonsense'"):
+        d3_bj_parameters("nonsense")
+    with pytest.raises(ValueError, match="Z = \\[95\\]"):
+        check_d3_elements(np.array([1, 6, 95]))
+    check_d3_elements(np.array([0, 1, 94]))
+
+
+@pytest.mark.slow
+def test_high_coordination_matches_dftd3():
+    """A carbon with 30 close neighbours: CN ≈ 30, every Gaussian weight underflows."""
+    pytest.importorskip("dftd3")
+    directions = np.random.default_rng(3).standard_normal((30, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    numbers = np.array([6] + [1] * 30)
+    positions = np.concatenate([np.zeros((1, 3)), 0.9 * directions])
+    z, r, seg, dst, src = _batched_pairs([numbers], [positions])
+    energy, grad, _ = _ours(z, r, seg, dst, src, 1, _parameters("pbe0", False), False)
+    ref_energy, ref_grad, _ = _reference(numbers, positions, "pbe0", False)
+    assert np.isfinite(energy[0]) and abs(energy[0] - ref_energy) < 1e-10
+    np.testing.assert_allclose(grad, ref_grad, rtol=0, atol=1e-10)

@@ -1,0 +1,311 @@
+"""``python -m physnetjax.eval``: metrics against NumPy on per-frame float64 predictions, units, legacy
+checkpoints, the extxyz predictions round trip, per-element errors, worst frames and CLI errors.
+
+The oracle never goes through the code under test: predictions come from
+:func:`physnetjax.predict` one frame at a time in float64, labels from the raw arrays
+written into the files, and MAE/RMSE are plain NumPy means.
+"""
+
+import csv
+import json
+from pathlib import Path
+
+import ase
+import ase.io
+import jax
+import numpy as np
+import pytest
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from physnetjax import PhysNet, init_params, load_checkpoint, predict
+from physnetjax.checkpoint import save_checkpoint
+from physnetjax.eval.cli import main
+from physnetjax.units import KCAL_PER_MOL
+
+DATA = Path(__file__).parent / "data"
+LEGACY_C = DATA / "legacy" / "C"
+RTOL = 1e-9
+
+
+def labelled_frames(molecules):
+    """Raw frames: 6 ethanol frames of train_ethanol64.npz (E, F, D, Q) and 4 methanol frames with synthetic
+    labels (extxyz); frame 7 has no forces, frame 9 no energy. Entries: (Z, R, E|None, F|None, D, Q)."""
+    with np.load(DATA / "train_ethanol64.npz") as npz:
+        raw = {k: npz[k][:6] for k in ("Z", "R", "E", "F", "D", "Q")}
+    frames = [(raw["Z"][k], raw["R"][k], raw["E"][k], raw["F"][k], raw["D"][k], raw["Q"][k]) for k in range(6)]
+    rng = np.random.default_rng(3)
+    z, r0 = molecules["methanol"]
+    for k in range(4):
+        r = r0 + rng.normal(0.0, 0.05, r0.shape)
+        energy = None if k == 3 else float(rng.normal(-60.0, 5.0))
+        forces = None if k == 1 else rng.normal(0.0, 1.0, r.shape)
+        if forces is not None:
+            forces -= forces.mean(axis=0)
+        frames.append((z, r, energy, forces, rng.normal(0.0, 0.3, 3), 0.0))
+    return raw, frames
+
+
+def write_extxyz(path, frames, scale: float = 1.0) -> list:
+    """Write frames as extxyz (energies and forces divided by ``scale``); returns them as read back by ASE."""
+    images = []
+    for z, r, energy, forces, dipole, charge in frames:
+        atoms = ase.Atoms(numbers=z, positions=r)
+        results = {"dipole": dipole}
+        if energy is not None:
+            results["energy"] = energy / scale
+        if forces is not None:
+            results["forces"] = forces / scale
+        atoms.calc = SinglePointCalculator(atoms, **results)
+        atoms.info["charge"] = charge
+        images.append(atoms)
+    ase.io.write(path, images, format="extxyz")
+    back = []
+    for atoms in ase.io.read(path, ":"):
+        results = atoms.calc.results
+        back.append((atoms.numbers, atoms.positions, results.get("energy"), results.get("forces"),
+                     results["dipole"], atoms.info["charge"]))
+    return back
+
+
+def random_params(model, seed: int, scale: float = 0.3) -> dict:
+    """Gaussian float32 weights of the shapes ``init_params`` gives (traced, not compiled: fast)."""
+    rng = np.random.default_rng(seed)
+    shapes = jax.eval_shape(lambda: init_params(model, 0))
+    return jax.tree_util.tree_map(lambda s: rng.normal(0.0, scale, s.shape).astype(np.float32), shapes)
+
+
+@pytest.fixture(scope="module")
+def setup(molecules, tmp_path_factory):
+    jax.config.update("jax_enable_x64", True)
+    root = tmp_path_factory.mktemp("eval")
+    e0 = np.zeros(9)
+    e0[[1, 6, 8]] = (-10.0, -40.0, -60.0)
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=4.0,
+                    max_atomic_number=8, charges=True, zbl=False, n_res=1, element_energies=tuple(e0))
+    params = random_params(model, seed=1)
+    save_checkpoint(root / "model", model, params)
+    raw, frames = labelled_frames(molecules)
+    np.savez(root / "ethanol.npz", **raw)
+    np.savez(root / "ethanol_kcal.npz", **{**raw, "E": raw["E"] / KCAL_PER_MOL, "F": raw["F"] / KCAL_PER_MOL})
+    frames = frames[:6] + write_extxyz(root / "small.extxyz", frames[6:])
+    write_extxyz(root / "small_kcal.extxyz", frames[6:], scale=KCAL_PER_MOL)
+    params64 = jax.tree_util.tree_map(lambda p: np.asarray(p, np.float64), params)
+    oracle = [predict(model, params64, z, np.asarray(r, np.float64), total_charge=q, dtype=np.float64)
+              for z, r, _, _, _, q in frames]
+    return root, frames, oracle
+
+
+def run_cli(*args) -> int:
+    return main([str(a) for a in args])
+
+
+def numpy_metrics(frames, oracle) -> dict:
+    """MAE/RMSE of every quantity, per element force errors and per-frame force MAE, in NumPy."""
+    de = np.array([p["energy"] - e for (_, _, e, *_), p in zip(frames, oracle) if e is not None])
+    de_atom = np.array([(p["energy"] - e) / len(z) for (z, _, e, *_), p in zip(frames, oracle) if e is not None])
+    df = np.concatenate([p["forces"] - f for (_, _, _, f, *_), p in zip(frames, oracle) if f is not None])
+    zf = np.concatenate([z for (z, _, _, f, *_), p in zip(frames, oracle) if f is not None])
+    dd = np.array([p["dipole"] - d for (_, _, _, _, d, _), p in zip(frames, oracle)])
+    dq = np.array([p["charges"].sum() - q for (*_, q), p in zip(frames, oracle)])
+    metrics = {}
+    for name, err in (("energy", de), ("energy_per_atom", de_atom), ("forces", df), ("dipole", dd), ("charge", dq)):
+        metrics[f"{name}_mae"] = np.mean(np.abs(err))
+        metrics[f"{name}_rmse"] = np.sqrt(np.mean(err ** 2))
+    elements = {s: (np.mean(np.abs(df[zf == z])), np.sqrt(np.mean(df[zf == z] ** 2)), int((zf == z).sum()))
+                for s, z in (("H", 1), ("C", 6), ("O", 8))}
+    frame_force_mae = np.array([np.mean(np.abs(p["forces"] - f)) if f is not None else -1.0
+                                for (_, _, _, f, *_), p in zip(frames, oracle)])
+    return {"metrics": metrics, "elements": elements, "frame_force_mae": frame_force_mae,
+            "energy_errors": np.array([abs(p["energy"] - e) if e is not None else -1.0
+                                       for (_, _, e, *_), p in zip(frames, oracle)])}
+
+
+@pytest.fixture(scope="module")
+def evaluated(setup):
+    root, frames, oracle = setup
+    out = root / "out"
+    assert run_cli("--checkpoint", root / "model", "--data", root / "ethanol.npz", root / "small.extxyz",
+                   "--float64", "--batch-size", 4, "--worst", 3, "--out", out,
+                   "--write-predictions", out / "pred.extxyz") == 0
+    return json.loads((out / "summary.json").read_text()), out
+
+
+def test_metrics_equal_numpy_on_per_frame_float64_predictions(setup, evaluated):
+    _, frames, oracle = setup
+    summary, _ = evaluated
+    expected = numpy_metrics(frames, oracle)
+    assert set(summary["metrics"]) == set(expected["metrics"])
+    for key, value in expected["metrics"].items():
+        np.testing.assert_allclose(summary["metrics"][key], value, rtol=RTOL, atol=1e-12, err_msg=key)
+    assert summary["counts"] == {"energy": 9, "energy_per_atom": 9, "forces": 3 * (6 * 9 + 3 * 6),
+                                 "dipole": 30, "charge": 10}
+
+
+def test_per_element_force_errors_equal_numpy(setup, evaluated):
+    _, frames, oracle = setup
+    summary, _ = evaluated
+    expected = numpy_metrics(frames, oracle)["elements"]
+    assert list(summary["element_forces"]) == ["H", "C", "O"]
+    for symbol, (mae, rmse, atoms) in expected.items():
+        got = summary["element_forces"][symbol]
+        assert got["atoms"] == atoms
+        np.testing.assert_allclose([got["mae"], got["rmse"]], [mae, rmse], rtol=RTOL)
+
+
+def test_worst_frames_and_per_frame_csv(setup, evaluated):
+    _, frames, oracle = setup
+    summary, out = evaluated
+    expected = numpy_metrics(frames, oracle)
+    assert [r["frame"] for r in summary["worst_frames"]["forces"]] == list(np.argsort(-expected["frame_force_mae"])[:3])
+    assert [r["frame"] for r in summary["worst_frames"]["energy"]] == list(np.argsort(-expected["energy_errors"])[:3])
+    with open(out / "frames.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 10
+    for k, (row, p) in enumerate(zip(rows, oracle)):
+        np.testing.assert_allclose(float(row["energy_pred"]), p["energy"], rtol=1e-12)
+        assert (row["energy_error"] == "") == (frames[k][2] is None)
+        assert (row["forces_mae"] == "") == (frames[k][3] is None)
+        if frames[k][3] is not None:
+            np.testing.assert_allclose(float(row["forces_mae"]), expected["frame_force_mae"][k], rtol=RTOL)
+    pytest.importorskip("matplotlib")
+    for name in ("energy", "forces", "dipole", "charge"):
+        assert (out / f"parity_{name}.png").stat().st_size > 1000
+
+
+def test_written_predictions_round_trip_through_ase(setup, evaluated):
+    _, frames, oracle = setup
+    _, out = evaluated
+    images = ase.io.read(out / "pred.extxyz", index=":")
+    assert len(images) == len(frames)
+    for atoms, (z, r, energy, forces, dipole, charge), p in zip(images, frames, oracle):
+        np.testing.assert_array_equal(atoms.numbers, z)
+        np.testing.assert_allclose(atoms.positions, r, atol=1e-8)
+        np.testing.assert_allclose(atoms.get_potential_energy(), p["energy"], rtol=1e-12)
+        np.testing.assert_allclose(atoms.get_forces(), p["forces"], atol=1e-7)
+        np.testing.assert_allclose(atoms.get_dipole_moment(), p["dipole"], atol=1e-7)
+        np.testing.assert_allclose(atoms.get_charges(), p["charges"], atol=1e-7)
+        assert ("REF_energy" in atoms.info) == (energy is not None)
+        assert ("REF_forces" in atoms.arrays) == (forces is not None)
+        if energy is not None:
+            np.testing.assert_allclose(atoms.info["REF_energy"], energy, rtol=1e-12)
+        if forces is not None:
+            np.testing.assert_allclose(atoms.arrays["REF_forces"], forces, atol=1e-7)
+        np.testing.assert_allclose(atoms.info["REF_dipole"], dipole, atol=1e-12)
+        assert atoms.info["REF_charge"] == charge
+
+
+def test_energy_unit_conversion_gives_the_same_metrics(setup, evaluated, tmp_path):
+    """The same frames stored in kcal/mol and kcal/mol/Å, read with --energy-unit kcal/mol, give the eV metrics."""
+    root, _, _ = setup
+    summary, _ = evaluated
+    assert run_cli("--checkpoint", root / "model", "--data", root / "ethanol_kcal.npz", root / "small_kcal.extxyz",
+                   "--energy-unit", "kcal/mol", "--float64", "--batch-size", 4, "--worst", 3, "--out", tmp_path,
+                   "--no-plots") == 0
+    converted = json.loads((tmp_path / "summary.json").read_text())
+    assert converted["data_units"]["energy"] == "kcal/mol"
+    assert set(converted["metrics"]) == set(summary["metrics"])
+    # extxyz stores forces with 8 decimals: the two files' force labels differ by up to
+    # 0.5e-8 eV/Å + 0.5e-8 kcal/mol/Å per component; energies (repr) and the .npz are exact.
+    rounding = 0.5e-8 * (1.0 + KCAL_PER_MOL)
+    for key, value in summary["metrics"].items():
+        atol = rounding if key.startswith("forces") else 1e-12
+        np.testing.assert_allclose(converted["metrics"][key], value, rtol=1e-12, atol=atol, err_msg=key)
+
+
+@pytest.mark.parametrize("suffix", ["traj", "db"])
+def test_ase_trajectory_and_database_give_the_extxyz_metrics(setup, evaluated, tmp_path, suffix):
+    """The extxyz frames (as read back) stored as ASE .traj / .db: same labels, so the same metrics."""
+    root, frames, _ = setup
+    images = []
+    for z, r, energy, forces, dipole, charge in frames[6:]:
+        atoms = ase.Atoms(numbers=z, positions=r)
+        atoms.set_initial_charges(np.full(len(z), charge / len(z)))  # the .db keeps no info["charge"]
+        results = {"dipole": dipole, **({} if energy is None else {"energy": energy}),
+                   **({} if forces is None else {"forces": forces})}
+        atoms.calc = SinglePointCalculator(atoms, **results)
+        images.append(atoms)
+    ase.io.write(tmp_path / f"small.{suffix}", images)
+    assert run_cli("--checkpoint", root / "model", "--data", root / "ethanol.npz", tmp_path / f"small.{suffix}",
+                   "--float64", "--batch-size", 4, "--out", tmp_path / "out", "--no-plots") == 0
+    metrics = json.loads((tmp_path / "out" / "summary.json").read_text())["metrics"]
+    summary, _ = evaluated
+    assert set(metrics) == set(summary["metrics"])
+    for key, value in summary["metrics"].items():
+        np.testing.assert_allclose(metrics[key], value, rtol=1e-12, atol=1e-15, err_msg=key)
+
+
+def test_legacy_checkpoint(tmp_path):
+    """Legacy fixture C (charges + ZBL) on its 5 reference geometries with their data labels."""
+    jax.config.update("jax_enable_x64", True)
+    with np.load(LEGACY_C / "geometries.npz") as npz:
+        Z, R, N, E, F = npz["Z"], npz["R"].astype(np.float64), npz["N"], npz["E_data_eV"], npz["F_data_eV_per_A"]
+    np.savez(tmp_path / "legacy.npz", Z=Z, R=R, N=N, E=E, F=F)
+    with pytest.warns(UserWarning, match="legacy"):
+        model, params, _ = load_checkpoint(LEGACY_C)
+    params64 = jax.tree_util.tree_map(lambda p: np.asarray(p, np.float64), params)
+    de, df = [], []
+    for k in range(len(N)):
+        n = int(N[k])
+        p = predict(model, params64, Z[k, :n], R[k, :n], dtype=np.float64)
+        de.append(p["energy"] - E[k])
+        df.append(p["forces"] - F[k, :n])
+    de, df = np.array(de), np.concatenate(df)
+    with pytest.warns(UserWarning, match="legacy"):
+        assert run_cli("--checkpoint", LEGACY_C, "--data", tmp_path / "legacy.npz", "--float64",
+                       "--out", tmp_path / "out", "--no-plots") == 0
+    metrics = json.loads((tmp_path / "out" / "summary.json").read_text())["metrics"]
+    assert set(metrics) == {f"{q}_{s}" for q in ("energy", "energy_per_atom", "forces") for s in ("mae", "rmse")}
+    np.testing.assert_allclose(metrics["energy_mae"], np.mean(np.abs(de)), rtol=RTOL)
+    np.testing.assert_allclose(metrics["energy_rmse"], np.sqrt(np.mean(de ** 2)), rtol=RTOL)
+    np.testing.assert_allclose(metrics["forces_mae"], np.mean(np.abs(df)), rtol=RTOL)
+    np.testing.assert_allclose(metrics["forces_rmse"], np.sqrt(np.mean(df ** 2)), rtol=RTOL)
+
+
+def test_plain_tables_when_stdout_is_not_a_terminal(setup, capsys):
+    """Captured stdout is not a TTY: plain columns, every frame name printed in full (all listed as worst)."""
+    root, _, _ = setup
+    assert run_cli("--checkpoint", root / "model", "--data", root / "ethanol.npz", root / "small.extxyz",
+                   "--float64", "--batch-size", 4, "--worst", 10) == 0
+    text = capsys.readouterr().out
+    assert "…" not in text and "─" not in text
+    sources = [f"{root / 'ethanol.npz'}[{k}]" for k in range(6)] + [f"{root / 'small.extxyz'}[{k}]" for k in range(4)]
+    for needle in ["energy per molecule", "force components", "dipole components", "total charge",
+                   "forces #9", "energy #9"] + sources:
+        assert needle in text, needle
+    assert "forces #10" not in text and "energy #10" not in text  # one frame lacks forces, one energy
+
+
+@pytest.mark.parametrize("case", ["missing checkpoint", "missing data key", "out is a file", "out not creatable",
+                                  "predictions directory missing", "predictions suffix"])
+def test_cli_errors_are_one_line_and_checked_before_evaluating(setup, tmp_path, capsys, case):
+    root, _, _ = setup
+    (tmp_path / "file").write_text("x")
+    np.savez(tmp_path / "noz.npz", R=np.zeros((1, 2, 3)), E=np.zeros(1))
+    args = {"checkpoint": root / "model", "data": root / "ethanol.npz", "extra": []}
+    expected = {
+        "missing checkpoint": "does not exist", "missing data key": "missing required key 'Z'",
+        "out is a file": "is not a directory", "out not creatable": "cannot create the directory",
+        "predictions directory missing": "does not exist",
+        "predictions suffix": "must end in",
+    }[case]
+    if case == "missing checkpoint":
+        args["checkpoint"] = tmp_path / "nowhere"
+    elif case == "missing data key":
+        args["data"] = tmp_path / "noz.npz"
+    elif case == "out is a file":
+        args["extra"] = ["--out", tmp_path / "file"]
+    elif case == "out not creatable":
+        args["extra"] = ["--out", tmp_path / "file" / "sub"]
+    elif case == "predictions directory missing":
+        args["extra"] = ["--write-predictions", tmp_path / "no" / "p.extxyz", "--out", tmp_path / "o"]
+    else:
+        args["extra"] = ["--write-predictions", tmp_path / "p.csv"]
+    assert run_cli("--checkpoint", args["checkpoint"], "--data", args["data"], *args["extra"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
+    assert "Traceback" not in captured.err and captured.out == ""
+    if case == "predictions directory missing":
+        assert not (tmp_path / "o" / "summary.json").exists()
+    assert run_cli("--checkpoint", args["checkpoint"], "--data", args["data"], *args["extra"], "--verbose") == 2
+    assert "Traceback" in capsys.readouterr().err

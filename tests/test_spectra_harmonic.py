@@ -1,0 +1,424 @@
+"""Harmonic analysis (physnetjax.spectra): autodiff Hessian, normal modes, IR intensities, CLI.
+
+References used here, none produced by the code under test:
+
+* closed forms for a diatomic (harmonic and Morse bond): ν̃ = √(k/μ)/(2πc), ZPE = ½hcν̃,
+  A = N_A/(12 ε_0 c²) q²/μ, with the constants typed in from CODATA 2018;
+* central finite differences of the model's forces and dipole through the ASE calculator
+  (a different edge set: neighbor list, padded batch);
+* ASE ``Infrared`` (finite-difference Hessian and dipole derivatives, no projection).
+
+The charge model is the shipped ethanol model with a charge head grafted on (bias per
+element plus a small weight on the learned features), so its surface keeps ethanol's
+minimum and its charges vary with the geometry.
+"""
+
+import json
+import math
+import warnings
+
+import ase
+import ase.io
+import ase.units
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ase.vibrations import Infrared
+
+from physnetjax import PhysNet, load_checkpoint, save_checkpoint
+from physnetjax.calculator import PhysNetCalculator
+from physnetjax.pretrained import example_geometry_path, example_model_path
+from physnetjax.spectra import (
+    NonMinimumWarning,
+    OptimizationError,
+    harmonic,
+    harmonic_analysis,
+    minimize,
+    optimize_geometry,
+)
+from physnetjax.spectra.__main__ import main as spectra_main
+
+# CODATA 2018, typed in independently of physnetjax.units.
+E = 1.602176634e-19  # C
+C = 299792458.0  # m/s
+AMU = 1.66053906660e-27  # kg
+NA = 6.02214076e23  # 1/mol
+EPS0 = 8.8541878128e-12  # F/m
+H = 6.62607015e-34  # J s
+
+# Isotopic masses (amu, AME/NIST).
+M_H, M_D, M_CL = 1.00782503223, 2.01410177812, 34.968852682
+
+
+def wavenumber_cm1(k_ev_per_a2, mu_amu):
+    """ν̃ = √(k/μ)/(2πc) in cm⁻¹ for k in eV/Å² and μ in amu (SI in between)."""
+    return math.sqrt(k_ev_per_a2 * E / 1e-20 / (mu_amu * AMU)) / (2.0 * math.pi * C) / 100.0
+
+
+@pytest.fixture(scope="module")
+def charge_model():
+    """(model, params, Z, R) of the ethanol model with a grafted charge head (float32 params)."""
+    base, params, _ = load_checkpoint(example_model_path())
+    config = base.config()
+    config["charges"] = True
+    model = PhysNet.from_config(config)
+    layers = dict(params["params"])
+    bias = np.zeros(base.max_atomic_number + 1, np.float32)
+    bias[[1, 6, 8]] = [0.1, -0.15, -0.3]
+    layers["charge_bias"] = bias
+    feature_weights = 0.01 * np.random.default_rng(0).standard_normal((base.features, 1))
+    layers["Dense_6"] = {"0+": {"kernel": feature_weights.astype(np.float32)}}
+    layers["Dense_7"] = {"kernel": np.ones((1, 1), np.float32)}
+    atoms = ase.io.read(example_geometry_path())
+    return model, {"params": layers}, atoms.numbers, atoms.positions
+
+
+@pytest.fixture(scope="module")
+def charged_result(charge_model):
+    model, params, z, r = charge_model
+    return harmonic(model, params, z, r, fmax=1e-8)
+
+
+@pytest.fixture(scope="module")
+def calculator(charge_model):
+    model, params, _, _ = charge_model
+    return PhysNetCalculator(model, params, dtype="float64")
+
+
+def central_difference(function, positions, delta):
+    """(3N, ...) derivative of ``function(positions)`` by the 4-point stencil (error O(δ⁴))."""
+    rows = []
+    for index in range(positions.size):
+        values = []
+        for step in (-2, -1, 1, 2):
+            displaced = positions.copy().ravel()
+            displaced[index] += step * delta
+            values.append(np.asarray(function(displaced.reshape(positions.shape))))
+        rows.append((values[0] - 8.0 * values[1] + 8.0 * values[2] - values[3]) / (12.0 * delta))
+    return np.stack(rows)
+
+
+def test_hessian_and_dipole_derivatives_equal_central_differences_of_the_model(charge_model, charged_result,
+                                                                                calculator):
+    _, _, z, _ = charge_model
+    atoms = ase.Atoms(numbers=z, positions=charged_result.positions)
+    atoms.calc = calculator
+
+    def forces_and_dipole(positions):
+        atoms.positions = positions
+        return np.concatenate([-atoms.get_forces().ravel(), atoms.get_dipole_moment()])
+
+    # 4-point stencil, δ = 1e-3 Å: truncation (δ⁴/30)|∂⁵E| ~ 1e-12 · O(10²) eV/Å², round-off
+    # ε|F|/δ ~ 1e-13 eV/Å²; both far below the 1e-6 relative asked for.
+    derivatives = central_difference(forces_and_dipole, charged_result.positions, 1e-3)
+    hessian_fd, dipole_fd = derivatives[:, :-3], derivatives[:, -3:].reshape(-1, 3, 3)
+    scale = np.max(np.abs(charged_result.hessian))
+    assert np.max(np.abs(charged_result.hessian - hessian_fd)) <= 1e-6 * scale
+    assert np.max(np.abs(charged_result.dipole_derivatives - dipole_fd)) <= 1e-6 * np.max(np.abs(dipole_fd))
+
+
+def test_frequencies_and_intensities_equal_ase_infrared(charge_model, charged_result, calculator, tmp_path):
+    _, _, z, _ = charge_model
+    atoms = ase.Atoms(numbers=z, positions=charged_result.positions)
+    atoms.calc = calculator
+    # ASE: nfree=4 central differences of the forces and dipole, δ = 5e-4 Å, truncation error
+    # (δ⁴/30)·∂⁵ (halving δ from 1e-3 changes ASE's frequencies and intensities by < 1e-8
+    # relative), round-off ε|F|/δ ~ 1e-12. ASE does not project out the rotations: a residual
+    # max |F| mixes them into the modes at first order, and a rotation turns the dipole, so
+    # the intensities differ by ~ max|F|/(1 eV/Å) relative (5e-7 measured at max |F| = 1e-6);
+    # hence the fixture's fmax = 1e-8 and the tolerance 1e-7 (4e-9 measured).
+    infrared = Infrared(atoms, name=str(tmp_path / "ir"), delta=5e-4, nfree=4)
+    infrared.run()
+    ase_frequencies = infrared.get_frequencies()
+    assert np.all(np.abs(ase_frequencies[:6]) < 1.0)  # ASE's six rigid-body modes
+    np.testing.assert_allclose(charged_result.frequencies_cm1, ase_frequencies[6:].real, rtol=1e-7)
+    # ASE intensities are in (D/Å)²/amu: × Debye² gives |∂μ/∂Q|² in e²/amu, × the SI factor km/mol.
+    factor = NA / (12.0 * EPS0 * C**2) * E**2 / AMU / 1000.0
+    ase_intensities = infrared.intensities[6:] * ase.units.Debye**2 * factor
+    np.testing.assert_allclose(charged_result.intensities_km_mol, ase_intensities, rtol=1e-7)
+    assert ase_intensities.max() > 10.0  # the comparison is not between zeros
+
+
+def test_rigid_body_modes_vanish_at_a_minimum(charged_result):
+    assert charged_result.max_force <= 1e-8
+    assert not charged_result.linear and charged_result.frequencies_cm1.shape == (21,)
+    assert np.all(np.abs(charged_result.rigid_body_cm1) < 1.0)
+    # Unprojected mass-weighted Hessian (checked against finite differences above): six
+    # eigenvalues within 1 cm⁻¹ of zero, the other 21 are the projected frequencies.
+    inv_sqrt_m = np.repeat(charged_result.masses**-0.5, 3)
+    eigenvalues = np.linalg.eigvalsh(inv_sqrt_m[:, None] * charged_result.hessian * inv_sqrt_m[None, :])
+    cm1 = np.sign(eigenvalues) * np.sqrt(np.abs(eigenvalues) * E / 1e-20 / AMU) / (2 * math.pi * C * 100)
+    assert np.all(np.abs(cm1[:6]) < 1.0)
+    np.testing.assert_allclose(cm1[6:], charged_result.frequencies_cm1, rtol=1e-9)
+    assert not charged_result.imaginary.any()
+    zpe = 0.5 * H * C * 100.0 / E * charged_result.frequencies_cm1.sum()
+    assert charged_result.zero_point_energy == pytest.approx(zpe, rel=1e-12)
+    modes = charged_result.normal_modes.reshape(21, -1)
+    np.testing.assert_allclose(np.linalg.norm(modes, axis=1), 1.0, rtol=1e-12)
+    # μ_k = 1/|M^{-1/2} e_k|² where e_k = M^{1/2} d_k/|M^{1/2} d_k| for the unit Cartesian mode d_k.
+    sqrt_m = np.repeat(charged_result.masses**0.5, 3)
+    reduced = np.sum((sqrt_m * modes) ** 2, axis=1)
+    np.testing.assert_allclose(charged_result.reduced_masses, reduced, rtol=1e-10)
+
+
+def test_zero_charge_model_has_zero_intensities(charge_model):
+    model, params, z, r = charge_model
+    layers = dict(params["params"])
+    layers["charge_bias"] = np.zeros_like(layers["charge_bias"])
+    layers["Dense_7"] = {"kernel": np.zeros((1, 1), np.float32)}
+    result = harmonic(model, {"params": layers}, z, r)
+    assert result.intensities_km_mol is not None
+    assert np.all(result.intensities_km_mol == 0.0)
+    assert np.all(result.frequencies_cm1 > 100.0)
+
+
+def test_a_minimum_given_as_is_needs_no_optimisation_and_no_warning(charge_model, charged_result):
+    model, params, z, _ = charge_model
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = harmonic(model, params, z, charged_result.positions, optimize=False, fmax=1e-6)
+    assert result.optimization is None
+    np.testing.assert_array_equal(result.positions, charged_result.positions)
+    np.testing.assert_allclose(result.frequencies_cm1, charged_result.frequencies_cm1, rtol=1e-12)
+
+
+def test_unconverged_optimisation_keeps_the_last_geometry(charge_model):
+    model, params, z, r = charge_model
+    with pytest.raises(OptimizationError, match="max_steps = 2") as caught:
+        optimize_geometry(model, params, z, r, max_steps=2)
+    error = caught.value
+    assert isinstance(error, RuntimeError)
+    assert error.positions.shape == (9, 3) and np.isfinite(error.positions).all()
+    assert error.steps == 2 and error.fmax > 1e-4 and np.isfinite(error.energy)
+    assert not np.allclose(error.positions, r)
+    with pytest.raises(OptimizationError, match="did not reach"):
+        harmonic(model, params, z, r, max_steps=2)
+
+
+def test_nan_geometry_and_bad_masses_are_clear_errors(charge_model):
+    model, params, z, r = charge_model
+    bad = r.copy()
+    bad[4, 1] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or Inf at atom indices \[4\]"):
+        harmonic(model, params, z, bad)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        optimize_geometry(model, params, z, bad)
+    with pytest.raises(ValueError, match=r"masses must have shape \(9,\)"):
+        harmonic(model, params, z, r, masses=np.ones(8))
+    with pytest.raises(ValueError, match="masses must be finite and > 0"):
+        harmonic(model, params, z, r, masses=np.r_[np.ones(8), -1.0])
+
+
+@pytest.fixture(scope="module")
+def linear_co2():
+    """Linear, centrosymmetric CO2 along a skew axis, and a fresh charge model."""
+    axis = np.array([1.0, 2.0, -0.5]) / np.linalg.norm([1.0, 2.0, -0.5])
+    positions = np.array([0.3, -0.2, 0.1]) + np.outer([-1.16, 0.0, 1.16], axis)
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=4.0,
+                    max_atomic_number=8, charges=True, zbl=False, n_res=1)
+    return model, random_params(model, seed=3), np.array([8, 6, 8]), positions, axis
+
+
+def random_params(model, seed, scale=0.3):
+    """Normal(0, scale²) weights of the right shapes (from tracing init, no compilation)."""
+    z = jnp.array([1, 1])
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), z, jnp.array([[0.0, 0, 0], [0.74, 0, 0]]),
+                            jnp.array([0, 1]), jnp.array([1, 0]))
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda leaf: (scale * rng.standard_normal(leaf.shape)).astype(leaf.dtype), shapes)
+
+
+def test_linear_molecule_has_3n_minus_5_modes_and_a_dark_symmetric_stretch(linear_co2):
+    model, params, z, positions, axis = linear_co2
+    with pytest.warns(NonMinimumWarning, match=r"max \|F\| = .* eV/Å"):
+        result = harmonic(model, params, z, positions, optimize=False)
+    assert result.linear
+    assert result.frequencies_cm1.shape == (4,) and result.rigid_body_cm1.shape == (5,)
+    # The symmetric stretch (carbon at rest, oxygens opposite along the axis) keeps μ = 0
+    # by symmetry: zero intensity. The antisymmetric stretch and the bends are IR active.
+    carbon_at_rest = np.linalg.norm(result.normal_modes[:, 1], axis=1) < 1e-8
+    assert carbon_at_rest.sum() == 1
+    stretch = result.normal_modes[carbon_at_rest][0]
+    np.testing.assert_allclose(np.abs(stretch[0] @ axis), 1 / math.sqrt(2), rtol=1e-8)
+    assert result.intensities_km_mol[carbon_at_rest][0] < 1e-12 * result.intensities_km_mol.max()
+    assert np.all(result.intensities_km_mol[~carbon_at_rest] > 1e-6)
+
+
+def test_model_without_charges_has_no_intensities(linear_co2):
+    _, _, z, positions, _ = linear_co2
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=4.0,
+                    max_atomic_number=8, charges=False, zbl=False, n_res=1)
+    params = random_params(model, seed=4)
+    with pytest.raises(ValueError, match="IR intensities need the dipole.*charges=False"):
+        harmonic(model, params, z, positions, optimize=False, intensities=True)
+    with pytest.warns(NonMinimumWarning):
+        result = harmonic(model, params, z, positions, optimize=False)
+    assert result.intensities_km_mol is None and result.dipole_derivatives is None
+    assert result.frequencies_cm1.shape == (4,)
+
+
+def diatomic(kind, r0=1.2746, k=32.0, depth=4.6):
+    """Energy function of a bond (harmonic or Morse with the same curvature k = 2 D a²) in eV."""
+    a = math.sqrt(k / (2.0 * depth))
+
+    def energy(positions):
+        r = jnp.linalg.norm(positions[1] - positions[0])
+        if kind == "harmonic":
+            return 0.5 * k * (r - r0) ** 2
+        return depth * (1.0 - jnp.exp(-a * (r - r0))) ** 2
+
+    return energy
+
+
+def bond_positions(r):
+    axis = np.array([0.3, -0.8, 0.52]) / np.linalg.norm([0.3, -0.8, 0.52])
+    return np.array([[0.4, 0.1, -0.7], [0.4, 0.1, -0.7] + r * axis]), axis
+
+
+@pytest.mark.parametrize("kind", ["harmonic", "morse"])
+def test_diatomic_frequency_intensity_and_zpe_are_exact(kind):
+    r0, k, charge = 1.2746, 32.0, 0.2
+    positions, axis = bond_positions(r0)
+
+    def dipole(positions):  # fixed charges −q on H, +q on Cl: μ = q (R_Cl − R_H)
+        return charge * (positions[1] - positions[0])
+
+    result = harmonic_analysis(diatomic(kind, r0, k), positions, [M_H, M_CL], dipole_fn=dipole)
+    mu = M_H * M_CL / (M_H + M_CL)
+    expected = wavenumber_cm1(k, mu)
+    assert result.linear and result.frequencies_cm1.shape == (1,)
+    assert result.frequencies_cm1[0] == pytest.approx(expected, rel=1e-6)
+    # Anchor for the helper itself: k = 32 eV/Å² = 512.7 N/m (HCl: 516 N/m, 2991 cm⁻¹).
+    assert result.frequencies_cm1[0] == pytest.approx(2980.453, rel=1e-6)
+    # Reduced mass of the unit Cartesian mode (both atoms move, COM fixed): m₁m₂M/(m₁² + m₂²).
+    mode_mass = M_H * M_CL * (M_H + M_CL) / (M_H**2 + M_CL**2)
+    assert result.reduced_masses[0] == pytest.approx(mode_mass, rel=1e-10)
+    np.testing.assert_allclose(np.abs(result.normal_modes[0] @ axis), [M_CL, M_H] / np.hypot(M_H, M_CL),
+                               rtol=1e-10)
+    assert result.zero_point_energy == pytest.approx(0.5 * H * C * 100.0 * expected / E, rel=1e-6)
+    # |∂μ/∂Q| = q/√μ (Q = √μ·Δr): A = N_A/(12 ε_0 c²) q² e²/(μ amu), in km/mol.
+    intensity = NA / (12.0 * EPS0 * C**2) * (charge * E) ** 2 / (mu * AMU) / 1000.0
+    assert result.intensities_km_mol[0] == pytest.approx(intensity, rel=1e-10)
+    assert np.all(np.abs(result.rigid_body_cm1) < 1e-3)
+
+
+def test_imaginary_frequency_is_negative_flagged_and_left_out_of_the_zpe():
+    r0, k = 1.2746, 32.0
+    positions, _ = bond_positions(r0)
+    saddle = harmonic_analysis(lambda p: -diatomic("harmonic", r0, k)(p), positions, [M_H, M_CL])
+    expected = wavenumber_cm1(k, M_H * M_CL / (M_H + M_CL))
+    assert saddle.frequencies_cm1[0] == pytest.approx(-expected, rel=1e-6)
+    assert saddle.imaginary.tolist() == [True] and saddle.zero_point_energy == 0.0
+
+
+def test_isotope_substitution_scales_as_the_reduced_mass():
+    positions, _ = bond_positions(1.2746)
+    energy = diatomic("morse")
+    hcl = harmonic_analysis(energy, positions, [M_H, M_CL]).frequencies_cm1[0]
+    dcl = harmonic_analysis(energy, positions, [M_D, M_CL]).frequencies_cm1[0]
+    mu_h, mu_d = M_H * M_CL / (M_H + M_CL), M_D * M_CL / (M_D + M_CL)
+    assert dcl / hcl == pytest.approx(math.sqrt(mu_h / mu_d), rel=1e-10)
+
+
+def test_minimize_finds_the_bond_length_and_reports_non_convergence():
+    r0 = 1.2746
+    start, _ = bond_positions(1.6)
+    morse = diatomic("morse", r0)
+    result = minimize(morse, start, fmax=1e-9)
+    assert result.fmax <= 1e-9
+    # |F| = k |r − r0| near the minimum, so r is within fmax/k = 3e-11 Å of r0.
+    assert np.linalg.norm(result.positions[1] - result.positions[0]) == pytest.approx(r0, abs=1e-9)
+    with pytest.raises(OptimizationError, match="max_steps = 1") as caught:
+        minimize(morse, start, fmax=1e-9, max_steps=1)
+    assert caught.value.steps == 1 and caught.value.fmax > 1e-9
+    with pytest.raises(ValueError, match="fmax must be > 0"):
+        minimize(morse, start, fmax=0.0)
+
+
+@jax.custom_jvp
+def energy_with_wrong_gradient(positions):
+    return jnp.sum(positions**2)
+
+
+@energy_with_wrong_gradient.defjvp
+def _shifted_gradient(primals, tangents):
+    (positions,), (displacement,) = primals, tangents
+    return jnp.sum(positions**2), jnp.sum((2.0 * positions + 2.0) * displacement)
+
+
+def test_minimize_stops_when_the_line_search_finds_no_decrease():
+    # E = Σ r² but the "gradient" 2r + 2 vanishes at r = −1, uphill: near r = 0 no step lowers E.
+    with pytest.raises(OptimizationError, match="no lower energy.*gradient does not match") as caught:
+        minimize(energy_with_wrong_gradient, np.full((2, 3), 0.5), fmax=1e-6)
+    assert caught.value.steps < 10 and caught.value.fmax > 1.0
+
+
+# -- command line -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli_inputs(charge_model, tmp_path_factory):
+    model, params, z, r = charge_model
+    root = tmp_path_factory.mktemp("cli")
+    save_checkpoint(root / "model", model, params)
+    ase.io.write(root / "ethanol.extxyz", ase.Atoms(numbers=z, positions=r))
+    return root
+
+
+def run_cli(capsys, *argv):
+    status = spectra_main(["harmonic", *map(str, argv)])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_cli_writes_json_table_and_png(cli_inputs, charged_result, capsys):
+    out = cli_inputs / "out"
+    status, stdout, stderr = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry",
+                                     cli_inputs / "ethanol.extxyz", "--out", out, "--fmax", "1e-6")
+    assert status == 0, stderr
+    document = json.loads((out / "harmonic.json").read_text())
+    for key in ("frequencies_cm1", "intensities_km_mol", "zero_point_energy_eV", "optimized_positions"):
+        assert key in document
+    np.testing.assert_allclose(document["frequencies_cm1"], charged_result.frequencies_cm1, rtol=1e-6)
+    np.testing.assert_allclose(document["intensities_km_mol"], charged_result.intensities_km_mol, rtol=1e-4)
+    assert np.shape(document["optimized_positions"]) == (9, 3)
+    assert (out / "harmonic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = [line for line in stdout.splitlines() if line.strip()[:2].strip().isdigit()]
+    assert len(rows) == 21 and "km/mol" in stdout
+
+
+def test_cli_warns_in_one_line_at_a_non_minimum(cli_inputs, capsys, tmp_path):
+    status, stdout, stderr = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry",
+                                     cli_inputs / "ethanol.extxyz", "--out", tmp_path, "--no-optimize", "--no-plot")
+    assert status == 0
+    assert stderr.startswith("warning: the geometry is not a minimum: max |F| = ") and stderr.count("\n") == 1
+    document = json.loads((tmp_path / "harmonic.json").read_text())
+    assert document["optimized"] is False and document["max_force_eV_per_A"] > 1e-4
+    assert not (tmp_path / "harmonic.png").exists()
+
+
+def test_cli_errors_are_one_line(cli_inputs, capsys, tmp_path):
+    model, xyz = cli_inputs / "model", cli_inputs / "ethanol.extxyz"
+    junk = tmp_path / "junk.xyz"
+    junk.write_text("not a geometry\n")
+    nan_xyz = tmp_path / "nan.xyz"
+    nan_xyz.write_text("2\n\nH 0.0 0.0 0.0\nH nan 0.0 0.74\n")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cases = [
+        (["--checkpoint", tmp_path / "missing", "--geometry", xyz], "does not exist"),
+        (["--checkpoint", model, "--geometry", junk], "cannot read --geometry"),
+        (["--checkpoint", model, "--geometry", xyz, "--masses", "1", "2"], "one value per atom"),
+        (["--checkpoint", model, "--geometry", nan_xyz], "NaN or Inf"),
+        (["--checkpoint", model, "--geometry", xyz, "--max-steps", "2"], "did not reach"),
+    ]
+    for argv, message in cases:
+        status, _, stderr = run_cli(capsys, *argv, "--out", tmp_path / "out", "--no-plot")
+        assert status == 1
+        assert stderr.startswith("error: ") and message in stderr and stderr.count("\n") == 1, stderr
+    status, _, stderr = run_cli(capsys, "--checkpoint", model, "--geometry", xyz, "--out", blocker / "sub")
+    assert status == 1 and stderr.startswith("error: cannot create --out") and stderr.count("\n") == 1
+    status, _, stderr = run_cli(capsys, "--checkpoint", tmp_path / "missing", "--geometry", xyz,
+                                "--out", tmp_path / "out", "--verbose")
+    assert status == 1 and "Traceback" in stderr and stderr.rstrip().splitlines()[-1].startswith("error: ")
