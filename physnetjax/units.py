@@ -134,3 +134,10 @@ def dipole_factor(unit: str) -> float:
         raise ValueError(
             f"unknown dipole unit {unit!r}; known units: {sorted(DIPOLE_UNITS)}"
         ) from None
+
+
+# --- Vibrational spectra from MD (physnetjax.spectra.autocorrelation / md_spectrum) ---------------
+
+SPEED_OF_LIGHT_CM_PER_FS = SPEED_OF_LIGHT_M_PER_S * 1e2 * 1e-15
+"""c in cm/fs (2.99792458e-5): a frequency f in fs⁻¹ is the wavenumber f / c in cm⁻¹, and a
+correlation window of T fs resolves Δν̃ = 1 / (c T) cm⁻¹."""

@@ -99,3 +99,9 @@ def test_ir_intensity_factor():
     assert units.E2_PER_AMU_IN_KM_PER_MOL == pytest.approx(gaussian, rel=1e-8)
     # Porezag & Pederson, PRB 54, 7830 (1996): 1 (D/A)^2/amu = 42.255 km/mol (the factor ASE uses).
     assert units.E2_PER_AMU_IN_KM_PER_MOL * units.DEBYE**2 == pytest.approx(42.255, rel=5e-5)
+
+
+def test_speed_of_light_in_cm_per_fs():
+    # c = 299792458 m/s = 2.99792458e10 cm/s = 2.99792458e-5 cm/fs; 1 cm^-1 is a period of 1/(c * 1 cm^-1) = 33356 fs.
+    assert units.SPEED_OF_LIGHT_CM_PER_FS == pytest.approx(C * 100.0 * 1e-15, rel=1e-14)
+    assert 1.0 / units.SPEED_OF_LIGHT_CM_PER_FS == pytest.approx(33356.40952, rel=1e-9)

@@ -247,14 +247,14 @@ def frame_of(state: MDState) -> Frame:
 
 
 def run(apply_fn: Callable[[MDState], MDState], state: MDState, num_frames: int, stride: int = 1,
-        observe: Callable[[MDState], Frame] = frame_of) -> tuple[MDState, Frame]:
-    """Advance ``num_frames * stride`` steps with ``lax.scan``; record a :class:`Frame` every ``stride`` steps.
+        observe: Callable[[MDState], Any] = frame_of) -> tuple[MDState, Any]:
+    """Advance ``num_frames * stride`` steps with ``lax.scan``; record ``observe(state)`` every ``stride`` steps.
 
     Jit it with ``apply_fn``, ``num_frames``, ``stride`` and ``observe`` static, e.g.
-    ``jax.jit(run, static_argnums=(0, 2, 3, 4))``. ``observe`` makes the frame of a
-    state (default :func:`frame_of`; NPT uses one that adds the cell and pressure).
-    Returns the final state and the stacked frames (leading axis ``num_frames``;
-    frame k is after (k+1)·stride steps).
+    ``jax.jit(run, static_argnums=(0, 2, 3, 4))``. Returns the final state and the
+    stacked observations (leading axis ``num_frames``; frame k is after (k+1)·stride
+    steps). ``observe`` maps a state to any pytree of arrays; the default records a
+    :class:`Frame` (NPT uses one that adds the cell, volume and pressure).
     """
 
     def record(carry, _):

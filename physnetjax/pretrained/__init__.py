@@ -1,4 +1,7 @@
-"""Small example models shipped with physnetjax (see ``ethanol/README.md`` for how they were made)."""
+"""Small example models shipped with physnetjax: ethanol (no charges) and CO2 (charges, for IR spectra).
+
+How each was made, and its test errors, is in ``<name>/README.md``.
+"""
 
 from __future__ import annotations
 
@@ -19,3 +22,13 @@ def example_model_path(name: str = "ethanol") -> Path:
 def example_geometry_path(name: str = "ethanol") -> Path:
     """Start geometry (extxyz) of a shipped example model."""
     return EXAMPLES / name / f"{name}.xyz"
+
+
+def co2_model_path() -> Path:
+    """Checkpoint directory of the shipped CO2 charge model (GFN2-xTB energies, forces and dipoles)."""
+    return example_model_path("co2")
+
+
+def co2_geometry_path() -> Path:
+    """CO2 at the minimum of the shipped CO2 model (extxyz)."""
+    return example_geometry_path("co2")

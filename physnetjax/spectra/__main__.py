@@ -24,12 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      description=__doc__.splitlines()[0].split(": ", 1)[-1])
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, module_name in SUBCOMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:
-                raise
-            continue
+        module = importlib.import_module(module_name)
         summary = module.__doc__.splitlines()[0].split(": ", 1)[-1]
         subparser = subparsers.add_parser(name, help=summary, description=summary)
         module.add_arguments(subparser)

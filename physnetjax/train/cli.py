@@ -6,6 +6,7 @@ Examples::
     python -m physnetjax.train --data my.npz --energy-unit kcal/mol --epochs 200 --out runs/my
     python -m physnetjax.train --data frames.extxyz --charges --dipole-unit Debye
     python -m physnetjax.train --resume runs/my --epochs 400    # continue exactly
+    python -m physnetjax.train --max-time 240 --out runs/4min   # schedule laid out over 240 s of training
     python -m physnetjax.train --data new.npz --init-from runs/my/best   # fine-tune (weights only)
 """
 
@@ -42,7 +43,7 @@ HELP = {
     "ema_decay": "EMA decay of the validated/saved weights",
     "patience": "early stopping: epochs without improvement of --best-metric",
     "best_metric": "validation metric selecting the best checkpoint",
-    "max_time": "time budget in seconds of this invocation (stops before an epoch that would exceed it)",
+    "max_time": "time budget in seconds of training (all invocations): schedule and early stopping are laid out over it instead of --epochs",
     "out": "run directory (default ./runs/physnet-DATE-TIME)",
     "init_from": "start from the weights (and architecture) of this checkpoint, legacy ones included",
     "force_check_threshold": "max |F_autodiff - F_finite-difference| in eV/Å allowed at each best checkpoint",

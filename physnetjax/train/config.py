@@ -33,7 +33,8 @@ class TrainConfig:
     Optimiser: AMSGrad (β2 = 0.99, ε = 1e-3 as PhysNet), Adam or AdamW; global-norm
     clipping; schedule constant / exponential / cosine (with linear warm-up) / plateau.
     Run: EMA decay, early-stopping ``patience`` (epochs without improvement of
-    ``best_metric`` on the validation set), ``max_time`` budget of this invocation,
+    ``best_metric`` on the validation set), ``max_time`` training-time budget (the
+    schedule and early stopping are then laid out over it, ``epochs`` sets their shape only),
     ``seed``, output directory, ``init_from`` checkpoint, force-check threshold.
     """
 
@@ -105,6 +106,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, received {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), received {self.ema_decay}")
+        if self.max_time is not None and not self.max_time > 0:
+            raise ValueError(f"max_time must be > 0 seconds, received {self.max_time}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, received {self.learning_rate}")
         if self.dispersion is not None:

@@ -17,11 +17,18 @@ after the checkpoint they point to is completely written, so a run killed at any
 moment resumes from the last complete epoch. Resuming replays the same per-epoch
 shuffles (seeded by (seed, epoch)), optimiser, EMA, schedule, plateau and
 early-stopping state, so it continues exactly as the uninterrupted run would.
+
+With ``max_time`` the run is time-budgeted (:mod:`physnetjax.train.timebudget`):
+the learning-rate schedule and early stopping are laid out over the budget of
+training time (summed over resumed invocations, saved in every checkpoint) instead
+of ``epochs``, and the run stops after the last epoch that fits in the budget, with
+the learning rate at the schedule's end value.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -55,6 +62,7 @@ from physnetjax.train.forcecheck import ForceCheckError, finite_difference_force
 from physnetjax.train.loss import TERMS, loss_from_sums, loss_weights, metrics_from_totals
 from physnetjax.train.optim import Plateau, init_state, make_optimizer, make_schedule, make_steps
 from physnetjax.train.parallel import device_mesh, replicate, shard_batch
+from physnetjax.train.timebudget import TimeBudget, progress_factor
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +100,17 @@ def build_model(config: TrainConfig, max_atomic_number: int) -> PhysNet:
 
 _COMPILED: dict = {}
 _STEP_SETTINGS = ("loss", "energy_weight", "forces_weight", "dipole_weight", "charge_weight", "per_atom_energy",
-                  "optimizer", "learning_rate", "weight_decay", "clip_norm", "schedule", "warmup_epochs",
-                  "final_lr_factor", "decay_rate", "decay_epochs", "ema_decay")
+                  "optimizer", "learning_rate", "weight_decay", "clip_norm", "schedule", "ema_decay")
+_SCHEDULE_SETTINGS = {"constant": (), "plateau": (), "exponential": ("decay_rate", "decay_epochs"),
+                      "cosine": ("warmup_epochs", "final_lr_factor", "epochs")}
 
 
 def _compiled(model, config: TrainConfig, steps_per_epoch: int) -> tuple:
     """(schedule, optimizer, train_step, eval_step, loss_and_grads), shared by runs with equal settings
     in one process (a resumed or repeated run does not compile again)."""
-    key = (model, steps_per_epoch, tuple(getattr(config, name) for name in _STEP_SETTINGS),
-           config.epochs if config.schedule == "cosine" else None)
+    settings = _STEP_SETTINGS + _SCHEDULE_SETTINGS[config.schedule]
+    architecture = json.dumps(model.config(), sort_keys=True)  # equal modules need not hash equal
+    key = (architecture, steps_per_epoch, tuple(getattr(config, name) for name in settings))
     if key not in _COMPILED:
         schedule = make_schedule(config, steps_per_epoch)
         optimizer = make_optimizer(config, schedule)
@@ -115,11 +125,14 @@ class Trainer:
     Use :func:`train` / :func:`resume` rather than this class directly.
     """
 
-    def __init__(self, config: TrainConfig, run_dir: Path, resuming: bool):
+    def __init__(self, config: TrainConfig, run_dir: Path, resuming: bool, clock=time.monotonic):
         self.config = config
         self.run_dir = run_dir
         self.resuming = resuming
-        self.start_time = time.perf_counter()
+        self.clock = clock
+        self.start_time = clock()
+        self.budget = TimeBudget(config.max_time) if config.max_time is not None else None
+        self.lr_factor = 1.0
         paths = config.data or [str(bundled_dataset_path())]
         self.dataset = load_dataset(paths, energy_unit=config.energy_unit, force_unit=config.force_unit,
                                     dipole_unit=config.dipole_unit)
@@ -140,8 +153,9 @@ class Trainer:
         self.shapes = batch_shapes(self.dataset, self.model, config.batch_size, num_devices)
         self.steps_per_epoch = num_batches(len(train_idx), config.batch_size)
         self.weights = loss_weights(config)
+        step_config = config if self.budget is None else dataclasses.replace(config, schedule="constant")
         (self.schedule, self.optimizer, self.train_step, self.eval_step,
-         self.loss_and_grads) = _compiled(self.model, config, self.steps_per_epoch)
+         self.loss_and_grads) = _compiled(self.model, step_config, self.steps_per_epoch)
         logger.info("devices: %d (%s); batch %d = %d per device; %d train / %d valid / %d test frames",
                     num_devices, jax.local_devices()[0].platform, config.batch_size, self.shapes.molecules,
                     len(train_idx), len(self.split["valid"]), len(self.split["test"]))
@@ -205,6 +219,12 @@ class Trainer:
         self.plateau.scale = float(host["plateau"]["scale"])
         self.plateau.best = float(host["plateau"]["best"])
         self.plateau.bad_epochs = int(host["plateau"]["bad_epochs"])
+        saved_budget = host.get("time_budget")
+        if (saved_budget is None) != (self.budget is None):
+            raise ValueError(f"{self.run_dir} was {'not ' if saved_budget is None else ''}trained with a time budget; "
+                             "resume it with --max-time " + ("removed" if saved_budget is None else "given"))
+        if saved_budget is not None:
+            self.budget = TimeBudget(**{**saved_budget, "budget": self.config.max_time})
         with open(self.run_dir / "metrics.csv", newline="") as handle:
             self.rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) <= self.epoch]
         self._write_csv_header()
@@ -277,7 +297,8 @@ class Trainer:
                            "dipole": self.config.dipole_unit},
             "train_config": self.config.to_dict(),
             "host": {"best_value": self.best_value, "best_epoch": self.best_epoch,
-                     "epochs_since_best": self.epochs_since_best, "plateau": self.plateau.state()},
+                     "epochs_since_best": self.epochs_since_best, "plateau": self.plateau.state(),
+                     "time_budget": self.budget.state() if self.budget else None},
         }
 
     def _save(self, row: dict, is_best: bool) -> None:
@@ -311,14 +332,34 @@ class Trainer:
 
     # -- loop ----------------------------------------------------------------------------
 
-    def _train_epoch(self, progress) -> tuple[float, float]:
+    def _train_epoch(self, progress, first: bool) -> tuple:
+        """(mean train loss, mean gradient norm, compile seconds, n · s or None).
+
+        Time-budgeted runs set the learning rate of every step from the planned
+        progress; on the first epoch of an invocation they block on every step to
+        measure the step time s and return the first step's excess over s (compilation)
+        and the training time of the epoch n · s without it.
+        """
         task = progress.add_task(f"epoch {self.epoch}", total=self.steps_per_epoch) if progress else None
         losses, norms = [], []
         scale = jnp.asarray(self.plateau.scale, jnp.float32)
-        for batch, labels, _ in self.batches(self.split["train"], seed=[self.config.seed, self.epoch]):
+        timed = self.budget is not None and first
+        start, step_times = self.clock(), []
+        batches = self.batches(self.split["train"], seed=[self.config.seed, self.epoch])
+        for k, (batch, labels, _) in enumerate(batches, start=1):
+            if self.budget is not None:
+                first_epoch_estimate = None
+                if self.budget.epoch_seconds is None and len(step_times) > 1:
+                    first_epoch_estimate = self.steps_per_epoch * _step_seconds(step_times)
+                progress_k = self.budget.step_progress(k, self.steps_per_epoch, first_epoch_estimate)
+                self.lr_factor = progress_factor(self.config, progress_k)
+                scale = jnp.asarray(self.lr_factor * self.plateau.scale, jnp.float32)
             self.state, loss, norm = self.train_step(self.state, batch, labels, scale)
             losses.append(loss)
             norms.append(norm)
+            if timed:
+                jax.block_until_ready(loss)
+                step_times.append(self.clock())
             if progress:
                 progress.advance(task)
         if progress:
@@ -326,28 +367,35 @@ class Trainer:
         train_loss = float(np.mean([float(x) for x in losses]))
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"epoch {self.epoch}: training loss is {train_loss}; lower --learning-rate")
-        return train_loss, float(np.mean([float(x) for x in norms]))
+        compile_seconds, steps_estimate = 0.0, None
+        if timed:
+            steps_estimate = step_times[-1] - start
+            if len(step_times) > 1:
+                compile_seconds = (step_times[0] - start) - _step_seconds(step_times)
+                steps_estimate = len(step_times) * _step_seconds(step_times)
+        return train_loss, float(np.mean([float(x) for x in norms])), compile_seconds, steps_estimate
 
     def run(self) -> dict:
         config = self.config
         stop_reason = "epochs"
-        last_epoch_seconds = 0.0
         progress = _progress() if config.progress else None
         if progress:
             progress.start()
+        epoch_mark = self.clock()
+        first = True
         try:
-            while self.epoch < config.epochs:
-                elapsed = time.perf_counter() - self.start_time
-                if config.max_time is not None and elapsed + last_epoch_seconds > config.max_time:
-                    stop_reason = "max_time"
+            while True:
+                reason = self._stop_reason()
+                if reason:
+                    stop_reason = reason
                     break
-                if config.patience is not None and self.epochs_since_best >= config.patience:
-                    stop_reason = "early_stopping"
-                    break
-                epoch_start = time.perf_counter()
                 self.epoch += 1
-                train_loss, grad_norm = self._train_epoch(progress)
-                lr = float(self.schedule(int(self.state.step) - 1)) * self.plateau.scale
+                train_loss, grad_norm, compile_seconds, steps_estimate = self._train_epoch(progress, first)
+                first = False
+                if self.budget is None:
+                    lr = float(self.schedule(int(self.state.step) - 1)) * self.plateau.scale
+                else:
+                    lr = config.learning_rate * self.lr_factor * self.plateau.scale
                 valid_loss, metrics, _ = self.evaluate(self.state.ema_params, self.split["valid"])
                 monitored = self._monitored(valid_loss, metrics)
                 is_best = monitored < self.best_value
@@ -360,27 +408,56 @@ class Trainer:
                     self.epochs_since_best += 1
                 self.plateau.update(monitored)
                 row["best"] = int(is_best)
-                last_epoch_seconds = time.perf_counter() - epoch_start
-                row["time_s"] = time.perf_counter() - self.start_time
+                now = self.clock()
+                if self.budget is not None:
+                    self.budget.finish_epoch(now - epoch_mark - compile_seconds, steps_estimate)
+                    if is_best:
+                        self.budget.best_elapsed = self.budget.elapsed
+                epoch_mark = now
+                row["time_s"] = now - self.start_time
                 self.rows.append(row)
                 self._append_csv(row)
                 self._write_json()
                 self._save(row, is_best)
-                if self.epoch % config.log_every == 0 or is_best or self.epoch == config.epochs:
-                    logger.info(_summary_line(row, config.epochs))
+                planned = config.epochs if self.budget is None else self.epoch + self.budget.epochs_left()
+                if self.epoch % config.log_every == 0 or is_best or self.epoch == planned:
+                    logger.info(_summary_line(row, planned))
         finally:
             if progress:
                 progress.stop()
         return self._finish(stop_reason)
+
+    def _stop_reason(self) -> str | None:
+        """Why to stop before the next epoch: "epochs", "max_time" (no further epoch fits in the
+        budget), "early_stopping" (``patience`` epochs, or with a budget patience / epochs of it,
+        without improvement); None to go on."""
+        config, budget = self.config, self.budget
+        if budget is None:
+            if self.epoch >= config.epochs:
+                return "epochs"
+            if config.patience is not None and self.epochs_since_best >= config.patience:
+                return "early_stopping"
+            return None
+        if self.epoch > 0 and budget.epochs_left() == 0:
+            return "max_time"
+        patience_seconds = None if config.patience is None else config.patience / config.epochs * budget.budget
+        if self.epoch > 0 and patience_seconds is not None and budget.elapsed - budget.best_elapsed >= patience_seconds:
+            return "early_stopping"
+        return None
+
+    def _patience_text(self) -> str:
+        if self.budget is None:
+            return f"{self.config.patience} epochs"
+        return f"{self.config.patience / self.config.epochs * self.budget.budget:.0f} s of training"
 
     def _write_json(self, final: dict | None = None) -> None:
         _atomic_json(self.run_dir / "metrics.json", {"epochs": self.rows, "final": final})
 
     def _finish(self, stop_reason: str) -> dict:
         if stop_reason != "epochs":
-            logger.info("stopped after epoch %d: %s", self.epoch,
-                        {"max_time": "time budget --max-time reached",
-                         "early_stopping": f"no improvement for {self.config.patience} epochs"}[stop_reason])
+            reason = ("no further epoch fits in the time budget --max-time" if stop_reason == "max_time"
+                      else f"no improvement for {self._patience_text()}")
+            logger.info("stopped after epoch %d: %s", self.epoch, reason)
         best_model, best_params, best_meta = load_checkpoint(self.run_dir / "best")
         best_params = replicate(best_params, self.mesh)
         valid_loss, valid_metrics, valid_pred = self.evaluate(best_params, self.split["valid"], collect=True)
@@ -395,7 +472,8 @@ class Trainer:
             "best_metric": self.config.best_metric,
             "valid": valid_metrics,
             "test": test_metrics,
-            "time_s": time.perf_counter() - self.start_time,
+            "time_s": self.clock() - self.start_time,
+            "train_time_s": self.budget.elapsed if self.budget else None,
             "num_devices": int(self.mesh.devices.size),
         }
         self._write_json(summary)
@@ -412,6 +490,11 @@ class Trainer:
             _fmt(valid_metrics.get("forces_mae")), _fmt(test_metrics.get("energy_mae")),
             _fmt(test_metrics.get("forces_mae")), self.run_dir / "best")
         return summary
+
+
+def _step_seconds(step_times: list) -> float:
+    """Step time s: the mean of steps 2.. from the clock after each step (the first step compiles)."""
+    return (step_times[-1] - step_times[0]) / (len(step_times) - 1)
 
 
 def _jsonl_record(row: dict) -> dict:
@@ -462,7 +545,7 @@ def default_run_dir() -> Path:
     return candidate
 
 
-def train(config: TrainConfig) -> dict:
+def train(config: TrainConfig, clock=time.monotonic) -> dict:
     """Train a fresh run (or one started from ``config.init_from`` weights); returns the final summary.
 
     Raises:
@@ -477,10 +560,10 @@ def train(config: TrainConfig) -> dict:
     config.out = str(run_dir)
     config.save(run_dir / "config.json")
     logger.info("run directory: %s", run_dir)
-    return Trainer(config, run_dir, resuming=False).run()
+    return Trainer(config, run_dir, resuming=False, clock=clock).run()
 
 
-def resume(run_dir, **overrides) -> dict:
+def resume(run_dir, clock=time.monotonic, **overrides) -> dict:
     """Continue the run in ``run_dir`` exactly from its last complete epoch.
 
     ``overrides`` may change only :data:`RESUME_OVERRIDES` (e.g. more ``epochs``).
@@ -498,4 +581,4 @@ def resume(run_dir, **overrides) -> dict:
         setattr(config, key, value)
     config.__post_init__()
     config.save(config_path)
-    return Trainer(config, run_dir, resuming=True).run()
+    return Trainer(config, run_dir, resuming=True, clock=clock).run()

@@ -1,0 +1,318 @@
+"""``python -m physnetjax.spectra ir``: anharmonic IR and power spectra of one molecule from MD with a model.
+
+Reads a checkpoint and a geometry (any file ``ase.io.read`` understands, first frame),
+runs the harmonic analysis (:func:`physnetjax.spectra.harmonic`, geometry optimised
+unless ``--no-optimize``) and prints its table of modes, then runs
+:func:`physnetjax.spectra.md_spectrum` from the analysed geometry with a progress bar,
+and writes to the output directory
+
+* ``spectrum.csv``: columns ``wavenumber_cm1``, ``power_per_cm1`` (vibrational
+  density of states, degrees of freedom per cm⁻¹) and, for charge models,
+  ``ir_km_mol_per_cm1`` (IR absorption; a band integrates to its intensity in km/mol),
+  from 0 to ``--max-wavenumber``;
+* ``spectrum.json``: the MD settings, resolution, per-replica temperatures and energy
+  errors, timings, and the harmonic lines (``harmonic``: frequencies, intensities,
+  zero-point energy, analysed geometry) and, for each harmonic line, the MD peak
+  positions and IR band integral around it (``bands``);
+* ``spectrum.png``: the power spectrum and the IR spectrum with the harmonic lines as
+  sticks (needs matplotlib; ``--no-plot`` skips it).
+
+Every setting, the checkpoint, the geometry and the output directory are checked
+before any computation. Every failure prints one line ``error: ...`` on stderr and
+exits with status 1 (``--verbose`` also prints the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+CSV_NAME = "spectrum.csv"
+JSON_NAME = "spectrum.json"
+PNG_NAME = "spectrum.png"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the options of the ``ir`` subcommand on ``parser``."""
+    parser.add_argument("--checkpoint", required=True, help="model checkpoint directory (physnetjax or legacy)")
+    parser.add_argument("--geometry", required=True, help="molecule, any file ase.io.read understands (first frame)")
+    parser.add_argument("--out", required=True, help="output directory (created if missing)")
+    parser.add_argument("--temperature", type=float, required=True, help="temperature in K")
+    parser.add_argument("--time-ps", type=float, required=True, help="NVE time per replica in ps")
+    parser.add_argument("--replicas", type=int, default=4, help="independent trajectories run at once")
+    parser.add_argument("--timestep", type=float, default=0.5, help="MD time step in fs")
+    parser.add_argument("--equilibration-ps", type=float, default=2.0, help="Langevin equilibration in ps")
+    parser.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs")
+    parser.add_argument("--record-every", type=int, default=4, help="MD steps between recorded frames")
+    parser.add_argument("--correlation-ps", type=float,
+                        help="correlation window in ps; resolution 1/(c T) (default: half of --time-ps)")
+    parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
+    parser.add_argument("--quantum-correction", action="store_true",
+                        help="multiply the spectra by the harmonic quantum-correction factor x/(1-exp(-x)), "
+                             "x = h c nu / (k_B T)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="MD precision")
+    parser.add_argument("--total-charge", type=float,
+                        help="total charge in e (default: the geometry's info['charge'], else 0)")
+    parser.add_argument("--masses", type=float, nargs="+", metavar="AMU",
+                        help="one mass per atom in amu (isotopes); default: standard atomic masses")
+    parser.add_argument("--no-optimize", action="store_true",
+                        help="start from the geometry as given (no optimisation before the harmonic analysis)")
+    parser.add_argument("--max-wavenumber", type=float, default=4000.0,
+                        help="largest wavenumber in cm^-1 written to the CSV and drawn")
+    parser.add_argument("--no-plot", action="store_true", help="do not draw spectrum.png")
+    parser.add_argument("--verbose", action="store_true", help="log progress; print the traceback on errors")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the subcommand; returns the exit status (0 success, 1 any error)."""
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    try:
+        _run(args)
+    except Exception as error:
+        if args.verbose:
+            traceback.print_exc()
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_inputs(args):
+    """Everything that can be checked before any computation; returns (atoms, out path)."""
+    import ase.io
+
+    from physnetjax.spectra.harmonic import check_masses
+    from physnetjax.spectra.md_spectrum import plan_run
+    from physnetjax.spectra.plot import require_matplotlib
+
+    plan_run(temperature_K=args.temperature, time_ps=args.time_ps, timestep_fs=args.timestep,
+             equilibration_ps=args.equilibration_ps, replicas=args.replicas, friction=args.friction,
+             record_every=args.record_every, max_correlation_ps=args.correlation_ps, max_energy_error=0.1)
+    if not args.max_wavenumber > 0:
+        raise ValueError(f"--max-wavenumber must be > 0 cm^-1, received {args.max_wavenumber}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot create --out directory {out}: {error.strerror or error}") from error
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"--out directory {out} is not writable")
+    if not args.no_plot:
+        require_matplotlib()
+    if not Path(args.checkpoint).exists():
+        raise ValueError(f"--checkpoint {args.checkpoint} does not exist")
+    try:
+        atoms = ase.io.read(args.geometry, index=0)
+    except Exception as error:
+        raise ValueError(f"cannot read --geometry {args.geometry}: {error}") from error
+    if args.masses is not None:
+        check_masses(args.masses, len(atoms))
+    return atoms, out
+
+
+def _run(args) -> None:
+    atoms, out = _check_inputs(args)
+
+    import jax
+
+    from physnetjax.checkpoint import load_checkpoint
+    from physnetjax.spectra.cli_harmonic import mode_table
+    from physnetjax.spectra.harmonic import harmonic
+    from physnetjax.spectra.md_spectrum import md_spectrum
+
+    if args.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    model, params, _ = load_checkpoint(args.checkpoint)
+    total_charge = args.total_charge if args.total_charge is not None else float(atoms.info.get("charge", 0.0))
+    lines = harmonic(model, params, atoms.numbers, atoms.positions, masses=args.masses,
+                     total_charge=total_charge, optimize=not args.no_optimize)
+    print(f"harmonic analysis of {atoms.get_chemical_formula()}:")
+    print(mode_table(lines))
+    with _progress_bar(args.verbose) as progress:
+        result = md_spectrum(
+            model, params, lines.atomic_numbers, lines.positions, temperature_K=args.temperature,
+            time_ps=args.time_ps, timestep_fs=args.timestep, equilibration_ps=args.equilibration_ps,
+            replicas=args.replicas, friction=args.friction, record_every=args.record_every,
+            total_charge=total_charge, masses=args.masses, seed=args.seed,
+            max_correlation_ps=args.correlation_ps, quantum_correction=args.quantum_correction,
+            dtype=args.dtype, progress=progress,
+        )
+    shown = result.frequencies_cm1 <= args.max_wavenumber
+    print(summary(result, lines))
+    _write_csv(out / CSV_NAME, result, shown)
+    document = result.to_dict()
+    for name in ("frequencies_cm1", "power_spectrum", "ir_spectrum", "replica_power_spectra", "replica_ir_spectra"):
+        document.pop(name)
+    document["harmonic"] = {
+        "frequencies_cm1": lines.frequencies_cm1.tolist(),
+        "intensities_km_mol": None if lines.intensities_km_mol is None else lines.intensities_km_mol.tolist(),
+        "zero_point_energy_eV": lines.zero_point_energy,
+        "optimized_positions": lines.positions.tolist(),
+        "atomic_numbers": lines.atomic_numbers.tolist(),
+    }
+    document["bands"] = bands(result, lines)
+    document["checkpoint"] = str(Path(args.checkpoint).resolve())
+    document["geometry"] = str(Path(args.geometry).resolve())
+    document["spectrum_csv"] = CSV_NAME
+    (out / JSON_NAME).write_text(json.dumps(document, indent=1))
+    print(f"wrote {out / CSV_NAME} and {out / JSON_NAME}")
+    if not args.no_plot:
+        plot_md_spectrum(out / PNG_NAME, result, lines, shown,
+                         title=f"{atoms.get_chemical_formula()}, {args.temperature:g} K, "
+                               f"{result.settings['replicas']} × {result.settings['time_ps']:g} ps NVE")
+        print(f"wrote {out / PNG_NAME}")
+
+
+class _progress_bar:
+    """Context manager yielding ``progress(done, total)`` that drives a rich progress bar."""
+
+    def __init__(self, verbose: bool):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._bar = Progress(TextColumn("MD"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+                             TimeElapsedColumn(), TimeRemainingColumn(), transient=not verbose)
+        self._task = None
+
+    def __enter__(self):
+        self._bar.start()
+
+        def progress(done: int, total: int) -> None:
+            if self._task is None:
+                self._task = self._bar.add_task("md", total=total)
+            self._bar.update(self._task, completed=done)
+
+        return progress
+
+    def __exit__(self, *exc):
+        self._bar.stop()
+        return False
+
+
+def bands(result, lines, max_half_width: float = 150.0) -> list[dict]:
+    """MD spectra around each distinct harmonic line: peak positions and band integrals.
+
+    Lines closer than 1 cm⁻¹ are one (degenerate) band. Each band spans the line
+    ± min(``max_half_width``, half the distance to the neighbouring bands); in it the
+    power and IR spectra's maxima are located and the IR spectrum is integrated
+    (trapezoid; km/mol, comparable with the summed harmonic intensity), as is the power
+    spectrum (degrees of freedom: the band's share of the kinetic energy, in units of
+    k_B T / 2 per quadratic term, equal to the degeneracy on average over replicas).
+    The ratio IR band / power band estimates the intensity per mode however the energy
+    happened to be shared among the modes in the replicas.
+    """
+    import numpy as np
+
+    real = lines.frequencies_cm1[~lines.imaginary]
+    intensities = None if lines.intensities_km_mol is None else lines.intensities_km_mol[~lines.imaginary]
+    order = np.argsort(real)
+    groups: list[list[int]] = []
+    for k in order:
+        if groups and real[k] - real[groups[-1][-1]] < 1.0:
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    centres = [float(np.mean(real[g])) for g in groups]
+    nu = result.frequencies_cm1
+    found = []
+    for index, (group, centre) in enumerate(zip(groups, centres)):
+        half = max_half_width
+        if index > 0:
+            half = min(half, 0.5 * (centre - centres[index - 1]))
+        if index + 1 < len(centres):
+            half = min(half, 0.5 * (centres[index + 1] - centre))
+        window = np.abs(nu - centre) <= half
+        band = {"harmonic_cm1": centre, "degeneracy": len(group),
+                "harmonic_km_mol": None if intensities is None else float(np.sum(intensities[group])),
+                "power_peak_cm1": float(nu[window][np.argmax(result.power_spectrum[window])]),
+                "power_band_dof": float(np.trapezoid(result.power_spectrum[window], nu[window])),
+                "ir_peak_cm1": None, "ir_band_km_mol": None}
+        if result.ir_spectrum is not None:
+            band["ir_peak_cm1"] = float(nu[window][np.argmax(result.ir_spectrum[window])])
+            band["ir_band_km_mol"] = float(np.trapezoid(result.ir_spectrum[window], nu[window]))
+        found.append(band)
+    return found
+
+
+def summary(result, lines) -> str:
+    """Text summary: settings, resolution, temperatures, energy conservation, MD bands beside the harmonic lines."""
+    settings = result.settings
+    text = [
+        f"MD: {settings['replicas']} replicas × {settings['time_ps']:g} ps NVE after {settings['equilibration_ps']:g} ps "
+        f"Langevin at {settings['temperature_K']:g} K (timestep {settings['timestep_fs']:g} fs, "
+        f"{result.md_seconds:.1f} s + compile {result.compile_seconds:.1f} s)",
+        f"replica temperatures (K): {' '.join(f'{t:.1f}' for t in result.temperatures_K)}; "
+        f"max |E(t) - E(0)| / (n_dof k_B T / 2): {result.energy_errors.max():.2g}",
+        f"resolution: {result.resolution_cm1:.2f} cm^-1 (correlation window {settings['max_correlation_ps']:g} ps, "
+        "Hann)",
+    ]
+    text.append(f"{'harmonic cm^-1':>15}  {'km/mol':>9}  {'MD power peak':>13}  {'power band':>10}  "
+                f"{'MD IR peak':>10}  {'IR band km/mol':>14}")
+    def cell(value, width, digits):
+        return f"{value:{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
+
+    for band in bands(result, lines):
+        label = f"{band['harmonic_cm1']:.1f}" + (f" (x{band['degeneracy']})" if band["degeneracy"] > 1 else "")
+        text.append(f"{label:>15}  {cell(band['harmonic_km_mol'], 9, 2)}  {cell(band['power_peak_cm1'], 13, 1)}  "
+                    f"{cell(band['power_band_dof'], 10, 3)}  {cell(band['ir_peak_cm1'], 10, 1)}  "
+                    f"{cell(band['ir_band_km_mol'], 14, 2)}")
+    return "\n".join(text)
+
+
+def _write_csv(path: Path, result, shown) -> None:
+    header = ["wavenumber_cm1", "power_per_cm1"] + (["ir_km_mol_per_cm1"] if result.ir_spectrum is not None else [])
+    columns = [result.frequencies_cm1[shown], result.power_spectrum[shown]]
+    if result.ir_spectrum is not None:
+        columns.append(result.ir_spectrum[shown])
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for row in zip(*columns):
+            writer.writerow([f"{value:.6g}" for value in row])
+
+
+def plot_md_spectrum(path, result, lines, shown, title: str = "") -> None:
+    """PNG: power spectrum (top) and IR spectrum with the harmonic lines as sticks (bottom)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    nu = result.frequencies_cm1[shown]
+    real = ~lines.imaginary
+    rows = 2 if result.ir_spectrum is not None else 1
+    figure, axes = plt.subplots(rows, 1, figsize=(8, 3.2 * rows), sharex=True, squeeze=False)
+    power_axes = axes[0, 0]
+    power_axes.plot(nu, result.power_spectrum[shown], color="tab:gray", linewidth=1.0)
+    power_axes.set_ylabel("power spectrum\n(degrees of freedom per cm$^{-1}$)")
+    for line in lines.frequencies_cm1[real]:
+        power_axes.axvline(line, color="tab:red", linewidth=0.8, alpha=0.6)
+    power_axes.set_title(title)
+    if result.ir_spectrum is not None:
+        ir_axes = axes[1, 0]
+        ir_axes.plot(nu, result.ir_spectrum[shown], color="tab:blue", linewidth=1.0, label="MD (classical)")
+        ir_axes.set_ylabel("IR absorption\n(km mol$^{-1}$ per cm$^{-1}$)")
+        sticks = ir_axes.twinx()
+        heights = lines.intensities_km_mol if lines.intensities_km_mol is not None else np.ones_like(
+            lines.frequencies_cm1)
+        sticks.vlines(lines.frequencies_cm1[real], 0.0, heights[real], color="tab:red", linewidth=1.5,
+                      label="harmonic")
+        sticks.set_ylabel("harmonic intensity (km mol$^{-1}$)", color="tab:red")
+        sticks.set_ylim(0.0, 1.1 * float(heights[real].max(initial=0.0)) or 1.0)
+        ir_axes.set_ylim(bottom=0.0)
+        handles = ir_axes.get_legend_handles_labels()[0] + sticks.get_legend_handles_labels()[0]
+        ir_axes.legend(handles=handles, loc="upper left")
+    axes[-1, 0].set_xlabel("wavenumber (cm$^{-1}$)")
+    axes[-1, 0].set_xlim(0.0, float(nu.max(initial=1.0)))
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

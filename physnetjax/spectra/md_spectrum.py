@@ -1,0 +1,408 @@
+"""Anharmonic power and IR spectra of a molecule from MD with a PhysNet model.
+
+:func:`md_spectrum` runs R independent replicas at once (``jax.vmap`` over replicas,
+one compiled program, advanced in jitted ``lax.scan`` chunks):
+
+1. Maxwell–Boltzmann momenta at T, then Langevin (BAOAB) equilibration for
+   ``equilibration_ps`` at T (:func:`physnetjax.md.langevin`).
+2. The centre-of-mass momentum is removed and the replicas continue in NVE
+   (velocity Verlet, :func:`physnetjax.md.nve`) for ``time_ps``. Every
+   ``record_every`` steps (interval Δt) the loop records the mass-scaled velocities
+   u_i = √m_i v_i, the total energy and, for charge models, the dipole derivative
+   μ̇ = Σ_i (∂μ/∂r_i)·v_i — the exact time derivative of the model's dipole
+   μ = Σ_i q_i r_i, a Jacobian-vector product (``jax.jvp``) inside the loop.
+3. Per replica r, with the thermostat temperature T (n_dof = 3N − 3; T_r is the
+   replica's mean kinetic temperature 2⟨K⟩_r / (n_dof k_B) over the NVE part):
+
+   * power spectrum (vibrational density of states, cm): the spectrum
+     (:func:`physnetjax.spectra.autocorrelation.spectrum_from_correlation`, Hann
+     lag window, unbiased estimator) of the mass-weighted velocity autocorrelation
+     C_v(t) = Σ_i m_i ⟨v_i(0)·v_i(t)⟩ · C / (k_B T), C = 103.6427 eV per
+     amu·Å²/fs². It integrates to ∫ S dν̃ = 2⟨K⟩_r / (k_B T) = n_dof T_r / T, whose
+     canonical average over replicas is n_dof: each degree of freedom contributes
+     one unit of area at its frequencies.
+   * IR spectrum (km/mol per cm⁻¹): the spectrum of
+     C_μ̇(t) = ⟨μ̇(0)·μ̇(t)⟩ · C / (k_B T) · A, A = N_A / (12 ε_0 c²) in km/mol per
+     e²/amu (:data:`physnetjax.units.E2_PER_AMU_IN_KM_PER_MOL`). For a harmonic mode
+     Q, μ̇ = (∂μ/∂Q) Q̇ and the canonical ⟨Q̇²⟩ = k_B T / C, so the band integrates
+     on average to A |∂μ/∂Q|²: the harmonic IR intensity in km/mol (and, in every
+     replica, the IR band over the power band of a mode is exactly A |∂μ/∂Q|²).
+     This is the classical absorption line shape α(ν̃) n(ν̃) ∝ β ω² FT⟨μ μ⟩ per
+     mole, which for a harmonic system equals the quantum absorption.
+   * With ``quantum_correction=True`` both spectra are multiplied by the harmonic
+     quantum-correction factor Q(ν̃) = x / (1 − e^{−x}), x = h c ν̃ / (k_B T) at the
+     thermostat temperature (:func:`physnetjax.spectra.autocorrelation.harmonic_quantum_correction`):
+     they then approximate the spectra of the quantum autocorrelation functions
+     (band integrals grow by ≈ x for high-frequency modes; the IR band integral is
+     then no longer the harmonic intensity).
+
+   The spectra are averaged over replicas; the per-replica spectra are kept. The
+   resolution is Δν̃ = 1 / (c · T_corr), T_corr = ``max_correlation_ps`` (the
+   correlation window; default half the NVE time).
+
+What the spectra contain besides the vibrations: the free molecule rotates (its
+angular momentum is kept), so rotation shows up near 0 cm⁻¹ in the power spectrum
+and, through the rotating dipole, as P/R-branch side bands of the IR lines (as in a
+gas-phase spectrum). Velocity Verlet raises a harmonic frequency to
+(2/h) arcsin(ωh/2), i.e. by ≈ (ωh)²/24 relative (+0.25 % at 2600 cm⁻¹ for h = 0.5 fs).
+
+Energy conservation: after every chunk the largest |E(t) − E(0)| of each replica
+is compared with the thermal kinetic energy n_dof k_B T / 2; above
+``max_energy_error`` times that the run stops with :class:`EnergyConservationError`
+(reduce the timestep), above a quarter of it a warning is issued.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+import warnings
+from typing import Callable, NamedTuple, Optional
+
+import ase.data
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from physnetjax.calculator import cast_params, check_dtype
+from physnetjax.md.integrators import (
+    MDState,
+    conserved_quantity,
+    kinetic_energy,
+    langevin,
+    maxwell_boltzmann_momenta,
+    nve,
+    run,
+)
+from physnetjax.md.potential import DENSE_MAX_ATOMS, physnet_potential
+from physnetjax.predict import validate_structure
+from physnetjax.spectra.harmonic import check_masses
+from physnetjax.spectra.autocorrelation import (
+    autocorrelation,
+    harmonic_quantum_correction,
+    resolution_cm1,
+    spectrum_from_correlation,
+)
+from physnetjax.units import AMU_A2_PER_FS2_IN_EV, BOLTZMANN, E2_PER_AMU_IN_KM_PER_MOL, SPEED_OF_LIGHT_CM_PER_FS
+
+logger = logging.getLogger(__name__)
+
+MAX_RECORD_WAVENUMBER_CM1 = 4000.0
+"""The record interval must resolve vibrations up to this wavenumber (Nyquist limit)."""
+CHUNKS = 20
+"""The NVE part runs in this many jitted chunks (progress is reported between them)."""
+
+
+class EnergyConservationError(RuntimeError):
+    """The NVE part did not conserve energy: the spectrum would be meaningless."""
+
+
+@dataclasses.dataclass
+class MDSpectrum:
+    """Spectra from :func:`md_spectrum` (K wavenumbers, R replicas).
+
+    Fields:
+      frequencies_cm1: (K,) wavenumbers ν̃ in cm⁻¹ (0 … Nyquist, zero-padded grid).
+      power_spectrum: (K,) replica mean of the vibrational density of states in cm
+        (degrees of freedom per cm⁻¹; ∫ = (3N − 3) · mean(T_r) / T).
+      ir_spectrum: (K,) replica mean IR absorption in km/mol per cm⁻¹ (∫ over a band =
+        its intensity in km/mol), or None for a model without charges.
+      resolution_cm1: Δν̃ = 1 / (c T_corr) in cm⁻¹.
+      temperatures_K: (R,) mean kinetic temperature of each replica in the NVE part.
+      energy_errors: (R,) max |E(t) − E(0)| over the NVE part / (n_dof k_B T / 2).
+      replica_power_spectra: (R, K); replica_ir_spectra: (R, K) or None.
+      settings: the run's parameters (as run: actual equilibration time, record interval).
+      md_seconds: wall time of the MD after compilation; compile_seconds: compilation.
+    """
+
+    frequencies_cm1: np.ndarray
+    power_spectrum: np.ndarray
+    ir_spectrum: Optional[np.ndarray]
+    resolution_cm1: float
+    temperatures_K: np.ndarray
+    energy_errors: np.ndarray
+    replica_power_spectra: np.ndarray
+    replica_ir_spectra: Optional[np.ndarray]
+    settings: dict
+    md_seconds: float = 0.0
+    compile_seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (arrays as lists, None kept)."""
+        out = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            out[field.name] = value.tolist() if isinstance(value, np.ndarray) else value
+        return out
+
+
+def md_spectrum(
+    model,
+    params,
+    atomic_numbers,
+    positions,
+    *,
+    temperature_K: float,
+    time_ps: float,
+    timestep_fs: float = 0.5,
+    equilibration_ps: float = 2.0,
+    replicas: int = 4,
+    friction: float = 0.01,
+    record_every: int = 4,
+    total_charge: float = 0.0,
+    masses=None,
+    seed: int = 0,
+    max_correlation_ps: Optional[float] = None,
+    quantum_correction: bool = False,
+    dtype="float32",
+    max_energy_error: float = 0.1,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> MDSpectrum:
+    """Power and IR spectra of an isolated molecule from Langevin-equilibrated NVE MD (module docstring).
+
+    Args:
+      model, params: a :class:`physnetjax.PhysNet` and its variables.
+      atomic_numbers: (N,) ints, N ≥ 2. positions: (N, 3) Å start geometry.
+      temperature_K: T > 0 of the equilibration thermostat and the initial momenta.
+      time_ps: length of the NVE part per replica (> 0).
+      timestep_fs: MD time step (> 0).
+      equilibration_ps: Langevin time before NVE (≥ 0; rounded up to whole chunks).
+      replicas: independent trajectories R ≥ 1 (replica r uses key fold_in(PRNGKey(seed), r),
+        so it does not depend on R).
+      friction: Langevin friction γ in fs⁻¹ (> 0).
+      record_every: steps between recorded frames (≥ 1); the record interval must
+        resolve 4000 cm⁻¹ (default 4 × 0.5 fs = 2 fs: up to 8339 cm⁻¹). Recording costs
+        about four force evaluations for a charge model (the dipole derivative is a
+        Jacobian-vector product through the model, which also evaluates its forces).
+      total_charge: total charge Q in e.
+      masses: (N,) amu (default: standard atomic masses; pass isotopes here).
+      seed: PRNG seed.
+      max_correlation_ps: correlation window T_corr (0 < T_corr ≤ time_ps; default
+        time_ps / 2); sets the resolution 1 / (c T_corr).
+      quantum_correction: multiply both spectra by Q(ν̃) (module docstring).
+      dtype: ``"float32"`` or ``"float64"`` (needs x64) for the MD.
+      max_energy_error: allowed max |E(t) − E(0)| in units of n_dof k_B T / 2.
+      progress: called as ``progress(steps_done, steps_total)`` after each chunk.
+
+    Returns:
+      :class:`MDSpectrum`.
+
+    Raises:
+      ValueError: invalid arguments (named with the value received).
+      EnergyConservationError: NaN/Inf in the dynamics or energy not conserved.
+    """
+    z, r0 = validate_structure(atomic_numbers, positions, model.max_atomic_number)
+    if not 2 <= z.shape[0] <= DENSE_MAX_ATOMS:
+        raise ValueError(f"md_spectrum is for isolated molecules of 2 to {DENSE_MAX_ATOMS} atoms, "
+                         f"received {z.shape[0]}")
+    r0 = np.asarray(r0, np.float64)
+    num_atoms = z.shape[0]
+    plan = plan_run(temperature_K=temperature_K, time_ps=time_ps, timestep_fs=timestep_fs,
+                    equilibration_ps=equilibration_ps, replicas=replicas, friction=friction,
+                    record_every=record_every, max_correlation_ps=max_correlation_ps,
+                    max_energy_error=max_energy_error)
+    replicas, record_every, interval_fs = plan.replicas, plan.record_every, plan.interval_fs
+    num_frames, num_lags = plan.num_frames, plan.num_lags
+    masses = ase.data.atomic_masses[z] if masses is None else check_masses(masses, num_atoms)
+    dtype = check_dtype(dtype)
+
+    potential = physnet_potential(model, cast_params(params, dtype), z, total_charge=total_charge,
+                                  method="all_pairs")
+    nbrs = potential.allocate(r0)
+    has_charges = bool(getattr(model, "charges", False))
+    dof = 3 * num_atoms - 3
+    mass_array = jnp.asarray(masses, dtype)
+    start = jnp.asarray(r0, dtype)
+    keys = jax.vmap(lambda r: jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), r)))(
+        jnp.arange(replicas))
+
+    steps_eq = int(math.ceil(equilibration_ps * 1e3 / timestep_fs))
+    eq_chunks = min(CHUNKS, steps_eq)
+    eq_chunk_steps = int(math.ceil(steps_eq / eq_chunks)) if eq_chunks else 0
+    frames_per_chunk = int(math.ceil(num_frames / CHUNKS))
+    nve_chunks = int(math.ceil(num_frames / frames_per_chunk))
+    total_steps = eq_chunks * eq_chunk_steps + nve_chunks * frames_per_chunk * record_every
+
+    def dipole_rate(positions, velocities):
+        def dipole(r):
+            return potential.outputs(r, nbrs)["dipoles"][0]
+        return jax.jvp(dipole, (positions,), (velocities,))[1]
+
+    def observe(state: MDState) -> dict:
+        sqrt_m = jnp.sqrt(state.masses)[:, None]
+        record = {"scaled_velocities": state.momenta / sqrt_m, "energy": conserved_quantity(state),
+                  "kinetic": kinetic_energy(state.momenta, state.masses)}
+        if has_charges:
+            record["dipole_rate"] = dipole_rate(state.positions, state.momenta / state.masses[:, None])
+        return record
+
+    init_l, apply_l = langevin(potential.energy_force, timestep_fs, temperature_K, friction)
+    _, apply_v = nve(potential.energy_force, timestep_fs)
+
+    def start_replica(replica_keys):
+        momenta = maxwell_boltzmann_momenta(replica_keys[0], mass_array, temperature_K)
+        return init_l(start, momenta, mass_array, nbrs, replica_keys[1])
+
+    def to_nve(state: MDState) -> MDState:
+        total = jnp.sum(state.momenta, axis=0)
+        momenta = state.momenta - state.masses[:, None] * total / jnp.sum(state.masses)
+        return state.replace(momenta=momenta, heat=jnp.zeros_like(state.heat), key=None)
+
+    t_compile = t_md = 0.0
+    done = 0
+    t0 = time.perf_counter()
+    state = jax.jit(jax.vmap(start_replica))(keys)
+    if eq_chunks:
+        eq_chunk = jax.jit(jax.vmap(lambda s: run(apply_l, s, 1, eq_chunk_steps, lambda st: st.potential_energy)))
+        compiled = eq_chunk.lower(state).compile()
+        t_compile += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in range(eq_chunks):
+            state, energies = compiled(state)
+            if not np.all(np.isfinite(np.asarray(energies))):
+                raise EnergyConservationError("NaN/Inf energy during the Langevin equilibration")
+            done += eq_chunk_steps
+            if progress is not None:
+                progress(done, total_steps)
+        t_md += time.perf_counter() - t0
+        t0 = time.perf_counter()
+    state = jax.vmap(to_nve)(state)
+    energy0 = np.asarray(jax.vmap(conserved_quantity)(state))
+    if not np.all(np.isfinite(energy0)):
+        raise EnergyConservationError("NaN/Inf energy at the start of the NVE part")
+    nve_chunk = jax.jit(jax.vmap(lambda s: run(apply_v, s, frames_per_chunk, record_every, observe)))
+    compiled = nve_chunk.lower(state).compile()
+    t_compile += time.perf_counter() - t0
+    thermal = 0.5 * dof * BOLTZMANN * temperature_K
+    max_error = np.zeros(replicas)
+    chunks = []
+    t0 = time.perf_counter()
+    for _ in range(nve_chunks):
+        state, record = compiled(state)
+        record = jax.device_get(record)
+        deviation = np.abs(np.asarray(record["energy"], np.float64) - energy0[:, None])
+        if not np.all(np.isfinite(deviation)):
+            raise EnergyConservationError("NaN/Inf energy in the NVE part: the dynamics blew up")
+        max_error = np.maximum(max_error, deviation.max(axis=1) / thermal)
+        if max_error.max() > max_energy_error:
+            raise EnergyConservationError(
+                f"NVE energy not conserved: max |E(t) - E(0)| = {max_error.max():.3g} x n_dof k_B T / 2 "
+                f"(replica {int(max_error.argmax())}) > max_energy_error = {max_energy_error:g}; "
+                f"reduce timestep_fs (now {timestep_fs:g} fs)"
+            )
+        chunks.append(record)
+        done += frames_per_chunk * record_every
+        if progress is not None:
+            progress(done, total_steps)
+    t_md += time.perf_counter() - t0
+    if max_error.max() > 0.25 * max_energy_error:
+        warnings.warn(f"NVE energy conservation is marginal: max |E(t) - E(0)| = {max_error.max():.3g} x "
+                      f"n_dof k_B T / 2; consider a smaller timestep", stacklevel=2)
+
+    def gather(name):
+        return np.concatenate([np.asarray(c[name], np.float64) for c in chunks], axis=1)[:, :num_frames]
+
+    kinetic = gather("kinetic")
+    temperatures = 2.0 * kinetic.mean(axis=1) / (dof * BOLTZMANN)
+    velocities = gather("scaled_velocities")
+    dipole_rates = gather("dipole_rate") if has_charges else None
+    kt_amu = BOLTZMANN * temperature_K / AMU_A2_PER_FS2_IN_EV
+    power, ir = [], []
+    for r in range(replicas):
+        vacf = autocorrelation(velocities[r], num_lags).sum(axis=(1, 2)) / kt_amu
+        freqs, spectrum = spectrum_from_correlation(vacf, interval_fs)
+        power.append(spectrum)
+        if has_charges:
+            dacf = autocorrelation(dipole_rates[r], num_lags).sum(axis=1) / kt_amu * E2_PER_AMU_IN_KM_PER_MOL
+            ir.append(spectrum_from_correlation(dacf, interval_fs)[1])
+    power = np.stack(power)
+    ir = np.stack(ir) if has_charges else None
+    if quantum_correction:
+        factor = harmonic_quantum_correction(freqs, temperature_K)
+        power = power * factor
+        ir = None if ir is None else ir * factor
+    settings = dict(
+        temperature_K=float(temperature_K), time_ps=num_frames * interval_fs * 1e-3, timestep_fs=float(timestep_fs),
+        equilibration_ps=eq_chunks * eq_chunk_steps * timestep_fs * 1e-3, replicas=replicas,
+        friction_per_fs=float(friction), record_every=record_every, record_interval_fs=interval_fs,
+        max_correlation_ps=num_lags * interval_fs * 1e-3, total_charge=float(total_charge),
+        masses_amu=[float(m) for m in masses], seed=int(seed), quantum_correction=bool(quantum_correction),
+        dtype=str(dtype), degrees_of_freedom=dof, window="hann", normalization="unbiased",
+        units={"frequencies": "cm^-1", "power_spectrum": "cm (degrees of freedom per cm^-1)",
+               "ir_spectrum": "km/mol per cm^-1"},
+    )
+    logger.info("MD spectrum: %d replicas x %.3g ps NVE in %.1f s (compile %.1f s), T = %s K",
+                replicas, settings["time_ps"], t_md, t_compile, np.round(temperatures, 1).tolist())
+    return MDSpectrum(
+        frequencies_cm1=freqs, power_spectrum=power.mean(axis=0),
+        ir_spectrum=None if ir is None else ir.mean(axis=0),
+        resolution_cm1=resolution_cm1(num_lags * interval_fs), temperatures_K=temperatures,
+        energy_errors=max_error, replica_power_spectra=power, replica_ir_spectra=ir, settings=settings,
+        md_seconds=t_md, compile_seconds=t_compile,
+    )
+
+
+class RunPlan(NamedTuple):
+    """Validated MD-spectrum settings: R replicas, steps between records, record interval (fs),
+    recorded NVE frames and correlation lags."""
+
+    replicas: int
+    record_every: int
+    interval_fs: float
+    num_frames: int
+    num_lags: int
+
+
+def plan_run(*, temperature_K, time_ps, timestep_fs, equilibration_ps, replicas, friction, record_every,
+             max_correlation_ps, max_energy_error) -> RunPlan:
+    """Check the settings of :func:`md_spectrum` (same meaning) without running anything.
+
+    Raises:
+      ValueError: a non-positive or non-finite temperature, time, timestep, friction or
+        tolerance; negative equilibration; replicas or record_every < 1; a record
+        interval that cannot resolve 4000 cm⁻¹; a correlation window longer than the
+        NVE time or holding fewer than 8 frames.
+    """
+    _check_positive("temperature_K", temperature_K, "K")
+    _check_positive("time_ps", time_ps, "ps")
+    _check_positive("timestep_fs", timestep_fs, "fs")
+    _check_positive("friction", friction, "fs^-1")
+    _check_positive("max_energy_error", max_energy_error, "")
+    if not (isinstance(equilibration_ps, (int, float)) and math.isfinite(equilibration_ps) and equilibration_ps >= 0):
+        raise ValueError(f"equilibration_ps must be >= 0 ps, received {equilibration_ps!r}")
+    if int(replicas) != replicas or replicas < 1:
+        raise ValueError(f"replicas must be an integer >= 1, received {replicas}")
+    if int(record_every) != record_every or record_every < 1:
+        raise ValueError(f"record_every must be an integer >= 1, received {record_every}")
+    interval_fs = timestep_fs * int(record_every)
+    nyquist = 1.0 / (2.0 * SPEED_OF_LIGHT_CM_PER_FS * interval_fs)
+    if nyquist < MAX_RECORD_WAVENUMBER_CM1:
+        raise ValueError(
+            f"record interval {interval_fs:g} fs (timestep_fs × record_every) resolves only up to "
+            f"{nyquist:.0f} cm^-1 < {MAX_RECORD_WAVENUMBER_CM1:.0f} cm^-1; lower record_every or timestep_fs"
+        )
+    num_frames = int(round(time_ps * 1e3 / interval_fs))
+    if max_correlation_ps is None:
+        max_correlation_ps = time_ps / 2.0
+    _check_positive("max_correlation_ps", max_correlation_ps, "ps")
+    if max_correlation_ps > time_ps:
+        raise ValueError(
+            f"time_ps = {time_ps:g} ps is shorter than the correlation window max_correlation_ps = "
+            f"{max_correlation_ps:g} ps (resolution {resolution_cm1(max_correlation_ps * 1e3):.3g} cm^-1); "
+            "increase time_ps or lower max_correlation_ps"
+        )
+    num_lags = int(round(max_correlation_ps * 1e3 / interval_fs))
+    if num_lags < 8 or num_frames < num_lags:
+        raise ValueError(
+            f"the correlation window of {max_correlation_ps:g} ps holds {num_lags} recorded frames "
+            f"({interval_fs:g} fs apart) of {num_frames}; need at least 8: increase time_ps/max_correlation_ps"
+        )
+    return RunPlan(int(replicas), int(record_every), interval_fs, num_frames, num_lags)
+
+
+def _check_positive(name, value, unit):
+    if isinstance(value, bool) or not (isinstance(value, (int, float, np.floating, np.integer))
+                                       and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0{' ' + unit if unit else ''}, received {value!r}")

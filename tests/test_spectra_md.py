@@ -1,0 +1,349 @@
+"""MD spectra: autocorrelation/spectrum functions against brute force and closed forms; md_spectrum physics.
+
+Goldens are independent of the code under test: float64 double loops for the
+correlation, the cosine-transform sum written out for the spectrum, closed forms of
+the Hann window and of a cosine's spectrum, and harmonic frequencies and IR
+intensities of the shipped CO2 model computed here from its float64 autodiff
+Hessian and dipole Jacobian (md_spectrum never forms a Hessian).
+"""
+
+import json
+
+import ase.io
+import jax
+import numpy as np
+import pytest
+
+from physnetjax import load_checkpoint
+from physnetjax.calculator import cast_params
+from physnetjax.md.potential import physnet_potential
+from physnetjax.pretrained import co2_geometry_path, co2_model_path
+from physnetjax.spectra import EnergyConservationError, md_spectrum
+from physnetjax.spectra.autocorrelation import (
+    autocorrelation,
+    hann_lag_window,
+    harmonic_quantum_correction,
+    resolution_cm1,
+    spectrum_from_correlation,
+)
+
+C_CM_PER_FS = 2.99792458e-5  # speed of light, typed in independently
+KB_EV = 1.380649e-23 / 1.602176634e-19
+HC_EV_CM = 6.62607015e-34 * 2.99792458e10 / 1.602176634e-19
+AMU_A2_FS2_EV = 1.66053906660e-27 * 1e10 / 1.602176634e-19
+IR_KM_MOL = 6.02214076e23 * 1.602176634e-19**2 / (12 * 8.8541878128e-12 * 299792458.0**2 * 1.66053906660e-27) / 1e3
+
+
+# -- autocorrelation ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("normalization", ["unbiased", "biased"])
+def test_autocorrelation_equals_brute_force_loop(normalization):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(37, 2, 3))
+    lags = 20
+    got = autocorrelation(x, lags, normalization)
+    expected = np.zeros((lags, 2, 3))
+    for k in range(lags):
+        for t in range(37 - k):
+            expected[k] += x[t] * x[t + k]
+        expected[k] /= (37 - k) if normalization == "unbiased" else 37
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-13)
+
+
+def test_autocorrelation_of_a_constant_is_flat_only_when_unbiased():
+    x = np.full((10,), 2.0)
+    np.testing.assert_allclose(autocorrelation(x), 4.0, rtol=1e-13)
+    np.testing.assert_allclose(autocorrelation(x, normalization="biased"), 4.0 * (10 - np.arange(10)) / 10, rtol=1e-13)
+
+
+def test_hann_window_closed_form():
+    w = hann_lag_window(8)
+    assert w[0] == 1.0
+    np.testing.assert_allclose(w, np.cos(np.pi * np.arange(8) / 16) ** 2, rtol=1e-14)
+    assert np.all(np.diff(w) < 0) and w[-1] > 0
+
+
+def test_spectrum_equals_written_out_cosine_sum_and_integrates_to_c0():
+    rng = np.random.default_rng(1)
+    corr = rng.normal(size=25)
+    dt = 0.7
+    nu, s = spectrum_from_correlation(corr, dt, padding=3)
+    w = np.cos(np.pi * np.arange(25) / 50) ** 2
+    for j in (0, 5, 17, len(nu) - 1):
+        t = np.arange(25) * dt
+        direct = corr[0] + 2 * np.sum((w * corr)[1:] * np.cos(2 * np.pi * C_CM_PER_FS * nu[j] * t[1:]))
+        assert s[j] == pytest.approx(2 * C_CM_PER_FS * dt * direct, rel=1e-10, abs=1e-12)
+    spacing = nu[1] - nu[0]
+    assert spacing == pytest.approx(1.0 / (C_CM_PER_FS * dt * 2 * (len(nu) - 1)), rel=1e-12)
+    assert spacing * (s.sum() - 0.5 * s[0] - 0.5 * s[-1]) == pytest.approx(corr[0], rel=1e-12)
+
+
+def test_cosine_signal_peaks_at_its_frequency_within_the_resolution():
+    dt, nu0 = 1.0, 1234.5
+    t = np.arange(6000) * dt
+    x = np.cos(2 * np.pi * C_CM_PER_FS * nu0 * t + 0.3)
+    lags = 1500
+    nu, s = spectrum_from_correlation(autocorrelation(x, lags), dt)
+    resolution = resolution_cm1(lags * dt)
+    assert resolution == pytest.approx(1.0 / (C_CM_PER_FS * 1500.0), rel=1e-12)
+    assert abs(nu[np.argmax(s)] - nu0) < resolution
+    # Half the power of cos² sits in the positive-frequency line (mean x² = 1/2).
+    line = np.abs(nu - nu0) < 3 * resolution
+    assert np.trapezoid(s[line], nu[line]) == pytest.approx(0.5, rel=2e-3)
+    # Hann window: no truncation ripple far from the line (rectangular lag window has them).
+    far = np.abs(nu - nu0) > 10 * resolution
+    _, s_rect = spectrum_from_correlation(autocorrelation(x, lags), dt, window="none")
+    assert np.abs(s[far]).max() < 1e-3 * s.max() < np.abs(s_rect[far]).max()
+
+
+def test_harmonic_quantum_correction_closed_form():
+    nu = np.array([0.0, 10.0, 1000.0, 3000.0])
+    q = harmonic_quantum_correction(nu, 300.0)
+    x = HC_EV_CM * nu[1:] / (KB_EV * 300.0)
+    assert q[0] == 1.0
+    np.testing.assert_allclose(q[1:], x / (1 - np.exp(-x)), rtol=1e-12)
+    assert np.all(np.diff(q) > 0)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: autocorrelation(np.zeros(5), 6), "max_lag must be in"),
+    (lambda: autocorrelation(np.zeros(5), normalization="x"), "normalization must be"),
+    (lambda: autocorrelation(np.array([1.0, np.nan])), "NaN"),
+    (lambda: spectrum_from_correlation(np.ones(4), 0.0), "timestep_fs must be > 0"),
+    (lambda: spectrum_from_correlation(np.ones(4), 1.0, window="kaiser"), "window must be"),
+    (lambda: harmonic_quantum_correction([1.0], 0.0), "temperature must be > 0"),
+    (lambda: hann_lag_window(0), "num_lags must be >= 1"),
+])
+def test_bad_inputs_of_the_functions(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# -- md_spectrum on the shipped CO2 model -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def co2():
+    model, params, _ = load_checkpoint(co2_model_path())
+    atoms = ase.io.read(co2_geometry_path())
+    return model, params, atoms.numbers, atoms.positions, atoms.get_masses()
+
+
+@pytest.fixture(scope="module")
+def co2_harmonic(co2):
+    """Harmonic wavenumbers (cm⁻¹) and IR intensities (km/mol) of the 4 vibrations, from autodiff here."""
+    model, params, z, r, masses = co2
+    potential = physnet_potential(model, cast_params(params, np.float64), z, method="all_pairs")
+    nbrs = potential.allocate(r)
+    hessian = np.asarray(jax.hessian(lambda x: potential.energy_force(x.reshape(3, 3), nbrs)[0])(r.ravel()))
+    dipole_jac = np.asarray(jax.jacobian(lambda x: potential.outputs(x.reshape(3, 3), nbrs)["dipoles"][0])(r.ravel()))
+    m = np.repeat(masses, 3)
+    eigenvalues, vectors = np.linalg.eigh(hessian / np.sqrt(np.outer(m, m)))
+    wavenumbers = np.sqrt(np.abs(eigenvalues) / AMU_A2_FS2_EV) / (2 * np.pi * C_CM_PER_FS)
+    intensities = IR_KM_MOL * np.sum((dipole_jac @ (vectors / np.sqrt(m)[:, None])) ** 2, axis=0)
+    assert np.all(wavenumbers[:5] < 1.0)  # 5 rigid-body modes of a linear molecule at its minimum
+    return wavenumbers[5:], intensities[5:]
+
+
+SETTINGS = dict(temperature_K=20.0, time_ps=3.0, equilibration_ps=0.5, timestep_fs=0.5, record_every=2,
+                max_correlation_ps=1.5, dtype="float64", seed=3)
+
+
+@pytest.fixture(scope="module")
+def co2_spectrum(co2):
+    model, params, z, r, _ = co2
+    return md_spectrum(model, params, z, r, replicas=3, **SETTINGS)
+
+
+def _verlet(nu, timestep_fs):
+    """Wavenumber of a harmonic oscillator under velocity Verlet: (2/h) arcsin(ωh/2) / (2πc)."""
+    omega_h = 2 * np.pi * C_CM_PER_FS * nu * timestep_fs
+    return nu * np.arcsin(omega_h / 2) / (omega_h / 2)
+
+
+def test_low_temperature_spectra_peak_at_the_harmonic_frequencies(co2_spectrum, co2_harmonic):
+    res = co2_spectrum
+    nu, power, ir = res.frequencies_cm1, res.power_spectrum, res.ir_spectrum
+    assert res.resolution_cm1 == pytest.approx(1.0 / (C_CM_PER_FS * 1500.0), rel=1e-12)
+    harmonic, intensity = co2_harmonic
+    for k, nu_k in enumerate(harmonic):
+        window = np.abs(nu - nu_k) < 150
+        assert abs(nu[window][np.argmax(power[window])] - nu_k) < res.resolution_cm1
+        if intensity[k] > 1.0:
+            assert abs(nu[window][np.argmax(ir[window])] - nu_k) < res.resolution_cm1
+    # Velocity Verlet's frequency shift (+6.5 cm⁻¹ at 2594 cm⁻¹ for 0.5 fs) is what remains at 20 K.
+    asym = np.abs(nu - harmonic[-1]) < 150
+    assert nu[asym][np.argmax(power[asym])] == pytest.approx(_verlet(harmonic[-1], 0.5), abs=3.0)
+
+
+def test_ir_band_over_power_band_is_the_harmonic_intensity(co2_spectrum, co2_harmonic):
+    # Per mode: IR band = A |dμ/dQ|² ⟨Q̇²⟩/(k_B T/C), power band = ⟨Q̇²⟩/(k_B T/C).
+    res = co2_spectrum
+    nu = res.frequencies_cm1
+    harmonic, intensity = co2_harmonic
+    for lo, hi, mode in ((450, 750, 0), (2400, 2800, 3)):
+        band = (nu > lo) & (nu < hi)
+        ratio = np.trapezoid(res.ir_spectrum[band], nu[band]) / np.trapezoid(res.power_spectrum[band], nu[band])
+        assert ratio == pytest.approx(intensity[mode], rel=0.03)
+    sym = (nu > 1300) & (nu < 1550)
+    assert abs(np.trapezoid(res.ir_spectrum[sym], nu[sym])) < 1e-3 * intensity[3]
+    assert intensity[2] < 1e-6  # symmetric stretch of CO2 is IR-inactive
+
+
+def test_power_spectrum_integrates_to_the_degrees_of_freedom(co2_spectrum):
+    # ∫ S dν̃ = C_v(0) / (k_B T) = 2⟨K⟩_r / (k_B T) = n_dof T_r / T for each replica.
+    res = co2_spectrum
+    spacing = res.frequencies_cm1[1] - res.frequencies_cm1[0]
+    for spectrum, replica_temperature in zip(res.replica_power_spectra, res.temperatures_K):
+        integral = spacing * (spectrum.sum() - 0.5 * spectrum[0] - 0.5 * spectrum[-1])
+        assert integral == pytest.approx(6 * replica_temperature / SETTINGS["temperature_K"], rel=1e-10)
+    assert res.settings["degrees_of_freedom"] == 6
+    assert np.all(res.energy_errors < 0.02)
+    assert np.all((res.temperatures_K > 2) & (res.temperatures_K < 80))
+
+
+@pytest.mark.slow
+def test_replicas_differ_and_one_replica_run_equals_replica_zero(co2, co2_spectrum):
+    model, params, z, r, _ = co2
+    spectra = co2_spectrum.replica_power_spectra
+    assert not np.allclose(spectra[0], spectra[1], rtol=1e-3)
+    assert not np.allclose(spectra[1], spectra[2], rtol=1e-3)
+    # Same key for replica 0 whatever the number of replicas; the quantum correction only rescales.
+    single = md_spectrum(model, params, z, r, replicas=1, quantum_correction=True, **SETTINGS)
+    nu = single.frequencies_cm1
+    x = HC_EV_CM * nu[1:] / (KB_EV * SETTINGS["temperature_K"])
+    factor = np.concatenate([[1.0], x / -np.expm1(-x)])
+    assert single.settings["quantum_correction"] is True
+    np.testing.assert_allclose(single.replica_power_spectra[0] / factor, spectra[0], rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(single.replica_ir_spectra[0] / factor, co2_spectrum.replica_ir_spectra[0],
+                               rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(single.temperatures_K[0], co2_spectrum.temperatures_K[0], rtol=1e-10)
+
+
+def test_zero_charges_give_a_zero_ir_spectrum(co2):
+    model, params, z, r, _ = co2
+    # Zero the charge head's last layer and the per-element charge bias: q̃ = 0, so q = 0 and μ = 0.
+    inner = dict(params["params"])
+    inner["Dense_7"] = {"kernel": params["params"]["Dense_7"]["kernel"] * 0}
+    inner["charge_bias"] = params["params"]["charge_bias"] * 0
+    zeroed = {"params": inner}
+    potential = physnet_potential(model, zeroed, z, method="all_pairs")
+    assert np.all(np.asarray(potential.outputs(r, potential.allocate(r))["charges"]) == 0.0)
+    res = md_spectrum(model, zeroed, z, r, temperature_K=20.0, time_ps=0.2, equilibration_ps=0.0,
+                      replicas=1, max_correlation_ps=0.1, dtype="float64")
+    assert np.all(res.ir_spectrum == 0.0)
+    assert res.power_spectrum.max() > 0
+
+
+def test_result_to_dict_is_json_ready(co2_spectrum):
+    data = json.loads(json.dumps(co2_spectrum.to_dict()))
+    assert data["resolution_cm1"] == co2_spectrum.resolution_cm1
+    assert len(data["frequencies_cm1"]) == len(data["ir_spectrum"]) == len(co2_spectrum.frequencies_cm1)
+    assert data["settings"]["replicas"] == 3 and data["settings"]["window"] == "hann"
+
+
+def test_replicas_are_independent(co2_spectrum):
+    spectra = co2_spectrum.replica_power_spectra
+    assert not np.allclose(spectra[0], spectra[1], rtol=1e-3)
+    assert not np.allclose(spectra[1], spectra[2], rtol=1e-3)
+    assert len(set(np.round(co2_spectrum.temperatures_K, 6))) == 3
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(temperature_K=0.0), "temperature_K must be a finite number > 0"),
+    (dict(temperature_K=float("nan")), "temperature_K must be a finite number > 0"),
+    (dict(time_ps=-1.0), "time_ps must be a finite number > 0"),
+    (dict(timestep_fs=0.0), "timestep_fs must be a finite number > 0"),
+    (dict(replicas=0), "replicas must be an integer >= 1"),
+    (dict(record_every=20), "resolves only up to"),
+    (dict(max_correlation_ps=5.0), "shorter than the correlation window"),
+    (dict(time_ps=0.005, record_every=2), "holds 2 recorded frames"),
+    (dict(equilibration_ps=-1.0), "equilibration_ps must be >= 0"),
+    (dict(masses=[1.0, 2.0]), "masses must have shape"),
+    (dict(masses=[12.0, -16.0, 16.0]), "masses must be finite and > 0"),
+])
+def test_bad_inputs_of_md_spectrum(co2, kwargs, message):
+    model, params, z, r, _ = co2
+    settings = dict(temperature_K=20.0, time_ps=1.0) | kwargs
+    with pytest.raises(ValueError, match=message):
+        md_spectrum(model, params, z, r, **settings)
+
+
+def test_bad_geometry_is_rejected(co2):
+    model, params, z, r, _ = co2
+    bad = r.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"positions contain NaN or Inf at atom indices \[1\]"):
+        md_spectrum(model, params, z, bad, temperature_K=20.0, time_ps=1.0)
+    with pytest.raises(ValueError, match="positions must have shape"):
+        md_spectrum(model, params, z, r[:2], temperature_K=20.0, time_ps=1.0)
+    with pytest.raises(ValueError, match="of 2 to 256 atoms"):
+        md_spectrum(model, params, z[:1], r[:1], temperature_K=20.0, time_ps=1.0)
+
+
+@pytest.mark.slow
+def test_broken_energy_conservation_raises(co2):
+    model, params, z, r, _ = co2
+    # 4 fs is stable (ω h < 2) but far too long for the 13 fs asymmetric-stretch period.
+    with pytest.raises(EnergyConservationError, match="reduce timestep_fs"):
+        md_spectrum(model, params, z, r, temperature_K=300.0, time_ps=0.4, timestep_fs=4.0, record_every=1,
+                    equilibration_ps=0.0, replicas=1, dtype="float64", max_energy_error=0.05)
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def _cli(argv):
+    from physnetjax.spectra.__main__ import main
+
+    return main(argv)
+
+
+def _ir_args(out, **changes):
+    options = {"--checkpoint": str(co2_model_path()), "--geometry": str(co2_geometry_path()),
+               "--temperature": "20", "--time-ps": "0.4", "--replicas": "2", "--out": str(out),
+               "--equilibration-ps": "0.1"} | changes
+    return ["ir"] + [item for pair in options.items() for item in pair if item is not None]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"--temperature": "-5"}, "temperature_K must be a finite number > 0"),
+    ({"--time-ps": "0"}, "time_ps must be a finite number > 0"),
+    ({"--replicas": "0"}, "replicas must be an integer >= 1"),
+    ({"--timestep": "0"}, "timestep_fs must be a finite number > 0"),
+    ({"--correlation-ps": "1.0"}, "shorter than the correlation window"),
+    ({"--checkpoint": "/nonexistent/ckpt"}, "--checkpoint /nonexistent/ckpt does not exist"),
+    ({"--geometry": "/nonexistent.xyz"}, "cannot read --geometry"),
+])
+def test_cli_bad_input_is_one_line_and_nonzero_before_any_md(tmp_path, capsys, changes, message):
+    status = _cli(_ir_args(tmp_path / "out", **changes))
+    err = capsys.readouterr().err.strip()
+    assert status == 1
+    assert err.startswith("error: ") and "\n" not in err and message in err
+    assert not (tmp_path / "out" / "spectrum.csv").exists()
+
+
+def test_cli_output_path_that_is_a_file_is_rejected(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert _cli(_ir_args(blocker)) == 1
+    assert "exists and is not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_writes_csv_json_png_with_harmonic_lines(tmp_path, capsys):
+    out = tmp_path / "ir"
+    assert _cli(_ir_args(out, **{"--dtype": "float64"})) == 0
+    printed = capsys.readouterr().out
+    assert "harmonic analysis of CO2" in printed and "resolution:" in printed
+    header = (out / "spectrum.csv").read_text().splitlines()[0]
+    assert header == "wavenumber_cm1,power_per_cm1,ir_km_mol_per_cm1"
+    rows = np.loadtxt(out / "spectrum.csv", delimiter=",", skiprows=1)
+    assert rows[-1, 0] <= 4000.0 and rows.shape[1] == 3
+    document = json.loads((out / "spectrum.json").read_text())
+    assert len(document["harmonic"]["frequencies_cm1"]) == 4
+    assert [band["degeneracy"] for band in document["bands"]] == [2, 1, 1]
+    assert document["settings"]["replicas"] == 2 and len(document["temperatures_K"]) == 2
+    assert document["resolution_cm1"] == pytest.approx(1.0 / (C_CM_PER_FS * 200.0), rel=1e-12)
+    assert (out / "spectrum.png").stat().st_size > 10_000

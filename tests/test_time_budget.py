@@ -1,0 +1,163 @@
+"""Time-budgeted training (--max-time) driven by a fake clock: the schedule ends exactly at the budget,
+the estimate follows a change of speed, resume continues the same schedule.
+
+The fake clock advances a fixed number of seconds per training step (validation and
+checkpoints take no fake time) plus, on the first step of every Trainer, a fake
+compile time that the estimate must leave out. Expected learning rates come from
+the schedule formulas written out here, at the progress the budget implies.
+"""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from physnetjax.checkpoint import load_checkpoint, load_train_state
+from physnetjax.train import TrainConfig, Trainer
+from physnetjax.train.timebudget import TimeBudget, progress_factor
+
+from test_train import leaves, read_rows, tiny_config
+
+STEPS_PER_EPOCH = 6  # TINY: 24 training frames, batch 4
+LR, FINAL, WARMUP_FRACTION = 1e-2, 0.1, 0.1
+COSINE = dict(schedule="cosine", epochs=10, warmup_epochs=1.0, final_lr_factor=FINAL)
+
+
+class Interrupted(Exception):
+    pass
+
+
+class FakeClock:
+    """Seconds advanced by training steps: ``seconds_per_step(step)`` each, plus ``compile_seconds`` on a
+    Trainer's first step; raises :class:`Interrupted` before step ``stop_at`` (1-based, global)."""
+
+    def __init__(self, seconds_per_step, compile_seconds=100.0, stop_at=None, start=1000.0):
+        self.now, self.seconds_per_step, self.compile_seconds = start, seconds_per_step, compile_seconds
+        self.stop_at, self.steps = stop_at, 0
+
+    def __call__(self):
+        return self.now
+
+    def wrap(self, trainer):
+        step, first = trainer.train_step, [True]
+
+        def timed_step(state, batch, labels, scale):
+            self.steps = int(state.step) + 1
+            if self.stop_at is not None and self.steps >= self.stop_at:
+                raise Interrupted
+            self.now += self.seconds_per_step(self.steps) + (self.compile_seconds if first[0] else 0.0)
+            first[0] = False
+            return step(state, batch, labels, scale)
+
+        trainer.train_step = timed_step
+        return trainer
+
+
+def run_timed(out, clock, resuming=False, **changes):
+    if resuming:
+        config = TrainConfig.load(out / "config.json")
+    else:
+        config = tiny_config(out, **changes)
+        out.mkdir(parents=True)
+        config.save(out / "config.json")
+    return clock.wrap(Trainer(config, out, resuming=resuming, clock=clock)).run()
+
+
+def cosine_lr(progress):
+    """lr · p / w in the warm-up, then cosine from lr to FINAL · lr at p = 1."""
+    if progress < WARMUP_FRACTION:
+        return LR * progress / WARMUP_FRACTION
+    phase = (progress - WARMUP_FRACTION) / (1.0 - WARMUP_FRACTION)
+    return LR * (FINAL + (1.0 - FINAL) * 0.5 * (1.0 + math.cos(math.pi * phase)))
+
+
+@pytest.fixture(scope="module")
+def budget_run(tmp_path_factory):
+    """1 s per step, 6 steps per epoch, 30 s budget: exactly 5 epochs."""
+    out = tmp_path_factory.mktemp("budget") / "uninterrupted"
+    summary = run_timed(out, FakeClock(lambda step: 1.0), max_time=30.0, **COSINE)
+    return out, summary
+
+
+def test_schedule_ends_exactly_at_the_budget(budget_run):
+    out, summary = budget_run
+    rows = read_rows(out)
+    assert summary["stop_reason"] == "max_time"
+    assert summary["epochs_run"] == 5 and summary["train_time_s"] == pytest.approx(30.0, abs=1e-9)
+    assert int(np.asarray(load_train_state(out / "latest")["step"])) == 5 * STEPS_PER_EPOCH
+    lrs = [float(r["lr"]) for r in rows]
+    np.testing.assert_allclose(lrs, [cosine_lr(epoch / 5) for epoch in range(1, 6)], rtol=1e-9)
+    assert lrs[-1] == pytest.approx(FINAL * LR, rel=1e-12)
+    _, params, meta = load_checkpoint(out / "best")
+    assert int(meta["epoch"]) == summary["best_epoch"] and int(rows[summary["best_epoch"] - 1]["best"]) == 1
+    state = load_train_state(out / "best")
+    for saved, ema in zip(leaves(params), leaves(state["ema_params"])):
+        np.testing.assert_array_equal(saved, ema)
+
+
+@pytest.mark.parametrize("slow_then_fast, budget, epochs, used", [
+    (False, 36.0, 3, 30.0),  # 1 s/step, then 2 s/step: 6 + 12 s, then one 12 s epoch fits in the 18 s left
+    (True, 48.0, 7, 48.0),   # 2 s/step, then 1 s/step: 12 + 6 s (planned as 12 s), then 5 × 6 s
+])
+def test_estimate_follows_a_change_of_speed(tmp_path, slow_then_fast, budget, epochs, used):
+    def seconds_per_step(step):
+        first_epoch = step <= STEPS_PER_EPOCH
+        return (2.0 if first_epoch else 1.0) if slow_then_fast else (1.0 if first_epoch else 2.0)
+
+    summary = run_timed(tmp_path / "speed", FakeClock(seconds_per_step), max_time=budget, **COSINE)
+    rows = read_rows(tmp_path / "speed")
+    assert summary["stop_reason"] == "max_time"
+    assert summary["epochs_run"] == epochs and summary["train_time_s"] == pytest.approx(used, abs=1e-9)
+    lrs = [float(r["lr"]) for r in rows]
+    assert lrs[-1] == pytest.approx(FINAL * LR, rel=1e-12)
+    assert all(later <= earlier for earlier, later in zip(lrs, lrs[1:]))
+
+
+def test_progress_factor_formulas():
+    exponential = TrainConfig(schedule="exponential", epochs=10, decay_rate=0.5, decay_epochs=5.0)
+    assert [progress_factor(exponential, p) for p in (0.0, 0.5, 1.0, 1.5)] == [1.0, 0.5, 0.25, 0.25]
+    cosine = TrainConfig(**COSINE)
+    assert progress_factor(cosine, 0.05) == pytest.approx(0.5, rel=1e-12)
+    assert progress_factor(cosine, 0.55) == pytest.approx(FINAL + (1 - FINAL) / 2, rel=1e-12)
+    assert progress_factor(cosine, 1.0) == pytest.approx(FINAL, rel=1e-12)
+    assert progress_factor(TrainConfig(schedule="plateau"), 0.7) == 1.0
+    with pytest.raises(ValueError, match="max_time must be > 0"):
+        TrainConfig(max_time=0.0)
+
+
+def test_early_stopping_counts_patience_as_a_fraction_of_the_budget():
+    """patience 2 of epochs 10 with a 30 s budget: stop once 6 s of training brought no improvement."""
+    config = TrainConfig(epochs=10, patience=2, max_time=30.0)
+    budget = TimeBudget(30.0, elapsed=12.0, epoch_seconds=2.0, best_elapsed=7.0)
+    trainer = SimpleNamespace(config=config, budget=budget, epoch=6)
+    assert Trainer._stop_reason(trainer) is None
+    budget.elapsed = 13.0
+    assert Trainer._stop_reason(trainer) == "early_stopping"
+    budget.elapsed, budget.epoch_seconds, budget.best_elapsed = 29.0, 2.0, 29.0
+    assert Trainer._stop_reason(trainer) == "max_time"
+
+
+def test_resume_continues_the_same_schedule(budget_run, tmp_path):
+    out, _ = budget_run
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises(Interrupted):
+        run_timed(interrupted, FakeClock(lambda step: 1.0, stop_at=2 * STEPS_PER_EPOCH + 3), max_time=30.0,
+                  **COSINE)
+    assert [r["epoch"] for r in read_rows(interrupted)] == ["1", "2"]
+    summary = run_timed(interrupted, FakeClock(lambda step: 1.0, start=5e4), resuming=True)
+    assert summary["epochs_run"] == 5 and summary["train_time_s"] == pytest.approx(30.0, abs=1e-9)
+    np.testing.assert_allclose([float(r["lr"]) for r in read_rows(interrupted)],
+                               [float(r["lr"]) for r in read_rows(out)], rtol=1e-12)
+    for a, b in zip(leaves(load_train_state(out / "latest")), leaves(load_train_state(interrupted / "latest"))):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_resume_cannot_add_a_budget_to_an_epoch_run(tmp_path):
+    out = tmp_path / "epochs"
+    summary = run_timed(out, FakeClock(lambda step: 1.0), epochs=1, schedule="constant")
+    assert summary["stop_reason"] == "epochs" and summary["train_time_s"] is None
+    config = TrainConfig.load(out / "config.json")
+    config.max_time = 10.0
+    with pytest.raises(ValueError, match="not trained with a time budget"):
+        Trainer(config, out, resuming=True)
