@@ -9,6 +9,7 @@ Derived constants:
 
 * ``COULOMB_CONSTANT`` k_e = e² / (4π ε_0) in eV·Å·e⁻², PhysNet's value
   14.399645351950548 (CODATA 2014 e, pre-2019 SI ε_0).
+* ``BAR`` = 1 bar in eV/Å³ (pressures and stresses are eV/Å³ inside).
 * ``AMU_A2_PER_FS2_IN_EV`` = 1 amu·Å²/fs² in eV (103.6427...). With Å, eV, amu,
   fs: acceleration a = F / m / AMU_A2_PER_FS2_IN_EV [Å/fs²] and kinetic energy
   K = ½ m v² · AMU_A2_PER_FS2_IN_EV [eV].
@@ -68,6 +69,10 @@ AMU_A2_PER_FS2_IN_EV = ATOMIC_MASS_UNIT_KG * 1e-20 / 1e-30 / ELEMENTARY_CHARGE_C
 ASE_TIME_UNIT_FS = AMU_A2_PER_FS2_IN_EV**0.5
 """ASE's time unit Å·√(amu/eV) expressed in fs (≈ 10.18): ASE momenta are amu·Å per
 this unit, so p_ASE = p[amu·Å/fs] · ASE_TIME_UNIT_FS."""
+
+# Pressure.
+BAR = 1e5 * 1e-30 / ELEMENTARY_CHARGE_C
+"""1 bar = 10⁵ Pa expressed in eV/Å³ (6.2415...e-7); 1 GPa = 10⁴ bar."""
 
 # Vibrational spectroscopy (Å, eV, amu, e).
 SQRT_EV_PER_A2_AMU_IN_CM1 = (

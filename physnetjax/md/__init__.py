@@ -1,4 +1,4 @@
-"""JAX-native molecular dynamics: integrators, model force functions and the run driver."""
+"""JAX-native molecular dynamics: integrators (NVE, Langevin, NHC, CSVR, NPT), model force functions, the driver."""
 
 from physnetjax.md.integrators import (
     Frame,
@@ -12,8 +12,19 @@ from physnetjax.md.integrators import (
     run,
     temperature,
 )
+from physnetjax.md.barostat import NPTFrame, NPTState, instantaneous_pressure, pressure_tensor, stochastic_cell_rescaling
+from physnetjax.md.thermostats import NHCState, ThermostatState, csvr, nose_hoover_chain
 
 __all__ = [
+    "NHCState",
+    "NPTFrame",
+    "NPTState",
+    "ThermostatState",
+    "csvr",
+    "instantaneous_pressure",
+    "nose_hoover_chain",
+    "pressure_tensor",
+    "stochastic_cell_rescaling",
     "Frame",
     "MDState",
     "conserved_quantity",

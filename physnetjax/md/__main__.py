@@ -22,16 +22,33 @@ import jax
 from physnetjax.cli_errors import cli_main
 from physnetjax.errors import PhysNetInputError
 from physnetjax.md.driver import ENERGY_DRIFT_ACTIONS, ENERGY_TOLERANCE_MEV_PER_ATOM, check_md_arguments, simulate
+from physnetjax.md.ensembles import ENSEMBLES
 from physnetjax.validation import check_output_path, trained_elements_of
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m physnetjax.md", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m physnetjax.md", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--checkpoint", help="model checkpoint directory (new or legacy format); "
                         "default: the shipped example model")
     parser.add_argument("--geometry", required=True, help="start geometry, any file ase.io.read understands")
-    parser.add_argument("--ensemble", choices=("nve", "langevin"), default="nve")
+    parser.add_argument("--ensemble", choices=ENSEMBLES, default="nve",
+                        help="nve: velocity Verlet; langevin: BAOAB; nvt-nhc: Nosé–Hoover chain; csvr: stochastic "
+                        "velocity rescaling; npt: stochastic cell rescaling + CSVR (periodic cells only)")
     parser.add_argument("--temperature", type=float, default=300.0, help="K (initial velocities / thermostat)")
+    parser.add_argument("--temperature-end", type=float, default=None,
+                        help="K; ramp the thermostat linearly from --temperature to this over the run")
+    parser.add_argument("--thermostat-time", type=float, default=100.0,
+                        help="fs; relaxation time of the nvt-nhc / csvr / npt thermostat")
+    parser.add_argument("--chain-length", type=int, default=3, help="thermostats in the Nosé–Hoover chain")
+    parser.add_argument("--pressure", type=float, default=1.0, help="bar; npt target pressure")
+    parser.add_argument("--pressure-end", type=float, default=None,
+                        help="bar; ramp the npt pressure linearly from --pressure to this over the run")
+    parser.add_argument("--barostat-time", type=float, default=1000.0, help="fs; npt volume relaxation time")
+    parser.add_argument("--compressibility", type=float, default=4.5e-5,
+                        help="1/bar; npt barostat compressibility (sets its mobility; water: 4.5e-5)")
+    parser.add_argument("--anisotropic", action="store_true",
+                        help="npt: rescale the x, y, z axes independently instead of isotropically")
     parser.add_argument("--timestep", type=float, default=0.5, help="fs")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--out", help="trajectory file (.xyz/.extxyz/.traj); its frames are also logged "
@@ -104,6 +121,10 @@ def main(argv=None) -> int:
             progress=lambda done: bar.update(task, completed=done),
             trained_elements=trained_elements_of(metadata), energy_tolerance=args.energy_tolerance,
             on_energy_drift=args.on_energy_drift,
+            thermostat_time_fs=args.thermostat_time, chain_length=args.chain_length,
+            temperature_end_K=args.temperature_end, pressure_bar=args.pressure,
+            pressure_end_bar=args.pressure_end, barostat_time_fs=args.barostat_time,
+            compressibility_per_bar=args.compressibility, anisotropic=args.anisotropic,
         )
     for line in report.lines():
         print(line)

@@ -31,7 +31,9 @@ that are not the gradient of the energy.
 
 The report (:class:`MDReport`) gives the drift of the conserved quantity from a
 least-squares line through all saved frames (meV/atom/ps), its fluctuation about
-that line (meV/atom, standard deviation), the mean temperature and the speed.
+that line (meV/atom, standard deviation), the mean temperature and the speed; for
+NPT also the mean pressure and volume. The conserved quantity of each ensemble
+(E_pot + K + heat) is listed in :mod:`physnetjax.md.ensembles`.
 """
 
 from __future__ import annotations
@@ -52,19 +54,28 @@ import numpy as np
 
 from physnetjax.calculator import check_dtype, cast_params
 from physnetjax.jsonlines import append_record, read_log, start_log
-from physnetjax.md.integrators import MDState, kinetic_energy, langevin, maxwell_boltzmann_momenta, nve, run
-from physnetjax.md.io import TrajectoryWriter, frame_atoms, momenta_from_ase, trajectory_format, truncate_trajectory
-from physnetjax.md.potential import AllPairs, physnet_potential
-from physnetjax.units import BOLTZMANN
 from physnetjax.errors import PhysNetInputError, RunStoppedError
+from physnetjax.md.ensembles import (
+    ENSEMBLES,
+    EnsembleOptions,
+    build_dynamics,
+    checkpoint_arrays,
+    restore_ensemble_state,
+)
+from physnetjax.md.integrators import MDState, kinetic_energy, maxwell_boltzmann_momenta, run
+from physnetjax.md.io import TrajectoryWriter, frame_atoms, momenta_from_ase, trajectory_format, truncate_trajectory
+from physnetjax.md.potential import AllPairs
+from physnetjax.units import BAR, BOLTZMANN
 from physnetjax.validation import validate_structure
 
 logger = logging.getLogger(__name__)
 
-ENSEMBLES = ("nve", "langevin")
+MAX_CELL_RETRIES = 8
+"""Re-runs of one chunk (each with half the frames) after the NPT cell outgrew its neighbor lists."""
 LOG_KEYS = ("step", "time_fs", "potential_energy_eV", "kinetic_energy_eV", "conserved_eV", "temperature_K",
             "max_force_eV_per_A")
-"""Keys of each ``<out>.jsonl`` line (one per saved frame; the frame's values in eV, K, eV/Å)."""
+"""Keys of each ``<out>.jsonl`` line (one per saved frame; the frame's values in eV, K, eV/Å); NPT adds
+``pressure_bar`` and ``volume_A3``."""
 
 
 ENERGY_TOLERANCE_MEV_PER_ATOM = 20.0
@@ -96,6 +107,9 @@ class MDReport:
     reallocations: int
     out: Optional[str]
     all_pairs: bool = False
+    ensemble: str = "nve"
+    mean_pressure_bar: Optional[float] = None
+    mean_volume_A3: Optional[float] = None
 
     @property
     def edge_set(self) -> str:
@@ -105,11 +119,14 @@ class MDReport:
         return f"neighbor list (re-allocations: {self.reallocations})"
 
     def lines(self) -> list[str]:
+        quantity = "energy" if self.ensemble == "nve" else f"conserved quantity ({self.ensemble})"
         return [
             f"steps: {self.steps} ({self.time_ps:.4g} ps, {self.num_atoms} atoms)",
-            f"energy drift: {self.drift_meV_per_atom_per_ps:+.4g} meV/atom/ps (linear fit)",
-            f"energy fluctuation: {self.fluctuation_meV_per_atom:.4g} meV/atom (std about the fit)",
+            f"{quantity} drift: {self.drift_meV_per_atom_per_ps:+.4g} meV/atom/ps (linear fit)",
+            f"{quantity} fluctuation: {self.fluctuation_meV_per_atom:.4g} meV/atom (std about the fit)",
             f"mean temperature: {self.mean_temperature_K:.2f} K",
+        ] + ([f"mean pressure: {self.mean_pressure_bar:.5g} bar", f"mean volume: {self.mean_volume_A3:.6g} Å³"]
+             if self.mean_pressure_bar is not None else []) + [
             f"speed: {self.steps_per_second:.1f} steps/s (compile {self.compile_seconds:.1f} s excluded)",
             f"edges: {self.edge_set}",
         ] + ([f"trajectory: {self.out}"] if self.out else [])
@@ -174,15 +191,30 @@ def simulate(
     trained_elements=None,
     energy_tolerance: float = ENERGY_TOLERANCE_MEV_PER_ATOM,
     on_energy_drift: str = "stop",
+    thermostat_time_fs: float = 100.0,
+    chain_length: int = 3,
+    temperature_end_K: Optional[float] = None,
+    pressure_bar: float = 1.0,
+    pressure_end_bar: Optional[float] = None,
+    barostat_time_fs: float = 1000.0,
+    compressibility_per_bar: float = 4.5e-5,
+    anisotropic: bool = False,
 ) -> MDReport:
-    """Run NVE or Langevin MD of ``atoms`` with ``model``/``params``.
+    """Run MD of ``atoms`` with ``model``/``params`` in one of :data:`ENSEMBLES`.
 
     Args:
       atoms: the start geometry; its momenta are used if non-zero, else momenta are
         drawn from Maxwell–Boltzmann at ``temperature_K`` (zero total momentum).
         Fully periodic atoms (pbc all True) run in their cell.
-      ensemble: ``"nve"`` (velocity Verlet) or ``"langevin"`` (BAOAB, ``friction`` fs⁻¹).
+      ensemble: ``"nve"`` (velocity Verlet), ``"langevin"`` (BAOAB, ``friction`` fs⁻¹),
+        ``"nvt-nhc"`` (Nosé–Hoover chain of ``chain_length``, time ``thermostat_time_fs``),
+        ``"csvr"`` (stochastic velocity rescaling, ``thermostat_time_fs``) or ``"npt"``
+        (stochastic cell rescaling at ``pressure_bar`` with ``barostat_time_fs`` and
+        ``compressibility_per_bar``, CSVR thermostat; ``anisotropic`` rescales the
+        three axes independently); see :mod:`physnetjax.md.ensembles`.
       temperature_K: initial / thermostat temperature in K.
+      temperature_end_K, pressure_end_bar: linear ramps from ``temperature_K`` /
+        ``pressure_bar`` to these over the ``steps`` of this call (NHC, CSVR, NPT).
       timestep_fs: time step in fs.
       steps: number of steps (a multiple of ``save_every``).
       out: trajectory path (.xyz/.extxyz/.traj) or None; the JSON Lines log goes to ``<out>.jsonl``.
@@ -192,7 +224,9 @@ def simulate(
       max_force: largest |F_i| in eV/Å accepted before the run is stopped.
       checkpoint_path: ``.npz`` file for MD-state checkpoints (every
         ``checkpoint_every`` chunks and at the end), or None.
-      restart: a checkpoint written by a previous run to continue from.
+      restart: a checkpoint written by a previous run to continue from; it keeps the
+        thermostat/barostat state (chain, cell, PRNG key, heat) when the ensemble is
+        the same, and the cell of an NPT run.
       progress: called with the number of steps completed after each chunk.
       trained_elements: elements of the training data (checkpoint metadata); others warn.
       energy_tolerance: NVE only: largest |E_conserved(t) − E_conserved(start)| in
@@ -214,6 +248,11 @@ def simulate(
     if on_energy_drift not in ENERGY_DRIFT_ACTIONS or not energy_tolerance > 0:
         raise PhysNetInputError(f"on_energy_drift must be one of {ENERGY_DRIFT_ACTIONS} and energy_tolerance > 0, "
                                 f"received {on_energy_drift!r}, {energy_tolerance}")
+    options = EnsembleOptions(
+        temperature_K=temperature_K, temperature_end_K=temperature_end_K, friction=friction,
+        thermostat_time_fs=thermostat_time_fs, chain_length=chain_length, pressure_bar=pressure_bar,
+        pressure_end_bar=pressure_end_bar, barostat_time_fs=barostat_time_fs,
+        compressibility_per_bar=compressibility_per_bar, anisotropic=anisotropic)
     dtype = check_dtype(dtype)
     params = cast_params(params, dtype)
     n = len(atoms)
@@ -230,31 +269,32 @@ def simulate(
     momenta = momenta_from_ase(atoms.get_momenta())
     if not np.any(momenta):
         momenta = np.asarray(maxwell_boltzmann_momenta(mb_key, masses, temperature_K))
-    start_step, heat = 0, 0.0
+    start_step, saved = 0, None
     if restart is not None:
-        saved = np.load(restart)
+        saved = dict(np.load(restart))
         if saved["numbers"].tolist() != atoms.numbers.tolist():
             raise ValueError(f"restart file {restart} holds a different system")
         positions, momenta = saved["positions"], saved["momenta"]
-        start_step, heat = int(saved["step"]), float(saved["heat"])
+        start_step = int(saved["step"])
         if "key" in saved:
             key = jnp.asarray(saved["key"])
+        if "cell" in saved and cell is not None:
+            cell = saved["cell"]
     positions = jnp.asarray(positions, dtype)
     momenta = jnp.asarray(momenta, dtype)
 
-    potential = physnet_potential(model, params, atoms.numbers, cell=cell, skin=skin,
-                                  capacity_multiplier=capacity_multiplier)
-    if ensemble == "nve":
-        init_fn, apply_fn = nve(potential.energy_force, timestep_fs, neighbor_update=potential.update)
-        dof = 3 * n - 3
-    else:
-        init_fn, apply_fn = langevin(potential.energy_force, timestep_fs, temperature_K, friction,
-                                     neighbor_update=potential.update)
-        dof = 3 * n
-    nbrs = potential.allocate(positions)
-    init_args = (positions, momenta, masses, nbrs) + ((key,) if ensemble == "langevin" else ())
-    state = jax.jit(init_fn)(*init_args)
-    state = state.replace(heat=jnp.asarray(heat, dtype))
+    def dynamics_for(reference_cell):
+        return build_dynamics(ensemble, model, params, atoms.numbers, reference_cell, timestep_fs, options, steps,
+                              skin=skin, capacity_multiplier=capacity_multiplier)
+
+    reference_cell = None if cell is None else np.asarray(cell, np.float64)
+    dynamics = dynamics_for(reference_cell)
+    apply_fn, dof = dynamics.apply_fn, dynamics.degrees_of_freedom
+    cell_now = None if cell is None else jnp.asarray(cell, dtype)
+    nbrs = dynamics.allocate(positions, cell_now, capacity_multiplier)
+    state = jax.jit(dynamics.init)(positions, momenta, masses, nbrs, key, cell_now)
+    if saved is not None:
+        state = restore_ensemble_state(state, saved, ensemble)
     if not np.isfinite(float(state.potential_energy)) or not np.all(np.isfinite(np.asarray(state.forces))):
         raise MDInstabilityError("the model gives NaN/Inf energy or forces at the start geometry")
     start_force = float(np.linalg.norm(np.asarray(state.forces), axis=-1).max())
@@ -270,7 +310,7 @@ def simulate(
     log = None if out is None else Path(f"{out}.jsonl")
     if log is not None:
         start_log(log, [r for r in read_log(log) if r["step"] <= start_step] if restart is not None else ())
-    runner = jax.jit(run, static_argnums=(0, 2, 3))
+    runner = jax.jit(run, static_argnums=(0, 2, 3, 4))
     compiled: dict = {}
     compile_seconds = run_seconds = 0.0
     reallocations = 0
@@ -278,7 +318,9 @@ def simulate(
     times = [start_step * timestep_fs * 1e-3]
     conserved = [float(state.potential_energy) + _kinetic(state) + float(state.heat)]
     temperatures = [2 * _kinetic(state) / (dof * BOLTZMANN)]
-    done, chunks = 0, 0
+    pressures: list[float] = []
+    volumes: list[float] = []
+    done, chunks, retries = 0, 0, 0
     warned_drift = False
     total_frames = steps // save_every
     try:
@@ -287,17 +329,36 @@ def simulate(
             shape_key = (num_frames, jax.tree.structure(state), tuple(x.shape for x in jax.tree.leaves(state)))
             if shape_key not in compiled:
                 t0 = time.perf_counter()
-                compiled[shape_key] = runner.lower(apply_fn, state, num_frames, save_every).compile()
+                compiled[shape_key] = runner.lower(apply_fn, state, num_frames, save_every,
+                                                   dynamics.observe).compile()
                 compile_seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
             new_state, frames = compiled[shape_key](state)
             jax.block_until_ready(frames)
             run_seconds += time.perf_counter() - t0
+            if dynamics.variable_cell and bool(new_state.nbrs.over_strained):
+                retries += 1
+                if retries > MAX_CELL_RETRIES:
+                    raise MDInstabilityError(
+                        f"the cell was compressed beyond the neighbor lists' strain tolerance within one chunk "
+                        f"{retries} times at step {start_step + done}; use a longer barostat time")
+                chunk_frames = max(1, chunk_frames // 2)
+                reference = np.asarray(state.cell, np.float64)
+                if not np.array_equal(reference, reference_cell):
+                    reference_cell = reference
+                    dynamics = dynamics_for(reference_cell)
+                    apply_fn = dynamics.apply_fn
+                    compiled.clear()
+                logger.info("the cell outgrew its neighbor lists; re-building them in the cell of step %d and "
+                            "running chunks of %d frames", start_step + done, chunk_frames)
+                state = state.replace(nbrs=dynamics.allocate(state.positions, state.cell, multiplier))
+                continue
             if bool(new_state.nbrs.did_overflow):
                 multiplier *= 1.5
                 reallocations += 1
                 logger.info("neighbor list overflowed; discarding the chunk and re-allocating ×%.3g", multiplier)
-                state = state.replace(nbrs=potential.allocate(state.positions, capacity_multiplier=multiplier))
+                cell_now = state.cell if dynamics.variable_cell else cell_now
+                state = state.replace(nbrs=dynamics.allocate(state.positions, cell_now, multiplier))
                 continue
             host = jax.device_get(frames)
             finite = (np.isfinite(host.conserved) & np.isfinite(host.positions).all(axis=(1, 2))
@@ -321,25 +382,36 @@ def simulate(
                 times.append(t_ps)
                 conserved.append(float(host.conserved[k]))
                 temperatures.append(temp)
+                info = {"step": step, "time_fs": t_ps * 1e3, "temperature_K": temp,
+                        "conserved_eV": float(host.conserved[k])}
+                if dynamics.variable_cell:
+                    pressures.append(float(host.pressure[k]) / BAR)
+                    volumes.append(float(host.volume[k]))
+                    info.update(pressure_bar=pressures[-1], volume_A3=volumes[-1])
                 if writer is not None:
-                    writer.write(frame_atoms(atoms, host.positions[k], host.momenta[k], host.potential_energy[k],
-                                             host.forces[k], {"step": step, "time_fs": t_ps * 1e3,
-                                                              "temperature_K": temp,
-                                                              "conserved_eV": float(host.conserved[k])}))
+                    template = atoms
+                    if dynamics.variable_cell:
+                        template = atoms.copy()
+                        template.set_cell(np.asarray(host.cell[k], np.float64))
+                    writer.write(frame_atoms(template, host.positions[k], host.momenta[k],
+                                             host.potential_energy[k], host.forces[k], info))
                 if log is not None:
-                    append_record(log, dict(zip(LOG_KEYS, (step, t_ps * 1e3, float(host.potential_energy[k]), kinetic,
-                                                           float(host.conserved[k]), temp,
-                                                           float(host.max_force[k])))))
+                    record = dict(zip(LOG_KEYS, (step, t_ps * 1e3, float(host.potential_energy[k]), kinetic,
+                                                 float(host.conserved[k]), temp, float(host.max_force[k]))))
+                    if dynamics.variable_cell:
+                        record.update(pressure_bar=pressures[-1], volume_A3=volumes[-1])
+                    append_record(log, record)
             if num_good < num_frames:
                 reason = (_drift_reason(deviation, drifting, energy_tolerance) if drifting[num_good]
                           else _blow_up_reason(host.max_force[num_good], max_force))
                 _stop(atoms, state, host, num_good, start_step + done, save_every, reason, out,
                       EnergyConservationError if drifting[num_good] else MDInstabilityError)
             state = new_state
+            retries = 0
             done += num_frames * save_every
             chunks += 1
             if checkpoint_path is not None and (chunks % checkpoint_every == 0 or done >= steps):
-                _checkpoint(checkpoint_path, atoms, state, start_step + done)
+                _checkpoint(checkpoint_path, atoms, state, start_step + done, ensemble)
             if progress is not None:
                 progress(done)
     finally:
@@ -352,7 +424,9 @@ def simulate(
         mean_temperature_K=float(np.mean(temperatures[1:])),
         steps_per_second=steps / run_seconds if run_seconds > 0 else float("nan"),
         compile_seconds=compile_seconds, reallocations=reallocations, out=None if out is None else str(out),
-        all_pairs=isinstance(state.nbrs, AllPairs),
+        all_pairs=isinstance(state.nbrs, AllPairs), ensemble=ensemble,
+        mean_pressure_bar=float(np.mean(pressures)) if pressures else None,
+        mean_volume_A3=float(np.mean(volumes)) if volumes else None,
     )
 
 
@@ -360,12 +434,8 @@ def _kinetic(state: MDState) -> float:
     return float(kinetic_energy(state.momenta, state.masses))
 
 
-def _checkpoint(path, atoms, state: MDState, step: int) -> None:
-    arrays = dict(positions=np.asarray(state.positions), momenta=np.asarray(state.momenta),
-                  numbers=atoms.numbers, step=step, heat=float(state.heat))
-    if state.key is not None:
-        arrays["key"] = np.asarray(state.key)
-    _save_npz(Path(path), **arrays)
+def _checkpoint(path, atoms, state: MDState, step: int, ensemble: str) -> None:
+    _save_npz(Path(path), **checkpoint_arrays(state, atoms.numbers, step, ensemble))
     logger.info("MD checkpoint at step %d written to %s", step, path)
 
 

@@ -254,7 +254,7 @@ def run(apply_fn: Callable[[MDState], MDState], state: MDState, num_frames: int,
     ``jax.jit(run, static_argnums=(0, 2, 3, 4))``. Returns the final state and the
     stacked observations (leading axis ``num_frames``; frame k is after (k+1)·stride
     steps). ``observe`` maps a state to any pytree of arrays; the default records a
-    :class:`Frame`.
+    :class:`Frame` (NPT uses one that adds the cell, volume and pressure).
     """
 
     def record(carry, _):

@@ -1,0 +1,176 @@
+"""The ensembles of the MD driver: one place that turns an ensemble name and its options into dynamics.
+
+:func:`build_dynamics` returns a :class:`Dynamics`: the jit-able step, how to make
+the initial state, how to (re-)allocate the neighbor state, the frame observer and
+the number of degrees of freedom used for temperatures.
+
+========== ================================================= =====================================
+ensemble   integrator                                        conserved quantity (E_pot + K + heat)
+========== ================================================= =====================================
+nve        velocity Verlet (:func:`~physnetjax.md.nve`)      total energy (heat = 0)
+langevin   BAOAB (:func:`~physnetjax.md.langevin`)           + kinetic energy removed by friction/noise
+nvt-nhc    Nosé–Hoover chain (:mod:`.thermostats`)           + chain energies (extended energy)
+csvr       stochastic velocity rescaling (:mod:`.thermostats`) + kinetic energy removed (effective energy)
+npt        stochastic cell rescaling + CSVR (:mod:`.barostat`) + energy removed by thermostat and barostat
+========== ================================================= =====================================
+
+The extra state of each integrator (thermostat chain, cell, PRNG key, heat) is
+listed by :func:`ensemble_fields` and kept in the driver's ``.npz`` checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax.numpy as jnp
+import numpy as np
+
+from physnetjax.md.barostat import npt_frame_of, stochastic_cell_rescaling
+from physnetjax.md.cell_potential import physnet_cell_potential
+from physnetjax.md.integrators import MDState, frame_of, langevin, nve
+from physnetjax.md.potential import physnet_potential
+from physnetjax.md.thermostats import csvr, nose_hoover_chain
+from physnetjax.units import BAR
+
+ENSEMBLES = ("nve", "langevin", "nvt-nhc", "csvr", "npt")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsembleOptions:
+    """Thermostat and barostat settings (units in the names; ramps run over the whole run).
+
+    temperature_K: target (start) temperature.  temperature_end_K: end of a linear ramp, or None.
+    friction: Langevin γ in fs⁻¹.  thermostat_time_fs: τ_T of NHC/CSVR.  chain_length: NHC M.
+    pressure_bar, pressure_end_bar: NPT target (start/end), bar.  barostat_time_fs: τ_P.
+    compressibility_per_bar: β_T in bar⁻¹.  anisotropic: rescale the three axes independently.
+    """
+
+    temperature_K: float = 300.0
+    temperature_end_K: Optional[float] = None
+    friction: float = 0.01
+    thermostat_time_fs: float = 100.0
+    chain_length: int = 3
+    pressure_bar: float = 1.0
+    pressure_end_bar: Optional[float] = None
+    barostat_time_fs: float = 1000.0
+    compressibility_per_bar: float = 4.5e-5
+    anisotropic: bool = False
+
+
+class Dynamics(NamedTuple):
+    """What the driver needs of an ensemble.
+
+    init: ``init(positions, momenta, masses, nbrs, key, cell) -> state`` (jit-able).
+    apply_fn: one step.  observe: state → frame (for :func:`physnetjax.md.run`).
+    allocate: ``allocate(positions, cell, capacity_multiplier) -> nbrs`` (host).
+    degrees_of_freedom: N_f for temperatures.  variable_cell: True for NPT.
+    """
+
+    init: Callable[..., Any]
+    apply_fn: Callable[[MDState], MDState]
+    observe: Callable[[MDState], Any]
+    allocate: Callable[..., Any]
+    degrees_of_freedom: int
+    variable_cell: bool
+
+
+def ensemble_fields(state: MDState) -> tuple[str, ...]:
+    """Names of the state fields beyond positions/momenta/forces/masses/potential energy/neighbors/step."""
+    skip = {"positions", "momenta", "forces", "masses", "potential_energy", "nbrs", "step", "stress"}
+    return tuple(f.name for f in dataclasses.fields(state) if f.name not in skip and getattr(state, f.name) is not None)
+
+
+def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndarray], timestep_fs: float,
+                   options: EnsembleOptions, ramp_steps: int, *, skin: float = 0.5,
+                   capacity_multiplier: float = 1.25) -> Dynamics:
+    """Force functions and integrator of ``ensemble`` for ``model`` on one system.
+
+    Args:
+      ensemble: one of :data:`ENSEMBLES`.
+      cell: (3, 3) Å of a fully periodic system or None; for ``npt`` it is the
+        reference cell of the neighbor lists (:mod:`physnetjax.md.cell_potential`).
+      ramp_steps: the length of the temperature/pressure ramps in steps.
+
+    Raises:
+      ValueError: unknown ensemble, ``npt`` without a cell, bad option values.
+    """
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"ensemble must be one of {ENSEMBLES}, received {ensemble!r}")
+    num_atoms = len(numbers)
+    conserved_dof = 3 * num_atoms - 3
+    ramp = dict(temperature_end_K=options.temperature_end_K, ramp_steps=ramp_steps)
+    if ensemble == "npt":
+        if cell is None:
+            raise ValueError("ensemble 'npt' needs a fully periodic cell (atoms.pbc all True)")
+        if not options.compressibility_per_bar > 0:
+            raise ValueError(f"compressibility must be > 0 bar^-1, received {options.compressibility_per_bar}")
+        potential = physnet_cell_potential(model, params, numbers, cell, skin=skin,
+                                           capacity_multiplier=capacity_multiplier)
+        init_fn, apply_fn = stochastic_cell_rescaling(
+            potential.energy_force_stress, timestep_fs, options.temperature_K, options.pressure_bar * BAR,
+            barostat_time_fs=options.barostat_time_fs, compressibility=options.compressibility_per_bar / BAR,
+            thermostat_time_fs=options.thermostat_time_fs, anisotropic=options.anisotropic,
+            pressure_end=None if options.pressure_end_bar is None else options.pressure_end_bar * BAR,
+            degrees_of_freedom=conserved_dof, neighbor_update=potential.update, **ramp)
+
+        def init(positions, momenta, masses, nbrs, key, cell_now):
+            return init_fn(positions, momenta, masses, cell_now, nbrs, key)
+
+        return Dynamics(init, apply_fn, npt_frame_of, potential.allocate, conserved_dof, True)
+
+    potential = physnet_potential(model, params, numbers, cell=cell, skin=skin, capacity_multiplier=capacity_multiplier)
+    force, update = potential.energy_force, potential.update
+
+    def allocate(positions, cell_now, capacity_multiplier=capacity_multiplier):
+        return potential.allocate(positions, capacity_multiplier=capacity_multiplier)
+
+    if ensemble == "nve":
+        init_fn, apply_fn = nve(force, timestep_fs, neighbor_update=update)
+        init, dof = (lambda positions, momenta, masses, nbrs, key, cell_now:
+                     init_fn(positions, momenta, masses, nbrs)), conserved_dof
+    elif ensemble == "langevin":
+        init_fn, apply_fn = langevin(force, timestep_fs, options.temperature_K, options.friction,
+                                     neighbor_update=update)
+        init, dof = (lambda positions, momenta, masses, nbrs, key, cell_now:
+                     init_fn(positions, momenta, masses, nbrs, key)), 3 * num_atoms
+    elif ensemble == "nvt-nhc":
+        init_fn, apply_fn = nose_hoover_chain(force, timestep_fs, options.temperature_K, options.thermostat_time_fs,
+                                              options.chain_length, degrees_of_freedom=conserved_dof,
+                                              neighbor_update=update, **ramp)
+        init, dof = (lambda positions, momenta, masses, nbrs, key, cell_now:
+                     init_fn(positions, momenta, masses, nbrs)), conserved_dof
+    else:
+        init_fn, apply_fn = csvr(force, timestep_fs, options.temperature_K, options.thermostat_time_fs,
+                                 degrees_of_freedom=conserved_dof, neighbor_update=update, **ramp)
+        init, dof = (lambda positions, momenta, masses, nbrs, key, cell_now:
+                     init_fn(positions, momenta, masses, nbrs, key)), conserved_dof
+    return Dynamics(init, apply_fn, frame_of, allocate, dof, False)
+
+
+def checkpoint_arrays(state: MDState, numbers, step: int, ensemble: str) -> dict:
+    """Arrays of an MD checkpoint: positions, momenta, numbers, step, ensemble and :func:`ensemble_fields`."""
+    arrays = dict(positions=np.asarray(state.positions), momenta=np.asarray(state.momenta),
+                  numbers=np.asarray(numbers), step=step, ensemble=ensemble)
+    arrays.update({name: np.asarray(getattr(state, name)) for name in ensemble_fields(state)})
+    return arrays
+
+
+def restore_ensemble_state(state: MDState, saved: dict, ensemble: str) -> MDState:
+    """Put the thermostat/barostat fields of checkpoint ``saved`` into a freshly initialised ``state``.
+
+    The PRNG key and ``heat`` are always taken over; the other fields (chain, ramp
+    work) only when the checkpoint is of the same ensemble. The cell is not set here:
+    the caller builds the state in the saved cell (its forces and stress depend on it).
+    Older checkpoints without an ``ensemble`` entry count as NVE, or Langevin when they
+    hold a key.
+    """
+    saved_ensemble = str(saved["ensemble"]) if "ensemble" in saved else ("langevin" if "key" in saved else "nve")
+    fields = {}
+    for name in ensemble_fields(state):
+        if name not in saved or name == "cell":
+            continue
+        if name in ("key", "heat") or saved_ensemble == ensemble:
+            value = np.asarray(saved[name])
+            fields[name] = jnp.asarray(value, getattr(state, name).dtype)
+    return state.replace(**fields)

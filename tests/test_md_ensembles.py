@@ -1,0 +1,543 @@
+"""NVT (Nosé–Hoover chain, CSVR) and NPT (stochastic cell rescaling) on analytic systems and a tiny PhysNet cell.
+
+Reference values are derived here, independently of physnetjax.units (CODATA 2018 in SI):
+
+* canonical kinetic energy with N_f degrees of freedom: K ~ Gamma(N_f/2, k_B T), so
+  ⟨K⟩ = N_f k_B T/2 and ⟨(K − ⟨K⟩)²⟩ = N_f (k_B T)²/2;
+* ideal gas at constant pressure P_0 (measure dV, zero total momentum): V ~ Gamma(N + 1, k_B T/P_0);
+* the NPT identities ⟨P⟩ + k_B T⟨1/V⟩ = P_0 (module docstring of physnetjax.md.barostat) and
+  ⟨δV²⟩ = −k_B T ∂⟨V⟩/∂P_0.
+
+Statistical bounds are 4 standard errors. Standard errors come from block averages
+whose blocks are much longer than the correlation time (stated per test), or exactly
+from the barostat's noise (see :func:`barostat_noise_bound`).
+"""
+
+import math
+
+import ase
+import ase.io
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import cast_params, perturbed_params
+
+from physnetjax import PhysNet, init_params, predict_periodic
+from physnetjax.checkpoint.format import save_checkpoint
+from physnetjax.md import frame_of, maxwell_boltzmann_momenta, nve, run
+from physnetjax.md.__main__ import main
+from physnetjax.md.barostat import npt_frame_of, stochastic_cell_rescaling
+from physnetjax.md.cell_potential import physnet_cell_potential
+from physnetjax.md.driver import drift_and_fluctuation, simulate
+from physnetjax.md.ensembles import checkpoint_arrays, restore_ensemble_state
+from physnetjax.md.thermostats import csvr, nose_hoover_chain
+
+# CODATA 2018, SI.
+E_CHARGE = 1.602176634e-19  # J per eV
+AMU = 1.66053906660e-27  # kg
+K_B_SI = 1.380649e-23  # J/K
+K_B = K_B_SI / E_CHARGE  # eV/K
+AMU_A2_FS2 = AMU * 1e-20 / 1e-30 / E_CHARGE  # 1 amu·Å²/fs² in eV
+BAR = 1e5 * 1e-30 / E_CHARGE  # 1 bar in eV/Å³
+
+RUNNER = jax.jit(run, static_argnums=(0, 2, 3, 4))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def x64():
+    jax.config.update("jax_enable_x64", True)
+
+
+# -- analytic systems ---------------------------------------------------------------------
+
+
+NUM_WELLS = 16
+WELL_MASS = 12.0
+PERIODS_FS = np.linspace(20.0, 60.0, NUM_WELLS)  # harmonic periods; a quartic term makes them anharmonic
+QUARTIC = 1000.0  # eV/Å⁴: a|r|⁴ ≈ 0.3 k_B T at 300 K in the softest well
+
+
+def anharmonic_wells():
+    """Independent atoms in wells E = Σ_i [½ k_i |r_i|² + a Σ_c r_ic⁴], k_i = (2π/T_i)² m C; forces by autodiff."""
+    k = jnp.asarray((2 * np.pi / PERIODS_FS) ** 2 * WELL_MASS * AMU_A2_FS2)
+
+    def energy(r):
+        return 0.5 * jnp.sum(k[:, None] * r**2) + QUARTIC * jnp.sum(r**4)
+
+    def energy_force(r, nbrs):
+        e, g = jax.value_and_grad(energy)(r)
+        return e, -g
+
+    return energy_force, np.asarray(k)
+
+
+def wells_start(temperature, seed=0):
+    _, k = anharmonic_wells()
+    masses = jnp.full((NUM_WELLS,), WELL_MASS)
+    key_x, key_p = jax.random.split(jax.random.PRNGKey(seed))
+    x = jax.random.normal(key_x, (NUM_WELLS, 3)) * jnp.sqrt(K_B * temperature / jnp.asarray(k))[:, None]
+    return x, maxwell_boltzmann_momenta(key_p, masses, temperature), masses
+
+
+def block_mean_and_error(values, blocks=20):
+    """Mean of ``values`` and its standard error from ``blocks`` block averages."""
+    means = np.asarray(values).reshape(blocks, -1).mean(axis=1)
+    return means.mean(), means.std(ddof=1) / math.sqrt(blocks)
+
+
+def check_canonical_kinetic_energy(kinetic, dof, temperature):
+    """⟨K⟩ = N_f k_B T/2 and ⟨(K − N_f k_B T/2)²⟩ = N_f (k_B T)²/2 within 4 block standard errors.
+
+    The bands must be narrow (4 errors < 4 % and < 24 % of the values) so that a
+    temperature off by 5 % fails, and so does a micro-canonical sampler (for which
+    Var K is about half the canonical value).
+    """
+    kT = K_B * temperature
+    mean_expected, var_expected = 0.5 * dof * kT, 0.5 * dof * kT**2
+    mean, mean_error = block_mean_and_error(kinetic)
+    var, var_error = block_mean_and_error((np.asarray(kinetic) - mean_expected) ** 2)
+    assert mean_error < 0.01 * mean_expected and var_error < 0.06 * var_expected
+    assert abs(mean - mean_expected) < 4 * mean_error
+    assert abs(var - var_expected) < 4 * var_error
+
+
+def test_nose_hoover_chain_kinetic_energy_is_canonical():
+    """NHC (M = 3, τ = 20 fs) on 16 anharmonic wells at 300 K: 48 degrees of freedom.
+
+    h = 0.5 fs (Verlet's kinetic bias (ωh)²/4 ≤ 0.6 % per well here). 4000 frames 10
+    steps apart in 20 blocks of 1 ps, ≫ the thermostat and well periods (≤ 60 fs).
+    """
+    energy_force, _ = anharmonic_wells()
+    init_fn, apply_fn = nose_hoover_chain(energy_force, 0.5, 300.0, thermostat_time_fs=20.0, chain_length=3)
+    state = init_fn(*wells_start(300.0))
+    state, _ = RUNNER(apply_fn, state, 100, 10, frame_of)
+    _, frames = RUNNER(apply_fn, state, 4000, 10, frame_of)
+    check_canonical_kinetic_energy(frames.kinetic_energy, 3 * NUM_WELLS, 300.0)
+
+
+def test_csvr_kinetic_energy_is_canonical_and_effective_energy_conserved():
+    """CSVR (τ = 20 fs) on the same wells; then E_pot + K + heat stays within Verlet's error.
+
+    Verlet's energy error is ~ (ωh)²/4 · E ≈ 1e-2 · 0.6 eV here; the heat exchanged is
+    ~ 50 × larger, so a wrong sign or a missing term in ``heat`` fails.
+    """
+    energy_force, _ = anharmonic_wells()
+    init_fn, apply_fn = csvr(energy_force, 0.5, 300.0, thermostat_time_fs=20.0)
+    state = init_fn(*wells_start(300.0), key=jax.random.PRNGKey(3))
+    state, _ = RUNNER(apply_fn, state, 100, 10, frame_of)
+    start = float(state.potential_energy + 0.5 * jnp.sum(state.momenta**2 / state.masses[:, None]) * AMU_A2_FS2
+                  + state.heat)
+    _, frames = RUNNER(apply_fn, state, 6000, 10, frame_of)
+    check_canonical_kinetic_energy(frames.kinetic_energy, 3 * NUM_WELLS, 300.0)
+    conserved = np.asarray(frames.conserved)
+    exchanged = np.ptp(np.asarray(frames.conserved - frames.potential_energy - frames.kinetic_energy))
+    assert exchanged > 1.0
+    assert np.max(np.abs(conserved - start)) < 0.02 * exchanged
+
+
+
+def test_nose_hoover_extended_energy_drifts_no_more_than_nve_energy():
+    """Same wells, same h = 1 fs, 20 ps from the same start: NHC's H_ext vs NVE's E.
+
+    Both are Verlet at heart, so neither has a secular drift; the check is that the
+    thermostat splitting adds none: |drift| (least-squares slope × run length) of H_ext
+    is at most the NVE energy's own fluctuation scale (std about its fit, which the
+    harmonic-wells shadow energy makes non-zero), and H_ext's fluctuation is within
+    2× that of NVE. Meanwhile the chain exchanges > 30× that much energy.
+    """
+    energy_force, _ = anharmonic_wells()
+    start = wells_start(300.0, seed=5)
+    results = {}
+    for name, (init_fn, apply_fn) in {
+        "nve": nve(energy_force, 1.0),
+        "nhc": nose_hoover_chain(energy_force, 1.0, 300.0, thermostat_time_fs=20.0, chain_length=3),
+    }.items():
+        _, frames = RUNNER(apply_fn, init_fn(*start), 2000, 10, frame_of)
+        t_ps = 1e-2 * np.arange(1, 2001)
+        drift, fluctuation = drift_and_fluctuation(t_ps, np.asarray(frames.conserved), 1)
+        exchanged = np.ptp(np.asarray(frames.conserved - frames.potential_energy - frames.kinetic_energy))
+        results[name] = (abs(drift) * t_ps[-1], fluctuation, exchanged)
+    (_, nve_fluctuation, _), (nhc_drift, nhc_fluctuation, nhc_exchanged) = results["nve"], results["nhc"]
+    assert nve_fluctuation > 0
+    assert nhc_drift <= nve_fluctuation
+    assert nhc_fluctuation <= 2 * nve_fluctuation
+    assert nhc_exchanged > 30 * nve_fluctuation * 1e-3
+
+
+@pytest.mark.parametrize("thermostat", ["nhc", "csvr"])
+def test_temperature_ramp(thermostat):
+    """A ramp 200 → 400 K over 40 ps: block temperatures follow the target with τ = 20 fs.
+
+    The target in each of 8 blocks of 5 ps is the ramp's mean over the block; the
+    thermostat lags it by about τ·dT/dt = 0.1 K, far inside the 6 % band (canonical
+    fluctuation of a 5 ps block mean: ~2 %). NHC's extended energy minus the work of the
+    ramp stays conserved (within 5 % of the energy the chain exchanged).
+    """
+    energy_force, _ = anharmonic_wells()
+    steps = 80000
+    build = nose_hoover_chain if thermostat == "nhc" else csvr
+    init_fn, apply_fn = build(energy_force, 0.5, 200.0, thermostat_time_fs=20.0, temperature_end_K=400.0,
+                              ramp_steps=steps)
+    start = wells_start(200.0, seed=2)
+    state = init_fn(*start) if thermostat == "nhc" else init_fn(*start, key=jax.random.PRNGKey(4))
+    _, frames = RUNNER(apply_fn, state, 4000, 20, frame_of)
+    temperature = 2 * np.asarray(frames.kinetic_energy) / (3 * NUM_WELLS * K_B)
+    blocks = temperature.reshape(8, -1).mean(axis=1)
+    targets = 200.0 + 200.0 * (np.arange(8) + 0.5) / 8
+    np.testing.assert_allclose(blocks, targets, rtol=0.06)
+    assert np.all(np.diff(blocks) > 0)
+    conserved = np.asarray(frames.conserved)
+    exchanged = np.ptp(np.asarray(frames.conserved - frames.potential_energy - frames.kinetic_energy))
+    assert np.ptp(conserved) < 0.05 * exchanged
+
+
+# -- NPT ----------------------------------------------------------------------------------
+
+LJ_EPSILON, LJ_SIGMA, LJ_CUTOFF, ARGON_MASS = 0.0104, 3.405, 5.0, 39.948  # eV, Å, Å, amu
+
+
+def lj_energy(positions, cell):
+    """Shifted-force Lennard-Jones energy (C¹ at the cutoff), minimum image; every pair once (½ Σ_i Σ_j≠i).
+
+    φ(r) = 4ε[(σ/r)¹² − (σ/r)⁶]; φ_sf(r) = φ(r) − φ(r_c) − (r − r_c) φ'(r_c) for r < r_c.
+    Needs r_c < half the narrowest cell width.
+    """
+
+    def pair(r):
+        return 4 * LJ_EPSILON * ((LJ_SIGMA / r) ** 12 - (LJ_SIGMA / r) ** 6)
+
+    fractional = positions @ jnp.linalg.inv(cell)
+    delta = fractional[None, :, :] - fractional[:, None, :]
+    delta = (delta - jnp.round(delta)) @ cell
+    r2 = jnp.sum(delta**2, axis=-1)
+    inside = ~jnp.eye(positions.shape[0], dtype=bool) & (r2 < LJ_CUTOFF**2)
+    r = jnp.sqrt(jnp.where(inside, r2, LJ_CUTOFF**2))
+    energy = pair(r) - pair(LJ_CUTOFF) - (r - LJ_CUTOFF) * jax.grad(pair)(LJ_CUTOFF)
+    return 0.5 * jnp.sum(jnp.where(inside, energy, 0.0))
+
+
+def lj_energy_force_stress(positions, cell, nbrs):
+    """E, F = −∂E/∂r and σ = (1/V) ∂E(r(1 + ε), h(1 + ε))/∂ε at ε = 0."""
+
+    def strained(r, strain):
+        deformation = jnp.eye(3) + strain
+        return lj_energy(r @ deformation, cell @ deformation)
+
+    energy, (grad_r, grad_strain) = jax.value_and_grad(strained, argnums=(0, 1))(positions, jnp.zeros((3, 3)))
+    return energy, -grad_r, grad_strain / jnp.abs(jnp.linalg.det(cell))
+
+
+def fcc_argon(cells=2, lattice=5.3, jitter=0.0, seed=0):
+    """FCC lattice of cells³ × 4 argon atoms in a cube of side cells × lattice Å."""
+    basis = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    grid = np.stack(np.meshgrid(*[np.arange(cells)] * 3, indexing="ij"), -1).reshape(-1, 1, 3)
+    positions = (grid + basis[None]).reshape(-1, 3) * lattice
+    positions += np.random.default_rng(seed).normal(scale=jitter, size=positions.shape)
+    return jnp.asarray(positions), jnp.eye(3) * cells * lattice
+
+
+def test_pressure_from_stress_matches_volume_derivative_of_energy():
+    """−tr σ/3 = −∂E/∂V and −σ_aa = −(1/V) ∂E/∂ln L_a (fractional coordinates fixed), central differences in float64.
+
+    The energy of a jittered FCC argon cell is differentiated numerically in the volume
+    (isotropic scaling) and in each box length; δ = 1e-5 gives errors ~1e-10 relative.
+    Also: the ideal-gas limit of the kinetic pressure, P = N k_B T/V for ⟨p_a²/m⟩ = k_B T/C.
+    """
+    from physnetjax.md.barostat import instantaneous_pressure, pressure_tensor
+
+    positions, cell = fcc_argon(jitter=0.1, seed=3)
+    energy_of = jax.jit(lj_energy)
+    energy, _, stress = jax.jit(lj_energy_force_stress)(positions, cell, None)
+    volume = float(jnp.linalg.det(cell))
+    delta = 1e-5
+
+    def scaled_energy(scale):
+        return float(energy_of(positions * scale, cell * scale))
+
+    volume_derivative = (scaled_energy((1 + delta) ** (1 / 3)) - scaled_energy((1 - delta) ** (1 / 3))) / (
+        2 * delta * volume)
+    assert abs(float(energy)) > 0.1
+    np.testing.assert_allclose(-float(jnp.trace(stress)) / 3, -volume_derivative, rtol=1e-7)
+    for axis in range(3):
+        scale = np.ones(3)
+        scale[axis] = math.exp(delta)
+        up = float(energy_of(positions * scale, cell * scale))
+        scale[axis] = math.exp(-delta)
+        down = float(energy_of(positions * scale, cell * scale))
+        np.testing.assert_allclose(float(stress[axis, axis]), (up - down) / (2 * delta * volume), rtol=1e-7)
+    masses = jnp.full((positions.shape[0],), ARGON_MASS)
+    momenta = jnp.tile(jnp.sqrt(masses * K_B * 100.0 / AMU_A2_FS2)[:, None], (1, 3))
+    zero = jnp.zeros((3, 3))
+    kinetic = np.asarray(pressure_tensor(momenta, masses, cell, zero))
+    np.testing.assert_allclose(np.diag(kinetic), positions.shape[0] * K_B * 100.0 / volume, rtol=1e-12)
+    np.testing.assert_allclose(float(instantaneous_pressure(momenta, masses, cell, stress)),
+                               positions.shape[0] * K_B * 100.0 / volume - float(jnp.trace(stress)) / 3, rtol=1e-12)
+
+
+def free_energy_force_stress(positions, cell, nbrs):
+    """Ideal gas: no interactions."""
+    return jnp.zeros(()), jnp.zeros_like(positions), jnp.zeros((3, 3))
+
+
+@pytest.mark.parametrize("anisotropic", [False, True])
+def test_ideal_gas_volume_distribution(anisotropic):
+    """8 free atoms at 300 K and P_0 = 100 bar, zero total momentum: V ~ Gamma(N + 1, k_B T/P_0).
+
+    ⟨V⟩ = (N + 1) k_B T/P_0 and Var V = (N + 1)(k_B T/P_0)² (module docstring). With
+    β_T = 1/P_0 the volume relaxes in τ_P = 100 fs = 25 steps; 20 blocks of 4 ps.
+    Dropping the k_B T/V term (g = 0) or the kinetic term would move ⟨V⟩ by ≥ 11 %.
+    Anisotropic: the box shape is free (log-uniform), V keeps the same law; the
+    variance is checked in the isotropic case only (with h/τ_P = 1/25 the anisotropic
+    Euler steps inflate it by a few per cent, about the size of its error bar).
+    """
+    num_atoms, temperature, pressure = 8, 300.0, 100.0 * BAR
+    kT = K_B * temperature
+    mean_volume = (num_atoms + 1) * kT / pressure
+    init_fn, apply_fn = stochastic_cell_rescaling(
+        free_energy_force_stress, 4.0, temperature, pressure, barostat_time_fs=100.0, compressibility=1 / pressure,
+        thermostat_time_fs=50.0, anisotropic=anisotropic, degrees_of_freedom=3 * num_atoms - 3)
+    masses = jnp.full((num_atoms,), 4.0)
+    momenta = maxwell_boltzmann_momenta(jax.random.PRNGKey(0), masses, temperature)
+    state = init_fn(jnp.zeros((num_atoms, 3)), momenta, masses, jnp.eye(3) * mean_volume ** (1 / 3),
+                    key=jax.random.PRNGKey(5))
+    state, _ = RUNNER(apply_fn, state, 50, 10, npt_frame_of)
+    _, frames = RUNNER(apply_fn, state, 4000, 5, npt_frame_of)
+    volume = np.asarray(frames.volume)
+    mean, mean_error = block_mean_and_error(volume)
+    var, var_error = block_mean_and_error((volume - mean_volume) ** 2)
+    assert mean_error < 0.025 * mean_volume
+    assert abs(mean - mean_volume) < 4 * mean_error
+    if not anisotropic:
+        assert abs(var - (num_atoms + 1) * (kT / pressure) ** 2) < 4 * var_error
+    else:
+        lengths = np.diagonal(np.asarray(frames.cell), axis1=1, axis2=2)
+        assert np.std(np.log(lengths[:, 0] / lengths[:, 1])) > 0.1
+
+
+def run_lj_npt(pressure_bar, steps, seed, temperature=20.0, compressibility=170.0, barostat_time=500.0, dt=5.0):
+    """32-atom FCC argon (shifted-force LJ, r_c = 5 Å) at constant T and P; returns frames after 2 ps."""
+    positions, cell = fcc_argon()
+    masses = jnp.full((positions.shape[0],), ARGON_MASS)
+    init_fn, apply_fn = stochastic_cell_rescaling(
+        lj_energy_force_stress, dt, temperature, pressure_bar * BAR, barostat_time_fs=barostat_time,
+        compressibility=compressibility, thermostat_time_fs=100.0, degrees_of_freedom=3 * positions.shape[0] - 3)
+    key_p, key_run = jax.random.split(jax.random.PRNGKey(seed))
+    state = init_fn(positions, maxwell_boltzmann_momenta(key_p, masses, temperature), masses, cell, key=key_run)
+    state, _ = RUNNER(apply_fn, state, 40, 10, npt_frame_of)
+    _, frames = RUNNER(apply_fn, state, steps, 1, npt_frame_of)
+    return state, frames
+
+
+def test_lennard_jones_npt_holds_the_target_pressure():
+    """⟨P⟩ + k_B T ⟨1/V⟩ = P_0 for FCC argon at 20 K and 500 bar (4000 steps of 5 fs).
+
+    Bound, exact for the barostat's Euler steps: summing dε_n = μ h D_n + σ_n ξ_n over n
+    steps gives mean(D) = (ln(V_n/V_0) − Σ σ_n ξ_n)/(μ h n), D = P + g k_B T/V − P_0,
+    μ = β_T/τ_P, σ_n² = 2 k_B T μ h/V_n; so |mean(D)| ≤ 4 √(2 k_B T/(μ h ⟨V⟩ n)) +
+    |ln(V_n/V_0)|/(μ h n), plus 1 % of the kinetic pressure N k_B T/V because the
+    reported P is taken half a kick away from the barostat's. The system must stay a
+    solid near its start volume (a blow-up or a wrong barostat sign fails).
+    """
+    temperature, pressure_bar, steps, mobility, dt = 20.0, 500.0, 4000, 170.0 / 500.0, 5.0
+    start, frames = run_lj_npt(pressure_bar, steps, seed=11)
+    kT = K_B * temperature
+    volume = np.asarray(frames.volume)
+    pressure = np.asarray(frames.pressure)
+    start_volume = float(jnp.linalg.det(start.cell))
+    bound = (4 * math.sqrt(2 * kT / (mobility * dt * volume.mean() * steps))
+             + abs(math.log(volume[-1] / start_volume)) / (mobility * dt * steps) + 0.01 * 32 * kT / volume.mean())
+    assert bound < 150 * BAR
+    assert abs(np.mean(pressure + kT / volume) - pressure_bar * BAR) < bound
+    assert 0.9 < volume.mean() / 10.6**3 < 1.3 and np.all(np.isfinite(pressure))
+
+
+@pytest.mark.slow
+def test_lennard_jones_volume_fluctuation_matches_compressibility():
+    """κ_T from ⟨δV²⟩ = k_B T ⟨V⟩ κ_T at 500 bar equals −(1/V) Δ⟨V⟩/ΔP from runs at 250 and 750 bar.
+
+    Each run: 6·10⁴ steps of 5 fs (300 ps); V relaxes in ~τ_P κ_T/β_T ≈ 0.5 ps, so 20
+    blocks of 15 ps are independent. Both estimates get block standard errors; the
+    bound is 4 combined errors (≈ 25 % of κ_T). The central difference's own error,
+    O(ΔP²) with ΔP κ_T ≈ 2 %, is far smaller.
+    """
+    temperature, kT = 20.0, K_B * 20.0
+    volumes = {p: np.asarray(run_lj_npt(p, 60000, seed=int(p))[1].volume) for p in (250.0, 500.0, 750.0)}
+    stats = {p: block_mean_and_error(v) for p, v in volumes.items()}
+    v0, v0_error = stats[500.0]
+    fluctuation, fluctuation_error = block_mean_and_error((volumes[500.0] - v0) ** 2)
+    kappa_fluctuation = fluctuation / (kT * v0)
+    kappa_fluctuation_error = fluctuation_error / (kT * v0)
+    delta_p = 500.0 * BAR
+    kappa_response = -(stats[750.0][0] - stats[250.0][0]) / (delta_p * v0)
+    kappa_response_error = math.hypot(stats[750.0][1], stats[250.0][1]) / (delta_p * v0)
+    combined = math.hypot(kappa_fluctuation_error, kappa_response_error)
+    assert combined < 0.1 * kappa_response
+    assert abs(kappa_fluctuation - kappa_response) < 4 * combined
+
+
+@pytest.mark.parametrize("ensemble", ["nvt-nhc", "csvr", "npt"])
+def test_checkpoint_round_trip_continues_bitwise(tmp_path, ensemble):
+    """N steps, the driver's .npz checkpoint, a fresh state restored from it, N steps == 2N steps (to 1e-12).
+
+    Wells for the thermostats, FCC argon for NPT (cell, key, heat restored; forces and
+    stress re-evaluated from the saved positions and cell). N = 60 steps; the 2N-step
+    run is the same compiled N-step program applied twice. The thermostat cases come
+    out bit for bit equal; for NPT the restored state's forces and stress come from the
+    (eager) ``init_fn`` instead of the jitted step, which rounds differently (1e-16).
+    """
+    if ensemble == "npt":
+        positions, cell = fcc_argon(jitter=0.05)
+        masses = jnp.full((positions.shape[0],), ARGON_MASS)
+        momenta = maxwell_boltzmann_momenta(jax.random.PRNGKey(2), masses, 30.0)
+        init_fn, apply_fn = stochastic_cell_rescaling(lj_energy_force_stress, 5.0, 30.0, 500.0 * BAR,
+                                                      barostat_time_fs=200.0, compressibility=170.0,
+                                                      thermostat_time_fs=50.0, anisotropic=True)
+        observe = npt_frame_of
+
+        def init(positions, momenta, masses, cell, key):
+            return init_fn(positions, momenta, masses, cell, key=key)
+    else:
+        energy_force, _ = anharmonic_wells()
+        positions, momenta, masses = wells_start(300.0, seed=9)
+        cell = None
+        build = nose_hoover_chain if ensemble == "nvt-nhc" else csvr
+        init_fn, apply_fn = build(energy_force, 0.5, 300.0, thermostat_time_fs=10.0)
+        observe = frame_of
+
+        def init(positions, momenta, masses, cell, key):
+            return init_fn(positions, momenta, masses) if ensemble == "nvt-nhc" else init_fn(
+                positions, momenta, masses, key=key)
+
+    key = jax.random.PRNGKey(8)
+    half, _ = RUNNER(apply_fn, init(positions, momenta, masses, cell, key), 6, 10, observe)
+    continuous, _ = RUNNER(apply_fn, half, 6, 10, observe)
+    path = tmp_path / "state.npz"
+    np.savez(path, **checkpoint_arrays(half, np.zeros(positions.shape[0], int), 60, ensemble))
+    saved = dict(np.load(path))
+    fresh = init(jnp.asarray(saved["positions"]), jnp.asarray(saved["momenta"]), masses,
+                 None if cell is None else jnp.asarray(saved["cell"]), jax.random.PRNGKey(0))
+    restarted, _ = RUNNER(apply_fn, restore_ensemble_state(fresh, saved, ensemble), 6, 10, observe)
+    assert float(restarted.heat) != 0.0
+    for name in ("positions", "momenta", "heat") + (("cell",) if cell is not None else ("chain_momenta",)
+                                                    if ensemble == "nvt-nhc" else ()):
+        np.testing.assert_allclose(np.asarray(getattr(restarted, name)), np.asarray(getattr(continuous, name)),
+                                   rtol=0, atol=1e-12)
+
+
+# -- PhysNet in a variable cell, the driver and its checkpoints ---------------------------
+
+CELL = np.array([[6.0, 0.0, 0.0], [1.5, 5.6, 0.0], [0.8, 1.2, 5.3]])  # triclinic
+
+
+@pytest.fixture(scope="module")
+def crystal_model():
+    """Tiny float64 PhysNet (cutoff 3.5 Å, force-shifted Coulomb to 5 Å, ZBL) and 12 atoms in CELL ≥ 1.2 Å apart."""
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=3.5,
+                    max_atomic_number=9, charges=True, zbl=True, n_res=1, coulomb_lr_cutoff=5.0)
+    params = cast_params(perturbed_params(init_params(model, 0), scale=0.1, seed=2), np.float64)
+    rng = np.random.default_rng(5)
+    images = np.array([[a, b, c] for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)]) @ CELL
+    positions = []
+    while len(positions) < 12:
+        trial = rng.uniform(0, 1, 3) @ CELL
+        if all(np.min(np.linalg.norm(trial - p + images, axis=-1)) > 1.2 for p in positions):
+            positions.append(trial)
+    atoms = ase.Atoms(numbers=rng.choice([1, 6, 8], size=12), positions=np.asarray(positions), cell=CELL, pbc=True)
+    return model, params, atoms
+
+
+def test_cell_potential_equals_predict_periodic_in_a_strained_cell(crystal_model):
+    """Lists built in the reference cell, used in a strained one: E, F, σ equal predict_periodic's (1e-10).
+
+    A compression beyond the strain tolerance (10 % linear > 5 %) raises the overflow flag.
+    """
+    model, params, atoms = crystal_model
+    potential = physnet_cell_potential(model, params, atoms.numbers, CELL)
+    nbrs = potential.allocate(jnp.asarray(atoms.positions), jnp.asarray(CELL))
+    update, evaluate = jax.jit(potential.update), jax.jit(potential.energy_force_stress)
+    strain = np.array([[0.03, 0.01, 0.0], [0.0, -0.04, 0.02], [0.0, 0.0, 0.02]])
+    for deformation in (np.eye(3), np.eye(3) + strain):
+        cell, positions = CELL @ deformation, atoms.positions @ deformation
+        moved = update(jnp.asarray(positions), jnp.asarray(cell), nbrs)
+        energy, forces, stress = evaluate(jnp.asarray(positions), jnp.asarray(cell), moved)
+        reference = predict_periodic(model, params, atoms.numbers, positions, cell)
+        assert not bool(moved.did_overflow)
+        np.testing.assert_allclose(float(energy), reference["energy"], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(np.asarray(forces), reference["forces"], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(np.asarray(stress), reference["stress"], rtol=0, atol=1e-10)
+    squeezed = update(jnp.asarray(atoms.positions * 0.9), jnp.asarray(CELL * 0.9), nbrs)
+    assert bool(squeezed.did_overflow)
+
+
+@pytest.mark.slow
+def test_npt_cli_report_trajectory_and_restart(crystal_model, tmp_path, capsys):
+    """CLI NPT (anisotropic, CSVR) 20 steps + restart 20 steps == one run of 40 steps (positions, momenta, cell).
+
+    The checkpoint keeps cell, PRNG key and heat; the report shows pressure and volume;
+    frames carry the changing cell.
+    """
+    model, params, atoms = crystal_model
+    ckpt = tmp_path / "model"
+    save_checkpoint(ckpt, model, params)
+    geometry = tmp_path / "start.traj"
+    ase.io.write(geometry, atoms)
+    common = ["--checkpoint", str(ckpt), "--geometry", str(geometry), "--ensemble", "npt", "--temperature", "300",
+              "--pressure", "1000", "--barostat-time", "200", "--thermostat-time", "20",
+              "--anisotropic", "--timestep", "0.5", "--steps", "20", "--save-every", "5", "--chunk", "2",
+              "--float64", "--seed", "3"]
+    state = tmp_path / "state.npz"
+    assert main(common + ["--out", str(tmp_path / "a.xyz"), "--md-checkpoint", str(state)]) == 0
+    report = capsys.readouterr().out
+    assert "conserved quantity (npt) drift" in report and "mean pressure" in report and "mean volume" in report
+    saved = np.load(state)
+    assert {"cell", "key", "heat"} <= set(saved.files)
+    first = ase.io.read(tmp_path / "a.xyz", index=":")
+    assert not np.allclose(first[-1].cell.array, CELL)
+    np.testing.assert_allclose(first[-1].cell.array, saved["cell"], rtol=0, atol=1e-12)
+    assert main(common + ["--out", str(tmp_path / "b.xyz"), "--restart", str(state)]) == 0
+    restarted = ase.io.read(tmp_path / "b.xyz", index=":")
+    simulate(model, params, atoms, ensemble="npt", temperature_K=300.0, pressure_bar=1000.0, barostat_time_fs=200.0,
+             thermostat_time_fs=20.0, anisotropic=True, timestep_fs=0.5, steps=40,
+             save_every=5, chunk_frames=2, dtype="float64", seed=3, out=str(tmp_path / "c.xyz"))
+    continuous = ase.io.read(tmp_path / "c.xyz", index=":")
+    np.testing.assert_allclose(restarted[-1].positions, continuous[-1].positions, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(restarted[-1].get_momenta(), continuous[-1].get_momenta(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(restarted[-1].cell.array, continuous[-1].cell.array, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(restarted[-1].info["conserved_eV"], continuous[-1].info["conserved_eV"], atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ensemble", ["nvt-nhc", "csvr"])
+def test_thermostat_restart_keeps_its_state(crystal_model, tmp_path, ensemble):
+    """simulate 20 steps + restart + 20 steps == 40 steps for NHC (chain ξ, p_ξ) and CSVR (key, heat)."""
+    model, params, atoms = crystal_model
+    kwargs = dict(ensemble=ensemble, temperature_K=300.0, thermostat_time_fs=10.0, timestep_fs=0.5, save_every=5,
+                  chunk_frames=4, dtype="float64", seed=1)
+    state = tmp_path / "state.npz"
+    simulate(model, params, atoms, steps=20, checkpoint_path=str(state), **kwargs)
+    saved = np.load(state)
+    if ensemble == "nvt-nhc":
+        assert np.any(saved["chain_momenta"] != 0)
+    restarted = simulate(model, params, atoms, steps=20, restart=str(state), out=str(tmp_path / "b.xyz"), **kwargs)
+    continuous = simulate(model, params, atoms, steps=40, out=str(tmp_path / "c.xyz"), **kwargs)
+    b, c = ase.io.read(tmp_path / "b.xyz"), ase.io.read(tmp_path / "c.xyz")
+    np.testing.assert_allclose(b.positions, c.positions, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b.get_momenta(), c.get_momenta(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b.info["conserved_eV"], c.info["conserved_eV"], rtol=0, atol=1e-12)
+    assert restarted.ensemble == continuous.ensemble == ensemble
+
+
+def test_bad_ensemble_arguments(crystal_model):
+    model, params, atoms = crystal_model
+    molecule = ase.Atoms(numbers=atoms.numbers, positions=atoms.positions)
+    with pytest.raises(ValueError, match="periodic cell"):
+        simulate(model, params, molecule, ensemble="npt", steps=10, save_every=10)
+    with pytest.raises(ValueError, match="thermostat time"):
+        simulate(model, params, atoms, ensemble="csvr", thermostat_time_fs=0.0, steps=10, save_every=10)
+    with pytest.raises(ValueError, match="compressibility"):
+        simulate(model, params, atoms, ensemble="npt", compressibility_per_bar=-1.0, steps=10, save_every=10)
+    with pytest.raises(ValueError, match="chain_length"):
+        nose_hoover_chain(lj_energy_force_stress, 1.0, 300.0, chain_length=0)
+    with pytest.raises(ValueError, match="ramp_steps"):
+        csvr(lj_energy_force_stress, 1.0, 300.0, temperature_end_K=400.0)
