@@ -39,6 +39,7 @@ import jax.numpy as jnp
 
 from physnetjax.message_pass import SparseMessagePass, edge_basis_factors
 from physnetjax.model_dispersion import DispersionParameters, check_dispersion_settings, dispersion_per_molecule
+from physnetjax.neighbors.checks import check_all_pairs, check_full_list, is_traced
 from physnetjax.physics.charges import corrected_charges, dipole_moments
 from physnetjax.physics.coulomb import coulomb_pair_energy
 from physnetjax.physics.molecules import sum_per_molecule
@@ -50,6 +51,14 @@ from physnetjax.physics.zbl import (
     ZBL_EXPONENTS,
     zbl_pair_energy,
 )
+
+
+ZBL_CUTOFF_DEFAULT = 2.0
+"""Default ``zbl_cutoff`` of new models in Å (``benchmarks/zbl_cutoff.py``; see benchmarks/README.md).
+
+Checkpoints written before this default store ``zbl_cutoff: null`` (= the model cutoff),
+which keeps that meaning; migrated legacy models store their cutoff explicitly; the
+legacy class :class:`EF` keeps ``None``."""
 
 
 class ZBLParameters(nn.Module):
@@ -97,7 +106,8 @@ class PhysNet(nn.Module):
       coulomb_sr_cutoff: r_sr of the shielded Coulomb kernel in Å (None → ``cutoff``).
       coulomb_lr_cutoff: force-shift cutoff r_lr in Å, or None for bare 1/r over the
         whole pair list (then the pair list must hold all pairs of each molecule).
-      zbl_cutoff: where the ZBL switch reaches 0, in Å (None → ``cutoff``).
+      zbl_cutoff: where the ZBL switch reaches 0, in Å (default :data:`ZBL_CUTOFF_DEFAULT`;
+        None → ``cutoff``, the meaning of every checkpoint written before that default).
       element_energies: fixed per-element reference energies E0[Z] in eV (a tuple of
         length max_atomic_number + 1, fitted by the trainer), added to every atom's
         energy and not trained; None → no offset.
@@ -130,7 +140,7 @@ class PhysNet(nn.Module):
     use_energy_bias: bool = True
     coulomb_sr_cutoff: float | None = None
     coulomb_lr_cutoff: float | None = None
-    zbl_cutoff: float | None = None
+    zbl_cutoff: float | None = ZBL_CUTOFF_DEFAULT
     element_energies: tuple | None = None
     param_dtype: Any = jnp.float32
     edge_chunk_size: int | None = None
@@ -195,7 +205,9 @@ class PhysNet(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: dict) -> "PhysNet":
+        """The model of a :meth:`config` dict; a dict without ``zbl_cutoff`` predates its default: None (= cutoff)."""
         cfg = dict(cfg)
+        cfg.setdefault("zbl_cutoff", None)
         if "param_dtype" in cfg:
             cfg["param_dtype"] = jnp.dtype(cfg["param_dtype"])
         if cfg.get("element_energies") is not None:
@@ -340,6 +352,24 @@ class PhysNet(nn.Module):
         }
         return jnp.sum(energy), aux
 
+    def _check_lists(self, graph, cells):
+        """Eager pair-list checks of an un-jitted call (skipped under ``jit``, see :mod:`~physnetjax.neighbors.checks`).
+
+        Raises ValueError for a half edge or pair list, for bare Coulomb over a list
+        missing some pairs of a molecule, and for bare Coulomb in a periodic cell.
+        """
+        (_, dst_idx, src_idx, segments, num_molecules, edge_mask, atom_mask, _, shifts, pairs) = graph
+        check_full_list(dst_idx, src_idx, edge_mask, shifts, cells=cells, atom_segments=segments,
+                        name="edge list (dst_idx, src_idx)")
+        if pairs is not None:
+            check_full_list(*pairs, cells=cells, atom_segments=segments, name="pair list (pair_dst, pair_src)")
+        if self.charges and self.coulomb_lr_cutoff is None:
+            if cells is not None:
+                raise ValueError("bare Coulomb (coulomb_lr_cutoff=None) is not defined in a periodic cell "
+                                 "(the sum needs Ewald); give the model a coulomb_lr_cutoff")
+            pair_dst, pair_src, pair_mask = pairs[:3] if pairs is not None else (dst_idx, src_idx, edge_mask)
+            check_all_pairs(pair_dst, pair_src, pair_mask, segments, atom_mask, num_molecules)
+
     @nn.compact
     def __call__(
         self,
@@ -384,6 +414,13 @@ class PhysNet(nn.Module):
           features, plus ``nn_energy`` (B,), ``atomic_energies`` (N,), ``raw_charges``
           and, with ``cells``, ``stress`` (B, 3, 3) eV/Å³ (σ = (1/V) ∂E/∂ε, positive
           under tension; ``virial`` = −V σ).
+
+        Raises:
+          ValueError: only when called outside ``jit`` (concrete arrays): a half edge or
+            pair list (a pair without its reverse), or bare Coulomb (``charges=True``,
+            ``coulomb_lr_cutoff=None``) over a list missing pairs of a molecule or in a
+            periodic cell. Under ``jit`` these checks are skipped (build lists with the
+            builders in :mod:`physnetjax.neighbors`, which check them).
         """
         self._check_configuration()
         positions = jnp.asarray(positions)
@@ -410,6 +447,8 @@ class PhysNet(nn.Module):
             pairs = (pair_dst, pair_src, pairs[2], jnp.zeros((pair_dst.shape[0], 3), positions.dtype))
         graph = (atomic_numbers, dst_idx, src_idx, batch_segments, batch_size, edge_mask,
                  atom_mask, total_charges, shifts, pairs)
+        if not is_traced(dst_idx, src_idx, edge_mask, batch_segments, *(pairs or ())[:3]):
+            self._check_lists(graph, cells)
 
         if cells is None:
             (_, aux), grad_positions = jax.value_and_grad(
@@ -431,5 +470,12 @@ class PhysNet(nn.Module):
         return output
 
 
-EF = PhysNet
-"""Legacy name of :class:`PhysNet` (same constructor arguments and call signature)."""
+class EF(PhysNet):
+    """The original's name and defaults: :class:`PhysNet` with ``zbl_cutoff=None`` (ZBL switched off at ``cutoff``).
+
+    Same constructor arguments, call signature and parameter tree as :class:`PhysNet`;
+    only the ZBL reach defaults to the model cutoff, as in the original, so legacy code
+    constructing ``EF(...)`` keeps its energies.
+    """
+
+    zbl_cutoff: float | None = None

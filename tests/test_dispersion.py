@@ -53,13 +53,6 @@ EXTRA = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _x64():
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
-
-
 def _systems():
     systems = []
     for name in G2_NAMES:

@@ -22,13 +22,6 @@ SMALL = dict(features=8, max_degree=1, num_iterations=1, num_basis_functions=4, 
              zbl=False, param_dtype=jnp.float64)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _x64():
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
-
-
 @pytest.fixture(scope="module")
 def d3_model():
     model = PhysNet(dispersion="d3bj", dispersion_functional="b3lyp", **SMALL)

@@ -10,7 +10,10 @@ Groups of checks (all in float64):
 * ``smoothness`` (:mod:`~physnetjax.check.smoothness`): bond-stretch scans through every
   cutoff, with discontinuity detection by local refinement;
 * ``stability`` (:mod:`~physnetjax.check.stability`): force response to 0.05 Å random
-  moves and a short NVE run.
+  moves and a short NVE run;
+* ``references`` (:mod:`~physnetjax.check.references`): suspicious element reference
+  energies E0 (the minimum-norm split of one composition, E0[H] below a first-row
+  atom's, magnitudes beyond any atom's energy, elements absent from training).
 
 :func:`check_model` returns a :class:`CheckReport` (JSON schema in
 :mod:`~physnetjax.check.report`).

@@ -17,6 +17,7 @@ from physnetjax.check.evaluate import (
 )
 from physnetjax.check.forces import check_forces
 from physnetjax.check.invariance import check_invariance
+from physnetjax.check.references import check_element_energies
 from physnetjax.check.report import GROUPS, CheckReport, CheckResult
 from physnetjax.check.settings import CheckSettings, Thresholds
 from physnetjax.check.smoothness import check_smoothness
@@ -30,6 +31,7 @@ _GROUP_CHECKS = {
     "invariance": (check_invariance,),
     "smoothness": (check_smoothness,),
     "stability": (check_curvature, check_nve),
+    "references": (check_element_energies,),
 }
 
 
@@ -76,7 +78,7 @@ def check_model(
       energy_and_forces: the function to check, ``f(params, batch) -> dict`` like
         :func:`physnetjax.apply_batch` (default: the model's own); tests inject
         broken ones here.
-      groups: subset of ``("forces", "invariance", "smoothness", "stability")``.
+      groups: subset of ``("forces", "invariance", "smoothness", "stability", "references")``.
       settings, thresholds: see :mod:`physnetjax.check.settings` (defaults: full run).
       checkpoint: path shown in the report.
       trained_elements: elements of the model's training data (checkpoint metadata);

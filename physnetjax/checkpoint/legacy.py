@@ -353,6 +353,7 @@ def migrate_legacy(path, *, weights: str = "ema", allow_pickle: bool = False) ->
     kwargs["use_energy_bias"] = "params/energy_bias" in legacy_flat
     if not kwargs["use_energy_bias"]:
         notes.append("no energy_bias in the checkpoint (older version): use_energy_bias=False")
+    kwargs["zbl_cutoff"] = float(kwargs["cutoff"])  # the original's ZBL reached the cutoff; new models default shorter
     model = PhysNet(**kwargs)
 
     new_flat: dict[str, np.ndarray] = {}

@@ -15,18 +15,26 @@ from physnetjax.data.dataset import (
     load_npz,
     validate,
 )
-from physnetjax.data.reference import element_counts, fit_element_energies, shifted_energies
+from physnetjax.data.reference import (
+    ReferenceFit,
+    element_counts,
+    fit_element_energies,
+    fit_reference_energies,
+    shifted_energies,
+)
 from physnetjax.data.split import check_split, load_split, random_split, save_split
 
 __all__ = [
     "LABELS",
     "DataError",
+    "ReferenceFit",
     "Dataset",
     "bundled_dataset_path",
     "check_split",
     "concatenate",
     "element_counts",
     "fit_element_energies",
+    "fit_reference_energies",
     "load_ase",
     "load_dataset",
     "load_npz",

@@ -4,11 +4,35 @@ E_b ≈ Σ_Z c_bZ E0[Z], with c_bZ the number of atoms of element Z in frame b. 
 trainer fits E0 on the training split, trains on E_b − Σ_Z c_bZ E0[Z] (computed
 in float64 *before* any cast to float32: absolute energies of ~10⁴ eV have a
 float32 ulp of ~1e-3 eV) and stores E0 in the saved model's ``element_energies``.
+
+Degenerate compositions. When the compositions do not determine E0 (rank of the
+count matrix C below the number of elements K; e.g. a data set of one molecule,
+where only Σ_Z c_Z E0[Z] is fixed), the per-element split is arbitrary and the
+plain minimum-norm solution makes E0 ∝ c (for ethanol E0[H] = −45 eV, twice as
+low as E0[O]): nonsense for any other stoichiometry or a fine-tune. Then the fit
+falls back to a prior p (default: the GFN2-xTB free-atom energies of
+:mod:`physnetjax.data.atom_energies`) scaled by one factor λ fitted to the data,
+plus the minimum-norm correction that reproduces the data exactly:
+
+    λ = argmin ‖λ C p − E‖²,   E0 = λ p + C⁺ (E − λ C p)
+
+For a single composition E0 = λ p: the molecule's energy split among its elements
+in proportion to their isolated-atom energies. The shifted energies E − C E0 are
+the same as with any other solution on the training compositions; only
+predictions for other stoichiometries depend on the choice, which is logged as a
+warning and recorded in the checkpoint metadata (``element_energies_fit``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 import numpy as np
+
+from physnetjax.data.atom_energies import GFN2_XTB_ATOM_ENERGIES
+
+logger = logging.getLogger(__name__)
 
 
 def element_counts(Z: np.ndarray, max_atomic_number: int) -> np.ndarray:
@@ -21,19 +45,53 @@ def element_counts(Z: np.ndarray, max_atomic_number: int) -> np.ndarray:
     return counts
 
 
-def fit_element_energies(Z: np.ndarray, E: np.ndarray, max_atomic_number: int,
-                         mask: np.ndarray | None = None) -> np.ndarray:
-    """Least-squares E0 (max_atomic_number + 1,) float64 in eV; 0 for absent elements.
+@dataclasses.dataclass(frozen=True)
+class ReferenceFit:
+    """Fitted E0 and how they were chosen.
+
+    Fields:
+      energies: (max_atomic_number + 1,) float64 E0 in eV (0 for absent elements).
+      elements: atomic numbers present in the fitted frames.
+      rank: rank of the (frames × elements) count matrix; < len(elements) means degenerate.
+      method: ``"least-squares"`` (determined), ``"prior-scaled"`` (degenerate: λ p + C⁺(E − λ C p))
+        or ``"minimum-norm"`` (degenerate and no prior for some element).
+      prior: name of the prior used (``"gfn2-xtb-atoms"``, ``"user"``) or None.
+      scale: λ, or None.
+      message: one line naming the degeneracy (empty when determined).
+    """
+
+    energies: np.ndarray
+    elements: tuple
+    rank: int
+    method: str
+    prior: str | None = None
+    scale: float | None = None
+    message: str = ""
+
+    @property
+    def degenerate(self) -> bool:
+        return self.rank < len(self.elements)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable summary (without the energies, which the model config holds)."""
+        return {"method": self.method, "elements": [int(z) for z in self.elements], "rank": int(self.rank),
+                "degenerate": self.degenerate, "prior": self.prior, "scale": self.scale, "message": self.message}
+
+
+def fit_reference_energies(Z: np.ndarray, E: np.ndarray, max_atomic_number: int, mask: np.ndarray | None = None,
+                           prior: dict | None = None) -> ReferenceFit:
+    """Least-squares E0 with a documented fallback for degenerate compositions (module docstring).
 
     Args:
       Z: (M, n) atomic numbers, 0 = padding.
       E: (M,) energies in eV (float64).
       max_atomic_number: size of the returned table minus one.
       mask: (M,) bool, frames whose energy is known (None → all).
+      prior: Z → energy in eV (e.g. isolated-atom energies of the data's method) used
+        when the compositions are degenerate; None → GFN2-xTB free-atom energies.
 
-    When the compositions do not determine E0 uniquely (e.g. a single molecule,
-    where only Σ_Z c_Z E0[Z] is fixed), the minimum-norm solution is returned; the
-    shifted energies are the same for every solution on compositions in the span.
+    Returns:
+      :class:`ReferenceFit`; a degenerate fit is logged as a warning.
 
     Raises:
       ValueError: no frame with a known energy, or an atomic number above max_atomic_number.
@@ -48,10 +106,45 @@ def fit_element_energies(Z: np.ndarray, E: np.ndarray, max_atomic_number: int,
         raise ValueError(f"atomic number {int(Z.max())} exceeds max_atomic_number={max_atomic_number}")
     counts = element_counts(Z, max_atomic_number)
     present = np.nonzero(counts.any(axis=0))[0]
-    solution, *_ = np.linalg.lstsq(counts[:, present], E, rcond=None)
+    matrix = counts[:, present]
+    rank = int(np.linalg.matrix_rank(matrix))
     e0 = np.zeros(max_atomic_number + 1)
-    e0[present] = solution
-    return e0
+    elements = tuple(int(z) for z in present)
+    if rank == len(present):
+        e0[present] = np.linalg.lstsq(matrix, E, rcond=None)[0]
+        return ReferenceFit(e0, elements, rank, "least-squares")
+
+    prior_name = "gfn2-xtb-atoms" if prior is None else "user"
+    table = GFN2_XTB_ATOM_ENERGIES if prior is None else prior
+    degeneracy = (f"the training compositions determine only {rank} combination(s) of the {len(present)} element "
+                  f"energies of Z = {list(elements)} ({len(np.unique(matrix, axis=0))} distinct composition(s))")
+    missing = [z for z in elements if z not in table]
+    if missing:
+        e0[present] = np.linalg.lstsq(matrix, E, rcond=None)[0]
+        fit = ReferenceFit(e0, elements, rank, "minimum-norm", message=(
+            f"{degeneracy}; no {prior_name} prior for Z = {missing}, so the minimum-norm split was used "
+            "(E0 proportional to the counts): predictions for other stoichiometries are meaningless"))
+    else:
+        p = np.array([float(table[z]) for z in elements])
+        predicted = matrix @ p
+        scale = float(predicted @ E / (predicted @ predicted))
+        e0[present] = scale * p + np.linalg.lstsq(matrix, E - scale * predicted, rcond=None)[0]
+        fit = ReferenceFit(e0, elements, rank, "prior-scaled", prior_name, scale, (
+            f"{degeneracy}; E0 split in proportion to the {prior_name} prior scaled by {scale:.4g} "
+            "(predictions for other stoichiometries rest on that choice; add frames of other compositions "
+            "to determine E0)"))
+    logger.warning("element reference energies: %s", fit.message)
+    return fit
+
+
+def fit_element_energies(Z: np.ndarray, E: np.ndarray, max_atomic_number: int,
+                         mask: np.ndarray | None = None) -> np.ndarray:
+    """E0 (max_atomic_number + 1,) float64 in eV of :func:`fit_reference_energies` (0 for absent elements).
+
+    Raises:
+      ValueError: no frame with a known energy, or an atomic number above max_atomic_number.
+    """
+    return fit_reference_energies(Z, E, max_atomic_number, mask).energies
 
 
 def shifted_energies(Z: np.ndarray, E: np.ndarray, element_energies: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from physnetjax.neighbors.batch import Batch
+from physnetjax.neighbors.checks import check_full_list
 
 
 def round_up(value: int, multiple: int) -> int:
@@ -122,6 +123,10 @@ def assemble_batch(
       total_charges: (K,) e.  cells: per structure (3, 3) Å, or None (no stress).
       num_atoms, num_edges, num_pairs, num_molecules: padded sizes (None → exact);
         too small raises ValueError (never truncates).
+
+    Raises:
+      ValueError: a size too small, or an edge or pair list that is not full (a pair
+        listed without its reverse, :func:`~physnetjax.neighbors.checks.check_full_list`).
     """
     n_real, b_real = sum(len(z) for z in atomic_numbers), len(atomic_numbers)
     n_pad = _padded("num_atoms", n_real, num_atoms)
@@ -149,6 +154,9 @@ def assemble_batch(
             out_shift[: d.shape[0]] = shifts
         return out_d, out_s, np.arange(size) < d.shape[0], out_shift
 
+    check_full_list(edges[0], edges[1], shifts=edges[2], name="edge list")
+    if pairs is not None:
+        check_full_list(pairs[0], pairs[1], shifts=pairs[2], name="pair list")
     dst_p, src_p, edge_mask, shifts_p = padded_list("num_edges", edges, num_edges)
     extra = {"shifts": shifts_p}
     if pairs is not None:

@@ -50,6 +50,7 @@ import numpy as np
 import vesin
 
 from physnetjax.neighbors.batch import Batch, one_system_batch
+from physnetjax.neighbors.checks import check_full_list
 
 logger = logging.getLogger(__name__)
 
@@ -250,7 +251,9 @@ def neighbor_list(
             if not bool(nbrs.did_overflow):
                 break
             needed = int(nbrs.num_pairs)  # float32 rounding put a pair the host missed inside the radius
-        return check_overflow(nbrs)
+        nbrs = check_overflow(nbrs)
+        check_full_list(nbrs.dst_idx, nbrs.src_idx, nbrs.mask, nbrs.shifts, cells=cell_np, name="neighbor list")
+        return nbrs
 
     return NeighborListFns(allocate, update)
 

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from physnetjax.model import ZBL_CUTOFF_DEFAULT
 from physnetjax.model_dispersion import check_dispersion_settings
 
 OPTIMIZERS = ("amsgrad", "adam", "adamw")
@@ -28,7 +29,8 @@ class TrainConfig:
     Data: ``data`` files (None → the bundled ethanol set), their units, ``force_sign``
     (−1 when the files store +dE/dR; the forces are negated on reading), the split
     (``valid``/``test``/``train`` fractions < 1 or counts ≥ 1, or a ``split_file``).
-    Model: PhysNet hyper-parameters; ``max_atomic_number`` None → largest Z in the data.
+    Model: PhysNet hyper-parameters; ``max_atomic_number`` None → largest Z in the data;
+    ``zbl_cutoff`` (Å) where the ZBL repulsion is switched off when ``zbl`` is on.
     Loss: weights of energy (per molecule, or per atom with ``per_atom_energy``),
     forces, dipole and total charge; ``loss`` "mse" or "mae".
     Optimiser: AMSGrad (β2 = 0.99, ε = 1e-3 as PhysNet), Adam or AdamW; global-norm
@@ -57,6 +59,7 @@ class TrainConfig:
     n_res: int = 1
     charges: bool = False
     zbl: bool = False
+    zbl_cutoff: float = ZBL_CUTOFF_DEFAULT
     dispersion: Optional[str] = None
     dispersion_functional: str = "pbe0"
     dispersion_cutoff: float = 15.0

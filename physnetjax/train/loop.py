@@ -46,7 +46,7 @@ from physnetjax.checkpoint import load_checkpoint, load_train_state, save_checkp
 from physnetjax.data import (
     DataError,
     bundled_dataset_path,
-    fit_element_energies,
+    fit_reference_energies,
     load_dataset,
     load_split,
     random_split,
@@ -100,6 +100,7 @@ def build_model(config: TrainConfig, max_atomic_number: int) -> PhysNet:
         features=config.features, max_degree=config.max_degree, num_iterations=config.num_iterations,
         num_basis_functions=config.num_basis_functions, cutoff=config.cutoff,
         max_atomic_number=max_atomic_number, charges=config.charges, n_res=config.n_res, zbl=config.zbl,
+        zbl_cutoff=config.zbl_cutoff,
         dispersion=config.dispersion, dispersion_functional=config.dispersion_functional,
         dispersion_cutoff=config.dispersion_cutoff, dispersion_trainable=config.dispersion_trainable,
     )
@@ -153,10 +154,11 @@ class Trainer:
         self._check_elements_in_range(paths)
         train_idx = self.split["train"]
         self.element_energies = np.zeros(self.model.max_atomic_number + 1)
+        self.element_energies_fit = None
         if self.dataset.has_E[train_idx].any():
-            self.element_energies = fit_element_energies(
-                self.dataset.Z[train_idx], self.dataset.E[train_idx], self.model.max_atomic_number,
-                mask=self.dataset.has_E[train_idx])
+            fit = fit_reference_energies(self.dataset.Z[train_idx], self.dataset.E[train_idx],
+                                         self.model.max_atomic_number, mask=self.dataset.has_E[train_idx])
+            self.element_energies, self.element_energies_fit = fit.energies, fit.to_dict()
         self.energies = shifted_energies(self.dataset.Z, self.dataset.E, self.element_energies)
         z_train = self.dataset.Z[train_idx]
         self.trained_elements = sorted(int(z) for z in np.unique(z_train[z_train > 0]))
@@ -345,6 +347,7 @@ class Trainer:
             "step": int(self.state.step),
             "metrics": row,
             "element_energies": [float(e) for e in self.element_energies],
+            "element_energies_fit": self.element_energies_fit,
             TRAINED_ELEMENTS_KEY: self.trained_elements,
             DATA_SHA256_KEY: self.data_sha256,
             "data": self.config.data or [str(bundled_dataset_path())],

@@ -1,0 +1,194 @@
+"""The curated mutants of ``tests/mutation/run.py``: planted bugs the suite must catch.
+
+Each :class:`Mutant` replaces one snippet of one file of ``physnetjax/`` (the snippet
+must occur exactly once; ``tests/test_mutants.py`` checks that every one still does,
+so the list is kept in step with the code) and names the test files that should
+catch it. A mutant *survives* when those tests all pass with the bug in place.
+
+The first four survived an independent audit (2026-11) and are now killed by
+``tests/test_goldens.py``; the next fifteen are the audit's "obvious" ones; the rest
+were added with this runner. ``EXPLAINED`` lists survivors that are equivalent to
+the original (no test can kill them) with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GOLDENS = ("tests/test_goldens.py",)
+PHYSICS = ("tests/test_physics.py",)
+MODEL = ("tests/test_model.py", "tests/test_goldens.py")
+PERIODIC = ("tests/test_pbc.py", "tests/test_goldens.py")
+MESSAGES = ("tests/test_model.py", "tests/test_message_pass.py")
+MD = ("tests/test_units.py", "tests/test_md_integrators.py")
+LEGACY = ("tests/test_checkpoint_legacy.py", "tests/test_migrate.py")
+NEIGHBORS = ("tests/test_pair_lists.py", "tests/test_neighbors_lists.py", "tests/test_neighbors_model.py")
+ELEMENTS = ("tests/test_element_energies.py",)
+ZBL_DEFAULT = ("tests/test_zbl_default.py",)
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One planted bug: in ``path`` replace ``old`` (occurring once) by ``new``; ``tests`` should fail."""
+
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple
+    what: str
+
+
+MUTANTS = (
+    # -- the audit's four survivors ---------------------------------------------------------
+    Mutant("dipole_sign", "physnetjax/physics/charges.py",
+           "return sum_per_molecule(charges[:, None] * positions",
+           "return -sum_per_molecule(charges[:, None] * positions", GOLDENS,
+           "μ = −Σ q_i r_i"),
+    Mutant("dipole_uncorrected_charges", "physnetjax/model.py",
+           "dipoles = dipole_moments(charges, positions",
+           "dipoles = dipole_moments(raw_charges, positions", GOLDENS,
+           "dipoles from the raw charges q̃ (before the total-charge correction)"),
+    Mutant("coulomb_sr_cutoff_ignored", "physnetjax/model.py",
+           "return self.cutoff if self.coulomb_sr_cutoff is None else self.coulomb_sr_cutoff",
+           "return self.cutoff", GOLDENS,
+           "the shielded Coulomb kernel always switches over the model cutoff"),
+    Mutant("stress_first_cell_volume", "physnetjax/model.py",
+           'output["stress"] = grad_strain / volume[:, None, None]',
+           'output["stress"] = grad_strain / volume[0]', GOLDENS,
+           "every cell of a batch divided by the first cell's volume"),
+    # -- the audit's fifteen obvious ones -----------------------------------------------------
+    Mutant("force_sign", "physnetjax/model.py",
+           'output["forces"] = -grad_positions', 'output["forces"] = grad_positions', MODEL,
+           "F = +∂E/∂R"),
+    Mutant("pair_half_dropped", "physnetjax/physics/pairs.py",
+           "return 0.5 * sum_per_molecule(pair_energy", "return sum_per_molecule(pair_energy", PHYSICS,
+           "each unordered pair counted twice"),
+    Mutant("charge_correction_dropped", "physnetjax/physics/charges.py",
+           "return jnp.where(atom_mask, raw + correction[atom_segments], 0.0)",
+           "return jnp.where(atom_mask, raw, 0.0)", PHYSICS,
+           "no total-charge correction"),
+    Mutant("charge_correction_counts_padding", "physnetjax/physics/charges.py",
+           "count = sum_per_molecule(atom_mask.astype(raw.dtype), atom_segments, num_molecules)",
+           "count = sum_per_molecule(jnp.ones_like(raw), atom_segments, num_molecules)", MODEL,
+           "N in the correction counts padded atoms"),
+    Mutant("message_padding", "physnetjax/message_pass.py",
+           "jnp.where(edge_mask[..., None], radial.astype(dtype), 0.0)", "radial.astype(dtype)",
+           ("tests/test_model.py::test_padding_and_batching_do_not_change_results", "tests/test_message_pass.py"),
+           "padded edges carry messages"),
+    Mutant("atom_padding", "physnetjax/model.py",
+           "return jnp.where(atom_mask, y, 0.0)", "return y", MODEL,
+           "padded atoms get an energy and a charge"),
+    Mutant("zbl_inverse_distance", "physnetjax/physics/zbl.py",
+           "x = (r / screening_length)[:, None]", "x = (1.0 / r / screening_length)[:, None]", PHYSICS,
+           "the original's bug: ZBL screening fed 1/r instead of r"),
+    Mutant("zbl_bohr_angstrom", "physnetjax/physics/zbl.py",
+           "screening_length = a_coefficient * BOHR /", "screening_length = a_coefficient /", PHYSICS,
+           "the original's bug: screening length in Bohr used as Å"),
+    Mutant("coulomb_constant", "physnetjax/units.py",
+           "COULOMB_CONSTANT = 1.6021766208e-19 * SPEED_OF_LIGHT_M_PER_S**2 * 1e-7 / 1e-10",
+           "COULOMB_CONSTANT = 14.4", PHYSICS + ("tests/test_units.py",),
+           "k_e rounded to 14.4"),
+    Mutant("md_unit_original_bug", "physnetjax/units.py",
+           "AMU_A2_PER_FS2_IN_EV = ATOMIC_MASS_UNIT_KG * 1e-20 / 1e-30 / ELEMENTARY_CHARGE_C",
+           "AMU_A2_PER_FS2_IN_EV = ATOMIC_MASS_UNIT_KG * 1e-20 / 1e-26 / ELEMENTARY_CHARGE_C", MD,
+           "the original's 0.01036 for 103.6427 (10⁴ in accelerations)"),
+    Mutant("md_kick_units", "physnetjax/md/integrators.py",
+           "half_dt * state.forces / AMU_A2_PER_FS2_IN_EV", "half_dt * state.forces * AMU_A2_PER_FS2_IN_EV", MD,
+           "velocity-Verlet kick multiplies by the unit instead of dividing"),
+    Mutant("coulomb_switch_inverted", "physnetjax/physics/coulomb.py",
+           "return switch / shielded + (1.0 - switch) / r", "return (1.0 - switch) / shielded + switch / r",
+           PHYSICS, "the original's bug: bare 1/r at short range, shielded at long range"),
+    Mutant("coulomb_switch_range", "physnetjax/physics/coulomb.py",
+           "switch = cutoff_polynomial(2.0 * r / sr_cutoff)", "switch = cutoff_polynomial(r / sr_cutoff)",
+           PHYSICS, "shielding switched over [0, r_sr] instead of [0, r_sr/2]"),
+    Mutant("zbl_cutoff_range", "physnetjax/physics/zbl.py",
+           "cutoff_polynomial(r / cutoff)", "cutoff_polynomial(r / (2.0 * cutoff))", PHYSICS,
+           "ZBL switched off at twice its cutoff (not zero at the cutoff)"),
+    Mutant("stress_without_volume", "physnetjax/model.py",
+           'output["stress"] = grad_strain / volume[:, None, None]', 'output["stress"] = grad_strain', PERIODIC,
+           "stress = ∂E/∂ε without 1/V"),
+    Mutant("migration_raw_weights", "physnetjax/checkpoint/legacy.py",
+           'preferred = "ema_params" if weights == "ema" else "params"',
+           'preferred = "params" if weights == "ema" else "ema_params"', LEGACY,
+           "migration takes the raw training weights instead of the EMA ones"),
+    Mutant("migration_bool_of_string", "physnetjax/checkpoint/legacy.py",
+           "    if isinstance(value, str):\n        text = value.strip().lower()",
+           "    if isinstance(value, str):\n        return bool(value)\n        text = value.strip().lower()", LEGACY,
+           'legacy "False" read with bool() (= True)'),
+    Mutant("host_edges_shortened", "physnetjax/neighbors/molecules.py",
+           "keep = d < cutoff", "keep = d < 0.9 * cutoff", NEIGHBORS,
+           "host neighbor list misses pairs between 0.9 and 1 cutoff"),
+    Mutant("jit_edges_shortened", "physnetjax/neighbors/neighbor_list.py",
+           "keep = keep & (jnp.sum(vec * vec, axis=-1) < radius * radius)",
+           "keep = keep & (jnp.sum(vec * vec, axis=-1) < 0.81 * radius * radius)", NEIGHBORS,
+           "in-jit neighbor list misses pairs between 0.9 and 1 radius"),
+    # -- added with the runner ------------------------------------------------------------------
+    Mutant("host_half_list", "physnetjax/neighbors/molecules.py",
+           "dst, src = np.nonzero(~np.eye(n, dtype=bool))", "dst, src = np.nonzero(np.triu(np.ones((n, n), bool), 1))",
+           NEIGHBORS, "host builder emits a half list i < j"),
+    Mutant("coulomb_not_force_shifted", "physnetjax/physics/coulomb.py",
+           "shifted_bare = 1.0 / r + r * inv_rc2 - 2.0 / lr_cutoff", "shifted_bare = 1.0 / r - 1.0 / lr_cutoff",
+           PHYSICS, "energy-shifted instead of force-shifted bare Coulomb"),
+    Mutant("safe_distance_dropped", "physnetjax/physics/pairs.py",
+           "safe = jnp.where(pair_mask[:, None], displacements, unit)", "safe = displacements", PHYSICS,
+           "no double-where: NaN gradients through padded pairs at r = 0"),
+    Mutant("zbl_padded_z", "physnetjax/physics/zbl.py",
+           "zi = jnp.where(pair_mask, z_i, 1).astype(r.dtype)", "zi = z_i.astype(r.dtype)", PHYSICS,
+           "Z = 0 on padded pairs: NaN gradient of the screening exponent"),
+    Mutant("strain_not_on_shifts", "physnetjax/model.py",
+           'shifts = jnp.einsum("pi,pij->pj", shifts, deformation[segments[dst_idx]])', "shifts = shifts",
+           PERIODIC, "strain deforms positions but not the periodic image shifts"),
+    Mutant("message_direction", "physnetjax/model.py",
+           "x, basis, dst_idx=dst_idx, src_idx=src_idx,", "x, basis, dst_idx=src_idx, src_idx=dst_idx,",
+           LEGACY + MESSAGES, "messages flow j → i along reversed edge vectors"),
+    Mutant("strain_not_symmetrised", "physnetjax/model.py",
+           "deformation = jnp.eye(3, dtype=positions.dtype) + 0.5 * (strain + jnp.swapaxes(strain, -1, -2))",
+           "deformation = jnp.eye(3, dtype=positions.dtype) + strain", PERIODIC,
+           "stress from the unsymmetrised strain derivative"),
+    Mutant("half_list_check_disabled", "physnetjax/neighbors/checks.py",
+           "if np.array_equal(_sorted_rows(forward), _sorted_rows(backward)):", "if True:", NEIGHBORS,
+           "half lists accepted silently"),
+    Mutant("all_pairs_check_disabled", "physnetjax/neighbors/checks.py",
+           "short = np.nonzero(listed < n * (n - 1))[0]", "short = np.nonzero(listed < 0)[0]", NEIGHBORS,
+           "bare Coulomb over a cutoff-limited list accepted silently"),
+    Mutant("element_energies_minimum_norm", "physnetjax/data/reference.py",
+           "if rank == len(present):", "if True:", ELEMENTS,
+           "degenerate compositions get the minimum-norm split again (E0 ∝ count)"),
+    Mutant("check_hydrogen_rule_inverted", "physnetjax/check/references.py",
+           "e0[1] < e0[z]", "e0[1] > e0[z]", ELEMENTS,
+           "check flags E0[H] above C/N/O/F instead of below"),
+    Mutant("old_config_gets_new_zbl_default", "physnetjax/model.py",
+           'cfg.setdefault("zbl_cutoff", None)', 'cfg.setdefault("zbl_cutoff", ZBL_CUTOFF_DEFAULT)', ZBL_DEFAULT,
+           "a config without zbl_cutoff gets the new 2 Å default instead of the model cutoff"),
+    Mutant("migration_takes_zbl_default", "physnetjax/checkpoint/legacy.py",
+           'kwargs["zbl_cutoff"] = float(kwargs["cutoff"])', 'kwargs["zbl_cutoff"] = 2.0', ZBL_DEFAULT,
+           "migrated legacy models switch ZBL off at 2 Å instead of their cutoff"),
+    Mutant("ef_takes_zbl_default", "physnetjax/model.py",
+           "    zbl_cutoff: float | None = None", "    zbl_cutoff: float | None = ZBL_CUTOFF_DEFAULT", ZBL_DEFAULT,
+           "the legacy EF constructor gets the short ZBL default"),
+    Mutant("kinetic_energy_half", "physnetjax/md/integrators.py",
+           "return 0.5 * jnp.sum(momenta**2 / masses[:, None]) * AMU_A2_PER_FS2_IN_EV",
+           "return jnp.sum(momenta**2 / masses[:, None]) * AMU_A2_PER_FS2_IN_EV", MD,
+           "K = Σ p²/m without ½"),
+)
+
+EXPLAINED = {
+    "message_direction": (
+        "equivalent on a full directed list: swapping dst and src in message passing turns every edge (i ← j, "
+        "r_j − r_i) into (j ← i, r_j − r_i), i.e. the original network evaluated with every edge vector inverted, "
+        "which is the geometry −R; the e3x network (no pseudotensors) is O(3)-invariant, so E and F are "
+        "unchanged. Half lists, where it would matter, are refused by physnetjax.neighbors.checks"
+    ),
+    "zbl_padded_z": (
+        "equivalent with the JAX in use: the guard gives padded pairs Z = 1 so that ∂(Z^a)/∂a = Z^a ln Z cannot "
+        "be NaN at Z = 0, but JAX defines the derivative of 0^a as 0 and the padded pairs' energies are masked, "
+        "so gradients stay finite without it; the guard stays as a defence, and "
+        "test_physics::test_zbl_parameter_gradients_are_finite_with_padded_z0_atoms fails if that ever changes"
+    ),
+    "strain_not_symmetrised": (
+        "equivalent: E is invariant under rotations, so ∂E/∂ε is already symmetric and the antisymmetric "
+        "part of an unsymmetrised strain contributes nothing; no test can tell the two apart"
+    ),
+}
+"""Survivors that cannot be killed, with the reason (checked by the runner's report)."""

@@ -1,0 +1,101 @@
+"""Element reference energies: degenerate compositions fall back to the scaled free-atom prior; check flags E0."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from physnetjax.check.references import element_energy_findings, thomas_fermi_energy
+from physnetjax.data import fit_reference_energies, shifted_energies
+from physnetjax.data.atom_energies import GFN2_XTB_ATOM_ENERGIES
+
+ETHANOL = [6, 6, 8, 1, 1, 1, 1, 1, 1]
+METHANOL = [6, 8, 1, 1, 1, 1, 0, 0, 0]
+
+
+def noisy_energies(rows, totals, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.array([totals[tuple(r)] for r in rows]) + rng.normal(scale=0.05, size=len(rows))
+
+
+def test_single_composition_splits_in_proportion_to_free_atom_energies(caplog):
+    """One molecule: E0[Z] = λ p_Z with λ = mean(E) / Σ_Z c_Z p_Z (p = GFN2-xTB free atoms)."""
+    rows = [ETHANOL] * 12
+    E = noisy_energies(rows, {tuple(ETHANOL): -309.6})
+    with caplog.at_level(logging.WARNING, logger="physnetjax.data.reference"):
+        fit = fit_reference_energies(np.array(rows), E, 9)
+    assert fit.degenerate and fit.rank == 1 and fit.elements == (1, 6, 8) and fit.method == "prior-scaled"
+    assert "determine only 1 combination(s) of the 3 element energies of Z = [1, 6, 8]" in caplog.text
+    p = {z: GFN2_XTB_ATOM_ENERGIES[z] for z in (1, 6, 8)}
+    scale = E.mean() / (6 * p[1] + 2 * p[6] + p[8])
+    assert fit.scale == pytest.approx(scale, rel=1e-12)
+    for z in (1, 6, 8):
+        assert fit.energies[z] == pytest.approx(scale * p[z], rel=1e-12)
+    assert abs(shifted_energies(np.array(rows), E, fit.energies).mean()) < 1e-10
+    assert fit.energies[8] < fit.energies[6] < fit.energies[1] < 0
+    assert element_energy_findings(fit.energies, ETHANOL) == []
+    assert fit.to_dict()["degenerate"] is True
+
+
+def test_two_compositions_of_three_elements_fix_only_the_row_space():
+    """Ethanol + methanol (rank 2 of 3): both mean energies reproduced; the null direction follows the prior."""
+    rows = [ETHANOL] * 6 + [METHANOL] * 5
+    E = noisy_energies(rows, {tuple(ETHANOL): -309.6, tuple(METHANOL): -218.4}, seed=1)
+    fit = fit_reference_energies(np.array(rows), E, 9)
+    assert fit.rank == 2 and fit.method == "prior-scaled"
+    e0 = fit.energies
+    for composition, count in ((ETHANOL, 6), (METHANOL, 5)):
+        rows_mean = E[[k for k, r in enumerate(rows) if r == composition]].mean()
+        assert sum(e0[z] for z in composition if z) == pytest.approx(rows_mean, abs=1e-9)
+    # (h, c, o) = (1, −2, −2) solves 6h + 2c + o = 0 and 4h + c + o = 0 (by hand): the undetermined direction.
+    null = np.array([1.0, -2.0, -2.0])
+    free = np.array([GFN2_XTB_ATOM_ENERGIES[z] for z in (1, 6, 8)])
+    correction = np.array([e0[1], e0[6], e0[8]]) - fit.scale * free
+    assert abs(correction @ null) < 1e-9  # the fit adds nothing along it to the scaled prior
+
+
+def test_determined_compositions_use_plain_least_squares(caplog):
+    e0 = {1: -13.6, 6: -1029.7, 8: -2041.3}
+    rows = [[6, 1, 1, 1, 1], [8, 1, 1, 0, 0], [6, 8, 8, 0, 0]]
+    E = np.array([sum(e0[z] for z in r if z) for r in rows])
+    with caplog.at_level(logging.WARNING):
+        fit = fit_reference_energies(np.array(rows), E, 8)
+    assert fit.method == "least-squares" and not fit.degenerate and fit.message == "" and caplog.text == ""
+    for z, value in e0.items():
+        assert fit.energies[z] == pytest.approx(value, abs=1e-9)
+
+
+def test_user_prior_without_an_element_falls_back_to_minimum_norm_and_says_so():
+    rows = [ETHANOL] * 3
+    fit = fit_reference_energies(np.array(rows), np.full(3, -309.6), 9, prior={1: -13.6, 6: -1029.7})
+    assert fit.method == "minimum-norm" and "no user prior for Z = [8]" in fit.message
+    counts = {1: 6, 6: 2, 8: 1}
+    for z, c in counts.items():  # minimum norm: E0 = c E / (c · c)
+        assert fit.energies[z] == pytest.approx(c * -309.6 / 41.0, rel=1e-12)
+    assert any(f.startswith("counts:") for f in element_energy_findings(fit.energies, ETHANOL))
+
+
+def test_findings_on_the_shipped_style_minimum_norm_split():
+    """E0 of the shipped ethanol model (−45.3, −15.1, −7.55 eV) trips counts, hydrogen and magnitude."""
+    e0 = np.zeros(10)
+    e0[1], e0[6], e0[8] = -309.6 * 6 / 41, -309.6 * 2 / 41, -309.6 / 41
+    findings = element_energy_findings(e0, ETHANOL)
+    assert [f.split(":")[0] for f in findings] == ["counts", "hydrogen", "magnitude"]
+    assert thomas_fermi_energy(1) == pytest.approx(0.7687 * 27.211386245988, rel=1e-12)
+    e0[7] = 0.0
+    assert element_energy_findings(e0, [7, 1])[0].startswith("absent: E0 = 0 for Z = [7]")
+
+
+def test_check_warns_on_the_shipped_model_and_its_numbers_are_unchanged(molecules):
+    """The shipped ethanol model keeps its stored E0 (the old minimum-norm split) and ``check`` says so."""
+    from physnetjax import load_checkpoint
+    from physnetjax.check import check_model
+    from physnetjax.pretrained import example_model_path
+
+    model, params, _ = load_checkpoint(example_model_path("ethanol"))
+    assert (model.element_energies[1], model.element_energies[6], model.element_energies[8]) == (
+        -45.30546189023508, -15.101820630078034, -7.550910315039018)
+    report = check_model(model, params, [molecules["ethanol"]], groups=("references",))
+    (result,) = report.checks
+    assert result.status == "warn" and result.value == 3.0
+    assert [f.split(":")[0] for f in result.details["findings"]] == ["counts", "hydrogen", "magnitude"]
