@@ -341,6 +341,24 @@ def check_output_path(path, *, overwrite: bool = False, what: str = "output") ->
     return path
 
 
+def check_output_directory(path, *, what: str = "--out") -> Path:
+    """``path`` (an output directory) as a Path, created if missing, after checking it can be written.
+
+    Raises:
+      OutputPathError: ``path`` is a file, cannot be created, or is not writable.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{what} {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputPathError(f"{what} {path}: cannot create the directory ({error.strerror or error})") from error
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{what} {path}: directory is not writable")
+    return path
+
+
 def validate_structure(
     atomic_numbers,
     positions,

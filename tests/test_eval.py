@@ -282,11 +282,11 @@ def test_cli_errors_are_one_line_and_checked_before_evaluating(setup, tmp_path, 
     (tmp_path / "file").write_text("x")
     np.savez(tmp_path / "noz.npz", R=np.zeros((1, 2, 3)), E=np.zeros(1))
     args = {"checkpoint": root / "model", "data": root / "ethanol.npz", "extra": []}
-    expected = {
-        "missing checkpoint": "does not exist", "missing data key": "missing required key 'Z'",
-        "out is a file": "is not a directory", "out not creatable": "cannot create the directory",
-        "predictions directory missing": "does not exist",
-        "predictions suffix": "must end in",
+    expected, status = {
+        "missing checkpoint": ("does not exist", 2), "missing data key": ("missing required key 'Z'", 2),
+        "out is a file": ("is not a directory", 3), "out not creatable": ("cannot create the directory", 3),
+        "predictions directory missing": ("does not exist", 3),
+        "predictions suffix": ("must end in", 2),
     }[case]
     if case == "missing checkpoint":
         args["checkpoint"] = tmp_path / "nowhere"
@@ -300,12 +300,12 @@ def test_cli_errors_are_one_line_and_checked_before_evaluating(setup, tmp_path, 
         args["extra"] = ["--write-predictions", tmp_path / "no" / "p.extxyz", "--out", tmp_path / "o"]
     else:
         args["extra"] = ["--write-predictions", tmp_path / "p.csv"]
-    assert run_cli("--checkpoint", args["checkpoint"], "--data", args["data"], *args["extra"]) == 2
+    assert run_cli("--checkpoint", args["checkpoint"], "--data", args["data"], *args["extra"]) == status
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("python -m physnetjax.eval: error: ") and expected in lines[0]
     assert "Traceback" not in captured.err and captured.out == ""
     if case == "predictions directory missing":
         assert not (tmp_path / "o" / "summary.json").exists()
-    assert run_cli("--checkpoint", args["checkpoint"], "--data", args["data"], *args["extra"], "--verbose") == 2
+    assert run_cli("--checkpoint", args["checkpoint"], "--data", args["data"], *args["extra"], "--verbose") == status
     assert "Traceback" in capsys.readouterr().err

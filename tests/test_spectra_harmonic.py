@@ -28,6 +28,7 @@ from ase.vibrations import Infrared
 
 from physnetjax import PhysNet, load_checkpoint, save_checkpoint
 from physnetjax.calculator import PhysNetCalculator
+from physnetjax.errors import RunStoppedError
 from physnetjax.pretrained import example_geometry_path, example_model_path
 from physnetjax.spectra import (
     NonMinimumWarning,
@@ -188,7 +189,7 @@ def test_unconverged_optimisation_keeps_the_last_geometry(charge_model):
     with pytest.raises(OptimizationError, match="max_steps = 2") as caught:
         optimize_geometry(model, params, z, r, max_steps=2)
     error = caught.value
-    assert isinstance(error, RuntimeError)
+    assert isinstance(error, RunStoppedError)  # CLI exit 4 (physnetjax.cli_errors)
     assert error.positions.shape == (9, 3) and np.isfinite(error.positions).all()
     assert error.steps == 2 and error.fmax > 1e-4 and np.isfinite(error.energy)
     assert not np.allclose(error.positions, r)
@@ -406,19 +407,21 @@ def test_cli_errors_are_one_line(cli_inputs, capsys, tmp_path):
     nan_xyz.write_text("2\n\nH 0.0 0.0 0.0\nH nan 0.0 0.74\n")
     blocker = tmp_path / "file"
     blocker.write_text("")
-    cases = [
-        (["--checkpoint", tmp_path / "missing", "--geometry", xyz], "does not exist"),
-        (["--checkpoint", model, "--geometry", junk], "cannot read --geometry"),
-        (["--checkpoint", model, "--geometry", xyz, "--masses", "1", "2"], "one value per atom"),
-        (["--checkpoint", model, "--geometry", nan_xyz], "NaN or Inf"),
-        (["--checkpoint", model, "--geometry", xyz, "--max-steps", "2"], "did not reach"),
+    prefix = "python -m physnetjax.spectra: error: "
+    cases = [  # exit codes of physnetjax.cli_errors: 2 bad input, 4 run stopped
+        (["--checkpoint", tmp_path / "missing", "--geometry", xyz], "does not exist", 2),
+        (["--checkpoint", model, "--geometry", junk], "cannot read --geometry", 2),
+        (["--checkpoint", model, "--geometry", xyz, "--masses", "1", "2"], "one value per atom", 2),
+        (["--checkpoint", model, "--geometry", nan_xyz], "NaN or Inf", 2),
+        (["--checkpoint", model, "--geometry", xyz, "--max-steps", "2"], "did not reach", 4),
     ]
-    for argv, message in cases:
+    for argv, message, expected_status in cases:
         status, _, stderr = run_cli(capsys, *argv, "--out", tmp_path / "out", "--no-plot")
-        assert status == 1
-        assert stderr.startswith("error: ") and message in stderr and stderr.count("\n") == 1, stderr
+        assert status == expected_status, (message, status)
+        assert stderr.startswith(prefix) and message in stderr and stderr.count("\n") == 1, stderr
     status, _, stderr = run_cli(capsys, "--checkpoint", model, "--geometry", xyz, "--out", blocker / "sub")
-    assert status == 1 and stderr.startswith("error: cannot create --out") and stderr.count("\n") == 1
+    assert status == 3 and stderr.startswith(f"{prefix}--out {blocker / 'sub'}: cannot create the directory")
+    assert stderr.count("\n") == 1
     status, _, stderr = run_cli(capsys, "--checkpoint", tmp_path / "missing", "--geometry", xyz,
                                 "--out", tmp_path / "out", "--verbose")
-    assert status == 1 and "Traceback" in stderr and stderr.rstrip().splitlines()[-1].startswith("error: ")
+    assert status == 2 and "Traceback" in stderr and stderr.rstrip().splitlines()[-1].startswith(prefix)

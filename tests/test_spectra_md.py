@@ -319,16 +319,16 @@ def _ir_args(out, **changes):
 def test_cli_bad_input_is_one_line_and_nonzero_before_any_md(tmp_path, capsys, changes, message):
     status = _cli(_ir_args(tmp_path / "out", **changes))
     err = capsys.readouterr().err.strip()
-    assert status == 1
-    assert err.startswith("error: ") and "\n" not in err and message in err
+    assert status == 2
+    assert err.startswith("python -m physnetjax.spectra: error: ") and "\n" not in err and message in err
     assert not (tmp_path / "out" / "spectrum.csv").exists()
 
 
 def test_cli_output_path_that_is_a_file_is_rejected(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert _cli(_ir_args(blocker)) == 1
-    assert "exists and is not a directory" in capsys.readouterr().err
+    assert _cli(_ir_args(blocker)) == 3
+    assert capsys.readouterr().err == f"python -m physnetjax.spectra: error: --out {blocker} exists and is not a directory\n"
 
 
 @pytest.mark.slow

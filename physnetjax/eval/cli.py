@@ -11,21 +11,23 @@ Examples::
     python -m physnetjax.eval --checkpoint old_run/epoch-300 --data frames.extxyz \\
         --energy-unit kcal/mol --write-predictions predicted.extxyz
 
-Exit status 0 on success, 2 when an argument, the checkpoint, the data or an output
-path is unusable (one line on stderr; ``--verbose`` adds the traceback).
+Exit status (:mod:`physnetjax.cli_errors`): 0 success; 2 bad input (an argument, the
+checkpoint, the data); 3 an output path that cannot be written (checked before the
+checkpoint is loaded). Errors are one line ``python -m physnetjax.eval: error: ...`` on
+stderr; ``--verbose`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-import sys
 import time
-import traceback
 from pathlib import Path
 
+from physnetjax.cli_errors import cli_main
+from physnetjax.errors import PhysNetInputError
 from physnetjax.train.cli import HELP
+from physnetjax.validation import check_output_directory, check_output_path
 
 
 EXAMPLES = """examples:
@@ -33,7 +35,7 @@ EXAMPLES = """examples:
   python -m physnetjax.eval --checkpoint old_run/epoch-300 --data frames.extxyz \\
       --energy-unit kcal/mol --write-predictions predicted.extxyz
 
-exit status: 0 on success, 2 when an argument, the checkpoint, the data or an output path is unusable"""
+exit status: 0 success, 2 bad argument, checkpoint or data, 3 output path cannot be written"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,39 +69,25 @@ def check_output_paths(out, predictions) -> None:
     """Create ``out`` and make sure it and the predictions file can be written (before any evaluation).
 
     Raises:
-      ValueError: a path is not writable, is of the wrong kind or has the wrong suffix.
+      OutputPathError: a path is not writable or is of the wrong kind.
+      ValueError: the predictions file has the wrong suffix.
     """
     from physnetjax.eval.outputs import check_predictions_path
 
     if out is not None:
-        directory = Path(out)
-        if directory.exists() and not directory.is_dir():
-            raise ValueError(f"--out {out}: exists and is not a directory")
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise ValueError(f"--out {out}: cannot create the directory ({error.strerror})") from error
-        if not os.access(directory, os.W_OK):
-            raise ValueError(f"--out {out}: directory is not writable")
+        check_output_directory(out, what="--out")
     if predictions is not None:
-        path = check_predictions_path(predictions)
-        parent = path.parent if str(path.parent) else Path(".")
-        if path.is_dir():
-            raise ValueError(f"--write-predictions {predictions}: is a directory")
-        if not parent.is_dir():
-            raise ValueError(f"--write-predictions {predictions}: directory {parent} does not exist")
-        if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-            raise ValueError(f"--write-predictions {predictions}: not writable")
+        check_output_path(check_predictions_path(predictions), overwrite=True, what="--write-predictions")
 
 
 def run(args: argparse.Namespace) -> None:
-    """Evaluate and report; every failure is an exception for :func:`main` to turn into one line."""
+    """Evaluate and report; every failure is an exception that :func:`main` turns into one line."""
     import jax
 
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, received {args.batch_size}")
+        raise PhysNetInputError(f"--batch-size must be >= 1, received {args.batch_size}")
     if args.worst < 0:
-        raise ValueError(f"--worst must be >= 0, received {args.worst}")
+        raise PhysNetInputError(f"--worst must be >= 0, received {args.worst}")
     check_output_paths(args.out, args.write_predictions)
     if args.float64:
         jax.config.update("jax_enable_x64", True)
@@ -145,15 +133,10 @@ def run(args: argparse.Namespace) -> None:
         print("\nwritten: " + ", ".join(str(p) for p in written))
 
 
+@cli_main("python -m physnetjax.eval")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", force=True)
-    try:
-        run(args)
-    except (ValueError, OSError, RuntimeError) as error:
-        if args.verbose:
-            traceback.print_exc()
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    run(args)
     return 0

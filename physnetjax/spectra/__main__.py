@@ -4,6 +4,12 @@ Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``main(args) -> int``: ``harmonic`` in :mod:`physnetjax.spectra.cli_harmonic`, ``ir``
 in :mod:`physnetjax.spectra.cli_ir`. Those modules import the heavy parts (JAX, the
 model) only inside ``main``, so building the parser stays cheap.
+
+Exit status (:mod:`physnetjax.cli_errors`): 0 done; 2 bad input (an argument value,
+the checkpoint, the geometry, masses); 3 an output directory that cannot be written
+(checked before any computation); 4 the run stopped (geometry optimisation did not
+converge, MD energy not conserved). Errors are one line
+``python -m physnetjax.spectra: error: ...`` on stderr; ``--verbose`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from physnetjax.cli_errors import cli_main
 
 SUBCOMMANDS = {
     "harmonic": "physnetjax.spectra.cli_harmonic",
@@ -32,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@cli_main("python -m physnetjax.spectra")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     return args.run(args)

@@ -12,8 +12,7 @@ to the output directory
 * ``harmonic.png``: the stick spectrum (needs matplotlib; ``--no-plot`` skips it).
 
 The checkpoint, the geometry and the output directory are checked before any
-computation. Every failure prints one line ``error: ...`` on stderr and exits with
-status 1 (``--verbose`` also prints the traceback).
+computation. Errors and exit codes: see :mod:`physnetjax.spectra.__main__`.
 """
 
 from __future__ import annotations
@@ -21,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import traceback
 import warnings
 from pathlib import Path
 
@@ -49,17 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the subcommand; returns the exit status (0 success, 1 any error)."""
+    """Run the subcommand; returns 0 (errors are exceptions for :mod:`physnetjax.spectra.__main__`)."""
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", force=True)
-    try:
-        result, atoms = _analyse(args)
-    except Exception as error:
-        if args.verbose:
-            traceback.print_exc()
-        message = " ".join(str(error).split()) or type(error).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return 1
+    result, atoms = _analyse(args)
     print(mode_table(result))
     out = Path(args.out)
     (out / JSON_NAME).write_text(json.dumps(result_json(result, args), indent=1))
@@ -80,16 +70,9 @@ def _analyse(args):
     from physnetjax.checkpoint import load_checkpoint
     from physnetjax.spectra.harmonic import NonMinimumWarning, harmonic
     from physnetjax.spectra.plot import require_matplotlib
+    from physnetjax.validation import check_output_directory
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"cannot create --out directory {out}: {error.strerror or error}") from error
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ValueError(f"--out directory {out} is not writable")
+    out = check_output_directory(args.out, what="--out")
     if not args.no_plot:
         require_matplotlib()
     if not Path(args.checkpoint).exists():

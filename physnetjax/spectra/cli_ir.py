@@ -18,8 +18,7 @@ and writes to the output directory
   sticks (needs matplotlib; ``--no-plot`` skips it).
 
 Every setting, the checkpoint, the geometry and the output directory are checked
-before any computation. Every failure prints one line ``error: ...`` on stderr and
-exits with status 1 (``--verbose`` also prints the traceback).
+before any computation. Errors and exit codes: see :mod:`physnetjax.spectra.__main__`.
 """
 
 from __future__ import annotations
@@ -28,9 +27,6 @@ import argparse
 import csv
 import json
 import logging
-import os
-import sys
-import traceback
 from pathlib import Path
 
 CSV_NAME = "spectrum.csv"
@@ -70,17 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the subcommand; returns the exit status (0 success, 1 any error)."""
+    """Run the subcommand; returns 0 (errors are exceptions for :mod:`physnetjax.spectra.__main__`)."""
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", force=True)
-    try:
-        _run(args)
-    except Exception as error:
-        if args.verbose:
-            traceback.print_exc()
-        message = " ".join(str(error).split()) or type(error).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return 1
+    _run(args)
     return 0
 
 
@@ -91,21 +80,14 @@ def _check_inputs(args):
     from physnetjax.spectra.harmonic import check_masses
     from physnetjax.spectra.md_spectrum import plan_run
     from physnetjax.spectra.plot import require_matplotlib
+    from physnetjax.validation import check_output_directory
 
     plan_run(temperature_K=args.temperature, time_ps=args.time_ps, timestep_fs=args.timestep,
              equilibration_ps=args.equilibration_ps, replicas=args.replicas, friction=args.friction,
              record_every=args.record_every, max_correlation_ps=args.correlation_ps, max_energy_error=0.1)
     if not args.max_wavenumber > 0:
         raise ValueError(f"--max-wavenumber must be > 0 cm^-1, received {args.max_wavenumber}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"cannot create --out directory {out}: {error.strerror or error}") from error
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ValueError(f"--out directory {out} is not writable")
+    out = check_output_directory(args.out, what="--out")
     if not args.no_plot:
         require_matplotlib()
     if not Path(args.checkpoint).exists():

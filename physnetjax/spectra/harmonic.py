@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import cast_params
-from physnetjax.predict import validate_structure
+from physnetjax.validation import validate_structure
 from physnetjax.spectra.molecule import molecule_functions
 from physnetjax.spectra.optimize import DEFAULT_FMAX, DEFAULT_MAX_STEPS, OptimizationResult, minimize
 from physnetjax.spectra.rigid_body import LINEAR_TOLERANCE, is_linear, rigid_body_basis
@@ -255,7 +255,7 @@ def harmonic(
 
     Raises:
       ValueError: invalid structure (NaN/Inf positions, atomic numbers; see
-        :func:`physnetjax.predict.validate_structure`), masses, or intensities=True on
+        :func:`physnetjax.validation.validate_structure`), masses, or intensities=True on
         a model without charges.
       OptimizationError: the optimisation did not converge (``.positions`` kept).
     """

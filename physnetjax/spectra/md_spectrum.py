@@ -67,6 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import cast_params, check_dtype
+from physnetjax.errors import RunStoppedError
 from physnetjax.md.integrators import (
     MDState,
     conserved_quantity,
@@ -77,7 +78,7 @@ from physnetjax.md.integrators import (
     run,
 )
 from physnetjax.md.potential import DENSE_MAX_ATOMS, physnet_potential
-from physnetjax.predict import validate_structure
+from physnetjax.validation import validate_structure
 from physnetjax.spectra.harmonic import check_masses
 from physnetjax.spectra.autocorrelation import (
     autocorrelation,
@@ -95,8 +96,8 @@ CHUNKS = 20
 """The NVE part runs in this many jitted chunks (progress is reported between them)."""
 
 
-class EnergyConservationError(RuntimeError):
-    """The NVE part did not conserve energy: the spectrum would be meaningless."""
+class EnergyConservationError(RunStoppedError):
+    """The NVE part did not conserve energy: the spectrum would be meaningless (CLI exit 4)."""
 
 
 @dataclasses.dataclass

@@ -36,7 +36,7 @@ def molecule_functions(model, atomic_numbers, total_charge: float = 0.0) -> Mole
     Args:
       model: a :class:`physnetjax.PhysNet`.
       atomic_numbers: (N,) ints, N ≥ 2 (validate them first, e.g. with
-        :func:`physnetjax.predict.validate_structure`).
+        :func:`physnetjax.validation.validate_structure`).
       total_charge: total charge Q in e.
 
     The same (model, atomic numbers, total charge) returns the same function objects,

@@ -28,7 +28,8 @@ import optax
 import optax.tree_utils as otu
 
 from physnetjax.calculator import cast_params
-from physnetjax.predict import validate_structure
+from physnetjax.errors import RunStoppedError
+from physnetjax.validation import validate_structure
 from physnetjax.spectra.molecule import molecule_functions
 
 DEFAULT_FMAX = 1e-4
@@ -45,8 +46,8 @@ E by a few ulp and L-BFGS, driven by the gradient, still converges; a failed lin
 (a gradient that does not match the energy) raises E by far more."""
 
 
-class OptimizationError(RuntimeError):
-    """The optimisation stopped before max |F| ≤ fmax.
+class OptimizationError(RunStoppedError):
+    """The optimisation stopped before max |F| ≤ fmax (a :class:`~physnetjax.errors.RunStoppedError`: CLI exit 4).
 
     Attributes:
       positions: (N, 3) Å, the last geometry.  energy: its energy in eV.
@@ -128,7 +129,7 @@ def optimize_geometry(model, params, atomic_numbers, positions, *, total_charge:
 
     Raises:
       ValueError: invalid structure (NaN/Inf positions, bad atomic numbers: see
-        :func:`physnetjax.predict.validate_structure`), fmax or max_steps.
+        :func:`physnetjax.validation.validate_structure`), fmax or max_steps.
       OptimizationError: not converged; ``.positions`` holds the last geometry.
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number)
