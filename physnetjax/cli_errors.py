@@ -17,7 +17,8 @@ Exit codes (every physnetjax CLI):
 1     the tool ran and its verdict is negative (``check``: a check failed;
       ``migrate``: the migrated network does not reproduce the original)
 2     bad input: an argument value, a missing, unreadable or corrupt file, invalid
-      data, geometry or checkpoint (argparse's usage errors are 2 as well)
+      data, geometry or checkpoint, or a missing optional dependency such as
+      matplotlib for plots (argparse's usage errors are 2 as well)
 3     output refused: the output exists, its directory is missing or not writable
 4     a run stopped because its numbers went bad (MD NaN/absurd force/energy not
       conserved, training loss NaN, failed force check); the message says what was saved
@@ -52,7 +53,7 @@ def exit_code(error: BaseException) -> int:
         return EXIT_OUTPUT
     if isinstance(error, (RunStoppedError, FloatingPointError)):
         return EXIT_RUN_STOPPED
-    if isinstance(error, (ValueError, OSError)):
+    if isinstance(error, (ValueError, OSError, ImportError)):
         return EXIT_INPUT
     return EXIT_INTERNAL
 

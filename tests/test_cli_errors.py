@@ -52,6 +52,7 @@ def one_line_error(capsys, prog: str) -> str:
 
 def test_exit_codes_follow_the_documented_table():
     assert exit_code(PhysNetInputError("x")) == exit_code(FileNotFoundError("x")) == EXIT_INPUT == 2
+    assert exit_code(ModuleNotFoundError("matplotlib is needed for plots")) == EXIT_INPUT
     assert exit_code(OutputPathError("x")) == exit_code(FileExistsError("x")) == EXIT_OUTPUT == 3
     assert exit_code(RunStoppedError("x")) == exit_code(FloatingPointError("x")) == EXIT_RUN_STOPPED == 4
     assert exit_code(TypeError("x")) == EXIT_INTERNAL == 5
