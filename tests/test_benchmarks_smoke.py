@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
 BENCHMARKS = REPOSITORY / "benchmarks"
@@ -45,6 +46,7 @@ def stand_in_data(root: pathlib.Path) -> pathlib.Path:
     return root
 
 
+@pytest.mark.slow
 def test_run_all_smoke(tmp_path):
     readme = tmp_path / "README.md"
     before = {p: p.stat().st_mtime_ns for p in (BENCHMARKS / "results").glob("*")}

@@ -71,6 +71,7 @@ def test_batched_molecules_equal_unchunked(params):
         np.testing.assert_allclose(received[key], expected[key], rtol=1e-12, atol=1e-12, err_msg=key)
 
 
+@pytest.mark.slow
 def test_chunks_bound_the_temporary_memory(params, periodic_batch):
     """XLA's buffer assignment: with chunks the temporaries no longer scale with the edge count."""
     def temporary_bytes(chunk):

@@ -34,6 +34,7 @@ def test_drift_fit_recovers_a_known_line():
     np.testing.assert_allclose(fluctuation, 1e3 * 0.001 / np.sqrt(2) / 9, rtol=0.05)
 
 
+@pytest.mark.slow
 def test_cli_writes_trajectory_and_report_and_restarts(system, tmp_path, capsys):
     """CLI run of 40 steps + restart for 40 more (with --edge-chunk-size) == one simulate() of 80 steps."""
     model, params, atoms = system

@@ -43,7 +43,7 @@ def test_potential_matches_calculator(setup):
     np.testing.assert_allclose(np.asarray(forces), atoms.get_forces(), atol=1e-10)
 
 
-@pytest.mark.parametrize("method", ["all_pairs", "dense"])
+@pytest.mark.parametrize("method", ["all_pairs", pytest.param("dense", marks=pytest.mark.slow)])
 def test_jax_nve_equals_ase_velocity_verlet(setup, method):
     """100 steps of 0.5 fs from identical (r, p): the trajectories agree to 1e-9 Å.
 
