@@ -28,21 +28,26 @@ JSON_NAME = "harmonic.json"
 PNG_NAME = "harmonic.png"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register the options of the ``harmonic`` subcommand on ``parser``."""
+def add_molecule_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every spectra subcommand shares: model, molecule, output, charge, masses, verbosity."""
     parser.add_argument("--checkpoint", required=True, help="model checkpoint directory (physnetjax or legacy)")
     parser.add_argument("--geometry", required=True, help="molecule, any file ase.io.read understands (first frame)")
     parser.add_argument("--out", required=True, help="output directory (created if missing)")
-    parser.add_argument("--no-optimize", action="store_true",
-                        help="analyse the geometry as given (a warning names max |F| if it is above --fmax)")
-    parser.add_argument("--fmax", type=float, default=1e-4, help="optimisation threshold on max |F| in eV/Å")
-    parser.add_argument("--max-steps", type=int, default=1000, help="largest number of L-BFGS steps")
     parser.add_argument("--masses", type=float, nargs="+", metavar="AMU",
                         help="one mass per atom in amu (isotopes); default: standard atomic masses")
     parser.add_argument("--total-charge", type=float,
                         help="total charge in e (default: the geometry's info['charge'], else 0)")
-    parser.add_argument("--no-plot", action="store_true", help="do not draw harmonic.png")
     parser.add_argument("--verbose", action="store_true", help="log progress; print the traceback on errors")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the options of the ``harmonic`` subcommand on ``parser``."""
+    add_molecule_arguments(parser)
+    parser.add_argument("--no-optimize", action="store_true",
+                        help="analyse the geometry as given (a warning names max |F| if it is above --fmax)")
+    parser.add_argument("--fmax", type=float, default=1e-4, help="optimisation threshold on max |F| in eV/Å")
+    parser.add_argument("--max-steps", type=int, default=1000, help="largest number of L-BFGS steps")
+    parser.add_argument("--no-plot", action="store_true", help="do not draw harmonic.png")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -72,7 +77,7 @@ def _analyse(args):
     from physnetjax.spectra.plot import require_matplotlib
     from physnetjax.validation import check_output_directory
 
-    out = check_output_directory(args.out, what="--out")
+    check_output_directory(args.out, what="--out")
     if not args.no_plot:
         require_matplotlib()
     if not Path(args.checkpoint).exists():

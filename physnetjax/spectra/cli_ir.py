@@ -29,6 +29,8 @@ import json
 import logging
 from pathlib import Path
 
+from physnetjax.spectra.cli_harmonic import add_molecule_arguments
+
 CSV_NAME = "spectrum.csv"
 JSON_NAME = "spectrum.json"
 PNG_NAME = "spectrum.png"
@@ -36,9 +38,7 @@ PNG_NAME = "spectrum.png"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of the ``ir`` subcommand on ``parser``."""
-    parser.add_argument("--checkpoint", required=True, help="model checkpoint directory (physnetjax or legacy)")
-    parser.add_argument("--geometry", required=True, help="molecule, any file ase.io.read understands (first frame)")
-    parser.add_argument("--out", required=True, help="output directory (created if missing)")
+    add_molecule_arguments(parser)
     parser.add_argument("--temperature", type=float, required=True, help="temperature in K")
     parser.add_argument("--time-ps", type=float, required=True, help="NVE time per replica in ps")
     parser.add_argument("--replicas", type=int, default=4, help="independent trajectories run at once")
@@ -53,16 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="multiply the spectra by the harmonic quantum-correction factor x/(1-exp(-x)), "
                              "x = h c nu / (k_B T)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="MD precision")
-    parser.add_argument("--total-charge", type=float,
-                        help="total charge in e (default: the geometry's info['charge'], else 0)")
-    parser.add_argument("--masses", type=float, nargs="+", metavar="AMU",
-                        help="one mass per atom in amu (isotopes); default: standard atomic masses")
     parser.add_argument("--no-optimize", action="store_true",
                         help="start from the geometry as given (no optimisation before the harmonic analysis)")
     parser.add_argument("--max-wavenumber", type=float, default=4000.0,
                         help="largest wavenumber in cm^-1 written to the CSV and drawn")
     parser.add_argument("--no-plot", action="store_true", help="do not draw spectrum.png")
-    parser.add_argument("--verbose", action="store_true", help="log progress; print the traceback on errors")
 
 
 def main(args: argparse.Namespace) -> int:
