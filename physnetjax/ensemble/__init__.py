@@ -7,6 +7,7 @@
   checkpoint (``python -m physnetjax.ensemble combine CKPT... --out DIR``).
 """
 
+from physnetjax.ensemble.calibration import fit_calibration_scale, gaussian_nll, spearman_rank_correlation
 from physnetjax.ensemble.model import (
     PhysNetEnsemble,
     ensemble_statistics,
@@ -19,8 +20,11 @@ from physnetjax.ensemble.model import (
 __all__ = [
     "PhysNetEnsemble",
     "ensemble_statistics",
+    "fit_calibration_scale",
+    "gaussian_nll",
     "is_ensemble",
     "member_count_mismatch",
     "member_params",
+    "spearman_rank_correlation",
     "stack_members",
 ]
