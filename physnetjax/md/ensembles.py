@@ -83,7 +83,7 @@ def ensemble_fields(state: MDState) -> tuple[str, ...]:
 
 def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndarray], timestep_fs: float,
                    options: EnsembleOptions, ramp_steps: int, *, skin: float = 0.5,
-                   capacity_multiplier: float = 1.25) -> Dynamics:
+                   capacity_multiplier: float = 1.25, record_uncertainty: bool = False) -> Dynamics:
     """Force functions and integrator of ``ensemble`` for ``model`` on one system.
 
     Args:
@@ -91,9 +91,14 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
       cell: (3, 3) Å of a fully periodic system or None; for ``npt`` it is the
         reference cell of the neighbor lists (:mod:`physnetjax.md.cell_potential`).
       ramp_steps: the length of the temperature/pressure ramps in steps.
+      record_uncertainty: ``model`` is a :class:`~physnetjax.ensemble.PhysNetEnsemble`;
+        every saved frame also records ``max_forces_std`` = max_i ``forces_std``_i
+        (eV/Å), from one more ensemble evaluation at the frame inside the jitted
+        chunk (cost: 1/``save_every`` of the force evaluations). Not for ``npt``.
 
     Raises:
-      ValueError: unknown ensemble, ``npt`` without a cell, bad option values.
+      ValueError: unknown ensemble, ``npt`` without a cell or with
+        ``record_uncertainty``, bad option values.
     """
     if ensemble not in ENSEMBLES:
         raise ValueError(f"ensemble must be one of {ENSEMBLES}, received {ensemble!r}")
@@ -101,6 +106,9 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
     conserved_dof = 3 * num_atoms - 3
     ramp = dict(temperature_end_K=options.temperature_end_K, ramp_steps=ramp_steps)
     if ensemble == "npt":
+        if record_uncertainty:
+            raise ValueError("recording the ensemble uncertainty is not available for ensemble 'npt' yet; "
+                             "use nve, langevin, nvt-nhc or csvr")
         if cell is None:
             raise ValueError("ensemble 'npt' needs a fully periodic cell (atoms.pbc all True)")
         if not options.compressibility_per_bar > 0:
@@ -145,7 +153,12 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
                                  degrees_of_freedom=conserved_dof, neighbor_update=update, **ramp)
         init, dof = (lambda positions, momenta, masses, nbrs, key, cell_now:
                      init_fn(positions, momenta, masses, nbrs, key)), conserved_dof
-    return Dynamics(init, apply_fn, frame_of, allocate, dof, False)
+    observe = frame_of
+    if record_uncertainty:
+        def observe(state: MDState):
+            spread = potential.outputs(state.positions, state.nbrs)["forces_std"]
+            return frame_of(state).replace(max_forces_std=jnp.max(spread))
+    return Dynamics(init, apply_fn, observe, allocate, dof, False)
 
 
 def checkpoint_arrays(state: MDState, numbers, step: int, ensemble: str) -> dict:
