@@ -187,6 +187,7 @@ def test_combining_different_architectures_names_the_difference(ensemble, tmp_pa
     assert "at least 2 members" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_check_passes_on_the_ensemble_mean(ensemble, molecules):
     from physnetjax.check.runner import check_model
     from physnetjax.check.settings import CheckSettings
