@@ -174,6 +174,27 @@ def test_combine_single_and_ensemble_checkpoints(ensemble, tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
 
 
+def test_combining_folds_different_element_energies_into_the_bias(ensemble, molecules, tmp_path):
+    """Members trained with other fixed element energies E0 keep their energies: the difference goes to energy_bias."""
+    model, _, members = ensemble
+    z, r = molecules["methanol"]
+    shifted = model.member.clone(element_energies=tuple(-0.5 * k - 3.0 for k in range(10)))
+    a = save_checkpoint(tmp_path / "a", model.member, members[0])
+    b = save_checkpoint(tmp_path / "b", shifted, members[1])
+    combined, params, _ = load_checkpoint(combine_checkpoints([a, b], tmp_path / "ab"))
+    assert combined.member == model.member
+    own = predict(shifted, members[1], z, r, dtype=np.float64)
+    joined = predict(combined.member, member_params(params, 1), z, r, dtype=np.float64)
+    assert joined["energy"] == pytest.approx(own["energy"], abs=1e-9)
+    np.testing.assert_allclose(joined["forces"], own["forces"], atol=1e-10)
+    no_bias = model.member.clone(use_energy_bias=False)
+    without = [{"params": {k: v for k, v in m["params"].items() if k != "energy_bias"}} for m in members[:2]]
+    c = save_checkpoint(tmp_path / "c", no_bias, without[0])
+    d = save_checkpoint(tmp_path / "d", no_bias.clone(element_energies=shifted.element_energies), without[1])
+    with pytest.raises(ValueError, match="no energy_bias to absorb"):
+        combine_checkpoints([c, d], tmp_path / "cd")
+
+
 def test_combining_different_architectures_names_the_difference(ensemble, tmp_path, capsys):
     model, _, members = ensemble
     a = save_checkpoint(tmp_path / "a", model.member, members[0])
