@@ -250,8 +250,8 @@ def test_md_records_the_spread_flags_and_stops_at_the_threshold(md_setup, capsys
                     "--save-every", "5", "--chunk", "4", "--float64", "--temperature", "300",
                     "--uncertainty-threshold", repr(threshold), "--out", str(out)])
     captured = capsys.readouterr()
-    assert code == 4 and "stopped early" in captured.out
-    assert f"at step {5 * (first_past + 1)}" in captured.err and f"(step {5 * first_past})" in captured.err
+    assert code == 4 and "stopped early" in captured.out and "1 frame(s) past it" in captured.out
+    assert f"at step {5 * (first_past + 1)}:" in captured.err and f"(step {5 * first_past})" in captured.err
     kept = ase.io.read(out, index=":") if first_past else []
     assert len(kept) == first_past
     last = ase.io.read(f"{out}.last_trusted.xyz")

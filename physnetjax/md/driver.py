@@ -105,7 +105,13 @@ class EnergyConservationError(MDInstabilityError):
 
 @dataclasses.dataclass
 class MDReport:
-    """Summary of a run. Energies per atom; drift from a linear fit of the conserved quantity vs time."""
+    """Summary of a run. Energies per atom; drift from a linear fit of the conserved quantity vs time.
+
+    Ensembles add ``max_forces_std_eV_per_A`` (largest per-atom force spread of the checked
+    frames; None for a single model), ``uncertain_frames`` (frames past
+    ``uncertainty_threshold``, a stopping one included) and, when the run stopped on the
+    uncertainty, ``stop_reason`` and ``last_trusted`` (path of the saved frame).
+    """
 
     steps: int
     time_ps: float
@@ -465,11 +471,12 @@ def simulate(
                 stop_step = start_step + done + (num_trusted + 1) * save_every
                 target = Path(f"{out}.last_trusted.xyz" if out is not None else "md_last_trusted.xyz")
                 trusted_step = _save_last_frame(atoms, state, host, num_trusted, start_step + done, save_every, target)
-                stop_reason = (f"at step {stop_step} the largest per-atom force spread is {spread:.3g} eV/Å > "
+                stop_reason = (f"at step {stop_step}: the largest per-atom force spread is {spread:.3g} eV/Å > "
                                f"uncertainty_threshold = {uncertainty_threshold:g} eV/Å; last trusted frame "
                                f"(step {trusted_step}) saved to {target}")
                 last_trusted = str(target)
-                logger.warning("MD stopped %s", stop_reason)
+                uncertain_frames += 1
+                logger.info("MD stopped %s", stop_reason)
                 done += num_trusted * save_every
                 break
             if num_good < num_frames:
