@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 from conftest import perturbed_params
 
-from physnetjax import PhysNet, PhysNetCalculator, init_params, jitted_apply, load_checkpoint, predict, save_checkpoint
+from physnetjax import (
+    PhysNet,
+    PhysNetCalculator,
+    init_params,
+    jitted_apply,
+    load_checkpoint,
+    predict,
+    predict_periodic,
+    save_checkpoint,
+)
 from physnetjax.checkpoint import CheckpointError
 from physnetjax.checkpoint import format as ckformat
 from physnetjax.ensemble import PhysNetEnsemble, ensemble_statistics, member_params, stack_members
@@ -273,3 +282,21 @@ def test_md_threshold_errors_and_single_model_unchanged(md_setup, capsys):
     assert md_main(["--checkpoint", str(ckpt), "--geometry", str(directory / "start.xyz"), "--steps", "10",
                     "--save-every", "5", "--uncertainty-threshold", "0.1"]) == 2
     assert "needs an ensemble" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_npt_records_the_spread_of_the_frame_and_cell(md_setup):
+    """NPT frames: the recorded spread is predict_periodic's at the frame's positions and cell."""
+    model, stacked, _, atoms, directory = md_setup
+    box = atoms.copy()
+    box.set_cell(np.eye(3) * 18.0)
+    box.pbc = True
+    box.center()
+    simulate(model, stacked, box, ensemble="npt", steps=10, save_every=5, chunk_frames=2, dtype="float64",
+             temperature_K=300.0, barostat_time_fs=100.0, out=str(directory / "npt.traj"),
+             uncertainty_threshold=1e-12, on_uncertainty="flag")
+    frames = ase.io.read(directory / "npt.traj", index=":")
+    assert len(frames) == 2 and all(frame.info["uncertain"] for frame in frames)
+    last = frames[-1]
+    check = predict_periodic(model, stacked, last.numbers, last.positions, last.cell.array, dtype=np.float64)
+    np.testing.assert_allclose(last.info["max_forces_std_eV_per_A"], check["forces_std"].max(), rtol=1e-8)

@@ -514,7 +514,7 @@ def simulate(
 def check_uncertainty_arguments(model, ensemble: str, threshold: Optional[float], action: str) -> bool:
     """Whether the run records the ensemble uncertainty; PhysNetInputError for a threshold it cannot honour.
 
-    Records for every ensemble model (:class:`~physnetjax.ensemble.PhysNetEnsemble`) outside NPT.
+    Records for every ensemble model (:class:`~physnetjax.ensemble.PhysNetEnsemble`), in every ensemble.
     """
     if action not in UNCERTAINTY_ACTIONS:
         raise PhysNetInputError(f"on_uncertainty must be one of {UNCERTAINTY_ACTIONS}, received {action!r}")
@@ -525,10 +525,7 @@ def check_uncertainty_arguments(model, ensemble: str, threshold: Optional[float]
                 "physnetjax.ensemble combine); this model is a single PhysNet, which has no spread")
         if not (np.isfinite(threshold) and threshold > 0):
             raise PhysNetInputError(f"uncertainty threshold must be > 0 eV/Å, received {threshold}")
-        if ensemble == "npt":
-            raise PhysNetInputError("an uncertainty threshold is not available for ensemble 'npt' yet; use nve, "
-                                    "langevin, nvt-nhc or csvr")
-    return is_ensemble(model) and ensemble != "npt"
+    return is_ensemble(model)
 
 
 def _kinetic(state: MDState) -> float:

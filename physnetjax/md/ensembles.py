@@ -94,11 +94,10 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
       record_uncertainty: ``model`` is a :class:`~physnetjax.ensemble.PhysNetEnsemble`;
         every saved frame also records ``max_forces_std`` = max_i ``forces_std``_i
         (eV/Å), from one more ensemble evaluation at the frame inside the jitted
-        chunk (cost: 1/``save_every`` of the force evaluations). Not for ``npt``.
+        chunk (cost: 1/``save_every`` of the force evaluations).
 
     Raises:
-      ValueError: unknown ensemble, ``npt`` without a cell or with
-        ``record_uncertainty``, bad option values.
+      ValueError: unknown ensemble, ``npt`` without a cell, bad option values.
     """
     if ensemble not in ENSEMBLES:
         raise ValueError(f"ensemble must be one of {ENSEMBLES}, received {ensemble!r}")
@@ -106,9 +105,6 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
     conserved_dof = 3 * num_atoms - 3
     ramp = dict(temperature_end_K=options.temperature_end_K, ramp_steps=ramp_steps)
     if ensemble == "npt":
-        if record_uncertainty:
-            raise ValueError("recording the ensemble uncertainty is not available for ensemble 'npt' yet; "
-                             "use nve, langevin, nvt-nhc or csvr")
         if cell is None:
             raise ValueError("ensemble 'npt' needs a fully periodic cell (atoms.pbc all True)")
         if not options.compressibility_per_bar > 0:
@@ -125,7 +121,12 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
         def init(positions, momenta, masses, nbrs, key, cell_now):
             return init_fn(positions, momenta, masses, cell_now, nbrs, key)
 
-        return Dynamics(init, apply_fn, npt_frame_of, potential.allocate, conserved_dof, True)
+        npt_observe = npt_frame_of
+        if record_uncertainty:
+            def npt_observe(state):
+                spread = potential.outputs(state.positions, state.cell, state.nbrs)["forces_std"]
+                return npt_frame_of(state).replace(max_forces_std=jnp.max(spread))
+        return Dynamics(init, apply_fn, npt_observe, potential.allocate, conserved_dof, True)
 
     potential = physnet_potential(model, params, numbers, cell=cell, skin=skin, capacity_multiplier=capacity_multiplier)
     force, update = potential.energy_force, potential.update
