@@ -16,7 +16,6 @@ from ase import Atoms
 from physnetjax import PhysNet, init_params, save_checkpoint
 from physnetjax.check.__main__ import build_parser as check_parser
 from physnetjax.check.__main__ import main as check_main
-from physnetjax.checkpoint import load_train_state
 from physnetjax.cli_config import CONFIG_NAME, parse_args
 from physnetjax.eval.cli import build_parser as eval_parser
 from physnetjax.eval.cli import main as eval_main
@@ -150,7 +149,8 @@ def test_missing_config_file_and_bad_spectra_key_exit_2(tmp_path, capsys):
 
 def test_train_round_trip_template_to_run_to_resolved_config_to_identical_run(tmp_path, capsys):
     template = tomllib.loads(print_config(capsys, train_main, []))
-    edited = template | dict(data=[str(TRAIN_DATA)], features=8, num_basis_functions=8, train=24, valid=8, test=8,
+    edited = template | dict(data=[str(TRAIN_DATA)], features=8, num_basis_functions=8, num_iterations=1,
+                             train=16, valid=4, test=4,
                              batch_size=4, learning_rate=1e-2, schedule="exponential", decay_epochs=2.0,
                              epochs=3, progress=False, plots=False, out=str(tmp_path / "first"))
     path = tmp_path / "edited.toml"
@@ -162,23 +162,18 @@ def test_train_round_trip_template_to_run_to_resolved_config_to_identical_run(tm
     assert recorded["epochs"] == 1 and recorded["features"] == 8 and recorded["data"] == [str(TRAIN_DATA)]
     assert resolved == {**{k: v for k, v in recorded.items() if v is not None},
                         "verbose": False, "quiet": False, "allow_changed_data": False}
-    # the run directory's config.toml repeats the run (only --out changes)
-    assert train_main(["--config", str(first / CONFIG_NAME), "--out", str(tmp_path / "second")]) == 0
-    second = json.loads((tmp_path / "second" / "config.json").read_text())
-    assert second == recorded | {"out": str(tmp_path / "second")}
-    for a, b in zip(*(jax_leaves(load_train_state(d / "latest")) for d in (first, tmp_path / "second"))):
-        np.testing.assert_array_equal(a, b)
+    # the run directory's config.toml repeats the run: the same TrainConfig, only --out changes (that the
+    # same TrainConfig trains the same weights is test_train's resume-equals-uninterrupted test)
+    again = options_of(parse_args(train_parser(), ["--config", str(first / CONFIG_NAME), "--out", "second"]), "train")
+    assert TrainConfig(**{k: v for k, v in again.items() if k in recorded}) == TrainConfig(
+        **(recorded | {"out": "second"}))
+    assert train_main(["--config", str(first / CONFIG_NAME), "--quiet"]) == 3
+    assert f"{first} already holds a run" in capsys.readouterr().err
     # ... and may be passed again to --resume: only what differs from the run counts as a change
     with pytest.raises(ValueError, match=r"cannot change \['learning_rate'\]"):
         resume(first, **(TrainConfig(**recorded).to_dict() | {"learning_rate": 1.0}))
     assert train_main(["--resume", str(first), "--config", str(first / CONFIG_NAME), "--learning-rate", "1"]) == 2
     assert "cannot change ['learning_rate']" in capsys.readouterr().err
-
-
-def jax_leaves(tree):
-    import jax
-
-    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
 
 
 def test_md_keeps_its_resolved_config_beside_the_trajectory(tmp_path, capsys):
@@ -188,10 +183,11 @@ def test_md_keeps_its_resolved_config_beside_the_trajectory(tmp_path, capsys):
     ase.io.write(tmp_path / "water.xyz", Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]))
     path = tmp_path / "md.toml"
     path.write_text(f'checkpoint = "{tmp_path / "ckpt"}"\ngeometry = "{tmp_path / "water.xyz"}"\n'
-                    f'out = "{tmp_path / "traj.xyz"}"\nsteps = 40\nsave-every = 2\nchunk = 2\ntemperature = 50\n')
+                    f'out = "{tmp_path / "traj.xyz"}"\nsteps = 40\nsave-every = 2\nchunk = 2\ntemperature = 20\n'
+                    'energy_tolerance = 1e4  # an untrained model\n')
     assert md_main(["--config", str(path), "--steps", "4"]) == 0, capsys.readouterr().err
     resolved = tmp_path / f"traj.xyz.{CONFIG_NAME}"
     used = parse_args(md_parser(), ["--config", str(path), "--steps", "4"])
     assert options_of(parse_args(md_parser(), ["--config", str(resolved)])) == options_of(used)
     assert tomllib.loads(resolved.read_text())["steps"] == 4
-    assert len(ase.io.read(tmp_path / "traj.xyz", index=":")) == 3
+    assert len(ase.io.read(tmp_path / "traj.xyz", index=":")) == 4 // 2
