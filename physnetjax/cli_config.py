@@ -20,7 +20,11 @@ Rules, the same for ``train``, ``md``, ``check``, ``eval`` and each ``spectra`` 
   (an integer is accepted and converted), strings, and arrays for options taking several
   values; a choice must be one of the option's choices;
 * options given on the command line override the file; a required option may be given
-  in the file instead;
+  in the file instead; relative paths are relative to the working directory, as on the
+  command line (not to the file);
+* ``verbose = true`` in a file sets the log level; the traceback of an error is printed
+  only with ``--verbose`` on the command line (:mod:`physnetjax.cli_errors` decides before
+  any file is read);
 * an unknown key, a wrong type, a value outside the choices or a nested table is a
   :class:`~physnetjax.errors.PhysNetInputError` naming the file and the key (exit code 2,
   see :mod:`physnetjax.cli_errors`); so is a file that is not valid TOML.
@@ -109,7 +113,7 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
     """
     argv = sys.argv[1:] if argv is None else [str(token) for token in argv]
     target, tokens = _chosen_parser(parser, argv)
-    finder = argparse.ArgumentParser(prog=target.prog, add_help=False, allow_abbrev=False)
+    finder = argparse.ArgumentParser(prog=target.prog, add_help=False, allow_abbrev=target.allow_abbrev)
     finder.add_argument("--config")
     path = finder.parse_known_args(tokens)[0].config
     if path is not None:
@@ -179,7 +183,8 @@ def render(parser: argparse.ArgumentParser, values: dict | None = None, resolved
     command = parser.prog
     if resolved:
         header = [f"Options used by this run of {command} (TOML).",
-                  f"Repeat it with: {command} --config THIS_FILE  (command-line options override the file)."]
+                  f"Repeat it with: {command} --config THIS_FILE  (command-line options override the file).",
+                  f"Relative paths are relative to the directory it ran in: {Path.cwd()}"]
     else:
         header = [f"Configuration of {command} (TOML); use it with: {command} --config FILE",
                   "Keys are the option names with underscores (dashes work too); options on the command",
