@@ -16,7 +16,7 @@ from ase import Atoms
 from physnetjax import PhysNet, init_params, save_checkpoint
 from physnetjax.check.__main__ import build_parser as check_parser
 from physnetjax.check.__main__ import main as check_main
-from physnetjax.cli_config import CONFIG_NAME, parse_args
+from physnetjax.cli_config import CONFIG_NAME, parse_args, read_config, write_resolved_config
 from physnetjax.eval.cli import build_parser as eval_parser
 from physnetjax.eval.cli import main as eval_main
 from physnetjax.md.__main__ import build_parser as md_parser
@@ -191,3 +191,16 @@ def test_md_keeps_its_resolved_config_beside_the_trajectory(tmp_path, capsys):
     assert options_of(parse_args(md_parser(), ["--config", str(resolved)])) == options_of(used)
     assert tomllib.loads(resolved.read_text())["steps"] == 4
     assert len(ase.io.read(tmp_path / "traj.xyz", index=":")) == 4 // 2
+
+
+def test_resolved_values_survive_toml_exactly(tmp_path):
+    """Strings with quotes, backslashes, unicode and control characters, extreme floats and arrays."""
+    used = {"geometry": 'dir "a"\\b/ethanol Å\t\x01.xyz', "temperature": 1e-300, "pressure": -3.3333333333333335e+20,
+            "compressibility": 4.5e-05, "steps": 2 ** 40, "float64": True, "out": None, "anisotropic": False,
+            "ensemble": "npt"}
+    path = tmp_path / "resolved.toml"
+    write_resolved_config(md_parser(), used, path)
+    read = read_config(md_parser(), path)
+    given = {k: v for k, v in used.items() if v is not None}
+    assert "out" not in read and {k: read[k] for k in given} == given
+    assert all(type(read[k]) is type(v) for k, v in given.items())
