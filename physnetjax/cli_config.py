@@ -129,12 +129,16 @@ def read_config(parser: argparse.ArgumentParser, path) -> dict:
     """The options in the TOML file ``path`` for ``parser``, as dest → value (converted like the command line).
 
     Raises:
-      PhysNetInputError: invalid TOML, an unknown key (with the closest known ones), a key
-        given twice (dashes and underscores), a nested table, a wrong type or choice.
+      PhysNetInputError: a directory, invalid TOML or UTF-8, an unknown key (with the
+        closest known ones), a key given twice (dashes and underscores), a nested table,
+        a wrong type or choice.
+      FileNotFoundError: no such file.
     """
+    if Path(path).is_dir():
+        raise PhysNetInputError(f"--config {path} is a directory, not a TOML file")
     try:
-        document = tomllib.loads(Path(path).read_text())
-    except tomllib.TOMLDecodeError as error:
+        document = tomllib.loads(Path(path).read_bytes().decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise PhysNetInputError(f"{path}: not a valid TOML file ({error})") from error
     actions = {action.dest: action for action in options(parser)}
     values: dict = {}

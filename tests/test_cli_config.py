@@ -140,6 +140,11 @@ def test_bad_config_files_are_one_line_errors_naming_file_and_key(tmp_path, caps
 def test_missing_config_file_and_bad_spectra_key_exit_2(tmp_path, capsys):
     assert md_main(["--config", str(tmp_path / "none.toml")]) == 2
     assert "none.toml" in capsys.readouterr().err
+    assert md_main(["--config", str(tmp_path)]) == 2
+    assert "is a directory, not a TOML file" in capsys.readouterr().err
+    (tmp_path / "latin1.toml").write_bytes('geometry = "\xe9"\n'.encode("latin-1"))
+    assert md_main(["--config", str(tmp_path / "latin1.toml")]) == 2
+    assert "latin1.toml: not a valid TOML file" in capsys.readouterr().err
     path = tmp_path / "h.toml"
     path.write_text("temperature = 300.0\n")
     assert spectra_main(["harmonic", "--config", str(path)]) == 2
