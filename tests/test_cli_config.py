@@ -6,10 +6,8 @@ import argparse
 import json
 import re
 import tomllib
-from pathlib import Path
 
 import ase.io
-import numpy as np
 import pytest
 from ase import Atoms
 
@@ -53,9 +51,9 @@ CLIS = [
 ]
 
 
-def print_config(capsys, main, prefix, *options) -> str:
+def print_config(capsys, main, prefix) -> str:
     with pytest.raises(SystemExit) as stop:
-        main([*prefix, *map(str, options), "--print-config"])
+        main([*prefix, "--print-config"])
     assert stop.value.code == 0
     return capsys.readouterr().out
 
