@@ -94,9 +94,11 @@ def options_of(namespace, name="") -> dict:
     return given
 
 
-def test_file_values_are_defaults_and_the_command_line_wins(tmp_path):
+def test_file_values_are_defaults_and_the_command_line_wins(tmp_path, capsys):
     path = tmp_path / "md.toml"
     path.write_text('geometry = "water.xyz"\nsteps = 40\ntemperature = 250\nsave-every = 5\nfloat64 = true\n')
+    checked = tomllib.loads(print_config(capsys, md_main, ["--config", str(path)]))
+    assert (checked["geometry"], checked["steps"], checked["save_every"], checked["chunk"]) == ("water.xyz", 40, 5, 100)
     args = parse_args(md_parser(), ["--config", str(path), "--steps", "80"])
     assert args.geometry == "water.xyz" and args.steps == 80 and args.save_every == 5 and args.float64 is True
     assert args.temperature == 250.0 and isinstance(args.temperature, float)
