@@ -2,7 +2,9 @@
 
 Runs :func:`physnetjax.md.driver.simulate` with a progress bar and prints the final
 report (energy drift and fluctuation, mean temperature, steps/s). Without
-``--checkpoint`` the shipped example model (ethanol) is used.
+``--checkpoint`` the shipped example model (ethanol) is used. Options may come from a
+TOML file (``--config``, ``--print-config``: :mod:`physnetjax.cli_config`); with
+``--out OUT`` the options used are kept in ``OUT.config.toml``.
 
 With an ensemble checkpoint the forces are the members' mean and every saved frame
 records the largest per-atom force spread; ``--uncertainty-threshold`` stops the run at
@@ -25,6 +27,7 @@ import sys
 import ase.io
 import jax
 
+from physnetjax.cli_config import CONFIG_NAME, add_config_options, parse_args, write_resolved_config
 from physnetjax.cli_errors import EXIT_OK, EXIT_RUN_STOPPED, cli_main
 from physnetjax.errors import PhysNetInputError
 from physnetjax.md.driver import (
@@ -39,7 +42,7 @@ from physnetjax.md.ensembles import ENSEMBLES
 from physnetjax.validation import check_output_path, trained_elements_of
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m physnetjax.md", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--checkpoint", help="model checkpoint directory (new or legacy format); "
@@ -86,7 +89,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--on-uncertainty", choices=UNCERTAINTY_ACTIONS, default="stop",
                         help="a frame past --uncertainty-threshold: stop (keep the last trusted frame) or flag it")
     parser.add_argument("--verbose", action="store_true")
-    return parser.parse_args(argv)
+    add_config_options(parser)
+    return parser
 
 
 def read_geometry(path) -> ase.Atoms:
@@ -101,7 +105,8 @@ def read_geometry(path) -> ase.Atoms:
 
 @cli_main("python -m physnetjax.md")
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    parser = build_parser()
+    args = parse_args(parser, argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, force=True)
     for path, what in ((args.out, "--out"), (args.md_checkpoint, "--md-checkpoint")):
         if path is not None:
@@ -127,6 +132,8 @@ def main(argv=None) -> int:
     if args.edge_chunk_size is not None:
         model = model.clone(edge_chunk_size=args.edge_chunk_size)
     atoms = read_geometry(args.geometry)
+    if args.out is not None:
+        write_resolved_config(parser, args, f"{args.out}.{CONFIG_NAME}")
     with Progress(TextColumn("MD"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                   TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task("md", total=args.steps)
