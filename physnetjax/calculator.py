@@ -37,7 +37,7 @@ from physnetjax.ensemble.model import is_ensemble
 from physnetjax.neighbors.batch import Batch, model_pair_cutoff
 from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round_up
 from physnetjax.physics.dispersion import check_d3_elements
-from physnetjax.predict import jitted_apply, require_finite
+from physnetjax.predict import jitted_apply, require_finite, spread_of
 from physnetjax.validation import neighbor_box, trained_elements_of, validate_structure
 
 logger = logging.getLogger(__name__)
@@ -213,9 +213,7 @@ class PhysNetCalculator(Calculator):
         if "stress" in out:
             wanted["stress"] = out["stress"]
         if self.ensemble:
-            wanted.update(energy_std=out["energy_std"], forces_std=out["forces_std"])
-            if self.model.charges:
-                wanted.update(charges_std=out["charges_std"], dipoles_std=out["dipoles_std"])
+            wanted.update({key: out[key] for key in ("energy_std", "forces_std", "charges_std", "dipoles_std")})
         host = jax.device_get(wanted)
         energy = float(host["energy"][0])
         self.results = {
@@ -230,8 +228,5 @@ class PhysNetCalculator(Calculator):
         if "stress" in host:
             self.results["stress"] = full_3x3_to_voigt_6_stress(np.asarray(host["stress"][0], np.float64))
         if self.ensemble:
-            self.results["energy_std"] = float(host["energy_std"][0])
-            self.results["forces_std"] = np.asarray(host["forces_std"][:n], dtype=np.float64)
-            if self.model.charges:
-                self.results["charges_std"] = np.asarray(host["charges_std"][:n], dtype=np.float64)
-                self.results["dipole_std"] = float(host["dipoles_std"][0])
+            self.results.update({key: value if isinstance(value, float) else np.asarray(value, np.float64)
+                                 for key, value in spread_of(host, n).items() if value is not None})
