@@ -152,6 +152,8 @@ def test_member_count_mismatch_is_a_clear_error(ensemble, tmp_path):
     model, stacked, _ = ensemble
     with pytest.raises(CheckpointError, match="ensemble of 4 members but the parameters hold 3"):
         save_checkpoint(tmp_path / "bad", model.clone(size=4), stacked)
+    with pytest.raises(CheckpointError, match="ensemble of 3 members but the parameters are not stacked"):
+        save_checkpoint(tmp_path / "bad", model, member_params(stacked, 0))
     path = save_checkpoint(tmp_path / "ens", model, stacked)
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     config["model"]["ensemble_size"] = 4

@@ -178,8 +178,11 @@ def member_count_mismatch(model: PhysNetEnsemble, params) -> Optional[str]:
     counts = {int(jnp.shape(leaf)[0]) if jnp.ndim(leaf) else 0 for leaf in jax.tree_util.tree_leaves(params)}
     if counts == {model.size}:
         return None
+    if len(counts) == 1:
+        return f"the model is an ensemble of {model.size} members but the parameters hold {counts.pop()} member(s)"
     found = ", ".join(str(c) for c in sorted(counts))
-    return f"the model is an ensemble of {model.size} members but the parameters hold {found} member(s)"
+    return (f"the model is an ensemble of {model.size} members but the parameters are not stacked (their leading "
+            f"axes have lengths {found}; stack the members with physnetjax.ensemble.stack_members)")
 
 
 def _leaf_shapes(tree) -> dict:
