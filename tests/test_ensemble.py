@@ -219,6 +219,31 @@ def test_combining_different_architectures_names_the_difference(ensemble, tmp_pa
     assert "at least 2 members" in capsys.readouterr().err
 
 
+def test_calibrate_cli_fits_the_maximum_likelihood_scale(ensemble, molecules, tmp_path, capsys):
+    """Labels from member 0 on three displaced methanols: the stored scale is sqrt(mean |ΔF|²/σ²) over all atoms."""
+    model, stacked, members = ensemble
+    z, r = molecules["methanol"]
+    positions = [r + 0.03 * np.random.default_rng(k).normal(size=r.shape) for k in range(3)]
+    labels = [predict(model.member, members[0], z, p, dtype=np.float64) for p in positions]
+    np.savez(tmp_path / "frames.npz", R=np.array(positions), Z=np.tile(z, (3, 1)), N=np.full(3, len(z)),
+             E=np.array([label["energy"] for label in labels]), F=np.array([label["forces"] for label in labels]))
+    ens = save_checkpoint(tmp_path / "ens", model.clone(calibration_scale=5.0), stacked, {"note": "kept"})
+    assert ensemble_main(["calibrate", str(ens), "--data", str(tmp_path / "frames.npz"), "--out",
+                          str(tmp_path / "cal"), "--float64"]) == 0
+    assert "calibration_scale" in capsys.readouterr().out
+    ratios = []
+    for p, label in zip(positions, labels):
+        mean = predict(model, stacked, z, p, dtype=np.float64)  # scale 1: the fixture's model
+        ratios += list(np.sum((mean["forces"] - label["forces"]) ** 2, axis=-1) / mean["forces_std"] ** 2)
+    calibrated, _, metadata = load_checkpoint(tmp_path / "cal")
+    assert calibrated.calibration_scale == pytest.approx(np.sqrt(np.mean(ratios)), rel=1e-6)
+    assert metadata["note"] == "kept" and metadata["calibration"]["atoms"] == 3 * len(z)
+    single = save_checkpoint(tmp_path / "single", model.member, members[0])
+    assert ensemble_main(["calibrate", str(single), "--data", str(tmp_path / "frames.npz"), "--out",
+                          str(tmp_path / "x")]) == 2
+    assert "needs an ensemble" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_check_passes_on_the_ensemble_mean(ensemble, molecules):
     from physnetjax.check.runner import check_model
