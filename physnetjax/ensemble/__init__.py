@@ -5,6 +5,11 @@
   and the rank correlation between spread and error.
 * :mod:`physnetjax.ensemble.combine`: several single-model checkpoints → one ensemble
   checkpoint (``python -m physnetjax.ensemble combine CKPT... --out DIR``).
+* :mod:`physnetjax.ensemble.calibrate_checkpoint`: the scale of an ensemble checkpoint
+  fitted on held-out frames (``python -m physnetjax.ensemble calibrate CKPT --data FILE... --out DIR``).
+
+Only the model and the calibration functions are imported here; the two checkpoint
+tools sit above the checkpoint package and are imported from their modules.
 """
 
 from physnetjax.ensemble.calibration import fit_calibration_scale, gaussian_nll, spearman_rank_correlation
