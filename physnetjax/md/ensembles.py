@@ -121,12 +121,9 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
         def init(positions, momenta, masses, nbrs, key, cell_now):
             return init_fn(positions, momenta, masses, cell_now, nbrs, key)
 
-        npt_observe = npt_frame_of
-        if record_uncertainty:
-            def npt_observe(state):
-                spread = potential.outputs(state.positions, state.cell, state.nbrs)["forces_std"]
-                return npt_frame_of(state).replace(max_forces_std=jnp.max(spread))
-        return Dynamics(init, apply_fn, npt_observe, potential.allocate, conserved_dof, True)
+        observe = npt_frame_of if not record_uncertainty else with_spread(
+            npt_frame_of, lambda state: potential.outputs(state.positions, state.cell, state.nbrs)["forces_std"])
+        return Dynamics(init, apply_fn, observe, potential.allocate, conserved_dof, True)
 
     potential = physnet_potential(model, params, numbers, cell=cell, skin=skin, capacity_multiplier=capacity_multiplier)
     force, update = potential.energy_force, potential.update
@@ -154,12 +151,18 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
                                  degrees_of_freedom=conserved_dof, neighbor_update=update, **ramp)
         init, dof = (lambda positions, momenta, masses, nbrs, key, cell_now:
                      init_fn(positions, momenta, masses, nbrs, key)), conserved_dof
-    observe = frame_of
-    if record_uncertainty:
-        def observe(state: MDState):
-            spread = potential.outputs(state.positions, state.nbrs)["forces_std"]
-            return frame_of(state).replace(max_forces_std=jnp.max(spread))
+    observe = frame_of if not record_uncertainty else with_spread(
+        frame_of, lambda state: potential.outputs(state.positions, state.nbrs)["forces_std"])
     return Dynamics(init, apply_fn, observe, allocate, dof, False)
+
+
+def with_spread(observe: Callable[[MDState], Any], forces_std: Callable[[MDState], Any]) -> Callable[[MDState], Any]:
+    """``observe`` whose frame also holds ``max_forces_std`` = max_i ``forces_std(state)``_i (eV/Å)."""
+
+    def observe_with_spread(state):
+        return observe(state).replace(max_forces_std=jnp.max(forces_std(state)))
+
+    return observe_with_spread
 
 
 def checkpoint_arrays(state: MDState, numbers, step: int, ensemble: str) -> dict:
