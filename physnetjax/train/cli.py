@@ -8,6 +8,7 @@ Examples::
     python -m physnetjax.train --resume runs/my --epochs 400    # continue exactly
     python -m physnetjax.train --max-time 240 --out runs/4min   # schedule laid out over 240 s of training
     python -m physnetjax.train --data new.npz --init-from runs/my/best   # fine-tune (weights only)
+    python -m physnetjax.train --ensemble 4 --bootstrap --out runs/ens4  # 4 members, one vmapped program
 
 Exit status (:mod:`physnetjax.cli_errors`): 0 done; 2 bad input (data file, option
 value, run directory to resume); 3 the run directory cannot be created or already
@@ -55,6 +56,8 @@ HELP = {
     "init_from": "start from the weights (and architecture) of this checkpoint, legacy ones included",
     "force_check_threshold": "max |F_autodiff - F_finite-difference| in eV/Å allowed at each best checkpoint",
     "force_check_delta": "finite-difference step in Å",
+    "ensemble": "train K members at once (vmapped); member k uses seed SEED+k for weights and shuffles",
+    "bootstrap": "with --ensemble: each member trains on its own resample (with replacement) of the training frames",
     "progress": "rich progress bar", "plots": "learning-curve and parity PNGs (matplotlib)",
     "log_every": "print the summary line every N epochs (best epochs always)",
 }
