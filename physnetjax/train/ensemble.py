@@ -39,6 +39,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from physnetjax.checkpoint import load_checkpoint
+from physnetjax.ensemble import PhysNetEnsemble, ensemble_statistics, is_ensemble, stack_members
+from physnetjax.errors import PhysNetInputError
 from physnetjax.neighbors import apply_batch
 from physnetjax.predict import init_params
 from physnetjax.train.batching import iterate_batches
@@ -70,19 +73,37 @@ def member_columns(size: int) -> list[str]:
     return [f"member{k}_{name}" for k in range(size) for name in MEMBER_METRICS]
 
 
-def stack_trees(trees: list):
-    """One pytree whose leaves are the members' leaves stacked along a new leading axis K."""
-    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
-
-
-def unstack_tree(tree, size: int) -> list:
-    """Inverse of :func:`stack_trees`: the K member pytrees."""
-    return [jax.tree_util.tree_map(lambda leaf, k=k: leaf[k], tree) for k in range(size)]
-
-
 def init_member_params(model, seeds: list[int]):
-    """Stacked fresh variables of ``model``: member k initialised with ``seeds[k]``."""
-    return stack_trees([init_params(model, s) for s in seeds])
+    """Stacked fresh variables of ``model`` (K ≥ 2 members): member k initialised with ``seeds[k]``."""
+    return stack_members([init_params(model, s) for s in seeds])
+
+
+def initial_weights(path, size: int) -> tuple:
+    """(architecture without element energies, variables) to start training from checkpoint ``path``.
+
+    A single-model checkpoint starts a single model; an ensemble checkpoint of K members
+    starts an ensemble of K members (member k from member k, stacked variables).
+
+    Raises:
+      PhysNetInputError: the checkpoint's member count differs from ``size`` (a single
+        model counts as 1).
+    """
+    loaded, params, _ = load_checkpoint(path)
+    found = loaded.size if is_ensemble(loaded) else 1
+    if found != size:
+        kind = f"an ensemble of {found} members" if found > 1 else "a single model"
+        hint = (f"pass --ensemble {found}" if found > 1 else
+                "combine single checkpoints into one ensemble with python -m physnetjax.ensemble combine")
+        raise PhysNetInputError(f"--init-from {path} holds {kind} but --ensemble is {size}; {hint}")
+    member = loaded.member if is_ensemble(loaded) else loaded
+    return member.clone(element_energies=None), jax.tree_util.tree_map(jnp.asarray, params)
+
+
+def saved_model(member, size: int, calibration_scale: float = 1.0):
+    """What a checkpoint stores: the member itself for one model, else a :class:`PhysNetEnsemble` of it."""
+    if size == 1:
+        return member
+    return PhysNetEnsemble(member=member, size=size, calibration_scale=calibration_scale)
 
 
 def bootstrap_frames(train_indices: np.ndarray, seeds: list[int]) -> list[np.ndarray]:
@@ -92,7 +113,7 @@ def bootstrap_frames(train_indices: np.ndarray, seeds: list[int]) -> list[np.nda
 
 
 def member_batches(dataset, member_frames: list[np.ndarray], seeds: list[int], epoch: int, energies, model,
-                   batch_size: int, shapes) -> Iterator[tuple]:
+                   batch_size: int, shapes, dtype=np.float32) -> Iterator[tuple]:
     """Yield ``(batch, labels)`` with leaves of shape (K, D, ...): member k's batch of epoch ``epoch``.
 
     Member k visits ``member_frames[k]`` shuffled with ``[seeds[k], epoch]``, as a single
@@ -101,7 +122,7 @@ def member_batches(dataset, member_frames: list[np.ndarray], seeds: list[int], e
     sizes = {len(frames) for frames in member_frames}
     if len(sizes) != 1:
         raise ValueError(f"every member needs the same number of training frames, received {sorted(sizes)}")
-    streams = [iterate_batches(dataset, frames, energies, model, batch_size, shapes, seed=[s, epoch])
+    streams = [iterate_batches(dataset, frames, energies, model, batch_size, shapes, seed=[s, epoch], dtype=dtype)
                for frames, s in zip(member_frames, seeds)]
     for parts in zip(*streams):
         yield jax.tree_util.tree_map(lambda *xs: np.stack(xs), *parts)
@@ -116,9 +137,11 @@ def make_ensemble_steps(model, optimizer, weights: dict, loss_kind: str, ema_dec
 
     eval_step(params, batch, labels) on one (D, ...) batch shared by all members →
     (member_loss (K,), member_sums {term: 3 × (K,)}, mean_loss, mean_sums {term: 3 scalars},
-    predictions) where "mean" is the ensemble prediction ȳ = (1/K) Σ_k y_k and predictions
-    hold E (D, B) and F (D, N, 3) of ȳ and the members' population standard deviations
-    E_std (D, B) eV and F_std (D, N, 3) eV/Å (σ² = (1/K) Σ_k (y_k − ȳ)²).
+    predictions) where "mean" is the ensemble prediction ȳ = (1/K) Σ_k y_k. predictions hold
+    E (D, B) and F (D, N, 3) of ȳ, the uncalibrated spreads of
+    :func:`physnetjax.ensemble.ensemble_statistics` E_std (D, B) eV and F_std (D, N) eV/Å,
+    and per molecule slot over its force-labelled atoms i: F_var_sum = Σ_i F_std_i²,
+    F_err_sum = Σ_i |F̄_i − F_ref,i|² (D, B) and F_atoms (D, B) their count.
     """
     train_step, _, _ = step_functions(model, optimizer, weights, loss_kind, ema_decay)
 
@@ -126,9 +149,18 @@ def make_ensemble_steps(model, optimizer, weights: dict, loss_kind: str, ema_dec
         outs = jax.vmap(lambda p: apply_batch(model, p, batch))(params)
         outs = {key: outs[key] for key in OUTPUT_KEYS if outs.get(key) is not None}
         member = jax.vmap(lambda out: sums_from_outputs(out, labels, model.charges))(outs)
-        mean_out = {key: jnp.mean(value, axis=0) for key, value in outs.items()}
-        mean = sums_from_outputs(mean_out, labels, model.charges)
-        spread = {"E_std": jnp.std(outs["energy"], axis=0), "F_std": jnp.std(outs["forces"], axis=0)}
+        statistics = ensemble_statistics(outs)
+        mean = sums_from_outputs({key: statistics[key] for key in outs}, labels, model.charges)
+        f_mask = labels["F_mask"]
+        f_err = jnp.sum((statistics["forces"] - labels["F"]) ** 2, axis=-1)
+
+        def per_molecule(values):
+            return jax.ops.segment_sum(jnp.where(f_mask, values, 0.0), batch.atom_segments,
+                                       num_segments=batch.num_molecules)
+
+        spread = {"E_std": statistics["energy_std"], "F_std": statistics["forces_std"],
+                  "F_var_sum": per_molecule(statistics["forces_std"] ** 2), "F_err_sum": per_molecule(f_err),
+                  "F_atoms": per_molecule(jnp.ones_like(f_err))}
         return member, mean, spread
 
     def eval_step(params, batch, labels):

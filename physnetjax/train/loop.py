@@ -55,6 +55,7 @@ from physnetjax.data import (
 )
 from physnetjax.data.fingerprint import changed_files, data_fingerprint
 from physnetjax.data.sanity import check_label_sanity
+from physnetjax.ensemble import fit_calibration_scale, gaussian_nll, member_params, spearman_rank_correlation
 from physnetjax.jsonlines import append_record, start_log
 from physnetjax.model import PhysNet
 from physnetjax.predict import init_params
@@ -64,11 +65,12 @@ from physnetjax.train.config import RESUME_OVERRIDES, TrainConfig
 from physnetjax.train.ensemble import (
     bootstrap_frames,
     init_member_params,
+    initial_weights,
     make_ensemble_steps,
     member_batches,
     member_columns,
     member_seeds,
-    unstack_tree,
+    saved_model,
 )
 from physnetjax.train.forcecheck import ForceCheckError, finite_difference_force_error
 from physnetjax.train.loss import TERMS, loss_from_sums, loss_weights, metrics_from_totals
@@ -183,7 +185,8 @@ class Trainer:
         self.energies = shifted_energies(self.dataset.Z, self.dataset.E, self.element_energies)
         z_train = self.dataset.Z[train_idx]
         self.trained_elements = sorted(int(z) for z in np.unique(z_train[z_train > 0]))
-        self.saved_model = self.model.clone(element_energies=tuple(float(e) for e in self.element_energies))
+        self.saved_model = saved_model(self.model.clone(element_energies=tuple(float(e) for e in self.element_energies)),
+                                       self.size)
 
         self.mesh = device_mesh()
         num_devices = self.mesh.devices.size
@@ -359,7 +362,7 @@ class Trainer:
         member_totals = [{t: np.zeros(3) for t in TERMS} for _ in range(self.size if self.size > 1 else 0)]
         collected = {"E_ref": [], "E_pred": [], "F_ref": [], "F_pred": []}
         if self.size > 1:
-            collected.update({"E_std": [], "F_std": []})
+            collected.update({"E_std": [], "F_std": [], "F_var_sum": [], "F_err_sum": [], "F_atoms": []})
         for batch, labels, host_labels in self.batches(indices):
             if self.size > 1:
                 _, member_sums, _, sums, predictions = self.eval_step(params, batch, labels)
@@ -380,6 +383,8 @@ class Trainer:
                 if self.size > 1:
                     collected["E_std"].append(np.asarray(predictions["E_std"])[e_mask])
                     collected["F_std"].append(np.asarray(predictions["F_std"])[f_mask])
+                    for key in ("F_var_sum", "F_err_sum", "F_atoms"):
+                        collected[key].append(np.asarray(predictions[key]).ravel())
         loss = float(loss_from_sums({t: tuple(totals[t]) for t in TERMS}, self.weights, self.config.loss))
         predictions = {k: np.concatenate(v) for k, v in collected.items()} if collect else {}
         metrics = metrics_from_totals(totals)
@@ -432,11 +437,48 @@ class Trainer:
             if os.path.realpath(old) not in keep:
                 shutil.rmtree(old, ignore_errors=True)
 
+    def _calibrate(self, valid_pred: dict, test_pred: dict, valid_members: list, test_members: list) -> dict:
+        """Fit the spread's calibration scale on the validation split and store it in the best checkpoint.
+
+        s = sqrt(mean_i |e_i|² / σ_i²) (maximum likelihood of e_i ~ N(0, s² σ_i² / d · I);
+        :func:`physnetjax.ensemble.fit_calibration_scale`) over the force-labelled validation
+        atoms (e_i = F̄_i − F_ref,i, σ_i = forces_std), or the validation energies when no
+        frame has forces. The best checkpoint is rewritten with ``calibration_scale`` = s.
+        Returns the ensemble part of the final summary (calibration, per-member metrics,
+        spread–error rank correlations on valid and test).
+        """
+        if len(valid_pred["F_std"]):
+            quantity, errors, spreads = "forces", valid_pred["F_pred"] - valid_pred["F_ref"], valid_pred["F_std"]
+        else:
+            quantity, errors, spreads = "energy", valid_pred["E_pred"] - valid_pred["E_ref"], valid_pred["E_std"]
+        calibration = {"quantity": quantity, "fitted_on": "valid", "samples": int(len(spreads)),
+                       "criterion": "maximum likelihood of e ~ N(0, s^2 sigma^2 / d I): s^2 = mean(|e|^2 / sigma^2)"}
+        try:
+            scale = fit_calibration_scale(errors, spreads)
+        except ValueError as error:
+            logger.warning("calibration scale not fitted (%s); the checkpoint keeps scale 1", error)
+            scale = None
+        if scale is not None:
+            calibration.update(scale=scale, valid_nll_uncalibrated=gaussian_nll(errors, spreads, 1.0),
+                               valid_nll_calibrated=gaussian_nll(errors, spreads, scale))
+            best = (self.run_dir / "best").resolve()
+            model, params, meta = load_checkpoint(best)
+            meta["calibration"] = calibration
+            save_checkpoint(best, model.clone(calibration_scale=scale), params, meta,
+                            train_state=load_train_state(best), overwrite=True)
+        report = {"size": self.size, "seeds": self.seeds, "bootstrap": self.config.bootstrap,
+                  "calibration": calibration, "valid": _ensemble_report(valid_pred, valid_members),
+                  "test": _ensemble_report(test_pred, test_members)}
+        rho = report["test"].get("forces_spread_error_spearman")
+        logger.info("ensemble of %d: calibration scale %s (%s, validation); test spread-error Spearman rho %s",
+                    self.size, _fmt(scale), quantity, _fmt(rho))
+        return report
+
     def _force_check(self, params) -> float:
         """Max |F_autodiff − F_fd| (eV/Å, float64, max over members) on the first validation frame; raises above threshold."""
         k = int(self.split["valid"][0])
         n = int(self.dataset.N[k])
-        members = unstack_tree(params, self.size) if self.size > 1 else [params]
+        members = [member_params(params, k) for k in range(self.size)] if self.size > 1 else [params]
         error = max(finite_difference_force_error(self.model, member, self.dataset.Z[k, :n], self.dataset.R[k, :n],
                                                   self.config.force_check_delta) for member in members)
         logger.info("force check (float64 finite differences, %s): max error %.3g eV/Å",
@@ -586,10 +628,12 @@ class Trainer:
             logger.info("stopped after epoch %d: %s", self.epoch, reason)
         best_model, best_params, best_meta = load_checkpoint(self.run_dir / "best")
         best_params = replicate(best_params, self.mesh)
-        valid_loss, valid_metrics, valid_pred, _ = self.evaluate(best_params, self.split["valid"], collect=True)
-        test_metrics = {}
+        valid_loss, valid_metrics, valid_pred, valid_members = self.evaluate(best_params, self.split["valid"],
+                                                                             collect=True)
+        test_metrics, test_pred, test_members = {}, {}, []
         if len(self.split["test"]):
-            _, test_metrics, _, _ = self.evaluate(best_params, self.split["test"], split="test")
+            _, test_metrics, test_pred, test_members = self.evaluate(best_params, self.split["test"], split="test",
+                                                                     collect=self.size > 1)
         summary = {
             "run_dir": str(self.run_dir),
             "stop_reason": stop_reason,
@@ -602,6 +646,8 @@ class Trainer:
             "train_time_s": self.budget.elapsed if self.budget else None,
             "num_devices": int(self.mesh.devices.size),
         }
+        if self.size > 1:
+            summary["ensemble"] = self._calibrate(valid_pred, test_pred, valid_members, test_members)
         self._write_json(summary)
         if self.config.plots:
             plots.learning_curve(self.rows, self.run_dir / "learning_curve.png")
@@ -616,6 +662,33 @@ class Trainer:
             _fmt(valid_metrics.get("forces_mae")), _fmt(test_metrics.get("energy_mae")),
             _fmt(test_metrics.get("forces_mae")), self.run_dir / "best")
         return summary
+
+
+def _ensemble_report(predictions: dict, members: list) -> dict:
+    """Per-member metrics and, when the split has force labels, the Spearman ρ between per-frame spread and error.
+
+    Per frame j (force-labelled atoms i of j): spread_j = sqrt(mean_i forces_std_i²),
+    error_j = sqrt(mean_i |F̄_i − F_ref,i|²) (eV/Å); energies: energy_std_j against |Ē_j − E_ref,j| (eV).
+    """
+    report = {"members": [{"loss": loss, **metrics} for loss, metrics in members]}
+    frames = predictions.get("F_atoms", np.zeros(0)) > 0
+    if frames.sum() >= 2:
+        atoms = predictions["F_atoms"][frames]
+        report["forces_spread_error_spearman"] = _spearman_or_none(
+            np.sqrt(predictions["F_var_sum"][frames] / atoms), np.sqrt(predictions["F_err_sum"][frames] / atoms))
+    if len(predictions.get("E_std", ())) >= 2:
+        report["energy_spread_error_spearman"] = _spearman_or_none(
+            predictions["E_std"], np.abs(predictions["E_pred"] - predictions["E_ref"]))
+    return report
+
+
+def _spearman_or_none(spreads, errors):
+    """Spearman ρ, or None where it is undefined (all spreads or all errors equal)."""
+    try:
+        return spearman_rank_correlation(spreads, errors)
+    except ValueError as error:
+        logger.warning("rank correlation undefined: %s", error)
+        return None
 
 
 def _step_seconds(step_times: list) -> float:
