@@ -160,3 +160,19 @@ def test_init_from_needs_the_same_member_count(ensemble_run, tmp_path):
         train(ensemble_config(tmp_path / "three", ensemble=3, init_from=str(out / "best")))
     with pytest.raises(ValueError, match="bootstrap .* needs --ensemble K >= 2"):
         TrainConfig(bootstrap=True)
+
+
+@pytest.mark.slow
+def test_ensemble_run_members_equal_single_runs_of_their_seeds(ensemble_run, tmp_path):
+    """The trainer's plumbing (member seeds, shuffles, E0, split): member k of the ensemble run equals
+    the single-model run with --seed 3+k on the ensemble's split (float32; equal up to summation order)."""
+    out, _ = ensemble_run
+    _, params, _ = load_checkpoint(out / "latest")
+    for k, seed in enumerate((3, 4)):
+        single = tmp_path / f"seed{seed}"
+        train(ensemble_config(single, ensemble=1, seed=seed, split_file=str(out / "split.npz")))
+        _, expected, _ = load_checkpoint(single / "latest")
+        for a, b in zip(leaves(expected), leaves(member_params(params, k))):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+        assert float(read_rows(single)[-1]["valid_loss"]) == pytest.approx(
+            float(read_rows(out)[-1][f"member{k}_valid_loss"]), rel=1e-5)
