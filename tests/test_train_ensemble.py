@@ -1,7 +1,6 @@
 """Ensemble training (``--ensemble K``): the vmapped step equals K separate models, exact resume,
 per-member metrics, the checkpoint is an ensemble with its calibration scale."""
 
-import csv
 import json
 
 import jax

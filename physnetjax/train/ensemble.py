@@ -49,12 +49,12 @@ from physnetjax.train.loss import TERMS, loss_from_sums, sums_from_outputs
 from physnetjax.train.optim import step_functions
 
 BOOTSTRAP_STREAM = 104729
-"""Second word of the bootstrap resampling seed ``[seed + k, BOOTSTRAP_STREAM]`` (distinct from epoch numbers in practice)."""
+"""Second word of the bootstrap resampling seed ``[seed + k, BOOTSTRAP_STREAM]`` (apart from epoch numbers)."""
 
 MEMBER_METRICS = (["train_loss", "grad_norm", "valid_loss"]
                   + [f"valid_{m}_{s}" for m in ("energy", "energy_per_atom", "forces", "dipole", "charge")
                      for s in ("mae", "rmse")])
-"""Per-member columns of metrics.csv, as ``member{k}_{name}`` (the ensemble-mean columns keep their single-model names)."""
+"""Per-member columns of metrics.csv, ``member{k}_{name}`` (the ensemble-mean columns keep the single-model names)."""
 
 OUTPUT_KEYS = ("energy", "forces", "dipoles", "sum_charges")
 

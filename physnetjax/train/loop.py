@@ -23,6 +23,12 @@ the learning-rate schedule and early stopping are laid out over the budget of
 training time (summed over resumed invocations, saved in every checkpoint) instead
 of ``epochs``, and the run stops after the last epoch that fits in the budget, with
 the learning rate at the schedule's end value.
+
+With ``ensemble`` K > 1 the same loop trains K members at once
+(:mod:`physnetjax.train.ensemble`): the state is stacked over members, the metrics
+are those of the member mean plus ``member{k}_*`` columns, the checkpoints are
+ensemble checkpoints, and at the end the spread's calibration scale is fitted on
+the validation split and stored in ``best`` (:meth:`Trainer._calibrate`).
 """
 
 from __future__ import annotations
@@ -185,8 +191,8 @@ class Trainer:
         self.energies = shifted_energies(self.dataset.Z, self.dataset.E, self.element_energies)
         z_train = self.dataset.Z[train_idx]
         self.trained_elements = sorted(int(z) for z in np.unique(z_train[z_train > 0]))
-        self.saved_model = saved_model(self.model.clone(element_energies=tuple(float(e) for e in self.element_energies)),
-                                       self.size)
+        member = self.model.clone(element_energies=tuple(float(e) for e in self.element_energies))
+        self.saved_model = saved_model(member, self.size)
 
         self.mesh = device_mesh()
         num_devices = self.mesh.devices.size
@@ -390,9 +396,11 @@ class Trainer:
         metrics = metrics_from_totals(totals)
         members = [(float(loss_from_sums({t: tuple(m[t]) for t in TERMS}, self.weights, self.config.loss)),
                     metrics_from_totals(m)) for m in member_totals]
-        values = [loss, *metrics.values()] + [v for m_loss, m in members for v in (m_loss, *m.values())]
-        if not all(math.isfinite(v) for v in values):
-            bad = sorted(k for k, v in metrics.items() if v is not None and not math.isfinite(v))
+        named = {"loss": loss, **metrics}
+        for k, (member_loss, member_metrics) in enumerate(members):
+            named.update({f"member{k}_loss": member_loss, **{f"member{k}_{n}": v for n, v in member_metrics.items()}})
+        if not all(math.isfinite(v) for v in named.values()):
+            bad = sorted(k for k, v in named.items() if k != "loss" and not math.isfinite(v))
             raise FloatingPointError(
                 f"epoch {self.epoch}: the {split} loss is {loss} and metrics {bad or '[]'} are not finite on "
                 f"{len(indices)} {split} frames; the parameters diverged (lower --learning-rate) or a {split} "
@@ -475,7 +483,8 @@ class Trainer:
         return report
 
     def _force_check(self, params) -> float:
-        """Max |F_autodiff − F_fd| (eV/Å, float64, max over members) on the first validation frame; raises above threshold."""
+        """Max |F_autodiff − F_fd| (eV/Å, float64; max over members) on the first validation frame; raises above
+        threshold."""
         k = int(self.split["valid"][0])
         n = int(self.dataset.N[k])
         members = [member_params(params, k) for k in range(self.size)] if self.size > 1 else [params]
