@@ -14,6 +14,8 @@ Inference: energy and forces of a batch of ethanol molecules (1 = the MD case, a
 16) by one jitted call: ``apply_batch`` of the PhysNet vs of the
 :class:`~physnetjax.ensemble.PhysNetEnsemble` of K members (one ``jax.vmap`` over the
 members, mean and spreads), timed with :func:`common.time_call` (target ≤ 2 for K = 4).
+Beside each time, XLA's cost analysis of the compiled call gives its floating-point
+operations (a figure that does not depend on the machine's load).
 
 Usage: python benchmarks/bench_ensemble.py [--quick | --smoke] [--out DIR] [--members K]
 """
@@ -92,7 +94,14 @@ def inference_times(data, model, members: int, molecules: int, repeats: int) -> 
         params = stack_members([init_params(model, s) for s in member_seeds(0, members)])
     call = jax.jit(lambda p, b: apply_batch(runner, p, b))
     timing = time_call(lambda: jax.block_until_ready(call(params, batch)["forces"]), repeats=repeats)
-    return {"members": members, "molecules": molecules, **timing}
+    return {"members": members, "molecules": molecules, "flops": compiled_flops(call, params, batch), **timing}
+
+
+def compiled_flops(function, *args) -> float | None:
+    """Floating-point operations of one call of the jitted ``function`` (XLA cost analysis; None if unavailable)."""
+    cost = function.lower(*args).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return None if not cost or "flops" not in cost else float(cost["flops"])
 
 
 def main() -> None:
@@ -120,8 +129,9 @@ def main() -> None:
                 r["median_s"] / training[0]["median_s"], r["first_epoch_s"]] for r in training]),
         table("Ensemble inference: energy + forces, one jitted call",
               "apply_batch of PhysNet vs PhysNetEnsemble (one vmap over members); median (min–max)",
-              ["molecules", "members", "ms/call (min–max)", "× one model"],
-              [[r["molecules"], r["members"], ms(r), r["median_s"] / inference[2 * (i // 2)]["median_s"]]
+              ["molecules", "members", "ms/call (min–max)", "× one model", "flops", "flops × one model"],
+              [[r["molecules"], r["members"], ms(r), r["median_s"] / inference[2 * (i // 2)]["median_s"], r["flops"],
+                None if r["flops"] is None else r["flops"] / inference[2 * (i // 2)]["flops"]]
                for i, r in enumerate(inference)]),
     ]
     model_settings = {k: getattr(config, k) for k in ("features", "max_degree", "num_iterations", "n_res",
