@@ -4,6 +4,7 @@ report, plot and state; a run directory with other settings is refused. Slow: un
 frame for frame, and a GFN2-xTB (tblite) run."""
 
 import json
+from pathlib import Path
 
 import ase
 import numpy as np
@@ -64,8 +65,8 @@ def stub_data(tmp_path_factory):
 
 def tiny_config(directory, out, **changes) -> LearnConfig:
     settings = dict(out=str(out), data=str(directory / "initial.npz"), test=str(directory / "test.npz"), rounds=1,
-                    select=3, min_rmsd=0.01, temperatures=(300.0, 600.0), md_steps=20, save_every=4, ensemble=2,
-                    features=8, num_iterations=1, num_basis_functions=8, epochs=1, batch_size=4, valid=2)
+                    select=3, min_rmsd=0.01, temperatures=(300.0,), md_steps=20, save_every=4, ensemble=2,
+                    features=8, num_iterations=1, num_basis_functions=8, epochs=1, batch_size=16, valid=2)
     settings.update(changes)
     return LearnConfig(**settings)
 
@@ -160,7 +161,7 @@ def test_run_directory_with_other_settings_is_refused(stub_data, tmp_path):
 @pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(resumed_run, tmp_path):
     out, config, crashed, trained, report, label = resumed_run
-    other = tiny_config(config_directory(config), tmp_path / "run")
+    other = tiny_config(Path(config.data).parent, tmp_path / "run")
     straight = run_learning(other, label)
     assert [r["frames"] for r in straight["rounds"]] == [r["frames"] for r in report["rounds"]]
     a, b = load_dataset(out / "round-001" / "data.npz"), load_dataset(tmp_path / "run" / "round-001" / "data.npz")
@@ -168,17 +169,11 @@ def test_resumed_run_equals_uninterrupted_run(resumed_run, tmp_path):
     np.testing.assert_array_equal(a.F, b.F)
 
 
-def config_directory(config):
-    from pathlib import Path
-
-    return Path(config.data).parent
-
-
 @pytest.mark.slow
 def test_loop_with_gfn2_xtb_labels(tmp_path):
     pytest.importorskip("tblite")
     config = LearnConfig(out=str(tmp_path / "run"), initial_frames=10, test_frames=5, rounds=1, select=2,
-                         min_rmsd=0.01, temperatures=(500.0,), md_steps=20, save_every=4, ensemble=2, features=8,
+                         min_rmsd=0.01, temperatures=(300.0, 800.0), md_steps=20, save_every=4, ensemble=2, features=8,
                          num_iterations=1, num_basis_functions=8, epochs=1, batch_size=4, valid=2)
     report = run_learning(config)
     assert [r["frames"] for r in report["rounds"]] == [10, 12]
