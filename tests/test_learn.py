@@ -182,3 +182,17 @@ def test_loop_with_gfn2_xtb_labels(tmp_path):
     # GFN2-xTB energies of ethanol lie where the bundled GFN2-xTB set lies (same method, absolute eV)
     assert bundled.E.min() - 1.0 < data.E[10:].min() and data.E[10:].max() < bundled.E.max() + 5.0
     assert data.has_D.all()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ensemble", "1"], "ensemble must be >= 2 members"),
+    (["--md-steps", "25", "--save-every", "10"], "must be a multiple of save_every"),
+    (["--min-rmsd", "0"], "min_rmsd must be > 0"),
+])
+def test_cli_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
+    from physnetjax.learn.__main__ import main
+
+    assert main(["--out", str(tmp_path / "run"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("python -m physnetjax.learn: error:") and message in err[0]
+    assert not (tmp_path / "run").exists()
