@@ -123,11 +123,12 @@ def test_selected_frames_are_md_frames_labelled_by_the_labeller(resumed_run):
     data = load_dataset(out / "round-001" / "data.npz")
     np.testing.assert_array_equal(data.R[:8], initial.R)
     md = [a for t in config.temperatures for a in ase.io.read(out / "round-001" / "explore" / f"md-{t:g}K.xyz", ":")]
-    spreads = {}
+    spreads, every = {}, []
     for t in config.temperatures:
         for a, record in zip(ase.io.read(out / "round-001" / "explore" / f"md-{t:g}K.xyz", ":"),
                              map(json.loads, (out / "round-001" / "explore" / f"md-{t:g}K.xyz.jsonl").open())):
             spreads[a.positions.tobytes()] = record["max_forces_std_eV_per_A"]
+            every.append(record["max_forces_std_eV_per_A"])
     chosen = []
     for k in range(8, 11):
         atoms = ase.Atoms(numbers=data.Z[k], positions=data.R[k])
@@ -139,7 +140,9 @@ def test_selected_frames_are_md_frames_labelled_by_the_labeller(resumed_run):
     assert chosen == sorted(chosen, reverse=True)
     summary = read_state(out)["rounds"][1]
     assert summary["selected_spreads_eV_per_A"] == pytest.approx(chosen)
-    assert summary["md_max_spread_eV_per_A"] == pytest.approx(max(spreads.values()))
+    assert summary["md_max_spread_eV_per_A"] == pytest.approx(max(every))
+    assert summary["md_mean_spread_eV_per_A"] == pytest.approx(np.mean(every), rel=1e-12)
+    assert len(every) == config.md_steps // config.save_every  # every saved frame is a candidate
     assert report["rounds"][1]["test_forces_mae"] is not None and report["rounds"][1]["test_forces_mae"] > 0
 
 

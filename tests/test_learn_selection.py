@@ -80,3 +80,26 @@ def test_selection_refuses_bad_input():
         select_uncertain_diverse([1.0], one, [np.array([1, 1])], 1, 0.0)
     with pytest.raises(ValueError, match="one entry per candidate"):
         select_uncertain_diverse([1.0, 2.0], one, [np.array([1, 1])], 1, 0.1)
+
+
+def test_a_frame_the_labeller_cannot_label_is_skipped_and_the_next_one_enters():
+    from physnetjax.learn.config import LearnConfig
+    from physnetjax.learn.explore import Candidates
+    from physnetjax.learn.loop import select_and_label
+
+    rng = np.random.default_rng(5)
+    top = rng.normal(size=(4, 3))
+    positions = [top, top + 0.001, rng.normal(size=(4, 3)), rng.normal(size=(4, 3))]
+    numbers = [np.array([6, 1, 1, 8])] * 4
+    candidates = Candidates(numbers, positions, np.array([3.0, 2.5, 2.0, 1.0]), ["a", "b", "c", "d"])
+
+    def label(atoms):
+        if np.array_equal(atoms.positions, top):
+            raise RuntimeError("SCF not converged")
+        return {"E": float(atoms.positions.sum()), "F": -atoms.positions}
+
+    config = LearnConfig(select=2, min_rmsd=0.05)
+    chosen, labels, failures = select_and_label(candidates, config, label)
+    # without frame a, its near-copy b (RMSD 0.001 Å to a, excluded while a was chosen) is the most uncertain
+    assert chosen == [1, 2] and failures == ["a: RuntimeError: SCF not converged"]
+    assert labels[0]["E"] == pytest.approx((top + 0.001).sum())

@@ -111,10 +111,8 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
         data = load_dataset(previous / "data.npz")
         init_from = previous / "train" / "best"
         candidates, summary["md"] = explore(init_from, data, directory / "explore", config, index)
-        chosen = select_uncertain_diverse(candidates.spreads, candidates.positions, candidates.numbers,
-                                          config.select, config.min_rmsd) if len(candidates.spreads) else []
-        labels = [checked_labels(label(_atoms(candidates, j)), len(candidates.numbers[j]),
-                                 f"labeller on {candidates.origins[j]}") for j in chosen]
+        chosen, labels, failures = select_and_label(candidates, config, label)
+        summary["label_failures"] = failures
         if chosen:
             new = labelled_frames([candidates.numbers[j] for j in chosen], [candidates.positions[j] for j in chosen],
                                   labels, config.charge, f"round-{index:03d}/selected")
@@ -122,10 +120,7 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
             data = concatenate([data, new])
         summary["selected"] = len(chosen)
         summary["selected_spreads_eV_per_A"] = [float(candidates.spreads[j]) for j in chosen]
-        spreads = [s for run in summary["md"] for s in (run["mean_spread_eV_per_A"],) if s is not None]
-        maxima = [run["max_spread_eV_per_A"] for run in summary["md"] if run["max_spread_eV_per_A"] is not None]
-        summary["md_mean_spread_eV_per_A"] = float(np.mean(spreads)) if spreads else None
-        summary["md_max_spread_eV_per_A"] = float(np.max(maxima)) if maxima else None
+        summary.update(_spread_summary(summary["md"]))
     save_frames(data, directory / "data.npz")
     trained = train(_train_config(config, directory, index, init_from))
     summary["frames"] = len(data)
@@ -135,6 +130,49 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
     logger.info("round %d: %d frames (%d new), test forces MAE %s eV/Å", index, len(data), summary["selected"],
                 summary["test"] and summary["test"]["forces_mae"])
     return summary
+
+
+def select_and_label(candidates, config: LearnConfig, label: Labeller) -> tuple[list, list, list]:
+    """(chosen candidate indices, their labels, failures) for up to ``config.select`` frames.
+
+    A frame the labeller cannot label (it raises, e.g. an SCF that does not converge on a
+    distorted geometry) is logged, recorded as ``"origin: error"`` and removed from the
+    candidates, and the selection is redone without it: frames chosen before it in the
+    ranking are unchanged (their labels are kept), and the frames it excluded may now enter.
+    """
+    remaining = list(range(len(candidates.spreads)))
+    labelled, failures = {}, []
+    while remaining:
+        picked = select_uncertain_diverse(candidates.spreads[remaining], [candidates.positions[j] for j in remaining],
+                                          [candidates.numbers[j] for j in remaining], config.select, config.min_rmsd)
+        chosen = [remaining[k] for k in picked]
+        failed = None
+        for j in chosen:
+            if j in labelled:
+                continue
+            try:
+                labelled[j] = checked_labels(label(_atoms(candidates, j)), len(candidates.numbers[j]),
+                                             f"labeller on {candidates.origins[j]}")
+            except Exception as error:
+                logger.warning("cannot label %s (%s: %s): skipped", candidates.origins[j], type(error).__name__, error)
+                failures.append(f"{candidates.origins[j]}: {type(error).__name__}: {error}")
+                failed = j
+                break
+        if failed is None:
+            return chosen, [labelled[j] for j in chosen], failures
+        remaining.remove(failed)
+    return [], [], failures
+
+
+def _spread_summary(runs: list) -> dict:
+    """Mean (over every saved frame of every temperature) and max of the MD's per-frame spread, eV/Å."""
+    saved = [run for run in runs if run["frames"]]
+    frames = sum(run["frames"] for run in saved)
+    return {
+        "md_mean_spread_eV_per_A": (sum(run["mean_spread_eV_per_A"] * run["frames"] for run in saved) / frames
+                                    if frames else None),
+        "md_max_spread_eV_per_A": max((run["max_spread_eV_per_A"] for run in saved), default=None),
+    }
 
 
 def _atoms(candidates, j: int) -> ase.Atoms:
