@@ -55,6 +55,7 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None) -> dict:
       PhysNetInputError: ``config.out`` holds a run with other settings (only
         :data:`~physnetjax.learn.config.RESUME_CHANGES` may change).
     """
+    label = labeller if labeller is not None else xtb_labeller(config.labeller, config.charge)
     run_dir = Path(config.out)
     state = read_state(run_dir)
     if state is not None:
@@ -69,7 +70,6 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None) -> dict:
         _write_start_data(config, run_dir)
         rounds = []
         write_state(run_dir, config.to_dict(), rounds)
-    label = labeller if labeller is not None else xtb_labeller(config.labeller, config.charge)
     test = load_dataset(run_dir / "test.npz") if (run_dir / "test.npz").exists() else None
     for index in range(len(rounds), config.rounds + 1):
         directory = round_dir(run_dir, index)
