@@ -173,18 +173,32 @@ def test_resumed_run_equals_uninterrupted_run(resumed_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_loop_with_gfn2_xtb_labels(tmp_path):
+def test_cli_loop_with_gfn2_xtb_labels(tmp_path, capsys):
     pytest.importorskip("tblite")
-    config = LearnConfig(out=str(tmp_path / "run"), initial_frames=10, test_frames=5, rounds=1, select=2,
-                         min_rmsd=0.01, temperatures=(300.0, 800.0), md_steps=20, save_every=4, ensemble=2, features=8,
-                         num_iterations=1, num_basis_functions=8, epochs=1, batch_size=4, valid=2)
-    report = run_learning(config)
+    from physnetjax.learn.__main__ import main
+
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--initial-frames", "10", "--test-frames", "5", "--rounds", "1", "--select", "2",
+                 "--min-rmsd", "0.01", "--temperatures", "300", "800", "--md-steps", "20", "--save-every", "4",
+                 "--ensemble", "2", "--features", "8", "--num-iterations", "1", "--num-basis-functions", "8",
+                 "--epochs", "1", "--batch-size", "16", "--valid", "2"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("round  frames  selected") and len(printed) == 4
+    report = json.loads((out / "report.json").read_text())
     assert [r["frames"] for r in report["rounds"]] == [10, 12]
-    data = load_dataset(tmp_path / "run" / "round-001" / "data.npz")
+    assert (out / "config.toml").exists()
+    data = load_dataset(out / "round-001" / "data.npz")
     bundled = load_dataset(bundled_dataset_path())
     # GFN2-xTB energies of ethanol lie where the bundled GFN2-xTB set lies (same method, absolute eV)
     assert bundled.E.min() - 1.0 < data.E[10:].min() and data.E[10:].max() < bundled.E.max() + 5.0
     assert data.has_D.all()
+    # the labels are tblite's own, recomputed here
+    from tblite.ase import TBLite
+
+    atoms = ase.Atoms(numbers=data.Z[10], positions=data.R[10])
+    atoms.calc = TBLite(method="GFN2-xTB", verbosity=0)
+    assert data.E[10] == pytest.approx(atoms.get_potential_energy(), abs=1e-6)
+    np.testing.assert_allclose(data.F[10], atoms.get_forces(), atol=1e-6)
 
 
 @pytest.mark.parametrize("args, message", [
