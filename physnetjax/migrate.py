@@ -36,6 +36,7 @@ from physnetjax.checkpoint.report import find_beside, migration_report, read_geo
 from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main
 from physnetjax.cli_help import HelpFormatter
 from physnetjax.errors import OutputPathError
+from physnetjax.text_table import print_line
 
 REPORT_FILE = "migration_report.json"
 
@@ -138,7 +139,7 @@ def main(argv=None) -> int:
         print(f"python -m physnetjax.migrate: {error}", file=sys.stderr)
         return EXIT_VERDICT
     render(report, console)
-    console.print(f"Wrote {report['checkpoint']} and {Path(report['checkpoint']) / REPORT_FILE}")
+    print_line(console, f"Wrote {report['checkpoint']} and {Path(report['checkpoint']) / REPORT_FILE}")
     return EXIT_OK
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from physnetjax.check.report import GROUPS
 from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main
 from physnetjax.cli_help import HelpFormatter, describe
+from physnetjax.text_table import print_line
 from physnetjax.validation import check_output_path, trained_elements_of
 
 
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     report.render(console)
     if args.json:
         report.write_json(args.json)
-        console.print(f"report written to {args.json}")
+        print_line(console, f"report written to {args.json}")
     if report.status == "fail" or (args.strict and report.status == "warn"):
         return EXIT_VERDICT
     return EXIT_OK
