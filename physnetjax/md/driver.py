@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import time
 import warnings
@@ -110,6 +111,27 @@ class MDReport:
     ensemble: str = "nve"
     mean_pressure_bar: Optional[float] = None
     mean_volume_A3: Optional[float] = None
+    drawn_temperature_K: Optional[float] = None
+    start_potential_above_mean_eV: Optional[float] = None
+    degrees_of_freedom: Optional[int] = None
+
+    def temperature_note(self) -> Optional[str]:
+        """Why an NVE run's mean temperature differs from --temperature (None for thermostatted runs).
+
+        In NVE only the total energy is conserved: ``temperature_K`` only draws the start
+        momenta, whose kinetic temperature scatters about it by √(2/N_f) (a random draw over
+        N_f = 3N − 3 degrees of freedom), and ⟨K⟩ − K(0) = E_pot(0) − ⟨E_pot⟩: a start
+        geometry whose potential energy lies above the run's mean (not a minimum, e.g. a
+        snapshot from a hotter run) heats the system by 2 (E_pot(0) − ⟨E_pot⟩) / (N_f k_B).
+        """
+        if self.ensemble != "nve" or self.drawn_temperature_K is None:
+            return None
+        heating = 2 * self.start_potential_above_mean_eV / (self.degrees_of_freedom * BOLTZMANN)
+        return (f"note: NVE keeps the energy, not the temperature: the start velocities drawn at --temperature "
+                f"had {self.drawn_temperature_K:.1f} K (random over {self.degrees_of_freedom} degrees of freedom, "
+                f"±{100 * math.sqrt(2 / self.degrees_of_freedom):.0f} %), and the start geometry's potential energy "
+                f"was {self.start_potential_above_mean_eV:+.4g} eV above its mean over the run "
+                f"({heating:+.1f} K once shared out as kinetic energy)")
 
     @property
     def edge_set(self) -> str:
@@ -125,7 +147,7 @@ class MDReport:
             f"{quantity} drift: {self.drift_meV_per_atom_per_ps:+.4g} meV/atom/ps (linear fit)",
             f"{quantity} fluctuation: {self.fluctuation_meV_per_atom:.4g} meV/atom (std about the fit)",
             f"mean temperature: {self.mean_temperature_K:.2f} K",
-        ] + ([f"mean pressure: {self.mean_pressure_bar:.5g} bar", f"mean volume: {self.mean_volume_A3:.6g} Å³"]
+        ] + ([self.temperature_note()] if self.temperature_note() else []) + ([f"mean pressure: {self.mean_pressure_bar:.5g} bar", f"mean volume: {self.mean_volume_A3:.6g} Å³"]
              if self.mean_pressure_bar is not None else []) + [
             f"speed: {self.steps_per_second:.1f} steps/s (compile {self.compile_seconds:.1f} s excluded)",
             f"edges: {self.edge_set}",
@@ -267,6 +289,7 @@ def simulate(
     key = jax.random.PRNGKey(seed)
     key, mb_key = jax.random.split(key)
     momenta = momenta_from_ase(atoms.get_momenta())
+    drawn = not np.any(momenta) and restart is None
     if not np.any(momenta):
         momenta = np.asarray(maxwell_boltzmann_momenta(mb_key, masses, temperature_K))
     start_step, saved = 0, None
@@ -318,6 +341,7 @@ def simulate(
     times = [start_step * timestep_fs * 1e-3]
     conserved = [float(state.potential_energy) + _kinetic(state) + float(state.heat)]
     temperatures = [2 * _kinetic(state) / (dof * BOLTZMANN)]
+    potentials = [float(state.potential_energy)]
     pressures: list[float] = []
     volumes: list[float] = []
     done, chunks, retries = 0, 0, 0
@@ -382,6 +406,7 @@ def simulate(
                 times.append(t_ps)
                 conserved.append(float(host.conserved[k]))
                 temperatures.append(temp)
+                potentials.append(float(host.potential_energy[k]))
                 info = {"step": step, "time_fs": t_ps * 1e3, "temperature_K": temp,
                         "conserved_eV": float(host.conserved[k])}
                 if dynamics.variable_cell:
@@ -427,6 +452,9 @@ def simulate(
         all_pairs=isinstance(state.nbrs, AllPairs), ensemble=ensemble,
         mean_pressure_bar=float(np.mean(pressures)) if pressures else None,
         mean_volume_A3=float(np.mean(volumes)) if volumes else None,
+        drawn_temperature_K=temperatures[0] if drawn else None,
+        start_potential_above_mean_eV=potentials[0] - float(np.mean(potentials[1:])) if drawn else None,
+        degrees_of_freedom=dof,
     )
 
 
