@@ -67,6 +67,7 @@ def main() -> int:
         work = pathlib.Path(scratch)
         for link in ("physnetjax", "tests"):
             (work / link).symlink_to(ROOT / link)
+        (work / "runs").mkdir()
         for name in names:
             results[name] = run(name, work)
             entry = results[name]
