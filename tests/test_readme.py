@@ -68,16 +68,17 @@ def python_blocks(slow: bool) -> list:
 
 
 RUNNER = textwrap.dedent("""
-    import contextlib, io, json, sys, traceback
+    import contextlib, io, json, sys, time, traceback
     blocks = json.load(open(sys.argv[1]))
     for line, code in blocks:
-        out = io.StringIO()
+        out, start = io.StringIO(), time.process_time()
         try:
             with contextlib.redirect_stdout(out):
                 exec(compile(code, f"README.md:{line}", "exec"), {"__name__": "__main__"})
             result = {"line": line, "ok": True, "stdout": out.getvalue()}
         except BaseException:
             result = {"line": line, "ok": False, "stdout": out.getvalue(), "error": traceback.format_exc()}
+        result["cpu_s"] = time.process_time() - start
         print("READMEBLOCK " + json.dumps(result), flush=True)
 """)
 
@@ -115,7 +116,7 @@ def _runnable(blocks) -> list:
 @pytest.fixture(scope="module")
 def default_results(tmp_path_factory):
     blocks = [p.values for p in python_blocks(slow=False)]
-    return run_blocks(_runnable(blocks), tmp_path_factory.mktemp("readme"), timeout=600)
+    return run_blocks(_runnable(blocks), tmp_path_factory.mktemp("readme"), timeout=1800)
 
 
 @pytest.mark.parametrize("line, needs, code", python_blocks(slow=False))
