@@ -2,7 +2,7 @@
 
 Examples::
 
-    python -m physnetjax.train                              # bundled ethanol, ~4 min on 2 CPU cores
+    python -m physnetjax.train                              # bundled ethanol, ~75 s on 2 idle CPU cores
     python -m physnetjax.train --data my.npz --energy-unit kcal/mol --epochs 200 --out runs/my
     python -m physnetjax.train --data frames.extxyz --charges --dipole-unit Debye
     python -m physnetjax.train --resume runs/my --epochs 400    # continue exactly
