@@ -84,7 +84,7 @@ def migrate(old, new, *, weights: str = "ema", geometries=None, reference=None, 
     ref = None
     if geoms is not None and reference_file is not None:
         try:
-            with np.load(reference_file, allow_pickle=False) as data:
+            with open(reference_file, "rb") as handle, np.load(handle, allow_pickle=False) as data:
                 ref = {key: data[key] for key in data.files}
         except Exception as error:
             raise CheckpointError(f"reference file {reference_file} cannot be read as .npz "

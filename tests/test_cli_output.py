@@ -205,3 +205,27 @@ def test_nve_report_explains_its_mean_temperature(molecules):
     assert note in report.lines() and f"{report.drawn_temperature_K:.1f} K" in note and "24 degrees" in note
     thermostatted = dataclasses.replace(report, ensemble="langevin")
     assert thermostatted.temperature_note() is None and not any("note:" in line for line in thermostatted.lines())
+
+
+# -- no file left open by a damaged .npz -----------------------------------------------------------
+
+def test_damaged_npz_is_an_error_and_leaves_no_open_file(tmp_path):
+    """np.load(path) leaks its file handle when a zip is damaged (ResourceWarning in test runs)."""
+    import gc
+
+    from physnetjax.checkpoint.errors import CheckpointError
+    from physnetjax.checkpoint.report import read_geometries
+    from physnetjax.data.dataset import DataError, load_npz
+
+    path = tmp_path / "truncated.npz"
+    np.savez(path, R=np.zeros((2, 3, 3)), Z=np.ones((2, 3), int))
+    with open(path, "r+b") as handle:
+        handle.truncate(100)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(DataError, match="cannot read as .npz"):
+            load_npz(path)
+        with pytest.raises(CheckpointError, match="cannot be read as .npz"):
+            read_geometries(path)
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

@@ -47,7 +47,8 @@ def read_geometries(path) -> dict:
       CheckpointError: missing keys or inconsistent shapes (named).
     """
     try:
-        with np.load(path, allow_pickle=False) as data:
+        # Opened here, not by np.load: np.load(path) leaks its handle when a damaged zip fails.
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
             if "Z" not in data.files or "R" not in data.files:
                 raise CheckpointError(
                     f"geometry file {path} must contain Z (M, N) and R (M, N, 3); found {data.files}")

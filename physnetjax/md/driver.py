@@ -294,7 +294,8 @@ def simulate(
         momenta = np.asarray(maxwell_boltzmann_momenta(mb_key, masses, temperature_K))
     start_step, saved = 0, None
     if restart is not None:
-        saved = dict(np.load(restart))
+        with open(restart, "rb") as handle, np.load(handle) as stored:
+            saved = dict(stored)
         if saved["numbers"].tolist() != atoms.numbers.tolist():
             raise ValueError(f"restart file {restart} holds a different system")
         positions, momenta = saved["positions"], saved["momenta"]
