@@ -207,7 +207,6 @@ def test_pickle_needs_flag_and_old_versions_without_bias_or_repulsion(tmp_path, 
     assert any("energy_bias" in note for note in migration.notes)
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("damage", ("delete", "truncate"))
 def test_corrupted_legacy_checkpoint(damage, tmp_path):
     epoch = shutil.copytree(LEGACY / "A" / "epoch-30", tmp_path / "epoch-30")
