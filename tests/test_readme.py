@@ -152,6 +152,15 @@ def commands() -> list[tuple[int, str, list[str]]]:
     return found
 
 
+SHELL_OPERATORS = {">", ">>", "2>", "|", "&&", "||", ";", "<", "<<"}
+
+
+def argv_of(arguments: str) -> list[str]:
+    """The tool's own arguments: the words before the first shell redirection or operator."""
+    words = shlex.split(arguments)
+    return next((words[:k] for k, word in enumerate(words) if word in SHELL_OPERATORS), words)
+
+
 def tool_help(tool: str) -> str:
     """The full ``--help`` text of a tool (all subcommands for spectra)."""
     module = importlib.import_module(f"physnetjax.{tool}" if tool in ("migrate",) else
@@ -168,13 +177,9 @@ def tool_help(tool: str) -> str:
 
 def parse(tool: str, argv: list[str]) -> None:
     """Parse ``argv`` with the tool's parser (SystemExit on an unknown flag or a bad value)."""
-    if tool == "md":
-        from physnetjax.md.__main__ import parse_args
-
-        parse_args(argv)
-        return
-    builders = {"train": "physnetjax.train.cli", "eval": "physnetjax.eval.cli", "check": "physnetjax.check.__main__",
-                "migrate": "physnetjax.migrate", "spectra": "physnetjax.spectra.__main__"}
+    builders = {"train": "physnetjax.train.cli", "md": "physnetjax.md.__main__", "eval": "physnetjax.eval.cli",
+                "check": "physnetjax.check.__main__", "migrate": "physnetjax.migrate",
+                "spectra": "physnetjax.spectra.__main__"}
     importlib.import_module(builders[tool]).build_parser().parse_args(argv)
 
 
@@ -189,7 +194,7 @@ def test_documented_command_parses(line, tool, arguments, capsys):
         assert not missing, f"README.md:{line}: python -m physnetjax.{tool} has no {missing}"
         return
     try:
-        parse(tool, shlex.split(arguments))
+        parse(tool, argv_of(arguments))
     except SystemExit as error:
         pytest.fail(f"README.md:{line}: python -m physnetjax.{tool} {arguments} does not parse: "
                     f"{capsys.readouterr().err.strip()} (exit {error.code})")
@@ -215,9 +220,10 @@ TINY = {"--steps": "20", "--save-every": "10", "--epochs": "1", "--time-ps": "0.
                                                    and "OLD" not in c[2] and "CKPT" not in c[2]],
                          ids=lambda v: str(v)[:40])
 def test_documented_command_runs_with_tiny_sizes(tmp_path, line, tool, arguments):
-    argv = shlex.split(arguments)
+    argv = argv_of(arguments)
     work = workspace(tmp_path)
-    inputs = [argv[k + 1] for k, word in enumerate(argv[:-1]) if word in ("--geometry", "--data", "--checkpoint")]
+    inputs = [argv[k + 1] for k, word in enumerate(argv[:-1])
+              if word in ("--geometry", "--data", "--checkpoint", "--config", "--resume")]
     if any(not (work / path).exists() for path in inputs):
         pytest.skip(f"an input is made by an earlier README step: {inputs}")
     for k, word in enumerate(argv[:-1]):
