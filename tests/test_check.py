@@ -18,6 +18,7 @@ from physnetjax import PhysNet, apply_batch, init_params, save_checkpoint
 from physnetjax.check import CheckSettings, Structure, check_model, default_structures
 from physnetjax.check.__main__ import main
 from physnetjax.check.smoothness import bond_types, model_cutoffs
+from physnetjax.errors import PhysNetInputWarning
 
 SETTINGS = CheckSettings.quick()
 MP_CUTOFF = 4.0
