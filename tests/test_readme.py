@@ -213,7 +213,7 @@ def test_every_documented_flag_exists():
     assert not sorted(documented - known), f"README documents flags no tool has: {sorted(documented - known)}"
 
 
-TINY = {"--steps": "20", "--save-every": "10", "--epochs": "1", "--time-ps": "0.02", "--replicas": "1",
+TINY = {"--steps": "20", "--save-every": "10", "--epochs": "1", "--time-ps": "0.05", "--replicas": "1",
         "--equilibration-ps": "0.01", "--record-every": "2"}
 
 
