@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 MARKER = re.compile(r"<!--\s*readme-test:\s*(.*?)\s*-->")
 FENCE = re.compile(r"^```(\w*)\s*$")
-TOOLS = ("train", "md", "eval", "check", "migrate", "spectra", "data.generate")
+TOOLS = ("train", "md", "eval", "check", "migrate", "spectra", "ensemble", "data.generate")
+SUBCOMMANDS = {"spectra": ("harmonic", "ir"), "ensemble": ("combine", "calibrate")}
 OTHER_SCRIPTS = ("tests/mutation/run.py", "benchmarks/run_all.py")
 
 
@@ -162,12 +163,12 @@ def argv_of(arguments: str) -> list[str]:
 
 
 def tool_help(tool: str) -> str:
-    """The full ``--help`` text of a tool (all subcommands for spectra)."""
+    """The full ``--help`` text of a tool (all subcommands for spectra and ensemble)."""
     module = importlib.import_module(f"physnetjax.{tool}" if tool in ("migrate",) else
                                      "physnetjax.data.generate" if tool == "data.generate" else
                                      f"physnetjax.{tool}.__main__")
     texts = []
-    for argv in ([["harmonic", "--help"], ["ir", "--help"]] if tool == "spectra" else [["--help"]]):
+    for argv in ([[sub, "--help"] for sub in SUBCOMMANDS[tool]] if tool in SUBCOMMANDS else [["--help"]]):
         stream = io.StringIO()
         with contextlib.redirect_stdout(stream), pytest.raises(SystemExit):
             module.main(argv)
@@ -177,6 +178,9 @@ def tool_help(tool: str) -> str:
 
 def parse(tool: str, argv: list[str]) -> None:
     """Parse ``argv`` with the tool's parser (SystemExit on an unknown flag or a bad value)."""
+    if tool == "ensemble":
+        importlib.import_module("physnetjax.ensemble.__main__").parse_args(argv)
+        return
     builders = {"train": "physnetjax.train.cli", "md": "physnetjax.md.__main__", "eval": "physnetjax.eval.cli",
                 "check": "physnetjax.check.__main__", "migrate": "physnetjax.migrate",
                 "spectra": "physnetjax.spectra.__main__"}
