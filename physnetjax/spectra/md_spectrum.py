@@ -228,7 +228,7 @@ def md_spectrum(
 
     def dipole_rate(positions, velocities):
         def dipole(r):
-            return potential.outputs(r, nbrs)["dipoles"][0]
+            return potential.outputs(r, nbrs, compute_forces=False)["dipoles"][0]
         return jax.jvp(dipole, (positions,), (velocities,))[1]
 
     def observe(state: MDState) -> dict:
