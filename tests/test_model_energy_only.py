@@ -50,8 +50,9 @@ def test_spectra_functions_use_the_energy_only_call_and_match_the_model(charged_
     z, r = molecules["methanol"]
     functions = molecule_functions(model, z, total_charge=1.0)
     dst, src = np.nonzero(~np.eye(len(z), dtype=bool))
-    full = model.apply(params, z, r, dst, src, total_charges=np.array([1.0]))
-    np.testing.assert_array_equal(np.asarray(functions.energy(r, params)), np.asarray(full["energy"][0]))
-    np.testing.assert_array_equal(np.asarray(functions.dipole(r, params)), np.asarray(full["dipoles"][0]))
-    gradient = jax.grad(functions.energy)(r, params)
+    full = jax.jit(lambda p, x: model.apply(p, z, x, dst, src, total_charges=np.array([1.0])))(params, r)
+    energy, dipole, gradient = jax.jit(lambda p, x: (functions.energy(x, p), functions.dipole(x, p),
+                                                     jax.grad(functions.energy)(x, p)))(params, r)
+    np.testing.assert_allclose(np.asarray(energy), np.asarray(full["energy"][0]), rtol=1e-13, atol=0)
+    np.testing.assert_allclose(np.asarray(dipole), np.asarray(full["dipoles"][0]), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(np.asarray(gradient), -np.asarray(full["forces"]), rtol=1e-12, atol=1e-12)
