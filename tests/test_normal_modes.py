@@ -77,3 +77,21 @@ def test_bad_input_is_refused_with_the_reason(triatomic):
         normal_mode_displacements(hessian[:6, :6], masses, 300.0, 5, rng)
     with pytest.raises(ValueError, match="finite"):
         normal_mode_displacements(hessian, np.array([1.0, -1.0, 1.0]), 300.0, 5, rng)
+
+
+def test_generate_normal_modes_labels_frames_around_the_relaxed_structure():
+    pytest.importorskip("tblite")
+    from physnetjax.data.generate import generate
+
+    data = generate("H2O", frames=4, temperature=300.0, seed=3, sampling="normal-modes")
+    assert str(data["sampling"]) == "normal-modes" and data["R"].shape == (4, 3, 3)
+    distances = np.linalg.norm(data["R"][:, 1:] - data["R"][:, :1], axis=-1)
+    assert np.all(np.abs(distances - distances.mean()) < 0.1) and np.all((distances > 0.85) & (distances < 1.1))
+    assert np.abs(data["F"]).max() > 1e-3 and np.all(np.isfinite(data["E"]))
+
+
+def test_generate_cli_refuses_a_non_positive_temperature(tmp_path, capsys):
+    from physnetjax.data.generate import main
+
+    assert main(["--out", str(tmp_path / "d.npz"), "--sampling", "normal-modes", "--temperature", "0"]) == 2
+    assert "--temperature must be > 0 K" in capsys.readouterr().err
