@@ -16,7 +16,11 @@ Total energy of molecule b (DESIGN.md §2)::
 
 Forces are F = −∂(Σ_b E_b)/∂R from one ``jax.value_and_grad`` in
 :meth:`PhysNet.__call__`; for periodic systems the same call differentiates with
-respect to a homogeneous strain ε to give the stress σ = (1/V) ∂E/∂ε.
+respect to a homogeneous strain ε to give the stress σ = (1/V) ∂E/∂ε. With
+``compute_forces=False`` the call skips that gradient and returns the same energies,
+charges and dipoles (forces None): the cheap path for functions that are themselves
+differentiated (Hessians, dipole derivatives), which would otherwise carry the inner
+gradient along.
 
 Padding: atoms with ``atom_mask`` False and pairs with ``batch_mask`` False take no
 part in anything: padded edges get a zero radial-angular basis (so they carry no
@@ -389,6 +393,7 @@ class PhysNet(nn.Module):
         pair_src=None,
         pair_mask=None,
         pair_shifts=None,
+        compute_forces: bool = True,
     ) -> dict:
         """Energy, forces and (optionally) charges, dipoles and stress of a batch.
 
@@ -405,6 +410,9 @@ class PhysNet(nn.Module):
           cells: (B, 3, 3) cell vectors (rows) in Å; when given, stress is returned.
           pair_dst, pair_src, pair_mask, pair_shifts: optional separate full directed
             pair list for electrostatics, ZBL and dispersion (None → use the edge list).
+          compute_forces: False skips the gradient: ``forces`` is None and there is no
+            ``stress``/``virial``; every other output is computed by the same code and
+            equals that of the default call exactly.
 
         Returns:
           dict with ``energy`` (B,) eV, ``forces`` (N, 3) eV/Å, ``charges`` (N,) e or
@@ -450,6 +458,9 @@ class PhysNet(nn.Module):
         if not is_traced(dst_idx, src_idx, edge_mask, batch_segments, *(pairs or ())[:3]):
             self._check_lists(graph, cells)
 
+        if not compute_forces:
+            _, aux = self._energy_terms(positions, None, graph)
+            return {**aux, "forces": None}
         if cells is None:
             (_, aux), grad_positions = jax.value_and_grad(
                 lambda pos: self._energy_terms(pos, None, graph), has_aux=True

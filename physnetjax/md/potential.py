@@ -61,8 +61,9 @@ class Potential(NamedTuple):
         as keyword for growing after an overflow).
       update: ``update(positions, nbrs) -> nbrs``, jit-able.
       energy_force: ``energy_force(positions, nbrs) -> (energy () eV, forces (N, 3) eV/Å)``.
-      outputs: ``outputs(positions, nbrs) -> dict`` of the full model output (charges,
-        dipoles, stress ...) for the same batch.
+      outputs: ``outputs(positions, nbrs, compute_forces=True) -> dict`` of the full
+        model output (charges, dipoles, stress ...) for the same batch;
+        ``compute_forces=False`` skips the forces (for outputs that are differentiated).
     """
 
     allocate: Callable[..., Any]
@@ -158,8 +159,8 @@ def physnet_potential(
         return batch_from_neighbors(z, positions, nbrs.edges, pair_nbrs=nbrs.pairs, cell=cell_array,
                                     total_charge=total_charge)
 
-    def outputs(positions, nbrs):
-        return apply_batch(model, params, to_batch(positions, nbrs))
+    def outputs(positions, nbrs, compute_forces: bool = True):
+        return apply_batch(model, params, to_batch(positions, nbrs), compute_forces)
 
     def energy_force(positions, nbrs):
         out = outputs(positions, nbrs)

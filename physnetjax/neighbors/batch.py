@@ -104,8 +104,11 @@ def one_system_batch(atomic_numbers, positions, dst_idx, src_idx, edge_mask=None
         **pair_fields,
     )
 
-def apply_batch(model, params, batch: Batch) -> dict:
-    """Run ``model`` (a :class:`physnetjax.PhysNet`) on a :class:`Batch`; returns the output dict."""
+def apply_batch(model, params, batch: Batch, compute_forces: bool = True) -> dict:
+    """Run ``model`` (a :class:`physnetjax.PhysNet`) on a :class:`Batch`; returns the output dict.
+
+    ``compute_forces=False`` skips the model's inner gradient (``forces`` None, other outputs equal).
+    """
     return model.apply(
         params,
         batch.atomic_numbers,
@@ -123,6 +126,7 @@ def apply_batch(model, params, batch: Batch) -> dict:
         pair_src=batch.pair_src,
         pair_mask=batch.pair_mask,
         pair_shifts=batch.pair_shifts,
+        compute_forces=compute_forces,
     )
 
 

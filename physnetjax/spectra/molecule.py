@@ -3,7 +3,9 @@
 :func:`molecule_functions` turns ``(model, atomic_numbers, total_charge)`` into
 ``energy(positions, params) -> E`` (eV) and, for a charge model,
 ``dipole(positions, params) -> μ`` (e·Å, μ = Σ_i q_i r_i about the coordinate
-origin). The edge set is every ordered pair of atoms, fixed when the functions are
+origin). Both call the model with ``compute_forces=False``: they are meant to be
+differentiated, and the model's own force gradient would only be carried along
+unused. The edge set is every ordered pair of atoms, fixed when the functions are
 built (the ``"all_pairs"`` set of :func:`physnetjax.md.potential.physnet_potential`,
 assembled by the same :func:`~physnetjax.neighbors.one_system_batch`): pairs beyond the
 cutoff take part with a zero basis, so the energy equals that of a neighbor list, it is
@@ -55,7 +57,7 @@ def _cached_functions(model, atomic_numbers: tuple, total_charge: float) -> Mole
 
     def outputs(positions, params):
         batch = one_system_batch(z, positions, dst, src, total_charge=total_charge)
-        return apply_batch(model, params, batch)
+        return apply_batch(model, params, batch, compute_forces=False)
 
     def energy(positions, params):
         return outputs(positions, params)["energy"][0]
