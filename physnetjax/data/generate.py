@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from physnetjax.cli_errors import cli_main
+from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.data.normal_modes import normal_mode_displacements
 from physnetjax.validation import check_output_path
 
@@ -220,21 +221,22 @@ def _finite_difference_hessian(atoms, minimum, delta):
 @cli_main("python -m physnetjax.data.generate")
 def main(argv=None) -> int:
     """Command line; exit status as in :mod:`physnetjax.cli_errors` (3: ``--out`` not writable, checked first)."""
-    parser = argparse.ArgumentParser(prog="python -m physnetjax.data.generate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m physnetjax.data.generate", formatter_class=HelpFormatter,
+                                     description=describe(__doc__).split(":")[0] + " (needs the xtb extra: tblite).")
     parser.add_argument("--molecule", default="CH3CH2OH", help="structure file or ase.build.molecule name")
-    parser.add_argument("--frames", type=int, default=1000)
+    parser.add_argument("--frames", type=int, default=1000, help="labelled frames to write")
     parser.add_argument("--stride", type=int, default=20, help="MD steps between frames")
     parser.add_argument("--sampling", choices=SAMPLINGS, default="md",
                         help="md: Langevin MD; normal-modes: harmonic Boltzmann samples around the relaxed structure")
     parser.add_argument("--temperature", type=float, default=500.0, help="K (MD bath or normal-mode distribution)")
-    parser.add_argument("--timestep", type=float, default=0.5, help="fs")
-    parser.add_argument("--friction", type=float, default=0.01, help="1/fs")
-    parser.add_argument("--equilibration-steps", type=int, default=2000)
-    parser.add_argument("--method", default="GFN2-xTB")
+    parser.add_argument("--timestep", type=float, default=0.5, help="MD time step in fs")
+    parser.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs")
+    parser.add_argument("--equilibration-steps", type=int, default=2000, help="MD steps before the first frame")
+    parser.add_argument("--method", default="GFN2-xTB", help="tblite method (GFN2-xTB, GFN1-xTB, IPEA1-xTB)")
     parser.add_argument("--charge", type=float, default=0.0, help="total charge in e")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and Langevin noise")
     parser.add_argument("--out", required=True, help="output .npz path")
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="info log messages, and the traceback of an error")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s", force=True)
     check_output_path(args.out, overwrite=True, what="--out")
