@@ -28,7 +28,7 @@ TRAINABLE_DAMPING = ("s6", "s8", "a1", "a2")
 
 
 def check_dispersion_settings(method, functional: str, three_body: bool, cutoff, trainable: bool) -> None:
-    """Raise ValueError/NotImplementedError for settings the dispersion term cannot honour."""
+    """Raise ValueError for settings the dispersion term cannot honour."""
     if method is None:
         return
     if method not in DISPERSION_METHODS:
@@ -36,11 +36,6 @@ def check_dispersion_settings(method, functional: str, three_body: bool, cutoff,
     parameters = d3_bj_parameters(functional)
     if cutoff is None or not cutoff > 0:
         raise ValueError(f"dispersion_cutoff must be a positive distance in Å, received {cutoff}")
-    if three_body:
-        raise NotImplementedError(
-            "dispersion_three_body=True is not available in the model yet (its batches carry no triplet "
-            "list); the ATM term is available in physnetjax.physics.d3_dispersion_energy(triplets=...)"
-        )
     if trainable:
         bad = [name for name in TRAINABLE_DAMPING if getattr(parameters, name) <= 0.0]
         if bad:
@@ -74,16 +69,19 @@ class DispersionParameters(nn.Module):
 
 
 def dispersion_per_molecule(atomic_numbers, pair_vectors, pair_dst, pair_src, pair_mask, segments,
-                            num_molecules: int, parameters: dict, cutoff: float):
+                            num_molecules: int, parameters: dict, cutoff: float, triplets=None):
     """E_D3 per molecule in eV, (B,), over a full directed pair list (see the physics module).
 
-    The two-body energy and the coordination numbers are switched off smoothly over
-    [(1 − 0.2) · cutoff, cutoff].
+    The two-body energy, the coordination numbers and (with ``triplets`` = ((T, 2)
+    pair indices, (T,) mask)) each side of an ATM triangle are switched off smoothly
+    over [(1 − 0.2) · cutoff, cutoff].
     """
     parameters = {k: jnp.asarray(v, pair_vectors.dtype) for k, v in parameters.items()}
+    triplet_pairs, triplet_mask = (None, None) if triplets is None else triplets
     return d3_dispersion_energy(
         atomic_numbers, pair_vectors, pair_dst, pair_src, pair_mask, segments, num_molecules, parameters,
-        cutoff=cutoff, switch_width=DISPERSION_SWITCH_FRACTION * cutoff,
+        cutoff=cutoff, switch_width=DISPERSION_SWITCH_FRACTION * cutoff, triplets=triplet_pairs,
+        triplet_mask=triplet_mask, three_body_cutoff=cutoff,
     )
 
 

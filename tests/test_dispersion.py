@@ -19,6 +19,7 @@ import pytest
 from ase.build import bulk, molecule
 
 from physnetjax.neighbors.periodic import periodic_pairs
+from physnetjax.neighbors.triplets import pair_triplets
 from physnetjax.physics.dispersion import (
     D3_K3,
     d3_bj_parameters,
@@ -27,7 +28,6 @@ from physnetjax.physics.dispersion import (
     d3_pair_c6,
     d3_reference_weights,
     d3_tables,
-    d3_triplets,
     dispersion_switch,
     check_d3_elements,
 )
@@ -117,7 +117,7 @@ def _ours(z, r, seg, dst, src, num_molecules, params, atm, *, shifts=None, cutof
     if atm:
         vectors = r[src] - r[dst] + shifts
         inside = mask & (np.linalg.norm(vectors, axis=1) < three_body_cutoff)
-        triplets = d3_triplets(dst, inside)
+        triplets = pair_triplets(dst, inside)
     (_, energy), (grad, grad_strain) = _energy_and_gradients(
         z, np.asarray(r, dtype=np.float64), seg, dst, src, mask, shifts,
         {k: float(v) for k, v in params.items()}, triplets, num_molecules=num_molecules, cutoff=float(cutoff),
@@ -329,7 +329,7 @@ def test_float32_agrees_with_float64():
     atoms = molecule("C6H6")
     z, r, seg, dst, src = _batched_pairs([atoms.numbers], [atoms.positions])
     params = _parameters("b3lyp", True)
-    triplets = jnp.asarray(d3_triplets(dst, np.ones(len(dst), bool)))
+    triplets = jnp.asarray(pair_triplets(dst, np.ones(len(dst), bool)))
     energy = jax.jit(lambda vectors: d3_dispersion_energy(
         jnp.asarray(z), vectors, jnp.asarray(dst), jnp.asarray(src), jnp.ones(len(dst), bool), jnp.asarray(seg), 1,
         params, cutoff=20.0, triplets=triplets))

@@ -219,27 +219,6 @@ def d3_pair_c6(z_i, z_j, weights_i, weights_j):
     return jnp.einsum("pa,pab,pb->p", weights_i, grid, weights_j)
 
 
-def d3_triplets(pair_dst, pair_mask) -> np.ndarray:
-    """Host-side list of pairs-of-pairs (p, q), p < q, sharing their first atom i.
-
-    Each triangle (i, j, k) of the full pair list then appears once per vertex, i.e.
-    three times (the ATM sum multiplies by ⅓). NumPy in, NumPy (T, 2) int32 out.
-    """
-    dst = np.asarray(pair_dst)
-    real = np.flatnonzero(np.asarray(pair_mask, dtype=bool))
-    order = real[np.argsort(dst[real], kind="stable")]
-    groups = np.split(order, np.flatnonzero(np.diff(dst[order])) + 1)
-    parts = []
-    for group in groups:
-        if group.size < 2:
-            continue
-        a, b = np.triu_indices(group.size, k=1)
-        parts.append(np.stack([group[a], group[b]], axis=1))
-    if not parts:
-        return np.zeros((0, 2), dtype=np.int32)
-    return np.concatenate(parts).astype(np.int32)
-
-
 def d3_dispersion_energy(
     atomic_numbers,
     pair_vectors,
@@ -268,7 +247,8 @@ def d3_dispersion_energy(
         alp (the values may be traced arrays, e.g. trainable).
       cutoff: two-body cutoff in Å; cn_cutoff: CN cutoff in Å (None → ``cutoff``);
       switch_width: width of the smooth switch in Å (0 → hard cutoffs).
-      triplets: (T, 2) int pair indices from :func:`d3_triplets` (None → no ATM);
+      triplets: (T, 2) int pair indices of pairs sharing their first atom, each
+        triangle once per vertex (:func:`physnetjax.neighbors.pair_triplets`; None → no ATM);
       triplet_mask: (T,) bool (None → all real); three_body_cutoff: cutoff of each
         triangle side in Å (None → ``cn_cutoff``).
 
