@@ -325,11 +325,17 @@ class PhysNet(nn.Module):
         repulsion = zero
         if self.zbl:
             a_coef, a_exp, coefs, exps = ZBLParameters(param_dtype=self.param_dtype, name="repulsion")()
+            # ZBL is 0 beyond its cutoff: when that is within the message-passing cutoff, the
+            # (shorter) edge list holds every pair it needs, however far the pair list reaches.
+            rep_dst, rep_src, rep_mask, rep_r = pair_dst, pair_src, pair_mask, r
+            if pairs is not None and self.repulsion_cutoff <= self.cutoff:
+                rep_dst, rep_src, rep_mask = dst_idx, src_idx, edge_mask
+                rep_r = safe_pair_distances(displacements, edge_mask)
             pair_rep = zbl_pair_energy(
-                atomic_numbers[pair_dst], atomic_numbers[pair_src], r, pair_mask,
+                atomic_numbers[rep_dst], atomic_numbers[rep_src], rep_r, rep_mask,
                 self.repulsion_cutoff, a_coef, a_exp, coefs, exps,
             )
-            repulsion = pair_energy_per_molecule(pair_rep, pair_dst, segments, num_molecules)
+            repulsion = pair_energy_per_molecule(pair_rep, rep_dst, segments, num_molecules)
             energy = energy + repulsion
 
         dispersion = zero
