@@ -25,6 +25,7 @@ from physnetjax.physics.dispersion import (
     d3_bj_parameters,
     d3_dispersion_energy,
     d3_functionals,
+    d3_atom_pair_c6,
     d3_pair_c6,
     d3_reference_weights,
     d3_tables,
@@ -296,6 +297,18 @@ def _c6(z_i, z_j, cn_i, cn_j, dtype=jnp.float64):
                                                    (1, 1, 0.5, 0.9), (53, 6, 0.8, 2.5)])
 def test_c6_matches_the_textbook_formula(z_i, z_j, cn_i, cn_j):
     assert _c6(z_i, z_j, cn_i, cn_j) == pytest.approx(_naive_c6(z_i, z_j, cn_i, cn_j), rel=1e-13)
+
+
+def test_c6_from_atom_projections_equals_the_per_pair_sum():
+    """The dense-system path (per-atom projections of the reference grid) against the textbook loop."""
+    rng = np.random.default_rng(5)
+    z = jnp.array([1, 6, 8, 14, 26, 53, 0])
+    cn = jnp.asarray(rng.uniform(0.0, 5.0, len(z)))
+    weights = d3_reference_weights(z, cn)
+    dst, src = (jnp.asarray(a) for a in np.nonzero(~np.eye(6, dtype=bool)))
+    projected = np.asarray(d3_atom_pair_c6(z, weights, dst, src))
+    expected = [_naive_c6(int(z[i]), int(z[j]), float(cn[i]), float(cn[j])) for i, j in zip(dst, src)]
+    np.testing.assert_allclose(projected, expected, rtol=1e-13)
 
 
 def test_c6_far_from_every_reference_is_the_closest_reference():
