@@ -118,19 +118,20 @@ def test_periodic_cell_energy_forces_and_virial(atm_model):
     assert int(np.sum(batch.triplet_mask)) == len(triplets) > 0
     parameters = dataclasses.asdict(d3_bj_parameters("pbe0"))
 
-    def energy(pos, strain, triplets):
+    def energy(pos, strain, triplet_mask):
         deformation = jnp.eye(3) + strain
         vectors = (pos[src] - pos[dst] + shifts) @ deformation
         return d3_dispersion_energy(jnp.asarray(numbers), vectors, dst, src, jnp.ones(len(dst), bool),
                                     jnp.zeros(2, jnp.int32), 1, parameters, cutoff=6.0, switch_width=1.2,
-                                    triplets=triplets, three_body_cutoff=6.0)[0]
+                                    triplets=jnp.asarray(triplets), triplet_mask=triplet_mask,
+                                    three_body_cutoff=6.0)[0]
 
-    value, (grad, grad_strain) = jax.jit(jax.value_and_grad(energy, argnums=(0, 1)))(
-        jnp.asarray(positions), jnp.zeros((3, 3)), jnp.asarray(triplets))
+    reference = jax.jit(jax.value_and_grad(energy, argnums=(0, 1)))
+    value, (grad, grad_strain) = reference(jnp.asarray(positions), jnp.zeros((3, 3)), jnp.ones(len(triplets), bool))
     assert float(out["energy"][0]) == pytest.approx(float(value), abs=1e-12)
     np.testing.assert_allclose(np.asarray(out["forces"]), -np.asarray(grad), rtol=0, atol=1e-12)
     np.testing.assert_allclose(np.asarray(out["virial"][0]), -np.asarray(grad_strain), rtol=0, atol=1e-11)
-    two_body = jax.jit(energy)(jnp.asarray(positions), jnp.zeros((3, 3)), None)
+    two_body, _ = reference(jnp.asarray(positions), jnp.zeros((3, 3)), jnp.zeros(len(triplets), bool))
     assert abs(float(value - two_body)) > 1e-6
 
 
@@ -141,6 +142,23 @@ def test_calculator_covers_the_three_body_term(atm_model):
     energy, forces = _dftd3(atoms.numbers, atoms.positions)
     assert atoms.get_potential_energy() == pytest.approx(energy, abs=1e-10)
     np.testing.assert_allclose(atoms.get_forces(), forces, rtol=0, atol=1e-10)
+
+
+def test_md_potential_with_all_pairs_and_neighbor_lists(atm_model):
+    """JAX-native MD: the all-pairs edge set carries every pair-of-pairs; in-jit lists refuse clearly."""
+    from physnetjax.md.potential import physnet_potential
+
+    model, params = atm_model
+    atoms = molecule("H2O")
+    potential = physnet_potential(model, params, atoms.numbers, method="all_pairs")
+    positions = jnp.asarray(atoms.positions)
+    energy, forces = jax.jit(potential.energy_force)(positions, potential.allocate(positions))
+    ref_energy, ref_forces = _dftd3(atoms.numbers, atoms.positions)
+    assert abs(float(energy) - ref_energy) < 1e-10
+    np.testing.assert_allclose(np.asarray(forces), ref_forces, rtol=0, atol=1e-10)
+    listed = physnet_potential(model, params, atoms.numbers, method="dense")
+    with pytest.raises(ValueError, match="needs a triplet list"):
+        listed.energy_force(positions, listed.allocate(positions))
 
 
 @pytest.mark.slow

@@ -91,7 +91,7 @@ def one_system_batch(atomic_numbers, positions, dst_idx, src_idx, edge_mask=None
       dst_idx, src_idx: (P,) edge list; edge_mask: (P,) bool, None for all real.
       total_charge: Q in e.
       shifts: (P, 3) Å image offsets and cell: (3, 3) Å rows, for a periodic cell.
-      pair_fields: optional ``pair_dst``, ``pair_src``, ``pair_mask``, ``pair_shifts``.
+      pair_fields: optional ``pair_dst``, ``pair_src``, ``pair_mask``, ``pair_shifts``, ``triplets``, ``triplet_mask``.
     """
     positions = jnp.asarray(positions)
     n = positions.shape[0]
