@@ -12,7 +12,9 @@ rattled by 0.05 Å; ``--smoke``: 2×2×2 = 64 atoms).
 What is timed (float32 unless stated; compile excluded; median of repeats, min–max):
 
 * model: one jitted energy+forces call of the whole model, with and without the
-  D3 term; the overhead is (t_with − t_without) / t_without. With dispersion the
+  D3 term, the two calls alternating (so a change of load hits both); the overhead is
+  (t_with − t_without) / t_without, in wall time and in process CPU time (steadier on a
+  shared machine). With dispersion the
   model gets the long pair list (up to the dispersion cutoff), which ZBL then also
   walks, so this is the cost a user pays.
 * D3 alone: jitted :func:`physnetjax.physics.d3_dispersion_energy` and its
@@ -43,13 +45,14 @@ import pathlib
 import subprocess
 import sys
 import tempfile
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from ase.build import bulk
 
-from common import SHARED_DATA, ms, parse_args, publish, table, time_call
+from common import SHARED_DATA, ms, parse_args, publish, summarise, table, time_call
 from physnetjax import PhysNet, apply_batch, batch_molecules, batch_periodic, init_params
 from physnetjax.neighbors import model_pair_cutoff
 
@@ -123,6 +126,26 @@ def dftd3_reference(structures, cell=None, cutoff=None):
     return time_call(lambda: [m.get_dispersion(param, grad=True) for m in models], repeats=3, warmup=1)
 
 
+def time_interleaved(calls: dict, repeats: int) -> dict:
+    """:func:`time_call` of each call, the calls alternating round by round (a load change hits all alike).
+
+    Each result also holds ``cpu_median_s``, the median process CPU time of a call (all
+    threads): on a machine shared with other jobs it varies far less than wall time.
+    """
+    for call in calls.values():
+        for _ in range(3):
+            call()
+    times = {name: [] for name in calls}
+    cpu = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            call()
+            times[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return {name: {**summarise(values), "cpu_median_s": float(np.median(cpu[name]))} for name, values in times.items()}
+
+
 def model_pair(mode, dispersion_cutoff, **kwargs):
     plain = build_model(mode, **kwargs)
     with_d3 = plain.clone(dispersion="d3bj", dispersion_cutoff=dispersion_cutoff)
@@ -141,13 +164,13 @@ def molecule_rows(mode):
     rows = []
     for size in SIZES[mode]:
         zs, rs = ethanol_frames(size)
-        timings = {}
+        calls = {}
         for name, model in models:
             extra = {} if model_triplet_cutoff is None else {"three_body_cutoff": model_triplet_cutoff(model)}
             batch = jax.device_put(batch_molecules(zs, rs, model.cutoff, pair_cutoff=model_pair_cutoff(model),
                                                    **extra))
-            timings[name] = time_call(lambda: jax.block_until_ready(apply[model](params, batch)),
-                                      repeats=REPEATS[mode])
+            calls[name] = lambda m=model, b=batch: jax.block_until_ready(apply[m](params, b))
+        timings = time_interleaved(calls, REPEATS[mode])
         batch64 = batch_molecules(zs, rs, with_d3.cutoff, pair_cutoff=None, dtype=np.float64)
         rows.append({"system": "ethanol", "B": size, "atoms": sum(len(z) for z in zs),
                      "pairs": int(np.sum(batch.pair_mask)), **_times(timings, batch, batch64, 15.0),
@@ -161,12 +184,12 @@ def box_rows(mode):
     rows = []
     for cutoff in BOX_CUTOFFS[mode]:
         plain, with_d3, params, apply = model_pair(mode, cutoff)
-        timings = {}
+        calls = {}
         for name, model in (("without", plain), ("with", with_d3)):
             batch = jax.device_put(batch_periodic([z], [r], [cell], model.cutoff,
                                                   pair_cutoff=model_pair_cutoff(model)))
-            timings[name] = time_call(lambda: jax.block_until_ready(apply[model](params, batch)),
-                                      repeats=REPEATS[mode])
+            calls[name] = lambda m=model, b=batch: jax.block_until_ready(apply[m](params, b))
+        timings = time_interleaved(calls, REPEATS[mode])
         batch64 = batch_periodic([z], [r], [cell], with_d3.cutoff, pair_cutoff=cutoff, dtype=np.float64)
         rows.append({"system": f"Si box, D3 cutoff {cutoff:g} Å", "B": 1, "atoms": len(z),
                      "pairs": int(np.sum(batch.pair_mask)), **_times(timings, batch, batch64, cutoff),
@@ -182,6 +205,7 @@ def _times(timings, batch32, batch64, cutoff):
         jax.config.update("jax_enable_x64", False)
     return {"model_without": timings["without"], "model_with": timings["with"],
             "overhead": timings["with"]["median_s"] / timings["without"]["median_s"] - 1.0,
+            "overhead_cpu": timings["with"]["cpu_median_s"] / timings["without"]["cpu_median_s"] - 1.0,
             "model_with_atm": timings.get("with_atm"),
             "d3_float32": d3_only(batch32, jnp.float32, cutoff), "d3_float64": d3_64}
 
@@ -213,11 +237,13 @@ def main():
     pairs = before if before is not None else [None] * len(rows)
     tables = [table(
         "D3(BJ) cost: model with vs without, D3 alone, dftd3 package", step,
-        ["system", "B", "atoms", "pairs", "model (no D3)", "model + D3", "overhead", "model + D3 + ATM",
+        ["system", "B", "atoms", "pairs", "model (no D3)", "model + D3", "overhead", "overhead (CPU time)",
+         "model + D3 + ATM",
          "D3 alone f32", "D3 alone f64", "dftd3 (f64, CPU)"],
         [[r["system"], r["B"], r["atoms"], r["pairs"], _before_after(b, r, "model_without"),
           _before_after(b, r, "model_with"),
           (f"{100 * b['overhead']:.0f} % → " if b is not None else "") + f"{100 * r['overhead']:.0f} %",
+          (f"{100 * b['overhead_cpu']:.0f} % → " if b is not None else "") + f"{100 * r['overhead_cpu']:.0f} %",
           "–" if r.get("model_with_atm") is None else ms(r["model_with_atm"]),
           _before_after(b, r, "d3_float32"), _before_after(b, r, "d3_float64"),
           "–" if r["dftd3"] is None else ms(r["dftd3"])] for b, r in zip(pairs, rows)])]

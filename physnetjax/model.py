@@ -342,9 +342,10 @@ class PhysNet(nn.Module):
         if self.dispersion is not None:
             damping = DispersionParameters(self.dispersion_functional, self.dispersion_three_body,
                                            self.dispersion_trainable, self.param_dtype, name="dispersion")()
-            dispersion = dispersion_per_molecule(atomic_numbers, pair_vectors, pair_dst, pair_src, pair_mask,
-                                                 segments, num_molecules, damping, self.dispersion_cutoff,
-                                                 triplets if self.dispersion_three_body else None)
+            list_shifts = shifts if pairs is None else pair_shifts
+            dispersion = dispersion_per_molecule(atomic_numbers, positions, pair_dst, pair_src, pair_mask, list_shifts,
+                                                 pair_vectors, segments, num_molecules, damping,
+                                                 self.dispersion_cutoff, triplets)
             energy = energy + dispersion
 
         aux = {

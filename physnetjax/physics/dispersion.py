@@ -240,19 +240,22 @@ def d3_atom_pair_c6(atomic_numbers, weights, pair_dst, pair_src):
     return jnp.einsum("pa,pa->p", weights[pair_dst], projected[pair_src, atomic_numbers[pair_dst]])
 
 
-def one_direction(pair_dst, pair_src, pair_vectors, pair_mask):
+def one_direction(pair_dst, pair_src, pair_offsets, pair_mask):
     """Indices (H,) and mask (H,) of each unordered pair of a full directed list once, H = ⌈P/2⌉.
 
     Keeps i → j with i < j, and of a periodic self-image pair i → i the direction whose
-    vector (the image shift) has its first non-zero component positive. A full list
-    holds every real pair in both directions (checked by the builders and by an
-    un-jitted model call), so at most P/2 pairs are kept and H slots always suffice.
+    offset has its first non-zero component positive. ``pair_offsets`` (P, 3) are the
+    pair vectors or the image shifts (the same for i → i pairs). A full list holds every
+    real pair in both directions (checked by the builders and by an un-jitted model
+    call), so at most P/2 pairs are kept and H slots always suffice. Not differentiable
+    (indices only).
     """
-    first = jnp.argmax(pair_vectors != 0.0, axis=-1)
-    positive = jnp.take_along_axis(pair_vectors, first[:, None], axis=-1)[:, 0] > 0.0
+    first = jnp.argmax(pair_offsets != 0.0, axis=-1)
+    positive = jnp.take_along_axis(pair_offsets, first[:, None], axis=-1)[:, 0] > 0.0
     keep = pair_mask & ((pair_dst < pair_src) | ((pair_dst == pair_src) & positive))
     size = (pair_dst.shape[0] + 1) // 2
-    (index,) = jnp.nonzero(keep, size=size, fill_value=0)
+    slot = jnp.where(keep, jnp.cumsum(keep) - 1, size)
+    index = jnp.zeros(size, jnp.int32).at[slot].set(jnp.arange(pair_dst.shape[0], dtype=jnp.int32), mode="drop")
     return index, jnp.arange(size) < jnp.sum(keep)
 
 
@@ -272,6 +275,7 @@ def d3_dispersion_energy(
     triplets=None,
     triplet_mask=None,
     three_body_cutoff: float | None = None,
+    half_list: bool = False,
 ):
     """D3(BJ) dispersion energy per molecule (two-body, plus ATM when ``triplets`` given).
 
@@ -288,6 +292,9 @@ def d3_dispersion_energy(
         triangle once per vertex (:func:`physnetjax.neighbors.pair_triplets`; None → no ATM);
       triplet_mask: (T,) bool (None → all real); three_body_cutoff: cutoff of each
         triangle side in Å (None → ``cn_cutoff``).
+      half_list: the pair arrays already hold each unordered pair once (e.g. selected
+        by :func:`one_direction` before computing the vectors, which saves the caller the
+        full list's vectors); not with ``triplets``, which index a full list.
 
     Returns:
       (B,) energies in eV; padded pairs/atoms contribute exactly 0 to the energy and
@@ -301,9 +308,14 @@ def d3_dispersion_energy(
 
     z = atomic_numbers
     num_atoms = z.shape[0]
-    half, half_mask = one_direction(pair_dst, pair_src, pair_vectors, pair_mask)
-    dst, src = pair_dst[half], pair_src[half]
-    vectors = jnp.where(half_mask[:, None], pair_vectors[half], jnp.asarray([1.0, 0.0, 0.0], dtype))
+    if half_list:
+        if triplets is not None:
+            raise ValueError("triplets index a full directed pair list; call with half_list=False")
+        dst, src, half_mask, vectors = pair_dst, pair_src, pair_mask, pair_vectors
+    else:
+        half, half_mask = one_direction(pair_dst, pair_src, pair_vectors, pair_mask)
+        dst, src, vectors = pair_dst[half], pair_src[half], pair_vectors[half]
+    vectors = jnp.where(half_mask[:, None], vectors, jnp.asarray([1.0, 0.0, 0.0], dtype))
     r = jnp.sqrt(jnp.sum(vectors * vectors, axis=-1))
     r_bohr = r / BOHR
     z_i, z_j = z[dst], z[src]
@@ -311,7 +323,7 @@ def d3_dispersion_energy(
     cn = d3_coordination_numbers(z_i, z_j, r_bohr, dst, src, half_mask, num_atoms,
                                  dispersion_switch(r, cn_cutoff, switch_width))
     weights = d3_reference_weights(z, cn)
-    if num_atoms * (D3_MAX_ATOMIC_NUMBER + 1) < half.shape[0]:
+    if num_atoms * (D3_MAX_ATOMIC_NUMBER + 1) < dst.shape[0]:
         c6 = d3_atom_pair_c6(z, weights, dst, src)
     else:
         c6 = d3_pair_c6(z_i, z_j, weights[dst], weights[src])
