@@ -8,6 +8,7 @@ written into the files, and MAE/RMSE are plain NumPy means.
 
 import csv
 import json
+import tomllib
 from pathlib import Path
 
 import ase
@@ -253,6 +254,9 @@ def test_legacy_checkpoint(tmp_path):
     with pytest.warns(UserWarning, match="legacy"):
         assert run_cli("--checkpoint", LEGACY_C, "--data", tmp_path / "legacy.npz", "--float64",
                        "--out", tmp_path / "out", "--no-plots") == 0
+    used = tomllib.loads((tmp_path / "out" / "config.toml").read_text())
+    assert (used["checkpoint"], used["data"], used["float64"], used["plots"]) == (
+        str(LEGACY_C), [str(tmp_path / "legacy.npz")], True, False)
     metrics = json.loads((tmp_path / "out" / "summary.json").read_text())["metrics"]
     assert set(metrics) == {f"{q}_{s}" for q in ("energy", "energy_per_atom", "forces") for s in ("mae", "rmse")}
     np.testing.assert_allclose(metrics["energy_mae"], np.mean(np.abs(de)), rtol=RTOL)

@@ -15,6 +15,7 @@ minimum and its charges vary with the geometry.
 
 import json
 import math
+import tomllib
 import warnings
 
 import ase
@@ -397,6 +398,8 @@ def test_cli_warns_in_one_line_at_a_non_minimum(cli_inputs, capsys, tmp_path):
     document = json.loads((tmp_path / "harmonic.json").read_text())
     assert document["optimized"] is False and document["max_force_eV_per_A"] > 1e-4
     assert not (tmp_path / "harmonic.png").exists()
+    used = tomllib.loads((tmp_path / "config.toml").read_text())
+    assert (used["no_optimize"], used["no_plot"], used["geometry"]) == (True, True, str(cli_inputs / "ethanol.extxyz"))
 
 
 def test_cli_errors_are_one_line(cli_inputs, capsys, tmp_path):

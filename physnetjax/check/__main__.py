@@ -9,6 +9,7 @@ Exit status (:mod:`physnetjax.cli_errors`): 0 when no check failed (warnings all
 with ``--strict`` a warning also gives 1), 1 when a check failed, 2 when the
 checkpoint or a geometry cannot be read or is invalid for the model (e.g. an element
 outside its range), 3 when ``--json`` cannot be written (checked before any check runs).
+Options may come from a TOML file (``--config``, ``--print-config``: :mod:`physnetjax.cli_config`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 
 from physnetjax.check.report import GROUPS
+from physnetjax.cli_config import add_config_options, parse_args
 from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main
 from physnetjax.validation import check_output_path, trained_elements_of
 
@@ -38,12 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", choices=("ema", "raw"), default="ema", help="legacy checkpoints: which weights")
     parser.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     parser.add_argument("--verbose", action="store_true", help="log progress")
+    add_config_options(parser)
     return parser
 
 
 @cli_main("python -m physnetjax.check")
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     if args.json:
         check_output_path(args.json, overwrite=True, what="--json")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

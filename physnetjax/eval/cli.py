@@ -3,7 +3,9 @@
 Evaluates a checkpoint (physnetjax or legacy format; default: the shipped example
 model) on labelled frames in any format the trainer reads (PhysNet ``.npz``, extxyz,
 ASE ``.traj``/``.db``), prints the error tables and, with ``--out DIR``, writes the
-per-frame CSV, the JSON summary and parity PNGs (see :mod:`physnetjax.eval.outputs`).
+per-frame CSV, the JSON summary and parity PNGs (see :mod:`physnetjax.eval.outputs`)
+and the options used as ``config.toml`` (``--config``/``--print-config``:
+:mod:`physnetjax.cli_config`).
 
 Examples::
 
@@ -24,6 +26,7 @@ import logging
 import time
 from pathlib import Path
 
+from physnetjax.cli_config import CONFIG_NAME, add_config_options, parse_args, write_resolved_config
 from physnetjax.cli_errors import cli_main
 from physnetjax.errors import PhysNetInputError
 from physnetjax.train.cli import HELP
@@ -62,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
                         help="parity PNGs in --out (needs matplotlib); default on")
     parser.add_argument("--verbose", action="store_true", help="info log messages, and the traceback of an error")
+    add_config_options(parser)
     return parser
 
 
@@ -80,8 +84,11 @@ def check_output_paths(out, predictions) -> None:
         check_output_path(check_predictions_path(predictions), overwrite=True, what="--write-predictions")
 
 
-def run(args: argparse.Namespace) -> None:
-    """Evaluate and report; every failure is an exception that :func:`main` turns into one line."""
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Evaluate and report; every failure is an exception that :func:`main` turns into one line.
+
+    With ``--out`` the options used (``args`` of ``parser``) are kept in ``OUT/config.toml``.
+    """
     import jax
 
     if args.batch_size < 1:
@@ -106,6 +113,8 @@ def run(args: argparse.Namespace) -> None:
     model, params, _ = load_checkpoint(checkpoint, weights=args.weights)
     dataset = load_dataset(args.data, energy_unit=args.energy_unit, force_unit=args.force_unit,
                            dipole_unit=args.dipole_unit)
+    if args.out is not None:
+        write_resolved_config(parser, args, Path(args.out) / CONFIG_NAME)
     dtype = "float64" if args.float64 else "float32"
     start = time.perf_counter()
     predictions = predict_dataset(model, params, dataset, batch_size=args.batch_size, dtype=dtype)
@@ -123,7 +132,7 @@ def run(args: argparse.Namespace) -> None:
         outputs.write_summary(result, out / "summary.json", checkpoint=str(checkpoint), data=list(args.data),
                               units={"energy": args.energy_unit, "force": args.force_unit,
                                      "dipole": args.dipole_unit}, model_config=model.config(), dtype=dtype)
-        written += [out / "frames.csv", out / "summary.json"]
+        written += [out / CONFIG_NAME, out / "frames.csv", out / "summary.json"]
         if args.plots:
             written += outputs.write_parity_plots(dataset, predictions, out)
     if args.write_predictions is not None:
@@ -135,8 +144,9 @@ def run(args: argparse.Namespace) -> None:
 
 @cli_main("python -m physnetjax.eval")
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parse_args(parser, argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", force=True)
-    run(args)
+    run(args, parser)
     return 0

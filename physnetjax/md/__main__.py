@@ -2,7 +2,9 @@
 
 Runs :func:`physnetjax.md.driver.simulate` with a progress bar and prints the final
 report (energy drift and fluctuation, mean temperature, steps/s). Without
-``--checkpoint`` the shipped example model (ethanol) is used.
+``--checkpoint`` the shipped example model (ethanol) is used. Options may come from a
+TOML file (``--config``, ``--print-config``: :mod:`physnetjax.cli_config`); with
+``--out OUT`` the options used are kept in ``OUT.config.toml``.
 
 Exit status (:mod:`physnetjax.cli_errors`): 0 done; 2 bad input (checkpoint, geometry,
 argument values such as a zero timestep); 3 an output path that cannot be written
@@ -19,6 +21,7 @@ import sys
 import ase.io
 import jax
 
+from physnetjax.cli_config import CONFIG_NAME, add_config_options, parse_args, write_resolved_config
 from physnetjax.cli_errors import cli_main
 from physnetjax.errors import PhysNetInputError
 from physnetjax.md.driver import ENERGY_DRIFT_ACTIONS, ENERGY_TOLERANCE_MEV_PER_ATOM, check_md_arguments, simulate
@@ -26,7 +29,7 @@ from physnetjax.md.ensembles import ENSEMBLES
 from physnetjax.validation import check_output_path, trained_elements_of
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m physnetjax.md", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--checkpoint", help="model checkpoint directory (new or legacy format); "
@@ -69,7 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--on-energy-drift", choices=ENERGY_DRIFT_ACTIONS, default="stop",
                         help="NVE energy beyond --energy-tolerance: stop (save the last good frame) or warn")
     parser.add_argument("--verbose", action="store_true")
-    return parser.parse_args(argv)
+    add_config_options(parser)
+    return parser
 
 
 def read_geometry(path) -> ase.Atoms:
@@ -84,7 +88,8 @@ def read_geometry(path) -> ase.Atoms:
 
 @cli_main("python -m physnetjax.md")
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    parser = build_parser()
+    args = parse_args(parser, argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, force=True)
     for path, what in ((args.out, "--out"), (args.md_checkpoint, "--md-checkpoint")):
         if path is not None:
@@ -109,6 +114,8 @@ def main(argv=None) -> int:
     if args.edge_chunk_size is not None:
         model = model.clone(edge_chunk_size=args.edge_chunk_size)
     atoms = read_geometry(args.geometry)
+    if args.out is not None:
+        write_resolved_config(parser, args, f"{args.out}.{CONFIG_NAME}")
     with Progress(TextColumn("MD"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                   TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task("md", total=args.steps)

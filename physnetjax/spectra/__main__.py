@@ -3,7 +3,9 @@
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``main(args) -> int``: ``harmonic`` in :mod:`physnetjax.spectra.cli_harmonic`, ``ir``
 in :mod:`physnetjax.spectra.cli_ir`. Those modules import the heavy parts (JAX, the
-model) only inside ``main``, so building the parser stays cheap.
+model) only inside ``main``, so building the parser stays cheap. Each subcommand takes
+``--config FILE`` and ``--print-config`` (:mod:`physnetjax.cli_config`); ``args.parser``
+is the subcommand's parser, with which it keeps the options used in ``OUT/config.toml``.
 
 Exit status (:mod:`physnetjax.cli_errors`): 0 done; 2 bad input (an argument value,
 the checkpoint, the geometry, masses); 3 an output directory that cannot be written
@@ -18,6 +20,7 @@ import argparse
 import importlib
 import sys
 
+from physnetjax.cli_config import add_config_options, parse_args
 from physnetjax.cli_errors import cli_main
 
 SUBCOMMANDS = {
@@ -36,13 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
         summary = module.__doc__.splitlines()[0].split(": ", 1)[-1]
         subparser = subparsers.add_parser(name, help=summary, description=summary)
         module.add_arguments(subparser)
-        subparser.set_defaults(run=module.main)
+        add_config_options(subparser)
+        subparser.set_defaults(run=module.main, parser=subparser)
     return parser
 
 
 @cli_main("python -m physnetjax.spectra")
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     return args.run(args)
 
 

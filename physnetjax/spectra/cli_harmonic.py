@@ -9,7 +9,8 @@ to the output directory
   without charges), ``zero_point_energy_eV``, ``optimized_positions`` (Å, the geometry
   analysed), plus atomic numbers, masses, energy, max |F|, imaginary flags, reduced
   masses, normal modes, rigid-body wavenumbers and a ``units`` table;
-* ``harmonic.png``: the stick spectrum (needs matplotlib; ``--no-plot`` skips it).
+* ``harmonic.png``: the stick spectrum (needs matplotlib; ``--no-plot`` skips it);
+* ``config.toml``: the options used (``--config`` on it repeats the run).
 
 The checkpoint, the geometry and the output directory are checked before any
 computation. Errors and exit codes: see :mod:`physnetjax.spectra.__main__`.
@@ -73,6 +74,7 @@ def _analyse(args):
     import ase.io
 
     from physnetjax.checkpoint import load_checkpoint
+    from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
     from physnetjax.spectra.harmonic import NonMinimumWarning, harmonic
     from physnetjax.spectra.plot import require_matplotlib
     from physnetjax.validation import check_output_directory
@@ -88,6 +90,7 @@ def _analyse(args):
         raise ValueError(f"cannot read --geometry {args.geometry}: {error}") from error
     if args.masses is not None and len(args.masses) != len(atoms):
         raise ValueError(f"--masses needs one value per atom: {len(atoms)} atoms, received {len(args.masses)}")
+    write_resolved_config(args.parser, args, Path(args.out) / CONFIG_NAME)
     model, params, _ = load_checkpoint(args.checkpoint)
     total_charge = args.total_charge if args.total_charge is not None else float(atoms.info.get("charge", 0.0))
     with warnings.catch_warnings(record=True) as caught:

@@ -15,7 +15,8 @@ and writes to the output directory
   zero-point energy, analysed geometry) and, for each harmonic line, the MD peak
   positions and IR band integral around it (``bands``);
 * ``spectrum.png``: the power spectrum and the IR spectrum with the harmonic lines as
-  sticks (needs matplotlib; ``--no-plot`` skips it).
+  sticks (needs matplotlib; ``--no-plot`` skips it);
+* ``config.toml``: the options used (``--config`` on it repeats the run).
 
 Every setting, the checkpoint, the geometry and the output directory are checked
 before any computation. Errors and exit codes: see :mod:`physnetjax.spectra.__main__`.
@@ -102,10 +103,12 @@ def _run(args) -> None:
     import jax
 
     from physnetjax.checkpoint import load_checkpoint
+    from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
     from physnetjax.spectra.cli_harmonic import mode_table
     from physnetjax.spectra.harmonic import harmonic
     from physnetjax.spectra.md_spectrum import md_spectrum
 
+    write_resolved_config(args.parser, args, out / CONFIG_NAME)
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     model, params, _ = load_checkpoint(args.checkpoint)

@@ -8,6 +8,8 @@ Examples::
     python -m physnetjax.train --resume runs/my --epochs 400    # continue exactly
     python -m physnetjax.train --max-time 240 --out runs/4min   # schedule laid out over 240 s of training
     python -m physnetjax.train --data new.npz --init-from runs/my/best   # fine-tune (weights only)
+    python -m physnetjax.train --print-config > run.toml    # edit, then:
+    python -m physnetjax.train --config run.toml --epochs 80   # the command line overrides the file
 
 Exit status (:mod:`physnetjax.cli_errors`): 0 done; 2 bad input (data file, option
 value, run directory to resume); 3 the run directory cannot be created or already
@@ -21,6 +23,7 @@ import dataclasses
 import logging
 import sys
 
+from physnetjax.cli_config import CONFIG_NAME, add_config_options, parse_args, write_resolved_config
 from physnetjax.cli_errors import cli_main
 from physnetjax.errors import PhysNetInputError
 from physnetjax.model_dispersion import DISPERSION_METHODS
@@ -84,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --resume: continue although a data file's content changed (warns)")
     parser.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
     parser.add_argument("--quiet", action="store_true", help="warnings and errors only")
+    add_config_options(parser, shown_defaults=defaults.to_dict())
     return parser
 
 
@@ -91,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from physnetjax.train.loop import resume, train
 
-    args = vars(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = vars(parse_args(parser, argv))
     verbose, quiet = args.pop("verbose", False), args.pop("quiet", False)
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stdout)
@@ -108,8 +113,12 @@ def main(argv=None) -> int:
     allow_changed_data = args.pop("allow_changed_data", False)
     if allow_changed_data and run_dir is None:
         raise PhysNetInputError("--allow-changed-data applies only with --resume RUN_DIR")
+
+    def keep_config(config: TrainConfig, directory) -> None:
+        write_resolved_config(parser, config.to_dict(), directory / CONFIG_NAME)
+
     if run_dir is not None:
-        resume(run_dir, allow_changed_data=allow_changed_data, **args)
+        resume(run_dir, allow_changed_data=allow_changed_data, on_start=keep_config, **args)
     else:
-        train(TrainConfig(**args))
+        train(TrainConfig(**args), on_start=keep_config)
     return 0

@@ -3,6 +3,7 @@
 Run directory ``RUN_DIR/``::
 
     config.json     every setting (TrainConfig), read back by --resume
+    config.toml     the same as a commented TOML file (CLI runs; ``--config`` on it repeats the run)
     model.json      the architecture being trained (element_energies None)
     split.npz       train/valid/test frame indices
     metrics.csv     one row per epoch; metrics.json the same plus the final summary
@@ -607,12 +608,14 @@ def default_run_dir() -> Path:
     return candidate
 
 
-def train(config: TrainConfig, clock=time.monotonic) -> dict:
+def train(config: TrainConfig, clock=time.monotonic, on_start=None) -> dict:
     """Train a fresh run (or one started from ``config.init_from`` weights); returns the final summary.
 
     The data are read and validated, the split and the model set up, before
     ``config.json`` is written: a refused start leaves no run behind (a directory
     this call created is removed again), so the same command can simply be retried.
+    ``on_start(config, run_dir)``, if given, is called right after ``config.json`` is
+    written, before the first epoch (the CLI writes ``config.toml`` there).
 
     Raises:
       FileExistsError: ``config.out`` already holds a run (use :func:`resume`).
@@ -635,14 +638,19 @@ def train(config: TrainConfig, clock=time.monotonic) -> dict:
                 directory.rmdir()
         raise
     config.save(run_dir / "config.json")
+    if on_start is not None:
+        on_start(config, run_dir)
     logger.info("run directory: %s", run_dir)
     return trainer.run()
 
 
-def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, **overrides) -> dict:
+def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_start=None, **overrides) -> dict:
     """Continue the run in ``run_dir`` exactly from its last complete epoch.
 
-    ``overrides`` may change only :data:`RESUME_OVERRIDES` (e.g. more ``epochs``).
+    ``overrides`` may change only :data:`RESUME_OVERRIDES` (e.g. more ``epochs``); an
+    override equal to the recorded value is no change (so the run's own config file may
+    be passed again). ``on_start(config, run_dir)`` as in :func:`train`, after the
+    updated ``config.json`` is written.
 
     Raises:
       DataError: a data file's content differs from the one the run recorded
@@ -653,6 +661,7 @@ def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, **ov
     if not config_path.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
     config = TrainConfig.load(config_path)
+    overrides = {key: value for key, value in overrides.items() if getattr(config, key, None) != value}
     forbidden = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if forbidden:
         raise ValueError(f"cannot change {forbidden} when resuming (only {list(RESUME_OVERRIDES)}); "
@@ -661,4 +670,6 @@ def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, **ov
         setattr(config, key, value)
     config.__post_init__()
     config.save(config_path)
+    if on_start is not None:
+        on_start(config, run_dir)
     return Trainer(config, run_dir, resuming=True, allow_changed_data=allow_changed_data, clock=clock).run()

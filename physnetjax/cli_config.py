@@ -1,0 +1,334 @@
+"""Configuration files for every command-line tool: ``--config FILE`` and ``--print-config``.
+
+One flat TOML file (read with the standard library's :mod:`tomllib`) holds any of a
+command's options, one key per option::
+
+    # run.toml
+    data = ["frames.extxyz"]
+    energy_unit = "kcal/mol"
+    epochs = 200
+    plots = false
+
+    python -m physnetjax.train --config run.toml --epochs 400     # the command line wins
+
+Rules, the same for ``train``, ``md``, ``check``, ``eval`` and each ``spectra`` subcommand:
+
+* a key is the option's name with underscores (its argparse ``dest``: ``energy_unit``
+  for ``--energy-unit``, ``no_plot`` for ``--no-plot``, ``plots`` for
+  ``--plots/--no-plots``, ``checkpoint`` for check's positional); dashes are accepted too;
+* value types follow the option: ``true``/``false`` for switches, integers, floats
+  (an integer is accepted and converted), strings, and arrays for options taking several
+  values; a choice must be one of the option's choices;
+* options given on the command line override the file; a required option may be given
+  in the file instead; relative paths are relative to the working directory, as on the
+  command line (not to the file);
+* ``verbose = true`` in a file sets the log level; the traceback of an error is printed
+  only with ``--verbose`` on the command line (:mod:`physnetjax.cli_errors` decides before
+  any file is read);
+* an unknown key, a wrong type, a value outside the choices or a nested table is a
+  :class:`~physnetjax.errors.PhysNetInputError` naming the file and the key (exit code 2,
+  see :mod:`physnetjax.cli_errors`); so is a file that is not valid TOML.
+
+``--print-config`` writes a template to stdout: every option with its default (or, with
+``--config FILE``, the file's value) and its help text as a comment; options without a
+default are commented out. :func:`write_resolved_config` writes the same layout with the
+values a run used into its output directory, so ``--config`` on that file repeats the run.
+
+TOML has no null: an unset option (``None``) is written as a commented-out line and is
+left out of a file to keep it unset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import math
+import os
+import sys
+import textwrap
+import tomllib
+from pathlib import Path
+
+from physnetjax.errors import PhysNetInputError
+
+CONFIG_NAME = "config.toml"
+"""File name of the resolved configuration in an output directory."""
+
+_NOT_KEYS = ("help", "config", "print_config")
+_SWITCHES = (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse.BooleanOptionalAction)
+_VALUE_ACTIONS = (argparse._StoreAction, *_SWITCHES)
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_PLURAL_NAMES = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+
+
+class _PrintConfig(argparse.Action):
+    """``--print-config``: print the template of the parser it belongs to and exit 0 (like ``--help``).
+
+    ``shown_defaults`` (dest → value) stands in for the defaults of a parser whose
+    options default to ``argparse.SUPPRESS`` (the trainer's, so that ``--resume`` sees
+    which options were given).
+    """
+
+    def __init__(self, option_strings, dest, shown_defaults=None, **kwargs):
+        kwargs.pop("default", None)
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+        self.shown_defaults = dict(shown_defaults or {})
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        sys.stdout.write(render(parser))
+        parser.exit(0)
+
+
+class _ConfigFile(argparse.Action):
+    """``--config FILE``: accepted here, read before parsing by :func:`parse_args` (it stores nothing)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        kwargs.pop("default", None)
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        pass
+
+
+def add_config_options(parser: argparse.ArgumentParser, shown_defaults: dict | None = None) -> None:
+    """Add ``--config FILE`` and ``--print-config`` to ``parser`` (parse it with :func:`parse_args`)."""
+    parser.add_argument("--config", metavar="FILE", action=_ConfigFile,
+                        help="read options from this TOML file (keys = option names with underscores); "
+                             "options on the command line override it")
+    parser.add_argument("--print-config", action=_PrintConfig, shown_defaults=shown_defaults,
+                        help="print a commented TOML template of every option with its default and exit")
+
+
+def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """``parser.parse_args(argv)`` with the values of ``--config FILE`` as defaults.
+
+    For a parser with subcommands, the file belongs to the chosen subcommand's parser.
+    The file's keys become that parser's defaults (a required option given in the file is
+    no longer required on the command line), so options on the command line win.
+
+    Raises:
+      PhysNetInputError: the file is not TOML, or a key is unknown or of the wrong type.
+      FileNotFoundError: the file does not exist.
+    """
+    argv = sys.argv[1:] if argv is None else [str(token) for token in argv]
+    target, tokens = _chosen_parser(parser, argv)
+    finder = argparse.ArgumentParser(prog=target.prog, add_help=False, allow_abbrev=target.allow_abbrev)
+    finder.add_argument("--config")
+    path = finder.parse_known_args(tokens)[0].config
+    if path is not None:
+        values = read_config(target, path)
+        for action in target._actions:
+            if action.dest in values:
+                action.required = False
+        target.set_defaults(**values)
+    return parser.parse_args(argv)
+
+
+def read_config(parser: argparse.ArgumentParser, path) -> dict:
+    """The options in the TOML file ``path`` for ``parser``, as dest → value (converted like the command line).
+
+    Raises:
+      PhysNetInputError: a directory, invalid TOML or UTF-8, an unknown key (with the
+        closest known ones), a key given twice (dashes and underscores), a nested table,
+        a wrong type or choice.
+      FileNotFoundError: no such file.
+    """
+    if Path(path).is_dir():
+        raise PhysNetInputError(f"--config {path} is a directory, not a TOML file")
+    try:
+        document = tomllib.loads(Path(path).read_bytes().decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise PhysNetInputError(f"{path}: not a valid TOML file ({error})") from error
+    actions = {action.dest: action for action in options(parser)}
+    values: dict = {}
+    for key, value in document.items():
+        dest = key.replace("-", "_")
+        if isinstance(value, dict):
+            raise PhysNetInputError(f"{path}: key {key!r} is a table ([{key}]); config files are flat, "
+                                    "one key per option")
+        if dest not in actions:
+            close = difflib.get_close_matches(dest, actions, n=3)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise PhysNetInputError(f"{path}: unknown key {key!r}: not an option of {parser.prog}{hint} "
+                                    f"({parser.prog} --print-config lists them all)")
+        if dest in values:
+            raise PhysNetInputError(f"{path}: key {key!r} is given twice (as {dest!r} and with dashes)")
+        values[dest] = _converted(actions[dest], value, f"{path}: key {key!r}")
+    return values
+
+
+def options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The actions of ``parser`` that are configuration keys (all but help, --config, --print-config).
+
+    Raises:
+      TypeError: an action kind a config file cannot express (append, count, store_const):
+        extend this module before adding one to a parser.
+    """
+    found = []
+    for action in parser._actions:
+        if action.dest in _NOT_KEYS or isinstance(action, (argparse._SubParsersAction, argparse._HelpAction)):
+            continue
+        if not isinstance(action, _VALUE_ACTIONS):
+            raise TypeError(f"{parser.prog}: option {action.dest!r} is a {type(action).__name__}, "
+                            "which config files do not support")
+        found.append(action)
+    return found
+
+
+def render(parser: argparse.ArgumentParser, values: dict | None = None, resolved: bool = False) -> str:
+    """TOML text of every option of ``parser``: help text as comment, then ``key = value``.
+
+    ``values`` (dest → value) take precedence over the parser's defaults; a value of
+    None (unset) is a commented-out line. ``resolved`` changes the header from template
+    to record of a run.
+    """
+    values = {} if values is None else values
+    command = parser.prog
+    if resolved:
+        header = [f"Options used by this run of {command} (TOML).",
+                  f"Repeat it with: {command} --config THIS_FILE  (command-line options override the file).",
+                  f"Relative paths are relative to the directory it ran in: {Path.cwd()}"]
+    else:
+        header = [f"Configuration of {command} (TOML); use it with: {command} --config FILE",
+                  "Keys are the option names with underscores (dashes work too); options on the command",
+                  "line override the file. A commented-out key is unset: give a value to set it."]
+    lines = [f"# {line}" for line in header]
+    shown = _shown_defaults(parser)
+    for action in options(parser):
+        lines.append("")
+        help_text = " ".join(_help(parser, action).split())
+        if action.required:
+            help_text += " [required: here or on the command line]"
+        if help_text:
+            lines += textwrap.wrap(help_text, width=100, initial_indent="# ", subsequent_indent="# ")
+        if action.dest in values:
+            value = values[action.dest]
+        elif action.default is not argparse.SUPPRESS:
+            value = action.default
+        elif action.dest in shown:
+            value = shown[action.dest]
+        else:
+            value = False if isinstance(action, _SWITCHES) else None
+        if value is None:
+            lines.append(f"# {action.dest} = {_placeholder(action)}")
+        else:
+            lines.append(f"{action.dest} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_resolved_config(parser: argparse.ArgumentParser, values, path) -> Path:
+    """Write the options a run used (``values``: a dict or Namespace, dest → value) as TOML to ``path``."""
+    values = vars(values) if isinstance(values, argparse.Namespace) else values
+    path = Path(path)
+    path.write_text(render(parser, values, resolved=True))
+    return path
+
+
+def _chosen_parser(parser, argv):
+    """(parser the options belong to, their tokens): the subcommand's parser when ``parser`` has subcommands."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for index, token in enumerate(argv):
+                if token in action.choices:
+                    return action.choices[token], argv[index + 1:]
+    return parser, argv
+
+
+def _shown_defaults(parser) -> dict:
+    for action in parser._actions:
+        if isinstance(action, _PrintConfig):
+            return action.shown_defaults
+    return {}
+
+
+def _element_type(action):
+    if isinstance(action, _SWITCHES):
+        return bool
+    return action.type if action.type is not None else str
+
+
+def _is_list(action) -> bool:
+    return not isinstance(action, _SWITCHES) and (action.nargs in ("+", "*") or isinstance(action.nargs, int))
+
+
+def _help(parser, action) -> str:
+    if not action.help or action.help is argparse.SUPPRESS:
+        return ""
+    try:
+        return action.help % dict(vars(action), prog=parser.prog)
+    except (KeyError, TypeError, ValueError):
+        return action.help
+
+
+def _placeholder(action) -> str:
+    kind = _element_type(action)
+    name = {bool: "true|false", int: "<integer>", float: "<number>"}.get(kind, '"<string>"')
+    if isinstance(action.metavar, str) and kind is str:
+        name = f'"<{action.metavar}>"'
+    if action.choices is not None:
+        name = "|".join(json.dumps(c) for c in action.choices)
+    return f"[{name}, ...]" if _is_list(action) else name
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    raise TypeError(f"cannot write {value!r} ({type(value).__name__}) to a TOML config file")
+
+
+def _describe(value) -> str:
+    kinds = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}
+    return f"{json.dumps(value, default=str)} ({kinds.get(type(value), type(value).__name__)})"
+
+
+def _converted(action, value, where: str):
+    """``value`` from the file for ``action``, converted as the command line would; PhysNetInputError if not."""
+    kind = _element_type(action)
+    if _is_list(action):
+        if not isinstance(value, list):
+            raise PhysNetInputError(f"{where} must be an array of {_PLURAL_NAMES.get(kind, 'strings')} "
+                                    f"(e.g. [{_placeholder_element(kind)}]), received {_describe(value)}")
+        if action.nargs == "+" and not value:
+            raise PhysNetInputError(f"{where} needs at least one value, received []")
+        return [_converted_scalar(action, kind, item, where) for item in value]
+    return _converted_scalar(action, kind, value, where)
+
+
+def _placeholder_element(kind) -> str:
+    return {int: "1", float: "1.0"}.get(kind, '"..."')
+
+
+def _converted_scalar(action, kind, value, where: str):
+    expected = _TYPE_NAMES.get(kind, "a string")
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, str)
+        if ok and kind is not str:
+            try:
+                value = kind(value)
+            except (TypeError, ValueError, argparse.ArgumentTypeError) as error:
+                raise PhysNetInputError(f"{where}: invalid value {value!r} ({error})") from error
+    if not ok:
+        raise PhysNetInputError(f"{where} must be {expected}, received {_describe(value)}")
+    if action.choices is not None and value not in action.choices:
+        raise PhysNetInputError(f"{where} must be one of {list(action.choices)}, received {_describe(value)}")
+    return value

@@ -1,0 +1,211 @@
+"""Config files for every CLI (issue 19, item 1): templates list every option, the command line
+overrides the file, bad keys are one-line errors naming key and file, and a run's resolved
+config.toml repeats the run."""
+
+import argparse
+import json
+import re
+import tomllib
+
+import ase.io
+import pytest
+from ase import Atoms
+
+from physnetjax import PhysNet, init_params, save_checkpoint
+from physnetjax.check.__main__ import build_parser as check_parser
+from physnetjax.check.__main__ import main as check_main
+from physnetjax.cli_config import CONFIG_NAME, parse_args, read_config, write_resolved_config
+from physnetjax.eval.cli import build_parser as eval_parser
+from physnetjax.eval.cli import main as eval_main
+from physnetjax.md.__main__ import build_parser as md_parser
+from physnetjax.md.__main__ import main as md_main
+from physnetjax.spectra.__main__ import build_parser as spectra_parser
+from physnetjax.spectra.__main__ import main as spectra_main
+from physnetjax.train import TrainConfig, resume
+from physnetjax.train.cli import build_parser as train_parser
+from physnetjax.train.cli import main as train_main
+
+from conftest import DATA
+
+TRAIN_DATA = DATA / "train_ethanol64.npz"
+NOT_KEYS = {"help", "config", "print_config"}
+
+
+def _subparser(name):
+    def build():
+        (action,) = [a for a in spectra_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+        return action.choices[name]
+    return build
+
+
+# name, main, tokens before the options, parser of the options, required options (for a parse)
+CLIS = [
+    ("train", train_main, [], train_parser, []),
+    ("md", md_main, [], md_parser, ["--geometry", "g.xyz"]),
+    ("check", check_main, [], check_parser, []),
+    ("eval", eval_main, [], eval_parser, ["--data", "d.npz"]),
+    ("spectra harmonic", spectra_main, ["harmonic"], _subparser("harmonic"),
+     ["--checkpoint", "c", "--geometry", "g.xyz", "--out", "o"]),
+    ("spectra ir", spectra_main, ["ir"], _subparser("ir"),
+     ["--checkpoint", "c", "--geometry", "g.xyz", "--out", "o", "--temperature", "300", "--time-ps", "1"]),
+]
+
+
+def print_config(capsys, main, prefix) -> str:
+    with pytest.raises(SystemExit) as stop:
+        main([*prefix, "--print-config"])
+    assert stop.value.code == 0
+    return capsys.readouterr().out
+
+
+def template_keys(text: str) -> list[str]:
+    """Keys of a template, commented-out ones included."""
+    return re.findall(r"^(?:# )?([a-z0-9_]+) = ", text, flags=re.MULTILINE)
+
+
+@pytest.mark.parametrize("name, main, prefix, build, required", CLIS, ids=[c[0] for c in CLIS])
+def test_every_option_of_every_cli_is_a_key_of_its_template(capsys, tmp_path, name, main, prefix, build, required):
+    parser = build()
+    dests = {a.dest for a in parser._actions
+             if a.dest not in NOT_KEYS and not isinstance(a, (argparse._SubParsersAction, argparse._HelpAction))}
+    text = print_config(capsys, main, prefix)
+    keys = template_keys(text)
+    assert sorted(keys) == sorted(dests), name
+    values = tomllib.loads(text)
+    defaults = TrainConfig().to_dict() if name == "train" else {a.dest: a.default for a in parser._actions}
+    for key, value in values.items():
+        expected = defaults.get(key, False)
+        assert value == expected and type(value) is type(expected), (name, key, value, expected)
+    assert all(defaults.get(key) is None for key in set(keys) - set(values)), name
+    # the unedited template as --config gives exactly the options of no config file
+    path = tmp_path / "template.toml"
+    path.write_text(text)
+    top = {"train": train_parser, "md": md_parser, "check": check_parser, "eval": eval_parser}.get(name, spectra_parser)
+    assert options_of(parse_args(top(), [*prefix, "--config", str(path), *required]), name) == (
+        options_of(parse_args(top(), [*prefix, *required]), name))
+
+
+def options_of(namespace, name="") -> dict:
+    """The options a run uses: spectra's namespace also carries its subcommand's parser object; the trainer
+    leaves options it was not given out (argparse.SUPPRESS) and takes them from TrainConfig."""
+    given = {key: value for key, value in vars(namespace).items() if key != "parser"}
+    if name == "train":
+        return {**TrainConfig().to_dict(), "allow_changed_data": False, "verbose": False, "quiet": False, **given}
+    return given
+
+
+def test_file_values_are_defaults_and_the_command_line_wins(tmp_path, capsys):
+    path = tmp_path / "md.toml"
+    path.write_text('geometry = "water.xyz"\nsteps = 40\ntemperature = 250\nsave-every = 5\nfloat64 = true\n')
+    checked = tomllib.loads(print_config(capsys, md_main, ["--config", str(path)]))
+    assert (checked["geometry"], checked["steps"], checked["save_every"], checked["chunk"]) == ("water.xyz", 40, 5, 100)
+    args = parse_args(md_parser(), ["--config", str(path), "--steps", "80"])
+    assert args.geometry == "water.xyz" and args.steps == 80 and args.save_every == 5 and args.float64 is True
+    assert args.temperature == 250.0 and isinstance(args.temperature, float)
+    args = parse_args(md_parser(), ["--steps", "80", "--config", str(path), "--temperature", "10"])
+    assert args.steps == 80 and args.temperature == 10.0
+    spectra = tmp_path / "ir.toml"
+    spectra.write_text('checkpoint = "c"\ngeometry = "g.xyz"\nout = "o"\ntemperature = 300.0\ntime_ps = 2\n'
+                       'masses = [1, 2.5]\nno_plot = true\n')
+    args = parse_args(spectra_parser(), ["ir", "--config", str(spectra), "--replicas", "2"])
+    assert (args.command, args.time_ps, args.masses, args.no_plot, args.replicas) == ("ir", 2.0, [1.0, 2.5], True, 2)
+
+
+@pytest.mark.parametrize("content, key, match", [
+    ("epoch = 3\n", "epoch", "unknown key 'epoch'.*did you mean 'epochs'"),
+    ('epochs = "3"\n', "epochs", 'must be an integer, received "3" \\(string\\)'),
+    ("epochs = 3.0\n", "epochs", "must be an integer, received 3.0 \\(float\\)"),
+    ("learning_rate = true\n", "learning_rate", "must be a number, received true \\(boolean\\)"),
+    ("plots = 1\n", "plots", "must be true or false, received 1 \\(integer\\)"),
+    ('data = "a.npz"\n', "data", 'must be an array of strings .*received "a.npz" \\(string\\)'),
+    ("data = [1]\n", "data", "must be a string, received 1 \\(integer\\)"),
+    ('optimizer = "sgd"\n', "optimizer", "must be one of \\['amsgrad', 'adam', 'adamw'\\]"),
+    ("epochs = 3\nepochs-x = 1\n", "epochs-x", "unknown key 'epochs-x'"),
+    ("max_time = 3\nmax-time = 4\n", "max-time", "given twice"),
+    ("[model]\nfeatures = 8\n", "model", "is a table \\(\\[model\\]\\); config files are flat"),
+    ("epochs = \n", None, "not a valid TOML file"),
+])
+def test_bad_config_files_are_one_line_errors_naming_file_and_key(tmp_path, capsys, content, key, match):
+    path = tmp_path / "bad.toml"
+    path.write_text(content)
+    assert train_main(["--config", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"python -m physnetjax.train: error: {path}: ") and "\n" not in err, err
+    if key is not None:
+        assert f"key '{key}'" in err
+    assert re.search(match, err), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_config_file_and_bad_spectra_key_exit_2(tmp_path, capsys):
+    assert md_main(["--config", str(tmp_path / "none.toml")]) == 2
+    assert "none.toml" in capsys.readouterr().err
+    assert md_main(["--config", str(tmp_path)]) == 2
+    assert "is a directory, not a TOML file" in capsys.readouterr().err
+    (tmp_path / "latin1.toml").write_bytes('geometry = "\xe9"\n'.encode("latin-1"))
+    assert md_main(["--config", str(tmp_path / "latin1.toml")]) == 2
+    assert "latin1.toml: not a valid TOML file" in capsys.readouterr().err
+    path = tmp_path / "h.toml"
+    path.write_text("temperature = 300.0\n")
+    assert spectra_main(["harmonic", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown key 'temperature': not an option of python -m physnetjax.spectra harmonic" in err
+
+
+def test_train_round_trip_template_to_run_to_resolved_config_to_identical_run(tmp_path, capsys):
+    template = tomllib.loads(print_config(capsys, train_main, []))
+    edited = template | dict(data=[str(TRAIN_DATA)], features=8, num_basis_functions=8, num_iterations=1,
+                             train=16, valid=4, test=4,
+                             batch_size=4, learning_rate=1e-2, schedule="exponential", decay_epochs=2.0,
+                             epochs=3, progress=False, plots=False, out=str(tmp_path / "first"))
+    path = tmp_path / "edited.toml"
+    path.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in edited.items()))
+    assert train_main(["--config", str(path), "--epochs", "1", "--quiet"]) == 0
+    first = tmp_path / "first"
+    resolved = tomllib.loads((first / CONFIG_NAME).read_text())
+    recorded = json.loads((first / "config.json").read_text())
+    assert recorded["epochs"] == 1 and recorded["features"] == 8 and recorded["data"] == [str(TRAIN_DATA)]
+    assert resolved == {**{k: v for k, v in recorded.items() if v is not None},
+                        "verbose": False, "quiet": False, "allow_changed_data": False}
+    # the run directory's config.toml repeats the run: the same TrainConfig, only --out changes (that the
+    # same TrainConfig trains the same weights is test_train's resume-equals-uninterrupted test)
+    again = options_of(parse_args(train_parser(), ["--config", str(first / CONFIG_NAME), "--out", "second"]), "train")
+    assert TrainConfig(**{k: v for k, v in again.items() if k in recorded}) == TrainConfig(
+        **(recorded | {"out": "second"}))
+    assert train_main(["--config", str(first / CONFIG_NAME), "--quiet"]) == 3
+    assert f"{first} already holds a run" in capsys.readouterr().err
+    # ... and may be passed again to --resume: only what differs from the run counts as a change
+    with pytest.raises(ValueError, match=r"cannot change \['learning_rate'\]"):
+        resume(first, **(TrainConfig(**recorded).to_dict() | {"learning_rate": 1.0}))
+    assert train_main(["--resume", str(first), "--config", str(first / CONFIG_NAME), "--learning-rate", "1"]) == 2
+    assert "cannot change ['learning_rate']" in capsys.readouterr().err
+
+
+def test_md_keeps_its_resolved_config_beside_the_trajectory(tmp_path, capsys):
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=4.0,
+                    max_atomic_number=9)
+    save_checkpoint(tmp_path / "ckpt", model, init_params(model, 0))
+    ase.io.write(tmp_path / "water.xyz", Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]))
+    path = tmp_path / "md.toml"
+    path.write_text(f'checkpoint = "{tmp_path / "ckpt"}"\ngeometry = "{tmp_path / "water.xyz"}"\n'
+                    f'out = "{tmp_path / "traj.xyz"}"\nsteps = 40\nsave-every = 2\nchunk = 2\ntemperature = 20\n'
+                    'energy_tolerance = 1e4  # an untrained model\n')
+    assert md_main(["--config", str(path), "--steps", "4"]) == 0, capsys.readouterr().err
+    resolved = tmp_path / f"traj.xyz.{CONFIG_NAME}"
+    used = parse_args(md_parser(), ["--config", str(path), "--steps", "4"])
+    assert options_of(parse_args(md_parser(), ["--config", str(resolved)])) == options_of(used)
+    assert tomllib.loads(resolved.read_text())["steps"] == 4
+    assert len(ase.io.read(tmp_path / "traj.xyz", index=":")) == 4 // 2
+
+
+def test_resolved_values_survive_toml_exactly(tmp_path):
+    """Strings with quotes, backslashes, unicode and control characters, extreme floats and arrays."""
+    used = {"geometry": 'dir "a"\\b/ethanol Å\t\x01.xyz', "temperature": 1e-300, "pressure": -3.3333333333333335e+20,
+            "compressibility": 4.5e-05, "steps": 2 ** 40, "float64": True, "out": None, "anisotropic": False,
+            "ensemble": "npt"}
+    path = tmp_path / "resolved.toml"
+    write_resolved_config(md_parser(), used, path)
+    read = read_config(md_parser(), path)
+    given = {k: v for k, v in used.items() if v is not None}
+    assert "out" not in read and {k: read[k] for k in given} == given
+    assert all(type(read[k]) is type(v) for k, v in given.items())
