@@ -144,6 +144,7 @@ def test_calculator_covers_the_three_body_term(atm_model):
     np.testing.assert_allclose(atoms.get_forces(), forces, rtol=0, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_md_potential_with_all_pairs_and_neighbor_lists(atm_model):
     """JAX-native MD: the all-pairs edge set carries every pair-of-pairs; in-jit lists refuse clearly."""
     from physnetjax.md.potential import physnet_potential
