@@ -189,3 +189,18 @@ def test_missing_or_short_triplet_lists_are_refused(atm_model):
     assert len(padded_triplets(dst, mask, vectors, np.inf)[0]) == 5
     with pytest.raises(ValueError, match="num_triplets=2 is smaller than the 3 required"):
         padded_triplets(dst, mask, vectors, 5.0, num_triplets=2)
+
+
+def test_trainer_batches_carry_every_triplet():
+    """Host side only: the trainer's fixed-shape batches hold all 252 triplets of each ethanol frame."""
+    from physnetjax.data.dataset import bundled_dataset_path, load_npz
+    from physnetjax.train.batching import batch_shapes, iterate_batches
+
+    model = PhysNet(dispersion="d3bj", dispersion_three_body=True, dispersion_cutoff=6.0, **SMALL)
+    dataset = load_npz(bundled_dataset_path())
+    shapes = batch_shapes(dataset, model, batch_size=3)
+    assert shapes.triplets >= 3 * 252
+    batch, _ = next(iterate_batches(dataset, np.arange(3), dataset.E, model, 3, shapes))
+    assert batch.triplets.shape[1:] == (shapes.triplets, 2)
+    assert int(np.sum(batch.triplet_mask)) == 3 * 9 * 8 * 7 // 2  # 9 atoms, 8 neighbours each: C(8, 2) per atom
+    assert model_triplet_cutoff(PhysNet(**SMALL)) is None and batch_shapes(dataset, PhysNet(**SMALL), 3).triplets is None
