@@ -3,6 +3,7 @@
 from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning, RunStoppedError
 from physnetjax.checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint
 from physnetjax.model import EF, PhysNet
+from physnetjax.ensemble import PhysNetEnsemble
 from physnetjax.model_dispersion import with_dispersion
 from physnetjax.neighbors import (
     Batch,
@@ -29,6 +30,7 @@ __all__ = [
     "RunStoppedError",
     "PhysNet",
     "PhysNetCalculator",
+    "PhysNetEnsemble",
     "__version__",
     "apply_batch",
     "batch_from_neighbors",

@@ -6,6 +6,13 @@ the origin of the given coordinates); for fully periodic cells also stress (eV/�
 Voigt order xx, yy, zz, yz, xz, xy, σ = (1/V) ∂E/∂ε as in ASE). ``results`` also holds
 ``dispersion_energy`` (eV, the model's D3 term, included in ``energy``; 0 when off).
 
+With a :class:`~physnetjax.ensemble.PhysNetEnsemble` every property is the ensemble
+mean, evaluated in one vmapped call over the members, and ``results`` also holds the
+calibrated member spreads (definitions in :mod:`physnetjax.ensemble.model`):
+``energy_std`` (eV), ``forces_std`` (n,) eV/Å per atom and, with charges,
+``charges_std`` (n,) e and ``dipole_std`` (e·Å); they are implemented properties, so
+``calc.get_property("forces_std", atoms)`` works. A single model has none of them.
+
 Every call rebuilds the neighbor lists on the host (vesin, full directed list with
 periodic image shifts) from the atoms as they are now, so a change of positions,
 atomic numbers, cell or PBC can never be served a stale list. Atoms and edges are
@@ -26,11 +33,12 @@ import vesin
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from physnetjax.ensemble.model import is_ensemble
 from physnetjax.neighbors.batch import Batch, model_pair_cutoff, model_triplet_cutoff
 from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round_up
 from physnetjax.neighbors.triplets import count_triplets
 from physnetjax.physics.dispersion import check_d3_elements
-from physnetjax.predict import jitted_apply, require_finite
+from physnetjax.predict import jitted_apply, require_finite, spread_of
 from physnetjax.validation import neighbor_box, trained_elements_of, validate_structure
 
 logger = logging.getLogger(__name__)
@@ -59,10 +67,11 @@ def check_dtype(dtype) -> np.dtype:
 
 
 class PhysNetCalculator(Calculator):
-    """ASE calculator running a :class:`physnetjax.PhysNet` model.
+    """ASE calculator running a :class:`physnetjax.PhysNet` model or an ensemble of them.
 
     Args:
-      model, params: the model and its variables ``{"params": ...}``; or
+      model, params: the model (a PhysNet or a :class:`~physnetjax.ensemble.PhysNetEnsemble`)
+        and its variables ``{"params": ...}``; or
       checkpoint: a checkpoint directory (new or legacy format) instead of them.
       dtype: ``"float32"`` (default) or ``"float64"`` (needs ``jax_enable_x64``).
       total_charge: total charge Q in e (default: ``atoms.info["charge"]`` if set, else 0).
@@ -111,9 +120,11 @@ class PhysNetCalculator(Calculator):
         self.trained_elements = trained_elements
         self.pair_cutoff = model_pair_cutoff(model)
         self.three_body_cutoff = model_triplet_cutoff(model)
+        self.ensemble = is_ensemble(model)
         self.implemented_properties = ["energy", "free_energy", "forces", "stress"] + (
             ["charges", "dipole"] if model.charges else []
-        )
+        ) + (["energy_std", "forces_std"] + (["charges_std", "dipole_std"] if model.charges else [])
+             if self.ensemble else [])
         self._apply = jitted_apply(model)
         self._shapes: set[tuple] = set()
         self._neighbors = vesin.NeighborList(cutoff=float(model.cutoff), full_list=True)
@@ -210,6 +221,8 @@ class PhysNetCalculator(Calculator):
             wanted.update(charges=out["charges"], dipoles=out["dipoles"])
         if "stress" in out:
             wanted["stress"] = out["stress"]
+        if self.ensemble:
+            wanted.update({key: out[key] for key in ("energy_std", "forces_std", "charges_std", "dipoles_std")})
         host = jax.device_get(wanted)
         energy = float(host["energy"][0])
         self.results = {
@@ -223,3 +236,6 @@ class PhysNetCalculator(Calculator):
             self.results["dipole"] = np.asarray(host["dipoles"][0], dtype=np.float64)
         if "stress" in host:
             self.results["stress"] = full_3x3_to_voigt_6_stress(np.asarray(host["stress"][0], np.float64))
+        if self.ensemble:
+            self.results.update({key: value if isinstance(value, float) else np.asarray(value, np.float64)
+                                 for key, value in spread_of(host, n).items() if value is not None})

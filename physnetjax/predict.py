@@ -30,8 +30,8 @@ def predict(
     returns physical quantities with padding removed.
 
     Args:
-      model: a :class:`physnetjax.PhysNet`.
-      params: its variables (``{"params": ...}``).
+      model: a :class:`physnetjax.PhysNet` or :class:`~physnetjax.ensemble.PhysNetEnsemble`.
+      params: its variables (``{"params": ...}``; stacked for an ensemble).
       atomic_numbers: (n,) ints in [1, max_atomic_number].
       positions: (n, 3) Å, finite.
       total_charge: total charge Q in e.
@@ -43,6 +43,11 @@ def predict(
     Returns:
       dict with ``energy`` (float, eV), ``forces`` (n, 3) eV/Å, ``charges`` (n,) e or
       None, ``dipole`` (3,) e·Å or None, ``electrostatics``, ``repulsion`` and ``dispersion`` (eV).
+      For a :class:`~physnetjax.ensemble.PhysNetEnsemble` these are the ensemble means,
+      and the dict also holds the calibrated member spreads (definitions in
+      :mod:`physnetjax.ensemble.model`): ``energy_std`` (float, eV), ``forces_std`` (n,)
+      eV/Å per atom, ``charges_std`` (n,) e or None, ``dipole_std`` (float, e·Å) or None.
+      A single model's dict has no ``*_std`` keys.
 
     Raises:
       PhysNetInputError: a bad structure (see :func:`physnetjax.validation.validate_structure`).
@@ -69,6 +74,7 @@ def predict(
         "electrostatics": float(out["electrostatics"][0]),
         "repulsion": float(out["repulsion"][0]),
         "dispersion": float(out["dispersion"][0]),
+        **spread_of(out, n),
     }
 
 
@@ -77,7 +83,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
     """Energy, forces and stress of one periodic cell, as NumPy.
 
     Args:
-      model: a :class:`physnetjax.PhysNet` (its pair terms must have a finite reach).
+      model: a :class:`physnetjax.PhysNet` or ensemble (its pair terms must have a finite reach).
       params: its variables.
       atomic_numbers: (n,) ints in [1, max_atomic_number].
       positions: (n, 3) Å.  cell: (3, 3) Å, vectors as rows.
@@ -87,7 +93,9 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
     Returns:
       dict with ``energy`` (eV), ``forces`` (n, 3) eV/Å, ``stress`` (3, 3) eV/Å³
       (σ = (1/V) ∂E/∂ε: positive under tension, pressure = −tr σ / 3), ``charges`` (n,)
-      or None, ``electrostatics``, ``repulsion`` and ``dispersion`` (eV).
+      or None, ``electrostatics``, ``repulsion`` and ``dispersion`` (eV); for an
+      ensemble the means plus ``energy_std``, ``forces_std``, ``charges_std`` and
+      ``dipole_std`` as in :func:`predict`.
 
     Raises:
       PhysNetInputError, FloatingPointError: as :func:`predict`; also a zero or degenerate cell.
@@ -113,6 +121,23 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
         "electrostatics": float(out["electrostatics"][0]),
         "repulsion": float(out["repulsion"][0]),
         "dispersion": float(out["dispersion"][0]),
+        **spread_of(out, n),
+    }
+
+
+def spread_of(out: dict, num_atoms: int) -> dict:
+    """The ensemble spreads of molecule 0 in a model output, as NumPy; {} for a single model's output.
+
+    Keys: ``energy_std`` (eV), ``forces_std`` (n,) eV/Å, ``charges_std`` (n,) e or None,
+    ``dipole_std`` (e·Å) or None (see :mod:`physnetjax.ensemble.model`).
+    """
+    if "energy_std" not in out:
+        return {}
+    return {
+        "energy_std": float(out["energy_std"][0]),
+        "forces_std": np.asarray(out["forces_std"][:num_atoms]),
+        "charges_std": None if out["charges_std"] is None else np.asarray(out["charges_std"][:num_atoms]),
+        "dipole_std": None if out["dipoles_std"] is None else float(out["dipoles_std"][0]),
     }
 
 

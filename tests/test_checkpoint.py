@@ -66,7 +66,7 @@ def test_round_trip_is_bit_for_bit(trained, molecules):
 def test_config_json_contents(trained):
     path, _, _ = trained
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    assert config["format_version"] == ckformat.FORMAT_VERSION == 1
+    assert config["format_version"] == ckformat.SINGLE_MODEL_FORMAT_VERSION == 1  # single models stay version 1
     assert config["units"] == {"length": "Å", "energy": "eV", "forces": "eV/Å", "charge": "e", "dipole": "e·Å"}
     assert config["model"]["element_energies"][8] == -4.0
     assert any(name.startswith("params/") for name in config["files"])
@@ -187,9 +187,9 @@ def test_missing_or_broken_config(copy_of):
 
 def test_future_format_version(copy_of):
     config = json.loads((copy_of / "config.json").read_text(encoding="utf-8"))
-    config["format_version"] = 2
+    config["format_version"] = 3
     (copy_of / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    with pytest.raises(CheckpointError, match="format_version 2.*reads format_version <= 1"):
+    with pytest.raises(CheckpointError, match="format_version 3.*reads format_version <= 2"):
         load_checkpoint(copy_of)
 
 

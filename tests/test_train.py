@@ -202,10 +202,11 @@ def test_two_host_devices_match_one_device():
 
 
 @pytest.mark.slow
-def test_sigkill_during_checkpoint_write_resumes_from_last_complete(tmp_path):
+@pytest.mark.parametrize("members", [1, 2])
+def test_sigkill_during_checkpoint_write_resumes_from_last_complete(tmp_path, members):
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "physnetjax.train", "--data", str(DATA), "--out", str(out), "--epochs", "200",
-            "--no-progress", "--no-plots", "--quiet"]
+            "--no-progress", "--no-plots", "--quiet", "--ensemble", str(members)]
     for key, value in TINY.items():
         if key != "progress":
             args += [f"--{key.replace('_', '-')}", str(value)]
@@ -224,6 +225,7 @@ def test_sigkill_during_checkpoint_write_resumes_from_last_complete(tmp_path):
     last_complete = int(os.readlink(out / "latest").split("-")[-1])
     summary = resume(out, epochs=last_complete + 1)
     assert summary["epochs_run"] == last_complete + 1
+    assert ("ensemble" in summary) == (members > 1)
     assert [int(r["epoch"]) for r in read_rows(out)] == list(range(1, last_complete + 2))
     assert not any(p.name.startswith(".") for p in checkpoints.iterdir())
 

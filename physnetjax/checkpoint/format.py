@@ -1,8 +1,8 @@
-"""The physnetjax checkpoint format (version 1): a directory, written atomically.
+"""The physnetjax checkpoint format (versions 1 and 2): a directory, written atomically.
 
 Layout of a checkpoint ``path/``::
 
-    config.json     {"format_version": 1, "library_version": "...", "model": PhysNet.config(),
+    config.json     {"format_version": 1 or 2, "library_version": "...", "model": model.config(),
                      "units": {...}, "metadata": {...}, "files": {relative path: {size, sha256}},
                      "config_sha256": hex}
     params/         orbax PyTree checkpoint of the variables {"params": {...}}
@@ -24,6 +24,12 @@ requested name. Replacing a checkpoint renames the old one to
 ``.NAME.replaced-XXXX`` first; if the process dies before the new one is in
 place, the next load or save of ``NAME`` renames the old one back (with a
 warning), so the old checkpoint survives any crash.
+
+Version 2 adds ensembles (:class:`~physnetjax.ensemble.PhysNetEnsemble`): ``model`` is
+``{"ensemble_size": K, "calibration_scale": s, "member": PhysNet.config()}`` and every
+leaf under ``params/`` has a leading axis of length K (member k at index k). A
+single-model checkpoint is still written as version 1 (its layout did not change),
+so older physnetjax versions keep reading it; they refuse an ensemble by its version.
 
 No pickle is ever read from a new-format checkpoint; orbax stores arrays in
 tensorstore/zarr and the rest is JSON.
@@ -51,8 +57,11 @@ from orbax.checkpoint import metadata as ocp_metadata
 
 from physnetjax.checkpoint.errors import CheckpointError
 
-FORMAT_VERSION = 1
-"""Version of the on-disk layout written by :func:`save_checkpoint`."""
+FORMAT_VERSION = 2
+"""Newest on-disk layout this library reads and writes (2 for ensembles, 1 for single models)."""
+
+SINGLE_MODEL_FORMAT_VERSION = 1
+"""Version written for a single PhysNet (unchanged since version 1)."""
 
 CONFIG_FILE = "config.json"
 PARAMS_DIR = "params"
@@ -244,8 +253,10 @@ def save_checkpoint(
 
     Args:
       path: checkpoint directory to create (relative paths are resolved).
-      model: a :class:`physnetjax.PhysNet`; its ``config()`` is stored as JSON.
-      params: its variables ``{"params": {...}}`` (the weights to deploy, usually EMA).
+      model: a :class:`physnetjax.PhysNet` or a
+        :class:`~physnetjax.ensemble.PhysNetEnsemble`; its ``config()`` is stored as JSON.
+      params: its variables ``{"params": {...}}`` (the weights to deploy, usually EMA);
+        for an ensemble stacked, with a leading member axis on every leaf.
       metadata: JSON-serialisable dict (E0s, units of the training data, epochs,
         losses, provenance...); NumPy/JAX arrays are stored as nested lists.
       train_state: any pytree (optimizer state, EMA and raw params, RNG key, epoch,
@@ -260,10 +271,12 @@ def save_checkpoint(
     Raises:
       FileExistsError: ``path`` exists and ``overwrite`` is False.
       CheckpointError: ``overwrite`` would delete something that is not a checkpoint,
-        or ``params`` do not fit ``model`` (each mismatching parameter is named).
+        or ``params`` do not fit ``model`` (each mismatching parameter is named; for an
+        ensemble, first a member count that differs from ``model.size``).
       TypeError: ``metadata`` is not JSON-serialisable.
     """
     from physnetjax import __version__
+    from physnetjax.ensemble.model import is_ensemble, member_count_mismatch
 
     target = absolute_path(path)
     recover_interrupted_overwrite(target)
@@ -272,11 +285,14 @@ def save_checkpoint(
             raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
         if not is_checkpoint(target):
             raise CheckpointError(f"refusing to overwrite {target}: it is not a physnetjax checkpoint")
+    count_problem = member_count_mismatch(model, params) if is_ensemble(model) else None
+    if count_problem is not None:
+        raise CheckpointError(f"params do not fit the model: {count_problem}")
     problems = param_mismatches(model, params)
     if problems:
         raise CheckpointError("params do not fit the model: " + "; ".join(problems))
     config = {
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if is_ensemble(model) else SINGLE_MODEL_FORMAT_VERSION,
         "library_version": __version__,
         "model": model.config(),
         "units": dict(UNITS),
@@ -402,14 +418,18 @@ def load_checkpoint(path, *, weights: str = "ema", allow_pickle: bool = False):
         pass True only for files you trust. Orbax checkpoints never need it.
 
     Returns:
-      ``(model, params, metadata)``: a :class:`physnetjax.PhysNet`, its variables
-      ``{"params": ...}`` as jax arrays, and the metadata dict.
+      ``(model, params, metadata)``: a :class:`physnetjax.PhysNet` (or, for an
+      ensemble checkpoint, a :class:`~physnetjax.ensemble.PhysNetEnsemble` with
+      stacked params), its variables ``{"params": ...}`` as jax arrays, and the
+      metadata dict.
 
     Raises:
       CheckpointError: not a checkpoint, corrupted or incomplete, newer format,
-        or a legacy model this library cannot represent.
+        a legacy model this library cannot represent, or an ensemble whose stored
+        parameters hold another number of members than its config.
     """
     from physnetjax.checkpoint import legacy
+    from physnetjax.ensemble.model import PhysNetEnsemble, member_count_mismatch
     from physnetjax.model import PhysNet
 
     if weights not in WEIGHT_CHOICES:
@@ -433,11 +453,16 @@ def load_checkpoint(path, *, weights: str = "ema", allow_pickle: bool = False):
     config = read_config(root)
     _verify_config(root, config)
     _verify_files(root, config["files"])
+    ensemble = "ensemble_size" in config["model"]
     try:
-        model = PhysNet.from_config(config["model"])
-    except TypeError as error:
+        model = PhysNetEnsemble.from_config(config["model"]) if ensemble else PhysNet.from_config(config["model"])
+    except (TypeError, ValueError, KeyError) as error:
         raise CheckpointError(f"checkpoint {root}: model config not understood ({error})") from None
     params = jax.tree_util.tree_map(jnp.asarray, _restore(root, PARAMS_DIR))
+    count_problem = member_count_mismatch(model, params) if ensemble else None
+    if count_problem is not None:
+        raise CheckpointError(f"checkpoint {root}: {count_problem} (config.json says ensemble_size "
+                              f"{model.size}); the parameters and config.json were not saved together")
     problems = param_mismatches(model, params)
     if problems:
         raise CheckpointError(f"checkpoint {root}: params do not fit the stored model: " + "; ".join(problems))

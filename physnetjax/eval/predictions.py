@@ -27,8 +27,8 @@ from physnetjax.neighbors import apply_batch
 from physnetjax.train.batching import batch_shapes, iterate_batches
 from physnetjax.train.parallel import device_mesh, replicate, shard_batch
 
-OUTPUT_KEYS = ("energy", "forces", "charges", "dipoles")
-"""Model outputs brought back to the host."""
+OUTPUT_KEYS = ("energy", "forces", "charges", "dipoles", "energy_std", "forces_std")
+"""Model outputs brought back to the host (the spreads only from an ensemble)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +41,9 @@ class Predictions:
       charges: (M, n) atomic charges in e (None when the model has no charges).
       dipole: (M, 3) e·Å about the coordinate origin (None without charges).
       total_charge: (M,) Σ_i q_i in e (None without charges).
+      energy_std: (M,) eV and forces_std: (M, n) eV/Å, the calibrated member spreads of
+        a :class:`~physnetjax.ensemble.PhysNetEnsemble` (:mod:`physnetjax.ensemble.model`);
+        None for a single model.
     """
 
     energy: np.ndarray
@@ -48,6 +51,8 @@ class Predictions:
     charges: Optional[np.ndarray]
     dipole: Optional[np.ndarray]
     total_charge: Optional[np.ndarray]
+    energy_std: Optional[np.ndarray] = None
+    forces_std: Optional[np.ndarray] = None
 
 
 _JIT: dict = {}
@@ -58,7 +63,7 @@ def _device_apply(network):
     if network not in _JIT:
         def apply(params, batch):
             out = apply_batch(network, params, batch)
-            return {key: out[key] for key in OUTPUT_KEYS if out[key] is not None}
+            return {key: out[key] for key in OUTPUT_KEYS if out.get(key) is not None}
 
         _JIT[network] = jax.jit(jax.vmap(apply, in_axes=(None, 0)))
     return _JIT[network]
@@ -68,7 +73,8 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
     """Energies, forces, charges and dipoles of ``model`` on every frame of ``dataset``.
 
     Args:
-      model: a :class:`physnetjax.PhysNet` (legacy-migrated ones included); its
+      model: a :class:`physnetjax.PhysNet` (legacy-migrated ones included) or a
+        :class:`~physnetjax.ensemble.PhysNetEnsemble` (means, plus the spreads); its
         ``element_energies`` (E0, eV) are added on the host in float64.
       params: its variables ``{"params": ...}``.
       dataset: the frames (internal units); labels are not used.
@@ -99,10 +105,13 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
     energy, forces = np.zeros(M), np.zeros((M, n, 3))
     charges = np.zeros((M, n)) if model.charges else None
     dipole = np.zeros((M, 3)) if model.charges else None
+    energy_std = forces_std = None
     order = np.arange(M)
     batches = iterate_batches(dataset, order, dataset.E, network, batch_size, shapes, dtype=dtype)
     for start, (batch, _) in zip(range(0, M, batch_size), batches):
         out = jax.device_get(apply(device_params, shard_batch(batch, mesh)))
+        if "energy_std" in out and energy_std is None:
+            energy_std, forces_std = np.zeros(M), np.zeros((M, n))
         chunk = order[start:start + batch_size]
         for device in range(shapes.num_devices):
             frames = chunk[device * shapes.molecules:(device + 1) * shapes.molecules]
@@ -115,9 +124,13 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
                 if charges is not None:
                     charges[frame, :count] = out["charges"][device, atoms]
                     dipole[frame] = out["dipoles"][device, slot]
+                if energy_std is not None:
+                    energy_std[frame] = out["energy_std"][device, slot]
+                    forces_std[frame, :count] = out["forces_std"][device, atoms]
                 offset += count
     if model.element_energies is not None:
         e0 = np.asarray(model.element_energies, np.float64)
         energy = energy + element_counts(dataset.Z, len(e0) - 1) @ e0
     total_charge = None if charges is None else charges.sum(axis=1)
-    return Predictions(energy=energy, forces=forces, charges=charges, dipole=dipole, total_charge=total_charge)
+    return Predictions(energy=energy, forces=forces, charges=charges, dipole=dipole, total_charge=total_charge,
+                       energy_std=energy_std, forces_std=forces_std)

@@ -6,10 +6,16 @@ report (energy drift and fluctuation, mean temperature, steps/s). Without
 TOML file (``--config``, ``--print-config``: :mod:`physnetjax.cli_config`); with
 ``--out OUT`` the options used are kept in ``OUT.config.toml``.
 
+With an ensemble checkpoint the forces are the members' mean and every saved frame
+records the largest per-atom force spread; ``--uncertainty-threshold`` stops the run at
+the first frame past it (``--on-uncertainty stop``, the last trusted frame saved to
+``OUT.last_trusted.xyz``) or flags such frames (``flag``).
+
 Exit status (:mod:`physnetjax.cli_errors`): 0 done; 2 bad input (checkpoint, geometry,
-argument values such as a zero timestep); 3 an output path that cannot be written
-(checked before the model is loaded); 4 the run was stopped (NaN/Inf, absurd force, or
-NVE energy not conserved), the last good frame saved.
+argument values such as a zero timestep, an uncertainty threshold for a single model);
+3 an output path that cannot be written (checked before the model is loaded); 4 the run
+was stopped (NaN/Inf, absurd force, NVE energy not conserved, or the ensemble
+uncertainty past ``--uncertainty-threshold``), the last good / trusted frame saved.
 """
 
 from __future__ import annotations
@@ -22,9 +28,16 @@ import ase.io
 import jax
 
 from physnetjax.cli_config import CONFIG_NAME, add_config_options, parse_args, write_resolved_config
-from physnetjax.cli_errors import cli_main
+from physnetjax.cli_errors import EXIT_OK, EXIT_RUN_STOPPED, cli_main
 from physnetjax.errors import PhysNetInputError
-from physnetjax.md.driver import ENERGY_DRIFT_ACTIONS, ENERGY_TOLERANCE_MEV_PER_ATOM, check_md_arguments, simulate
+from physnetjax.md.driver import (
+    ENERGY_DRIFT_ACTIONS,
+    ENERGY_TOLERANCE_MEV_PER_ATOM,
+    UNCERTAINTY_ACTIONS,
+    check_md_arguments,
+    check_uncertainty_arguments,
+    simulate,
+)
 from physnetjax.md.ensembles import ENSEMBLES
 from physnetjax.validation import check_output_path, trained_elements_of
 
@@ -71,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="NVE: largest change of the conserved energy in meV/atom (default %(default)s)")
     parser.add_argument("--on-energy-drift", choices=ENERGY_DRIFT_ACTIONS, default="stop",
                         help="NVE energy beyond --energy-tolerance: stop (save the last good frame) or warn")
+    parser.add_argument("--uncertainty-threshold", type=float, metavar="EV_PER_A",
+                        help="ensemble checkpoints: largest accepted per-atom force spread (eV/Å) of a saved frame")
+    parser.add_argument("--on-uncertainty", choices=UNCERTAINTY_ACTIONS, default="stop",
+                        help="a frame past --uncertainty-threshold: stop (keep the last trusted frame) or flag it")
     parser.add_argument("--verbose", action="store_true")
     add_config_options(parser)
     return parser
@@ -111,6 +128,7 @@ def main(argv=None) -> int:
 
         checkpoint = example_model_path()
     model, params, metadata = load_checkpoint(checkpoint)
+    check_uncertainty_arguments(model, args.ensemble, args.uncertainty_threshold, args.on_uncertainty)
     if args.edge_chunk_size is not None:
         model = model.clone(edge_chunk_size=args.edge_chunk_size)
     atoms = read_geometry(args.geometry)
@@ -132,10 +150,14 @@ def main(argv=None) -> int:
             temperature_end_K=args.temperature_end, pressure_bar=args.pressure,
             pressure_end_bar=args.pressure_end, barostat_time_fs=args.barostat_time,
             compressibility_per_bar=args.compressibility, anisotropic=args.anisotropic,
+            uncertainty_threshold=args.uncertainty_threshold, on_uncertainty=args.on_uncertainty,
         )
     for line in report.lines():
         print(line)
-    return 0
+    if report.stopped:
+        print(f"python -m physnetjax.md: stopped: {report.stop_reason}", file=sys.stderr)
+        return EXIT_RUN_STOPPED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -38,12 +38,14 @@ class CellPotential(NamedTuple):
       update: ``update(positions, cell, nbrs) -> nbrs``, jit-able.
       energy_force_stress: ``(positions, cell, nbrs) -> (E () eV, F (N, 3) eV/Å, σ (3, 3) eV/Å³)``.
       reference_cell: (3, 3) Å, the cell h_0 the lists live in.
+      outputs: ``outputs(positions, cell, nbrs) -> dict``, the full model output of the same batch.
     """
 
     allocate: Callable[..., Any]
     update: Callable[[jax.Array, jax.Array, Any], Any]
     energy_force_stress: Callable[[jax.Array, jax.Array, Any], tuple[jax.Array, jax.Array, jax.Array]]
     reference_cell: np.ndarray
+    outputs: Callable[[jax.Array, jax.Array, Any], dict]
 
 
 @flax.struct.dataclass
@@ -137,14 +139,17 @@ def physnet_cell_potential(
         fractional = lst.shifts.astype(cell.dtype) @ jnp.asarray(h0_inverse, cell.dtype)
         return lst.replace(shifts=fractional @ cell)
 
-    def energy_force_stress(positions, cell, nbrs: CellNeighbors):
+    def outputs(positions, cell, nbrs: CellNeighbors):
         cell = jnp.asarray(cell, positions.dtype)
         pairs = None if nbrs.pairs is None else current_shifts(nbrs.pairs, cell)
         batch = batch_from_neighbors(z, positions, current_shifts(nbrs.edges, cell), pair_nbrs=pairs, cell=cell,
                                      total_charge=total_charge)
-        out = apply_batch(model, params, batch)
+        return apply_batch(model, params, batch)
+
+    def energy_force_stress(positions, cell, nbrs: CellNeighbors):
+        out = outputs(positions, cell, nbrs)
         return out["energy"][0], out["forces"], out["stress"][0]
 
     return CellPotential(allocate=allocate, update=update, energy_force_stress=energy_force_stress,
-                         reference_cell=h0)
+                         reference_cell=h0, outputs=outputs)
 

@@ -12,9 +12,18 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
    written, the last good frame is saved to ``<out>.last_good.xyz`` and
    :class:`MDInstabilityError` (:class:`EnergyConservationError` for the energy) is
    raised; with ``on_energy_drift="warn"`` the energy only gives a warning.
-3. Frames go to the trajectory (extxyz or .traj, see :mod:`physnetjax.md.io`), one
+3. With an ensemble model (:class:`~physnetjax.ensemble.PhysNetEnsemble`) every
+   saved frame records ``max_forces_std_eV_per_A``, the largest per-atom force
+   spread of the members (computed inside the jitted chunk). With
+   ``uncertainty_threshold``, the first frame past it either ends the run
+   (``on_uncertainty="stop"``: the trusted frames before it are written, the last
+   trusted one also to ``<out>.last_trusted.xyz``, and the report says where and
+   why it stopped; no exception) or is flagged (``"flag"``: frames carry
+   ``uncertain`` True and the run goes on).
+4. Frames go to the trajectory (extxyz or .traj, see :mod:`physnetjax.md.io`), one
    JSON line per saved frame to ``<out>.jsonl`` (:data:`LOG_KEYS`, flushed per line;
-   a restart drops the lines after its step, then appends), and every
+   a restart drops the lines after its step, then appends; ensembles add
+   ``max_forces_std_eV_per_A`` and, with a threshold, ``uncertain``), and every
    ``checkpoint_every`` chunks the state is written to an ``.npz`` checkpoint from
    which ``restart=`` continues; a restart first drops the trajectory frames the
    killed run wrote after that checkpoint, so steps stay monotonic and unique.
@@ -53,6 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import check_dtype, cast_params
+from physnetjax.ensemble.model import is_ensemble
 from physnetjax.jsonlines import append_record, read_log, start_log
 from physnetjax.errors import PhysNetInputError, RunStoppedError
 from physnetjax.md.ensembles import (
@@ -82,6 +92,7 @@ ENERGY_TOLERANCE_MEV_PER_ATOM = 20.0
 """meV/atom: largest |E_conserved(t) − E_conserved(0)| / N accepted in NVE (see the module docstring)."""
 
 ENERGY_DRIFT_ACTIONS = ("stop", "warn")
+UNCERTAINTY_ACTIONS = ("stop", "flag")
 
 
 class MDInstabilityError(RunStoppedError):
@@ -94,7 +105,13 @@ class EnergyConservationError(MDInstabilityError):
 
 @dataclasses.dataclass
 class MDReport:
-    """Summary of a run. Energies per atom; drift from a linear fit of the conserved quantity vs time."""
+    """Summary of a run. Energies per atom; drift from a linear fit of the conserved quantity vs time.
+
+    Ensembles add ``max_forces_std_eV_per_A`` (largest per-atom force spread of the checked
+    frames; None for a single model), ``uncertain_frames`` (frames past
+    ``uncertainty_threshold``, a stopping one included) and, when the run stopped on the
+    uncertainty, ``stop_reason`` and ``last_trusted`` (path of the saved frame).
+    """
 
     steps: int
     time_ps: float
@@ -110,6 +127,16 @@ class MDReport:
     ensemble: str = "nve"
     mean_pressure_bar: Optional[float] = None
     mean_volume_A3: Optional[float] = None
+    max_forces_std_eV_per_A: Optional[float] = None
+    uncertainty_threshold: Optional[float] = None
+    uncertain_frames: int = 0
+    stop_reason: Optional[str] = None
+    last_trusted: Optional[str] = None
+
+    @property
+    def stopped(self) -> bool:
+        """True when the run ended early because a frame's uncertainty passed the threshold."""
+        return self.stop_reason is not None
 
     @property
     def edge_set(self) -> str:
@@ -129,7 +156,18 @@ class MDReport:
              if self.mean_pressure_bar is not None else []) + [
             f"speed: {self.steps_per_second:.1f} steps/s (compile {self.compile_seconds:.1f} s excluded)",
             f"edges: {self.edge_set}",
-        ] + ([f"trajectory: {self.out}"] if self.out else [])
+        ] + self._uncertainty_lines() + ([f"trajectory: {self.out}"] if self.out else [])
+
+    def _uncertainty_lines(self) -> list[str]:
+        if self.max_forces_std_eV_per_A is None:
+            return []
+        threshold = ("" if self.uncertainty_threshold is None else
+                     f" (threshold {self.uncertainty_threshold:g} eV/Å, {self.uncertain_frames} frame(s) past it)")
+        lines = [f"uncertainty: max per-atom force spread {self.max_forces_std_eV_per_A:.4g} eV/Å over the checked "
+                 f"frames{threshold}"]
+        if self.stopped:
+            lines.append(f"stopped early: {self.stop_reason}")
+        return lines
 
 
 def drift_and_fluctuation(time_ps, conserved_eV, num_atoms) -> tuple[float, float]:
@@ -199,6 +237,8 @@ def simulate(
     barostat_time_fs: float = 1000.0,
     compressibility_per_bar: float = 4.5e-5,
     anisotropic: bool = False,
+    uncertainty_threshold: Optional[float] = None,
+    on_uncertainty: str = "stop",
 ) -> MDReport:
     """Run MD of ``atoms`` with ``model``/``params`` in one of :data:`ENSEMBLES`.
 
@@ -233,9 +273,14 @@ def simulate(
         meV/atom before ``on_energy_drift`` applies ("stop": raise
         :class:`EnergyConservationError` after saving the last good frame; "warn").
         A restarted run measures from its restart point.
+      uncertainty_threshold: eV/Å, for an ensemble model only: largest accepted
+        max_i ``forces_std``_i of a saved frame (module docstring, point 3).
+      on_uncertainty: ``"stop"`` (end the run at the first frame past the threshold,
+        keep the last trusted frame; :attr:`MDReport.stopped`) or ``"flag"``.
 
     Returns:
-      :class:`MDReport`.
+      :class:`MDReport` (``steps`` = the steps whose frames were kept: fewer than
+      requested when stopped on uncertainty).
 
     Raises:
       ValueError: bad arguments. EnergyConservationError: see ``energy_tolerance``. PhysNetInputError: a start geometry that fails
@@ -248,6 +293,7 @@ def simulate(
     if on_energy_drift not in ENERGY_DRIFT_ACTIONS or not energy_tolerance > 0:
         raise PhysNetInputError(f"on_energy_drift must be one of {ENERGY_DRIFT_ACTIONS} and energy_tolerance > 0, "
                                 f"received {on_energy_drift!r}, {energy_tolerance}")
+    record_uncertainty = check_uncertainty_arguments(model, ensemble, uncertainty_threshold, on_uncertainty)
     options = EnsembleOptions(
         temperature_K=temperature_K, temperature_end_K=temperature_end_K, friction=friction,
         thermostat_time_fs=thermostat_time_fs, chain_length=chain_length, pressure_bar=pressure_bar,
@@ -285,7 +331,8 @@ def simulate(
 
     def dynamics_for(reference_cell):
         return build_dynamics(ensemble, model, params, atoms.numbers, reference_cell, timestep_fs, options, steps,
-                              skin=skin, capacity_multiplier=capacity_multiplier)
+                              skin=skin, capacity_multiplier=capacity_multiplier,
+                              record_uncertainty=record_uncertainty)
 
     reference_cell = None if cell is None else np.asarray(cell, np.float64)
     dynamics = dynamics_for(reference_cell)
@@ -320,8 +367,11 @@ def simulate(
     temperatures = [2 * _kinetic(state) / (dof * BOLTZMANN)]
     pressures: list[float] = []
     volumes: list[float] = []
-    done, chunks, retries = 0, 0, 0
+    done, chunks, retries, executed = 0, 0, 0, 0
     warned_drift = False
+    spreads: list[float] = []
+    uncertain_frames = 0
+    stop_reason = last_trusted = None
     total_frames = steps // save_every
     try:
         while done < steps:
@@ -336,6 +386,7 @@ def simulate(
             new_state, frames = compiled[shape_key](state)
             jax.block_until_ready(frames)
             run_seconds += time.perf_counter() - t0
+            executed += num_frames * save_every
             if dynamics.variable_cell and bool(new_state.nbrs.over_strained):
                 retries += 1
                 if retries > MAX_CELL_RETRIES:
@@ -374,7 +425,13 @@ def simulate(
             else:
                 good &= ~drifting
             num_good = num_frames if good.all() else int(np.argmin(good))
-            for k in range(num_good):
+            past = np.zeros(num_frames, bool)
+            if uncertainty_threshold is not None:
+                past = np.asarray(host.max_forces_std) > uncertainty_threshold
+            num_trusted = num_good
+            if on_uncertainty == "stop" and past[:num_good].any():
+                num_trusted = int(np.argmax(past[:num_good]))
+            for k in range(num_trusted):
                 step = start_step + done + (k + 1) * save_every
                 t_ps = step * timestep_fs * 1e-3
                 kinetic = float(host.kinetic_energy[k])
@@ -384,6 +441,12 @@ def simulate(
                 temperatures.append(temp)
                 info = {"step": step, "time_fs": t_ps * 1e3, "temperature_K": temp,
                         "conserved_eV": float(host.conserved[k])}
+                if record_uncertainty:
+                    spreads.append(float(host.max_forces_std[k]))
+                    info["max_forces_std_eV_per_A"] = spreads[-1]
+                    if uncertainty_threshold is not None:
+                        info["uncertain"] = bool(past[k])
+                        uncertain_frames += int(past[k])
                 if dynamics.variable_cell:
                     pressures.append(float(host.pressure[k]) / BAR)
                     volumes.append(float(host.volume[k]))
@@ -400,7 +463,22 @@ def simulate(
                                                  float(host.conserved[k]), temp, float(host.max_force[k]))))
                     if dynamics.variable_cell:
                         record.update(pressure_bar=pressures[-1], volume_A3=volumes[-1])
+                    record.update({key: info[key] for key in ("max_forces_std_eV_per_A", "uncertain") if key in info})
                     append_record(log, record)
+            if num_trusted < num_good:
+                spread = float(host.max_forces_std[num_trusted])
+                spreads.append(spread)
+                stop_step = start_step + done + (num_trusted + 1) * save_every
+                target = Path(f"{out}.last_trusted.xyz" if out is not None else "md_last_trusted.xyz")
+                trusted_step = _save_last_frame(atoms, state, host, num_trusted, start_step + done, save_every, target)
+                stop_reason = (f"at step {stop_step}: the largest per-atom force spread is {spread:.3g} eV/Å > "
+                               f"uncertainty_threshold = {uncertainty_threshold:g} eV/Å; last trusted frame "
+                               f"(step {trusted_step}) saved to {target}")
+                last_trusted = str(target)
+                uncertain_frames += 1
+                logger.info("MD stopped %s", stop_reason)
+                done += num_trusted * save_every
+                break
             if num_good < num_frames:
                 reason = (_drift_reason(deviation, drifting, energy_tolerance) if drifting[num_good]
                           else _blow_up_reason(host.max_force[num_good], max_force))
@@ -419,15 +497,35 @@ def simulate(
             writer.close()
     drift, fluctuation = drift_and_fluctuation(times, conserved, n)
     return MDReport(
-        steps=steps, time_ps=steps * timestep_fs * 1e-3, num_atoms=n,
+        steps=done, time_ps=done * timestep_fs * 1e-3, num_atoms=n,
         drift_meV_per_atom_per_ps=drift, fluctuation_meV_per_atom=fluctuation,
-        mean_temperature_K=float(np.mean(temperatures[1:])),
-        steps_per_second=steps / run_seconds if run_seconds > 0 else float("nan"),
+        mean_temperature_K=float(np.mean(temperatures[1:] or temperatures)),
+        steps_per_second=executed / run_seconds if run_seconds > 0 else float("nan"),
         compile_seconds=compile_seconds, reallocations=reallocations, out=None if out is None else str(out),
         all_pairs=isinstance(state.nbrs, AllPairs), ensemble=ensemble,
         mean_pressure_bar=float(np.mean(pressures)) if pressures else None,
         mean_volume_A3=float(np.mean(volumes)) if volumes else None,
+        max_forces_std_eV_per_A=(max(spreads) if spreads else float("nan")) if record_uncertainty else None,
+        uncertainty_threshold=uncertainty_threshold, uncertain_frames=uncertain_frames, stop_reason=stop_reason,
+        last_trusted=last_trusted,
     )
+
+
+def check_uncertainty_arguments(model, ensemble: str, threshold: Optional[float], action: str) -> bool:
+    """Whether the run records the ensemble uncertainty; PhysNetInputError for a threshold it cannot honour.
+
+    Records for every ensemble model (:class:`~physnetjax.ensemble.PhysNetEnsemble`), in every ensemble.
+    """
+    if action not in UNCERTAINTY_ACTIONS:
+        raise PhysNetInputError(f"on_uncertainty must be one of {UNCERTAINTY_ACTIONS}, received {action!r}")
+    if threshold is not None:
+        if not is_ensemble(model):
+            raise PhysNetInputError(
+                "an uncertainty threshold needs an ensemble (a checkpoint of several members, see python -m "
+                "physnetjax.ensemble combine); this model is a single PhysNet, which has no spread")
+        if not (np.isfinite(threshold) and threshold > 0):
+            raise PhysNetInputError(f"uncertainty threshold must be > 0 eV/Å, received {threshold}")
+    return is_ensemble(model)
 
 
 def _kinetic(state: MDState) -> float:
@@ -450,8 +548,8 @@ def _drift_reason(deviation, drifting, tolerance: float) -> str:
             f"{tolerance:g} meV/atom); use a smaller --timestep (or --energy-tolerance / --on-energy-drift warn)")
 
 
-def _stop(atoms, state, host, num_good, chunk_start, save_every, reason, out, error=MDInstabilityError):
-    """Save the last good frame and raise ``error`` (an :class:`MDInstabilityError`) describing the first bad one."""
+def _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target: Path) -> int:
+    """Write the last of the chunk's first ``num_good`` frames (the chunk's start state if 0) to ``target``; its step."""
     if num_good > 0:
         k = num_good - 1
         last = frame_atoms(atoms, host.positions[k], host.momenta[k], host.potential_energy[k], host.forces[k],
@@ -459,9 +557,15 @@ def _stop(atoms, state, host, num_good, chunk_start, save_every, reason, out, er
     else:
         last = frame_atoms(atoms, state.positions, state.momenta, state.potential_energy, state.forces,
                            {"step": chunk_start})
-    target = Path(f"{out}.last_good.xyz" if out is not None else "md_last_good.xyz")
     ase.io.write(target, last, format="extxyz")
+    return int(last.info["step"])
+
+
+def _stop(atoms, state, host, num_good, chunk_start, save_every, reason, out, error=MDInstabilityError):
+    """Save the last good frame and raise ``error`` (an :class:`MDInstabilityError`) describing the first bad one."""
+    target = Path(f"{out}.last_good.xyz" if out is not None else "md_last_good.xyz")
+    last_step = _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target)
     bad_step = chunk_start + (num_good + 1) * save_every
     raise error(
-        f"MD stopped at step {bad_step}: {reason}. Last good frame (step {last.info['step']}) saved to {target}"
+        f"MD stopped at step {bad_step}: {reason}. Last good frame (step {last_step}) saved to {target}"
     )

@@ -83,7 +83,7 @@ def ensemble_fields(state: MDState) -> tuple[str, ...]:
 
 def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndarray], timestep_fs: float,
                    options: EnsembleOptions, ramp_steps: int, *, skin: float = 0.5,
-                   capacity_multiplier: float = 1.25) -> Dynamics:
+                   capacity_multiplier: float = 1.25, record_uncertainty: bool = False) -> Dynamics:
     """Force functions and integrator of ``ensemble`` for ``model`` on one system.
 
     Args:
@@ -91,6 +91,10 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
       cell: (3, 3) Å of a fully periodic system or None; for ``npt`` it is the
         reference cell of the neighbor lists (:mod:`physnetjax.md.cell_potential`).
       ramp_steps: the length of the temperature/pressure ramps in steps.
+      record_uncertainty: ``model`` is a :class:`~physnetjax.ensemble.PhysNetEnsemble`;
+        every saved frame also records ``max_forces_std`` = max_i ``forces_std``_i
+        (eV/Å), from one more ensemble evaluation at the frame inside the jitted
+        chunk (cost: 1/``save_every`` of the force evaluations).
 
     Raises:
       ValueError: unknown ensemble, ``npt`` without a cell, bad option values.
@@ -117,7 +121,9 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
         def init(positions, momenta, masses, nbrs, key, cell_now):
             return init_fn(positions, momenta, masses, cell_now, nbrs, key)
 
-        return Dynamics(init, apply_fn, npt_frame_of, potential.allocate, conserved_dof, True)
+        observe = npt_frame_of if not record_uncertainty else with_spread(
+            npt_frame_of, lambda state: potential.outputs(state.positions, state.cell, state.nbrs)["forces_std"])
+        return Dynamics(init, apply_fn, observe, potential.allocate, conserved_dof, True)
 
     potential = physnet_potential(model, params, numbers, cell=cell, skin=skin, capacity_multiplier=capacity_multiplier)
     force, update = potential.energy_force, potential.update
@@ -145,7 +151,18 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
                                  degrees_of_freedom=conserved_dof, neighbor_update=update, **ramp)
         init, dof = (lambda positions, momenta, masses, nbrs, key, cell_now:
                      init_fn(positions, momenta, masses, nbrs, key)), conserved_dof
-    return Dynamics(init, apply_fn, frame_of, allocate, dof, False)
+    observe = frame_of if not record_uncertainty else with_spread(
+        frame_of, lambda state: potential.outputs(state.positions, state.nbrs)["forces_std"])
+    return Dynamics(init, apply_fn, observe, allocate, dof, False)
+
+
+def with_spread(observe: Callable[[MDState], Any], forces_std: Callable[[MDState], Any]) -> Callable[[MDState], Any]:
+    """``observe`` whose frame also holds ``max_forces_std`` = max_i ``forces_std(state)``_i (eV/Å)."""
+
+    def observe_with_spread(state):
+        return observe(state).replace(max_forces_std=jnp.max(forces_std(state)))
+
+    return observe_with_spread
 
 
 def checkpoint_arrays(state: MDState, numbers, step: int, ensemble: str) -> dict:

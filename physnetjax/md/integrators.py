@@ -221,7 +221,9 @@ class Frame:
     """Observables of one saved frame (arrays gain a leading frame axis when stacked by :func:`run`).
 
     Fields: positions (N, 3) Å, momenta (N, 3) amu·Å/fs, forces (N, 3) eV/Å,
-    potential_energy, kinetic_energy, conserved (all eV), max_force (eV/Å, max |F_i|).
+    potential_energy, kinetic_energy, conserved (all eV), max_force (eV/Å, max |F_i|),
+    max_forces_std (eV/Å, largest per-atom ensemble force spread ``forces_std``; None
+    unless the driver records the uncertainty of an ensemble).
     """
 
     positions: jax.Array
@@ -231,6 +233,7 @@ class Frame:
     kinetic_energy: jax.Array
     conserved: jax.Array
     max_force: jax.Array
+    max_forces_std: Optional[jax.Array] = None
 
 
 def frame_of(state: MDState) -> Frame:

@@ -39,6 +39,9 @@ class TrainConfig:
     ``best_metric`` on the validation set), ``max_time`` training-time budget (the
     schedule and early stopping are then laid out over it, ``epochs`` sets their shape only),
     ``seed``, output directory, ``init_from`` checkpoint, force-check threshold.
+    Ensemble: ``ensemble`` K > 1 trains K members as one vmapped program, member k with
+    seed ``seed + k`` (initial weights and shuffles), on bootstrap resamples of the
+    training frames with ``bootstrap`` (:mod:`physnetjax.train.ensemble`).
     """
 
     data: Optional[list] = None
@@ -92,6 +95,8 @@ class TrainConfig:
     best_metric: str = "loss"
     max_time: Optional[float] = None
     seed: int = 0
+    ensemble: int = 1
+    bootstrap: bool = False
 
     out: Optional[str] = None
     init_from: Optional[str] = None
@@ -109,6 +114,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, received {getattr(self, name)}")
+        if self.ensemble < 1:
+            raise ValueError(f"ensemble must be >= 1 member, received {self.ensemble}")
+        if self.bootstrap and self.ensemble < 2:
+            raise ValueError("bootstrap resamples the training frames per ensemble member; it needs --ensemble K >= 2")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), received {self.ema_decay}")
         if self.force_sign not in (1, -1):

@@ -24,6 +24,12 @@ the learning-rate schedule and early stopping are laid out over the budget of
 training time (summed over resumed invocations, saved in every checkpoint) instead
 of ``epochs``, and the run stops after the last epoch that fits in the budget, with
 the learning rate at the schedule's end value.
+
+With ``ensemble`` K > 1 the same loop trains K members at once
+(:mod:`physnetjax.train.ensemble`): the state is stacked over members, the metrics
+are those of the member mean plus ``member{k}_*`` columns, the checkpoints are
+ensemble checkpoints, and at the end the spread's calibration scale is fitted on
+the validation split and stored in ``best`` (:meth:`Trainer._calibrate`).
 """
 
 from __future__ import annotations
@@ -56,16 +62,27 @@ from physnetjax.data import (
 )
 from physnetjax.data.fingerprint import changed_files, data_fingerprint
 from physnetjax.data.sanity import check_label_sanity
+from physnetjax.ensemble import fit_calibration_scale, gaussian_nll, member_params, spearman_rank_correlation
 from physnetjax.jsonlines import append_record, start_log
 from physnetjax.model import PhysNet
 from physnetjax.predict import init_params
 from physnetjax.train import plots
 from physnetjax.train.batching import batch_shapes, iterate_batches, num_batches
 from physnetjax.train.config import RESUME_OVERRIDES, TrainConfig
+from physnetjax.train.ensemble import (
+    bootstrap_frames,
+    init_member_params,
+    initial_weights,
+    make_ensemble_steps,
+    member_batches,
+    member_columns,
+    member_seeds,
+    saved_model,
+)
 from physnetjax.train.forcecheck import ForceCheckError, finite_difference_force_error
 from physnetjax.train.loss import TERMS, loss_from_sums, loss_weights, metrics_from_totals
 from physnetjax.train.optim import Plateau, init_state, make_optimizer, make_schedule, make_steps
-from physnetjax.train.parallel import device_mesh, replicate, shard_batch
+from physnetjax.train.parallel import device_mesh, replicate, shard_batch, shard_member_batch
 from physnetjax.validation import TRAINED_ELEMENTS_KEY, element
 from physnetjax.train.timebudget import TimeBudget, progress_factor
 
@@ -116,14 +133,21 @@ _SCHEDULE_SETTINGS = {"constant": (), "plateau": (), "exponential": ("decay_rate
 
 def _compiled(model, config: TrainConfig, steps_per_epoch: int) -> tuple:
     """(schedule, optimizer, train_step, eval_step, loss_and_grads), shared by runs with equal settings
-    in one process (a resumed or repeated run does not compile again)."""
+    in one process (a resumed or repeated run does not compile again).
+
+    For an ensemble (``config.ensemble`` > 1) the steps are those of
+    :func:`physnetjax.train.ensemble.make_ensemble_steps` and loss_and_grads is None.
+    """
     settings = _STEP_SETTINGS + _SCHEDULE_SETTINGS[config.schedule]
     architecture = json.dumps(model.config(), sort_keys=True)  # equal modules need not hash equal
-    key = (architecture, steps_per_epoch, tuple(getattr(config, name) for name in settings))
+    key = (architecture, steps_per_epoch, config.ensemble, tuple(getattr(config, name) for name in settings))
     if key not in _COMPILED:
         schedule = make_schedule(config, steps_per_epoch)
         optimizer = make_optimizer(config, schedule)
-        steps = make_steps(model, optimizer, loss_weights(config), config.loss, config.ema_decay)
+        if config.ensemble > 1:
+            steps = (*make_ensemble_steps(model, optimizer, loss_weights(config), config.loss, config.ema_decay), None)
+        else:
+            steps = make_steps(model, optimizer, loss_weights(config), config.loss, config.ema_decay)
         _COMPILED[key] = (schedule, optimizer, *steps)
     return _COMPILED[key]
 
@@ -144,6 +168,9 @@ class Trainer:
         self.start_time = clock()
         self.budget = TimeBudget(config.max_time) if config.max_time is not None else None
         self.lr_factor = 1.0
+        self.size = config.ensemble
+        self.seeds = member_seeds(config.seed, self.size)
+        self.columns = CSV_COLUMNS + member_columns(self.size)
         paths = config.data or [str(bundled_dataset_path())]
         self.data_sha256 = data_fingerprint(paths)
         self.dataset = load_dataset(paths, energy_unit=config.energy_unit, force_unit=config.force_unit,
@@ -154,6 +181,8 @@ class Trainer:
         self._setup_model()
         self._check_elements_in_range(paths)
         train_idx = self.split["train"]
+        self.member_frames = (bootstrap_frames(train_idx, self.seeds) if config.bootstrap
+                              else [train_idx] * self.size)
         self.element_energies = np.zeros(self.model.max_atomic_number + 1)
         self.element_energies_fit = None
         if self.dataset.has_E[train_idx].any():
@@ -163,7 +192,8 @@ class Trainer:
         self.energies = shifted_energies(self.dataset.Z, self.dataset.E, self.element_energies)
         z_train = self.dataset.Z[train_idx]
         self.trained_elements = sorted(int(z) for z in np.unique(z_train[z_train > 0]))
-        self.saved_model = self.model.clone(element_energies=tuple(float(e) for e in self.element_energies))
+        member = self.model.clone(element_energies=tuple(float(e) for e in self.element_energies))
+        self.saved_model = saved_model(member, self.size)
 
         self.mesh = device_mesh()
         num_devices = self.mesh.devices.size
@@ -177,7 +207,10 @@ class Trainer:
                     num_devices, jax.local_devices()[0].platform, config.batch_size, self.shapes.molecules,
                     len(train_idx), len(self.split["valid"]), len(self.split["test"]))
 
-        self.state = init_state(self.initial_params, self.optimizer)
+        if self.size > 1:
+            self.state = jax.vmap(lambda p: init_state(p, self.optimizer))(self.initial_params)
+        else:
+            self.state = init_state(self.initial_params, self.optimizer)
         self.epoch = 0
         self.best_value = math.inf
         self.best_epoch = 0
@@ -208,18 +241,22 @@ class Trainer:
         model_path = self.run_dir / "model.json"
         if self.resuming:
             self.model = PhysNet.from_config(json.loads(model_path.read_text()))
-            self.initial_params = init_params(self.model, self.config.seed)
+            self.initial_params = self._fresh_params()
             return
         if self.config.init_from:
-            loaded, params, _ = load_checkpoint(self.config.init_from)
-            self.model = loaded.clone(element_energies=None)
-            self.initial_params = jax.tree_util.tree_map(jnp.asarray, params)
+            self.model, self.initial_params = initial_weights(self.config.init_from, self.size)
             logger.info("initial weights from %s (architecture taken from it)", self.config.init_from)
         else:
             max_z = self.config.max_atomic_number or int(self.dataset.Z.max())
             self.model = build_model(self.config, max_z)
-            self.initial_params = init_params(self.model, self.config.seed)
+            self.initial_params = self._fresh_params()
         _atomic_json(model_path, self.model.config())
+
+    def _fresh_params(self):
+        """Freshly initialised variables: of seed ``config.seed``, or stacked over the members' seeds."""
+        if self.size > 1:
+            return init_member_params(self.model, self.seeds)
+        return init_params(self.model, self.config.seed)
 
     def _restore(self) -> None:
         latest = self.run_dir / "latest"
@@ -287,14 +324,14 @@ class Trainer:
     def _write_csv_header(self) -> None:
         """Start metrics.csv and its JSON Lines twin metrics.jsonl empty."""
         with open(self.run_dir / "metrics.csv", "w", newline="") as handle:
-            csv.DictWriter(handle, CSV_COLUMNS).writeheader()
+            csv.DictWriter(handle, self.columns).writeheader()
         start_log(self.run_dir / "metrics.jsonl")
 
     def _append_csv(self, row: dict) -> None:
         """Append ``row`` (fresh, or read back from the CSV) to metrics.csv and metrics.jsonl."""
         with open(self.run_dir / "metrics.csv", "a", newline="") as handle:
-            csv.DictWriter(handle, CSV_COLUMNS).writerow({k: row.get(k, "") for k in CSV_COLUMNS})
-        append_record(self.run_dir / "metrics.jsonl", _jsonl_record(row))
+            csv.DictWriter(handle, self.columns).writerow({k: row.get(k, "") for k in self.columns})
+        append_record(self.run_dir / "metrics.jsonl", _jsonl_record(row, self.columns))
 
     # -- evaluation ----------------------------------------------------------------------
 
@@ -303,19 +340,45 @@ class Trainer:
                                              self.config.batch_size, self.shapes, seed=seed):
             yield shard_batch(batch, self.mesh), shard_batch(labels, self.mesh), labels
 
-    def evaluate(self, params, indices, collect: bool = False, split: str = "valid") -> tuple[float, dict, dict]:
-        """(loss, metrics, predictions) of ``params`` on frames ``indices`` (training energies, eV).
+    def training_batches(self):
+        """This epoch's training batches: shuffled with (seed, epoch), or per member stacked (K, D, ...)."""
+        if self.size == 1:
+            yield from self.batches(self.split["train"], seed=[self.config.seed, self.epoch])
+            return
+        for batch, labels in member_batches(self.dataset, self.member_frames, self.seeds, self.epoch, self.energies,
+                                            self.model, self.config.batch_size, self.shapes):
+            yield shard_member_batch(batch, self.mesh), shard_member_batch(labels, self.mesh), labels
+
+    def steps_done(self) -> int:
+        """Optimiser steps taken (every member takes the same number)."""
+        return int(np.asarray(self.state.step).reshape(-1)[0])
+
+    def evaluate(self, params, indices, collect: bool = False, split: str = "valid") -> tuple:
+        """(loss, metrics, predictions, members) of ``params`` on frames ``indices`` (training energies, eV).
 
         predictions (when ``collect``): E_ref/E_pred (K,) eV relative to the element
-        references, F_ref/F_pred (A, 3) eV/Å for atoms with force labels.
+        references, F_ref/F_pred (A, 3) eV/Å for atoms with force labels. For an
+        ensemble, loss/metrics/predictions are those of the member mean, predictions add
+        the member spread E_std (K,) and F_std (A, 3), and members lists every member's
+        (loss, metrics); for a single model members is empty.
 
         Raises:
           FloatingPointError: the loss or a metric is NaN/Inf (naming ``split``), never reported as a number.
         """
         totals = {t: np.zeros(3) for t in TERMS}
+        member_totals = [{t: np.zeros(3) for t in TERMS} for _ in range(self.size if self.size > 1 else 0)]
         collected = {"E_ref": [], "E_pred": [], "F_ref": [], "F_pred": []}
+        if self.size > 1:
+            collected.update({"E_std": [], "F_std": [], "F_var_sum": [], "F_err_sum": [], "F_atoms": []})
         for batch, labels, host_labels in self.batches(indices):
-            _, sums, predictions = self.eval_step(params, batch, labels)
+            if self.size > 1:
+                _, member_sums, _, sums, predictions = self.eval_step(params, batch, labels)
+                for t in TERMS:
+                    values = np.asarray(jax.device_get(member_sums[t]), np.float64)
+                    for k, member in enumerate(member_totals):
+                        member[t] += values[:, k]
+            else:
+                _, sums, predictions = self.eval_step(params, batch, labels)
             for t in TERMS:
                 totals[t] += np.array([float(x) for x in sums[t]])
             if collect:
@@ -324,16 +387,26 @@ class Trainer:
                 collected["E_pred"].append(np.asarray(predictions["E"])[e_mask])
                 collected["F_ref"].append(host_labels["F"][f_mask])
                 collected["F_pred"].append(np.asarray(predictions["F"])[f_mask])
+                if self.size > 1:
+                    collected["E_std"].append(np.asarray(predictions["E_std"])[e_mask])
+                    collected["F_std"].append(np.asarray(predictions["F_std"])[f_mask])
+                    for key in ("F_var_sum", "F_err_sum", "F_atoms"):
+                        collected[key].append(np.asarray(predictions[key]).ravel())
         loss = float(loss_from_sums({t: tuple(totals[t]) for t in TERMS}, self.weights, self.config.loss))
         predictions = {k: np.concatenate(v) for k, v in collected.items()} if collect else {}
         metrics = metrics_from_totals(totals)
-        bad = sorted(k for k, v in metrics.items() if v is not None and not math.isfinite(v))
-        if not math.isfinite(loss) or bad:
+        members = [(float(loss_from_sums({t: tuple(m[t]) for t in TERMS}, self.weights, self.config.loss)),
+                    metrics_from_totals(m)) for m in member_totals]
+        named = {"loss": loss, **metrics}
+        for k, (member_loss, member_metrics) in enumerate(members):
+            named.update({f"member{k}_loss": member_loss, **{f"member{k}_{n}": v for n, v in member_metrics.items()}})
+        if not all(math.isfinite(v) for v in named.values()):
+            bad = sorted(k for k, v in named.items() if k != "loss" and not math.isfinite(v))
             raise FloatingPointError(
                 f"epoch {self.epoch}: the {split} loss is {loss} and metrics {bad or '[]'} are not finite on "
                 f"{len(indices)} {split} frames; the parameters diverged (lower --learning-rate) or a {split} "
                 "frame gives NaN")
-        return loss, metrics, predictions
+        return loss, metrics, predictions, members
 
     def _monitored(self, loss: float, metrics: dict) -> float:
         if self.config.best_metric == "loss":
@@ -345,7 +418,7 @@ class Trainer:
     def _metadata(self, row: dict) -> dict:
         return {
             "epoch": self.epoch,
-            "step": int(self.state.step),
+            "step": self.steps_done(),
             "metrics": row,
             "element_energies": [float(e) for e in self.element_energies],
             "element_energies_fit": self.element_energies_fit,
@@ -373,12 +446,51 @@ class Trainer:
             if os.path.realpath(old) not in keep:
                 shutil.rmtree(old, ignore_errors=True)
 
+    def _calibrate(self, valid_pred: dict, test_pred: dict, valid_members: list, test_members: list) -> dict:
+        """Fit the spread's calibration scale on the validation split and store it in the best checkpoint.
+
+        s = sqrt(mean_i |e_i|² / σ_i²) (maximum likelihood of e_i ~ N(0, s² σ_i² / d · I);
+        :func:`physnetjax.ensemble.fit_calibration_scale`) over the force-labelled validation
+        atoms (e_i = F̄_i − F_ref,i, σ_i = forces_std), or the validation energies when no
+        frame has forces. The best checkpoint is rewritten with ``calibration_scale`` = s.
+        Returns the ensemble part of the final summary (calibration, per-member metrics,
+        spread–error rank correlations on valid and test).
+        """
+        if len(valid_pred["F_std"]):
+            quantity, errors, spreads = "forces", valid_pred["F_pred"] - valid_pred["F_ref"], valid_pred["F_std"]
+        else:
+            quantity, errors, spreads = "energy", valid_pred["E_pred"] - valid_pred["E_ref"], valid_pred["E_std"]
+        calibration = {"quantity": quantity, "fitted_on": "valid", "samples": int(len(spreads)),
+                       "criterion": "maximum likelihood of e ~ N(0, s^2 sigma^2 / d I): s^2 = mean(|e|^2 / sigma^2)"}
+        try:
+            scale = fit_calibration_scale(errors, spreads)
+        except ValueError as error:
+            logger.warning("calibration scale not fitted (%s); the checkpoint keeps scale 1", error)
+            scale = None
+        if scale is not None:
+            calibration.update(scale=scale, valid_nll_uncalibrated=gaussian_nll(errors, spreads, 1.0),
+                               valid_nll_calibrated=gaussian_nll(errors, spreads, scale))
+            best = (self.run_dir / "best").resolve()
+            model, params, meta = load_checkpoint(best)
+            meta["calibration"] = calibration
+            save_checkpoint(best, model.clone(calibration_scale=scale), params, meta,
+                            train_state=load_train_state(best), overwrite=True)
+        report = {"size": self.size, "seeds": self.seeds, "bootstrap": self.config.bootstrap,
+                  "calibration": calibration, "valid": _ensemble_report(valid_pred, valid_members),
+                  "test": _ensemble_report(test_pred, test_members)}
+        rho = report["test"].get("forces_spread_error_spearman")
+        logger.info("ensemble of %d: calibration scale %s (%s, validation); test spread-error Spearman rho %s",
+                    self.size, _fmt(scale), quantity, _fmt(rho))
+        return report
+
     def _force_check(self, params) -> float:
-        """Max |F_autodiff − F_fd| (eV/Å, float64) on the first validation frame; raises above threshold."""
+        """Max |F_autodiff − F_fd| (eV/Å, float64; max over members) on the first validation frame; raises above
+        threshold."""
         k = int(self.split["valid"][0])
         n = int(self.dataset.N[k])
-        error = finite_difference_force_error(self.model, params, self.dataset.Z[k, :n], self.dataset.R[k, :n],
-                                              self.config.force_check_delta)
+        members = [member_params(params, k) for k in range(self.size)] if self.size > 1 else [params]
+        error = max(finite_difference_force_error(self.model, member, self.dataset.Z[k, :n], self.dataset.R[k, :n],
+                                                  self.config.force_check_delta) for member in members)
         logger.info("force check (float64 finite differences, %s): max error %.3g eV/Å",
                     self.dataset.sources[k], error)
         if not error <= self.config.force_check_threshold:
@@ -404,8 +516,7 @@ class Trainer:
         scale = jnp.asarray(self.plateau.scale, jnp.float32)
         timed = self.budget is not None and first
         start, step_times = self.clock(), []
-        batches = self.batches(self.split["train"], seed=[self.config.seed, self.epoch])
-        for k, (batch, labels, _) in enumerate(batches, start=1):
+        for k, (batch, labels, _) in enumerate(self.training_batches(), start=1):
             if self.budget is not None:
                 first_epoch_estimate = None
                 if self.budget.epoch_seconds is None and len(step_times) > 1:
@@ -423,7 +534,11 @@ class Trainer:
                 progress.advance(task)
         if progress:
             progress.remove_task(task)
-        train_loss = float(np.mean([float(x) for x in losses]))
+        losses = np.asarray(jax.device_get(losses), np.float64).reshape(len(losses), self.size)
+        norms = np.asarray(jax.device_get(norms), np.float64).reshape(len(norms), self.size)
+        self.member_train = [{"train_loss": float(np.mean(losses[:, k])), "grad_norm": float(np.mean(norms[:, k]))}
+                             for k in range(self.size)]
+        train_loss = float(np.mean([m["train_loss"] for m in self.member_train]))
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"epoch {self.epoch}: training loss is {train_loss}; lower --learning-rate")
         compile_seconds, steps_estimate = 0.0, None
@@ -432,7 +547,7 @@ class Trainer:
             if len(step_times) > 1:
                 compile_seconds = (step_times[0] - start) - _step_seconds(step_times)
                 steps_estimate = len(step_times) * _step_seconds(step_times)
-        return train_loss, float(np.mean([float(x) for x in norms])), compile_seconds, steps_estimate
+        return train_loss, float(np.mean([m["grad_norm"] for m in self.member_train])), compile_seconds, steps_estimate
 
     def run(self) -> dict:
         config = self.config
@@ -452,14 +567,18 @@ class Trainer:
                 train_loss, grad_norm, compile_seconds, steps_estimate = self._train_epoch(progress, first)
                 first = False
                 if self.budget is None:
-                    lr = float(self.schedule(int(self.state.step) - 1)) * self.plateau.scale
+                    lr = float(self.schedule(self.steps_done() - 1)) * self.plateau.scale
                 else:
                     lr = config.learning_rate * self.lr_factor * self.plateau.scale
-                valid_loss, metrics, _ = self.evaluate(self.state.ema_params, self.split["valid"])
+                valid_loss, metrics, _, members = self.evaluate(self.state.ema_params, self.split["valid"])
                 monitored = self._monitored(valid_loss, metrics)
                 is_best = monitored < self.best_value
                 row = {"epoch": self.epoch, "lr": lr, "train_loss": train_loss, "grad_norm": grad_norm,
                        "valid_loss": valid_loss, **{f"valid_{k}": v for k, v in metrics.items()}}
+                for k, (member_loss, member_metrics) in enumerate(members):
+                    row.update({f"member{k}_{name}": value for name, value in self.member_train[k].items()})
+                    row[f"member{k}_valid_loss"] = member_loss
+                    row.update({f"member{k}_valid_{name}": value for name, value in member_metrics.items()})
                 if is_best:
                     row["force_check_max_error"] = self._force_check(jax.device_get(self.state.ema_params))
                     self.best_value, self.best_epoch, self.epochs_since_best = monitored, self.epoch, 0
@@ -519,10 +638,12 @@ class Trainer:
             logger.info("stopped after epoch %d: %s", self.epoch, reason)
         best_model, best_params, best_meta = load_checkpoint(self.run_dir / "best")
         best_params = replicate(best_params, self.mesh)
-        valid_loss, valid_metrics, valid_pred = self.evaluate(best_params, self.split["valid"], collect=True)
-        test_metrics = {}
+        valid_loss, valid_metrics, valid_pred, valid_members = self.evaluate(best_params, self.split["valid"],
+                                                                             collect=True)
+        test_metrics, test_pred, test_members = {}, {}, []
         if len(self.split["test"]):
-            _, test_metrics, _ = self.evaluate(best_params, self.split["test"], split="test")
+            _, test_metrics, test_pred, test_members = self.evaluate(best_params, self.split["test"], split="test",
+                                                                     collect=self.size > 1)
         summary = {
             "run_dir": str(self.run_dir),
             "stop_reason": stop_reason,
@@ -535,6 +656,8 @@ class Trainer:
             "train_time_s": self.budget.elapsed if self.budget else None,
             "num_devices": int(self.mesh.devices.size),
         }
+        if self.size > 1:
+            summary["ensemble"] = self._calibrate(valid_pred, test_pred, valid_members, test_members)
         self._write_json(summary)
         if self.config.plots:
             plots.learning_curve(self.rows, self.run_dir / "learning_curve.png")
@@ -551,15 +674,42 @@ class Trainer:
         return summary
 
 
+def _ensemble_report(predictions: dict, members: list) -> dict:
+    """Per-member metrics and, when the split has force labels, the Spearman ρ between per-frame spread and error.
+
+    Per frame j (force-labelled atoms i of j): spread_j = sqrt(mean_i forces_std_i²),
+    error_j = sqrt(mean_i |F̄_i − F_ref,i|²) (eV/Å); energies: energy_std_j against |Ē_j − E_ref,j| (eV).
+    """
+    report = {"members": [{"loss": loss, **metrics} for loss, metrics in members]}
+    frames = predictions.get("F_atoms", np.zeros(0)) > 0
+    if frames.sum() >= 2:
+        atoms = predictions["F_atoms"][frames]
+        report["forces_spread_error_spearman"] = _spearman_or_none(
+            np.sqrt(predictions["F_var_sum"][frames] / atoms), np.sqrt(predictions["F_err_sum"][frames] / atoms))
+    if len(predictions.get("E_std", ())) >= 2:
+        report["energy_spread_error_spearman"] = _spearman_or_none(
+            predictions["E_std"], np.abs(predictions["E_pred"] - predictions["E_ref"]))
+    return report
+
+
+def _spearman_or_none(spreads, errors):
+    """Spearman ρ, or None where it is undefined (all spreads or all errors equal)."""
+    try:
+        return spearman_rank_correlation(spreads, errors)
+    except ValueError as error:
+        logger.warning("rank correlation undefined: %s", error)
+        return None
+
+
 def _step_seconds(step_times: list) -> float:
     """Step time s: the mean of steps 2.. from the clock after each step (the first step compiles)."""
     return (step_times[-1] - step_times[0]) / (len(step_times) - 1)
 
 
-def _jsonl_record(row: dict) -> dict:
-    """The CSV columns of ``row`` as JSON values: epoch and best int, missing ("" or absent) None, else float."""
+def _jsonl_record(row: dict, columns: list) -> dict:
+    """The CSV ``columns`` of ``row`` as JSON values: epoch and best int, missing ("" or absent) None, else float."""
     record = {}
-    for key in CSV_COLUMNS:
+    for key in columns:
         value = row.get(key, "")
         if value in ("", None):
             record[key] = None

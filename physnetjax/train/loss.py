@@ -31,7 +31,12 @@ def error_sums(model, params, batch, labels) -> dict:
     Returns {term: (abs_sum, sq_sum, count)} of scalars, plus predictions under
     "pred_E" (B,) and "pred_F" (N, 3).
     """
-    out = apply_batch(model, params, batch)
+    return sums_from_outputs(apply_batch(model, params, batch), labels, model.charges)
+
+
+def sums_from_outputs(out: dict, labels: dict, charges: bool) -> dict:
+    """:func:`error_sums` of model outputs ``out`` (energy (B,), forces (N, 3), dipoles, sum_charges);
+    the dipole and charge terms only when ``charges``."""
     dtype = out["energy"].dtype
     e_mask = labels["E_mask"]
     e_err = jnp.where(e_mask, out["energy"] - labels["E"], 0.0)
@@ -42,7 +47,7 @@ def error_sums(model, params, batch, labels) -> dict:
         "Ea": (e_err / labels["num_atoms"], e_mask),
         "F": (f_err, f_mask),
     }
-    if model.charges:
+    if charges:
         d_mask = jnp.broadcast_to(labels["D_mask"][:, None], labels["D"].shape)
         errors["D"] = (jnp.where(d_mask, out["dipoles"] - labels["D"], 0.0), d_mask)
         errors["Q"] = (jnp.where(labels["Q_mask"], out["sum_charges"] - labels["Q"], 0.0), labels["Q_mask"])

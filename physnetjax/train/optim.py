@@ -97,6 +97,12 @@ def make_steps(model, optimizer, weights: dict, loss_kind: str, ema_decay: float
     eval_step(params, batch, labels) → (loss, error sums, predictions);
     loss_and_grads(params, batch, labels) → (loss, grads) (for checks and tests).
     """
+    train_step, eval_step, loss_and_grads = step_functions(model, optimizer, weights, loss_kind, ema_decay)
+    return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step), jax.jit(loss_and_grads)
+
+
+def step_functions(model, optimizer, weights: dict, loss_kind: str, ema_decay: float):
+    """The un-jitted (train_step, eval_step, loss_and_grads) of :func:`make_steps` (to vmap over ensemble members)."""
 
     def loss_fn(params, batch, labels):
         sums = global_error_sums(model, params, batch, labels)
@@ -122,7 +128,7 @@ def make_steps(model, optimizer, weights: dict, loss_kind: str, ema_decay: float
     def loss_and_grads(params, batch, labels):
         return jax.value_and_grad(lambda p: loss_fn(p, batch, labels)[0])(params)
 
-    return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step), jax.jit(loss_and_grads)
+    return train_step, eval_step, loss_and_grads
 
 
 def init_state(params, optimizer) -> TrainState:

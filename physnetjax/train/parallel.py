@@ -37,3 +37,9 @@ def replicate(tree, mesh: Mesh):
     """Put every leaf on every device of the mesh."""
     sharding = NamedSharding(mesh, PartitionSpec())
     return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), tree)
+
+
+def shard_member_batch(tree, mesh: Mesh):
+    """Like :func:`shard_batch` for ensemble batches, whose leaves are (K members, D devices, ...)."""
+    sharding = NamedSharding(mesh, PartitionSpec(None, AXIS))
+    return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), tree)

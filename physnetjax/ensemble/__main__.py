@@ -1,0 +1,92 @@
+"""Command line: ``python -m physnetjax.ensemble combine|calibrate ...``.
+
+``combine CKPT CKPT ... --out DIR`` joins separately trained checkpoints of one
+architecture (single models or ensembles) into one ensemble checkpoint
+(:func:`physnetjax.ensemble.combine.combine_checkpoints`) that ``predict``, the ASE
+calculator, MD and ``check`` load like a single model. ``calibrate CKPT --data FILE...
+--out DIR`` fits the ensemble's spread scale on labelled frames held out of training
+(:func:`physnetjax.ensemble.calibrate_checkpoint.calibrate_checkpoint`) and prints it
+with the rank correlation between spread and error.
+
+Exit status (:mod:`physnetjax.cli_errors`): 0 written; 2 an input that is not a
+readable checkpoint or data file, architectures that differ (named), fewer than 2
+members, a single model to calibrate; 3 ``--out`` exists (without ``--overwrite``) or
+cannot be written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from physnetjax.cli_errors import cli_main
+from physnetjax.errors import OutputPathError
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m physnetjax.ensemble", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    combine = commands.add_parser("combine", help="combine checkpoints into one ensemble checkpoint")
+    combine.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoint directories (2 or more members)")
+    combine.add_argument("--out", required=True, help="directory of the new ensemble checkpoint")
+    combine.add_argument("--calibration-scale", type=float, default=1.0,
+                         help="factor on the reported spreads (1 = uncalibrated)")
+    combine.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --out")
+    combine.add_argument("--verbose", action="store_true")
+    calibrate = commands.add_parser("calibrate", help="fit the spread scale of an ensemble on held-out frames")
+    calibrate.add_argument("checkpoint", metavar="CKPT", help="ensemble checkpoint directory")
+    calibrate.add_argument("--data", nargs="+", required=True, metavar="FILE",
+                           help="labelled frames in eV and eV/Å held out of every member's training")
+    calibrate.add_argument("--out", required=True, help="directory of the calibrated checkpoint")
+    calibrate.add_argument("--batch-size", type=int, default=32, help="frames per jitted call")
+    calibrate.add_argument("--float64", action="store_true", help="evaluate in float64")
+    calibrate.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --out")
+    calibrate.add_argument("--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+@cli_main("python -m physnetjax.ensemble")
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, force=True)
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise OutputPathError(f"--out {out} exists; choose another directory or pass --overwrite")
+    if args.command == "calibrate":
+        return calibrate(args)
+    from physnetjax.checkpoint import read_config
+    from physnetjax.ensemble.combine import combine_checkpoints
+
+    target = combine_checkpoints(args.checkpoints, out, calibration_scale=args.calibration_scale,
+                                 overwrite=args.overwrite)
+    print(f"ensemble of {read_config(target)['model']['ensemble_size']} members written to {target}")
+    return 0
+
+
+def calibrate(args) -> int:
+    """``calibrate``: fit, save, print the scale and the rank correlations."""
+    if args.float64:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    from physnetjax.ensemble.calibrate_checkpoint import calibrate_checkpoint
+
+    record = calibrate_checkpoint(args.checkpoint, args.data, args.out, batch_size=args.batch_size,
+                                  dtype="float64" if args.float64 else "float32", overwrite=args.overwrite)
+
+    def rho(value):
+        return "undefined" if value is None else f"{value:.3f}"
+
+    print(f"calibration_scale {record['calibration_scale']:.4g} from {record['atoms']} atoms of "
+          f"{record['frames']} frames; force NLL per atom {record['force_nll_per_atom_uncalibrated']:.3f} -> "
+          f"{record['force_nll_per_atom_calibrated']:.3f}")
+    print(f"Spearman rho: frame max forces_std vs force RMSE {rho(record['spearman_max_forces_std_vs_force_rmse'])}, "
+          f"energy_std vs |energy error| {rho(record['spearman_energy_std_vs_abs_energy_error'])}")
+    print(f"calibrated ensemble written to {Path(args.out).resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Combine separately trained checkpoints of one architecture into one ensemble checkpoint.
+
+Every input may be a single-model checkpoint (one member) or an ensemble
+checkpoint (all its members); legacy checkpoints are migrated on the fly as
+:func:`physnetjax.load_checkpoint` does. The members must share the architecture
+(every ``PhysNet.config()`` entry but ``element_energies``): their parameters are
+stacked and evaluated by one vmapped program. The result is an uncalibrated
+ensemble (``calibration_scale`` 1) unless a scale is given.
+
+Element energies. Separately trained models usually carry slightly different fixed
+element energies E0 (each trainer fits them on its own training split). The
+ensemble keeps the first input's E0_ref, and each other member's difference goes
+into its trainable per-element bias, which enters the energy the same way::
+
+    E_i = E_i^NN + b[Z_i] + E0[Z_i] = E_i^NN + (b[Z_i] + E0[Z_i] − E0_ref[Z_i]) + E0_ref[Z_i]
+
+so every member's energies and forces are unchanged (up to the rounding of the
+bias to the parameter dtype). A member without ``energy_bias``
+(``use_energy_bias=False``) and different E0 cannot be folded and is refused.
+
+Metadata of the result: ``ensemble_sources`` (each input's path, member count and
+metadata) and ``trained_elements`` (the elements every input was trained on, when
+all of them record it), so predictions warn about elements some member never saw.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from physnetjax.checkpoint import load_checkpoint, save_checkpoint
+from physnetjax.ensemble.model import PhysNetEnsemble, is_ensemble, member_params, stack_members
+from physnetjax.validation import TRAINED_ELEMENTS_KEY, trained_elements_of
+
+logger = logging.getLogger(__name__)
+
+
+FOLDED = ("element_energies",)
+"""Config entries that may differ between members: folded into the parameters (module docstring)."""
+
+
+def architecture_differences(reference: dict, other: dict) -> list[str]:
+    """``"name (A vs B)"`` for every PhysNet config entry but :data:`FOLDED` in which ``other`` differs."""
+    return [f"{name} ({reference.get(name)} vs {other.get(name)})" for name in sorted(set(reference) | set(other))
+            if name not in FOLDED and reference.get(name) != other.get(name)]
+
+
+def fold_element_energies(model, params, reference_energies, where) -> dict:
+    """``params`` of ``model`` rewritten for the element energies ``reference_energies`` (module docstring).
+
+    Raises:
+      ValueError: the energies differ and ``model`` has no ``energy_bias`` to take the difference.
+    """
+    size = model.max_atomic_number + 1
+    own = np.zeros(size) if model.element_energies is None else np.asarray(model.element_energies, np.float64)
+    reference = np.zeros(size) if reference_energies is None else np.asarray(reference_energies, np.float64)
+    shift = own - reference
+    if not shift.any():
+        return params
+    if not model.use_energy_bias:
+        changed = ", ".join(str(z) for z in np.flatnonzero(shift))
+        raise ValueError(f"{where} has other element energies (Z = {changed}) than the first checkpoint and no "
+                         "energy_bias to absorb the difference (use_energy_bias=False); it cannot join the ensemble")
+    bias = np.asarray(params["params"]["energy_bias"])
+    logger.info("%s: element energies differ from the first checkpoint by up to %.3g eV; folded into energy_bias",
+                where, float(np.abs(shift).max()))
+    folded_bias = jnp.asarray((bias.astype(np.float64) + shift).astype(bias.dtype))
+    return {**params, "params": {**params["params"], "energy_bias": folded_bias}}
+
+
+def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0, overwrite: bool = False) -> Path:
+    """Write the ensemble of all members of ``paths`` to the checkpoint ``out``; returns its path.
+
+    Args:
+      paths: two or more checkpoint directories (single models or ensembles).
+      out: directory of the new ensemble checkpoint.
+      calibration_scale: s of :class:`PhysNetEnsemble` (1: uncalibrated spreads).
+      overwrite: replace an existing checkpoint at ``out``.
+
+    Raises:
+      ValueError: fewer than 2 members in all, or an input whose architecture differs
+        from the first one's (every differing setting is named).
+      CheckpointError: an input that is not a readable checkpoint.
+      FileExistsError: ``out`` exists and ``overwrite`` is False.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("combine needs checkpoints to combine")
+    member, members, sources, elements = None, [], [], []
+    for path in paths:
+        model, params, metadata = load_checkpoint(path)
+        own_member = model.member if is_ensemble(model) else model
+        if member is None:
+            member = own_member
+        else:
+            differences = architecture_differences(member.config(), own_member.config())
+            if differences:
+                raise ValueError(f"{path} cannot join an ensemble with {paths[0]}: its architecture differs in "
+                                 + ", ".join(differences))
+        count = model.size if is_ensemble(model) else 1
+        own = [member_params(params, k) for k in range(count)] if is_ensemble(model) else [params]
+        members += [fold_element_energies(own_member, p, member.element_energies, path) for p in own]
+        sources.append({"path": str(path.resolve()), "members": count, "metadata": metadata})
+        elements.append(trained_elements_of(metadata))
+    if len(members) < 2:
+        raise ValueError(f"an ensemble needs at least 2 members; {paths[0]} holds only one")
+    ensemble = PhysNetEnsemble(member=member, size=len(members), calibration_scale=calibration_scale)
+    metadata = {"ensemble_sources": sources}
+    if all(e is not None for e in elements):
+        metadata[TRAINED_ELEMENTS_KEY] = sorted(set.intersection(*(set(e) for e in elements)))
+    target = save_checkpoint(out, ensemble, stack_members(members), metadata, overwrite=overwrite)
+    logger.info("ensemble of %d members from %d checkpoint(s) written to %s", len(members), len(paths), target)
+    return target

@@ -1,0 +1,327 @@
+"""Ensembles: mean/spread against the members evaluated one by one, forces of the mean, predict and the
+calculator, checkpoints (round trip, member-count mismatch, combining, architecture mismatch), ``check`` on an
+ensemble, and MD acting on the uncertainty."""
+
+import json
+
+import ase
+import ase.io
+import jax
+import numpy as np
+import pytest
+from conftest import perturbed_params
+
+from physnetjax import (
+    PhysNet,
+    PhysNetCalculator,
+    init_params,
+    jitted_apply,
+    load_checkpoint,
+    predict,
+    predict_periodic,
+    save_checkpoint,
+)
+from physnetjax.checkpoint import CheckpointError
+from physnetjax.checkpoint import format as ckformat
+from physnetjax.ensemble import PhysNetEnsemble, ensemble_statistics, member_params, stack_members
+from physnetjax.ensemble.__main__ import main as ensemble_main
+from physnetjax.ensemble.combine import combine_checkpoints, fold_element_energies
+from physnetjax.errors import PhysNetInputError
+from physnetjax.md.__main__ import main as md_main
+from physnetjax.md.driver import simulate
+from physnetjax.neighbors import batch_molecules, model_pair_cutoff
+
+K = 3
+
+
+@pytest.fixture(scope="module")
+def ensemble():
+    """A charged 3-member ensemble (float64) whose members differ: independent init + independent noise."""
+    jax.config.update("jax_enable_x64", True)
+    member = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=4.0,
+                     max_atomic_number=9, charges=True, coulomb_lr_cutoff=8.0, n_res=1, param_dtype=np.float64)
+    members = [perturbed_params(init_params(member, k), 0.1, seed=k) for k in range(K)]
+    return PhysNetEnsemble(member, K), stack_members(members), members
+
+
+@pytest.fixture(scope="module")
+def two_molecules(molecules):
+    return [molecules["methanol"], molecules["co2"]]
+
+
+def member_by_member(model, members, batch):
+    """Each member's PhysNet output on ``batch``, computed one at a time with PhysNet.apply."""
+    return [jax.device_get(jitted_apply(model.member)(params, batch)) for params in members]
+
+
+def test_mean_and_spread_equal_numpy_over_members(ensemble, two_molecules):
+    model, stacked, members = ensemble
+    zs, rs = zip(*two_molecules)
+    batch = batch_molecules(list(zs), list(rs), model.cutoff, total_charges=[0.0, 1.0],
+                            pair_cutoff=model_pair_cutoff(model), dtype=np.float64, num_atoms=12)
+    out = jax.device_get(jitted_apply(model)(stacked, batch))
+    each = member_by_member(model, members, batch)
+    energies = np.array([o["energy"] for o in each])           # (K, B)
+    forces = np.array([o["forces"] for o in each])             # (K, N, 3)
+    charges = np.array([o["charges"] for o in each])           # (K, N)
+    dipoles = np.array([o["dipoles"] for o in each])           # (K, B, 3)
+    np.testing.assert_allclose(out["energy"], energies.mean(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out["forces"], forces.mean(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out["charges"], charges.mean(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out["dipoles"], dipoles.mean(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out["repulsion"], np.mean([o["repulsion"] for o in each], axis=0), rtol=1e-12)
+    np.testing.assert_allclose(out["energy_std"], energies.std(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(out["charges_std"], charges.std(axis=0), rtol=1e-10, atol=1e-14)
+    force_rms = np.sqrt(np.mean(np.sum((forces - forces.mean(axis=0)) ** 2, axis=-1), axis=0))
+    np.testing.assert_allclose(out["forces_std"], force_rms, rtol=1e-10, atol=1e-14)
+    dipole_rms = np.sqrt(np.mean(np.sum((dipoles - dipoles.mean(axis=0)) ** 2, axis=-1), axis=0))
+    np.testing.assert_allclose(out["dipoles_std"], dipole_rms, rtol=1e-10)
+    real = np.asarray(batch.atom_mask)
+    assert (out["energy_std"] > 1e-3).all() and (out["forces_std"][real] > 1e-4).all(), "members must differ"
+    assert not real.all() and (out["forces_std"][~real] == 0).all(), "padded atoms have no spread"
+    stacked_outputs = jax.tree_util.tree_map(lambda *x: np.stack(x), *each)
+    scaled = ensemble_statistics(stacked_outputs, 2.5)
+    np.testing.assert_allclose(scaled["forces_std"], 2.5 * force_rms, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(scaled["energy_std"], 2.5 * energies.std(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(scaled["energy"], out["energy"], rtol=1e-12)
+
+
+def test_forces_of_the_mean_are_minus_the_gradient_of_the_mean_energy(ensemble, molecules):
+    model, stacked, _ = ensemble
+    z, r = molecules["methanol"]
+    apply = jitted_apply(model)
+
+    def batch_at(positions):
+        return batch_molecules([z], [positions], model.cutoff, pair_cutoff=model_pair_cutoff(model),
+                               dtype=np.float64)
+
+    forces = np.asarray(apply(stacked, batch_at(r))["forces"])
+    h = 1e-5
+    template = batch_at(r)
+    for atom, axis in ((0, 0), (1, 2), (4, 1)):
+        step = np.zeros_like(r)
+        step[atom, axis] = h
+        plus = float(apply(stacked, template.replace(positions=r + step))["energy"][0])
+        minus = float(apply(stacked, template.replace(positions=r - step))["energy"][0])
+        np.testing.assert_allclose(-(plus - minus) / (2 * h), forces[atom, axis], atol=1e-7)
+
+
+def test_predict_and_calculator_report_the_spreads(ensemble, molecules):
+    model, stacked, members = ensemble
+    z, r = molecules["methanol"]
+    result = predict(model, stacked, z, r, dtype=np.float64)
+    batch = batch_molecules([z], [r], model.cutoff, pair_cutoff=model_pair_cutoff(model), dtype=np.float64)
+    each = member_by_member(model, members, batch)
+    np.testing.assert_allclose(result["energy_std"], np.std([o["energy"][0] for o in each]), rtol=1e-10)
+    forces = np.array([o["forces"] for o in each])
+    np.testing.assert_allclose(result["forces_std"],
+                               np.sqrt(np.mean(np.sum((forces - forces.mean(0)) ** 2, -1), 0)), rtol=1e-10)
+    assert result["charges_std"].shape == (len(z),) and result["dipole_std"] > 0
+    calc = PhysNetCalculator(model, stacked, dtype="float64", atom_bucket=1, edge_bucket=1)  # predict's shapes
+    atoms = ase.Atoms(numbers=z, positions=r, calculator=calc)
+    assert atoms.get_potential_energy() == pytest.approx(result["energy"], abs=1e-9)
+    for key in ("energy_std", "forces_std", "charges_std", "dipole_std"):
+        np.testing.assert_allclose(calc.results[key], result[key], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(calc.get_property("forces_std", atoms), result["forces_std"], rtol=1e-9)
+    single = predict(model.member, members[0], z, r, dtype=np.float64)
+    assert not any(key.endswith("_std") for key in single)
+    single_calc = PhysNetCalculator(model.member, members[0], dtype="float64", atom_bucket=1, edge_bucket=1)
+    atoms.calc = single_calc
+    atoms.get_forces()
+    assert not any(key.endswith("_std") for key in single_calc.results)
+
+
+def test_ensemble_checkpoint_round_trip_and_version(ensemble, tmp_path):
+    model, stacked, _ = ensemble
+    model = model.clone(calibration_scale=1.7)
+    path = save_checkpoint(tmp_path / "ens", model, stacked, {"note": "x"})
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    assert config["format_version"] == 2 and config["model"]["ensemble_size"] == K
+    loaded, params, metadata = load_checkpoint(path)
+    assert isinstance(loaded, PhysNetEnsemble) and loaded == model and loaded.calibration_scale == 1.7
+    assert metadata == {"note": "x"}
+    for a, b in zip(jax.tree_util.tree_leaves(stacked), jax.tree_util.tree_leaves(params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    single_path = save_checkpoint(tmp_path / "single", model.member, member_params(stacked, 1))
+    single, single_params, _ = load_checkpoint(single_path)
+    assert isinstance(single, PhysNet) and single == model.member
+    assert json.loads((single_path / "config.json").read_text(encoding="utf-8"))["format_version"] == 1
+
+
+def test_member_count_mismatch_is_a_clear_error(ensemble, tmp_path):
+    model, stacked, _ = ensemble
+    with pytest.raises(CheckpointError, match="ensemble of 4 members but the parameters hold 3"):
+        save_checkpoint(tmp_path / "bad", model.clone(size=4), stacked)
+    with pytest.raises(CheckpointError, match="ensemble of 3 members but the parameters are not stacked"):
+        save_checkpoint(tmp_path / "bad", model, member_params(stacked, 0))
+    path = save_checkpoint(tmp_path / "ens", model, stacked)
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    config["model"]["ensemble_size"] = 4
+    config["config_sha256"] = ckformat.config_checksum(config)
+    (path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="ensemble of 4 members but the parameters hold 3.*ensemble_size 4"):
+        load_checkpoint(path)
+
+
+def test_combine_single_and_ensemble_checkpoints(ensemble, tmp_path, capsys):
+    model, stacked, members = ensemble
+    a = save_checkpoint(tmp_path / "a", model.member, members[0], {"trained_elements": [1, 6, 8]})
+    b = save_checkpoint(tmp_path / "b", model.member, members[1], {"trained_elements": [1, 6, 8, 9]})
+    whole = save_checkpoint(tmp_path / "whole", model, stacked)
+    pair = combine_checkpoints([a, b], tmp_path / "pair")
+    loaded, params, metadata = load_checkpoint(pair)
+    assert loaded == PhysNetEnsemble(model.member, 2) and metadata["trained_elements"] == [1, 6, 8]
+    assert [s["members"] for s in metadata["ensemble_sources"]] == [1, 1]
+    for k in range(2):
+        for x, y in zip(jax.tree_util.tree_leaves(members[k]), jax.tree_util.tree_leaves(member_params(params, k))):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert ensemble_main(["combine", str(whole), str(a), "--out", str(tmp_path / "four")]) == 0
+    assert "ensemble of 4 members" in capsys.readouterr().out
+    four, params4, metadata4 = load_checkpoint(tmp_path / "four")
+    assert four.size == 4 and "trained_elements" not in metadata4  # one source has no record
+    np.testing.assert_array_equal(np.asarray(member_params(params4, 3)["params"]["Embed_0"]["embedding"]),
+                                  np.asarray(members[0]["params"]["Embed_0"]["embedding"]))
+    assert ensemble_main(["combine", str(a), str(b), "--out", str(tmp_path / "four")]) == 3
+    assert "exists" in capsys.readouterr().err
+
+
+def test_combining_folds_different_element_energies_into_the_bias(ensemble, molecules, tmp_path):
+    """Members trained with other fixed element energies E0 keep their energies: the difference goes to energy_bias."""
+    model, _, members = ensemble
+    z, r = molecules["methanol"]
+    shifted = model.member.clone(element_energies=tuple(-0.5 * k - 3.0 for k in range(10)))
+    a = save_checkpoint(tmp_path / "a", model.member, members[0])
+    b = save_checkpoint(tmp_path / "b", shifted, members[1])
+    combined, params, _ = load_checkpoint(combine_checkpoints([a, b], tmp_path / "ab"))
+    assert combined.member == model.member
+    own = predict(shifted, members[1], z, r, dtype=np.float64)
+    joined = predict(combined.member, member_params(params, 1), z, r, dtype=np.float64)
+    assert joined["energy"] == pytest.approx(own["energy"], abs=1e-9)
+    np.testing.assert_allclose(joined["forces"], own["forces"], atol=1e-10)
+    no_bias = model.member.clone(use_energy_bias=False, element_energies=shifted.element_energies)
+    without = {"params": {k: v for k, v in members[1]["params"].items() if k != "energy_bias"}}
+    with pytest.raises(ValueError, match="no energy_bias to absorb"):
+        fold_element_energies(no_bias, without, None, "d")
+
+
+def test_combining_different_architectures_names_the_difference(ensemble, tmp_path, capsys):
+    model, _, members = ensemble
+    a = save_checkpoint(tmp_path / "a", model.member, members[0])
+    other = save_checkpoint(tmp_path / "other", model.member.clone(cutoff=4.5), members[1])
+    with pytest.raises(ValueError, match=r"architecture differs in cutoff \(4.0 vs 4.5\)"):
+        combine_checkpoints([a, other], tmp_path / "x")
+    assert ensemble_main(["combine", str(a), str(other), "--out", str(tmp_path / "y")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cutoff (4.0 vs 4.5)" in err[0]
+    assert ensemble_main(["combine", str(a), "--out", str(tmp_path / "z")]) == 2
+    assert "at least 2 members" in capsys.readouterr().err
+
+
+def test_calibrate_cli_fits_the_maximum_likelihood_scale(ensemble, molecules, tmp_path, capsys):
+    """Labels from member 0 on three displaced methanols: the stored scale is sqrt(mean |ΔF|²/σ²) over all atoms."""
+    model, stacked, members = ensemble
+    z, r = molecules["methanol"]
+    positions = [r + 0.03 * np.random.default_rng(k).normal(size=r.shape) for k in range(3)]
+    labels = [predict(model.member, members[0], z, p, dtype=np.float64) for p in positions]
+    np.savez(tmp_path / "frames.npz", R=np.array(positions), Z=np.tile(z, (3, 1)), N=np.full(3, len(z)),
+             E=np.array([label["energy"] for label in labels]), F=np.array([label["forces"] for label in labels]))
+    ens = save_checkpoint(tmp_path / "ens", model.clone(calibration_scale=5.0), stacked, {"note": "kept"})
+    assert ensemble_main(["calibrate", str(ens), "--data", str(tmp_path / "frames.npz"), "--out",
+                          str(tmp_path / "cal"), "--float64"]) == 0
+    assert "calibration_scale" in capsys.readouterr().out
+    ratios = []
+    for p, label in zip(positions, labels):
+        mean = predict(model, stacked, z, p, dtype=np.float64)  # scale 1: the fixture's model
+        ratios += list(np.sum((mean["forces"] - label["forces"]) ** 2, axis=-1) / mean["forces_std"] ** 2)
+    calibrated, _, metadata = load_checkpoint(tmp_path / "cal")
+    assert calibrated.calibration_scale == pytest.approx(np.sqrt(np.mean(ratios)), rel=1e-6)
+    assert metadata["note"] == "kept" and metadata["calibration"]["atoms"] == 3 * len(z)
+    single = save_checkpoint(tmp_path / "single", model.member, members[0])
+    assert ensemble_main(["calibrate", str(single), "--data", str(tmp_path / "frames.npz"), "--out",
+                          str(tmp_path / "x")]) == 2
+    assert "needs an ensemble" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_check_passes_on_the_ensemble_mean(ensemble, molecules):
+    from physnetjax.check.runner import check_model
+    from physnetjax.check.settings import CheckSettings
+
+    model, stacked, _ = ensemble
+    report = check_model(model, stacked, [molecules["methanol"]], groups=("forces",),
+                         settings=CheckSettings.quick())
+    assert report.checks and report.passed, [(c.id, c.status, c.message) for c in report.checks]
+
+
+@pytest.fixture(scope="module")
+def md_setup(ensemble, molecules, tmp_path_factory):
+    model, stacked, members = ensemble
+    z, r = molecules["methanol"]
+    directory = tmp_path_factory.mktemp("md")
+    ase.io.write(directory / "start.xyz", ase.Atoms(numbers=z, positions=r))
+    return model, stacked, members, ase.Atoms(numbers=z, positions=r), directory
+
+
+def test_md_records_the_spread_flags_and_stops_at_the_threshold(md_setup, capsys):
+    """A flag run (every frame past a tiny threshold) records the spreads; the CLI then stops mid-run at one of them."""
+    model, stacked, _, atoms, directory = md_setup
+    flagged = simulate(model, stacked, atoms, steps=40, save_every=5, chunk_frames=4, dtype="float64",
+                       temperature_K=300.0, out=str(directory / "flag.traj"), uncertainty_threshold=1e-12,
+                       on_uncertainty="flag")
+    frames = ase.io.read(directory / "flag.traj", index=":")  # full precision
+    spreads = np.array([frame.info["max_forces_std_eV_per_A"] for frame in frames])
+    assert len(frames) == 8 and not flagged.stopped and flagged.steps == 40
+    assert flagged.uncertain_frames == 8 and all(frame.info["uncertain"] for frame in frames)
+    assert flagged.max_forces_std_eV_per_A == pytest.approx(spreads.max())
+    check = predict(model, stacked, atoms.numbers, frames[3].positions, dtype=np.float64)
+    np.testing.assert_allclose(spreads[3], check["forces_std"].max(), rtol=1e-8)
+
+    threshold = float(np.sort(spreads)[4])
+    first_past = int(np.argmax(spreads > threshold))
+    ckpt = save_checkpoint(directory / "ens_ckpt", model, stacked)
+    out = directory / "stop.xyz"
+    code = md_main(["--checkpoint", str(ckpt), "--geometry", str(directory / "start.xyz"), "--steps", "40",
+                    "--save-every", "5", "--chunk", "4", "--float64", "--temperature", "300",
+                    "--uncertainty-threshold", repr(threshold), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 4 and "stopped early" in captured.out and "1 frame(s) past it" in captured.out
+    assert f"at step {5 * (first_past + 1)}:" in captured.err and f"(step {5 * first_past})" in captured.err
+    kept = ase.io.read(out, index=":") if first_past else []
+    assert len(kept) == first_past
+    last = ase.io.read(f"{out}.last_trusted.xyz")
+    expected = frames[first_past - 1] if first_past else atoms
+    np.testing.assert_allclose(last.positions, expected.positions, atol=1e-8)
+
+
+def test_md_threshold_errors_and_single_model_unchanged(md_setup, capsys):
+    model, stacked, members, atoms, directory = md_setup
+    with pytest.raises(PhysNetInputError, match="needs an ensemble"):
+        simulate(model.member, members[0], atoms, steps=10, save_every=5, uncertainty_threshold=0.1)
+    with pytest.raises(PhysNetInputError, match="> 0"):
+        simulate(model, stacked, atoms, steps=10, save_every=5, uncertainty_threshold=-1.0)
+    single = simulate(model.member, members[0], atoms, steps=5, save_every=5, dtype="float64",
+                      out=str(directory / "single.xyz"))
+    assert single.max_forces_std_eV_per_A is None and not single.stopped and single.steps == 5
+    assert "max_forces_std_eV_per_A" not in ase.io.read(directory / "single.xyz").info
+    ckpt = save_checkpoint(directory / "single_ckpt", model.member, members[0])
+    assert md_main(["--checkpoint", str(ckpt), "--geometry", str(directory / "start.xyz"), "--steps", "10",
+                    "--save-every", "5", "--uncertainty-threshold", "0.1"]) == 2
+    assert "needs an ensemble" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_npt_records_the_spread_of_the_frame_and_cell(md_setup):
+    """NPT frames: the recorded spread is predict_periodic's at the frame's positions and cell."""
+    model, stacked, _, atoms, directory = md_setup
+    box = atoms.copy()
+    box.set_cell(np.eye(3) * 18.0)
+    box.pbc = True
+    box.center()
+    simulate(model, stacked, box, ensemble="npt", steps=10, save_every=5, chunk_frames=2, dtype="float64",
+             temperature_K=300.0, barostat_time_fs=100.0, out=str(directory / "npt.traj"),
+             uncertainty_threshold=1e-12, on_uncertainty="flag")
+    frames = ase.io.read(directory / "npt.traj", index=":")
+    assert len(frames) == 2 and all(frame.info["uncertain"] for frame in frames)
+    last = frames[-1]
+    check = predict_periodic(model, stacked, last.numbers, last.positions, last.cell.array, dtype=np.float64)
+    np.testing.assert_allclose(last.info["max_forces_std_eV_per_A"], check["forces_std"].max(), rtol=1e-8)

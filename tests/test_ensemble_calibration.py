@@ -1,0 +1,98 @@
+"""Calibration of the ensemble spread (maximum-likelihood scale, Gaussian NLL) and Spearman's rank correlation."""
+
+import math
+
+import numpy as np
+import pytest
+
+from physnetjax.ensemble.calibration import (
+    average_ranks,
+    fit_calibration_scale,
+    gaussian_nll,
+    spearman_rank_correlation,
+)
+
+
+@pytest.mark.parametrize("components", [1, 3])
+def test_scale_of_synthetic_gaussian_errors_is_recovered(components):
+    """Errors drawn with spread s·σ_i: the fitted scale is within 5 standard errors of s.
+
+    s_hat² = s² · mean_i |ξ_i|²/d with ξ_i ~ N(0, I_d); Var(|ξ|²/d) = 2/d, so by the delta
+    method the relative standard error of s_hat is sqrt(1 / (2 d M)).
+    """
+    rng = np.random.default_rng(11)
+    m, true_scale = 20000, 2.5
+    sigma = rng.uniform(0.05, 2.0, m)
+    noise = rng.normal(size=(m, components)) * (true_scale * sigma / math.sqrt(components))[:, None]
+    errors = noise[:, 0] if components == 1 else noise
+    fitted = fit_calibration_scale(errors, sigma)
+    assert abs(fitted / true_scale - 1) < 5 * math.sqrt(1 / (2 * components * m))
+    uncalibrated = fit_calibration_scale(errors, sigma * true_scale)
+    assert abs(uncalibrated - 1) < 5 * math.sqrt(1 / (2 * components * m))
+
+
+def test_fitted_scale_minimises_the_gaussian_nll():
+    rng = np.random.default_rng(3)
+    sigma = rng.uniform(0.1, 1.0, 200)
+    errors = rng.normal(size=200) * 0.7 * sigma
+    fitted = fit_calibration_scale(errors, sigma)
+    best = gaussian_nll(errors, sigma, fitted)
+    for factor in (0.9, 0.99, 1.01, 1.1):
+        assert gaussian_nll(errors, sigma, fitted * factor) > best
+    # d = 1: the mean of -log N(e_i; 0, (sσ_i)²), written out independently.
+    direct = np.mean(0.5 * np.log(2 * np.pi * (fitted * sigma) ** 2) + errors**2 / (2 * (fitted * sigma) ** 2))
+    assert best == pytest.approx(direct, rel=1e-12)
+
+
+def test_calibration_rejects_bad_input():
+    with pytest.raises(ValueError, match="spreads must be finite and > 0; 1 of 3"):
+        fit_calibration_scale([0.1, 0.2, 0.3], [1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="errors must have shape"):
+        fit_calibration_scale([0.1, 0.2], [1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="NaN"):
+        fit_calibration_scale([0.1, np.nan], [1.0, 1.0])
+    with pytest.raises(ValueError, match="all errors are 0"):
+        fit_calibration_scale([0.0, 0.0], [1.0, 1.0])
+
+
+def brute_force_spearman(x, y) -> float:
+    """ρ from ranks counted pairwise (rank_i = #{x_j < x_i} + (#{x_j = x_i} + 1)/2) and a loop Pearson."""
+    n = len(x)
+
+    def ranks(v):
+        return [sum(v[j] < v[i] for j in range(n)) + (sum(v[j] == v[i] for j in range(n)) + 1) / 2 for i in range(n)]
+
+    a, b = ranks(x), ranks(y)
+    ma, mb = sum(a) / n, sum(b) / n
+    cov = sum((a[i] - ma) * (b[i] - mb) for i in range(n))
+    return cov / math.sqrt(sum((v - ma) ** 2 for v in a) * sum((v - mb) ** 2 for v in b))
+
+
+def test_spearman_without_ties_matches_the_textbook_formula():
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=40), rng.normal(size=40)
+    y = y + 0.8 * x
+    rx = 1 + np.array([np.sum(x < v) for v in x])
+    ry = 1 + np.array([np.sum(y < v) for v in y])
+    textbook = 1 - 6 * np.sum((rx - ry) ** 2) / (40 * (40**2 - 1))
+    assert spearman_rank_correlation(x, y) == pytest.approx(textbook, abs=1e-12)
+    assert spearman_rank_correlation(x, np.exp(x)) == pytest.approx(1.0, abs=1e-15)
+    assert spearman_rank_correlation(x, -x) == pytest.approx(-1.0, abs=1e-15)
+
+
+def test_spearman_with_ties_matches_brute_force_and_scipy():
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 5, size=30).astype(float)
+    y = rng.integers(0, 4, size=30) + 0.5 * x
+    np.testing.assert_allclose(average_ranks([3.0, 1.0, 3.0, 2.0, 3.0]), [4.0, 1.0, 4.0, 2.0, 4.0])
+    expected = brute_force_spearman(list(x), list(y))
+    assert spearman_rank_correlation(x, y) == pytest.approx(expected, abs=1e-12)
+    stats = pytest.importorskip("scipy.stats")
+    assert spearman_rank_correlation(x, y) == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+
+
+def test_spearman_rejects_undefined_cases():
+    with pytest.raises(ValueError, match="all spreads are equal"):
+        spearman_rank_correlation([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="equal length"):
+        spearman_rank_correlation([1.0, 2.0], [1.0, 2.0, 3.0])
