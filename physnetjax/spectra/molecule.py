@@ -22,7 +22,7 @@ from typing import Callable, NamedTuple, Optional
 import jax
 import numpy as np
 
-from physnetjax.neighbors import apply_batch, molecule_pairs, one_system_batch
+from physnetjax.neighbors import apply_batch, model_triplet_cutoff, molecule_pairs, one_system_batch, pair_triplets
 
 
 class MoleculeFunctions(NamedTuple):
@@ -54,9 +54,10 @@ def molecule_functions(model, atomic_numbers, total_charge: float = 0.0) -> Mole
 def _cached_functions(model, atomic_numbers: tuple, total_charge: float) -> MoleculeFunctions:
     z = np.asarray(atomic_numbers, dtype=np.int32)
     dst, src = molecule_pairs(np.zeros((z.shape[0], 3)), None)
+    triplets = {} if model_triplet_cutoff(model) is None else {"triplets": pair_triplets(dst, np.ones(len(dst), bool))}
 
     def outputs(positions, params):
-        batch = one_system_batch(z, positions, dst, src, total_charge=total_charge)
+        batch = one_system_batch(z, positions, dst, src, total_charge=total_charge, **triplets)
         return apply_batch(model, params, batch, compute_forces=False)
 
     def energy(positions, params):
