@@ -1,6 +1,8 @@
 """Vibrational spectra: harmonic frequencies of the shipped models vs GFN2-xTB, and speed vs ASE.
 
-Accuracy (CO2: the shipped charge model; ethanol: the shipped model, no charges):
+Accuracy (CO2: the shipped charge model; ethanol: the older shipped model trained on
+500 K MD only, no charges, and the shipped ``ethanol_ir`` charge model trained on MD plus
+normal-mode frames):
 
 * GFN2-xTB reference: tblite's ASE calculator (``tblite.ase.TBLite``, GFN2-xTB,
   accuracy 0.01), geometry relaxed with ASE ``BFGS`` to max |F| ≤ 5e-4 eV/Å starting
@@ -11,6 +13,18 @@ Accuracy (CO2: the shipped charge model; ethanol: the shipped model, no charges)
   geometry to max |F| ≤ 1e-4 eV/Å.
 * Modes are compared after sorting (3N − 5 for CO2, 3N − 6 for ethanol, ASE's
   rigid-body modes, the smallest |ν̃|, dropped): mean and max absolute deviation.
+  Each method is at its own minimum; both ethanol models are compared with the same
+  xTB reference (relaxed from ``pretrained/ethanol/ethanol.xyz``, the gauche minimum).
+
+Energy-only model call (``compute_forces=False``), before/after in one run:
+
+* the derivatives of the harmonic analysis (float64 Hessian by forward-over-reverse
+  autodiff + dipole Jacobian) of the 20-atom pyrazine dimer with the fresh charge model
+  below, through energy/dipole functions that call the model with its forces
+  (``compute_forces=True``, as before) and without (the library's path): first call
+  (trace + compile + run) and median of repeats, plus XLA's FLOP count of each program;
+* the dipole Jacobian-vector product recorded in the MD-IR loop (ethanol, float32,
+  ``ethanol_ir`` model), both ways, interleaved calls, plus XLA's FLOP counts.
 
 Speed (same model on both sides, float32 MD, float64 harmonic):
 
@@ -24,10 +38,8 @@ Speed (same model on both sides, float32 MD, float64 harmonic):
   after compilation) vs ASE ``VelocityVerlet`` + ``PhysNetCalculator`` (float32)
   recording dipole and velocities every 4 steps, timed over a shorter run and scaled
   to the same number of steps (8 replicas run one after another). The model is the
-  shipped ethanol weights in a ``charges=True`` model whose charge head keeps its
-  initial values (zero charges), so the dipole derivative is computed in the loop as
-  for any charge model; speed does not depend on the weights. The full pass runs
-  50 ps per replica; ``--quick`` runs 5 ps and scales to 50 ps (the table says which).
+  shipped ``ethanol_ir`` charge model. The full pass runs 50 ps per replica;
+  ``--quick`` runs 5 ps and scales to 50 ps (the table says which).
 
 Writes ``bench_spectra.json``.
 
@@ -37,6 +49,7 @@ Writes ``bench_spectra.json``.
 from __future__ import annotations
 
 import logging
+import statistics
 import tempfile
 import time
 import warnings
@@ -56,8 +69,16 @@ from physnetjax.calculator import PhysNetCalculator
 from physnetjax.checkpoint import load_checkpoint
 from physnetjax.md.integrators import maxwell_boltzmann_momenta
 from physnetjax.md.io import ASE_TIME_UNIT_FS, momenta_to_ase
-from physnetjax.pretrained import co2_geometry_path, co2_model_path, example_geometry_path, example_model_path
-from physnetjax.spectra import NonMinimumWarning, harmonic, md_spectrum
+from physnetjax.neighbors import apply_batch, molecule_pairs, one_system_batch
+from physnetjax.pretrained import (
+    co2_geometry_path,
+    co2_model_path,
+    ethanol_ir_model_path,
+    example_geometry_path,
+    example_model_path,
+)
+from physnetjax.spectra import NonMinimumWarning, harmonic, harmonic_analysis, md_spectrum
+from physnetjax.spectra.molecule import molecule_functions
 from physnetjax.units import E2_PER_AMU_IN_KM_PER_MOL
 
 jax.config.update("jax_enable_x64", True)
@@ -98,10 +119,13 @@ def _linear(positions, tolerance=1e-3) -> bool:
     return bool(singular[1] < tolerance * singular[0])
 
 
-def accuracy(name: str, checkpoint, geometry, workdir: str) -> dict:
+def accuracy(name: str, checkpoint, geometry, workdir: str, references: dict) -> dict:
+    """Model vs xTB harmonic modes; ``references`` caches the xTB result per start geometry."""
     model, params, _ = load_checkpoint(checkpoint)
     atoms = ase.io.read(geometry)
-    reference = xtb_reference(atoms, f"{workdir}/{name}")
+    if str(geometry) not in references:
+        references[str(geometry)] = xtb_reference(atoms, f"{workdir}/{name}")
+    reference = references[str(geometry)]
     result = harmonic(model, params, atoms.numbers, reference["positions"])
     ours = np.sort(result.frequencies_cm1)
     order = np.argsort(result.frequencies_cm1)
@@ -165,22 +189,102 @@ def harmonic_timing(repeats: int, workdir: str) -> dict:
             "ase_single_points": 6 * n + 1, "speedup": ase_seconds / ours["median_s"]}
 
 
-def ethanol_charge_model():
-    """Shipped ethanol weights in a charges=True model (charge head at its initial values)."""
-    model, params, _ = load_checkpoint(example_model_path())
-    charged = PhysNet.from_config({**model.config(), "charges": True})
-    atoms = ase.io.read(example_geometry_path())
+def full_call_functions(model, atomic_numbers):
+    """Energy and dipole of one molecule through the model's default call (forces computed, then unused)."""
+    z = np.asarray(atomic_numbers, np.int32)
+    dst, src = molecule_pairs(np.zeros((z.shape[0], 3)), None)
+
+    def energy(positions, params):
+        return apply_batch(model, params, one_system_batch(z, positions, dst, src))["energy"][0]
+
+    def dipole(positions, params):
+        return apply_batch(model, params, one_system_batch(z, positions, dst, src))["dipoles"][0]
+
+    return energy, dipole
+
+
+def fresh_functions(functions):
+    """New function objects around (energy, dipole), so no compiled program cached for the originals is reused."""
+    energy, dipole = functions
+    return (lambda positions, params: energy(positions, params),
+            lambda positions, params: dipole(positions, params))
+
+
+def _flops(jitted, *args) -> float | None:
+    analysis = jitted.lower(*args).compile().cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    return None if analysis is None or "flops" not in analysis else float(analysis["flops"])
+
+
+def energy_only_timing(repeats: int, rounds: int) -> dict:
+    """Harmonic derivatives and the MD dipole jvp, with the model's forces computed (before) and skipped (after).
+
+    The harmonic part alternates the two paths over ``rounds``, each round with new
+    function objects (so each first call traces and compiles afresh) and ``repeats``
+    timed calls after it.
+    """
+    atoms = s22["Pyrazine_dimer"]
+    model = PhysNet(features=16, max_degree=1, num_iterations=2, num_basis_functions=16, cutoff=5.0,
+                    charges=True, max_atomic_number=8)
     n = len(atoms)
     dst, src = np.nonzero(~np.eye(n, dtype=bool))
-    fresh = charged.init(jax.random.PRNGKey(0), atoms.numbers, atoms.positions, dst, src)
-    merged = dict(fresh["params"])
-    merged.update(params["params"])
-    return charged, {"params": merged}, atoms
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), atoms.numbers, atoms.positions, dst, src)
+    params64 = jax.tree_util.tree_map(lambda p: np.asarray(p, np.float64), params)
+    masses = atoms.get_masses()
+    variants = {"with forces (before)": full_call_functions(model, atoms.numbers),
+                "energy-only (after)": tuple(molecule_functions(model, atoms.numbers))}
+    first_calls = {label: [] for label in variants}
+    steady = {label: [] for label in variants}
+    frequencies = {}
+    for _ in range(rounds):
+        for label, functions in variants.items():
+            energy_fn, dipole_fn = fresh_functions(functions)
+
+            def analyse():
+                return harmonic_analysis(energy_fn, atoms.positions, masses, dipole_fn=dipole_fn, args=(params64,))
+
+            start = time.perf_counter()
+            frequencies[label] = analyse().frequencies_cm1.tolist()
+            first_calls[label].append(time.perf_counter() - start)
+            for _ in range(repeats):
+                start = time.perf_counter()
+                analyse()
+                steady[label].append(time.perf_counter() - start)
+    harmonic_rows = {}
+    for label, (energy_fn, _) in variants.items():
+        harmonic_rows[label] = {"first_call_s": statistics.median(first_calls[label]),
+                                "first_calls_s": first_calls[label], **summarise(steady[label]),
+                                "hessian_flops": _flops(jax.jit(jax.hessian(energy_fn)), atoms.positions, params64),
+                                "frequencies_cm1": frequencies[label]}
+
+    ethanol_model, ethanol_params, _ = load_checkpoint(ethanol_ir_model_path())
+    ethanol = ase.io.read(example_geometry_path())
+    params32 = jax.tree_util.tree_map(lambda p: np.asarray(p, np.float32), ethanol_params)
+    positions = np.asarray(ethanol.positions, np.float32)
+    velocities = np.asarray(np.random.default_rng(0).standard_normal(positions.shape) * 0.01, np.float32)
+    jvps = {}
+    for label, (_, dipole_fn) in {"with forces (before)": full_call_functions(ethanol_model, ethanol.numbers),
+                                  "energy-only (after)": fresh_functions(molecule_functions(ethanol_model,
+                                                                                            ethanol.numbers))}.items():
+        jvps[label] = jax.jit(lambda r, v, p, f=dipole_fn: jax.jvp(lambda x: f(x, p), (r,), (v,))[1])
+    samples = {label: [] for label in jvps}
+    for label, fn in jvps.items():
+        for _ in range(3):
+            jax.block_until_ready(fn(positions, velocities, params32))
+    for _ in range(50 * repeats):
+        for label, fn in jvps.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn(positions, velocities, params32))
+            samples[label].append(time.perf_counter() - start)
+    jvp_rows = {label: {**summarise(samples[label]), "flops": _flops(fn, positions, velocities, params32)}
+                for label, fn in jvps.items()}
+    return {"harmonic_pyrazine_dimer": harmonic_rows, "md_dipole_jvp_ethanol": jvp_rows}
 
 
 def md_timing(mode: str) -> dict:
     time_ps, equilibration_ps, replicas, ase_steps = MD_SETTINGS[mode]
-    model, params, atoms = ethanol_charge_model()
+    model, params, _ = load_checkpoint(ethanol_ir_model_path())
+    atoms = ase.io.read(example_geometry_path())
     result = md_spectrum(model, params, atoms.numbers, atoms.positions, temperature_K=300.0, time_ps=time_ps,
                          equilibration_ps=equilibration_ps, replicas=replicas, dtype="float32")
     steps = replicas * (result.settings["equilibration_ps"] + result.settings["time_ps"]) * 1e3 / 0.5
@@ -216,9 +320,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         molecules = [("CO2", co2_model_path(), co2_geometry_path())]
         if args.mode != "smoke":
-            molecules.append(("ethanol", example_model_path(), example_geometry_path()))
-        results = [accuracy(name, ckpt, geometry, workdir) for name, ckpt, geometry in molecules]
+            molecules += [("ethanol (MD-only model, no charges)", example_model_path(), example_geometry_path()),
+                          ("ethanol_ir", ethanol_ir_model_path(), example_geometry_path())]
+        references = {}
+        results = [accuracy(name, ckpt, geometry, workdir, references) for name, ckpt, geometry in molecules]
         timing = harmonic_timing(repeats=1 if args.mode == "smoke" else 5, workdir=workdir)
+    energy_only = energy_only_timing(repeats=1 if args.mode == "smoke" else 5,
+                                     rounds=1 if args.mode == "smoke" else 3)
     md = md_timing(args.mode)
 
     tables = [table("Harmonic wavenumbers of the shipped models vs GFN2-xTB (tblite + ASE Infrared)",
@@ -241,6 +349,20 @@ def main() -> None:
         ["physnetjax s", "first call s", "ASE Infrared s", "speed-up"],
         [[timing["physnetjax"]["median_s"], timing["physnetjax_first_call_s"], timing["ase_infrared_s"],
           timing["speedup"]]]))
+    harmonic_rows = energy_only["harmonic_pyrazine_dimer"]
+    jvp_rows = energy_only["md_dipole_jvp_ethanol"]
+    tables.append(table(
+        "Energy-only model call (compute_forces=False) vs the default call inside derivatives, one run",
+        "harmonic: derivatives (Hessian + dipole Jacobian, float64) of the 20-atom pyrazine dimer, fresh charge "
+        "model, first call (median of 3 alternating fresh compiles) and median of 15 calls; MD: dipole jvp of ethanol (ethanol_ir, float32), interleaved "
+        "calls, median; FLOPs from XLA's cost analysis",
+        ["path", "harmonic first call s", "harmonic median s", "Hessian GFLOP", "MD dipole jvp µs",
+         "jvp MFLOP"],
+        [[label, harmonic_rows[label]["first_call_s"], harmonic_rows[label]["median_s"],
+          None if harmonic_rows[label]["hessian_flops"] is None else harmonic_rows[label]["hessian_flops"] / 1e9,
+          jvp_rows[label]["median_s"] * 1e6,
+          None if jvp_rows[label]["flops"] is None else jvp_rows[label]["flops"] / 1e6]
+         for label in harmonic_rows]))
     scaled = "measured" if md["time_ps_run"] == TARGET_PS else f"scaled from {md['time_ps_run']:g} ps"
     tables.append(table(
         f"MD-IR of ethanol, {md['replicas']} replicas × {TARGET_PS:g} ps NVE (+ {md['equilibration_ps']:g} ps "
@@ -250,7 +372,8 @@ def main() -> None:
         ["physnetjax s", "compile s", "ASE s (scaled)", "speed-up"],
         [[md["physnetjax_seconds_at_target"], md["physnetjax_compile_seconds"], md["ase_seconds_at_target"],
           md["speedup"]]]))
-    publish("bench_spectra", args, tables, {"accuracy": results, "harmonic_timing": timing, "md_ir_timing": md})
+    publish("bench_spectra", args, tables, {"accuracy": results, "harmonic_timing": timing,
+                                            "energy_only_timing": energy_only, "md_ir_timing": md})
 
 
 if __name__ == "__main__":

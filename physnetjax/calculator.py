@@ -34,8 +34,9 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from physnetjax.ensemble.model import is_ensemble
-from physnetjax.neighbors.batch import Batch, model_pair_cutoff
+from physnetjax.neighbors.batch import Batch, model_pair_cutoff, model_triplet_cutoff
 from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round_up
+from physnetjax.neighbors.triplets import count_triplets
 from physnetjax.physics.dispersion import check_d3_elements
 from physnetjax.predict import jitted_apply, require_finite, spread_of
 from physnetjax.validation import neighbor_box, trained_elements_of, validate_structure
@@ -118,6 +119,7 @@ class PhysNetCalculator(Calculator):
         self.edge_bucket = edge_bucket
         self.trained_elements = trained_elements
         self.pair_cutoff = model_pair_cutoff(model)
+        self.three_body_cutoff = model_triplet_cutoff(model)
         self.ensemble = is_ensemble(model)
         self.implemented_properties = ["energy", "free_energy", "forces", "stress"] + (
             ["charges", "dipole"] if model.charges else []
@@ -193,9 +195,16 @@ class PhysNetCalculator(Calculator):
             shifts = None
             if pair_lists is not None:
                 pair_lists = pair_lists[:2] + (None,)
+        t_pad = None
+        if self.three_body_cutoff is not None:
+            t_dst, t_src, t_shifts = pair_lists if pair_lists is not None else (dst, src, shifts)
+            vectors = r[t_src] - r[t_dst] + (0.0 if t_shifts is None else t_shifts)
+            t_pad = round_up(count_triplets(t_dst, np.ones(len(t_dst), bool), vectors, self.three_body_cutoff),
+                             self.edge_bucket)
         batch = assemble_batch(
             [z], [r], (dst, src, shifts), pair_lists, [total_charge], [cell] if pbc.all() else None,
-            num_atoms=n_pad, num_edges=p_pad, num_pairs=q_pad, num_molecules=1, dtype=self.dtype,
+            num_atoms=n_pad, num_edges=p_pad, num_pairs=q_pad, num_molecules=1,
+            three_body_cutoff=self.three_body_cutoff, num_triplets=t_pad, dtype=self.dtype,
         )
         return batch, n
 

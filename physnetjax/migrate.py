@@ -34,7 +34,9 @@ from physnetjax.checkpoint.format import absolute_path, is_checkpoint, save_chec
 from physnetjax.checkpoint.legacy import migrate_legacy
 from physnetjax.checkpoint.report import find_beside, migration_report, read_geometries, render
 from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main
+from physnetjax.cli_help import HelpFormatter
 from physnetjax.errors import OutputPathError
+from physnetjax.text_table import print_line
 
 REPORT_FILE = "migration_report.json"
 
@@ -43,7 +45,7 @@ logger = logging.getLogger("physnetjax.migrate")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m physnetjax.migrate",
+        prog="python -m physnetjax.migrate", formatter_class=HelpFormatter,
         description="Convert a legacy physnetjax checkpoint to the physnetjax format and report what changed.",
     )
     parser.add_argument("old", type=Path, help="legacy run directory (name-uuid/) or epoch-N directory")
@@ -51,10 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", choices=("ema", "raw"), default="ema",
                         help="ema: the legacy ema_params (default); raw: the legacy params")
     parser.add_argument("--geometries", type=Path, default=None,
-                        help="npz with Z (M,N), R (M,N,3) Å, optional N (M,), Q (M,) for the energy comparison")
+                        help="npz with Z (M,N), R (M,N,3) Å, optional N (M,), Q (M,) for the energy comparison "
+                             "(default: geometries.npz beside OLD, if any)")
     parser.add_argument("--reference", type=Path, default=None,
                         help="npz of original-code outputs on those geometries (energy, forces, repulsion, "
-                             "electrostatics, charges, energy_no_pair_terms; ema_* for EMA weights)")
+                             "electrostatics, charges, energy_no_pair_terms; ema_* for EMA weights; "
+                             "default: reference_outputs.npz beside OLD, if any)")
     parser.add_argument("--overwrite", action="store_true", help="replace NEW if it is a checkpoint")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="allow reading a legacy pickle file (only for files you trust)")
@@ -80,7 +84,7 @@ def migrate(old, new, *, weights: str = "ema", geometries=None, reference=None, 
     ref = None
     if geoms is not None and reference_file is not None:
         try:
-            with np.load(reference_file, allow_pickle=False) as data:
+            with open(reference_file, "rb") as handle, np.load(handle, allow_pickle=False) as data:
                 ref = {key: data[key] for key in data.files}
         except Exception as error:
             raise CheckpointError(f"reference file {reference_file} cannot be read as .npz "
@@ -135,7 +139,7 @@ def main(argv=None) -> int:
         print(f"python -m physnetjax.migrate: {error}", file=sys.stderr)
         return EXIT_VERDICT
     render(report, console)
-    console.print(f"Wrote {report['checkpoint']} and {Path(report['checkpoint']) / REPORT_FILE}")
+    print_line(console, f"Wrote {report['checkpoint']} and {Path(report['checkpoint']) / REPORT_FILE}")
     return EXIT_OK
 
 

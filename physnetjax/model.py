@@ -16,7 +16,11 @@ Total energy of molecule b (DESIGN.md §2)::
 
 Forces are F = −∂(Σ_b E_b)/∂R from one ``jax.value_and_grad`` in
 :meth:`PhysNet.__call__`; for periodic systems the same call differentiates with
-respect to a homogeneous strain ε to give the stress σ = (1/V) ∂E/∂ε.
+respect to a homogeneous strain ε to give the stress σ = (1/V) ∂E/∂ε. With
+``compute_forces=False`` the call skips that gradient and returns the same energies,
+charges and dipoles (forces None): the cheap path for functions that are themselves
+differentiated (Hessians, dipole derivatives), which would otherwise carry the inner
+gradient along.
 
 Padding: atoms with ``atom_mask`` False and pairs with ``batch_mask`` False take no
 part in anything: padded edges get a zero radial-angular basis (so they carry no
@@ -118,7 +122,10 @@ class PhysNet(nn.Module):
         systems of 10⁵ atoms); same results; None → all edges at once (fastest).
       dispersion: None (off) or ``"d3bj"`` (Grimme D3 with Becke–Johnson damping).
       dispersion_functional: functional whose D3(BJ) parameters are used ("pbe0", …).
-      dispersion_three_body: add the ATM three-body term (not available yet: raises).
+      dispersion_three_body: add the Axilrod–Teller–Muto three-body term (s9) over the
+        triangles whose three sides are shorter than ``dispersion_cutoff`` (switched
+        like the pairs); needs a triplet list in the call (``triplets``, built by the
+        host builders with ``three_body_cutoff=model_triplet_cutoff(model)``).
       dispersion_cutoff: Å; pair energies and coordination numbers are switched off
         smoothly over its last 20 %.
       dispersion_trainable: train s6, s8, a1, a2 (kept positive by a softplus).
@@ -268,7 +275,7 @@ class PhysNet(nn.Module):
     def _energy_terms(self, positions, strain, graph):
         """Per-molecule energies and per-atom quantities; differentiated in ``__call__``."""
         (atomic_numbers, dst_idx, src_idx, segments, num_molecules, edge_mask, atom_mask,
-         total_charges, shifts, pairs) = graph
+         total_charges, shifts, pairs, triplets) = graph
 
         if strain is not None:
             deformation = jnp.eye(3, dtype=positions.dtype) + 0.5 * (strain + jnp.swapaxes(strain, -1, -2))
@@ -322,19 +329,27 @@ class PhysNet(nn.Module):
         repulsion = zero
         if self.zbl:
             a_coef, a_exp, coefs, exps = ZBLParameters(param_dtype=self.param_dtype, name="repulsion")()
+            # ZBL is 0 beyond its cutoff: when that is within the message-passing cutoff, the
+            # (shorter) edge list holds every pair it needs, however far the pair list reaches.
+            rep_dst, rep_src, rep_mask, rep_r = pair_dst, pair_src, pair_mask, r
+            if pairs is not None and self.repulsion_cutoff <= self.cutoff:
+                rep_dst, rep_src, rep_mask = dst_idx, src_idx, edge_mask
+                rep_r = safe_pair_distances(displacements, edge_mask)
             pair_rep = zbl_pair_energy(
-                atomic_numbers[pair_dst], atomic_numbers[pair_src], r, pair_mask,
+                atomic_numbers[rep_dst], atomic_numbers[rep_src], rep_r, rep_mask,
                 self.repulsion_cutoff, a_coef, a_exp, coefs, exps,
             )
-            repulsion = pair_energy_per_molecule(pair_rep, pair_dst, segments, num_molecules)
+            repulsion = pair_energy_per_molecule(pair_rep, rep_dst, segments, num_molecules)
             energy = energy + repulsion
 
         dispersion = zero
         if self.dispersion is not None:
             damping = DispersionParameters(self.dispersion_functional, self.dispersion_three_body,
                                            self.dispersion_trainable, self.param_dtype, name="dispersion")()
-            dispersion = dispersion_per_molecule(atomic_numbers, pair_vectors, pair_dst, pair_src, pair_mask,
-                                                 segments, num_molecules, damping, self.dispersion_cutoff)
+            list_shifts = shifts if pairs is None else pair_shifts
+            dispersion = dispersion_per_molecule(atomic_numbers, positions, pair_dst, pair_src, pair_mask, list_shifts,
+                                                 pair_vectors, segments, num_molecules, damping,
+                                                 self.dispersion_cutoff, triplets)
             energy = energy + dispersion
 
         aux = {
@@ -358,7 +373,7 @@ class PhysNet(nn.Module):
         Raises ValueError for a half edge or pair list, for bare Coulomb over a list
         missing some pairs of a molecule, and for bare Coulomb in a periodic cell.
         """
-        (_, dst_idx, src_idx, segments, num_molecules, edge_mask, atom_mask, _, shifts, pairs) = graph
+        (_, dst_idx, src_idx, segments, num_molecules, edge_mask, atom_mask, _, shifts, pairs, _) = graph
         check_full_list(dst_idx, src_idx, edge_mask, shifts, cells=cells, atom_segments=segments,
                         name="edge list (dst_idx, src_idx)")
         if pairs is not None:
@@ -389,6 +404,9 @@ class PhysNet(nn.Module):
         pair_src=None,
         pair_mask=None,
         pair_shifts=None,
+        triplets=None,
+        triplet_mask=None,
+        compute_forces: bool = True,
     ) -> dict:
         """Energy, forces and (optionally) charges, dipoles and stress of a batch.
 
@@ -405,6 +423,12 @@ class PhysNet(nn.Module):
           cells: (B, 3, 3) cell vectors (rows) in Å; when given, stress is returned.
           pair_dst, pair_src, pair_mask, pair_shifts: optional separate full directed
             pair list for electrostatics, ZBL and dispersion (None → use the edge list).
+          triplets: (T, 2) int indices into that pair list of pairs sharing their first
+            atom (:mod:`physnetjax.neighbors.triplets`); triplet_mask: (T,) bool (None →
+            all real). Required with ``dispersion_three_body=True``, ignored otherwise.
+          compute_forces: False skips the gradient: ``forces`` is None and there is no
+            ``stress``/``virial``; every other output is computed by the same code and
+            equals that of the default call exactly.
 
         Returns:
           dict with ``energy`` (B,) eV, ``forces`` (N, 3) eV/Å, ``charges`` (N,) e or
@@ -416,7 +440,8 @@ class PhysNet(nn.Module):
           under tension; ``virial`` = −V σ).
 
         Raises:
-          ValueError: only when called outside ``jit`` (concrete arrays): a half edge or
+          ValueError: ``dispersion_three_body=True`` without ``triplets`` (also under
+            ``jit``). Only when called outside ``jit`` (concrete arrays): a half edge or
             pair list (a pair without its reverse), or bare Coulomb (``charges=True``,
             ``coulomb_lr_cutoff=None``) over a list missing pairs of a molecule or in a
             periodic cell. Under ``jit`` these checks are skipped (build lists with the
@@ -445,11 +470,25 @@ class PhysNet(nn.Module):
             shifts = jnp.zeros((dst_idx.shape[0], 3), dtype=positions.dtype)
         if cells is not None and pairs is not None and pair_shifts is None:
             pairs = (pair_dst, pair_src, pairs[2], jnp.zeros((pair_dst.shape[0], 3), positions.dtype))
+        if self.dispersion is not None and self.dispersion_three_body:
+            if triplets is None:
+                raise ValueError(
+                    "dispersion_three_body=True needs a triplet list: pass triplets= (build batches with "
+                    "three_body_cutoff=physnetjax.neighbors.model_triplet_cutoff(model)); lists built inside "
+                    "jit (MD neighbor lists) do not provide one")
+            if triplet_mask is None:
+                triplet_mask = jnp.ones(triplets.shape[:1], dtype=bool)
+            triplets = (triplets, triplet_mask.astype(bool))
+        else:
+            triplets = None
         graph = (atomic_numbers, dst_idx, src_idx, batch_segments, batch_size, edge_mask,
-                 atom_mask, total_charges, shifts, pairs)
+                 atom_mask, total_charges, shifts, pairs, triplets)
         if not is_traced(dst_idx, src_idx, edge_mask, batch_segments, *(pairs or ())[:3]):
             self._check_lists(graph, cells)
 
+        if not compute_forces:
+            _, aux = self._energy_terms(positions, None, graph)
+            return {**aux, "forces": None}
         if cells is None:
             (_, aux), grad_positions = jax.value_and_grad(
                 lambda pos: self._energy_terms(pos, None, graph), has_aux=True

@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax.physics.dispersion import d3_bj_parameters, d3_dispersion_energy
+from physnetjax.physics.dispersion import d3_bj_parameters, d3_dispersion_energy, one_direction
+from physnetjax.physics.pairs import pair_displacements
 
 DISPERSION_METHODS = ("d3bj",)
 """Values accepted by ``PhysNet(dispersion=...)`` besides None."""
@@ -28,7 +29,7 @@ TRAINABLE_DAMPING = ("s6", "s8", "a1", "a2")
 
 
 def check_dispersion_settings(method, functional: str, three_body: bool, cutoff, trainable: bool) -> None:
-    """Raise ValueError/NotImplementedError for settings the dispersion term cannot honour."""
+    """Raise ValueError for settings the dispersion term cannot honour."""
     if method is None:
         return
     if method not in DISPERSION_METHODS:
@@ -36,11 +37,6 @@ def check_dispersion_settings(method, functional: str, three_body: bool, cutoff,
     parameters = d3_bj_parameters(functional)
     if cutoff is None or not cutoff > 0:
         raise ValueError(f"dispersion_cutoff must be a positive distance in Å, received {cutoff}")
-    if three_body:
-        raise NotImplementedError(
-            "dispersion_three_body=True is not available in the model yet (its batches carry no triplet "
-            "list); the ATM term is available in physnetjax.physics.d3_dispersion_energy(triplets=...)"
-        )
     if trainable:
         bad = [name for name in TRAINABLE_DAMPING if getattr(parameters, name) <= 0.0]
         if bad:
@@ -73,18 +69,34 @@ class DispersionParameters(nn.Module):
         return values
 
 
-def dispersion_per_molecule(atomic_numbers, pair_vectors, pair_dst, pair_src, pair_mask, segments,
-                            num_molecules: int, parameters: dict, cutoff: float):
+def dispersion_per_molecule(atomic_numbers, positions, pair_dst, pair_src, pair_mask, pair_shifts, pair_vectors,
+                            segments, num_molecules: int, parameters: dict, cutoff: float, triplets=None):
     """E_D3 per molecule in eV, (B,), over a full directed pair list (see the physics module).
 
-    The two-body energy and the coordination numbers are switched off smoothly over
-    [(1 − 0.2) · cutoff, cutoff].
+    Args: positions (N, 3) Å; the pair list (P,) with its image shifts (P, 3) Å or None
+    and its vectors (P, 3) Å = r_src − r_dst + shift; ``triplets`` = ((T, 2) pair
+    indices, (T,) mask) for the ATM term, or None.
+
+    The two-body energy, the coordination numbers and each side of an ATM triangle are
+    switched off smoothly over [(1 − 0.2) · cutoff, cutoff]. Without ATM each unordered
+    pair is selected once *before* its vector is formed, so only half the list's vectors
+    (and their gradients) are computed.
     """
     parameters = {k: jnp.asarray(v, pair_vectors.dtype) for k, v in parameters.items()}
-    return d3_dispersion_energy(
-        atomic_numbers, pair_vectors, pair_dst, pair_src, pair_mask, segments, num_molecules, parameters,
-        cutoff=cutoff, switch_width=DISPERSION_SWITCH_FRACTION * cutoff,
-    )
+    settings = dict(cutoff=cutoff, switch_width=DISPERSION_SWITCH_FRACTION * cutoff)
+    if triplets is not None:
+        return d3_dispersion_energy(
+            atomic_numbers, pair_vectors, pair_dst, pair_src, pair_mask, segments, num_molecules, parameters,
+            triplets=triplets[0], triplet_mask=triplets[1], three_body_cutoff=cutoff, **settings,
+        )
+    half, half_mask = one_direction(pair_dst, pair_src, pair_vectors if pair_shifts is None else pair_shifts,
+                                    pair_mask)
+    dst, src = pair_dst[half], pair_src[half]
+    vectors = pair_displacements(positions, dst, src)
+    if pair_shifts is not None:
+        vectors = vectors + pair_shifts[half]
+    return d3_dispersion_energy(atomic_numbers, vectors, dst, src, half_mask, segments, num_molecules, parameters,
+                                half_list=True, **settings)
 
 
 def with_dispersion(model, functional: str = "pbe0", cutoff: float = 15.0):

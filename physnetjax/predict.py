@@ -7,7 +7,7 @@ from typing import Optional
 import jax
 import numpy as np
 
-from physnetjax.neighbors.batch import apply_batch, model_pair_cutoff
+from physnetjax.neighbors.batch import apply_batch, model_pair_cutoff, model_triplet_cutoff
 from physnetjax.neighbors.molecules import batch_molecules
 from physnetjax.neighbors.periodic import batch_periodic
 from physnetjax.physics.dispersion import check_d3_elements
@@ -60,7 +60,8 @@ def predict(
     if dtype is None:
         dtype = np.float64 if (r.dtype == np.float64 and jax.config.jax_enable_x64) else np.float32
     batch = batch_molecules(
-        [z], [r], model.cutoff, total_charges=[total_charge], pair_cutoff=model_pair_cutoff(model), dtype=dtype
+        [z], [r], model.cutoff, total_charges=[total_charge], pair_cutoff=model_pair_cutoff(model),
+        three_body_cutoff=model_triplet_cutoff(model), dtype=dtype,
     )
     out = jitted_apply(model)(params, batch)
     n = z.shape[0]
@@ -107,7 +108,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
         dtype = np.float64 if (r.dtype == np.float64 and jax.config.jax_enable_x64) else np.float32
     batch = batch_periodic(
         [z], [r], [cell], model.cutoff, total_charges=[total_charge], pair_cutoff=model_pair_cutoff(model),
-        dtype=dtype,
+        three_body_cutoff=model_triplet_cutoff(model), dtype=dtype,
     )
     out = jitted_apply(model)(params, batch)
     n = z.shape[0]
@@ -164,13 +165,15 @@ def init_params(model, seed: int | jax.Array = 0) -> dict:
     key = jax.random.PRNGKey(seed) if isinstance(seed, int) else seed
     batch = batch_molecules(
         [np.array([1, 1])], [np.array([[0.0, 0.0, 0.0], [0.74, 0.0, 0.0]])], model.cutoff,
-        pair_cutoff=model_pair_cutoff(model), dtype=np.dtype(model.param_dtype),
+        pair_cutoff=model_pair_cutoff(model), three_body_cutoff=model_triplet_cutoff(model),
+        dtype=np.dtype(model.param_dtype),
     )
     if model not in _INIT_CACHE:
         _INIT_CACHE[model] = jax.jit(
             lambda k, b: model.init(k, b.atomic_numbers, b.positions, b.dst_idx, b.src_idx, b.atom_segments,
                                     b.num_molecules, b.edge_mask, b.atom_mask, total_charges=b.total_charges,
-                                    pair_dst=b.pair_dst, pair_src=b.pair_src, pair_mask=b.pair_mask)
+                                    pair_dst=b.pair_dst, pair_src=b.pair_src, pair_mask=b.pair_mask,
+                                    triplets=b.triplets, triplet_mask=b.triplet_mask)
         )
     return _INIT_CACHE[model](key, batch)
 

@@ -60,17 +60,6 @@ SYMBOLS = (
 """Element symbols indexed by atomic number (0 → "X")."""
 
 
-class PhysNetInputError(ValueError):
-    """An input structure (or data frame) that no model can evaluate meaningfully.
-
-    The message names the atoms, frame and values involved and says what to change.
-    """
-
-
-class PhysNetInputWarning(UserWarning):
-    """An input the model can evaluate, but where its answer is an extrapolation."""
-
-
 def element(z: int) -> str:
     """``"C (Z=6)"``; ``"Z=200"`` beyond the periodic table."""
     z = int(z)

@@ -207,6 +207,9 @@ def test_pickle_needs_flag_and_old_versions_without_bias_or_repulsion(tmp_path, 
     assert any("energy_bias" in note for note in migration.notes)
 
 
+# Third-party: when tensorstore fails to read a damaged file, orbax's restore thread still
+# posts its result to an asyncio loop that the failed restore already closed ("Event loop is
+# closed", raised in orbax's thread, not in physnetjax; healthy saves and loads close cleanly).
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("damage", ("delete", "truncate"))
 def test_corrupted_legacy_checkpoint(damage, tmp_path):

@@ -63,8 +63,11 @@ def test_kj_per_mol_energies_without_forces_are_detected(ethanol):
     with pytest.warns(PhysNetInputWarning, match=r"energies scatter by 1\.\d+ eV/atom .* --energy-unit"):
         check_label_sanity(energies)
     forces_only = dataclasses.replace(ethanol, F=ethanol.F / KCAL_PER_MOL_IN_EV)
-    with pytest.warns(PhysNetInputWarning, match=r"do not match in scale: .* s = 0\.04\d"):
+    with pytest.warns(PhysNetInputWarning) as record:   # kcal/mol forces: too large, and not -dE/dR in scale
         check_label_sanity(forces_only)
+    messages = " | ".join(str(w.message) for w in record)
+    assert re.search(r"do not match in scale: .* s = 0\.04\d", messages)
+    assert re.search(r"RMS force component 2\d\.\d eV/Å is implausibly large", messages)
 
 
 def test_nearest_pairs_respect_the_displacement_limit():

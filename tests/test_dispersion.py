@@ -19,15 +19,16 @@ import pytest
 from ase.build import bulk, molecule
 
 from physnetjax.neighbors.periodic import periodic_pairs
+from physnetjax.neighbors.triplets import pair_triplets
 from physnetjax.physics.dispersion import (
     D3_K3,
     d3_bj_parameters,
     d3_dispersion_energy,
     d3_functionals,
+    d3_atom_pair_c6,
     d3_pair_c6,
     d3_reference_weights,
     d3_tables,
-    d3_triplets,
     dispersion_switch,
     check_d3_elements,
 )
@@ -117,7 +118,7 @@ def _ours(z, r, seg, dst, src, num_molecules, params, atm, *, shifts=None, cutof
     if atm:
         vectors = r[src] - r[dst] + shifts
         inside = mask & (np.linalg.norm(vectors, axis=1) < three_body_cutoff)
-        triplets = d3_triplets(dst, inside)
+        triplets = pair_triplets(dst, inside)
     (_, energy), (grad, grad_strain) = _energy_and_gradients(
         z, np.asarray(r, dtype=np.float64), seg, dst, src, mask, shifts,
         {k: float(v) for k, v in params.items()}, triplets, num_molecules=num_molecules, cutoff=float(cutoff),
@@ -298,6 +299,18 @@ def test_c6_matches_the_textbook_formula(z_i, z_j, cn_i, cn_j):
     assert _c6(z_i, z_j, cn_i, cn_j) == pytest.approx(_naive_c6(z_i, z_j, cn_i, cn_j), rel=1e-13)
 
 
+def test_c6_from_atom_projections_equals_the_per_pair_sum():
+    """The dense-system path (per-atom projections of the reference grid) against the textbook loop."""
+    rng = np.random.default_rng(5)
+    z = jnp.array([1, 6, 8, 14, 26, 53, 0])
+    cn = jnp.asarray(rng.uniform(0.0, 5.0, len(z)))
+    weights = jax.jit(d3_reference_weights)(z, cn)
+    dst, src = (jnp.asarray(a) for a in np.nonzero(~np.eye(6, dtype=bool)))
+    projected = np.asarray(jax.jit(d3_atom_pair_c6)(z, weights, dst, src))
+    expected = [_naive_c6(int(z[i]), int(z[j]), float(cn[i]), float(cn[j])) for i, j in zip(dst, src)]
+    np.testing.assert_allclose(projected, expected, rtol=1e-13)
+
+
 def test_c6_far_from_every_reference_is_the_closest_reference():
     """The PhysNet TF1 bug: every Gaussian weight underflows and C6 came out ≈ −1e99."""
     tables = d3_tables()
@@ -329,7 +342,7 @@ def test_float32_agrees_with_float64():
     atoms = molecule("C6H6")
     z, r, seg, dst, src = _batched_pairs([atoms.numbers], [atoms.positions])
     params = _parameters("b3lyp", True)
-    triplets = jnp.asarray(d3_triplets(dst, np.ones(len(dst), bool)))
+    triplets = jnp.asarray(pair_triplets(dst, np.ones(len(dst), bool)))
     energy = jax.jit(lambda vectors: d3_dispersion_energy(
         jnp.asarray(z), vectors, jnp.asarray(dst), jnp.asarray(src), jnp.ones(len(dst), bool), jnp.asarray(seg), 1,
         params, cutoff=20.0, triplets=triplets))

@@ -29,7 +29,7 @@ from physnetjax.ensemble.combine import combine_checkpoints, fold_element_energi
 from physnetjax.errors import PhysNetInputError
 from physnetjax.md.__main__ import main as md_main
 from physnetjax.md.driver import simulate
-from physnetjax.neighbors import batch_molecules, model_pair_cutoff
+from physnetjax.neighbors import apply_batch, batch_molecules, model_pair_cutoff
 
 K = 3
 
@@ -84,6 +84,18 @@ def test_mean_and_spread_equal_numpy_over_members(ensemble, two_molecules):
     np.testing.assert_allclose(scaled["forces_std"], 2.5 * force_rms, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(scaled["energy_std"], 2.5 * energies.std(axis=0), rtol=1e-10)
     np.testing.assert_allclose(scaled["energy"], out["energy"], rtol=1e-12)
+
+
+def test_energy_only_call_of_an_ensemble_has_no_force_spread(ensemble, two_molecules):
+    model, stacked, _ = ensemble
+    zs, rs = zip(*two_molecules)
+    batch = batch_molecules(list(zs), list(rs), model.cutoff, total_charges=[0.0, 1.0],
+                            pair_cutoff=model_pair_cutoff(model), dtype=np.float64)
+    full = jitted_apply(model)(stacked, batch)
+    energy_only = jax.jit(lambda p, b: apply_batch(model, p, b, compute_forces=False))(stacked, batch)
+    assert energy_only["forces"] is None and energy_only["forces_std"] is None
+    np.testing.assert_allclose(energy_only["energy"], full["energy"], rtol=1e-12)
+    np.testing.assert_allclose(energy_only["energy_std"], full["energy_std"], rtol=1e-10)
 
 
 def test_forces_of_the_mean_are_minus_the_gradient_of_the_mean_energy(ensemble, molecules):

@@ -97,7 +97,7 @@ def test_invalid_settings_are_refused():
         (dict(dispersion="d4"), ValueError, "dispersion must be None or one of"),
         (dict(dispersion="d3bj", dispersion_functional="nonsense"), ValueError, "no D3\\(BJ\\) parameters"),
         (dict(dispersion="d3bj", dispersion_cutoff=-1.0), ValueError, "dispersion_cutoff must be"),
-        (dict(dispersion="d3bj", dispersion_three_body=True), NotImplementedError, "three_body"),
+        (dict(dispersion="d3bj", dispersion_three_body=True), ValueError, "needs a triplet list"),
     ]:
         with pytest.raises(error, match=message):
             PhysNet(**SMALL, **kwargs).init(jax.random.PRNGKey(0), *atoms)

@@ -156,14 +156,15 @@ def test_md_refuses_overlaps_and_names_out_of_range_elements(charged):
 
 
 def test_dataset_frame_with_coincident_atoms_is_refused(tmp_path):
-    R = np.tile(WATER_R, (4, 1, 1))
+    shift = np.arange(4.0)[:, None, None] * [0.3, 0.0, 0.0]   # translated copies: not duplicated frames
+    R = np.tile(WATER_R, (4, 1, 1)) + shift
     R[2, 2] = R[2, 1]
     R[3, 2] = R[3, 1] + [0.0, 0.0, 0.4]
     path = tmp_path / "d.npz"
     np.savez(path, Z=np.tile(WATER_Z, (4, 1)), R=R, E=np.zeros(4))
     with pytest.raises(DataError, match=r"closer than 0\.1 Å in frame\(s\) 2; closest: atoms 1-2 at 0 Å"):
         load_npz(path)
-    R[2] = WATER_R
+    R[2] = WATER_R + shift[2]
     np.savez(path, Z=np.tile(WATER_Z, (4, 1)), R=R, E=np.arange(4.0))
     with pytest.warns(PhysNetInputWarning, match=r"closer than 0\.5 Å in frame\(s\) 3"):
         load_npz(path)

@@ -23,11 +23,14 @@ from pathlib import Path
 from physnetjax.check.report import GROUPS
 from physnetjax.cli_config import add_config_options, parse_args
 from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main
+from physnetjax.cli_help import HelpFormatter, describe
+from physnetjax.text_table import print_line
 from physnetjax.validation import check_output_path, trained_elements_of
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m physnetjax.check", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m physnetjax.check", formatter_class=HelpFormatter,
+                                     description=describe(__doc__.split("\n\n")[1]))
     parser.add_argument("checkpoint", nargs="?",
                         help="checkpoint directory (physnetjax or legacy format); default: the shipped example model")
     parser.add_argument("--geometry", nargs="+", metavar="FILE",
@@ -36,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="OUT", help="write the report as JSON (schema version 1) to OUT")
     parser.add_argument("--quick", action="store_true",
                         help="coarser scans, 4 displacements, 200 NVE steps, one frame")
-    parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS), help="run only these groups")
+    parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS), help="run only these groups (default: all)")
     parser.add_argument("--weights", choices=("ema", "raw"), default="ema", help="legacy checkpoints: which weights")
     parser.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     parser.add_argument("--verbose", action="store_true", help="log progress")
@@ -80,7 +83,7 @@ def main(argv=None) -> int:
     report.render(console)
     if args.json:
         report.write_json(args.json)
-        console.print(f"report written to {args.json}")
+        print_line(console, f"report written to {args.json}")
     if report.status == "fail" or (args.strict and report.status == "warn"):
         return EXIT_VERDICT
     return EXIT_OK

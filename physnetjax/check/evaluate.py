@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax.neighbors import Batch, apply_batch, batch_molecules, model_pair_cutoff
+from physnetjax.neighbors import Batch, apply_batch, batch_molecules, model_pair_cutoff, model_triplet_cutoff
 
 EnergyAndForces = Callable[[Any, Batch], dict]
 
@@ -165,7 +165,8 @@ class Evaluator:
         self.template = jax.device_put(batch_molecules(
             [structure.atomic_numbers], [structure.positions], np.inf,
             total_charges=[structure.total_charge],
-            pair_cutoff=None if separate_pair_list(model) else 0.0, dtype=np.float64,
+            pair_cutoff=None if separate_pair_list(model) else 0.0,
+            three_body_cutoff=None if model_triplet_cutoff(model) is None else np.inf, dtype=np.float64,
         ))
         self._batched, self._term_forces, self.energy_force = _compiled(model, self.fn)
 
@@ -198,7 +199,8 @@ class Evaluator:
         """A batch built by the production host builder (cutoff neighbor lists, optional padding)."""
         return batch_molecules(
             atomic_numbers, positions, self.model.cutoff, total_charges=total_charges,
-            pair_cutoff=model_pair_cutoff(self.model), dtype=np.float64, **padding,
+            pair_cutoff=model_pair_cutoff(self.model), three_body_cutoff=model_triplet_cutoff(self.model),
+            dtype=np.float64, **padding,
         )
 
     def apply(self, batch: Batch) -> dict:

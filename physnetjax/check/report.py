@@ -42,6 +42,8 @@ import json
 import math
 from typing import Any
 
+from physnetjax.text_table import print_line, print_table
+
 SCHEMA = "physnetjax.check"
 SCHEMA_VERSION = 1
 STATUSES = ("pass", "warn", "fail")
@@ -169,25 +171,21 @@ class CheckReport:
             handle.write("\n")
 
     def render(self, console: Any) -> None:
-        """Print the pass/warn/fail table on a ``rich.console.Console``."""
-        from rich.table import Table
+        """Print the pass/warn/fail table on a ``rich.console.Console`` (plain columns off a terminal)."""
+        from rich.text import Text
 
         colour = {"pass": "green", "warn": "yellow", "fail": "bold red"}
         for s in self.structures:
-            console.print(f"structure {s['index']}: {s['name']} ({s['formula']}, {s['num_atoms']} atoms, "
-                          f"Q = {s['total_charge']:g} e)")
-        table = Table(title="physnetjax model check (float64)")
-        for column, justify in (("s", "right"), ("check", "left"), ("status", "left"), ("value", "right"),
-                                ("warn >", "right"), ("fail >", "right"), ("unit", "left")):
-            table.add_column(column, justify=justify, no_wrap=True)
-        table.add_column("summary", ratio=1, min_width=30)
-        for c in self.checks:
-            table.add_row(str(c.structure), c.id, f"[{colour[c.status]}]{c.status.upper()}[/]", _fmt(c.value),
-                          _fmt(c.warn_above), _fmt(c.fail_above), c.unit, c.message)
-        console.print(table)
+            print_line(console, f"structure {s['index']}: {s['name']} ({s['formula']}, {s['num_atoms']} atoms, "
+                                f"Q = {s['total_charge']:g} e)")
+        rows = [[str(c.structure), c.id, Text(c.status.upper(), style=colour[c.status]), _fmt(c.value),
+                 _fmt(c.warn_above), _fmt(c.fail_above), c.unit, c.message] for c in self.checks]
+        print_table(console, "physnetjax model check (float64)",
+                    ["s", "check", "status", "value", "warn >", "fail >", "unit", "summary"], rows,
+                    justify=["right", "left", "left", "right", "right", "right", "left", "left"])
         counts = self.counts()
-        console.print(f"[{colour[self.status]}]overall: {self.status.upper()}[/] "
-                      f"({counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail)")
+        print_line(console, Text(f"overall: {self.status.upper()}", style=colour[self.status])
+                   + f" ({counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail)")
 
 
 def _fmt(value: float) -> str:

@@ -106,7 +106,10 @@ def _storable(tree):
 
 
 def _write_tree(directory: Path, tree) -> None:
-    ocp.PyTreeCheckpointer().save(directory, _storable(tree))
+    # Closing the checkpointer (context manager) joins orbax's background threads; left to
+    # the garbage collector they outlive their asyncio loop ("Event loop is closed").
+    with ocp.PyTreeCheckpointer() as checkpointer:
+        checkpointer.save(directory, _storable(tree))
 
 
 def read_tree(directory: Path):
@@ -115,8 +118,6 @@ def read_tree(directory: Path):
     Restoring as NumPy (not as sharded jax.Arrays) makes a checkpoint written on a
     GPU readable on a CPU-only machine.
     """
-    checkpointer = ocp.PyTreeCheckpointer()
-    tree = checkpointer.metadata(directory).item_metadata.tree
 
     def restore_args(meta):
         if meta is None:
@@ -125,8 +126,10 @@ def read_tree(directory: Path):
             return ocp.RestoreArgs(restore_type=np.ndarray)
         return ocp.RestoreArgs()
 
-    args = jax.tree_util.tree_map(restore_args, tree, is_leaf=lambda x: x is None)
-    return checkpointer.restore(directory, args=ocp.args.PyTreeRestore(restore_args=args))
+    with ocp.PyTreeCheckpointer() as checkpointer:
+        tree = checkpointer.metadata(directory).item_metadata.tree
+        args = jax.tree_util.tree_map(restore_args, tree, is_leaf=lambda x: x is None)
+        return checkpointer.restore(directory, args=ocp.args.PyTreeRestore(restore_args=args))
 
 
 # -- integrity -------------------------------------------------------------------------

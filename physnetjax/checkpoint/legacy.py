@@ -446,5 +446,4 @@ def load_legacy(path, *, weights: str = "ema", allow_pickle: bool = False):
         "by design: run `python -m physnetjax.migrate OLD NEW` to see by how much and to save it."
     )
     warnings.warn(message, UserWarning, stacklevel=3)
-    logger.warning(message)
     return migration.model, migration.params, migration.metadata

@@ -28,6 +28,7 @@ import numpy as np
 
 from physnetjax.checkpoint.errors import CheckpointError
 from physnetjax.checkpoint.legacy import LegacyMigration
+from physnetjax.text_table import print_line, print_table
 
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 NETWORK_TOLERANCE_ULPS = 8
@@ -46,7 +47,8 @@ def read_geometries(path) -> dict:
       CheckpointError: missing keys or inconsistent shapes (named).
     """
     try:
-        with np.load(path, allow_pickle=False) as data:
+        # Opened here, not by np.load: np.load(path) leaks its handle when a damaged zip fails.
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
             if "Z" not in data.files or "R" not in data.files:
                 raise CheckpointError(
                     f"geometry file {path} must contain Z (M, N) and R (M, N, 3); found {data.files}")
@@ -248,52 +250,45 @@ def find_beside(source: Path, name: str, extra: Optional[Path] = None) -> Option
 
 
 def render(report: dict, console) -> None:
-    """Print the report as rich tables on ``console`` (a ``rich.console.Console``)."""
-    from rich.table import Table
+    """Print the report on ``console`` (a ``rich.console.Console``): rich tables on a terminal,
+    plain columns that are never cut elsewhere (see :mod:`physnetjax.text_table`)."""
+    from rich.text import Text
 
-    console.print(f"[bold]Migrated[/bold] {report['source']} ({report['weights']})")
-    table = Table(title="Hyperparameters read")
-    for column in ("attribute", "stored", "type", "parsed", "use"):
-        table.add_column(column)
-    for name, entry in report["hyperparameters"].items():
-        table.add_row(name, str(entry["raw"]), entry["type"], str(entry["value"]), entry["use"])
-    console.print(table)
+    print_line(console, Text("Migrated", style="bold") + f" {report['source']} ({report['weights']})")
+    rows = [[name, str(entry["raw"]), entry["type"], str(entry["value"]), entry["use"]]
+            for name, entry in report["hyperparameters"].items()]
+    print_table(console, "Hyperparameters read", ["attribute", "stored", "type", "parsed", "use"], rows)
 
     entry = report["weights"]
-    table = Table(title=f"Parameters: legacy {entry}/<path> → new <path>")
-    for column in ("path", "shape", "action"):
-        table.add_column(column)
-    for record in report["parameters"]:
-        path = record["target"] or record["source"].removeprefix(entry + "/")
-        table.add_row(path, str(tuple(record["shape"])), record["action"])
-    console.print(table)
+    rows = [[record["target"] or record["source"].removeprefix(entry + "/"), str(tuple(record["shape"])),
+             record["action"]] for record in report["parameters"]]
+    print_table(console, f"Parameters: legacy {entry}/<path> → new <path>", ["path", "shape", "action"], rows)
 
     comparison = report["comparison"]
     if comparison is not None:
-        table = Table(title="Energies on the reference geometries (eV); forces (eV/Å); charges (e)")
-        for column in ("geom", "term", "old", "new", "new − old"):
-            table.add_column(column, justify="right")
+        rows = []
         for row in comparison["geometries"]:
             for term in ("network", "zbl", "electrostatics", "total"):
                 entry = row[term]
                 label = term + (" ✓" if entry.get("identical") else (" ✗" if "identical" in entry else ""))
-                table.add_row(str(row["geometry"]), label, _fmt(entry.get("old")), _fmt(entry["new"]),
-                              _fmt(entry.get("delta")))
+                rows.append([str(row["geometry"]), label, _fmt(entry.get("old")), _fmt(entry["new"]),
+                             _fmt(entry.get("delta"))])
             if "forces" in row:
                 forces = row["forces"]
-                table.add_row(str(row["geometry"]), "max |F|", _fmt(forces["old_max_abs"]),
-                              _fmt(forces["new_max_abs"]), f"max {forces['max_abs_delta']:.4g}")
+                rows.append([str(row["geometry"]), "max |F|", _fmt(forces["old_max_abs"]),
+                             _fmt(forces["new_max_abs"]), f"max {forces['max_abs_delta']:.4g}"])
             if "charge_correction_e" in row:
-                table.add_row(str(row["geometry"]), "charge corr.", "", _fmt(row["charge_correction_e"]), "")
-        console.print(table)
+                rows.append([str(row["geometry"]), "charge corr.", "", _fmt(row["charge_correction_e"]), ""])
+        print_table(console, "Energies on the reference geometries (eV); forces (eV/Å); charges (e)",
+                    ["geom", "term", "old", "new", "new − old"], rows, justify=["right"] * 5)
         if comparison["reference"] is None:
-            console.print("No outputs of the original code were given: only new values are shown.")
+            print_line(console, "No outputs of the original code were given: only new values are shown.")
         for key, value in comparison["summary"].items():
             if key != "recommendation":
-                console.print(f"  {key}: {value}")
-        console.print(f"[bold]Recommendation:[/bold] {comparison['summary']['recommendation']}")
+                print_line(console, f"  {key}: {value}")
+        print_line(console, Text("Recommendation:", style="bold") + f" {comparison['summary']['recommendation']}")
     for note in report["notes"]:
-        console.print(f"  • {note}")
+        print_line(console, f"  • {note}")
 
 
 def _fmt(value) -> str:

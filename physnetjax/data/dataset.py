@@ -132,7 +132,8 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     path = Path(path)
     e_fac, f_fac, d_fac = _unit_factors(energy_unit, force_unit, dipole_unit)
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Opened here, not by np.load: np.load(path) leaks its handle when a damaged zip fails.
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
             raw = {k: npz[k] for k in npz.files}
     except Exception as err:
         raise DataError(f"{path}: cannot read as .npz ({type(err).__name__}: {err}); is the file empty, "

@@ -1,16 +1,26 @@
 """Label a molecule's thermal configurations with GFN2-xTB: ``python -m physnetjax.data.generate``.
 
-Samples configurations by Langevin molecular dynamics driven by the same
-GFN2-xTB calculator (``tblite``, optional extra ``physnetjax[xtb]``) and writes a
-PhysNet-style ``.npz``:
+Samples configurations with the same GFN2-xTB calculator (``tblite``, optional extra
+``physnetjax[xtb]``) that labels them, in one of two ways (``--sampling``):
+
+* ``md`` (default): Langevin molecular dynamics at ``--temperature``;
+* ``normal-modes``: the structure is relaxed (ASE ``BFGS`` to max |F| ≤ 1e-4 eV/Å),
+  its Hessian taken by central differences of the forces (δ = 0.005 Å, 6N + 1
+  single points) and frames drawn from the classical harmonic Boltzmann distribution
+  at ``--temperature`` (:mod:`physnetjax.data.normal_modes`): dense sampling of the
+  neighbourhood of the minimum, which decides harmonic frequencies. The minimum
+  itself is not among the frames.
+
+and writes a PhysNet-style ``.npz``:
 
 * ``R`` (M, n, 3) float32 Å, ``F`` (M, n, 3) float32 eV/Å, ``D`` (M, 3) float32 e·Å
   (about the coordinate origin), ``Qa`` (M, n) float32 Mulliken charges in e;
 * ``E`` (M,) float64 eV — absolute energies are ~10² eV, where a float32 ulp is
   ~3e-5 eV, so they are kept in float64 and shifted before training;
 * ``Z`` (M, n) int8, ``N`` (M,) int16, ``Q`` (M,) float32 total charge in e;
-* metadata scalars ``method``, ``temperature_K``, ``timestep_fs``, ``friction_per_fs``,
-  ``stride``, ``equilibration_steps``, ``seed``, ``source``, ``tblite_version``.
+* metadata scalars ``method``, ``sampling``, ``temperature_K``, ``timestep_fs``,
+  ``friction_per_fs``, ``stride``, ``equilibration_steps``, ``seed``, ``source``,
+  ``tblite_version`` (the MD settings are unused by normal-mode sampling).
 
 The bundled ``physnetjax/data/ethanol_gfn2.npz`` was made with::
 
@@ -33,6 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from physnetjax.cli_errors import cli_main
+from physnetjax.cli_help import HelpFormatter, describe
+from physnetjax.data.normal_modes import normal_mode_displacements
 from physnetjax.validation import check_output_path
 
 logger = logging.getLogger(__name__)
@@ -49,6 +61,13 @@ def _structure(spec: str):
         return ase.build.molecule(spec)
     except KeyError:
         raise ValueError(f"{spec!r} is neither an existing structure file nor an ase.build.molecule name") from None
+
+
+SAMPLINGS = ("md", "normal-modes")
+NORMAL_MODE_FMAX = 1e-4
+"""eV/Å: relaxation threshold before the Hessian of normal-mode sampling."""
+NORMAL_MODE_DELTA = 0.005
+"""Å: central-difference step of the Hessian of normal-mode sampling."""
 
 
 def tblite_calculator(method: str = "GFN2-xTB", charge: float = 0.0):
@@ -87,32 +106,82 @@ def generate(
     method: str = "GFN2-xTB",
     charge: float = 0.0,
     seed: int = 0,
+    sampling: str = "md",
 ) -> dict:
-    """Run Langevin MD with a tblite calculator and collect labelled frames.
+    """Sample configurations (Langevin MD or normal modes, module docstring) and label them with tblite.
 
     Args:
       molecule: structure file or ``ase.build.molecule`` name.
       frames: number of frames M to keep.
       stride: MD steps between kept frames.
-      temperature: Langevin bath temperature in K.
+      temperature: Langevin bath temperature, or that of the normal-mode distribution, in K.
       timestep: MD timestep in fs.
       friction: Langevin friction in 1/fs.
       equilibration_steps: steps run and discarded before the first frame.
       method: tblite method name (GFN2-xTB, GFN1-xTB, IPEA1-xTB).
       charge: total charge in e.
-      seed: seed of the Maxwell–Boltzmann start velocities and the Langevin noise.
+      seed: seed of the Maxwell–Boltzmann start velocities and the Langevin noise, or
+        of the normal-mode coordinates.
+      sampling: ``"md"`` or ``"normal-modes"``.
 
     Returns:
       dict of arrays in the layout of the module docstring.
+
+    Raises:
+      ValueError: unknown ``sampling``, tblite missing, or (normal modes) a structure
+        whose relaxed Hessian is not that of a minimum.
     """
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, received {sampling!r}")
+    calculator = tblite_calculator(method, charge)
+    atoms = _structure(molecule)
+    atoms.calc = calculator
+    rng = np.random.default_rng(seed)
+    n = len(atoms)
+    out = {
+        "R": np.zeros((frames, n, 3), np.float32),
+        "F": np.zeros((frames, n, 3), np.float32),
+        "D": np.zeros((frames, 3), np.float32),
+        "Qa": np.zeros((frames, n), np.float32),
+        "E": np.zeros(frames, np.float64),
+    }
+    if sampling == "md":
+        configurations = _md_configurations(atoms, frames, stride, temperature, timestep, friction,
+                                            equilibration_steps, rng)
+    else:
+        configurations = _normal_mode_configurations(atoms, frames, temperature, rng)
+    start = time.perf_counter()
+    for k, _ in enumerate(configurations):
+        for key, value in labels_of(atoms).items():
+            out[key][k] = value
+        if (k + 1) % 100 == 0:
+            logger.info("%d/%d frames, %.1f s", k + 1, frames, time.perf_counter() - start)
+    out["Z"] = np.tile(atoms.get_atomic_numbers().astype(np.int8), (frames, 1))
+    out["N"] = np.full(frames, n, np.int16)
+    out["Q"] = np.full(frames, charge, np.float32)
+    how = "Langevin MD" if sampling == "md" else "harmonic normal-mode sampling"
+    out.update(
+        method=np.array(method),
+        sampling=np.array(sampling),
+        temperature_K=np.array(temperature),
+        timestep_fs=np.array(timestep),
+        friction_per_fs=np.array(friction),
+        stride=np.array(stride),
+        equilibration_steps=np.array(equilibration_steps),
+        seed=np.array(seed),
+        source=np.array(f"physnetjax.data.generate: {how} of {molecule} with tblite {method}"),
+        tblite_version=np.array(importlib.metadata.version("tblite")),
+    )
+    return out
+
+
+def _md_configurations(atoms, frames, stride, temperature, timestep, friction, equilibration_steps, rng):
+    """Move ``atoms`` along a Langevin trajectory; yields after each of ``frames`` strides."""
     import ase.constraints
     import ase.md.langevin
     import ase.md.velocitydistribution
     import ase.units
 
-    atoms = _structure(molecule)
-    atoms.calc = tblite_calculator(method, charge)
-    rng = np.random.default_rng(seed)
     ase.md.velocitydistribution.thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
     ase.md.velocitydistribution.Stationary(atoms)
     ase.md.velocitydistribution.ZeroRotation(atoms)
@@ -126,62 +195,74 @@ def generate(
         rng=rng,
     )
     dyn.run(equilibration_steps)
-    n = len(atoms)
-    out = {
-        "R": np.zeros((frames, n, 3), np.float32),
-        "F": np.zeros((frames, n, 3), np.float32),
-        "D": np.zeros((frames, 3), np.float32),
-        "Qa": np.zeros((frames, n), np.float32),
-        "E": np.zeros(frames, np.float64),
-    }
-    start = time.perf_counter()
-    for k in range(frames):
+    for _ in range(frames):
         dyn.run(stride)
-        for key, value in labels_of(atoms).items():
-            out[key][k] = value
-        if (k + 1) % 100 == 0:
-            logger.info("%d/%d frames, %.1f s", k + 1, frames, time.perf_counter() - start)
-    out["Z"] = np.tile(atoms.get_atomic_numbers().astype(np.int8), (frames, 1))
-    out["N"] = np.full(frames, n, np.int16)
-    out["Q"] = np.full(frames, charge, np.float32)
-    out.update(
-        method=np.array(method),
-        temperature_K=np.array(temperature),
-        timestep_fs=np.array(timestep),
-        friction_per_fs=np.array(friction),
-        stride=np.array(stride),
-        equilibration_steps=np.array(equilibration_steps),
-        seed=np.array(seed),
-        source=np.array(f"physnetjax.data.generate: Langevin MD of {molecule} with tblite {method}"),
-        tblite_version=np.array(importlib.metadata.version("tblite")),
-    )
-    return out
+        yield
+
+
+def _normal_mode_configurations(atoms, frames, temperature, rng):
+    """Relax ``atoms``, take its Hessian, then set ``frames`` harmonic Boltzmann samples in turn."""
+    from ase.optimize import BFGS
+
+    BFGS(atoms, logfile=None).run(fmax=NORMAL_MODE_FMAX, steps=1000)
+    minimum = atoms.get_positions()
+    logger.info("relaxed to E = %.6f eV, max |F| = %.1e eV/Å", atoms.get_potential_energy(),
+                np.abs(atoms.get_forces()).max())
+    hessian = _finite_difference_hessian(atoms, minimum, NORMAL_MODE_DELTA)
+    centred = minimum - minimum.mean(axis=0)
+    singular = np.linalg.svd(centred, compute_uv=False)
+    num_rigid = 5 if singular[1] < 1e-3 * singular[0] else 6
+    displacements = normal_mode_displacements(hessian, atoms.get_masses(), temperature, frames, rng, num_rigid)
+    for displacement in displacements:
+        atoms.set_positions(minimum + displacement)
+        yield
+
+
+def _finite_difference_hessian(atoms, minimum, delta):
+    """H_{ia,jb} = −(F_jb(R + δ e_ia) − F_jb(R − δ e_ia)) / 2δ in eV/Å², (3N, 3N), symmetrised."""
+    size = 3 * len(atoms)
+    hessian = np.zeros((size, size))
+    for column in range(size):
+        forces = []
+        for sign in (1.0, -1.0):
+            displaced = minimum.copy()
+            displaced.reshape(-1)[column] += sign * delta
+            atoms.set_positions(displaced)
+            forces.append(atoms.get_forces().reshape(-1))
+        hessian[column] = -(forces[0] - forces[1]) / (2.0 * delta)
+    atoms.set_positions(minimum)
+    return 0.5 * (hessian + hessian.T)
 
 
 @cli_main("python -m physnetjax.data.generate")
 def main(argv=None) -> int:
     """Command line; exit status as in :mod:`physnetjax.cli_errors` (3: ``--out`` not writable, checked first)."""
-    parser = argparse.ArgumentParser(prog="python -m physnetjax.data.generate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m physnetjax.data.generate", formatter_class=HelpFormatter,
+                                     description=describe(__doc__).split(":")[0] + " (needs the xtb extra: tblite).")
     parser.add_argument("--molecule", default="CH3CH2OH", help="structure file or ase.build.molecule name")
-    parser.add_argument("--frames", type=int, default=1000)
+    parser.add_argument("--frames", type=int, default=1000, help="labelled frames to write")
     parser.add_argument("--stride", type=int, default=20, help="MD steps between frames")
-    parser.add_argument("--temperature", type=float, default=500.0, help="K")
-    parser.add_argument("--timestep", type=float, default=0.5, help="fs")
-    parser.add_argument("--friction", type=float, default=0.01, help="1/fs")
-    parser.add_argument("--equilibration-steps", type=int, default=2000)
-    parser.add_argument("--method", default="GFN2-xTB")
+    parser.add_argument("--sampling", choices=SAMPLINGS, default="md",
+                        help="md: Langevin MD; normal-modes: harmonic Boltzmann samples around the relaxed structure")
+    parser.add_argument("--temperature", type=float, default=500.0, help="K (MD bath or normal-mode distribution)")
+    parser.add_argument("--timestep", type=float, default=0.5, help="MD time step in fs")
+    parser.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs")
+    parser.add_argument("--equilibration-steps", type=int, default=2000, help="MD steps before the first frame")
+    parser.add_argument("--method", default="GFN2-xTB", help="tblite method (GFN2-xTB, GFN1-xTB, IPEA1-xTB)")
     parser.add_argument("--charge", type=float, default=0.0, help="total charge in e")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and Langevin noise")
     parser.add_argument("--out", required=True, help="output .npz path")
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="info log messages, and the traceback of an error")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s", force=True)
     check_output_path(args.out, overwrite=True, what="--out")
     if args.frames < 1 or args.stride < 1 or args.equilibration_steps < 0 or not args.timestep > 0:
         raise ValueError("--frames and --stride must be >= 1, --equilibration-steps >= 0 and --timestep > 0")
+    if not args.temperature > 0:
+        raise ValueError(f"--temperature must be > 0 K, received {args.temperature}")
     data = generate(
         args.molecule, args.frames, args.stride, args.temperature, args.timestep, args.friction,
-        args.equilibration_steps, args.method, args.charge, args.seed,
+        args.equilibration_steps, args.method, args.charge, args.seed, args.sampling,
     )
     np.savez_compressed(args.out, **data)
     logger.info("wrote %s (%d bytes)", args.out, Path(args.out).stat().st_size)

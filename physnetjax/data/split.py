@@ -73,5 +73,5 @@ def save_split(path, split: dict) -> None:
 
 def load_split(path, num_frames: int) -> dict[str, np.ndarray]:
     """Read a split ``.npz`` (keys train, valid and optionally test) and validate it."""
-    with np.load(Path(path)) as npz:
+    with open(path, "rb") as handle, np.load(handle) as npz:
         return check_split({k: npz[k] for k in npz.files}, num_frames, str(path))

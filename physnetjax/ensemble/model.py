@@ -125,7 +125,8 @@ class PhysNetEnsemble:
         Returns:
           PhysNet's output dict, each entry the mean over members, plus
           ``energy_std`` (B,) eV, ``forces_std`` (N,) eV/Å, ``charges_std`` (N,) e and
-          ``dipoles_std`` (B,) e·Å (the last two None for a model without charges).
+          ``dipoles_std`` (B,) e·Å (the last two None for a model without charges;
+          ``forces_std`` None for ``compute_forces=False``).
         """
         outputs = self.member_outputs(params, *args, **kwargs)
         return ensemble_statistics(outputs, self.calibration_scale)
@@ -143,8 +144,8 @@ def ensemble_statistics(outputs: dict, calibration_scale: float = 1.0) -> dict:
     """Mean of every stacked output (leading axis K) and the spreads of the module docstring, times the scale."""
     result = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), outputs)
     result["energy_std"] = calibration_scale * _rms_distance(outputs["energy"], vector=False)
-    result["forces_std"] = calibration_scale * _rms_distance(outputs["forces"], vector=True)
-    charges, dipoles = outputs.get("charges"), outputs.get("dipoles")
+    forces, charges, dipoles = outputs.get("forces"), outputs.get("charges"), outputs.get("dipoles")
+    result["forces_std"] = None if forces is None else calibration_scale * _rms_distance(forces, vector=True)
     result["charges_std"] = None if charges is None else calibration_scale * _rms_distance(charges, vector=False)
     result["dipoles_std"] = None if dipoles is None else calibration_scale * _rms_distance(dipoles, vector=True)
     return result

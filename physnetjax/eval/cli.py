@@ -28,6 +28,7 @@ from pathlib import Path
 
 from physnetjax.cli_config import CONFIG_NAME, add_config_options, parse_args, write_resolved_config
 from physnetjax.cli_errors import cli_main
+from physnetjax.cli_help import HelpFormatter
 from physnetjax.errors import PhysNetInputError
 from physnetjax.train.cli import HELP
 from physnetjax.validation import check_output_directory, check_output_path
@@ -43,7 +44,7 @@ exit status: 0 success, 2 bad argument, checkpoint or data, 3 output path cannot
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m physnetjax.eval", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m physnetjax.eval", epilog=EXAMPLES, formatter_class=HelpFormatter,
         description="Errors of a checkpoint on labelled frames: MAE/RMSE tables, per-element force errors,\n"
                     "worst frames; with --out a per-frame CSV, a JSON summary and parity PNGs.")
     parser.add_argument("--checkpoint", help="checkpoint directory (physnetjax or legacy format); "

@@ -29,6 +29,7 @@ import jax
 
 from physnetjax.cli_config import CONFIG_NAME, add_config_options, parse_args, write_resolved_config
 from physnetjax.cli_errors import EXIT_OK, EXIT_RUN_STOPPED, cli_main
+from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import PhysNetInputError
 from physnetjax.md.driver import (
     ENERGY_DRIFT_ACTIONS,
@@ -43,8 +44,8 @@ from physnetjax.validation import check_output_path, trained_elements_of
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m physnetjax.md", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m physnetjax.md", description=describe(__doc__.split("\n\n")[1]),
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--checkpoint", help="model checkpoint directory (new or legacy format); "
                         "default: the shipped example model")
     parser.add_argument("--geometry", required=True, help="start geometry, any file ase.io.read understands")
@@ -53,42 +54,46 @@ def build_parser() -> argparse.ArgumentParser:
                         "velocity rescaling; npt: stochastic cell rescaling + CSVR (periodic cells only)")
     parser.add_argument("--temperature", type=float, default=300.0, help="K (initial velocities / thermostat)")
     parser.add_argument("--temperature-end", type=float, default=None,
-                        help="K; ramp the thermostat linearly from --temperature to this over the run")
+                        help="K; ramp the thermostat linearly from --temperature to this over the run "
+                        "(default: no ramp)")
     parser.add_argument("--thermostat-time", type=float, default=100.0,
                         help="fs; relaxation time of the nvt-nhc / csvr / npt thermostat")
     parser.add_argument("--chain-length", type=int, default=3, help="thermostats in the Nosé–Hoover chain")
     parser.add_argument("--pressure", type=float, default=1.0, help="bar; npt target pressure")
     parser.add_argument("--pressure-end", type=float, default=None,
-                        help="bar; ramp the npt pressure linearly from --pressure to this over the run")
+                        help="bar; ramp the npt pressure linearly from --pressure to this over the run "
+                        "(default: no ramp)")
     parser.add_argument("--barostat-time", type=float, default=1000.0, help="fs; npt volume relaxation time")
     parser.add_argument("--compressibility", type=float, default=4.5e-5,
                         help="1/bar; npt barostat compressibility (sets its mobility; water: 4.5e-5)")
     parser.add_argument("--anisotropic", action="store_true",
                         help="npt: rescale the x, y, z axes independently instead of isotropically")
     parser.add_argument("--timestep", type=float, default=0.5, help="fs")
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=1000, help="MD steps (after a --restart: further steps)")
     parser.add_argument("--out", help="trajectory file (.xyz/.extxyz/.traj); its frames are also logged "
-                        "as JSON Lines to OUT.jsonl")
+                        "as JSON Lines to OUT.jsonl (default: no trajectory, only the report)")
     parser.add_argument("--save-every", type=int, default=10, help="steps between saved frames")
     parser.add_argument("--chunk", type=int, default=100, help="saved frames per jitted chunk")
     parser.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and thermostat noise")
     parser.add_argument("--float64", action="store_true", help="run in float64")
     parser.add_argument("--max-force", type=float, default=100.0, help="stop above this |F| in eV/Å")
     parser.add_argument("--skin", type=float, default=0.5, help="neighbor-list skin in Å")
     parser.add_argument("--edge-chunk-size", type=int,
-                        help="message-pass edges per chunk (memory O(N + chunk); for ~10^4+ atoms, e.g. 65536)")
-    parser.add_argument("--md-checkpoint", help="write MD-state checkpoints to this .npz")
+                        help="message-pass edges per chunk (memory O(N + chunk); for ~10^4+ atoms, e.g. 65536; "
+                        "default: all edges at once)")
+    parser.add_argument("--md-checkpoint", help="write MD-state checkpoints to this .npz (default: none)")
     parser.add_argument("--restart", help="continue from an MD-state checkpoint (.npz)")
     parser.add_argument("--energy-tolerance", type=float, default=ENERGY_TOLERANCE_MEV_PER_ATOM,
-                        help="NVE: largest change of the conserved energy in meV/atom (default %(default)s)")
+                        help="largest change of the conserved energy in meV/atom")
     parser.add_argument("--on-energy-drift", choices=ENERGY_DRIFT_ACTIONS, default="stop",
                         help="NVE energy beyond --energy-tolerance: stop (save the last good frame) or warn")
     parser.add_argument("--uncertainty-threshold", type=float, metavar="EV_PER_A",
-                        help="ensemble checkpoints: largest accepted per-atom force spread (eV/Å) of a saved frame")
+                        help="ensemble checkpoints: largest accepted per-atom force spread (eV/Å) of a saved frame "
+                        "(default: not watched)")
     parser.add_argument("--on-uncertainty", choices=UNCERTAINTY_ACTIONS, default="stop",
                         help="a frame past --uncertainty-threshold: stop (keep the last trusted frame) or flag it")
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="info log messages, and the traceback of an error")
     add_config_options(parser)
     return parser
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import time
 import warnings
@@ -132,11 +133,32 @@ class MDReport:
     uncertain_frames: int = 0
     stop_reason: Optional[str] = None
     last_trusted: Optional[str] = None
+    drawn_temperature_K: Optional[float] = None
+    start_potential_above_mean_eV: Optional[float] = None
+    degrees_of_freedom: Optional[int] = None
 
     @property
     def stopped(self) -> bool:
         """True when the run ended early because a frame's uncertainty passed the threshold."""
         return self.stop_reason is not None
+
+    def temperature_note(self) -> Optional[str]:
+        """Why an NVE run's mean temperature differs from --temperature (None for thermostatted runs).
+
+        In NVE only the total energy is conserved: ``temperature_K`` only draws the start
+        momenta, whose kinetic temperature scatters about it by √(2/N_f) (a random draw over
+        N_f = 3N − 3 degrees of freedom), and ⟨K⟩ − K(0) = E_pot(0) − ⟨E_pot⟩: a start
+        geometry whose potential energy lies above the run's mean (not a minimum, e.g. a
+        snapshot from a hotter run) heats the system by 2 (E_pot(0) − ⟨E_pot⟩) / (N_f k_B).
+        """
+        if self.ensemble != "nve" or self.drawn_temperature_K is None:
+            return None
+        heating = 2 * self.start_potential_above_mean_eV / (self.degrees_of_freedom * BOLTZMANN)
+        return (f"note: NVE keeps the energy, not the temperature: the start velocities drawn at --temperature "
+                f"had {self.drawn_temperature_K:.1f} K (random over {self.degrees_of_freedom} degrees of freedom, "
+                f"±{100 * math.sqrt(2 / self.degrees_of_freedom):.0f} %), and the start geometry's potential energy "
+                f"was {self.start_potential_above_mean_eV:+.4g} eV above its mean over the run "
+                f"({heating:+.1f} K once shared out as kinetic energy)")
 
     @property
     def edge_set(self) -> str:
@@ -152,8 +174,9 @@ class MDReport:
             f"{quantity} drift: {self.drift_meV_per_atom_per_ps:+.4g} meV/atom/ps (linear fit)",
             f"{quantity} fluctuation: {self.fluctuation_meV_per_atom:.4g} meV/atom (std about the fit)",
             f"mean temperature: {self.mean_temperature_K:.2f} K",
-        ] + ([f"mean pressure: {self.mean_pressure_bar:.5g} bar", f"mean volume: {self.mean_volume_A3:.6g} Å³"]
-             if self.mean_pressure_bar is not None else []) + [
+        ] + ([self.temperature_note()] if self.temperature_note() else []) + (
+            [f"mean pressure: {self.mean_pressure_bar:.5g} bar", f"mean volume: {self.mean_volume_A3:.6g} Å³"]
+            if self.mean_pressure_bar is not None else []) + [
             f"speed: {self.steps_per_second:.1f} steps/s (compile {self.compile_seconds:.1f} s excluded)",
             f"edges: {self.edge_set}",
         ] + self._uncertainty_lines() + ([f"trajectory: {self.out}"] if self.out else [])
@@ -313,11 +336,13 @@ def simulate(
     key = jax.random.PRNGKey(seed)
     key, mb_key = jax.random.split(key)
     momenta = momenta_from_ase(atoms.get_momenta())
+    drawn = not np.any(momenta) and restart is None
     if not np.any(momenta):
         momenta = np.asarray(maxwell_boltzmann_momenta(mb_key, masses, temperature_K))
     start_step, saved = 0, None
     if restart is not None:
-        saved = dict(np.load(restart))
+        with open(restart, "rb") as handle, np.load(handle) as stored:
+            saved = dict(stored)
         if saved["numbers"].tolist() != atoms.numbers.tolist():
             raise ValueError(f"restart file {restart} holds a different system")
         positions, momenta = saved["positions"], saved["momenta"]
@@ -365,6 +390,7 @@ def simulate(
     times = [start_step * timestep_fs * 1e-3]
     conserved = [float(state.potential_energy) + _kinetic(state) + float(state.heat)]
     temperatures = [2 * _kinetic(state) / (dof * BOLTZMANN)]
+    potentials = [float(state.potential_energy)]
     pressures: list[float] = []
     volumes: list[float] = []
     done, chunks, retries, executed = 0, 0, 0, 0
@@ -439,6 +465,7 @@ def simulate(
                 times.append(t_ps)
                 conserved.append(float(host.conserved[k]))
                 temperatures.append(temp)
+                potentials.append(float(host.potential_energy[k]))
                 info = {"step": step, "time_fs": t_ps * 1e3, "temperature_K": temp,
                         "conserved_eV": float(host.conserved[k])}
                 if record_uncertainty:
@@ -508,6 +535,10 @@ def simulate(
         max_forces_std_eV_per_A=(max(spreads) if spreads else float("nan")) if record_uncertainty else None,
         uncertainty_threshold=uncertainty_threshold, uncertain_frames=uncertain_frames, stop_reason=stop_reason,
         last_trusted=last_trusted,
+        drawn_temperature_K=temperatures[0] if drawn and len(potentials) > 1 else None,
+        start_potential_above_mean_eV=(potentials[0] - float(np.mean(potentials[1:]))
+                                       if drawn and len(potentials) > 1 else None),
+        degrees_of_freedom=dof,
     )
 
 

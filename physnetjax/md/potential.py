@@ -40,8 +40,10 @@ from physnetjax.neighbors import (
     apply_batch,
     batch_from_neighbors,
     model_pair_cutoff,
+    model_triplet_cutoff,
     neighbor_list,
     one_system_batch,
+    pair_triplets,
 )
 from physnetjax.neighbors.molecules import molecule_pairs
 
@@ -61,8 +63,9 @@ class Potential(NamedTuple):
         as keyword for growing after an overflow).
       update: ``update(positions, nbrs) -> nbrs``, jit-able.
       energy_force: ``energy_force(positions, nbrs) -> (energy () eV, forces (N, 3) eV/Å)``.
-      outputs: ``outputs(positions, nbrs) -> dict`` of the full model output (charges,
-        dipoles, stress ...) for the same batch.
+      outputs: ``outputs(positions, nbrs, compute_forces=True) -> dict`` of the full
+        model output (charges, dipoles, stress ...) for the same batch;
+        ``compute_forces=False`` skips the forces (for outputs that are differentiated).
     """
 
     allocate: Callable[..., Any]
@@ -129,6 +132,9 @@ def physnet_potential(
 
     edges, pairs = builders(capacity_multiplier)
     all_dst, all_src = molecule_pairs(np.zeros((num_atoms, 3)), None)
+    # Every pair-of-pairs of the all-pairs set: valid at any geometry (the switch cuts far sides).
+    all_triplets = {} if model_triplet_cutoff(model) is None else {
+        "triplets": pair_triplets(all_dst, np.ones(len(all_dst), bool))}
 
     def use_all_pairs(positions, multiplier) -> bool:
         if method == "all_pairs":
@@ -154,12 +160,12 @@ def physnet_potential(
 
     def to_batch(positions, nbrs):
         if isinstance(nbrs, AllPairs):
-            return one_system_batch(z, positions, all_dst, all_src, total_charge=total_charge)
+            return one_system_batch(z, positions, all_dst, all_src, total_charge=total_charge, **all_triplets)
         return batch_from_neighbors(z, positions, nbrs.edges, pair_nbrs=nbrs.pairs, cell=cell_array,
                                     total_charge=total_charge)
 
-    def outputs(positions, nbrs):
-        return apply_batch(model, params, to_batch(positions, nbrs))
+    def outputs(positions, nbrs, compute_forces: bool = True):
+        return apply_batch(model, params, to_batch(positions, nbrs), compute_forces)
 
     def energy_force(positions, nbrs):
         out = outputs(positions, nbrs)

@@ -5,9 +5,10 @@
 * :mod:`~physnetjax.neighbors.periodic`: host lists for periodic cells (vesin).
 * :mod:`~physnetjax.neighbors.bucketing`: padded batches of mixed sizes, ≤ 4 shapes.
 * :mod:`~physnetjax.neighbors.neighbor_list`: fixed-capacity lists built inside jit (MD).
+* :mod:`~physnetjax.neighbors.triplets`: host triplet lists for the three-body dispersion term.
 """
 
-from physnetjax.neighbors.batch import Batch, apply_batch, model_pair_cutoff, one_system_batch
+from physnetjax.neighbors.batch import Batch, apply_batch, model_pair_cutoff, model_triplet_cutoff, one_system_batch
 from physnetjax.neighbors.bucketing import CompileCounter, MoleculeBatcher, concatenate_padded, iterate_batches
 from physnetjax.neighbors.molecules import assemble_batch, batch_molecules, molecule_pairs, round_up
 from physnetjax.neighbors.neighbor_list import (
@@ -20,6 +21,7 @@ from physnetjax.neighbors.neighbor_list import (
     neighbor_list,
 )
 from physnetjax.neighbors.periodic import batch_periodic, periodic_pairs
+from physnetjax.neighbors.triplets import count_triplets, pair_triplets, padded_triplets
 
 __all__ = [
     "Batch",
@@ -35,10 +37,14 @@ __all__ = [
     "batch_periodic",
     "check_overflow",
     "concatenate_padded",
+    "count_triplets",
     "iterate_batches",
     "model_pair_cutoff",
+    "model_triplet_cutoff",
     "molecule_pairs",
     "one_system_batch",
+    "padded_triplets",
+    "pair_triplets",
     "needs_update",
     "neighbor_list",
     "periodic_pairs",

@@ -9,8 +9,11 @@ edge slots; trailing slots may be padding. Conventions:
 * ``dst_idx``/``src_idx`` is a *full directed* edge list (i ← j and j ← i) of all
   pairs closer than the message-passing cutoff; padded edges point at atom N−1
   and have ``edge_mask`` False. The optional ``pair_*`` arrays are a second full
-  list for the pair terms (electrostatics, ZBL) when they reach further than the
-  message-passing cutoff.
+  list for the pair terms (electrostatics, ZBL, dispersion) when they reach further
+  than the message-passing cutoff.
+* ``triplets`` (T, 2) index pairs of that pair list (the ``pair_*`` list when present,
+  else the edge list) sharing their first atom, for the three-body dispersion term
+  (:mod:`~physnetjax.neighbors.triplets`); padded triplets have ``triplet_mask`` False.
 * ``shifts`` (P, 3) Å are periodic image offsets: the edge vector is
   r_src − r_dst + shift. ``cells`` (B, 3, 3) Å hold cell vectors as rows.
 """
@@ -40,6 +43,7 @@ class Batch:
       shifts: (P, 3) float Å or None (non-periodic).
       cells: (B, 3, 3) float Å or None (non-periodic).
       pair_dst, pair_src, pair_mask, pair_shifts: optional (Q,) long-range full list.
+      triplets: optional (T, 2) int32 indices into the pair-term list; triplet_mask: (T,) bool.
       num_molecules: B (static).
     """
 
@@ -58,6 +62,8 @@ class Batch:
     pair_src: Optional[jax.Array] = None
     pair_mask: Optional[jax.Array] = None
     pair_shifts: Optional[jax.Array] = None
+    triplets: Optional[jax.Array] = None
+    triplet_mask: Optional[jax.Array] = None
     num_molecules: int = flax.struct.field(pytree_node=False, default=1)
 
     @property
@@ -70,9 +76,10 @@ class Batch:
 
     @property
     def shape_key(self) -> tuple:
-        """Static shapes that determine a compilation: (N, P, Q, B, periodic)."""
+        """Static shapes that determine a compilation: (N, P, Q, B, periodic), plus T with triplets."""
         num_pairs = None if self.pair_dst is None else self.pair_dst.shape[0]
-        return (self.num_atoms, self.num_edges, num_pairs, self.num_molecules, self.cells is not None)
+        key = (self.num_atoms, self.num_edges, num_pairs, self.num_molecules, self.cells is not None)
+        return key if self.triplets is None else key + (self.triplets.shape[0],)
 
 
 def one_system_batch(atomic_numbers, positions, dst_idx, src_idx, edge_mask=None, *, total_charge=0.0,
@@ -84,7 +91,7 @@ def one_system_batch(atomic_numbers, positions, dst_idx, src_idx, edge_mask=None
       dst_idx, src_idx: (P,) edge list; edge_mask: (P,) bool, None for all real.
       total_charge: Q in e.
       shifts: (P, 3) Å image offsets and cell: (3, 3) Å rows, for a periodic cell.
-      pair_fields: optional ``pair_dst``, ``pair_src``, ``pair_mask``, ``pair_shifts``.
+      pair_fields: optional ``pair_dst``, ``pair_src``, ``pair_mask``, ``pair_shifts``, ``triplets``, ``triplet_mask``.
     """
     positions = jnp.asarray(positions)
     n = positions.shape[0]
@@ -104,8 +111,11 @@ def one_system_batch(atomic_numbers, positions, dst_idx, src_idx, edge_mask=None
         **pair_fields,
     )
 
-def apply_batch(model, params, batch: Batch) -> dict:
-    """Run ``model`` (a :class:`physnetjax.PhysNet`) on a :class:`Batch`; returns the output dict."""
+def apply_batch(model, params, batch: Batch, compute_forces: bool = True) -> dict:
+    """Run ``model`` (a :class:`physnetjax.PhysNet`) on a :class:`Batch`; returns the output dict.
+
+    ``compute_forces=False`` skips the model's inner gradient (``forces`` None, other outputs equal).
+    """
     return model.apply(
         params,
         batch.atomic_numbers,
@@ -123,6 +133,9 @@ def apply_batch(model, params, batch: Batch) -> dict:
         pair_src=batch.pair_src,
         pair_mask=batch.pair_mask,
         pair_shifts=batch.pair_shifts,
+        triplets=batch.triplets,
+        triplet_mask=batch.triplet_mask,
+        compute_forces=compute_forces,
     )
 
 
@@ -144,3 +157,10 @@ def model_pair_cutoff(model) -> Optional[float]:
     if getattr(model, "dispersion", None) is not None:
         reach = max(reach, model.dispersion_cutoff)
     return reach
+
+
+def model_triplet_cutoff(model) -> Optional[float]:
+    """Three-body cutoff of the model in Å (its ``dispersion_cutoff``), or None without a three-body term."""
+    if getattr(model, "dispersion", None) is not None and getattr(model, "dispersion_three_body", False):
+        return model.dispersion_cutoff
+    return None

@@ -8,6 +8,7 @@ import numpy as np
 
 from physnetjax.neighbors.batch import Batch
 from physnetjax.neighbors.checks import check_full_list
+from physnetjax.neighbors.triplets import padded_triplets
 
 
 def round_up(value: int, multiple: int) -> int:
@@ -44,6 +45,8 @@ def batch_molecules(
     num_edges: Optional[int] = None,
     num_pairs: Optional[int] = None,
     num_molecules: Optional[int] = None,
+    three_body_cutoff: Optional[float] = None,
+    num_triplets: Optional[int] = None,
     dtype=np.float32,
 ) -> Batch:
     """Pack molecules into one padded :class:`Batch` with host-built neighbor lists.
@@ -57,6 +60,9 @@ def batch_molecules(
         closer than ``pair_cutoff``.
       num_atoms, num_edges, num_pairs, num_molecules: padded sizes (default: exact).
         A requested size smaller than needed raises ValueError (never truncates).
+      three_body_cutoff: add a triplet list for the three-body dispersion term over
+        pairs shorter than this (Å; ``inf`` → every pair-of-pairs of the list; see
+        :func:`model_triplet_cutoff`); None → no triplets. num_triplets: its padded size.
       dtype: float dtype of positions and charges.
 
     Returns:
@@ -95,7 +101,8 @@ def batch_molecules(
     pairs = (np.concatenate(pdst_all), np.concatenate(psrc_all), None) if separate_pairs else None
     return assemble_batch(
         z_all, r_all, edges, pairs, total_charges, None,
-        num_atoms=num_atoms, num_edges=num_edges, num_pairs=num_pairs, num_molecules=num_molecules, dtype=dtype,
+        num_atoms=num_atoms, num_edges=num_edges, num_pairs=num_pairs, num_molecules=num_molecules,
+        three_body_cutoff=three_body_cutoff, num_triplets=num_triplets, dtype=dtype,
     )
 
 
@@ -111,6 +118,8 @@ def assemble_batch(
     num_edges: Optional[int] = None,
     num_pairs: Optional[int] = None,
     num_molecules: Optional[int] = None,
+    three_body_cutoff: Optional[float] = None,
+    num_triplets: Optional[int] = None,
     dtype=np.float32,
 ) -> Batch:
     """Pad per-structure arrays and already-offset edge/pair lists into a :class:`Batch`.
@@ -123,6 +132,8 @@ def assemble_batch(
       total_charges: (K,) e.  cells: per structure (3, 3) Å, or None (no stress).
       num_atoms, num_edges, num_pairs, num_molecules: padded sizes (None → exact);
         too small raises ValueError (never truncates).
+      three_body_cutoff, num_triplets: triplet list over the pair-term list (the
+        separate pair list, else the edge list), see :func:`batch_molecules`.
 
     Raises:
       ValueError: a size too small, or an edge or pair list that is not full (a pair
@@ -162,6 +173,13 @@ def assemble_batch(
     if pairs is not None:
         pd, ps, pm, pshift = padded_list("num_pairs", pairs, num_pairs)
         extra.update(pair_dst=pd, pair_src=ps, pair_mask=pm, pair_shifts=pshift)
+    if three_body_cutoff is not None:
+        d, s, mask, shift = (extra["pair_dst"], extra["pair_src"], extra["pair_mask"], extra["pair_shifts"]) \
+            if pairs is not None else (dst_p, src_p, edge_mask, shifts_p)
+        r64 = np.zeros((n_pad, 3))
+        r64[:n_real] = np.concatenate(positions)
+        vectors = r64[s] - r64[d] + (0.0 if shift is None else shift)
+        extra["triplets"], extra["triplet_mask"] = padded_triplets(d, mask, vectors, three_body_cutoff, num_triplets)
     if cells is not None:
         cell_arr = np.tile(np.eye(3, dtype=dtype), (b_pad, 1, 1))
         cell_arr[:b_real] = np.asarray(cells, dtype=np.float64).reshape(b_real, 3, 3)

@@ -66,6 +66,8 @@ def batch_periodic(
     num_edges: Optional[int] = None,
     num_pairs: Optional[int] = None,
     num_molecules: Optional[int] = None,
+    three_body_cutoff: Optional[float] = None,
+    num_triplets: Optional[int] = None,
     dtype=np.float32,
 ) -> Batch:
     """Pack periodic cells into one padded :class:`Batch` with ``shifts`` and ``cells``.
@@ -80,6 +82,8 @@ def batch_periodic(
       num_atoms, num_edges, num_pairs, num_molecules: padded sizes (default exact);
         too small raises ValueError (never truncates). Padded cell slots get the
         unit cell (volume 1, so the stress of an empty slot is a finite 0).
+      three_body_cutoff, num_triplets: triplet list for the three-body dispersion
+        term (see :func:`~physnetjax.neighbors.batch_molecules`).
       dtype: float dtype of positions, shifts, cells and charges.
 
     Raises:
@@ -123,5 +127,6 @@ def batch_periodic(
     return assemble_batch(
         z_all, r_all, joined(edge_parts), joined(pair_parts) if separate_pairs else None, total_charges,
         [np.asarray(c, dtype=np.float64) for c in cells],
-        num_atoms=num_atoms, num_edges=num_edges, num_pairs=num_pairs, num_molecules=num_molecules, dtype=dtype,
+        num_atoms=num_atoms, num_edges=num_edges, num_pairs=num_pairs, num_molecules=num_molecules,
+        three_body_cutoff=three_body_cutoff, num_triplets=num_triplets, dtype=dtype,
     )

@@ -35,10 +35,14 @@ with R0 the D3 pair cutoff radii (R0AB) and α = ``alp`` = 14.
 Cutoffs: s(r) is 1 up to ``cutoff − switch_width`` and falls to 0 at ``cutoff`` with the
 PhysNet C² polynomial; the same switch with ``cn_cutoff`` multiplies each CN count.
 ``switch_width = 0`` gives the hard cutoffs of the reference dftd3 program (used to
-compare with it; a hard cutoff makes the energy jump). Each unordered pair counts once
-(½ × the full directed list, as in :mod:`physnetjax.physics.pairs`); periodic images
-enter through the pair vectors (r_src − r_dst + shift), so the stress follows from the
-strain derivative of the caller.
+compare with it; a hard cutoff makes the energy jump). The input is a full directed pair
+list like every pair term's; each unordered pair is evaluated once, on the half list
+:func:`one_direction` selects inside ``jit`` (its CN count goes to both ends), which
+halves the per-pair work. C6 comes from per-atom projections of the reference grid
+(:func:`d3_atom_pair_c6`) when a system has more pairs than 95 × its atoms, else per
+pair (:func:`d3_pair_c6`); both are the same sum. Periodic images enter through the
+pair vectors (r_src − r_dst + shift), so the stress follows from the strain derivative
+of the caller.
 """
 
 from __future__ import annotations
@@ -54,7 +58,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.physics.molecules import sum_per_molecule
-from physnetjax.physics.pairs import pair_energy_per_molecule
 from physnetjax.physics.switch import cutoff_polynomial
 from physnetjax.units import BOHR, HARTREE
 
@@ -176,13 +179,15 @@ def dispersion_switch(r, cutoff: float, width: float):
     return jnp.where(x > 0.0, cutoff_polynomial(jnp.maximum(x, 0.0)), 1.0)
 
 
-def d3_coordination_numbers(z_i, z_j, r_bohr, pair_dst, pair_mask, num_atoms: int, switch):
-    """CN_i = Σ_j switch_ij / (1 + exp(−k1 (k2(R_i + R_j)/r_ij − 1))) over a *full* pair list.
+def d3_coordination_numbers(z_i, z_j, r_bohr, pair_dst, pair_src, pair_mask, num_atoms: int, switch):
+    """CN_i = Σ_j switch_ij / (1 + exp(−k1 (k2(R_i + R_j)/r_ij − 1))) over a *half* pair list.
+
+    Each unordered pair is listed once and its (symmetric) count goes to both ends.
 
     Args:
-      z_i, z_j: (P,) atomic numbers of both ends; r_bohr: (P,) distances in Bohr
-      (finite on padded pairs); pair_dst: (P,) index i; pair_mask: (P,) bool;
-      num_atoms: N (static); switch: (P,) cutoff switch values.
+      z_i, z_j: (H,) atomic numbers of both ends; r_bohr: (H,) distances in Bohr
+      (finite on padded pairs); pair_dst, pair_src: (H,) indices i, j; pair_mask:
+      (H,) bool; num_atoms: N (static); switch: (H,) cutoff switch values.
 
     Returns:
       (N,) coordination numbers (0 for atoms without real pairs).
@@ -191,7 +196,8 @@ def d3_coordination_numbers(z_i, z_j, r_bohr, pair_dst, pair_mask, num_atoms: in
     rc = radii[z_i] + radii[z_j]
     count = jax.nn.sigmoid(D3_K1 * (rc / r_bohr - 1.0)) * switch
     count = jnp.where(pair_mask, count, 0.0)
-    return jax.ops.segment_sum(count, pair_dst, num_segments=num_atoms)
+    both_ends = jnp.concatenate([pair_dst, pair_src])
+    return jax.ops.segment_sum(jnp.concatenate([count, count]), both_ends, num_segments=num_atoms)
 
 
 def d3_reference_weights(atomic_numbers, cn):
@@ -219,25 +225,38 @@ def d3_pair_c6(z_i, z_j, weights_i, weights_j):
     return jnp.einsum("pa,pab,pb->p", weights_i, grid, weights_j)
 
 
-def d3_triplets(pair_dst, pair_mask) -> np.ndarray:
-    """Host-side list of pairs-of-pairs (p, q), p < q, sharing their first atom i.
+def d3_atom_pair_c6(atomic_numbers, weights, pair_dst, pair_src):
+    """C6 of the pairs (i = dst, j = src) like :func:`d3_pair_c6`, from per-atom projections; (P,).
 
-    Each triangle (i, j, k) of the full pair list then appears once per vertex, i.e.
-    three times (the ATM sum multiplies by ⅓). NumPy in, NumPy (T, 2) int32 out.
+    Same sum, ordered as C6_ij = Σ_a L_ia U_j(Z_i, a) with U_j(e, a) = Σ_b C6^ref(e, Z_j, a, b) L_jb
+    computed once per atom for every element e: O(N · 95 · 25) + O(P · 5) work instead of
+    O(P · 25), the cheaper choice for dense systems (many pairs per atom).
+
+    Args:
+      atomic_numbers: (N,); weights: (N, 5) reference weights; pair_dst, pair_src: (P,).
     """
-    dst = np.asarray(pair_dst)
-    real = np.flatnonzero(np.asarray(pair_mask, dtype=bool))
-    order = real[np.argsort(dst[real], kind="stable")]
-    groups = np.split(order, np.flatnonzero(np.diff(dst[order])) + 1)
-    parts = []
-    for group in groups:
-        if group.size < 2:
-            continue
-        a, b = np.triu_indices(group.size, k=1)
-        parts.append(np.stack([group[a], group[b]], axis=1))
-    if not parts:
-        return np.zeros((0, 2), dtype=np.int32)
-    return np.concatenate(parts).astype(np.int32)
+    c6_reference = jnp.asarray(d3_tables().c6_reference, dtype=weights.dtype)
+    projected = jnp.einsum("enab,nb->nea", c6_reference[:, atomic_numbers], weights)
+    return jnp.einsum("pa,pa->p", weights[pair_dst], projected[pair_src, atomic_numbers[pair_dst]])
+
+
+def one_direction(pair_dst, pair_src, pair_offsets, pair_mask):
+    """Indices (H,) and mask (H,) of each unordered pair of a full directed list once, H = ⌈P/2⌉.
+
+    Keeps i → j with i < j, and of a periodic self-image pair i → i the direction whose
+    offset has its first non-zero component positive. ``pair_offsets`` (P, 3) are the
+    pair vectors or the image shifts (the same for i → i pairs). A full list holds every
+    real pair in both directions (checked by the builders and by an un-jitted model
+    call), so at most P/2 pairs are kept and H slots always suffice. Not differentiable
+    (indices only).
+    """
+    first = jnp.argmax(pair_offsets != 0.0, axis=-1)
+    positive = jnp.take_along_axis(pair_offsets, first[:, None], axis=-1)[:, 0] > 0.0
+    keep = pair_mask & ((pair_dst < pair_src) | ((pair_dst == pair_src) & positive))
+    size = (pair_dst.shape[0] + 1) // 2
+    slot = jnp.where(keep, jnp.cumsum(keep) - 1, size)
+    index = jnp.zeros(size, jnp.int32).at[slot].set(jnp.arange(pair_dst.shape[0], dtype=jnp.int32), mode="drop")
+    return index, jnp.arange(size) < jnp.sum(keep)
 
 
 def d3_dispersion_energy(
@@ -256,6 +275,7 @@ def d3_dispersion_energy(
     triplets=None,
     triplet_mask=None,
     three_body_cutoff: float | None = None,
+    half_list: bool = False,
 ):
     """D3(BJ) dispersion energy per molecule (two-body, plus ATM when ``triplets`` given).
 
@@ -268,9 +288,13 @@ def d3_dispersion_energy(
         alp (the values may be traced arrays, e.g. trainable).
       cutoff: two-body cutoff in Å; cn_cutoff: CN cutoff in Å (None → ``cutoff``);
       switch_width: width of the smooth switch in Å (0 → hard cutoffs).
-      triplets: (T, 2) int pair indices from :func:`d3_triplets` (None → no ATM);
+      triplets: (T, 2) int pair indices of pairs sharing their first atom, each
+        triangle once per vertex (:func:`physnetjax.neighbors.pair_triplets`; None → no ATM);
       triplet_mask: (T,) bool (None → all real); three_body_cutoff: cutoff of each
         triangle side in Å (None → ``cn_cutoff``).
+      half_list: the pair arrays already hold each unordered pair once (e.g. selected
+        by :func:`one_direction` before computing the vectors, which saves the caller the
+        full list's vectors); not with ``triplets``, which index a full list.
 
     Returns:
       (B,) energies in eV; padded pairs/atoms contribute exactly 0 to the energy and
@@ -282,17 +306,27 @@ def d3_dispersion_energy(
     cn_cutoff = cutoff if cn_cutoff is None else cn_cutoff
     tables = d3_tables()
 
-    safe_vectors = jnp.where(pair_mask[:, None], pair_vectors, jnp.asarray([1.0, 0.0, 0.0], dtype))
-    r = jnp.sqrt(jnp.sum(safe_vectors * safe_vectors, axis=-1))
-    r_bohr = r / BOHR
     z = atomic_numbers
-    z_i = z[pair_dst]
-    z_j = z[pair_src]
+    num_atoms = z.shape[0]
+    if half_list:
+        if triplets is not None:
+            raise ValueError("triplets index a full directed pair list; call with half_list=False")
+        dst, src, half_mask, vectors = pair_dst, pair_src, pair_mask, pair_vectors
+    else:
+        half, half_mask = one_direction(pair_dst, pair_src, pair_vectors, pair_mask)
+        dst, src, vectors = pair_dst[half], pair_src[half], pair_vectors[half]
+    vectors = jnp.where(half_mask[:, None], vectors, jnp.asarray([1.0, 0.0, 0.0], dtype))
+    r = jnp.sqrt(jnp.sum(vectors * vectors, axis=-1))
+    r_bohr = r / BOHR
+    z_i, z_j = z[dst], z[src]
 
-    cn = d3_coordination_numbers(z_i, z_j, r_bohr, pair_dst, pair_mask, z.shape[0],
+    cn = d3_coordination_numbers(z_i, z_j, r_bohr, dst, src, half_mask, num_atoms,
                                  dispersion_switch(r, cn_cutoff, switch_width))
     weights = d3_reference_weights(z, cn)
-    c6 = d3_pair_c6(z_i, z_j, weights[pair_dst], weights[pair_src])
+    if num_atoms * (D3_MAX_ATOMIC_NUMBER + 1) < dst.shape[0]:
+        c6 = d3_atom_pair_c6(z, weights, dst, src)
+    else:
+        c6 = d3_pair_c6(z_i, z_j, weights[dst], weights[src])
 
     sqrt_q = jnp.asarray(tables.sqrt_q, dtype=dtype)
     qq = 3.0 * sqrt_q[z_i] * sqrt_q[z_j]
@@ -304,38 +338,44 @@ def d3_dispersion_energy(
     f6 = f2 * f2 * f2
     pair_energy = (parameters["s6"] * c6 / (r6 + f6) + parameters["s8"] * c8 / (r6 * r2 + f6 * f2))
     pair_energy = -HARTREE * pair_energy * dispersion_switch(r, cutoff, switch_width)
-    pair_energy = jnp.where(pair_mask, pair_energy, 0.0)
-    energy = pair_energy_per_molecule(pair_energy, pair_dst, segments, num_molecules)
+    pair_energy = jnp.where(half_mask, pair_energy, 0.0)
+    energy = sum_per_molecule(pair_energy, segments[dst], num_molecules)
 
     if triplets is not None:
         three_body_cutoff = cn_cutoff if three_body_cutoff is None else three_body_cutoff
         energy = energy + _atm_energy(
-            triplets, triplet_mask, safe_vectors, r_bohr, z, weights, c6, pair_dst,
-            pair_src, pair_mask, segments, num_molecules, parameters, three_body_cutoff, switch_width,
+            triplets, triplet_mask, pair_vectors, z, weights, pair_dst, pair_src, pair_mask, segments,
+            num_molecules, parameters, three_body_cutoff, switch_width,
         )
     return energy
 
 
-def _atm_energy(triplets, triplet_mask, vectors, r_bohr, z, weights, c6, pair_dst, pair_src,
-                pair_mask, segments, num_molecules, parameters, cutoff, switch_width):
+def _atm_energy(triplets, triplet_mask, vectors, z, weights, pair_dst, pair_src, pair_mask, segments,
+                num_molecules, parameters, cutoff, switch_width):
     """⅓ Σ over pairs-of-pairs (p: i→j, q: i→k) of the ATM triangle energy, (B,) eV."""
     p, q = triplets[:, 0], triplets[:, 1]
     real = pair_mask[p] & pair_mask[q]
     if triplet_mask is not None:
         real = real & triplet_mask
-    side_jk = vectors[q] - vectors[p]
-    r2_jk = jnp.sum(side_jk * side_jk, axis=-1) / (BOHR * BOHR)
-    real = real & (r2_jk > 0.0)
+    bohr2 = BOHR * BOHR
+    vectors = jnp.where(pair_mask[:, None], vectors, jnp.asarray([1.0, 0.0, 0.0], vectors.dtype))
+    side_ij, side_ik = vectors[p], vectors[q]
+    side_jk = side_ik - side_ij
+    r2_ij = jnp.sum(side_ij * side_ij, axis=-1) / bohr2
+    r2_ik = jnp.sum(side_ik * side_ik, axis=-1) / bohr2
+    r2_jk = jnp.sum(side_jk * side_jk, axis=-1) / bohr2
+    real = real & (r2_ij > 0.0) & (r2_ik > 0.0) & (r2_jk > 0.0)
+    r2_ij = jnp.where(real, r2_ij, 1.0)
+    r2_ik = jnp.where(real, r2_ik, 1.0)
     r2_jk = jnp.where(real, r2_jk, 1.0)
-    r2_ij = jnp.where(real, r_bohr[p] ** 2, 1.0)
-    r2_ik = jnp.where(real, r_bohr[q] ** 2, 1.0)
 
-    i, j, k = z[pair_dst[p]], z[pair_src[p]], z[pair_src[q]]
-    c6_jk = d3_pair_c6(j, k, weights[pair_src[p]], weights[pair_src[q]])
-    c6_product = jnp.where(real, c6[p] * c6[q] * c6_jk, 1.0)
-    vdw_radius = jnp.asarray(d3_tables().vdw_radius, dtype=r_bohr.dtype)
+    atom_i, atom_j, atom_k = pair_dst[p], pair_src[p], pair_src[q]
+    i, j, k = z[atom_i], z[atom_j], z[atom_k]
+    c6_product = (d3_pair_c6(i, j, weights[atom_i], weights[atom_j]) * d3_pair_c6(i, k, weights[atom_i], weights[atom_k])
+                  * d3_pair_c6(j, k, weights[atom_j], weights[atom_k]))
+    c6_product = jnp.where(real, c6_product, 1.0)
+    vdw_radius = jnp.asarray(d3_tables().vdw_radius, dtype=r2_ij.dtype)
     radius_product = vdw_radius[i, j] * vdw_radius[i, k] * vdw_radius[j, k]
-
     r2_product = r2_ij * r2_ik * r2_jk
     r_product = jnp.sqrt(r2_product)
     r3 = r2_product * r_product

@@ -1,4 +1,4 @@
-"""Small example models shipped with physnetjax: ethanol (no charges) and CO2 (charges, for IR spectra).
+"""Small example models shipped with physnetjax: ethanol (no charges), and CO2 and ethanol_ir (charges, for IR spectra).
 
 How each was made, and its test errors, is in ``<name>/README.md``.
 """
@@ -32,3 +32,13 @@ def co2_model_path() -> Path:
 def co2_geometry_path() -> Path:
     """CO2 at the minimum of the shipped CO2 model (extxyz)."""
     return example_geometry_path("co2")
+
+
+def ethanol_ir_model_path() -> Path:
+    """Checkpoint directory of the shipped ethanol charge model for spectra (GFN2-xTB energies, forces, dipoles)."""
+    return example_model_path("ethanol_ir")
+
+
+def ethanol_ir_geometry_path() -> Path:
+    """Gauche ethanol at the minimum of the shipped ethanol_ir model (extxyz)."""
+    return example_geometry_path("ethanol_ir")

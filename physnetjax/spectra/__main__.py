@@ -22,6 +22,7 @@ import sys
 
 from physnetjax.cli_config import add_config_options, parse_args
 from physnetjax.cli_errors import cli_main
+from physnetjax.cli_help import HelpFormatter
 
 SUBCOMMANDS = {
     "harmonic": "physnetjax.spectra.cli_harmonic",
@@ -31,13 +32,13 @@ SUBCOMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m physnetjax.spectra",
+    parser = argparse.ArgumentParser(prog="python -m physnetjax.spectra", formatter_class=HelpFormatter,
                                      description=__doc__.splitlines()[0].split(": ", 1)[-1])
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, module_name in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
         summary = module.__doc__.splitlines()[0].split(": ", 1)[-1]
-        subparser = subparsers.add_parser(name, help=summary, description=summary)
+        subparser = subparsers.add_parser(name, help=summary, description=summary, formatter_class=HelpFormatter)
         module.add_arguments(subparser)
         add_config_options(subparser)
         subparser.set_defaults(run=module.main, parser=subparser)

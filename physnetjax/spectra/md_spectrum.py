@@ -175,8 +175,8 @@ def md_spectrum(
       friction: Langevin friction γ in fs⁻¹ (> 0).
       record_every: steps between recorded frames (≥ 1); the record interval must
         resolve 4000 cm⁻¹ (default 4 × 0.5 fs = 2 fs: up to 8339 cm⁻¹). Recording costs
-        about four force evaluations for a charge model (the dipole derivative is a
-        Jacobian-vector product through the model, which also evaluates its forces).
+        about one force evaluation for a charge model (the dipole derivative is a
+        Jacobian-vector product through the energy-only model call).
       total_charge: total charge Q in e.
       masses: (N,) amu (default: standard atomic masses; pass isotopes here).
       seed: PRNG seed.
@@ -228,7 +228,7 @@ def md_spectrum(
 
     def dipole_rate(positions, velocities):
         def dipole(r):
-            return potential.outputs(r, nbrs)["dipoles"][0]
+            return potential.outputs(r, nbrs, compute_forces=False)["dipoles"][0]
         return jax.jvp(dipole, (positions,), (velocities,))[1]
 
     def observe(state: MDState) -> dict:

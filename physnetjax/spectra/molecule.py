@@ -3,7 +3,9 @@
 :func:`molecule_functions` turns ``(model, atomic_numbers, total_charge)`` into
 ``energy(positions, params) -> E`` (eV) and, for a charge model,
 ``dipole(positions, params) -> μ`` (e·Å, μ = Σ_i q_i r_i about the coordinate
-origin). The edge set is every ordered pair of atoms, fixed when the functions are
+origin). Both call the model with ``compute_forces=False``: they are meant to be
+differentiated, and the model's own force gradient would only be carried along
+unused. The edge set is every ordered pair of atoms, fixed when the functions are
 built (the ``"all_pairs"`` set of :func:`physnetjax.md.potential.physnet_potential`,
 assembled by the same :func:`~physnetjax.neighbors.one_system_batch`): pairs beyond the
 cutoff take part with a zero basis, so the energy equals that of a neighbor list, it is
@@ -20,7 +22,7 @@ from typing import Callable, NamedTuple, Optional
 import jax
 import numpy as np
 
-from physnetjax.neighbors import apply_batch, molecule_pairs, one_system_batch
+from physnetjax.neighbors import apply_batch, model_triplet_cutoff, molecule_pairs, one_system_batch, pair_triplets
 
 
 class MoleculeFunctions(NamedTuple):
@@ -52,10 +54,11 @@ def molecule_functions(model, atomic_numbers, total_charge: float = 0.0) -> Mole
 def _cached_functions(model, atomic_numbers: tuple, total_charge: float) -> MoleculeFunctions:
     z = np.asarray(atomic_numbers, dtype=np.int32)
     dst, src = molecule_pairs(np.zeros((z.shape[0], 3)), None)
+    triplets = {} if model_triplet_cutoff(model) is None else {"triplets": pair_triplets(dst, np.ones(len(dst), bool))}
 
     def outputs(positions, params):
-        batch = one_system_batch(z, positions, dst, src, total_charge=total_charge)
-        return apply_batch(model, params, batch)
+        batch = one_system_batch(z, positions, dst, src, total_charge=total_charge, **triplets)
+        return apply_batch(model, params, batch, compute_forces=False)
 
     def energy(positions, params):
         return outputs(positions, params)["energy"][0]

@@ -20,18 +20,27 @@ import jax
 import numpy as np
 
 from physnetjax.data.dataset import Dataset
-from physnetjax.neighbors import batch_molecules, model_pair_cutoff, molecule_pairs, round_up
+from physnetjax.neighbors import (
+    batch_molecules,
+    count_triplets,
+    model_pair_cutoff,
+    model_triplet_cutoff,
+    molecule_pairs,
+    round_up,
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class BatchShapes:
-    """Static sizes of one device's batch: molecules B, atoms N, edges P, pairs (None → no pair list)."""
+    """Static sizes of one device's batch: molecules B, atoms N, edges P, pairs (None → no pair list),
+    triplets (None → no three-body term)."""
 
     num_devices: int
     molecules: int
     atoms: int
     edges: int
     pairs: Optional[int]
+    triplets: Optional[int] = None
 
 
 def batch_shapes(dataset: Dataset, model, batch_size: int, num_devices: int = 1) -> BatchShapes:
@@ -39,18 +48,23 @@ def batch_shapes(dataset: Dataset, model, batch_size: int, num_devices: int = 1)
     molecules = math.ceil(batch_size / num_devices)
     pair_cutoff = model_pair_cutoff(model)
     separate = pair_cutoff is None or pair_cutoff > model.cutoff
-    max_edges = max_pairs = 0
+    three_body_cutoff = model_triplet_cutoff(model)
+    max_edges = max_pairs = max_triplets = 0
     for k in range(len(dataset)):
         r = dataset.R[k, : dataset.N[k]]
         max_edges = max(max_edges, molecule_pairs(r, model.cutoff)[0].shape[0])
         if separate:
             max_pairs = max(max_pairs, molecule_pairs(r, pair_cutoff)[0].shape[0])
+        if three_body_cutoff is not None:
+            dst, src = molecule_pairs(r, three_body_cutoff)
+            max_triplets = max(max_triplets, count_triplets(dst, np.ones(len(dst), bool), r[src] - r[dst], np.inf))
     return BatchShapes(
         num_devices=num_devices,
         molecules=molecules,
         atoms=round_up(molecules * dataset.max_atoms + 1, 8),
         edges=round_up(molecules * max_edges, 8),
         pairs=round_up(molecules * max_pairs, 8) if separate else None,
+        triplets=None if three_body_cutoff is None else round_up(molecules * max_triplets, 8),
     )
 
 
@@ -66,7 +80,8 @@ def _device_batch(dataset: Dataset, frames: np.ndarray, energies: np.ndarray, mo
     batch = batch_molecules(
         z, r, model.cutoff, total_charges=charges, pair_cutoff=model_pair_cutoff(model),
         num_atoms=shapes.atoms, num_edges=shapes.edges, num_pairs=shapes.pairs,
-        num_molecules=shapes.molecules, dtype=dtype,
+        num_molecules=shapes.molecules, three_body_cutoff=model_triplet_cutoff(model),
+        num_triplets=shapes.triplets, dtype=dtype,
     )
     if not len(real):
         batch = batch.replace(atom_mask=np.zeros_like(batch.atom_mask), edge_mask=np.zeros_like(batch.edge_mask),

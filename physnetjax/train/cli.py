@@ -2,7 +2,7 @@
 
 Examples::
 
-    python -m physnetjax.train                              # bundled ethanol, ~4 min on 2 CPU cores
+    python -m physnetjax.train                              # bundled ethanol, ~75 s on 2 idle CPU cores
     python -m physnetjax.train --data my.npz --energy-unit kcal/mol --epochs 200 --out runs/my
     python -m physnetjax.train --data frames.extxyz --charges --dipole-unit Debye
     python -m physnetjax.train --resume runs/my --epochs 400    # continue exactly
@@ -26,6 +26,7 @@ import sys
 
 from physnetjax.cli_config import CONFIG_NAME, add_config_options, parse_args, write_resolved_config
 from physnetjax.cli_errors import cli_main
+from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import PhysNetInputError
 from physnetjax.model_dispersion import DISPERSION_METHODS
 from physnetjax.train.config import BEST_METRICS, LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig
@@ -38,25 +39,49 @@ HELP = {
     "force_sign": "1: the data's forces are -dE/dR; -1: they are +dE/dR (gradients), negate them",
     "valid": "validation fraction (<1) or frame count", "test": "test fraction (<1) or frame count",
     "train": "training fraction or count (default: the rest)",
-    "split_file": ".npz with index arrays train, valid[, test] instead of a random split",
-    "dispersion": "add Grimme D3(BJ) dispersion as a physical term (d3bj); train on the remainder",
+    "split_file": ".npz with index arrays train, valid[, test] (default: a random split by --seed)",
+    "features": "feature channels per atom (width of the network)",
+    "max_degree": "largest angular momentum l of the equivariant features (0: invariant only)",
+    "num_iterations": "message-passing iterations (interaction blocks)",
+    "num_basis_functions": "radial basis functions per pair distance",
+    "cutoff": "message-passing cutoff radius in Å",
+    "n_res": "residual blocks in each refinement",
+    "charges": "predict atomic charges: electrostatics and dipoles (trains on D and Q when present)",
+    "zbl": "add ZBL screened nuclear repulsion at short range",
+    "zbl_cutoff": "distance in Å where the ZBL repulsion is switched off",
+    "dispersion": "add Grimme D3(BJ) dispersion as a physical term (d3bj); train on the remainder "
+                  "(default: none)",
     "dispersion_functional": "functional whose D3(BJ) damping parameters are used (pbe0, b3lyp, ...)",
     "dispersion_cutoff": "D3 cutoff in Å (switched off smoothly over its last fifth)",
     "dispersion_trainable": "train the D3 damping parameters s6, s8, a1, a2 (softplus-positive)",
     "max_atomic_number": "largest Z the model supports (default: largest in the data)",
-    "loss": "mse (default) or mae (as PhysNet)",
+    "loss": "mean squared (mse) or mean absolute (mae, as PhysNet) errors",
+    "energy_weight": "loss weight of the energy term (per eV² for mse)",
+    "forces_weight": "loss weight of the force term (per (eV/Å)² for mse)",
+    "dipole_weight": "loss weight of the dipole term (per (e·Å)² for mse; --charges only)",
+    "charge_weight": "loss weight of the total-charge term (per e² for mse; --charges only)",
+    "optimizer": "amsgrad (beta2 0.99, eps 1e-3 as PhysNet), adam or adamw",
+    "learning_rate": "peak learning rate",
+    "weight_decay": "decoupled weight decay (adamw only)",
+    "schedule": "learning-rate schedule over --epochs (or over --max-time)",
+    "epochs": "training epochs (without --max-time)",
+    "batch_size": "molecules per training batch",
+    "seed": "random seed of the split, the initial weights and the batch order",
     "per_atom_energy": "energy term per atom instead of per molecule",
     "clip_norm": "global gradient-norm clipping threshold",
     "warmup_epochs": "linear warm-up (cosine schedule)", "final_lr_factor": "cosine end lr / lr",
     "decay_rate": "exponential schedule: lr factor per --decay-epochs",
+    "decay_epochs": "exponential schedule: epochs over which the lr falls by --decay-rate",
     "plateau_factor": "plateau schedule: lr factor on plateau",
     "plateau_patience": "plateau schedule: epochs without improvement before reducing",
     "ema_decay": "EMA decay of the validated/saved weights",
-    "patience": "early stopping: epochs without improvement of --best-metric",
+    "patience": "early stopping: epochs without improvement of --best-metric (default: none)",
     "best_metric": "validation metric selecting the best checkpoint",
-    "max_time": "time budget in seconds of training (all invocations): schedule and early stopping are laid out over it instead of --epochs",
+    "max_time": "time budget in seconds of training (all invocations): schedule and early stopping are laid "
+                "out over it instead of --epochs (default: none)",
     "out": "run directory (default ./runs/physnet-DATE-TIME)",
-    "init_from": "start from the weights (and architecture) of this checkpoint, legacy ones included",
+    "init_from": "start from the weights (and architecture) of this checkpoint, legacy ones included "
+                 "(default: a random start)",
     "force_check_threshold": "max |F_autodiff - F_finite-difference| in eV/Å allowed at each best checkpoint",
     "force_check_delta": "finite-difference step in Å",
     "ensemble": "train K members at once (vmapped); member k uses seed SEED+k for weights and shuffles",
@@ -69,16 +94,17 @@ CHOICES = {"dispersion": DISPERSION_METHODS, "optimizer": OPTIMIZERS, "schedule"
 
 def build_parser() -> argparse.ArgumentParser:
     """Parser whose options mirror :class:`TrainConfig`; unset options stay absent (SUPPRESS)."""
-    parser = argparse.ArgumentParser(prog="python -m physnetjax.train", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                     argument_default=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(prog="python -m physnetjax.train", description=describe(__doc__),
+                                     formatter_class=HelpFormatter, argument_default=argparse.SUPPRESS)
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run exactly (optimizer, EMA, "
                         "schedule, RNG, epoch, best metric, split); may change --epochs/--max-time/--patience")
     defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         default = getattr(defaults, field.name)
-        help_text = HELP.get(field.name, "") + f" (default: {default})"
+        help_text = HELP[field.name]
+        if "default" not in help_text:
+            help_text += f" (default: {default})"
         if field.name == "data":
             parser.add_argument(flag, nargs="+", metavar="FILE", help=help_text)
         elif isinstance(default, bool):

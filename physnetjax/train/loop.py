@@ -213,6 +213,7 @@ class Trainer:
             self.state = init_state(self.initial_params, self.optimizer)
         self.epoch = 0
         self.best_value = math.inf
+        self.force_check_shown = None
         self.best_epoch = 0
         self.epochs_since_best = 0
         self.plateau = Plateau(config.plateau_factor, config.plateau_patience, config.schedule == "plateau")
@@ -491,8 +492,7 @@ class Trainer:
         members = [member_params(params, k) for k in range(self.size)] if self.size > 1 else [params]
         error = max(finite_difference_force_error(self.model, member, self.dataset.Z[k, :n], self.dataset.R[k, :n],
                                                   self.config.force_check_delta) for member in members)
-        logger.info("force check (float64 finite differences, %s): max error %.3g eV/Å",
-                    self.dataset.sources[k], error)
+        self._log_force_check(error, self.dataset.sources[k])
         if not error <= self.config.force_check_threshold:
             raise ForceCheckError(
                 f"epoch {self.epoch}: autodiff forces differ from float64 central finite differences of the "
@@ -500,6 +500,17 @@ class Trainer:
                 f"{self.config.force_check_threshold:g}); the model's forces are not -dE/dR. Best checkpoint "
                 f"not updated; last good one: {self.run_dir / 'best'}")
         return error
+
+    def _log_force_check(self, error: float, source: str) -> None:
+        """Show the force-check error once, then only when it grew tenfold or more (every value at --verbose)."""
+        shown = self.force_check_shown
+        if shown is None or error > 10.0 * shown:
+            self.force_check_shown = error
+            logger.info("force check (float64 finite differences, %s): max error %.3g eV/Å (threshold %g; rerun "
+                        "at every best checkpoint, shown again if it grows tenfold, every value with --verbose)",
+                        source, error, self.config.force_check_threshold)
+        else:
+            logger.debug("force check (float64 finite differences, %s): max error %.3g eV/Å", source, error)
 
     # -- loop ----------------------------------------------------------------------------
 
@@ -778,6 +789,8 @@ def train(config: TrainConfig, clock=time.monotonic, on_start=None) -> dict:
     created = [p for p in [run_dir, *run_dir.parents] if not p.exists()]
     run_dir.mkdir(parents=True, exist_ok=True)
     config.out = str(run_dir)
+    if config.data is None:
+        config.data = [str(bundled_dataset_path())]
     try:
         trainer = Trainer(config, run_dir, resuming=False, clock=clock)
     except BaseException:

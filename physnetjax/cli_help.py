@@ -1,0 +1,59 @@
+"""One ``--help`` layout for every command line tool: plain text, each default shown once.
+
+Every parser of the package passes ``formatter_class=HelpFormatter`` and
+``description=describe(__doc__)``. The formatter
+
+* appends ``(default: X)`` to an option's help unless the help already says what the
+  default is (contains "default"), the default is ``None``/``False`` (nothing to show)
+  or the option is required;
+* removes reStructuredText markup (````literal````, ``:mod:`name```) from descriptions
+  and help texts, since module docstrings double as descriptions;
+* wraps prose paragraphs to the terminal and keeps indented example lines as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import textwrap
+
+_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
+_LITERAL = re.compile(r"``([^`]+)``")
+
+
+def plain_text(text: str) -> str:
+    """``text`` without reStructuredText roles and literals: ``:mod:`a.b``` → ``a.b``, ````x```` → ``x``."""
+    return _LITERAL.sub(r"\1", _ROLE.sub(r"\1", text))
+
+
+def describe(docstring: str) -> str:
+    """The first paragraph of a module docstring as one plain-text line (a parser description)."""
+    paragraph = docstring.strip().split("\n\n")[0]
+    return plain_text(" ".join(line.strip() for line in paragraph.splitlines()))
+
+
+def _shows_default(action: argparse.Action) -> bool:
+    default = action.default
+    return (bool(action.option_strings) and not action.required and default is not None
+            and default is not False and default is not argparse.SUPPRESS)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse formatter: defaults once, no reST markup, examples kept verbatim (see module docstring)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = plain_text(action.help or "")
+        if _shows_default(action) and "default" not in text.lower():
+            text = f"{text} (default: %(default)s)" if text else "default: %(default)s"
+        return text
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for paragraph in plain_text(text).split("\n\n"):
+            lines = paragraph.splitlines()
+            if any(line.startswith(" ") for line in lines[1:]):
+                paragraphs.append("\n".join(indent + line for line in lines))
+            else:
+                paragraphs.append(textwrap.fill(" ".join(line.strip() for line in lines), width,
+                                                initial_indent=indent, subsequent_indent=indent))
+        return "\n\n".join(paragraphs)
