@@ -6,7 +6,9 @@ logged to ``md-<T>K.xyz.jsonl`` beside the trajectory. A run that blows up
 (:class:`~physnetjax.md.driver.MDInstabilityError`: NaN, |F| > ``max_force``) keeps the
 frames written before it — exactly the region the model does not know — and the loop
 goes on. Frames with two atoms closer than
-:data:`physnetjax.validation.MIN_DISTANCE_ERROR` Å are dropped (no meaningful label).
+:data:`physnetjax.validation.MIN_DISTANCE_ERROR` Å (no meaningful label) or a non-finite
+spread are not candidates; the latter are counted (``non_finite_spreads``), and make the
+run's mean/max spread NaN, which the report shows.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def explore(checkpoint, data: Dataset, directory, config, round_index: int) -> t
         run_spreads = np.array([record[SPREAD_KEY] for record in log], np.float64)
         kept = 0
         for k, (atoms, spread) in enumerate(zip(frames, run_spreads)):
-            if _closest_distance(atoms.positions) < MIN_DISTANCE_ERROR:
+            if not np.isfinite(spread) or _closest_distance(atoms.positions) < MIN_DISTANCE_ERROR:
                 continue
             if config.uncertainty_threshold is not None and spread < config.uncertainty_threshold:
                 continue
@@ -95,6 +97,7 @@ def explore(checkpoint, data: Dataset, directory, config, round_index: int) -> t
             "candidates": kept,
             "mean_spread_eV_per_A": float(run_spreads.mean()) if len(run_spreads) else None,
             "max_spread_eV_per_A": float(run_spreads.max()) if len(run_spreads) else None,
+            "non_finite_spreads": int(np.sum(~np.isfinite(run_spreads))),
             "blew_up": blew_up,
         })
     return Candidates(numbers, positions, np.array(spreads, np.float64), origins), summaries

@@ -2,13 +2,12 @@
 
 Run directory ``OUT/``::
 
-    state.json          settings + summaries of the finished rounds (physnetjax.learn.state)
+    state.json          settings + one summary per finished round (physnetjax.learn.state)
     initial.npz         the starting frames;  test.npz  the test frames (if any)
     round-000/          data.npz (training frames)  train/ (trainer run: best, metrics.json, ...)
-                        round.json (this round's summary)
     round-001/          explore/ (md-<T>K.xyz + .jsonl per temperature)
                         selected.npz (the labelled new frames)  data.npz = previous data.npz + selected
-                        train/ (started --init-from round-000/train/best)  round.json
+                        train/ (started --init-from round-000/train/best)
     ...
     report.json, learning_curve.png
 
@@ -171,7 +170,7 @@ def _spread_summary(runs: list) -> dict:
     return {
         "md_mean_spread_eV_per_A": (sum(run["mean_spread_eV_per_A"] * run["frames"] for run in saved) / frames
                                     if frames else None),
-        "md_max_spread_eV_per_A": max((run["max_spread_eV_per_A"] for run in saved), default=None),
+        "md_max_spread_eV_per_A": float(np.max([run["max_spread_eV_per_A"] for run in saved])) if saved else None,
     }
 
 
