@@ -103,3 +103,25 @@ def test_a_frame_the_labeller_cannot_label_is_skipped_and_the_next_one_enters():
     # without frame a, its near-copy b (RMSD 0.001 Å to a, excluded while a was chosen) is the most uncertain
     assert chosen == [1, 2] and failures == ["a: RuntimeError: SCF not converged"]
     assert labels[0]["E"] == pytest.approx((top + 0.001).sum())
+
+
+def test_random_baseline_ignores_the_spread_and_is_seeded():
+    from physnetjax.learn.config import LearnConfig
+    from physnetjax.learn.explore import Candidates
+    from physnetjax.learn.loop import select_and_label
+
+    rng = np.random.default_rng(6)
+    positions = [rng.normal(size=(3, 3)) for _ in range(20)]
+    candidates = Candidates([np.array([1, 1, 8])] * 20, positions, np.arange(20.0), [str(k) for k in range(20)])
+
+    def label(atoms):
+        return {"E": 0.0, "F": np.zeros((3, 3))}
+
+    config = LearnConfig(select=5, selection="random", seed=1)
+    runs = [select_and_label(candidates, config, label, round_index)[0] for round_index in (1, 1, 2)]
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+    assert all(len(set(chosen)) == 5 and set(chosen) <= set(range(20)) for chosen in runs)
+    by_spread = select_and_label(candidates, LearnConfig(select=5, min_rmsd=0.01), label, 1)[0]
+    assert by_spread == [19, 18, 17, 16, 15] and runs[0] != by_spread
+    with pytest.raises(ValueError, match="selection must be one of"):
+        LearnConfig(selection="greedy")

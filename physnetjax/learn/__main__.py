@@ -20,7 +20,7 @@ from pathlib import Path
 
 from physnetjax.cli_config import CONFIG_NAME, add_config_options, parse_args, write_resolved_config
 from physnetjax.cli_errors import cli_main
-from physnetjax.learn.config import LearnConfig
+from physnetjax.learn.config import SELECTIONS, LearnConfig
 
 DEFAULTS = LearnConfig()
 
@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="bundled set without --test: this many further bundled frames as the test set (0: none)")
     add("--rounds", type=int, default=d.rounds, help="acquisition rounds after the initial training")
     add("--select", type=int, default=d.select, help="frames labelled per round")
+    add("--selection", default=d.selection, choices=list(SELECTIONS),
+        help="uncertain-diverse (by ensemble spread, RMSD-separated) or random (a baseline)")
     add("--min-rmsd", type=float, default=d.min_rmsd, help="selection: exclusion radius in Å (aligned RMSD)")
     add("--temperatures", type=float, nargs="+", default=list(d.temperatures), help="MD temperatures in K")
     add("--md-ensemble", default=d.md_ensemble, choices=["nve", "langevin", "nvt-nhc", "csvr"], help="MD ensemble")

@@ -7,6 +7,7 @@ from typing import Optional
 
 from physnetjax.md.ensembles import ENSEMBLES
 
+SELECTIONS = ("uncertain-diverse", "random")
 RESUME_CHANGES = ("rounds", "progress")
 """Settings a resumed run may change (more rounds); any other would mix two different runs."""
 
@@ -25,7 +26,8 @@ class LearnConfig:
     with the previous ensemble, selects up to ``select`` frames
     (:mod:`physnetjax.learn.selection`, radius ``min_rmsd`` Å; with
     ``uncertainty_threshold`` only frames whose spread passes it are candidates), labels
-    them and retrains with ``--init-from`` the previous round's checkpoint.
+    them and retrains with ``--init-from`` the previous round's checkpoint;
+    ``selection`` "random" takes random MD frames instead (a baseline to compare against).
     Training: the trainer's settings of the same names; ``retrain_epochs`` (None →
     ``epochs``) for rounds ≥ 1.
     """
@@ -37,6 +39,7 @@ class LearnConfig:
     test_frames: int = 100
     rounds: int = 4
     select: int = 50
+    selection: str = "uncertain-diverse"
     min_rmsd: float = 0.1
     temperatures: tuple = (300.0, 500.0, 800.0)
     md_ensemble: str = "langevin"
@@ -79,6 +82,8 @@ class LearnConfig:
                              f"received {self.ensemble}")
         if not self.temperatures or min(self.temperatures) <= 0:
             raise ValueError(f"temperatures must be one or more values > 0 K, received {list(self.temperatures)}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, received {self.selection!r}")
         if not self.min_rmsd > 0:
             raise ValueError(f"min_rmsd must be > 0 Å, received {self.min_rmsd}")
         if self.md_ensemble not in ENSEMBLES or self.md_ensemble == "npt":

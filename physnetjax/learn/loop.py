@@ -110,7 +110,7 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
         data = load_dataset(previous / "data.npz")
         init_from = previous / "train" / "best"
         candidates, summary["md"] = explore(init_from, data, directory / "explore", config, index)
-        chosen, labels, failures = select_and_label(candidates, config, label)
+        chosen, labels, failures = select_and_label(candidates, config, label, index)
         summary["label_failures"] = failures
         if chosen:
             new = labelled_frames([candidates.numbers[j] for j in chosen], [candidates.positions[j] for j in chosen],
@@ -131,20 +131,32 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
     return summary
 
 
-def select_and_label(candidates, config: LearnConfig, label: Labeller) -> tuple[list, list, list]:
+def select_and_label(candidates, config: LearnConfig, label: Labeller, round_index: int = 0
+                     ) -> tuple[list, list, list]:
     """(chosen candidate indices, their labels, failures) for up to ``config.select`` frames.
 
+    ``config.selection`` "uncertain-diverse" chooses by :func:`select_uncertain_diverse`;
+    "random" (the baseline of a comparison) takes the candidates in a random order seeded
+    by (``config.seed``, ``round_index``), ignoring the spread.
     A frame the labeller cannot label (it raises, e.g. an SCF that does not converge on a
     distorted geometry) is logged, recorded as ``"origin: error"`` and removed from the
     candidates, and the selection is redone without it: frames chosen before it in the
     ranking are unchanged (their labels are kept), and the frames it excluded may now enter.
     """
+    order = np.random.default_rng([config.seed, round_index]).permutation(len(candidates.spreads))
+
+    def pick(remaining: list) -> list:
+        if config.selection == "random":
+            allowed = set(remaining)
+            return [int(j) for j in order if j in allowed][: config.select]
+        picked = select_uncertain_diverse(candidates.spreads[remaining], [candidates.positions[j] for j in remaining],
+                                          [candidates.numbers[j] for j in remaining], config.select, config.min_rmsd)
+        return [remaining[k] for k in picked]
+
     remaining = list(range(len(candidates.spreads)))
     labelled, failures = {}, []
     while remaining:
-        picked = select_uncertain_diverse(candidates.spreads[remaining], [candidates.positions[j] for j in remaining],
-                                          [candidates.numbers[j] for j in remaining], config.select, config.min_rmsd)
-        chosen = [remaining[k] for k in picked]
+        chosen = pick(remaining)
         failed = None
         for j in chosen:
             if j in labelled:
