@@ -105,6 +105,26 @@ def test_a_frame_the_labeller_cannot_label_is_skipped_and_the_next_one_enters():
     assert labels[0]["E"] == pytest.approx((top + 0.001).sum())
 
 
+def test_a_labelled_frame_beyond_max_label_force_is_skipped():
+    from physnetjax.learn.config import LearnConfig
+    from physnetjax.learn.explore import Candidates
+    from physnetjax.learn.loop import select_and_label
+
+    rng = np.random.default_rng(7)
+    positions = [rng.normal(size=(3, 3)) for _ in range(3)]
+    candidates = Candidates([np.array([1, 1, 8])] * 3, positions, np.array([3.0, 2.0, 1.0]), ["a", "b", "c"])
+
+    def label(atoms):
+        force = 60.0 if np.array_equal(atoms.positions, positions[0]) else 1.0
+        return {"E": 0.0, "F": np.full((3, 3), force / np.sqrt(3.0))}   # |F_i| = 60 or 1 eV/Å
+
+    chosen, _, failures = select_and_label(candidates, LearnConfig(select=2, min_rmsd=0.01, max_label_force=50.0),
+                                           label)
+    assert chosen == [1, 2] and len(failures) == 1 and failures[0].startswith("a: ValueError: largest labelled force 60")
+    chosen, _, failures = select_and_label(candidates, LearnConfig(select=2, min_rmsd=0.01), label)
+    assert chosen == [0, 1] and failures == []
+
+
 def test_random_baseline_ignores_the_spread_and_is_seeded():
     from physnetjax.learn.config import LearnConfig
     from physnetjax.learn.explore import Candidates

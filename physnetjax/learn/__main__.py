@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--friction", type=float, default=d.friction, help="Langevin friction in 1/fs")
     add("--max-force", type=float, default=d.max_force, help="MD stops (blow-up) past this |F| in eV/Å")
     add("--uncertainty-threshold", type=float, help="only frames with a force spread (eV/Å) past it are candidates")
+    add("--max-label-force", type=float,
+        help="skip a labelled frame whose largest |F_i| exceeds this (eV/Å): a geometry far from thermal")
     add("--labeller", default=d.labeller, choices=["GFN2-xTB", "GFN1-xTB", "IPEA1-xTB"], help="tblite method")
     add("--charge", type=float, default=d.charge, help="total charge in e")
     add("--ensemble", type=int, default=d.ensemble, help="ensemble members K (>= 2)")

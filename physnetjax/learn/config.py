@@ -27,7 +27,8 @@ class LearnConfig:
     (:mod:`physnetjax.learn.selection`, radius ``min_rmsd`` Å; with
     ``uncertainty_threshold`` only frames whose spread passes it are candidates), labels
     them and retrains with ``--init-from`` the previous round's checkpoint;
-    ``selection`` "random" takes random MD frames instead (a baseline to compare against).
+    ``selection`` "random" takes random MD frames instead (a baseline to compare against);
+    a labelled frame with a force |F_i| above ``max_label_force`` eV/Å is skipped.
     Training: the trainer's settings of the same names; ``retrain_epochs`` (None →
     ``epochs``) for rounds ≥ 1.
     """
@@ -49,6 +50,7 @@ class LearnConfig:
     friction: float = 0.01
     max_force: float = 100.0
     uncertainty_threshold: Optional[float] = None
+    max_label_force: Optional[float] = None
     labeller: str = "GFN2-xTB"
     charge: float = 0.0
 
@@ -82,6 +84,8 @@ class LearnConfig:
                              f"received {self.ensemble}")
         if not self.temperatures or min(self.temperatures) <= 0:
             raise ValueError(f"temperatures must be one or more values > 0 K, received {list(self.temperatures)}")
+        if self.max_label_force is not None and not self.max_label_force > 0:
+            raise ValueError(f"max_label_force must be > 0 eV/Å, received {self.max_label_force}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, received {self.selection!r}")
         if not self.min_rmsd > 0:

@@ -139,7 +139,8 @@ def select_and_label(candidates, config: LearnConfig, label: Labeller, round_ind
     "random" (the baseline of a comparison) takes the candidates in a random order seeded
     by (``config.seed``, ``round_index``), ignoring the spread.
     A frame the labeller cannot label (it raises, e.g. an SCF that does not converge on a
-    distorted geometry) is logged, recorded as ``"origin: error"`` and removed from the
+    distorted geometry), or whose largest labelled |F_i| exceeds ``config.max_label_force``
+    eV/Å (a geometry far outside the thermal ensemble), is logged, recorded as ``"origin: error"`` and removed from the
     candidates, and the selection is redone without it: frames chosen before it in the
     ranking are unchanged (their labels are kept), and the frames it excluded may now enter.
     """
@@ -164,6 +165,10 @@ def select_and_label(candidates, config: LearnConfig, label: Labeller, round_ind
             try:
                 labelled[j] = checked_labels(label(_atoms(candidates, j)), len(candidates.numbers[j]),
                                              f"labeller on {candidates.origins[j]}")
+                largest = float(np.linalg.norm(labelled[j]["F"], axis=-1).max())
+                if config.max_label_force is not None and largest > config.max_label_force:
+                    raise ValueError(f"largest labelled force {largest:.4g} eV/Å > max_label_force "
+                                     f"{config.max_label_force:g} eV/Å")
             except Exception as error:
                 logger.warning("cannot label %s (%s: %s): skipped", candidates.origins[j], type(error).__name__, error)
                 failures.append(f"{candidates.origins[j]}: {type(error).__name__}: {error}")
