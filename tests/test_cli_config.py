@@ -17,6 +17,8 @@ from physnetjax.check.__main__ import main as check_main
 from physnetjax.cli_config import CONFIG_NAME, parse_args, read_config, write_resolved_config
 from physnetjax.eval.cli import build_parser as eval_parser
 from physnetjax.eval.cli import main as eval_main
+from physnetjax.learn.__main__ import build_parser as learn_parser
+from physnetjax.learn.__main__ import main as learn_main
 from physnetjax.md.__main__ import build_parser as md_parser
 from physnetjax.md.__main__ import main as md_main
 from physnetjax.spectra.__main__ import build_parser as spectra_parser
@@ -44,6 +46,7 @@ CLIS = [
     ("md", md_main, [], md_parser, ["--geometry", "g.xyz"]),
     ("check", check_main, [], check_parser, []),
     ("eval", eval_main, [], eval_parser, ["--data", "d.npz"]),
+    ("learn", learn_main, [], learn_parser, []),
     ("spectra harmonic", spectra_main, ["harmonic"], _subparser("harmonic"),
      ["--checkpoint", "c", "--geometry", "g.xyz", "--out", "o"]),
     ("spectra ir", spectra_main, ["ir"], _subparser("ir"),
@@ -80,7 +83,8 @@ def test_every_option_of_every_cli_is_a_key_of_its_template(capsys, tmp_path, na
     # the unedited template as --config gives exactly the options of no config file
     path = tmp_path / "template.toml"
     path.write_text(text)
-    top = {"train": train_parser, "md": md_parser, "check": check_parser, "eval": eval_parser}.get(name, spectra_parser)
+    top = {"train": train_parser, "md": md_parser, "check": check_parser, "eval": eval_parser,
+           "learn": learn_parser}.get(name, spectra_parser)
     assert options_of(parse_args(top(), [*prefix, "--config", str(path), *required]), name) == (
         options_of(parse_args(top(), [*prefix, *required]), name))
 

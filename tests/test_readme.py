@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 MARKER = re.compile(r"<!--\s*readme-test:\s*(.*?)\s*-->")
 FENCE = re.compile(r"^```(\w*)\s*$")
-TOOLS = ("train", "md", "eval", "check", "migrate", "spectra", "ensemble", "data.generate")
+TOOLS = ("train", "md", "eval", "check", "migrate", "spectra", "ensemble", "data.generate", "learn")
 SUBCOMMANDS = {"spectra": ("harmonic", "ir"), "ensemble": ("combine", "calibrate")}
 OTHER_SCRIPTS = ("tests/mutation/run.py", "benchmarks/run_all.py")
 
@@ -183,7 +183,7 @@ def parse(tool: str, argv: list[str]) -> None:
         return
     builders = {"train": "physnetjax.train.cli", "md": "physnetjax.md.__main__", "eval": "physnetjax.eval.cli",
                 "check": "physnetjax.check.__main__", "migrate": "physnetjax.migrate",
-                "spectra": "physnetjax.spectra.__main__"}
+                "spectra": "physnetjax.spectra.__main__", "learn": "physnetjax.learn.__main__"}
     importlib.import_module(builders[tool]).build_parser().parse_args(argv)
 
 
@@ -239,6 +239,10 @@ def test_documented_command_runs_with_tiny_sizes(tmp_path, line, tool, arguments
         argv += ["--valid", "20", "--test", "20", "--train", "40", "--no-plots", "--no-progress"]
     if tool == "check":
         argv += ["--quick"]
+    if tool == "learn":   # the last value of an option wins: one tiny round
+        argv += ["--rounds", "1", "--select", "2", "--initial-frames", "10", "--test-frames", "5", "--md-steps", "20",
+                 "--save-every", "4", "--temperatures", "300", "--ensemble", "2", "--features", "8", "--epochs", "1",
+                 "--retrain-epochs", "1", "--batch-size", "16"]
     (work / "runs").mkdir()
     env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
     done = subprocess.run([sys.executable, "-m", f"physnetjax.{tool}", *argv], cwd=work, env=env,

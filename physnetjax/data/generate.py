@@ -70,6 +70,31 @@ NORMAL_MODE_DELTA = 0.005
 """Å: central-difference step of the Hessian of normal-mode sampling."""
 
 
+def tblite_calculator(method: str = "GFN2-xTB", charge: float = 0.0):
+    """A tblite ASE calculator for ``method`` at total ``charge`` (e); ValueError naming the extra when missing."""
+    try:
+        from tblite.ase import TBLite
+    except ImportError as error:
+        raise ValueError("labelling needs tblite: pip install 'physnetjax[xtb]'") from error
+    return TBLite(method=method, charge=charge, verbosity=0)
+
+
+def labels_of(atoms) -> dict:
+    """The labels of ``atoms`` from its attached calculator, in the units of the module docstring.
+
+    Returns ``R`` (n, 3) Å, ``E`` eV, ``F`` (n, 3) eV/Å, ``D`` (3,) e·Å about the origin,
+    ``Qa`` (n,) e. The forces are the raw −dE/dR: with a FixCom constraint applied ASE
+    would return f − m λ (λ = Σ m f / Σ m²), which carries a spurious net force Σ f ≠ 0.
+    """
+    return {
+        "R": atoms.get_positions(),
+        "E": atoms.get_potential_energy(),
+        "F": atoms.get_forces(apply_constraint=False),
+        "D": atoms.get_dipole_moment(),
+        "Qa": atoms.get_charges(),
+    }
+
+
 def generate(
     molecule: str = "CH3CH2OH",
     frames: int = 1000,
@@ -108,13 +133,9 @@ def generate(
     """
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, received {sampling!r}")
-    try:
-        from tblite.ase import TBLite
-    except ImportError as error:
-        raise ValueError("labelling needs tblite: pip install 'physnetjax[xtb]'") from error
-
+    calculator = tblite_calculator(method, charge)
     atoms = _structure(molecule)
-    atoms.calc = TBLite(method=method, charge=charge, verbosity=0)
+    atoms.calc = calculator
     rng = np.random.default_rng(seed)
     n = len(atoms)
     out = {
@@ -131,13 +152,8 @@ def generate(
         configurations = _normal_mode_configurations(atoms, frames, temperature, rng)
     start = time.perf_counter()
     for k, _ in enumerate(configurations):
-        out["R"][k] = atoms.get_positions()
-        out["E"][k] = atoms.get_potential_energy()
-        # The raw GFN2 forces: with constraints applied, FixCom would return f − m λ
-        # (λ = Σ m f / Σ m²), which carries a spurious net force Σ f ≠ 0.
-        out["F"][k] = atoms.get_forces(apply_constraint=False)
-        out["D"][k] = atoms.get_dipole_moment()
-        out["Qa"][k] = atoms.get_charges()
+        for key, value in labels_of(atoms).items():
+            out[key][k] = value
         if (k + 1) % 100 == 0:
             logger.info("%d/%d frames, %.1f s", k + 1, frames, time.perf_counter() - start)
     out["Z"] = np.tile(atoms.get_atomic_numbers().astype(np.int8), (frames, 1))

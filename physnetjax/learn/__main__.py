@@ -1,0 +1,97 @@
+"""Command line: ``python -m physnetjax.learn --out RUN [--rounds N --select M --temperatures T ...]``.
+
+Runs :func:`physnetjax.learn.loop.run_learning` and prints the report table; running
+the same command again on the same ``--out`` resumes after the last finished round
+(``--rounds`` may be raised to add rounds). Options may come from a TOML file
+(``--config``, ``--print-config``: :mod:`physnetjax.cli_config`); the options used are
+kept in ``RUN/config.toml``.
+
+Exit status (:mod:`physnetjax.cli_errors`): 0 done; 2 bad input (argument values,
+data files, a run directory holding other settings, tblite missing); 4 a training run
+stopped (its force check failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from physnetjax.cli_config import CONFIG_NAME, add_config_options, parse_args, write_resolved_config
+from physnetjax.cli_errors import cli_main
+from physnetjax.learn.config import SELECTIONS, LearnConfig
+
+DEFAULTS = LearnConfig()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = DEFAULTS
+    parser = argparse.ArgumentParser(prog="python -m physnetjax.learn",
+                                     description="Active learning: MD with an ensemble, label the most uncertain "
+                                                 "diverse frames (GFN2-xTB), retrain; repeat.")
+    add = parser.add_argument
+    add("--out", default=d.out, help="run directory (an existing one is resumed)")
+    add("--data", help="initial frames (.npz or ASE file); default: the bundled ethanol GFN2-xTB set")
+    add("--initial-frames", type=int, help="random initial frames taken from --data (default: all; 50 of the "
+                                           "bundled set)")
+    add("--test", help="test frames for the per-round test error")
+    add("--test-frames", type=int, default=d.test_frames,
+        help="bundled set without --test: this many further bundled frames as the test set (0: none)")
+    add("--rounds", type=int, default=d.rounds, help="acquisition rounds after the initial training")
+    add("--select", type=int, default=d.select, help="frames labelled per round")
+    add("--selection", default=d.selection, choices=list(SELECTIONS),
+        help="uncertain-diverse (by ensemble spread, RMSD-separated) or random (a baseline)")
+    add("--min-rmsd", type=float, default=d.min_rmsd, help="selection: exclusion radius in Å (aligned RMSD)")
+    add("--temperatures", type=float, nargs="+", default=list(d.temperatures), help="MD temperatures in K")
+    add("--md-ensemble", default=d.md_ensemble, choices=["nve", "langevin", "nvt-nhc", "csvr"], help="MD ensemble")
+    add("--md-steps", type=int, default=d.md_steps, help="MD steps per temperature and round")
+    add("--timestep", type=float, default=d.timestep_fs, help="MD time step in fs")
+    add("--save-every", type=int, default=d.save_every, help="steps between candidate frames")
+    add("--friction", type=float, default=d.friction, help="Langevin friction in 1/fs")
+    add("--max-force", type=float, default=d.max_force, help="MD stops (blow-up) past this |F| in eV/Å")
+    add("--uncertainty-threshold", type=float, help="only frames with a force spread (eV/Å) past it are candidates")
+    add("--max-label-force", type=float,
+        help="skip a labelled frame whose largest |F_i| exceeds this (eV/Å): a geometry far from thermal")
+    add("--labeller", default=d.labeller, choices=["GFN2-xTB", "GFN1-xTB", "IPEA1-xTB"], help="tblite method")
+    add("--charge", type=float, default=d.charge, help="total charge in e")
+    add("--ensemble", type=int, default=d.ensemble, help="ensemble members K (>= 2)")
+    add("--features", type=int, default=d.features)
+    add("--max-degree", type=int, default=d.max_degree)
+    add("--num-iterations", type=int, default=d.num_iterations)
+    add("--num-basis-functions", type=int, default=d.num_basis_functions)
+    add("--cutoff", type=float, default=d.cutoff, help="Å")
+    add("--epochs", type=int, default=d.epochs, help="epochs of round 0")
+    add("--retrain-epochs", type=int, help="epochs of rounds >= 1 (default: --epochs)")
+    add("--batch-size", type=int, default=d.batch_size)
+    add("--learning-rate", type=float, default=d.learning_rate)
+    add("--valid", type=float, default=d.valid, help="validation fraction (< 1) or count of each round's data")
+    add("--max-time", type=float, help="training-time budget per round in s")
+    add("--seed", type=int, default=d.seed)
+    add("--progress", action="store_true", help="progress bars of the training runs")
+    add("--verbose", action="store_true")
+    add_config_options(parser)
+    return parser
+
+
+@cli_main("python -m physnetjax.learn")
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parse_args(parser, argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, force=True)
+    values = {key: value for key, value in vars(args).items() if key != "verbose"}
+    values["timestep_fs"] = values.pop("timestep")
+    config = LearnConfig(**values)
+    from physnetjax.learn.loop import run_learning
+    from physnetjax.learn.report import report_lines
+
+    Path(config.out).mkdir(parents=True, exist_ok=True)
+    write_resolved_config(parser, args, Path(config.out) / CONFIG_NAME)
+    report = run_learning(config)
+    print("\n".join(report_lines(report["rounds"])))
+    print(f"report: {Path(config.out) / 'report.json'}" + (f"; plot: {report['plot']}" if report["plot"] else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Every setting of an active-learning run, as one JSON-serialisable dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from physnetjax.md.ensembles import ENSEMBLES
+
+SELECTIONS = ("uncertain-diverse", "random")
+RESUME_CHANGES = ("rounds", "progress")
+"""Settings a resumed run may change (more rounds); any other would mix two different runs."""
+
+
+@dataclasses.dataclass
+class LearnConfig:
+    """Settings of one loop (units: Å, eV, K, fs).
+
+    Data: ``data`` file (None → the bundled ethanol GFN2-xTB set), of which
+    ``initial_frames`` random frames (seeded) start the loop (None: all of a file; 50 of
+    the bundled set); ``test`` file for the per-round test error, or, with the bundled
+    set and no ``test``, ``test_frames`` further bundled frames disjoint from the
+    initial ones (0: no test set).
+    Rounds: round 0 trains the first ensemble; each of the ``rounds`` following ones runs
+    ``md_steps`` steps of ``md_ensemble`` MD at every temperature of ``temperatures``
+    with the previous ensemble, selects up to ``select`` frames
+    (:mod:`physnetjax.learn.selection`, radius ``min_rmsd`` Å; with
+    ``uncertainty_threshold`` only frames whose spread passes it are candidates), labels
+    them and retrains with ``--init-from`` the previous round's checkpoint;
+    ``selection`` "random" takes random MD frames instead (a baseline to compare against);
+    a labelled frame with a force |F_i| above ``max_label_force`` eV/Å is skipped.
+    Training: the trainer's settings of the same names; ``retrain_epochs`` (None →
+    ``epochs``) for rounds ≥ 1.
+    """
+
+    out: str = "learn-run"
+    data: Optional[str] = None
+    initial_frames: Optional[int] = None
+    test: Optional[str] = None
+    test_frames: int = 100
+    rounds: int = 4
+    select: int = 50
+    selection: str = "uncertain-diverse"
+    min_rmsd: float = 0.1
+    temperatures: tuple = (300.0, 500.0, 800.0)
+    md_ensemble: str = "langevin"
+    md_steps: int = 2000
+    timestep_fs: float = 0.5
+    save_every: int = 10
+    friction: float = 0.01
+    max_force: float = 100.0
+    uncertainty_threshold: Optional[float] = None
+    max_label_force: Optional[float] = None
+    labeller: str = "GFN2-xTB"
+    charge: float = 0.0
+
+    ensemble: int = 4
+    features: int = 32
+    max_degree: int = 1
+    num_iterations: int = 2
+    num_basis_functions: int = 16
+    cutoff: float = 5.0
+    epochs: int = 40
+    retrain_epochs: Optional[int] = None
+    batch_size: int = 16
+    learning_rate: float = 3e-3
+    valid: float = 0.1
+    max_time: Optional[float] = None
+    seed: int = 0
+    progress: bool = False
+
+    def __post_init__(self):
+        self.temperatures = tuple(float(t) for t in self.temperatures)
+        for name in ("rounds",):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, received {getattr(self, name)}")
+        for name in ("select", "md_steps", "save_every", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, received {getattr(self, name)}")
+        if self.md_steps % self.save_every:
+            raise ValueError(f"md_steps ({self.md_steps}) must be a multiple of save_every ({self.save_every})")
+        if self.ensemble < 2:
+            raise ValueError(f"the loop selects by the ensemble spread: ensemble must be >= 2 members, "
+                             f"received {self.ensemble}")
+        if not self.temperatures or min(self.temperatures) <= 0:
+            raise ValueError(f"temperatures must be one or more values > 0 K, received {list(self.temperatures)}")
+        if self.max_label_force is not None and not self.max_label_force > 0:
+            raise ValueError(f"max_label_force must be > 0 eV/Å, received {self.max_label_force}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, received {self.selection!r}")
+        if not self.min_rmsd > 0:
+            raise ValueError(f"min_rmsd must be > 0 Å, received {self.min_rmsd}")
+        if self.md_ensemble not in ENSEMBLES or self.md_ensemble == "npt":
+            raise ValueError(f"md_ensemble must be one of {[e for e in ENSEMBLES if e != 'npt']}, "
+                             f"received {self.md_ensemble!r}")
+        if self.initial_frames is not None and self.initial_frames < 2:
+            raise ValueError(f"initial_frames must be >= 2 (a training and a validation frame), "
+                             f"received {self.initial_frames}")
+        if self.test_frames < 0:
+            raise ValueError(f"test_frames must be >= 0, received {self.test_frames}")
+        if self.retrain_epochs is not None and self.retrain_epochs < 1:
+            raise ValueError(f"retrain_epochs must be >= 1, received {self.retrain_epochs}")
+
+    def to_dict(self) -> dict:
+        settings = dataclasses.asdict(self)
+        settings["temperatures"] = list(self.temperatures)
+        return settings
+
+    def changed_from(self, recorded: dict) -> list[str]:
+        """Names of the settings that differ from ``recorded`` (a :meth:`to_dict`), resumable ones excluded."""
+        mine = self.to_dict()
+        return sorted(key for key in mine if key not in RESUME_CHANGES and recorded.get(key) != mine[key])

@@ -1,0 +1,110 @@
+"""Exploration: MD with the current ensemble at each temperature, collecting candidate frames and their spread.
+
+Each run is :func:`physnetjax.md.driver.simulate` in flag mode: every saved frame's
+``max_forces_std_eV_per_A`` (largest per-atom force spread of the members, eV/Å) is
+logged to ``md-<T>K.xyz.jsonl`` beside the trajectory. A run that blows up
+(:class:`~physnetjax.md.driver.MDInstabilityError`: NaN, |F| > ``max_force``) keeps the
+frames written before it — exactly the region the model does not know — and the loop
+goes on. Frames with two atoms closer than
+:data:`physnetjax.validation.MIN_DISTANCE_ERROR` Å (no meaningful label) or a non-finite
+spread are not candidates; the latter are counted (``non_finite_spreads``), and make the
+run's mean/max spread NaN, which the report shows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import ase
+import ase.io
+import numpy as np
+
+from physnetjax.checkpoint import load_checkpoint
+from physnetjax.data import Dataset
+from physnetjax.jsonlines import read_log
+from physnetjax.md.driver import MDInstabilityError, simulate
+from physnetjax.validation import MIN_DISTANCE_ERROR, trained_elements_of
+
+logger = logging.getLogger(__name__)
+
+SPREAD_KEY = "max_forces_std_eV_per_A"
+
+
+@dataclasses.dataclass
+class Candidates:
+    """Saved MD frames: (n_j,) numbers, (n_j, 3) positions in Å, spreads (M,) eV/Å, and where each came from."""
+
+    numbers: list
+    positions: list
+    spreads: np.ndarray
+    origins: list
+
+
+def start_geometry(data: Dataset, seed: int) -> ase.Atoms:
+    """A frame of ``data`` drawn with ``seed``, as atoms without momenta (MD draws them at its temperature)."""
+    k = int(np.random.default_rng(seed).integers(len(data)))
+    n = int(data.N[k])
+    return ase.Atoms(numbers=data.Z[k, :n], positions=data.R[k, :n])
+
+
+def explore(checkpoint, data: Dataset, directory, config, round_index: int) -> tuple[Candidates, list]:
+    """Run the MD of one round; returns the candidates and one summary dict per temperature.
+
+    ``config`` is the loop's :class:`~physnetjax.learn.config.LearnConfig`; the seed of the
+    run at temperature number t is ``config.seed + 1000 * round_index + t`` (start frame,
+    momenta, thermostat noise).
+    """
+    model, params, metadata = load_checkpoint(checkpoint)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    numbers, positions, spreads, origins, summaries = [], [], [], [], []
+    for t, temperature in enumerate(config.temperatures):
+        seed = config.seed + 1000 * round_index + t
+        out = directory / f"md-{temperature:g}K.xyz"
+        blew_up = None
+        try:
+            simulate(model, params, start_geometry(data, seed), ensemble=config.md_ensemble,
+                     temperature_K=temperature, timestep_fs=config.timestep_fs, steps=config.md_steps, out=str(out),
+                     save_every=config.save_every, chunk_frames=min(100, config.md_steps // config.save_every),
+                     friction=config.friction, seed=seed, max_force=config.max_force,
+                     trained_elements=trained_elements_of(metadata), on_uncertainty="flag",
+                     uncertainty_threshold=config.uncertainty_threshold)
+        except MDInstabilityError as error:
+            blew_up = str(error)
+            logger.warning("round %d, %g K: MD stopped (%s); its frames up to there are candidates",
+                           round_index, temperature, error)
+        frames = ase.io.read(out, ":") if out.exists() else []
+        log = read_log(f"{out}.jsonl")
+        if len(log) != len(frames):
+            raise RuntimeError(f"{out}: {len(frames)} frames but {len(log)} log records")
+        run_spreads = np.array([record[SPREAD_KEY] for record in log], np.float64)
+        kept = 0
+        for k, (atoms, spread) in enumerate(zip(frames, run_spreads)):
+            if not np.isfinite(spread) or _closest_distance(atoms.positions) < MIN_DISTANCE_ERROR:
+                continue
+            if config.uncertainty_threshold is not None and spread < config.uncertainty_threshold:
+                continue
+            numbers.append(atoms.numbers.copy())
+            positions.append(atoms.positions.copy())
+            spreads.append(spread)
+            origins.append(f"{out.name}[{k}]")
+            kept += 1
+        summaries.append({
+            "temperature_K": temperature,
+            "frames": len(frames),
+            "candidates": kept,
+            "mean_spread_eV_per_A": float(run_spreads.mean()) if len(run_spreads) else None,
+            "max_spread_eV_per_A": float(run_spreads.max()) if len(run_spreads) else None,
+            "non_finite_spreads": int(np.sum(~np.isfinite(run_spreads))),
+            "blew_up": blew_up,
+        })
+    return Candidates(numbers, positions, np.array(spreads, np.float64), origins), summaries
+
+
+def _closest_distance(positions: np.ndarray) -> float:
+    if len(positions) < 2:
+        return np.inf
+    distances = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
+    return float(distances[np.triu_indices(len(positions), 1)].min())

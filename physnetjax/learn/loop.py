@@ -1,0 +1,206 @@
+"""The active-learning loop: train → explore (MD) → select → label → append → retrain, for N rounds.
+
+Run directory ``OUT/``::
+
+    state.json          settings + one summary per finished round (physnetjax.learn.state)
+    initial.npz         the starting frames;  test.npz  the test frames (if any)
+    round-000/          data.npz (training frames)  train/ (trainer run: best, metrics.json, ...)
+    round-001/          explore/ (md-<T>K.xyz + .jsonl per temperature)
+                        selected.npz (the labelled new frames)  data.npz = previous data.npz + selected
+                        train/ (started --init-from round-000/train/best)
+    ...
+    report.json, learning_curve.png
+
+Resumption: a round listed in ``state.json`` is finished and never recomputed; a
+``round-NNN/`` directory that is not listed was interrupted, and is removed and redone
+from its start (its MD, selection and labels are deterministic given the settings and
+seeds, so the result equals that of an uninterrupted run).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import ase
+import numpy as np
+
+from physnetjax.data import bundled_dataset_path, concatenate, load_dataset
+from physnetjax.errors import PhysNetInputError
+from physnetjax.learn.config import RESUME_CHANGES, LearnConfig
+from physnetjax.learn.evaluate import test_errors
+from physnetjax.learn.explore import explore
+from physnetjax.learn.frames import labelled_frames, save_frames
+from physnetjax.learn.labellers import Labeller, checked_labels, xtb_labeller
+from physnetjax.learn.report import write_report
+from physnetjax.learn.selection import select_uncertain_diverse
+from physnetjax.learn.state import read_state, round_dir, write_state
+from physnetjax.train import TrainConfig, train
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_INITIAL_FRAMES = 50
+
+
+def run_learning(config: LearnConfig, labeller: Labeller | None = None) -> dict:
+    """Run (or resume) the loop in ``config.out``; returns the final report (:mod:`physnetjax.learn.report`).
+
+    ``labeller`` (see :mod:`physnetjax.learn.labellers`) defaults to
+    ``xtb_labeller(config.labeller, config.charge)``.
+
+    Raises:
+      PhysNetInputError: ``config.out`` holds a run with other settings (only
+        :data:`~physnetjax.learn.config.RESUME_CHANGES` may change).
+    """
+    label = labeller if labeller is not None else xtb_labeller(config.labeller, config.charge)
+    run_dir = Path(config.out)
+    state = read_state(run_dir)
+    if state is not None:
+        changed = config.changed_from(state["settings"])
+        if changed:
+            raise PhysNetInputError(f"{run_dir} holds a run with other settings {changed}; only {list(RESUME_CHANGES)} "
+                                    "may change when resuming: pick another --out")
+        rounds = state["rounds"]
+        logger.info("resuming %s after %d finished round(s)", run_dir, len(rounds))
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_start_data(config, run_dir)
+        rounds = []
+        write_state(run_dir, config.to_dict(), rounds)
+    test = load_dataset(run_dir / "test.npz") if (run_dir / "test.npz").exists() else None
+    for index in range(len(rounds), config.rounds + 1):
+        directory = round_dir(run_dir, index)
+        if directory.exists():
+            logger.info("round %d was interrupted: redoing it from its start", index)
+            shutil.rmtree(directory)
+        rounds.append(_run_round(config, run_dir, index, label, test))
+        write_state(run_dir, config.to_dict(), rounds)
+    return write_report(run_dir, rounds[: config.rounds + 1])
+
+
+def _write_start_data(config: LearnConfig, run_dir: Path) -> None:
+    """``initial.npz`` (and ``test.npz``) from the data file or the bundled set (see LearnConfig)."""
+    bundled = config.data is None
+    source = load_dataset(bundled_dataset_path() if bundled else config.data)
+    count = config.initial_frames or (BUNDLED_INITIAL_FRAMES if bundled else len(source))
+    test_count = config.test_frames if bundled and config.test is None else 0
+    if count + test_count > len(source):
+        raise PhysNetInputError(f"{'the bundled set' if bundled else config.data} has {len(source)} frames, fewer "
+                                f"than the {count} initial (+ {test_count} test) frames asked for")
+    order = np.random.default_rng(config.seed).permutation(len(source))
+    save_frames(source.subset(np.sort(order[:count])), run_dir / "initial.npz")
+    if config.test is not None:
+        save_frames(load_dataset(config.test), run_dir / "test.npz")
+    elif test_count:
+        save_frames(source.subset(np.sort(order[count: count + test_count])), run_dir / "test.npz")
+
+
+def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, test) -> dict:
+    start = time.monotonic()
+    directory = round_dir(run_dir, index)
+    directory.mkdir(parents=True)
+    summary = {"round": index, "md": [], "selected": 0}
+    if index == 0:
+        data = load_dataset(run_dir / "initial.npz")
+        init_from = None
+    else:
+        previous = round_dir(run_dir, index - 1)
+        data = load_dataset(previous / "data.npz")
+        init_from = previous / "train" / "best"
+        candidates, summary["md"] = explore(init_from, data, directory / "explore", config, index)
+        chosen, labels, failures = select_and_label(candidates, config, label, index)
+        summary["label_failures"] = failures
+        if chosen:
+            new = labelled_frames([candidates.numbers[j] for j in chosen], [candidates.positions[j] for j in chosen],
+                                  labels, config.charge, f"round-{index:03d}/selected")
+            save_frames(new, directory / "selected.npz")
+            data = concatenate([data, new])
+        summary["selected"] = len(chosen)
+        summary["selected_spreads_eV_per_A"] = [float(candidates.spreads[j]) for j in chosen]
+        summary.update(_spread_summary(summary["md"]))
+    save_frames(data, directory / "data.npz")
+    trained = train(_train_config(config, directory, index, init_from))
+    summary["frames"] = len(data)
+    summary["valid"] = trained["valid"]
+    summary["test"] = test_errors(directory / "train" / "best", test) if test is not None else None
+    summary["time_s"] = time.monotonic() - start
+    logger.info("round %d: %d frames (%d new), test forces MAE %s eV/Å", index, len(data), summary["selected"],
+                summary["test"] and summary["test"]["forces_mae"])
+    return summary
+
+
+def select_and_label(candidates, config: LearnConfig, label: Labeller, round_index: int = 0
+                     ) -> tuple[list, list, list]:
+    """(chosen candidate indices, their labels, failures) for up to ``config.select`` frames.
+
+    ``config.selection`` "uncertain-diverse" chooses by :func:`select_uncertain_diverse`;
+    "random" (the baseline of a comparison) takes the candidates in a random order seeded
+    by (``config.seed``, ``round_index``), ignoring the spread.
+    A frame the labeller cannot label (it raises, e.g. an SCF that does not converge on a
+    distorted geometry), or whose largest labelled |F_i| exceeds ``config.max_label_force``
+    eV/Å (a geometry far outside the thermal ensemble), is logged, recorded as ``"origin: error"`` and removed from the
+    candidates, and the selection is redone without it: frames chosen before it in the
+    ranking are unchanged (their labels are kept), and the frames it excluded may now enter.
+    """
+    order = np.random.default_rng([config.seed, round_index]).permutation(len(candidates.spreads))
+
+    def pick(remaining: list) -> list:
+        if config.selection == "random":
+            allowed = set(remaining)
+            return [int(j) for j in order if j in allowed][: config.select]
+        picked = select_uncertain_diverse(candidates.spreads[remaining], [candidates.positions[j] for j in remaining],
+                                          [candidates.numbers[j] for j in remaining], config.select, config.min_rmsd)
+        return [remaining[k] for k in picked]
+
+    remaining = list(range(len(candidates.spreads)))
+    labelled, failures = {}, []
+    while remaining:
+        chosen = pick(remaining)
+        failed = None
+        for j in chosen:
+            if j in labelled:
+                continue
+            try:
+                labelled[j] = checked_labels(label(_atoms(candidates, j)), len(candidates.numbers[j]),
+                                             f"labeller on {candidates.origins[j]}")
+                largest = float(np.linalg.norm(labelled[j]["F"], axis=-1).max())
+                if config.max_label_force is not None and largest > config.max_label_force:
+                    raise ValueError(f"largest labelled force {largest:.4g} eV/Å > max_label_force "
+                                     f"{config.max_label_force:g} eV/Å")
+            except Exception as error:
+                logger.warning("cannot label %s (%s: %s): skipped", candidates.origins[j], type(error).__name__, error)
+                failures.append(f"{candidates.origins[j]}: {type(error).__name__}: {error}")
+                failed = j
+                break
+        if failed is None:
+            return chosen, [labelled[j] for j in chosen], failures
+        remaining.remove(failed)
+    return [], [], failures
+
+
+def _spread_summary(runs: list) -> dict:
+    """Mean (over every saved frame of every temperature) and max of the MD's per-frame spread, eV/Å."""
+    saved = [run for run in runs if run["frames"]]
+    frames = sum(run["frames"] for run in saved)
+    return {
+        "md_mean_spread_eV_per_A": (sum(run["mean_spread_eV_per_A"] * run["frames"] for run in saved) / frames
+                                    if frames else None),
+        "md_max_spread_eV_per_A": float(np.max([run["max_spread_eV_per_A"] for run in saved])) if saved else None,
+    }
+
+
+def _atoms(candidates, j: int) -> ase.Atoms:
+    return ase.Atoms(numbers=candidates.numbers[j], positions=candidates.positions[j])
+
+
+def _train_config(config: LearnConfig, directory: Path, index: int, init_from) -> TrainConfig:
+    epochs = config.epochs if index == 0 or config.retrain_epochs is None else config.retrain_epochs
+    return TrainConfig(
+        data=[str(directory / "data.npz")], valid=config.valid, test=0, features=config.features,
+        max_degree=config.max_degree, num_iterations=config.num_iterations,
+        num_basis_functions=config.num_basis_functions, cutoff=config.cutoff, epochs=epochs,
+        batch_size=config.batch_size, learning_rate=config.learning_rate, max_time=config.max_time,
+        seed=config.seed + index, ensemble=config.ensemble, out=str(directory / "train"),
+        init_from=None if init_from is None else str(init_from), progress=config.progress, plots=False)

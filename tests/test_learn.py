@@ -1,0 +1,215 @@
+"""Active-learning loop (issue 16, item 6) on a tiny budget with a stub labeller: interrupted during round 1's
+labelling and resumed, round 0 is not retrained and the run ends where an uninterrupted one ends; the
+report, plot and state; a run directory with other settings is refused. Slow: uninterrupted equals resumed
+frame for frame, and a GFN2-xTB (tblite) run."""
+
+import json
+from pathlib import Path
+
+import ase
+import numpy as np
+import pytest
+
+import physnetjax.learn.loop as learn_loop
+from physnetjax.data import bundled_dataset_path, load_dataset
+from physnetjax.errors import PhysNetInputError
+from physnetjax.learn import LearnConfig, run_learning
+from physnetjax.learn.frames import labelled_frames, save_frames
+from physnetjax.learn.state import read_state, write_state
+
+SPRING = 5.0  # eV/Å², stub labeller
+
+
+def make_stub(reference):
+    """E = (k/2) Σ_{i<j} (r_ij − r0_ij)², F_i = −k Σ_j (r_ij − r0_ij) (R_i − R_j)/r_ij (analytic gradient)."""
+    r0 = np.linalg.norm(reference[:, None] - reference[None], axis=-1)
+
+    def label(atoms):
+        R = atoms.positions
+        d = R[:, None] - R[None]
+        r = np.linalg.norm(d, axis=-1) + np.eye(len(R))
+        deviation = np.where(np.eye(len(R), dtype=bool), 0.0, r - r0)
+        return {"E": 0.25 * SPRING * np.sum(deviation**2),
+                "F": -SPRING * np.sum((deviation / r)[:, :, None] * d, axis=1)}
+
+    return label
+
+
+def test_stub_labeller_forces_are_minus_the_energy_gradient():
+    bundled = load_dataset(bundled_dataset_path())
+    label = make_stub(bundled.R[0, :9])
+    atoms = ase.Atoms(numbers=bundled.Z[5, :9], positions=bundled.R[5, :9])
+    h, numeric = 1e-5, np.zeros((9, 3))
+    for i in range(9):
+        for a in range(3):
+            for sign in (1, -1):
+                moved = atoms.copy()
+                moved.positions[i, a] += sign * h
+                numeric[i, a] -= sign * label(moved)["E"] / (2 * h)
+    np.testing.assert_allclose(label(atoms)["F"], numeric, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def stub_data(tmp_path_factory):
+    """8 initial and 4 test ethanol geometries of the bundled set, relabelled by the stub."""
+    bundled = load_dataset(bundled_dataset_path())
+    label = make_stub(bundled.R[0, :9])
+    frames = [ase.Atoms(numbers=bundled.Z[k, :9], positions=bundled.R[k, :9]) for k in range(1, 13)]
+    data = labelled_frames([a.numbers for a in frames], [a.positions for a in frames],
+                           [label(a) for a in frames], 0.0, "stub")
+    directory = tmp_path_factory.mktemp("learn-data")
+    save_frames(data.subset(np.arange(8)), directory / "initial.npz")
+    save_frames(data.subset(np.arange(8, 12)), directory / "test.npz")
+    return directory, label
+
+
+def tiny_config(directory, out, **changes) -> LearnConfig:
+    settings = dict(out=str(out), data=str(directory / "initial.npz"), test=str(directory / "test.npz"), rounds=1,
+                    select=3, min_rmsd=0.01, temperatures=(300.0,), md_steps=20, save_every=4, ensemble=2,
+                    features=8, num_iterations=1, num_basis_functions=8, epochs=2, batch_size=5, valid=2)
+    settings.update(changes)
+    return LearnConfig(**settings)
+
+
+class CrashOnce:
+    """A labeller that fails on its first call (an interruption in the middle of round 1's labelling)."""
+
+    def __init__(self, label):
+        self.label, self.calls = label, 0
+
+    def __call__(self, atoms):
+        self.calls += 1
+        if self.calls == 1:
+            raise KeyboardInterrupt("simulated interruption while labelling")
+        return self.label(atoms)
+
+
+@pytest.fixture(scope="module")
+def resumed_run(stub_data, tmp_path_factory, request):
+    directory, label = stub_data
+    out = tmp_path_factory.mktemp("learn") / "run"
+    config = tiny_config(directory, out)
+    with pytest.raises(KeyboardInterrupt):
+        run_learning(config, CrashOnce(label))
+    crashed = {"state": read_state(out), "round1_exists": (out / "round-001").exists(),
+               "round0_metrics": (out / "round-000" / "train" / "metrics.json").read_bytes()}
+    trained = []
+    real_train = learn_loop.train
+    patch = pytest.MonkeyPatch()
+    patch.setattr(learn_loop, "train", lambda cfg: trained.append(cfg.out) or real_train(cfg))
+    try:
+        report = run_learning(config, label)
+    finally:
+        patch.undo()
+    return out, config, crashed, trained, report, label
+
+
+def test_interrupted_loop_resumes_without_retraining_round_0(resumed_run):
+    out, config, crashed, trained, report, label = resumed_run
+    assert [r["round"] for r in crashed["state"]["rounds"]] == [0] and crashed["round1_exists"]
+    assert trained == [str(out / "round-001" / "train")]
+    assert (out / "round-000" / "train" / "metrics.json").read_bytes() == crashed["round0_metrics"]
+    state = read_state(out)
+    assert [r["round"] for r in state["rounds"]] == [0, 1]
+    # an uninterrupted run: 8 initial frames, then select=3 labelled frames (more than 3 distinct candidates)
+    assert [r["frames"] for r in report["rounds"]] == [8, 11]
+    assert [r["selected"] for r in report["rounds"]] == [0, 3]
+    assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(report))
+
+
+def test_selected_frames_are_md_frames_labelled_by_the_labeller(resumed_run):
+    out, config, crashed, trained, report, label = resumed_run
+    initial = load_dataset(out / "initial.npz")
+    data = load_dataset(out / "round-001" / "data.npz")
+    np.testing.assert_array_equal(data.R[:8], initial.R)
+    md = [a for t in config.temperatures for a in ase.io.read(out / "round-001" / "explore" / f"md-{t:g}K.xyz", ":")]
+    spreads, every = {}, []
+    for t in config.temperatures:
+        for a, record in zip(ase.io.read(out / "round-001" / "explore" / f"md-{t:g}K.xyz", ":"),
+                             map(json.loads, (out / "round-001" / "explore" / f"md-{t:g}K.xyz.jsonl").open())):
+            spreads[a.positions.tobytes()] = record["max_forces_std_eV_per_A"]
+            every.append(record["max_forces_std_eV_per_A"])
+    chosen = []
+    for k in range(8, 11):
+        atoms = ase.Atoms(numbers=data.Z[k], positions=data.R[k])
+        assert any(np.array_equal(atoms.positions, a.positions) for a in md)
+        expected = label(atoms)
+        assert data.E[k] == pytest.approx(expected["E"], rel=1e-12)
+        np.testing.assert_allclose(data.F[k], expected["F"], rtol=1e-12, atol=1e-12)
+        chosen.append(spreads[atoms.positions.tobytes()])
+    assert min(every) > 0 and chosen == sorted(chosen, reverse=True)  # (two epochs: the members differ)
+    summary = read_state(out)["rounds"][1]
+    assert summary["selected_spreads_eV_per_A"] == pytest.approx(chosen)
+    assert summary["md_max_spread_eV_per_A"] == pytest.approx(max(every))
+    assert summary["md_mean_spread_eV_per_A"] == pytest.approx(np.mean(every), rel=1e-12)
+    assert len(every) == config.md_steps // config.save_every  # every saved frame is a candidate
+    assert report["rounds"][1]["test_forces_mae"] is not None and report["rounds"][1]["test_forces_mae"] > 0
+
+
+def test_plot_is_written_or_skipped_with_a_note(resumed_run):
+    out, *_ = resumed_run
+    report = json.loads((out / "report.json").read_text())
+    if report["plot"] is not None:
+        assert (out / "learning_curve.png").stat().st_size > 0
+
+
+def test_run_directory_with_other_settings_is_refused(stub_data, tmp_path):
+    directory, label = stub_data
+    config = tiny_config(directory, tmp_path)
+    write_state(tmp_path, config.to_dict(), [])
+    with pytest.raises(PhysNetInputError, match=r"other settings \['select'\]"):
+        run_learning(tiny_config(directory, tmp_path, select=4), label)
+
+
+@pytest.mark.slow
+def test_resumed_run_equals_uninterrupted_run(resumed_run, tmp_path):
+    out, config, crashed, trained, report, label = resumed_run
+    other = tiny_config(Path(config.data).parent, tmp_path / "run")
+    straight = run_learning(other, label)
+    assert [r["frames"] for r in straight["rounds"]] == [r["frames"] for r in report["rounds"]]
+    a, b = load_dataset(out / "round-001" / "data.npz"), load_dataset(tmp_path / "run" / "round-001" / "data.npz")
+    np.testing.assert_array_equal(a.R, b.R)
+    np.testing.assert_array_equal(a.F, b.F)
+
+
+@pytest.mark.slow
+def test_cli_loop_with_gfn2_xtb_labels(tmp_path, capsys):
+    pytest.importorskip("tblite")
+    from physnetjax.learn.__main__ import main
+
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--initial-frames", "10", "--test-frames", "5", "--rounds", "1", "--select", "2",
+                 "--min-rmsd", "0.01", "--temperatures", "300", "800", "--md-steps", "20", "--save-every", "4",
+                 "--ensemble", "2", "--features", "8", "--num-iterations", "1", "--num-basis-functions", "8",
+                 "--epochs", "1", "--batch-size", "16", "--valid", "2"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("round  frames  selected") and len(printed) == 4
+    report = json.loads((out / "report.json").read_text())
+    assert [r["frames"] for r in report["rounds"]] == [10, 12]
+    assert (out / "config.toml").exists()
+    data = load_dataset(out / "round-001" / "data.npz")
+    bundled = load_dataset(bundled_dataset_path())
+    # GFN2-xTB energies of ethanol lie where the bundled GFN2-xTB set lies (same method, absolute eV)
+    assert bundled.E.min() - 1.0 < data.E[10:].min() and data.E[10:].max() < bundled.E.max() + 5.0
+    assert data.has_D.all()
+    # the labels are tblite's own, recomputed here
+    from tblite.ase import TBLite
+
+    atoms = ase.Atoms(numbers=data.Z[10], positions=data.R[10])
+    atoms.calc = TBLite(method="GFN2-xTB", verbosity=0)
+    assert data.E[10] == pytest.approx(atoms.get_potential_energy(), abs=1e-6)
+    np.testing.assert_allclose(data.F[10], atoms.get_forces(), atol=1e-6)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ensemble", "1"], "ensemble must be >= 2 members"),
+    (["--md-steps", "25", "--save-every", "10"], "must be a multiple of save_every"),
+    (["--min-rmsd", "0"], "min_rmsd must be > 0"),
+])
+def test_cli_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
+    from physnetjax.learn.__main__ import main
+
+    assert main(["--out", str(tmp_path / "run"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("python -m physnetjax.learn: error:") and message in err[0]
+    assert not (tmp_path / "run").exists()
