@@ -50,7 +50,7 @@ def test_same_parameters_with_and_without_chunks():
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("chunk", [53, 150])
+@pytest.mark.parametrize("chunk", [53, pytest.param(150, marks=pytest.mark.slow)])
 def test_periodic_results_equal_unchunked(params, periodic_batch, chunk):
     edges = int(np.sum(periodic_batch.edge_mask))
     assert periodic_batch.dst_idx.shape[0] == 290 and edges > chunk

@@ -128,6 +128,7 @@ def test_energy_error_is_second_order(ethanol, reports):
     assert 3.0 < ratio < 5.0
 
 
+@pytest.mark.slow
 def test_float64_drifts_less_than_float32(reports, fine_runs):
     """Same start, h = 1/32 fs, 2 ps: Δ(float64) < Δ(float32)/5.
 

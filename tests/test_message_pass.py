@@ -23,7 +23,8 @@ from physnetjax.message_pass import (
 )
 
 # (input degree, basis degree, output degree or None = e3x's default max of the two)
-CASES = [(0, 1, None), (0, 3, None), (2, 2, None), (3, 3, None), (1, 1, 0), (3, 3, 0), (1, 2, 2)]
+CASES = [(0, 1, None), (0, 3, None), (2, 2, None), pytest.param(3, 3, None, marks=pytest.mark.slow), (1, 1, 0), (3, 3, 0),
+         (1, 2, 2)]
 
 
 def layers_and_inputs(degree, basis_degree, max_degree, dtype):

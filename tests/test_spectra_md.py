@@ -162,6 +162,7 @@ def _verlet(nu, timestep_fs):
     return nu * np.arcsin(omega_h / 2) / (omega_h / 2)
 
 
+@pytest.mark.slow
 def test_low_temperature_spectra_peak_at_the_harmonic_frequencies(co2_spectrum, co2_harmonic):
     res = co2_spectrum
     nu, power, ir = res.frequencies_cm1, res.power_spectrum, res.ir_spectrum
@@ -177,6 +178,7 @@ def test_low_temperature_spectra_peak_at_the_harmonic_frequencies(co2_spectrum, 
     assert nu[asym][np.argmax(power[asym])] == pytest.approx(_verlet(harmonic[-1], 0.5), abs=3.0)
 
 
+@pytest.mark.slow
 def test_ir_band_over_power_band_is_the_harmonic_intensity(co2_spectrum, co2_harmonic):
     # Per mode: IR band = A |dμ/dQ|² ⟨Q̇²⟩/(k_B T/C), power band = ⟨Q̇²⟩/(k_B T/C).
     res = co2_spectrum
@@ -191,6 +193,7 @@ def test_ir_band_over_power_band_is_the_harmonic_intensity(co2_spectrum, co2_har
     assert intensity[2] < 1e-6  # symmetric stretch of CO2 is IR-inactive
 
 
+@pytest.mark.slow
 def test_power_spectrum_integrates_to_the_degrees_of_freedom(co2_spectrum):
     # ∫ S dν̃ = C_v(0) / (k_B T) = 2⟨K⟩_r / (k_B T) = n_dof T_r / T for each replica.
     res = co2_spectrum

@@ -187,6 +187,7 @@ print(json.dumps({"count": jax.device_count(), "results": results}))
 """
 
 
+@pytest.mark.slow
 def test_two_host_devices_match_one_device():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-c", TWO_DEVICES, str(DATA)], env=env, capture_output=True,
