@@ -206,6 +206,9 @@ def test_documented_command_parses(line, tool, arguments, capsys):
                     f"{capsys.readouterr().err.strip()} (exit {error.code})")
 
 
+PYTEST_FLAGS = {"--dist"}   # the README's test command passes pytest-xdist's option
+
+
 def test_every_documented_flag_exists():
     known = set()
     for tool in TOOLS:
@@ -213,6 +216,7 @@ def test_every_documented_flag_exists():
     for script in OTHER_SCRIPTS:
         done = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
         known |= set(FLAG.findall(done.stdout))
+    known |= PYTEST_FLAGS
     documented = set(FLAG.findall(README.read_text(encoding="utf-8")))
     assert not sorted(documented - known), f"README documents flags no tool has: {sorted(documented - known)}"
 
