@@ -38,6 +38,14 @@ def start_log(path, records: Iterable[dict] = ()) -> None:
     os.replace(tmp, path)
 
 
+def write_json(path, obj) -> None:
+    """Replace ``path`` with ``obj`` as indented JSON in one step (temporary file, then ``os.replace``)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def append_record(path, record: dict) -> None:
     """Append ``record`` as one line and flush it to the file."""
     with open(Path(path), "a", encoding="utf-8") as handle:

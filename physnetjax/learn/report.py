@@ -11,10 +11,10 @@ skipped, with a note in the log, when matplotlib is missing.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from pathlib import Path
+
+from physnetjax.jsonlines import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +57,7 @@ def write_report(run_dir, rounds: list) -> dict:
     run_dir = Path(run_dir)
     rows = report_rows(rounds)
     report = {"rounds": rows, "plot": _plot(rows, run_dir / "learning_curve.png")}
-    temporary = run_dir / "report.json.partial"
-    temporary.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(temporary, run_dir / "report.json")
+    write_json(run_dir / "report.json", report)
     return report
 
 

@@ -8,8 +8,9 @@ a ``round-NNN/`` directory that it does not list is an interrupted round.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from physnetjax.jsonlines import write_json
 
 STATE_VERSION = 1
 STATE_NAME = "state.json"
@@ -33,8 +34,4 @@ def read_state(run_dir) -> dict | None:
 
 def write_state(run_dir, settings: dict, rounds: list) -> None:
     """Replace ``RUN_DIR/state.json`` with ``{"version", "settings", "rounds"}`` in one step."""
-    path = Path(run_dir) / STATE_NAME
-    temporary = path.with_name(path.name + ".partial")
-    temporary.write_text(json.dumps({"version": STATE_VERSION, "settings": settings, "rounds": rounds}, indent=2)
-                         + "\n")
-    os.replace(temporary, path)
+    write_json(Path(run_dir) / STATE_NAME, {"version": STATE_VERSION, "settings": settings, "rounds": rounds})

@@ -63,7 +63,7 @@ from physnetjax.data import (
 from physnetjax.data.fingerprint import changed_files, data_fingerprint
 from physnetjax.data.sanity import check_label_sanity
 from physnetjax.ensemble import fit_calibration_scale, gaussian_nll, member_params, spearman_rank_correlation
-from physnetjax.jsonlines import append_record, start_log
+from physnetjax.jsonlines import append_record, start_log, write_json
 from physnetjax.model import PhysNet
 from physnetjax.predict import init_params
 from physnetjax.train import plots
@@ -95,12 +95,6 @@ METRIC_NAMES = ("energy", "energy_per_atom", "forces", "dipole", "charge")
 CSV_COLUMNS = (["epoch", "time_s", "lr", "train_loss", "grad_norm", "valid_loss"]
                + [f"valid_{m}_{s}" for m in METRIC_NAMES for s in ("mae", "rmse")]
                + ["force_check_max_error", "best"])
-
-
-def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _point(link: Path, target: Path) -> None:
@@ -251,7 +245,7 @@ class Trainer:
             max_z = self.config.max_atomic_number or int(self.dataset.Z.max())
             self.model = build_model(self.config, max_z)
             self.initial_params = self._fresh_params()
-        _atomic_json(model_path, self.model.config())
+        write_json(model_path, self.model.config())
 
     def _fresh_params(self):
         """Freshly initialised variables: of seed ``config.seed``, or stacked over the members' seeds."""
@@ -640,7 +634,7 @@ class Trainer:
         return f"{self.config.patience / self.config.epochs * self.budget.budget:.0f} s of training"
 
     def _write_json(self, final: dict | None = None) -> None:
-        _atomic_json(self.run_dir / "metrics.json", {"epochs": self.rows, "final": final})
+        write_json(self.run_dir / "metrics.json", {"epochs": self.rows, "final": final})
 
     def _finish(self, stop_reason: str) -> dict:
         if stop_reason != "epochs":
