@@ -130,7 +130,7 @@ def check_no_leak(positions: np.ndarray, split: dict) -> None:
         raise ValueError(f"split: test frames {leaked[:5]} have the geometry of a training/validation frame")
 
 
-def test_errors(energy: np.ndarray, forces: np.ndarray, reference) -> dict:
+def held_out_errors(energy: np.ndarray, forces: np.ndarray, reference) -> dict:
     """Energy MAE (eV) over frames and force MAE (eV/Å) over real atoms and components (module docstring).
 
     ``energy`` (M,), ``forces`` (M, n', 3) with n' ≥ the largest atom count (zero
@@ -322,7 +322,7 @@ def train_apax(args, work: Path, test, split: dict, deadline_s: float) -> dict:
               "config": config.read_text(), "log": str(work / "apax.log"), "epochs": epochs,
               "train_wall_s": run["wall_s"], "process_wall_s": run["wall_s"],
               "stopped": "killed at the deadline" if run["killed"] else f"by itself (exit {run['returncode']})"}
-    if not (directory / "apax" / "best").exists():
+    if not any(path.is_file() for path in (directory / "apax" / "best").rglob("*")):
         return {**result, "notes": "no checkpoint was saved within the budget"}
     out = work / "apax_test.npz"
     predict = [args.apax_python, str(PEERS / "apax_predict.py"), str(directory / "apax"), str(work / "test.xyz"),
@@ -341,7 +341,7 @@ def summarise(name: str, result: dict, test, n_train: int) -> dict:
     row["trainer"] = name
     row["train_samples_per_s"] = result["epochs"] * n_train / result["train_wall_s"] if result["epochs"] else None
     if "energy" in result:
-        row.update(test_errors(result["energy"], result["forces"], test))
+        row.update(held_out_errors(result["energy"], result["forces"], test))
         row["inference_molecules_per_s"] = len(test) / float(np.median(result["inference_seconds"]))
     return row
 
@@ -397,7 +397,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    logger.setLevel(logging.INFO)
     args = parse_args(argv)
     from physnetjax.data import load_dataset, save_split
 
