@@ -23,9 +23,10 @@ Protocol (issue 18):
      --max_num_epochs N`` (N = epoch of the last checkpoint, so it trains no further)
      exports the last checkpoint MACE saved, which is its best one by validation loss.
    * ``apax`` (``--apax-python``, apax 0.14): ``apax train config.yaml`` (GMNN defaults
-     of ``apax template train``; ``--apax-epochs`` for its epoch-based linear learning
-     rate), killed at the deadline if still running; its ``best`` parameters (best
-     validation loss) are evaluated.
+     of ``apax template train``, batch ``--apax-batch-size``), killed at the deadline if
+     still running; its ``best`` parameters (best validation loss) are evaluated. Its
+     learning rate falls linearly over ``--apax-epochs``: set it to the epochs a first
+     run completed within the budget, so that the schedule ends at the deadline.
 
    The deadline of a peer is measured from the start of its process and equals the
    wall time of the physnetjax process (its ``--max-time`` budget plus its start-up,
@@ -52,7 +53,7 @@ commands, logs' paths, the split, all numbers) and a markdown table for
 not figures: run on an otherwise idle machine.
 
 Usage:
-  python benchmarks/bench_accuracy.py --dataset FILE.npz --budget-s 240 \\
+  PYTHONPATH=. python benchmarks/bench_accuracy.py --dataset FILE.npz --budget-s 240 \\
       --trainers physnetjax,mace,apax --mace-python /work/peers/mace/bin/python \\
       --apax-python /work/peers/apax/bin/python [--work DIR] [--out DIR]
 """
@@ -302,7 +303,7 @@ loss:
   - name: forces
     weight: 4.0
 """
-"""apax's own ``apax template train`` (GMNN model defaults), filled with this split."""
+"""apax's own ``apax template train`` (GMNN model defaults, its loss weights), filled with this split."""
 
 
 def train_apax(args, work: Path, test, split: dict, deadline_s: float) -> dict:
@@ -379,7 +380,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--apax-python", default="/work/peers/apax/bin/python")
     parser.add_argument("--apax-epochs", type=int, default=1000,
                         help="apax n_epochs (its linear learning-rate schedule runs over them)")
-    parser.add_argument("--apax-batch-size", type=int, default=4, help="apax batch size (its template's)")
+    parser.add_argument("--apax-batch-size", type=int, default=32,
+                        help="apax batch size (default: its DataConfig default; its template has 4)")
     parser.add_argument("--eval-batch-size", type=int, default=32, help="molecules per inference call")
     parser.add_argument("--eval-repeats", type=int, default=3, help="timed inference passes")
     parser.add_argument("--work", type=Path, help="keep the runs here (default: a temporary folder)")
