@@ -234,6 +234,7 @@ def train_physnetjax(args, work: Path, test) -> dict:
     return {"version": physnetjax.__version__, "command": shlex.join(command), "log": str(work / "physnetjax.log"),
             "stopped": f"by itself ({final['stop_reason']})", "epochs": int(final["epochs_run"]),
             "train_wall_s": float(final["time_s"]), "process_wall_s": run["wall_s"],
+            "budget_counted_s": float(final["train_time_s"]),
             "parameters": int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params))),
             "energy": out.energy, "forces": out.forces, "inference_seconds": seconds,
             "notes": f"best EMA checkpoint (epoch {final['best_epoch']}); model {json.dumps(model.config())}"}
@@ -384,7 +385,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="apax batch size (default: its DataConfig default; its template has 4)")
     parser.add_argument("--eval-batch-size", type=int, default=32, help="molecules per inference call")
     parser.add_argument("--eval-repeats", type=int, default=3, help="timed inference passes")
-    parser.add_argument("--work", type=Path, help="keep the runs here (default: a temporary folder)")
+    parser.add_argument("--work", type=Path, help="keep the runs in this new folder (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the JSON and markdown results")
     args = parser.parse_args(argv)
     args.trainers = [t.strip() for t in args.trainers.split(",") if t.strip()]
@@ -395,6 +396,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--budget-s must be > 0, received {args.budget_s}")
     if not args.dataset.is_file():
         parser.error(f"--dataset {args.dataset} does not exist")
+    for name, python, tool in (("mace", args.mace_python, "mace_run_train"), ("apax", args.apax_python, "apax")):
+        if name in args.trainers and not (Path(python).parent / tool).is_file():
+            parser.error(f"--trainers has {name} but {Path(python).parent / tool} does not exist: install it in "
+                         f"its own venv (benchmarks/README.md) and pass --{name}-python, or leave {name} out")
+    if args.work is not None and args.work.exists() and any(args.work.iterdir()):
+        parser.error(f"--work {args.work} is not empty: give a new folder for the runs")
     return args
 
 
