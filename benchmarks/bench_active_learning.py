@@ -212,12 +212,18 @@ def main() -> None:
                             help="folder of the runs (default: a new temporary one); reuse to resume")
         parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
                             help="arms to run and report (default: all three)")
+        parser.add_argument("--blow-up-runs", type=int, default=None, help="override the size's number of runs")
+        parser.add_argument("--blow-up-ps", type=float, default=None, help="override the size's length of each run, ps")
         parser.add_argument("--report-only", action="store_true",
                             help="train nothing: report the rounds (and blow-up counts) already finished in --work")
 
     args = parse_args(__doc__, extra=extra)
     logging.basicConfig(level=logging.WARNING)
-    size = SIZES[args.mode]
+    size = dict(SIZES[args.mode])
+    if args.blow_up_runs is not None:
+        size["blow_up_runs"] = args.blow_up_runs
+    if args.blow_up_ps is not None:
+        size["blow_up_steps"] = round(args.blow_up_ps / 0.5e-3)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-al-"))
     work.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
@@ -240,8 +246,9 @@ def main() -> None:
         else:
             rounds = loop_arm(config)
         if not args.report_only and not blow_up_path.exists():
-            write_json(blow_up_path, blow_ups(round_dir(config.out, size["rounds"]) / "train" / "best",
-                                              max(size["temperatures"]), size["blow_up_runs"], size["blow_up_steps"]))
+            count = blow_ups(round_dir(config.out, size["rounds"]) / "train" / "best", max(size["temperatures"]),
+                             size["blow_up_runs"], size["blow_up_steps"])
+            write_json(blow_up_path, {"runs": size["blow_up_runs"], "steps": size["blow_up_steps"], "blow_ups": count})
         arms[name] = {"rounds": rounds,
                       "blow_ups": json.loads(blow_up_path.read_text()) if blow_up_path.exists() else None,
                       "time_s_this_invocation": time.monotonic() - arm_start}
@@ -256,8 +263,9 @@ def main() -> None:
               ["arm", "round", "frames", "test F MAE (eV/Å)", "test E MAE (eV)", "MD max spread (eV/Å)"], rows),
         table(f"MD blow-ups of the final ensembles at {max(size['temperatures']):g} K", "runs stopped",
               ["arm", "runs", "ps each", "blow-ups"],
-              [[name, size["blow_up_runs"], size["blow_up_steps"] * 0.5e-3,
-                "not run" if arm["blow_ups"] is None else arm["blow_ups"]] for name, arm in arms.items()]),
+              [[name, "not run", "–", "–"] if arm["blow_ups"] is None else
+               [name, arm["blow_ups"]["runs"], arm["blow_ups"]["steps"] * 0.5e-3, arm["blow_ups"]["blow_ups"]]
+               for name, arm in arms.items()]),
     ]
     sizes = {k: list(v) if isinstance(v, tuple) else v for k, v in size.items()}
     publish("bench_active_learning", args, tables,
