@@ -108,7 +108,7 @@ def copy_round_zero(source: Path, config: LearnConfig) -> None:
 def loop_arm(config: LearnConfig) -> list[dict]:
     """Rows (round, frames, test MAEs, MD max spread) of a :func:`run_learning` arm."""
     run_learning(config)
-    return [row_of(summary) for summary in read_state(config.out)["rounds"]]
+    return [row_of(summary) for summary in read_state(config.out)["rounds"][: config.rounds + 1]]
 
 
 def row_of(summary: dict) -> dict:
@@ -212,6 +212,8 @@ def main() -> None:
                             help="folder of the runs (default: a new temporary one); reuse to resume")
         parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
                             help="arms to run and report (default: all three)")
+        parser.add_argument("--rounds", type=int, default=None,
+                            help="override the size's number of rounds (the last one gives the MD-tested ensemble)")
         parser.add_argument("--blow-up-runs", type=int, default=None, help="override the size's number of runs")
         parser.add_argument("--blow-up-ps", type=float, default=None, help="override the size's length of each run, ps")
         parser.add_argument("--report-only", action="store_true",
@@ -220,6 +222,8 @@ def main() -> None:
     args = parse_args(__doc__, extra=extra)
     logging.basicConfig(level=logging.WARNING)
     size = dict(SIZES[args.mode])
+    if args.rounds is not None:
+        size["rounds"] = args.rounds
     if args.blow_up_runs is not None:
         size["blow_up_runs"] = args.blow_up_runs
     if args.blow_up_ps is not None:
@@ -237,9 +241,9 @@ def main() -> None:
     for name in args.arms:
         config = configs[name]
         arm_start = time.monotonic()
-        blow_up_path = Path(config.out) / "blow_ups.json"
+        blow_up_path = Path(config.out) / f"blow_ups-round-{size['rounds']}.json"
         if args.report_only:
-            rounds = finished_rows(Path(config.out))
+            rounds = finished_rows(Path(config.out))[: size["rounds"] + 1]
         elif name == RANDOM_XTB_MD:
             pool = reference_md(work / "pool.npz", size["temperatures"], size["rounds"] * size["select"], POOL_SEED)
             rounds = reference_md_arm(config, pool)
