@@ -19,7 +19,9 @@ Test set: GFN2-xTB Langevin MD at each temperature (seeds 100+, never trained on
 and used only after the arms have trained (the loop itself gets none); reported per
 round and arm: training frames, test force and energy MAE of the member mean. Then each arm's final ensemble runs ``blow_up_runs`` Langevin runs of
 ``blow_up_steps`` × 0.5 fs at the hottest temperature, counting those that stop
-(:class:`~physnetjax.md.driver.MDInstabilityError`: NaN or |F| > 100 eV/Å).
+(:class:`~physnetjax.md.driver.MDInstabilityError`: NaN or |F| > 100 eV/Å) and those that
+reach an unphysical geometry (a broken bond or collapsed atoms, :func:`physical`) — a run
+can dissociate the molecule without ever exceeding 100 eV/Å.
 
 Round 0 is trained once (in the ``uncertain-diverse`` directory) and copied to the other
 arms: it is deterministic, so this equals training it three times. Everything lives in
@@ -45,6 +47,7 @@ import time
 from pathlib import Path
 
 import ase
+import ase.io
 import numpy as np
 
 from common import parse_args, publish, table
@@ -165,22 +168,42 @@ def reference_md_arm(config: LearnConfig, pool_path: Path) -> list[dict]:
     return rows
 
 
-def blow_ups(checkpoint, temperature: float, runs: int, steps: int) -> int:
-    """How many of ``runs`` Langevin runs of ``steps`` × 0.5 fs at ``temperature`` stop on NaN or |F| > 100 eV/Å.
+BROKEN_BOND_A, COLLAPSED_PAIR_A = 2.0, 0.5
+"""A saved frame is unphysical for ethanol when some atom's nearest neighbour is farther than
+BROKEN_BOND_A (a bond broke: thermal C–H/O–H stretches stay below ~1.4 Å) or two atoms are
+closer than COLLAPSED_PAIR_A (Å)."""
+
+
+def blow_ups(checkpoint, temperature: float, runs: int, steps: int) -> dict:
+    """Of ``runs`` Langevin runs of ``steps`` × 0.5 fs at ``temperature``: how many stop on NaN or
+    |F| > 100 eV/Å (``blow_ups``), and how many reach an unphysical frame before stopping or the
+    end (``unphysical``, see BROKEN_BOND_A; every 10th step is checked).
 
     Run k starts from bundled frame k with momenta and noise of seed k.
     """
     model, params, _ = load_checkpoint(checkpoint)
     data = load_dataset(bundled_dataset_path())
-    count = 0
-    for seed in range(runs):
-        atoms = ase.Atoms(numbers=data.Z[seed, : data.N[seed]], positions=data.R[seed, : data.N[seed]])
-        try:
-            simulate(model, params, atoms, ensemble="langevin", temperature_K=temperature, steps=steps,
-                     save_every=10, chunk_frames=min(100, steps // 10), seed=seed)
-        except MDInstabilityError:
-            count += 1
-    return count
+    stopped = unphysical = 0
+    with tempfile.TemporaryDirectory() as scratch:
+        for seed in range(runs):
+            atoms = ase.Atoms(numbers=data.Z[seed, : data.N[seed]], positions=data.R[seed, : data.N[seed]])
+            out = Path(scratch) / f"run-{seed}.xyz"
+            try:
+                simulate(model, params, atoms, ensemble="langevin", temperature_K=temperature, steps=steps,
+                         out=str(out), save_every=10, chunk_frames=min(100, steps // 10), seed=seed)
+            except MDInstabilityError:
+                stopped += 1
+            frames = ase.io.read(out, ":") if out.exists() else []
+            unphysical += any(not physical(frame.positions) for frame in frames)
+    return {"blow_ups": stopped, "unphysical": unphysical}
+
+
+def physical(positions: np.ndarray) -> bool:
+    """False when a bond is broken or two atoms collapsed (BROKEN_BOND_A, COLLAPSED_PAIR_A)."""
+    distances = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
+    np.fill_diagonal(distances, np.inf)
+    nearest = distances.min(axis=1)
+    return bool(nearest.max() <= BROKEN_BOND_A and nearest.min() >= COLLAPSED_PAIR_A)
 
 
 def plot_curves(arms: dict, path: Path) -> None:
@@ -250,9 +273,9 @@ def main() -> None:
         else:
             rounds = loop_arm(config)
         if not args.report_only and not blow_up_path.exists():
-            count = blow_ups(round_dir(config.out, size["rounds"]) / "train" / "best", max(size["temperatures"]),
-                             size["blow_up_runs"], size["blow_up_steps"])
-            write_json(blow_up_path, {"runs": size["blow_up_runs"], "steps": size["blow_up_steps"], "blow_ups": count})
+            counts = blow_ups(round_dir(config.out, size["rounds"]) / "train" / "best", max(size["temperatures"]),
+                              size["blow_up_runs"], size["blow_up_steps"])
+            write_json(blow_up_path, {"runs": size["blow_up_runs"], "steps": size["blow_up_steps"], **counts})
         arms[name] = {"rounds": rounds,
                       "blow_ups": json.loads(blow_up_path.read_text()) if blow_up_path.exists() else None,
                       "time_s_this_invocation": time.monotonic() - arm_start}
@@ -266,10 +289,11 @@ def main() -> None:
         table("Active learning vs random frames (ethanol, GFN2-xTB labels)", "test MAE of the member mean",
               ["arm", "round", "frames", "test F MAE (eV/Å)", "test E MAE (eV)", "MD max spread (eV/Å)"], rows),
         table(f"MD blow-ups of the final ensembles at {max(size['temperatures']):g} K", "runs stopped",
-              ["arm", "runs", "ps each", "blow-ups"],
-              [[name, "not run", "–", "–"] if arm["blow_ups"] is None else
-               [name, arm["blow_ups"]["runs"], arm["blow_ups"]["steps"] * 0.5e-3, arm["blow_ups"]["blow_ups"]]
-               for name, arm in arms.items()]),
+              ["arm", "runs", "ps each", "blow-ups (NaN, |F| > 100 eV/Å)",
+               f"unphysical (bond > {BROKEN_BOND_A:g} Å or pair < {COLLAPSED_PAIR_A:g} Å)"],
+              [[name, "not run", "–", "–", "–"] if arm["blow_ups"] is None else
+               [name, arm["blow_ups"]["runs"], arm["blow_ups"]["steps"] * 0.5e-3, arm["blow_ups"]["blow_ups"],
+                arm["blow_ups"]["unphysical"]] for name, arm in arms.items()]),
     ]
     sizes = {k: list(v) if isinstance(v, tuple) else v for k, v in size.items()}
     publish("bench_active_learning", args, tables,
