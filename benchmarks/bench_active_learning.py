@@ -264,7 +264,8 @@ def main() -> None:
     for name in args.arms:
         config = configs[name]
         arm_start = time.monotonic()
-        blow_up_path = Path(config.out) / f"blow_ups-round-{size['rounds']}.json"
+        blow_up_path = (Path(config.out) /
+                        f"blow_ups-round-{size['rounds']}-{size['blow_up_runs']}x{size['blow_up_steps']}.json")
         if args.report_only:
             rounds = finished_rows(Path(config.out))[: size["rounds"] + 1]
         elif name == RANDOM_XTB_MD:
