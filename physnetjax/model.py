@@ -277,6 +277,9 @@ class PhysNet(nn.Module):
         (atomic_numbers, dst_idx, src_idx, segments, num_molecules, edge_mask, atom_mask,
          total_charges, shifts, pairs, triplets) = graph
 
+        # The dispersion term halves its pair list first and deforms only the half's shifts.
+        dispersion_shifts = shifts if pairs is None else pairs[3]
+        deformation = None
         if strain is not None:
             deformation = jnp.eye(3, dtype=positions.dtype) + 0.5 * (strain + jnp.swapaxes(strain, -1, -2))
             positions = jnp.einsum("ni,nij->nj", positions, deformation[segments])
@@ -346,10 +349,9 @@ class PhysNet(nn.Module):
         if self.dispersion is not None:
             damping = DispersionParameters(self.dispersion_functional, self.dispersion_three_body,
                                            self.dispersion_trainable, self.param_dtype, name="dispersion")()
-            list_shifts = shifts if pairs is None else pair_shifts
-            dispersion = dispersion_per_molecule(atomic_numbers, positions, pair_dst, pair_src, pair_mask, list_shifts,
-                                                 pair_vectors, segments, num_molecules, damping,
-                                                 self.dispersion_cutoff, triplets)
+            dispersion = dispersion_per_molecule(atomic_numbers, positions, pair_dst, pair_src, pair_mask,
+                                                 dispersion_shifts, pair_vectors, segments, num_molecules, damping,
+                                                 self.dispersion_cutoff, triplets, deformation)
             energy = energy + dispersion
 
         aux = {
