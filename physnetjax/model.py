@@ -125,7 +125,8 @@ class PhysNet(nn.Module):
       dispersion_three_body: add the Axilrod–Teller–Muto three-body term (s9) over the
         triangles whose three sides are shorter than ``dispersion_cutoff`` (switched
         like the pairs); needs a triplet list in the call (``triplets``, built by the
-        host builders with ``three_body_cutoff=model_triplet_cutoff(model)``).
+        host builders with ``three_body_cutoff=model_triplet_cutoff(model)``, or inside
+        jit by the :mod:`physnetjax.md` potentials' neighbor lists).
       dispersion_cutoff: Å; pair energies and coordination numbers are switched off
         smoothly over its last 20 %.
       dispersion_trainable: train s6, s8, a1, a2 (kept positive by a softplus).
@@ -476,8 +477,8 @@ class PhysNet(nn.Module):
             if triplets is None:
                 raise ValueError(
                     "dispersion_three_body=True needs a triplet list: pass triplets= (build batches with "
-                    "three_body_cutoff=physnetjax.neighbors.model_triplet_cutoff(model)); lists built inside "
-                    "jit (MD neighbor lists) do not provide one")
+                    "three_body_cutoff=physnetjax.neighbors.model_triplet_cutoff(model)); the physnetjax.md potentials "
+                    "build one, jax_md neighbor lists do not")
             if triplet_mask is None:
                 triplet_mask = jnp.ones(triplets.shape[:1], dtype=bool)
             triplets = (triplets, triplet_mask.astype(bool))
