@@ -100,7 +100,10 @@ def dispersion_per_molecule(atomic_numbers, positions, pair_dst, pair_src, pair_
     if pair_shifts is not None:
         shifts = pair_shifts[half]
         if deformation is not None:
-            shifts = jnp.einsum("pi,pij->pj", shifts, deformation[segments[dst]])
+            # s · D as three broadcast products: one (3, 3) matrix for a single cell, else
+            # one per pair; XLA fuses these, where a batched (P, 3) × (3, 3) dot is slow on CPU.
+            rows = deformation[0][None] if num_molecules == 1 else deformation[segments[dst]]
+            shifts = shifts[:, 0:1] * rows[:, 0] + shifts[:, 1:2] * rows[:, 1] + shifts[:, 2:3] * rows[:, 2]
         vectors = vectors + shifts
     return d3_dispersion_energy(atomic_numbers, vectors, dst, src, half_mask, segments, num_molecules, parameters,
                                 half_list=True, **settings)
