@@ -184,3 +184,16 @@ def test_molecule_batcher_batches_carry_the_three_body_term(atm_model):
             start += n
             seen += 1
     assert seen == len(structures)
+
+
+def test_all_pairs_list_keeps_every_pair_of_pairs():
+    """Bare Coulomb makes the pair list all pairs (never rebuilt): its triplets must not be cut by distance."""
+    model = PhysNet(dispersion="d3bj", dispersion_three_body=True, dispersion_cutoff=6.0,
+                    **{**SMALL, "charges": True})
+    atoms = molecule("CH3OH")
+    spread = atoms.positions * 4.0  # several pairs beyond 6.5 Å now, maybe not later
+    potential = physnet_potential(model, None, atoms.numbers, method="dense")
+    nbrs = potential.allocate(jnp.asarray(spread))
+    assert nbrs.pairs.cutoff is None and nbrs.triplets.radius == np.inf
+    n = len(atoms)
+    assert int(np.sum(nbrs.triplets.mask)) == n * (n - 1) * (n - 2) // 2

@@ -163,8 +163,10 @@ def physnet_potential(
         nbrs = NeighborPair(edge_fns.allocate(positions), None if pair_fns is None else pair_fns.allocate(positions))
         if three_body_cutoff is None:
             return nbrs
+        # A list of all pairs (cutoff None) is never rebuilt, so its triplets keep every pair-of-pairs.
+        radius = np.inf if nbrs.term_pairs.cutoff is None else three_body_cutoff + skin
         triplets = allocate_triplets(nbrs.term_pairs, jnp.asarray(positions, nbrs.edges.reference_positions.dtype),
-                                     three_body_cutoff + skin, capacity_multiplier)
+                                     radius, capacity_multiplier)
         return nbrs.replace(triplets=triplets)
 
     def update(positions, nbrs):

@@ -117,7 +117,8 @@ def allocate_triplets(pairs: NeighborList, positions, radius: float,
     Args:
       pairs: an up-to-date, not overflowed pair list.
       positions: (N, 3) Å.
-      radius: pairs shorter than this take part, Å (three-body cutoff + skin).
+      radius: pairs shorter than this take part, Å (three-body cutoff + skin; ``inf`` for
+        a list of all pairs, which is never rebuilt).
       capacity_multiplier: head-room (≥ 1) for later builds.
 
     Raises:
