@@ -478,7 +478,7 @@ class PhysNet(nn.Module):
                 raise ValueError(
                     "dispersion_three_body=True needs a triplet list: pass triplets= (build batches with "
                     "three_body_cutoff=physnetjax.neighbors.model_triplet_cutoff(model)); the physnetjax.md potentials "
-                    "build one, jax_md neighbor lists do not")
+                    "build one, and so does physnetjax.md.jax_md with a Dense jax_md list")
             if triplet_mask is None:
                 triplet_mask = jnp.ones(triplets.shape[:1], dtype=bool)
             triplets = (triplets, triplet_mask.astype(bool))

@@ -197,3 +197,25 @@ def test_all_pairs_list_keeps_every_pair_of_pairs():
     assert nbrs.pairs.cutoff is None and nbrs.triplets.radius == np.inf
     n = len(atoms)
     assert int(np.sum(nbrs.triplets.mask)) == n * (n - 1) * (n - 2) // 2
+
+
+def test_jax_md_dense_lists_carry_the_three_body_term(atm_model):
+    """jax_md free space: a Dense list's rows give the triplets (E, F equal dftd3); Sparse refuses."""
+    pytest.importorskip("jax_md")
+    from jax_md import partition, space
+
+    from physnetjax.md.jax_md import jax_md_energy_fn, jax_md_neighbor_list
+
+    model, params = atm_model
+    atoms = molecule("CH3OH")
+    displacement, _ = space.free()
+    positions = jnp.asarray(atoms.positions)
+    energy_fn = jax_md_energy_fn(model, params, atoms.numbers, displacement)
+    dense = jax_md_neighbor_list(model, displacement, format=partition.NeighborListFormat.Dense).allocate(positions)
+    energy, grad = jax.jit(jax.value_and_grad(energy_fn))(positions, dense)
+    ref_energy, ref_forces = _dftd3(atoms.numbers, atoms.positions)
+    assert abs(float(energy) - ref_energy) < 1e-10
+    np.testing.assert_allclose(-np.asarray(grad), ref_forces, rtol=0, atol=1e-10)
+    sparse = jax_md_neighbor_list(model, displacement).allocate(positions)
+    with pytest.raises(ValueError, match="NeighborListFormat.Dense"):
+        energy_fn(positions, sparse)
