@@ -109,7 +109,7 @@ def copy_round_zero(source: Path, config: LearnConfig) -> None:
 
 
 def loop_arm(config: LearnConfig) -> list[dict]:
-    """Rows (round, frames, test MAEs, MD max spread) of a :func:`run_learning` arm."""
+    """Rows (round, frames, MD max spread, label failures, time) of a :func:`run_learning` arm, run or resumed."""
     run_learning(config)
     return [row_of(summary) for summary in read_state(config.out)["rounds"][: config.rounds + 1]]
 
