@@ -5,17 +5,16 @@
 one optimiser step of :func:`physnetjax.train.optim.step_functions` (or its vmapped
 ensemble form): the host sends only a few integers per step.
 
-``validate(params, frames, rows)`` runs the evaluation over all S batches of a
-fixed validation set ``rows`` (S, D, b) as one ``lax.scan`` and returns the error
-sums totalled over the batches (the loss and metrics follow on the host from
-these sums, :mod:`physnetjax.train.loss`): one dispatch and one device→host copy
-per validation.
+``evaluate_rows(params, frames, rows)`` gathers the batch of ``rows`` (D, b) and
+returns the evaluation step's outputs with the gathered labels; the trainer
+dispatches it for every batch of a split and copies all results to the host at
+once (one synchronisation per validation). One compiled program serves the
+validation and test splits.
 """
 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from physnetjax.train.device_batches import gather_batch
 
@@ -33,8 +32,7 @@ def make_device_steps(train_step, eval_step, shapes, ensemble: bool) -> tuple:
 
     Returns:
       train_step(state, frames, rows, lr_scale) with the state donated, and
-      validate(params, frames, rows) → sums {term: (abs, sq, count)} (single model) or
-      (member_sums, mean_sums) (ensemble), each summed over the S batches.
+      evaluate_rows(params, frames, rows) → (eval_step outputs, labels).
     """
 
     def gather(frames, rows):
@@ -47,12 +45,8 @@ def make_device_steps(train_step, eval_step, shapes, ensemble: bool) -> tuple:
             batch, labels = gather(frames, rows)
         return train_step(state, batch, labels, lr_scale)
 
-    def validate(params, frames, rows):
-        def one_batch(_, batch_rows):
-            out = eval_step(params, *gather(frames, batch_rows))
-            return None, (out[1], out[3]) if ensemble else out[1]
+    def evaluate_rows(params, frames, rows):
+        batch, labels = gather(frames, rows)
+        return eval_step(params, batch, labels), labels
 
-        _, sums = jax.lax.scan(one_batch, None, rows)
-        return jax.tree_util.tree_map(lambda x: jnp.sum(x, axis=0), sums)
-
-    return jax.jit(indexed_train_step, donate_argnums=0), jax.jit(validate)
+    return jax.jit(indexed_train_step, donate_argnums=0), jax.jit(evaluate_rows)

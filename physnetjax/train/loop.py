@@ -130,11 +130,11 @@ _SCHEDULE_SETTINGS = {"constant": (), "plateau": (), "exponential": ("decay_rate
 
 
 def _compiled(model, config: TrainConfig, steps_per_epoch: int, shapes) -> tuple:
-    """(schedule, optimizer, train_step, eval_step, loss_and_grads, device_train_step, validate), shared by
+    """(schedule, optimizer, train_step, eval_step, loss_and_grads, device_train_step, evaluate_rows), shared by
     runs with equal settings in one process (a resumed or repeated run does not compile again).
 
     train_step/eval_step/loss_and_grads take host-packed batches; device_train_step and
-    validate take device-resident frames and rows (:mod:`physnetjax.train.device_steps`;
+    evaluate_rows take device-resident frames and rows (:mod:`physnetjax.train.device_steps`;
     None when ``shapes`` need triplet lists). For an ensemble (``config.ensemble`` > 1) the
     steps are those of :func:`physnetjax.train.ensemble.make_ensemble_steps` and
     loss_and_grads is None.
@@ -208,7 +208,7 @@ class Trainer:
         self.weights = loss_weights(config)
         step_config = config if self.budget is None else dataclasses.replace(config, schedule="constant")
         (self.schedule, self.optimizer, host_train_step, self.eval_step, self.loss_and_grads, device_train_step,
-         self.validate) = _compiled(self.model, step_config, self.steps_per_epoch, self.shapes)
+         self.evaluate_rows) = _compiled(self.model, step_config, self.steps_per_epoch, self.shapes)
         self.device_frames = None
         if device_train_step is not None:
             self.train_step = device_train_step
@@ -267,13 +267,12 @@ class Trainer:
         write_json(model_path, self.model.config())
 
     def _setup_device_frames(self) -> None:
-        """Keep the training and validation frames, with their neighbor lists built once, on every device."""
-        frames = np.unique(np.concatenate([*self.member_frames, self.split["valid"]]))
+        """Keep the training, validation and test frames, with their neighbor lists built once, on every device."""
+        frames = np.unique(np.concatenate([*self.member_frames, self.split["valid"], self.split["test"]]))
         host_frames = build_device_frames(self.dataset, frames, self.energies, self.model)
         self.device_frames = replicate(host_frames, self.mesh)
         self.frame_row = frame_rows(frames, len(self.dataset))
-        self.valid_rows = shard_member_batch(
-            batch_rows(self.frame_row[self.split["valid"]], self.config.batch_size, self.shapes), self.mesh)
+        self.split_rows = {}
         size = sum(np.asarray(x).nbytes for x in jax.tree_util.tree_leaves(host_frames))
         logger.info("batches gathered on the device from %d frames with prebuilt neighbor lists (%.1f MB)",
                     len(frames), size / 2**20)
@@ -415,22 +414,22 @@ class Trainer:
         collected = {"E_ref": [], "E_pred": [], "F_ref": [], "F_pred": []}
         if self.size > 1:
             collected.update({"E_std": [], "F_std": [], "F_var_sum": [], "F_err_sum": [], "F_atoms": []})
-        for batch, labels, host_labels in self.batches(indices):
+        for outputs, labels in jax.device_get(list(self._evaluation_batches(params, indices, split))):
             if self.size > 1:
-                _, member_sums, _, sums, predictions = self.eval_step(params, batch, labels)
+                _, member_sums, _, sums, predictions = outputs
                 for t in TERMS:
-                    values = np.asarray(jax.device_get(member_sums[t]), np.float64)
+                    values = np.asarray(member_sums[t], np.float64)
                     for k, member in enumerate(member_totals):
                         member[t] += values[:, k]
             else:
-                _, sums, predictions = self.eval_step(params, batch, labels)
+                _, sums, predictions = outputs
             for t in TERMS:
                 totals[t] += np.array([float(x) for x in sums[t]])
             if collect:
-                e_mask, f_mask = host_labels["E_mask"], host_labels["F_mask"]
-                collected["E_ref"].append(host_labels["E"][e_mask])
+                e_mask, f_mask = labels["E_mask"], labels["F_mask"]
+                collected["E_ref"].append(labels["E"][e_mask])
                 collected["E_pred"].append(np.asarray(predictions["E"])[e_mask])
-                collected["F_ref"].append(host_labels["F"][f_mask])
+                collected["F_ref"].append(labels["F"][f_mask])
                 collected["F_pred"].append(np.asarray(predictions["F"])[f_mask])
                 if self.size > 1:
                     collected["E_std"].append(np.asarray(predictions["E_std"])[e_mask])
@@ -441,21 +440,22 @@ class Trainer:
         loss, metrics, members = self._losses_and_metrics(totals, member_totals, split, len(indices))
         return loss, metrics, predictions, members
 
-    def validate_epoch(self, params) -> tuple:
-        """(loss, metrics, members) of ``params`` on the validation split, as :meth:`evaluate`; with
-        device-resident frames one jitted call over the fixed validation batches."""
+    def _evaluation_batches(self, params, indices, split: str):
+        """Per batch of ``indices``: (eval_step outputs, labels), not yet copied to the host.
+
+        With device-resident frames the batches are gathered on the device from rows
+        that are cut and sent once per split (the validation set is the same every epoch).
+        """
         if self.device_frames is None:
-            loss, metrics, _, members = self.evaluate(params, self.split["valid"])
-            return loss, metrics, members
-        sums = jax.device_get(self.validate(params, self.device_frames, self.valid_rows))
-        if self.size > 1:
-            member_sums, sums = sums
-            member_totals = [{t: np.array([float(x[k]) for x in member_sums[t]]) for t in TERMS}
-                             for k in range(self.size)]
-        else:
-            member_totals = []
-        totals = {t: np.array([float(x) for x in sums[t]]) for t in TERMS}
-        return self._losses_and_metrics(totals, member_totals, "valid", len(self.split["valid"]))
+            for batch, labels, host_labels in self.batches(indices):
+                yield self.eval_step(params, batch, labels), host_labels
+            return
+        key = (split, len(indices))
+        if key not in self.split_rows:
+            self.split_rows[key] = [shard_batch(rows, self.mesh) for rows in
+                                    batch_rows(self.frame_row[indices], self.config.batch_size, self.shapes)]
+        for rows in self.split_rows[key]:
+            yield self.evaluate_rows(params, self.device_frames, rows)
 
     def _losses_and_metrics(self, totals: dict, member_totals: list, split: str, frames: int) -> tuple:
         """(loss, metrics, members) from error sums; FloatingPointError naming ``split`` when one is not finite."""
@@ -652,7 +652,7 @@ class Trainer:
                     lr = float(self.schedule(self.steps_done() - 1)) * self.plateau.scale
                 else:
                     lr = config.learning_rate * self.lr_factor * self.plateau.scale
-                valid_loss, metrics, members = self.validate_epoch(self.state.ema_params)
+                valid_loss, metrics, _, members = self.evaluate(self.state.ema_params, self.split["valid"])
                 monitored = self._monitored(valid_loss, metrics)
                 is_best = monitored < self.best_value
                 row = {"epoch": self.epoch, "lr": lr, "train_loss": train_loss, "grad_norm": grad_norm,
