@@ -4,6 +4,10 @@ and forces (float64) on molecules of mixed sizes, with a separate pair list, mis
 empty molecule slot."""
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -86,3 +90,29 @@ def test_gathered_batches_give_the_host_batches_results(setup):
             for key in ("E", "E_mask", "num_atoms", "Q", "D_mask"):
                 np.testing.assert_array_equal(np.asarray(labels[key][d]), np.asarray(host_labels[key][d]))
 
+
+
+TRAIN_ON_DEVICES = r"""
+import json, sys
+import jax
+sys.path.insert(0, sys.argv[2])
+from test_train import tiny_config, read_rows
+from physnetjax.train import train
+summary = train(tiny_config(sys.argv[1], epochs=2))
+print(json.dumps({"devices": jax.device_count(), "num_devices": summary["num_devices"],
+                  "valid_loss": [float(r["valid_loss"]) for r in read_rows(sys.argv[1])]}))
+"""
+
+
+@pytest.mark.slow
+def test_trainer_on_two_host_devices_matches_one_device(tmp_path):
+    """The device-gathered steps sharded over two devices train the same model as on one device."""
+    results = {}
+    for count in (1, 2):
+        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={count}")
+        process = subprocess.run([sys.executable, "-c", TRAIN_ON_DEVICES, str(tmp_path / f"run{count}"),
+                                  str(Path(__file__).parent)], env=env, capture_output=True, text=True, timeout=600)
+        assert process.returncode == 0, process.stderr[-3000:]
+        results[count] = json.loads(process.stdout.strip().splitlines()[-1])
+    assert results[2]["devices"] == results[2]["num_devices"] == 2 and results[1]["num_devices"] == 1
+    np.testing.assert_allclose(results[2]["valid_loss"], results[1]["valid_loss"], rtol=1e-4)

@@ -43,6 +43,7 @@ def make_device_steps(train_step, eval_step, shapes, ensemble: bool) -> tuple:
             batch, labels = jax.vmap(lambda member_rows: gather(frames, member_rows))(rows)
         else:
             batch, labels = gather(frames, rows)
+        batch, labels = jax.lax.optimization_barrier((batch, labels))
         return train_step(state, batch, labels, lr_scale)
 
     def evaluate_rows(params, frames, rows):
