@@ -450,10 +450,14 @@ class Trainer:
             for batch, labels, host_labels in self.batches(indices):
                 yield self.eval_step(params, batch, labels), host_labels
             return
-        key = (split, len(indices))
+        key = np.asarray(indices).tobytes()
         if key not in self.split_rows:
-            self.split_rows[key] = [shard_batch(rows, self.mesh) for rows in
-                                    batch_rows(self.frame_row[indices], self.config.batch_size, self.shapes)]
+            rows = self.frame_row[indices]
+            if (rows < 0).any():
+                raise ValueError(f"{split} frames {np.asarray(indices)[rows < 0][:5].tolist()} are not among the "
+                                 "frames kept on the device (training, validation and test splits)")
+            self.split_rows[key] = [shard_batch(batch, self.mesh) for batch in
+                                    batch_rows(rows, self.config.batch_size, self.shapes)]
         for rows in self.split_rows[key]:
             yield self.evaluate_rows(params, self.device_frames, rows)
 
