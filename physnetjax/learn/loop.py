@@ -121,7 +121,7 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
         summary["selected_spreads_eV_per_A"] = [float(candidates.spreads[j]) for j in chosen]
         summary.update(_spread_summary(summary["md"]))
     save_frames(data, directory / "data.npz")
-    trained = train(_train_config(config, directory, index, init_from))
+    trained = train(round_train_config(config, directory, index, init_from))
     summary["frames"] = len(data)
     summary["valid"] = trained["valid"]
     summary["test"] = test_errors(directory / "train" / "best", test) if test is not None else None
@@ -195,7 +195,13 @@ def _atoms(candidates, j: int) -> ase.Atoms:
     return ase.Atoms(numbers=candidates.numbers[j], positions=candidates.positions[j])
 
 
-def _train_config(config: LearnConfig, directory: Path, index: int, init_from) -> TrainConfig:
+def round_train_config(config: LearnConfig, directory: Path, index: int, init_from) -> TrainConfig:
+    """The trainer's settings of round ``index``: ``directory/data.npz`` → ``directory/train``, seed
+    ``config.seed + index``, started from the checkpoint ``init_from`` (None: fresh, round 0).
+
+    Public so that a comparison (``benchmarks/bench_active_learning.py``) can train on frames
+    chosen another way with exactly the loop's settings.
+    """
     epochs = config.epochs if index == 0 or config.retrain_epochs is None else config.retrain_epochs
     return TrainConfig(
         data=[str(directory / "data.npz")], valid=config.valid, test=0, features=config.features,
