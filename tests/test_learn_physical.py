@@ -117,3 +117,12 @@ def test_allow_topology_change_keeps_the_dissociated_frame(fake_md, tmp_path):
 def test_bad_filter_settings_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):
         LearnConfig(**changes)
+
+
+def test_cli_filter_is_on_by_default_and_switched_off_by_the_option():
+    from physnetjax.learn.__main__ import build_parser
+
+    parser = build_parser()
+    default = vars(parser.parse_args([]))
+    assert default["allow_topology_change"] is False and default["min_distance"] == 0.5
+    assert vars(parser.parse_args(["--allow-topology-change"]))["allow_topology_change"] is True

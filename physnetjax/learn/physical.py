@@ -49,7 +49,8 @@ def unphysical_reason(numbers: np.ndarray, positions: np.ndarray, reference_bond
         i, j = np.triu_indices(n, 1)
         k = int(np.argmin(distances[i, j]))
         if distances[i[k], j[k]] < min_distance:
-            return f"atoms {i[k]} and {j[k]} are {distances[i[k], j[k]]:.3g} Å apart (< min_distance {min_distance:g} Å)"
+            return (f"atoms {i[k]} and {j[k]} are {distances[i[k], j[k]]:.3g} Å apart "
+                    f"(< min_distance {min_distance:g} Å)")
     if reference_bonds is None:
         return None
     if reference_bonds.shape != (n, n):
