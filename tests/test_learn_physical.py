@@ -28,10 +28,10 @@ def hydrogen_on(element: int) -> tuple[int, int]:
     return heavy, int(hydrogens[np.argmin(np.linalg.norm(R0[hydrogens] - R0[heavy], axis=-1))])
 
 
-def dissociated() -> np.ndarray:
-    """Frame 0 with a C-bound H moved 3 Å further out along its C–H bond (a broken bond, as in the 800 K run)."""
+def dissociated(base=R0) -> np.ndarray:
+    """``base`` with a C-bound H moved 3 Å further out along its C–H bond (a broken bond, as in the 800 K run)."""
     carbon, hydrogen = hydrogen_on(6)
-    R = R0.copy()
+    R = np.array(base, np.float64)
     bond = R[hydrogen] - R[carbon]
     R[hydrogen] += 3.0 * bond / np.linalg.norm(bond)
     return R
@@ -126,3 +126,34 @@ def test_cli_filter_is_on_by_default_and_switched_off_by_the_option():
     default = vars(parser.parse_args([]))
     assert default["allow_topology_change"] is False and default["min_distance"] == 0.5
     assert vars(parser.parse_args(["--allow-topology-change"]))["allow_topology_change"] is True
+
+
+def test_loop_never_labels_a_broken_candidate_and_reports_the_count(monkeypatch, tmp_path):
+    """run_learning with the MD faked (thermal, thermal, dissociated, thermal from each start geometry) and the
+    training faked (only the loop's bookkeeping runs): the labeller never sees the dissociated frame."""
+    import physnetjax.learn.loop as learn_loop
+    from physnetjax.learn import run_learning
+
+    def simulate(model, params, atoms, *, out, **settings):
+        start = atoms.positions
+        trajectory = [start, 1.01 * start, dissociated(start), 0.99 * start]
+        ase.io.write(out, [ase.Atoms(numbers=atoms.numbers, positions=R) for R in trajectory])
+        start_log(f"{out}.jsonl", [{explore_module.SPREAD_KEY: [1.0, 2.0, 9.0, 3.0][k]} for k in range(4)])
+
+    monkeypatch.setattr(explore_module, "load_checkpoint", lambda path: (None, None, {}))
+    monkeypatch.setattr(explore_module, "trained_elements_of", lambda metadata: None)
+    monkeypatch.setattr(explore_module, "simulate", simulate)
+    monkeypatch.setattr(learn_loop, "train", lambda config: {"valid": {"forces_mae": 0.1}})
+    labelled = []
+
+    def label(atoms):
+        labelled.append(atoms.positions.copy())
+        return {"E": 0.0, "F": np.zeros((len(atoms), 3))}
+
+    config = LearnConfig(out=str(tmp_path / "run"), initial_frames=4, test_frames=0, rounds=1, select=5,
+                         min_rmsd=0.001, temperatures=(800.0,), md_steps=40, save_every=10, ensemble=2)
+    report = run_learning(config, label)
+    # the two frames before the dissociation are the only candidates; the one after it is cut too
+    assert len(labelled) == 2 and report["rounds"][1]["selected"] == 2
+    assert all(unphysical_reason(Z0, R, bonds(Z0, R0)) is None for R in labelled)
+    assert [r["unphysical_frames"] for r in report["rounds"]] == [0, 2]
