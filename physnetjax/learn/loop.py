@@ -110,8 +110,11 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
         data = load_dataset(previous / "data.npz")
         init_from = previous / "train" / "best"
         candidates, summary["md"] = explore(init_from, data, directory / "explore", config, index)
+        summary["unphysical_frames"] = sum(run["unphysical_frames"] for run in summary["md"])
         chosen, labels, failures = select_and_label(candidates, config, label, index)
         summary["label_failures"] = failures
+        logger.info("round %d: %d candidates; %d unphysical MD frames cut; %d frames could not be labelled",
+                    index, len(candidates.spreads), summary["unphysical_frames"], len(failures))
         if chosen:
             new = labelled_frames([candidates.numbers[j] for j in chosen], [candidates.positions[j] for j in chosen],
                                   labels, config.charge, f"round-{index:03d}/selected")
@@ -143,6 +146,8 @@ def select_and_label(candidates, config: LearnConfig, label: Labeller, round_ind
     eV/Å (a geometry far outside the thermal ensemble), is logged, recorded as ``"origin: error"`` and removed from the
     candidates, and the selection is redone without it: frames chosen before it in the
     ranking are unchanged (their labels are kept), and the frames it excluded may now enter.
+    A failed frame is never tried again: each failure removes one candidate, so the
+    labeller is called at most once per candidate.
     """
     order = np.random.default_rng([config.seed, round_index]).permutation(len(candidates.spreads))
 
