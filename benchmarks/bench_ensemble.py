@@ -15,7 +15,9 @@ Inference: energy and forces of a batch of ethanol molecules (1 = the MD case, a
 :class:`~physnetjax.ensemble.PhysNetEnsemble` of K members (one ``jax.vmap`` over the
 members, mean and spreads), timed with :func:`common.time_call` (target ≤ 2 for K = 4).
 Beside each time, XLA's cost analysis of the compiled call gives its floating-point
-operations (a figure that does not depend on the machine's load).
+operations (a figure that does not depend on the machine's load), and the count of the
+call's top-level jaxpr equations that no parameter reaches (:func:`parameter_free_equations`:
+work that ``jax.vmap`` over the members leaves unbatched, done once for all members).
 
 Usage: python benchmarks/bench_ensemble.py [--quick | --smoke] [--out DIR] [--members K]
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import time
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 
@@ -92,9 +95,33 @@ def inference_times(data, model, members: int, molecules: int, repeats: int) -> 
     else:
         runner = PhysNetEnsemble(member=model, size=members)
         params = stack_members([init_params(model, s) for s in member_seeds(0, members)])
-    call = jax.jit(lambda p, b: apply_batch(runner, p, b))
+    def function(p, b):
+        return apply_batch(runner, p, b)
+
+    call = jax.jit(function)
     timing = time_call(lambda: jax.block_until_ready(call(params, batch)["forces"]), repeats=repeats)
-    return {"members": members, "molecules": molecules, "flops": compiled_flops(call, params, batch), **timing}
+    free, equations = parameter_free_equations(function, params, batch)
+    return {"members": members, "molecules": molecules, "flops": compiled_flops(call, params, batch),
+            "parameter_free_equations": free, "equations": equations, **timing}
+
+
+def parameter_free_equations(function, params, *args) -> tuple[int, int]:
+    """(equations of ``function(params, *args)``'s top-level jaxpr that no parameter reaches, all equations).
+
+    An equation depends on the parameters when one of its inputs is a parameter or the
+    output of such an equation. Under ``jax.vmap`` over the members the parameter-free ones
+    (geometry: distances, radial basis, neighbour gathers) carry no member axis and run
+    once for all members, not K times.
+    """
+    closed = jax.make_jaxpr(function)(params, *args)
+    tainted = set(closed.jaxpr.invars[: len(jax.tree_util.tree_leaves(params))])
+    free = 0
+    for equation in closed.jaxpr.eqns:
+        if any(isinstance(v, jax.extend.core.Var) and v in tainted for v in equation.invars):
+            tainted.update(equation.outvars)
+        else:
+            free += 1
+    return free, len(closed.jaxpr.eqns)
 
 
 def compiled_flops(function, *args) -> float | None:
@@ -129,9 +156,11 @@ def main() -> None:
                 r["median_s"] / training[0]["median_s"], r["first_epoch_s"]] for r in training]),
         table("Ensemble inference: energy + forces, one jitted call",
               "apply_batch of PhysNet vs PhysNetEnsemble (one vmap over members); median (min–max)",
-              ["molecules", "members", "ms/call (min–max)", "× one model", "flops", "flops × one model"],
+              ["molecules", "members", "ms/call (min–max)", "× one model", "flops", "flops × one model",
+               "parameter-free eqns / all"],
               [[r["molecules"], r["members"], ms(r), r["median_s"] / inference[2 * (i // 2)]["median_s"], r["flops"],
-                None if r["flops"] is None else r["flops"] / inference[2 * (i // 2)]["flops"]]
+                None if r["flops"] is None else r["flops"] / inference[2 * (i // 2)]["flops"],
+                f"{r['parameter_free_equations']} / {r['equations']}"]
                for i, r in enumerate(inference)]),
     ]
     model_settings = {k: getattr(config, k) for k in ("features", "max_degree", "num_iterations", "n_res",

@@ -125,7 +125,8 @@ class PhysNet(nn.Module):
       dispersion_three_body: add the Axilrod–Teller–Muto three-body term (s9) over the
         triangles whose three sides are shorter than ``dispersion_cutoff`` (switched
         like the pairs); needs a triplet list in the call (``triplets``, built by the
-        host builders with ``three_body_cutoff=model_triplet_cutoff(model)``).
+        host builders with ``three_body_cutoff=model_triplet_cutoff(model)``, or inside
+        jit by the :mod:`physnetjax.md` potentials' neighbor lists).
       dispersion_cutoff: Å; pair energies and coordination numbers are switched off
         smoothly over its last 20 %.
       dispersion_trainable: train s6, s8, a1, a2 (kept positive by a softplus).
@@ -277,6 +278,9 @@ class PhysNet(nn.Module):
         (atomic_numbers, dst_idx, src_idx, segments, num_molecules, edge_mask, atom_mask,
          total_charges, shifts, pairs, triplets) = graph
 
+        # The dispersion term halves its pair list first and deforms only the half's shifts.
+        dispersion_shifts = shifts if pairs is None else pairs[3]
+        deformation = None
         if strain is not None:
             deformation = jnp.eye(3, dtype=positions.dtype) + 0.5 * (strain + jnp.swapaxes(strain, -1, -2))
             positions = jnp.einsum("ni,nij->nj", positions, deformation[segments])
@@ -346,10 +350,9 @@ class PhysNet(nn.Module):
         if self.dispersion is not None:
             damping = DispersionParameters(self.dispersion_functional, self.dispersion_three_body,
                                            self.dispersion_trainable, self.param_dtype, name="dispersion")()
-            list_shifts = shifts if pairs is None else pair_shifts
-            dispersion = dispersion_per_molecule(atomic_numbers, positions, pair_dst, pair_src, pair_mask, list_shifts,
-                                                 pair_vectors, segments, num_molecules, damping,
-                                                 self.dispersion_cutoff, triplets)
+            dispersion = dispersion_per_molecule(atomic_numbers, positions, pair_dst, pair_src, pair_mask,
+                                                 dispersion_shifts, pair_vectors, segments, num_molecules, damping,
+                                                 self.dispersion_cutoff, triplets, deformation)
             energy = energy + dispersion
 
         aux = {
@@ -474,8 +477,8 @@ class PhysNet(nn.Module):
             if triplets is None:
                 raise ValueError(
                     "dispersion_three_body=True needs a triplet list: pass triplets= (build batches with "
-                    "three_body_cutoff=physnetjax.neighbors.model_triplet_cutoff(model)); lists built inside "
-                    "jit (MD neighbor lists) do not provide one")
+                    "three_body_cutoff=physnetjax.neighbors.model_triplet_cutoff(model)); the physnetjax.md potentials "
+                    "build one, and so does physnetjax.md.jax_md with a Dense jax_md list")
             if triplet_mask is None:
                 triplet_mask = jnp.ones(triplets.shape[:1], dtype=bool)
             triplets = (triplets, triplet_mask.astype(bool))

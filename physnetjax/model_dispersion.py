@@ -70,12 +70,16 @@ class DispersionParameters(nn.Module):
 
 
 def dispersion_per_molecule(atomic_numbers, positions, pair_dst, pair_src, pair_mask, pair_shifts, pair_vectors,
-                            segments, num_molecules: int, parameters: dict, cutoff: float, triplets=None):
+                            segments, num_molecules: int, parameters: dict, cutoff: float, triplets=None,
+                            deformation=None):
     """E_D3 per molecule in eV, (B,), over a full directed pair list (see the physics module).
 
-    Args: positions (N, 3) Å; the pair list (P,) with its image shifts (P, 3) Å or None
-    and its vectors (P, 3) Å = r_src − r_dst + shift; ``triplets`` = ((T, 2) pair
-    indices, (T,) mask) for the ATM term, or None.
+    Args: positions (N, 3) Å (already deformed); the pair list (P,) with its image
+    shifts (P, 3) Å or None *before* the deformation, and its vectors (P, 3) Å =
+    r_src − r_dst + shift *after* it; ``triplets`` = ((T, 2) pair indices, (T,) mask)
+    for the ATM term, or None; ``deformation``: (B, 3, 3) I + ε of the strain
+    derivative (stress), or None. The image shifts are deformed here, for the half
+    list only (a shift s of molecule b becomes s · deformation[b]).
 
     The two-body energy, the coordination numbers and each side of an ATM triangle are
     switched off smoothly over [(1 − 0.2) · cutoff, cutoff]. Without ATM each unordered
@@ -94,7 +98,13 @@ def dispersion_per_molecule(atomic_numbers, positions, pair_dst, pair_src, pair_
     dst, src = pair_dst[half], pair_src[half]
     vectors = pair_displacements(positions, dst, src)
     if pair_shifts is not None:
-        vectors = vectors + pair_shifts[half]
+        shifts = pair_shifts[half]
+        if deformation is not None:
+            # s · D as three broadcast products: one (3, 3) matrix for a single cell, else
+            # one per pair; XLA fuses these, where a batched (P, 3) × (3, 3) dot is slow on CPU.
+            rows = deformation[0][None] if num_molecules == 1 else deformation[segments[dst]]
+            shifts = shifts[:, 0:1] * rows[:, 0] + shifts[:, 1:2] * rows[:, 1] + shifts[:, 2:3] * rows[:, 2]
+        vectors = vectors + shifts
     return d3_dispersion_energy(atomic_numbers, vectors, dst, src, half_mask, segments, num_molecules, parameters,
                                 half_list=True, **settings)
 

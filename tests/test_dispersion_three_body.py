@@ -146,7 +146,7 @@ def test_calculator_covers_the_three_body_term(atm_model):
 
 @pytest.mark.slow
 def test_md_potential_with_all_pairs_and_neighbor_lists(atm_model):
-    """JAX-native MD: the all-pairs edge set carries every pair-of-pairs; in-jit lists refuse clearly."""
+    """JAX-native MD: the all-pairs edge set carries every pair-of-pairs, the in-jit lists a TripletList."""
     from physnetjax.md.potential import physnet_potential
 
     model, params = atm_model
@@ -158,8 +158,9 @@ def test_md_potential_with_all_pairs_and_neighbor_lists(atm_model):
     assert abs(float(energy) - ref_energy) < 1e-10
     np.testing.assert_allclose(np.asarray(forces), ref_forces, rtol=0, atol=1e-10)
     listed = physnet_potential(model, params, atoms.numbers, method="dense")
-    with pytest.raises(ValueError, match="needs a triplet list"):
-        listed.energy_force(positions, listed.allocate(positions))
+    energy, forces = jax.jit(listed.energy_force)(positions, listed.allocate(positions))
+    assert abs(float(energy) - ref_energy) < 1e-10
+    np.testing.assert_allclose(np.asarray(forces), ref_forces, rtol=0, atol=1e-10)
 
 
 @pytest.mark.slow

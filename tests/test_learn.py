@@ -114,6 +114,8 @@ def test_interrupted_loop_resumes_without_retraining_round_0(resumed_run):
     # an uninterrupted run: 8 initial frames, then select=3 labelled frames (more than 3 distinct candidates)
     assert [r["frames"] for r in report["rounds"]] == [8, 11]
     assert [r["selected"] for r in report["rounds"]] == [0, 3]
+    # 300 K MD of the stub's ensemble stays ethanol: no frame is cut by the physical filter
+    assert [r["unphysical_frames"] for r in report["rounds"]] == [0, 0] and state["rounds"][1]["unphysical_frames"] == 0
     assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(report))
 
 
@@ -205,6 +207,7 @@ def test_cli_loop_with_gfn2_xtb_labels(tmp_path, capsys):
     (["--ensemble", "1"], "ensemble must be >= 2 members"),
     (["--md-steps", "25", "--save-every", "10"], "must be a multiple of save_every"),
     (["--min-rmsd", "0"], "min_rmsd must be > 0"),
+    (["--min-distance", "-1"], "min_distance must be >= 0"),
 ])
 def test_cli_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
     from physnetjax.learn.__main__ import main

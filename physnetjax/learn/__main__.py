@@ -53,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--uncertainty-threshold", type=float, help="only frames with a force spread (eV/Å) past it are candidates")
     add("--max-label-force", type=float,
         help="skip a labelled frame whose largest |F_i| exceeds this (eV/Å): a geometry far from thermal")
+    add("--allow-topology-change", action="store_true",
+        help="keep MD frames whose bonds differ from the start geometry's (default: an MD run's candidates end "
+             "before its first such frame)")
+    add("--min-distance", type=float, default=d.min_distance,
+        help="an MD run's candidates end before its first frame with two atoms closer than this (Å)")
+    add("--bond-factor", type=float, default=d.bond_factor,
+        help="atoms are bonded when closer than this times the sum of their covalent radii")
     add("--labeller", default=d.labeller, choices=["GFN2-xTB", "GFN1-xTB", "IPEA1-xTB"], help="tblite method")
     add("--charge", type=float, default=d.charge, help="total charge in e")
     add("--ensemble", type=int, default=d.ensemble, help="ensemble members K (>= 2)")

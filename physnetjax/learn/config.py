@@ -29,6 +29,10 @@ class LearnConfig:
     them and retrains with ``--init-from`` the previous round's checkpoint;
     ``selection`` "random" takes random MD frames instead (a baseline to compare against);
     a labelled frame with a force |F_i| above ``max_label_force`` eV/Å is skipped.
+    Physical filter (:mod:`physnetjax.learn.physical`): an MD run's candidates end before
+    its first frame with two atoms closer than ``min_distance`` Å or, unless
+    ``allow_topology_change``, with bonds (r_ij < ``bond_factor`` · (ρ_i + ρ_j),
+    covalent radii) other than those of the run's start geometry.
     Training: the trainer's settings of the same names; ``retrain_epochs`` (None →
     ``epochs``) for rounds ≥ 1.
     """
@@ -51,6 +55,9 @@ class LearnConfig:
     max_force: float = 100.0
     uncertainty_threshold: Optional[float] = None
     max_label_force: Optional[float] = None
+    allow_topology_change: bool = False
+    min_distance: float = 0.5
+    bond_factor: float = 1.3
     labeller: str = "GFN2-xTB"
     charge: float = 0.0
 
@@ -86,6 +93,10 @@ class LearnConfig:
             raise ValueError(f"temperatures must be one or more values > 0 K, received {list(self.temperatures)}")
         if self.max_label_force is not None and not self.max_label_force > 0:
             raise ValueError(f"max_label_force must be > 0 eV/Å, received {self.max_label_force}")
+        if not self.min_distance >= 0:
+            raise ValueError(f"min_distance must be >= 0 Å, received {self.min_distance}")
+        if not self.bond_factor > 0:
+            raise ValueError(f"bond_factor must be > 0, received {self.bond_factor}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, received {self.selection!r}")
         if not self.min_rmsd > 0:

@@ -5,10 +5,14 @@ Each run is :func:`physnetjax.md.driver.simulate` in flag mode: every saved fram
 logged to ``md-<T>K.xyz.jsonl`` beside the trajectory. A run that blows up
 (:class:`~physnetjax.md.driver.MDInstabilityError`: NaN, |F| > ``max_force``) keeps the
 frames written before it — exactly the region the model does not know — and the loop
-goes on. Frames with two atoms closer than
-:data:`physnetjax.validation.MIN_DISTANCE_ERROR` Å (no meaningful label) or a non-finite
-spread are not candidates; the latter are counted (``non_finite_spreads``), and make the
-run's mean/max spread NaN, which the report shows.
+goes on. A run's candidates end before its first unphysical frame
+(:func:`physnetjax.learn.physical.unphysical_reason` against the run's start geometry,
+settings ``min_distance``, ``bond_factor``, ``allow_topology_change``): a dissociated or
+collapsed molecule does not come back, and its frames (labels tens of eV above the
+thermal ones, or no SCF at all) would spoil the fit; the frames cut are counted
+(``unphysical_frames``, with ``first_unphysical``: where and why) and logged.
+Frames with a non-finite spread are not candidates; they are counted
+(``non_finite_spreads``), and make the run's mean/max spread NaN, which the report shows.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 from physnetjax.checkpoint import load_checkpoint
 from physnetjax.data import Dataset
 from physnetjax.jsonlines import read_log
+from physnetjax.learn.physical import bonds, unphysical_reason
 from physnetjax.md.driver import MDInstabilityError, simulate
 from physnetjax.validation import MIN_DISTANCE_ERROR, trained_elements_of
 
@@ -64,8 +69,11 @@ def explore(checkpoint, data: Dataset, directory, config, round_index: int) -> t
         seed = config.seed + 1000 * round_index + t
         out = directory / f"md-{temperature:g}K.xyz"
         blew_up = None
+        start = start_geometry(data, seed)
+        reference_bonds = None if config.allow_topology_change else bonds(start.numbers, start.positions,
+                                                                          config.bond_factor)
         try:
-            simulate(model, params, start_geometry(data, seed), ensemble=config.md_ensemble,
+            simulate(model, params, start, ensemble=config.md_ensemble,
                      temperature_K=temperature, timestep_fs=config.timestep_fs, steps=config.md_steps, out=str(out),
                      save_every=config.save_every, chunk_frames=min(100, config.md_steps // config.save_every),
                      friction=config.friction, seed=seed, max_force=config.max_force,
@@ -80,9 +88,16 @@ def explore(checkpoint, data: Dataset, directory, config, round_index: int) -> t
         if len(log) != len(frames):
             raise RuntimeError(f"{out}: {len(frames)} frames but {len(log)} log records")
         run_spreads = np.array([record[SPREAD_KEY] for record in log], np.float64)
-        kept = 0
+        kept, unphysical, first_unphysical = 0, 0, None
         for k, (atoms, spread) in enumerate(zip(frames, run_spreads)):
-            if not np.isfinite(spread) or _closest_distance(atoms.positions) < MIN_DISTANCE_ERROR:
+            reason = unphysical_reason(atoms.numbers, atoms.positions, reference_bonds,
+                                       max(config.min_distance, MIN_DISTANCE_ERROR), config.bond_factor)
+            if reason is not None:
+                unphysical, first_unphysical = len(frames) - k, f"{out.name}[{k}]: {reason}"
+                logger.warning("round %d, %g K: %s; this frame and the %d after it are not candidates",
+                               round_index, temperature, first_unphysical, unphysical - 1)
+                break
+            if not np.isfinite(spread):
                 continue
             if config.uncertainty_threshold is not None and spread < config.uncertainty_threshold:
                 continue
@@ -98,13 +113,9 @@ def explore(checkpoint, data: Dataset, directory, config, round_index: int) -> t
             "mean_spread_eV_per_A": float(run_spreads.mean()) if len(run_spreads) else None,
             "max_spread_eV_per_A": float(run_spreads.max()) if len(run_spreads) else None,
             "non_finite_spreads": int(np.sum(~np.isfinite(run_spreads))),
+            "unphysical_frames": unphysical,
+            "first_unphysical": first_unphysical,
             "blew_up": blew_up,
         })
     return Candidates(numbers, positions, np.array(spreads, np.float64), origins), summaries
 
-
-def _closest_distance(positions: np.ndarray) -> float:
-    if len(positions) < 2:
-        return np.inf
-    distances = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
-    return float(distances[np.triu_indices(len(positions), 1)].min())

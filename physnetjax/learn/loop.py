@@ -110,8 +110,11 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
         data = load_dataset(previous / "data.npz")
         init_from = previous / "train" / "best"
         candidates, summary["md"] = explore(init_from, data, directory / "explore", config, index)
+        summary["unphysical_frames"] = sum(run["unphysical_frames"] for run in summary["md"])
         chosen, labels, failures = select_and_label(candidates, config, label, index)
         summary["label_failures"] = failures
+        logger.info("round %d: %d candidates; %d unphysical MD frames cut; %d frames could not be labelled",
+                    index, len(candidates.spreads), summary["unphysical_frames"], len(failures))
         if chosen:
             new = labelled_frames([candidates.numbers[j] for j in chosen], [candidates.positions[j] for j in chosen],
                                   labels, config.charge, f"round-{index:03d}/selected")
@@ -121,7 +124,7 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
         summary["selected_spreads_eV_per_A"] = [float(candidates.spreads[j]) for j in chosen]
         summary.update(_spread_summary(summary["md"]))
     save_frames(data, directory / "data.npz")
-    trained = train(_train_config(config, directory, index, init_from))
+    trained = train(round_train_config(config, directory, index, init_from))
     summary["frames"] = len(data)
     summary["valid"] = trained["valid"]
     summary["test"] = test_errors(directory / "train" / "best", test) if test is not None else None
@@ -143,6 +146,8 @@ def select_and_label(candidates, config: LearnConfig, label: Labeller, round_ind
     eV/Å (a geometry far outside the thermal ensemble), is logged, recorded as ``"origin: error"`` and removed from the
     candidates, and the selection is redone without it: frames chosen before it in the
     ranking are unchanged (their labels are kept), and the frames it excluded may now enter.
+    A failed frame is never tried again: each failure removes one candidate, so the
+    labeller is called at most once per candidate.
     """
     order = np.random.default_rng([config.seed, round_index]).permutation(len(candidates.spreads))
 
@@ -195,7 +200,13 @@ def _atoms(candidates, j: int) -> ase.Atoms:
     return ase.Atoms(numbers=candidates.numbers[j], positions=candidates.positions[j])
 
 
-def _train_config(config: LearnConfig, directory: Path, index: int, init_from) -> TrainConfig:
+def round_train_config(config: LearnConfig, directory: Path, index: int, init_from) -> TrainConfig:
+    """The trainer's settings of round ``index``: ``directory/data.npz`` → ``directory/train``, seed
+    ``config.seed + index``, started from the checkpoint ``init_from`` (None: fresh, round 0).
+
+    Public so that a comparison (``benchmarks/bench_active_learning.py``) can train on frames
+    chosen another way with exactly the loop's settings.
+    """
     epochs = config.epochs if index == 0 or config.retrain_epochs is None else config.retrain_epochs
     return TrainConfig(
         data=[str(directory / "data.npz")], valid=config.valid, test=0, features=config.features,

@@ -2,6 +2,7 @@
 
 Per round: training frames, frames selected, mean and max of the MD's per-frame force
 spread (eV/Å; over every saved frame of every temperature), MD runs that blew up,
+MD frames cut as unphysical (:mod:`physnetjax.learn.physical`, never candidates),
 frames the labeller could not label (skipped),
 validation force MAE of the trainer (EMA weights of ``best``) and, with a test set,
 the test energy and force MAE of the member mean. ``learning_curve.png`` plots the
@@ -31,6 +32,7 @@ def report_rows(rounds: list) -> list[dict]:
             "md_mean_spread_eV_per_A": summary.get("md_mean_spread_eV_per_A"),
             "md_max_spread_eV_per_A": summary.get("md_max_spread_eV_per_A"),
             "md_blow_ups": sum(run["blew_up"] is not None for run in summary["md"]),
+            "unphysical_frames": sum(run.get("unphysical_frames", 0) for run in summary["md"]),
             "label_failures": len(summary.get("label_failures", [])),
             "valid_forces_mae": summary["valid"].get("forces_mae"),
             "test_energy_mae": test.get("energy_mae"),
@@ -41,11 +43,12 @@ def report_rows(rounds: list) -> list[dict]:
 
 def report_lines(rows: list[dict]) -> list[str]:
     """A fixed-width table of ``rows`` (n/a where a value does not apply)."""
-    header = ("round  frames  selected  unlabelled  MD spread mean/max (eV/Å)  blow-ups  valid F MAE  test F MAE  "
-              "test E MAE")
+    header = ("round  frames  selected  unphysical  unlabelled  MD spread mean/max (eV/Å)  blow-ups  valid F MAE  "
+              "test F MAE  test E MAE")
     lines = [header]
     for row in rows:
-        lines.append(f"{row['round']:>5d}  {row['frames']:>6d}  {row['selected']:>8d}  {row['label_failures']:>10d}  "
+        lines.append(f"{row['round']:>5d}  {row['frames']:>6d}  {row['selected']:>8d}  "
+                     f"{row['unphysical_frames']:>10d}  {row['label_failures']:>10d}  "
                      f"{_fmt(row['md_mean_spread_eV_per_A']):>12s} / {_fmt(row['md_max_spread_eV_per_A']):<12s} "
                      f"{row['md_blow_ups']:>8d}  {_fmt(row['valid_forces_mae']):>11s}  "
                      f"{_fmt(row['test_forces_mae']):>10s}  {_fmt(row['test_energy_mae']):>10s}")

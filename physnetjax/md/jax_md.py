@@ -32,6 +32,14 @@ the ``box``. Models whose pair terms need *all* pairs (charges without
 ``coulomb_lr_cutoff``) only work in free space; there the pair terms use a fixed list
 of all pairs and the messages the neighbor list.
 
+Three-body dispersion (``dispersion_three_body=True``). The ATM term needs triplets of
+the pair-term list. With ``neighbor=None`` (or pair terms over all pairs) they are every
+pair-of-pairs of the all-pairs list, fixed. With a jax_md list it must be in
+``NeighborListFormat.Dense``: each atom's row of M slots then bounds its triplets by
+M(M−1)/2, so the triplets are every slot pair (a, b), a < b, of each row, a static list of
+N·M(M−1)/2 entries masked by the slots' occupancy: none can be dropped, and jax_md's own
+``did_buffer_overflow`` covers the list. ``Sparse`` lists (no such bound) raise ValueError.
+
 Units. jax_md has none of its own: with R in Å, E in eV and masses in amu its time
 unit is τ = Å·√(amu/eV) = :data:`JAX_MD_TIME_UNIT_FS` fs ≈ 10.18 fs (ASE's). So
 dt_jax_md = dt[fs] / JAX_MD_TIME_UNIT_FS, momenta are amu·Å/τ = p[amu·Å/fs] ·
@@ -50,7 +58,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax.neighbors import apply_batch, model_pair_cutoff, molecule_pairs, one_system_batch
+from physnetjax.neighbors import (
+    apply_batch,
+    model_pair_cutoff,
+    model_triplet_cutoff,
+    molecule_pairs,
+    one_system_batch,
+    pair_triplets,
+)
 from physnetjax.units import ASE_TIME_UNIT_FS
 
 JAX_MD_TIME_UNIT_FS = ASE_TIME_UNIT_FS
@@ -223,6 +238,21 @@ def jax_md_energy_fn(
     n = int(z.shape[0])
     all_dst, all_src = molecule_pairs(np.zeros((n, 3)), None)  # all n(n−1) ordered pairs
     needs_all_pairs = model_pair_cutoff(model) is None
+    three_body = model_triplet_cutoff(model) is not None
+    all_triplets = pair_triplets(all_dst, np.ones(len(all_dst), bool)) if three_body else None
+
+    def triplet_fields(neighbor, mask):
+        if not three_body:
+            return {}
+        if neighbor is None or needs_all_pairs:
+            return {"triplets": jnp.asarray(all_triplets)}
+        if neighbor.format is not formats.Dense:
+            raise ValueError(
+                "the three-body dispersion term (dispersion_three_body=True) needs a jax_md neighbor list in "
+                "NeighborListFormat.Dense, whose rows bound the triplets: jax_md_neighbor_list(..., "
+                f"format=jax_md.partition.NeighborListFormat.Dense); received {neighbor.format}")
+        triplets = jnp.asarray(_row_triplets(n, neighbor.idx.shape[1]))
+        return {"triplets": triplets, "triplet_mask": mask[triplets[:, 0]] & mask[triplets[:, 1]]}
 
     def shifts_of(positions, dst, src, **kwargs):
         # kwargs (e.g. box=) are the same for every pair: bind them before vmapping.
@@ -246,7 +276,15 @@ def jax_md_energy_fn(
                 "pair_shifts": shifts_of(R, pair_dst, pair_src, **kwargs),
             }
         batch = one_system_batch(z, R, dst, src, mask, total_charge=total_charge,
-                                 shifts=shifts_of(R, dst, src, **kwargs), **pair_fields)
+                                 shifts=shifts_of(R, dst, src, **kwargs), **pair_fields,
+                                 **triplet_fields(neighbor, mask))
         return apply_batch(model, params, batch)["energy"][0]
 
     return energy_fn
+
+
+def _row_triplets(num_atoms: int, width: int) -> np.ndarray:
+    """(N · M(M−1)/2, 2) int32 slot pairs (i·M + a, i·M + b), a < b, of a Dense list's rows (host)."""
+    a, b = np.triu_indices(width, k=1)
+    rows = np.arange(num_atoms)[:, None] * width
+    return np.stack([(rows + a).ravel(), (rows + b).ravel()], axis=1).astype(np.int32)

@@ -20,6 +20,13 @@ Edge sets, chosen by ``method``:
   or O(N) search. A second list serves the pair terms when they reach beyond the
   message-passing cutoff (all pairs, for bare Coulomb without ``coulomb_lr_cutoff``).
 
+With ``dispersion_three_body=True`` the ATM term needs triplets: the all-pairs set
+carries every pair-of-pairs (fixed, like its pairs); with ``"dense"`` / ``"cell"`` a
+:class:`~physnetjax.neighbors.neighbor_triplets.TripletList` over the pair-term list
+(pairs shorter than the dispersion cutoff + skin) is rebuilt inside jit whenever that
+list is, with a fixed capacity and its own overflow flag (the neighbor state's
+``did_overflow`` includes it; :func:`check_neighbors` raises with the capacities).
+
 ``method=None`` picks ``"all_pairs"`` for an isolated system whose neighbor list
 would need a buffer of at least N(N−1) slots anyway (molecules smaller than about
 the cutoff), decided in ``allocate`` from the positions; otherwise ``"dense"`` up to
@@ -46,6 +53,8 @@ from physnetjax.neighbors import (
     pair_triplets,
 )
 from physnetjax.neighbors.molecules import molecule_pairs
+from physnetjax.neighbors.neighbor_list import check_overflow, needs_update
+from physnetjax.neighbors.neighbor_triplets import allocate_triplets, build_triplets, check_triplet_overflow
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +105,7 @@ def physnet_potential(
       method: ``"all_pairs"`` (isolated systems only), ``"dense"`` or ``"cell"``;
         None picks one (module docstring).
       skin: neighbor-list skin in Å.
-      capacity_multiplier: initial head-room of the pair capacity (≥ 1).
+      capacity_multiplier: initial head-room of the pair (and triplet) capacity (≥ 1).
 
     Raises:
       ValueError: unknown method, ``"all_pairs"`` with a cell, or a periodic system
@@ -133,7 +142,8 @@ def physnet_potential(
     edges, pairs = builders(capacity_multiplier)
     all_dst, all_src = molecule_pairs(np.zeros((num_atoms, 3)), None)
     # Every pair-of-pairs of the all-pairs set: valid at any geometry (the switch cuts far sides).
-    all_triplets = {} if model_triplet_cutoff(model) is None else {
+    three_body_cutoff = model_triplet_cutoff(model)
+    all_triplets = {} if three_body_cutoff is None else {
         "triplets": pair_triplets(all_dst, np.ones(len(all_dst), bool))}
 
     def use_all_pairs(positions, multiplier) -> bool:
@@ -150,19 +160,33 @@ def physnet_potential(
             logger.info("all %d ordered pairs of the %d atoms are the edge set", len(all_dst), num_atoms)
             return AllPairs()
         edge_fns, pair_fns = builders(capacity_multiplier)
-        return NeighborPair(edge_fns.allocate(positions), None if pair_fns is None else pair_fns.allocate(positions))
+        nbrs = NeighborPair(edge_fns.allocate(positions), None if pair_fns is None else pair_fns.allocate(positions))
+        if three_body_cutoff is None:
+            return nbrs
+        # A list of all pairs (cutoff None) is never rebuilt, so its triplets keep every pair-of-pairs.
+        radius = np.inf if nbrs.term_pairs.cutoff is None else three_body_cutoff + skin
+        triplets = allocate_triplets(nbrs.term_pairs, jnp.asarray(positions, nbrs.edges.reference_positions.dtype),
+                                     radius, capacity_multiplier)
+        return nbrs.replace(triplets=triplets)
 
     def update(positions, nbrs):
         if isinstance(nbrs, AllPairs):
             return nbrs
-        return NeighborPair(edges.update(positions, nbrs.edges),
-                            None if pairs is None else pairs.update(positions, nbrs.pairs))
+        updated = NeighborPair(edges.update(positions, nbrs.edges),
+                               None if pairs is None else pairs.update(positions, nbrs.pairs))
+        if nbrs.triplets is None:
+            return updated
+        # The triplets index the pair-term list: rebuilt exactly when it is.
+        triplets = jax.lax.cond(needs_update(positions, nbrs.term_pairs),
+                                lambda: build_triplets(updated.term_pairs, positions, nbrs.triplets),
+                                lambda: nbrs.triplets)
+        return updated.replace(triplets=triplets)
 
     def to_batch(positions, nbrs):
         if isinstance(nbrs, AllPairs):
             return one_system_batch(z, positions, all_dst, all_src, total_charge=total_charge, **all_triplets)
         return batch_from_neighbors(z, positions, nbrs.edges, pair_nbrs=nbrs.pairs, cell=cell_array,
-                                    total_charge=total_charge)
+                                    total_charge=total_charge, triplets=nbrs.triplets)
 
     def outputs(positions, nbrs, compute_forces: bool = True):
         return apply_batch(model, params, to_batch(positions, nbrs), compute_forces)
@@ -174,17 +198,37 @@ def physnet_potential(
     return Potential(allocate=allocate, update=update, energy_force=energy_force, outputs=outputs)
 
 
+def check_neighbors(nbrs):
+    """Return ``nbrs`` unchanged, or raise NeighborListOverflowError naming the list and its capacity (host)."""
+    if isinstance(nbrs, NeighborPair):
+        for lst in (nbrs.edges, nbrs.pairs):
+            if lst is not None:
+                check_overflow(lst)
+        if nbrs.triplets is not None:
+            check_triplet_overflow(nbrs.triplets)
+    return nbrs
+
+
 @flax.struct.dataclass
 class NeighborPair:
-    """Edge list and optional long-range pair list; overflow if either overflowed."""
+    """Edge list, optional long-range pair list and optional triplet list; overflow if any overflowed."""
 
     edges: Any
     pairs: Any = None
+    triplets: Any = None
+
+    @property
+    def term_pairs(self):
+        """The list the pair terms (and the triplets' indices) use: ``pairs`` if present, else ``edges``."""
+        return self.edges if self.pairs is None else self.pairs
 
     @property
     def did_overflow(self):
         flag = self.edges.did_overflow
-        return flag if self.pairs is None else jnp.logical_or(flag, self.pairs.did_overflow)
+        for extra in (self.pairs, self.triplets):
+            if extra is not None:
+                flag = jnp.logical_or(flag, extra.did_overflow)
+        return flag
 
 
 @flax.struct.dataclass

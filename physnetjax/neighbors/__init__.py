@@ -6,6 +6,7 @@
 * :mod:`~physnetjax.neighbors.bucketing`: padded batches of mixed sizes, ≤ 4 shapes.
 * :mod:`~physnetjax.neighbors.neighbor_list`: fixed-capacity lists built inside jit (MD).
 * :mod:`~physnetjax.neighbors.triplets`: host triplet lists for the three-body dispersion term.
+* :mod:`~physnetjax.neighbors.neighbor_triplets`: fixed-capacity triplet lists built inside jit (MD).
 """
 
 from physnetjax.neighbors.batch import Batch, apply_batch, model_pair_cutoff, model_triplet_cutoff, one_system_batch
@@ -20,6 +21,12 @@ from physnetjax.neighbors.neighbor_list import (
     needs_update,
     neighbor_list,
 )
+from physnetjax.neighbors.neighbor_triplets import (
+    TripletList,
+    allocate_triplets,
+    build_triplets,
+    check_triplet_overflow,
+)
 from physnetjax.neighbors.periodic import batch_periodic, periodic_pairs
 from physnetjax.neighbors.triplets import count_triplets, pair_triplets, padded_triplets
 
@@ -30,12 +37,16 @@ __all__ = [
     "NeighborList",
     "NeighborListFns",
     "NeighborListOverflowError",
+    "TripletList",
+    "allocate_triplets",
     "apply_batch",
     "assemble_batch",
     "batch_from_neighbors",
     "batch_molecules",
     "batch_periodic",
+    "build_triplets",
     "check_overflow",
+    "check_triplet_overflow",
     "concatenate_padded",
     "count_triplets",
     "iterate_batches",

@@ -5,7 +5,9 @@ edge slots; trailing slots may be padding. Conventions:
 
 * Atoms of one molecule are contiguous and molecules appear in order, so
   ``atom_segments`` is sorted; padded atoms sit at the end, belong to the last
-  molecule slot and have ``atom_mask`` False (their Z is 0).
+  molecule slot and have ``atom_mask`` False (their Z is 0). (The trainer's
+  device-gathered batches, :mod:`physnetjax.train.device_batches`, also pad inside
+  each molecule slot; nothing but the masks marks padding.)
 * ``dst_idx``/``src_idx`` is a *full directed* edge list (i ← j and j ← i) of all
   pairs closer than the message-passing cutoff; padded edges point at atom N−1
   and have ``edge_mask`` False. The optional ``pair_*`` arrays are a second full

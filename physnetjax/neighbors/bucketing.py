@@ -4,7 +4,8 @@ A jitted function compiles once per distinct input shape. Batches of B random
 molecules have varying numbers of atoms, edges and pairs, so packing each batch
 exactly would compile almost every step. :class:`MoleculeBatcher` instead fixes, once
 per dataset, at most ``num_shapes`` padded sizes ("levels"): for each of atoms N,
-edges P and pairs Q the level is a quantile of that sum over random batches,
+edges P, pairs Q (and triplets T with a three-body cutoff) the level is a quantile
+of that sum over random batches,
 rounded up to a multiple, and the last level is the exact worst case (the sum of
 the B largest molecules), so *every* batch fits one of them. Each batch is padded
 to the smallest level that holds it. The number of molecule slots is always B
@@ -93,7 +94,12 @@ class MoleculeBatcher:
       cutoff: message-passing cutoff in Å.
       pair_cutoff: reach of the pair terms (:func:`model_pair_cutoff`): ≤ cutoff → no
         separate pair list, None → all pairs, else pairs closer than it.
-      num_shapes: at most this many distinct (N, P, Q) levels (1 … 4).
+      three_body_cutoff: with a value (Å; :func:`model_triplet_cutoff` of a model with
+        ``dispersion_three_body=True``), every batch carries the triplet list of the
+        pair-term list restricted to pairs shorter than it (host-built, exact: the
+        levels bound the triplets like the pairs, so no batch can overflow); None →
+        no triplets.
+      num_shapes: at most this many distinct (N, P, Q[, T]) levels (1 … 4).
       atom_multiple, edge_multiple: rounding of the levels (pairs use edge_multiple).
       drop_last: drop the final partial batch of an epoch.
       dtype: float dtype of positions and charges.
@@ -101,7 +107,8 @@ class MoleculeBatcher:
         deterministic function of data, batch_size and this seed).
 
     Attributes:
-      levels: list of (num_atoms, num_edges, num_pairs or None) padded sizes.
+      levels: list of (num_atoms, num_edges, num_pairs or None) padded sizes, with
+        num_triplets appended when ``three_body_cutoff`` is given.
       shapes: the ``Batch.shape_key`` of every level.
     """
 
@@ -112,6 +119,7 @@ class MoleculeBatcher:
         cutoff: float,
         pair_cutoff: Optional[float] = 0.0,
         *,
+        three_body_cutoff: Optional[float] = None,
         num_shapes: int = 4,
         atom_multiple: int = 8,
         edge_multiple: int = 64,
@@ -131,6 +139,9 @@ class MoleculeBatcher:
         self.cutoff = float(cutoff)
         self.pair_cutoff = pair_cutoff
         self.separate_pairs = pair_cutoff is None or pair_cutoff > cutoff
+        if three_body_cutoff is not None and not three_body_cutoff > 0:
+            raise ValueError(f"three_body_cutoff must be larger than 0, received {three_body_cutoff}")
+        self.three_body_cutoff = three_body_cutoff
         self.drop_last = drop_last
         self.dtype = dtype
         num = len(self.atomic_numbers)
@@ -141,9 +152,12 @@ class MoleculeBatcher:
         counts = [atoms, self._pair_counts(cutoff)]
         if self.separate_pairs:
             counts.append(self._pair_counts(pair_cutoff))
+        if three_body_cutoff is not None:
+            counts.append(self._triplet_counts())
         counts = np.stack(counts, axis=1)
         self.counts = counts
-        multiples = np.array([atom_multiple, edge_multiple, edge_multiple][: counts.shape[1]])
+        multiples = np.array([atom_multiple, edge_multiple] + [edge_multiple] * self.separate_pairs
+                             + [edge_multiple] * (three_body_cutoff is not None))
 
         take = min(self.batch_size, num)
         worst = np.sort(counts, axis=0)[-take:].sum(axis=0)
@@ -157,8 +171,8 @@ class MoleculeBatcher:
             level = tuple(round_up(int(v), int(m)) for v, m in zip(sizes, multiples))
             if level not in levels:
                 levels.append(level)
-        self.levels = [lv if self.separate_pairs else (*lv, None) for lv in levels]
-        self.shapes = [(n, p, q, self.batch_size, False) for n, p, q in self.levels]
+        self.levels = [lv if self.separate_pairs else (*lv[:2], None, *lv[2:]) for lv in levels]
+        self.shapes = [(*lv[:3], self.batch_size, False, *lv[3:]) for lv in self.levels]
         logger.info("MoleculeBatcher: %d molecules, batch %d, padded levels (atoms, edges, pairs) %s",
                     num, batch_size, self.levels)
 
@@ -199,13 +213,17 @@ class MoleculeBatcher:
 
         edges = pair_list(self.cutoff)
         pairs = pair_list(self.pair_cutoff) if self.separate_pairs else None
-        needed = (present.sum(), len(edges[0])) + (() if pairs is None else (len(pairs[0]),))
-        level = next(lv for lv in self.levels if all(n <= cap for n, cap in zip(needed, lv)))
+        needed = (present.sum(), len(edges[0]), None if pairs is None else len(pairs[0]))
+        if self.three_body_cutoff is not None:
+            needed = needed + (int(self.counts[indices, -1].sum()),)
+        level = next(lv for lv in self.levels
+                     if all(n is None or n <= cap for n, cap in zip(needed, lv)))
         return assemble_batch(
             [z[p] for z, p in zip(self.atomic_numbers[indices], present)],
             [r[p] for r, p in zip(self.positions[indices], present)],
             edges, pairs, self.total_charges[indices], None,
             num_atoms=level[0], num_edges=level[1], num_pairs=level[2], num_molecules=self.batch_size,
+            three_body_cutoff=self.three_body_cutoff, num_triplets=level[3] if len(level) > 3 else None,
             dtype=self.dtype,
         )
 
@@ -231,6 +249,18 @@ class MoleculeBatcher:
             self._pair_mask(np.arange(start, min(start + chunk, num)), cutoff).sum(axis=(1, 2))
             for start in range(0, num, chunk)
         ])
+
+    def _triplet_counts(self, chunk: int = 1024) -> np.ndarray:
+        """(M,) triplets per molecule, Σ_i n_i (n_i − 1) / 2 over the pair-term list's pairs < three_body_cutoff."""
+        num = len(self.atomic_numbers)
+        list_cutoff = self.pair_cutoff if self.separate_pairs else self.cutoff
+        parts = []
+        for start in range(0, num, chunk):
+            indices = np.arange(start, min(start + chunk, num))
+            mask = self._pair_mask(indices, list_cutoff) & self._pair_mask(indices, self.three_body_cutoff)
+            neighbours = mask.sum(axis=2)
+            parts.append((neighbours * (neighbours - 1) // 2).sum(axis=1))
+        return np.concatenate(parts)
 
     def _pair_mask(self, indices, cutoff) -> np.ndarray:
         """(b, n_max, n_max) True where atoms a ≠ c of molecule k are both real and closer than cutoff."""

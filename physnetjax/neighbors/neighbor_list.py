@@ -265,6 +265,7 @@ def batch_from_neighbors(
     pair_nbrs: Optional[NeighborList] = None,
     cell=None,
     total_charge=0.0,
+    triplets=None,
 ) -> Batch:
     """A one-system :class:`Batch` (B = 1) from in-jit neighbor lists; jit-able.
 
@@ -278,9 +279,12 @@ def batch_from_neighbors(
         terms use ``nbrs``.
       cell: (3, 3) Å periodic cell as rows (the one the lists were built with), or None.
       total_charge: total charge of the system in e.
+      triplets: optional :class:`~physnetjax.neighbors.neighbor_triplets.TripletList`
+        over the pair-term list (``pair_nbrs``, else ``nbrs``) for the three-body term.
 
     Returns:
-      :class:`Batch` with ``shifts``/``cells`` when periodic, ``pair_*`` with ``pair_nbrs``.
+      :class:`Batch` with ``shifts``/``cells`` when periodic, ``pair_*`` with ``pair_nbrs``,
+      ``triplets``/``triplet_mask`` with ``triplets``.
 
     Raises:
       ValueError: when ``cell`` is given but a list was built without one, or the reverse.
@@ -301,6 +305,8 @@ def batch_from_neighbors(
             pair_mask=pair_nbrs.mask,
             pair_shifts=pair_nbrs.shifts.astype(positions.dtype) if periodic else None,
         )
+    if triplets is not None:
+        pair_fields.update(triplets=triplets.triplets, triplet_mask=triplets.mask)
     return one_system_batch(atomic_numbers, positions, nbrs.dst_idx, nbrs.src_idx, nbrs.mask,
                             total_charge=total_charge, shifts=nbrs.shifts if periodic else None,
                             cell=cell if periodic else None, **pair_fields)

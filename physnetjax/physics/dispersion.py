@@ -250,8 +250,8 @@ def one_direction(pair_dst, pair_src, pair_offsets, pair_mask):
     call), so at most P/2 pairs are kept and H slots always suffice. Not differentiable
     (indices only).
     """
-    first = jnp.argmax(pair_offsets != 0.0, axis=-1)
-    positive = jnp.take_along_axis(pair_offsets, first[:, None], axis=-1)[:, 0] > 0.0
+    x, y, z = pair_offsets[:, 0], pair_offsets[:, 1], pair_offsets[:, 2]
+    positive = jnp.where(x != 0.0, x > 0.0, jnp.where(y != 0.0, y > 0.0, z > 0.0))
     keep = pair_mask & ((pair_dst < pair_src) | ((pair_dst == pair_src) & positive))
     size = (pair_dst.shape[0] + 1) // 2
     slot = jnp.where(keep, jnp.cumsum(keep) - 1, size)

@@ -129,7 +129,13 @@ def member_batches(dataset, member_frames: list[np.ndarray], seeds: list[int], e
 
 
 def make_ensemble_steps(model, optimizer, weights: dict, loss_kind: str, ema_decay: float):
-    """(train_step, eval_step), jitted, over a member axis K.
+    """(train_step, eval_step) of :func:`ensemble_step_functions`, jitted (the state donated)."""
+    train_step, eval_step = ensemble_step_functions(model, optimizer, weights, loss_kind, ema_decay)
+    return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
+
+
+def ensemble_step_functions(model, optimizer, weights: dict, loss_kind: str, ema_decay: float):
+    """(train_step, eval_step), un-jitted, over a member axis K.
 
     train_step(state, batch, labels, lr_scale) → (state, loss (K,), grad_norm (K,)): the
     single-model step of :func:`physnetjax.train.optim.make_steps` vmapped over the
@@ -172,5 +178,4 @@ def make_ensemble_steps(model, optimizer, weights: dict, loss_kind: str, ema_dec
         predictions = {"E": mean["pred_E"], "F": mean["pred_F"], **spread}
         return member_loss, member_sums, mean_loss, mean_sums, predictions
 
-    vmapped_step = jax.vmap(train_step, in_axes=(0, 0, 0, None))
-    return jax.jit(vmapped_step, donate_argnums=0), jax.jit(eval_step)
+    return jax.vmap(train_step, in_axes=(0, 0, 0, None)), eval_step

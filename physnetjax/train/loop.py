@@ -69,8 +69,12 @@ from physnetjax.predict import init_params
 from physnetjax.train import plots
 from physnetjax.train.batching import batch_shapes, iterate_batches, num_batches
 from physnetjax.train.config import RESUME_OVERRIDES, TrainConfig
+from physnetjax.train.background import BackgroundWriter
+from physnetjax.train.device_batches import batch_rows, build_device_frames, frame_rows, supports_device_batches
+from physnetjax.train.device_steps import make_device_steps
 from physnetjax.train.ensemble import (
     bootstrap_frames,
+    ensemble_step_functions,
     init_member_params,
     initial_weights,
     make_ensemble_steps,
@@ -81,7 +85,7 @@ from physnetjax.train.ensemble import (
 )
 from physnetjax.train.forcecheck import ForceCheckError, finite_difference_force_error
 from physnetjax.train.loss import TERMS, loss_from_sums, loss_weights, metrics_from_totals
-from physnetjax.train.optim import Plateau, init_state, make_optimizer, make_schedule, make_steps
+from physnetjax.train.optim import Plateau, init_state, make_optimizer, make_schedule, make_steps, step_functions
 from physnetjax.train.parallel import device_mesh, replicate, shard_batch, shard_member_batch
 from physnetjax.validation import TRAINED_ELEMENTS_KEY, element
 from physnetjax.train.timebudget import TimeBudget, progress_factor
@@ -125,24 +129,32 @@ _SCHEDULE_SETTINGS = {"constant": (), "plateau": (), "exponential": ("decay_rate
                       "cosine": ("warmup_epochs", "final_lr_factor", "epochs")}
 
 
-def _compiled(model, config: TrainConfig, steps_per_epoch: int) -> tuple:
-    """(schedule, optimizer, train_step, eval_step, loss_and_grads), shared by runs with equal settings
-    in one process (a resumed or repeated run does not compile again).
+def _compiled(model, config: TrainConfig, steps_per_epoch: int, shapes) -> tuple:
+    """(schedule, optimizer, train_step, eval_step, loss_and_grads, device_train_step, evaluate_rows), shared by
+    runs with equal settings in one process (a resumed or repeated run does not compile again).
 
-    For an ensemble (``config.ensemble`` > 1) the steps are those of
-    :func:`physnetjax.train.ensemble.make_ensemble_steps` and loss_and_grads is None.
+    train_step/eval_step/loss_and_grads take host-packed batches; device_train_step and
+    evaluate_rows take device-resident frames and rows (:mod:`physnetjax.train.device_steps`;
+    None when ``shapes`` need triplet lists). For an ensemble (``config.ensemble`` > 1) the
+    steps are those of :func:`physnetjax.train.ensemble.make_ensemble_steps` and
+    loss_and_grads is None.
     """
     settings = _STEP_SETTINGS + _SCHEDULE_SETTINGS[config.schedule]
     architecture = json.dumps(model.config(), sort_keys=True)  # equal modules need not hash equal
-    key = (architecture, steps_per_epoch, config.ensemble, tuple(getattr(config, name) for name in settings))
+    key = (architecture, steps_per_epoch, shapes, config.ensemble, tuple(getattr(config, name) for name in settings))
     if key not in _COMPILED:
         schedule = make_schedule(config, steps_per_epoch)
         optimizer = make_optimizer(config, schedule)
+        step_args = (model, optimizer, loss_weights(config), config.loss, config.ema_decay)
         if config.ensemble > 1:
-            steps = (*make_ensemble_steps(model, optimizer, loss_weights(config), config.loss, config.ema_decay), None)
+            steps = (*make_ensemble_steps(*step_args), None)
+            raw_steps = ensemble_step_functions(*step_args)
         else:
-            steps = make_steps(model, optimizer, loss_weights(config), config.loss, config.ema_decay)
-        _COMPILED[key] = (schedule, optimizer, *steps)
+            steps = make_steps(*step_args)
+            raw_steps = step_functions(*step_args)[:2]
+        device_steps = (make_device_steps(*raw_steps, shapes, config.ensemble > 1)
+                        if supports_device_batches(shapes) else (None, None))
+        _COMPILED[key] = (schedule, optimizer, *steps, *device_steps)
     return _COMPILED[key]
 
 
@@ -195,8 +207,15 @@ class Trainer:
         self.steps_per_epoch = num_batches(len(train_idx), config.batch_size)
         self.weights = loss_weights(config)
         step_config = config if self.budget is None else dataclasses.replace(config, schedule="constant")
-        (self.schedule, self.optimizer, self.train_step, self.eval_step,
-         self.loss_and_grads) = _compiled(self.model, step_config, self.steps_per_epoch)
+        (self.schedule, self.optimizer, host_train_step, self.eval_step, self.loss_and_grads, device_train_step,
+         self.evaluate_rows) = _compiled(self.model, step_config, self.steps_per_epoch, self.shapes)
+        self.device_frames = None
+        if device_train_step is not None:
+            self.train_step = device_train_step
+            self._setup_device_frames()
+        else:
+            self.train_step = host_train_step
+        self.writer = BackgroundWriter()
         logger.info("devices: %d (%s); batch %d = %d per device; %d train / %d valid / %d test frames",
                     num_devices, jax.local_devices()[0].platform, config.batch_size, self.shapes.molecules,
                     len(train_idx), len(self.split["valid"]), len(self.split["test"]))
@@ -246,6 +265,17 @@ class Trainer:
             self.model = build_model(self.config, max_z)
             self.initial_params = self._fresh_params()
         write_json(model_path, self.model.config())
+
+    def _setup_device_frames(self) -> None:
+        """Keep the training, validation and test frames, with their neighbor lists built once, on every device."""
+        frames = np.unique(np.concatenate([*self.member_frames, self.split["valid"], self.split["test"]]))
+        host_frames = build_device_frames(self.dataset, frames, self.energies, self.model)
+        self.device_frames = replicate(host_frames, self.mesh)
+        self.frame_row = frame_rows(frames, len(self.dataset))
+        self.split_rows = {}
+        size = sum(np.asarray(x).nbytes for x in jax.tree_util.tree_leaves(host_frames))
+        logger.info("batches gathered on the device from %d frames with prebuilt neighbor lists (%.1f MB)",
+                    len(frames), size / 2**20)
 
     def _fresh_params(self):
         """Freshly initialised variables: of seed ``config.seed``, or stacked over the members' seeds."""
@@ -335,6 +365,25 @@ class Trainer:
                                              self.config.batch_size, self.shapes, seed=seed):
             yield shard_batch(batch, self.mesh), shard_batch(labels, self.mesh), labels
 
+    def training_inputs(self):
+        """This epoch's (frames, rows) per step for the device-gathered steps, else host-packed (batch, labels).
+
+        The frame order is that of :meth:`training_batches` (shuffled with (seed, epoch) per member).
+        """
+        if self.device_frames is None:
+            for batch, labels, _ in self.training_batches():
+                yield batch, labels
+            return
+        per_member = [batch_rows(self.frame_row[np.random.default_rng([seed, self.epoch]).permutation(frames)],
+                                 self.config.batch_size, self.shapes)
+                      for frames, seed in zip(self.member_frames, self.seeds)]
+        if self.size == 1:
+            for rows in per_member[0]:
+                yield self.device_frames, shard_batch(rows, self.mesh)
+            return
+        for rows in np.stack(per_member, axis=1):
+            yield self.device_frames, shard_member_batch(rows, self.mesh)
+
     def training_batches(self):
         """This epoch's training batches: shuffled with (seed, epoch), or per member stacked (K, D, ...)."""
         if self.size == 1:
@@ -365,30 +414,56 @@ class Trainer:
         collected = {"E_ref": [], "E_pred": [], "F_ref": [], "F_pred": []}
         if self.size > 1:
             collected.update({"E_std": [], "F_std": [], "F_var_sum": [], "F_err_sum": [], "F_atoms": []})
-        for batch, labels, host_labels in self.batches(indices):
+        for outputs, labels in jax.device_get(list(self._evaluation_batches(params, indices, split))):
             if self.size > 1:
-                _, member_sums, _, sums, predictions = self.eval_step(params, batch, labels)
+                _, member_sums, _, sums, predictions = outputs
                 for t in TERMS:
-                    values = np.asarray(jax.device_get(member_sums[t]), np.float64)
+                    values = np.asarray(member_sums[t], np.float64)
                     for k, member in enumerate(member_totals):
                         member[t] += values[:, k]
             else:
-                _, sums, predictions = self.eval_step(params, batch, labels)
+                _, sums, predictions = outputs
             for t in TERMS:
                 totals[t] += np.array([float(x) for x in sums[t]])
             if collect:
-                e_mask, f_mask = host_labels["E_mask"], host_labels["F_mask"]
-                collected["E_ref"].append(host_labels["E"][e_mask])
+                e_mask, f_mask = labels["E_mask"], labels["F_mask"]
+                collected["E_ref"].append(labels["E"][e_mask])
                 collected["E_pred"].append(np.asarray(predictions["E"])[e_mask])
-                collected["F_ref"].append(host_labels["F"][f_mask])
+                collected["F_ref"].append(labels["F"][f_mask])
                 collected["F_pred"].append(np.asarray(predictions["F"])[f_mask])
                 if self.size > 1:
                     collected["E_std"].append(np.asarray(predictions["E_std"])[e_mask])
                     collected["F_std"].append(np.asarray(predictions["F_std"])[f_mask])
                     for key in ("F_var_sum", "F_err_sum", "F_atoms"):
                         collected[key].append(np.asarray(predictions[key]).ravel())
-        loss = float(loss_from_sums({t: tuple(totals[t]) for t in TERMS}, self.weights, self.config.loss))
         predictions = {k: np.concatenate(v) for k, v in collected.items()} if collect else {}
+        loss, metrics, members = self._losses_and_metrics(totals, member_totals, split, len(indices))
+        return loss, metrics, predictions, members
+
+    def _evaluation_batches(self, params, indices, split: str):
+        """Per batch of ``indices``: (eval_step outputs, labels), not yet copied to the host.
+
+        With device-resident frames the batches are gathered on the device from rows
+        that are cut and sent once per split (the validation set is the same every epoch).
+        """
+        if self.device_frames is None:
+            for batch, labels, host_labels in self.batches(indices):
+                yield self.eval_step(params, batch, labels), host_labels
+            return
+        key = np.asarray(indices).tobytes()
+        if key not in self.split_rows:
+            rows = self.frame_row[indices]
+            if (rows < 0).any():
+                raise ValueError(f"{split} frames {np.asarray(indices)[rows < 0][:5].tolist()} are not among the "
+                                 "frames kept on the device (training, validation and test splits)")
+            self.split_rows[key] = [shard_batch(batch, self.mesh) for batch in
+                                    batch_rows(rows, self.config.batch_size, self.shapes)]
+        for rows in self.split_rows[key]:
+            yield self.evaluate_rows(params, self.device_frames, rows)
+
+    def _losses_and_metrics(self, totals: dict, member_totals: list, split: str, frames: int) -> tuple:
+        """(loss, metrics, members) from error sums; FloatingPointError naming ``split`` when one is not finite."""
+        loss = float(loss_from_sums({t: tuple(totals[t]) for t in TERMS}, self.weights, self.config.loss))
         metrics = metrics_from_totals(totals)
         members = [(float(loss_from_sums({t: tuple(m[t]) for t in TERMS}, self.weights, self.config.loss)),
                     metrics_from_totals(m)) for m in member_totals]
@@ -399,9 +474,9 @@ class Trainer:
             bad = sorted(k for k, v in named.items() if k != "loss" and not math.isfinite(v))
             raise FloatingPointError(
                 f"epoch {self.epoch}: the {split} loss is {loss} and metrics {bad or '[]'} are not finite on "
-                f"{len(indices)} {split} frames; the parameters diverged (lower --learning-rate) or a {split} "
+                f"{frames} {split} frames; the parameters diverged (lower --learning-rate) or a {split} "
                 "frame gives NaN")
-        return loss, metrics, predictions, members
+        return loss, metrics, members
 
     def _monitored(self, loss: float, metrics: dict) -> float:
         if self.config.best_metric == "loss":
@@ -429,10 +504,16 @@ class Trainer:
         }
 
     def _save(self, row: dict, is_best: bool) -> None:
+        """Copy this epoch's state to the host and write its checkpoint in the background
+        (:class:`~physnetjax.train.background.BackgroundWriter`: one write at a time, in order)."""
         directory = self.run_dir / "checkpoints" / f"epoch-{self.epoch:04d}"
-        params = jax.device_get(self.state.ema_params)
-        save_checkpoint(directory, self.saved_model, params, self._metadata(row),
-                        train_state=jax.device_get(self.state), overwrite=True)
+        train_state = jax.device_get(self.state)
+        self.writer.submit(self._write_checkpoint, directory, train_state, self._metadata(dict(row)), is_best)
+
+    def _write_checkpoint(self, directory: Path, train_state, metadata: dict, is_best: bool) -> None:
+        """Write one checkpoint, then point ``best`` (if ``is_best``) and ``latest`` at it and drop older ones."""
+        save_checkpoint(directory, self.saved_model, train_state.ema_params, metadata, train_state=train_state,
+                        overwrite=True)
         if is_best:
             _point(self.run_dir / "best", directory)
         _point(self.run_dir / "latest", directory)
@@ -521,7 +602,7 @@ class Trainer:
         scale = jnp.asarray(self.plateau.scale, jnp.float32)
         timed = self.budget is not None and first
         start, step_times = self.clock(), []
-        for k, (batch, labels, _) in enumerate(self.training_batches(), start=1):
+        for k, (batch, labels) in enumerate(self.training_inputs(), start=1):
             if self.budget is not None:
                 first_epoch_estimate = None
                 if self.budget.epoch_seconds is None and len(step_times) > 1:
@@ -608,6 +689,7 @@ class Trainer:
         finally:
             if progress:
                 progress.stop()
+            self.writer.wait()
         return self._finish(stop_reason)
 
     def _stop_reason(self) -> str | None:

@@ -1,0 +1,45 @@
+"""One background thread for checkpoint writes, so training goes on while a checkpoint is written.
+
+Writes run one at a time and in submission order: :meth:`BackgroundWriter.submit`
+first waits for the previous write, so at most one is in flight and the
+``latest``/``best`` links always move forward. A write's exception is raised in
+the training thread at the next :meth:`~BackgroundWriter.submit` or
+:meth:`~BackgroundWriter.wait`. A process killed during a write leaves the
+previous complete checkpoint in place (the checkpoint writer's own guarantee), so
+the run resumes from there exactly.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Optional
+
+
+class BackgroundWriter:
+    """Runs submitted write functions on a background thread, one at a time."""
+
+    def __init__(self):
+        self._thread: Optional[threading.Thread] = None
+        self._error: Optional[BaseException] = None
+
+    def submit(self, write: Callable, *args) -> None:
+        """Wait for the previous write (raising its error), then start ``write(*args)`` in the background."""
+        self.wait()
+
+        def run():
+            try:
+                write(*args)
+            except BaseException as error:  # handed to the training thread by wait()
+                self._error = error
+
+        self._thread = threading.Thread(target=run, name="checkpoint-writer")
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Block until the pending write (if any) is done; re-raise its exception."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error

@@ -1,0 +1,159 @@
+"""Physical-validity filter of the active-learning loop (issue 16): a dissociated, a bond-forming and a
+collapsed frame are rejected, thermal frames are kept; exploration cuts an MD run's candidates at its first
+unphysical frame (never labelled), counts it in the round report, and the option switches the topology check off."""
+
+import ase
+import ase.io
+import numpy as np
+import pytest
+
+import physnetjax.learn.explore as explore_module
+from physnetjax.data import bundled_dataset_path, load_dataset
+from physnetjax.jsonlines import start_log
+from physnetjax.learn.config import LearnConfig
+from physnetjax.learn.loop import select_and_label
+from physnetjax.learn.physical import bonds, unphysical_reason
+from physnetjax.learn.report import report_lines, report_rows
+
+# bundled ethanol atom order: find the indices from the element numbers
+BUNDLED = load_dataset(bundled_dataset_path())
+Z0 = BUNDLED.Z[0, : int(BUNDLED.N[0])]
+R0 = BUNDLED.R[0, : int(BUNDLED.N[0])]
+
+
+def hydrogen_on(element: int) -> tuple[int, int]:
+    """(heavy atom, its nearest H) for the first atom of ``element`` in the bundled frame 0."""
+    heavy = int(np.nonzero(Z0 == element)[0][0])
+    hydrogens = np.nonzero(Z0 == 1)[0]
+    return heavy, int(hydrogens[np.argmin(np.linalg.norm(R0[hydrogens] - R0[heavy], axis=-1))])
+
+
+def dissociated(base=R0) -> np.ndarray:
+    """``base`` with a C-bound H moved 3 Å further out along its C–H bond (a broken bond, as in the 800 K run)."""
+    carbon, hydrogen = hydrogen_on(6)
+    R = np.array(base, np.float64)
+    bond = R[hydrogen] - R[carbon]
+    R[hydrogen] += 3.0 * bond / np.linalg.norm(bond)
+    return R
+
+
+def collapsed() -> np.ndarray:
+    """Frame 0 with the O-bound H put 0.25 Å from its O (the closest pair seen in the full-size run)."""
+    oxygen, hydrogen = hydrogen_on(8)
+    R = R0.copy()
+    bond = R[hydrogen] - R[oxygen]
+    R[hydrogen] = R[oxygen] + 0.25 * bond / np.linalg.norm(bond)
+    return R
+
+
+def test_thermal_frames_are_kept_and_the_reference_has_the_bonds_of_ethanol():
+    reference = bonds(Z0, R0)
+    # ethanol: C–C, C–O, O–H and five C–H
+    assert int(reference.sum()) // 2 == 8
+    for k in range(0, len(BUNDLED), 10):
+        assert unphysical_reason(BUNDLED.Z[k, :9], BUNDLED.R[k, :9], reference) is None
+
+
+def test_dissociated_formed_and_collapsed_frames_are_rejected():
+    reference = bonds(Z0, R0)
+    assert "broken" in unphysical_reason(Z0, dissociated(), reference)
+    # two H atoms of one CH3 pushed to 0.7 Å (> 0.5 Å, < 1.3 · 2 · 0.31 Å): a formed H–H bond
+    carbon, first = hydrogen_on(6)
+    others = [h for h in np.nonzero(Z0 == 1)[0] if h != first and np.linalg.norm(R0[h] - R0[carbon]) < 1.3]
+    R = R0.copy()
+    R[others[0]] = R[first] + 0.7 * (R[others[0]] - R[first]) / np.linalg.norm(R[others[0]] - R[first])
+    assert "formed" in unphysical_reason(Z0, R, reference)
+    # too close is rejected even without the topology check
+    assert "0.25 Å apart" in unphysical_reason(Z0, collapsed(), None)
+    assert unphysical_reason(Z0, collapsed(), None, min_distance=0.2) is None
+    assert unphysical_reason(Z0, dissociated(), None) is None
+
+
+@pytest.fixture
+def fake_md(monkeypatch):
+    """explore() with the checkpoint and MD replaced: the run writes frames thermal, thermal, dissociated, thermal."""
+    trajectory = [R0, BUNDLED.R[1, :9], dissociated(), BUNDLED.R[2, :9]]
+
+    def simulate(model, params, atoms, *, out, **settings):
+        np.testing.assert_allclose(atoms.positions, R0)
+        ase.io.write(out, [ase.Atoms(numbers=Z0, positions=R) for R in trajectory])
+        start_log(f"{out}.jsonl", [{explore_module.SPREAD_KEY: 1.0 + k} for k in range(len(trajectory))])
+
+    monkeypatch.setattr(explore_module, "load_checkpoint", lambda path: (None, None, {}))
+    monkeypatch.setattr(explore_module, "trained_elements_of", lambda metadata: None)
+    monkeypatch.setattr(explore_module, "simulate", simulate)
+    return BUNDLED.subset(np.array([0]))
+
+
+def test_md_candidates_end_before_the_first_unphysical_frame_which_is_never_labelled(fake_md, tmp_path):
+    config = LearnConfig(temperatures=(800.0,), select=4, min_rmsd=0.001)
+    candidates, runs = explore_module.explore(None, fake_md, tmp_path, config, 1)
+    assert candidates.origins == ["md-800K.xyz[0]", "md-800K.xyz[1]"]
+    assert runs[0]["unphysical_frames"] == 2 and runs[0]["frames"] == 4
+    assert runs[0]["first_unphysical"].startswith("md-800K.xyz[2]: bond")
+    labelled = []
+
+    def label(atoms):
+        labelled.append(atoms.positions.copy())
+        return {"E": 0.0, "F": np.zeros((len(atoms), 3))}
+
+    chosen, _, failures = select_and_label(candidates, config, label, 1)
+    assert sorted(chosen) == [0, 1] and failures == []
+    assert not any(np.allclose(R, dissociated()) for R in labelled)
+    summary = {"round": 1, "frames": 10, "selected": 2, "md": runs, "label_failures": [], "valid": {}}
+    row = report_rows([summary])[0]
+    assert row["unphysical_frames"] == 2
+    assert report_lines([row])[0].split()[3] == "unphysical" and report_lines([row])[1].split()[3] == "2"
+
+
+def test_allow_topology_change_keeps_the_dissociated_frame(fake_md, tmp_path):
+    config = LearnConfig(temperatures=(800.0,), allow_topology_change=True)
+    candidates, runs = explore_module.explore(None, fake_md, tmp_path, config, 1)
+    assert len(candidates.origins) == 4 and runs[0]["unphysical_frames"] == 0
+
+
+@pytest.mark.parametrize("changes, message", [({"min_distance": -0.1}, "min_distance"),
+                                              ({"bond_factor": 0.0}, "bond_factor")])
+def test_bad_filter_settings_are_refused(changes, message):
+    with pytest.raises(ValueError, match=message):
+        LearnConfig(**changes)
+
+
+def test_cli_filter_is_on_by_default_and_switched_off_by_the_option():
+    from physnetjax.learn.__main__ import build_parser
+
+    parser = build_parser()
+    default = vars(parser.parse_args([]))
+    assert default["allow_topology_change"] is False and default["min_distance"] == 0.5
+    assert vars(parser.parse_args(["--allow-topology-change"]))["allow_topology_change"] is True
+
+
+def test_loop_never_labels_a_broken_candidate_and_reports_the_count(monkeypatch, tmp_path):
+    """run_learning with the MD faked (thermal, thermal, dissociated, thermal from each start geometry) and the
+    training faked (only the loop's bookkeeping runs): the labeller never sees the dissociated frame."""
+    import physnetjax.learn.loop as learn_loop
+    from physnetjax.learn import run_learning
+
+    def simulate(model, params, atoms, *, out, **settings):
+        start = atoms.positions
+        trajectory = [start, 1.01 * start, dissociated(start), 0.99 * start]
+        ase.io.write(out, [ase.Atoms(numbers=atoms.numbers, positions=R) for R in trajectory])
+        start_log(f"{out}.jsonl", [{explore_module.SPREAD_KEY: [1.0, 2.0, 9.0, 3.0][k]} for k in range(4)])
+
+    monkeypatch.setattr(explore_module, "load_checkpoint", lambda path: (None, None, {}))
+    monkeypatch.setattr(explore_module, "trained_elements_of", lambda metadata: None)
+    monkeypatch.setattr(explore_module, "simulate", simulate)
+    monkeypatch.setattr(learn_loop, "train", lambda config: {"valid": {"forces_mae": 0.1}})
+    labelled = []
+
+    def label(atoms):
+        labelled.append(atoms.positions.copy())
+        return {"E": 0.0, "F": np.zeros((len(atoms), 3))}
+
+    config = LearnConfig(out=str(tmp_path / "run"), initial_frames=4, test_frames=0, rounds=1, select=5,
+                         min_rmsd=0.001, temperatures=(800.0,), md_steps=40, save_every=10, ensemble=2)
+    report = run_learning(config, label)
+    # the two frames before the dissociation are the only candidates; the one after it is cut too
+    assert len(labelled) == 2 and report["rounds"][1]["selected"] == 2
+    assert all(unphysical_reason(Z0, R, bonds(Z0, R0)) is None for R in labelled)
+    assert [r["unphysical_frames"] for r in report["rounds"]] == [0, 2]
