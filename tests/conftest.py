@@ -10,6 +10,8 @@ import jax
 import numpy as np
 import pytest
 
+from physnetjax.units import BOHR, HARTREE
+
 jax.config.update("jax_enable_x64", True)
 
 DATA = pathlib.Path(__file__).parent / "data"
@@ -39,6 +41,29 @@ def perturbed_params(params, scale: float = 0.2, seed: int = 0):
         for (path, leaf), k in zip(leaves, keys)
     ]
     return jax.tree_util.tree_unflatten(treedef, noisy)
+
+
+def dftd3_reference(numbers, positions, functional: str = "pbe0", atm: bool = True):
+    """(E in eV, F in eV/Å) of the reference ``dftd3`` package (D3(BJ), ``atm`` three-body)."""
+    interface = pytest.importorskip("dftd3.interface")
+    model = interface.DispersionModel(np.asarray(numbers), np.asarray(positions) / BOHR)
+    result = model.get_dispersion(interface.RationalDampingParam(method=functional, atm=atm), grad=True)
+    return float(result["energy"]) * HARTREE, -np.asarray(result["gradient"]) * HARTREE / BOHR
+
+
+@pytest.fixture(scope="session")
+def atm_model():
+    """Small float64 PhysNet with D3(BJ)+ATM, PBE0, dispersion cutoff 6 Å (switch over [4.8, 6] Å).
+
+    Molecules that fit inside 4.8 Å never feel the switch, so dftd3 is an exact oracle.
+    """
+    from physnetjax import PhysNet, init_params
+
+    model = PhysNet(dispersion="d3bj", dispersion_functional="pbe0", dispersion_three_body=True,
+                    dispersion_cutoff=6.0, features=8, max_degree=1, num_iterations=1,
+                    num_basis_functions=4, cutoff=4.0, charges=False, zbl=False,
+                    param_dtype=jax.numpy.float64)
+    return model, init_params(model)
 
 
 def cast_params(params, dtype):

@@ -15,42 +15,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from ase import Atoms
 from ase.build import molecule
 
-from physnetjax import PhysNet, PhysNetCalculator, apply_batch, batch_molecules, batch_periodic, init_params, predict
+from physnetjax import PhysNet, PhysNetCalculator, apply_batch, batch_molecules, batch_periodic, predict
 from physnetjax.predict import jitted_apply
 from physnetjax.check import CheckSettings, Structure, check_model
 from physnetjax.neighbors import model_pair_cutoff, model_triplet_cutoff, padded_triplets, pair_triplets
 from physnetjax.neighbors.periodic import periodic_pairs
 from physnetjax.physics.dispersion import d3_bj_parameters, d3_dispersion_energy
-from physnetjax.units import BOHR, HARTREE
+from conftest import dftd3_reference
 
 SMALL = dict(features=8, max_degree=1, num_iterations=1, num_basis_functions=4, cutoff=4.0, charges=False,
              zbl=False, param_dtype=jnp.float64)
 
 
-@pytest.fixture(scope="module")
-def atm_model():
-    """Dispersion cutoff 6 Å: switched over [4.8, 6] Å; the molecules below fit inside 4.8 Å."""
-    model = PhysNet(dispersion="d3bj", dispersion_functional="pbe0", dispersion_three_body=True,
-                    dispersion_cutoff=6.0, **SMALL)
-    return model, init_params(model)
-
-
-def _dftd3(numbers, positions, functional="pbe0", atm=True):
-    interface = pytest.importorskip("dftd3.interface")
-    model = interface.DispersionModel(np.asarray(numbers), np.asarray(positions) / BOHR)
-    result = model.get_dispersion(interface.RationalDampingParam(method=functional, atm=atm), grad=True)
-    return float(result["energy"]) * HARTREE, -np.asarray(result["gradient"]) * HARTREE / BOHR
 
 
 def test_fresh_model_energy_is_exactly_d3_with_atm(atm_model):
     model, params = atm_model
     atoms = molecule("CH3CH2OH")
     out = predict(model, params, atoms.numbers, atoms.positions)
-    energy, forces = _dftd3(atoms.numbers, atoms.positions)
-    two_body, _ = _dftd3(atoms.numbers, atoms.positions, atm=False)
+    energy, forces = dftd3_reference(atoms.numbers, atoms.positions)
+    two_body, _ = dftd3_reference(atoms.numbers, atoms.positions, atm=False)
     assert out["energy"] == out["dispersion"]
     # Measured |ΔE| ~ 1e-15 eV, |ΔF| ~ 1e-14 eV/Å (float64 round-off).
     assert abs(out["energy"] - energy) < 1e-10
@@ -74,7 +60,7 @@ def test_padding_and_batching_change_nothing(atm_model):
     out = jitted_apply(model)(params, batch)
     start = 0
     for b, (z, r) in enumerate(zip(zs, rs)):
-        energy, forces = _dftd3(z, r)
+        energy, forces = dftd3_reference(z, r)
         n = len(z)
         assert abs(float(out["energy"][b]) - energy) < 1e-10
         np.testing.assert_allclose(np.asarray(out["forces"][start:start + n]), forces, rtol=0, atol=1e-10)
@@ -139,7 +125,7 @@ def test_calculator_covers_the_three_body_term(atm_model):
     model, params = atm_model
     atoms = molecule("CH3OH")
     atoms.calc = PhysNetCalculator(model, params, dtype="float64")
-    energy, forces = _dftd3(atoms.numbers, atoms.positions)
+    energy, forces = dftd3_reference(atoms.numbers, atoms.positions)
     assert atoms.get_potential_energy() == pytest.approx(energy, abs=1e-10)
     np.testing.assert_allclose(atoms.get_forces(), forces, rtol=0, atol=1e-10)
 
@@ -154,7 +140,7 @@ def test_md_potential_with_all_pairs_and_neighbor_lists(atm_model):
     potential = physnet_potential(model, params, atoms.numbers, method="all_pairs")
     positions = jnp.asarray(atoms.positions)
     energy, forces = jax.jit(potential.energy_force)(positions, potential.allocate(positions))
-    ref_energy, ref_forces = _dftd3(atoms.numbers, atoms.positions)
+    ref_energy, ref_forces = dftd3_reference(atoms.numbers, atoms.positions)
     assert abs(float(energy) - ref_energy) < 1e-10
     np.testing.assert_allclose(np.asarray(forces), ref_forces, rtol=0, atol=1e-10)
     listed = physnet_potential(model, params, atoms.numbers, method="dense")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from ase.build import molecule
 
-from physnetjax import MoleculeBatcher, PhysNet, batch_periodic, init_params, predict
+from physnetjax import MoleculeBatcher, PhysNet, batch_periodic, predict
 from physnetjax.md import nve, run
 from physnetjax.md.potential import NeighborPair, check_neighbors, physnet_potential
 from physnetjax.neighbors import (
@@ -28,25 +28,12 @@ from physnetjax.neighbors import (
     pair_triplets,
 )
 from physnetjax.predict import jitted_apply
-from physnetjax.units import BOHR, HARTREE
+from conftest import dftd3_reference
 
 SMALL = dict(features=8, max_degree=1, num_iterations=1, num_basis_functions=4, cutoff=4.0, charges=False,
              zbl=False, param_dtype=jnp.float64)
 
 
-@pytest.fixture(scope="module")
-def atm_model():
-    """Dispersion cutoff 6 Å (switch over [4.8, 6] Å): the molecules below fit inside 4.8 Å."""
-    model = PhysNet(dispersion="d3bj", dispersion_functional="pbe0", dispersion_three_body=True,
-                    dispersion_cutoff=6.0, **SMALL)
-    return model, init_params(model)
-
-
-def _dftd3(numbers, positions):
-    interface = pytest.importorskip("dftd3.interface")
-    model = interface.DispersionModel(np.asarray(numbers), np.asarray(positions) / BOHR)
-    result = model.get_dispersion(interface.RationalDampingParam(method="pbe0", atm=True), grad=True)
-    return float(result["energy"]) * HARTREE, -np.asarray(result["gradient"]) * HARTREE / BOHR
 
 
 def _host_triplets(pairs, positions, radius):
@@ -91,7 +78,7 @@ def test_md_neighbor_lists_carry_the_three_body_term(atm_model):
         nbrs = check_neighbors(update(jnp.asarray(positions), nbrs))
         np.testing.assert_array_equal(np.asarray(nbrs.pairs.reference_positions), positions)
         energy, forces = energy_force(jnp.asarray(positions), nbrs)
-        ref_energy, ref_forces = _dftd3(atoms.numbers, positions)
+        ref_energy, ref_forces = dftd3_reference(atoms.numbers, positions)
         # Measured |ΔE| ~ 1e-15 eV, |ΔF| ~ 1e-15 eV/Å (float64 round-off).
         assert abs(float(energy) - ref_energy) < 1e-10
         np.testing.assert_allclose(np.asarray(forces), ref_forces, rtol=0, atol=1e-10)
@@ -177,7 +164,7 @@ def test_molecule_batcher_batches_carry_the_three_body_term(atm_model):
         out = apply(params, batch)
         start = 0
         for slot, k in enumerate(indices):
-            energy, forces = _dftd3(structures[k].numbers, structures[k].positions)
+            energy, forces = dftd3_reference(structures[k].numbers, structures[k].positions)
             n = len(structures[k])
             assert abs(float(out["energy"][slot]) - energy) < 1e-10
             np.testing.assert_allclose(np.asarray(out["forces"][start:start + n]), forces, rtol=0, atol=1e-10)
@@ -213,7 +200,7 @@ def test_jax_md_dense_lists_carry_the_three_body_term(atm_model):
     energy_fn = jax_md_energy_fn(model, params, atoms.numbers, displacement)
     dense = jax_md_neighbor_list(model, displacement, format=partition.NeighborListFormat.Dense).allocate(positions)
     energy, grad = jax.jit(jax.value_and_grad(energy_fn))(positions, dense)
-    ref_energy, ref_forces = _dftd3(atoms.numbers, atoms.positions)
+    ref_energy, ref_forces = dftd3_reference(atoms.numbers, atoms.positions)
     assert abs(float(energy) - ref_energy) < 1e-10
     np.testing.assert_allclose(-np.asarray(grad), ref_forces, rtol=0, atol=1e-10)
     sparse = jax_md_neighbor_list(model, displacement).allocate(positions)
