@@ -15,7 +15,6 @@ count). Part of ``benchmarks/bench_accuracy.py``; imports nothing of physnetjax.
 from __future__ import annotations
 
 import argparse
-import time
 from functools import partial
 
 import ase.io
@@ -23,6 +22,7 @@ import jax
 import numpy as np
 from apax.data.input_pipeline import CachedInMemoryDataset
 from apax.train.checkpoints import restore_parameters
+from timed_passes import save_timed_passes
 
 
 def parse_args() -> argparse.Namespace:
@@ -62,17 +62,8 @@ def main() -> None:
     frames = ase.io.read(args.frames, index=":")
     model = jitted_model(config, params, frames[0].cell.array)
     r_max = config.model.basis.r_max
-    one_pass(model, frames, r_max, args.batch_size)
-    seconds = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        energy, per_frame_forces = one_pass(model, frames, r_max, args.batch_size)
-        seconds.append(time.perf_counter() - start)
-    padded = np.zeros((len(frames), max(len(a) for a in frames), 3))
-    for k, f in enumerate(per_frame_forces):
-        padded[k, :len(f)] = f
-    np.savez(args.out, energy=energy, forces=padded, seconds=np.array(seconds),
-             parameters=sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)))
+    save_timed_passes(partial(one_pass, model, frames, r_max, args.batch_size), [len(a) for a in frames],
+                      args.repeats, sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)), args.out)
 
 
 if __name__ == "__main__":

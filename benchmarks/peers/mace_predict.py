@@ -14,13 +14,13 @@ wall time of each timed pass, and ``parameters`` (the model's parameter count). 
 from __future__ import annotations
 
 import argparse
-import time
 
 import ase.io
 import numpy as np
 import torch
 from mace import data
 from mace.tools import torch_geometric, utils
+from timed_passes import save_timed_passes
 
 
 def parse_args() -> argparse.Namespace:
@@ -54,17 +54,8 @@ def main() -> None:
     model = torch.load(args.model, map_location="cpu", weights_only=False).float()
     frames = ase.io.read(args.frames, index=":")
     z_table = utils.AtomicNumberTable([int(z) for z in model.atomic_numbers])
-    one_pass(model, frames, z_table, args.batch_size)
-    seconds = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        energy, per_frame_forces = one_pass(model, frames, z_table, args.batch_size)
-        seconds.append(time.perf_counter() - start)
-    padded = np.zeros((len(frames), max(len(a) for a in frames), 3))
-    for k, f in enumerate(per_frame_forces):
-        padded[k, :len(f)] = f
-    np.savez(args.out, energy=energy.astype(np.float64), forces=padded, seconds=np.array(seconds),
-             parameters=sum(p.numel() for p in model.parameters()))
+    save_timed_passes(lambda: one_pass(model, frames, z_table, args.batch_size), [len(a) for a in frames],
+                      args.repeats, sum(p.numel() for p in model.parameters()), args.out)
 
 
 if __name__ == "__main__":
