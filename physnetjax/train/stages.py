@@ -20,10 +20,13 @@ progress only, so a resumed run continues it exactly.
 
 from __future__ import annotations
 
+_BOUNDARY_TOLERANCE = 1e-9
+"""A step that ends exactly at p = 1 − f (up to rounding) still belongs to the first stage."""
+
 
 def in_final_stage(progress: float, final_stage: float) -> bool:
     """Whether the step that ends at training progress ``progress`` ∈ [0, 1] is in the final stage of fraction f."""
-    return final_stage > 0.0 and progress > 1.0 - final_stage
+    return final_stage > 0.0 and progress > 1.0 - final_stage + _BOUNDARY_TOLERANCE
 
 
 def epoch_run_progress(step: int, epochs: int, steps_per_epoch: int) -> float:
