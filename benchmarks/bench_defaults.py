@@ -19,8 +19,9 @@ only the loss, learning rate or EMA have the default step's cost (r = 1 by const
 
 Reported per data set, candidate and seed: test force and energy MAE of the best
 (EMA, validation-selected) checkpoint, epochs trained, cost ratio. Every finished run
-is saved at once in ``bench_defaults.json`` (under ``data.runs``), and a rerun skips
-the runs already there (resumable); ``--candidates`` picks a subset.
+is saved at once in ``bench_defaults.json`` (``bench_defaults_TAG.json`` with ``--tag``,
+under ``data.runs``), and a rerun skips the runs already there (resumable);
+``--candidates`` picks a subset.
 
 Usage: PYTHONPATH=. python benchmarks/bench_defaults.py [--candidates a,b] [--seeds 0,1] [--out DIR]
 """
@@ -54,6 +55,10 @@ CANDIDATES = {
     "n_res2": {"n_res": 2},
     "ema0.99": {"ema_decay": 0.99},
     "iterations3": {"num_iterations": 3},
+    "batch8-lr5e-3": {"batch_size": 8, "learning_rate": 5e-3},
+    "batch8-lr1e-2": {"batch_size": 8, "learning_rate": 1e-2},
+    "batch8-lr5e-3-stage0.2-Ew10": {"batch_size": 8, "learning_rate": 5e-3, "final_stage": 0.2,
+                                    "final_energy_weight": 10.0},
 }
 """Candidates in priority order: name → TrainConfig changes."""
 
@@ -118,6 +123,8 @@ def add_options(parser) -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--epochs", type=int, default=None, help="epochs of the defaults (default: per data set)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating timing pairs per cost ratio")
+    parser.add_argument("--tag", default="", help="suffix of the JSON name (bench_defaults_TAG.json), e.g. for "
+                        "another --epochs")
     parser.add_argument("--work", type=Path, default=None, help="folder for runs (default: a temporary one)")
 
 
@@ -153,7 +160,7 @@ def main() -> None:
     args = parse_args(__doc__, add_options)
     logging.basicConfig(level=logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "bench_defaults.json"
+    path = args.out / (f"bench_defaults_{args.tag}.json" if args.tag else "bench_defaults.json")
     data = load_previous(path)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_defaults_"))
     work.mkdir(parents=True, exist_ok=True)
