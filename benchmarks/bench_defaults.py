@@ -1,7 +1,8 @@
 """Defaults study (issue 18, item 3): test accuracy of trainer settings at an equal number of optimiser work.
 
 Every candidate is a set of :class:`~physnetjax.train.TrainConfig` changes to the
-trainer defaults. Each is trained with the Python API on the same split of each data
+trainer defaults as they were before this study (:data:`BASELINE`: batch 16, learning
+rate 3e-3; the other settings are today's defaults). Each is trained with the Python API on the same split of each data
 set (``--datasets``: aspirin of /work/peers/data and ethanol of ../shared/data, both
 1000 GFN2-xTB frames; 800/100/100 frames, seed 0, made by
 :func:`bench_accuracy.split_without_leak`, so test frames are never trained on), once
@@ -23,6 +24,9 @@ is saved at once in ``bench_defaults.json`` (``bench_defaults_TAG.json`` with ``
 under ``data.runs``), and a rerun skips the runs already there (resumable);
 ``--candidates`` picks a subset.
 
+A markdown table (one row per data set and candidate, both seeds and their mean) is
+written beside the JSON (``.md``).
+
 Usage: PYTHONPATH=. python benchmarks/bench_defaults.py [--candidates a,b] [--seeds 0,1] [--out DIR]
 """
 
@@ -42,6 +46,9 @@ from common import RESULTS, SHARED_DATA, machine_info, parse_args, print_table, 
 DATASETS = {"aspirin": Path("/work/peers/data/aspirin_gfn2_500K.npz"), "ethanol": SHARED_DATA / "ethanol_gfn2_500K.npz"}
 EPOCHS = {"aspirin": 8, "ethanol": 8}
 """Epochs of the defaults per data set (``--epochs`` overrides for all)."""
+
+BASELINE = {"batch_size": 16, "learning_rate": 3e-3}
+"""The trainer defaults before this study (issue 18, item 3); every candidate changes these."""
 
 CANDIDATES = {
     "default": {},
@@ -82,7 +89,7 @@ def base_config(dataset: Path, split: Path, out: Path, **changes):
     from physnetjax.train import TrainConfig
 
     return TrainConfig(data=[str(dataset)], split_file=str(split), out=str(out), progress=False, plots=False,
-                       **changes)
+                       **{**BASELINE, **changes})
 
 
 def cost_ratio(dataset: Path, split: Path, work: Path, changes: dict, rounds: int) -> dict:
@@ -156,6 +163,25 @@ def summary_tables(data: dict) -> list:
                   rows)]
 
 
+def markdown_table(data: dict) -> str:
+    """One row per data set and candidate: cost ratio, epochs, test F and E MAE per seed and their mean."""
+    grouped = {}
+    for key, run in data["runs"].items():
+        dataset, name, _ = key.split("|")
+        grouped.setdefault((dataset, name), []).append(run)
+    lines = ["| data | candidate | cost ratio | epochs | test F MAE (eV/Å) per seed | mean | "
+             "test E MAE (eV) per seed | mean |", "|---|---|---|---|---|---|---|---|"]
+    for (dataset, name), runs in grouped.items():
+        runs = sorted(runs, key=lambda run: run["seed"])
+        ratio = data["cost_ratios"].get(f"{dataset}|{name}", {}).get("ratio", 1.0)
+        forces = [run["test_forces_mae"] for run in runs]
+        energies = [run["test_energy_mae"] for run in runs]
+        lines.append(f"| {dataset} | {name} | {ratio:.2f} | {runs[0]['epochs']} | "
+                     f"{' / '.join(f'{f:.4f}' for f in forces)} | **{np.mean(forces):.4f}** | "
+                     f"{' / '.join(f'{e:.4f}' for e in energies)} | {np.mean(energies):.4f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     args = parse_args(__doc__, add_options)
     logging.basicConfig(level=logging.WARNING)
@@ -188,6 +214,7 @@ def main() -> None:
                 print(key, json.dumps(data["runs"][key]), flush=True)
     for spec in summary_tables(data):
         print_table(spec)
+    path.with_suffix(".md").write_text(markdown_table(data))
 
 
 if __name__ == "__main__":

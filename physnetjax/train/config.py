@@ -82,7 +82,7 @@ class TrainConfig:
     final_energy_weight: float = 10.0
 
     optimizer: str = "amsgrad"
-    learning_rate: float = 3e-3
+    learning_rate: float = 5e-3
     weight_decay: float = 1e-4
     clip_norm: float = 10.0
     schedule: str = "cosine"
@@ -94,7 +94,7 @@ class TrainConfig:
     plateau_patience: int = 5
 
     epochs: int = 40
-    batch_size: int = 16
+    batch_size: int = 8
     ema_decay: float = 0.999
     patience: Optional[int] = None
     best_metric: str = "loss"
