@@ -84,18 +84,20 @@ def test_budget_run_switches_at_the_fraction_of_the_budget_and_resume_continues_
 
 
 def test_final_step_minimises_the_loss_with_the_final_energy_weight(tmp_path):
-    """Loss returned by each step = w_E S_E² / n_E + w_F S_F² / n_F of the same batch at the same weights."""
+    """Loss returned by each step = w_E S_E² / n_E + w_F S_F² / n_F of the same batch at the same weights
+    (the steps compiled for the other tests: energy weight 1, final energy weight 10, force weight 50)."""
     out = tmp_path / "weights"
     out.mkdir()
-    trainer = Trainer(tiny_config(out, final_stage=0.5, energy_weight=1.0, final_energy_weight=40.0,
-                                  forces_weight=3.0), out, resuming=False)
+    config = tiny_config(out, schedule="constant", final_stage=0.25)
+    assert (config.energy_weight, config.final_energy_weight, config.forces_weight) == (1.0, 10.0, 50.0)
+    trainer = Trainer(config, out, resuming=False)
     frames, rows = next(iter(trainer.training_inputs()))
     (_, sums, _), _ = trainer.evaluate_rows(trainer.state.params, frames, rows)
     mse = {term: float(sums[term][1]) / float(sums[term][2]) for term in ("E", "F")}
-    for step, energy_weight in ((trainer.train_step, 1.0), (trainer.final_train_step, 40.0)):
+    for step, energy_weight in ((trainer.train_step, 1.0), (trainer.final_train_step, 10.0)):
         state = jax.tree_util.tree_map(jnp.copy, trainer.state)
         _, loss, _ = step(state, frames, rows, jnp.asarray(1.0, jnp.float32))
-        assert float(loss) == pytest.approx(energy_weight * mse["E"] + 3.0 * mse["F"], rel=1e-5)
+        assert float(loss) == pytest.approx(energy_weight * mse["E"] + 50.0 * mse["F"], rel=1e-5)
 
 
 def test_final_stage_settings_are_checked_and_round_trip(tmp_path):
