@@ -130,6 +130,8 @@ def add_options(parser) -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--epochs", type=int, default=None, help="epochs of the defaults (default: per data set)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating timing pairs per cost ratio")
+    parser.add_argument("--equal-epochs", action="store_true", help="train every candidate the same epochs "
+                        "(no cost ratio; a conservative check for candidates measured cheaper)")
     parser.add_argument("--tag", default="", help="suffix of the JSON name (bench_defaults_TAG.json), e.g. for "
                         "another --epochs")
     parser.add_argument("--work", type=Path, default=None, help="folder for runs (default: a temporary one)")
@@ -200,7 +202,8 @@ def main() -> None:
             dataset = DATASETS[dataset_name]
             split = make_split(dataset, work)
             cost_key = f"{dataset_name}|{name}"
-            if any(field in changes for field in STEP_COST_FIELDS) and cost_key not in data["cost_ratios"]:
+            if (not args.equal_epochs and any(field in changes for field in STEP_COST_FIELDS)
+                    and cost_key not in data["cost_ratios"]):
                 data["cost_ratios"][cost_key] = cost_ratio(dataset, split, work, changes, args.rounds)
                 save(path, args, data)
             ratio = data["cost_ratios"].get(cost_key, {}).get("ratio", 1.0)
