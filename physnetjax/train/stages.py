@@ -15,7 +15,9 @@ timed one) minimise
 instead of the first-stage loss with ``energy_weight`` (:mod:`physnetjax.train.loss`).
 As in MACE's second (SWA) stage, forces are learned first and the energy is
 refined at the end, when the learning rate has decayed. The stage is a function of
-progress only, so a resumed run continues it exactly.
+progress only, so a resumed run continues it exactly. Its step is compiled at first
+use; in a time-budgeted run that compilation counts as training time of the epoch in
+which the stage begins (seconds, once per invocation that reaches the stage).
 """
 
 from __future__ import annotations
