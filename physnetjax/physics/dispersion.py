@@ -323,7 +323,6 @@ def _two_body_pass(z, vectors, dst, src, mask, segments, num_molecules, paramete
     cn = jax.ops.segment_sum(jnp.concatenate([count, count]), both_ends, num_segments=num_atoms)
 
     weights = d3_reference_weights(z, cn)
-    c6_reference = jnp.asarray(tables.c6_reference, dtype=dtype)
     dense = num_atoms * (D3_MAX_ATOMIC_NUMBER + 1) < dst.shape[0]
     if gradient:
         reference_cn = jnp.asarray(tables.reference_cn, dtype=dtype)[z]
@@ -332,11 +331,15 @@ def _two_body_pass(z, vectors, dst, src, mask, segments, num_molecules, paramete
         stacked = jnp.stack([weights, weight_slope], axis=-1)
     else:
         stacked = weights[..., None]
+    # Table rows T[f, e, a, b] = C6^ref(e, f, a, b) = C6^ref(f, e, b, a), b innermost.
+    rows = jnp.asarray(np.swapaxes(tables.c6_reference, 2, 3), dtype=dtype)
     if dense:
-        # C6^ref(e, Z_j, a, b) = C6^ref(Z_j, e, b, a): gather whole rows of the table per atom.
-        partner = jnp.einsum("neba,nbk->neak", c6_reference[z], stacked)[src, z_i]
+        partner = jnp.einsum("neab,nbk->neak", rows[z], stacked)[src, z_i]
     else:
-        partner = jnp.einsum("pab,pbk->pak", c6_reference[z_i, z_j], stacked[src])
+        # Per pair, the (5, 5) × (5, K) products written out: XLA CPU runs a batched einsum of
+        # such small matrices several times slower than the fused multiply-adds.
+        grid, partner_weights = rows[z_j, z_i], stacked[src]
+        partner = sum(grid[:, :, b, None] * partner_weights[:, None, b, :] for b in range(grid.shape[-1]))
     own = stacked[dst]
     c6 = _sum_last_axis(own[..., 0] * partner[..., 0])
 
