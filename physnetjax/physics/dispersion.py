@@ -38,11 +38,15 @@ PhysNet C² polynomial; the same switch with ``cn_cutoff`` multiplies each CN co
 compare with it; a hard cutoff makes the energy jump). The input is a full directed pair
 list like every pair term's; each unordered pair is evaluated once, on the half list
 :func:`one_direction` selects inside ``jit`` (its CN count goes to both ends), which
-halves the per-pair work. C6 comes from per-atom projections of the reference grid
-(:func:`d3_atom_pair_c6`) when a system has more pairs than 95 × its atoms, else per
-pair (:func:`d3_pair_c6`); both are the same sum. Periodic images enter through the
-pair vectors (r_src − r_dst + shift), so the stress follows from the strain derivative
-of the caller.
+halves the per-pair work (the model slices it instead when the host builder stored the
+list in halves layout, :mod:`physnetjax.neighbors.halves`). C6 comes from per-atom
+projections of the reference grid when a system has more pairs than 95 × its atoms,
+else per pair; both are the same sum. Periodic images enter through the pair vectors
+(r_src − r_dst + shift), so the stress follows from the strain derivative of the caller.
+
+Derivatives: without ATM the energy is :func:`d3_two_body_energy`, whose JVP is derived
+by hand (:func:`_two_body_pass`: ∂E/∂CN per atom, then one per-pair gradient); with ATM
+the plain formula (:func:`d3_two_body_autodiff`) is left to automatic differentiation.
 """
 
 from __future__ import annotations
