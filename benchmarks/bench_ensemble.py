@@ -1,23 +1,26 @@
-"""Ensemble cost: training K = 4 members as one vmapped step vs one model, and vmapped inference.
+"""Ensemble cost: K = 4 members (one compiled call, members mapped) vs one model, training and inference.
 
-Training: on the bundled ethanol set with the default trainer model (features 32,
-max_degree 1, 2 iterations; ``--smoke``: features 8, 1 iteration), one epoch over
-``frames`` training frames (batch 16, AMSGrad) is timed for one model
-(:func:`physnetjax.train.optim.make_steps`) and for K members
-(:func:`physnetjax.train.ensemble.make_ensemble_steps`, each member with its own
-shuffle, batches stacked (K, ...)), host-side batch building included as in
-training. The first epoch compiles and is not timed; then ``epochs`` epochs are timed,
-blocked at the end of each. Reported: median (min–max) seconds per epoch and the
-ratio K-member / one-model (target ≤ 2.5 for K = 4).
+Three variants are timed **interleaved** (one, K mapped, K vmapped, one, ...), so a
+change of the machine's load hits all of them alike, in process CPU time (both cores'
+work; steadier than wall time on a shared machine) and wall time:
 
-Inference: energy and forces of a batch of ethanol molecules (1 = the MD case, and
-16) by one jitted call: ``apply_batch`` of the PhysNet vs of the
-:class:`~physnetjax.ensemble.PhysNetEnsemble` of K members (one ``jax.vmap`` over the
-members, mean and spreads), timed with :func:`common.time_call` (target ≤ 2 for K = 4).
-Beside each time, XLA's cost analysis of the compiled call gives its floating-point
-operations (a figure that does not depend on the machine's load), and the count of the
-call's top-level jaxpr equations that no parameter reaches (:func:`parameter_free_equations`:
-work that ``jax.vmap`` over the members leaves unbatched, done once for all members).
+* ``one``: one PhysNet (:func:`physnetjax.train.optim.make_steps`, ``apply_batch`` of a PhysNet);
+* ``K mapped``: what physnetjax ships, the members run one after another inside one
+  compiled program (:func:`physnetjax.ensemble.map_members`, a ``jax.lax.map``):
+  :func:`physnetjax.train.ensemble.make_ensemble_steps` and
+  :class:`~physnetjax.ensemble.PhysNetEnsemble`;
+* ``K vmapped``: the same single-model step/apply under ``jax.vmap`` over the member
+  axis (the previous implementation), for comparison.
+
+Training: the default trainer model (features 32, max_degree 1, 2 iterations;
+``--smoke``: features 8, 1 iteration) on the bundled ethanol set, ``steps`` jitted
+optimiser steps (batch 16, AMSGrad; each member its own shuffled batch) per round,
+blocked at the end; the batches are built before timing. Target: K = 4 ≤ 2.5× one model.
+
+Inference: energy and forces of a batch of ethanol molecules (1 = the MD case, 16, 64)
+by one jitted call, target K = 4 ≤ 2× one model. Beside the times, XLA's cost analysis
+of each compiled call gives its floating-point operations (independent of the load);
+not for the mapped call, whose loop body XLA counts once.
 
 Usage: python benchmarks/bench_ensemble.py [--quick | --smoke] [--out DIR] [--members K]
 """
@@ -27,101 +30,104 @@ from __future__ import annotations
 import time
 
 import jax
-import jax.extend
 import jax.numpy as jnp
 import numpy as np
 
-from common import ms, parse_args, publish, summarise, table, time_call
+from common import parse_args, publish, table
 from physnetjax.data import bundled_dataset_path, fit_element_energies, load_dataset, shifted_energies
 from physnetjax.ensemble import PhysNetEnsemble, stack_members
 from physnetjax.neighbors import apply_batch, batch_molecules, model_pair_cutoff
 from physnetjax.predict import init_params
-from physnetjax.train.batching import batch_shapes, iterate_batches
+from physnetjax.train.batching import batch_shapes
 from physnetjax.train.config import TrainConfig
 from physnetjax.train.ensemble import make_ensemble_steps, member_batches, member_seeds
 from physnetjax.train.loop import build_model
 from physnetjax.train.loss import loss_weights
-from physnetjax.train.optim import init_state, make_optimizer, make_schedule, make_steps
+from physnetjax.train.optim import init_state, make_optimizer, make_schedule, make_steps, step_functions
 
-PLAN = {  # mode: (training frames per epoch, timed epochs, inference repeats)
-    "full": (512, 3, 20),
-    "quick": (128, 2, 7),
-    "smoke": (16, 1, 2),
+PLAN = {  # mode: (training steps per round, inference molecule counts, rounds)
+    "full": (16, (1, 16, 64), 15),
+    "quick": (8, (1, 16), 7),
+    "smoke": (1, (1, 2), 2),
 }
 BATCH_SIZE = 16
+VARIANTS = ("one", "K mapped", "K vmapped")
 
 
-def epoch_times(data, energies, model, config, members: int, frames: int, epochs: int) -> dict:
-    """Seconds per training epoch (median of ``epochs`` after one compiling epoch) for ``members`` models."""
-    shapes = batch_shapes(data, model, BATCH_SIZE)
-    optimizer = make_optimizer(config, make_schedule(config, frames // BATCH_SIZE))
+def interleaved(calls: dict, rounds: int) -> dict:
+    """Per variant: median and min process-CPU and wall seconds of ``calls[name]()``, calls interleaved round robin.
+
+    Every call is made twice before timing (the first compiles).
+    """
+    for call in calls.values():
+        call()
+        call()
+    cpu, wall = {name: [] for name in calls}, {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            cpu_start, wall_start = time.process_time(), time.perf_counter()
+            call()
+            cpu[name].append(time.process_time() - cpu_start)
+            wall[name].append(time.perf_counter() - wall_start)
+    return {name: {"cpu_median_s": float(np.median(cpu[name])), "cpu_min_s": float(np.min(cpu[name])),
+                   "wall_median_s": float(np.median(wall[name])), "wall_min_s": float(np.min(wall[name])),
+                   "rounds": rounds} for name in calls}
+
+
+def training_calls(data, energies, model, config, members: int, steps: int) -> tuple[dict, dict]:
+    """(variant → call running ``steps`` optimiser steps, variant → XLA flops of one step)."""
+    optimizer = make_optimizer(config, make_schedule(config, 100))
     weights = loss_weights(config)
-    train = np.arange(frames)
+    shapes = batch_shapes(data, model, BATCH_SIZE)
     seeds = member_seeds(0, members)
+    train = np.arange(steps * BATCH_SIZE)
+    stacked = list(member_batches(data, [train] * members, seeds, 0, energies, model, BATCH_SIZE, shapes))
+    single = [jax.tree_util.tree_map(lambda x: x[0], batch) for batch in stacked]
+    one_step = make_steps(model, optimizer, weights, config.loss, config.ema_decay)[0]
+    mapped_step = make_ensemble_steps(model, optimizer, weights, config.loss, config.ema_decay)[0]
+    vmapped_step = jax.jit(jax.vmap(step_functions(model, optimizer, weights, config.loss, config.ema_decay)[0],
+                                    in_axes=(0, 0, 0, None)))
+    params = stack_members([init_params(model, s) for s in seeds])
     scale = jnp.ones((), jnp.float32)
-    if members == 1:
-        step = make_steps(model, optimizer, weights, config.loss, config.ema_decay)[0]
-        state = init_state(init_params(model, 0), optimizer)
 
-        def batches(epoch):
-            return iterate_batches(data, train, energies, model, BATCH_SIZE, shapes, seed=[0, epoch])
-    else:
-        step = make_ensemble_steps(model, optimizer, weights, config.loss, config.ema_decay)[0]
-        params = stack_members([init_params(model, s) for s in seeds])
-        state = jax.vmap(lambda p: init_state(p, optimizer))(params)
+    def members_state():  # own buffers per variant: the steps donate their state
+        return jax.vmap(lambda p: init_state(p, optimizer))(jax.tree_util.tree_map(jnp.copy, params))
 
-        def batches(epoch):
-            return member_batches(data, [train] * members, seeds, epoch, energies, model, BATCH_SIZE, shapes)
+    plans = {"one": (one_step, init_state(init_params(model, seeds[0]), optimizer), single),
+             "K mapped": (mapped_step, members_state(), stacked),
+             "K vmapped": (vmapped_step, members_state(), stacked)}
+    flops = {name: None if name == "K mapped" else compiled_flops(step, state, *batches[0], scale)
+             for name, (step, state, batches) in plans.items()}
 
-    compile_start = time.perf_counter()
-    times = []
-    for epoch in range(epochs + 1):
-        start = time.perf_counter()
-        for batch, labels in batches(epoch):
-            state, loss, _ = step(state, batch, labels, scale)
-        jax.block_until_ready(loss)
-        times.append(time.perf_counter() - start)
-    return {"members": members, "frames": frames, "first_epoch_s": times[0],
-            "total_s": time.perf_counter() - compile_start, **summarise(times[1:])}
+    def runner(step, state, batches):
+        current = [state]  # the steps donate their input state: each call continues from the last one's
+
+        def run():
+            for batch, labels in batches:
+                current[0], loss, _ = step(current[0], batch, labels, scale)
+            jax.block_until_ready(loss)
+        return run
+
+    calls = {name: runner(*plan) for name, plan in plans.items()}
+    return calls, flops
 
 
-def inference_times(data, model, members: int, molecules: int, repeats: int) -> dict:
-    """Seconds per jitted energy+forces call on ``molecules`` ethanol frames, one model or ``members`` vmapped."""
+def inference_calls(data, model, members: int, molecules: int) -> tuple[dict, dict]:
+    """(variant → energy+forces call on ``molecules`` ethanol frames, variant → XLA flops of that call)."""
     batch = batch_molecules([data.Z[k, : data.N[k]] for k in range(molecules)],
                             [data.R[k, : data.N[k]] for k in range(molecules)], model.cutoff,
                             pair_cutoff=model_pair_cutoff(model), dtype=np.float32)
-    if members == 1:
-        runner, params = model, init_params(model, 0)
-    else:
-        runner = PhysNetEnsemble(member=model, size=members)
-        params = stack_members([init_params(model, s) for s in member_seeds(0, members)])
-    def function(p, b):
-        return apply_batch(runner, p, b)
+    ensemble = PhysNetEnsemble(member=model, size=members)
+    params = stack_members([init_params(model, s) for s in member_seeds(0, members)])
 
-    call = jax.jit(function)
-    timing = time_call(lambda: jax.block_until_ready(call(params, batch)["forces"]), repeats=repeats)
-    free, equations = parameter_free_equations(function, params, batch)
-    return {"members": members, "molecules": molecules, "flops": compiled_flops(call, params, batch),
-            "parameter_free_equations": free, "equations": equations, **timing}
+    def vmapped(p, b):
+        return jax.vmap(lambda member: apply_batch(model, member, b)["forces"])(p)
 
-
-def parameter_free_equations(function, params, *args) -> tuple[int, int]:
-    """(equations of ``function(params, *args)``'s top-level jaxpr that no parameter reaches, all equations).
-
-    An equation depends on the parameters when one of its inputs is a parameter or the
-    output of such an equation. Under ``jax.vmap`` over the members the parameter-free ones
-    (geometry: distances, radial basis, neighbour gathers) carry no member axis and run
-    once for all members, not K times.
-    """
-    closed = jax.make_jaxpr(function)(params, *args)
-    tainted = set(closed.jaxpr.invars[: len(jax.tree_util.tree_leaves(params))])
-    free = 0
-    for equation in closed.jaxpr.eqns:
-        if any(isinstance(v, jax.extend.core.Var) and v in tainted for v in equation.invars):
-            tainted.update(equation.outvars)
-        else:
-            free += 1
-    return free, len(closed.jaxpr.eqns)
+    plans = {"one": (jax.jit(lambda p, b: apply_batch(model, p, b)["forces"]), init_params(model, 0)),
+             "K mapped": (jax.jit(lambda p, b: apply_batch(ensemble, p, b)["forces"]), params),
+             "K vmapped": (jax.jit(lambda p, b: jnp.mean(vmapped(p, b), axis=0)), params)}
+    calls = {name: (lambda f=f, p=p: jax.block_until_ready(f(p, batch))) for name, (f, p) in plans.items()}
+    return calls, {name: None if name == "K mapped" else compiled_flops(f, p, batch) for name, (f, p) in plans.items()}
 
 
 def compiled_flops(function, *args) -> float | None:
@@ -131,44 +137,48 @@ def compiled_flops(function, *args) -> float | None:
     return None if not cost or "flops" not in cost else float(cost["flops"])
 
 
+def rows_of(label, times: dict, flops: dict, scale: float, unit: str) -> list:
+    """Table rows (one per variant): times in ``unit``, ratios to ``one`` in CPU and wall time, flops ratio."""
+    one = times["one"]
+    return [[label, name, times[name]["cpu_median_s"] * scale, times[name]["wall_median_s"] * scale,
+             times[name]["cpu_median_s"] / one["cpu_median_s"], times[name]["wall_median_s"] / one["wall_median_s"],
+             None if flops[name] is None or flops["one"] is None else flops[name] / flops["one"]]
+            for name in VARIANTS]
+
+
 def main() -> None:
     args = parse_args(__doc__, lambda p: p.add_argument("--members", type=int, default=4, help="ensemble size K"))
-    frames, epochs, repeats = PLAN[args.mode]
+    steps, molecule_counts, rounds = PLAN[args.mode]
     config = TrainConfig(features=8, num_iterations=1) if args.mode == "smoke" else TrainConfig()
     data = load_dataset([bundled_dataset_path()])
     model = build_model(config, int(data.Z.max()))
     e0 = fit_element_energies(data.Z, data.E, model.max_atomic_number, mask=data.has_E)
     energies = shifted_energies(data.Z, data.E, e0)
 
-    training = [epoch_times(data, energies, model, config, k, frames, epochs) for k in (1, args.members)]
+    calls, flops = training_calls(data, energies, model, config, args.members, steps)
+    training = {"times": interleaved(calls, rounds), "flops": flops, "steps": steps}
     print("training: done", flush=True)
-    inference = [inference_times(data, model, k, n, repeats) for n in (1, BATCH_SIZE) for k in (1, args.members)]
+    inference = {}
+    for molecules in molecule_counts:
+        calls, flops = inference_calls(data, model, args.members, molecules)
+        inference[molecules] = {"times": interleaved(calls, rounds * 3), "flops": flops}
     print("inference: done", flush=True)
-    train_ratio = training[1]["median_s"] / training[0]["median_s"]
-    inference_ratios = {row["molecules"]: row["median_s"] / inference[2 * i]["median_s"]
-                        for i, row in enumerate(inference[1::2])}
+    columns = ["work", "variant", "CPU time", "wall", "CPU × one", "wall × one", "flops × one"]
     tables = [
-        table(f"Ensemble training: one epoch of {frames} ethanol frames, batch {BATCH_SIZE}",
-              "whole epoch incl. host batch building, blocked at its end; compile epoch excluded; "
-              "median (min–max) over epochs",
-              ["members", "s/epoch (min–max)", "× one model", "first epoch s"],
-              [[r["members"], f"{r['median_s']:.3g} ({r['min_s']:.3g}–{r['max_s']:.3g})",
-                r["median_s"] / training[0]["median_s"], r["first_epoch_s"]] for r in training]),
-        table("Ensemble inference: energy + forces, one jitted call",
-              "apply_batch of PhysNet vs PhysNetEnsemble (one vmap over members); median (min–max)",
-              ["molecules", "members", "ms/call (min–max)", "× one model", "flops", "flops × one model",
-               "parameter-free eqns / all"],
-              [[r["molecules"], r["members"], ms(r), r["median_s"] / inference[2 * (i // 2)]["median_s"], r["flops"],
-                None if r["flops"] is None else r["flops"] / inference[2 * (i // 2)]["flops"],
-                f"{r['parameter_free_equations']} / {r['equations']}"]
-               for i, r in enumerate(inference)]),
+        table(f"Ensemble training, K = {args.members}: {steps} optimiser steps (batch {BATCH_SIZE}, ethanol)",
+              f"interleaved rounds, median over {rounds}; CPU time = process CPU seconds; times in s",
+              columns, rows_of(f"{steps} steps", training["times"], training["flops"], 1.0, "s")),
+        table(f"Ensemble inference, K = {args.members}: energy + forces, one jitted call",
+              f"interleaved calls, median over {rounds * 3}; times in ms",
+              columns, [row for n, r in inference.items()
+                        for row in rows_of(f"{n} molecule(s)", r["times"], r["flops"], 1e3, "ms")]),
     ]
     model_settings = {k: getattr(config, k) for k in ("features", "max_degree", "num_iterations", "n_res",
                                                        "num_basis_functions", "cutoff")}
     publish("bench_ensemble", args, tables,
-            {"model": model_settings, "members": args.members, "training": training, "inference": inference,
-             "train_epoch_ratio": train_ratio, "inference_ratio": inference_ratios,
-             "targets": {"train_epoch_ratio": 2.5, "inference_ratio": 2.0}})
+            {"model": model_settings, "members": args.members, "training": training,
+             "inference": {str(n): r for n, r in inference.items()},
+             "targets": {"train_ratio": 2.5, "inference_ratio": 2.0}})
 
 
 if __name__ == "__main__":

@@ -4,11 +4,11 @@ Model: the shipped ethanol example; the K members are its parameters plus 1 %
 noise (speed does not depend on the values). Timed: :func:`physnetjax.md.driver.simulate`
 (NVE, float32, 0.5 fs, a frame saved every 10 steps, the all-pairs edge set), wall
 time of all chunks compiled ahead of time (the driver's ``steps_per_second``,
-compile excluded). The ensemble evaluates all members in one ``jax.vmap`` per step
+compile excluded). The ensemble evaluates all members in one compiled call per step
 and the force spread once more at every saved frame (one extra ensemble evaluation
 per 10 steps). Single and ensemble runs alternate so that a slow spell of the shared
 machine hits both; medians and the range of the per-pair ratios are reported. The
-cost of one vmapped inference call and of training is measured by
+cost of one ensemble inference call and of training is measured by
 ``bench_ensemble.py``.
 
     python benchmarks/bench_ensemble_md.py [--quick | --smoke] [--out DIR]

@@ -7,7 +7,7 @@ Voigt order xx, yy, zz, yz, xz, xy, σ = (1/V) ∂E/∂ε as in ASE). ``results`
 ``dispersion_energy`` (eV, the model's D3 term, included in ``energy``; 0 when off).
 
 With a :class:`~physnetjax.ensemble.PhysNetEnsemble` every property is the ensemble
-mean, evaluated in one vmapped call over the members, and ``results`` also holds the
+mean, evaluated in one compiled call over the members, and ``results`` also holds the
 calibrated member spreads (definitions in :mod:`physnetjax.ensemble.model`):
 ``energy_std`` (eV), ``forces_std`` (n,) eV/Å per atom and, with charges,
 ``charges_std`` (n,) e and ``dipole_std`` (e·Å); they are implemented properties, so

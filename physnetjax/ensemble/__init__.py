@@ -1,4 +1,4 @@
-"""Ensembles of PhysNet models: stacked members evaluated by one ``jax.vmap``, their spread and its calibration.
+"""Ensembles of PhysNet models: stacked members evaluated by one compiled call, their spread and its calibration.
 
 * :mod:`physnetjax.ensemble.model`: :class:`PhysNetEnsemble` (mean outputs + spreads).
 * :mod:`physnetjax.ensemble.calibration`: the spread's scale fitted on validation data,
@@ -17,6 +17,7 @@ from physnetjax.ensemble.model import (
     PhysNetEnsemble,
     ensemble_statistics,
     is_ensemble,
+    map_members,
     member_count_mismatch,
     member_params,
     stack_members,
@@ -28,6 +29,7 @@ __all__ = [
     "fit_calibration_scale",
     "gaussian_nll",
     "is_ensemble",
+    "map_members",
     "member_count_mismatch",
     "member_params",
     "spearman_rank_correlation",

@@ -4,7 +4,7 @@ Every input may be a single-model checkpoint (one member) or an ensemble
 checkpoint (all its members); legacy checkpoints are migrated on the fly as
 :func:`physnetjax.load_checkpoint` does. The members must share the architecture
 (every ``PhysNet.config()`` entry but ``element_energies``): their parameters are
-stacked and evaluated by one vmapped program. The result is an uncalibrated
+stacked and evaluated by one compiled program. The result is an uncalibrated
 ensemble (``calibration_scale`` 1) unless a scale is given.
 
 Element energies. Separately trained models usually carry slightly different fixed

@@ -8,7 +8,7 @@ Examples::
     python -m physnetjax.train --resume runs/my --epochs 400    # continue exactly
     python -m physnetjax.train --max-time 240 --out runs/4min   # schedule laid out over 240 s of training
     python -m physnetjax.train --data new.npz --init-from runs/my/best   # fine-tune (weights only)
-    python -m physnetjax.train --ensemble 4 --bootstrap --out runs/ens4  # 4 members, one vmapped program
+    python -m physnetjax.train --ensemble 4 --bootstrap --out runs/ens4  # 4 members, one compiled program
     python -m physnetjax.train --print-config > run.toml    # edit, then:
     python -m physnetjax.train --config run.toml --epochs 80   # the command line overrides the file
 
@@ -84,7 +84,7 @@ HELP = {
                  "(default: a random start)",
     "force_check_threshold": "max |F_autodiff - F_finite-difference| in eV/Å allowed at each best checkpoint",
     "force_check_delta": "finite-difference step in Å",
-    "ensemble": "train K members at once (vmapped); member k uses seed SEED+k for weights and shuffles",
+    "ensemble": "train K members at once (one compiled step); member k uses seed SEED+k for weights and shuffles",
     "bootstrap": "with --ensemble: each member trains on its own resample (with replacement) of the training frames",
     "progress": "rich progress bar", "plots": "learning-curve and parity PNGs (matplotlib)",
     "log_every": "print the summary line every N epochs (best epochs always)",

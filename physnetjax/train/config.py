@@ -39,7 +39,7 @@ class TrainConfig:
     ``best_metric`` on the validation set), ``max_time`` training-time budget (the
     schedule and early stopping are then laid out over it, ``epochs`` sets their shape only),
     ``seed``, output directory, ``init_from`` checkpoint, force-check threshold.
-    Ensemble: ``ensemble`` K > 1 trains K members as one vmapped program, member k with
+    Ensemble: ``ensemble`` K > 1 trains K members as one compiled program, member k with
     seed ``seed + k`` (initial weights and shuffles), on bootstrap resamples of the
     training frames with ``bootstrap`` (:mod:`physnetjax.train.ensemble`).
     """

@@ -2,7 +2,7 @@
 
 ``train_step(state, frames, rows, lr_scale)`` gathers the batch of ``rows`` (D, b)
 — for an ensemble (K, D, b), member k's batch — inside the jitted program and takes
-one optimiser step of :func:`physnetjax.train.optim.step_functions` (or its vmapped
+one optimiser step of :func:`physnetjax.train.optim.step_functions` (or its member-mapped
 ensemble form): the host sends only a few integers per step.
 
 ``evaluate_rows(params, frames, rows)`` gathers the batch of ``rows`` (D, b) and
@@ -25,7 +25,7 @@ def make_device_steps(train_step, eval_step, shapes, ensemble: bool) -> tuple:
 
     Args:
       train_step: ``(state, batch, labels, lr_scale) → (state, loss, grad_norm)`` (for an
-        ensemble vmapped over members: batch and labels carry a leading member axis).
+        ensemble mapped over members: batch and labels carry a leading member axis).
       eval_step: ``(params, batch, labels)`` → the single-model tuple (loss, sums, predictions)
         or the ensemble tuple (member_loss, member_sums, mean_loss, mean_sums, predictions).
       shapes: the :class:`~physnetjax.train.batching.BatchShapes` of one device's batch.
