@@ -12,6 +12,9 @@ work; steadier than wall time on a shared machine) and wall time:
 * ``K vmapped``: the same single-model step/apply under ``jax.vmap`` over the member
   axis (the previous implementation), for comparison.
 
+The training steps of all three are compiled as the trainer compiles them
+(:func:`physnetjax.train.jit_steps.jit_step`); the inference calls with plain ``jax.jit``.
+
 Training: the default trainer model (features 32, max_degree 1, 2 iterations;
 ``--smoke``: features 8, 1 iteration) on the bundled ethanol set, ``steps`` jitted
 optimiser steps (batch 16, AMSGrad; each member its own shuffled batch) per round,
@@ -41,6 +44,7 @@ from physnetjax.predict import init_params
 from physnetjax.train.batching import batch_shapes
 from physnetjax.train.config import TrainConfig
 from physnetjax.train.ensemble import make_ensemble_steps, member_batches, member_seeds
+from physnetjax.train.jit_steps import jit_step
 from physnetjax.train.loop import build_model
 from physnetjax.train.loss import loss_weights
 from physnetjax.train.optim import init_state, make_optimizer, make_schedule, make_steps, step_functions
@@ -85,8 +89,8 @@ def training_calls(data, energies, model, config, members: int, steps: int) -> t
     single = [jax.tree_util.tree_map(lambda x: x[0], batch) for batch in stacked]
     one_step = make_steps(model, optimizer, weights, config.loss, config.ema_decay)[0]
     mapped_step = make_ensemble_steps(model, optimizer, weights, config.loss, config.ema_decay)[0]
-    vmapped_step = jax.jit(jax.vmap(step_functions(model, optimizer, weights, config.loss, config.ema_decay)[0],
-                                    in_axes=(0, 0, 0, None)))
+    vmapped_step = jit_step(jax.vmap(step_functions(model, optimizer, weights, config.loss, config.ema_decay)[0],
+                                     in_axes=(0, 0, 0, None)))
     params = stack_members([init_params(model, s) for s in seeds])
     scale = jnp.ones((), jnp.float32)
 

@@ -11,7 +11,8 @@ this working tree.
 Per run: the wall time of each epoch from ``metrics.csv`` (``time_s`` differences of
 epochs 2..E: the whole loop — training steps, validation, force check, checkpoint,
 logs — in steady state; epoch 1 compiles), reported as training samples/s = training
-frames / median epoch time, and the time spent in each part of the loop (the
+frames / median epoch time (and per process CPU second: steadier than wall time when
+other jobs share the cores), and the time spent in each part of the loop (the
 Trainer's methods, timed by wrapping them). The ratio new/old is taken per
 interleaved pair and its median reported.
 
@@ -22,14 +23,20 @@ EMA update alone) beside the device-gathered steps, and the per-epoch parts
 (validation on host-packed batches with a sync per batch vs device-gathered fixed batches, checkpoint written synchronously vs handed
 to the background writer, force check, CSV/JSON logs).
 
-Writes ``bench_train_epoch.json``.
+Writes ``bench_train_epoch.json`` (``bench_train_epoch_<data>.json`` for another ``--data``).
 
-Usage: python benchmarks/bench_train_epoch.py [--quick | --smoke] [--out DIR] [--baseline REF] [--profile]
+``--data PATH`` trains on another set (e.g. aspirin, 21 atoms); ``--old-without-ynn`` adds a third arm,
+the old trainer with ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=`` (the XLA:CPU option the new
+steps compile with, :mod:`physnetjax.train.jit_steps`), to show how much of the gain that option is.
+
+Usage: python benchmarks/bench_train_epoch.py [--quick | --smoke] [--out DIR] [--baseline REF] [--data PATH]
+       [--old-without-ynn] [--profile]
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -80,6 +87,14 @@ def timed_finish(self, *args):
     return result
 
 loop.Trainer._finish = timed_finish
+cpu_marks = []
+append_csv = loop.Trainer._append_csv
+
+def marked_append_csv(self, *args):
+    cpu_marks.append(time.process_time())
+    return append_csv(self, *args)
+
+loop.Trainer._append_csv = marked_append_csv  # once per epoch, in both trainers
 config = TrainConfig(data=[data], out=out, epochs=epochs, progress=False, plots=False)
 start = time.perf_counter()
 loop.train(config)
@@ -88,6 +103,7 @@ with open(Path(out) / "metrics.csv", newline="") as handle:
     times = [float(row["time_s"]) for row in csv.DictReader(handle)]
 train_frames = len(__import__("numpy").load(Path(out) / "split.npz")["train"])
 print(json.dumps({"epoch_s": [b - a for a, b in zip(times, times[1:])], "first_epoch_s": times[0],
+                  "epoch_cpu_s": [b - a for a, b in zip(cpu_marks, cpu_marks[1:])],
                   "total_s": total, "parts_s": dict(parts), "train_frames": train_frames,
                   "module": loop.__file__}))
 """
@@ -106,18 +122,24 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
-def run_trainer(root: Path, data: Path, out: Path, epochs: int) -> dict:
-    """One training run with the package under ``root``; the worker's JSON plus the load before it."""
+def run_trainer(root: Path, data: Path, out: Path, epochs: int, xla_flags: str | None = None) -> dict:
+    """One training run with the package under ``root`` (``xla_flags``: XLA_FLAGS of the run); the worker's JSON
+    plus the load before it."""
     load = load_average()
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    if xla_flags is not None:
+        env["XLA_FLAGS"] = xla_flags
     process = subprocess.run([sys.executable, "-c", WORKER, str(data), str(out), str(epochs)], cwd=root,
-                             capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+                             capture_output=True, text=True, env=env)
     if process.returncode != 0:
         raise RuntimeError(f"training run in {root} failed:\n{process.stderr[-3000:]}")
     result = json.loads(process.stdout.strip().splitlines()[-1])
     if not result["module"].startswith(str(root)):
         raise RuntimeError(f"the run imported {result['module']}, not the package under {root}")
     epoch = statistics.median(result["epoch_s"]) if result["epoch_s"] else result["first_epoch_s"]
-    return {**result, "load_before": load, "median_epoch_s": epoch, "samples_per_s": result["train_frames"] / epoch}
+    cpu = statistics.median(result["epoch_cpu_s"]) if result["epoch_cpu_s"] else math.nan
+    return {**result, "load_before": load, "median_epoch_s": epoch, "samples_per_s": result["train_frames"] / epoch,
+            "median_epoch_cpu_s": cpu, "samples_per_cpu_s": result["train_frames"] / cpu}
 
 
 PROFILE = r"""
@@ -217,49 +239,77 @@ def profile(data: Path, out: Path, repeats: int) -> dict:
     return json.loads(process.stdout.strip().splitlines()[-1])
 
 
+NO_YNN_FLAGS = "--xla_cpu_experimental_ynn_fusion_type="
+"""XLA_FLAGS giving the old trainer the YNNPACK-fusion setting the new steps compile with (physnetjax.train.jit_steps)."""
+
+
 def main() -> None:
     args = parse_args(__doc__, lambda p: (
         p.add_argument("--baseline", default=BASELINE, help="git ref of the old trainer (default %(default)s)"),
+        p.add_argument("--data", type=Path, default=SHARED_DATA / "ethanol_gfn2_500K.npz",
+                       help="training set (default: ethanol_gfn2_500K.npz of the shared data)"),
+        p.add_argument("--old-without-ynn", action="store_true",
+                       help=f"also run the old trainer with XLA_FLAGS={NO_YNN_FLAGS} (how much is the XLA option)"),
         p.add_argument("--profile", action="store_true", help="also time the parts of one epoch")))
     epochs, rounds = PLAN[args.mode]
-    data = SHARED_DATA / "ethanol_gfn2_500K.npz"
-    runs = {"old": [], "new": []}
+    data = args.data
+    arms = {"old": ("old", None), "new": ("new", None)}
+    if args.old_without_ynn:
+        arms["old-no-ynn"] = ("old", NO_YNN_FLAGS)
+    runs = {name: [] for name in arms}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         roots = {"old": extract(args.baseline, tmp), "new": REPOSITORY}
         for k in range(rounds):
-            for name in ("old", "new"):
-                runs[name].append(run_trainer(roots[name], data, tmp / f"{name}-{k}", epochs))
-                print(f"round {k + 1}/{rounds} {name}: {runs[name][-1]['samples_per_s']:.0f} samples/s "
+            for name, (root, flags) in arms.items():
+                runs[name].append(run_trainer(roots[root], data, tmp / f"{name}-{k}", epochs, flags))
+                print(f"round {k + 1}/{rounds} {name}: {runs[name][-1]['samples_per_s']:.0f} samples/s, "
+                      f"{runs[name][-1]['samples_per_cpu_s']:.0f} samples/CPU-s "
                       f"(load {runs[name][-1]['load_before']:.1f})", flush=True)
         parts = profile(data, tmp / "profile", 3 if args.mode == "smoke" else 7) if args.profile else None
     ratios = [n["samples_per_s"] / o["samples_per_s"] for o, n in zip(runs["old"], runs["new"])]
+    cpu_ratios = [n["samples_per_cpu_s"] / o["samples_per_cpu_s"] for o, n in zip(runs["old"], runs["new"])]
     total_ratios = [o["total_s"] / n["total_s"] for o, n in zip(runs["old"], runs["new"])]
-    rows = [[k + 1, o["load_before"], o["samples_per_s"], n["load_before"], n["samples_per_s"], r, o["total_s"],
-             n["total_s"]] for k, (o, n, r) in enumerate(zip(runs["old"], runs["new"], ratios))]
-    tables = [table(f"Training loop, default model, ethanol (800 training frames, batch 16, {epochs} epochs per run): "
-                    f"old ({args.baseline}) and new, interleaved",
+    train_frames = runs["new"][0]["train_frames"]
+    columns = ["pair"]
+    for name in arms:
+        columns += [f"load {name}", f"{name} samples/s", f"{name} samples/CPU-s"]
+    columns += ["new / old (wall)", "new / old (CPU)", "old run s", "new run s"]
+    rows = []
+    for k in range(rounds):
+        row = [k + 1]
+        for name in arms:
+            run = runs[name][k]
+            row += [run["load_before"], run["samples_per_s"], run["samples_per_cpu_s"]]
+        rows.append(row + [ratios[k], cpu_ratios[k], runs["old"][k]["total_s"], runs["new"][k]["total_s"]])
+    tables = [table(f"Training loop, default model, {data.stem} ({train_frames} training frames, batch 16, "
+                    f"{epochs} epochs per run): old ({args.baseline}) and new, interleaved",
                     "samples/s = training frames / median epoch wall time (epochs 2.., whole loop incl. validation, "
-                    "force check, checkpoint, logs); run s = whole command incl. start-up and compilation; load = "
-                    "1-min load average before the run (2 cores, shared)",
-                    ["pair", "load old", "old samples/s", "load new", "new samples/s", "new / old", "old run s",
-                     "new run s"], rows)]
-    part_names = sorted(set().union(*(r["parts_s"] for r in runs["old"] + runs["new"])))
+                    "force check, checkpoint, logs); samples/CPU-s = the same per median process CPU time of an "
+                    "epoch (all threads); run s = whole command incl. start-up and compilation; load = "
+                    "1-min load average before the run (2 cores, shared)", columns, rows)]
+    part_names = sorted(set().union(*(r["parts_s"] for runs_of in runs.values() for r in runs_of)))
     tables.append(table("Where the loop's time goes (median over runs, seconds per epoch)",
                         "Trainer methods wrapped and timed; _train_epoch includes epoch 1's compilation",
-                        ["part", "old s/epoch", "new s/epoch"],
+                        ["part", *(f"{name} s/epoch" for name in arms)],
                         [[name, *(statistics.median(r["parts_s"].get(name, 0.0) for r in runs[which]) / epochs
-                                  for which in ("old", "new"))] for name in part_names]))
+                                  for which in arms)] for name in part_names]))
     if parts:
         tables.append(table("Profile of one epoch (this tree, one Trainer, 50 steps)",
                             "median of repeats, blocked at the end of each part, compile excluded",
                             ["part", "s"], [[name, value] for name, value in parts["parts_s"].items()]))
     summary = {"median_ratio_samples_per_s": statistics.median(ratios),
+               "median_ratio_samples_per_cpu_s": statistics.median(cpu_ratios),
                "median_ratio_run_time": statistics.median(total_ratios)}
-    print(f"new / old samples/s, median over {rounds} interleaved pairs: {summary['median_ratio_samples_per_s']:.2f}; "
+    if args.old_without_ynn:
+        summary["median_ratio_samples_per_s_vs_old_without_ynn"] = statistics.median(
+            n["samples_per_s"] / o["samples_per_s"] for o, n in zip(runs["old-no-ynn"], runs["new"]))
+    print(f"new / old samples/s, median over {rounds} interleaved pairs: {summary['median_ratio_samples_per_s']:.2f} "
+          f"(wall), {summary['median_ratio_samples_per_cpu_s']:.2f} (CPU time); "
           f"whole run {summary['median_ratio_run_time']:.2f}x faster")
-    publish("bench_train_epoch", args, tables, {"baseline": args.baseline, "epochs": epochs, "runs": runs,
-                                                "ratios": ratios, "profile": parts, **summary})
+    name = "bench_train_epoch" if data.stem == "ethanol_gfn2_500K" else f"bench_train_epoch_{data.stem}"
+    publish(name, args, tables, {"baseline": args.baseline, "data": str(data), "epochs": epochs, "runs": runs,
+                                 "ratios": ratios, "cpu_ratios": cpu_ratios, "profile": parts, **summary})
 
 
 if __name__ == "__main__":

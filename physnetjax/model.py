@@ -44,6 +44,7 @@ import jax.numpy as jnp
 from physnetjax.message_pass import SparseMessagePass, edge_basis_factors
 from physnetjax.model_dispersion import DispersionParameters, check_dispersion_settings, dispersion_per_molecule
 from physnetjax.neighbors.checks import check_all_pairs, check_full_list, is_traced
+from physnetjax.neighbors.halves import check_pair_halves
 from physnetjax.physics.charges import corrected_charges, dipole_moments
 from physnetjax.physics.coulomb import coulomb_pair_energy
 from physnetjax.physics.molecules import sum_per_molecule
@@ -276,7 +277,7 @@ class PhysNet(nn.Module):
     def _energy_terms(self, positions, strain, graph):
         """Per-molecule energies and per-atom quantities; differentiated in ``__call__``."""
         (atomic_numbers, dst_idx, src_idx, segments, num_molecules, edge_mask, atom_mask,
-         total_charges, shifts, pairs, triplets) = graph
+         total_charges, shifts, pairs, triplets, pair_halves) = graph
 
         # The dispersion term halves its pair list first and deforms only the half's shifts.
         dispersion_shifts = shifts if pairs is None else pairs[3]
@@ -352,7 +353,7 @@ class PhysNet(nn.Module):
                                            self.dispersion_trainable, self.param_dtype, name="dispersion")()
             dispersion = dispersion_per_molecule(atomic_numbers, positions, pair_dst, pair_src, pair_mask,
                                                  dispersion_shifts, pair_vectors, segments, num_molecules, damping,
-                                                 self.dispersion_cutoff, triplets, deformation)
+                                                 self.dispersion_cutoff, triplets, deformation, pair_halves)
             energy = energy + dispersion
 
         aux = {
@@ -376,11 +377,13 @@ class PhysNet(nn.Module):
         Raises ValueError for a half edge or pair list, for bare Coulomb over a list
         missing some pairs of a molecule, and for bare Coulomb in a periodic cell.
         """
-        (_, dst_idx, src_idx, segments, num_molecules, edge_mask, atom_mask, _, shifts, pairs, _) = graph
+        (_, dst_idx, src_idx, segments, num_molecules, edge_mask, atom_mask, _, shifts, pairs, _, pair_halves) = graph
         check_full_list(dst_idx, src_idx, edge_mask, shifts, cells=cells, atom_segments=segments,
                         name="edge list (dst_idx, src_idx)")
         if pairs is not None:
             check_full_list(*pairs, cells=cells, atom_segments=segments, name="pair list (pair_dst, pair_src)")
+            if pair_halves:
+                check_pair_halves(*pairs, name="pair list (pair_dst, pair_src)")
         if self.charges and self.coulomb_lr_cutoff is None:
             if cells is not None:
                 raise ValueError("bare Coulomb (coulomb_lr_cutoff=None) is not defined in a periodic cell "
@@ -409,6 +412,7 @@ class PhysNet(nn.Module):
         pair_shifts=None,
         triplets=None,
         triplet_mask=None,
+        pair_halves: bool = False,
         compute_forces: bool = True,
     ) -> dict:
         """Energy, forces and (optionally) charges, dipoles and stress of a batch.
@@ -429,6 +433,10 @@ class PhysNet(nn.Module):
           triplets: (T, 2) int indices into that pair list of pairs sharing their first
             atom (:mod:`physnetjax.neighbors.triplets`); triplet_mask: (T,) bool (None →
             all real). Required with ``dispersion_three_body=True``, ignored otherwise.
+          pair_halves: the pair list is in halves layout (slot k + Q/2 is the reverse of
+            slot k, :mod:`physnetjax.neighbors.halves`, as the host builders store it);
+            the dispersion term then slices its first half instead of selecting one
+            direction of each pair inside ``jit``. Static.
           compute_forces: False skips the gradient: ``forces`` is None and there is no
             ``stress``/``virial``; every other output is computed by the same code and
             equals that of the default call exactly.
@@ -484,8 +492,10 @@ class PhysNet(nn.Module):
             triplets = (triplets, triplet_mask.astype(bool))
         else:
             triplets = None
+        if pair_halves and pairs is None:
+            raise ValueError("pair_halves=True describes the separate pair list (pair_dst, ...), but none was given")
         graph = (atomic_numbers, dst_idx, src_idx, batch_segments, batch_size, edge_mask,
-                 atom_mask, total_charges, shifts, pairs, triplets)
+                 atom_mask, total_charges, shifts, pairs, triplets, pair_halves)
         if not is_traced(dst_idx, src_idx, edge_mask, batch_segments, *(pairs or ())[:3]):
             self._check_lists(graph, cells)
 

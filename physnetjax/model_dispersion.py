@@ -71,7 +71,7 @@ class DispersionParameters(nn.Module):
 
 def dispersion_per_molecule(atomic_numbers, positions, pair_dst, pair_src, pair_mask, pair_shifts, pair_vectors,
                             segments, num_molecules: int, parameters: dict, cutoff: float, triplets=None,
-                            deformation=None):
+                            deformation=None, pair_halves: bool = False):
     """E_D3 per molecule in eV, (B,), over a full directed pair list (see the physics module).
 
     Args: positions (N, 3) Å (already deformed); the pair list (P,) with its image
@@ -79,7 +79,9 @@ def dispersion_per_molecule(atomic_numbers, positions, pair_dst, pair_src, pair_
     r_src − r_dst + shift *after* it; ``triplets`` = ((T, 2) pair indices, (T,) mask)
     for the ATM term, or None; ``deformation``: (B, 3, 3) I + ε of the strain
     derivative (stress), or None. The image shifts are deformed here, for the half
-    list only (a shift s of molecule b becomes s · deformation[b]).
+    list only (a shift s of molecule b becomes s · deformation[b]). ``pair_halves``:
+    the list is in halves layout (:mod:`physnetjax.neighbors.halves`), so its first
+    half is the half list, a static slice.
 
     The two-body energy, the coordination numbers and each side of an ATM triangle are
     switched off smoothly over [(1 − 0.2) · cutoff, cutoff]. Without ATM each unordered
@@ -93,8 +95,12 @@ def dispersion_per_molecule(atomic_numbers, positions, pair_dst, pair_src, pair_
             atomic_numbers, pair_vectors, pair_dst, pair_src, pair_mask, segments, num_molecules, parameters,
             triplets=triplets[0], triplet_mask=triplets[1], three_body_cutoff=cutoff, **settings,
         )
-    half, half_mask = one_direction(pair_dst, pair_src, pair_vectors if pair_shifts is None else pair_shifts,
-                                    pair_mask)
+    if pair_halves:
+        half = slice(0, pair_dst.shape[0] // 2)
+        half_mask = pair_mask[half]
+    else:
+        half, half_mask = one_direction(pair_dst, pair_src, pair_vectors if pair_shifts is None else pair_shifts,
+                                        pair_mask)
     dst, src = pair_dst[half], pair_src[half]
     vectors = pair_displacements(positions, dst, src)
     if pair_shifts is not None:

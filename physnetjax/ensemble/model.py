@@ -53,9 +53,8 @@ def map_members(function, stacked):
     K times larger, so on XLA:CPU they leave the cache. Measured on 2 CPU cores with
     the default trainer model (features 32, 2 iterations; process CPU time,
     interleaved calls, see benchmarks/README.md "Ensemble cost"): energy+forces of
-    K = 4 members cost 2.1x / 3.8x / 3.6x one member for 1 / 16 / 64 ethanol
-    molecules with ``lax.map`` and 2.8x / 4.9x / 9.5x with ``vmap``; a training step
-    4.2x vs 5.5x.
+    K = 4 members cost 1.8x / 2.8x / 2.7x one member for 1 / 16 / 64 ethanol
+    molecules with ``lax.map`` and 2.4x / 3.2x / 6.5x with ``vmap``.
     """
     return jax.lax.map(function, stacked)
 

@@ -47,6 +47,8 @@ class Batch:
       pair_dst, pair_src, pair_mask, pair_shifts: optional (Q,) long-range full list.
       triplets: optional (T, 2) int32 indices into the pair-term list; triplet_mask: (T,) bool.
       num_molecules: B (static).
+      pair_halves: the pair list is in halves layout (slot k + Q/2 reverses slot k,
+        :mod:`~physnetjax.neighbors.halves`; static).
     """
 
     atomic_numbers: jax.Array
@@ -67,6 +69,7 @@ class Batch:
     triplets: Optional[jax.Array] = None
     triplet_mask: Optional[jax.Array] = None
     num_molecules: int = flax.struct.field(pytree_node=False, default=1)
+    pair_halves: bool = flax.struct.field(pytree_node=False, default=False)
 
     @property
     def num_atoms(self) -> int:
@@ -137,6 +140,7 @@ def apply_batch(model, params, batch: Batch, compute_forces: bool = True) -> dic
         pair_shifts=batch.pair_shifts,
         triplets=batch.triplets,
         triplet_mask=batch.triplet_mask,
+        pair_halves=batch.pair_halves,
         compute_forces=compute_forces,
     )
 

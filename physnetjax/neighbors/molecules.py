@@ -8,6 +8,7 @@ import numpy as np
 
 from physnetjax.neighbors.batch import Batch
 from physnetjax.neighbors.checks import check_full_list
+from physnetjax.neighbors.halves import halves_layout
 from physnetjax.neighbors.triplets import padded_triplets
 
 
@@ -135,6 +136,11 @@ def assemble_batch(
       three_body_cutoff, num_triplets: triplet list over the pair-term list (the
         separate pair list, else the edge list), see :func:`batch_molecules`.
 
+    Without a triplet list and with an even number of pair slots, the separate pair
+    list is stored in halves layout (:mod:`~physnetjax.neighbors.halves`; the batch's
+    ``pair_halves`` is True), so the dispersion term slices one direction of each pair
+    instead of selecting it inside ``jit``.
+
     Raises:
       ValueError: a size too small, or an edge or pair list that is not full (a pair
         listed without its reverse, :func:`~physnetjax.neighbors.checks.check_full_list`).
@@ -171,7 +177,12 @@ def assemble_batch(
     dst_p, src_p, edge_mask, shifts_p = padded_list("num_edges", edges, num_edges)
     extra = {"shifts": shifts_p}
     if pairs is not None:
-        pd, ps, pm, pshift = padded_list("num_pairs", pairs, num_pairs)
+        pair_size = _padded("num_pairs", pairs[0].shape[0], num_pairs)
+        if three_body_cutoff is None and pair_size % 2 == 0:
+            pd, ps, pm, pshift = halves_layout(*pairs, pair_size, n_pad - 1, dtype)
+            extra["pair_halves"] = True
+        else:
+            pd, ps, pm, pshift = padded_list("num_pairs", pairs, num_pairs)
         extra.update(pair_dst=pd, pair_src=ps, pair_mask=pm, pair_shifts=pshift)
     if three_body_cutoff is not None:
         d, s, mask, shift = (extra["pair_dst"], extra["pair_src"], extra["pair_mask"], extra["pair_shifts"]) \

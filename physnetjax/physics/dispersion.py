@@ -38,11 +38,15 @@ PhysNet C² polynomial; the same switch with ``cn_cutoff`` multiplies each CN co
 compare with it; a hard cutoff makes the energy jump). The input is a full directed pair
 list like every pair term's; each unordered pair is evaluated once, on the half list
 :func:`one_direction` selects inside ``jit`` (its CN count goes to both ends), which
-halves the per-pair work. C6 comes from per-atom projections of the reference grid
-(:func:`d3_atom_pair_c6`) when a system has more pairs than 95 × its atoms, else per
-pair (:func:`d3_pair_c6`); both are the same sum. Periodic images enter through the
-pair vectors (r_src − r_dst + shift), so the stress follows from the strain derivative
-of the caller.
+halves the per-pair work (the model slices it instead when the host builder stored the
+list in halves layout, :mod:`physnetjax.neighbors.halves`). C6 comes from per-atom
+projections of the reference grid when a system has more pairs than 95 × its atoms,
+else per pair; both are the same sum. Periodic images enter through the pair vectors
+(r_src − r_dst + shift), so the stress follows from the strain derivative of the caller.
+
+Derivatives: without ATM the energy is :func:`d3_two_body_energy`, whose JVP is derived
+by hand (:func:`_two_body_pass`: ∂E/∂CN per atom, then one per-pair gradient); with ATM
+the plain formula (:func:`d3_two_body_autodiff`) is left to automatic differentiation.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.physics.molecules import sum_per_molecule
-from physnetjax.physics.switch import cutoff_polynomial
+from physnetjax.physics.switch import cutoff_polynomial, cutoff_polynomial_slope
 from physnetjax.units import BOHR, HARTREE
 
 D3_K1 = 16.0
@@ -259,6 +263,173 @@ def one_direction(pair_dst, pair_src, pair_offsets, pair_mask):
     return index, jnp.arange(size) < jnp.sum(keep)
 
 
+def _switch_with_slope(r, cutoff: float, width: float):
+    """(s(r), ds/dr) of :func:`dispersion_switch`, both (H,); a hard cutoff has slope 0."""
+    value = dispersion_switch(r, cutoff, width)
+    if width <= 0.0:
+        return value, jnp.zeros_like(r)
+    return value, cutoff_polynomial_slope((r - (cutoff - width)) / width) / width
+
+
+def _counting_function(x):
+    """σ(x) = 1 / (1 + e^−x) and σ'(x) = σ(x) σ(−x), both from e^−|x| (no overflow, no 1 − σ cancellation)."""
+    decay = jnp.exp(-jnp.abs(x))
+    inverse = 1.0 / (1.0 + decay)
+    return jnp.where(x >= 0.0, inverse, decay * inverse), decay * inverse * inverse
+
+
+def _sum_last_axis(values):
+    """Σ over the (short) last axis as explicit adds, which XLA fuses into the surrounding loop.
+
+    XLA CPU runs ``jnp.sum`` over a 3- or 5-wide axis of a per-pair array as a separate,
+    slow reduction kernel; the same sum written out is part of the elementwise fusion.
+    """
+    total = values[..., 0]
+    for k in range(1, values.shape[-1]):
+        total = total + values[..., k]
+    return total
+
+
+def _two_body_pass(z, vectors, dst, src, mask, segments, num_molecules, parameters, cutoff, cn_cutoff,
+                   switch_width, gradient: bool, parameter_names=()):
+    """Two-body D3(BJ) energy (B,) eV over a half list and, with ``gradient``, its derivatives.
+
+    Returns ``(energy, pair_gradient, parameter_gradients)``: pair_gradient (H, 3) =
+    ∂E_b/∂v_p in eV/Å for the molecule b of each pair (None without ``gradient``);
+    parameter_gradients maps each name in ``parameter_names`` to ∂E/∂θ, (B,).
+
+    Per pair p = (i, j), with R = r/a0, x = k1 (R_cov,ij / R − 1), count c = σ(x) s_cn(r),
+    b = s6 t6 + s8 Q t8 (t6 = 1/(R⁶ + f⁶), t8 = 1/(R⁸ + f⁸), Q = 3 Q_i Q_j) and
+    e_p = −Eh s(r) C6_ij b::
+
+        ∂E/∂CN_n = Σ_{p ∋ n} w_p ∂C6_p/∂CN_n,        w_p = ∂e_p/∂C6_p = −Eh s b,
+        ∂C6/∂CN_i = Σ_a L'_ia P_ia,  ∂C6/∂CN_j = Σ_a L_ia P'_ia,  C6 = Σ_a L_ia P_ia,
+        dE/dr_p = −Eh C6 (s' b + s ∂b/∂R / a0) + (∂E/∂CN_i + ∂E/∂CN_j) dc/dr,
+        ∂E/∂v_p = dE/dr_p · v_p / r_p,
+
+    where L' = ∂L/∂CN (per atom) and (P, P') = Σ_b C6^ref(Z_i, Z_j, a, b) (L_jb, L'_jb), from
+    the per-atom projections on dense systems, else from each pair's reference grid.
+    """
+    dtype = vectors.dtype
+    tables = d3_tables()
+    num_atoms = z.shape[0]
+    vectors = jnp.where(mask[:, None], vectors, jnp.asarray([1.0, 0.0, 0.0], dtype))
+    r = jnp.sqrt(_sum_last_axis(vectors * vectors))
+    r_bohr = r / BOHR
+    z_i, z_j = z[dst], z[src]
+    both_ends = jnp.concatenate([dst, src])
+
+    radii = jnp.asarray(tables.covalent_radius, dtype=dtype)
+    covalent = radii[z_i] + radii[z_j]
+    sigma, sigma_slope = _counting_function(D3_K1 * (covalent / r_bohr - 1.0))
+    cn_switch, cn_switch_slope = _switch_with_slope(r, cn_cutoff, switch_width)
+    count = jnp.where(mask, sigma * cn_switch, 0.0)
+    cn = jax.ops.segment_sum(jnp.concatenate([count, count]), both_ends, num_segments=num_atoms)
+
+    weights = d3_reference_weights(z, cn)
+    dense = num_atoms * (D3_MAX_ATOMIC_NUMBER + 1) < dst.shape[0]
+    if gradient:
+        reference_cn = jnp.asarray(tables.reference_cn, dtype=dtype)[z]
+        logit_slope = -2.0 * D3_K3 * (cn[:, None] - reference_cn)
+        weight_slope = weights * (logit_slope - jnp.sum(weights * logit_slope, axis=-1, keepdims=True))
+        stacked = jnp.stack([weights, weight_slope], axis=-1)
+    else:
+        stacked = weights[..., None]
+    # Table rows T[f, e, a, b] = C6^ref(e, f, a, b) = C6^ref(f, e, b, a), b innermost.
+    rows = jnp.asarray(np.swapaxes(tables.c6_reference, 2, 3), dtype=dtype)
+    if dense:
+        partner = jnp.einsum("neab,nbk->neak", rows[z], stacked)[src, z_i]
+    else:
+        # Per pair, the (5, 5) × (5, K) products written out: XLA CPU runs a batched einsum of
+        # such small matrices several times slower than the fused multiply-adds.
+        grid, partner_weights = rows[z_j, z_i], stacked[src]
+        partner = sum(grid[:, :, b, None] * partner_weights[:, None, b, :] for b in range(grid.shape[-1]))
+    own = stacked[dst]
+    c6 = _sum_last_axis(own[..., 0] * partner[..., 0])
+
+    sqrt_q = jnp.asarray(tables.sqrt_q, dtype=dtype)
+    qq = 3.0 * sqrt_q[z_i] * sqrt_q[z_j]
+    damping_radius = parameters["a1"] * jnp.sqrt(qq) + parameters["a2"]
+    r2 = r_bohr * r_bohr
+    r6 = r2 * r2 * r2
+    f2 = damping_radius * damping_radius
+    f6 = f2 * f2 * f2
+    t6 = 1.0 / (r6 + f6)
+    t8 = 1.0 / (r6 * r2 + f6 * f2)
+    bracket = parameters["s6"] * t6 + parameters["s8"] * qq * t8
+    switch, switch_slope = _switch_with_slope(r, cutoff, switch_width)
+    c6_weight = jnp.where(mask, -HARTREE * switch * bracket, 0.0)
+    molecule = segments[dst]
+    energy = sum_per_molecule(c6_weight * c6, molecule, num_molecules)
+    if not gradient:
+        return energy, None, {}
+
+    cn_gradient = jax.ops.segment_sum(
+        jnp.concatenate([c6_weight * _sum_last_axis(own[..., 1] * partner[..., 0]),
+                         c6_weight * _sum_last_axis(own[..., 0] * partner[..., 1])]),
+        both_ends, num_segments=num_atoms)
+    bracket_slope = -(6.0 * parameters["s6"] * t6 * t6 + 8.0 * parameters["s8"] * qq * t8 * t8 * r2) * r2 * r2 * r_bohr
+    energy_slope = -HARTREE * c6 * (switch_slope * bracket + switch * bracket_slope / BOHR)
+    count_slope = (D3_K1 * sigma_slope * (-covalent / (r2 * BOHR)) * cn_switch + sigma * cn_switch_slope)
+    distance_gradient = energy_slope + (cn_gradient[dst] + cn_gradient[src]) * count_slope
+    pair_gradient = jnp.where(mask, distance_gradient / r, 0.0)[:, None] * vectors
+
+    parameter_gradients = {}
+    if parameter_names:
+        scale = jnp.where(mask, -HARTREE * switch * c6, 0.0)
+        radius_slope = -(6.0 * parameters["s6"] * t6 * t6 + 8.0 * parameters["s8"] * qq * t8 * t8 * f2) * f2 * f2 * damping_radius
+        per_pair = {"s6": scale * t6, "s8": scale * qq * t8, "a1": scale * radius_slope * jnp.sqrt(qq),
+                    "a2": scale * radius_slope}
+        for name in parameter_names:
+            parameter_gradients[name] = sum_per_molecule(per_pair[name], molecule, num_molecules)
+    return energy, pair_gradient, parameter_gradients
+
+
+TWO_BODY_PARAMETERS = ("s6", "s8", "a1", "a2")
+"""The damping parameters the two-body energy depends on."""
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3))
+def d3_two_body_energy(num_molecules: int, cutoff: float, cn_cutoff: float, switch_width: float,
+                       atomic_numbers, vectors, dst, src, mask, segments, parameters):
+    """Two-body D3(BJ) energy (B,) eV over a *half* pair list, with a hand-derived derivative.
+
+    Same sum as the two-body part of :func:`d3_dispersion_energy` (``half_list=True``).
+    Its JVP (hence gradient, forces and stress through ``vectors``) comes from
+    :func:`_two_body_pass`: one per-pair pass for the coordination numbers, one for C6, the
+    energy and the per-atom ∂E/∂CN, and one for ∂E/∂v_p, instead of the many per-pair
+    arrays of automatic differentiation. The rule is itself plain JAX, so forward mode,
+    second derivatives and ``vmap`` work.
+
+    Args:
+      num_molecules: B (static); cutoff, cn_cutoff, switch_width: Å (static).
+      atomic_numbers: (N,); vectors: (H, 3) Å, each unordered pair once; dst, src: (H,);
+      mask: (H,) bool; segments: (N,); parameters: dict with s6, s8, a1, a2 (arrays).
+    """
+    return _two_body_pass(atomic_numbers, vectors, dst, src, mask, segments, num_molecules, parameters, cutoff,
+                          cn_cutoff, switch_width, gradient=False)[0]
+
+
+def _two_body_energy_jvp(num_molecules, cutoff, cn_cutoff, switch_width, primals, tangents):
+    atomic_numbers, vectors, dst, src, mask, segments, parameters = primals
+    vector_tangent, parameter_tangents = tangents[1], tangents[6]
+    moving = [name for name in TWO_BODY_PARAMETERS
+              if not isinstance(parameter_tangents[name], jax.custom_derivatives.SymbolicZero)]
+    energy, pair_gradient, parameter_gradients = _two_body_pass(
+        atomic_numbers, vectors, dst, src, mask, segments, num_molecules, parameters, cutoff, cn_cutoff,
+        switch_width, gradient=True, parameter_names=moving)
+    tangent = jnp.zeros_like(energy)
+    if not isinstance(vector_tangent, jax.custom_derivatives.SymbolicZero):
+        tangent = tangent + sum_per_molecule(jnp.sum(pair_gradient * vector_tangent, axis=-1), segments[dst],
+                                             num_molecules)
+    for name in moving:
+        tangent = tangent + parameter_gradients[name] * parameter_tangents[name]
+    return energy, tangent
+
+
+d3_two_body_energy.defjvp(_two_body_energy_jvp, symbolic_zeros=True)
+
+
 def d3_dispersion_energy(
     atomic_numbers,
     pair_vectors,
@@ -302,25 +473,49 @@ def d3_dispersion_energy(
     """
     if isinstance(parameters, D3BJParameters):
         parameters = dataclasses.asdict(parameters)
-    dtype = pair_vectors.dtype
     cn_cutoff = cutoff if cn_cutoff is None else cn_cutoff
-    tables = d3_tables()
-
-    z = atomic_numbers
-    num_atoms = z.shape[0]
+    if half_list and triplets is not None:
+        raise ValueError("triplets index a full directed pair list; call with half_list=False")
     if half_list:
-        if triplets is not None:
-            raise ValueError("triplets index a full directed pair list; call with half_list=False")
         dst, src, half_mask, vectors = pair_dst, pair_src, pair_mask, pair_vectors
     else:
         half, half_mask = one_direction(pair_dst, pair_src, pair_vectors, pair_mask)
         dst, src, vectors = pair_dst[half], pair_src[half], pair_vectors[half]
-    vectors = jnp.where(half_mask[:, None], vectors, jnp.asarray([1.0, 0.0, 0.0], dtype))
+    if triplets is None:
+        two_body = {name: jnp.asarray(parameters[name], pair_vectors.dtype) for name in TWO_BODY_PARAMETERS}
+        return d3_two_body_energy(num_molecules, cutoff, cn_cutoff, switch_width, atomic_numbers, vectors, dst, src,
+                                  half_mask, segments, two_body)
+    energy, weights = d3_two_body_autodiff(atomic_numbers, vectors, dst, src, half_mask, segments, num_molecules,
+                                           parameters, cutoff=cutoff, cn_cutoff=cn_cutoff, switch_width=switch_width)
+    three_body_cutoff = cn_cutoff if three_body_cutoff is None else three_body_cutoff
+    return energy + _atm_energy(
+        triplets, triplet_mask, pair_vectors, atomic_numbers, weights, pair_dst, pair_src, pair_mask, segments,
+        num_molecules, parameters, three_body_cutoff, switch_width,
+    )
+
+
+def d3_two_body_autodiff(atomic_numbers, vectors, dst, src, mask, segments, num_molecules: int, parameters, *,
+                         cutoff: float, cn_cutoff: float, switch_width: float):
+    """The two-body D3(BJ) energy of :func:`d3_two_body_energy` as the plain formula, left to autodiff.
+
+    Used with the ATM term (whose C6 need the same reference weights, returned here) and
+    as the independent check of :func:`d3_two_body_energy`'s hand-derived derivative.
+
+    Args: as :func:`d3_two_body_energy` (a half list), ``parameters`` a dict.
+
+    Returns:
+      ((B,) energies in eV, (N, 5) reference weights L).
+    """
+    dtype = vectors.dtype
+    tables = d3_tables()
+    z = atomic_numbers
+    num_atoms = z.shape[0]
+    vectors = jnp.where(mask[:, None], vectors, jnp.asarray([1.0, 0.0, 0.0], dtype))
     r = jnp.sqrt(jnp.sum(vectors * vectors, axis=-1))
     r_bohr = r / BOHR
     z_i, z_j = z[dst], z[src]
 
-    cn = d3_coordination_numbers(z_i, z_j, r_bohr, dst, src, half_mask, num_atoms,
+    cn = d3_coordination_numbers(z_i, z_j, r_bohr, dst, src, mask, num_atoms,
                                  dispersion_switch(r, cn_cutoff, switch_width))
     weights = d3_reference_weights(z, cn)
     if num_atoms * (D3_MAX_ATOMIC_NUMBER + 1) < dst.shape[0]:
@@ -338,16 +533,8 @@ def d3_dispersion_energy(
     f6 = f2 * f2 * f2
     pair_energy = (parameters["s6"] * c6 / (r6 + f6) + parameters["s8"] * c8 / (r6 * r2 + f6 * f2))
     pair_energy = -HARTREE * pair_energy * dispersion_switch(r, cutoff, switch_width)
-    pair_energy = jnp.where(half_mask, pair_energy, 0.0)
-    energy = sum_per_molecule(pair_energy, segments[dst], num_molecules)
-
-    if triplets is not None:
-        three_body_cutoff = cn_cutoff if three_body_cutoff is None else three_body_cutoff
-        energy = energy + _atm_energy(
-            triplets, triplet_mask, pair_vectors, z, weights, pair_dst, pair_src, pair_mask, segments,
-            num_molecules, parameters, three_body_cutoff, switch_width,
-        )
-    return energy
+    pair_energy = jnp.where(mask, pair_energy, 0.0)
+    return sum_per_molecule(pair_energy, segments[dst], num_molecules), weights
 
 
 def _atm_energy(triplets, triplet_mask, vectors, z, weights, pair_dst, pair_src, pair_mask, segments,

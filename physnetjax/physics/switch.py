@@ -25,3 +25,10 @@ def cutoff_polynomial(x):
     x3 = xs * xs * xs
     value = 1.0 - 6.0 * x3 * xs * xs + 15.0 * x3 * xs - 10.0 * x3
     return jnp.where(inside, value, 0.0)
+
+
+def cutoff_polynomial_slope(x):
+    r"""dφ/dx of :func:`cutoff_polynomial`: −30 x² (1 − x)² for 0 ≤ x < 1, else 0; same shape as ``x``."""
+    inside = (x >= 0.0) & (x < 1.0)
+    xs = jnp.where(inside, x, 0.0)
+    return jnp.where(inside, -30.0 * xs * xs * (1.0 - xs) * (1.0 - xs), 0.0)

@@ -47,6 +47,7 @@ from physnetjax.errors import PhysNetInputError
 from physnetjax.neighbors import apply_batch
 from physnetjax.predict import init_params
 from physnetjax.train.batching import iterate_batches
+from physnetjax.train.jit_steps import jit_step
 from physnetjax.train.loss import TERMS, loss_from_sums, sums_from_outputs
 from physnetjax.train.optim import step_functions
 
@@ -133,7 +134,7 @@ def member_batches(dataset, member_frames: list[np.ndarray], seeds: list[int], e
 def make_ensemble_steps(model, optimizer, weights: dict, loss_kind: str, ema_decay: float):
     """(train_step, eval_step) of :func:`ensemble_step_functions`, jitted (the state donated)."""
     train_step, eval_step = ensemble_step_functions(model, optimizer, weights, loss_kind, ema_decay)
-    return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
+    return jit_step(train_step, donate_argnums=0), jit_step(eval_step)
 
 
 def ensemble_step_functions(model, optimizer, weights: dict, loss_kind: str, ema_decay: float):
