@@ -59,6 +59,9 @@ HELP = {
     "energy_weight": "loss weight of the energy term (per eV² for mse)",
     "forces_weight": "loss weight of the force term (per (eV/Å)² for mse)",
     "dipole_weight": "loss weight of the dipole term (per (e·Å)² for mse; --charges only)",
+    "final_stage": "fraction of the training steps (of --max-time when set) at the end of the run trained "
+                   "with --final-energy-weight (0: none)",
+    "final_energy_weight": "energy loss weight during the final stage (validation keeps --energy-weight)",
     "charge_weight": "loss weight of the total-charge term (per e² for mse; --charges only)",
     "optimizer": "amsgrad (beta2 0.99, eps 1e-3 as PhysNet), adam or adamw",
     "learning_rate": "peak learning rate",

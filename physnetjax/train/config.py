@@ -32,7 +32,10 @@ class TrainConfig:
     Model: PhysNet hyper-parameters; ``max_atomic_number`` None → largest Z in the data;
     ``zbl_cutoff`` (Å) where the ZBL repulsion is switched off when ``zbl`` is on.
     Loss: weights of energy (per molecule, or per atom with ``per_atom_energy``),
-    forces, dipole and total charge; ``loss`` "mse" or "mae".
+    forces, dipole and total charge; ``loss`` "mse" or "mae". Final stage: the last
+    ``final_stage`` fraction of the training steps (of the ``max_time`` budget when set)
+    trains with energy weight ``final_energy_weight`` instead (0: no final stage;
+    :func:`physnetjax.train.stages.in_final_stage`); validation keeps ``energy_weight``.
     Optimiser: AMSGrad (β2 = 0.99, ε = 1e-3 as PhysNet), Adam or AdamW; global-norm
     clipping; schedule constant / exponential / cosine (with linear warm-up) / plateau.
     Run: EMA decay, early-stopping ``patience`` (epochs without improvement of
@@ -75,9 +78,11 @@ class TrainConfig:
     dipole_weight: float = 1.0
     charge_weight: float = 0.0
     per_atom_energy: bool = False
+    final_stage: float = 0.0
+    final_energy_weight: float = 10.0
 
     optimizer: str = "amsgrad"
-    learning_rate: float = 3e-3
+    learning_rate: float = 5e-3
     weight_decay: float = 1e-4
     clip_norm: float = 10.0
     schedule: str = "cosine"
@@ -89,7 +94,7 @@ class TrainConfig:
     plateau_patience: int = 5
 
     epochs: int = 40
-    batch_size: int = 16
+    batch_size: int = 8
     ema_decay: float = 0.999
     patience: Optional[int] = None
     best_metric: str = "loss"
@@ -125,6 +130,10 @@ class TrainConfig:
                              f"received {self.force_sign}")
         if self.max_time is not None and not self.max_time > 0:
             raise ValueError(f"max_time must be > 0 seconds, received {self.max_time}")
+        if not 0.0 <= self.final_stage < 1.0:
+            raise ValueError(f"final_stage must be a fraction of the run in [0, 1), received {self.final_stage}")
+        if self.final_energy_weight < 0:
+            raise ValueError(f"final_energy_weight must be >= 0, received {self.final_energy_weight}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, received {self.learning_rate}")
         if self.dispersion is not None:

@@ -25,6 +25,10 @@ training time (summed over resumed invocations, saved in every checkpoint) inste
 of ``epochs``, and the run stops after the last epoch that fits in the budget, with
 the learning rate at the schedule's end value.
 
+With ``final_stage`` f > 0 the last fraction f of the steps (of the budget) use a
+second compiled train step whose loss has ``final_energy_weight``
+(:mod:`physnetjax.train.stages`).
+
 With ``ensemble`` K > 1 the same loop trains K members at once
 (:mod:`physnetjax.train.ensemble`): the state is stacked over members, the metrics
 are those of the member mean plus ``member{k}_*`` columns, the checkpoints are
@@ -88,6 +92,7 @@ from physnetjax.train.loss import TERMS, loss_from_sums, loss_weights, metrics_f
 from physnetjax.train.optim import Plateau, init_state, make_optimizer, make_schedule, make_steps, step_functions
 from physnetjax.train.parallel import device_mesh, replicate, shard_batch, shard_member_batch
 from physnetjax.validation import TRAINED_ELEMENTS_KEY, element
+from physnetjax.train.stages import epoch_run_progress, in_final_stage
 from physnetjax.train.timebudget import TimeBudget, progress_factor
 
 logger = logging.getLogger(__name__)
@@ -215,6 +220,11 @@ class Trainer:
             self._setup_device_frames()
         else:
             self.train_step = host_train_step
+        self.final_train_step = None
+        if config.final_stage > 0:
+            stage_config = dataclasses.replace(step_config, energy_weight=config.final_energy_weight)
+            final_steps = _compiled(self.model, stage_config, self.steps_per_epoch, self.shapes)
+            self.final_train_step = final_steps[5] if device_train_step is not None else final_steps[2]
         self.writer = BackgroundWriter()
         logger.info("devices: %d (%s); batch %d = %d per device; %d train / %d valid / %d test frames",
                     num_devices, jax.local_devices()[0].platform, config.batch_size, self.shapes.molecules,
@@ -601,6 +611,7 @@ class Trainer:
         losses, norms = [], []
         scale = jnp.asarray(self.plateau.scale, jnp.float32)
         timed = self.budget is not None and first
+        steps_before = self.steps_done() if self.final_train_step is not None else 0
         start, step_times = self.clock(), []
         for k, (batch, labels) in enumerate(self.training_inputs(), start=1):
             if self.budget is not None:
@@ -610,7 +621,12 @@ class Trainer:
                 progress_k = self.budget.step_progress(k, self.steps_per_epoch, first_epoch_estimate)
                 self.lr_factor = progress_factor(self.config, progress_k)
                 scale = jnp.asarray(self.lr_factor * self.plateau.scale, jnp.float32)
-            self.state, loss, norm = self.train_step(self.state, batch, labels, scale)
+            else:
+                progress_k = epoch_run_progress(steps_before + k, self.config.epochs, self.steps_per_epoch)
+            step = self.train_step
+            if self.final_train_step is not None and in_final_stage(progress_k, self.config.final_stage):
+                step = self.final_train_step
+            self.state, loss, norm = step(self.state, batch, labels, scale)
             losses.append(loss)
             norms.append(norm)
             if timed:
