@@ -30,13 +30,12 @@ Usage: python benchmarks/bench_ensemble.py [--quick | --smoke] [--out DIR] [--me
 
 from __future__ import annotations
 
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import parse_args, publish, table
+from common import interleaved_times, parse_args, publish, table
 from physnetjax.data import bundled_dataset_path, fit_element_energies, load_dataset, shifted_energies
 from physnetjax.ensemble import PhysNetEnsemble, stack_members
 from physnetjax.neighbors import apply_batch, batch_molecules, model_pair_cutoff
@@ -59,23 +58,11 @@ VARIANTS = ("one", "K mapped", "K vmapped")
 
 
 def interleaved(calls: dict, rounds: int) -> dict:
-    """Per variant: median and min process-CPU and wall seconds of ``calls[name]()``, calls interleaved round robin.
-
-    Every call is made twice before timing (the first compiles).
-    """
-    for call in calls.values():
-        call()
-        call()
-    cpu, wall = {name: [] for name in calls}, {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            cpu_start, wall_start = time.process_time(), time.perf_counter()
-            call()
-            cpu[name].append(time.process_time() - cpu_start)
-            wall[name].append(time.perf_counter() - wall_start)
-    return {name: {"cpu_median_s": float(np.median(cpu[name])), "cpu_min_s": float(np.min(cpu[name])),
-                   "wall_median_s": float(np.median(wall[name])), "wall_min_s": float(np.min(wall[name])),
-                   "rounds": rounds} for name in calls}
+    """Per variant: median and min process-CPU and wall seconds of :func:`common.interleaved_times`."""
+    times = interleaved_times(calls, rounds)
+    return {name: {"cpu_median_s": float(np.median(t["cpu_s"])), "cpu_min_s": float(np.min(t["cpu_s"])),
+                   "wall_median_s": float(np.median(t["wall_s"])), "wall_min_s": float(np.min(t["wall_s"])),
+                   "rounds": rounds} for name, t in times.items()}
 
 
 def training_calls(data, energies, model, config, members: int, steps: int) -> tuple[dict, dict]:

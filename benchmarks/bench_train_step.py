@@ -1,7 +1,7 @@
 """The jitted training step alone, compiled with and without XLA:CPU's YNNPACK fusions (issue 18, item 2).
 
 One :class:`physnetjax.train.loop.Trainer` with the default ``python -m physnetjax.train``
-settings (features 32, max_degree 1, 2 iterations, batch 16, float32) on each data set
+settings (features 32, max_degree 1, 2 iterations, batch 8 since the defaults study, float32) on each data set
 (ethanol of ../shared/data; aspirin with ``--aspirin PATH``); its device train step
 (batch gathered on the device, energy and forces by autodiff, parameter gradient
 through them, AMSGrad and EMA update) is compiled twice from the same un-jitted
@@ -21,14 +21,13 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import SHARED_DATA, parse_args, publish, table
+from common import SHARED_DATA, interleaved_times, parse_args, publish, table
 from physnetjax.train import TrainConfig
 from physnetjax.train.device_steps import make_device_steps
 from physnetjax.train.jit_steps import step_compiler_options
@@ -71,20 +70,17 @@ def measure(data: Path, repeats: int, smoke: bool) -> dict:
             return float(loss)
 
         first_losses = {name: run(step, 2) for name, step in steps.items()}
-        times = {name: [] for name in steps}
-        for _ in range(repeats):
-            for name, step in steps.items():
-                wall, cpu = time.perf_counter(), time.process_time()
-                run(step)
-                times[name].append(((time.perf_counter() - wall) / len(inputs), (time.process_time() - cpu) / len(inputs)))
+        times = interleaved_times({name: lambda step=step: run(step) for name, step in steps.items()}, repeats,
+                                  warmup=0)
         frames = trainer.device_frames
-        return {"data": data.stem, "shapes": trainer.shapes.__dict__, "steps": len(inputs),
+        return {"data": data.stem, "batch_size": config.batch_size, "shapes": trainer.shapes.__dict__,
+                "steps": len(inputs),
                 "atoms_per_frame": sorted({int(n) for n in np.asarray(frames.atom_counts)}),
                 "edges_per_frame": [int(np.min(frames.edge_counts)), float(np.mean(frames.edge_counts)),
                                     int(np.max(frames.edge_counts))],
                 "loss_after_2_steps": first_losses, "load": os.getloadavg()[0],
-                "wall_s": {name: [w for w, _ in values] for name, values in times.items()},
-                "cpu_s": {name: [c for _, c in values] for name, values in times.items()}}
+                "wall_s": {name: [w / len(inputs) for w in t["wall_s"]] for name, t in times.items()},
+                "cpu_s": {name: [c / len(inputs) for c in t["cpu_s"]] for name, t in times.items()}}
 
 
 def main() -> None:
@@ -99,7 +95,8 @@ def main() -> None:
         rows.append([result["data"], result["shapes"]["atoms"], result["shapes"]["edges"], result["load"],
                      wall["XLA defaults"], cpu["XLA defaults"], wall["YNNPACK fusions off"], cpu["YNNPACK fusions off"],
                      cpu["XLA defaults"] / cpu["YNNPACK fusions off"]])
-    tables = [table("Default-model train step (batch 16, float32), XLA defaults vs YNNPACK fusions off",
+    batch = results[0]["batch_size"]
+    tables = [table(f"Default-model train step (batch {batch}, float32), XLA defaults vs YNNPACK fusions off",
                     "ms per step: median over rounds of an epoch of steps (compile excluded), wall and process CPU "
                     "time; both variants alternate; load = 1-min load average after the runs (2 cores, shared)",
                     ["data", "atom slots", "edge slots", "load", "defaults wall ms", "defaults CPU ms",

@@ -93,6 +93,26 @@ def time_call(fn, repeats: int = 7, warmup: int = 3) -> dict:
     return summarise(times)
 
 
+def interleaved_times(calls: dict, rounds: int, warmup: int = 2) -> dict:
+    """Time ``calls[name]()`` (each must block until done) round robin, so a change of load hits all alike.
+
+    Every call is first made ``warmup`` times untimed (the first compiles). Returns, per
+    name, the lists ``cpu_s`` (process CPU seconds: both cores' work, steadier than wall
+    time on a shared machine) and ``wall_s`` over ``rounds`` rounds.
+    """
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    times = {name: {"cpu_s": [], "wall_s": []} for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            cpu_start, wall_start = time.process_time(), time.perf_counter()
+            call()
+            times[name]["cpu_s"].append(time.process_time() - cpu_start)
+            times[name]["wall_s"].append(time.perf_counter() - wall_start)
+    return times
+
+
 def ms(timing: dict) -> str:
     """``median (min–max)`` of a :func:`time_call` result, in milliseconds."""
     return f"{timing['median_s'] * 1e3:.3g} ({timing['min_s'] * 1e3:.3g}–{timing['max_s'] * 1e3:.3g})"
