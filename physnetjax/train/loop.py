@@ -91,8 +91,8 @@ from physnetjax.train.forcecheck import ForceCheckError, finite_difference_force
 from physnetjax.train.loss import TERMS, loss_from_sums, loss_weights, metrics_from_totals
 from physnetjax.train.optim import Plateau, init_state, make_optimizer, make_schedule, make_steps, step_functions
 from physnetjax.train.parallel import device_mesh, replicate, shard_batch, shard_member_batch
-from physnetjax.validation import TRAINED_ELEMENTS_KEY, element
 from physnetjax.train.stages import epoch_run_progress, in_final_stage
+from physnetjax.validation import TRAINED_ELEMENTS_KEY, element
 from physnetjax.train.timebudget import TimeBudget, progress_factor
 
 logger = logging.getLogger(__name__)
