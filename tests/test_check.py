@@ -203,3 +203,22 @@ def test_cli_exits_1_on_failure(model, params, methanol, tmp_path):
     np.savez(geometry, Z=squashed.atomic_numbers, R=squashed.positions)
     with pytest.warns(PhysNetInputWarning, match="very close atoms"):   # the squeeze is the point here
         assert main([str(checkpoint), "--geometry", str(geometry), "--quick", "--only", "stability"]) == 1
+
+
+def test_energies_only_and_one_geometry_paths_equal_the_batched_evaluation(model, params, methanol):
+    """The finite differences use Evaluator.energies (no force pass) and the analytic forces come from
+    Evaluator.evaluate_one; both must give exactly what the chunked energy+force evaluation gives."""
+    from physnetjax.check.evaluate import CHUNK, Evaluator, cast_to_float64
+
+    with jax.enable_x64(True):
+        evaluator = Evaluator(model, cast_to_float64(params), methanol)
+        r = np.asarray(methanol.positions, np.float64)
+        moves = np.random.default_rng(0).normal(scale=0.05, size=(CHUNK + 3, *r.shape))
+        geometries = r[None] + moves  # more than one chunk, the last one padded
+        energies, forces = evaluator.evaluate(geometries)
+        np.testing.assert_allclose(evaluator.energies(geometries), energies, rtol=1e-13, atol=1e-12)
+        for k in (0, CHUNK + 2):
+            one_energies, one_forces = evaluator.evaluate_one(geometries[k])
+            np.testing.assert_allclose(one_energies, energies[k], rtol=1e-13, atol=1e-12)
+            np.testing.assert_allclose(one_forces, forces[k], rtol=1e-12, atol=1e-12)
+        assert energies.shape == (CHUNK + 3, 5) and not np.allclose(energies[0], energies[1])

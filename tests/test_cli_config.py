@@ -75,7 +75,8 @@ def test_every_option_of_every_cli_is_a_key_of_its_template(capsys, tmp_path, na
     keys = template_keys(text)
     assert sorted(keys) == sorted(dests), name
     values = tomllib.loads(text)
-    defaults = TrainConfig().to_dict() if name == "train" else {a.dest: a.default for a in parser._actions}
+    defaults = ({"preset": "fast", **TrainConfig().to_dict()} if name == "train"
+                else {a.dest: a.default for a in parser._actions})
     for key, value in values.items():
         expected = defaults.get(key, False)
         assert value == expected and type(value) is type(expected), (name, key, value, expected)
@@ -91,10 +92,12 @@ def test_every_option_of_every_cli_is_a_key_of_its_template(capsys, tmp_path, na
 
 def options_of(namespace, name="") -> dict:
     """The options a run uses: spectra's namespace also carries its subcommand's parser object; the trainer
-    leaves options it was not given out (argparse.SUPPRESS) and takes them from TrainConfig."""
+    leaves options it was not given out (argparse.SUPPRESS) and takes them from TrainConfig (and the preset
+    "fast", which is TrainConfig's defaults)."""
     given = {key: value for key, value in vars(namespace).items() if key != "parser"}
     if name == "train":
-        return {**TrainConfig().to_dict(), "allow_changed_data": False, "verbose": False, "quiet": False, **given}
+        return {**TrainConfig().to_dict(), "preset": "fast", "allow_changed_data": False, "verbose": False,
+                "quiet": False, **given}
     return given
 
 
@@ -170,7 +173,7 @@ def test_train_round_trip_template_to_run_to_resolved_config_to_identical_run(tm
     recorded = json.loads((first / "config.json").read_text())
     assert recorded["epochs"] == 1 and recorded["features"] == 8 and recorded["data"] == [str(TRAIN_DATA)]
     assert resolved == {**{k: v for k, v in recorded.items() if v is not None},
-                        "verbose": False, "quiet": False, "allow_changed_data": False}
+                        "preset": "fast", "verbose": False, "quiet": False, "allow_changed_data": False}
     # the run directory's config.toml repeats the run: the same TrainConfig, only --out changes (that the
     # same TrainConfig trains the same weights is test_train's resume-equals-uninterrupted test)
     again = options_of(parse_args(train_parser(), ["--config", str(first / CONFIG_NAME), "--out", "second"]), "train")

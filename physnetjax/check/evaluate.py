@@ -12,7 +12,9 @@ This is exactly the graph the host builders (:func:`physnetjax.batch_molecules`)
 the in-jit neighbor lists produce, with the out-of-range pairs present as masked
 padding; the invariance checks compare it with the host-built batches. Geometries
 are evaluated with ``jax.vmap`` in fixed-size chunks, so each structure size compiles
-once.
+once; :meth:`Evaluator.energies` compiles the energies alone (XLA drops the unused
+force pass: finite differences need no forces) and :meth:`Evaluator.evaluate_one`
+one geometry without a padded chunk.
 
 An *energy/force function* has the signature of :func:`physnetjax.apply_batch`
 with the model bound: ``energy_and_forces(params, batch) -> dict`` with ``energy``
@@ -120,7 +122,8 @@ def _energy_row(out: dict) -> jax.Array:
 
 
 def _compiled(model, fn: EnergyAndForces):
-    """Jitted (vmapped outputs, term forces, single energy/forces) for one model and function."""
+    """Jitted (vmapped outputs, vmapped energies, one geometry's outputs, term forces, single energy/forces)
+    for one model and function."""
     key = (json.dumps(model.config(), sort_keys=True), fn)
     if key not in _JIT:
         reach = model_pair_cutoff(model)
@@ -137,7 +140,12 @@ def _compiled(model, fn: EnergyAndForces):
             energies, forces = single(inputs[0], inputs[1], positions)
             return energies[0], forces
 
-        _JIT[key] = (jax.jit(jax.vmap(single, in_axes=(None, None, 0))), jax.jit(term_forces), energy_force)
+        def energies(params, template, positions):
+            return single(params, template, positions)[0]
+
+        _JIT[key] = (jax.jit(jax.vmap(single, in_axes=(None, None, 0))),
+                     jax.jit(jax.vmap(energies, in_axes=(None, None, 0))), jax.jit(single), jax.jit(term_forces),
+                     energy_force)
     return _JIT[key]
 
 
@@ -168,23 +176,35 @@ class Evaluator:
             pair_cutoff=None if separate_pair_list(model) else 0.0,
             three_body_cutoff=None if model_triplet_cutoff(model) is None else np.inf, dtype=np.float64,
         ))
-        self._batched, self._term_forces, self.energy_force = _compiled(model, self.fn)
+        self._batched, self._energies, self._single, self._term_forces, self.energy_force = _compiled(model, self.fn)
 
     def evaluate(self, positions) -> tuple[np.ndarray, np.ndarray]:
         """Energies (K, 1 + len(TERMS)) eV [total, then each of TERMS] and forces (K, n, 3) eV/Å.
 
         ``positions``: (K, n, 3) Å. Evaluated in chunks of :data:`CHUNK` geometries.
         """
+        energies, forces = self._chunked(self._batched, positions)
+        return energies, forces
+
+    def energies(self, positions) -> np.ndarray:
+        """Energies (K, 1 + len(TERMS)) eV of :meth:`evaluate`, without computing forces."""
+        (energies,) = self._chunked(lambda *args: (self._energies(*args),), positions)
+        return energies
+
+    def evaluate_one(self, positions) -> tuple[np.ndarray, np.ndarray]:
+        """Energies (1 + len(TERMS),) eV and forces (n, 3) eV/Å at one geometry ``positions`` (n, 3) Å."""
+        energies, forces = self._single(self.params, self.template, jnp.asarray(positions, jnp.float64))
+        return np.asarray(energies), np.asarray(forces)
+
+    def _chunked(self, function, positions) -> tuple:
+        """``function(params, template, chunk)``'s outputs over (K, n, 3) ``positions`` in chunks of CHUNK."""
         positions = np.asarray(positions, np.float64)
         count = positions.shape[0]
         padded = -(-count // CHUNK) * CHUNK
         stacked = np.concatenate([positions, np.repeat(positions[-1:], padded - count, axis=0)])
-        energies, forces = [], []
-        for start in range(0, padded, CHUNK):
-            e, f = self._batched(self.params, self.template, jnp.asarray(stacked[start:start + CHUNK]))
-            energies.append(np.asarray(e))
-            forces.append(np.asarray(f))
-        return np.concatenate(energies)[:count], np.concatenate(forces)[:count]
+        parts = [function(self.params, self.template, jnp.asarray(stacked[start:start + CHUNK]))
+                 for start in range(0, padded, CHUNK)]
+        return tuple(np.concatenate([np.asarray(part[k]) for part in parts])[:count] for k in range(len(parts[0])))
 
     def term_forces(self, positions) -> np.ndarray:
         """(len(TERMS), n, 3) eV/Å: −∂E_t/∂R by autodiff for each of TERMS."""

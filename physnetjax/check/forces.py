@@ -37,7 +37,7 @@ def numerical_forces(evaluator: Evaluator, positions: np.ndarray, step: float) -
         for a in range(3):
             displaced[6 * i + 2 * a, i, a] += step
             displaced[6 * i + 2 * a + 1, i, a] -= step
-    energies, _ = evaluator.evaluate(displaced)
+    energies = evaluator.energies(displaced)
     numeric = -(energies[0::2] - energies[1::2]) / (2.0 * step)
     return numeric.reshape(n, 3, -1).transpose(2, 0, 1)
 
@@ -100,9 +100,9 @@ def check_forces(evaluator: Evaluator, index: int, settings: CheckSettings, thre
     """
     positions = np.asarray(evaluator.structure.positions, np.float64)
     numeric = numerical_forces(evaluator, positions, settings.fd_step)
-    _, forces = evaluator.evaluate(positions[None])
-    total = compare_forces(forces[0], numeric[0])
-    attribution = term_weights(forces[0], numeric[1:])
+    _, forces = evaluator.evaluate_one(positions)
+    total = compare_forces(forces, numeric[0])
+    attribution = term_weights(forces, numeric[1:])
     total.update(term_weights=attribution["weights"], fit_relative_residual=attribution["fit_relative_residual"])
     suspects = [f"{t} ×{w:.3g}" for t, w in attribution["weights"].items()
                 if w is not None and abs(w - 1.0) > thresholds.fd_ratio]

@@ -18,6 +18,35 @@ OPTIMIZERS = ("amsgrad", "adam", "adamw")
 SCHEDULES = ("constant", "exponential", "cosine", "plateau")
 LOSSES = ("mse", "mae")
 BEST_METRICS = ("loss", "energy_mae", "forces_mae", "energy_rmse", "forces_rmse", "dipole_mae")
+PRESETS = {
+    "fast": {},
+    "accurate": {"features": 64, "learning_rate": 2.5e-3},
+}
+"""Named starting points of a run's settings (``--preset``); any option given explicitly overrides them.
+
+* ``fast`` is :class:`TrainConfig`'s defaults: features 32 (8.9k parameters on CHO), the
+  README's main job and the best forces per training sample in the defaults study
+  (benchmarks/README.md, "Defaults study").
+* ``accurate``: features 64 (30k parameters) at learning rate 2.5e-3; 1.6-2.3x the CPU
+  time per training sample and about half the inference throughput, lower test errors
+  once the training budget is a few minutes or more. Ethanol at 240 s on 2 CPU cores
+  (benchmarks/README.md, "Ethanol at 240 s"): force MAE 0.0134 / 0.0138 eV/Å for seeds
+  0 / 1, against 0.0186 (fast, seed 0) and 0.0153 / 0.0131 for features 64 at the
+  default learning rate 5e-3, whose spread over seeds is three times larger.
+"""
+
+
+def preset_settings(preset: str, **settings) -> dict:
+    """The settings of :data:`PRESETS` ``[preset]``, updated with ``settings`` (which win).
+
+    Raises:
+      ValueError: an unknown preset name.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {tuple(PRESETS)}, received {preset!r}")
+    return {**PRESETS[preset], **settings}
+
+
 RESUME_OVERRIDES = ("epochs", "max_time", "patience", "progress", "plots", "log_every")
 """Settings a ``--resume`` may change; any other would break exact continuation."""
 
@@ -141,6 +170,11 @@ class TrainConfig:
                                       self.dispersion_trainable)
         if isinstance(self.data, (str, Path)):
             self.data = [str(self.data)]
+
+    @classmethod
+    def from_preset(cls, preset: str = "fast", **settings) -> "TrainConfig":
+        """The config of :func:`preset_settings` (e.g. ``TrainConfig.from_preset("accurate", max_time=1200)``)."""
+        return cls(**preset_settings(preset, **settings))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -35,6 +35,6 @@ def finite_difference_force_error(model, params, atomic_numbers, positions, delt
     structure = Structure(np.asarray(atomic_numbers), r)
     with jax.enable_x64(True):
         evaluator = Evaluator(model, cast_to_float64(params), structure)
-        _, forces = evaluator.evaluate(r[None])
+        _, forces = evaluator.evaluate_one(r)
         numeric = numerical_forces(evaluator, r, delta)[0]
-    return compare_forces(forces[0], numeric)["max_abs_error"]
+    return compare_forces(forces, numeric)["max_abs_error"]

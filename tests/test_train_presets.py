@@ -1,0 +1,74 @@
+"""``--preset fast|accurate`` (issue 18, item 3): named settings under the config file and the command line."""
+
+import json
+import tomllib
+
+import pytest
+
+from physnetjax.cli_config import CONFIG_NAME
+from physnetjax.train import TrainConfig, loop
+from physnetjax.train.cli import main as train_main
+from physnetjax.train.config import PRESETS, preset_settings
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """The TrainConfig the CLI would train (nothing is trained), and the resolved config.toml it writes."""
+    seen = {}
+
+    def fake_train(config, on_start=None):
+        seen["config"] = config
+        on_start(config, seen["directory"])
+
+    monkeypatch.setattr(loop, "train", fake_train)
+    return seen
+
+
+def test_fast_is_the_defaults_and_accurate_is_the_wider_model():
+    assert TrainConfig.from_preset("fast") == TrainConfig()
+    accurate = TrainConfig.from_preset("accurate")
+    assert (accurate.features, accurate.learning_rate) == (64, 2.5e-3)
+    assert (TrainConfig().features, TrainConfig().learning_rate) == (32, 5e-3)
+    assert accurate == TrainConfig(features=64, learning_rate=2.5e-3)
+    assert TrainConfig.from_preset("accurate", features=48, epochs=3) == TrainConfig(features=48, learning_rate=2.5e-3,
+                                                                                     epochs=3)
+    with pytest.raises(ValueError, match=r"preset must be one of \('fast', 'accurate'\), received 'best'"):
+        preset_settings("best")
+    assert PRESETS["fast"] == {}
+
+
+@pytest.mark.parametrize("argv, file_text, features, preset", [
+    ([], None, 32, "fast"),
+    (["--preset", "accurate"], None, 64, "accurate"),
+    (["--preset", "accurate", "--features", "48"], None, 48, "accurate"),
+    (["--preset", "accurate"], "features = 40\n", 40, "accurate"),   # the file overrides the preset ...
+    ([], 'preset = "accurate"\n', 64, "accurate"),                    # ... and may name one
+    (["--preset", "fast"], 'preset = "accurate"\n', 32, "fast"),      # the command line wins
+])
+def test_preset_is_overridden_by_file_and_command_line(started, tmp_path, argv, file_text, features, preset):
+    started["directory"] = tmp_path
+    if file_text is not None:
+        (tmp_path / "run.toml").write_text(file_text)
+        argv = [*argv, "--config", str(tmp_path / "run.toml")]
+    assert train_main([*argv, "--quiet"]) == 0
+    assert started["config"].features == features
+    assert started["config"].learning_rate == (2.5e-3 if preset == "accurate" else 5e-3)
+    resolved = tomllib.loads((tmp_path / CONFIG_NAME).read_text())
+    assert resolved["preset"] == preset and resolved["features"] == features
+
+
+def test_unknown_preset_and_a_preset_contradicting_a_resumed_run_are_clear_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train_main(["--preset", "best"])
+    assert stop.value.code == 2 and "invalid choice: 'best'" in capsys.readouterr().err
+    run = tmp_path / "run"
+    run.mkdir()
+    TrainConfig(features=64).save(run / "config.json")
+    assert train_main(["--resume", str(run), "--preset", "fast", "--features", "32"]) == 2
+    assert "cannot change ['features']" in capsys.readouterr().err
+    run_fast = tmp_path / "fast"
+    run_fast.mkdir()
+    TrainConfig().save(run_fast / "config.json")
+    assert train_main(["--resume", str(run_fast), "--preset", "accurate"]) == 2
+    assert "cannot change ['features', 'learning_rate']" in capsys.readouterr().err
+    assert json.loads((run_fast / "config.json").read_text())["features"] == 32
