@@ -1,6 +1,6 @@
 """Ensemble cost: K = 4 members (one compiled call, members mapped) vs one model, training and inference.
 
-Three variants are timed **interleaved** (one, K mapped, K vmapped, one, ...), so a
+Four variants are timed **interleaved** (one, K mapped, K vmapped, K unrolled, one, ...), so a
 change of the machine's load hits all of them alike, in process CPU time (both cores'
 work; steadier than wall time on a shared machine) and wall time:
 
@@ -10,14 +10,17 @@ work; steadier than wall time on a shared machine) and wall time:
   :func:`physnetjax.train.ensemble.make_ensemble_steps` and
   :class:`~physnetjax.ensemble.PhysNetEnsemble`;
 * ``K vmapped``: the same single-model step/apply under ``jax.vmap`` over the member
-  axis (the previous implementation), for comparison.
+  axis (the previous implementation), for comparison;
+* ``K unrolled``: the single-model step/apply written out K times in one program (a
+  Python loop at trace time), which leaves XLA free to run independent members side by
+  side on the 2 cores, for comparison.
 
 The training steps of all three are compiled as the trainer compiles them
 (:func:`physnetjax.train.jit_steps.jit_step`); the inference calls with plain ``jax.jit``.
 
 Training: the default trainer model (features 32, max_degree 1, 2 iterations;
 ``--smoke``: features 8, 1 iteration) on the bundled ethanol set, ``steps`` jitted
-optimiser steps (batch 16, AMSGrad; each member its own shuffled batch) per round,
+optimiser steps (the trainer's default batch, 8 molecules; AMSGrad; each member its own shuffled batch) per round,
 blocked at the end; the batches are built before timing. Target: K = 4 ≤ 2.5× one model.
 
 Inference: energy and forces of a batch of ethanol molecules (1 = the MD case, 16, 64)
@@ -53,8 +56,15 @@ PLAN = {  # mode: (training steps per round, inference molecule counts, rounds)
     "quick": (8, (1, 16), 7),
     "smoke": (1, (1, 2), 2),
 }
-BATCH_SIZE = 16
-VARIANTS = ("one", "K mapped", "K vmapped")
+BATCH_SIZE = TrainConfig().batch_size
+VARIANTS = ("one", "K mapped", "K vmapped", "K unrolled")
+
+
+def unrolled(function, stacked, *shared):
+    """``function(member_slice, *shared)`` for every member of the stacked pytree, written out K times, stacked."""
+    size = jax.tree_util.tree_leaves(stacked)[0].shape[0]
+    outs = [function(jax.tree_util.tree_map(lambda x: x[k], stacked), *shared) for k in range(size)]
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outs)
 
 
 def interleaved(calls: dict, rounds: int) -> dict:
@@ -76,8 +86,10 @@ def training_calls(data, energies, model, config, members: int, steps: int) -> t
     single = [jax.tree_util.tree_map(lambda x: x[0], batch) for batch in stacked]
     one_step = make_steps(model, optimizer, weights, config.loss, config.ema_decay)[0]
     mapped_step = make_ensemble_steps(model, optimizer, weights, config.loss, config.ema_decay)[0]
-    vmapped_step = jit_step(jax.vmap(step_functions(model, optimizer, weights, config.loss, config.ema_decay)[0],
-                                     in_axes=(0, 0, 0, None)))
+    single_step = step_functions(model, optimizer, weights, config.loss, config.ema_decay)[0]
+    vmapped_step = jit_step(jax.vmap(single_step, in_axes=(0, 0, 0, None)))
+    unrolled_step = jit_step(lambda state, batch, labels, scale: unrolled(
+        lambda member, s: single_step(*member, s), (state, batch, labels), scale), donate_argnums=0)
     params = stack_members([init_params(model, s) for s in seeds])
     scale = jnp.ones((), jnp.float32)
 
@@ -86,7 +98,8 @@ def training_calls(data, energies, model, config, members: int, steps: int) -> t
 
     plans = {"one": (one_step, init_state(init_params(model, seeds[0]), optimizer), single),
              "K mapped": (mapped_step, members_state(), stacked),
-             "K vmapped": (vmapped_step, members_state(), stacked)}
+             "K vmapped": (vmapped_step, members_state(), stacked),
+             "K unrolled": (unrolled_step, members_state(), stacked)}
     flops = {name: None if name == "K mapped" else compiled_flops(step, state, *batches[0], scale)
              for name, (step, state, batches) in plans.items()}
 
@@ -116,7 +129,9 @@ def inference_calls(data, model, members: int, molecules: int) -> tuple[dict, di
 
     plans = {"one": (jax.jit(lambda p, b: apply_batch(model, p, b)["forces"]), init_params(model, 0)),
              "K mapped": (jax.jit(lambda p, b: apply_batch(ensemble, p, b)["forces"]), params),
-             "K vmapped": (jax.jit(lambda p, b: jnp.mean(vmapped(p, b), axis=0)), params)}
+             "K vmapped": (jax.jit(lambda p, b: jnp.mean(vmapped(p, b), axis=0)), params),
+             "K unrolled": (jax.jit(lambda p, b: jnp.mean(unrolled(
+                 lambda member: apply_batch(model, member, b)["forces"], p), axis=0)), params)}
     calls = {name: (lambda f=f, p=p: jax.block_until_ready(f(p, batch))) for name, (f, p) in plans.items()}
     return calls, {name: None if name == "K mapped" else compiled_flops(f, p, batch) for name, (f, p) in plans.items()}
 
@@ -129,9 +144,11 @@ def compiled_flops(function, *args) -> float | None:
 
 
 def rows_of(label, times: dict, flops: dict, scale: float, unit: str) -> list:
-    """Table rows (one per variant): times in ``unit``, ratios to ``one`` in CPU and wall time, flops ratio."""
+    """Table rows (one per variant): times in ``unit``, cores busy (CPU / wall), ratios to ``one`` in CPU and
+    wall time, flops ratio."""
     one = times["one"]
     return [[label, name, times[name]["cpu_median_s"] * scale, times[name]["wall_median_s"] * scale,
+             times[name]["cpu_median_s"] / times[name]["wall_median_s"],
              times[name]["cpu_median_s"] / one["cpu_median_s"], times[name]["wall_median_s"] / one["wall_median_s"],
              None if flops[name] is None or flops["one"] is None else flops[name] / flops["one"]]
             for name in VARIANTS]
@@ -154,7 +171,7 @@ def main() -> None:
         calls, flops = inference_calls(data, model, args.members, molecules)
         inference[molecules] = {"times": interleaved(calls, rounds * 3), "flops": flops}
     print("inference: done", flush=True)
-    columns = ["work", "variant", "CPU time", "wall", "CPU × one", "wall × one", "flops × one"]
+    columns = ["work", "variant", "CPU time", "wall", "cores busy", "CPU × one", "wall × one", "flops × one"]
     tables = [
         table(f"Ensemble training, K = {args.members}: {steps} optimiser steps (batch {BATCH_SIZE}, ethanol)",
               f"interleaved rounds, median over {rounds}; CPU time = process CPU seconds; times in s",
