@@ -1,21 +1,21 @@
-"""Ensemble cost: K = 4 members (one compiled call, members mapped) vs one model, training and inference.
+"""Ensemble cost: K = 4 members in one compiled call (mapped, vmapped, unrolled) vs one model, training and inference.
 
 Four variants are timed **interleaved** (one, K mapped, K vmapped, K unrolled, one, ...), so a
 change of the machine's load hits all of them alike, in process CPU time (both cores'
 work; steadier than wall time on a shared machine) and wall time:
 
 * ``one``: one PhysNet (:func:`physnetjax.train.optim.make_steps`, ``apply_batch`` of a PhysNet);
-* ``K mapped``: what physnetjax ships, the members run one after another inside one
-  compiled program (:func:`physnetjax.ensemble.map_members`, a ``jax.lax.map``):
-  :func:`physnetjax.train.ensemble.make_ensemble_steps` and
-  :class:`~physnetjax.ensemble.PhysNetEnsemble`;
+* ``K mapped``: the members run one after another inside one compiled program
+  (:func:`physnetjax.ensemble.map_members`, a ``jax.lax.map``): what
+  :class:`~physnetjax.ensemble.PhysNetEnsemble` ships for inference (and the trainer
+  used for its step until the idle measurement of 2026-12-01 06:44 UTC);
 * ``K vmapped``: the same single-model step/apply under ``jax.vmap`` over the member
-  axis (the previous implementation), for comparison;
+  axis: what :func:`physnetjax.train.ensemble.make_ensemble_steps` ships for training;
 * ``K unrolled``: the single-model step/apply written out K times in one program (a
   Python loop at trace time), which leaves XLA free to run independent members side by
   side on the 2 cores, for comparison.
 
-The training steps of all three are compiled as the trainer compiles them
+The training steps of all variants are compiled as the trainer compiles them
 (:func:`physnetjax.train.jit_steps.jit_step`); the inference calls with plain ``jax.jit``.
 
 Training: the default trainer model (features 32, max_degree 1, 2 iterations;
@@ -40,7 +40,7 @@ import numpy as np
 
 from common import interleaved_times, parse_args, publish, table
 from physnetjax.data import bundled_dataset_path, fit_element_energies, load_dataset, shifted_energies
-from physnetjax.ensemble import PhysNetEnsemble, stack_members
+from physnetjax.ensemble import PhysNetEnsemble, map_members, stack_members
 from physnetjax.neighbors import apply_batch, batch_molecules, model_pair_cutoff
 from physnetjax.predict import init_params
 from physnetjax.train.batching import batch_shapes
@@ -85,9 +85,10 @@ def training_calls(data, energies, model, config, members: int, steps: int) -> t
     stacked = list(member_batches(data, [train] * members, seeds, 0, energies, model, BATCH_SIZE, shapes))
     single = [jax.tree_util.tree_map(lambda x: x[0], batch) for batch in stacked]
     one_step = make_steps(model, optimizer, weights, config.loss, config.ema_decay)[0]
-    mapped_step = make_ensemble_steps(model, optimizer, weights, config.loss, config.ema_decay)[0]
     single_step = step_functions(model, optimizer, weights, config.loss, config.ema_decay)[0]
-    vmapped_step = jit_step(jax.vmap(single_step, in_axes=(0, 0, 0, None)))
+    mapped_step = jit_step(lambda state, batch, labels, scale: map_members(
+        lambda member: single_step(*member, scale), (state, batch, labels)), donate_argnums=0)
+    vmapped_step = make_ensemble_steps(model, optimizer, weights, config.loss, config.ema_decay)[0]
     unrolled_step = jit_step(lambda state, batch, labels, scale: unrolled(
         lambda member, s: single_step(*member, s), (state, batch, labels), scale), donate_argnums=0)
     params = stack_members([init_params(model, s) for s in seeds])

@@ -1,11 +1,14 @@
 """Training K ensemble members as one compiled program (``python -m physnetjax.train --ensemble K``).
 
 Every leaf of the train state (raw and EMA parameters, optimiser state, step
-count) carries a leading member axis of length K, and one ``jax.jit`` of the
-single-model step mapped over that axis (:func:`physnetjax.ensemble.map_members`,
-a ``jax.lax.map``: equal to ``jax.vmap`` of the step, cheaper on XLA:CPU) updates
-all members at once: one compilation, one dispatch per step, each member with its
-own optimiser state and EMA.
+count) carries a leading member axis of length K, and one compiled
+``jax.vmap`` of the single-model step over that axis updates all members at once:
+one compilation, one dispatch per step, each member with its own optimiser state
+and EMA. The training step is vmapped (with the trainer's YNNPACK-free compilation,
+:mod:`physnetjax.train.jit_steps`, K = 4 steps cost 3.4x one model's wall time on 2
+idle CPU cores, against 3.9x with the members mapped one after another); the
+evaluation runs the members one after another (:func:`physnetjax.ensemble.map_members`,
+cheaper for inference; benchmarks/README.md, "Ensemble cost").
 
 Members differ by their initial weights and by the order (or, with
 ``bootstrap``, the multiset) of the training frames they see. Member k uses the
@@ -141,9 +144,8 @@ def ensemble_step_functions(model, optimizer, weights: dict, loss_kind: str, ema
     """(train_step, eval_step), un-jitted, over a member axis K.
 
     train_step(state, batch, labels, lr_scale) → (state, loss (K,), grad_norm (K,)): the
-    single-model step of :func:`physnetjax.train.optim.make_steps` mapped over the
-    stacked state and the stacked (K, D, ...) batches (:func:`map_members`);
-    ``lr_scale`` is shared.
+    single-model step of :func:`physnetjax.train.optim.make_steps` vmapped over the
+    stacked state and the stacked (K, D, ...) batches; ``lr_scale`` is shared.
 
     eval_step(params, batch, labels) on one (D, ...) batch shared by all members →
     (member_loss (K,), member_sums {term: 3 × (K,)}, mean_loss, mean_sums {term: 3 scalars},
@@ -182,7 +184,4 @@ def ensemble_step_functions(model, optimizer, weights: dict, loss_kind: str, ema
         predictions = {"E": mean["pred_E"], "F": mean["pred_F"], **spread}
         return member_loss, member_sums, mean_loss, mean_sums, predictions
 
-    def members_train_step(state, batch, labels, lr_scale):
-        return map_members(lambda member: train_step(*member, lr_scale), (state, batch, labels))
-
-    return members_train_step, eval_step
+    return jax.vmap(train_step, in_axes=(0, 0, 0, None)), eval_step
