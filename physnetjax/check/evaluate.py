@@ -141,7 +141,7 @@ def _compiled(model, fn: EnergyAndForces):
             return energies[0], forces
 
         def energies(params, template, positions):
-            return single(params, template, positions)[0]
+            return (single(params, template, positions)[0],)
 
         _JIT[key] = (jax.jit(jax.vmap(single, in_axes=(None, None, 0))),
                      jax.jit(jax.vmap(energies, in_axes=(None, None, 0))), jax.jit(single), jax.jit(term_forces),
@@ -183,13 +183,11 @@ class Evaluator:
 
         ``positions``: (K, n, 3) Å. Evaluated in chunks of :data:`CHUNK` geometries.
         """
-        energies, forces = self._chunked(self._batched, positions)
-        return energies, forces
+        return self._chunked(self._batched, positions)
 
     def energies(self, positions) -> np.ndarray:
         """Energies (K, 1 + len(TERMS)) eV of :meth:`evaluate`, without computing forces."""
-        (energies,) = self._chunked(lambda *args: (self._energies(*args),), positions)
-        return energies
+        return self._chunked(self._energies, positions)[0]
 
     def evaluate_one(self, positions) -> tuple[np.ndarray, np.ndarray]:
         """Energies (1 + len(TERMS),) eV and forces (n, 3) eV/Å at one geometry ``positions`` (n, 3) Å."""

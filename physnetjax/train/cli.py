@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "schedule, RNG, epoch, best metric, split); may change --epochs/--max-time/--patience")
     parser.add_argument("--preset", choices=tuple(PRESETS),
                         help="named settings, overridden by any option given (with --resume they must match the "
-                             "run's): fast = the standard settings; accurate = --features 64 --learning-rate 2.5e-3 (about 2x the "
-                             "cost per sample, lower errors from a few minutes of training on) (default: fast)")
+                             "run's): fast = the standard settings; accurate = --features 64 --learning-rate 2.5e-3 "
+                             "(about 2x the cost per sample, lower errors from a few minutes of training on) "
+                             "(default: fast)")
     defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
