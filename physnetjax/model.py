@@ -56,6 +56,7 @@ from physnetjax.physics.zbl import (
     ZBL_EXPONENTS,
     zbl_pair_energy,
 )
+from physnetjax.product_basis import ProductBasis
 
 
 ZBL_CUTOFF_DEFAULT = 2.0
@@ -131,6 +132,10 @@ class PhysNet(nn.Module):
       dispersion_cutoff: Å; pair energies and coordination numbers are switched off
         smoothly over its last 20 %.
       dispersion_trainable: train s6, s8, a1, a2 (kept positive by a softplus).
+      correlation: product order of each atom's aggregated messages (1: PhysNet as
+        published; ν > 1 adds a :class:`~physnetjax.product_basis.ProductBasis` after
+        every message pass, whose messages then keep their full degree in the last
+        iteration too, for body order ν + 1 per iteration).
     """
 
     features: int = 32
@@ -158,6 +163,7 @@ class PhysNet(nn.Module):
     dispersion_three_body: bool = False
     dispersion_cutoff: float = 15.0
     dispersion_trainable: bool = False
+    correlation: int = 1
 
     def _check_configuration(self):
         if self.efa:
@@ -184,6 +190,8 @@ class PhysNet(nn.Module):
             raise ValueError(f"edge_chunk_size must be >= 1 or None, received {self.edge_chunk_size}")
         check_dispersion_settings(self.dispersion, self.dispersion_functional, self.dispersion_three_body,
                                   self.dispersion_cutoff, self.dispersion_trainable)
+        if self.correlation < 1:
+            raise ValueError(f"correlation must be at least 1, received {self.correlation}")
         if self.features < 1 or self.num_basis_functions < 1 or self.max_degree < 0:
             raise ValueError(
                 "features and num_basis_functions must be >= 1 and max_degree >= 0, received "
@@ -254,10 +262,14 @@ class PhysNet(nn.Module):
         )(atomic_numbers)
         for iteration in range(self.num_iterations):
             last = iteration == self.num_iterations - 1
-            x = SparseMessagePass(max_degree=0 if last else None, edge_chunk_size=self.edge_chunk_size,
+            products = self.correlation > 1
+            x = SparseMessagePass(max_degree=0 if last and not products else None, edge_chunk_size=self.edge_chunk_size,
                                   dtype=dtype, param_dtype=self.param_dtype, name=f"MessagePass_{iteration}")(
                 x, basis, dst_idx=dst_idx, src_idx=src_idx, num_segments=atomic_numbers.shape[0],
                 edges=edges, pad_edges=pad_edges)
+            if products:
+                x = ProductBasis(self.correlation, max_degree=0 if last else self.max_degree, dtype=dtype,
+                                 param_dtype=self.param_dtype, name=f"ProductBasis_{iteration}")(x)
             x = self._refinement_block(x)
         return e3x.nn.change_max_degree_or_type(x, max_degree=0, include_pseudotensors=False)
 

@@ -89,6 +89,7 @@ class TrainConfig:
     features: int = 32
     max_degree: int = 1
     num_iterations: int = 2
+    correlation: int = 1
     num_basis_functions: int = 16
     cutoff: float = 5.0
     n_res: int = 1
