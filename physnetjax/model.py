@@ -260,11 +260,12 @@ class PhysNet(nn.Module):
             dtype=dtype,
             param_dtype=self.param_dtype,
         )(atomic_numbers)
+        products = self.correlation > 1
         for iteration in range(self.num_iterations):
             last = iteration == self.num_iterations - 1
-            products = self.correlation > 1
-            x = SparseMessagePass(max_degree=0 if last and not products else None, edge_chunk_size=self.edge_chunk_size,
-                                  dtype=dtype, param_dtype=self.param_dtype, name=f"MessagePass_{iteration}")(
+            x = SparseMessagePass(max_degree=0 if last and not products else None,
+                                  edge_chunk_size=self.edge_chunk_size, dtype=dtype,
+                                  param_dtype=self.param_dtype, name=f"MessagePass_{iteration}")(
                 x, basis, dst_idx=dst_idx, src_idx=src_idx, num_segments=atomic_numbers.shape[0],
                 edges=edges, pad_edges=pad_edges)
             if products:

@@ -216,3 +216,12 @@ def test_cli_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("python -m physnetjax.learn: error:") and message in err[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_settings_a_run_predates_count_as_their_defaults():
+    """A state.json written before a setting existed resumes with that setting's default, and only with it."""
+    recorded = LearnConfig().to_dict()
+    del recorded["correlation"]
+    assert LearnConfig().changed_from(recorded) == []
+    assert LearnConfig(correlation=2).changed_from(recorded) == ["correlation"]
+    assert LearnConfig(features=16).changed_from(recorded) == ["features"]

@@ -65,6 +65,7 @@ class LearnConfig:
     features: int = 32
     max_degree: int = 1
     num_iterations: int = 2
+    correlation: int = 1
     num_basis_functions: int = 16
     cutoff: float = 5.0
     epochs: int = 40
@@ -118,6 +119,10 @@ class LearnConfig:
         return settings
 
     def changed_from(self, recorded: dict) -> list[str]:
-        """Names of the settings that differ from ``recorded`` (a :meth:`to_dict`), resumable ones excluded."""
-        mine = self.to_dict()
-        return sorted(key for key in mine if key not in RESUME_CHANGES and recorded.get(key) != mine[key])
+        """Names of the settings that differ from ``recorded`` (a :meth:`to_dict`), resumable ones excluded.
+
+        A setting ``recorded`` lacks (a run from before the setting existed) had its default.
+        """
+        mine, defaults = self.to_dict(), LearnConfig().to_dict()
+        return sorted(key for key in mine
+                      if key not in RESUME_CHANGES and recorded.get(key, defaults[key]) != mine[key])

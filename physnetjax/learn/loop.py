@@ -210,7 +210,7 @@ def round_train_config(config: LearnConfig, directory: Path, index: int, init_fr
     epochs = config.epochs if index == 0 or config.retrain_epochs is None else config.retrain_epochs
     return TrainConfig(
         data=[str(directory / "data.npz")], valid=config.valid, test=0, features=config.features,
-        max_degree=config.max_degree, num_iterations=config.num_iterations,
+        max_degree=config.max_degree, num_iterations=config.num_iterations, correlation=config.correlation,
         num_basis_functions=config.num_basis_functions, cutoff=config.cutoff, epochs=epochs,
         batch_size=config.batch_size, learning_rate=config.learning_rate, max_time=config.max_time,
         seed=config.seed + index, ensemble=config.ensemble, out=str(directory / "train"),
