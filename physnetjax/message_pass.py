@@ -121,9 +121,21 @@ class SparseTensor(nn.Module):
         b = inputs2[..., 0, :, :].astype(dtype)
         # One term per path column, added explicitly: XLA CPU sends a reduce over a short
         # middle axis to a library kernel that is ~50× slower than this fused loop.
-        products = sum(_components(a, first[:, k]) * _components(b, second[:, k]) * coupling[:, k]
-                       for k in range(first.shape[1]))
+        if _regular_columns(first) and _regular_columns(second):
+            products = sum(_components(a, first[:, k]) * _components(b, second[:, k]) * coupling[:, k]
+                           for k in range(first.shape[1]))
+        else:
+            a_parts = [part[..., 0, :] for part in jnp.split(a, a.shape[-2], axis=-2)]
+            b_parts = [part[..., 0, :] for part in jnp.split(b, b.shape[-2], axis=-2)]
+            products = jnp.stack([sum(a_parts[first[n, k]] * b_parts[second[n, k]] * coupling[n, k]
+                                      for k in range(first.shape[1]) if coefficient[n, k] != 0)
+                                  for n in range(first.shape[0])], axis=-2)
         return products[..., None, :, :]
+
+
+def _regular_columns(index: np.ndarray) -> bool:
+    """Whether every column of a path index is the identity or constant (a slice or broadcast)."""
+    return all(np.array_equal(column, np.arange(len(column))) or np.all(column == column[0]) for column in index.T)
 
 
 def _components(x, index: np.ndarray):
