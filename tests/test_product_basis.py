@@ -15,23 +15,8 @@ import pytest
 from physnetjax import PhysNet, init_params, load_checkpoint, save_checkpoint
 from physnetjax.product_basis import ProductBasis
 
+from test_message_pass import brute_force_tensor
 from test_model import fd_error, random_rotation, setup_for
-
-
-def brute_force_product(kernel, a, b, max_degree3):
-    """y[n, f] = Σ_{i, j} C[i, j, n] K[deg i, deg j, deg n, f] a[i, f] b[j, f], parity-allowed paths only."""
-    cg = np.asarray(e3x.so3.clebsch_gordan(round(a.shape[0] ** 0.5) - 1, round(b.shape[0] ** 0.5) - 1, max_degree3))
-
-    def deg(k):
-        return int(np.floor(np.sqrt(k) + 1e-9))
-
-    y = np.zeros((cg.shape[2], a.shape[1]))
-    for n in range(cg.shape[2]):
-        for i in range(cg.shape[0]):
-            for j in range(cg.shape[1]):
-                if (deg(i) + deg(j) + deg(n)) % 2 == 0:
-                    y[n] += cg[i, j, n] * kernel[0, deg(i), 0, deg(j), 0, deg(n)] * a[i] * b[j]
-    return y
 
 
 @pytest.mark.parametrize("correlation,input_degree,max_degree", [(2, 2, 2), (3, 2, 0), (3, 1, 1)])
@@ -52,7 +37,7 @@ def test_product_basis_equals_its_formula(correlation, input_degree, max_degree)
         for order in range(2, correlation + 1):
             degree = max_degree if order == correlation else input_degree
             mixed = np.asarray(dense.apply({"params": params[f"mix_{order}"]}, product[None])[0])
-            product = brute_force_product(np.asarray(params[f"product_{order}"]["kernel"]), mixed, messages, degree)
+            product = brute_force_tensor(np.asarray(params[f"product_{order}"]["kernel"]), mixed, messages, degree)
             expected += product[:out_components]
         assert np.max(np.abs(expected - messages[:out_components])) > 1e-2  # the products contribute
         np.testing.assert_allclose(received[atom, 0], expected, rtol=1e-12, atol=1e-13)
