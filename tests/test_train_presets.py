@@ -24,14 +24,14 @@ def started(monkeypatch):
     return seen
 
 
-def test_fast_is_the_defaults_and_accurate_is_the_wider_model():
+def test_fast_is_the_defaults_and_accurate_is_the_larger_model():
     assert TrainConfig.from_preset("fast") == TrainConfig()
     accurate = TrainConfig.from_preset("accurate")
-    assert (accurate.features, accurate.learning_rate) == (64, 2.5e-3)
+    assert (accurate.features, accurate.learning_rate, accurate.correlation) == (64, 2.5e-3, 3)
     assert (TrainConfig().features, TrainConfig().learning_rate) == (32, 5e-3)
-    assert accurate == TrainConfig(features=64, learning_rate=2.5e-3)
+    assert accurate == TrainConfig(features=64, learning_rate=2.5e-3, correlation=3)
     assert TrainConfig.from_preset("accurate", features=48, epochs=3) == TrainConfig(features=48, learning_rate=2.5e-3,
-                                                                                     epochs=3)
+                                                                                     correlation=3, epochs=3)
     with pytest.raises(ValueError, match=r"preset must be one of \('fast', 'accurate'\), received 'best'"):
         preset_settings("best")
     assert PRESETS["fast"] == {}
@@ -70,5 +70,5 @@ def test_unknown_preset_and_a_preset_contradicting_a_resumed_run_are_clear_error
     run_fast.mkdir()
     TrainConfig().save(run_fast / "config.json")
     assert train_main(["--resume", str(run_fast), "--preset", "accurate"]) == 2
-    assert "cannot change ['features', 'learning_rate']" in capsys.readouterr().err
+    assert "cannot change ['correlation', 'features', 'learning_rate']" in capsys.readouterr().err
     assert json.loads((run_fast / "config.json").read_text())["features"] == 32

@@ -7,7 +7,7 @@ Examples::
     python -m physnetjax.train --data frames.extxyz --charges --dipole-unit Debye
     python -m physnetjax.train --resume runs/my --epochs 400    # continue exactly
     python -m physnetjax.train --max-time 240 --out runs/4min   # schedule laid out over 240 s of training
-    python -m physnetjax.train --preset accurate --max-time 1200    # the wider model, for longer budgets
+    python -m physnetjax.train --preset accurate --max-time 1200    # the larger model, for longer budgets
     python -m physnetjax.train --data new.npz --init-from runs/my/best   # fine-tune (weights only)
     python -m physnetjax.train --ensemble 4 --bootstrap --out runs/ens4  # 4 members, one compiled program
     python -m physnetjax.train --print-config > run.toml    # edit, then:
@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", choices=tuple(PRESETS),
                         help="named settings, overridden by any option given (with --resume they must match the "
                              "run's): fast = the standard settings; accurate = --features 64 --learning-rate 2.5e-3 "
-                             "(about 2x the cost per sample, lower errors from a few minutes of training on) "
+                             "--correlation 3 (2.5-3.5x the cost per sample, lower errors from a few minutes of "
+                             "training on) "
                              "(default: fast)")
     defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
