@@ -119,9 +119,11 @@ class SparseTensor(nn.Module):
         coupling = flat_kernel[degrees] * jnp.asarray(coefficient, dtype=dtype)[..., None]
         a = inputs1[..., 0, :, :].astype(dtype)
         b = inputs2[..., 0, :, :].astype(dtype)
-        # One term per path column, added explicitly: XLA CPU sends a reduce over a short
-        # middle axis to a library kernel that is ~50× slower than this fused loop.
-        if _regular_columns(first) and _regular_columns(second):
+        # Terms added explicitly: XLA CPU sends a reduce over a short middle axis to a library
+        # kernel that is ~50× slower than a fused loop. Paths whose index columns are slices or
+        # broadcasts go column by column; any other column would be a gather whose gradient
+        # is a (slow) scatter, so those paths go output by output over components split once.
+        if all(_is_slice_or_broadcast(column) for column in (*first.T, *second.T)):
             products = sum(_components(a, first[:, k]) * _components(b, second[:, k]) * coupling[:, k]
                            for k in range(first.shape[1]))
         else:
@@ -133,22 +135,21 @@ class SparseTensor(nn.Module):
         return products[..., None, :, :]
 
 
-def _regular_columns(index: np.ndarray) -> bool:
-    """Whether every column of a path index is the identity or constant (a slice or broadcast)."""
-    return all(np.array_equal(column, np.arange(len(column))) or np.all(column == column[0]) for column in index.T)
+def _is_slice_or_broadcast(index: np.ndarray) -> bool:
+    """Whether a static 1-D component index is a leading slice (0 … n−1) or one repeated component."""
+    return np.array_equal(index, np.arange(len(index))) or bool(np.all(index == index[0]))
 
 
 def _components(x, index: np.ndarray):
-    """x[..., index, :] for a static 1-D index, as a slice or broadcast where the index allows.
+    """x[..., index, :] for a static index that :func:`_is_slice_or_broadcast`, without a gather.
 
-    PhysNet's layers couple each component with itself (index 0 … n−1) or with the scalar
-    (index all 0); skipping XLA's constant-index gather there saves ~5 % of an ethanol MD step.
+    PhysNet's default layers couple each component with itself (index 0 … n−1) or with the
+    scalar (index all 0); skipping XLA's constant-index gather there saves ~5 % of an ethanol
+    MD step. Other paths are built from split components in :class:`SparseTensor`.
     """
-    if np.array_equal(index, np.arange(x.shape[-2])):
-        return x
-    if np.all(index == index[0]):
-        return jnp.broadcast_to(x[..., index[0]:index[0] + 1, :], x.shape[:-2] + (len(index), x.shape[-1]))
-    return x[..., index, :]
+    if np.array_equal(index, np.arange(len(index))):
+        return x if len(index) == x.shape[-2] else x[..., :len(index), :]
+    return jnp.broadcast_to(x[..., index[0]:index[0] + 1, :], x.shape[:-2] + (len(index), x.shape[-1]))
 
 
 def edge_basis_factors(displacements, edge_mask, *, num: int, max_degree: int, cutoff: float):

@@ -166,3 +166,10 @@ def test_train_cli_refuses_elements_above_max_atomic_number(tmp_path, capsys):
                        "--max-atomic-number", "6"]) == 2
     assert "element(s) O (Z=8) in 64 frame(s)" in one_line_error(capsys, "train")
     assert not (tmp_path / "run").exists()
+
+
+def test_train_cli_refuses_a_correlation_below_one(tmp_path, capsys):
+    assert train_main(["--data", str(DATA / "train_ethanol64.npz"), "--out", str(tmp_path / "run"),
+                       "--correlation", "0"]) == 2
+    assert "correlation must be at least 1, received 0" in one_line_error(capsys, "train")
+    assert not (tmp_path / "run").exists()
