@@ -26,11 +26,9 @@ import numpy as np
 
 from common import BENCHMARKS, interleaved_times, parse_args, publish, table
 
-REPOSITORY = BENCHMARKS.parent
-if str(REPOSITORY) not in sys.path:
-    sys.path.insert(0, str(REPOSITORY))
+from physnetjax.message_pass import SparseMessagePass
 
-from physnetjax.message_pass import SparseMessagePass  # noqa: E402
+REPOSITORY = BENCHMARKS.parent
 
 CASES = [(0, 1, None), (1, 1, 0), (1, 1, None), (2, 2, None), (0, 3, None), (3, 3, 0), (3, 3, None)]
 """(input, basis, output) degrees; None = e3x's default max(input, basis). PhysNet's first pass is
