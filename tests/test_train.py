@@ -207,7 +207,7 @@ def test_two_host_devices_match_one_device():
 def test_sigkill_during_checkpoint_write_resumes_from_last_complete(tmp_path, members):
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "physnetjax.train", "--data", str(DATA), "--out", str(out), "--epochs", "200",
-            "--no-progress", "--no-plots", "--quiet", "--ensemble", str(members)]
+            "--no-progress", "--no-plots", "--quiet", "--ensemble", str(members), "--checkpoint-interval-s", "0"]
     for key, value in TINY.items():
         if key != "progress":
             args += [f"--{key.replace('_', '-')}", str(value)]

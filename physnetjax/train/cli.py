@@ -89,6 +89,8 @@ HELP = {
                  "(default: a random start)",
     "force_check_threshold": "max |F_autodiff - F_finite-difference| in eV/Å allowed at each best checkpoint",
     "force_check_delta": "finite-difference step in Å",
+    "checkpoint_interval_s": "write the latest (and a newer best) checkpoint at most this often, in s of wall time; "
+                             "always at the end (0: every epoch)",
     "ensemble": "train K members at once (one compiled step); member k uses seed SEED+k for weights and shuffles",
     "bootstrap": "with --ensemble: each member trains on its own resample (with replacement) of the training frames",
     "progress": "rich progress bar", "plots": "learning-curve and parity PNGs (matplotlib)",

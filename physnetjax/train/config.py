@@ -47,7 +47,7 @@ def preset_settings(preset: str, **settings) -> dict:
     return {**PRESETS[preset], **settings}
 
 
-RESUME_OVERRIDES = ("epochs", "max_time", "patience", "progress", "plots", "log_every")
+RESUME_OVERRIDES = ("epochs", "max_time", "patience", "progress", "plots", "log_every", "checkpoint_interval_s")
 """Settings a ``--resume`` may change; any other would break exact continuation."""
 
 
@@ -137,6 +137,7 @@ class TrainConfig:
     init_from: Optional[str] = None
     force_check_threshold: float = 1e-3
     force_check_delta: float = 1e-4
+    checkpoint_interval_s: float = 10.0
     progress: bool = True
     plots: bool = True
     log_every: int = 1
@@ -166,6 +167,8 @@ class TrainConfig:
             raise ValueError(f"final_energy_weight must be >= 0, received {self.final_energy_weight}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, received {self.learning_rate}")
+        if not self.checkpoint_interval_s >= 0:
+            raise ValueError(f"checkpoint_interval_s must be >= 0 seconds, received {self.checkpoint_interval_s}")
         if self.dispersion is not None:
             check_dispersion_settings(self.dispersion, self.dispersion_functional, False, self.dispersion_cutoff,
                                       self.dispersion_trainable)
