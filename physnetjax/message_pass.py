@@ -196,6 +196,12 @@ class RadialFilter(nn.Module):
     matrix product g W_all (forward and backward: one kernel each way instead of L+1
     products, their concatenation and a reduction over the 2l+1 copies).
 
+    With ``hidden_features`` H set, the radial functions first pass through a two-layer
+    perceptron without biases, g ← silu(silu(g W₁) W₂) (W₁: K × H, W₂: H × H; sub-modules
+    ``radial_mlp_0``/``_1``), as MACE's radial network: still 0 where g = 0 (beyond the
+    cutoff, masked edges) and as smooth as g at the cutoff; the per-degree kernels are then
+    (H, F). Without it (None) the filter is e3x's, linear in g.
+
     Inputs: angular (P, (L+1)²), radial (P, K). Output (P, 1, (L+1)², F).
     """
 
@@ -203,9 +209,14 @@ class RadialFilter(nn.Module):
     kernel_init: Any = nn.linear.default_kernel_init
     dtype: Any = None
     param_dtype: Any = jnp.float32
+    hidden_features: int | None = None
 
     @nn.compact
     def __call__(self, angular, radial):
+        if self.hidden_features is not None:
+            for layer in range(2):
+                radial = nn.silu(nn.Dense(self.hidden_features, use_bias=False, dtype=self.dtype,
+                                          param_dtype=self.param_dtype, name=f"radial_mlp_{layer}")(radial))
         num_components, num_radial = angular.shape[-1], radial.shape[-1]
         max_degree = round(num_components ** 0.5) - 1
         kernels = [_DenseKernel((num_radial, self.features), self.kernel_init, self.param_dtype,
@@ -251,12 +262,14 @@ class SparseMessagePass(nn.Module):
     Attributes:
       max_degree: output degree (None → max of the input and basis degrees).
       edge_chunk_size: edges per chunk, or None for all edges at once.
+      radial_hidden_features: width of :class:`RadialFilter`'s radial perceptron (None: linear filter).
     """
 
     max_degree: int | None = None
     edge_chunk_size: int | None = None
     dtype: Any = None
     param_dtype: Any = jnp.float32
+    radial_hidden_features: int | None = None
 
     @nn.compact
     def __call__(self, inputs, basis, *, dst_idx, src_idx, num_segments, edges=None, pad_edges=None):
@@ -267,7 +280,8 @@ class SparseMessagePass(nn.Module):
         """
         defaults = e3x.nn.MessagePass()
         filter_layer = RadialFilter(features=inputs.shape[-1], kernel_init=defaults.dense_kernel_init,
-                                    dtype=self.dtype, param_dtype=self.param_dtype, name="filter")
+                                    dtype=self.dtype, param_dtype=self.param_dtype,
+                                    hidden_features=self.radial_hidden_features, name="filter")
         tensor_layer = SparseTensor(max_degree=self.max_degree, cartesian_order=defaults.cartesian_order,
                                     dtype=self.dtype, param_dtype=self.param_dtype, name="tensor")
         num_edges = dst_idx.shape[0]

@@ -136,6 +136,9 @@ class PhysNet(nn.Module):
         published; ν > 1 adds a :class:`~physnetjax.product_basis.ProductBasis` after
         every message pass, whose messages then keep their full degree in the last
         iteration too, for body order ν + 1 per iteration).
+      radial_mlp: width H of a two-layer radial perceptron in every message pass's filter
+        (:class:`~physnetjax.message_pass.RadialFilter`; None: PhysNet's filter, linear in
+        the radial basis).
     """
 
     features: int = 32
@@ -164,6 +167,7 @@ class PhysNet(nn.Module):
     dispersion_cutoff: float = 15.0
     dispersion_trainable: bool = False
     correlation: int = 1
+    radial_mlp: int | None = None
 
     def _check_configuration(self):
         if self.efa:
@@ -192,6 +196,8 @@ class PhysNet(nn.Module):
                                   self.dispersion_cutoff, self.dispersion_trainable)
         if self.correlation < 1:
             raise ValueError(f"correlation must be at least 1, received {self.correlation}")
+        if self.radial_mlp is not None and self.radial_mlp < 1:
+            raise ValueError(f"radial_mlp must be None or at least 1, received {self.radial_mlp}")
         if self.features < 1 or self.num_basis_functions < 1 or self.max_degree < 0:
             raise ValueError(
                 "features and num_basis_functions must be >= 1 and max_degree >= 0, received "
@@ -265,7 +271,8 @@ class PhysNet(nn.Module):
             last = iteration == self.num_iterations - 1
             x = SparseMessagePass(max_degree=0 if last and not products else None,
                                   edge_chunk_size=self.edge_chunk_size, dtype=dtype,
-                                  param_dtype=self.param_dtype, name=f"MessagePass_{iteration}")(
+                                  param_dtype=self.param_dtype, radial_hidden_features=self.radial_mlp,
+                                  name=f"MessagePass_{iteration}")(
                 x, basis, dst_idx=dst_idx, src_idx=src_idx, num_segments=atomic_numbers.shape[0],
                 edges=edges, pad_edges=pad_edges)
             if products:

@@ -66,6 +66,7 @@ class LearnConfig:
     max_degree: int = 1
     num_iterations: int = 2
     correlation: int = 1
+    radial_mlp: Optional[int] = None
     num_basis_functions: int = 16
     cutoff: float = 5.0
     epochs: int = 40

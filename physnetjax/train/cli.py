@@ -45,6 +45,7 @@ HELP = {
     "max_degree": "largest angular momentum l of the equivariant features (0: invariant only)",
     "num_iterations": "message-passing iterations (interaction blocks)",
     "correlation": "product order of each atom's messages (1: PhysNet; 2-3: higher body order, MACE-like)",
+    "radial_mlp": "width of a two-layer radial perceptron in each filter (default: none, PhysNet's linear filter)",
     "num_basis_functions": "radial basis functions per pair distance",
     "cutoff": "message-passing cutoff radius in Å",
     "n_res": "residual blocks in each refinement",
