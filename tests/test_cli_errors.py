@@ -173,3 +173,10 @@ def test_train_cli_refuses_a_correlation_below_one(tmp_path, capsys):
                        "--correlation", "0"]) == 2
     assert "correlation must be at least 1, received 0" in one_line_error(capsys, "train")
     assert not (tmp_path / "run").exists()
+
+
+def test_train_cli_refuses_a_radial_mlp_below_one(tmp_path, capsys):
+    assert train_main(["--data", str(DATA / "train_ethanol64.npz"), "--out", str(tmp_path / "run"),
+                       "--radial-mlp", "0"]) == 2
+    assert "radial_mlp must be None or at least 1, received 0" in one_line_error(capsys, "train")
+    assert not (tmp_path / "run").exists()
