@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from physnetjax import EF, PhysNet, apply_batch, batch_molecules, init_params, predict
+from physnetjax import (EF, PhysNet, apply_batch, batch_molecules, init_params, load_checkpoint, predict,
+                        save_checkpoint)
 from physnetjax.neighbors import model_pair_cutoff
 
 from conftest import cast_params, perturbed_params
@@ -127,6 +128,36 @@ def random_rotation(seed, reflect):
     if (np.linalg.det(q) < 0) != reflect:
         q[:, 0] *= -1
     return q
+
+
+def assert_forces_equal_finite_differences(setup, z, r):
+    """Non-trivial forces within 1e-6 (relative to the force scale) of central finite differences."""
+    forces = np.asarray(setup.run(z, r)["forces"][: len(z)])
+    assert np.max(np.abs(forces)) > 1e-2
+    assert fd_error(setup, z, r, forces) <= 1e-6
+
+
+def assert_checkpoint_round_trip(setup, directory, z, r):
+    """Save and load ``setup``'s model: the same model, bit-identical energies and forces; returns the loaded model."""
+    model, params, _ = load_checkpoint(save_checkpoint(directory, setup.model, setup.params, {}))
+    assert model == setup.model
+    before, after = setup.run(z, r), setup.apply(params, setup.batch(z, r))
+    np.testing.assert_array_equal(np.asarray(after["energy"]), np.asarray(before["energy"]))
+    np.testing.assert_array_equal(np.asarray(after["forces"]), np.asarray(before["forces"]))
+    return model
+
+
+def assert_rotation_and_permutation_invariant(setup, z, r, seed, reflect):
+    """E invariant, F rotated and permuted, charges permuted under a random rotation (reflection) and relabelling."""
+    rot = random_rotation(seed, reflect)
+    perm = np.random.default_rng(seed).permutation(len(z))
+    a, b = setup.run(z, r), setup.run(z[perm], (r @ rot.T)[perm])
+    assert float(b["energy"][0]) == pytest.approx(float(a["energy"][0]), rel=1e-10, abs=1e-10)
+    np.testing.assert_allclose(np.asarray(b["forces"][: len(z)]),
+                               (np.asarray(a["forces"][: len(z)]) @ rot.T)[perm], atol=1e-9)
+    if setup.model.charges:
+        np.testing.assert_allclose(np.asarray(b["charges"][: len(z)]), np.asarray(a["charges"][: len(z)])[perm],
+                                   atol=1e-12)
 
 
 @pytest.mark.parametrize("reflect", [False, True])

@@ -12,11 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from physnetjax import PhysNet, init_params, load_checkpoint, save_checkpoint
+from physnetjax import PhysNet, init_params
 from physnetjax.product_basis import ProductBasis
 
 from test_message_pass import brute_force_tensor
-from test_model import fd_error, random_rotation, setup_for
+from test_model import (assert_checkpoint_round_trip, assert_forces_equal_finite_differences,
+                        assert_rotation_and_permutation_invariant, setup_for)
 
 
 @pytest.mark.parametrize("correlation,input_degree,max_degree", [(2, 2, 2), (3, 2, 0), (3, 1, 1)])
@@ -56,26 +57,12 @@ def test_product_basis_rejects_bad_settings():
 @pytest.mark.parametrize("correlation", [2, 3])
 @pytest.mark.parametrize("molecule", ["ethanol", "base_a"])
 def test_forces_with_products_equal_finite_differences(molecules, correlation, molecule):
-    setup = setup_for(True, True, correlation=correlation)
-    z, r = molecules[molecule]
-    out = setup.run(z, r)
-    forces = np.asarray(out["forces"][: len(z)])
-    assert np.max(np.abs(forces)) > 1e-2
-    assert fd_error(setup, z, r, forces) <= 1e-6
+    assert_forces_equal_finite_differences(setup_for(True, True, correlation=correlation), *molecules[molecule])
 
 
 @pytest.mark.parametrize("reflect", [False, True])
 def test_products_keep_rotation_reflection_and_permutation_invariance(molecules, reflect):
-    setup = setup_for(True, True, correlation=3)
-    z, r = molecules["base_a"]
-    rot = random_rotation(5, reflect)
-    perm = np.random.default_rng(1).permutation(len(z))
-    a, b = setup.run(z, r), setup.run(z[perm], (r @ rot.T)[perm])
-    assert float(b["energy"][0]) == pytest.approx(float(a["energy"][0]), rel=1e-10, abs=1e-10)
-    np.testing.assert_allclose(np.asarray(b["forces"][: len(z)]),
-                               (np.asarray(a["forces"][: len(z)]) @ rot.T)[perm], atol=1e-9)
-    np.testing.assert_allclose(np.asarray(b["charges"][: len(z)]), np.asarray(a["charges"][: len(z)])[perm],
-                               atol=1e-12)
+    assert_rotation_and_permutation_invariant(setup_for(True, True, correlation=3), *molecules["base_a"], 5, reflect)
 
 
 def test_correlation_one_is_physnet_and_higher_orders_add_only_product_layers():
@@ -97,12 +84,5 @@ def test_correlation_one_is_physnet_and_higher_orders_add_only_product_layers():
 
 
 def test_checkpoint_keeps_the_correlation(tmp_path, molecules):
-    setup = setup_for(True, True, correlation=2)
-    path = save_checkpoint(tmp_path / "model", setup.model, setup.params, {})
-    model, params, _ = load_checkpoint(path)
-    assert model.correlation == 2 and model == setup.model
-    z, r = molecules["co2"]
-    before = setup.run(z, r)
-    after = setup.apply(params, setup.batch(z, r))
-    np.testing.assert_array_equal(np.asarray(after["energy"]), np.asarray(before["energy"]))
-    np.testing.assert_array_equal(np.asarray(after["forces"]), np.asarray(before["forces"]))
+    model = assert_checkpoint_round_trip(setup_for(True, True, correlation=2), tmp_path / "model", *molecules["co2"])
+    assert model.correlation == 2

@@ -10,10 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from physnetjax import PhysNet, init_params, load_checkpoint, save_checkpoint
+from physnetjax import PhysNet, init_params
 from physnetjax.message_pass import RadialFilter, _degree_of_component
 
-from test_model import fd_error, random_rotation, scan_energy_forces, setup_for
+from test_model import (assert_checkpoint_round_trip, assert_forces_equal_finite_differences,
+                        assert_rotation_and_permutation_invariant, scan_energy_forces, setup_for)
 
 
 def test_radial_filter_with_perceptron_equals_its_formula():
@@ -57,23 +58,13 @@ def test_radial_mlp_adds_only_its_kernels_and_off_is_physnet():
 
 @pytest.mark.parametrize("correlation", [1, 3])
 def test_forces_with_radial_mlp_equal_finite_differences(molecules, correlation):
-    setup = setup_for(True, True, correlation=correlation, radial_mlp=6)
-    z, r = molecules["base_a"]
-    forces = np.asarray(setup.run(z, r)["forces"][: len(z)])
-    assert np.max(np.abs(forces)) > 1e-2
-    assert fd_error(setup, z, r, forces) <= 1e-6
+    assert_forces_equal_finite_differences(setup_for(True, True, correlation=correlation, radial_mlp=6),
+                                           *molecules["base_a"])
 
 
 @pytest.mark.parametrize("reflect", [False, True])
 def test_radial_mlp_keeps_rotation_reflection_and_permutation_invariance(molecules, reflect):
-    setup = setup_for(True, True, radial_mlp=6)
-    z, r = molecules["base_a"]
-    rot = random_rotation(11, reflect)
-    perm = np.random.default_rng(3).permutation(len(z))
-    a, b = setup.run(z, r), setup.run(z[perm], (r @ rot.T)[perm])
-    assert float(b["energy"][0]) == pytest.approx(float(a["energy"][0]), rel=1e-10, abs=1e-10)
-    np.testing.assert_allclose(np.asarray(b["forces"][: len(z)]),
-                               (np.asarray(a["forces"][: len(z)]) @ rot.T)[perm], atol=1e-9)
+    assert_rotation_and_permutation_invariant(setup_for(True, True, radial_mlp=6), *molecules["base_a"], 11, reflect)
 
 
 def test_radial_mlp_is_continuous_across_the_cutoff():
@@ -93,12 +84,7 @@ def test_radial_mlp_is_continuous_across_the_cutoff():
 
 def test_checkpoint_keeps_the_radial_mlp(tmp_path, molecules):
     setup = setup_for(True, True, radial_mlp=6)
-    path = save_checkpoint(tmp_path / "model", setup.model, setup.params, {})
-    model, params, _ = load_checkpoint(path)
-    assert model.radial_mlp == 6 and model == setup.model
-    z, r = molecules["co2"]
-    after = setup.apply(params, setup.batch(z, r))
-    np.testing.assert_array_equal(np.asarray(after["energy"]), np.asarray(setup.run(z, r)["energy"]))
+    assert assert_checkpoint_round_trip(setup, tmp_path / "model", *molecules["co2"]).radial_mlp == 6
     config = setup.model.config()
     del config["radial_mlp"]  # written before the option
     assert PhysNet.from_config(config).radial_mlp is None
