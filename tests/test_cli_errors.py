@@ -160,23 +160,14 @@ def test_train_cli_refuses_a_frame_with_coincident_atoms(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_train_cli_refuses_elements_above_max_atomic_number(tmp_path, capsys):
-    """The data hold O (Z = 8), the model embeds Z ≤ 6: refused before anything is written."""
+@pytest.mark.parametrize("option,value,message", [
+    ("--max-atomic-number", "6", "element(s) O (Z=8) in 64 frame(s)"),  # the data hold O, the model embeds Z <= 6
+    ("--correlation", "0", "correlation must be at least 1, received 0"),
+    ("--radial-mlp", "0", "radial_mlp must be None or at least 1, received 0"),
+])
+def test_train_cli_refuses_bad_model_settings_before_writing(tmp_path, capsys, option, value, message):
+    """One error line, exit 2, and no run directory left behind."""
     assert train_main(["--data", str(DATA / "train_ethanol64.npz"), "--out", str(tmp_path / "run"),
-                       "--max-atomic-number", "6"]) == 2
-    assert "element(s) O (Z=8) in 64 frame(s)" in one_line_error(capsys, "train")
-    assert not (tmp_path / "run").exists()
-
-
-def test_train_cli_refuses_a_correlation_below_one(tmp_path, capsys):
-    assert train_main(["--data", str(DATA / "train_ethanol64.npz"), "--out", str(tmp_path / "run"),
-                       "--correlation", "0"]) == 2
-    assert "correlation must be at least 1, received 0" in one_line_error(capsys, "train")
-    assert not (tmp_path / "run").exists()
-
-
-def test_train_cli_refuses_a_radial_mlp_below_one(tmp_path, capsys):
-    assert train_main(["--data", str(DATA / "train_ethanol64.npz"), "--out", str(tmp_path / "run"),
-                       "--radial-mlp", "0"]) == 2
-    assert "radial_mlp must be None or at least 1, received 0" in one_line_error(capsys, "train")
+                       option, value]) == 2
+    assert message in one_line_error(capsys, "train")
     assert not (tmp_path / "run").exists()
