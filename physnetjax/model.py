@@ -88,6 +88,21 @@ class ZBLParameters(nn.Module):
         return a_coefficient, a_exponent, coefficients, exponents
 
 
+def _truncated_basis(basis, max_degree: int):
+    """The edge basis factors (angular, radial) with the harmonics of degree ≤ max_degree only.
+
+    ``basis`` is the factor pair or a function of per-edge data returning it (chunked
+    edges); the harmonics are ordered by degree, so degree ≤ L is the first (L+1)² columns.
+    """
+    def truncate(factors):
+        angular, radial = factors
+        return angular[..., : (max_degree + 1) ** 2], radial
+
+    if callable(basis):
+        return lambda edges: truncate(basis(edges))
+    return truncate(basis)
+
+
 class PhysNet(nn.Module):
     """PhysNet energy/forces/charges model (e3x message passing + physical pair terms).
 
@@ -139,6 +154,15 @@ class PhysNet(nn.Module):
       radial_mlp: width H of a two-layer radial perceptron in every message pass's filter
         (:class:`~physnetjax.message_pass.RadialFilter`; None: PhysNet's filter, linear in
         the radial basis).
+      message_degree: degree L_A ≥ max_degree of the edge harmonics and of each atom's
+        aggregated messages A in the first message pass (None → max_degree, PhysNet).
+        Above max_degree (which needs ``correlation > 1``), these messages carry degrees up
+        to L_A into the product basis, whose products couple them (as MACE's edge harmonics
+        of degree 3 with features of degree 1), and its output is truncated to max_degree,
+        so the per-atom features and the refinement keep their size. Only the first pass:
+        its inputs are the scalar embeddings, so each edge costs O((L_A+1)²) more; later
+        passes would couple degree-max_degree features with degree-L_A harmonics per edge
+        (2.5× the aspirin training step for L_A = 2, max_degree = 1, correlation = 3).
     """
 
     features: int = 32
@@ -168,6 +192,7 @@ class PhysNet(nn.Module):
     dispersion_trainable: bool = False
     correlation: int = 1
     radial_mlp: int | None = None
+    message_degree: int | None = None
 
     def _check_configuration(self):
         if self.efa:
@@ -198,6 +223,12 @@ class PhysNet(nn.Module):
             raise ValueError(f"correlation must be at least 1, received {self.correlation}")
         if self.radial_mlp is not None and self.radial_mlp < 1:
             raise ValueError(f"radial_mlp must be None or at least 1, received {self.radial_mlp}")
+        if self.message_degree is not None and self.message_degree < self.max_degree:
+            raise ValueError(f"message_degree must be None or at least max_degree = {self.max_degree}, "
+                             f"received {self.message_degree}")
+        if self._message_degree > self.max_degree and self.correlation < 2:
+            raise ValueError(f"message_degree {self.message_degree} > max_degree {self.max_degree} needs "
+                             "correlation >= 2: only the product basis couples the higher degrees")
         if self.features < 1 or self.num_basis_functions < 1 or self.max_degree < 0:
             raise ValueError(
                 "features and num_basis_functions must be >= 1 and max_degree >= 0, received "
@@ -253,13 +284,18 @@ class PhysNet(nn.Module):
         """Basis factors (angular (P, (L+1)²), radial (P, K)) of edges = (displacements (P, 3) Å, mask (P,))."""
         displacements, edge_mask = edges
         return edge_basis_factors(displacements, edge_mask, num=self.num_basis_functions,
-                                  max_degree=self.max_degree, cutoff=self.cutoff)
+                                  max_degree=self._message_degree, cutoff=self.cutoff)
+
+    @property
+    def _message_degree(self) -> int:
+        return self.max_degree if self.message_degree is None else self.message_degree
 
     def _atomic_features(self, atomic_numbers, displacements, edge_mask, dst_idx, src_idx):
         dtype = displacements.dtype
         edges = (displacements, edge_mask)
         pad_edges = (jnp.asarray([2.0 * self.cutoff, 0.0, 0.0], dtype), jnp.asarray(False))
         basis = self._edge_basis if self.edge_chunk_size is not None else self._edge_basis(edges)
+        feature_basis = _truncated_basis(basis, self.max_degree) if self._message_degree > self.max_degree else basis
         x = e3x.nn.Embed(
             num_embeddings=self.max_atomic_number + 1,
             features=self.features,
@@ -273,7 +309,8 @@ class PhysNet(nn.Module):
                                   edge_chunk_size=self.edge_chunk_size, dtype=dtype,
                                   param_dtype=self.param_dtype, radial_hidden_features=self.radial_mlp,
                                   name=f"MessagePass_{iteration}")(
-                x, basis, dst_idx=dst_idx, src_idx=src_idx, num_segments=atomic_numbers.shape[0],
+                x, basis if iteration == 0 else feature_basis, dst_idx=dst_idx, src_idx=src_idx,
+                num_segments=atomic_numbers.shape[0],
                 edges=edges, pad_edges=pad_edges)
             if products:
                 x = ProductBasis(self.correlation, max_degree=0 if last else self.max_degree, dtype=dtype,

@@ -164,6 +164,7 @@ def test_train_cli_refuses_a_frame_with_coincident_atoms(tmp_path, capsys):
     ("--max-atomic-number", "6", "element(s) O (Z=8) in 64 frame(s)"),  # the data hold O, the model embeds Z <= 6
     ("--correlation", "0", "correlation must be at least 1, received 0"),
     ("--radial-mlp", "0", "radial_mlp must be None or at least 1, received 0"),
+    ("--message-degree", "2", "message_degree 2 > max_degree 1 needs correlation >= 2"),
 ])
 def test_train_cli_refuses_bad_model_settings_before_writing(tmp_path, capsys, option, value, message):
     """One error line, exit 2, and no run directory left behind."""

@@ -221,8 +221,9 @@ def test_cli_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
 def test_settings_a_run_predates_count_as_their_defaults():
     """A state.json written before a setting existed resumes with that setting's default, and only with it."""
     recorded = LearnConfig().to_dict()
-    del recorded["correlation"], recorded["radial_mlp"]
+    del recorded["correlation"], recorded["radial_mlp"], recorded["message_degree"]
     assert LearnConfig().changed_from(recorded) == []
     assert LearnConfig(correlation=2).changed_from(recorded) == ["correlation"]
     assert LearnConfig(radial_mlp=16).changed_from(recorded) == ["radial_mlp"]
+    assert LearnConfig(message_degree=2).changed_from(recorded) == ["message_degree"]
     assert LearnConfig(features=16).changed_from(recorded) == ["features"]

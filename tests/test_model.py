@@ -23,9 +23,9 @@ FD_STEP = 1e-4  # Angstrom; central-difference truncation ~h^2 F''' and rounding
 
 
 def small_model(charges, zbl, **kwargs):
-    return PhysNet(features=8, max_degree=2, num_iterations=2, n_res=1, num_basis_functions=8,
-                   cutoff=4.0, charges=charges, zbl=zbl, zbl_cutoff=2.5,
-                   param_dtype=jnp.float64, **kwargs)
+    settings = dict(features=8, max_degree=2, num_iterations=2, n_res=1, num_basis_functions=8, cutoff=4.0,
+                    zbl_cutoff=2.5, param_dtype=jnp.float64)
+    return PhysNet(charges=charges, zbl=zbl, **{**settings, **kwargs})
 
 
 class Setup:

@@ -67,6 +67,7 @@ class LearnConfig:
     num_iterations: int = 2
     correlation: int = 1
     radial_mlp: Optional[int] = None
+    message_degree: Optional[int] = None
     num_basis_functions: int = 16
     cutoff: float = 5.0
     epochs: int = 40

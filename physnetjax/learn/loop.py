@@ -211,7 +211,7 @@ def round_train_config(config: LearnConfig, directory: Path, index: int, init_fr
     return TrainConfig(
         data=[str(directory / "data.npz")], valid=config.valid, test=0, features=config.features,
         max_degree=config.max_degree, num_iterations=config.num_iterations, correlation=config.correlation,
-        radial_mlp=config.radial_mlp,
+        radial_mlp=config.radial_mlp, message_degree=config.message_degree,
         num_basis_functions=config.num_basis_functions, cutoff=config.cutoff, epochs=epochs,
         batch_size=config.batch_size, learning_rate=config.learning_rate, max_time=config.max_time,
         seed=config.seed + index, ensemble=config.ensemble, out=str(directory / "train"),

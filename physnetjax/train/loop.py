@@ -125,7 +125,7 @@ def build_model(config: TrainConfig, max_atomic_number: int) -> PhysNet:
     """The PhysNet to train (no element energies: the trainer fits and adds them)."""
     return PhysNet(
         features=config.features, max_degree=config.max_degree, num_iterations=config.num_iterations,
-        correlation=config.correlation, radial_mlp=config.radial_mlp,
+        correlation=config.correlation, radial_mlp=config.radial_mlp, message_degree=config.message_degree,
         num_basis_functions=config.num_basis_functions, cutoff=config.cutoff,
         max_atomic_number=max_atomic_number, charges=config.charges, n_res=config.n_res, zbl=config.zbl,
         zbl_cutoff=config.zbl_cutoff,

@@ -1,0 +1,90 @@
+"""First-pass messages of a higher degree than the features (``message_degree`` L_A > ``max_degree``).
+
+The first pass's edge harmonics and aggregated messages go up to L_A, the product basis
+couples them, and the features handed to the refinement keep ``max_degree``. Checked:
+the parameter tree (which layers grow, which keep their size), that the highest degree
+reaches the energy, finite-difference forces, rotation/reflection/permutation invariance
+(the degree-L_A harmonics must rotate correctly), edge chunking, and checkpoints.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+from physnetjax import PhysNet, init_params
+
+from test_model import (assert_checkpoint_round_trip, assert_forces_equal_finite_differences,
+                        assert_rotation_and_permutation_invariant, setup_for)
+
+SETTINGS = dict(max_degree=1, message_degree=2, correlation=3)
+
+
+def test_message_degree_of_the_max_degree_is_physnet():
+    kwargs = dict(features=4, max_degree=1, num_iterations=2, n_res=1, num_basis_functions=5, cutoff=4.0,
+                  correlation=2)
+    plain, explicit = init_params(PhysNet(**kwargs), 0), init_params(PhysNet(message_degree=1, **kwargs), 0)
+    for a, b in zip(jax.tree_util.tree_leaves_with_path(plain), jax.tree_util.tree_leaves_with_path(explicit)):
+        assert a[0] == b[0]
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_higher_message_degree_grows_the_messages_not_the_features():
+    kwargs = dict(features=4, max_degree=1, num_iterations=2, n_res=1, num_basis_functions=5, cutoff=4.0)
+    plain = init_params(PhysNet(correlation=3, **kwargs), 0)["params"]
+    grown = init_params(PhysNet(correlation=3, message_degree=2, **kwargs), 0)["params"]
+    # first pass: filter (harmonics of degree 2) ⊗ embedding (degree 0) → messages of degree 2, whose
+    # products keep degree 2 until the last, truncated to the features' degree 1
+    assert set(grown["MessagePass_0"]["filter"]) == {"0+", "1-", "2+"}
+    assert grown["MessagePass_0"]["tensor"]["kernel"].shape == (1, 3, 1, 1, 1, 3, 4)
+    assert grown["ProductBasis_0"]["product_2"]["kernel"].shape == (1, 3, 1, 3, 1, 3, 4)
+    assert grown["ProductBasis_0"]["product_3"]["kernel"].shape == (1, 3, 1, 3, 1, 2, 4)
+    # later passes are PhysNet's: features and harmonics of degree 1
+    for name in ("MessagePass_1", "ProductBasis_1"):
+        assert jax.tree_util.tree_map(np.shape, grown[name]) == jax.tree_util.tree_map(np.shape, plain[name])
+    plain_shapes = {name: jax.tree_util.tree_map(np.shape, value) for name, value in plain.items()
+                    if name not in ("MessagePass_0", "ProductBasis_0")}
+    grown_shapes = {name: jax.tree_util.tree_map(np.shape, value) for name, value in grown.items()
+                    if name not in ("MessagePass_0", "ProductBasis_0")}
+    assert grown_shapes == plain_shapes  # embedding, refinement and heads keep max_degree's size
+    with pytest.raises(ValueError, match="message_degree must be None or at least max_degree = 1, received 0"):
+        init_params(PhysNet(message_degree=0, correlation=3, **kwargs))
+    with pytest.raises(ValueError, match="message_degree 2 > max_degree 1 needs correlation >= 2"):
+        init_params(PhysNet(message_degree=2, **kwargs))
+
+
+def test_the_highest_message_degree_reaches_the_energy(molecules):
+    """Zeroing the degree-2 filter kernels changes the energy: the l = 2 messages are used."""
+    setup = setup_for(False, False, **SETTINGS)
+    z, r = molecules["base_a"]
+    params = jax.tree_util.tree_map(lambda x: x, setup.params)
+    kernel = params["params"]["MessagePass_0"]["filter"]["2+"]["kernel"]
+    params["params"]["MessagePass_0"]["filter"]["2+"]["kernel"] = 0.0 * kernel
+    with_l2, without_l2 = setup.run(z, r), setup.apply(params, setup.batch(z, r))
+    assert abs(float(with_l2["energy"][0]) - float(without_l2["energy"][0])) > 1e-3
+
+
+@pytest.mark.parametrize("correlation", [2, 3])
+def test_forces_with_higher_message_degree_equal_finite_differences(molecules, correlation):
+    settings = {**SETTINGS, "correlation": correlation}
+    assert_forces_equal_finite_differences(setup_for(True, True, **settings), *molecules["base_a"])
+
+
+@pytest.mark.parametrize("reflect", [False, True])
+def test_higher_message_degree_keeps_rotation_reflection_and_permutation_invariance(molecules, reflect):
+    assert_rotation_and_permutation_invariant(setup_for(True, True, **SETTINGS), *molecules["base_a"], 5, reflect)
+
+
+def test_edge_chunks_give_the_same_model_with_higher_message_degree(molecules):
+    whole, chunked = setup_for(False, False, **SETTINGS), setup_for(False, False, edge_chunk_size=7, **SETTINGS)
+    z, r = molecules["ethanol"]
+    a, b = whole.run(z, r), chunked.apply(whole.params, chunked.batch(z, r))
+    np.testing.assert_allclose(float(b["energy"][0]), float(a["energy"][0]), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(b["forces"]), np.asarray(a["forces"]), atol=1e-11)
+
+
+def test_checkpoint_keeps_the_message_degree(tmp_path, molecules):
+    setup = setup_for(True, True, **SETTINGS)
+    assert assert_checkpoint_round_trip(setup, tmp_path / "model", *molecules["co2"]).message_degree == 2
+    config = setup.model.config()
+    del config["message_degree"]  # written before the option
+    assert PhysNet.from_config(config).message_degree is None
