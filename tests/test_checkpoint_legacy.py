@@ -139,7 +139,8 @@ def test_run_directory_uses_latest_epoch(tmp_path):
 
 def _write_legacy(directory: Path, raw: dict, attributes: dict) -> Path:
     tree = {"model_attributes": attributes, "params": raw["params"], "ema_params": raw["ema_params"], "epoch": 1}
-    ocp.PyTreeCheckpointer().save(directory.resolve(), tree)
+    with ocp.PyTreeCheckpointer() as checkpointer:  # closed here, not by the garbage collector after its loop
+        checkpointer.save(directory.resolve(), tree)
     return directory
 
 
