@@ -15,7 +15,7 @@ molecule, 6 n displaced geometries. Two ways of doing the same check are timed
 Both run :func:`~physnetjax.train.forcecheck.finite_difference_force_error` itself (the
 "before" one with an evaluator whose ``energies``/``evaluate_one`` fall back to
 ``evaluate``), so casting the parameters and building the evaluator are included.
-Model: the trainer's ``--preset accurate`` (features 64) and default (features 32)
+Model: PhysNet of features 64 (the first ``--preset accurate``'s width) and 32 (the default)
 sizes; ``--smoke``: features 8. Reported: median process CPU and wall time per check,
 and the largest difference between the two results (they must agree).
 

@@ -2,10 +2,14 @@
 
 import json
 import tomllib
+from pathlib import Path
 
+import numpy as np
 import pytest
 
+from physnetjax.checkpoint import load_checkpoint
 from physnetjax.cli_config import CONFIG_NAME
+from physnetjax.predict import predict
 from physnetjax.train import TrainConfig, loop
 from physnetjax.train.cli import main as train_main
 from physnetjax.train.config import PRESETS, preset_settings
@@ -27,11 +31,13 @@ def started(monkeypatch):
 def test_fast_is_the_defaults_and_accurate_is_the_larger_model():
     assert TrainConfig.from_preset("fast") == TrainConfig()
     accurate = TrainConfig.from_preset("accurate")
+    larger = dict(learning_rate=2.5e-3, correlation=3, radial_mlp=64, message_degree=2)
     assert (accurate.features, accurate.learning_rate, accurate.correlation) == (64, 2.5e-3, 3)
+    assert (accurate.radial_mlp, accurate.message_degree) == (64, 2)
     assert (TrainConfig().features, TrainConfig().learning_rate) == (32, 5e-3)
-    assert accurate == TrainConfig(features=64, learning_rate=2.5e-3, correlation=3)
-    assert TrainConfig.from_preset("accurate", features=48, epochs=3) == TrainConfig(features=48, learning_rate=2.5e-3,
-                                                                                     correlation=3, epochs=3)
+    assert (TrainConfig().radial_mlp, TrainConfig().message_degree) == (None, None)
+    assert accurate == TrainConfig(features=64, **larger)
+    assert TrainConfig.from_preset("accurate", features=48, epochs=3) == TrainConfig(features=48, epochs=3, **larger)
     with pytest.raises(ValueError, match=r"preset must be one of \('fast', 'accurate'\), received 'best'"):
         preset_settings("best")
     assert PRESETS["fast"] == {}
@@ -70,5 +76,24 @@ def test_unknown_preset_and_a_preset_contradicting_a_resumed_run_are_clear_error
     run_fast.mkdir()
     TrainConfig().save(run_fast / "config.json")
     assert train_main(["--resume", str(run_fast), "--preset", "accurate"]) == 2
-    assert "cannot change ['correlation', 'features', 'learning_rate']" in capsys.readouterr().err
+    assert ("cannot change ['correlation', 'features', 'learning_rate', 'message_degree', 'radial_mlp']"
+            in capsys.readouterr().err)
     assert json.loads((run_fast / "config.json").read_text())["features"] == 32
+
+
+def test_accurate_preset_trains_and_its_checkpoint_predicts(tmp_path):
+    """A real (tiny) run of the accurate model: products, radial perceptron and degree-2 messages
+    pass the trainer's float64 force check, and the saved checkpoint rebuilds the same model."""
+    data = Path(__file__).parent / "data" / "train_ethanol64.npz"
+    out = tmp_path / "run"
+    assert train_main(["--data", str(data), "--out", str(out), "--preset", "accurate", "--features", "4",
+                       "--radial-mlp", "4", "--num-basis-functions", "4", "--train", "8", "--valid", "4",
+                       "--test", "4", "--epochs", "1", "--batch-size", "4", "--no-progress", "--no-plots",
+                       "--quiet"]) == 0
+    model, params, _ = load_checkpoint(out / "best")
+    assert (model.correlation, model.radial_mlp, model.message_degree, model.max_degree) == (3, 4, 2, 1)
+    assert params["params"]["MessagePass_0"]["filter"]["2+"]["kernel"].shape == (4, 4)
+    with np.load(data) as frames:
+        n = int(frames["N"][0])
+        result = predict(model, params, frames["Z"][0, :n], frames["R"][0, :n])
+    assert np.all(np.isfinite(result["forces"])) and np.isfinite(result["energy"]).all()
