@@ -81,6 +81,7 @@ def test_unknown_preset_and_a_preset_contradicting_a_resumed_run_are_clear_error
     assert json.loads((run_fast / "config.json").read_text())["features"] == 32
 
 
+@pytest.mark.slow
 def test_accurate_preset_trains_and_its_checkpoint_predicts(tmp_path):
     """A real (tiny) run of the accurate model: products, radial perceptron and degree-2 messages
     pass the trainer's float64 force check, and the saved checkpoint rebuilds the same model."""

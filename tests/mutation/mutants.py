@@ -140,7 +140,7 @@ MUTANTS = (
            'shifts = jnp.einsum("pi,pij->pj", shifts, deformation[segments[dst_idx]])', "shifts = shifts",
            PERIODIC, "strain deforms positions but not the periodic image shifts"),
     Mutant("message_direction", "physnetjax/model.py",
-           "x, basis, dst_idx=dst_idx, src_idx=src_idx,", "x, basis, dst_idx=src_idx, src_idx=dst_idx,",
+           "dst_idx=dst_idx, src_idx=src_idx,", "dst_idx=src_idx, src_idx=dst_idx,",
            LEGACY + MESSAGES, "messages flow j → i along reversed edge vectors"),
     Mutant("strain_not_symmetrised", "physnetjax/model.py",
            "deformation = jnp.eye(3, dtype=positions.dtype) + 0.5 * (strain + jnp.swapaxes(strain, -1, -2))",
