@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--radial-mlp", type=int, default=d.radial_mlp,
         help="width of a two-layer radial perceptron in each filter (default: none, linear filter)")
     add("--message-degree", type=int, default=d.message_degree,
-        help="degree of the edge harmonics and aggregated messages (>= --max-degree, needs --correlation >= 2; "
-             "default: --max-degree)")
+        help="degree of the first message pass's edge harmonics and messages (>= --max-degree, needs "
+             "--correlation >= 2; default: --max-degree)")
     add("--num-basis-functions", type=int, default=d.num_basis_functions)
     add("--cutoff", type=float, default=d.cutoff, help="Å")
     add("--epochs", type=int, default=d.epochs, help="epochs of round 0")

@@ -46,8 +46,8 @@ HELP = {
     "num_iterations": "message-passing iterations (interaction blocks)",
     "correlation": "product order of each atom's messages (1: PhysNet; 2-3: higher body order, MACE-like)",
     "radial_mlp": "width of a two-layer radial perceptron in each filter (default: none, PhysNet's linear filter)",
-    "message_degree": "degree of the edge harmonics and aggregated messages, >= --max-degree; higher degrees reach "
-                      "the product basis and are truncated after it (default: --max-degree)",
+    "message_degree": "degree of the first message pass's edge harmonics and messages, >= --max-degree; higher "
+                      "degrees reach the product basis and are truncated after it (default: --max-degree)",
     "num_basis_functions": "radial basis functions per pair distance",
     "cutoff": "message-passing cutoff radius in Å",
     "n_res": "residual blocks in each refinement",
