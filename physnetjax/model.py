@@ -194,7 +194,8 @@ class PhysNet(nn.Module):
     radial_mlp: int | None = None
     message_degree: int | None = None
 
-    def _check_configuration(self):
+    def check_configuration(self):
+        """Raise ValueError (NotImplementedError for unsupported options) naming any inconsistent setting."""
         if self.efa:
             raise NotImplementedError(
                 "efa=True (Euclidean fast attention) is not supported by physnetjax"
@@ -515,7 +516,7 @@ class PhysNet(nn.Module):
             periodic cell. Under ``jit`` these checks are skipped (build lists with the
             builders in :mod:`physnetjax.neighbors`, which check them).
         """
-        self._check_configuration()
+        self.check_configuration()
         positions = jnp.asarray(positions)
         if not jnp.issubdtype(positions.dtype, jnp.floating):
             positions = positions.astype(jnp.result_type(float))

@@ -208,6 +208,7 @@ def test_cli_loop_with_gfn2_xtb_labels(tmp_path, capsys):
     (["--md-steps", "25", "--save-every", "10"], "must be a multiple of save_every"),
     (["--min-rmsd", "0"], "min_rmsd must be > 0"),
     (["--min-distance", "-1"], "min_distance must be >= 0"),
+    (["--message-degree", "2"], "message_degree 2 > max_degree 1 needs correlation >= 2"),
 ])
 def test_cli_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
     from physnetjax.learn.__main__ import main
@@ -225,5 +226,5 @@ def test_settings_a_run_predates_count_as_their_defaults():
     assert LearnConfig().changed_from(recorded) == []
     assert LearnConfig(correlation=2).changed_from(recorded) == ["correlation"]
     assert LearnConfig(radial_mlp=16).changed_from(recorded) == ["radial_mlp"]
-    assert LearnConfig(message_degree=2).changed_from(recorded) == ["message_degree"]
+    assert LearnConfig(message_degree=1).changed_from(recorded) == ["message_degree"]
     assert LearnConfig(features=16).changed_from(recorded) == ["features"]

@@ -87,6 +87,11 @@ class LearnConfig:
         for name in ("select", "md_steps", "save_every", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, received {getattr(self, name)}")
+        from physnetjax.model import PhysNet
+
+        PhysNet(features=self.features, max_degree=self.max_degree, num_iterations=self.num_iterations,
+                correlation=self.correlation, radial_mlp=self.radial_mlp, message_degree=self.message_degree,
+                num_basis_functions=self.num_basis_functions, cutoff=self.cutoff).check_configuration()
         if self.md_steps % self.save_every:
             raise ValueError(f"md_steps ({self.md_steps}) must be a multiple of save_every ({self.save_every})")
         if self.ensemble < 2:
