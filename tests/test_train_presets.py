@@ -31,8 +31,8 @@ def started(monkeypatch):
 def test_fast_is_the_defaults_and_accurate_is_the_larger_model():
     assert TrainConfig.from_preset("fast") == TrainConfig()
     accurate = TrainConfig.from_preset("accurate")
-    larger = dict(learning_rate=2.5e-3, correlation=3, radial_mlp=64, message_degree=2)
-    assert (accurate.features, accurate.learning_rate, accurate.correlation) == (64, 2.5e-3, 3)
+    larger = dict(correlation=3, radial_mlp=64, message_degree=2)
+    assert (accurate.features, accurate.learning_rate, accurate.correlation) == (64, 5e-3, 3)
     assert (accurate.radial_mlp, accurate.message_degree) == (64, 2)
     assert (TrainConfig().features, TrainConfig().learning_rate) == (32, 5e-3)
     assert (TrainConfig().radial_mlp, TrainConfig().message_degree) == (None, None)
@@ -58,7 +58,7 @@ def test_preset_is_overridden_by_file_and_command_line(started, tmp_path, argv, 
         argv = [*argv, "--config", str(tmp_path / "run.toml")]
     assert train_main([*argv, "--quiet"]) == 0
     assert started["config"].features == features
-    assert started["config"].learning_rate == (2.5e-3 if preset == "accurate" else 5e-3)
+    assert started["config"].correlation == (3 if preset == "accurate" else 1)
     resolved = tomllib.loads((tmp_path / CONFIG_NAME).read_text())
     assert resolved["preset"] == preset and resolved["features"] == features
 
@@ -76,7 +76,7 @@ def test_unknown_preset_and_a_preset_contradicting_a_resumed_run_are_clear_error
     run_fast.mkdir()
     TrainConfig().save(run_fast / "config.json")
     assert train_main(["--resume", str(run_fast), "--preset", "accurate"]) == 2
-    assert ("cannot change ['correlation', 'features', 'learning_rate', 'message_degree', 'radial_mlp']"
+    assert ("cannot change ['correlation', 'features', 'message_degree', 'radial_mlp']"
             in capsys.readouterr().err)
     assert json.loads((run_fast / "config.json").read_text())["features"] == 32
 

@@ -110,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "schedule, RNG, epoch, best metric, split); may change --epochs/--max-time/--patience")
     parser.add_argument("--preset", choices=tuple(PRESETS),
                         help="named settings, overridden by any option given (with --resume they must match the "
-                             "run's): fast = the standard settings; accurate = --features 64 --learning-rate 2.5e-3 "
-                             "--correlation 3 --radial-mlp 64 --message-degree 2 (4-6x the cost per sample, lower "
+                             "run's): fast = the standard settings; accurate = --features 64 --correlation 3 "
+                             "--radial-mlp 64 --message-degree 2 (4-6x the cost per sample, lower "
                              "errors from a few minutes of training on) "
                              "(default: fast)")
     defaults = TrainConfig()

@@ -20,20 +20,20 @@ LOSSES = ("mse", "mae")
 BEST_METRICS = ("loss", "energy_mae", "forces_mae", "energy_rmse", "forces_rmse", "dipole_mae")
 PRESETS = {
     "fast": {},
-    "accurate": {"features": 64, "learning_rate": 2.5e-3, "correlation": 3, "radial_mlp": 64, "message_degree": 2},
+    "accurate": {"features": 64, "correlation": 3, "radial_mlp": 64, "message_degree": 2},
 }
 """Named starting points of a run's settings (``--preset``); any option given explicitly overrides them.
 
 * ``fast`` is :class:`TrainConfig`'s defaults: features 32 (8.9k parameters on CHO), the
   README's main job and the best forces per training sample in the defaults study
   (benchmarks/README.md, "Defaults study").
-* ``accurate``: features 64 at learning rate 2.5e-3 with the product basis of correlation 3
+* ``accurate``: features 64 with the product basis of correlation 3
   (:mod:`physnetjax.product_basis`), a radial perceptron of width 64 in the filters and
-  degree-2 messages in the first pass (102k parameters): 4-6x the CPU time per training
-  sample of ``fast`` and lower test errors from a 240 s budget on (benchmarks/README.md,
-  "Messages of degree 2 in the first pass"): test force MAE at 240 s ethanol 0.0126, aspirin
-  0.0411 eV/Å; at 1,200 s 0.0059 and 0.0207 (the earlier preset, correlation 3 alone: 0.0126,
-  0.0443, 0.00839, 0.0268).
+  degree-2 messages in the first pass (102k parameters), at the default learning rate 5e-3:
+  4-6x the CPU time per training sample of ``fast`` and lower test errors from a 240 s budget
+  on (benchmarks/README.md, "Messages of degree 2 in the first pass"): test force MAE at 240 s
+  ethanol 0.0108, aspirin 0.0411 eV/Å (at 2.5e-3); at 1,200 s 0.0064 and 0.0193 / 0.0216
+  (seeds 0 / 1).
 """
 
 
