@@ -31,9 +31,8 @@ PRESETS = {
   (:mod:`physnetjax.product_basis`), a radial perceptron of width 64 in the filters and
   degree-2 messages in the first pass (102k parameters), at the default learning rate 5e-3:
   4-6x the CPU time per training sample of ``fast`` and lower test errors from a 240 s budget
-  on (benchmarks/README.md, "Messages of degree 2 in the first pass"): test force MAE at 240 s
-  ethanol 0.0108, aspirin 0.0411 eV/Å (at 2.5e-3); at 1,200 s 0.0064 and 0.0193 / 0.0216
-  (seeds 0 / 1).
+  on (benchmarks/README.md, "The preset at learning rate 5e-3"): test force MAE at 240 s
+  ethanol 0.0108, aspirin 0.0382 eV/Å; at 1,200 s 0.0064 and 0.0191 / 0.0216 (seeds 0 / 1).
 """
 
 
