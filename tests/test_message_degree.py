@@ -56,8 +56,11 @@ def test_the_highest_message_degree_reaches_the_energy(molecules):
     assert abs(float(with_l2["energy"][0]) - float(without_l2["energy"][0])) > 1e-3
 
 
-def test_forces_with_higher_message_degree_equal_finite_differences(molecules):
-    assert_forces_equal_finite_differences(setup_for(True, True, **SETTINGS), *molecules["base_a"])
+@pytest.mark.parametrize("correlation", [2, 3])
+def test_forces_with_higher_message_degree_equal_finite_differences(molecules, correlation):
+    """ν = 3 shares the other tests' setup; ν = 2 truncates the degree-2 messages in its last product."""
+    settings = {**SETTINGS, "correlation": correlation}
+    assert_forces_equal_finite_differences(setup_for(True, True, **settings), *molecules["base_a"])
 
 
 @pytest.mark.parametrize("reflect", [False, True])
