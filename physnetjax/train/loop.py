@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import json
 import logging
 import math
@@ -97,7 +96,6 @@ from physnetjax.train.ensemble import (
 from physnetjax.train.forcecheck import ForceCheckError, finite_difference_force_error
 from physnetjax.train.loss import TERMS, loss_from_sums, loss_weights, metrics_from_totals
 from physnetjax.train.optim import Plateau, init_state, make_optimizer, make_schedule, make_steps, step_functions
-from physnetjax.train.member_groups import GroupedStep, concatenated, member_groups
 from physnetjax.train.parallel import device_mesh, replicate, shard_batch, shard_member_batch
 from physnetjax.train.stages import epoch_run_progress, in_final_stage
 from physnetjax.validation import TRAINED_ELEMENTS_KEY, element
@@ -234,15 +232,6 @@ class Trainer:
             stage_config = dataclasses.replace(step_config, energy_weight=config.final_energy_weight)
             final_steps = _compiled(self.model, stage_config, self.steps_per_epoch, self.shapes)
             self.final_train_step = final_steps[5] if device_train_step is not None else final_steps[2]
-        self.groups = member_groups(self.size)
-        if self.groups > 1:
-            logger.info("ensemble: %d members stepped as %d concurrent groups of %d (CPU)", self.size, self.groups,
-                        self.size // self.groups)
-            stacked = (False, True) if device_train_step is not None else (True, True)
-            put = functools.partial(shard_member_batch, mesh=self.mesh)
-            self.train_step = GroupedStep(self.train_step, self.groups, stacked, put)
-            if self.final_train_step is not None:
-                self.final_train_step = GroupedStep(self.final_train_step, self.groups, stacked, put)
         self.writer = BackgroundWriter()
         self.unwritten_best = self.unwritten_latest = None
         self.last_write = time.monotonic()
@@ -412,7 +401,7 @@ class Trainer:
                 yield self.device_frames, shard_batch(rows, self.mesh)
             return
         for rows in np.stack(per_member, axis=1):
-            yield self.device_frames, self._member_input(rows)
+            yield self.device_frames, shard_member_batch(rows, self.mesh)
 
     def training_batches(self):
         """This epoch's training batches: shuffled with (seed, epoch), or per member stacked (K, D, ...)."""
@@ -421,12 +410,7 @@ class Trainer:
             return
         for batch, labels in member_batches(self.dataset, self.member_frames, self.seeds, self.epoch, self.energies,
                                             self.model, self.config.batch_size, self.shapes):
-            yield self._member_input(batch), self._member_input(labels), labels
-
-    def _member_input(self, tree):
-        """A member-stacked (K, D, ...) host input: sharded for one ensemble call, kept on the host for the groups
-        of a :class:`~physnetjax.train.member_groups.GroupedStep` (which place their own slices)."""
-        return tree if self.groups > 1 else shard_member_batch(tree, self.mesh)
+            yield shard_member_batch(batch, self.mesh), shard_member_batch(labels, self.mesh), labels
 
     def steps_done(self) -> int:
         """Optimiser steps taken (every member takes the same number)."""
@@ -660,7 +644,6 @@ class Trainer:
         timed = self.budget is not None and first
         steps_before = self.steps_done() if self.final_train_step is not None else 0
         start, step_times = self.clock(), []
-        state = self.train_step.split(self.state) if self.groups > 1 else self.state
         for k, (batch, labels) in enumerate(self.training_inputs(), start=1):
             if self.budget is not None:
                 first_epoch_estimate = None
@@ -674,7 +657,7 @@ class Trainer:
             step = self.train_step
             if self.final_train_step is not None and in_final_stage(progress_k, self.config.final_stage):
                 step = self.final_train_step
-            state, loss, norm = step(state, batch, labels, scale)
+            self.state, loss, norm = step(self.state, batch, labels, scale)
             losses.append(loss)
             norms.append(norm)
             if timed:
@@ -684,11 +667,6 @@ class Trainer:
                 progress.advance(task)
         if progress:
             progress.remove_task(task)
-        if self.groups > 1:
-            self.state = self.train_step.join(state)
-            losses, norms = concatenated(losses), concatenated(norms)
-        else:
-            self.state = state
         losses = np.asarray(jax.device_get(losses), np.float64).reshape(len(losses), self.size)
         norms = np.asarray(jax.device_get(norms), np.float64).reshape(len(norms), self.size)
         self.member_train = [{"train_loss": float(np.mean(losses[:, k])), "grad_norm": float(np.mean(norms[:, k]))}
