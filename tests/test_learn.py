@@ -228,3 +228,20 @@ def test_settings_a_run_predates_count_as_their_defaults():
     assert LearnConfig(radial_mlp=16).changed_from(recorded) == ["radial_mlp"]
     assert LearnConfig(message_degree=1).changed_from(recorded) == ["message_degree"]
     assert LearnConfig(features=16).changed_from(recorded) == ["features"]
+
+
+def test_the_loops_model_settings_reach_the_trainer_unchanged(tmp_path):
+    """Every architecture setting of the loop is a PhysNet keyword and is passed to each round's trainer as set."""
+    import dataclasses
+
+    from physnetjax.learn.config import MODEL_SETTINGS
+    from physnetjax.model import PhysNet
+    from physnetjax.train import TrainConfig
+
+    assert set(MODEL_SETTINGS) <= {f.name for f in dataclasses.fields(PhysNet)}
+    assert set(MODEL_SETTINGS) <= {f.name for f in dataclasses.fields(TrainConfig)}
+    changed = dict(features=16, max_degree=2, num_iterations=3, correlation=3, radial_mlp=8, message_degree=3,
+                   num_basis_functions=12, cutoff=4.5)
+    assert set(changed) == set(MODEL_SETTINGS)
+    config = learn_loop.round_train_config(LearnConfig(out=str(tmp_path), **changed), tmp_path, 1, None)
+    assert {name: getattr(config, name) for name in MODEL_SETTINGS} == changed

@@ -56,7 +56,7 @@ def test_radial_mlp_adds_only_its_kernels_and_off_is_physnet():
         init_params(PhysNet(radial_mlp=0, **kwargs))
 
 
-@pytest.mark.parametrize("correlation", [1, 3])
+@pytest.mark.parametrize("correlation", [pytest.param(1, marks=pytest.mark.slow), 3])  # 3 runs the same MLP
 def test_forces_with_radial_mlp_equal_finite_differences(molecules, correlation):
     assert_forces_equal_finite_differences(setup_for(True, True, correlation=correlation, radial_mlp=6),
                                            *molecules["base_a"])

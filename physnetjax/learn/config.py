@@ -10,6 +10,9 @@ from physnetjax.md.ensembles import ENSEMBLES
 SELECTIONS = ("uncertain-diverse", "random")
 RESUME_CHANGES = ("rounds", "progress")
 """Settings a resumed run may change (more rounds); any other would mix two different runs."""
+MODEL_SETTINGS = ("features", "max_degree", "num_iterations", "correlation", "radial_mlp", "message_degree",
+                  "num_basis_functions", "cutoff")
+"""The architecture settings of the loop's ensembles: PhysNet keywords of the same name, passed on to the trainer."""
 
 
 @dataclasses.dataclass
@@ -89,9 +92,7 @@ class LearnConfig:
                 raise ValueError(f"{name} must be >= 1, received {getattr(self, name)}")
         from physnetjax.model import PhysNet
 
-        PhysNet(features=self.features, max_degree=self.max_degree, num_iterations=self.num_iterations,
-                correlation=self.correlation, radial_mlp=self.radial_mlp, message_degree=self.message_degree,
-                num_basis_functions=self.num_basis_functions, cutoff=self.cutoff).check_configuration()
+        PhysNet(**self.model_settings()).check_configuration()
         if self.md_steps % self.save_every:
             raise ValueError(f"md_steps ({self.md_steps}) must be a multiple of save_every ({self.save_every})")
         if self.ensemble < 2:
@@ -119,6 +120,10 @@ class LearnConfig:
             raise ValueError(f"test_frames must be >= 0, received {self.test_frames}")
         if self.retrain_epochs is not None and self.retrain_epochs < 1:
             raise ValueError(f"retrain_epochs must be >= 1, received {self.retrain_epochs}")
+
+    def model_settings(self) -> dict:
+        """The architecture settings (:data:`MODEL_SETTINGS`) by name."""
+        return {name: getattr(self, name) for name in MODEL_SETTINGS}
 
     def to_dict(self) -> dict:
         settings = dataclasses.asdict(self)

@@ -209,10 +209,7 @@ def round_train_config(config: LearnConfig, directory: Path, index: int, init_fr
     """
     epochs = config.epochs if index == 0 or config.retrain_epochs is None else config.retrain_epochs
     return TrainConfig(
-        data=[str(directory / "data.npz")], valid=config.valid, test=0, features=config.features,
-        max_degree=config.max_degree, num_iterations=config.num_iterations, correlation=config.correlation,
-        radial_mlp=config.radial_mlp, message_degree=config.message_degree,
-        num_basis_functions=config.num_basis_functions, cutoff=config.cutoff, epochs=epochs,
+        data=[str(directory / "data.npz")], valid=config.valid, test=0, **config.model_settings(), epochs=epochs,
         batch_size=config.batch_size, learning_rate=config.learning_rate, max_time=config.max_time,
         seed=config.seed + index, ensemble=config.ensemble, out=str(directory / "train"),
         init_from=None if init_from is None else str(init_from), progress=config.progress, plots=False)
