@@ -3,6 +3,7 @@ labelling and resumed, round 0 is not retrained and the run ends where an uninte
 report, plot and state; a run directory with other settings is refused. Slow: uninterrupted equals resumed
 frame for frame, and a GFN2-xTB (tblite) run."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,8 +15,11 @@ import physnetjax.learn.loop as learn_loop
 from physnetjax.data import bundled_dataset_path, load_dataset
 from physnetjax.errors import PhysNetInputError
 from physnetjax.learn import LearnConfig, run_learning
+from physnetjax.learn.config import MODEL_SETTINGS
 from physnetjax.learn.frames import labelled_frames, save_frames
 from physnetjax.learn.state import read_state, write_state
+from physnetjax.model import PhysNet
+from physnetjax.train import TrainConfig
 
 SPRING = 5.0  # eV/Å², stub labeller
 
@@ -232,12 +236,6 @@ def test_settings_a_run_predates_count_as_their_defaults():
 
 def test_the_loops_model_settings_reach_the_trainer_unchanged(tmp_path):
     """Every architecture setting of the loop is a PhysNet keyword and is passed to each round's trainer as set."""
-    import dataclasses
-
-    from physnetjax.learn.config import MODEL_SETTINGS
-    from physnetjax.model import PhysNet
-    from physnetjax.train import TrainConfig
-
     assert set(MODEL_SETTINGS) <= {f.name for f in dataclasses.fields(PhysNet)}
     assert set(MODEL_SETTINGS) <= {f.name for f in dataclasses.fields(TrainConfig)}
     changed = dict(features=16, max_degree=2, num_iterations=3, correlation=3, radial_mlp=8, message_degree=3,
