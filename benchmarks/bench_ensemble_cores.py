@@ -14,6 +14,9 @@ size of XLA's intra-op thread pool) and the number of host devices
   :func:`physnetjax.train.ensemble.make_ensemble_steps`; inference: the members mapped,
   :class:`~physnetjax.ensemble.PhysNetEnsemble`);
 * ``K, 1 core``: the same, pinned to core 0 (its work without any use of the second core);
+* ``one + one, pinned processes``: two worker processes, pinned to core 0 and core 1,
+  each running one model, started together: how much two executions at once slow each
+  other down (against ``one, 1 core``; 1 would be no interference);
 * ``K/2 + K/2, pinned processes``: two worker processes, pinned to core 0 and core 1,
   each running the shipped call for half of the members, started together; the time is
   the slower one's. Members on separate cores share nothing: the fastest arrangement of
@@ -52,6 +55,7 @@ CONFIGS = {  # name: (members in the worker, affinity or None, host devices, thr
     "one, 1 core": (1, {0}, 1, 1),
     "K, 2 cores": (MEMBERS, None, 1, 1),
     "K, 1 core": (MEMBERS, {0}, 1, 1),
+    "one + one, pinned processes": (1, "pair", 1, 1),
     "K/2 + K/2, pinned processes": (MEMBERS // 2, "pair", 1, 1),
     "K, 2 host devices": (MEMBERS, None, 2, 1),
     "K, 2 threads": (MEMBERS, None, 1, 2),
