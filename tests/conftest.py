@@ -6,8 +6,9 @@ float64; float32 paths are exercised by passing float32 arrays/params explicitly
 XLA's LLVM backend runs at optimisation level 0 in the tests
 (``--xla_backend_optimization_level=0``, unless ``XLA_FLAGS`` already sets a level):
 the suite compiles hundreds of small programs and runs most of them a few times, so
-compilation dominates (2026-12-02, 2 idle cores, one run after the other: 6 min 43 s
-at level 0 against 8 min 41 s at the default level 3; single files 15-45 % faster).
+compilation dominates (2026-12-02, 2 idle cores, two pairs of runs one after the
+other: 6 min 43 s at level 0 against 8 min 41 s at the default level 3, and 10 min 46 s
+against 15 min 37 s; single files 15-45 % faster).
 XLA's own graph optimisations (fusion, algebraic simplification) still run; only
 LLVM's optimisation of each kernel's machine code is skipped. The kernels compute
 the same operations; where LLVM would vectorise a reduction, the order of its sums,
