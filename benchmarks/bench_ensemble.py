@@ -15,8 +15,8 @@ work; steadier than wall time on a shared machine) and wall time:
   Python loop at trace time), which leaves XLA free to run independent members side by
   side on the 2 cores, for comparison.
 
-The training steps of all variants are compiled as the trainer compiles them
-(:func:`physnetjax.train.jit_steps.jit_step`); the inference calls with plain ``jax.jit``.
+All calls are compiled as the library compiles them (:func:`physnetjax.compilation.jit`, YNNPACK
+fusions off; the inference calls used plain ``jax.jit`` before 2026-12-02).
 
 Training: the default trainer model (features 32, max_degree 1, 2 iterations;
 ``--smoke``: features 8, 1 iteration) on the bundled ethanol set, ``steps`` jitted
@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from common import interleaved_times, parse_args, publish, table
+from physnetjax import compilation
 from physnetjax.data import bundled_dataset_path, fit_element_energies, load_dataset, shifted_energies
 from physnetjax.ensemble import PhysNetEnsemble, map_members, stack_members
 from physnetjax.neighbors import apply_batch, batch_molecules, model_pair_cutoff
@@ -46,7 +47,6 @@ from physnetjax.predict import init_params
 from physnetjax.train.batching import batch_shapes
 from physnetjax.train.config import TrainConfig
 from physnetjax.train.ensemble import make_ensemble_steps, member_batches, member_seeds
-from physnetjax.train.jit_steps import jit_step
 from physnetjax.train.loop import build_model
 from physnetjax.train.loss import loss_weights
 from physnetjax.train.optim import init_state, make_optimizer, make_schedule, make_steps, step_functions
@@ -86,10 +86,10 @@ def training_calls(data, energies, model, config, members: int, steps: int) -> t
     single = [jax.tree_util.tree_map(lambda x: x[0], batch) for batch in stacked]
     one_step = make_steps(model, optimizer, weights, config.loss, config.ema_decay)[0]
     single_step = step_functions(model, optimizer, weights, config.loss, config.ema_decay)[0]
-    mapped_step = jit_step(lambda state, batch, labels, scale: map_members(
+    mapped_step = compilation.jit(lambda state, batch, labels, scale: map_members(
         lambda member: single_step(*member, scale), (state, batch, labels)), donate_argnums=0)
     vmapped_step = make_ensemble_steps(model, optimizer, weights, config.loss, config.ema_decay)[0]
-    unrolled_step = jit_step(lambda state, batch, labels, scale: unrolled(
+    unrolled_step = compilation.jit(lambda state, batch, labels, scale: unrolled(
         lambda member, s: single_step(*member, s), (state, batch, labels), scale), donate_argnums=0)
     params = stack_members([init_params(model, s) for s in seeds])
     scale = jnp.ones((), jnp.float32)
@@ -128,10 +128,10 @@ def inference_calls(data, model, members: int, molecules: int) -> tuple[dict, di
     def vmapped(p, b):
         return jax.vmap(lambda member: apply_batch(model, member, b)["forces"])(p)
 
-    plans = {"one": (jax.jit(lambda p, b: apply_batch(model, p, b)["forces"]), init_params(model, 0)),
-             "K mapped": (jax.jit(lambda p, b: apply_batch(ensemble, p, b)["forces"]), params),
-             "K vmapped": (jax.jit(lambda p, b: jnp.mean(vmapped(p, b), axis=0)), params),
-             "K unrolled": (jax.jit(lambda p, b: jnp.mean(unrolled(
+    plans = {"one": (compilation.jit(lambda p, b: apply_batch(model, p, b)["forces"]), init_params(model, 0)),
+             "K mapped": (compilation.jit(lambda p, b: apply_batch(ensemble, p, b)["forces"]), params),
+             "K vmapped": (compilation.jit(lambda p, b: jnp.mean(vmapped(p, b), axis=0)), params),
+             "K unrolled": (compilation.jit(lambda p, b: jnp.mean(unrolled(
                  lambda member: apply_batch(model, member, b)["forces"], p), axis=0)), params)}
     calls = {name: (lambda f=f, p=p: jax.block_until_ready(f(p, batch))) for name, (f, p) in plans.items()}
     return calls, {name: None if name == "K mapped" else compiled_flops(f, p, batch) for name, (f, p) in plans.items()}

@@ -71,6 +71,7 @@ def worker(task: str, members: int, devices: int, threads: int, start: float, re
     import numpy as np
     from jax.sharding import Mesh, PartitionSpec
 
+    from physnetjax import compilation
     from physnetjax.data import bundled_dataset_path, fit_element_energies, load_dataset, shifted_energies
     from physnetjax.ensemble import PhysNetEnsemble, stack_members
     from physnetjax.neighbors import apply_batch, batch_molecules, model_pair_cutoff
@@ -78,7 +79,6 @@ def worker(task: str, members: int, devices: int, threads: int, start: float, re
     from physnetjax.train.batching import batch_shapes
     from physnetjax.train.config import TrainConfig
     from physnetjax.train.ensemble import ensemble_step_functions, make_ensemble_steps, member_batches, member_seeds
-    from physnetjax.train.jit_steps import jit_step
     from physnetjax.train.loop import build_model
     from physnetjax.train.loss import loss_weights
     from physnetjax.train.optim import init_state, make_optimizer, make_schedule, make_steps
@@ -112,21 +112,21 @@ def worker(task: str, members: int, devices: int, threads: int, start: float, re
                                 model.cutoff, pair_cutoff=model_pair_cutoff(model), dtype=np.float32)
         if members == 1:
             states = [params]
-            step = jax.jit(lambda p: apply_batch(model, p, batch)["forces"])
+            step = compilation.jit(lambda p: apply_batch(model, p, batch)["forces"])
         else:
             ensemble = PhysNetEnsemble(member=model, size=members // groups)
             states = [params]
-            step = jax.jit(lambda p: apply_batch(ensemble, p, batch)["forces"])
+            step = compilation.jit(lambda p: apply_batch(ensemble, p, batch)["forces"])
     if devices > 1:
         mesh = Mesh(np.asarray(jax.devices()[:devices]), ("members",))
         spec = PartitionSpec("members")
-        if task == "training":  # the trainer's compilation (jit_step) of the ensemble step, split by shard_map
-            step = jit_step(jax.shard_map(ensemble_step_functions(*args)[0], mesh=mesh,
-                                          in_specs=(spec, spec, spec, PartitionSpec()),
-                                          out_specs=(spec, spec, spec), check_vma=False), donate_argnums=0)
+        if task == "training":  # the trainer's ensemble step, split by shard_map
+            step = compilation.jit(jax.shard_map(ensemble_step_functions(*args)[0], mesh=mesh,
+                                                 in_specs=(spec, spec, spec, PartitionSpec()),
+                                                 out_specs=(spec, spec, spec), check_vma=False), donate_argnums=0)
         else:
             member_call = lambda p: apply_batch(ensemble, p, batch)["forces"]  # noqa: E731
-            step = jax.jit(jax.shard_map(member_call, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False))
+            step = compilation.jit(jax.shard_map(member_call, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False))
     elif threads > 1:
         half = members // threads
         states = [jax.tree_util.tree_map(lambda x, k=k: x[k * half:(k + 1) * half], states[0]) for k in range(threads)]

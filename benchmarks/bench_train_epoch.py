@@ -27,7 +27,7 @@ Writes ``bench_train_epoch.json`` (``bench_train_epoch_<data>.json`` for another
 
 ``--data PATH`` trains on another set (e.g. aspirin, 21 atoms); ``--old-without-ynn`` adds a third arm,
 the old trainer with ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=`` (the XLA:CPU option the new
-steps compile with, :mod:`physnetjax.train.jit_steps`), to show how much of the gain that option is.
+steps compile with, :mod:`physnetjax.compilation`), to show how much of the gain that option is.
 
 Usage: python benchmarks/bench_train_epoch.py [--quick | --smoke] [--out DIR] [--baseline REF] [--data PATH]
        [--old-without-ynn] [--profile]
@@ -240,7 +240,7 @@ def profile(data: Path, out: Path, repeats: int) -> dict:
 
 
 NO_YNN_FLAGS = "--xla_cpu_experimental_ynn_fusion_type="
-"""XLA_FLAGS giving the old trainer the YNNPACK-fusion setting the new steps compile with (physnetjax.train.jit_steps)."""
+"""XLA_FLAGS giving the old trainer the YNNPACK-fusion setting the new steps compile with (physnetjax.compilation)."""
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ settings (features 32, max_degree 1, 2 iterations, batch 8 since the defaults st
 (ethanol of ../shared/data; aspirin with ``--aspirin PATH``); its device train step
 (batch gathered on the device, energy and forces by autodiff, parameter gradient
 through them, AMSGrad and EMA update) is compiled twice from the same un-jitted
-function: plain ``jax.jit`` (XLA's defaults) and :func:`physnetjax.train.jit_steps.jit_step`
+function: plain ``jax.jit`` (XLA's defaults) and :func:`physnetjax.compilation.jit`
 (YNNPACK fusions off). Both start from the same state and run the same epoch of steps,
 alternately (``repeats`` rounds), so they see the same machine load; reported per step:
 median wall time and process CPU time (all threads; steadier than wall time when other
@@ -27,14 +27,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import SHARED_DATA, interleaved_times, parse_args, publish, table
+from common import SHARED_DATA, compiled_with, interleaved_times, parse_args, publish, table
+from physnetjax.compilation import compiler_options
 from physnetjax.train import TrainConfig
 from physnetjax.train.device_steps import make_device_steps
-from physnetjax.train.jit_steps import step_compiler_options
 from physnetjax.train.loop import Trainer
 from physnetjax.train.loss import loss_weights
 from physnetjax.train.optim import step_functions
-import physnetjax.train.device_steps as device_steps_module
 
 REPEATS = {"full": 5, "quick": 3, "smoke": 1}
 
@@ -43,13 +42,9 @@ def compiled_steps(trainer: Trainer, config: TrainConfig) -> dict:
     """{"XLA defaults": step, "YNNPACK fusions off": step}: the trainer's device step compiled both ways."""
     raw = step_functions(trainer.model, trainer.optimizer, loss_weights(config), config.loss, config.ema_decay)[:2]
     steps = {}
-    for name, options in (("XLA defaults", None), ("YNNPACK fusions off", step_compiler_options())):
-        original = device_steps_module.jit_step
-        device_steps_module.jit_step = lambda fn, **kwargs: jax.jit(fn, compiler_options=options, **kwargs)
-        try:
+    for name, options in (("XLA defaults", None), ("YNNPACK fusions off", compiler_options())):
+        with compiled_with(options):
             steps[name] = make_device_steps(*raw, trainer.shapes, False)[0]
-        finally:
-            device_steps_module.jit_step = original
     return steps
 
 

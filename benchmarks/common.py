@@ -19,6 +19,7 @@ time excluded, steady state), reported with the min and max of the repeats.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -28,6 +29,8 @@ import statistics
 import time
 
 import jax
+
+from physnetjax import compilation
 
 BENCHMARKS = pathlib.Path(__file__).parent
 RESULTS = BENCHMARKS / "results"
@@ -111,6 +114,18 @@ def interleaved_times(calls: dict, rounds: int, warmup: int = 2) -> dict:
             times[name]["cpu_s"].append(time.process_time() - cpu_start)
             times[name]["wall_s"].append(time.perf_counter() - wall_start)
     return times
+
+
+@contextlib.contextmanager
+def compiled_with(options):
+    """Functions compiled by :func:`physnetjax.compilation.jit` inside the block get XLA ``options`` (None: plain
+    ``jax.jit``, XLA's defaults) instead of the library's; for side-by-side runs against XLA's defaults."""
+    shipped = compilation.compiler_options
+    compilation.compiler_options = lambda: options
+    try:
+        yield
+    finally:
+        compilation.compiler_options = shipped
 
 
 def ms(timing: dict) -> str:

@@ -7,6 +7,7 @@ from typing import Optional
 import jax
 import numpy as np
 
+from physnetjax import compilation
 from physnetjax.neighbors.batch import apply_batch, model_pair_cutoff, model_triplet_cutoff
 from physnetjax.neighbors.molecules import batch_molecules
 from physnetjax.neighbors.periodic import batch_periodic
@@ -169,7 +170,7 @@ def init_params(model, seed: int | jax.Array = 0) -> dict:
         dtype=np.dtype(model.param_dtype),
     )
     if model not in _INIT_CACHE:
-        _INIT_CACHE[model] = jax.jit(
+        _INIT_CACHE[model] = compilation.jit(
             lambda k, b: model.init(k, b.atomic_numbers, b.positions, b.dst_idx, b.src_idx, b.atom_segments,
                                     b.num_molecules, b.edge_mask, b.atom_mask, total_charges=b.total_charges,
                                     pair_dst=b.pair_dst, pair_src=b.pair_src, pair_mask=b.pair_mask,
@@ -185,5 +186,5 @@ _JIT_CACHE: dict = {}
 def jitted_apply(model):
     """One jitted ``apply_batch`` per model configuration (models are hashable dataclasses)."""
     if model not in _JIT_CACHE:
-        _JIT_CACHE[model] = jax.jit(lambda params, batch: apply_batch(model, params, batch))
+        _JIT_CACHE[model] = compilation.jit(lambda params, batch: apply_batch(model, params, batch))
     return _JIT_CACHE[model]

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from physnetjax import compilation
 from physnetjax.neighbors import Batch, apply_batch, batch_molecules, model_pair_cutoff, model_triplet_cutoff
 
 EnergyAndForces = Callable[[Any, Batch], dict]
@@ -143,8 +144,8 @@ def _compiled(model, fn: EnergyAndForces):
         def energies(params, template, positions):
             return (single(params, template, positions)[0],)
 
-        _JIT[key] = (jax.jit(jax.vmap(single, in_axes=(None, None, 0))),
-                     jax.jit(jax.vmap(energies, in_axes=(None, None, 0))), jax.jit(single), jax.jit(term_forces),
+        _JIT[key] = (compilation.jit(jax.vmap(single, in_axes=(None, None, 0))),
+                     compilation.jit(jax.vmap(energies, in_axes=(None, None, 0))), compilation.jit(single), compilation.jit(term_forces),
                      energy_force)
     return _JIT[key]
 
@@ -225,6 +226,6 @@ class Evaluator:
         """The function on any batch (jitted per function), outputs as NumPy."""
         key = ("apply", self.fn)
         if key not in _JIT:
-            _JIT[key] = jax.jit(self.fn)
+            _JIT[key] = compilation.jit(self.fn)
         out = _JIT[key](self.params, batch)
         return {"energy": np.asarray(out["energy"]), "forces": np.asarray(out["forces"])}

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from physnetjax import compilation
 from physnetjax.check.evaluate import Evaluator
 from physnetjax.check.report import CheckResult
 from physnetjax.check.settings import CheckSettings, Thresholds
@@ -67,8 +68,8 @@ def _nve_runner(evaluator: Evaluator, settings: CheckSettings):
     key = (evaluator.energy_force, settings.nve_timestep, frames, settings.nve_stride)
     if key not in _RUNNERS:
         init_fn, apply_fn = nve(evaluator.energy_force, settings.nve_timestep)
-        _RUNNERS[key] = (jax.jit(init_fn),
-                         jax.jit(lambda state: run(apply_fn, state, frames, settings.nve_stride)))
+        _RUNNERS[key] = (compilation.jit(init_fn),
+                         compilation.jit(lambda state: run(apply_fn, state, frames, settings.nve_stride)))
     return _RUNNERS[key]
 
 

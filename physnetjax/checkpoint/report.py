@@ -23,9 +23,9 @@ import math
 from pathlib import Path
 from typing import Optional
 
-import jax
 import numpy as np
 
+from physnetjax import compilation
 from physnetjax.checkpoint.errors import CheckpointError
 from physnetjax.checkpoint.legacy import LegacyMigration
 from physnetjax.text_table import print_line, print_table
@@ -126,7 +126,7 @@ def evaluate_new(model, params, geometries: dict) -> dict:
         zs, rs, math.inf, total_charges=list(geometries["Q"]), pair_cutoff=model_pair_cutoff(model),
         dtype=np.float32,
     )
-    out = jax.jit(lambda p, b: apply_batch(model, p, b))(params, batch)
+    out = compilation.jit(lambda p, b: apply_batch(model, p, b))(params, batch)
     out = {key: (None if value is None else np.asarray(value, dtype=np.float64)) for key, value in out.items()}
     starts = np.concatenate([[0], np.cumsum(counts)])
 

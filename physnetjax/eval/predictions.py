@@ -21,6 +21,7 @@ from typing import Optional
 import jax
 import numpy as np
 
+from physnetjax import compilation
 from physnetjax.calculator import cast_params, check_dtype
 from physnetjax.data import Dataset, element_counts
 from physnetjax.neighbors import apply_batch
@@ -65,7 +66,7 @@ def _device_apply(network):
             out = apply_batch(network, params, batch)
             return {key: out[key] for key in OUTPUT_KEYS if out.get(key) is not None}
 
-        _JIT[network] = jax.jit(jax.vmap(apply, in_axes=(None, 0)))
+        _JIT[network] = compilation.jit(jax.vmap(apply, in_axes=(None, 0)))
     return _JIT[network]
 
 

@@ -62,6 +62,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from physnetjax import compilation
 from physnetjax.calculator import check_dtype, cast_params
 from physnetjax.ensemble.model import is_ensemble
 from physnetjax.jsonlines import append_record, read_log, start_log
@@ -364,7 +365,7 @@ def simulate(
     apply_fn, dof = dynamics.apply_fn, dynamics.degrees_of_freedom
     cell_now = None if cell is None else jnp.asarray(cell, dtype)
     nbrs = dynamics.allocate(positions, cell_now, capacity_multiplier)
-    state = jax.jit(dynamics.init)(positions, momenta, masses, nbrs, key, cell_now)
+    state = compilation.jit(dynamics.init)(positions, momenta, masses, nbrs, key, cell_now)
     if saved is not None:
         state = restore_ensemble_state(state, saved, ensemble)
     if not np.isfinite(float(state.potential_energy)) or not np.all(np.isfinite(np.asarray(state.forces))):
@@ -382,7 +383,7 @@ def simulate(
     log = None if out is None else Path(f"{out}.jsonl")
     if log is not None:
         start_log(log, [r for r in read_log(log) if r["step"] <= start_step] if restart is not None else ())
-    runner = jax.jit(run, static_argnums=(0, 2, 3, 4))
+    runner = compilation.jit(run, static_argnums=(0, 2, 3, 4))
     compiled: dict = {}
     compile_seconds = run_seconds = 0.0
     reallocations = 0

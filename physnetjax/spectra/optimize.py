@@ -27,6 +27,7 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
+from physnetjax import compilation
 from physnetjax.calculator import cast_params
 from physnetjax.errors import RunStoppedError
 from physnetjax.validation import validate_structure
@@ -173,4 +174,4 @@ def _lbfgs_loop(energy_fn):
         r, _, value, gradient, steps, downhill = jax.lax.while_loop(keep_going, step, carry)
         return r, value, _max_atom_norm(gradient), steps, downhill
 
-    return jax.jit(run)
+    return compilation.jit(run)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax
 
 from physnetjax.train.device_batches import gather_batch
-from physnetjax.train.jit_steps import jit_step
+from physnetjax import compilation
 
 
 def make_device_steps(train_step, eval_step, shapes, ensemble: bool) -> tuple:
@@ -51,4 +51,4 @@ def make_device_steps(train_step, eval_step, shapes, ensemble: bool) -> tuple:
         batch, labels = gather(frames, rows)
         return eval_step(params, batch, labels), labels
 
-    return jit_step(indexed_train_step, donate_argnums=0), jit_step(evaluate_rows)
+    return compilation.jit(indexed_train_step, donate_argnums=0), compilation.jit(evaluate_rows)

@@ -4,8 +4,8 @@ Every leaf of the train state (raw and EMA parameters, optimiser state, step
 count) carries a leading member axis of length K, and one compiled
 ``jax.vmap`` of the single-model step over that axis updates all members at once:
 one compilation, one dispatch per step, each member with its own optimiser state
-and EMA. The training step is vmapped (with the trainer's YNNPACK-free compilation,
-:mod:`physnetjax.train.jit_steps`, K = 4 steps cost 3.4x one model's wall time on 2
+and EMA. The training step is vmapped (with the library's YNNPACK-free compilation,
+:mod:`physnetjax.compilation`, K = 4 steps cost 3.4x one model's wall time on 2
 idle CPU cores, against 3.9x with the members mapped one after another); the
 evaluation runs the members one after another (:func:`physnetjax.ensemble.map_members`,
 cheaper for inference; benchmarks/README.md, "Ensemble cost").
@@ -50,7 +50,7 @@ from physnetjax.errors import PhysNetInputError
 from physnetjax.neighbors import apply_batch
 from physnetjax.predict import init_params
 from physnetjax.train.batching import iterate_batches
-from physnetjax.train.jit_steps import jit_step
+from physnetjax import compilation
 from physnetjax.train.loss import TERMS, loss_from_sums, sums_from_outputs
 from physnetjax.train.optim import step_functions
 
@@ -137,7 +137,7 @@ def member_batches(dataset, member_frames: list[np.ndarray], seeds: list[int], e
 def make_ensemble_steps(model, optimizer, weights: dict, loss_kind: str, ema_decay: float):
     """(train_step, eval_step) of :func:`ensemble_step_functions`, jitted (the state donated)."""
     train_step, eval_step = ensemble_step_functions(model, optimizer, weights, loss_kind, ema_decay)
-    return jit_step(train_step, donate_argnums=0), jit_step(eval_step)
+    return compilation.jit(train_step, donate_argnums=0), compilation.jit(eval_step)
 
 
 def ensemble_step_functions(model, optimizer, weights: dict, loss_kind: str, ema_decay: float):

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from physnetjax.train.jit_steps import jit_step
+from physnetjax import compilation
 from physnetjax.train.loss import global_error_sums, loss_from_sums
 
 
@@ -99,7 +99,7 @@ def make_steps(model, optimizer, weights: dict, loss_kind: str, ema_decay: float
     loss_and_grads(params, batch, labels) → (loss, grads) (for checks and tests).
     """
     train_step, eval_step, loss_and_grads = step_functions(model, optimizer, weights, loss_kind, ema_decay)
-    return jit_step(train_step, donate_argnums=0), jit_step(eval_step), jit_step(loss_and_grads)
+    return compilation.jit(train_step, donate_argnums=0), compilation.jit(eval_step), compilation.jit(loss_and_grads)
 
 
 def step_functions(model, optimizer, weights: dict, loss_kind: str, ema_decay: float):
