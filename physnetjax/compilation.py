@@ -2,28 +2,33 @@
 
 XLA:CPU (jaxlib 0.10) hands reductions, elementwise fusions and small matrix
 products to the YNNPACK library ("ynn fusions", debug option
-``xla_cpu_experimental_ynn_fusion_type``). For a small PhysNet — arrays of
-(edges × components × features), e.g. (1152 × 4 × 32) for a batch of 16 ethanol
-molecules — those library calls cost more than XLA's own fused loops
+``xla_cpu_experimental_ynn_fusion_type``). For PhysNet's arrays of
+(edges × components × features) those library calls cost more than XLA's own
+fused loops once there are many edges, and less for one small molecule
 (benchmarks/README.md, "Training-loop speed" and "Compiled without YNNPACK
-fusions: inference and MD"):
+fusions: inference and MD"; 2 CPU cores):
 
 * the default ethanol training step took 14 ms of process CPU time with them and
   5.4 ms without;
-* energy and forces of 16 or 64 ethanol molecules take about half the time
-  without them; MD of a 72-atom periodic box runs about 1.3× more steps per
-  second; one small molecule (9 atoms) is unchanged.
+* energy and forces of 16 or 64 ethanol molecules in one call take 0.65–0.75×
+  the time without them, one molecule the same;
+* NVE MD of a periodic ethanol box runs 1.3× (1125 atoms) to 1.9× (72 atoms) more
+  steps per second without them, but one molecule of 9–36 atoms runs 10–25 % fewer.
 
 The option only chooses kernels; the arithmetic is the same (float64 losses,
 gradients, energies and forces equal plain ``jax.jit``'s to round-off;
 ``tests/test_compilation.py``).
 
-:func:`jit` is what the library compiles every model evaluation with (training
-steps, ``predict`` and the ASE calculator, MD, spectra, ``check``, ``eval``). It
-passes ``CPU_COMPILER_OPTIONS`` when the default backend is the CPU and this
-jax/XLA accepts them (probed once by compiling a one-line function ahead of time,
-which also works while a trace is open); on GPU/TPU, or where the option does not
-exist, it is plain ``jax.jit``.
+:func:`jit` is what the library compiles training steps and batched model
+evaluations with (``predict`` and the ASE calculator, ``eval``, ``check``'s
+evaluations). :func:`jit_for_system` is for functions that step one system (MD):
+plain ``jax.jit`` below :data:`SYSTEM_MIN_ATOMS` atoms, :func:`jit` from there on.
+The spectra of one molecule (geometry optimisation, Hessian, IR MD of a few
+replicas) keep plain ``jax.jit``: their molecules are small and their runs short.
+:func:`jit` passes ``CPU_COMPILER_OPTIONS`` when the default backend is the CPU
+and this jax/XLA accepts them (probed once by compiling a one-line function ahead
+of time, which also works while a trace is open); on GPU/TPU, or where the option
+does not exist, it is plain ``jax.jit``.
 
 XLA options can only be given to a top-level ``jax.jit``: jax raises a ValueError
 when such a function is called inside another ``jax.jit`` or ``jax.grad`` trace
@@ -46,6 +51,10 @@ logger = logging.getLogger(__name__)
 CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 """XLA debug options of physnetjax's compiled functions on the CPU: no YNNPACK library fusions (empty list)."""
 
+
+SYSTEM_MIN_ATOMS = 64
+"""Smallest system whose MD :func:`jit_for_system` compiles without YNNPACK fusions (measured: 36 atoms
+run faster with them, 72 without; benchmarks/README.md)."""
 
 NESTED_CALL_ERROR = "can only be passed to top-level"
 """Part of jax's ValueError for a ``jax.jit`` with ``compiler_options`` called inside another trace."""
@@ -97,3 +106,11 @@ def jit(fn: Callable, **jit_kwargs) -> Callable:
     if options is None:
         return jax.jit(fn, **jit_kwargs)
     return CompiledFunction(fn, options, jit_kwargs)
+
+
+def jit_for_system(num_atoms: int, fn: Callable, **jit_kwargs) -> Callable:
+    """A function stepping one system of ``num_atoms`` atoms: plain ``jax.jit`` below :data:`SYSTEM_MIN_ATOMS`,
+    else :func:`jit`."""
+    if num_atoms < SYSTEM_MIN_ATOMS:
+        return jax.jit(fn, **jit_kwargs)
+    return jit(fn, **jit_kwargs)

@@ -155,6 +155,24 @@ def test_compiled_function_errors_are_not_swallowed_or_retried():
     assert traces == [(5,)]
 
 
+def test_one_system_compiles_with_the_options_from_system_min_atoms_on():
+    """MD of a small molecule keeps XLA's default kernels (faster there), larger systems get the options."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the option concerns XLA:CPU")
+
+    def filter_and_reduce(radial, kernel):
+        return jnp.sum(jnp.dot(radial, kernel) * radial[:, :1], axis=0)
+
+    args = (np.ones((1152, 16), np.float32), np.ones((16, 128), np.float32))
+    if "__ynn_fusion" not in jax.jit(filter_and_reduce).lower(*args).compile().as_text():
+        pytest.skip("this XLA does not use YNNPACK fusions here; nothing to switch off")
+    small = compilation.jit_for_system(compilation.SYSTEM_MIN_ATOMS - 1, filter_and_reduce)
+    large = compilation.jit_for_system(compilation.SYSTEM_MIN_ATOMS, filter_and_reduce)
+    assert "__ynn_fusion" in small.lower(*args).compile().as_text()
+    assert "__ynn_fusion" not in large.lower(*args).compile().as_text()
+    np.testing.assert_array_equal(np.asarray(small(*args)), np.asarray(large(*args)))
+
+
 def test_other_backends_get_plain_jit(monkeypatch):
     compilation.compiler_options.cache_clear()
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")

@@ -68,8 +68,10 @@ def _nve_runner(evaluator: Evaluator, settings: CheckSettings):
     key = (evaluator.energy_force, settings.nve_timestep, frames, settings.nve_stride)
     if key not in _RUNNERS:
         init_fn, apply_fn = nve(evaluator.energy_force, settings.nve_timestep)
-        _RUNNERS[key] = (compilation.jit(init_fn),
-                         compilation.jit(lambda state: run(apply_fn, state, frames, settings.nve_stride)))
+        num_atoms = len(evaluator.structure.atomic_numbers)
+        _RUNNERS[key] = (compilation.jit_for_system(num_atoms, init_fn),
+                         compilation.jit_for_system(num_atoms, lambda state: run(apply_fn, state, frames,
+                                                                                 settings.nve_stride)))
     return _RUNNERS[key]
 
 

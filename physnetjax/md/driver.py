@@ -365,7 +365,7 @@ def simulate(
     apply_fn, dof = dynamics.apply_fn, dynamics.degrees_of_freedom
     cell_now = None if cell is None else jnp.asarray(cell, dtype)
     nbrs = dynamics.allocate(positions, cell_now, capacity_multiplier)
-    state = compilation.jit(dynamics.init)(positions, momenta, masses, nbrs, key, cell_now)
+    state = compilation.jit_for_system(n, dynamics.init)(positions, momenta, masses, nbrs, key, cell_now)
     if saved is not None:
         state = restore_ensemble_state(state, saved, ensemble)
     if not np.isfinite(float(state.potential_energy)) or not np.all(np.isfinite(np.asarray(state.forces))):
@@ -383,7 +383,7 @@ def simulate(
     log = None if out is None else Path(f"{out}.jsonl")
     if log is not None:
         start_log(log, [r for r in read_log(log) if r["step"] <= start_step] if restart is not None else ())
-    runner = compilation.jit(run, static_argnums=(0, 2, 3, 4))
+    runner = compilation.jit_for_system(n, run, static_argnums=(0, 2, 3, 4))
     compiled: dict = {}
     compile_seconds = run_seconds = 0.0
     reallocations = 0

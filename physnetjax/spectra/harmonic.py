@@ -50,7 +50,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax import compilation
 from physnetjax.calculator import cast_params
 from physnetjax.validation import validate_structure
 from physnetjax.spectra.molecule import molecule_functions
@@ -302,4 +301,4 @@ def _derivatives(energy_fn, dipole_fn):
         dipole_jacobian = None if dipole_fn is None else jax.jacfwd(dipole_fn)(positions, *args)
         return energy_fn(positions, *args), gradient, hessian, dipole_jacobian
 
-    return compilation.jit(evaluate)
+    return jax.jit(evaluate)

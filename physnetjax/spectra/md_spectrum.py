@@ -66,7 +66,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax import compilation
 from physnetjax.calculator import cast_params, check_dtype
 from physnetjax.errors import RunStoppedError
 from physnetjax.md.integrators import (
@@ -255,9 +254,9 @@ def md_spectrum(
     t_compile = t_md = 0.0
     done = 0
     t0 = time.perf_counter()
-    state = compilation.jit(jax.vmap(start_replica))(keys)
+    state = jax.jit(jax.vmap(start_replica))(keys)
     if eq_chunks:
-        eq_chunk = compilation.jit(jax.vmap(lambda s: run(apply_l, s, 1, eq_chunk_steps, lambda st: st.potential_energy)))
+        eq_chunk = jax.jit(jax.vmap(lambda s: run(apply_l, s, 1, eq_chunk_steps, lambda st: st.potential_energy)))
         compiled = eq_chunk.lower(state).compile()
         t_compile += time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -274,7 +273,7 @@ def md_spectrum(
     energy0 = np.asarray(jax.vmap(conserved_quantity)(state))
     if not np.all(np.isfinite(energy0)):
         raise EnergyConservationError("NaN/Inf energy at the start of the NVE part")
-    nve_chunk = compilation.jit(jax.vmap(lambda s: run(apply_v, s, frames_per_chunk, record_every, observe)))
+    nve_chunk = jax.jit(jax.vmap(lambda s: run(apply_v, s, frames_per_chunk, record_every, observe)))
     compiled = nve_chunk.lower(state).compile()
     t_compile += time.perf_counter() - t0
     thermal = 0.5 * dof * BOLTZMANN * temperature_K

@@ -27,7 +27,6 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
-from physnetjax import compilation
 from physnetjax.calculator import cast_params
 from physnetjax.errors import RunStoppedError
 from physnetjax.validation import validate_structure
@@ -174,4 +173,4 @@ def _lbfgs_loop(energy_fn):
         r, _, value, gradient, steps, downhill = jax.lax.while_loop(keep_going, step, carry)
         return r, value, _max_atom_norm(gradient), steps, downhill
 
-    return compilation.jit(run)
+    return jax.jit(run)
