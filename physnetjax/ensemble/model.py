@@ -51,10 +51,11 @@ def map_members(function, stacked):
     result equals ``jax.vmap(function)(stacked)``. Why not ``vmap``: a vmapped member
     axis makes every intermediate (edge messages, their scatters, the backward pass)
     K times larger, so on XLA:CPU they leave the cache. Measured on 2 CPU cores with
-    the default trainer model (features 32, 2 iterations; process CPU time,
-    interleaved calls, see benchmarks/README.md "Ensemble cost"): energy+forces of
-    K = 4 members cost 1.8x / 2.8x / 2.7x one member for 1 / 16 / 64 ethanol
-    molecules with ``lax.map`` and 2.4x / 3.2x / 6.5x with ``vmap``.
+    the default trainer model (features 32, 2 iterations; wall time, interleaved
+    calls, compiled as :mod:`physnetjax.compilation` compiles them; see
+    benchmarks/README.md "Ensemble cost"): energy+forces of K = 4 members cost
+    2.0x / 2.1-2.3x / 2.1-2.2x one member for 1 / 16 / 64 ethanol molecules with
+    ``lax.map`` and 1.8x / 2.6x / 7.4x with ``vmap``.
     """
     return jax.lax.map(function, stacked)
 
