@@ -361,7 +361,7 @@ def test_lennard_jones_volume_fluctuation_matches_compressibility():
     bound is 4 combined errors (≈ 25 % of κ_T). The central difference's own error,
     O(ΔP²) with ΔP κ_T ≈ 2 %, is far smaller.
     """
-    temperature, kT = 20.0, K_B * 20.0
+    kT = K_B * 20.0  # 20 K
     volumes = {p: np.asarray(run_lj_npt(p, 60000, seed=int(p))[1].volume) for p in (250.0, 500.0, 750.0)}
     stats = {p: block_mean_and_error(v) for p, v in volumes.items()}
     v0, v0_error = stats[500.0]
