@@ -44,17 +44,22 @@ def _flat(tree):
     return np.concatenate([np.ravel(np.asarray(leaf, np.float64)) for leaf in jax.tree_util.tree_leaves(tree)])
 
 
-def test_cpu_functions_are_compiled_without_ynn_fusions():
+def _filter_and_reduce(radial, kernel):
+    return jnp.sum(jnp.dot(radial, kernel) * radial[:, :1], axis=0)
+
+
+def _ynn_fused_case():
+    """(function, args) that XLA:CPU's defaults compile with YNNPACK fusions; skips where there are none."""
     if jax.default_backend() != "cpu":
         pytest.skip("the option concerns XLA:CPU")
-
-    def filter_and_reduce(radial, kernel):
-        return jnp.sum(jnp.dot(radial, kernel) * radial[:, :1], axis=0)
-
     args = (np.ones((1152, 16), np.float32), np.ones((16, 128), np.float32))
-    plain = jax.jit(filter_and_reduce).lower(*args).compile().as_text()
-    if "__ynn_fusion" not in plain:
+    if "__ynn_fusion" not in jax.jit(_filter_and_reduce).lower(*args).compile().as_text():
         pytest.skip("this XLA does not use YNNPACK fusions here; nothing to switch off")
+    return _filter_and_reduce, args
+
+
+def test_cpu_functions_are_compiled_without_ynn_fusions():
+    filter_and_reduce, args = _ynn_fused_case()
     assert compilation.compiler_options() == compilation.CPU_COMPILER_OPTIONS
     assert "__ynn_fusion" not in compilation.jit(filter_and_reduce).lower(*args).compile().as_text()
 
@@ -157,15 +162,7 @@ def test_compiled_function_errors_are_not_swallowed_or_retried():
 
 def test_one_system_compiles_with_the_options_from_system_min_atoms_on():
     """MD of a small molecule keeps XLA's default kernels (faster there), larger systems get the options."""
-    if jax.default_backend() != "cpu":
-        pytest.skip("the option concerns XLA:CPU")
-
-    def filter_and_reduce(radial, kernel):
-        return jnp.sum(jnp.dot(radial, kernel) * radial[:, :1], axis=0)
-
-    args = (np.ones((1152, 16), np.float32), np.ones((16, 128), np.float32))
-    if "__ynn_fusion" not in jax.jit(filter_and_reduce).lower(*args).compile().as_text():
-        pytest.skip("this XLA does not use YNNPACK fusions here; nothing to switch off")
+    filter_and_reduce, args = _ynn_fused_case()
     small = compilation.jit_for_system(compilation.SYSTEM_MIN_ATOMS - 1, filter_and_reduce)
     large = compilation.jit_for_system(compilation.SYSTEM_MIN_ATOMS, filter_and_reduce)
     assert "__ynn_fusion" in small.lower(*args).compile().as_text()
