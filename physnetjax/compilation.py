@@ -10,10 +10,10 @@ fusions: inference and MD"; 2 CPU cores):
 
 * the default ethanol training step took 14 ms of process CPU time with them and
   5.4 ms without;
-* energy and forces of 16 or 64 ethanol molecules in one call take 0.65–0.75×
+* energy and forces of 16 or 64 ethanol molecules in one call take 0.64–0.75×
   the time without them, one molecule the same;
-* NVE MD of a periodic ethanol box runs 1.3× (1125 atoms) to 1.9× (72 atoms) more
-  steps per second without them, but one molecule of 9–36 atoms runs 10–25 % fewer.
+* NVE MD of a periodic ethanol box runs 1.2× (1125 atoms) to 2.2× (72 atoms) more
+  steps per second without them, but one molecule of 9–36 atoms runs 7–20 % fewer.
 
 The option only chooses kernels; the arithmetic is the same (float64 losses,
 gradients, energies and forces equal plain ``jax.jit``'s to round-off;

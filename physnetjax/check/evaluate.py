@@ -145,8 +145,8 @@ def _compiled(model, fn: EnergyAndForces):
             return (single(params, template, positions)[0],)
 
         _JIT[key] = (compilation.jit(jax.vmap(single, in_axes=(None, None, 0))),
-                     compilation.jit(jax.vmap(energies, in_axes=(None, None, 0))), compilation.jit(single), compilation.jit(term_forces),
-                     energy_force)
+                     compilation.jit(jax.vmap(energies, in_axes=(None, None, 0))), compilation.jit(single),
+                     compilation.jit(term_forces), energy_force)
     return _JIT[key]
 
 
