@@ -170,7 +170,7 @@ def init_params(model, seed: int | jax.Array = 0) -> dict:
         dtype=np.dtype(model.param_dtype),
     )
     if model not in _INIT_CACHE:
-        _INIT_CACHE[model] = compilation.jit(
+        _INIT_CACHE[model] = jax.jit(
             lambda k, b: model.init(k, b.atomic_numbers, b.positions, b.dst_idx, b.src_idx, b.atom_segments,
                                     b.num_molecules, b.edge_mask, b.atom_mask, total_charges=b.total_charges,
                                     pair_dst=b.pair_dst, pair_src=b.pair_src, pair_mask=b.pair_mask,
