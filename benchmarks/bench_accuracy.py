@@ -224,7 +224,7 @@ def train_physnetjax(args, work: Path, test) -> dict:
     if run["returncode"] != 0:
         raise RuntimeError(f"physnetjax training failed (exit {run['returncode']}), see {work / 'physnetjax.log'}")
     final = json.loads((run_dir / "metrics.json").read_text())["final"]
-    model, params, _ = load_checkpoint(run_dir / "best")
+    model, params = load_checkpoint(run_dir / "best")
     predict_dataset(model, params, test, batch_size=args.eval_batch_size)
     seconds, out = [], None
     for _ in range(args.eval_repeats):

@@ -181,7 +181,7 @@ def blow_ups(checkpoint, temperature: float, runs: int, steps: int) -> dict:
 
     Run k starts from bundled frame k with momenta and noise of seed k.
     """
-    model, params, _ = load_checkpoint(checkpoint)
+    model, params = load_checkpoint(checkpoint)
     data = load_dataset(bundled_dataset_path())
     stopped = unphysical = 0
     with tempfile.TemporaryDirectory() as scratch:

@@ -154,7 +154,7 @@ def main() -> None:
     args = parse_args(__doc__, lambda p: p.add_argument("--aspirin", help="aspirin data set (.npz); first frame"))
     logging.basicConfig(level=logging.INFO)
     counts, rounds, md_systems, (molecule_steps, box_steps), runs, loop_steps, loop_rounds = PLAN[args.mode]
-    model, params, _ = load_checkpoint(example_model_path())
+    model, params = load_checkpoint(example_model_path())
     if compiler_options() is None:
         logger.warning("this backend/XLA compiles with plain jax.jit: both settings are the same")
 

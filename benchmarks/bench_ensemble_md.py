@@ -56,7 +56,7 @@ def md_rate(model, params, atoms, steps: int) -> float:
 def main() -> None:
     args = parse_args(__doc__)
     logging.basicConfig(level=logging.INFO)
-    member, params, _ = load_checkpoint(example_model_path())
+    member, params = load_checkpoint(example_model_path())
     params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), params)
     atoms = ase.io.read(example_geometry_path())
     steps = STEPS[args.mode]

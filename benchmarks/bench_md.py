@@ -92,7 +92,7 @@ REPEATS = {"full": 3, "quick": 3, "smoke": 1}
 def main() -> None:
     args = parse_args(__doc__)
     logging.basicConfig(level=logging.INFO)
-    model, params, _ = load_checkpoint(example_model_path())
+    model, params = load_checkpoint(example_model_path())
     molecule_steps, box_steps = STEPS[args.mode]
     chosen = systems(1000)
     if box_steps is None:

@@ -121,7 +121,7 @@ def _linear(positions, tolerance=1e-3) -> bool:
 
 def accuracy(name: str, checkpoint, geometry, workdir: str, references: dict) -> dict:
     """Model vs xTB harmonic modes; ``references`` caches the xTB result per start geometry."""
-    model, params, _ = load_checkpoint(checkpoint)
+    model, params = load_checkpoint(checkpoint)
     atoms = ase.io.read(geometry)
     if str(geometry) not in references:
         references[str(geometry)] = xtb_reference(atoms, f"{workdir}/{name}")
@@ -257,7 +257,7 @@ def energy_only_timing(repeats: int, rounds: int) -> dict:
                                 "hessian_flops": _flops(jax.jit(jax.hessian(energy_fn)), atoms.positions, params64),
                                 "frequencies_cm1": frequencies[label]}
 
-    ethanol_model, ethanol_params, _ = load_checkpoint(ethanol_ir_model_path())
+    ethanol_model, ethanol_params = load_checkpoint(ethanol_ir_model_path())
     ethanol = ase.io.read(example_geometry_path())
     params32 = jax.tree_util.tree_map(lambda p: np.asarray(p, np.float32), ethanol_params)
     positions = np.asarray(ethanol.positions, np.float32)
@@ -283,7 +283,7 @@ def energy_only_timing(repeats: int, rounds: int) -> dict:
 
 def md_timing(mode: str) -> dict:
     time_ps, equilibration_ps, replicas, ase_steps = MD_SETTINGS[mode]
-    model, params, _ = load_checkpoint(ethanol_ir_model_path())
+    model, params = load_checkpoint(ethanol_ir_model_path())
     atoms = ase.io.read(example_geometry_path())
     result = md_spectrum(model, params, atoms.numbers, atoms.positions, temperature_K=300.0, time_ps=time_ps,
                          equilibration_ps=equilibration_ps, replicas=replicas, dtype="float32")

@@ -75,7 +75,7 @@ def train_and_check(zbl_cutoff, epochs, frames, workdir):
                          plots=False)
     summary = train(config)
     from physnetjax.checkpoint import load_checkpoint
-    model, params, _ = load_checkpoint(pathlib.Path(config.out) / "best")
+    model, params = load_checkpoint(pathlib.Path(config.out) / "best")
     report = check_model(model, params, [frames["ethanol"]], groups=("stability",),
                          settings=CheckSettings(nve_steps=2000))
     stability = {c.id: c.value for c in report.checks}

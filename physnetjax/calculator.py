@@ -106,7 +106,7 @@ class PhysNetCalculator(Calculator):
                 raise ValueError("give either checkpoint or (model, params), not both")
             from physnetjax.checkpoint import load_checkpoint
 
-            model, params, metadata = load_checkpoint(checkpoint)
+            model, params, metadata = load_checkpoint(checkpoint, with_metadata=True)
             if trained_elements is None:
                 trained_elements = trained_elements_of(metadata)
         if model is None or params is None:

@@ -47,7 +47,7 @@ def fresh_params(trained):
 
 def test_round_trip_is_bit_for_bit(trained, molecules):
     path, params, _ = trained
-    model, loaded, metadata = load_checkpoint(path)
+    model, loaded, metadata = load_checkpoint(path, with_metadata=True)
     assert model == MODEL
     assert metadata == METADATA
     flat, flat_loaded = jax.tree_util.tree_leaves_with_path(params), jax.tree_util.tree_leaves_with_path(loaded)
@@ -99,7 +99,16 @@ def test_missing_train_state(tmp_path, fresh_params):
     path = save_checkpoint(tmp_path / "m", MODEL, fresh_params)
     with pytest.raises(CheckpointError, match="no train state"):
         load_train_state(path)
-    assert load_checkpoint(path)[2] == {}
+    assert load_checkpoint(path, with_metadata=True)[2] == {}
+
+
+def test_load_checkpoint_returns_model_and_params(trained):
+    """DESIGN.md's interface: ``load_checkpoint(path) -> (model, params)``; the metadata only on request."""
+    path, params, _ = trained
+    pair = load_checkpoint(path)
+    assert len(pair) == 2 and pair[0] == MODEL
+    assert jax.tree_util.tree_structure(pair[1]) == jax.tree_util.tree_structure(params)
+    assert load_checkpoint(path, with_metadata=True)[2] == METADATA
 
 
 def test_relative_path_and_overwrite(tmp_path, monkeypatch, trained):
@@ -107,11 +116,11 @@ def test_relative_path_and_overwrite(tmp_path, monkeypatch, trained):
     monkeypatch.chdir(tmp_path)
     path = save_checkpoint("rel/ckpt", MODEL, params, {"run": 1})
     assert path == (tmp_path / "rel" / "ckpt").resolve()
-    assert load_checkpoint("rel/ckpt")[2] == {"run": 1}
+    assert load_checkpoint("rel/ckpt", with_metadata=True)[2] == {"run": 1}
     with pytest.raises(FileExistsError, match="overwrite"):
         save_checkpoint("rel/ckpt", MODEL, params, {"run": 2})
     save_checkpoint("rel/ckpt", MODEL, params, {"run": 2}, overwrite=True)
-    assert load_checkpoint("rel/ckpt")[2] == {"run": 2}
+    assert load_checkpoint("rel/ckpt", with_metadata=True)[2] == {"run": 2}
     assert sorted(p.name for p in (tmp_path / "rel").iterdir()) == ["ckpt"]
     (tmp_path / "precious").mkdir()
     with pytest.raises(CheckpointError, match="not a physnetjax checkpoint"):
@@ -131,7 +140,7 @@ def test_interrupted_save_keeps_previous_checkpoint(tmp_path, monkeypatch, train
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(tmp_path / "fresh", MODEL, params)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
-    assert load_checkpoint(path)[2] == {"version": "old"}
+    assert load_checkpoint(path, with_metadata=True)[2] == {"version": "old"}
 
 
 def test_params_that_do_not_fit_are_named(tmp_path, fresh_params):
@@ -219,7 +228,7 @@ def test_edited_config_is_reported_old_checkpoints_still_load(copy_of, trained):
     config = json.loads(original)
     del config[ckformat.CONFIG_CHECKSUM_KEY]  # as written before the checksum existed
     (copy_of / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
-    model, params, _ = load_checkpoint(copy_of)
+    model, params = load_checkpoint(copy_of)
     assert model == MODEL
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(params),
                                                     jax.tree_util.tree_leaves(trained[1])))
@@ -233,9 +242,9 @@ def test_overwrite_killed_between_renames_is_restored_on_next_load(tmp_path, tra
     path.rename(tmp_path / ".ckpt.replaced-0123abcd")  # the state such a crash leaves
     (tmp_path / ".ckpt.partial-xyz").mkdir()  # and the new, unfinished copy
     with caplog.at_level("WARNING", logger="physnetjax.checkpoint.format"):
-        assert load_checkpoint(path)[2] == {"version": "old"}
+        assert load_checkpoint(path, with_metadata=True)[2] == {"version": "old"}
     assert "restored the previous checkpoint from .ckpt.replaced-0123abcd" in caplog.text
     path.rename(tmp_path / ".ckpt.replaced-0123abcd")
     save_checkpoint(path, MODEL, params, {"version": "new"}, overwrite=True)  # save recovers first, then replaces
-    assert load_checkpoint(path)[2] == {"version": "new"}
+    assert load_checkpoint(path, with_metadata=True)[2] == {"version": "new"}
     assert not list(tmp_path.glob(".ckpt.replaced-*"))

@@ -45,7 +45,7 @@ def test_writing_at_the_end_leaves_the_same_checkpoints_as_every_epoch(tmp_path,
         assert os.readlink(out / "latest").endswith("epoch-0004")
         assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-0002", "epoch-0004"]
     for name in ("best", "latest"):
-        assert load_checkpoint(once / name)[2]["epoch"] == load_checkpoint(every / name)[2]["epoch"]
+        assert load_checkpoint(once / name, with_metadata=True)[2]["epoch"] == load_checkpoint(every / name, with_metadata=True)[2]["epoch"]
         for a, b in zip(leaves(load_train_state(every / name)), leaves(load_train_state(once / name))):
             np.testing.assert_array_equal(a, b)
 

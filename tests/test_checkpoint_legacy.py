@@ -59,7 +59,7 @@ def outputs(migrations):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fixture_loads_with_warning(variant):
     with pytest.warns(UserWarning, match="legacy physnetjax checkpoint"):
-        model, params, metadata = load_checkpoint(LEGACY / variant)
+        model, params, metadata = load_checkpoint(LEGACY / variant, with_metadata=True)
     expected = {"A": (2, 2, False, False), "B": (2, 2, False, True), "C": (1, 3, True, True),
                 "C_synthD": (1, 3, True, True)}[variant]
     assert (model.max_degree, model.num_iterations, model.charges, model.zbl) == expected
@@ -152,7 +152,7 @@ def test_string_valued_attributes(variant, tmp_path, migrations):
     assert attributes["efa"] == "False" and attributes["cutoff"] == "6.0"
     path = _write_legacy(tmp_path / "epoch-1", raw, attributes)
     with pytest.warns(UserWarning):
-        model, params, _ = load_checkpoint(path)
+        model, params = load_checkpoint(path)
     reference = migrations[variant, "ema"]
     assert model == reference.model
     assert model.efa is False and model.debug is False

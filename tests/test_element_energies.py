@@ -92,7 +92,7 @@ def test_check_warns_on_the_shipped_model_and_its_numbers_are_unchanged(molecule
     from physnetjax.check import check_model
     from physnetjax.pretrained import example_model_path
 
-    model, params, _ = load_checkpoint(example_model_path("ethanol"))
+    model, params = load_checkpoint(example_model_path("ethanol"))
     assert (model.element_energies[1], model.element_energies[6], model.element_energies[8]) == (
         -45.30546189023508, -15.101820630078034, -7.550910315039018)
     report = check_model(model, params, [molecules["ethanol"]], groups=("references",))

@@ -149,13 +149,13 @@ def test_ensemble_checkpoint_round_trip_and_version(ensemble, tmp_path):
     path = save_checkpoint(tmp_path / "ens", model, stacked, {"note": "x"})
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     assert config["format_version"] == 2 and config["model"]["ensemble_size"] == K
-    loaded, params, metadata = load_checkpoint(path)
+    loaded, params, metadata = load_checkpoint(path, with_metadata=True)
     assert isinstance(loaded, PhysNetEnsemble) and loaded == model and loaded.calibration_scale == 1.7
     assert metadata == {"note": "x"}
     for a, b in zip(jax.tree_util.tree_leaves(stacked), jax.tree_util.tree_leaves(params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     single_path = save_checkpoint(tmp_path / "single", model.member, member_params(stacked, 1))
-    single, single_params, _ = load_checkpoint(single_path)
+    single, single_params = load_checkpoint(single_path)
     assert isinstance(single, PhysNet) and single == model.member
     assert json.loads((single_path / "config.json").read_text(encoding="utf-8"))["format_version"] == 1
 
@@ -181,7 +181,7 @@ def test_combine_single_and_ensemble_checkpoints(ensemble, tmp_path, capsys):
     b = save_checkpoint(tmp_path / "b", model.member, members[1], {"trained_elements": [1, 6, 8, 9]})
     whole = save_checkpoint(tmp_path / "whole", model, stacked)
     pair = combine_checkpoints([a, b], tmp_path / "pair")
-    loaded, params, metadata = load_checkpoint(pair)
+    loaded, params, metadata = load_checkpoint(pair, with_metadata=True)
     assert loaded == PhysNetEnsemble(model.member, 2) and metadata["trained_elements"] == [1, 6, 8]
     assert [s["members"] for s in metadata["ensemble_sources"]] == [1, 1]
     for k in range(2):
@@ -189,7 +189,7 @@ def test_combine_single_and_ensemble_checkpoints(ensemble, tmp_path, capsys):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert ensemble_main(["combine", str(whole), str(a), "--out", str(tmp_path / "four")]) == 0
     assert "ensemble of 4 members" in capsys.readouterr().out
-    four, params4, metadata4 = load_checkpoint(tmp_path / "four")
+    four, params4, metadata4 = load_checkpoint(tmp_path / "four", with_metadata=True)
     assert four.size == 4 and "trained_elements" not in metadata4  # one source has no record
     np.testing.assert_array_equal(np.asarray(member_params(params4, 3)["params"]["Embed_0"]["embedding"]),
                                   np.asarray(members[0]["params"]["Embed_0"]["embedding"]))
@@ -204,7 +204,7 @@ def test_combining_folds_different_element_energies_into_the_bias(ensemble, mole
     shifted = model.member.clone(element_energies=tuple(-0.5 * k - 3.0 for k in range(10)))
     a = save_checkpoint(tmp_path / "a", model.member, members[0])
     b = save_checkpoint(tmp_path / "b", shifted, members[1])
-    combined, params, _ = load_checkpoint(combine_checkpoints([a, b], tmp_path / "ab"))
+    combined, params = load_checkpoint(combine_checkpoints([a, b], tmp_path / "ab"))
     assert combined.member == model.member
     own = predict(shifted, members[1], z, r, dtype=np.float64)
     joined = predict(combined.member, member_params(params, 1), z, r, dtype=np.float64)
@@ -245,7 +245,7 @@ def test_calibrate_cli_fits_the_maximum_likelihood_scale(ensemble, molecules, tm
     for p, label in zip(positions, labels):
         mean = predict(model, stacked, z, p, dtype=np.float64)  # scale 1: the fixture's model
         ratios += list(np.sum((mean["forces"] - label["forces"]) ** 2, axis=-1) / mean["forces_std"] ** 2)
-    calibrated, _, metadata = load_checkpoint(tmp_path / "cal")
+    calibrated, _, metadata = load_checkpoint(tmp_path / "cal", with_metadata=True)
     assert calibrated.calibration_scale == pytest.approx(np.sqrt(np.mean(ratios)), rel=1e-6)
     assert metadata["note"] == "kept" and metadata["calibration"]["atoms"] == 3 * len(z)
     single = save_checkpoint(tmp_path / "single", model.member, members[0])

@@ -242,7 +242,7 @@ def test_legacy_checkpoint(tmp_path):
         Z, R, N, E, F = npz["Z"], npz["R"].astype(np.float64), npz["N"], npz["E_data_eV"], npz["F_data_eV_per_A"]
     np.savez(tmp_path / "legacy.npz", Z=Z, R=R, N=N, E=E, F=F)
     with pytest.warns(UserWarning, match="legacy"):
-        model, params, _ = load_checkpoint(LEGACY_C)
+        model, params = load_checkpoint(LEGACY_C)
     params64 = jax.tree_util.tree_map(lambda p: np.asarray(p, np.float64), params)
     de, df = [], []
     for k in range(len(N)):

@@ -56,7 +56,7 @@ def ethanol():
     each dtype, giving different samples).
     """
     jax.config.update("jax_enable_x64", True)
-    model, params, _ = load_checkpoint(example_model_path())
+    model, params = load_checkpoint(example_model_path())
     atoms = ase.io.read(example_geometry_path())
     masses = jax.numpy.asarray(atoms.get_masses(), jax.numpy.float64)
     momenta = maxwell_boltzmann_momenta(jax.random.PRNGKey(SEED), masses, TEMPERATURE_K)

@@ -51,7 +51,7 @@ def test_report_old_values_are_the_original_outputs(synth_report):
 
 def test_new_checkpoint_loads_with_provenance(synth_report):
     new, report = synth_report
-    model, params, metadata = load_checkpoint(new)
+    model, params, metadata = load_checkpoint(new, with_metadata=True)
     assert model.config() == report["model"]
     assert metadata["legacy"]["epoch"] == 30 and metadata["legacy"]["weights"] == "ema_params"
     assert metadata["legacy"]["migration_summary"]["network_identical"] is True

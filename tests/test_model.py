@@ -139,7 +139,7 @@ def assert_forces_equal_finite_differences(setup, z, r):
 
 def assert_checkpoint_round_trip(setup, directory, z, r):
     """Save and load ``setup``'s model: the same model, bit-identical energies and forces; returns the loaded model."""
-    model, params, _ = load_checkpoint(save_checkpoint(directory, setup.model, setup.params, {}))
+    model, params = load_checkpoint(save_checkpoint(directory, setup.model, setup.params, {}))
     assert model == setup.model
     before, after = setup.run(z, r), setup.apply(params, setup.batch(z, r))
     np.testing.assert_array_equal(np.asarray(after["energy"]), np.asarray(before["energy"]))

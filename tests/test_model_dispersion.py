@@ -109,12 +109,12 @@ def test_invalid_settings_are_refused():
 def test_checkpoint_records_dispersion_and_old_configs_load_without(d3_model, tmp_path):
     model, params = d3_model
     save_checkpoint(tmp_path / "ckpt", model, params)
-    loaded, loaded_params, _ = load_checkpoint(tmp_path / "ckpt")
+    loaded, loaded_params = load_checkpoint(tmp_path / "ckpt")
     assert (loaded.dispersion, loaded.dispersion_functional) == ("d3bj", "b3lyp")
     config = model.config()
     old = {k: v for k, v in config.items() if not k.startswith("dispersion")}
     assert PhysNet.from_config(old).dispersion is None
-    legacy, _, _ = load_checkpoint(pathlib.Path(__file__).parent / "data" / "legacy" / "A")
+    legacy, _ = load_checkpoint(pathlib.Path(__file__).parent / "data" / "legacy" / "A")
     assert legacy.dispersion is None
 
 

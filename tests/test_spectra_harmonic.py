@@ -61,7 +61,7 @@ def wavenumber_cm1(k_ev_per_a2, mu_amu):
 @pytest.fixture(scope="module")
 def charge_model():
     """(model, params, Z, R) of the ethanol model with a grafted charge head (float32 params)."""
-    base, params, _ = load_checkpoint(example_model_path())
+    base, params = load_checkpoint(example_model_path())
     config = base.config()
     config["charges"] = True
     model = PhysNet.from_config(config)

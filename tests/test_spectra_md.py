@@ -125,7 +125,7 @@ def test_bad_inputs_of_the_functions(call, message):
 
 @pytest.fixture(scope="module")
 def co2():
-    model, params, _ = load_checkpoint(co2_model_path())
+    model, params = load_checkpoint(co2_model_path())
     atoms = ase.io.read(co2_geometry_path())
     return model, params, atoms.numbers, atoms.positions, atoms.get_masses()
 

@@ -89,7 +89,7 @@ def test_schedule_ends_exactly_at_the_budget(budget_run):
     lrs = [float(r["lr"]) for r in rows]
     np.testing.assert_allclose(lrs, [cosine_lr(epoch / 5) for epoch in range(1, 6)], rtol=1e-9)
     assert lrs[-1] == pytest.approx(FINAL * LR, rel=1e-12)
-    _, params, meta = load_checkpoint(out / "best")
+    _, params, meta = load_checkpoint(out / "best", with_metadata=True)
     assert int(meta["epoch"]) == summary["best_epoch"] and int(rows[summary["best_epoch"] - 1]["best"]) == 1
     state = load_train_state(out / "best")
     for saved, ema in zip(leaves(params), leaves(state["ema_params"])):

@@ -66,7 +66,7 @@ def test_loss_decreases_and_run_dir_is_complete(base_run):
 
 def test_saved_weights_are_ema_and_reproduce_logged_validation_metrics(base_run):
     out, summary = base_run
-    model, params, meta = load_checkpoint(out / "best")
+    model, params, meta = load_checkpoint(out / "best", with_metadata=True)
     state = load_train_state(out / "best")
     for saved, ema, raw in zip(leaves(params), leaves(state["ema_params"]), leaves(state["params"])):
         np.testing.assert_array_equal(saved, ema)
@@ -113,8 +113,8 @@ def test_kcal_per_mol_data_gives_the_same_model(base_run, tmp_path):
     kcal = tmp_path / "ethanol_kcal.npz"
     np.savez(kcal, **arrays)
     train(tiny_config(tmp_path / "kcal", data=[str(kcal)], energy_unit="kcal/mol"))
-    model_ev, params_ev, _ = load_checkpoint(out / "best")
-    model_kcal, params_kcal, _ = load_checkpoint(tmp_path / "kcal" / "best")
+    model_ev, params_ev = load_checkpoint(out / "best")
+    model_kcal, params_kcal = load_checkpoint(tmp_path / "kcal" / "best")
     np.testing.assert_allclose(model_kcal.element_energies, model_ev.element_energies, rtol=1e-12)
     for a, b in zip(leaves(params_ev), leaves(params_kcal)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
@@ -250,7 +250,7 @@ def test_resume_refuses_changed_data_and_records_trained_elements(tmp_path, capl
     data.write_bytes(DATA.read_bytes())
     out = tmp_path / "run"
     train(tiny_config(out, data=[str(data)], epochs=1))
-    _, _, meta = load_checkpoint(out / "latest")
+    _, _, meta = load_checkpoint(out / "latest", with_metadata=True)
     assert meta["trained_elements"] == [1, 6, 8]
     with np.load(data) as npz:
         arrays = dict(npz)

@@ -109,7 +109,7 @@ def test_metrics_have_member_and_mean_columns(ensemble_run):
 
 def test_checkpoint_is_a_calibrated_ensemble(ensemble_run):
     out, summary = ensemble_run
-    model, params, meta = load_checkpoint(out / "best")
+    model, params, meta = load_checkpoint(out / "best", with_metadata=True)
     assert isinstance(model, PhysNetEnsemble) and model.size == 2
     report = summary["ensemble"]
     scale = report["calibration"]["scale"]
@@ -166,11 +166,11 @@ def test_ensemble_run_members_equal_single_runs_of_their_seeds(ensemble_run, tmp
     """The trainer's plumbing (member seeds, shuffles, E0, split): member k of the ensemble run equals
     the single-model run with --seed 3+k on the ensemble's split (float32; equal up to summation order)."""
     out, _ = ensemble_run
-    _, params, _ = load_checkpoint(out / "latest")
+    _, params = load_checkpoint(out / "latest")
     for k, seed in enumerate((3, 4)):
         single = tmp_path / f"seed{seed}"
         train(ensemble_config(single, ensemble=1, seed=seed, split_file=str(out / "split.npz")))
-        _, expected, _ = load_checkpoint(single / "latest")
+        _, expected = load_checkpoint(single / "latest")
         for a, b in zip(leaves(expected), leaves(member_params(params, k))):
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
         assert float(read_rows(single)[-1]["valid_loss"]) == pytest.approx(

@@ -91,7 +91,7 @@ def test_accurate_preset_trains_and_its_checkpoint_predicts(tmp_path):
                        "--radial-mlp", "4", "--num-basis-functions", "4", "--train", "8", "--valid", "4",
                        "--test", "4", "--epochs", "1", "--batch-size", "4", "--no-progress", "--no-plots",
                        "--quiet"]) == 0
-    model, params, _ = load_checkpoint(out / "best")
+    model, params = load_checkpoint(out / "best")
     assert (model.correlation, model.radial_mlp, model.message_degree, model.max_degree) == (3, 4, 2, 1)
     assert params["params"]["MessagePass_0"]["filter"]["2+"]["kernel"].shape == (4, 4)
     with np.load(data) as frames:

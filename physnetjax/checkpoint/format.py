@@ -405,8 +405,8 @@ def _restore(root: Path, subdir: str):
         raise CheckpointError(f"checkpoint {root} is corrupted: cannot restore {subdir}/ ({error})") from error
 
 
-def load_checkpoint(path, *, weights: str = "ema", allow_pickle: bool = False):
-    """Load a checkpoint: ``(model, params, metadata)``.
+def load_checkpoint(path, *, weights: str = "ema", allow_pickle: bool = False, with_metadata: bool = False):
+    """Load a checkpoint: ``(model, params)``, or ``(model, params, metadata)`` with ``with_metadata=True``.
 
     New-format checkpoints are read as written (``weights`` is irrelevant: they
     hold one parameter set, chosen when saved). Legacy checkpoints of the original
@@ -419,18 +419,26 @@ def load_checkpoint(path, *, weights: str = "ema", allow_pickle: bool = False):
         ``ema_params``) or ``"raw"`` (its ``params``).
       allow_pickle: allow reading a legacy *pickle* file. Pickle can execute code:
         pass True only for files you trust. Orbax checkpoints never need it.
+      with_metadata: also return the metadata dict (training information, E0s,
+        calibration; for a legacy checkpoint the migration report under ``"legacy"``).
 
     Returns:
-      ``(model, params, metadata)``: a :class:`physnetjax.PhysNet` (or, for an
-      ensemble checkpoint, a :class:`~physnetjax.ensemble.PhysNetEnsemble` with
-      stacked params), its variables ``{"params": ...}`` as jax arrays, and the
-      metadata dict.
+      ``(model, params)`` (DESIGN.md's interface): a :class:`physnetjax.PhysNet` (or,
+      for an ensemble checkpoint, a :class:`~physnetjax.ensemble.PhysNetEnsemble` with
+      stacked params) and its variables ``{"params": ...}`` as jax arrays; with
+      ``with_metadata=True`` also the metadata dict, as a third element.
 
     Raises:
       CheckpointError: not a checkpoint, corrupted or incomplete, newer format,
         a legacy model this library cannot represent, or an ensemble whose stored
         parameters hold another number of members than its config.
     """
+    loaded = _load_checkpoint(path, weights, allow_pickle)
+    return loaded if with_metadata else loaded[:2]
+
+
+def _load_checkpoint(path, weights: str, allow_pickle: bool) -> tuple:
+    """(model, params, metadata) of :func:`load_checkpoint`."""
     from physnetjax.checkpoint import legacy
     from physnetjax.ensemble.model import PhysNetEnsemble, member_count_mismatch
     from physnetjax.model import PhysNet

@@ -94,7 +94,7 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
       CheckpointError, DataError: unreadable checkpoint or data. FileExistsError: ``out``
         exists and ``overwrite`` is False.
     """
-    model, params, metadata = load_checkpoint(path)
+    model, params, metadata = load_checkpoint(path, with_metadata=True)
     if not is_ensemble(model):
         raise ValueError(f"{path} holds a single model; calibration needs an ensemble (see combine)")
     dataset = load_dataset([str(p) for p in data])

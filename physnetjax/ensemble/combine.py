@@ -92,7 +92,7 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
         raise ValueError("combine needs checkpoints to combine")
     member, members, sources, elements = None, [], [], []
     for path in paths:
-        model, params, metadata = load_checkpoint(path)
+        model, params, metadata = load_checkpoint(path, with_metadata=True)
         own_member = model.member if is_ensemble(model) else model
         if member is None:
             member = own_member

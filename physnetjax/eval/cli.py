@@ -111,7 +111,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         from physnetjax.pretrained import example_model_path
 
         checkpoint = str(example_model_path())
-    model, params, _ = load_checkpoint(checkpoint, weights=args.weights)
+    model, params = load_checkpoint(checkpoint, weights=args.weights)
     dataset = load_dataset(args.data, energy_unit=args.energy_unit, force_unit=args.force_unit,
                            dipole_unit=args.dipole_unit)
     if args.out is not None:

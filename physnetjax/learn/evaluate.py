@@ -14,7 +14,7 @@ def test_errors(checkpoint, test: Dataset) -> dict:
     """``energy_mae`` (eV, per molecule) and ``forces_mae`` (eV/Å, per Cartesian component of the
     real atoms) of ``checkpoint`` on ``test``, plus ``frames``; frames without a label are skipped
     for that label."""
-    model, params, metadata = load_checkpoint(checkpoint)
+    model, params, metadata = load_checkpoint(checkpoint, with_metadata=True)
     elements = trained_elements_of(metadata)
     energy_errors, force_errors = [], []
     for k in range(len(test)):

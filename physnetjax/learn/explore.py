@@ -61,7 +61,7 @@ def explore(checkpoint, data: Dataset, directory, config, round_index: int) -> t
     run at temperature number t is ``config.seed + 1000 * round_index + t`` (start frame,
     momenta, thermostat noise).
     """
-    model, params, metadata = load_checkpoint(checkpoint)
+    model, params, metadata = load_checkpoint(checkpoint, with_metadata=True)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     numbers, positions, spreads, origins, summaries = [], [], [], [], []

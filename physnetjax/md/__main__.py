@@ -132,7 +132,7 @@ def main(argv=None) -> int:
         from physnetjax.pretrained import example_model_path
 
         checkpoint = example_model_path()
-    model, params, metadata = load_checkpoint(checkpoint)
+    model, params, metadata = load_checkpoint(checkpoint, with_metadata=True)
     check_uncertainty_arguments(model, args.ensemble, args.uncertainty_threshold, args.on_uncertainty)
     if args.edge_chunk_size is not None:
         model = model.clone(edge_chunk_size=args.edge_chunk_size)

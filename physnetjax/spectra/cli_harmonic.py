@@ -91,7 +91,7 @@ def _analyse(args):
     if args.masses is not None and len(args.masses) != len(atoms):
         raise ValueError(f"--masses needs one value per atom: {len(atoms)} atoms, received {len(args.masses)}")
     write_resolved_config(args.parser, args, Path(args.out) / CONFIG_NAME)
-    model, params, _ = load_checkpoint(args.checkpoint)
+    model, params = load_checkpoint(args.checkpoint)
     total_charge = args.total_charge if args.total_charge is not None else float(atoms.info.get("charge", 0.0))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonMinimumWarning)

@@ -111,7 +111,7 @@ def _run(args) -> None:
     write_resolved_config(args.parser, args, out / CONFIG_NAME)
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    model, params, _ = load_checkpoint(args.checkpoint)
+    model, params = load_checkpoint(args.checkpoint)
     total_charge = args.total_charge if args.total_charge is not None else float(atoms.info.get("charge", 0.0))
     lines = harmonic(model, params, atoms.numbers, atoms.positions, masses=args.masses,
                      total_charge=total_charge, optimize=not args.no_optimize)

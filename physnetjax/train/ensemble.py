@@ -94,7 +94,7 @@ def initial_weights(path, size: int) -> tuple:
       PhysNetInputError: the checkpoint's member count differs from ``size`` (a single
         model counts as 1).
     """
-    loaded, params, _ = load_checkpoint(path)
+    loaded, params = load_checkpoint(path)
     found = loaded.size if is_ensemble(loaded) else 1
     if found != size:
         kind = f"an ensemble of {found} members" if found > 1 else "a single model"

@@ -309,7 +309,7 @@ class Trainer:
         for partial in (self.run_dir / "checkpoints").glob(".*partial*"):
             shutil.rmtree(partial, ignore_errors=True)
         self.state = load_train_state(latest, target=self.state)
-        _, _, meta = load_checkpoint(latest)
+        _, _, meta = load_checkpoint(latest, with_metadata=True)
         self._check_data_unchanged(meta.get(DATA_SHA256_KEY))
         host = meta["host"]
         self.epoch = int(meta["epoch"])
@@ -588,7 +588,7 @@ class Trainer:
             calibration.update(scale=scale, valid_nll_uncalibrated=gaussian_nll(errors, spreads, 1.0),
                                valid_nll_calibrated=gaussian_nll(errors, spreads, scale))
             best = (self.run_dir / "best").resolve()
-            model, params, meta = load_checkpoint(best)
+            model, params, meta = load_checkpoint(best, with_metadata=True)
             meta["calibration"] = calibration
             save_checkpoint(best, model.clone(calibration_scale=scale), params, meta,
                             train_state=load_train_state(best), overwrite=True)
@@ -771,7 +771,7 @@ class Trainer:
             reason = ("no further epoch fits in the time budget --max-time" if stop_reason == "max_time"
                       else f"no improvement for {self._patience_text()}")
             logger.info("stopped after epoch %d: %s", self.epoch, reason)
-        best_model, best_params, best_meta = load_checkpoint(self.run_dir / "best")
+        best_model, best_params, best_meta = load_checkpoint(self.run_dir / "best", with_metadata=True)
         best_params = replicate(best_params, self.mesh)
         valid_loss, valid_metrics, valid_pred, valid_members = self.evaluate(best_params, self.split["valid"],
                                                                              collect=True)
