@@ -127,6 +127,26 @@ def test_relative_path_and_overwrite(tmp_path, monkeypatch, trained):
         save_checkpoint("precious", MODEL, params, overwrite=True)
 
 
+def test_overwrite_never_deletes_a_training_run(tmp_path, trained):
+    """A run directory has a config.json (its settings) too: overwriting it must refuse and keep every file."""
+    _, params, _ = trained
+    run = tmp_path / "run"
+    save_checkpoint(run / "best", MODEL, params)
+    (run / "config.json").write_text('{"epochs": 3}', encoding="utf-8")
+    (run / "metrics.csv").write_text("epoch\n1\n", encoding="utf-8")
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    with pytest.raises(CheckpointError, match=r"besides a checkpoint it holds best, metrics.csv.*training run"):
+        save_checkpoint(run, MODEL, params, overwrite=True)
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+    with pytest.raises(CheckpointError, match=r"not a checkpoint; it looks like a training run directory.*best"):
+        load_checkpoint(run)
+    extra = save_checkpoint(tmp_path / "ckpt", MODEL, params)
+    (extra / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(CheckpointError, match="besides a checkpoint it holds notes.txt"):
+        save_checkpoint(extra, MODEL, params, overwrite=True)
+    assert (extra / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
 def test_interrupted_save_keeps_previous_checkpoint(tmp_path, monkeypatch, trained):
     _, params, _ = trained
     path = save_checkpoint(tmp_path / "ckpt", MODEL, params, {"version": "old"})

@@ -91,6 +91,33 @@ def is_checkpoint(path) -> bool:
     return (absolute_path(path) / CONFIG_FILE).is_file()
 
 
+CHECKPOINT_ENTRIES = frozenset({CONFIG_FILE, PARAMS_DIR, TRAIN_STATE_DIR})
+"""Everything a checkpoint directory holds; a directory with anything else is not replaced."""
+
+
+def _run_directory_hint(root: Path) -> str:
+    """A hint when ``root`` looks like a training run directory (its checkpoints are ``best``/``latest``), else ""."""
+    if any((root / name).is_dir() for name in ("best", "latest")):
+        return f"; it looks like a training run directory: its checkpoints are {root / 'best'} and {root / 'latest'}"
+    return ""
+
+
+def _check_replaceable(target: Path) -> None:
+    """Raise CheckpointError unless ``target`` is a checkpoint directory holding nothing but a checkpoint.
+
+    ``save_checkpoint(..., overwrite=True)`` deletes the old directory; a training run
+    directory also has a ``config.json`` (the run's settings), so that file alone does not
+    make a directory safe to delete.
+    """
+    if not target.is_dir() or not is_checkpoint(target):
+        raise CheckpointError(f"refusing to overwrite {target}: it is not a physnetjax checkpoint")
+    others = sorted(entry.name for entry in target.iterdir() if entry.name not in CHECKPOINT_ENTRIES)
+    if others:
+        raise CheckpointError(f"refusing to overwrite {target}: besides a checkpoint it holds "
+                              f"{', '.join(others[:5])}{' ...' if len(others) > 5 else ''}"
+                              f"{_run_directory_hint(target)}")
+
+
 # -- pytree <-> orbax ------------------------------------------------------------------
 
 
@@ -286,8 +313,7 @@ def save_checkpoint(
     if target.exists():
         if not overwrite:
             raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
-        if not is_checkpoint(target):
-            raise CheckpointError(f"refusing to overwrite {target}: it is not a physnetjax checkpoint")
+        _check_replaceable(target)
     count_problem = member_count_mismatch(model, params) if is_ensemble(model) else None
     if count_problem is not None:
         raise CheckpointError(f"params do not fit the model: {count_problem}")
@@ -382,6 +408,9 @@ def read_config(path) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"checkpoint {root} is corrupted: {CONFIG_FILE} is not valid JSON ({error})") from None
     if not isinstance(config, dict) or not isinstance(config.get("format_version"), int):
+        hint = _run_directory_hint(root)
+        if hint:
+            raise CheckpointError(f"{root} is not a checkpoint{hint}")
         raise CheckpointError(f"checkpoint {root} is corrupted: {CONFIG_FILE} has no integer format_version")
     version = config["format_version"]
     if version > FORMAT_VERSION:
