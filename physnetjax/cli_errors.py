@@ -8,7 +8,9 @@ Wrap a CLI's ``main(argv) -> int`` with :func:`cli_main`::
 
 An exception raised inside becomes one line on stderr, ``PROG: error: MESSAGE``
 (the library's messages say what, where and how to fix it), and the exit code
-below; ``--verbose`` on the command line prints the traceback first.
+below; ``--verbose`` on the command line prints the traceback first. Warnings
+printed during the call read ``PROG: warning: MESSAGE`` (with ``--verbose``, Python's
+form with the file and line that warned).
 
 Exit codes (every physnetjax CLI):
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 import functools
 import sys
 import traceback
+import warnings
 from typing import Callable
 
 from physnetjax.errors import OutputPathError, RunStoppedError
@@ -82,6 +85,9 @@ def cli_main(prog: str) -> Callable:
         @functools.wraps(main)
         def wrapped(argv=None) -> int:
             verbose = "--verbose" in (sys.argv[1:] if argv is None else list(argv))
+            python_format = warnings.formatwarning
+            if not verbose:
+                warnings.formatwarning = lambda message, *_, **__: f"{prog}: warning: {message}\n"
             try:
                 return main(argv)
             except (Exception, KeyboardInterrupt) as error:
@@ -89,6 +95,8 @@ def cli_main(prog: str) -> Callable:
                     traceback.print_exc()
                 print(error_line(prog, error), file=sys.stderr)
                 return exit_code(error)
+            finally:
+                warnings.formatwarning = python_format
 
         return wrapped
 

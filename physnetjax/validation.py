@@ -294,6 +294,26 @@ def check_trained_elements(atomic_numbers, trained_elements: Optional[Iterable[i
             "are an untrained guess", PhysNetInputWarning, stacklevel=3)
 
 
+def check_dataset_elements(atomic_numbers, num_atoms, trained_elements: Optional[Iterable[int]],
+                           where: str = "") -> None:
+    """Warn (:class:`PhysNetInputWarning`) when frames hold elements outside ``trained_elements``.
+
+    ``atomic_numbers`` (M, N_max) padded per frame, ``num_atoms`` (M,) real atoms per frame;
+    the warning names the elements and how many frames hold them. ``trained_elements``
+    None (unknown) skips the check.
+    """
+    z = np.asarray(atomic_numbers)
+    real = np.arange(z.shape[1])[None, :] < np.asarray(num_atoms)[:, None]
+    unseen = unseen_elements(np.unique(z[real]), trained_elements)
+    if unseen:
+        frames = np.nonzero((np.isin(z, unseen) & real).any(axis=1))[0]
+        warnings.warn(
+            f"{_prefix(where)}element(s) {_listed(element(v) for v in unseen)} (in {len(frames)} of {len(z)} "
+            f"frames, first frame {frames[0]}) never occurred in this model's training data (trained on "
+            f"{', '.join(SYMBOLS[int(v)] for v in sorted(trained_elements))}); its energies and forces there "
+            "are an untrained guess", PhysNetInputWarning, stacklevel=3)
+
+
 def unseen_elements(atomic_numbers, trained_elements: Optional[Iterable[int]]) -> list[int]:
     """Sorted elements of ``atomic_numbers`` absent from ``trained_elements`` ([] when that is None)."""
     if trained_elements is None:
@@ -302,8 +322,16 @@ def unseen_elements(atomic_numbers, trained_elements: Optional[Iterable[int]]) -
 
 
 def trained_elements_of(metadata: Optional[dict]) -> Optional[list[int]]:
-    """The ``trained_elements`` a checkpoint's metadata records (None for checkpoints without the record)."""
-    value = (metadata or {}).get(TRAINED_ELEMENTS_KEY)
+    """The ``trained_elements`` a checkpoint's metadata records (None for checkpoints without the record).
+
+    A checkpoint re-saved from a training run with ``metadata={"source_metadata": meta}``
+    (as the shipped models are) keeps the run's record one level down; it is read there
+    when the top level has none.
+    """
+    metadata = metadata or {}
+    value = metadata.get(TRAINED_ELEMENTS_KEY)
+    if value is None and isinstance(metadata.get("source_metadata"), dict):
+        value = metadata["source_metadata"].get(TRAINED_ELEMENTS_KEY)
     return None if value is None else [int(v) for v in value]
 
 

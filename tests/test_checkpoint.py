@@ -268,3 +268,28 @@ def test_overwrite_killed_between_renames_is_restored_on_next_load(tmp_path, tra
     save_checkpoint(path, MODEL, params, {"version": "new"}, overwrite=True)  # save recovers first, then replaces
     assert load_checkpoint(path, with_metadata=True)[2] == {"version": "new"}
     assert not list(tmp_path.glob(".ckpt.replaced-*"))
+
+
+@pytest.mark.parametrize("name", ["ethanol", "co2", "ethanol_ir"])
+def test_shipped_models_record_their_elements_and_a_config_checksum(name):
+    """Every shipped model names the elements of its training data (the ethanol models: those of the
+    bundled ethanol set; CO2: C and O) and protects config.json with its SHA-256, so an edited
+    setting is refused."""
+    from physnetjax.data import bundled_dataset_path, load_dataset
+    from physnetjax.pretrained import example_model_path
+    from physnetjax.validation import trained_elements_of
+
+    path = example_model_path(name)
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    assert config["config_sha256"] == ckformat.config_checksum(config)
+    ethanol = load_dataset([bundled_dataset_path()])
+    expected = [6, 8] if name == "co2" else sorted(int(z) for z in np.unique(ethanol.Z) if z > 0)
+    assert trained_elements_of(load_checkpoint(path, with_metadata=True)[2]) == expected
+
+
+def test_trained_elements_are_read_from_a_resaved_runs_metadata():
+    from physnetjax.validation import trained_elements_of
+
+    assert trained_elements_of({"source_metadata": {"trained_elements": [1, 8]}}) == [1, 8]
+    assert trained_elements_of({"trained_elements": [6], "source_metadata": {"trained_elements": [1]}}) == [6]
+    assert trained_elements_of({"source_metadata": {}}) is None and trained_elements_of(None) is None

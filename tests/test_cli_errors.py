@@ -70,6 +70,23 @@ def test_verbose_prints_the_traceback(capsys):
     assert "Traceback" in err and err.strip().endswith("python -m physnetjax.demo: error: bad thing")
 
 
+def test_warnings_are_one_line_during_a_cli_call():
+    """Inside a CLI call a warning prints as ``PROG: warning: MESSAGE``; --verbose and code outside keep Python's form."""
+    import warnings
+
+    formatted = []
+
+    @cli_main("python -m physnetjax.demo")
+    def main(argv=None):
+        formatted.append(warnings.formatwarning("odd input", UserWarning, "/x/module.py", 7, "call(here)"))
+        return 0
+
+    python_form = warnings.formatwarning("odd input", UserWarning, "/x/module.py", 7, "call(here)")
+    assert main([]) == 0 and main(["--verbose"]) == 0
+    assert formatted == ["python -m physnetjax.demo: warning: odd input\n", python_form]
+    assert warnings.formatwarning("odd input", UserWarning, "/x/module.py", 7, "call(here)") == python_form
+
+
 @pytest.mark.parametrize("case", [
     dict(args=["--checkpoint", "{root}/nowhere"], code=2, match="does not exist"),
     dict(args=["--geometry", "{root}/missing.xyz"], code=2, match="missing.xyz"),

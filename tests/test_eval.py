@@ -313,3 +313,15 @@ def test_cli_errors_are_one_line_and_checked_before_evaluating(setup, tmp_path, 
         assert not (tmp_path / "o" / "summary.json").exists()
     assert run_cli("--checkpoint", args["checkpoint"], "--data", args["data"], *args["extra"], "--verbose") == status
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_warns_about_elements_the_model_never_saw(tmp_path):
+    """A model trained on C and O (recorded in its metadata) evaluated on frames with H: one warning naming H."""
+    jax.config.update("jax_enable_x64", True)
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=4.0, max_atomic_number=8)
+    save_checkpoint(tmp_path / "ckpt", model, init_params(model, 0), {"trained_elements": [6, 8]})
+    z = np.array([[8, 1, 1], [6, 8, 0]])
+    r = np.array([[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]], [[0, 0, 0], [1.13, 0, 0], [0, 0, 0]]], float)
+    np.savez(tmp_path / "data.npz", Z=z, R=r, N=np.array([3, 2]), E=np.zeros(2), F=np.zeros((2, 3, 3)))
+    with pytest.warns(UserWarning, match=r"H \(Z=1\) \(in 1 of 2 frames, first frame 0\) never occurred.*trained on C, O"):
+        assert run_cli("--checkpoint", tmp_path / "ckpt", "--data", tmp_path / "data.npz", "--no-plots") == 0

@@ -31,7 +31,12 @@ from physnetjax.cli_errors import cli_main
 from physnetjax.cli_help import HelpFormatter
 from physnetjax.errors import PhysNetInputError
 from physnetjax.train.cli import HELP
-from physnetjax.validation import check_output_directory, check_output_path
+from physnetjax.validation import (
+    check_dataset_elements,
+    check_output_directory,
+    check_output_path,
+    trained_elements_of,
+)
 
 
 EXAMPLES = """examples:
@@ -111,9 +116,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         from physnetjax.pretrained import example_model_path
 
         checkpoint = str(example_model_path())
-    model, params = load_checkpoint(checkpoint, weights=args.weights)
+    model, params, metadata = load_checkpoint(checkpoint, weights=args.weights, with_metadata=True)
     dataset = load_dataset(args.data, energy_unit=args.energy_unit, force_unit=args.force_unit,
                            dipole_unit=args.dipole_unit)
+    check_dataset_elements(dataset.Z, dataset.N, trained_elements_of(metadata), where="--data")
     if args.out is not None:
         write_resolved_config(parser, args, Path(args.out) / CONFIG_NAME)
     dtype = "float64" if args.float64 else "float32"
