@@ -213,6 +213,13 @@ def test_cli_loop_with_gfn2_xtb_labels(tmp_path, capsys):
     (["--min-rmsd", "0"], "min_rmsd must be > 0"),
     (["--min-distance", "-1"], "min_distance must be >= 0"),
     (["--message-degree", "2"], "message_degree 2 > max_degree 1 needs correlation >= 2"),
+    (["--timestep", "-1"], "timestep_fs must be finite and > 0 fs"),
+    (["--friction", "-1"], "friction must be finite and > 0"),
+    (["--max-force", "-1"], "max_force must be finite and > 0"),
+    (["--uncertainty-threshold", "-1"], "uncertainty_threshold must be finite and > 0"),
+    (["--temperatures", "300", "nan"], "temperatures must be one or more finite values > 0 K"),
+    (["--learning-rate", "-1"], "learning_rate"),
+    (["--valid", "5.5"], "valid"),
 ])
 def test_cli_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
     from physnetjax.learn.__main__ import main

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+from pathlib import Path
 from typing import Optional
 
 from physnetjax.md.ensembles import ENSEMBLES
@@ -98,8 +100,19 @@ class LearnConfig:
         if self.ensemble < 2:
             raise ValueError(f"the loop selects by the ensemble spread: ensemble must be >= 2 members, "
                              f"received {self.ensemble}")
-        if not self.temperatures or min(self.temperatures) <= 0:
-            raise ValueError(f"temperatures must be one or more values > 0 K, received {list(self.temperatures)}")
+        if not self.temperatures or not all(math.isfinite(t) and t > 0 for t in self.temperatures):
+            raise ValueError(f"temperatures must be one or more finite values > 0 K, received {list(self.temperatures)}")
+        for name, unit in (("timestep_fs", "fs"), ("friction", "fs^-1"), ("max_force", "eV/Å")):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"{name} must be finite and > 0 {unit}, received {getattr(self, name)}")
+        if self.uncertainty_threshold is not None and not (math.isfinite(self.uncertainty_threshold)
+                                                           and self.uncertainty_threshold > 0):
+            raise ValueError(f"uncertainty_threshold must be finite and > 0 eV/Å, received {self.uncertainty_threshold}")
+        if not (0 < self.valid < 1 or (self.valid >= 1 and self.valid == int(self.valid))):
+            raise ValueError(f"valid must be a fraction in (0, 1) or a whole number of frames >= 1, "
+                             f"received {self.valid}")
+        if not math.isfinite(self.charge):
+            raise ValueError(f"charge must be finite, received {self.charge}")
         if self.max_label_force is not None and not self.max_label_force > 0:
             raise ValueError(f"max_label_force must be > 0 eV/Å, received {self.max_label_force}")
         if not self.min_distance >= 0:
@@ -120,6 +133,9 @@ class LearnConfig:
             raise ValueError(f"test_frames must be >= 0, received {self.test_frames}")
         if self.retrain_epochs is not None and self.retrain_epochs < 1:
             raise ValueError(f"retrain_epochs must be >= 1, received {self.retrain_epochs}")
+        from physnetjax.learn.loop import round_train_config
+
+        round_train_config(self, Path(self.out), 0, None)  # the trainer's own checks, before anything is written
 
     def model_settings(self) -> dict:
         """The architecture settings (:data:`MODEL_SETTINGS`) by name."""
