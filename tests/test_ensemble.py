@@ -187,12 +187,14 @@ def test_combine_single_and_ensemble_checkpoints(ensemble, tmp_path, capsys):
     for k in range(2):
         for x, y in zip(jax.tree_util.tree_leaves(members[k]), jax.tree_util.tree_leaves(member_params(params, k))):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    assert ensemble_main(["combine", str(whole), str(a), "--out", str(tmp_path / "four")]) == 0
+    fourth = jax.tree_util.tree_map(lambda x: x + 0.01, members[0])  # a member not already in `whole`
+    c = save_checkpoint(tmp_path / "c", model.member, fourth, {"trained_elements": [1, 6, 8]})
+    assert ensemble_main(["combine", str(whole), str(c), "--out", str(tmp_path / "four")]) == 0
     assert "ensemble of 4 members" in capsys.readouterr().out
     four, params4, metadata4 = load_checkpoint(tmp_path / "four", with_metadata=True)
     assert four.size == 4 and "trained_elements" not in metadata4  # one source has no record
     np.testing.assert_array_equal(np.asarray(member_params(params4, 3)["params"]["Embed_0"]["embedding"]),
-                                  np.asarray(members[0]["params"]["Embed_0"]["embedding"]))
+                                  np.asarray(fourth["params"]["Embed_0"]["embedding"]))
     assert ensemble_main(["combine", str(a), str(b), "--out", str(tmp_path / "four")]) == 3
     assert "exists" in capsys.readouterr().err
 
@@ -227,6 +229,17 @@ def test_combining_different_architectures_names_the_difference(ensemble, tmp_pa
     assert len(err) == 1 and "cutoff (4.0 vs 4.5)" in err[0]
     assert ensemble_main(["combine", str(a), "--out", str(tmp_path / "z")]) == 2
     assert "at least 2 members" in capsys.readouterr().err
+
+
+def test_combining_a_checkpoint_with_itself_is_refused(ensemble, tmp_path, capsys):
+    """Two identical members would report a spread of exactly 0 between them: the same checkpoint twice is an error."""
+    model, _, members = ensemble
+    a = save_checkpoint(tmp_path / "a", model.member, members[0])
+    copy = save_checkpoint(tmp_path / "copy", model.member, members[0])
+    with pytest.raises(ValueError, match=r"copy has the same parameters as .*a \(the same checkpoint twice\?\)"):
+        combine_checkpoints([a, copy], tmp_path / "x")
+    assert ensemble_main(["combine", str(a), str(a), "--out", str(tmp_path / "y")]) == 2
+    assert "the same parameters" in capsys.readouterr().err and not (tmp_path / "y").exists()
 
 
 def test_calibrate_cli_fits_the_maximum_likelihood_scale(ensemble, molecules, tmp_path, capsys):

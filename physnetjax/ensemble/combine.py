@@ -29,6 +29,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -72,6 +73,21 @@ def fold_element_energies(model, params, reference_energies, where) -> dict:
     return {**params, "params": {**params["params"], "energy_bias": folded_bias}}
 
 
+def _refuse_identical_members(members: list, origins: list[str]) -> None:
+    """ValueError when two members have identical parameters (the same checkpoint given twice, or a copy).
+
+    Identical members add nothing but a spread of exactly 0 between them, which
+    understates every uncertainty (and makes a calibration impossible when all agree).
+    """
+    flat = [np.concatenate([np.ravel(np.asarray(leaf, np.float64)) for leaf in jax.tree_util.tree_leaves(p)])
+            for p in members]
+    for j in range(len(flat)):
+        for k in range(j):
+            if np.array_equal(flat[j], flat[k]):
+                raise ValueError(f"{origins[j]} has the same parameters as {origins[k]} (the same checkpoint "
+                                 "twice?); identical members would report no spread between them")
+
+
 def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0, overwrite: bool = False) -> Path:
     """Write the ensemble of all members of ``paths`` to the checkpoint ``out``; returns its path.
 
@@ -82,15 +98,16 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
       overwrite: replace an existing checkpoint at ``out``.
 
     Raises:
-      ValueError: fewer than 2 members in all, or an input whose architecture differs
-        from the first one's (every differing setting is named).
+      ValueError: fewer than 2 members in all, an input whose architecture differs
+        from the first one's (every differing setting is named), or two members with
+        identical parameters.
       CheckpointError: an input that is not a readable checkpoint.
       FileExistsError: ``out`` exists and ``overwrite`` is False.
     """
     paths = [Path(p) for p in paths]
     if not paths:
         raise ValueError("combine needs checkpoints to combine")
-    member, members, sources, elements = None, [], [], []
+    member, members, origins, sources, elements = None, [], [], [], []
     for path in paths:
         model, params, metadata = load_checkpoint(path, with_metadata=True)
         own_member = model.member if is_ensemble(model) else model
@@ -104,10 +121,12 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
         count = model.size if is_ensemble(model) else 1
         own = [member_params(params, k) for k in range(count)] if is_ensemble(model) else [params]
         members += [fold_element_energies(own_member, p, member.element_energies, path) for p in own]
+        origins += [f"{path}" if count == 1 else f"{path} member {k}" for k in range(count)]
         sources.append({"path": str(path.resolve()), "members": count, "metadata": metadata})
         elements.append(trained_elements_of(metadata))
     if len(members) < 2:
         raise ValueError(f"an ensemble needs at least 2 members; {paths[0]} holds only one")
+    _refuse_identical_members(members, origins)
     ensemble = PhysNetEnsemble(member=member, size=len(members), calibration_scale=calibration_scale)
     metadata = {"ensemble_sources": sources}
     if all(e is not None for e in elements):
