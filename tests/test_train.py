@@ -263,6 +263,21 @@ def test_resume_refuses_changed_data_and_records_trained_elements(tmp_path, capl
     assert summary["epochs_run"] == 2 and "the data changed" in caplog.text
 
 
+def test_resume_refuses_a_changed_split(tmp_path):
+    """split.npz decides which frames train, validate and test: one replaced mid-run was used silently."""
+    out = tmp_path / "run"
+    train(tiny_config(out, epochs=1))
+    original = (out / "split.npz").read_bytes()
+    with np.load(out / "split.npz") as npz:
+        split = dict(npz)
+    split["train"][0], split["valid"][0] = split["valid"][0], split["train"][0]
+    np.savez(out / "split.npz", **split)
+    with pytest.raises(ValueError, match=r"split\.npz changed since the run started .*Restore the run's split\.npz"):
+        resume(out, epochs=2)
+    (out / "split.npz").write_bytes(original)
+    assert resume(out, epochs=2)["epochs_run"] == 2
+
+
 def test_nan_metrics_raise_naming_the_split(base_run, tmp_path):
     """On main a NaN on the test split was printed as `test energy MAE nan` and the run exited 0."""
     run_dir = tmp_path / "nan"

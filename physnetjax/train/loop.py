@@ -70,7 +70,7 @@ from physnetjax.data import (
     save_split,
     shifted_energies,
 )
-from physnetjax.data.fingerprint import changed_files, data_fingerprint
+from physnetjax.data.fingerprint import changed_files, data_fingerprint, file_sha256
 from physnetjax.data.sanity import check_label_sanity
 from physnetjax.ensemble import fit_calibration_scale, gaussian_nll, member_params, spearman_rank_correlation
 from physnetjax.jsonlines import append_record, start_log, write_json
@@ -104,6 +104,7 @@ from physnetjax.train.timebudget import TimeBudget, progress_factor
 logger = logging.getLogger(__name__)
 
 DATA_SHA256_KEY = "data_sha256"
+SPLIT_SHA256_KEY = "split_sha256"
 """Checkpoint metadata key: {data path: SHA-256 of its content} of the run's data files."""
 
 METRIC_NAMES = ("energy", "energy_per_atom", "forces", "dipole", "charge")
@@ -262,13 +263,14 @@ class Trainer:
         split_path = self.run_dir / "split.npz"
         if self.resuming:
             self.split = load_split(split_path, len(self.dataset))
-            return
-        if self.config.split_file:
-            self.split = load_split(self.config.split_file, len(self.dataset))
         else:
-            self.split = random_split(len(self.dataset), self.config.valid, self.config.test, self.config.seed,
-                                      self.config.train)
-        save_split(split_path, self.split)
+            if self.config.split_file:
+                self.split = load_split(self.config.split_file, len(self.dataset))
+            else:
+                self.split = random_split(len(self.dataset), self.config.valid, self.config.test, self.config.seed,
+                                          self.config.train)
+            save_split(split_path, self.split)
+        self.split_sha256 = file_sha256(split_path)
 
     def _setup_model(self) -> None:
         model_path = self.run_dir / "model.json"
@@ -311,6 +313,7 @@ class Trainer:
         self.state = load_train_state(latest, target=self.state)
         _, _, meta = load_checkpoint(latest, with_metadata=True)
         self._check_data_unchanged(meta.get(DATA_SHA256_KEY))
+        self._check_split_unchanged(meta.get(SPLIT_SHA256_KEY))
         host = meta["host"]
         self.epoch = int(meta["epoch"])
         self.best_value, self.best_epoch = float(host["best_value"]), int(host["best_epoch"])
@@ -360,6 +363,18 @@ class Trainer:
             raise DataError(message + ". Restore the original file, start a new run (--init-from "
                             f"{self.run_dir / 'best'}), or pass --allow-changed-data")
         logger.warning("warning: %s (--allow-changed-data)", message)
+
+    def _check_split_unchanged(self, recorded) -> None:
+        """Refuse to resume when split.npz differs from the one the run's checkpoints were trained with.
+
+        The split decides which frames train, validate (best checkpoint, early stop) and test;
+        another one mid-run would mix them. Runs saved before the record existed: not checked.
+        """
+        if recorded is not None and recorded != self.split_sha256:
+            raise DataError(f"{self.run_dir / 'split.npz'} changed since the run started (SHA-256 differs): the "
+                            "split decides which frames train, validate and test, so resuming would mix them. "
+                            "Restore the run's split.npz, or start a new run (--init-from "
+                            f"{self.run_dir / 'best'} --split-file YOUR_SPLIT)")
 
     @staticmethod
     def _parse_row(row: dict) -> dict:
@@ -513,6 +528,7 @@ class Trainer:
             "element_energies_fit": self.element_energies_fit,
             TRAINED_ELEMENTS_KEY: self.trained_elements,
             DATA_SHA256_KEY: self.data_sha256,
+            SPLIT_SHA256_KEY: self.split_sha256,
             "data": self.config.data or [str(bundled_dataset_path())],
             "data_units": {"energy": self.config.energy_unit, "force": self.config.force_unit,
                            "dipole": self.config.dipole_unit, "force_sign": self.config.force_sign},
