@@ -204,6 +204,7 @@ def test_energy_unit_conversion_gives_the_same_metrics(setup, evaluated, tmp_pat
                    "--no-plots") == 0
     converted = json.loads((tmp_path / "summary.json").read_text())
     assert converted["data_units"]["energy"] == "kcal/mol"
+    assert converted["units"] == {"energy": "eV", "forces": "eV/Å", "dipole": "e·Å", "charge": "e"}  # the errors'
     assert set(converted["metrics"]) == set(summary["metrics"])
     # extxyz stores forces with 8 decimals: the two files' force labels differ by up to
     # 0.5e-8 eV/Å + 0.5e-8 kcal/mol/Å per component; energies (repr) and the .npz are exact.

@@ -3,7 +3,8 @@
 ``--out DIR`` receives::
 
     frames.csv          one row per frame (columns: :data:`~physnetjax.eval.evaluate.FRAME_COLUMNS`)
-    summary.json        schema "physnetjax.eval" version 1: checkpoint, data, units, metrics,
+    summary.json        schema "physnetjax.eval" version 1: checkpoint, data, data_units (of
+                        the input files), units (of every error: eV, eV/Å, e·Å, e), metrics,
                         counts, per-element force errors, worst frames, model config
     parity_energy.png, parity_forces.png (+ parity_dipole.png, parity_charge.png with charges)
 
@@ -52,11 +53,15 @@ def write_frames_csv(result: EvalResult, path) -> None:
             writer.writerow([_cell(result.frames[c][k]) for c in FRAME_COLUMNS])
 
 
+ERROR_UNITS = {"energy": "eV", "forces": "eV/Å", "dipole": "e·Å", "charge": "e"}
+"""Units of every error in ``summary.json`` (the input files' own units are its ``data_units``)."""
+
+
 def write_summary(result: EvalResult, path, *, checkpoint: str, data: list, units: dict, model_config: dict,
                   dtype: str) -> None:
     """The JSON summary (see module docstring)."""
     summary = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "checkpoint": checkpoint, "data": data,
-               "data_units": units, "dtype": dtype, "num_frames": len(result.frames["frame"]),
+               "data_units": units, "units": dict(ERROR_UNITS), "dtype": dtype, "num_frames": len(result.frames["frame"]),
                **result.summary(), "model": model_config}
     Path(path).write_text(json.dumps(summary, indent=2) + "\n")
 
