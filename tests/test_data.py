@@ -161,6 +161,10 @@ def test_split_is_reproducible_and_disjoint():
         check_split({"train": [0, 1], "valid": [1, 2]}, 10)
     with pytest.raises(ValueError, match="outside"):
         check_split({"train": [0, 11], "valid": [1, 2]}, 10)
+    with pytest.raises(ValueError, match=r"no 'train' index array .*found E, R, Z"):
+        check_split({"Z": np.ones((3, 2), int), "R": np.zeros((3, 2, 3)), "E": np.zeros(3)}, 10)
+    with pytest.raises(ValueError, match="'valid' is empty"):
+        check_split({"train": [0, 1], "valid": np.zeros(0, int)}, 10)
 
 
 def test_element_energy_fit_recovers_references_in_float64():

@@ -57,6 +57,9 @@ def check_split(split: dict, num_frames: int, where: str = "split") -> dict[str,
             raise ValueError(f"{where}: {name!r} repeats indices")
         out[name] = idx
     for name in ("train", "valid"):
+        if name not in split:
+            raise ValueError(f"{where}: no {name!r} index array (a split file holds train, valid and optionally "
+                             f"test; found {', '.join(sorted(split)) or 'no arrays'})")
         if out[name].size == 0:
             raise ValueError(f"{where}: {name!r} is empty")
     for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
