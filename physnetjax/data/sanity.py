@@ -145,7 +145,10 @@ def check_label_sanity(data, where: str = "data") -> list[str]:
             f"{where}: energies scatter by {spread:.3g} eV/atom (RMS about their per-element fit; typical 0.01–0.3 "
             "eV/atom for molecules); kcal/mol or kJ/mol read as eV are 23× / 96× too large: pass --energy-unit")
     fit = energy_force_slope(data)
-    if fit is None:
+    if fit is None and not (data.has_E.any() and data.has_F.any()):
+        logger.info("%s: no %s labels: forces are not checked against energies", where,
+                    "force" if data.has_E.any() else "energy")
+    elif fit is None:
         logger.info("%s: too few nearby frames to check forces against energies", where)
     else:
         slope, correlation, pairs = fit
