@@ -110,3 +110,20 @@ def test_final_stage_settings_are_checked_and_round_trip(tmp_path):
     assert TrainConfig.load(tmp_path / "config.json") == config
     args = vars(build_parser().parse_args(["--final-stage", "0.3", "--final-energy-weight", "25"]))
     assert args == {"final_stage": 0.3, "final_energy_weight": 25.0}
+
+
+@pytest.mark.parametrize("epochs, steps_per_epoch", [(1, 1), (1, 3), (40, 10)])
+def test_cosine_schedule_warms_up_from_zero_but_always_steps(epochs, steps_per_epoch):
+    """The warm-up starts at lr 0, linear to the peak at `warmup_epochs`, then cosine to final_lr_factor · lr;
+    a run of a single step took its only step at lr 0 and never changed the weights."""
+    from physnetjax.train.config import TrainConfig
+    from physnetjax.train.optim import make_schedule
+
+    config = TrainConfig(schedule="cosine", learning_rate=1e-3, epochs=epochs, warmup_epochs=2, final_lr_factor=0.1)
+    schedule = make_schedule(config, steps_per_epoch)
+    total = epochs * steps_per_epoch
+    rates = np.array([float(schedule(k)) for k in range(total)])
+    assert rates[-1] > 0 and rates.max() <= 1e-3 * (1 + 1e-6)
+    warmup = min(total - 1, 2 * steps_per_epoch)
+    expected = 1e-3 * np.arange(warmup + 1) / warmup if warmup else [1e-3]  # a lone step runs at the peak
+    np.testing.assert_allclose(rates[: warmup + 1], expected, rtol=1e-6)

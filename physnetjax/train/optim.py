@@ -49,7 +49,8 @@ def make_schedule(config, steps_per_epoch: int):
         return optax.exponential_decay(lr, transition_steps=max(1, int(config.decay_epochs * steps_per_epoch)),
                                        decay_rate=config.decay_rate)
     total = max(2, config.epochs * steps_per_epoch)
-    warmup = min(total - 1, int(config.warmup_epochs * steps_per_epoch))
+    # The warm-up starts at 0: it must leave at least one step at a learning rate > 0 (a run of one step).
+    warmup = min(config.epochs * steps_per_epoch - 1, int(config.warmup_epochs * steps_per_epoch))
     return optax.warmup_cosine_decay_schedule(init_value=0.0 if warmup else lr, peak_value=lr,
                                               warmup_steps=warmup, decay_steps=total,
                                               end_value=lr * config.final_lr_factor)
