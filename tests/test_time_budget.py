@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from physnetjax.checkpoint import load_checkpoint, load_train_state
-from physnetjax.train import TrainConfig, Trainer
+from physnetjax.train import TrainConfig, Trainer, resume
 from physnetjax.train.timebudget import TimeBudget, progress_factor
 
 from test_train import leaves, read_rows, tiny_config
@@ -161,3 +161,9 @@ def test_resume_cannot_add_a_budget_to_an_epoch_run(tmp_path):
     config.max_time = 10.0
     with pytest.raises(ValueError, match="not trained with a time budget"):
         Trainer(config, out, resuming=True)
+    saved = (out / "config.json").read_text()
+    for _ in range(2):  # on main the refused resume saved max_time, and every later resume was refused
+        with pytest.raises(ValueError, match="not trained with a time budget"):
+            resume(out, max_time=10.0)
+        assert (out / "config.json").read_text() == saved
+    assert resume(out, epochs=2)["epochs_run"] == 2

@@ -258,6 +258,7 @@ def test_resume_refuses_changed_data_and_records_trained_elements(tmp_path, capl
     np.savez(data, **arrays)
     with pytest.raises(ValueError, match=r"the data changed since the run started: .*data\.npz .*--allow-changed-data"):
         resume(out, epochs=2)
+    assert TrainConfig.load(out / "config.json").epochs == 1  # the refused resume saved nothing
     with caplog.at_level("WARNING", logger="physnetjax.train.loop"):
         summary = resume(out, epochs=2, allow_changed_data=True)
     assert summary["epochs_run"] == 2 and "the data changed" in caplog.text

@@ -952,8 +952,10 @@ def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_s
 
     ``overrides`` may change only :data:`RESUME_OVERRIDES` (e.g. more ``epochs``); an
     override equal to the recorded value is no change (so the run's own config file may
-    be passed again). ``on_start(config, run_dir)`` as in :func:`train`, after the
-    updated ``config.json`` is written.
+    be passed again). The updated ``config.json`` is written only once the run is set up
+    and its checkpoint restored, so a refused resume (changed data, a time budget added
+    or removed) leaves the run's settings as they were. ``on_start(config, run_dir)`` as
+    in :func:`train`, after the updated ``config.json`` is written.
 
     Raises:
       DataError: a data file's content differs from the one the run recorded
@@ -972,7 +974,8 @@ def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_s
     for key, value in overrides.items():
         setattr(config, key, value)
     config.__post_init__()
+    trainer = Trainer(config, run_dir, resuming=True, allow_changed_data=allow_changed_data, clock=clock)
     config.save(config_path)
     if on_start is not None:
         on_start(config, run_dir)
-    return Trainer(config, run_dir, resuming=True, allow_changed_data=allow_changed_data, clock=clock).run()
+    return trainer.run()
