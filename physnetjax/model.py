@@ -34,6 +34,7 @@ cannot raise, so out-of-range indices would be clamped by XLA — use the builde
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import e3x
@@ -209,8 +210,8 @@ class PhysNet(nn.Module):
             raise ValueError("n_res must be at least 1 (the refinement block needs a residual layer)")
         if self.num_iterations < 1:
             raise ValueError(f"num_iterations must be at least 1, received {self.num_iterations}")
-        if self.cutoff <= 0:
-            raise ValueError(f"cutoff must be larger than 0, received {self.cutoff}")
+        if not (math.isfinite(self.cutoff) and self.cutoff > 0):
+            raise ValueError(f"cutoff must be larger than 0 and finite, received {self.cutoff}")
         if self.element_energies is not None and len(self.element_energies) != self.max_atomic_number + 1:
             raise ValueError(
                 f"element_energies must have max_atomic_number + 1 = {self.max_atomic_number + 1} "

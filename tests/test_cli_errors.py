@@ -189,3 +189,29 @@ def test_train_cli_refuses_bad_model_settings_before_writing(tmp_path, capsys, o
                        option, value]) == 2
     assert message in one_line_error(capsys, "train")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("--learning-rate", "nan", "learning_rate must be > 0 and finite, received nan"),
+    ("--forces-weight", "nan", "forces_weight must be >= 0 and finite, received nan"),
+    ("--energy-weight", "-1", "energy_weight must be >= 0 and finite, received -1.0"),
+    ("--dipole-weight", "-1", "dipole_weight must be >= 0 and finite, received -1.0"),
+    ("--charge-weight", "inf", "charge_weight must be >= 0 and finite, received inf"),
+    ("--cutoff", "nan", "cutoff must be larger than 0 and finite, received nan"),
+    ("--clip-norm", "0", "clip_norm must be > 0 and finite, received 0.0"),
+    ("--warmup-epochs", "-5", "warmup_epochs must be >= 0 and finite, received -5.0"),
+    ("--decay-rate", "0", "decay_rate must be > 0 and finite, received 0.0"),
+    ("--zbl-cutoff", "-1", "zbl_cutoff must be > 0 and finite, received -1.0"),  # trained to E MAE 3109 eV on main
+    ("--force-check-delta", "0", "force_check_delta must be > 0 and finite, received 0.0"),
+    ("--force-check-threshold", "-1", "force_check_threshold must be > 0 and finite, received -1.0"),
+    ("--patience", "0", "patience must be >= 1 (or not given), received 0"),  # main stopped before epoch 1
+    ("--max-time", "inf", "max_time must be > 0 seconds and finite, received inf"),  # main: internal error
+    ("--max-atomic-number", "0", "max_atomic_number must be >= 1 (or not given), received 0"),  # main: largest Z
+    ("--n-res", "-1", "n_res must be >= 1, received -1"),  # main: internal error (NotImplementedError), exit 5
+])
+def test_train_cli_refuses_bad_numbers_before_writing(tmp_path, capsys, option, value, message):
+    """NaN, infinite, zero or negative values where none is meaningful: one error line, exit 2, no run directory."""
+    assert train_main(["--data", str(DATA / "train_ethanol64.npz"), "--out", str(tmp_path / "run"),
+                       "--features", "8", "--epochs", "1", "--no-progress", "--no-plots", option, value]) == 2
+    assert message in one_line_error(capsys, "train")
+    assert not (tmp_path / "run").exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -46,6 +47,13 @@ def preset_settings(preset: str, **settings) -> dict:
         raise ValueError(f"preset must be one of {tuple(PRESETS)}, received {preset!r}")
     return {**PRESETS[preset], **settings}
 
+
+POSITIVE_SETTINGS = ("learning_rate", "clip_norm", "decay_rate", "zbl_cutoff", "force_check_delta",
+                     "force_check_threshold")
+"""Settings that must be finite numbers > 0."""
+NON_NEGATIVE_SETTINGS = ("energy_weight", "forces_weight", "dipole_weight", "charge_weight", "final_energy_weight",
+                         "warmup_epochs")
+"""Settings that must be finite numbers >= 0."""
 
 RESUME_OVERRIDES = ("epochs", "max_time", "patience", "progress", "plots", "log_every", "checkpoint_interval_s")
 """Settings a ``--resume`` may change; any other would break exact continuation."""
@@ -149,9 +157,18 @@ class TrainConfig:
                               ("best_metric", BEST_METRICS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, received {getattr(self, name)!r}")
-        for name in ("epochs", "batch_size", "log_every"):
+        for name in ("epochs", "batch_size", "log_every", "n_res"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, received {getattr(self, name)}")
+        for name in ("patience", "max_atomic_number"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (or not given), received {getattr(self, name)}")
+        for name in POSITIVE_SETTINGS:
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"{name} must be > 0 and finite, received {getattr(self, name)}")
+        for name in NON_NEGATIVE_SETTINGS:
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be >= 0 and finite, received {getattr(self, name)}")
         if self.ensemble < 1:
             raise ValueError(f"ensemble must be >= 1 member, received {self.ensemble}")
         if self.bootstrap and self.ensemble < 2:
@@ -161,14 +178,10 @@ class TrainConfig:
         if self.force_sign not in (1, -1):
             raise ValueError(f"force_sign must be 1 (F = -dE/dR) or -1 (the file stores +dE/dR), "
                              f"received {self.force_sign}")
-        if self.max_time is not None and not self.max_time > 0:
-            raise ValueError(f"max_time must be > 0 seconds, received {self.max_time}")
+        if self.max_time is not None and not (math.isfinite(self.max_time) and self.max_time > 0):
+            raise ValueError(f"max_time must be > 0 seconds and finite, received {self.max_time}")
         if not 0.0 <= self.final_stage < 1.0:
             raise ValueError(f"final_stage must be a fraction of the run in [0, 1), received {self.final_stage}")
-        if self.final_energy_weight < 0:
-            raise ValueError(f"final_energy_weight must be >= 0, received {self.final_energy_weight}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, received {self.learning_rate}")
         if not self.checkpoint_interval_s >= 0:
             raise ValueError(f"checkpoint_interval_s must be >= 0 seconds, received {self.checkpoint_interval_s}")
         if self.dispersion is not None:
