@@ -6,6 +6,7 @@ Permission-denied cases are represented by missing directories and files in plac
 of directories (the suite may run as root, for whom chmod does not deny).
 """
 
+import json
 import re
 
 import ase.io
@@ -17,10 +18,13 @@ from ase import Atoms
 from physnetjax import PhysNet, init_params, save_checkpoint
 from physnetjax.check.__main__ import main as check_main
 from physnetjax.cli_errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_OUTPUT, EXIT_RUN_STOPPED, cli_main, exit_code
+from physnetjax.data import random_split, save_split
 from physnetjax.data.generate import main as generate_main
 from physnetjax.errors import OutputPathError, RunStoppedError
 from physnetjax.md.__main__ import main as md_main
 from physnetjax.migrate import main as migrate_main
+from physnetjax.jsonlines import write_json
+from physnetjax.train import TrainConfig
 from physnetjax.train.cli import main as train_main
 from physnetjax.validation import PhysNetInputError
 
@@ -215,3 +219,28 @@ def test_train_cli_refuses_bad_numbers_before_writing(tmp_path, capsys, option, 
                        "--features", "8", "--epochs", "1", "--no-progress", "--no-plots", option, value]) == 2
     assert message in one_line_error(capsys, "train")
     assert not (tmp_path / "run").exists()
+
+
+def _add_bogus_key(text: str) -> str:
+    return json.dumps({**json.loads(text), "bogus": 1})
+
+
+@pytest.mark.parametrize("name,edit,message", [
+    ("config.json", _add_bogus_key, "config.json: unknown setting(s) ['bogus']"),  # main: internal error
+    ("config.json", lambda text: text[:40], "config.json: not valid JSON"),
+    ("model.json", _add_bogus_key, "model.json: not a model configuration"),
+    ("model.json", lambda text: text[:40], "model.json: not valid JSON"),
+])
+def test_train_cli_resume_names_a_damaged_run_file(tmp_path, capsys, name, edit, message):
+    """An edited or truncated config.json / model.json: one line naming the file, exit 2, the file left as it is."""
+    run = tmp_path / "run"
+    run.mkdir()
+    TrainConfig(data=[str(DATA / "train_ethanol64.npz")], out=str(run), features=8).save(run / "config.json")
+    write_json(run / "model.json", PhysNet(features=8, max_atomic_number=8).config())
+    save_split(run / "split.npz", random_split(64, 0.1, 0.1, 0))
+    edited = edit((run / name).read_text())
+    (run / name).write_text(edited)
+    assert train_main(["--resume", str(run), "--no-progress"]) == 2
+    line = one_line_error(capsys, "train")
+    assert str(run / name) in line and message in line
+    assert (run / name).read_text() == edited

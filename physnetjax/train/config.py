@@ -203,4 +203,32 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path) -> "TrainConfig":
-        return cls(**json.loads(Path(path).read_text()))
+        """The settings saved in ``path`` (a run's config.json).
+
+        Raises:
+          ValueError: naming ``path``: it is not a JSON object, holds keys that are no
+            setting, or a value that :meth:`__post_init__` refuses.
+        """
+        settings = read_json_object(path)
+        unknown = sorted(set(settings) - {field.name for field in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"{path}: unknown setting(s) {unknown}; remove them or restore the file the run wrote")
+        try:
+            return cls(**settings)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: {error}") from None
+
+
+def read_json_object(path) -> dict:
+    """The JSON object in the file ``path`` (a run's config.json or model.json).
+
+    Raises:
+      ValueError: naming ``path``: the file is not valid JSON (e.g. truncated) or not an object.
+    """
+    try:
+        value = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); is the file truncated?") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a JSON object of settings, found {type(value).__name__}")
+    return value

@@ -78,7 +78,7 @@ from physnetjax.model import PhysNet
 from physnetjax.predict import init_params
 from physnetjax.train import plots
 from physnetjax.train.batching import batch_shapes, iterate_batches, num_batches
-from physnetjax.train.config import RESUME_OVERRIDES, TrainConfig
+from physnetjax.train.config import RESUME_OVERRIDES, TrainConfig, read_json_object
 from physnetjax.train.background import BackgroundWriter
 from physnetjax.train.device_batches import batch_rows, build_device_frames, frame_rows, supports_device_batches
 from physnetjax.train.device_steps import make_device_steps
@@ -275,7 +275,10 @@ class Trainer:
     def _setup_model(self) -> None:
         model_path = self.run_dir / "model.json"
         if self.resuming:
-            self.model = PhysNet.from_config(json.loads(model_path.read_text()))
+            try:
+                self.model = PhysNet.from_config(read_json_object(model_path))
+            except TypeError as error:
+                raise ValueError(f"{model_path}: not a model configuration ({error})") from None
             self.initial_params = self._fresh_params()
             return
         if self.config.init_from:
