@@ -43,6 +43,7 @@ def files(tmp_path_factory):
     save_checkpoint(root / "ckpt", model, init_params(model, 0))
     ase.io.write(root / "water.xyz", Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]))
     ase.io.write(root / "sodium.xyz", Atoms("NaH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]))
+    ase.io.write(root / "atom.xyz", Atoms("O", positions=[[0, 0, 0]]))
     return root
 
 
@@ -101,6 +102,7 @@ def test_warnings_are_one_line_during_a_cli_call():
     dict(args=["--timestep", "0"], code=2, match="timestep_fs must be > 0.0, received 0.0"),
     dict(args=["--steps", "15", "--save-every", "10"], code=2, match=r"steps \(15\) must be a positive multiple"),
     dict(args=["--geometry", "{root}/sodium.xyz"], code=2, match=r"Na \(Z=11\) at atom\(s\) 0 are outside"),
+    dict(args=["--geometry", "{root}/atom.xyz"], code=2, match="MD needs at least 2 atoms, the start geometry has 1"),
 ])
 def test_md_cli(files, capsys, case):
     args = ["--checkpoint", str(files / "ckpt"), "--geometry", str(files / "water.xyz"), "--steps", "10",

@@ -309,7 +309,7 @@ def simulate(
     Raises:
       ValueError: bad arguments. EnergyConservationError: see ``energy_tolerance``. PhysNetInputError: a start geometry that fails
         :func:`physnetjax.validation.validate_structure` with ``strict=True`` (atoms closer
-        than 0.5 Å are refused), or partial PBC. MDInstabilityError: NaN/Inf or |F| > max_force.
+        than 0.5 Å are refused), fewer than 2 atoms, or partial PBC. MDInstabilityError: NaN/Inf or |F| > max_force.
     """
     check_md_arguments(ensemble=ensemble, temperature_K=temperature_K, timestep_fs=timestep_fs, steps=steps,
                        save_every=save_every, chunk_frames=chunk_frames, friction=friction, max_force=max_force,
@@ -326,6 +326,9 @@ def simulate(
     dtype = check_dtype(dtype)
     params = cast_params(params, dtype)
     n = len(atoms)
+    if n < 2:
+        raise PhysNetInputError(f"MD needs at least 2 atoms, the start geometry has {n} (an isolated atom has no "
+                                "dynamics: 3N - 3 = 0 degrees of freedom)")
     if np.any(atoms.pbc) and not np.all(atoms.pbc):
         raise PhysNetInputError(f"pbc={atoms.pbc.tolist()}: MD runs only fully periodic or isolated systems")
     validate_structure(atoms.numbers, atoms.positions, model.max_atomic_number,
