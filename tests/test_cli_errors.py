@@ -44,6 +44,11 @@ def files(tmp_path_factory):
     ase.io.write(root / "water.xyz", Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]))
     ase.io.write(root / "sodium.xyz", Atoms("NaH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]))
     ase.io.write(root / "atom.xyz", Atoms("O", positions=[[0, 0, 0]]))
+    (root / "truncated.npz").write_bytes((DATA / "train_ethanol64.npz").read_bytes()[:2000])
+    np.savez(root / "frames.npz", R=np.zeros((1, 3, 3)), Z=np.array([[8, 1, 1]]))
+    water = dict(momenta=np.zeros((3, 3)), numbers=[8, 1, 1], step=10, heat=0.0)
+    np.savez(root / "overlap.npz", positions=[[0, 0, 0], [0.96, 0, 0], [0.96, 0, 0]], **water)
+    np.savez(root / "nan.npz", positions=[[0, 0, 0], [0.96, 0, 0], [np.nan, 0.93, 0]], **water)
     return root
 
 
@@ -103,6 +108,11 @@ def test_warnings_are_one_line_during_a_cli_call():
     dict(args=["--steps", "15", "--save-every", "10"], code=2, match=r"steps \(15\) must be a positive multiple"),
     dict(args=["--geometry", "{root}/sodium.xyz"], code=2, match=r"Na \(Z=11\) at atom\(s\) 0 are outside"),
     dict(args=["--geometry", "{root}/atom.xyz"], code=2, match="MD needs at least 2 atoms, the start geometry has 1"),
+    dict(args=["--restart", "{root}/truncated.npz"], code=2, match=r"restart file .*truncated.npz cannot be read as .npz"),
+    dict(args=["--restart", "{root}/frames.npz"], code=2,
+         match=r"frames.npz is not an MD-state checkpoint .*: missing positions, momenta, numbers, step"),
+    dict(args=["--restart", "{root}/overlap.npz"], code=2, match=r"overlap.npz: atoms overlap: atoms 1-2 at 0 Å"),
+    dict(args=["--restart", "{root}/nan.npz"], code=2, match=r"nan.npz: positions contain NaN or Inf at atom\(s\) 2"),
 ])
 def test_md_cli(files, capsys, case):
     args = ["--checkpoint", str(files / "ckpt"), "--geometry", str(files / "water.xyz"), "--steps", "10",

@@ -345,10 +345,7 @@ def simulate(
         momenta = np.asarray(maxwell_boltzmann_momenta(mb_key, masses, temperature_K))
     start_step, saved = 0, None
     if restart is not None:
-        with open(restart, "rb") as handle, np.load(handle) as stored:
-            saved = dict(stored)
-        if saved["numbers"].tolist() != atoms.numbers.tolist():
-            raise ValueError(f"restart file {restart} holds a different system")
+        saved = read_restart(restart, atoms, model.max_atomic_number)
         positions, momenta = saved["positions"], saved["momenta"]
         start_step = int(saved["step"])
         if "key" in saved:
@@ -561,6 +558,49 @@ def check_uncertainty_arguments(model, ensemble: str, threshold: Optional[float]
         if not (np.isfinite(threshold) and threshold > 0):
             raise PhysNetInputError(f"uncertainty threshold must be > 0 eV/Å, received {threshold}")
     return is_ensemble(model)
+
+
+RESTART_KEYS = ("positions", "momenta", "numbers", "step")
+"""Arrays every MD-state checkpoint holds (:func:`physnetjax.md.ensembles.checkpoint_arrays`)."""
+
+
+def read_restart(path, atoms: ase.Atoms, max_atomic_number: int) -> dict:
+    """The arrays of MD-state checkpoint ``path`` for a restart of ``atoms``, validated like a start geometry.
+
+    Raises:
+      PhysNetInputError: the file is not a readable .npz, lacks one of :data:`RESTART_KEYS`,
+        holds another system (atomic numbers), a non-integer step, momenta that are not
+        finite (n, 3), or positions (in the saved cell for a periodic run) that fail
+        :func:`physnetjax.validation.validate_structure` with ``strict=True``.
+    """
+    with open(path, "rb") as handle:
+        try:
+            with np.load(handle, allow_pickle=False) as stored:
+                saved = dict(stored)
+        except Exception as error:
+            raise PhysNetInputError(f"restart file {path} cannot be read as .npz ({type(error).__name__}: {error}); "
+                                    "is it empty, truncated or not an MD checkpoint?") from error
+    missing = [key for key in RESTART_KEYS if key not in saved]
+    if missing:
+        raise PhysNetInputError(f"restart file {path} is not an MD-state checkpoint (as --md-checkpoint writes): "
+                                f"missing {', '.join(missing)} (keys present: {sorted(saved)})")
+    if np.asarray(saved["numbers"]).tolist() != atoms.numbers.tolist():
+        raise PhysNetInputError(f"restart file {path} holds a different system: atomic numbers "
+                                f"{np.asarray(saved['numbers']).tolist()} instead of the geometry's "
+                                f"{atoms.numbers.tolist()}")
+    step = np.asarray(saved["step"])
+    if step.shape != () or not np.issubdtype(step.dtype, np.integer) or step < 0:
+        raise PhysNetInputError(f"restart file {path}: step must be an integer >= 0, received {step.tolist()}")
+    momenta = np.asarray(saved["momenta"])
+    if (momenta.shape != (len(atoms), 3) or not np.issubdtype(momenta.dtype, np.floating)
+            or not np.isfinite(momenta).all()):
+        raise PhysNetInputError(f"restart file {path}: momenta must be finite numbers of shape ({len(atoms)}, 3), "
+                                f"received shape {momenta.shape}, dtype {momenta.dtype}")
+    cell = saved["cell"] if "cell" in saved and np.all(atoms.pbc) else atoms.cell.array
+    validate_structure(atoms.numbers, saved["positions"], max_atomic_number,
+                       total_charge=atoms.info.get("charge", 0.0), cell=cell, pbc=atoms.pbc, strict=True,
+                       where=f"restart file {path}")
+    return saved
 
 
 def _kinetic(state: MDState) -> float:
