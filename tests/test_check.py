@@ -195,6 +195,14 @@ def test_cli_json_and_exit_codes(model, params, methanol, tmp_path, capsys):
     assert main([str(tmp_path / "missing"), "--quick"]) == 2
 
 
+@pytest.mark.parametrize("frames", ["0", "-2"])
+def test_cli_refuses_frames_below_one(frames, tmp_path, capsys):
+    """--frames -2 checked all but the last 2 structures (a Python slice); --frames 0 gave an unclear message.
+    Refused before the checkpoint is read."""
+    assert main([str(tmp_path / "missing"), "--frames", frames, "--quick"]) == 2
+    assert capsys.readouterr().err.strip() == f"python -m physnetjax.check: error: --frames must be >= 1, received {frames}"
+
+
 def test_cli_exits_1_on_failure(model, params, methanol, tmp_path):
     """Bonds squeezed to 40 %: ZBL makes the surface a cliff and NVE blows up."""
     checkpoint = save_checkpoint(tmp_path / "ckpt", model, params)

@@ -24,6 +24,7 @@ from physnetjax.check.report import GROUPS
 from physnetjax.cli_config import add_config_options, parse_args
 from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main
 from physnetjax.cli_help import HelpFormatter, describe
+from physnetjax.errors import PhysNetInputError
 from physnetjax.text_table import print_line
 from physnetjax.validation import check_output_path, trained_elements_of
 
@@ -50,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_main("python -m physnetjax.check")
 def main(argv=None) -> int:
     args = parse_args(build_parser(), argv)
+    if args.frames is not None and args.frames < 1:
+        raise PhysNetInputError(f"--frames must be >= 1, received {args.frames}")
     if args.json:
         check_output_path(args.json, overwrite=True, what="--json")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
