@@ -445,5 +445,5 @@ def load_legacy(path, *, weights: str = "ema", allow_pickle: bool = False):
         f"{migration.weights}. The pair terms (ZBL, electrostatics) and the charge correction changed "
         "by design: run `python -m physnetjax.migrate OLD NEW` to see by how much and to save it."
     )
-    warnings.warn(message, UserWarning, stacklevel=3)
+    warnings.warn(message, UserWarning, stacklevel=4)
     return migration.model, migration.params, migration.metadata
