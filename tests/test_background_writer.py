@@ -1,6 +1,8 @@
 """The trainer's background checkpoint writer: one write at a time, in order, errors raised in the caller."""
 
+import signal
 import threading
+import time
 
 import pytest
 
@@ -34,3 +36,32 @@ def test_writes_run_one_at_a_time_in_order_and_errors_reach_the_caller():
     with pytest.raises(OSError, match="disk full"):
         writer.submit(log.append, "third")  # the next submit reports the previous failure
     assert log == ["first", "second"]
+
+
+def test_an_interrupt_while_waiting_keeps_the_write_pending():
+    """On main wait() forgot the write before joining it: after Ctrl-C there the next wait() returned at once,
+    and the process could exit while the checkpoint was still being written."""
+    writer = BackgroundWriter()
+    release = threading.Event()
+    log = []
+
+    def slow_write():
+        release.wait(timeout=10)
+        time.sleep(0.2)
+        log.append("written")
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        writer.submit(slow_write)
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with pytest.raises(KeyboardInterrupt):
+            writer.wait()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    release.set()
+    writer.wait()
+    assert log == ["written"]

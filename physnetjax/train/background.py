@@ -19,27 +19,36 @@ class BackgroundWriter:
     """Runs submitted write functions on a background thread, one at a time."""
 
     def __init__(self):
-        self._thread: Optional[threading.Thread] = None
+        self._done: Optional[threading.Event] = None
         self._error: Optional[BaseException] = None
 
     def submit(self, write: Callable, *args) -> None:
         """Wait for the previous write (raising its error), then start ``write(*args)`` in the background."""
         self.wait()
+        done = threading.Event()
 
         def run():
             try:
                 write(*args)
             except BaseException as error:  # handed to the training thread by wait()
                 self._error = error
+            finally:
+                done.set()
 
-        self._thread = threading.Thread(target=run, name="checkpoint-writer")
-        self._thread.start()
+        self._done = done
+        threading.Thread(target=run, name="checkpoint-writer").start()
 
     def wait(self) -> None:
-        """Block until the pending write (if any) is done; re-raise its exception."""
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join()
+        """Block until the pending write (if any) is done; re-raise its exception.
+
+        The write is forgotten only once it has finished: an exception raised in the
+        waiting thread (Ctrl-C) leaves it pending, so the next ``wait`` still waits for it.
+        (It waits on an event the write sets: an interrupted ``Thread.join`` marks the
+        thread as finished although it still runs.)
+        """
+        if self._done is not None:
+            self._done.wait()
+            self._done = None
         error, self._error = self._error, None
         if error is not None:
             raise error

@@ -555,15 +555,17 @@ class Trainer:
         """Write the kept best state (when newer than the last write) and then the latest, in the background.
 
         :class:`~physnetjax.train.background.BackgroundWriter` runs one write at a time, in
-        order, so ``best`` is in place before ``latest`` moves past it.
+        order, so ``best`` is in place before ``latest`` moves past it. The states are
+        forgotten only once their write has started: when waiting for the previous write is
+        interrupted (Ctrl-C), the run's ``finally`` still writes them.
         """
         best, latest = self.unwritten_best, self.unwritten_latest
-        self.unwritten_best = self.unwritten_latest = None
         if latest is None:
             return
         writes = [] if best is None or best[0] == latest[0] else [(*best, True)]
         writes.append((*latest, best is not None and best[0] == latest[0]))
         self.writer.submit(self._write_checkpoints, writes)
+        self.unwritten_best = self.unwritten_latest = None
         self.last_write = time.monotonic()
 
     def _write_checkpoints(self, writes: list) -> None:
