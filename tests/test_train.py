@@ -146,10 +146,31 @@ def test_missing_labels_are_masked_not_zero_filled(base_run, tmp_path):
     assert float(changed[0]) > 10 * float(reference[0])
 
 
-def test_force_check_failure_stops_training(tmp_path):
+def test_force_check_failure_stops_training(tmp_path, caplog):
     with pytest.raises(ForceCheckError, match="float64 central finite differences"):
         train(tiny_config(tmp_path / "fc", epochs=1, force_check_threshold=1e-13))
     assert not (tmp_path / "fc" / "best").exists()
+    # nothing to resume (no checkpoint): on main the same --out was refused ("already holds a run") for good
+    with caplog.at_level("INFO", logger="physnetjax.train.loop"):
+        summary = train(tiny_config(tmp_path / "fc", epochs=1))
+    assert summary["epochs_run"] == 1 and "stopped before its first checkpoint; starting over" in caplog.text
+    assert [r["epoch"] for r in read_rows(tmp_path / "fc")] == ["1"]
+
+
+@pytest.mark.parametrize("extra", ["latest", "notes.txt", "checkpoints/epoch-0001"])
+def test_a_run_directory_with_a_checkpoint_or_foreign_files_is_kept(tmp_path, extra):
+    out = tmp_path / "run"
+    out.mkdir()
+    tiny_config(out).save(out / "config.json")
+    (out / "metrics.csv").write_text("epoch\n")
+    if extra.startswith("checkpoints"):
+        (out / extra).mkdir(parents=True)  # a complete checkpoint no link points to yet
+    else:
+        (out / extra).write_text("x")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(tiny_config(out))
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
 TWO_DEVICES = r"""

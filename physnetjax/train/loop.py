@@ -905,6 +905,42 @@ SETUP_FILES = ("split.npz", "model.json", "metrics.csv", "metrics.jsonl")
 """Files :class:`Trainer` writes while setting up a fresh run (removed again if the setup fails)."""
 
 
+UNSTARTED_RUN_FILES = ("config.json", "config.toml", "metrics.json", *SETUP_FILES)
+"""Files a run writes before its first checkpoint (besides ``checkpoints/`` holding only partial writes)."""
+
+
+def _unstarted_run(run_dir: Path) -> bool:
+    """True when ``run_dir`` holds only what a run writes before its first complete checkpoint.
+
+    Such a run (stopped in its first epochs by Ctrl-C or a failure) cannot be resumed;
+    anything else in the directory (a ``latest`` or ``best`` link, a checkpoint, a file
+    the trainer does not write, a config.json that is no run's settings) makes it False,
+    and the directory is kept.
+    """
+    try:
+        TrainConfig.load(run_dir / "config.json")
+    except ValueError:
+        return False
+    names = {*UNSTARTED_RUN_FILES, "checkpoints"}
+    temporary = {f".{name}.tmp" for name in (*names, "latest", "best")}
+    for entry in run_dir.iterdir():
+        if entry.name not in names | temporary or entry.is_symlink():
+            return False
+        if entry.name == "checkpoints" and (not entry.is_dir()
+                                            or any(not p.name.startswith(".") for p in entry.iterdir())):
+            return False
+    return True
+
+
+def _remove_unstarted_run(run_dir: Path) -> None:
+    """Delete what an :func:`_unstarted_run` left in ``run_dir`` (the directory itself stays)."""
+    for entry in run_dir.iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def default_run_dir() -> Path:
     """``./runs/physnet-YYYYmmdd-HHMMSS`` (a suffix is added if it exists)."""
     base = Path.cwd() / "runs" / datetime.now().strftime("physnet-%Y%m%d-%H%M%S")
@@ -920,17 +956,23 @@ def train(config: TrainConfig, clock=time.monotonic, on_start=None) -> dict:
     The data are read and validated, the split and the model set up, before
     ``config.json`` is written: a refused start leaves no run behind (a directory
     this call created is removed again), so the same command can simply be retried.
+    A run in ``config.out`` that stopped before its first complete checkpoint (nothing
+    to resume) is replaced; one with a checkpoint, or with files the trainer does not
+    write, is refused.
     ``on_start(config, run_dir)``, if given, is called right after ``config.json`` is
     written, before the first epoch (the CLI writes ``config.toml`` there).
 
     Raises:
-      FileExistsError: ``config.out`` already holds a run (use :func:`resume`).
+      FileExistsError: ``config.out`` already holds a run with a checkpoint (use :func:`resume`).
       DataError: the data files are malformed.
       ForceCheckError: the float64 force check failed when saving a best checkpoint.
     """
     run_dir = Path(config.out) if config.out else default_run_dir()
     if (run_dir / "config.json").exists():
-        raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick --out")
+        if not _unstarted_run(run_dir):
+            raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick --out")
+        _remove_unstarted_run(run_dir)
+        logger.info("%s held a run that stopped before its first checkpoint; starting over there", run_dir)
     created = [p for p in [run_dir, *run_dir.parents] if not p.exists()]
     run_dir.mkdir(parents=True, exist_ok=True)
     config.out = str(run_dir)
