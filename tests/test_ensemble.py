@@ -288,7 +288,8 @@ def md_setup(ensemble, molecules, tmp_path_factory):
 
 
 def test_md_records_the_spread_flags_and_stops_at_the_threshold(md_setup, capsys):
-    """A flag run (every frame past a tiny threshold) records the spreads; the CLI then stops mid-run at one of them."""
+    """A flag run (every frame past a tiny threshold) records the spreads; the CLI, continuing from one of its
+    frames, then stops mid-run at a later one."""
     model, stacked, _, atoms, directory = md_setup
     flagged = simulate(model, stacked, atoms, steps=40, save_every=5, chunk_frames=4, dtype="float64",
                        temperature_K=300.0, out=str(directory / "flag.traj"), uncertainty_threshold=1e-12,
@@ -301,12 +302,17 @@ def test_md_records_the_spread_flags_and_stops_at_the_threshold(md_setup, capsys
     check = predict(model, stacked, atoms.numbers, frames[3].positions, dtype=np.float64)
     np.testing.assert_allclose(spreads[3], check["forces_std"].max(), rtol=1e-8)
 
-    threshold = float(np.sort(spreads)[4])
-    first_past = int(np.argmax(spreads > threshold))
+    # The CLI continues from the first frame with a more uncertain one after it (a start geometry past the
+    # threshold stops the run before any step), with a threshold between the two.
+    start = next(j for j in range(len(frames) - 1) if spreads[j + 1:].max() > spreads[j])
+    later = spreads[start + 1:]
+    threshold = float(spreads[start] + later.max()) / 2
+    first_past = int(np.argmax(later > threshold))
+    ase.io.write(directory / "trusted_start.traj", frames[start])  # with its momenta: the same trajectory
     ckpt = save_checkpoint(directory / "ens_ckpt", model, stacked)
     out = directory / "stop.xyz"
-    code = md_main(["--checkpoint", str(ckpt), "--geometry", str(directory / "start.xyz"), "--steps", "40",
-                    "--save-every", "5", "--chunk", "4", "--float64", "--temperature", "300",
+    code = md_main(["--checkpoint", str(ckpt), "--geometry", str(directory / "trusted_start.traj"), "--steps",
+                    str(5 * len(later)), "--save-every", "5", "--chunk", "4", "--float64",
                     "--uncertainty-threshold", repr(threshold), "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 4 and "stopped early" in captured.out and "1 frame(s) past it" in captured.out
@@ -314,8 +320,23 @@ def test_md_records_the_spread_flags_and_stops_at_the_threshold(md_setup, capsys
     kept = ase.io.read(out, index=":") if first_past else []
     assert len(kept) == first_past
     last = ase.io.read(f"{out}.last_trusted.xyz")
-    expected = frames[first_past - 1] if first_past else atoms
-    np.testing.assert_allclose(last.positions, expected.positions, atol=1e-8)
+    np.testing.assert_allclose(last.positions, frames[start + first_past].positions, atol=1e-8)
+
+
+def test_md_stops_before_any_step_when_the_start_geometry_is_past_the_threshold(md_setup, capsys):
+    """The start frame was never checked: on main a run whose first frame was past the threshold saved the
+    start geometry as "last trusted frame (step 0)" and reported "energy drift: +nan"."""
+    model, stacked, _, _, directory = md_setup
+    ckpt = save_checkpoint(directory / "ens_start_ckpt", model, stacked)
+    out = directory / "untrusted.xyz"
+    code = md_main(["--checkpoint", str(ckpt), "--geometry", str(directory / "start.xyz"), "--steps", "10",
+                    "--save-every", "5", "--float64", "--uncertainty-threshold", "1e-12", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 4 and "steps: 0" in captured.out and "nan" not in captured.out
+    assert "energy drift: n/a" in captured.out and "1 frame(s) past it" in captured.out
+    assert "the start geometry (step 0) is already past the threshold" in captured.err
+    assert "no frame is saved as trusted" in captured.err
+    assert not (directory / "untrusted.xyz.last_trusted.xyz").exists()
 
 
 def test_md_threshold_errors_and_single_model_unchanged(md_setup, capsys):

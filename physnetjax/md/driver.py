@@ -15,7 +15,9 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
 3. With an ensemble model (:class:`~physnetjax.ensemble.PhysNetEnsemble`) every
    saved frame records ``max_forces_std_eV_per_A``, the largest per-atom force
    spread of the members (computed inside the jitted chunk). With
-   ``uncertainty_threshold``, the first frame past it either ends the run
+   ``uncertainty_threshold``, the start frame is checked first (past it: ``"stop"``
+   ends the run before any step and saves no frame as trusted, ``"flag"`` warns);
+   then the first saved frame past it either ends the run
    (``on_uncertainty="stop"``: the trusted frames before it are written, the last
    trusted one also to ``<out>.last_trusted.xyz``, and the report says where and
    why it stopped; no exception) or is flagged (``"flag"``: frames carry
@@ -172,13 +174,14 @@ class MDReport:
         quantity = "energy" if self.ensemble == "nve" else f"conserved quantity ({self.ensemble})"
         return [
             f"steps: {self.steps} ({self.time_ps:.4g} ps, {self.num_atoms} atoms)",
-            f"{quantity} drift: {self.drift_meV_per_atom_per_ps:+.4g} meV/atom/ps (linear fit)",
-            f"{quantity} fluctuation: {self.fluctuation_meV_per_atom:.4g} meV/atom (std about the fit)",
+            f"{quantity} drift: {_figure(self.drift_meV_per_atom_per_ps, '+.4g', ' meV/atom/ps (linear fit)')}",
+            f"{quantity} fluctuation: {_figure(self.fluctuation_meV_per_atom, '.4g', ' meV/atom (std about the fit)')}",
             f"mean temperature: {self.mean_temperature_K:.2f} K",
         ] + ([self.temperature_note()] if self.temperature_note() else []) + (
             [f"mean pressure: {self.mean_pressure_bar:.5g} bar", f"mean volume: {self.mean_volume_A3:.6g} Å³"]
             if self.mean_pressure_bar is not None else []) + [
-            f"speed: {self.steps_per_second:.1f} steps/s (compile {self.compile_seconds:.1f} s excluded)",
+            f"speed: {_figure(self.steps_per_second, '.1f', ' steps/s')} (compile {self.compile_seconds:.1f} s "
+            "excluded)",
             f"edges: {self.edge_set}",
         ] + self._uncertainty_lines() + ([f"trajectory: {self.out}"] if self.out else [])
 
@@ -192,6 +195,11 @@ class MDReport:
         if self.stopped:
             lines.append(f"stopped early: {self.stop_reason}")
         return lines
+
+
+def _figure(value: float, spec: str, unit: str) -> str:
+    """``value`` formatted with ``spec`` and followed by ``unit``; "n/a" when it is NaN (too few frames, no steps)."""
+    return f"{value:{spec}}{unit}" if np.isfinite(value) else "n/a"
 
 
 def drift_and_fluctuation(time_ps, conserved_eV, num_atoms) -> tuple[float, float]:
@@ -373,6 +381,22 @@ def simulate(
     start_force = float(np.linalg.norm(np.asarray(state.forces), axis=-1).max())
     if start_force > max_force:
         raise MDInstabilityError(f"start geometry has |F| = {start_force:.3g} eV/Å > max_force = {max_force} eV/Å")
+    spreads: list[float] = []
+    uncertain_frames = 0
+    stop_reason = last_trusted = None
+    if uncertainty_threshold is not None:
+        start_spread = float(jax.jit(dynamics.observe)(state).max_forces_std)
+        if start_spread > uncertainty_threshold:
+            reason = (f"the start geometry (step {start_step}) is already past the threshold: its largest per-atom "
+                      f"force spread is {start_spread:.3g} eV/Å > uncertainty_threshold = "
+                      f"{uncertainty_threshold:g} eV/Å")
+            if on_uncertainty == "stop":
+                spreads.append(start_spread)
+                uncertain_frames = 1
+                stop_reason = f"{reason}; no step was run and no frame is saved as trusted"
+                logger.info("MD stopped: %s", stop_reason)
+            else:
+                logger.warning("%s; every frame may be flagged", reason)
 
     if restart is not None and out is not None:
         dropped = truncate_trajectory(out, start_step)
@@ -396,12 +420,9 @@ def simulate(
     volumes: list[float] = []
     done, chunks, retries, executed = 0, 0, 0, 0
     warned_drift = False
-    spreads: list[float] = []
-    uncertain_frames = 0
-    stop_reason = last_trusted = None
     total_frames = steps // save_every
     try:
-        while done < steps:
+        while done < steps and stop_reason is None:
             num_frames = min(chunk_frames, total_frames - done // save_every)
             shape_key = (num_frames, jax.tree.structure(state), tuple(x.shape for x in jax.tree.leaves(state)))
             if shape_key not in compiled:
