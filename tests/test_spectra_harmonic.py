@@ -402,6 +402,16 @@ def test_cli_warns_in_one_line_at_a_non_minimum(cli_inputs, capsys, tmp_path):
     assert (used["no_optimize"], used["no_plot"], used["geometry"]) == (True, True, str(cli_inputs / "ethanol.extxyz"))
 
 
+def test_cli_warns_for_elements_outside_the_training_data(charge_model, cli_inputs, capsys, tmp_path):
+    """As md does: the checkpoint's trained_elements (here H and C only) make the oxygen of ethanol warn."""
+    model, params, _, _ = charge_model
+    save_checkpoint(tmp_path / "model", model, params, {"trained_elements": [1, 6]})
+    status, _, stderr = run_cli(capsys, "--checkpoint", tmp_path / "model", "--geometry",
+                                cli_inputs / "ethanol.extxyz", "--out", tmp_path / "out", "--no-optimize", "--no-plot")
+    assert status == 0
+    assert "warning: " in stderr and "O (Z=8)" in stderr and "never occurred in this model's training data" in stderr
+
+
 def test_cli_errors_are_one_line(cli_inputs, capsys, tmp_path):
     model, xyz = cli_inputs / "model", cli_inputs / "ethanol.extxyz"
     junk = tmp_path / "junk.xyz"
@@ -416,6 +426,7 @@ def test_cli_errors_are_one_line(cli_inputs, capsys, tmp_path):
         (["--checkpoint", model, "--geometry", junk], "cannot read --geometry", 2),
         (["--checkpoint", model, "--geometry", xyz, "--masses", "1", "2"], "one value per atom", 2),
         (["--checkpoint", model, "--geometry", nan_xyz], "NaN or Inf", 2),
+        (["--checkpoint", model, "--geometry", xyz, "--total-charge", "nan"], "total_charge must be finite", 2),
         (["--checkpoint", model, "--geometry", xyz, "--max-steps", "2"], "did not reach", 4),
     ]
     for argv, message, expected_status in cases:

@@ -77,7 +77,7 @@ def _analyse(args):
     from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
     from physnetjax.spectra.harmonic import NonMinimumWarning, harmonic
     from physnetjax.spectra.plot import require_matplotlib
-    from physnetjax.validation import check_output_directory
+    from physnetjax.validation import check_output_directory, trained_elements_of
 
     check_output_directory(args.out, what="--out")
     if not args.no_plot:
@@ -91,13 +91,13 @@ def _analyse(args):
     if args.masses is not None and len(args.masses) != len(atoms):
         raise ValueError(f"--masses needs one value per atom: {len(atoms)} atoms, received {len(args.masses)}")
     write_resolved_config(args.parser, args, Path(args.out) / CONFIG_NAME)
-    model, params = load_checkpoint(args.checkpoint)
+    model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)
     total_charge = args.total_charge if args.total_charge is not None else float(atoms.info.get("charge", 0.0))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonMinimumWarning)
         result = harmonic(model, params, atoms.numbers, atoms.positions, masses=args.masses,
                           total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
-                          max_steps=args.max_steps)
+                          max_steps=args.max_steps, trained_elements=trained_elements_of(metadata))
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
     return result, atoms

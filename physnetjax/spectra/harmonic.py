@@ -232,6 +232,7 @@ def harmonic(
     max_steps: int = DEFAULT_MAX_STEPS,
     intensities: Optional[bool] = None,
     linear_tolerance: float = LINEAR_TOLERANCE,
+    trained_elements=None,
 ) -> HarmonicResult:
     """Harmonic frequencies, normal modes, ZPE and IR intensities of one molecule from a model.
 
@@ -252,14 +253,16 @@ def harmonic(
       intensities: None → IR intensities when the model predicts charges, else None;
         True → required (ValueError for a model without charges); False → not computed.
       linear_tolerance: see :data:`physnetjax.spectra.rigid_body.LINEAR_TOLERANCE`.
+      trained_elements: elements of the training data (checkpoint metadata); others warn.
 
     Raises:
-      ValueError: invalid structure (NaN/Inf positions, atomic numbers; see
+      ValueError: invalid structure (NaN/Inf positions, atomic numbers, total charge; see
         :func:`physnetjax.validation.validate_structure`), masses, or intensities=True on
         a model without charges.
       OptimizationError: the optimisation did not converge (``.positions`` kept).
     """
-    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number)
+    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
+                              trained_elements=trained_elements)
     if intensities and not model.charges:
         raise ValueError(
             "IR intensities need the dipole, which only a model with charges=True predicts; this model "

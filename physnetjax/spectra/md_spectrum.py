@@ -160,6 +160,7 @@ def md_spectrum(
     dtype="float32",
     max_energy_error: float = 0.1,
     progress: Optional[Callable[[int, int], None]] = None,
+    trained_elements=None,
 ) -> MDSpectrum:
     """Power and IR spectra of an isolated molecule from Langevin-equilibrated NVE MD (module docstring).
 
@@ -186,6 +187,7 @@ def md_spectrum(
       dtype: ``"float32"`` or ``"float64"`` (needs x64) for the MD.
       max_energy_error: allowed max |E(t) − E(0)| in units of n_dof k_B T / 2.
       progress: called as ``progress(steps_done, steps_total)`` after each chunk.
+      trained_elements: elements of the training data (checkpoint metadata); others warn.
 
     Returns:
       :class:`MDSpectrum`.
@@ -194,7 +196,8 @@ def md_spectrum(
       ValueError: invalid arguments (named with the value received).
       EnergyConservationError: NaN/Inf in the dynamics or energy not conserved.
     """
-    z, r0 = validate_structure(atomic_numbers, positions, model.max_atomic_number)
+    z, r0 = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
+                               trained_elements=trained_elements)
     if not 2 <= z.shape[0] <= DENSE_MAX_ATOMS:
         raise ValueError(f"md_spectrum is for isolated molecules of 2 to {DENSE_MAX_ATOMS} atoms, "
                          f"received {z.shape[0]}")
