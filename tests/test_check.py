@@ -19,6 +19,7 @@ from physnetjax.check import CheckSettings, Structure, check_model, default_stru
 from physnetjax.check.__main__ import main
 from physnetjax.check.smoothness import bond_types, model_cutoffs
 from physnetjax.errors import PhysNetInputWarning
+from physnetjax.pretrained import example_model_path
 
 SETTINGS = CheckSettings.quick()
 MP_CUTOFF = 4.0
@@ -179,6 +180,17 @@ def test_default_geometry_is_stored_beside_a_legacy_checkpoint():
     structures = default_structures(DATA / "legacy" / "C_synthD" / "epoch-30", {}, limit=2)
     assert [s.name for s in structures] == ["geometries.npz[0]", "geometries.npz[1]"]
     assert structures[0].num_atoms == 15 and structures[0].positions.dtype == np.float64
+
+
+def test_default_geometry_of_a_shipped_model_is_the_xyz_beside_it(tmp_path, caplog):
+    """The CO2 model was checked on ethanol frames of the bundled dataset (logged at INFO only)."""
+    structures = default_structures(example_model_path("co2"), {}, limit=3)
+    assert [s.name for s in structures] == ["co2.xyz[0]"] and structures[0].atomic_numbers.tolist() == [6, 8, 8]
+    with caplog.at_level("WARNING"):
+        structures = default_structures(tmp_path / "ckpt", {"data": [str(tmp_path / "co2.npz")]}, limit=2)
+    assert [s.name for s in structures] == ["ethanol_gfn2.npz[0]", "ethanol_gfn2.npz[1]"]
+    assert f"training data {tmp_path / 'co2.npz'} not found" in caplog.text
+    assert "checking 2 frame(s) of the bundled dataset" in caplog.text
 
 
 def test_cli_json_and_exit_codes(model, params, methanol, tmp_path, capsys):

@@ -6,10 +6,13 @@ Order of the defaults (:func:`default_structures`):
    legacy fixtures and migrated checkpoints keep their reference frames there);
 2. the first data file named in the checkpoint metadata (``metadata["data"]``, as the
    trainer writes it), if it exists;
-3. the bundled example dataset (:func:`physnetjax.data.dataset.bundled_dataset_path`);
-4. :data:`ETHANOL`, one ethanol frame built into this module.
+3. the first ``.xyz`` (by name) in the directory holding the checkpoint (the shipped
+   models keep their example geometry there, e.g. ``pretrained/co2/co2.xyz``);
+4. the bundled example dataset (:func:`physnetjax.data.dataset.bundled_dataset_path`);
+5. :data:`ETHANOL`, one ethanol frame built into this module.
 
-The first ``max_structures`` frames of the chosen file are used.
+The first ``max_structures`` frames of the chosen file are used. Falling back to 4 or 5
+(frames not of the model's own system) is logged as a warning naming the frames used.
 """
 
 from __future__ import annotations
@@ -83,12 +86,23 @@ def default_structures(checkpoint: Path | None, metadata: dict | None, limit: in
         checkpoint = Path(checkpoint).resolve()
         candidates += [checkpoint / GEOMETRY_FILE, checkpoint.parent / GEOMETRY_FILE]
     data = (metadata or {}).get("data")
+    training = "no training data file in the metadata"
     if isinstance(data, Sequence) and not isinstance(data, str) and data:
         candidates.append(Path(data[0]))
-    candidates.append(bundled_dataset_path())
+        training = f"training data {data[0]} not found"
+    if checkpoint is not None:
+        candidates += sorted(checkpoint.parent.glob("*.xyz"))[:1]
     for path in candidates:
         if path.is_file():
             logger.info("checking frames of %s", path)
             return read_structures(path, limit)
-    logger.info("no stored frames found; checking the built-in ethanol geometry")
+    bundled = bundled_dataset_path()
+    if bundled.is_file():
+        structures = read_structures(bundled, limit)
+        logger.warning("no frames of this model's own system found (no %s, %s, no .xyz beside the checkpoint); "
+                       "checking %d frame(s) of the bundled dataset %s instead (pass --geometry)",
+                       GEOMETRY_FILE, training, len(structures), bundled)
+        return structures
+    logger.warning("no frames of this model's own system found; checking the built-in ethanol geometry instead "
+                   "(pass --geometry)")
     return [ETHANOL]
