@@ -231,7 +231,7 @@ def check_md_arguments(*, ensemble, temperature_K, timestep_fs, steps, save_ever
                                         ("friction", friction, 0.0, False), ("max_force", max_force, 0.0, True),
                                         ("skin", skin, 0.0, False), ("chunk_frames", chunk_frames, 1, False)):
         if not np.isfinite(value) or value < lowest or (strict and value == lowest):
-            raise PhysNetInputError(f"{name} must be {'>' if strict else '>='} {lowest}, received {value}")
+            raise PhysNetInputError(f"{name} must be finite and {'>' if strict else '>='} {lowest}, received {value}")
     if out is not None:
         trajectory_format(out)
 
