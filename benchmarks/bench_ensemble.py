@@ -13,7 +13,10 @@ work; steadier than wall time on a shared machine) and wall time:
   axis: what :func:`physnetjax.train.ensemble.make_ensemble_steps` ships for training;
 * ``K unrolled``: the single-model step/apply written out K times in one program (a
   Python loop at trace time), which leaves XLA free to run independent members side by
-  side on the 2 cores, for comparison.
+  side on the 2 cores, for comparison;
+* ``one, K x work``: one model on K times the molecules (training batch K × 8, inference
+  K × the molecule count): the same model evaluations as the K members do, with one set of
+  weights, i.e. what the members' work costs when nothing but the weights differs.
 
 All calls are compiled as the library compiles them (:func:`physnetjax.compilation.jit`, YNNPACK
 fusions off; the inference calls used plain ``jax.jit`` before 2026-12-02).
@@ -57,7 +60,7 @@ PLAN = {  # mode: (training steps per round, inference molecule counts, rounds)
     "smoke": (1, (1, 2), 2),
 }
 BATCH_SIZE = TrainConfig().batch_size
-VARIANTS = ("one", "K mapped", "K vmapped", "K unrolled")
+VARIANTS = ("one", "one, K x work", "K mapped", "K vmapped", "K unrolled")
 
 
 def unrolled(function, stacked, *shared):
@@ -84,6 +87,10 @@ def training_calls(data, energies, model, config, members: int, steps: int) -> t
     train = np.arange(steps * BATCH_SIZE)
     stacked = list(member_batches(data, [train] * members, seeds, 0, energies, model, BATCH_SIZE, shapes))
     single = [jax.tree_util.tree_map(lambda x: x[0], batch) for batch in stacked]
+    large_shapes = batch_shapes(data, model, members * BATCH_SIZE)
+    large = [jax.tree_util.tree_map(lambda x: x[0], batch) for batch in member_batches(
+        data, [np.arange(steps * members * BATCH_SIZE)], seeds[:1], 0, energies, model, members * BATCH_SIZE,
+        large_shapes)]
     one_step = make_steps(model, optimizer, weights, config.loss, config.ema_decay)[0]
     single_step = step_functions(model, optimizer, weights, config.loss, config.ema_decay)[0]
     mapped_step = compilation.jit(lambda state, batch, labels, scale: map_members(
@@ -98,6 +105,7 @@ def training_calls(data, energies, model, config, members: int, steps: int) -> t
         return jax.vmap(lambda p: init_state(p, optimizer))(jax.tree_util.tree_map(jnp.copy, params))
 
     plans = {"one": (one_step, init_state(init_params(model, seeds[0]), optimizer), single),
+             "one, K x work": (one_step, init_state(init_params(model, seeds[0]), optimizer), large),
              "K mapped": (mapped_step, members_state(), stacked),
              "K vmapped": (vmapped_step, members_state(), stacked),
              "K unrolled": (unrolled_step, members_state(), stacked)}
@@ -119,22 +127,27 @@ def training_calls(data, energies, model, config, members: int, steps: int) -> t
 
 def inference_calls(data, model, members: int, molecules: int) -> tuple[dict, dict]:
     """(variant → energy+forces call on ``molecules`` ethanol frames, variant → XLA flops of that call)."""
-    batch = batch_molecules([data.Z[k, : data.N[k]] for k in range(molecules)],
-                            [data.R[k, : data.N[k]] for k in range(molecules)], model.cutoff,
-                            pair_cutoff=model_pair_cutoff(model), dtype=np.float32)
+    def ethanol_batch(count):
+        return batch_molecules([data.Z[k, : data.N[k]] for k in range(count)],
+                               [data.R[k, : data.N[k]] for k in range(count)], model.cutoff,
+                               pair_cutoff=model_pair_cutoff(model), dtype=np.float32)
+
+    batch, large = ethanol_batch(molecules), ethanol_batch(members * molecules)
     ensemble = PhysNetEnsemble(member=model, size=members)
     params = stack_members([init_params(model, s) for s in member_seeds(0, members)])
+    one = compilation.jit(lambda p, b: apply_batch(model, p, b)["forces"])
 
     def vmapped(p, b):
         return jax.vmap(lambda member: apply_batch(model, member, b)["forces"])(p)
 
-    plans = {"one": (compilation.jit(lambda p, b: apply_batch(model, p, b)["forces"]), init_params(model, 0)),
-             "K mapped": (compilation.jit(lambda p, b: apply_batch(ensemble, p, b)["forces"]), params),
-             "K vmapped": (compilation.jit(lambda p, b: jnp.mean(vmapped(p, b), axis=0)), params),
+    plans = {"one": (one, init_params(model, 0), batch),
+             "one, K x work": (one, init_params(model, 0), large),
+             "K mapped": (compilation.jit(lambda p, b: apply_batch(ensemble, p, b)["forces"]), params, batch),
+             "K vmapped": (compilation.jit(lambda p, b: jnp.mean(vmapped(p, b), axis=0)), params, batch),
              "K unrolled": (compilation.jit(lambda p, b: jnp.mean(unrolled(
-                 lambda member: apply_batch(model, member, b)["forces"], p), axis=0)), params)}
-    calls = {name: (lambda f=f, p=p: jax.block_until_ready(f(p, batch))) for name, (f, p) in plans.items()}
-    return calls, {name: None if name == "K mapped" else compiled_flops(f, p, batch) for name, (f, p) in plans.items()}
+                 lambda member: apply_batch(model, member, b)["forces"], p), axis=0)), params, batch)}
+    calls = {name: (lambda f=f, p=p, b=b: jax.block_until_ready(f(p, b))) for name, (f, p, b) in plans.items()}
+    return calls, {name: None if name == "K mapped" else compiled_flops(f, p, b) for name, (f, p, b) in plans.items()}
 
 
 def compiled_flops(function, *args) -> float | None:
