@@ -181,6 +181,9 @@ def test_check_cli(files, capsys):
 def test_generate_cli_checks_out_before_labelling(tmp_path, capsys):
     assert generate_main(["--out", str(tmp_path / "no_dir" / "d.npz")]) == 3
     assert "no_dir does not exist" in one_line_error(capsys, "data.generate")
+    assert generate_main(["--out", str(tmp_path / "d.txt")]) == 2  # numpy would write d.txt.npz
+    assert "give a path ending in .npz" in one_line_error(capsys, "data.generate")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_train_cli_refuses_a_frame_with_coincident_atoms(tmp_path, capsys):

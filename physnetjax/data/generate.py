@@ -256,6 +256,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s", force=True)
     check_output_path(args.out, overwrite=True, what="--out")
+    if Path(args.out).suffix != ".npz":
+        raise ValueError(f"--out {args.out}: the dataset is a .npz file; give a path ending in .npz")
     if args.frames < 1 or args.stride < 1 or args.equilibration_steps < 0 or not args.timestep > 0:
         raise ValueError("--frames and --stride must be >= 1, --equilibration-steps >= 0 and --timestep > 0")
     if not args.temperature > 0:
