@@ -101,7 +101,8 @@ def migrate(old, new, *, weights: str = "ema", geometries=None, reference=None, 
         )
     metadata = dict(migration.metadata)
     metadata["legacy"] = {**metadata["legacy"], "migration_summary": summary}
-    target = save_checkpoint(new, migration.model, migration.params, metadata, overwrite=overwrite)
+    target = save_checkpoint(new, migration.model, migration.params, metadata, overwrite=overwrite,
+                             companions=(REPORT_FILE,))
     report["checkpoint"] = str(target)
     (target / REPORT_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     return report

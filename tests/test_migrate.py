@@ -69,6 +69,15 @@ def test_printed_report(tmp_path, capsys):
     # eps32 · Σ|pair contributions| (15·14 edges of O(1) eV/Å) ≈ 3e-5 eV/Å; bound 1e-4.
     assert summary["max_abs_delta_forces_eV_per_A"] < 1e-4
 
+    (tmp_path / "A" / REPORT_FILE).write_text("{}", encoding="utf-8")  # replaced by the new run's report
+    assert main([str(LEGACY / "A"), str(tmp_path / "A"), "--overwrite"]) == 0
+    report = json.loads((tmp_path / "A" / REPORT_FILE).read_text(encoding="utf-8"))
+    assert report["comparison"]["summary"]["large_change"] is False
+    (tmp_path / "A" / "notes.txt").write_text("mine", encoding="utf-8")  # anything else is never deleted
+    assert main([str(LEGACY / "A"), str(tmp_path / "A"), "--overwrite"]) == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert (tmp_path / "A" / "notes.txt").read_text(encoding="utf-8") == "mine"
+
 
 def test_cli_errors(tmp_path, capsys):
     assert main([str(tmp_path / "missing"), str(tmp_path / "new")]) == 2

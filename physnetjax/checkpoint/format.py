@@ -102,8 +102,8 @@ def _run_directory_hint(root: Path) -> str:
     return ""
 
 
-def _check_replaceable(target: Path) -> None:
-    """Raise CheckpointError unless ``target`` is a checkpoint directory holding nothing but a checkpoint.
+def _check_replaceable(target: Path, companions: frozenset = frozenset()) -> None:
+    """Raise CheckpointError unless ``target`` holds nothing but a checkpoint (and the ``companions`` files).
 
     ``save_checkpoint(..., overwrite=True)`` deletes the old directory; a training run
     directory also has a ``config.json`` (the run's settings), so that file alone does not
@@ -111,7 +111,8 @@ def _check_replaceable(target: Path) -> None:
     """
     if not target.is_dir() or not is_checkpoint(target):
         raise CheckpointError(f"refusing to overwrite {target}: it is not a physnetjax checkpoint")
-    others = sorted(entry.name for entry in target.iterdir() if entry.name not in CHECKPOINT_ENTRIES)
+    others = sorted(entry.name for entry in target.iterdir()
+                    if entry.name not in CHECKPOINT_ENTRIES and entry.name not in companions)
     if others:
         raise CheckpointError(f"refusing to overwrite {target}: besides a checkpoint it holds "
                               f"{', '.join(others[:5])}{' ...' if len(others) > 5 else ''}"
@@ -278,6 +279,7 @@ def save_checkpoint(
     *,
     train_state: Any = None,
     overwrite: bool = False,
+    companions: tuple = (),
 ) -> Path:
     """Write ``model`` and ``params`` (and optionally a train state) as a checkpoint directory.
 
@@ -293,7 +295,9 @@ def save_checkpoint(
         ...) for :func:`load_train_state`. Namedtuples and dataclasses are stored as
         dicts and rebuilt from a ``target``; typed PRNG keys are stored as key data.
       overwrite: replace an existing checkpoint at ``path``. Only a directory that
-        is itself a physnetjax checkpoint is ever replaced.
+        is itself a physnetjax checkpoint, holding nothing else, is ever replaced.
+      companions: names of files the caller writes beside the checkpoint (migrate's
+        report) that an overwrite may delete with it; the caller writes them anew.
 
     Returns:
       The absolute path of the checkpoint.
@@ -313,7 +317,7 @@ def save_checkpoint(
     if target.exists():
         if not overwrite:
             raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
-        _check_replaceable(target)
+        _check_replaceable(target, frozenset(companions))
     count_problem = member_count_mismatch(model, params) if is_ensemble(model) else None
     if count_problem is not None:
         raise CheckpointError(f"params do not fit the model: {count_problem}")
