@@ -27,7 +27,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from physnetjax.checkpoint.errors import CheckpointError
 from physnetjax.checkpoint.format import absolute_path, is_checkpoint, save_checkpoint
@@ -36,6 +35,7 @@ from physnetjax.checkpoint.report import find_beside, migration_report, read_geo
 from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main
 from physnetjax.cli_help import HelpFormatter
 from physnetjax.errors import OutputPathError
+from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.text_table import print_line
 
 REPORT_FILE = "migration_report.json"
@@ -84,11 +84,9 @@ def migrate(old, new, *, weights: str = "ema", geometries=None, reference=None, 
     ref = None
     if geoms is not None and reference_file is not None:
         try:
-            with open(reference_file, "rb") as handle, np.load(handle, allow_pickle=False) as data:
-                ref = {key: data[key] for key in data.files}
-        except Exception as error:
-            raise CheckpointError(f"reference file {reference_file} cannot be read as .npz "
-                                  f"({type(error).__name__}: {error}); is it truncated?") from error
+            ref = read_npz(reference_file)
+        except (NpzReadError, OSError) as error:
+            raise CheckpointError(f"reference file {reference_file} cannot be read as .npz: {error}") from error
     logger.info("geometries: %s; original outputs: %s", geometry_file, reference_file)
     report = migration_report(migration, geoms, ref)
     report["geometry_file"] = None if geometry_file is None else str(geometry_file)

@@ -137,9 +137,9 @@ def _bad_npz(root, kind):
     return path
 
 
-@pytest.mark.parametrize("kind,match", [("empty", "is the file empty, truncated"),
-                                         ("truncated", "is the file empty, truncated"),
-                                         ("corrupt", "is the file empty, truncated"),
+@pytest.mark.parametrize("kind,match", [("empty", "cannot read as .npz: the file is empty"),
+                                         ("truncated", "cannot read as .npz: a damaged or truncated .npz"),
+                                         ("corrupt", "cannot read as .npz: not an .npz file"),
                                          ("zero_frames", "holds no frames")])
 def test_train_cli_bad_data_leaves_no_run_directory(tmp_path, capsys, kind, match):
     out = tmp_path / "runs" / "x"

@@ -77,6 +77,8 @@ def test_printed_report(tmp_path, capsys):
     assert main([str(LEGACY / "A"), str(tmp_path / "A"), "--overwrite"]) == 2
     assert "notes.txt" in capsys.readouterr().err
     assert (tmp_path / "A" / "notes.txt").read_text(encoding="utf-8") == "mine"
+    assert main([str(tmp_path / "A"), str(tmp_path / "again")]) == 2  # the migrated checkpoint as OLD
+    assert "is already a checkpoint of this physnetjax (config.json): nothing to migrate" in capsys.readouterr().err
 
 
 def test_cli_errors(tmp_path, capsys):

@@ -37,7 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.checkpoint.errors import CheckpointError
-from physnetjax.checkpoint.format import absolute_path, expected_param_shapes, param_mismatches, read_tree
+from physnetjax.checkpoint.format import (absolute_path, expected_param_shapes, is_checkpoint, param_mismatches,
+                                         read_tree)
 from physnetjax.physics.zbl import ZBL_A_COEFFICIENT, ZBL_A_EXPONENT, ZBL_COEFFICIENTS, ZBL_EXPONENTS
 
 logger = logging.getLogger(__name__)
@@ -150,6 +151,9 @@ def resolve_legacy_checkpoint(path) -> Path:
             epoch, chosen = epochs[-1]
             logger.info("run directory %s: using its latest checkpoint epoch-%d", root, epoch)
             return chosen
+    if is_checkpoint(root):
+        raise CheckpointError(f"{root} is already a checkpoint of this physnetjax (config.json): nothing to migrate; "
+                              "load it with physnetjax.checkpoint.load_checkpoint")
     raise CheckpointError(
         f"{root} is not a legacy physnetjax checkpoint: expected an epoch-N directory with {ORBAX_MARKER} "
         "or a run directory containing such epoch-N directories"

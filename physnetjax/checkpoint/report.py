@@ -28,6 +28,7 @@ import numpy as np
 from physnetjax import compilation
 from physnetjax.checkpoint.errors import CheckpointError
 from physnetjax.checkpoint.legacy import LegacyMigration
+from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.text_table import print_line, print_table
 
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
@@ -47,23 +48,17 @@ def read_geometries(path) -> dict:
       CheckpointError: missing keys or inconsistent shapes (named).
     """
     try:
-        # Opened here, not by np.load: np.load(path) leaks its handle when a damaged zip fails.
-        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
-            if "Z" not in data.files or "R" not in data.files:
-                raise CheckpointError(
-                    f"geometry file {path} must contain Z (M, N) and R (M, N, 3); found {data.files}")
-            z = np.asarray(data["Z"])
-            r = np.asarray(data["R"])
-            if z.ndim == 1:
-                z, r = z[None], r[None]
-            counts = np.asarray(data["N"]).reshape(-1) if "N" in data.files else np.full(z.shape[0], z.shape[1])
-            charges = (np.asarray(data["Q"], dtype=np.float64).reshape(-1) if "Q" in data.files
-                       else np.zeros(z.shape[0]))
-    except CheckpointError:
-        raise
-    except Exception as error:
-        raise CheckpointError(f"geometry file {path} cannot be read as .npz ({type(error).__name__}: {error}); "
-                              "is it truncated?") from error
+        data = read_npz(path)
+    except (NpzReadError, OSError) as error:
+        raise CheckpointError(f"geometry file {path} cannot be read as .npz: {error}") from error
+    if "Z" not in data or "R" not in data:
+        raise CheckpointError(f"geometry file {path} must contain Z (M, N) and R (M, N, 3); found {sorted(data)}")
+    z = np.asarray(data["Z"])
+    r = np.asarray(data["R"])
+    if z.ndim == 1:
+        z, r = z[None], r[None]
+    counts = np.asarray(data["N"]).reshape(-1) if "N" in data else np.full(z.shape[0], z.shape[1])
+    charges = np.asarray(data["Q"], dtype=np.float64).reshape(-1) if "Q" in data else np.zeros(z.shape[0])
     if r.shape != z.shape + (3,) or counts.shape != (z.shape[0],) or charges.shape != (z.shape[0],):
         raise CheckpointError(
             f"geometry file {path}: inconsistent shapes Z {z.shape}, R {r.shape}, N {counts.shape}, Q {charges.shape}"

@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import dipole_factor, energy_factor, force_factor
 from physnetjax.validation import (
     MAX_ABS_COORDINATE,
@@ -132,12 +133,9 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     path = Path(path)
     e_fac, f_fac, d_fac = _unit_factors(energy_unit, force_unit, dipole_unit)
     try:
-        # Opened here, not by np.load: np.load(path) leaks its handle when a damaged zip fails.
-        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
-            raw = {k: npz[k] for k in npz.files}
-    except Exception as err:
-        raise DataError(f"{path}: cannot read as .npz ({type(err).__name__}: {err}); is the file empty, "
-                        "truncated or not an .npz?") from err
+        raw = read_npz(path)
+    except (NpzReadError, OSError) as err:
+        raise DataError(f"{path}: cannot read as .npz: {err}") from err
     for key in ("R", "Z"):
         if key not in raw:
             raise DataError(f"{path}: missing required key {key!r} (keys present: {sorted(raw)})")

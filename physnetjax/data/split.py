@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from physnetjax.npz_file import NpzReadError, read_npz
+
 SPLITS = ("train", "valid", "test")
 
 
@@ -76,5 +78,8 @@ def save_split(path, split: dict) -> None:
 
 def load_split(path, num_frames: int) -> dict[str, np.ndarray]:
     """Read a split ``.npz`` (keys train, valid and optionally test) and validate it."""
-    with open(path, "rb") as handle, np.load(handle) as npz:
-        return check_split({k: npz[k] for k in npz.files}, num_frames, str(path))
+    try:
+        arrays = read_npz(path)
+    except NpzReadError as error:
+        raise ValueError(f"split file {path} cannot be read as .npz: {error}") from error
+    return check_split(arrays, num_frames, str(path))

@@ -79,6 +79,7 @@ from physnetjax.md.ensembles import (
 from physnetjax.md.integrators import MDState, kinetic_energy, maxwell_boltzmann_momenta, run
 from physnetjax.md.io import TrajectoryWriter, frame_atoms, momenta_from_ase, trajectory_format, truncate_trajectory
 from physnetjax.md.potential import AllPairs
+from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import BAR, BOLTZMANN
 from physnetjax.validation import validate_structure
 
@@ -594,13 +595,11 @@ def read_restart(path, atoms: ase.Atoms, max_atomic_number: int) -> dict:
         finite (n, 3), or positions (in the saved cell for a periodic run) that fail
         :func:`physnetjax.validation.validate_structure` with ``strict=True``.
     """
-    with open(path, "rb") as handle:
-        try:
-            with np.load(handle, allow_pickle=False) as stored:
-                saved = dict(stored)
-        except Exception as error:
-            raise PhysNetInputError(f"restart file {path} cannot be read as .npz ({type(error).__name__}: {error}); "
-                                    "is it empty, truncated or not an MD checkpoint?") from error
+    try:
+        saved = read_npz(path)
+    except (NpzReadError, OSError) as error:
+        raise PhysNetInputError(f"restart file {path} cannot be read as .npz: {error}; is it an MD checkpoint "
+                                "(as --md-checkpoint writes)?") from error
     missing = [key for key in RESTART_KEYS if key not in saved]
     if missing:
         raise PhysNetInputError(f"restart file {path} is not an MD-state checkpoint (as --md-checkpoint writes): "
