@@ -167,6 +167,23 @@ def test_run_directory_with_other_settings_is_refused(stub_data, tmp_path):
         run_learning(tiny_config(directory, tmp_path, select=4), label)
 
 
+def test_starting_frames_of_another_charge_are_refused(stub_data, tmp_path):
+    """The loop labels at --charge: neutral starting frames with --charge 1 would mix two systems."""
+    directory, label = stub_data
+    with pytest.raises(PhysNetInputError, match=r"total charge\(s\) 0 e but --charge is 1 e"):
+        run_learning(tiny_config(directory, tmp_path / "run", charge=1.0), label)
+
+
+def test_md_starts_at_the_frame_charge(stub_data):
+    """The exploration MD runs at the starting frame's total charge (it ran every system as neutral)."""
+    from physnetjax.learn.explore import start_geometry
+
+    directory, _ = stub_data
+    data = load_dataset(directory / "initial.npz")
+    data.Q[:] = -1.0
+    assert start_geometry(data, seed=3).info["charge"] == -1.0
+
+
 @pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(resumed_run, tmp_path):
     out, config, crashed, trained, report, label = resumed_run

@@ -542,3 +542,47 @@ def test_bad_ensemble_arguments(crystal_model):
         nose_hoover_chain(lj_energy_force_stress, 1.0, 300.0, chain_length=0)
     with pytest.raises(ValueError, match="ramp_steps"):
         csvr(lj_energy_force_stress, 1.0, 300.0, temperature_end_K=400.0)
+
+
+@pytest.mark.parametrize("ensemble,periodic", [("nve", False), ("csvr", True), ("npt", True)])
+def test_md_runs_at_the_geometry_total_charge(crystal_model, tmp_path, ensemble, periodic):
+    """A charged system's MD forces are those of its charge: the driver ran every system as neutral.
+
+    Temperature 0 and a 1e-4 fs step keep the first saved frame within ~1e-9 Å of the start,
+    so its potential energy is predict_periodic's/predict's at the start geometry (float64).
+    """
+    from physnetjax import predict
+
+    model, params, crystal = crystal_model
+    atoms = crystal.copy() if periodic else ase.Atoms(crystal.numbers, crystal.positions)
+    atoms.info["charge"] = 1.0
+    out = tmp_path / "t.xyz"
+    simulate(model, params, atoms, ensemble=ensemble, temperature_K=0.0, timestep_fs=1e-4, steps=2, save_every=1,
+             chunk_frames=2, dtype="float64", out=str(out))
+    first = ase.io.read(out, index=0).get_potential_energy()
+    if periodic:
+        charged, neutral = (predict_periodic(model, params, atoms.numbers, atoms.positions, CELL, total_charge=q)["energy"]
+                            for q in (1.0, 0.0))
+    else:
+        charged, neutral = (predict(model, params, atoms.numbers, atoms.positions, total_charge=q)["energy"]
+                            for q in (1.0, 0.0))
+    assert abs(charged - neutral) > 1e-3  # the test can tell the two apart
+    np.testing.assert_allclose(first, charged, rtol=0, atol=1e-6)
+
+
+def test_md_cli_total_charge_overrides_the_geometry(crystal_model, tmp_path):
+    """--total-charge replaces the geometry's info['charge'] (as in spectra)."""
+    from physnetjax import predict
+
+    model, params, crystal = crystal_model
+    ckpt = tmp_path / "model"
+    save_checkpoint(ckpt, model, params)
+    atoms = ase.Atoms(crystal.numbers, crystal.positions)
+    atoms.info["charge"] = 1.0
+    ase.io.write(tmp_path / "start.xyz", atoms)
+    out = tmp_path / "t.xyz"
+    assert main(["--checkpoint", str(ckpt), "--geometry", str(tmp_path / "start.xyz"), "--total-charge", "-1",
+                 "--temperature", "0", "--timestep", "1e-4", "--steps", "2", "--save-every", "1", "--chunk", "2",
+                 "--float64", "--out", str(out)]) == 0
+    expected = predict(model, params, atoms.numbers, atoms.positions, total_charge=-1.0)["energy"]
+    np.testing.assert_allclose(ase.io.read(out, index=0).get_potential_energy(), expected, rtol=0, atol=1e-6)

@@ -48,10 +48,11 @@ class Candidates:
 
 
 def start_geometry(data: Dataset, seed: int) -> ase.Atoms:
-    """A frame of ``data`` drawn with ``seed``, as atoms without momenta (MD draws them at its temperature)."""
+    """A frame of ``data`` drawn with ``seed``, as atoms without momenta (MD draws them at its temperature)
+    and with the frame's total charge in ``info["charge"]`` (e), at which the MD runs."""
     k = int(np.random.default_rng(seed).integers(len(data)))
     n = int(data.N[k])
-    return ase.Atoms(numbers=data.Z[k, :n], positions=data.R[k, :n])
+    return ase.Atoms(numbers=data.Z[k, :n], positions=data.R[k, :n], info={"charge": float(data.Q[k])})
 
 
 def explore(checkpoint, data: Dataset, directory, config, round_index: int) -> tuple[Candidates, list]:

@@ -90,7 +90,13 @@ def _write_start_data(config: LearnConfig, run_dir: Path) -> None:
         raise PhysNetInputError(f"{'the bundled set' if bundled else config.data} has {len(source)} frames, fewer "
                                 f"than the {count} initial (+ {test_count} test) frames asked for")
     order = np.random.default_rng(config.seed).permutation(len(source))
-    save_frames(source.subset(np.sort(order[:count])), run_dir / "initial.npz")
+    initial = source.subset(np.sort(order[:count]))
+    charges = sorted(set(np.asarray(initial.Q, np.float64).tolist()) - {float(config.charge)})
+    if charges:
+        raise PhysNetInputError(f"the starting frames have total charge(s) {', '.join(f'{q:g}' for q in charges)} e "
+                                f"but --charge is {config.charge:g} e: the loop runs MD and labels new frames at "
+                                "--charge; pass the charge of the starting frames")
+    save_frames(initial, run_dir / "initial.npz")
     if config.test is not None:
         save_frames(load_dataset(config.test), run_dir / "test.npz")
     elif test_count:

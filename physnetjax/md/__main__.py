@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="1/bar; npt barostat compressibility (sets its mobility; water: 4.5e-5)")
     parser.add_argument("--anisotropic", action="store_true",
                         help="npt: rescale the x, y, z axes independently instead of isotropically")
+    parser.add_argument("--total-charge", type=float,
+                        help="total charge in e (default: the geometry's info['charge'], else 0)")
     parser.add_argument("--timestep", type=float, default=0.5, help="fs")
     parser.add_argument("--steps", type=int, default=1000, help="MD steps (after a --restart: further steps)")
     parser.add_argument("--out", help="trajectory file (.xyz/.extxyz/.traj); its frames are also logged "
@@ -137,6 +139,8 @@ def main(argv=None) -> int:
     if args.edge_chunk_size is not None:
         model = model.clone(edge_chunk_size=args.edge_chunk_size)
     atoms = read_geometry(args.geometry)
+    if args.total_charge is not None:
+        atoms.info["charge"] = args.total_charge
     if args.out is not None:
         write_resolved_config(parser, args, f"{args.out}.{CONFIG_NAME}")
     with Progress(TextColumn("MD"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),

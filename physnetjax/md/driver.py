@@ -81,7 +81,7 @@ from physnetjax.md.io import TrajectoryWriter, frame_atoms, momenta_from_ase, tr
 from physnetjax.md.potential import AllPairs
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import BAR, BOLTZMANN
-from physnetjax.validation import validate_structure
+from physnetjax.validation import check_total_charge, validate_structure
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +278,8 @@ def simulate(
     Args:
       atoms: the start geometry; its momenta are used if non-zero, else momenta are
         drawn from Maxwell–Boltzmann at ``temperature_K`` (zero total momentum).
-        Fully periodic atoms (pbc all True) run in their cell.
+        Fully periodic atoms (pbc all True) run in their cell. Its total charge is
+        ``atoms.info["charge"]`` in e (0 if absent), as for the ASE calculator.
       ensemble: ``"nve"`` (velocity Verlet), ``"langevin"`` (BAOAB, ``friction`` fs⁻¹),
         ``"nvt-nhc"`` (Nosé–Hoover chain of ``chain_length``, time ``thermostat_time_fs``),
         ``"csvr"`` (stochastic velocity rescaling, ``thermostat_time_fs``) or ``"npt"``
@@ -340,8 +341,9 @@ def simulate(
                                 "dynamics: 3N - 3 = 0 degrees of freedom)")
     if np.any(atoms.pbc) and not np.all(atoms.pbc):
         raise PhysNetInputError(f"pbc={atoms.pbc.tolist()}: MD runs only fully periodic or isolated systems")
+    total_charge = check_total_charge(atoms.info.get("charge", 0.0), atoms.numbers, where="MD start geometry")
     validate_structure(atoms.numbers, atoms.positions, model.max_atomic_number,
-                       total_charge=atoms.info.get("charge", 0.0), cell=atoms.cell.array, pbc=atoms.pbc,
+                       total_charge=total_charge, cell=atoms.cell.array, pbc=atoms.pbc,
                        trained_elements=trained_elements, strict=True, where="MD start geometry")
     cell = np.asarray(atoms.cell.array) if np.all(atoms.pbc) else None
     masses = jnp.asarray(atoms.get_masses(), dtype)
@@ -366,7 +368,7 @@ def simulate(
 
     def dynamics_for(reference_cell):
         return build_dynamics(ensemble, model, params, atoms.numbers, reference_cell, timestep_fs, options, steps,
-                              skin=skin, capacity_multiplier=capacity_multiplier,
+                              total_charge=total_charge, skin=skin, capacity_multiplier=capacity_multiplier,
                               record_uncertainty=record_uncertainty)
 
     reference_cell = None if cell is None else np.asarray(cell, np.float64)

@@ -82,7 +82,7 @@ def ensemble_fields(state: MDState) -> tuple[str, ...]:
 
 
 def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndarray], timestep_fs: float,
-                   options: EnsembleOptions, ramp_steps: int, *, skin: float = 0.5,
+                   options: EnsembleOptions, ramp_steps: int, *, total_charge: float = 0.0, skin: float = 0.5,
                    capacity_multiplier: float = 1.25, record_uncertainty: bool = False) -> Dynamics:
     """Force functions and integrator of ``ensemble`` for ``model`` on one system.
 
@@ -91,6 +91,7 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
       cell: (3, 3) Å of a fully periodic system or None; for ``npt`` it is the
         reference cell of the neighbor lists (:mod:`physnetjax.md.cell_potential`).
       ramp_steps: the length of the temperature/pressure ramps in steps.
+      total_charge: total charge Q of the system in e (the models with charges use it).
       record_uncertainty: ``model`` is a :class:`~physnetjax.ensemble.PhysNetEnsemble`;
         every saved frame also records ``max_forces_std`` = max_i ``forces_std``_i
         (eV/Å), from one more ensemble evaluation at the frame inside the jitted
@@ -110,7 +111,7 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
         if not options.compressibility_per_bar > 0:
             raise ValueError(f"compressibility must be > 0 bar^-1, received {options.compressibility_per_bar}")
         potential = physnet_cell_potential(model, params, numbers, cell, skin=skin,
-                                           capacity_multiplier=capacity_multiplier)
+                                           capacity_multiplier=capacity_multiplier, total_charge=total_charge)
         init_fn, apply_fn = stochastic_cell_rescaling(
             potential.energy_force_stress, timestep_fs, options.temperature_K, options.pressure_bar * BAR,
             barostat_time_fs=options.barostat_time_fs, compressibility=options.compressibility_per_bar / BAR,
@@ -125,7 +126,8 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
             npt_frame_of, lambda state: potential.outputs(state.positions, state.cell, state.nbrs)["forces_std"])
         return Dynamics(init, apply_fn, observe, potential.allocate, conserved_dof, True)
 
-    potential = physnet_potential(model, params, numbers, cell=cell, skin=skin, capacity_multiplier=capacity_multiplier)
+    potential = physnet_potential(model, params, numbers, cell=cell, total_charge=total_charge, skin=skin,
+                                  capacity_multiplier=capacity_multiplier)
     force, update = potential.energy_force, potential.update
 
     def allocate(positions, cell_now, capacity_multiplier=capacity_multiplier):
