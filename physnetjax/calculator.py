@@ -39,7 +39,7 @@ from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round
 from physnetjax.neighbors.triplets import count_triplets
 from physnetjax.physics.dispersion import check_d3_elements
 from physnetjax.predict import jitted_apply, require_finite, spread_of
-from physnetjax.validation import neighbor_box, trained_elements_of, validate_structure
+from physnetjax.validation import atoms_total_charge, neighbor_box, trained_elements_of, validate_structure
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class PhysNetCalculator(Calculator):
 
     def build_batch(self, atoms) -> tuple[Batch, int]:
         """Padded :class:`Batch` for ``atoms`` and its number of real atoms."""
-        total_charge = self.total_charge if self.total_charge is not None else atoms.info.get("charge", 0.0)
+        total_charge = atoms_total_charge(atoms, self.total_charge)
         pbc = np.asarray(atoms.pbc, dtype=bool)
         cell = np.asarray(atoms.cell.array, dtype=np.float64)
         z, r = validate_structure(atoms.numbers, atoms.positions, self.model.max_atomic_number,

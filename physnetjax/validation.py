@@ -159,6 +159,27 @@ def check_total_charge(total_charge, atomic_numbers, where: str = "") -> float:
     return q
 
 
+def atoms_total_charge(atoms, total_charge: Optional[float] = None) -> float:
+    """Total charge Q (e) of an ``ase.Atoms``: ``total_charge`` if given, else ``atoms.info["charge"]``, else 0.
+
+    ASE's per-atom initial charges are not read: xTB calculators (tblite, xtb-python)
+    take Q as their sum, so a structure prepared for them with initial charges summing
+    to Q but no ``info["charge"]`` gets a :class:`PhysNetInputWarning` naming both values
+    when they differ by more than 1e-6 e.
+    """
+    charge = total_charge if total_charge is not None else atoms.info.get("charge", 0.0)
+    if atoms.has("initial_charges"):
+        initial = float(np.sum(atoms.get_initial_charges()))
+        if np.isfinite(initial) and abs(initial - float(charge)) > 1e-6:
+            source = "total_charge" if total_charge is not None else (
+                "info['charge']" if "charge" in atoms.info else "the default (no info['charge'])")
+            warnings.warn(
+                f"the atoms' initial charges sum to {initial:g} e but the total charge used is {float(charge):g} e "
+                f"from {source}; physnetjax reads the total charge from atoms.info['charge'] (or the total_charge "
+                "argument, --total-charge), not from initial charges", PhysNetInputWarning, stacklevel=3)
+    return charge
+
+
 def layer_spacings(vectors: np.ndarray) -> np.ndarray:
     """Distances (Å) between lattice planes of the lattice spanned by ``vectors`` (k, 3), k ≤ 3.
 

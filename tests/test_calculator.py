@@ -10,6 +10,7 @@ from conftest import cast_params, perturbed_params
 from physnetjax import PhysNet, apply_batch, batch_molecules, init_params, predict
 from physnetjax.calculator import PhysNetCalculator
 from physnetjax.neighbors import model_pair_cutoff
+from physnetjax.validation import PhysNetInputWarning
 
 # float64 results of the same model on the same structure differ only by summation
 # order (vesin vs host edge order): a few ulps of E ~ 10 eV → 1e-10 is ample.
@@ -77,6 +78,19 @@ def test_results_equal_direct_model_call(calc, direct, molecules):
     atoms = ase.Atoms(numbers=z, positions=r, calculator=calc)
     assert_matches_model(atoms, direct)
     assert np.max(np.abs(atoms.get_forces())) > 0.1
+
+
+def test_total_charge_from_info_with_a_warning_about_initial_charges(calc, charged_model, molecules):
+    """info['charge'] sets Q; initial charges summing to another Q (tblite's convention) are warned about."""
+    model, params = charged_model
+    z, r = molecules["ethanol"]
+    atoms = ase.Atoms(numbers=z, positions=r, calculator=calc, info={"charge": 1.0})
+    np.testing.assert_allclose(atoms.get_potential_energy(),
+                               predict(model, params, z, r, total_charge=1.0)["energy"], rtol=0, atol=TIGHT)
+    cation = ase.Atoms(numbers=z, positions=r, calculator=calc, charges=[1.0 / len(z)] * len(z))
+    with pytest.warns(PhysNetInputWarning, match="initial charges sum to 1 e but the total charge used is 0 e"):
+        energy = cation.get_potential_energy()
+    np.testing.assert_allclose(energy, predict(model, params, z, r)["energy"], rtol=0, atol=TIGHT)
 
 
 def test_changing_atoms_between_calls(calc, direct, molecules):

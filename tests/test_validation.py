@@ -185,3 +185,24 @@ def test_nan_parameters_raise_instead_of_returning_nan(charged):
     broken = jax.tree_util.tree_map(lambda p: p * np.nan, params)
     with pytest.raises(FloatingPointError, match="check the parameters for NaN"):
         predict(model, broken, WATER_Z, WATER_R)
+
+
+def test_total_charge_of_atoms_and_initial_charges():
+    """total_charge, else info['charge'], else 0; initial charges summing to another Q are warned about, not used."""
+    from physnetjax.validation import atoms_total_charge
+
+    atoms = ase.Atoms("NH4", positions=[[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [-1, 0, 0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert atoms_total_charge(atoms) == 0.0
+        atoms.info["charge"] = 1.0
+        assert atoms_total_charge(atoms) == 1.0
+        assert atoms_total_charge(atoms, -1.0) == -1.0
+        atoms.set_initial_charges([0.2] * 5)  # sums to the charge used: silent
+        assert atoms_total_charge(atoms) == pytest.approx(1.0)
+    del atoms.info["charge"]
+    with pytest.warns(PhysNetInputWarning, match=r"initial charges sum to 1 e but the total charge used is 0 e from "
+                                                 r"the default \(no info\['charge'\]\)"):
+        assert atoms_total_charge(atoms) == 0.0
+    with pytest.warns(PhysNetInputWarning, match="from total_charge"):
+        assert atoms_total_charge(atoms, 2.0) == 2.0

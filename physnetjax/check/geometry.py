@@ -26,6 +26,7 @@ import numpy as np
 from physnetjax.check.evaluate import Structure
 from physnetjax.checkpoint.report import read_geometries
 from physnetjax.data.dataset import bundled_dataset_path
+from physnetjax.validation import atoms_total_charge
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def read_structures(path, limit: int | None = None) -> list[Structure]:
         except Exception as error:
             raise ValueError(f"{path}: ASE cannot read it ({type(error).__name__}: {error})") from error
         for k, atoms in enumerate(frames):
-            charge = float(atoms.info.get("charge", 0.0))
+            charge = float(atoms_total_charge(atoms))
             structures.append(Structure(atoms.numbers.astype(np.int32), atoms.positions.astype(np.float64),
                                         charge, f"{path.name}[{k}]"))
     if not structures:

@@ -77,7 +77,7 @@ def _analyse(args):
     from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
     from physnetjax.spectra.harmonic import NonMinimumWarning, harmonic
     from physnetjax.spectra.plot import require_matplotlib
-    from physnetjax.validation import check_output_directory, trained_elements_of
+    from physnetjax.validation import atoms_total_charge, check_output_directory, trained_elements_of
 
     check_output_directory(args.out, what="--out")
     if not args.no_plot:
@@ -92,7 +92,7 @@ def _analyse(args):
         raise ValueError(f"--masses needs one value per atom: {len(atoms)} atoms, received {len(args.masses)}")
     write_resolved_config(args.parser, args, Path(args.out) / CONFIG_NAME)
     model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)
-    total_charge = args.total_charge if args.total_charge is not None else float(atoms.info.get("charge", 0.0))
+    total_charge = float(atoms_total_charge(atoms, args.total_charge))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonMinimumWarning)
         result = harmonic(model, params, atoms.numbers, atoms.positions, masses=args.masses,

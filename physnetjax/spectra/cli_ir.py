@@ -107,13 +107,13 @@ def _run(args) -> None:
     from physnetjax.spectra.cli_harmonic import mode_table
     from physnetjax.spectra.harmonic import harmonic
     from physnetjax.spectra.md_spectrum import md_spectrum
-    from physnetjax.validation import trained_elements_of
+    from physnetjax.validation import atoms_total_charge, trained_elements_of
 
     write_resolved_config(args.parser, args, out / CONFIG_NAME)
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)
-    total_charge = args.total_charge if args.total_charge is not None else float(atoms.info.get("charge", 0.0))
+    total_charge = float(atoms_total_charge(atoms, args.total_charge))
     lines = harmonic(model, params, atoms.numbers, atoms.positions, masses=args.masses,
                      total_charge=total_charge, optimize=not args.no_optimize,
                      trained_elements=trained_elements_of(metadata))
