@@ -31,6 +31,7 @@ CLIS = {
     "migrate": ("physnetjax.migrate", [[]]),
     "data.generate": ("physnetjax.data.generate", [[]]),
     "spectra": ("physnetjax.spectra.__main__", [[], ["harmonic"], ["ir"]]),
+    "ensemble": ("physnetjax.ensemble.__main__", [[], ["combine"], ["calibrate"]]),
 }
 
 

@@ -1,9 +1,9 @@
-"""Command line: ``python -m physnetjax.ensemble combine|calibrate ...``.
+"""Combine checkpoints into one ensemble, or calibrate an ensemble's spread on held-out frames.
 
-``combine CKPT CKPT ... --out DIR`` joins separately trained checkpoints of one
+``python -m physnetjax.ensemble combine CKPT CKPT ... --out DIR`` joins separately trained checkpoints of one
 architecture (single models or ensembles) into one ensemble checkpoint
 (:func:`physnetjax.ensemble.combine.combine_checkpoints`) that ``predict``, the ASE
-calculator, MD and ``check`` load like a single model. ``calibrate CKPT --data FILE...
+calculator, MD and ``check`` load like a single model. ``... calibrate CKPT --data FILE...
 --out DIR`` fits the ensemble's spread scale on labelled frames held out of training
 (:func:`physnetjax.ensemble.calibrate_checkpoint.calibrate_checkpoint`) and prints it
 with the rank correlation between spread and error.
@@ -22,20 +22,27 @@ import sys
 from pathlib import Path
 
 from physnetjax.cli_errors import cli_main
+from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import OutputPathError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m physnetjax.ensemble", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m physnetjax.ensemble", description=describe(__doc__),
+                                     formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    combine = commands.add_parser("combine", help="combine checkpoints into one ensemble checkpoint")
+    combine = commands.add_parser("combine", help="combine checkpoints into one ensemble checkpoint",
+                                  description="Combine checkpoints of one architecture into one ensemble checkpoint.",
+                                  formatter_class=HelpFormatter)
     combine.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoint directories (2 or more members)")
     combine.add_argument("--out", required=True, help="directory of the new ensemble checkpoint")
     combine.add_argument("--calibration-scale", type=float, default=1.0,
                          help="factor on the reported spreads (1 = uncalibrated)")
     combine.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --out")
-    combine.add_argument("--verbose", action="store_true")
-    calibrate = commands.add_parser("calibrate", help="fit the spread scale of an ensemble on held-out frames")
+    combine.add_argument("--verbose", action="store_true", help="info log messages, and the traceback of an error")
+    calibrate = commands.add_parser("calibrate", help="fit the spread scale of an ensemble on held-out frames",
+                                    description="Fit an ensemble's spread scale on labelled frames held out of "
+                                                "training; print it with the spread-error rank correlation.",
+                                    formatter_class=HelpFormatter)
     calibrate.add_argument("checkpoint", metavar="CKPT", help="ensemble checkpoint directory")
     calibrate.add_argument("--data", nargs="+", required=True, metavar="FILE",
                            help="labelled frames in eV and eV/Å held out of every member's training")
@@ -43,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     calibrate.add_argument("--batch-size", type=int, default=32, help="frames per jitted call")
     calibrate.add_argument("--float64", action="store_true", help="evaluate in float64")
     calibrate.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --out")
-    calibrate.add_argument("--verbose", action="store_true")
+    calibrate.add_argument("--verbose", action="store_true", help="info log messages, and the traceback of an error")
     return parser.parse_args(argv)
 
 
