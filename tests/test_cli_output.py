@@ -31,6 +31,7 @@ CLIS = {
     "migrate": ("physnetjax.migrate", [[]]),
     "data.generate": ("physnetjax.data.generate", [[]]),
     "spectra": ("physnetjax.spectra.__main__", [[], ["harmonic"], ["ir"]]),
+    "learn": ("physnetjax.learn.__main__", [[]]),
     "ensemble": ("physnetjax.ensemble.__main__", [[], ["combine"], ["calibrate"]]),
 }
 
@@ -87,6 +88,11 @@ def test_help_shows_defaults_and_units_where_users_missed_them(helps):
     assert "(default: 20.0)" in md["--energy-tolerance"]
     assert "(default: 1000)" in generate["--frames"] and "(default: 2000)" in generate["--equilibration-steps"]
     assert "(default: 0.0001)" in option_helps(helps["spectra harmonic"])["--fmax"]
+    learn = option_helps(helps["learn"])
+    assert "(default: 4)" in learn["--rounds"] and "(default: 2000)" in learn["--md-steps"]
+    assert "(default: 32)" in learn["--features"] and "feature" in learn["--features"]
+    assert "(default: [300.0, 500.0, 800.0])" in learn["--temperatures"]
+    assert "(default: 32)" in option_helps(helps["ensemble calibrate"])["--batch-size"]
 
 
 def test_rest_markup_is_removed():

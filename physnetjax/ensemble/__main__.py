@@ -25,6 +25,8 @@ from physnetjax.cli_errors import cli_main
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import OutputPathError
 
+VERBOSE_HELP = "info log messages, and the traceback of an error"
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m physnetjax.ensemble", description=describe(__doc__),
@@ -38,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     combine.add_argument("--calibration-scale", type=float, default=1.0,
                          help="factor on the reported spreads (1 = uncalibrated)")
     combine.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --out")
-    combine.add_argument("--verbose", action="store_true", help="info log messages, and the traceback of an error")
+    combine.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     calibrate = commands.add_parser("calibrate", help="fit the spread scale of an ensemble on held-out frames",
                                     description="Fit an ensemble's spread scale on labelled frames held out of "
                                                 "training; print it with the spread-error rank correlation.",
@@ -50,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     calibrate.add_argument("--batch-size", type=int, default=32, help="frames per jitted call")
     calibrate.add_argument("--float64", action="store_true", help="evaluate in float64")
     calibrate.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --out")
-    calibrate.add_argument("--verbose", action="store_true", help="info log messages, and the traceback of an error")
+    calibrate.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     return parser.parse_args(argv)
 
 

@@ -20,7 +20,9 @@ from pathlib import Path
 
 from physnetjax.cli_config import CONFIG_NAME, add_config_options, parse_args, write_resolved_config
 from physnetjax.cli_errors import cli_main
+from physnetjax.cli_help import HelpFormatter
 from physnetjax.learn.config import SELECTIONS, LearnConfig
+from physnetjax.train.cli import HELP as TRAIN_HELP
 
 DEFAULTS = LearnConfig()
 
@@ -29,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = DEFAULTS
     parser = argparse.ArgumentParser(prog="python -m physnetjax.learn",
                                      description="Active learning: MD with an ensemble, label the most uncertain "
-                                                 "diverse frames (GFN2-xTB), retrain; repeat.")
+                                                 "diverse frames (GFN2-xTB), retrain; repeat.",
+                                     formatter_class=HelpFormatter)
     add = parser.add_argument
     add("--out", default=d.out, help="run directory (an existing one is resumed)")
     add("--data", help="initial frames (.npz or ASE file); default: the bundled ethanol GFN2-xTB set")
@@ -63,9 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--labeller", default=d.labeller, choices=["GFN2-xTB", "GFN1-xTB", "IPEA1-xTB"], help="tblite method")
     add("--charge", type=float, default=d.charge, help="total charge in e")
     add("--ensemble", type=int, default=d.ensemble, help="ensemble members K (>= 2)")
-    add("--features", type=int, default=d.features)
-    add("--max-degree", type=int, default=d.max_degree)
-    add("--num-iterations", type=int, default=d.num_iterations)
+    add("--features", type=int, default=d.features, help=TRAIN_HELP["features"])
+    add("--max-degree", type=int, default=d.max_degree, help=TRAIN_HELP["max_degree"])
+    add("--num-iterations", type=int, default=d.num_iterations, help=TRAIN_HELP["num_iterations"])
     add("--correlation", type=int, default=d.correlation,
         help="product order of each atom's messages (1: PhysNet; 2-3: higher body order)")
     add("--radial-mlp", type=int, default=d.radial_mlp,
@@ -73,17 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
     add("--message-degree", type=int, default=d.message_degree,
         help="degree of the first message pass's edge harmonics and messages (>= --max-degree, needs "
              "--correlation >= 2; default: --max-degree)")
-    add("--num-basis-functions", type=int, default=d.num_basis_functions)
-    add("--cutoff", type=float, default=d.cutoff, help="Å")
+    add("--num-basis-functions", type=int, default=d.num_basis_functions,
+        help=TRAIN_HELP["num_basis_functions"])
+    add("--cutoff", type=float, default=d.cutoff, help=TRAIN_HELP["cutoff"])
     add("--epochs", type=int, default=d.epochs, help="epochs of round 0")
     add("--retrain-epochs", type=int, help="epochs of rounds >= 1 (default: --epochs)")
-    add("--batch-size", type=int, default=d.batch_size)
-    add("--learning-rate", type=float, default=d.learning_rate)
+    add("--batch-size", type=int, default=d.batch_size, help=TRAIN_HELP["batch_size"])
+    add("--learning-rate", type=float, default=d.learning_rate, help=TRAIN_HELP["learning_rate"])
     add("--valid", type=float, default=d.valid, help="validation fraction (< 1) or count of each round's data")
     add("--max-time", type=float, help="training-time budget per round in s")
-    add("--seed", type=int, default=d.seed)
+    add("--seed", type=int, default=d.seed,
+        help="random seed of the initial frames, the MD runs, the selection and the trainings")
     add("--progress", action="store_true", help="progress bars of the training runs")
-    add("--verbose", action="store_true")
+    add("--verbose", action="store_true", help="info log messages, and the traceback of an error")
     add_config_options(parser)
     return parser
 
