@@ -287,9 +287,9 @@ def md_setup(ensemble, molecules, tmp_path_factory):
     return model, stacked, members, ase.Atoms(numbers=z, positions=r), directory
 
 
-def test_md_records_the_spread_flags_and_stops_at_the_threshold(md_setup, capsys):
+def test_md_records_the_spread_flags_and_stops_at_the_threshold(md_setup, capsys, monkeypatch):
     """A flag run (every frame past a tiny threshold) records the spreads; the CLI, continuing from one of its
-    frames, then stops mid-run at a later one."""
+    frames, then stops mid-run at a later one (without --out writing no file)."""
     model, stacked, _, atoms, directory = md_setup
     flagged = simulate(model, stacked, atoms, steps=40, save_every=5, chunk_frames=4, dtype="float64",
                        temperature_K=300.0, out=str(directory / "flag.traj"), uncertainty_threshold=1e-12,
@@ -311,9 +311,10 @@ def test_md_records_the_spread_flags_and_stops_at_the_threshold(md_setup, capsys
     ase.io.write(directory / "trusted_start.traj", frames[start])  # with its momenta: the same trajectory
     ckpt = save_checkpoint(directory / "ens_ckpt", model, stacked)
     out = directory / "stop.xyz"
-    code = md_main(["--checkpoint", str(ckpt), "--geometry", str(directory / "trusted_start.traj"), "--steps",
-                    str(5 * len(later)), "--save-every", "5", "--chunk", "4", "--float64",
-                    "--uncertainty-threshold", repr(threshold), "--out", str(out)])
+    argv = ["--checkpoint", str(ckpt), "--geometry", str(directory / "trusted_start.traj"), "--steps",
+            str(5 * len(later)), "--save-every", "5", "--chunk", "4", "--float64",
+            "--uncertainty-threshold", repr(threshold)]
+    code = md_main(argv + ["--out", str(out)])
     captured = capsys.readouterr()
     assert code == 4 and "stopped early" in captured.out and "1 frame(s) past it" in captured.out
     assert f"at step {5 * (first_past + 1)}:" in captured.err and f"(step {5 * first_past})" in captured.err
@@ -321,6 +322,14 @@ def test_md_records_the_spread_flags_and_stops_at_the_threshold(md_setup, capsys
     assert len(kept) == first_past
     last = ase.io.read(f"{out}.last_trusted.xyz")
     np.testing.assert_allclose(last.positions, frames[start + first_past].positions, atol=1e-8)
+
+    # Without --out no file is written (on main: md_last_trusted.xyz appeared in the working directory).
+    empty = directory / "no_out"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    assert md_main(argv) == 4
+    assert f"(step {5 * first_past}) not saved (the run has no --out)" in capsys.readouterr().err
+    assert not any(empty.iterdir())
 
 
 def test_md_stops_before_any_step_when_the_start_geometry_is_past_the_threshold(md_setup, capsys):

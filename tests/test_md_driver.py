@@ -128,6 +128,15 @@ def test_nve_energy_drift_stops_and_saves_the_last_good_frame(system, tmp_path):
     assert len(conserved) == 0 or 1e3 * np.ptp(conserved) / len(atoms) <= 40.0
 
 
+def test_stop_without_out_writes_no_file(system, tmp_path, monkeypatch):
+    """On main a run without out wrote md_last_good.xyz into the working directory, unasked and unannounced."""
+    model, params, atoms = system
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(EnergyConservationError, match=r"Last good frame \(step \d+\) not saved \(the run has no --out"):
+        simulate(model, params, atoms, steps=40, save_every=2, chunk_frames=20, timestep_fs=10.0, dtype="float64")
+    assert not any(tmp_path.iterdir())
+
+
 def test_restart_truncates_frames_written_after_the_md_checkpoint(system, tmp_path):
     """A run killed after its checkpoint at step 10 had written steps 5..20; the restart must not append
     15, 20 after them again (on main: 5, 10, 15, 20, 15, 20)."""

@@ -15,7 +15,9 @@ Exit status (:mod:`physnetjax.cli_errors`): 0 done; 2 bad input (checkpoint, geo
 argument values such as a zero timestep, an uncertainty threshold for a single model);
 3 an output path that cannot be written (checked before the model is loaded); 4 the run
 was stopped (NaN/Inf, absurd force, NVE energy not conserved, or the ensemble
-uncertainty past ``--uncertainty-threshold``), the last good / trusted frame saved.
+uncertainty past ``--uncertainty-threshold``), the last good / trusted frame saved to
+``OUT.last_good.xyz`` / ``OUT.last_trusted.xyz`` (without ``--out`` no file is written and
+the message gives the frame's step).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
 2. If any saved frame has a non-finite energy/position or a force above
    ``max_force`` eV/Å — or, in NVE, a conserved energy that has moved more than
    ``energy_tolerance`` meV/atom from its start value — the good frames are
-   written, the last good frame is saved to ``<out>.last_good.xyz`` and
+   written, the last good frame is saved to ``<out>.last_good.xyz`` (without
+   ``out`` nothing is written; the message gives its step) and
    :class:`MDInstabilityError` (:class:`EnergyConservationError` for the energy) is
    raised; with ``on_energy_drift="warn"`` the energy only gives a warning.
 3. With an ensemble model (:class:`~physnetjax.ensemble.PhysNetEnsemble`) every
@@ -19,8 +20,8 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
    ends the run before any step and saves no frame as trusted, ``"flag"`` warns);
    then the first saved frame past it either ends the run
    (``on_uncertainty="stop"``: the trusted frames before it are written, the last
-   trusted one also to ``<out>.last_trusted.xyz``, and the report says where and
-   why it stopped; no exception) or is flagged (``"flag"``: frames carry
+   trusted one also to ``<out>.last_trusted.xyz`` (not without ``out``), and the
+   report says where and why it stopped; no exception) or is flagged (``"flag"``: frames carry
    ``uncertain`` True and the run goes on).
 4. Frames go to the trajectory (extxyz or .traj, see :mod:`physnetjax.md.io`), one
    JSON line per saved frame to ``<out>.jsonl`` (:data:`LOG_KEYS`, flushed per line;
@@ -115,7 +116,7 @@ class MDReport:
     Ensembles add ``max_forces_std_eV_per_A`` (largest per-atom force spread of the checked
     frames; None for a single model), ``uncertain_frames`` (frames past
     ``uncertainty_threshold``, a stopping one included) and, when the run stopped on the
-    uncertainty, ``stop_reason`` and ``last_trusted`` (path of the saved frame).
+    uncertainty, ``stop_reason`` and ``last_trusted`` (path of the saved frame; None without ``out``).
     """
 
     steps: int
@@ -521,12 +522,12 @@ def simulate(
                 spread = float(host.max_forces_std[num_trusted])
                 spreads.append(spread)
                 stop_step = start_step + done + (num_trusted + 1) * save_every
-                target = Path(f"{out}.last_trusted.xyz" if out is not None else "md_last_trusted.xyz")
+                target = None if out is None else Path(f"{out}.last_trusted.xyz")
                 trusted_step = _save_last_frame(atoms, state, host, num_trusted, start_step + done, save_every, target)
                 stop_reason = (f"at step {stop_step}: the largest per-atom force spread is {spread:.3g} eV/Å > "
                                f"uncertainty_threshold = {uncertainty_threshold:g} eV/Å; last trusted frame "
-                               f"(step {trusted_step}) saved to {target}")
-                last_trusted = str(target)
+                               f"(step {trusted_step}) {_where_saved(target)}")
+                last_trusted = None if target is None else str(target)
                 uncertain_frames += 1
                 logger.info("MD stopped %s", stop_reason)
                 done += num_trusted * save_every
@@ -645,8 +646,11 @@ def _drift_reason(deviation, drifting, tolerance: float) -> str:
             f"{tolerance:g} meV/atom); use a smaller --timestep (or --energy-tolerance / --on-energy-drift warn)")
 
 
-def _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target: Path) -> int:
-    """Write the last of the chunk's first ``num_good`` frames (the chunk's start state if 0) to ``target``; its step."""
+def _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target: Optional[Path]) -> int:
+    """Write the last of the chunk's first ``num_good`` frames (the chunk's start state if 0) to ``target``; its step.
+
+    ``target`` None (a run without ``out``) writes nothing: no file appears that the run was not asked for.
+    """
     if num_good > 0:
         k = num_good - 1
         last = frame_atoms(atoms, host.positions[k], host.momenta[k], host.potential_energy[k], host.forces[k],
@@ -654,15 +658,19 @@ def _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, targ
     else:
         last = frame_atoms(atoms, state.positions, state.momenta, state.potential_energy, state.forces,
                            {"step": chunk_start})
-    ase.io.write(target, last, format="extxyz")
+    if target is not None:
+        ase.io.write(target, last, format="extxyz")
     return int(last.info["step"])
 
 
+def _where_saved(target: Optional[Path]) -> str:
+    """How a stop message says where its last frame went."""
+    return f"saved to {target}" if target is not None else "not saved (the run has no --out)"
+
+
 def _stop(atoms, state, host, num_good, chunk_start, save_every, reason, out, error=MDInstabilityError):
-    """Save the last good frame and raise ``error`` (an :class:`MDInstabilityError`) describing the first bad one."""
-    target = Path(f"{out}.last_good.xyz" if out is not None else "md_last_good.xyz")
+    """Save the last good frame (with ``out``), raise ``error`` (:class:`MDInstabilityError`) on the first bad one."""
+    target = None if out is None else Path(f"{out}.last_good.xyz")
     last_step = _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target)
     bad_step = chunk_start + (num_good + 1) * save_every
-    raise error(
-        f"MD stopped at step {bad_step}: {reason}. Last good frame (step {last_step}) saved to {target}"
-    )
+    raise error(f"MD stopped at step {bad_step}: {reason}. Last good frame (step {last_step}) {_where_saved(target)}")
