@@ -125,6 +125,22 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
     return parser.parse_args(argv)
 
 
+def given_options(parser: argparse.ArgumentParser, argv=None) -> set[str]:
+    """The dests of the options given on the command line ``argv`` (not those from a ``--config`` file or defaults).
+
+    For checks of contradictory options, call it after :func:`parse_args` with the same
+    ``parser`` and ``argv``: a config file (a ``--print-config`` template, a run's
+    resolved config) lists every option, so its values do not count as given.
+    """
+    argv = sys.argv[1:] if argv is None else [str(token) for token in argv]
+    target, tokens = _chosen_parser(parser, argv)
+    unset = object()
+    keys = options(target)
+    probe = argparse.Namespace(**{action.dest: unset for action in keys})
+    target.parse_known_args(tokens, probe)
+    return {action.dest for action in keys if getattr(probe, action.dest) is not unset}
+
+
 def read_config(parser: argparse.ArgumentParser, path) -> dict:
     """The options in the TOML file ``path`` for ``parser``, as dest → value (converted like the command line).
 

@@ -14,7 +14,7 @@ from ase import Atoms
 from physnetjax import PhysNet, init_params, save_checkpoint
 from physnetjax.check.__main__ import build_parser as check_parser
 from physnetjax.check.__main__ import main as check_main
-from physnetjax.cli_config import CONFIG_NAME, parse_args, read_config, write_resolved_config
+from physnetjax.cli_config import CONFIG_NAME, given_options, parse_args, read_config, write_resolved_config
 from physnetjax.eval.cli import build_parser as eval_parser
 from physnetjax.eval.cli import main as eval_main
 from physnetjax.learn.__main__ import build_parser as learn_parser
@@ -116,6 +116,19 @@ def test_file_values_are_defaults_and_the_command_line_wins(tmp_path, capsys):
                        'masses = [1, 2.5]\nno_plot = true\n')
     args = parse_args(spectra_parser(), ["ir", "--config", str(spectra), "--replicas", "2"])
     assert (args.command, args.time_ps, args.masses, args.no_plot, args.replicas) == ("ir", 2.0, [1.0, 2.5], True, 2)
+
+
+def test_given_options_are_those_of_the_command_line(tmp_path):
+    """What md's check of contradictory options sees: command-line options (abbreviated, with '=', switches),
+    neither defaults nor the values of a config file (a template lists every option)."""
+    (tmp_path / "run.toml").write_text('ensemble = "langevin"\nfriction = 0.05\nsteps = 20\n')
+    argv = ["--geometry=g.xyz", "--config", str(tmp_path / "run.toml"), "--barostat", "50", "--anisotropic"]
+    parser = md_parser()
+    args = parse_args(parser, argv)
+    assert (args.ensemble, args.friction, args.barostat_time) == ("langevin", 0.05, 50.0)
+    assert given_options(parser, argv) == {"geometry", "barostat_time", "anisotropic"}
+    harmonic = ["harmonic", "--checkpoint", "c", "--geometry", "g.xyz", "--out", "o", "--fmax", "0.01"]
+    assert given_options(spectra_parser(), harmonic) == {"checkpoint", "geometry", "out", "fmax"}
 
 
 @pytest.mark.parametrize("content, key, match", [

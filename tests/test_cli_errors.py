@@ -17,10 +17,12 @@ from ase import Atoms
 
 from physnetjax import PhysNet, init_params, save_checkpoint
 from physnetjax.check.__main__ import main as check_main
+from physnetjax.cli_config import render
 from physnetjax.cli_errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_OUTPUT, EXIT_RUN_STOPPED, cli_main, exit_code
 from physnetjax.data import random_split, save_split
 from physnetjax.data.generate import main as generate_main
 from physnetjax.errors import OutputPathError, RunStoppedError
+from physnetjax.md.__main__ import build_parser as md_parser
 from physnetjax.md.__main__ import main as md_main
 from physnetjax.migrate import main as migrate_main
 from physnetjax.jsonlines import write_json
@@ -49,6 +51,10 @@ def files(tmp_path_factory):
     water = dict(momenta=np.zeros((3, 3)), numbers=[8, 1, 1], step=10, heat=0.0)
     np.savez(root / "overlap.npz", positions=[[0, 0, 0], [0.96, 0, 0], [0.96, 0, 0]], **water)
     np.savez(root / "nan.npz", positions=[[0, 0, 0], [0.96, 0, 0], [np.nan, 0.93, 0]], **water)
+    good = [[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]
+    np.savez(root / "langevin.npz", positions=good, ensemble="langevin", **water)
+    np.savez(root / "other_model.npz", positions=good, ensemble="nve", model="0" * 64, **water)
+    (root / "template.toml").write_text(render(md_parser()))  # every option, those of other ensembles included
     return root
 
 
@@ -114,6 +120,26 @@ def test_warnings_are_one_line_during_a_cli_call():
          match=r"frames.npz is not an MD-state checkpoint .*: missing positions, momenta, numbers, step"),
     dict(args=["--restart", "{root}/overlap.npz"], code=2, match=r"overlap.npz: atoms overlap: atoms 1-2 at 0 Å"),
     dict(args=["--restart", "{root}/nan.npz"], code=2, match=r"nan.npz: positions contain NaN or Inf at atom\(s\) 2"),
+    # Options the ensemble does not use (main ran and ignored them) and restarts of another ensemble or model.
+    dict(args=["--friction", "0.1"], code=2,
+         match=r"error: --ensemble nve \(the default\) does not use --friction \(langevin only\): remove it or"),
+    dict(args=["--ensemble", "nve", "--pressure", "5", "--friction", "0.1"], code=2,
+         match=r"--ensemble nve does not use --friction \(langevin only\), --pressure \(npt only\): remove them"),
+    dict(args=["--ensemble", "langevin", "--temperature-end", "400", "--chain-length", "4"], code=2,
+         match=r"--ensemble langevin does not use --temperature-end \(nvt-nhc / csvr / npt only\), --chain-length "
+               r"\(nvt-nhc only\)"),
+    dict(args=["--ensemble", "csvr", "--on-energy-drift", "warn"], code=2, match=r"--on-energy-drift \(nve only\)"),
+    dict(args=["--restart", "{root}/langevin.npz"], code=2,
+         match=r"--restart .*langevin.npz continues a langevin run, not --ensemble nve \(the default\): pass "
+               r"--ensemble langevin"),
+    dict(args=["--restart", "{root}/other_model.npz"], code=2,
+         match=r"--restart .*other_model.npz was written by a run of another model than --checkpoint .*ckpt"),
+    # Meaningful combinations pass the check (and fail later, on the geometry, before any step).
+    dict(args=["--ensemble", "npt", "--pressure", "5", "--anisotropic", "--thermostat-time", "50"], code=2,
+         match="ensemble 'npt' needs a fully periodic cell"),
+    dict(args=["--ensemble", "nve", "--temperature", "500", "--geometry", "{root}/sodium.xyz"], code=2,
+         match=r"Na \(Z=11\)"),
+    dict(args=["--config", "{root}/template.toml", "--geometry", "{root}/sodium.xyz"], code=2, match=r"Na \(Z=11\)"),
 ])
 def test_md_cli(files, capsys, case):
     args = ["--checkpoint", str(files / "ckpt"), "--geometry", str(files / "water.xyz"), "--steps", "10",

@@ -128,6 +128,29 @@ def test_nve_energy_drift_stops_and_saves_the_last_good_frame(system, tmp_path):
     assert len(conserved) == 0 or 1e3 * np.ptp(conserved) / len(atoms) <= 40.0
 
 
+def test_cli_restart_refuses_another_ensemble_or_model(system, tmp_path, capsys):
+    """MD checkpoints record their ensemble and model. On main a restart with the default --ensemble nve went on
+    with a Langevin run's state in NVE, and one with another --checkpoint went on with that model, silently."""
+    model, params, atoms = system
+    save_checkpoint(tmp_path / "model", model, params)
+    save_checkpoint(tmp_path / "other", model, perturbed_params(params, 0.01, seed=5))
+    ase.io.write(tmp_path / "start.xyz", atoms)
+    common = ["--geometry", str(tmp_path / "start.xyz"), "--steps", "10", "--save-every", "5", "--float64"]
+    langevin = common + ["--checkpoint", str(tmp_path / "model"), "--ensemble", "langevin"]
+    state = tmp_path / "state.npz"
+    assert main(langevin + ["--friction", "0.02", "--md-checkpoint", str(state)]) == 0
+    assert main(common + ["--checkpoint", str(tmp_path / "model"), "--restart", str(state)]) == 2
+    assert (f"--restart {state} continues a langevin run, not --ensemble nve (the default)"
+            in capsys.readouterr().err)
+    other = common + ["--checkpoint", str(tmp_path / "other"), "--ensemble", "langevin", "--restart", str(state)]
+    assert main(other) == 2
+    assert f"was written by a run of another model than --checkpoint {tmp_path / 'other'}" in capsys.readouterr().err
+    assert main(langevin + ["--restart", str(state)]) == 0
+    with np.load(state) as saved:  # a checkpoint from before the records still loads
+        np.savez(tmp_path / "old.npz", **{key: saved[key] for key in saved.files if key not in ("ensemble", "model")})
+    assert main(langevin + ["--restart", str(tmp_path / "old.npz")]) == 0
+
+
 def test_stop_without_out_writes_no_file(system, tmp_path, monkeypatch):
     """On main a run without out wrote md_last_good.xyz into the working directory, unasked and unannounced."""
     model, params, atoms = system

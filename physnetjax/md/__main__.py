@@ -6,13 +6,19 @@ report (energy drift and fluctuation, mean temperature, steps/s). Without
 TOML file (``--config``, ``--print-config``: :mod:`physnetjax.cli_config`); with
 ``--out OUT`` the options used are kept in ``OUT.config.toml``.
 
+An option the chosen ``--ensemble`` does not use (:data:`ENSEMBLE_ONLY`, e.g.
+``--friction`` without ``langevin``, ``--pressure`` without ``npt``) given on the command
+line is refused, as is a ``--restart`` file that records another ensemble or model (a
+parameter fingerprint) than the run's ``--ensemble`` and ``--checkpoint``.
+
 With an ensemble checkpoint the forces are the members' mean and every saved frame
 records the largest per-atom force spread; ``--uncertainty-threshold`` stops the run at
 the first frame past it (``--on-uncertainty stop``, the last trusted frame saved to
 ``OUT.last_trusted.xyz``) or flags such frames (``flag``).
 
 Exit status (:mod:`physnetjax.cli_errors`): 0 done; 2 bad input (checkpoint, geometry,
-argument values such as a zero timestep, an uncertainty threshold for a single model);
+argument values such as a zero timestep, an uncertainty threshold for a single model,
+options the ensemble does not use, a restart file of another ensemble or model);
 3 an output path that cannot be written (checked before the model is loaded); 4 the run
 was stopped (NaN/Inf, absurd force, NVE energy not conserved, or the ensemble
 uncertainty past ``--uncertainty-threshold``), the last good / trusted frame saved to
@@ -29,7 +35,7 @@ import sys
 import ase.io
 import jax
 
-from physnetjax.cli_config import CONFIG_NAME, add_config_options, parse_args, write_resolved_config
+from physnetjax.cli_config import CONFIG_NAME, add_config_options, given_options, parse_args, write_resolved_config
 from physnetjax.cli_errors import EXIT_OK, EXIT_RUN_STOPPED, cli_main
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import PhysNetInputError
@@ -39,10 +45,31 @@ from physnetjax.md.driver import (
     UNCERTAINTY_ACTIONS,
     check_md_arguments,
     check_uncertainty_arguments,
+    params_fingerprint,
+    read_restart,
     simulate,
 )
 from physnetjax.md.ensembles import ENSEMBLES
 from physnetjax.validation import check_output_path, trained_elements_of
+
+
+DEFAULT_ENSEMBLE = "nve"
+ENSEMBLE_ONLY = {
+    "friction": ("langevin",),
+    "temperature_end": ("nvt-nhc", "csvr", "npt"),
+    "thermostat_time": ("nvt-nhc", "csvr", "npt"),
+    "chain_length": ("nvt-nhc",),
+    "pressure": ("npt",),
+    "pressure_end": ("npt",),
+    "barostat_time": ("npt",),
+    "compressibility": ("npt",),
+    "anisotropic": ("npt",),
+    "energy_tolerance": ("nve",),
+    "on_energy_drift": ("nve",),
+}
+"""Options that only some ensembles use (dest → those ensembles; see :func:`physnetjax.md.ensembles.build_dynamics`
+and the NVE energy watch of :func:`~physnetjax.md.driver.simulate`). ``--temperature`` is not listed: it draws the
+start velocities in every ensemble."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", help="model checkpoint directory (new or legacy format); "
                         "default: the shipped example model")
     parser.add_argument("--geometry", required=True, help="start geometry, any file ase.io.read understands")
-    parser.add_argument("--ensemble", choices=ENSEMBLES, default="nve",
+    parser.add_argument("--ensemble", choices=ENSEMBLES, default=DEFAULT_ENSEMBLE,
                         help="nve: velocity Verlet; langevin: BAOAB; nvt-nhc: Nosé–Hoover chain; csvr: stochastic "
                         "velocity rescaling; npt: stochastic cell rescaling + CSVR (periodic cells only)")
     parser.add_argument("--temperature", type=float, default=300.0, help="K (initial velocities / thermostat)")
@@ -112,11 +139,47 @@ def read_geometry(path) -> ase.Atoms:
         raise PhysNetInputError(f"--geometry {path}: ASE cannot read it ({type(error).__name__}: {error})") from error
 
 
+def _named_ensemble(ensemble: str, given: set) -> str:
+    """``--ensemble X``, marked as the default when it is one that was not asked for."""
+    default = "ensemble" not in given and ensemble == DEFAULT_ENSEMBLE
+    return f"--ensemble {ensemble}" + (" (the default)" if default else "")
+
+
+def check_ensemble_options(ensemble: str, given: set) -> None:
+    """PhysNetInputError naming the options given on the command line (``given``: dests) that ``ensemble`` ignores."""
+    unused = [dest for dest, users in ENSEMBLE_ONLY.items() if dest in given and ensemble not in users]
+    if unused:
+        flags = ", ".join(f"--{dest.replace('_', '-')} ({' / '.join(ENSEMBLE_ONLY[dest])} only)" for dest in unused)
+        them = "it" if len(unused) == 1 else "them"
+        raise PhysNetInputError(f"{_named_ensemble(ensemble, given)} does not use {flags}: remove {them} or choose "
+                                f"an --ensemble that uses {them}")
+
+
+def check_restart(path, saved: dict, ensemble: str, given: set, checkpoint, params) -> None:
+    """PhysNetInputError when the restart file ``path`` (its arrays ``saved``) records another ensemble or model.
+
+    Files written before these records (no ``ensemble`` / ``model`` entry) are not checked.
+    """
+    if "ensemble" in saved and str(saved["ensemble"]) != ensemble:
+        recorded = str(saved["ensemble"])
+        raise PhysNetInputError(
+            f"--restart {path} continues a {recorded} run, not {_named_ensemble(ensemble, given)}: pass --ensemble "
+            f"{recorded}, or start a new {ensemble} run from a frame of its trajectory (--geometry keeps the frame's "
+            "positions and momenta)")
+    if "model" in saved and str(saved["model"]) != params_fingerprint(params):
+        model = (f"--checkpoint {checkpoint}" if checkpoint is not None
+                 else "the shipped example model (no --checkpoint)")
+        raise PhysNetInputError(f"--restart {path} was written by a run of another model than {model} (the "
+                                "parameters differ): continue it with the --checkpoint it was run with")
+
+
 @cli_main("python -m physnetjax.md")
 def main(argv=None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
+    given = given_options(parser, argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, force=True)
+    check_ensemble_options(args.ensemble, given)
     for path, what in ((args.out, "--out"), (args.md_checkpoint, "--md-checkpoint")):
         if path is not None:
             check_output_path(path, overwrite=True, what=what)
@@ -143,6 +206,9 @@ def main(argv=None) -> int:
     atoms = read_geometry(args.geometry)
     if args.total_charge is not None:
         atoms.info["charge"] = args.total_charge
+    if args.restart is not None:
+        check_restart(args.restart, read_restart(args.restart, atoms, model.max_atomic_number), args.ensemble, given,
+                      args.checkpoint, params)
     if args.out is not None:
         write_resolved_config(parser, args, f"{args.out}.{CONFIG_NAME}")
     with Progress(TextColumn("MD"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),

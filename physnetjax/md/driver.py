@@ -21,15 +21,17 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
    then the first saved frame past it either ends the run
    (``on_uncertainty="stop"``: the trusted frames before it are written, the last
    trusted one also to ``<out>.last_trusted.xyz`` (not without ``out``), and the
-   report says where and why it stopped; no exception) or is flagged (``"flag"``: frames carry
-   ``uncertain`` True and the run goes on).
+   report says where and why it stopped; no exception) or is flagged (``"flag"``:
+   frames carry ``uncertain`` True and the run goes on).
 4. Frames go to the trajectory (extxyz or .traj, see :mod:`physnetjax.md.io`), one
    JSON line per saved frame to ``<out>.jsonl`` (:data:`LOG_KEYS`, flushed per line;
    a restart drops the lines after its step, then appends; ensembles add
    ``max_forces_std_eV_per_A`` and, with a threshold, ``uncertain``), and every
    ``checkpoint_every`` chunks the state is written to an ``.npz`` checkpoint from
-   which ``restart=`` continues; a restart first drops the trajectory frames the
-   killed run wrote after that checkpoint, so steps stay monotonic and unique.
+   which ``restart=`` continues (it records the ensemble and the model's
+   :func:`params_fingerprint`, which the command line checks on ``--restart``); a
+   restart first drops the trajectory frames the killed run wrote after that
+   checkpoint, so steps stay monotonic and unique.
 
 Energy conservation. Velocity Verlet conserves a shadow Hamiltonian; the true
 energy fluctuates by about (ω·dt)²/8 of the thermal energy 3 k_B T per atom for a
@@ -51,6 +53,7 @@ NPT also the mean pressure and volume. The conserved quantity of each ensemble
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import math
 import os
@@ -298,10 +301,12 @@ def simulate(
       dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``).
       max_force: largest |F_i| in eV/Å accepted before the run is stopped.
       checkpoint_path: ``.npz`` file for MD-state checkpoints (every
-        ``checkpoint_every`` chunks and at the end), or None.
+        ``checkpoint_every`` chunks and at the end; they record ``ensemble`` and
+        ``model``, the :func:`params_fingerprint` of ``params``), or None.
       restart: a checkpoint written by a previous run to continue from; it keeps the
         thermostat/barostat state (chain, cell, PRNG key, heat) when the ensemble is
-        the same, and the cell of an NPT run.
+        the same, and the cell of an NPT run. (``python -m physnetjax.md`` refuses a
+        restart in another ensemble or with another model than the checkpoint records.)
       progress: called with the number of steps completed after each chunk.
       trained_elements: elements of the training data (checkpoint metadata); others warn.
       energy_tolerance: NVE only: largest |E_conserved(t) − E_conserved(start)| in
@@ -329,6 +334,7 @@ def simulate(
         raise PhysNetInputError(f"on_energy_drift must be one of {ENERGY_DRIFT_ACTIONS} and energy_tolerance > 0, "
                                 f"received {on_energy_drift!r}, {energy_tolerance}")
     record_uncertainty = check_uncertainty_arguments(model, ensemble, uncertainty_threshold, on_uncertainty)
+    fingerprint = params_fingerprint(params) if checkpoint_path is not None else None
     options = EnsembleOptions(
         temperature_K=temperature_K, temperature_end_K=temperature_end_K, friction=friction,
         thermostat_time_fs=thermostat_time_fs, chain_length=chain_length, pressure_bar=pressure_bar,
@@ -542,7 +548,7 @@ def simulate(
             done += num_frames * save_every
             chunks += 1
             if checkpoint_path is not None and (chunks % checkpoint_every == 0 or done >= steps):
-                _checkpoint(checkpoint_path, atoms, state, start_step + done, ensemble)
+                _checkpoint(checkpoint_path, atoms, state, start_step + done, ensemble, fingerprint)
             if progress is not None:
                 progress(done)
     finally:
@@ -630,8 +636,21 @@ def _kinetic(state: MDState) -> float:
     return float(kinetic_energy(state.momenta, state.masses))
 
 
-def _checkpoint(path, atoms, state: MDState, step: int, ensemble: str) -> None:
-    _save_npz(Path(path), **checkpoint_arrays(state, atoms.numbers, step, ensemble))
+def params_fingerprint(params) -> str:
+    """SHA-256 (hex) of model parameters: leaf paths, shapes and values (floats as float32, so a float64 run of
+    the same checkpoint gives the same). MD-state checkpoints record it as ``model``."""
+    digest = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        value = np.asarray(leaf)
+        if np.issubdtype(value.dtype, np.floating):
+            value = value.astype(np.float32)
+        digest.update(f"{jax.tree_util.keystr(path)}{value.shape}".encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()
+
+
+def _checkpoint(path, atoms, state: MDState, step: int, ensemble: str, fingerprint: str) -> None:
+    _save_npz(Path(path), model=fingerprint, **checkpoint_arrays(state, atoms.numbers, step, ensemble))
     logger.info("MD checkpoint at step %d written to %s", step, path)
 
 
