@@ -128,9 +128,10 @@ def test_nve_energy_drift_stops_and_saves_the_last_good_frame(system, tmp_path):
     assert len(conserved) == 0 or 1e3 * np.ptp(conserved) / len(atoms) <= 40.0
 
 
-def test_cli_restart_refuses_another_ensemble_or_model(system, tmp_path, capsys):
+def test_cli_restart_checks_ensemble_and_model(system, tmp_path, capsys):
     """MD checkpoints record their ensemble and model. On main a restart with the default --ensemble nve went on
-    with a Langevin run's state in NVE, and one with another --checkpoint went on with that model, silently."""
+    with a Langevin run's state in NVE, and one with another --checkpoint went on with that model, silently;
+    an explicit --ensemble switch is allowed with a warning."""
     model, params, atoms = system
     save_checkpoint(tmp_path / "model", model, params)
     save_checkpoint(tmp_path / "other", model, perturbed_params(params, 0.01, seed=5))
@@ -142,6 +143,10 @@ def test_cli_restart_refuses_another_ensemble_or_model(system, tmp_path, capsys)
     assert main(common + ["--checkpoint", str(tmp_path / "model"), "--restart", str(state)]) == 2
     assert (f"--restart {state} continues a langevin run, not --ensemble nve (the default)"
             in capsys.readouterr().err)
+    # Asked for explicitly, the switch is a workflow (equilibrate, then NVE): it runs, with a warning.
+    with pytest.warns(UserWarning, match="was a langevin run and continues as --ensemble nve"):
+        assert main(common + ["--checkpoint", str(tmp_path / "model"), "--restart", str(state),
+                              "--ensemble", "nve"]) == 0
     other = common + ["--checkpoint", str(tmp_path / "other"), "--ensemble", "langevin", "--restart", str(state)]
     assert main(other) == 2
     assert f"was written by a run of another model than --checkpoint {tmp_path / 'other'}" in capsys.readouterr().err

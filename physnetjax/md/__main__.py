@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 
 import ase.io
 import jax
@@ -38,7 +39,7 @@ import jax
 from physnetjax.cli_config import CONFIG_NAME, add_config_options, given_options, parse_args, write_resolved_config
 from physnetjax.cli_errors import EXIT_OK, EXIT_RUN_STOPPED, cli_main
 from physnetjax.cli_help import HelpFormatter, describe
-from physnetjax.errors import PhysNetInputError
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.md.driver import (
     ENERGY_DRIFT_ACTIONS,
     ENERGY_TOLERANCE_MEV_PER_ATOM,
@@ -156,16 +157,26 @@ def check_ensemble_options(ensemble: str, given: set) -> None:
 
 
 def check_restart(path, saved: dict, ensemble: str, given: set, checkpoint, params) -> None:
-    """PhysNetInputError when the restart file ``path`` (its arrays ``saved``) records another ensemble or model.
+    """Check the restart file ``path`` (its arrays ``saved``) against this run's ensemble and model.
 
+    Another model is refused. Another ensemble is refused unless ``--ensemble`` was given on
+    the command line (a default would silently turn, say, a Langevin run into NVE); given,
+    it is a deliberate switch (equilibrate, then NVE), done with a warning: positions,
+    momenta and the cell carry over, the new ensemble's thermostat state starts afresh.
     Files written before these records (no ``ensemble`` / ``model`` entry) are not checked.
+
+    Raises:
+      PhysNetInputError: naming ``--restart`` and the option to change.
     """
     if "ensemble" in saved and str(saved["ensemble"]) != ensemble:
         recorded = str(saved["ensemble"])
-        raise PhysNetInputError(
-            f"--restart {path} continues a {recorded} run, not {_named_ensemble(ensemble, given)}: pass --ensemble "
-            f"{recorded}, or start a new {ensemble} run from a frame of its trajectory (--geometry keeps the frame's "
-            "positions and momenta)")
+        if "ensemble" not in given:
+            raise PhysNetInputError(
+                f"--restart {path} continues a {recorded} run, not {_named_ensemble(ensemble, given)}: pass "
+                f"--ensemble {recorded} to continue it, or --ensemble {ensemble} explicitly to switch ensembles")
+        warnings.warn(f"--restart {path} was a {recorded} run and continues as --ensemble {ensemble}: positions, "
+                      f"momenta and cell carry over, the {ensemble} thermostat state starts afresh",
+                      PhysNetInputWarning, stacklevel=2)
     if "model" in saved and str(saved["model"]) != params_fingerprint(params):
         model = (f"--checkpoint {checkpoint}" if checkpoint is not None
                  else "the shipped example model (no --checkpoint)")
