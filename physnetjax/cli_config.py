@@ -27,7 +27,10 @@ Rules, the same for ``train``, ``md``, ``check``, ``eval`` and each ``spectra`` 
   any file is read);
 * an unknown key, a wrong type, a value outside the choices or a nested table is a
   :class:`~physnetjax.errors.PhysNetInputError` naming the file and the key (exit code 2,
-  see :mod:`physnetjax.cli_errors`); so is a file that is not valid TOML.
+  see :mod:`physnetjax.cli_errors`); so is a file that is not valid TOML;
+* a path that turns out to be missing is reported by its option, ``--geometry g.xyz does
+  not exist`` (``... (from --config FILE)`` for a file's value; see
+  :func:`physnetjax.cli_errors.name_input`).
 
 ``--print-config`` writes a template to stdout: every option with its default (or, with
 ``--config FILE``, the file's value) and its help text as a comment; options without a
@@ -50,6 +53,7 @@ import textwrap
 import tomllib
 from pathlib import Path
 
+from physnetjax.cli_errors import name_input
 from physnetjax.errors import PhysNetInputError
 
 CONFIG_NAME = "config.toml"
@@ -105,7 +109,9 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
 
     For a parser with subcommands, the file belongs to the chosen subcommand's parser.
     The file's keys become that parser's defaults (a required option given in the file is
-    no longer required on the command line), so options on the command line win.
+    no longer required on the command line), so options on the command line win. Every
+    string value is named by its option for the message of a missing file
+    (:func:`physnetjax.cli_errors.name_input`).
 
     Raises:
       PhysNetInputError: the file is not TOML, or a key is unknown or of the wrong type.
@@ -116,13 +122,22 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
     finder = argparse.ArgumentParser(prog=target.prog, add_help=False, allow_abbrev=target.allow_abbrev)
     finder.add_argument("--config")
     path = finder.parse_known_args(tokens)[0].config
+    values: dict = {}
     if path is not None:
+        name_input(path, f"--config {path}")
         values = read_config(target, path)
         for action in target._actions:
             if action.dest in values:
                 action.required = False
         target.set_defaults(**values)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for action in options(target):
+        value = getattr(args, action.dest, None)
+        source = f" (from --config {path})" if action.dest in values and values[action.dest] == value else ""
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, (str, os.PathLike)):
+                name_input(item, f"{_flag(action)}{item}{source}")
+    return args
 
 
 def given_options(parser: argparse.ArgumentParser, argv=None) -> set[str]:
@@ -249,6 +264,11 @@ def _chosen_parser(parser, argv):
                 if token in action.choices:
                     return action.choices[token], argv[index + 1:]
     return parser, argv
+
+
+def _flag(action) -> str:
+    """``--option `` of an optional argument ("" for a positional one, whose value names itself)."""
+    return f"{max(action.option_strings, key=len)} " if action.option_strings else ""
 
 
 def _shown_defaults(parser) -> dict:

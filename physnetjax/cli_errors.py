@@ -12,6 +12,11 @@ below; ``--verbose`` on the command line prints the traceback first. Warnings
 printed during the call read ``PROG: warning: MESSAGE`` (with ``--verbose``, Python's
 form with the file and line that warned).
 
+A missing input (``FileNotFoundError``, :class:`~physnetjax.errors.InputNotFoundError`)
+reads ``OPTION PATH does not exist``, e.g. ``--geometry g.xyz does not exist`` (``--geometry
+g.xyz (from --config run.toml) does not exist`` for a config file's value):
+:func:`physnetjax.cli_config.parse_args` names each path by its option with :func:`name_input`.
+
 Exit codes (every physnetjax CLI):
 
 ====  ==========================================================================
@@ -33,13 +38,16 @@ Exit codes (every physnetjax CLI):
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import os
 import sys
 import traceback
 import warnings
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Optional
 
-from physnetjax.errors import OutputPathError, RunStoppedError
+from physnetjax.errors import InputNotFoundError, OutputPathError, RunStoppedError
 
 EXIT_OK = 0
 EXIT_VERDICT = 1
@@ -48,6 +56,9 @@ EXIT_OUTPUT = 3
 EXIT_RUN_STOPPED = 4
 EXIT_INTERNAL = 5
 EXIT_INTERRUPTED = 130
+
+_INPUT_NAMES: contextvars.ContextVar[Optional[dict]] = contextvars.ContextVar("physnetjax_input_names", default=None)
+"""Path → how the running :func:`cli_main` call names it (``--geometry g.xyz``); None outside such a call."""
 
 
 def exit_code(error: BaseException) -> int:
@@ -63,8 +74,40 @@ def exit_code(error: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+def name_input(path, name: str) -> None:
+    """Within a :func:`cli_main` call, report ``path`` as ``NAME does not exist`` should it be missing.
+
+    ``name`` says where the path came from, e.g. ``--geometry g.xyz``. Outside a call it does nothing.
+    """
+    names = _INPUT_NAMES.get()
+    if names is not None:
+        names[os.fspath(path)] = name
+
+
+def _input_name(path) -> str:
+    """How the running call named ``path`` (the same string, or the same file by another spelling); else the path."""
+    names = _INPUT_NAMES.get() or {}
+    path = os.fspath(path)
+    if path in names:
+        return names[path]
+    resolved = Path(path).resolve()
+    return next((name for given, name in names.items() if Path(given).resolve() == resolved), path)
+
+
+def _missing_path(error: BaseException):
+    """The path a missing-input error is about, or None for any other error."""
+    if isinstance(error, FileNotFoundError) and isinstance(error.filename, (str, os.PathLike)):
+        return error.filename
+    if isinstance(error, InputNotFoundError) and error.path is not None:
+        return error.path
+    return None
+
+
 def error_line(prog: str, error: BaseException) -> str:
-    """``PROG: error: MESSAGE`` on one line (an internal error names its type and asks for --verbose)."""
+    """``PROG: error: MESSAGE`` on one line (an internal error names its type and asks for --verbose).
+
+    A missing input reads ``PROG: error: OPTION PATH does not exist`` (see :func:`name_input`).
+    """
     code = exit_code(error)
     if code == EXIT_INTERRUPTED:
         return f"{prog}: interrupted"
@@ -72,7 +115,10 @@ def error_line(prog: str, error: BaseException) -> str:
     if code == EXIT_INTERNAL:
         return (f"{prog}: internal error ({type(error).__name__}: {message}); please report it with the "
                 "traceback that --verbose prints")
-    if isinstance(error, OSError) and error.filename is not None and str(error.filename) not in message:
+    missing = _missing_path(error)
+    if missing is not None:
+        message = f"{_input_name(missing)} does not exist"
+    elif isinstance(error, OSError) and error.filename is not None and str(error.filename) not in message:
         message = f"{error.filename}: {message}"
     return f"{prog}: error: {message}"
 
@@ -90,6 +136,7 @@ def cli_main(prog: str) -> Callable:
             python_format = warnings.formatwarning
             if not verbose:
                 warnings.formatwarning = lambda message, *_, **__: f"{prog}: warning: {message}\n"
+            names = _INPUT_NAMES.set({})
             try:
                 return main(argv)
             except (Exception, KeyboardInterrupt) as error:
@@ -98,6 +145,7 @@ def cli_main(prog: str) -> Callable:
                 print(error_line(prog, error), file=sys.stderr)
                 return exit_code(error)
             finally:
+                _INPUT_NAMES.reset(names)
                 warnings.formatwarning = python_format
 
         return wrapped

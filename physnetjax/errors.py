@@ -2,8 +2,8 @@
 
 * :class:`PhysNetInputError` (a ``ValueError``): an input no model can evaluate
   meaningfully — a structure, a data frame, an argument value. Subclasses:
-  :class:`OutputPathError`, :class:`physnetjax.data.DataError`; the checkpoint
-  package's ``CheckpointError`` is a ``ValueError`` too.
+  :class:`OutputPathError`, :class:`InputNotFoundError`, :class:`physnetjax.data.DataError`;
+  the checkpoint package's ``CheckpointError`` is a ``ValueError`` too.
 * :class:`PhysNetInputWarning`: an input the model evaluates, but by extrapolation.
 * :class:`RunStoppedError` (a ``RuntimeError``): a run (MD, training) stopped because
   its numbers went bad; the message names what was saved and where.
@@ -21,6 +21,18 @@ class PhysNetInputError(ValueError):
 
 class PhysNetInputWarning(UserWarning):
     """An input the model can evaluate, but where its answer is an extrapolation."""
+
+
+class InputNotFoundError(PhysNetInputError):
+    """An input file or directory that does not exist (like ``FileNotFoundError``, which is an ``OSError``).
+
+    ``path`` is the missing path; a command line names the option that gave it
+    (:mod:`physnetjax.cli_errors`).
+    """
+
+    def __init__(self, message: str, path=None):
+        super().__init__(message)
+        self.path = path
 
 
 class OutputPathError(PhysNetInputError):

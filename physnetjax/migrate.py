@@ -85,7 +85,7 @@ def migrate(old, new, *, weights: str = "ema", geometries=None, reference=None, 
     if geoms is not None and reference_file is not None:
         try:
             ref = read_npz(reference_file)
-        except (NpzReadError, OSError) as error:
+        except NpzReadError as error:
             raise CheckpointError(f"reference file {reference_file} cannot be read as .npz: {error}") from error
     logger.info("geometries: %s; original outputs: %s", geometry_file, reference_file)
     report = migration_report(migration, geoms, ref)

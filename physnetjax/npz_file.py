@@ -25,13 +25,12 @@ def read_npz(path) -> dict:
     """All arrays of the ``.npz`` at ``path`` as ``{key: np.ndarray}`` (pickled object arrays refused).
 
     Raises:
-      NpzReadError: the file is missing, empty, not a zip archive (not an .npz), a damaged
-        or truncated archive, or holds object arrays (which need pickle).
-      IsADirectoryError / PermissionError: as ``open`` raises them.
+      NpzReadError: the file is empty, not a zip archive (not an .npz), a damaged or
+        truncated archive, or holds object arrays (which need pickle).
+      FileNotFoundError / IsADirectoryError / PermissionError: as ``open`` raises them
+        (the command line tools name the option that gave the path).
     """
     path = Path(path)
-    if not path.exists():
-        raise NpzReadError("no such file")
     with open(path, "rb") as handle:  # opened here: np.load(path) leaks its handle when a damaged zip fails
         head = handle.read(len(ZIP_MAGIC))
         if not head:

@@ -6,6 +6,7 @@ Permission-denied cases are represented by missing directories and files in plac
 of directories (the suite may run as root, for whom chmod does not deny).
 """
 
+import errno
 import json
 import re
 
@@ -18,13 +19,18 @@ from ase import Atoms
 from physnetjax import PhysNet, init_params, save_checkpoint
 from physnetjax.check.__main__ import main as check_main
 from physnetjax.cli_config import render
-from physnetjax.cli_errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_OUTPUT, EXIT_RUN_STOPPED, cli_main, exit_code
+from physnetjax.cli_errors import (EXIT_INPUT, EXIT_INTERNAL, EXIT_OUTPUT, EXIT_RUN_STOPPED, cli_main, exit_code,
+                                   name_input)
 from physnetjax.data import random_split, save_split
 from physnetjax.data.generate import main as generate_main
+from physnetjax.ensemble.__main__ import main as ensemble_main
+from physnetjax.eval.cli import main as eval_main
+from physnetjax.learn.__main__ import main as learn_main
 from physnetjax.errors import OutputPathError, RunStoppedError
 from physnetjax.md.__main__ import build_parser as md_parser
 from physnetjax.md.__main__ import main as md_main
 from physnetjax.migrate import main as migrate_main
+from physnetjax.spectra.__main__ import main as spectra_main
 from physnetjax.jsonlines import write_json
 from physnetjax.train import TrainConfig
 from physnetjax.train.cli import main as train_main
@@ -147,6 +153,59 @@ def test_md_cli(files, capsys, case):
     assert md_main(args) == case["code"]
     line = one_line_error(capsys, "md")
     assert re.search(case["match"], line), line
+
+
+MISSING_INPUTS = [  # (tool, main, arguments, the error), {root}: the fixture's files; run in an empty directory
+    ("md", md_main, ["--geometry", "missing.xyz"], "--geometry missing.xyz does not exist"),
+    ("md", md_main, ["--geometry=missing.xyz"], "--geometry missing.xyz does not exist"),
+    ("md", md_main, ["--geometry", "{root}/water.xyz", "--config", "missing.toml"],
+     "--config missing.toml does not exist"),
+    ("md", md_main, ["--geometry", "{root}/water.xyz", "--checkpoint", "missing"],
+     "--checkpoint missing does not exist"),
+    ("md", md_main, ["--geometry", "{root}/water.xyz", "--checkpoint", "{root}/ckpt", "--restart", "missing.npz",
+                     "--steps", "10", "--save-every", "5"], "--restart missing.npz does not exist"),
+    ("md", md_main, ["--config", "geometry.toml"],
+     "--geometry missing.xyz (from --config geometry.toml) does not exist"),
+    ("train", train_main, ["--data", str(DATA / "train_ethanol64.npz"), "missing.npz", "--out", "run"],
+     "--data missing.npz does not exist"),
+    ("train", train_main, ["--data", str(DATA / "train_ethanol64.npz"), "--split-file", "missing.npz", "--out", "run"],
+     "--split-file missing.npz does not exist"),
+    ("train", train_main, ["--init-from", "missing", "--out", "run"], "--init-from missing does not exist"),
+    ("eval", eval_main, ["--checkpoint", "{root}/ckpt", "--data", "missing.npz"], "--data missing.npz does not exist"),
+    ("check", check_main, ["{root}/ckpt", "--geometry", "missing.xyz", "--quick"],
+     "--geometry missing.xyz does not exist"),
+    ("check", check_main, ["missing", "--quick"], "missing does not exist"),
+    ("spectra", spectra_main, ["harmonic", "--checkpoint", "{root}/ckpt", "--geometry", "missing.xyz", "--out", "o"],
+     "--geometry missing.xyz does not exist"),
+    ("learn", learn_main, ["--data", "missing.npz", "--out", "run"], "--data missing.npz does not exist"),
+    ("ensemble", ensemble_main, ["combine", "{root}/ckpt", "missing", "--out", "ens"], "missing does not exist"),
+]
+
+
+@pytest.mark.parametrize("tool, main, args, message", MISSING_INPUTS,
+                         ids=[f"{case[0]} {case[3].split(' does')[0]}" for case in MISSING_INPUTS])
+def test_a_missing_input_is_named_by_its_option(files, tmp_path, monkeypatch, capsys, tool, main, args, message):
+    """On main: "[Errno 2] No such file or directory: 'missing.xyz'" (md, train, config files), "/abs/missing does
+    not exist" (checkpoints), "missing.npz: no such file" (eval, learn) or an ASE error (check): no option named."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "geometry.toml").write_text('geometry = "missing.xyz"\n')
+    assert main([a.format(root=files) for a in args]) == 2
+    assert one_line_error(capsys, tool) == f"python -m physnetjax.{tool}: error: {message}"
+
+
+def test_a_missing_input_spelled_otherwise_is_named_too(tmp_path, monkeypatch, capsys):
+    """The library may report the path resolved (``/abs/missing.npz``); the option that named it is still found."""
+    @cli_main("python -m physnetjax.demo")
+    def main(argv=None):
+        name_input("data/../missing.npz", "--data data/../missing.npz")
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(tmp_path / "missing.npz"))
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    assert main([]) == 2
+    error = "python -m physnetjax.demo: error: --data data/../missing.npz does not exist"
+    assert capsys.readouterr().err.strip() == error
+    name_input("other.npz", "--data other.npz")  # outside a call: nothing is kept for the next one
 
 
 def _bad_npz(root, kind):

@@ -21,7 +21,6 @@ def _truncated(path):
 
 
 @pytest.mark.parametrize("make,reason", [
-    (lambda p: None, "no such file"),
     (lambda p: p.write_bytes(b""), "the file is empty"),
     (lambda p: p.write_text("Z R\n1 0.0\n", encoding="utf-8"), "not an .npz file"),
     (lambda p: np.save(p.open("wb"), np.ones(3)), "not an .npz file"),  # a .npy under an .npz name
@@ -34,6 +33,12 @@ def test_reason_names_the_problem(tmp_path, make, reason):
     with pytest.raises(NpzReadError, match=reason) as raised:
         read_npz(path)
     assert "allow_pickle" not in str(raised.value)  # numpy's misleading advice for a non-zip file
+
+
+def test_a_missing_file_is_file_not_found(tmp_path):
+    """Left to the caller's FileNotFoundError handling (the command line tools name the option)."""
+    with pytest.raises(FileNotFoundError):
+        read_npz(tmp_path / "missing.npz")
 
 
 def test_split_file_that_is_not_an_npz(tmp_path):

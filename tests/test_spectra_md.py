@@ -317,7 +317,7 @@ def _ir_args(out, **changes):
     ({"--timestep": "0"}, "timestep_fs must be a finite number > 0"),
     ({"--correlation-ps": "1.0"}, "shorter than the correlation window"),
     ({"--checkpoint": "/nonexistent/ckpt"}, "--checkpoint /nonexistent/ckpt does not exist"),
-    ({"--geometry": "/nonexistent.xyz"}, "cannot read --geometry"),
+    ({"--geometry": "/nonexistent.xyz"}, "--geometry /nonexistent.xyz does not exist"),
 ])
 def test_cli_bad_input_is_one_line_and_nonzero_before_any_md(tmp_path, capsys, changes, message):
     status = _cli(_ir_args(tmp_path / "out", **changes))

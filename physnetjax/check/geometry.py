@@ -69,6 +69,8 @@ def read_structures(path, limit: int | None = None) -> list[Structure]:
 
         try:
             frames = ase.io.read(path, index=":")
+        except FileNotFoundError:
+            raise
         except Exception as error:
             raise ValueError(f"{path}: ASE cannot read it ({type(error).__name__}: {error})") from error
         for k, atoms in enumerate(frames):

@@ -1,4 +1,6 @@
-"""The one exception type of the checkpoint package."""
+"""The exception type of the checkpoint package (and its subclass for a path that does not exist)."""
+
+from physnetjax.errors import InputNotFoundError
 
 
 class CheckpointError(ValueError):
@@ -7,3 +9,7 @@ class CheckpointError(ValueError):
     The message names the path and the problem (which file is missing or truncated,
     which format version was found, which legacy attribute cannot be honoured).
     """
+
+
+class CheckpointNotFoundError(CheckpointError, InputNotFoundError):
+    """The checkpoint path does not exist."""

@@ -55,7 +55,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import metadata as ocp_metadata
 
-from physnetjax.checkpoint.errors import CheckpointError
+from physnetjax.checkpoint.errors import CheckpointError, CheckpointNotFoundError
 
 FORMAT_VERSION = 2
 """Newest on-disk layout this library reads and writes (2 for ensembles, 1 for single models)."""
@@ -481,7 +481,7 @@ def _load_checkpoint(path, weights: str, allow_pickle: bool) -> tuple:
     root = absolute_path(path)
     recover_interrupted_overwrite(root)
     if not root.exists():
-        raise CheckpointError(f"{root} does not exist")
+        raise CheckpointNotFoundError(f"{root} does not exist", path)
     if not is_checkpoint(root):
         if legacy.is_legacy_checkpoint(root):
             return legacy.load_legacy(root, weights=weights, allow_pickle=allow_pickle)

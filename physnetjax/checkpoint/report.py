@@ -49,7 +49,7 @@ def read_geometries(path) -> dict:
     """
     try:
         data = read_npz(path)
-    except (NpzReadError, OSError) as error:
+    except NpzReadError as error:
         raise CheckpointError(f"geometry file {path} cannot be read as .npz: {error}") from error
     if "Z" not in data or "R" not in data:
         raise CheckpointError(f"geometry file {path} must contain Z (M, N) and R (M, N, 3); found {sorted(data)}")

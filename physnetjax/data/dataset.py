@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from physnetjax.errors import InputNotFoundError
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import dipole_factor, energy_factor, force_factor
 from physnetjax.validation import (
@@ -37,6 +38,10 @@ LABELS = ("E", "F", "D", "Q")
 
 class DataError(PhysNetInputError):
     """A data file is malformed; the message names the file, the key and the frame(s)."""
+
+
+class DataFileNotFoundError(DataError, InputNotFoundError):
+    """A data file that does not exist."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +139,7 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     e_fac, f_fac, d_fac = _unit_factors(energy_unit, force_unit, dipole_unit)
     try:
         raw = read_npz(path)
-    except (NpzReadError, OSError) as err:
+    except NpzReadError as err:
         raise DataError(f"{path}: cannot read as .npz: {err}") from err
     for key in ("R", "Z"):
         if key not in raw:
@@ -257,7 +262,7 @@ def load_dataset(paths, *, energy_unit: str = "eV", force_unit: Optional[str] = 
     parts = []
     for p in paths:
         if not Path(p).exists():
-            raise DataError(f"{p}: no such file")
+            raise DataFileNotFoundError(f"{p}: no such file", p)
         loader = load_npz if str(p).endswith(".npz") else load_ase
         parts.append(loader(p, energy_unit=energy_unit, force_unit=force_unit, dipole_unit=dipole_unit))
     data = parts[0] if len(parts) == 1 else concatenate(parts)

@@ -21,6 +21,7 @@ import logging
 import sys
 from pathlib import Path
 
+from physnetjax.cli_config import parse_args as parse_options
 from physnetjax.cli_errors import cli_main
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import OutputPathError
@@ -53,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     calibrate.add_argument("--float64", action="store_true", help="evaluate in float64")
     calibrate.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --out")
     calibrate.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
-    return parser.parse_args(argv)
+    return parse_options(parser, argv)
 
 
 @cli_main("python -m physnetjax.ensemble")

@@ -606,7 +606,7 @@ def read_restart(path, atoms: ase.Atoms, max_atomic_number: int) -> dict:
     """
     try:
         saved = read_npz(path)
-    except (NpzReadError, OSError) as error:
+    except NpzReadError as error:
         raise PhysNetInputError(f"restart file {path} cannot be read as .npz: {error}; is it an MD checkpoint "
                                 "(as --md-checkpoint writes)?") from error
     missing = [key for key in RESTART_KEYS if key not in saved]

@@ -86,6 +86,8 @@ def _analyse(args):
         raise ValueError(f"--checkpoint {args.checkpoint} does not exist")
     try:
         atoms = ase.io.read(args.geometry, index=0)
+    except FileNotFoundError:
+        raise
     except Exception as error:
         raise ValueError(f"cannot read --geometry {args.geometry}: {error}") from error
     if args.masses is not None and len(args.masses) != len(atoms):

@@ -90,6 +90,8 @@ def _check_inputs(args):
         raise ValueError(f"--checkpoint {args.checkpoint} does not exist")
     try:
         atoms = ase.io.read(args.geometry, index=0)
+    except FileNotFoundError:
+        raise
     except Exception as error:
         raise ValueError(f"cannot read --geometry {args.geometry}: {error}") from error
     if args.masses is not None:
