@@ -208,6 +208,17 @@ class PhysNetCalculator(Calculator):
         )
         return batch, n
 
+    def check_state(self, atoms, tol: float = 1e-15) -> list:
+        """ASE's changes since the last call, plus ``"charge"`` when ``atoms.info["charge"]`` changed.
+
+        ASE compares positions, numbers, cell, PBC and initial charges/magmoms but not
+        ``info``, so a new total charge on the same geometry would return the cached results.
+        """
+        changes = super().check_state(atoms, tol)
+        if self.atoms is not None and self.atoms.info.get("charge") != atoms.info.get("charge"):
+            changes = [*changes, "charge"]
+        return changes
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         """Evaluate the model on ``atoms`` and fill ``self.results`` (see module docstring)."""
         super().calculate(atoms, properties, system_changes)

@@ -84,9 +84,11 @@ def test_total_charge_from_info_with_a_warning_about_initial_charges(calc, charg
     """info['charge'] sets Q; initial charges summing to another Q (tblite's convention) are warned about."""
     model, params = charged_model
     z, r = molecules["ethanol"]
-    atoms = ase.Atoms(numbers=z, positions=r, calculator=calc, info={"charge": 1.0})
-    np.testing.assert_allclose(atoms.get_potential_energy(),
-                               predict(model, params, z, r, total_charge=1.0)["energy"], rtol=0, atol=TIGHT)
+    atoms = ase.Atoms(numbers=z, positions=r, calculator=calc)
+    for charge in (0.0, 1.0, -1.0):  # same geometry, new charge: not the cached results (ASE ignores info)
+        atoms.info["charge"] = charge
+        np.testing.assert_allclose(atoms.get_potential_energy(),
+                                   predict(model, params, z, r, total_charge=charge)["energy"], rtol=0, atol=TIGHT)
     cation = ase.Atoms(numbers=z, positions=r, calculator=calc, charges=[1.0 / len(z)] * len(z))
     with pytest.warns(PhysNetInputWarning, match="initial charges sum to 1 e but the total charge used is 0 e"):
         energy = cation.get_potential_energy()
