@@ -34,6 +34,7 @@ from physnetjax.pretrained import example_geometry_path, example_model_path
 from physnetjax.spectra import (
     NonMinimumWarning,
     OptimizationError,
+    ZeroModeWarning,
     harmonic,
     harmonic_analysis,
     minimize,
@@ -260,6 +261,18 @@ def test_model_without_charges_has_no_intensities(linear_co2):
     assert result.frequencies_cm1.shape == (4,)
 
 
+def test_atoms_beyond_the_cutoff_are_separate_fragments_even_with_coulomb_coupling(charge_model):
+    # O and H 50 Å apart: only the charges' bare Coulomb term couples them (a non-zero
+    # Hessian block), yet beyond the 5 Å cutoff they are separate fragments.
+    model, params, _, _ = charge_model
+    with pytest.warns(ZeroModeWarning, match=r"2 separate fragments \(atoms 0 \| 1; no atom within the model "
+                      r"cutoff of 5 Å of another fragment, closest atoms 50\.00 Å apart\)"):
+        result = harmonic(model, params, [8, 1], [[0.0, 0.0, 0.0], [30.0, 40.0, 0.0]], optimize=False, fmax=1.0)
+    assert np.abs(result.hessian[:3, 3:]).max() > 1e-9 * np.abs(result.hessian).max()
+    assert result.frequencies_cm1.shape == (1,) and result.zero_modes.tolist() == [True]
+    assert abs(result.frequencies_cm1[0]) < 10.0 and result.zero_point_energy == 0.0
+
+
 def diatomic(kind, r0=1.2746, k=32.0, depth=4.6):
     """Energy function of a bond (harmonic or Morse with the same curvature k = 2 D a²) in eV."""
     a = math.sqrt(k / (2.0 * depth))
@@ -321,6 +334,49 @@ def test_isotope_substitution_scales_as_the_reduced_mass():
     dcl = harmonic_analysis(energy, positions, [M_D, M_CL]).frequencies_cm1[0]
     mu_h, mu_d = M_H * M_CL / (M_H + M_CL), M_D * M_CL / (M_D + M_CL)
     assert dcl / hcl == pytest.approx(math.sqrt(mu_h / mu_d), rel=1e-10)
+
+
+def test_a_separate_atom_adds_flagged_zero_modes_and_leaves_the_vibration_unchanged():
+    # HCl and an H atom 20 Å from its centre, off the bond axis, that the energy does not see:
+    # 3N − 6 = 3 modes, of which 5 + 3 − 6 = 2 are relative motions (zero Hessian coupling).
+    r0, k, charge = 1.2746, 32.0, 0.2
+    positions, axis = bond_positions(r0)
+    side = np.cross(axis, [1.0, 0.0, 0.0])
+    apart = np.vstack([positions, positions.mean(axis=0) + 20.0 * side / np.linalg.norm(side)])
+
+    def dipole(positions):
+        return charge * (positions[1] - positions[0])
+
+    alone = harmonic_analysis(diatomic("morse", r0, k), positions, [M_H, M_CL], dipole_fn=dipole)
+    with pytest.warns(ZeroModeWarning, match=r"^2 zero-frequency mode\(s\) besides the 6 rigid-body motions, not "
+                      r"vibrations .*2 separate fragments \(atoms 0-1 \| 2; no coupling between them in the "
+                      r"Hessian, closest atoms 20\.\d\d Å apart\), so 2 mode"):
+        result = harmonic_analysis(diatomic("morse", r0, k), apart, [M_H, M_CL, M_H], dipole_fn=dipole)
+    assert not result.linear and result.frequencies_cm1.shape == (3,)
+    assert [atoms.tolist() for atoms in result.fragments] == [[0, 1], [2]]
+    assert result.zero_modes.sum() == 2 and np.all(np.abs(result.frequencies_cm1[result.zero_modes]) < 1e-3)
+    vibration = ~result.zero_modes
+    np.testing.assert_allclose(result.frequencies_cm1[vibration], alone.frequencies_cm1, rtol=1e-10)
+    np.testing.assert_allclose(result.intensities_km_mol[vibration], alone.intensities_km_mol, rtol=1e-10)
+    assert result.zero_point_energy == pytest.approx(alone.zero_point_energy, rel=1e-10)
+    assert not alone.zero_modes.any() and len(alone.fragments) == 1
+
+
+def test_a_flat_direction_is_flagged_as_zero_modes():
+    # Two bonds and no bending term: the two bends of the linear triatomic have zero curvature.
+    def bonds(positions):
+        return sum(16.0 * (jnp.linalg.norm(positions[i + 1] - positions[i]) - 1.16) ** 2 for i in (0, 1))
+
+    axis = np.array([0.2, 0.9, -0.4]) / np.linalg.norm([0.2, 0.9, -0.4])
+    with pytest.warns(ZeroModeWarning, match=r"^2 zero-frequency mode\(s\) besides the 5 rigid-body motions.*: "
+                      r"2 mode\(s\) have \|wavenumber\| < 1 cm\^-1.*check that the molecule has not dissociated"):
+        result = harmonic_analysis(bonds, np.outer([-1.16, 0.0, 1.16], axis), [16.0, 12.0, 16.0])
+    assert result.linear and len(result.fragments) == 1
+    assert result.zero_modes.tolist() == [True, True, False, False]
+    # The stretches are those of the linear triatomic: ω² = k/m_O and k (1/m_O + 2/m_C), k = 32 eV/Å².
+    expected = [wavenumber_cm1(32.0, 16.0), wavenumber_cm1(32.0, 1.0 / (1.0 / 16.0 + 2.0 / 12.0))]
+    np.testing.assert_allclose(result.frequencies_cm1[2:], expected, rtol=1e-8)
+    assert result.zero_point_energy == pytest.approx(0.5 * H * C * 100.0 * sum(expected) / E, rel=1e-8)
 
 
 def test_minimize_finds_the_bond_length_and_reports_non_convergence():
@@ -410,6 +466,23 @@ def test_cli_warns_for_elements_outside_the_training_data(charge_model, cli_inpu
                                 cli_inputs / "ethanol.extxyz", "--out", tmp_path / "out", "--no-optimize", "--no-plot")
     assert status == 0
     assert "warning: " in stderr and "O (Z=8)" in stderr and "never occurred in this model's training data" in stderr
+
+
+def test_cli_warns_that_two_atoms_beyond_the_cutoff_have_a_zero_mode_and_no_vibration(capsys, tmp_path):
+    """The shipped ethanol model (5 Å cutoff) on O and H 50 Å apart: the one mode is their free relative motion."""
+    ase.io.write(tmp_path / "apart.xyz", ase.Atoms("OH", positions=[[0.0, 0.0, 0.0], [0.0, 0.0, 50.0]]))
+    status, stdout, stderr = run_cli(capsys, "--checkpoint", example_model_path(), "--geometry",
+                                     tmp_path / "apart.xyz", "--out", tmp_path / "out", "--no-plot")
+    assert status == 0, stderr
+    assert stderr.startswith("warning: 1 zero-frequency mode(s) besides the 5 rigid-body motions, not vibrations")
+    assert "2 separate fragments (atoms 0 | 1; no atom within the model cutoff of 5 Å" in stderr
+    assert stderr.count("\n") == 1
+    row = [line for line in stdout.splitlines() if line.startswith("   1 ")]
+    assert len(row) == 1 and row[0].endswith("zero mode")
+    assert "1 zero mode(s): not vibrations but free motions of 2 separate fragments" in stdout
+    document = json.loads((tmp_path / "out" / "harmonic.json").read_text())
+    assert document["zero_modes"] == [True] and document["fragments"] == [[0], [1]]
+    assert document["zero_point_energy_eV"] == 0.0
 
 
 def test_cli_errors_are_one_line(cli_inputs, capsys, tmp_path):

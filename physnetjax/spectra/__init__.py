@@ -3,6 +3,7 @@
 from physnetjax.spectra.harmonic import (
     HarmonicResult,
     NonMinimumWarning,
+    ZeroModeWarning,
     harmonic,
     harmonic_analysis,
     modes_from_hessian,
@@ -17,6 +18,7 @@ __all__ = [
     "NonMinimumWarning",
     "OptimizationError",
     "OptimizationResult",
+    "ZeroModeWarning",
     "harmonic",
     "harmonic_analysis",
     "md_spectrum",

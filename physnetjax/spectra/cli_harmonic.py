@@ -7,9 +7,11 @@ to the output directory
 
 * ``harmonic.json``: ``frequencies_cm1``, ``intensities_km_mol`` (null for a model
   without charges), ``zero_point_energy_eV``, ``optimized_positions`` (Å, the geometry
-  analysed), plus atomic numbers, masses, energy, max |F|, imaginary flags, reduced
-  masses, normal modes, rigid-body wavenumbers and a ``units`` table;
-* ``harmonic.png``: the stick spectrum (needs matplotlib; ``--no-plot`` skips it);
+  analysed), plus atomic numbers, masses, energy, max |F|, imaginary flags, zero-mode
+  flags and fragments (modes that are not vibrations, see
+  :func:`physnetjax.spectra.modes_from_hessian`), reduced masses, normal modes,
+  rigid-body wavenumbers and a ``units`` table;
+* ``harmonic.png``: the stick spectrum of the vibrations (needs matplotlib; ``--no-plot`` skips it);
 * ``config.toml``: the options used (``--config`` on it repeats the run).
 
 The checkpoint, the geometry and the output directory are checked before any
@@ -63,7 +65,9 @@ def main(args: argparse.Namespace) -> int:
     if not args.no_plot:
         from physnetjax.spectra.plot import plot_stick_spectrum
 
-        plot_stick_spectrum(out / PNG_NAME, result.frequencies_cm1, result.intensities_km_mol,
+        vibrations = ~result.zero_modes
+        plot_stick_spectrum(out / PNG_NAME, result.frequencies_cm1[vibrations],
+                            None if result.intensities_km_mol is None else result.intensities_km_mol[vibrations],
                             title=f"{atoms.get_chemical_formula()}: harmonic spectrum")
         print(f"wrote {out / PNG_NAME}")
     return 0
@@ -75,7 +79,7 @@ def _analyse(args):
 
     from physnetjax.checkpoint import load_checkpoint
     from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
-    from physnetjax.spectra.harmonic import NonMinimumWarning, harmonic
+    from physnetjax.spectra.harmonic import NonMinimumWarning, ZeroModeWarning, harmonic
     from physnetjax.spectra.plot import require_matplotlib
     from physnetjax.validation import atoms_total_charge, check_output_directory, trained_elements_of
 
@@ -97,6 +101,7 @@ def _analyse(args):
     total_charge = float(atoms_total_charge(atoms, args.total_charge))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonMinimumWarning)
+        warnings.simplefilter("always", ZeroModeWarning)
         result = harmonic(model, params, atoms.numbers, atoms.positions, masses=args.masses,
                           total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
                           max_steps=args.max_steps, trained_elements=trained_elements_of(metadata))
@@ -106,17 +111,25 @@ def _analyse(args):
 
 
 def mode_table(result) -> str:
-    """The modes as a text table: index, wavenumber (cm⁻¹, 'i' for imaginary), intensity, reduced mass."""
+    """The modes as a text table: index, wavenumber (cm⁻¹, 'i' for imaginary), intensity, reduced mass.
+
+    A zero mode (``result.zero_modes``: not a vibration) is marked ``zero mode`` after its row.
+    """
     has_intensity = result.intensities_km_mol is not None
     lines = [f"{'mode':>4}  {'cm^-1':>10}  {'km/mol' if has_intensity else '':>10}  {'mu (amu)':>9}"]
     for k, frequency in enumerate(result.frequencies_cm1):
         wavenumber = f"{abs(frequency):9.2f}{'i' if result.imaginary[k] else ' '}"
         intensity = f"{result.intensities_km_mol[k]:10.3f}" if has_intensity else f"{'':>10}"
-        lines.append(f"{k + 1:>4}  {wavenumber:>10}  {intensity}  {result.reduced_masses[k]:9.4f}")
+        note = "  zero mode" if result.zero_modes[k] else ""
+        lines.append(f"{k + 1:>4}  {wavenumber:>10}  {intensity}  {result.reduced_masses[k]:9.4f}{note}")
     lines.append(f"zero-point energy: {result.zero_point_energy:.6f} eV; energy {result.energy:.6f} eV at "
                  f"max |F| = {result.max_force:.2e} eV/Å; {'linear' if result.linear else 'non-linear'} molecule")
-    if result.imaginary.any():
-        lines.append(f"{int(result.imaginary.sum())} imaginary mode(s): not a minimum")
+    imaginary = result.imaginary & ~result.zero_modes
+    if imaginary.any():
+        lines.append(f"{int(imaginary.sum())} imaginary mode(s): not a minimum")
+    if result.zero_modes.any():
+        lines.append(f"{int(result.zero_modes.sum())} zero mode(s): not vibrations but free motions"
+                     + (f" of {len(result.fragments)} separate fragments" if len(result.fragments) > 1 else ""))
     return "\n".join(lines)
 
 
@@ -137,6 +150,8 @@ def result_json(result, args) -> dict:
         "energy_eV": result.energy,
         "max_force_eV_per_A": result.max_force,
         "imaginary": result.imaginary.tolist(),
+        "zero_modes": result.zero_modes.tolist(),
+        "fragments": [atoms.tolist() for atoms in result.fragments],
         "reduced_masses_amu": result.reduced_masses.tolist(),
         "normal_modes": result.normal_modes.tolist(),
         "linear": result.linear,

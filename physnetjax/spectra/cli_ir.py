@@ -184,7 +184,8 @@ class _progress_bar:
 def bands(result, lines, max_half_width: float = 150.0) -> list[dict]:
     """MD spectra around each distinct harmonic line: peak positions and band integrals.
 
-    Lines closer than 1 cm⁻¹ are one (degenerate) band. Each band spans the line
+    The lines are the real vibrations (imaginary and zero modes left out); lines closer
+    than 1 cm⁻¹ are one (degenerate) band. Each band spans the line
     ± min(``max_half_width``, half the distance to the neighbouring bands); in it the
     power and IR spectra's maxima are located and the IR spectrum is integrated
     (trapezoid; km/mol, comparable with the summed harmonic intensity), as is the power
@@ -195,8 +196,9 @@ def bands(result, lines, max_half_width: float = 150.0) -> list[dict]:
     """
     import numpy as np
 
-    real = lines.frequencies_cm1[~lines.imaginary]
-    intensities = None if lines.intensities_km_mol is None else lines.intensities_km_mol[~lines.imaginary]
+    vibrations = ~lines.imaginary & ~lines.zero_modes
+    real = lines.frequencies_cm1[vibrations]
+    intensities = None if lines.intensities_km_mol is None else lines.intensities_km_mol[vibrations]
     order = np.argsort(real)
     groups: list[list[int]] = []
     for k in order:
@@ -272,7 +274,7 @@ def plot_md_spectrum(path, result, lines, shown, title: str = "") -> None:
     import numpy as np
 
     nu = result.frequencies_cm1[shown]
-    real = ~lines.imaginary
+    real = ~lines.imaginary & ~lines.zero_modes
     rows = 2 if result.ir_spectrum is not None else 1
     figure, axes = plt.subplots(rows, 1, figsize=(8, 3.2 * rows), sharex=True, squeeze=False)
     power_axes = axes[0, 0]

@@ -11,6 +11,15 @@ Pipeline (all float64; units Å, eV, amu, e):
    complement of the translations and rotations, the vibrational eigenproblem is
    Bᵀ H̃ B c_k = λ_k c_k and the mass-weighted modes are e_k = B c_k. This gives exactly
    3N − 6 (3N − 5) modes whether or not the geometry is a minimum.
+   *Zero modes*: a geometry of F separate fragments (no atom of one within the model
+   cutoff of another, or for a bare Hessian no coupling between them, see
+   :mod:`physnetjax.spectra.rigid_body`) has Σ_f n_f − 6 (− 5) more zero-frequency
+   motions, the fragments' relative translations and rotations (n_f = 3, 5 or 6 per
+   fragment). They are the modes with the largest weight Σ_j (u_jᵀ e_k)² on an
+   orthonormal basis u_j of the fragments' rigid-body motions orthogonal to the whole's.
+   These and any mode with |ν̃_k| < :data:`ZERO_MODE_CM1` are flagged in ``zero_modes``
+   (not vibrations; a :class:`ZeroModeWarning` names their number and cause); the
+   eigenproblem and the other modes are unchanged.
 4. Wavenumbers ν̃_k = sign(λ_k) · 521.47 · √|λ_k| cm⁻¹
    (:data:`physnetjax.units.SQRT_EV_PER_A2_AMU_IN_CM1`); λ_k < 0 is an imaginary
    frequency, reported as a negative wavenumber and flagged in ``imaginary``.
@@ -20,7 +29,7 @@ Pipeline (all float64; units Å, eV, amu, e):
    Gaussian's convention) is the mass for which ω_k² = k_k / μ_k with k_k the curvature of
    E along the unit displacement. For a diatomic it is m₁m₂M/(m₁² + m₂²), not the
    two-body m₁m₂/M, because the unit displacement moves both atoms.
-6. Zero-point energy ZPE = ½ Σ_{λ_k > 0} h c ν̃_k (eV; imaginary modes excluded).
+6. Zero-point energy ZPE = ½ Σ_{λ_k > 0} h c ν̃_k (eV; imaginary and zero modes excluded).
 7. IR intensity (double-harmonic approximation) A_k = N_A / (12 ε_0 c²) |∂μ/∂Q_k|² with
    ∂μ/∂Q_k = Σ_ia ∂μ/∂R_ia d_{k,ia} (e/√amu), in km/mol
    (:data:`physnetjax.units.E2_PER_AMU_IN_KM_PER_MOL`). Because Σ_i √m_i e_{k,i} = 0 for a
@@ -54,14 +63,29 @@ from physnetjax.calculator import cast_params
 from physnetjax.validation import validate_structure
 from physnetjax.spectra.molecule import molecule_functions
 from physnetjax.spectra.optimize import DEFAULT_FMAX, DEFAULT_MAX_STEPS, OptimizationResult, minimize
-from physnetjax.spectra.rigid_body import LINEAR_TOLERANCE, is_linear, rigid_body_basis
+from physnetjax.spectra.rigid_body import (
+    LINEAR_TOLERANCE,
+    coupled_fragments,
+    fragment_rigid_body_basis,
+    fragments_within,
+    is_linear,
+    rigid_body_basis,
+)
 from physnetjax.units import CM1_IN_EV, E2_PER_AMU_IN_KM_PER_MOL, SQRT_EV_PER_A2_AMU_IN_CM1
 
 logger = logging.getLogger(__name__)
 
+ZERO_MODE_CM1 = 1.0
+"""Modes with |ν̃| below this (cm⁻¹) are zero modes, free motions rather than vibrations:
+a classical oscillator of 1 cm⁻¹ at 300 K has an amplitude √(k_B T/μ)/ω ≈ 84 Å/√(μ/amu)."""
+
 
 class NonMinimumWarning(UserWarning):
     """Harmonic analysis at a geometry whose forces exceed the convergence threshold."""
+
+
+class ZeroModeWarning(UserWarning):
+    """Modes that are not vibrations: relative motions of separate fragments, or |ν̃| < 1 cm⁻¹."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +95,8 @@ class HarmonicResult:
     Fields:
       frequencies_cm1: (M,) wavenumbers in cm⁻¹; imaginary ones as negative numbers.
       imaginary: (M,) bool, True where the eigenvalue is negative.
+      zero_modes: (M,) bool, True for a mode that is not a vibration: a relative
+        translation or rotation of separate fragments, or |ν̃| < :data:`ZERO_MODE_CM1`.
       normal_modes: (M, N, 3) Cartesian displacements, unit norm over all 3N components.
       reduced_masses: (M,) amu, μ_k = 1 / |M^{-1/2} e_k|².
       intensities_km_mol: (M,) IR intensities in km/mol, or None (no dipole).
@@ -78,6 +104,7 @@ class HarmonicResult:
       positions: (N, 3) Å, the geometry analysed.  masses: (N,) amu.
       energy: eV at ``positions``.  max_force: max_i |F_i| there, eV/Å.
       linear: whether 5 (True) or 6 rigid-body motions were projected out.
+      fragments: the atom indices of each separate fragment (one array: a connected molecule).
       rigid_body_cm1: (5 or 6,) signed wavenumbers of the rigid-body block of the
         mass-weighted Hessian (≈ 0 at a minimum).
       hessian: (3N, 3N) eV/Å², row/column 3i + a.
@@ -88,6 +115,7 @@ class HarmonicResult:
 
     frequencies_cm1: np.ndarray
     imaginary: np.ndarray
+    zero_modes: np.ndarray
     normal_modes: np.ndarray
     reduced_masses: np.ndarray
     intensities_km_mol: Optional[np.ndarray]
@@ -97,6 +125,7 @@ class HarmonicResult:
     energy: float
     max_force: float
     linear: bool
+    fragments: tuple
     rigid_body_cm1: np.ndarray
     hessian: np.ndarray
     dipole_derivatives: Optional[np.ndarray]
@@ -123,7 +152,8 @@ def check_masses(masses, num_atoms: int) -> np.ndarray:
 
 
 def modes_from_hessian(hessian, positions, masses, dipole_derivatives=None, *, energy: float = float("nan"),
-                 max_force: float = float("nan"), linear_tolerance: float = LINEAR_TOLERANCE) -> HarmonicResult:
+                       max_force: float = float("nan"), linear_tolerance: float = LINEAR_TOLERANCE,
+                       fragment_cutoff: Optional[float] = None) -> HarmonicResult:
     """Steps 2–7 of the module docstring on a given Hessian (NumPy, float64).
 
     Args:
@@ -131,6 +161,12 @@ def modes_from_hessian(hessian, positions, masses, dipole_derivatives=None, *, e
       dipole_derivatives: (N, 3, 3) ∂μ_b/∂R_ia in e, or None.
       energy, max_force: recorded in the result (eV, eV/Å).
       linear_tolerance: see :data:`physnetjax.spectra.rigid_body.LINEAR_TOLERANCE`.
+      fragment_cutoff: Å; fragments are the atoms linked by distances below it (the
+        model cutoff), or with None those coupled by the Hessian
+        (:func:`physnetjax.spectra.rigid_body.coupled_fragments`).
+
+    Warns:
+      ZeroModeWarning: some modes are zero modes (``zero_modes``), with their number and cause.
 
     Raises:
       ValueError: fewer than 2 atoms, or shapes that do not match.
@@ -156,6 +192,21 @@ def modes_from_hessian(hessian, positions, masses, dipole_derivatives=None, *, e
     displacements = inv_sqrt_m[:, None] * (vibrational @ coefficients)
     norms = np.linalg.norm(displacements, axis=0)
     frequencies = signed_wavenumbers(eigenvalues)
+    if fragment_cutoff is None:
+        fragments = coupled_fragments(hessian)
+    else:
+        fragments = fragments_within(positions, fragment_cutoff)
+    zero_modes = np.abs(frequencies) < ZERO_MODE_CM1
+    relative = 0
+    if len(fragments) > 1:
+        per_fragment = fragment_rigid_body_basis(positions, masses, fragments, linear_tolerance)
+        relative = per_fragment.shape[1] - rigid.shape[1]
+        motions = np.linalg.svd(per_fragment - rigid @ (rigid.T @ per_fragment), full_matrices=False)[0]
+        weights = np.sum((motions[:, :relative].T @ vibrational @ coefficients) ** 2, axis=0)
+        zero_modes[np.argsort(weights, kind="stable")[len(weights) - relative:]] = True
+    if zero_modes.any():
+        warnings.warn(_zero_mode_message(int(zero_modes.sum()), relative, fragments, positions, fragment_cutoff,
+                                         rigid.shape[1]), ZeroModeWarning, stacklevel=2)
 
     intensities = None
     if dipole_derivatives is not None:
@@ -168,15 +219,17 @@ def modes_from_hessian(hessian, positions, masses, dipole_derivatives=None, *, e
     return HarmonicResult(
         frequencies_cm1=frequencies,
         imaginary=eigenvalues < 0,
+        zero_modes=zero_modes,
         normal_modes=(displacements / norms).T.reshape(-1, num_atoms, 3),
         reduced_masses=1.0 / norms**2,
         intensities_km_mol=intensities,
-        zero_point_energy=0.5 * CM1_IN_EV * float(np.sum(frequencies[eigenvalues > 0])),
+        zero_point_energy=0.5 * CM1_IN_EV * float(np.sum(frequencies[(eigenvalues > 0) & ~zero_modes])),
         positions=positions,
         masses=masses,
         energy=float(energy),
         max_force=float(max_force),
         linear=linear,
+        fragments=tuple(fragments),
         rigid_body_cm1=signed_wavenumbers(np.linalg.eigvalsh(rigid.T @ weighted @ rigid)),
         hessian=hessian,
         dipole_derivatives=None if dipole_derivatives is None else np.asarray(dipole_derivatives, np.float64),
@@ -184,7 +237,8 @@ def modes_from_hessian(hessian, positions, masses, dipole_derivatives=None, *, e
 
 
 def harmonic_analysis(energy_fn, positions, masses, *, dipole_fn=None, args=(),
-                      linear_tolerance: float = LINEAR_TOLERANCE) -> HarmonicResult:
+                      linear_tolerance: float = LINEAR_TOLERANCE,
+                      fragment_cutoff: Optional[float] = None) -> HarmonicResult:
     """Harmonic analysis of ``energy_fn`` at ``positions`` (autodiff derivatives, float64).
 
     Args:
@@ -194,9 +248,13 @@ def harmonic_analysis(energy_fn, positions, masses, *, dipole_fn=None, args=(),
       dipole_fn: optional ``(positions, *args) -> (3,) e·Å``; gives IR intensities.
       args: further arguments of both functions (e.g. parameters).
       linear_tolerance: I_min / I_max below which the molecule counts as linear.
+      fragment_cutoff: Å, or None: how fragments are found (:func:`modes_from_hessian`).
 
     Returns:
       :class:`HarmonicResult` (``atomic_numbers`` and ``optimization`` None).
+
+    Warns:
+      ZeroModeWarning: as :func:`modes_from_hessian`.
 
     Raises:
       ValueError: positions not finite (N, 3) with N ≥ 2, bad masses, non-finite Hessian.
@@ -216,6 +274,7 @@ def harmonic_analysis(energy_fn, positions, masses, *, dipole_fn=None, args=(),
     return modes_from_hessian(
         0.5 * (hessian + hessian.T), positions, masses, dipole_derivatives, energy=float(energy),
         max_force=float(np.max(np.linalg.norm(gradient, axis=-1))), linear_tolerance=linear_tolerance,
+        fragment_cutoff=fragment_cutoff,
     )
 
 
@@ -243,6 +302,9 @@ def harmonic(
     ``optimize=False`` the given geometry is analysed as it is; if its max |F| exceeds
     ``fmax`` a :class:`NonMinimumWarning` names it, since the frequencies of a
     non-stationary point depend on the projection and are not those of the molecule.
+    Atoms that are not linked to the others by distances below the model cutoff form
+    separate fragments: their relative motions are flagged in ``zero_modes`` and a
+    :class:`ZeroModeWarning` names them (module docstring).
 
     Args:
       model, params: a :class:`physnetjax.PhysNet` and its variables ``{"params": ...}``.
@@ -279,7 +341,7 @@ def harmonic(
             r = optimization.positions
             logger.info("optimised in %d steps to max |F| = %.2e eV/Å", optimization.steps, optimization.fmax)
         result = harmonic_analysis(functions.energy, r, masses, dipole_fn=dipole_fn, args=(params64,),
-                                   linear_tolerance=linear_tolerance)
+                                   linear_tolerance=linear_tolerance, fragment_cutoff=model.cutoff)
     if not optimize and result.max_force > fmax:
         warnings.warn(
             f"the geometry is not a minimum: max |F| = {result.max_force:.3e} eV/Å > fmax = {fmax:.1e} eV/Å; "
@@ -287,6 +349,37 @@ def harmonic(
             NonMinimumWarning, stacklevel=2,
         )
     return dataclasses.replace(result, atomic_numbers=z, optimization=optimization)
+
+
+def _zero_mode_message(count: int, relative: int, fragments, positions, fragment_cutoff, rigid: int) -> str:
+    """One line: how many modes are zero modes and why (``relative`` of them fragment motions)."""
+    causes = []
+    if relative:
+        groups = " | ".join(_index_ranges(atoms) for atoms in fragments)
+        closest = min(float(np.min(np.linalg.norm(positions[a][:, None] - positions[b][None], axis=-1)))
+                      for i, a in enumerate(fragments) for b in fragments[i + 1:])
+        apart = (f"no atom within the model cutoff of {fragment_cutoff:g} Å of another fragment"
+                 if fragment_cutoff is not None else "no coupling between them in the Hessian")
+        causes.append(f"the geometry is {len(fragments)} separate fragments (atoms {groups}; {apart}, closest "
+                      f"atoms {closest:.2f} Å apart), so {relative} mode(s) are their relative translations and "
+                      "rotations")
+    if count > relative:
+        causes.append(f"{count - relative} mode(s) have |wavenumber| < {ZERO_MODE_CM1:g} cm^-1, a direction "
+                      "in which the energy is flat")
+    advice = "analyse each fragment on its own" if relative else "check that the molecule has not dissociated"
+    return (f"{count} zero-frequency mode(s) besides the {rigid} rigid-body motions, not vibrations (flagged in "
+            f"zero_modes, left out of the ZPE): {'; '.join(causes)}; {advice}")
+
+
+def _index_ranges(indices) -> str:
+    """Atom indices as compact ranges: [0, 1, 2, 5] -> '0-2,5'."""
+    runs = []
+    for index in np.asarray(indices).tolist():
+        if runs and index == runs[-1][1] + 1:
+            runs[-1][1] = index
+        else:
+            runs.append([index, index])
+    return ",".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
 
 
 @functools.lru_cache(maxsize=64)

@@ -16,6 +16,14 @@ does not depend on the size or masses of the molecule; 1e-4 keeps every non-line
 molecule non-linear (methylacetylene, a slender symmetric top, has a moment ratio of
 5e-2), while CO2 with its carbon moved 0.02 Å off the O–O line (a ratio of 8.7δ²/43.6
 amu·Å² = 0.8e-4) still counts as linear.
+
+A geometry made of *fragments* that do not interact (no atom of one within the
+model's reach of another) has, besides the motions of the whole, zero-frequency
+relative translations and rotations of the fragments: each fragment f has its own
+n_f rigid-body motions (3 for a single atom, 5 if linear, 6 otherwise), so
+Σ_f n_f − 6 (or − 5) of the 3N − 6 (3N − 5) modes left by the projection above are
+not vibrations. :func:`fragments_within` and :func:`coupled_fragments` find the
+fragments, :func:`fragment_rigid_body_basis` spans their motions.
 """
 
 from __future__ import annotations
@@ -24,6 +32,12 @@ import numpy as np
 
 LINEAR_TOLERANCE = 1e-4
 """Largest ratio I_min / I_max of principal moments for which a molecule is linear."""
+COUPLING_TOLERANCE = 1e-12
+"""Atoms i ≠ j are coupled when max |H_ij| > this × max |H| (the 3 × 3 Hessian block, relative).
+
+An autodiff Hessian of a model with a finite reach has exact zeros between atoms out of
+reach; a Coulomb pair of 0.1 e charges 50 Å apart couples by 2 k_e q² / r³ ≈ 2e-6 eV/Å²,
+~1e-7 of a bond's 30 eV/Å²."""
 
 
 def principal_moments(positions, masses) -> tuple[np.ndarray, np.ndarray]:
@@ -63,3 +77,67 @@ def rigid_body_basis(positions, masses, linear: bool) -> np.ndarray:
     rotations = [(sqrt_m[:, None] * np.cross(axis, centred)).ravel() for axis in rotation_axes]
     basis = np.stack(translations + rotations, axis=1)
     return basis / np.linalg.norm(basis, axis=0)
+
+
+def fragment_rigid_body_basis(positions, masses, fragments, tolerance: float = LINEAR_TOLERANCE) -> np.ndarray:
+    """Orthonormal mass-weighted rigid-body displacements of each fragment on its own, (3N, Σ_f n_f).
+
+    The columns of fragment f are :func:`rigid_body_basis` of its atoms (n_f = 5 when
+    they are linear within ``tolerance``, else 6), or its 3 translations for a single
+    atom, and zero on the other atoms. Fragments share no atom, so all columns are
+    orthonormal.
+
+    Args:
+      positions: (N, 3) Å.  masses: (N,) amu.
+      fragments: sequence of atom-index arrays that partition range(N).
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    masses = np.asarray(masses, dtype=np.float64)
+    columns = []
+    for atoms in fragments:
+        atoms = np.asarray(atoms)
+        if atoms.size == 1:
+            local = np.eye(3)
+        else:
+            linear = is_linear(positions[atoms], masses[atoms], tolerance)
+            local = rigid_body_basis(positions[atoms], masses[atoms], linear)
+        block = np.zeros((positions.shape[0], 3, local.shape[1]))
+        block[atoms] = local.reshape(atoms.size, 3, -1)
+        columns.append(block.reshape(3 * positions.shape[0], -1))
+    return np.concatenate(columns, axis=1)
+
+
+def fragments_within(positions, cutoff: float) -> list[np.ndarray]:
+    """Fragments of atoms linked by distances below ``cutoff`` (Å): connected components, in atom order."""
+    positions = np.asarray(positions, dtype=np.float64)
+    distances = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
+    return connected_components(distances < cutoff)
+
+
+def coupled_fragments(hessian, tolerance: float = COUPLING_TOLERANCE) -> list[np.ndarray]:
+    """Fragments of atoms coupled by the Hessian ((3N, 3N), see :data:`COUPLING_TOLERANCE`), in atom order."""
+    hessian = np.asarray(hessian, dtype=np.float64)
+    num_atoms = hessian.shape[0] // 3
+    blocks = np.abs(hessian.reshape(num_atoms, 3, num_atoms, 3)).max(axis=(1, 3))
+    return connected_components(blocks > tolerance * blocks.max())
+
+
+def connected_components(adjacency) -> list[np.ndarray]:
+    """Connected components of the graph with (N, N) symmetric boolean ``adjacency``.
+
+    Returns sorted atom-index arrays, ordered by their first atom.
+    """
+    adjacency = np.asarray(adjacency, dtype=bool)
+    labels = np.full(adjacency.shape[0], -1)
+    components = []
+    for start in range(adjacency.shape[0]):
+        if labels[start] >= 0:
+            continue
+        labels[start] = len(components)
+        frontier = [start]
+        while frontier:
+            neighbours = np.nonzero(adjacency[frontier].any(axis=0) & (labels < 0))[0]
+            labels[neighbours] = len(components)
+            frontier = neighbours.tolist()
+        components.append(np.nonzero(labels == len(components))[0])
+    return components
