@@ -238,7 +238,7 @@ def summary(result, lines) -> str:
         f"replica temperatures (K): {' '.join(f'{t:.1f}' for t in result.temperatures_K)}; "
         f"max |E(t) - E(0)| / (n_dof k_B T / 2): {result.energy_errors.max():.2g}",
         f"resolution: {result.resolution_cm1:.2f} cm^-1 (correlation window {settings['max_correlation_ps']:g} ps, "
-        "Hann)",
+        f"{settings['window'].capitalize()} window)",
     ]
     text.append(f"{'harmonic cm^-1':>15}  {'km/mol':>9}  {'MD power peak':>13}  {'power band':>10}  "
                 f"{'MD IR peak':>10}  {'IR band km/mol':>14}")

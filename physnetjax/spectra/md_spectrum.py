@@ -15,8 +15,9 @@ one compiled program, advanced in jitted ``lax.scan`` chunks):
    replica's mean kinetic temperature 2⟨K⟩_r / (n_dof k_B) over the NVE part):
 
    * power spectrum (vibrational density of states, cm): the spectrum
-     (:func:`physnetjax.spectra.autocorrelation.spectrum_from_correlation`, Hann
-     lag window, unbiased estimator) of the mass-weighted velocity autocorrelation
+     (:func:`physnetjax.spectra.autocorrelation.spectrum_from_correlation`, Parzen
+     lag window, biased estimator: non-negative at every ν̃, see
+     :mod:`physnetjax.spectra.autocorrelation`) of the mass-weighted velocity autocorrelation
      C_v(t) = Σ_i m_i ⟨v_i(0)·v_i(t)⟩ · C / (k_B T), C = 103.6427 eV per
      amu·Å²/fs². It integrates to ∫ S dν̃ = 2⟨K⟩_r / (k_B T) = n_dof T_r / T, whose
      canonical average over replicas is n_dof: each degree of freedom contributes
@@ -36,9 +37,10 @@ one compiled program, advanced in jitted ``lax.scan`` chunks):
      (band integrals grow by ≈ x for high-frequency modes; the IR band integral is
      then no longer the harmonic intensity).
 
-   The spectra are averaged over replicas; the per-replica spectra are kept. The
-   resolution is Δν̃ = 1 / (c · T_corr), T_corr = ``max_correlation_ps`` (the
-   correlation window; default half the NVE time).
+   The spectra are averaged over replicas; the per-replica spectra are kept. Both are
+   ≥ 0 (to rounding), so is every band integral. The resolution is
+   Δν̃ = 1 / (c · T_corr), T_corr = ``max_correlation_ps`` (the correlation window;
+   default half the NVE time); a line is 1.37 Δν̃ wide at half maximum with the default.
 
 What the spectra contain besides the vibrations: the free molecule rotates (its
 angular momentum is kept), so rotation shows up near 0 cm⁻¹ in the power spectrum
@@ -94,6 +96,8 @@ MAX_RECORD_WAVENUMBER_CM1 = 4000.0
 """The record interval must resolve vibrations up to this wavenumber (Nyquist limit)."""
 CHUNKS = 20
 """The NVE part runs in this many jitted chunks (progress is reported between them)."""
+ESTIMATOR, WINDOW = "biased", "parzen"
+"""Autocorrelation normalisation and lag window of the spectra: together non-negative at every ν̃."""
 
 
 class EnergyConservationError(RunStoppedError):
@@ -315,12 +319,13 @@ def md_spectrum(
     kt_amu = BOLTZMANN * temperature_K / AMU_A2_PER_FS2_IN_EV
     power, ir = [], []
     for r in range(replicas):
-        vacf = autocorrelation(velocities[r], num_lags).sum(axis=(1, 2)) / kt_amu
-        freqs, spectrum = spectrum_from_correlation(vacf, interval_fs)
+        vacf = autocorrelation(velocities[r], num_lags, ESTIMATOR).sum(axis=(1, 2)) / kt_amu
+        freqs, spectrum = spectrum_from_correlation(vacf, interval_fs, window=WINDOW)
         power.append(spectrum)
         if has_charges:
-            dacf = autocorrelation(dipole_rates[r], num_lags).sum(axis=1) / kt_amu * E2_PER_AMU_IN_KM_PER_MOL
-            ir.append(spectrum_from_correlation(dacf, interval_fs)[1])
+            dacf = (autocorrelation(dipole_rates[r], num_lags, ESTIMATOR).sum(axis=1) / kt_amu
+                    * E2_PER_AMU_IN_KM_PER_MOL)
+            ir.append(spectrum_from_correlation(dacf, interval_fs, window=WINDOW)[1])
     power = np.stack(power)
     ir = np.stack(ir) if has_charges else None
     if quantum_correction:
@@ -333,7 +338,7 @@ def md_spectrum(
         friction_per_fs=float(friction), record_every=record_every, record_interval_fs=interval_fs,
         max_correlation_ps=num_lags * interval_fs * 1e-3, total_charge=float(total_charge),
         masses_amu=[float(m) for m in masses], seed=int(seed), quantum_correction=bool(quantum_correction),
-        dtype=str(dtype), degrees_of_freedom=dof, window="hann", normalization="unbiased",
+        dtype=str(dtype), degrees_of_freedom=dof, window=WINDOW, normalization=ESTIMATOR,
         units={"frequencies": "cm^-1", "power_spectrum": "cm (degrees of freedom per cm^-1)",
                "ir_spectrum": "km/mol per cm^-1"},
     )
