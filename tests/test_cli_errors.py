@@ -191,6 +191,7 @@ def test_a_missing_input_is_named_by_its_option(files, tmp_path, monkeypatch, ca
     (tmp_path / "geometry.toml").write_text('geometry = "missing.xyz"\n')
     assert main([a.format(root=files) for a in args]) == 2
     assert one_line_error(capsys, tool) == f"python -m physnetjax.{tool}: error: {message}"
+    assert [p.name for p in tmp_path.iterdir()] == ["geometry.toml"]  # no output directory left behind
 
 
 def test_a_missing_input_spelled_otherwise_is_named_too(tmp_path, monkeypatch, capsys):

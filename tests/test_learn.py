@@ -172,6 +172,7 @@ def test_starting_frames_of_another_charge_are_refused(stub_data, tmp_path):
     directory, label = stub_data
     with pytest.raises(PhysNetInputError, match=r"total charge\(s\) 0 e but --charge is 1 e"):
         run_learning(tiny_config(directory, tmp_path / "run", charge=1.0), label)
+    assert not (tmp_path / "run").exists()  # checked before the run directory is made
 
 
 def test_md_starts_at_the_frame_charge(stub_data):

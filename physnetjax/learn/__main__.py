@@ -104,9 +104,7 @@ def main(argv=None) -> int:
     from physnetjax.learn.loop import run_learning
     from physnetjax.learn.report import report_lines
 
-    Path(config.out).mkdir(parents=True, exist_ok=True)
-    write_resolved_config(parser, args, Path(config.out) / CONFIG_NAME)
-    report = run_learning(config)
+    report = run_learning(config, on_start=lambda run_dir: write_resolved_config(parser, args, run_dir / CONFIG_NAME))
     print("\n".join(report_lines(report["rounds"])))
     print(f"report: {Path(config.out) / 'report.json'}" + (f"; plot: {report['plot']}" if report["plot"] else ""))
     return 0

@@ -23,6 +23,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 import ase
 import numpy as np
@@ -44,11 +45,14 @@ logger = logging.getLogger(__name__)
 BUNDLED_INITIAL_FRAMES = 50
 
 
-def run_learning(config: LearnConfig, labeller: Labeller | None = None) -> dict:
+def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
+                 on_start: Callable[[Path], None] | None = None) -> dict:
     """Run (or resume) the loop in ``config.out``; returns the final report (:mod:`physnetjax.learn.report`).
 
     ``labeller`` (see :mod:`physnetjax.learn.labellers`) defaults to
-    ``xtb_labeller(config.labeller, config.charge)``.
+    ``xtb_labeller(config.labeller, config.charge)``. ``on_start(run_dir)`` is called
+    once the run directory holds a checked start (a new run's start frames are read and
+    checked before the directory is created), before the first round.
 
     Raises:
       PhysNetInputError: ``config.out`` holds a run with other settings (only
@@ -65,10 +69,14 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None) -> dict:
         rounds = state["rounds"]
         logger.info("resuming %s after %d finished round(s)", run_dir, len(rounds))
     else:
+        start = _start_data(config)
         run_dir.mkdir(parents=True, exist_ok=True)
-        _write_start_data(config, run_dir)
+        for name, frames in start.items():
+            save_frames(frames, run_dir / name)
         rounds = []
         write_state(run_dir, config.to_dict(), rounds)
+    if on_start is not None:
+        on_start(run_dir)
     test = load_dataset(run_dir / "test.npz") if (run_dir / "test.npz").exists() else None
     for index in range(len(rounds), config.rounds + 1):
         directory = round_dir(run_dir, index)
@@ -80,8 +88,12 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None) -> dict:
     return write_report(run_dir, rounds[: config.rounds + 1])
 
 
-def _write_start_data(config: LearnConfig, run_dir: Path) -> None:
-    """``initial.npz`` (and ``test.npz``) from the data file or the bundled set (see LearnConfig)."""
+def _start_data(config: LearnConfig) -> dict:
+    """``{"initial.npz": frames[, "test.npz": frames]}`` from the data file or the bundled set (see LearnConfig).
+
+    Raises:
+      PhysNetInputError: too few frames, or starting frames of another total charge than ``config.charge``.
+    """
     bundled = config.data is None
     source = load_dataset(bundled_dataset_path() if bundled else config.data)
     count = config.initial_frames or (BUNDLED_INITIAL_FRAMES if bundled else len(source))
@@ -96,11 +108,12 @@ def _write_start_data(config: LearnConfig, run_dir: Path) -> None:
         raise PhysNetInputError(f"the starting frames have total charge(s) {', '.join(f'{q:g}' for q in charges)} e "
                                 f"but --charge is {config.charge:g} e: the loop runs MD and labels new frames at "
                                 "--charge; pass the charge of the starting frames")
-    save_frames(initial, run_dir / "initial.npz")
+    start = {"initial.npz": initial}
     if config.test is not None:
-        save_frames(load_dataset(config.test), run_dir / "test.npz")
+        start["test.npz"] = load_dataset(config.test)
     elif test_count:
-        save_frames(source.subset(np.sort(order[count: count + test_count])), run_dir / "test.npz")
+        start["test.npz"] = source.subset(np.sort(order[count: count + test_count]))
+    return start
 
 
 def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, test) -> dict:

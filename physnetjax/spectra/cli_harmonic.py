@@ -83,7 +83,6 @@ def _analyse(args):
     from physnetjax.spectra.plot import require_matplotlib
     from physnetjax.validation import atoms_total_charge, check_output_directory, trained_elements_of
 
-    check_output_directory(args.out, what="--out")
     if not args.no_plot:
         require_matplotlib()
     if not Path(args.checkpoint).exists():
@@ -96,6 +95,7 @@ def _analyse(args):
         raise ValueError(f"cannot read --geometry {args.geometry}: {error}") from error
     if args.masses is not None and len(args.masses) != len(atoms):
         raise ValueError(f"--masses needs one value per atom: {len(atoms)} atoms, received {len(args.masses)}")
+    check_output_directory(args.out, what="--out")
     write_resolved_config(args.parser, args, Path(args.out) / CONFIG_NAME)
     model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)
     total_charge = float(atoms_total_charge(atoms, args.total_charge))

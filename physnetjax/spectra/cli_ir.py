@@ -83,7 +83,6 @@ def _check_inputs(args):
              record_every=args.record_every, max_correlation_ps=args.correlation_ps, max_energy_error=0.1)
     if not args.max_wavenumber > 0:
         raise ValueError(f"--max-wavenumber must be > 0 cm^-1, received {args.max_wavenumber}")
-    out = check_output_directory(args.out, what="--out")
     if not args.no_plot:
         require_matplotlib()
     if not Path(args.checkpoint).exists():
@@ -96,7 +95,7 @@ def _check_inputs(args):
         raise ValueError(f"cannot read --geometry {args.geometry}: {error}") from error
     if args.masses is not None:
         check_masses(args.masses, len(atoms))
-    return atoms, out
+    return atoms, check_output_directory(args.out, what="--out")
 
 
 def _run(args) -> None:
