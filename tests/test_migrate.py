@@ -83,5 +83,8 @@ def test_printed_report(tmp_path, capsys):
 
 def test_cli_errors(tmp_path, capsys):
     assert main([str(tmp_path / "missing"), str(tmp_path / "new")]) == 2
+    assert f"{tmp_path / 'missing'} does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty"), str(tmp_path / "new")]) == 2
     assert "is not a legacy physnetjax checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax.checkpoint.errors import CheckpointError
+from physnetjax.checkpoint.errors import CheckpointError, CheckpointNotFoundError
 from physnetjax.checkpoint.format import (absolute_path, expected_param_shapes, is_checkpoint, param_mismatches,
                                          read_tree)
 from physnetjax.physics.zbl import ZBL_A_COEFFICIENT, ZBL_A_EXPONENT, ZBL_COEFFICIENTS, ZBL_EXPONENTS
@@ -136,6 +136,8 @@ def resolve_legacy_checkpoint(path) -> Path:
       CheckpointError: ``path`` is neither.
     """
     root = absolute_path(path)
+    if not root.exists():
+        raise CheckpointNotFoundError(f"{root} does not exist", path)
     if root.is_file() and root.suffix not in PICKLE_SUFFIXES:
         raise CheckpointError(
             f"{root} is a file, not a checkpoint: expected a checkpoint directory (legacy epoch-N or run "
