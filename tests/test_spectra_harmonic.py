@@ -450,7 +450,7 @@ def test_cli_warns_in_one_line_at_a_non_minimum(cli_inputs, capsys, tmp_path):
     status, stdout, stderr = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry",
                                      cli_inputs / "ethanol.extxyz", "--out", tmp_path, "--no-optimize", "--no-plot")
     assert status == 0
-    assert stderr.startswith("warning: the geometry is not a minimum: max |F| = ") and stderr.count("\n") == 1
+    assert stderr.startswith("python -m physnetjax.spectra: warning: the geometry is not a minimum: max |F| = ") and stderr.count("\n") == 1
     document = json.loads((tmp_path / "harmonic.json").read_text())
     assert document["optimized"] is False and document["max_force_eV_per_A"] > 1e-4
     assert not (tmp_path / "harmonic.png").exists()
@@ -474,7 +474,7 @@ def test_cli_warns_that_two_atoms_beyond_the_cutoff_have_a_zero_mode_and_no_vibr
     status, stdout, stderr = run_cli(capsys, "--checkpoint", example_model_path(), "--geometry",
                                      tmp_path / "apart.xyz", "--out", tmp_path / "out", "--no-plot")
     assert status == 0, stderr
-    assert stderr.startswith("warning: 1 zero-frequency mode(s) besides the 5 rigid-body motions, not vibrations")
+    assert stderr.startswith("python -m physnetjax.spectra: warning: 1 zero-frequency mode(s) besides the 5 rigid-body motions, not vibrations")
     assert "2 separate fragments (atoms 0 | 1; no atom within the model cutoff of 5 Å" in stderr
     assert stderr.count("\n") == 1
     row = [line for line in stdout.splitlines() if line.startswith("   1 ")]

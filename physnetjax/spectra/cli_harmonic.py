@@ -106,7 +106,7 @@ def _analyse(args):
                           total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
                           max_steps=args.max_steps, trained_elements=trained_elements_of(metadata))
     for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
+        sys.stderr.write(warnings.formatwarning(warning.message, warning.category, warning.filename, warning.lineno))
     return result, atoms
 
 
