@@ -407,3 +407,28 @@ def test_cli_writes_csv_json_png_with_harmonic_lines(tmp_path, capsys):
     assert document["settings"]["replicas"] == 2 and len(document["temperatures_K"]) == 2
     assert document["resolution_cm1"] == pytest.approx(1.0 / (C_CM_PER_FS * 200.0), rel=1e-12)
     assert (out / "spectrum.png").stat().st_size > 10_000
+
+
+def test_bands_narrower_than_the_md_lines_are_warned_about():
+    """CO2's lines (601, 1425, 2594 cm⁻¹) in a 0.2 ps window (167 cm⁻¹ resolution): the ±150 cm⁻¹ bands hold
+    the neighbours' tails, which the table would not say; a 3 ps window (11 cm⁻¹) is fine."""
+    from types import SimpleNamespace
+
+    from physnetjax.spectra.autocorrelation import resolution_cm1
+    from physnetjax.spectra.cli_ir import bands, resolution_warning
+
+    lines = SimpleNamespace(frequencies_cm1=np.array([0.0, 0.0, 600.9, 600.9, 1424.7, 2593.5]),
+                            intensities_km_mol=np.array([0.0, 0.0, 50.0, 50.0, 0.0, 500.0]),
+                            imaginary=np.zeros(6, bool), zero_modes=np.array([True, True, False, False, False, False]))
+    nu = np.linspace(0.0, 4000.0, 4001)
+    for window_ps, warned in ((0.2, True), (3.0, False)):
+        result = SimpleNamespace(frequencies_cm1=nu, power_spectrum=np.ones_like(nu), ir_spectrum=np.ones_like(nu),
+                                 resolution_cm1=resolution_cm1(window_ps * 1e3),
+                                 settings={"max_correlation_ps": window_ps})
+        found = bands(result, lines)
+        assert [band["half_width_cm1"] for band in found] == [150.0, 150.0, 150.0]
+        message = resolution_warning(result, found)
+        assert (message is not None) == warned
+    assert "MD lines are ~228 cm^-1 wide at half maximum (correlation window 0.2 ps, resolution 167 cm^-1)" in \
+        resolution_warning(SimpleNamespace(resolution_cm1=resolution_cm1(200.0), settings={"max_correlation_ps": 0.2}),
+                           found)

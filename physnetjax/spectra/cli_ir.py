@@ -28,6 +28,7 @@ import argparse
 import csv
 import json
 import logging
+import warnings
 from pathlib import Path
 
 from physnetjax.spectra.cli_harmonic import add_molecule_arguments
@@ -143,6 +144,9 @@ def _run(args) -> None:
         "atomic_numbers": lines.atomic_numbers.tolist(),
     }
     document["bands"] = bands(result, lines)
+    problem = resolution_warning(result, document["bands"])
+    if problem is not None:
+        warnings.warn(problem, stacklevel=2)
     document["checkpoint"] = str(Path(args.checkpoint).resolve())
     document["geometry"] = str(Path(args.geometry).resolve())
     document["spectrum_csv"] = CSV_NAME
@@ -219,12 +223,29 @@ def bands(result, lines, max_half_width: float = 150.0) -> list[dict]:
                 "harmonic_km_mol": None if intensities is None else float(np.sum(intensities[group])),
                 "power_peak_cm1": float(nu[window][np.argmax(result.power_spectrum[window])]),
                 "power_band_dof": float(np.trapezoid(result.power_spectrum[window], nu[window])),
-                "ir_peak_cm1": None, "ir_band_km_mol": None}
+                "half_width_cm1": float(half), "ir_peak_cm1": None, "ir_band_km_mol": None}
         if result.ir_spectrum is not None:
             band["ir_peak_cm1"] = float(nu[window][np.argmax(result.ir_spectrum[window])])
             band["ir_band_km_mol"] = float(np.trapezoid(result.ir_spectrum[window], nu[window]))
         found.append(band)
     return found
+
+
+def resolution_warning(result, found: list) -> str | None:
+    """A warning when an MD line is wider (FWHM ≈ LINE_WIDTH_RESOLUTIONS × resolution) than a band's half-width,
+    so that band's integral holds the tails of its neighbours' lines; else None."""
+    from physnetjax.spectra.md_spectrum import LINE_WIDTH_RESOLUTIONS
+
+    if not found:
+        return None
+    width = LINE_WIDTH_RESOLUTIONS * result.resolution_cm1
+    narrowest = min(found, key=lambda band: band["half_width_cm1"])
+    if width <= narrowest["half_width_cm1"]:
+        return None
+    return (f"MD lines are ~{width:.0f} cm^-1 wide at half maximum (correlation window "
+            f"{result.settings['max_correlation_ps']:g} ps, resolution {result.resolution_cm1:.0f} cm^-1), wider than "
+            f"the ±{narrowest['half_width_cm1']:.0f} cm^-1 band around {narrowest['harmonic_cm1']:.0f} cm^-1: band "
+            "integrals include their neighbours' tails; run longer (--time-ps, --correlation-ps)")
 
 
 def summary(result, lines) -> str:

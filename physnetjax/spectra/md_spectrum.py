@@ -96,6 +96,8 @@ MAX_RECORD_WAVENUMBER_CM1 = 4000.0
 """The record interval must resolve vibrations up to this wavenumber (Nyquist limit)."""
 CHUNKS = 20
 """The NVE part runs in this many jitted chunks (progress is reported between them)."""
+LINE_WIDTH_RESOLUTIONS = 1.37
+"""Full width at half maximum of an MD line in resolutions Δν̃ (biased Parzen estimator, window = half the run)."""
 ESTIMATOR, WINDOW = "biased", "parzen"
 """Autocorrelation normalisation and lag window of the spectra: together non-negative at every ν̃."""
 
