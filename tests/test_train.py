@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import jax
@@ -308,3 +309,23 @@ def test_nan_metrics_raise_naming_the_split(base_run, tmp_path):
     broken = jax.tree_util.tree_map(lambda p: p * np.nan, trainer.state.ema_params)
     with pytest.raises(FloatingPointError, match=r"the test loss is nan .* on 8 test frames"):
         trainer.evaluate(broken, trainer.split["test"], split="test")
+
+
+def test_frames_of_several_charges_without_a_charge_model_warn(tmp_path):
+    """A model without charges gives one energy per geometry whatever its total charge: mixing charge states warns."""
+    from physnetjax.errors import PhysNetInputWarning
+
+    with np.load(DATA) as npz:
+        arrays = dict(npz)
+    arrays["Q"] = np.where(np.arange(len(arrays["R"])) % 2 == 0, 0.0, 1.0)
+    np.savez(tmp_path / "mixed.npz", **arrays)
+    for name in ("run", "run2", "run3"):
+        (tmp_path / name).mkdir()
+    with pytest.warns(PhysNetInputWarning, match=r"the training frames have total charges 0, 1 e, but a model without "
+                                                 r"--charges does not see the total charge"):
+        Trainer(tiny_config(tmp_path / "run", data=[str(tmp_path / "mixed.npz")]), tmp_path / "run", resuming=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PhysNetInputWarning)
+        Trainer(tiny_config(tmp_path / "run2", data=[str(tmp_path / "mixed.npz")], charges=True), tmp_path / "run2",
+                resuming=False)
+        Trainer(tiny_config(tmp_path / "run3"), tmp_path / "run3", resuming=False)  # one charge state

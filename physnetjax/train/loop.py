@@ -52,6 +52,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -73,6 +74,7 @@ from physnetjax.data import (
 from physnetjax.data.fingerprint import changed_files, data_fingerprint, file_sha256
 from physnetjax.data.sanity import check_label_sanity
 from physnetjax.ensemble import fit_calibration_scale, gaussian_nll, member_params, spearman_rank_correlation
+from physnetjax.errors import PhysNetInputWarning
 from physnetjax.jsonlines import append_record, start_log, write_json
 from physnetjax.model import PhysNet
 from physnetjax.predict import init_params
@@ -199,6 +201,7 @@ class Trainer:
         self._setup_split()
         self._setup_model()
         self._check_elements_in_range(paths)
+        self._check_charge_states(paths)
         train_idx = self.split["train"]
         self.member_frames = (bootstrap_frames(train_idx, self.seeds) if config.bootstrap
                               else [train_idx] * self.size)
@@ -349,6 +352,16 @@ class Trainer:
                 f"{', '.join(paths)}: element(s) {elements} in {len(frames)} frame(s) (first: "
                 f"{self.dataset.sources[frames[0]]}) are outside the model's range Z = 1..{self.model.max_atomic_number}; "
                 "raise --max-atomic-number or --init-from a model that covers them")
+
+    def _check_charge_states(self, paths) -> None:
+        """Warn when frames of several total charges train a model without charges, whose energy ignores Q."""
+        charges = np.unique(self.dataset.Q[self.split["train"]])
+        if self.model.charges or len(charges) < 2:
+            return
+        warnings.warn(f"{', '.join(paths)}: the training frames have total charges {', '.join(f'{q:g}' for q in charges)} "
+                      "e, but a model without --charges does not see the total charge (the same geometry gets one "
+                      "energy whatever its charge); train with --charges or one charge state per model",
+                      PhysNetInputWarning, stacklevel=2)
 
     def _check_data_unchanged(self, recorded) -> None:
         """Refuse (or, with ``allow_changed_data``, warn) when the data files differ from those the run used.
