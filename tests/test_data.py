@@ -206,3 +206,48 @@ def test_bundled_dataset_is_valid_and_small():
     with np.load(path) as npz:
         assert str(npz["method"]) == "GFN2-xTB" and float(npz["temperature_K"]) == 500.0
         assert npz["R"].dtype == np.float32 and npz["E"].dtype == np.float64
+
+
+def test_ase_label_keys_not_read_warn_and_conflicting_duplicates_refuse(tmp_path, raw):
+    """On main REF_energy / total_charge / info['energy'] were dropped silently (the calculator's energy, a
+    neutral charge or no energy label trained instead) and an info energy contradicting the calculator's too."""
+    import ase
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    def frames(shift=0.0, **info):
+        out = []
+        for k in range(3):
+            atoms = ase.Atoms(numbers=raw["Z"][k], positions=raw["R"][k])
+            atoms.calc = SinglePointCalculator(atoms, energy=raw["E"][k] + shift, forces=raw["F"][k])
+            atoms.info.update(info)
+            out.append(atoms)
+        return out
+
+    both = tmp_path / "both.extxyz"
+    ase.io.write(both, frames(shift=0.5, REF_energy=-1.0, total_charge=1, energy_weight=1.0))
+    with pytest.warns(UserWarning, match=r"not read: 'REF_energy' \(frames 0, 1, 2\); 'total_charge'") as record:
+        data = load_ase(both)
+    assert not any("energy_weight" in str(w.message) for w in record)
+    np.testing.assert_allclose(data.E, raw["E"][:3] + 0.5, rtol=1e-12)
+    assert not data.has_Q.any()
+
+    conflict = tmp_path / "conflict.traj"
+    ase.io.write(conflict, frames(energy=float(raw["E"][0]) + 1.0))
+    with pytest.raises(DataError, match=r"conflict.traj: frame 0: atoms.info\['energy'\] differs from the calc"):
+        load_ase(conflict)
+
+    agree = frames()
+    for k, atoms in enumerate(agree):
+        atoms.info["energy"] = float(raw["E"][k])
+    ase.io.write(tmp_path / "agree.traj", agree)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(load_ase(tmp_path / "agree.traj").E, raw["E"][:3], rtol=1e-12)
+
+    ref_only = tmp_path / "ref_only.extxyz"
+    renamed = [ase.Atoms(numbers=raw["Z"][k], positions=raw["R"][k], info={"REF_energy": float(raw["E"][k])})
+               for k in range(2)]
+    ase.io.write(ref_only, renamed)
+    with pytest.raises(DataError, match=r"not read: 'REF_energy' \(frames 0, 1\)"):
+        load_ase(ref_only)

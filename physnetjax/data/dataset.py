@@ -194,13 +194,22 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
     """Read any ASE-readable file (extxyz, .traj, ASE .db, ...) and validate it.
 
     Energies, forces and dipoles come from each frame's calculator results (as
-    ``ase.io`` stores them); a frame without one of them has that label masked.
-    The total charge is ``atoms.info['charge']`` if present, else the sum of the
-    initial charges when set, else unknown (0, masked). Positions must be in Å.
+    ``ase.io`` stores them: an extxyz ``energy=`` entry and ``forces`` column); a
+    frame without one of them has that label masked. The total charge is
+    ``atoms.info['charge']`` if present, else the sum of the initial charges when
+    set, else unknown (0, masked). Positions must be in Å.
+
+    Other label-like entries (``atoms.info`` or per-atom arrays whose names hold
+    energy, force, dipole or charge, e.g. ``REF_energy``, ``REF_forces``,
+    ``total_charge``) are not read; a :class:`PhysNetInputWarning` names them, since
+    the labels trained on may then not be the ones meant (rename the wanted key to
+    ``energy``/``forces``/``charge``).
 
     Raises:
       DataError: unreadable file, no frames, no energy or force label anywhere,
-        NaN/Inf, or bad atomic numbers — naming file, key and frame.
+        NaN/Inf, bad atomic numbers, or an ``atoms.info['energy']``/``['dipole']``
+        or ``atoms.arrays['forces']`` that differs from the calculator's value —
+        naming file, key and frame.
     """
     import ase.io
 
@@ -221,12 +230,14 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
     N = np.zeros(M, np.int32)
     E, F, D, Q = np.zeros(M), np.zeros((M, n, 3)), np.zeros((M, 3)), np.zeros(M)
     has = {k: np.zeros(M, bool) for k in LABELS}
+    unread: dict[str, list[int]] = {}
     for k, atoms in enumerate(frames):
         m = len(atoms)
         N[k] = m
         Z[k, :m] = atoms.get_atomic_numbers()
         R[k, :m] = atoms.get_positions()
         results = atoms.calc.results if atoms.calc is not None else {}
+        _check_label_keys(path, k, atoms, results, unread)
         if "energy" in results:
             E[k], has["E"][k] = float(results["energy"]) * e_fac, True
         if "forces" in results:
@@ -240,12 +251,52 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
             Q[k], has["Q"][k] = float(atoms.info["charge"]), True
         elif atoms.has("initial_charges"):
             Q[k], has["Q"][k] = float(atoms.get_initial_charges().sum()), True
+    unread_note = "; ".join(f"{key!r} (frames {_first_frames(np.isin(np.arange(M), frames))})"
+                            for key, frames in unread.items())
     if not (has["E"].any() or has["F"].any()):
-        raise DataError(f"{path}: no frame carries an energy or forces (calculator results 'energy'/'forces')")
+        raise DataError(f"{path}: no frame carries an energy or forces (calculator results 'energy'/'forces')"
+                        + (f"; label-like keys found but not read: {unread_note} — rename the reference labels "
+                           "to 'energy' and 'forces'" if unread else ""))
+    if unread:
+        warnings.warn(f"{path}: label-like keys not read: {unread_note}; the labels read are the calculator "
+                      "results 'energy', 'forces', 'dipole' (an extxyz energy= entry, forces column) and the total "
+                      "charge info['charge'] (else the sum of 'initial_charges'); store the labels meant under these",
+                      PhysNetInputWarning, stacklevel=2)
     sources = np.array([f"{path}[{k}]" for k in range(M)])
     data = Dataset(Z=Z, R=R, N=N, E=E, F=F, D=D, Q=Q, sources=sources, **{f"has_{k}": v for k, v in has.items()})
     validate(data, path)
     return data
+
+
+LABEL_WORDS = ("energy", "force", "dipole", "charge")
+"""Substrings (lower case) of ``atoms.info``/``atoms.arrays`` names that :func:`load_ase` reports when it does not
+read them."""
+
+READ_KEYS = {"charge", "initial_charges", "numbers", "positions"}
+"""``atoms.info``/``atoms.arrays`` names that :func:`load_ase` reads itself."""
+
+SAME_AS_RESULT = {"energy": "info", "dipole": "info", "forces": "arrays"}
+"""Names that may duplicate a calculator result outside it (``.traj``/``.db`` keep ``info``): they must agree."""
+
+
+def _check_label_keys(path, k: int, atoms, results: dict, unread: dict) -> None:
+    """Record in ``unread`` (name → frames) the label-like info/array keys of frame ``k`` that are not read.
+
+    A key named like a calculator result (:data:`SAME_AS_RESULT`) that is also in
+    ``results`` must hold the same value (DataError otherwise: which one is meant?).
+    """
+    for name, value in [*atoms.info.items(), *atoms.arrays.items()]:
+        if name in READ_KEYS or name.lower().endswith("weight"):
+            continue
+        if name in SAME_AS_RESULT and name in results:
+            ours, theirs = np.asarray(results[name], np.float64), np.asarray(value, np.float64)
+            if ours.shape != theirs.shape or not np.allclose(ours, theirs, rtol=1e-6, atol=1e-6):
+                raise DataError(f"{path}: frame {k}: atoms.{SAME_AS_RESULT[name]}[{name!r}] differs from the "
+                                f"calculator result {name!r} (e.g. {theirs.reshape(-1)[:3].tolist()} vs "
+                                f"{ours.reshape(-1)[:3].tolist()}): keep one of them")
+            continue
+        if any(word in name.lower() for word in LABEL_WORDS):
+            unread.setdefault(name, []).append(k)
 
 
 def load_dataset(paths, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
