@@ -251,3 +251,16 @@ def test_ase_label_keys_not_read_warn_and_conflicting_duplicates_refuse(tmp_path
     ase.io.write(ref_only, renamed)
     with pytest.raises(DataError, match=r"not read: 'REF_energy' \(frames 0, 1\)"):
         load_ase(ref_only)
+
+
+def test_positions_in_bohr_warn_and_angstrom_do_not(tmp_path, raw):
+    """Bohr read as Å keeps E, F (per bohr) and D mutually consistent, so on main nothing noticed the stretched
+    molecules; the covalent-radius ratio (~1.0 in Å) is 1.89 for them."""
+    bohr_in_angstrom = 0.529177210903
+    stretched = dict(raw, R=raw["R"] / bohr_in_angstrom, F=raw["F"] * bohr_in_angstrom)
+    with pytest.warns(UserWarning, match=r"'R': atoms sit 1\.9\d× the covalent bond length .* are they in bohr"):
+        load_npz(write(tmp_path, stretched, "bohr.npz"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for path in (DATA, bundled_dataset_path(), Path(__file__).parent / "data" / "neighbors_mixed.npz"):
+            load_dataset(path)

@@ -373,6 +373,7 @@ def validate(data: Dataset, path) -> None:
             "(the first N atomic numbers must be > 0 and the rest 0)"
         )
     check_contacts(data, path)
+    warn_length_unit(data, path)
     warn_duplicates(data, path)
     warn_net_force(data, path)
 
@@ -402,6 +403,46 @@ def check_contacts(data: Dataset, where) -> None:
             if limit == MIN_DISTANCE_ERROR:
                 raise DataError(message + " (overlapping atoms: remove these frames)")
             warnings.warn(message + " (shorter than any bond)", PhysNetInputWarning, stacklevel=3)
+
+
+BOND_RATIO_MAX = 1.5
+"""Largest plausible median, over atoms, of (nearest-neighbour distance)/(sum of covalent radii): ~1.0 for
+molecules in Å (bundled sets: 0.94–1.01), 1.89 for the same in bohr read as Å."""
+
+BOND_RATIO_FRAMES = 200
+"""Frames (evenly spaced) over which :func:`warn_length_unit` takes the median."""
+
+
+def warn_length_unit(data: Dataset, where) -> None:
+    """Warn when the atoms sit ~1.9× farther from their nearest neighbours than covalent bonds (positions in bohr).
+
+    Every label stays consistent with positions in bohr read as Å, so nothing else
+    notices; but the model then learns a stretched molecule and every prediction at
+    a real (Å) geometry is an extrapolation. The statistic is the median over atoms
+    (of frames with ≥ 2 atoms) of the nearest-neighbour distance over the sum of the
+    two covalent radii (:data:`ase.data.covalent_radii`); rare-gas clusters and other
+    non-bonded data exceed :data:`BOND_RATIO_MAX` legitimately (then ignore this).
+    """
+    from ase.data import covalent_radii
+
+    frames = np.nonzero(data.N >= 2)[0]
+    if not len(frames):
+        return
+    frames = frames[np.unique(np.linspace(0, len(frames) - 1, min(len(frames), BOND_RATIO_FRAMES)).astype(int))]
+    ratios = []
+    for k in frames:
+        n = int(data.N[k])
+        radii = covalent_radii[data.Z[k, :n]]
+        distance = np.linalg.norm(data.R[k, :n, None] - data.R[k, None, :n], axis=-1)
+        ratio = distance / (radii[:, None] + radii[None, :])
+        np.fill_diagonal(ratio, np.inf)
+        ratios.append(ratio.min(axis=1))
+    median = float(np.median(np.concatenate(ratios)))
+    if median > BOND_RATIO_MAX:
+        warnings.warn(f"{where}: key 'R': atoms sit {median:.2f}× the covalent bond length from their nearest "
+                      f"neighbours (median over atoms of {len(frames)} frame(s); ~1.0 for molecules in Å, 1.89 for "
+                      "bohr read as Å); positions must be in Å: are they in bohr (multiply by 0.529177)?",
+                      PhysNetInputWarning, stacklevel=3)
 
 
 NET_FORCE_TOLERANCE = 1e-2
