@@ -8,12 +8,13 @@ from the same calculator); the faulty sets are made from it by the mistakes name
 import dataclasses
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from physnetjax.data import bundled_dataset_path, load_dataset
-from physnetjax.data.sanity import check_label_sanity, energy_force_slope, nearest_frame_pairs
+from physnetjax.data.sanity import check_label_sanity, energy_force_slope, force_virial, nearest_frame_pairs
 from physnetjax.train.config import TrainConfig
 from physnetjax.validation import PhysNetInputWarning
 
@@ -75,3 +76,26 @@ def test_nearest_pairs_respect_the_displacement_limit():
     positions[1, :, 0] = 0.1  # RMS 0.1 Å from frame 0
     positions[2, :, 0] = 5.0  # far from both
     assert nearest_frame_pairs(positions, 0.3).tolist() == [[0, 1]]
+
+
+def test_gradients_without_nearby_frames_are_detected_by_the_virial():
+    """64 frames 30 fs apart have no nearby pairs, so on main flipped forces (gradients) trained silently; their
+    virial Σ (R − R̄)·F averages about +3(N−1) k_B T instead of −3(N−1) k_B T (−1.03 eV for ethanol at 500 K)."""
+    data = load_dataset(Path(__file__).parent / "data" / "train_ethanol64.npz")
+    assert energy_force_slope(data) is None
+    mean, error, frames = force_virial(data)
+    assert frames == 64 and mean < -3 * error
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_label_sanity(data) == []
+    flipped = dataclasses.replace(data, F=-data.F)
+    with pytest.warns(PhysNetInputWarning, match=r"push the atoms apart .* averages \+2\.\d+ ± .*--force-sign -1"):
+        check_label_sanity(flipped)
+
+
+def test_hartree_per_bohr_forces_read_as_ev_per_angstrom_are_detected(ethanol):
+    """Ha/bohr forces of the 500 K set read as eV/Å have an RMS of 0.019 eV/Å: above main's 0.01 eV/Å bound."""
+    hartree_in_ev, bohr_in_angstrom = 27.211386245988, 0.529177210903
+    atomic = dataclasses.replace(ethanol, E=ethanol.E / hartree_in_ev, F=ethanol.F * bohr_in_angstrom / hartree_in_ev)
+    with pytest.warns(PhysNetInputWarning, match=r"RMS force component 0\.01\d+ eV/Å is implausibly small"):
+        check_label_sanity(atomic)

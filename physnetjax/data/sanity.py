@@ -6,7 +6,8 @@ evidence and the flag that fixes the data; neither changes anything.
 1. **Force scale.** The RMS force component of molecules sampled at chemical
    temperatures is ~0.3–3 eV/Å (the bundled 500 K ethanol set: 0.98 eV/Å). Beyond
    :data:`FORCE_RMS_RANGE` the units are suspect: kcal/mol/Å read as eV/Å are 23×
-   too large, hartree/bohr 51× too small.
+   too large, hartree/bohr 51× too small (0.019 eV/Å for the bundled set; an RMS
+   below 0.05 eV/Å in eV/Å means frames within ~1 K of a minimum).
 2. **Energy scale.** After the best per-element reference energies (least squares
    E ≈ Σ_Z n_Z e_Z), the residual RMS per atom of molecular data in eV is
    ~0.01–0.3 eV/atom (bundled set: 0.015); above :data:`ENERGY_RESIDUAL_MAX`
@@ -22,7 +23,14 @@ evidence and the flag that fixes the data; neither changes anything.
    or 1/23.06 for kcal/mol vs eV) when energies and forces are in different units
    (fix: ``--energy-unit`` / ``--force-unit``). It is judged only when the
    correlation of ΔE with w is strong (|r| ≥ :data:`MIN_CORRELATION`) over at least
-   :data:`MIN_PAIRS` pairs; otherwise (frames far apart) nothing is said.
+   :data:`MIN_PAIRS` pairs; otherwise (frames far apart) only the sign is checked:
+4. **Force sign from the virial.** For a bound molecule sampled at a temperature T
+   (MD or Boltzmann sampling), equipartition over the coordinates relative to the
+   centre gives ⟨Σ_i (R_i − R̄)·∂E/∂R_i⟩ = 3(N − 1) k_B T > 0, so the virial
+   W = Σ_i (R_i − R̄)·F_i averages −3(N − 1) k_B T (bundled set at 500 K: −1.00 eV,
+   expected −1.03): the forces pull the atoms together on average. A mean W above
+   zero by :data:`VIRIAL_MIN_SIGMAS` standard errors means forces stored as +∂E/∂R
+   (fix: ``--force-sign -1``).
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from physnetjax.validation import PhysNetInputWarning
 
 logger = logging.getLogger(__name__)
 
-FORCE_RMS_RANGE = (0.01, 10.0)
+FORCE_RMS_RANGE = (0.05, 10.0)
 """eV/Å: plausible RMS force component of a molecular data set."""
 
 ENERGY_RESIDUAL_MAX = 1.0
@@ -51,6 +59,8 @@ MAX_PAIR_RMSD = 0.3
 
 MIN_PAIRS = 10
 MIN_CORRELATION = 0.7
+VIRIAL_MIN_SIGMAS = 3.0
+"""Standard errors by which the mean virial must exceed 0 to report flipped forces (check 4)."""
 MAX_FRAMES_PER_MOLECULE = 1000
 """Frames of one molecule searched for nearest neighbours (a random subset beyond that)."""
 
@@ -107,6 +117,21 @@ def energy_force_slope(data, seed: int = 0) -> Optional[tuple[float, float, int]
     return slope, correlation, len(w)
 
 
+def force_virial(data) -> Optional[tuple[float, float, int]]:
+    """(mean, standard error, frames) of W = Σ_i (R_i − R̄)·F_i in eV over frames with forces (None: < 2 frames).
+
+    R̄ is the mean position of the frame's atoms; W < 0 on average for F = −∂E/∂R
+    of thermally sampled molecules (check 4 of the module docstring).
+    """
+    frames = np.nonzero(data.has_F)[0]
+    if len(frames) < 2:
+        return None
+    real = (data.Z[frames] > 0)[..., None]
+    centre = (data.R[frames] * real).sum(axis=1) / data.N[frames, None]
+    virial = ((data.R[frames] - centre[:, None]) * data.F[frames] * real).sum(axis=(1, 2))
+    return float(virial.mean()), float(virial.std(ddof=1) / np.sqrt(len(frames))), len(frames)
+
+
 def energy_residual_per_atom(data) -> Optional[float]:
     """RMS over frames of (E − Σ_Z n_Z e_Z)/N in eV/atom with e_Z fitted by least squares (None: < 2 frames)."""
     frames = np.nonzero(data.has_E)[0]
@@ -137,14 +162,16 @@ def check_label_sanity(data, where: str = "data") -> list[str]:
                 "kcal/mol/Å read as eV/Å are 23× too large: pass --energy-unit (and --force-unit) to convert")
         elif rms < low:
             messages.append(
-                f"{where}: RMS force component {rms:.3g} eV/Å is implausibly small for molecules (typical 0.3–3); "
-                "hartree/bohr read as eV/Å are 51× too small: pass --energy-unit hartree (--force-unit hartree/bohr)")
+                f"{where}: RMS force component {rms:.3g} eV/Å is implausibly small for molecules (typical 0.3–3; "
+                "below 0.05 only within ~1 K of a minimum); hartree/bohr read as eV/Å are 51× too small: pass "
+                "--energy-unit hartree (--force-unit hartree/bohr)")
     spread = energy_residual_per_atom(data)
     if spread is not None and spread > ENERGY_RESIDUAL_MAX:
         messages.append(
             f"{where}: energies scatter by {spread:.3g} eV/atom (RMS about their per-element fit; typical 0.01–0.3 "
             "eV/atom for molecules); kcal/mol or kJ/mol read as eV are 23× / 96× too large: pass --energy-unit")
     fit = energy_force_slope(data)
+    judged = fit is not None and abs(fit[1]) >= MIN_CORRELATION
     if fit is None and not (data.has_E.any() and data.has_F.any()):
         logger.info("%s: no %s labels: forces are not checked against energies", where,
                     "force" if data.has_E.any() else "energy")
@@ -162,6 +189,13 @@ def check_label_sanity(data, where: str = "data") -> list[str]:
                             "units? set --energy-unit and --force-unit (e.g. kcal/mol vs eV: 23.06)")
         else:
             logger.info("%s: forces consistent with energies: %s", where, evidence)
+    virial = None if judged else force_virial(data)
+    if virial is not None and virial[0] > VIRIAL_MIN_SIGMAS * virial[1]:
+        mean, error, frames = virial
+        messages.append(
+            f"{where}: the forces push the atoms apart on average: the virial Σ_i (R_i − R̄)·F_i averages "
+            f"{mean:+.3g} ± {error:.2g} eV over {frames} frames (−3(N−1) k_B T < 0 for F = −dE/dR of thermally "
+            "sampled molecules); if the file stores +dE/dR (gradients), pass --force-sign -1")
     for message in messages:
         warnings.warn(message, PhysNetInputWarning, stacklevel=2)
     return messages
