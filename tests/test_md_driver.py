@@ -180,3 +180,22 @@ def test_restart_truncates_frames_written_after_the_md_checkpoint(system, tmp_pa
              restart=str(tmp_path / "state.npz"))
     steps = [f.info["step"] for f in ase.io.read(out, index=":")]
     assert steps == [5, 10, 15, 20]
+
+
+def test_restart_with_an_edited_state_is_refused(system, tmp_path):
+    """On main a restart file whose momenta (or positions) were changed after the run wrote it continued silently
+    (here at 4× the kinetic energy), as if it were that run; the written state now carries a SHA-256."""
+    model, params, atoms = system
+    state = tmp_path / "state.npz"
+    kwargs = dict(steps=10, save_every=5, chunk_frames=2, timestep_fs=0.5, dtype="float64", temperature_K=300.0)
+    simulate(model, params, atoms, checkpoint_path=str(state), **kwargs)
+    with np.load(state) as saved:
+        arrays = {key: saved[key] for key in saved.files}
+    assert "state_sha256" in arrays
+    np.savez(tmp_path / "edited.npz", **dict(arrays, momenta=2.0 * arrays["momenta"]))
+    with pytest.raises(ValueError, match=r"restart file .*edited.npz fails its SHA-256 check: its positions, "
+                                         r"momenta or thermostat state were changed"):
+        simulate(model, params, atoms, restart=str(tmp_path / "edited.npz"), **kwargs)
+    np.savez(tmp_path / "unchecked.npz", **{key: value for key, value in arrays.items() if key != "state_sha256"})
+    for path in (state, tmp_path / "unchecked.npz"):
+        simulate(model, params, atoms, restart=str(path), **kwargs)

@@ -29,7 +29,8 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
    ``max_forces_std_eV_per_A`` and, with a threshold, ``uncertain``), and every
    ``checkpoint_every`` chunks the state is written to an ``.npz`` checkpoint from
    which ``restart=`` continues (it records the ensemble and the model's
-   :func:`params_fingerprint`, which the command line checks on ``--restart``); a
+   :func:`params_fingerprint`, which the command line checks on ``--restart``, and
+   the :func:`state_checksum` of the state, which every restart checks); a
    restart first drops the trajectory frames the killed run wrote after that
    checkpoint, so steps stay monotonic and unique.
 
@@ -594,14 +595,32 @@ def check_uncertainty_arguments(model, ensemble: str, threshold: Optional[float]
 RESTART_KEYS = ("positions", "momenta", "numbers", "step")
 """Arrays every MD-state checkpoint holds (:func:`physnetjax.md.ensembles.checkpoint_arrays`)."""
 
+STATE_CHECKSUM_KEY = "state_sha256"
+"""MD-state checkpoint entry: :func:`state_checksum` of its other arrays, checked by :func:`read_restart`."""
+
+UNCHECKED_KEYS = ("ensemble", "model", STATE_CHECKSUM_KEY)
+"""Entries the checksum leaves out: the records of ensemble and model, which ``--restart`` checks on their own."""
+
+
+def state_checksum(arrays: dict) -> str:
+    """SHA-256 (hex) of the dynamical state in MD-checkpoint ``arrays``: every entry but :data:`UNCHECKED_KEYS`,
+    by name, dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(set(arrays) - set(UNCHECKED_KEYS)):
+        value = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}{value.dtype.str}{value.shape}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
 
 def read_restart(path, atoms: ase.Atoms, max_atomic_number: int) -> dict:
     """The arrays of MD-state checkpoint ``path`` for a restart of ``atoms``, validated like a start geometry.
 
     Raises:
       PhysNetInputError: the file is not a readable .npz, lacks one of :data:`RESTART_KEYS`,
-        holds another system (atomic numbers), a non-integer step, momenta that are not
-        finite (n, 3), or positions (in the saved cell for a periodic run) that fail
+        holds another system (atomic numbers), a state that fails its recorded
+        :func:`state_checksum` (edited after it was written; files without one are not
+        checked), a non-integer step, momenta that are not finite (n, 3), or positions (in the saved cell for a periodic run) that fail
         :func:`physnetjax.validation.validate_structure` with ``strict=True``.
     """
     try:
@@ -613,6 +632,10 @@ def read_restart(path, atoms: ase.Atoms, max_atomic_number: int) -> dict:
     if missing:
         raise PhysNetInputError(f"restart file {path} is not an MD-state checkpoint (as --md-checkpoint writes): "
                                 f"missing {', '.join(missing)} (keys present: {sorted(saved)})")
+    if STATE_CHECKSUM_KEY in saved and str(saved[STATE_CHECKSUM_KEY]) != state_checksum(saved):
+        raise PhysNetInputError(f"restart file {path} fails its SHA-256 check: its positions, momenta or thermostat "
+                                "state were changed after the MD run wrote it, so the restart would not continue that "
+                                "run; restore the file, or start a new run from a geometry file (--geometry)")
     if np.asarray(saved["numbers"]).tolist() != atoms.numbers.tolist():
         raise PhysNetInputError(f"restart file {path} holds a different system: atomic numbers "
                                 f"{np.asarray(saved['numbers']).tolist()} instead of the geometry's "
@@ -650,7 +673,8 @@ def params_fingerprint(params) -> str:
 
 
 def _checkpoint(path, atoms, state: MDState, step: int, ensemble: str, fingerprint: str) -> None:
-    _save_npz(Path(path), model=fingerprint, **checkpoint_arrays(state, atoms.numbers, step, ensemble))
+    arrays = checkpoint_arrays(state, atoms.numbers, step, ensemble)
+    _save_npz(Path(path), model=fingerprint, **arrays, **{STATE_CHECKSUM_KEY: state_checksum(arrays)})
     logger.info("MD checkpoint at step %d written to %s", step, path)
 
 
