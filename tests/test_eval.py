@@ -7,8 +7,11 @@ written into the files, and MAE/RMSE are plain NumPy means.
 """
 
 import csv
+import dataclasses
 import json
+import re
 import tomllib
+import warnings
 from pathlib import Path
 
 import ase
@@ -326,3 +329,38 @@ def test_warns_about_elements_the_model_never_saw(tmp_path):
     np.savez(tmp_path / "data.npz", Z=z, R=r, N=np.array([3, 2]), E=np.zeros(2), F=np.zeros((2, 3, 3)))
     with pytest.warns(UserWarning, match=r"H \(Z=1\) \(in 1 of 2 frames, first frame 0\) never occurred.*trained on C, O"):
         assert run_cli("--checkpoint", tmp_path / "ckpt", "--data", tmp_path / "data.npz", "--no-plots") == 0
+
+
+def test_labels_a_multiple_of_the_predictions_warn_and_force_sign_fixes_gradients(tmp_path):
+    """A trained model (shipped ethanol_ir) on its own data with gradients, kcal/mol energies or Debye dipoles: on
+    main eval reported their errors as the model's, silently (and had no --force-sign)."""
+    from physnetjax.data import load_dataset
+    from physnetjax.errors import PhysNetInputWarning
+    from physnetjax.eval.evaluate import check_label_scale
+    from physnetjax.eval.predictions import predict_dataset
+    from physnetjax.pretrained import example_model_path
+
+    jax.config.update("jax_enable_x64", True)
+    checkpoint = example_model_path().parent.parent / "ethanol_ir" / "model"
+    with np.load(DATA / "train_ethanol64.npz") as npz:
+        raw = {k: npz[k][:16] for k in npz.files}
+    np.savez(tmp_path / "gradients.npz", **dict(raw, F=-raw["F"]))
+    common = ("--checkpoint", checkpoint, "--data", tmp_path / "gradients.npz", "--float64", "--no-plots")
+    with pytest.warns(PhysNetInputWarning, match=r"reference forces are -1× the model's predictions .* "
+                                                 r"cosine -1\.00.*--force-sign -1"):
+        assert run_cli(*common) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PhysNetInputWarning)
+        assert run_cli(*common, "--force-sign", "-1") == 0
+
+    model, params = load_checkpoint(checkpoint)
+    data = load_dataset(DATA / "train_ethanol64.npz").subset(np.arange(16))
+    predictions = predict_dataset(model, params, data, dtype="float64")
+    assert check_label_scale(data, predictions) == []
+    debye_in_ea = 1e-21 / 299792458.0 / 1.602176634e-19 * 1e10
+    mistaken = dataclasses.replace(data, E=data.E / KCAL_PER_MOL, D=data.D / debye_in_ea)
+    with pytest.warns(PhysNetInputWarning) as record:
+        messages = check_label_scale(mistaken, predictions)
+    assert len(record) == len(messages) == 2
+    assert re.search(r"reference dipoles are 4\.8\d?× .*--dipole-unit", messages[0])
+    assert re.search(r"reference energies \(about each molecule's mean\) are 2\d\.\d× .*--energy-unit", messages[1])

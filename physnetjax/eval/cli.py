@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--energy-unit", default="eV", help=HELP["energy_unit"] + "; default eV")
     parser.add_argument("--force-unit", help=HELP["force_unit"])
     parser.add_argument("--dipole-unit", default="eA", help=HELP["dipole_unit"] + "; default eA")
+    parser.add_argument("--force-sign", type=int, choices=(1, -1), default=1, help=HELP["force_sign"] + "; default 1")
     parser.add_argument("--out", metavar="DIR", help="write frames.csv, summary.json and parity PNGs here")
     parser.add_argument("--write-predictions", metavar="FILE.extxyz",
                         help="write the frames with model values and REF_* reference labels")
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from physnetjax.checkpoint import load_checkpoint
     from physnetjax.data import load_dataset
     from physnetjax.eval import outputs
-    from physnetjax.eval.evaluate import evaluate
+    from physnetjax.eval.evaluate import check_label_scale, evaluate
     from physnetjax.eval.predictions import predict_dataset
     from physnetjax.eval.table import render
 
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         checkpoint = str(example_model_path())
     model, params, metadata = load_checkpoint(checkpoint, weights=args.weights, with_metadata=True)
     dataset = load_dataset(args.data, energy_unit=args.energy_unit, force_unit=args.force_unit,
-                           dipole_unit=args.dipole_unit)
+                           dipole_unit=args.dipole_unit, force_sign=args.force_sign)
     check_dataset_elements(dataset.Z, dataset.N, trained_elements_of(metadata), where="--data")
     if args.out is not None:
         write_resolved_config(parser, args, Path(args.out) / CONFIG_NAME)
@@ -127,6 +128,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     predictions = predict_dataset(model, params, dataset, batch_size=args.batch_size, dtype=dtype)
     seconds = time.perf_counter() - start
     result = evaluate(dataset, predictions, worst=args.worst)
+    check_label_scale(dataset, predictions, where=", ".join(args.data))
     print(f"checkpoint: {checkpoint}\ndata: {dataset.summary()}")
     if not model.charges and (dataset.has_D.any() or dataset.has_Q.any()):
         print("the model predicts no charges: dipoles and total charges are not compared")
@@ -138,7 +140,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         outputs.write_frames_csv(result, out / "frames.csv")
         outputs.write_summary(result, out / "summary.json", checkpoint=str(checkpoint), data=list(args.data),
                               units={"energy": args.energy_unit, "force": args.force_unit,
-                                     "dipole": args.dipole_unit}, model_config=model.config(), dtype=dtype)
+                                     "dipole": args.dipole_unit, "force_sign": args.force_sign}, model_config=model.config(), dtype=dtype)
         written += [out / CONFIG_NAME, out / "frames.csv", out / "summary.json"]
         if args.plots:
             written += outputs.write_parity_plots(dataset, predictions, out)

@@ -17,11 +17,14 @@ worst frames are those with the largest force MAE and the largest |ΔE|.
 from __future__ import annotations
 
 import dataclasses
+import warnings
+from typing import Optional
 
 import numpy as np
 from ase.data import chemical_symbols
 
 from physnetjax.data import Dataset
+from physnetjax.errors import PhysNetInputWarning
 from physnetjax.eval.predictions import Predictions
 from physnetjax.train.loss import TERMS, metrics_from_totals
 
@@ -161,3 +164,64 @@ def _largest(values: np.ndarray, count: int) -> list:
     finite = np.nonzero(np.isfinite(values))[0]
     order = finite[np.argsort(-values[finite], kind="stable")]
     return [int(k) for k in order[:count]]
+
+
+LABEL_SCALE_RANGE = (0.5, 2.0)
+"""Accepted slope of the labels on the model's predictions (1 when both are in the same units)."""
+
+MIN_SCALE_CORRELATION = 0.7
+"""The slope is judged only when labels and predictions agree at least this well in direction (cosine)."""
+
+
+def _scale_fit(reference: np.ndarray, predicted: np.ndarray) -> Optional[tuple[float, float]]:
+    """(slope s of reference ≈ s · predicted through 0, cosine of the two vectors), None below 3 entries or for zeros."""
+    if reference.size < 3 or not np.any(reference) or not np.any(predicted):
+        return None
+    slope = float((reference * predicted).sum() / (predicted * predicted).sum())
+    cosine = float((reference * predicted).sum() / np.sqrt((reference**2).sum() * (predicted**2).sum()))
+    return slope, cosine
+
+
+def check_label_scale(dataset: Dataset, predictions: Predictions, where: str = "data") -> list[str]:
+    """Warn when a label is a multiple of the model's prediction (units or sign of the data set wrong).
+
+    Least-squares slope through zero of the labels on the predictions: force
+    components, dipole components, and energies minus their mean over the frames of
+    each molecule (same atomic numbers; the element references cancel). A model of
+    any use gives s ≈ 1; s ≈ −1 for forces means the file stores +dE/dR, s ≈ 23.06
+    kcal/mol read as eV, 0.0367 hartree, 4.80 Debye read as e·Å. Judged only where
+    labels and predictions agree in direction (cosine ≥ :data:`MIN_SCALE_CORRELATION`
+    in magnitude), so a poor model says nothing. Returns the messages (also issued
+    as :class:`PhysNetInputWarning`); the metrics are left as computed.
+    """
+    n = dataset.max_atoms
+    real = np.arange(n)[None, :] < dataset.N[:, None]
+    pairs = {"forces": (dataset.F[dataset.has_F[:, None] & real], predictions.forces[dataset.has_F[:, None] & real])}
+    if predictions.dipole is not None:
+        pairs["dipoles"] = (dataset.D[dataset.has_D], predictions.dipole[dataset.has_D])
+    reference, predicted = [], []
+    frames = np.nonzero(dataset.has_E)[0]
+    _, molecule = np.unique(dataset.Z[frames], axis=0, return_inverse=True)
+    for group in np.unique(molecule):
+        picked = frames[molecule.reshape(-1) == group]
+        if len(picked) > 1:
+            reference.append(dataset.E[picked] - dataset.E[picked].mean())
+            predicted.append(predictions.energy[picked] - predictions.energy[picked].mean())
+    if reference:
+        pairs["energies (about each molecule's mean)"] = (np.concatenate(reference), np.concatenate(predicted))
+    messages = []
+    for name, (ref, pred) in pairs.items():
+        fit = _scale_fit(np.ravel(ref), np.ravel(pred))
+        if fit is None:
+            continue
+        slope, cosine = fit
+        if abs(cosine) >= MIN_SCALE_CORRELATION and not LABEL_SCALE_RANGE[0] <= slope <= LABEL_SCALE_RANGE[1]:
+            hint = ("forces stored as +dE/dR (gradients): pass --force-sign -1" if slope < 0 else
+                    "labels in other units than given: set --energy-unit, --force-unit, --dipole-unit (e.g. 23.06 "
+                    "for kcal/mol read as eV, 0.0367 for hartree, 4.80 for Debye read as e·Å)")
+            messages.append(f"{where}: the reference {name} are {slope:.3g}× the model's predictions (least squares "
+                            f"over {np.size(ref)} values, cosine {cosine:.2f}; 1 for labels in the model's units): "
+                            f"{hint}; its errors compare unlike quantities")
+    for message in messages:
+        warnings.warn(message, PhysNetInputWarning, stacklevel=2)
+    return messages
