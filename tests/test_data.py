@@ -264,3 +264,18 @@ def test_positions_in_bohr_warn_and_angstrom_do_not(tmp_path, raw):
         warnings.simplefilter("error")
         for path in (DATA, bundled_dataset_path(), Path(__file__).parent / "data" / "neighbors_mixed.npz"):
             load_dataset(path)
+
+
+def test_frames_without_a_charge_beside_charged_ones_warn(tmp_path, raw):
+    """The total charge is a model input: on main the frames of a file without 'Q' joined to cations were
+    trained as neutral silently (and the extxyz frames lacking info['charge'] likewise)."""
+    cations = dict(raw, Q=np.ones(64))
+    plain = dict({k: raw[k][:3] for k in ("Z", "N", "E", "F")}, R=raw["R"][:3] + 0.01)
+    paths = [write(tmp_path, cations, "cations.npz"), write(tmp_path, plain, "unknown.npz")]
+    with pytest.warns(UserWarning, match=r"3 frame\(s\) carry no total charge .*\(frames 64, 65, 66, e.g. .*unknown.npz\[0\]"
+                                         r"\), while 64 carry a non-zero one \(e.g. 1 e in .*cations.npz\[0\]\)"):
+        data = load_dataset(paths)
+    np.testing.assert_array_equal(data.Q[64:], 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_dataset([DATA, paths[1]])  # known charges all 0: the unknown ones are as good as neutral

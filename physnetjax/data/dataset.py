@@ -306,7 +306,9 @@ def load_dataset(paths, *, energy_unit: str = "eV", force_unit: Optional[str] = 
     Several files are concatenated (padded to the largest molecule); a label absent
     from some files is masked for their frames. Duplicated frames across the files
     are reported by a warning. ``force_sign`` −1 negates the forces (files that
-    store gradients +dE/dR; see :mod:`physnetjax.data.sanity`).
+    store gradients +dE/dR; see :mod:`physnetjax.data.sanity`). Frames without a
+    total charge are neutral (Q = 0 is also the model's input); when other frames
+    carry a non-zero one, a warning names them (:func:`warn_unknown_charges`).
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -319,9 +321,25 @@ def load_dataset(paths, *, energy_unit: str = "eV", force_unit: Optional[str] = 
     data = parts[0] if len(parts) == 1 else concatenate(parts)
     if len(parts) > 1:
         warn_duplicates(data, ", ".join(str(p) for p in paths))
+    warn_unknown_charges(data, ", ".join(str(p) for p in paths))
     if force_sign not in (1, -1):
         raise ValueError(f"force_sign must be 1 or -1, received {force_sign}")
     return data if force_sign == 1 else dataclasses.replace(data, F=-data.F)
+
+
+def warn_unknown_charges(data: Dataset, where) -> None:
+    """Warn when frames without a total charge (taken as 0 e) sit beside frames of a non-zero charge.
+
+    The total charge is a model input: a cation whose file lacks ``Q`` (or
+    ``info['charge']``) would be fitted, and evaluated, as a neutral molecule.
+    """
+    unknown = ~data.has_Q
+    charged = data.has_Q & (data.Q != 0)
+    if unknown.any() and charged.any():
+        warnings.warn(f"{where}: {int(unknown.sum())} frame(s) carry no total charge (key 'Q', info['charge']) and are "
+                      f"taken as neutral (frames {_first_frames(unknown)}, e.g. {data.sources[unknown][0]}), while "
+                      f"{int(charged.sum())} carry a non-zero one (e.g. {data.Q[charged][0]:g} e in "
+                      f"{data.sources[charged][0]}); give every frame its charge", PhysNetInputWarning, stacklevel=3)
 
 
 def bundled_dataset_path() -> Path:
