@@ -394,7 +394,8 @@ def test_cli_output_path_that_is_a_file_is_rejected(tmp_path, capsys):
 @pytest.mark.slow
 def test_cli_writes_csv_json_png_with_harmonic_lines(tmp_path, capsys):
     out = tmp_path / "ir"
-    assert _cli(_ir_args(out, **{"--dtype": "float64"})) == 0
+    with pytest.warns(UserWarning, match="MD lines are ~228 cm.-1 wide"):  # a short 0.2 ps window
+        assert _cli(_ir_args(out, **{"--dtype": "float64"})) == 0
     printed = capsys.readouterr().out
     assert "harmonic analysis of CO2" in printed and "resolution:" in printed
     header = (out / "spectrum.csv").read_text().splitlines()[0]
@@ -404,6 +405,7 @@ def test_cli_writes_csv_json_png_with_harmonic_lines(tmp_path, capsys):
     document = json.loads((out / "spectrum.json").read_text())
     assert len(document["harmonic"]["frequencies_cm1"]) == 4
     assert [band["degeneracy"] for band in document["bands"]] == [2, 1, 1]
+    assert [band["half_width_cm1"] for band in document["bands"]] == [150.0, 150.0, 150.0]
     assert document["settings"]["replicas"] == 2 and len(document["temperatures_K"]) == 2
     assert document["resolution_cm1"] == pytest.approx(1.0 / (C_CM_PER_FS * 200.0), rel=1e-12)
     assert (out / "spectrum.png").stat().st_size > 10_000
