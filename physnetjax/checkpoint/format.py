@@ -45,6 +45,7 @@ import os
 import shutil
 import tempfile
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import metadata as ocp_metadata
 
 from physnetjax.checkpoint.errors import CheckpointError, CheckpointNotFoundError
+from physnetjax.errors import PhysNetInputWarning
 
 FORMAT_VERSION = 2
 """Newest on-disk layout this library reads and writes (2 for ensembles, 1 for single models)."""
@@ -192,9 +194,18 @@ def config_checksum(config: dict) -> str:
 
 
 def _verify_config(root: Path, config: dict) -> None:
-    """Raise CheckpointError when ``config.json`` was changed after it was written (no-op for old checkpoints)."""
+    """Raise CheckpointError when ``config.json`` was changed after it was written.
+
+    A ``config.json`` without a checksum (written before checkpoints had one, or with the
+    entry deleted) cannot be verified: it loads with a :class:`PhysNetInputWarning`.
+    """
     expected = config.get(CONFIG_CHECKSUM_KEY)
-    if expected is not None and config_checksum(config) != expected:
+    if expected is None:
+        warnings.warn(f"checkpoint {root}: {CONFIG_FILE} has no {CONFIG_CHECKSUM_KEY} (written before checkpoints "
+                      "recorded one, or the entry was removed), so an edit of its settings cannot be detected; save "
+                      "it again with save_checkpoint to protect it", PhysNetInputWarning, stacklevel=4)
+        return
+    if config_checksum(config) != expected:
         raise CheckpointError(
             f"checkpoint {root} is corrupted: {CONFIG_FILE} fails its SHA-256 check (edited after saving? a "
             "changed element energy or cutoff shifts every prediction); restore the original file, or load it "
