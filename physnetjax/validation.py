@@ -160,23 +160,25 @@ def check_total_charge(total_charge, atomic_numbers, where: str = "") -> float:
 
 
 def atoms_total_charge(atoms, total_charge: Optional[float] = None) -> float:
-    """Total charge Q (e) of an ``ase.Atoms``: ``total_charge`` if given, else ``atoms.info["charge"]``, else 0.
+    """Total charge Q (e) of an ``ase.Atoms``, by the rule the dataset reader (:func:`physnetjax.data.load_ase`) uses.
 
-    ASE's per-atom initial charges are not read: xTB calculators (tblite, xtb-python)
-    take Q as their sum, so a structure prepared for them with initial charges summing
-    to Q but no ``info["charge"]`` gets a :class:`PhysNetInputWarning` naming both values
-    when they differ by more than 1e-6 e.
+    ``total_charge`` if given, else ``atoms.info["charge"]``, else the sum of ASE's
+    per-atom initial charges when any is non-zero (as xTB calculators such as
+    tblite read them), else 0. When ``info["charge"]`` or ``total_charge`` and the
+    initial charges are both present and differ by more than 1e-6 e, a
+    :class:`PhysNetInputWarning` names both values and the one used.
     """
-    charge = total_charge if total_charge is not None else atoms.info.get("charge", 0.0)
-    if atoms.has("initial_charges"):
-        initial = float(np.sum(atoms.get_initial_charges()))
-        if np.isfinite(initial) and abs(initial - float(charge)) > 1e-6:
-            source = "total_charge" if total_charge is not None else (
-                "info['charge']" if "charge" in atoms.info else "the default (no info['charge'])")
-            warnings.warn(
-                f"the atoms' initial charges sum to {initial:g} e but the total charge used is {float(charge):g} e "
-                f"from {source}; physnetjax reads the total charge from atoms.info['charge'] (or the total_charge "
-                "argument, --total-charge), not from initial charges", PhysNetInputWarning, stacklevel=3)
+    initial_charges = atoms.get_initial_charges() if atoms.has("initial_charges") else np.zeros(0)
+    initial = float(np.sum(initial_charges)) if np.any(initial_charges != 0) else None  # all zero: not set
+    if total_charge is not None:
+        charge, source = total_charge, "total_charge"
+    elif "charge" in atoms.info:
+        charge, source = atoms.info["charge"], "info['charge']"
+    else:
+        return 0.0 if initial is None else initial
+    if initial is not None and np.isfinite(initial) and abs(initial - float(charge)) > 1e-6:
+        warnings.warn(f"the atoms' initial charges sum to {initial:g} e but {source} is {float(charge):g} e; "
+                      f"{source} is used", PhysNetInputWarning, stacklevel=3)
     return charge
 
 

@@ -80,17 +80,21 @@ def test_results_equal_direct_model_call(calc, direct, molecules):
     assert np.max(np.abs(atoms.get_forces())) > 0.1
 
 
-def test_total_charge_from_info_with_a_warning_about_initial_charges(calc, charged_model, molecules):
-    """info['charge'] sets Q; initial charges summing to another Q (tblite's convention) are warned about."""
+def test_total_charge_from_info_or_initial_charges(calc, charged_model, molecules):
+    """info['charge'] sets Q, else the initial charges' sum (tblite's rule); a new charge on the same geometry is
+    not served from the cache (ASE's change check ignores info)."""
     model, params = charged_model
     z, r = molecules["ethanol"]
     atoms = ase.Atoms(numbers=z, positions=r, calculator=calc)
-    for charge in (0.0, 1.0, -1.0):  # same geometry, new charge: not the cached results (ASE ignores info)
+    for charge in (0.0, 1.0, -1.0):
         atoms.info["charge"] = charge
         np.testing.assert_allclose(atoms.get_potential_energy(),
                                    predict(model, params, z, r, total_charge=charge)["energy"], rtol=0, atol=TIGHT)
     cation = ase.Atoms(numbers=z, positions=r, calculator=calc, charges=[1.0 / len(z)] * len(z))
-    with pytest.warns(PhysNetInputWarning, match="initial charges sum to 1 e but the total charge used is 0 e"):
+    np.testing.assert_allclose(cation.get_potential_energy(),
+                               predict(model, params, z, r, total_charge=1.0)["energy"], rtol=0, atol=TIGHT)
+    cation.info["charge"] = 0.0
+    with pytest.warns(PhysNetInputWarning, match=r"initial charges sum to 1 e but info\['charge'\] is 0 e"):
         energy = cation.get_potential_energy()
     np.testing.assert_allclose(energy, predict(model, params, z, r)["energy"], rtol=0, atol=TIGHT)
 

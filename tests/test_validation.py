@@ -188,21 +188,25 @@ def test_nan_parameters_raise_instead_of_returning_nan(charged):
 
 
 def test_total_charge_of_atoms_and_initial_charges():
-    """total_charge, else info['charge'], else 0; initial charges summing to another Q are warned about, not used."""
+    """total_charge, else info['charge'], else the sum of non-zero initial charges (tblite's rule), else 0;
+    a given charge that differs from the initial charges' sum is used, with a warning naming both."""
     from physnetjax.validation import atoms_total_charge
 
     atoms = ase.Atoms("NH4", positions=[[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [-1, 0, 0]])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert atoms_total_charge(atoms) == 0.0
+        atoms.set_initial_charges([0.0] * 5)  # an all-zero column is no information
         atoms.info["charge"] = 1.0
         assert atoms_total_charge(atoms) == 1.0
         assert atoms_total_charge(atoms, -1.0) == -1.0
         atoms.set_initial_charges([0.2] * 5)  # sums to the charge used: silent
         assert atoms_total_charge(atoms) == pytest.approx(1.0)
-    del atoms.info["charge"]
-    with pytest.warns(PhysNetInputWarning, match=r"initial charges sum to 1 e but the total charge used is 0 e from "
-                                                 r"the default \(no info\['charge'\]\)"):
+        del atoms.info["charge"]
+        assert atoms_total_charge(atoms) == pytest.approx(1.0)  # the initial charges' sum
+    atoms.info["charge"] = 0.0
+    with pytest.warns(PhysNetInputWarning, match=r"initial charges sum to 1 e but info\['charge'\] is 0 e; "
+                                                 r"info\['charge'\] is used"):
         assert atoms_total_charge(atoms) == 0.0
-    with pytest.warns(PhysNetInputWarning, match="from total_charge"):
+    with pytest.warns(PhysNetInputWarning, match="but total_charge is 2 e; total_charge is used"):
         assert atoms_total_charge(atoms, 2.0) == 2.0
