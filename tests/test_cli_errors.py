@@ -346,3 +346,16 @@ def test_train_cli_resume_names_a_damaged_run_file(tmp_path, capsys, name, edit,
     line = one_line_error(capsys, "train")
     assert str(run / name) in line and message in line
     assert (run / name).read_text() == edited
+
+
+def test_train_cli_leaves_the_package_loggers_as_it_found_them(tmp_path, capsys):
+    """Its stdout handler stayed on the 'physnetjax' logger: a later in-process CLI call (another stdout) logged
+    through it ('--- Logging error ---' once that stream was closed) and nothing reached the root logger."""
+    import logging
+
+    package = logging.getLogger("physnetjax")
+    before = (list(package.handlers), package.level, package.propagate, logging.getLogger("physnetjax.checkpoint").level)
+    assert train_main(["--data", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "run")]) == 2
+    assert "--data" in one_line_error(capsys, "train")
+    after = (list(package.handlers), package.level, package.propagate, logging.getLogger("physnetjax.checkpoint").level)
+    assert after == before

@@ -58,18 +58,20 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
       PhysNetInputError: ``config.out`` holds a run with other settings (only
         :data:`~physnetjax.learn.config.RESUME_CHANGES` may change).
     """
-    label = labeller if labeller is not None else xtb_labeller(config.labeller, config.charge)
     run_dir = Path(config.out)
     state = read_state(run_dir)
-    if state is not None:
+    if state is None:
+        start = _start_data(config)
+    else:
         changed = config.changed_from(state["settings"])
         if changed:
             raise PhysNetInputError(f"{run_dir} holds a run with other settings {changed}; only {list(RESUME_CHANGES)} "
                                     "may change when resuming: pick another --out")
+    label = labeller if labeller is not None else xtb_labeller(config.labeller, config.charge)  # tblite present?
+    if state is not None:
         rounds = state["rounds"]
         logger.info("resuming %s after %d finished round(s)", run_dir, len(rounds))
     else:
-        start = _start_data(config)
         run_dir.mkdir(parents=True, exist_ok=True)
         for name, frames in start.items():
             save_frames(frames, run_dir / name)

@@ -21,6 +21,7 @@ holds a run; 4 training stopped (NaN loss or metrics, failed force check).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -136,6 +137,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def progress_logging(level: int, verbose: bool):
+    """The package's log lines go, unprefixed, to this call's stdout at ``level`` (checkpoint details only with
+    ``verbose``); afterwards the loggers are as before, so a later call in the same process (whose stdout may
+    be another stream) is not written through a stale handler."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    package, checkpoint = logging.getLogger("physnetjax"), logging.getLogger("physnetjax.checkpoint")
+    before = (package.level, package.propagate, checkpoint.level)
+    package.addHandler(handler)
+    package.setLevel(level)
+    package.propagate = False
+    checkpoint.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(before[0])
+        package.propagate = before[1]
+        checkpoint.setLevel(before[2])
+
+
 @cli_main("python -m physnetjax.train")
 def main(argv=None) -> int:
     from physnetjax.train.loop import resume, train
@@ -144,16 +167,6 @@ def main(argv=None) -> int:
     args = vars(parse_args(parser, argv))
     verbose, quiet = args.pop("verbose", False), args.pop("quiet", False)
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.set_name(__name__)
-    package_logger = logging.getLogger("physnetjax")
-    for earlier in [h for h in package_logger.handlers if h.get_name() == __name__]:
-        package_logger.removeHandler(earlier)
-    package_logger.addHandler(handler)
-    package_logger.setLevel(level)
-    package_logger.propagate = False
-    logging.getLogger("physnetjax.checkpoint").setLevel(logging.DEBUG if verbose else logging.WARNING)
     run_dir = args.pop("resume", None)
     allow_changed_data = args.pop("allow_changed_data", False)
     if allow_changed_data and run_dir is None:
@@ -165,8 +178,9 @@ def main(argv=None) -> int:
         used_preset = None if run_dir is not None else preset or "fast"
         write_resolved_config(parser, {"preset": used_preset, **config.to_dict()}, directory / CONFIG_NAME)
 
-    if run_dir is not None:
-        resume(run_dir, allow_changed_data=allow_changed_data, on_start=keep_config, **settings)
-    else:
-        train(TrainConfig(**settings), on_start=keep_config)
+    with progress_logging(level, verbose):
+        if run_dir is not None:
+            resume(run_dir, allow_changed_data=allow_changed_data, on_start=keep_config, **settings)
+        else:
+            train(TrainConfig(**settings), on_start=keep_config)
     return 0
