@@ -430,6 +430,9 @@ molecules in Å (bundled sets: 0.94–1.01), 1.89 for the same in bohr read as �
 BOND_RATIO_FRAMES = 200
 """Frames (evenly spaced) over which :func:`warn_length_unit` takes the median."""
 
+BOND_RATIO_ATOMS = 64
+"""Atoms per frame (evenly spaced) whose nearest neighbours :func:`warn_length_unit` looks up (cost ∝ this × N)."""
+
 
 def warn_length_unit(data: Dataset, where) -> None:
     """Warn when the atoms sit ~1.9× farther from their nearest neighbours than covalent bonds (positions in bohr).
@@ -437,7 +440,7 @@ def warn_length_unit(data: Dataset, where) -> None:
     Every label stays consistent with positions in bohr read as Å, so nothing else
     notices; but the model then learns a stretched molecule and every prediction at
     a real (Å) geometry is an extrapolation. The statistic is the median over atoms
-    (of frames with ≥ 2 atoms) of the nearest-neighbour distance over the sum of the
+    (up to :data:`BOND_RATIO_ATOMS` per frame with ≥ 2 atoms) of the nearest-neighbour distance over the sum of the
     two covalent radii (:data:`ase.data.covalent_radii`); rare-gas clusters and other
     non-bonded data exceed :data:`BOND_RATIO_MAX` legitimately (then ignore this).
     """
@@ -450,10 +453,11 @@ def warn_length_unit(data: Dataset, where) -> None:
     ratios = []
     for k in frames:
         n = int(data.N[k])
+        rows = np.unique(np.linspace(0, n - 1, min(n, BOND_RATIO_ATOMS)).astype(int))
         radii = covalent_radii[data.Z[k, :n]]
-        distance = np.linalg.norm(data.R[k, :n, None] - data.R[k, None, :n], axis=-1)
-        ratio = distance / (radii[:, None] + radii[None, :])
-        np.fill_diagonal(ratio, np.inf)
+        distance = np.linalg.norm(data.R[k, rows, None] - data.R[k, None, :n], axis=-1)
+        ratio = distance / (radii[rows, None] + radii[None, :])
+        ratio[np.arange(len(rows)), rows] = np.inf
         ratios.append(ratio.min(axis=1))
     median = float(np.median(np.concatenate(ratios)))
     if median > BOND_RATIO_MAX:

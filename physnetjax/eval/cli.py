@@ -140,7 +140,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         outputs.write_frames_csv(result, out / "frames.csv")
         outputs.write_summary(result, out / "summary.json", checkpoint=str(checkpoint), data=list(args.data),
                               units={"energy": args.energy_unit, "force": args.force_unit,
-                                     "dipole": args.dipole_unit, "force_sign": args.force_sign}, model_config=model.config(), dtype=dtype)
+                                     "dipole": args.dipole_unit, "force_sign": args.force_sign},
+                              model_config=model.config(), dtype=dtype)
         written += [out / CONFIG_NAME, out / "frames.csv", out / "summary.json"]
         if args.plots:
             written += outputs.write_parity_plots(dataset, predictions, out)

@@ -174,7 +174,8 @@ MIN_SCALE_CORRELATION = 0.7
 
 
 def _scale_fit(reference: np.ndarray, predicted: np.ndarray) -> Optional[tuple[float, float]]:
-    """(slope s of reference ≈ s · predicted through 0, cosine of the two vectors), None below 3 entries or for zeros."""
+    """(slope s of reference ≈ s · predicted through 0, cosine of the two vectors); None below 3 entries or for
+    zeros."""
     if reference.size < 3 or not np.any(reference) or not np.any(predicted):
         return None
     slope = float((reference * predicted).sum() / (predicted * predicted).sum())

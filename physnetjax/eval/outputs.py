@@ -61,7 +61,8 @@ def write_summary(result: EvalResult, path, *, checkpoint: str, data: list, unit
                   dtype: str) -> None:
     """The JSON summary (see module docstring)."""
     summary = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "checkpoint": checkpoint, "data": data,
-               "data_units": units, "units": dict(ERROR_UNITS), "dtype": dtype, "num_frames": len(result.frames["frame"]),
+               "data_units": units, "units": dict(ERROR_UNITS), "dtype": dtype,
+               "num_frames": len(result.frames["frame"]),
                **result.summary(), "model": model_config}
     Path(path).write_text(json.dumps(summary, indent=2) + "\n")
 

@@ -101,13 +101,15 @@ class LearnConfig:
             raise ValueError(f"the loop selects by the ensemble spread: ensemble must be >= 2 members, "
                              f"received {self.ensemble}")
         if not self.temperatures or not all(math.isfinite(t) and t > 0 for t in self.temperatures):
-            raise ValueError(f"temperatures must be one or more finite values > 0 K, received {list(self.temperatures)}")
+            raise ValueError("temperatures must be one or more finite values > 0 K, received "
+                             f"{list(self.temperatures)}")
         for name, unit in (("timestep_fs", "fs"), ("friction", "fs^-1"), ("max_force", "eV/Å")):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise ValueError(f"{name} must be finite and > 0 {unit}, received {getattr(self, name)}")
         if self.uncertainty_threshold is not None and not (math.isfinite(self.uncertainty_threshold)
                                                            and self.uncertainty_threshold > 0):
-            raise ValueError(f"uncertainty_threshold must be finite and > 0 eV/Å, received {self.uncertainty_threshold}")
+            raise ValueError("uncertainty_threshold must be finite and > 0 eV/Å, received "
+                             f"{self.uncertainty_threshold}")
         if not (0 < self.valid < 1 or (self.valid >= 1 and self.valid == int(self.valid))):
             raise ValueError(f"valid must be a fraction in (0, 1) or a whole number of frames >= 1, "
                              f"received {self.valid}")

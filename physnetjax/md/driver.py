@@ -283,8 +283,9 @@ def simulate(
     Args:
       atoms: the start geometry; its momenta are used if non-zero, else momenta are
         drawn from Maxwell–Boltzmann at ``temperature_K`` (zero total momentum).
-        Fully periodic atoms (pbc all True) run in their cell. Its total charge is
-        ``atoms.info["charge"]`` in e (0 if absent), as for the ASE calculator.
+        Fully periodic atoms (pbc all True) run in their cell. Its total charge (e) is
+        :func:`physnetjax.validation.atoms_total_charge`'s, as for the ASE calculator:
+        ``atoms.info["charge"]``, else the sum of the initial charges, else 0.
       ensemble: ``"nve"`` (velocity Verlet), ``"langevin"`` (BAOAB, ``friction`` fs⁻¹),
         ``"nvt-nhc"`` (Nosé–Hoover chain of ``chain_length``, time ``thermostat_time_fs``),
         ``"csvr"`` (stochastic velocity rescaling, ``thermostat_time_fs``) or ``"npt"``
@@ -620,7 +621,8 @@ def read_restart(path, atoms: ase.Atoms, max_atomic_number: int) -> dict:
       PhysNetInputError: the file is not a readable .npz, lacks one of :data:`RESTART_KEYS`,
         holds another system (atomic numbers), a state that fails its recorded
         :func:`state_checksum` (edited after it was written; files without one are not
-        checked), a non-integer step, momenta that are not finite (n, 3), or positions (in the saved cell for a periodic run) that fail
+        checked), a non-integer step, momenta that are not finite (n, 3), or positions
+        (in the saved cell for a periodic run) that fail
         :func:`physnetjax.validation.validate_structure` with ``strict=True``.
     """
     try:
@@ -649,9 +651,8 @@ def read_restart(path, atoms: ase.Atoms, max_atomic_number: int) -> dict:
         raise PhysNetInputError(f"restart file {path}: momenta must be finite numbers of shape ({len(atoms)}, 3), "
                                 f"received shape {momenta.shape}, dtype {momenta.dtype}")
     cell = saved["cell"] if "cell" in saved and np.all(atoms.pbc) else atoms.cell.array
-    validate_structure(atoms.numbers, saved["positions"], max_atomic_number,
-                       total_charge=atoms.info.get("charge", 0.0), cell=cell, pbc=atoms.pbc, strict=True,
-                       where=f"restart file {path}")
+    validate_structure(atoms.numbers, saved["positions"], max_atomic_number, cell=cell, pbc=atoms.pbc, strict=True,
+                       where=f"restart file {path}")  # the charge is the start geometry's, checked by simulate
     return saved
 
 

@@ -358,9 +358,10 @@ class Trainer:
         charges = np.unique(self.dataset.Q[self.split["train"]])
         if self.model.charges or len(charges) < 2:
             return
-        warnings.warn(f"{', '.join(paths)}: the training frames have total charges {', '.join(f'{q:g}' for q in charges)} "
-                      "e, but a model without --charges does not see the total charge (the same geometry gets one "
-                      "energy whatever its charge); train with --charges or one charge state per model",
+        listed = ", ".join(f"{q:g}" for q in charges)
+        warnings.warn(f"{', '.join(paths)}: the training frames have total charges {listed} e, but a model without "
+                      "--charges does not see the total charge (the same geometry gets one energy whatever its "
+                      "charge); train with --charges or one charge state per model",
                       PhysNetInputWarning, stacklevel=2)
 
     def _check_data_unchanged(self, recorded) -> None:
