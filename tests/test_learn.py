@@ -238,6 +238,7 @@ def test_cli_loop_with_gfn2_xtb_labels(tmp_path, capsys):
     (["--temperatures", "300", "nan"], "temperatures must be one or more finite values > 0 K"),
     (["--learning-rate", "-1"], "learning_rate"),
     (["--valid", "5.5"], "valid"),
+    (["--md-ensemble", "csvr", "--friction", "0.1"], "--md-ensemble csvr does not use --friction (langevin only)"),
 ])
 def test_cli_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
     from physnetjax.learn.__main__ import main

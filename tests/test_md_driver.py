@@ -10,6 +10,7 @@ from conftest import perturbed_params
 
 from physnetjax import PhysNet, init_params, predict
 from physnetjax.checkpoint.format import save_checkpoint
+from physnetjax.errors import PhysNetInputError
 from physnetjax.md.__main__ import main
 from physnetjax.md.io import momenta_to_ase
 from physnetjax.md.driver import EnergyConservationError, MDInstabilityError, drift_and_fluctuation, simulate
@@ -112,6 +113,35 @@ def test_bad_arguments(system):
         simulate(model, params, atoms, out="x.pdb")
 
 
+def test_settings_of_other_ensembles_are_refused_not_ignored(system):
+    """On main simulate(ensemble="nve", friction=0.05) ran NVE and dropped the friction without a word (the CLI
+    refused such options, the Python API did not)."""
+    model, params, atoms = system
+    with pytest.raises(PhysNetInputError, match=r"ensemble='nve' does not use friction=0.05 \(langevin only\)"):
+        simulate(model, params, atoms, ensemble="nve", friction=0.05, steps=5, save_every=5)
+    with pytest.raises(PhysNetInputError, match=r"ensemble='langevin' does not use thermostat_time_fs=50.0 "
+                                                r"\(nvt-nhc / csvr / npt only\), energy_tolerance=5.0 \(nve only\)"):
+        simulate(model, params, atoms, ensemble="langevin", thermostat_time_fs=50.0, energy_tolerance=5.0)
+    with pytest.raises(PhysNetInputError, match=r"anisotropic=False \(npt only\)"):
+        simulate(model, params, atoms, ensemble="csvr", anisotropic=False)
+
+
+def test_restart_of_another_model_or_ensemble_through_the_python_api(system, tmp_path):
+    """On main simulate(restart=...) went on with whatever model it was given and switched ensembles silently
+    (only the CLI checked the records of the MD checkpoint)."""
+    model, params, atoms = system
+    state = tmp_path / "state.npz"
+    common = dict(steps=10, save_every=5, dtype="float64")
+    simulate(model, params, atoms, ensemble="langevin", checkpoint_path=str(state), **common)
+    with pytest.raises(PhysNetInputError, match=f"restart file {state} was written by a run of another model"):
+        simulate(model, perturbed_params(params, 0.01, seed=5), atoms, ensemble="langevin", restart=str(state),
+                 **common)
+    with pytest.warns(UserWarning, match=f"restart file {state} was a langevin run and continues as ensemble nve"):
+        report = simulate(model, params, atoms, restart=str(state), **common)
+    assert report.ensemble == "nve"
+    simulate(model, params, atoms, ensemble="langevin", restart=str(state), **common)
+
+
 def test_nve_energy_drift_stops_and_saves_the_last_good_frame(system, tmp_path):
     """At 10 fs (beyond Verlet's stability for C–H stretches) the conserved energy moves by ~10 eV/atom;
     on main the run finished with exit 0. The first frame beyond 20 meV/atom stops it."""
@@ -144,7 +174,7 @@ def test_cli_restart_checks_ensemble_and_model(system, tmp_path, capsys):
     assert (f"--restart {state} continues a langevin run, not --ensemble nve (the default)"
             in capsys.readouterr().err)
     # Asked for explicitly, the switch is a workflow (equilibrate, then NVE): it runs, with a warning.
-    with pytest.warns(UserWarning, match="was a langevin run and continues as --ensemble nve"):
+    with pytest.warns(UserWarning, match="was a langevin run and continues as ensemble nve"):
         assert main(common + ["--checkpoint", str(tmp_path / "model"), "--restart", str(state),
                               "--ensemble", "nve"]) == 0
     other = common + ["--checkpoint", str(tmp_path / "other"), "--ensemble", "langevin", "--restart", str(state)]

@@ -18,9 +18,10 @@ import logging
 import sys
 from pathlib import Path
 
-from physnetjax.cli_config import CONFIG_NAME, add_config_options, parse_args, write_resolved_config
+from physnetjax.cli_config import CONFIG_NAME, add_config_options, given_options, parse_args, write_resolved_config
 from physnetjax.cli_errors import cli_main
 from physnetjax.cli_help import HelpFormatter
+from physnetjax.errors import PhysNetInputError
 from physnetjax.learn.config import SELECTIONS, LearnConfig
 from physnetjax.train.cli import HELP as TRAIN_HELP
 
@@ -98,6 +99,9 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, force=True)
+    if args.md_ensemble != "langevin" and "friction" in given_options(parser, argv):
+        raise PhysNetInputError(f"--md-ensemble {args.md_ensemble} does not use --friction (langevin only): remove "
+                                "it or choose --md-ensemble langevin")
     values = {key: value for key, value in vars(args).items() if key != "verbose"}
     values["timestep_fs"] = values.pop("timestep")
     config = LearnConfig(**values)

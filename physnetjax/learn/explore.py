@@ -77,7 +77,8 @@ def explore(checkpoint, data: Dataset, directory, config, round_index: int) -> t
             simulate(model, params, start, ensemble=config.md_ensemble,
                      temperature_K=temperature, timestep_fs=config.timestep_fs, steps=config.md_steps, out=str(out),
                      save_every=config.save_every, chunk_frames=min(100, config.md_steps // config.save_every),
-                     friction=config.friction, seed=seed, max_force=config.max_force,
+                     friction=config.friction if config.md_ensemble == "langevin" else None, seed=seed,
+                     max_force=config.max_force,
                      trained_elements=trained_elements_of(metadata), on_uncertainty="flag",
                      uncertainty_threshold=config.uncertainty_threshold)
         except MDInstabilityError as error:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import warnings
 
 import ase.io
 import jax
@@ -39,10 +38,11 @@ import jax
 from physnetjax.cli_config import CONFIG_NAME, add_config_options, given_options, parse_args, write_resolved_config
 from physnetjax.cli_errors import EXIT_OK, EXIT_RUN_STOPPED, cli_main
 from physnetjax.cli_help import HelpFormatter, describe
-from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
+from physnetjax.errors import PhysNetInputError
 from physnetjax.md.driver import (
     ENERGY_DRIFT_ACTIONS,
     ENERGY_TOLERANCE_MEV_PER_ATOM,
+    ENSEMBLE_ONLY_ARGUMENTS,
     UNCERTAINTY_ACTIONS,
     check_md_arguments,
     check_uncertainty_arguments,
@@ -55,22 +55,24 @@ from physnetjax.validation import check_output_path, trained_elements_of
 
 
 DEFAULT_ENSEMBLE = "nve"
-ENSEMBLE_ONLY = {
-    "friction": ("langevin",),
-    "temperature_end": ("nvt-nhc", "csvr", "npt"),
-    "thermostat_time": ("nvt-nhc", "csvr", "npt"),
-    "chain_length": ("nvt-nhc",),
-    "pressure": ("npt",),
-    "pressure_end": ("npt",),
-    "barostat_time": ("npt",),
-    "compressibility": ("npt",),
-    "anisotropic": ("npt",),
-    "energy_tolerance": ("nve",),
-    "on_energy_drift": ("nve",),
+KEYWORD_OF = {
+    "friction": "friction",
+    "temperature_end": "temperature_end_K",
+    "thermostat_time": "thermostat_time_fs",
+    "chain_length": "chain_length",
+    "pressure": "pressure_bar",
+    "pressure_end": "pressure_end_bar",
+    "barostat_time": "barostat_time_fs",
+    "compressibility": "compressibility_per_bar",
+    "anisotropic": "anisotropic",
+    "energy_tolerance": "energy_tolerance",
+    "on_energy_drift": "on_energy_drift",
 }
-"""Options that only some ensembles use (dest → those ensembles; see :func:`physnetjax.md.ensembles.build_dynamics`
-and the NVE energy watch of :func:`~physnetjax.md.driver.simulate`). ``--temperature`` is not listed: it draws the
-start velocities in every ensemble."""
+"""Options that only some ensembles use (dest → :func:`~physnetjax.md.driver.simulate`'s keyword in
+:data:`~physnetjax.md.driver.ENSEMBLE_ONLY_ARGUMENTS`). ``--temperature`` is not one: it draws the start
+velocities in every ensemble."""
+ENSEMBLE_ONLY = {dest: ENSEMBLE_ONLY_ARGUMENTS[keyword] for dest, keyword in KEYWORD_OF.items()}
+"""dest → the ensembles that use it."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,22 +163,19 @@ def check_restart(path, saved: dict, ensemble: str, given: set, checkpoint, para
 
     Another model is refused. Another ensemble is refused unless ``--ensemble`` was given on
     the command line (a default would silently turn, say, a Langevin run into NVE); given,
-    it is a deliberate switch (equilibrate, then NVE), done with a warning: positions,
-    momenta and the cell carry over, the new ensemble's thermostat state starts afresh.
-    Files written before these records (no ``ensemble`` / ``model`` entry) are not checked.
+    it is a deliberate switch (equilibrate, then NVE), which
+    :func:`~physnetjax.md.driver.simulate` makes with a warning. Files written before these
+    records (no ``ensemble`` / ``model`` entry) are not checked.
 
     Raises:
       PhysNetInputError: naming ``--restart`` and the option to change.
     """
-    if "ensemble" in saved and str(saved["ensemble"]) != ensemble:
-        recorded = str(saved["ensemble"])
+    recorded = str(saved.get("ensemble", ensemble))
+    if recorded != ensemble:
         if "ensemble" not in given:
             raise PhysNetInputError(
                 f"--restart {path} continues a {recorded} run, not {_named_ensemble(ensemble, given)}: pass "
                 f"--ensemble {recorded} to continue it, or --ensemble {ensemble} explicitly to switch ensembles")
-        warnings.warn(f"--restart {path} was a {recorded} run and continues as --ensemble {ensemble}: positions, "
-                      f"momenta and cell carry over, the {ensemble} thermostat state starts afresh",
-                      PhysNetInputWarning, stacklevel=2)
     if "model" in saved and str(saved["model"]) != params_fingerprint(params):
         model = (f"--checkpoint {checkpoint}" if checkpoint is not None
                  else "the shipped example model (no --checkpoint)")
@@ -228,16 +227,13 @@ def main(argv=None) -> int:
         report = simulate(
             model, params, atoms, ensemble=args.ensemble, temperature_K=args.temperature,
             timestep_fs=args.timestep, steps=args.steps, out=args.out, save_every=args.save_every,
-            chunk_frames=args.chunk, friction=args.friction, seed=args.seed,
+            chunk_frames=args.chunk, seed=args.seed,
             dtype="float64" if args.float64 else "float32", max_force=args.max_force, skin=args.skin,
             checkpoint_path=args.md_checkpoint, restart=args.restart,
             progress=lambda done: bar.update(task, completed=done),
-            trained_elements=trained_elements_of(metadata), energy_tolerance=args.energy_tolerance,
-            on_energy_drift=args.on_energy_drift,
-            thermostat_time_fs=args.thermostat_time, chain_length=args.chain_length,
-            temperature_end_K=args.temperature_end, pressure_bar=args.pressure,
-            pressure_end_bar=args.pressure_end, barostat_time_fs=args.barostat_time,
-            compressibility_per_bar=args.compressibility, anisotropic=args.anisotropic,
+            trained_elements=trained_elements_of(metadata),
+            **{keyword: getattr(args, dest) if args.ensemble in ENSEMBLE_ONLY[dest] else None
+               for dest, keyword in KEYWORD_OF.items()},
             uncertainty_threshold=args.uncertainty_threshold, on_uncertainty=args.on_uncertainty,
         )
     for line in report.lines():

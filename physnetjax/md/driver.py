@@ -73,7 +73,7 @@ from physnetjax import compilation
 from physnetjax.calculator import check_dtype, cast_params
 from physnetjax.ensemble.model import is_ensemble
 from physnetjax.jsonlines import append_record, read_log, start_log
-from physnetjax.errors import PhysNetInputError, RunStoppedError
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, RunStoppedError
 from physnetjax.md.ensembles import (
     ENSEMBLES,
     EnsembleOptions,
@@ -103,6 +103,34 @@ ENERGY_TOLERANCE_MEV_PER_ATOM = 20.0
 
 ENERGY_DRIFT_ACTIONS = ("stop", "warn")
 UNCERTAINTY_ACTIONS = ("stop", "flag")
+
+ENSEMBLE_ONLY_ARGUMENTS = {
+    "friction": ("langevin",),
+    "temperature_end_K": ("nvt-nhc", "csvr", "npt"),
+    "thermostat_time_fs": ("nvt-nhc", "csvr", "npt"),
+    "chain_length": ("nvt-nhc",),
+    "pressure_bar": ("npt",),
+    "pressure_end_bar": ("npt",),
+    "barostat_time_fs": ("npt",),
+    "compressibility_per_bar": ("npt",),
+    "anisotropic": ("npt",),
+    "energy_tolerance": ("nve",),
+    "on_energy_drift": ("nve",),
+}
+"""Keyword arguments of :func:`simulate` that only some ensembles use (→ those ensembles); given (not None) to
+another ensemble they are refused. Their values when not given: :class:`~physnetjax.md.ensembles.EnsembleOptions`,
+:data:`ENERGY_TOLERANCE_MEV_PER_ATOM` and ``"stop"``."""
+
+
+def check_ensemble_arguments(ensemble: str, **given) -> None:
+    """PhysNetInputError naming the :data:`ENSEMBLE_ONLY_ARGUMENTS` given (not None) that ``ensemble`` does not use."""
+    unused = [name for name, users in ENSEMBLE_ONLY_ARGUMENTS.items()
+              if given.get(name) is not None and ensemble not in users]
+    if unused:
+        names = ", ".join(f"{name}={given[name]!r} ({' / '.join(ENSEMBLE_ONLY_ARGUMENTS[name])} only)"
+                          for name in unused)
+        raise PhysNetInputError(f"ensemble={ensemble!r} does not use {names}: leave {'it' if len(unused) == 1 else 'them'}"
+                                " out (None) or choose an ensemble that uses them")
 
 
 class MDInstabilityError(RunStoppedError):
@@ -254,7 +282,7 @@ def simulate(
     out: Optional[str] = None,
     save_every: int = 10,
     chunk_frames: int = 100,
-    friction: float = 0.01,
+    friction: Optional[float] = None,
     seed: int = 0,
     dtype="float32",
     max_force: float = 100.0,
@@ -265,16 +293,16 @@ def simulate(
     restart: Optional[str] = None,
     progress: Optional[Callable[[int], None]] = None,
     trained_elements=None,
-    energy_tolerance: float = ENERGY_TOLERANCE_MEV_PER_ATOM,
-    on_energy_drift: str = "stop",
-    thermostat_time_fs: float = 100.0,
-    chain_length: int = 3,
+    energy_tolerance: Optional[float] = None,
+    on_energy_drift: Optional[str] = None,
+    thermostat_time_fs: Optional[float] = None,
+    chain_length: Optional[int] = None,
     temperature_end_K: Optional[float] = None,
-    pressure_bar: float = 1.0,
+    pressure_bar: Optional[float] = None,
     pressure_end_bar: Optional[float] = None,
-    barostat_time_fs: float = 1000.0,
-    compressibility_per_bar: float = 4.5e-5,
-    anisotropic: bool = False,
+    barostat_time_fs: Optional[float] = None,
+    compressibility_per_bar: Optional[float] = None,
+    anisotropic: Optional[bool] = None,
     uncertainty_threshold: Optional[float] = None,
     on_uncertainty: str = "stop",
 ) -> MDReport:
@@ -291,7 +319,10 @@ def simulate(
         ``"csvr"`` (stochastic velocity rescaling, ``thermostat_time_fs``) or ``"npt"``
         (stochastic cell rescaling at ``pressure_bar`` with ``barostat_time_fs`` and
         ``compressibility_per_bar``, CSVR thermostat; ``anisotropic`` rescales the
-        three axes independently); see :mod:`physnetjax.md.ensembles`.
+        three axes independently); see :mod:`physnetjax.md.ensembles`. The settings
+        only some ensembles use (:data:`ENSEMBLE_ONLY_ARGUMENTS`) default to None, their
+        default value (:class:`~physnetjax.md.ensembles.EnsembleOptions`); given to an
+        ensemble that does not use them they are refused, not ignored.
       temperature_K: initial / thermostat temperature in K.
       temperature_end_K, pressure_end_bar: linear ramps from ``temperature_K`` /
         ``pressure_bar`` to these over the ``steps`` of this call (NHC, CSVR, NPT).
@@ -307,8 +338,10 @@ def simulate(
         ``model``, the :func:`params_fingerprint` of ``params``), or None.
       restart: a checkpoint written by a previous run to continue from; it keeps the
         thermostat/barostat state (chain, cell, PRNG key, heat) when the ensemble is
-        the same, and the cell of an NPT run. (``python -m physnetjax.md`` refuses a
-        restart in another ensemble or with another model than the checkpoint records.)
+        the same, and the cell of an NPT run. A checkpoint of another model (its
+        recorded :func:`params_fingerprint`) is refused; one of another ensemble continues
+        in ``ensemble`` with a warning (``python -m physnetjax.md`` refuses that switch
+        unless ``--ensemble`` is given explicitly).
       progress: called with the number of steps completed after each chunk.
       trained_elements: elements of the training data (checkpoint metadata); others warn.
       energy_tolerance: NVE only: largest |E_conserved(t) − E_conserved(start)| in
@@ -329,19 +362,25 @@ def simulate(
         :func:`physnetjax.validation.validate_structure` with ``strict=True`` (atoms closer
         than 0.5 Å are refused), fewer than 2 atoms, or partial PBC. MDInstabilityError: NaN/Inf or |F| > max_force.
     """
+    settings = dict(temperature_end_K=temperature_end_K, friction=friction, thermostat_time_fs=thermostat_time_fs,
+                    chain_length=chain_length, pressure_bar=pressure_bar, pressure_end_bar=pressure_end_bar,
+                    barostat_time_fs=barostat_time_fs, compressibility_per_bar=compressibility_per_bar,
+                    anisotropic=anisotropic)
+    if ensemble in ENSEMBLES:
+        check_ensemble_arguments(ensemble, energy_tolerance=energy_tolerance, on_energy_drift=on_energy_drift,
+                                 **settings)
+    options = EnsembleOptions(temperature_K=temperature_K,
+                              **{name: value for name, value in settings.items() if value is not None})
+    energy_tolerance = ENERGY_TOLERANCE_MEV_PER_ATOM if energy_tolerance is None else energy_tolerance
+    on_energy_drift = "stop" if on_energy_drift is None else on_energy_drift
     check_md_arguments(ensemble=ensemble, temperature_K=temperature_K, timestep_fs=timestep_fs, steps=steps,
-                       save_every=save_every, chunk_frames=chunk_frames, friction=friction, max_force=max_force,
-                       skin=skin, out=out)
+                       save_every=save_every, chunk_frames=chunk_frames, friction=options.friction,
+                       max_force=max_force, skin=skin, out=out)
     if on_energy_drift not in ENERGY_DRIFT_ACTIONS or not energy_tolerance > 0:
         raise PhysNetInputError(f"on_energy_drift must be one of {ENERGY_DRIFT_ACTIONS} and energy_tolerance > 0, "
                                 f"received {on_energy_drift!r}, {energy_tolerance}")
     record_uncertainty = check_uncertainty_arguments(model, ensemble, uncertainty_threshold, on_uncertainty)
-    fingerprint = params_fingerprint(params) if checkpoint_path is not None else None
-    options = EnsembleOptions(
-        temperature_K=temperature_K, temperature_end_K=temperature_end_K, friction=friction,
-        thermostat_time_fs=thermostat_time_fs, chain_length=chain_length, pressure_bar=pressure_bar,
-        pressure_end_bar=pressure_end_bar, barostat_time_fs=barostat_time_fs,
-        compressibility_per_bar=compressibility_per_bar, anisotropic=anisotropic)
+    fingerprint = params_fingerprint(params) if checkpoint_path is not None or restart is not None else None
     dtype = check_dtype(dtype)
     params = cast_params(params, dtype)
     n = len(atoms)
@@ -366,6 +405,7 @@ def simulate(
     start_step, saved = 0, None
     if restart is not None:
         saved = read_restart(restart, atoms, model.max_atomic_number)
+        check_restart_records(restart, saved, ensemble, fingerprint)
         positions, momenta = saved["positions"], saved["momenta"]
         start_step = int(saved["step"])
         if "key" in saved:
@@ -654,6 +694,27 @@ def read_restart(path, atoms: ase.Atoms, max_atomic_number: int) -> dict:
     validate_structure(atoms.numbers, saved["positions"], max_atomic_number, cell=cell, pbc=atoms.pbc, strict=True,
                        where=f"restart file {path}")  # the charge is the start geometry's, checked by simulate
     return saved
+
+
+def check_restart_records(path, saved: dict, ensemble: str, fingerprint: str) -> None:
+    """Check the ensemble and model recorded in MD-state checkpoint ``path`` (its arrays ``saved``).
+
+    Another model (``fingerprint``: :func:`params_fingerprint` of this run's parameters)
+    is refused; another ensemble continues in ``ensemble`` with a warning (positions,
+    momenta and cell carry over, the thermostat state starts afresh). Files written
+    before these records were kept are not checked.
+
+    Raises:
+      PhysNetInputError: the recorded model is another one.
+    """
+    if "model" in saved and str(saved["model"]) != fingerprint:
+        raise PhysNetInputError(f"restart file {path} was written by a run of another model (its parameter "
+                                "fingerprint differs from this model's): continue it with the model it was run with")
+    if "ensemble" in saved and str(saved["ensemble"]) != ensemble:
+        recorded = str(saved["ensemble"])
+        warnings.warn(f"restart file {path} was a {recorded} run and continues as ensemble {ensemble}: positions, "
+                      f"momenta and cell carry over, the {ensemble} thermostat state starts afresh",
+                      PhysNetInputWarning, stacklevel=3)
 
 
 def _kinetic(state: MDState) -> float:
