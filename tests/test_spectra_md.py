@@ -434,3 +434,27 @@ def test_bands_narrower_than_the_md_lines_are_warned_about():
     assert "MD lines are ~228 cm^-1 wide at half maximum (correlation window 0.2 ps, resolution 167 cm^-1)" in \
         resolution_warning(SimpleNamespace(resolution_cm1=resolution_cm1(200.0), settings={"max_correlation_ps": 0.2}),
                            found)
+
+
+def test_bands_of_lines_closer_than_the_grid_spacing_are_none_not_a_crash():
+    """Ethanol's lines at 1482.8 and 1503.3 cm⁻¹ on the 42 cm⁻¹ grid of a 0.1 ps window: their ±10 cm⁻¹ bands
+    hold no grid point (the table crashed with 'argmax of an empty sequence' after the whole MD) or one (a band
+    integral of 0); they are None and the resolution warning says to run longer. The isolated line is kept."""
+    from types import SimpleNamespace
+
+    from physnetjax.spectra.autocorrelation import resolution_cm1
+    from physnetjax.spectra.cli_ir import bands, resolution_warning
+
+    lines = SimpleNamespace(frequencies_cm1=np.array([1482.8, 1503.3, 3551.7]),
+                            intensities_km_mol=np.array([11.3, 18.3, 41.9]),
+                            imaginary=np.zeros(3, bool), zero_modes=np.zeros(3, bool))
+    for offset in (0.0, 17.0):  # no grid point, then one grid point within ±10.25 cm^-1 of 1482.8
+        nu = np.arange(0.0, 8000.0, 41.7) + offset
+        result = SimpleNamespace(frequencies_cm1=nu, power_spectrum=np.ones_like(nu), ir_spectrum=np.ones_like(nu),
+                                 resolution_cm1=resolution_cm1(100.0), settings={"max_correlation_ps": 0.1})
+        found = bands(result, lines)
+        for band in found[:2]:
+            assert band["power_peak_cm1"] is band["power_band_dof"] is None
+            assert band["ir_peak_cm1"] is band["ir_band_km_mol"] is None
+        assert found[2]["ir_band_km_mol"] > 200.0  # ±150 cm^-1 of ones: 250 or 292 on this grid
+        assert "run longer" in resolution_warning(result, found)

@@ -195,7 +195,9 @@ def bands(result, lines, max_half_width: float = 150.0) -> list[dict]:
     spectrum (degrees of freedom: the band's share of the kinetic energy, in units of
     k_B T / 2 per quadratic term, equal to the degeneracy on average over replicas).
     The ratio IR band / power band estimates the intensity per mode however the energy
-    happened to be shared among the modes in the replicas.
+    happened to be shared among the modes in the replicas. A band whose span holds fewer
+    than two points of the spectrum's grid (lines closer than the grid spacing of a short
+    run) has None for its peaks and integrals: the run cannot tell them apart.
     """
     import numpy as np
 
@@ -221,12 +223,14 @@ def bands(result, lines, max_half_width: float = 150.0) -> list[dict]:
         window = np.abs(nu - centre) <= half
         band = {"harmonic_cm1": centre, "degeneracy": len(group),
                 "harmonic_km_mol": None if intensities is None else float(np.sum(intensities[group])),
-                "power_peak_cm1": float(nu[window][np.argmax(result.power_spectrum[window])]),
-                "power_band_dof": float(np.trapezoid(result.power_spectrum[window], nu[window])),
+                "power_peak_cm1": None, "power_band_dof": None,
                 "half_width_cm1": float(half), "ir_peak_cm1": None, "ir_band_km_mol": None}
-        if result.ir_spectrum is not None:
-            band["ir_peak_cm1"] = float(nu[window][np.argmax(result.ir_spectrum[window])])
-            band["ir_band_km_mol"] = float(np.trapezoid(result.ir_spectrum[window], nu[window]))
+        if np.count_nonzero(window) >= 2:
+            band["power_peak_cm1"] = float(nu[window][np.argmax(result.power_spectrum[window])])
+            band["power_band_dof"] = float(np.trapezoid(result.power_spectrum[window], nu[window]))
+            if result.ir_spectrum is not None:
+                band["ir_peak_cm1"] = float(nu[window][np.argmax(result.ir_spectrum[window])])
+                band["ir_band_km_mol"] = float(np.trapezoid(result.ir_spectrum[window], nu[window]))
         found.append(band)
     return found
 
