@@ -485,6 +485,24 @@ def test_cli_warns_that_two_atoms_beyond_the_cutoff_have_a_zero_mode_and_no_vibr
     assert document["zero_point_energy_eV"] == 0.0
 
 
+def test_cli_refuses_a_periodic_geometry_before_any_work(capsys, tmp_path):
+    """Ethanol in a 5 Å cubic cell (pbc T T T): harmonic and ir analysed it as an isolated molecule, ignoring the
+    cell and the periodic images within the 5 Å cutoff, and wrote the spectra without a word."""
+    periodic = ase.io.read(example_geometry_path())
+    periodic.cell, periodic.pbc = [5.0, 5.0, 5.0], True
+    ase.io.write(tmp_path / "periodic.extxyz", periodic)
+    common = ["--checkpoint", example_model_path(), "--geometry", tmp_path / "periodic.extxyz", "--no-plot"]
+    for command, extra in (("harmonic", []), ("ir", ["--temperature", "300", "--time-ps", "1"])):
+        out = tmp_path / command
+        status = spectra_main([command, *map(str, common + extra), "--out", str(out)])
+        stderr = capsys.readouterr().err
+        assert status == 2 and stderr.count("\n") == 1
+        assert stderr == (f"python -m physnetjax.spectra: error: --geometry {tmp_path / 'periodic.extxyz'} is periodic "
+                          "(pbc=[True, True, True]); the spectra are of an isolated molecule and would ignore the cell "
+                          "and the periodic images: write the molecule with pbc=False\n")
+        assert not out.exists()
+
+
 def test_cli_errors_are_one_line(cli_inputs, capsys, tmp_path):
     model, xyz = cli_inputs / "model", cli_inputs / "ethanol.extxyz"
     junk = tmp_path / "junk.xyz"

@@ -14,8 +14,9 @@ to the output directory
 * ``harmonic.png``: the stick spectrum of the vibrations (needs matplotlib; ``--no-plot`` skips it);
 * ``config.toml``: the options used (``--config`` on it repeats the run).
 
-The checkpoint, the geometry and the output directory are checked before any
-computation. Errors and exit codes: see :mod:`physnetjax.spectra.__main__`.
+The checkpoint, the geometry (an isolated molecule: a periodic one is refused) and the
+output directory are checked before any computation. Errors and exit codes: see
+:mod:`physnetjax.spectra.__main__`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ PNG_NAME = "harmonic.png"
 def add_molecule_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every spectra subcommand shares: model, molecule, output, charge, masses, verbosity."""
     parser.add_argument("--checkpoint", required=True, help="model checkpoint directory (physnetjax or legacy)")
-    parser.add_argument("--geometry", required=True, help="molecule, any file ase.io.read understands (first frame)")
+    parser.add_argument("--geometry", required=True,
+                        help="isolated molecule (pbc False), any file ase.io.read understands (first frame)")
     parser.add_argument("--out", required=True, help="output directory (created if missing)")
     parser.add_argument("--masses", type=float, nargs="+", metavar="AMU",
                         help="one mass per atom in amu (isotopes); default: standard atomic masses")
@@ -75,8 +77,6 @@ def main(args: argparse.Namespace) -> int:
 
 def _analyse(args):
     """Check inputs, load, optimise and analyse; raises with a one-line message on bad input."""
-    import ase.io
-
     from physnetjax.checkpoint import load_checkpoint
     from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
     from physnetjax.spectra.harmonic import NonMinimumWarning, ZeroModeWarning, harmonic
@@ -87,12 +87,7 @@ def _analyse(args):
         require_matplotlib()
     if not Path(args.checkpoint).exists():
         raise ValueError(f"--checkpoint {args.checkpoint} does not exist")
-    try:
-        atoms = ase.io.read(args.geometry, index=0)
-    except FileNotFoundError:
-        raise
-    except Exception as error:
-        raise ValueError(f"cannot read --geometry {args.geometry}: {error}") from error
+    atoms = read_geometry(args.geometry)
     if args.masses is not None and len(args.masses) != len(atoms):
         raise ValueError(f"--masses needs one value per atom: {len(atoms)} atoms, received {len(args.masses)}")
     check_output_directory(args.out, what="--out")
@@ -108,6 +103,31 @@ def _analyse(args):
     for warning in caught:
         sys.stderr.write(warnings.formatwarning(warning.message, warning.category, warning.filename, warning.lineno))
     return result, atoms
+
+
+def read_geometry(path):
+    """The first frame of ``path`` as ``ase.Atoms``, an isolated molecule.
+
+    Raises:
+      FileNotFoundError: no such file.
+      PhysNetInputError: unreadable, or periodic in any direction (the spectra are of
+        an isolated molecule: a cell would be ignored, and with it the periodic images).
+    """
+    import ase.io
+
+    from physnetjax.errors import PhysNetInputError
+
+    try:
+        atoms = ase.io.read(path, index=0)
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        raise PhysNetInputError(f"cannot read --geometry {path}: {error}") from error
+    if atoms.pbc.any():
+        raise PhysNetInputError(
+            f"--geometry {path} is periodic (pbc={atoms.pbc.tolist()}); the spectra are of an isolated molecule "
+            "and would ignore the cell and the periodic images: write the molecule with pbc=False")
+    return atoms
 
 
 def mode_table(result) -> str:

@@ -72,8 +72,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _check_inputs(args):
     """Everything that can be checked before any computation; returns (atoms, out path)."""
-    import ase.io
-
+    from physnetjax.spectra.cli_harmonic import read_geometry
     from physnetjax.spectra.harmonic import check_masses
     from physnetjax.spectra.md_spectrum import plan_run
     from physnetjax.spectra.plot import require_matplotlib
@@ -88,12 +87,7 @@ def _check_inputs(args):
         require_matplotlib()
     if not Path(args.checkpoint).exists():
         raise ValueError(f"--checkpoint {args.checkpoint} does not exist")
-    try:
-        atoms = ase.io.read(args.geometry, index=0)
-    except FileNotFoundError:
-        raise
-    except Exception as error:
-        raise ValueError(f"cannot read --geometry {args.geometry}: {error}") from error
+    atoms = read_geometry(args.geometry)
     if args.masses is not None:
         check_masses(args.masses, len(atoms))
     return atoms, check_output_directory(args.out, what="--out")
