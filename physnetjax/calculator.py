@@ -38,7 +38,7 @@ from physnetjax.neighbors.batch import Batch, model_pair_cutoff, model_triplet_c
 from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round_up
 from physnetjax.neighbors.triplets import count_triplets
 from physnetjax.physics.dispersion import check_d3_elements
-from physnetjax.predict import jitted_apply, require_finite, spread_of
+from physnetjax.predict import check_dtype, jitted_apply, require_finite, spread_of
 from physnetjax.validation import atoms_total_charge, neighbor_box, trained_elements_of, validate_structure
 
 logger = logging.getLogger(__name__)
@@ -52,18 +52,6 @@ def cast_params(params, dtype):
         return x.astype(dtype) if np.issubdtype(np.asarray(x).dtype, np.floating) else x
 
     return jax.tree.map(cast, params)
-
-
-def check_dtype(dtype) -> np.dtype:
-    """``dtype`` as a NumPy float32/float64 dtype; float64 requires JAX's x64 mode (else ValueError)."""
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, received {dtype}")
-    if dtype == np.float64 and not jax.config.jax_enable_x64:
-        raise ValueError(
-            "dtype float64 needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) first"
-        )
-    return dtype
 
 
 class PhysNetCalculator(Calculator):

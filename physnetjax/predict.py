@@ -36,8 +36,8 @@ def predict(
       atomic_numbers: (n,) ints in [1, max_atomic_number].
       positions: (n, 3) Å, finite.
       total_charge: total charge Q in e.
-      dtype: float dtype of the computation (default: that of ``positions`` if it is
-        float64 and x64 is enabled, else float32).
+      dtype: float32 or float64, the dtype of the computation (default: that of
+        ``positions`` if it is float64 and x64 is enabled, else float32; float64 needs x64).
       trained_elements: elements of the training data (checkpoint metadata, see
         :func:`physnetjax.validation.trained_elements_of`); others give a warning.
 
@@ -52,6 +52,7 @@ def predict(
 
     Raises:
       PhysNetInputError: a bad structure (see :func:`physnetjax.validation.validate_structure`).
+      ValueError: a dtype other than float32/float64, or float64 without x64 (see :func:`check_dtype`).
       FloatingPointError: the model returned NaN/Inf on a structure that passed validation.
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
@@ -60,6 +61,7 @@ def predict(
         check_d3_elements(z)
     if dtype is None:
         dtype = np.float64 if (r.dtype == np.float64 and jax.config.jax_enable_x64) else np.float32
+    dtype = check_dtype(dtype)
     batch = batch_molecules(
         [z], [r], model.cutoff, total_charges=[total_charge], pair_cutoff=model_pair_cutoff(model),
         three_body_cutoff=model_triplet_cutoff(model), dtype=dtype,
@@ -88,7 +90,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
       params: its variables.
       atomic_numbers: (n,) ints in [1, max_atomic_number].
       positions: (n, 3) Å.  cell: (3, 3) Å, vectors as rows.
-      total_charge: e.  dtype: compute dtype (default float64 under x64 for float64 input).
+      total_charge: e.  dtype: compute dtype, as in :func:`predict` (default float64 under x64 for float64 input).
       trained_elements: as in :func:`predict`.
 
     Returns:
@@ -107,6 +109,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
         check_d3_elements(z)
     if dtype is None:
         dtype = np.float64 if (r.dtype == np.float64 and jax.config.jax_enable_x64) else np.float32
+    dtype = check_dtype(dtype)
     batch = batch_periodic(
         [z], [r], [cell], model.cutoff, total_charges=[total_charge], pair_cutoff=model_pair_cutoff(model),
         three_body_cutoff=model_triplet_cutoff(model), dtype=dtype,
@@ -124,6 +127,18 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
         "dispersion": float(out["dispersion"][0]),
         **spread_of(out, n),
     }
+
+
+def check_dtype(dtype) -> np.dtype:
+    """``dtype`` as a NumPy float32/float64 dtype; float64 requires JAX's x64 mode (else ValueError)."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, received {dtype}")
+    if dtype == np.float64 and not jax.config.jax_enable_x64:
+        raise ValueError(
+            "dtype float64 needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) first"
+        )
+    return dtype
 
 
 def spread_of(out: dict, num_atoms: int) -> dict:

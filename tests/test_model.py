@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from physnetjax import (EF, PhysNet, apply_batch, batch_molecules, init_params, load_checkpoint, predict,
-                        save_checkpoint)
+                        predict_periodic, save_checkpoint)
 from physnetjax.neighbors import model_pair_cutoff
 
 from conftest import cast_params, perturbed_params
@@ -345,6 +345,17 @@ def test_bad_input_is_rejected(z, r, match):
     model = small_model(False, False)
     with pytest.raises(ValueError, match=match):
         predict(model, None, z, r)
+
+
+@pytest.mark.parametrize("dtype", ["float16", np.int32])
+def test_predict_refuses_a_dtype_other_than_float32_or_float64(dtype):
+    """As PhysNetCalculator does: float16 ran silently and returned ethanol's -310.05 eV as -310.0."""
+    model = small_model(False, False)
+    z, r = np.array([1, 1]), np.array([[0.0, 0.0, 0.0], [0.74, 0.0, 0.0]])
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        predict(model, None, z, r, dtype=dtype)
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        predict_periodic(model, None, z, r, 5.0 * np.eye(3), dtype=dtype)
 
 
 def test_batch_refuses_to_truncate(molecules):
