@@ -29,7 +29,7 @@ from ase.vibrations import Infrared
 
 from physnetjax import PhysNet, load_checkpoint, save_checkpoint
 from physnetjax.calculator import PhysNetCalculator
-from physnetjax.errors import RunStoppedError
+from physnetjax.errors import PhysNetInputError, RunStoppedError
 from physnetjax.pretrained import example_geometry_path, example_model_path
 from physnetjax.spectra import (
     NonMinimumWarning,
@@ -410,6 +410,16 @@ def test_minimize_stops_when_the_line_search_finds_no_decrease():
     with pytest.raises(OptimizationError, match="no lower energy.*gradient does not match") as caught:
         minimize(energy_with_wrong_gradient, np.full((2, 3), 0.5), fmax=1e-6)
     assert caught.value.steps < 10 and caught.value.fmax > 1.0
+
+
+def test_optimize_geometry_validates_the_total_charge_as_harmonic_does(charge_model):
+    """A NaN charge was an OptimizationError (run stopped, exit 4) after a NaN energy, and +100 e on ethanol
+    (ΣZ = 26) optimised without a word; both are input errors, as in harmonic()."""
+    model, params, z, r = charge_model
+    for charge, message in ((float("nan"), "total_charge must be finite"), (100.0, "larger than the number of electrons")):
+        for function in (optimize_geometry, harmonic):
+            with pytest.raises(PhysNetInputError, match=message):
+                function(model, params, z, r, total_charge=charge)
 
 
 # -- command line -----------------------------------------------------------------------------

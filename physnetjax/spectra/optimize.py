@@ -128,11 +128,12 @@ def optimize_geometry(model, params, atomic_numbers, positions, *, total_charge:
       total_charge: Q in e.  fmax: eV/Å.  max_steps: L-BFGS steps.
 
     Raises:
-      ValueError: invalid structure (NaN/Inf positions, bad atomic numbers: see
-        :func:`physnetjax.validation.validate_structure`), fmax or max_steps.
+      ValueError: invalid structure (NaN/Inf positions, bad atomic numbers, a total charge
+        that is NaN/Inf or above ΣZ: see :func:`physnetjax.validation.validate_structure`),
+        fmax or max_steps.
       OptimizationError: not converged; ``.positions`` holds the last geometry.
     """
-    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number)
+    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
     functions = molecule_functions(model, z, total_charge)
     with jax.enable_x64(True):
         params64 = cast_params(params, np.float64)
