@@ -399,6 +399,55 @@ def check_output_directory(path, *, what: str = "--out") -> Path:
     return path
 
 
+BOND_RATIO_MAX = 1.5
+"""Largest plausible median, over atoms, of (nearest-neighbour distance)/(sum of covalent radii): ~1.0 for
+molecules in Å (bundled sets: 0.94–1.01), 1.89 for the same in bohr read as Å."""
+
+
+def bond_length_ratios(atomic_numbers, positions, rows=None) -> np.ndarray:
+    """Nearest-neighbour distance of each atom in ``rows`` over the sum of the two covalent radii.
+
+    Args:
+      atomic_numbers: (n,) ints, n ≥ 2.  positions: (n, 3) Å.
+      rows: indices of the atoms to look at (default all; the cost is ∝ len(rows) × n).
+
+    Returns:
+      (len(rows),) ratios, ~1 for a bonded atom (:data:`ase.data.covalent_radii`).
+    """
+    from ase.data import covalent_radii
+
+    z = np.asarray(atomic_numbers)
+    r = np.asarray(positions, np.float64)
+    rows = np.arange(z.shape[0]) if rows is None else np.asarray(rows)
+    radii = covalent_radii[z]
+    ratio = np.linalg.norm(r[rows, None] - r[None], axis=-1) / (radii[rows, None] + radii[None, :])
+    ratio[np.arange(len(rows)), rows] = np.inf
+    return ratio.min(axis=1)
+
+
+BOND_RATIO_APART = 2.5
+"""Median bond-length ratio above which the atoms are not a molecule in bohr but mostly apart from each other
+(separate atoms, reported as such where it matters, e.g. as fragments by the harmonic analysis)."""
+
+
+def check_length_unit(atomic_numbers, positions, where: str = "") -> None:
+    """Warn (:class:`PhysNetInputWarning`) when a molecule looks stretched by the bohr/Å factor 1.89.
+
+    The statistic is the median over atoms of :func:`bond_length_ratios`; between
+    :data:`BOND_RATIO_MAX` and :data:`BOND_RATIO_APART` the positions are most likely in
+    bohr read as Å (1.89). A model evaluates such a stretched molecule without complaint,
+    by extrapolation, and may even have a spurious minimum there. Non-bonded clusters
+    (rare-gas dimers) fall in that range legitimately. Fewer than 2 atoms: nothing to check.
+    """
+    if np.asarray(atomic_numbers).shape[0] < 2:
+        return
+    median = float(np.median(bond_length_ratios(atomic_numbers, positions)))
+    if BOND_RATIO_MAX < median <= BOND_RATIO_APART:
+        warnings.warn(f"{_prefix(where)}atoms sit {median:.2f}× the covalent bond length from their nearest "
+                      "neighbours (median over atoms; ~1.0 for a molecule in Å, 1.89 for bohr read as Å); positions "
+                      "must be in Å: are they in bohr (multiply by 0.529177)?", PhysNetInputWarning, stacklevel=3)
+
+
 def validate_structure(
     atomic_numbers,
     positions,

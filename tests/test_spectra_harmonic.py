@@ -29,7 +29,7 @@ from ase.vibrations import Infrared
 
 from physnetjax import PhysNet, load_checkpoint, save_checkpoint
 from physnetjax.calculator import PhysNetCalculator
-from physnetjax.errors import PhysNetInputError, RunStoppedError
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, RunStoppedError
 from physnetjax.pretrained import example_geometry_path, example_model_path
 from physnetjax.spectra import (
     NonMinimumWarning,
@@ -37,10 +37,12 @@ from physnetjax.spectra import (
     ZeroModeWarning,
     harmonic,
     harmonic_analysis,
+    md_spectrum,
     minimize,
     optimize_geometry,
 )
 from physnetjax.spectra.__main__ import main as spectra_main
+from physnetjax.validation import check_length_unit
 
 # CODATA 2018, typed in independently of physnetjax.units.
 E = 1.602176634e-19  # C
@@ -49,6 +51,7 @@ AMU = 1.66053906660e-27  # kg
 NA = 6.02214076e23  # 1/mol
 EPS0 = 8.8541878128e-12  # F/m
 H = 6.62607015e-34  # J s
+BOHR_IN_ANGSTROM = 0.529177210903
 
 # Isotopic masses (amu, AME/NIST).
 M_H, M_D, M_CL = 1.00782503223, 2.01410177812, 34.968852682
@@ -420,6 +423,25 @@ def test_optimize_geometry_validates_the_total_charge_as_harmonic_does(charge_mo
         for function in (optimize_geometry, harmonic):
             with pytest.raises(PhysNetInputError, match=message):
                 function(model, params, z, r, total_charge=charge)
+
+
+def test_a_molecule_in_bohr_read_as_angstrom_warns(charge_model):
+    """Ethanol's coordinates × 1.8897: the shipped ethanol_ir model has a spurious minimum with neighbours 2.3-3.2 Å
+    apart there, and `spectra harmonic` reported its ZPE (0.58 eV) and modes from 76 cm^-1 without a word."""
+    model, params, z, r = charge_model
+    in_bohr = r / BOHR_IN_ANGSTROM
+    message = r"atoms sit 1\.[89]\d× the covalent bond length .* are they in bohr \(multiply by 0\.529177\)\?"
+    with pytest.warns(PhysNetInputWarning, match=message), pytest.warns(NonMinimumWarning):
+        harmonic(model, params, z, in_bohr, optimize=False)
+    with pytest.warns(PhysNetInputWarning, match=message), pytest.raises(OptimizationError):
+        optimize_geometry(model, params, z, in_bohr, max_steps=1)
+    with pytest.warns(PhysNetInputWarning, match=message), pytest.raises(ValueError, match="temperature_K"):
+        md_spectrum(model, params, z, in_bohr, temperature_K=-1.0, time_ps=1.0)  # warns before the settings check
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PhysNetInputWarning)
+        check_length_unit(z, r)  # the molecule in Å
+        check_length_unit([8, 1], [[0.0, 0.0, 0.0], [0.0, 0.0, 50.0]])  # atoms apart: fragments, not bohr
+        check_length_unit([8], [[0.0, 0.0, 0.0]])
 
 
 # -- command line -----------------------------------------------------------------------------

@@ -23,11 +23,13 @@ from physnetjax.errors import InputNotFoundError
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import dipole_factor, energy_factor, force_factor
 from physnetjax.validation import (
+    BOND_RATIO_MAX,
     MAX_ABS_COORDINATE,
     MIN_DISTANCE_ERROR,
     MIN_DISTANCE_WARNING,
     PhysNetInputError,
     PhysNetInputWarning,
+    bond_length_ratios,
     close_contacts,
 )
 
@@ -423,10 +425,6 @@ def check_contacts(data: Dataset, where) -> None:
             warnings.warn(message + " (shorter than any bond)", PhysNetInputWarning, stacklevel=3)
 
 
-BOND_RATIO_MAX = 1.5
-"""Largest plausible median, over atoms, of (nearest-neighbour distance)/(sum of covalent radii): ~1.0 for
-molecules in Å (bundled sets: 0.94–1.01), 1.89 for the same in bohr read as Å."""
-
 BOND_RATIO_FRAMES = 200
 """Frames (evenly spaced) over which :func:`warn_length_unit` takes the median."""
 
@@ -441,11 +439,9 @@ def warn_length_unit(data: Dataset, where) -> None:
     notices; but the model then learns a stretched molecule and every prediction at
     a real (Å) geometry is an extrapolation. The statistic is the median over atoms
     (up to :data:`BOND_RATIO_ATOMS` per frame with ≥ 2 atoms) of the nearest-neighbour distance over the sum of the
-    two covalent radii (:data:`ase.data.covalent_radii`); rare-gas clusters and other
-    non-bonded data exceed :data:`BOND_RATIO_MAX` legitimately (then ignore this).
+    two covalent radii (:func:`physnetjax.validation.bond_length_ratios`); rare-gas clusters and other
+    non-bonded data exceed :data:`~physnetjax.validation.BOND_RATIO_MAX` legitimately (then ignore this).
     """
-    from ase.data import covalent_radii
-
     frames = np.nonzero(data.N >= 2)[0]
     if not len(frames):
         return
@@ -454,11 +450,7 @@ def warn_length_unit(data: Dataset, where) -> None:
     for k in frames:
         n = int(data.N[k])
         rows = np.unique(np.linspace(0, n - 1, min(n, BOND_RATIO_ATOMS)).astype(int))
-        radii = covalent_radii[data.Z[k, :n]]
-        distance = np.linalg.norm(data.R[k, rows, None] - data.R[k, None, :n], axis=-1)
-        ratio = distance / (radii[rows, None] + radii[None, :])
-        ratio[np.arange(len(rows)), rows] = np.inf
-        ratios.append(ratio.min(axis=1))
+        ratios.append(bond_length_ratios(data.Z[k, :n], data.R[k, :n], rows))
     median = float(np.median(np.concatenate(ratios)))
     if median > BOND_RATIO_MAX:
         warnings.warn(f"{where}: key 'R': atoms sit {median:.2f}× the covalent bond length from their nearest "

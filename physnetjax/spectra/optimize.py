@@ -29,7 +29,7 @@ import optax.tree_utils as otu
 
 from physnetjax.calculator import cast_params
 from physnetjax.errors import RunStoppedError
-from physnetjax.validation import validate_structure
+from physnetjax.validation import check_length_unit, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
 
 DEFAULT_FMAX = 1e-4
@@ -132,8 +132,13 @@ def optimize_geometry(model, params, atomic_numbers, positions, *, total_charge:
         that is NaN/Inf or above ΣZ: see :func:`physnetjax.validation.validate_structure`),
         fmax or max_steps.
       OptimizationError: not converged; ``.positions`` holds the last geometry.
+
+    Warns:
+      PhysNetInputWarning: a molecule stretched as by positions in bohr, where a model may
+        have a spurious minimum (:func:`physnetjax.validation.check_length_unit`).
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
+    check_length_unit(z, r)
     functions = molecule_functions(model, z, total_charge)
     with jax.enable_x64(True):
         params64 = cast_params(params, np.float64)
