@@ -39,7 +39,8 @@ from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round
 from physnetjax.neighbors.triplets import count_triplets
 from physnetjax.physics.dispersion import check_d3_elements
 from physnetjax.predict import check_dtype, jitted_apply, require_finite, spread_of
-from physnetjax.validation import atoms_total_charge, neighbor_box, trained_elements_of, validate_structure
+from physnetjax.validation import (atoms_total_charge, check_charge_model, neighbor_box, trained_elements_of,
+                                   validate_structure)
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,9 @@ class PhysNetCalculator(Calculator):
         and its variables ``{"params": ...}``; or
       checkpoint: a checkpoint directory (new or legacy format) instead of them.
       dtype: ``"float32"`` (default) or ``"float64"`` (needs ``jax_enable_x64``).
-      total_charge: total charge Q in e (default: ``atoms.info["charge"]`` if set, else 0).
+      total_charge: total charge Q in e (default: ``atoms.info["charge"]`` if set, else 0);
+        a model without charges ignores it, so Q ≠ 0 gives a
+        :class:`~physnetjax.validation.PhysNetInputWarning`.
       atom_bucket, edge_bucket: padding multiples for atoms and edges/pairs.
       trained_elements: elements of the training data; others give a
         :class:`~physnetjax.validation.PhysNetInputWarning` (default: the record in the
@@ -159,6 +162,7 @@ class PhysNetCalculator(Calculator):
         z, r = validate_structure(atoms.numbers, atoms.positions, self.model.max_atomic_number,
                                   total_charge=total_charge, cell=cell, pbc=pbc,
                                   trained_elements=self.trained_elements)
+        check_charge_model(self.model, total_charge)
         if getattr(self.model, "dispersion", None) is not None:
             check_d3_elements(z)
         r = r.astype(np.float64)

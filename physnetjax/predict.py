@@ -12,7 +12,7 @@ from physnetjax.neighbors.batch import apply_batch, model_pair_cutoff, model_tri
 from physnetjax.neighbors.molecules import batch_molecules
 from physnetjax.neighbors.periodic import batch_periodic
 from physnetjax.physics.dispersion import check_d3_elements
-from physnetjax.validation import validate_structure
+from physnetjax.validation import check_charge_model, validate_structure
 
 
 def predict(
@@ -35,7 +35,7 @@ def predict(
       params: its variables (``{"params": ...}``; stacked for an ensemble).
       atomic_numbers: (n,) ints in [1, max_atomic_number].
       positions: (n, 3) Å, finite.
-      total_charge: total charge Q in e.
+      total_charge: total charge Q in e (a model without charges ignores it: Q ≠ 0 warns).
       dtype: float32 or float64, the dtype of the computation (default: that of
         ``positions`` if it is float64 and x64 is enabled, else float32; float64 needs x64).
       trained_elements: elements of the training data (checkpoint metadata, see
@@ -57,6 +57,7 @@ def predict(
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
                               trained_elements=trained_elements)
+    check_charge_model(model, total_charge)
     if getattr(model, "dispersion", None) is not None:
         check_d3_elements(z)
     if dtype is None:
@@ -105,6 +106,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
                               cell=cell, pbc=True, trained_elements=trained_elements)
+    check_charge_model(model, total_charge)
     if getattr(model, "dispersion", None) is not None:
         check_d3_elements(z)
     if dtype is None:

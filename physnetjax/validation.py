@@ -399,6 +399,21 @@ def check_output_directory(path, *, what: str = "--out") -> Path:
     return path
 
 
+def check_charge_model(model, total_charge, where: str = "") -> None:
+    """Warn (:class:`PhysNetInputWarning`) when a non-zero total charge goes to a model without charges.
+
+    Only the charge head of a PhysNet model reads the total charge Q (the charge
+    correction, then electrostatics and dipole); with ``charges=False`` the energy and
+    forces are the same for every Q, those of the charge state(s) it was trained on.
+    """
+    if not getattr(model, "charges", False) and float(total_charge) != 0.0:
+        warnings.warn(
+            f"{_prefix(where)}total charge {float(total_charge):g} e given to a model without charges "
+            "(charges=False): its energy and forces do not depend on the total charge (they are those of the charge "
+            "state it was trained on); for charged species use a model trained with charges",
+            PhysNetInputWarning, stacklevel=3)
+
+
 BOND_RATIO_MAX = 1.5
 """Largest plausible median, over atoms, of (nearest-neighbour distance)/(sum of covalent radii): ~1.0 for
 molecules in Å (bundled sets: 0.94–1.01), 1.89 for the same in bohr read as Å."""

@@ -1,6 +1,9 @@
 """PhysNetCalculator: equals direct model calls, follows changes of atoms/cell/PBC, reuses compilations."""
 
+import warnings
+
 import ase
+import ase.io
 import jax
 import numpy as np
 import pytest
@@ -97,6 +100,27 @@ def test_total_charge_from_info_or_initial_charges(calc, charged_model, molecule
     with pytest.warns(PhysNetInputWarning, match=r"initial charges sum to 1 e but info\['charge'\] is 0 e"):
         energy = cation.get_potential_energy()
     np.testing.assert_allclose(energy, predict(model, params, z, r)["energy"], rtol=0, atol=TIGHT)
+
+
+def test_a_total_charge_for_a_model_without_charges_warns():
+    """The shipped ethanol model has no charges: a cation gets the neutral energy. predict and the calculator
+    returned it without a word; now they say the charge has no effect (and stay silent for Q = 0)."""
+    from physnetjax import load_checkpoint
+    from physnetjax.pretrained import example_geometry_path, example_model_path
+
+    model, params = load_checkpoint(example_model_path())
+    atoms = ase.io.read(example_geometry_path())
+    message = r"total charge 1 e given to a model without charges \(charges=False\): its energy and forces do not depend"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PhysNetInputWarning)
+        neutral = predict(model, params, atoms.numbers, atoms.positions)["energy"]
+        atoms.calc = PhysNetCalculator(model, params)
+        neutral_calculated = atoms.get_potential_energy()
+    with pytest.warns(PhysNetInputWarning, match=message):
+        assert predict(model, params, atoms.numbers, atoms.positions, total_charge=1.0)["energy"] == neutral
+    atoms.info["charge"] = 1
+    with pytest.warns(PhysNetInputWarning, match=message):
+        assert atoms.get_potential_energy() == neutral_calculated
 
 
 def test_changing_atoms_between_calls(calc, direct, molecules):

@@ -444,6 +444,25 @@ def test_a_molecule_in_bohr_read_as_angstrom_warns(charge_model):
         check_length_unit([8], [[0.0, 0.0, 0.0]])
 
 
+def test_a_total_charge_for_a_model_without_charges_warns_in_the_spectra():
+    """The shipped ethanol model has no charges: `spectra harmonic --total-charge 1` reported the neutral
+    molecule's modes for the cation without a word. Each call warns before its (here failing) settings check."""
+    model, params = load_checkpoint(example_model_path())
+    atoms = ase.io.read(example_geometry_path())
+    z, r = atoms.numbers, atoms.positions
+    message = r"total charge 1 e given to a model without charges \(charges=False\)"
+    with pytest.warns(PhysNetInputWarning, match=message), pytest.raises(ValueError, match="IR intensities need"):
+        harmonic(model, params, z, r, total_charge=1.0, intensities=True)
+    with pytest.warns(PhysNetInputWarning, match=message), pytest.raises(ValueError, match="fmax must be > 0"):
+        optimize_geometry(model, params, z, r, total_charge=1.0, fmax=-1.0)
+    with pytest.warns(PhysNetInputWarning, match=message), pytest.raises(ValueError, match="temperature_K"):
+        md_spectrum(model, params, z, r, total_charge=1.0, temperature_K=-1.0, time_ps=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PhysNetInputWarning)
+        with pytest.raises(ValueError, match="IR intensities need"):
+            harmonic(model, params, z, r, intensities=True)
+
+
 # -- command line -----------------------------------------------------------------------------
 
 

@@ -60,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import cast_params
-from physnetjax.validation import check_length_unit, validate_structure
+from physnetjax.validation import check_charge_model, check_length_unit, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
 from physnetjax.spectra.optimize import DEFAULT_FMAX, DEFAULT_MAX_STEPS, OptimizationResult, minimize
 from physnetjax.spectra.rigid_body import (
@@ -324,12 +324,14 @@ def harmonic(
       OptimizationError: the optimisation did not converge (``.positions`` kept).
 
     Warns:
-      PhysNetInputWarning: close contacts, untrained elements, or a molecule stretched as
-        by positions in bohr (:func:`physnetjax.validation.check_length_unit`).
+      PhysNetInputWarning: close contacts, untrained elements, a molecule stretched as
+        by positions in bohr (:func:`physnetjax.validation.check_length_unit`), or a
+        non-zero total charge for a model without charges.
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
                               trained_elements=trained_elements)
     check_length_unit(z, r)
+    check_charge_model(model, total_charge)
     if intensities and not model.charges:
         raise ValueError(
             "IR intensities need the dipole, which only a model with charges=True predicts; this model "

@@ -80,7 +80,7 @@ from physnetjax.md.integrators import (
     run,
 )
 from physnetjax.md.potential import DENSE_MAX_ATOMS, physnet_potential
-from physnetjax.validation import check_length_unit, validate_structure
+from physnetjax.validation import check_charge_model, check_length_unit, validate_structure
 from physnetjax.spectra.harmonic import check_masses
 from physnetjax.spectra.autocorrelation import (
     autocorrelation,
@@ -203,12 +203,14 @@ def md_spectrum(
       EnergyConservationError: NaN/Inf in the dynamics or energy not conserved.
 
     Warns:
-      PhysNetInputWarning: close contacts, untrained elements, or a molecule stretched as
-        by positions in bohr (:func:`physnetjax.validation.check_length_unit`).
+      PhysNetInputWarning: close contacts, untrained elements, a molecule stretched as
+        by positions in bohr (:func:`physnetjax.validation.check_length_unit`), or a
+        non-zero total charge for a model without charges.
     """
     z, r0 = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
                                trained_elements=trained_elements)
     check_length_unit(z, r0)
+    check_charge_model(model, total_charge)
     if not 2 <= z.shape[0] <= DENSE_MAX_ATOMS:
         raise ValueError(f"md_spectrum is for isolated molecules of 2 to {DENSE_MAX_ATOMS} atoms, "
                          f"received {z.shape[0]}")

@@ -29,7 +29,7 @@ import optax.tree_utils as otu
 
 from physnetjax.calculator import cast_params
 from physnetjax.errors import RunStoppedError
-from physnetjax.validation import check_length_unit, validate_structure
+from physnetjax.validation import check_charge_model, check_length_unit, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
 
 DEFAULT_FMAX = 1e-4
@@ -135,10 +135,12 @@ def optimize_geometry(model, params, atomic_numbers, positions, *, total_charge:
 
     Warns:
       PhysNetInputWarning: a molecule stretched as by positions in bohr, where a model may
-        have a spurious minimum (:func:`physnetjax.validation.check_length_unit`).
+        have a spurious minimum (:func:`physnetjax.validation.check_length_unit`), or a
+        non-zero total charge for a model without charges.
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
     check_length_unit(z, r)
+    check_charge_model(model, total_charge)
     functions = molecule_functions(model, z, total_charge)
     with jax.enable_x64(True):
         params64 = cast_params(params, np.float64)
