@@ -8,6 +8,7 @@ Hessian and dipole Jacobian (md_spectrum never forms a Hessian).
 """
 
 import json
+import warnings
 
 import ase.io
 import jax
@@ -458,3 +459,21 @@ def test_bands_of_lines_closer_than_the_grid_spacing_are_none_not_a_crash():
             assert band["ir_peak_cm1"] is band["ir_band_km_mol"] is None
         assert found[2]["ir_band_km_mol"] > 200.0  # ±150 cm^-1 of ones: 250 or 292 on this grid
         assert "run longer" in resolution_warning(result, found)
+
+
+def test_cli_says_an_input_warning_of_the_molecule_and_its_md_once(tmp_path):
+    """A model without charges and --total-charge 1: the harmonic analysis and the MD from its geometry each
+    warned the same line (a fresh model: zero output head, so no forces and nothing else to warn about MD)."""
+    from physnetjax import PhysNet, init_params, save_checkpoint
+
+    model = PhysNet(features=4, max_degree=0, num_iterations=1, num_basis_functions=4, cutoff=4.0, max_atomic_number=8,
+                    zbl=False)
+    save_checkpoint(tmp_path / "model", model, init_params(model, 0))
+    argv = _ir_args(tmp_path / "out", **{"--checkpoint": str(tmp_path / "model"), "--total-charge": "1",
+                                         "--time-ps": "0.05", "--equilibration-ps": "0", "--replicas": "1",
+                                         "--no-optimize": None, "--no-plot": None})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert _cli(argv) == 0
+    said = [str(w.message) for w in caught if "given to a model without charges" in str(w.message)]
+    assert len(said) == 1, said

@@ -100,6 +100,7 @@ def _run(args) -> None:
 
     from physnetjax.checkpoint import load_checkpoint
     from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
+    from physnetjax.errors import PhysNetInputWarning
     from physnetjax.spectra.cli_harmonic import mode_table
     from physnetjax.spectra.harmonic import harmonic
     from physnetjax.spectra.md_spectrum import md_spectrum
@@ -110,20 +111,23 @@ def _run(args) -> None:
         jax.config.update("jax_enable_x64", True)
     model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)
     total_charge = float(atoms_total_charge(atoms, args.total_charge))
-    lines = harmonic(model, params, atoms.numbers, atoms.positions, masses=args.masses,
-                     total_charge=total_charge, optimize=not args.no_optimize,
-                     trained_elements=trained_elements_of(metadata))
-    print(f"harmonic analysis of {atoms.get_chemical_formula()}:")
-    print(mode_table(lines))
-    with _progress_bar(args.verbose) as progress:
-        result = md_spectrum(
-            model, params, lines.atomic_numbers, lines.positions, temperature_K=args.temperature,
-            time_ps=args.time_ps, timestep_fs=args.timestep, equilibration_ps=args.equilibration_ps,
-            replicas=args.replicas, friction=args.friction, record_every=args.record_every,
-            total_charge=total_charge, masses=args.masses, seed=args.seed,
-            max_correlation_ps=args.correlation_ps, quantum_correction=args.quantum_correction,
-            dtype=args.dtype, progress=progress,
-        )
+    with warnings.catch_warnings():
+        # the MD starts from the analysed molecule: an input warning of both (total charge, units) shows once
+        warnings.simplefilter("once", PhysNetInputWarning)
+        lines = harmonic(model, params, atoms.numbers, atoms.positions, masses=args.masses,
+                         total_charge=total_charge, optimize=not args.no_optimize,
+                         trained_elements=trained_elements_of(metadata))
+        print(f"harmonic analysis of {atoms.get_chemical_formula()}:")
+        print(mode_table(lines))
+        with _progress_bar(args.verbose) as progress:
+            result = md_spectrum(
+                model, params, lines.atomic_numbers, lines.positions, temperature_K=args.temperature,
+                time_ps=args.time_ps, timestep_fs=args.timestep, equilibration_ps=args.equilibration_ps,
+                replicas=args.replicas, friction=args.friction, record_every=args.record_every,
+                total_charge=total_charge, masses=args.masses, seed=args.seed,
+                max_correlation_ps=args.correlation_ps, quantum_correction=args.quantum_correction,
+                dtype=args.dtype, progress=progress,
+            )
     shown = result.frequencies_cm1 <= args.max_wavenumber
     print(summary(result, lines))
     _write_csv(out / CSV_NAME, result, shown)
