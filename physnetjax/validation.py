@@ -381,11 +381,15 @@ def check_output_path(path, *, overwrite: bool = False, what: str = "output") ->
     return path
 
 
-def check_output_directory(path, *, what: str = "--out") -> Path:
+def check_output_directory(path, *, what: str = "--out", files: Iterable[str] = ()) -> Path:
     """``path`` (an output directory) as a Path, created if missing, after checking it can be written.
 
+    ``files`` are the names of the files the tool will write in it (replacing old ones);
+    none may be a directory.
+
     Raises:
-      OutputPathError: ``path`` is a file, cannot be created, or is not writable.
+      OutputPathError: ``path`` is a file, cannot be created, or is not writable, or one
+        of ``files`` in it is a directory.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -396,6 +400,10 @@ def check_output_directory(path, *, what: str = "--out") -> Path:
         raise OutputPathError(f"{what} {path}: cannot create the directory ({error.strerror or error})") from error
     if not os.access(path, os.W_OK | os.X_OK):
         raise OutputPathError(f"{what} {path}: directory is not writable")
+    for name in files:
+        if (path / name).is_dir():
+            raise OutputPathError(f"{what} {path}: {path / name} is a directory where the output file {name} goes; "
+                                  f"remove it or choose another {what}")
     return path
 
 

@@ -554,6 +554,22 @@ def test_cli_refuses_a_periodic_geometry_before_any_work(capsys, tmp_path):
         assert not out.exists()
 
 
+def test_cli_refuses_an_output_file_that_is_a_directory_before_any_work(capsys, tmp_path):
+    """OUT/harmonic.json (OUT/spectrum.csv) as a directory: the whole analysis (and MD) ran, then writing failed
+    with '[Errno 21] Is a directory'. Now it is refused with the other output checks (exit 3)."""
+    common = ["--checkpoint", example_model_path(), "--geometry", example_geometry_path(), "--no-plot"]
+    for command, name, extra in (("harmonic", "harmonic.json", []),
+                                 ("ir", "spectrum.csv", ["--temperature", "300", "--time-ps", "1"])):
+        out = tmp_path / command
+        (out / name).mkdir(parents=True)
+        status = spectra_main([command, *map(str, common + extra), "--out", str(out)])
+        stderr = capsys.readouterr().err
+        assert status == 3 and stderr == (f"python -m physnetjax.spectra: error: --out {out}: {out / name} is a "
+                                          f"directory where the output file {name} goes; remove it or choose another "
+                                          "--out\n")
+        assert sorted(path.name for path in out.iterdir()) == [name]  # not even config.toml
+
+
 def test_cli_errors_are_one_line(cli_inputs, capsys, tmp_path):
     model, xyz = cli_inputs / "model", cli_inputs / "ethanol.extxyz"
     junk = tmp_path / "junk.xyz"

@@ -90,7 +90,7 @@ def _analyse(args):
     atoms = read_geometry(args.geometry)
     if args.masses is not None and len(args.masses) != len(atoms):
         raise ValueError(f"--masses needs one value per atom: {len(atoms)} atoms, received {len(args.masses)}")
-    check_output_directory(args.out, what="--out")
+    check_output_directory(args.out, what="--out", files=(JSON_NAME, PNG_NAME, CONFIG_NAME))
     write_resolved_config(args.parser, args, Path(args.out) / CONFIG_NAME)
     model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)
     total_charge = float(atoms_total_charge(atoms, args.total_charge))

@@ -72,6 +72,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _check_inputs(args):
     """Everything that can be checked before any computation; returns (atoms, out path)."""
+    from physnetjax.cli_config import CONFIG_NAME
     from physnetjax.spectra.cli_harmonic import read_geometry
     from physnetjax.spectra.harmonic import check_masses
     from physnetjax.spectra.md_spectrum import plan_run
@@ -90,7 +91,7 @@ def _check_inputs(args):
     atoms = read_geometry(args.geometry)
     if args.masses is not None:
         check_masses(args.masses, len(atoms))
-    return atoms, check_output_directory(args.out, what="--out")
+    return atoms, check_output_directory(args.out, what="--out", files=(CSV_NAME, JSON_NAME, PNG_NAME, CONFIG_NAME))
 
 
 def _run(args) -> None:
