@@ -477,3 +477,14 @@ def test_cli_says_an_input_warning_of_the_molecule_and_its_md_once(tmp_path):
         assert _cli(argv) == 0
     said = [str(w.message) for w in caught if "given to a model without charges" in str(w.message)]
     assert len(said) == 1, said
+
+
+def test_cli_refuses_a_molecule_too_large_for_md_before_the_harmonic_analysis(tmp_path, capsys):
+    """257 atoms: md_spectrum refuses them, but only after the harmonic analysis (a 771 × 771 Hessian) had run."""
+    grid = np.stack(np.meshgrid(*[np.arange(7.0)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)[:257]
+    ase.io.write(tmp_path / "big.xyz", ase.Atoms(["H"] * 257, positions=1.5 * grid))
+    status = _cli(_ir_args(tmp_path / "out", **{"--geometry": str(tmp_path / "big.xyz")}))
+    assert status == 2
+    assert capsys.readouterr().err == ("python -m physnetjax.spectra: error: md_spectrum is for isolated molecules of "
+                                       "2 to 256 atoms, received 257\n")
+    assert not (tmp_path / "out").exists()

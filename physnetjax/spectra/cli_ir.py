@@ -75,7 +75,7 @@ def _check_inputs(args):
     from physnetjax.cli_config import CONFIG_NAME
     from physnetjax.spectra.cli_harmonic import read_geometry
     from physnetjax.spectra.harmonic import check_masses
-    from physnetjax.spectra.md_spectrum import plan_run
+    from physnetjax.spectra.md_spectrum import check_molecule_size, plan_run
     from physnetjax.spectra.plot import require_matplotlib
     from physnetjax.validation import check_output_directory
 
@@ -89,6 +89,7 @@ def _check_inputs(args):
     if not Path(args.checkpoint).exists():
         raise ValueError(f"--checkpoint {args.checkpoint} does not exist")
     atoms = read_geometry(args.geometry)
+    check_molecule_size(len(atoms))
     if args.masses is not None:
         check_masses(args.masses, len(atoms))
     return atoms, check_output_directory(args.out, what="--out", files=(CSV_NAME, JSON_NAME, PNG_NAME, CONFIG_NAME))

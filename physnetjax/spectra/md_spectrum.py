@@ -211,9 +211,7 @@ def md_spectrum(
                                trained_elements=trained_elements)
     check_length_unit(z, r0)
     check_charge_model(model, total_charge)
-    if not 2 <= z.shape[0] <= DENSE_MAX_ATOMS:
-        raise ValueError(f"md_spectrum is for isolated molecules of 2 to {DENSE_MAX_ATOMS} atoms, "
-                         f"received {z.shape[0]}")
+    check_molecule_size(z.shape[0])
     r0 = np.asarray(r0, np.float64)
     num_atoms = z.shape[0]
     plan = plan_run(temperature_K=temperature_K, time_ps=time_ps, timestep_fs=timestep_fs,
@@ -371,6 +369,12 @@ class RunPlan(NamedTuple):
     interval_fs: float
     num_frames: int
     num_lags: int
+
+
+def check_molecule_size(num_atoms: int) -> None:
+    """ValueError unless 2 ≤ ``num_atoms`` ≤ :data:`~physnetjax.md.potential.DENSE_MAX_ATOMS` (md_spectrum)."""
+    if not 2 <= num_atoms <= DENSE_MAX_ATOMS:
+        raise ValueError(f"md_spectrum is for isolated molecules of 2 to {DENSE_MAX_ATOMS} atoms, received {num_atoms}")
 
 
 def plan_run(*, temperature_K, time_ps, timestep_fs, equilibration_ps, replicas, friction, record_every,
