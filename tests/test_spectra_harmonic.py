@@ -509,6 +509,23 @@ def test_cli_warns_in_one_line_at_a_non_minimum(cli_inputs, capsys, tmp_path):
     assert (used["no_optimize"], used["no_plot"], used["geometry"]) == (True, True, str(cli_inputs / "ethanol.extxyz"))
 
 
+def test_cli_json_records_the_total_charge_from_the_geometry(charge_model, capsys, tmp_path):
+    """A cation by info['charge']: harmonic.json held no total charge (and config.toml none either: it was not an
+    option), so the file did not say which charge state its frequencies and intensities are of."""
+    model, params, z, r = charge_model
+    save_checkpoint(tmp_path / "model", model, params)
+    ase.io.write(tmp_path / "cation.extxyz", ase.Atoms(numbers=z, positions=r, info={"charge": 1}))
+    status, _, stderr = run_cli(capsys, "--checkpoint", tmp_path / "model", "--geometry", tmp_path / "cation.extxyz",
+                                "--out", tmp_path / "out", "--no-optimize", "--no-plot")
+    assert status == 0, stderr
+    document = json.loads((tmp_path / "out" / "harmonic.json").read_text())
+    assert document["total_charge_e"] == 1.0 and document["units"]["total_charge_e"] == "e"
+    with pytest.warns(NonMinimumWarning):
+        expected = harmonic(model, params, z, r, total_charge=1.0, optimize=False)
+    assert expected.total_charge == 1.0
+    np.testing.assert_allclose(document["frequencies_cm1"], expected.frequencies_cm1, rtol=1e-9)
+
+
 def test_cli_warns_for_elements_outside_the_training_data(charge_model, cli_inputs, capsys, tmp_path):
     """As md does: the checkpoint's trained_elements (here H and C only) make the oxygen of ethanol warn."""
     model, params, _, _ = charge_model

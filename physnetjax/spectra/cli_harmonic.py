@@ -7,8 +7,9 @@ to the output directory
 
 * ``harmonic.json``: ``frequencies_cm1``, ``intensities_km_mol`` (null for a model
   without charges), ``zero_point_energy_eV``, ``optimized_positions`` (Å, the geometry
-  analysed), plus atomic numbers, masses, energy, max |F|, imaginary flags, zero-mode
-  flags and fragments (modes that are not vibrations, see
+  analysed), plus atomic numbers, the total charge used (``total_charge_e``: the option,
+  else the geometry's), masses, energy, max |F|, imaginary flags, zero-mode flags and
+  fragments (modes that are not vibrations, see
   :func:`physnetjax.spectra.modes_from_hessian`), reduced masses, normal modes,
   rigid-body wavenumbers and a ``units`` table;
 * ``harmonic.png``: the stick spectrum of the vibrations (needs matplotlib; ``--no-plot`` skips it);
@@ -166,6 +167,7 @@ def result_json(result, args) -> dict:
         "optimized": result.optimization is not None,
         "optimization_steps": None if result.optimization is None else result.optimization.steps,
         "atomic_numbers": result.atomic_numbers.tolist(),
+        "total_charge_e": result.total_charge,
         "masses_amu": result.masses.tolist(),
         "energy_eV": result.energy,
         "max_force_eV_per_A": result.max_force,
@@ -183,6 +185,7 @@ def result_json(result, args) -> dict:
             "intensities_km_mol": "km/mol",
             "zero_point_energy_eV": "eV",
             "optimized_positions": "Angstrom",
+            "total_charge_e": "e",
             "masses_amu": "amu",
             "energy_eV": "eV",
             "max_force_eV_per_A": "eV/Angstrom",

@@ -142,6 +142,7 @@ def _run(args) -> None:
         "zero_point_energy_eV": lines.zero_point_energy,
         "optimized_positions": lines.positions.tolist(),
         "atomic_numbers": lines.atomic_numbers.tolist(),
+        "total_charge_e": lines.total_charge,
     }
     document["bands"] = bands(result, lines)
     problem = resolution_warning(result, document["bands"])

@@ -111,6 +111,7 @@ class HarmonicResult:
       dipole_derivatives: (N, 3, 3) ∂μ_b/∂R_ia in e, indexed [i, a, b], or None.
       atomic_numbers: (N,) or None (set by :func:`harmonic`).
       optimization: the :class:`OptimizationResult` that produced ``positions``, or None.
+      total_charge: the total charge Q in e the model was evaluated at, or None (set by :func:`harmonic`).
     """
 
     frequencies_cm1: np.ndarray
@@ -131,6 +132,7 @@ class HarmonicResult:
     dipole_derivatives: Optional[np.ndarray]
     atomic_numbers: Optional[np.ndarray] = None
     optimization: Optional[OptimizationResult] = None
+    total_charge: Optional[float] = None
 
 
 def signed_wavenumbers(eigenvalues) -> np.ndarray:
@@ -355,7 +357,7 @@ def harmonic(
             "frequencies at a non-stationary point are not those of the molecule (use optimize=True)",
             NonMinimumWarning, stacklevel=2,
         )
-    return dataclasses.replace(result, atomic_numbers=z, optimization=optimization)
+    return dataclasses.replace(result, atomic_numbers=z, optimization=optimization, total_charge=float(total_charge))
 
 
 def _zero_mode_message(count: int, relative: int, fragments, positions, fragment_cutoff, rigid: int) -> str:
