@@ -3,7 +3,10 @@
 :func:`md_spectrum` runs R independent replicas at once (``jax.vmap`` over replicas,
 one compiled program, advanced in jitted ``lax.scan`` chunks):
 
-1. Maxwell–Boltzmann momenta at T, then Langevin (BAOAB) equilibration for
+1. The start geometry is moved to its centre of mass (the model is translation
+   invariant, and μ̇ below does not depend on the origin), so float32 positions resolve
+   the molecule, not its distance from the origin (3000 Å away, CO2 at 300 K broke energy
+   conservation). Maxwell–Boltzmann momenta at T, then Langevin (BAOAB) equilibration for
    ``equilibration_ps`` at T (:func:`physnetjax.md.langevin`).
 2. The centre-of-mass momentum is removed and the replicas continue in NVE
    (velocity Verlet, :func:`physnetjax.md.nve`) for ``time_ps``. Every
@@ -229,7 +232,7 @@ def md_spectrum(
     has_charges = bool(getattr(model, "charges", False))
     dof = 3 * num_atoms - 3
     mass_array = jnp.asarray(masses, dtype)
-    start = jnp.asarray(r0, dtype)
+    start = jnp.asarray(r0 - masses @ r0 / masses.sum(), dtype)
     keys = jax.vmap(lambda r: jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), r)))(
         jnp.arange(replicas))
 
