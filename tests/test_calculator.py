@@ -110,7 +110,8 @@ def test_a_total_charge_for_a_model_without_charges_warns():
 
     model, params = load_checkpoint(example_model_path())
     atoms = ase.io.read(example_geometry_path())
-    message = r"total charge 1 e given to a model without charges \(charges=False\): its energy and forces do not depend"
+    message = (r"total charge 1 e given to a model without charges \(charges=False\): its energy and forces do not "
+               "depend")
     with warnings.catch_warnings():
         warnings.simplefilter("error", PhysNetInputWarning)
         neutral = predict(model, params, atoms.numbers, atoms.positions)["energy"]

@@ -419,7 +419,8 @@ def test_optimize_geometry_validates_the_total_charge_as_harmonic_does(charge_mo
     """A NaN charge was an OptimizationError (run stopped, exit 4) after a NaN energy, and +100 e on ethanol
     (ΣZ = 26) optimised without a word; both are input errors, as in harmonic()."""
     model, params, z, r = charge_model
-    for charge, message in ((float("nan"), "total_charge must be finite"), (100.0, "larger than the number of electrons")):
+    for charge, message in ((float("nan"), "total_charge must be finite"),
+                            (100.0, "larger than the number of electrons")):
         for function in (optimize_geometry, harmonic):
             with pytest.raises(PhysNetInputError, match=message):
                 function(model, params, z, r, total_charge=charge)
