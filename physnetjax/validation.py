@@ -453,6 +453,15 @@ BOND_RATIO_APART = 2.5
 (separate atoms, reported as such where it matters, e.g. as fragments by the harmonic analysis)."""
 
 
+def stretched_bond_ratio(atomic_numbers, positions) -> Optional[float]:
+    """The median of :func:`bond_length_ratios` when it lies in (:data:`BOND_RATIO_MAX`, :data:`BOND_RATIO_APART`]
+    (a molecule stretched as by the bohr/Å factor 1.89), else None (also for fewer than 2 atoms)."""
+    if np.asarray(atomic_numbers).shape[0] < 2:
+        return None
+    median = float(np.median(bond_length_ratios(atomic_numbers, positions)))
+    return median if BOND_RATIO_MAX < median <= BOND_RATIO_APART else None
+
+
 def check_length_unit(atomic_numbers, positions, where: str = "") -> None:
     """Warn (:class:`PhysNetInputWarning`) when a molecule looks stretched by the bohr/Å factor 1.89.
 
@@ -462,10 +471,8 @@ def check_length_unit(atomic_numbers, positions, where: str = "") -> None:
     by extrapolation, and may even have a spurious minimum there. Non-bonded clusters
     (rare-gas dimers) fall in that range legitimately. Fewer than 2 atoms: nothing to check.
     """
-    if np.asarray(atomic_numbers).shape[0] < 2:
-        return
-    median = float(np.median(bond_length_ratios(atomic_numbers, positions)))
-    if BOND_RATIO_MAX < median <= BOND_RATIO_APART:
+    median = stretched_bond_ratio(atomic_numbers, positions)
+    if median is not None:
         warnings.warn(f"{_prefix(where)}atoms sit {median:.2f}× the covalent bond length from their nearest "
                       "neighbours (median over atoms; ~1.0 for a molecule in Å, 1.89 for bohr read as Å); positions "
                       "must be in Å: are they in bohr (multiply by 0.529177)?", PhysNetInputWarning, stacklevel=3)

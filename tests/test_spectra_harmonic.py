@@ -445,6 +445,22 @@ def test_a_molecule_in_bohr_read_as_angstrom_warns(charge_model):
         check_length_unit([8], [[0.0, 0.0, 0.0]])
 
 
+def test_an_optimised_geometry_far_from_bonding_distances_warns():
+    """CO2⁺ with the shipped CO2 model (trained on neutral CO2 only): the optimisation ends at a spurious minimum
+    with the atoms 2.1× the covalent bond length apart (modes 8.5, 169, 195 cm^-1), reported without a word."""
+    from physnetjax.pretrained import co2_geometry_path, co2_model_path
+
+    model, params = load_checkpoint(co2_model_path())
+    atoms = ase.io.read(co2_geometry_path())
+    with pytest.warns(PhysNetInputWarning, match=r"the optimised geometry has its atoms 2\.1\d× the covalent bond "
+                                                 r"length .* a minimum of the model far from any bonded molecule"):
+        cation = harmonic(model, params, atoms.numbers, atoms.positions, total_charge=1.0)
+    assert cation.frequencies_cm1.max() < 300.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PhysNetInputWarning)
+        harmonic(model, params, atoms.numbers, atoms.positions)  # the neutral molecule it was trained on
+
+
 def test_a_total_charge_for_a_model_without_charges_warns_in_the_spectra():
     """The shipped ethanol model has no charges: `spectra harmonic --total-charge 1` reported the neutral
     molecule's modes for the cation without a word. Each call warns before its (here failing) settings check."""

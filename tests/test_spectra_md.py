@@ -8,7 +8,6 @@ Hessian and dipole Jacobian (md_spectrum never forms a Hessian).
 """
 
 import json
-import warnings
 
 import ase.io
 import jax
@@ -461,7 +460,7 @@ def test_bands_of_lines_closer_than_the_grid_spacing_are_none_not_a_crash():
         assert "run longer" in resolution_warning(result, found)
 
 
-def test_cli_says_an_input_warning_of_the_molecule_and_its_md_once(tmp_path):
+def test_cli_says_an_input_warning_of_the_molecule_and_its_md_once(tmp_path, capsys):
     """A model without charges and --total-charge 1: the harmonic analysis and the MD from its geometry each
     warned the same line (a fresh model: zero output head, so no forces and nothing else to warn about MD)."""
     from physnetjax import PhysNet, init_params, save_checkpoint
@@ -472,11 +471,9 @@ def test_cli_says_an_input_warning_of_the_molecule_and_its_md_once(tmp_path):
     argv = _ir_args(tmp_path / "out", **{"--checkpoint": str(tmp_path / "model"), "--total-charge": "1",
                                          "--time-ps": "0.05", "--equilibration-ps": "0", "--replicas": "1",
                                          "--no-optimize": None, "--no-plot": None})
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert _cli(argv) == 0
-    said = [str(w.message) for w in caught if "given to a model without charges" in str(w.message)]
-    assert len(said) == 1, said
+    assert _cli(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("python -m physnetjax.spectra: warning: total charge 1 e given to a model without charges") == 1
 
 
 def test_cli_refuses_a_molecule_too_large_for_md_before_the_harmonic_analysis(tmp_path, capsys):
@@ -502,3 +499,18 @@ def test_float32_md_does_not_depend_on_where_the_molecule_sits(co2):
                                atol=1e-6 * at_origin.ir_spectrum.max())
     np.testing.assert_allclose(far.power_spectrum, at_origin.power_spectrum, rtol=1e-4,
                                atol=1e-6 * at_origin.power_spectrum.max())
+
+
+def test_cli_does_not_call_a_stretched_optimised_geometry_a_unit_slip(tmp_path, capsys):
+    """CO2⁺ with the neutral CO2 model optimises to a spurious stretched minimum: the harmonic analysis says so;
+    md_spectrum, started there, added 'are they in bohr?' about a geometry the user never gave."""
+    cation = ase.io.read(co2_geometry_path())
+    cation.info["charge"] = 1
+    ase.io.write(tmp_path / "cation.extxyz", cation)
+    argv = _ir_args(tmp_path / "out", **{"--geometry": str(tmp_path / "cation.extxyz"), "--temperature": "100",
+                                         "--time-ps": "0.1", "--equilibration-ps": "0", "--replicas": "1",
+                                         "--no-plot": None})
+    with pytest.warns(UserWarning, match="MD lines are"):  # 0.05 ps: the lines (8.5, 169, 195 cm^-1) overlap
+        assert _cli(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: the optimised geometry has its atoms 2.1") == 1 and "bohr" not in err, err

@@ -28,6 +28,7 @@ import argparse
 import csv
 import json
 import logging
+import sys
 import warnings
 from pathlib import Path
 
@@ -102,7 +103,6 @@ def _run(args) -> None:
 
     from physnetjax.checkpoint import load_checkpoint
     from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
-    from physnetjax.errors import PhysNetInputWarning
     from physnetjax.spectra.cli_harmonic import mode_table
     from physnetjax.spectra.harmonic import harmonic
     from physnetjax.spectra.md_spectrum import md_spectrum
@@ -113,23 +113,30 @@ def _run(args) -> None:
         jax.config.update("jax_enable_x64", True)
     model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)
     total_charge = float(atoms_total_charge(atoms, args.total_charge))
-    with warnings.catch_warnings():
-        # the MD starts from the analysed molecule: an input warning of both (total charge, units) shows once
-        warnings.simplefilter("once", PhysNetInputWarning)
-        lines = harmonic(model, params, atoms.numbers, atoms.positions, masses=args.masses,
-                         total_charge=total_charge, optimize=not args.no_optimize,
-                         trained_elements=trained_elements_of(metadata))
-        print(f"harmonic analysis of {atoms.get_chemical_formula()}:")
-        print(mode_table(lines))
-        with _progress_bar(args.verbose) as progress:
-            result = md_spectrum(
-                model, params, lines.atomic_numbers, lines.positions, temperature_K=args.temperature,
-                time_ps=args.time_ps, timestep_fs=args.timestep, equilibration_ps=args.equilibration_ps,
-                replicas=args.replicas, friction=args.friction, record_every=args.record_every,
-                total_charge=total_charge, masses=args.masses, seed=args.seed,
-                max_correlation_ps=args.correlation_ps, quantum_correction=args.quantum_correction,
-                dtype=args.dtype, progress=progress,
-            )
+    said: set = set()
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            lines = harmonic(model, params, atoms.numbers, atoms.positions, masses=args.masses,
+                             total_charge=total_charge, optimize=not args.no_optimize,
+                             trained_elements=trained_elements_of(metadata))
+        finally:
+            _tell(caught, said)
+    print(f"harmonic analysis of {atoms.get_chemical_formula()}:")
+    print(mode_table(lines))
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            with _progress_bar(args.verbose) as progress:
+                result = md_spectrum(
+                    model, params, lines.atomic_numbers, lines.positions, temperature_K=args.temperature,
+                    time_ps=args.time_ps, timestep_fs=args.timestep, equilibration_ps=args.equilibration_ps,
+                    replicas=args.replicas, friction=args.friction, record_every=args.record_every,
+                    total_charge=total_charge, masses=args.masses, seed=args.seed,
+                    max_correlation_ps=args.correlation_ps, quantum_correction=args.quantum_correction,
+                    dtype=args.dtype, progress=progress,
+                )
+        finally:
+            # harmonic() judged the bond lengths of the given and of the optimised geometry, where the MD starts
+            _tell(caught, said, skip="the covalent bond length")
     shown = result.frequencies_cm1 <= args.max_wavenumber
     print(summary(result, lines))
     _write_csv(out / CSV_NAME, result, shown)
@@ -158,6 +165,18 @@ def _run(args) -> None:
                          title=f"{atoms.get_chemical_formula()}, {args.temperature:g} K, "
                                f"{result.settings['replicas']} × {result.settings['time_ps']:g} ps NVE")
         print(f"wrote {out / PNG_NAME}")
+
+
+def _tell(caught, said: set, skip: str = "") -> None:
+    """Write the recorded warnings to stderr as the CLI shows warnings, each text once (``said`` holds those
+    written); drop those that contain ``skip``. The MD starts from the analysed molecule, so what holds for
+    both (a total charge the model ignores) is said once, by the harmonic analysis."""
+    for warning in caught:
+        text = str(warning.message)
+        if text in said or (skip and skip in text):
+            continue
+        said.add(text)
+        sys.stderr.write(warnings.formatwarning(warning.message, warning.category, warning.filename, warning.lineno))
 
 
 class _progress_bar:

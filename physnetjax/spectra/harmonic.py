@@ -60,7 +60,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import cast_params
-from physnetjax.validation import check_charge_model, check_length_unit, validate_structure
+from physnetjax.errors import PhysNetInputWarning
+from physnetjax.validation import check_charge_model, check_length_unit, stretched_bond_ratio, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
 from physnetjax.spectra.optimize import DEFAULT_FMAX, DEFAULT_MAX_STEPS, OptimizationResult, minimize
 from physnetjax.spectra.rigid_body import (
@@ -327,7 +328,8 @@ def harmonic(
 
     Warns:
       PhysNetInputWarning: close contacts, untrained elements, a molecule stretched as
-        by positions in bohr (:func:`physnetjax.validation.check_length_unit`), or a
+        by positions in bohr (:func:`physnetjax.validation.check_length_unit`), an
+        optimised geometry stretched so (a spurious minimum of the model), or a
         non-zero total charge for a model without charges.
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
@@ -347,6 +349,12 @@ def harmonic(
         optimization = None
         if optimize:
             optimization = minimize(functions.energy, r, (params64,), fmax=fmax, max_steps=max_steps)
+            stretched = stretched_bond_ratio(z, optimization.positions)
+            if stretched is not None and stretched_bond_ratio(z, r) is None:
+                warnings.warn(f"the optimised geometry has its atoms {stretched:.2f}× the covalent bond length from "
+                              "their nearest neighbours: a minimum of the model far from any bonded molecule, an "
+                              "extrapolation; check the model's training data, the total charge and the start geometry",
+                              PhysNetInputWarning, stacklevel=2)
             r = optimization.positions
             logger.info("optimised in %d steps to max |F| = %.2e eV/Å", optimization.steps, optimization.fmax)
         result = harmonic_analysis(functions.energy, r, masses, dipole_fn=dipole_fn, args=(params64,),
