@@ -142,6 +142,16 @@ def test_restart_of_another_model_or_ensemble_through_the_python_api(system, tmp
     simulate(model, params, atoms, ensemble="langevin", restart=str(state), **common)
 
 
+def test_a_total_charge_for_a_model_without_charges_warns_in_md(system):
+    """The MD of a cation with a model without charges ran the neutral molecule's dynamics without a word (predict,
+    the calculator and the spectra warned, simulate did not)."""
+    model, params, atoms = system
+    cation = atoms.copy()
+    cation.info["charge"] = 1
+    with pytest.warns(UserWarning, match=r"MD start geometry: total charge 1 e given to a model without charges"):
+        simulate(model, params, cation, steps=5, save_every=5, dtype="float64")
+
+
 def test_nve_energy_drift_stops_and_saves_the_last_good_frame(system, tmp_path):
     """At 10 fs (beyond Verlet's stability for C–H stretches) the conserved energy moves by ~10 eV/atom;
     on main the run finished with exit 0. The first frame beyond 20 meV/atom stops it."""

@@ -86,7 +86,7 @@ from physnetjax.md.io import TrajectoryWriter, frame_atoms, momenta_from_ase, tr
 from physnetjax.md.potential import AllPairs
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import BAR, BOLTZMANN
-from physnetjax.validation import atoms_total_charge, check_total_charge, validate_structure
+from physnetjax.validation import atoms_total_charge, check_charge_model, check_total_charge, validate_structure
 
 logger = logging.getLogger(__name__)
 
@@ -390,6 +390,7 @@ def simulate(
     if np.any(atoms.pbc) and not np.all(atoms.pbc):
         raise PhysNetInputError(f"pbc={atoms.pbc.tolist()}: MD runs only fully periodic or isolated systems")
     total_charge = check_total_charge(atoms_total_charge(atoms), atoms.numbers, where="MD start geometry")
+    check_charge_model(model, total_charge, where="MD start geometry")
     validate_structure(atoms.numbers, atoms.positions, model.max_atomic_number,
                        total_charge=total_charge, cell=atoms.cell.array, pbc=atoms.pbc,
                        trained_elements=trained_elements, strict=True, where="MD start geometry")
