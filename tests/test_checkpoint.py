@@ -235,6 +235,14 @@ def test_not_a_checkpoint(tmp_path):
         load_checkpoint(tmp_path, weights="best")
 
 
+def test_a_folder_inside_a_checkpoint_names_the_checkpoint(copy_of):
+    """--checkpoint RUN/best/params (the orbax folder inside a checkpoint) read as a legacy checkpoint and failed
+    with 'legacy checkpoint ... has no model_attributes', not saying to pass the directory above it."""
+    with pytest.raises(CheckpointError, match=f"is the params/ folder inside the checkpoint {copy_of}: pass the "
+                                              f"checkpoint directory {copy_of} itself"):
+        load_checkpoint(copy_of / "params")
+
+
 def test_edited_config_is_reported_old_checkpoints_still_load(copy_of, trained):
     """On main one changed digit of an element energy or of the cutoff shifted every energy silently."""
     original = (copy_of / "config.json").read_text(encoding="utf-8")
