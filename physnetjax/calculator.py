@@ -154,8 +154,14 @@ class PhysNetCalculator(Calculator):
                                   quantities="ijS")
         return i.astype(np.int32), j.astype(np.int32), shifts.astype(np.float64) @ cell
 
-    def build_batch(self, atoms) -> tuple[Batch, int]:
-        """Padded :class:`Batch` for ``atoms`` and its number of real atoms."""
+    def build_batch(self, atoms) -> tuple[Batch, int, np.ndarray]:
+        """Padded :class:`Batch` for ``atoms``, its number of real atoms, and the dipole offset Q·c (e·Å).
+
+        An isolated system is moved to its centroid c before the cast to the compute
+        dtype (energy and forces do not change; in float32 a molecule 1000 Å from the
+        origin would lose ~1e-3 eV/Å to rounding); its dipole about the origin is the
+        model's dipole plus Q·c. Periodic systems stay as they are (offset 0).
+        """
         total_charge = atoms_total_charge(atoms, self.total_charge)
         pbc = np.asarray(atoms.pbc, dtype=bool)
         cell = np.asarray(atoms.cell.array, dtype=np.float64)
@@ -167,6 +173,8 @@ class PhysNetCalculator(Calculator):
             check_d3_elements(z)
         r = r.astype(np.float64)
         periodic = bool(pbc.any())
+        centroid = np.zeros(3) if periodic else r.mean(axis=0)
+        r = r - centroid
         if periodic and self.pair_cutoff is None:
             raise ValueError(
                 "periodic systems need a model whose pair terms have a finite reach "
@@ -198,7 +206,7 @@ class PhysNetCalculator(Calculator):
             num_atoms=n_pad, num_edges=p_pad, num_pairs=q_pad, num_molecules=1,
             three_body_cutoff=self.three_body_cutoff, num_triplets=t_pad, dtype=self.dtype,
         )
-        return batch, n
+        return batch, n, total_charge * centroid
 
     def check_state(self, atoms, tol: float = 1e-15) -> list:
         """ASE's changes since the last call, plus ``"charge"`` when ``atoms.info["charge"]`` changed.
@@ -216,7 +224,7 @@ class PhysNetCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         if "stress" in properties and not self.atoms.pbc.all():
             raise PropertyNotImplementedError("stress needs a fully periodic cell (pbc all True)")
-        batch, n = self.build_batch(self.atoms)
+        batch, n, dipole_offset = self.build_batch(self.atoms)
         out = self._apply(self.params, batch)
         require_finite(out, n)
         wanted = {"energy": out["energy"], "forces": out["forces"], "dispersion": out["dispersion"]}
@@ -236,7 +244,7 @@ class PhysNetCalculator(Calculator):
         }
         if self.model.charges:
             self.results["charges"] = np.asarray(host["charges"][:n], dtype=np.float64)
-            self.results["dipole"] = np.asarray(host["dipoles"][0], dtype=np.float64)
+            self.results["dipole"] = np.asarray(host["dipoles"][0], dtype=np.float64) + dipole_offset
         if "stress" in host:
             self.results["stress"] = full_3x3_to_voigt_6_stress(np.asarray(host["stress"][0], np.float64))
         if self.ensemble:

@@ -167,6 +167,29 @@ def test_float32_close_to_float64(charged_model, molecules):
     np.testing.assert_allclose(e32.get_forces(), e64.get_forces(), atol=1e-4 * np.abs(e64.get_forces()).max())
 
 
+def test_a_molecule_far_from_the_origin_loses_no_float32_precision(charged_model, molecules):
+    """float32 coordinates 1000 Å from the origin resolve ~6e-5 Å: on main the forces of a molecule there were off by
+    ~1e-3 eV/Å (0.02 at 5000 Å). Isolated molecules are now evaluated about their centroid; the dipole stays the
+    one about the coordinate origin, which for a cation moves with it by Q·shift."""
+    model, params = charged_model
+    z, r = molecules["ethanol"]
+    shift = np.array([3000.0, -2000.0, 1000.0])
+    reference = predict(model, params, z, r, total_charge=1.0, dtype="float64")
+    far = predict(model, params, z, r + shift, total_charge=1.0, dtype="float32")
+    scale = np.abs(reference["forces"]).max()
+    # float32 at the origin (test_float32_close_to_float64): 1e-4 of the largest force, and the same far away.
+    np.testing.assert_allclose(far["forces"], reference["forces"], atol=1e-4 * scale)
+    np.testing.assert_allclose(far["energy"], reference["energy"], rtol=1e-5)
+    far64 = predict(model, params, z, r + shift, total_charge=1.0, dtype="float64")
+    np.testing.assert_allclose(far64["dipole"], reference["dipole"] + shift, rtol=1e-12)
+    atoms = ase.Atoms(numbers=z, positions=r + shift, calculator=PhysNetCalculator(model, params, dtype="float32"))
+    atoms.info["charge"] = 1.0
+    np.testing.assert_allclose(atoms.get_forces(), reference["forces"], atol=1e-4 * scale)
+    cation = ase.Atoms(numbers=z, positions=r + shift, calculator=PhysNetCalculator(model, params, dtype="float64"))
+    cation.info["charge"] = 1.0
+    np.testing.assert_allclose(cation.get_dipole_moment(), reference["dipole"] + shift, rtol=1e-12)
+
+
 def periodic_atoms(seed=0, n=6, length=4.0):
     rng = np.random.default_rng(seed)
     grid = np.stack(np.meshgrid(*[np.arange(2)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n]
