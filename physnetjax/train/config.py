@@ -169,6 +169,8 @@ class TrainConfig:
         for name in NON_NEGATIVE_SETTINGS:
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ValueError(f"{name} must be >= 0 and finite, received {getattr(self, name)}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0 (NumPy and JAX take non-negative seeds), received {self.seed}")
         if self.ensemble < 1:
             raise ValueError(f"ensemble must be >= 1 member, received {self.ensemble}")
         if self.bootstrap and self.ensemble < 2:
