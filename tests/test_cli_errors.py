@@ -360,3 +360,18 @@ def test_train_cli_leaves_the_package_loggers_as_it_found_them(tmp_path, capsys)
     assert "--data" in one_line_error(capsys, "train")
     after = (list(package.handlers), package.level, package.propagate, logging.getLogger("physnetjax.checkpoint").level)
     assert after == before
+
+
+def test_train_cli_init_from_refuses_another_architecture_and_records_its_own(files, tmp_path, capsys):
+    """--init-from fixes the architecture: on main --features 16 --cutoff 3 beside it were ignored without a word
+    (the model kept 8 features and 4 Å) and config.json/config.toml recorded the defaults, not the model trained."""
+    start = ["--data", str(DATA / "train_ethanol64.npz"), "--init-from", str(files / "ckpt"), "--epochs", "1",
+             "--no-progress", "--no-plots", "--valid", "8", "--test", "8"]
+    assert train_main([*start, "--out", str(tmp_path / "run"), "--features", "16", "--cutoff", "3"]) == 2
+    message = one_line_error(capsys, "train")
+    assert "--features 16 (the checkpoint has 8), --cutoff 3.0 (the checkpoint has 4.0)" in message
+    assert not (tmp_path / "run").exists()
+    assert train_main([*start, "--out", str(tmp_path / "ok"), "--features", "8", "--message-degree", "1"]) == 0
+    recorded = TrainConfig.load(tmp_path / "ok" / "config.json")
+    assert (recorded.features, recorded.num_iterations, recorded.cutoff, recorded.max_atomic_number) == (8, 1, 4.0, 9)
+    assert "\nnum_iterations = 1\n" in (tmp_path / "ok" / "config.toml").read_text()

@@ -31,7 +31,8 @@ from physnetjax.cli_errors import cli_main
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import PhysNetInputError
 from physnetjax.model_dispersion import DISPERSION_METHODS
-from physnetjax.train.config import BEST_METRICS, LOSSES, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig, preset_settings
+from physnetjax.train.config import (ARCHITECTURE_SETTINGS, BEST_METRICS, LOSSES, OPTIMIZERS, PRESETS, SCHEDULES,
+                                     TrainConfig, preset_settings)
 
 HELP = {
     "data": "PhysNet .npz or ASE-readable files (default: the bundled ethanol GFN2-xTB set)",
@@ -161,6 +162,7 @@ def progress_logging(level: int, verbose: bool):
 
 @cli_main("python -m physnetjax.train")
 def main(argv=None) -> int:
+    from physnetjax.train.ensemble import check_init_architecture
     from physnetjax.train.loop import resume, train
 
     parser = build_parser()
@@ -173,6 +175,9 @@ def main(argv=None) -> int:
         raise PhysNetInputError("--allow-changed-data applies only with --resume RUN_DIR")
     preset = args.pop("preset", None)
     settings = preset_settings(preset or "fast", **args)
+    architecture = {name: settings[name] for name in ARCHITECTURE_SETTINGS if name in settings}
+    if run_dir is None and settings.get("init_from") and architecture:
+        check_init_architecture(settings["init_from"], architecture)
 
     def keep_config(config: TrainConfig, directory) -> None:
         used_preset = None if run_dir is not None else preset or "fast"

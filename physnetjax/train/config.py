@@ -55,6 +55,12 @@ NON_NEGATIVE_SETTINGS = ("energy_weight", "forces_weight", "dipole_weight", "cha
                          "warmup_epochs")
 """Settings that must be finite numbers >= 0."""
 
+ARCHITECTURE_SETTINGS = ("features", "max_degree", "num_iterations", "correlation", "radial_mlp", "message_degree",
+                         "num_basis_functions", "cutoff", "n_res", "charges", "zbl", "zbl_cutoff", "dispersion",
+                         "dispersion_functional", "dispersion_cutoff", "dispersion_trainable", "max_atomic_number")
+"""Settings that define the network (attributes of :class:`physnetjax.PhysNet` of the same names); with
+``init_from`` they are the checkpoint's."""
+
 RESUME_OVERRIDES = ("epochs", "max_time", "patience", "progress", "plots", "log_every", "checkpoint_interval_s")
 """Settings a ``--resume`` may change; any other would break exact continuation."""
 

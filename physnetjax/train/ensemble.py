@@ -105,6 +105,31 @@ def initial_weights(path, size: int) -> tuple:
     return member.clone(element_energies=None), jax.tree_util.tree_map(jnp.asarray, params)
 
 
+def check_init_architecture(path, given: dict) -> None:
+    """Refuse architecture settings ``given`` beside ``--init-from path`` that differ from the checkpoint's.
+
+    A run started from a checkpoint has the checkpoint's architecture, so an option such
+    as ``--features 64`` or ``--cutoff 4`` given with it would otherwise be ignored without
+    a word. ``given`` maps names of :data:`physnetjax.train.config.ARCHITECTURE_SETTINGS`
+    to the values asked for (cutoffs in Å); a ``message_degree`` of None means ``max_degree``.
+
+    Raises:
+      PhysNetInputError: naming every differing setting with the value given and the checkpoint's.
+    """
+    loaded, _ = load_checkpoint(path)
+    member = loaded.member if is_ensemble(loaded) else loaded
+
+    def normal(name, value):
+        return member.max_degree if name == "message_degree" and value is None else value
+
+    differ = [f"--{name.replace('_', '-')} {value} (the checkpoint has {getattr(member, name)})"
+              for name, value in given.items() if normal(name, value) != normal(name, getattr(member, name))]
+    if differ:
+        raise PhysNetInputError(
+            f"--init-from {path} fixes the architecture, but the settings ask for {', '.join(differ)}; drop "
+            "them to fine-tune that checkpoint, or train a new model without --init-from")
+
+
 def saved_model(member, size: int, calibration_scale: float = 1.0):
     """What a checkpoint stores: the member itself for one model, else a :class:`PhysNetEnsemble` of it."""
     if size == 1:

@@ -80,7 +80,7 @@ from physnetjax.model import PhysNet
 from physnetjax.predict import init_params
 from physnetjax.train import plots
 from physnetjax.train.batching import batch_shapes, iterate_batches, num_batches
-from physnetjax.train.config import RESUME_OVERRIDES, TrainConfig, read_json_object
+from physnetjax.train.config import ARCHITECTURE_SETTINGS, RESUME_OVERRIDES, TrainConfig, read_json_object
 from physnetjax.train.background import BackgroundWriter
 from physnetjax.train.device_batches import batch_rows, build_device_frames, frame_rows, supports_device_batches
 from physnetjax.train.device_steps import make_device_steps
@@ -286,6 +286,11 @@ class Trainer:
             return
         if self.config.init_from:
             self.model, self.initial_params = initial_weights(self.config.init_from, self.size)
+            defaults = TrainConfig()
+            for name in ARCHITECTURE_SETTINGS:  # config.json/config.toml record the architecture trained
+                value = getattr(self.model, name)
+                if value is not None or getattr(defaults, name) is None:
+                    setattr(self.config, name, value)
             logger.info("initial weights from %s (architecture taken from it)", self.config.init_from)
         else:
             max_z = self.config.max_atomic_number or int(self.dataset.Z.max())
