@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from physnetjax.checkpoint import load_checkpoint, load_train_state
+from physnetjax.errors import PhysNetInputWarning
 from physnetjax.predict import predict
 from physnetjax.train import ForceCheckError, TrainConfig, Trainer, resume, train
 
@@ -299,6 +300,19 @@ def test_resume_refuses_a_changed_split(tmp_path):
         resume(out, epochs=2)
     (out / "split.npz").write_bytes(original)
     assert resume(out, epochs=2)["epochs_run"] == 2
+
+
+def test_a_split_file_leaving_frames_out_warns(tmp_path):
+    """A split file made for a 40-frame subset of these 64 frames: on main 24 frames were dropped without a word."""
+    np.savez(tmp_path / "split.npz", train=np.arange(0, 24), valid=np.arange(24, 32), test=np.arange(32, 40))
+    with pytest.warns(PhysNetInputWarning, match=r"--split-file .*split\.npz: 24 of the 64 frames are in none of "
+                                                 r"train, valid and test and are not used \(first: .*\[40\]"):
+        train(tiny_config(tmp_path / "run", epochs=1, train=None, valid=0.1, test=0.1,
+                          split_file=str(tmp_path / "split.npz")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PhysNetInputWarning)
+        np.savez(tmp_path / "all.npz", train=np.arange(0, 48), valid=np.arange(48, 56), test=np.arange(56, 64))
+        train(tiny_config(tmp_path / "all", epochs=1, train=None, split_file=str(tmp_path / "all.npz")))
 
 
 def test_nan_metrics_raise_naming_the_split(base_run, tmp_path):

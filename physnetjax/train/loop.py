@@ -269,11 +269,23 @@ class Trainer:
         else:
             if self.config.split_file:
                 self.split = load_split(self.config.split_file, len(self.dataset))
+                self._check_split_file_covers_data()
             else:
                 self.split = random_split(len(self.dataset), self.config.valid, self.config.test, self.config.seed,
                                           self.config.train)
             save_split(split_path, self.split)
         self.split_sha256 = file_sha256(split_path)
+
+    def _check_split_file_covers_data(self) -> None:
+        """Warn when ``--split-file`` leaves frames of the data in no split (e.g. a split made for other data)."""
+        used = np.concatenate([self.split[name] for name in ("train", "valid", "test")])
+        unused = np.setdiff1d(np.arange(len(self.dataset)), used)
+        if unused.size:
+            first = ", ".join(self.dataset.sources[i] for i in unused[:3])
+            warnings.warn(f"--split-file {self.config.split_file}: {unused.size} of the {len(self.dataset)} frames are "
+                          f"in none of train, valid and test and are not used (first: {first}); was the split made "
+                          "for other data? Give a split of these files, or leave out --split-file for a random one",
+                          PhysNetInputWarning, stacklevel=2)
 
     def _setup_model(self) -> None:
         model_path = self.run_dir / "model.json"
