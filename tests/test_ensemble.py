@@ -25,8 +25,9 @@ from physnetjax.checkpoint import CheckpointError
 from physnetjax.checkpoint import format as ckformat
 from physnetjax.ensemble import PhysNetEnsemble, ensemble_statistics, member_params, stack_members
 from physnetjax.ensemble.__main__ import main as ensemble_main
+from physnetjax.ensemble.calibrate_checkpoint import calibrate_checkpoint
 from physnetjax.ensemble.combine import combine_checkpoints, fold_element_energies
-from physnetjax.errors import PhysNetInputError
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.md.__main__ import main as md_main
 from physnetjax.md.driver import simulate
 from physnetjax.neighbors import apply_batch, batch_molecules, model_pair_cutoff
@@ -265,6 +266,18 @@ def test_calibrate_cli_fits_the_maximum_likelihood_scale(ensemble, molecules, tm
     assert ensemble_main(["calibrate", str(single), "--data", str(tmp_path / "frames.npz"), "--out",
                           str(tmp_path / "x")]) == 2
     assert "needs an ensemble" in capsys.readouterr().err
+
+
+def test_calibrating_on_elements_no_member_was_trained_on_warns(ensemble, molecules, tmp_path, capsys):
+    """A scale fitted on untrained elements describes extrapolation, not the model: on main no word was said."""
+    model, stacked, members = ensemble
+    z, r = molecules["methanol"]
+    label = predict(model.member, members[0], z, r, dtype=np.float64)
+    np.savez(tmp_path / "frames.npz", R=r[None], Z=z[None], N=[len(z)], E=[label["energy"]], F=label["forces"][None])
+    ens = save_checkpoint(tmp_path / "ens", model, stacked, {"trained_elements": [1, 6]})
+    with pytest.warns(PhysNetInputWarning, match=r"--data: element\(s\) O \(Z=8\) \(in 1 of 1 frames.*never "
+                                                 r"occurred in this model's training data \(trained on H, C\)"):
+        calibrate_checkpoint(ens, [tmp_path / "frames.npz"], tmp_path / "cal")
 
 
 @pytest.mark.slow

@@ -27,6 +27,7 @@ from physnetjax.data import load_dataset
 from physnetjax.ensemble.calibration import fit_calibration_scale, gaussian_nll, spearman_rank_correlation
 from physnetjax.ensemble.model import is_ensemble
 from physnetjax.eval.predictions import predict_dataset
+from physnetjax.validation import check_dataset_elements, trained_elements_of
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
 
     Raises:
       ValueError: ``path`` holds a single model, or the frames have no forces.
+      PhysNetInputWarning (a warning): the frames hold elements no member was trained on (their
+        errors and spreads are an untrained guess, not what the scale should describe).
       CheckpointError, DataError: unreadable checkpoint or data. FileExistsError: ``out``
         exists and ``overwrite`` is False.
     """
@@ -98,6 +101,7 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
     if not is_ensemble(model):
         raise ValueError(f"{path} holds a single model; calibration needs an ensemble (see combine)")
     dataset = load_dataset([str(p) for p in data])
+    check_dataset_elements(dataset.Z, dataset.N, trained_elements_of(metadata), where="--data")
     predictions = predict_dataset(model.clone(calibration_scale=1.0), params, dataset, batch_size=batch_size,
                                   dtype=dtype)
     record = calibration_record(predictions, dataset)
