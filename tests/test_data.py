@@ -165,6 +165,14 @@ def test_split_is_reproducible_and_disjoint():
         check_split({"Z": np.ones((3, 2), int), "R": np.zeros((3, 2, 3)), "E": np.zeros(3)}, 10)
     with pytest.raises(ValueError, match="'valid' is empty"):
         check_split({"train": [0, 1], "valid": np.zeros(0, int)}, 10)
+    # on main these said only "cannot split 5 frames into train=5, valid=0, test=0", neither why nor what to change
+    with pytest.raises(ValueError, match=r"train=5, valid=0, test=0: the validation split needs at least 1 frame .*"
+                                         r"valid=0.1 gives none, give a frame count such as valid=1"):
+        random_split(5)
+    with pytest.raises(ValueError, match=r"train=0, valid=3, test=2: no frame is left to train on; lower valid or test"):
+        random_split(5, valid=3, test=2)
+    with pytest.raises(ValueError, match=r"train=4, valid=1, test=1: the parts need 6 frames; lower train, valid or"):
+        random_split(5, valid=1, test=1, train=4)
 
 
 def test_element_energy_fit_recovers_references_in_float64():

@@ -36,8 +36,15 @@ def random_split(num_frames: int, valid: float = 0.1, test: float = 0.1, seed: i
     n_test = _count(test, num_frames, "test")
     n_train = num_frames - n_valid - n_test if train is None else _count(train, num_frames, "train")
     if n_train < 1 or n_valid < 1 or n_train + n_valid + n_test > num_frames:
+        if n_valid < 1:
+            reason = (f"the validation split needs at least 1 frame (it selects the best checkpoint); valid={valid:g} "
+                      f"gives none, give a frame count such as valid=1")
+        elif n_train + n_valid + n_test > num_frames:
+            reason = f"the parts need {n_train + n_valid + n_test} frames; lower train, valid or test"
+        else:
+            reason = "no frame is left to train on; lower valid or test"
         raise ValueError(
-            f"cannot split {num_frames} frames into train={n_train}, valid={n_valid}, test={n_test}"
+            f"cannot split {num_frames} frames into train={n_train}, valid={n_valid}, test={n_test}: {reason}"
         )
     order = np.random.default_rng(seed).permutation(num_frames)
     parts = np.split(order, [n_train, n_train + n_valid, n_train + n_valid + n_test])[:3]
