@@ -1,5 +1,6 @@
 """Data loading, validation (one test per bad-data class), splits and the float64 E0 fit."""
 
+import re
 import warnings
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from physnetjax.data import (
     shifted_energies,
 )
 from physnetjax.data.split import check_split
+from physnetjax.errors import PhysNetInputWarning
 
 DATA = Path(__file__).parent / "data" / "train_ethanol64.npz"
 KCAL_PER_MOL_IN_EV = 4.184e3 / 6.02214076e23 / 1.602176634e-19
@@ -199,6 +201,25 @@ def test_net_force_warns(tmp_path, raw):
     arrays["F"][7] = arrays["F"][7] - masses[:, None] * lam
     with pytest.warns(UserWarning, match=r"key 'F': the forces of 1 frame\(s\) do not sum to zero \(frames 7;"):
         load_npz(write(tmp_path, arrays))
+
+
+def test_forces_on_padding_atoms_warn_and_do_not_count_as_net_force(tmp_path, raw):
+    """Non-zero F beyond N: on main only a misleading "forces do not sum to zero" warning (the padding summed in)."""
+    arrays = {k: v.copy() for k, v in raw.items()}
+    for key in ("R", "Z", "F"):
+        arrays[key] = np.concatenate([arrays[key], np.zeros_like(arrays[key][:, :1])], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_npz(write(tmp_path, arrays, "padded.npz"))
+    arrays["F"][3, 9] = [0.5, 0.0, 0.0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_npz(write(tmp_path, arrays))
+    assert [str(w.message) for w in caught if "sum to zero" in str(w.message)] == []
+    padding = [w for w in caught if issubclass(w.category, PhysNetInputWarning)]
+    assert len(padding) == 1
+    assert re.search(r"key 'F' is non-zero on padding atoms \(Z = 0, beyond N\) in 1 frame\(s\) \(frames 3; up to "
+                     r"0.5 eV/Å in .*bad.npz\[3\], N = 9\); .*check that F is padded like Z", str(padding[0].message))
 
 
 def test_bundled_dataset_is_valid_and_small():

@@ -395,6 +395,7 @@ def validate(data: Dataset, path) -> None:
     check_contacts(data, path)
     warn_length_unit(data, path)
     warn_duplicates(data, path)
+    warn_padding_forces(data, path)
     warn_net_force(data, path)
 
 
@@ -463,6 +464,26 @@ NET_FORCE_TOLERANCE = 1e-2
 """eV/Å: |Σ_i F_i| of an isolated molecule above this is reported (it should be ~0)."""
 
 
+def warn_padding_forces(data: Dataset, where) -> None:
+    """Warn (naming frames) when a frame's forces are non-zero on its padding atoms (Z = 0, index ≥ N).
+
+    Padding atoms are not atoms: their force labels are never trained on. Non-zero values
+    there mean the rows of F do not line up with those of Z and R (F padded or ordered
+    otherwise, or taken from another file), so the forces of the real atoms may be
+    another atom's too.
+    """
+    padding = np.arange(data.max_atoms)[None, :] >= data.N[:, None]
+    size = np.where(padding[..., None], np.abs(data.F), 0.0).max(axis=(1, 2))
+    bad = data.has_F & (size > 0)
+    if bad.any():
+        k = int(np.argmax(np.where(bad, size, 0.0)))
+        warnings.warn(
+            f"{where}: key 'F' is non-zero on padding atoms (Z = 0, beyond N) in {int(bad.sum())} frame(s) "
+            f"(frames {_first_frames(bad)}; up to {size[k]:.3g} eV/Å in {data.sources[k]}, N = {int(data.N[k])}); "
+            "the padding is not trained on, but the force rows may not line up with Z and R: check that F is "
+            "padded like Z (real atoms first)", PhysNetInputWarning, stacklevel=3)
+
+
 def warn_net_force(data: Dataset, where) -> None:
     """Warn (naming frames) when the forces of a frame do not sum to zero.
 
@@ -471,7 +492,8 @@ def warn_net_force(data: Dataset, where) -> None:
     read with an MD constraint such as ASE's FixCom applied). No model with correct
     forces can fit them. Frames of periodic data sets are not distinguished here.
     """
-    net = np.linalg.norm(data.F.sum(axis=1), axis=-1)
+    real = np.arange(data.max_atoms)[None, :, None] < data.N[:, None, None]
+    net = np.linalg.norm(np.where(real, data.F, 0.0).sum(axis=1), axis=-1)
     bad = data.has_F & (net > NET_FORCE_TOLERANCE)
     if bad.any():
         k = int(np.argmax(np.where(bad, net, 0.0)))
