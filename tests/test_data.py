@@ -282,6 +282,32 @@ def test_ase_label_keys_not_read_warn_and_conflicting_duplicates_refuse(tmp_path
         load_ase(ref_only)
 
 
+def test_extxyz_free_energy_without_energy_warns(tmp_path, raw):
+    """extxyz free_energy= (VASP-style) becomes a calculator result, not info: on main those frames trained on forces
+    only without a word; beside energy= (both given) it is not reported."""
+    import ase
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    def frames(**energies):
+        out = []
+        for k in range(3):
+            atoms = ase.Atoms(numbers=raw["Z"][k], positions=raw["R"][k])
+            atoms.calc = SinglePointCalculator(atoms, forces=raw["F"][k],
+                                               **{key: raw["E"][k] + shift for key, shift in energies.items()})
+            out.append(atoms)
+        return out
+
+    ase.io.write(tmp_path / "free.extxyz", frames(free_energy=0.0))
+    with pytest.warns(PhysNetInputWarning, match=r"free.extxyz: label-like keys not read: 'free_energy' \(frames 0, "
+                                                 r"1, 2\); the labels read are the calculator results 'energy'"):
+        assert not load_ase(tmp_path / "free.extxyz").has_E.any()
+    ase.io.write(tmp_path / "both.extxyz", frames(energy=0.0, free_energy=-0.01))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_ase(tmp_path / "both.extxyz").has_E.all()
+
+
 def test_positions_in_bohr_warn_and_angstrom_do_not(tmp_path, raw):
     """Bohr read as Å keeps E, F (per bohr) and D mutually consistent, so on main nothing noticed the stretched
     molecules; the covalent-radius ratio (~1.0 in Å) is 1.89 for them."""

@@ -203,7 +203,8 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
 
     Other label-like entries (``atoms.info`` or per-atom arrays whose names hold
     energy, force, dipole or charge, e.g. ``REF_energy``, ``REF_forces``,
-    ``total_charge``) are not read; a :class:`PhysNetInputWarning` names them, since
+    ``total_charge``, and a calculator result such as extxyz ``free_energy=`` in a frame
+    without ``energy=``) are not read; a :class:`PhysNetInputWarning` names them, since
     the labels trained on may then not be the ones meant (rename the wanted key to
     ``energy``/``forces``/``charge``).
 
@@ -277,6 +278,10 @@ read them."""
 READ_KEYS = {"charge", "initial_charges", "numbers", "positions"}
 """``atoms.info``/``atoms.arrays`` names that :func:`load_ase` reads itself."""
 
+RESULT_WORDS = {"energy": "energy", "force": "forces", "dipole": "dipole"}
+"""Substrings of calculator result names (e.g. ``free_energy``) reported as not read when the frame lacks the result
+that is read for them."""
+
 SAME_AS_RESULT = {"energy": "info", "dipole": "info", "forces": "arrays"}
 """Names that may duplicate a calculator result outside it (``.traj``/``.db`` keep ``info``): they must agree."""
 
@@ -298,6 +303,10 @@ def _check_label_keys(path, k: int, atoms, results: dict, unread: dict) -> None:
                                 f"{ours.reshape(-1)[:3].tolist()}): keep one of them")
             continue
         if any(word in name.lower() for word in LABEL_WORDS):
+            unread.setdefault(name, []).append(k)
+    for name in results:  # e.g. extxyz free_energy= (ASE makes it a result) in a frame without energy=
+        if name not in SAME_AS_RESULT and any(word in name.lower() and read not in results
+                                              for word, read in RESULT_WORDS.items()):
             unread.setdefault(name, []).append(k)
 
 
