@@ -23,6 +23,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from physnetjax import PhysNet, init_params, load_checkpoint, predict
 from physnetjax.checkpoint import save_checkpoint
+from physnetjax.errors import PhysNetInputWarning
 from physnetjax.eval.cli import main
 from physnetjax.units import KCAL_PER_MOL
 
@@ -329,6 +330,20 @@ def test_warns_about_elements_the_model_never_saw(tmp_path):
     np.savez(tmp_path / "data.npz", Z=z, R=r, N=np.array([3, 2]), E=np.zeros(2), F=np.zeros((2, 3, 3)))
     with pytest.warns(UserWarning, match=r"H \(Z=1\) \(in 1 of 2 frames, first frame 0\) never occurred.*trained on C, O"):
         assert run_cli("--checkpoint", tmp_path / "ckpt", "--data", tmp_path / "data.npz", "--no-plots") == 0
+
+
+def test_labels_in_other_units_warn_whatever_the_model(setup):
+    """kcal/mol data read as eV by a model too poor for the comparison with its predictions: on main no warning,
+    the MAEs (23× too large) were printed as eV; now the trainer's checks of the labels alone speak."""
+    root, _, _ = setup
+    with pytest.warns(PhysNetInputWarning, match=r"ethanol_kcal.npz: RMS force component .* eV/Å is implausibly "
+                                                 r"large .*pass --energy-unit"):
+        assert run_cli("--checkpoint", root / "model", "--data", root / "ethanol_kcal.npz", "--no-plots") == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run_cli("--checkpoint", root / "model", "--data", root / "ethanol_kcal.npz", "--energy-unit",
+                       "kcal/mol", "--no-plots") == 0
+    assert not [w for w in caught if "RMS force" in str(w.message) or "scatter" in str(w.message)]
 
 
 def test_labels_a_multiple_of_the_predictions_warn_and_force_sign_fixes_gradients(tmp_path):

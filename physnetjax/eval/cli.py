@@ -107,6 +107,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         jax.config.update("jax_enable_x64", True)
     from physnetjax.checkpoint import load_checkpoint
     from physnetjax.data import load_dataset
+    from physnetjax.data.sanity import check_label_sanity
     from physnetjax.eval import outputs
     from physnetjax.eval.evaluate import check_label_scale, evaluate
     from physnetjax.eval.predictions import predict_dataset
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     dataset = load_dataset(args.data, energy_unit=args.energy_unit, force_unit=args.force_unit,
                            dipole_unit=args.dipole_unit, force_sign=args.force_sign)
     check_dataset_elements(dataset.Z, dataset.N, trained_elements_of(metadata), where="--data")
+    check_label_sanity(dataset, ", ".join(args.data))  # units and sign judged from the labels alone, as in training
     if args.out is not None:
         write_resolved_config(parser, args, Path(args.out) / CONFIG_NAME)
     dtype = "float64" if args.float64 else "float32"
