@@ -5,6 +5,7 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,6 +105,20 @@ def test_resume_equals_uninterrupted_run(base_run, tmp_path):
     assert [r["epoch"] for r in read_rows(interrupted)] == ["1", "2", "3"]
     np.testing.assert_allclose([float(r["valid_loss"]) for r in read_rows(interrupted)],
                                [float(r["valid_loss"]) for r in read_rows(out)], rtol=1e-6)
+
+
+def test_resume_refuses_a_truncated_metrics_csv(base_run, tmp_path):
+    """On main a truncated metrics.csv was taken as the history: both it and the intact metrics.jsonl were rewritten
+    with only the epochs after the checkpoint, every earlier row lost without a word."""
+    out = tmp_path / "run"
+    shutil.copytree(base_run[0], out, symlinks=True)
+    history = (out / "metrics.jsonl").read_text()
+    csv_text = (out / "metrics.csv").read_text()
+    (out / "metrics.csv").write_text(csv_text.splitlines()[0] + "\n")
+    with pytest.raises(ValueError, match=r"metrics\.csv is truncated or edited: the checkpoint is at epoch 3 but the "
+                                         r"file holds the rows of 0 of those epochs; .*Restore it"):
+        resume(out, epochs=4)
+    assert (out / "metrics.jsonl").read_text() == history
 
 
 def test_kcal_per_mol_data_gives_the_same_model(base_run, tmp_path):

@@ -350,8 +350,17 @@ class Trainer:
                              "resume it with --max-time " + ("removed" if saved_budget is None else "given"))
         if saved_budget is not None:
             self.budget = TimeBudget(**{**saved_budget, "budget": self.config.max_time})
-        with open(self.run_dir / "metrics.csv", newline="") as handle:
-            self.rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) <= self.epoch]
+        metrics = self.run_dir / "metrics.csv"
+        with open(metrics, newline="") as handle:
+            try:
+                self.rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) <= self.epoch]
+            except (KeyError, TypeError, ValueError):
+                self.rows = None
+        if self.rows is None or [int(row["epoch"]) for row in self.rows] != list(range(1, self.epoch + 1)):
+            found = "unreadable rows" if self.rows is None else f"the rows of {len(self.rows)} of those epochs"
+            raise ValueError(f"{metrics} is truncated or edited: the checkpoint is at epoch {self.epoch} but the file "
+                             f"holds {found}; resuming would rewrite it and metrics.jsonl with the rest lost. Restore "
+                             "it (metrics.jsonl holds the same rows as JSON Lines)")
         self._write_csv_header()
         for row in self.rows:
             self._append_csv(row)
