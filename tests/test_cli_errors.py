@@ -375,3 +375,19 @@ def test_train_cli_init_from_refuses_another_architecture_and_records_its_own(fi
     recorded = TrainConfig.load(tmp_path / "ok" / "config.json")
     assert (recorded.features, recorded.num_iterations, recorded.cutoff, recorded.max_atomic_number) == (8, 1, 4.0, 9)
     assert "\nnum_iterations = 1\n" in (tmp_path / "ok" / "config.toml").read_text()
+
+
+@pytest.mark.parametrize("labels,metric,message", [
+    (("E",), "forces_mae", "none of the 8 validation frames has force labels"),
+    (("F",), "energy_rmse", "none of the 8 validation frames has energy labels"),
+    (("E", "F", "D"), "dipole_mae", "a model without --charges predicts no dipoles"),
+])
+def test_train_cli_refuses_a_best_metric_it_cannot_measure(tmp_path, capsys, labels, metric, message):
+    """On main every epoch ran, none was ever best, and the run ended with 'RUN/best does not exist' (exit 2)."""
+    with np.load(DATA / "train_ethanol64.npz") as npz:
+        np.savez(tmp_path / "d.npz", **{k: npz[k] for k in ("R", "Z", *labels)})
+    assert train_main(["--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "run"), "--valid", "8",
+                       "--best-metric", metric, "--features", "8", "--epochs", "1", "--no-progress", "--no-plots"]) == 2
+    assert (f"--best-metric {metric} cannot be measured: {message}, so no epoch would be best and no checkpoint "
+            "saved; choose --best-metric loss") in one_line_error(capsys, "train")
+    assert not (tmp_path / "run").exists()

@@ -74,7 +74,7 @@ from physnetjax.data import (
 from physnetjax.data.fingerprint import changed_files, data_fingerprint, file_sha256
 from physnetjax.data.sanity import check_label_sanity
 from physnetjax.ensemble import fit_calibration_scale, gaussian_nll, member_params, spearman_rank_correlation
-from physnetjax.errors import PhysNetInputWarning
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.jsonlines import append_record, start_log, write_json
 from physnetjax.model import PhysNet
 from physnetjax.predict import init_params
@@ -202,6 +202,7 @@ class Trainer:
         self._setup_model()
         self._check_elements_in_range(paths)
         self._check_charge_states(paths)
+        self._check_best_metric()
         train_idx = self.split["train"]
         self.member_frames = (bootstrap_frames(train_idx, self.seeds) if config.bootstrap
                               else [train_idx] * self.size)
@@ -378,6 +379,23 @@ class Trainer:
                 f"{', '.join(paths)}: element(s) {elements} in {len(frames)} frame(s) (first: "
                 f"{self.dataset.sources[frames[0]]}) are outside the model's range Z = 1..{self.model.max_atomic_number}; "
                 "raise --max-atomic-number or --init-from a model that covers them")
+
+    def _check_best_metric(self) -> None:
+        """Refuse a ``best_metric`` the validation split cannot measure (no such labels, or dipoles without charges):
+        no epoch would ever be best, so the run would end without a ``best`` checkpoint."""
+        name = self.config.best_metric
+        label = {"energy": "E", "forces": "F", "dipole": "D"}.get(name.split("_")[0])
+        if label is None:
+            return
+        valid = self.split["valid"]
+        if label == "D" and not self.model.charges:
+            reason = "a model without --charges predicts no dipoles"
+        elif not getattr(self.dataset, f"has_{label}")[valid].any():
+            reason = f"none of the {len(valid)} validation frames has {name.split('_')[0].rstrip('s')} labels"
+        else:
+            return
+        raise PhysNetInputError(f"--best-metric {name} cannot be measured: {reason}, so no epoch would be best and no "
+                                "checkpoint saved; choose --best-metric loss or a metric of the labels the data hold")
 
     def _check_charge_states(self, paths) -> None:
         """Warn when frames of several total charges train a model without charges, whose energy ignores Q."""
