@@ -33,6 +33,7 @@ from physnetjax.migrate import main as migrate_main
 from physnetjax.spectra.__main__ import main as spectra_main
 from physnetjax.jsonlines import write_json
 from physnetjax.train import TrainConfig
+from physnetjax.train.cli import build_parser as build_train_parser
 from physnetjax.train.cli import main as train_main
 from physnetjax.validation import PhysNetInputError
 
@@ -391,3 +392,24 @@ def test_train_cli_refuses_a_best_metric_it_cannot_measure(tmp_path, capsys, lab
     assert (f"--best-metric {metric} cannot be measured: {message}, so no epoch would be best and no checkpoint "
             "saved; choose --best-metric loss") in one_line_error(capsys, "train")
     assert not (tmp_path / "run").exists()
+
+
+def test_train_cli_refuses_options_its_settings_do_not_use(tmp_path, capsys):
+    """On main --weight-decay without adamw, --decay-rate under the cosine schedule, --dipole-weight without --charges
+    and --zbl-cutoff without --zbl trained as if not given; a run's own config.toml (every option, defaults
+    included) is still accepted."""
+    start = ["--data", str(DATA / "train_ethanol64.npz"), "--features", "8", "--epochs", "1", "--no-progress",
+             "--no-plots"]
+    assert train_main([*start, "--out", str(tmp_path / "run"), "--weight-decay", "0.1", "--decay-rate", "0.5",
+                       "--dipole-weight", "5", "--zbl-cutoff", "1.5"]) == 2
+    message = one_line_error(capsys, "train")
+    for part in ("--weight-decay 0.1 (used only with --optimizer adamw; here --optimizer is amsgrad)",
+                 "--decay-rate 0.5 (used only with --schedule exponential; here --schedule is cosine)",
+                 "--dipole-weight 5.0 (used only with --charges; here --charges is False)",
+                 "--zbl-cutoff 1.5 (used only with --zbl; here --zbl is False)"):
+        assert part in message
+    assert not (tmp_path / "run").exists()
+    config = tmp_path / "run.toml"
+    config.write_text(render(build_train_parser()))  # the template: every option at its default
+    assert train_main([*start, "--config", str(config), "--out", str(tmp_path / "ok"), "--optimizer", "adamw",
+                       "--weight-decay", "0.1"]) == 0

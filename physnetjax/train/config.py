@@ -61,6 +61,42 @@ ARCHITECTURE_SETTINGS = ("features", "max_degree", "num_iterations", "correlatio
 """Settings that define the network (attributes of :class:`physnetjax.PhysNet` of the same names); with
 ``init_from`` they are the checkpoint's."""
 
+USED_ONLY_WITH = {
+    "weight_decay": ("optimizer", "adamw"), "dipole_weight": ("charges", True), "charge_weight": ("charges", True),
+    "warmup_epochs": ("schedule", "cosine"), "final_lr_factor": ("schedule", "cosine"),
+    "decay_rate": ("schedule", "exponential"), "decay_epochs": ("schedule", "exponential"),
+    "plateau_factor": ("schedule", "plateau"), "plateau_patience": ("schedule", "plateau"),
+    "final_energy_weight": ("final_stage", None), "zbl_cutoff": ("zbl", True),
+    "dispersion_functional": ("dispersion", None), "dispersion_cutoff": ("dispersion", None),
+    "dispersion_trainable": ("dispersion", None),
+}
+"""Settings that act only when another setting has a value (None: any value but the default, e.g. a
+``final_stage`` > 0); :func:`unused_settings` names those given where they do nothing."""
+
+
+def unused_settings(config: "TrainConfig", given) -> list[str]:
+    """The settings of ``given`` (names set explicitly, e.g. on the command line) that ``config`` does not use.
+
+    A setting counts only when its value differs from the default (a config file written by a run lists every
+    setting with its value). Each entry reads like "--weight-decay 0.1 (used only with --optimizer adamw; here
+    amsgrad)"; settings that depend on the architecture are skipped with ``init_from`` (the checkpoint's counts).
+    """
+    defaults, unused = TrainConfig(), []
+    for name, (needs, value) in USED_ONLY_WITH.items():
+        if name not in given or getattr(config, name) == getattr(defaults, name):
+            continue
+        if config.init_from and needs in ARCHITECTURE_SETTINGS:
+            continue
+        have = getattr(config, needs)
+        if (have != getattr(defaults, needs)) if value is None else (have == value):
+            continue
+        flag = "--" + needs.replace("_", "-")
+        wanted = {True: flag, None: f"a {flag}"}.get(value, f"{flag} {value}")
+        unused.append(f"--{name.replace('_', '-')} {getattr(config, name)} (used only with {wanted}; "
+                      f"here {flag} is {have})")
+    return unused
+
+
 RESUME_OVERRIDES = ("epochs", "max_time", "patience", "progress", "plots", "log_every", "checkpoint_interval_s")
 """Settings a ``--resume`` may change; any other would break exact continuation."""
 
