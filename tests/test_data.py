@@ -308,6 +308,15 @@ def test_extxyz_free_energy_without_energy_warns(tmp_path, raw):
         assert load_ase(tmp_path / "both.extxyz").has_E.all()
 
 
+def test_npz_label_keys_not_read_warn(tmp_path, raw):
+    """Forces stored as 'forces' (not F): on main the model trained on energies only without a word."""
+    arrays = {k: v for k, v in raw.items() if k not in ("F", "D")}
+    path = write(tmp_path, {**arrays, "forces": raw["F"], "dipole_moment": raw["D"], "method": "GFN2-xTB"})
+    with pytest.warns(PhysNetInputWarning, match=r"bad.npz: label-like keys not read: 'forces', 'dipole_moment'; "
+                                                 r"the labels read are the PhysNet keys E \(energy\), F"):
+        assert not load_npz(path).has_F.any()
+
+
 def test_positions_in_bohr_warn_and_angstrom_do_not(tmp_path, raw):
     """Bohr read as Å keeps E, F (per bohr) and D mutually consistent, so on main nothing noticed the stretched
     molecules; the covalent-radius ratio (~1.0 in Å) is 1.89 for them."""

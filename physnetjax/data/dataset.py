@@ -131,7 +131,8 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     Shapes: R (M, n, 3) Å; Z (M, n) or (n,) ints, 0 = padding; N (M,) (optional: taken
     from the non-zero Z when absent); E (M,) or (M, 1); F (M, n, 3); D (M, 3); Q (M,)
     or (M, 1). At least one of E and F is required. Positions must be in Å; energies,
-    forces and dipoles are converted from the given units.
+    forces and dipoles are converted from the given units. Other keys named like labels
+    (``forces``, ``energy``, ``gradients``, ...) are not read; a :class:`PhysNetInputWarning` names them.
 
     Raises:
       DataError: missing keys, shape mismatches, NaN/Inf, atomic numbers outside
@@ -149,6 +150,12 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     if "E" not in raw and "F" not in raw:
         raise DataError(f"{path}: no labels: needs key 'E' and/or 'F' (keys present: {sorted(raw)})")
 
+    unread = [key for key in raw if key not in ("R", "Z", "N", *LABELS)
+              and any(word in key.lower() for word in (*LABEL_WORDS, "grad"))]
+    if unread:
+        warnings.warn(f"{path}: label-like keys not read: {', '.join(map(repr, unread))}; the labels read are the "
+                      "PhysNet keys E (energy), F (forces, -dE/dR), D (dipole), Q (total charge): rename the "
+                      "labels meant to these (gradients as F with --force-sign -1)", PhysNetInputWarning, stacklevel=3)
     R = np.asarray(raw["R"], dtype=np.float64)
     if R.ndim != 3 or R.shape[2] != 3:
         raise DataError(f"{path}: key 'R' must have shape (frames, atoms, 3), received {R.shape}")
