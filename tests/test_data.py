@@ -317,6 +317,27 @@ def test_npz_label_keys_not_read_warn(tmp_path, raw):
         assert not load_npz(path).has_F.any()
 
 
+def test_periodic_ase_frames_warn_that_the_cell_is_dropped(tmp_path, raw):
+    """A periodic extxyz (crystal, liquid) was read as isolated molecules on main, its cell dropped without a word."""
+    import ase
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = []
+    for k in range(3):
+        atoms = ase.Atoms(numbers=raw["Z"][k], positions=raw["R"][k], cell=[6.0, 7.0, 8.0], pbc=k > 0)
+        atoms.calc = SinglePointCalculator(atoms, energy=raw["E"][k], forces=raw["F"][k])
+        frames.append(atoms)
+    ase.io.write(tmp_path / "cell.extxyz", frames)
+    with pytest.warns(PhysNetInputWarning, match=r"cell.extxyz: 2 of 3 frame\(s\) are periodic \(pbc set; narrowest "
+                                                 r"cell width 6 Å\) but the reader keeps no cell: .*set pbc=False"):
+        load_ase(tmp_path / "cell.extxyz")
+    ase.io.write(tmp_path / "box.extxyz", frames[:1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_ase(tmp_path / "box.extxyz")
+
+
 def test_positions_in_bohr_warn_and_angstrom_do_not(tmp_path, raw):
     """Bohr read as Å keeps E, F (per bohr) and D mutually consistent, so on main nothing noticed the stretched
     molecules; the covalent-radius ratio (~1.0 in Å) is 1.89 for them."""

@@ -206,7 +206,8 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
     ``ase.io`` stores them: an extxyz ``energy=`` entry and ``forces`` column); a
     frame without one of them has that label masked. The total charge is
     ``atoms.info['charge']`` if present, else the sum of the initial charges when
-    set, else unknown (0, masked). Positions must be in Å.
+    set, else unknown (0, masked). Positions must be in Å. The cell is not kept: periodic
+    frames (``pbc`` set) are read as isolated molecules, with a :class:`PhysNetInputWarning`.
 
     Other label-like entries (``atoms.info`` or per-atom arrays whose names hold
     energy, force, dipole or charge, e.g. ``REF_energy``, ``REF_forces``,
@@ -241,8 +242,11 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
     E, F, D, Q = np.zeros(M), np.zeros((M, n, 3)), np.zeros((M, 3)), np.zeros(M)
     has = {k: np.zeros(M, bool) for k in LABELS}
     unread: dict[str, list[int]] = {}
+    periodic: list[float] = []
     for k, atoms in enumerate(frames):
         m = len(atoms)
+        if atoms.pbc.any():
+            periodic.append(_narrowest_width(atoms))
         N[k] = m
         Z[k, :m] = atoms.get_atomic_numbers()
         R[k, :m] = atoms.get_positions()
@@ -272,10 +276,26 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
                       "results 'energy', 'forces', 'dipole' (an extxyz energy= entry, forces column) and the total "
                       "charge info['charge'] (else the sum of 'initial_charges'); store the labels meant under these",
                       PhysNetInputWarning, stacklevel=2)
+    if periodic:
+        warnings.warn(f"{path}: {len(periodic)} of {M} frame(s) are periodic (pbc set; narrowest cell width "
+                      f"{min(periodic):.3g} Å) but the reader keeps no cell: they are trained as isolated molecules "
+                      "without their periodic images, right only for a molecule in a vacuum box wider than the cutoff "
+                      "beyond its extent; for such boxes set pbc=False in the file, else these labels belong to "
+                      "another system", PhysNetInputWarning, stacklevel=2)
     sources = np.array([f"{path}[{k}]" for k in range(M)])
     data = Dataset(Z=Z, R=R, N=N, E=E, F=F, D=D, Q=Q, sources=sources, **{f"has_{k}": v for k, v in has.items()})
     validate(data, path)
     return data
+
+
+def _narrowest_width(atoms) -> float:
+    """Å: the smallest distance between opposite faces of ``atoms``'s cell along a periodic direction (0 for a
+    degenerate cell)."""
+    cell = np.asarray(atoms.cell, dtype=np.float64)
+    volume = abs(np.linalg.det(cell))
+    widths = [volume / max(np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])), 1e-300)
+              for i in range(3) if atoms.pbc[i]]
+    return float(min(widths))
 
 
 LABEL_WORDS = ("energy", "force", "dipole", "charge")
