@@ -3,6 +3,7 @@ calculator, checkpoints (round trip, member-count mismatch, combining, architect
 ensemble, and MD acting on the uncertainty."""
 
 import json
+import warnings
 
 import ase
 import ase.io
@@ -23,6 +24,7 @@ from physnetjax import (
 )
 from physnetjax.checkpoint import CheckpointError
 from physnetjax.checkpoint import format as ckformat
+from physnetjax.data.fingerprint import file_sha256
 from physnetjax.ensemble import PhysNetEnsemble, ensemble_statistics, member_params, stack_members
 from physnetjax.ensemble.__main__ import main as ensemble_main
 from physnetjax.ensemble.calibrate_checkpoint import calibrate_checkpoint
@@ -278,6 +280,27 @@ def test_calibrating_on_elements_no_member_was_trained_on_warns(ensemble, molecu
     with pytest.warns(PhysNetInputWarning, match=r"--data: element\(s\) O \(Z=8\) \(in 1 of 1 frames.*never "
                                                  r"occurred in this model's training data \(trained on H, C\)"):
         calibrate_checkpoint(ens, [tmp_path / "frames.npz"], tmp_path / "cal")
+
+
+def test_calibrating_on_a_members_training_file_warns(ensemble, molecules, tmp_path):
+    """The trainer records its data's SHA-256 (combine keeps it per input): on main calibrating on that very file,
+    training frames included, fitted a too small scale without a word."""
+    model, stacked, members = ensemble
+    z, r = molecules["methanol"]
+    label = predict(model.member, members[0], z, r, dtype=np.float64)
+    np.savez(tmp_path / "frames.npz", R=r[None], Z=z[None], N=[len(z)], E=[label["energy"]], F=label["forces"][None])
+    sha = file_sha256(tmp_path / "frames.npz")
+    for name, metadata in (("own", {"data_sha256": {"runs/train.npz": sha}}),
+                           ("combined", {"ensemble_sources": [{"metadata": {}},
+                                                              {"metadata": {"data_sha256": {"runs/train.npz": sha}}}]})):
+        ens = save_checkpoint(tmp_path / name, model, stacked, metadata)
+        with pytest.warns(PhysNetInputWarning, match=r"--data .*frames.npz has the content of the training data "
+                                                     r"runs/train.npz of this ensemble \(SHA-256 equal\)"):
+            calibrate_checkpoint(ens, [tmp_path / "frames.npz"], tmp_path / f"{name}_cal")
+    ens = save_checkpoint(tmp_path / "other", model, stacked, {"data_sha256": {"runs/train.npz": "0" * 64}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PhysNetInputWarning)
+        calibrate_checkpoint(ens, [tmp_path / "frames.npz"], tmp_path / "other_cal")
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ spread ranks the errors.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -24,8 +25,10 @@ import numpy as np
 
 from physnetjax.checkpoint import load_checkpoint, save_checkpoint
 from physnetjax.data import load_dataset
+from physnetjax.data.fingerprint import file_sha256
 from physnetjax.ensemble.calibration import fit_calibration_scale, gaussian_nll, spearman_rank_correlation
 from physnetjax.ensemble.model import is_ensemble
+from physnetjax.errors import PhysNetInputWarning
 from physnetjax.eval.predictions import predict_dataset
 from physnetjax.validation import check_dataset_elements, trained_elements_of
 
@@ -68,6 +71,25 @@ def calibration_record(predictions, dataset) -> dict:
     }
 
 
+def warn_training_files(data: Sequence, metadata: dict) -> None:
+    """Warn (:class:`PhysNetInputWarning`) when a file of ``data`` has the content of a member's training data.
+
+    The trainer records ``data_sha256`` ({path: SHA-256}) in its checkpoints, and ``combine`` keeps each input's
+    metadata under ``ensemble_sources``. Such a file holds that member's training frames, on which its errors are
+    small: the fitted scale comes out too small.
+    """
+    recorded = {}
+    for meta in [metadata, *(source.get("metadata") or {} for source in metadata.get("ensemble_sources") or [])]:
+        recorded.update({sha: path for path, sha in (meta.get("data_sha256") or {}).items()})
+    for path in data:
+        trained = recorded.get(file_sha256(path))
+        if trained is not None:
+            warnings.warn(f"--data {path} has the content of the training data {trained} of this ensemble (SHA-256 "
+                          "equal): it holds frames the members were trained on, whose small errors make the scale "
+                          "too small; calibrate on frames held out of every member's training", PhysNetInputWarning,
+                          stacklevel=3)
+
+
 def _rank_correlation(spreads, errors, what: str):
     try:
         return spearman_rank_correlation(np.asarray(spreads), np.asarray(errors))
@@ -93,7 +115,8 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
     Raises:
       ValueError: ``path`` holds a single model, or the frames have no forces.
       PhysNetInputWarning (a warning): the frames hold elements no member was trained on (their
-        errors and spreads are an untrained guess, not what the scale should describe).
+        errors and spreads are an untrained guess, not what the scale should describe), or a file of ``data``
+        has the content of a member's training data (:func:`warn_training_files`).
       CheckpointError, DataError: unreadable checkpoint or data. FileExistsError: ``out``
         exists and ``overwrite`` is False.
     """
@@ -102,6 +125,7 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
         raise ValueError(f"{path} holds a single model; calibration needs an ensemble (see combine)")
     dataset = load_dataset([str(p) for p in data])
     check_dataset_elements(dataset.Z, dataset.N, trained_elements_of(metadata), where="--data")
+    warn_training_files(data, metadata)
     predictions = predict_dataset(model.clone(calibration_scale=1.0), params, dataset, batch_size=batch_size,
                                   dtype=dtype)
     record = calibration_record(predictions, dataset)
