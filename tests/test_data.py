@@ -111,6 +111,24 @@ def test_duplicated_frames_warn(tmp_path, raw):
         load_npz(write(tmp_path, arrays))
 
 
+def test_a_frame_written_to_extxyz_is_a_duplicate_of_its_npz_original(tmp_path, raw):
+    """extxyz keeps 8 decimals: on main the same frames from .npz and .extxyz were not seen as duplicates, so
+    one copy could train and the other test without a word."""
+    import ase
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = []
+    for k in range(2):
+        atoms = ase.Atoms(numbers=raw["Z"][k], positions=raw["R"][k])
+        atoms.calc = SinglePointCalculator(atoms, energy=raw["E"][k], forces=raw["F"][k])
+        frames.append(atoms)
+    ase.io.write(tmp_path / "two.extxyz", frames)
+    assert not np.array_equal(load_ase(tmp_path / "two.extxyz").R, raw["R"][:2])  # rounded in the text
+    with pytest.warns(UserWarning, match=r"2 duplicated frame\(s\): .*two\.extxyz\[0\] = .*train_ethanol64\.npz\[0\]"):
+        load_dataset([DATA, tmp_path / "two.extxyz"])
+
+
 def test_unreadable_file(tmp_path):
     path = tmp_path / "junk.npz"
     path.write_text("not a zip")
