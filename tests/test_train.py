@@ -121,6 +121,17 @@ def test_resume_refuses_a_truncated_metrics_csv(base_run, tmp_path):
     assert (out / "metrics.jsonl").read_text() == history
 
 
+def test_resume_refuses_epochs_already_trained(base_run, tmp_path):
+    """--epochs is the total: on main --resume RUN --epochs 2 on a 3-epoch run trained nothing and reported done."""
+    out = tmp_path / "run"
+    shutil.copytree(base_run[0], out, symlinks=True)
+    config = (out / "config.json").read_text()
+    with pytest.raises(ValueError, match=r"--epochs 2 is the total number of epochs, and .*run has trained 3 already: "
+                                         r"nothing would be trained\. .*\(e\.g\. --epochs 5\)"):
+        resume(out, epochs=2)
+    assert (out / "config.json").read_text() == config
+
+
 def test_kcal_per_mol_data_gives_the_same_model(base_run, tmp_path):
     out, _ = base_run
     with np.load(DATA) as npz:

@@ -1065,6 +1065,7 @@ def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_s
     Raises:
       DataError: a data file's content differs from the one the run recorded
         (SHA-256); with ``allow_changed_data`` a warning instead.
+      ValueError: an ``epochs`` override (without ``max_time``) that the run has already reached.
     """
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
@@ -1080,6 +1081,10 @@ def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_s
         setattr(config, key, value)
     config.__post_init__()
     trainer = Trainer(config, run_dir, resuming=True, allow_changed_data=allow_changed_data, clock=clock)
+    if "epochs" in overrides and config.max_time is None and config.epochs <= trainer.epoch:
+        raise ValueError(f"--epochs {config.epochs} is the total number of epochs, and {run_dir} has trained "
+                         f"{trainer.epoch} already: nothing would be trained. For N more epochs pass --epochs "
+                         f"{trainer.epoch} + N (e.g. --epochs {trainer.epoch + config.epochs})")
     config.save(config_path)
     if on_start is not None:
         on_start(config, run_dir)
