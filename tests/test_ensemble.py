@@ -3,6 +3,7 @@ calculator, checkpoints (round trip, member-count mismatch, combining, architect
 ensemble, and MD acting on the uncertainty."""
 
 import json
+import re
 import warnings
 
 import ase
@@ -243,6 +244,21 @@ def test_combining_a_checkpoint_with_itself_is_refused(ensemble, tmp_path, capsy
         combine_checkpoints([a, copy], tmp_path / "x")
     assert ensemble_main(["combine", str(a), str(a), "--out", str(tmp_path / "y")]) == 2
     assert "the same parameters" in capsys.readouterr().err and not (tmp_path / "y").exists()
+
+
+def test_combining_a_force_only_model_with_energy_models_is_refused(ensemble, tmp_path, capsys):
+    """A model trained without energies has an arbitrary energy offset: on main it joined, and the ensemble's
+    energy was off by half that offset with energy_std equal to it (-114 +- 114 eV for a -224 eV methanol)."""
+    model, _, members = ensemble
+    a = save_checkpoint(tmp_path / "a", model.member, members[0], {"element_energies_fit": {"energies": [0.0]}})
+    forces_only = save_checkpoint(tmp_path / "f", model.member, members[1], {"element_energies_fit": None})
+    assert ensemble_main(["combine", str(a), str(forces_only), "--out", str(tmp_path / "y")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(r"f was trained without energy labels \(its energies have an arbitrary "
+                                       r"offset\) but .*a on energies: ", err[0]), err
+    assert not (tmp_path / "y").exists()
+    other = save_checkpoint(tmp_path / "g", model.member, members[2], {"element_energies_fit": None})
+    combine_checkpoints([forces_only, other], tmp_path / "forces_only")  # all force-only: the forces are kept
 
 
 def test_calibrate_cli_fits_the_maximum_likelihood_scale(ensemble, molecules, tmp_path, capsys):

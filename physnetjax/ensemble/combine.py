@@ -88,6 +88,22 @@ def _refuse_identical_members(members: list, origins: list[str]) -> None:
                                  "twice?); identical members would report no spread between them")
 
 
+def _refuse_energy_free_beside_energy_members(paths: list, metadata: list[dict]) -> None:
+    """ValueError when some inputs were trained without energy labels and others with them.
+
+    The trainer records ``element_energies_fit`` None when its training frames held no
+    energies: such a model's energies carry an arbitrary offset (forces alone fix them only up
+    to a constant), so beside members trained on energies the mean energy is off by half of it
+    and ``energy_std`` is that offset, not an uncertainty.
+    """
+    without = [str(p) for p, meta in zip(paths, metadata) if meta.get("element_energies_fit", "unknown") is None]
+    if without and len(without) < len(paths):
+        with_energies = [str(p) for p in paths if str(p) not in without]
+        raise ValueError(f"{', '.join(without)} was trained without energy labels (its energies have an arbitrary "
+                         f"offset) but {', '.join(with_energies)} on energies: the ensemble's energy and energy_std "
+                         "would be meaningless; combine only models trained on energies, or only force-only models")
+
+
 def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0, overwrite: bool = False) -> Path:
     """Write the ensemble of all members of ``paths`` to the checkpoint ``out``; returns its path.
 
@@ -99,8 +115,8 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
 
     Raises:
       ValueError: fewer than 2 members in all, an input whose architecture differs
-        from the first one's (every differing setting is named), or two members with
-        identical parameters.
+        from the first one's (every differing setting is named), two members with
+        identical parameters, or inputs trained without energy labels beside inputs trained on them.
       CheckpointError: an input that is not a readable checkpoint.
       FileExistsError: ``out`` exists and ``overwrite`` is False.
     """
@@ -126,6 +142,7 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
         elements.append(trained_elements_of(metadata))
     if len(members) < 2:
         raise ValueError(f"an ensemble needs at least 2 members; {paths[0]} holds only one")
+    _refuse_energy_free_beside_energy_members(paths, [source["metadata"] for source in sources])
     _refuse_identical_members(members, origins)
     ensemble = PhysNetEnsemble(member=member, size=len(members), calibration_scale=calibration_scale)
     metadata = {"ensemble_sources": sources}
