@@ -346,6 +346,20 @@ def test_labels_in_other_units_warn_whatever_the_model(setup):
     assert not [w for w in caught if "RMS force" in str(w.message) or "scatter" in str(w.message)]
 
 
+def test_a_model_trained_without_energies_warns_that_its_energy_errors_are_an_offset(setup, tmp_path):
+    """On main the energy MAE of a force-only model (223.6 eV on methanol) was printed as its error, unremarked."""
+    root, _, _ = setup
+    model, params = load_checkpoint(root / "model")
+    save_checkpoint(tmp_path / "forces_only", model, params, {"element_energies_fit": None})
+    with pytest.warns(PhysNetInputWarning, match=r"forces_only was trained without energy labels: its energies carry "
+                                                 r"an arbitrary offset"):
+        assert run_cli("--checkpoint", tmp_path / "forces_only", "--data", root / "ethanol.npz", "--no-plots") == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run_cli("--checkpoint", root / "model", "--data", root / "ethanol.npz", "--no-plots") == 0
+    assert not [w for w in caught if "without energy labels" in str(w.message)]
+
+
 def test_labels_a_multiple_of_the_predictions_warn_and_force_sign_fixes_gradients(tmp_path):
     """A trained model (shipped ethanol_ir) on its own data with gradients, kcal/mol energies or Debye dipoles: on
     main eval reported their errors as the model's, silently (and had no --force-sign)."""

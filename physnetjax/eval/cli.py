@@ -24,12 +24,13 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+import warnings
 from pathlib import Path
 
 from physnetjax.cli_config import CONFIG_NAME, add_config_options, parse_args, write_resolved_config
 from physnetjax.cli_errors import cli_main
 from physnetjax.cli_help import HelpFormatter
-from physnetjax.errors import PhysNetInputError
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.train.cli import HELP
 from physnetjax.validation import (
     check_dataset_elements,
@@ -123,6 +124,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
                            dipole_unit=args.dipole_unit, force_sign=args.force_sign)
     check_dataset_elements(dataset.Z, dataset.N, trained_elements_of(metadata), where="--data")
     check_label_sanity(dataset, ", ".join(args.data))  # units and sign judged from the labels alone, as in training
+    if metadata.get("element_energies_fit", "unknown") is None and dataset.has_E.any():
+        warnings.warn(f"{checkpoint} was trained without energy labels: its energies carry an arbitrary offset, so "
+                      "the energy errors below measure that offset, not the model; judge it by its forces",
+                      PhysNetInputWarning, stacklevel=2)
     if args.out is not None:
         write_resolved_config(parser, args, Path(args.out) / CONFIG_NAME)
     dtype = "float64" if args.float64 else "float32"
