@@ -11,7 +11,7 @@ import ase.io
 import jax
 import numpy as np
 import pytest
-from conftest import perturbed_params
+from conftest import DATA, perturbed_params
 
 from physnetjax import (
     PhysNet,
@@ -34,6 +34,7 @@ from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.md.__main__ import main as md_main
 from physnetjax.md.driver import simulate
 from physnetjax.neighbors import apply_batch, batch_molecules, model_pair_cutoff
+from physnetjax.units import KCAL_PER_MOL
 
 K = 3
 
@@ -244,6 +245,24 @@ def test_combining_a_checkpoint_with_itself_is_refused(ensemble, tmp_path, capsy
         combine_checkpoints([a, copy], tmp_path / "x")
     assert ensemble_main(["combine", str(a), str(a), "--out", str(tmp_path / "y")]) == 2
     assert "the same parameters" in capsys.readouterr().err and not (tmp_path / "y").exists()
+
+
+def test_calibrate_reads_units_and_warns_about_implausible_labels(ensemble, tmp_path, capsys):
+    """kcal/mol frames: on main calibrate had no unit options and no label check, and fitted a 23x scale silently."""
+    model, stacked, _ = ensemble
+    with np.load(DATA / "train_ethanol64.npz") as npz:
+        frames = {k: npz[k][:4] for k in ("R", "Z", "E", "F")}
+    np.savez(tmp_path / "ev.npz", **frames)
+    np.savez(tmp_path / "kcal.npz", **{**frames, "E": frames["E"] / KCAL_PER_MOL, "F": frames["F"] / KCAL_PER_MOL})
+    ens = save_checkpoint(tmp_path / "ens", model, stacked)
+    reference = calibrate_checkpoint(ens, [tmp_path / "ev.npz"], tmp_path / "ev_cal")["calibration_scale"]
+    with pytest.warns(PhysNetInputWarning, match=r"kcal.npz: RMS force component .* is implausibly large"):
+        calibrate_checkpoint(ens, [tmp_path / "kcal.npz"], tmp_path / "raw_cal")
+    assert ensemble_main(["calibrate", str(ens), "--data", str(tmp_path / "kcal.npz"), "--energy-unit", "kcal/mol",
+                          "--out", str(tmp_path / "kcal_cal")]) == 0
+    assert "implausibly" not in capsys.readouterr().err
+    calibrated = load_checkpoint(tmp_path / "kcal_cal")[0]
+    assert calibrated.calibration_scale == pytest.approx(reference, rel=1e-6)
 
 
 def test_combining_a_force_only_model_with_energy_models_is_refused(ensemble, tmp_path, capsys):

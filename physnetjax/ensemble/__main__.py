@@ -25,6 +25,7 @@ from physnetjax.cli_config import parse_args as parse_options
 from physnetjax.cli_errors import cli_main
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import OutputPathError
+from physnetjax.train.cli import HELP
 
 VERBOSE_HELP = "info log messages, and the traceback of an error"
 
@@ -48,7 +49,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                                     formatter_class=HelpFormatter)
     calibrate.add_argument("checkpoint", metavar="CKPT", help="ensemble checkpoint directory")
     calibrate.add_argument("--data", nargs="+", required=True, metavar="FILE",
-                           help="labelled frames in eV and eV/Å held out of every member's training")
+                           help="labelled frames held out of every member's training")
+    calibrate.add_argument("--energy-unit", default="eV", help=HELP["energy_unit"] + "; default eV")
+    calibrate.add_argument("--force-unit", help=HELP["force_unit"])
+    calibrate.add_argument("--force-sign", type=int, choices=(1, -1), default=1,
+                           help=HELP["force_sign"] + "; default 1")
     calibrate.add_argument("--out", required=True, help="directory of the calibrated checkpoint")
     calibrate.add_argument("--batch-size", type=int, default=32, help="frames per jitted call")
     calibrate.add_argument("--float64", action="store_true", help="evaluate in float64")
@@ -84,7 +89,9 @@ def calibrate(args) -> int:
     from physnetjax.ensemble.calibrate_checkpoint import calibrate_checkpoint
 
     record = calibrate_checkpoint(args.checkpoint, args.data, args.out, batch_size=args.batch_size,
-                                  dtype="float64" if args.float64 else "float32", overwrite=args.overwrite)
+                                  dtype="float64" if args.float64 else "float32", overwrite=args.overwrite,
+                                  energy_unit=args.energy_unit, force_unit=args.force_unit,
+                                  force_sign=args.force_sign)
 
     def rho(value):
         return "undefined" if value is None else f"{value:.3f}"

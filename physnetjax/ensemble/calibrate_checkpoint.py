@@ -26,6 +26,7 @@ import numpy as np
 from physnetjax.checkpoint import load_checkpoint, save_checkpoint
 from physnetjax.data import load_dataset
 from physnetjax.data.fingerprint import file_sha256
+from physnetjax.data.sanity import check_label_sanity
 from physnetjax.ensemble.calibration import fit_calibration_scale, gaussian_nll, spearman_rank_correlation
 from physnetjax.ensemble.model import is_ensemble
 from physnetjax.errors import PhysNetInputWarning
@@ -99,13 +100,16 @@ def _rank_correlation(spreads, errors, what: str):
 
 
 def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dtype: str = "float32",
-                         overwrite: bool = False) -> dict:
+                         overwrite: bool = False, energy_unit: str = "eV", force_unit=None,
+                         force_sign: int = 1) -> dict:
     """Fit the ensemble checkpoint ``path``'s spread scale on the labelled frames ``data`` and save it to ``out``.
 
     Args:
       path: an ensemble checkpoint (its stored scale is ignored: the fit starts from 1).
-      data: files of labelled frames in eV and eV/Å (PhysNet ``.npz`` or ASE-readable),
-        held out of every member's training.
+      data: files of labelled frames (PhysNet ``.npz`` or ASE-readable), held out of every
+        member's training; their labels are checked for plausible units and sign as the trainer does.
+      energy_unit, force_unit, force_sign: of the data, as in :func:`physnetjax.data.load_dataset`
+        (converted to eV and eV/Å).
       out: the calibrated checkpoint (``path`` itself with ``overwrite``).
       batch_size, dtype: as :func:`physnetjax.eval.predictions.predict_dataset`.
 
@@ -123,7 +127,9 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
     model, params, metadata = load_checkpoint(path, with_metadata=True)
     if not is_ensemble(model):
         raise ValueError(f"{path} holds a single model; calibration needs an ensemble (see combine)")
-    dataset = load_dataset([str(p) for p in data])
+    dataset = load_dataset([str(p) for p in data], energy_unit=energy_unit, force_unit=force_unit,
+                           force_sign=force_sign)
+    check_label_sanity(dataset, ", ".join(str(p) for p in data))
     check_dataset_elements(dataset.Z, dataset.N, trained_elements_of(metadata), where="--data")
     warn_training_files(data, metadata)
     predictions = predict_dataset(model.clone(calibration_scale=1.0), params, dataset, batch_size=batch_size,
