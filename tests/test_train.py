@@ -132,6 +132,18 @@ def test_resume_refuses_epochs_already_trained(base_run, tmp_path):
     assert (out / "config.json").read_text() == config
 
 
+def test_resume_names_moved_data_and_the_fix(base_run, tmp_path):
+    """On main a run whose data file was moved said only 'X does not exist', neither whose nor what to do."""
+    out = tmp_path / "run"
+    shutil.copytree(base_run[0], out, symlinks=True)
+    config = json.loads((out / "config.json").read_text())
+    config["data"] = [str(tmp_path / "moved.npz")]
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(FileNotFoundError, match=r"moved\.npz, the data of .*run \(its config\.json 'data'\), does not "
+                                                r"exist \(moved or deleted\?\): put the file back at that path"):
+        resume(out, epochs=4)
+
+
 def test_kcal_per_mol_data_gives_the_same_model(base_run, tmp_path):
     out, _ = base_run
     with np.load(DATA) as npz:

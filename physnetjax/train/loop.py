@@ -1080,6 +1080,12 @@ def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_s
     for key, value in overrides.items():
         setattr(config, key, value)
     config.__post_init__()
+    missing = [path for path in config.data or [] if not Path(path).exists()]
+    if missing:
+        raise FileNotFoundError(f"{', '.join(missing)}, the data of {run_dir} (its config.json 'data'), does not exist "
+                                "(moved or deleted?): put the file back at that path to resume (its content is "
+                                "checked against the run's SHA-256), or start a new run with --init-from "
+                                f"{run_dir / 'best'} --data NEW_PATH")
     trainer = Trainer(config, run_dir, resuming=True, allow_changed_data=allow_changed_data, clock=clock)
     if "epochs" in overrides and config.max_time is None and config.epochs <= trainer.epoch:
         raise ValueError(f"--epochs {config.epochs} is the total number of epochs, and {run_dir} has trained "
