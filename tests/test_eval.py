@@ -199,6 +199,53 @@ def test_written_predictions_round_trip_through_ase(setup, evaluated):
         assert atoms.info["REF_charge"] == charge
 
 
+def test_ensemble_spreads_are_written_and_judged_against_the_errors(setup, evaluated, tmp_path):
+    """eval of an ensemble wrote the members' mean and nothing of their spread: no energy_std / forces_std in
+    frames.csv, predictions or summary.json. Oracle: the members evaluated one by one (predict, float64), NumPy
+    spreads × the calibration scale, SciPy's Spearman ρ."""
+    from scipy.stats import spearmanr
+
+    from physnetjax.ensemble import PhysNetEnsemble, stack_members
+
+    root, frames, _ = setup
+    model, params = load_checkpoint(root / "model")
+    members = [params] + [random_params(model, seed) for seed in (2, 3)]
+    scale = 1.5
+    save_checkpoint(tmp_path / "ensemble", PhysNetEnsemble(model, 3, calibration_scale=scale), stack_members(members))
+    out = tmp_path / "out"
+    assert run_cli("--checkpoint", tmp_path / "ensemble", "--data", root / "ethanol.npz", root / "small.extxyz",
+                   "--float64", "--out", out, "--write-predictions", out / "pred.extxyz") == 0
+    energy_std, max_force_std, ratios, frame_rmse, frame_spread = [], [], [], [], []
+    for z, r, _, forces, _, q in frames:
+        outputs = [predict(model, jax.tree_util.tree_map(lambda p: np.asarray(p, np.float64), member), z,
+                           np.asarray(r, np.float64), total_charge=q, dtype=np.float64) for member in members]
+        f = np.array([o["forces"] for o in outputs])
+        sigma = scale * np.sqrt(np.mean(np.sum((f - f.mean(axis=0)) ** 2, axis=-1), axis=0))
+        energy_std.append(scale * np.std([o["energy"] for o in outputs]))
+        max_force_std.append(sigma.max())
+        if forces is not None:
+            error = np.sum((f.mean(axis=0) - forces) ** 2, axis=-1)
+            ratios.append(error / sigma**2)
+            frame_rmse.append(np.sqrt(error.mean()))
+            frame_spread.append(sigma.max())
+    with open(out / "frames.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    np.testing.assert_allclose([float(row["energy_std"]) for row in rows], energy_std, rtol=1e-9)
+    np.testing.assert_allclose([float(row["forces_max_atom_std"]) for row in rows], max_force_std, rtol=1e-9)
+    uncertainty = json.loads((out / "summary.json").read_text())["uncertainty"]
+    np.testing.assert_allclose(uncertainty["force_error_over_spread"], np.sqrt(np.concatenate(ratios).mean()),
+                               rtol=1e-9)
+    np.testing.assert_allclose(uncertainty["spearman_max_forces_std_vs_force_rmse"],
+                               spearmanr(frame_spread, frame_rmse).statistic, rtol=1e-9)
+    images = ase.io.read(out / "pred.extxyz", index=":")
+    np.testing.assert_allclose([atoms.info["energy_std"] for atoms in images], energy_std, rtol=1e-9)
+    np.testing.assert_allclose([atoms.arrays["forces_std"].max() for atoms in images], max_force_std, rtol=1e-7)
+    summary, single = evaluated
+    assert summary["uncertainty"] is None
+    with open(single / "frames.csv", newline="") as handle:
+        assert {row["energy_std"] for row in csv.DictReader(handle)} == {""}
+
+
 def test_energy_unit_conversion_gives_the_same_metrics(setup, evaluated, tmp_path):
     """The same frames stored in kcal/mol and kcal/mol/Å, read with --energy-unit kcal/mol, give the eV metrics."""
     root, _, _ = setup

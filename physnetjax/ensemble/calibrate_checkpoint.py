@@ -55,10 +55,6 @@ def calibration_record(predictions, dataset) -> dict:
     force_errors = (predictions.forces[frames] - dataset.F[frames])[real]
     spreads = predictions.forces_std[frames][real]
     scale = fit_calibration_scale(force_errors, spreads)
-    frame_rmse = [np.sqrt(np.mean(np.sum((predictions.forces[f] - dataset.F[f])[:n] ** 2, axis=-1)))
-                  for f, n in zip(frames, dataset.N[frames])]
-    frame_spread = [predictions.forces_std[f, :n].max() for f, n in zip(frames, dataset.N[frames])]
-    energy_frames = np.flatnonzero(dataset.has_E)
     return {
         "calibration_scale": scale,
         "criterion": CRITERION,
@@ -66,6 +62,25 @@ def calibration_record(predictions, dataset) -> dict:
         "atoms": int(spreads.size),
         "force_nll_per_atom_uncalibrated": gaussian_nll(force_errors, spreads, 1.0),
         "force_nll_per_atom_calibrated": gaussian_nll(force_errors, spreads, scale),
+        **spread_rank_correlations(predictions, dataset),
+    }
+
+
+def spread_rank_correlations(predictions, dataset) -> dict:
+    """How well an ensemble's spreads rank its errors on the frames of ``dataset``: Spearman's ρ.
+
+    ``spearman_max_forces_std_vs_force_rmse``: each force-labelled frame's largest
+    per-atom ``forces_std`` against its force RMSE sqrt((1/n) Σ_i |ΔF_i|²);
+    ``spearman_energy_std_vs_abs_energy_error``: ``energy_std`` against |ΔE| over the
+    energy-labelled frames. A ρ that is undefined (fewer than 2 frames, all values
+    equal) is None, with the reason logged.
+    """
+    frames = np.flatnonzero(dataset.has_F)
+    frame_rmse = [np.sqrt(np.mean(np.sum((predictions.forces[f] - dataset.F[f])[:n] ** 2, axis=-1)))
+                  for f, n in zip(frames, dataset.N[frames])]
+    frame_spread = [predictions.forces_std[f, :n].max() for f, n in zip(frames, dataset.N[frames])]
+    energy_frames = np.flatnonzero(dataset.has_E)
+    return {
         "spearman_max_forces_std_vs_force_rmse": _rank_correlation(frame_spread, frame_rmse, "forces"),
         "spearman_energy_std_vs_abs_energy_error": _rank_correlation(
             predictions.energy_std[energy_frames], np.abs(predictions.energy - dataset.E)[energy_frames], "energy"),

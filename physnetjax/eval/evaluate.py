@@ -39,8 +39,9 @@ QUANTITIES = {
 
 FRAME_COLUMNS = ("frame", "source", "num_atoms", "energy_ref", "energy_pred", "energy_error",
                  "energy_error_per_atom", "forces_mae", "forces_rmse", "forces_max_atom_error",
-                 "dipole_error_norm", "charge_error")
-"""Per-frame table columns (eV, eV/atom, eV/Å, e·Å, e; NaN where the frame lacks the label)."""
+                 "dipole_error_norm", "charge_error", "energy_std", "forces_max_atom_std")
+"""Per-frame table columns (eV, eV/atom, eV/Å, e·Å, e; NaN where the frame lacks the label). The last two are an
+ensemble's calibrated spreads (``energy_std`` eV, the largest per-atom ``forces_std`` eV/Å; NaN for one model)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,12 @@ class EvalResult:
       element_forces: {element symbol: {"atoms": int, "mae": float, "rmse": float}} in Z order.
       frames: {column of :data:`FRAME_COLUMNS`: (M,) array}.
       worst_forces, worst_energy: frame indices, largest force MAE / |energy error| first.
+      uncertainty: an ensemble's spreads against its errors (None for one model):
+        ``force_nll_per_atom`` (mean Gaussian NLL of the force errors under the
+        calibrated spreads, :func:`~physnetjax.ensemble.calibration.gaussian_nll`),
+        ``force_error_over_spread`` (sqrt of the mean |ΔF_i|²/σ_i²: 1 when the
+        calibration holds on these frames) and Spearman's ρ of spreads against errors
+        (:func:`~physnetjax.ensemble.calibrate_checkpoint.spread_rank_correlations`).
     """
 
     metrics: dict
@@ -61,6 +68,7 @@ class EvalResult:
     frames: dict
     worst_forces: list
     worst_energy: list
+    uncertainty: Optional[dict] = None
 
     def summary(self) -> dict:
         """JSON-ready dict: metrics, counts, per-element force errors, worst frames (rows of ``frames``)."""
@@ -73,6 +81,7 @@ class EvalResult:
             "element_forces": self.element_forces,
             "worst_frames": {"forces": [row(k) for k in self.worst_forces],
                              "energy": [row(k) for k in self.worst_energy]},
+            "uncertainty": self.uncertainty,
         }
 
 
@@ -147,16 +156,33 @@ def evaluate(dataset: Dataset, predictions: Predictions, worst: int = 5) -> Eval
         "forces_mae": np.where(frame_f, np.abs(real_error).sum(axis=(1, 2)) / components, nan),
         "forces_rmse": np.where(frame_f, np.sqrt((real_error ** 2).sum(axis=(1, 2)) / components), nan),
         "forces_max_atom_error": np.where(frame_f, np.linalg.norm(real_error, axis=-1).max(axis=1), nan),
-        "dipole_error_norm": nan, "charge_error": nan,
+        "dipole_error_norm": nan, "charge_error": nan, "energy_std": nan, "forces_max_atom_std": nan,
     }
     if predictions.charges is not None:
         frames["dipole_error_norm"] = np.where(has_d, np.linalg.norm(predictions.dipole - dataset.D, axis=1), nan)
         frames["charge_error"] = np.where(has_q, predictions.total_charge - dataset.Q, nan)
+    uncertainty = None
+    if predictions.energy_std is not None:
+        frames["energy_std"] = predictions.energy_std
+        frames["forces_max_atom_std"] = np.where(real, predictions.forces_std, 0.0).max(axis=1)
+        uncertainty = _uncertainty(dataset, predictions, force_error[has_f], predictions.forces_std[has_f])
     return EvalResult(
         metrics=metrics, counts=counts, element_forces=element_forces, frames=frames,
         worst_forces=_largest(frames["forces_mae"], worst),
-        worst_energy=_largest(np.abs(frames["energy_error"]), worst),
+        worst_energy=_largest(np.abs(frames["energy_error"]), worst), uncertainty=uncertainty,
     )
+
+
+def _uncertainty(dataset: Dataset, predictions: Predictions, force_errors, force_spreads) -> dict:
+    """:attr:`EvalResult.uncertainty` from the (A, 3) force errors and (A,) spreads of the force-labelled atoms."""
+    from physnetjax.ensemble.calibrate_checkpoint import spread_rank_correlations
+    from physnetjax.ensemble.calibration import fit_calibration_scale, gaussian_nll
+
+    record = {"force_nll_per_atom": None, "force_error_over_spread": None}
+    if force_spreads.size and np.all(force_spreads > 0) and np.any(force_errors):
+        record["force_nll_per_atom"] = gaussian_nll(force_errors, force_spreads, 1.0)
+        record["force_error_over_spread"] = fit_calibration_scale(force_errors, force_spreads)
+    return {**record, **spread_rank_correlations(predictions, dataset)}
 
 
 def _largest(values: np.ndarray, count: int) -> list:

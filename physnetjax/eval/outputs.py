@@ -14,6 +14,10 @@ calculator results (``energy``, ``forces``, and with charges ``charges`` per ato
 and the reference labels beside them as ``REF_energy``, ``REF_dipole``, ``REF_charge``
 (``atoms.info``) and ``REF_forces`` (``atoms.arrays``); a label the frame lacks is
 left out. Units: eV, eV/Å, e, e·Å. ``info["charge"]`` keeps the total charge used.
+An ensemble adds its calibrated spreads: ``info["energy_std"]`` (eV) and
+``arrays["forces_std"]`` (eV/Å per atom); ``frames.csv`` has them per frame
+(``energy_std``, ``forces_max_atom_std``) and ``summary.json`` how well they rank and
+match the errors (``uncertainty``; null for one model).
 """
 
 from __future__ import annotations
@@ -105,6 +109,9 @@ def write_predictions(dataset: Dataset, predictions: Predictions, path) -> None:
         if predictions.charges is not None:
             results["charges"] = predictions.charges[k, :n]
             results["dipole"] = predictions.dipole[k]
+        if predictions.energy_std is not None:
+            atoms.info["energy_std"] = float(predictions.energy_std[k])
+            atoms.arrays["forces_std"] = np.array(predictions.forces_std[k, :n])
         if dataset.has_E[k]:
             atoms.info["REF_energy"] = float(dataset.E[k])
         if dataset.has_F[k]:

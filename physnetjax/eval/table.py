@@ -32,11 +32,23 @@ def tables(result: EvalResult) -> list[tuple[str, list[str], list[list[str]]]]:
             worst_rows.append([f"{criterion} #{rank}", str(frames["source"][k]), str(frames["num_atoms"][k]),
                                _number(frames["energy_error"][k]), _number(frames["forces_mae"][k]),
                                _number(frames["forces_max_atom_error"][k])])
+    uncertainty = result.uncertainty or {}
+    uncertainty_rows = [[what, _number(uncertainty.get(key))] for what, key in UNCERTAINTY_ROWS if uncertainty]
     return [
         ("errors (prediction − reference)", ["quantity", "unit", "MAE", "RMSE", "count"], metric_rows),
         ("force errors per element (eV/Å)", ["element", "atoms", "MAE", "RMSE"], element_rows),
         ("worst frames", ["by", "frame", "atoms", "ΔE / eV", "F MAE / eV/Å", "max |ΔF_i| / eV/Å"], worst_rows),
+        ("ensemble spread against error", ["measure", "value"], uncertainty_rows),
     ]
+
+
+UNCERTAINTY_ROWS = (
+    ("force error / calibrated spread (1: calibration holds)", "force_error_over_spread"),
+    ("force NLL per atom", "force_nll_per_atom"),
+    ("Spearman ρ: max forces_std vs force RMSE per frame", "spearman_max_forces_std_vs_force_rmse"),
+    ("Spearman ρ: energy_std vs |ΔE|", "spearman_energy_std_vs_abs_energy_error"),
+)
+"""Rows of the ensemble table (:attr:`~physnetjax.eval.evaluate.EvalResult.uncertainty`; one model: no table)."""
 
 
 def plain(title: str, header: list[str], rows: list[list[str]]) -> str:
