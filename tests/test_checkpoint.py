@@ -190,6 +190,24 @@ def test_deleted_file_is_reported(copy_of):
         load_checkpoint(copy_of)
 
 
+def test_a_removed_train_state_folder_still_loads_for_inference(copy_of, trained):
+    """Deleting RUN/best/train_state to save space made the model unloadable ('file train_state/... is missing');
+    now it loads, and only a resume is refused, saying why. One file missing inside train_state/ is still damage."""
+    shutil.rmtree(copy_of / "train_state")
+    _, params = load_checkpoint(copy_of)
+    for loaded, saved in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(trained[1])):
+        np.testing.assert_array_equal(loaded, saved)
+    with pytest.raises(CheckpointError, match="has no train_state/ folder .*training cannot resume from it"):
+        load_train_state(copy_of)
+
+
+def test_a_file_missing_inside_the_train_state_is_damage(copy_of):
+    victim = sorted(p for p in (copy_of / "train_state").rglob("*") if p.is_file())[-1]
+    victim.unlink()
+    with pytest.raises(CheckpointError, match=f"{victim.name} is missing"):
+        load_checkpoint(copy_of)
+
+
 def test_truncated_file_is_reported(copy_of):
     victim = max((p for p in (copy_of / "params").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])

@@ -510,7 +510,7 @@ def _load_checkpoint(path, weights: str, allow_pickle: bool) -> tuple:
         )
     config = read_config(root)
     _verify_config(root, config)
-    _verify_files(root, config["files"])
+    _verify_files(root, _inference_files(root, config["files"]))
     ensemble = "ensemble_size" in config["model"]
     try:
         model = PhysNetEnsemble.from_config(config["model"]) if ensemble else PhysNet.from_config(config["model"])
@@ -525,6 +525,17 @@ def _load_checkpoint(path, weights: str, allow_pickle: bool) -> tuple:
     if problems:
         raise CheckpointError(f"checkpoint {root}: params do not fit the stored model: " + "; ".join(problems))
     return model, params, config.get("metadata") or {}
+
+
+def _inference_files(root: Path, table: dict) -> dict:
+    """The entries of the file ``table`` that loading for inference verifies: all, or all but the train state's
+    when its whole folder was removed (deleted to save space: the model loads, only a resume needs it)."""
+    if (root / TRAIN_STATE_DIR).exists():
+        return table
+    kept = {name: entry for name, entry in table.items() if not name.startswith(TRAIN_STATE_DIR + "/")}
+    if len(kept) < len(table):
+        logger.info("checkpoint %s: no %s/ folder; loading the model without it", root, TRAIN_STATE_DIR)
+    return kept
 
 
 def load_train_state(path, target: Any = None):
@@ -549,6 +560,10 @@ def load_train_state(path, target: Any = None):
     config = read_config(root)
     if not any(name.startswith(TRAIN_STATE_DIR + "/") for name in config["files"]):
         raise CheckpointError(f"checkpoint {root} holds no train state (saved without train_state=...)")
+    if not (root / TRAIN_STATE_DIR).exists():
+        raise CheckpointError(f"checkpoint {root} has no {TRAIN_STATE_DIR}/ folder (removed after saving): the model "
+                              "loads for inference, but training cannot resume from it; start a new run with "
+                              f"--init-from {root}")
     _verify_config(root, config)
     _verify_files(root, config["files"])
     raw = _restore(root, TRAIN_STATE_DIR)
