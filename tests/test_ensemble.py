@@ -317,6 +317,27 @@ def test_calibrating_on_elements_no_member_was_trained_on_warns(ensemble, molecu
         calibrate_checkpoint(ens, [tmp_path / "frames.npz"], tmp_path / "cal")
 
 
+def test_a_scale_fitted_on_few_frames_warns(ensemble, molecules, tmp_path):
+    """The trainer stored a scale of 4448 fitted on 3 validation frames without a word; a scale from fewer than
+    20 frames now warns (in calibrate and in the trainer), one from 20 does not."""
+    model, stacked, members = ensemble
+    z, r = molecules["methanol"]
+    rng = np.random.default_rng(0)
+    frames = [r + rng.normal(scale=0.05, size=r.shape) for _ in range(20)]
+    labels = [predict(model.member, members[0], z, x, dtype=np.float64) for x in frames]
+    for count in (3, 20):
+        np.savez(tmp_path / f"frames{count}.npz", R=np.array(frames[:count]), Z=np.array([z] * count),
+                 N=[len(z)] * count, E=[label["energy"] for label in labels[:count]],
+                 F=np.array([label["forces"] for label in labels[:count]]))
+    ens = save_checkpoint(tmp_path / "ens", model, stacked)
+    with pytest.warns(PhysNetInputWarning, match=r"calibrate: the calibration scale is fitted on only 3 frame\(s\)"):
+        calibrate_checkpoint(ens, [tmp_path / "frames3.npz"], tmp_path / "cal3")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        calibrate_checkpoint(ens, [tmp_path / "frames20.npz"], tmp_path / "cal20")
+    assert not [w for w in caught if "fitted on only" in str(w.message)]
+
+
 def test_calibrating_on_a_members_training_file_warns(ensemble, molecules, tmp_path):
     """The trainer records its data's SHA-256 (combine keeps it per input): on main calibrating on that very file,
     training frames included, fitted a too small scale without a word."""

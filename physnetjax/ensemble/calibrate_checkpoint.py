@@ -27,7 +27,8 @@ from physnetjax.checkpoint import load_checkpoint, save_checkpoint
 from physnetjax.data import load_dataset
 from physnetjax.data.fingerprint import file_sha256
 from physnetjax.data.sanity import check_label_sanity
-from physnetjax.ensemble.calibration import fit_calibration_scale, gaussian_nll, spearman_rank_correlation
+from physnetjax.ensemble.calibration import (fit_calibration_scale, gaussian_nll, spearman_rank_correlation,
+                                             warn_few_frames)
 from physnetjax.ensemble.model import is_ensemble
 from physnetjax.errors import PhysNetInputWarning
 from physnetjax.eval.predictions import predict_dataset
@@ -55,6 +56,7 @@ def calibration_record(predictions, dataset) -> dict:
     force_errors = (predictions.forces[frames] - dataset.F[frames])[real]
     spreads = predictions.forces_std[frames][real]
     scale = fit_calibration_scale(force_errors, spreads)
+    warn_few_frames(int(frames.size), "calibrate")
     return {
         "calibration_scale": scale,
         "criterion": CRITERION,

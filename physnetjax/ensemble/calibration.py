@@ -23,7 +23,24 @@ spread orders the errors (1: the most uncertain frames are the worst ones).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+
+from physnetjax.errors import PhysNetInputWarning
+
+
+MIN_CALIBRATION_FRAMES = 20
+"""Frames below which a fitted calibration scale is reported as uncertain (:func:`warn_few_frames`): s² is a mean of
+|e|²/σ² over atoms whose small spreads dominate it, so a handful of frames can put s off by orders of magnitude."""
+
+
+def warn_few_frames(frames: int, where: str) -> None:
+    """Warn (:class:`~physnetjax.errors.PhysNetInputWarning`) when ``frames`` < :data:`MIN_CALIBRATION_FRAMES`."""
+    if frames < MIN_CALIBRATION_FRAMES:
+        warnings.warn(f"{where}: the calibration scale is fitted on only {frames} frame(s) (< "
+                      f"{MIN_CALIBRATION_FRAMES}): it can be off by orders of magnitude; fit it on more held-out "
+                      "frames (python -m physnetjax.ensemble calibrate)", PhysNetInputWarning, stacklevel=3)
 
 
 def _errors_and_spreads(errors, spreads) -> tuple[np.ndarray, np.ndarray]:

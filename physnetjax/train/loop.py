@@ -74,6 +74,7 @@ from physnetjax.data import (
 from physnetjax.data.fingerprint import changed_files, data_fingerprint, file_sha256
 from physnetjax.data.sanity import check_label_sanity
 from physnetjax.ensemble import fit_calibration_scale, gaussian_nll, member_params, spearman_rank_correlation
+from physnetjax.ensemble.calibration import warn_few_frames
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.jsonlines import append_record, start_log, write_json
 from physnetjax.model import PhysNet
@@ -664,6 +665,7 @@ class Trainer:
             logger.warning("calibration scale not fitted (%s); the checkpoint keeps scale 1", error)
             scale = None
         if scale is not None:
+            warn_few_frames(len(self.split["valid"]), "ensemble calibration on the validation split")
             calibration.update(scale=scale, valid_nll_uncalibrated=gaussian_nll(errors, spreads, 1.0),
                                valid_nll_calibrated=gaussian_nll(errors, spreads, scale))
             best = (self.run_dir / "best").resolve()
