@@ -378,6 +378,20 @@ def test_train_cli_init_from_refuses_another_architecture_and_records_its_own(fi
     assert "\nnum_iterations = 1\n" in (tmp_path / "ok" / "config.toml").read_text()
 
 
+def test_train_python_api_refuses_settings_it_would_ignore(files, tmp_path):
+    """The CLI refused them; train(TrainConfig(...)) from Python still ignored them without a word (a TrainConfig
+    cannot tell a given value from a default, so values other than the defaults count)."""
+    from physnetjax.train import train
+
+    data = [str(DATA / "train_ethanol64.npz")]
+    with pytest.raises(PhysNetInputError, match=r"--features 16 \(the checkpoint has 8\)"):
+        train(TrainConfig(data=data, init_from=str(files / "ckpt"), features=16, out=str(tmp_path / "a")))
+    with pytest.raises(PhysNetInputError, match=r"setting\(s\) that would be ignored: --weight-decay 0.1 \(used "
+                                                r"only with --optimizer adamw"):
+        train(TrainConfig(data=data, weight_decay=0.1, out=str(tmp_path / "b")))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize("labels,metric,message", [
     (("E",), "forces_mae", "none of the 8 validation frames has force labels"),
     (("F",), "energy_rmse", "none of the 8 validation frames has energy labels"),

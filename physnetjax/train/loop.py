@@ -81,12 +81,14 @@ from physnetjax.model import PhysNet
 from physnetjax.predict import init_params
 from physnetjax.train import plots
 from physnetjax.train.batching import batch_shapes, iterate_batches, num_batches
-from physnetjax.train.config import ARCHITECTURE_SETTINGS, RESUME_OVERRIDES, TrainConfig, read_json_object
+from physnetjax.train.config import (ARCHITECTURE_SETTINGS, RESUME_OVERRIDES, USED_ONLY_WITH, TrainConfig,
+                                     read_json_object, unused_settings)
 from physnetjax.train.background import BackgroundWriter
 from physnetjax.train.device_batches import batch_rows, build_device_frames, frame_rows, supports_device_batches
 from physnetjax.train.device_steps import make_device_steps
 from physnetjax.train.ensemble import (
     bootstrap_frames,
+    check_init_architecture,
     ensemble_step_functions,
     init_member_params,
     initial_weights,
@@ -1022,11 +1024,25 @@ def train(config: TrainConfig, clock=time.monotonic, on_start=None) -> dict:
     ``on_start(config, run_dir)``, if given, is called right after ``config.json`` is
     written, before the first epoch (the CLI writes ``config.toml`` there).
 
+    Settings that differ from their defaults but would do nothing are refused first
+    (:func:`~physnetjax.train.config.unused_settings`, e.g. ``weight_decay`` without
+    ``optimizer="adamw"``), as are architecture settings beside ``init_from`` that differ
+    from the checkpoint's (:func:`~physnetjax.train.ensemble.check_init_architecture`).
+
     Raises:
       FileExistsError: ``config.out`` already holds a run with a checkpoint (use :func:`resume`).
+      PhysNetInputError: settings that would be ignored (see above).
       DataError: the data files are malformed.
       ForceCheckError: the float64 force check failed when saving a best checkpoint.
     """
+    unused = unused_settings(config, USED_ONLY_WITH)
+    if unused:
+        raise PhysNetInputError(f"setting(s) that would be ignored: {'; '.join(unused)}; remove them or set the "
+                                "setting they need")
+    if config.init_from:
+        defaults = TrainConfig()
+        check_init_architecture(config.init_from, {name: getattr(config, name) for name in ARCHITECTURE_SETTINGS
+                                                   if getattr(config, name) != getattr(defaults, name)})
     run_dir = Path(config.out) if config.out else default_run_dir()
     if (run_dir / "config.json").exists():
         if not _unstarted_run(run_dir):
