@@ -144,6 +144,19 @@ def test_resume_names_moved_data_and_the_fix(base_run, tmp_path):
         resume(out, epochs=4)
 
 
+def test_resume_without_the_latest_link_names_the_newest_checkpoint(base_run, tmp_path):
+    """On main a run whose 'latest' link was lost said 'nothing to resume' although its checkpoints were there."""
+    out = tmp_path / "run"
+    shutil.copytree(base_run[0], out, symlinks=True)
+    newest = os.path.realpath(out / "latest")
+    (out / "latest").unlink()
+    relative = os.path.relpath(newest, out)
+    with pytest.raises(FileNotFoundError, match=f"nothing to resume, no complete checkpoint at {out / 'latest'}; its "
+                                                f"newest checkpoint is {newest}: restore the link with ln -sfn "
+                                                f"{relative} {out / 'latest'}"):
+        resume(out, epochs=4)
+
+
 def test_kcal_per_mol_data_gives_the_same_model(base_run, tmp_path):
     out, _ = base_run
     with np.load(DATA) as npz:

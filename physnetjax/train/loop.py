@@ -334,7 +334,10 @@ class Trainer:
     def _restore(self) -> None:
         latest = self.run_dir / "latest"
         if not latest.exists():
-            raise FileNotFoundError(f"{self.run_dir}: nothing to resume, no complete checkpoint at {latest}")
+            saved = sorted(p for p in (self.run_dir / "checkpoints").glob("epoch-*") if (p / "config.json").exists())
+            hint = (f"; its newest checkpoint is {saved[-1]}: restore the link with ln -sfn "
+                    f"{saved[-1].relative_to(self.run_dir)} {latest}" if saved else "")
+            raise FileNotFoundError(f"{self.run_dir}: nothing to resume, no complete checkpoint at {latest}{hint}")
         for partial in (self.run_dir / "checkpoints").glob(".*partial*"):
             shutil.rmtree(partial, ignore_errors=True)
         self.state = load_train_state(latest, target=self.state)
