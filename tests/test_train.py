@@ -110,8 +110,7 @@ def test_resume_equals_uninterrupted_run(base_run, tmp_path):
 def test_resume_refuses_a_truncated_metrics_csv(base_run, tmp_path):
     """On main a truncated metrics.csv was taken as the history: both it and the intact metrics.jsonl were rewritten
     with only the epochs after the checkpoint, every earlier row lost without a word."""
-    out = tmp_path / "run"
-    shutil.copytree(base_run[0], out, symlinks=True)
+    out = shutil.copytree(base_run[0], tmp_path / "run", symlinks=True)
     history = (out / "metrics.jsonl").read_text()
     csv_text = (out / "metrics.csv").read_text()
     (out / "metrics.csv").write_text(csv_text.splitlines()[0] + "\n")
@@ -123,8 +122,7 @@ def test_resume_refuses_a_truncated_metrics_csv(base_run, tmp_path):
 
 def test_resume_refuses_epochs_already_trained(base_run, tmp_path):
     """--epochs is the total: on main --resume RUN --epochs 2 on a 3-epoch run trained nothing and reported done."""
-    out = tmp_path / "run"
-    shutil.copytree(base_run[0], out, symlinks=True)
+    out = shutil.copytree(base_run[0], tmp_path / "run", symlinks=True)
     config = (out / "config.json").read_text()
     with pytest.raises(ValueError, match=r"--epochs 2 is the total number of epochs, and .*run has trained 3 already: "
                                          r"nothing would be trained\. .*\(e\.g\. --epochs 5\)"):
@@ -134,8 +132,7 @@ def test_resume_refuses_epochs_already_trained(base_run, tmp_path):
 
 def test_resume_names_moved_data_and_the_fix(base_run, tmp_path):
     """On main a run whose data file was moved said only 'X does not exist', neither whose nor what to do."""
-    out = tmp_path / "run"
-    shutil.copytree(base_run[0], out, symlinks=True)
+    out = shutil.copytree(base_run[0], tmp_path / "run", symlinks=True)
     config = json.loads((out / "config.json").read_text())
     config["data"] = [str(tmp_path / "moved.npz")]
     (out / "config.json").write_text(json.dumps(config))
@@ -146,8 +143,7 @@ def test_resume_names_moved_data_and_the_fix(base_run, tmp_path):
 
 def test_resume_without_the_latest_link_names_the_newest_checkpoint(base_run, tmp_path):
     """On main a run whose 'latest' link was lost said 'nothing to resume' although its checkpoints were there."""
-    out = tmp_path / "run"
-    shutil.copytree(base_run[0], out, symlinks=True)
+    out = shutil.copytree(base_run[0], tmp_path / "run", symlinks=True)
     newest = os.path.realpath(out / "latest")
     (out / "latest").unlink()
     relative = os.path.relpath(newest, out)
