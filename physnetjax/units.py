@@ -100,10 +100,11 @@ ENERGY_UNITS = {
 }
 """Multiply an energy in the named unit by this factor to get eV."""
 
-LENGTH_UNITS = {"A": 1.0, "Angstrom": 1.0, "bohr": BOHR, "Bohr": BOHR, "nm": 10.0}
+LENGTH_UNITS = {"A": 1.0, "Å": 1.0, "Angstrom": 1.0, "bohr": BOHR, "Bohr": BOHR, "nm": 10.0}
 """Multiply a length in the named unit by this factor to get Å."""
 
-DIPOLE_UNITS = {"eA": 1.0, "e*A": 1.0, "Debye": DEBYE, "D": DEBYE, "au": BOHR, "e*bohr": BOHR}
+DIPOLE_UNITS = {"eA": 1.0, "e*A": 1.0, "e·Å": 1.0, "Debye": DEBYE, "debye": DEBYE, "D": DEBYE, "au": BOHR,
+                "e*bohr": BOHR}
 """Multiply a dipole in the named unit by this factor to get e·Å."""
 
 

@@ -55,6 +55,10 @@ def test_unit_factor_lookup():
     assert units.energy_factor("kcal/mol") == units.KCAL_PER_MOL
     assert units.force_factor("hartree", "bohr") == pytest.approx(units.HARTREE / units.BOHR)
     assert units.dipole_factor("Debye") == units.DEBYE
+    # the spellings the help texts and the README use (eV/Å, e·Å) and lower-case debye were refused
+    assert units.force_factor("kcal/mol", "Å") == units.KCAL_PER_MOL
+    assert units.dipole_factor("debye") == units.dipole_factor("D") == units.DEBYE
+    assert units.dipole_factor("e·Å") == 1.0
     with pytest.raises(ValueError, match="unknown energy unit 'furlong'"):
         units.energy_factor("furlong")
     with pytest.raises(ValueError, match="unknown dipole unit"):
