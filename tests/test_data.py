@@ -111,6 +111,16 @@ def test_duplicated_frames_warn(tmp_path, raw):
         load_npz(write(tmp_path, arrays))
 
 
+def test_a_file_given_twice_is_named(tmp_path, raw, monkeypatch):
+    """On main --data a.npz ./a.npz read every frame twice, reported only as 'a.npz[0] = a.npz[0]' duplicates."""
+    path = write(tmp_path, raw)
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning, match=rf"\./{path.name} is given twice \(also as {re.escape(str(path))}\): each of "
+                                         "its frames is read twice"):
+        data = load_dataset([path, f"./{path.name}"])
+    assert len(data) == 2 * len(raw["E"])
+
+
 def test_a_frame_written_to_extxyz_is_a_duplicate_of_its_npz_original(tmp_path, raw):
     """extxyz keeps 8 decimals: on main the same frames from .npz and .extxyz were not seen as duplicates, so
     one copy could train and the other test without a word."""

@@ -343,17 +343,22 @@ def load_dataset(paths, *, energy_unit: str = "eV", force_unit: Optional[str] = 
 
     Several files are concatenated (padded to the largest molecule); a label absent
     from some files is masked for their frames. Duplicated frames across the files
-    are reported by a warning. ``force_sign`` −1 negates the forces (files that
+    are reported by a warning, as is a file given twice. ``force_sign`` −1 negates the forces (files that
     store gradients +dE/dR; see :mod:`physnetjax.data.sanity`). Frames without a
     total charge are neutral (Q = 0 is also the model's input); when other frames
     carry a non-zero one, a warning names them (:func:`warn_unknown_charges`).
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    parts = []
+    parts, seen = [], {}
     for p in paths:
         if not Path(p).exists():
             raise DataFileNotFoundError(f"{p}: no such file", p)
+        first = seen.setdefault(Path(p).resolve(), p)
+        if first is not p:
+            warnings.warn(f"{p} is given twice (also as {first}): each of its frames is read twice, so it weighs "
+                          "double and may land in both the training and the test split; give each file once",
+                          PhysNetInputWarning, stacklevel=2)
         loader = load_npz if str(p).endswith(".npz") else load_ase
         parts.append(loader(p, energy_unit=energy_unit, force_unit=force_unit, dipole_unit=dipole_unit))
     data = parts[0] if len(parts) == 1 else concatenate(parts)
