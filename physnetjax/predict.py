@@ -68,7 +68,8 @@ def predict(
     dtype = check_dtype(dtype)
     centroid = np.asarray(r, np.float64).mean(axis=0)
     batch = batch_molecules(
-        [z], [np.asarray(r, np.float64) - centroid], model.cutoff, total_charges=[total_charge], pair_cutoff=model_pair_cutoff(model),
+        [z], [np.asarray(r, np.float64) - centroid], model.cutoff, total_charges=[total_charge],
+        pair_cutoff=model_pair_cutoff(model),
         three_body_cutoff=model_triplet_cutoff(model), dtype=dtype,
     )
     out = jitted_apply(model)(params, batch)

@@ -315,7 +315,8 @@ def test_train_cli_refuses_bad_model_settings_before_writing(tmp_path, capsys, o
     ("--max-time", "inf", "max_time must be > 0 seconds and finite, received inf"),  # main: internal error
     ("--max-atomic-number", "0", "max_atomic_number must be >= 1 (or not given), received 0"),  # main: largest Z
     ("--n-res", "-1", "n_res must be >= 1, received -1"),  # main: internal error (NotImplementedError), exit 5
-    ("--seed", "-1", "seed must be >= 0 (NumPy and JAX take non-negative seeds), received -1"),  # main: "expected non-negative integer"
+    # main: "expected non-negative integer", no option named
+    ("--seed", "-1", "seed must be >= 0 (NumPy and JAX take non-negative seeds), received -1"),
 ])
 def test_train_cli_refuses_bad_numbers_before_writing(tmp_path, capsys, option, value, message):
     """NaN, infinite, zero or negative values where none is meaningful: one error line, exit 2, no run directory."""

@@ -199,7 +199,8 @@ def test_split_is_reproducible_and_disjoint():
     with pytest.raises(ValueError, match=r"train=5, valid=0, test=0: the validation split needs at least 1 frame .*"
                                          r"valid=0.1 gives none, give a frame count such as valid=1"):
         random_split(5)
-    with pytest.raises(ValueError, match=r"train=0, valid=3, test=2: no frame is left to train on; lower valid or test"):
+    with pytest.raises(ValueError,
+                       match=r"train=0, valid=3, test=2: no frame is left to train on; lower valid or test"):
         random_split(5, valid=3, test=2)
     with pytest.raises(ValueError, match=r"train=4, valid=1, test=1: the parts need 6 frames; lower train, valid or"):
         random_split(5, valid=1, test=1, train=4)

@@ -346,9 +346,9 @@ def test_calibrating_on_a_members_training_file_warns(ensemble, molecules, tmp_p
     label = predict(model.member, members[0], z, r, dtype=np.float64)
     np.savez(tmp_path / "frames.npz", R=r[None], Z=z[None], N=[len(z)], E=[label["energy"]], F=label["forces"][None])
     sha = file_sha256(tmp_path / "frames.npz")
-    for name, metadata in (("own", {"data_sha256": {"runs/train.npz": sha}}),
-                           ("combined", {"ensemble_sources": [{"metadata": {}},
-                                                              {"metadata": {"data_sha256": {"runs/train.npz": sha}}}]})):
+    recorded = {"data_sha256": {"runs/train.npz": sha}}
+    for name, metadata in (("own", recorded),
+                           ("combined", {"ensemble_sources": [{"metadata": {}}, {"metadata": recorded}]})):
         ens = save_checkpoint(tmp_path / name, model, stacked, metadata)
         with pytest.warns(PhysNetInputWarning, match=r"--data .*frames.npz has the content of the training data "
                                                      r"runs/train.npz of this ensemble \(SHA-256 equal\)"):

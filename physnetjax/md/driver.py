@@ -129,8 +129,9 @@ def check_ensemble_arguments(ensemble: str, **given) -> None:
     if unused:
         names = ", ".join(f"{name}={given[name]!r} ({' / '.join(ENSEMBLE_ONLY_ARGUMENTS[name])} only)"
                           for name in unused)
-        raise PhysNetInputError(f"ensemble={ensemble!r} does not use {names}: leave {'it' if len(unused) == 1 else 'them'}"
-                                " out (None) or choose an ensemble that uses them")
+        them = "it" if len(unused) == 1 else "them"
+        raise PhysNetInputError(f"ensemble={ensemble!r} does not use {names}: leave {them} out (None) or choose an "
+                                "ensemble that uses them")
 
 
 class MDInstabilityError(RunStoppedError):
