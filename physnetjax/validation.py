@@ -462,8 +462,9 @@ def stretched_bond_ratio(atomic_numbers, positions) -> Optional[float]:
     return median if BOND_RATIO_MAX < median <= BOND_RATIO_APART else None
 
 
-def check_length_unit(atomic_numbers, positions, where: str = "") -> None:
-    """Warn (:class:`PhysNetInputWarning`) when a molecule looks stretched by the bohr/Å factor 1.89.
+def check_length_unit(atomic_numbers, positions, where: str = "") -> Optional[float]:
+    """Warn (:class:`PhysNetInputWarning`) when a molecule looks stretched by the bohr/Å factor 1.89; returns
+    :func:`stretched_bond_ratio` (None: not stretched).
 
     The statistic is the median over atoms of :func:`bond_length_ratios`; between
     :data:`BOND_RATIO_MAX` and :data:`BOND_RATIO_APART` the positions are most likely in
@@ -476,6 +477,7 @@ def check_length_unit(atomic_numbers, positions, where: str = "") -> None:
         warnings.warn(f"{_prefix(where)}atoms sit {median:.2f}× the covalent bond length from their nearest "
                       "neighbours (median over atoms; ~1.0 for a molecule in Å, 1.89 for bohr read as Å); positions "
                       "must be in Å: are they in bohr (multiply by 0.529177)?", PhysNetInputWarning, stacklevel=3)
+    return median
 
 
 def validate_structure(

@@ -334,7 +334,7 @@ def harmonic(
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
                               trained_elements=trained_elements)
-    check_length_unit(z, r)
+    stretched_start = check_length_unit(z, r)
     check_charge_model(model, total_charge)
     if intensities and not model.charges:
         raise ValueError(
@@ -350,7 +350,7 @@ def harmonic(
         if optimize:
             optimization = minimize(functions.energy, r, (params64,), fmax=fmax, max_steps=max_steps)
             stretched = stretched_bond_ratio(z, optimization.positions)
-            if stretched is not None and stretched_bond_ratio(z, r) is None:
+            if stretched is not None and stretched_start is None:
                 warnings.warn(f"the optimised geometry has its atoms {stretched:.2f}× the covalent bond length from "
                               "their nearest neighbours: a minimum of the model far from any bonded molecule, an "
                               "extrapolation; check the model's training data, the total charge and the start geometry",

@@ -32,7 +32,7 @@ from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import PhysNetInputError
 from physnetjax.model_dispersion import DISPERSION_METHODS
 from physnetjax.train.config import (ARCHITECTURE_SETTINGS, BEST_METRICS, LOSSES, OPTIMIZERS, PRESETS, SCHEDULES,
-                                     TrainConfig, preset_settings, unused_settings)
+                                     TrainConfig, preset_settings)
 
 HELP = {
     "data": "PhysNet .npz or ASE-readable files (default: the bundled ethanol GFN2-xTB set)",
@@ -177,13 +177,7 @@ def main(argv=None) -> int:
     settings = preset_settings(preset or "fast", **args)
     architecture = {name: settings[name] for name in ARCHITECTURE_SETTINGS if name in settings}
     if run_dir is None and settings.get("init_from") and architecture:
-        check_init_architecture(settings["init_from"], architecture)
-
-    if run_dir is None:
-        unused = unused_settings(TrainConfig(**settings), args)
-        if unused:
-            raise PhysNetInputError(f"option(s) that would be ignored: {'; '.join(unused)}; remove them or set the "
-                                    "option they need")
+        check_init_architecture(settings["init_from"], architecture)  # given on the command line, defaults too
 
     def keep_config(config: TrainConfig, directory) -> None:
         used_preset = None if run_dir is not None else preset or "fast"

@@ -74,16 +74,16 @@ USED_ONLY_WITH = {
 ``final_stage`` > 0); :func:`unused_settings` names those given where they do nothing."""
 
 
-def unused_settings(config: "TrainConfig", given) -> list[str]:
-    """The settings of ``given`` (names set explicitly, e.g. on the command line) that ``config`` does not use.
+def unused_settings(config: "TrainConfig") -> list[str]:
+    """The settings of :data:`USED_ONLY_WITH` that ``config`` sets but does not use.
 
     A setting counts only when its value differs from the default (a config file written by a run lists every
-    setting with its value). Each entry reads like "--weight-decay 0.1 (used only with --optimizer adamw; here
+    setting with its value, and a TrainConfig cannot tell a given default from an unset one). Each entry reads like "--weight-decay 0.1 (used only with --optimizer adamw; here
     amsgrad)"; settings that depend on the architecture are skipped with ``init_from`` (the checkpoint's counts).
     """
     defaults, unused = TrainConfig(), []
     for name, (needs, value) in USED_ONLY_WITH.items():
-        if name not in given or getattr(config, name) == getattr(defaults, name):
+        if getattr(config, name) == getattr(defaults, name):
             continue
         if config.init_from and needs in ARCHITECTURE_SETTINGS:
             continue

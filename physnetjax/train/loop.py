@@ -81,8 +81,8 @@ from physnetjax.model import PhysNet
 from physnetjax.predict import init_params
 from physnetjax.train import plots
 from physnetjax.train.batching import batch_shapes, iterate_batches, num_batches
-from physnetjax.train.config import (ARCHITECTURE_SETTINGS, RESUME_OVERRIDES, USED_ONLY_WITH, TrainConfig,
-                                     read_json_object, unused_settings)
+from physnetjax.train.config import (ARCHITECTURE_SETTINGS, RESUME_OVERRIDES, TrainConfig, read_json_object,
+                                     unused_settings)
 from physnetjax.train.background import BackgroundWriter
 from physnetjax.train.device_batches import batch_rows, build_device_frames, frame_rows, supports_device_batches
 from physnetjax.train.device_steps import make_device_steps
@@ -1038,7 +1038,7 @@ def train(config: TrainConfig, clock=time.monotonic, on_start=None) -> dict:
       DataError: the data files are malformed.
       ForceCheckError: the float64 force check failed when saving a best checkpoint.
     """
-    unused = unused_settings(config, USED_ONLY_WITH)
+    unused = unused_settings(config)
     if unused:
         raise PhysNetInputError(f"setting(s) that would be ignored: {'; '.join(unused)}; remove them or set the "
                                 "setting they need")
