@@ -39,8 +39,8 @@ from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round
 from physnetjax.neighbors.triplets import count_triplets
 from physnetjax.physics.dispersion import check_d3_elements
 from physnetjax.predict import check_dtype, jitted_apply, require_finite, spread_of
-from physnetjax.validation import (atoms_total_charge, check_charge_model, neighbor_box, trained_elements_of,
-                                   validate_structure)
+from physnetjax.validation import (atoms_total_charge, check_charge_model, neighbor_box, trained_charges_of,
+                                   trained_elements_of, validate_structure)
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +64,14 @@ class PhysNetCalculator(Calculator):
       checkpoint: a checkpoint directory (new or legacy format) instead of them.
       dtype: ``"float32"`` (default) or ``"float64"`` (needs ``jax_enable_x64``).
       total_charge: total charge Q in e (default: ``atoms.info["charge"]`` if set, else 0);
-        a model without charges ignores it, so Q ≠ 0 gives a
-        :class:`~physnetjax.validation.PhysNetInputWarning`.
+        a Q outside the training data's (or Q ≠ 0 for a model without charges when that
+        is unknown) gives a :class:`~physnetjax.validation.PhysNetInputWarning`.
       atom_bucket, edge_bucket: padding multiples for atoms and edges/pairs.
       trained_elements: elements of the training data; others give a
         :class:`~physnetjax.validation.PhysNetInputWarning` (default: the record in the
         checkpoint's metadata, if any).
+      trained_charges: total charges (e) of the training data; another Q gives a
+        :class:`~physnetjax.validation.PhysNetInputWarning` (default: the checkpoint's record).
 
     Every structure passes :func:`physnetjax.validation.validate_structure` first
     (overlapping atoms, bad cells for the PBC, NaN positions or charge, unknown
@@ -89,6 +91,7 @@ class PhysNetCalculator(Calculator):
         atom_bucket: int = 16,
         edge_bucket: int = 256,
         trained_elements=None,
+        trained_charges=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -100,6 +103,8 @@ class PhysNetCalculator(Calculator):
             model, params, metadata = load_checkpoint(checkpoint, with_metadata=True)
             if trained_elements is None:
                 trained_elements = trained_elements_of(metadata)
+            if trained_charges is None:
+                trained_charges = trained_charges_of(metadata)
         if model is None or params is None:
             raise ValueError("PhysNetCalculator needs (model, params) or checkpoint=PATH")
         self.model = model
@@ -109,6 +114,7 @@ class PhysNetCalculator(Calculator):
         self.atom_bucket = atom_bucket
         self.edge_bucket = edge_bucket
         self.trained_elements = trained_elements
+        self.trained_charges = trained_charges
         self.pair_cutoff = model_pair_cutoff(model)
         self.three_body_cutoff = model_triplet_cutoff(model)
         self.ensemble = is_ensemble(model)
@@ -168,7 +174,7 @@ class PhysNetCalculator(Calculator):
         z, r = validate_structure(atoms.numbers, atoms.positions, self.model.max_atomic_number,
                                   total_charge=total_charge, cell=cell, pbc=pbc,
                                   trained_elements=self.trained_elements)
-        check_charge_model(self.model, total_charge)
+        check_charge_model(self.model, total_charge, self.trained_charges)
         if getattr(self.model, "dispersion", None) is not None:
             check_d3_elements(z)
         r = r.astype(np.float64)

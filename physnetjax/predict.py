@@ -23,6 +23,7 @@ def predict(
     total_charge: float = 0.0,
     dtype: Optional[np.dtype] = None,
     trained_elements=None,
+    trained_charges=None,
 ) -> dict:
     """Energy, forces, charges and dipole of one isolated molecule, as NumPy.
 
@@ -38,11 +39,14 @@ def predict(
       params: its variables (``{"params": ...}``; stacked for an ensemble).
       atomic_numbers: (n,) ints in [1, max_atomic_number].
       positions: (n, 3) Å, finite.
-      total_charge: total charge Q in e (a model without charges ignores it: Q ≠ 0 warns).
+      total_charge: total charge Q in e (a model without charges ignores it; see
+        :func:`physnetjax.validation.check_charge_model` for when it warns).
       dtype: float32 or float64, the dtype of the computation (default: that of
         ``positions`` if it is float64 and x64 is enabled, else float32; float64 needs x64).
       trained_elements: elements of the training data (checkpoint metadata, see
         :func:`physnetjax.validation.trained_elements_of`); others give a warning.
+      trained_charges: total charges (e) of the training data (checkpoint metadata, see
+        :func:`physnetjax.validation.trained_charges_of`); another ``total_charge`` warns.
 
     Returns:
       dict with ``energy`` (float, eV), ``forces`` (n, 3) eV/Å, ``charges`` (n,) e or
@@ -60,7 +64,7 @@ def predict(
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
                               trained_elements=trained_elements)
-    check_charge_model(model, total_charge)
+    check_charge_model(model, total_charge, trained_charges)
     if getattr(model, "dispersion", None) is not None:
         check_d3_elements(z)
     if dtype is None:
@@ -88,7 +92,7 @@ def predict(
 
 
 def predict_periodic(model, params, atomic_numbers, positions, cell, total_charge: float = 0.0, dtype=None,
-                     trained_elements=None) -> dict:
+                     trained_elements=None, trained_charges=None) -> dict:
     """Energy, forces and stress of one periodic cell, as NumPy.
 
     Args:
@@ -97,7 +101,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
       atomic_numbers: (n,) ints in [1, max_atomic_number].
       positions: (n, 3) Å.  cell: (3, 3) Å, vectors as rows.
       total_charge: e.  dtype: compute dtype, as in :func:`predict` (default float64 under x64 for float64 input).
-      trained_elements: as in :func:`predict`.
+      trained_elements, trained_charges: as in :func:`predict`.
 
     Returns:
       dict with ``energy`` (eV), ``forces`` (n, 3) eV/Å, ``stress`` (3, 3) eV/Å³
@@ -111,7 +115,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
                               cell=cell, pbc=True, trained_elements=trained_elements)
-    check_charge_model(model, total_charge)
+    check_charge_model(model, total_charge, trained_charges)
     if getattr(model, "dispersion", None) is not None:
         check_d3_elements(z)
     if dtype is None:

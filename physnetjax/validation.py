@@ -48,6 +48,12 @@ MIN_DISTANCE_WARNING = 0.5
 TRAINED_ELEMENTS_KEY = "trained_elements"
 """Checkpoint metadata key: sorted atomic numbers present in the training frames (written by the trainer)."""
 
+TRAINED_CHARGES_KEY = "trained_charges"
+"""Checkpoint metadata key: sorted distinct total charges Q (e) of the training frames (written by the trainer)."""
+
+CHARGE_MATCH_TOLERANCE = 1.0e-6
+"""e: a total charge within this of a trained one counts as trained."""
+
 MAX_ABS_COORDINATE = 1.0e4
 """Å: a coordinate beyond ±this is refused (float32 resolves it only to ~1e-3 Å; translate the structure)."""
 
@@ -344,6 +350,15 @@ def unseen_elements(atomic_numbers, trained_elements: Optional[Iterable[int]]) -
     return sorted(set(int(v) for v in np.unique(atomic_numbers)) - set(int(v) for v in trained_elements))
 
 
+def _training_record(metadata: Optional[dict], key: str):
+    """``metadata[key]``, or that of its ``source_metadata`` when the top level has none (None if absent)."""
+    metadata = metadata or {}
+    value = metadata.get(key)
+    if value is None and isinstance(metadata.get("source_metadata"), dict):
+        value = metadata["source_metadata"].get(key)
+    return value
+
+
 def trained_elements_of(metadata: Optional[dict]) -> Optional[list[int]]:
     """The ``trained_elements`` a checkpoint's metadata records (None for checkpoints without the record).
 
@@ -351,12 +366,39 @@ def trained_elements_of(metadata: Optional[dict]) -> Optional[list[int]]:
     (as the shipped models are) keeps the run's record one level down; it is read there
     when the top level has none.
     """
-    metadata = metadata or {}
-    value = metadata.get(TRAINED_ELEMENTS_KEY)
-    if value is None and isinstance(metadata.get("source_metadata"), dict):
-        value = metadata["source_metadata"].get(TRAINED_ELEMENTS_KEY)
+    value = _training_record(metadata, TRAINED_ELEMENTS_KEY)
     return None if value is None else [int(v) for v in value]
 
+
+def trained_charges_of(metadata: Optional[dict]) -> Optional[list[float]]:
+    """The ``trained_charges`` (total charges Q in e) a checkpoint's metadata records, as :func:`trained_elements_of`.
+
+    None for checkpoints written before the trainer recorded them (no check is made then).
+    """
+    value = _training_record(metadata, TRAINED_CHARGES_KEY)
+    return None if value is None else [float(v) for v in value]
+
+
+def distinct_charges(total_charges) -> list[float]:
+    """Sorted distinct total charges (e) of ``total_charges``, merged within :data:`CHARGE_MATCH_TOLERANCE`."""
+    distinct: list[float] = []
+    for q in np.sort(np.asarray(total_charges, dtype=np.float64).ravel()):
+        if not distinct or q - distinct[-1] > CHARGE_MATCH_TOLERANCE:
+            distinct.append(float(q))
+    return distinct
+
+
+def untrained_charges(total_charges, trained_charges: Optional[Iterable[float]]) -> list[float]:
+    """Sorted distinct values of ``total_charges`` farther than the tolerance from every trained charge."""
+    if trained_charges is None:
+        return []
+    trained = np.asarray(list(trained_charges), dtype=np.float64)
+    return [q for q in distinct_charges(total_charges)
+            if trained.size == 0 or np.abs(trained - q).min() > CHARGE_MATCH_TOLERANCE]
+
+
+def _charges_text(charges: Iterable[float]) -> str:
+    return ", ".join(f"{float(q):+g}" if q else "0" for q in charges)
 
 
 def check_output_path(path, *, overwrite: bool = False, what: str = "output") -> Path:
@@ -407,18 +449,56 @@ def check_output_directory(path, *, what: str = "--out", files: Iterable[str] = 
     return path
 
 
-def check_charge_model(model, total_charge, where: str = "") -> None:
-    """Warn (:class:`PhysNetInputWarning`) when a non-zero total charge goes to a model without charges.
+def check_charge_model(model, total_charge, trained_charges: Optional[Iterable[float]] = None,
+                       where: str = "") -> None:
+    """Warn (:class:`PhysNetInputWarning`) when the total charge Q lies outside what the model was trained on.
 
-    Only the charge head of a PhysNet model reads the total charge Q (the charge
-    correction, then electrostatics and dipole); with ``charges=False`` the energy and
-    forces are the same for every Q, those of the charge state(s) it was trained on.
+    With ``trained_charges`` known (checkpoint metadata, :func:`trained_charges_of`), a Q
+    none of the training frames had warns: a model with charges extrapolates to a charge
+    state it never saw (its charge head spreads Q over the atoms, but the energy of that
+    state was never fitted); a model without charges gives the energy and forces of its
+    trained state whatever Q is. With the record unknown (older checkpoints) only a
+    non-zero Q given to a model without charges warns.
     """
-    if not getattr(model, "charges", False) and float(total_charge) != 0.0:
+    q = float(total_charge)
+    charges_model = bool(getattr(model, "charges", False))
+    if trained_charges is not None:
+        if not untrained_charges([q], trained_charges):
+            return
+        trained = _charges_text(sorted(trained_charges))
+        if charges_model:
+            consequence = ("its energy, forces and charges for this charge state are an extrapolation; add frames of "
+                           "this charge state to the training data")
+        else:
+            consequence = ("a model without charges (charges=False) does not read Q: its energy and forces are those "
+                           "of the trained charge state; for this charge state use a model trained with charges on it")
+        warnings.warn(f"{_prefix(where)}total charge {_charges_text([q])} e never occurred in this model's training "
+                      f"data (trained on total charge {trained} e); {consequence}", PhysNetInputWarning, stacklevel=3)
+        return
+    if not charges_model and q != 0.0:
         warnings.warn(
-            f"{_prefix(where)}total charge {float(total_charge):g} e given to a model without charges "
+            f"{_prefix(where)}total charge {q:g} e given to a model without charges "
             "(charges=False): its energy and forces do not depend on the total charge (they are those of the charge "
             "state it was trained on); for charged species use a model trained with charges",
+            PhysNetInputWarning, stacklevel=3)
+
+
+def check_dataset_charges(total_charges, trained_charges: Optional[Iterable[float]], where: str = "") -> None:
+    """Warn (:class:`PhysNetInputWarning`) when frames have total charges outside ``trained_charges``.
+
+    ``total_charges`` (M,) e per frame; the warning names the charges and how many frames
+    have them. ``trained_charges`` None (unknown) skips the check.
+    """
+    unseen = untrained_charges(total_charges, trained_charges)
+    if unseen:
+        q = np.asarray(total_charges, dtype=np.float64).ravel()
+        trained = np.asarray(list(trained_charges), dtype=np.float64)
+        far = (np.abs(q[:, None] - trained[None, :]) > CHARGE_MATCH_TOLERANCE).all(axis=1)
+        frames = np.nonzero(far)[0]
+        warnings.warn(
+            f"{_prefix(where)}total charge(s) {_charges_text(unseen)} e (in {len(frames)} of {len(q)} frames, first "
+            f"frame {frames[0]}) never occurred in this model's training data (trained on total charge "
+            f"{_charges_text(sorted(trained_charges))} e); its energies and forces there are an extrapolation",
             PhysNetInputWarning, stacklevel=3)
 
 

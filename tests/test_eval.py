@@ -379,6 +379,20 @@ def test_warns_about_elements_the_model_never_saw(tmp_path):
         assert run_cli("--checkpoint", tmp_path / "ckpt", "--data", tmp_path / "data.npz", "--no-plots") == 0
 
 
+def test_warns_about_total_charges_the_model_never_saw(tmp_path):
+    """A model trained on neutral frames evaluated on cations: its errors there were reported as if trained."""
+    jax.config.update("jax_enable_x64", True)
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=4.0, max_atomic_number=8,
+                    charges=True)
+    save_checkpoint(tmp_path / "ckpt", model, init_params(model, 0), {"trained_charges": [0.0]})
+    r = np.array([[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]] * 3, float)
+    np.savez(tmp_path / "data.npz", Z=np.array([[8, 1, 1]] * 3), R=r, N=np.array([3, 3, 3]), E=np.zeros(3),
+             F=np.zeros((3, 3, 3)), Q=np.array([0.0, 1.0, 1.0]))
+    with pytest.warns(UserWarning, match=r"--data: total charge\(s\) \+1 e \(in 2 of 3 frames, first frame 1\) never "
+                                         r"occurred in this model's training data \(trained on total charge 0 e\)"):
+        assert run_cli("--checkpoint", tmp_path / "ckpt", "--data", tmp_path / "data.npz", "--no-plots") == 0
+
+
 def test_labels_in_other_units_warn_whatever_the_model(setup):
     """kcal/mol data read as eV by a model too poor for the comparison with its predictions: on main no warning,
     the MAEs (23× too large) were printed as eV; now the trainer's checks of the labels alone speak."""

@@ -150,6 +150,9 @@ def test_a_total_charge_for_a_model_without_charges_warns_in_md(system):
     cation.info["charge"] = 1
     with pytest.warns(UserWarning, match=r"MD start geometry: total charge 1 e given to a model without charges"):
         simulate(model, params, cation, steps=5, save_every=5, dtype="float64")
+    with pytest.warns(UserWarning, match=r"MD start geometry: total charge \+1 e never occurred in this model's "
+                                         r"training data \(trained on total charge 0 e\)"):
+        simulate(model, params, cation, steps=5, save_every=5, dtype="float64", trained_charges=[0.0])
 
 
 def test_nve_energy_drift_stops_and_saves_the_last_good_frame(system, tmp_path):

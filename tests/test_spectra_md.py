@@ -460,20 +460,26 @@ def test_bands_of_lines_closer_than_the_grid_spacing_are_none_not_a_crash():
         assert "run longer" in resolution_warning(result, found)
 
 
-def test_cli_says_an_input_warning_of_the_molecule_and_its_md_once(tmp_path, capsys):
+@pytest.mark.parametrize("metadata, said", [
+    (None, "total charge 1 e given to a model without charges"),
+    ({"trained_charges": [0.0]}, "total charge +1 e never occurred in this model's training data (trained on total "
+                                 "charge 0 e); a model without charges"),
+])
+def test_cli_says_an_input_warning_of_the_molecule_and_its_md_once(tmp_path, capsys, metadata, said):
     """A model without charges and --total-charge 1: the harmonic analysis and the MD from its geometry each
-    warned the same line (a fresh model: zero output head, so no forces and nothing else to warn about MD)."""
+    warned the same line (a fresh model: zero output head, so no forces and nothing else to warn about MD).
+    With the training's charge states recorded, the warning names them."""
     from physnetjax import PhysNet, init_params, save_checkpoint
 
     model = PhysNet(features=4, max_degree=0, num_iterations=1, num_basis_functions=4, cutoff=4.0, max_atomic_number=8,
                     zbl=False)
-    save_checkpoint(tmp_path / "model", model, init_params(model, 0))
+    save_checkpoint(tmp_path / "model", model, init_params(model, 0), metadata)
     argv = _ir_args(tmp_path / "out", **{"--checkpoint": str(tmp_path / "model"), "--total-charge": "1",
                                          "--time-ps": "0.05", "--equilibration-ps": "0", "--replicas": "1",
                                          "--no-optimize": None, "--no-plot": None})
     assert _cli(argv) == 0
     err = capsys.readouterr().err
-    assert err.count("python -m physnetjax.spectra: warning: total charge 1 e given to a model without charges") == 1
+    assert err.count(f"python -m physnetjax.spectra: warning: {said}") == 1 and err.count("charges=False") == 1
 
 
 def test_cli_refuses_a_molecule_too_large_for_md_before_the_harmonic_analysis(tmp_path, capsys):

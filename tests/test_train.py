@@ -314,14 +314,14 @@ def test_init_from_loads_weights_only(base_run, tmp_path):
     assert int(np.asarray(state["step"])) == 6
 
 
-def test_resume_refuses_changed_data_and_records_trained_elements(tmp_path, caplog):
+def test_resume_refuses_changed_data_and_records_trained_elements_and_charges(tmp_path, caplog):
     """On main --resume only compared the data *path*: a file changed in place was trained on silently."""
     data = tmp_path / "data.npz"
     data.write_bytes(DATA.read_bytes())
     out = tmp_path / "run"
     train(tiny_config(out, data=[str(data)], epochs=1))
     _, _, meta = load_checkpoint(out / "latest", with_metadata=True)
-    assert meta["trained_elements"] == [1, 6, 8]
+    assert meta["trained_elements"] == [1, 6, 8] and meta["trained_charges"] == [0.0]
     with np.load(data) as npz:
         arrays = dict(npz)
     arrays["E"] = arrays["E"] + 0.01
@@ -387,6 +387,9 @@ def test_frames_of_several_charges_without_a_charge_model_warn(tmp_path):
         Trainer(tiny_config(tmp_path / "run", data=[str(tmp_path / "mixed.npz")]), tmp_path / "run", resuming=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PhysNetInputWarning)
-        Trainer(tiny_config(tmp_path / "run2", data=[str(tmp_path / "mixed.npz")], charges=True), tmp_path / "run2",
-                resuming=False)
+        trainer = Trainer(tiny_config(tmp_path / "run2", data=[str(tmp_path / "mixed.npz")], charges=True),
+                          tmp_path / "run2", resuming=False)
+    assert trainer.trained_charges == [0.0, 1.0]  # recorded in the checkpoints' metadata
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PhysNetInputWarning)
         Trainer(tiny_config(tmp_path / "run3"), tmp_path / "run3", resuming=False)  # one charge state

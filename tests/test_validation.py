@@ -75,6 +75,66 @@ def test_untrained_element_warns_only_when_the_record_exists(charged):
         predict(*charged, WATER_Z, WATER_R, trained_elements=[1, 8])
 
 
+def test_a_total_charge_the_training_never_had_warns_only_when_the_record_exists(charged):
+    """A charge model trained on neutral frames evaluated a cation without a word: the trainer now records the
+    total charges of its training frames, and a charge state outside them warns (within 1e-6 e)."""
+    cation = (r"total charge \+1 e never occurred in this model's training data \(trained on total charge 0 e\); "
+              r"its energy, forces and charges for this charge state are an extrapolation")
+    with pytest.warns(PhysNetInputWarning, match=cation):
+        predict(*charged, WATER_Z, WATER_R, total_charge=1.0, trained_charges=[0.0])
+    with pytest.warns(PhysNetInputWarning, match=r"total charge -1 e never occurred .*\(trained on total charge 0, "
+                                                 r"\+1 e\)"):
+        predict_periodic(*charged, WATER_Z, WATER_R, np.eye(3) * 9.0, total_charge=-1.0, trained_charges=[0.0, 1.0])
+    calculator = PhysNetCalculator(*charged, dtype="float64", trained_charges=[0.0])
+    atoms = ase.Atoms(numbers=WATER_Z, positions=WATER_R, calculator=calculator, info={"charge": 1})
+    with pytest.warns(PhysNetInputWarning, match=cation):
+        atoms.get_potential_energy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predict(*charged, WATER_Z, WATER_R, total_charge=1.0)  # no record: a charge model may be asked anything
+        predict(*charged, WATER_Z, WATER_R, total_charge=1.0, trained_charges=[0.0, 1.0])
+        predict(*charged, WATER_Z, WATER_R, total_charge=1e-9, trained_charges=[0.0])
+        atoms.info["charge"] = 0
+        atoms.get_potential_energy()
+
+
+def test_a_model_without_charges_names_its_trained_charge_state():
+    """Without charges the model does not read Q: with the record, a Q other than the trained one warns (also a
+    neutral molecule for a model trained on cations, which the Q ≠ 0 rule missed)."""
+    from physnetjax.validation import check_charge_model
+
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=3.0, max_atomic_number=9)
+    with pytest.warns(PhysNetInputWarning, match=r"total charge 0 e never occurred .*\(trained on total charge \+1 e\)"
+                                                 r"; a model without charges \(charges=False\) does not read Q"):
+        check_charge_model(model, 0.0, [1.0])
+    with pytest.warns(PhysNetInputWarning, match=r"total charge 2 e given to a model without charges"):
+        check_charge_model(model, 2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_charge_model(model, 1.0, [1.0])
+        check_charge_model(model, 0.0)
+
+
+def test_frames_of_an_untrained_total_charge_are_counted():
+    from physnetjax.validation import check_dataset_charges
+
+    with pytest.warns(PhysNetInputWarning, match=r"--data: total charge\(s\) -1, \+2 e \(in 3 of 5 frames, first "
+                                                 r"frame 1\) never occurred .*\(trained on total charge 0, \+1 e\)"):
+        check_dataset_charges([0.0, -1.0, 2.0, 1.0, 2.0], [0.0, 1.0], where="--data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_dataset_charges([0.0, -1.0], None)
+        check_dataset_charges([0.0, 1.0 + 1e-9], [0.0, 1.0])
+
+
+def test_check_reports_an_untrained_total_charge(charged):
+    report = check_model(*charged, [(WATER_Z, WATER_R, 1.0), (WATER_Z, WATER_R, 0.0)], groups=(),
+                         trained_charges=[0.0])
+    rows = {r.structure: r for r in report.checks if r.id == "inputs.trained_charges"}
+    assert rows[0].status == "warn" and rows[0].value == 1.0 and "never occurred in training" in rows[0].message
+    assert rows[1].status == "pass" and rows[1].value == 0.0
+
+
 @pytest.mark.parametrize("bad", [
     dict(positions=np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], bool), match="dtype bool"),
     dict(positions=WATER_R + 0j, match="dtype complex"),

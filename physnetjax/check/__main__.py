@@ -26,7 +26,7 @@ from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import PhysNetInputError
 from physnetjax.text_table import print_line
-from physnetjax.validation import check_output_path, trained_elements_of
+from physnetjax.validation import check_output_path, trained_charges_of, trained_elements_of
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +82,8 @@ def main(argv=None) -> int:
         structures = default_structures(Path(args.checkpoint), metadata, settings.max_structures)
     report = check_model(model, params, structures, groups=args.only, settings=settings,
                          checkpoint=str(Path(args.checkpoint).resolve()),
-                         trained_elements=trained_elements_of(metadata))
+                         trained_elements=trained_elements_of(metadata),
+                         trained_charges=trained_charges_of(metadata))
     report.render(console)
     if args.json:
         report.write_json(args.json)

@@ -28,8 +28,9 @@ within a version, new optional keys may be added::
       }]
     }
 
-Group ``inputs`` (row ``inputs.trained_elements``) is present when the checkpoint
-records the elements of its training data; it warns about elements outside them.
+Group ``inputs`` (rows ``inputs.trained_elements`` and ``inputs.trained_charges``) is
+present when the checkpoint records the elements and total charges of its training
+data; it warns about elements and total charges outside them.
 
 A check may also fail for a reason other than its value (e.g. a flipped force sign,
 a detected discontinuity); ``message`` then says why.

@@ -22,7 +22,7 @@ from physnetjax.check.report import GROUPS, CheckReport, CheckResult
 from physnetjax.check.settings import CheckSettings, Thresholds
 from physnetjax.check.smoothness import check_smoothness
 from physnetjax.check.stability import check_curvature, check_nve
-from physnetjax.validation import SYMBOLS, element, unseen_elements, validate_structure
+from physnetjax.validation import SYMBOLS, element, untrained_charges, unseen_elements, validate_structure
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ def check_model(
     thresholds: Thresholds | None = None,
     checkpoint: str | None = None,
     trained_elements=None,
+    trained_charges=None,
 ) -> CheckReport:
     """Check that a model's energy surface is physically sane; returns a :class:`CheckReport`.
 
@@ -84,6 +85,9 @@ def check_model(
       trained_elements: elements of the model's training data (checkpoint metadata);
         when given, each structure gets a row ``inputs.trained_elements`` (group
         ``inputs``) that warns about elements the model never saw in training.
+      trained_charges: total charges (e) of the training data (checkpoint metadata); when
+        given, each structure gets a row ``inputs.trained_charges`` that warns about a
+        total charge no training frame had.
 
     Raises:
       ValueError: unknown group, or a structure that is not a valid molecule.
@@ -98,6 +102,8 @@ def check_model(
         raise ValueError("check_model needs at least one structure")
     results = [] if trained_elements is None else [
         trained_elements_result(s, k, trained_elements) for k, s in enumerate(structures)]
+    if trained_charges is not None:
+        results += [trained_charges_result(s, k, trained_charges) for k, s in enumerate(structures)]
     with jax.enable_x64(True):
         params64 = cast_to_float64(params)
         for index, structure in enumerate(structures):
@@ -122,3 +128,15 @@ def trained_elements_result(structure: Structure, index: int, trained_elements) 
                if unseen else f"all elements occurred in training ({trained})")
     return CheckResult.measured("inputs.trained_elements", "inputs", index, count, "atoms", (0.0, math.inf), message,
                                 {"unseen_elements": unseen, "trained_elements": sorted(int(z) for z in trained_elements)})
+
+
+def trained_charges_result(structure: Structure, index: int, trained_charges) -> CheckResult:
+    """Row ``inputs.trained_charges``: value = distance (e) of the total charge from the nearest trained one."""
+    trained = sorted(float(q) for q in trained_charges)
+    q = float(structure.total_charge)
+    distance = 0.0 if not untrained_charges([q], trained) else float(np.min(np.abs(np.asarray(trained) - q)))
+    listed = ", ".join(f"{t:g}" for t in trained)
+    message = (f"total charge {q:g} e never occurred in training (trained on {listed} e)" if distance
+               else f"total charge {q:g} e occurred in training ({listed} e)")
+    return CheckResult.measured("inputs.trained_charges", "inputs", index, distance, "e", (0.0, math.inf), message,
+                                {"total_charge": q, "trained_charges": trained})

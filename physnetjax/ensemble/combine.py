@@ -19,8 +19,9 @@ bias to the parameter dtype). A member without ``energy_bias``
 (``use_energy_bias=False``) and different E0 cannot be folded and is refused.
 
 Metadata of the result: ``ensemble_sources`` (each input's path, member count and
-metadata) and ``trained_elements`` (the elements every input was trained on, when
-all of them record it), so predictions warn about elements some member never saw.
+metadata), ``trained_elements`` and ``trained_charges`` (the elements and total charges
+every input was trained on, when all of them record it), so predictions warn about
+elements and charge states some member never saw.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ import numpy as np
 
 from physnetjax.checkpoint import load_checkpoint, save_checkpoint
 from physnetjax.ensemble.model import PhysNetEnsemble, is_ensemble, member_params, stack_members
-from physnetjax.validation import TRAINED_ELEMENTS_KEY, trained_elements_of
+from physnetjax.validation import (TRAINED_CHARGES_KEY, TRAINED_ELEMENTS_KEY, distinct_charges, trained_charges_of,
+                                   trained_elements_of, untrained_charges)
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +125,7 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
     paths = [Path(p) for p in paths]
     if not paths:
         raise ValueError("combine needs checkpoints to combine")
-    member, members, origins, sources, elements = None, [], [], [], []
+    member, members, origins, sources, elements, charges = None, [], [], [], [], []
     for path in paths:
         model, params, metadata = load_checkpoint(path, with_metadata=True)
         own_member = model.member if is_ensemble(model) else model
@@ -140,6 +142,7 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
         origins += [f"{path}" if count == 1 else f"{path} member {k}" for k in range(count)]
         sources.append({"path": str(path.resolve()), "members": count, "metadata": metadata})
         elements.append(trained_elements_of(metadata))
+        charges.append(trained_charges_of(metadata))
     if len(members) < 2:
         raise ValueError(f"an ensemble needs at least 2 members; {paths[0]} holds only one")
     _refuse_energy_free_beside_energy_members(paths, [source["metadata"] for source in sources])
@@ -148,6 +151,9 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
     metadata = {"ensemble_sources": sources}
     if all(e is not None for e in elements):
         metadata[TRAINED_ELEMENTS_KEY] = sorted(set.intersection(*(set(e) for e in elements)))
+    if all(q is not None for q in charges):
+        metadata[TRAINED_CHARGES_KEY] = [q for q in distinct_charges(charges[0])
+                                         if not any(untrained_charges([q], other) for other in charges[1:])]
     target = save_checkpoint(out, ensemble, stack_members(members), metadata, overwrite=overwrite)
     logger.info("ensemble of %d members from %d checkpoint(s) written to %s", len(members), len(paths), target)
     return target

@@ -33,9 +33,11 @@ from physnetjax.cli_help import HelpFormatter
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.train.cli import HELP
 from physnetjax.validation import (
+    check_dataset_charges,
     check_dataset_elements,
     check_output_directory,
     check_output_path,
+    trained_charges_of,
     trained_elements_of,
 )
 
@@ -123,6 +125,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     dataset = load_dataset(args.data, energy_unit=args.energy_unit, force_unit=args.force_unit,
                            dipole_unit=args.dipole_unit, force_sign=args.force_sign)
     check_dataset_elements(dataset.Z, dataset.N, trained_elements_of(metadata), where="--data")
+    check_dataset_charges(dataset.Q, trained_charges_of(metadata), where="--data")
     check_label_sanity(dataset, ", ".join(args.data))  # units and sign judged from the labels alone, as in training
     if metadata.get("element_energies_fit", "unknown") is None and dataset.has_E.any():
         warnings.warn(f"{checkpoint} was trained without energy labels: its energies carry an arbitrary offset, so "

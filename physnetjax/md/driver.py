@@ -294,6 +294,7 @@ def simulate(
     restart: Optional[str] = None,
     progress: Optional[Callable[[int], None]] = None,
     trained_elements=None,
+    trained_charges=None,
     energy_tolerance: Optional[float] = None,
     on_energy_drift: Optional[str] = None,
     thermostat_time_fs: Optional[float] = None,
@@ -345,6 +346,7 @@ def simulate(
         unless ``--ensemble`` is given explicitly).
       progress: called with the number of steps completed after each chunk.
       trained_elements: elements of the training data (checkpoint metadata); others warn.
+      trained_charges: total charges (e) of the training data (checkpoint metadata); another Q warns.
       energy_tolerance: NVE only: largest |E_conserved(t) − E_conserved(start)| in
         meV/atom before ``on_energy_drift`` applies ("stop": raise
         :class:`EnergyConservationError` after saving the last good frame; "warn").
@@ -391,7 +393,7 @@ def simulate(
     if np.any(atoms.pbc) and not np.all(atoms.pbc):
         raise PhysNetInputError(f"pbc={atoms.pbc.tolist()}: MD runs only fully periodic or isolated systems")
     total_charge = check_total_charge(atoms_total_charge(atoms), atoms.numbers, where="MD start geometry")
-    check_charge_model(model, total_charge, where="MD start geometry")
+    check_charge_model(model, total_charge, trained_charges, where="MD start geometry")
     validate_structure(atoms.numbers, atoms.positions, model.max_atomic_number,
                        total_charge=total_charge, cell=atoms.cell.array, pbc=atoms.pbc,
                        trained_elements=trained_elements, strict=True, where="MD start geometry")

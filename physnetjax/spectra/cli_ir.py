@@ -106,7 +106,7 @@ def _run(args) -> None:
     from physnetjax.spectra.cli_harmonic import mode_table
     from physnetjax.spectra.harmonic import harmonic
     from physnetjax.spectra.md_spectrum import md_spectrum
-    from physnetjax.validation import atoms_total_charge, trained_elements_of
+    from physnetjax.validation import atoms_total_charge, trained_charges_of, trained_elements_of
 
     write_resolved_config(args.parser, args, out / CONFIG_NAME)
     if args.dtype == "float64":
@@ -118,7 +118,8 @@ def _run(args) -> None:
         try:
             lines = harmonic(model, params, atoms.numbers, atoms.positions, masses=args.masses,
                              total_charge=total_charge, optimize=not args.no_optimize,
-                             trained_elements=trained_elements_of(metadata))
+                             trained_elements=trained_elements_of(metadata),
+                             trained_charges=trained_charges_of(metadata))
         finally:
             _tell(caught, said)
     print(f"harmonic analysis of {atoms.get_chemical_formula()}:")
@@ -132,7 +133,7 @@ def _run(args) -> None:
                     replicas=args.replicas, friction=args.friction, record_every=args.record_every,
                     total_charge=total_charge, masses=args.masses, seed=args.seed,
                     max_correlation_ps=args.correlation_ps, quantum_correction=args.quantum_correction,
-                    dtype=args.dtype, progress=progress,
+                    dtype=args.dtype, progress=progress, trained_charges=trained_charges_of(metadata),
                 )
         finally:
             # harmonic() judged the bond lengths of the given and of the optimised geometry, where the MD starts

@@ -295,6 +295,7 @@ def harmonic(
     intensities: Optional[bool] = None,
     linear_tolerance: float = LINEAR_TOLERANCE,
     trained_elements=None,
+    trained_charges=None,
 ) -> HarmonicResult:
     """Harmonic frequencies, normal modes, ZPE and IR intensities of one molecule from a model.
 
@@ -319,6 +320,7 @@ def harmonic(
         True → required (ValueError for a model without charges); False → not computed.
       linear_tolerance: see :data:`physnetjax.spectra.rigid_body.LINEAR_TOLERANCE`.
       trained_elements: elements of the training data (checkpoint metadata); others warn.
+      trained_charges: total charges (e) of the training data (checkpoint metadata); another Q warns.
 
     Raises:
       ValueError: invalid structure (NaN/Inf positions, atomic numbers, total charge; see
@@ -329,13 +331,13 @@ def harmonic(
     Warns:
       PhysNetInputWarning: close contacts, untrained elements, a molecule stretched as
         by positions in bohr (:func:`physnetjax.validation.check_length_unit`), an
-        optimised geometry stretched so (a spurious minimum of the model), or a
-        non-zero total charge for a model without charges.
+        optimised geometry stretched so (a spurious minimum of the model), or a total
+        charge outside the training data's (:func:`physnetjax.validation.check_charge_model`).
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
                               trained_elements=trained_elements)
     stretched_start = check_length_unit(z, r)
-    check_charge_model(model, total_charge)
+    check_charge_model(model, total_charge, trained_charges)
     if intensities and not model.charges:
         raise ValueError(
             "IR intensities need the dipole, which only a model with charges=True predicts; this model "

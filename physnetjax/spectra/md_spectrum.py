@@ -170,6 +170,7 @@ def md_spectrum(
     max_energy_error: float = 0.1,
     progress: Optional[Callable[[int, int], None]] = None,
     trained_elements=None,
+    trained_charges=None,
 ) -> MDSpectrum:
     """Power and IR spectra of an isolated molecule from Langevin-equilibrated NVE MD (module docstring).
 
@@ -197,6 +198,7 @@ def md_spectrum(
       max_energy_error: allowed max |E(t) − E(0)| in units of n_dof k_B T / 2.
       progress: called as ``progress(steps_done, steps_total)`` after each chunk.
       trained_elements: elements of the training data (checkpoint metadata); others warn.
+      trained_charges: total charges (e) of the training data (checkpoint metadata); another Q warns.
 
     Returns:
       :class:`MDSpectrum`.
@@ -207,13 +209,13 @@ def md_spectrum(
 
     Warns:
       PhysNetInputWarning: close contacts, untrained elements, a molecule stretched as
-        by positions in bohr (:func:`physnetjax.validation.check_length_unit`), or a
-        non-zero total charge for a model without charges.
+        by positions in bohr (:func:`physnetjax.validation.check_length_unit`), or a total
+        charge outside the training data's (:func:`physnetjax.validation.check_charge_model`).
     """
     z, r0 = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
                                trained_elements=trained_elements)
     check_length_unit(z, r0)
-    check_charge_model(model, total_charge)
+    check_charge_model(model, total_charge, trained_charges)
     check_molecule_size(z.shape[0])
     r0 = np.asarray(r0, np.float64)
     num_atoms = z.shape[0]

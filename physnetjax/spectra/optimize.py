@@ -119,13 +119,16 @@ def minimize(energy_fn, positions, args=(), *, fmax: float = DEFAULT_FMAX,
 
 
 def optimize_geometry(model, params, atomic_numbers, positions, *, total_charge: float = 0.0,
-                      fmax: float = DEFAULT_FMAX, max_steps: int = DEFAULT_MAX_STEPS) -> OptimizationResult:
+                      fmax: float = DEFAULT_FMAX, max_steps: int = DEFAULT_MAX_STEPS, trained_elements=None,
+                      trained_charges=None) -> OptimizationResult:
     """Relax one isolated molecule with a model to max |F| ≤ fmax (float64; params are cast).
 
     Args:
       model, params: a :class:`physnetjax.PhysNet` and its variables ``{"params": ...}``.
       atomic_numbers: (N,) ints, N ≥ 2.  positions: (N, 3) Å.
       total_charge: Q in e.  fmax: eV/Å.  max_steps: L-BFGS steps.
+      trained_elements: elements of the training data (checkpoint metadata); others warn.
+      trained_charges: total charges (e) of the training data (checkpoint metadata); another Q warns.
 
     Raises:
       ValueError: invalid structure (NaN/Inf positions, bad atomic numbers, a total charge
@@ -135,12 +138,14 @@ def optimize_geometry(model, params, atomic_numbers, positions, *, total_charge:
 
     Warns:
       PhysNetInputWarning: a molecule stretched as by positions in bohr, where a model may
-        have a spurious minimum (:func:`physnetjax.validation.check_length_unit`), or a
-        non-zero total charge for a model without charges.
+        have a spurious minimum (:func:`physnetjax.validation.check_length_unit`), untrained
+        elements, or a total charge outside the training data's
+        (:func:`physnetjax.validation.check_charge_model`).
     """
-    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
+    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
+                              trained_elements=trained_elements)
     check_length_unit(z, r)
-    check_charge_model(model, total_charge)
+    check_charge_model(model, total_charge, trained_charges)
     functions = molecule_functions(model, z, total_charge)
     with jax.enable_x64(True):
         params64 = cast_params(params, np.float64)

@@ -103,7 +103,7 @@ from physnetjax.train.loss import TERMS, loss_from_sums, loss_weights, metrics_f
 from physnetjax.train.optim import Plateau, init_state, make_optimizer, make_schedule, make_steps, step_functions
 from physnetjax.train.parallel import device_mesh, replicate, shard_batch, shard_member_batch
 from physnetjax.train.stages import epoch_run_progress, in_final_stage
-from physnetjax.validation import TRAINED_ELEMENTS_KEY, element
+from physnetjax.validation import TRAINED_CHARGES_KEY, TRAINED_ELEMENTS_KEY, distinct_charges, element
 from physnetjax.train.timebudget import TimeBudget, progress_factor
 
 logger = logging.getLogger(__name__)
@@ -218,6 +218,7 @@ class Trainer:
         self.energies = shifted_energies(self.dataset.Z, self.dataset.E, self.element_energies)
         z_train = self.dataset.Z[train_idx]
         self.trained_elements = sorted(int(z) for z in np.unique(z_train[z_train > 0]))
+        self.trained_charges = distinct_charges(self.dataset.Q[train_idx])
         member = self.model.clone(element_energies=tuple(float(e) for e in self.element_energies))
         self.saved_model = saved_model(member, self.size)
 
@@ -594,6 +595,7 @@ class Trainer:
             "element_energies": [float(e) for e in self.element_energies],
             "element_energies_fit": self.element_energies_fit,
             TRAINED_ELEMENTS_KEY: self.trained_elements,
+            TRAINED_CHARGES_KEY: self.trained_charges,
             DATA_SHA256_KEY: self.data_sha256,
             SPLIT_SHA256_KEY: self.split_sha256,
             "data": self.config.data or [str(bundled_dataset_path())],
