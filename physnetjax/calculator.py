@@ -39,7 +39,8 @@ from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round
 from physnetjax.neighbors.triplets import count_triplets
 from physnetjax.physics.dispersion import check_d3_elements
 from physnetjax.predict import check_dtype, jitted_apply, require_finite, spread_of
-from physnetjax.validation import (atoms_total_charge, check_charge_model, neighbor_box, trained_charges_of,
+from physnetjax.validation import (atoms_total_charge, check_charge_model, check_reference_compositions,
+                                   element_energies_fit_of, formula, neighbor_box, trained_charges_of,
                                    trained_elements_of, validate_structure)
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,11 @@ class PhysNetCalculator(Calculator):
         checkpoint's metadata, if any).
       trained_charges: total charges (e) of the training data; another Q gives a
         :class:`~physnetjax.validation.PhysNetInputWarning` (default: the checkpoint's record).
+      element_energies_fit: the trainer's record of its element reference energies
+        (default: the checkpoint's metadata, if any); a composition outside the span of the
+        training compositions gives a :class:`~physnetjax.validation.PhysNetInputWarning`
+        (once per composition): its absolute energy carries an offset the data never fixed
+        (:func:`physnetjax.validation.check_reference_compositions`).
 
     Every structure passes :func:`physnetjax.validation.validate_structure` first
     (overlapping atoms, bad cells for the PBC, NaN positions or charge, unknown
@@ -92,6 +98,7 @@ class PhysNetCalculator(Calculator):
         edge_bucket: int = 256,
         trained_elements=None,
         trained_charges=None,
+        element_energies_fit: Optional[dict] = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -105,6 +112,8 @@ class PhysNetCalculator(Calculator):
                 trained_elements = trained_elements_of(metadata)
             if trained_charges is None:
                 trained_charges = trained_charges_of(metadata)
+            if element_energies_fit is None:
+                element_energies_fit = element_energies_fit_of(metadata)
         if model is None or params is None:
             raise ValueError("PhysNetCalculator needs (model, params) or checkpoint=PATH")
         self.model = model
@@ -115,6 +124,8 @@ class PhysNetCalculator(Calculator):
         self.edge_bucket = edge_bucket
         self.trained_elements = trained_elements
         self.trained_charges = trained_charges
+        self.element_energies_fit = element_energies_fit
+        self._judged_formulas: set[str] = set()
         self.pair_cutoff = model_pair_cutoff(model)
         self.three_body_cutoff = model_triplet_cutoff(model)
         self.ensemble = is_ensemble(model)
@@ -175,6 +186,10 @@ class PhysNetCalculator(Calculator):
                                   total_charge=total_charge, cell=cell, pbc=pbc,
                                   trained_elements=self.trained_elements)
         check_charge_model(self.model, total_charge, self.trained_charges)
+        if self.element_energies_fit is not None and formula(z) not in self._judged_formulas:
+            self._judged_formulas.add(formula(z))
+            check_reference_compositions(z[None], [z.shape[0]], self.element_energies_fit,
+                                         consequence="the energy returned includes it")
         if getattr(self.model, "dispersion", None) is not None:
             check_d3_elements(z)
         r = r.astype(np.float64)

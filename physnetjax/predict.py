@@ -12,7 +12,7 @@ from physnetjax.neighbors.batch import apply_batch, model_pair_cutoff, model_tri
 from physnetjax.neighbors.molecules import batch_molecules
 from physnetjax.neighbors.periodic import batch_periodic
 from physnetjax.physics.dispersion import check_d3_elements
-from physnetjax.validation import check_charge_model, validate_structure
+from physnetjax.validation import check_charge_model, check_reference_compositions, validate_structure
 
 
 def predict(
@@ -24,6 +24,7 @@ def predict(
     dtype: Optional[np.dtype] = None,
     trained_elements=None,
     trained_charges=None,
+    element_energies_fit: Optional[dict] = None,
 ) -> dict:
     """Energy, forces, charges and dipole of one isolated molecule, as NumPy.
 
@@ -47,6 +48,10 @@ def predict(
         :func:`physnetjax.validation.trained_elements_of`); others give a warning.
       trained_charges: total charges (e) of the training data (checkpoint metadata, see
         :func:`physnetjax.validation.trained_charges_of`); another ``total_charge`` warns.
+      element_energies_fit: the trainer's record of its element reference energies (checkpoint
+        metadata, see :func:`physnetjax.validation.element_energies_fit_of`); a composition outside
+        the span of the training compositions warns that its absolute energy carries an offset the
+        data never fixed (:func:`physnetjax.validation.check_reference_compositions`).
 
     Returns:
       dict with ``energy`` (float, eV), ``forces`` (n, 3) eV/Å, ``charges`` (n,) e or
@@ -65,6 +70,8 @@ def predict(
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
                               trained_elements=trained_elements)
     check_charge_model(model, total_charge, trained_charges)
+    check_reference_compositions(z[None], [z.shape[0]], element_energies_fit,
+                                 consequence="the energy returned includes it")
     if getattr(model, "dispersion", None) is not None:
         check_d3_elements(z)
     if dtype is None:
@@ -92,7 +99,8 @@ def predict(
 
 
 def predict_periodic(model, params, atomic_numbers, positions, cell, total_charge: float = 0.0, dtype=None,
-                     trained_elements=None, trained_charges=None) -> dict:
+                     trained_elements=None, trained_charges=None,
+                     element_energies_fit: Optional[dict] = None) -> dict:
     """Energy, forces and stress of one periodic cell, as NumPy.
 
     Args:
@@ -101,7 +109,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
       atomic_numbers: (n,) ints in [1, max_atomic_number].
       positions: (n, 3) Å.  cell: (3, 3) Å, vectors as rows.
       total_charge: e.  dtype: compute dtype, as in :func:`predict` (default float64 under x64 for float64 input).
-      trained_elements, trained_charges: as in :func:`predict`.
+      trained_elements, trained_charges, element_energies_fit: as in :func:`predict`.
 
     Returns:
       dict with ``energy`` (eV), ``forces`` (n, 3) eV/Å, ``stress`` (3, 3) eV/Å³
@@ -116,6 +124,8 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
                               cell=cell, pbc=True, trained_elements=trained_elements)
     check_charge_model(model, total_charge, trained_charges)
+    check_reference_compositions(z[None], [z.shape[0]], element_energies_fit,
+                                 consequence="the energy returned includes it")
     if getattr(model, "dispersion", None) is not None:
         check_d3_elements(z)
     if dtype is None:

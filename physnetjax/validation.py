@@ -54,6 +54,10 @@ TRAINED_CHARGES_KEY = "trained_charges"
 CHARGE_MATCH_TOLERANCE = 1.0e-6
 """e: a total charge within this of a trained one counts as trained."""
 
+ELEMENT_ENERGIES_FIT_KEY = "element_energies_fit"
+"""Checkpoint metadata key: how the trainer fitted the element reference energies E0
+(:meth:`physnetjax.data.reference.ReferenceFit.to_dict`; None when the training frames held no energies)."""
+
 MAX_ABS_COORDINATE = 1.0e4
 """Å: a coordinate beyond ±this is refused (float32 resolves it only to ~1e-3 Å; translate the structure)."""
 
@@ -399,6 +403,88 @@ def untrained_charges(total_charges, trained_charges: Optional[Iterable[float]])
 
 def _charges_text(charges: Iterable[float]) -> str:
     return ", ".join(f"{float(q):+g}" if q else "0" for q in charges)
+
+
+def element_energies_fit_of(metadata: Optional[dict]) -> Optional[dict]:
+    """The ``element_energies_fit`` record of a checkpoint's metadata (None when absent, or trained without energies).
+
+    Read one level down (``source_metadata``) when the top level has none, as :func:`trained_elements_of`.
+    """
+    value = _training_record(metadata, ELEMENT_ENERGIES_FIT_KEY)
+    return value if isinstance(value, dict) else None
+
+
+def formula(atomic_numbers) -> str:
+    """Hill formula of the atoms (Z = 0 padding ignored): C and H first when C is present, then alphabetical."""
+    z = np.asarray(atomic_numbers).reshape(-1)
+    elements, counts = np.unique(z[z > 0], return_counts=True)
+    amounts = {SYMBOLS[int(e)] if 0 < e < len(SYMBOLS) else f"Z{int(e)}": int(n) for e, n in zip(elements, counts)}
+    order = (["C", "H"] if "C" in amounts else []) + sorted(s for s in amounts if not ("C" in amounts and s in "CH"))
+    return "".join(s + (str(amounts[s]) if amounts[s] > 1 else "") for s in order if s in amounts)
+
+
+def undetermined_compositions(atomic_numbers, num_atoms, fit: Optional[dict], mask=None) -> dict[str, list[int]]:
+    """Formula → frames (ascending) of the frames whose composition the training compositions do not determine.
+
+    ``atomic_numbers`` (M, N_max) padded per frame, ``num_atoms`` (M,), ``mask`` (M,) bool the frames to judge
+    (None: all). A composition is determined when its
+    counts over the trained elements lie in the span of the fit's ``basis`` (then Σ_Z n_Z E0[Z] is fixed by
+    the data, whatever the split of E0 among elements). Frames with elements outside the fit's ``elements``
+    are left out (:func:`check_dataset_elements` names those), and so is everything when ``fit`` is None or
+    lacks a ``basis`` (a checkpoint from before that record).
+    """
+    if not fit or fit.get("basis") is None or not fit.get("degenerate", True):
+        return {}
+    elements = np.asarray(fit.get("elements", []), np.int64)
+    basis = np.asarray(fit["basis"], np.float64).reshape(-1, len(elements))
+    z = np.asarray(atomic_numbers)
+    z = np.where(np.arange(z.shape[1])[None, :] < np.asarray(num_atoms)[:, None], z, 0)
+    counts = (z[:, :, None] == elements[None, None, :]).sum(axis=1).astype(np.float64)
+    known = ((z > 0) == np.isin(z, elements)).all(axis=1)
+    if mask is not None:
+        known &= np.asarray(mask, bool)
+    rows, inverse = np.unique(counts, axis=0, return_inverse=True)
+    outside = {}
+    for k, row in enumerate(rows):
+        residual = row - basis.T @ np.linalg.lstsq(basis.T, row, rcond=None)[0] if len(basis) else row
+        frames = np.nonzero((inverse.reshape(-1) == k) & known)[0]
+        if len(frames) and np.linalg.norm(residual) > 1e-8 * max(np.linalg.norm(row), 1.0):
+            outside[formula(np.repeat(elements, row.astype(np.int64)))] = [int(f) for f in frames]
+    return outside
+
+
+def check_reference_compositions(atomic_numbers, num_atoms, fit: Optional[dict], where: str = "",
+                                 consequence: str = "", mask=None) -> list[str]:
+    """Warn (:class:`PhysNetInputWarning`) about frames whose absolute energies carry an undetermined offset.
+
+    When the training compositions did not determine the element reference energies E0 (e.g. one molecule,
+    where only Σ_Z n_Z E0[Z] of that stoichiometry is fixed), the trainer split E0 among the elements by a
+    prior; a composition outside the span of the training compositions (:func:`undetermined_compositions`)
+    gets an energy offset from that choice that no data fixed. Forces, and energy differences between
+    structures of one composition, do not depend on it. ``consequence`` ends the message (e.g. what the
+    caller reports that holds the offset); ``mask`` as in :func:`undetermined_compositions`. Returns the
+    formulas warned about.
+    """
+    outside = undetermined_compositions(atomic_numbers, num_atoms, fit, mask)
+    if outside:
+        elements = np.asarray(fit["elements"], np.int64)
+        trained = ", ".join(formula(np.repeat(elements, row)) for row in fit["basis"])
+        frames = sum(len(v) for v in outside.values())
+        total = len(np.asarray(atomic_numbers))
+        listed = _listed(name if total == 1 else
+                         f"{name} ({f'{len(v)} frames, first {v[0]}' if len(v) > 1 else f'frame {v[0]}'})"
+                         for name, v in outside.items())
+        choice = fit.get("method") + (f", {fit['prior']} prior" if fit.get("prior") else "")
+        counted = f" in {frames} of {total} frames" if total > 1 else ""
+        warnings.warn(
+            f"{_prefix(where)}composition(s) {listed}{counted} are not combinations of the training "
+            f"compositions ({trained}), which fixed only {fit.get('rank')} combination(s) of the element "
+            f"reference energies E0 of {', '.join(SYMBOLS[int(e)] for e in elements)}; the split of E0 among "
+            f"the elements is the trainer's choice ({choice}), so absolute energies of these "
+            "compositions carry an offset that the training data never determined"
+            f"{'; ' + consequence if consequence else ''}; forces, and energy differences between structures "
+            "of one composition, are unaffected", PhysNetInputWarning, stacklevel=3)
+    return list(outside)
 
 
 def check_output_path(path, *, overwrite: bool = False, what: str = "output") -> Path:

@@ -1,6 +1,7 @@
 """Element reference energies: degenerate compositions fall back to the scaled free-atom prior; check flags E0."""
 
 import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from physnetjax.check.references import element_energy_findings, thomas_fermi_energy
 from physnetjax.data import fit_reference_energies, shifted_energies
 from physnetjax.data.atom_energies import GFN2_XTB_ATOM_ENERGIES
+from physnetjax.errors import PhysNetInputWarning
 
 ETHANOL = [6, 6, 8, 1, 1, 1, 1, 1, 1]
 METHANOL = [6, 8, 1, 1, 1, 1, 0, 0, 0]
@@ -99,3 +101,62 @@ def test_check_warns_on_the_shipped_model_and_its_numbers_are_unchanged(molecule
     (result,) = report.checks
     assert result.status == "warn" and result.value == 3.0
     assert [f.split(":")[0] for f in result.details["findings"]] == ["counts", "hydrogen", "magnitude"]
+
+
+def test_compositions_outside_the_span_of_the_training_compositions_are_named():
+    """Ethanol + methanol fix E0 along their span only: ethylene glycol C2H6O2 is outside it, C3H10O2 (ethanol +
+    methanol) inside; a masked frame and one with an unseen element are not judged."""
+    from physnetjax.validation import check_reference_compositions, formula, undetermined_compositions
+
+    rows = [ETHANOL] * 3 + [METHANOL] * 2
+    fit = fit_reference_energies(np.array(rows), np.array([-309.6] * 3 + [-218.4] * 2), 9).to_dict()
+    assert fit["basis"] == [[4, 1, 1], [6, 2, 1]]  # counts of H, C, O of methanol and ethanol
+    glycol = [6, 6, 8, 8, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0]
+    both = [6, 6, 6, 8, 8] + [1] * 10
+    pad = [z for z in ETHANOL] + [0] * 6
+    z = np.array([pad, glycol, both, glycol, [7, 1, 1, 1] + [0] * 11])
+    n = np.array([9, 10, 15, 10, 4])
+    assert formula(glycol) == "C2H6O2" and formula(both) == "C3H10O2" and formula([8, 1, 1]) == "H2O"
+    assert undetermined_compositions(z, n, fit) == {"C2H6O2": [1, 3]}  # NH3 (unseen N) is left to the element check
+    assert undetermined_compositions(z, n, fit, mask=[True, False, True, True, True]) == {"C2H6O2": [3]}
+    with pytest.warns(PhysNetInputWarning, match=r"^x: composition\(s\) C2H6O2 \(2 frames, first 1\) in 2 of 5 frames "
+                                                 r"are not combinations of the training compositions \(CH4O, C2H6O\), "
+                                                 r"which fixed only 2 combination\(s\) of the element reference "
+                                                 r"energies E0 of H, C, O; .*\(prior-scaled, gfn2-xtb-atoms prior\)"):
+        assert check_reference_compositions(z, n, fit, where="x") == ["C2H6O2"]
+    determined = fit_reference_energies(np.array(rows + [[6, 8, 8] + [0] * 6]), np.full(6, -300.0), 9).to_dict()
+    assert undetermined_compositions(z, n, determined) == {}
+    assert undetermined_compositions(z, n, {k: v for k, v in fit.items() if k != "basis"}) == {}  # old record
+    assert undetermined_compositions(z, n, None) == {}
+
+
+def test_calculator_and_predict_warn_once_per_undetermined_composition(molecules):
+    """On main a model trained on ethanol alone gave methanol an absolute energy with an undetermined offset,
+    silently; now predict and the calculator say so (the calculator once per composition)."""
+    import ase
+
+    from physnetjax import PhysNet, init_params, predict
+    from physnetjax.calculator import PhysNetCalculator
+
+    fit = fit_reference_energies(np.array([ETHANOL]), np.array([-309.6]), 9).to_dict()
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=4, cutoff=4.0, charges=False,
+                    zbl=False, max_atomic_number=9)
+    params = init_params(model, 0)
+    z, r = molecules["methanol"]
+    match = r"composition\(s\) CH4O are not combinations of the training compositions \(C2H6O\).*the energy returned"
+    with pytest.warns(PhysNetInputWarning, match=match):
+        predict(model, params, z, r, element_energies_fit=fit)
+    calc = PhysNetCalculator(model, params, element_energies_fit=fit)
+    atoms = ase.Atoms(numbers=z, positions=r)
+    atoms.calc = calc
+    with pytest.warns(PhysNetInputWarning, match=match) as record:
+        atoms.get_potential_energy()
+        atoms.positions += 0.01
+        atoms.get_potential_energy()
+    assert len([w for w in record if "not combinations" in str(w.message)]) == 1
+    ethanol = ase.Atoms(numbers=molecules["ethanol"][0], positions=molecules["ethanol"][1])
+    ethanol.calc = calc
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PhysNetInputWarning)
+        ethanol.get_potential_energy()
+        predict(model, params, *molecules["ethanol"], element_energies_fit=fit)

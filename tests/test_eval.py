@@ -454,3 +454,29 @@ def test_labels_a_multiple_of_the_predictions_warn_and_force_sign_fixes_gradient
     assert len(record) == len(messages) == 2
     assert re.search(r"reference dipoles are 4\.8\d?× .*--dipole-unit", messages[0])
     assert re.search(r"reference energies \(about each molecule's mean\) are 2\d\.\d× .*--energy-unit", messages[1])
+
+
+def test_a_stoichiometry_the_training_did_not_determine_warns_of_an_energy_offset(setup, tmp_path):
+    """A model whose E0 were fitted on ethanol alone, evaluated on ethanol and methanol: on main the methanol energy
+    errors (which hold the undetermined split of E0 among C, H, O) were reported as the model's, unremarked."""
+    from physnetjax.data import fit_reference_energies
+
+    root, frames, _ = setup
+    model, params = load_checkpoint(root / "model")
+    ethanol = np.array([z for z, *_ in frames[:6]])
+    fit = fit_reference_energies(ethanol, np.array([e for _, _, e, *_ in frames[:6]]), 8).to_dict()
+    save_checkpoint(tmp_path / "ethanol_only", model, params, {"element_energies_fit": fit})
+    data = ("--data", root / "ethanol.npz", root / "small.extxyz", "--no-plots")
+    with pytest.warns(PhysNetInputWarning, match=r"--data: composition\(s\) CH4O \(3 frames, first 6\) in 3 of 10 "
+                                                 r"frames are not combinations of the training compositions \(C2H6O\)"
+                                                 r".*their energy errors below include it, and it is not the model's "
+                                                 r"error; forces.* are unaffected") as record:
+        assert run_cli("--checkpoint", tmp_path / "ethanol_only", *data) == 0
+    assert len([w for w in record if "not combinations" in str(w.message)]) == 1
+    old = {k: v for k, v in fit.items() if k != "basis"}  # a checkpoint from before the record: no warning
+    save_checkpoint(tmp_path / "old", model, params, {"element_energies_fit": old})
+    for checkpoint, files in (("ethanol_only", (root / "ethanol.npz",)), ("old", data[1:3])):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert run_cli("--checkpoint", tmp_path / checkpoint, "--data", *files, "--no-plots") == 0
+        assert not [w for w in caught if "not combinations" in str(w.message)]

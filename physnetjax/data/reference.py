@@ -58,6 +58,10 @@ class ReferenceFit:
       prior: name of the prior used (``"gfn2-xtb-atoms"``, ``"user"``) or None.
       scale: λ, or None.
       message: one line naming the degeneracy (empty when determined).
+      basis: ``rank`` linearly independent training compositions, each the counts of the atoms of
+        ``elements`` in one frame: their span holds the compositions whose Σ_Z n_Z E0[Z] the data
+        fixed (every composition of ``elements`` when determined; see
+        :func:`physnetjax.validation.check_reference_compositions`).
     """
 
     energies: np.ndarray
@@ -67,6 +71,7 @@ class ReferenceFit:
     prior: str | None = None
     scale: float | None = None
     message: str = ""
+    basis: tuple = ()
 
     @property
     def degenerate(self) -> bool:
@@ -75,7 +80,8 @@ class ReferenceFit:
     def to_dict(self) -> dict:
         """JSON-serialisable summary (without the energies, which the model config holds)."""
         return {"method": self.method, "elements": [int(z) for z in self.elements], "rank": int(self.rank),
-                "degenerate": self.degenerate, "prior": self.prior, "scale": self.scale, "message": self.message}
+                "degenerate": self.degenerate, "prior": self.prior, "scale": self.scale, "message": self.message,
+                "basis": [[int(n) for n in row] for row in self.basis]}
 
 
 def fit_reference_energies(Z: np.ndarray, E: np.ndarray, max_atomic_number: int, mask: np.ndarray | None = None,
@@ -110,9 +116,10 @@ def fit_reference_energies(Z: np.ndarray, E: np.ndarray, max_atomic_number: int,
     rank = int(np.linalg.matrix_rank(matrix))
     e0 = np.zeros(max_atomic_number + 1)
     elements = tuple(int(z) for z in present)
+    basis = _independent_rows(matrix, rank)
     if rank == len(present):
         e0[present] = np.linalg.lstsq(matrix, E, rcond=None)[0]
-        return ReferenceFit(e0, elements, rank, "least-squares")
+        return ReferenceFit(e0, elements, rank, "least-squares", basis=basis)
 
     prior_name = "gfn2-xtb-atoms" if prior is None else "user"
     table = GFN2_XTB_ATOM_ENERGIES if prior is None else prior
@@ -121,7 +128,7 @@ def fit_reference_energies(Z: np.ndarray, E: np.ndarray, max_atomic_number: int,
     missing = [z for z in elements if z not in table]
     if missing:
         e0[present] = np.linalg.lstsq(matrix, E, rcond=None)[0]
-        fit = ReferenceFit(e0, elements, rank, "minimum-norm", message=(
+        fit = ReferenceFit(e0, elements, rank, "minimum-norm", basis=basis, message=(
             f"{degeneracy}; no {prior_name} prior for Z = {missing}, so the minimum-norm split was used "
             "(E0 proportional to the counts): predictions for other stoichiometries are meaningless"))
     else:
@@ -129,12 +136,23 @@ def fit_reference_energies(Z: np.ndarray, E: np.ndarray, max_atomic_number: int,
         predicted = matrix @ p
         scale = float(predicted @ E / (predicted @ predicted))
         e0[present] = scale * p + np.linalg.lstsq(matrix, E - scale * predicted, rcond=None)[0]
-        fit = ReferenceFit(e0, elements, rank, "prior-scaled", prior_name, scale, (
+        fit = ReferenceFit(e0, elements, rank, "prior-scaled", prior_name, scale, basis=basis, message=(
             f"{degeneracy}; E0 split in proportion to the {prior_name} prior scaled by {scale:.4g} "
             "(predictions for other stoichiometries rest on that choice; add frames of other compositions "
             "to determine E0)"))
     logger.warning("element reference energies: %s", fit.message)
     return fit
+
+
+def _independent_rows(matrix: np.ndarray, rank: int) -> tuple:
+    """``rank`` linearly independent distinct rows of the count matrix, as tuples of ints (first found first)."""
+    basis = []
+    for row in np.unique(matrix, axis=0):
+        if np.linalg.matrix_rank(np.array(basis + [row])) > len(basis):
+            basis.append(row)
+        if len(basis) == rank:
+            break
+    return tuple(tuple(int(n) for n in row) for row in basis)
 
 
 def fit_element_energies(Z: np.ndarray, E: np.ndarray, max_atomic_number: int,

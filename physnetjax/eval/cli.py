@@ -37,6 +37,8 @@ from physnetjax.validation import (
     check_dataset_elements,
     check_output_directory,
     check_output_path,
+    check_reference_compositions,
+    element_energies_fit_of,
     trained_charges_of,
     trained_elements_of,
 )
@@ -131,6 +133,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         warnings.warn(f"{checkpoint} was trained without energy labels: its energies carry an arbitrary offset, so "
                       "the energy errors below measure that offset, not the model; judge it by its forces",
                       PhysNetInputWarning, stacklevel=2)
+    check_reference_compositions(dataset.Z, dataset.N, element_energies_fit_of(metadata), where="--data",
+                                 consequence="their energy errors below include it, and it is not the model's error",
+                                 mask=dataset.has_E)
     if args.out is not None:
         write_resolved_config(parser, args, Path(args.out) / CONFIG_NAME)
     dtype = "float64" if args.float64 else "float32"
