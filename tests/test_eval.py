@@ -480,3 +480,22 @@ def test_a_stoichiometry_the_training_did_not_determine_warns_of_an_energy_offse
             warnings.simplefilter("always")
             assert run_cli("--checkpoint", tmp_path / checkpoint, "--data", *files, "--no-plots") == 0
         assert not [w for w in caught if "not combinations" in str(w.message)]
+
+
+def test_a_unit_slip_seen_by_both_label_checks_is_reported_once(tmp_path):
+    """kcal/mol energies and forces read as eV, on the shipped ethanol_ir model: on main three warnings (the labels'
+    force scale, then forces and energies against the predictions) for one slip; now one, naming --energy-unit."""
+    from physnetjax.pretrained import example_model_path
+
+    jax.config.update("jax_enable_x64", True)
+    checkpoint = example_model_path().parent.parent / "ethanol_ir" / "model"
+    with np.load(DATA / "train_ethanol64.npz") as npz:
+        raw = {k: npz[k][:16] for k in npz.files}
+    np.savez(tmp_path / "kcal.npz", **dict(raw, E=raw["E"] / KCAL_PER_MOL, F=raw["F"] / KCAL_PER_MOL))
+    with pytest.warns(PhysNetInputWarning) as record:
+        assert run_cli("--checkpoint", checkpoint, "--data", tmp_path / "kcal.npz", "--float64", "--no-plots") == 0
+    messages = [str(w.message) for w in record if issubclass(w.category, PhysNetInputWarning)]
+    assert len(messages) == 1, messages
+    assert re.search(r"reference energies \(about each molecule's mean\) and forces are 2\d\.\d× and 2\d\.\d× the "
+                     r"model's predictions .* set --energy-unit \(e\.g\. 23\.06 for kcal/mol read as eV.*the force "
+                     r"unit follows", messages[0])

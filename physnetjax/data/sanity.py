@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 
@@ -145,31 +145,34 @@ def energy_residual_per_atom(data) -> Optional[float]:
     return float(np.sqrt(np.mean(residual**2)))
 
 
-def check_label_sanity(data, where: str = "data") -> list[str]:
+def check_label_sanity(data, where: str = "data", skip: Iterable[str] = ()) -> list[str]:
     """Warn about an implausible force scale and about forces that disagree with the energies.
 
-    Returns the warning messages (also issued as :class:`PhysNetInputWarning`).
+    ``skip``: quantities (``"forces"``, ``"energies"``, or both in one string) already judged otherwise,
+    e.g. against a model's predictions (:func:`physnetjax.eval.evaluate.label_scale_findings`): a finding
+    about them is left out, so that one problem gives one message. Returns the warning messages (also issued as
+    :class:`PhysNetInputWarning`).
     """
-    messages = []
+    findings = []  # (quantities concerned, message)
     forces = data.F[data.has_F]
     real = (data.Z[data.has_F] > 0)
     if real.any():
         rms = float(np.sqrt(np.mean(forces[real] ** 2)))
         low, high = FORCE_RMS_RANGE
         if rms > high:
-            messages.append(
+            findings.append(("forces",
                 f"{where}: RMS force component {rms:.3g} eV/Å is implausibly large for molecules (typical 0.3–3); "
-                "kcal/mol/Å read as eV/Å are 23× too large: pass --energy-unit (and --force-unit) to convert")
+                "kcal/mol/Å read as eV/Å are 23× too large: pass --energy-unit (and --force-unit) to convert"))
         elif rms < low:
-            messages.append(
+            findings.append(("forces",
                 f"{where}: RMS force component {rms:.3g} eV/Å is implausibly small for molecules (typical 0.3–3; "
                 "below 0.05 only within ~1 K of a minimum); hartree/bohr read as eV/Å are 51× too small: pass "
-                "--energy-unit hartree (--force-unit hartree/bohr)")
+                "--energy-unit hartree (--force-unit hartree/bohr)"))
     spread = energy_residual_per_atom(data)
     if spread is not None and spread > ENERGY_RESIDUAL_MAX:
-        messages.append(
+        findings.append(("energies",
             f"{where}: energies scatter by {spread:.3g} eV/atom (RMS about their per-element fit; typical 0.01–0.3 "
-            "eV/atom for molecules); kcal/mol or kJ/mol read as eV are 23× / 96× too large: pass --energy-unit")
+            "eV/atom for molecules); kcal/mol or kJ/mol read as eV are 23× / 96× too large: pass --energy-unit"))
     fit = energy_force_slope(data)
     judged = fit is not None and abs(fit[1]) >= MIN_CORRELATION
     if fit is None and not (data.has_E.any() and data.has_F.any()):
@@ -182,20 +185,23 @@ def check_label_sanity(data, where: str = "data") -> list[str]:
         evidence = (f"over {pairs} pairs of nearby frames, E_b − E_a = s · [−½(F_a + F_b)·(R_b − R_a)] fits with "
                     f"s = {slope:.3g} (correlation {correlation:.2f}; s = 1 for F = −dE/dR in the same units)")
         if abs(correlation) >= MIN_CORRELATION and slope < 0:
-            messages.append(f"{where}: the forces have the opposite sign of −dE/dR: {evidence}; if the file stores "
-                            "+dE/dR (gradients), pass --force-sign -1")
+            findings.append(("forces", f"{where}: the forces have the opposite sign of −dE/dR: {evidence}; if the "
+                             "file stores +dE/dR (gradients), pass --force-sign -1"))
         elif abs(correlation) >= MIN_CORRELATION and not SLOPE_RANGE[0] <= slope <= SLOPE_RANGE[1]:
-            messages.append(f"{where}: energies and forces do not match in scale: {evidence}; are they in different "
-                            "units? set --energy-unit and --force-unit (e.g. kcal/mol vs eV: 23.06)")
+            findings.append(("energies forces", f"{where}: energies and forces do not match in scale: {evidence}; "
+                             "are they in different units? set --energy-unit and --force-unit (e.g. kcal/mol vs eV: "
+                             "23.06)"))
         else:
             logger.info("%s: forces consistent with energies: %s", where, evidence)
     virial = None if judged else force_virial(data)
     if virial is not None and virial[0] > VIRIAL_MIN_SIGMAS * virial[1]:
         mean, error, frames = virial
-        messages.append(
+        findings.append(("forces",
             f"{where}: the forces push the atoms apart on average: the virial Σ_i (R_i − R̄)·F_i averages "
             f"{mean:+.3g} ± {error:.2g} eV over {frames} frames (−3(N−1) k_B T < 0 for F = −dE/dR of thermally "
-            "sampled molecules); if the file stores +dE/dR (gradients), pass --force-sign -1")
+            "sampled molecules); if the file stores +dE/dR (gradients), pass --force-sign -1"))
+    skipped = {word for quantities in skip for word in quantities.split()}
+    messages = [message for quantities, message in findings if not set(quantities.split()) & skipped]
     for message in messages:
         warnings.warn(message, PhysNetInputWarning, stacklevel=2)
     return messages

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from physnetjax.data import load_dataset
     from physnetjax.data.sanity import check_label_sanity
     from physnetjax.eval import outputs
-    from physnetjax.eval.evaluate import check_label_scale, evaluate
+    from physnetjax.eval.evaluate import evaluate, label_scale_findings
     from physnetjax.eval.predictions import predict_dataset
     from physnetjax.eval.table import render
 
@@ -128,7 +128,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
                            dipole_unit=args.dipole_unit, force_sign=args.force_sign)
     check_dataset_elements(dataset.Z, dataset.N, trained_elements_of(metadata), where="--data")
     check_dataset_charges(dataset.Q, trained_charges_of(metadata), where="--data")
-    check_label_sanity(dataset, ", ".join(args.data))  # units and sign judged from the labels alone, as in training
     if metadata.get("element_energies_fit", "unknown") is None and dataset.has_E.any():
         warnings.warn(f"{checkpoint} was trained without energy labels: its energies carry an arbitrary offset, so "
                       "the energy errors below measure that offset, not the model; judge it by its forces",
@@ -143,7 +142,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     predictions = predict_dataset(model, params, dataset, batch_size=args.batch_size, dtype=dtype)
     seconds = time.perf_counter() - start
     result = evaluate(dataset, predictions, worst=args.worst)
-    check_label_scale(dataset, predictions, where=", ".join(args.data))
+    # Units and sign judged against the model's predictions and, for what that leaves open, from the labels
+    # alone as in training: one message per problem.
+    scale_findings = label_scale_findings(dataset, predictions, where=", ".join(args.data))
+    check_label_sanity(dataset, ", ".join(args.data), skip=scale_findings)
+    for message in scale_findings.values():
+        warnings.warn(message, PhysNetInputWarning, stacklevel=2)
     print(f"checkpoint: {checkpoint}\ndata: {dataset.summary()}")
     if not model.charges and (dataset.has_D.any() or dataset.has_Q.any()):
         print("the model predicts no charges: dipoles and total charges are not compared")

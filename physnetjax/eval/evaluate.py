@@ -209,17 +209,24 @@ def _scale_fit(reference: np.ndarray, predicted: np.ndarray) -> Optional[tuple[f
     return slope, cosine
 
 
-def check_label_scale(dataset: Dataset, predictions: Predictions, where: str = "data") -> list[str]:
-    """Warn when a label is a multiple of the model's prediction (units or sign of the data set wrong).
+UNIT_HINTS = {
+    "forces": "set --force-unit (default: the --energy-unit per Å; e.g. 23.06 for kcal/mol/Å read as eV/Å, "
+              "0.529 for eV/bohr, 0.0194 for hartree/bohr)",
+    "dipoles": "set --dipole-unit (e.g. 4.80 for Debye read as e·Å, 0.529 for e·bohr (au))",
+    "energies": "set --energy-unit (e.g. 23.06 for kcal/mol read as eV, 96.5 for kJ/mol, 0.0367 for hartree)",
+}
+"""Quantity → the option that converts its labels, with the slope each common slip gives."""
 
-    Least-squares slope through zero of the labels on the predictions: force
-    components, dipole components, and energies minus their mean over the frames of
-    each molecule (same atomic numbers; the element references cancel). A model of
-    any use gives s ≈ 1; s ≈ −1 for forces means the file stores +dE/dR, s ≈ 23.06
-    kcal/mol read as eV, 0.0367 hartree, 4.80 Debye read as e·Å. Judged only where
-    labels and predictions agree in direction (cosine ≥ :data:`MIN_SCALE_CORRELATION`
-    in magnitude), so a poor model says nothing. Returns the messages (also issued
-    as :class:`PhysNetInputWarning`); the metrics are left as computed.
+SAME_SLIP_RATIO = 1.2
+"""Energy and force slopes within this factor of each other are reported as one slip of the energy unit."""
+
+
+def label_scale_findings(dataset: Dataset, predictions: Predictions, where: str = "data") -> dict[str, str]:
+    """{quantity: message} for labels that are a multiple of the model's prediction (no warning issued).
+
+    Quantities ``"forces"``, ``"dipoles"``, ``"energies"`` as judged by :func:`check_label_scale`; energies
+    and forces off by the same factor (within :data:`SAME_SLIP_RATIO`: one energy unit slip) give one message,
+    under ``"energies forces"``.
     """
     n = dataset.max_atoms
     real = np.arange(n)[None, :] < dataset.N[:, None]
@@ -235,20 +242,50 @@ def check_label_scale(dataset: Dataset, predictions: Predictions, where: str = "
             reference.append(dataset.E[picked] - dataset.E[picked].mean())
             predicted.append(predictions.energy[picked] - predictions.energy[picked].mean())
     if reference:
-        pairs["energies (about each molecule's mean)"] = (np.concatenate(reference), np.concatenate(predicted))
-    messages = []
+        pairs["energies"] = (np.concatenate(reference), np.concatenate(predicted))
+    judged = {}
     for name, (ref, pred) in pairs.items():
         fit = _scale_fit(np.ravel(ref), np.ravel(pred))
-        if fit is None:
-            continue
-        slope, cosine = fit
-        if abs(cosine) >= MIN_SCALE_CORRELATION and not LABEL_SCALE_RANGE[0] <= slope <= LABEL_SCALE_RANGE[1]:
-            hint = ("forces stored as +dE/dR (gradients): pass --force-sign -1" if slope < 0 else
-                    "labels in other units than given: set --energy-unit, --force-unit, --dipole-unit (e.g. 23.06 "
-                    "for kcal/mol read as eV, 0.0367 for hartree, 4.80 for Debye read as e·Å)")
-            messages.append(f"{where}: the reference {name} are {slope:.3g}× the model's predictions (least squares "
-                            f"over {np.size(ref)} values, cosine {cosine:.2f}; 1 for labels in the model's units): "
-                            f"{hint}; its errors compare unlike quantities")
+        if fit is not None and abs(fit[1]) >= MIN_SCALE_CORRELATION:
+            judged[name] = (fit[0], fit[1], np.size(ref))
+    flagged = {name: value for name, value in judged.items()
+               if value[0] < 0 or not LABEL_SCALE_RANGE[0] <= value[0] <= LABEL_SCALE_RANGE[1]}
+    findings = {}
+    if {"energies", "forces"} <= set(flagged) and flagged["forces"][0] > 0 and (
+            abs(np.log(flagged["forces"][0] / flagged["energies"][0])) < np.log(SAME_SLIP_RATIO)):
+        (se, ce, ne), (sf, cf, nf) = flagged.pop("energies"), flagged.pop("forces")
+        findings["energies forces"] = (
+            f"{where}: the reference energies (about each molecule's mean) and forces are {se:.3g}× and {sf:.3g}× "
+            f"the model's predictions (least squares over {ne} and {nf} values, cosine {ce:.2f} and {cf:.2f}; 1 for "
+            f"labels in the model's units): energies in other units than given, forces in that unit per Å: "
+            f"{UNIT_HINTS['energies']}, the force unit follows; its errors compare unlike quantities")
+    for name, (slope, cosine, size) in flagged.items():
+        if name == "forces" and slope < 0:
+            hint = "forces stored as +dE/dR (gradients): pass --force-sign -1"
+            if not LABEL_SCALE_RANGE[0] <= -slope <= LABEL_SCALE_RANGE[1]:
+                hint = f"{hint}, and they are in other units than given: {UNIT_HINTS[name]}"
+        else:
+            hint = f"{name} in other units than given: {UNIT_HINTS[name]}"
+        label = "energies (about each molecule's mean)" if name == "energies" else name
+        findings[name] = (f"{where}: the reference {label} are {slope:.3g}× the model's predictions (least squares "
+                          f"over {size} values, cosine {cosine:.2f}; 1 for labels in the model's units): "
+                          f"{hint}; its errors compare unlike quantities")
+    return findings
+
+
+def check_label_scale(dataset: Dataset, predictions: Predictions, where: str = "data") -> list[str]:
+    """Warn when a label is a multiple of the model's prediction (units or sign of the data set wrong).
+
+    Least-squares slope through zero of the labels on the predictions: force
+    components, dipole components, and energies minus their mean over the frames of
+    each molecule (same atomic numbers; the element references cancel). A model of
+    any use gives s ≈ 1; s ≈ −1 for forces means the file stores +dE/dR, s ≈ 23.06
+    kcal/mol read as eV, 0.0367 hartree, 4.80 Debye read as e·Å. Judged only where
+    labels and predictions agree in direction (cosine ≥ :data:`MIN_SCALE_CORRELATION`
+    in magnitude), so a poor model says nothing. Returns the messages (also issued
+    as :class:`PhysNetInputWarning`, one per quantity); the metrics are left as computed.
+    """
+    messages = list(label_scale_findings(dataset, predictions, where).values())
     for message in messages:
         warnings.warn(message, PhysNetInputWarning, stacklevel=2)
     return messages
