@@ -160,3 +160,22 @@ def test_calculator_and_predict_warn_once_per_undetermined_composition(molecules
         warnings.simplefilter("error", PhysNetInputWarning)
         ethanol.get_potential_energy()
         predict(model, params, *molecules["ethanol"], element_energies_fit=fit)
+
+
+def test_the_shipped_ethanol_ir_model_says_methanol_energies_carry_an_offset(molecules):
+    """`pretrained/ethanol_ir` was trained on ethanol frames only: its record of the E0 fit names that one
+    composition, so its calculator (loaded from the checkpoint) warns for methanol and not for ethanol."""
+    import ase
+
+    from physnetjax.calculator import PhysNetCalculator
+    from physnetjax.pretrained import example_model_path
+
+    calc = PhysNetCalculator(checkpoint=str(example_model_path("ethanol_ir")))
+    methanol = ase.Atoms(numbers=molecules["methanol"][0], positions=molecules["methanol"][1], calculator=calc)
+    with pytest.warns(PhysNetInputWarning, match=r"composition\(s\) CH4O are not combinations of the training "
+                                                 r"compositions \(C2H6O\)"):
+        methanol.get_potential_energy()
+    ethanol = ase.Atoms(numbers=molecules["ethanol"][0], positions=molecules["ethanol"][1], calculator=calc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PhysNetInputWarning)
+        ethanol.get_potential_energy()
