@@ -208,6 +208,28 @@ def test_combine_single_and_ensemble_checkpoints(ensemble, tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
 
 
+def test_combine_keeps_the_compositions_every_member_determined(ensemble, molecules, tmp_path):
+    """Members trained on ethanol alone: their ensemble gave methanol an absolute energy with an undetermined E0
+    offset without a word (combine dropped the fit records); it keeps the record when every member's training fixed
+    the same compositions, none when they differ, and marks an ensemble of energy-free members as such."""
+    model, _, members = ensemble
+    ethanol = {"method": "prior-scaled", "elements": [1, 6, 8], "rank": 1, "degenerate": True, "basis": [[6, 2, 1]]}
+    twice = {**ethanol, "basis": [[12, 4, 2]]}  # the same span written otherwise
+    mixed = {**ethanol, "elements": [1, 6, 8], "rank": 2, "basis": [[6, 2, 1], [4, 1, 1]]}
+    paths = {}
+    for k, (name, fit) in enumerate([("a", ethanol), ("b", twice), ("c", mixed), ("d", None), ("e", None)]):
+        params = jax.tree_util.tree_map(lambda x: x + 0.01 * k, members[k % 2])
+        paths[name] = save_checkpoint(tmp_path / name, model.member, params, {"element_energies_fit": fit})
+    same = load_checkpoint(combine_checkpoints([paths["a"], paths["b"]], tmp_path / "ab"), with_metadata=True)
+    assert same[2]["element_energies_fit"] == ethanol
+    with pytest.warns(PhysNetInputWarning, match=r"CH4O are not combinations of the training compositions \(C2H6O\)"):
+        predict(*same[:2], *molecules["methanol"], element_energies_fit=same[2]["element_energies_fit"])
+    differ = load_checkpoint(combine_checkpoints([paths["a"], paths["c"]], tmp_path / "ac"), with_metadata=True)
+    assert "element_energies_fit" not in differ[2]
+    free = load_checkpoint(combine_checkpoints([paths["d"], paths["e"]], tmp_path / "de"), with_metadata=True)
+    assert "element_energies_fit" in free[2] and free[2]["element_energies_fit"] is None
+
+
 def test_combining_folds_different_element_energies_into_the_bias(ensemble, molecules, tmp_path):
     """Members trained with other fixed element energies E0 keep their energies: the difference goes to energy_bias."""
     model, _, members = ensemble

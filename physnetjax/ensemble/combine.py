@@ -21,14 +21,17 @@ bias to the parameter dtype). A member without ``energy_bias``
 Metadata of the result: ``ensemble_sources`` (each input's path, member count and
 metadata), ``trained_elements`` and ``trained_charges`` (the elements and total charges
 every input was trained on, when all of them record it), so predictions warn about
-elements and charge states some member never saw.
+elements and charge states some member never saw; and ``element_energies_fit`` when every
+input's training fixed the element energies of the same compositions, so that absolute
+energies of other compositions warn as for a single model (None when every input was
+trained without energies).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -36,8 +39,9 @@ import numpy as np
 
 from physnetjax.checkpoint import load_checkpoint, save_checkpoint
 from physnetjax.ensemble.model import PhysNetEnsemble, is_ensemble, member_params, stack_members
-from physnetjax.validation import (TRAINED_CHARGES_KEY, TRAINED_ELEMENTS_KEY, distinct_charges, trained_charges_of,
-                                   trained_elements_of, untrained_charges)
+from physnetjax.validation import (ELEMENT_ENERGIES_FIT_KEY, TRAINED_CHARGES_KEY, TRAINED_ELEMENTS_KEY,
+                                   distinct_charges, element_energies_fit_of, trained_charges_of, trained_elements_of,
+                                   untrained_charges)
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +110,32 @@ def _refuse_energy_free_beside_energy_members(paths: list, metadata: list[dict])
                          "would be meaningless; combine only models trained on energies, or only force-only models")
 
 
+def _common_reference_fit(fits: list) -> Optional[dict]:
+    """The first input's ``element_energies_fit`` when every input's determines the same compositions, else None.
+
+    Each record's ``basis`` spans the compositions whose sum of element energies its training fixed
+    (:func:`physnetjax.validation.undetermined_compositions`); when all spans are equal (members trained
+    on the same compositions) the ensemble's energies are determined there and nowhere else. Unequal
+    spans, or a record without ``basis``, give None (no composition check for the ensemble).
+    """
+    if not fits or any(fit is None or fit.get("basis") is None for fit in fits):
+        return None
+    elements = sorted({int(z) for fit in fits for z in fit.get("elements", [])})
+
+    def span(fit):
+        rows = np.zeros((max(len(fit["basis"]), 1), len(elements)))
+        for k, row in enumerate(fit["basis"]):
+            for z, count in zip(fit.get("elements", []), row):
+                rows[k, elements.index(int(z))] = count
+        return rows
+
+    first = span(fits[0])
+    rank = np.linalg.matrix_rank(first)
+    same = all(np.linalg.matrix_rank(other) == rank == np.linalg.matrix_rank(np.vstack([first, other]))
+               for other in map(span, fits[1:]))
+    return fits[0] if same else None
+
+
 def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0, overwrite: bool = False) -> Path:
     """Write the ensemble of all members of ``paths`` to the checkpoint ``out``; returns its path.
 
@@ -125,7 +155,7 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
     paths = [Path(p) for p in paths]
     if not paths:
         raise ValueError("combine needs checkpoints to combine")
-    member, members, origins, sources, elements, charges = None, [], [], [], [], []
+    member, members, origins, sources, elements, charges, fits = None, [], [], [], [], [], []
     for path in paths:
         model, params, metadata = load_checkpoint(path, with_metadata=True)
         own_member = model.member if is_ensemble(model) else model
@@ -143,6 +173,7 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
         sources.append({"path": str(path.resolve()), "members": count, "metadata": metadata})
         elements.append(trained_elements_of(metadata))
         charges.append(trained_charges_of(metadata))
+        fits.append(element_energies_fit_of(metadata))
     if len(members) < 2:
         raise ValueError(f"an ensemble needs at least 2 members; {paths[0]} holds only one")
     _refuse_energy_free_beside_energy_members(paths, [source["metadata"] for source in sources])
@@ -154,6 +185,10 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
     if all(q is not None for q in charges):
         metadata[TRAINED_CHARGES_KEY] = [q for q in distinct_charges(charges[0])
                                          if not any(untrained_charges([q], other) for other in charges[1:])]
+    if all(source["metadata"].get(ELEMENT_ENERGIES_FIT_KEY, "unknown") is None for source in sources):
+        metadata[ELEMENT_ENERGIES_FIT_KEY] = None  # all trained without energies, as eval then says
+    elif _common_reference_fit(fits) is not None:
+        metadata[ELEMENT_ENERGIES_FIT_KEY] = _common_reference_fit(fits)
     target = save_checkpoint(out, ensemble, stack_members(members), metadata, overwrite=overwrite)
     logger.info("ensemble of %d members from %d checkpoint(s) written to %s", len(members), len(paths), target)
     return target
