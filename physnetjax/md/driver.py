@@ -34,6 +34,17 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
    restart first drops the trajectory frames the killed run wrote after that
    checkpoint, so steps stay monotonic and unique.
 
+Frame of reference. An isolated (non-periodic) system is integrated about an origin
+c, the centroid of its start positions (in float64), as :func:`physnetjax.predict`
+and the calculator evaluate it: the state holds r − c in ``dtype``, so the float32
+round-off of positions and forces is that of a molecule at the origin, wherever the
+user put it (1000 Å from the origin one float32 ulp is 6e-5 Å, and the position
+updates of v·dt ≈ 1e-3 Å per step each lose up to half an ulp to rounding).
+Everything written — trajectory frames, last good/trusted frames, MD-state
+checkpoints — is in the user's frame, r = (r − c) + c in float64; checkpoints also
+record c (``origin``) so that a restart continues about the same origin. Periodic
+systems run in their cell as given.
+
 Energy conservation. Velocity Verlet conserves a shadow Hamiltonian; the true
 energy fluctuates by about (ω·dt)²/8 of the thermal energy 3 k_B T per atom for a
 mode of angular frequency ω. For the fastest molecular vibration (an X–H stretch,
@@ -406,7 +417,7 @@ def simulate(
     drawn = not np.any(momenta) and restart is None
     if not np.any(momenta):
         momenta = np.asarray(maxwell_boltzmann_momenta(mb_key, masses, temperature_K))
-    start_step, saved = 0, None
+    start_step, saved, origin = 0, None, np.zeros(3)
     if restart is not None:
         saved = read_restart(restart, atoms, model.max_atomic_number)
         check_restart_records(restart, saved, ensemble, fingerprint)
@@ -416,7 +427,10 @@ def simulate(
             key = jnp.asarray(saved["key"])
         if "cell" in saved and cell is not None:
             cell = saved["cell"]
-    positions = jnp.asarray(positions, dtype)
+    if cell is None:  # isolated: integrate about the start centroid (module docstring, "Frame of reference")
+        origin = np.asarray(saved[ORIGIN_KEY] if saved is not None and ORIGIN_KEY in saved
+                            else np.asarray(positions, np.float64).mean(axis=0), np.float64)
+    positions = jnp.asarray(np.asarray(positions, np.float64) - origin, dtype)
     momenta = jnp.asarray(momenta, dtype)
 
     def dynamics_for(reference_cell):
@@ -516,6 +530,7 @@ def simulate(
                 state = state.replace(nbrs=dynamics.allocate(state.positions, cell_now, multiplier))
                 continue
             host = jax.device_get(frames)
+            host = host.replace(positions=np.asarray(host.positions, np.float64) + origin)
             finite = (np.isfinite(host.conserved) & np.isfinite(host.positions).all(axis=(1, 2))
                       & np.isfinite(host.forces).all(axis=(1, 2)))
             good = finite & (host.max_force <= max_force)
@@ -575,7 +590,8 @@ def simulate(
                 spreads.append(spread)
                 stop_step = start_step + done + (num_trusted + 1) * save_every
                 target = None if out is None else Path(f"{out}.last_trusted.xyz")
-                trusted_step = _save_last_frame(atoms, state, host, num_trusted, start_step + done, save_every, target)
+                trusted_step = _save_last_frame(atoms, state, host, num_trusted, start_step + done, save_every, target,
+                                                origin)
                 stop_reason = (f"at step {stop_step}: the largest per-atom force spread is {spread:.3g} eV/Å > "
                                f"uncertainty_threshold = {uncertainty_threshold:g} eV/Å; last trusted frame "
                                f"(step {trusted_step}) {_where_saved(target)}")
@@ -588,13 +604,13 @@ def simulate(
                 reason = (_drift_reason(deviation, drifting, energy_tolerance) if drifting[num_good]
                           else _blow_up_reason(host.max_force[num_good], max_force))
                 _stop(atoms, state, host, num_good, start_step + done, save_every, reason, out,
-                      EnergyConservationError if drifting[num_good] else MDInstabilityError)
+                      EnergyConservationError if drifting[num_good] else MDInstabilityError, origin)
             state = new_state
             retries = 0
             done += num_frames * save_every
             chunks += 1
             if checkpoint_path is not None and (chunks % checkpoint_every == 0 or done >= steps):
-                _checkpoint(checkpoint_path, atoms, state, start_step + done, ensemble, fingerprint)
+                _checkpoint(checkpoint_path, atoms, state, start_step + done, ensemble, fingerprint, origin)
             if progress is not None:
                 progress(done)
     finally:
@@ -639,6 +655,9 @@ def check_uncertainty_arguments(model, ensemble: str, threshold: Optional[float]
 
 RESTART_KEYS = ("positions", "momenta", "numbers", "step")
 """Arrays every MD-state checkpoint holds (:func:`physnetjax.md.ensembles.checkpoint_arrays`)."""
+
+ORIGIN_KEY = "origin"
+"""MD-state checkpoint entry of an isolated run: the origin c (Å) it integrates about (module docstring)."""
 
 STATE_CHECKSUM_KEY = "state_sha256"
 """MD-state checkpoint entry: :func:`state_checksum` of its other arrays, checked by :func:`read_restart`."""
@@ -738,8 +757,10 @@ def params_fingerprint(params) -> str:
     return digest.hexdigest()
 
 
-def _checkpoint(path, atoms, state: MDState, step: int, ensemble: str, fingerprint: str) -> None:
+def _checkpoint(path, atoms, state: MDState, step: int, ensemble: str, fingerprint: str, origin) -> None:
+    """Write the MD-state checkpoint: positions in the user's frame (state + ``origin``, Å) and the origin."""
     arrays = checkpoint_arrays(state, atoms.numbers, step, ensemble)
+    arrays.update(positions=np.asarray(arrays["positions"], np.float64) + origin, **{ORIGIN_KEY: origin})
     _save_npz(Path(path), model=fingerprint, **arrays, **{STATE_CHECKSUM_KEY: state_checksum(arrays)})
     logger.info("MD checkpoint at step %d written to %s", step, path)
 
@@ -755,8 +776,10 @@ def _drift_reason(deviation, drifting, tolerance: float) -> str:
             f"{tolerance:g} meV/atom); use a smaller --timestep (or --energy-tolerance / --on-energy-drift warn)")
 
 
-def _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target: Optional[Path]) -> int:
+def _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target: Optional[Path], origin) -> int:
     """Write the last of the chunk's first ``num_good`` frames (the chunk's start state if 0) to ``target``; its step.
+
+    ``host`` holds positions in the user's frame already; the state's are moved there by ``origin`` (Å).
 
     ``target`` None (a run without ``out``) writes nothing: no file appears that the run was not asked for.
     """
@@ -765,7 +788,8 @@ def _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, targ
         last = frame_atoms(atoms, host.positions[k], host.momenta[k], host.potential_energy[k], host.forces[k],
                            {"step": chunk_start + num_good * save_every})
     else:
-        last = frame_atoms(atoms, state.positions, state.momenta, state.potential_energy, state.forces,
+        last = frame_atoms(atoms, np.asarray(state.positions, np.float64) + origin, state.momenta,
+                           state.potential_energy, state.forces,
                            {"step": chunk_start})
     if target is not None:
         ase.io.write(target, last, format="extxyz")
@@ -777,9 +801,9 @@ def _where_saved(target: Optional[Path]) -> str:
     return f"saved to {target}" if target is not None else "not saved (the run has no --out)"
 
 
-def _stop(atoms, state, host, num_good, chunk_start, save_every, reason, out, error=MDInstabilityError):
+def _stop(atoms, state, host, num_good, chunk_start, save_every, reason, out, error, origin):
     """Save the last good frame (with ``out``), raise ``error`` (:class:`MDInstabilityError`) on the first bad one."""
     target = None if out is None else Path(f"{out}.last_good.xyz")
-    last_step = _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target)
+    last_step = _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target, origin)
     bad_step = chunk_start + (num_good + 1) * save_every
     raise error(f"MD stopped at step {bad_step}: {reason}. Last good frame (step {last_step}) {_where_saved(target)}")
