@@ -42,6 +42,7 @@ from physnetjax.spectra import (
     optimize_geometry,
 )
 from physnetjax.spectra.__main__ import main as spectra_main
+from physnetjax.spectra.rigid_body import is_linear
 from physnetjax.validation import check_length_unit
 
 # CODATA 2018, typed in independently of physnetjax.units.
@@ -363,6 +364,29 @@ def test_a_separate_atom_adds_flagged_zero_modes_and_leaves_the_vibration_unchan
     np.testing.assert_allclose(result.intensities_km_mol[vibration], alone.intensities_km_mol, rtol=1e-10)
     assert result.zero_point_energy == pytest.approx(alone.zero_point_energy, rel=1e-10)
     assert not alone.zero_modes.any() and len(alone.fragments) == 1
+
+
+def test_linear_means_all_atoms_on_one_line_whatever_the_extent():
+    """On main a molecule was linear when I_min ≤ 1e-4 I_max: I_max grows as the square of the system's extent,
+    so HCl with a separate H atom 200 Å off its axis, CO2 with an atom 200 Å away and a 12-carbon chain with
+    an H 0.5 Å off its axis all counted as linear (5 rigid-body motions). Now: every atom within 0.02 Å of
+    the axis."""
+    r0, k = 1.2746, 32.0
+    positions, axis = bond_positions(r0)
+    side = np.cross(axis, [1.0, 0.0, 0.0])
+    apart = np.vstack([positions, positions.mean(axis=0) + 200.0 * side / np.linalg.norm(side)])
+    with pytest.warns(ZeroModeWarning, match=r"^2 zero-frequency mode\(s\) besides the 6 rigid-body motions"):
+        result = harmonic_analysis(diatomic("morse", r0, k), apart, [M_H, M_CL, M_H])
+    assert not result.linear and result.frequencies_cm1.shape == (3,) and result.rigid_body_cm1.shape == (6,)
+    co2 = np.array([[-1.16, 0.0, 0.0], [0.0, 0.0, 0.0], [1.16, 0.0, 0.0]])
+    masses = [16.0, 12.0, 16.0, 40.0]
+    assert not is_linear(np.vstack([co2, [0.0, 200.0, 0.0]]), masses)
+    assert is_linear(np.vstack([co2, [50.0, 0.0, 0.0]]), masses)
+    assert is_linear(co2 + [[0.0, 0.0, 0.0], [0.0, 0.02, 0.0], [0.0, 0.0, 0.0]], masses[:3])  # imperfect optimum
+    assert not is_linear(co2 + [[0.0, 0.0, 0.0], [0.0, 0.05, 0.0], [0.0, 0.0, 0.0]], masses[:3])
+    chain = np.array([[1.3 * i, 0.0, 0.0] for i in range(12)] + [[15.6, 0.5, 0.0]])
+    assert not is_linear(chain, [12.0] * 12 + [M_H])
+    assert is_linear(100.0 * co2, masses[:3]) and is_linear(co2, [1e3, 1.0, 1e3])
 
 
 def test_a_flat_direction_is_flagged_as_zero_modes():

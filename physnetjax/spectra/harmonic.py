@@ -250,7 +250,8 @@ def harmonic_analysis(energy_fn, positions, masses, *, dipole_fn=None, args=(),
       masses: (N,) amu.
       dipole_fn: optional ``(positions, *args) -> (3,) e·Å``; gives IR intensities.
       args: further arguments of both functions (e.g. parameters).
-      linear_tolerance: I_min / I_max below which the molecule counts as linear.
+      linear_tolerance: Å; the molecule counts as linear when every atom lies within it of the
+        molecule's axis (:data:`physnetjax.spectra.rigid_body.LINEAR_TOLERANCE`).
       fragment_cutoff: Å, or None: how fragments are found (:func:`modes_from_hessian`).
 
     Returns:

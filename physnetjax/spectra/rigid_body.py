@@ -8,14 +8,18 @@ mass-weighted (q_i = √m_i x_i) displacement of
 * a rotation about a principal axis p (through c) is √m_i p × (r_i − c), whose
   squared norm is the principal moment I_p.
 
-These are mutually orthogonal. A molecule is *linear* when its smallest principal
-moment is at most ``tolerance`` × its largest (default :data:`LINEAR_TOLERANCE` =
-1e-4): then the rotation about the molecular axis moves nothing and is dropped,
-leaving 5 rigid-body motions (6 otherwise). The tolerance is relative so that it
-does not depend on the size or masses of the molecule; 1e-4 keeps every non-linear
-molecule non-linear (methylacetylene, a slender symmetric top, has a moment ratio of
-5e-2), while CO2 with its carbon moved 0.02 Å off the O–O line (a ratio of 8.7δ²/43.6
-amu·Å² = 0.8e-4) still counts as linear.
+These are mutually orthogonal. A molecule is *linear* when every atom lies within
+``tolerance`` (default :data:`LINEAR_TOLERANCE` = 0.02 Å) of its axis, the line
+through the centre of mass along the principal axis of the smallest moment: then
+the rotation about that axis moves (almost) nothing and is dropped, leaving 5
+rigid-body motions (6 otherwise). The tolerance is a length, so that neither the
+extent of the system nor its masses change the verdict: a ratio I_min / I_max
+(1e-4 before) called HCl with an H atom 130 Å off its axis linear (I_max grows as the
+square of the distance, I_min does not), and a 12-carbon chain with an H 0.5 Å off
+the axis too. 0.02 Å keeps every real non-linear molecule non-linear (the H atoms of
+methylacetylene, a slender symmetric top, are 1.0 Å off its axis), while CO2 with its
+carbon moved 0.02 Å off the O–O line (0.015 Å from the axis) still counts as linear,
+as does the imperfect optimum of a floppy linear molecule.
 
 A geometry made of *fragments* that do not interact (no atom of one within the
 model's reach of another) has, besides the motions of the whole, zero-frequency
@@ -30,8 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
-LINEAR_TOLERANCE = 1e-4
-"""Largest ratio I_min / I_max of principal moments for which a molecule is linear."""
+LINEAR_TOLERANCE = 0.02
+"""Å: largest distance of an atom from the molecule's axis for which the molecule is linear (:func:`is_linear`)."""
 COUPLING_TOLERANCE = 1e-12
 """Atoms i ≠ j are coupled when max |H_ij| > this × max |H| (the 3 × 3 Hessian block, relative).
 
@@ -54,10 +58,24 @@ def principal_moments(positions, masses) -> tuple[np.ndarray, np.ndarray]:
     return np.linalg.eigh(inertia)
 
 
+def axis_distance(positions, masses) -> float:
+    """Largest distance (Å) of an atom from the line through the centre of mass along the axis of the smallest
+    principal moment (0 for atoms on one line).
+
+    Args:
+      positions: (N, 3) Å.  masses: (N,) amu.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    masses = np.asarray(masses, dtype=np.float64)
+    centred = positions - masses @ positions / masses.sum()
+    _, axes = principal_moments(positions, masses)
+    along = centred @ axes[:, 0]
+    return float(np.linalg.norm(centred - along[:, None] * axes[:, 0], axis=1).max())
+
+
 def is_linear(positions, masses, tolerance: float = LINEAR_TOLERANCE) -> bool:
-    """True when I_min ≤ tolerance · I_max (all atoms on one line, within the tolerance)."""
-    moments, _ = principal_moments(positions, masses)
-    return bool(moments[0] <= tolerance * moments[2])
+    """True when every atom lies within ``tolerance`` (Å) of the molecule's axis (:func:`axis_distance`)."""
+    return axis_distance(positions, masses) <= tolerance
 
 
 def rigid_body_basis(positions, masses, linear: bool) -> np.ndarray:
@@ -83,7 +101,7 @@ def fragment_rigid_body_basis(positions, masses, fragments, tolerance: float = L
     """Orthonormal mass-weighted rigid-body displacements of each fragment on its own, (3N, Σ_f n_f).
 
     The columns of fragment f are :func:`rigid_body_basis` of its atoms (n_f = 5 when
-    they are linear within ``tolerance``, else 6), or its 3 translations for a single
+    they are linear within ``tolerance`` Å, else 6), or its 3 translations for a single
     atom, and zero on the other atoms. Fragments share no atom, so all columns are
     orthonormal.
 
