@@ -1,6 +1,12 @@
 """physnetjax: PhysNet in JAX/Flax/e3x with an energy/force path that is right by construction."""
 
-from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning, RunStoppedError
+from physnetjax.errors import (
+    LengthUnitWarning,
+    OutputPathError,
+    PhysNetInputError,
+    PhysNetInputWarning,
+    RunStoppedError,
+)
 from physnetjax.checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint
 from physnetjax.model import EF, PhysNet
 from physnetjax.ensemble import PhysNetEnsemble
@@ -24,6 +30,7 @@ __all__ = [
     "Batch",
     "MoleculeBatcher",
     "CheckpointError",
+    "LengthUnitWarning",
     "OutputPathError",
     "PhysNetInputError",
     "PhysNetInputWarning",

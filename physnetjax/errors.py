@@ -5,6 +5,7 @@
   :class:`OutputPathError`, :class:`InputNotFoundError`, :class:`physnetjax.data.DataError`;
   the checkpoint package's ``CheckpointError`` is a ``ValueError`` too.
 * :class:`PhysNetInputWarning`: an input the model evaluates, but by extrapolation.
+  Subclass: :class:`LengthUnitWarning`.
 * :class:`RunStoppedError` (a ``RuntimeError``): a run (MD, training) stopped because
   its numbers went bad; the message names what was saved and where.
 
@@ -21,6 +22,15 @@ class PhysNetInputError(ValueError):
 
 class PhysNetInputWarning(UserWarning):
     """An input the model can evaluate, but where its answer is an extrapolation."""
+
+
+class LengthUnitWarning(PhysNetInputWarning):
+    """Positions that look like bohr read as Å (atoms ~1.89× the covalent bond length apart).
+
+    Its own class so that a caller that has said it once for a molecule (the ``spectra ir``
+    command, whose MD starts from the molecule its harmonic analysis already judged) can
+    leave out the repeats by category, not by the words of the message.
+    """
 
 
 class InputNotFoundError(PhysNetInputError):

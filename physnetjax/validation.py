@@ -37,7 +37,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning
+from physnetjax.errors import LengthUnitWarning, OutputPathError, PhysNetInputError, PhysNetInputWarning
 
 MIN_DISTANCE_ERROR = 0.1
 """Å: two atoms closer than this are an input error (the structure has no physical meaning)."""
@@ -629,7 +629,8 @@ def stretched_bond_ratio(atomic_numbers, positions) -> Optional[float]:
 
 
 def check_length_unit(atomic_numbers, positions, where: str = "") -> Optional[float]:
-    """Warn (:class:`PhysNetInputWarning`) when a molecule looks stretched by the bohr/Å factor 1.89; returns
+    """Warn (:class:`~physnetjax.errors.LengthUnitWarning`) when a molecule looks stretched by the bohr/Å factor 1.89;
+    returns
     :func:`stretched_bond_ratio` (None: not stretched).
 
     The statistic is the median over atoms of :func:`bond_length_ratios`; between
@@ -642,7 +643,7 @@ def check_length_unit(atomic_numbers, positions, where: str = "") -> Optional[fl
     if median is not None:
         warnings.warn(f"{_prefix(where)}atoms sit {median:.2f}× the covalent bond length from their nearest "
                       "neighbours (median over atoms; ~1.0 for a molecule in Å, 1.89 for bohr read as Å); positions "
-                      "must be in Å: are they in bohr (multiply by 0.529177)?", PhysNetInputWarning, stacklevel=3)
+                      "must be in Å: are they in bohr (multiply by 0.529177)?", LengthUnitWarning, stacklevel=3)
     return median
 
 

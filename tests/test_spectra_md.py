@@ -8,6 +8,7 @@ Hessian and dipole Jacobian (md_spectrum never forms a Hessian).
 """
 
 import json
+import warnings
 
 import ase.io
 import jax
@@ -520,3 +521,42 @@ def test_cli_does_not_call_a_stretched_optimised_geometry_a_unit_slip(tmp_path, 
         assert _cli(argv) == 0
     err = capsys.readouterr().err
     assert err.count("warning: the optimised geometry has its atoms 2.1") == 1 and "bohr" not in err, err
+
+
+def test_cli_says_a_bohr_geometry_once_and_md_spectrum_warns_with_its_own_class(tmp_path, capsys):
+    """The ir command dropped md_spectrum's 'are they in bohr?' (harmonic() said it already) by matching the
+    words 'the covalent bond length' in any warning; the check now has its own class, LengthUnitWarning, which
+    the command leaves out of the MD's warnings and callers can filter."""
+    from physnetjax import PhysNet, init_params, save_checkpoint
+    from physnetjax.errors import LengthUnitWarning, PhysNetInputWarning
+
+    assert issubclass(LengthUnitWarning, PhysNetInputWarning)
+    model = PhysNet(features=4, max_degree=0, num_iterations=1, num_basis_functions=4, cutoff=4.0, max_atomic_number=8,
+                    zbl=False)
+    params = init_params(model, 0)
+    save_checkpoint(tmp_path / "model", model, params)
+    in_bohr = ase.io.read(co2_geometry_path())
+    in_bohr.positions *= 1.8897
+    with pytest.warns(LengthUnitWarning, match="are they in bohr"), pytest.raises(ValueError, match="temperature_K"):
+        md_spectrum(model, params, in_bohr.numbers, in_bohr.positions, temperature_K=-1.0, time_ps=0.1)
+    ase.io.write(tmp_path / "bohr.xyz", in_bohr)
+    argv = _ir_args(tmp_path / "out", **{"--checkpoint": str(tmp_path / "model"),
+                                         "--geometry": str(tmp_path / "bohr.xyz"), "--time-ps": "0.05",
+                                         "--equilibration-ps": "0", "--replicas": "1", "--no-optimize": None,
+                                         "--no-plot": None})
+    assert _cli(argv) == 0
+    assert capsys.readouterr().err.count("are they in bohr") == 1
+
+
+def test_the_ir_command_leaves_out_the_mds_length_unit_warning_by_class_not_by_words(capsys):
+    """_tell(skip=...) dropped every MD warning containing 'the covalent bond length', whatever it said."""
+    from physnetjax.errors import LengthUnitWarning, PhysNetInputWarning
+    from physnetjax.spectra.cli_ir import _tell
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.warn("atoms sit 1.93× the covalent bond length from their nearest neighbours", LengthUnitWarning)
+        warnings.warn("a geometry 2.10× the covalent bond length apart", PhysNetInputWarning)
+    _tell(caught, set(), skip=LengthUnitWarning)
+    err = capsys.readouterr().err
+    assert "1.93×" not in err and err.count("PhysNetInputWarning: a geometry 2.10× the covalent bond length") == 1

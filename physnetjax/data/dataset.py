@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from physnetjax.errors import InputNotFoundError
+from physnetjax.errors import InputNotFoundError, LengthUnitWarning
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import dipole_factor, energy_factor, force_factor
 from physnetjax.validation import (
@@ -498,7 +498,7 @@ def warn_length_unit(data: Dataset, where) -> None:
         warnings.warn(f"{where}: key 'R': atoms sit {median:.2f}× the covalent bond length from their nearest "
                       f"neighbours (median over atoms of {len(frames)} frame(s); ~1.0 for molecules in Å, 1.89 for "
                       "bohr read as Å); positions must be in Å: are they in bohr (multiply by 0.529177)?",
-                      PhysNetInputWarning, stacklevel=3)
+                      LengthUnitWarning, stacklevel=3)
 
 
 NET_FORCE_TOLERANCE = 1e-2

@@ -103,6 +103,7 @@ def _run(args) -> None:
 
     from physnetjax.checkpoint import load_checkpoint
     from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
+    from physnetjax.errors import LengthUnitWarning
     from physnetjax.spectra.cli_harmonic import mode_table
     from physnetjax.spectra.harmonic import harmonic
     from physnetjax.spectra.md_spectrum import md_spectrum
@@ -137,7 +138,7 @@ def _run(args) -> None:
                 )
         finally:
             # harmonic() judged the bond lengths of the given and of the optimised geometry, where the MD starts
-            _tell(caught, said, skip="the covalent bond length")
+            _tell(caught, said, skip=LengthUnitWarning)
     shown = result.frequencies_cm1 <= args.max_wavenumber
     print(summary(result, lines))
     _write_csv(out / CSV_NAME, result, shown)
@@ -168,13 +169,14 @@ def _run(args) -> None:
         print(f"wrote {out / PNG_NAME}")
 
 
-def _tell(caught, said: set, skip: str = "") -> None:
+def _tell(caught, said: set, skip: tuple = ()) -> None:
     """Write the recorded warnings to stderr as the CLI shows warnings, each text once (``said`` holds those
-    written); drop those that contain ``skip``. The MD starts from the analysed molecule, so what holds for
-    both (a total charge the model ignores) is said once, by the harmonic analysis."""
+    written); drop those of the categories ``skip`` (a warning class or a tuple of them). The MD starts from
+    the analysed molecule, so what holds for both (a total charge the model ignores) is said once, by the
+    harmonic analysis."""
     for warning in caught:
         text = str(warning.message)
-        if text in said or (skip and skip in text):
+        if text in said or issubclass(warning.category, skip):
             continue
         said.add(text)
         sys.stderr.write(warnings.formatwarning(warning.message, warning.category, warning.filename, warning.lineno))
