@@ -11,6 +11,8 @@ three-body term is on). With ``trainable=True`` the first four are Flax paramete
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import flax.linen as nn
@@ -35,8 +37,9 @@ def check_dispersion_settings(method, functional: str, three_body: bool, cutoff,
     if method not in DISPERSION_METHODS:
         raise ValueError(f"dispersion must be None or one of {DISPERSION_METHODS}, received {method!r}")
     parameters = d3_bj_parameters(functional)
-    if cutoff is None or not cutoff > 0:
-        raise ValueError(f"dispersion_cutoff must be a positive distance in Å, received {cutoff}")
+    if isinstance(cutoff, (bool, np.bool_)) or not isinstance(cutoff, numbers.Real) or not (
+            math.isfinite(cutoff) and cutoff > 0):
+        raise ValueError(f"dispersion_cutoff must be a positive, finite distance in Å, received {cutoff!r}")
     if trainable:
         bad = [name for name in TRAINABLE_DAMPING if getattr(parameters, name) <= 0.0]
         if bad:

@@ -106,6 +106,21 @@ def test_invalid_settings_are_refused():
         predict(model.clone(max_atomic_number=118), None, [1, 95], [[0.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
 
 
+def test_functional_names_and_cutoffs_that_are_not_what_they_seem_are_refused_clearly():
+    """On main a functional that is not a string (None from a config, a number) gave AttributeError: 'NoneType'
+    object has no attribute 'lower'; ' pbe0' was unknown; an infinite cutoff (or True, read as 1 Å) was taken."""
+    for functional in (None, 5):
+        with pytest.raises(ValueError, match=f"functional must be a name such as 'pbe0', received {functional}"):
+            with_dispersion(PhysNet(**SMALL), functional=functional)
+    assert d3_bj_parameters(" PBE0 ") == d3_bj_parameters("pbe0")
+    with pytest.raises(ValueError, match=r"functional 'b3-lyp' \(did you mean 'b3lyp'"):
+        d3_bj_parameters("b3-lyp")
+    for cutoff in (float("inf"), True):
+        with pytest.raises(ValueError, match=f"dispersion_cutoff must be a positive, finite distance in Å, "
+                                             f"received {cutoff}"):
+            with_dispersion(PhysNet(**SMALL), cutoff=cutoff)
+
+
 def test_checkpoint_records_dispersion_and_old_configs_load_without(d3_model, tmp_path):
     model, params = d3_model
     save_checkpoint(tmp_path / "ckpt", model, params)

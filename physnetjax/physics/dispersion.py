@@ -52,6 +52,7 @@ the plain formula (:func:`d3_two_body_autodiff`) is left to automatic differenti
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import tomllib
 from dataclasses import dataclass
@@ -139,17 +140,23 @@ def d3_functionals() -> list[str]:
 
 
 def d3_bj_parameters(functional: str) -> D3BJParameters:
-    """D3(BJ) parameters of ``functional`` (case-insensitive; aliases such as ``pbeh``).
+    """D3(BJ) parameters of ``functional`` (case-insensitive, surrounding blanks ignored; aliases such as ``pbeh``).
 
     Raises:
-      ValueError: unknown functional (the message lists the known ones).
+      ValueError: not a string, or an unknown functional (the message names the closest
+        known names and lists them all).
     """
+    if not isinstance(functional, str):
+        raise ValueError(f"the D3(BJ) functional must be a name such as 'pbe0', received {functional!r} "
+                         f"({type(functional).__name__})")
     table = _parameter_file()
-    name = functional.lower()
+    name = functional.strip().lower()
     name = table["alias"].get(name, name)
     if name not in table["functional"]:
+        close = difflib.get_close_matches(name, list(table["functional"]) + list(table["alias"]), n=3)
+        hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
         raise ValueError(
-            f"no D3(BJ) parameters for functional {functional!r}; known: {', '.join(d3_functionals())}"
+            f"no D3(BJ) parameters for functional {functional!r}{hint}; known: {', '.join(d3_functionals())}"
         )
     entry = table["functional"][name]
     return D3BJParameters(**{key: float(entry[key]) for key in ("s6", "s8", "a1", "a2", "s9", "alp")})
