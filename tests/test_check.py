@@ -7,7 +7,10 @@ wraps the same tiny float64 model, so only the defect differs. Checks run with
 
 import dataclasses
 import json
+import warnings
 
+import ase
+import ase.io
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +20,7 @@ from conftest import DATA, perturbed_params
 from physnetjax import PhysNet, apply_batch, init_params, save_checkpoint
 from physnetjax.check import CheckSettings, Structure, check_model, default_structures
 from physnetjax.check.__main__ import main
+from physnetjax.check.geometry import read_structures
 from physnetjax.check.smoothness import bond_types, model_cutoffs
 from physnetjax.errors import PhysNetInputWarning
 from physnetjax.pretrained import example_model_path
@@ -242,3 +246,18 @@ def test_energies_only_and_one_geometry_paths_equal_the_batched_evaluation(model
             np.testing.assert_allclose(one_energies, energies[k], rtol=1e-13, atol=1e-12)
             np.testing.assert_allclose(one_forces, forces[k], rtol=1e-12, atol=1e-12)
         assert energies.shape == (CHUNK + 3, 5) and not np.allclose(energies[0], energies[1])
+
+
+def test_periodic_frames_are_checked_as_isolated_molecules_with_a_warning(tmp_path):
+    """A crystal frame (pbc set) was checked as a cluster without its images, without a word."""
+    ase.io.write(tmp_path / "frames.extxyz", [ase.Atoms("H2", positions=[[0.0, 0.0, 0.0], [0.74, 0.0, 0.0]]),
+                                              ase.Atoms("H2", positions=[[0.0, 0.0, 0.0], [0.74, 0.0, 0.0]],
+                                                        cell=[3.0, 3.0, 3.0], pbc=True)])
+    with pytest.warns(PhysNetInputWarning, match=r"frames.extxyz: 1 of the 2 frame\(s\) checked are periodic \(pbc "
+                                                 r"\[True, True, True\] in frame 1\) but the check evaluates every "
+                                                 r"structure as an isolated molecule"):
+        structures = read_structures(tmp_path / "frames.extxyz")
+    assert len(structures) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PhysNetInputWarning)
+        read_structures(tmp_path / "frames.extxyz", limit=1)  # the periodic frame is not among those checked

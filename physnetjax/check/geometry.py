@@ -18,6 +18,7 @@ The first ``max_structures`` frames of the chosen file are used. Falling back to
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import numpy as np
 from physnetjax.check.evaluate import Structure
 from physnetjax.checkpoint.report import read_geometries
 from physnetjax.data.dataset import bundled_dataset_path
+from physnetjax.errors import PhysNetInputWarning
 from physnetjax.validation import atoms_total_charge
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,9 @@ ETHANOL = Structure(
 def read_structures(path, limit: int | None = None) -> list[Structure]:
     """Frames of ``path`` as structures: ``.npz`` with Z, R (and optional N, Q) or any ASE-readable file.
 
+    Every structure is checked as an isolated molecule; periodic frames (``pbc`` set) among
+    the first ``limit`` give a :class:`~physnetjax.errors.PhysNetInputWarning` (no cell, no images).
+
     Raises:
       ValueError: unreadable file or no frames (the checkpoint module's errors are ValueErrors).
     """
@@ -73,6 +78,13 @@ def read_structures(path, limit: int | None = None) -> list[Structure]:
             raise
         except Exception as error:
             raise ValueError(f"{path}: ASE cannot read it ({type(error).__name__}: {error})") from error
+        periodic = [k for k, atoms in enumerate(frames[:limit]) if atoms.pbc.any()]
+        if periodic:
+            warnings.warn(f"{path}: {len(periodic)} of the {len(frames[:limit])} frame(s) checked are periodic (pbc "
+                          f"{frames[periodic[0]].pbc.tolist()} in frame {periodic[0]}) but the check evaluates every "
+                          "structure as an isolated molecule, without its cell and periodic images: right only for a "
+                          "molecule in a vacuum box; else check frames of isolated molecules (pbc=False)",
+                          PhysNetInputWarning, stacklevel=2)
         for k, atoms in enumerate(frames):
             charge = float(atoms_total_charge(atoms))
             structures.append(Structure(atoms.numbers.astype(np.int32), atoms.positions.astype(np.float64),
