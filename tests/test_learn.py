@@ -167,6 +167,16 @@ def test_run_directory_with_other_settings_is_refused(stub_data, tmp_path):
         run_learning(tiny_config(directory, tmp_path, select=4), label)
 
 
+def test_a_run_resumes_whatever_its_directory_is_called(stub_data, tmp_path):
+    """The recorded --out was compared as a string: resuming 'run' as './run', by its absolute path or after
+    moving it was refused as 'a run with other settings ['out']'."""
+    directory, _ = stub_data
+    recorded = tiny_config(directory, tmp_path / "run").to_dict()
+    for spelling in (tmp_path / "run" / ".", tmp_path / "moved"):
+        assert tiny_config(directory, spelling).changed_from(recorded) == []
+    assert tiny_config(directory, tmp_path / "moved", select=4).changed_from(recorded) == ["select"]
+
+
 def test_starting_frames_of_another_charge_are_refused(stub_data, tmp_path):
     """The loop labels at --charge: neutral starting frames with --charge 1 would mix two systems."""
     directory, label = stub_data

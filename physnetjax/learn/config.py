@@ -152,7 +152,9 @@ class LearnConfig:
         """Names of the settings that differ from ``recorded`` (a :meth:`to_dict`), resumable ones excluded.
 
         A setting ``recorded`` lacks (a run from before the setting existed) had its default.
+        ``out`` is not compared: it is the directory the state was read from, however it is
+        spelled (``run``, ``./run``, an absolute path) or wherever the run was moved.
         """
         mine, defaults = self.to_dict(), LearnConfig().to_dict()
-        return sorted(key for key in mine
-                      if key not in RESUME_CHANGES and recorded.get(key, defaults[key]) != mine[key])
+        return sorted(key for key in mine if key not in RESUME_CHANGES + ("out",)
+                      and recorded.get(key, defaults[key]) != mine[key])
