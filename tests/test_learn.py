@@ -259,6 +259,29 @@ def test_cli_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("content, problem", [
+    ('{"version": 1, "settings": {', "not valid JSON"),
+    ("[1, 2]", "JSON of another layout"),
+    ('{"version": 1}', "JSON of another layout"),
+])
+def test_a_damaged_run_state_is_a_one_line_error(tmp_path, capsys, content, problem):
+    """A state.json cut short or edited gave 'error: Expecting property name ...' (no file named) or an internal
+    error (AttributeError: 'list' object has no attribute 'get', KeyError: 'settings')."""
+    from physnetjax.learn.__main__ import main
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "state.json").write_text(content)
+    (tmp_path / "file").write_text("x")
+    assert main(["--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"python -m physnetjax.learn: error: {tmp_path / 'run' / 'state.json'} cannot be resumed "
+                          f"from: it is {problem}") and "restore it, or start afresh in another --out" in err
+    assert main(["--out", str(tmp_path / "file")]) == 2
+    assert capsys.readouterr().err.strip() == (f"python -m physnetjax.learn: error: --out {tmp_path / 'file'} exists "
+                                               "and is not a directory: give the run directory (a new one starts a "
+                                               "run, an existing one resumes it)")
+
+
 def test_settings_a_run_predates_count_as_their_defaults():
     """A state.json written before a setting existed resumes with that setting's default, and only with it."""
     recorded = LearnConfig().to_dict()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from physnetjax.errors import PhysNetInputError
 from physnetjax.jsonlines import write_json
 
 STATE_VERSION = 1
@@ -22,13 +23,33 @@ def round_dir(run_dir, index: int) -> Path:
 
 
 def read_state(run_dir) -> dict | None:
-    """The state of ``run_dir`` or None when no round has been started there."""
-    path = Path(run_dir) / STATE_NAME
+    """The state of ``run_dir`` or None when no round has been started there.
+
+    Raises:
+      PhysNetInputError: ``run_dir`` is a file, or its state file is not JSON of the layout
+        :func:`write_state` writes (edited or damaged), or of another state version.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise PhysNetInputError(f"--out {run_dir} exists and is not a directory: give the run directory (a new one "
+                                "starts a run, an existing one resumes it)")
+    path = run_dir / STATE_NAME
     if not path.exists():
         return None
-    state = json.loads(path.read_text())
+    try:
+        state = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        state, problem = None, f"not valid JSON ({error})"
+    else:
+        problem = "JSON of another layout"
+    if not (isinstance(state, dict) and isinstance(state.get("settings"), dict)
+            and isinstance(state.get("rounds"), list)):
+        raise PhysNetInputError(f"{path} cannot be resumed from: it is {problem}, where the loop writes an object "
+                                "with 'version', 'settings' (an object) and 'rounds' (a list) after each round; it "
+                                "was edited or damaged: restore it, or start afresh in another --out")
     if state.get("version") != STATE_VERSION:
-        raise ValueError(f"{path}: state version {state.get('version')!r}, this physnetjax reads {STATE_VERSION}")
+        raise PhysNetInputError(f"{path}: state version {state.get('version')!r}, this physnetjax reads "
+                                f"{STATE_VERSION}")
     return state
 
 
