@@ -87,6 +87,12 @@ def migrate(old, new, *, weights: str = "ema", geometries=None, reference=None, 
             ref = read_npz(reference_file)
         except NpzReadError as error:
             raise CheckpointError(f"reference file {reference_file} cannot be read as .npz: {error}") from error
+        key = ("ema_" if migration.weights == "ema_params" else "") + "energy"
+        if key not in ref:
+            raise CheckpointError(f"reference file {reference_file} holds no original-code outputs of the "
+                                  f"{migration.weights} (no {key!r}; keys present: {sorted(ref)}): is it the "
+                                  "reference_outputs.npz of this checkpoint? Leave --reference out to migrate "
+                                  "without the comparison")
     logger.info("geometries: %s; original outputs: %s", geometry_file, reference_file)
     report = migration_report(migration, geoms, ref)
     report["geometry_file"] = None if geometry_file is None else str(geometry_file)

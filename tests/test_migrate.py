@@ -88,3 +88,22 @@ def test_cli_errors(tmp_path, capsys):
     assert main([str(tmp_path / "empty"), str(tmp_path / "new")]) == 2
     assert "is not a legacy physnetjax checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+
+
+def test_bad_geometries_or_a_wrong_reference_file_are_named_not_blamed_on_the_migration(tmp_path, capsys):
+    """NaN positions in geometries.npz were reported as 'the migrated network does not reproduce the original's
+    network energies (max |ΔE_NN| = 12.7 eV)'; a --reference file holding none of the original's outputs (here
+    the geometries) was ignored: 'No outputs of the original code were given', exit 0."""
+    with np.load(LEGACY / "A" / "geometries.npz") as saved:
+        geometries = {key: saved[key] for key in saved.files}
+    geometries["R"][2, 3] = np.nan
+    np.savez(tmp_path / "nan.npz", **geometries)
+    assert main([str(LEGACY / "A"), str(tmp_path / "new"), "--geometries", str(tmp_path / "nan.npz")]) == 2
+    assert capsys.readouterr().err == (f"python -m physnetjax.migrate: error: geometry file {tmp_path / 'nan.npz'}: "
+                                       "positions R of frame(s) [2] hold NaN or Inf; the comparison with the "
+                                       "original's outputs needs the geometries they were computed on\n")
+    wrong = LEGACY / "A" / "geometries.npz"
+    assert main([str(LEGACY / "A"), str(tmp_path / "new"), "--reference", str(wrong)]) == 2
+    assert (f"error: reference file {wrong} holds no original-code outputs of the ema_params (no 'ema_energy'; "
+            "keys present: ['E_data_eV'") in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()

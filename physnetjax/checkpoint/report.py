@@ -45,7 +45,9 @@ def read_geometries(path) -> dict:
     ``N`` (M,) real atoms per row (default N), optional ``Q`` (M,) total charges in e.
 
     Raises:
-      CheckpointError: missing keys or inconsistent shapes (named).
+      CheckpointError: missing keys, inconsistent shapes, atom counts outside 1..N, or
+        positions of real atoms that are not finite (named; such frames would otherwise
+        show up as a network that does not reproduce the original's energies).
     """
     try:
         data = read_npz(path)
@@ -63,6 +65,14 @@ def read_geometries(path) -> dict:
         raise CheckpointError(
             f"geometry file {path}: inconsistent shapes Z {z.shape}, R {r.shape}, N {counts.shape}, Q {charges.shape}"
         )
+    bad = np.nonzero((counts < 1) | (counts > z.shape[1]))[0]
+    if bad.size:
+        raise CheckpointError(f"geometry file {path}: N must count 1..{z.shape[1]} real atoms per frame, received "
+                              f"{counts[bad].tolist()} in frame(s) {bad.tolist()}")
+    broken = [k for k in range(z.shape[0]) if not np.isfinite(np.asarray(r[k, : int(counts[k])], np.float64)).all()]
+    if broken:
+        raise CheckpointError(f"geometry file {path}: positions R of frame(s) {broken} hold NaN or Inf; the "
+                              "comparison with the original's outputs needs the geometries they were computed on")
     return {"Z": z, "R": r, "N": counts.astype(int), "Q": charges}
 
 
