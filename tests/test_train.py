@@ -5,6 +5,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from physnetjax.checkpoint import load_checkpoint, load_train_state
-from physnetjax.errors import PhysNetInputWarning
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.predict import predict
 from physnetjax.train import ForceCheckError, TrainConfig, Trainer, resume, train
 
@@ -393,3 +394,18 @@ def test_frames_of_several_charges_without_a_charge_model_warn(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", PhysNetInputWarning)
         Trainer(tiny_config(tmp_path / "run3"), tmp_path / "run3", resuming=False)  # one charge state
+
+
+@pytest.mark.parametrize("edit", [{"cutoff": 4.0}, {"features": 16}, {"cutoff": "5"}])
+def test_resume_refuses_an_edited_model_json(base_run, tmp_path, edit):
+    """On main an edited cutoff in model.json resumed silently in another model (other numbers), a changed width
+    failed as a train-state shape mismatch, and a string cutoff was an internal TypeError."""
+    out = shutil.copytree(base_run[0], tmp_path / "run", symlinks=True)
+    model = json.loads((out / "model.json").read_text())
+    (out / "model.json").write_text(json.dumps({**model, **edit}))
+    name, value = next(iter(edit.items()))
+    with pytest.raises(PhysNetInputError, match=rf"model\.json does not describe the model of the run's checkpoint "
+                                                rf".*epoch-0003: {name} = {re.escape(json.dumps(value))} \(the "
+                                                rf"checkpoint's: {re.escape(json.dumps(model[name]))}\); the file "
+                                                "was edited after the run started"):
+        resume(out, epochs=4)

@@ -60,7 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax.checkpoint import load_checkpoint, load_train_state, save_checkpoint
+from physnetjax.checkpoint import load_checkpoint, load_train_state, read_config, save_checkpoint
 from physnetjax.data import (
     DataError,
     bundled_dataset_path,
@@ -295,8 +295,10 @@ class Trainer:
     def _setup_model(self) -> None:
         model_path = self.run_dir / "model.json"
         if self.resuming:
+            architecture = read_json_object(model_path)
+            self._check_model_file(model_path, architecture)
             try:
-                self.model = PhysNet.from_config(read_json_object(model_path))
+                self.model = PhysNet.from_config(architecture)
             except TypeError as error:
                 raise ValueError(f"{model_path}: not a model configuration ({error})") from None
             self.initial_params = self._fresh_params()
@@ -314,6 +316,29 @@ class Trainer:
             self.model = build_model(self.config, max_z)
             self.initial_params = self._fresh_params()
         write_json(model_path, self.model.config())
+
+    def _check_model_file(self, model_path: Path, architecture: dict) -> None:
+        """Refuse a ``model.json`` whose architecture differs from that of the run's latest checkpoint (edited).
+
+        ``model.json`` decides the network a resumed run trains; another cutoff or width would continue the
+        checkpoint's weights in a different model (a wrong shape, or silently other numbers). Element energies
+        are refitted on every start and not compared. Without a ``latest`` checkpoint :meth:`_restore` says so.
+        """
+        latest = self.run_dir / "latest"
+        if not latest.exists():
+            return
+        saved = read_config(latest)["model"]
+        saved = saved.get("member", saved)
+        defaults = {**PhysNet().config(), "zbl_cutoff": None}  # as PhysNet.from_config reads a dict without them
+        mine, theirs = {**defaults, **architecture}, {**defaults, **saved}
+        changed = [f"{name} = {json.dumps(mine.get(name))} (the checkpoint's: {json.dumps(theirs.get(name))})"
+                   for name in sorted(set(mine) | set(theirs))
+                   if name != "element_energies" and mine.get(name) != theirs.get(name)]
+        if changed:
+            raise PhysNetInputError(
+                f"{model_path} does not describe the model of the run's checkpoint {os.path.realpath(latest)}: "
+                f"{'; '.join(changed)}; the file was edited after the run started. Restore those values (another "
+                "architecture is a new run, with its own --out)")
 
     def _setup_device_frames(self) -> None:
         """Keep the training, validation and test frames, with their neighbor lists built once, on every device."""
