@@ -121,6 +121,20 @@ def test_resume_refuses_a_truncated_metrics_csv(base_run, tmp_path):
     assert (out / "metrics.jsonl").read_text() == history
 
 
+def test_resume_refuses_a_metrics_csv_with_a_value_that_is_no_number(base_run, tmp_path):
+    """On main a metrics.csv value edited to text stopped the resume with a bare 'could not convert string to float'
+    that named no file."""
+    out = shutil.copytree(base_run[0], tmp_path / "run", symlinks=True)
+    lines = (out / "metrics.csv").read_text().splitlines()
+    fields = lines[2].split(",")
+    fields[2] = "abc"
+    lines[2] = ",".join(fields)
+    (out / "metrics.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"metrics\.csv is truncated or edited: the checkpoint is at epoch 3 but the "
+                                         r"file holds unreadable rows"):
+        resume(out, epochs=4)
+
+
 def test_resume_refuses_epochs_already_trained(base_run, tmp_path):
     """--epochs is the total: on main --resume RUN --epochs 2 on a 3-epoch run trained nothing and reported done."""
     out = shutil.copytree(base_run[0], tmp_path / "run", symlinks=True)

@@ -387,6 +387,7 @@ class Trainer:
         with open(metrics, newline="") as handle:
             try:
                 self.rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) <= self.epoch]
+                parsed = [self._parse_row(row) for row in self.rows]
             except (KeyError, TypeError, ValueError):
                 self.rows = None
         if self.rows is None or [int(row["epoch"]) for row in self.rows] != list(range(1, self.epoch + 1)):
@@ -397,7 +398,7 @@ class Trainer:
         self._write_csv_header()
         for row in self.rows:
             self._append_csv(row)
-        self.rows = [self._parse_row(row) for row in self.rows]
+        self.rows = parsed
         logger.info("resumed %s at epoch %d (best %s = %.6g at epoch %d)", self.run_dir, self.epoch,
                     self.config.best_metric, self.best_value, self.best_epoch)
 
