@@ -168,6 +168,18 @@ def test_resume_without_the_latest_link_names_the_newest_checkpoint(base_run, tm
         resume(out, epochs=4)
 
 
+def test_resume_without_the_best_link_refuses_before_training(base_run, tmp_path):
+    """On main a run whose 'best' link was lost trained all its epochs and then failed with only 'best does not
+    exist'."""
+    out = shutil.copytree(base_run[0], tmp_path / "run", symlinks=True)
+    target = os.readlink(out / "best")
+    (out / "best").unlink()
+    with pytest.raises(FileNotFoundError, match=rf"the link {out / 'best'} to the run's best checkpoint \(epoch \d+\) "
+                                                rf"is missing or broken: restore the link with ln -sfn {target} "):
+        resume(out, epochs=4)
+    assert len(read_rows(out)) == 3
+
+
 def test_kcal_per_mol_data_gives_the_same_model(base_run, tmp_path):
     out, _ = base_run
     with np.load(DATA) as npz:

@@ -60,7 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax.checkpoint import load_checkpoint, load_train_state, read_config, save_checkpoint
+from physnetjax.checkpoint import is_checkpoint, load_checkpoint, load_train_state, read_config, save_checkpoint
 from physnetjax.data import (
     DataError,
     bundled_dataset_path,
@@ -374,6 +374,7 @@ class Trainer:
         self.epoch = int(meta["epoch"])
         self.best_value, self.best_epoch = float(host["best_value"]), int(host["best_epoch"])
         self.epochs_since_best = int(host["epochs_since_best"])
+        self._check_best_link()
         self.plateau.scale = float(host["plateau"]["scale"])
         self.plateau.best = float(host["plateau"]["best"])
         self.plateau.bad_epochs = int(host["plateau"]["bad_epochs"])
@@ -401,6 +402,19 @@ class Trainer:
         self.rows = parsed
         logger.info("resumed %s at epoch %d (best %s = %.6g at epoch %d)", self.run_dir, self.epoch,
                     self.config.best_metric, self.best_value, self.best_epoch)
+
+    def _check_best_link(self) -> None:
+        """Refuse to resume a run whose ``best`` checkpoint is gone: the run would train on and then fail at its end,
+        where the best weights are evaluated and tested (an epoch better than the lost one would replace it)."""
+        best = self.run_dir / "best"
+        if self.best_epoch < 1 or is_checkpoint(best):
+            return
+        kept = self.run_dir / "checkpoints" / f"epoch-{self.best_epoch:04d}"
+        fix = (f"restore the link with ln -sfn {kept.relative_to(self.run_dir)} {best}" if is_checkpoint(kept) else
+               f"its checkpoint {kept} is gone too, so the run cannot finish; start a new run with --init-from "
+               f"{self.run_dir / 'latest'}")
+        raise FileNotFoundError(f"{self.run_dir}: the link {best} to the run's best checkpoint (epoch "
+                                f"{self.best_epoch}) is missing or broken: {fix}")
 
     def _check_elements_in_range(self, paths) -> None:
         """DataError when the data hold elements above the model's max_atomic_number (their embedding is missing)."""
