@@ -135,6 +135,14 @@ def test_resume_refuses_a_metrics_csv_with_a_value_that_is_no_number(base_run, t
         resume(out, epochs=4)
 
 
+def test_resume_names_a_config_json_that_is_no_text(tmp_path):
+    """On main a run's config.json overwritten by binary data (a flipped byte, another file) stopped the resume with
+    a bare "'utf-8' codec can't decode byte" that named no file."""
+    (tmp_path / "config.json").write_bytes(b'{"epochs": 3\xff}')
+    with pytest.raises(ValueError, match=r"config\.json: not a JSON text file \('utf-8' codec can't decode byte 0xff"):
+        resume(tmp_path, epochs=4)
+
+
 def test_resume_refuses_epochs_already_trained(base_run, tmp_path):
     """--epochs is the total: on main --resume RUN --epochs 2 on a 3-epoch run trained nothing and reported done."""
     out = shutil.copytree(base_run[0], tmp_path / "run", symlinks=True)

@@ -270,9 +270,11 @@ def read_json_object(path) -> dict:
       ValueError: naming ``path``: the file is not valid JSON (e.g. truncated) or not an object.
     """
     try:
-        value = json.loads(Path(path).read_text())
+        value = json.loads(Path(path).read_bytes().decode("utf-8"))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON ({error}); is the file truncated?") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not a JSON text file ({error}); was it overwritten by another file?") from None
     if not isinstance(value, dict):
         raise ValueError(f"{path}: expected a JSON object of settings, found {type(value).__name__}")
     return value
