@@ -143,6 +143,18 @@ def test_resume_names_a_config_json_that_is_no_text(tmp_path):
         resume(tmp_path, epochs=4)
 
 
+@pytest.mark.parametrize("key, value, expected", [("batch_size", "8", 'batch_size must be an integer, received "8"'),
+                                                   ("learning_rate", None, "learning_rate must be a number, received "
+                                                                           "null"),
+                                                   ("charges", 1, "charges must be true or false, received 1")])
+def test_resume_names_a_config_json_setting_of_the_wrong_type(tmp_path, key, value, expected):
+    """On main a run's config.json with "batch_size": "8" stopped the resume with "'<' not supported between
+    instances of 'str' and 'int'", and "charges": 1 was taken as true."""
+    (tmp_path / "config.json").write_text(json.dumps({**TrainConfig(epochs=3).to_dict(), key: value}))
+    with pytest.raises(ValueError, match=rf"config\.json: {re.escape(expected)}; restore the file the run wrote"):
+        resume(tmp_path, epochs=4)
+
+
 def test_resume_refuses_epochs_already_trained(base_run, tmp_path):
     """--epochs is the total: on main --resume RUN --epochs 2 on a 3-epoch run trained nothing and reported done."""
     out = shutil.copytree(base_run[0], tmp_path / "run", symlinks=True)

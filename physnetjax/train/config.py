@@ -257,10 +257,33 @@ class TrainConfig:
         unknown = sorted(set(settings) - {field.name for field in dataclasses.fields(cls)})
         if unknown:
             raise ValueError(f"{path}: unknown setting(s) {unknown}; remove them or restore the file the run wrote")
+        wrong = [problem for field in dataclasses.fields(cls) if field.name in settings
+                 for problem in [_type_problem(field, settings[field.name])] if problem]
+        if wrong:
+            raise ValueError(f"{path}: {'; '.join(wrong)}; restore the file the run wrote")
         try:
             return cls(**settings)
         except (TypeError, ValueError) as error:
             raise ValueError(f"{path}: {error}") from None
+
+
+_JSON_KINDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+               "list": "an array of strings"}
+
+
+def _type_problem(field: dataclasses.Field, value) -> str | None:
+    """What is wrong with the JSON ``value`` of setting ``field`` (of annotation ``int``, ``Optional[float]``, ...),
+    or None when it has the right type."""
+    kind = str(field.type)
+    optional = kind.startswith("Optional[")
+    kind = kind.removeprefix("Optional[").removesuffix("]")
+    if value is None:
+        return None if optional else f"{field.name} must be {_JSON_KINDS.get(kind, kind)}, received null"
+    ok = {"int": isinstance(value, int) and not isinstance(value, bool),
+          "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+          "bool": isinstance(value, bool), "str": isinstance(value, str),
+          "list": isinstance(value, list) and all(isinstance(item, str) for item in value)}.get(kind, True)
+    return None if ok else f"{field.name} must be {_JSON_KINDS[kind]}, received {json.dumps(value)}"
 
 
 def read_json_object(path) -> dict:
