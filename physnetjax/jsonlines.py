@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from physnetjax.errors import PhysNetInputError
+
 
 def json_value(value):
     """A JSON-ready scalar: NumPy scalars → Python, NaN/Inf → None."""
@@ -54,8 +56,30 @@ def append_record(path, record: dict) -> None:
 
 
 def read_log(path) -> list[dict]:
-    """Every record of ``path`` ([] when it does not exist)."""
+    """Every record of ``path`` ([] when it does not exist).
+
+    Raises:
+      PhysNetInputError: naming the file and line: a line that is not a JSON object (a run killed while writing
+        it, or an edit), or a file that is not UTF-8 text.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    damaged = "the file is damaged (a run killed while writing it, or edited): remove that line or move the file away"
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise PhysNetInputError(f"{path}: not a JSON Lines text file ({error}); {damaged}") from None
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise PhysNetInputError(f"{path}, line {number}: not a JSON record ({error}); {damaged}") from None
+        if not isinstance(record, dict):
+            raise PhysNetInputError(f"{path}, line {number}: a JSON {type(record).__name__}, not a record "
+                                    f"(object); {damaged}")
+        records.append(record)
+    return records

@@ -225,6 +225,35 @@ def test_restart_truncates_frames_written_after_the_md_checkpoint(system, tmp_pa
     assert steps == [5, 10, 15, 20]
 
 
+@pytest.mark.parametrize("damage, message", [
+    ("frame", r"traj\.xyz: cannot read the trajectory the restart continues \(.*\); the file is damaged"),
+    ("line", r"traj\.xyz\.jsonl, line 2: not a JSON record \(.*\); the file is damaged"),
+    ("step", r"traj\.xyz\.jsonl, record 1: no integer 'step' \(received \"5\"\); the file was edited")])
+def test_restart_names_a_damaged_trajectory_or_log(system, tmp_path, damage, message):
+    """A run killed while writing leaves a cut last frame or log line. On main the restart stopped with ASE's
+    'Frame has 7 atoms, expected 9' or json's 'Unterminated string', naming neither file; an edited step was an
+    internal KeyError or TypeError."""
+    model, params, atoms = system
+    out = tmp_path / "traj.xyz"
+    for step in (5, 10):
+        frame = atoms.copy()
+        frame.info["step"] = step
+        ase.io.write(out, frame, format="extxyz", append=True)
+    log = ['{"step": 5}', '{"step": 10}']
+    if damage == "frame":
+        out.write_bytes(out.read_bytes()[:-60])
+    elif damage == "line":
+        log[1] = log[1][:6]
+    else:
+        log[0] = '{"step": "5"}'
+    (tmp_path / "traj.xyz.jsonl").write_text("\n".join(log) + "\n")
+    np.savez(tmp_path / "state.npz", positions=atoms.positions, momenta=np.zeros((len(atoms), 3)),
+             numbers=atoms.numbers, step=10, heat=0.0)
+    with pytest.raises(PhysNetInputError, match=message):
+        simulate(model, params, atoms, steps=10, save_every=5, dtype="float64", out=str(out),
+                 restart=str(tmp_path / "state.npz"))
+
+
 def test_restart_with_an_edited_state_is_refused(system, tmp_path):
     """On main a restart file whose momenta (or positions) were changed after the run wrote it continued silently
     (here at 4× the kinetic energy), as if it were that run; the written state now carries a SHA-256."""

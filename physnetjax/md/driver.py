@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import math
 import os
@@ -476,7 +477,7 @@ def simulate(
     writer = TrajectoryWriter(out, append=restart is not None) if out is not None else None
     log = None if out is None else Path(f"{out}.jsonl")
     if log is not None:
-        start_log(log, [r for r in read_log(log) if r["step"] <= start_step] if restart is not None else ())
+        start_log(log, _log_records_until(log, start_step) if restart is not None else ())
     runner = compilation.jit_for_system(n, run, static_argnums=(0, 2, 3, 4))
     compiled: dict = {}
     compile_seconds = run_seconds = 0.0
@@ -738,6 +739,21 @@ def check_restart_records(path, saved: dict, ensemble: str, fingerprint: str) ->
         warnings.warn(f"restart file {path} was a {recorded} run and continues as ensemble {ensemble}: positions, "
                       f"momenta and cell carry over, the {ensemble} thermostat state starts afresh",
                       PhysNetInputWarning, stacklevel=3)
+
+
+def _log_records_until(log: Path, step: int) -> list[dict]:
+    """The records of the MD log ``log`` up to ``step`` (those a restart from ``step`` keeps).
+
+    Raises:
+      PhysNetInputError: a damaged line (:func:`~physnetjax.jsonlines.read_log`) or a record without an integer step.
+    """
+    records = read_log(log)
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record.get("step"), int) or isinstance(record["step"], bool):
+            raise PhysNetInputError(f"{log}, record {number}: no integer 'step' (received "
+                                    f"{json.dumps(record.get('step'))}); the file was edited or is another file: "
+                                    "restore it, or move it away to start a new log")
+    return [record for record in records if record["step"] <= step]
 
 
 def _kinetic(state: MDState) -> float:

@@ -20,6 +20,7 @@ import ase.io
 import numpy as np
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from physnetjax.errors import PhysNetInputError
 from physnetjax.units import ASE_TIME_UNIT_FS
 
 TRAJECTORY_FORMATS = {".xyz": "extxyz", ".extxyz": "extxyz", ".traj": "traj"}
@@ -62,12 +63,21 @@ def truncate_trajectory(path, last_step: int) -> int:
     restart from that checkpoint first cuts them, so the trajectory stays
     monotonic without duplicated steps. The file is rewritten atomically; a
     missing or empty file is left alone.
+
+    Raises:
+      PhysNetInputError: naming the file, when ASE cannot read it (a damaged frame).
     """
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return 0
     fmt = trajectory_format(path)
-    frames = ase.io.read(path, index=":", format=fmt)
+    try:
+        frames = ase.io.read(path, index=":", format=fmt)
+    except Exception as error:  # ASE reports a damaged file by many types (XYZError, ValueError, IndexError, ...)
+        raise PhysNetInputError(
+            f"{path}: cannot read the trajectory the restart continues ({type(error).__name__}: {error}); the file "
+            "is damaged (a run killed while writing it, or edited): remove its damaged last frame, or move it away "
+            "to start a new trajectory") from error
     keep = [frame for frame in frames if int(frame.info.get("step", -1)) <= last_step]
     if len(keep) == len(frames):
         return 0
