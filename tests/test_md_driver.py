@@ -273,6 +273,23 @@ def test_restart_with_an_edited_state_is_refused(system, tmp_path):
         simulate(model, params, atoms, restart=str(path), **kwargs)
 
 
+@pytest.mark.parametrize("name, value", [("origin", np.zeros(2)), ("origin", np.full(3, np.nan)),
+                                         ("key", np.array("abc"))])
+def test_restart_names_a_bad_origin_or_key_of_an_unchecked_state(system, tmp_path, name, value):
+    """A restart file without a state_sha256 (written before it existed) is not checked by it. On main an origin
+    of the wrong shape stopped with numpy's 'operands could not be broadcast together', a NaN origin with a
+    'positions contain NaN' that named no file, and a text key was an internal TypeError."""
+    model, params, atoms = system
+    n = len(atoms)
+    arrays = dict(positions=atoms.positions, momenta=np.zeros((n, 3)), numbers=atoms.numbers, step=10,
+                  key=np.zeros(2, np.uint32), origin=np.zeros(3))
+    np.savez(tmp_path / "state.npz", **{**arrays, name: value})
+    with pytest.raises(PhysNetInputError, match=rf"restart file .*state\.npz: {name} must be finite "
+                                                r".* numbers of shape \("):
+        simulate(model, params, atoms, ensemble="langevin", steps=10, save_every=5, dtype="float64",
+                 restart=str(tmp_path / "state.npz"))
+
+
 def test_float32_md_far_from_the_origin_runs_as_at_the_origin(system, tmp_path):
     """On main float32 MD integrated in the user's coordinates: 1000 Å out one float32 ulp is 6e-5 Å and each
     position update of ~1e-3 Å lost up to half of it, so ethanol's path left the one at the origin by 4e-3 Å

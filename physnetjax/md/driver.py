@@ -714,6 +714,12 @@ def read_restart(path, atoms: ase.Atoms, max_atomic_number: int) -> dict:
             or not np.isfinite(momenta).all()):
         raise PhysNetInputError(f"restart file {path}: momenta must be finite numbers of shape ({len(atoms)}, 3), "
                                 f"received shape {momenta.shape}, dtype {momenta.dtype}")
+    for name, shape, kind in ((ORIGIN_KEY, (3,), np.floating), ("key", (2,), np.unsignedinteger),
+                              ("cell", (3, 3), np.floating)):
+        value = np.asarray(saved.get(name, np.zeros(shape, np.uint32 if name == "key" else np.float64)))
+        if value.shape != shape or not np.issubdtype(value.dtype, kind) or not np.isfinite(value).all():
+            raise PhysNetInputError(f"restart file {path}: {name} must be finite {kind.__name__} numbers of shape "
+                                    f"{shape}, received shape {value.shape}, dtype {value.dtype}")
     cell = saved["cell"] if "cell" in saved and np.all(atoms.pbc) else atoms.cell.array
     validate_structure(atoms.numbers, saved["positions"], max_atomic_number, cell=cell, pbc=atoms.pbc, strict=True,
                        where=f"restart file {path}")  # the charge is the start geometry's, checked by simulate
