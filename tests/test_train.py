@@ -135,6 +135,25 @@ def test_resume_refuses_a_metrics_csv_with_a_value_that_is_no_number(base_run, t
         resume(out, epochs=4)
 
 
+@pytest.mark.parametrize("edit", ["learning_rate", "batch_size"])
+def test_resume_refuses_an_edited_config_json(base_run, tmp_path, edit):
+    """On main a learning rate edited in a run's config.json, or a removed batch_size (back to its default), was
+    taken up silently by the resume, which went on with other numbers than the run started with."""
+    out = shutil.copytree(base_run[0], tmp_path / "run", symlinks=True)
+    config = json.loads((out / "config.json").read_text())
+    recorded = config[edit]
+    if edit == "learning_rate":
+        config["learning_rate"] = 0.5
+    else:
+        del config["batch_size"]
+    (out / "config.json").write_text(json.dumps(config))
+    now = 0.5 if edit == "learning_rate" else TrainConfig().batch_size
+    with pytest.raises(PhysNetInputError, match=rf"config\.json does not hold the settings the run's checkpoint "
+                                                rf".*epoch-0003 was trained with: {edit} = {now} \(the checkpoint's: "
+                                                rf"{recorded}\); the file was edited after the run started"):
+        resume(out, epochs=4)
+
+
 def test_resume_names_a_config_json_that_is_no_text(tmp_path):
     """On main a run's config.json overwritten by binary data (a flipped byte, another file) stopped the resume with
     a bare "'utf-8' codec can't decode byte" that named no file."""

@@ -370,6 +370,7 @@ class Trainer:
         _, _, meta = load_checkpoint(latest, with_metadata=True)
         self._check_data_unchanged(meta.get(DATA_SHA256_KEY))
         self._check_split_unchanged(meta.get(SPLIT_SHA256_KEY))
+        self._check_settings_unchanged(latest, meta.get("train_config"))
         host = meta["host"]
         self.epoch = int(meta["epoch"])
         self.best_value, self.best_epoch = float(host["best_value"]), int(host["best_epoch"])
@@ -402,6 +403,27 @@ class Trainer:
         self.rows = parsed
         logger.info("resumed %s at epoch %d (best %s = %.6g at epoch %d)", self.run_dir, self.epoch,
                     self.config.best_metric, self.best_value, self.best_epoch)
+
+    def _check_settings_unchanged(self, latest: Path, recorded) -> None:
+        """Refuse settings in ``config.json`` that differ from those the checkpoint ``latest`` was trained with.
+
+        Only :data:`RESUME_OVERRIDES` may change on a resume (given on the command line, where other changes are
+        refused); a value edited in the file (a learning rate, a removed key that falls back to its default) would
+        continue the run with other numbers. Paths are not compared: ``data`` has its own check of the content,
+        and the run, its initial weights or split file may have moved since it started.
+        """
+        if not isinstance(recorded, dict):
+            return
+        mine = self.config.to_dict()
+        skipped = {*RESUME_OVERRIDES, "out", "data", "init_from", "split_file"}
+        changed = [f"{name} = {json.dumps(mine[name])} (the checkpoint's: {json.dumps(recorded[name])})"
+                   for name in sorted(set(mine) & set(recorded) - skipped) if mine[name] != recorded[name]]
+        if changed:
+            raise PhysNetInputError(
+                f"{self.run_dir / 'config.json'} does not hold the settings the run's checkpoint "
+                f"{os.path.realpath(latest)} was trained with: {'; '.join(changed)}; the file was edited after the "
+                f"run started. Restore those values (a resume may change only {', '.join(RESUME_OVERRIDES)}; for "
+                f"other settings start a new run with --init-from {self.run_dir / 'best'})")
 
     def _check_best_link(self) -> None:
         """Refuse to resume a run whose ``best`` checkpoint is gone: the run would train on and then fail at its end,
