@@ -283,6 +283,27 @@ def test_edited_config_is_reported_old_checkpoints_still_load(copy_of, trained):
                                                     jax.tree_util.tree_leaves(trained[1])))
 
 
+@pytest.mark.parametrize("edit", ["entry", "size", "metadata"])
+def test_a_malformed_file_table_or_metadata_of_an_unchecked_config_is_named(copy_of, edit):
+    """A config.json without config_sha256 (written before it existed) is not checked by it. On main a files entry
+    that was no object, or had no size, was an internal TypeError or KeyError; metadata that was no object loaded,
+    to fail later in whatever read it."""
+    config = json.loads((copy_of / "config.json").read_text(encoding="utf-8"))
+    del config[ckformat.CONFIG_CHECKSUM_KEY]
+    name = sorted(config["files"])[0]
+    if edit == "entry":
+        config["files"][name] = "x"
+    elif edit == "size":
+        del config["files"][name]["size"]
+    else:
+        config["metadata"] = [1]
+    (copy_of / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    message = ("its metadata in config.json is not an object" if edit == "metadata" else
+               f"the entry of file {name} in config.json is .*, not its size and sha256")
+    with pytest.raises(CheckpointError, match=f"checkpoint .*copy is corrupted: {message}"):
+        load_checkpoint(copy_of)
+
+
 def test_overwrite_killed_between_renames_is_restored_on_next_load(tmp_path, trained, caplog):
     """kill -9 after the old checkpoint was renamed aside and before the new one was renamed in:
     on main the target was gone and the old copy sat in a hidden directory nothing mentioned."""

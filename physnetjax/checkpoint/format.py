@@ -439,6 +439,14 @@ def read_config(path) -> dict:
     missing = [key for key in ("model", "files") if not isinstance(config.get(key), dict)]
     if missing:
         raise CheckpointError(f"checkpoint {root} is corrupted: {CONFIG_FILE} lacks {', '.join(missing)}")
+    bad = next((name for name, entry in config["files"].items()
+                if not (isinstance(entry, dict) and type(entry.get("size")) is int
+                        and isinstance(entry.get("sha256"), str))), None)
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {root} is corrupted: the entry of file {bad} in {CONFIG_FILE} is "
+                              f"{json.dumps(config['files'][bad])}, not its size and sha256")
+    if not isinstance(config.get("metadata", {}), dict):
+        raise CheckpointError(f"checkpoint {root} is corrupted: its metadata in {CONFIG_FILE} is not an object")
     return config
 
 
