@@ -261,3 +261,25 @@ def test_periodic_frames_are_checked_as_isolated_molecules_with_a_warning(tmp_pa
     with warnings.catch_warnings():
         warnings.simplefilter("error", PhysNetInputWarning)
         read_structures(tmp_path / "frames.extxyz", limit=1)  # the periodic frame is not among those checked
+
+
+def test_an_invalid_default_geometry_is_named_as_picked_automatically(tmp_path, capsys):
+    """Without --geometry the check took the first .xyz beside the checkpoint; a chlorine file there gave
+    'cl.xyz[0]: element(s) Cl ... outside this model's range', naming a file the user never gave."""
+    import shutil
+
+    shutil.copytree(example_model_path("co2"), tmp_path / "model")
+    ase.io.write(tmp_path / "cl.xyz", ase.Atoms("Cl2", positions=[[0.0, 0.0, 0.0], [0.0, 0.0, 2.0]]))
+    assert main([str(tmp_path / "model"), "--quick", "--only", "forces"]) == 2
+    err = capsys.readouterr().err
+    assert "cl.xyz[0]: element(s) Cl (Z=17) at atom(s) 0, 1 are outside this model's range" in err
+    assert (f"(no --geometry was given, so the frames were picked automatically from {tmp_path / 'cl.xyz'}, beside "
+            "the checkpoint; pass --geometry FILE with frames of this model's own system)") in err
+    (tmp_path / "cl.xyz").write_text("garbage\n")
+    with pytest.raises(ValueError, match=r"ASE cannot read it .* picked automatically from .*cl.xyz, beside"):
+        default_structures(tmp_path / "model", {}, limit=1)
+    assert [s.name for s in default_structures(tmp_path / "empty" / "ckpt", {}, limit=1, max_atomic_number=8)] == [
+        "ethanol_gfn2.npz[0]"]
+    with pytest.raises(ValueError, match=r"element\(s\) O \(Z=8\).* picked automatically from .*ethanol_gfn2.npz, "
+                                         r"the bundled example dataset"):
+        default_structures(tmp_path / "empty" / "ckpt", {}, limit=1, max_atomic_number=6)

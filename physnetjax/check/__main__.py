@@ -79,7 +79,8 @@ def main(argv=None) -> int:
     if args.geometry:
         structures = [s for path in args.geometry for s in read_structures(path, settings.max_structures)]
     else:
-        structures = default_structures(Path(args.checkpoint), metadata, settings.max_structures)
+        structures = default_structures(Path(args.checkpoint), metadata, settings.max_structures,
+                                        model.max_atomic_number)
     report = check_model(model, params, structures, groups=args.only, settings=settings,
                          checkpoint=str(Path(args.checkpoint).resolve()),
                          trained_elements=trained_elements_of(metadata),

@@ -13,6 +13,8 @@ Order of the defaults (:func:`default_structures`):
 
 The first ``max_structures`` frames of the chosen file are used. Falling back to 4 or 5
 (frames not of the model's own system) is logged as a warning naming the frames used.
+A chosen file that cannot be read, or whose frames the model cannot evaluate, is an error
+that says the file was picked automatically and suggests ``--geometry``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 from physnetjax.check.evaluate import Structure
 from physnetjax.checkpoint.report import read_geometries
 from physnetjax.data.dataset import bundled_dataset_path
-from physnetjax.errors import PhysNetInputWarning
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.validation import atoms_total_charge
 
 logger = logging.getLogger(__name__)
@@ -94,30 +96,64 @@ def read_structures(path, limit: int | None = None) -> list[Structure]:
     return structures[:limit]
 
 
-def default_structures(checkpoint: Path | None, metadata: dict | None, limit: int) -> list[Structure]:
-    """The structures to check when none are given (order in the module docstring)."""
-    candidates: list[Path] = []
+def default_structures(checkpoint: Path | None, metadata: dict | None, limit: int,
+                       max_atomic_number: int | None = None) -> list[Structure]:
+    """The structures to check when none are given (order in the module docstring).
+
+    Args:
+      checkpoint: the checkpoint directory (its directory and parent are searched).
+      metadata: its metadata (``metadata["data"]``: training data files).
+      limit: frames taken from the chosen file.
+      max_atomic_number: the model's; when given, the frames are validated for it here
+        (:func:`physnetjax.check.runner.as_structure`; warnings are left to the check itself).
+
+    Raises:
+      PhysNetInputError: the chosen file cannot be read or (with ``max_atomic_number``) holds a
+        frame the model cannot evaluate; the message says the file was picked automatically
+        (the user never named it) and suggests ``--geometry``.
+    """
+    candidates: list[tuple[Path, str]] = []  # (file, where it is)
     if checkpoint is not None:
         checkpoint = Path(checkpoint).resolve()
-        candidates += [checkpoint / GEOMETRY_FILE, checkpoint.parent / GEOMETRY_FILE]
+        candidates += [(checkpoint / GEOMETRY_FILE, "stored with the checkpoint"),
+                       (checkpoint.parent / GEOMETRY_FILE, "beside the checkpoint")]
     data = (metadata or {}).get("data")
     training = "no training data file in the metadata"
     if isinstance(data, Sequence) and not isinstance(data, str) and data:
-        candidates.append(Path(data[0]))
+        candidates.append((Path(data[0]), "the training data named in the checkpoint metadata"))
         training = f"training data {data[0]} not found"
     if checkpoint is not None:
-        candidates += sorted(checkpoint.parent.glob("*.xyz"))[:1]
-    for path in candidates:
+        candidates += [(path, "beside the checkpoint") for path in sorted(checkpoint.parent.glob("*.xyz"))[:1]]
+    for path, where in candidates:
         if path.is_file():
             logger.info("checking frames of %s", path)
-            return read_structures(path, limit)
+            return _picked(path, lambda: read_structures(path, limit), where, max_atomic_number)
     bundled = bundled_dataset_path()
     if bundled.is_file():
-        structures = read_structures(bundled, limit)
+        structures = _picked(bundled, lambda: read_structures(bundled, limit), "the bundled example dataset",
+                             max_atomic_number)
         logger.warning("no frames of this model's own system found (no %s, %s, no .xyz beside the checkpoint); "
                        "checking %d frame(s) of the bundled dataset %s instead (pass --geometry)",
                        GEOMETRY_FILE, training, len(structures), bundled)
         return structures
     logger.warning("no frames of this model's own system found; checking the built-in ethanol geometry instead "
                    "(pass --geometry)")
-    return [ETHANOL]
+    return _picked("built-in ethanol", lambda: [ETHANOL], "the built-in fallback", max_atomic_number)
+
+
+def _picked(source, read, where: str, max_atomic_number: int | None) -> list[Structure]:
+    """``read()``'s structures, validated for the model; an error names ``source`` as picked automatically."""
+    from physnetjax.check.runner import as_structure
+
+    try:
+        structures = read()
+        if max_atomic_number is not None:
+            with warnings.catch_warnings():  # the check warns about them itself, once
+                warnings.simplefilter("ignore", PhysNetInputWarning)
+                for k, structure in enumerate(structures):
+                    as_structure(structure, k, max_atomic_number)
+    except ValueError as error:
+        raise PhysNetInputError(
+            f"{error} (no --geometry was given, so the frames were picked automatically from {source}, {where}; "
+            "pass --geometry FILE with frames of this model's own system)") from error
+    return structures
