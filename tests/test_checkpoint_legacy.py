@@ -12,7 +12,9 @@ raw ``params``; ``charges`` are the original's (uncorrected) charges with the ra
 that same graph.
 """
 
+import logging
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -222,3 +224,38 @@ def test_corrupted_legacy_checkpoint(damage, tmp_path):
         victim.write_bytes(victim.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="corrupted or unreadable"):
         load_checkpoint(epoch)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("damage, cause", [
+    ("truncate _METADATA", r"_METADATA \(5000 bytes\), the index of the saved arrays, is not valid JSON \(Unterminated "
+                           r"string .*\): the file is truncated or overwritten"),
+    ("empty _METADATA", r"_METADATA \(0 bytes\), the index of the saved arrays, is not valid JSON"),
+    ("list _METADATA", r"_METADATA, the index of the saved arrays, has no tree_metadata: the file is overwritten"),
+    ("truncate manifest.ocdbt", r"DATA_LOSS: .*manifest.ocdbt\": Error decoding manifest: Length in header \(116\) "
+                                r"does not match actual length \(50\); at byte 12 \(a file of the checkpoint is "
+                                r"truncated, missing or overwritten: copy the checkpoint again from where it was "
+                                r"saved\)$"),
+])
+def test_damaged_legacy_index_names_the_file_without_orbax_noise(damage, cause, tmp_path, caplog):
+    """A damaged _METADATA or manifest read as "'NoneType' object has no attribute 'tree'" after an absl WARNING
+    (orbax logs its own error and returns no metadata) and, for the manifest, asyncio tracebacks."""
+    epoch = shutil.copytree(LEGACY / "A" / "epoch-30", tmp_path / "epoch-30")
+    action, name = damage.split()
+    file = epoch / name
+    file.chmod(0o644)
+    file.write_bytes({"truncate": file.read_bytes()[:5000 if name == "_METADATA" else 50], "empty": b"",
+                      "list": b"[1, 2]"}[action])
+    with caplog.at_level("DEBUG"):
+        with pytest.raises(CheckpointError) as raised:
+            read_legacy(epoch)
+        # orbax's other failed reads of the manifest log this when their tasks are collected (often at exit)
+        for where in (epoch, tmp_path / "elsewhere") if name == "manifest.ocdbt" else ():
+            logging.getLogger("asyncio").error("Task exception was never retrieved\nfuture: <Task ... local file "
+                                               "\"%s/\"')>", where)
+    message = str(raised.value)
+    assert message.startswith(f"legacy checkpoint {epoch} is corrupted or unreadable: ")
+    assert re.search(cause, message) and "tensorstore_spec" not in message and "NoneType" not in message
+    noise = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert noise == ([] if name == "_METADATA" else [noise[-1]]), caplog.text
+    assert name == "_METADATA" or str(tmp_path / "elsewhere") in noise[-1]

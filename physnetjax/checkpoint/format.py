@@ -42,6 +42,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -142,11 +143,21 @@ def _write_tree(directory: Path, tree) -> None:
         checkpointer.save(directory, _storable(tree))
 
 
+TREE_INDEX = "_METADATA"
+"""Orbax's index of a PyTree checkpoint (JSON: every saved array's path and type)."""
+
+
 def read_tree(directory: Path):
     """Raw restore of an orbax PyTree checkpoint: nested dicts of NumPy arrays and scalars.
 
     Restoring as NumPy (not as sharded jax.Arrays) makes a checkpoint written on a
     GPU readable on a CPU-only machine.
+
+    Raises:
+      ValueError: a damaged checkpoint, with the cause: ``_METADATA`` that is not the JSON
+        orbax writes (truncated or overwritten), or tensorstore's error reading the arrays
+        (naming the file or array; its long JSON spec left out). Orbax's own log lines about
+        the failure (a warning, unretrieved asyncio tasks) are kept off the terminal.
     """
 
     def restore_args(meta):
@@ -156,10 +167,67 @@ def read_tree(directory: Path):
             return ocp.RestoreArgs(restore_type=np.ndarray)
         return ocp.RestoreArgs()
 
-    with ocp.PyTreeCheckpointer() as checkpointer:
-        tree = checkpointer.metadata(directory).item_metadata.tree
-        args = jax.tree_util.tree_map(restore_args, tree, is_leaf=lambda x: x is None)
-        return checkpointer.restore(directory, args=ocp.args.PyTreeRestore(restore_args=args))
+    _check_tree_index(directory)
+    try:
+        with ocp.PyTreeCheckpointer() as checkpointer:
+            # The handler's metadata raises the real error; the checkpointer's logs it and returns None.
+            tree = _item_metadata(directory).tree
+            args = jax.tree_util.tree_map(restore_args, tree, is_leaf=lambda x: x is None)
+            return checkpointer.restore(directory, args=ocp.args.PyTreeRestore(restore_args=args))
+    except ValueError as error:
+        message = _tensorstore_message(error)
+        if re.match(r"[A-Z_]+: ", message):  # tensorstore's status (DATA_LOSS, OUT_OF_RANGE, ...): damaged files
+            message += (" (a file of the checkpoint is truncated, missing or overwritten: copy the checkpoint again "
+                        "from where it was saved)")
+        raise ValueError(message) from error
+
+
+def _check_tree_index(directory: Path) -> None:
+    """Raise ValueError naming ``_METADATA`` when it is not a JSON object with ``tree_metadata``."""
+    index = directory / TREE_INDEX
+    if not index.is_file():
+        return  # orbax says what is missing
+    try:
+        tree_index = json.loads(index.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{index} ({index.stat().st_size} bytes), the index of the saved arrays, is not valid JSON "
+                         f"({error}): the file is truncated or overwritten") from None
+    if not isinstance(tree_index, dict) or not isinstance(tree_index.get("tree_metadata"), dict):
+        raise ValueError(f"{index}, the index of the saved arrays, has no tree_metadata: the file is overwritten")
+
+
+def _item_metadata(directory: Path):
+    """Orbax's tree metadata of ``directory`` (the handler's: it raises the real error).
+
+    When it fails, orbax's other failed reads of the same files are left as asyncio tasks
+    whose errors asyncio logs with a traceback each when they are collected (often at exit):
+    :class:`_UnretrievedTasksOf` keeps those of ``directory`` off the log, its error being raised.
+    """
+    handler = ocp.PyTreeCheckpointHandler()
+    try:
+        return handler.metadata(directory)
+    except ValueError:
+        logging.getLogger("asyncio").addFilter(_UnretrievedTasksOf(directory))
+        raise
+    finally:
+        handler.close()
+
+
+class _UnretrievedTasksOf(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" records of reads of one directory."""
+
+    def __init__(self, directory: Path):
+        super().__init__()
+        self.directory = str(directory)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Task exception was never retrieved") and self.directory in message)
+
+
+def _tensorstore_message(error: BaseException) -> str:
+    """Tensorstore's message without its ``[tensorstore_spec='...']`` (a page of JSON)."""
+    return re.sub(r"\s*\[tensorstore_spec=.*\Z", "", str(error), flags=re.DOTALL)
 
 
 # -- integrity -------------------------------------------------------------------------
