@@ -35,12 +35,14 @@ cannot raise, so out-of-range indices would be clamped by XLA — use the builde
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import e3x
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from physnetjax.message_pass import SparseMessagePass, edge_basis_factors
 from physnetjax.model_dispersion import DispersionParameters, check_dispersion_settings, dispersion_per_molecule
@@ -66,6 +68,68 @@ ZBL_CUTOFF_DEFAULT = 2.0
 Checkpoints written before this default store ``zbl_cutoff: null`` (= the model cutoff),
 which keeps that meaning; migrated legacy models store their cutoff explicitly; the
 legacy class :class:`EF` keeps ``None``."""
+
+
+_INTEGER_FIELDS = ("features", "max_degree", "num_iterations", "num_basis_functions", "max_atomic_number", "n_res",
+                   "correlation")
+_OPTIONAL_INTEGER_FIELDS = ("edge_chunk_size", "radial_mlp", "message_degree")
+_DISTANCE_FIELDS = ("cutoff", "dispersion_cutoff")
+_OPTIONAL_DISTANCE_FIELDS = ("coulomb_sr_cutoff", "coulomb_lr_cutoff", "zbl_cutoff")
+_BOOL_FIELDS = ("charges", "zbl", "efa", "use_energy_bias", "dispersion_three_body", "dispersion_trainable")
+
+
+def _received(value) -> str:
+    return f"received {value!r} ({type(value).__name__})"
+
+
+def check_field_types(model) -> None:
+    """Raise ValueError naming the first hyperparameter of ``model`` with a wrong type, or a value no model can use.
+
+    Integers (``features``, ``n_res``, …) must be integers, distances (``cutoff`` and the other
+    ``*_cutoff`` fields, Å) and ``total_charge`` (e) real numbers, the switches (``charges``,
+    ``zbl``, …) booleans. A bool is no number here (``cutoff=True`` would be 1 Å), and no
+    string converts ("6" is refused). Ranges checked here (the others in
+    :meth:`PhysNet.check_configuration`): ``max_atomic_number`` >= 1, the optional cutoffs
+    None or > 0 and finite, ``total_charge`` finite.
+    """
+    def is_bool(value) -> bool:
+        return isinstance(value, (bool, np.bool_))
+
+    def is_real(value) -> bool:
+        return isinstance(value, numbers.Real) and not is_bool(value)
+
+    for name in _INTEGER_FIELDS + _OPTIONAL_INTEGER_FIELDS:
+        value = getattr(model, name)
+        if not (value is None and name in _OPTIONAL_INTEGER_FIELDS) and (
+                not isinstance(value, numbers.Integral) or is_bool(value)):
+            optional = " or None" if name in _OPTIONAL_INTEGER_FIELDS else ""
+            raise ValueError(f"{name} must be an integer{optional}, {_received(value)}")
+    for name in _DISTANCE_FIELDS + _OPTIONAL_DISTANCE_FIELDS + ("total_charge",):
+        value = getattr(model, name)
+        if not (value is None and name in _OPTIONAL_DISTANCE_FIELDS) and not is_real(value):
+            what = "a charge in e" if name == "total_charge" else "a distance in Å"
+            optional = " or None" if name in _OPTIONAL_DISTANCE_FIELDS else ""
+            raise ValueError(f"{name} must be a real number ({what}){optional}, {_received(value)}")
+    for name in _BOOL_FIELDS:
+        value = getattr(model, name)
+        if not is_bool(value):
+            raise ValueError(f"{name} must be True or False, {_received(value)}")
+    if not isinstance(model.dispersion_functional, str):
+        raise ValueError(f"dispersion_functional must be a functional's name (str), "
+                         f"{_received(model.dispersion_functional)}")
+    energies = model.element_energies
+    if energies is not None and not (isinstance(energies, (tuple, list, np.ndarray))
+                                     and all(is_real(v) and math.isfinite(v) for v in np.ravel(energies))):
+        raise ValueError("element_energies must be None or a sequence of finite energies in eV, one per element "
+                         f"Z = 0..max_atomic_number, {_received(energies)[:200]}")
+    if model.max_atomic_number < 1:
+        raise ValueError(f"max_atomic_number must be at least 1, received {model.max_atomic_number}")
+    for name in _OPTIONAL_DISTANCE_FIELDS:
+        value = getattr(model, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be None or larger than 0 and finite (Å), received {value}")
+    if not math.isfinite(model.total_charge):
+        raise ValueError(f"total_charge must be finite, received {model.total_charge}")
 
 
 class ZBLParameters(nn.Module):
@@ -197,6 +261,7 @@ class PhysNet(nn.Module):
 
     def check_configuration(self):
         """Raise ValueError (NotImplementedError for unsupported options) naming any inconsistent setting."""
+        check_field_types(self)
         if self.efa:
             raise NotImplementedError(
                 "efa=True (Euclidean fast attention) is not supported by physnetjax"

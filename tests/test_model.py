@@ -334,6 +334,30 @@ def test_unsupported_options_raise(kwargs, error, match):
         init_params(model)
 
 
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(dispersion_cutoff="15"), r"dispersion_cutoff must be a real number \(a distance in Å\), received .15."),
+    (dict(cutoff=True), r"cutoff must be a real number \(a distance in Å\), received True \(bool\)"),
+    (dict(features=8.5), r"features must be an integer, received 8.5 \(float\)"),
+    (dict(num_iterations=True), r"num_iterations must be an integer, received True \(bool\)"),
+    (dict(edge_chunk_size="64"), r"edge_chunk_size must be an integer or None, received '64' \(str\)"),
+    (dict(zbl="False"), r"zbl must be True or False, received 'False' \(str\)"),
+    (dict(charges=1), r"charges must be True or False, received 1 \(int\)"),
+    (dict(total_charge=float("nan")), r"total_charge must be finite, received nan"),
+    (dict(coulomb_lr_cutoff="10"), r"coulomb_lr_cutoff must be a real number \(a distance in Å\) or None"),
+    (dict(zbl_cutoff=-1.0), r"zbl_cutoff must be None or larger than 0 and finite \(Å\), received -1.0"),
+    (dict(max_atomic_number=0), r"max_atomic_number must be at least 1, received 0"),
+    (dict(dispersion_functional=3), r"dispersion_functional must be a functional's name \(str\), received 3"),
+    (dict(element_energies=(0.0, "1")), r"element_energies must be None or a sequence of finite energies in eV"),
+])
+def test_hyperparameters_of_a_wrong_type_are_named(kwargs, match):
+    """A string or bool hyperparameter gave a raw TypeError ('>' not supported ...) or was taken as a number
+    (cutoff=True: 1 Å; zbl="False": on)."""
+    with pytest.raises(ValueError, match=match):
+        PhysNet(**{**dict(features=8, max_degree=1, num_iterations=1, n_res=1), **kwargs}).check_configuration()
+    PhysNet(features=np.int64(8), cutoff=np.float32(5.0), total_charge=1, charges=np.bool_(True),
+            max_atomic_number=np.int32(9)).check_configuration()  # NumPy scalars and an int charge are numbers
+
+
 @pytest.mark.parametrize("z,r,match", [
     (np.array([1, 1]), np.zeros((3, 3)), r"positions must have shape \(n, 3\)"),
     (np.array([[1, 1]]), np.zeros((2, 3)), r"atomic_numbers must have shape \(n,\)"),
