@@ -45,7 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.message_pass import SparseMessagePass, edge_basis_factors
-from physnetjax.model_dispersion import DispersionParameters, check_dispersion_settings, dispersion_per_molecule
+from physnetjax.model_dispersion import (DISPERSION_CUTOFF_DEFAULT, DispersionParameters, check_dispersion_settings,
+                                         dispersion_per_molecule)
 from physnetjax.neighbors.checks import check_all_pairs, check_full_list, is_traced
 from physnetjax.neighbors.halves import check_pair_halves
 from physnetjax.physics.charges import corrected_charges, dipole_moments
@@ -253,7 +254,7 @@ class PhysNet(nn.Module):
     dispersion: str | None = None
     dispersion_functional: str = "pbe0"
     dispersion_three_body: bool = False
-    dispersion_cutoff: float = 15.0
+    dispersion_cutoff: float = DISPERSION_CUTOFF_DEFAULT
     dispersion_trainable: bool = False
     correlation: int = 1
     radial_mlp: int | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +15,7 @@ from ase.build import molecule
 from physnetjax import PhysNet, PhysNetCalculator, init_params, load_checkpoint, predict, save_checkpoint
 from physnetjax import with_dispersion
 from physnetjax.check import CheckSettings, Structure, check_model
+from physnetjax.errors import PhysNetInputWarning
 from physnetjax.neighbors import model_pair_cutoff
 from physnetjax.physics.dispersion import d3_bj_parameters
 from physnetjax.units import BOHR, HARTREE
@@ -104,6 +106,22 @@ def test_invalid_settings_are_refused():
     model = PhysNet(dispersion="d3bj", **SMALL)
     with pytest.raises(ValueError, match="Z = \\[95\\]"):
         predict(model.clone(max_atomic_number=118), None, [1, 95], [[0.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+
+
+def test_a_dispersion_cutoff_far_below_what_d3_needs_warns_with_its_cost():
+    """dispersion_cutoff=0.001 gave a dispersion energy of exactly 0 without a word."""
+    with pytest.warns(PhysNetInputWarning, match=r"dispersion_cutoff = 0.001 Å is below 7.5 Å, half the default "
+                                                 r"15 Å \(the reference s-dftd3 sums D3 pairs to 31.75 Å\).* even "
+                                                 r"within one molecule .*; use dispersion_cutoff >= 7.5 Å"):
+        PhysNet(**SMALL, dispersion="d3bj", dispersion_cutoff=0.001).check_configuration()
+    with pytest.warns(PhysNetInputWarning, match=r"dispersion_cutoff = 5 Å .* \(switched off from 4 Å\), in liquid "
+                                                 r"ethanol .* leaves out 4 / 10 / 21 % of the dispersion energy"):
+        with_dispersion(PhysNet(**SMALL), cutoff=5.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PhysNetInputWarning)
+        for cutoff in (7.5, 15.0):
+            PhysNet(**SMALL, dispersion="d3bj", dispersion_cutoff=cutoff).check_configuration()
+        PhysNet(**SMALL, dispersion_cutoff=1.0).check_configuration()  # no dispersion term: nothing is cut
 
 
 def test_functional_names_and_cutoffs_that_are_not_what_they_seem_are_refused_clearly():
