@@ -5,6 +5,7 @@ frame for frame, and a GFN2-xTB (tblite) run."""
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import ase
@@ -165,6 +166,18 @@ def test_run_directory_with_other_settings_is_refused(stub_data, tmp_path):
     write_state(tmp_path, config.to_dict(), [])
     with pytest.raises(PhysNetInputError, match=r"other settings \['select'\]"):
         run_learning(tiny_config(directory, tmp_path, select=4), label)
+
+
+def test_resuming_with_fewer_rounds_than_finished_is_refused(stub_data, tmp_path):
+    """--rounds 1 on a run with 3 finished rounds rewrote report.json with rounds 0..1 only, without a word."""
+    directory, label = stub_data
+    write_state(tmp_path, tiny_config(directory, tmp_path, rounds=3).to_dict(), [{}, {}, {}, {}])
+    with pytest.raises(PhysNetInputError, match=rf"^{re.escape(str(tmp_path))} has finished 3 round\(s\) after the "
+                                                r"initial training \(rounds 0..3\); resuming it with rounds = 1 "
+                                                r"\(--rounds\) would leave the last 2 out of its report: pass "
+                                                r"--rounds 3 to rewrite the report, or more to add rounds$"):
+        run_learning(tiny_config(directory, tmp_path, rounds=1), label)
+    assert not (tmp_path / "report.json").exists()
 
 
 def test_a_run_resumes_whatever_its_directory_is_called(stub_data, tmp_path):

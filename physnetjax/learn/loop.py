@@ -56,7 +56,8 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
 
     Raises:
       PhysNetInputError: ``config.out`` holds a run with other settings (only
-        :data:`~physnetjax.learn.config.RESUME_CHANGES` may change).
+        :data:`~physnetjax.learn.config.RESUME_CHANGES` may change), or one that has
+        finished more rounds than ``config.rounds`` (its report would lose them).
     """
     run_dir = Path(config.out)
     state = read_state(run_dir)
@@ -67,6 +68,12 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
         if changed:
             raise PhysNetInputError(f"{run_dir} holds a run with other settings {changed}; only {list(RESUME_CHANGES)} "
                                     "may change when resuming: pick another --out")
+        finished = len(state["rounds"]) - 1  # acquisition rounds done after round 0
+        if config.rounds < finished:
+            raise PhysNetInputError(
+                f"{run_dir} has finished {finished} round(s) after the initial training (rounds 0..{finished}); "
+                f"resuming it with rounds = {config.rounds} (--rounds) would leave the last {finished - config.rounds} "
+                f"out of its report: pass --rounds {finished} to rewrite the report, or more to add rounds")
     label = labeller if labeller is not None else xtb_labeller(config.labeller, config.charge)  # tblite present?
     if state is not None:
         rounds = state["rounds"]
