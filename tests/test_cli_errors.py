@@ -270,6 +270,18 @@ def test_generate_cli_checks_out_before_labelling(tmp_path, capsys):
     assert "no_dir does not exist" in one_line_error(capsys, "data.generate")
     assert generate_main(["--out", str(tmp_path / "d.txt")]) == 2  # numpy would write d.txt.npz
     assert "give a path ending in .npz" in one_line_error(capsys, "data.generate")
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("--friction", "-1", "--friction must be finite and > 0 1/fs, received -1.0"),  # main: internal error (sygvd)
+    ("--friction", "nan", "--friction must be finite and > 0 1/fs, received nan"),  # main: internal error (sygvd)
+    # main: a data set of total charge 0.5 e
+    ("--charge", "0.5", "--charge must be a whole number of e (the molecule's total charge), received 0.5"),
+])
+def test_generate_cli_refuses_bad_numbers_before_labelling(tmp_path, capsys, option, value, message):
+    assert generate_main(["--molecule", "H2O", "--frames", "2", "--out", str(tmp_path / "d.npz"), option, value]) == 2
+    assert message in one_line_error(capsys, "data.generate")
+    assert not (tmp_path / "d.npz").exists()
     assert list(tmp_path.iterdir()) == []
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -262,6 +263,10 @@ def main(argv=None) -> int:
         raise ValueError("--frames and --stride must be >= 1, --equilibration-steps >= 0 and --timestep > 0")
     if not args.temperature > 0:
         raise ValueError(f"--temperature must be > 0 K, received {args.temperature}")
+    if not (math.isfinite(args.friction) and args.friction > 0):
+        raise ValueError(f"--friction must be finite and > 0 1/fs, received {args.friction}")
+    if not (math.isfinite(args.charge) and args.charge == round(args.charge)):
+        raise ValueError(f"--charge must be a whole number of e (the molecule's total charge), received {args.charge}")
     data = generate(
         args.molecule, args.frames, args.stride, args.temperature, args.timestep, args.friction,
         args.equilibration_steps, args.method, args.charge, args.seed, args.sampling,
