@@ -272,6 +272,16 @@ def test_generate_cli_checks_out_before_labelling(tmp_path, capsys):
     assert "give a path ending in .npz" in one_line_error(capsys, "data.generate")
 
 
+def test_generate_cli_refuses_md_options_with_normal_mode_sampling(tmp_path, capsys):
+    """--sampling normal-modes --timestep 1 --friction 0.1 ran without a word about the ignored MD options."""
+    out = str(tmp_path / "d.npz")
+    assert generate_main(["--sampling", "normal-modes", "--timestep", "1", "--friction", "0.1", "--out", out]) == 2
+    assert one_line_error(capsys, "data.generate").endswith(
+        "error: --sampling normal-modes does not use --timestep, --friction (Langevin MD only): remove them or "
+        "choose --sampling md")
+    assert not (tmp_path / "d.npz").exists()
+
+
 @pytest.mark.parametrize("option,value,message", [
     ("--friction", "-1", "--friction must be finite and > 0 1/fs, received -1.0"),  # main: internal error (sygvd)
     ("--friction", "nan", "--friction must be finite and > 0 1/fs, received nan"),  # main: internal error (sygvd)

@@ -43,9 +43,11 @@ from pathlib import Path
 
 import numpy as np
 
+from physnetjax.cli_config import given_options
 from physnetjax.cli_errors import cli_main
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.data.normal_modes import normal_mode_displacements
+from physnetjax.errors import PhysNetInputError
 from physnetjax.validation import check_output_path
 
 logger = logging.getLogger(__name__)
@@ -257,6 +259,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s", force=True)
     check_output_path(args.out, overwrite=True, what="--out")
+    md_only = [f"--{dest.replace('_', '-')}" for dest in ("stride", "timestep", "friction", "equilibration_steps")
+               if dest in given_options(parser, argv)]
+    if args.sampling != "md" and md_only:
+        raise PhysNetInputError(f"--sampling {args.sampling} does not use {', '.join(md_only)} (Langevin MD only): "
+                                "remove them or choose --sampling md")
     if Path(args.out).suffix != ".npz":
         raise ValueError(f"--out {args.out}: the dataset is a .npz file; give a path ending in .npz")
     if args.frames < 1 or args.stride < 1 or args.equilibration_steps < 0 or not args.timestep > 0:
