@@ -116,7 +116,8 @@ def test_a_file_given_twice_is_named(tmp_path, raw, monkeypatch):
     path = write(tmp_path, raw)
     monkeypatch.chdir(tmp_path)
     with pytest.warns(UserWarning, match=rf"\./{path.name} is given twice \(also as {re.escape(str(path))}\): each of "
-                                         "its frames is read twice"):
+                                         "its frames is read twice, so it counts double \\(in averages, fits and "
+                                         "calibrations; in training"):
         data = load_dataset([path, f"./{path.name}"])
     assert len(data) == 2 * len(raw["E"])
 

@@ -356,8 +356,9 @@ def load_dataset(paths, *, energy_unit: str = "eV", force_unit: Optional[str] = 
             raise DataFileNotFoundError(f"{p}: no such file", p)
         first = seen.setdefault(Path(p).resolve(), p)
         if first is not p:
-            warnings.warn(f"{p} is given twice (also as {first}): each of its frames is read twice, so it weighs "
-                          "double and may land in both the training and the test split; give each file once",
+            warnings.warn(f"{p} is given twice (also as {first}): each of its frames is read twice, so it counts "
+                          "double (in averages, fits and calibrations; in training it may also land in both the "
+                          "training and the test split); give each file once",
                           PhysNetInputWarning, stacklevel=2)
         loader = load_npz if str(p).endswith(".npz") else load_ase
         parts.append(loader(p, energy_unit=energy_unit, force_unit=force_unit, dipole_unit=dipole_unit))
