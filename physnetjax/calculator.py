@@ -186,8 +186,8 @@ class PhysNetCalculator(Calculator):
                                   total_charge=total_charge, cell=cell, pbc=pbc,
                                   trained_elements=self.trained_elements)
         check_charge_model(self.model, total_charge, self.trained_charges)
-        if self.element_energies_fit is not None and formula(z) not in self._judged_formulas:
-            self._judged_formulas.add(formula(z))
+        if self.element_energies_fit is not None and (name := formula(z)) not in self._judged_formulas:
+            self._judged_formulas.add(name)
             check_reference_compositions(z[None], [z.shape[0]], self.element_energies_fit,
                                          consequence="the energy returned includes it")
         if getattr(self.model, "dispersion", None) is not None:

@@ -575,12 +575,13 @@ def check_dataset_charges(total_charges, trained_charges: Optional[Iterable[floa
     ``total_charges`` (M,) e per frame; the warning names the charges and how many frames
     have them. ``trained_charges`` None (unknown) skips the check.
     """
-    unseen = untrained_charges(total_charges, trained_charges)
-    if unseen:
-        q = np.asarray(total_charges, dtype=np.float64).ravel()
-        trained = np.asarray(list(trained_charges), dtype=np.float64)
-        far = (np.abs(q[:, None] - trained[None, :]) > CHARGE_MATCH_TOLERANCE).all(axis=1)
-        frames = np.nonzero(far)[0]
+    if trained_charges is None:
+        return
+    q = np.asarray(total_charges, dtype=np.float64).ravel()
+    trained = np.asarray(list(trained_charges), dtype=np.float64)
+    frames = np.nonzero((np.abs(q[:, None] - trained[None, :]) > CHARGE_MATCH_TOLERANCE).all(axis=1))[0]
+    if frames.size:
+        unseen = distinct_charges(q[frames])
         warnings.warn(
             f"{_prefix(where)}total charge(s) {_charges_text(unseen)} e (in {len(frames)} of {len(q)} frames, first "
             f"frame {frames[0]}) never occurred in this model's training data (trained on total charge "

@@ -187,8 +187,8 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
                                          if not any(untrained_charges([q], other) for other in charges[1:])]
     if all(source["metadata"].get(ELEMENT_ENERGIES_FIT_KEY, "unknown") is None for source in sources):
         metadata[ELEMENT_ENERGIES_FIT_KEY] = None  # all trained without energies, as eval then says
-    elif _common_reference_fit(fits) is not None:
-        metadata[ELEMENT_ENERGIES_FIT_KEY] = _common_reference_fit(fits)
+    elif (common := _common_reference_fit(fits)) is not None:
+        metadata[ELEMENT_ENERGIES_FIT_KEY] = common
     target = save_checkpoint(out, ensemble, stack_members(members), metadata, overwrite=overwrite)
     logger.info("ensemble of %d members from %d checkpoint(s) written to %s", len(members), len(paths), target)
     return target

@@ -176,6 +176,12 @@ def _compiled(model, config: TrainConfig, steps_per_epoch: int, shapes) -> tuple
     return _COMPILED[key]
 
 
+def edited_settings(mine: dict, recorded: dict, *, names: set, skipped: set) -> list[str]:
+    """``"name = value (the checkpoint's: value)"`` for each of ``names`` (not ``skipped``) where the two differ."""
+    return [f"{name} = {json.dumps(mine.get(name))} (the checkpoint's: {json.dumps(recorded.get(name))})"
+            for name in sorted(names - skipped) if mine.get(name) != recorded.get(name)]
+
+
 class Trainer:
     """One run: holds data, model, compiled steps and host state; :meth:`run` trains.
 
@@ -331,9 +337,7 @@ class Trainer:
         saved = saved.get("member", saved)
         defaults = {**PhysNet().config(), "zbl_cutoff": None}  # as PhysNet.from_config reads a dict without them
         mine, theirs = {**defaults, **architecture}, {**defaults, **saved}
-        changed = [f"{name} = {json.dumps(mine.get(name))} (the checkpoint's: {json.dumps(theirs.get(name))})"
-                   for name in sorted(set(mine) | set(theirs))
-                   if name != "element_energies" and mine.get(name) != theirs.get(name)]
+        changed = edited_settings(mine, theirs, names=set(mine) | set(theirs), skipped={"element_energies"})
         if changed:
             raise PhysNetInputError(
                 f"{model_path} does not describe the model of the run's checkpoint {os.path.realpath(latest)}: "
@@ -416,8 +420,7 @@ class Trainer:
             return
         mine = self.config.to_dict()
         skipped = {*RESUME_OVERRIDES, "out", "data", "init_from", "split_file"}
-        changed = [f"{name} = {json.dumps(mine[name])} (the checkpoint's: {json.dumps(recorded[name])})"
-                   for name in sorted(set(mine) & set(recorded) - skipped) if mine[name] != recorded[name]]
+        changed = edited_settings(mine, recorded, names=set(mine) & set(recorded), skipped=skipped)
         if changed:
             raise PhysNetInputError(
                 f"{self.run_dir / 'config.json'} does not hold the settings the run's checkpoint "
