@@ -22,6 +22,7 @@ from physnetjax.neighbors import (
 )
 from physnetjax.predict import init_params, jitted_apply, predict, predict_periodic
 from physnetjax.calculator import PhysNetCalculator
+from physnetjax.training_record import TrainingRecord
 
 __version__ = "0.1.0"
 
@@ -35,6 +36,7 @@ __all__ = [
     "PhysNetInputError",
     "PhysNetInputWarning",
     "RunStoppedError",
+    "TrainingRecord",
     "PhysNet",
     "PhysNetCalculator",
     "PhysNetEnsemble",

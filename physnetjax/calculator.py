@@ -39,9 +39,8 @@ from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round
 from physnetjax.neighbors.triplets import count_triplets
 from physnetjax.physics.dispersion import check_d3_elements
 from physnetjax.predict import check_dtype, jitted_apply, require_finite, spread_of
-from physnetjax.validation import (atoms_total_charge, check_charge_model, check_reference_compositions,
-                                   element_energies_fit_of, formula, neighbor_box, trained_charges_of,
-                                   trained_elements_of, validate_structure)
+from physnetjax.training_record import TrainingRecord
+from physnetjax.validation import atoms_total_charge, formula, neighbor_box, validate_structure
 
 logger = logging.getLogger(__name__)
 
@@ -68,16 +67,11 @@ class PhysNetCalculator(Calculator):
         a Q outside the training data's (or Q ≠ 0 for a model without charges when that
         is unknown) gives a :class:`~physnetjax.validation.PhysNetInputWarning`.
       atom_bucket, edge_bucket: padding multiples for atoms and edges/pairs.
-      trained_elements: elements of the training data; others give a
-        :class:`~physnetjax.validation.PhysNetInputWarning` (default: the record in the
-        checkpoint's metadata, if any).
-      trained_charges: total charges (e) of the training data; another Q gives a
-        :class:`~physnetjax.validation.PhysNetInputWarning` (default: the checkpoint's record).
-      element_energies_fit: the trainer's record of its element reference energies
-        (default: the checkpoint's metadata, if any); a composition outside the span of the
-        training compositions gives a :class:`~physnetjax.validation.PhysNetInputWarning`
-        (once per composition): its absolute energy carries an offset the data never fixed
-        (:func:`physnetjax.validation.check_reference_compositions`).
+      training_record: what the model's training data held (default: the record in the
+        checkpoint's metadata, :meth:`~physnetjax.training_record.TrainingRecord.from_metadata`;
+        none for (model, params)); elements, a total charge or a composition outside it give a
+        :class:`~physnetjax.validation.PhysNetInputWarning`, once per composition and charge
+        (:meth:`~physnetjax.training_record.TrainingRecord.check_structure`).
 
     Every structure passes :func:`physnetjax.validation.validate_structure` first
     (overlapping atoms, bad cells for the PBC, NaN positions or charge, unknown
@@ -96,9 +90,7 @@ class PhysNetCalculator(Calculator):
         total_charge: Optional[float] = None,
         atom_bucket: int = 16,
         edge_bucket: int = 256,
-        trained_elements=None,
-        trained_charges=None,
-        element_energies_fit: Optional[dict] = None,
+        training_record: Optional[TrainingRecord] = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -108,12 +100,8 @@ class PhysNetCalculator(Calculator):
             from physnetjax.checkpoint import load_checkpoint
 
             model, params, metadata = load_checkpoint(checkpoint, with_metadata=True)
-            if trained_elements is None:
-                trained_elements = trained_elements_of(metadata)
-            if trained_charges is None:
-                trained_charges = trained_charges_of(metadata)
-            if element_energies_fit is None:
-                element_energies_fit = element_energies_fit_of(metadata)
+            if training_record is None:
+                training_record = TrainingRecord.from_metadata(metadata)
         if model is None or params is None:
             raise ValueError("PhysNetCalculator needs (model, params) or checkpoint=PATH")
         self.model = model
@@ -122,10 +110,8 @@ class PhysNetCalculator(Calculator):
         self.total_charge = total_charge
         self.atom_bucket = atom_bucket
         self.edge_bucket = edge_bucket
-        self.trained_elements = trained_elements
-        self.trained_charges = trained_charges
-        self.element_energies_fit = element_energies_fit
-        self._judged_formulas: set[str] = set()
+        self.training_record = training_record or TrainingRecord()
+        self._judged_inputs: set[tuple[str, float]] = set()
         self.pair_cutoff = model_pair_cutoff(model)
         self.three_body_cutoff = model_triplet_cutoff(model)
         self.ensemble = is_ensemble(model)
@@ -183,13 +169,10 @@ class PhysNetCalculator(Calculator):
         pbc = np.asarray(atoms.pbc, dtype=bool)
         cell = np.asarray(atoms.cell.array, dtype=np.float64)
         z, r = validate_structure(atoms.numbers, atoms.positions, self.model.max_atomic_number,
-                                  total_charge=total_charge, cell=cell, pbc=pbc,
-                                  trained_elements=self.trained_elements)
-        check_charge_model(self.model, total_charge, self.trained_charges)
-        if self.element_energies_fit is not None and (name := formula(z)) not in self._judged_formulas:
-            self._judged_formulas.add(name)
-            check_reference_compositions(z[None], [z.shape[0]], self.element_energies_fit,
-                                         consequence="the energy returned includes it")
+                                  total_charge=total_charge, cell=cell, pbc=pbc)
+        if (key := (formula(z), total_charge)) not in self._judged_inputs:
+            self._judged_inputs.add(key)
+            self.training_record.check_structure(self.model, z, total_charge)
         if getattr(self.model, "dispersion", None) is not None:
             check_d3_elements(z)
         r = r.astype(np.float64)

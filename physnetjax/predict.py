@@ -12,7 +12,8 @@ from physnetjax.neighbors.batch import apply_batch, model_pair_cutoff, model_tri
 from physnetjax.neighbors.molecules import batch_molecules
 from physnetjax.neighbors.periodic import batch_periodic
 from physnetjax.physics.dispersion import check_d3_elements
-from physnetjax.validation import check_charge_model, check_reference_compositions, validate_structure
+from physnetjax.training_record import TrainingRecord
+from physnetjax.validation import validate_structure
 
 
 def predict(
@@ -22,9 +23,7 @@ def predict(
     positions,
     total_charge: float = 0.0,
     dtype: Optional[np.dtype] = None,
-    trained_elements=None,
-    trained_charges=None,
-    element_energies_fit: Optional[dict] = None,
+    training_record: Optional[TrainingRecord] = None,
 ) -> dict:
     """Energy, forces, charges and dipole of one isolated molecule, as NumPy.
 
@@ -44,14 +43,10 @@ def predict(
         :func:`physnetjax.validation.check_charge_model` for when it warns).
       dtype: float32 or float64, the dtype of the computation (default: that of
         ``positions`` if it is float64 and x64 is enabled, else float32; float64 needs x64).
-      trained_elements: elements of the training data (checkpoint metadata, see
-        :func:`physnetjax.validation.trained_elements_of`); others give a warning.
-      trained_charges: total charges (e) of the training data (checkpoint metadata, see
-        :func:`physnetjax.validation.trained_charges_of`); another ``total_charge`` warns.
-      element_energies_fit: the trainer's record of its element reference energies (checkpoint
-        metadata, see :func:`physnetjax.validation.element_energies_fit_of`); a composition outside
-        the span of the training compositions warns that its absolute energy carries an offset the
-        data never fixed (:func:`physnetjax.validation.check_reference_compositions`).
+      training_record: what the checkpoint records of its training data
+        (``TrainingRecord.from_metadata(metadata)``); elements, a total charge or a composition
+        outside it warn (:meth:`~physnetjax.training_record.TrainingRecord.check_structure`).
+        None: nothing known (only a non-zero Q given to a model without charges warns).
 
     Returns:
       dict with ``energy`` (float, eV), ``forces`` (n, 3) eV/Å, ``charges`` (n,) e or
@@ -67,11 +62,8 @@ def predict(
       ValueError: a dtype other than float32/float64, or float64 without x64 (see :func:`check_dtype`).
       FloatingPointError: the model returned NaN/Inf on a structure that passed validation.
     """
-    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
-                              trained_elements=trained_elements)
-    check_charge_model(model, total_charge, trained_charges)
-    check_reference_compositions(z[None], [z.shape[0]], element_energies_fit,
-                                 consequence="the energy returned includes it")
+    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
+    (training_record or TrainingRecord()).check_structure(model, z, total_charge)
     if getattr(model, "dispersion", None) is not None:
         check_d3_elements(z)
     if dtype is None:
@@ -99,8 +91,7 @@ def predict(
 
 
 def predict_periodic(model, params, atomic_numbers, positions, cell, total_charge: float = 0.0, dtype=None,
-                     trained_elements=None, trained_charges=None,
-                     element_energies_fit: Optional[dict] = None) -> dict:
+                     training_record: Optional[TrainingRecord] = None) -> dict:
     """Energy, forces and stress of one periodic cell, as NumPy.
 
     Args:
@@ -109,7 +100,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
       atomic_numbers: (n,) ints in [1, max_atomic_number].
       positions: (n, 3) Å.  cell: (3, 3) Å, vectors as rows.
       total_charge: e.  dtype: compute dtype, as in :func:`predict` (default float64 under x64 for float64 input).
-      trained_elements, trained_charges, element_energies_fit: as in :func:`predict`.
+      training_record: as in :func:`predict`.
 
     Returns:
       dict with ``energy`` (eV), ``forces`` (n, 3) eV/Å, ``stress`` (3, 3) eV/Å³
@@ -122,10 +113,8 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
       PhysNetInputError, FloatingPointError: as :func:`predict`; also a zero or degenerate cell.
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
-                              cell=cell, pbc=True, trained_elements=trained_elements)
-    check_charge_model(model, total_charge, trained_charges)
-    check_reference_compositions(z[None], [z.shape[0]], element_energies_fit,
-                                 consequence="the energy returned includes it")
+                              cell=cell, pbc=True)
+    (training_record or TrainingRecord()).check_structure(model, z, total_charge)
     if getattr(model, "dispersion", None) is not None:
         check_d3_elements(z)
     if dtype is None:

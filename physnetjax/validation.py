@@ -7,9 +7,7 @@ frame and values involved instead of a NaN, a wrong number or a crash in C++ cod
 * shapes (Z (n,), R (n, 3), cell (3, 3), pbc (3,)) and dtypes (integer-valued Z,
   real-valued R; no bool, complex or object arrays);
 * positions finite and within ±:data:`MAX_ABS_COORDINATE` Å;
-* atomic numbers in [1, max_atomic_number] (named by element symbol), and — when
-  the elements a model was trained on are known — a :class:`PhysNetInputWarning`
-  for elements outside them (the network has never been fitted for those);
+* atomic numbers in [1, max_atomic_number] (named by element symbol);
 * total charge finite and not above ΣZ (a charge of +ΣZ removes every electron);
 * the cell, for the periodic directions: finite vectors spanning a lattice whose
   layer spacings are at least :data:`MIN_DISTANCE_ERROR` (a zero, flat or
@@ -17,6 +15,10 @@ frame and values involved instead of a NaN, a wrong number or a crash in C++ cod
 * interatomic distances (including periodic images): below
   :data:`MIN_DISTANCE_ERROR` an error, below :data:`MIN_DISTANCE_WARNING` a
   warning (an error with ``strict=True``, as MD uses it).
+
+The checks of a structure against a model's training data (elements, total charges and
+compositions it never saw) use the functions here through
+:class:`physnetjax.training_record.TrainingRecord`.
 
 Thresholds (Å):
 
@@ -354,35 +356,6 @@ def unseen_elements(atomic_numbers, trained_elements: Optional[Iterable[int]]) -
     return sorted(set(int(v) for v in np.unique(atomic_numbers)) - set(int(v) for v in trained_elements))
 
 
-def _training_record(metadata: Optional[dict], key: str):
-    """``metadata[key]``, or that of its ``source_metadata`` when the top level has none (None if absent)."""
-    metadata = metadata or {}
-    value = metadata.get(key)
-    if value is None and isinstance(metadata.get("source_metadata"), dict):
-        value = metadata["source_metadata"].get(key)
-    return value
-
-
-def trained_elements_of(metadata: Optional[dict]) -> Optional[list[int]]:
-    """The ``trained_elements`` a checkpoint's metadata records (None for checkpoints without the record).
-
-    A checkpoint re-saved from a training run with ``metadata={"source_metadata": meta}``
-    (as the shipped models are) keeps the run's record one level down; it is read there
-    when the top level has none.
-    """
-    value = _training_record(metadata, TRAINED_ELEMENTS_KEY)
-    return None if value is None else [int(v) for v in value]
-
-
-def trained_charges_of(metadata: Optional[dict]) -> Optional[list[float]]:
-    """The ``trained_charges`` (total charges Q in e) a checkpoint's metadata records, as :func:`trained_elements_of`.
-
-    None for checkpoints written before the trainer recorded them (no check is made then).
-    """
-    value = _training_record(metadata, TRAINED_CHARGES_KEY)
-    return None if value is None else [float(v) for v in value]
-
-
 def distinct_charges(total_charges) -> list[float]:
     """Sorted distinct total charges (e) of ``total_charges``, merged within :data:`CHARGE_MATCH_TOLERANCE`."""
     distinct: list[float] = []
@@ -403,15 +376,6 @@ def untrained_charges(total_charges, trained_charges: Optional[Iterable[float]])
 
 def _charges_text(charges: Iterable[float]) -> str:
     return ", ".join(f"{float(q):+g}" if q else "0" for q in charges)
-
-
-def element_energies_fit_of(metadata: Optional[dict]) -> Optional[dict]:
-    """The ``element_energies_fit`` record of a checkpoint's metadata (None when absent, or trained without energies).
-
-    Read one level down (``source_metadata``) when the top level has none, as :func:`trained_elements_of`.
-    """
-    value = _training_record(metadata, ELEMENT_ENERGIES_FIT_KEY)
-    return value if isinstance(value, dict) else None
 
 
 def formula(atomic_numbers) -> str:
@@ -539,8 +503,8 @@ def check_charge_model(model, total_charge, trained_charges: Optional[Iterable[f
                        where: str = "") -> None:
     """Warn (:class:`PhysNetInputWarning`) when the total charge Q lies outside what the model was trained on.
 
-    With ``trained_charges`` known (checkpoint metadata, :func:`trained_charges_of`), a Q
-    none of the training frames had warns: a model with charges extrapolates to a charge
+    With ``trained_charges`` known (checkpoint metadata, see
+    :class:`~physnetjax.training_record.TrainingRecord`), a Q none of the training frames had warns: a model with charges extrapolates to a charge
     state it never saw (its charge head spreads Q over the atoms, but the energy of that
     state was never fitted); a model without charges gives the energy and forces of its
     trained state whatever Q is. With the record unknown (older checkpoints) only a
@@ -656,7 +620,6 @@ def validate_structure(
     total_charge=0.0,
     cell=None,
     pbc=None,
-    trained_elements: Optional[Iterable[int]] = None,
     strict: bool = False,
     where: str = "",
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -667,7 +630,6 @@ def validate_structure(
       max_atomic_number: the model's largest supported Z.
       total_charge: Q in e (checked finite and ≤ ΣZ).
       cell, pbc: (3, 3) Å (rows) and (3,) bools; ``pbc`` None means isolated.
-      trained_elements: elements of the training data (None: unknown, no warning).
       strict: close contacts below :data:`MIN_DISTANCE_WARNING` raise instead of warning.
       where: prefix of every message (e.g. a frame name).
 
@@ -675,12 +637,12 @@ def validate_structure(
       PhysNetInputError: the first problem found, as described in the module docstring.
 
     Warns:
-      PhysNetInputWarning: close contacts, or elements outside ``trained_elements``.
+      PhysNetInputWarning: close contacts (what lies outside the training data is checked by
+        :meth:`physnetjax.training_record.TrainingRecord.check_structure`).
     """
     z = check_atomic_numbers(atomic_numbers, max_atomic_number, where)
     r = check_positions(positions, z.shape[0], where)
     check_total_charge(total_charge, z, where)
     cell, pbc = check_cell(cell, pbc, where)
     check_distances(r, cell, pbc, strict=strict, where=where)
-    check_trained_elements(z, trained_elements, where)
     return z, r

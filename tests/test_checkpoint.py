@@ -327,28 +327,47 @@ def test_shipped_models_record_their_elements_and_a_config_checksum(name):
     setting is refused."""
     from physnetjax.data import bundled_dataset_path, load_dataset
     from physnetjax.pretrained import example_model_path
-    from physnetjax.validation import trained_charges_of, trained_elements_of
+    from physnetjax.training_record import TrainingRecord
 
     path = example_model_path(name)
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     assert config["config_sha256"] == ckformat.config_checksum(config)
     ethanol = load_dataset([bundled_dataset_path()])
     expected = [6, 8] if name == "co2" else sorted(int(z) for z in np.unique(ethanol.Z) if z > 0)
-    assert trained_elements_of(load_checkpoint(path, with_metadata=True)[2]) == expected
-    assert trained_charges_of(load_checkpoint(path, with_metadata=True)[2]) == [0.0]  # all neutral frames
+    record = TrainingRecord.from_metadata(load_checkpoint(path, with_metadata=True)[2])
+    assert record.elements == tuple(expected)
+    assert record.charges == (0.0,)  # all neutral frames
 
 
 def test_trained_elements_are_read_from_a_resaved_runs_metadata():
-    from physnetjax.validation import trained_elements_of
+    from physnetjax.training_record import TrainingRecord
 
-    assert trained_elements_of({"source_metadata": {"trained_elements": [1, 8]}}) == [1, 8]
-    assert trained_elements_of({"trained_elements": [6], "source_metadata": {"trained_elements": [1]}}) == [6]
-    assert trained_elements_of({"source_metadata": {}}) is None and trained_elements_of(None) is None
+    def elements(metadata):
+        return TrainingRecord.from_metadata(metadata).elements
+
+    assert elements({"source_metadata": {"trained_elements": [8, 1]}}) == (1, 8)
+    assert elements({"trained_elements": [6], "source_metadata": {"trained_elements": [1]}}) == (6,)
+    assert elements({"source_metadata": {}}) is None and elements(None) is None
 
 
 def test_trained_charges_are_read_like_trained_elements():
-    from physnetjax.validation import trained_charges_of
+    from physnetjax.training_record import TrainingRecord
 
-    assert trained_charges_of({"source_metadata": {"trained_charges": [0, 1]}}) == [0.0, 1.0]
-    assert trained_charges_of({"trained_charges": [-1.0], "source_metadata": {"trained_charges": [0.0]}}) == [-1.0]
-    assert trained_charges_of({"trained_elements": [1]}) is None and trained_charges_of(None) is None
+    def charges(metadata):
+        return TrainingRecord.from_metadata(metadata).charges
+
+    assert charges({"source_metadata": {"trained_charges": [1, 0]}}) == (0.0, 1.0)
+    assert charges({"trained_charges": [-1.0], "source_metadata": {"trained_charges": [0.0]}}) == (-1.0,)
+    assert charges({"trained_elements": [1]}) is None and charges(None) is None
+
+
+def test_the_e0_fit_record_is_read_like_trained_elements():
+    from physnetjax.training_record import TrainingRecord
+
+    def fit(metadata):
+        return TrainingRecord.from_metadata(metadata).element_energies_fit
+
+    assert fit({"source_metadata": {"element_energies_fit": {"rank": 1}}}) == {"rank": 1}
+    assert fit({"element_energies_fit": {"rank": 2}, "source_metadata": {"element_energies_fit": {"rank": 1}}}) == {
+        "rank": 2}
+    assert fit({"element_energies_fit": None}) is None and fit({"element_energies_fit": "bad"}) is None

@@ -34,6 +34,7 @@ from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.md.__main__ import main as md_main
 from physnetjax.md.driver import simulate
 from physnetjax.neighbors import apply_batch, batch_molecules, model_pair_cutoff
+from physnetjax.training_record import TrainingRecord
 from physnetjax.units import KCAL_PER_MOL
 
 K = 3
@@ -223,7 +224,7 @@ def test_combine_keeps_the_compositions_every_member_determined(ensemble, molecu
     same = load_checkpoint(combine_checkpoints([paths["a"], paths["b"]], tmp_path / "ab"), with_metadata=True)
     assert same[2]["element_energies_fit"] == ethanol
     with pytest.warns(PhysNetInputWarning, match=r"CH4O are not combinations of the training compositions \(C2H6O\)"):
-        predict(*same[:2], *molecules["methanol"], element_energies_fit=same[2]["element_energies_fit"])
+        predict(*same[:2], *molecules["methanol"], training_record=TrainingRecord.from_metadata(same[2]))
     differ = load_checkpoint(combine_checkpoints([paths["a"], paths["c"]], tmp_path / "ac"), with_metadata=True)
     assert "element_energies_fit" not in differ[2]
     free = load_checkpoint(combine_checkpoints([paths["d"], paths["e"]], tmp_path / "de"), with_metadata=True)

@@ -80,7 +80,6 @@ def fake_md(monkeypatch):
         start_log(f"{out}.jsonl", [{explore_module.SPREAD_KEY: 1.0 + k} for k in range(len(trajectory))])
 
     monkeypatch.setattr(explore_module, "load_checkpoint", lambda path, with_metadata: (None, None, {}))
-    monkeypatch.setattr(explore_module, "trained_elements_of", lambda metadata: None)
     monkeypatch.setattr(explore_module, "simulate", simulate)
     return BUNDLED.subset(np.array([0]))
 
@@ -141,7 +140,6 @@ def test_loop_never_labels_a_broken_candidate_and_reports_the_count(monkeypatch,
         start_log(f"{out}.jsonl", [{explore_module.SPREAD_KEY: [1.0, 2.0, 9.0, 3.0][k]} for k in range(4)])
 
     monkeypatch.setattr(explore_module, "load_checkpoint", lambda path, with_metadata: (None, None, {}))
-    monkeypatch.setattr(explore_module, "trained_elements_of", lambda metadata: None)
     monkeypatch.setattr(explore_module, "simulate", simulate)
     monkeypatch.setattr(learn_loop, "train", lambda config: {"valid": {"forces_mae": 0.1}})
     labelled = []

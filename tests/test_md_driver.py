@@ -14,6 +14,7 @@ from physnetjax.errors import PhysNetInputError
 from physnetjax.md.__main__ import main
 from physnetjax.md.io import momenta_to_ase
 from physnetjax.md.driver import EnergyConservationError, MDInstabilityError, drift_and_fluctuation, simulate
+from physnetjax.training_record import TrainingRecord
 from physnetjax.units import BOLTZMANN
 
 
@@ -152,7 +153,8 @@ def test_a_total_charge_for_a_model_without_charges_warns_in_md(system):
         simulate(model, params, cation, steps=5, save_every=5, dtype="float64")
     with pytest.warns(UserWarning, match=r"MD start geometry: total charge \+1 e never occurred in this model's "
                                          r"training data \(trained on total charge 0 e\)"):
-        simulate(model, params, cation, steps=5, save_every=5, dtype="float64", trained_charges=[0.0])
+        simulate(model, params, cation, steps=5, save_every=5, dtype="float64",
+                 training_record=TrainingRecord(charges=(0.0,)))
 
 
 def test_nve_energy_drift_stops_and_saves_the_last_good_frame(system, tmp_path):

@@ -474,7 +474,7 @@ def test_an_optimised_geometry_far_from_bonding_distances_warns():
     with the atoms 2.1× the covalent bond length apart (modes 8.5, 169, 195 cm^-1), reported without a word."""
     from physnetjax.pretrained import co2_geometry_path, co2_model_path
 
-    from physnetjax.validation import trained_charges_of
+    from physnetjax.training_record import TrainingRecord
 
     model, params, metadata = load_checkpoint(co2_model_path(), with_metadata=True)
     atoms = ase.io.read(co2_geometry_path())
@@ -482,7 +482,7 @@ def test_an_optimised_geometry_far_from_bonding_distances_warns():
                                                  r"length .* a minimum of the model far from any bonded molecule"
                       ) as caught:
         cation = harmonic(model, params, atoms.numbers, atoms.positions, total_charge=1.0,
-                          trained_charges=trained_charges_of(metadata))
+                          training_record=TrainingRecord.from_metadata(metadata))
     assert cation.frequencies_cm1.max() < 300.0
     assert [str(w.message) for w in caught].count(  # the charge state was never trained: said before any work
         "total charge +1 e never occurred in this model's training data (trained on total charge 0 e); its energy, "

@@ -17,6 +17,7 @@ from physnetjax.calculator import PhysNetCalculator
 from physnetjax.check import check_model
 from physnetjax.data import DataError, load_npz
 from physnetjax.md.driver import simulate
+from physnetjax.training_record import TrainingRecord
 from physnetjax.validation import (
     MIN_DISTANCE_WARNING,
     PhysNetInputError,
@@ -68,11 +69,11 @@ def test_element_above_range_is_named(charged):
 
 def test_untrained_element_warns_only_when_the_record_exists(charged):
     with pytest.warns(PhysNetInputWarning, match=r"O \(Z=8\) \(atom\(s\) 0\) never occurred .*trained on H, C"):
-        predict(*charged, WATER_Z, WATER_R, trained_elements=[1, 6])
+        predict(*charged, WATER_Z, WATER_R, training_record=TrainingRecord(elements=(1, 6)))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         predict(*charged, WATER_Z, WATER_R)
-        predict(*charged, WATER_Z, WATER_R, trained_elements=[1, 8])
+        predict(*charged, WATER_Z, WATER_R, training_record=TrainingRecord(elements=(1, 8)))
 
 
 def test_a_total_charge_the_training_never_had_warns_only_when_the_record_exists(charged):
@@ -81,19 +82,20 @@ def test_a_total_charge_the_training_never_had_warns_only_when_the_record_exists
     cation = (r"total charge \+1 e never occurred in this model's training data \(trained on total charge 0 e\); "
               r"its energy, forces and charges for this charge state are an extrapolation")
     with pytest.warns(PhysNetInputWarning, match=cation):
-        predict(*charged, WATER_Z, WATER_R, total_charge=1.0, trained_charges=[0.0])
+        predict(*charged, WATER_Z, WATER_R, total_charge=1.0, training_record=TrainingRecord(charges=(0.0,)))
     with pytest.warns(PhysNetInputWarning, match=r"total charge -1 e never occurred .*\(trained on total charge 0, "
                                                  r"\+1 e\)"):
-        predict_periodic(*charged, WATER_Z, WATER_R, np.eye(3) * 9.0, total_charge=-1.0, trained_charges=[0.0, 1.0])
-    calculator = PhysNetCalculator(*charged, dtype="float64", trained_charges=[0.0])
+        predict_periodic(*charged, WATER_Z, WATER_R, np.eye(3) * 9.0, total_charge=-1.0,
+                         training_record=TrainingRecord(charges=(0.0, 1.0)))
+    calculator = PhysNetCalculator(*charged, dtype="float64", training_record=TrainingRecord(charges=(0.0,)))
     atoms = ase.Atoms(numbers=WATER_Z, positions=WATER_R, calculator=calculator, info={"charge": 1})
     with pytest.warns(PhysNetInputWarning, match=cation):
         atoms.get_potential_energy()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         predict(*charged, WATER_Z, WATER_R, total_charge=1.0)  # no record: a charge model may be asked anything
-        predict(*charged, WATER_Z, WATER_R, total_charge=1.0, trained_charges=[0.0, 1.0])
-        predict(*charged, WATER_Z, WATER_R, total_charge=1e-9, trained_charges=[0.0])
+        predict(*charged, WATER_Z, WATER_R, total_charge=1.0, training_record=TrainingRecord(charges=(0.0, 1.0)))
+        predict(*charged, WATER_Z, WATER_R, total_charge=1e-9, training_record=TrainingRecord(charges=(0.0,)))
         atoms.info["charge"] = 0
         atoms.get_potential_energy()
 
@@ -129,7 +131,7 @@ def test_frames_of_an_untrained_total_charge_are_counted():
 
 def test_check_reports_an_untrained_total_charge(charged):
     report = check_model(*charged, [(WATER_Z, WATER_R, 1.0), (WATER_Z, WATER_R, 0.0)], groups=(),
-                         trained_charges=[0.0])
+                         training_record=TrainingRecord(charges=(0.0,)))
     rows = {r.structure: r for r in report.checks if r.id == "inputs.trained_charges"}
     assert rows[0].status == "warn" and rows[0].value == 1.0 and "never occurred in training" in rows[0].message
     assert rows[1].status == "pass" and rows[1].value == 0.0
@@ -201,7 +203,7 @@ def test_check_reports_untrained_elements(charged):
     from physnetjax.check import CheckSettings
 
     report = check_model(*charged, [(WATER_Z, WATER_R)], groups=[], settings=CheckSettings.quick(),
-                         trained_elements=[1, 6])
+                         training_record=TrainingRecord(elements=(1, 6)))
     row = report.by_id("inputs.trained_elements")
     assert row.status == "warn" and row.value == 1 and "O (Z=8)" in row.message
 

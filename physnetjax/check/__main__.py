@@ -26,7 +26,8 @@ from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import PhysNetInputError
 from physnetjax.text_table import print_line
-from physnetjax.validation import check_output_path, trained_charges_of, trained_elements_of
+from physnetjax.training_record import TrainingRecord
+from physnetjax.validation import check_output_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,8 +84,7 @@ def main(argv=None) -> int:
                                         model.max_atomic_number)
     report = check_model(model, params, structures, groups=args.only, settings=settings,
                          checkpoint=str(Path(args.checkpoint).resolve()),
-                         trained_elements=trained_elements_of(metadata),
-                         trained_charges=trained_charges_of(metadata))
+                         training_record=TrainingRecord.from_metadata(metadata))
     report.render(console)
     if args.json:
         report.write_json(args.json)

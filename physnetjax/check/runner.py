@@ -22,6 +22,7 @@ from physnetjax.check.report import GROUPS, CheckReport, CheckResult
 from physnetjax.check.settings import CheckSettings, Thresholds
 from physnetjax.check.smoothness import check_smoothness
 from physnetjax.check.stability import check_curvature, check_nve
+from physnetjax.training_record import TrainingRecord
 from physnetjax.validation import SYMBOLS, element, untrained_charges, unseen_elements, validate_structure
 
 logger = logging.getLogger(__name__)
@@ -64,8 +65,7 @@ def check_model(
     settings: CheckSettings | None = None,
     thresholds: Thresholds | None = None,
     checkpoint: str | None = None,
-    trained_elements=None,
-    trained_charges=None,
+    training_record: TrainingRecord | None = None,
 ) -> CheckReport:
     """Check that a model's energy surface is physically sane; returns a :class:`CheckReport`.
 
@@ -82,12 +82,11 @@ def check_model(
       groups: subset of ``("forces", "invariance", "smoothness", "stability", "references")``.
       settings, thresholds: see :mod:`physnetjax.check.settings` (defaults: full run).
       checkpoint: path shown in the report.
-      trained_elements: elements of the model's training data (checkpoint metadata);
-        when given, each structure gets a row ``inputs.trained_elements`` (group
-        ``inputs``) that warns about elements the model never saw in training.
-      trained_charges: total charges (e) of the training data (checkpoint metadata); when
-        given, each structure gets a row ``inputs.trained_charges`` that warns about a
-        total charge no training frame had.
+      training_record: what the model's training data held (checkpoint metadata,
+        :class:`~physnetjax.training_record.TrainingRecord`). Where it records the elements,
+        each structure gets a row ``inputs.trained_elements`` (group ``inputs``) that warns
+        about elements the model never saw in training; where it records the total charges,
+        a row ``inputs.trained_charges`` that warns about a total charge no training frame had.
 
     Raises:
       ValueError: unknown group, or a structure that is not a valid molecule.
@@ -100,10 +99,11 @@ def check_model(
     structures = [as_structure(item, k, model.max_atomic_number) for k, item in enumerate(structures)]
     if not structures:
         raise ValueError("check_model needs at least one structure")
-    results = [] if trained_elements is None else [
-        trained_elements_result(s, k, trained_elements) for k, s in enumerate(structures)]
-    if trained_charges is not None:
-        results += [trained_charges_result(s, k, trained_charges) for k, s in enumerate(structures)]
+    record = training_record or TrainingRecord()
+    results = [] if record.elements is None else [
+        trained_elements_result(s, k, record.elements) for k, s in enumerate(structures)]
+    if record.charges is not None:
+        results += [trained_charges_result(s, k, record.charges) for k, s in enumerate(structures)]
     with jax.enable_x64(True):
         params64 = cast_to_float64(params)
         for index, structure in enumerate(structures):

@@ -32,7 +32,7 @@ from physnetjax.ensemble.calibration import (fit_calibration_scale, gaussian_nll
 from physnetjax.ensemble.model import is_ensemble
 from physnetjax.errors import PhysNetInputWarning
 from physnetjax.eval.predictions import predict_dataset
-from physnetjax.validation import check_dataset_charges, check_dataset_elements, trained_charges_of, trained_elements_of
+from physnetjax.training_record import TrainingRecord
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +147,9 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
     dataset = load_dataset([str(p) for p in data], energy_unit=energy_unit, force_unit=force_unit,
                            force_sign=force_sign)
     check_label_sanity(dataset, ", ".join(str(p) for p in data))
-    check_dataset_elements(dataset.Z, dataset.N, trained_elements_of(metadata), where="--data")
-    check_dataset_charges(dataset.Q, trained_charges_of(metadata), where="--data")
+    TrainingRecord.from_metadata(metadata).check_dataset(
+        dataset.Z, dataset.N, dataset.Q, where="--data", mask=dataset.has_E,
+        consequence="the energies' error-spread correlation it reports includes it")
     warn_training_files(data, metadata)
     predictions = predict_dataset(model.clone(calibration_scale=1.0), params, dataset, batch_size=batch_size,
                                   dtype=dtype)

@@ -39,9 +39,9 @@ import numpy as np
 
 from physnetjax.checkpoint import load_checkpoint, save_checkpoint
 from physnetjax.ensemble.model import PhysNetEnsemble, is_ensemble, member_params, stack_members
+from physnetjax.training_record import TrainingRecord
 from physnetjax.validation import (ELEMENT_ENERGIES_FIT_KEY, TRAINED_CHARGES_KEY, TRAINED_ELEMENTS_KEY,
-                                   distinct_charges, element_energies_fit_of, trained_charges_of, trained_elements_of,
-                                   untrained_charges)
+                                   distinct_charges, untrained_charges)
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
     paths = [Path(p) for p in paths]
     if not paths:
         raise ValueError("combine needs checkpoints to combine")
-    member, members, origins, sources, elements, charges, fits = None, [], [], [], [], [], []
+    member, members, origins, sources, records = None, [], [], [], []
     for path in paths:
         model, params, metadata = load_checkpoint(path, with_metadata=True)
         own_member = model.member if is_ensemble(model) else model
@@ -171,23 +171,21 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
         members += [fold_element_energies(own_member, p, member.element_energies, path) for p in own]
         origins += [f"{path}" if count == 1 else f"{path} member {k}" for k in range(count)]
         sources.append({"path": str(path.resolve()), "members": count, "metadata": metadata})
-        elements.append(trained_elements_of(metadata))
-        charges.append(trained_charges_of(metadata))
-        fits.append(element_energies_fit_of(metadata))
+        records.append(TrainingRecord.from_metadata(metadata))
     if len(members) < 2:
         raise ValueError(f"an ensemble needs at least 2 members; {paths[0]} holds only one")
     _refuse_energy_free_beside_energy_members(paths, [source["metadata"] for source in sources])
     _refuse_identical_members(members, origins)
     ensemble = PhysNetEnsemble(member=member, size=len(members), calibration_scale=calibration_scale)
     metadata = {"ensemble_sources": sources}
-    if all(e is not None for e in elements):
-        metadata[TRAINED_ELEMENTS_KEY] = sorted(set.intersection(*(set(e) for e in elements)))
-    if all(q is not None for q in charges):
-        metadata[TRAINED_CHARGES_KEY] = [q for q in distinct_charges(charges[0])
-                                         if not any(untrained_charges([q], other) for other in charges[1:])]
+    if all(r.elements is not None for r in records):
+        metadata[TRAINED_ELEMENTS_KEY] = sorted(set.intersection(*(set(r.elements) for r in records)))
+    if all(r.charges is not None for r in records):
+        metadata[TRAINED_CHARGES_KEY] = [q for q in distinct_charges(records[0].charges)
+                                         if not any(untrained_charges([q], r.charges) for r in records[1:])]
     if all(source["metadata"].get(ELEMENT_ENERGIES_FIT_KEY, "unknown") is None for source in sources):
         metadata[ELEMENT_ENERGIES_FIT_KEY] = None  # all trained without energies, as eval then says
-    elif (common := _common_reference_fit(fits)) is not None:
+    elif (common := _common_reference_fit([r.element_energies_fit for r in records])) is not None:
         metadata[ELEMENT_ENERGIES_FIT_KEY] = common
     target = save_checkpoint(out, ensemble, stack_members(members), metadata, overwrite=overwrite)
     logger.info("ensemble of %d members from %d checkpoint(s) written to %s", len(members), len(paths), target)

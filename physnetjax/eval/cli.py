@@ -32,16 +32,8 @@ from physnetjax.cli_errors import cli_main
 from physnetjax.cli_help import HelpFormatter
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.train.cli import HELP
-from physnetjax.validation import (
-    check_dataset_charges,
-    check_dataset_elements,
-    check_output_directory,
-    check_output_path,
-    check_reference_compositions,
-    element_energies_fit_of,
-    trained_charges_of,
-    trained_elements_of,
-)
+from physnetjax.training_record import TrainingRecord
+from physnetjax.validation import check_output_directory, check_output_path
 
 
 EXAMPLES = """examples:
@@ -126,15 +118,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     model, params, metadata = load_checkpoint(checkpoint, weights=args.weights, with_metadata=True)
     dataset = load_dataset(args.data, energy_unit=args.energy_unit, force_unit=args.force_unit,
                            dipole_unit=args.dipole_unit, force_sign=args.force_sign)
-    check_dataset_elements(dataset.Z, dataset.N, trained_elements_of(metadata), where="--data")
-    check_dataset_charges(dataset.Q, trained_charges_of(metadata), where="--data")
+    record = TrainingRecord.from_metadata(metadata)
     if metadata.get("element_energies_fit", "unknown") is None and dataset.has_E.any():
         warnings.warn(f"{checkpoint} was trained without energy labels: its energies carry an arbitrary offset, so "
                       "the energy errors below measure that offset, not the model; judge it by its forces",
                       PhysNetInputWarning, stacklevel=2)
-    check_reference_compositions(dataset.Z, dataset.N, element_energies_fit_of(metadata), where="--data",
-                                 consequence="their energy errors below include it, and it is not the model's error",
-                                 mask=dataset.has_E)
+    record.check_dataset(dataset.Z, dataset.N, dataset.Q, where="--data", mask=dataset.has_E,
+                         consequence="their energy errors below include it, and it is not the model's error")
     if args.out is not None:
         write_resolved_config(parser, args, Path(args.out) / CONFIG_NAME)
     dtype = "float64" if args.float64 else "float32"

@@ -7,7 +7,7 @@ import numpy as np
 from physnetjax.checkpoint import load_checkpoint
 from physnetjax.data import Dataset
 from physnetjax.predict import predict
-from physnetjax.validation import trained_charges_of, trained_elements_of
+from physnetjax.training_record import TrainingRecord
 
 
 def test_errors(checkpoint, test: Dataset) -> dict:
@@ -15,12 +15,12 @@ def test_errors(checkpoint, test: Dataset) -> dict:
     real atoms) of ``checkpoint`` on ``test``, plus ``frames``; frames without a label are skipped
     for that label."""
     model, params, metadata = load_checkpoint(checkpoint, with_metadata=True)
-    elements, charges = trained_elements_of(metadata), trained_charges_of(metadata)
+    record = TrainingRecord.from_metadata(metadata)
     energy_errors, force_errors = [], []
     for k in range(len(test)):
         n = int(test.N[k])
         out = predict(model, params, test.Z[k, :n], test.R[k, :n], total_charge=float(test.Q[k]),
-                      trained_elements=elements, trained_charges=charges)
+                      training_record=record)
         if test.has_E[k]:
             energy_errors.append(abs(float(out["energy"]) - test.E[k]))
         if test.has_F[k]:

@@ -30,7 +30,8 @@ from physnetjax.data import Dataset
 from physnetjax.jsonlines import read_log
 from physnetjax.learn.physical import bonds, unphysical_reason
 from physnetjax.md.driver import MDInstabilityError, simulate
-from physnetjax.validation import MIN_DISTANCE_ERROR, trained_charges_of, trained_elements_of
+from physnetjax.training_record import TrainingRecord
+from physnetjax.validation import MIN_DISTANCE_ERROR
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def explore(checkpoint, data: Dataset, directory, config, round_index: int) -> t
                      save_every=config.save_every, chunk_frames=min(100, config.md_steps // config.save_every),
                      friction=config.friction if config.md_ensemble == "langevin" else None, seed=seed,
                      max_force=config.max_force,
-                     trained_elements=trained_elements_of(metadata), trained_charges=trained_charges_of(metadata),
+                     training_record=TrainingRecord.from_metadata(metadata),
                      on_uncertainty="flag",
                      uncertainty_threshold=config.uncertainty_threshold)
         except MDInstabilityError as error:

@@ -51,7 +51,8 @@ from physnetjax.md.driver import (
     simulate,
 )
 from physnetjax.md.ensembles import ENSEMBLES
-from physnetjax.validation import check_output_path, trained_charges_of, trained_elements_of
+from physnetjax.training_record import TrainingRecord
+from physnetjax.validation import check_output_path
 
 
 DEFAULT_ENSEMBLE = "nve"
@@ -231,7 +232,7 @@ def main(argv=None) -> int:
             dtype="float64" if args.float64 else "float32", max_force=args.max_force, skin=args.skin,
             checkpoint_path=args.md_checkpoint, restart=args.restart,
             progress=lambda done: bar.update(task, completed=done),
-            trained_elements=trained_elements_of(metadata), trained_charges=trained_charges_of(metadata),
+            training_record=TrainingRecord.from_metadata(metadata),
             **{keyword: getattr(args, dest) if args.ensemble in ENSEMBLE_ONLY[dest] else None
                for dest, keyword in KEYWORD_OF.items()},
             uncertainty_threshold=args.uncertainty_threshold, on_uncertainty=args.on_uncertainty,

@@ -98,7 +98,8 @@ from physnetjax.md.io import TrajectoryWriter, frame_atoms, momenta_from_ase, tr
 from physnetjax.md.potential import AllPairs
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import BAR, BOLTZMANN
-from physnetjax.validation import atoms_total_charge, check_charge_model, check_total_charge, validate_structure
+from physnetjax.training_record import TrainingRecord
+from physnetjax.validation import atoms_total_charge, check_total_charge, validate_structure
 
 logger = logging.getLogger(__name__)
 
@@ -305,8 +306,7 @@ def simulate(
     checkpoint_every: int = 10,
     restart: Optional[str] = None,
     progress: Optional[Callable[[int], None]] = None,
-    trained_elements=None,
-    trained_charges=None,
+    training_record: Optional[TrainingRecord] = None,
     energy_tolerance: Optional[float] = None,
     on_energy_drift: Optional[str] = None,
     thermostat_time_fs: Optional[float] = None,
@@ -357,8 +357,8 @@ def simulate(
         in ``ensemble`` with a warning (``python -m physnetjax.md`` refuses that switch
         unless ``--ensemble`` is given explicitly).
       progress: called with the number of steps completed after each chunk.
-      trained_elements: elements of the training data (checkpoint metadata); others warn.
-      trained_charges: total charges (e) of the training data (checkpoint metadata); another Q warns.
+      training_record: what the model's training data held (checkpoint metadata,
+        :class:`~physnetjax.training_record.TrainingRecord`); a start geometry outside it warns.
       energy_tolerance: NVE only: largest |E_conserved(t) − E_conserved(start)| in
         meV/atom before ``on_energy_drift`` applies ("stop": raise
         :class:`EnergyConservationError` after saving the last good frame; "warn").
@@ -405,10 +405,11 @@ def simulate(
     if np.any(atoms.pbc) and not np.all(atoms.pbc):
         raise PhysNetInputError(f"pbc={atoms.pbc.tolist()}: MD runs only fully periodic or isolated systems")
     total_charge = check_total_charge(atoms_total_charge(atoms), atoms.numbers, where="MD start geometry")
-    check_charge_model(model, total_charge, trained_charges, where="MD start geometry")
-    validate_structure(atoms.numbers, atoms.positions, model.max_atomic_number,
-                       total_charge=total_charge, cell=atoms.cell.array, pbc=atoms.pbc,
-                       trained_elements=trained_elements, strict=True, where="MD start geometry")
+    z, _ = validate_structure(atoms.numbers, atoms.positions, model.max_atomic_number,
+                              total_charge=total_charge, cell=atoms.cell.array, pbc=atoms.pbc, strict=True,
+                              where="MD start geometry")
+    (training_record or TrainingRecord()).check_structure(model, z, total_charge, where="MD start geometry",
+                                                          consequence="the logged potential energies include it")
     cell = np.asarray(atoms.cell.array) if np.all(atoms.pbc) else None
     masses = jnp.asarray(atoms.get_masses(), dtype)
     positions = np.asarray(atoms.positions, np.float64)

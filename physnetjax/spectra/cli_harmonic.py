@@ -82,8 +82,8 @@ def _analyse(args):
     from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
     from physnetjax.spectra.harmonic import NonMinimumWarning, ZeroModeWarning, harmonic
     from physnetjax.spectra.plot import require_matplotlib
-    from physnetjax.validation import (atoms_total_charge, check_output_directory, trained_charges_of,
-                                       trained_elements_of)
+    from physnetjax.training_record import TrainingRecord
+    from physnetjax.validation import atoms_total_charge, check_output_directory
 
     if not args.no_plot:
         require_matplotlib()
@@ -101,8 +101,7 @@ def _analyse(args):
         warnings.simplefilter("always", ZeroModeWarning)
         result = harmonic(model, params, atoms.numbers, atoms.positions, masses=args.masses,
                           total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
-                          max_steps=args.max_steps, trained_elements=trained_elements_of(metadata),
-                          trained_charges=trained_charges_of(metadata))
+                          max_steps=args.max_steps, training_record=TrainingRecord.from_metadata(metadata))
     for warning in caught:
         sys.stderr.write(warnings.formatwarning(warning.message, warning.category, warning.filename, warning.lineno))
     return result, atoms

@@ -107,20 +107,20 @@ def _run(args) -> None:
     from physnetjax.spectra.cli_harmonic import mode_table
     from physnetjax.spectra.harmonic import harmonic
     from physnetjax.spectra.md_spectrum import md_spectrum
-    from physnetjax.validation import atoms_total_charge, trained_charges_of, trained_elements_of
+    from physnetjax.training_record import TrainingRecord
+    from physnetjax.validation import atoms_total_charge
 
     write_resolved_config(args.parser, args, out / CONFIG_NAME)
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)
+    record = TrainingRecord.from_metadata(metadata)
     total_charge = float(atoms_total_charge(atoms, args.total_charge))
     said: set = set()
     with warnings.catch_warnings(record=True) as caught:
         try:
             lines = harmonic(model, params, atoms.numbers, atoms.positions, masses=args.masses,
-                             total_charge=total_charge, optimize=not args.no_optimize,
-                             trained_elements=trained_elements_of(metadata),
-                             trained_charges=trained_charges_of(metadata))
+                             total_charge=total_charge, optimize=not args.no_optimize, training_record=record)
         finally:
             _tell(caught, said)
     print(f"harmonic analysis of {atoms.get_chemical_formula()}:")
@@ -134,7 +134,7 @@ def _run(args) -> None:
                     replicas=args.replicas, friction=args.friction, record_every=args.record_every,
                     total_charge=total_charge, masses=args.masses, seed=args.seed,
                     max_correlation_ps=args.correlation_ps, quantum_correction=args.quantum_correction,
-                    dtype=args.dtype, progress=progress, trained_charges=trained_charges_of(metadata),
+                    dtype=args.dtype, progress=progress, training_record=record,
                 )
         finally:
             # harmonic() judged the bond lengths of the given and of the optimised geometry, where the MD starts

@@ -61,7 +61,8 @@ import numpy as np
 
 from physnetjax.calculator import cast_params
 from physnetjax.errors import PhysNetInputWarning
-from physnetjax.validation import check_charge_model, check_length_unit, stretched_bond_ratio, validate_structure
+from physnetjax.training_record import TrainingRecord
+from physnetjax.validation import check_length_unit, stretched_bond_ratio, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
 from physnetjax.spectra.optimize import DEFAULT_FMAX, DEFAULT_MAX_STEPS, OptimizationResult, minimize
 from physnetjax.spectra.rigid_body import (
@@ -295,8 +296,7 @@ def harmonic(
     max_steps: int = DEFAULT_MAX_STEPS,
     intensities: Optional[bool] = None,
     linear_tolerance: float = LINEAR_TOLERANCE,
-    trained_elements=None,
-    trained_charges=None,
+    training_record: Optional[TrainingRecord] = None,
 ) -> HarmonicResult:
     """Harmonic frequencies, normal modes, ZPE and IR intensities of one molecule from a model.
 
@@ -320,8 +320,8 @@ def harmonic(
       intensities: None → IR intensities when the model predicts charges, else None;
         True → required (ValueError for a model without charges); False → not computed.
       linear_tolerance: see :data:`physnetjax.spectra.rigid_body.LINEAR_TOLERANCE`.
-      trained_elements: elements of the training data (checkpoint metadata); others warn.
-      trained_charges: total charges (e) of the training data (checkpoint metadata); another Q warns.
+      training_record: what the model's training data held (checkpoint metadata,
+        :class:`~physnetjax.training_record.TrainingRecord`); a structure outside it warns.
 
     Raises:
       ValueError: invalid structure (NaN/Inf positions, atomic numbers, total charge; see
@@ -330,15 +330,14 @@ def harmonic(
       OptimizationError: the optimisation did not converge (``.positions`` kept).
 
     Warns:
-      PhysNetInputWarning: close contacts, untrained elements, a molecule stretched as
-        by positions in bohr (:func:`physnetjax.validation.check_length_unit`), an
-        optimised geometry stretched so (a spurious minimum of the model), or a total
-        charge outside the training data's (:func:`physnetjax.validation.check_charge_model`).
+      PhysNetInputWarning: close contacts, a molecule stretched as by positions in bohr
+        (:func:`physnetjax.validation.check_length_unit`), an optimised geometry stretched so
+        (a spurious minimum of the model), or elements, a total charge or a composition outside
+        the training data (:meth:`physnetjax.training_record.TrainingRecord.check_structure`).
     """
-    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
-                              trained_elements=trained_elements)
+    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
     stretched_start = check_length_unit(z, r)
-    check_charge_model(model, total_charge, trained_charges)
+    (training_record or TrainingRecord()).check_structure(model, z, total_charge)
     if intensities and not model.charges:
         raise ValueError(
             "IR intensities need the dipole, which only a model with charges=True predicts; this model "

@@ -83,7 +83,8 @@ from physnetjax.md.integrators import (
     run,
 )
 from physnetjax.md.potential import DENSE_MAX_ATOMS, physnet_potential
-from physnetjax.validation import check_charge_model, check_length_unit, validate_structure
+from physnetjax.training_record import TrainingRecord
+from physnetjax.validation import check_length_unit, validate_structure
 from physnetjax.spectra.harmonic import check_masses
 from physnetjax.spectra.autocorrelation import (
     autocorrelation,
@@ -169,8 +170,7 @@ def md_spectrum(
     dtype="float32",
     max_energy_error: float = 0.1,
     progress: Optional[Callable[[int, int], None]] = None,
-    trained_elements=None,
-    trained_charges=None,
+    training_record: Optional[TrainingRecord] = None,
 ) -> MDSpectrum:
     """Power and IR spectra of an isolated molecule from Langevin-equilibrated NVE MD (module docstring).
 
@@ -197,8 +197,9 @@ def md_spectrum(
       dtype: ``"float32"`` or ``"float64"`` (needs x64) for the MD.
       max_energy_error: allowed max |E(t) − E(0)| in units of n_dof k_B T / 2.
       progress: called as ``progress(steps_done, steps_total)`` after each chunk.
-      trained_elements: elements of the training data (checkpoint metadata); others warn.
-      trained_charges: total charges (e) of the training data (checkpoint metadata); another Q warns.
+      training_record: what the model's training data held (checkpoint metadata,
+        :class:`~physnetjax.training_record.TrainingRecord`); elements or a total charge outside
+        it warn (the spectra do not depend on absolute energies, so compositions are not judged).
 
     Returns:
       :class:`MDSpectrum`.
@@ -208,14 +209,13 @@ def md_spectrum(
       EnergyConservationError: NaN/Inf in the dynamics or energy not conserved.
 
     Warns:
-      PhysNetInputWarning: close contacts, untrained elements, a molecule stretched as
-        by positions in bohr (:func:`physnetjax.validation.check_length_unit`), or a total
-        charge outside the training data's (:func:`physnetjax.validation.check_charge_model`).
+      PhysNetInputWarning: close contacts, a molecule stretched as by positions in bohr
+        (:func:`physnetjax.validation.check_length_unit`), or elements or a total charge outside
+        the training data (:meth:`physnetjax.training_record.TrainingRecord.check_structure`).
     """
-    z, r0 = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
-                               trained_elements=trained_elements)
+    z, r0 = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
     check_length_unit(z, r0)
-    check_charge_model(model, total_charge, trained_charges)
+    (training_record or TrainingRecord()).check_structure(model, z, total_charge, consequence=None)
     check_molecule_size(z.shape[0])
     r0 = np.asarray(r0, np.float64)
     num_atoms = z.shape[0]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +30,8 @@ import optax.tree_utils as otu
 
 from physnetjax.calculator import cast_params
 from physnetjax.errors import RunStoppedError
-from physnetjax.validation import check_charge_model, check_length_unit, validate_structure
+from physnetjax.training_record import TrainingRecord
+from physnetjax.validation import check_length_unit, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
 
 DEFAULT_FMAX = 1e-4
@@ -119,16 +121,16 @@ def minimize(energy_fn, positions, args=(), *, fmax: float = DEFAULT_FMAX,
 
 
 def optimize_geometry(model, params, atomic_numbers, positions, *, total_charge: float = 0.0,
-                      fmax: float = DEFAULT_FMAX, max_steps: int = DEFAULT_MAX_STEPS, trained_elements=None,
-                      trained_charges=None) -> OptimizationResult:
+                      fmax: float = DEFAULT_FMAX, max_steps: int = DEFAULT_MAX_STEPS,
+                      training_record: Optional[TrainingRecord] = None) -> OptimizationResult:
     """Relax one isolated molecule with a model to max |F| ≤ fmax (float64; params are cast).
 
     Args:
       model, params: a :class:`physnetjax.PhysNet` and its variables ``{"params": ...}``.
       atomic_numbers: (N,) ints, N ≥ 2.  positions: (N, 3) Å.
       total_charge: Q in e.  fmax: eV/Å.  max_steps: L-BFGS steps.
-      trained_elements: elements of the training data (checkpoint metadata); others warn.
-      trained_charges: total charges (e) of the training data (checkpoint metadata); another Q warns.
+      training_record: what the model's training data held (checkpoint metadata,
+        :class:`~physnetjax.training_record.TrainingRecord`); a structure outside it warns.
 
     Raises:
       ValueError: invalid structure (NaN/Inf positions, bad atomic numbers, a total charge
@@ -138,14 +140,13 @@ def optimize_geometry(model, params, atomic_numbers, positions, *, total_charge:
 
     Warns:
       PhysNetInputWarning: a molecule stretched as by positions in bohr, where a model may
-        have a spurious minimum (:func:`physnetjax.validation.check_length_unit`), untrained
-        elements, or a total charge outside the training data's
-        (:func:`physnetjax.validation.check_charge_model`).
+        have a spurious minimum (:func:`physnetjax.validation.check_length_unit`), or elements,
+        a total charge or a composition outside the training data
+        (:meth:`physnetjax.training_record.TrainingRecord.check_structure`).
     """
-    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
-                              trained_elements=trained_elements)
+    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
     check_length_unit(z, r)
-    check_charge_model(model, total_charge, trained_charges)
+    (training_record or TrainingRecord()).check_structure(model, z, total_charge)
     functions = molecule_functions(model, z, total_charge)
     with jax.enable_x64(True):
         params64 = cast_params(params, np.float64)

@@ -1,0 +1,123 @@
+"""What a checkpoint records of its training data, and the checks an evaluation makes against it.
+
+The trainer writes three records into a checkpoint's metadata:
+
+* ``trained_elements``: the atomic numbers Z of its training frames;
+* ``trained_charges``: their distinct total charges Q (e);
+* ``element_energies_fit``: how it fitted the element reference energies E0, with the
+  span (``basis``) of the training compositions, so that a composition whose Σ_Z n_Z E0[Z]
+  the data never fixed can be named.
+
+Every entry point that evaluates a model (``predict``, ``predict_periodic``, the ASE
+calculator, MD, geometry optimisation, harmonic and MD spectra, ``check``, ``eval``,
+ensemble calibration, the active-learning loop) reads them once into a
+:class:`TrainingRecord` and checks its input against it in one call:
+:meth:`TrainingRecord.check_structure` for one structure, :meth:`TrainingRecord.check_dataset`
+for frames. Each check gives a :class:`~physnetjax.errors.PhysNetInputWarning` (the numbers
+are an extrapolation there, not an error) and is skipped when its record is absent (a
+checkpoint from before the trainer wrote it), except that a non-zero Q given to a model
+without charges always warns (:func:`physnetjax.validation.check_charge_model`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+
+from physnetjax.validation import (
+    ELEMENT_ENERGIES_FIT_KEY,
+    TRAINED_CHARGES_KEY,
+    TRAINED_ELEMENTS_KEY,
+    check_charge_model,
+    check_dataset_charges,
+    check_dataset_elements,
+    check_reference_compositions,
+    check_trained_elements,
+)
+
+ENERGY_OFFSET_CONSEQUENCE = "the energy returned includes it"
+"""End of the undetermined-composition warning for entry points that return absolute energies."""
+
+
+def _recorded(metadata: Optional[dict], key: str):
+    """``metadata[key]``, or that of its ``source_metadata`` when the top level has none (None if absent).
+
+    A checkpoint re-saved from a training run with ``metadata={"source_metadata": meta}``
+    (as the shipped models are) keeps the run's record one level down.
+    """
+    metadata = metadata or {}
+    value = metadata.get(key)
+    if value is None and isinstance(metadata.get("source_metadata"), dict):
+        value = metadata["source_metadata"].get(key)
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingRecord:
+    """The training data's elements, total charges and E0 fit, as a checkpoint records them.
+
+    Attributes:
+      elements: sorted atomic numbers of the training frames, or None (unknown).
+      charges: sorted distinct total charges (e) of the training frames, or None (unknown).
+      element_energies_fit: the trainer's E0 fit record (method, rank, elements, basis, ...),
+        or None (unknown, or trained without energies).
+    """
+
+    elements: Optional[tuple[int, ...]] = None
+    charges: Optional[tuple[float, ...]] = None
+    element_energies_fit: Optional[dict] = None
+
+    @classmethod
+    def from_metadata(cls, metadata: Optional[dict]) -> "TrainingRecord":
+        """The record of a checkpoint's metadata (fields None where the checkpoint has none)."""
+        elements = _recorded(metadata, TRAINED_ELEMENTS_KEY)
+        charges = _recorded(metadata, TRAINED_CHARGES_KEY)
+        fit = _recorded(metadata, ELEMENT_ENERGIES_FIT_KEY)
+        return cls(elements=None if elements is None else tuple(sorted(int(z) for z in elements)),
+                   charges=None if charges is None else tuple(sorted(float(q) for q in charges)),
+                   element_energies_fit=fit if isinstance(fit, dict) else None)
+
+    def check_structure(self, model, atomic_numbers, total_charge: float = 0.0, *, where: str = "",
+                        consequence: Optional[str] = ENERGY_OFFSET_CONSEQUENCE) -> None:
+        """Warn when one structure lies outside the training data.
+
+        Elements never trained on (:func:`~physnetjax.validation.check_trained_elements`), a total
+        charge never trained on or one the model cannot read
+        (:func:`~physnetjax.validation.check_charge_model`), and a composition whose absolute energy
+        carries an E0 offset the data never fixed
+        (:func:`~physnetjax.validation.check_reference_compositions`; ``consequence`` ends that message;
+        None skips it, for callers whose results do not depend on absolute energies).
+
+        Args:
+          model: the model (its ``charges`` flag is read).
+          atomic_numbers: (n,) Z of a validated structure.
+          total_charge: Q in e.
+          where: prefix of every message.
+        """
+        z = np.asarray(atomic_numbers).reshape(-1)
+        check_trained_elements(z, self.elements, where)
+        check_charge_model(model, total_charge, self.charges, where)
+        if consequence is not None:
+            check_reference_compositions(z[None], [z.shape[0]], self.element_energies_fit, where, consequence)
+
+    def check_dataset(self, atomic_numbers, num_atoms, total_charges, *, where: str = "",
+                      consequence: Optional[str] = None, mask=None) -> list[str]:
+        """Warn when frames lie outside the training data; returns the undetermined compositions' formulas.
+
+        As :meth:`check_structure`, frame by frame, with counts of the frames concerned
+        (:func:`~physnetjax.validation.check_dataset_elements`,
+        :func:`~physnetjax.validation.check_dataset_charges`). The composition check runs only when
+        ``consequence`` is given (what the caller reports that holds the offset); ``mask`` (M,) bool
+        restricts it to some frames (e.g. those with energy labels).
+
+        Args:
+          atomic_numbers: (M, N_max) Z padded per frame. num_atoms: (M,). total_charges: (M,) e.
+        """
+        check_dataset_elements(atomic_numbers, num_atoms, self.elements, where)
+        check_dataset_charges(total_charges, self.charges, where)
+        if consequence is None:
+            return []
+        return check_reference_compositions(atomic_numbers, num_atoms, self.element_energies_fit, where,
+                                            consequence, mask)

@@ -1,0 +1,92 @@
+"""TrainingRecord: one object read from a checkpoint's metadata, one call that checks an input against it."""
+
+import warnings
+
+import ase
+import numpy as np
+import pytest
+
+from physnetjax import PhysNet, TrainingRecord, init_params
+from physnetjax.data import fit_reference_energies
+from physnetjax.errors import PhysNetInputWarning
+from physnetjax.md.driver import simulate
+
+ETHANOL = [6, 6, 8, 1, 1, 1, 1, 1, 1]
+METHANOL = np.array([6, 8, 1, 1, 1, 1])
+
+
+@pytest.fixture(scope="module")
+def ethanol_record():
+    """What a model trained on ethanol alone records: H, C, O; neutral; E0 fixed only for C2H6O."""
+    fit = fit_reference_energies(np.array([ETHANOL]), np.array([-309.6]), 9).to_dict()
+    return TrainingRecord(elements=(1, 6, 8), charges=(0.0,), element_energies_fit=fit)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=4, cutoff=4.0, charges=True,
+                    zbl=False, max_atomic_number=9)
+    return model, init_params(model, 0)
+
+
+def messages(caught):
+    return [str(w.message) for w in caught if issubclass(w.category, PhysNetInputWarning)]
+
+
+def test_each_part_of_the_record_judges_its_own_input(ethanol_record, tiny):
+    model, _ = tiny
+    record = TrainingRecord(elements=(1, 6), charges=ethanol_record.charges,
+                            element_energies_fit=ethanol_record.element_energies_fit)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        record.check_structure(model, METHANOL, total_charge=1.0, where="frame 3")
+    said = messages(caught)
+    assert len(said) == 3 and all(text.startswith("frame 3: ") for text in said)
+    assert "O (Z=8) (atom(s) 1) never occurred in this model's training data (trained on H, C)" in said[0]
+    assert "total charge +1 e never occurred" in said[1]
+    assert "composition(s) CH4O are not combinations of the training compositions (C2H6O)" in said[2]
+    assert said[2].endswith("the energy returned includes it; forces, and energy differences between structures "
+                            "of one composition, are unaffected")
+
+
+def test_an_input_inside_the_record_or_an_empty_record_says_nothing(ethanol_record, tiny):
+    model, _ = tiny
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ethanol_record.check_structure(model, np.array(ETHANOL), total_charge=0.0)
+        TrainingRecord().check_structure(model, METHANOL, total_charge=1.0)  # a charge model may be asked anything
+        ethanol_record.check_structure(model, METHANOL, consequence=None)  # results free of absolute energies
+
+
+def test_a_charge_free_model_is_told_of_its_total_charge_without_a_record():
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=4, cutoff=4.0, charges=False,
+                    zbl=False, max_atomic_number=9)
+    with pytest.warns(PhysNetInputWarning, match=r"total charge 1 e given to a model without charges"):
+        TrainingRecord().check_structure(model, METHANOL, total_charge=1.0)
+
+
+def test_frames_are_counted_and_compositions_judged_only_where_asked(ethanol_record):
+    z = np.array([ETHANOL, list(METHANOL) + [0, 0, 0], list(METHANOL) + [0, 0, 0]])
+    n, q = np.array([9, 6, 6]), np.array([0.0, 0.0, -1.0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert ethanol_record.check_dataset(z, n, q, where="--data") == []
+    assert messages(caught) == [
+        "--data: total charge(s) -1 e (in 1 of 3 frames, first frame 2) never occurred in this model's training data "
+        "(trained on total charge 0 e); its energies and forces there are an extrapolation"]
+    with pytest.warns(PhysNetInputWarning, match=r"CH4O \(frame 1\) in 1 of 3 frames .*; their errors include it"):
+        formulas = ethanol_record.check_dataset(z, n, np.zeros(3), consequence="their errors include it",
+                                                mask=np.array([True, True, False]))
+    assert formulas == ["CH4O"]
+
+
+def test_md_names_an_undetermined_composition_of_its_start_geometry(ethanol_record, tiny, tmp_path):
+    """MD logs absolute potential energies; the md CLI used to pass no E0 record, so methanol run with a model
+    trained on ethanol alone said nothing of the offset in them."""
+    model, params = tiny
+    atoms = ase.Atoms(numbers=METHANOL, positions=[[0.0, 0.0, 0.0], [1.43, 0.0, 0.0], [-0.36, 1.03, 0.0],
+                                                   [-0.36, -0.51, 0.89], [-0.36, -0.51, -0.89], [1.75, 0.0, 0.9]])
+    with pytest.warns(PhysNetInputWarning, match=r"MD start geometry: composition\(s\) CH4O .*the logged potential "
+                                                 r"energies include it"):
+        simulate(model, params, atoms, steps=2, save_every=1, chunk_frames=2, temperature_K=10.0,
+                 training_record=ethanol_record)
