@@ -504,10 +504,10 @@ def check_charge_model(model, total_charge, trained_charges: Optional[Iterable[f
     """Warn (:class:`PhysNetInputWarning`) when the total charge Q lies outside what the model was trained on.
 
     With ``trained_charges`` known (checkpoint metadata, see
-    :class:`~physnetjax.training_record.TrainingRecord`), a Q none of the training frames had warns: a model with charges extrapolates to a charge
-    state it never saw (its charge head spreads Q over the atoms, but the energy of that
-    state was never fitted); a model without charges gives the energy and forces of its
-    trained state whatever Q is. With the record unknown (older checkpoints) only a
+    :class:`~physnetjax.training_record.TrainingRecord`), a Q none of the training frames
+    had warns: a model with charges extrapolates to a charge state it never saw (its charge
+    head spreads Q over the atoms, but the energy of that state was never fitted); a model
+    without charges gives the energy and forces of its trained state whatever Q is. With the record unknown (older checkpoints) only a
     non-zero Q given to a model without charges warns.
     """
     q = float(total_charge)
