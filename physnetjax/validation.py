@@ -507,8 +507,8 @@ def check_charge_model(model, total_charge, trained_charges: Optional[Iterable[f
     :class:`~physnetjax.training_record.TrainingRecord`), a Q none of the training frames
     had warns: a model with charges extrapolates to a charge state it never saw (its charge
     head spreads Q over the atoms, but the energy of that state was never fitted); a model
-    without charges gives the energy and forces of its trained state whatever Q is. With the record unknown (older checkpoints) only a
-    non-zero Q given to a model without charges warns.
+    without charges gives the energy and forces of its trained state whatever Q is. With the
+    record unknown (older checkpoints) only a non-zero Q given to a model without charges warns.
     """
     q = float(total_charge)
     charges_model = bool(getattr(model, "charges", False))
