@@ -2,7 +2,10 @@
 
 On main each of these data sets trained silently. The reference labels are the
 bundled GFN2-xTB ethanol trajectory (consistent by construction: E and F = −dE/dR
-from the same calculator); the faulty sets are made from it by the mistakes named.
+from the same calculator), DFT frames of a DNA base (tests/data/dft_base_t_pairs.npz:
+the 97 of 100 frames of /work/shared/data/basepairs/t.npz that have a neighbour
+within 0.3 Å RMS, positions and forces rounded to float32) and a Morse triatomic
+written here; the faulty sets are made from them by the mistakes named.
 """
 
 import dataclasses
@@ -14,11 +17,20 @@ import numpy as np
 import pytest
 
 from physnetjax.data import bundled_dataset_path, load_dataset
-from physnetjax.data.sanity import check_label_sanity, energy_force_slope, force_virial, nearest_frame_pairs
+from physnetjax.data.sanity import (
+    MAX_PAIR_RMSD,
+    check_label_sanity,
+    energy_force_slope,
+    force_virial,
+    likely_unit_slip,
+    nearest_frame_pairs,
+)
 from physnetjax.train.config import TrainConfig
 from physnetjax.validation import PhysNetInputWarning
 
 KCAL_PER_MOL_IN_EV = 4.184e3 / 6.02214076e23 / 1.602176634e-19
+HARTREE_IN_EV, BOHR_IN_ANGSTROM = 27.211386245988, 0.529177210903
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +41,8 @@ def ethanol():
 
 
 def test_consistent_labels_pass_with_slope_one(ethanol):
-    slope, correlation, pairs = energy_force_slope(ethanol)
-    assert pairs >= 100 and correlation > 0.9 and abs(slope - 1) < 0.1
+    fit = energy_force_slope(ethanol)
+    assert fit.pairs >= 20 and fit.correlation > 0.9 and abs(fit.slope - 1) < 0.1 and fit.error < 0.1
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert check_label_sanity(ethanol) == []
@@ -67,21 +79,25 @@ def test_kj_per_mol_energies_without_forces_are_detected(ethanol):
     with pytest.warns(PhysNetInputWarning) as record:   # kcal/mol forces: too large, and not -dE/dR in scale
         check_label_sanity(forces_only)
     messages = " | ".join(str(w.message) for w in record)
-    assert re.search(r"do not match in scale: .* s = 0\.04\d", messages)
+    assert re.search(r"do not match in scale, as for energies in eV with forces in kcal/mol/Å: .* s = 0\.04\d",
+                     messages)
     assert re.search(r"RMS force component 2\d\.\d eV/Å is implausibly large", messages)
 
 
 def test_nearest_pairs_respect_the_displacement_limit():
-    positions = np.zeros((3, 2, 3))
+    positions = np.zeros((4, 2, 3))
     positions[1, :, 0] = 0.1  # RMS 0.1 Å from frame 0
     positions[2, :, 0] = 5.0  # far from both
-    assert nearest_frame_pairs(positions, 0.3).tolist() == [[0, 1]]
+    positions[3] = positions[2]  # a copy of frame 2 is not a pair
+    pairs, rmsd = nearest_frame_pairs(positions, 0.3)
+    assert pairs.tolist() == [[0, 1]]
+    np.testing.assert_allclose(rmsd, [0.1])
 
 
 def test_gradients_without_nearby_frames_are_detected_by_the_virial():
     """64 frames 30 fs apart have no nearby pairs, so on main flipped forces (gradients) trained silently; their
     virial Σ (R − R̄)·F averages about +3(N−1) k_B T instead of −3(N−1) k_B T (−1.03 eV for ethanol at 500 K)."""
-    data = load_dataset(Path(__file__).parent / "data" / "train_ethanol64.npz")
+    data = load_dataset(DATA / "train_ethanol64.npz")
     assert energy_force_slope(data) is None
     mean, error, frames = force_virial(data)
     assert frames == 64 and mean < -3 * error
@@ -95,7 +111,134 @@ def test_gradients_without_nearby_frames_are_detected_by_the_virial():
 
 def test_hartree_per_bohr_forces_read_as_ev_per_angstrom_are_detected(ethanol):
     """Ha/bohr forces of the 500 K set read as eV/Å have an RMS of 0.019 eV/Å: above main's 0.01 eV/Å bound."""
-    hartree_in_ev, bohr_in_angstrom = 27.211386245988, 0.529177210903
-    atomic = dataclasses.replace(ethanol, E=ethanol.E / hartree_in_ev, F=ethanol.F * bohr_in_angstrom / hartree_in_ev)
+    atomic = dataclasses.replace(ethanol, E=ethanol.E / HARTREE_IN_EV, F=ethanol.F * BOHR_IN_ANGSTROM / HARTREE_IN_EV)
     with pytest.warns(PhysNetInputWarning, match=r"RMS force component 0\.01\d+ eV/Å is implausibly small"):
         check_label_sanity(atomic)
+
+
+
+MORSE_MINIMUM = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [-0.3, 0.95, 0.0]])
+
+
+def _morse(positions):
+    """(E, F = −dE/dR) of bent triatomics (M, 3, 3) in Å: E = Σ_{i<j} D (1 − exp(−a (r_ij − r0_ij)))², eV.
+
+    D = 4 eV, a = 2 /Å, r0_ij the distances in :data:`MORSE_MINIMUM`.
+    """
+    energies = np.zeros(len(positions))
+    forces = np.zeros_like(positions)
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        length = np.linalg.norm(MORSE_MINIMUM[i] - MORSE_MINIMUM[j])
+        bond = positions[:, i] - positions[:, j]
+        r = np.linalg.norm(bond, axis=1)
+        x = np.exp(-2.0 * (r - length))
+        energies += 4.0 * (1.0 - x) ** 2
+        gradient = (16.0 * x * (1.0 - x) / r)[:, None] * bond  # dE/dR_i = dE/dr · (R_i − R_j)/r
+        forces[:, i] -= gradient
+        forces[:, j] += gradient
+    return energies, forces
+
+
+def _morse_dataset(path, positions):
+    """Dataset of :func:`_morse` labels of the triatomics ``positions`` (M, 3, 3) in Å, through an npz file."""
+    energies, forces = _morse(positions)
+    np.savez(path, R=positions, Z=np.tile(np.array([8, 1, 1], np.int8), (len(positions), 1)), E=energies, F=forces)
+    return load_dataset(path)
+
+
+def _morse_frames(path, spread, centres=4, frames_per_centre=50, seed=0):
+    """:func:`_morse` frames scattered by ``spread`` Å per coordinate around ``centres`` geometries 0.1 Å (per
+    coordinate) from the minimum."""
+    rng = np.random.default_rng(seed)
+    middles = MORSE_MINIMUM + rng.normal(0.0, 0.1, (centres, 1, 3, 3))
+    positions = middles + rng.normal(0.0, spread, (centres, frames_per_centre, 3, 3))
+    return _morse_dataset(path, positions.reshape(-1, 3, 3))
+
+
+@pytest.fixture
+def morse(tmp_path):
+    return _morse_frames(tmp_path / "morse.npz", spread=0.02)
+
+
+def test_morse_forces_are_minus_the_energy_gradient(morse):
+    """The test potential is right (so s = 1 is the answer): its forces match central differences of its energy."""
+    positions, delta = np.asarray(morse.R[:3], np.float64), 1e-6
+    steps = np.zeros((9,) + positions.shape)
+    steps.reshape(9, 3, 9)[np.arange(9), :, np.arange(9)] = delta
+    numeric = np.stack([(_morse(positions + step)[0] - _morse(positions - step)[0]) / (2 * delta) for step in steps])
+    np.testing.assert_allclose(-numeric.T.reshape(positions.shape), _morse(positions)[1], atol=1e-6)
+
+
+def test_morse_frames_give_slope_one(morse):
+    fit = energy_force_slope(morse)
+    assert fit.pairs >= 50 and fit.correlation > 0.99 and abs(fit.slope - 1) < 0.02
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_label_sanity(morse) == []
+
+
+@pytest.mark.parametrize("energy_scale, force_scale, named", [
+    (1.0, BOHR_IN_ANGSTROM, r"as for forces per bohr read as per Å .* s = 1\.8\d"),
+    (1.0, 1 / KCAL_PER_MOL_IN_EV, r"as for energies in eV with forces in kcal/mol/Å: .* s = 0\.04\d"),
+    (1 / KCAL_PER_MOL_IN_EV, 1.0, r"as for energies in kcal/mol with forces in eV/Å: .* s = 2[23](\.\d+)? ±"),
+    (1 / HARTREE_IN_EV, 1.0, r"as for energies in hartree with forces in eV/Å: .* s = 0\.03\d"),
+    (1 / HARTREE_IN_EV, BOHR_IN_ANGSTROM / HARTREE_IN_EV, r"as for forces per bohr read as per Å"),
+    (1.0, 1.5, r"do not match in scale: .* s = 0\.6\d"),
+    (1.0, 1 / 1.5, r"do not match in scale: .* s = 1\.[45]\d* ±"),
+])
+def test_unit_slips_of_morse_frames_are_named(morse, energy_scale, force_scale, named):
+    """Energies and forces in units a factor 1.5 or more apart (here: the E and F of one file scaled apart)."""
+    slipped = dataclasses.replace(morse, E=morse.E * energy_scale, F=morse.F * force_scale)
+    with pytest.warns(PhysNetInputWarning, match=named + ".*--energy-unit and --force-unit"):
+        check_label_sanity(slipped)
+
+
+def test_slope_abstains_on_frames_far_apart(tmp_path):
+    """Frames turned about a point 3 Å away have no pair within MAX_PAIR_RMSD (no alignment is made): no slope,
+    whatever the units."""
+    rng = np.random.default_rng(3)
+    frames = MORSE_MINIMUM + [3.0, 0.0, 0.0] + rng.normal(0.0, 0.02, (40, 3, 3))
+    turns = np.linalg.qr(rng.normal(size=(40, 3, 3)))[0]
+    turns *= np.sign(np.linalg.det(turns))[:, None, None]  # proper rotations
+    turned = _morse_dataset(tmp_path / "turned.npz", np.einsum("mij,maj->mai", turns, frames))
+    assert nearest_frame_pairs(np.asarray(turned.R), 2 * MAX_PAIR_RMSD)[0].size == 0
+    assert energy_force_slope(turned) is None
+    assert energy_force_slope(dataclasses.replace(turned, F=turned.F * BOHR_IN_ANGSTROM)) is None
+
+
+def test_forces_per_bohr_in_real_data_are_detected(ethanol):
+    """eV/bohr forces (0.529× the eV/Å numbers) give s = 1.89: inside main's accepted range 0.5–2, so they trained
+    silently."""
+    per_bohr = dataclasses.replace(ethanol, F=ethanol.F * BOHR_IN_ANGSTROM)
+    with pytest.warns(PhysNetInputWarning, match=r"as for forces per bohr read as per Å .* s = 1\.8\d"):
+        check_label_sanity(per_bohr)
+
+
+def test_dft_frames_up_to_point_three_angstrom_apart_give_slope_one():
+    """DFT frames of a DNA base: pairs 0.15–0.3 Å apart carry a large trapezoid error (the plain least-squares
+    slope over pairs up to 0.3 Å is 0.58); weighted towards the closest pairs the slope is 1, and eV/bohr is
+    still found."""
+    data = load_dataset(DATA / "dft_base_t_pairs.npz")
+    fit = energy_force_slope(data)
+    assert fit.correlation > 0.95 and abs(fit.slope - 1) < 0.1 and fit.effective_pairs >= 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_label_sanity(data) == []
+    with pytest.warns(PhysNetInputWarning, match=r"as for forces per bohr read as per Å .* s = 1\.8\d"):
+        check_label_sanity(dataclasses.replace(data, F=data.F * BOHR_IN_ANGSTROM))
+
+
+def test_queries_bound_the_pair_search():
+    positions = np.cumsum(np.random.default_rng(0).normal(0.0, 0.01, (2000, 3, 3)), axis=0)  # a slow walk
+    pairs, rmsd = nearest_frame_pairs(positions, max_queries=25)
+    assert 0 < len(pairs) <= 25 and np.all(rmsd <= MAX_PAIR_RMSD)
+    assert len(nearest_frame_pairs(positions)[0]) > 400
+
+
+def test_likely_unit_slip_names_common_mixups():
+    assert likely_unit_slip(1.89) == "forces per bohr read as per Å (e.g. eV/bohr, hartree/bohr)"
+    assert likely_unit_slip(22.0) == "energies in kcal/mol with forces in eV/Å"
+    assert likely_unit_slip(51.0) == "energies in eV with forces in hartree/bohr"
+    assert likely_unit_slip(1.5) is None and likely_unit_slip(-1.0) is None
+    assert likely_unit_slip(25.0, error=2.0) == ("energies in eV with forces in hartree/Å, or energies in kcal/mol "
+                                                 "with forces in eV/Å")

@@ -15,15 +15,30 @@ evidence and the flag that fixes the data; neither changes anything.
 3. **Forces against energies.** For two nearby frames a, b of the same molecule
    the trapezoid rule gives, to third order in ΔR = R_b − R_a,
 
-       E_b − E_a ≈ w = −½ (F_a + F_b) · ΔR          (F = −∂E/∂R).
+       E_b − E_a ≈ w = −½ (F_a + F_b) · ΔR          (F = −∂E/∂R),
 
-   The least-squares slope s of ΔE on w over pairs of nearest frames (RMS
-   displacement ≤ :data:`MAX_PAIR_RMSD` Å) is +1 for consistent labels, −1 when
-   the forces are +∂E/∂R (fix: ``--force-sign -1``), and the unit ratio (e.g. 23.06
-   or 1/23.06 for kcal/mol vs eV) when energies and forces are in different units
-   (fix: ``--energy-unit`` / ``--force-unit``). It is judged only when the
-   correlation of ΔE with w is strong (|r| ≥ :data:`MIN_CORRELATION`) over at least
-   :data:`MIN_PAIRS` pairs; otherwise (frames far apart) only the sign is checked:
+   with an error of order |ΔR|³ (zero in a harmonic well). Each frame of a random
+   subset is paired with its nearest other frame of the same molecule (same
+   atoms in the same order, the file's own coordinates, no alignment) when their
+   RMS displacement per atom d is at most :data:`MAX_PAIR_RMSD` Å. The slope s of
+   ΔE on w is fitted by weighted least squares, weights 1/max(d, d₀)⁴ with d₀ =
+   :data:`PAIR_RMSD_FLOOR` (the closest pairs carry the least trapezoid error; below
+   d₀ label noise dominates). s is +1 for consistent labels, −1 when the forces
+   are +∂E/∂R (fix: ``--force-sign -1``), and the unit ratio when energies and forces
+   are in different units: 1.89 for forces per bohr read as per Å, 23.06 or
+   1/23.06 for kcal/mol vs eV, 27.2 or 1/27.2 for hartree vs eV (fix:
+   ``--energy-unit`` / ``--force-unit``). A mismatch is reported when the weighted
+   correlation of ΔE with w is at least :data:`MIN_CORRELATION`, the fit rests on at
+   least :data:`MIN_EFFECTIVE_PAIRS` effective pairs, and s ± :data:`SLOPE_SIGMAS`
+   standard errors lies outside [1/:data:`SLOPE_TOLERANCE`, :data:`SLOPE_TOLERANCE`].
+   Measured on the reference GFN2-xTB (ethanol, methanol, CO2: 500 K MD and
+   normal-mode samples) and DFT (DNA bases and base pairs) sets, whole and in
+   random 30–100 % subsets of their frames: correct labels gave s = 0.94–1.11 on
+   the whole sets and 0.78–1.25 on subsets (where few pairs widen the error), and
+   no report in 811 judged subsets; forces scaled by 1.5 or 1/1.5 were reported in
+   90 % and 95 % of them, forces in eV/bohr in 98 % (the rest fell within two
+   standard errors of the tolerance). Without close pairs (frames far apart, or
+   of different molecules) the check abstains and only the sign is checked:
 4. **Force sign from the virial.** For a bound molecule sampled at a temperature T
    (MD or Boltzmann sampling), equipartition over the coordinates relative to the
    centre gives ⟨Σ_i (R_i − R̄)·∂E/∂R_i⟩ = 3(N − 1) k_B T > 0, so the virial
@@ -37,10 +52,11 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Iterable, Optional
+from typing import Iterable, NamedTuple, Optional
 
 import numpy as np
 
+from physnetjax.units import BOHR, ENERGY_UNITS, HARTREE
 from physnetjax.validation import PhysNetInputWarning
 
 logger = logging.getLogger(__name__)
@@ -51,70 +67,157 @@ FORCE_RMS_RANGE = (0.05, 10.0)
 ENERGY_RESIDUAL_MAX = 1.0
 """eV/atom: largest plausible RMS per atom of E about its per-element linear fit."""
 
-SLOPE_RANGE = (0.5, 2.0)
-"""Accepted slope of ΔE on −½(F_a + F_b)·ΔR (1 for consistent labels)."""
+SLOPE_TOLERANCE = 1.2
+"""Slopes within [1/1.2, 1.2] (after :data:`SLOPE_SIGMAS` standard errors) count as consistent labels."""
 
-MAX_PAIR_RMSD = 0.3
-"""Å: largest RMS displacement per atom between two frames used as a pair."""
+SLOPE_SIGMAS = 2.0
+"""Standard errors by which the slope must lie beyond the tolerance to be reported."""
 
-MIN_PAIRS = 10
-MIN_CORRELATION = 0.7
+MAX_PAIR_RMSD = 0.15
+"""Å: largest RMS displacement per atom between two frames used as a pair (DNA-base DFT frames up to 0.3 Å
+apart bias the unweighted slope to 0.6: the trapezoid error grows as the cube of the displacement)."""
+
+PAIR_RMSD_FLOOR = 0.05
+"""Å: closer pairs are weighted as if this far apart (their w is so small that label noise would dominate)."""
+
+MIN_EFFECTIVE_PAIRS = 2.0
+"""Least effective number of pairs (Kish: (Σ u)² / Σ u² of the weights u = w²/d⁴) for a slope."""
+
+MIN_CORRELATION = 0.9
+"""Least |weighted correlation| of ΔE with w for a slope to be judged (correct data: 0.95–1.00)."""
 VIRIAL_MIN_SIGMAS = 3.0
 """Standard errors by which the mean virial must exceed 0 to report flipped forces (check 4)."""
-MAX_FRAMES_PER_MOLECULE = 1000
-"""Frames of one molecule searched for nearest neighbours (a random subset beyond that)."""
+MAX_QUERY_FRAMES = 500
+"""Frames of one molecule (a random subset beyond that) paired with their nearest frame among all its frames:
+the search costs O(500 · frames · atoms) (0.7 s for 10⁵ frames of ethanol)."""
+
+_CANDIDATE_BLOCK = 8192
+_SAME_FRAME_RMSD = 1e-4
+"""Å: frames closer than this are copies of one frame, not a pair."""
 
 
-def nearest_frame_pairs(positions: np.ndarray, max_rmsd: float = MAX_PAIR_RMSD) -> np.ndarray:
-    """(P, 2) index pairs (i < j): each frame with its nearest other frame, if within ``max_rmsd`` Å RMS per atom.
+class SlopeFit(NamedTuple):
+    """Weighted fit of ΔE on w = −½(F_a + F_b)·ΔR over pairs of nearby frames (check 3 of the module docstring)."""
 
-    ``positions`` (G, n, 3) of G frames of one molecule (same atoms in the same order).
+    slope: float
+    """s in ΔE ≈ s · w (1 for F = −dE/dR in the same units)."""
+    correlation: float
+    """Weighted correlation of ΔE with w."""
+    pairs: int
+    effective_pairs: float
+    error: float
+    """Standard error of the slope."""
+
+
+def nearest_frame_pairs(positions: np.ndarray, max_rmsd: float = MAX_PAIR_RMSD, max_queries: int = MAX_QUERY_FRAMES,
+                        rng: Optional[np.random.Generator] = None) -> tuple[np.ndarray, np.ndarray]:
+    """((P, 2) index pairs i < j, (P,) RMS displacements per atom in Å) of query frames and their nearest frames.
+
+    ``positions`` (G, n, 3) of G frames of one molecule (same atoms in the same order), compared as given (no
+    alignment). Each of ``max_queries`` random frames (all when G is smaller) is paired with its nearest other
+    frame if that is within ``max_rmsd`` Å RMS per atom; copies of the query frame (closer than 1e-4 Å) are
+    skipped. Cost O(max_queries · G · n).
     """
     g, n = positions.shape[:2]
     if g < 2:
-        return np.zeros((0, 2), np.int64)
-    flat = positions.reshape(g, -1)
-    sq = (flat * flat).sum(axis=1)
-    dist2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * flat @ flat.T, 0.0) / n
-    np.fill_diagonal(dist2, np.inf)
-    nearest = np.argmin(dist2, axis=1)
-    close = dist2[np.arange(g), nearest] <= max_rmsd**2
-    pairs = np.sort(np.stack([np.arange(g), nearest], axis=1)[close], axis=1)
-    return np.unique(pairs, axis=0)
+        return np.zeros((0, 2), np.int64), np.zeros(0)
+    rng = np.random.default_rng(0) if rng is None else rng
+    positions = np.asarray(positions, np.float64)
+    flat = (positions - positions.mean(axis=(0, 1))).reshape(g, -1)  # centred: no cancellation in the distances
+    queries = np.arange(g) if g <= max_queries else np.sort(rng.choice(g, max_queries, replace=False))
+    squares = np.einsum("ij,ij->i", flat, flat)
+    best = np.full(len(queries), np.inf)
+    nearest = np.zeros(len(queries), np.int64)
+    for start in range(0, g, _CANDIDATE_BLOCK):
+        block = slice(start, min(start + _CANDIDATE_BLOCK, g))
+        dist2 = squares[queries, None] + squares[None, block] - 2.0 * flat[queries] @ flat[block].T
+        dist2[dist2 <= n * _SAME_FRAME_RMSD**2] = np.inf
+        column = np.argmin(dist2, axis=1)
+        value = dist2[np.arange(len(queries)), column]
+        better = value < best
+        best[better], nearest[better] = value[better], column[better] + start
+    close = best <= n * max_rmsd**2
+    pairs = np.sort(np.stack([queries[close], nearest[close]], axis=1), axis=1)
+    pairs = np.unique(pairs, axis=0).reshape(-1, 2)
+    rmsd = np.sqrt(((positions[pairs[:, 1]] - positions[pairs[:, 0]]) ** 2).sum(axis=(1, 2)) / n)
+    return pairs, rmsd
 
 
-def energy_force_slope(data, seed: int = 0) -> Optional[tuple[float, float, int]]:
-    """(slope s, correlation r, number of pairs) of ΔE on −½(F_a + F_b)·ΔR, or None without enough pairs.
+def energy_force_slope(data, seed: int = 0) -> Optional[SlopeFit]:
+    """Fit E_b − E_a ≈ s · [−½(F_a + F_b)·(R_b − R_a)] over pairs of nearby frames; None (abstain) without them.
 
-    Uses frames with both energy and force labels, grouped by identical atomic numbers.
+    Uses frames with both energy and force labels, grouped by identical atomic numbers; pairs as in
+    :func:`nearest_frame_pairs`, weighted by 1/max(d, :data:`PAIR_RMSD_FLOOR`)⁴ in their RMS displacement d.
+    Returns None with fewer than :data:`MIN_EFFECTIVE_PAIRS` effective pairs or no spread in ΔE.
     """
     usable = np.nonzero(data.has_E & data.has_F)[0]
+    if len(usable) < 2:
+        return None
     rng = np.random.default_rng(seed)
-    keys = {}
-    for k in usable:
-        keys.setdefault(data.Z[k].tobytes(), []).append(k)
-    de, w = [], []
-    for frames in keys.values():
-        frames = np.asarray(frames)
-        if len(frames) > MAX_FRAMES_PER_MOLECULE:
-            frames = np.sort(rng.choice(frames, MAX_FRAMES_PER_MOLECULE, replace=False))
+    numbers = np.ascontiguousarray(data.Z[usable])
+    rows = numbers.view(np.dtype((np.void, numbers.dtype.itemsize * numbers.shape[1]))).reshape(-1)
+    _, molecule = np.unique(rows, return_inverse=True)  # one byte string per frame: 20× faster than axis=0
+    molecule = molecule.reshape(-1)
+    rmsd, work, change = [], [], []
+    for group in np.unique(molecule):
+        frames = usable[molecule == group]
         n = int(data.N[frames[0]])
-        positions = data.R[frames, :n]
-        pairs = nearest_frame_pairs(positions)
-        if not len(pairs):
-            continue
+        pairs, distance = nearest_frame_pairs(data.R[frames, :n], rng=rng)
         a, b = frames[pairs[:, 0]], frames[pairs[:, 1]]
-        displacement = data.R[b, :n] - data.R[a, :n]
-        w.append(-0.5 * ((data.F[a, :n] + data.F[b, :n]) * displacement).sum(axis=(1, 2)))
-        de.append(data.E[b] - data.E[a])
-    if not w:
+        displacement = np.asarray(data.R[b, :n], np.float64) - data.R[a, :n]
+        work.append(-0.5 * ((data.F[a, :n] + data.F[b, :n]) * displacement).sum(axis=(1, 2)))
+        change.append(np.asarray(data.E[b], np.float64) - data.E[a])
+        rmsd.append(distance)
+    rmsd, w, de = np.concatenate(rmsd), np.concatenate(work), np.concatenate(change)
+    v = np.maximum(rmsd, PAIR_RMSD_FLOOR) ** -4.0
+    u = v * w * w
+    if not u.sum() or not np.any(de):
         return None
-    w, de = np.concatenate(w), np.concatenate(de)
-    if len(w) < MIN_PAIRS or not np.any(w) or not np.any(de - de.mean()):
+    effective = float(u.sum() ** 2 / (u * u).sum())
+    if effective < MIN_EFFECTIVE_PAIRS:
         return None
-    slope = float((w * de).sum() / (w * w).sum())
-    correlation = float(np.corrcoef(w, de)[0, 1])
-    return slope, correlation, len(w)
+    slope = float((v * w * de).sum() / u.sum())
+    error = float(np.sqrt((v * (de - slope * w) ** 2).sum() / u.sum() / (effective - 1.0)))
+    mean_w, mean_de = (v * w).sum() / v.sum(), (v * de).sum() / v.sum()
+    spread = np.sqrt((v * (w - mean_w) ** 2).sum() * (v * (de - mean_de) ** 2).sum())
+    correlation = float((v * (w - mean_w) * (de - mean_de)).sum() / spread) if spread else 0.0
+    return SlopeFit(slope, correlation, len(w), effective, error)
+
+
+def slope_mismatch(fit: Optional[SlopeFit]) -> bool:
+    """Whether a fit shows energies and forces in different units or signs (check 3 of the module docstring)."""
+    if fit is None or abs(fit.correlation) < MIN_CORRELATION:
+        return False
+    margin = SLOPE_SIGMAS * fit.error
+    return fit.slope - margin > SLOPE_TOLERANCE or fit.slope + margin < 1.0 / SLOPE_TOLERANCE
+
+
+def _unit_slips() -> list[tuple[float, str]]:
+    """(s, words) of common unit mix-ups: energies in one unit against forces in another, both read as eV, eV/Å."""
+    slips = [(1.0 / BOHR, "forces per bohr read as per Å (e.g. eV/bohr, hartree/bohr)"),
+             (BOHR, "forces per Å read as per bohr, or positions in bohr")]
+    for energy in ("eV", "hartree", "kcal/mol", "kJ/mol"):
+        for force in ("eV", "hartree", "kcal/mol", "kJ/mol"):
+            if energy != force:
+                slips.append((ENERGY_UNITS[force] / ENERGY_UNITS[energy],
+                              f"energies in {energy} with forces in {force}/Å"))
+        if energy != "hartree":
+            slips.append((HARTREE / ENERGY_UNITS[energy] / BOHR, f"energies in {energy} with forces in hartree/bohr"))
+    return slips
+
+
+def likely_unit_slip(slope: float, error: float = 0.0, tolerance: float = 1.05) -> Optional[str]:
+    """Words for the common unit mix-ups whose ratio of units matches ``slope`` (± 2 ``error``, ± ``tolerance``×).
+
+    Energies in kcal/mol with forces in eV/Å give s = 23.06 (ΔE in kcal/mol against the work in eV); see
+    :func:`energy_force_slope`. Several matches are joined by "or"; None when none matches or the slope is not
+    positive.
+    """
+    if slope <= 0:
+        return None
+    reach = np.log(tolerance) + SLOPE_SIGMAS * error / slope
+    matches = [words for ratio, words in _unit_slips() if abs(np.log(slope / ratio)) <= reach]
+    return ", or ".join(matches) or None
 
 
 def force_virial(data) -> Optional[tuple[float, float, int]]:
@@ -174,26 +277,28 @@ def check_label_sanity(data, where: str = "data", skip: Iterable[str] = ()) -> l
             f"{where}: energies scatter by {spread:.3g} eV/atom (RMS about their per-element fit; typical 0.01–0.3 "
             "eV/atom for molecules); kcal/mol or kJ/mol read as eV are 23× / 96× too large: pass --energy-unit"))
     fit = energy_force_slope(data)
-    judged = fit is not None and abs(fit[1]) >= MIN_CORRELATION
     if fit is None and not (data.has_E.any() and data.has_F.any()):
         logger.info("%s: no %s labels: forces are not checked against energies", where,
                     "force" if data.has_E.any() else "energy")
     elif fit is None:
         logger.info("%s: too few nearby frames to check forces against energies", where)
     else:
-        slope, correlation, pairs = fit
-        evidence = (f"over {pairs} pairs of nearby frames, E_b − E_a = s · [−½(F_a + F_b)·(R_b − R_a)] fits with "
-                    f"s = {slope:.3g} (correlation {correlation:.2f}; s = 1 for F = −dE/dR in the same units)")
-        if abs(correlation) >= MIN_CORRELATION and slope < 0:
+        evidence = (f"over {fit.pairs} pairs of nearby frames ({fit.effective_pairs:.3g} effective), E_b − E_a = "
+                    f"s · [−½(F_a + F_b)·(R_b − R_a)] fits with s = {fit.slope:.3g} ± {fit.error:.2g} (correlation "
+                    f"{fit.correlation:.2f}; s = 1 for F = −dE/dR in the same units)")
+        if slope_mismatch(fit) and fit.slope < 0:
             findings.append(("forces", f"{where}: the forces have the opposite sign of −dE/dR: {evidence}; if the "
                              "file stores +dE/dR (gradients), pass --force-sign -1"))
-        elif abs(correlation) >= MIN_CORRELATION and not SLOPE_RANGE[0] <= slope <= SLOPE_RANGE[1]:
-            findings.append(("energies forces", f"{where}: energies and forces do not match in scale: {evidence}; "
-                             "are they in different units? set --energy-unit and --force-unit (e.g. kcal/mol vs eV: "
-                             "23.06)"))
+        elif slope_mismatch(fit):
+            slip = likely_unit_slip(fit.slope, fit.error)
+            findings.append(("energies forces", f"{where}: energies and forces do not match in scale"
+                             + (f", as for {slip}" if slip else "") + f": {evidence}; set --energy-unit and "
+                             "--force-unit to the units of the file"))
         else:
             logger.info("%s: forces consistent with energies: %s", where, evidence)
-    virial = None if judged else force_virial(data)
+    sign_settled = (fit is not None and abs(fit.correlation) >= MIN_CORRELATION
+                    and abs(fit.slope) > SLOPE_SIGMAS * fit.error)
+    virial = None if sign_settled else force_virial(data)
     if virial is not None and virial[0] > VIRIAL_MIN_SIGMAS * virial[1]:
         mean, error, frames = virial
         findings.append(("forces",
