@@ -295,6 +295,19 @@ def test_generate_cli_refuses_bad_numbers_before_labelling(tmp_path, capsys, opt
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("options,message", [
+    # main: labelled H2O+ with tblite's default spin state, stated nowhere, exit 0
+    (["--charge", "1"], "error: H2O at charge 1 has 9 electrons, an odd number: give uhf (--uhf), the number of "
+                        "unpaired electrons, e.g. 1 for a doublet"),
+    (["--charge", "1", "--uhf", "2"], "error: uhf 2 does not match the parity of the electrons: H2O at charge 1 has "
+                                      "9 electrons, so uhf must be odd"),
+])
+def test_generate_cli_refuses_a_spin_state_the_electron_count_cannot_have(tmp_path, capsys, options, message):
+    assert generate_main(["--molecule", "H2O", "--frames", "2", "--out", str(tmp_path / "d.npz"), *options]) == 2
+    assert one_line_error(capsys, "data.generate").endswith(message)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_train_cli_refuses_a_frame_with_coincident_atoms(tmp_path, capsys):
     """On main such a frame in the test split gave `test energy MAE nan` and exit 0."""
     with np.load(DATA / "train_ethanol64.npz") as npz:

@@ -18,9 +18,14 @@ and writes a PhysNet-style ``.npz``:
 * ``E`` (M,) float64 eV — absolute energies are ~10² eV, where a float32 ulp is
   ~3e-5 eV, so they are kept in float64 and shifted before training;
 * ``Z`` (M, n) int8, ``N`` (M,) int16, ``Q`` (M,) float32 total charge in e;
-* metadata scalars ``method``, ``sampling``, ``temperature_K``, ``timestep_fs``,
+* metadata scalars ``method``, ``uhf`` (number of unpaired electrons, the spin
+  multiplicity minus one), ``sampling``, ``temperature_K``, ``timestep_fs``,
   ``friction_per_fs``, ``stride``, ``equilibration_steps``, ``seed``, ``source``,
   ``tblite_version`` (the MD settings are unused by normal-mode sampling).
+
+The electron count Σ Z − charge fixes the parity of ``uhf``: an even count defaults to
+a closed shell (``uhf`` 0), an odd one needs ``uhf`` stated (``--uhf 1`` for a doublet),
+as with the xtb program's ``--uhf``.
 
 The bundled ``physnetjax/data/ethanol_gfn2.npz`` was made with::
 
@@ -73,13 +78,53 @@ NORMAL_MODE_DELTA = 0.005
 """Å: central-difference step of the Hessian of normal-mode sampling."""
 
 
-def tblite_calculator(method: str = "GFN2-xTB", charge: float = 0.0):
-    """A tblite ASE calculator for ``method`` at total ``charge`` (e); ValueError naming the extra when missing."""
+def tblite_calculator(method: str = "GFN2-xTB", charge: float = 0.0, uhf: int = 0):
+    """A tblite ASE calculator for ``method`` at total ``charge`` (e) with ``uhf`` unpaired electrons.
+
+    Raises ValueError naming the extra when tblite is missing.
+    """
     try:
         from tblite.ase import TBLite
     except ImportError as error:
         raise ValueError("labelling needs tblite: pip install 'physnetjax[xtb]'") from error
-    return TBLite(method=method, charge=charge, verbosity=0)
+    return TBLite(method=method, charge=charge, multiplicity=uhf + 1, verbosity=0)
+
+
+def unpaired_electrons(atoms, charge: float, uhf: int | None = None) -> int:
+    """The number of unpaired electrons to label ``atoms`` at total ``charge`` (e) with, checked against its electrons.
+
+    The electron count is n_e = Σ_i Z_i − charge. ``uhf`` None means a closed shell (0), or the sum of
+    the structure's initial magnetic moments where a structure file sets them (what tblite reads then).
+
+    Raises:
+      ValueError: a charge that is not a whole number or leaves n_e < 0; ``uhf`` negative, above n_e, or
+        of another parity than n_e (so an odd n_e needs ``uhf`` stated).
+    """
+    protons = int(atoms.get_atomic_numbers().sum())
+    formula = atoms.get_chemical_formula()
+    if not (math.isfinite(charge) and charge == round(charge)):
+        raise ValueError(f"charge must be a whole number of e (the molecule's total charge), received {charge:g}")
+    electrons = protons - round(charge)
+    if electrons < 0:
+        raise ValueError(f"charge {charge:g} leaves {formula} ({protons} protons) with {electrons} electrons")
+    where = f"{formula} at charge {charge:g} has {electrons} electrons"
+    origin = f"uhf {uhf}"
+    if uhf is None:
+        moments = float(atoms.get_initial_magnetic_moments().sum())
+        if moments == 0 and electrons % 2:
+            raise ValueError(f"{where}, an odd number: give uhf (--uhf), the number of unpaired electrons, "
+                             "e.g. 1 for a doublet")
+        if abs(moments - round(moments)) > 1e-6:
+            raise ValueError(f"the initial magnetic moments of {formula} sum to {moments:g}, not a whole number of "
+                             "unpaired electrons: give uhf (--uhf), the number of unpaired electrons")
+        uhf, origin = round(moments), f"the structure's initial magnetic moments (sum {moments:g})"
+    if not 0 <= uhf <= electrons:
+        raise ValueError(f"{origin}: the number of unpaired electrons must be between 0 and {electrons} "
+                         f"({where})")
+    if (electrons - uhf) % 2:
+        raise ValueError(f"{origin} does not match the parity of the electrons: {where}, so uhf must be "
+                         f"{'odd' if electrons % 2 else 'even'}")
+    return int(uhf)
 
 
 def labels_of(atoms) -> dict:
@@ -110,6 +155,7 @@ def generate(
     charge: float = 0.0,
     seed: int = 0,
     sampling: str = "md",
+    uhf: int | None = None,
 ) -> dict:
     """Sample configurations (Langevin MD or normal modes, module docstring) and label them with tblite.
 
@@ -126,19 +172,22 @@ def generate(
       seed: seed of the Maxwell–Boltzmann start velocities and the Langevin noise, or
         of the normal-mode coordinates.
       sampling: ``"md"`` or ``"normal-modes"``.
+      uhf: number of unpaired electrons; None for a closed shell or the structure's initial magnetic
+        moments (:func:`unpaired_electrons`).
 
     Returns:
       dict of arrays in the layout of the module docstring.
 
     Raises:
-      ValueError: unknown ``sampling``, tblite missing, or (normal modes) a structure
-        whose relaxed Hessian is not that of a minimum.
+      ValueError: unknown ``sampling``, tblite missing, a ``charge``/``uhf`` the electron count
+        refuses (:func:`unpaired_electrons`), or (normal modes) a structure whose relaxed Hessian
+        is not that of a minimum.
     """
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, received {sampling!r}")
-    calculator = tblite_calculator(method, charge)
     atoms = _structure(molecule)
-    atoms.calc = calculator
+    uhf = unpaired_electrons(atoms, charge, uhf)
+    atoms.calc = tblite_calculator(method, charge, uhf)
     rng = np.random.default_rng(seed)
     n = len(atoms)
     out = {
@@ -165,6 +214,7 @@ def generate(
     how = "Langevin MD" if sampling == "md" else "harmonic normal-mode sampling"
     out.update(
         method=np.array(method),
+        uhf=np.array(uhf),
         sampling=np.array(sampling),
         temperature_K=np.array(temperature),
         timestep_fs=np.array(timestep),
@@ -172,7 +222,8 @@ def generate(
         stride=np.array(stride),
         equilibration_steps=np.array(equilibration_steps),
         seed=np.array(seed),
-        source=np.array(f"physnetjax.data.generate: {how} of {molecule} with tblite {method}"),
+        source=np.array(f"physnetjax.data.generate: {how} of {molecule} (charge {charge:g} e, {uhf} unpaired "
+                        f"electron{'' if uhf == 1 else 's'}) with tblite {method}"),
         tblite_version=np.array(importlib.metadata.version("tblite")),
     )
     return out
@@ -253,6 +304,9 @@ def main(argv=None) -> int:
     parser.add_argument("--equilibration-steps", type=int, default=2000, help="MD steps before the first frame")
     parser.add_argument("--method", default="GFN2-xTB", help="tblite method (GFN2-xTB, GFN1-xTB, IPEA1-xTB)")
     parser.add_argument("--charge", type=float, default=0.0, help="total charge in e")
+    parser.add_argument("--uhf", type=int, default=None,
+                        help="number of unpaired electrons (spin multiplicity - 1), as xtb's --uhf; needed for an odd "
+                             "electron count (sum of Z - charge), default 0 or the structure file's magnetic moments")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and Langevin noise")
     parser.add_argument("--out", required=True, help="output .npz path")
     parser.add_argument("--verbose", action="store_true", help="info log messages, and the traceback of an error")
@@ -276,7 +330,7 @@ def main(argv=None) -> int:
         raise ValueError(f"--charge must be a whole number of e (the molecule's total charge), received {args.charge}")
     data = generate(
         args.molecule, args.frames, args.stride, args.temperature, args.timestep, args.friction,
-        args.equilibration_steps, args.method, args.charge, args.seed, args.sampling,
+        args.equilibration_steps, args.method, args.charge, args.seed, args.sampling, args.uhf,
     )
     np.savez_compressed(args.out, **data)
     logger.info("wrote %s (%d bytes)", args.out, Path(args.out).stat().st_size)
