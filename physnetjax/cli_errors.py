@@ -28,7 +28,9 @@ Exit codes (every physnetjax CLI):
       matplotlib for plots (argparse's usage errors are 2 as well)
 3     output refused: an existing run directory or checkpoint the tool would not
       replace, or an output directory that is missing or not writable (output
-      files of md, eval, check, spectra and data.generate are replaced)
+      files of md, eval, check, spectra and data.generate are replaced). An output
+      file's folder must exist; an output directory (run, checkpoint, report) is
+      created with its missing folders
 4     a run stopped because its numbers went bad (MD NaN/absurd force/energy not
       conserved, training loss NaN, failed force check); the message says what was saved
 5     internal error (a bug): please report it with the ``--verbose`` traceback

@@ -499,6 +499,25 @@ def check_output_directory(path, *, what: str = "--out", files: Iterable[str] = 
     return path
 
 
+def check_directory_creatable(path, *, what: str = "--out") -> Path:
+    """``path`` (an output directory written at the end of a tool's work) as a Path, checked before the work.
+
+    Its missing parent folders are created with it, as for every output directory (an output
+    file's folder must exist instead: :func:`check_output_path`), so the nearest existing
+    ancestor must be a writable directory. Whether ``path`` itself may be replaced is the caller's.
+
+    Raises:
+      OutputPathError: the nearest existing ancestor is a file or is not writable.
+    """
+    path = Path(path)
+    ancestor = next((p for p in path.absolute().parents if p.exists()), path.absolute())
+    if not ancestor.is_dir():
+        raise OutputPathError(f"{what} {path}: {ancestor} is a file, not a folder the directory can be created in; "
+                              f"choose another {what}")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{what} {path}: directory {ancestor} is not writable")
+    return path
+
 def check_charge_model(model, total_charge, trained_charges: Optional[Iterable[float]] = None,
                        where: str = "") -> None:
     """Warn (:class:`PhysNetInputWarning`) when the total charge Q lies outside what the model was trained on.

@@ -265,6 +265,18 @@ def test_check_cli(files, capsys):
     assert "Na (Z=11)" in one_line_error(capsys, "check")
 
 
+@pytest.mark.parametrize("command", [["combine", "missing_a", "missing_b"],
+                                     ["calibrate", "missing", "--data", "x.npz"]])
+def test_ensemble_cli_checks_out_can_be_created_before_reading(tmp_path, capsys, command):
+    """On main an --out below a file read every checkpoint, then said "[Errno 17] File exists: '.../f.txt'"."""
+    (tmp_path / "f.txt").write_text("")
+    out = tmp_path / "f.txt" / "ens"
+    assert ensemble_main([*command, "--out", str(out)]) == 3
+    assert one_line_error(capsys, "ensemble").endswith(
+        f"error: --out {out}: {tmp_path / 'f.txt'} is a file, not a folder the directory can be created in; "
+        "choose another --out")
+
+
 def test_generate_cli_checks_out_before_labelling(tmp_path, capsys):
     assert generate_main(["--out", str(tmp_path / "no_dir" / "d.npz")]) == 3
     assert "no_dir does not exist" in one_line_error(capsys, "data.generate")

@@ -209,6 +209,15 @@ def test_combine_single_and_ensemble_checkpoints(ensemble, tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
 
 
+def test_combine_creates_the_missing_folders_of_its_output_directory(ensemble, tmp_path, capsys):
+    """As every CLI writing a directory (train, learn, migrate, spectra, eval --out); output files need their folder."""
+    model, _, members = ensemble
+    a, b = (save_checkpoint(tmp_path / name, model.member, members[k]) for k, name in enumerate("ab"))
+    out = tmp_path / "new" / "folders" / "ens"
+    assert ensemble_main(["combine", str(a), str(b), "--out", str(out)]) == 0
+    assert load_checkpoint(out)[0] == PhysNetEnsemble(model.member, 2)
+
+
 def test_combine_keeps_the_compositions_every_member_determined(ensemble, molecules, tmp_path):
     """Members trained on ethanol alone: their ensemble gave methanol an absolute energy with an undetermined E0
     offset without a word (combine dropped the fit records); it keeps the record when every member's training fixed

@@ -11,7 +11,8 @@ with the rank correlation between spread and error.
 Exit status (:mod:`physnetjax.cli_errors`): 0 written; 2 an input that is not a
 readable checkpoint or data file, architectures that differ (named), fewer than 2
 members, a single model to calibrate; 3 ``--out`` exists (without ``--overwrite``) or
-cannot be written.
+cannot be created (its missing parent folders are created with it, as for every output
+directory; checked before any checkpoint is read).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from physnetjax.cli_errors import cli_main
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import OutputPathError
 from physnetjax.train.cli import HELP
+from physnetjax.validation import check_directory_creatable
 
 VERBOSE_HELP = "info log messages, and the traceback of an error"
 
@@ -66,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, force=True)
-    out = Path(args.out)
+    out = check_directory_creatable(args.out, what="--out")
     if out.exists() and not args.overwrite:
         raise OutputPathError(f"--out {out} exists; choose another directory or pass --overwrite")
     if args.command == "calibrate":
