@@ -19,11 +19,14 @@ import pytest
 from physnetjax.data import bundled_dataset_path, load_dataset
 from physnetjax.data.sanity import (
     MAX_PAIR_RMSD,
+    UNIT_SLIPS,
     check_label_sanity,
     energy_force_slope,
     force_virial,
     likely_unit_slip,
     nearest_frame_pairs,
+    nearest_slip,
+    read_ratios,
 )
 from physnetjax.train.config import TrainConfig
 from physnetjax.validation import PhysNetInputWarning
@@ -242,3 +245,17 @@ def test_likely_unit_slip_names_common_mixups():
     assert likely_unit_slip(1.5) is None and likely_unit_slip(-1.0) is None
     assert likely_unit_slip(25.0, error=2.0) == ("energies in eV with forces in hartree/Å, or energies in kcal/mol "
                                                  "with forces in eV/Å")
+
+
+SLIPS = [(quantity, name, c) for quantity, slips in UNIT_SLIPS.items() for name, c in slips]
+
+
+@pytest.mark.parametrize("quantity, name, c", SLIPS, ids=[name for _, name, _ in SLIPS])
+def test_each_unit_slip_is_named_by_its_ratio(quantity, name, c):
+    """Labels in a slipped unit read 1/c × their right values; a ratio 10 % off still names the same slip."""
+    for off in (1.0, 1.1, 1 / 1.1):
+        assert nearest_slip(off / c, read_ratios(quantity)) == name
+
+
+def test_a_ratio_no_slip_gives_names_none():
+    assert nearest_slip(5.0, read_ratios("energies")) is None and nearest_slip(-23.06, read_ratios("energies")) is None

@@ -25,7 +25,7 @@ from physnetjax import PhysNet, init_params, load_checkpoint, predict
 from physnetjax.checkpoint import save_checkpoint
 from physnetjax.errors import PhysNetInputWarning
 from physnetjax.eval.cli import main
-from physnetjax.units import KCAL_PER_MOL
+from physnetjax.units import BOHR, HARTREE, KCAL_PER_MOL, KJ_PER_MOL
 
 DATA = Path(__file__).parent / "data"
 LEGACY_C = DATA / "legacy" / "C"
@@ -456,6 +456,28 @@ def test_labels_a_multiple_of_the_predictions_warn_and_force_sign_fixes_gradient
     assert re.search(r"reference energies \(about each molecule's mean\) are 2\d\.\d× .*--energy-unit", messages[1])
 
 
+@pytest.mark.parametrize("label, scale, hint", [
+    ("F", BOHR / HARTREE, "set --force-unit (default: the --energy-unit per Å): 0.0194 fits hartree/bohr read as "
+                          "eV/Å"),  # main: a list of slips led by kcal/mol/Å
+    ("F", 1 / KCAL_PER_MOL, "set --force-unit (default: the --energy-unit per Å): 23.1 fits kcal/mol/Å read as eV/Å"),
+    ("F", 1 / 3, "set --force-unit (default: the --energy-unit per Å) (slopes of common slips: 23.06 for "
+                 "kcal/mol/Å read as eV/Å, "),
+    ("E", 1 / HARTREE, "set --energy-unit: 0.0367 fits hartree read as eV"),
+    ("E", 1 / KJ_PER_MOL, "set --energy-unit: 96.5 fits kJ/mol read as eV"),
+], ids=["hartree/bohr forces", "kcal/mol/A forces", "no slip", "hartree energies", "kJ/mol energies"])
+def test_labels_a_multiple_of_the_predictions_name_the_unit_slip_of_that_ratio(label, scale, hint):
+    """Predictions equal to the right labels; the labels as read are ``scale`` × those."""
+    from physnetjax.data import load_dataset
+    from physnetjax.eval.evaluate import label_scale_findings
+    from physnetjax.eval.predictions import Predictions
+
+    data = load_dataset(DATA / "train_ethanol64.npz").subset(np.arange(16))
+    predictions = Predictions(energy=data.E, forces=data.F, charges=None, dipole=None, total_charge=None)
+    findings = label_scale_findings(dataclasses.replace(data, **{label: getattr(data, label) * scale}), predictions)
+    assert len(findings) == 1
+    assert hint in next(iter(findings.values()))
+
+
 def test_a_stoichiometry_the_training_did_not_determine_warns_of_an_energy_offset(setup, tmp_path):
     """A model whose E0 were fitted on ethanol alone, evaluated on ethanol and methanol: on main the methanol energy
     errors (which hold the undetermined split of E0 among C, H, O) were reported as the model's, unremarked."""
@@ -497,5 +519,5 @@ def test_a_unit_slip_seen_by_both_label_checks_is_reported_once(tmp_path):
     messages = [str(w.message) for w in record if issubclass(w.category, PhysNetInputWarning)]
     assert len(messages) == 1, messages
     assert re.search(r"reference energies \(about each molecule's mean\) and forces are 2\d\.\d× and 2\d\.\d× the "
-                     r"model's predictions .* set --energy-unit \(e\.g\. 23\.06 for kcal/mol read as eV.*the force "
-                     r"unit follows", messages[0])
+                     r"model's predictions .* set --energy-unit: 2\d\.\d fits kcal/mol read as eV, the force unit "
+                     r"follows", messages[0])

@@ -51,12 +51,13 @@ evidence and the flag that fixes the data; neither changes anything.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from typing import Iterable, NamedTuple, Optional
 
 import numpy as np
 
-from physnetjax.units import BOHR, ENERGY_UNITS, HARTREE
+from physnetjax.units import BOHR, DEBYE, ENERGY_UNITS, HARTREE, KCAL_PER_MOL, KJ_PER_MOL
 from physnetjax.validation import PhysNetInputWarning
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,41 @@ the search costs O(500 · frames · atoms) (0.7 s for 10⁵ frames of ethanol)."
 _CANDIDATE_BLOCK = 8192
 _SAME_FRAME_RMSD = 1e-4
 """Å: frames closer than this are copies of one frame, not a pair."""
+
+
+UNIT_SLIPS = {
+    "energies": (("kcal/mol read as eV", KCAL_PER_MOL), ("kJ/mol read as eV", KJ_PER_MOL),
+                 ("hartree read as eV", HARTREE)),
+    "forces": (("kcal/mol/Å read as eV/Å", KCAL_PER_MOL), ("kJ/mol/Å read as eV/Å", KJ_PER_MOL),
+               ("hartree/bohr read as eV/Å", HARTREE / BOHR), ("eV/bohr read as eV/Å", 1.0 / BOHR),
+               ("eV/Å read as eV/bohr", BOHR)),
+    "dipoles": (("Debye read as e·Å", DEBYE), ("e·Å read as Debye", 1.0 / DEBYE), ("e·bohr (au) read as e·Å", BOHR)),
+}
+"""Quantity → (slip, c) for the common unit slips: labels in the first unit taken as the second (eV, eV/Å, e·Å)
+read 1/c times their right values, so c converts what was read into the right values."""
+
+SLIP_TOLERANCE = 1.25
+"""A measured ratio names the slip whose ratio is nearest to it, if within this factor."""
+
+
+def nearest_slip(ratio: float, slips: list[tuple[str, float]]) -> Optional[str]:
+    """The name of (name, expected ratio) in ``slips`` nearest to ``ratio`` on a log scale, within
+    :data:`SLIP_TOLERANCE`; None for none or a ratio ≤ 0."""
+    if not ratio > 0:
+        return None
+    distance, name = min((abs(math.log(ratio / expected)), name) for name, expected in slips)
+    return name if distance < math.log(SLIP_TOLERANCE) else None
+
+
+def read_ratios(quantity: str) -> list[tuple[str, float]]:
+    """(slip, 1/c) for the slips of :data:`UNIT_SLIPS` ``[quantity]``: how many times their right values labels read."""
+    return [(name, 1.0 / c) for name, c in UNIT_SLIPS[quantity]]
+
+
+def listed_ratios(slips: list[tuple[str, float]]) -> str:
+    """``23.06 for kcal/mol read as eV, ...``: each slip's ratio, as text."""
+    return ", ".join(f"{expected:.4g} for {name}" for name, expected in slips)
+
 
 
 class SlopeFit(NamedTuple):

@@ -24,6 +24,7 @@ import numpy as np
 from ase.data import chemical_symbols
 
 from physnetjax.data import Dataset
+from physnetjax.data.sanity import listed_ratios, nearest_slip, read_ratios
 from physnetjax.errors import PhysNetInputWarning
 from physnetjax.eval.predictions import Predictions
 from physnetjax.train.loss import TERMS, metrics_from_totals
@@ -209,13 +210,23 @@ def _scale_fit(reference: np.ndarray, predicted: np.ndarray) -> Optional[tuple[f
     return slope, cosine
 
 
-UNIT_HINTS = {
-    "forces": "set --force-unit (default: the --energy-unit per Å; e.g. 23.06 for kcal/mol/Å read as eV/Å, "
-              "0.529 for eV/bohr, 0.0194 for hartree/bohr)",
-    "dipoles": "set --dipole-unit (e.g. 4.80 for Debye read as e·Å, 0.529 for e·bohr (au))",
-    "energies": "set --energy-unit (e.g. 23.06 for kcal/mol read as eV, 96.5 for kJ/mol, 0.0367 for hartree)",
+UNIT_OPTIONS = {
+    "forces": "--force-unit (default: the --energy-unit per Å)",
+    "dipoles": "--dipole-unit",
+    "energies": "--energy-unit",
 }
-"""Quantity → the option that converts its labels, with the slope each common slip gives."""
+"""Quantity → the option that converts its labels."""
+
+
+def unit_hint(quantity: str, slope: float) -> str:
+    """The option to set for labels ``slope`` × the predictions, naming the unit slip that gives that slope if one
+    of :data:`physnetjax.data.sanity.UNIT_SLIPS` does, else listing the slopes of them all."""
+    slips = read_ratios(quantity)
+    name = nearest_slip(slope, slips)
+    if name is not None:
+        return f"set {UNIT_OPTIONS[quantity]}: {slope:.3g} fits {name}"
+    return f"set {UNIT_OPTIONS[quantity]} (slopes of common slips: {listed_ratios(slips)})"
+
 
 SAME_SLIP_RATIO = 1.2
 """Energy and force slopes within this factor of each other are reported as one slip of the energy unit."""
@@ -258,14 +269,14 @@ def label_scale_findings(dataset: Dataset, predictions: Predictions, where: str 
             f"{where}: the reference energies (about each molecule's mean) and forces are {se:.3g}× and {sf:.3g}× "
             f"the model's predictions (least squares over {ne} and {nf} values, cosine {ce:.2f} and {cf:.2f}; 1 for "
             f"labels in the model's units): energies in other units than given, forces in that unit per Å: "
-            f"{UNIT_HINTS['energies']}, the force unit follows; its errors compare unlike quantities")
+            f"{unit_hint('energies', se)}, the force unit follows; its errors compare unlike quantities")
     for name, (slope, cosine, size) in flagged.items():
         if name == "forces" and slope < 0:
             hint = "forces stored as +dE/dR (gradients): pass --force-sign -1"
             if not LABEL_SCALE_RANGE[0] <= -slope <= LABEL_SCALE_RANGE[1]:
-                hint = f"{hint}, and they are in other units than given: {UNIT_HINTS[name]}"
+                hint = f"{hint}, and they are in other units than given: {unit_hint(name, -slope)}"
         else:
-            hint = f"{name} in other units than given: {UNIT_HINTS[name]}"
+            hint = f"{name} in other units than given: {unit_hint(name, slope)}"
         label = "energies (about each molecule's mean)" if name == "energies" else name
         findings[name] = (f"{where}: the reference {label} are {slope:.3g}× the model's predictions (least squares "
                           f"over {size} values, cosine {cosine:.2f}; 1 for labels in the model's units): "
@@ -280,7 +291,8 @@ def check_label_scale(dataset: Dataset, predictions: Predictions, where: str = "
     components, dipole components, and energies minus their mean over the frames of
     each molecule (same atomic numbers; the element references cancel). A model of
     any use gives s ≈ 1; s ≈ −1 for forces means the file stores +dE/dR, s ≈ 23.06
-    kcal/mol read as eV, 0.0367 hartree, 4.80 Debye read as e·Å. Judged only where
+    kcal/mol read as eV, 0.0367 hartree, 4.80 Debye read as e·Å: the message names the
+    slip of :data:`physnetjax.data.sanity.UNIT_SLIPS` nearest to s. Judged only where
     labels and predictions agree in direction (cosine ≥ :data:`MIN_SCALE_CORRELATION`
     in magnitude), so a poor model says nothing. Returns the messages (also issued
     as :class:`PhysNetInputWarning`, one per quantity); the metrics are left as computed.
