@@ -454,8 +454,9 @@ def check_reference_compositions(atomic_numbers, num_atoms, fit: Optional[dict],
 def check_output_path(path, *, overwrite: bool = False, what: str = "output") -> Path:
     """``path`` (an output file) as a Path after checking, before any expensive work, that it can be written.
 
-    The parent directory must exist and be writable; ``path`` must not be a
-    directory, and an existing file is refused unless ``overwrite``.
+    The parent directory must exist (it is not created: a mistyped folder is an error) and
+    be writable; ``path`` must not be a directory, and an existing file is refused unless
+    ``overwrite``.
 
     Raises:
       OutputPathError: naming the path and what to do.
@@ -466,6 +467,8 @@ def check_output_path(path, *, overwrite: bool = False, what: str = "output") ->
         raise OutputPathError(f"{what} {path} is a directory; give a file name")
     if path.exists() and not overwrite:
         raise OutputPathError(f"{what} {path} already exists; choose another path or remove it")
+    if parent.exists() and not parent.is_dir():
+        raise OutputPathError(f"{what} {path}: {parent} is a file, not a directory; choose another {what}")
     if not parent.is_dir():
         raise OutputPathError(f"{what} {path}: directory {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK | os.X_OK):

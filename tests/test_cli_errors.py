@@ -115,7 +115,7 @@ def test_warnings_are_one_line_during_a_cli_call():
     dict(args=["--geometry", "{root}/missing.xyz"], code=2, match="missing.xyz"),
     dict(args=["--geometry", "{root}/ckpt/config.json"], code=2, match="ASE cannot read it"),
     dict(args=["--out", "{root}/no_dir/traj.xyz"], code=3, match="no_dir does not exist"),
-    dict(args=["--out", "{root}/water.xyz/traj.xyz"], code=3, match="does not exist"),
+    dict(args=["--out", "{root}/water.xyz/traj.xyz"], code=3, match="water.xyz is a file, not a directory"),
     dict(args=["--temperature", "-5"], code=2, match="temperature_K must be finite and >= 0.0, received -5.0"),
     dict(args=["--timestep", "0"], code=2, match="timestep_fs must be finite and > 0.0, received 0.0"),
     dict(args=["--temperature", "inf"], code=2, match="temperature_K must be finite and >= 0.0, received inf"),
@@ -278,8 +278,15 @@ def test_ensemble_cli_checks_out_can_be_created_before_reading(tmp_path, capsys,
 
 
 def test_generate_cli_checks_out_before_labelling(tmp_path, capsys):
-    assert generate_main(["--out", str(tmp_path / "no_dir" / "d.npz")]) == 3
-    assert "no_dir does not exist" in one_line_error(capsys, "data.generate")
+    assert generate_main(["--out", str(tmp_path / "no_dir" / "sub" / "d.npz")]) == 3
+    assert one_line_error(capsys, "data.generate").endswith(
+        f"error: --out {tmp_path / 'no_dir' / 'sub' / 'd.npz'}: directory {tmp_path / 'no_dir' / 'sub'} does not "
+        "exist; create it first")
+    (tmp_path / "f.txt").write_text("")
+    assert generate_main(["--out", str(tmp_path / "f.txt" / "d.npz")]) == 3  # main: "f.txt does not exist"
+    assert one_line_error(capsys, "data.generate").endswith(
+        f"error: --out {tmp_path / 'f.txt' / 'd.npz'}: {tmp_path / 'f.txt'} is a file, not a directory; choose "
+        "another --out")
     assert generate_main(["--out", str(tmp_path / "d.txt")]) == 2  # numpy would write d.txt.npz
     assert "give a path ending in .npz" in one_line_error(capsys, "data.generate")
 
