@@ -3,7 +3,7 @@
 On main each of these data sets trained silently. The reference labels are the
 bundled GFN2-xTB ethanol trajectory (consistent by construction: E and F = −dE/dR
 from the same calculator), DFT frames of a DNA base (tests/data/dft_base_t_pairs.npz:
-the 97 of 100 frames of /work/shared/data/basepairs/t.npz that have a neighbour
+the 97 of 100 frames of the shared reference set basepairs/t.npz that have a neighbour
 within 0.3 Å RMS, positions and forces rounded to float32) and a Morse triatomic
 written here; the faulty sets are made from them by the mistakes named.
 """
