@@ -243,6 +243,19 @@ def test_train_cli_refused_split_leaves_no_run_and_retry_works_the_same(tmp_path
         assert not out.exists()
 
 
+@pytest.mark.parametrize("below", [False, True])
+def test_train_cli_refuses_an_out_through_a_file_before_reading_data(tmp_path, capsys, below):
+    """On main: "[Errno 20] Not a directory: '.../f.txt/run'" (exit 2) and "[Errno 17] File exists: '.../f.txt'"."""
+    blocker = tmp_path / "f.txt"
+    blocker.write_text("")
+    out = blocker / "run" if below else blocker
+    assert train_main(["--data", str(tmp_path / "missing.npz"), "--out", str(out)]) == 3
+    expected = (f"--out {out}: {blocker} is a file, not a folder the directory can be created in; choose another "
+                "--out" if below else f"--out {out} exists and is not a directory")
+    assert one_line_error(capsys, "train").endswith(f"error: {expected}")
+    assert blocker.read_text() == ""
+
+
 def test_migrate_cli(files, tmp_path, capsys):
     existing = tmp_path / "existing"
     existing.mkdir()

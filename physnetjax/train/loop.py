@@ -103,7 +103,8 @@ from physnetjax.train.loss import TERMS, loss_from_sums, loss_weights, metrics_f
 from physnetjax.train.optim import Plateau, init_state, make_optimizer, make_schedule, make_steps, step_functions
 from physnetjax.train.parallel import device_mesh, replicate, shard_batch, shard_member_batch
 from physnetjax.train.stages import epoch_run_progress, in_final_stage
-from physnetjax.validation import TRAINED_CHARGES_KEY, TRAINED_ELEMENTS_KEY, distinct_charges, element
+from physnetjax.validation import (TRAINED_CHARGES_KEY, TRAINED_ELEMENTS_KEY, check_directory_creatable,
+                                   check_output_directory, distinct_charges, element)
 from physnetjax.train.timebudget import TimeBudget, progress_factor
 
 logger = logging.getLogger(__name__)
@@ -1101,6 +1102,8 @@ def train(config: TrainConfig, clock=time.monotonic, on_start=None) -> dict:
 
     Raises:
       FileExistsError: ``config.out`` already holds a run with a checkpoint (use :func:`resume`).
+      OutputPathError: ``config.out`` is a file, lies below one, or cannot be created (checked before the data
+        is read).
       PhysNetInputError: settings that would be ignored (see above).
       DataError: the data files are malformed.
       ForceCheckError: the float64 force check failed when saving a best checkpoint.
@@ -1113,14 +1116,14 @@ def train(config: TrainConfig, clock=time.monotonic, on_start=None) -> dict:
         defaults = TrainConfig()
         check_init_architecture(config.init_from, {name: getattr(config, name) for name in ARCHITECTURE_SETTINGS
                                                    if getattr(config, name) != getattr(defaults, name)})
-    run_dir = Path(config.out) if config.out else default_run_dir()
+    run_dir = check_directory_creatable(config.out if config.out else default_run_dir(), what="--out")
     if (run_dir / "config.json").exists():
         if not _unstarted_run(run_dir):
             raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick --out")
         _remove_unstarted_run(run_dir)
         logger.info("%s held a run that stopped before its first checkpoint; starting over there", run_dir)
     created = [p for p in [run_dir, *run_dir.parents] if not p.exists()]
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_output_directory(run_dir, what="--out")
     config.out = str(run_dir)
     if config.data is None:
         config.data = [str(bundled_dataset_path())]
