@@ -256,6 +256,20 @@ def test_train_cli_refuses_an_out_through_a_file_before_reading_data(tmp_path, c
     assert blocker.read_text() == ""
 
 
+@pytest.mark.parametrize("below", [False, True])
+def test_learn_cli_refuses_an_out_through_a_file_before_reading_data(tmp_path, capsys, below):
+    """On main: the start frames were read, then "[Errno 20] Not a directory: '.../f.txt/run'" (exit 2); an --out
+    that is a file was refused as bad input (exit 2) rather than as output (3)."""
+    blocker = tmp_path / "f.txt"
+    blocker.write_text("")
+    out = blocker / "run" if below else blocker
+    assert learn_main(["--data", str(tmp_path / "missing.npz"), "--out", str(out)]) == 3
+    expected = (f"--out {out}: {blocker} is a file, not a folder the directory can be created in; choose another "
+                "--out" if below else f"--out {out} exists and is not a directory: give the run directory")
+    assert expected in one_line_error(capsys, "learn")
+    assert blocker.read_text() == ""
+
+
 def test_migrate_cli(files, tmp_path, capsys):
     existing = tmp_path / "existing"
     existing.mkdir()

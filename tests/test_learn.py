@@ -289,7 +289,7 @@ def test_a_damaged_run_state_is_a_one_line_error(tmp_path, capsys, content, prob
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"python -m physnetjax.learn: error: {tmp_path / 'run' / 'state.json'} cannot be resumed "
                           f"from: it is {problem}") and "restore it, or start afresh in another --out" in err
-    assert main(["--out", str(tmp_path / "file")]) == 2
+    assert main(["--out", str(tmp_path / "file")]) == 3  # an output refusal (physnetjax.cli_errors)
     assert capsys.readouterr().err.strip() == (f"python -m physnetjax.learn: error: --out {tmp_path / 'file'} exists "
                                                "and is not a directory: give the run directory (a new one starts a "
                                                "run, an existing one resumes it)")

@@ -38,6 +38,7 @@ from physnetjax.learn.labellers import Labeller, checked_labels, xtb_labeller
 from physnetjax.learn.report import write_report
 from physnetjax.learn.selection import select_uncertain_diverse
 from physnetjax.learn.state import read_state, round_dir, write_state
+from physnetjax.validation import check_directory_creatable
 from physnetjax.train import TrainConfig, train
 
 logger = logging.getLogger(__name__)
@@ -58,10 +59,13 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
       PhysNetInputError: ``config.out`` holds a run with other settings (only
         :data:`~physnetjax.learn.config.RESUME_CHANGES` may change), or one that has
         finished more rounds than ``config.rounds`` (its report would lose them).
+      OutputPathError: a new run's ``config.out`` lies below a file or in a directory that is not writable
+        (checked before the start frames are read).
     """
     run_dir = Path(config.out)
     state = read_state(run_dir)
     if state is None:
+        check_directory_creatable(run_dir, what="--out")
         start = _start_data(config)
     else:
         changed = config.changed_from(state["settings"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from physnetjax.errors import PhysNetInputError
+from physnetjax.errors import OutputPathError, PhysNetInputError
 from physnetjax.jsonlines import write_json
 
 STATE_VERSION = 1
@@ -26,13 +26,14 @@ def read_state(run_dir) -> dict | None:
     """The state of ``run_dir`` or None when no round has been started there.
 
     Raises:
-      PhysNetInputError: ``run_dir`` is a file, or its state file is not JSON of the layout
-        :func:`write_state` writes (edited or damaged), or of another state version.
+      OutputPathError: ``run_dir`` is a file.
+      PhysNetInputError: its state file is not JSON of the layout :func:`write_state` writes
+        (edited or damaged), or of another state version.
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        raise PhysNetInputError(f"--out {run_dir} exists and is not a directory: give the run directory (a new one "
-                                "starts a run, an existing one resumes it)")
+        raise OutputPathError(f"--out {run_dir} exists and is not a directory: give the run directory (a new one "
+                              "starts a run, an existing one resumes it)")
     path = run_dir / STATE_NAME
     if not path.exists():
         return None
