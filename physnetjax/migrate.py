@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from physnetjax.cli_help import HelpFormatter
 from physnetjax.errors import OutputPathError
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.text_table import print_line
+from physnetjax.validation import check_directory_creatable
 
 REPORT_FILE = "migration_report.json"
 
@@ -113,16 +113,15 @@ def migrate(old, new, *, weights: str = "ema", geometries=None, reference=None, 
 
 
 def check_new_path(new, overwrite: bool) -> None:
-    """Refuse, before any work, a ``new`` that exists (unless ``overwrite``) or whose directory is not writable."""
+    """Refuse, before any work, a ``new`` that exists (unless ``overwrite``) or cannot be created (it lies below a
+    file or in a directory that is not writable)."""
     target = absolute_path(new)
     if target.exists() and not overwrite:
         raise OutputPathError(f"{target} exists; pass --overwrite to replace it (only a checkpoint is replaced) "
                               "or choose another NEW")
     if target.exists() and not is_checkpoint(target):
         raise OutputPathError(f"refusing to overwrite {target}: it is not a physnetjax checkpoint")
-    parent = next((p for p in target.parents if p.exists()), None)
-    if parent is None or not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputPathError(f"cannot create {target}: directory {parent} is not writable")
+    check_directory_creatable(target, what="NEW")
 
 
 class MigrationMismatchError(CheckpointError):

@@ -285,6 +285,19 @@ def test_migrate_cli(files, tmp_path, capsys):
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.parametrize("mode", [0o644, 0o755])
+def test_migrate_cli_refuses_a_new_path_below_a_file_before_migrating(tmp_path, capsys, mode):
+    """On main: "directory .../f.txt is not writable" (a plain file), or, for an executable file, the migration ran
+    and then failed with "[Errno 17] File exists: '.../f.txt'"."""
+    blocker = tmp_path / "f.txt"
+    blocker.write_text("")
+    blocker.chmod(mode)
+    new = blocker / "new"
+    assert migrate_main([str(LEGACY_A), str(new)]) == 3
+    assert one_line_error(capsys, "migrate").endswith(
+        f"error: NEW {new}: {blocker} is a file, not a folder the directory can be created in; choose another NEW")
+
+
 def test_check_cli(files, capsys):
     assert check_main([str(files / "ckpt"), "--json", str(files / "no_dir" / "r.json"), "--quick"]) == 3
     assert "no_dir does not exist" in one_line_error(capsys, "check")
