@@ -356,10 +356,16 @@ def test_generate_cli_refuses_bad_numbers_before_labelling(tmp_path, capsys, opt
 
 @pytest.mark.parametrize("options,message", [
     # main: labelled H2O+ with tblite's default spin state, stated nowhere, exit 0
-    (["--charge", "1"], "error: H2O at charge 1 has 9 electrons, an odd number: give uhf (--uhf), the number of "
-                        "unpaired electrons, e.g. 1 for a doublet"),
+    (["--charge", "1"], "error: H2O at charge 1 has 9 electrons, 7 of them in the valence shells GFN2-xTB treats, "
+                        "an odd number: give uhf (--uhf), the number of unpaired electrons, e.g. 1 for a doublet"),
     (["--charge", "1", "--uhf", "2"], "error: uhf 2 does not match the parity of the electrons: H2O at charge 1 has "
-                                      "9 electrons, so uhf must be odd"),
+                                      "9 electrons, 7 of them in the valence shells GFN2-xTB treats, so uhf must be "
+                                      "odd"),
+    # main: labelled H2O- at uhf 9 (as at 11 and 13) in a state holding 6 of its 9 valence electrons, exit 0
+    (["--charge", "-1", "--uhf", "9"], "error: uhf 9: the number of unpaired electrons must be between 0 and 3 (H2O at "
+                                       "charge -1 has 11 electrons, 9 of them in the valence shells GFN2-xTB treats, "
+                                       "in 6 valence orbitals: at most 6 electrons can have one spin, so uhf <= 2 × 6 "
+                                       "- 9)"),
 ])
 def test_generate_cli_refuses_a_spin_state_the_electron_count_cannot_have(tmp_path, capsys, options, message):
     assert generate_main(["--molecule", "H2O", "--frames", "2", "--out", str(tmp_path / "d.npz"), *options]) == 2

@@ -1,8 +1,9 @@
-"""The spin state data.generate labels with: the electron count Σ Z − charge decides what uhf may be."""
+"""The spin state data.generate labels with: xTB's valence electrons and orbitals decide what uhf may be."""
 
 import ase.build
 import numpy as np
 import pytest
+from ase import Atoms
 
 from physnetjax.data.generate import generate, unpaired_electrons
 
@@ -14,18 +15,28 @@ def water(moments=None):
     return atoms
 
 
-@pytest.mark.parametrize("charge,uhf,expected", [(0, None, 0), (0, 2, 2), (1, 1, 1), (-1, 3, 3), (10, 0, 0)])
+@pytest.mark.parametrize("charge,uhf,expected", [(0, None, 0), (0, 2, 2), (0, 4, 4), (1, 1, 1), (1, 5, 5), (-1, 3, 3),
+                                                 (8, 0, 0)])
 def test_unpaired_electrons_accepts_the_parity_of_the_electron_count(charge, uhf, expected):
     assert unpaired_electrons(water(), charge, uhf) == expected
 
 
 @pytest.mark.parametrize("charge,uhf,message", [
     # main: H2O+ (9 electrons) labelled with tblite's default, no spin state stated anywhere
-    (1, None, "H2O at charge 1 has 9 electrons, an odd number: give uhf (--uhf), the number of unpaired electrons"),
-    (1, 2, "uhf 2 does not match the parity of the electrons: H2O at charge 1 has 9 electrons, so uhf must be odd"),
-    (0, 1, "uhf 1 does not match the parity of the electrons: H2O at charge 0 has 10 electrons, so uhf must be even"),
-    (0, -2, "uhf -2: the number of unpaired electrons must be between 0 and 10"),
-    (0, 12, "uhf 12: the number of unpaired electrons must be between 0 and 10"),
+    (1, None, "H2O at charge 1 has 9 electrons, 7 of them in the valence shells GFN2-xTB treats, an odd number: "
+              "give uhf (--uhf), the number of unpaired electrons"),
+    (1, 2, "uhf 2 does not match the parity of the electrons: H2O at charge 1 has 9 electrons, 7 of them in the "
+           "valence shells GFN2-xTB treats, so uhf must be odd"),
+    (0, 1, "uhf 1 does not match the parity of the electrons: H2O at charge 0 has 10 electrons, 8 of them in the "
+           "valence shells GFN2-xTB treats, so uhf must be even"),
+    (0, -2, "uhf -2: the number of unpaired electrons must be between 0 and 4"),
+    # main: accepted up to 10 (all electrons); tblite labelled uhf 6 as a 7-electron state, 8-12 as a 6-electron one
+    (0, 6, "uhf 6: the number of unpaired electrons must be between 0 and 4 (H2O at charge 0 has 10 electrons, 8 of "
+           "them in the valence shells GFN2-xTB treats, in 6 valence orbitals: at most 6 electrons can have one spin, "
+           "so uhf <= 2 × 6 - 8)"),
+    (0, 12, "uhf 12: the number of unpaired electrons must be between 0 and 4"),
+    (1, 7, "uhf 7: the number of unpaired electrons must be between 0 and 5"),
+    (9, None, "charge 9 leaves H2O with -1 valence electrons (GFN2-xTB treats 8 in the neutral molecule)"),
     (11, None, "charge 11 leaves H2O (10 protons) with -1 electrons"),
     (0.5, None, "charge must be a whole number of e (the molecule's total charge), received 0.5"),
 ])
@@ -51,3 +62,32 @@ def test_generate_labels_a_doublet_and_records_its_spin_state():
     assert "(charge 1 e, 1 unpaired electron)" in str(data["source"])
     with pytest.raises(ValueError, match="an odd number: give uhf"):
         generate("H2O", frames=2, stride=1, equilibration_steps=0, charge=1.0)
+
+
+def test_unpaired_electrons_bounds_by_valence_electrons_where_orbitals_are_plenty():
+    """CH4: 8 valence electrons in 8 GFN2-xTB orbitals; on main uhf 10 passed (10 electrons), tblite labelled uhf 8."""
+    methane = ase.build.molecule("CH4")
+    assert unpaired_electrons(methane, 0, 8) == 8
+    with pytest.raises(ValueError) as error:
+        unpaired_electrons(methane, 0, 10)
+    assert str(error.value) == ("uhf 10: the number of unpaired electrons must be between 0 and 8 (CH4 at charge 0 has "
+                                "10 electrons, 8 of them in the valence shells GFN2-xTB treats)")
+
+
+def test_unpaired_electrons_takes_the_parity_of_the_valence_electrons():
+    """Cerium keeps its 4f electrons in the xTB core: 3 valence electrons of 58. On main uhf 0 passed (58 is even) and
+    tblite, given an odd count and uhf 0, labelled the doublet; uhf 2 passed as well and tblite refused it."""
+    cerium = Atoms("Ce")
+    assert unpaired_electrons(cerium, 0, 1) == 1
+    with pytest.raises(ValueError, match="Ce at charge 0 has 58 electrons, 3 of them in the valence shells GFN2-xTB "
+                                         "treats, an odd number: give uhf"):
+        unpaired_electrons(cerium, 0)
+    with pytest.raises(ValueError, match="uhf 2 does not match the parity of the electrons: .* so uhf must be odd"):
+        unpaired_electrons(cerium, 0, 2)
+
+def test_generate_labels_the_highest_spin_water_has_and_refuses_the_next_before_labelling():
+    pytest.importorskip("tblite")
+    data = generate("H2O", frames=1, stride=1, equilibration_steps=0, uhf=4)
+    assert int(data["uhf"]) == 4 and np.all(np.isfinite(data["E"]))
+    with pytest.raises(ValueError, match="uhf 6: the number of unpaired electrons must be between 0 and 4"):
+        generate("H2O", frames=1, stride=1, equilibration_steps=0, uhf=6)

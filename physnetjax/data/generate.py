@@ -23,9 +23,12 @@ and writes a PhysNet-style ``.npz``:
   ``friction_per_fs``, ``stride``, ``equilibration_steps``, ``seed``, ``source``,
   ``tblite_version`` (the MD settings are unused by normal-mode sampling).
 
-The electron count Σ Z − charge fixes the parity of ``uhf``: an even count defaults to
-a closed shell (``uhf`` 0), an odd one needs ``uhf`` stated (``--uhf 1`` for a doublet),
-as with the xtb program's ``--uhf``.
+xTB's electron count, that of the valence shells n_val = Σ v(Z) − charge, fixes the parity
+of ``uhf``: an even count defaults to a closed shell (``uhf`` 0), an odd one needs ``uhf``
+stated (``--uhf 1`` for a doublet), as with the xtb program's ``--uhf``. The valence
+orbitals bound it, ``uhf`` ≤ min(n_val, 2 n_orb − n_val) (:mod:`physnetjax.data.xtb_shells`;
+water: 8 valence electrons in 6 orbitals, so ``uhf`` ≤ 4); a larger one is refused, where
+tblite would label another state.
 
 The bundled ``physnetjax/data/ethanol_gfn2.npz`` was made with::
 
@@ -52,6 +55,7 @@ from physnetjax.cli_config import given_options
 from physnetjax.cli_errors import cli_main
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.data.normal_modes import normal_mode_displacements
+from physnetjax.data.xtb_shells import valence_electrons, valence_orbitals
 from physnetjax.errors import PhysNetInputError
 from physnetjax.validation import check_output_path
 
@@ -90,17 +94,25 @@ def tblite_calculator(method: str = "GFN2-xTB", charge: float = 0.0, uhf: int = 
     return TBLite(method=method, charge=charge, multiplicity=uhf + 1, verbosity=0)
 
 
-def unpaired_electrons(atoms, charge: float, uhf: int | None = None) -> int:
+def unpaired_electrons(atoms, charge: float, uhf: int | None = None, method: str = "GFN2-xTB") -> int:
     """The number of unpaired electrons to label ``atoms`` at total ``charge`` (e) with, checked against its electrons.
 
-    The electron count is n_e = Σ_i Z_i − charge. ``uhf`` None means a closed shell (0), or the sum of
-    the structure's initial magnetic moments where a structure file sets them (what tblite reads then).
+    xTB treats only the valence electrons, n_val = Σ_i v(Z_i) − charge, in n_orb valence
+    orbitals (:mod:`physnetjax.data.xtb_shells`): a state with ``uhf`` unpaired electrons
+    exists when ``uhf`` has the parity of n_val and 0 ≤ ``uhf`` ≤ min(n_val, 2 n_orb − n_val);
+    tblite would label an impossible one as another state without a word. Beyond Z = 86
+    (no table; tblite refuses such elements) the bound is all electrons Σ_i Z_i − charge, and
+    for a method without an orbital table the orbital bound is left out. ``uhf`` None means a
+    closed shell (0), or the sum of the structure's initial magnetic moments where a structure
+    file sets them (what tblite reads then).
 
     Raises:
-      ValueError: a charge that is not a whole number or leaves n_e < 0; ``uhf`` negative, above n_e, or
-        of another parity than n_e (so an odd n_e needs ``uhf`` stated).
+      ValueError: a charge that is not a whole number or leaves a negative number of (valence)
+        electrons; ``uhf`` negative, above that bound, or of another parity than n_val (so an odd
+        n_val needs ``uhf`` stated).
     """
-    protons = int(atoms.get_atomic_numbers().sum())
+    numbers = atoms.get_atomic_numbers()
+    protons = int(numbers.sum())
     formula = atoms.get_chemical_formula()
     if not (math.isfinite(charge) and charge == round(charge)):
         raise ValueError(f"charge must be a whole number of e (the molecule's total charge), received {charge:g}")
@@ -108,22 +120,36 @@ def unpaired_electrons(atoms, charge: float, uhf: int | None = None) -> int:
     if electrons < 0:
         raise ValueError(f"charge {charge:g} leaves {formula} ({protons} protons) with {electrons} electrons")
     where = f"{formula} at charge {charge:g} has {electrons} electrons"
+    count, upper, reason = electrons, electrons, ""
+    neutral_valence = valence_electrons(numbers)
+    if neutral_valence is not None:
+        count = neutral_valence - round(charge)
+        if count < 0:
+            raise ValueError(f"charge {charge:g} leaves {formula} with {count} valence electrons ({method} treats "
+                             f"{neutral_valence} in the neutral molecule)")
+        where += f", {count} of them in the valence shells {method} treats"
+        upper = count
+        orbitals = valence_orbitals(numbers, method)
+        if orbitals is not None and 2 * orbitals - count < count:
+            upper = 2 * orbitals - count
+            reason = (f", in {orbitals} valence orbitals: at most {orbitals} electrons can have one spin, so uhf "
+                      f"<= 2 × {orbitals} - {count}")
     origin = f"uhf {uhf}"
     if uhf is None:
         moments = float(atoms.get_initial_magnetic_moments().sum())
-        if moments == 0 and electrons % 2:
+        if moments == 0 and count % 2:
             raise ValueError(f"{where}, an odd number: give uhf (--uhf), the number of unpaired electrons, "
                              "e.g. 1 for a doublet")
         if abs(moments - round(moments)) > 1e-6:
             raise ValueError(f"the initial magnetic moments of {formula} sum to {moments:g}, not a whole number of "
                              "unpaired electrons: give uhf (--uhf), the number of unpaired electrons")
         uhf, origin = round(moments), f"the structure's initial magnetic moments (sum {moments:g})"
-    if not 0 <= uhf <= electrons:
-        raise ValueError(f"{origin}: the number of unpaired electrons must be between 0 and {electrons} "
-                         f"({where})")
-    if (electrons - uhf) % 2:
+    if not 0 <= uhf <= upper:
+        raise ValueError(f"{origin}: the number of unpaired electrons must be between 0 and {upper} "
+                         f"({where}{reason})")
+    if (count - uhf) % 2:
         raise ValueError(f"{origin} does not match the parity of the electrons: {where}, so uhf must be "
-                         f"{'odd' if electrons % 2 else 'even'}")
+                         f"{'odd' if count % 2 else 'even'}")
     return int(uhf)
 
 
@@ -186,7 +212,7 @@ def generate(
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, received {sampling!r}")
     atoms = _structure(molecule)
-    uhf = unpaired_electrons(atoms, charge, uhf)
+    uhf = unpaired_electrons(atoms, charge, uhf, method)
     atoms.calc = tblite_calculator(method, charge, uhf)
     rng = np.random.default_rng(seed)
     n = len(atoms)
@@ -306,7 +332,8 @@ def main(argv=None) -> int:
     parser.add_argument("--charge", type=float, default=0.0, help="total charge in e")
     parser.add_argument("--uhf", type=int, default=None,
                         help="number of unpaired electrons (spin multiplicity - 1), as xtb's --uhf; needed for an odd "
-                             "electron count (sum of Z - charge), default 0 or the structure file's magnetic moments")
+                             "valence electron count, at most min(n_val, 2 n_orb - n_val) for n_val valence electrons "
+                             "in n_orb valence orbitals; default 0 or the structure file's magnetic moments")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and Langevin noise")
     parser.add_argument("--out", required=True, help="output .npz path")
     parser.add_argument("--verbose", action="store_true", help="info log messages, and the traceback of an error")
