@@ -91,3 +91,14 @@ def test_generate_labels_the_highest_spin_water_has_and_refuses_the_next_before_
     assert int(data["uhf"]) == 4 and np.all(np.isfinite(data["E"]))
     with pytest.raises(ValueError, match="uhf 6: the number of unpaired electrons must be between 0 and 4"):
         generate("H2O", frames=1, stride=1, equilibration_steps=0, uhf=6)
+
+
+def test_the_learning_loops_xtb_labeller_refuses_an_odd_electron_count_by_name():
+    """The active-learning labeller labels closed shells: a cation of water reached tblite, which refused the
+    parity with an internal error (exit 5 at the CLI) after the round's MD."""
+    pytest.importorskip("tblite")
+    from physnetjax.learn.labellers import xtb_labeller
+
+    with pytest.raises(ValueError, match=r"H2O at charge 1 has 9 electrons, 7 of them .*an odd number: give uhf"):
+        xtb_labeller(charge=1.0)(ase.build.molecule("H2O"))
+    assert xtb_labeller()(ase.build.molecule("H2O"))["F"].shape == (3, 3)

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from physnetjax.data.generate import labels_of, tblite_calculator
+from physnetjax.data.generate import labels_of, tblite_calculator, unpaired_electrons
 
 Labeller = Callable[..., dict]
 
@@ -21,14 +21,19 @@ Labeller = Callable[..., dict]
 def xtb_labeller(method: str = "GFN2-xTB", charge: float = 0.0) -> Labeller:
     """A labeller computing ``method`` (tblite: GFN2-xTB, GFN1-xTB, IPEA1-xTB) at total ``charge`` (e).
 
+    Each geometry is labelled as a closed shell (or with the unpaired electrons its initial
+    magnetic moments give), checked by :func:`physnetjax.data.generate.unpaired_electrons`.
+
     Raises:
-      ValueError: tblite is not installed (checked here, before any MD is run).
+      ValueError: tblite is not installed (checked here, before any MD is run); when labelling, a
+        geometry with an odd number of electrons at ``charge`` (no closed shell; tblite refused it
+        with an internal error).
     """
     tblite_calculator(method, charge)
 
     def label(atoms) -> dict:
         molecule = atoms.copy()
-        molecule.calc = tblite_calculator(method, charge)
+        molecule.calc = tblite_calculator(method, charge, unpaired_electrons(molecule, charge, None, method))
         labels = labels_of(molecule)
         return {"E": labels["E"], "F": labels["F"], "D": labels["D"]}
 
