@@ -474,3 +474,42 @@ def test_resume_refuses_an_edited_model_json(base_run, tmp_path, edit):
                                                 rf"checkpoint's: {re.escape(json.dumps(model[name]))}\); the file "
                                                 "was edited after the run started"):
         resume(out, epochs=4)
+
+
+@pytest.mark.parametrize("edit", ["drop", "rename", "add"])
+def test_resume_refuses_a_metrics_csv_with_other_columns(base_run, tmp_path, edit):
+    """On main a metrics.csv that had lost a column (or had one renamed) was rewritten on resume without it, with
+    metrics.jsonl likewise: the column's values of every trained epoch were gone without a word."""
+    out = shutil.copytree(base_run[0], tmp_path / "run", symlinks=True)
+    history = (out / "metrics.jsonl").read_text()
+    rows = read_rows(out)
+    columns = list(rows[0])
+    if edit == "drop":
+        columns.remove("grad_norm")
+    elif edit == "rename":
+        columns[columns.index("valid_forces_mae")] = "forces_mae"
+        for row in rows:
+            row["forces_mae"] = row.pop("valid_forces_mae")
+    else:
+        columns.append("note")
+    with open(out / "metrics.csv", "w", newline="") as handle:
+        csv.DictWriter(handle, columns, extrasaction="ignore").writerows([dict(zip(columns, columns)), *rows])
+    csv_text = (out / "metrics.csv").read_text()
+    expected = {"drop": r"missing: grad_norm\)", "rename": r"missing: valid_forces_mae; unknown: forces_mae\)",
+                "add": r"unknown: note\)"}[edit]
+    with pytest.raises(ValueError, match=r"metrics\.csv holds other columns than this run writes \(" + expected):
+        resume(out, epochs=4)
+    assert (out / "metrics.csv").read_text() == csv_text
+    assert (out / "metrics.jsonl").read_text() == history
+
+
+def test_resume_refuses_a_metrics_csv_row_cut_short(base_run, tmp_path):
+    """On main a row that had lost its last values was read back with them empty and rewritten so on resume."""
+    out = shutil.copytree(base_run[0], tmp_path / "run", symlinks=True)
+    lines = (out / "metrics.csv").read_text().splitlines()
+    columns = len(lines[0].split(","))
+    lines[2] = ",".join(lines[2].split(",")[:-2])
+    (out / "metrics.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=rf"metrics\.csv line 3 holds {columns - 2} values for {columns} columns: "
+                                         r"it was cut short or edited"):
+        resume(out, epochs=4)

@@ -391,12 +391,11 @@ class Trainer:
         if saved_budget is not None:
             self.budget = TimeBudget(**{**saved_budget, "budget": self.config.max_time})
         metrics = self.run_dir / "metrics.csv"
-        with open(metrics, newline="") as handle:
-            try:
-                self.rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) <= self.epoch]
-                parsed = [self._parse_row(row) for row in self.rows]
-            except (KeyError, TypeError, ValueError):
-                self.rows = None
+        self.rows = self._read_metrics_rows(metrics)
+        try:
+            parsed = [self._parse_row(row) for row in self.rows or ()]
+        except ValueError:
+            self.rows = None
         if self.rows is None or [int(row["epoch"]) for row in self.rows] != list(range(1, self.epoch + 1)):
             found = "unreadable rows" if self.rows is None else f"the rows of {len(self.rows)} of those epochs"
             raise ValueError(f"{metrics} is truncated or edited: the checkpoint is at epoch {self.epoch} but the file "
@@ -509,6 +508,42 @@ class Trainer:
                             "split decides which frames train, validate and test, so resuming would mix them. "
                             "Restore the run's split.npz, or start a new run (--init-from "
                             f"{self.run_dir / 'best'} --split-file YOUR_SPLIT)")
+
+    def _read_metrics_rows(self, metrics: Path) -> list | None:
+        """The rows of metrics.csv up to the checkpoint's epoch (as read, text), or None when an epoch is no number.
+
+        Resuming rewrites metrics.csv and metrics.jsonl with this run's columns from these rows, so a file of other
+        columns (some removed, renamed or added) or a row of fewer or more values than its header is refused, naming
+        them: it would come back without those values. Rows after the checkpoint's epoch (trained, then lost with
+        the interrupted run) are dropped whatever their shape. An empty file (no header) reads as no rows.
+        """
+        with open(metrics, newline="") as handle:
+            reader = csv.DictReader(handle)
+            header = reader.fieldnames
+            if header is not None and sorted(header) != sorted(self.columns):
+                missing = [name for name in self.columns if name not in header]
+                extra = [name for name in dict.fromkeys(header) if name not in self.columns]
+                repeated = sorted({name for name in header if header.count(name) > 1})
+                found = "; ".join(f"{what}: {', '.join(names)}" for what, names in (
+                    ("missing", missing), ("unknown", extra), ("given twice", repeated)) if names)
+                raise ValueError(f"{metrics} holds other columns than this run writes ({found}); resuming would "
+                                 "rewrite it and metrics.jsonl without those values. Restore its header and columns "
+                                 "(metrics.jsonl holds the same rows as JSON Lines)")
+            rows = []
+            for row in reader:
+                try:
+                    if int(row["epoch"]) > self.epoch:
+                        continue
+                except (TypeError, ValueError):
+                    return None
+                if None in row or None in row.values():
+                    count = sum(value is not None for key, value in row.items() if key is not None)
+                    raise ValueError(f"{metrics} line {reader.line_num} holds {count + len(row.get(None, ()))} "
+                                     f"values for {len(header)} columns: it was cut short or edited; resuming would "
+                                     "rewrite it and metrics.jsonl with those values lost. Restore it (metrics.jsonl "
+                                     "holds the same rows as JSON Lines)")
+                rows.append(row)
+        return rows
 
     @staticmethod
     def _parse_row(row: dict) -> dict:
