@@ -23,7 +23,9 @@ from physnetjax.check import CheckSettings, Structure, check_model
 from physnetjax.neighbors import model_pair_cutoff, model_triplet_cutoff, padded_triplets, pair_triplets
 from physnetjax.neighbors.periodic import periodic_pairs
 from physnetjax.physics.dispersion import d3_bj_parameters, d3_dispersion_energy
-from conftest import dftd3_reference
+from conftest import ATM_MODEL_SHORT_CUTOFF, dftd3_reference
+
+pytestmark = ATM_MODEL_SHORT_CUTOFF
 
 SMALL = dict(features=8, max_degree=1, num_iterations=1, num_basis_functions=4, cutoff=4.0, charges=False,
              zbl=False, param_dtype=jnp.float64)

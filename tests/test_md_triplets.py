@@ -28,7 +28,9 @@ from physnetjax.neighbors import (
     pair_triplets,
 )
 from physnetjax.predict import jitted_apply
-from conftest import dftd3_reference
+from conftest import ATM_MODEL_SHORT_CUTOFF, dftd3_reference
+
+pytestmark = ATM_MODEL_SHORT_CUTOFF
 
 SMALL = dict(features=8, max_degree=1, num_iterations=1, num_basis_functions=4, cutoff=4.0, charges=False,
              zbl=False, param_dtype=jnp.float64)

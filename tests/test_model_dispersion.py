@@ -188,6 +188,7 @@ def test_trainer_flags_build_a_dispersion_model():
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings(r"ignore:dispersion_cutoff = 7 Å is below 7\.5 Å:physnetjax.errors.PhysNetInputWarning")
 def test_periodic_stress_and_forces_of_the_dispersion_term_match_finite_differences():
     from physnetjax import predict_periodic
 
