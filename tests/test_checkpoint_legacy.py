@@ -12,10 +12,15 @@ raw ``params``; ``charges`` are the original's (uncorrected) charges with the ra
 that same graph.
 """
 
+import gc
 import logging
+import os
 import pickle
 import re
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import e3x
@@ -210,23 +215,58 @@ def test_pickle_needs_flag_and_old_versions_without_bias_or_repulsion(tmp_path, 
     assert any("energy_bias" in note for note in migration.notes)
 
 
-# Third-party: when tensorstore fails to read a damaged file, orbax's restore thread still
-# posts its result to an asyncio loop that the failed restore already closed ("Event loop is
-# closed", raised in orbax's thread, not in physnetjax; healthy saves and loads close cleanly).
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.parametrize("damage", ("delete", "truncate"))
-def test_corrupted_legacy_checkpoint(damage, tmp_path):
-    epoch = shutil.copytree(LEGACY / "A" / "epoch-30", tmp_path / "epoch-30")
+def damage_data_file(epoch: Path, damage: str) -> None:
+    """Delete or truncate the largest data file of the legacy checkpoint ``epoch``, or truncate its manifest."""
+    if damage == "truncate manifest":
+        manifest = epoch / "manifest.ocdbt"
+        manifest.chmod(0o644)
+        manifest.write_bytes(manifest.read_bytes()[:50])
+        return
     victim = max((p for p in (epoch / "ocdbt.process_0" / "d").iterdir()), key=lambda p: p.stat().st_size)
     if damage == "delete":
         victim.unlink()
     else:
         victim.write_bytes(victim.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="corrupted or unreadable"):
-        load_checkpoint(epoch)
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("damage, first", [("delete", "ema_params.params.Dense_0.0+.kernel/0.0"),
+                                           ("truncate", "ema_params.params.Dense_0.0+.kernel/0.0"),
+                                           ("truncate manifest", "best_loss/.zarray")])
+def test_corrupted_legacy_checkpoint_ends_every_read(damage, first, tmp_path):
+    """On main the first failed read ended the restore (or the metadata reads before it) and closed orbax's event
+    loop while the checkpoint's other reads still ran in tensorstore's threads: each then posted its result to the
+    closed loop ("RuntimeError: Event loop is closed" printed from that thread, or here an unraisable-exception
+    warning, made an error), and the value named in the error was whichever read failed first."""
+    epoch = shutil.copytree(LEGACY / "A" / "epoch-30", tmp_path / "epoch-30")
+    damage_data_file(epoch, damage)
+    for _ in range(4):  # on main about one load in two left reads running
+        with pytest.raises(CheckpointError, match=rf"corrupted or unreadable: [A-Z_]+: .*Error reading "
+                                                  rf"\"{re.escape(first)}\""):
+            load_checkpoint(epoch)
+    time.sleep(1.0)  # reads left running would end (and post to the closed loop) within this
+    gc.collect()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ("check", "migrate"))
+def test_cli_on_a_checkpoint_with_a_deleted_data_file_prints_one_line(command, tmp_path):
+    """On main ``python -m physnetjax.check`` or ``migrate`` printed its one-line error and then, in 22 of 48 runs,
+    "RuntimeError: Event loop is closed" tracebacks from tensorstore's threads."""
+    epoch = shutil.copytree(LEGACY / "A" / "epoch-30", tmp_path / "epoch-30")
+    damage_data_file(epoch, "delete")
+    argv = [sys.executable, "-m", f"physnetjax.{command}", str(epoch)] + ([str(tmp_path / "new")] * (
+        command == "migrate"))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]),
+               JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
+    for _ in range(5):
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+        assert run.returncode == 2
+        assert run.stderr.startswith(f"python -m physnetjax.{command}: error: legacy checkpoint {epoch} is corrupted")
+        assert run.stderr.count("\n") == 1 and run.stderr.endswith("\n"), run.stderr
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("damage, cause", [
     ("truncate _METADATA", r"_METADATA \(5000 bytes\), the index of the saved arrays, is not valid JSON \(Unterminated "
                            r"string .*\): the file is truncated or overwritten"),

@@ -58,6 +58,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import metadata as ocp_metadata
 
 from physnetjax.checkpoint.errors import CheckpointError, CheckpointNotFoundError
+from physnetjax.checkpoint.settled_reads import raise_failed_read, settled_registry
 from physnetjax.errors import PhysNetInputWarning
 
 FORMAT_VERSION = 2
@@ -157,7 +158,8 @@ def read_tree(directory: Path):
       ValueError: a damaged checkpoint, with the cause: ``_METADATA`` that is not the JSON
         orbax writes (truncated or overwritten), or tensorstore's error reading the arrays
         (naming the file or array; its long JSON spec left out). Orbax's own log lines about
-        the failure (a warning, unretrieved asyncio tasks) are kept off the terminal.
+        the failure (a warning, unretrieved asyncio tasks) are kept off the terminal, and every
+        read has ended when it is raised (:mod:`physnetjax.checkpoint.settled_reads`).
     """
 
     def restore_args(meta):
@@ -169,11 +171,13 @@ def read_tree(directory: Path):
 
     _check_tree_index(directory)
     try:
-        with ocp.PyTreeCheckpointer() as checkpointer:
+        with ocp.Checkpointer(ocp.PyTreeCheckpointHandler(type_handler_registry=settled_registry())) as checkpointer:
             # The handler's metadata raises the real error; the checkpointer's logs it and returns None.
             tree = _item_metadata(directory).tree
             args = jax.tree_util.tree_map(restore_args, tree, is_leaf=lambda x: x is None)
-            return checkpointer.restore(directory, args=ocp.args.PyTreeRestore(restore_args=args))
+            restored = checkpointer.restore(directory, args=ocp.args.PyTreeRestore(restore_args=args))
+        raise_failed_read(restored)
+        return restored
     except ValueError as error:
         message = _tensorstore_message(error)
         if re.match(r"[A-Z_]+: ", message):  # tensorstore's status (DATA_LOSS, OUT_OF_RANGE, ...): damaged files
@@ -199,13 +203,16 @@ def _check_tree_index(directory: Path) -> None:
 def _item_metadata(directory: Path):
     """Orbax's tree metadata of ``directory`` (the handler's: it raises the real error).
 
-    When it fails, orbax's other failed reads of the same files are left as asyncio tasks
-    whose errors asyncio logs with a traceback each when they are collected (often at exit):
-    :class:`_UnretrievedTasksOf` keeps those of ``directory`` off the log, its error being raised.
+    Every value's metadata is read to its end (:mod:`physnetjax.checkpoint.settled_reads`) and the
+    first failure in tree order raised. Should orbax still leave a failed read of the same files
+    as an asyncio task, whose error asyncio logs with a traceback when it is collected (often at
+    exit), :class:`_UnretrievedTasksOf` keeps those of ``directory`` off the log.
     """
-    handler = ocp.PyTreeCheckpointHandler()
+    handler = ocp.PyTreeCheckpointHandler(type_handler_registry=settled_registry())
     try:
-        return handler.metadata(directory)
+        metadata = handler.metadata(directory)
+        raise_failed_read(metadata.tree)
+        return metadata
     except ValueError:
         logging.getLogger("asyncio").addFilter(_UnretrievedTasksOf(directory))
         raise
