@@ -347,25 +347,75 @@ def test_npz_label_keys_not_read_warn(tmp_path, raw):
         assert not load_npz(path).has_F.any()
 
 
-def test_periodic_ase_frames_warn_that_the_cell_is_dropped(tmp_path, raw):
-    """A periodic extxyz (crystal, liquid) was read as isolated molecules on main, its cell dropped without a word."""
+def test_periodic_ase_frames_keep_their_cell_and_in_reach_images_are_refused(tmp_path, raw):
+    """A periodic extxyz (crystal, liquid) was read as isolated molecules on main, its cell dropped with a warning
+    only: training and eval went on without the periodic images. The cell is kept now (zero rows along the
+    directions that are not periodic) and check_isolated refuses frames whose images lie within the reach."""
     import ase
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator
 
+    from physnetjax.data.dataset import check_isolated
+
     frames = []
-    for k in range(3):
-        atoms = ase.Atoms(numbers=raw["Z"][k], positions=raw["R"][k], cell=[6.0, 7.0, 8.0], pbc=k > 0)
+    for k, pbc in enumerate([False, True, [True, True, False]]):
+        atoms = ase.Atoms(numbers=raw["Z"][k], positions=raw["R"][k], cell=[6.0, 7.0, 8.0], pbc=pbc)
         atoms.calc = SinglePointCalculator(atoms, energy=raw["E"][k], forces=raw["F"][k])
         frames.append(atoms)
     ase.io.write(tmp_path / "cell.extxyz", frames)
-    with pytest.warns(PhysNetInputWarning, match=r"cell.extxyz: 2 of 3 frame\(s\) are periodic \(pbc set; narrowest "
-                                                 r"cell width 6 Å\) but the reader keeps no cell: .*set pbc=False"):
-        load_ase(tmp_path / "cell.extxyz")
-    ase.io.write(tmp_path / "box.extxyz", frames[:1])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        load_ase(tmp_path / "box.extxyz")
+        data = load_ase(tmp_path / "cell.extxyz")
+    np.testing.assert_array_equal(data.cell, [np.zeros((3, 3)), np.diag([6.0, 7.0, 8.0]), np.diag([6.0, 7.0, 0.0])])
+    np.testing.assert_array_equal(data.subset([2]).cell, data.cell[2:])
+    assert not load_npz(write(tmp_path, raw)).cell.any()
+    check_isolated(data.subset([0]), 5.0, "5 Å")
+    with pytest.raises(DataError, match=r"^2 periodic frame\(s\) have atoms within 5 Å of a periodic image \(frames "
+                                        r"1, 2; e\.g\. .*cell.extxyz\[\d\], pbc T T [TF], .* image at [\d.]+ Å\): "
+                                        r"physnetjax models isolated molecules"):
+        check_isolated(data, 5.0, "5 Å")
+    boxed = ase.Atoms(numbers=raw["Z"][0], positions=raw["R"][0], pbc=True)
+    boxed.center(vacuum=6.0)
+    boxed.calc = SinglePointCalculator(boxed, energy=raw["E"][0], forces=raw["F"][0])
+    ase.io.write(tmp_path / "box.extxyz", boxed)
+    check_isolated(load_ase(tmp_path / "box.extxyz"), 5.0, "5 Å")
+    with pytest.raises(DataError, match=r"frame\(s\) have atoms within 12.5 Å"):
+        check_isolated(load_ase(tmp_path / "box.extxyz"), 12.5, "12.5 Å")
+    flat = ase.Atoms(numbers=raw["Z"][0], positions=raw["R"][0], cell=[6.0, 0.0, 8.0], pbc=True)
+    flat.calc = SinglePointCalculator(flat, energy=raw["E"][0])
+    ase.io.write(tmp_path / "flat.extxyz", flat)
+    with pytest.raises(DataError, match=r"flat.extxyz: frame 0: pbc T T T but the cell .* spans no volume"):
+        load_ase(tmp_path / "flat.extxyz")
+
+
+def test_stress_and_virial_labels_warn_and_atomic_charges_give_the_total_charge(tmp_path, raw):
+    """On main an extxyz stress= or virial= entry and a per-atom charge column (ASE's 'charges' result) were
+    dropped without a word: a cation whose file carried only its atomic charges was trained as neutral."""
+    import ase
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    n = int(raw["N"][0])
+    charges = np.full(n, 1.0 / n)
+    atoms = ase.Atoms(numbers=raw["Z"][0, :n], positions=raw["R"][0, :n], cell=[30.0] * 3, pbc=True)
+    atoms.info["virial"] = np.zeros((3, 3))
+    atoms.calc = SinglePointCalculator(atoms, energy=raw["E"][0], forces=raw["F"][0, :n], stress=np.zeros(6),
+                                       charges=charges)
+    ase.io.write(tmp_path / "stress.extxyz", atoms)
+    with pytest.warns(PhysNetInputWarning, match=r"stress.extxyz: label-like keys not read: 'virial' \(frames 0\); "
+                                                 r"'stress' \(frames 0\);.* stress and virial are not trained"):
+        data = load_ase(tmp_path / "stress.extxyz")
+    assert data.has_Q[0] and data.Q[0] == pytest.approx(1.0)
+    atoms.info["charge"] = 0.0
+    ase.io.write(tmp_path / "both.extxyz", atoms)
+    with pytest.raises(DataError, match=r"both.extxyz: frame 0: atoms.info\['charge'\] = 0 differs from the sum 1 "
+                                        r"of the calculator's atomic 'charges'"):
+        load_ase(tmp_path / "both.extxyz")
+    stress_only = atoms.copy()
+    stress_only.calc = SinglePointCalculator(stress_only, stress=np.zeros(6))
+    ase.io.write(tmp_path / "only.extxyz", stress_only)
+    with pytest.raises(DataError, match=r"only.extxyz: no frame carries an energy or forces.*'stress' \(frames 0\)"):
+        load_ase(tmp_path / "only.extxyz")
 
 
 def test_positions_in_bohr_warn_and_angstrom_do_not(tmp_path, raw):

@@ -116,3 +116,20 @@ def test_trainer_on_two_host_devices_matches_one_device(tmp_path):
         results[count] = json.loads(process.stdout.strip().splitlines()[-1])
     assert results[2]["devices"] == results[2]["num_devices"] == 2 and results[1]["num_devices"] == 1
     np.testing.assert_allclose(results[2]["valid_loss"], results[1]["valid_loss"], rtol=1e-4)
+
+
+def test_batch_shapes_refuse_periodic_frames_within_the_reach_of_the_pair_terms():
+    """On main a periodic frame was batched as an isolated molecule whatever its images. The reach counts the pair
+    terms beyond the cutoff (here the Coulomb long-range cutoff), not all-pairs Coulomb."""
+    from physnetjax.data import DataError
+
+    data = load_npz(Path(__file__).parent / "data" / "train_ethanol64.npz").subset([0])
+    extent = np.ptp(data.R[0, : data.N[0]], axis=0).max()
+    boxed = dataclasses.replace(data, cell=np.eye(3)[None] * (extent + 6.0))
+    base = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=4.0,
+                   max_atomic_number=8, charges=True, zbl=False)
+    batch_shapes(boxed, base, 1)
+    batch_shapes(boxed, base.clone(charges=False), 1)
+    with pytest.raises(DataError, match=r"^1 periodic frame\(s\) have atoms within 10 Å \(the reach of the model's "
+                                        r"pair terms\) of a periodic image \(frames 0;"):
+        batch_shapes(boxed, base.clone(coulomb_lr_cutoff=10.0), 1)

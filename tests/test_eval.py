@@ -287,6 +287,35 @@ def test_ase_trajectory_and_database_give_the_extxyz_metrics(setup, evaluated, t
         np.testing.assert_allclose(metrics[key], value, rtol=1e-12, atol=1e-15, err_msg=key)
 
 
+def test_periodic_frames_in_reach_of_their_images_are_refused_and_vacuum_boxes_evaluated(setup, evaluated, tmp_path,
+                                                                                        capsys):
+    """On main periodic extxyz frames were evaluated as isolated molecules (a warning only): wrong neighbours, wrong
+    errors. Frames whose images lie within the cutoff are refused in one line (exit 2); molecules in vacuum boxes wider
+    than it are isolated molecules, evaluated exactly so."""
+    root, frames, _ = setup
+    for name, cell in (("tight", [5.0, 5.0, 5.0]), ("vacuum", [30.0, 30.0, 30.0])):
+        images = []
+        for z, r, energy, forces, dipole, charge in frames[6:]:
+            atoms = ase.Atoms(numbers=z, positions=r, cell=cell, pbc=True)
+            atoms.calc = SinglePointCalculator(atoms, dipole=dipole, **({} if energy is None else {"energy": energy}),
+                                               **({} if forces is None else {"forces": forces}))
+            atoms.info["charge"] = charge
+            images.append(atoms)
+        ase.io.write(tmp_path / f"{name}.extxyz", images)
+    args = ("--checkpoint", root / "model", "--data", root / "ethanol.npz")
+    assert run_cli(*args, tmp_path / "tight.extxyz", "--float64", "--no-plots") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and re.fullmatch(
+        r"python -m physnetjax.eval: error: 4 periodic frame\(s\) have atoms within 4 Å \(the model's cutoff\) of a "
+        r"periodic image \(frames 6, 7, 8, 9; e\.g\. .*tight.extxyz\[\d\], pbc T T T, cell \[\[5.0, 0.0, 0.0\].* Å: "
+        r"image at [\d.]+ Å\): physnetjax models isolated molecules .*", lines[0]), lines[0]
+    assert run_cli(*args, tmp_path / "vacuum.extxyz", "--float64", "--batch-size", 4, "--out", tmp_path / "out",
+                   "--no-plots") == 0
+    metrics = json.loads((tmp_path / "out" / "summary.json").read_text())["metrics"]
+    for key, value in evaluated[0]["metrics"].items():
+        np.testing.assert_allclose(metrics[key], value, rtol=1e-12, atol=1e-15, err_msg=key)
+
+
 def test_legacy_checkpoint(tmp_path):
     """Legacy fixture C (charges + ZBL) on its 5 reference geometries with their data labels."""
     jax.config.update("jax_enable_x64", True)

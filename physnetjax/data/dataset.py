@@ -59,6 +59,9 @@ class Dataset:
       has_E, has_F, has_D, has_Q: (M,) bool, whether the frame carries that label
         (the label array holds 0 where it does not).
       sources: (M,) str "file[frame]" of each frame, for messages.
+      cell: (M, 3, 3) Å, the periodic cell vectors of each frame as rows, a zero row along a direction
+        that is not periodic (all zero, the default, for an isolated molecule). Models see isolated
+        molecules only: :func:`check_isolated` refuses frames whose periodic images are in reach.
     """
 
     Z: np.ndarray
@@ -73,6 +76,11 @@ class Dataset:
     has_D: np.ndarray
     has_Q: np.ndarray
     sources: np.ndarray
+    cell: Optional[np.ndarray] = None
+
+    def __post_init__(self):
+        if self.cell is None:
+            object.__setattr__(self, "cell", np.zeros((len(self.Z), 3, 3)))
 
     def __len__(self) -> int:
         return self.Z.shape[0]
@@ -206,21 +214,25 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
     ``ase.io`` stores them: an extxyz ``energy=`` entry and ``forces`` column); a
     frame without one of them has that label masked. The total charge is
     ``atoms.info['charge']`` if present, else the sum of the initial charges when
-    set, else unknown (0, masked). Positions must be in Å. The cell is not kept: periodic
-    frames (``pbc`` set) are read as isolated molecules, with a :class:`PhysNetInputWarning`.
+    set, else the sum of the calculator's atomic ``charges`` (an extxyz ``charge``
+    column), else unknown (0, masked). Positions must be in Å. The cell vectors along
+    the periodic directions (``pbc``) are kept in :attr:`Dataset.cell`: training and
+    evaluation refuse frames whose periodic images lie within the model's reach
+    (:func:`check_isolated`), and take a molecule in a wider vacuum box as isolated.
 
     Other label-like entries (``atoms.info`` or per-atom arrays whose names hold
     energy, force, dipole or charge, e.g. ``REF_energy``, ``REF_forces``,
-    ``total_charge``, and a calculator result such as extxyz ``free_energy=`` in a frame
-    without ``energy=``) are not read; a :class:`PhysNetInputWarning` names them, since
-    the labels trained on may then not be the ones meant (rename the wanted key to
-    ``energy``/``forces``/``charge``).
+    ``total_charge``, a calculator result such as extxyz ``free_energy=`` in a frame
+    without ``energy=``, and stress or virial labels, which are never trained) are not
+    read; a :class:`PhysNetInputWarning` names them, since the labels trained on may then
+    not be the ones meant (rename the wanted key to ``energy``/``forces``/``charge``).
 
     Raises:
       DataError: unreadable file, no frames, no energy or force label anywhere,
-        NaN/Inf, bad atomic numbers, or an ``atoms.info['energy']``/``['dipole']``
-        or ``atoms.arrays['forces']`` that differs from the calculator's value —
-        naming file, key and frame.
+        NaN/Inf, bad atomic numbers, a periodic direction without a cell vector, or an
+        ``atoms.info['energy']``/``['dipole']``/``['charge']`` or ``atoms.arrays['forces']``
+        that differs from the calculator's value (for the charge: the sum of its atomic
+        ``charges``) — naming file, key and frame.
     """
     import ase.io
 
@@ -241,12 +253,11 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
     N = np.zeros(M, np.int32)
     E, F, D, Q = np.zeros(M), np.zeros((M, n, 3)), np.zeros((M, 3)), np.zeros(M)
     has = {k: np.zeros(M, bool) for k in LABELS}
+    cell = np.zeros((M, 3, 3))
     unread: dict[str, list[int]] = {}
-    periodic: list[float] = []
     for k, atoms in enumerate(frames):
         m = len(atoms)
-        if atoms.pbc.any():
-            periodic.append(_narrowest_width(atoms))
+        cell[k] = _periodic_cell(path, k, atoms)
         N[k] = m
         Z[k, :m] = atoms.get_atomic_numbers()
         R[k, :m] = atoms.get_positions()
@@ -265,49 +276,90 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
             Q[k], has["Q"][k] = float(atoms.info["charge"]), True
         elif atoms.has("initial_charges"):
             Q[k], has["Q"][k] = float(atoms.get_initial_charges().sum()), True
+        elif "charges" in results:
+            Q[k], has["Q"][k] = float(np.sum(results["charges"])), True
     unread_note = "; ".join(f"{key!r} (frames {_first_frames(np.isin(np.arange(M), frames))})"
                             for key, frames in unread.items())
     if not (has["E"].any() or has["F"].any()):
         raise DataError(f"{path}: no frame carries an energy or forces (calculator results 'energy'/'forces')"
                         + (f"; label-like keys found but not read: {unread_note} — rename the reference labels "
-                           "to 'energy' and 'forces'" if unread else ""))
+                           "to 'energy' and 'forces' (stress and virial are not trained)" if unread else ""))
     if unread:
         warnings.warn(f"{path}: label-like keys not read: {unread_note}; the labels read are the calculator "
                       "results 'energy', 'forces', 'dipole' (an extxyz energy= entry, forces column) and the total "
-                      "charge info['charge'] (else the sum of 'initial_charges'); store the labels meant under these",
+                      "charge info['charge'] (else the sum of 'initial_charges', else of the atomic 'charges'); "
+                      "stress and virial are not trained; store the labels meant under these",
                       PhysNetInputWarning, stacklevel=2)
-    if periodic:
-        warnings.warn(f"{path}: {len(periodic)} of {M} frame(s) are periodic (pbc set; narrowest cell width "
-                      f"{min(periodic):.3g} Å) but the reader keeps no cell: they are trained as isolated molecules "
-                      "without their periodic images, right only for a molecule in a vacuum box wider than the cutoff "
-                      "beyond its extent; for such boxes set pbc=False in the file, else these labels belong to "
-                      "another system", PhysNetInputWarning, stacklevel=2)
     sources = np.array([f"{path}[{k}]" for k in range(M)])
-    data = Dataset(Z=Z, R=R, N=N, E=E, F=F, D=D, Q=Q, sources=sources, **{f"has_{k}": v for k, v in has.items()})
+    data = Dataset(Z=Z, R=R, N=N, E=E, F=F, D=D, Q=Q, sources=sources, cell=cell,
+                   **{f"has_{k}": v for k, v in has.items()})
     validate(data, path)
     return data
 
 
-def _narrowest_width(atoms) -> float:
-    """Å: the smallest distance between opposite faces of ``atoms``'s cell along a periodic direction (0 for a
-    degenerate cell)."""
-    cell = np.asarray(atoms.cell, dtype=np.float64)
-    volume = abs(np.linalg.det(cell))
-    widths = [volume / max(np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])), 1e-300)
-              for i in range(3) if atoms.pbc[i]]
-    return float(min(widths))
+def _periodic_cell(path, k: int, atoms) -> np.ndarray:
+    """(3, 3) Å: the cell vectors of frame ``k`` along its periodic directions, zero rows elsewhere."""
+    cell = np.where(np.asarray(atoms.pbc)[:, None], np.asarray(atoms.cell, dtype=np.float64), 0.0)
+    periodic = np.nonzero(atoms.pbc)[0]
+    if periodic.size and np.linalg.matrix_rank(cell[periodic], tol=1e-6) < periodic.size:
+        raise DataError(f"{path}: frame {k}: pbc {_pbc_text(atoms.pbc)} but the cell {cell.tolist()} Å spans no "
+                        "volume along the periodic directions; give the cell, or set pbc=False for a molecule")
+    return cell
 
 
-LABEL_WORDS = ("energy", "force", "dipole", "charge")
+def _pbc_text(pbc) -> str:
+    return " ".join("T" if p else "F" for p in pbc)
+
+
+def check_isolated(data: Dataset, reach: float, reach_text: str) -> None:
+    """Refuse periodic frames in which an atom lies within ``reach`` Å of a periodic image of an atom.
+
+    The models take every frame as an isolated molecule: such a frame's labels hold the images'
+    interactions (a crystal, a liquid, a molecule in a box narrower than the reach), which the model
+    would leave out. A molecule in a vacuum box whose images all lie beyond ``reach`` is modelled exactly
+    as isolated (up to the interactions beyond the reach, e.g. all-pairs Coulomb, that the reference
+    calculation had with the images).
+
+    Args:
+      data: the frames (their :attr:`Dataset.cell`).
+      reach: Å, how far the model sees (message passing and pair terms).
+      reach_text: how the message names the reach, e.g. ``"the model's cutoff 5 Å"``.
+
+    Raises:
+      DataError: naming the frames, the pbc and cell, and the nearest image distance.
+    """
+    from ase.neighborlist import primitive_neighbor_list
+
+    nearest = np.full(len(data), np.inf)
+    for k in np.nonzero(data.cell.any(axis=(1, 2)))[0]:
+        pbc = data.cell[k].any(axis=1)
+        distances, shifts = primitive_neighbor_list("dS", pbc, data.cell[k], data.R[k, : data.N[k]], reach,
+                                                    self_interaction=False)
+        images = distances[shifts.any(axis=1)]
+        if images.size:
+            nearest[k] = images.min()
+    bad = np.isfinite(nearest)
+    if bad.any():
+        k = int(np.argmin(nearest))
+        pbc = data.cell[k].any(axis=1)
+        raise DataError(
+            f"{int(bad.sum())} periodic frame(s) have atoms within {reach_text} of a periodic image (frames "
+            f"{_first_frames(bad)}; e.g. {data.sources[k]}, pbc {_pbc_text(pbc)}, cell {data.cell[k].tolist()} Å: "
+            f"image at {nearest[k]:.3g} Å): physnetjax models isolated molecules and would leave out the images' "
+            "part of these labels; use molecular frames, or a vacuum box that keeps each molecule's images beyond "
+            "that reach")
+
+
+LABEL_WORDS = ("energy", "force", "dipole", "charge", "stress", "virial")
 """Substrings (lower case) of ``atoms.info``/``atoms.arrays`` names that :func:`load_ase` reports when it does not
 read them."""
 
 READ_KEYS = {"charge", "initial_charges", "numbers", "positions"}
 """``atoms.info``/``atoms.arrays`` names that :func:`load_ase` reads itself."""
 
-RESULT_WORDS = {"energy": "energy", "force": "forces", "dipole": "dipole"}
+RESULT_WORDS = {"energy": "energy", "force": "forces", "dipole": "dipole", "stress": None, "virial": None}
 """Substrings of calculator result names (e.g. ``free_energy``) reported as not read when the frame lacks the result
-that is read for them."""
+that is read for them (None: never read)."""
 
 SAME_AS_RESULT = {"energy": "info", "dipole": "info", "forces": "arrays"}
 """Names that may duplicate a calculator result outside it (``.traj``/``.db`` keep ``info``): they must agree."""
@@ -317,7 +369,8 @@ def _check_label_keys(path, k: int, atoms, results: dict, unread: dict) -> None:
     """Record in ``unread`` (name → frames) the label-like info/array keys of frame ``k`` that are not read.
 
     A key named like a calculator result (:data:`SAME_AS_RESULT`) that is also in
-    ``results`` must hold the same value (DataError otherwise: which one is meant?).
+    ``results`` must hold the same value, and ``info['charge']`` the sum of the atomic
+    ``charges`` result (DataError otherwise: which one is meant?).
     """
     for name, value in [*atoms.info.items(), *atoms.arrays.items()]:
         if name in READ_KEYS or name.lower().endswith("weight"):
@@ -331,8 +384,13 @@ def _check_label_keys(path, k: int, atoms, results: dict, unread: dict) -> None:
             continue
         if any(word in name.lower() for word in LABEL_WORDS):
             unread.setdefault(name, []).append(k)
+    if "charge" in atoms.info and "charges" in results:
+        total = float(np.sum(results["charges"]))
+        if abs(total - float(atoms.info["charge"])) > 1e-3:
+            raise DataError(f"{path}: frame {k}: atoms.info['charge'] = {float(atoms.info['charge']):g} differs from "
+                            f"the sum {total:.6g} of the calculator's atomic 'charges': keep one of them")
     for name in results:  # e.g. extxyz free_energy= (ASE makes it a result) in a frame without energy=
-        if name not in SAME_AS_RESULT and any(word in name.lower() and read not in results
+        if name not in SAME_AS_RESULT and any(word in name.lower() and (read is None or read not in results)
                                               for word, read in RESULT_WORDS.items()):
             unread.setdefault(name, []).append(k)
 
