@@ -1,5 +1,7 @@
 """The spin state data.generate labels with: xTB's valence electrons and orbitals decide what uhf may be."""
 
+import re
+
 import ase.build
 import numpy as np
 import pytest
@@ -102,3 +104,35 @@ def test_the_learning_loops_xtb_labeller_refuses_an_odd_electron_count_by_name()
     with pytest.raises(ValueError, match=r"H2O at charge 1 has 9 electrons, 7 of them .*an odd number: give uhf"):
         xtb_labeller(charge=1.0)(ase.build.molecule("H2O"))
     assert xtb_labeller()(ase.build.molecule("H2O"))["F"].shape == (3, 3)
+
+
+def test_a_failed_xtb_scf_is_a_one_line_input_error_naming_frame_method_charge_and_spin(tmp_path, capsys,
+                                                                                      monkeypatch):
+    """NaCl with 6 unpaired electrons: tblite's SCF does not converge. On main the CLI called its CalculationFailed an
+    internal error (exit 5) and the learning loop's labeller skipped the frame with tblite's bare words."""
+    pytest.importorskip("tblite")
+    from ase.calculators.calculator import CalculationFailed
+
+    from physnetjax.data.generate import main
+    from physnetjax.errors import PhysNetInputError
+    from physnetjax.learn import labellers
+
+    assert main(["--molecule", "NaCl", "--uhf", "6", "--frames", "1", "--stride", "1", "--equilibration-steps", "0",
+                 "--out", str(tmp_path / "salt.npz")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and re.fullmatch(r"python -m physnetjax.data.generate: error: NaCl \(Langevin MD, sampling "
+                                            r"frame 1 of 1\): the GFN2-xTB SCF \(xTB, tblite\) failed at charge 0 e "
+                                            r"with 6 unpaired electrons \(SCF not converged in \d+ cycles\): xTB "
+                                            r"cannot converge that charge and spin state at this geometry; try another "
+                                            r"uhf \(--uhf\) or charge \(--charge\)", lines[0]), lines
+    assert not (tmp_path / "salt.npz").exists()
+
+    def unconverged(atoms):
+        raise CalculationFailed("SCF not converged in 250 cycles")
+
+    monkeypatch.setattr(labellers, "labels_of", unconverged)
+    salt = ase.build.molecule("NaCl")
+    salt.set_initial_magnetic_moments([3.0, 3.0])
+    with pytest.raises(PhysNetInputError, match=r"^ClNa geometry: the GFN2-xTB SCF \(xTB, tblite\) failed at charge 0 "
+                                                r"e with 6 unpaired electrons \(SCF not converged in 250 cycles\)"):
+        labellers.xtb_labeller()(salt)

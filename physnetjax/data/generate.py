@@ -153,6 +153,16 @@ def unpaired_electrons(atoms, charge: float, uhf: int | None = None, method: str
     return int(uhf)
 
 
+def xtb_failure(error: Exception, where: str, method: str, charge: float, uhf: int) -> PhysNetInputError:
+    """The one-line error for a tblite calculation that failed (ASE's ``CalculationFailed``, e.g. an SCF
+    that does not converge for a charge and spin state the geometry cannot hold), naming ``where``
+    (molecule and frame), ``method``, ``charge`` (e) and ``uhf``."""
+    detail = " ".join(str(error).split()) or type(error).__name__
+    return PhysNetInputError(f"{where}: the {method} SCF (xTB, tblite) failed at charge {charge:g} e with {uhf} "
+                             f"unpaired electron{'' if uhf == 1 else 's'} ({detail}): xTB cannot converge that charge "
+                             "and spin state at this geometry")
+
+
 def labels_of(atoms) -> dict:
     """The labels of ``atoms`` from its attached calculator, in the units of the module docstring.
 
@@ -206,9 +216,12 @@ def generate(
 
     Raises:
       ValueError: unknown ``sampling``, tblite missing, a ``charge``/``uhf`` the electron count
-        refuses (:func:`unpaired_electrons`), or (normal modes) a structure whose relaxed Hessian
-        is not that of a minimum.
+        refuses (:func:`unpaired_electrons`), a failed xTB calculation (:func:`xtb_failure`, naming
+        the frame being sampled), or (normal modes) a structure whose relaxed Hessian is not that
+        of a minimum.
     """
+    from ase.calculators.calculator import CalculationFailed
+
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, received {sampling!r}")
     atoms = _structure(molecule)
@@ -228,16 +241,24 @@ def generate(
                                             equilibration_steps, rng)
     else:
         configurations = _normal_mode_configurations(atoms, frames, temperature, rng)
+    how = "Langevin MD" if sampling == "md" else "harmonic normal-mode sampling"
     start = time.perf_counter()
-    for k, _ in enumerate(configurations):
-        for key, value in labels_of(atoms).items():
-            out[key][k] = value
-        if (k + 1) % 100 == 0:
-            logger.info("%d/%d frames, %.1f s", k + 1, frames, time.perf_counter() - start)
+    done = 0
+    try:
+        for k, _ in enumerate(configurations):
+            for key, value in labels_of(atoms).items():
+                out[key][k] = value
+            done = k + 1
+            if done % 100 == 0:
+                logger.info("%d/%d frames, %.1f s", done, frames, time.perf_counter() - start)
+    except CalculationFailed as error:
+        stage = ("relaxation or Hessian before frame 1" if sampling != "md" and done == 0
+                 else f"{how}, sampling frame {done + 1} of {frames}")
+        failure = xtb_failure(error, f"{molecule} ({stage})", method, charge, uhf)
+        raise PhysNetInputError(f"{failure}; try another uhf (--uhf) or charge (--charge)") from error
     out["Z"] = np.tile(atoms.get_atomic_numbers().astype(np.int8), (frames, 1))
     out["N"] = np.full(frames, n, np.int16)
     out["Q"] = np.full(frames, charge, np.float32)
-    how = "Langevin MD" if sampling == "md" else "harmonic normal-mode sampling"
     out.update(
         method=np.array(method),
         uhf=np.array(uhf),

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from physnetjax.data.generate import labels_of, tblite_calculator, unpaired_electrons
+from physnetjax.data.generate import labels_of, tblite_calculator, unpaired_electrons, xtb_failure
 
 Labeller = Callable[..., dict]
 
@@ -27,14 +27,21 @@ def xtb_labeller(method: str = "GFN2-xTB", charge: float = 0.0) -> Labeller:
     Raises:
       ValueError: tblite is not installed (checked here, before any MD is run); when labelling, a
         geometry with an odd number of electrons at ``charge`` (no closed shell; tblite refused it
-        with an internal error).
+        with an internal error), or a failed xTB calculation such as an SCF that does not converge
+        (:func:`physnetjax.data.generate.xtb_failure`; the loop skips that frame with a warning).
     """
+    from ase.calculators.calculator import CalculationFailed
+
     tblite_calculator(method, charge)
 
     def label(atoms) -> dict:
         molecule = atoms.copy()
-        molecule.calc = tblite_calculator(method, charge, unpaired_electrons(molecule, charge, None, method))
-        labels = labels_of(molecule)
+        uhf = unpaired_electrons(molecule, charge, None, method)
+        molecule.calc = tblite_calculator(method, charge, uhf)
+        try:
+            labels = labels_of(molecule)
+        except CalculationFailed as error:
+            raise xtb_failure(error, f"{molecule.get_chemical_formula()} geometry", method, charge, uhf) from error
         return {"E": labels["E"], "F": labels["F"], "D": labels["D"]}
 
     return label
