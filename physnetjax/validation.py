@@ -483,12 +483,15 @@ def check_output_directory(path, *, what: str = "--out", files: Iterable[str] = 
     none may be a directory.
 
     Raises:
-      OutputPathError: ``path`` is a file, cannot be created, or is not writable, or one
-        of ``files`` in it is a directory.
+      OutputPathError: ``path`` is a file, cannot be created (its nearest existing ancestor,
+        named, is a file or not writable: :func:`check_directory_creatable`), or is not
+        writable, or one of ``files`` in it is a directory.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"{what} {path} exists and is not a directory")
+    if not path.exists():
+        check_directory_creatable(path, what=what)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:

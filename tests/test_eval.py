@@ -369,7 +369,8 @@ def test_cli_errors_are_one_line_and_checked_before_evaluating(setup, tmp_path, 
     args = {"checkpoint": root / "model", "data": root / "ethanol.npz", "extra": []}
     expected, status = {
         "missing checkpoint": ("does not exist", 2), "missing data key": ("missing required key 'Z'", 2),
-        "out is a file": ("is not a directory", 3), "out not creatable": ("cannot create the directory", 3),
+        "out is a file": ("is not a directory", 3),
+        "out not creatable": (f"file/sub: {tmp_path / 'file'} is a file, not a folder", 3),
         "predictions directory missing": ("does not exist", 3),
         "predictions suffix": ("must end in", 2),
     }[case]

@@ -662,7 +662,8 @@ def test_cli_errors_are_one_line(cli_inputs, capsys, tmp_path):
         assert status == expected_status, (message, status)
         assert stderr.startswith(prefix) and message in stderr and stderr.count("\n") == 1, stderr
     status, _, stderr = run_cli(capsys, "--checkpoint", model, "--geometry", xyz, "--out", blocker / "sub")
-    assert status == 3 and stderr.startswith(f"{prefix}--out {blocker / 'sub'}: cannot create the directory")
+    assert status == 3 and stderr.startswith(f"{prefix}--out {blocker / 'sub'}: {blocker} is a file, not a folder the "
+                                             "directory can be created in; choose another --out")
     assert stderr.count("\n") == 1
     status, _, stderr = run_cli(capsys, "--checkpoint", tmp_path / "missing", "--geometry", xyz,
                                 "--out", tmp_path / "out", "--verbose")
