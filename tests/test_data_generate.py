@@ -136,3 +136,15 @@ def test_a_failed_xtb_scf_is_a_one_line_input_error_naming_frame_method_charge_a
     with pytest.raises(PhysNetInputError, match=r"^ClNa geometry: the GFN2-xTB SCF \(xTB, tblite\) failed at charge 0 "
                                                 r"e with 6 unpaired electrons \(SCF not converged in 250 cycles\)"):
         labellers.xtb_labeller()(salt)
+
+
+def test_a_diatomic_is_sampled_without_a_numpy_warning():
+    """On main ASE's ZeroRotation divided 0/0 for a diatomic's zero moment of inertia (an axis it then drops): the CLI
+    printed 'warning: invalid value encountered in divide' before labelling NaCl correctly."""
+    pytest.importorskip("tblite")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = generate("H2", frames=1, stride=1, equilibration_steps=0)
+    assert np.all(np.isfinite(data["F"]))

@@ -285,7 +285,8 @@ def _md_configurations(atoms, frames, stride, temperature, timestep, friction, e
 
     ase.md.velocitydistribution.thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
     ase.md.velocitydistribution.Stationary(atoms)
-    ase.md.velocitydistribution.ZeroRotation(atoms)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a linear molecule: ASE divides 0/0 for the axis it drops
+        ase.md.velocitydistribution.ZeroRotation(atoms)
     atoms.set_constraint(ase.constraints.FixCom())
     dyn = ase.md.langevin.Langevin(
         atoms,
