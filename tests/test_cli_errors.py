@@ -243,30 +243,20 @@ def test_train_cli_refused_split_leaves_no_run_and_retry_works_the_same(tmp_path
         assert not out.exists()
 
 
+@pytest.mark.parametrize("tool", ["train", "learn"])
 @pytest.mark.parametrize("below", [False, True])
-def test_train_cli_refuses_an_out_through_a_file_before_reading_data(tmp_path, capsys, below):
-    """On main: "[Errno 20] Not a directory: '.../f.txt/run'" (exit 2) and "[Errno 17] File exists: '.../f.txt'"."""
+def test_run_directory_clis_refuse_an_out_through_a_file_before_reading_data(tmp_path, capsys, tool, below):
+    """On main, train: "[Errno 20] Not a directory: '.../f.txt/run'" (exit 2) and "[Errno 17] File exists:
+    '.../f.txt'"; learn: the start frames were read, then "[Errno 20] …" (exit 2), and an --out that is a file was
+    refused as bad input (exit 2) rather than as output (3)."""
+    main, that_is_a_file = {"train": (train_main, ""), "learn": (learn_main, ": give the run directory")}[tool]
     blocker = tmp_path / "f.txt"
     blocker.write_text("")
     out = blocker / "run" if below else blocker
-    assert train_main(["--data", str(tmp_path / "missing.npz"), "--out", str(out)]) == 3
+    assert main(["--data", str(tmp_path / "missing.npz"), "--out", str(out)]) == 3
     expected = (f"--out {out}: {blocker} is a file, not a folder the directory can be created in; choose another "
-                "--out" if below else f"--out {out} exists and is not a directory")
-    assert one_line_error(capsys, "train").endswith(f"error: {expected}")
-    assert blocker.read_text() == ""
-
-
-@pytest.mark.parametrize("below", [False, True])
-def test_learn_cli_refuses_an_out_through_a_file_before_reading_data(tmp_path, capsys, below):
-    """On main: the start frames were read, then "[Errno 20] Not a directory: '.../f.txt/run'" (exit 2); an --out
-    that is a file was refused as bad input (exit 2) rather than as output (3)."""
-    blocker = tmp_path / "f.txt"
-    blocker.write_text("")
-    out = blocker / "run" if below else blocker
-    assert learn_main(["--data", str(tmp_path / "missing.npz"), "--out", str(out)]) == 3
-    expected = (f"--out {out}: {blocker} is a file, not a folder the directory can be created in; choose another "
-                "--out" if below else f"--out {out} exists and is not a directory: give the run directory")
-    assert expected in one_line_error(capsys, "learn")
+                "--out" if below else f"--out {out} exists and is not a directory{that_is_a_file}")
+    assert f"error: {expected}" in one_line_error(capsys, tool)
     assert blocker.read_text() == ""
 
 
