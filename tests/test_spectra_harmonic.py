@@ -19,6 +19,7 @@ import tomllib
 import warnings
 
 import ase
+import ase.data
 import ase.io
 import ase.units
 import jax
@@ -668,3 +669,27 @@ def test_cli_errors_are_one_line(cli_inputs, capsys, tmp_path):
     status, _, stderr = run_cli(capsys, "--checkpoint", tmp_path / "missing", "--geometry", xyz,
                                 "--out", tmp_path / "out", "--verbose")
     assert status == 2 and "Traceback" in stderr and stderr.rstrip().splitlines()[-1].startswith(prefix)
+
+
+def test_cli_keeps_the_isotope_masses_the_geometry_file_stores(charge_model, cli_inputs, capsys, tmp_path):
+    """An extxyz with the hydroxyl H as D (masses column): the analysis used the standard masses without a word,
+    so the O-D file gave the O-H frequencies (md honours the same column)."""
+    model, params, z, r = charge_model
+    masses = ase.data.atomic_masses[z].copy()
+    masses[3] = 2.014
+    deuterated = ase.Atoms(numbers=z, positions=r, masses=masses)
+    ase.io.write(tmp_path / "d.extxyz", deuterated)
+    status, stdout, stderr = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry", tmp_path / "d.extxyz",
+                                     "--out", tmp_path / "out", "--no-optimize", "--no-plot")
+    assert status == 0, stderr
+    assert "masses from --geometry: atom 3 (H) 2.014 amu (standard 1.008)" in stdout
+    document = json.loads((tmp_path / "out" / "harmonic.json").read_text())
+    np.testing.assert_allclose(document["masses_amu"], masses, rtol=1e-12)
+    with pytest.warns(NonMinimumWarning):
+        expected = harmonic(model, params, z, r, masses=masses, optimize=False)
+    np.testing.assert_allclose(document["frequencies_cm1"], expected.frequencies_cm1, rtol=1e-9)
+    status, stdout, _ = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry", tmp_path / "d.extxyz",
+                                "--out", tmp_path / "given", "--no-optimize", "--no-plot",
+                                "--masses", *ase.data.atomic_masses[z])
+    assert status == 0 and "masses from --geometry" not in stdout
+    assert json.loads((tmp_path / "given" / "harmonic.json").read_text())["masses_amu"][3] == pytest.approx(1.008)

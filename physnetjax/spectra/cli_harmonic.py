@@ -29,6 +29,8 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 JSON_NAME = "harmonic.json"
 PNG_NAME = "harmonic.png"
 
@@ -40,7 +42,8 @@ def add_molecule_arguments(parser: argparse.ArgumentParser) -> None:
                         help="isolated molecule (pbc False), any file ase.io.read understands (first frame)")
     parser.add_argument("--out", required=True, help="output directory (created if missing)")
     parser.add_argument("--masses", type=float, nargs="+", metavar="AMU",
-                        help="one mass per atom in amu (isotopes); default: standard atomic masses")
+                        help="one mass per atom in amu (isotopes); default: the masses the geometry file stores "
+                        "(an extxyz masses column), else standard atomic masses")
     parser.add_argument("--total-charge", type=float,
                         help="total charge in e (default: the geometry's info['charge'], else 0)")
     parser.add_argument("--verbose", action="store_true", help="log progress; print the traceback on errors")
@@ -96,10 +99,11 @@ def _analyse(args):
     write_resolved_config(args.parser, args, Path(args.out) / CONFIG_NAME)
     model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)
     total_charge = float(atoms_total_charge(atoms, args.total_charge))
+    masses = molecule_masses(atoms, args.masses)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonMinimumWarning)
         warnings.simplefilter("always", ZeroModeWarning)
-        result = harmonic(model, params, atoms.numbers, atoms.positions, masses=args.masses,
+        result = harmonic(model, params, atoms.numbers, atoms.positions, masses=masses,
                           total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
                           max_steps=args.max_steps, training_record=TrainingRecord.from_metadata(metadata))
     for warning in caught:
@@ -130,6 +134,27 @@ def read_geometry(path):
             f"--geometry {path} is periodic (pbc={atoms.pbc.tolist()}); the spectra are of an isolated molecule "
             "and would ignore the cell and the periodic images: write the molecule with pbc=False")
     return atoms
+
+
+def molecule_masses(atoms, masses=None):
+    """The masses (amu) of the analysis: ``masses`` (``--masses``) if given, else those the geometry stores.
+
+    A geometry file with masses (an extxyz ``masses`` column, as written for isotopes or by
+    ``python -m physnetjax.md``, which runs with them) keeps them; each that differs from
+    ASE's standard atomic mass is printed. Without either: None (standard atomic masses).
+    """
+    import ase.data
+
+    if masses is not None or not atoms.has("masses"):
+        return masses
+    stored = atoms.get_masses()
+    standard = ase.data.atomic_masses[atoms.numbers]
+    changed = np.flatnonzero(~np.isclose(stored, standard, rtol=0.0, atol=1e-6))
+    if changed.size:
+        listed = ", ".join(f"atom {i} ({atoms.get_chemical_symbols()[i]}) {stored[i]:g} amu (standard "
+                           f"{standard[i]:g})" for i in changed)
+        print(f"masses from --geometry: {listed}")
+    return stored
 
 
 def mode_table(result) -> str:

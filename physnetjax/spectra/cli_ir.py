@@ -104,7 +104,7 @@ def _run(args) -> None:
     from physnetjax.checkpoint import load_checkpoint
     from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
     from physnetjax.errors import LengthUnitWarning
-    from physnetjax.spectra.cli_harmonic import mode_table
+    from physnetjax.spectra.cli_harmonic import mode_table, molecule_masses
     from physnetjax.spectra.harmonic import harmonic
     from physnetjax.spectra.md_spectrum import md_spectrum
     from physnetjax.training_record import TrainingRecord
@@ -116,10 +116,11 @@ def _run(args) -> None:
     model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)
     record = TrainingRecord.from_metadata(metadata)
     total_charge = float(atoms_total_charge(atoms, args.total_charge))
+    masses = molecule_masses(atoms, args.masses)
     said: set = set()
     with warnings.catch_warnings(record=True) as caught:
         try:
-            lines = harmonic(model, params, atoms.numbers, atoms.positions, masses=args.masses,
+            lines = harmonic(model, params, atoms.numbers, atoms.positions, masses=masses,
                              total_charge=total_charge, optimize=not args.no_optimize, training_record=record)
         finally:
             _tell(caught, said)
@@ -132,7 +133,7 @@ def _run(args) -> None:
                     model, params, lines.atomic_numbers, lines.positions, temperature_K=args.temperature,
                     time_ps=args.time_ps, timestep_fs=args.timestep, equilibration_ps=args.equilibration_ps,
                     replicas=args.replicas, friction=args.friction, record_every=args.record_every,
-                    total_charge=total_charge, masses=args.masses, seed=args.seed,
+                    total_charge=total_charge, masses=masses, seed=args.seed,
                     max_correlation_ps=args.correlation_ps, quantum_correction=args.quantum_correction,
                     dtype=args.dtype, progress=progress, training_record=record,
                 )
