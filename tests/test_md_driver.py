@@ -10,7 +10,7 @@ from conftest import perturbed_params
 
 from physnetjax import PhysNet, init_params, predict
 from physnetjax.checkpoint.format import save_checkpoint
-from physnetjax.errors import PhysNetInputError
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.md.__main__ import main
 from physnetjax.md.io import momenta_to_ase
 from physnetjax.md.driver import EnergyConservationError, MDInstabilityError, drift_and_fluctuation, simulate
@@ -96,7 +96,8 @@ def test_absurd_force_stops_and_saves_last_good_frame(system, tmp_path):
     momenta[hydrogen] = 0.3 * atoms.get_masses()[hydrogen] * direction / np.linalg.norm(direction)
     atoms.set_momenta(momenta_to_ase(momenta))
     out = tmp_path / "run.xyz"
-    with pytest.raises(MDInstabilityError, match="MD stopped at step"):
+    with pytest.warns(PhysNetInputWarning, match="total momentum"), pytest.raises(MDInstabilityError,
+                                                                                  match="MD stopped at step"):
         simulate(model, params, atoms, steps=200, save_every=2, dtype="float64", max_force=limit, out=str(out))
     last = ase.io.read(f"{out}.last_good.xyz")
     assert np.linalg.norm(last.get_forces(), axis=-1).max() <= limit
@@ -314,3 +315,19 @@ def test_float32_md_far_from_the_origin_runs_as_at_the_origin(system, tmp_path):
     with np.load(tmp_path / "far.npz") as saved:  # the MD checkpoint is in the user's frame too, with its origin
         np.testing.assert_allclose(saved["positions"], far_frames[-1].positions, atol=1e-5)
         np.testing.assert_allclose(saved["origin"], far.positions.mean(axis=0), atol=1e-12)
+
+
+def test_a_drifting_start_geometry_loses_its_total_momentum_with_a_warning(system):
+    """Momenta of a rigid translation (0.01 Å/fs): the whole drift was counted as heat over 3N − 3 degrees of freedom
+    (~230 K reported for a molecule that is internally at rest)."""
+    model, params, atoms = system
+    atoms = atoms.copy()
+    drift = np.array([0.01, 0.0, 0.0])
+    atoms.set_momenta(momenta_to_ase(atoms.get_masses()[:, None] * drift))
+    with pytest.warns(PhysNetInputWarning, match=r"total momentum of \[0\.46\d+, 0\.0, 0\.0\] amu·Å/fs \(the centre "
+                      r"of mass drifting at 0\.01 Å/fs, 2\d\d K of the kinetic temperature over 24 degrees"):
+        report = simulate(model, params, atoms, steps=10, save_every=10, dtype="float64", temperature_K=300.0)
+    at_rest = atoms.copy()
+    at_rest.set_momenta(np.zeros((len(atoms), 3)))
+    cold = simulate(model, params, at_rest, steps=10, save_every=10, dtype="float64", temperature_K=0.0)
+    assert report.mean_temperature_K == pytest.approx(cold.mean_temperature_K, abs=1e-9)

@@ -97,7 +97,7 @@ from physnetjax.md.integrators import MDState, kinetic_energy, maxwell_boltzmann
 from physnetjax.md.io import TrajectoryWriter, frame_atoms, momenta_from_ase, trajectory_format, truncate_trajectory
 from physnetjax.md.potential import AllPairs
 from physnetjax.npz_file import NpzReadError, read_npz
-from physnetjax.units import BAR, BOLTZMANN
+from physnetjax.units import AMU_A2_PER_FS2_IN_EV, BAR, BOLTZMANN
 from physnetjax.training_record import TrainingRecord
 from physnetjax.validation import atoms_total_charge, check_total_charge, validate_structure
 
@@ -323,8 +323,9 @@ def simulate(
     """Run MD of ``atoms`` with ``model``/``params`` in one of :data:`ENSEMBLES`.
 
     Args:
-      atoms: the start geometry; its momenta are used if non-zero, else momenta are
-        drawn from Maxwell–Boltzmann at ``temperature_K`` (zero total momentum).
+      atoms: the start geometry; its momenta are used if non-zero (less their total
+        momentum, :func:`without_total_momentum`), else momenta are drawn from
+        Maxwell–Boltzmann at ``temperature_K`` (zero total momentum).
         Fully periodic atoms (pbc all True) run in their cell. Its total charge (e) is
         :func:`physnetjax.validation.atoms_total_charge`'s, as for the ASE calculator:
         ``atoms.info["charge"]``, else the sum of the initial charges, else 0.
@@ -417,6 +418,8 @@ def simulate(
     key, mb_key = jax.random.split(key)
     momenta = momenta_from_ase(atoms.get_momenta())
     drawn = not np.any(momenta) and restart is None
+    if np.any(momenta) and restart is None:
+        momenta = without_total_momentum(momenta, atoms.get_masses())
     if not np.any(momenta):
         momenta = np.asarray(maxwell_boltzmann_momenta(mb_key, masses, temperature_K))
     start_step, saved, origin = 0, None, np.zeros(3)
@@ -636,6 +639,35 @@ def simulate(
                                        if drawn and len(potentials) > 1 else None),
         degrees_of_freedom=dof,
     )
+
+
+COM_TEMPERATURE_NOTICE_K = 0.01
+"""Kinetic temperature (K) of the start momenta's centre-of-mass motion above which :func:`without_total_momentum`
+warns."""
+
+
+def without_total_momentum(momenta, masses) -> np.ndarray:
+    """The start momenta of a geometry file (N, 3) amu·Å/fs without their total momentum.
+
+    MD counts N_f = 3N − 3 degrees of freedom: the centre of mass is at rest, as for the
+    drawn Maxwell–Boltzmann momenta. A total momentum P = Σ p_i would be a drift of the
+    whole system that the reported temperature and the thermostats count as heat. It is
+    removed, p_i ← p_i − m_i P / M; a :class:`PhysNetInputWarning` names P and the share of
+    the kinetic temperature it held, |P|² / (M N_f k_B) · C, when that is above
+    :data:`COM_TEMPERATURE_NOTICE_K`.
+    """
+    momenta = np.asarray(momenta, np.float64)
+    masses = np.asarray(masses, np.float64)
+    total = momenta.sum(axis=0)
+    mass = masses.sum()
+    dof = 3 * masses.shape[0] - 3
+    held_K = float(total @ total) / mass * AMU_A2_PER_FS2_IN_EV / (dof * BOLTZMANN)
+    if held_K > COM_TEMPERATURE_NOTICE_K:
+        warnings.warn(f"the start geometry's momenta have a total momentum of {np.round(total, 6).tolist()} amu·Å/fs "
+                      f"(the centre of mass drifting at {np.linalg.norm(total) / mass:.3g} Å/fs, {held_K:.3g} K of "
+                      f"the kinetic temperature over {dof} degrees of freedom): removed, the MD keeps the centre of "
+                      "mass at rest", PhysNetInputWarning, stacklevel=3)
+    return momenta - masses[:, None] * total / mass
 
 
 def check_uncertainty_arguments(model, ensemble: str, threshold: Optional[float], action: str) -> bool:
