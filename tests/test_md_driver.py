@@ -331,3 +331,23 @@ def test_a_drifting_start_geometry_loses_its_total_momentum_with_a_warning(syste
     at_rest.set_momenta(np.zeros((len(atoms), 3)))
     cold = simulate(model, params, at_rest, steps=10, save_every=10, dtype="float64", temperature_K=0.0)
     assert report.mean_temperature_K == pytest.approx(cold.mean_temperature_K, abs=1e-9)
+
+
+def test_cli_says_the_start_velocities_are_the_geometry_momenta_not_drawn_at_the_temperature(system, tmp_path,
+                                                                                             capsys):
+    """A geometry with momenta: --temperature 300 drew nothing, yet the report said nothing (a 90 K start read as a
+    300 K run)."""
+    model, params, atoms = system
+    save_checkpoint(tmp_path / "model", model, params)
+    moving = atoms.copy()
+    moving.set_momenta(momenta_to_ase(np.random.default_rng(0).normal(scale=0.05, size=(len(atoms), 3))))
+    ase.io.write(tmp_path / "moving.extxyz", moving)
+    ase.io.write(tmp_path / "still.extxyz", atoms)
+    common = ["--checkpoint", str(tmp_path / "model"), "--temperature", "300", "--steps", "10", "--save-every", "10",
+              "--float64"]
+    with pytest.warns(PhysNetInputWarning, match="total momentum"):
+        assert main(common + ["--geometry", str(tmp_path / "moving.extxyz")]) == 0
+    line = [text for text in capsys.readouterr().out.splitlines() if text.startswith("start velocities:")]
+    assert len(line) == 1 and line[0].endswith("K), not drawn at --temperature")
+    assert main(common + ["--geometry", str(tmp_path / "still.extxyz"), "--ensemble", "langevin"]) == 0
+    assert "start velocities:" not in capsys.readouterr().out

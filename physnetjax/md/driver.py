@@ -163,6 +163,8 @@ class MDReport:
     frames; None for a single model), ``uncertain_frames`` (frames past
     ``uncertainty_threshold``, a stopping one included) and, when the run stopped on the
     uncertainty, ``stop_reason`` and ``last_trusted`` (path of the saved frame; None without ``out``).
+    ``geometry_momenta_temperature_K`` is the kinetic temperature of start momenta taken from the
+    geometry (not drawn at ``temperature_K``), else None.
     """
 
     steps: int
@@ -185,6 +187,7 @@ class MDReport:
     stop_reason: Optional[str] = None
     last_trusted: Optional[str] = None
     drawn_temperature_K: Optional[float] = None
+    geometry_momenta_temperature_K: Optional[float] = None
     start_potential_above_mean_eV: Optional[float] = None
     degrees_of_freedom: Optional[int] = None
 
@@ -225,13 +228,21 @@ class MDReport:
             f"{quantity} drift: {_figure(self.drift_meV_per_atom_per_ps, '+.4g', ' meV/atom/ps (linear fit)')}",
             f"{quantity} fluctuation: {_figure(self.fluctuation_meV_per_atom, '.4g', ' meV/atom (std about the fit)')}",
             f"mean temperature: {self.mean_temperature_K:.2f} K",
-        ] + ([self.temperature_note()] if self.temperature_note() else []) + (
+        ] + ([self.temperature_note()] if self.temperature_note() else []) + self._start_velocity_lines() + (
             [f"mean pressure: {self.mean_pressure_bar:.5g} bar", f"mean volume: {self.mean_volume_A3:.6g} Å³"]
             if self.mean_pressure_bar is not None else []) + [
             f"speed: {_figure(self.steps_per_second, '.1f', ' steps/s')} (compile {self.compile_seconds:.1f} s "
             "excluded)",
             f"edges: {self.edge_set}",
         ] + self._uncertainty_lines() + ([f"trajectory: {self.out}"] if self.out else [])
+
+    def _start_velocity_lines(self) -> list[str]:
+        """Where the start velocities came from, when not from a draw at --temperature (the geometry's momenta)."""
+        if self.geometry_momenta_temperature_K is None:
+            return []
+        target = "" if self.ensemble == "nve" else f"; --temperature is the {self.ensemble} target"
+        return [f"start velocities: the geometry's momenta ({self.geometry_momenta_temperature_K:.1f} K), not drawn "
+                f"at --temperature{target}"]
 
     def _uncertainty_lines(self) -> list[str]:
         if self.max_forces_std_eV_per_A is None:
@@ -418,7 +429,8 @@ def simulate(
     key, mb_key = jax.random.split(key)
     momenta = momenta_from_ase(atoms.get_momenta())
     drawn = not np.any(momenta) and restart is None
-    if np.any(momenta) and restart is None:
+    from_geometry = bool(np.any(momenta)) and restart is None
+    if from_geometry:
         momenta = without_total_momentum(momenta, atoms.get_masses())
     if not np.any(momenta):
         momenta = np.asarray(maxwell_boltzmann_momenta(mb_key, masses, temperature_K))
@@ -635,6 +647,7 @@ def simulate(
         uncertainty_threshold=uncertainty_threshold, uncertain_frames=uncertain_frames, stop_reason=stop_reason,
         last_trusted=last_trusted,
         drawn_temperature_K=temperatures[0] if drawn and len(potentials) > 1 else None,
+        geometry_momenta_temperature_K=temperatures[0] if from_geometry else None,
         start_potential_above_mean_eV=(potentials[0] - float(np.mean(potentials[1:]))
                                        if drawn and len(potentials) > 1 else None),
         degrees_of_freedom=dof,
