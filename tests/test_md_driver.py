@@ -351,3 +351,15 @@ def test_cli_says_the_start_velocities_are_the_geometry_momenta_not_drawn_at_the
     assert len(line) == 1 and line[0].endswith("K), not drawn at --temperature")
     assert main(common + ["--geometry", str(tmp_path / "still.extxyz"), "--ensemble", "langevin"]) == 0
     assert "start velocities:" not in capsys.readouterr().out
+
+
+def test_cli_warns_that_it_starts_from_the_last_frame_of_a_trajectory(system, tmp_path):
+    """A geometry file of 2 frames: the run started from the last one without a word (spectra take the first)."""
+    model, params, atoms = system
+    save_checkpoint(tmp_path / "model", model, params)
+    shifted = atoms.copy()
+    shifted.positions[0] += 0.05
+    ase.io.write(tmp_path / "two.extxyz", [atoms, shifted])
+    with pytest.warns(PhysNetInputWarning, match=r"two\.extxyz holds 2 frames: MD starts from the last one \(frame 2\)"):
+        assert main(["--checkpoint", str(tmp_path / "model"), "--geometry", str(tmp_path / "two.extxyz"),
+                     "--steps", "10", "--save-every", "10", "--float64"]) == 0

@@ -693,3 +693,14 @@ def test_cli_keeps_the_isotope_masses_the_geometry_file_stores(charge_model, cli
                                 "--masses", *ase.data.atomic_masses[z])
     assert status == 0 and "masses from --geometry" not in stdout
     assert json.loads((tmp_path / "given" / "harmonic.json").read_text())["masses_amu"][3] == pytest.approx(1.008)
+
+
+def test_cli_warns_that_it_analyses_the_first_frame_of_a_trajectory(charge_model, cli_inputs, capsys, tmp_path):
+    """A geometry file of 2 frames: the first was analysed without a word (md starts from the last)."""
+    _, _, z, r = charge_model
+    ase.io.write(tmp_path / "two.extxyz", [ase.Atoms(numbers=z, positions=r), ase.Atoms(numbers=z, positions=r + 0.1)])
+    with pytest.warns(PhysNetInputWarning, match=r"two\.extxyz holds several frames: the analysis is of the first"):
+        status, _, _ = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry", tmp_path / "two.extxyz",
+                               "--out", tmp_path / "out", "--no-optimize", "--no-plot")
+    assert status == 0
+    np.testing.assert_allclose(json.loads((tmp_path / "out" / "harmonic.json").read_text())["optimized_positions"], r)

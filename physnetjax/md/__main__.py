@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 
 import ase.io
 import jax
@@ -38,7 +39,7 @@ import jax
 from physnetjax.cli_config import CONFIG_NAME, add_config_options, given_options, parse_args, write_resolved_config
 from physnetjax.cli_errors import EXIT_OK, EXIT_RUN_STOPPED, cli_main
 from physnetjax.cli_help import HelpFormatter, describe
-from physnetjax.errors import PhysNetInputError
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.md.driver import (
     ENERGY_DRIFT_ACTIONS,
     ENERGY_TOLERANCE_MEV_PER_ATOM,
@@ -134,13 +135,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_geometry(path) -> ase.Atoms:
-    """The last frame of ``path`` (any ASE format); PhysNetInputError naming the file when ASE cannot read it."""
+    """The last frame of ``path`` (any ASE format); PhysNetInputError naming the file when ASE cannot read it.
+
+    A file of several frames (a trajectory) warns with their number: the run starts from the last one.
+    """
+    frames, atoms = 0, None
     try:
-        return ase.io.read(path)
+        for frames, atoms in enumerate(ase.io.iread(path), start=1):
+            pass
     except FileNotFoundError:
         raise
     except Exception as error:
         raise PhysNetInputError(f"--geometry {path}: ASE cannot read it ({type(error).__name__}: {error})") from error
+    if atoms is None:
+        raise PhysNetInputError(f"--geometry {path}: ASE reads no frame from it")
+    if frames > 1:
+        warnings.warn(f"--geometry {path} holds {frames} frames: MD starts from the last one (frame {frames}); "
+                      "write the frame to start from into a file of its own to start from another",
+                      PhysNetInputWarning, stacklevel=2)
+    return atoms
 
 
 def _named_ensemble(ensemble: str, given: set) -> str:

@@ -112,7 +112,7 @@ def _analyse(args):
 
 
 def read_geometry(path):
-    """The first frame of ``path`` as ``ase.Atoms``, an isolated molecule.
+    """The first frame of ``path`` as ``ase.Atoms``, an isolated molecule (a file of several frames warns).
 
     Raises:
       FileNotFoundError: no such file.
@@ -121,14 +121,21 @@ def read_geometry(path):
     """
     import ase.io
 
-    from physnetjax.errors import PhysNetInputError
+    from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 
     try:
-        atoms = ase.io.read(path, index=0)
+        frames = ase.io.iread(path)
+        atoms = next(frames, None)
+        more = atoms is not None and next(frames, None) is not None
     except FileNotFoundError:
         raise
     except Exception as error:
         raise PhysNetInputError(f"cannot read --geometry {path}: {error}") from error
+    if atoms is None:
+        raise PhysNetInputError(f"cannot read --geometry {path}: ASE reads no frame from it")
+    if more:
+        warnings.warn(f"--geometry {path} holds several frames: the analysis is of the first one; write the frame "
+                      "to analyse into a file of its own to analyse another", PhysNetInputWarning, stacklevel=2)
     if atoms.pbc.any():
         raise PhysNetInputError(
             f"--geometry {path} is periodic (pbc={atoms.pbc.tolist()}); the spectra are of an isolated molecule "
