@@ -704,3 +704,17 @@ def test_cli_warns_that_it_analyses_the_first_frame_of_a_trajectory(charge_model
                                "--out", tmp_path / "out", "--no-optimize", "--no-plot")
     assert status == 0
     np.testing.assert_allclose(json.loads((tmp_path / "out" / "harmonic.json").read_text())["optimized_positions"], r)
+
+
+def test_cli_says_an_ensemble_is_analysed_through_its_mean_energy(charge_model, cli_inputs, capsys, tmp_path):
+    """An ensemble checkpoint: the table was printed as for one model, not saying whose frequencies they are."""
+    from physnetjax.ensemble import PhysNetEnsemble, stack_members
+
+    model, params, _, _ = charge_model
+    save_checkpoint(tmp_path / "ens", PhysNetEnsemble(member=model, size=2), stack_members([params, params]))
+    status, stdout, stderr = run_cli(capsys, "--checkpoint", tmp_path / "ens", "--geometry",
+                                     cli_inputs / "ethanol.extxyz", "--out", tmp_path / "out", "--no-optimize",
+                                     "--no-plot")
+    assert status == 0, stderr
+    assert stdout.startswith("ensemble of 2 members: the analysis is of their mean energy and dipole (one Hessian, "
+                             "the mean of theirs), not a spread over the members\n")

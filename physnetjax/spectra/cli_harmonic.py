@@ -98,6 +98,7 @@ def _analyse(args):
     check_output_directory(args.out, what="--out", files=(JSON_NAME, PNG_NAME, CONFIG_NAME))
     write_resolved_config(args.parser, args, Path(args.out) / CONFIG_NAME)
     model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)
+    say_ensemble(model)
     total_charge = float(atoms_total_charge(atoms, args.total_charge))
     masses = molecule_masses(atoms, args.masses)
     with warnings.catch_warnings(record=True) as caught:
@@ -141,6 +142,20 @@ def read_geometry(path):
             f"--geometry {path} is periodic (pbc={atoms.pbc.tolist()}); the spectra are of an isolated molecule "
             "and would ignore the cell and the periodic images: write the molecule with pbc=False")
     return atoms
+
+
+def say_ensemble(model) -> None:
+    """For an ensemble checkpoint, print what the analysis is of: the members' mean energy (and dipole).
+
+    The Hessian of the mean energy is the mean of the members' Hessians, so its frequencies
+    are not the mean of the members' frequencies, and no spread of them is computed.
+    """
+    from physnetjax.ensemble.model import is_ensemble
+
+    if is_ensemble(model):
+        dipole = " and dipole" if model.charges else ""
+        print(f"ensemble of {model.size} members: the analysis is of their mean energy{dipole} (one Hessian, the "
+              "mean of theirs), not a spread over the members")
 
 
 def molecule_masses(atoms, masses=None):

@@ -104,7 +104,7 @@ def _run(args) -> None:
     from physnetjax.checkpoint import load_checkpoint
     from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
     from physnetjax.errors import LengthUnitWarning
-    from physnetjax.spectra.cli_harmonic import mode_table, molecule_masses
+    from physnetjax.spectra.cli_harmonic import mode_table, molecule_masses, say_ensemble
     from physnetjax.spectra.harmonic import harmonic
     from physnetjax.spectra.md_spectrum import md_spectrum
     from physnetjax.training_record import TrainingRecord
@@ -114,6 +114,7 @@ def _run(args) -> None:
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)
+    say_ensemble(model)
     record = TrainingRecord.from_metadata(metadata)
     total_charge = float(atoms_total_charge(atoms, args.total_charge))
     masses = molecule_masses(atoms, args.masses)
