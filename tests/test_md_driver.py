@@ -360,6 +360,7 @@ def test_cli_warns_that_it_starts_from_the_last_frame_of_a_trajectory(system, tm
     shifted = atoms.copy()
     shifted.positions[0] += 0.05
     ase.io.write(tmp_path / "two.extxyz", [atoms, shifted])
-    with pytest.warns(PhysNetInputWarning, match=r"two\.extxyz holds 2 frames: MD starts from the last one \(frame 2\)"):
+    with pytest.warns(PhysNetInputWarning, match=r"two\.extxyz holds 2 frames: MD starts from the last one "
+                      r"\(frame 2\)"):
         assert main(["--checkpoint", str(tmp_path / "model"), "--geometry", str(tmp_path / "two.extxyz"),
                      "--steps", "10", "--save-every", "10", "--float64"]) == 0
