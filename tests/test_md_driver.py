@@ -277,7 +277,7 @@ def test_restart_with_an_edited_state_is_refused(system, tmp_path):
 
 
 @pytest.mark.parametrize("name, value", [("origin", np.zeros(2)), ("origin", np.full(3, np.nan)),
-                                         ("key", np.array("abc"))])
+                                         ("key", np.array("abc")), ("masses", np.ones(2))])
 def test_restart_names_a_bad_origin_or_key_of_an_unchecked_state(system, tmp_path, name, value):
     """A restart file without a state_sha256 (written before it existed) is not checked by it. On main an origin
     of the wrong shape stopped with numpy's 'operands could not be broadcast together', a NaN origin with a
@@ -364,3 +364,29 @@ def test_cli_warns_that_it_starts_from_the_last_frame_of_a_trajectory(system, tm
                       r"\(frame 2\)"):
         assert main(["--checkpoint", str(tmp_path / "model"), "--geometry", str(tmp_path / "two.extxyz"),
                      "--steps", "10", "--save-every", "10", "--float64"]) == 0
+
+
+def test_restart_with_other_masses_is_refused(system, tmp_path, capsys):
+    """On main the MD checkpoint held no masses: a restart from a geometry whose extxyz masses column made the H atoms
+    D went on with the H momenta on the D masses (half the velocities, another run) without a word."""
+    model, params, atoms = system
+    save_checkpoint(tmp_path / "model", model, params)
+    heavy = atoms.copy()
+    heavy.set_masses(np.where(atoms.numbers == 1, 2.014, atoms.get_masses()))
+    ase.io.write(tmp_path / "start.extxyz", atoms)
+    ase.io.write(tmp_path / "heavy.extxyz", heavy)
+    state = tmp_path / "state.npz"
+    common = ["--checkpoint", str(tmp_path / "model"), "--steps", "10", "--save-every", "5", "--float64"]
+    assert main(common + ["--geometry", str(tmp_path / "start.extxyz"), "--md-checkpoint", str(state)]) == 0
+    with np.load(state) as saved:
+        arrays = {key: saved[key] for key in saved.files}
+    np.testing.assert_array_equal(arrays["masses"], atoms.get_masses())
+    assert main(common + ["--geometry", str(tmp_path / "heavy.extxyz"), "--restart", str(state)]) == 2
+    hydrogen = int(np.flatnonzero(atoms.numbers == 1)[0])
+    assert (f"restart file {state} holds other masses: atom {hydrogen} (H) 1.008 amu instead of the geometry's "
+            "2.014 amu, atom" in capsys.readouterr().err)
+    assert main(common + ["--geometry", str(tmp_path / "start.extxyz"), "--restart", str(state)]) == 0
+    # a restart file from before the masses were kept (and so without a checksum over them) loads as before
+    np.savez(tmp_path / "old.npz", **{key: value for key, value in arrays.items()
+                                      if key not in ("masses", "state_sha256")})
+    simulate(model, params, heavy, steps=10, save_every=5, dtype="float64", restart=str(tmp_path / "old.npz"))

@@ -30,9 +30,9 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
    ``checkpoint_every`` chunks the state is written to an ``.npz`` checkpoint from
    which ``restart=`` continues (it records the ensemble and the model's
    :func:`params_fingerprint`, which the command line checks on ``--restart``, and
-   the :func:`state_checksum` of the state, which every restart checks); a
-   restart first drops the trajectory frames the killed run wrote after that
-   checkpoint, so steps stay monotonic and unique.
+   the :func:`state_checksum` of the state and the masses, which every restart
+   checks); a restart first drops the trajectory frames the killed run wrote after
+   that checkpoint, so steps stay monotonic and unique.
 
 Frame of reference. An isolated (non-periodic) system is integrated about an origin
 c, the centroid of its start positions (in float64), as :func:`physnetjax.predict`
@@ -706,6 +706,12 @@ RESTART_KEYS = ("positions", "momenta", "numbers", "step")
 ORIGIN_KEY = "origin"
 """MD-state checkpoint entry of an isolated run: the origin c (Å) it integrates about (module docstring)."""
 
+MASSES_KEY = "masses"
+"""MD-state checkpoint entry: the atomic masses (amu) the momenta belong to, checked by :func:`read_restart`."""
+
+MASS_TOLERANCE_AMU = 1e-6
+"""Largest difference (amu) between a restart file's masses and its geometry's that a restart accepts."""
+
 STATE_CHECKSUM_KEY = "state_sha256"
 """MD-state checkpoint entry: :func:`state_checksum` of its other arrays, checked by :func:`read_restart`."""
 
@@ -731,6 +737,9 @@ def read_restart(path, atoms: ase.Atoms, max_atomic_number: int) -> dict:
       PhysNetInputError: the file is not a readable .npz, lacks one of :data:`RESTART_KEYS`,
         holds another system (atomic numbers), a state that fails its recorded
         :func:`state_checksum` (edited after it was written; files without one are not
+        checked), masses that differ from the geometry's by more than
+        :data:`MASS_TOLERANCE_AMU` (an edited isotope: the saved momenta belong to the
+        saved masses; files written before masses were kept hold none and are not
         checked), a non-integer step, momenta that are not finite (n, 3), or positions
         (in the saved cell for a periodic run) that fail
         :func:`physnetjax.validation.validate_structure` with ``strict=True``.
@@ -752,6 +761,8 @@ def read_restart(path, atoms: ase.Atoms, max_atomic_number: int) -> dict:
         raise PhysNetInputError(f"restart file {path} holds a different system: atomic numbers "
                                 f"{np.asarray(saved['numbers']).tolist()} instead of the geometry's "
                                 f"{atoms.numbers.tolist()}")
+    if MASSES_KEY in saved:
+        _check_restart_masses(path, np.asarray(saved[MASSES_KEY]), atoms)
     step = np.asarray(saved["step"])
     if step.shape != () or not np.issubdtype(step.dtype, np.integer) or step < 0:
         raise PhysNetInputError(f"restart file {path}: step must be an integer >= 0, received {step.tolist()}")
@@ -770,6 +781,23 @@ def read_restart(path, atoms: ase.Atoms, max_atomic_number: int) -> dict:
     validate_structure(atoms.numbers, saved["positions"], max_atomic_number, cell=cell, pbc=atoms.pbc, strict=True,
                        where=f"restart file {path}")  # the charge is the start geometry's, checked by simulate
     return saved
+
+
+def _check_restart_masses(path, masses: np.ndarray, atoms: ase.Atoms) -> None:
+    """Refuse restart file ``path`` if its ``masses`` (amu) are not those of ``atoms`` (within
+    :data:`MASS_TOLERANCE_AMU`)."""
+    if masses.shape != (len(atoms),) or not np.issubdtype(masses.dtype, np.floating) or not np.isfinite(masses).all():
+        raise PhysNetInputError(f"restart file {path}: masses must be finite floating numbers of shape "
+                                f"({len(atoms)},), received shape {masses.shape}, dtype {masses.dtype}")
+    geometry = atoms.get_masses()
+    differing = np.flatnonzero(np.abs(masses - geometry) > MASS_TOLERANCE_AMU)
+    if differing.size:
+        symbols = atoms.get_chemical_symbols()
+        listed = ", ".join(f"atom {i} ({symbols[i]}) {masses[i]:.6g} amu instead of the geometry's {geometry[i]:.6g} "
+                           "amu" for i in differing)
+        raise PhysNetInputError(f"restart file {path} holds other masses: {listed}; its momenta belong to its "
+                                "masses, so the restart would not continue that run: restart with the geometry's "
+                                "masses as they were, or start a new run from the geometry file (--geometry)")
 
 
 def check_restart_records(path, saved: dict, ensemble: str, fingerprint: str) -> None:
@@ -826,9 +854,11 @@ def params_fingerprint(params) -> str:
 
 
 def _checkpoint(path, atoms, state: MDState, step: int, ensemble: str, fingerprint: str, origin) -> None:
-    """Write the MD-state checkpoint: positions in the user's frame (state + ``origin``, Å) and the origin."""
+    """Write the MD-state checkpoint: positions in the user's frame (state + ``origin``, Å), the origin and the
+    masses (amu) of ``atoms``."""
     arrays = checkpoint_arrays(state, atoms.numbers, step, ensemble)
-    arrays.update(positions=np.asarray(arrays["positions"], np.float64) + origin, **{ORIGIN_KEY: origin})
+    arrays.update(positions=np.asarray(arrays["positions"], np.float64) + origin,
+                  **{ORIGIN_KEY: origin, MASSES_KEY: np.asarray(atoms.get_masses(), np.float64)})
     _save_npz(Path(path), model=fingerprint, **arrays, **{STATE_CHECKSUM_KEY: state_checksum(arrays)})
     logger.info("MD checkpoint at step %d written to %s", step, path)
 
