@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from physnetjax import PhysNet, init_params
+from physnetjax.errors import PhysNetInputWarning
 from physnetjax.md.driver import LOG_KEYS, simulate
 from physnetjax.train import resume, train
 from physnetjax.train.loop import CSV_COLUMNS
@@ -99,7 +100,8 @@ def test_md_log_equals_frames_and_restart_drops_later_lines(md_system, tmp_path)
         np.testing.assert_allclose(line["max_force_eV_per_A"], np.linalg.norm(frame.get_forces(), axis=1).max(),
                                    rtol=0, atol=0.5e-8 * 3 ** 0.5)
         assert line["max_force_eV_per_A"] > 0.01
-    simulate(model, params, atoms, steps=20, out=str(out), restart=str(tmp_path / "state10.npz"), **common)
+    with pytest.warns(PhysNetInputWarning, match=r"dropped 2 frame\(s\) written after the MD checkpoint \(step 10\)"):
+        simulate(model, params, atoms, steps=20, out=str(out), restart=str(tmp_path / "state10.npz"), **common)
     restarted = read_jsonl(f"{out}.jsonl")
     assert [line["step"] for line in restarted] == [5, 10, 15, 20, 25, 30]
     assert restarted[:2] == lines[:2]

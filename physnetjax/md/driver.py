@@ -483,13 +483,13 @@ def simulate(
                 stop_reason = f"{reason}; no step was run and no frame is saved as trusted"
                 logger.info("MD stopped: %s", stop_reason)
             else:
-                logger.warning("%s; every frame may be flagged", reason)
+                warnings.warn(f"{reason}; every frame may be flagged", PhysNetInputWarning, stacklevel=2)
 
     if restart is not None and out is not None:
         dropped = truncate_trajectory(out, start_step)
         if dropped:
-            logger.warning("%s: dropped %d frame(s) written after the MD checkpoint (step %d) before continuing",
-                           out, dropped, start_step)
+            warnings.warn(f"{out}: dropped {dropped} frame(s) written after the MD checkpoint (step {start_step}) "
+                          "before continuing", PhysNetInputWarning, stacklevel=2)
     writer = TrajectoryWriter(out, append=restart is not None) if out is not None else None
     log = None if out is None else Path(f"{out}.jsonl")
     if log is not None:
