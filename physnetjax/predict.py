@@ -12,7 +12,7 @@ from physnetjax.neighbors.batch import apply_batch, model_pair_cutoff, model_tri
 from physnetjax.neighbors.molecules import batch_molecules
 from physnetjax.neighbors.periodic import batch_periodic
 from physnetjax.physics.dispersion import check_d3_elements
-from physnetjax.training_record import TrainingRecord
+from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
 from physnetjax.validation import validate_structure
 
 
@@ -23,7 +23,7 @@ def predict(
     positions,
     total_charge: float = 0.0,
     dtype: Optional[np.dtype] = None,
-    training_record: Optional[TrainingRecord] = None,
+    training_record: TrainingRecord = NO_TRAINING_RECORD,
 ) -> dict:
     """Energy, forces, charges and dipole of one isolated molecule, as NumPy.
 
@@ -46,7 +46,7 @@ def predict(
       training_record: what the checkpoint records of its training data
         (``TrainingRecord.from_metadata(metadata)``); elements, a total charge or a composition
         outside it warn (:meth:`~physnetjax.training_record.TrainingRecord.check_structure`).
-        None: nothing known (only a non-zero Q given to a model without charges warns).
+        Default: nothing known (only a non-zero Q given to a model without charges warns).
 
     Returns:
       dict with ``energy`` (float, eV), ``forces`` (n, 3) eV/Å, ``charges`` (n,) e or
@@ -63,7 +63,7 @@ def predict(
       FloatingPointError: the model returned NaN/Inf on a structure that passed validation.
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
-    (training_record or TrainingRecord()).check_structure(model, z, total_charge)
+    training_record.check_structure(model, z, total_charge)
     if getattr(model, "dispersion", None) is not None:
         check_d3_elements(z)
     if dtype is None:
@@ -91,7 +91,7 @@ def predict(
 
 
 def predict_periodic(model, params, atomic_numbers, positions, cell, total_charge: float = 0.0, dtype=None,
-                     training_record: Optional[TrainingRecord] = None) -> dict:
+                     training_record: TrainingRecord = NO_TRAINING_RECORD) -> dict:
     """Energy, forces and stress of one periodic cell, as NumPy.
 
     Args:
@@ -114,7 +114,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
                               cell=cell, pbc=True)
-    (training_record or TrainingRecord()).check_structure(model, z, total_charge)
+    training_record.check_structure(model, z, total_charge)
     if getattr(model, "dispersion", None) is not None:
         check_d3_elements(z)
     if dtype is None:

@@ -121,3 +121,8 @@ class TrainingRecord:
             return []
         return check_reference_compositions(atomic_numbers, num_atoms, self.element_energies_fit, where,
                                             consequence, mask)
+
+
+NO_TRAINING_RECORD = TrainingRecord()
+"""A record that knows nothing (a model without checkpoint metadata): only a non-zero total charge given to a
+model without charges warns. The default of every entry point's ``training_record``."""

@@ -22,7 +22,7 @@ from physnetjax.check.report import GROUPS, CheckReport, CheckResult
 from physnetjax.check.settings import CheckSettings, Thresholds
 from physnetjax.check.smoothness import check_smoothness
 from physnetjax.check.stability import check_curvature, check_nve
-from physnetjax.training_record import TrainingRecord
+from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
 from physnetjax.validation import SYMBOLS, element, untrained_charges, unseen_elements, validate_structure
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def check_model(
     settings: CheckSettings | None = None,
     thresholds: Thresholds | None = None,
     checkpoint: str | None = None,
-    training_record: TrainingRecord | None = None,
+    training_record: TrainingRecord = NO_TRAINING_RECORD,
 ) -> CheckReport:
     """Check that a model's energy surface is physically sane; returns a :class:`CheckReport`.
 
@@ -99,11 +99,10 @@ def check_model(
     structures = [as_structure(item, k, model.max_atomic_number) for k, item in enumerate(structures)]
     if not structures:
         raise ValueError("check_model needs at least one structure")
-    record = training_record or TrainingRecord()
-    results = [] if record.elements is None else [
-        trained_elements_result(s, k, record.elements) for k, s in enumerate(structures)]
-    if record.charges is not None:
-        results += [trained_charges_result(s, k, record.charges) for k, s in enumerate(structures)]
+    results = [] if training_record.elements is None else [
+        trained_elements_result(s, k, training_record.elements) for k, s in enumerate(structures)]
+    if training_record.charges is not None:
+        results += [trained_charges_result(s, k, training_record.charges) for k, s in enumerate(structures)]
     with jax.enable_x64(True):
         params64 = cast_to_float64(params)
         for index, structure in enumerate(structures):

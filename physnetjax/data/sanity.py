@@ -242,6 +242,11 @@ def _unit_slips() -> list[tuple[float, str]]:
     return slips
 
 
+ENERGY_FORCE_SLIPS = _unit_slips()
+"""(s, words) of the energy/force unit mix-ups :func:`likely_unit_slip` names (per-quantity slips against a model's
+predictions are :data:`UNIT_SLIPS`)."""
+
+
 def likely_unit_slip(slope: float, error: float = 0.0, tolerance: float = 1.05) -> Optional[str]:
     """Words for the common unit mix-ups whose ratio of units matches ``slope`` (± 2 ``error``, ± ``tolerance``×).
 
@@ -252,7 +257,7 @@ def likely_unit_slip(slope: float, error: float = 0.0, tolerance: float = 1.05) 
     if slope <= 0:
         return None
     reach = np.log(tolerance) + SLOPE_SIGMAS * error / slope
-    matches = [words for ratio, words in _unit_slips() if abs(np.log(slope / ratio)) <= reach]
+    matches = [words for ratio, words in ENERGY_FORCE_SLIPS if abs(np.log(slope / ratio)) <= reach]
     return ", or ".join(matches) or None
 
 

@@ -98,7 +98,7 @@ from physnetjax.md.io import TrajectoryWriter, frame_atoms, momenta_from_ase, tr
 from physnetjax.md.potential import AllPairs
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import AMU_A2_PER_FS2_IN_EV, BAR, BOLTZMANN
-from physnetjax.training_record import TrainingRecord
+from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
 from physnetjax.validation import atoms_total_charge, check_total_charge, validate_structure
 
 logger = logging.getLogger(__name__)
@@ -317,7 +317,7 @@ def simulate(
     checkpoint_every: int = 10,
     restart: Optional[str] = None,
     progress: Optional[Callable[[int], None]] = None,
-    training_record: Optional[TrainingRecord] = None,
+    training_record: TrainingRecord = NO_TRAINING_RECORD,
     energy_tolerance: Optional[float] = None,
     on_energy_drift: Optional[str] = None,
     thermostat_time_fs: Optional[float] = None,
@@ -420,8 +420,8 @@ def simulate(
     z, _ = validate_structure(atoms.numbers, atoms.positions, model.max_atomic_number,
                               total_charge=total_charge, cell=atoms.cell.array, pbc=atoms.pbc, strict=True,
                               where="MD start geometry")
-    (training_record or TrainingRecord()).check_structure(model, z, total_charge, where="MD start geometry",
-                                                          consequence="the logged potential energies include it")
+    training_record.check_structure(model, z, total_charge, where="MD start geometry",
+                                    consequence="the logged potential energies include it")
     cell = np.asarray(atoms.cell.array) if np.all(atoms.pbc) else None
     masses = jnp.asarray(atoms.get_masses(), dtype)
     positions = np.asarray(atoms.positions, np.float64)

@@ -61,7 +61,7 @@ import numpy as np
 
 from physnetjax.calculator import cast_params
 from physnetjax.errors import PhysNetInputWarning
-from physnetjax.training_record import TrainingRecord
+from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
 from physnetjax.validation import check_length_unit, stretched_bond_ratio, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
 from physnetjax.spectra.optimize import DEFAULT_FMAX, DEFAULT_MAX_STEPS, OptimizationResult, minimize
@@ -296,7 +296,7 @@ def harmonic(
     max_steps: int = DEFAULT_MAX_STEPS,
     intensities: Optional[bool] = None,
     linear_tolerance: float = LINEAR_TOLERANCE,
-    training_record: Optional[TrainingRecord] = None,
+    training_record: TrainingRecord = NO_TRAINING_RECORD,
 ) -> HarmonicResult:
     """Harmonic frequencies, normal modes, ZPE and IR intensities of one molecule from a model.
 
@@ -337,7 +337,7 @@ def harmonic(
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
     stretched_start = check_length_unit(z, r)
-    (training_record or TrainingRecord()).check_structure(model, z, total_charge)
+    training_record.check_structure(model, z, total_charge)
     if intensities and not model.charges:
         raise ValueError(
             "IR intensities need the dipole, which only a model with charges=True predicts; this model "

@@ -83,7 +83,7 @@ from physnetjax.md.integrators import (
     run,
 )
 from physnetjax.md.potential import DENSE_MAX_ATOMS, physnet_potential
-from physnetjax.training_record import TrainingRecord
+from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
 from physnetjax.validation import check_length_unit, validate_structure
 from physnetjax.spectra.harmonic import check_masses
 from physnetjax.spectra.autocorrelation import (
@@ -170,7 +170,7 @@ def md_spectrum(
     dtype="float32",
     max_energy_error: float = 0.1,
     progress: Optional[Callable[[int, int], None]] = None,
-    training_record: Optional[TrainingRecord] = None,
+    training_record: TrainingRecord = NO_TRAINING_RECORD,
 ) -> MDSpectrum:
     """Power and IR spectra of an isolated molecule from Langevin-equilibrated NVE MD (module docstring).
 
@@ -215,7 +215,7 @@ def md_spectrum(
     """
     z, r0 = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
     check_length_unit(z, r0)
-    (training_record or TrainingRecord()).check_structure(model, z, total_charge, consequence=None)
+    training_record.check_structure(model, z, total_charge, consequence=None)
     check_molecule_size(z.shape[0])
     r0 = np.asarray(r0, np.float64)
     num_atoms = z.shape[0]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +29,7 @@ import optax.tree_utils as otu
 
 from physnetjax.calculator import cast_params
 from physnetjax.errors import RunStoppedError
-from physnetjax.training_record import TrainingRecord
+from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
 from physnetjax.validation import check_length_unit, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
 
@@ -122,7 +121,7 @@ def minimize(energy_fn, positions, args=(), *, fmax: float = DEFAULT_FMAX,
 
 def optimize_geometry(model, params, atomic_numbers, positions, *, total_charge: float = 0.0,
                       fmax: float = DEFAULT_FMAX, max_steps: int = DEFAULT_MAX_STEPS,
-                      training_record: Optional[TrainingRecord] = None) -> OptimizationResult:
+                      training_record: TrainingRecord = NO_TRAINING_RECORD) -> OptimizationResult:
     """Relax one isolated molecule with a model to max |F| ≤ fmax (float64; params are cast).
 
     Args:
@@ -146,7 +145,7 @@ def optimize_geometry(model, params, atomic_numbers, positions, *, total_charge:
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
     check_length_unit(z, r)
-    (training_record or TrainingRecord()).check_structure(model, z, total_charge)
+    training_record.check_structure(model, z, total_charge)
     functions = molecule_functions(model, z, total_charge)
     with jax.enable_x64(True):
         params64 = cast_params(params, np.float64)
