@@ -393,3 +393,55 @@ def test_restart_with_other_masses_is_refused(system, tmp_path, capsys):
     np.savez(tmp_path / "old.npz", **{key: value for key, value in arrays.items()
                                       if key not in ("masses", "state_sha256")})
     simulate(model, params, heavy, steps=10, save_every=5, dtype="float64", restart=str(tmp_path / "old.npz"))
+
+
+def _head_on_hydrogens(speed_A_per_fs: float, offset: float) -> ase.Atoms:
+    """Two H atoms 1.5 Å apart flying at each other (impact parameter ``offset`` Å)."""
+    atoms = ase.Atoms("HH", positions=[[0.0, 0.0, 0.0], [1.5, offset, 0.0]])
+    atoms.set_velocities(np.array([[speed_A_per_fs, 0, 0], [-speed_A_per_fs, 0, 0]]) / ase.units.fs)
+    return atoms
+
+
+def test_a_close_contact_warns_once_and_the_report_names_the_closest_approach(system, tmp_path):
+    """0.39 Å/fs head-on: the atoms pass 0.5 Å and turn at ~0.32 Å; the report's closest approach is the smallest
+    distance of the written frames (brute force), the warning names the first frame below 0.5 Å."""
+    model, params, _ = system
+    out = tmp_path / "collision.xyz"
+    with pytest.warns(PhysNetInputWarning, match="MD left the region the model knows") as caught:
+        report = simulate(model, params, _head_on_hydrogens(0.39, 0.1), steps=60, save_every=1, timestep_fs=0.05,
+                          dtype="float64", max_force=1e6, out=str(out))
+    frames = ase.io.read(out, index=":")
+    distances = np.array([frame.get_distance(0, 1) for frame in frames])
+    first = int(np.argmax(distances < 0.5))
+    assert sum("MD left the region" in str(w.message) for w in caught) == 1
+    message = next(str(w.message) for w in caught if "MD left the region" in str(w.message))
+    assert f"atoms 0-1 {distances[first]:.4g} Å apart at step {first + 1} (below 0.5 Å" in message
+    contact = report.closest_contact
+    assert (contact.i, contact.j, contact.step) == (0, 1, int(np.argmin(distances)) + 1)
+    np.testing.assert_allclose(contact.distance, distances.min(), atol=1e-6)
+    assert 0.1 < contact.distance < 0.5
+    assert any(line.startswith("closest approach: atoms 0-1") for line in report.lines())
+
+
+def test_overlapping_atoms_stop_the_run_like_a_blow_up(system, tmp_path):
+    """Without ZBL nothing keeps two H atoms apart: below 0.1 Å the run stops with the last good frame saved."""
+    model, params, _ = system
+    soft = model.clone(zbl=False)
+    out = tmp_path / "overlap.xyz"
+    with pytest.warns(PhysNetInputWarning, match="MD left the region"):
+        with pytest.raises(MDInstabilityError, match=r"atoms 0-1 0\.0\d+ Å apart at step \d+ \(below 0\.1 Å, "
+                                                     "overlapping\\): the model extrapolated far beyond") as stop:
+            simulate(soft, params, _head_on_hydrogens(0.39, 0.05), steps=80, save_every=1, timestep_fs=0.05,
+                     dtype="float64", max_force=1e6, energy_tolerance=1e9, out=str(out))
+    last = ase.io.read(f"{out}.last_good.xyz")
+    assert last.get_distance(0, 1) >= 0.1
+    assert "Last good frame" in str(stop.value)
+
+
+def test_an_energy_drift_after_a_close_contact_does_not_blame_the_timestep(system):
+    model, params, _ = system
+    with pytest.warns(PhysNetInputWarning, match="MD left the region"):
+        with pytest.raises(EnergyConservationError, match="by then atoms 0-1 .* Å apart at step .*the model "
+                                                          "extrapolates there, which a smaller --timestep does not"):
+            simulate(model, params, _head_on_hydrogens(0.39, 0.1), steps=60, save_every=1, timestep_fs=0.05,
+                     dtype="float64", max_force=1e6, energy_tolerance=8.0)

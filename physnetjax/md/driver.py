@@ -12,7 +12,10 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
    written, the last good frame is saved to ``<out>.last_good.xyz`` (without
    ``out`` nothing is written; the message gives its step) and
    :class:`MDInstabilityError` (:class:`EnergyConservationError` for the energy) is
-   raised; with ``on_energy_drift="warn"`` the energy only gives a warning.
+   raised; with ``on_energy_drift="warn"`` the energy only gives a warning. Atoms
+   closer than 0.1 Å stop the run the same way; the first frame with atoms closer
+   than 0.5 Å warns (:mod:`physnetjax.md.close_contacts`), and the report and any
+   later stop message name the closest approach.
 3. With an ensemble model (:class:`~physnetjax.ensemble.PhysNetEnsemble`) every
    saved frame records ``max_forces_std_eV_per_A``, the largest per-atom force
    spread of the members (computed inside the jitted chunk). With
@@ -93,6 +96,7 @@ from physnetjax.md.ensembles import (
     checkpoint_arrays,
     restore_ensemble_state,
 )
+from physnetjax.md.close_contacts import CloseContact, closer, closest_contact
 from physnetjax.md.integrators import MDState, kinetic_energy, maxwell_boltzmann_momenta, run
 from physnetjax.md.io import TrajectoryWriter, frame_atoms, momenta_from_ase, trajectory_format, truncate_trajectory
 from physnetjax.md.potential import AllPairs
@@ -164,7 +168,8 @@ class MDReport:
     ``uncertainty_threshold``, a stopping one included) and, when the run stopped on the
     uncertainty, ``stop_reason`` and ``last_trusted`` (path of the saved frame; None without ``out``).
     ``geometry_momenta_temperature_K`` is the kinetic temperature of start momenta taken from the
-    geometry (not drawn at ``temperature_K``), else None.
+    geometry (not drawn at ``temperature_K``), else None. ``closest_contact`` is the closest approach
+    of two atoms in the saved frames when below 0.5 Å (:mod:`physnetjax.md.close_contacts`), else None.
     """
 
     steps: int
@@ -190,6 +195,7 @@ class MDReport:
     geometry_momenta_temperature_K: Optional[float] = None
     start_potential_above_mean_eV: Optional[float] = None
     degrees_of_freedom: Optional[int] = None
+    closest_contact: Optional[CloseContact] = None
 
     @property
     def stopped(self) -> bool:
@@ -234,7 +240,12 @@ class MDReport:
             f"speed: {_figure(self.steps_per_second, '.1f', ' steps/s')} (compile {self.compile_seconds:.1f} s "
             "excluded)",
             f"edges: {self.edge_set}",
-        ] + self._uncertainty_lines() + ([f"trajectory: {self.out}"] if self.out else [])
+        ] + self._contact_lines() + self._uncertainty_lines() + ([f"trajectory: {self.out}"] if self.out else [])
+
+    def _contact_lines(self) -> list[str]:
+        if self.closest_contact is None:
+            return []
+        return [f"closest approach: {self.closest_contact.describe()}: the model extrapolates there"]
 
     def _start_velocity_lines(self) -> list[str]:
         """Where the start velocities came from, when not from a draw at --temperature (the geometry's momenta)."""
@@ -507,6 +518,7 @@ def simulate(
     volumes: list[float] = []
     done, chunks, retries, executed = 0, 0, 0, 0
     warned_drift = False
+    closest: Optional[CloseContact] = None
     total_frames = steps // save_every
     try:
         while done < steps and stop_reason is None:
@@ -550,17 +562,29 @@ def simulate(
             host = host.replace(positions=np.asarray(host.positions, np.float64) + origin)
             finite = (np.isfinite(host.conserved) & np.isfinite(host.positions).all(axis=(1, 2))
                       & np.isfinite(host.forces).all(axis=(1, 2)))
-            good = finite & (host.max_force <= max_force)
+            frame_steps = start_step + done + save_every * np.arange(1, num_frames + 1)
+            contacts = [closest_contact(host.positions[k], _frame_cell(host, k, cell_now, dynamics.variable_cell),
+                                        atoms.pbc, frame_steps[k]) if finite[k] else None for k in range(num_frames)]
+            overlapping = np.array([contact is not None and contact.overlapping for contact in contacts])
+            seen = _closest_so_far(closest, contacts)
+            good = finite & (host.max_force <= max_force) & ~overlapping
             deviation = 1e3 * np.abs(host.conserved - conserved[0]) / n
             drifting = good & (deviation > energy_tolerance) if ensemble == "nve" else np.zeros_like(good)
             if drifting.any() and on_energy_drift == "warn":
                 if not warned_drift:
-                    warnings.warn(f"NVE energy not conserved: {_drift_reason(deviation, drifting, energy_tolerance)}",
-                                  RuntimeWarning, stacklevel=2)
+                    reason = _drift_reason(deviation, drifting, energy_tolerance, seen[int(np.argmax(drifting))])
+                    warnings.warn(f"NVE energy not conserved: {reason}", RuntimeWarning, stacklevel=2)
                     warned_drift = True
             else:
                 good &= ~drifting
             num_good = num_frames if good.all() else int(np.argmin(good))
+            if num_good and closest is None and seen[num_good - 1] is not None:
+                first = next(contact for contact in contacts if contact is not None)
+                warnings.warn(f"MD left the region the model knows: {first.describe()}; the model extrapolates there "
+                              "and the frames from here on may not be physical (a cell too dense for the model, too "
+                              "high a temperature, or a model trained without such contacts)",
+                              PhysNetInputWarning, stacklevel=2)
+            closest = seen[num_good - 1] if num_good else closest
             past = np.zeros(num_frames, bool)
             if uncertainty_threshold is not None:
                 past = np.asarray(host.max_forces_std) > uncertainty_threshold
@@ -618,8 +642,12 @@ def simulate(
                 done += num_trusted * save_every
                 break
             if num_good < num_frames:
-                reason = (_drift_reason(deviation, drifting, energy_tolerance) if drifting[num_good]
-                          else _blow_up_reason(host.max_force[num_good], max_force))
+                if drifting[num_good]:
+                    reason = _drift_reason(deviation, drifting, energy_tolerance, seen[num_good])
+                elif overlapping[num_good]:
+                    reason = f"{contacts[num_good].describe()}: the model extrapolated far beyond its training data"
+                else:
+                    reason = _blow_up_reason(host.max_force[num_good], max_force, seen[num_good])
                 _stop(atoms, state, host, num_good, start_step + done, save_every, reason, out,
                       EnergyConservationError if drifting[num_good] else MDInstabilityError, origin)
             state = new_state
@@ -650,7 +678,7 @@ def simulate(
         geometry_momenta_temperature_K=temperatures[0] if from_geometry else None,
         start_potential_above_mean_eV=(potentials[0] - float(np.mean(potentials[1:]))
                                        if drawn and len(potentials) > 1 else None),
-        degrees_of_freedom=dof,
+        degrees_of_freedom=dof, closest_contact=closest,
     )
 
 
@@ -863,15 +891,43 @@ def _checkpoint(path, atoms, state: MDState, step: int, ensemble: str, fingerpri
     logger.info("MD checkpoint at step %d written to %s", step, path)
 
 
-def _blow_up_reason(force: float, max_force: float) -> str:
+def _frame_cell(host, k: int, cell, variable_cell: bool) -> Optional[np.ndarray]:
+    """(3, 3) Å cell of saved frame ``k`` (its own under NPT), or None for an isolated system."""
+    if cell is None:
+        return None
+    return np.asarray(host.cell[k] if variable_cell else cell, np.float64)
+
+
+def _closest_so_far(closest: Optional[CloseContact], contacts: list) -> list:
+    """For each frame of a chunk, the closest contact of the run up to and including it (None: none yet)."""
+    seen = []
+    for contact in contacts:
+        closest = closer(closest, contact)
+        seen.append(closest)
+    return seen
+
+
+def _extrapolated(contact: Optional[CloseContact]) -> str:
+    """The clause of a stop message that names a close contact seen before the stop ('' without one)."""
+    if contact is None:
+        return ""
+    return f"; by then {contact.describe()}: the model extrapolates there"
+
+
+def _blow_up_reason(force: float, max_force: float, contact: Optional[CloseContact] = None) -> str:
     return (f"max |F| = {force:.3g} eV/Å > max_force = {max_force} eV/Å" if np.isfinite(force)
-            else "NaN/Inf in energy, positions or forces")
+            else "NaN/Inf in energy, positions or forces") + _extrapolated(contact)
 
 
-def _drift_reason(deviation, drifting, tolerance: float) -> str:
+def _drift_reason(deviation, drifting, tolerance: float, contact: Optional[CloseContact] = None) -> str:
+    """Why NVE stopped conserving energy; with a close contact seen, that the model extrapolates (not the timestep)."""
     k = int(np.argmax(drifting))
-    return (f"the conserved energy moved {deviation[k]:.3g} meV/atom from its start value (> energy_tolerance = "
-            f"{tolerance:g} meV/atom); use a smaller --timestep (or --energy-tolerance / --on-energy-drift warn)")
+    moved = (f"the conserved energy moved {deviation[k]:.3g} meV/atom from its start value (> energy_tolerance = "
+             f"{tolerance:g} meV/atom)")
+    if contact is not None:
+        return (f"{moved}{_extrapolated(contact)}, which a smaller --timestep does not mend: start from a geometry "
+                "the model was trained near (a less dense cell, a lower temperature), or train on such contacts")
+    return f"{moved}; use a smaller --timestep (or --energy-tolerance / --on-energy-drift warn)"
 
 
 def _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target: Optional[Path], origin) -> int:
