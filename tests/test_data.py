@@ -388,6 +388,66 @@ def test_periodic_ase_frames_keep_their_cell_and_in_reach_images_are_refused(tmp
         load_ase(tmp_path / "flat.extxyz")
 
 
+def test_npz_cell_is_read_so_training_refuses_frames_in_reach_of_their_images_like_extxyz(tmp_path, raw):
+    """An .npz with a 'cell' key was read as isolated molecules on main, the cell dropped without a word, while the
+    same frames in an extxyz were refused. The cell ((3, 3) or per frame, optional 'pbc') is read into Dataset.cell:
+    training refuses both files alike, and a vacuum box wider than the reach loads and batches."""
+    import ase
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from physnetjax import PhysNet
+    from physnetjax.train import TrainConfig, train
+    from physnetjax.train.batching import batch_shapes
+
+    frames = {k: raw[k][:8] for k in ("R", "Z", "N", "E", "F")}
+    images = []
+    for k in range(8):
+        atoms = ase.Atoms(numbers=frames["Z"][k], positions=frames["R"][k], cell=[6.0, 7.0, 8.0], pbc=True)
+        atoms.calc = SinglePointCalculator(atoms, energy=frames["E"][k], forces=frames["F"][k])
+        images.append(atoms)
+    ase.io.write(tmp_path / "tight.extxyz", images)
+    write(tmp_path, {**frames, "cell": np.diag([6.0, 7.0, 8.0])}, "tight.npz")
+    errors = []
+    for name in ("tight.extxyz", "tight.npz"):
+        config = TrainConfig(data=[str(tmp_path / name)], out=str(tmp_path / f"run-{name}"), features=8, max_degree=1,
+                             num_iterations=1, num_basis_functions=8, cutoff=5.0, train=4, valid=2, test=2,
+                             batch_size=2, epochs=1, plots=False, progress=False)
+        with pytest.raises(DataError, match=r"^8 periodic frame\(s\) have atoms within 5 Å \(the model's "
+                                            r"cutoff\) of a periodic image \(frames 0, 1, 2, 3, 4 \(and 3 more\)"
+                           ) as error:
+            train(config)
+        errors.append(str(error.value).replace(name, "FILE"))
+    assert errors[0] == errors[1]
+
+    pbc = np.array([[True, True, False]] * 4 + [[False, False, False]] * 4)
+    data = load_npz(write(tmp_path, {**frames, "box": np.diag([6.0, 7.0, 8.0]), "pbc": pbc}, "slab.npz"))
+    np.testing.assert_array_equal(data.cell, [np.diag([6.0, 7.0, 0.0])] * 4 + [np.zeros((3, 3))] * 4)
+    vacuum = np.broadcast_to(np.diag([30.0, 31.0, 32.0]), (8, 3, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_npz(write(tmp_path, {**frames, "Lattice": vacuum}, "vacuum.npz"))
+    np.testing.assert_array_equal(data.cell, vacuum)
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=5.0,
+                    max_atomic_number=8)
+    assert batch_shapes(data, model, 2).molecules == 2
+
+    for extra, message in (({"cell": np.eye(3)[:2]}, r"key 'cell' has shape \(2, 3\) \(float64\), expected numbers "
+                                                      r"of shape \(3, 3\) or \(8, 3, 3\)"),
+                           ({"lattice": np.zeros((8, 9))}, r"key 'lattice' has shape \(8, 9\)"),
+                           ({"box": np.eye(3), "pbc": np.ones(2, bool)}, r"key 'pbc' has shape \(2,\), expected "
+                                                                        r"\(3,\) or \(8, 3\)"),
+                           ({"box": np.eye(3), "pbc": np.full(3, 2)}, r"key 'pbc' must hold True/False"),
+                           ({"pbc": np.ones(3, bool)}, r"key 'pbc' marks periodic directions but the file holds no "
+                                                      r"cell"),
+                           ({"cell": np.eye(3), "box": np.eye(3)}, r"several cell or pbc keys \['cell', 'box'\]"),
+                           ({"cell": np.diag([6.0, 0.0, 8.0])}, r"frame 0: pbc T T T but the cell .* spans "
+                                                                r"no volume")):
+        with pytest.raises(DataError, match=r"bad.npz: " + message):
+            load_npz(write(tmp_path, {**frames, **extra}))
+    assert not load_npz(write(tmp_path, {**frames, "pbc": np.zeros(3, bool)})).cell.any()
+
+
 def test_stress_and_virial_labels_warn_and_atomic_charges_give_the_total_charge(tmp_path, raw):
     """On main an extxyz stress= or virial= entry and a per-atom charge column (ASE's 'charges' result) were
     dropped without a word: a cation whose file carried only its atomic charges was trained as neutral."""

@@ -141,10 +141,12 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     or (M, 1). At least one of E and F is required. Positions must be in Å; energies,
     forces and dipoles are converted from the given units. Other keys named like labels
     (``forces``, ``energy``, ``gradients``, ...) are not read; a :class:`PhysNetInputWarning` names them.
+    A periodic cell (key ``cell``, ``lattice`` or ``box``, optional ``pbc``: :func:`npz_cell`) is kept in
+    :attr:`Dataset.cell`, as :func:`load_ase` keeps an extxyz cell.
 
     Raises:
       DataError: missing keys, shape mismatches, NaN/Inf, atomic numbers outside
-        [0, 118], N inconsistent with the zero padding of Z — naming file, key, frame.
+        [0, 118], N inconsistent with the zero padding of Z, a bad cell or pbc — naming file, key, frame.
     """
     path = Path(path)
     e_fac, f_fac, d_fac = _unit_factors(energy_unit, force_unit, dipole_unit)
@@ -201,7 +203,7 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     sources = np.array([f"{path}[{k}]" for k in range(M)])
     full = {k: labels.get(k, np.zeros(shapes[k])) for k in LABELS}
     has = {f"has_{k}": np.full(M, k in labels) for k in LABELS}
-    data = Dataset(Z=Z, R=R, N=N, sources=sources, **full, **has)
+    data = Dataset(Z=Z, R=R, N=N, sources=sources, cell=npz_cell(path, raw, M), **full, **has)
     validate(data, path)
     return data
 
@@ -257,7 +259,7 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
     unread: dict[str, list[int]] = {}
     for k, atoms in enumerate(frames):
         m = len(atoms)
-        cell[k] = _periodic_cell(path, k, atoms)
+        cell[k] = periodic_cell(path, k, atoms.pbc, atoms.cell)
         N[k] = m
         Z[k, :m] = atoms.get_atomic_numbers()
         R[k, :m] = atoms.get_positions()
@@ -297,14 +299,68 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
     return data
 
 
-def _periodic_cell(path, k: int, atoms) -> np.ndarray:
-    """(3, 3) Å: the cell vectors of frame ``k`` along its periodic directions, zero rows elsewhere."""
-    cell = np.where(np.asarray(atoms.pbc)[:, None], np.asarray(atoms.cell, dtype=np.float64), 0.0)
-    periodic = np.nonzero(atoms.pbc)[0]
+def periodic_cell(path, k: int, pbc, cell) -> np.ndarray:
+    """(3, 3) Å: the cell vectors (rows of ``cell``, Å) of frame ``k`` along its periodic directions (``pbc``,
+    3 bools), zero rows elsewhere.
+
+    Raises:
+      DataError: the vectors along the periodic directions span no volume (naming ``path`` and the frame).
+    """
+    pbc = np.asarray(pbc, dtype=bool)
+    cell = np.where(pbc[:, None], np.asarray(cell, dtype=np.float64), 0.0)
+    periodic = np.nonzero(pbc)[0]
     if periodic.size and np.linalg.matrix_rank(cell[periodic], tol=1e-6) < periodic.size:
-        raise DataError(f"{path}: frame {k}: pbc {_pbc_text(atoms.pbc)} but the cell {cell.tolist()} Å spans no "
+        raise DataError(f"{path}: frame {k}: pbc {_pbc_text(pbc)} but the cell {cell.tolist()} Å spans no "
                         "volume along the periodic directions; give the cell, or set pbc=False for a molecule")
     return cell
+
+
+CELL_KEYS = ("cell", "lattice", "box")
+"""Names (in any case) of the ``.npz`` key that holds the periodic cell, read by :func:`npz_cell`."""
+
+
+def npz_cell(path, raw: dict, frames: int) -> np.ndarray:
+    """(frames, 3, 3) Å: the periodic cell of each frame of the ``.npz`` arrays ``raw`` (read from ``path``).
+
+    The cell key (one of :data:`CELL_KEYS`, in any case) holds the cell vectors as rows, in Å: shape (3, 3) for
+    every frame or (frames, 3, 3). The optional key ``pbc`` (in any case) says which directions are periodic:
+    (3,) or (frames, 3) booleans (or 0/1), all True by default. The result has zero rows along the directions
+    that are not periodic (:func:`periodic_cell`), and is all zero without a cell key (isolated molecules).
+
+    Raises:
+      DataError: several cell keys, a cell or pbc of another shape, a cell with NaN or Inf, pbc values other than
+        True/False, pbc marking periodic directions without a cell key, or periodic cell vectors that span no
+        volume — naming the file, the key, its shape or the frame.
+    """
+    cell_keys = [key for key in raw if key.lower() in CELL_KEYS]
+    pbc_keys = [key for key in raw if key.lower() == "pbc"]
+    if len(cell_keys) > 1 or len(pbc_keys) > 1:
+        raise DataError(f"{path}: several cell or pbc keys {cell_keys + pbc_keys}: keep one of each")
+    pbc = np.ones((frames, 3), bool)
+    if pbc_keys:
+        key = pbc_keys[0]
+        value = np.asarray(raw[key])
+        if value.shape not in ((3,), (frames, 3)):
+            raise DataError(f"{path}: key {key!r} has shape {value.shape}, expected (3,) or ({frames}, 3)")
+        if value.dtype != bool and not (np.issubdtype(value.dtype, np.number) and np.isin(value, (0, 1)).all()):
+            raise DataError(f"{path}: key {key!r} must hold True/False (or 1/0) per direction, received "
+                            f"{value.reshape(-1)[:6].tolist()}")
+        pbc = np.broadcast_to(value.astype(bool), (frames, 3))
+    if not cell_keys:
+        if pbc_keys and pbc.any():
+            raise DataError(f"{path}: key {pbc_keys[0]!r} marks periodic directions but the file holds no cell "
+                            f"(a key {' or '.join(map(repr, CELL_KEYS))} of shape (3, 3) or ({frames}, 3, 3), Å)")
+        return np.zeros((frames, 3, 3))
+    key = cell_keys[0]
+    value = np.asarray(raw[key])
+    if value.shape not in ((3, 3), (frames, 3, 3)) or not np.issubdtype(value.dtype, np.number):
+        raise DataError(f"{path}: key {key!r} has shape {value.shape} ({value.dtype}), expected numbers of shape "
+                        f"(3, 3) or ({frames}, 3, 3): the cell vectors as rows, in Å")
+    value = np.broadcast_to(value.astype(np.float64), (frames, 3, 3))
+    bad = ~np.isfinite(value).all(axis=(1, 2))
+    if bad.any():
+        raise DataError(f"{path}: key {key!r} has NaN or Inf in frame(s) {_first_frames(bad)}")
+    return np.stack([periodic_cell(path, k, pbc[k], value[k]) for k in range(frames)])
 
 
 def _pbc_text(pbc) -> str:
