@@ -7,6 +7,7 @@ wraps the same tiny float64 model, so only the defect differs. Checks run with
 
 import dataclasses
 import json
+import re
 import warnings
 
 import ase
@@ -22,6 +23,7 @@ from physnetjax.check import CheckSettings, Structure, check_model, default_stru
 from physnetjax.check.__main__ import main
 from physnetjax.check.geometry import read_structures
 from physnetjax.check.smoothness import bond_types, model_cutoffs
+from physnetjax.data import DataError
 from physnetjax.errors import PhysNetInputWarning
 from physnetjax.pretrained import example_model_path
 
@@ -248,19 +250,37 @@ def test_energies_only_and_one_geometry_paths_equal_the_batched_evaluation(model
         assert energies.shape == (CHUNK + 3, 5) and not np.allclose(energies[0], energies[1])
 
 
-def test_periodic_frames_are_checked_as_isolated_molecules_with_a_warning(tmp_path):
-    """A crystal frame (pbc set) was checked as a cluster without its images, without a word."""
-    ase.io.write(tmp_path / "frames.extxyz", [ase.Atoms("H2", positions=[[0.0, 0.0, 0.0], [0.74, 0.0, 0.0]]),
-                                              ase.Atoms("H2", positions=[[0.0, 0.0, 0.0], [0.74, 0.0, 0.0]],
-                                                        cell=[3.0, 3.0, 3.0], pbc=True)])
-    with pytest.warns(PhysNetInputWarning, match=r"frames.extxyz: 1 of the 2 frame\(s\) checked are periodic \(pbc "
-                                                 r"\[True, True, True\] in frame 1\) but the check evaluates every "
-                                                 r"structure as an isolated molecule"):
-        structures = read_structures(tmp_path / "frames.extxyz")
-    assert len(structures) == 2
+def test_periodic_frames_in_reach_of_their_images_are_refused_and_vacuum_boxes_checked(model, params, methanol,
+                                                                                        tmp_path, capsys):
+    """A crystal frame (pbc set) was checked as a cluster without its images, with a warning only. Frames whose images
+    lie within the model's reach are refused now (CLI: one line, exit 2, naming file, frame and nearest image; .npz
+    cells too); a molecule in a vacuum box wider than the reach is checked as the isolated molecule it is."""
+    h2 = [[0.0, 0.0, 0.0], [0.74, 0.0, 0.0]]
+    ase.io.write(tmp_path / "frames.extxyz", [ase.Atoms("H2", positions=h2),
+                                              ase.Atoms("H2", positions=h2, cell=[3.0, 3.0, 3.0], pbc=True)])
+    assert main([str(example_model_path("co2")), "--geometry", str(tmp_path / "frames.extxyz"), "--quick",
+                 "--frames", "2", "--only", "forces"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and re.fullmatch(
+        r"python -m physnetjax.check: error: 1 periodic frame\(s\) have atoms within [\d.]+ Å \(the [\w' ]+\) of a "
+        r"periodic image \(frames 1; e\.g\. frames\.extxyz\[1\], pbc T T T, cell \[\[3\.0, 0\.0, 0\.0\].* Å: image "
+        r"at 2\.26 Å\): physnetjax models isolated molecules .*", lines[0]), lines[0]
+
+    np.savez(tmp_path / "tight.npz", Z=methanol.atomic_numbers, R=methanol.positions, cell=np.eye(3) * 6.0,
+             pbc=[True, False, False])
+    with pytest.raises(DataError, match=r"^1 periodic frame\(s\) have atoms within 5 Å \(the reach of the model's "
+                                        r"pair terms\) of a periodic image \(frames 0; e\.g\. tight\.npz\[0\], "
+                                        r"pbc T F F"):
+        check_model(model, params, read_structures(tmp_path / "tight.npz"), groups=["references"], settings=SETTINGS)
+    boxed = ase.Atoms(numbers=methanol.atomic_numbers, positions=methanol.positions, pbc=True)
+    boxed.center(vacuum=3.0)  # images 6 Å apart at least, beyond the reach 5 Å
+    ase.io.write(tmp_path / "vacuum.extxyz", boxed)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", PhysNetInputWarning)
-        read_structures(tmp_path / "frames.extxyz", limit=1)  # the periodic frame is not among those checked
+        warnings.simplefilter("error")
+        structures = read_structures(tmp_path / "vacuum.extxyz")
+        report = check_model(model, params, structures, groups=["references"], settings=SETTINGS)
+    np.testing.assert_array_equal(structures[0].cell, boxed.cell[:])
+    assert [c.status for c in report.checks] == ["pass"]
 
 
 def test_an_invalid_default_geometry_is_named_as_picked_automatically(tmp_path, capsys):

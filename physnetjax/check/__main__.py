@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", nargs="?",
                         help="checkpoint directory (physnetjax or legacy format); default: the shipped example model")
     parser.add_argument("--geometry", nargs="+", metavar="FILE",
-                        help=".npz (Z, R[, N, Q]) or any ASE-readable file; default: frames stored with the model")
+                        help=".npz (Z, R[, N, Q, cell, pbc]) or any ASE-readable file; default: frames stored with "
+                             "the model")
     parser.add_argument("--frames", type=int, help="frames used per geometry file (default 3; 1 with --quick)")
     parser.add_argument("--json", metavar="OUT", help="write the report as JSON (schema version 1) to OUT")
     parser.add_argument("--quick", action="store_true",

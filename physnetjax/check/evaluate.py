@@ -58,12 +58,16 @@ class Structure:
       positions: (n, 3) Å.
       total_charge: Q in e.
       name: label used in the report (e.g. ``"geometries.npz[0]"``).
+      cell: (3, 3) Å, the periodic cell vectors (rows) of the frame it was read from, zero rows along the
+        directions that are not periodic (all zero, the default: an isolated molecule).
+        :func:`~physnetjax.check.check_model` refuses a structure whose periodic images lie within the model's reach.
     """
 
     atomic_numbers: np.ndarray
     positions: np.ndarray
     total_charge: float = 0.0
     name: str = "structure"
+    cell: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((3, 3)))
 
     @property
     def num_atoms(self) -> int:

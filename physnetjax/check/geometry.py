@@ -28,8 +28,9 @@ import numpy as np
 
 from physnetjax.check.evaluate import Structure
 from physnetjax.checkpoint.report import read_geometries
-from physnetjax.data.dataset import bundled_dataset_path
+from physnetjax.data.dataset import bundled_dataset_path, npz_cell, periodic_cell
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
+from physnetjax.npz_file import read_npz
 from physnetjax.validation import atoms_total_charge
 
 logger = logging.getLogger(__name__)
@@ -55,22 +56,27 @@ ETHANOL = Structure(
 
 
 def read_structures(path, limit: int | None = None) -> list[Structure]:
-    """Frames of ``path`` as structures: ``.npz`` with Z, R (and optional N, Q) or any ASE-readable file.
+    """Frames of ``path`` as structures: ``.npz`` with Z, R (and optional N, Q, cell, pbc) or any ASE-readable file.
 
-    Every structure is checked as an isolated molecule; periodic frames (``pbc`` set) among
-    the first ``limit`` give a :class:`~physnetjax.errors.PhysNetInputWarning` (no cell, no images).
+    Each structure keeps the cell of its frame along the periodic directions (:attr:`Structure.cell`, Å:
+    an ASE frame's ``cell`` and ``pbc``, an ``.npz`` cell key as
+    :func:`~physnetjax.data.dataset.npz_cell` reads it); :func:`~physnetjax.check.check_model` refuses the
+    frames whose periodic images lie within the model's reach, and checks a molecule in a wider vacuum box
+    as the isolated molecule it is.
 
     Raises:
-      ValueError: unreadable file or no frames (the checkpoint module's errors are ValueErrors).
+      ValueError: unreadable file, no frames, or a bad cell (the checkpoint module's errors are ValueErrors,
+        :class:`~physnetjax.data.DataError` is one).
     """
     path = Path(path)
     structures = []
     if path.suffix == ".npz":
         data = read_geometries(path)
+        cells = npz_cell(path, read_npz(path), data["Z"].shape[0])
         for k in range(data["Z"].shape[0]):
             n = int(data["N"][k])
             structures.append(Structure(data["Z"][k, :n].astype(np.int32), data["R"][k, :n].astype(np.float64),
-                                        float(data["Q"][k]), f"{path.name}[{k}]"))
+                                        float(data["Q"][k]), f"{path.name}[{k}]", cells[k]))
     else:
         import ase.io
 
@@ -80,17 +86,10 @@ def read_structures(path, limit: int | None = None) -> list[Structure]:
             raise
         except Exception as error:
             raise ValueError(f"{path}: ASE cannot read it ({type(error).__name__}: {error})") from error
-        periodic = [k for k, atoms in enumerate(frames[:limit]) if atoms.pbc.any()]
-        if periodic:
-            warnings.warn(f"{path}: {len(periodic)} of the {len(frames[:limit])} frame(s) checked are periodic (pbc "
-                          f"{frames[periodic[0]].pbc.tolist()} in frame {periodic[0]}) but the check evaluates every "
-                          "structure as an isolated molecule, without its cell and periodic images: right only for a "
-                          "molecule in a vacuum box; else check frames of isolated molecules (pbc=False)",
-                          PhysNetInputWarning, stacklevel=2)
-        for k, atoms in enumerate(frames):
+        for k, atoms in enumerate(frames[:limit]):
             charge = float(atoms_total_charge(atoms))
             structures.append(Structure(atoms.numbers.astype(np.int32), atoms.positions.astype(np.float64),
-                                        charge, f"{path.name}[{k}]"))
+                                        charge, f"{path.name}[{k}]", periodic_cell(path, k, atoms.pbc, atoms.cell)))
     if not structures:
         raise ValueError(f"{path}: contains no frames")
     return structures[:limit]

@@ -22,6 +22,8 @@ from physnetjax.check.report import GROUPS, CheckReport, CheckResult
 from physnetjax.check.settings import CheckSettings, Thresholds
 from physnetjax.check.smoothness import check_smoothness
 from physnetjax.check.stability import check_curvature, check_nve
+from physnetjax.data.dataset import check_images_beyond_reach
+from physnetjax.neighbors import model_reach
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
 from physnetjax.validation import SYMBOLS, element, untrained_charges, unseen_elements, validate_structure
 
@@ -52,7 +54,8 @@ def as_structure(item, index: int, max_atomic_number: int = 118) -> Structure:
     z, r = validate_structure(z, r, max_atomic_number, total_charge=q, where=name)
     if z.shape[0] < 2:
         raise ValueError(f"{name}: the checks need at least 2 atoms, received {z.shape[0]}")
-    return Structure(z, np.asarray(r, np.float64), float(q), name)
+    cell = item.cell if isinstance(item, Structure) else np.zeros((3, 3))
+    return Structure(z, np.asarray(r, np.float64), float(q), name, cell)
 
 
 def check_model(
@@ -90,6 +93,9 @@ def check_model(
 
     Raises:
       ValueError: unknown group, or a structure that is not a valid molecule.
+      DataError: a structure read from a periodic frame (:attr:`Structure.cell`) whose atoms lie within the model's
+        reach (:func:`~physnetjax.neighbors.model_reach`) of a periodic image: the check would evaluate it as an
+        isolated molecule (:func:`~physnetjax.data.dataset.check_images_beyond_reach`).
     """
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
@@ -99,6 +105,8 @@ def check_model(
     structures = [as_structure(item, k, model.max_atomic_number) for k, item in enumerate(structures)]
     if not structures:
         raise ValueError("check_model needs at least one structure")
+    check_images_beyond_reach([s.name for s in structures], [s.cell for s in structures],
+                              [s.positions for s in structures], *model_reach(model))
     results = [] if training_record.elements is None else [
         trained_elements_result(s, k, training_record.elements) for k, s in enumerate(structures)]
     if training_record.charges is not None:

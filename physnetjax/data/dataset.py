@@ -384,26 +384,46 @@ def check_isolated(data: Dataset, reach: float, reach_text: str) -> None:
     Raises:
       DataError: naming the frames, the pbc and cell, and the nearest image distance.
     """
+    check_images_beyond_reach(data.sources, data.cell, [data.R[k, : data.N[k]] for k in range(len(data))], reach,
+                              reach_text)
+
+
+def check_images_beyond_reach(sources: Sequence[str], cells: Sequence[np.ndarray],
+                              positions: Sequence[np.ndarray], reach: float, reach_text: str) -> None:
+    """Refuse frames in which an atom lies within ``reach`` Å of a periodic image of an atom (:func:`check_isolated`).
+
+    Args:
+      sources: each frame's name for messages, e.g. ``"file[frame]"``.
+      cells: each frame's (3, 3) cell vectors as rows, Å, zero rows along the directions that are not periodic
+        (all zero: an isolated molecule).
+      positions: each frame's (n, 3) positions of its real atoms, Å.
+      reach: Å, how far the model sees (message passing and pair terms).
+      reach_text: how the message names the reach, e.g. ``"the model's cutoff 5 Å"``.
+
+    Raises:
+      DataError: naming the frames (their indices and the first's source), the pbc and cell, and the nearest image
+        distance.
+    """
     from ase.neighborlist import primitive_neighbor_list
 
-    nearest = np.full(len(data), np.inf)
-    for k in np.nonzero(data.cell.any(axis=(1, 2)))[0]:
-        pbc = data.cell[k].any(axis=1)
-        distances, shifts = primitive_neighbor_list("dS", pbc, data.cell[k], data.R[k, : data.N[k]], reach,
-                                                    self_interaction=False)
+    cells = np.asarray(cells, dtype=np.float64).reshape(-1, 3, 3)
+    nearest = np.full(len(cells), np.inf)
+    for k in np.nonzero(cells.any(axis=(1, 2)))[0]:
+        pbc = cells[k].any(axis=1)
+        distances, shifts = primitive_neighbor_list("dS", pbc, cells[k], positions[k], reach, self_interaction=False)
         images = distances[shifts.any(axis=1)]
         if images.size:
             nearest[k] = images.min()
     bad = np.isfinite(nearest)
     if bad.any():
         k = int(np.argmin(nearest))
-        pbc = data.cell[k].any(axis=1)
+        pbc = cells[k].any(axis=1)
         raise DataError(
             f"{int(bad.sum())} periodic frame(s) have atoms within {reach_text} of a periodic image (frames "
-            f"{_first_frames(bad)}; e.g. {data.sources[k]}, pbc {_pbc_text(pbc)}, cell {data.cell[k].tolist()} Å: "
-            f"image at {nearest[k]:.3g} Å): physnetjax models isolated molecules and would leave out the images' "
-            "part of these labels; use molecular frames, or a vacuum box that keeps each molecule's images beyond "
-            "that reach")
+            f"{_first_frames(bad)}; e.g. {sources[k]}, pbc {_pbc_text(pbc)}, cell {cells[k].tolist()} Å: "
+            f"image at {nearest[k]:.3g} Å): physnetjax models isolated molecules and would leave out the images and "
+            "their part of these frames' energies and forces; use molecular frames, or a vacuum box that keeps each "
+            "molecule's images beyond that reach")
 
 
 LABEL_WORDS = ("energy", "force", "dipole", "charge", "stress", "virial")

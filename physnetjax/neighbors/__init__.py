@@ -9,7 +9,14 @@
 * :mod:`~physnetjax.neighbors.neighbor_triplets`: fixed-capacity triplet lists built inside jit (MD).
 """
 
-from physnetjax.neighbors.batch import Batch, apply_batch, model_pair_cutoff, model_triplet_cutoff, one_system_batch
+from physnetjax.neighbors.batch import (
+    Batch,
+    apply_batch,
+    model_pair_cutoff,
+    model_reach,
+    model_triplet_cutoff,
+    one_system_batch,
+)
 from physnetjax.neighbors.bucketing import CompileCounter, MoleculeBatcher, concatenate_padded, iterate_batches
 from physnetjax.neighbors.molecules import assemble_batch, batch_molecules, molecule_pairs, round_up
 from physnetjax.neighbors.neighbor_list import (
@@ -51,6 +58,7 @@ __all__ = [
     "count_triplets",
     "iterate_batches",
     "model_pair_cutoff",
+    "model_reach",
     "model_triplet_cutoff",
     "molecule_pairs",
     "one_system_batch",

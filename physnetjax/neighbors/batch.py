@@ -165,6 +165,20 @@ def model_pair_cutoff(model) -> Optional[float]:
     return reach
 
 
+def model_reach(model) -> tuple[float, str]:
+    """(Å, words): how far the model sees from an atom, message passing and finite pair terms.
+
+    All-pairs Coulomb (charges without a long-range cutoff) is left out: it reaches a molecule's
+    own atoms only, never the images of a periodic reference calculation.
+    """
+    pair_cutoff = model_pair_cutoff(model)
+    if pair_cutoff is None:
+        pair_cutoff = model_pair_cutoff(model.clone(charges=False))
+    if pair_cutoff > model.cutoff:
+        return pair_cutoff, f"{pair_cutoff:g} Å (the reach of the model's pair terms)"
+    return model.cutoff, f"{model.cutoff:g} Å (the model's cutoff)"
+
+
 def model_triplet_cutoff(model) -> Optional[float]:
     """Three-body cutoff of the model in Å (its ``dispersion_cutoff``), or None without a three-body term."""
     if getattr(model, "dispersion", None) is not None and getattr(model, "dispersion_three_body", False):

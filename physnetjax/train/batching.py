@@ -24,6 +24,7 @@ from physnetjax.neighbors import (
     batch_molecules,
     count_triplets,
     model_pair_cutoff,
+    model_reach,
     model_triplet_cutoff,
     molecule_pairs,
     round_up,
@@ -47,7 +48,8 @@ def batch_shapes(dataset: Dataset, model, batch_size: int, num_devices: int = 1)
     """Capacities fitting any ``batch_size`` frames of ``dataset`` split over ``num_devices``.
 
     Raises:
-      DataError: periodic frames whose images lie within the model's reach (:func:`model_reach`).
+      DataError: periodic frames whose images lie within the model's reach
+        (:func:`physnetjax.neighbors.model_reach`).
     """
     molecules = math.ceil(batch_size / num_devices)
     reach, reach_text = model_reach(model)
@@ -72,20 +74,6 @@ def batch_shapes(dataset: Dataset, model, batch_size: int, num_devices: int = 1)
         pairs=round_up(molecules * max_pairs, 8) if separate else None,
         triplets=None if three_body_cutoff is None else round_up(molecules * max_triplets, 8),
     )
-
-
-def model_reach(model) -> tuple[float, str]:
-    """(Å, words): how far the model sees from an atom, message passing and finite pair terms.
-
-    All-pairs Coulomb (charges without a long-range cutoff) is left out: it reaches a molecule's
-    own atoms only, never the images of a periodic reference calculation.
-    """
-    pair_cutoff = model_pair_cutoff(model)
-    if pair_cutoff is None:
-        pair_cutoff = model_pair_cutoff(model.clone(charges=False))
-    if pair_cutoff > model.cutoff:
-        return pair_cutoff, f"{pair_cutoff:g} Å (the reach of the model's pair terms)"
-    return model.cutoff, f"{model.cutoff:g} Å (the model's cutoff)"
 
 
 def _device_batch(dataset: Dataset, frames: np.ndarray, energies: np.ndarray, model, shapes: BatchShapes,
