@@ -23,7 +23,7 @@ from physnetjax.check.settings import CheckSettings, Thresholds
 from physnetjax.check.smoothness import check_smoothness
 from physnetjax.check.stability import check_curvature, check_nve
 from physnetjax.data.dataset import check_images_beyond_reach
-from physnetjax.neighbors import model_reach
+from physnetjax.neighbors import image_reach
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
 from physnetjax.validation import SYMBOLS, element, untrained_charges, unseen_elements, validate_structure
 
@@ -94,7 +94,7 @@ def check_model(
     Raises:
       ValueError: unknown group, or a structure that is not a valid molecule.
       DataError: a structure read from a periodic frame (:attr:`Structure.cell`) whose atoms lie within the model's
-        reach (:func:`~physnetjax.neighbors.model_reach`) of a periodic image: the check would evaluate it as an
+        reach (:func:`~physnetjax.neighbors.image_reach`) of a periodic image: the check would evaluate it as an
         isolated molecule (:func:`~physnetjax.data.dataset.check_images_beyond_reach`).
     """
     unknown = sorted(set(groups) - set(GROUPS))
@@ -106,7 +106,7 @@ def check_model(
     if not structures:
         raise ValueError("check_model needs at least one structure")
     check_images_beyond_reach([s.name for s in structures], [s.cell for s in structures],
-                              [s.positions for s in structures], *model_reach(model))
+                              [s.positions for s in structures], *image_reach(model))
     results = [] if training_record.elements is None else [
         trained_elements_result(s, k, training_record.elements) for k, s in enumerate(structures)]
     if training_record.charges is not None:

@@ -13,7 +13,7 @@ from physnetjax.neighbors.batch import (
     Batch,
     apply_batch,
     model_pair_cutoff,
-    model_reach,
+    image_reach,
     model_triplet_cutoff,
     one_system_batch,
 )
@@ -58,7 +58,7 @@ __all__ = [
     "count_triplets",
     "iterate_batches",
     "model_pair_cutoff",
-    "model_reach",
+    "image_reach",
     "model_triplet_cutoff",
     "molecule_pairs",
     "one_system_batch",

@@ -165,10 +165,11 @@ def model_pair_cutoff(model) -> Optional[float]:
     return reach
 
 
-def model_reach(model) -> tuple[float, str]:
-    """(Å, words): how far the model sees from an atom, message passing and finite pair terms.
+def image_reach(model) -> tuple[float, str]:
+    """(Å, words): how far from an atom the model sees a periodic image: message passing and finite pair terms.
 
-    All-pairs Coulomb (charges without a long-range cutoff) is left out: it reaches a molecule's
+    Unlike :func:`physnetjax.md.jax_md.model_reach` (the radius an MD neighbor list needs), it is never
+    None: all-pairs Coulomb (charges without a long-range cutoff) is left out: it reaches a molecule's
     own atoms only, never the images of a periodic reference calculation.
     """
     pair_cutoff = model_pair_cutoff(model)

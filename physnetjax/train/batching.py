@@ -24,7 +24,7 @@ from physnetjax.neighbors import (
     batch_molecules,
     count_triplets,
     model_pair_cutoff,
-    model_reach,
+    image_reach,
     model_triplet_cutoff,
     molecule_pairs,
     round_up,
@@ -49,10 +49,10 @@ def batch_shapes(dataset: Dataset, model, batch_size: int, num_devices: int = 1)
 
     Raises:
       DataError: periodic frames whose images lie within the model's reach
-        (:func:`physnetjax.neighbors.model_reach`).
+        (:func:`physnetjax.neighbors.image_reach`).
     """
     molecules = math.ceil(batch_size / num_devices)
-    reach, reach_text = model_reach(model)
+    reach, reach_text = image_reach(model)
     check_isolated(dataset, reach, reach_text)
     pair_cutoff = model_pair_cutoff(model)
     separate = pair_cutoff is None or pair_cutoff > model.cutoff
