@@ -542,6 +542,7 @@ def test_cli_writes_json_table_and_png(cli_inputs, charged_result, capsys):
     np.testing.assert_allclose(document["frequencies_cm1"], charged_result.frequencies_cm1, rtol=1e-6)
     np.testing.assert_allclose(document["intensities_km_mol"], charged_result.intensities_km_mol, rtol=1e-4)
     assert np.shape(document["optimized_positions"]) == (9, 3)
+    assert document["model"] == {"ensemble_members": 1, "analysed": "the model's energy and dipole"}
     assert (out / "harmonic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = [line for line in stdout.splitlines() if line.strip()[:2].strip().isdigit()]
     assert len(rows) == 21 and "km/mol" in stdout
@@ -707,7 +708,8 @@ def test_cli_warns_that_it_analyses_the_first_frame_of_a_trajectory(charge_model
 
 
 def test_cli_says_an_ensemble_is_analysed_through_its_mean_energy(charge_model, cli_inputs, capsys, tmp_path):
-    """An ensemble checkpoint: the table was printed as for one model, not saying whose frequencies they are."""
+    """An ensemble checkpoint: the table was printed as for one model, not saying whose frequencies they are; then
+    harmonic.json did not say it (the printed note only), so a file of an ensemble read as one of a single model."""
     from physnetjax.ensemble import PhysNetEnsemble, stack_members
 
     model, params, _, _ = charge_model
@@ -718,3 +720,17 @@ def test_cli_says_an_ensemble_is_analysed_through_its_mean_energy(charge_model, 
     assert status == 0, stderr
     assert stdout.startswith("ensemble of 2 members: the analysis is of their mean energy and dipole (one Hessian, "
                              "the mean of theirs), not a spread over the members\n")
+    document = json.loads((tmp_path / "out" / "harmonic.json").read_text())
+    assert document["model"] == {"ensemble_members": 2, "analysed": "the members' mean energy and dipole"}
+
+
+def test_the_json_model_entry_of_a_model_without_charges_names_no_dipole():
+    """A model without charges has no dipole to analyse: its ``model`` entry names the energy alone."""
+    from physnetjax.ensemble import PhysNetEnsemble
+    from physnetjax.spectra.cli_harmonic import analysed_model
+
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=4.0,
+                    max_atomic_number=8, charges=False, zbl=False)
+    assert analysed_model(model) == {"ensemble_members": 1, "analysed": "the model's energy"}
+    assert analysed_model(PhysNetEnsemble(member=model, size=3)) == {"ensemble_members": 3,
+                                                                      "analysed": "the members' mean energy"}

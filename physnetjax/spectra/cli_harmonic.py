@@ -11,7 +11,8 @@ to the output directory
   else the geometry's), masses, energy, max |F|, imaginary flags, zero-mode flags and
   fragments (modes that are not vibrations, see
   :func:`physnetjax.spectra.modes_from_hessian`), reduced masses, normal modes,
-  rigid-body wavenumbers and a ``units`` table;
+  rigid-body wavenumbers, ``model`` (:func:`analysed_model`: the members of an ensemble
+  checkpoint and that their mean energy is analysed) and a ``units`` table;
 * ``harmonic.png``: the stick spectrum of the vibrations (needs matplotlib; ``--no-plot`` skips it);
 * ``config.toml``: the options used (``--config`` on it repeats the run).
 
@@ -63,10 +64,10 @@ def main(args: argparse.Namespace) -> int:
     """Run the subcommand; returns 0 (errors are exceptions for :mod:`physnetjax.spectra.__main__`)."""
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", force=True)
-    result, atoms = _analyse(args)
+    result, atoms, model = _analyse(args)
     print(mode_table(result))
     out = Path(args.out)
-    (out / JSON_NAME).write_text(json.dumps(result_json(result, args), indent=1))
+    (out / JSON_NAME).write_text(json.dumps(result_json(result, args, model), indent=1))
     print(f"wrote {out / JSON_NAME}")
     if not args.no_plot:
         from physnetjax.spectra.plot import plot_stick_spectrum
@@ -80,7 +81,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _analyse(args):
-    """Check inputs, load, optimise and analyse; raises with a one-line message on bad input."""
+    """Check inputs, load, optimise and analyse; returns (result, atoms, model); raises with a one-line message on
+    bad input."""
     from physnetjax.checkpoint import load_checkpoint
     from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
     from physnetjax.spectra.harmonic import NonMinimumWarning, ZeroModeWarning, harmonic
@@ -109,7 +111,7 @@ def _analyse(args):
                           max_steps=args.max_steps, training_record=TrainingRecord.from_metadata(metadata))
     for warning in caught:
         sys.stderr.write(warnings.formatwarning(warning.message, warning.category, warning.filename, warning.lineno))
-    return result, atoms
+    return result, atoms, model
 
 
 def read_geometry(path):
@@ -158,6 +160,22 @@ def say_ensemble(model) -> None:
               "mean of theirs), not a spread over the members")
 
 
+def analysed_model(model) -> dict:
+    """What the analysis is of, as the output JSON's ``model``: ``{"ensemble_members": K, "analysed": text}``.
+
+    K is the member count of an ensemble checkpoint (the energy analysed, and the dipole of
+    the intensities or IR spectrum, are the members' means: see :func:`say_ensemble`) and 1
+    for a single model; ``analysed`` says it in words ("the members' mean energy and dipole",
+    "the model's energy", ...; a model without charges has no dipole).
+    """
+    from physnetjax.ensemble.model import is_ensemble
+
+    dipole = " and dipole" if model.charges else ""
+    if is_ensemble(model):
+        return {"ensemble_members": model.size, "analysed": f"the members' mean energy{dipole}"}
+    return {"ensemble_members": 1, "analysed": f"the model's energy{dipole}"}
+
+
 def molecule_masses(atoms, masses=None):
     """The masses (amu) of the analysis: ``masses`` (``--masses``) if given, else those the geometry stores.
 
@@ -202,8 +220,8 @@ def mode_table(result) -> str:
     return "\n".join(lines)
 
 
-def result_json(result, args) -> dict:
-    """The JSON document written to ``harmonic.json``."""
+def result_json(result, args, model) -> dict:
+    """The JSON document written to ``harmonic.json`` for ``result`` of ``model`` (the checkpoint's, as loaded)."""
     def listed(array):
         return None if array is None else array.tolist()
 
@@ -228,6 +246,7 @@ def result_json(result, args) -> dict:
         "rigid_body_cm1": result.rigid_body_cm1.tolist(),
         "checkpoint": str(Path(args.checkpoint).resolve()),
         "geometry": str(Path(args.geometry).resolve()),
+        "model": analysed_model(model),
         "units": {
             "frequencies_cm1": "cm^-1 (imaginary as negative)",
             "intensities_km_mol": "km/mol",
