@@ -408,6 +408,7 @@ def test_cli_writes_csv_json_png_with_harmonic_lines(tmp_path, capsys):
     assert [band["degeneracy"] for band in document["bands"]] == [2, 1, 1]
     assert [band["half_width_cm1"] for band in document["bands"]] == [150.0, 150.0, 150.0]
     assert document["settings"]["replicas"] == 2 and len(document["temperatures_K"]) == 2
+    assert document["model"] == {"ensemble_members": 1, "analysed": "the model's energy and dipole"}
     assert document["resolution_cm1"] == pytest.approx(1.0 / (C_CM_PER_FS * 200.0), rel=1e-12)
     assert (out / "spectrum.png").stat().st_size > 10_000
 
@@ -481,6 +482,28 @@ def test_cli_says_an_input_warning_of_the_molecule_and_its_md_once(tmp_path, cap
     assert _cli(argv) == 0
     err = capsys.readouterr().err
     assert err.count(f"python -m physnetjax.spectra: warning: {said}") == 1 and err.count("charges=False") == 1
+    assert json.loads((tmp_path / "out" / "spectrum.json").read_text())["model"] == {
+        "ensemble_members": 1, "analysed": "the model's energy"}  # charges=False: no dipole
+
+
+def test_cli_json_says_an_ensemble_runs_on_its_mean_energy(tmp_path, capsys):
+    """An ensemble checkpoint: the MD runs on the members' mean energy (and a charge model's IR spectrum is of their
+    mean dipole), which the CLI printed but spectrum.json did not record: a file of an ensemble read as one of a
+    single model. (A fresh model without charges, as above: no forces, cheap MD.)"""
+    from physnetjax import PhysNet, init_params, save_checkpoint
+    from physnetjax.ensemble import PhysNetEnsemble, stack_members
+
+    model = PhysNet(features=4, max_degree=0, num_iterations=1, num_basis_functions=4, cutoff=4.0, max_atomic_number=8,
+                    zbl=False)
+    save_checkpoint(tmp_path / "ensemble", PhysNetEnsemble(member=model, size=2),
+                    stack_members([init_params(model, 0), init_params(model, 1)]))
+    argv = _ir_args(tmp_path / "out", **{"--checkpoint": str(tmp_path / "ensemble"), "--time-ps": "0.05",
+                                         "--equilibration-ps": "0", "--replicas": "1", "--no-optimize": None,
+                                         "--no-plot": None})
+    assert _cli(argv) == 0
+    assert capsys.readouterr().out.startswith("ensemble of 2 members: the analysis is of their mean energy (one Hessian")
+    assert json.loads((tmp_path / "out" / "spectrum.json").read_text())["model"] == {
+        "ensemble_members": 2, "analysed": "the members' mean energy"}
 
 
 def test_cli_refuses_a_molecule_too_large_for_md_before_the_harmonic_analysis(tmp_path, capsys):

@@ -13,7 +13,9 @@ and writes to the output directory
 * ``spectrum.json``: the MD settings, resolution, per-replica temperatures and energy
   errors, timings, and the harmonic lines (``harmonic``: frequencies, intensities,
   zero-point energy, analysed geometry) and, for each harmonic line, the MD peak
-  positions and IR band integral around it (``bands``);
+  positions and IR band integral around it (``bands``), and ``model``
+  (:func:`physnetjax.spectra.cli_harmonic.analysed_model`: the members of an ensemble
+  checkpoint, whose mean energy the MD runs on and whose mean dipole gives the IR spectrum);
 * ``spectrum.png``: the power spectrum and the IR spectrum with the harmonic lines as
   sticks (needs matplotlib; ``--no-plot`` skips it);
 * ``config.toml``: the options used (``--config`` on it repeats the run).
@@ -104,7 +106,7 @@ def _run(args) -> None:
     from physnetjax.checkpoint import load_checkpoint
     from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
     from physnetjax.errors import LengthUnitWarning
-    from physnetjax.spectra.cli_harmonic import mode_table, molecule_masses, say_ensemble
+    from physnetjax.spectra.cli_harmonic import analysed_model, mode_table, molecule_masses, say_ensemble
     from physnetjax.spectra.harmonic import harmonic
     from physnetjax.spectra.md_spectrum import md_spectrum
     from physnetjax.training_record import TrainingRecord
@@ -162,6 +164,7 @@ def _run(args) -> None:
     document["checkpoint"] = str(Path(args.checkpoint).resolve())
     document["geometry"] = str(Path(args.geometry).resolve())
     document["spectrum_csv"] = CSV_NAME
+    document["model"] = analysed_model(model)
     (out / JSON_NAME).write_text(json.dumps(document, indent=1))
     print(f"wrote {out / CSV_NAME} and {out / JSON_NAME}")
     if not args.no_plot:
