@@ -298,11 +298,12 @@ def test_a_damaged_run_state_is_a_one_line_error(tmp_path, capsys, content, prob
 def test_settings_a_run_predates_count_as_their_defaults():
     """A state.json written before a setting existed resumes with that setting's default, and only with it."""
     recorded = LearnConfig().to_dict()
-    del recorded["correlation"], recorded["radial_mlp"], recorded["message_degree"]
+    del recorded["correlation"], recorded["radial_mlp"], recorded["message_degree"], recorded["uhf"]
     assert LearnConfig().changed_from(recorded) == []
     assert LearnConfig(correlation=2).changed_from(recorded) == ["correlation"]
     assert LearnConfig(radial_mlp=16).changed_from(recorded) == ["radial_mlp"]
     assert LearnConfig(message_degree=1).changed_from(recorded) == ["message_degree"]
+    assert LearnConfig(uhf=1).changed_from(recorded) == ["uhf"]
     assert LearnConfig(features=16).changed_from(recorded) == ["features"]
 
 
@@ -315,3 +316,102 @@ def test_the_loops_model_settings_reach_the_trainer_unchanged(tmp_path):
     assert set(changed) == set(MODEL_SETTINGS)
     config = learn_loop.round_train_config(LearnConfig(out=str(tmp_path), **changed), tmp_path, 1, None)
     assert {name: getattr(config, name) for name in MODEL_SETTINGS} == changed
+
+
+@pytest.fixture(scope="module")
+def radical_data(tmp_path_factory):
+    """8 OH radical frames (O-H 0.90-1.04 Å; 7 GFN2-xTB valence electrons in 5 orbitals) with stub labels."""
+    geometries = [np.array([[0.0, 0.0, 0.0], [0.0, 0.0, bond]]) for bond in np.linspace(0.90, 1.04, 8)]
+    label = make_stub(geometries[3])
+    data = labelled_frames([np.array([8, 1])] * 8, geometries,
+                           [label(ase.Atoms("OH", positions=r)) for r in geometries], 0.0, "stub")
+    path = tmp_path_factory.mktemp("radical") / "oh.npz"
+    save_frames(data, path)
+    return path, label
+
+
+def labeller_factory(calls: list, label):
+    """A stand-in for ``xtb_labeller`` that records its (method, charge, uhf) and labels with ``label``."""
+    def factory(method, charge, uhf):
+        calls.append((method, charge, uhf))
+        return label
+
+    return factory
+
+
+@pytest.mark.parametrize("data, uhf, message", [
+    ("oh", [], "HO at charge 0 has 9 electrons, 7 of them in the valence shells GFN2-xTB treats, an odd number: "
+               "give uhf (--uhf), the number of unpaired electrons, e.g. 1 for a doublet"),
+    ("oh", ["--uhf", "2"], "uhf 2 does not match the parity of the electrons: HO at charge 0 has 9 electrons, 7 of "
+                           "them in the valence shells GFN2-xTB treats, so uhf must be odd"),
+    ("oh", ["--uhf", "5"], "uhf 5: the number of unpaired electrons must be between 0 and 3 (HO at charge 0 has 9 "
+                           "electrons, 7 of them in the valence shells GFN2-xTB treats, in 5 valence orbitals: at "
+                           "most 5 electrons can have one spin, so uhf <= 2 × 5 - 7)"),
+    (None, ["--uhf", "1"], "uhf 1 does not match the parity of the electrons: C2H6O at charge 0 has 26 electrons, "
+                           "20 of them in the valence shells GFN2-xTB treats, so uhf must be even"),
+])
+def test_cli_refuses_starting_frames_whose_electrons_do_not_allow_the_uhf(radical_data, tmp_path, capsys,
+                                                                          monkeypatch, data, uhf, message):
+    """The labeller labelled closed shells only: on OH it refused every selected frame, after round 0's training and
+    round 1's MD. Now the start is checked as python -m physnetjax.data.generate checks its molecule."""
+    from physnetjax.learn.__main__ import main
+
+    calls = []
+    monkeypatch.setattr(learn_loop, "xtb_labeller", labeller_factory(calls, radical_data[1]))
+    argv = ["--out", str(tmp_path / "run"), *uhf] + (["--data", str(radical_data[0])] if data else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.fullmatch(rf"python -m physnetjax\.learn: error: starting frame \S+\[\d+\]: "
+                                          rf"{re.escape(message)}", err[0])
+    assert calls == [] and not (tmp_path / "run").exists()
+
+
+@pytest.mark.filterwarnings("ignore:ensemble calibration on the validation split")
+def test_cli_uhf_reaches_the_labeller_is_recorded_and_a_resume_with_another_is_refused(radical_data, tmp_path,
+                                                                                      capsys, monkeypatch):
+    from physnetjax.learn.__main__ import main
+
+    calls = []
+    monkeypatch.setattr(learn_loop, "xtb_labeller", labeller_factory(calls, radical_data[1]))
+    out = tmp_path / "run"
+    argv = ["--out", str(out), "--data", str(radical_data[0]), "--rounds", "0", "--ensemble", "2", "--features", "8",
+            "--num-iterations", "1", "--num-basis-functions", "8", "--epochs", "1", "--batch-size", "5", "--valid",
+            "2"]
+    assert main([*argv, "--uhf", "1"]) == 0, capsys.readouterr().err
+    assert calls == [("GFN2-xTB", 0.0, 1)]
+    assert read_state(out)["settings"]["uhf"] == 1
+    assert "uhf = 1" in (out / "config.toml").read_text().splitlines()
+    capsys.readouterr()
+    for other in (["--uhf", "3"], []):
+        assert main([*argv, *other]) == 2
+        assert capsys.readouterr().err == (f"python -m physnetjax.learn: error: {out} holds a run with other settings "
+                                           "['uhf']; only ['rounds', 'progress'] may change when resuming: pick "
+                                           "another --out\n")
+    assert main([*argv, "--uhf", "1"]) == 0
+    assert calls == [("GFN2-xTB", 0.0, 1)] * 2
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:ensemble calibration on the validation split")
+def test_cli_loop_labels_a_radical_with_its_unpaired_electron(tmp_path, capsys):
+    """OH with --uhf 1: the labels of round 1 are tblite's doublet single points (multiplicity 2)."""
+    pytest.importorskip("tblite")
+    from tblite.ase import TBLite
+
+    from physnetjax.data.generate import generate
+    from physnetjax.learn.__main__ import main
+
+    np.savez(tmp_path / "oh.npz", **generate("OH", frames=8, stride=5, temperature=300.0, equilibration_steps=20,
+                                             uhf=1))
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--data", str(tmp_path / "oh.npz"), "--uhf", "1", "--rounds", "1", "--select",
+                 "2", "--min-rmsd", "0.001", "--temperatures", "300", "--md-steps", "20", "--save-every", "4",
+                 "--ensemble", "2", "--features", "8", "--num-iterations", "1", "--num-basis-functions", "8",
+                 "--epochs", "1", "--batch-size", "5", "--valid", "2"]) == 0, capsys.readouterr().err
+    selected = load_dataset(out / "round-001" / "selected.npz")
+    assert len(selected) == 2
+    for k in range(len(selected)):
+        atoms = ase.Atoms(numbers=selected.Z[k], positions=selected.R[k])
+        atoms.calc = TBLite(method="GFN2-xTB", multiplicity=2, verbosity=0)
+        assert selected.E[k] == pytest.approx(atoms.get_potential_energy(), abs=1e-6)
+        np.testing.assert_allclose(selected.F[k], atoms.get_forces(), atol=1e-6)

@@ -7,8 +7,9 @@ the same command again on the same ``--out`` resumes after the last finished rou
 kept in ``RUN/config.toml``.
 
 Exit status (:mod:`physnetjax.cli_errors`): 0 done; 2 bad input (argument values,
-data files, a run directory holding other settings, tblite missing); 4 a training run
-stopped (its force check failed).
+data files, starting frames whose electrons do not allow ``--charge`` and ``--uhf``, a
+run directory holding other settings, tblite missing); 4 a training run stopped (its
+force check failed).
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="atoms are bonded when closer than this times the sum of their covalent radii")
     add("--labeller", default=d.labeller, choices=["GFN2-xTB", "GFN1-xTB", "IPEA1-xTB"], help="tblite method")
     add("--charge", type=float, default=d.charge, help="total charge in e")
+    add("--uhf", type=int, default=d.uhf,
+        help="number of unpaired electrons of the labels (spin multiplicity - 1), as xtb's --uhf; needed for an odd "
+             "valence electron count, at most min(n_val, 2 n_orb - n_val) for n_val valence electrons in n_orb "
+             "valence orbitals (default: a closed shell)")
     add("--ensemble", type=int, default=d.ensemble, help="ensemble members K (>= 2)")
     add("--features", type=int, default=d.features, help=TRAIN_HELP["features"])
     add("--max-degree", type=int, default=d.max_degree, help=TRAIN_HELP["max_degree"])

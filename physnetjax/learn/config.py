@@ -38,6 +38,9 @@ class LearnConfig:
     its first frame with two atoms closer than ``min_distance`` Å or, unless
     ``allow_topology_change``, with bonds (r_ij < ``bond_factor`` · (ρ_i + ρ_j),
     covalent radii) other than those of the run's start geometry.
+    Labels: ``labeller`` (tblite method) at total ``charge`` (e) with ``uhf`` unpaired
+    electrons (None: a closed shell); the starting frames' electron count must allow that
+    state (:func:`physnetjax.data.generate.unpaired_electrons`: an odd count needs ``uhf``).
     Training: the trainer's settings of the same names; ``retrain_epochs`` (None →
     ``epochs``) for rounds ≥ 1.
     """
@@ -65,6 +68,7 @@ class LearnConfig:
     bond_factor: float = 1.3
     labeller: str = "GFN2-xTB"
     charge: float = 0.0
+    uhf: Optional[int] = None
 
     ensemble: int = 4
     features: int = 32

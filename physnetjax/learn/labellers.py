@@ -18,17 +18,20 @@ from physnetjax.data.generate import labels_of, tblite_calculator, unpaired_elec
 Labeller = Callable[..., dict]
 
 
-def xtb_labeller(method: str = "GFN2-xTB", charge: float = 0.0) -> Labeller:
+def xtb_labeller(method: str = "GFN2-xTB", charge: float = 0.0, uhf: int | None = None) -> Labeller:
     """A labeller computing ``method`` (tblite: GFN2-xTB, GFN1-xTB, IPEA1-xTB) at total ``charge`` (e).
 
-    Each geometry is labelled as a closed shell (or with the unpaired electrons its initial
-    magnetic moments give), checked by :func:`physnetjax.data.generate.unpaired_electrons`.
+    Each geometry is labelled with ``uhf`` unpaired electrons (spin multiplicity ``uhf`` + 1;
+    None: a closed shell, or the unpaired electrons its initial magnetic moments give),
+    checked by :func:`physnetjax.data.generate.unpaired_electrons`.
 
     Raises:
       ValueError: tblite is not installed (checked here, before any MD is run); when labelling, a
-        geometry with an odd number of electrons at ``charge`` (no closed shell; tblite refused it
-        with an internal error), or a failed xTB calculation such as an SCF that does not converge
-        (:func:`physnetjax.data.generate.xtb_failure`; the loop skips that frame with a warning).
+        geometry whose electrons at ``charge`` do not allow ``uhf`` (an odd number without ``uhf``:
+        no closed shell, which tblite refused with an internal error; a ``uhf`` of the other parity
+        or beyond the valence shells), or a failed xTB calculation such as an SCF that does not
+        converge (:func:`physnetjax.data.generate.xtb_failure`; the loop skips that frame with a
+        warning). The loop checks its starting frames the same way before any MD.
     """
     from ase.calculators.calculator import CalculationFailed
 
@@ -36,12 +39,13 @@ def xtb_labeller(method: str = "GFN2-xTB", charge: float = 0.0) -> Labeller:
 
     def label(atoms) -> dict:
         molecule = atoms.copy()
-        uhf = unpaired_electrons(molecule, charge, None, method)
-        molecule.calc = tblite_calculator(method, charge, uhf)
+        unpaired = unpaired_electrons(molecule, charge, uhf, method)
+        molecule.calc = tblite_calculator(method, charge, unpaired)
         try:
             labels = labels_of(molecule)
         except CalculationFailed as error:
-            raise xtb_failure(error, f"{molecule.get_chemical_formula()} geometry", method, charge, uhf) from error
+            raise xtb_failure(error, f"{molecule.get_chemical_formula()} geometry", method, charge,
+                              unpaired) from error
         return {"E": labels["E"], "F": labels["F"], "D": labels["D"]}
 
     return label

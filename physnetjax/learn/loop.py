@@ -28,7 +28,8 @@ from typing import Callable
 import ase
 import numpy as np
 
-from physnetjax.data import bundled_dataset_path, concatenate, load_dataset
+from physnetjax.data import Dataset, bundled_dataset_path, concatenate, load_dataset
+from physnetjax.data.generate import unpaired_electrons
 from physnetjax.errors import PhysNetInputError
 from physnetjax.learn.config import RESUME_CHANGES, LearnConfig
 from physnetjax.learn.evaluate import test_errors
@@ -51,14 +52,16 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
     """Run (or resume) the loop in ``config.out``; returns the final report (:mod:`physnetjax.learn.report`).
 
     ``labeller`` (see :mod:`physnetjax.learn.labellers`) defaults to
-    ``xtb_labeller(config.labeller, config.charge)``. ``on_start(run_dir)`` is called
+    ``xtb_labeller(config.labeller, config.charge, config.uhf)``. ``on_start(run_dir)`` is called
     once the run directory holds a checked start (a new run's start frames are read and
     checked before the directory is created), before the first round.
 
     Raises:
       PhysNetInputError: ``config.out`` holds a run with other settings (only
         :data:`~physnetjax.learn.config.RESUME_CHANGES` may change), or one that has
-        finished more rounds than ``config.rounds`` (its report would lose them).
+        finished more rounds than ``config.rounds`` (its report would lose them); a new run's
+        starting frames of another total charge than ``config.charge``, or whose electrons do
+        not allow ``config.uhf`` (:func:`check_unpaired_electrons`).
       OutputPathError: a new run's ``config.out`` lies below a file or in a directory that is not writable
         (checked before the start frames are read).
     """
@@ -78,7 +81,8 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
                 f"{run_dir} has finished {finished} round(s) after the initial training (rounds 0..{finished}); "
                 f"resuming it with rounds = {config.rounds} (--rounds) would leave the last {finished - config.rounds} "
                 f"out of its report: pass --rounds {finished} to rewrite the report, or more to add rounds")
-    label = labeller if labeller is not None else xtb_labeller(config.labeller, config.charge)  # tblite present?
+    label = labeller if labeller is not None else xtb_labeller(  # tblite present?
+        config.labeller, config.charge, config.uhf)
     if state is not None:
         rounds = state["rounds"]
         logger.info("resuming %s after %d finished round(s)", run_dir, len(rounds))
@@ -105,7 +109,8 @@ def _start_data(config: LearnConfig) -> dict:
     """``{"initial.npz": frames[, "test.npz": frames]}`` from the data file or the bundled set (see LearnConfig).
 
     Raises:
-      PhysNetInputError: too few frames, or starting frames of another total charge than ``config.charge``.
+      PhysNetInputError: too few frames, starting frames of another total charge than ``config.charge``, or
+        whose electrons do not allow ``config.uhf`` unpaired electrons (:func:`check_unpaired_electrons`).
     """
     bundled = config.data is None
     source = load_dataset(bundled_dataset_path() if bundled else config.data)
@@ -121,12 +126,38 @@ def _start_data(config: LearnConfig) -> dict:
         raise PhysNetInputError(f"the starting frames have total charge(s) {', '.join(f'{q:g}' for q in charges)} e "
                                 f"but --charge is {config.charge:g} e: the loop runs MD and labels new frames at "
                                 "--charge; pass the charge of the starting frames")
+    check_unpaired_electrons(initial, config)
     start = {"initial.npz": initial}
     if config.test is not None:
         start["test.npz"] = load_dataset(config.test)
     elif test_count:
         start["test.npz"] = source.subset(np.sort(order[count: count + test_count]))
     return start
+
+
+def check_unpaired_electrons(frames: Dataset, config: LearnConfig) -> None:
+    """Refuse starting ``frames`` whose electrons do not allow ``config.uhf`` unpaired electrons at ``config.charge``.
+
+    The check of ``python -m physnetjax.data.generate`` (:func:`physnetjax.data.generate.unpaired_electrons`,
+    for the valence shells of ``config.labeller``), made once per composition before any MD or training: an
+    odd electron count needs ``uhf`` (None: a closed shell), and ``uhf`` needs the parity of the electrons and
+    at most as many as the valence shells hold. MD keeps each molecule's atoms, so every frame to label has a
+    composition of a starting frame.
+
+    Raises:
+      PhysNetInputError: naming the first frame refused and why.
+    """
+    checked = set()
+    for k in range(len(frames)):
+        numbers = frames.Z[k, : int(frames.N[k])]
+        composition = tuple(sorted(numbers.tolist()))
+        if composition in checked:
+            continue
+        checked.add(composition)
+        try:
+            unpaired_electrons(ase.Atoms(numbers=numbers), config.charge, config.uhf, config.labeller)
+        except ValueError as error:
+            raise PhysNetInputError(f"starting frame {frames.sources[k]}: {error}") from error
 
 
 def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, test) -> dict:
