@@ -1,4 +1,4 @@
-"""Plausibility of labels before training: force scale, and forces against energies (sign and units).
+"""Plausibility of labels before training: force scale, forces against energies (sign and units), dipole scale.
 
 All checks warn (:class:`~physnetjax.validation.PhysNetInputWarning`) with the
 evidence and the flag that fixes the data; neither changes anything.
@@ -46,6 +46,11 @@ evidence and the flag that fixes the data; neither changes anything.
    expected −1.03): the forces pull the atoms together on average. A mean W above
    zero by :data:`VIRIAL_MIN_SIGMAS` standard errors means forces stored as +∂E/∂R
    (fix: ``--force-sign -1``).
+5. **Dipole scale.** The fixed atomic charges that best reproduce a molecule's
+   dipole labels (:mod:`physnetjax.data.dipole_charges`) stay below about 1 e for
+   molecules (reference sets: ≤ 0.84 e); beyond 2 e (by two standard errors) the
+   dipoles are probably in Debye read as e·Å, 4.80× too large (fix:
+   ``--dipole-unit debye``).
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from typing import Iterable, NamedTuple, Optional
 
 import numpy as np
 
+from physnetjax.data.dipole_charges import implausible_charges
 from physnetjax.units import BOHR, DEBYE, ENERGY_UNITS, HARTREE, KCAL_PER_MOL, KJ_PER_MOL
 from physnetjax.validation import PhysNetInputWarning
 
@@ -346,6 +352,9 @@ def check_label_sanity(data, where: str = "data", skip: Iterable[str] = ()) -> l
             f"{where}: the forces push the atoms apart on average: the virial Σ_i (R_i − R̄)·F_i averages "
             f"{mean:+.3g} ± {error:.2g} eV over {frames} frames (−3(N−1) k_B T < 0 for F = −dE/dR of thermally "
             "sampled molecules); if the file stores +dE/dR (gradients), pass --force-sign -1"))
+    suspect = implausible_charges(data)
+    if suspect is not None:
+        findings.append(("dipoles", suspect.finding(where, data.sources)))
     skipped = {word for quantities in skip for word in quantities.split()}
     messages = [message for quantities, message in findings if not set(quantities.split()) & skipped]
     for message in messages:

@@ -1,0 +1,90 @@
+"""Apparent atomic charges of dipole labels (physnetjax.data.dipole_charges) and the Debye check built on them."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from physnetjax.data import bundled_dataset_path, load_dataset
+from physnetjax.data.dipole_charges import apparent_charges, fit_apparent_charges, implausible_charges
+from physnetjax.data.sanity import check_label_sanity
+from physnetjax.errors import PhysNetInputWarning
+from physnetjax.units import DEBYE
+
+
+def _kkt_charges(positions, dipoles, total_charge):
+    """The constrained least-squares charges from the Lagrange (KKT) system, solved directly."""
+    m, n, _ = positions.shape
+    a = positions.transpose(0, 2, 1).reshape(3 * m, n)
+    b = dipoles.reshape(3 * m)
+    kkt = np.block([[2 * a.T @ a, np.ones((n, 1))], [np.ones((1, n)), np.zeros((1, 1))]])
+    return np.linalg.solve(kkt, np.append(2 * a.T @ b, total_charge))[:n]
+
+
+@pytest.mark.parametrize("total_charge", [0.0, 1.0])
+def test_fit_recovers_known_charges_within_its_errors_and_equals_the_kkt_solution(total_charge):
+    rng = np.random.default_rng(7)
+    charges = np.array([-0.7, 0.35, 0.45, -0.1])
+    charges += (total_charge - charges.sum()) / 4
+    base = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0], [0.3, 0.2, 1.4]])
+    positions = base + 3.0 + rng.normal(scale=0.08, size=(200, 4, 3))
+    noise = 0.002
+    dipoles = np.einsum("i,kij->kj", charges, positions) + rng.normal(scale=noise, size=(200, 3))
+    fitted, errors = fit_apparent_charges(positions, dipoles, total_charge)
+    np.testing.assert_allclose(fitted.sum(), total_charge, atol=1e-12)
+    np.testing.assert_allclose(fitted, _kkt_charges(positions, dipoles, total_charge), atol=1e-10)
+    assert np.all(np.abs(fitted - charges) < 4 * errors)
+    assert np.all(errors < 0.05) and np.all(errors > 0)
+
+
+def test_reference_dipoles_pass_and_the_same_in_debye_are_named():
+    data = load_dataset(bundled_dataset_path())
+    (fit,) = apparent_charges(data)
+    assert 0.4 < np.abs(fit.charges).max() < 1.0 and not fit.implausible
+    assert implausible_charges(data) is None
+    assert not any("dipoles" in message for message in check_label_sanity(data, "ethanol"))
+    in_debye = dataclasses.replace(data, D=data.D / DEBYE)
+    with pytest.warns(PhysNetInputWarning, match=r"ethanol: the dipoles are implausibly large .* frames of C2H6O .*"
+                                                 r"pass --dipole-unit debye"):
+        messages = check_label_sanity(in_debye, "ethanol")
+    assert len([m for m in messages if "dipoles" in m]) == 1
+    suspect = implausible_charges(in_debye)
+    np.testing.assert_allclose(np.abs(suspect.charges).max(), np.abs(fit.charges).max() / DEBYE, rtol=1e-9)
+    assert check_label_sanity(in_debye, "ethanol", skip=["dipoles"]) == []
+
+
+def test_frames_of_one_geometry_do_not_pin_the_charges_and_are_not_judged():
+    """Six atoms (five free charges) jittered by 1e-4 Å around one geometry: the three dipole components cannot
+    separate the charges, and their errors keep the check silent however large the fitted values."""
+    rng = np.random.default_rng(1)
+    base = np.array([[0.0, 0.0, 0.0], [1.2, 0.0, 0.0], [-0.5, 0.9, 0.0], [-0.5, -0.9, 0.1], [1.7, 0.9, 0.2],
+                     [1.7, -0.9, -0.2]])
+    positions = base + rng.normal(scale=1e-4, size=(50, 6, 3))
+    dipoles = np.array([0.3, 0.2, 0.1]) / DEBYE + rng.normal(scale=0.01, size=(50, 3))
+    charges, errors = fit_apparent_charges(positions, dipoles, 0.0)
+    k = int(np.argmax(np.abs(charges)))
+    assert abs(charges[k]) > 2.0 and abs(charges[k]) - 2 * errors[k] < 2.0
+
+
+def test_a_small_molecule_whose_static_dipole_needs_large_charges_is_named():
+    """Three atoms (two free charges) in one geometry: the in-plane dipole alone fixes them, so a 1.7 e·Å dipole
+    on a water geometry (8.3 D, read from Debye) needs ~2.8 e, a finding with a small error."""
+    rng = np.random.default_rng(1)
+    base = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
+    positions = base + rng.normal(scale=1e-4, size=(50, 3, 3))
+    dipoles = np.array([0.3, 0.2, 0.0]) / DEBYE + rng.normal(scale=0.01, size=(50, 3))
+    charges, errors = fit_apparent_charges(positions, dipoles, 0.0)
+    np.testing.assert_allclose(base.T @ charges, dipoles.mean(axis=0), atol=0.01)
+    k = int(np.argmax(np.abs(charges)))
+    assert abs(charges[k]) - 2 * errors[k] > 2.0
+
+
+def test_too_few_frames_and_periodic_frames_are_left_out():
+    data = load_dataset(bundled_dataset_path())
+    few = dataclasses.replace(data, Z=data.Z[:20], R=data.R[:20], N=data.N[:20], E=data.E[:20], F=data.F[:20],
+                              D=data.D[:20] / DEBYE, Q=data.Q[:20], sources=data.sources[:20],
+                              has_E=data.has_E[:20], has_F=data.has_F[:20], has_D=data.has_D[:20],
+                              has_Q=data.has_Q[:20], cell=data.cell[:20])
+    assert apparent_charges(few) == []
+    periodic = dataclasses.replace(data, D=data.D / DEBYE, cell=np.broadcast_to(30 * np.eye(3), data.cell.shape))
+    assert apparent_charges(periodic) == []
