@@ -92,20 +92,35 @@ the Gaussian-units form N_A π/(3 c²)|∂μ/∂Q|² written in SI. 1 (D/Å)²/a
 
 ENERGY_UNITS = {
     "eV": 1.0,
-    "meV": 1e-3,
-    "hartree": HARTREE,
-    "Ha": HARTREE,
     "kcal/mol": KCAL_PER_MOL,
     "kJ/mol": KJ_PER_MOL,
+    "hartree": HARTREE,
+    "Ha": HARTREE,
+    "meV": 1e-3,
 }
 """Multiply an energy in the named unit by this factor to get eV."""
 
-LENGTH_UNITS = {"A": 1.0, "Å": 1.0, "Angstrom": 1.0, "bohr": BOHR, "Bohr": BOHR, "nm": 10.0}
+LENGTH_UNITS = {"Å": 1.0, "A": 1.0, "Angstrom": 1.0, "bohr": BOHR, "Bohr": BOHR, "nm": 10.0}
 """Multiply a length in the named unit by this factor to get Å."""
 
-DIPOLE_UNITS = {"eA": 1.0, "e*A": 1.0, "e·Å": 1.0, "Debye": DEBYE, "debye": DEBYE, "D": DEBYE, "au": BOHR,
-                "e*bohr": BOHR}
+DIPOLE_UNITS = {"e·Å": 1.0, "eA": 1.0, "e*A": 1.0, "Debye": DEBYE, "debye": DEBYE, "D": DEBYE, "e·bohr": BOHR,
+                "e*bohr": BOHR, "au": BOHR}
 """Multiply a dipole in the named unit by this factor to get e·Å."""
+
+# Each table lists the internal unit first, then the others commonest first, each unit's name as messages write it
+# before its other spellings: physnetjax.data.sanity names unit slips of data labels from them, in this order.
+
+
+def distinct_units(table: dict[str, float]) -> dict[str, float]:
+    """One entry per unit of a unit table (:data:`ENERGY_UNITS`, :data:`LENGTH_UNITS`, :data:`DIPOLE_UNITS`):
+    its first spelling → its factor to the internal unit (eV, Å, e·Å), in table order, the internal unit first.
+
+    Spellings with equal factors are one unit (``"hartree"`` and ``"Ha"``).
+    """
+    first = {}
+    for name, factor in table.items():
+        first.setdefault(factor, name)
+    return {name: factor for factor, name in first.items()}
 
 
 def energy_factor(unit: str) -> float:

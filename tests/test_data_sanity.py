@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from physnetjax import units
 from physnetjax.data import bundled_dataset_path, load_dataset
 from physnetjax.data.sanity import (
+    ENERGY_FORCE_SLIPS,
     MAX_PAIR_RMSD,
-    UNIT_SLIPS,
+    QUANTITY_SLIPS,
     check_label_sanity,
     energy_force_slope,
     force_virial,
@@ -247,7 +249,7 @@ def test_likely_unit_slip_names_common_mixups():
                                                  "with forces in eV/Å")
 
 
-SLIPS = [(quantity, name, c) for quantity, slips in UNIT_SLIPS.items() for name, c in slips]
+SLIPS = [(quantity, name, c) for quantity, slips in QUANTITY_SLIPS.items() for name, c in slips]
 
 
 @pytest.mark.parametrize("quantity, name, c", SLIPS, ids=[name for _, name, _ in SLIPS])
@@ -259,3 +261,73 @@ def test_each_unit_slip_is_named_by_its_ratio(quantity, name, c):
 
 def test_a_ratio_no_slip_gives_names_none():
     assert nearest_slip(5.0, read_ratios("energies")) is None and nearest_slip(-23.06, read_ratios("energies")) is None
+
+
+# The units a slip may name, by the names slips write, with their factors from the constants of physnetjax.units.
+ENERGIES = {"eV": 1.0, "kcal/mol": units.KCAL_PER_MOL, "kJ/mol": units.KJ_PER_MOL, "hartree": units.HARTREE,
+            "meV": 1e-3}
+LENGTHS = {"Å": 1.0, "bohr": units.BOHR, "nm": 10.0}
+DIPOLES = {"e·Å": 1.0, "Debye": units.DEBYE, "e·bohr": units.BOHR}
+
+
+def _factor(unit: str) -> float:
+    """A unit named by a slip (energy, energy/length or dipole) in eV, eV/Å or e·Å, from the tables above; it is
+    also one the readers' --energy-unit, --force-unit and --dipole-unit accept, with that factor."""
+    if unit in DIPOLES:
+        assert units.dipole_factor(unit) == pytest.approx(DIPOLES[unit], rel=1e-12)
+        return DIPOLES[unit]
+    if unit in ENERGIES:
+        assert units.energy_factor(unit) == pytest.approx(ENERGIES[unit], rel=1e-12)
+        return ENERGIES[unit]
+    energy, length = unit.rsplit("/", 1)
+    assert units.force_factor(energy, length) == pytest.approx(ENERGIES[energy] / LENGTHS[length], rel=1e-12)
+    return ENERGIES[energy] / LENGTHS[length]
+
+
+def test_both_slip_tables_are_the_unit_tables_of_physnetjax_units():
+    """Each unit --energy-unit, --force-unit and --dipole-unit accept is named by the slip tables: every energy unit
+    (per Å for forces) read as eV in both, every length and dipole unit both ways; and each slip's ratio is the ratio
+    of its units' factors, computed here. A unit added to physnetjax.units fails here until it is added above."""
+    for table, named in ((units.ENERGY_UNITS, ENERGIES), (units.LENGTH_UNITS, LENGTHS), (units.DIPOLE_UNITS, DIPOLES)):
+        assert set(table.values()) == set(named.values())  # every accepted spelling is a unit named above
+    read = {quantity: set() for quantity in QUANTITY_SLIPS}
+    for quantity, slips in QUANTITY_SLIPS.items():
+        for name, c in slips:
+            labels, taken = name.split(" read as ")
+            assert c == pytest.approx(_factor(labels) / _factor(taken), rel=1e-12), name
+            read[quantity].add((labels, taken))
+    assert {(unit, "eV") for unit in set(ENERGIES) - {"eV"}} <= read["energies"]
+    assert {(f"{unit}/Å", "eV/Å") for unit in set(ENERGIES) - {"eV"}} <= read["forces"]
+    assert {pair for length in set(LENGTHS) - {"Å"} for pair in ((f"eV/{length}", "eV/Å"), ("eV/Å", f"eV/{length}"))
+            } | {("hartree/bohr", "eV/Å")} <= read["forces"]
+    assert {pair for unit in set(DIPOLES) - {"e·Å"} for pair in ((unit, "e·Å"), ("e·Å", unit))} <= read["dipoles"]
+    mixed, lengths = set(), set()
+    for s, words in ENERGY_FORCE_SLIPS:
+        if match := re.fullmatch(r"energies in (\S+) with forces in (\S+)", words):
+            energy, force = match.groups()
+            assert s == pytest.approx(_factor(force) / _factor(energy), rel=1e-12), words
+            mixed.add((energy, force))
+        elif match := re.fullmatch(r"forces per (\S+) read as per Å \(e\.g\. eV/\1, hartree/\1\)", words):
+            assert s == pytest.approx(1.0 / LENGTHS[match[1]], rel=1e-12), words
+            lengths.add((match[1], "Å"))
+        else:
+            length = re.fullmatch(r"forces per Å read as per (\S+), or positions in \1", words)[1]
+            assert s == pytest.approx(LENGTHS[length], rel=1e-12), words
+            lengths.add(("Å", length))
+    assert {(one, f"{other}/Å") for one in ENERGIES for other in ENERGIES if one != other} <= mixed
+    assert {(energy, "hartree/bohr") for energy in ENERGIES if energy != "hartree"} <= mixed
+    assert {pair for length in set(LENGTHS) - {"Å"} for pair in ((length, "Å"), ("Å", length))} == lengths
+
+
+def test_slips_named_before_the_tables_were_derived_are_still_named():
+    names = {name for slips in QUANTITY_SLIPS.values() for name, _ in slips}
+    assert {"kcal/mol read as eV", "kJ/mol read as eV", "hartree read as eV", "kcal/mol/Å read as eV/Å",
+            "kJ/mol/Å read as eV/Å", "hartree/bohr read as eV/Å", "eV/bohr read as eV/Å", "eV/Å read as eV/bohr",
+            "Debye read as e·Å", "e·Å read as Debye", "e·bohr read as e·Å"} <= names  # was "e·bohr (au) read as e·Å"
+    words = {words for _, words in ENERGY_FORCE_SLIPS}
+    units_before = ("eV", "hartree", "kcal/mol", "kJ/mol")
+    assert {"forces per bohr read as per Å (e.g. eV/bohr, hartree/bohr)",
+            "forces per Å read as per bohr, or positions in bohr"} <= words
+    assert {f"energies in {one} with forces in {other}/Å" for one in units_before for other in units_before
+            if one != other} <= words
+    assert {f"energies in {one} with forces in hartree/bohr" for one in units_before if one != "hartree"} <= words

@@ -109,3 +109,13 @@ def test_speed_of_light_in_cm_per_fs():
     # c = 299792458 m/s = 2.99792458e10 cm/s = 2.99792458e-5 cm/fs; 1 cm^-1 is a period of 1/(c * 1 cm^-1) = 33356 fs.
     assert units.SPEED_OF_LIGHT_CM_PER_FS == pytest.approx(C * 100.0 * 1e-15, rel=1e-14)
     assert 1.0 / units.SPEED_OF_LIGHT_CM_PER_FS == pytest.approx(33356.40952, rel=1e-9)
+
+
+def test_distinct_units_name_each_unit_once_by_its_first_spelling_internal_unit_first():
+    """The slip tables of physnetjax.data.sanity name units by these names; each is an accepted spelling."""
+    assert units.distinct_units(units.ENERGY_UNITS) == {"eV": 1.0, "kcal/mol": units.KCAL_PER_MOL,
+                                                        "kJ/mol": units.KJ_PER_MOL, "hartree": units.HARTREE,
+                                                        "meV": 1e-3}
+    assert units.distinct_units(units.LENGTH_UNITS) == {"Å": 1.0, "bohr": units.BOHR, "nm": 10.0}
+    assert units.distinct_units(units.DIPOLE_UNITS) == {"e·Å": 1.0, "Debye": units.DEBYE, "e·bohr": units.BOHR}
+    assert units.dipole_factor("e·bohr") == units.dipole_factor("au") == units.BOHR

@@ -63,7 +63,7 @@ from typing import Iterable, NamedTuple, Optional
 import numpy as np
 
 from physnetjax.data.dipole_charges import implausible_charges
-from physnetjax.units import BOHR, DEBYE, ENERGY_UNITS, HARTREE, KCAL_PER_MOL, KJ_PER_MOL
+from physnetjax.units import DIPOLE_UNITS, ENERGY_UNITS, LENGTH_UNITS, distinct_units, energy_factor, force_factor
 from physnetjax.validation import PhysNetInputWarning
 
 logger = logging.getLogger(__name__)
@@ -103,16 +103,47 @@ _SAME_FRAME_RMSD = 1e-4
 """Å: frames closer than this are copies of one frame, not a pair."""
 
 
-UNIT_SLIPS = {
-    "energies": (("kcal/mol read as eV", KCAL_PER_MOL), ("kJ/mol read as eV", KJ_PER_MOL),
-                 ("hartree read as eV", HARTREE)),
-    "forces": (("kcal/mol/Å read as eV/Å", KCAL_PER_MOL), ("kJ/mol/Å read as eV/Å", KJ_PER_MOL),
-               ("hartree/bohr read as eV/Å", HARTREE / BOHR), ("eV/bohr read as eV/Å", 1.0 / BOHR),
-               ("eV/Å read as eV/bohr", BOHR)),
-    "dipoles": (("Debye read as e·Å", DEBYE), ("e·Å read as Debye", 1.0 / DEBYE), ("e·bohr (au) read as e·Å", BOHR)),
-}
-"""Quantity → (slip, c) for the common unit slips: labels in the first unit taken as the second (eV, eV/Å, e·Å)
-read 1/c times their right values, so c converts what was read into the right values."""
+ATOMIC_FORCE_UNIT = ("hartree", "bohr")
+"""(energy, length) of hartree/bohr, the one force unit besides energy units per Å that slips are named for: the
+atomic unit, as quantum-chemistry codes write forces."""
+
+
+def _force_units() -> list[tuple[str, str]]:
+    """(energy, length) of the force units slips are named for: each energy unit of
+    :data:`~physnetjax.units.ENERGY_UNITS` per Å (eV/Å first), then :data:`ATOMIC_FORCE_UNIT`."""
+    angstrom = next(iter(distinct_units(LENGTH_UNITS)))
+    return [(energy, angstrom) for energy in distinct_units(ENERGY_UNITS)] + [ATOMIC_FORCE_UNIT]
+
+
+def quantity_slips() -> dict[str, tuple[tuple[str, float], ...]]:
+    """Quantity → (slip, c) of the common unit slips of its labels, from the unit tables of :mod:`physnetjax.units`.
+
+    Labels in a unit taken as the internal one (eV, eV/Å, e·Å) read 1/c times their right values, so c converts
+    what was read into the right values (kcal/mol read as eV: c = 0.0434, the labels read 23.06×). Named: each
+    energy unit read as eV; each force unit of :func:`_force_units` read as eV/Å; eV per each other length unit
+    read as eV/Å and the reverse; each dipole unit read as e·Å and the reverse. Energy units are named one way
+    only: eV read as hartree (labels 27.2×) would lie within :data:`SLIP_TOLERANCE` of kcal/mol read as eV (23.06×).
+    """
+    ev, *energies = distinct_units(ENERGY_UNITS)
+    angstrom, *lengths = distinct_units(LENGTH_UNITS)
+    e_angstrom, *dipoles = distinct_units(DIPOLE_UNITS)
+    force = f"{ev}/{angstrom}"
+    forces = [(f"{energy}/{length} read as {force}", force_factor(energy, length))
+              for energy, length in _force_units() if (energy, length) != (ev, angstrom)]
+    for length in lengths:
+        forces += [(f"{ev}/{length} read as {force}", 1.0 / LENGTH_UNITS[length]),
+                   (f"{force} read as {ev}/{length}", LENGTH_UNITS[length])]
+    return {
+        "energies": tuple((f"{unit} read as {ev}", ENERGY_UNITS[unit]) for unit in energies),
+        "forces": tuple(forces),
+        "dipoles": tuple([(f"{unit} read as {e_angstrom}", DIPOLE_UNITS[unit]) for unit in dipoles]
+                         + [(f"{e_angstrom} read as {unit}", 1.0 / DIPOLE_UNITS[unit]) for unit in dipoles]),
+    }
+
+
+QUANTITY_SLIPS = quantity_slips()
+"""Quantity (``"energies"``, ``"forces"``, ``"dipoles"``) → (slip, c) of :func:`quantity_slips`, judged against a
+model's predictions; the energy/force mix-ups within one data set are :data:`ENERGY_FORCE_SLIPS`."""
 
 SLIP_TOLERANCE = 1.25
 """A measured ratio names the slip whose ratio is nearest to it, if within this factor."""
@@ -128,8 +159,9 @@ def nearest_slip(ratio: float, slips: list[tuple[str, float]]) -> Optional[str]:
 
 
 def read_ratios(quantity: str) -> list[tuple[str, float]]:
-    """(slip, 1/c) for the slips of :data:`UNIT_SLIPS` ``[quantity]``: how many times their right values labels read."""
-    return [(name, 1.0 / c) for name, c in UNIT_SLIPS[quantity]]
+    """(slip, 1/c) for the slips of :data:`QUANTITY_SLIPS` ``[quantity]``: how many times their right values labels
+    read."""
+    return [(name, 1.0 / c) for name, c in QUANTITY_SLIPS[quantity]]
 
 
 def listed_ratios(slips: list[tuple[str, float]]) -> str:
@@ -234,23 +266,32 @@ def slope_mismatch(fit: Optional[SlopeFit]) -> bool:
     return fit.slope - margin > SLOPE_TOLERANCE or fit.slope + margin < 1.0 / SLOPE_TOLERANCE
 
 
-def _unit_slips() -> list[tuple[float, str]]:
-    """(s, words) of common unit mix-ups: energies in one unit against forces in another, both read as eV, eV/Å."""
-    slips = [(1.0 / BOHR, "forces per bohr read as per Å (e.g. eV/bohr, hartree/bohr)"),
-             (BOHR, "forces per Å read as per bohr, or positions in bohr")]
-    for energy in ("eV", "hartree", "kcal/mol", "kJ/mol"):
-        for force in ("eV", "hartree", "kcal/mol", "kJ/mol"):
-            if energy != force:
-                slips.append((ENERGY_UNITS[force] / ENERGY_UNITS[energy],
-                              f"energies in {energy} with forces in {force}/Å"))
-        if energy != "hartree":
-            slips.append((HARTREE / ENERGY_UNITS[energy] / BOHR, f"energies in {energy} with forces in hartree/bohr"))
-    return slips
+def energy_force_slips() -> tuple[tuple[float, str], ...]:
+    """(s, words) of the common energy/force unit mix-ups of one data set, from the unit tables of
+    :mod:`physnetjax.units`: the slope s of ΔE on the work −½(F_a + F_b)·ΔR (:func:`energy_force_slope`) when
+    both are read as eV and eV/Å.
+
+    Named: forces per each other length unit read as per Å (s = 1.89 per bohr) and the reverse, or positions in
+    that unit; then energies in each energy unit with forces in each other force unit of :func:`_force_units`
+    (s = 23.06 for energies in kcal/mol with forces in eV/Å).
+    """
+    ev = next(iter(distinct_units(ENERGY_UNITS)))
+    angstrom, *lengths = distinct_units(LENGTH_UNITS)
+    slips = []
+    for length in lengths:
+        slips += [(1.0 / LENGTH_UNITS[length], f"forces per {length} read as per {angstrom} (e.g. {ev}/{length}, "
+                   f"{ATOMIC_FORCE_UNIT[0]}/{length})"),
+                  (LENGTH_UNITS[length], f"forces per {angstrom} read as per {length}, or positions in {length}")]
+    for energy in distinct_units(ENERGY_UNITS):
+        slips += [(force_factor(other, length) / energy_factor(energy),
+                   f"energies in {energy} with forces in {other}/{length}")
+                  for other, length in _force_units() if other != energy]
+    return tuple(slips)
 
 
-ENERGY_FORCE_SLIPS = _unit_slips()
-"""(s, words) of the energy/force unit mix-ups :func:`likely_unit_slip` names (per-quantity slips against a model's
-predictions are :data:`UNIT_SLIPS`)."""
+ENERGY_FORCE_SLIPS = energy_force_slips()
+"""(s, words) of :func:`energy_force_slips`, the energy/force unit mix-ups :func:`likely_unit_slip` names
+(per-quantity slips against a model's predictions are :data:`QUANTITY_SLIPS`)."""
 
 
 def likely_unit_slip(slope: float, error: float = 0.0, tolerance: float = 1.05) -> Optional[str]:

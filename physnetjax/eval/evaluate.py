@@ -220,7 +220,7 @@ UNIT_OPTIONS = {
 
 def unit_hint(quantity: str, slope: float) -> str:
     """The option to set for labels ``slope`` × the predictions, naming the unit slip that gives that slope if one
-    of :data:`physnetjax.data.sanity.UNIT_SLIPS` does, else listing the slopes of them all."""
+    of :data:`physnetjax.data.sanity.QUANTITY_SLIPS` does, else listing the slopes of them all."""
     slips = read_ratios(quantity)
     name = nearest_slip(slope, slips)
     if name is not None:
@@ -292,7 +292,7 @@ def check_label_scale(dataset: Dataset, predictions: Predictions, where: str = "
     each molecule (same atomic numbers; the element references cancel). A model of
     any use gives s ≈ 1; s ≈ −1 for forces means the file stores +dE/dR, s ≈ 23.06
     kcal/mol read as eV, 0.0367 hartree, 4.80 Debye read as e·Å: the message names the
-    slip of :data:`physnetjax.data.sanity.UNIT_SLIPS` nearest to s. Judged only where
+    slip of :data:`physnetjax.data.sanity.QUANTITY_SLIPS` nearest to s. Judged only where
     labels and predictions agree in direction (cosine ≥ :data:`MIN_SCALE_CORRELATION`
     in magnitude), so a poor model says nothing. Returns the messages (also issued
     as :class:`PhysNetInputWarning`, one per quantity); the metrics are left as computed.
