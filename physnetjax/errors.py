@@ -9,8 +9,18 @@
 * :class:`RunStoppedError` (a ``RuntimeError``): a run (MD, training) stopped because
   its numbers went bad; the message names what was saved and where.
 
-:mod:`physnetjax.cli_errors` maps each of them to one exit code.
+:mod:`physnetjax.cli_errors` maps each of them to one exit code. A check that a command line runs
+too names the arguments in its messages with :func:`displayed`: by keyword, or by the option the
+command line passes for it.
 """
+
+from typing import Mapping, Optional
+
+
+def displayed(keyword: str, names: Optional[Mapping[str, str]]) -> str:
+    """How an error message names the argument ``keyword``: ``names[keyword]`` when ``names`` holds it (a command
+    line passes its options, e.g. ``{"timestep_fs": "--timestep"}``), else the keyword itself."""
+    return keyword if names is None else names.get(keyword, keyword)
 
 
 class PhysNetInputError(ValueError):

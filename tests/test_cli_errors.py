@@ -116,10 +116,7 @@ def test_warnings_are_one_line_during_a_cli_call():
     dict(args=["--geometry", "{root}/ckpt/config.json"], code=2, match="ASE cannot read it"),
     dict(args=["--out", "{root}/no_dir/traj.xyz"], code=3, match="no_dir does not exist"),
     dict(args=["--out", "{root}/water.xyz/traj.xyz"], code=3, match="water.xyz is a file, not a directory"),
-    dict(args=["--temperature", "-5"], code=2, match="temperature_K must be finite and >= 0.0, received -5.0"),
-    dict(args=["--timestep", "0"], code=2, match="timestep_fs must be finite and > 0.0, received 0.0"),
-    dict(args=["--temperature", "inf"], code=2, match="temperature_K must be finite and >= 0.0, received inf"),
-    dict(args=["--steps", "15", "--save-every", "10"], code=2, match=r"steps \(15\) must be a positive multiple"),
+    dict(args=["--temperature", "inf"], code=2, match="--temperature must be finite and >= 0 K, received inf"),
     dict(args=["--geometry", "{root}/sodium.xyz"], code=2, match=r"Na \(Z=11\) at atom\(s\) 0 are outside"),
     dict(args=["--geometry", "{root}/atom.xyz"], code=2, match="MD needs at least 2 atoms, the start geometry has 1"),
     dict(args=["--restart", "{root}/truncated.npz"], code=2, match=r"restart file .*truncated.npz cannot be read as .npz"),
@@ -154,6 +151,41 @@ def test_md_cli(files, capsys, case):
     assert md_main(args) == case["code"]
     line = one_line_error(capsys, "md")
     assert re.search(case["match"], line), line
+
+
+@pytest.mark.parametrize("args, message", [  # main named simulate's keyword (or nothing) in each of these
+    (["--temperature", "-5"], "--temperature must be finite and >= 0 K, received -5.0"),  # main: temperature_K
+    (["--timestep", "0"], "--timestep must be finite and > 0 fs, received 0.0"),  # main: timestep_fs
+    (["--ensemble", "langevin", "--friction", "0"], "--friction must be finite and > 0 fs^-1, received 0.0"),
+    (["--max-force", "0"], "--max-force must be finite and > 0 eV/Å, received 0.0"),  # main: max_force
+    (["--skin", "-1"], "--skin must be finite and >= 0 Å, received -1.0"),
+    (["--chunk", "0"], "--chunk must be >= 1 (saved frames per jitted chunk), received 0"),  # main: chunk_frames
+    (["--steps", "15", "--save-every", "10"], "--steps (15) must be a positive multiple of --save-every (10)"),
+    (["--save-every", "0"], "--steps (10) must be a positive multiple of --save-every (0)"),  # main: save_every
+    # main: "chain_length and chain_steps must be >= 1, received 0, 1", raised inside simulate (no chain_steps option)
+    (["--ensemble", "nvt-nhc", "--chain-length", "0"], "--chain-length must be an integer >= 1"),
+    # main: "temperature must be > 0 K for a Nosé–Hoover chain"
+    (["--ensemble", "nvt-nhc", "--temperature", "0"], "--temperature must be > 0 K for --ensemble nvt-nhc"),
+    # main: "thermostat time must be > 0 fs", "temperature_end must be >= 0 K", "barostat time must be > 0 fs"
+    (["--ensemble", "csvr", "--thermostat-time", "0"], "--thermostat-time must be finite and > 0 fs, received 0.0"),
+    (["--ensemble", "csvr", "--temperature-end", "-1"], "--temperature-end must be finite and >= 0 K, received -1.0"),
+    (["--ensemble", "npt", "--barostat-time", "0"], "--barostat-time must be finite and > 0 fs, received 0.0"),
+    (["--ensemble", "npt", "--compressibility", "0"], "--compressibility must be finite and > 0 bar^-1, received 0.0"),
+    # main: "on_energy_drift must be one of ('stop', 'warn') and energy_tolerance > 0, received 'stop', 0.0"
+    (["--energy-tolerance", "0"], "--energy-tolerance must be > 0 meV/atom, received 0.0"),
+    (["--energy-tolerance", "nan"], "--energy-tolerance must be > 0 meV/atom, received nan"),
+    # main: "uncertainty threshold must be > 0 eV/Å" (after loading the model), "an uncertainty threshold needs ..."
+    (["--uncertainty-threshold", "-1"], "--uncertainty-threshold must be finite and > 0 eV/Å, received -1.0"),
+    (["--uncertainty-threshold", "0.1"], "--uncertainty-threshold needs an ensemble"),
+    (["--out", "{root}/run.pdb"], "--out {root}/run.pdb: a trajectory file must end in one of ['.extxyz', '.traj', "
+                                  "'.xyz']"),  # main: "trajectory file must end in ..., received '.../run.pdb'"
+])
+def test_md_cli_range_errors_name_the_option(files, capsys, args, message):
+    """A value out of range is named by the option the user typed, not by simulate's keyword; exit 2, before any MD."""
+    base = ["--checkpoint", str(files / "ckpt"), "--geometry", str(files / "water.xyz"), "--steps", "10",
+            "--save-every", "5"]
+    assert md_main(base + [arg.format(root=files) for arg in args]) == 2
+    assert f"md: error: {message.format(root=files)}" in one_line_error(capsys, "md")
 
 
 MISSING_INPUTS = [  # (tool, main, arguments, the error), {root}: the fixture's files; run in an empty directory

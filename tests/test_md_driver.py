@@ -115,6 +115,26 @@ def test_bad_arguments(system):
         simulate(model, params, atoms, out="x.pdb")
 
 
+@pytest.mark.parametrize("arguments, message", [
+    (dict(temperature_K=-5.0), "temperature_K must be finite and >= 0 K, received -5.0"),
+    (dict(timestep_fs=0.0), "timestep_fs must be finite and > 0 fs, received 0.0"),
+    (dict(ensemble="langevin", friction=0.0), r"friction must be finite and > 0 fs\^-1, received 0.0"),
+    (dict(chunk_frames=0), "chunk_frames must be >= 1"),
+    (dict(steps=15, save_every=10), r"steps \(15\) must be a positive multiple of save_every \(10\)"),
+    (dict(ensemble="nvt-nhc", chain_length=0), "chain_length must be an integer >= 1"),
+    (dict(ensemble="nvt-nhc", temperature_K=0.0), "temperature_K must be > 0 K for ensemble nvt-nhc"),
+    (dict(ensemble="csvr", thermostat_time_fs=0.0), "thermostat_time_fs must be finite and > 0 fs"),
+    (dict(ensemble="npt", compressibility_per_bar=0.0), "compressibility_per_bar must be finite and > 0 bar"),
+    (dict(energy_tolerance=0.0), "energy_tolerance must be > 0 meV/atom"),
+    (dict(uncertainty_threshold=-1.0), "uncertainty_threshold must be finite and > 0 eV/Å"),
+])
+def test_the_python_api_names_its_keywords(system, arguments, message):
+    """simulate's messages name its keywords (the command line passes its option names instead)."""
+    model, params, atoms = system
+    with pytest.raises(PhysNetInputError, match=message):
+        simulate(model, params, atoms, **{"steps": 10, "save_every": 5, **arguments})
+
+
 def test_settings_of_other_ensembles_are_refused_not_ignored(system):
     """On main simulate(ensemble="nve", friction=0.05) ran NVE and dropped the friction without a word (the CLI
     refused such options, the Python API did not)."""

@@ -534,7 +534,7 @@ def test_bad_ensemble_arguments(crystal_model):
     molecule = ase.Atoms(numbers=atoms.numbers, positions=atoms.positions)
     with pytest.raises(ValueError, match="periodic cell"):
         simulate(model, params, molecule, ensemble="npt", steps=10, save_every=10)
-    with pytest.raises(ValueError, match="thermostat time"):
+    with pytest.raises(ValueError, match="thermostat_time_fs"):
         simulate(model, params, atoms, ensemble="csvr", thermostat_time_fs=0.0, steps=10, save_every=10)
     with pytest.raises(ValueError, match="compressibility"):
         simulate(model, params, atoms, ensemble="npt", compressibility_per_bar=-1.0, steps=10, save_every=10)

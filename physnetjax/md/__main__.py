@@ -75,6 +75,14 @@ KEYWORD_OF = {
 velocities in every ensemble."""
 ENSEMBLE_ONLY = {dest: ENSEMBLE_ONLY_ARGUMENTS[keyword] for dest, keyword in KEYWORD_OF.items()}
 """dest → the ensembles that use it."""
+OPTION_OF = {
+    "ensemble": "--ensemble", "temperature_K": "--temperature", "timestep_fs": "--timestep", "steps": "--steps",
+    "save_every": "--save-every", "chunk_frames": "--chunk", "max_force": "--max-force", "skin": "--skin",
+    "out": "--out", "uncertainty_threshold": "--uncertainty-threshold", "on_uncertainty": "--on-uncertainty",
+    **{keyword: f"--{dest.replace('_', '-')}" for dest, keyword in KEYWORD_OF.items()},
+}
+""":func:`~physnetjax.md.driver.simulate`'s keyword → the option that sets it: the names in the messages of
+:func:`~physnetjax.md.driver.check_md_arguments` and the checks it runs."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,9 +215,13 @@ def main(argv=None) -> int:
     for path, what in ((args.out, "--out"), (args.md_checkpoint, "--md-checkpoint")):
         if path is not None:
             check_output_path(path, overwrite=True, what=what)
+    ensemble_only = {keyword: getattr(args, dest) if args.ensemble in ENSEMBLE_ONLY[dest] else None
+                     for dest, keyword in KEYWORD_OF.items()}
     check_md_arguments(ensemble=args.ensemble, temperature_K=args.temperature, timestep_fs=args.timestep,
-                       steps=args.steps, save_every=args.save_every, chunk_frames=args.chunk, friction=args.friction,
-                       max_force=args.max_force, skin=args.skin, out=args.out)
+                       steps=args.steps, save_every=args.save_every, chunk_frames=args.chunk, max_force=args.max_force,
+                       skin=args.skin, out=args.out, ensemble_only=ensemble_only,
+                       uncertainty_threshold=args.uncertainty_threshold, on_uncertainty=args.on_uncertainty,
+                       names=OPTION_OF)
     if args.float64:
         jax.config.update("jax_enable_x64", True)
     from rich.console import Console
@@ -224,7 +236,7 @@ def main(argv=None) -> int:
 
         checkpoint = example_model_path()
     model, params, metadata = load_checkpoint(checkpoint, with_metadata=True)
-    check_uncertainty_arguments(model, args.ensemble, args.uncertainty_threshold, args.on_uncertainty)
+    check_uncertainty_arguments(model, args.uncertainty_threshold, names=OPTION_OF)
     if args.edge_chunk_size is not None:
         model = model.clone(edge_chunk_size=args.edge_chunk_size)
     atoms = read_geometry(args.geometry)
@@ -246,9 +258,7 @@ def main(argv=None) -> int:
             checkpoint_path=args.md_checkpoint, restart=args.restart,
             progress=lambda done: bar.update(task, completed=done),
             training_record=TrainingRecord.from_metadata(metadata),
-            **{keyword: getattr(args, dest) if args.ensemble in ENSEMBLE_ONLY[dest] else None
-               for dest, keyword in KEYWORD_OF.items()},
-            uncertainty_threshold=args.uncertainty_threshold, on_uncertainty=args.on_uncertainty,
+            **ensemble_only, uncertainty_threshold=args.uncertainty_threshold, on_uncertainty=args.on_uncertainty,
         )
     for line in report.lines():
         print(line)

@@ -76,7 +76,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import ase
 import ase.io
@@ -88,17 +88,19 @@ from physnetjax import compilation
 from physnetjax.calculator import check_dtype, cast_params
 from physnetjax.ensemble.model import is_ensemble
 from physnetjax.jsonlines import append_record, read_log, start_log
-from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, RunStoppedError
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, RunStoppedError, displayed
 from physnetjax.md.ensembles import (
     ENSEMBLES,
     EnsembleOptions,
     build_dynamics,
+    check_ensemble_settings,
+    check_range,
     checkpoint_arrays,
     restore_ensemble_state,
 )
 from physnetjax.md.close_contacts import CloseContact, closer, closest_contact
 from physnetjax.md.integrators import MDState, kinetic_energy, maxwell_boltzmann_momenta, run
-from physnetjax.md.io import TrajectoryWriter, frame_atoms, momenta_from_ase, trajectory_format, truncate_trajectory
+from physnetjax.md.io import TRAJECTORY_FORMATS, TrajectoryWriter, frame_atoms, momenta_from_ase, truncate_trajectory
 from physnetjax.md.potential import AllPairs
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import AMU_A2_PER_FS2_IN_EV, BAR, BOLTZMANN
@@ -289,21 +291,60 @@ def _save_npz(path: Path, **arrays) -> None:
     os.replace(tmp, path)
 
 
-def check_md_arguments(*, ensemble, temperature_K, timestep_fs, steps, save_every, chunk_frames, friction,
-                       max_force, skin, out) -> None:
-    """Raise PhysNetInputError for an argument of :func:`simulate` that cannot run (checked before any work)."""
+def ensemble_options(temperature_K: float, ensemble_only: Mapping[str, Any]) -> EnsembleOptions:
+    """The thermostat/barostat settings of a run at ``temperature_K`` (K): the :class:`EnsembleOptions` fields among
+    ``ensemble_only`` (:data:`ENSEMBLE_ONLY_ARGUMENTS` as :func:`simulate` takes them) that are given (not None),
+    the defaults for the others."""
+    fields = {field.name for field in dataclasses.fields(EnsembleOptions)}
+    given = {name: value for name, value in ensemble_only.items() if name in fields and value is not None}
+    return EnsembleOptions(temperature_K=temperature_K, **given)
+
+
+def check_md_arguments(*, ensemble, temperature_K, timestep_fs, steps, save_every, chunk_frames, max_force, skin, out,
+                       ensemble_only: Optional[Mapping[str, Any]] = None, uncertainty_threshold: Optional[float] = None,
+                       on_uncertainty: str = "stop", names: Optional[Mapping[str, str]] = None) -> None:
+    """Raise PhysNetInputError for an argument of :func:`simulate` that cannot run (checked before any work).
+
+    ``ensemble_only`` holds the :data:`ENSEMBLE_ONLY_ARGUMENTS` as :func:`simulate` takes them
+    (None or left out: not given, their default): one given to an ensemble that does not use
+    it is refused (:func:`check_ensemble_arguments`), the settings the ensemble uses are checked
+    by :func:`~physnetjax.md.ensembles.check_ensemble_settings`. ``names``: keyword → how the
+    messages name the argument (a command line passes its options, e.g. ``{"timestep_fs":
+    "--timestep"}``); by default the keywords of :func:`simulate`.
+    """
+    ensemble_only = {} if ensemble_only is None else ensemble_only
+
+    def name(keyword):
+        return displayed(keyword, names)
+
     if ensemble not in ENSEMBLES:
-        raise PhysNetInputError(f"ensemble must be one of {ENSEMBLES}, received {ensemble!r}")
+        raise PhysNetInputError(f"{name('ensemble')} must be one of {ENSEMBLES}, received {ensemble!r}")
+    check_ensemble_arguments(ensemble, **ensemble_only)
     if steps < 1 or save_every < 1 or steps % save_every:
-        raise PhysNetInputError(f"steps ({steps}) must be a positive multiple of save_every ({save_every})")
-    for name, value, lowest, strict in (("timestep_fs", timestep_fs, 0.0, True),
-                                        ("temperature_K", temperature_K, 0.0, False),
-                                        ("friction", friction, 0.0, False), ("max_force", max_force, 0.0, True),
-                                        ("skin", skin, 0.0, False), ("chunk_frames", chunk_frames, 1, False)):
-        if not np.isfinite(value) or value < lowest or (strict and value == lowest):
-            raise PhysNetInputError(f"{name} must be finite and {'>' if strict else '>='} {lowest}, received {value}")
-    if out is not None:
-        trajectory_format(out)
+        raise PhysNetInputError(f"{name('steps')} ({steps}) must be a positive multiple of {name('save_every')} "
+                                f"({save_every})")
+    check_range(name("timestep_fs"), timestep_fs, "fs", 0.0, strict=True)
+    check_range(name("max_force"), max_force, "eV/Å", 0.0, strict=True)
+    check_range(name("skin"), skin, "Å", 0.0)
+    if chunk_frames < 1:
+        raise PhysNetInputError(f"{name('chunk_frames')} must be >= 1 (saved frames per jitted chunk), received "
+                                f"{chunk_frames}")
+    check_ensemble_settings(ensemble, ensemble_options(temperature_K, ensemble_only), names)
+    energy_tolerance = ensemble_only.get("energy_tolerance")
+    if energy_tolerance is not None and not energy_tolerance > 0:
+        raise PhysNetInputError(f"{name('energy_tolerance')} must be > 0 meV/atom, received {energy_tolerance}")
+    on_energy_drift = ensemble_only.get("on_energy_drift")
+    if on_energy_drift is not None and on_energy_drift not in ENERGY_DRIFT_ACTIONS:
+        raise PhysNetInputError(f"{name('on_energy_drift')} must be one of {ENERGY_DRIFT_ACTIONS}, received "
+                                f"{on_energy_drift!r}")
+    if on_uncertainty not in UNCERTAINTY_ACTIONS:
+        raise PhysNetInputError(f"{name('on_uncertainty')} must be one of {UNCERTAINTY_ACTIONS}, received "
+                                f"{on_uncertainty!r}")
+    if uncertainty_threshold is not None:
+        check_range(name("uncertainty_threshold"), uncertainty_threshold, "eV/Å", 0.0, strict=True)
+    if out is not None and Path(out).suffix.lower() not in TRAJECTORY_FORMATS:
+        raise PhysNetInputError(f"{name('out')} {out}: a trajectory file must end in one of "
+                                f"{sorted(TRAJECTORY_FORMATS)}")
 
 
 def simulate(
@@ -400,24 +441,19 @@ def simulate(
         :func:`physnetjax.validation.validate_structure` with ``strict=True`` (atoms closer
         than 0.5 Å are refused), fewer than 2 atoms, or partial PBC. MDInstabilityError: NaN/Inf or |F| > max_force.
     """
-    settings = dict(temperature_end_K=temperature_end_K, friction=friction, thermostat_time_fs=thermostat_time_fs,
-                    chain_length=chain_length, pressure_bar=pressure_bar, pressure_end_bar=pressure_end_bar,
-                    barostat_time_fs=barostat_time_fs, compressibility_per_bar=compressibility_per_bar,
-                    anisotropic=anisotropic)
-    if ensemble in ENSEMBLES:
-        check_ensemble_arguments(ensemble, energy_tolerance=energy_tolerance, on_energy_drift=on_energy_drift,
-                                 **settings)
-    options = EnsembleOptions(temperature_K=temperature_K,
-                              **{name: value for name, value in settings.items() if value is not None})
+    ensemble_only = dict(energy_tolerance=energy_tolerance, on_energy_drift=on_energy_drift,
+                         temperature_end_K=temperature_end_K, friction=friction,
+                         thermostat_time_fs=thermostat_time_fs, chain_length=chain_length, pressure_bar=pressure_bar,
+                         pressure_end_bar=pressure_end_bar, barostat_time_fs=barostat_time_fs,
+                         compressibility_per_bar=compressibility_per_bar, anisotropic=anisotropic)
+    check_md_arguments(ensemble=ensemble, temperature_K=temperature_K, timestep_fs=timestep_fs, steps=steps,
+                       save_every=save_every, chunk_frames=chunk_frames, max_force=max_force, skin=skin, out=out,
+                       ensemble_only=ensemble_only, uncertainty_threshold=uncertainty_threshold,
+                       on_uncertainty=on_uncertainty)
+    options = ensemble_options(temperature_K, ensemble_only)
     energy_tolerance = ENERGY_TOLERANCE_MEV_PER_ATOM if energy_tolerance is None else energy_tolerance
     on_energy_drift = "stop" if on_energy_drift is None else on_energy_drift
-    check_md_arguments(ensemble=ensemble, temperature_K=temperature_K, timestep_fs=timestep_fs, steps=steps,
-                       save_every=save_every, chunk_frames=chunk_frames, friction=options.friction,
-                       max_force=max_force, skin=skin, out=out)
-    if on_energy_drift not in ENERGY_DRIFT_ACTIONS or not energy_tolerance > 0:
-        raise PhysNetInputError(f"on_energy_drift must be one of {ENERGY_DRIFT_ACTIONS} and energy_tolerance > 0, "
-                                f"received {on_energy_drift!r}, {energy_tolerance}")
-    record_uncertainty = check_uncertainty_arguments(model, ensemble, uncertainty_threshold, on_uncertainty)
+    record_uncertainty = check_uncertainty_arguments(model, uncertainty_threshold)
     fingerprint = params_fingerprint(params) if checkpoint_path is not None or restart is not None else None
     dtype = check_dtype(dtype)
     params = cast_params(params, dtype)
@@ -711,20 +747,16 @@ def without_total_momentum(momenta, masses) -> np.ndarray:
     return momenta - masses[:, None] * total / mass
 
 
-def check_uncertainty_arguments(model, ensemble: str, threshold: Optional[float], action: str) -> bool:
-    """Whether the run records the ensemble uncertainty; PhysNetInputError for a threshold it cannot honour.
+def check_uncertainty_arguments(model, threshold: Optional[float], names: Optional[Mapping[str, str]] = None) -> bool:
+    """Whether the run records the ensemble uncertainty; PhysNetInputError for a threshold without an ensemble.
 
-    Records for every ensemble model (:class:`~physnetjax.ensemble.PhysNetEnsemble`), in every ensemble.
+    Records for every ensemble model (:class:`~physnetjax.ensemble.PhysNetEnsemble`), in every
+    ensemble; the threshold's value is checked by :func:`check_md_arguments`. ``names``: as there.
     """
-    if action not in UNCERTAINTY_ACTIONS:
-        raise PhysNetInputError(f"on_uncertainty must be one of {UNCERTAINTY_ACTIONS}, received {action!r}")
-    if threshold is not None:
-        if not is_ensemble(model):
-            raise PhysNetInputError(
-                "an uncertainty threshold needs an ensemble (a checkpoint of several members, see python -m "
-                "physnetjax.ensemble combine); this model is a single PhysNet, which has no spread")
-        if not (np.isfinite(threshold) and threshold > 0):
-            raise PhysNetInputError(f"uncertainty threshold must be > 0 eV/Å, received {threshold}")
+    if threshold is not None and not is_ensemble(model):
+        raise PhysNetInputError(
+            f"{displayed('uncertainty_threshold', names)} needs an ensemble (a checkpoint of several members, see "
+            "python -m physnetjax.ensemble combine); this model is a single PhysNet, which has no spread")
     return is_ensemble(model)
 
 

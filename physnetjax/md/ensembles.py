@@ -21,11 +21,12 @@ listed by :func:`ensemble_fields` and kept in the driver's ``.npz`` checkpoints.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax.numpy as jnp
 import numpy as np
 
+from physnetjax.errors import PhysNetInputError, displayed
 from physnetjax.md.barostat import npt_frame_of, stochastic_cell_rescaling
 from physnetjax.md.cell_potential import physnet_cell_potential
 from physnetjax.md.integrators import MDState, frame_of, langevin, nve
@@ -56,6 +57,63 @@ class EnsembleOptions:
     barostat_time_fs: float = 1000.0
     compressibility_per_bar: float = 4.5e-5
     anisotropic: bool = False
+
+
+THERMOSTATTED = ("nvt-nhc", "csvr", "npt")
+"""The ensembles with a thermostat relaxation time (``thermostat_time_fs``) and a temperature ramp."""
+
+
+def check_range(name: str, value, unit: str, lowest: Optional[float] = None, *, strict: bool = False) -> None:
+    """PhysNetInputError naming ``name`` unless ``value`` is finite and, with ``lowest``, > ``lowest`` (``strict``)
+    or >= ``lowest``; ``unit`` is the unit of ``value`` and ``lowest`` for the message."""
+    if lowest is None:
+        if not np.isfinite(value):
+            raise PhysNetInputError(f"{name} must be a finite number of {unit}, received {value}")
+    elif not np.isfinite(value) or value < lowest or (strict and value == lowest):
+        raise PhysNetInputError(f"{name} must be finite and {'>' if strict else '>='} {lowest:g} {unit}, "
+                                f"received {value}")
+
+
+def check_ensemble_settings(ensemble: str, options: EnsembleOptions,
+                            names: Optional[Mapping[str, str]] = None) -> None:
+    """PhysNetInputError for a setting of ``options`` that ``ensemble`` uses and cannot run with.
+
+    Every ensemble draws start momenta at ``temperature_K`` (finite, >= 0 K; > 0 K for
+    ``nvt-nhc``, whose thermostat masses scale with it); ``langevin`` needs a finite
+    ``friction`` > 0 fs⁻¹; the :data:`THERMOSTATTED` ones a finite ``thermostat_time_fs``
+    > 0 and a ramp end ``temperature_end_K`` (None or finite >= 0 K); ``nvt-nhc`` a
+    ``chain_length`` >= 1; ``npt`` a finite ``pressure_bar`` and ``pressure_end_bar``
+    (None or finite), ``barostat_time_fs`` and ``compressibility_per_bar`` finite and > 0.
+    Settings the ensemble does not use are not looked at.
+
+    ``names``: keyword (the :class:`EnsembleOptions` field) → how the message names it
+    (:func:`displayed`; ``ensemble`` too); by default the keywords.
+    """
+    def name(keyword):
+        return displayed(keyword, names)
+
+    check_range(name("temperature_K"), options.temperature_K, "K", 0.0)
+    if ensemble == "nvt-nhc" and not options.temperature_K > 0:
+        raise PhysNetInputError(f"{name('temperature_K')} must be > 0 K for {name('ensemble')} nvt-nhc (the masses "
+                                f"of a Nosé–Hoover chain are k_B T τ²), received {options.temperature_K}")
+    if ensemble == "langevin":
+        check_range(name("friction"), options.friction, "fs^-1", 0.0, strict=True)
+    if ensemble in THERMOSTATTED:
+        check_above(name("thermostat_time_fs"), options.thermostat_time_fs, "fs")
+        if options.temperature_end_K is not None and not options.temperature_end_K >= 0:
+            raise PhysNetInputError(f"{name('temperature_end_K')} must be finite and >= 0 K, received "
+                                    f"{options.temperature_end_K}")
+    if ensemble == "nvt-nhc" and not (int(options.chain_length) == options.chain_length and options.chain_length >= 1):
+        raise PhysNetInputError(f"{name('chain_length')} must be an integer >= 1 (thermostats in the chain), "
+                                f"received {options.chain_length}")
+    if ensemble == "npt":
+        check_above(name("barostat_time_fs"), options.barostat_time_fs, "fs")
+        check_above(name("compressibility_per_bar"), options.compressibility_per_bar, "bar^-1")
+
+
+def check_above(name, value, unit):
+    if not value > 0:
+        raise PhysNetInputError(f"{name} must be finite and > 0 {unit}, received {value}")
 
 
 class Dynamics(NamedTuple):
