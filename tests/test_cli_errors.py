@@ -188,6 +188,26 @@ def test_md_cli_range_errors_name_the_option(files, capsys, args, message):
     assert f"md: error: {message.format(root=files)}" in one_line_error(capsys, "md")
 
 
+@pytest.mark.parametrize("args, message", [
+    # main: exit 0, a csvr / Nosé–Hoover run without a thermostat (relaxation time inf), an NPT run without a barostat
+    (["--ensemble", "csvr", "--thermostat-time", "inf"], "--thermostat-time must be finite and > 0 fs, received inf"),
+    (["--ensemble", "nvt-nhc", "--thermostat-time", "inf"], "--thermostat-time must be finite and > 0 fs"),
+    (["--ensemble", "npt", "--barostat-time", "inf"], "--barostat-time must be finite and > 0 fs, received inf"),
+    # main: exit 4, "MD stopped at step 5: NaN/Inf in energy, positions or forces"
+    (["--ensemble", "csvr", "--temperature-end", "inf"], "--temperature-end must be finite and >= 0 K, received inf"),
+    (["--ensemble", "npt", "--pressure", "nan"], "--pressure must be a finite number of bar, received nan"),
+    (["--ensemble", "npt", "--pressure-end", "inf"], "--pressure-end must be a finite number of bar, received inf"),
+    (["--ensemble", "npt", "--compressibility", "inf"], "--compressibility must be finite and > 0 bar^-1"),
+])
+def test_md_cli_refuses_non_finite_ensemble_settings(files, capsys, args, message):
+    """An infinite relaxation time switched the thermostat or barostat off without a word; a NaN or infinite
+    pressure, ramp end or compressibility ran into NaN and read as an unstable model. Refused before any MD."""
+    base = ["--checkpoint", str(files / "ckpt"), "--geometry", str(files / "water.xyz"), "--steps", "10",
+            "--save-every", "5"]
+    assert md_main(base + args) == 2
+    assert f"md: error: {message}" in one_line_error(capsys, "md")
+
+
 MISSING_INPUTS = [  # (tool, main, arguments, the error), {root}: the fixture's files; run in an empty directory
     ("md", md_main, ["--geometry", "missing.xyz"], "--geometry missing.xyz does not exist"),
     ("md", md_main, ["--geometry=missing.xyz"], "--geometry missing.xyz does not exist"),

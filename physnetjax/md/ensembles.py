@@ -99,21 +99,18 @@ def check_ensemble_settings(ensemble: str, options: EnsembleOptions,
     if ensemble == "langevin":
         check_range(name("friction"), options.friction, "fs^-1", 0.0, strict=True)
     if ensemble in THERMOSTATTED:
-        check_above(name("thermostat_time_fs"), options.thermostat_time_fs, "fs")
-        if options.temperature_end_K is not None and not options.temperature_end_K >= 0:
-            raise PhysNetInputError(f"{name('temperature_end_K')} must be finite and >= 0 K, received "
-                                    f"{options.temperature_end_K}")
+        check_range(name("thermostat_time_fs"), options.thermostat_time_fs, "fs", 0.0, strict=True)
+        if options.temperature_end_K is not None:
+            check_range(name("temperature_end_K"), options.temperature_end_K, "K", 0.0)
     if ensemble == "nvt-nhc" and not (int(options.chain_length) == options.chain_length and options.chain_length >= 1):
         raise PhysNetInputError(f"{name('chain_length')} must be an integer >= 1 (thermostats in the chain), "
                                 f"received {options.chain_length}")
     if ensemble == "npt":
-        check_above(name("barostat_time_fs"), options.barostat_time_fs, "fs")
-        check_above(name("compressibility_per_bar"), options.compressibility_per_bar, "bar^-1")
-
-
-def check_above(name, value, unit):
-    if not value > 0:
-        raise PhysNetInputError(f"{name} must be finite and > 0 {unit}, received {value}")
+        check_range(name("pressure_bar"), options.pressure_bar, "bar")
+        if options.pressure_end_bar is not None:
+            check_range(name("pressure_end_bar"), options.pressure_end_bar, "bar")
+        check_range(name("barostat_time_fs"), options.barostat_time_fs, "fs", 0.0, strict=True)
+        check_range(name("compressibility_per_bar"), options.compressibility_per_bar, "bar^-1", 0.0, strict=True)
 
 
 class Dynamics(NamedTuple):
