@@ -250,15 +250,17 @@ def test_cli_loop_with_gfn2_xtb_labels(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--ensemble", "1"], "ensemble must be >= 2 members"),
-    (["--md-steps", "25", "--save-every", "10"], "must be a multiple of save_every"),
-    (["--min-rmsd", "0"], "min_rmsd must be > 0"),
-    (["--min-distance", "-1"], "min_distance must be >= 0"),
+    # main named the settings' fields (md_steps, save_every, min_rmsd, timestep_fs, ...), not the options
+    (["--md-steps", "25", "--save-every", "10"], "error: --md-steps (25) must be a multiple of --save-every (10)"),
+    (["--md-steps", "0"], "error: --md-steps must be >= 1, received 0"),
+    (["--min-rmsd", "0"], "error: --min-rmsd must be > 0"),
+    (["--min-distance", "-1"], "error: --min-distance must be >= 0"),
     (["--message-degree", "2"], "message_degree 2 > max_degree 1 needs correlation >= 2"),
-    (["--timestep", "-1"], "timestep_fs must be finite and > 0 fs"),
-    (["--friction", "-1"], "friction must be finite and > 0"),
-    (["--max-force", "-1"], "max_force must be finite and > 0"),
-    (["--uncertainty-threshold", "-1"], "uncertainty_threshold must be finite and > 0"),
-    (["--temperatures", "300", "nan"], "temperatures must be one or more finite values > 0 K"),
+    (["--timestep", "-1"], "error: --timestep must be finite and > 0 fs, received -1.0"),
+    (["--friction", "-1"], "error: --friction must be finite and > 0 fs^-1, received -1.0"),
+    (["--max-force", "-1"], "error: --max-force must be finite and > 0 eV/Å, received -1.0"),
+    (["--uncertainty-threshold", "-1"], "error: --uncertainty-threshold must be finite and > 0 eV/Å"),
+    (["--temperatures", "300", "nan"], "error: --temperatures must be one or more finite values > 0 K"),
     (["--learning-rate", "-1"], "learning_rate"),
     (["--valid", "5.5"], "valid"),
     (["--md-ensemble", "csvr", "--friction", "0.1"], "--md-ensemble csvr does not use --friction (langevin only)"),
@@ -270,6 +272,15 @@ def test_cli_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("python -m physnetjax.learn: error:") and message in err[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_the_python_api_names_the_settings():
+    """LearnConfig's checks name its fields; only a command line passes its option names."""
+    with pytest.raises(ValueError, match=r"^timestep_fs must be finite and > 0 fs, received -1.0$"):
+        LearnConfig(timestep_fs=-1.0)
+    with pytest.raises(ValueError, match=r"^md_steps \(25\) must be a multiple of save_every \(10\)$"):
+        LearnConfig(md_steps=25, save_every=10)
+    assert "names" not in LearnConfig(names={"timestep_fs": "--timestep"}).to_dict()
 
 
 @pytest.mark.parametrize("content, problem", [

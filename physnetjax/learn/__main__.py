@@ -15,6 +15,7 @@ force check failed).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -27,6 +28,9 @@ from physnetjax.learn.config import SELECTIONS, LearnConfig
 from physnetjax.train.cli import HELP as TRAIN_HELP
 
 DEFAULTS = LearnConfig()
+OPTION_OF = {field.name: f"--{field.name.replace('_', '-')}" for field in dataclasses.fields(LearnConfig)} | {
+    "timestep_fs": "--timestep"}
+"""LearnConfig field → the option that sets it: the names in the messages of its checks."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,7 +113,7 @@ def main(argv=None) -> int:
                                 "it or choose --md-ensemble langevin")
     values = {key: value for key, value in vars(args).items() if key != "verbose"}
     values["timestep_fs"] = values.pop("timestep")
-    config = LearnConfig(**values)
+    config = LearnConfig(**values, names=OPTION_OF)
     from physnetjax.learn.loop import run_learning
     from physnetjax.learn.report import report_lines
 

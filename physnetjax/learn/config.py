@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
+from physnetjax.errors import displayed
 from physnetjax.md.ensembles import ENSEMBLES
 
 SELECTIONS = ("uncertain-diverse", "random")
@@ -43,6 +44,8 @@ class LearnConfig:
     state (:func:`physnetjax.data.generate.unpaired_electrons`: an odd count needs ``uhf``).
     Training: the trainer's settings of the same names; ``retrain_epochs`` (None →
     ``epochs``) for rounds ≥ 1.
+    ``names`` (not kept): setting → how the error messages of the checks name it (a command
+    line passes its options); by default the setting's name.
     """
 
     out: str = "learn-run"
@@ -88,57 +91,64 @@ class LearnConfig:
     seed: int = 0
     progress: bool = False
 
-    def __post_init__(self):
+    names: dataclasses.InitVar[Optional[Mapping[str, str]]] = None
+
+    def __post_init__(self, names: Optional[Mapping[str, str]]):
+        """Check every setting; ValueError naming it as ``names`` does (a command line passes its options, e.g.
+        ``{"timestep_fs": "--timestep"}``; by default the field names). ``names`` is not kept."""
+        def name(field):
+            return displayed(field, names)
+
         self.temperatures = tuple(float(t) for t in self.temperatures)
-        for name in ("rounds",):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, received {getattr(self, name)}")
-        for name in ("select", "md_steps", "save_every", "epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, received {getattr(self, name)}")
+        if self.rounds < 0:
+            raise ValueError(f"{name('rounds')} must be >= 0, received {self.rounds}")
+        for field in ("select", "md_steps", "save_every", "epochs", "batch_size"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{name(field)} must be >= 1, received {getattr(self, field)}")
         from physnetjax.model import PhysNet
 
         PhysNet(**self.model_settings()).check_configuration()
         if self.md_steps % self.save_every:
-            raise ValueError(f"md_steps ({self.md_steps}) must be a multiple of save_every ({self.save_every})")
+            raise ValueError(f"{name('md_steps')} ({self.md_steps}) must be a multiple of {name('save_every')} "
+                             f"({self.save_every})")
         if self.ensemble < 2:
-            raise ValueError(f"the loop selects by the ensemble spread: ensemble must be >= 2 members, "
+            raise ValueError(f"the loop selects by the ensemble spread: {name('ensemble')} must be >= 2 members, "
                              f"received {self.ensemble}")
         if not self.temperatures or not all(math.isfinite(t) and t > 0 for t in self.temperatures):
-            raise ValueError("temperatures must be one or more finite values > 0 K, received "
+            raise ValueError(f"{name('temperatures')} must be one or more finite values > 0 K, received "
                              f"{list(self.temperatures)}")
-        for name, unit in (("timestep_fs", "fs"), ("friction", "fs^-1"), ("max_force", "eV/Å")):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
-                raise ValueError(f"{name} must be finite and > 0 {unit}, received {getattr(self, name)}")
+        for field, unit in (("timestep_fs", "fs"), ("friction", "fs^-1"), ("max_force", "eV/Å")):
+            if not (math.isfinite(getattr(self, field)) and getattr(self, field) > 0):
+                raise ValueError(f"{name(field)} must be finite and > 0 {unit}, received {getattr(self, field)}")
         if self.uncertainty_threshold is not None and not (math.isfinite(self.uncertainty_threshold)
                                                            and self.uncertainty_threshold > 0):
-            raise ValueError("uncertainty_threshold must be finite and > 0 eV/Å, received "
+            raise ValueError(f"{name('uncertainty_threshold')} must be finite and > 0 eV/Å, received "
                              f"{self.uncertainty_threshold}")
         if not (0 < self.valid < 1 or (self.valid >= 1 and self.valid == int(self.valid))):
-            raise ValueError(f"valid must be a fraction in (0, 1) or a whole number of frames >= 1, "
+            raise ValueError(f"{name('valid')} must be a fraction in (0, 1) or a whole number of frames >= 1, "
                              f"received {self.valid}")
         if not math.isfinite(self.charge):
-            raise ValueError(f"charge must be finite, received {self.charge}")
+            raise ValueError(f"{name('charge')} must be finite, received {self.charge}")
         if self.max_label_force is not None and not self.max_label_force > 0:
-            raise ValueError(f"max_label_force must be > 0 eV/Å, received {self.max_label_force}")
+            raise ValueError(f"{name('max_label_force')} must be > 0 eV/Å, received {self.max_label_force}")
         if not self.min_distance >= 0:
-            raise ValueError(f"min_distance must be >= 0 Å, received {self.min_distance}")
+            raise ValueError(f"{name('min_distance')} must be >= 0 Å, received {self.min_distance}")
         if not self.bond_factor > 0:
-            raise ValueError(f"bond_factor must be > 0, received {self.bond_factor}")
+            raise ValueError(f"{name('bond_factor')} must be > 0, received {self.bond_factor}")
         if self.selection not in SELECTIONS:
-            raise ValueError(f"selection must be one of {SELECTIONS}, received {self.selection!r}")
+            raise ValueError(f"{name('selection')} must be one of {SELECTIONS}, received {self.selection!r}")
         if not self.min_rmsd > 0:
-            raise ValueError(f"min_rmsd must be > 0 Å, received {self.min_rmsd}")
+            raise ValueError(f"{name('min_rmsd')} must be > 0 Å, received {self.min_rmsd}")
         if self.md_ensemble not in ENSEMBLES or self.md_ensemble == "npt":
-            raise ValueError(f"md_ensemble must be one of {[e for e in ENSEMBLES if e != 'npt']}, "
+            raise ValueError(f"{name('md_ensemble')} must be one of {[e for e in ENSEMBLES if e != 'npt']}, "
                              f"received {self.md_ensemble!r}")
         if self.initial_frames is not None and self.initial_frames < 2:
-            raise ValueError(f"initial_frames must be >= 2 (a training and a validation frame), "
+            raise ValueError(f"{name('initial_frames')} must be >= 2 (a training and a validation frame), "
                              f"received {self.initial_frames}")
         if self.test_frames < 0:
-            raise ValueError(f"test_frames must be >= 0, received {self.test_frames}")
+            raise ValueError(f"{name('test_frames')} must be >= 0, received {self.test_frames}")
         if self.retrain_epochs is not None and self.retrain_epochs < 1:
-            raise ValueError(f"retrain_epochs must be >= 1, received {self.retrain_epochs}")
+            raise ValueError(f"{name('retrain_epochs')} must be >= 1, received {self.retrain_epochs}")
         from physnetjax.learn.loop import round_train_config
 
         round_train_config(self, Path(self.out), 0, None)  # the trainer's own checks, before anything is written
