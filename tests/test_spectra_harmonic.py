@@ -418,8 +418,12 @@ def test_minimize_finds_the_bond_length_and_reports_non_convergence():
     with pytest.raises(OptimizationError, match="max_steps = 1") as caught:
         minimize(morse, start, fmax=1e-9, max_steps=1)
     assert caught.value.steps == 1 and caught.value.fmax > 1e-9
-    with pytest.raises(ValueError, match="fmax must be > 0"):
+    with pytest.raises(ValueError, match="^fmax must be finite and > 0 eV/Å, received 0.0$"):
         minimize(morse, start, fmax=0.0)
+    with pytest.raises(ValueError, match="^fmax must be finite and > 0 eV/Å, received inf$"):  # main: start kept
+        minimize(morse, start, fmax=np.inf)
+    with pytest.raises(ValueError, match="^max_steps must be an integer >= 1, received 0$"):
+        minimize(morse, start, max_steps=0)
 
 
 @jax.custom_jvp
@@ -503,7 +507,7 @@ def test_a_total_charge_for_a_model_without_charges_warns_in_the_spectra():
     message = r"total charge 1 e given to a model without charges \(charges=False\)"
     with pytest.warns(PhysNetInputWarning, match=message), pytest.raises(ValueError, match="IR intensities need"):
         harmonic(model, params, z, r, total_charge=1.0, intensities=True)
-    with pytest.warns(PhysNetInputWarning, match=message), pytest.raises(ValueError, match="fmax must be > 0"):
+    with pytest.warns(PhysNetInputWarning, match=message), pytest.raises(ValueError, match="fmax must be finite"):
         optimize_geometry(model, params, z, r, total_charge=1.0, fmax=-1.0)
     with pytest.warns(PhysNetInputWarning, match=message), pytest.raises(ValueError, match="temperature_K"):
         md_spectrum(model, params, z, r, total_charge=1.0, temperature_K=-1.0, time_ps=1.0)
@@ -654,7 +658,8 @@ def test_cli_errors_are_one_line(cli_inputs, capsys, tmp_path):
     cases = [  # exit codes of physnetjax.cli_errors: 2 bad input, 4 run stopped
         (["--checkpoint", tmp_path / "missing", "--geometry", xyz], "does not exist", 2),
         (["--checkpoint", model, "--geometry", junk], "cannot read --geometry", 2),
-        (["--checkpoint", model, "--geometry", xyz, "--masses", "1", "2"], "one value per atom", 2),
+        (["--checkpoint", model, "--geometry", xyz, "--masses", "1", "2"], "--masses must have shape (9,), one mass "
+                                                                            "per atom, received shape (2,)", 2),
         (["--checkpoint", model, "--geometry", nan_xyz], "NaN or Inf", 2),
         (["--checkpoint", model, "--geometry", xyz, "--total-charge", "nan"], "total_charge must be finite", 2),
         (["--checkpoint", model, "--geometry", xyz, "--max-steps", "2"], "did not reach", 4),
@@ -670,6 +675,21 @@ def test_cli_errors_are_one_line(cli_inputs, capsys, tmp_path):
     status, _, stderr = run_cli(capsys, "--checkpoint", tmp_path / "missing", "--geometry", xyz,
                                 "--out", tmp_path / "out", "--verbose")
     assert status == 2 and "Traceback" in stderr and stderr.rstrip().splitlines()[-1].startswith(prefix)
+
+
+@pytest.mark.parametrize("options, message", [
+    # main: "fmax must be > 0 eV/Å" / "max_steps must be >= 1" / "masses must be finite and > 0 amu", after loading
+    # the model and writing OUT/config.toml
+    (["--fmax", "0"], "--fmax must be finite and > 0 eV/Å, received 0.0"),
+    (["--fmax", "inf"], "--fmax must be finite and > 0 eV/Å, received inf"),  # main: the start geometry, unoptimised
+    (["--max-steps", "0"], "--max-steps must be an integer >= 1, received 0"),
+    (["--masses", *["1"] * 8, "-1"], "--masses must be finite and > 0 amu; received [-1.0] at atom indices [8]"),
+])
+def test_cli_names_the_option_of_a_bad_value_before_any_work(cli_inputs, capsys, tmp_path, options, message):
+    status, _, stderr = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry",
+                                cli_inputs / "ethanol.extxyz", "--out", tmp_path / "out", "--no-plot", *options)
+    assert status == 2 and stderr == f"python -m physnetjax.spectra: error: {message}\n"
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_keeps_the_isotope_masses_the_geometry_file_stores(charge_model, cli_inputs, capsys, tmp_path):

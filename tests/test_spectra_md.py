@@ -369,11 +369,19 @@ def _ir_args(out, **changes):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"--temperature": "-5"}, "temperature_K must be a finite number > 0"),
-    ({"--time-ps": "0"}, "time_ps must be a finite number > 0"),
-    ({"--replicas": "0"}, "replicas must be an integer >= 1"),
-    ({"--timestep": "0"}, "timestep_fs must be a finite number > 0"),
-    ({"--correlation-ps": "1.0"}, "shorter than the correlation window"),
+    # main named md_spectrum's keywords: temperature_K, time_ps, timestep_fs, max_correlation_ps, ...
+    ({"--temperature": "-5"}, "error: --temperature must be a finite number > 0 K, received -5.0"),
+    ({"--time-ps": "0"}, "error: --time-ps must be a finite number > 0 ps, received 0.0"),
+    ({"--replicas": "0"}, "error: --replicas must be an integer >= 1, received 0"),
+    ({"--timestep": "0"}, "error: --timestep must be a finite number > 0 fs, received 0.0"),
+    ({"--equilibration-ps": "-1"}, "error: --equilibration-ps must be >= 0 ps, received -1.0"),
+    ({"--friction": "0"}, "error: --friction must be a finite number > 0 fs^-1, received 0.0"),
+    ({"--record-every": "20"}, "error: record interval 10 fs (--timestep × --record-every) resolves only up to 1668 "
+                               "cm^-1 < 4000 cm^-1; lower --record-every or --timestep"),
+    ({"--correlation-ps": "1.0"}, "error: --time-ps = 0.4 ps is shorter than the correlation window --correlation-ps = "
+                                  "1 ps (resolution 33.4 cm^-1); increase --time-ps or lower --correlation-ps"),
+    ({"--correlation-ps": "0.005"}, "need at least 8: increase --time-ps/--correlation-ps"),
+    ({"--masses": "12"}, "error: --masses must have shape (3,), one mass per atom, received shape (1,)"),
     ({"--checkpoint": "/nonexistent/ckpt"}, "--checkpoint /nonexistent/ckpt does not exist"),
     ({"--geometry": "/nonexistent.xyz"}, "--geometry /nonexistent.xyz does not exist"),
 ])

@@ -32,6 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+OPTION_OF = {"fmax": "--fmax", "max_steps": "--max-steps", "masses": "--masses"}
+""":func:`~physnetjax.spectra.harmonic` keyword → the option that sets it: the names in the messages of the checks
+run before any computation."""
 JSON_NAME = "harmonic.json"
 PNG_NAME = "harmonic.png"
 
@@ -85,18 +88,20 @@ def _analyse(args):
     bad input."""
     from physnetjax.checkpoint import load_checkpoint
     from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
-    from physnetjax.spectra.harmonic import NonMinimumWarning, ZeroModeWarning, harmonic
+    from physnetjax.spectra.harmonic import NonMinimumWarning, ZeroModeWarning, check_masses, harmonic
+    from physnetjax.spectra.optimize import check_optimizer_settings
     from physnetjax.spectra.plot import require_matplotlib
     from physnetjax.training_record import TrainingRecord
     from physnetjax.validation import atoms_total_charge, check_output_directory
 
+    check_optimizer_settings(args.fmax, args.max_steps, OPTION_OF)
     if not args.no_plot:
         require_matplotlib()
     if not Path(args.checkpoint).exists():
         raise ValueError(f"--checkpoint {args.checkpoint} does not exist")
     atoms = read_geometry(args.geometry)
-    if args.masses is not None and len(args.masses) != len(atoms):
-        raise ValueError(f"--masses needs one value per atom: {len(atoms)} atoms, received {len(args.masses)}")
+    if args.masses is not None:
+        check_masses(args.masses, len(atoms), OPTION_OF)
     check_output_directory(args.out, what="--out", files=(JSON_NAME, PNG_NAME, CONFIG_NAME))
     write_resolved_config(args.parser, args, Path(args.out) / CONFIG_NAME)
     model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)

@@ -36,6 +36,11 @@ from pathlib import Path
 
 from physnetjax.spectra.cli_harmonic import add_molecule_arguments
 
+OPTION_OF = {"temperature_K": "--temperature", "time_ps": "--time-ps", "timestep_fs": "--timestep",
+             "equilibration_ps": "--equilibration-ps", "replicas": "--replicas", "friction": "--friction",
+             "record_every": "--record-every", "max_correlation_ps": "--correlation-ps", "masses": "--masses"}
+""":func:`~physnetjax.spectra.md_spectrum` keyword → the option that sets it: the names in the messages of the checks
+run before any computation."""
 CSV_NAME = "spectrum.csv"
 JSON_NAME = "spectrum.json"
 PNG_NAME = "spectrum.png"
@@ -84,7 +89,8 @@ def _check_inputs(args):
 
     plan_run(temperature_K=args.temperature, time_ps=args.time_ps, timestep_fs=args.timestep,
              equilibration_ps=args.equilibration_ps, replicas=args.replicas, friction=args.friction,
-             record_every=args.record_every, max_correlation_ps=args.correlation_ps, max_energy_error=0.1)
+             record_every=args.record_every, max_correlation_ps=args.correlation_ps, max_energy_error=0.1,
+             names=OPTION_OF)
     if not args.max_wavenumber > 0:
         raise ValueError(f"--max-wavenumber must be > 0 cm^-1, received {args.max_wavenumber}")
     if not args.no_plot:
@@ -94,7 +100,7 @@ def _check_inputs(args):
     atoms = read_geometry(args.geometry)
     check_molecule_size(len(atoms))
     if args.masses is not None:
-        check_masses(args.masses, len(atoms))
+        check_masses(args.masses, len(atoms), OPTION_OF)
     return atoms, check_output_directory(args.out, what="--out", files=(CSV_NAME, JSON_NAME, PNG_NAME, CONFIG_NAME))
 
 

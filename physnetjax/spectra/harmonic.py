@@ -52,7 +52,7 @@ import dataclasses
 import functools
 import logging
 import warnings
-from typing import Optional
+from typing import Mapping, Optional
 
 import ase.data
 import jax
@@ -60,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import cast_params
-from physnetjax.errors import PhysNetInputWarning
+from physnetjax.errors import PhysNetInputWarning, displayed
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
 from physnetjax.validation import check_length_unit, stretched_bond_ratio, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
@@ -143,14 +143,16 @@ def signed_wavenumbers(eigenvalues) -> np.ndarray:
     return np.sign(eigenvalues) * SQRT_EV_PER_A2_AMU_IN_CM1 * np.sqrt(np.abs(eigenvalues))
 
 
-def check_masses(masses, num_atoms: int) -> np.ndarray:
-    """``masses`` as float64 (N,) amu; ValueError unless N finite values > 0."""
+def check_masses(masses, num_atoms: int, names: Optional[Mapping[str, str]] = None) -> np.ndarray:
+    """``masses`` as float64 (N,) amu; ValueError unless N finite values > 0, naming them ``masses`` or as ``names``
+    does (a command line passes ``{"masses": "--masses"}``)."""
+    name = displayed("masses", names)
     masses = np.asarray(masses, dtype=np.float64)
     if masses.shape != (num_atoms,):
-        raise ValueError(f"masses must have shape ({num_atoms},) to match the atoms, received shape {masses.shape}")
+        raise ValueError(f"{name} must have shape ({num_atoms},), one mass per atom, received shape {masses.shape}")
     bad = ~(np.isfinite(masses) & (masses > 0))
     if bad.any():
-        raise ValueError(f"masses must be finite and > 0 amu; received {masses[bad].tolist()} "
+        raise ValueError(f"{name} must be finite and > 0 amu; received {masses[bad].tolist()} "
                          f"at atom indices {np.nonzero(bad)[0].tolist()}")
     return masses
 

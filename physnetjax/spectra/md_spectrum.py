@@ -64,7 +64,7 @@ import logging
 import math
 import time
 import warnings
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, Mapping, NamedTuple, Optional
 
 import ase.data
 import jax
@@ -72,7 +72,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import cast_params, check_dtype
-from physnetjax.errors import RunStoppedError
+from physnetjax.errors import RunStoppedError, displayed
 from physnetjax.md.integrators import (
     MDState,
     conserved_quantity,
@@ -383,8 +383,11 @@ def check_molecule_size(num_atoms: int) -> None:
 
 
 def plan_run(*, temperature_K, time_ps, timestep_fs, equilibration_ps, replicas, friction, record_every,
-             max_correlation_ps, max_energy_error) -> RunPlan:
+             max_correlation_ps, max_energy_error, names: Optional[Mapping[str, str]] = None) -> RunPlan:
     """Check the settings of :func:`md_spectrum` (same meaning) without running anything.
+
+    ``names``: keyword → how the messages name the setting (a command line passes its
+    options, e.g. ``{"max_correlation_ps": "--correlation-ps"}``); by default the keywords.
 
     Raises:
       ValueError: a non-positive or non-finite temperature, time, timestep, friction or
@@ -392,39 +395,44 @@ def plan_run(*, temperature_K, time_ps, timestep_fs, equilibration_ps, replicas,
         interval that cannot resolve 4000 cm⁻¹; a correlation window longer than the
         NVE time or holding fewer than 8 frames.
     """
-    _check_positive("temperature_K", temperature_K, "K")
-    _check_positive("time_ps", time_ps, "ps")
-    _check_positive("timestep_fs", timestep_fs, "fs")
-    _check_positive("friction", friction, "fs^-1")
-    _check_positive("max_energy_error", max_energy_error, "")
+    def name(keyword):
+        return displayed(keyword, names)
+
+    _check_positive(name("temperature_K"), temperature_K, "K")
+    _check_positive(name("time_ps"), time_ps, "ps")
+    _check_positive(name("timestep_fs"), timestep_fs, "fs")
+    _check_positive(name("friction"), friction, "fs^-1")
+    _check_positive(name("max_energy_error"), max_energy_error, "")
     if not (isinstance(equilibration_ps, (int, float)) and math.isfinite(equilibration_ps) and equilibration_ps >= 0):
-        raise ValueError(f"equilibration_ps must be >= 0 ps, received {equilibration_ps!r}")
+        raise ValueError(f"{name('equilibration_ps')} must be >= 0 ps, received {equilibration_ps!r}")
     if int(replicas) != replicas or replicas < 1:
-        raise ValueError(f"replicas must be an integer >= 1, received {replicas}")
+        raise ValueError(f"{name('replicas')} must be an integer >= 1, received {replicas}")
     if int(record_every) != record_every or record_every < 1:
-        raise ValueError(f"record_every must be an integer >= 1, received {record_every}")
+        raise ValueError(f"{name('record_every')} must be an integer >= 1, received {record_every}")
     interval_fs = timestep_fs * int(record_every)
     nyquist = 1.0 / (2.0 * SPEED_OF_LIGHT_CM_PER_FS * interval_fs)
     if nyquist < MAX_RECORD_WAVENUMBER_CM1:
         raise ValueError(
-            f"record interval {interval_fs:g} fs (timestep_fs × record_every) resolves only up to "
-            f"{nyquist:.0f} cm^-1 < {MAX_RECORD_WAVENUMBER_CM1:.0f} cm^-1; lower record_every or timestep_fs"
+            f"record interval {interval_fs:g} fs ({name('timestep_fs')} × {name('record_every')}) resolves only up "
+            f"to {nyquist:.0f} cm^-1 < {MAX_RECORD_WAVENUMBER_CM1:.0f} cm^-1; lower {name('record_every')} or "
+            f"{name('timestep_fs')}"
         )
     num_frames = int(round(time_ps * 1e3 / interval_fs))
     if max_correlation_ps is None:
         max_correlation_ps = time_ps / 2.0
-    _check_positive("max_correlation_ps", max_correlation_ps, "ps")
+    _check_positive(name("max_correlation_ps"), max_correlation_ps, "ps")
     if max_correlation_ps > time_ps:
         raise ValueError(
-            f"time_ps = {time_ps:g} ps is shorter than the correlation window max_correlation_ps = "
+            f"{name('time_ps')} = {time_ps:g} ps is shorter than the correlation window {name('max_correlation_ps')} = "
             f"{max_correlation_ps:g} ps (resolution {resolution_cm1(max_correlation_ps * 1e3):.3g} cm^-1); "
-            "increase time_ps or lower max_correlation_ps"
+            f"increase {name('time_ps')} or lower {name('max_correlation_ps')}"
         )
     num_lags = int(round(max_correlation_ps * 1e3 / interval_fs))
     if num_lags < 8 or num_frames < num_lags:
         raise ValueError(
             f"the correlation window of {max_correlation_ps:g} ps holds {num_lags} recorded frames "
-            f"({interval_fs:g} fs apart) of {num_frames}; need at least 8: increase time_ps/max_correlation_ps"
+            f"({interval_fs:g} fs apart) of {num_frames}; need at least 8: increase {name('time_ps')}/"
+            f"{name('max_correlation_ps')}"
         )
     return RunPlan(int(replicas), int(record_every), interval_fs, num_frames, num_lags)
 

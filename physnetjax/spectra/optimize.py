@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +29,7 @@ import optax
 import optax.tree_utils as otu
 
 from physnetjax.calculator import cast_params
-from physnetjax.errors import RunStoppedError
+from physnetjax.errors import RunStoppedError, displayed
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
 from physnetjax.validation import check_length_unit, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
@@ -73,6 +74,15 @@ class OptimizationResult:
     steps: int
 
 
+def check_optimizer_settings(fmax: float, max_steps: int, names: Optional[Mapping[str, str]] = None) -> None:
+    """ValueError unless ``fmax`` (eV/Å) is finite and > 0 and ``max_steps`` an integer >= 1; the messages name them
+    by keyword or as ``names`` does (a command line passes its options, e.g. ``{"fmax": "--fmax"}``)."""
+    if not (np.isfinite(fmax) and fmax > 0):
+        raise ValueError(f"{displayed('fmax', names)} must be finite and > 0 eV/Å, received {fmax}")
+    if int(max_steps) != max_steps or max_steps < 1:
+        raise ValueError(f"{displayed('max_steps', names)} must be an integer >= 1, received {max_steps}")
+
+
 def minimize(energy_fn, positions, args=(), *, fmax: float = DEFAULT_FMAX,
              max_steps: int = DEFAULT_MAX_STEPS) -> OptimizationResult:
     """Minimise ``energy_fn(positions, *args)`` over the positions (float64, one jitted loop).
@@ -88,13 +98,11 @@ def minimize(energy_fn, positions, args=(), *, fmax: float = DEFAULT_FMAX,
       :class:`OptimizationResult` at the first iterate with max |F| ≤ fmax.
 
     Raises:
-      ValueError: fmax ≤ 0, max_steps < 1, or positions not finite (N, 3).
+      ValueError: fmax not finite and > 0 (an infinite one would accept any geometry as converged),
+        max_steps < 1 (:func:`check_optimizer_settings`), or positions not finite (N, 3).
       OptimizationError: not converged (the message says why; the last geometry is kept).
     """
-    if not fmax > 0:
-        raise ValueError(f"fmax must be > 0 eV/Å, received {fmax}")
-    if int(max_steps) < 1:
-        raise ValueError(f"max_steps must be >= 1, received {max_steps}")
+    check_optimizer_settings(fmax, max_steps)
     start = np.asarray(positions, dtype=np.float64)
     if start.ndim != 2 or start.shape[1] != 3 or not np.isfinite(start).all():
         raise ValueError(f"positions must be finite with shape (N, 3), received shape {start.shape}")
