@@ -35,11 +35,11 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional
 
 import numpy as np
 
-from physnetjax.errors import LengthUnitWarning, OutputPathError, PhysNetInputError, PhysNetInputWarning
+from physnetjax.errors import LengthUnitWarning, OutputPathError, PhysNetInputError, PhysNetInputWarning, displayed
 
 MIN_DISTANCE_ERROR = 0.1
 """Å: two atoms closer than this are an input error (the structure has no physical meaning)."""
@@ -150,40 +150,47 @@ def check_positions(positions, num_atoms: int, where: str = "") -> np.ndarray:
     return r
 
 
-def check_total_charge(total_charge, atomic_numbers, where: str = "") -> float:
+def check_total_charge(total_charge, atomic_numbers, where: str = "",
+                       names: Optional[Mapping[str, str]] = None) -> float:
     """The total charge Q (e) as a float: finite and ≤ ΣZ.
+
+    ``names``: how the messages name it (a command line passes ``{"total_charge": "--total-charge"}``); by default
+    ``total_charge``.
 
     Raises:
       PhysNetInputError: not a real scalar, NaN/Inf, or more positive than ΣZ.
     """
+    name = displayed("total_charge", names)
     q = np.asarray(total_charge)
     if q.shape != () or q.dtype == bool or not (np.issubdtype(q.dtype, np.integer)
                                                  or np.issubdtype(q.dtype, np.floating)):
-        raise PhysNetInputError(f"{_prefix(where)}total_charge must be a real number in e, received {total_charge!r}")
+        raise PhysNetInputError(f"{_prefix(where)}{name} must be a real number in e, received {total_charge!r}")
     q = float(q)
     if not np.isfinite(q):
-        raise PhysNetInputError(f"{_prefix(where)}total_charge must be finite, received {q}")
+        raise PhysNetInputError(f"{_prefix(where)}{name} must be finite, received {q}")
     electrons = int(np.sum(atomic_numbers))
     if q > electrons:
         raise PhysNetInputError(
-            f"{_prefix(where)}total_charge {q:g} e is larger than the number of electrons of the neutral "
+            f"{_prefix(where)}{name} {q:g} e is larger than the number of electrons of the neutral "
             f"structure (ΣZ = {electrons}); is the sign right?")
     return q
 
 
-def atoms_total_charge(atoms, total_charge: Optional[float] = None) -> float:
+def atoms_total_charge(atoms, total_charge: Optional[float] = None,
+                       names: Optional[Mapping[str, str]] = None) -> float:
     """Total charge Q (e) of an ``ase.Atoms``, by the rule the dataset reader (:func:`physnetjax.data.load_ase`) uses.
 
     ``total_charge`` if given, else ``atoms.info["charge"]``, else the sum of ASE's
     per-atom initial charges when any is non-zero (as xTB calculators such as
     tblite read them), else 0. When ``info["charge"]`` or ``total_charge`` and the
     initial charges are both present and differ by more than 1e-6 e, a
-    :class:`PhysNetInputWarning` names both values and the one used.
+    :class:`PhysNetInputWarning` names both values and the one used (``total_charge`` named as
+    ``names`` does: a command line passes ``{"total_charge": "--total-charge"}``).
     """
     initial_charges = atoms.get_initial_charges() if atoms.has("initial_charges") else np.zeros(0)
     initial = float(np.sum(initial_charges)) if np.any(initial_charges != 0) else None  # all zero: not set
     if total_charge is not None:
-        charge, source = total_charge, "total_charge"
+        charge, source = total_charge, displayed("total_charge", names)
     elif "charge" in atoms.info:
         charge, source = atoms.info["charge"], "info['charge']"
     else:

@@ -177,6 +177,10 @@ def test_md_cli(files, capsys, case):
     # main: "uncertainty threshold must be > 0 eV/Å" (after loading the model), "an uncertainty threshold needs ..."
     (["--uncertainty-threshold", "-1"], "--uncertainty-threshold must be finite and > 0 eV/Å, received -1.0"),
     (["--uncertainty-threshold", "0.1"], "--uncertainty-threshold needs an ensemble"),
+    # main: "MD start geometry: total_charge must be finite, received nan", "... total_charge 100 e is larger ..."
+    (["--total-charge", "nan"], "--total-charge must be finite, received nan"),
+    (["--total-charge", "100"], "--total-charge 100 e is larger than the number of electrons of the neutral "
+                                "structure (ΣZ = 10)"),
     (["--out", "{root}/run.pdb"], "--out {root}/run.pdb: a trajectory file must end in one of ['.extxyz', '.traj', "
                                   "'.xyz']"),  # main: "trajectory file must end in ..., received '.../run.pdb'"
 ])

@@ -661,7 +661,7 @@ def test_cli_errors_are_one_line(cli_inputs, capsys, tmp_path):
         (["--checkpoint", model, "--geometry", xyz, "--masses", "1", "2"], "--masses must have shape (9,), one mass "
                                                                             "per atom, received shape (2,)", 2),
         (["--checkpoint", model, "--geometry", nan_xyz], "NaN or Inf", 2),
-        (["--checkpoint", model, "--geometry", xyz, "--total-charge", "nan"], "total_charge must be finite", 2),
+        (["--checkpoint", model, "--geometry", xyz, "--total-charge", "nan"], "--total-charge must be finite", 2),
         (["--checkpoint", model, "--geometry", xyz, "--max-steps", "2"], "did not reach", 4),
     ]
     for argv, message, expected_status in cases:
@@ -684,12 +684,30 @@ def test_cli_errors_are_one_line(cli_inputs, capsys, tmp_path):
     (["--fmax", "inf"], "--fmax must be finite and > 0 eV/Å, received inf"),  # main: the start geometry, unoptimised
     (["--max-steps", "0"], "--max-steps must be an integer >= 1, received 0"),
     (["--masses", *["1"] * 8, "-1"], "--masses must be finite and > 0 amu; received [-1.0] at atom indices [8]"),
+    # main: "total_charge must be finite" / "total_charge 100 e is larger ...", after writing OUT/config.toml
+    (["--total-charge", "nan"], "--total-charge must be finite, received nan"),
+    (["--total-charge", "100"], "--total-charge 100 e is larger than the number of electrons of the neutral structure "
+                                "(ΣZ = 26); is the sign right?"),
 ])
 def test_cli_names_the_option_of_a_bad_value_before_any_work(cli_inputs, capsys, tmp_path, options, message):
     status, _, stderr = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry",
                                 cli_inputs / "ethanol.extxyz", "--out", tmp_path / "out", "--no-plot", *options)
     assert status == 2 and stderr == f"python -m physnetjax.spectra: error: {message}\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_names_the_total_charge_option_beside_the_initial_charges(charge_model, cli_inputs, capsys, tmp_path):
+    """A geometry with initial charges and --total-charge: the warning said 'total_charge is 1 e; total_charge is
+    used', naming the keyword."""
+    _, _, z, r = charge_model
+    atoms = ase.Atoms(numbers=z, positions=r, charges=np.r_[0.5, -0.5, np.zeros(len(z) - 2)])
+    ase.io.write(tmp_path / "charged.extxyz", atoms)
+    with pytest.warns(PhysNetInputWarning, match="the atoms' initial charges sum to 0 e but --total-charge is 1 e; "
+                                                 "--total-charge is used"):
+        status, _, stderr = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry",
+                                    tmp_path / "charged.extxyz", "--out", tmp_path / "out", "--no-optimize",
+                                    "--no-plot", "--total-charge", "1")
+    assert status == 0, stderr
 
 
 def test_cli_keeps_the_isotope_masses_the_geometry_file_stores(charge_model, cli_inputs, capsys, tmp_path):

@@ -382,6 +382,7 @@ def _ir_args(out, **changes):
                                   "1 ps (resolution 33.4 cm^-1); increase --time-ps or lower --correlation-ps"),
     ({"--correlation-ps": "0.005"}, "need at least 8: increase --time-ps/--correlation-ps"),
     ({"--masses": "12"}, "error: --masses must have shape (3,), one mass per atom, received shape (1,)"),
+    ({"--total-charge": "nan"}, "error: --total-charge must be finite, received nan"),  # main: total_charge
     ({"--checkpoint": "/nonexistent/ckpt"}, "--checkpoint /nonexistent/ckpt does not exist"),
     ({"--geometry": "/nonexistent.xyz"}, "--geometry /nonexistent.xyz does not exist"),
 ])

@@ -53,7 +53,7 @@ from physnetjax.md.driver import (
 )
 from physnetjax.md.ensembles import ENSEMBLES
 from physnetjax.training_record import TrainingRecord
-from physnetjax.validation import check_output_path
+from physnetjax.validation import check_output_path, check_total_charge
 
 
 DEFAULT_ENSEMBLE = "nve"
@@ -79,6 +79,7 @@ OPTION_OF = {
     "ensemble": "--ensemble", "temperature_K": "--temperature", "timestep_fs": "--timestep", "steps": "--steps",
     "save_every": "--save-every", "chunk_frames": "--chunk", "max_force": "--max-force", "skin": "--skin",
     "out": "--out", "uncertainty_threshold": "--uncertainty-threshold", "on_uncertainty": "--on-uncertainty",
+    "total_charge": "--total-charge",
     **{keyword: f"--{dest.replace('_', '-')}" for dest, keyword in KEYWORD_OF.items()},
 }
 """:func:`~physnetjax.md.driver.simulate`'s keyword → the option that sets it: the names in the messages of
@@ -241,7 +242,7 @@ def main(argv=None) -> int:
         model = model.clone(edge_chunk_size=args.edge_chunk_size)
     atoms = read_geometry(args.geometry)
     if args.total_charge is not None:
-        atoms.info["charge"] = args.total_charge
+        atoms.info["charge"] = check_total_charge(args.total_charge, atoms.numbers, names=OPTION_OF)
     if args.restart is not None:
         check_restart(args.restart, read_restart(args.restart, atoms, model.max_atomic_number), args.ensemble, given,
                       args.checkpoint, params)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-OPTION_OF = {"fmax": "--fmax", "max_steps": "--max-steps", "masses": "--masses"}
+OPTION_OF = {"fmax": "--fmax", "max_steps": "--max-steps", "masses": "--masses", "total_charge": "--total-charge"}
 """:func:`~physnetjax.spectra.harmonic` keyword → the option that sets it: the names in the messages of the checks
 run before any computation."""
 JSON_NAME = "harmonic.json"
@@ -92,7 +92,7 @@ def _analyse(args):
     from physnetjax.spectra.optimize import check_optimizer_settings
     from physnetjax.spectra.plot import require_matplotlib
     from physnetjax.training_record import TrainingRecord
-    from physnetjax.validation import atoms_total_charge, check_output_directory
+    from physnetjax.validation import atoms_total_charge, check_output_directory, check_total_charge
 
     check_optimizer_settings(args.fmax, args.max_steps, OPTION_OF)
     if not args.no_plot:
@@ -102,11 +102,13 @@ def _analyse(args):
     atoms = read_geometry(args.geometry)
     if args.masses is not None:
         check_masses(args.masses, len(atoms), OPTION_OF)
+    if args.total_charge is not None:
+        check_total_charge(args.total_charge, atoms.numbers, names=OPTION_OF)
     check_output_directory(args.out, what="--out", files=(JSON_NAME, PNG_NAME, CONFIG_NAME))
     write_resolved_config(args.parser, args, Path(args.out) / CONFIG_NAME)
     model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)
     say_ensemble(model)
-    total_charge = float(atoms_total_charge(atoms, args.total_charge))
+    total_charge = float(atoms_total_charge(atoms, args.total_charge, OPTION_OF))
     masses = molecule_masses(atoms, args.masses)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonMinimumWarning)

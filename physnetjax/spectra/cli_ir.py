@@ -38,7 +38,8 @@ from physnetjax.spectra.cli_harmonic import add_molecule_arguments
 
 OPTION_OF = {"temperature_K": "--temperature", "time_ps": "--time-ps", "timestep_fs": "--timestep",
              "equilibration_ps": "--equilibration-ps", "replicas": "--replicas", "friction": "--friction",
-             "record_every": "--record-every", "max_correlation_ps": "--correlation-ps", "masses": "--masses"}
+             "record_every": "--record-every", "max_correlation_ps": "--correlation-ps", "masses": "--masses",
+             "total_charge": "--total-charge"}
 """:func:`~physnetjax.spectra.md_spectrum` keyword → the option that sets it: the names in the messages of the checks
 run before any computation."""
 CSV_NAME = "spectrum.csv"
@@ -85,7 +86,7 @@ def _check_inputs(args):
     from physnetjax.spectra.harmonic import check_masses
     from physnetjax.spectra.md_spectrum import check_molecule_size, plan_run
     from physnetjax.spectra.plot import require_matplotlib
-    from physnetjax.validation import check_output_directory
+    from physnetjax.validation import check_output_directory, check_total_charge
 
     plan_run(temperature_K=args.temperature, time_ps=args.time_ps, timestep_fs=args.timestep,
              equilibration_ps=args.equilibration_ps, replicas=args.replicas, friction=args.friction,
@@ -99,6 +100,8 @@ def _check_inputs(args):
         raise ValueError(f"--checkpoint {args.checkpoint} does not exist")
     atoms = read_geometry(args.geometry)
     check_molecule_size(len(atoms))
+    if args.total_charge is not None:
+        check_total_charge(args.total_charge, atoms.numbers, names=OPTION_OF)
     if args.masses is not None:
         check_masses(args.masses, len(atoms), OPTION_OF)
     return atoms, check_output_directory(args.out, what="--out", files=(CSV_NAME, JSON_NAME, PNG_NAME, CONFIG_NAME))
@@ -124,7 +127,7 @@ def _run(args) -> None:
     model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)
     say_ensemble(model)
     record = TrainingRecord.from_metadata(metadata)
-    total_charge = float(atoms_total_charge(atoms, args.total_charge))
+    total_charge = float(atoms_total_charge(atoms, args.total_charge, OPTION_OF))
     masses = molecule_masses(atoms, args.masses)
     said: set = set()
     with warnings.catch_warnings(record=True) as caught:
