@@ -31,6 +31,7 @@ from physnetjax.ensemble.__main__ import main as ensemble_main
 from physnetjax.ensemble.calibrate_checkpoint import calibrate_checkpoint
 from physnetjax.ensemble.combine import combine_checkpoints, fold_element_energies
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
+from physnetjax.jsonlines import read_log
 from physnetjax.md.__main__ import main as md_main
 from physnetjax.md.driver import simulate
 from physnetjax.neighbors import apply_batch, batch_molecules, model_pair_cutoff
@@ -479,6 +480,50 @@ def test_md_stops_before_any_step_when_the_start_geometry_is_past_the_threshold(
     assert "the start geometry (step 0) is already past the threshold" in captured.err
     assert "no frame is saved as trusted" in captured.err
     assert not (directory / "untrusted.xyz.last_trusted.xyz").exists()
+    # on main: an empty untrusted.xyz and untrusted.xyz.jsonl, and the report's last line "trajectory: untrusted.xyz"
+    assert f"the run leaves no {out} nor {out}.jsonl (they would hold no frame)" in captured.err
+    assert captured.out.rstrip().endswith(f"trajectory: none (no saved frame was trusted; nothing was written to "
+                                          f"{out})")
+    assert not out.exists() and not (directory / "untrusted.xyz.jsonl").exists()
+
+
+def test_md_stopped_at_its_first_saved_frame_leaves_no_empty_trajectory(md_setup, capsys):
+    """A run whose first saved frame is past the threshold (its start geometry is not) kept the start geometry as
+    its last trusted frame and, on main, left an empty OUT and OUT.jsonl, its report ending "trajectory: OUT" as if
+    the file held the run's frames."""
+    model, stacked, _, atoms, directory = md_setup
+    with pytest.warns(PhysNetInputWarning, match="already past the threshold"):
+        simulate(model, stacked, atoms, steps=20, save_every=5, dtype="float64", temperature_K=300.0,
+                 out=str(directory / "probe.traj"), uncertainty_threshold=1e-12, on_uncertainty="flag")
+    frames = ase.io.read(directory / "probe.traj", index=":")
+    spreads = [frame.info["max_forces_std_eV_per_A"] for frame in frames]
+    start = next(j for j in range(len(frames) - 1) if spreads[j + 1] > spreads[j])
+    ase.io.write(directory / "probe_start.traj", frames[start])  # with its momenta: the same trajectory
+    ckpt = save_checkpoint(directory / "first_frame_ckpt", model, stacked)
+    out = directory / "first.xyz"
+    code = md_main(["--checkpoint", str(ckpt), "--geometry", str(directory / "probe_start.traj"), "--steps", "5",
+                    "--save-every", "5", "--float64", "--uncertainty-threshold",
+                    repr((spreads[start] + spreads[start + 1]) / 2), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 4 and "steps: 0" in captured.out
+    assert captured.out.rstrip().endswith(f"trajectory: none (no saved frame was trusted; nothing was written to "
+                                          f"{out})")
+    assert captured.err.rstrip().endswith(f"last trusted frame (step 0) saved to {out}.last_trusted.xyz; the run "
+                                          f"leaves no {out} nor {out}.jsonl (they would hold no frame)")
+    assert not out.exists() and not (directory / "first.xyz.jsonl").exists()
+    np.testing.assert_allclose(ase.io.read(f"{out}.last_trusted.xyz").positions, frames[start].positions, atol=1e-10)
+
+
+def test_a_restart_stopped_before_its_first_trusted_frame_keeps_the_frames_before_it(md_setup):
+    """A restart appends: stopped at once, it adds no frame and leaves the earlier ones as they were."""
+    model, stacked, _, atoms, directory = md_setup
+    out, state = directory / "continued.xyz", directory / "continued.npz"
+    simulate(model, stacked, atoms, steps=5, save_every=5, dtype="float64", out=str(out), checkpoint_path=str(state))
+    report = simulate(model, stacked, atoms, steps=5, save_every=5, dtype="float64", out=str(out), restart=str(state),
+                      uncertainty_threshold=1e-12)
+    assert report.stopped and report.frames == 0 and report.stop_reason.endswith(f"; no frame was added to {out}")
+    assert report.lines()[-1] == f"trajectory: none (no saved frame was trusted; nothing was written to {out})"
+    assert len(ase.io.read(out, index=":")) == 1 and len(read_log(f"{out}.jsonl")) == 1
 
 
 def test_md_threshold_errors_and_single_model_unchanged(md_setup, capsys):

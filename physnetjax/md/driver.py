@@ -25,7 +25,9 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
    (``on_uncertainty="stop"``: the trusted frames before it are written, the last
    trusted one also to ``<out>.last_trusted.xyz`` (not without ``out``), and the
    report says where and why it stopped; no exception) or is flagged (``"flag"``:
-   frames carry ``uncertain`` True and the run goes on).
+   frames carry ``uncertain`` True and the run goes on). A new run stopped before its
+   first trusted saved frame leaves no ``out`` and ``<out>.jsonl`` (empty, they would
+   look like the result of a run; a restart leaves its earlier frames) and says so.
 4. Frames go to the trajectory (extxyz or .traj, see :mod:`physnetjax.md.io`), one
    JSON line per saved frame to ``<out>.jsonl`` (:data:`LOG_KEYS`, flushed per line;
    a restart drops the lines after its step, then appends; ensembles add
@@ -169,6 +171,8 @@ class MDReport:
     frames; None for a single model), ``uncertain_frames`` (frames past
     ``uncertainty_threshold``, a stopping one included) and, when the run stopped on the
     uncertainty, ``stop_reason`` and ``last_trusted`` (path of the saved frame; None without ``out``).
+    ``frames`` counts the saved frames the run kept (written to ``out``; 0 only when it stopped
+    before its first trusted frame).
     ``geometry_momenta_temperature_K`` is the kinetic temperature of start momenta taken from the
     geometry (not drawn at ``temperature_K``), else None. ``closest_contact`` is the closest approach
     of two atoms in the saved frames when below 0.5 Å (:mod:`physnetjax.md.close_contacts`), else None.
@@ -198,6 +202,7 @@ class MDReport:
     start_potential_above_mean_eV: Optional[float] = None
     degrees_of_freedom: Optional[int] = None
     closest_contact: Optional[CloseContact] = None
+    frames: int = 0
 
     @property
     def stopped(self) -> bool:
@@ -242,12 +247,20 @@ class MDReport:
             f"speed: {_figure(self.steps_per_second, '.1f', ' steps/s')} (compile {self.compile_seconds:.1f} s "
             "excluded)",
             f"edges: {self.edge_set}",
-        ] + self._contact_lines() + self._uncertainty_lines() + ([f"trajectory: {self.out}"] if self.out else [])
+        ] + self._contact_lines() + self._uncertainty_lines() + self._trajectory_lines()
 
     def _contact_lines(self) -> list[str]:
         if self.closest_contact is None:
             return []
         return [f"closest approach: {self.closest_contact.describe()}: the model extrapolates there"]
+
+    def _trajectory_lines(self) -> list[str]:
+        """Where the saved frames went: the trajectory and its frame count, or that none was written."""
+        if self.out is None:
+            return []
+        if self.frames == 0:
+            return [f"trajectory: none (no saved frame was trusted; nothing was written to {self.out})"]
+        return [f"trajectory: {self.out} ({self.frames} frame(s) written)"]
 
     def _start_velocity_lines(self) -> list[str]:
         """Where the start velocities came from, when not from a draw at --temperature (the geometry's momenta)."""
@@ -697,6 +710,14 @@ def simulate(
     finally:
         if writer is not None:
             writer.close()
+    kept = len(times) - 1
+    if stop_reason is not None and out is not None and kept == 0:  # stopped before its first trusted frame
+        if restart is None:  # the empty trajectory and log it created would look like the result of a run
+            for path in (Path(out), Path(f"{out}.jsonl")):
+                path.unlink()
+            stop_reason += f"; the run leaves no {out} nor {out}.jsonl (they would hold no frame)"
+        else:
+            stop_reason += f"; no frame was added to {out}"
     drift, fluctuation = drift_and_fluctuation(times, conserved, n)
     return MDReport(
         steps=done, time_ps=done * timestep_fs * 1e-3, num_atoms=n,
@@ -714,7 +735,7 @@ def simulate(
         geometry_momenta_temperature_K=temperatures[0] if from_geometry else None,
         start_potential_above_mean_eV=(potentials[0] - float(np.mean(potentials[1:]))
                                        if drawn and len(potentials) > 1 else None),
-        degrees_of_freedom=dof, closest_contact=closest,
+        degrees_of_freedom=dof, closest_contact=closest, frames=kept,
     )
 
 
