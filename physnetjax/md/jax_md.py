@@ -150,7 +150,8 @@ def jax_md_neighbor_list(
       dr_threshold: skin in Å.
       capacity_multiplier: head-room of the pair capacity.
       **neighbor_kwargs: passed to ``jax_md.partition.neighbor_list`` (e.g.
-        ``fractional_coordinates=True``, or ``format=NeighborListFormat.Dense``).
+        ``fractional_coordinates=True``, or ``format=NeighborListFormat.Dense``); a
+        ``custom_mask_function`` gets the candidates cast to int32 (:func:`_int32_candidates`).
 
     Returns:
       jax_md ``NeighborListFns`` (``allocate(R)``, ``update(R, nbrs)``).
@@ -162,6 +163,7 @@ def jax_md_neighbor_list(
     """
     jax_md = _jax_md()
     neighbor_kwargs.setdefault("format", jax_md.partition.NeighborListFormat.Sparse)
+    neighbor_kwargs["custom_mask_function"] = _int32_candidates(neighbor_kwargs.get("custom_mask_function"))
     if box is None:
         reach = model_reach(model)
         radius = float(model.cutoff) if reach is None else reach
@@ -178,6 +180,24 @@ def jax_md_neighbor_list(
         capacity_multiplier=capacity_multiplier,
         **neighbor_kwargs,
     )
+
+
+def _int32_candidates(custom_mask_function: Callable | None = None) -> Callable:
+    """A ``custom_mask_function`` for ``jax_md.partition.neighbor_list`` that casts the candidate indices to int32,
+    then applies ``custom_mask_function`` (the caller's own, if any).
+
+    Without a cell list (free space) jax_md's candidates are ``jnp.arange(N)`` of the default integer type, int64
+    once x64 is enabled (float64 runs); pruning them into its int32 index list is a scatter JAX warns about
+    ("scatter inputs have incompatible types", a FutureWarning that later JAX releases make an error). The cast
+    removes it for the ``Dense`` format (the one the three-body term needs); jax_md's ``Sparse`` pruning also
+    scatters its own int64 ``arange`` of senders, which no argument reaches.
+    """
+
+    def mask(idx):
+        idx = idx.astype(jnp.int32)
+        return idx if custom_mask_function is None else custom_mask_function(idx)
+
+    return mask
 
 
 def _edges_of(neighbor, n: int, formats):
