@@ -69,8 +69,8 @@ class ApparentCharges(NamedTuple):
                 f"dipoles of {self.frames} frames of {formula} (e.g. {sources[self.first_frame]}) need "
                 f"{self.charges[k]:+.3g} ± {self.errors[k]:.2g} e on atom {k} ({SYMBOLS[self.atomic_numbers[k]]}), "
                 f"where molecules need at most ~1 e (reference sets: ≤ 0.84 e); dipoles in Debye read as e·Å are "
-                f"{1 / DEBYE:.3g}× too large (read in Debye, that charge is {self.charges[k] * DEBYE:+.2g} e): if the file's dipoles are in "
-                "Debye, pass --dipole-unit debye")
+                f"{1 / DEBYE:.3g}× too large (read in Debye, that charge is {self.charges[k] * DEBYE:+.2g} e): if "
+                "the file's dipoles are in Debye, pass --dipole-unit debye")
 
 
 def fit_apparent_charges(positions: np.ndarray, dipoles: np.ndarray, total_charge: float) -> tuple:
