@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, Mapping, Optional
 
 import e3x
 import flax.linen as nn
@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from physnetjax.errors import displayed
 from physnetjax.message_pass import SparseMessagePass, edge_basis_factors
 from physnetjax.model_dispersion import (DISPERSION_CUTOFF_DEFAULT, DispersionParameters, check_dispersion_settings,
                                          dispersion_per_molecule)
@@ -83,7 +84,7 @@ def _received(value) -> str:
     return f"received {value!r} ({type(value).__name__})"
 
 
-def check_field_types(model) -> None:
+def check_field_types(model, names: Optional[Mapping[str, str]] = None) -> None:
     """Raise ValueError naming the first hyperparameter of ``model`` with a wrong type, or a value no model can use.
 
     Integers (``features``, ``n_res``, …) must be integers, distances (``cutoff`` and the other
@@ -91,7 +92,8 @@ def check_field_types(model) -> None:
     ``zbl``, …) booleans. A bool is no number here (``cutoff=True`` would be 1 Å), and no
     string converts ("6" is refused). Ranges checked here (the others in
     :meth:`PhysNet.check_configuration`): ``max_atomic_number`` >= 1, the optional cutoffs
-    None or > 0 and finite, ``total_charge`` finite.
+    None or > 0 and finite, ``total_charge`` finite. ``names``: field → how the messages name it
+    (a command line passes its options, e.g. ``{"cutoff": "--cutoff"}``; by default the field).
     """
     def is_bool(value) -> bool:
         return isinstance(value, (bool, np.bool_))
@@ -104,19 +106,19 @@ def check_field_types(model) -> None:
         if not (value is None and name in _OPTIONAL_INTEGER_FIELDS) and (
                 not isinstance(value, numbers.Integral) or is_bool(value)):
             optional = " or None" if name in _OPTIONAL_INTEGER_FIELDS else ""
-            raise ValueError(f"{name} must be an integer{optional}, {_received(value)}")
+            raise ValueError(f"{displayed(name, names)} must be an integer{optional}, {_received(value)}")
     for name in _DISTANCE_FIELDS + _OPTIONAL_DISTANCE_FIELDS + ("total_charge",):
         value = getattr(model, name)
         if not (value is None and name in _OPTIONAL_DISTANCE_FIELDS) and not is_real(value):
             what = "a charge in e" if name == "total_charge" else "a distance in Å"
             optional = " or None" if name in _OPTIONAL_DISTANCE_FIELDS else ""
-            raise ValueError(f"{name} must be a real number ({what}){optional}, {_received(value)}")
+            raise ValueError(f"{displayed(name, names)} must be a real number ({what}){optional}, {_received(value)}")
     for name in _BOOL_FIELDS:
         value = getattr(model, name)
         if not is_bool(value):
-            raise ValueError(f"{name} must be True or False, {_received(value)}")
+            raise ValueError(f"{displayed(name, names)} must be True or False, {_received(value)}")
     if not isinstance(model.dispersion_functional, str):
-        raise ValueError(f"dispersion_functional must be a functional's name (str), "
+        raise ValueError(f"{displayed('dispersion_functional', names)} must be a functional's name (str), "
                          f"{_received(model.dispersion_functional)}")
     energies = model.element_energies
     if energies is not None and not (isinstance(energies, (tuple, list, np.ndarray))
@@ -124,13 +126,15 @@ def check_field_types(model) -> None:
         raise ValueError("element_energies must be None or a sequence of finite energies in eV, one per element "
                          f"Z = 0..max_atomic_number, {_received(energies)[:200]}")
     if model.max_atomic_number < 1:
-        raise ValueError(f"max_atomic_number must be at least 1, received {model.max_atomic_number}")
+        raise ValueError(f"{displayed('max_atomic_number', names)} must be at least 1, received "
+                         f"{model.max_atomic_number}")
     for name in _OPTIONAL_DISTANCE_FIELDS:
         value = getattr(model, name)
         if value is not None and not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be None or larger than 0 and finite (Å), received {value}")
+            raise ValueError(f"{displayed(name, names)} must be larger than 0 and finite (Å) when given, "
+                             f"received {value}")
     if not math.isfinite(model.total_charge):
-        raise ValueError(f"total_charge must be finite, received {model.total_charge}")
+        raise ValueError(f"{displayed('total_charge', names)} must be finite, received {model.total_charge}")
 
 
 class ZBLParameters(nn.Module):
@@ -260,48 +264,53 @@ class PhysNet(nn.Module):
     radial_mlp: int | None = None
     message_degree: int | None = None
 
-    def check_configuration(self):
-        """Raise ValueError (NotImplementedError for unsupported options) naming any inconsistent setting."""
-        check_field_types(self)
+    def check_configuration(self, names: Optional[Mapping[str, str]] = None):
+        """Raise ValueError (NotImplementedError for unsupported options) naming any inconsistent setting.
+
+        ``names``: field → how the messages name it (a command line passes its options, e.g.
+        ``{"features": "--features"}``); by default the field itself.
+        """
+        def name(field: str) -> str:
+            return displayed(field, names)
+
+        check_field_types(self, names)
         if self.efa:
             raise NotImplementedError(
                 "efa=True (Euclidean fast attention) is not supported by physnetjax"
             )
         if self.n_res < 0:
             raise NotImplementedError(
-                f"n_res={self.n_res} selects the original's attention blocks, which physnetjax "
-                "does not support; use n_res >= 1"
+                f"{name('n_res')}={self.n_res} selects the original's attention blocks, which physnetjax "
+                f"does not support; use {name('n_res')} >= 1"
             )
         if self.n_res == 0:
-            raise ValueError("n_res must be at least 1 (the refinement block needs a residual layer)")
-        if self.num_iterations < 1:
-            raise ValueError(f"num_iterations must be at least 1, received {self.num_iterations}")
+            raise ValueError(f"{name('n_res')} must be at least 1 (the refinement block needs a residual layer)")
+        for field, least in (("features", 1), ("max_degree", 0), ("num_iterations", 1), ("num_basis_functions", 1)):
+            if getattr(self, field) < least:
+                raise ValueError(f"{name(field)} must be at least {least}, received {getattr(self, field)}")
         if not (math.isfinite(self.cutoff) and self.cutoff > 0):
-            raise ValueError(f"cutoff must be larger than 0 and finite, received {self.cutoff}")
+            raise ValueError(f"{name('cutoff')} must be larger than 0 and finite, received {self.cutoff}")
         if self.element_energies is not None and len(self.element_energies) != self.max_atomic_number + 1:
             raise ValueError(
                 f"element_energies must have max_atomic_number + 1 = {self.max_atomic_number + 1} "
                 f"entries, received {len(self.element_energies)}"
             )
         if self.edge_chunk_size is not None and self.edge_chunk_size < 1:
-            raise ValueError(f"edge_chunk_size must be >= 1 or None, received {self.edge_chunk_size}")
+            raise ValueError(f"{name('edge_chunk_size')} must be at least 1 when given, received "
+                             f"{self.edge_chunk_size}")
         check_dispersion_settings(self.dispersion, self.dispersion_functional, self.dispersion_three_body,
-                                  self.dispersion_cutoff, self.dispersion_trainable)
+                                  self.dispersion_cutoff, self.dispersion_trainable, names)
         if self.correlation < 1:
-            raise ValueError(f"correlation must be at least 1, received {self.correlation}")
+            raise ValueError(f"{name('correlation')} must be at least 1, received {self.correlation}")
         if self.radial_mlp is not None and self.radial_mlp < 1:
-            raise ValueError(f"radial_mlp must be None or at least 1, received {self.radial_mlp}")
+            raise ValueError(f"{name('radial_mlp')} must be at least 1 when given, received {self.radial_mlp}")
         if self.message_degree is not None and self.message_degree < self.max_degree:
-            raise ValueError(f"message_degree must be None or at least max_degree = {self.max_degree}, "
-                             f"received {self.message_degree}")
+            raise ValueError(f"{name('message_degree')} must be at least {name('max_degree')} = {self.max_degree} "
+                             f"when given, received {self.message_degree}")
         if self._message_degree > self.max_degree and self.correlation < 2:
-            raise ValueError(f"message_degree {self.message_degree} > max_degree {self.max_degree} needs "
-                             "correlation >= 2: only the product basis couples the higher degrees")
-        if self.features < 1 or self.num_basis_functions < 1 or self.max_degree < 0:
-            raise ValueError(
-                "features and num_basis_functions must be >= 1 and max_degree >= 0, received "
-                f"{self.features}, {self.num_basis_functions}, {self.max_degree}"
-            )
+            raise ValueError(f"{name('message_degree')} {self.message_degree} > {name('max_degree')} "
+                             f"{self.max_degree} needs {name('correlation')} >= 2: only the product basis couples "
+                             "the higher degrees")
 
     @property
     def sr_cutoff(self) -> float:

@@ -14,14 +14,14 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Any
+from typing import Any, Mapping, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax.errors import PhysNetInputWarning
+from physnetjax.errors import PhysNetInputWarning, displayed
 from physnetjax.physics.dispersion import d3_bj_parameters, d3_dispersion_energy, one_direction
 from physnetjax.physics.pairs import pair_displacements
 
@@ -56,20 +56,26 @@ cutoff Å   D3 energy left out       meV per atom
 """
 
 
-def check_dispersion_settings(method, functional: str, three_body: bool, cutoff, trainable: bool) -> None:
-    """Raise ValueError for settings the dispersion term cannot honour.
+def check_dispersion_settings(method, functional: str, three_body: bool, cutoff, trainable: bool,
+                              names: Optional[Mapping[str, str]] = None) -> None:
+    """Raise ValueError for settings the dispersion term cannot honour (``cutoff`` in Å).
 
-    A cutoff below :data:`DISPERSION_CUTOFF_WARN` (Å) gives a
-    :class:`~physnetjax.errors.PhysNetInputWarning` saying what the truncation costs.
+    ``names``: the model's field (``dispersion``, ``dispersion_cutoff``, ``dispersion_trainable``) → how the
+    messages name it (a command line passes its options); by default the field itself. A cutoff below
+    :data:`DISPERSION_CUTOFF_WARN` (Å) gives a :class:`~physnetjax.errors.PhysNetInputWarning` saying what
+    the truncation costs; it names no setting, so that the model's own check at every call repeats the
+    warning of a command line's earlier check word for word (shown once).
     """
     if method is None:
         return
     if method not in DISPERSION_METHODS:
-        raise ValueError(f"dispersion must be None or one of {DISPERSION_METHODS}, received {method!r}")
+        raise ValueError(f"{displayed('dispersion', names)} must be None or one of {DISPERSION_METHODS}, "
+                         f"received {method!r}")
     parameters = d3_bj_parameters(functional)
     if isinstance(cutoff, (bool, np.bool_)) or not isinstance(cutoff, numbers.Real) or not (
             math.isfinite(cutoff) and cutoff > 0):
-        raise ValueError(f"dispersion_cutoff must be a positive, finite distance in Å, received {cutoff!r}")
+        raise ValueError(f"{displayed('dispersion_cutoff', names)} must be a positive, finite distance in Å, "
+                         f"received {cutoff!r}")
     if cutoff < DISPERSION_CUTOFF_WARN:
         if cutoff < 4.0:
             cost = ("even within one molecule (ethanol alone loses 14 / 61 / 100 % of its D3 energy at 3 / 2 / 1 Å); "
@@ -78,17 +84,17 @@ def check_dispersion_settings(method, functional: str, three_body: bool, cutoff,
             cost = ("in liquid ethanol a cutoff of 7.5 / 6 / 5 Å leaves out 4 / 10 / 21 % of the dispersion energy "
                     "(1.0 / 2.7 / 5.4 meV per atom); right only for molecules smaller than the cutoff")
         warnings.warn(
-            f"dispersion_cutoff = {cutoff:g} Å is below {DISPERSION_CUTOFF_WARN:g} Å, half the default "
+            f"the D3 dispersion cutoff of {cutoff:g} Å is below {DISPERSION_CUTOFF_WARN:g} Å, half the default "
             f"{DISPERSION_CUTOFF_DEFAULT:g} Å (the reference s-dftd3 sums D3 pairs to 31.75 Å): D3 pair energies "
             "decay only as C6/r⁶, so every pair and coordination-number count beyond the cutoff is dropped "
-            f"(switched off from {(1 - DISPERSION_SWITCH_FRACTION) * cutoff:g} Å), {cost}; use dispersion_cutoff >= "
-            f"{DISPERSION_CUTOFF_WARN:g} Å", PhysNetInputWarning, stacklevel=2)
+            f"(switched off from {(1 - DISPERSION_SWITCH_FRACTION) * cutoff:g} Å), {cost}; use a dispersion cutoff "
+            f">= {DISPERSION_CUTOFF_WARN:g} Å", PhysNetInputWarning, stacklevel=2)
     if trainable:
         bad = [name for name in TRAINABLE_DAMPING if getattr(parameters, name) <= 0.0]
         if bad:
             raise ValueError(
-                f"dispersion_trainable=True keeps {', '.join(TRAINABLE_DAMPING)} positive through a softplus, "
-                f"but {functional!r} has {', '.join(f'{n} = {getattr(parameters, n)}' for n in bad)}"
+                f"{displayed('dispersion_trainable', names)} keeps {', '.join(TRAINABLE_DAMPING)} positive through "
+                f"a softplus, but {functional!r} has {', '.join(f'{n} = {getattr(parameters, n)}' for n in bad)}"
             )
 
 

@@ -70,7 +70,7 @@ def dftd3_reference(numbers, positions, functional: str = "pbe0", atm: bool = Tr
 
 
 ATM_MODEL_SHORT_CUTOFF = pytest.mark.filterwarnings(
-    r"ignore:dispersion_cutoff = 6 Å is below 7\.5 Å:physnetjax.errors.PhysNetInputWarning")
+    r"ignore:the D3 dispersion cutoff of 6 Å is below 7\.5 Å:physnetjax.errors.PhysNetInputWarning")
 """Filter, for the modules of :func:`atm_model` and its kin, the short-D3-cutoff warning of their chosen 6 Å.
 
 The warning comes at every call of such a model (fixture set-up included); the cutoff is meant (small molecules,

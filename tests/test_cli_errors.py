@@ -432,44 +432,88 @@ def test_train_cli_refuses_a_frame_with_coincident_atoms(tmp_path, capsys):
 
 @pytest.mark.parametrize("option,value,message", [
     ("--max-atomic-number", "6", "element(s) O (Z=8) in 64 frame(s)"),  # the data hold O, the model embeds Z <= 6
-    ("--correlation", "0", "correlation must be at least 1, received 0"),
-    ("--radial-mlp", "0", "radial_mlp must be None or at least 1, received 0"),
-    ("--message-degree", "2", "message_degree 2 > max_degree 1 needs correlation >= 2"),
+    ("--correlation", "0", "--correlation must be at least 1, received 0"),
+    ("--radial-mlp", "0", "--radial-mlp must be at least 1 when given, received 0"),  # main: radial_mlp must be None
+    ("--message-degree", "2", "--message-degree 2 > --max-degree 1 needs --correlation >= 2"),
+    # main: "features and num_basis_functions must be >= 1 and max_degree >= 0, received 0, 16, 1", after reading data
+    ("--features", "0", "--features must be at least 1, received 0"),
+    ("--num-basis-functions", "-1", "--num-basis-functions must be at least 1, received -1"),
+    ("--max-degree", "-1", "--max-degree must be at least 0, received -1"),
+    ("--num-iterations", "0", "--num-iterations must be at least 1, received 0"),  # main: num_iterations
+    ("--message-degree", "0", "--message-degree must be at least --max-degree = 1 when given, received 0"),
 ])
 def test_train_cli_refuses_bad_model_settings_before_writing(tmp_path, capsys, option, value, message):
-    """One error line, exit 2, and no run directory left behind."""
+    """One error line naming the options, exit 2, and no run directory left behind."""
     assert train_main(["--data", str(DATA / "train_ethanol64.npz"), "--out", str(tmp_path / "run"),
                        option, value]) == 2
     assert message in one_line_error(capsys, "train")
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("option,value,message", [
-    ("--learning-rate", "nan", "learning_rate must be > 0 and finite, received nan"),
-    ("--forces-weight", "nan", "forces_weight must be >= 0 and finite, received nan"),
-    ("--energy-weight", "-1", "energy_weight must be >= 0 and finite, received -1.0"),
-    ("--dipole-weight", "-1", "dipole_weight must be >= 0 and finite, received -1.0"),
-    ("--charge-weight", "inf", "charge_weight must be >= 0 and finite, received inf"),
-    ("--cutoff", "nan", "cutoff must be larger than 0 and finite, received nan"),
-    ("--clip-norm", "0", "clip_norm must be > 0 and finite, received 0.0"),
-    ("--warmup-epochs", "-5", "warmup_epochs must be >= 0 and finite, received -5.0"),
-    ("--decay-rate", "0", "decay_rate must be > 0 and finite, received 0.0"),
-    ("--zbl-cutoff", "-1", "zbl_cutoff must be > 0 and finite, received -1.0"),  # trained to E MAE 3109 eV on main
-    ("--force-check-delta", "0", "force_check_delta must be > 0 and finite, received 0.0"),
-    ("--force-check-threshold", "-1", "force_check_threshold must be > 0 and finite, received -1.0"),
-    ("--patience", "0", "patience must be >= 1 (or not given), received 0"),  # main stopped before epoch 1
-    ("--max-time", "inf", "max_time must be > 0 seconds and finite, received inf"),  # main: internal error
-    ("--max-atomic-number", "0", "max_atomic_number must be >= 1 (or not given), received 0"),  # main: largest Z
-    ("--n-res", "-1", "n_res must be >= 1, received -1"),  # main: internal error (NotImplementedError), exit 5
-    # main: "expected non-negative integer", no option named
-    ("--seed", "-1", "seed must be >= 0 (NumPy and JAX take non-negative seeds), received -1"),
+@pytest.mark.parametrize("option,value,message", [  # main named the TrainConfig field in each (learning_rate, ...)
+    ("--learning-rate", "nan", "--learning-rate must be > 0 and finite, received nan"),
+    ("--learning-rate", "0", "--learning-rate must be > 0 and finite, received 0.0"),
+    ("--forces-weight", "nan", "--forces-weight must be >= 0 and finite, received nan"),
+    ("--energy-weight", "-1", "--energy-weight must be >= 0 and finite, received -1.0"),
+    ("--charges --dipole-weight", "-1", "--dipole-weight must be >= 0 and finite, received -1.0"),
+    ("--charges --charge-weight", "inf", "--charge-weight must be >= 0 and finite, received inf"),
+    ("--cutoff", "nan", "--cutoff must be larger than 0 and finite, received nan"),
+    ("--clip-norm", "0", "--clip-norm must be > 0 and finite, received 0.0"),
+    ("--warmup-epochs", "-5", "--warmup-epochs must be >= 0 and finite, received -5.0"),
+    ("--schedule exponential --decay-rate", "0", "--decay-rate must be > 0 and finite, received 0.0"),
+    ("--zbl --zbl-cutoff", "-1", "--zbl-cutoff must be > 0 and finite, received -1.0"),  # trained to 3109 eV MAE
+    ("--force-check-delta", "0", "--force-check-delta must be > 0 and finite, received 0.0"),
+    ("--force-check-threshold", "-1", "--force-check-threshold must be > 0 and finite, received -1.0"),
+    ("--patience", "0", "--patience must be >= 1 (or not given), received 0"),  # an older main stopped before epoch 1
+    ("--max-time", "inf", "--max-time must be > 0 seconds and finite, received inf"),
+    ("--max-atomic-number", "0", "--max-atomic-number must be >= 1 (or not given), received 0"),
+    ("--n-res", "-1", "--n-res must be >= 1, received -1"),
+    ("--seed", "-1", "--seed must be >= 0 (NumPy and JAX take non-negative seeds), received -1"),
+    ("--epochs", "0", "--epochs must be >= 1, received 0"),
+    ("--batch-size", "-1", "--batch-size must be >= 1, received -1"),
+    ("--log-every", "0", "--log-every must be >= 1, received 0"),
+    ("--ema-decay", "1", "--ema-decay must be in [0, 1), received 1.0"),
+    ("--ensemble", "0", "--ensemble must be >= 1 member, received 0"),
+    ("--bootstrap --ensemble", "1", "--bootstrap resamples the training frames per ensemble member; it needs "
+                                    "--ensemble >= 2, received 1"),
+    ("--force-sign", "0", "--force-sign must be 1 (F = -dE/dR) or -1 (the file stores +dE/dR), received 0"),
+    ("--final-stage", "1", "--final-stage must be a fraction of the run in [0, 1), received 1.0"),
+    ("--checkpoint-interval-s", "nan", "--checkpoint-interval-s must be >= 0 seconds, received nan"),
+    ("--dispersion d3bj --dispersion-cutoff", "0", "--dispersion-cutoff must be a positive, finite distance in Å, "
+                                                   "received 0.0"),
+    ("--dispersion d3bj --dispersion-functional dsdpbep86 --dispersion-trainable", "",
+     "--dispersion-trainable keeps s6, s8, a1, a2 positive through a softplus, but 'dsdpbep86' has s8 = 0.0"),
 ])
 def test_train_cli_refuses_bad_numbers_before_writing(tmp_path, capsys, option, value, message):
-    """NaN, infinite, zero or negative values where none is meaningful: one error line, exit 2, no run directory."""
+    """NaN, infinite, zero or negative values where none is meaningful: one error line naming the option, exit 2,
+    no run directory."""
+    options = option.split() + ([value] if value else [])
     assert train_main(["--data", str(DATA / "train_ethanol64.npz"), "--out", str(tmp_path / "run"),
-                       "--features", "8", "--epochs", "1", "--no-progress", "--no-plots", option, value]) == 2
-    assert message in one_line_error(capsys, "train")
+                       "--features", "8", "--epochs", "1", "--no-progress", "--no-plots", *options]) == 2
+    assert f"train: error: {message}" in one_line_error(capsys, "train")
     assert not (tmp_path / "run").exists()
+
+
+def test_train_cli_resume_names_the_option_of_a_bad_override(tmp_path, capsys):
+    """On main --resume RUN --epochs 0 said "epochs must be >= 1, received 0"."""
+    run = tmp_path / "run"
+    run.mkdir()
+    TrainConfig(data=[str(DATA / "train_ethanol64.npz")], out=str(run), features=8).save(run / "config.json")
+    assert train_main(["--resume", str(run), "--epochs", "0"]) == 2
+    assert one_line_error(capsys, "train").endswith("train: error: --epochs must be >= 1, received 0")
+
+
+@pytest.mark.parametrize("settings,message", [
+    (dict(learning_rate=0.0), "^learning_rate must be > 0 and finite, received 0.0$"),
+    (dict(features=0), "^features must be at least 1, received 0$"),
+    (dict(max_degree=1, message_degree=2), r"^message_degree 2 > max_degree 1 needs correlation >= 2"),
+    (dict(dispersion="d3bj", dispersion_cutoff=-1.0), "^dispersion_cutoff must be a positive, finite distance"),
+])
+def test_train_config_names_its_fields_in_python(settings, message):
+    """Only a command line passes its option names; TrainConfig from Python names the fields."""
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**settings)
+    assert "names" not in TrainConfig(names={"features": "--features"}).to_dict()
 
 
 def _add_bogus_key(text: str) -> str:

@@ -39,7 +39,7 @@ def test_higher_message_degree_grows_the_first_messages_not_the_features():
     # everything else (later passes, embedding, refinement, heads) keeps max_degree's size
     assert {name: value for name, value in grown.items() if name not in ("MessagePass_0", "ProductBasis_0")} == \
         {name: value for name, value in plain.items() if name not in ("MessagePass_0", "ProductBasis_0")}
-    with pytest.raises(ValueError, match="message_degree must be None or at least max_degree = 1, received 0"):
+    with pytest.raises(ValueError, match="message_degree must be at least max_degree = 1 when given, received 0"):
         parameter_shapes(message_degree=0, correlation=3)
     with pytest.raises(ValueError, match="message_degree 2 > max_degree 1 needs correlation >= 2"):
         parameter_shapes(message_degree=2)

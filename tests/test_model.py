@@ -344,7 +344,7 @@ def test_unsupported_options_raise(kwargs, error, match):
     (dict(charges=1), r"charges must be True or False, received 1 \(int\)"),
     (dict(total_charge=float("nan")), r"total_charge must be finite, received nan"),
     (dict(coulomb_lr_cutoff="10"), r"coulomb_lr_cutoff must be a real number \(a distance in Å\) or None"),
-    (dict(zbl_cutoff=-1.0), r"zbl_cutoff must be None or larger than 0 and finite \(Å\), received -1.0"),
+    (dict(zbl_cutoff=-1.0), r"zbl_cutoff must be larger than 0 and finite \(Å\) when given, received -1.0"),
     (dict(max_atomic_number=0), r"max_atomic_number must be at least 1, received 0"),
     (dict(dispersion_functional=3), r"dispersion_functional must be a functional's name \(str\), received 3"),
     (dict(element_energies=(0.0, "1")), r"element_energies must be None or a sequence of finite energies in eV"),

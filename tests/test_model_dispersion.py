@@ -110,12 +110,12 @@ def test_invalid_settings_are_refused():
 
 def test_a_dispersion_cutoff_far_below_what_d3_needs_warns_with_its_cost():
     """dispersion_cutoff=0.001 gave a dispersion energy of exactly 0 without a word."""
-    with pytest.warns(PhysNetInputWarning, match=r"dispersion_cutoff = 0.001 Å is below 7.5 Å, half the default "
-                                                 r"15 Å \(the reference s-dftd3 sums D3 pairs to 31.75 Å\).* even "
-                                                 r"within one molecule .*; use dispersion_cutoff >= 7.5 Å"):
+    with pytest.warns(PhysNetInputWarning, match=r"the D3 dispersion cutoff of 0.001 Å is below 7.5 Å, half the "
+                                                 r"default 15 Å \(the reference s-dftd3 sums D3 pairs to 31.75 Å\)"
+                                                 r".* even within one molecule .*; use a dispersion cutoff >= 7.5 Å"):
         PhysNet(**SMALL, dispersion="d3bj", dispersion_cutoff=0.001).check_configuration()
-    with pytest.warns(PhysNetInputWarning, match=r"dispersion_cutoff = 5 Å .* \(switched off from 4 Å\), in liquid "
-                                                 r"ethanol .* leaves out 4 / 10 / 21 % of the dispersion energy"):
+    with pytest.warns(PhysNetInputWarning, match=r"the D3 dispersion cutoff of 5 Å .* \(switched off from 4 Å\), in "
+                                                 r"liquid ethanol .* leaves out 4 / 10 / 21 % of the dispersion"):
         with_dispersion(PhysNet(**SMALL), cutoff=5.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PhysNetInputWarning)
@@ -188,7 +188,8 @@ def test_trainer_flags_build_a_dispersion_model():
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings(r"ignore:dispersion_cutoff = 7 Å is below 7\.5 Å:physnetjax.errors.PhysNetInputWarning")
+@pytest.mark.filterwarnings(
+    r"ignore:the D3 dispersion cutoff of 7 Å is below 7\.5 Å:physnetjax.errors.PhysNetInputWarning")
 def test_periodic_stress_and_forces_of_the_dispersion_term_match_finite_differences():
     from physnetjax import predict_periodic
 

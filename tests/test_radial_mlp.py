@@ -52,7 +52,7 @@ def test_radial_mlp_adds_only_its_kernels_and_off_is_physnet():
         assert added == {"radial_mlp_0", "radial_mlp_1"}
         assert with_mlp["params"][name]["filter"]["radial_mlp_0"]["kernel"].shape == (5, 6)
         assert with_mlp["params"][name]["filter"]["0+"]["kernel"].shape == (6, 4)
-    with pytest.raises(ValueError, match="radial_mlp must be None or at least 1, received 0"):
+    with pytest.raises(ValueError, match="radial_mlp must be at least 1 when given, received 0"):
         init_params(PhysNet(radial_mlp=0, **kwargs))
 
 

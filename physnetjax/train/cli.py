@@ -102,6 +102,8 @@ HELP = {
     "log_every": "print the summary line every N epochs (best epochs always)",
 }
 CHOICES = {"dispersion": DISPERSION_METHODS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES, "best_metric": BEST_METRICS}
+OPTION_OF = {field.name: "--" + field.name.replace("_", "-") for field in dataclasses.fields(TrainConfig)}
+""":class:`TrainConfig` field → the option that sets it: the names in the messages of its checks."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,7 +187,7 @@ def main(argv=None) -> int:
 
     with progress_logging(level, verbose):
         if run_dir is not None:
-            resume(run_dir, allow_changed_data=allow_changed_data, on_start=keep_config, **settings)
+            resume(run_dir, allow_changed_data=allow_changed_data, on_start=keep_config, names=OPTION_OF, **settings)
         else:
-            train(TrainConfig(**settings), on_start=keep_config)
+            train(TrainConfig(**settings, names=OPTION_OF), on_start=keep_config)
     return 0

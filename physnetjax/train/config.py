@@ -10,10 +10,10 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
-from physnetjax.model import ZBL_CUTOFF_DEFAULT
-from physnetjax.model_dispersion import check_dispersion_settings
+from physnetjax.errors import displayed
+from physnetjax.model import ZBL_CUTOFF_DEFAULT, PhysNet
 
 OPTIMIZERS = ("amsgrad", "adam", "adamw")
 SCHEDULES = ("constant", "exponential", "cosine", "plateau")
@@ -194,45 +194,61 @@ class TrainConfig:
     plots: bool = True
     log_every: int = 1
 
-    def __post_init__(self):
-        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("loss", LOSSES),
-                              ("best_metric", BEST_METRICS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, received {getattr(self, name)!r}")
-        for name in ("epochs", "batch_size", "log_every", "n_res"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, received {getattr(self, name)}")
-        for name in ("patience", "max_atomic_number"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1 (or not given), received {getattr(self, name)}")
-        for name in POSITIVE_SETTINGS:
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
-                raise ValueError(f"{name} must be > 0 and finite, received {getattr(self, name)}")
-        for name in NON_NEGATIVE_SETTINGS:
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ValueError(f"{name} must be >= 0 and finite, received {getattr(self, name)}")
+    names: dataclasses.InitVar[Optional[Mapping[str, str]]] = None
+
+    def __post_init__(self, names: Optional[Mapping[str, str]] = None):
+        """Check every setting, the architecture's with :meth:`physnetjax.PhysNet.check_configuration`; ValueError
+        naming it as ``names`` does (a command line passes its options, e.g. ``{"learning_rate": "--learning-rate"}``;
+        by default the field names). ``names`` is not kept."""
+        def name(field: str) -> str:
+            return displayed(field, names)
+
+        for field, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("loss", LOSSES),
+                               ("best_metric", BEST_METRICS)):
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"{name(field)} must be one of {allowed}, received {getattr(self, field)!r}")
+        for field in ("epochs", "batch_size", "log_every", "n_res"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{name(field)} must be >= 1, received {getattr(self, field)}")
+        for field in ("patience", "max_atomic_number"):
+            if getattr(self, field) is not None and getattr(self, field) < 1:
+                raise ValueError(f"{name(field)} must be >= 1 (or not given), received {getattr(self, field)}")
+        for field in POSITIVE_SETTINGS:
+            if not (math.isfinite(getattr(self, field)) and getattr(self, field) > 0):
+                raise ValueError(f"{name(field)} must be > 0 and finite, received {getattr(self, field)}")
+        for field in NON_NEGATIVE_SETTINGS:
+            if not (math.isfinite(getattr(self, field)) and getattr(self, field) >= 0):
+                raise ValueError(f"{name(field)} must be >= 0 and finite, received {getattr(self, field)}")
         if self.seed < 0:
-            raise ValueError(f"seed must be >= 0 (NumPy and JAX take non-negative seeds), received {self.seed}")
+            raise ValueError(f"{name('seed')} must be >= 0 (NumPy and JAX take non-negative seeds), received "
+                             f"{self.seed}")
         if self.ensemble < 1:
-            raise ValueError(f"ensemble must be >= 1 member, received {self.ensemble}")
+            raise ValueError(f"{name('ensemble')} must be >= 1 member, received {self.ensemble}")
         if self.bootstrap and self.ensemble < 2:
-            raise ValueError("bootstrap resamples the training frames per ensemble member; it needs --ensemble K >= 2")
+            raise ValueError(f"{name('bootstrap')} resamples the training frames per ensemble member; it needs "
+                             f"{name('ensemble')} >= 2, received {self.ensemble}")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), received {self.ema_decay}")
+            raise ValueError(f"{name('ema_decay')} must be in [0, 1), received {self.ema_decay}")
         if self.force_sign not in (1, -1):
-            raise ValueError(f"force_sign must be 1 (F = -dE/dR) or -1 (the file stores +dE/dR), "
+            raise ValueError(f"{name('force_sign')} must be 1 (F = -dE/dR) or -1 (the file stores +dE/dR), "
                              f"received {self.force_sign}")
         if self.max_time is not None and not (math.isfinite(self.max_time) and self.max_time > 0):
-            raise ValueError(f"max_time must be > 0 seconds and finite, received {self.max_time}")
+            raise ValueError(f"{name('max_time')} must be > 0 seconds and finite, received {self.max_time}")
         if not 0.0 <= self.final_stage < 1.0:
-            raise ValueError(f"final_stage must be a fraction of the run in [0, 1), received {self.final_stage}")
+            raise ValueError(f"{name('final_stage')} must be a fraction of the run in [0, 1), received "
+                             f"{self.final_stage}")
         if not self.checkpoint_interval_s >= 0:
-            raise ValueError(f"checkpoint_interval_s must be >= 0 seconds, received {self.checkpoint_interval_s}")
-        if self.dispersion is not None:
-            check_dispersion_settings(self.dispersion, self.dispersion_functional, False, self.dispersion_cutoff,
-                                      self.dispersion_trainable)
+            raise ValueError(f"{name('checkpoint_interval_s')} must be >= 0 seconds, received "
+                             f"{self.checkpoint_interval_s}")
+        PhysNet(**self.model_settings()).check_configuration(names)
         if isinstance(self.data, (str, Path)):
             self.data = [str(self.data)]
+
+    def model_settings(self) -> dict:
+        """The :data:`ARCHITECTURE_SETTINGS` as :class:`physnetjax.PhysNet` keywords (``max_atomic_number`` left
+        out while None: the data's largest Z decides it)."""
+        return {field: getattr(self, field) for field in ARCHITECTURE_SETTINGS
+                if not (field == "max_atomic_number" and self.max_atomic_number is None)}
 
     @classmethod
     def from_preset(cls, preset: str = "fast", **settings) -> "TrainConfig":

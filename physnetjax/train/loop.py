@@ -55,6 +55,7 @@ import time
 import warnings
 from datetime import datetime
 from pathlib import Path
+from typing import Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -130,15 +131,7 @@ def _point(link: Path, target: Path) -> None:
 
 def build_model(config: TrainConfig, max_atomic_number: int) -> PhysNet:
     """The PhysNet to train (no element energies: the trainer fits and adds them)."""
-    return PhysNet(
-        features=config.features, max_degree=config.max_degree, num_iterations=config.num_iterations,
-        correlation=config.correlation, radial_mlp=config.radial_mlp, message_degree=config.message_degree,
-        num_basis_functions=config.num_basis_functions, cutoff=config.cutoff,
-        max_atomic_number=max_atomic_number, charges=config.charges, n_res=config.n_res, zbl=config.zbl,
-        zbl_cutoff=config.zbl_cutoff,
-        dispersion=config.dispersion, dispersion_functional=config.dispersion_functional,
-        dispersion_cutoff=config.dispersion_cutoff, dispersion_trainable=config.dispersion_trainable,
-    )
+    return PhysNet(**{**config.model_settings(), "max_atomic_number": max_atomic_number})
 
 
 _COMPILED: dict = {}
@@ -1178,7 +1171,8 @@ def train(config: TrainConfig, clock=time.monotonic, on_start=None) -> dict:
     return trainer.run()
 
 
-def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_start=None, **overrides) -> dict:
+def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_start=None,
+           names: Optional[Mapping[str, str]] = None, **overrides) -> dict:
     """Continue the run in ``run_dir`` exactly from its last complete epoch.
 
     ``overrides`` may change only :data:`RESUME_OVERRIDES` (e.g. more ``epochs``); an
@@ -1186,7 +1180,8 @@ def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_s
     be passed again). The updated ``config.json`` is written only once the run is set up
     and its checkpoint restored, so a refused resume (changed data, a time budget added
     or removed) leaves the run's settings as they were. ``on_start(config, run_dir)`` as
-    in :func:`train`, after the updated ``config.json`` is written.
+    in :func:`train`, after the updated ``config.json`` is written. ``names``: setting → how the messages of
+    the overrides' checks name it (a command line passes its options), as :class:`TrainConfig` takes it.
 
     Raises:
       DataError: a data file's content differs from the one the run recorded
@@ -1205,7 +1200,7 @@ def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_s
                          "start a new run with --init-from instead")
     for key, value in overrides.items():
         setattr(config, key, value)
-    config.__post_init__()
+    config.__post_init__(names)
     missing = [path for path in config.data or [] if not Path(path).exists()]
     if missing:
         raise FileNotFoundError(f"{', '.join(missing)}, the data of {run_dir} (its config.json 'data'), does not exist "
