@@ -291,11 +291,24 @@ def test_train_cli_bad_data_leaves_no_run_directory(tmp_path, capsys, kind, matc
     assert not (tmp_path / "runs").exists()
 
 
-def test_train_cli_refused_split_leaves_no_run_and_retry_works_the_same(tmp_path, capsys):
+@pytest.mark.parametrize("options,message", [
+    (["--valid", "1.5"], "--valid 1.5 is neither a fraction < 1 nor a whole number of frames; use e.g. --valid 0.15 "
+                         "(fraction) or --valid 2 (frames)"),  # main: "valid=1.5 is neither ..."
+    (["--valid", "inf"], "--valid must be a finite number >= 0 (a fraction < 1 or a whole number of frames), received "
+                         "inf"),  # main: internal error (OverflowError), exit 5
+    (["--test", "nan"], "--test must be a finite number >= 0 (a fraction < 1 or a whole number of frames), received "
+                        "nan"),  # main: "test must be >= 0, received nan"
+    # main: "cannot split 64 frames into train=58, valid=0, test=6: ... valid=0.001 gives none, ... such as valid=1"
+    (["--valid", "0.001"], "cannot split 64 frames: the validation split needs at least 1 frame (it selects the best "
+                           "checkpoint); --valid 0.001 gives none, give a frame count such as --valid 1"),
+    (["--valid", "40", "--test", "40"], "cannot split 64 frames: 40 validation and 40 test frames leave none to "
+                                        "train on; lower --valid or --test"),  # main: "train=-16, ... lower valid"
+])
+def test_train_cli_refused_split_leaves_no_run_and_retry_works_the_same(tmp_path, capsys, options, message):
     out = tmp_path / "run"
     for _ in range(2):
-        assert train_main(["--data", str(DATA / "train_ethanol64.npz"), "--out", str(out), "--valid", "1.5"]) == 2
-        assert "valid=1.5 is neither a fraction < 1 nor a whole number" in one_line_error(capsys, "train")
+        assert train_main(["--data", str(DATA / "train_ethanol64.npz"), "--out", str(out), *options]) == 2
+        assert one_line_error(capsys, "train").endswith(f"train: error: {message}")
         assert not out.exists()
 
 

@@ -197,14 +197,37 @@ def test_split_is_reproducible_and_disjoint():
     with pytest.raises(ValueError, match="'valid' is empty"):
         check_split({"train": [0, 1], "valid": np.zeros(0, int)}, 10)
     # on main these said only "cannot split 5 frames into train=5, valid=0, test=0", neither why nor what to change
-    with pytest.raises(ValueError, match=r"train=5, valid=0, test=0: the validation split needs at least 1 frame .*"
+    with pytest.raises(ValueError, match=r"cannot split 5 frames: the validation split needs at least 1 frame .*"
                                          r"valid=0.1 gives none, give a frame count such as valid=1"):
         random_split(5)
-    with pytest.raises(ValueError,
-                       match=r"train=0, valid=3, test=2: no frame is left to train on; lower valid or test"):
+    with pytest.raises(ValueError, match=r"5 frames: 3 validation and 2 test frames leave none to train on; lower "
+                                         r"valid or test"):
         random_split(5, valid=3, test=2)
-    with pytest.raises(ValueError, match=r"train=4, valid=1, test=1: the parts need 6 frames; lower train, valid or"):
+    with pytest.raises(ValueError, match=r"into 4 training, 1 validation and 1 test frames: they need 6; lower train, "
+                                         r"valid or test"):
         random_split(5, valid=1, test=1, train=4)
+
+
+@pytest.mark.parametrize("sizes,keyword_message,option_message", [
+    # main: OverflowError (an internal error of the CLIs), and "valid must be >= 0, received nan"
+    (dict(valid=float("inf")), "valid must be a finite number >= 0 (a fraction < 1 or a whole number of frames), "
+                               "received inf", "--valid must be a finite number >= 0"),
+    (dict(test=float("nan")), "test must be a finite number >= 0", "--test must be a finite number >= 0"),
+    (dict(train=1.5), "train=1.5 is neither a fraction < 1 nor a whole number of frames; use e.g. train=0.15 "
+                      "(fraction) or train=2 (frames)", "--train 1.5 is neither a fraction < 1 nor a whole number of "
+                                                        "frames; use e.g. --train 0.15 (fraction) or --train 2"),
+    # main: "... lower valid or test", which would not help
+    (dict(train=0.01), "cannot split 20 frames: train=0.01 gives no training frame; give a frame count such as "
+                       "train=1", "--train 0.01 gives no training frame; give a frame count such as --train 1"),
+    (dict(valid=0.01), "valid=0.01 gives none, give a frame count such as valid=1",
+     "--valid 0.01 gives none, give a frame count such as --valid 1"),
+])
+def test_split_sizes_are_checked_and_named(sizes, keyword_message, option_message):
+    """By keyword from Python; by the options a command line passes as ``names``."""
+    with pytest.raises(ValueError, match=re.escape(keyword_message)):
+        random_split(20, **sizes)
+    with pytest.raises(ValueError, match=re.escape(option_message)):
+        random_split(20, **sizes, names={"valid": "--valid", "test": "--test", "train": "--train"})
 
 
 def test_element_energy_fit_recovers_references_in_float64():

@@ -20,7 +20,7 @@ def started(monkeypatch):
     """The TrainConfig the CLI would train (nothing is trained), and the resolved config.toml it writes."""
     seen = {}
 
-    def fake_train(config, on_start=None):
+    def fake_train(config, on_start=None, names=None):
         seen["config"] = config
         on_start(config, seen["directory"])
 

@@ -2,50 +2,76 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Mapping, Optional
 
 import numpy as np
 
+from physnetjax.errors import displayed
 from physnetjax.npz_file import NpzReadError, read_npz
 
 SPLITS = ("train", "valid", "test")
 
 
-def _count(value: float, total: int, name: str) -> int:
-    """A fraction in [0, 1) of ``total`` frames, or a whole count ≥ 1 (1.5 is neither: ValueError)."""
-    if not value >= 0:
-        raise ValueError(f"{name} must be >= 0, received {value}")
+def _setting(keyword: str, value, names: Optional[Mapping[str, str]]) -> str:
+    """``valid=0.1`` by keyword, or ``--valid 0.1`` by the option ``names`` gives for it."""
+    name = displayed(keyword, names)
+    return f"{keyword}={value}" if name == keyword else f"{name} {value}"
+
+
+def check_split_size(value: float, keyword: str, names: Optional[Mapping[str, str]] = None) -> None:
+    """Raise ValueError unless ``value`` (the size of split ``keyword``) is a fraction in [0, 1) or a whole number
+    of frames; the message names it as ``names`` does (a command line passes its options), by default by keyword.
+    """
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{displayed(keyword, names)} must be a finite number >= 0 (a fraction < 1 or a whole number "
+                         f"of frames), received {value}")
     if value >= 1 and value != int(value):
-        raise ValueError(f"{name}={value} is neither a fraction < 1 nor a whole number of frames; "
-                         f"use e.g. {name}={value / 10:g} (fraction) or {name}={int(round(value))} (frames)")
+        raise ValueError(f"{_setting(keyword, value, names)} is neither a fraction < 1 nor a whole number of frames; "
+                         f"use e.g. {_setting(keyword, f'{value / 10:g}', names)} (fraction) or "
+                         f"{_setting(keyword, int(round(value)), names)} (frames)")
+
+
+def _count(value: float, total: int, keyword: str, names: Optional[Mapping[str, str]]) -> int:
+    """A fraction in [0, 1) of ``total`` frames, or a whole count ≥ 1 (1.5 is neither: ValueError)."""
+    check_split_size(value, keyword, names)
     return int(round(value * total)) if value < 1 else int(value)
 
 
 def random_split(num_frames: int, valid: float = 0.1, test: float = 0.1, seed: int = 0,
-                 train: float | None = None) -> dict[str, np.ndarray]:
+                 train: float | None = None, names: Optional[Mapping[str, str]] = None) -> dict[str, np.ndarray]:
     """Shuffle ``range(num_frames)`` with ``seed`` and cut it into train/valid/test.
 
     ``valid``, ``test`` and ``train`` are fractions (< 1) or frame counts (≥ 1);
     ``train=None`` takes all remaining frames. The same arguments always give the
-    same split. Returns sorted int64 index arrays.
+    same split. Returns sorted int64 index arrays. ``names``: keyword → how the messages
+    name it (a command line passes its options, e.g. ``{"valid": "--valid"}``).
 
     Raises:
-      ValueError: if the parts need more frames than there are, or train/valid is empty.
+      ValueError: a size that is neither a fraction nor a whole number, parts that need more frames than there
+        are, or an empty train or valid part.
     """
-    n_valid = _count(valid, num_frames, "valid")
-    n_test = _count(test, num_frames, "test")
-    n_train = num_frames - n_valid - n_test if train is None else _count(train, num_frames, "train")
-    if n_train < 1 or n_valid < 1 or n_train + n_valid + n_test > num_frames:
-        if n_valid < 1:
-            reason = (f"the validation split needs at least 1 frame (it selects the best checkpoint); valid={valid:g} "
-                      f"gives none, give a frame count such as valid=1")
-        elif n_train + n_valid + n_test > num_frames:
-            reason = f"the parts need {n_train + n_valid + n_test} frames; lower train, valid or test"
-        else:
-            reason = "no frame is left to train on; lower valid or test"
-        raise ValueError(
-            f"cannot split {num_frames} frames into train={n_train}, valid={n_valid}, test={n_test}: {reason}"
-        )
+    def shown(keyword: str) -> str:
+        return displayed(keyword, names)
+
+    n_valid = _count(valid, num_frames, "valid", names)
+    n_test = _count(test, num_frames, "test", names)
+    n_train = num_frames - n_valid - n_test if train is None else _count(train, num_frames, "train", names)
+    if n_valid < 1:
+        raise ValueError(f"cannot split {num_frames} frames: the validation split needs at least 1 frame (it selects "
+                         f"the best checkpoint); {_setting('valid', f'{valid:g}', names)} gives none, give a frame "
+                         f"count such as {_setting('valid', 1, names)}")
+    if n_train < 1 and train is None:
+        raise ValueError(f"cannot split {num_frames} frames: {n_valid} validation and {n_test} test frames leave "
+                         f"none to train on; lower {shown('valid')} or {shown('test')}")
+    if n_train < 1:
+        raise ValueError(f"cannot split {num_frames} frames: {_setting('train', f'{train:g}', names)} gives no "
+                         f"training frame; give a frame count such as {_setting('train', 1, names)}")
+    if n_train + n_valid + n_test > num_frames:
+        raise ValueError(f"cannot split {num_frames} frames into {n_train} training, {n_valid} validation and "
+                         f"{n_test} test frames: they need {n_train + n_valid + n_test}; lower {shown('train')}, "
+                         f"{shown('valid')} or {shown('test')}")
     order = np.random.default_rng(seed).permutation(num_frames)
     parts = np.split(order, [n_train, n_train + n_valid, n_train + n_valid + n_test])[:3]
     return {name: np.sort(part).astype(np.int64) for name, part in zip(SPLITS, parts)}

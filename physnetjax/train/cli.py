@@ -189,5 +189,5 @@ def main(argv=None) -> int:
         if run_dir is not None:
             resume(run_dir, allow_changed_data=allow_changed_data, on_start=keep_config, names=OPTION_OF, **settings)
         else:
-            train(TrainConfig(**settings, names=OPTION_OF), on_start=keep_config)
+            train(TrainConfig(**settings, names=OPTION_OF), on_start=keep_config, names=OPTION_OF)
     return 0

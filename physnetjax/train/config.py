@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Mapping, Optional
 
+from physnetjax.data.split import check_split_size
 from physnetjax.errors import displayed
 from physnetjax.model import ZBL_CUTOFF_DEFAULT, PhysNet
 
@@ -219,6 +220,9 @@ class TrainConfig:
         for field in NON_NEGATIVE_SETTINGS:
             if not (math.isfinite(getattr(self, field)) and getattr(self, field) >= 0):
                 raise ValueError(f"{name(field)} must be >= 0 and finite, received {getattr(self, field)}")
+        for field in ("valid", "test", "train"):
+            if getattr(self, field) is not None:
+                check_split_size(getattr(self, field), field, names)
         if self.seed < 0:
             raise ValueError(f"{name('seed')} must be >= 0 (NumPy and JAX take non-negative seeds), received "
                              f"{self.seed}")

@@ -179,12 +179,14 @@ def edited_settings(mine: dict, recorded: dict, *, names: set, skipped: set) -> 
 class Trainer:
     """One run: holds data, model, compiled steps and host state; :meth:`run` trains.
 
-    Use :func:`train` / :func:`resume` rather than this class directly.
+    Use :func:`train` / :func:`resume` rather than this class directly. ``names``: setting → how the
+    messages of the checks that need the data (the split sizes) name it; a command line passes its options.
     """
 
     def __init__(self, config: TrainConfig, run_dir: Path, resuming: bool, allow_changed_data: bool = False,
-                 clock=time.monotonic):
+                 clock=time.monotonic, names: Optional[Mapping[str, str]] = None):
         self.config = config
+        self.names = names
         self.run_dir = run_dir
         self.resuming = resuming
         self.allow_changed_data = allow_changed_data
@@ -277,7 +279,7 @@ class Trainer:
                 self._check_split_file_covers_data()
             else:
                 self.split = random_split(len(self.dataset), self.config.valid, self.config.test, self.config.seed,
-                                          self.config.train)
+                                          self.config.train, names=self.names)
             save_split(split_path, self.split)
         self.split_sha256 = file_sha256(split_path)
 
@@ -1111,7 +1113,8 @@ def default_run_dir() -> Path:
     return candidate
 
 
-def train(config: TrainConfig, clock=time.monotonic, on_start=None) -> dict:
+def train(config: TrainConfig, clock=time.monotonic, on_start=None,
+          names: Optional[Mapping[str, str]] = None) -> dict:
     """Train a fresh run (or one started from ``config.init_from`` weights); returns the final summary.
 
     The data are read and validated, the split and the model set up, before
@@ -1121,7 +1124,9 @@ def train(config: TrainConfig, clock=time.monotonic, on_start=None) -> dict:
     to resume) is replaced; one with a checkpoint, or with files the trainer does not
     write, is refused.
     ``on_start(config, run_dir)``, if given, is called right after ``config.json`` is
-    written, before the first epoch (the CLI writes ``config.toml`` there).
+    written, before the first epoch (the CLI writes ``config.toml`` there). ``names``: setting → how the
+    messages of the checks that need the data (a split size that gives no validation frame) name it;
+    a command line passes its options, as to :class:`TrainConfig`.
 
     Settings that differ from their defaults but would do nothing are refused first
     (:func:`~physnetjax.train.config.unused_settings`, e.g. ``weight_decay`` without
@@ -1156,7 +1161,7 @@ def train(config: TrainConfig, clock=time.monotonic, on_start=None) -> dict:
     if config.data is None:
         config.data = [str(bundled_dataset_path())]
     try:
-        trainer = Trainer(config, run_dir, resuming=False, clock=clock)
+        trainer = Trainer(config, run_dir, resuming=False, clock=clock, names=names)
     except BaseException:
         for name in SETUP_FILES:
             (run_dir / name).unlink(missing_ok=True)
@@ -1207,7 +1212,8 @@ def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_s
                                 "(moved or deleted?): put the file back at that path to resume (its content is "
                                 "checked against the run's SHA-256), or start a new run with --init-from "
                                 f"{run_dir / 'best'} --data NEW_PATH")
-    trainer = Trainer(config, run_dir, resuming=True, allow_changed_data=allow_changed_data, clock=clock)
+    trainer = Trainer(config, run_dir, resuming=True, allow_changed_data=allow_changed_data, clock=clock,
+                      names=names)
     if "epochs" in overrides and config.max_time is None and config.epochs <= trainer.epoch:
         raise ValueError(f"--epochs {config.epochs} is the total number of epochs, and {run_dir} has trained "
                          f"{trainer.epoch} already: nothing would be trained. For N more epochs pass --epochs "
