@@ -255,14 +255,21 @@ def test_cli_loop_with_gfn2_xtb_labels(tmp_path, capsys):
     (["--md-steps", "0"], "error: --md-steps must be >= 1, received 0"),
     (["--min-rmsd", "0"], "error: --min-rmsd must be > 0"),
     (["--min-distance", "-1"], "error: --min-distance must be >= 0"),
-    (["--message-degree", "2"], "message_degree 2 > max_degree 1 needs correlation >= 2"),
+    # main named the trainer's and the model's fields: message_degree, features, learning_rate, seed, max_time, ...
+    (["--message-degree", "2"], "error: --message-degree 2 > --max-degree 1 needs --correlation >= 2"),
+    (["--features", "0"], "error: --features must be at least 1, received 0"),
+    (["--cutoff", "nan"], "error: --cutoff must be larger than 0 and finite, received nan"),
+    (["--learning-rate", "-1"], "error: --learning-rate must be > 0 and finite, received -1.0"),
+    (["--seed", "-1"], "error: --seed must be >= 0 (NumPy and JAX take non-negative seeds), received -1"),
+    (["--max-time", "0"], "error: --max-time must be > 0 seconds and finite, received 0.0"),
+    (["--valid", "inf"], "error: --valid must be a fraction in (0, 1) or a whole number of frames >= 1, received "
+                         "inf"),  # main: internal error (OverflowError)
     (["--timestep", "-1"], "error: --timestep must be finite and > 0 fs, received -1.0"),
     (["--friction", "-1"], "error: --friction must be finite and > 0 fs^-1, received -1.0"),
     (["--max-force", "-1"], "error: --max-force must be finite and > 0 eV/Å, received -1.0"),
     (["--uncertainty-threshold", "-1"], "error: --uncertainty-threshold must be finite and > 0 eV/Å"),
     (["--temperatures", "300", "nan"], "error: --temperatures must be one or more finite values > 0 K"),
-    (["--learning-rate", "-1"], "learning_rate"),
-    (["--valid", "5.5"], "valid"),
+    (["--valid", "5.5"], "error: --valid must be a fraction in (0, 1) or a whole number of frames >= 1"),
     (["--md-ensemble", "csvr", "--friction", "0.1"], "--md-ensemble csvr does not use --friction (langevin only)"),
 ])
 def test_cli_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
@@ -280,6 +287,10 @@ def test_the_python_api_names_the_settings():
         LearnConfig(timestep_fs=-1.0)
     with pytest.raises(ValueError, match=r"^md_steps \(25\) must be a multiple of save_every \(10\)$"):
         LearnConfig(md_steps=25, save_every=10)
+    with pytest.raises(ValueError, match=r"^features must be at least 1, received 0$"):
+        LearnConfig(features=0)
+    with pytest.raises(ValueError, match=r"^learning_rate must be > 0 and finite, received 0.0$"):
+        LearnConfig(learning_rate=0.0)
     assert "names" not in LearnConfig(names={"timestep_fs": "--timestep"}).to_dict()
 
 

@@ -107,7 +107,7 @@ class LearnConfig:
                 raise ValueError(f"{name(field)} must be >= 1, received {getattr(self, field)}")
         from physnetjax.model import PhysNet
 
-        PhysNet(**self.model_settings()).check_configuration()
+        PhysNet(**self.model_settings()).check_configuration(names)
         if self.md_steps % self.save_every:
             raise ValueError(f"{name('md_steps')} ({self.md_steps}) must be a multiple of {name('save_every')} "
                              f"({self.save_every})")
@@ -124,7 +124,8 @@ class LearnConfig:
                                                            and self.uncertainty_threshold > 0):
             raise ValueError(f"{name('uncertainty_threshold')} must be finite and > 0 eV/Å, received "
                              f"{self.uncertainty_threshold}")
-        if not (0 < self.valid < 1 or (self.valid >= 1 and self.valid == int(self.valid))):
+        if not (0 < self.valid < 1 or (self.valid >= 1 and math.isfinite(self.valid)
+                                       and self.valid == int(self.valid))):
             raise ValueError(f"{name('valid')} must be a fraction in (0, 1) or a whole number of frames >= 1, "
                              f"received {self.valid}")
         if not math.isfinite(self.charge):
@@ -151,7 +152,7 @@ class LearnConfig:
             raise ValueError(f"{name('retrain_epochs')} must be >= 1, received {self.retrain_epochs}")
         from physnetjax.learn.loop import round_train_config
 
-        round_train_config(self, Path(self.out), 0, None)  # the trainer's own checks, before anything is written
+        round_train_config(self, Path(self.out), 0, None, names)  # the trainer's checks, before anything is written
 
     def model_settings(self) -> dict:
         """The architecture settings (:data:`MODEL_SETTINGS`) by name."""

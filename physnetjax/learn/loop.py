@@ -23,7 +23,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Optional
 
 import ase
 import numpy as np
@@ -263,9 +263,11 @@ def _atoms(candidates, j: int) -> ase.Atoms:
     return ase.Atoms(numbers=candidates.numbers[j], positions=candidates.positions[j])
 
 
-def round_train_config(config: LearnConfig, directory: Path, index: int, init_from) -> TrainConfig:
+def round_train_config(config: LearnConfig, directory: Path, index: int, init_from,
+                       names: Optional[Mapping[str, str]] = None) -> TrainConfig:
     """The trainer's settings of round ``index``: ``directory/data.npz`` → ``directory/train``, seed
-    ``config.seed + index``, started from the checkpoint ``init_from`` (None: fresh, round 0).
+    ``config.seed + index``, started from the checkpoint ``init_from`` (None: fresh, round 0). ``names``:
+    setting → how the trainer's checks name it (a command line passes its options), as LearnConfig takes it.
 
     Public so that a comparison (``benchmarks/bench_active_learning.py``) can train on frames
     chosen another way with exactly the loop's settings.
@@ -275,4 +277,4 @@ def round_train_config(config: LearnConfig, directory: Path, index: int, init_fr
         data=[str(directory / "data.npz")], valid=config.valid, test=0, **config.model_settings(), epochs=epochs,
         batch_size=config.batch_size, learning_rate=config.learning_rate, max_time=config.max_time,
         seed=config.seed + index, ensemble=config.ensemble, out=str(directory / "train"),
-        init_from=None if init_from is None else str(init_from), progress=config.progress, plots=False)
+        init_from=None if init_from is None else str(init_from), progress=config.progress, plots=False, names=names)
