@@ -507,6 +507,27 @@ def test_train_cli_refuses_bad_numbers_before_writing(tmp_path, capsys, option, 
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("options,message", [
+    # main: NaN loss blamed on the learning rate ("lower --learning-rate")
+    (["--optimizer", "adamw", "--weight-decay", "nan"], "--weight-decay must be >= 0 and finite, received nan"),
+    (["--optimizer", "adamw", "--weight-decay", "-1"], "--weight-decay must be >= 0 and finite, received -1.0"),
+    (["--final-lr-factor", "-1"], "--final-lr-factor must be >= 0 and finite, received -1.0"),  # a negative lr
+    # main: internal error (ZeroDivisionError), exit 5
+    (["--schedule", "exponential", "--decay-epochs", "0"], "--decay-epochs must be > 0 and finite, received 0.0"),
+    (["--schedule", "exponential", "--decay-epochs", "-1"], "--decay-epochs must be > 0 and finite, received -1.0"),
+    (["--schedule", "plateau", "--plateau-factor", "0"], "--plateau-factor must be in (0, 1] (the learning rate's "
+                                                         "factor on a plateau), received 0.0"),  # main: lr 0
+    (["--schedule", "plateau", "--plateau-factor", "2"], "--plateau-factor must be in (0, 1]"),
+    (["--schedule", "plateau", "--plateau-patience", "-1"], "--plateau-patience must be >= 0 epochs, received -1"),
+])
+def test_train_cli_refuses_schedule_and_optimizer_settings_that_trained_wrong(tmp_path, capsys, options, message):
+    """On main each of these trained without a word (or failed far into the run); exit 2 and no run directory."""
+    assert train_main(["--data", str(DATA / "train_ethanol64.npz"), "--out", str(tmp_path / "run"),
+                       "--features", "8", "--epochs", "1", "--no-progress", "--no-plots", *options]) == 2
+    assert f"train: error: {message}" in one_line_error(capsys, "train")
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_cli_resume_names_the_option_of_a_bad_override(tmp_path, capsys):
     """On main --resume RUN --epochs 0 said "epochs must be >= 1, received 0"."""
     run = tmp_path / "run"

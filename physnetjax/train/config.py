@@ -49,11 +49,11 @@ def preset_settings(preset: str, **settings) -> dict:
     return {**PRESETS[preset], **settings}
 
 
-POSITIVE_SETTINGS = ("learning_rate", "clip_norm", "decay_rate", "zbl_cutoff", "force_check_delta",
+POSITIVE_SETTINGS = ("learning_rate", "clip_norm", "decay_rate", "decay_epochs", "zbl_cutoff", "force_check_delta",
                      "force_check_threshold")
 """Settings that must be finite numbers > 0."""
 NON_NEGATIVE_SETTINGS = ("energy_weight", "forces_weight", "dipole_weight", "charge_weight", "final_energy_weight",
-                         "warmup_epochs")
+                         "warmup_epochs", "weight_decay", "final_lr_factor")
 """Settings that must be finite numbers >= 0."""
 
 ARCHITECTURE_SETTINGS = ("features", "max_degree", "num_iterations", "correlation", "radial_mlp", "message_degree",
@@ -231,6 +231,11 @@ class TrainConfig:
         if self.bootstrap and self.ensemble < 2:
             raise ValueError(f"{name('bootstrap')} resamples the training frames per ensemble member; it needs "
                              f"{name('ensemble')} >= 2, received {self.ensemble}")
+        if not 0.0 < self.plateau_factor <= 1.0:
+            raise ValueError(f"{name('plateau_factor')} must be in (0, 1] (the learning rate's factor on a plateau), "
+                             f"received {self.plateau_factor}")
+        if self.plateau_patience < 0:
+            raise ValueError(f"{name('plateau_patience')} must be >= 0 epochs, received {self.plateau_patience}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"{name('ema_decay')} must be in [0, 1), received {self.ema_decay}")
         if self.force_sign not in (1, -1):
