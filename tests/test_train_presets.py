@@ -71,13 +71,13 @@ def test_unknown_preset_and_a_preset_contradicting_a_resumed_run_are_clear_error
     run.mkdir()
     TrainConfig(features=64).save(run / "config.json")
     assert train_main(["--resume", str(run), "--preset", "fast", "--features", "32"]) == 2
-    assert "cannot change ['features']" in capsys.readouterr().err
+    assert "cannot change --features when resuming (only --epochs, --max-time, --patience" in capsys.readouterr().err
     run_fast = tmp_path / "fast"
     run_fast.mkdir()
     TrainConfig().save(run_fast / "config.json")
     assert train_main(["--resume", str(run_fast), "--preset", "accurate"]) == 2
-    assert ("cannot change ['correlation', 'features', 'message_degree', 'radial_mlp']"
-            in capsys.readouterr().err)
+    assert ("cannot change --correlation, --features, --message-degree, --radial-mlp when resuming"
+            in capsys.readouterr().err)  # main: "cannot change ['correlation', 'features', ...]", the fields
     assert json.loads((run_fast / "config.json").read_text())["features"] == 32
 
 

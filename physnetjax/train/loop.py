@@ -76,7 +76,7 @@ from physnetjax.data.fingerprint import changed_files, data_fingerprint, file_sh
 from physnetjax.data.sanity import check_label_sanity
 from physnetjax.ensemble import fit_calibration_scale, gaussian_nll, member_params, spearman_rank_correlation
 from physnetjax.ensemble.calibration import warn_few_frames
-from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, displayed
 from physnetjax.jsonlines import append_record, start_log, write_json
 from physnetjax.model import PhysNet
 from physnetjax.predict import init_params
@@ -1201,8 +1201,9 @@ def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_s
     overrides = {key: value for key, value in overrides.items() if getattr(config, key, None) != value}
     forbidden = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if forbidden:
-        raise ValueError(f"cannot change {forbidden} when resuming (only {list(RESUME_OVERRIDES)}); "
-                         "start a new run with --init-from instead")
+        raise ValueError(f"cannot change {', '.join(displayed(key, names) for key in forbidden)} when resuming "
+                         f"(only {', '.join(displayed(key, names) for key in RESUME_OVERRIDES)}); start a new run "
+                         "with --init-from instead")
     for key, value in overrides.items():
         setattr(config, key, value)
     config.__post_init__(names)
