@@ -10,8 +10,8 @@
   its numbers went bad; the message names what was saved and where.
 
 :mod:`physnetjax.cli_errors` maps each of them to one exit code. A check that a command line runs
-too names the arguments in its messages with :func:`displayed`: by keyword, or by the option the
-command line passes for it.
+too names the arguments in its messages with :func:`displayed` (and a setting with its value with
+:func:`displayed_setting`): by keyword, or by the option the command line passes for it.
 """
 
 from typing import Mapping, Optional
@@ -21,6 +21,13 @@ def displayed(keyword: str, names: Optional[Mapping[str, str]]) -> str:
     """How an error message names the argument ``keyword``: ``names[keyword]`` when ``names`` holds it (a command
     line passes its options, e.g. ``{"timestep_fs": "--timestep"}``), else the keyword itself."""
     return keyword if names is None else names.get(keyword, keyword)
+
+
+def displayed_setting(keyword: str, text: str, names: Optional[Mapping[str, str]]) -> str:
+    """How an error message names the argument ``keyword`` set to ``text`` (its value as written): ``keyword=text``,
+    or ``OPTION text`` when ``names`` gives the option, e.g. ``valid=0.1`` / ``--valid 0.1``."""
+    name = displayed(keyword, names)
+    return f"{keyword}={text}" if name == keyword else f"{name} {text}"
 
 
 class PhysNetInputError(ValueError):

@@ -11,6 +11,7 @@ import json
 import re
 
 import ase.io
+import ase.units
 import jax
 import numpy as np
 import pytest
@@ -53,6 +54,9 @@ def files(tmp_path_factory):
     ase.io.write(root / "water.xyz", Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]))
     ase.io.write(root / "sodium.xyz", Atoms("NaH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]))
     ase.io.write(root / "atom.xyz", Atoms("O", positions=[[0, 0, 0]]))
+    hydrogens = Atoms("HH", positions=[[0, 0, 0], [1.5, 0.1, 0]])  # flying head-on at 0.39 Å/fs
+    hydrogens.set_velocities(np.array([[0.39, 0, 0], [-0.39, 0, 0]]) / ase.units.fs)
+    ase.io.write(root / "head_on.extxyz", hydrogens)
     (root / "truncated.npz").write_bytes((DATA / "train_ethanol64.npz").read_bytes()[:2000])
     np.savez(root / "frames.npz", R=np.zeros((1, 3, 3)), Z=np.array([[8, 1, 1]]))
     water = dict(momenta=np.zeros((3, 3)), numbers=[8, 1, 1], step=10, heat=0.0)
@@ -190,6 +194,36 @@ def test_md_cli_range_errors_name_the_option(files, capsys, args, message):
             "--save-every", "5"]
     assert md_main(base + [arg.format(root=files) for arg in args]) == 2
     assert f"md: error: {message.format(root=files)}" in one_line_error(capsys, "md")
+
+
+@pytest.mark.parametrize("args, message", [
+    # main: "start geometry has |F| = 17.9 eV/Å > max_force = 1e-06 eV/Å", simulate's keyword
+    (["--max-force", "1e-6"], r"error: start geometry has \|F\| = [\d.]+ eV/Å > --max-force 1e-06 eV/Å$"),
+    # main: "max |F| = 22.5 eV/Å > max_force = 20.0 eV/Å"
+    (["--geometry", "{root}/head_on.extxyz", "--steps", "60", "--save-every", "1", "--timestep", "0.05",
+      "--energy-tolerance", "1e9", "--max-force", "20"],
+     r"error: MD stopped at step 26: max \|F\| = 22.5 eV/Å > --max-force 20.0 eV/Å\. Last good frame \(step 25\)"),
+    # main: "(> energy_tolerance = 1e-09 meV/atom); use a smaller --timestep (or --energy-tolerance / ...)"
+    (["--energy-tolerance", "1e-9"], r"meV/atom from its start value \(> --energy-tolerance 1e-09 meV/atom\); use a "
+                                     r"smaller --timestep \(or a larger --energy-tolerance, or --on-energy-drift "
+                                     r"warn\)\. Last good frame"),
+])
+def test_md_cli_stop_messages_name_the_options(files, capsys, args, message):
+    """A run stopped by --max-force or --energy-tolerance says so by the option (exit 4); from Python by keyword."""
+    base = ["--checkpoint", str(files / "ckpt"), "--geometry", str(files / "water.xyz"), "--steps", "10",
+            "--save-every", "5"]
+    assert md_main(base + [arg.format(root=files) for arg in args]) == 4
+    line = one_line_error(capsys, "md")
+    assert re.search(message, line), line
+
+
+def test_md_python_api_stop_messages_name_the_keywords(files):
+    from physnetjax.checkpoint import load_checkpoint
+    from physnetjax.md.driver import MDInstabilityError, simulate
+
+    model, params = load_checkpoint(files / "ckpt")
+    with pytest.raises(MDInstabilityError, match=r"> max_force=1e-06 eV/Å$"):
+        simulate(model, params, ase.io.read(files / "water.xyz"), steps=10, save_every=5, max_force=1e-6)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -423,8 +423,8 @@ def test_md_records_the_spread_flags_and_stops_at_the_threshold(md_setup, capsys
     model, stacked, _, atoms, directory = md_setup
     # the start past the threshold is a PhysNetInputWarning (on main a log record, which the CLI printed as
     # WARNING:physnetjax.md.driver:... instead of its own warning line)
-    with pytest.warns(PhysNetInputWarning, match=r"the start geometry \(step 0\) is already past the threshold: .*; "
-                                                 "every frame may be flagged"):
+    with pytest.warns(PhysNetInputWarning, match=r"the start geometry \(step 0\) is already past the threshold: .* > "
+                                                 r"uncertainty_threshold=1e-12 eV/Å; every frame may be flagged"):
         flagged = simulate(model, stacked, atoms, steps=40, save_every=5, chunk_frames=4, dtype="float64",
                            temperature_K=300.0, out=str(directory / "flag.traj"), uncertainty_threshold=1e-12,
                            on_uncertainty="flag")
@@ -452,6 +452,7 @@ def test_md_records_the_spread_flags_and_stops_at_the_threshold(md_setup, capsys
     captured = capsys.readouterr()
     assert code == 4 and "stopped early" in captured.out and "1 frame(s) past it" in captured.out
     assert f"at step {5 * (first_past + 1)}:" in captured.err and f"(step {5 * first_past})" in captured.err
+    assert f"eV/Å > --uncertainty-threshold {threshold:g} eV/Å;" in captured.err  # main: uncertainty_threshold = …
     kept = ase.io.read(out, index=":") if first_past else []
     assert len(kept) == first_past
     last = ase.io.read(f"{out}.last_trusted.xyz")
@@ -478,6 +479,7 @@ def test_md_stops_before_any_step_when_the_start_geometry_is_past_the_threshold(
     assert code == 4 and "steps: 0" in captured.out and "nan" not in captured.out
     assert "energy drift: n/a" in captured.out and "1 frame(s) past it" in captured.out
     assert "the start geometry (step 0) is already past the threshold" in captured.err
+    assert "eV/Å > --uncertainty-threshold 1e-12 eV/Å;" in captured.err  # main: uncertainty_threshold = 1e-12
     assert "no frame is saved as trusted" in captured.err
     assert not (directory / "untrusted.xyz.last_trusted.xyz").exists()
     # on main: an empty untrusted.xyz and untrusted.xyz.jsonl, and the report's last line "trajectory: untrusted.xyz"

@@ -183,7 +183,7 @@ def test_nve_energy_drift_stops_and_saves_the_last_good_frame(system, tmp_path):
     on main the run finished with exit 0. The first frame beyond 20 meV/atom stops it."""
     model, params, atoms = system
     out = tmp_path / "hot.xyz"
-    with pytest.raises(EnergyConservationError, match=r"conserved energy moved .* meV/atom .* energy_tolerance = 20"):
+    with pytest.raises(EnergyConservationError, match=r"conserved energy moved .* meV/atom .* energy_tolerance=20"):
         simulate(model, params, atoms, steps=40, save_every=2, chunk_frames=20, timestep_fs=10.0, dtype="float64",
                  out=str(out))
     written = ase.io.read(out, index=":") if out.stat().st_size else []
@@ -462,6 +462,6 @@ def test_an_energy_drift_after_a_close_contact_does_not_blame_the_timestep(syste
     model, params, _ = system
     with pytest.warns(PhysNetInputWarning, match="MD left the region"):
         with pytest.raises(EnergyConservationError, match="by then atoms 0-1 .* Å apart at step .*the model "
-                                                          "extrapolates there, which a smaller --timestep does not"):
+                                                          "extrapolates there, which a smaller timestep_fs does not"):
             simulate(model, params, _head_on_hydrogens(0.39, 0.1), steps=60, save_every=1, timestep_fs=0.05,
                      dtype="float64", max_force=1e6, energy_tolerance=8.0)

@@ -8,16 +8,10 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from physnetjax.errors import displayed
+from physnetjax.errors import displayed, displayed_setting
 from physnetjax.npz_file import NpzReadError, read_npz
 
 SPLITS = ("train", "valid", "test")
-
-
-def _setting(keyword: str, value, names: Optional[Mapping[str, str]]) -> str:
-    """``valid=0.1`` by keyword, or ``--valid 0.1`` by the option ``names`` gives for it."""
-    name = displayed(keyword, names)
-    return f"{keyword}={value}" if name == keyword else f"{name} {value}"
 
 
 def check_split_size(value: float, keyword: str, names: Optional[Mapping[str, str]] = None) -> None:
@@ -28,9 +22,9 @@ def check_split_size(value: float, keyword: str, names: Optional[Mapping[str, st
         raise ValueError(f"{displayed(keyword, names)} must be a finite number >= 0 (a fraction < 1 or a whole number "
                          f"of frames), received {value}")
     if value >= 1 and value != int(value):
-        raise ValueError(f"{_setting(keyword, value, names)} is neither a fraction < 1 nor a whole number of frames; "
-                         f"use e.g. {_setting(keyword, f'{value / 10:g}', names)} (fraction) or "
-                         f"{_setting(keyword, int(round(value)), names)} (frames)")
+        raise ValueError(f"{displayed_setting(keyword, value, names)} is neither a fraction < 1 nor a whole number "
+                         f"of frames; use e.g. {displayed_setting(keyword, f'{value / 10:g}', names)} (fraction) or "
+                         f"{displayed_setting(keyword, int(round(value)), names)} (frames)")
 
 
 def _count(value: float, total: int, keyword: str, names: Optional[Mapping[str, str]]) -> int:
@@ -60,14 +54,14 @@ def random_split(num_frames: int, valid: float = 0.1, test: float = 0.1, seed: i
     n_train = num_frames - n_valid - n_test if train is None else _count(train, num_frames, "train", names)
     if n_valid < 1:
         raise ValueError(f"cannot split {num_frames} frames: the validation split needs at least 1 frame (it selects "
-                         f"the best checkpoint); {_setting('valid', f'{valid:g}', names)} gives none, give a frame "
-                         f"count such as {_setting('valid', 1, names)}")
+                         f"the best checkpoint); {displayed_setting('valid', f'{valid:g}', names)} gives none, give a "
+                         f"frame count such as {displayed_setting('valid', 1, names)}")
     if n_train < 1 and train is None:
         raise ValueError(f"cannot split {num_frames} frames: {n_valid} validation and {n_test} test frames leave "
                          f"none to train on; lower {shown('valid')} or {shown('test')}")
     if n_train < 1:
-        raise ValueError(f"cannot split {num_frames} frames: {_setting('train', f'{train:g}', names)} gives no "
-                         f"training frame; give a frame count such as {_setting('train', 1, names)}")
+        raise ValueError(f"cannot split {num_frames} frames: {displayed_setting('train', f'{train:g}', names)} gives "
+                         f"no training frame; give a frame count such as {displayed_setting('train', 1, names)}")
     if n_train + n_valid + n_test > num_frames:
         raise ValueError(f"cannot split {num_frames} frames into {n_train} training, {n_valid} validation and "
                          f"{n_test} test frames: they need {n_train + n_valid + n_test}; lower {shown('train')}, "

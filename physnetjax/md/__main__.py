@@ -83,7 +83,7 @@ OPTION_OF = {
     **{keyword: f"--{dest.replace('_', '-')}" for dest, keyword in KEYWORD_OF.items()},
 }
 """:func:`~physnetjax.md.driver.simulate`'s keyword → the option that sets it: the names in the messages of
-:func:`~physnetjax.md.driver.check_md_arguments` and the checks it runs."""
+:func:`~physnetjax.md.driver.check_md_arguments`, the checks it runs, and simulate's stop reasons."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,6 +260,7 @@ def main(argv=None) -> int:
             progress=lambda done: bar.update(task, completed=done),
             training_record=TrainingRecord.from_metadata(metadata),
             **ensemble_only, uncertainty_threshold=args.uncertainty_threshold, on_uncertainty=args.on_uncertainty,
+            names=OPTION_OF,
         )
     for line in report.lines():
         print(line)

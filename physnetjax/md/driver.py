@@ -90,7 +90,7 @@ from physnetjax import compilation
 from physnetjax.calculator import check_dtype, cast_params
 from physnetjax.ensemble.model import is_ensemble
 from physnetjax.jsonlines import append_record, read_log, start_log
-from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, RunStoppedError, displayed
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, RunStoppedError, displayed, displayed_setting
 from physnetjax.md.ensembles import (
     ENSEMBLES,
     EnsembleOptions,
@@ -395,6 +395,7 @@ def simulate(
     anisotropic: Optional[bool] = None,
     uncertainty_threshold: Optional[float] = None,
     on_uncertainty: str = "stop",
+    names: Optional[Mapping[str, str]] = None,
 ) -> MDReport:
     """Run MD of ``atoms`` with ``model``/``params`` in one of :data:`ENSEMBLES`.
 
@@ -444,6 +445,8 @@ def simulate(
         max_i ``forces_std``_i of a saved frame (module docstring, point 3).
       on_uncertainty: ``"stop"`` (end the run at the first frame past the threshold,
         keep the last trusted frame; :attr:`MDReport.stopped`) or ``"flag"``.
+      names: keyword → how the messages (argument errors, stop reasons) name the argument; a
+        command line passes its options, e.g. ``{"max_force": "--max-force"}`` (by default the keywords).
 
     Returns:
       :class:`MDReport` (``steps`` = the steps whose frames were kept: fewer than
@@ -462,11 +465,11 @@ def simulate(
     check_md_arguments(ensemble=ensemble, temperature_K=temperature_K, timestep_fs=timestep_fs, steps=steps,
                        save_every=save_every, chunk_frames=chunk_frames, max_force=max_force, skin=skin, out=out,
                        ensemble_only=ensemble_only, uncertainty_threshold=uncertainty_threshold,
-                       on_uncertainty=on_uncertainty)
+                       on_uncertainty=on_uncertainty, names=names)
     options = ensemble_options(temperature_K, ensemble_only)
     energy_tolerance = ENERGY_TOLERANCE_MEV_PER_ATOM if energy_tolerance is None else energy_tolerance
     on_energy_drift = "stop" if on_energy_drift is None else on_energy_drift
-    record_uncertainty = check_uncertainty_arguments(model, uncertainty_threshold)
+    record_uncertainty = check_uncertainty_arguments(model, uncertainty_threshold, names)
     fingerprint = params_fingerprint(params) if checkpoint_path is not None or restart is not None else None
     dtype = check_dtype(dtype)
     params = cast_params(params, dtype)
@@ -527,7 +530,8 @@ def simulate(
         raise MDInstabilityError("the model gives NaN/Inf energy or forces at the start geometry")
     start_force = float(np.linalg.norm(np.asarray(state.forces), axis=-1).max())
     if start_force > max_force:
-        raise MDInstabilityError(f"start geometry has |F| = {start_force:.3g} eV/Å > max_force = {max_force} eV/Å")
+        raise MDInstabilityError(f"start geometry has |F| = {start_force:.3g} eV/Å > "
+                                 f"{displayed_setting('max_force', max_force, names)} eV/Å")
     spreads: list[float] = []
     uncertain_frames = 0
     stop_reason = last_trusted = None
@@ -535,8 +539,8 @@ def simulate(
         start_spread = float(jax.jit(dynamics.observe)(state).max_forces_std)
         if start_spread > uncertainty_threshold:
             reason = (f"the start geometry (step {start_step}) is already past the threshold: its largest per-atom "
-                      f"force spread is {start_spread:.3g} eV/Å > uncertainty_threshold = "
-                      f"{uncertainty_threshold:g} eV/Å")
+                      f"force spread is {start_spread:.3g} eV/Å > "
+                      f"{displayed_setting('uncertainty_threshold', f'{uncertainty_threshold:g}', names)} eV/Å")
             if on_uncertainty == "stop":
                 spreads.append(start_spread)
                 uncertain_frames = 1
@@ -621,7 +625,8 @@ def simulate(
             drifting = good & (deviation > energy_tolerance) if ensemble == "nve" else np.zeros_like(good)
             if drifting.any() and on_energy_drift == "warn":
                 if not warned_drift:
-                    reason = _drift_reason(deviation, drifting, energy_tolerance, seen[int(np.argmax(drifting))])
+                    reason = _drift_reason(deviation, drifting, energy_tolerance, seen[int(np.argmax(drifting))],
+                                           names)
                     warnings.warn(f"NVE energy not conserved: {reason}", RuntimeWarning, stacklevel=2)
                     warned_drift = True
             else:
@@ -682,9 +687,9 @@ def simulate(
                 target = None if out is None else Path(f"{out}.last_trusted.xyz")
                 trusted_step = _save_last_frame(atoms, state, host, num_trusted, start_step + done, save_every, target,
                                                 origin)
+                threshold = displayed_setting("uncertainty_threshold", f"{uncertainty_threshold:g}", names)
                 stop_reason = (f"at step {stop_step}: the largest per-atom force spread is {spread:.3g} eV/Å > "
-                               f"uncertainty_threshold = {uncertainty_threshold:g} eV/Å; last trusted frame "
-                               f"(step {trusted_step}) {_where_saved(target)}")
+                               f"{threshold} eV/Å; last trusted frame (step {trusted_step}) {_where_saved(target)}")
                 last_trusted = None if target is None else str(target)
                 uncertain_frames += 1
                 logger.info("MD stopped %s", stop_reason)
@@ -692,11 +697,11 @@ def simulate(
                 break
             if num_good < num_frames:
                 if drifting[num_good]:
-                    reason = _drift_reason(deviation, drifting, energy_tolerance, seen[num_good])
+                    reason = _drift_reason(deviation, drifting, energy_tolerance, seen[num_good], names)
                 elif overlapping[num_good]:
                     reason = f"{contacts[num_good].describe()}: the model extrapolated far beyond its training data"
                 else:
-                    reason = _blow_up_reason(host.max_force[num_good], max_force, seen[num_good])
+                    reason = _blow_up_reason(host.max_force[num_good], max_force, seen[num_good], names)
                 _stop(atoms, state, host, num_good, start_step + done, save_every, reason, out,
                       EnergyConservationError if drifting[num_good] else MDInstabilityError, origin)
             state = new_state
@@ -967,20 +972,26 @@ def _extrapolated(contact: Optional[CloseContact]) -> str:
     return f"; by then {contact.describe()}: the model extrapolates there"
 
 
-def _blow_up_reason(force: float, max_force: float, contact: Optional[CloseContact] = None) -> str:
-    return (f"max |F| = {force:.3g} eV/Å > max_force = {max_force} eV/Å" if np.isfinite(force)
-            else "NaN/Inf in energy, positions or forces") + _extrapolated(contact)
+def _blow_up_reason(force: float, max_force: float, contact: Optional[CloseContact] = None,
+                    names: Optional[Mapping[str, str]] = None) -> str:
+    """Why the run blew up: a force (eV/Å) past ``max_force`` or a NaN/Inf, named as ``names`` does."""
+    return (f"max |F| = {force:.3g} eV/Å > {displayed_setting('max_force', max_force, names)} eV/Å"
+            if np.isfinite(force) else "NaN/Inf in energy, positions or forces") + _extrapolated(contact)
 
 
-def _drift_reason(deviation, drifting, tolerance: float, contact: Optional[CloseContact] = None) -> str:
-    """Why NVE stopped conserving energy; with a close contact seen, that the model extrapolates (not the timestep)."""
+def _drift_reason(deviation, drifting, tolerance: float, contact: Optional[CloseContact] = None,
+                  names: Optional[Mapping[str, str]] = None) -> str:
+    """Why NVE stopped conserving energy (``tolerance`` in meV/atom); with a close contact seen, that the model
+    extrapolates (not the timestep). The arguments are named as ``names`` does."""
     k = int(np.argmax(drifting))
-    moved = (f"the conserved energy moved {deviation[k]:.3g} meV/atom from its start value (> energy_tolerance = "
-             f"{tolerance:g} meV/atom)")
+    moved = (f"the conserved energy moved {deviation[k]:.3g} meV/atom from its start value (> "
+             f"{displayed_setting('energy_tolerance', f'{tolerance:g}', names)} meV/atom)")
     if contact is not None:
-        return (f"{moved}{_extrapolated(contact)}, which a smaller --timestep does not mend: start from a geometry "
-                "the model was trained near (a less dense cell, a lower temperature), or train on such contacts")
-    return f"{moved}; use a smaller --timestep (or --energy-tolerance / --on-energy-drift warn)"
+        return (f"{moved}{_extrapolated(contact)}, which a smaller {displayed('timestep_fs', names)} does not mend: "
+                "start from a geometry the model was trained near (a less dense cell, a lower temperature), or train "
+                "on such contacts")
+    return (f"{moved}; use a smaller {displayed('timestep_fs', names)} (or a larger "
+            f"{displayed('energy_tolerance', names)}, or {displayed_setting('on_energy_drift', 'warn', names)})")
 
 
 def _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target: Optional[Path], origin) -> int:
