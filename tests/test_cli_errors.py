@@ -144,7 +144,8 @@ def test_warnings_are_one_line_during_a_cli_call():
          match=r"--restart .*other_model.npz was written by a run of another model than --checkpoint .*ckpt"),
     # Meaningful combinations pass the check (and fail later, on the geometry, before any step).
     dict(args=["--ensemble", "npt", "--pressure", "5", "--anisotropic", "--thermostat-time", "50"], code=2,
-         match="ensemble 'npt' needs a fully periodic cell"),
+         match=r"error: --ensemble npt needs a fully periodic cell, but the start geometry is isolated \(no pbc\): "
+               "give one with a cell and pbc all True, or choose another --ensemble$"),  # main: ensemble 'npt' needs
     dict(args=["--ensemble", "nve", "--temperature", "500", "--geometry", "{root}/sodium.xyz"], code=2,
          match=r"Na \(Z=11\)"),
     dict(args=["--config", "{root}/template.toml", "--geometry", "{root}/sodium.xyz"], code=2, match=r"Na \(Z=11\)"),

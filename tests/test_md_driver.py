@@ -222,6 +222,14 @@ def test_cli_restart_checks_ensemble_and_model(system, tmp_path, capsys):
     assert main(langevin + ["--restart", str(tmp_path / "old.npz")]) == 0
 
 
+def test_npt_of_an_isolated_molecule_is_refused_by_keyword(system):
+    """From Python the keyword (the CLI names --ensemble npt, tests/test_cli_errors.py), before anything compiles."""
+    model, params, atoms = system
+    with pytest.raises(PhysNetInputError, match=r"^ensemble=npt needs a fully periodic cell, but the start geometry "
+                                                r"is isolated \(no pbc\): .* or choose another ensemble$"):
+        simulate(model, params, atoms, ensemble="npt", steps=10, save_every=5)
+
+
 def test_stop_without_out_writes_no_file(system, tmp_path, monkeypatch):
     """On main a run without out wrote md_last_good.xyz into the working directory, unasked and unannounced."""
     model, params, atoms = system

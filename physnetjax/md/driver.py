@@ -455,7 +455,8 @@ def simulate(
     Raises:
       ValueError: bad arguments. EnergyConservationError: see ``energy_tolerance``. PhysNetInputError: a start geometry that fails
         :func:`physnetjax.validation.validate_structure` with ``strict=True`` (atoms closer
-        than 0.5 Å are refused), fewer than 2 atoms, or partial PBC. MDInstabilityError: NaN/Inf or |F| > max_force.
+        than 0.5 Å are refused), fewer than 2 atoms, partial PBC, or ``npt`` without a cell. MDInstabilityError:
+        NaN/Inf or |F| > max_force.
     """
     ensemble_only = dict(energy_tolerance=energy_tolerance, on_energy_drift=on_energy_drift,
                          temperature_end_K=temperature_end_K, friction=friction,
@@ -479,6 +480,10 @@ def simulate(
                                 "dynamics: 3N - 3 = 0 degrees of freedom)")
     if np.any(atoms.pbc) and not np.all(atoms.pbc):
         raise PhysNetInputError(f"pbc={atoms.pbc.tolist()}: MD runs only fully periodic or isolated systems")
+    if ensemble == "npt" and not np.all(atoms.pbc):
+        raise PhysNetInputError(f"{displayed_setting('ensemble', 'npt', names)} needs a fully periodic cell, but the "
+                                "start geometry is isolated (no pbc): give one with a cell and pbc all True, or "
+                                f"choose another {displayed('ensemble', names)}")
     total_charge = check_total_charge(atoms_total_charge(atoms), atoms.numbers, where="MD start geometry")
     z, _ = validate_structure(atoms.numbers, atoms.positions, model.max_atomic_number,
                               total_charge=total_charge, cell=atoms.cell.array, pbc=atoms.pbc, strict=True,
