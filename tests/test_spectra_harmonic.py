@@ -193,7 +193,7 @@ def test_a_minimum_given_as_is_needs_no_optimisation_and_no_warning(charge_model
 
 def test_unconverged_optimisation_keeps_the_last_geometry(charge_model):
     model, params, z, r = charge_model
-    with pytest.raises(OptimizationError, match="max_steps = 2") as caught:
+    with pytest.raises(OptimizationError, match="after max_steps=2; raise max_steps") as caught:
         optimize_geometry(model, params, z, r, max_steps=2)
     error = caught.value
     assert isinstance(error, RunStoppedError)  # CLI exit 4 (physnetjax.cli_errors)
@@ -239,7 +239,7 @@ def random_params(model, seed, scale=0.3):
 
 def test_linear_molecule_has_3n_minus_5_modes_and_a_dark_symmetric_stretch(linear_co2):
     model, params, z, positions, axis = linear_co2
-    with pytest.warns(NonMinimumWarning, match=r"max \|F\| = .* eV/Å"):
+    with pytest.warns(NonMinimumWarning, match=r"max \|F\| = .* eV/Å > fmax=1.0e-04 eV/Å; .* \(use optimize=True\)$"):
         result = harmonic(model, params, z, positions, optimize=False)
     assert result.linear
     assert result.frequencies_cm1.shape == (4,) and result.rigid_body_cm1.shape == (5,)
@@ -415,7 +415,7 @@ def test_minimize_finds_the_bond_length_and_reports_non_convergence():
     assert result.fmax <= 1e-9
     # |F| = k |r − r0| near the minimum, so r is within fmax/k = 3e-11 Å of r0.
     assert np.linalg.norm(result.positions[1] - result.positions[0]) == pytest.approx(r0, abs=1e-9)
-    with pytest.raises(OptimizationError, match="max_steps = 1") as caught:
+    with pytest.raises(OptimizationError, match="after max_steps=1; raise max_steps") as caught:
         minimize(morse, start, fmax=1e-9, max_steps=1)
     assert caught.value.steps == 1 and caught.value.fmax > 1e-9
     with pytest.raises(ValueError, match="^fmax must be finite and > 0 eV/Å, received 0.0$"):
@@ -557,6 +557,9 @@ def test_cli_warns_in_one_line_at_a_non_minimum(cli_inputs, capsys, tmp_path):
                                      cli_inputs / "ethanol.extxyz", "--out", tmp_path, "--no-optimize", "--no-plot")
     assert status == 0
     assert stderr.startswith("python -m physnetjax.spectra: warning: the geometry is not a minimum: max |F| = ") and stderr.count("\n") == 1
+    # main: "> fmax = 1.0e-04 eV/Å; ... (use optimize=True)", the Python keywords
+    assert stderr.endswith(" eV/Å > --fmax 1.0e-04 eV/Å; frequencies at a non-stationary point are not those of the "
+                           "molecule (leave out --no-optimize to optimise first)\n")
     document = json.loads((tmp_path / "harmonic.json").read_text())
     assert document["optimized"] is False and document["max_force_eV_per_A"] > 1e-4
     assert not (tmp_path / "harmonic.png").exists()
@@ -662,7 +665,7 @@ def test_cli_errors_are_one_line(cli_inputs, capsys, tmp_path):
                                                                             "per atom, received shape (2,)", 2),
         (["--checkpoint", model, "--geometry", nan_xyz], "NaN or Inf", 2),
         (["--checkpoint", model, "--geometry", xyz, "--total-charge", "nan"], "--total-charge must be finite", 2),
-        (["--checkpoint", model, "--geometry", xyz, "--max-steps", "2"], "did not reach", 4),
+        (["--checkpoint", model, "--geometry", xyz, "--max-steps", "2"], "after --max-steps 2; raise --max-steps", 4),
     ]
     for argv, message, expected_status in cases:
         status, _, stderr = run_cli(capsys, *argv, "--out", tmp_path / "out", "--no-plot")

@@ -383,6 +383,9 @@ def _ir_args(out, **changes):
     ({"--correlation-ps": "0.005"}, "need at least 8: increase --time-ps/--correlation-ps"),
     ({"--masses": "12"}, "error: --masses must have shape (3,), one mass per atom, received shape (1,)"),
     ({"--total-charge": "nan"}, "error: --total-charge must be finite, received nan"),  # main: total_charge
+    # main: no --fmax / --max-steps; the harmonic analysis' messages named fmax and max_steps
+    ({"--fmax": "0"}, "error: --fmax must be finite and > 0 eV/Å, received 0.0"),
+    ({"--max-steps": "0"}, "error: --max-steps must be an integer >= 1, received 0"),
     ({"--checkpoint": "/nonexistent/ckpt"}, "--checkpoint /nonexistent/ckpt does not exist"),
     ({"--geometry": "/nonexistent.xyz"}, "--geometry /nonexistent.xyz does not exist"),
 ])
@@ -392,6 +395,20 @@ def test_cli_bad_input_is_one_line_and_nonzero_before_any_md(tmp_path, capsys, c
     assert status == 2
     assert err.startswith("python -m physnetjax.spectra: error: ") and "\n" not in err and message in err
     assert not (tmp_path / "out" / "spectrum.csv").exists()
+
+
+def test_cli_names_the_optimisation_options_of_its_harmonic_analysis(tmp_path, capsys):
+    """On main the ir command had no --max-steps, and its unconverged optimisation said 'raise max_steps'; at a
+    geometry that is not a minimum with --no-optimize it said 'fmax = ...' and '(use optimize=True)'."""
+    assert _cli(_ir_args(tmp_path / "a", **{"--max-steps": "1", "--fmax": "1e-9", "--no-plot": None})) == 4
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("python -m physnetjax.spectra: error: geometry optimisation did not reach max |F| <= "
+                          "1.0e-09 eV/Å: max |F| = ") and "after --max-steps 1; raise --max-steps" in err
+    argv = _ir_args(tmp_path / "b", **{"--no-optimize": None, "--fmax": "1e-9", "--time-ps": "0.05", "--replicas": "1",
+                                       "--equilibration-ps": "0", "--no-plot": None})
+    assert _cli(argv) == 0
+    assert ("eV/Å > --fmax 1.0e-09 eV/Å; frequencies at a non-stationary point are not those of the molecule (leave "
+            "out --no-optimize to optimise first)") in capsys.readouterr().err
 
 
 def test_cli_output_path_that_is_a_file_is_rejected(tmp_path, capsys):

@@ -32,9 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-OPTION_OF = {"fmax": "--fmax", "max_steps": "--max-steps", "masses": "--masses", "total_charge": "--total-charge"}
+OPTIMIZER_OPTIONS = {"fmax": "--fmax", "max_steps": "--max-steps", "optimize": "--no-optimize"}
+""":func:`~physnetjax.spectra.harmonic`'s optimisation keywords → the options that set them (``--no-optimize`` turns
+``optimize`` off), in harmonic and ir alike."""
+OPTION_OF = {**OPTIMIZER_OPTIONS, "masses": "--masses", "total_charge": "--total-charge"}
 """:func:`~physnetjax.spectra.harmonic` keyword → the option that sets it: the names in the messages of the checks
-run before any computation."""
+run before any computation, of the optimisation and of the warning at a geometry that is not a minimum."""
 JSON_NAME = "harmonic.json"
 PNG_NAME = "harmonic.png"
 
@@ -53,13 +56,18 @@ def add_molecule_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="log progress; print the traceback on errors")
 
 
+def add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--fmax`` and ``--max-steps``: the geometry optimisation before the harmonic analysis (harmonic and ir)."""
+    parser.add_argument("--fmax", type=float, default=1e-4, help="optimisation threshold on max |F| in eV/Å")
+    parser.add_argument("--max-steps", type=int, default=1000, help="largest number of L-BFGS steps")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of the ``harmonic`` subcommand on ``parser``."""
     add_molecule_arguments(parser)
     parser.add_argument("--no-optimize", action="store_true",
                         help="analyse the geometry as given (a warning names max |F| if it is above --fmax)")
-    parser.add_argument("--fmax", type=float, default=1e-4, help="optimisation threshold on max |F| in eV/Å")
-    parser.add_argument("--max-steps", type=int, default=1000, help="largest number of L-BFGS steps")
+    add_optimizer_arguments(parser)
     parser.add_argument("--no-plot", action="store_true", help="do not draw harmonic.png")
 
 
@@ -115,7 +123,8 @@ def _analyse(args):
         warnings.simplefilter("always", ZeroModeWarning)
         result = harmonic(model, params, atoms.numbers, atoms.positions, masses=masses,
                           total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
-                          max_steps=args.max_steps, training_record=TrainingRecord.from_metadata(metadata))
+                          max_steps=args.max_steps, training_record=TrainingRecord.from_metadata(metadata),
+                          names=OPTION_OF)
     for warning in caught:
         sys.stderr.write(warnings.formatwarning(warning.message, warning.category, warning.filename, warning.lineno))
     return result, atoms, model

@@ -1,8 +1,9 @@
 """``python -m physnetjax.spectra ir``: anharmonic IR and power spectra of one molecule from MD with a model.
 
 Reads a checkpoint and a geometry (any file ``ase.io.read`` understands, first frame),
-runs the harmonic analysis (:func:`physnetjax.spectra.harmonic`, geometry optimised
-unless ``--no-optimize``) and prints its table of modes, then runs
+runs the harmonic analysis (:func:`physnetjax.spectra.harmonic`, geometry optimised to
+``--fmax`` in at most ``--max-steps`` steps unless ``--no-optimize``) and prints its table
+of modes, then runs
 :func:`physnetjax.spectra.md_spectrum` from the analysed geometry with a progress bar,
 and writes to the output directory
 
@@ -34,14 +35,14 @@ import sys
 import warnings
 from pathlib import Path
 
-from physnetjax.spectra.cli_harmonic import add_molecule_arguments
+from physnetjax.spectra.cli_harmonic import OPTIMIZER_OPTIONS, add_molecule_arguments, add_optimizer_arguments
 
 OPTION_OF = {"temperature_K": "--temperature", "time_ps": "--time-ps", "timestep_fs": "--timestep",
              "equilibration_ps": "--equilibration-ps", "replicas": "--replicas", "friction": "--friction",
              "record_every": "--record-every", "max_correlation_ps": "--correlation-ps", "masses": "--masses",
-             "total_charge": "--total-charge"}
-""":func:`~physnetjax.spectra.md_spectrum` keyword → the option that sets it: the names in the messages of the checks
-run before any computation."""
+             "total_charge": "--total-charge", **OPTIMIZER_OPTIONS}
+""":func:`~physnetjax.spectra.md_spectrum` and :func:`~physnetjax.spectra.harmonic` keyword → the option that sets
+it: the names in the messages of the checks run before any computation and of the harmonic analysis."""
 CSV_NAME = "spectrum.csv"
 JSON_NAME = "spectrum.json"
 PNG_NAME = "spectrum.png"
@@ -66,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="MD precision")
     parser.add_argument("--no-optimize", action="store_true",
                         help="start from the geometry as given (no optimisation before the harmonic analysis)")
+    add_optimizer_arguments(parser)
     parser.add_argument("--max-wavenumber", type=float, default=4000.0,
                         help="largest wavenumber in cm^-1 written to the CSV and drawn")
     parser.add_argument("--no-plot", action="store_true", help="do not draw spectrum.png")
@@ -85,6 +87,7 @@ def _check_inputs(args):
     from physnetjax.spectra.cli_harmonic import read_geometry
     from physnetjax.spectra.harmonic import check_masses
     from physnetjax.spectra.md_spectrum import check_molecule_size, plan_run
+    from physnetjax.spectra.optimize import check_optimizer_settings
     from physnetjax.spectra.plot import require_matplotlib
     from physnetjax.validation import check_output_directory, check_total_charge
 
@@ -92,6 +95,7 @@ def _check_inputs(args):
              equilibration_ps=args.equilibration_ps, replicas=args.replicas, friction=args.friction,
              record_every=args.record_every, max_correlation_ps=args.correlation_ps, max_energy_error=0.1,
              names=OPTION_OF)
+    check_optimizer_settings(args.fmax, args.max_steps, OPTION_OF)
     if not args.max_wavenumber > 0:
         raise ValueError(f"--max-wavenumber must be > 0 cm^-1, received {args.max_wavenumber}")
     if not args.no_plot:
@@ -133,7 +137,8 @@ def _run(args) -> None:
     with warnings.catch_warnings(record=True) as caught:
         try:
             lines = harmonic(model, params, atoms.numbers, atoms.positions, masses=masses,
-                             total_charge=total_charge, optimize=not args.no_optimize, training_record=record)
+                             total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
+                             max_steps=args.max_steps, training_record=record, names=OPTION_OF)
         finally:
             _tell(caught, said)
     print(f"harmonic analysis of {atoms.get_chemical_formula()}:")

@@ -60,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import cast_params
-from physnetjax.errors import PhysNetInputWarning, displayed
+from physnetjax.errors import PhysNetInputWarning, displayed, displayed_setting
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
 from physnetjax.validation import check_length_unit, stretched_bond_ratio, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
@@ -299,6 +299,7 @@ def harmonic(
     intensities: Optional[bool] = None,
     linear_tolerance: float = LINEAR_TOLERANCE,
     training_record: TrainingRecord = NO_TRAINING_RECORD,
+    names: Optional[Mapping[str, str]] = None,
 ) -> HarmonicResult:
     """Harmonic frequencies, normal modes, ZPE and IR intensities of one molecule from a model.
 
@@ -324,6 +325,8 @@ def harmonic(
       linear_tolerance: see :data:`physnetjax.spectra.rigid_body.LINEAR_TOLERANCE`.
       training_record: what the model's training data held (checkpoint metadata,
         :class:`~physnetjax.training_record.TrainingRecord`); a structure outside it warns.
+      names: keyword → how the messages name it; a command line passes its options, e.g. ``{"fmax": "--fmax",
+        "max_steps": "--max-steps", "optimize": "--no-optimize"}`` (the option that turns ``optimize`` off).
 
     Raises:
       ValueError: invalid structure (NaN/Inf positions, atomic numbers, total charge; see
@@ -345,14 +348,14 @@ def harmonic(
             "IR intensities need the dipole, which only a model with charges=True predicts; this model "
             "has charges=False (use intensities=None or False for frequencies only)"
         )
-    masses = ase.data.atomic_masses[z] if masses is None else check_masses(masses, z.shape[0])
+    masses = ase.data.atomic_masses[z] if masses is None else check_masses(masses, z.shape[0], names)
     functions = molecule_functions(model, z, total_charge)
     dipole_fn = functions.dipole if intensities is not False else None
     with jax.enable_x64(True):
         params64 = cast_params(params, np.float64)
         optimization = None
         if optimize:
-            optimization = minimize(functions.energy, r, (params64,), fmax=fmax, max_steps=max_steps)
+            optimization = minimize(functions.energy, r, (params64,), fmax=fmax, max_steps=max_steps, names=names)
             stretched = stretched_bond_ratio(z, optimization.positions)
             if stretched is not None and stretched_start is None:
                 warnings.warn(f"the optimised geometry has its atoms {stretched:.2f}× the covalent bond length from "
@@ -365,11 +368,18 @@ def harmonic(
                                    linear_tolerance=linear_tolerance, fragment_cutoff=model.cutoff)
     if not optimize and result.max_force > fmax:
         warnings.warn(
-            f"the geometry is not a minimum: max |F| = {result.max_force:.3e} eV/Å > fmax = {fmax:.1e} eV/Å; "
-            "frequencies at a non-stationary point are not those of the molecule (use optimize=True)",
+            f"the geometry is not a minimum: max |F| = {result.max_force:.3e} eV/Å > "
+            f"{displayed_setting('fmax', f'{fmax:.1e}', names)} eV/Å; frequencies at a non-stationary point are not "
+            f"those of the molecule ({_optimize_hint(names)})",
             NonMinimumWarning, stacklevel=2,
         )
     return dataclasses.replace(result, atomic_numbers=z, optimization=optimization, total_charge=float(total_charge))
+
+
+def _optimize_hint(names: Optional[Mapping[str, str]]) -> str:
+    """How to ask for the optimisation: ``optimize=True``, or leaving out the option that turned it off."""
+    option = displayed("optimize", names)
+    return "use optimize=True" if option == "optimize" else f"leave out {option} to optimise first"
 
 
 def _zero_mode_message(count: int, relative: int, fragments, positions, fragment_cutoff, rigid: int) -> str:

@@ -29,7 +29,7 @@ import optax
 import optax.tree_utils as otu
 
 from physnetjax.calculator import cast_params
-from physnetjax.errors import RunStoppedError, displayed
+from physnetjax.errors import RunStoppedError, displayed, displayed_setting
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
 from physnetjax.validation import check_length_unit, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
@@ -84,7 +84,7 @@ def check_optimizer_settings(fmax: float, max_steps: int, names: Optional[Mappin
 
 
 def minimize(energy_fn, positions, args=(), *, fmax: float = DEFAULT_FMAX,
-             max_steps: int = DEFAULT_MAX_STEPS) -> OptimizationResult:
+             max_steps: int = DEFAULT_MAX_STEPS, names: Optional[Mapping[str, str]] = None) -> OptimizationResult:
     """Minimise ``energy_fn(positions, *args)`` over the positions (float64, one jitted loop).
 
     Args:
@@ -93,6 +93,8 @@ def minimize(energy_fn, positions, args=(), *, fmax: float = DEFAULT_FMAX,
       args: further arguments of ``energy_fn`` (e.g. the parameters), traced.
       fmax: convergence threshold on max_i |∂E/∂R_i| in eV/Å (> 0).
       max_steps: largest number of L-BFGS steps (≥ 1).
+      names: keyword (``fmax``, ``max_steps``) → how the messages name it (a command line passes its
+        options, e.g. ``{"max_steps": "--max-steps"}``); by default the keyword.
 
     Returns:
       :class:`OptimizationResult` at the first iterate with max |F| ≤ fmax.
@@ -102,7 +104,7 @@ def minimize(energy_fn, positions, args=(), *, fmax: float = DEFAULT_FMAX,
         max_steps < 1 (:func:`check_optimizer_settings`), or positions not finite (N, 3).
       OptimizationError: not converged (the message says why; the last geometry is kept).
     """
-    check_optimizer_settings(fmax, max_steps)
+    check_optimizer_settings(fmax, max_steps, names)
     start = np.asarray(positions, dtype=np.float64)
     if start.ndim != 2 or start.shape[1] != 3 or not np.isfinite(start).all():
         raise ValueError(f"positions must be finite with shape (N, 3), received shape {start.shape}")
@@ -117,9 +119,11 @@ def minimize(energy_fn, positions, args=(), *, fmax: float = DEFAULT_FMAX,
         reason = f"the energy or forces became non-finite (E = {energy} eV, max |F| = {force_max} eV/Å)"
     elif not downhill:
         reason = (f"the line search found no lower energy at max |F| = {force_max:.3e} eV/Å: either the energy "
-                  "is flat to float64 round-off there (loosen fmax) or its gradient does not match it")
+                  f"is flat to float64 round-off there (loosen {displayed('fmax', names)}) or its gradient does "
+                  "not match it")
     else:
-        reason = f"max |F| = {force_max:.3e} eV/Å after max_steps = {steps}; raise max_steps"
+        reason = (f"max |F| = {force_max:.3e} eV/Å after {displayed_setting('max_steps', steps, names)}; raise "
+                  f"{displayed('max_steps', names)}")
     raise OptimizationError(
         f"geometry optimisation did not reach max |F| <= {fmax:.1e} eV/Å: {reason} "
         f"(last energy {energy:.8f} eV; the last geometry is kept in the error's .positions)",
