@@ -164,6 +164,8 @@ def test_md_cli(files, capsys, case):
     (["--ensemble", "langevin", "--friction", "0"], "--friction must be finite and > 0 fs^-1, received 0.0"),
     (["--max-force", "0"], "--max-force must be finite and > 0 eV/Å, received 0.0"),  # main: max_force
     (["--skin", "-1"], "--skin must be finite and >= 0 Å, received -1.0"),
+    # main: "edge_chunk_size must be >= 1 or None, received 0", the model's field, once the model was loaded
+    (["--edge-chunk-size", "0"], "--edge-chunk-size must be >= 1 (message-pass edges per chunk), received 0"),
     (["--chunk", "0"], "--chunk must be >= 1 (saved frames per jitted chunk), received 0"),  # main: chunk_frames
     (["--steps", "15", "--save-every", "10"], "--steps (15) must be a positive multiple of --save-every (10)"),
     (["--save-every", "0"], "--steps (10) must be a positive multiple of --save-every (0)"),  # main: save_every

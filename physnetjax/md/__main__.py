@@ -223,6 +223,9 @@ def main(argv=None) -> int:
                        skin=args.skin, out=args.out, ensemble_only=ensemble_only,
                        uncertainty_threshold=args.uncertainty_threshold, on_uncertainty=args.on_uncertainty,
                        names=OPTION_OF)
+    if args.edge_chunk_size is not None and args.edge_chunk_size < 1:
+        raise PhysNetInputError(f"--edge-chunk-size must be >= 1 (message-pass edges per chunk), received "
+                                f"{args.edge_chunk_size}")
     if args.float64:
         jax.config.update("jax_enable_x64", True)
     from rich.console import Console
