@@ -101,3 +101,19 @@ def cast_params(params, dtype):
 @pytest.fixture(scope="session")
 def molecules():
     return {name: load_molecule(name) for name in ("ethanol", "methanol", "co2", "base_a")}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def release_compiled_programs():
+    """Drop JAX's caches of compiled programs after each test module.
+
+    XLA:CPU maps the machine code of every compiled program into memory, and JAX's caches
+    keep each program alive for the life of the process. One worker of the suite compiles
+    thousands of programs: without this its memory mappings grew past 26,000 by mid-run and
+    past the kernel's limit (vm.max_map_count, 65,530 here) near its end, where the next
+    compilation segfaulted inside XLA (three of six full runs on 2026-12-03, at random tests)
+    and pytest-xdist then hung on the lost worker. Programs that session-scoped fixtures
+    still reference are kept; the rest are recompiled when a later module needs them.
+    """
+    yield
+    jax.clear_caches()
