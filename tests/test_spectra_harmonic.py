@@ -196,6 +196,7 @@ def test_unconverged_optimisation_keeps_the_last_geometry(charge_model):
     with pytest.raises(OptimizationError, match="after max_steps=2; raise max_steps") as caught:
         optimize_geometry(model, params, z, r, max_steps=2)
     error = caught.value
+    assert str(error).endswith("; the last geometry is kept in the error's .positions")
     assert isinstance(error, RunStoppedError)  # CLI exit 4 (physnetjax.cli_errors)
     assert error.positions.shape == (9, 3) and np.isfinite(error.positions).all()
     assert error.steps == 2 and error.fmax > 1e-4 and np.isfinite(error.energy)
@@ -678,6 +679,33 @@ def test_cli_errors_are_one_line(cli_inputs, capsys, tmp_path):
     status, _, stderr = run_cli(capsys, "--checkpoint", tmp_path / "missing", "--geometry", xyz,
                                 "--out", tmp_path / "out", "--verbose")
     assert status == 2 and "Traceback" in stderr and stderr.rstrip().splitlines()[-1].startswith(prefix)
+
+
+def test_cli_writes_the_last_geometry_of_an_unconverged_optimisation(cli_inputs, charge_model, charged_result,
+                                                                     capsys, tmp_path):
+    """On main the command line said "the last geometry is kept in the error's .positions" and kept it nowhere."""
+    model, params, z, r = charge_model
+    with pytest.raises(OptimizationError) as caught:
+        optimize_geometry(model, params, z, r, max_steps=2)
+    out = tmp_path / "out"
+    status, _, stderr = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry",
+                                cli_inputs / "ethanol.extxyz", "--out", out, "--max-steps", "2", "--no-plot")
+    last = out / "unconverged.xyz"
+    assert status == 4 and stderr.count("\n") == 1 and ".positions" not in stderr
+    assert stderr.rstrip().endswith(
+        f"after --max-steps 2; raise --max-steps (last energy {caught.value.energy:.8f} eV); the last geometry is "
+        f"kept in {last}: continue from it with --geometry {last}")
+    written = ase.io.read(last)
+    np.testing.assert_array_equal(written.numbers, z)
+    np.testing.assert_allclose(written.positions, caught.value.positions, rtol=0, atol=1e-8)  # extxyz: 8 decimals
+    assert written.info["steps"] == 2 and written.info["energy_eV"] == pytest.approx(caught.value.energy, abs=1e-9)
+    assert not (out / "harmonic.json").exists()
+    status, _, stderr = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry", last, "--out", out,
+                                "--fmax", "1e-8", "--no-plot")
+    assert status == 0, stderr
+    document = json.loads((out / "harmonic.json").read_text())
+    # the minimum charged_result reached from r: at max |F| <= 1e-8 eV/Å the energies agree to round-off
+    assert document["energy_eV"] == pytest.approx(charged_result.energy, abs=1e-9)
 
 
 @pytest.mark.parametrize("options, message", [

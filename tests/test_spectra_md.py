@@ -404,6 +404,9 @@ def test_cli_names_the_optimisation_options_of_its_harmonic_analysis(tmp_path, c
     err = capsys.readouterr().err.strip()
     assert err.startswith("python -m physnetjax.spectra: error: geometry optimisation did not reach max |F| <= "
                           "1.0e-09 eV/Å: max |F| = ") and "after --max-steps 1; raise --max-steps" in err
+    last = tmp_path / "a" / "unconverged.xyz"
+    assert err.endswith(f"the last geometry is kept in {last}: continue from it with --geometry {last}")
+    assert ase.io.read(last).get_chemical_formula() == "CO2" and not (tmp_path / "a" / "spectrum.csv").exists()
     argv = _ir_args(tmp_path / "b", **{"--no-optimize": None, "--fmax": "1e-9", "--time-ps": "0.05", "--replicas": "1",
                                        "--equilibration-ps": "0", "--no-plot": None})
     assert _cli(argv) == 0

@@ -14,7 +14,10 @@ to the output directory
   rigid-body wavenumbers, ``model`` (:func:`analysed_model`: the members of an ensemble
   checkpoint and that their mean energy is analysed) and a ``units`` table;
 * ``harmonic.png``: the stick spectrum of the vibrations (needs matplotlib; ``--no-plot`` skips it);
-* ``config.toml``: the options used (``--config`` on it repeats the run).
+* ``config.toml``: the options used (``--config`` on it repeats the run);
+* ``unconverged.xyz``, only when the optimisation stops short of ``--fmax``: its last
+  geometry (extxyz; energy, max |F| and steps in the comment line), to continue from
+  with ``--geometry`` (exit 4, :func:`last_geometry_written`).
 
 The checkpoint, the geometry (an isolated molecule: a periodic one is refused) and the
 output directory are checked before any computation. Errors and exit codes: see
@@ -24,6 +27,7 @@ output directory are checked before any computation. Errors and exit codes: see
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -40,6 +44,8 @@ OPTION_OF = {**OPTIMIZER_OPTIONS, "masses": "--masses", "total_charge": "--total
 run before any computation, of the optimisation and of the warning at a geometry that is not a minimum."""
 JSON_NAME = "harmonic.json"
 PNG_NAME = "harmonic.png"
+UNCONVERGED_NAME = "unconverged.xyz"
+"""The last geometry of an optimisation that stopped short of ``--fmax`` (harmonic and ir)."""
 
 
 def add_molecule_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,7 +118,7 @@ def _analyse(args):
         check_masses(args.masses, len(atoms), OPTION_OF)
     if args.total_charge is not None:
         check_total_charge(args.total_charge, atoms.numbers, names=OPTION_OF)
-    check_output_directory(args.out, what="--out", files=(JSON_NAME, PNG_NAME, CONFIG_NAME))
+    check_output_directory(args.out, what="--out", files=(JSON_NAME, PNG_NAME, CONFIG_NAME, UNCONVERGED_NAME))
     write_resolved_config(args.parser, args, Path(args.out) / CONFIG_NAME)
     model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)
     say_ensemble(model)
@@ -121,13 +127,36 @@ def _analyse(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonMinimumWarning)
         warnings.simplefilter("always", ZeroModeWarning)
-        result = harmonic(model, params, atoms.numbers, atoms.positions, masses=masses,
-                          total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
-                          max_steps=args.max_steps, training_record=TrainingRecord.from_metadata(metadata),
-                          names=OPTION_OF)
+        with last_geometry_written(Path(args.out), atoms):
+            result = harmonic(model, params, atoms.numbers, atoms.positions, masses=masses,
+                              total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
+                              max_steps=args.max_steps, training_record=TrainingRecord.from_metadata(metadata),
+                              names=OPTION_OF)
     for warning in caught:
         sys.stderr.write(warnings.formatwarning(warning.message, warning.category, warning.filename, warning.lineno))
     return result, atoms, model
+
+
+@contextlib.contextmanager
+def last_geometry_written(out: Path, atoms):
+    """Inside it, an :class:`~physnetjax.spectra.OptimizationError` of ``atoms``' optimisation writes its last
+    geometry to ``out/unconverged.xyz`` (extxyz: ``atoms`` with those positions; ``energy_eV``, ``fmax_eV_per_A``
+    and ``steps`` in the comment line) and is raised again with a message that names the file, from which
+    ``--geometry`` continues: a command line keeps the geometry the error holds."""
+    import ase.io
+
+    from physnetjax.spectra.optimize import OptimizationError
+
+    try:
+        yield
+    except OptimizationError as error:
+        path = out / UNCONVERGED_NAME
+        last = atoms.copy()
+        last.positions = error.positions
+        last.info.update(energy_eV=error.energy, fmax_eV_per_A=error.fmax, steps=error.steps)
+        ase.io.write(path, last, format="extxyz")
+        raise OptimizationError(error.summary, error.positions, error.energy, error.fmax, error.steps,
+                                kept=f"in {path}: continue from it with --geometry {path}") from error
 
 
 def read_geometry(path):

@@ -19,7 +19,9 @@ and writes to the output directory
   checkpoint, whose mean energy the MD runs on and whose mean dipole gives the IR spectrum);
 * ``spectrum.png``: the power spectrum and the IR spectrum with the harmonic lines as
   sticks (needs matplotlib; ``--no-plot`` skips it);
-* ``config.toml``: the options used (``--config`` on it repeats the run).
+* ``config.toml``: the options used (``--config`` on it repeats the run);
+* ``unconverged.xyz``, only when the optimisation stops short of ``--fmax``: its last
+  geometry, to continue from with ``--geometry`` (as ``harmonic``).
 
 Every setting, the checkpoint, the geometry and the output directory are checked
 before any computation. Errors and exit codes: see :mod:`physnetjax.spectra.__main__`.
@@ -35,7 +37,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from physnetjax.spectra.cli_harmonic import OPTIMIZER_OPTIONS, add_molecule_arguments, add_optimizer_arguments
+from physnetjax.spectra.cli_harmonic import (OPTIMIZER_OPTIONS, UNCONVERGED_NAME, add_molecule_arguments,
+                                             add_optimizer_arguments)
 
 OPTION_OF = {"temperature_K": "--temperature", "time_ps": "--time-ps", "timestep_fs": "--timestep",
              "equilibration_ps": "--equilibration-ps", "replicas": "--replicas", "friction": "--friction",
@@ -108,7 +111,8 @@ def _check_inputs(args):
         check_total_charge(args.total_charge, atoms.numbers, names=OPTION_OF)
     if args.masses is not None:
         check_masses(args.masses, len(atoms), OPTION_OF)
-    return atoms, check_output_directory(args.out, what="--out", files=(CSV_NAME, JSON_NAME, PNG_NAME, CONFIG_NAME))
+    return atoms, check_output_directory(args.out, what="--out", files=(CSV_NAME, JSON_NAME, PNG_NAME, CONFIG_NAME,
+                                                                               UNCONVERGED_NAME))
 
 
 def _run(args) -> None:
@@ -119,7 +123,8 @@ def _run(args) -> None:
     from physnetjax.checkpoint import load_checkpoint
     from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
     from physnetjax.errors import LengthUnitWarning
-    from physnetjax.spectra.cli_harmonic import analysed_model, mode_table, molecule_masses, say_ensemble
+    from physnetjax.spectra.cli_harmonic import (analysed_model, last_geometry_written, mode_table, molecule_masses,
+                                                 say_ensemble)
     from physnetjax.spectra.harmonic import harmonic
     from physnetjax.spectra.md_spectrum import md_spectrum
     from physnetjax.training_record import TrainingRecord
@@ -136,9 +141,10 @@ def _run(args) -> None:
     said: set = set()
     with warnings.catch_warnings(record=True) as caught:
         try:
-            lines = harmonic(model, params, atoms.numbers, atoms.positions, masses=masses,
-                             total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
-                             max_steps=args.max_steps, training_record=record, names=OPTION_OF)
+            with last_geometry_written(out, atoms):
+                lines = harmonic(model, params, atoms.numbers, atoms.positions, masses=masses,
+                                 total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
+                                 max_steps=args.max_steps, training_record=record, names=OPTION_OF)
         finally:
             _tell(caught, said)
     print(f"harmonic analysis of {atoms.get_chemical_formula()}:")

@@ -52,12 +52,16 @@ class OptimizationError(RunStoppedError):
     """The optimisation stopped before max |F| ≤ fmax (a :class:`~physnetjax.errors.RunStoppedError`: CLI exit 4).
 
     Attributes:
+      summary: what happened and what to change, without where the last geometry is (the message adds that:
+        ``.positions`` here; a command line that writes it to a file says so instead).
       positions: (N, 3) Å, the last geometry.  energy: its energy in eV.
       fmax: its max_i |F_i| in eV/Å.  steps: L-BFGS steps taken.
     """
 
-    def __init__(self, message: str, positions: np.ndarray, energy: float, fmax: float, steps: int):
-        super().__init__(message)
+    def __init__(self, summary: str, positions: np.ndarray, energy: float, fmax: float, steps: int,
+                 kept: str = "in the error's .positions"):
+        super().__init__(f"{summary}; the last geometry is kept {kept}")
+        self.summary = summary
         self.positions = positions
         self.energy = energy
         self.fmax = fmax
@@ -125,8 +129,7 @@ def minimize(energy_fn, positions, args=(), *, fmax: float = DEFAULT_FMAX,
         reason = (f"max |F| = {force_max:.3e} eV/Å after {displayed_setting('max_steps', steps, names)}; raise "
                   f"{displayed('max_steps', names)}")
     raise OptimizationError(
-        f"geometry optimisation did not reach max |F| <= {fmax:.1e} eV/Å: {reason} "
-        f"(last energy {energy:.8f} eV; the last geometry is kept in the error's .positions)",
+        f"geometry optimisation did not reach max |F| <= {fmax:.1e} eV/Å: {reason} (last energy {energy:.8f} eV)",
         positions=np.asarray(final), energy=energy, fmax=force_max, steps=steps,
     )
 
