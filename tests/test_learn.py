@@ -101,7 +101,7 @@ def resumed_run(stub_data, tmp_path_factory, request):
     trained = []
     real_train = learn_loop.train
     patch = pytest.MonkeyPatch()
-    patch.setattr(learn_loop, "train", lambda cfg: trained.append(cfg.out) or real_train(cfg))
+    patch.setattr(learn_loop, "train", lambda cfg, names: trained.append(cfg.out) or real_train(cfg, names=names))
     try:
         report = run_learning(config, label)
     finally:
@@ -163,9 +163,48 @@ def test_plot_is_written_or_skipped_with_a_note(resumed_run):
 def test_run_directory_with_other_settings_is_refused(stub_data, tmp_path):
     directory, label = stub_data
     config = tiny_config(directory, tmp_path)
-    write_state(tmp_path, config.to_dict(), [])
-    with pytest.raises(PhysNetInputError, match=r"other settings \['select'\]"):
+    write_state(tmp_path, config.to_dict(), [{}])  # round 0 finished
+    with pytest.raises(PhysNetInputError, match=r"other settings \(select\); only rounds, progress may change"):
         run_learning(tiny_config(directory, tmp_path, select=4), label)
+    with pytest.raises(PhysNetInputError, match=r"other settings \(--select\); only --rounds, --progress may change"):
+        run_learning(tiny_config(directory, tmp_path, select=4), label,
+                     names={"select": "--select", "rounds": "--rounds", "progress": "--progress"})
+
+
+def test_a_run_without_a_finished_round_starts_anew_with_other_settings(stub_data, tmp_path, monkeypatch, caplog):
+    """A run whose round 0 was refused (or interrupted) could not be resumed with a corrected setting: 'holds a run
+    with other settings ['valid']; pick another --out'. Nothing of it is worth keeping: it is started anew."""
+    directory, label = stub_data
+    out = tmp_path / "run"
+    old = tiny_config(directory, out, valid=3)
+    out.mkdir()
+    write_state(out, old.to_dict(), [])
+    save_frames(load_dataset(directory / "initial.npz").subset(np.arange(7)), out / "initial.npz")
+    save_frames(load_dataset(directory / "test.npz"), out / "test.npz")
+    (out / "round-000" / "train").mkdir(parents=True)
+    trained = []
+    monkeypatch.setattr(learn_loop, "train",
+                        lambda config, names: trained.append(config) or {"valid": {"forces_mae": 0.1}})
+    new = tiny_config(directory, out, valid=2, test=None, rounds=0)
+    with caplog.at_level("WARNING", logger="physnetjax.learn.loop"):
+        report = run_learning(new, label, names={"valid": "--valid", "test": "--test"})
+    assert f"{out}: no round of its run has finished; starting the run anew with the changed settings --test, " \
+           "--valid" in caplog.text
+    assert read_state(out)["settings"] == new.to_dict() and len(report["rounds"]) == 1
+    assert len(load_dataset(out / "initial.npz")) == 8 and not (out / "test.npz").exists()
+    assert len(trained) == 1 and trained[0].valid == 2 and not (out / "round-000" / "train").exists()
+
+
+def test_a_valid_that_leaves_round_0_no_validation_frame_is_refused_before_anything_is_written(tmp_path, capsys):
+    """The split was the trainer's, inside round 0: the run directory was left behind, holding --valid 0.001."""
+    from physnetjax.learn.__main__ import main
+
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--valid", "0.001", "--rounds", "0"]) == 2
+    assert capsys.readouterr().err == ("python -m physnetjax.learn: error: cannot split 50 frames: the validation "
+                                       "split needs at least 1 frame (it selects the best checkpoint); --valid 0.001 "
+                                       "gives none, give a frame count such as --valid 1\n")
+    assert not out.exists()
 
 
 def test_resuming_with_fewer_rounds_than_finished_is_refused(stub_data, tmp_path):
@@ -407,7 +446,7 @@ def test_cli_uhf_reaches_the_labeller_is_recorded_and_a_resume_with_another_is_r
     for other in (["--uhf", "3"], []):
         assert main([*argv, *other]) == 2
         assert capsys.readouterr().err == (f"python -m physnetjax.learn: error: {out} holds a run with other settings "
-                                           "['uhf']; only ['rounds', 'progress'] may change when resuming: pick "
+                                           "(--uhf); only --rounds, --progress may change when resuming: pick "
                                            "another --out\n")
     assert main([*argv, "--uhf", "1"]) == 0
     assert calls == [("GFN2-xTB", 0.0, 1)] * 2

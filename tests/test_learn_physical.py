@@ -111,6 +111,46 @@ def test_allow_topology_change_keeps_the_dissociated_frame(fake_md, tmp_path):
     assert len(candidates.origins) == 4 and runs[0]["unphysical_frames"] == 0
 
 
+@pytest.mark.parametrize("min_distance, warned", [(0.5, False), (0.3, True)])
+def test_md_messages_name_the_loop_settings_and_a_close_contact_is_said_once(monkeypatch, tmp_path, caplog,
+                                                                             min_distance, warned):
+    """learn's log said 'MD stopped (... max_force=...)', and showed the MD's close-contact warning beside its own
+    unphysical-frame message; the MD warning stays where the loop's filter (min_distance < 0.5 Å) would not say it."""
+    import warnings
+
+    from physnetjax.errors import displayed
+    from physnetjax.md.close_contacts import CloseContactWarning
+    from physnetjax.md.driver import MDInstabilityError
+
+    seen = {}
+
+    def simulate(model, params, atoms, *, out, names, **settings):
+        seen.update(names)
+        ase.io.write(out, [ase.Atoms(numbers=Z0, positions=R) for R in (R0, collapsed())])
+        start_log(f"{out}.jsonl", [{explore_module.SPREAD_KEY: 1.0}, {explore_module.SPREAD_KEY: 2.0}])
+        warnings.warn("MD left the region the model knows", CloseContactWarning)
+        raise MDInstabilityError(f"|F| above {displayed('max_force', names)} {settings['max_force']} eV/Å")
+
+    monkeypatch.setattr(explore_module, "load_checkpoint", lambda path, with_metadata: (None, None, {}))
+    monkeypatch.setattr(explore_module, "simulate", simulate)
+    config = LearnConfig(temperatures=(800.0,), min_distance=min_distance)
+    options = {"max_force": "--max-force", "md_steps": "--md-steps", "md_ensemble": "--md-ensemble",
+               "timestep_fs": "--timestep", "ensemble": "--ensemble"}
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level("WARNING"):
+        warnings.simplefilter("always")
+        explore_module.explore(None, BUNDLED.subset(np.array([0])), tmp_path, config, 1, options)
+    assert seen["max_force"] == "--max-force" and seen["steps"] == "--md-steps" and seen["ensemble"] == "--md-ensemble"
+    assert seen["timestep_fs"] == "--timestep" and seen["friction"] == "friction"  # not in names: the setting
+    assert "MD stopped (|F| above --max-force 100.0 eV/Å)" in caplog.text
+    assert "md-800K.xyz[1]: atoms" in caplog.text  # the loop's own message about the close contact
+    assert [w.category for w in caught] == ([CloseContactWarning] if warned else [])
+    seen.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CloseContactWarning)
+        explore_module.explore(None, BUNDLED.subset(np.array([0])), tmp_path / "api", config, 1)
+    assert seen["steps"] == "md_steps" and seen["ensemble"] == "md_ensemble" and seen["max_force"] == "max_force"
+
+
 @pytest.mark.parametrize("changes, message", [({"min_distance": -0.1}, "min_distance"),
                                               ({"bond_factor": 0.0}, "bond_factor")])
 def test_bad_filter_settings_are_refused(changes, message):
@@ -141,7 +181,7 @@ def test_loop_never_labels_a_broken_candidate_and_reports_the_count(monkeypatch,
 
     monkeypatch.setattr(explore_module, "load_checkpoint", lambda path, with_metadata: (None, None, {}))
     monkeypatch.setattr(explore_module, "simulate", simulate)
-    monkeypatch.setattr(learn_loop, "train", lambda config: {"valid": {"forces_mae": 0.1}})
+    monkeypatch.setattr(learn_loop, "train", lambda config, names: {"valid": {"forces_mae": 0.1}})
     labelled = []
 
     def label(atoms):
@@ -149,7 +189,7 @@ def test_loop_never_labels_a_broken_candidate_and_reports_the_count(monkeypatch,
         return {"E": 0.0, "F": np.zeros((len(atoms), 3))}
 
     config = LearnConfig(out=str(tmp_path / "run"), initial_frames=4, test_frames=0, rounds=1, select=5,
-                         min_rmsd=0.001, temperatures=(800.0,), md_steps=40, save_every=10, ensemble=2)
+                         min_rmsd=0.001, temperatures=(800.0,), md_steps=40, save_every=10, ensemble=2, valid=1)
     report = run_learning(config, label)
     # the two frames before the dissociation are the only candidates; the one after it is cut too
     assert len(labelled) == 2 and report["rounds"][1]["selected"] == 2

@@ -12,6 +12,7 @@ from physnetjax import PhysNet, init_params, predict
 from physnetjax.checkpoint.format import save_checkpoint
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.md.__main__ import main
+from physnetjax.md.close_contacts import CloseContactWarning
 from physnetjax.md.io import momenta_to_ase
 from physnetjax.md.driver import EnergyConservationError, MDInstabilityError, drift_and_fluctuation, simulate
 from physnetjax.training_record import TrainingRecord
@@ -442,7 +443,9 @@ def test_a_close_contact_warns_once_and_the_report_names_the_closest_approach(sy
     distances = np.array([frame.get_distance(0, 1) for frame in frames])
     first = int(np.argmax(distances < 0.5))
     assert sum("MD left the region" in str(w.message) for w in caught) == 1
-    message = next(str(w.message) for w in caught if "MD left the region" in str(w.message))
+    warning = next(w for w in caught if "MD left the region" in str(w.message))
+    message = str(warning.message)
+    assert warning.category is CloseContactWarning  # its own category, which the learning loop leaves out
     assert f"atoms 0-1 {distances[first]:.4g} Å apart at step {first + 1} (below 0.5 Å" in message
     contact = report.closest_contact
     assert (contact.i, contact.j, contact.step) == (0, 1, int(np.argmin(distances)) + 1)

@@ -117,7 +117,8 @@ def main(argv=None) -> int:
     from physnetjax.learn.loop import run_learning
     from physnetjax.learn.report import report_lines
 
-    report = run_learning(config, on_start=lambda run_dir: write_resolved_config(parser, args, run_dir / CONFIG_NAME))
+    report = run_learning(config, on_start=lambda run_dir: write_resolved_config(parser, args, run_dir / CONFIG_NAME),
+                          names=OPTION_OF)
     print("\n".join(report_lines(report["rounds"])))
     print(f"report: {Path(config.out) / 'report.json'}" + (f"; plot: {report['plot']}" if report["plot"] else ""))
     return 0

@@ -10,7 +10,9 @@ goes on. A run's candidates end before its first unphysical frame
 settings ``min_distance``, ``bond_factor``, ``allow_topology_change``): a dissociated or
 collapsed molecule does not come back, and its frames (labels tens of eV above the
 thermal ones, or no SCF at all) would spoil the fit; the frames cut are counted
-(``unphysical_frames``, with ``first_unphysical``: where and why) and logged.
+(``unphysical_frames``, with ``first_unphysical``: where and why) and logged; with
+``min_distance`` ≥ 0.5 Å that log names every close contact, and the MD's own
+:class:`~physnetjax.md.close_contacts.CloseContactWarning` is left out.
 Frames with a non-finite spread are not candidates; they are counted
 (``non_finite_spreads``), and make the run's mean/max spread NaN, which the report shows.
 """
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from pathlib import Path
+from typing import Mapping, Optional
 
 import ase
 import ase.io
@@ -28,14 +32,22 @@ import numpy as np
 from physnetjax.checkpoint import load_checkpoint
 from physnetjax.data import Dataset
 from physnetjax.jsonlines import read_log
+from physnetjax.errors import displayed
 from physnetjax.learn.physical import bonds, unphysical_reason
+from physnetjax.md.close_contacts import CloseContactWarning
 from physnetjax.md.driver import MDInstabilityError, simulate
 from physnetjax.training_record import TrainingRecord
-from physnetjax.validation import MIN_DISTANCE_ERROR
+from physnetjax.validation import MIN_DISTANCE_ERROR, MIN_DISTANCE_WARNING
 
 logger = logging.getLogger(__name__)
 
 SPREAD_KEY = "max_forces_std_eV_per_A"
+
+SIMULATE_SETTING = {"ensemble": "md_ensemble", "steps": "md_steps", "timestep_fs": "timestep_fs",
+                    "save_every": "save_every", "friction": "friction", "max_force": "max_force",
+                    "uncertainty_threshold": "uncertainty_threshold"}
+""":func:`~physnetjax.md.driver.simulate`'s keyword → the :class:`~physnetjax.learn.config.LearnConfig` setting it
+comes from: what the MD's messages (a stop reason, say) name."""
 
 
 @dataclasses.dataclass
@@ -56,13 +68,17 @@ def start_geometry(data: Dataset, seed: int) -> ase.Atoms:
     return ase.Atoms(numbers=data.Z[k, :n], positions=data.R[k, :n], info={"charge": float(data.Q[k])})
 
 
-def explore(checkpoint, data: Dataset, directory, config, round_index: int) -> tuple[Candidates, list]:
+def explore(checkpoint, data: Dataset, directory, config, round_index: int,
+            names: Optional[Mapping[str, str]] = None) -> tuple[Candidates, list]:
     """Run the MD of one round; returns the candidates and one summary dict per temperature.
 
     ``config`` is the loop's :class:`~physnetjax.learn.config.LearnConfig`; the seed of the
     run at temperature number t is ``config.seed + 1000 * round_index + t`` (start frame,
-    momenta, thermostat noise).
+    momenta, thermostat noise). The MD's messages name its settings as ``names`` names the
+    LearnConfig settings they come from (:data:`SIMULATE_SETTING`; a command line passes its
+    options, e.g. ``{"max_force": "--max-force"}``; by default the setting names).
     """
+    md_names = {keyword: displayed(setting, names) for keyword, setting in SIMULATE_SETTING.items()}
     model, params, metadata = load_checkpoint(checkpoint, with_metadata=True)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -75,14 +91,18 @@ def explore(checkpoint, data: Dataset, directory, config, round_index: int) -> t
         reference_bonds = None if config.allow_topology_change else bonds(start.numbers, start.positions,
                                                                           config.bond_factor)
         try:
-            simulate(model, params, start, ensemble=config.md_ensemble,
-                     temperature_K=temperature, timestep_fs=config.timestep_fs, steps=config.md_steps, out=str(out),
-                     save_every=config.save_every, chunk_frames=min(100, config.md_steps // config.save_every),
-                     friction=config.friction if config.md_ensemble == "langevin" else None, seed=seed,
-                     max_force=config.max_force,
-                     training_record=TrainingRecord.from_metadata(metadata),
-                     on_uncertainty="flag",
-                     uncertainty_threshold=config.uncertainty_threshold)
+            with warnings.catch_warnings():
+                if config.min_distance >= MIN_DISTANCE_WARNING:  # the unphysical-frame log below names the contact
+                    warnings.simplefilter("ignore", CloseContactWarning)
+                simulate(model, params, start, ensemble=config.md_ensemble,
+                         temperature_K=temperature, timestep_fs=config.timestep_fs, steps=config.md_steps,
+                         out=str(out), save_every=config.save_every,
+                         chunk_frames=min(100, config.md_steps // config.save_every),
+                         friction=config.friction if config.md_ensemble == "langevin" else None, seed=seed,
+                         max_force=config.max_force,
+                         training_record=TrainingRecord.from_metadata(metadata),
+                         on_uncertainty="flag",
+                         uncertainty_threshold=config.uncertainty_threshold, names=md_names)
         except MDInstabilityError as error:
             blew_up = str(error)
             logger.warning("round %d, %g K: MD stopped (%s); its frames up to there are candidates",

@@ -14,7 +14,11 @@ Run directory ``OUT/``::
 Resumption: a round listed in ``state.json`` is finished and never recomputed; a
 ``round-NNN/`` directory that is not listed was interrupted, and is removed and redone
 from its start (its MD, selection and labels are deterministic given the settings and
-seeds, so the result equals that of an uninterrupted run).
+seeds, so the result equals that of an uninterrupted run). A run directory in which no
+round has finished holds nothing that other settings could not redo (the starting
+frames and the unfinished round 0 follow from the settings): given other settings, it
+is started anew with them (a warning names the changes), so that a setting round 0
+refused can be corrected in the same ``--out``.
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ from typing import Callable, Mapping, Optional
 import ase
 import numpy as np
 
-from physnetjax.data import Dataset, bundled_dataset_path, concatenate, load_dataset
+from physnetjax.data import Dataset, bundled_dataset_path, concatenate, load_dataset, random_split
 from physnetjax.data.generate import unpaired_electrons
-from physnetjax.errors import PhysNetInputError
+from physnetjax.errors import PhysNetInputError, displayed
 from physnetjax.learn.config import RESUME_CHANGES, LearnConfig
 from physnetjax.learn.evaluate import test_errors
 from physnetjax.learn.explore import explore
@@ -38,7 +42,7 @@ from physnetjax.learn.frames import labelled_frames, save_frames
 from physnetjax.learn.labellers import Labeller, checked_labels, xtb_labeller
 from physnetjax.learn.report import write_report
 from physnetjax.learn.selection import select_uncertain_diverse
-from physnetjax.learn.state import read_state, round_dir, write_state
+from physnetjax.learn.state import STATE_NAME, read_state, round_dir, write_state
 from physnetjax.validation import check_directory_creatable
 from physnetjax.train import TrainConfig, train
 
@@ -48,33 +52,46 @@ BUNDLED_INITIAL_FRAMES = 50
 
 
 def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
-                 on_start: Callable[[Path], None] | None = None) -> dict:
+                 on_start: Callable[[Path], None] | None = None,
+                 names: Optional[Mapping[str, str]] = None) -> dict:
     """Run (or resume) the loop in ``config.out``; returns the final report (:mod:`physnetjax.learn.report`).
 
     ``labeller`` (see :mod:`physnetjax.learn.labellers`) defaults to
     ``xtb_labeller(config.labeller, config.charge, config.uhf)``. ``on_start(run_dir)`` is called
     once the run directory holds a checked start (a new run's start frames are read and
-    checked before the directory is created), before the first round.
+    checked before the directory is created), before the first round. ``names``: setting →
+    how the messages of the rounds' MD and training name it, as LearnConfig takes it (a command
+    line passes its options).
 
     Raises:
-      PhysNetInputError: ``config.out`` holds a run with other settings (only
-        :data:`~physnetjax.learn.config.RESUME_CHANGES` may change), or one that has
+      PhysNetInputError: ``config.out`` holds a run with a finished round and other settings
+        (only :data:`~physnetjax.learn.config.RESUME_CHANGES` may change), or one that has
         finished more rounds than ``config.rounds`` (its report would lose them); a new run's
         starting frames of another total charge than ``config.charge``, or whose electrons do
         not allow ``config.uhf`` (:func:`check_unpaired_electrons`).
+      ValueError: a ``config.valid`` that leaves the starting frames no validation or no
+        training frame (checked before the run directory is written).
       OutputPathError: a new run's ``config.out`` lies below a file or in a directory that is not writable
         (checked before the start frames are read).
     """
     run_dir = Path(config.out)
     state = read_state(run_dir)
+    changed = [] if state is None else [displayed(key, names) for key in config.changed_from(state["settings"])]
+    if changed and not state["rounds"]:
+        logger.warning("%s: no round of its run has finished; starting the run anew with the changed settings %s",
+                       run_dir, ", ".join(changed))
+        _discard_unfinished_start(run_dir)
+        state = None
     if state is None:
         check_directory_creatable(run_dir, what="--out")
         start = _start_data(config)
+        # round 0's split of the trainer, here before anything is written: later rounds only add frames
+        random_split(len(start["initial.npz"]), config.valid, 0, names=names)
     else:
-        changed = config.changed_from(state["settings"])
         if changed:
-            raise PhysNetInputError(f"{run_dir} holds a run with other settings {changed}; only {list(RESUME_CHANGES)} "
-                                    "may change when resuming: pick another --out")
+            raise PhysNetInputError(f"{run_dir} holds a run with other settings ({', '.join(changed)}); only "
+                                    f"{', '.join(displayed(key, names) for key in RESUME_CHANGES)} may change when "
+                                    "resuming: pick another --out")
         finished = len(state["rounds"]) - 1  # acquisition rounds done after round 0
         if config.rounds < finished:
             raise PhysNetInputError(
@@ -100,9 +117,17 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
         if directory.exists():
             logger.info("round %d was interrupted: redoing it from its start", index)
             shutil.rmtree(directory)
-        rounds.append(_run_round(config, run_dir, index, label, test))
+        rounds.append(_run_round(config, run_dir, index, label, test, names))
         write_state(run_dir, config.to_dict(), rounds)
     return write_report(run_dir, rounds[: config.rounds + 1])
+
+
+def _discard_unfinished_start(run_dir: Path) -> None:
+    """Remove what a run in which no round finished wrote in ``run_dir`` (``state.json`` last, so that an
+    interruption leaves a run that is discarded again)."""
+    shutil.rmtree(round_dir(run_dir, 0), ignore_errors=True)
+    for name in ("test.npz", "initial.npz", STATE_NAME):
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def _start_data(config: LearnConfig) -> dict:
@@ -160,7 +185,8 @@ def check_unpaired_electrons(frames: Dataset, config: LearnConfig) -> None:
             raise PhysNetInputError(f"starting frame {frames.sources[k]}: {error}") from error
 
 
-def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, test) -> dict:
+def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, test,
+               names: Optional[Mapping[str, str]]) -> dict:
     start = time.monotonic()
     directory = round_dir(run_dir, index)
     directory.mkdir(parents=True)
@@ -172,7 +198,7 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
         previous = round_dir(run_dir, index - 1)
         data = load_dataset(previous / "data.npz")
         init_from = previous / "train" / "best"
-        candidates, summary["md"] = explore(init_from, data, directory / "explore", config, index)
+        candidates, summary["md"] = explore(init_from, data, directory / "explore", config, index, names)
         summary["unphysical_frames"] = sum(run["unphysical_frames"] for run in summary["md"])
         chosen, labels, failures = select_and_label(candidates, config, label, index)
         summary["label_failures"] = failures
@@ -187,7 +213,7 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
         summary["selected_spreads_eV_per_A"] = [float(candidates.spreads[j]) for j in chosen]
         summary.update(_spread_summary(summary["md"]))
     save_frames(data, directory / "data.npz")
-    trained = train(round_train_config(config, directory, index, init_from))
+    trained = train(round_train_config(config, directory, index, init_from), names=names)
     summary["frames"] = len(data)
     summary["valid"] = trained["valid"]
     summary["test"] = test_errors(directory / "train" / "best", test) if test is not None else None

@@ -14,7 +14,7 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
    :class:`MDInstabilityError` (:class:`EnergyConservationError` for the energy) is
    raised; with ``on_energy_drift="warn"`` the energy only gives a warning. Atoms
    closer than 0.1 Å stop the run the same way; the first frame with atoms closer
-   than 0.5 Å warns (:mod:`physnetjax.md.close_contacts`), and the report and any
+   than 0.5 Å warns (:class:`~physnetjax.md.close_contacts.CloseContactWarning`), and the report and any
    later stop message name the closest approach.
 3. With an ensemble model (:class:`~physnetjax.ensemble.PhysNetEnsemble`) every
    saved frame records ``max_forces_std_eV_per_A``, the largest per-atom force
@@ -100,7 +100,7 @@ from physnetjax.md.ensembles import (
     checkpoint_arrays,
     restore_ensemble_state,
 )
-from physnetjax.md.close_contacts import CloseContact, closer, closest_contact
+from physnetjax.md.close_contacts import CloseContact, CloseContactWarning, closer, closest_contact
 from physnetjax.md.integrators import MDState, kinetic_energy, maxwell_boltzmann_momenta, run
 from physnetjax.md.io import TRAJECTORY_FORMATS, TrajectoryWriter, frame_atoms, momenta_from_ase, truncate_trajectory
 from physnetjax.md.potential import AllPairs
@@ -642,7 +642,7 @@ def simulate(
                 warnings.warn(f"MD left the region the model knows: {first.describe()}; the model extrapolates there "
                               "and the frames from here on may not be physical (a cell too dense for the model, too "
                               "high a temperature, or a model trained without such contacts)",
-                              PhysNetInputWarning, stacklevel=2)
+                              CloseContactWarning, stacklevel=2)
             closest = seen[num_good - 1] if num_good else closest
             past = np.zeros(num_frames, bool)
             if uncertainty_threshold is not None:
