@@ -150,6 +150,18 @@ def check_positions(positions, num_atoms: int, where: str = "") -> np.ndarray:
     return r
 
 
+def check_range(name: str, value, unit: str, lowest: Optional[float] = None, *, strict: bool = False) -> None:
+    """PhysNetInputError naming ``name`` unless ``value`` is finite and, with ``lowest``, > ``lowest`` (``strict``)
+    or >= ``lowest``; ``unit`` is the unit of ``value`` and ``lowest`` for the message, e.g. ``--timestep must be
+    finite and > 0 fs, received inf``. The one check of a physical setting's range (MD, spectra, learn, generate)."""
+    if lowest is None:
+        if not np.isfinite(value):
+            raise PhysNetInputError(f"{name} must be a finite number of {unit}, received {value}")
+    elif not np.isfinite(value) or value < lowest or (strict and value == lowest):
+        raise PhysNetInputError(f"{name} must be finite and {'>' if strict else '>='} {lowest:g} {unit}, "
+                                f"received {value}")
+
+
 def check_total_charge(total_charge, atomic_numbers, where: str = "",
                        names: Optional[Mapping[str, str]] = None) -> float:
     """The total charge Q (e) as a float: finite and ≤ ΣZ.

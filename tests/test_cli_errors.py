@@ -437,9 +437,25 @@ def test_generate_cli_refuses_md_options_with_normal_mode_sampling(tmp_path, cap
     assert not (tmp_path / "d.npz").exists()
 
 
+def test_generate_names_its_keywords_in_python():
+    from physnetjax.data.generate import generate
+
+    with pytest.raises(ValueError, match=r"^timestep must be finite and > 0 fs, received inf$"):
+        generate("H2O", frames=2, timestep=float("inf"))
+    with pytest.raises(ValueError, match=r"^equilibration_steps must be >= 0, received -1$"):
+        generate("H2O", frames=2, equilibration_steps=-1)
+
+
 @pytest.mark.parametrize("option,value,message", [
     ("--friction", "-1", "--friction must be finite and > 0 1/fs, received -1.0"),  # main: internal error (sygvd)
     ("--friction", "nan", "--friction must be finite and > 0 1/fs, received nan"),  # main: internal error (sygvd)
+    # main: an xTB SCF failure at the first frame that blamed the charge and spin ("try another uhf")
+    ("--timestep", "inf", "--timestep must be finite and > 0 fs, received inf"),
+    ("--temperature", "inf", "--temperature must be finite and > 0 K, received inf"),
+    # main: one message for four options ("--frames and --stride must be >= 1, ... and --timestep > 0")
+    ("--timestep", "nan", "--timestep must be finite and > 0 fs, received nan"),
+    ("--stride", "0", "--stride must be >= 1, received 0"),
+    ("--equilibration-steps", "-1", "--equilibration-steps must be >= 0, received -1"),
     # main: a data set of total charge 0.5 e
     ("--charge", "0.5", "--charge must be a whole number of e (the molecule's total charge), received 0.5"),
 ])

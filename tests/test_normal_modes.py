@@ -94,4 +94,4 @@ def test_generate_cli_refuses_a_non_positive_temperature(tmp_path, capsys):
     from physnetjax.data.generate import main
 
     assert main(["--out", str(tmp_path / "d.npz"), "--sampling", "normal-modes", "--temperature", "0"]) == 2
-    assert "--temperature must be > 0 K" in capsys.readouterr().err
+    assert "--temperature must be finite and > 0 K, received 0.0" in capsys.readouterr().err

@@ -48,6 +48,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Mapping, Optional
 
 import numpy as np
 
@@ -56,8 +57,8 @@ from physnetjax.cli_errors import cli_main
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.data.normal_modes import normal_mode_displacements
 from physnetjax.data.xtb_shells import valence_electrons, valence_orbitals
-from physnetjax.errors import PhysNetInputError
-from physnetjax.validation import check_output_path
+from physnetjax.errors import PhysNetInputError, displayed
+from physnetjax.validation import check_output_path, check_range
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +180,28 @@ def labels_of(atoms) -> dict:
     }
 
 
+OPTION_OF = {keyword: f"--{keyword.replace('_', '-')}"
+             for keyword in ("frames", "stride", "temperature", "timestep", "friction", "equilibration_steps")}
+""":func:`generate`'s sampling keyword → the option that sets it: the names in the messages of
+:func:`check_sampling_settings` on the command line."""
+
+
+def check_sampling_settings(frames: int, stride: int, temperature: float, timestep: float, friction: float,
+                            equilibration_steps: int, names: Optional[Mapping[str, str]] = None) -> None:
+    """ValueError naming the first of :func:`generate`'s sampling settings out of range: ``frames`` and ``stride``
+    >= 1, ``equilibration_steps`` >= 0, ``temperature`` (K), ``timestep`` (fs) and ``friction`` (1/fs) finite
+    and > 0 (an infinite timestep or temperature gave NaN positions, which xTB then failed on). The messages name
+    the keywords, or as ``names`` does (a command line passes its options, :data:`OPTION_OF`)."""
+    for keyword, value in (("frames", frames), ("stride", stride)):
+        if value < 1:
+            raise ValueError(f"{displayed(keyword, names)} must be >= 1, received {value}")
+    if equilibration_steps < 0:
+        raise ValueError(f"{displayed('equilibration_steps', names)} must be >= 0, received {equilibration_steps}")
+    check_range(displayed("temperature", names), temperature, "K", 0.0, strict=True)
+    check_range(displayed("timestep", names), timestep, "fs", 0.0, strict=True)
+    check_range(displayed("friction", names), friction, "1/fs", 0.0, strict=True)
+
+
 def generate(
     molecule: str = "CH3CH2OH",
     frames: int = 1000,
@@ -215,13 +238,15 @@ def generate(
       dict of arrays in the layout of the module docstring.
 
     Raises:
-      ValueError: unknown ``sampling``, tblite missing, a ``charge``/``uhf`` the electron count
+      ValueError: a setting out of range (:func:`check_sampling_settings`), unknown ``sampling``, tblite
+        missing, a ``charge``/``uhf`` the electron count
         refuses (:func:`unpaired_electrons`), a failed xTB calculation (:func:`xtb_failure`, naming
         the frame being sampled), or (normal modes) a structure whose relaxed Hessian is not that
         of a minimum.
     """
     from ase.calculators.calculator import CalculationFailed
 
+    check_sampling_settings(frames, stride, temperature, timestep, friction, equilibration_steps)
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, received {sampling!r}")
     atoms = _structure(molecule)
@@ -369,12 +394,8 @@ def main(argv=None) -> int:
                                 "remove them or choose --sampling md")
     if Path(args.out).suffix != ".npz":
         raise ValueError(f"--out {args.out}: the dataset is a .npz file; give a path ending in .npz")
-    if args.frames < 1 or args.stride < 1 or args.equilibration_steps < 0 or not args.timestep > 0:
-        raise ValueError("--frames and --stride must be >= 1, --equilibration-steps >= 0 and --timestep > 0")
-    if not args.temperature > 0:
-        raise ValueError(f"--temperature must be > 0 K, received {args.temperature}")
-    if not (math.isfinite(args.friction) and args.friction > 0):
-        raise ValueError(f"--friction must be finite and > 0 1/fs, received {args.friction}")
+    check_sampling_settings(args.frames, args.stride, args.temperature, args.timestep, args.friction,
+                            args.equilibration_steps, names=OPTION_OF)
     if not (math.isfinite(args.charge) and args.charge == round(args.charge)):
         raise ValueError(f"--charge must be a whole number of e (the molecule's total charge), received {args.charge}")
     data = generate(

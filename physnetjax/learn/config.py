@@ -9,6 +9,7 @@ from typing import Mapping, Optional
 
 from physnetjax.errors import displayed
 from physnetjax.md.ensembles import ENSEMBLES
+from physnetjax.validation import check_range
 
 SELECTIONS = ("uncertain-diverse", "random")
 RESUME_CHANGES = ("rounds", "progress")
@@ -118,12 +119,9 @@ class LearnConfig:
             raise ValueError(f"{name('temperatures')} must be one or more finite values > 0 K, received "
                              f"{list(self.temperatures)}")
         for field, unit in (("timestep_fs", "fs"), ("friction", "fs^-1"), ("max_force", "eV/Å")):
-            if not (math.isfinite(getattr(self, field)) and getattr(self, field) > 0):
-                raise ValueError(f"{name(field)} must be finite and > 0 {unit}, received {getattr(self, field)}")
-        if self.uncertainty_threshold is not None and not (math.isfinite(self.uncertainty_threshold)
-                                                           and self.uncertainty_threshold > 0):
-            raise ValueError(f"{name('uncertainty_threshold')} must be finite and > 0 eV/Å, received "
-                             f"{self.uncertainty_threshold}")
+            check_range(name(field), getattr(self, field), unit, 0.0, strict=True)
+        if self.uncertainty_threshold is not None:
+            check_range(name("uncertainty_threshold"), self.uncertainty_threshold, "eV/Å", 0.0, strict=True)
         if not (0 < self.valid < 1 or (self.valid >= 1 and math.isfinite(self.valid)
                                        and self.valid == int(self.valid))):
             raise ValueError(f"{name('valid')} must be a fraction in (0, 1) or a whole number of frames >= 1, "

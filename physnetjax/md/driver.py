@@ -96,7 +96,6 @@ from physnetjax.md.ensembles import (
     EnsembleOptions,
     build_dynamics,
     check_ensemble_settings,
-    check_range,
     checkpoint_arrays,
     restore_ensemble_state,
 )
@@ -107,7 +106,7 @@ from physnetjax.md.potential import AllPairs
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import AMU_A2_PER_FS2_IN_EV, BAR, BOLTZMANN
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
-from physnetjax.validation import atoms_total_charge, check_total_charge, validate_structure
+from physnetjax.validation import atoms_total_charge, check_range, check_total_charge, validate_structure
 
 logger = logging.getLogger(__name__)
 

@@ -33,6 +33,7 @@ from physnetjax.md.integrators import MDState, frame_of, langevin, nve
 from physnetjax.md.potential import physnet_potential
 from physnetjax.md.thermostats import csvr, nose_hoover_chain
 from physnetjax.units import BAR
+from physnetjax.validation import check_range
 
 ENSEMBLES = ("nve", "langevin", "nvt-nhc", "csvr", "npt")
 
@@ -61,17 +62,6 @@ class EnsembleOptions:
 
 THERMOSTATTED = ("nvt-nhc", "csvr", "npt")
 """The ensembles with a thermostat relaxation time (``thermostat_time_fs``) and a temperature ramp."""
-
-
-def check_range(name: str, value, unit: str, lowest: Optional[float] = None, *, strict: bool = False) -> None:
-    """PhysNetInputError naming ``name`` unless ``value`` is finite and, with ``lowest``, > ``lowest`` (``strict``)
-    or >= ``lowest``; ``unit`` is the unit of ``value`` and ``lowest`` for the message."""
-    if lowest is None:
-        if not np.isfinite(value):
-            raise PhysNetInputError(f"{name} must be a finite number of {unit}, received {value}")
-    elif not np.isfinite(value) or value < lowest or (strict and value == lowest):
-        raise PhysNetInputError(f"{name} must be finite and {'>' if strict else '>='} {lowest:g} {unit}, "
-                                f"received {value}")
 
 
 def check_ensemble_settings(ensemble: str, options: EnsembleOptions,

@@ -31,7 +31,7 @@ import optax.tree_utils as otu
 from physnetjax.calculator import cast_params
 from physnetjax.errors import RunStoppedError, displayed, displayed_setting
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
-from physnetjax.validation import check_length_unit, validate_structure
+from physnetjax.validation import check_length_unit, check_range, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
 
 DEFAULT_FMAX = 1e-4
@@ -81,8 +81,7 @@ class OptimizationResult:
 def check_optimizer_settings(fmax: float, max_steps: int, names: Optional[Mapping[str, str]] = None) -> None:
     """ValueError unless ``fmax`` (eV/Å) is finite and > 0 and ``max_steps`` an integer >= 1; the messages name them
     by keyword or as ``names`` does (a command line passes its options, e.g. ``{"fmax": "--fmax"}``)."""
-    if not (np.isfinite(fmax) and fmax > 0):
-        raise ValueError(f"{displayed('fmax', names)} must be finite and > 0 eV/Å, received {fmax}")
+    check_range(displayed("fmax", names), fmax, "eV/Å", 0.0, strict=True)
     if int(max_steps) != max_steps or max_steps < 1:
         raise ValueError(f"{displayed('max_steps', names)} must be an integer >= 1, received {max_steps}")
 
