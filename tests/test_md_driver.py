@@ -14,7 +14,8 @@ from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.md.__main__ import main
 from physnetjax.md.close_contacts import CloseContactWarning
 from physnetjax.md.io import momenta_to_ase
-from physnetjax.md.driver import EnergyConservationError, MDInstabilityError, drift_and_fluctuation, simulate
+from physnetjax.md.driver import (EnergyConservationError, MDInstabilityError, MDReport, drift_and_fluctuation,
+                                  simulate)
 from physnetjax.training_record import TrainingRecord
 from physnetjax.units import BOLTZMANN
 
@@ -429,6 +430,64 @@ def _head_on_hydrogens(speed_A_per_fs: float, offset: float) -> ase.Atoms:
     atoms = ase.Atoms("HH", positions=[[0.0, 0.0, 0.0], [1.5, offset, 0.0]])
     atoms.set_velocities(np.array([[speed_A_per_fs, 0, 0], [-speed_A_per_fs, 0, 0]]) / ase.units.fs)
     return atoms
+
+
+def _thermostatted_report(mean_K, time_ps, halves=None, relaxation_fs=50.0, dof=2000) -> MDReport:
+    return MDReport(steps=1000, time_ps=time_ps, num_atoms=dof // 3 + 1, drift_meV_per_atom_per_ps=0.0,
+                    fluctuation_meV_per_atom=0.0, mean_temperature_K=mean_K, steps_per_second=1.0,
+                    compile_seconds=0.0, reallocations=0, out=None, ensemble="langevin", degrees_of_freedom=dof,
+                    target_temperature_K=300.0, kinetic_relaxation_fs=relaxation_fs,
+                    half_temperatures_K=halves or (mean_K, mean_K))
+
+
+def test_a_thermostatted_mean_temperature_beyond_its_scatter_gets_a_note():
+    """sigma = T sqrt(2/N_f) / sqrt(max(1, L / (2 tau))): 300 K, N_f = 2000, L = 10 ps, tau = 50 fs -> 100
+    independent samples, sigma = 300 * sqrt(0.001) / 10 = 0.9487 K; a note beyond 4 sigma = 3.795 K. A half
+    (50 samples) scatters by 1.3416 K, the difference of the halves by sqrt(2) * 1.3416 = 1.8974 K: halves more
+    than 4 * 1.8974 = 7.59 K apart have not reached equilibrium."""
+    assert _thermostatted_report(303.7, 10.0).temperature_note() is None
+    note = _thermostatted_report(296.2, 10.0, (292.5, 299.9)).temperature_note()
+    assert note == ("note: the mean temperature is -3.8 K from the thermostat's 300.0 K, more than 4 times its "
+                    "expected scatter (±0.95 K over 10 ps, 2000 degrees of freedom, kinetic energy relaxing in 50 fs); "
+                    "its first half averaged 292.5 K, its second 299.9 K: the thermostat does not hold the target: "
+                    "heat from the integration (a smaller timestep) or from where the model extrapolates, or a "
+                    "Nosé-Hoover chain that does not reach every mode of a small or stiff molecule (try csvr or "
+                    "langevin)")
+    assert "has not reached equilibrium" in _thermostatted_report(296.2, 10.0, (292.5, 300.1)).temperature_note()
+    # 0.1 ps < 5 tau = 0.25 ps: one independent sample, sigma = 9.487 K, 4 sigma = 37.9 K
+    assert _thermostatted_report(337.0, 0.1).temperature_note() is None
+    note = _thermostatted_report(338.0, 0.1).temperature_note()
+    assert "(±9.5 K over 0.1 ps" in note and "the run has not reached equilibrium with the thermostat" in note
+
+
+def _separated_ethanols(atoms, count=8, spacing=12.0) -> ase.Atoms:
+    """``count`` copies of ``atoms`` on a line ``spacing`` Å apart (beyond the cutoff): 9 count atoms, one system."""
+    copies = ase.Atoms()
+    for k in range(count):
+        copy = atoms.copy()
+        copy.translate([k * spacing, 0.0, 0.0])
+        copies += copy
+    return copies
+
+
+def test_a_run_still_relaxing_from_its_start_gets_a_note_and_its_equilibrated_continuation_none(system, tmp_path):
+    """72 atoms (N_f = 216 without a fixed centre of mass), Langevin at gamma = 0.05/fs (tau = 10 fs), 1 ps: the
+    test model's start geometry lies far up its surface, and releasing that energy kept the first 0.25 ps near
+    700 K, so the mean came out near 400 K for a 300 K thermostat, without a word. Continued from its last frame
+    (momenta kept), the run averages 300 K within 4 sigma = 4 * 300 sqrt(2/216) / sqrt(50) = 16.3 K: no note."""
+    model, params, atoms = system
+    settings = dict(ensemble="langevin", friction=0.05, steps=2000, save_every=10, chunk_frames=50,
+                    temperature_K=300.0, dtype="float64")
+    relaxing = simulate(model, params, _separated_ethanols(atoms), seed=1, out=str(tmp_path / "a.traj"), **settings)
+    first, second = relaxing.half_temperatures_K
+    assert first > 400.0 and abs(second - 300.0) < 4 * 300 * np.sqrt(2 / 216) / 5  # a half: 25 samples
+    assert relaxing.target_temperature_K == 300.0 and relaxing.kinetic_relaxation_fs == pytest.approx(10.0)
+    assert "the run has not reached equilibrium with the thermostat" in relaxing.temperature_note()
+    assert relaxing.temperature_note() in relaxing.lines()
+    with pytest.warns(PhysNetInputWarning, match="total momentum"):  # Langevin noise left the last frame one
+        equilibrated = simulate(model, params, ase.io.read(tmp_path / "a.traj", index=-1), seed=2, **settings)
+    assert abs(equilibrated.mean_temperature_K - 300.0) < 4 * 300 * np.sqrt(2 / 216) / np.sqrt(50)
+    assert equilibrated.temperature_note() is None
 
 
 def test_a_close_contact_warns_once_and_the_report_names_the_closest_approach(system, tmp_path):

@@ -175,6 +175,10 @@ class MDReport:
     ``geometry_momenta_temperature_K`` is the kinetic temperature of start momenta taken from the
     geometry (not drawn at ``temperature_K``), else None. ``closest_contact`` is the closest approach
     of two atoms in the saved frames when below 0.5 Å (:mod:`physnetjax.md.close_contacts`), else None.
+    A thermostatted run records its mean target temperature ``target_temperature_K`` (the middle of
+    a ramp), the relaxation time of its kinetic energy ``kinetic_relaxation_fs``
+    (:func:`kinetic_relaxation_time_fs`) and the mean temperatures of the first and second half of its
+    saved frames ``half_temperatures_K``; None in NVE.
     """
 
     steps: int
@@ -202,6 +206,9 @@ class MDReport:
     degrees_of_freedom: Optional[int] = None
     closest_contact: Optional[CloseContact] = None
     frames: int = 0
+    target_temperature_K: Optional[float] = None
+    kinetic_relaxation_fs: Optional[float] = None
+    half_temperatures_K: Optional[tuple[float, float]] = None
 
     @property
     def stopped(self) -> bool:
@@ -209,14 +216,22 @@ class MDReport:
         return self.stop_reason is not None
 
     def temperature_note(self) -> Optional[str]:
-        """Why an NVE run's mean temperature differs from --temperature (None for thermostatted runs).
+        """Why the mean temperature differs from --temperature, or None.
 
         In NVE only the total energy is conserved: ``temperature_K`` only draws the start
         momenta, whose kinetic temperature scatters about it by √(2/N_f) (a random draw over
         N_f = 3N − 3 degrees of freedom), and ⟨K⟩ − K(0) = E_pot(0) − ⟨E_pot⟩: a start
         geometry whose potential energy lies above the run's mean (not a minimum, e.g. a
         snapshot from a hotter run) heats the system by 2 (E_pot(0) − ⟨E_pot⟩) / (N_f k_B).
+        A thermostatted run gets a note only when its mean temperature lies more than
+        :data:`TEMPERATURE_NOTE_SIGMAS` times :func:`mean_temperature_scatter_K` from the target. It says
+        that the run has not reached equilibrium with the thermostat when the run is shorter than
+        :data:`EQUILIBRATION_RELAXATION_TIMES` relaxation times or its two halves differ by more than
+        that many times the scatter of their difference (√2 × a half's), else that the thermostat does
+        not hold the target.
         """
+        if self.target_temperature_K is not None:
+            return self._thermostat_note()
         if self.ensemble != "nve" or self.drawn_temperature_K is None:
             return None
         heating = 2 * self.start_potential_above_mean_eV / (self.degrees_of_freedom * BOLTZMANN)
@@ -225,6 +240,32 @@ class MDReport:
                 f"±{100 * math.sqrt(2 / self.degrees_of_freedom):.0f} %), and the start geometry's potential energy "
                 f"was {self.start_potential_above_mean_eV:+.4g} eV above its mean over the run "
                 f"({heating:+.1f} K once shared out as kinetic energy)")
+
+    def _thermostat_note(self) -> Optional[str]:
+        if self.half_temperatures_K is None:
+            return None
+        run_fs = 1e3 * self.time_ps
+        scatter = mean_temperature_scatter_K(self.target_temperature_K, self.degrees_of_freedom, run_fs,
+                                             self.kinetic_relaxation_fs)
+        off = self.mean_temperature_K - self.target_temperature_K
+        if abs(off) <= TEMPERATURE_NOTE_SIGMAS * scatter:
+            return None
+        first, second = self.half_temperatures_K
+        half_scatter = mean_temperature_scatter_K(self.target_temperature_K, self.degrees_of_freedom, run_fs / 2,
+                                                  self.kinetic_relaxation_fs)
+        if (run_fs < EQUILIBRATION_RELAXATION_TIMES * self.kinetic_relaxation_fs
+                or abs(first - second) > TEMPERATURE_NOTE_SIGMAS * math.sqrt(2) * half_scatter):
+            why = ("the run has not reached equilibrium with the thermostat (it started far from it: a start geometry "
+                   "still relaxing, or momenta at another temperature): leave out its first part, or run longer")
+        else:
+            why = ("the thermostat does not hold the target: heat from the integration (a smaller timestep) or from "
+                   "where the model extrapolates, or a Nosé-Hoover chain that does not reach every mode of a small "
+                   "or stiff molecule (try csvr or langevin)")
+        return (f"note: the mean temperature is {off:+.1f} K from the thermostat's {self.target_temperature_K:.1f} K, "
+                f"more than {TEMPERATURE_NOTE_SIGMAS} times its expected scatter (±{scatter:.2g} K over "
+                f"{self.time_ps:.4g} ps, {self.degrees_of_freedom} degrees of freedom, kinetic energy relaxing in "
+                f"{self.kinetic_relaxation_fs:.4g} fs); its first half averaged {first:.1f} K, its second "
+                f"{second:.1f} K: {why}")
 
     @property
     def edge_set(self) -> str:
@@ -745,7 +786,43 @@ def simulate(
         start_potential_above_mean_eV=(potentials[0] - float(np.mean(potentials[1:]))
                                        if drawn and len(potentials) > 1 else None),
         degrees_of_freedom=dof, closest_contact=closest, frames=kept,
+        target_temperature_K=(None if ensemble == "nve" else
+                              0.5 * (options.temperature_K + (options.temperature_K if options.temperature_end_K is None
+                                                              else options.temperature_end_K))),
+        kinetic_relaxation_fs=kinetic_relaxation_time_fs(ensemble, options),
+        half_temperatures_K=(None if ensemble == "nve" or kept < 2 else
+                             (float(np.mean(temperatures[1: 1 + kept // 2])),
+                              float(np.mean(temperatures[1 + kept // 2:])))),
     )
+
+
+TEMPERATURE_NOTE_SIGMAS = 4
+"""How many :func:`mean_temperature_scatter_K` a thermostatted run's mean temperature may lie from its target
+before the report says so (:meth:`MDReport.temperature_note`)."""
+EQUILIBRATION_RELAXATION_TIMES = 5
+"""Runs shorter than this many kinetic relaxation times are told their start still shows."""
+
+
+def kinetic_relaxation_time_fs(ensemble: str, options: EnsembleOptions) -> Optional[float]:
+    """The time (fs) in which a thermostat relaxes the kinetic energy: 1/(2γ) for Langevin (the momenta relax with
+    γ, their square twice as fast), τ_T for CSVR and NPT (whose CSVR thermostat is defined so) and for a Nosé-Hoover
+    chain (its thermostat period); None for NVE."""
+    if ensemble == "langevin":
+        return 1.0 / (2.0 * options.friction)
+    return None if ensemble == "nve" else options.thermostat_time_fs
+
+
+def mean_temperature_scatter_K(target_K: float, degrees_of_freedom: int, run_fs: float,
+                               relaxation_fs: float) -> float:
+    """Expected standard deviation (K) of a thermostatted run's mean kinetic temperature.
+
+    One frame's temperature scatters by T √(2/N_f) in the canonical ensemble; frames one
+    relaxation time τ apart are nearly independent, so a run of length L averages about
+    n = L / (2τ) of them (at least one): σ = T √(2/N_f) / √max(1, L / (2τ)). An estimate
+    for judging a mean, not an exact error bar.
+    """
+    independent = max(1.0, run_fs / (2.0 * relaxation_fs))
+    return target_K * math.sqrt(2.0 / degrees_of_freedom) / math.sqrt(independent)
 
 
 COM_TEMPERATURE_NOTICE_K = 0.01
