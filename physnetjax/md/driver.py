@@ -257,10 +257,13 @@ class MDReport:
                 or abs(first - second) > TEMPERATURE_NOTE_SIGMAS * math.sqrt(2) * half_scatter):
             why = ("the run has not reached equilibrium with the thermostat (it started far from it: a start geometry "
                    "still relaxing, or momenta at another temperature): leave out its first part, or run longer")
+        elif self.ensemble == "nvt-nhc":
+            why = ("the thermostat does not hold the target: a Nosé-Hoover chain that does not reach every mode of a "
+                   "small or stiff molecule (try csvr or langevin), heat from the integration (a smaller timestep) or "
+                   "from where the model extrapolates")
         else:
             why = ("the thermostat does not hold the target: heat from the integration (a smaller timestep) or from "
-                   "where the model extrapolates, or a Nosé-Hoover chain that does not reach every mode of a small "
-                   "or stiff molecule (try csvr or langevin)")
+                   "where the model extrapolates")
         return (f"note: the mean temperature is {off:+.1f} K from the thermostat's {self.target_temperature_K:.1f} K, "
                 f"more than {TEMPERATURE_NOTE_SIGMAS} times its expected scatter (±{scatter:.2g} K over "
                 f"{self.time_ps:.4g} ps, {self.degrees_of_freedom} degrees of freedom, kinetic energy relaxing in "
