@@ -708,6 +708,17 @@ def test_cli_writes_the_last_geometry_of_an_unconverged_optimisation(cli_inputs,
     assert document["energy_eV"] == pytest.approx(charged_result.energy, abs=1e-9)
 
 
+def test_cli_shows_the_input_warnings_before_an_optimisation_error(capsys, tmp_path):
+    """A warning recorded during the analysis was printed only after a successful one: --total-charge 1 for the
+    shipped ethanol model (trained on neutral frames only) and an optimisation cut at one step printed the error
+    alone."""
+    status, _, stderr = run_cli(capsys, "--checkpoint", example_model_path(), "--geometry", example_geometry_path(),
+                                "--out", tmp_path / "out", "--total-charge", "1", "--max-steps", "1", "--no-plot")
+    assert status == 4
+    assert "total charge +1 e never occurred in this model's training data" in stderr
+    assert stderr.rstrip().splitlines()[-1].startswith("python -m physnetjax.spectra: error: geometry optimisation")
+
+
 @pytest.mark.parametrize("options, message", [
     # main: "fmax must be > 0 eV/Å" / "max_steps must be >= 1" / "masses must be finite and > 0 amu", after loading
     # the model and writing OUT/config.toml

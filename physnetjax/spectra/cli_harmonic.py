@@ -127,13 +127,16 @@ def _analyse(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonMinimumWarning)
         warnings.simplefilter("always", ZeroModeWarning)
-        with last_geometry_written(Path(args.out), atoms):
-            result = harmonic(model, params, atoms.numbers, atoms.positions, masses=masses,
-                              total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
-                              max_steps=args.max_steps, training_record=TrainingRecord.from_metadata(metadata),
-                              names=OPTION_OF)
-    for warning in caught:
-        sys.stderr.write(warnings.formatwarning(warning.message, warning.category, warning.filename, warning.lineno))
+        try:
+            with last_geometry_written(Path(args.out), atoms):
+                result = harmonic(model, params, atoms.numbers, atoms.positions, masses=masses,
+                                  total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
+                                  max_steps=args.max_steps, training_record=TrainingRecord.from_metadata(metadata),
+                                  names=OPTION_OF)
+        finally:  # also before an error: a warning about the input (an untrained charge, say) explains it
+            for warning in caught:
+                sys.stderr.write(warnings.formatwarning(warning.message, warning.category, warning.filename,
+                                                        warning.lineno))
     return result, atoms, model
 
 
