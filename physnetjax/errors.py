@@ -14,13 +14,18 @@ too names the arguments in its messages with :func:`displayed` (and a setting wi
 :func:`displayed_setting`): by keyword, or by the option the command line passes for it.
 """
 
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 
 def displayed(keyword: str, names: Optional[Mapping[str, str]]) -> str:
     """How an error message names the argument ``keyword``: ``names[keyword]`` when ``names`` holds it (a command
     line passes its options, e.g. ``{"timestep_fs": "--timestep"}``), else the keyword itself."""
     return keyword if names is None else names.get(keyword, keyword)
+
+
+def namer(names: Optional[Mapping[str, str]]) -> Callable[[str], str]:
+    """:func:`displayed` with ``names`` fixed: ``name = namer(names)``, then ``name("timestep_fs")``."""
+    return lambda keyword: displayed(keyword, names)
 
 
 def displayed_setting(keyword: str, text: str, names: Optional[Mapping[str, str]]) -> str:

@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax.errors import displayed
+from physnetjax.errors import displayed, namer
 from physnetjax.message_pass import SparseMessagePass, edge_basis_factors
 from physnetjax.model_dispersion import (DISPERSION_CUTOFF_DEFAULT, DispersionParameters, check_dispersion_settings,
                                          dispersion_per_molecule)
@@ -270,8 +270,7 @@ class PhysNet(nn.Module):
         ``names``: field → how the messages name it (a command line passes its options, e.g.
         ``{"features": "--features"}``); by default the field itself.
         """
-        def name(field: str) -> str:
-            return displayed(field, names)
+        name = namer(names)
 
         check_field_types(self, names)
         if self.efa:

@@ -8,7 +8,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from physnetjax.errors import displayed, displayed_setting
+from physnetjax.errors import displayed, displayed_setting, namer
 from physnetjax.npz_file import NpzReadError, read_npz
 
 SPLITS = ("train", "valid", "test")
@@ -46,8 +46,7 @@ def random_split(num_frames: int, valid: float = 0.1, test: float = 0.1, seed: i
       ValueError: a size that is neither a fraction nor a whole number, parts that need more frames than there
         are, or an empty train or valid part.
     """
-    def shown(keyword: str) -> str:
-        return displayed(keyword, names)
+    shown = namer(names)
 
     n_valid = _count(valid, num_frames, "valid", names)
     n_test = _count(test, num_frames, "test", names)

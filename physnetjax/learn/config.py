@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Mapping, Optional
 
-from physnetjax.errors import displayed
+from physnetjax.errors import namer
 from physnetjax.md.ensembles import ENSEMBLES
 from physnetjax.validation import check_range
 
@@ -97,8 +97,7 @@ class LearnConfig:
     def __post_init__(self, names: Optional[Mapping[str, str]]):
         """Check every setting; ValueError naming it as ``names`` does (a command line passes its options, e.g.
         ``{"timestep_fs": "--timestep"}``; by default the field names). ``names`` is not kept."""
-        def name(field):
-            return displayed(field, names)
+        name = namer(names)
 
         self.temperatures = tuple(float(t) for t in self.temperatures)
         if self.rounds < 0:

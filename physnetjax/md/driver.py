@@ -90,7 +90,8 @@ from physnetjax import compilation
 from physnetjax.calculator import check_dtype, cast_params
 from physnetjax.ensemble.model import is_ensemble
 from physnetjax.jsonlines import append_record, read_log, start_log
-from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, RunStoppedError, displayed, displayed_setting
+from physnetjax.errors import (PhysNetInputError, PhysNetInputWarning, RunStoppedError, displayed, displayed_setting,
+                               namer)
 from physnetjax.md.ensembles import (
     ENSEMBLES,
     EnsembleOptions,
@@ -370,8 +371,7 @@ def check_md_arguments(*, ensemble, temperature_K, timestep_fs, steps, save_ever
     """
     ensemble_only = {} if ensemble_only is None else ensemble_only
 
-    def name(keyword):
-        return displayed(keyword, names)
+    name = namer(names)
 
     if ensemble not in ENSEMBLES:
         raise PhysNetInputError(f"{name('ensemble')} must be one of {ENSEMBLES}, received {ensemble!r}")

@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax.errors import PhysNetInputError, displayed
+from physnetjax.errors import PhysNetInputError, namer
 from physnetjax.md.barostat import npt_frame_of, stochastic_cell_rescaling
 from physnetjax.md.cell_potential import physnet_cell_potential
 from physnetjax.md.integrators import MDState, frame_of, langevin, nve
@@ -79,8 +79,7 @@ def check_ensemble_settings(ensemble: str, options: EnsembleOptions,
     ``names``: keyword (the :class:`EnsembleOptions` field) → how the message names it
     (:func:`displayed`; ``ensemble`` too); by default the keywords.
     """
-    def name(keyword):
-        return displayed(keyword, names)
+    name = namer(names)
 
     check_range(name("temperature_K"), options.temperature_K, "K", 0.0)
     if ensemble == "nvt-nhc" and not options.temperature_K > 0:

@@ -72,7 +72,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import cast_params, check_dtype
-from physnetjax.errors import RunStoppedError, displayed
+from physnetjax.errors import RunStoppedError, namer
 from physnetjax.md.integrators import (
     MDState,
     conserved_quantity,
@@ -395,8 +395,7 @@ def plan_run(*, temperature_K, time_ps, timestep_fs, equilibration_ps, replicas,
         interval that cannot resolve 4000 cm⁻¹; a correlation window longer than the
         NVE time or holding fewer than 8 frames.
     """
-    def name(keyword):
-        return displayed(keyword, names)
+    name = namer(names)
 
     _check_positive(name("temperature_K"), temperature_K, "K")
     _check_positive(name("time_ps"), time_ps, "ps")

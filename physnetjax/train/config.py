@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from physnetjax.data.split import check_split_size
-from physnetjax.errors import displayed
+from physnetjax.errors import namer
 from physnetjax.model import ZBL_CUTOFF_DEFAULT, PhysNet
 
 OPTIMIZERS = ("amsgrad", "adam", "adamw")
@@ -201,8 +201,7 @@ class TrainConfig:
         """Check every setting, the architecture's with :meth:`physnetjax.PhysNet.check_configuration`; ValueError
         naming it as ``names`` does (a command line passes its options, e.g. ``{"learning_rate": "--learning-rate"}``;
         by default the field names). ``names`` is not kept."""
-        def name(field: str) -> str:
-            return displayed(field, names)
+        name = namer(names)
 
         for field, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("loss", LOSSES),
                                ("best_metric", BEST_METRICS)):
