@@ -461,6 +461,15 @@ def test_a_thermostatted_mean_temperature_beyond_its_scatter_gets_a_note():
     assert "(±9.5 K over 0.1 ps" in note and "the run has not reached equilibrium with the thermostat" in note
 
 
+def test_the_target_of_a_ramp_is_its_middle_and_nve_has_none():
+    from physnetjax.md.driver import mean_target_temperature_K
+    from physnetjax.md.ensembles import EnsembleOptions
+
+    assert mean_target_temperature_K("csvr", EnsembleOptions(temperature_K=300.0, temperature_end_K=500.0)) == 400.0
+    assert mean_target_temperature_K("langevin", EnsembleOptions(temperature_K=250.0)) == 250.0
+    assert mean_target_temperature_K("nve", EnsembleOptions(temperature_K=250.0)) is None
+
+
 def _separated_ethanols(atoms, count=8, spacing=12.0) -> ase.Atoms:
     """``count`` copies of ``atoms`` on a line ``spacing`` Å apart (beyond the cutoff): 9 count atoms, one system."""
     copies = ase.Atoms()

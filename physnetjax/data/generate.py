@@ -215,6 +215,7 @@ def generate(
     seed: int = 0,
     sampling: str = "md",
     uhf: int | None = None,
+    names: Optional[Mapping[str, str]] = None,
 ) -> dict:
     """Sample configurations (Langevin MD or normal modes, module docstring) and label them with tblite.
 
@@ -233,6 +234,8 @@ def generate(
       sampling: ``"md"`` or ``"normal-modes"``.
       uhf: number of unpaired electrons; None for a closed shell or the structure's initial magnetic
         moments (:func:`unpaired_electrons`).
+      names: keyword → how the messages of :func:`check_sampling_settings` name it (a command line passes
+        :data:`OPTION_OF`); by default the keywords.
 
     Returns:
       dict of arrays in the layout of the module docstring.
@@ -246,7 +249,7 @@ def generate(
     """
     from ase.calculators.calculator import CalculationFailed
 
-    check_sampling_settings(frames, stride, temperature, timestep, friction, equilibration_steps)
+    check_sampling_settings(frames, stride, temperature, timestep, friction, equilibration_steps, names)
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, received {sampling!r}")
     atoms = _structure(molecule)
@@ -394,13 +397,11 @@ def main(argv=None) -> int:
                                 "remove them or choose --sampling md")
     if Path(args.out).suffix != ".npz":
         raise ValueError(f"--out {args.out}: the dataset is a .npz file; give a path ending in .npz")
-    check_sampling_settings(args.frames, args.stride, args.temperature, args.timestep, args.friction,
-                            args.equilibration_steps, names=OPTION_OF)
     if not (math.isfinite(args.charge) and args.charge == round(args.charge)):
         raise ValueError(f"--charge must be a whole number of e (the molecule's total charge), received {args.charge}")
     data = generate(
         args.molecule, args.frames, args.stride, args.temperature, args.timestep, args.friction,
-        args.equilibration_steps, args.method, args.charge, args.seed, args.sampling, args.uhf,
+        args.equilibration_steps, args.method, args.charge, args.seed, args.sampling, args.uhf, names=OPTION_OF,
     )
     np.savez_compressed(args.out, **data)
     logger.info("wrote %s (%d bytes)", args.out, Path(args.out).stat().st_size)

@@ -789,9 +789,7 @@ def simulate(
         start_potential_above_mean_eV=(potentials[0] - float(np.mean(potentials[1:]))
                                        if drawn and len(potentials) > 1 else None),
         degrees_of_freedom=dof, closest_contact=closest, frames=kept,
-        target_temperature_K=(None if ensemble == "nve" else
-                              0.5 * (options.temperature_K + (options.temperature_K if options.temperature_end_K is None
-                                                              else options.temperature_end_K))),
+        target_temperature_K=mean_target_temperature_K(ensemble, options),
         kinetic_relaxation_fs=kinetic_relaxation_time_fs(ensemble, options),
         half_temperatures_K=(None if ensemble == "nve" or kept < 2 else
                              (float(np.mean(temperatures[1: 1 + kept // 2])),
@@ -813,6 +811,15 @@ def kinetic_relaxation_time_fs(ensemble: str, options: EnsembleOptions) -> Optio
     if ensemble == "langevin":
         return 1.0 / (2.0 * options.friction)
     return None if ensemble == "nve" else options.thermostat_time_fs
+
+
+def mean_target_temperature_K(ensemble: str, options: EnsembleOptions) -> Optional[float]:
+    """The thermostat's target temperature (K) averaged over the run: the middle of a linear ramp from
+    ``temperature_K`` to ``temperature_end_K``, else ``temperature_K``; None for NVE."""
+    if ensemble == "nve":
+        return None
+    end = options.temperature_K if options.temperature_end_K is None else options.temperature_end_K
+    return 0.5 * (options.temperature_K + end)
 
 
 def mean_temperature_scatter_K(target_K: float, degrees_of_freedom: int, run_fs: float,
