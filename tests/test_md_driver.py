@@ -492,6 +492,11 @@ def test_a_run_still_relaxing_from_its_start_gets_a_note_and_its_equilibrated_co
     sigma_per_frame = 300.0 * np.sqrt(2 / 216)
     relaxing = simulate(model, params, _separated_ethanols(atoms), seed=1, out=str(tmp_path / "a.traj"), **settings)
     first, second = relaxing.half_temperatures_K
+    # independent of the driver's bookkeeping: ASE's kinetic energy of the written frames (momenta kept in .traj)
+    frames = ase.io.read(tmp_path / "a.traj", index=":")
+    kinetic_K = np.array([2 * frame.get_kinetic_energy() / (216 * BOLTZMANN) for frame in frames])  # saved frames
+    assert len(kinetic_K) == 100
+    np.testing.assert_allclose([first, second], [kinetic_K[:50].mean(), kinetic_K[50:].mean()], rtol=1e-6)
     assert first > 400.0 and abs(second - 300.0) < 4 * sigma_per_frame / np.sqrt(12.5)
     assert relaxing.target_temperature_K == 300.0 and relaxing.kinetic_relaxation_fs == pytest.approx(10.0)
     assert "the run has not reached equilibrium with the thermostat" in relaxing.temperature_note()
