@@ -449,7 +449,8 @@ def test_a_thermostatted_mean_temperature_beyond_its_scatter_gets_a_note():
     assert _thermostatted_report(303.7, 10.0).temperature_note() is None
     note = _thermostatted_report(296.2, 10.0, (292.5, 299.9)).temperature_note()
     assert note == ("note: the mean temperature is -3.8 K from the thermostat's 300.0 K, more than 4 times its "
-                    "expected scatter (±0.95 K over 10 ps, 2000 degrees of freedom, kinetic energy relaxing in 50 fs); "
+                    "expected scatter (±0.95 K over 10 ps, 2000 degrees of freedom, kinetic energy relaxing in "
+                    "50 fs); "
                     "its first half averaged 292.5 K, its second 299.9 K: the thermostat does not hold the target: "
                     "heat from the integration (a smaller timestep) or from where the model extrapolates")
     assert "has not reached equilibrium" in _thermostatted_report(296.2, 10.0, (292.5, 300.1)).temperature_note()
