@@ -44,6 +44,21 @@ def test_fitted_scale_minimises_the_gaussian_nll():
     assert best == pytest.approx(direct, rel=1e-12)
 
 
+def test_gaussian_nll_of_vector_errors_spreads_the_variance_over_the_components():
+    # d = 3 (forces): each component has standard deviation sσ_i/√3, so that the RMS distance
+    # of the error from zero is sσ_i; the NLL per sample is the sum of three 1-d NLLs (scipy).
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(5)
+    sigma = rng.uniform(0.1, 1.0, 300)
+    errors = rng.normal(size=(300, 3)) * (0.6 * sigma / math.sqrt(3))[:, None]
+    fitted = fit_calibration_scale(errors, sigma)
+    best = gaussian_nll(errors, sigma, fitted)
+    direct = -np.mean(np.sum(scipy_stats.norm.logpdf(errors, scale=(fitted * sigma / math.sqrt(3))[:, None]), axis=1))
+    assert best == pytest.approx(direct, rel=1e-12)
+    for factor in (0.99, 1.01):
+        assert gaussian_nll(errors, sigma, fitted * factor) > best
+
+
 def test_calibration_rejects_bad_input():
     with pytest.raises(ValueError, match="spreads must be finite and > 0; 1 of 3"):
         fit_calibration_scale([0.1, 0.2, 0.3], [1.0, 0.0, 1.0])

@@ -62,7 +62,7 @@ def test_cli_writes_trajectory_and_report_and_restarts(system, tmp_path, capsys)
     assert main(common + ["--out", str(tmp_path / "b.traj"), "--restart", str(tmp_path / "state.npz"),
                           "--edge-chunk-size", "16"]) == 0
     assert main(common + ["--edge-chunk-size", "0"]) == 2
-    assert "edge_chunk_size" in capsys.readouterr().err
+    assert "error: --edge-chunk-size must be >= 1" in capsys.readouterr().err
     restarted = ase.io.read(tmp_path / "b.traj", index=":")
     simulate(model, params, atoms, steps=80, save_every=10, dtype="float64", temperature_K=300.0,
              out=str(tmp_path / "c.traj"))

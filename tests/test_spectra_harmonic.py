@@ -43,6 +43,7 @@ from physnetjax.spectra import (
     optimize_geometry,
 )
 from physnetjax.spectra.__main__ import main as spectra_main
+from physnetjax.spectra.harmonic import ZERO_MODE_CM1
 from physnetjax.spectra.rigid_body import is_linear
 from physnetjax.validation import check_length_unit
 
@@ -123,6 +124,7 @@ def test_hessian_and_dipole_derivatives_equal_central_differences_of_the_model(c
     hessian_fd, dipole_fd = derivatives[:, :-3], derivatives[:, -3:].reshape(-1, 3, 3)
     scale = np.max(np.abs(charged_result.hessian))
     assert np.max(np.abs(charged_result.hessian - hessian_fd)) <= 1e-6 * scale
+    np.testing.assert_array_equal(charged_result.hessian, charged_result.hessian.T)  # symmetrised, not just close
     assert np.max(np.abs(charged_result.dipole_derivatives - dipole_fd)) <= 1e-6 * np.max(np.abs(dipole_fd))
 
 
@@ -366,6 +368,29 @@ def test_a_separate_atom_adds_flagged_zero_modes_and_leaves_the_vibration_unchan
     np.testing.assert_allclose(result.intensities_km_mol[vibration], alone.intensities_km_mol, rtol=1e-10)
     assert result.zero_point_energy == pytest.approx(alone.zero_point_energy, rel=1e-10)
     assert not alone.zero_modes.any() and len(alone.fragments) == 1
+
+
+def test_weakly_coupled_fragment_motions_are_flagged_and_left_out_of_the_zpe():
+    # HCl and an H atom 20 Å away, tied to HCl's centre by a weak spring (k = 2e-4 eV/Å²): with the
+    # fragments set by a 5 Å cutoff, the spring's stretch (≈ 7 cm⁻¹, above the 1 cm⁻¹ zero-mode
+    # threshold) and the two flat swings are the fragments' relative motions, flagged and left out of the ZPE.
+    r0, k, spring = 1.2746, 32.0, 2e-4
+    positions, axis = bond_positions(r0)
+    side = np.cross(axis, [1.0, 0.0, 0.0])
+    apart = np.vstack([positions, positions.mean(axis=0) + 20.0 * side / np.linalg.norm(side)])
+    bond = diatomic("morse", r0, k)
+
+    def energy(positions):
+        return bond(positions[:2]) + 0.5 * spring * (jnp.linalg.norm(positions[2] - positions[:2].mean(0)) - 20.0) ** 2
+
+    alone = harmonic_analysis(bond, positions, [M_H, M_CL])
+    with pytest.warns(ZeroModeWarning, match=r"2 separate fragments \(atoms 0-1 \| 2; no atom within the model "
+                      r"cutoff of 5 Å"):
+        result = harmonic_analysis(energy, apart, [M_H, M_CL, M_H], fragment_cutoff=5.0)
+    assert result.zero_modes.tolist() == [True, True, False]
+    assert result.frequencies_cm1[1] > 5 * ZERO_MODE_CM1
+    assert result.frequencies_cm1[2] == pytest.approx(alone.frequencies_cm1[0], rel=1e-6)
+    assert result.zero_point_energy == pytest.approx(alone.zero_point_energy, rel=1e-6)
 
 
 def test_linear_means_all_atoms_on_one_line_whatever_the_extent():

@@ -20,6 +20,7 @@ from physnetjax.calculator import cast_params
 from physnetjax.md.potential import physnet_potential
 from physnetjax.pretrained import co2_geometry_path, co2_model_path
 from physnetjax.spectra import EnergyConservationError, md_spectrum
+from physnetjax.spectra.md_spectrum import spectra_of_trajectory
 from physnetjax.spectra.autocorrelation import (
     autocorrelation,
     hann_lag_window,
@@ -157,6 +158,32 @@ def test_bad_inputs_of_the_functions(call, message):
         call()
 
 
+
+def test_spectra_of_one_harmonic_mode_have_its_intensity_and_unit_area():
+    # One mode Q of wavenumber 1500 cm⁻¹ with ⟨Q̇²⟩ = k_B T/C (its canonical mean): the mass-scaled
+    # velocities are u = e Q̇ (e a unit vector over 3N components), μ̇ = (∂μ/∂Q) Q̇. The power
+    # spectrum's area is the biased C_0 over k_B T/C (≈ 1, one degree of freedom), and the IR
+    # spectrum is A |∂μ/∂Q|² times it at every wavenumber: the band integrates to the harmonic intensity.
+    rng = np.random.default_rng(2)
+    temperature, interval, nu0 = 300.0, 1.0, 1500.0
+    kt_amu = KB_EV * temperature / AMU_A2_FS2_EV
+    t = interval * np.arange(4000)
+    q_dot = np.sqrt(2 * kt_amu) * np.cos(2 * np.pi * C_CM_PER_FS * nu0 * t + 0.3)
+    mode = rng.normal(size=(3, 3))
+    mode /= np.linalg.norm(mode)
+    dmu_dq = np.array([0.12, -0.05, 0.3])  # e/√amu
+    nu, power, ir = spectra_of_trajectory(q_dot[:, None, None] * mode, q_dot[:, None] * dmu_dq, interval,
+                                          temperature, 1000)
+    spacing = nu[1] - nu[0]
+    area = spacing * (power.sum() - 0.5 * power[0] - 0.5 * power[-1])
+    assert area == pytest.approx(np.mean(q_dot**2) / kt_amu, rel=1e-10)
+    assert area == pytest.approx(1.0, rel=1e-3)
+    np.testing.assert_allclose(ir, IR_KM_MOL * np.sum(dmu_dq**2) * power, rtol=1e-10, atol=1e-12 * ir.max())
+    assert abs(nu[np.argmax(power)] - nu0) < resolution_cm1(1000 * interval)
+    _, no_charge_power, no_ir = spectra_of_trajectory(q_dot[:, None, None] * mode, None, interval, temperature, 1000)
+    assert no_ir is None and np.array_equal(no_charge_power, power)
+
+
 # -- md_spectrum on the shipped CO2 model -----------------------------------------------------
 
 
@@ -173,8 +200,9 @@ def co2_harmonic(co2):
     model, params, z, r, masses = co2
     potential = physnet_potential(model, cast_params(params, np.float64), z, method="all_pairs")
     nbrs = potential.allocate(r)
-    hessian = np.asarray(jax.hessian(lambda x: potential.energy_force(x.reshape(3, 3), nbrs)[0])(r.ravel()))
-    dipole_jac = np.asarray(jax.jacobian(lambda x: potential.outputs(x.reshape(3, 3), nbrs)["dipoles"][0])(r.ravel()))
+    hessian = np.asarray(jax.jit(jax.hessian(lambda x: potential.energy_force(x.reshape(3, 3), nbrs)[0]))(r.ravel()))
+    dipole_jac = np.asarray(
+        jax.jit(jax.jacobian(lambda x: potential.outputs(x.reshape(3, 3), nbrs)["dipoles"][0]))(r.ravel()))
     m = np.repeat(masses, 3)
     eigenvalues, vectors = np.linalg.eigh(hessian / np.sqrt(np.outer(m, m)))
     wavenumbers = np.sqrt(np.abs(eigenvalues) / AMU_A2_FS2_EV) / (2 * np.pi * C_CM_PER_FS)

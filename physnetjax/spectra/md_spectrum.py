@@ -328,16 +328,12 @@ def md_spectrum(
     temperatures = 2.0 * kinetic.mean(axis=1) / (dof * BOLTZMANN)
     velocities = gather("scaled_velocities")
     dipole_rates = gather("dipole_rate") if has_charges else None
-    kt_amu = BOLTZMANN * temperature_K / AMU_A2_PER_FS2_IN_EV
     power, ir = [], []
     for r in range(replicas):
-        vacf = autocorrelation(velocities[r], num_lags, ESTIMATOR).sum(axis=(1, 2)) / kt_amu
-        freqs, spectrum = spectrum_from_correlation(vacf, interval_fs, window=WINDOW)
+        freqs, spectrum, ir_spectrum = spectra_of_trajectory(
+            velocities[r], None if dipole_rates is None else dipole_rates[r], interval_fs, temperature_K, num_lags)
         power.append(spectrum)
-        if has_charges:
-            dacf = (autocorrelation(dipole_rates[r], num_lags, ESTIMATOR).sum(axis=1) / kt_amu
-                    * E2_PER_AMU_IN_KM_PER_MOL)
-            ir.append(spectrum_from_correlation(dacf, interval_fs, window=WINDOW)[1])
+        ir.append(ir_spectrum)
     power = np.stack(power)
     ir = np.stack(ir) if has_charges else None
     if quantum_correction:
@@ -380,6 +376,31 @@ def check_molecule_size(num_atoms: int) -> None:
     """ValueError unless 2 ≤ ``num_atoms`` ≤ :data:`~physnetjax.md.potential.DENSE_MAX_ATOMS` (md_spectrum)."""
     if not 2 <= num_atoms <= DENSE_MAX_ATOMS:
         raise ValueError(f"md_spectrum is for isolated molecules of 2 to {DENSE_MAX_ATOMS} atoms, received {num_atoms}")
+
+
+def spectra_of_trajectory(scaled_velocities, dipole_rates, interval_fs: float, temperature_K: float, num_lags: int
+                          ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """Power and IR spectra of one recorded trajectory (step 3 of the module docstring; NumPy, float64).
+
+    S_power = spectrum of Σ_i ⟨u_i(0)·u_i(t)⟩ · C / (k_B T) (cm), S_IR = spectrum of
+    ⟨μ̇(0)·μ̇(t)⟩ · C / (k_B T) · A (km/mol per cm⁻¹), both with the biased estimator and
+    the Parzen lag window; C = 103.6427 eV per amu·Å²/fs², A = N_A / (12 ε_0 c²).
+
+    Args:
+      scaled_velocities: (T, N, 3) u_i = √m_i v_i in √amu·Å/fs, sampled every ``interval_fs``.
+      dipole_rates: (T, 3) μ̇ in e·Å/fs at the same times, or None.
+      interval_fs: sampling interval Δt in fs.  temperature_K: T in K.  num_lags: M, the window in samples.
+
+    Returns:
+      (wavenumbers (K,) cm⁻¹, power spectrum (K,), IR spectrum (K,) or None).
+    """
+    kt_amu = BOLTZMANN * temperature_K / AMU_A2_PER_FS2_IN_EV
+    vacf = autocorrelation(scaled_velocities, num_lags, ESTIMATOR).sum(axis=(1, 2)) / kt_amu
+    wavenumbers, power = spectrum_from_correlation(vacf, interval_fs, window=WINDOW)
+    if dipole_rates is None:
+        return wavenumbers, power, None
+    dacf = autocorrelation(dipole_rates, num_lags, ESTIMATOR).sum(axis=1) / kt_amu * E2_PER_AMU_IN_KM_PER_MOL
+    return wavenumbers, power, spectrum_from_correlation(dacf, interval_fs, window=WINDOW)[1]
 
 
 def plan_run(*, temperature_K, time_ps, timestep_fs, equilibration_ps, replicas, friction, record_every,

@@ -7,7 +7,9 @@ catch it. A mutant *survives* when those tests all pass with the bug in place.
 
 The first four survived an independent audit (2026-11) and are now killed by
 ``tests/test_goldens.py``; the next fifteen are the audit's "obvious" ones; the rest
-were added with this runner. ``EXPLAINED`` lists survivors that are equivalent to
+were added with this runner, the last group (2026-12-03) for the spectra, ensembles,
+thermostats and frame selection (five of its mutants survived at first and are killed
+by tests added with them). ``EXPLAINED`` lists survivors that are equivalent to
 the original (no test can kill them) with the reason.
 """
 
@@ -25,6 +27,14 @@ LEGACY = ("tests/test_checkpoint_legacy.py", "tests/test_migrate.py")
 NEIGHBORS = ("tests/test_pair_lists.py", "tests/test_neighbors_lists.py", "tests/test_neighbors_model.py")
 ELEMENTS = ("tests/test_element_energies.py",)
 ZBL_DEFAULT = ("tests/test_zbl_default.py",)
+HARMONIC = ("tests/test_spectra_harmonic.py",)
+SPECTRA_MD = ("tests/test_spectra_md.py",)
+ENSEMBLE = ("tests/test_ensemble.py",)
+CALIBRATION = ("tests/test_ensemble_calibration.py",)
+THERMOSTATS = ("tests/test_md_ensembles.py",)
+LANGEVIN = ("tests/test_md_integrators.py",)
+SELECTION = ("tests/test_learn_selection.py",)
+NORMAL_MODES = ("tests/test_normal_modes.py",)
 
 
 @dataclass(frozen=True)
@@ -171,6 +181,100 @@ MUTANTS = (
            "return 0.5 * jnp.sum(momenta**2 / masses[:, None]) * AMU_A2_PER_FS2_IN_EV",
            "return jnp.sum(momenta**2 / masses[:, None]) * AMU_A2_PER_FS2_IN_EV", MD,
            "K = Σ p²/m without ½"),
+    # -- spectroscopy, ensembles, thermostats, selection (2026-12-03) ---------------------------
+    Mutant("reduced_mass_not_squared", "physnetjax/spectra/harmonic.py",
+           "reduced_masses=1.0 / norms**2,", "reduced_masses=1.0 / norms,", HARMONIC,
+           "reduced mass 1/|d_k| instead of 1/|d_k|²"),
+    Mutant("zpe_without_half", "physnetjax/spectra/harmonic.py",
+           "zero_point_energy=0.5 * CM1_IN_EV", "zero_point_energy=CM1_IN_EV", HARMONIC,
+           "ZPE = Σ h c ν̃ without ½"),
+    Mutant("zpe_counts_zero_modes", "physnetjax/spectra/harmonic.py",
+           "frequencies[(eigenvalues > 0) & ~zero_modes]", "frequencies[eigenvalues > 0]", HARMONIC,
+           "fragment motions and flat directions counted in the ZPE"),
+    Mutant("modes_not_unweighted", "physnetjax/spectra/harmonic.py",
+           "displacements = inv_sqrt_m[:, None] * (vibrational @ coefficients)",
+           "displacements = vibrational @ coefficients", HARMONIC,
+           "normal modes and intensities from mass-weighted instead of Cartesian displacements"),
+    Mutant("dipole_derivative_axes_swapped", "physnetjax/spectra/harmonic.py",
+           "np.transpose(np.asarray(dipole_jacobian, dtype=np.float64), (1, 2, 0))",
+           "np.transpose(np.asarray(dipole_jacobian, dtype=np.float64), (1, 0, 2))", HARMONIC,
+           "∂μ_b/∂R_ia stored as [i, b, a]"),
+    Mutant("imaginary_sign_dropped", "physnetjax/spectra/harmonic.py",
+           "return np.sign(eigenvalues) * SQRT_EV_PER_A2_AMU_IN_CM1", "return SQRT_EV_PER_A2_AMU_IN_CM1",
+           HARMONIC, "imaginary frequencies reported as real ones"),
+    Mutant("hessian_unsymmetrised", "physnetjax/spectra/harmonic.py",
+           "0.5 * (hessian + hessian.T), positions, masses", "hessian, positions, masses", HARMONIC,
+           "the autodiff Hessian not symmetrised"),
+    Mutant("autocorrelation_circular", "physnetjax/spectra/autocorrelation.py",
+           "size = _fast_length(2 * num_samples - 1)", "size = num_samples", SPECTRA_MD,
+           "FFT correlation without zero padding: circular wrap-around"),
+    Mutant("autocorrelation_pairs_off_by_one", "physnetjax/spectra/autocorrelation.py",
+           'pairs = num_samples - lags if normalization == "unbiased"',
+           'pairs = num_samples - lags + 1 if normalization == "unbiased"', SPECTRA_MD,
+           "unbiased estimator divides lag k by T − k + 1"),
+    Mutant("spectrum_lag_zero_twice", "physnetjax/spectra/autocorrelation.py",
+           "(2.0 * transform - c[:1])", "(2.0 * transform)", SPECTRA_MD,
+           "lag 0 counted twice in the even extension"),
+    Mutant("spectrum_grid_stretched", "physnetjax/spectra/autocorrelation.py",
+           "np.arange(size // 2 + 1) / (SPEED_OF_LIGHT_CM_PER_FS * size * timestep_fs)",
+           "np.arange(size // 2 + 1) / (SPEED_OF_LIGHT_CM_PER_FS * (size - 1) * timestep_fs)", SPECTRA_MD,
+           "wavenumber grid spacing 1/((L − 1) Δt c) instead of 1/(L Δt c)"),
+    Mutant("hann_window_half_width", "physnetjax/spectra/autocorrelation.py",
+           "np.cos(np.pi * np.arange(num_lags) / num_lags)", "np.cos(np.pi * np.arange(num_lags) / (2 * num_lags))",
+           SPECTRA_MD, "Hann window over twice the correlation length"),
+    Mutant("quantum_correction_inverted", "physnetjax/spectra/autocorrelation.py",
+           "safe_x / -np.expm1(-safe_x)", "safe_x / np.expm1(safe_x)", SPECTRA_MD,
+           "Q = x/(eˣ − 1), the inverse-detailed-balance factor"),
+    Mutant("md_ir_orientation_third", "physnetjax/spectra/md_spectrum.py",
+           "/ kt_amu * E2_PER_AMU_IN_KM_PER_MOL", "/ kt_amu * E2_PER_AMU_IN_KM_PER_MOL / 3", SPECTRA_MD,
+           "MD IR spectrum with an extra orientational 1/3"),
+    Mutant("ensemble_std_per_component", "physnetjax/ensemble/model.py",
+           "squared = jnp.sum(squared, axis=-1)", "squared = jnp.mean(squared, axis=-1)", ENSEMBLE,
+           "vector spreads as RMS over components instead of the RMS distance"),
+    Mutant("ensemble_forces_std_uncalibrated", "physnetjax/ensemble/model.py",
+           'result["forces_std"] = None if forces is None else calibration_scale * _rms_distance(forces',
+           'result["forces_std"] = None if forces is None else _rms_distance(forces', ENSEMBLE,
+           "the calibration scale left off the force spread"),
+    Mutant("calibration_mean_ratio", "physnetjax/ensemble/calibration.py",
+           "scale = float(np.sqrt(np.mean(np.sum(e**2, axis=1) / sigma**2)))",
+           "scale = float(np.mean(np.sqrt(np.sum(e**2, axis=1)) / sigma))", CALIBRATION,
+           "scale = mean |e|/σ instead of the maximum-likelihood RMS ratio"),
+    Mutant("calibration_nll_without_dimension", "physnetjax/ensemble/calibration.py",
+           "variance = scale**2 * sigma**2 / d", "variance = scale**2 * sigma**2", CALIBRATION,
+           "NLL of a vector error with the whole spread on each component"),
+    Mutant("spearman_ties_not_averaged", "physnetjax/ensemble/calibration.py",
+           "ranks[order] = ((starts + 1 + ends) / 2.0)[group]", "ranks[order] = np.arange(1, x.shape[0] + 1)",
+           CALIBRATION, "tied values get distinct ranks"),
+    Mutant("csvr_cross_term_half", "physnetjax/md/thermostats.py",
+           "+ 2.0 * r1 * jnp.sqrt(c * (1.0 - c) * kinetic * share))",
+           "+ r1 * jnp.sqrt(c * (1.0 - c) * kinetic * share))", THERMOSTATS,
+           "CSVR noise cross term without its factor 2 (wrong kinetic-energy variance)"),
+    Mutant("csvr_one_degree_short", "physnetjax/md/thermostats.py",
+           "rest = jnp.sum(normals[1:] ** 2)", "rest = jnp.sum(normals[2:] ** 2)", THERMOSTATS,
+           "CSVR χ² over N_f − 2 instead of N_f − 1 normals (⟨K⟩ one degree short)"),
+    Mutant("langevin_noise_not_squared", "physnetjax/md/integrators.py",
+           "sigma = jnp.sqrt((1.0 - c * c) * state.masses * kT", "sigma = jnp.sqrt((1.0 - c) * state.masses * kT",
+           LANGEVIN, "Langevin O step noise √(1 − c) instead of √(1 − c²)"),
+    Mutant("barostat_without_g", "physnetjax/md/barostat.py",
+           "g = state.masses.shape[0] - dof / 3.0", "g = 0.0", THERMOSTATS,
+           "barostat drift without the g k_B T / V term of removed momentum"),
+    Mutant("barostat_noise_halved", "physnetjax/md/barostat.py",
+           "noise_scale = jnp.sqrt(2.0 * kT * mobility * dt / volume)",
+           "noise_scale = jnp.sqrt(kT * mobility * dt / volume)", THERMOSTATS,
+           "barostat noise variance halved (volume fluctuations too small)"),
+    Mutant("barostat_heat_one_sided", "physnetjax/md/barostat.py",
+           "heat = state.heat - kinetic_change - 0.5 * (work_before + work_after)",
+           "heat = state.heat - kinetic_change - work_after", THERMOSTATS,
+           "the cell move's work estimated from the new stress only"),
+    Mutant("kabsch_allows_reflection", "physnetjax/learn/selection.py",
+           "2.0 * (s[0] + s[1] + d * s[2])", "2.0 * (s[0] + s[1] + s[2])", SELECTION,
+           "aligned RMSD over improper rotations: a mirror image counts as a copy"),
+    Mutant("selection_ties_reversed", "physnetjax/learn/selection.py",
+           'np.argsort(-spreads, kind="stable")', "np.argsort(spreads)[::-1]", SELECTION,
+           "equal spreads taken last candidate first"),
+    Mutant("normal_mode_amplitude_squared", "physnetjax/data/normal_modes.py",
+           "np.sqrt(BOLTZMANN * temperature / eigenvalues)", "(BOLTZMANN * temperature / eigenvalues)",
+           NORMAL_MODES, "normal-coordinate amplitude k_B T/λ instead of √(k_B T/λ)"),
 )
 
 EXPLAINED = {
