@@ -192,6 +192,40 @@ def test_skin_rebuilds_only_after_half_skin(method):
     )
 
 
+@pytest.mark.parametrize("method", ["dense", "cell"])
+def test_one_pair_beyond_an_odd_capacity_is_an_overflow(method):
+    # Three atoms on a line, 2 bonds = 4 directed pairs; × 1.25 → capacity 5. Bending the chain
+    # brings the ends within the 2.2 Å radius: 6 pairs, one beyond the capacity, which must be flagged.
+    positions = np.array([[0.0, 0.0, 0.0], [1.5, 0.0, 0.0], [3.2, 0.0, 0.0]])
+    fns = neighbor_list(2.0, skin=0.2, method=method, capacity_multiplier=1.25)
+    nbrs = fns.allocate(positions)
+    assert nbrs.capacity == 5 and int(nbrs.num_pairs) == 4 and not bool(nbrs.did_overflow)
+    bent = np.array([[0.0, 0.0, 0.0], [1.2, 0.9, 0.0], [1.9, 0.0, 0.0]])
+    updated = fns.update(bent, nbrs)
+    assert len(brute_force_pairs(bent, 2.2)) == int(updated.num_pairs) == nbrs.capacity + 1
+    assert bool(updated.did_overflow)
+
+
+def test_a_full_bin_is_an_overflow_even_when_the_pairs_fit():
+    # 12 Å cube, radius 2.2 Å: 5 × 5 × 5 bins of 2.4 Å. Allocated with 4 close pairs in 4 bins (2 atoms per
+    # bin → 3 slots, 8 pairs → capacity 10), then 8 atoms move to the corners of a 2.3 Å cube inside one
+    # bin (no pair among them) and a ninth sits 2.0 Å from one corner in the next bin: 2 pairs fit the
+    # capacity, but the bin holds 8 atoms for 3 slots, so atoms are missing from it: an overflow.
+    cell = np.eye(3) * 12.0
+    start = np.array([[1.2, 1.2, 1.2], [2.2, 1.2, 1.2], [6.0, 1.2, 1.2], [7.0, 1.2, 1.2],
+                      [1.2, 6.0, 1.2], [2.2, 6.0, 1.2], [1.2, 1.2, 6.0], [2.2, 1.2, 6.0], [9.6, 9.6, 9.6]])
+    fns = neighbor_list(2.0, skin=0.2, method="cell", cell=cell, capacity_multiplier=1.25)
+    nbrs = fns.allocate(start)
+    assert nbrs.grid == (5, 5, 5) and nbrs.cell_capacity == 3 and nbrs.capacity == 10
+    corners = 0.03 + 2.3 * np.array(list(itertools.product([0.0, 1.0], repeat=3)))
+    crowded = np.vstack([corners, [[4.33, 0.03, 0.03]]])
+    updated = fns.update(crowded, nbrs)
+    assert len(brute_force_pairs(crowded, 2.2, cell)) == 2 <= nbrs.capacity
+    assert int(updated.max_occupancy) == 8 and bool(updated.did_overflow)
+    with pytest.raises(NeighborListOverflowError, match="largest bin holds 8 atoms for 3 slots"):
+        check_overflow(updated)
+
+
 @pytest.mark.parametrize("method,cell", [("dense", None), ("cell", None), ("cell", TRICLINIC)])
 def test_overflow_is_flagged_never_silent(method, cell, caplog):
     """Squeeze the atoms together until a buffer is too small; every unflagged list is complete."""
@@ -215,8 +249,13 @@ def test_overflow_is_flagged_never_silent(method, cell, caplog):
     assert int(nbrs.num_pairs) > nbrs.capacity or int(nbrs.max_occupancy) > nbrs.cell_capacity
     with pytest.raises(NeighborListOverflowError, match="overflowed"):
         check_overflow(nbrs)
-    # sticky: a later update that needs no rebuild keeps the flag
+    # sticky: a later update that needs no rebuild keeps the flag, and so does a rebuild that fits
+    # again (back at the start geometry: the pairs of the steps in between were incomplete)
     assert bool(update(squeezed, nbrs).did_overflow)
+    back = update(positions, nbrs)
+    assert int(back.num_pairs) <= back.capacity and int(back.max_occupancy) <= back.cell_capacity
+    np.testing.assert_array_equal(back.reference_positions, positions)
+    assert bool(back.did_overflow)
     with caplog.at_level(logging.WARNING, logger="physnetjax.neighbors.neighbor_list"):
         fresh = fns.safe_update(squeezed, nbrs)
     assert "re-allocating" in caplog.text

@@ -7,9 +7,10 @@ catch it. A mutant *survives* when those tests all pass with the bug in place.
 
 The first four survived an independent audit (2026-11) and are now killed by
 ``tests/test_goldens.py``; the next fifteen are the audit's "obvious" ones; the rest
-were added with this runner, the last group (2026-12-03) for the spectra, ensembles,
-thermostats and frame selection (five of its mutants survived at first and are killed
-by tests added with them). ``EXPLAINED`` lists survivors that are equivalent to
+were added with this runner, the last two groups (2026-12-03) for the spectra, ensembles,
+thermostats, frame selection, the trainer's formulas, evaluation, neighbor-list overflow,
+the MD report, ``check`` and the calculator (fourteen of them survived at first and are
+killed by tests added with them). ``EXPLAINED`` lists survivors that are equivalent to
 the original (no test can kill them) with the reason.
 """
 
@@ -35,6 +36,13 @@ THERMOSTATS = ("tests/test_md_ensembles.py",)
 LANGEVIN = ("tests/test_md_integrators.py",)
 SELECTION = ("tests/test_learn_selection.py",)
 NORMAL_MODES = ("tests/test_normal_modes.py",)
+TRAIN = ("tests/test_train.py", "tests/test_train_loss.py")
+TRAIN_ENSEMBLE = ("tests/test_train_ensemble.py",)
+EVAL = ("tests/test_eval.py",)
+TRIPLETS = ("tests/test_md_triplets.py",)
+MD_DRIVER = ("tests/test_md_driver.py",)
+CHECK = ("tests/test_check.py",)
+CALCULATOR = ("tests/test_calculator.py",)
 
 
 @dataclass(frozen=True)
@@ -275,6 +283,62 @@ MUTANTS = (
     Mutant("normal_mode_amplitude_squared", "physnetjax/data/normal_modes.py",
            "np.sqrt(BOLTZMANN * temperature / eigenvalues)", "(BOLTZMANN * temperature / eigenvalues)",
            NORMAL_MODES, "normal-coordinate amplitude k_B T/λ instead of √(k_B T/λ)"),
+    # -- training, evaluation, neighbor-list overflow, MD report, check (2026-12-03) ------------
+    Mutant("loss_per_atom_not_divided", "physnetjax/train/loss.py",
+           '"Ea": (e_err / labels["num_atoms"], e_mask),', '"Ea": (e_err, e_mask),', TRAIN,
+           "the per-atom energy term is the per-molecule error"),
+    Mutant("loss_force_label_mask_dropped", "physnetjax/train/loss.py",
+           'f_err = jnp.where(f_mask, out["forces"] - labels["F"], 0.0)', 'f_err = out["forces"] - labels["F"]',
+           TRAIN, "frames without force labels enter the force loss as zero forces"),
+    Mutant("loss_kind_swapped", "physnetjax/train/loss.py",
+           'index = 1 if kind == "mse" else 0', 'index = 0 if kind == "mse" else 1', TRAIN,
+           "--loss mse minimises absolute errors and mae squared ones"),
+    Mutant("metrics_rmse_without_root", "physnetjax/train/loss.py",
+           'metrics[f"{name}_rmse"] = (sq_sum / count) ** 0.5', 'metrics[f"{name}_rmse"] = sq_sum / count', TRAIN,
+           "validation RMSE reported as the MSE"),
+    Mutant("ema_weights_swapped", "physnetjax/train/optim.py",
+           "(decay * e + (1.0 - decay) * p)", "(decay * p + (1.0 - decay) * e)", TRAIN,
+           "the EMA follows the raw weights with weight 1 − d instead of d"),
+    Mutant("ema_without_warmup", "physnetjax/train/optim.py",
+           "decay = jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t))", "decay = ema_decay", TRAIN,
+           "no EMA warm-up: early EMA weights stay at the initialisation"),
+    Mutant("gradient_clipping_dropped", "physnetjax/train/optim.py",
+           "return optax.chain(optax.clip_by_global_norm(config.clip_norm), opt)", "return opt", TRAIN,
+           "--clip-norm ignored"),
+    Mutant("bootstrap_without_replacement", "physnetjax/train/ensemble.py",
+           ".choice(train_indices, size=len(train_indices))",
+           ".choice(train_indices, size=len(train_indices), replace=False)", TRAIN_ENSEMBLE,
+           "--bootstrap draws a permutation (every member sees every frame)"),
+    Mutant("eval_rmse_is_mae", "physnetjax/eval/evaluate.py",
+           '"rmse": float(np.sqrt((picked * picked).mean())),', '"rmse": float(np.abs(picked).mean()),', EVAL,
+           "per-element force RMSE reported as the MAE"),
+    Mutant("overflow_not_sticky", "physnetjax/neighbors/neighbor_list.py",
+           "did_overflow=nbrs.did_overflow | overflow,", "did_overflow=overflow,", NEIGHBORS,
+           "an overflow is forgotten by the next build that fits"),
+    Mutant("overflow_ignores_bins", "physnetjax/neighbors/neighbor_list.py",
+           "overflow = (num_pairs > nbrs.capacity) | (max_occupancy > slots)", "overflow = num_pairs > nbrs.capacity",
+           NEIGHBORS, "a full cell bin drops atoms without an overflow"),
+    Mutant("overflow_off_by_one", "physnetjax/neighbors/neighbor_list.py",
+           "overflow = (num_pairs > nbrs.capacity) |", "overflow = (num_pairs > nbrs.capacity + 1) |", NEIGHBORS,
+           "one pair beyond the capacity is dropped silently"),
+    Mutant("triplet_overflow_not_sticky", "physnetjax/neighbors/neighbor_triplets.py",
+           "did_overflow=triplets.did_overflow | too_many)", "did_overflow=too_many)", TRIPLETS,
+           "a triplet-list overflow is forgotten by the next build that fits"),
+    Mutant("drift_not_per_atom", "physnetjax/md/driver.py",
+           "return 1e3 * slope / num_atoms, 1e3", "return 1e3 * slope, 1e3", MD_DRIVER,
+           "energy drift reported per system, labelled per atom"),
+    Mutant("check_fd_sign", "physnetjax/check/forces.py",
+           "numeric = -(energies[0::2] - energies[1::2]) / (2.0 * step)",
+           "numeric = (energies[0::2] - energies[1::2]) / (2.0 * step)", CHECK,
+           "the check's finite-difference forces are +∂E/∂R"),
+    Mutant("check_fd_one_sided_step", "physnetjax/check/forces.py",
+           "numeric = -(energies[0::2] - energies[1::2]) / (2.0 * step)",
+           "numeric = -(energies[0::2] - energies[1::2]) / step", CHECK,
+           "the check's central difference divided by δ instead of 2δ"),
+    Mutant("calculator_dipole_offset_dropped", "physnetjax/calculator.py",
+           'self.results["dipole"] = np.asarray(host["dipoles"][0], dtype=np.float64) + dipole_offset',
+           'self.results["dipole"] = np.asarray(host["dipoles"][0], dtype=np.float64)', CALCULATOR,
+           "a charged molecule's dipole taken about its centroid, not the origin"),
 )
 
 EXPLAINED = {
