@@ -43,6 +43,8 @@ TRIPLETS = ("tests/test_md_triplets.py",)
 MD_DRIVER = ("tests/test_md_driver.py",)
 CHECK = ("tests/test_check.py",)
 CALCULATOR = ("tests/test_calculator.py",)
+DATA = ("tests/test_data.py",)
+CHECKPOINT = ("tests/test_checkpoint.py",)
 
 
 @dataclass(frozen=True)
@@ -339,6 +341,28 @@ MUTANTS = (
            'self.results["dipole"] = np.asarray(host["dipoles"][0], dtype=np.float64) + dipole_offset',
            'self.results["dipole"] = np.asarray(host["dipoles"][0], dtype=np.float64)', CALCULATOR,
            "a charged molecule's dipole taken about its centroid, not the origin"),
+    # -- data units, checkpoint integrity, the uncertainty stop (2026-12-03) ---------------------
+    Mutant("dataset_force_unit_ignored", "physnetjax/data/dataset.py",
+           'scale = {"E": e_fac, "F": f_fac, "D": d_fac, "Q": 1.0}',
+           'scale = {"E": e_fac, "F": e_fac, "D": d_fac, "Q": 1.0}',
+           DATA, "forces converted with the energy factor (hartree/bohr read as hartree/Å)"),
+    Mutant("dataset_dipole_unit_ignored", "physnetjax/data/dataset.py",
+           'scale = {"E": e_fac, "F": f_fac, "D": d_fac, "Q": 1.0}',
+           'scale = {"E": e_fac, "F": f_fac, "D": 1.0, "Q": 1.0}',
+           DATA, "--dipole-unit ignored"),
+    Mutant("dataset_force_sign_ignored", "physnetjax/data/dataset.py",
+           "return data if force_sign == 1 else dataclasses.replace(data, F=-data.F)", "return data",
+           DATA + ("tests/test_data_sanity.py",),
+           "--force-sign -1 ignored: gradients trained as forces"),
+    Mutant("checkpoint_hash_unchecked", "physnetjax/checkpoint/format.py",
+           'if _sha256(file) != expected["sha256"]:', "if False:", CHECKPOINT,
+           "a parameter file altered in place (same size) loads silently"),
+    Mutant("checkpoint_config_checksum_unchecked", "physnetjax/checkpoint/format.py",
+           "if config_checksum(config) != expected:", "if False:", CHECKPOINT,
+           "an edited config.json (cutoff, element energies) loads silently"),
+    Mutant("md_first_uncertain_frame_trusted", "physnetjax/md/driver.py",
+           "num_trusted = int(np.argmax(past[:num_good]))", "num_trusted = int(np.argmax(past[:num_good])) + 1",
+           MD_DRIVER + ENSEMBLE, "the first frame past the uncertainty threshold is written as trusted"),
 )
 
 EXPLAINED = {
