@@ -124,6 +124,15 @@ def test_interrupted_loop_resumes_without_retraining_round_0(resumed_run):
     assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(report))
 
 
+def test_each_round_continues_from_the_previous_rounds_model(resumed_run):
+    # Round 0 starts from random weights; round k continues from round k − 1's best checkpoint (--init-from,
+    # whose loading test_train.py checks), as its train/config.json records.
+    out, *_ = resumed_run
+    recorded = [json.loads((out / f"round-{k:03d}" / "train" / "config.json").read_text())["init_from"]
+                for k in (0, 1)]
+    assert recorded == [None, str(out / "round-000" / "train" / "best")]
+
+
 def test_selected_frames_are_md_frames_labelled_by_the_labeller(resumed_run):
     out, config, crashed, trained, report, label = resumed_run
     initial = load_dataset(out / "initial.npz")

@@ -7,10 +7,10 @@ catch it. A mutant *survives* when those tests all pass with the bug in place.
 
 The first four survived an independent audit (2026-11) and are now killed by
 ``tests/test_goldens.py``; the next fifteen are the audit's "obvious" ones; the rest
-were added with this runner, the last two groups (2026-12-03) for the spectra, ensembles,
+were added with this runner, the last groups (2026-12-03) for the spectra, ensembles,
 thermostats, frame selection, the trainer's formulas, evaluation, neighbor-list overflow,
-the MD report, ``check`` and the calculator (fourteen of them survived at first and are
-killed by tests added with them). ``EXPLAINED`` lists survivors that are equivalent to
+data units, checkpoint integrity, the MD report, ``check``, the calculator, the learning
+loop and D3 (fifteen of them survived at first and are killed by tests added with them). ``EXPLAINED`` lists survivors that are equivalent to
 the original (no test can kill them) with the reason.
 """
 
@@ -45,6 +45,9 @@ CHECK = ("tests/test_check.py",)
 CALCULATOR = ("tests/test_calculator.py",)
 DATA = ("tests/test_data.py",)
 CHECKPOINT = ("tests/test_checkpoint.py",)
+LEARN = ("tests/test_learn.py",)
+CLOSE_CONTACTS = ("tests/test_md_close_contacts.py",)
+DISPERSION = ("tests/test_dispersion.py", "tests/test_dispersion_gradient.py", "tests/test_model_dispersion.py")
 
 
 @dataclass(frozen=True)
@@ -363,6 +366,27 @@ MUTANTS = (
     Mutant("md_first_uncertain_frame_trusted", "physnetjax/md/driver.py",
            "num_trusted = int(np.argmax(past[:num_good]))", "num_trusted = int(np.argmax(past[:num_good])) + 1",
            MD_DRIVER + ENSEMBLE, "the first frame past the uncertainty threshold is written as trusted"),
+    # -- ensemble combination, close contacts, calculator stress, the learning loop, D3 (2026-12-03) -----
+    Mutant("combine_fold_sign", "physnetjax/ensemble/combine.py",
+           "shift = own - reference", "shift = reference - own", ENSEMBLE,
+           "a member's element-energy difference folded into its bias with the wrong sign"),
+    Mutant("close_contact_farther_kept", "physnetjax/md/close_contacts.py",
+           "second.distance < first.distance", "second.distance > first.distance", CLOSE_CONTACTS,
+           "the report keeps the farther of two close contacts"),
+    Mutant("calculator_stress_sign", "physnetjax/calculator.py",
+           'self.results["stress"] = full_3x3_to_voigt_6_stress(np.asarray(host["stress"][0], np.float64))',
+           'self.results["stress"] = -full_3x3_to_voigt_6_stress(np.asarray(host["stress"][0], np.float64))',
+           CALCULATOR + ("tests/test_pbc.py",), "ASE stress with the opposite sign"),
+    Mutant("learn_new_frames_dropped", "physnetjax/learn/loop.py",
+           "data = concatenate([data, new])", "data = data", LEARN,
+           "a round's labelled frames never reach its training set"),
+    Mutant("learn_retrains_from_scratch", "physnetjax/learn/loop.py",
+           "init_from=None if init_from is None else str(init_from)", "init_from=None", LEARN,
+           "every round trains a fresh model instead of continuing from the previous one"),
+    Mutant("d3_without_c8", "physnetjax/physics/dispersion.py",
+           'pair_energy = (parameters["s6"] * c6 / (r6 + f6) + parameters["s8"] * c8 / (r6 * r2 + f6 * f2))',
+           'pair_energy = parameters["s6"] * c6 / (r6 + f6) + 0.0 * (parameters["s8"] * c8 / (r6 * r2 + f6 * f2))',
+           DISPERSION, "D3(BJ) without its C8 term"),
 )
 
 EXPLAINED = {
