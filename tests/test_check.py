@@ -119,6 +119,19 @@ def test_flipped_force_sign_fails_the_fd_check(model, params, methanol):
     assert all(w == pytest.approx(-1.0, abs=1e-4) for w in weights.values())
 
 
+def test_forces_scaled_by_half_a_percent_fail_with_their_ratio(model, params, methanol):
+    # A rounded unit constant scales every force: the check names the slope, 1.005 (|s − 1| = 5 fd_ratio);
+    # the reason said "analytic/numerical = 1" and "network ×1" (three digits), hiding the deviation it failed on.
+    def scaled(p, batch):
+        out = apply_batch(model, p, batch)
+        return _with_forces(out, 1.005 * out["forces"])
+
+    result = check_model(model, params, [methanol], energy_and_forces=scaled, groups=("forces",), settings=SETTINGS)
+    total = result.by_id("forces.fd.total")
+    assert total.status == "fail" and total.details["ratio"] == pytest.approx(1.005, abs=1e-5)
+    assert "; analytic/numerical = 1.005; terms in the total force: network ×1.00" in total.message
+
+
 def test_doubled_pair_term_fails_and_is_named(model, params, methanol):
     def doubled_repulsion(p, batch):
         out = apply_batch(model, p, batch)

@@ -1,16 +1,19 @@
 """Calibration of the ensemble spread (maximum-likelihood scale, Gaussian NLL) and Spearman's rank correlation."""
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from physnetjax.ensemble.calibrate_checkpoint import calibration_record
 from physnetjax.ensemble.calibration import (
     average_ranks,
     fit_calibration_scale,
     gaussian_nll,
     spearman_rank_correlation,
 )
+from physnetjax.errors import PhysNetInputWarning
 
 
 @pytest.mark.parametrize("components", [1, 3])
@@ -57,6 +60,25 @@ def test_gaussian_nll_of_vector_errors_spreads_the_variance_over_the_components(
     assert best == pytest.approx(direct, rel=1e-12)
     for factor in (0.99, 1.01):
         assert gaussian_nll(errors, sigma, fitted * factor) > best
+
+
+def test_calibrate_fits_on_the_real_atoms_of_frames_of_different_sizes():
+    # Frames of 3 and 2 atoms padded to 3: the padded atom (zero force, zero spread, as the model gives it)
+    # is left out, so s² is the mean of |e_i|²/σ_i² over the 5 real atoms.
+    rng = np.random.default_rng(4)
+    forces, reference = rng.normal(size=(2, 3, 3)), rng.normal(size=(2, 3, 3))
+    spreads = rng.uniform(0.2, 1.0, (2, 3))
+    forces[1, 2], reference[1, 2], spreads[1, 2] = 0.0, 0.0, 0.0
+    predictions = SimpleNamespace(forces=forces, forces_std=spreads, energy=np.array([0.1, -0.3]),
+                                  energy_std=np.array([0.2, 0.5]))
+    dataset = SimpleNamespace(has_F=np.array([True, True]), has_E=np.array([True, True]), N=np.array([3, 2]),
+                              max_atoms=3, F=reference, E=np.array([0.0, 0.0]))
+    real = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    ratios = [np.sum((forces[f, i] - reference[f, i]) ** 2) / spreads[f, i] ** 2 for f, i in real]
+    with pytest.warns(PhysNetInputWarning, match="fitted on only 2 frame"):
+        record = calibration_record(predictions, dataset)
+    assert record["atoms"] == 5 and record["frames"] == 2
+    assert record["calibration_scale"] == pytest.approx(math.sqrt(np.mean(ratios)), rel=1e-12)
 
 
 def test_calibration_rejects_bad_input():

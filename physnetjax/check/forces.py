@@ -88,8 +88,8 @@ def _ratio_failure(metrics: dict, limit: float) -> str | None:
     if ratio is None or abs(ratio - 1.0) <= limit:
         return None
     if ratio < 0:
-        return f"sign flipped (analytic/numerical = {ratio:.3g})"
-    return f"analytic/numerical = {ratio:.3g}"
+        return f"sign flipped (analytic/numerical = {_fmt_ratio(ratio)})"
+    return f"analytic/numerical = {_fmt_ratio(ratio)}"
 
 
 def check_forces(evaluator: Evaluator, index: int, settings: CheckSettings, thresholds: Thresholds) -> list:
@@ -104,7 +104,7 @@ def check_forces(evaluator: Evaluator, index: int, settings: CheckSettings, thre
     total = compare_forces(forces, numeric[0])
     attribution = term_weights(forces, numeric[1:])
     total.update(term_weights=attribution["weights"], fit_relative_residual=attribution["fit_relative_residual"])
-    suspects = [f"{t} ×{w:.3g}" for t, w in attribution["weights"].items()
+    suspects = [f"{t} ×{_fmt_ratio(w)}" for t, w in attribution["weights"].items()
                 if w is not None and abs(w - 1.0) > thresholds.fd_ratio]
     message = (f"max err {total['max_abs_error']:.2e} eV/Å, rms {total['rms_error']:.2e}, "
                f"ratio {_fmt_ratio(total['ratio'])}")
@@ -123,7 +123,7 @@ def check_forces(evaluator: Evaluator, index: int, settings: CheckSettings, thre
         metrics["weight_in_total"] = weight
         failure = _ratio_failure(metrics, thresholds.fd_ratio)
         if weight is not None and abs(weight - 1.0) > thresholds.fd_ratio:
-            failure = "; ".join(filter(None, [failure, f"counted ×{weight:.3g} in the total force"]))
+            failure = "; ".join(filter(None, [failure, f"counted ×{_fmt_ratio(weight)} in the total force"]))
         message = (f"max err {metrics['max_abs_error']:.2e} eV/Å, ratio {_fmt_ratio(metrics['ratio'])}, "
                    f"weight in total {_fmt_ratio(weight)}")
         results.append(CheckResult.measured(f"forces.fd.{term}", GROUP, index, metrics["relative_error"],

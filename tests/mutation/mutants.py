@@ -10,8 +10,9 @@ The first four survived an independent audit (2026-11) and are now killed by
 were added with this runner, the last groups (2026-12-03) for the spectra, ensembles,
 thermostats, frame selection, the trainer's formulas, evaluation, neighbor-list overflow,
 data units, checkpoint integrity, the MD report, ``check``, the calculator, the learning
-loop and D3 (fifteen of them survived at first and are killed by tests added with them). ``EXPLAINED`` lists survivors that are equivalent to
-the original (no test can kill them) with the reason.
+loop and D3 (seventeen of them survived at first and are killed by tests added with
+them). ``EXPLAINED`` lists survivors that are equivalent to the original (no test can
+kill them) with the reason.
 """
 
 from __future__ import annotations
@@ -387,6 +388,24 @@ MUTANTS = (
            'pair_energy = (parameters["s6"] * c6 / (r6 + f6) + parameters["s8"] * c8 / (r6 * r2 + f6 * f2))',
            'pair_energy = parameters["s6"] * c6 / (r6 + f6) + 0.0 * (parameters["s8"] * c8 / (r6 * r2 + f6 * f2))',
            DISPERSION, "D3(BJ) without its C8 term"),
+    # -- D3 three-body term, check verdicts, MD temperature note, ensemble calibration (2026-12-03) ----
+    Mutant("d3_three_body_sign", "physnetjax/physics/dispersion.py",
+           'triangle = HARTREE * parameters["s9"]', 'triangle = -HARTREE * parameters["s9"]',
+           DISPERSION + ("tests/test_dispersion_three_body.py",), "the Axilrod-Teller-Muto term with its sign flipped"),
+    Mutant("check_ratio_limit_loose", "physnetjax/check/forces.py",
+           "if ratio is None or abs(ratio - 1.0) <= limit:", "if ratio is None or abs(ratio - 1.0) <= 10 * limit:",
+           CHECK, "check passes forces 2× their finite differences"),
+    Mutant("md_temperature_note_never", "physnetjax/md/driver.py",
+           "if abs(off) <= TEMPERATURE_NOTE_SIGMAS * scatter:", "if True:", MD_DRIVER,
+           "a thermostatted run far from its target temperature reported without a note"),
+    Mutant("trainer_calibrates_on_test", "physnetjax/train/loop.py",
+           'valid_pred["F_pred"] - valid_pred["F_ref"], valid_pred["F_std"]',
+           'test_pred["F_pred"] - test_pred["F_ref"], test_pred["F_std"]', TRAIN_ENSEMBLE,
+           "the ensemble's calibration scale fitted on the test split"),
+    Mutant("calibrate_counts_padding", "physnetjax/ensemble/calibrate_checkpoint.py",
+           "real = np.arange(dataset.max_atoms)[None, :] < dataset.N[frames, None]",
+           "real = np.arange(dataset.max_atoms)[None, :] <= dataset.N[frames, None]", ENSEMBLE + CALIBRATION,
+           "ensemble calibrate counts one padded atom per frame"),
 )
 
 EXPLAINED = {
