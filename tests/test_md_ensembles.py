@@ -86,6 +86,11 @@ def block_mean_and_error(values, blocks=20):
     return means.mean(), means.std(ddof=1) / math.sqrt(blocks)
 
 
+def exchanged_energy(frames) -> float:
+    """Range (eV) of the energy the thermostat (and the cell moves) exchanged: conserved − E_pot − K over the frames."""
+    return float(np.ptp(np.asarray(frames.conserved - frames.potential_energy - frames.kinetic_energy)))
+
+
 def check_canonical_kinetic_energy(kinetic, dof, temperature):
     """⟨K⟩ = N_f k_B T/2 and ⟨(K − N_f k_B T/2)²⟩ = N_f (k_B T)²/2 within 4 block standard errors.
 
@@ -131,7 +136,7 @@ def test_csvr_kinetic_energy_is_canonical_and_effective_energy_conserved():
     _, frames = RUNNER(apply_fn, state, 6000, 10, frame_of)
     check_canonical_kinetic_energy(frames.kinetic_energy, 3 * NUM_WELLS, 300.0)
     conserved = np.asarray(frames.conserved)
-    exchanged = np.ptp(np.asarray(frames.conserved - frames.potential_energy - frames.kinetic_energy))
+    exchanged = exchanged_energy(frames)
     assert exchanged > 1.0
     assert np.max(np.abs(conserved - start)) < 0.02 * exchanged
 
@@ -156,7 +161,7 @@ def test_nose_hoover_extended_energy_drifts_no_more_than_nve_energy():
         _, frames = RUNNER(apply_fn, init_fn(*start), 2000, 10, frame_of)
         t_ps = 1e-2 * np.arange(1, 2001)
         drift, fluctuation = drift_and_fluctuation(t_ps, np.asarray(frames.conserved), 1)
-        exchanged = np.ptp(np.asarray(frames.conserved - frames.potential_energy - frames.kinetic_energy))
+        exchanged = exchanged_energy(frames)
         results[name] = (abs(drift) * t_ps[-1], fluctuation, exchanged)
     (_, nve_fluctuation, _), (nhc_drift, nhc_fluctuation, nhc_exchanged) = results["nve"], results["nhc"]
     assert nve_fluctuation > 0
@@ -188,7 +193,7 @@ def test_temperature_ramp(thermostat):
     np.testing.assert_allclose(blocks, targets, rtol=0.06)
     assert np.all(np.diff(blocks) > 0)
     conserved = np.asarray(frames.conserved)
-    exchanged = np.ptp(np.asarray(frames.conserved - frames.potential_energy - frames.kinetic_energy))
+    exchanged = exchanged_energy(frames)
     assert np.ptp(conserved) < 0.05 * exchanged
 
 
@@ -355,7 +360,7 @@ def test_lennard_jones_npt_holds_the_target_pressure():
     assert abs(np.mean(pressure + kT / volume) - pressure_bar * BAR) < bound
     assert 0.9 < volume.mean() / 10.6**3 < 1.3 and np.all(np.isfinite(pressure))
     conserved = np.asarray(frames.conserved)
-    exchanged = np.ptp(np.asarray(frames.conserved - frames.potential_energy - frames.kinetic_energy))
+    exchanged = exchanged_energy(frames)
     assert np.ptp(conserved) < 0.02 * exchanged
 
 

@@ -299,6 +299,12 @@ def bond_positions(r):
     return np.array([[0.4, 0.1, -0.7], [0.4, 0.1, -0.7] + r * axis]), axis
 
 
+def with_distant_atom(positions, axis, distance):
+    """The bond's two atoms plus a third ``distance`` Å from their centre, perpendicular to the bond ``axis``."""
+    side = np.cross(axis, [1.0, 0.0, 0.0])
+    return np.vstack([positions, positions.mean(axis=0) + distance * side / np.linalg.norm(side)])
+
+
 @pytest.mark.parametrize("kind", ["harmonic", "morse"])
 def test_diatomic_frequency_intensity_and_zpe_are_exact(kind):
     r0, k, charge = 1.2746, 32.0, 0.2
@@ -349,8 +355,7 @@ def test_a_separate_atom_adds_flagged_zero_modes_and_leaves_the_vibration_unchan
     # 3N − 6 = 3 modes, of which 5 + 3 − 6 = 2 are relative motions (zero Hessian coupling).
     r0, k, charge = 1.2746, 32.0, 0.2
     positions, axis = bond_positions(r0)
-    side = np.cross(axis, [1.0, 0.0, 0.0])
-    apart = np.vstack([positions, positions.mean(axis=0) + 20.0 * side / np.linalg.norm(side)])
+    apart = with_distant_atom(positions, axis, 20.0)
 
     def dipole(positions):
         return charge * (positions[1] - positions[0])
@@ -376,8 +381,7 @@ def test_weakly_coupled_fragment_motions_are_flagged_and_left_out_of_the_zpe():
     # threshold) and the two flat swings are the fragments' relative motions, flagged and left out of the ZPE.
     r0, k, spring = 1.2746, 32.0, 2e-4
     positions, axis = bond_positions(r0)
-    side = np.cross(axis, [1.0, 0.0, 0.0])
-    apart = np.vstack([positions, positions.mean(axis=0) + 20.0 * side / np.linalg.norm(side)])
+    apart = with_distant_atom(positions, axis, 20.0)
     bond = diatomic("morse", r0, k)
 
     def energy(positions):
@@ -400,8 +404,7 @@ def test_linear_means_all_atoms_on_one_line_whatever_the_extent():
     the axis."""
     r0, k = 1.2746, 32.0
     positions, axis = bond_positions(r0)
-    side = np.cross(axis, [1.0, 0.0, 0.0])
-    apart = np.vstack([positions, positions.mean(axis=0) + 200.0 * side / np.linalg.norm(side)])
+    apart = with_distant_atom(positions, axis, 200.0)
     with pytest.warns(ZeroModeWarning, match=r"^2 zero-frequency mode\(s\) besides the 6 rigid-body motions"):
         result = harmonic_analysis(diatomic("morse", r0, k), apart, [M_H, M_CL, M_H])
     assert not result.linear and result.frequencies_cm1.shape == (3,) and result.rigid_body_cm1.shape == (6,)
