@@ -19,7 +19,7 @@ import pytest
 from conftest import DATA, perturbed_params
 
 from physnetjax import PhysNet, apply_batch, init_params, save_checkpoint
-from physnetjax.check import CheckSettings, Structure, check_model, default_structures
+from physnetjax.check import CheckSettings, Structure, Thresholds, check_model, default_structures
 from physnetjax.check.__main__ import main
 from physnetjax.check.geometry import read_structures
 from physnetjax.check.smoothness import bond_types, model_cutoffs
@@ -169,6 +169,26 @@ def test_hard_cutoff_fails_the_smoothness_scan(model, params, methanol):
         assert any(f["between_A"][0] <= MP_CUTOFF <= f["between_A"][1] for f in found)
 
 
+def test_a_small_energy_step_at_the_cutoff_is_found_by_refining_the_cutoff_interval(model, params, methanol):
+    """E gains 5 µeV per message-passing edge, none beyond 4 Å (a step the forces do not see): smaller than the
+    trapezoid residuals of the smooth model elsewhere on the coarse scan, it is still found, because the interval
+    holding each cutoff is always refined."""
+    def stepped(p, batch):
+        out = apply_batch(model, p, batch)
+        d = jnp.linalg.norm(batch.positions[batch.src_idx] - batch.positions[batch.dst_idx], axis=-1)
+        within = (batch.edge_mask & (d < MP_CUTOFF)).astype(d.dtype)
+        step = 0.5 * 5e-6 * jax.ops.segment_sum(within, batch.atom_segments[batch.dst_idx], batch.num_molecules)
+        return {**out, "energy": out["energy"] + step}
+
+    result = check_model(model, params, [methanol], energy_and_forces=stepped, groups=("smoothness",),
+                         settings=SETTINGS)
+    for c in result.checks:
+        found = [f for f in c.details["discontinuities"] if f["between_A"][0] <= MP_CUTOFF <= f["between_A"][1]]
+        assert c.status == "fail" and [f["kind"] for f in found] == ["energy"], c.details["discontinuities"]
+        assert found[0]["size"] == pytest.approx(5e-6, rel=0.05)
+        assert c.details["max_energy_residual_eV"] > 5e-6  # the step is not what stands out on the coarse scan
+
+
 def test_ghost_atom_leak_fails_only_padding_invariance(model, params, methanol):
     """Real atoms feel 0.1 eV · exp(−|r_i − r_g|²/2 Å²) from every padded atom g (forces consistent)."""
     def leaky(p, batch):
@@ -186,6 +206,88 @@ def test_ghost_atom_leak_fails_only_padding_invariance(model, params, methanol):
                          settings=SETTINGS)
     failed = [c.id for c in result.checks if c.status == "fail"]
     assert failed == ["invariance.padding"]
+
+
+def _per_molecule(batch, values):
+    """Σ over each molecule's real atoms of ``values`` (N, ...) → (M, ...)."""
+    mask = batch.atom_mask.reshape((-1,) + (1,) * (values.ndim - 1))
+    return jax.ops.segment_sum(jnp.where(mask, values, 0.0), batch.atom_segments, batch.num_molecules)
+
+
+def test_a_chiral_energy_term_fails_only_the_reflection_check(model, params, methanol):
+    """E gains ε det(A, B, C) per molecule, A = Σ Z_i x_i, B = Σ |x_i|² x_i, C = Σ |x_i|⁴ x_i, x_i = r_i − r̄: a
+    pseudoscalar, unchanged by rotations, translations, permutations and padding, odd under reflections (forces
+    consistent). The reflection check must be the one to fail, and a rotation must stay a rotation."""
+    def chiral(p, batch):
+        def extra(pos):
+            count = jnp.maximum(_per_molecule(batch, jnp.ones(pos.shape[0])), 1.0)  # empty slot: 0 atoms
+            x = pos - (_per_molecule(batch, pos) / count[:, None])[batch.atom_segments]
+            x2 = jnp.sum(x * x, axis=-1, keepdims=True)
+            columns = [_per_molecule(batch, w * x) for w in (batch.atomic_numbers[:, None], x2, x2 * x2)]
+            return 1e-2 * jnp.linalg.det(jnp.stack(columns, axis=-1))
+
+        out = apply_batch(model, p, batch)
+        grad = jax.grad(lambda pos: extra(pos).sum())(batch.positions)
+        return {**out, "energy": out["energy"] + extra(batch.positions), "forces": out["forces"] - grad}
+
+    result = check_model(model, params, [methanol], energy_and_forces=chiral, groups=("invariance",),
+                         settings=SETTINGS)
+    assert [c.id for c in result.checks if c.status != "pass"] == ["invariance.reflection"]
+    assert result.by_id("invariance.reflection").details["energy_difference_eV"] > Thresholds().invariance[1]
+
+
+def test_curvature_of_a_harmonic_well_is_its_force_constant(model, params, methanol):
+    """E = ½ k Σ|r_i − r_i⁰|²: every atom moved by δ changes its force by exactly k δ, so κ = k (eV/Å²); k = 1000
+    lies between the warning (500) and failure (2000) bounds."""
+    from physnetjax.check.evaluate import Evaluator, cast_to_float64
+    from physnetjax.check.stability import check_curvature
+
+    k, r0, n = 1000.0, jnp.asarray(methanol.positions), methanol.num_atoms
+
+    def well(p, batch):
+        out = apply_batch(model, p, batch)
+        d = jnp.where(batch.atom_mask[:, None], batch.positions - jnp.zeros_like(batch.positions).at[:n].set(r0),
+                      0.0)
+        return {**out, "energy": 0.5 * k * _per_molecule(batch, jnp.sum(d * d, axis=-1)), "forces": -k * d}
+
+    with jax.enable_x64(True):
+        [result] = check_curvature(Evaluator(model, cast_to_float64(params), methanol, well), 0, SETTINGS,
+                                   Thresholds())
+    assert result.unit == "eV/Å²" and result.value == pytest.approx(k, rel=1e-10)
+    assert result.status == "warn"
+
+
+def test_nve_energy_deviation_of_free_flight_on_a_tilted_surface(model, params, methanol):
+    """E = c Σ_i x_i reported with zero forces: the atoms fly freely, r_i(t) = r_i(0) + p_i t / m_i, so
+    E_tot(t) − E_tot(0) = c t Σ_i p_ix / m_i exactly (velocity Verlet without forces). Over T = steps × dt fs the
+    largest deviation is |c Σ p_ix/m_i| T per atom (meV), the drift that slope per ps, the fluctuation about it 0."""
+    import ase.data
+
+    from physnetjax.check.evaluate import Evaluator, cast_to_float64
+    from physnetjax.check.stability import check_nve
+    from physnetjax.md import maxwell_boltzmann_momenta
+
+    c = 0.05  # eV/Å
+
+    def tilted(p, batch):
+        out = apply_batch(model, p, batch)
+        return {**out, "energy": c * _per_molecule(batch, batch.positions[:, 0]),
+                "forces": jnp.zeros_like(out["forces"])}
+
+    n = methanol.num_atoms
+    with jax.enable_x64(True):
+        energy, max_force = check_nve(Evaluator(model, cast_to_float64(params), methanol, tilted), 0, SETTINGS,
+                                      Thresholds())
+        masses = ase.data.atomic_masses[methanol.atomic_numbers]
+        momenta = np.asarray(maxwell_boltzmann_momenta(jax.random.PRNGKey(SETTINGS.seed),
+                                                       jnp.asarray(masses, jnp.float64), SETTINGS.nve_temperature))
+    rate = c * float(np.sum(momenta[:, 0] / masses))  # eV/fs
+    duration = SETTINGS.nve_steps * SETTINGS.nve_timestep
+    assert energy.unit == "meV/atom" and abs(rate) * duration * 1e3 / n > 1.0
+    assert energy.value == pytest.approx(abs(rate) * duration * 1e3 / n, rel=1e-9)
+    assert energy.details["drift_meV_per_atom_per_ps"] == pytest.approx(rate * 1e3 * 1e3 / n, rel=1e-9)
+    assert energy.details["fluctuation_meV_per_atom"] == pytest.approx(0.0, abs=1e-9)
+    assert max_force.value == 0.0
 
 
 def test_unknown_group_and_bad_structure_are_rejected(model, params, methanol):
