@@ -190,6 +190,11 @@ def test_split_is_reproducible_and_disjoint():
     assert sorted(np.concatenate(list(a.values())).tolist()) == list(range(100))
     with pytest.raises(ValueError, match="share frames"):
         check_split({"train": [0, 1], "valid": [1, 2]}, 10)
+    # a test frame that is also trained (or validated) on makes the test errors optimistic
+    with pytest.raises(ValueError, match=r"^split: 'train' and 'test' share frames \[3\]$"):
+        check_split({"train": [0, 3], "valid": [1, 2], "test": [3, 4]}, 10)
+    with pytest.raises(ValueError, match=r"^split: 'valid' and 'test' share frames \[2\]$"):
+        check_split({"train": [0, 3], "valid": [1, 2], "test": [2, 4]}, 10)
     with pytest.raises(ValueError, match="outside"):
         check_split({"train": [0, 11], "valid": [1, 2]}, 10)
     with pytest.raises(ValueError, match=r"no 'train' index array .*found E, R, Z"):

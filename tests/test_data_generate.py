@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from physnetjax.data.generate import generate, unpaired_electrons
+from physnetjax.data.generate import _finite_difference_hessian, generate, labels_of, unpaired_electrons
 
 
 def water(moments=None):
@@ -148,3 +148,42 @@ def test_a_diatomic_is_sampled_without_a_numpy_warning():
         warnings.simplefilter("error")
         data = generate("H2", frames=1, stride=1, equilibration_steps=0)
     assert np.all(np.isfinite(data["F"]))
+
+
+def test_labels_are_the_raw_forces_whatever_constraint_the_sampler_attached():
+    """The MD sampler attaches ASE's FixCom, whose force adjustment f − m λ (λ = Σ m f / Σ m²) gives forces with
+    zero net force a net force; the labels must be the calculator's own −dE/dR."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.constraints import FixCom
+
+    atoms = water()
+    forces = np.array([[0.3, -0.2, 0.1], [-0.25, 0.1, 0.0], [-0.05, 0.1, -0.1]])  # Σ F = 0
+    atoms.calc = SinglePointCalculator(atoms, energy=-1.0, forces=forces, dipole=np.zeros(3), charges=np.zeros(3))
+    atoms.set_constraint(FixCom())
+    assert np.linalg.norm(atoms.get_forces().sum(axis=0)) > 0.1  # what the constraint makes of them
+    np.testing.assert_array_equal(labels_of(atoms)["F"], forces)
+
+
+def test_normal_mode_hessian_of_a_quadratic_energy_is_its_matrix():
+    """E = ½ uᵀ K u with u the displacement from the minimum: central differences of the forces are exact, so the
+    normal-mode sampler's Hessian is K (eV/Å²) to round-off, and the atoms are put back at the minimum."""
+    from ase.calculators.calculator import Calculator, all_changes
+
+    rng = np.random.default_rng(3)
+    half = rng.normal(size=(9, 9))
+    stiffness = half @ half.T + 9.0 * np.eye(9)
+
+    class Quadratic(Calculator):
+        implemented_properties = ["energy", "forces"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            u = (self.atoms.positions - minimum).ravel()
+            self.results = {"energy": 0.5 * u @ stiffness @ u, "forces": -(stiffness @ u).reshape(-1, 3)}
+
+    atoms = water()
+    minimum = atoms.get_positions()
+    atoms.calc = Quadratic()
+    hessian = _finite_difference_hessian(atoms, minimum, 0.005)
+    np.testing.assert_allclose(hessian, stiffness, rtol=0, atol=1e-10)
+    np.testing.assert_array_equal(atoms.get_positions(), minimum)

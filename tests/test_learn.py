@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import ase
+import ase.io
 import numpy as np
 import pytest
 
@@ -254,6 +255,33 @@ def test_md_starts_at_the_frame_charge(stub_data):
     data = load_dataset(directory / "initial.npz")
     data.Q[:] = -1.0
     assert start_geometry(data, seed=3).info["charge"] == -1.0
+
+
+def test_exploration_runs_each_temperature_with_its_own_seed_and_keeps_the_uncertain_frames(stub_data, tmp_path,
+                                                                                            monkeypatch):
+    """explore() with the MD replaced by a recorder that writes three frames of spread 0.05, 0.4, 0.2 eV/Å: one run
+    per temperature, at that temperature, seeded seed + 1000 × round + t (a new start frame, momenta and noise each
+    round); the candidates are the frames above the uncertainty threshold, in run order."""
+    import physnetjax.learn.explore as explore_module
+    from physnetjax.learn.explore import SPREAD_KEY, explore
+
+    directory, _ = stub_data
+    data = load_dataset(directory / "initial.npz")
+    runs = []
+
+    def recorded_simulate(model, params, start, *, temperature_K, seed, out, **settings):
+        runs.append((temperature_K, seed))
+        ase.io.write(out, [start] * 3)
+        Path(f"{out}.jsonl").write_text("".join(json.dumps({SPREAD_KEY: s}) + "\n" for s in (0.05, 0.4, 0.2)))
+
+    monkeypatch.setattr(explore_module, "simulate", recorded_simulate)
+    monkeypatch.setattr(explore_module, "load_checkpoint", lambda path, with_metadata: (None, None, {}))
+    config = tiny_config(directory, tmp_path / "run", temperatures=(300.0, 900.0), uncertainty_threshold=0.1, seed=7)
+    candidates, summaries = explore("model", data, tmp_path / "md", config, round_index=2)
+    assert runs == [(300.0, 2007), (900.0, 2008)]
+    assert [(s["temperature_K"], s["frames"], s["candidates"]) for s in summaries] == [(300.0, 3, 2), (900.0, 3, 2)]
+    np.testing.assert_array_equal(candidates.spreads, [0.4, 0.2, 0.4, 0.2])
+    assert candidates.origins == ["md-300K.xyz[1]", "md-300K.xyz[2]", "md-900K.xyz[1]", "md-900K.xyz[2]"]
 
 
 @pytest.mark.slow

@@ -459,7 +459,6 @@ def crystal_model():
     return model, params, atoms
 
 
-@pytest.mark.slow
 def test_cell_potential_equals_predict_periodic_in_a_strained_cell(crystal_model):
     """Lists built in the reference cell, used in a strained one: E, F, σ equal predict_periodic's (1e-10).
 

@@ -44,7 +44,7 @@ from physnetjax.spectra import (
 )
 from physnetjax.spectra.__main__ import main as spectra_main
 from physnetjax.spectra.harmonic import ZERO_MODE_CM1
-from physnetjax.spectra.rigid_body import is_linear
+from physnetjax.spectra.rigid_body import is_linear, principal_moments, rigid_body_basis
 from physnetjax.validation import check_length_unit
 
 # CODATA 2018, typed in independently of physnetjax.units.
@@ -397,6 +397,39 @@ def test_weakly_coupled_fragment_motions_are_flagged_and_left_out_of_the_zpe():
     assert result.zero_point_energy == pytest.approx(alone.zero_point_energy, rel=1e-6)
 
 
+def test_principal_moments_are_taken_about_the_centre_of_mass():
+    """HCl: (0, μd², μd²) with the reduced mass μ; a bent, unsymmetric molecule: ASE's moments of inertia (both
+    amu·Å², ascending). About the geometric centre HCl's would be (m_H + m_Cl) d²/4, 9× too large."""
+    d, unit = 1.2746, np.array([0.3, 0.4, np.sqrt(0.75)])
+    moments, axes = principal_moments([[0.0, 0.0, 0.0], d * unit], [M_H, M_CL])
+    reduced = M_H * M_CL / (M_H + M_CL)
+    np.testing.assert_allclose(moments, [0.0, reduced * d**2, reduced * d**2], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.abs(axes[:, 0]), unit, rtol=1e-12)
+    hocl = ase.Atoms("HOCl", positions=[[0.95, 0.1, -0.2], [0.0, 0.0, 0.0], [-0.45, 1.6, 0.3]])
+    moments, _ = principal_moments(hocl.positions, hocl.get_masses())
+    np.testing.assert_allclose(moments, np.sort(hocl.get_moments_of_inertia()), rtol=1e-12)
+
+
+def test_rigid_body_basis_is_orthonormal_and_rotates_about_the_centre_of_mass():
+    """The columns (3 translations, 3 or 2 rotations about principal axes) are orthonormal as documented (the
+    fragment analysis projects with Bᵀ directly), for an unsymmetric bent molecule and a tilted OCS (linear,
+    unequal end masses); each rotation column, divided by √m_i, is ω × (r_i − c) about the centre of mass c
+    (about another point it would carry a translation)."""
+    bent = np.array([[0.95, 0.1, -0.2], [0.0, 0.0, 0.0], [-0.45, 1.6, 0.3], [0.4, -1.1, 0.8]])
+    ocs = np.array([[-1.16], [0.0], [1.56]]) * np.array([0.3, 0.4, np.sqrt(0.75)]) + [0.5, -0.2, 0.1]
+    for positions, masses, linear in ((bent, np.array([1.008, 15.995, 34.969, 12.0]), False),
+                                      (ocs, np.array([15.995, 12.0, 31.972]), True)):
+        basis = rigid_body_basis(positions, masses, linear)
+        assert basis.shape == (3 * len(masses), 5 if linear else 6)
+        np.testing.assert_allclose(basis.T @ basis, np.eye(basis.shape[1]), atol=1e-12)
+        arm = positions - masses @ positions / masses.sum()
+        generators = np.stack([np.cross(axis, arm).ravel() for axis in np.eye(3)], axis=1)  # ω ↦ ω × arm
+        for column in basis.T[3:]:
+            velocity = (column.reshape(-1, 3) / np.sqrt(masses)[:, None]).ravel()
+            omega = np.linalg.lstsq(generators, velocity, rcond=None)[0]
+            np.testing.assert_allclose(generators @ omega, velocity, atol=1e-12)
+
+
 def test_linear_means_all_atoms_on_one_line_whatever_the_extent():
     """On main a molecule was linear when I_min ≤ 1e-4 I_max: I_max grows as the square of the system's extent,
     so HCl with a separate H atom 200 Å off its axis, CO2 with an atom 200 Å away and a 12-carbon chain with
@@ -453,6 +486,34 @@ def test_minimize_finds_the_bond_length_and_reports_non_convergence():
         minimize(morse, start, fmax=np.inf)
     with pytest.raises(ValueError, match="^max_steps must be an integer >= 1, received 0$"):
         minimize(morse, start, max_steps=0)
+
+
+def test_minimize_returns_only_geometries_within_fmax_whatever_step_it_stops_at():
+    """Stopped after 1, 2, ... L-BFGS steps on an anisotropic quartic well: each call either returns a geometry whose
+    max |F| (recomputed here by autodiff) is ≤ fmax, or raises with the max |F| it stopped at, above fmax, including
+    stops within 10 × fmax (the ones a loose acceptance test would pass as converged)."""
+    stiffness = jnp.array([[0.5, 3.0, 20.0], [1.0, 7.0, 40.0], [2.0, 0.7, 90.0]])
+
+    def well(positions):
+        x = positions - jnp.array([[0.1, -0.2, 0.3], [1.0, 0.5, -0.4], [-0.7, 0.2, 0.9]])
+        return jnp.sum(stiffness * x**2) + 0.3 * jnp.sum(x**4)
+
+    fmax, start, stopped_near = 1e-4, np.zeros((3, 3)), []
+    for steps in range(1, 60):
+        try:
+            result = minimize(well, start, fmax=fmax, max_steps=steps)
+        except OptimizationError as stopped:
+            assert stopped.fmax > fmax
+            if stopped.fmax <= 10 * fmax:
+                stopped_near.append(steps)
+        else:
+            with jax.enable_x64(True):
+                forces = -np.asarray(jax.grad(well)(jnp.asarray(result.positions)))
+            assert result.fmax == pytest.approx(np.linalg.norm(forces, axis=1).max(), rel=1e-9) and result.fmax <= fmax
+            break
+    else:
+        pytest.fail("no convergence within 59 steps")
+    assert stopped_near, "no stop between fmax and 10 fmax: the sweep does not test what it is for"
 
 
 @jax.custom_jvp
