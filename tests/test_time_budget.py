@@ -126,6 +126,19 @@ def test_progress_factor_formulas():
         TrainConfig(max_time=0.0)
 
 
+def test_progress_never_goes_back_when_epochs_get_faster():
+    """48 s budget, a 12 s epoch, then 6 s ones. Planned on 12 s epochs, epoch 2 runs p = (12 + 12 k/6)/48 to 0.5;
+    re-planned on 6 s epochs from T = 18 s, epoch 3 would restart at p = 19/48 < 0.5 (the learning rate would rise
+    again): p stays 0.5 until the new plan passes it, at the end of epoch 3, and goes on from there."""
+    budget = TimeBudget(budget=48.0)
+    budget.finish_epoch(12.0)
+    assert [budget.step_progress(k, 6) for k in (3, 6)] == [pytest.approx(18 / 48), pytest.approx(24 / 48)]
+    budget.finish_epoch(6.0)
+    assert [budget.step_progress(k, 6) for k in range(1, 7)] == pytest.approx([0.5] * 6, abs=1e-15)
+    budget.finish_epoch(6.0)
+    assert budget.step_progress(3, 6) == pytest.approx(27 / 48)
+
+
 def test_early_stopping_counts_patience_as_a_fraction_of_the_budget():
     """patience 2 of epochs 10 with a 30 s budget: stop once 6 s of training brought no improvement."""
     config = TrainConfig(epochs=10, patience=2, max_time=30.0)

@@ -249,6 +249,19 @@ def test_nan_parameters_raise_instead_of_returning_nan(charged):
         predict(model, broken, WATER_Z, WATER_R)
 
 
+def test_non_finite_forces_with_a_finite_energy_raise_naming_the_atoms():
+    """A NaN gradient beside a finite energy (e.g. the derivative of √r at r = 0) is raised too, with the atoms;
+    padded atoms beyond the structure's own do not count."""
+    from physnetjax.predict import require_finite
+
+    forces = np.zeros((5, 3))
+    forces[1, 2], forces[3, 0], forces[4, 1] = np.nan, np.inf, np.nan  # atom 4 is padding
+    with pytest.raises(FloatingPointError, match=r"^the model returned energy -3.5 and non-finite forces on atoms "
+                                                 r"\[1, 3\] for an input that passed validation"):
+        require_finite({"energy": np.array([-3.5, 0.0]), "forces": forces}, 4)
+    require_finite({"energy": np.array([-3.5, 0.0]), "forces": forces[[0, 2, 0, 2, 4]]}, 4)
+
+
 def test_total_charge_of_atoms_and_initial_charges():
     """total_charge, else info['charge'], else the sum of non-zero initial charges (tblite's rule), else 0;
     a given charge that differs from the initial charges' sum is used, with a warning naming both."""
