@@ -35,6 +35,12 @@ def test_fit_recovers_known_charges_within_its_errors_and_equals_the_kkt_solutio
     np.testing.assert_allclose(fitted, _kkt_charges(positions, dipoles, total_charge), atol=1e-10)
     assert np.all(np.abs(fitted - charges) < 4 * errors)
     assert np.all(errors < 0.05) and np.all(errors > 0)
+    # The charge eliminated by the constraint is the last atom's: its error, Var(Q − Σ_free q), needs the
+    # covariances of the free charges. With the atoms in reverse order another charge is eliminated; the
+    # charges and every error must come out the same.
+    reversed_fit, reversed_errors = fit_apparent_charges(positions[:, ::-1], dipoles, total_charge)
+    np.testing.assert_allclose(reversed_fit[::-1], fitted, atol=1e-10)
+    np.testing.assert_allclose(reversed_errors[::-1], errors, rtol=1e-8)
 
 
 def test_reference_dipoles_pass_and_the_same_in_debye_are_named():
