@@ -170,7 +170,7 @@ def test_hard_cutoff_fails_the_smoothness_scan(model, params, methanol):
 
 
 def test_a_small_energy_step_at_the_cutoff_is_found_by_refining_the_cutoff_interval(model, params, methanol):
-    """E gains 5 µeV per message-passing edge, none beyond 4 Å (a step the forces do not see): smaller than the
+    """E gains 5 µeV per atom pair closer than 4 Å, none beyond (a step the forces do not see): smaller than the
     trapezoid residuals of the smooth model elsewhere on the coarse scan, it is still found, because the interval
     holding each cutoff is always refined."""
     def stepped(p, batch):
