@@ -397,6 +397,10 @@ def test_weakly_coupled_fragment_motions_are_flagged_and_left_out_of_the_zpe():
     assert result.zero_point_energy == pytest.approx(alone.zero_point_energy, rel=1e-6)
 
 
+BENT = np.array([[0.95, 0.1, -0.2], [0.0, 0.0, 0.0], [-0.45, 1.6, 0.3]])
+"""Å: an unsymmetric bent triatomic (HOCl's atoms), no symmetry to hide an off-centre axis."""
+
+
 def test_principal_moments_are_taken_about_the_centre_of_mass():
     """HCl: (0, μd², μd²) with the reduced mass μ; a bent, unsymmetric molecule: ASE's moments of inertia (both
     amu·Å², ascending). About the geometric centre HCl's would be (m_H + m_Cl) d²/4, 9× too large."""
@@ -405,7 +409,7 @@ def test_principal_moments_are_taken_about_the_centre_of_mass():
     reduced = M_H * M_CL / (M_H + M_CL)
     np.testing.assert_allclose(moments, [0.0, reduced * d**2, reduced * d**2], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(np.abs(axes[:, 0]), unit, rtol=1e-12)
-    hocl = ase.Atoms("HOCl", positions=[[0.95, 0.1, -0.2], [0.0, 0.0, 0.0], [-0.45, 1.6, 0.3]])
+    hocl = ase.Atoms("HOCl", positions=BENT)
     moments, _ = principal_moments(hocl.positions, hocl.get_masses())
     np.testing.assert_allclose(moments, np.sort(hocl.get_moments_of_inertia()), rtol=1e-12)
 
@@ -415,7 +419,7 @@ def test_rigid_body_basis_is_orthonormal_and_rotates_about_the_centre_of_mass():
     fragment analysis projects with Bᵀ directly), for an unsymmetric bent molecule and a tilted OCS (linear,
     unequal end masses); each rotation column, divided by √m_i, is ω × (r_i − c) about the centre of mass c
     (about another point it would carry a translation)."""
-    bent = np.array([[0.95, 0.1, -0.2], [0.0, 0.0, 0.0], [-0.45, 1.6, 0.3], [0.4, -1.1, 0.8]])
+    bent = np.vstack([BENT, [0.4, -1.1, 0.8]])
     ocs = np.array([[-1.16], [0.0], [1.56]]) * np.array([0.3, 0.4, np.sqrt(0.75)]) + [0.5, -0.2, 0.1]
     for positions, masses, linear in ((bent, np.array([1.008, 15.995, 34.969, 12.0]), False),
                                       (ocs, np.array([15.995, 12.0, 31.972]), True)):
