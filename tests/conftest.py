@@ -15,14 +15,32 @@ the same operations; where LLVM would vectorise a reduction, the order of its su
 and so the last bits, may differ, which every test's tolerance allows (the suite
 passes at both levels). To run the tests at the default level:
 ``XLA_FLAGS=--xla_backend_optimization_level=3 python -m pytest``.
+
+Compiled programs are shared through JAX's persistent compilation cache, in a fresh
+temporary folder per run that every process of the run uses (the pytest-xdist workers
+and the CLI subprocesses inherit ``JAX_COMPILATION_CACHE_DIR``) and that the process
+which created it deletes at the end. Many tests compile the same program (the same
+model shapes, the same step functions, and every session fixture again after
+:func:`release_compiled_programs`); a cache hit loads XLA's executable of the
+identical program (the key hashes the program, the compile options, the XLA flags and
+the jaxlib version), so results are unchanged. Each run starts empty, as in CI; to keep
+the cache between runs, set ``JAX_COMPILATION_CACHE_DIR`` yourself.
 """
 
 import os
 import pathlib
+import shutil
+import tempfile
 
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+
+RUN_COMPILATION_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    RUN_COMPILATION_CACHE = tempfile.mkdtemp(prefix="physnetjax-tests-xla-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = RUN_COMPILATION_CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import jax  # noqa: E402  (after XLA_FLAGS: XLA reads them when the backend starts)
 import numpy as np  # noqa: E402
@@ -31,6 +49,9 @@ import pytest  # noqa: E402
 from physnetjax.units import BOHR, HARTREE
 
 jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", 1.0)))
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -117,3 +138,9 @@ def release_compiled_programs():
     """
     yield
     jax.clear_caches()
+
+
+def pytest_unconfigure(config):
+    """Delete this run's compilation cache (in the process that created it: the xdist controller or the only one)."""
+    if RUN_COMPILATION_CACHE is not None:
+        shutil.rmtree(RUN_COMPILATION_CACHE, ignore_errors=True)
