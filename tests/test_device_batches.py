@@ -34,9 +34,11 @@ FRAMES = np.array([0, 30, 60, 70, 80, 90, 25])  # 9, 3, 15, 30, 13, 16, 3 atoms:
 @pytest.fixture(scope="module")
 def setup():
     dataset = load_npz(MIXED)
-    has_forces = np.ones(len(dataset), bool)
+    has_forces, has_energy = np.ones(len(dataset), bool), dataset.has_E.copy()
     has_forces[70] = False
-    dataset = dataclasses.replace(dataset, has_F=has_forces)
+    has_energy[80] = False
+    assert has_energy[FRAMES].sum() == len(FRAMES) - 1
+    dataset = dataclasses.replace(dataset, has_F=has_forces, has_E=has_energy)
     model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=3.0,
                     max_atomic_number=int(dataset.Z.max()), charges=True, coulomb_lr_cutoff=6.0,
                     param_dtype=jnp.float64)

@@ -150,6 +150,25 @@ def test_overflowed_triplet_list_is_flagged_in_md(atm_model):
         check_neighbors(updated)
 
 
+def test_a_triplet_overflow_alone_flags_the_neighbor_state(atm_model):
+    """Edge and pair lists that fit and a triplet list too small for the molecule (allocated for it stretched
+    threefold): after a rebuild (a 0.3 Å shift, beyond skin / 2) the neighbor state the MD loop checks inside
+    jit says it overflowed, and check_neighbors names the triplet list."""
+    model, params = atm_model
+    atoms = molecule("CH3OH")
+    potential = physnet_potential(model, params, atoms.numbers, method="dense", capacity_multiplier=1.0)
+    positions = jnp.asarray(atoms.positions)
+    nbrs = potential.allocate(positions)
+    assert nbrs.pairs is not None and nbrs.triplets is not None
+    small = allocate_triplets(nbrs.term_pairs, positions * 3.0, nbrs.triplets.radius, capacity_multiplier=1.0)
+    assert small.capacity < nbrs.triplets.capacity
+    updated = jax.jit(potential.update)(positions + 0.3, nbrs.replace(triplets=small))
+    assert not bool(updated.edges.did_overflow) and not bool(updated.pairs.did_overflow)
+    assert bool(updated.triplets.did_overflow) and bool(updated.did_overflow)
+    with pytest.raises(NeighborListOverflowError, match=rf"triplet list overflowed.*capacity {small.capacity}"):
+        check_neighbors(updated)
+
+
 def test_molecule_batcher_batches_carry_the_three_body_term(atm_model):
     model, params = atm_model
     structures = [molecule(name) for name in ("H2O", "CH3OH", "NH3", "CH3CH2OH")]

@@ -107,3 +107,58 @@ def test_bad_geometries_or_a_wrong_reference_file_are_named_not_blamed_on_the_mi
     assert (f"error: reference file {wrong} holds no original-code outputs of the ema_params (no 'ema_energy'; "
             "keys present: ['E_data_eV'") in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+
+
+def _reference_of_a(tmp_path, **changes):
+    """``A``'s reference_outputs.npz with ``changes(arrays)`` applied, written to ``tmp_path``; returns its path."""
+    with np.load(LEGACY / "A" / "reference_outputs.npz") as saved:
+        arrays = {key: saved[key].copy() for key in saved.files}
+    for key, change in changes.items():
+        change(arrays[key])
+    path = tmp_path / "reference_outputs.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def test_a_network_that_does_not_reproduce_the_original_is_refused_and_nothing_is_written(tmp_path, capsys):
+    """The original's network energy of one geometry raised by 1 meV (far above the 8-ulp tolerance of the
+    float32 sums, ~1e-5 eV here): exit 1 with the largest difference, and no checkpoint."""
+    def raise_one(energies):
+        energies[3] += 1e-3
+
+    reference = _reference_of_a(tmp_path, energy_no_pair_terms=raise_one)
+    new = tmp_path / "new"
+    assert main([str(LEGACY / "A"), str(new), "--weights", "raw", "--reference", str(reference)]) == 1
+    error = capsys.readouterr().err
+    assert ("the migrated network does not reproduce the original's network energies (max |ΔE_NN| = 0.001 eV); "
+            f"refusing to write {new}") in error
+    assert not new.exists()
+
+
+def test_a_large_change_of_the_forces_alone_calls_for_fine_tuning(tmp_path, capsys):
+    """Energies as the original's, one force component 0.2 eV/Å off (> 0.05 eV/Å): the summary says 'large
+    change' and recommends fine-tuning; unchanged, the same model needs none (test_printed_report)."""
+    def push_one(forces):
+        forces[1, 4, 2] += 0.2
+
+    reference = _reference_of_a(tmp_path, forces=push_one)
+    new = tmp_path / "new"
+    assert main([str(LEGACY / "A"), str(new), "--weights", "raw", "--reference", str(reference)]) == 0
+    summary = json.loads((new / REPORT_FILE).read_text(encoding="utf-8"))["comparison"]["summary"]
+    assert summary["network_identical"] is True and summary["max_abs_delta_total_eV"] < 1e-3
+    assert summary["max_abs_delta_forces_eV_per_A"] == pytest.approx(0.2, abs=1e-4)
+    assert summary["large_change"] is True and "--init-from" in summary["recommendation"]
+
+
+def test_overwrite_refuses_a_directory_that_is_not_a_checkpoint_before_migrating(tmp_path, capsys):
+    """``--overwrite`` replaces only a checkpoint: a directory of other files is refused, before the migration
+    runs (no report is printed), and left as it was."""
+    target = tmp_path / "results"
+    target.mkdir()
+    (target / "mine.txt").write_text("mine", encoding="utf-8")
+    assert main([str(LEGACY / "A"), str(target), "--overwrite"]) == 3  # an unusable output path
+    captured = capsys.readouterr()
+    assert captured.err == (f"python -m physnetjax.migrate: error: refusing to overwrite {target}: it is not a "
+                            "physnetjax checkpoint\n")
+    assert captured.out == ""
+    assert sorted(p.name for p in target.iterdir()) == ["mine.txt"]

@@ -128,3 +128,33 @@ def test_batcher_rejects_bad_data():
         MoleculeBatcher({"Z": z[:1], "R": r[:1, :2]}, 2, 4.0)
     with pytest.raises(ValueError, match="num_shapes"):
         MoleculeBatcher({"Z": z[:1], "R": r[:1]}, 2, 4.0, num_shapes=5)
+
+
+
+def test_pair_terms_reaching_past_the_cutoff_get_their_own_list(dataset):
+    """Coulomb to 6 Å, message passing to 3 Å: the batch carries a pair list of every pair closer than 6 Å, and
+    every molecule's energy and forces are those of ``predict`` on it alone (float64). On the message-passing
+    edges alone, the Coulomb pairs between 3 and 6 Å (most of a base pair's) would be missing."""
+    from physnetjax import predict
+
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=4, cutoff=3.0,
+                    max_atomic_number=9, charges=True, coulomb_lr_cutoff=6.0, zbl=False)
+    params = cast_params(perturbed_params(init_params(model, 0), scale=0.2, seed=2), np.float64)
+    chosen = np.array([60, 70, 61])  # a base (15 atoms), a base pair (30), another base
+    batcher = MoleculeBatcher({key: dataset[key][chosen] for key in ("Z", "R")}, 3, model.cutoff,
+                              model_pair_cutoff(model), dtype=np.float64)
+    (batch, indices), = list(batcher.epoch())
+    pair_mask = np.asarray(batch.pair_mask)
+    assert batch.pair_dst is not None and pair_mask.sum() > np.asarray(batch.edge_mask).sum()
+    positions = np.asarray(batch.positions)
+    lengths = np.linalg.norm(positions[np.asarray(batch.pair_src)] - positions[np.asarray(batch.pair_dst)], axis=-1)
+    assert 5.0 < lengths[pair_mask].max() < 6.0
+    out = jax.jit(lambda p, b: apply_batch(model, p, b))(params, batch)
+    offset = 0
+    for slot, k in enumerate(chosen[indices]):
+        real = dataset["Z"][k] > 0
+        alone = predict(model, params, dataset["Z"][k][real], dataset["R"][k][real], dtype="float64")
+        count = int(real.sum())
+        np.testing.assert_allclose(float(out["energy"][slot]), alone["energy"], **TOL)
+        np.testing.assert_allclose(np.asarray(out["forces"])[offset:offset + count], alone["forces"], **TOL)
+        offset += count

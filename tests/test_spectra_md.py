@@ -495,6 +495,33 @@ def test_bands_narrower_than_the_md_lines_are_warned_about():
                            found)
 
 
+def test_bands_locate_each_spectrum_s_own_peak_and_sum_a_degenerate_band():
+    """Synthetic spectra on a 1 cm⁻¹ grid: a power band (unit-area Gaussian, σ = 10 cm⁻¹) at 612 cm⁻¹ and an
+    IR band (area 80 km/mol) at 590 cm⁻¹ around CO2's degenerate bend (600.9 and 601.4 cm⁻¹: one band of
+    degeneracy 2 centred at their mean, harmonic intensity 50 + 50 km/mol), and a line at 2593.5 cm⁻¹."""
+    from types import SimpleNamespace
+
+    from physnetjax.spectra.cli_ir import bands
+
+    def gaussian(nu, centre, area, sigma=10.0):
+        return area * np.exp(-0.5 * ((nu - centre) / sigma) ** 2) / (sigma * np.sqrt(2.0 * np.pi))
+
+    lines = SimpleNamespace(frequencies_cm1=np.array([0.0, 2593.5, 601.4, 600.9]),
+                            intensities_km_mol=np.array([0.0, 500.0, 50.0, 50.0]),
+                            imaginary=np.zeros(4, bool), zero_modes=np.array([True, False, False, False]))
+    nu = np.linspace(0.0, 4000.0, 4001)
+    result = SimpleNamespace(frequencies_cm1=nu, power_spectrum=gaussian(nu, 612.0, 2.0) + gaussian(nu, 2600.0, 1.0),
+                             ir_spectrum=gaussian(nu, 590.0, 80.0) + gaussian(nu, 2590.0, 400.0))
+    bend, stretch = bands(result, lines)
+    assert bend["degeneracy"] == 2 and bend["harmonic_cm1"] == pytest.approx(601.15, abs=1e-12)
+    assert bend["harmonic_km_mol"] == pytest.approx(100.0, abs=1e-12)
+    assert bend["power_peak_cm1"] == 612.0 and bend["ir_peak_cm1"] == 590.0
+    assert bend["power_band_dof"] == pytest.approx(2.0, rel=1e-6)
+    assert bend["ir_band_km_mol"] == pytest.approx(80.0, rel=1e-6)
+    assert stretch["degeneracy"] == 1 and stretch["harmonic_km_mol"] == 500.0
+    assert stretch["power_peak_cm1"] == 2600.0 and stretch["ir_peak_cm1"] == 2590.0
+
+
 def test_bands_of_lines_closer_than_the_grid_spacing_are_none_not_a_crash():
     """Ethanol's lines at 1482.8 and 1503.3 cm⁻¹ on the 42 cm⁻¹ grid of a 0.1 ps window: their ±10 cm⁻¹ bands
     hold no grid point (the table crashed with 'argmax of an empty sequence' after the whole MD) or one (a band

@@ -90,3 +90,16 @@ def test_md_names_an_undetermined_composition_of_its_start_geometry(ethanol_reco
                                                  r"energies include it"):
         simulate(model, params, atoms, steps=2, save_every=1, chunk_frames=2, temperature_K=10.0,
                  training_record=ethanol_record)
+
+
+def test_a_re_saved_checkpoints_record_is_read_one_level_down(ethanol_record):
+    """Checkpoints re-saved with ``metadata={"source_metadata": run_metadata}`` (the shipped models) keep the
+    training run's record one level down; it is read there, and a record at the top level comes first."""
+    record = {"trained_elements": [8, 1, 6], "trained_charges": [0.0],
+              "element_energies_fit": ethanol_record.element_energies_fit}
+    assert TrainingRecord.from_metadata(record) == ethanol_record
+    assert TrainingRecord.from_metadata({"source_metadata": record, "note": "re-saved"}) == ethanol_record
+    both = TrainingRecord.from_metadata({"trained_elements": [1, 6], "source_metadata": record})
+    assert both.elements == (1, 6) and both.charges == (0.0,)
+    assert TrainingRecord.from_metadata({"source_metadata": "not a record"}) == TrainingRecord()
+    assert TrainingRecord.from_metadata(None) == TrainingRecord()
