@@ -130,7 +130,6 @@ def test_batcher_rejects_bad_data():
         MoleculeBatcher({"Z": z[:1], "R": r[:1]}, 2, 4.0, num_shapes=5)
 
 
-
 def test_pair_terms_reaching_past_the_cutoff_get_their_own_list(dataset):
     """Coulomb to 6 Å, message passing to 3 Å: the batch carries a pair list of every pair closer than 6 Å, and
     every molecule's energy and forces are those of ``predict`` on it alone (float64). On the message-passing
