@@ -496,7 +496,7 @@ def test_bands_narrower_than_the_md_lines_are_warned_about():
 
 
 def test_bands_locate_each_spectrum_s_own_peak_and_sum_a_degenerate_band():
-    """Synthetic spectra on a 1 cm⁻¹ grid: a power band (unit-area Gaussian, σ = 10 cm⁻¹) at 612 cm⁻¹ and an
+    """Synthetic spectra on a 1 cm⁻¹ grid: a power band (a Gaussian of area 2, σ = 10 cm⁻¹) at 612 cm⁻¹ and an
     IR band (area 80 km/mol) at 590 cm⁻¹ around CO2's degenerate bend (600.9 and 601.4 cm⁻¹: one band of
     degeneracy 2 centred at their mean, harmonic intensity 50 + 50 km/mol), and a line at 2593.5 cm⁻¹."""
     from types import SimpleNamespace
