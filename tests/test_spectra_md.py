@@ -446,7 +446,8 @@ def test_cli_output_path_that_is_a_file_is_rejected(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert _cli(_ir_args(blocker)) == 3
-    assert capsys.readouterr().err == f"python -m physnetjax.spectra: error: --out {blocker} exists and is not a directory\n"
+    assert capsys.readouterr().err == (f"python -m physnetjax.spectra: error: --out {blocker} exists and is not a "
+                                       "directory\n")
 
 
 @pytest.mark.slow
@@ -585,7 +586,8 @@ def test_cli_json_says_an_ensemble_runs_on_its_mean_energy(tmp_path, capsys):
                                          "--equilibration-ps": "0", "--replicas": "1", "--no-optimize": None,
                                          "--no-plot": None})
     assert _cli(argv) == 0
-    assert capsys.readouterr().out.startswith("ensemble of 2 members: the analysis is of their mean energy (one Hessian")
+    assert capsys.readouterr().out.startswith(
+        "ensemble of 2 members: the analysis is of their mean energy (one Hessian")
     assert json.loads((tmp_path / "out" / "spectrum.json").read_text())["model"] == {
         "ensemble_members": 2, "analysed": "the members' mean energy"}
 
