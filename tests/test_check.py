@@ -418,3 +418,21 @@ def test_an_invalid_default_geometry_is_named_as_picked_automatically(tmp_path, 
     with pytest.raises(ValueError, match=r"element\(s\) O \(Z=8\).* picked automatically from .*ethanol_gfn2.npz, "
                                          r"the bundled example dataset"):
         default_structures(tmp_path / "empty" / "ckpt", {}, limit=1, max_atomic_number=6)
+
+
+def test_read_structures_keeps_each_frames_total_charge(tmp_path):
+    """Frames given to check carry their total charge: an .npz's Q per frame, an extxyz frame's info["charge"]
+    (the model's charge correction and the Coulomb term act on it, so a charged frame checked as neutral would
+    be another structure)."""
+    z = np.array([[8, 1, 1, 0], [7, 1, 1, 1]])
+    r = np.zeros((2, 4, 3))
+    r[:, 1:, 0] = [0.96, 0.0, 0.0]
+    r[:, 2, 1] = 0.96
+    r[1, 3, 2] = 1.0
+    np.savez(tmp_path / "ions.npz", Z=z, R=r, N=np.array([3, 4]), Q=np.array([-1.0, 1.0]))
+    assert [s.total_charge for s in read_structures(tmp_path / "ions.npz")] == [-1.0, 1.0]
+    hydronium = ase.Atoms("OH3", positions=[[0, 0, 0], [0.97, 0, 0], [-0.3, 0.92, 0], [-0.3, -0.46, 0.8]])
+    hydronium.info["charge"] = 1
+    water = ase.Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
+    ase.io.write(tmp_path / "ions.extxyz", [hydronium, water], format="extxyz")
+    assert [s.total_charge for s in read_structures(tmp_path / "ions.extxyz")] == [1.0, 0.0]

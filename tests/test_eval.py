@@ -34,7 +34,8 @@ RTOL = 1e-9
 
 def labelled_frames(molecules):
     """Raw frames: 6 ethanol frames of train_ethanol64.npz (E, F, D, Q) and 4 methanol frames with synthetic
-    labels (extxyz); frame 7 has no forces, frame 9 no energy. Entries: (Z, R, E|None, F|None, D, Q)."""
+    labels (extxyz); frame 7 has no forces, frame 8 total charge +1 e, frame 9 no energy. Entries: (Z, R, E|None,
+    F|None, D, Q)."""
     with np.load(DATA / "train_ethanol64.npz") as npz:
         raw = {k: npz[k][:6] for k in ("Z", "R", "E", "F", "D", "Q")}
     frames = [(raw["Z"][k], raw["R"][k], raw["E"][k], raw["F"][k], raw["D"][k], raw["Q"][k]) for k in range(6)]
@@ -46,7 +47,7 @@ def labelled_frames(molecules):
         forces = None if k == 1 else rng.normal(0.0, 1.0, r.shape)
         if forces is not None:
             forces -= forces.mean(axis=0)
-        frames.append((z, r, energy, forces, rng.normal(0.0, 0.3, 3), 0.0))
+        frames.append((z, r, energy, forces, rng.normal(0.0, 0.3, 3), 1.0 if k == 2 else 0.0))
     return raw, frames
 
 
@@ -196,7 +197,7 @@ def test_written_predictions_round_trip_through_ase(setup, evaluated):
         if forces is not None:
             np.testing.assert_allclose(atoms.arrays["REF_forces"], forces, atol=1e-7)
         np.testing.assert_allclose(atoms.info["REF_dipole"], dipole, atol=1e-12)
-        assert atoms.info["REF_charge"] == charge
+        assert atoms.info["REF_charge"] == atoms.info["charge"] == charge
 
 
 def test_ensemble_spreads_are_written_and_judged_against_the_errors(setup, evaluated, tmp_path):

@@ -513,3 +513,26 @@ def test_cli_loop_labels_a_radical_with_its_unpaired_electron(tmp_path, capsys):
         atoms.calc = TBLite(method="GFN2-xTB", multiplicity=2, verbosity=0)
         assert selected.E[k] == pytest.approx(atoms.get_potential_energy(), abs=1e-6)
         np.testing.assert_allclose(selected.F[k], atoms.get_forces(), atol=1e-6)
+
+
+def test_report_rows_count_blow_ups_and_keep_each_error_in_its_column():
+    """Two rounds written out by hand: MD blow-ups are the runs with a ``blew_up`` record, unphysical frames and
+    label failures are summed, and every error lands in its own column (test E and F MAE differ)."""
+    from physnetjax.learn.report import report_lines, report_rows
+
+    rounds = [
+        {"round": 0, "frames": 50, "selected": 0, "md": [], "valid": {"forces_mae": 0.3}},
+        {"round": 1, "frames": 60, "selected": 10, "md_mean_spread_eV_per_A": 0.05, "md_max_spread_eV_per_A": 0.4,
+         "md": [{"blew_up": None, "unphysical_frames": 2}, {"blew_up": {"step": 120}, "unphysical_frames": 1},
+                {"blew_up": None}],
+         "label_failures": [{"frame": 3}], "valid": {"forces_mae": 0.2},
+         "test": {"energy_mae": 0.011, "forces_mae": 0.25}},
+    ]
+    first, second = report_rows(rounds)
+    assert first["md_blow_ups"] == 0 and first["test_forces_mae"] is None and first["md_max_spread_eV_per_A"] is None
+    assert second == {"round": 1, "frames": 60, "selected": 10, "md_mean_spread_eV_per_A": 0.05,
+                      "md_max_spread_eV_per_A": 0.4, "md_blow_ups": 1, "unphysical_frames": 3, "label_failures": 1,
+                      "valid_forces_mae": 0.2, "test_energy_mae": 0.011, "test_forces_mae": 0.25}
+    lines = report_lines([first, second])
+    assert lines[1].split() == ["0", "50", "0", "0", "0", "n/a", "/", "n/a", "0", "0.3000", "n/a", "n/a"]
+    assert lines[2].split() == ["1", "60", "10", "3", "1", "0.0500", "/", "0.4000", "1", "0.2000", "0.2500", "0.0110"]

@@ -20,8 +20,9 @@ guard, the time budget, the calculator's dipole origin, apparent charges and pai
 covers the MD potential's lists, the trainer's host and device batches, D3 inside the model,
 triplet lists, ``eval``'s predictions, the migration report and its refusals, training records
 read from re-saved checkpoints and the IR command's band table (eleven survived at first and
-are killed by tests added with them). ``EXPLAINED`` lists survivors that are equivalent to the
-original (no test can kill them) with the reason.
+are killed by tests added with them), and a fourth ``check``'s frames, ``eval``'s output files
+and the learning loop's report (five survived at first, likewise). ``EXPLAINED`` lists
+survivors that are equivalent to the original (no test can kill them) with the reason.
 """
 
 from __future__ import annotations
@@ -678,6 +679,32 @@ MUTANTS = (
     Mutant("ir_band_degeneracy_split", "physnetjax/spectra/cli_ir.py",
            "if groups and real[k] - real[groups[-1][-1]] < 1.0:", "if groups and real[k] - real[groups[-1][-1]] < 0.0:",
            SPECTRA_MD, "degenerate lines (CO2's bend) become separate bands of zero width"),
+    # -- check's default frames, eval's output files, the learning loop's report -----------------------------
+    Mutant("check_geometries_beside_the_checkpoint_skipped", "physnetjax/check/geometry.py",
+           '(checkpoint.parent / GEOMETRY_FILE, "beside the checkpoint")]', "]", CHECK,
+           "check ignores the reference frames kept beside an epoch-N checkpoint"),
+    Mutant("check_npz_total_charge_dropped", "physnetjax/check/geometry.py",
+           'float(data["Q"][k]), f"{path.name}[{k}]", cells[k]))', '0.0, f"{path.name}[{k}]", cells[k]))', CHECK,
+           "check evaluates the frames of an .npz at total charge 0 whatever its Q says"),
+    Mutant("check_ase_total_charge_dropped", "physnetjax/check/geometry.py",
+           "charge = float(atoms_total_charge(atoms))", "charge = 0.0", CHECK,
+           "check evaluates the frames of an ASE file at total charge 0 whatever they carry"),
+    Mutant("eval_reference_forces_of_unlabelled_frames", "physnetjax/eval/outputs.py",
+           "if dataset.has_F[k]:", "if True:", EVAL,
+           "--write-predictions stores zeros as the reference forces of a frame without force labels"),
+    Mutant("eval_predictions_total_charge_lost", "physnetjax/eval/outputs.py",
+           'atoms.info["charge"] = float(dataset.Q[k])', 'atoms.info["charge"] = 0.0', EVAL,
+           "--write-predictions records total charge 0 for every frame"),
+    Mutant("eval_csv_missing_label_as_nan", "physnetjax/eval/outputs.py",
+           'return "" if math.isnan(value) else repr(float(value))', "return repr(float(value))", EVAL,
+           "frames.csv writes nan, not an empty cell, where a frame lacks the label"),
+    Mutant("learn_report_counts_runs_that_did_not_blow_up", "physnetjax/learn/report.py",
+           'sum(run["blew_up"] is not None for run in summary["md"])',
+           'sum(run["blew_up"] is None for run in summary["md"])', LEARN,
+           "the report counts the MD runs that finished as blow-ups"),
+    Mutant("learn_report_test_columns_swapped", "physnetjax/learn/report.py",
+           '"test_forces_mae": test.get("forces_mae"),', '"test_forces_mae": test.get("energy_mae"),', LEARN,
+           "the report's test force MAE is the energy MAE"),
 )
 
 EXPLAINED = {
