@@ -109,12 +109,11 @@ def test_bad_geometries_or_a_wrong_reference_file_are_named_not_blamed_on_the_mi
     assert not (tmp_path / "new").exists()
 
 
-def _reference_of_a(tmp_path, **changes):
-    """``A``'s reference_outputs.npz with ``changes(arrays)`` applied, written to ``tmp_path``; returns its path."""
+def _reference_of_a(tmp_path, key: str, index: tuple, delta: float):
+    """``A``'s reference_outputs.npz with ``delta`` added to ``key[index]``, written to ``tmp_path`` (its path)."""
     with np.load(LEGACY / "A" / "reference_outputs.npz") as saved:
-        arrays = {key: saved[key].copy() for key in saved.files}
-    for key, change in changes.items():
-        change(arrays[key])
+        arrays = {name: saved[name].copy() for name in saved.files}
+    arrays[key][index] += delta
     path = tmp_path / "reference_outputs.npz"
     np.savez(path, **arrays)
     return path
@@ -123,10 +122,7 @@ def _reference_of_a(tmp_path, **changes):
 def test_a_network_that_does_not_reproduce_the_original_is_refused_and_nothing_is_written(tmp_path, capsys):
     """The original's network energy of one geometry raised by 1 meV (far above the 8-ulp tolerance of the
     float32 sums, ~1e-5 eV here): exit 1 with the largest difference, and no checkpoint."""
-    def raise_one(energies):
-        energies[3] += 1e-3
-
-    reference = _reference_of_a(tmp_path, energy_no_pair_terms=raise_one)
+    reference = _reference_of_a(tmp_path, "energy_no_pair_terms", (3,), 1e-3)
     new = tmp_path / "new"
     assert main([str(LEGACY / "A"), str(new), "--weights", "raw", "--reference", str(reference)]) == 1
     error = capsys.readouterr().err
@@ -138,10 +134,7 @@ def test_a_network_that_does_not_reproduce_the_original_is_refused_and_nothing_i
 def test_a_large_change_of_the_forces_alone_calls_for_fine_tuning(tmp_path, capsys):
     """Energies as the original's, one force component 0.2 eV/Å off (> 0.05 eV/Å): the summary says 'large
     change' and recommends fine-tuning; unchanged, the same model needs none (test_printed_report)."""
-    def push_one(forces):
-        forces[1, 4, 2] += 0.2
-
-    reference = _reference_of_a(tmp_path, forces=push_one)
+    reference = _reference_of_a(tmp_path, "forces", (1, 4, 2), 0.2)
     new = tmp_path / "new"
     assert main([str(LEGACY / "A"), str(new), "--weights", "raw", "--reference", str(reference)]) == 0
     summary = json.loads((new / REPORT_FILE).read_text(encoding="utf-8"))["comparison"]["summary"]

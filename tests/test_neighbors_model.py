@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import cast_params, perturbed_params
 
-from physnetjax import PhysNet, init_params
+from physnetjax import PhysNet, init_params, predict
 from physnetjax.neighbors import (
     CompileCounter,
     MoleculeBatcher,
@@ -134,8 +134,6 @@ def test_pair_terms_reaching_past_the_cutoff_get_their_own_list(dataset):
     """Coulomb to 6 Å, message passing to 3 Å: the batch carries a pair list of every pair closer than 6 Å, and
     every molecule's energy and forces are those of ``predict`` on it alone (float64). On the message-passing
     edges alone, the Coulomb pairs between 3 and 6 Å (most of a base pair's) would be missing."""
-    from physnetjax import predict
-
     model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=4, cutoff=3.0,
                     max_atomic_number=9, charges=True, coulomb_lr_cutoff=6.0, zbl=False)
     params = cast_params(perturbed_params(init_params(model, 0), scale=0.2, seed=2), np.float64)
