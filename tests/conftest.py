@@ -19,8 +19,7 @@ passes at both levels). To run the tests at the default level:
 XLA:CPU's fusion emitters are off in the tests as well
 (``--xla_cpu_use_fusion_emitters=false``, unless ``XLA_FLAGS`` already names the
 option): fused loops are then emitted by XLA's older loop emitter instead of being
-lowered through MLIR, which cuts the compile time of a model program at level 0 by about
-40 %
+lowered through MLIR, which cuts the compile time of a model program at level 0 by about 40 %
 (2026-12-03, 2 idle cores: 4.8 -> 2.6-3.0 s for a correlation-3 model's energy and
 forces, 1.3 -> 0.6-0.9 s for the default test model, the same run time) and took the
 suite from 13 min 48 s and 14 min 33 s (two runs that afternoon) to 9 min 41 s. The
