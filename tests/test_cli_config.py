@@ -4,6 +4,7 @@ config.toml repeats the run."""
 
 import argparse
 import json
+import math
 import re
 import tomllib
 
@@ -139,6 +140,7 @@ def test_given_options_are_those_of_the_command_line(tmp_path):
     ("plots = 1\n", "plots", "must be true or false, received 1 \\(integer\\)"),
     ('data = "a.npz"\n', "data", 'must be an array of strings .*received "a.npz" \\(string\\)'),
     ("data = [1]\n", "data", "must be a string, received 1 \\(integer\\)"),
+    ("data = []\n", "data", "needs at least one value, received \\[\\]"),
     ('optimizer = "sgd"\n', "optimizer", "must be one of \\['amsgrad', 'adam', 'adamw'\\]"),
     ("epochs = 3\nepochs-x = 1\n", "epochs-x", "unknown key 'epochs-x'"),
     ("max_time = 3\nmax-time = 4\n", "max-time", "given twice"),
@@ -219,13 +221,15 @@ def test_md_keeps_its_resolved_config_beside_the_trajectory(tmp_path, capsys):
 
 
 def test_resolved_values_survive_toml_exactly(tmp_path):
-    """Strings with quotes, backslashes, unicode and control characters, extreme floats and arrays."""
+    """Strings with quotes, backslashes, unicode and control characters, extreme and non-finite floats."""
     used = {"geometry": 'dir "a"\\b/ethanol Å\t\x01.xyz', "temperature": 1e-300, "pressure": -3.3333333333333335e+20,
             "compressibility": 4.5e-05, "steps": 2 ** 40, "float64": True, "out": None, "anisotropic": False,
-            "ensemble": "npt"}
+            "ensemble": "npt", "thermostat_time": float("inf"), "barostat_time": float("-inf"),
+            "friction": float("nan")}
     path = tmp_path / "resolved.toml"
     write_resolved_config(md_parser(), used, path)
     read = read_config(md_parser(), path)
+    assert math.isnan(read.pop("friction")) and math.isnan(used.pop("friction"))
     given = {k: v for k, v in used.items() if v is not None}
     assert "out" not in read and {k: read[k] for k in given} == given
     assert all(type(read[k]) is type(v) for k, v in given.items())

@@ -117,6 +117,32 @@ def test_host_molecule_list_equals_brute_force(references):
     assert as_set(batch.dst_idx, batch.src_idx, batch.edge_mask) == references["molecule"]
 
 
+def test_host_batch_padding_follows_the_batch_conventions():
+    """Padded slots of every kind, as physnetjax.neighbors.batch documents them: atoms (Z 0, mask False, in the
+    last molecule slot, so the segments stay sorted), molecule slots (mask False, charge 0) and edges (pointing
+    at the last atom slot, mask False); the real part is the unpadded batch."""
+    rng = np.random.default_rng(3)
+    sizes, charges = (3, 5), (-1.0, 2.0)
+    z = [rng.integers(1, 10, size=n) for n in sizes]
+    r = [rng.uniform(0.0, 2.5, size=(n, 3)) for n in sizes]
+    exact = batch_molecules(z, r, CUTOFF, total_charges=charges, dtype=np.float64)
+    padded = batch_molecules(z, r, CUTOFF, total_charges=charges, num_atoms=11, num_edges=exact.num_edges + 5,
+                             num_molecules=4, dtype=np.float64)
+    assert padded.shape_key == (11, exact.num_edges + 5, None, 4, False)
+    assert padded.atom_mask.tolist() == [True] * 8 + [False] * 3
+    assert padded.molecule_mask.tolist() == [True, True, False, False]
+    assert padded.atom_segments.tolist() == [0] * 3 + [1] * 5 + [3] * 3
+    assert padded.atomic_numbers.tolist() == np.concatenate(z).tolist() + [0] * 3
+    assert padded.total_charges.tolist() == [-1.0, 2.0, 0.0, 0.0]
+    np.testing.assert_array_equal(padded.positions[:8], np.concatenate(r))
+    real = exact.num_edges
+    assert padded.edge_mask.tolist() == [True] * real + [False] * 5
+    assert padded.dst_idx[real:].tolist() == padded.src_idx[real:].tolist() == [10] * 5
+    np.testing.assert_array_equal(padded.dst_idx[:real], exact.dst_idx)
+    np.testing.assert_array_equal(padded.src_idx[:real], exact.src_idx)
+    assert exact.atom_mask.all() and exact.molecule_mask.all() and exact.num_molecules == 2
+
+
 def test_small_cell_has_self_images_and_repeated_neighbours():
     positions, cell = systems()["small_cell"]
     assert perpendicular_widths(cell).min() < CUTOFF  # the case the test is about

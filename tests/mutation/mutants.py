@@ -20,8 +20,12 @@ guard, the time budget, the calculator's dipole origin, apparent charges and pai
 covers the MD potential's lists, the trainer's host and device batches, D3 inside the model,
 triplet lists, ``eval``'s predictions, the migration report and its refusals, training records
 read from re-saved checkpoints and the IR command's band table (eleven survived at first and
-are killed by tests added with them), and a fourth ``check``'s frames, ``eval``'s output files
-and the learning loop's report (five survived at first, likewise). ``EXPLAINED`` lists
+are killed by tests added with them), a fourth ``check``'s frames, ``eval``'s output files
+and the learning loop's report (five survived at first, likewise), and a fifth (2026-12-03) the
+compiler options, config files, exit codes, periodic-image reach, host-batch padding and the
+checks of the train, learn, MD and harmonic command lines (four survived at first: config
+files' empty arrays and non-finite floats, the batch's molecule mask, and one whose killing
+test lives in ``tests/test_cli_errors.py``, now among its test files). ``EXPLAINED`` lists
 survivors that are equivalent to the original (no test can kill them) with the reason.
 """
 
@@ -58,6 +62,12 @@ DATA = ("tests/test_data.py",)
 CHECKPOINT = ("tests/test_checkpoint.py",)
 LEARN = ("tests/test_learn.py",)
 CLOSE_CONTACTS = ("tests/test_md_close_contacts.py",)
+COMPILATION = ("tests/test_compilation.py",)
+CLI_CONFIG = ("tests/test_cli_config.py", "tests/test_cli_errors.py")
+CLI_ERRORS = ("tests/test_cli_errors.py",)
+IMAGE_REACH = ("tests/test_data.py",)
+TRAIN_CONFIG = ("tests/test_train.py", "tests/test_cli_errors.py")
+MD_CLI = ("tests/test_md_driver.py", "tests/test_cli_errors.py")
 DISPERSION = ("tests/test_dispersion.py", "tests/test_dispersion_gradient.py", "tests/test_model_dispersion.py")
 
 
@@ -705,6 +715,57 @@ MUTANTS = (
     Mutant("learn_report_test_columns_swapped", "physnetjax/learn/report.py",
            '"test_forces_mae": test.get("forces_mae"),', '"test_forces_mae": test.get("energy_mae"),', LEARN,
            "the report's test force MAE is the energy MAE"),
+    # -- fifth group (2026-12-03): compilation, config files, exit codes, batch padding, CLI checks --------
+    Mutant("compile_system_threshold_inverted", "physnetjax/compilation.py",
+           "if num_atoms < SYSTEM_MIN_ATOMS:", "if num_atoms >= SYSTEM_MIN_ATOMS:", COMPILATION,
+           "MD of large systems compiles with the YNNPACK fusions and of small ones without (the wrong way round)"),
+    Mutant("compile_options_never_applied", "physnetjax/compilation.py",
+           "    return dict(CPU_COMPILER_OPTIONS)", "    return None", COMPILATION,
+           "the library compiles with XLA:CPU's YNNPACK fusions on"),
+    Mutant("config_required_option_still_required", "physnetjax/cli_config.py",
+           "                action.required = False", "                action.required = action.required",
+           CLI_CONFIG, "a required option given in the config file is still demanded on the command line"),
+    Mutant("config_integer_for_float_not_converted", "physnetjax/cli_config.py",
+           "value = float(value) if ok else value", "value = value", CLI_CONFIG,
+           "an integer in a config file stays an int where the option takes a float"),
+    Mutant("config_empty_array_accepted", "physnetjax/cli_config.py",
+           'if action.nargs == "+" and not value:', 'if action.nargs == "+" and value is None:', CLI_CONFIG,
+           "an empty array is accepted for an option that needs at least one value"),
+    Mutant("config_choice_unchecked", "physnetjax/cli_config.py",
+           "if action.choices is not None and value not in action.choices:", "if False:", CLI_CONFIG,
+           "a config file's value outside the option's choices is accepted"),
+    Mutant("config_negative_infinity_written_positive", "physnetjax/cli_config.py",
+           'return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")',
+           'return repr(value) if math.isfinite(value) else "inf"', CLI_CONFIG,
+           "a resolved config writes -inf as inf"),
+    Mutant("config_value_source_not_named", "physnetjax/cli_config.py",
+           'source = f" (from --config {path})" if', 'source = "" if', CLI_CONFIG,
+           "a missing path read from a config file is not said to come from it"),
+    Mutant("exit_code_floating_point_error_as_input", "physnetjax/cli_errors.py",
+           "if isinstance(error, (RunStoppedError, FloatingPointError)):", "if isinstance(error, RunStoppedError):",
+           CLI_ERRORS, "a run stopped by a non-finite number exits with the input-error code"),
+    Mutant("missing_input_other_spelling_unnamed", "physnetjax/cli_errors.py",
+           "if Path(given).resolve() == resolved), path)", "if given == path), path)", CLI_ERRORS,
+           "a missing input spelled otherwise than on the command line is not named by its option"),
+    Mutant("image_reach_of_pair_terms_ignored", "physnetjax/neighbors/batch.py",
+           "    if pair_cutoff > model.cutoff:\n        return pair_cutoff,",
+           "    if pair_cutoff < model.cutoff:\n        return pair_cutoff,", IMAGE_REACH,
+           "periodic images are checked against the message-passing cutoff only, not the pair terms' reach"),
+    Mutant("padded_molecule_slot_real", "physnetjax/neighbors/molecules.py",
+           "molecule_mask=np.arange(b_pad) < b_real,", "molecule_mask=np.arange(b_pad) <= b_real,", NEIGHBORS,
+           "the first padded molecule slot of a host batch counts as a real molecule"),
+    Mutant("plateau_factor_zero_accepted", "physnetjax/train/config.py",
+           "if not 0.0 < self.plateau_factor <= 1.0:", "if not 0.0 <= self.plateau_factor <= 1.0:", TRAIN_CONFIG,
+           "a plateau factor of 0 (the learning rate drops to zero) is accepted"),
+    Mutant("learn_md_steps_not_multiple_of_save_every", "physnetjax/learn/config.py",
+           "if self.md_steps % self.save_every:", "if False:", LEARN,
+           "the loop accepts MD steps that are not a multiple of the saving interval"),
+    Mutant("md_restart_switches_ensemble_silently", "physnetjax/md/__main__.py",
+           '        if "ensemble" not in given:', "        if False:", MD_CLI,
+           "a restart of a Langevin run continues as NVE (the default) without --ensemble"),
+    Mutant("harmonic_geometry_masses_ignored", "physnetjax/spectra/cli_harmonic.py",
+           "    return stored\n", "    return None\n", HARMONIC,
+           "the harmonic analysis ignores the isotope masses stored in the geometry file"),
 )
 
 EXPLAINED = {
