@@ -158,6 +158,17 @@ def test_md_cli(files, capsys, case):
     assert re.search(case["match"], line), line
 
 
+def test_md_cli_draws_its_progress_bar_only_once_the_run_starts(files, capsys):
+    """A geometry refused by simulate's checks leaves the error alone on stderr (the bar was drawn at 0 steps
+    before it); a run that starts ends with the whole bar."""
+    base = ["--checkpoint", str(files / "ckpt"), "--steps", "10", "--save-every", "5"]
+    assert md_main(base + ["--geometry", str(files / "sodium.xyz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("python -m physnetjax.md: error: ") and "Na (Z=11)" in err[0], err
+    assert md_main(base + ["--geometry", str(files / "water.xyz"), "--energy-tolerance", "1e4"]) == 0
+    assert "10/10 steps" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, message", [  # main named simulate's keyword (or nothing) in each of these
     (["--temperature", "-5"], "--temperature must be finite and >= 0 K, received -5.0"),  # main: temperature_K
     (["--timestep", "0"], "--timestep must be finite and > 0 fs, received 0.0"),  # main: timestep_fs

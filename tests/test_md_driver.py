@@ -72,15 +72,18 @@ def test_cli_writes_trajectory_and_report_and_restarts(system, tmp_path, capsys)
 
 
 def test_overflow_discards_chunk_and_reruns(system):
-    """A list with no head-room overflows in a hot dilute gas; the re-run chunk gives the same trajectory."""
+    """A list with no head-room overflows in a hot dilute gas; the re-run chunk gives the same trajectory and
+    progress is reported once per chunk."""
     model, params, _ = system
     rng = np.random.default_rng(5)
     grid = np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1).reshape(-1, 3)[:14]
     atoms = ase.Atoms(numbers=rng.choice([1, 6], size=14), positions=3.2 * grid + rng.normal(scale=0.3, size=(14, 3)))
     kwargs = dict(steps=200, save_every=10, chunk_frames=5, dtype="float64", temperature_K=5000.0, skin=0.05)
-    tight = simulate(model, params, atoms, capacity_multiplier=1.0, **kwargs)
+    reported = []
+    tight = simulate(model, params, atoms, capacity_multiplier=1.0, progress=reported.append, **kwargs)
     roomy = simulate(model, params, atoms, capacity_multiplier=3.0, **kwargs)
     assert tight.reallocations >= 1
+    assert reported == [0, 50, 100, 150, 200]  # 0 once the inputs passed, then each chunk once (re-runs too)
     assert not tight.all_pairs and tight.edge_set.startswith("neighbor list")
     assert roomy.reallocations == 0
     np.testing.assert_allclose(tight.drift_meV_per_atom_per_ps, roomy.drift_meV_per_atom_per_ps, rtol=1e-8)

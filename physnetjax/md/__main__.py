@@ -251,20 +251,28 @@ def main(argv=None) -> int:
                       args.checkpoint, params)
     if args.out is not None:
         write_resolved_config(parser, args, f"{args.out}.{CONFIG_NAME}")
-    with Progress(TextColumn("MD"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-                  TimeRemainingColumn(), console=console) as bar:
-        task = bar.add_task("md", total=args.steps)
+    bar = Progress(TextColumn("MD"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+                   TimeRemainingColumn(), console=console)
+    task = bar.add_task("md", total=args.steps)
+
+    def show(done: int) -> None:
+        bar.start()  # at simulate's first call, once the inputs passed its checks; a no-op later
+        bar.update(task, completed=done)
+
+    try:
         report = simulate(
             model, params, atoms, ensemble=args.ensemble, temperature_K=args.temperature,
             timestep_fs=args.timestep, steps=args.steps, out=args.out, save_every=args.save_every,
             chunk_frames=args.chunk, seed=args.seed,
             dtype="float64" if args.float64 else "float32", max_force=args.max_force, skin=args.skin,
             checkpoint_path=args.md_checkpoint, restart=args.restart,
-            progress=lambda done: bar.update(task, completed=done),
+            progress=show,
             training_record=TrainingRecord.from_metadata(metadata),
             **ensemble_only, uncertainty_threshold=args.uncertainty_threshold, on_uncertainty=args.on_uncertainty,
             names=OPTION_OF,
         )
+    finally:
+        bar.stop()
     for line in report.lines():
         print(line)
     if report.stopped:

@@ -477,7 +477,8 @@ def simulate(
         recorded :func:`params_fingerprint`) is refused; one of another ensemble continues
         in ``ensemble`` with a warning (``python -m physnetjax.md`` refuses that switch
         unless ``--ensemble`` is given explicitly).
-      progress: called with the number of steps completed after each chunk.
+      progress: called with 0 once the inputs passed their checks (before the first
+        compilation), then with the number of steps completed after each chunk.
       training_record: what the model's training data held (checkpoint metadata,
         :class:`~physnetjax.training_record.TrainingRecord`); a start geometry outside it warns.
       energy_tolerance: NVE only: largest |E_conserved(t) − E_conserved(start)| in
@@ -621,6 +622,8 @@ def simulate(
     warned_drift = False
     closest: Optional[CloseContact] = None
     total_frames = steps // save_every
+    if progress is not None:
+        progress(0)
     try:
         while done < steps and stop_reason is None:
             num_frames = min(chunk_frames, total_frames - done // save_every)
