@@ -35,11 +35,13 @@ def _text(cell: Any) -> str:
 
 
 def print_table(console: Any, title: str, header: Sequence[str], rows: Sequence[Sequence[Any]],
-                justify: Optional[Sequence[str]] = None) -> None:
+                justify: Optional[Sequence[str]] = None, wrap: Optional[int] = -1) -> None:
     """Print a table on a ``rich.console.Console``: a rich table on a terminal, :func:`plain_table` otherwise.
 
-    On a terminal, columns other than the last never wrap; the last (usually free text) takes the
-    remaining width and wraps.
+    On a terminal every column keeps the width of its widest cell (a header may wrap), except
+    column ``wrap`` (an index; default the last, usually free text; None: none), which takes
+    the remaining width and wraps, folding a word longer than that width (a path) rather
+    than cutting it.
     """
     justify = list(justify) if justify is not None else ["left"] * len(header)
     if not console.is_terminal:
@@ -48,11 +50,14 @@ def print_table(console: Any, title: str, header: Sequence[str], rows: Sequence[
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=title)
-    for k, (name, side) in enumerate(zip(header, justify)):
-        last = k == len(header) - 1
-        table.add_column(name, justify=side, no_wrap=not last, ratio=1 if last else None,
-                         min_width=20 if last else None)
+    widths = [max((len(_text(row[k])) for row in rows), default=0) for k in range(len(header))]
+    wrapping = None if wrap is None else range(len(header))[wrap]
+    table = Table(title=title, title_justify="left")
+    for k, (name, side, width) in enumerate(zip(header, justify, widths)):
+        if k == wrapping:
+            table.add_column(name, justify=side, overflow="fold", ratio=1)
+        else:
+            table.add_column(name, justify=side, no_wrap=True, min_width=width)
     for row in rows:
         table.add_row(*(Text(c) if isinstance(c, str) else c for c in row))
     console.print(table)

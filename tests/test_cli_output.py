@@ -127,6 +127,53 @@ def test_check_table_off_a_terminal_keeps_every_column(tmp_path):
     assert "┃" in terminal.getvalue() or "│" in terminal.getvalue()
 
 
+class Terminal(io.StringIO):
+    """A stream rich takes for a terminal (its width comes from COLUMNS)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+PATH = "/data/runs/" + "j" * 90 + ".extxyz[12]"
+
+
+def visible_lines(text: str) -> list[str]:
+    """The lines of terminal output as they show: without ANSI style codes."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines()
+
+
+def test_a_narrow_terminal_folds_the_wrapping_column_and_keeps_the_others_whole(monkeypatch):
+    """The wrapping column (the last by default) folds a path longer than the terminal instead of cutting it
+    with '…'; the other columns keep their widest cell."""
+    monkeypatch.setenv("COLUMNS", "60")
+    stream = Terminal()
+    print_table(Console(file=stream), "t", ["rank", "value", "summary"], [["1", "-0.012345678", PATH]])
+    text = stream.getvalue()
+    assert "│" in text and "…" not in text and "-0.012345678" in text and text.count("j") == 90
+    assert PATH in re.sub(r"[│\s]", "", text) and max(map(len, visible_lines(text))) <= 60
+
+
+def test_eval_tables_on_a_narrow_terminal_fold_frame_names_and_keep_numbers_whole(monkeypatch):
+    from physnetjax.eval.evaluate import EvalResult
+    from physnetjax.eval.table import render
+
+    monkeypatch.setenv("COLUMNS", "80")
+    frames = {"source": np.array([PATH]), "num_atoms": np.array([9]), "energy_error": np.array([-0.012345678]),
+              "forces_mae": np.array([0.0456789]), "forces_max_atom_error": np.array([0.3456789])}
+    result = EvalResult(metrics={"energy_mae": 0.012345678, "energy_rmse": 0.0123456}, counts={"energy": 1},
+                        element_forces={}, frames=frames, worst_forces=[0], worst_energy=[])
+    stream = Terminal()
+    render(result, stream)
+    text = stream.getvalue()
+    assert "│" in text and "…" not in text and text.count("j") == 90 and max(map(len, visible_lines(text))) <= 80
+    assert all(number in text for number in ("-0.01235", "0.04568", "0.3457", "0.01235"))
+    piped = io.StringIO()
+    render(result, piped)
+    tables = piped.getvalue().split("\n\n")
+    assert [t.splitlines()[0] for t in tables] == ["errors (prediction − reference)", "worst frames"]
+    assert tables[1].splitlines()[3].split() == ["forces", "#1", PATH, "9", "-0.01235", "0.04568", "0.3457"]
+
+
 def test_migrate_report_off_a_terminal_is_plain(tmp_path):
     from physnetjax.checkpoint.report import render
 

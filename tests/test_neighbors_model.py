@@ -1,6 +1,8 @@
 """The model gives the same energy/forces whichever builder made the graph, and however it is batched."""
 
+import logging
 import pathlib
+import re
 
 import jax
 import numpy as np
@@ -14,6 +16,7 @@ from physnetjax.neighbors import (
     apply_batch,
     batch_from_neighbors,
     batch_molecules,
+    concatenate_padded,
     iterate_batches,
     model_pair_cutoff,
     neighbor_list,
@@ -128,6 +131,37 @@ def test_batcher_rejects_bad_data():
         MoleculeBatcher({"Z": z[:1], "R": r[:1, :2]}, 2, 4.0)
     with pytest.raises(ValueError, match="num_shapes"):
         MoleculeBatcher({"Z": z[:1], "R": r[:1]}, 2, 4.0, num_shapes=5)
+    one = {"Z": z[:1], "R": r[:1]}
+    for kwargs, match in [(dict(batch_size=0), "batch_size must be >= 1, received 0"),
+                          (dict(cutoff=0.0), "cutoff must be larger than 0, received 0.0"),
+                          (dict(cutoff=float("nan")), "cutoff must be larger than 0, received nan"),
+                          (dict(three_body_cutoff=-1.0), "three_body_cutoff must be larger than 0"),
+                          (dict(batch_size=2, drop_last=True), "drop_last=True with 1 molecules < batch_size=2")]:
+        with pytest.raises(ValueError, match=re.escape(match)):
+            MoleculeBatcher(one, **{"batch_size": 1, "cutoff": 4.0, **kwargs})
+    with pytest.raises(ValueError, match="a batch takes 1 to 1 molecules, received 2"):
+        MoleculeBatcher({"Z": np.array([[1, 1], [1, 1]]), "R": np.zeros((2, 2, 3))}, 1, 4.0).batch([0, 1])
+
+
+def test_concatenate_padded_pads_atom_arrays_and_drops_keys_missing_somewhere(caplog):
+    rng = np.random.default_rng(0)
+    small = {"Z": np.array([[8, 1, 1]]), "R": rng.normal(size=(1, 3, 3)), "F": rng.normal(size=(1, 3, 3)),
+             "E": np.array([-1.0]), "D": np.ones((1, 3))}
+    large = {"Z": np.array([[6, 1, 1, 1, 1], [1, 1, 0, 0, 0]]), "R": rng.normal(size=(2, 5, 3)),
+             "F": rng.normal(size=(2, 5, 3)), "E": np.array([-2.0, -3.0])}
+    with caplog.at_level(logging.INFO, logger="physnetjax.neighbors.bucketing"):
+        joined = concatenate_padded([small, large])
+    assert "dropping keys not present in every dataset: ['D']" in caplog.text
+    assert sorted(joined) == ["E", "F", "R", "Z"]
+    assert joined["Z"].tolist() == [[8, 1, 1, 0, 0], [6, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
+    assert joined["E"].tolist() == [-1.0, -2.0, -3.0]
+    for key in ("R", "F"):
+        assert joined[key].shape == (3, 5, 3)
+        np.testing.assert_array_equal(joined[key][0, :3], small[key][0])
+        np.testing.assert_array_equal(joined[key][0, 3:], 0.0)
+        np.testing.assert_array_equal(joined[key][1:], large[key])
+    with pytest.raises(ValueError, match="at least one dataset"):
+        concatenate_padded([])
 
 
 def test_pair_terms_reaching_past_the_cutoff_get_their_own_list(dataset):

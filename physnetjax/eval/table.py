@@ -12,6 +12,7 @@ import math
 import sys
 
 from physnetjax.eval.evaluate import QUANTITIES, EvalResult
+from physnetjax.text_table import print_table
 
 
 def _number(value) -> str:
@@ -51,37 +52,16 @@ UNCERTAINTY_ROWS = (
 """Rows of the ensemble table (:attr:`~physnetjax.eval.evaluate.EvalResult.uncertainty`; one model: no table)."""
 
 
-def plain(title: str, header: list[str], rows: list[list[str]]) -> str:
-    """A table as text: columns padded to their widest cell, never truncated."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
-    lines = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines)
-
-
 def render(result: EvalResult, stream=None) -> None:
-    """Print the tables to ``stream`` (default stdout): rich on a terminal, :func:`plain` otherwise.
+    """Print the tables to ``stream`` (default stdout), a blank line between them
+    (:func:`physnetjax.text_table.print_table`: rich on a terminal, plain columns otherwise).
 
     On a narrow terminal only the frame names wrap; numbers keep their full width.
     """
-    stream = sys.stdout if stream is None else stream
-    parts = [t for t in tables(result) if t[2]]
-    if not stream.isatty():
-        stream.write("\n\n".join(plain(*t) for t in parts) + "\n")
-        return
     from rich.console import Console
-    from rich.table import Table
 
-    console = Console(file=stream)
-    for title, header, rows in parts:
-        table = Table(title=title, title_justify="left")
-        widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
-        for name, width in zip(header, widths):
-            if name == "frame":
-                table.add_column(name, overflow="fold")
-            else:
-                table.add_column(name, no_wrap=True, min_width=width)
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
+    console = Console(file=sys.stdout if stream is None else stream)
+    for k, (title, header, rows) in enumerate(t for t in tables(result) if t[2]):
+        if k:
+            console.out("")
+        print_table(console, title, header, rows, wrap=header.index("frame") if "frame" in header else None)
