@@ -13,6 +13,7 @@ whose blocks are much longer than the correlation time (stated per test), or exa
 from the barostat's noise (see :func:`barostat_noise_bound`).
 """
 
+import logging
 import math
 
 import ase
@@ -480,6 +481,35 @@ def test_cell_potential_equals_predict_periodic_in_a_strained_cell(crystal_model
         np.testing.assert_allclose(np.asarray(stress), reference["stress"], rtol=0, atol=1e-10)
     squeezed = update(jnp.asarray(atoms.positions * 0.9), jnp.asarray(CELL * 0.9), nbrs)
     assert bool(squeezed.did_overflow)
+
+
+def test_npt_compressed_past_the_strain_tolerance_rebuilds_its_lists_and_keeps_the_trajectory(crystal_model,
+                                                                                              tmp_path, caplog):
+    """20 kbar squeeze the cell by 7 % (linear) in 80 steps, past the lists' 5 % tolerance: the driver discards
+    the chunk, rebuilds the lists in the current cell and re-runs it. Chunks of 8 and of 1 frames rebuild at
+    other steps and give the same trajectory; every frame's energy is predict_periodic's in its cell (1e-10)."""
+    model, params, atoms = crystal_model
+    kwargs = dict(ensemble="npt", temperature_K=300.0, pressure_bar=20000.0, barostat_time_fs=100.0,
+                  thermostat_time_fs=20.0, timestep_fs=0.5, steps=80, save_every=5, dtype="float64", seed=3,
+                  max_force=1e4)
+    runs = {}
+    for chunk in (8, 1):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="physnetjax.md.driver"):
+            simulate(model, params, atoms, chunk_frames=chunk, out=str(tmp_path / f"{chunk}.traj"), **kwargs)
+        rebuilt = [r.getMessage() for r in caplog.records if "the cell outgrew its neighbor lists" in r.getMessage()]
+        assert len(rebuilt) == 1, rebuilt
+        runs[chunk] = (rebuilt[0], ase.io.read(tmp_path / f"{chunk}.traj", index=":"))
+    assert "cell of step 40" in runs[8][0] and "cell of step 70" in runs[1][0]
+    frames, other = runs[8][1], runs[1][1]
+    assert np.linalg.norm(np.linalg.solve(frames[-1].cell.array, CELL), ord=2) > 1.06
+    for frame, same in zip(frames, other, strict=True):
+        np.testing.assert_allclose(frame.positions, same.positions, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(frame.cell.array, same.cell.array, rtol=0, atol=1e-10)
+    for frame in frames[-3:]:
+        reference = predict_periodic(model, params, frame.numbers, frame.positions, frame.cell.array)
+        np.testing.assert_allclose(frame.get_potential_energy(), reference["energy"], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(frame.get_forces(), reference["forces"], rtol=0, atol=1e-9)
 
 
 @pytest.mark.slow
