@@ -592,6 +592,17 @@ def test_train_cli_refuses_schedule_and_optimizer_settings_that_trained_wrong(tm
     assert not (tmp_path / "run").exists()
 
 
+def test_train_cli_stops_a_diverging_run_with_a_message_and_exit_4(tmp_path, capsys):
+    """A learning rate of 1e6 sends the first epoch's loss to NaN: the run stops there (exit 4, run stopped) with
+    a line naming the epoch and the remedy; metrics.csv holds no row of it and no checkpoint is written."""
+    assert train_main(["--data", str(DATA / "train_ethanol64.npz"), "--out", str(tmp_path / "run"),
+                       "--features", "8", "--epochs", "3", "--learning-rate", "1e6", "--no-progress",
+                       "--no-plots"]) == 4
+    assert one_line_error(capsys, "train").endswith("error: epoch 1: training loss is nan; lower --learning-rate")
+    assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == 1
+    assert not list((tmp_path / "run").glob("checkpoints/epoch-*"))
+
+
 def test_train_cli_resume_names_the_option_of_a_bad_override(tmp_path, capsys):
     """On main --resume RUN --epochs 0 said "epochs must be >= 1, received 0"."""
     run = tmp_path / "run"

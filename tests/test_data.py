@@ -57,6 +57,40 @@ def test_unit_conversion_kcal_debye(tmp_path, raw):
     np.testing.assert_allclose(hartree_bohr.F, raw["F"] * 27.211386245988 / 0.529177210903, rtol=1e-10)
 
 
+def test_npz_layout_variants_read_as_the_canonical_layout(tmp_path, raw):
+    """Z stored once for all frames (n,), float Z, E, Q and N as (M, 1) columns: the same dataset as the
+    canonical (M, n) / (M,) layout of the same numbers."""
+    assert (raw["Z"] == raw["Z"][0]).all()  # one molecule: a per-file Z is possible
+    variant = dict(raw, Z=raw["Z"][0].astype(np.float64), E=raw["E"][:, None], Q=raw["Q"].reshape(-1, 1),
+                   N=raw["N"].reshape(-1, 1))
+    canonical, read = load_npz(DATA), load_npz(write(tmp_path, variant, "variant.npz"))
+    for key in ("Z", "R", "N", "E", "F", "D", "Q", "has_E", "has_F", "has_D", "has_Q"):
+        assert getattr(read, key).shape == getattr(canonical, key).shape, key
+        np.testing.assert_array_equal(getattr(read, key), getattr(canonical, key), err_msg=key)
+    assert read.Z.dtype == canonical.Z.dtype == np.int32
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda a: dict(a, R=a["R"][:, :, :2]), r"key 'R' must have shape \(frames, atoms, 3\), received \(64, 9, 2\)"),
+    (lambda a: dict(a, R=a["R"][:0]), r"key 'R' has shape \(0, 9, 3\): the file holds no frames or no atoms"),
+    (lambda a: dict(a, Z=np.where(np.arange(9) == 4, 6.5, a["Z"]).astype(np.float64)),
+     r"key 'Z' frame 0: atomic numbers must be integers, received \[.*6\.5"),
+    (lambda a: dict(a, N=np.full(64, 10)), r"key 'N' outside \[1, 9\] in frame\(s\) 0, 1, 2"),
+    (lambda a: dict(a, R=a["R"] + np.where(np.arange(64) == 7, 2e4, 0.0)[:, None, None]),
+     r"key 'R' has coordinates beyond ±.* Å in frame\(s\) 7"),
+])
+def test_malformed_npz_arrays_are_named(tmp_path, raw, edit, match):
+    with pytest.raises(DataError, match=r"bad\.npz: " + match):
+        load_npz(write(tmp_path, edit(raw)))
+
+
+def test_bad_units_and_force_sign_are_refused(raw):
+    with pytest.raises(ValueError, match="force unit must look like ENERGY/LENGTH"):
+        load_npz(DATA, force_unit="kcal")
+    with pytest.raises(ValueError, match="force_sign must be 1 or -1, received 2"):
+        load_dataset([DATA], force_sign=2)
+
+
 def test_missing_key(tmp_path, raw):
     arrays = {k: v for k, v in raw.items() if k != "R"}
     with pytest.raises(DataError, match=r"bad\.npz.*missing required key 'R'"):

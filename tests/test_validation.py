@@ -20,8 +20,10 @@ from physnetjax.md.driver import simulate
 from physnetjax.training_record import TrainingRecord
 from physnetjax.validation import (
     MIN_DISTANCE_WARNING,
+    OutputPathError,
     PhysNetInputError,
     PhysNetInputWarning,
+    check_output_path,
     layer_spacings,
     validate_structure,
 )
@@ -149,6 +151,40 @@ def test_check_reports_an_untrained_total_charge(charged):
 def test_shapes_dtypes_and_values(charged, bad):
     with pytest.raises(PhysNetInputError, match=bad["match"]):
         predict(*charged, bad.get("numbers", WATER_Z), bad.get("positions", WATER_R))
+
+
+@pytest.mark.parametrize("numbers, positions, match", [
+    (np.zeros(0, int), np.zeros((0, 3)), "a structure needs at least one atom, received none"),
+    (np.array([True, False, True]), WATER_R, "atomic_numbers must be integers, received dtype bool"),
+])
+def test_empty_structures_and_boolean_atomic_numbers_are_refused(numbers, positions, match):
+    with pytest.raises(PhysNetInputError, match=match):
+        validate_structure(numbers, positions, max_atomic_number=9)
+
+
+@pytest.mark.parametrize("cell, pbc, match", [
+    (np.eye(3) * 10.0, [True, False], r"pbc must be a bool or three bools, received array\(\[ True, False\]\)"),
+    (np.eye(3) * 10.0, np.array([0.5, 0.0, 0.0]), "pbc must be a bool or three bools"),
+    (None, True, r"pbc=\[True, True, True\] needs a cell, received none"),
+    (np.eye(3)[:2] * 10.0, True, r"cell must be a real \(3, 3\) array .* received shape \(2, 3\), dtype float64"),
+    (np.eye(3, dtype=complex) * 10.0, True, "received shape \\(3, 3\\), dtype complex128"),
+    (np.diag([10.0, np.nan, 10.0]), [True, False, False], "cell contains NaN or Inf"),
+    (np.diag([10.0, 10.0, 3e4]), True, "cell vectors beyond ±"),
+])
+def test_bad_cells_and_pbc_are_named(cell, pbc, match):
+    """Every check of check_cell, through validate_structure: one PhysNetInputError naming what is wrong."""
+    with pytest.raises(PhysNetInputError, match=match):
+        validate_structure(WATER_Z, WATER_R, max_atomic_number=9, cell=cell, pbc=pbc)
+
+
+def test_output_paths_that_are_directories_or_exist_are_refused(tmp_path):
+    (tmp_path / "run.xyz").write_text("kept")
+    with pytest.raises(OutputPathError, match=f"--out {tmp_path} is a directory; give a file name"):
+        check_output_path(tmp_path, what="--out")
+    with pytest.raises(OutputPathError, match="run.xyz already exists; choose another path or remove it"):
+        check_output_path(tmp_path / "run.xyz", what="--out")
+    assert check_output_path(tmp_path / "run.xyz", overwrite=True) == tmp_path / "run.xyz"
+    assert (tmp_path / "run.xyz").read_text() == "kept"
 
 
 def test_layer_spacings_match_the_geometry():
