@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -302,6 +303,26 @@ def test_a_malformed_file_table_or_metadata_of_an_unchecked_config_is_named(copy
                f"the entry of file {name} in config.json is .*, not its size and sha256")
     with pytest.raises(CheckpointError, match=f"checkpoint .*copy is corrupted: {message}"):
         load_checkpoint(copy_of)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c.update(format_version="1"), "is corrupted: config.json has no integer format_version"),
+    (lambda c: c.update(format_version=0), "has an invalid format_version 0"),
+    (lambda c: c.pop("files"), "is corrupted: config.json lacks files"),
+    (lambda c: c.update(model=None), "is corrupted: config.json lacks model"),
+    (lambda c: c["model"].update(no_such_setting=3), r"model config not understood \(.*no_such_setting"),
+])
+def test_a_damaged_config_without_its_checksum_is_named(copy_of, edit, message):
+    """The checks behind the checksum (a config.json written before config_sha256, or hand-edited with the entry
+    removed, which warns): each damage is one CheckpointError naming the checkpoint."""
+    config = json.loads((copy_of / "config.json").read_text(encoding="utf-8"))
+    del config[ckformat.CONFIG_CHECKSUM_KEY]
+    edit(config)
+    (copy_of / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PhysNetInputWarning)
+        with pytest.raises(CheckpointError, match=f"checkpoint .*copy.*{message}"):
+            load_checkpoint(copy_of)
 
 
 def test_overwrite_killed_between_renames_is_restored_on_next_load(tmp_path, trained, caplog):

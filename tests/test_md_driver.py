@@ -118,6 +118,11 @@ def test_bad_arguments(system):
         simulate(model, params, atoms, ensemble="npt")
     with pytest.raises(ValueError, match="trajectory"):
         simulate(model, params, atoms, out="x.pdb")
+    slab = atoms.copy()
+    slab.cell, slab.pbc = np.eye(3) * 20.0, [True, True, False]
+    with pytest.raises(PhysNetInputError, match=r"pbc=\[True, True, False\]: MD runs only fully periodic or "
+                                                "isolated systems"):
+        simulate(model, params, slab, steps=10, save_every=5)
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -132,6 +137,9 @@ def test_bad_arguments(system):
     (dict(ensemble="npt", compressibility_per_bar=0.0), "compressibility_per_bar must be finite and > 0 bar"),
     (dict(energy_tolerance=0.0), "energy_tolerance must be > 0 meV/atom"),
     (dict(uncertainty_threshold=-1.0), "uncertainty_threshold must be finite and > 0 eV/Å"),
+    (dict(ensemble="nvt"), r"ensemble must be one of \(.*'nve'.*\), received 'nvt'"),
+    (dict(on_energy_drift="ignore"), r"on_energy_drift must be one of \('stop', 'warn'\), received 'ignore'"),
+    (dict(on_uncertainty="ignore"), r"on_uncertainty must be one of \(.*\), received 'ignore'"),
 ])
 def test_the_python_api_names_its_keywords(system, arguments, message):
     """simulate's messages name its keywords (the command line passes its option names instead)."""
@@ -310,6 +318,29 @@ def test_restart_with_an_edited_state_is_refused(system, tmp_path):
     np.savez(tmp_path / "unchecked.npz", **{key: value for key, value in arrays.items() if key != "state_sha256"})
     for path in (state, tmp_path / "unchecked.npz"):
         simulate(model, params, atoms, restart=str(path), **kwargs)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("numbers", "reversed", "holds a different system: atomic numbers"),
+    ("step", -1, r"step must be an integer >= 0, received -1"),
+    ("step", 2.5, r"step must be an integer >= 0, received 2.5"),
+    ("momenta", "nan", r"momenta must be finite numbers of shape \(9, 3\)"),
+    ("momenta", "short", r"momenta must be finite numbers of shape \(9, 3\)"),
+])
+def test_restart_names_a_state_of_another_system_or_a_bad_step_or_momenta(system, tmp_path, name, value, message):
+    model, params, atoms = system
+    n = len(atoms)
+    momenta = np.zeros((n, 3))
+    values = {"reversed": atoms.numbers[::-1], "nan": np.where(np.arange(n)[:, None] == 2, np.nan, momenta),
+              "short": momenta[:-1]}
+    arrays = dict(positions=atoms.positions, momenta=momenta, numbers=atoms.numbers, step=10,
+                  key=np.zeros(2, np.uint32), origin=np.zeros(3))
+    assert n == 9 and atoms.numbers.tolist() != atoms.numbers[::-1].tolist()
+    np.savez(tmp_path / "state.npz", **{**arrays, name: values.get(value, value) if isinstance(value, str)
+                                        else value})
+    with pytest.raises(PhysNetInputError, match=rf"restart file .*state\.npz.*{message}"):
+        simulate(model, params, atoms, ensemble="langevin", steps=10, save_every=5, dtype="float64",
+                 restart=str(tmp_path / "state.npz"))
 
 
 @pytest.mark.parametrize("name, value", [("origin", np.zeros(2)), ("origin", np.full(3, np.nan)),
