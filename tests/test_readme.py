@@ -207,7 +207,7 @@ def test_documented_command_parses(line, tool, arguments, capsys):
                     f"{capsys.readouterr().err.strip()} (exit {error.code})")
 
 
-PYTEST_FLAGS = {"--dist"}   # the README's test command passes pytest-xdist's option
+PYTEST_FLAGS = {"--dist", "--cov", "--cov-report"}  # pytest-xdist's option (test command), pytest-cov's (coverage)
 
 
 def test_every_documented_flag_exists():
