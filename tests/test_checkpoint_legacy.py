@@ -215,6 +215,46 @@ def test_pickle_needs_flag_and_old_versions_without_bias_or_repulsion(tmp_path, 
     assert any("energy_bias" in note for note in migration.notes)
 
 
+def test_legacy_weight_layouts_and_their_refusals(tmp_path, migrations, caplog):
+    """Pickled variants of fixture B: only raw params (used for weights="ema", with a note and a warning), weights
+    without the "params" collection level, an extra array the model does not use (recorded, not copied); and the
+    refusals: no weights at all, no model_attributes, a pickle of no dict, an embedding of another shape."""
+    _, raw = read_legacy(LEGACY / "B")
+    attributes, ema = raw["model_attributes"], raw["ema_params"]
+    reference = migrations["B", "ema"]
+
+    def migrated(content, name):
+        path = tmp_path / f"{name}.pkl"
+        path.write_bytes(pickle.dumps(content))
+        return migrate_legacy(path, allow_pickle=True)
+
+    with caplog.at_level(logging.WARNING, logger="physnetjax.checkpoint.legacy"):
+        raw_only = migrated({"model_attributes": attributes, "params": ema}, "raw_only")
+    assert "legacy checkpoint has no ema_params; using params" in caplog.text
+    assert "the checkpoint has no ema_params; the raw training params were used" in raw_only.notes
+    unwrapped = migrated({"model_attributes": attributes, "ema_params": ema["params"]}, "unwrapped")
+    extra = migrated({"model_attributes": attributes,
+                      "ema_params": {"params": {**ema["params"], "Unused_0": {"kernel": np.ones((2, 2))}}}}, "extra")
+    for migration in (raw_only, unwrapped, extra):
+        assert migration.model == reference.model
+        for a, b in zip(jax.tree_util.tree_leaves(migration.params), jax.tree_util.tree_leaves(reference.params),
+                        strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    (unused,) = [r for r in extra.parameters if r.target is None]
+    assert unused.source == "ema_params/params/Unused_0/kernel" and unused.action.startswith("not used")
+    with pytest.raises(CheckpointError, match=r"has no ema_params entry .*stale 'model' TrainState"):
+        migrated({"model_attributes": attributes, "model": {}}, "no_weights")
+    with pytest.raises(CheckpointError, match=r"has no model_attributes \(keys: \['ema_params'\]\)"):
+        migrated({"ema_params": ema}, "no_attributes")
+    with pytest.raises(CheckpointError, match="does not hold a dict \\(found list\\)"):
+        migrated([attributes], "a_list")
+    embedding = np.asarray(ema["params"]["Embed_0"]["embedding"])
+    shrunk = {**ema["params"], "Embed_0": {"embedding": embedding[..., :4]}}
+    with pytest.raises(CheckpointError, match="the ema_params do not fit the model its attributes describe: "
+                                              ".*Embed_0/embedding"):
+        migrated({"model_attributes": attributes, "ema_params": {"params": shrunk}}, "shrunk")
+
+
 def damage_data_file(epoch: Path, damage: str) -> None:
     """Delete or truncate the largest data file of the legacy checkpoint ``epoch``, or truncate its manifest."""
     if damage == "truncate manifest":
