@@ -182,6 +182,32 @@ def test_member_count_mismatch_is_a_clear_error(ensemble, tmp_path):
         load_checkpoint(path)
 
 
+def test_an_ensemble_is_refused_without_two_members_a_physnet_or_a_usable_scale(ensemble):
+    model, stacked, members = ensemble
+    for size in (1, 2.0, True):
+        with pytest.raises(ValueError, match=f"an ensemble needs size >= 2 members, received {size!r}"):
+            PhysNetEnsemble(model.member, size)
+    for scale in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="calibration_scale must be finite and > 0"):
+            PhysNetEnsemble(model.member, 2, calibration_scale=scale)
+    with pytest.raises(ValueError, match="member must be a PhysNet, received dict"):
+        PhysNetEnsemble({"features": 8}, 2)
+    with pytest.raises(AttributeError, match="PhysNetEnsemble has no attribute 'no_such_setting'"):
+        getattr(model, "no_such_setting")
+    with pytest.raises(ValueError, match="an ensemble needs at least 2 members, received 1"):
+        stack_members(members[:1])
+    inner = members[1]["params"]
+    first = sorted(inner)[0]
+    without = {"params": {k: v for k, v in inner.items() if k != first}}
+    with pytest.raises(ValueError, match=f"member 1 does not have member 0's parameters: .*{first}.* missing"):
+        stack_members([members[0], without])
+    with pytest.raises(ValueError, match="member 1 does not have member 0's parameters: .*extra.* not in member 0"):
+        stack_members([members[0], {"params": {**inner, "extra": np.zeros(2)}}])
+    grown = jax.tree_util.tree_map(lambda a: np.concatenate([a, a], axis=-1) if np.ndim(a) else a, members[1])
+    with pytest.raises(ValueError, match=r"member 1 does not have member 0's parameters: .* has shape \("):
+        stack_members([members[0], grown])
+
+
 def test_combine_single_and_ensemble_checkpoints(ensemble, tmp_path, capsys):
     model, stacked, members = ensemble
     a = save_checkpoint(tmp_path / "a", model.member, members[0],

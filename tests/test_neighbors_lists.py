@@ -177,6 +177,18 @@ def test_batch_periodic_refuses_bad_input():
         batch_periodic([z], [positions], [cell], CUTOFF, num_edges=3)
     with pytest.raises(ValueError, match="singular"):
         batch_periodic([z], [positions], [np.zeros((3, 3))], CUTOFF)
+    with pytest.raises(ValueError, match="got 2 atomic-number arrays, 1 position arrays and 1 cells; they must match"):
+        batch_periodic([z, z], [positions], [cell], CUTOFF)
+    with pytest.raises(ValueError, match="cannot build a batch of zero cells"):
+        batch_periodic([], [], [], CUTOFF)
+    with pytest.raises(ValueError, match=rf"structure 0: {len(z)} atomic numbers but positions of shape \(2, 3\)"):
+        batch_periodic([z], [positions[:2]], [cell], CUTOFF)
+    with pytest.raises(ValueError, match=r"positions must have shape \(n, 3\), received \(3,\)"):
+        periodic_pairs(positions[0], cell, CUTOFF)
+    with pytest.raises(ValueError, match="positions contain NaN or Inf"):
+        periodic_pairs(np.where(np.arange(len(z))[:, None] == 1, np.nan, positions), cell, CUTOFF)
+    with pytest.raises(ValueError, match="cutoff must be larger than 0, received 0.0"):
+        periodic_pairs(positions, cell, 0.0)
 
 
 def test_dense_all_pairs_and_argument_checks():
