@@ -113,16 +113,24 @@ def error_line(prog: str, error: BaseException) -> str:
     code = exit_code(error)
     if code == EXIT_INTERRUPTED:
         return f"{prog}: interrupted"
-    message = " ".join(str(error).split()) or type(error).__name__
+    message = " ".join(_text(error).split()) or type(error).__name__
     if code == EXIT_INTERNAL:
         return (f"{prog}: internal error ({type(error).__name__}: {message}); please report it with the "
                 "traceback that --verbose prints")
     missing = _missing_path(error)
     if missing is not None:
         message = f"{_input_name(missing)} does not exist"
-    elif isinstance(error, OSError) and error.filename is not None and str(error.filename) not in message:
-        message = f"{error.filename}: {message}"
     return f"{prog}: error: {message}"
+
+
+def _text(error: BaseException) -> str:
+    """``str(error)``, except for an OSError that holds a message and a filename but no errno (``OSError(text)``
+    given a ``filename`` afterwards): Python prints that as ``[Errno None] None: 'FILE'``, losing the text; here it
+    reads ``FILE: TEXT``."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror is None:
+        text = " ".join(str(arg) for arg in error.args)
+        return f"{error.filename}: {text}" if text else str(error.filename)
+    return str(error)
 
 
 def cli_main(prog: str) -> Callable:
