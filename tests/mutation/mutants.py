@@ -23,10 +23,11 @@ read from re-saved checkpoints and the IR command's band table (eleven survived 
 are killed by tests added with them), a fourth ``check``'s frames, ``eval``'s output files
 and the learning loop's report (five survived at first, likewise), and a fifth (2026-12-03) the
 compiler options, config files, exit codes, periodic-image reach, host-batch padding and the
-checks of the train, learn, MD and harmonic command lines, the NPT lists' rebuild and a
-diverging training run (six survived at first: config files' empty arrays and non-finite
-floats, the batch's molecule mask, the NPT rebuild, the NaN training loss, and one whose
-killing test lives in ``tests/test_cli_errors.py``, now among its test files). ``EXPLAINED`` lists
+checks of the train, learn, MD and harmonic command lines, the NPT lists' rebuild, a
+diverging training run and OS error messages (seven survived at first: config files' empty
+arrays and non-finite floats, the batch's molecule mask, the NPT rebuild, the NaN training
+loss, the OS error text (a real bug, fixed), and one whose killing test lives in
+``tests/test_cli_errors.py``, now among its test files). ``EXPLAINED`` lists
 survivors that are equivalent to the original (no test can kill them) with the reason.
 """
 
@@ -770,6 +771,9 @@ MUTANTS = (
     Mutant("training_nan_loss_not_stopped", "physnetjax/train/loop.py",
            "        if not math.isfinite(train_loss):\n", "        if False:\n", CLI_ERRORS,
            "a run whose training loss turned NaN goes on training"),
+    Mutant("os_error_text_lost", "physnetjax/cli_errors.py",
+           'return f"{error.filename}: {text}" if text else str(error.filename)', "return str(error)", CLI_ERRORS,
+           "an OSError holding a message and a filename but no errno prints '[Errno None] None: FILE'"),
     Mutant("harmonic_geometry_masses_ignored", "physnetjax/spectra/cli_harmonic.py",
            "    return stored\n", "    return None\n", HARMONIC,
            "the harmonic analysis ignores the isotope masses stored in the geometry file"),
