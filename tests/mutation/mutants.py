@@ -24,10 +24,10 @@ are killed by tests added with them), a fourth ``check``'s frames, ``eval``'s ou
 and the learning loop's report (five survived at first, likewise), and a fifth (2026-12-03) the
 compiler options, config files, exit codes, periodic-image reach, host-batch padding and the
 checks of the train, learn, MD and harmonic command lines, the NPT lists' rebuild, a
-diverging training run and OS error messages (seven survived at first: config files' empty
+diverging training run and OS error messages (six survived at first: config files' empty
 arrays and non-finite floats, the batch's molecule mask, the NPT rebuild, the NaN training
-loss, the OS error text (a real bug, fixed), and one whose killing test lives in
-``tests/test_cli_errors.py``, now among its test files). ``EXPLAINED`` lists
+loss, and one whose killing test lives in ``tests/test_cli_errors.py``, now among its test
+files; the OS error one guards a fix made with it). ``EXPLAINED`` lists
 survivors that are equivalent to the original (no test can kill them) with the reason.
 """
 
