@@ -658,6 +658,10 @@ def _add_bogus_key(text: str) -> str:
 @pytest.mark.parametrize("name,edit,message", [
     ("config.json", _add_bogus_key, "config.json: unknown setting(s) ['bogus']"),  # main: internal error
     ("config.json", lambda text: text[:40], "config.json: not valid JSON"),
+    ("config.json", lambda text: "[1, 2]", "config.json: expected a JSON object of settings, found list"),
+    ("config.json", lambda text: json.dumps({**json.loads(text), "epochs": "many"}),
+     'config.json: epochs must be an integer, received "many"; restore the file the run wrote'),
+    ("config.json", lambda text: json.dumps({**json.loads(text), "epochs": 0}), "config.json: epochs must be >= 1"),
     ("model.json", _add_bogus_key, "model.json: not a model configuration"),
     ("model.json", lambda text: text[:40], "model.json: not valid JSON"),
 ])

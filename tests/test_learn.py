@@ -368,6 +368,17 @@ def test_the_python_api_names_the_settings():
     with pytest.raises(ValueError, match=r"^learning_rate must be > 0 and finite, received 0.0$"):
         LearnConfig(learning_rate=0.0)
     assert "names" not in LearnConfig(names={"timestep_fs": "--timestep"}).to_dict()
+    for settings, message in [(dict(rounds=-1), "rounds must be >= 0, received -1"),
+                              (dict(charge=float("nan")), "charge must be finite, received nan"),
+                              (dict(max_label_force=0.0), "max_label_force must be > 0 eV/Å, received 0.0"),
+                              (dict(md_ensemble="npt"), "md_ensemble must be one of ["),
+                              (dict(md_ensemble="nvt"), "md_ensemble must be one of ["),
+                              (dict(initial_frames=1), "initial_frames must be >= 2 (a training and a validation "
+                                                       "frame), received 1"),
+                              (dict(test_frames=-1), "test_frames must be >= 0, received -1"),
+                              (dict(retrain_epochs=0), "retrain_epochs must be >= 1, received 0")]:
+        with pytest.raises(ValueError, match="^" + re.escape(message)):
+            LearnConfig(**settings)
 
 
 @pytest.mark.parametrize("content, problem", [

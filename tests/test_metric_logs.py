@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from physnetjax import PhysNet, init_params
-from physnetjax.errors import PhysNetInputWarning
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
+from physnetjax.jsonlines import append_record, read_log, start_log
 from physnetjax.md.driver import LOG_KEYS, simulate
 from physnetjax.train import resume, train
 from physnetjax.train.loop import CSV_COLUMNS
@@ -108,3 +109,23 @@ def test_md_log_equals_frames_and_restart_drops_later_lines(md_system, tmp_path)
     for again, first in zip(restarted[2:4], lines[2:4]):
         for key in LOG_KEYS:
             assert again[key] == pytest.approx(first[key], rel=1e-10), key
+
+
+def test_read_log_round_trips_records_and_names_a_damaged_line(tmp_path):
+    """start_log/append_record/read_log: NaN and Inf become null, NumPy scalars plain numbers, blank lines are
+    skipped; a line cut short, a line that is no object and a file that is no UTF-8 text name file and line."""
+    path = tmp_path / "run.jsonl"
+    assert read_log(path) == []
+    start_log(path, [{"step": np.int64(1), "energy": np.float32(-1.5)}])
+    append_record(path, {"step": 2, "energy": float("nan"), "temperature": float("inf")})
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write("\n   \n")
+    assert read_log(path) == [{"step": 1, "energy": -1.5}, {"step": 2, "energy": None, "temperature": None}]
+    for text, message in [('{"step": 3, "ener\n', r"run\.jsonl, line 2: not a JSON record"),
+                          ("[1, 2]\n", r"run\.jsonl, line 2: a JSON list, not a record \(object\)")]:
+        path.write_text('{"step": 1}\n' + text, encoding="utf-8")
+        with pytest.raises(PhysNetInputError, match=message + ".*remove that line or move the file away"):
+            read_log(path)
+    path.write_bytes(b'{"step": 1}\n\xff\xfe\n')
+    with pytest.raises(PhysNetInputError, match=r"run\.jsonl: not a JSON Lines text file"):
+        read_log(path)
