@@ -14,6 +14,7 @@ from physnetjax.neighbors import (
     needs_update,
     neighbor_list,
     periodic_pairs,
+    round_up,
 )
 from physnetjax.neighbors.neighbor_list import perpendicular_widths
 
@@ -141,6 +142,20 @@ def test_host_batch_padding_follows_the_batch_conventions():
     np.testing.assert_array_equal(padded.dst_idx[:real], exact.dst_idx)
     np.testing.assert_array_equal(padded.src_idx[:real], exact.src_idx)
     assert exact.atom_mask.all() and exact.molecule_mask.all() and exact.num_molecules == 2
+    for kwargs, match in [(dict(num_atoms=7), "num_atoms=7 is smaller than the 8 required; refusing to truncate"),
+                          (dict(num_molecules=1), "num_molecules=1 is smaller than the 2 required"),
+                          (dict(num_edges=exact.num_edges - 1), "num_edges=.* is smaller than the .* required")]:
+        with pytest.raises(ValueError, match=match):
+            batch_molecules(z, r, CUTOFF, **kwargs)
+    with pytest.raises(ValueError, match="got 2 atomic-number arrays but 1 position arrays"):
+        batch_molecules(z, r[:1], CUTOFF)
+    with pytest.raises(ValueError, match="cannot build a batch of zero molecules"):
+        batch_molecules([], [], CUTOFF)
+    with pytest.raises(ValueError, match=r"molecule 1: 5 atomic numbers but positions of shape \(4, 3\)"):
+        batch_molecules(z, [r[0], r[1][:4]], CUTOFF)
+    assert [round_up(k, 8) for k in (1, 8, 9)] == [8, 8, 16]
+    with pytest.raises(ValueError, match="multiple must be >= 1, received 0"):
+        round_up(5, 0)
 
 
 def test_small_cell_has_self_images_and_repeated_neighbours():
