@@ -336,8 +336,7 @@ def test_restart_names_a_state_of_another_system_or_a_bad_step_or_momenta(system
     arrays = dict(positions=atoms.positions, momenta=momenta, numbers=atoms.numbers, step=10,
                   key=np.zeros(2, np.uint32), origin=np.zeros(3))
     assert n == 9 and atoms.numbers.tolist() != atoms.numbers[::-1].tolist()
-    np.savez(tmp_path / "state.npz", **{**arrays, name: values.get(value, value) if isinstance(value, str)
-                                        else value})
+    np.savez(tmp_path / "state.npz", **{**arrays, name: values.get(value, value)})
     with pytest.raises(PhysNetInputError, match=rf"restart file .*state\.npz.*{message}"):
         simulate(model, params, atoms, ensemble="langevin", steps=10, save_every=5, dtype="float64",
                  restart=str(tmp_path / "state.npz"))
