@@ -155,3 +155,22 @@ def test_overwrite_refuses_a_directory_that_is_not_a_checkpoint_before_migrating
                             "physnetjax checkpoint\n")
     assert captured.out == ""
     assert sorted(p.name for p in target.iterdir()) == ["mine.txt"]
+
+
+@pytest.mark.parametrize("arrays, match", [
+    (dict(R=np.zeros((1, 3, 3))), r"must contain Z \(M, N\) and R \(M, N, 3\); found \['R'\]"),
+    (dict(Z=np.ones((1, 3), int), R=np.zeros((1, 2, 3))), r"inconsistent shapes Z \(1, 3\), R \(1, 2, 3\)"),
+    (dict(Z=np.ones((2, 3), int), R=np.zeros((2, 3, 3)), Q=np.zeros(3)), r"inconsistent shapes .* Q \(3,\)"),
+    (dict(Z=np.ones((2, 3), int), R=np.zeros((2, 3, 3)), N=np.array([3, 4])),
+     r"N must count 1\.\.3 real atoms per frame, received \[4\] in frame\(s\) \[1\]"),
+])
+def test_reference_geometry_files_are_checked_and_named(tmp_path, arrays, match):
+    """The geometries a migration is compared on: a file without Z or R, with shapes that disagree or atom counts
+    outside the rows is one CheckpointError naming it (not a migrated network that "does not reproduce")."""
+    from physnetjax.checkpoint import CheckpointError
+    from physnetjax.checkpoint.report import read_geometries
+
+    path = tmp_path / "geometries.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(CheckpointError, match=f"geometry file {path}:? .*" + match):
+        read_geometries(path)
