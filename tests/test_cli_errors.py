@@ -97,6 +97,13 @@ def test_verbose_prints_the_traceback(capsys):
     assert "Traceback" in err and err.strip().endswith("python -m physnetjax.demo: error: bad thing")
 
 
+def os_error_naming_its_file_afterwards(text: str, filename: str) -> OSError:
+    """``OSError(text)`` whose ``filename`` is set later: Python's str() prints it as ``[Errno None] None: 'FILE'``."""
+    error = OSError(text)
+    error.filename = filename
+    return error
+
+
 @pytest.mark.parametrize("error, code, line", [
     (KeyboardInterrupt(), 130, "python -m physnetjax.demo: interrupted"),
     (ZeroDivisionError("float division by zero"), 5,
@@ -105,15 +112,13 @@ def test_verbose_prints_the_traceback(capsys):
     (RuntimeError(), 5, "python -m physnetjax.demo: internal error (RuntimeError: RuntimeError); please report"),
     (IsADirectoryError(21, "Is a directory", "out/run.xyz"), 3,
      "python -m physnetjax.demo: error: [Errno 21] Is a directory: 'out/run.xyz'"),
-    (OSError("disk quota exceeded"), 2, "python -m physnetjax.demo: error: frames.npz: disk quota exceeded"),
+    (os_error_naming_its_file_afterwards("disk quota exceeded", "frames.npz"), 2,
+     "python -m physnetjax.demo: error: frames.npz: disk quota exceeded"),
     (PhysNetInputError("bad\n   value  here"), 2, "python -m physnetjax.demo: error: bad value here"),
 ])
 def test_interrupts_internal_errors_and_os_errors_are_one_line_with_their_exit_code(capsys, error, code, line):
     """Ctrl-C, a bug (any exception the table does not name) and an OS error naming its file: one line on stderr,
     no traceback, the documented exit code; whitespace in a message is folded into one line."""
-    if type(error) is OSError:
-        error.filename = "frames.npz"  # an OSError whose message does not name its file gets the name
-
     @cli_main("python -m physnetjax.demo")
     def main(argv=None):
         raise error
