@@ -107,10 +107,15 @@ def main() -> None:
     args = parse_args(__doc__, extra)
     sets = [SHARED_DATA / "ethanol_gfn2_500K.npz"] + ([args.aspirin] if args.aspirin else [])
     results = [measure(data, REPEATS[args.mode], args.mode == "smoke", args.emitters_off) for data in sets]
-    rows = []
+    rows, emitter_rows = [], []
     for result in results:
         wall = {name: statistics.median(v) * 1e3 for name, v in result["wall_s"].items()}
         cpu = {name: statistics.median(v) * 1e3 for name, v in result["cpu_s"].items()}
+        if args.emitters_off:
+            first = result["first_step_s"]
+            emitter_rows.append([result["data"], first["YNNPACK fusions off"], wall["YNNPACK fusions off"],
+                                 cpu["YNNPACK fusions off"], first[EMITTERS_OFF], wall[EMITTERS_OFF], cpu[EMITTERS_OFF],
+                                 wall[EMITTERS_OFF] / wall["YNNPACK fusions off"]])
         rows.append([result["data"], result["shapes"]["atoms"], result["shapes"]["edges"], result["load"],
                      wall["XLA defaults"], cpu["XLA defaults"], wall["YNNPACK fusions off"], cpu["YNNPACK fusions off"],
                      cpu["XLA defaults"] / cpu["YNNPACK fusions off"]])
@@ -121,14 +126,6 @@ def main() -> None:
                     ["data", "atom slots", "edge slots", "load", "defaults wall ms", "defaults CPU ms",
                      "off wall ms", "off CPU ms", "CPU ratio"], rows)]
     if args.emitters_off:
-        emitter_rows = []
-        for result in results:
-            wall = {name: statistics.median(v) * 1e3 for name, v in result["wall_s"].items()}
-            cpu = {name: statistics.median(v) * 1e3 for name, v in result["cpu_s"].items()}
-            first = result["first_step_s"]
-            emitter_rows.append([result["data"], first["YNNPACK fusions off"], wall["YNNPACK fusions off"],
-                                 cpu["YNNPACK fusions off"], first[EMITTERS_OFF], wall[EMITTERS_OFF], cpu[EMITTERS_OFF],
-                                 wall[EMITTERS_OFF] / wall["YNNPACK fusions off"]])
         tables.append(table("The library's step (YNNPACK fusions off) vs the same with XLA's fusion emitters off",
                             "first step: wall s of the first call, compile included; ms per step as above",
                             ["data", "library first step s", "library wall ms", "library CPU ms",
