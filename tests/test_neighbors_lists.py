@@ -118,14 +118,18 @@ def test_host_molecule_list_equals_brute_force(references):
     assert as_set(batch.dst_idx, batch.src_idx, batch.edge_mask) == references["molecule"]
 
 
+def two_molecules():
+    """Atomic numbers and positions (Å) of two random molecules of 3 and 5 atoms."""
+    rng = np.random.default_rng(3)
+    return ([rng.integers(1, 10, size=n) for n in (3, 5)], [rng.uniform(0.0, 2.5, size=(n, 3)) for n in (3, 5)])
+
+
 def test_host_batch_padding_follows_the_batch_conventions():
     """Padded slots of every kind, as physnetjax.neighbors.batch documents them: atoms (Z 0, mask False, in the
     last molecule slot, so the segments stay sorted), molecule slots (mask False, charge 0) and edges (pointing
     at the last atom slot, mask False); the real part is the unpadded batch."""
-    rng = np.random.default_rng(3)
-    sizes, charges = (3, 5), (-1.0, 2.0)
-    z = [rng.integers(1, 10, size=n) for n in sizes]
-    r = [rng.uniform(0.0, 2.5, size=(n, 3)) for n in sizes]
+    z, r = two_molecules()
+    charges = (-1.0, 2.0)
     exact = batch_molecules(z, r, CUTOFF, total_charges=charges, dtype=np.float64)
     padded = batch_molecules(z, r, CUTOFF, total_charges=charges, num_atoms=11, num_edges=exact.num_edges + 5,
                              num_molecules=4, dtype=np.float64)
@@ -142,6 +146,12 @@ def test_host_batch_padding_follows_the_batch_conventions():
     np.testing.assert_array_equal(padded.dst_idx[:real], exact.dst_idx)
     np.testing.assert_array_equal(padded.src_idx[:real], exact.src_idx)
     assert exact.atom_mask.all() and exact.molecule_mask.all() and exact.num_molecules == 2
+
+
+def test_host_batches_refuse_sizes_too_small_and_mismatched_input():
+    """A requested size below what the molecules need is refused, never truncated; so are mismatched inputs."""
+    z, r = two_molecules()
+    exact = batch_molecules(z, r, CUTOFF)
     for kwargs, match in [(dict(num_atoms=7), "num_atoms=7 is smaller than the 8 required; refusing to truncate"),
                           (dict(num_molecules=1), "num_molecules=1 is smaller than the 2 required"),
                           (dict(num_edges=exact.num_edges - 1), "num_edges=.* is smaller than the .* required")]:
