@@ -38,7 +38,14 @@ from physnetjax.neighbors.batch import Batch, model_pair_cutoff, model_triplet_c
 from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round_up
 from physnetjax.neighbors.triplets import count_triplets
 from physnetjax.physics.dispersion import check_d3_elements
-from physnetjax.predict import check_dtype, jitted_apply, require_finite, spread_of
+from physnetjax.predict import (
+    check_dtype,
+    element_energy_sum,
+    jitted_apply,
+    require_finite,
+    split_element_energies,
+    spread_of,
+)
 from physnetjax.training_record import TrainingRecord
 from physnetjax.validation import atoms_total_charge, formula, neighbor_box, validate_structure
 
@@ -119,7 +126,8 @@ class PhysNetCalculator(Calculator):
             ["charges", "dipole"] if model.charges else []
         ) + (["energy_std", "forces_std"] + (["charges_std", "dipole_std"] if model.charges else [])
              if self.ensemble else [])
-        self._apply = jitted_apply(model)
+        network, self._element_energies = split_element_energies(model)
+        self._apply = jitted_apply(network)
         self._shapes: set[tuple] = set()
         self._neighbors = vesin.NeighborList(cutoff=float(model.cutoff), full_list=True)
         self._pairs = None
@@ -239,7 +247,7 @@ class PhysNetCalculator(Calculator):
         if self.ensemble:
             wanted.update({key: out[key] for key in ("energy_std", "forces_std", "charges_std", "dipoles_std")})
         host = jax.device_get(wanted)
-        energy = float(host["energy"][0])
+        energy = float(host["energy"][0]) + element_energy_sum(self._element_energies, self.atoms.numbers)
         self.results = {
             "energy": energy,
             "free_energy": energy,

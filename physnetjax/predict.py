@@ -75,11 +75,12 @@ def predict(
         pair_cutoff=model_pair_cutoff(model),
         three_body_cutoff=model_triplet_cutoff(model), dtype=dtype,
     )
-    out = jitted_apply(model)(params, batch)
+    network, element_energies = split_element_energies(model)
+    out = jitted_apply(network)(params, batch)
     n = z.shape[0]
     require_finite(out, n)
     return {
-        "energy": float(out["energy"][0]),
+        "energy": float(out["energy"][0]) + element_energy_sum(element_energies, z),
         "forces": np.asarray(out["forces"][:n]),
         "charges": None if out["charges"] is None else np.asarray(out["charges"][:n]),
         "dipole": None if out["dipoles"] is None else np.asarray(out["dipoles"][0]) + total_charge * centroid,
@@ -124,11 +125,12 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
         [z], [r], [cell], model.cutoff, total_charges=[total_charge], pair_cutoff=model_pair_cutoff(model),
         three_body_cutoff=model_triplet_cutoff(model), dtype=dtype,
     )
-    out = jitted_apply(model)(params, batch)
+    network, element_energies = split_element_energies(model)
+    out = jitted_apply(network)(params, batch)
     n = z.shape[0]
     require_finite(out, n)
     return {
-        "energy": float(out["energy"][0]),
+        "energy": float(out["energy"][0]) + element_energy_sum(element_energies, z),
         "forces": np.asarray(out["forces"][:n]),
         "stress": np.asarray(out["stress"][0]),
         "charges": None if out["charges"] is None else np.asarray(out["charges"][:n]),
@@ -137,6 +139,25 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
         "dispersion": float(out["dispersion"][0]),
         **spread_of(out, n),
     }
+
+
+def split_element_energies(model) -> tuple:
+    """``(network, E0)``: ``model`` without its element energies, and E0 (eV per Z, float64) or None.
+
+    The network's energy is E − Σ_i E0[Z_i]; adding :func:`element_energy_sum` on the host in
+    float64 gives E without rounding Σ E0 to the compute dtype (a base pair's ~−25,000 eV
+    sits on a float32 grid of 2 meV). Forces, charges and spreads do not depend on E0.
+    """
+    if model.element_energies is None:
+        return model, None
+    return model.clone(element_energies=None), np.asarray(model.element_energies, np.float64)
+
+
+def element_energy_sum(element_energies, atomic_numbers) -> float:
+    """Σ_i E0[Z_i] in eV (float64; 0 for ``element_energies`` None) over the atoms ``atomic_numbers`` (n,)."""
+    if element_energies is None:
+        return 0.0
+    return float(np.sum(element_energies[np.asarray(atomic_numbers)]))
 
 
 def check_dtype(dtype) -> np.dtype:

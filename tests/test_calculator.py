@@ -10,7 +10,7 @@ import pytest
 from ase.calculators.calculator import PropertyNotImplementedError
 from conftest import cast_params, perturbed_params
 
-from physnetjax import PhysNet, apply_batch, batch_molecules, init_params, predict
+from physnetjax import PhysNet, apply_batch, batch_molecules, init_params, predict, predict_periodic
 from physnetjax.calculator import PhysNetCalculator
 from physnetjax.neighbors import model_pair_cutoff
 from physnetjax.validation import PhysNetInputWarning
@@ -188,6 +188,32 @@ def test_a_molecule_far_from_the_origin_loses_no_float32_precision(charged_model
     cation = ase.Atoms(numbers=z, positions=r + shift, calculator=PhysNetCalculator(model, params, dtype="float64"))
     cation.info["charge"] = 1.0
     np.testing.assert_allclose(cation.get_dipole_moment(), reference["dipole"] + shift, rtol=1e-12)
+
+
+# DFT-like free-atom energies (eV) with digits float32 cannot hold: a 15-atom base lands near -12,300 eV.
+DFT_LIKE_ELEMENT_ENERGIES = (0.0, -13.6178, 0.0, 0.0, 0.0, 0.0, -1029.8237, -1485.3011, -2042.6129, 0.0)
+
+
+def test_float32_absolute_energies_are_not_rounded_to_the_float32_grid(charged_model, periodic_model, molecules):
+    """Σ E0 is added on the host in float64: at -12,300 eV float32 steps are ~1e-3 eV, and adding E0 inside the
+    float32 model (as before) put predict, predict_periodic and the calculator up to ~1e-3 eV off their float64
+    energies. The network's own float32 error stays ~1e-5 eV (energies of a few eV, test above)."""
+    e0 = DFT_LIKE_ELEMENT_ENERGIES
+    z, r = molecules["base_a"]
+    model, params = charged_model
+    model = model.clone(element_energies=e0)
+    e64 = predict(model, params, z, r, dtype="float64")["energy"]
+    assert e64 < -12000
+    assert abs(predict(model, params, z, r, dtype="float32")["energy"] - e64) < 1e-4
+    atoms = ase.Atoms(numbers=z, positions=r, calculator=PhysNetCalculator(model, params, dtype="float32"))
+    assert abs(atoms.get_potential_energy() - e64) < 1e-4
+    model, params = periodic_model
+    model = model.clone(element_energies=e0)
+    cell = periodic_atoms(n=8)
+    z, r, box = np.resize(z, 8), cell.positions, cell.cell.array
+    p64 = predict_periodic(model, params, z, r, box, dtype="float64")["energy"]
+    assert p64 < -4000
+    assert abs(predict_periodic(model, params, z, r, box, dtype="float32")["energy"] - p64) < 1e-4
 
 
 def periodic_atoms(seed=0, n=6, length=4.0):
