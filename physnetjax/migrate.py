@@ -28,7 +28,7 @@ from pathlib import Path
 
 
 from physnetjax.checkpoint.errors import CheckpointError
-from physnetjax.checkpoint.format import absolute_path, is_checkpoint, save_checkpoint
+from physnetjax.checkpoint.format import absolute_path, check_not_a_run_checkpoint, is_checkpoint, save_checkpoint
 from physnetjax.checkpoint.legacy import migrate_legacy
 from physnetjax.checkpoint.report import find_beside, migration_report, read_geometries, render
 from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main
@@ -113,14 +113,16 @@ def migrate(old, new, *, weights: str = "ema", geometries=None, reference=None, 
 
 
 def check_new_path(new, overwrite: bool) -> None:
-    """Refuse, before any work, a ``new`` that exists (unless ``overwrite``) or cannot be created (it lies below a
-    file or in a directory that is not writable)."""
+    """Refuse, before any work, a ``new`` that exists (unless ``overwrite``), is a training run's checkpoint (its
+    ``best``/``latest`` or ``checkpoints/epoch-NNNN``), or cannot be created (it lies below a file or in a directory
+    that is not writable)."""
     target = absolute_path(new)
     if target.exists() and not overwrite:
         raise OutputPathError(f"{target} exists; pass --overwrite to replace it (only a checkpoint is replaced) "
                               "or choose another NEW")
     if target.exists() and not is_checkpoint(target):
         raise OutputPathError(f"refusing to overwrite {target}: it is not a physnetjax checkpoint")
+    check_not_a_run_checkpoint(new, what="NEW")
     check_directory_creatable(target, what="NEW")
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from physnetjax import load_checkpoint
 from physnetjax.checkpoint.legacy import read_legacy
+from physnetjax.ensemble.__main__ import main as ensemble_main
 from physnetjax.migrate import REPORT_FILE, main
 
 LEGACY = Path(__file__).parent / "data" / "legacy"
@@ -155,6 +156,36 @@ def test_overwrite_refuses_a_directory_that_is_not_a_checkpoint_before_migrating
                             "physnetjax checkpoint\n")
     assert captured.out == ""
     assert sorted(p.name for p in target.iterdir()) == ["mine.txt"]
+
+
+def fake_run_with_checkpoint(tmp_path):
+    """A training run's layout (model.json, checkpoints/epoch-0001, best -> it) around a migrated checkpoint."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "model.json").write_text("{}", encoding="utf-8")
+    assert main([str(LEGACY / "A"), str(run / "checkpoints" / "epoch-0001")]) == 0
+    (run / "best").symlink_to(Path("checkpoints") / "epoch-0001")
+    return run
+
+
+def test_overwrite_never_replaces_a_training_runs_checkpoint(tmp_path, capsys):
+    """A run's ``best`` is a checkpoint, so ``--overwrite`` used to replace it (through the link) with the legacy
+    model: the run's trained weights were gone and ``--resume`` then blamed an edited model.json."""
+    run = fake_run_with_checkpoint(tmp_path)
+    checkpoint = run / "checkpoints" / "epoch-0001"
+    before = {p.relative_to(checkpoint): p.read_bytes() for p in checkpoint.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    for new in (run / "best", checkpoint):
+        assert main([str(LEGACY / "B"), str(new), "--overwrite"]) == 3
+        captured = capsys.readouterr()
+        assert captured.err == (f"python -m physnetjax.migrate: error: refusing to write NEW {new}: it is "
+                                f"{checkpoint}, a checkpoint of the training run {run}, whose trained weights and "
+                                "resume state it would replace; choose another NEW\n")
+        assert captured.out == ""
+    assert {p.relative_to(checkpoint): p.read_bytes() for p in checkpoint.rglob("*") if p.is_file()} == before
+    assert ensemble_main(["combine", str(checkpoint), str(checkpoint), "--out", str(run / "best"),
+                          "--overwrite"]) == 3
+    assert "a checkpoint of the training run" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("arrays, match", [

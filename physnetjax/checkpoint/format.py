@@ -59,7 +59,7 @@ from orbax.checkpoint import metadata as ocp_metadata
 
 from physnetjax.checkpoint.errors import CheckpointError, CheckpointNotFoundError
 from physnetjax.checkpoint.settled_reads import raise_failed_read, settled_registry
-from physnetjax.errors import PhysNetInputWarning
+from physnetjax.errors import OutputPathError, PhysNetInputWarning
 
 FORMAT_VERSION = 2
 """Newest on-disk layout this library reads and writes (2 for ensembles, 1 for single models)."""
@@ -97,6 +97,31 @@ def is_checkpoint(path) -> bool:
 
 CHECKPOINT_ENTRIES = frozenset({CONFIG_FILE, PARAMS_DIR, TRAIN_STATE_DIR})
 """Everything a checkpoint directory holds; a directory with anything else is not replaced."""
+
+
+def training_run_of(path) -> Path | None:
+    """The training run directory whose checkpoint ``path`` is, else None.
+
+    A run keeps its checkpoints in ``RUN_DIR/checkpoints/epoch-NNNN`` beside ``RUN_DIR/model.json``;
+    ``best`` and ``latest`` are links to them, so the path is resolved first.
+    """
+    target = absolute_path(path)
+    run = target.parent.parent
+    if target.parent.name == "checkpoints" and (run / "model.json").is_file():
+        return run
+    return None
+
+
+def check_not_a_run_checkpoint(path, what: str) -> None:
+    """Refuse to write a new checkpoint over a training run's own (it would lose the run's weights and resume state).
+
+    Raises:
+      OutputPathError: ``path`` (after links) exists and is a checkpoint of a training run (:func:`training_run_of`).
+    """
+    if absolute_path(path).exists() and (run := training_run_of(path)) is not None:
+        raise OutputPathError(f"refusing to write {what} {path}: it is {absolute_path(path)}, a checkpoint of the "
+                              f"training run {run}, whose trained weights and resume state it would replace; "
+                              f"choose another {what}")
 
 
 def _run_directory_hint(root: Path) -> str:

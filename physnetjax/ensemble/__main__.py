@@ -10,7 +10,8 @@ with the rank correlation between spread and error.
 
 Exit status (:mod:`physnetjax.cli_errors`): 0 written; 2 an input that is not a
 readable checkpoint or data file, architectures that differ (named), fewer than 2
-members, a single model to calibrate; 3 ``--out`` exists (without ``--overwrite``) or
+members, a single model to calibrate; 3 ``--out`` exists (without ``--overwrite``), is a
+training run's checkpoint (never replaced: it holds the run's weights and resume state) or
 cannot be created (its missing parent folders are created with it, as for every output
 directory; checked before any checkpoint is read).
 """
@@ -22,6 +23,7 @@ import logging
 import sys
 from pathlib import Path
 
+from physnetjax.checkpoint.format import check_not_a_run_checkpoint
 from physnetjax.cli_config import parse_args as parse_options
 from physnetjax.cli_errors import cli_main
 from physnetjax.cli_help import HelpFormatter, describe
@@ -71,6 +73,7 @@ def main(argv=None) -> int:
     out = check_directory_creatable(args.out, what="--out")
     if out.exists() and not args.overwrite:
         raise OutputPathError(f"--out {out} exists; choose another directory or pass --overwrite")
+    check_not_a_run_checkpoint(args.out, what="--out")
     if args.command == "calibrate":
         return calibrate(args)
     from physnetjax.checkpoint import read_config
