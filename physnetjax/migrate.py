@@ -9,7 +9,9 @@ Usage::
 ``epoch-N`` directory. ``NEW`` becomes a new-format checkpoint; the report is
 printed and written as ``NEW/migration_report.json``. Reference geometries and
 original-code outputs default to ``geometries.npz`` / ``reference_outputs.npz``
-found in ``OLD`` or in the directory holding the ``epoch-N`` directory.
+found in ``OLD`` or in the directory holding the ``epoch-N`` directory; with
+``--geometries`` only a ``--reference`` given with it is compared (it must hold one
+energy per geometry).
 
 Exit status (:mod:`physnetjax.cli_errors`): 0 on success; 1 when the migrated network
 does not reproduce the original's network energies (nothing is written then); 2 when
@@ -26,6 +28,7 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
 
 from physnetjax.checkpoint.errors import CheckpointError
 from physnetjax.checkpoint.format import absolute_path, check_not_a_run_checkpoint, is_checkpoint, save_checkpoint
@@ -58,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference", type=Path, default=None,
                         help="npz of original-code outputs on those geometries (energy, forces, repulsion, "
                              "electrostatics, charges, energy_no_pair_terms; ema_* for EMA weights; "
-                             "default: reference_outputs.npz beside OLD, if any)")
+                             "default: reference_outputs.npz beside OLD, if any, unless --geometries is given)")
     parser.add_argument("--overwrite", action="store_true", help="replace NEW if it is a checkpoint")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="allow reading a legacy pickle file (only for files you trust)")
@@ -79,7 +82,9 @@ def migrate(old, new, *, weights: str = "ema", geometries=None, reference=None, 
     check_new_path(new, overwrite)
     migration = migrate_legacy(old, weights=weights, allow_pickle=allow_pickle)
     geometry_file = geometries or find_beside(migration.source, "geometries.npz", old)
-    reference_file = reference or find_beside(migration.source, "reference_outputs.npz", old)
+    # The reference_outputs.npz beside OLD holds the outputs on the geometries.npz beside it, not on --geometries.
+    reference_file = reference or (find_beside(migration.source, "reference_outputs.npz", old)
+                                   if geometries is None else None)
     geoms = read_geometries(geometry_file) if geometry_file is not None else None
     ref = None
     if geoms is not None and reference_file is not None:
@@ -93,6 +98,11 @@ def migrate(old, new, *, weights: str = "ema", geometries=None, reference=None, 
                                   f"{migration.weights} (no {key!r}; keys present: {sorted(ref)}): is it the "
                                   "reference_outputs.npz of this checkpoint? Leave --reference out to migrate "
                                   "without the comparison")
+        frames = np.asarray(ref[key]).reshape(-1).shape[0]
+        if frames != geoms["Z"].shape[0]:
+            raise CheckpointError(f"reference file {reference_file} holds {frames} energies but the geometry file "
+                                  f"{geometry_file} {geoms['Z'].shape[0]} frames: give the reference outputs of "
+                                  "these geometries, or leave --reference out to migrate without the comparison")
     logger.info("geometries: %s; original outputs: %s", geometry_file, reference_file)
     report = migration_report(migration, geoms, ref)
     report["geometry_file"] = None if geometry_file is None else str(geometry_file)

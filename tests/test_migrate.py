@@ -158,6 +158,31 @@ def test_overwrite_refuses_a_directory_that_is_not_a_checkpoint_before_migrating
     assert sorted(p.name for p in target.iterdir()) == ["mine.txt"]
 
 
+def test_own_geometries_are_not_compared_with_the_outputs_beside_the_checkpoint(tmp_path, capsys):
+    """With --geometries, the reference_outputs.npz beside OLD (outputs on *its* geometries) was still compared,
+    frame by frame with other molecules: a false 'does not reproduce' (exit 1). Now only a --reference given with
+    them is compared, and one holding another number of frames is refused by name."""
+    with np.load(LEGACY / "A" / "geometries.npz") as saved:
+        own = {key: saved[key][:2] for key in saved.files}
+    own["R"] = own["R"] + 0.05
+    np.savez(tmp_path / "own.npz", **own)
+    assert main([str(LEGACY / "A"), str(tmp_path / "new"), "--geometries", str(tmp_path / "own.npz")]) == 0
+    report = json.loads((tmp_path / "new" / REPORT_FILE).read_text(encoding="utf-8"))
+    assert report["geometry_file"] == str(tmp_path / "own.npz") and report["reference_file"] is None
+    capsys.readouterr()
+    reference = LEGACY / "A" / "reference_outputs.npz"
+    with np.load(reference) as saved:
+        frames = saved["ema_energy"].reshape(-1).shape[0]
+    assert frames != 2
+    assert main([str(LEGACY / "A"), str(tmp_path / "other"), "--geometries", str(tmp_path / "own.npz"),
+                 "--reference", str(reference)]) == 2
+    assert capsys.readouterr().err == (
+        f"python -m physnetjax.migrate: error: reference file {reference} holds {frames} energies but the geometry "
+        f"file {tmp_path / 'own.npz'} 2 frames: give the reference outputs of these geometries, or leave "
+        "--reference out to migrate without the comparison\n")
+    assert not (tmp_path / "other").exists()
+
+
 def fake_run_with_checkpoint(tmp_path):
     """A training run's layout (model.json, checkpoints/epoch-0001, best -> it) around a migrated checkpoint."""
     run = tmp_path / "run"
