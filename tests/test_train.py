@@ -191,8 +191,32 @@ def test_resume_names_moved_data_and_the_fix(base_run, tmp_path):
     config["data"] = [str(tmp_path / "moved.npz")]
     (out / "config.json").write_text(json.dumps(config))
     with pytest.raises(FileNotFoundError, match=r"moved\.npz, the data of .*run \(its config\.json 'data'\), does not "
-                                                r"exist \(moved or deleted\?\): put the file back at that path"):
+                                                r"exist \(moved or deleted\?\): give its new path with --data"):
         resume(out, epochs=4)
+
+
+def test_resume_follows_moved_data_with_the_same_content_only(base_run, tmp_path):
+    """The fix the message names: --data NEW_PATH on a resume. It was refused ('cannot change --data') although
+    the README told users to do it; now the file's content must equal the run's (SHA-256), its path may change."""
+    out = shutil.copytree(base_run[0], tmp_path / "run", symlinks=True)
+    config = json.loads((out / "config.json").read_text())
+    config["data"] = [str(tmp_path / "gone.npz")]
+    (out / "config.json").write_text(json.dumps(config))
+    other = tmp_path / "other.npz"
+    with np.load(DATA) as npz:
+        arrays = dict(npz)
+    arrays["E"] = arrays["E"] + 0.01
+    np.savez(other, **arrays)
+    with pytest.raises(ValueError, match=r"the data changed since the run started: .*other\.npz \(was "
+                                         r".*train_ethanol64\.npz\) \(SHA-256 differs\)"):
+        resume(out, epochs=4, data=[str(other)])
+    assert json.loads((out / "config.json").read_text())["data"] == [str(tmp_path / "gone.npz")]
+    moved = tmp_path / "moved.npz"
+    moved.write_bytes(DATA.read_bytes())
+    summary = resume(out, epochs=4, data=[str(moved)])
+    assert summary["epochs_run"] == 4
+    assert TrainConfig.load(out / "config.json").data == [str(moved)]
+    assert [r["epoch"] for r in read_rows(out)] == ["1", "2", "3", "4"]
 
 
 def test_resume_without_the_latest_link_names_the_newest_checkpoint(base_run, tmp_path):

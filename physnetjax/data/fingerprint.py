@@ -21,5 +21,15 @@ def data_fingerprint(paths) -> dict[str, str]:
 
 
 def changed_files(recorded: dict, current: dict) -> list[str]:
-    """Paths whose content differs between two fingerprints (or that appear in only one), sorted."""
-    return sorted(p for p in set(recorded) | set(current) if recorded.get(p) != current.get(p))
+    """The data files whose content differs between two fingerprints, compared in order (the i-th file with the
+    i-th), so a file moved to another path with the same content is unchanged; a file only one of them has is
+    listed too. Each entry names the current path, and the recorded one where it differs."""
+    old, new = list(recorded.items()), list(current.items())
+    changed = []
+    for k in range(max(len(old), len(new))):
+        (old_path, old_hash), (new_path, new_hash) = (old[k] if k < len(old) else ("", None),
+                                                      new[k] if k < len(new) else ("", None))
+        if old_hash != new_hash:
+            changed.append(new_path + (f" (was {old_path})" if old_path and old_path != new_path else "")
+                           if new_path else f"{old_path} (no longer given)")
+    return changed

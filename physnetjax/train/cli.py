@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m physnetjax.train", description=describe(__doc__),
                                      formatter_class=HelpFormatter, argument_default=argparse.SUPPRESS)
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run exactly (optimizer, EMA, "
-                        "schedule, RNG, epoch, best metric, split); may change --epochs/--max-time/--patience")
+                        "schedule, RNG, epoch, best metric, split); may change --epochs/--max-time/--patience, and "
+                        "--data to the same files moved (content checked)")
     parser.add_argument("--preset", choices=tuple(PRESETS),
                         help="named settings, overridden by any option given (with --resume they must match the "
                              "run's): fast = the standard settings; accurate = --features 64 --correlation 3 "

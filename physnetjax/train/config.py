@@ -98,8 +98,10 @@ def unused_settings(config: "TrainConfig") -> list[str]:
     return unused
 
 
-RESUME_OVERRIDES = ("epochs", "max_time", "patience", "progress", "plots", "log_every", "checkpoint_interval_s")
-"""Settings a ``--resume`` may change; any other would break exact continuation."""
+RESUME_OVERRIDES = ("epochs", "max_time", "patience", "progress", "plots", "log_every", "checkpoint_interval_s",
+                    "data")
+"""Settings a ``--resume`` may change; any other would break exact continuation. ``data`` only to the same files
+at new paths: their content is checked against the run's SHA-256 (see ``resume``)."""
 
 
 @dataclasses.dataclass

@@ -1180,7 +1180,8 @@ def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_s
            names: Optional[Mapping[str, str]] = None, **overrides) -> dict:
     """Continue the run in ``run_dir`` exactly from its last complete epoch.
 
-    ``overrides`` may change only :data:`RESUME_OVERRIDES` (e.g. more ``epochs``); an
+    ``overrides`` may change only :data:`RESUME_OVERRIDES` (e.g. more ``epochs``, or ``data``:
+    the run's files moved to new paths, checked in order against the run's SHA-256); an
     override equal to the recorded value is no change (so the run's own config file may
     be passed again). The updated ``config.json`` is written only once the run is set up
     and its checkpoint restored, so a refused resume (changed data, a time budget added
@@ -1210,8 +1211,8 @@ def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_s
     missing = [path for path in config.data or [] if not Path(path).exists()]
     if missing:
         raise FileNotFoundError(f"{', '.join(missing)}, the data of {run_dir} (its config.json 'data'), does not exist "
-                                "(moved or deleted?): put the file back at that path to resume (its content is "
-                                "checked against the run's SHA-256), or start a new run with --init-from "
+                                "(moved or deleted?): give its new path with --data (its content is checked against the "
+                                "run's SHA-256), or start a new run with --init-from "
                                 f"{run_dir / 'best'} --data NEW_PATH")
     trainer = Trainer(config, run_dir, resuming=True, allow_changed_data=allow_changed_data, clock=clock,
                       names=names)
