@@ -36,6 +36,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from physnetjax.ensemble.model import is_ensemble
 from physnetjax.neighbors.batch import Batch, model_pair_cutoff, model_triplet_cutoff
 from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round_up
+from physnetjax.neighbors.periodic import lattice_translations
 from physnetjax.neighbors.triplets import count_triplets
 from physnetjax.physics.dispersion import check_d3_elements
 from physnetjax.predict import (
@@ -166,12 +167,14 @@ class PhysNetCalculator(Calculator):
         return i.astype(np.int32), j.astype(np.int32), shifts.astype(np.float64) @ cell
 
     def build_batch(self, atoms) -> tuple[Batch, int, np.ndarray]:
-        """Padded :class:`Batch` for ``atoms``, its number of real atoms, and the dipole offset Q·c (e·Å).
+        """Padded :class:`Batch` for ``atoms``, its number of real atoms, and each atom's displacement d_i (n, 3) Å.
 
-        An isolated system is moved to its centroid c before the cast to the compute
-        dtype (energy and forces do not change; in float32 a molecule 1000 Å from the
-        origin would lose ~1e-3 eV/Å to rounding); its dipole about the origin is the
-        model's dipole plus Q·c. Periodic systems stay as they are (offset 0).
+        Before the cast to the compute dtype, an isolated system is moved to its centroid
+        (d_i = c), and each atom of a periodic system into its cell by a lattice vector
+        (d_i = t_i, :func:`~physnetjax.neighbors.periodic.lattice_translations`): energy,
+        forces and stress do not change, but float32 coordinates 1000 Å from the origin
+        would lose ~1e-3 eV/Å to rounding. The dipole about the origin is the model's dipole
+        plus Σ_i q_i d_i.
         """
         total_charge = atoms_total_charge(atoms, self.total_charge)
         pbc = np.asarray(atoms.pbc, dtype=bool)
@@ -185,8 +188,8 @@ class PhysNetCalculator(Calculator):
             check_d3_elements(z)
         r = r.astype(np.float64)
         periodic = bool(pbc.any())
-        centroid = np.zeros(3) if periodic else r.mean(axis=0)
-        r = r - centroid
+        displacement = lattice_translations(r, cell, pbc) if periodic else np.broadcast_to(r.mean(axis=0), r.shape)
+        r = r - displacement
         if periodic and self.pair_cutoff is None:
             raise ValueError(
                 "periodic systems need a model whose pair terms have a finite reach "
@@ -218,7 +221,7 @@ class PhysNetCalculator(Calculator):
             num_atoms=n_pad, num_edges=p_pad, num_pairs=q_pad, num_molecules=1,
             three_body_cutoff=self.three_body_cutoff, num_triplets=t_pad, dtype=self.dtype,
         )
-        return batch, n, total_charge * centroid
+        return batch, n, displacement
 
     def check_state(self, atoms, tol: float = 1e-15) -> list:
         """ASE's changes since the last call, plus ``"charge"`` when ``atoms.info["charge"]`` changed.
@@ -236,7 +239,7 @@ class PhysNetCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         if "stress" in properties and not self.atoms.pbc.all():
             raise PropertyNotImplementedError("stress needs a fully periodic cell (pbc all True)")
-        batch, n, dipole_offset = self.build_batch(self.atoms)
+        batch, n, displacement = self.build_batch(self.atoms)
         out = self._apply(self.params, batch)
         require_finite(out, n)
         wanted = {"energy": out["energy"], "forces": out["forces"], "dispersion": out["dispersion"]}
@@ -256,7 +259,8 @@ class PhysNetCalculator(Calculator):
         }
         if self.model.charges:
             self.results["charges"] = np.asarray(host["charges"][:n], dtype=np.float64)
-            self.results["dipole"] = np.asarray(host["dipoles"][0], dtype=np.float64) + dipole_offset
+            self.results["dipole"] = (np.asarray(host["dipoles"][0], dtype=np.float64)
+                                      + self.results["charges"] @ displacement)
         if "stress" in host:
             self.results["stress"] = full_3x3_to_voigt_6_stress(np.asarray(host["stress"][0], np.float64))
         if self.ensemble:

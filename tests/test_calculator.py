@@ -225,6 +225,33 @@ def periodic_atoms(seed=0, n=6, length=4.0):
                      + 0.2 * np.triu(np.ones((3, 3)), 1), pbc=True)
 
 
+def test_an_unwrapped_periodic_cell_far_from_the_origin_loses_no_float32_precision(periodic_model):
+    """Periodic systems were evaluated where they sat: an unwrapped trajectory drifted 1000 Å lost ~100x float32
+    accuracy in its forces (2.6e-3 eV/Å against 3e-5 wrapped). Each atom is now moved into the cell by a lattice
+    vector before the cast; the dipole about the origin keeps Σ q_i t_i (float64)."""
+    model, params = periodic_model
+    atoms = periodic_atoms(n=8)
+    far = atoms.copy()
+    far.positions = far.positions + np.array([3000.0, -2000.0, 1000.0]) + far.cell.array[0] * 7
+    reference = PhysNetCalculator(model, params, dtype="float64")
+    ref_forces = reference.get_forces(atoms)
+    ref_energy, ref_stress, ref_dipole = (reference.get_potential_energy(atoms), reference.get_stress(atoms),
+                                          reference.get_dipole_moment(atoms))
+    scale = np.abs(ref_forces).max()
+    assert scale > 0.1
+    float32 = PhysNetCalculator(model, params, dtype="float32")
+    # float32 at the origin (test_float32_close_to_float64): 1e-4 of the largest force, and the same far away.
+    np.testing.assert_allclose(float32.get_forces(far), ref_forces, atol=1e-4 * scale)
+    np.testing.assert_allclose(float32.get_potential_energy(far), ref_energy, rtol=1e-5)
+    np.testing.assert_allclose(float32.get_stress(far), ref_stress, atol=1e-4 * np.abs(ref_stress).max())
+    far_predicted = predict_periodic(model, params, far.numbers, far.positions, far.cell.array, dtype="float32")
+    np.testing.assert_allclose(far_predicted["forces"], ref_forces, atol=1e-4 * scale)
+    far64 = PhysNetCalculator(model, params, dtype="float64")
+    charges = far64.get_charges(far)
+    np.testing.assert_allclose(far64.get_dipole_moment(far), charges @ far.positions, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(ref_dipole, charges @ atoms.positions, rtol=1e-12, atol=1e-12)
+
+
 def test_periodic_supercell_is_extensive(periodic_calc):
     """E(2×2×1 supercell) = 4 E(cell), forces replicate: images through the shifts are right."""
     calc = periodic_calc
