@@ -110,6 +110,33 @@ def test_absurd_force_stops_and_saves_last_good_frame(system, tmp_path):
     assert last.info["step"] == 2 * len(written)
 
 
+def test_a_force_spike_between_saved_frames_stops_the_run(system, tmp_path):
+    """--max-force was checked at saved frames only: an H atom bouncing off a C within 5 steps peaked at ~30 eV/Å
+    between two saved frames (every 5 steps) and the run went on. The in-jit loop now records each interval's
+    peak |F|; the oracle is the same run saving every step."""
+    model, params, atoms = system
+    atoms = atoms.copy()
+    carbon, hydrogen = 0, int(np.argmin(np.linalg.norm(atoms.positions - atoms.positions[0], axis=-1)[3:])) + 3
+    direction = atoms.positions[carbon] - atoms.positions[hydrogen]
+    momenta = np.zeros((len(atoms), 3))
+    momenta[hydrogen] = 0.3 * atoms.get_masses()[hydrogen] * direction / np.linalg.norm(direction)
+    atoms.set_momenta(momenta_to_ase(momenta))
+    every_step = tmp_path / "every_step.xyz"
+    with pytest.warns(PhysNetInputWarning, match="total momentum"):
+        simulate(model, params, atoms, steps=20, save_every=1, dtype="float64", max_force=1e6, out=str(every_step))
+    per_step = np.array([np.linalg.norm(frame.get_forces(), axis=-1).max()
+                         for frame in ase.io.read(every_step, index=":")])
+    at_saved_frames = per_step[4::5]
+    assert per_step.max() > 1.5 * at_saved_frames.max()  # the spike lies between saved frames
+    limit = 0.5 * (per_step.max() + at_saved_frames.max())
+    first_window = int(np.argmax(per_step > limit)) // 5
+    out = tmp_path / "run.xyz"
+    with pytest.warns(PhysNetInputWarning, match="total momentum"), pytest.raises(
+            MDInstabilityError, match=rf"max \|F\| = {per_step[5 * first_window:5 * first_window + 5].max():.3g} eV/Å"):
+        simulate(model, params, atoms, steps=20, save_every=5, dtype="float64", max_force=limit, out=str(out))
+    assert ase.io.read(f"{out}.last_good.xyz").info["step"] == 5 * first_window
+
+
 def test_bad_arguments(system):
     model, params, atoms = system
     with pytest.raises(ValueError, match="multiple"):

@@ -6,14 +6,15 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
 1. If the neighbor list overflowed anywhere in the chunk, the chunk is discarded,
    the capacity multiplier grown ×1.5, the list re-allocated from the chunk's start
    positions and the chunk re-run.
-2. If any saved frame has a non-finite energy/position or a force above
-   ``max_force`` eV/Å — or, in NVE, a conserved energy that has moved more than
+2. If any saved frame has a non-finite energy/position, or a force above
+   ``max_force`` eV/Å at any step since the previous saved frame (``Frame.peak_force``)
+   — or, in NVE, a conserved energy that has moved more than
    ``energy_tolerance`` meV/atom from its start value — the good frames are
    written, the last good frame is saved to ``<out>.last_good.xyz`` (without
    ``out`` nothing is written; the message gives its step) and
    :class:`MDInstabilityError` (:class:`EnergyConservationError` for the energy) is
    raised; with ``on_energy_drift="warn"`` the energy only gives a warning. Atoms
-   closer than 0.1 Å stop the run the same way; the first frame with atoms closer
+   closer than 0.1 Å in a saved frame stop the run the same way; the first frame with atoms closer
    than 0.5 Å warns (:class:`~physnetjax.md.close_contacts.CloseContactWarning`), and the report and any
    later stop message name the closest approach.
 3. With an ensemble model (:class:`~physnetjax.ensemble.PhysNetEnsemble`) every
@@ -467,7 +468,8 @@ def simulate(
       save_every: steps between saved frames (observables are sampled there too).
       chunk_frames: saved frames per jitted chunk.
       dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``).
-      max_force: largest |F_i| in eV/Å accepted before the run is stopped.
+      max_force: largest |F_i| in eV/Å accepted at any step before the run is stopped (the last good frame is
+        the saved frame before that step).
       checkpoint_path: ``.npz`` file for MD-state checkpoints (every
         ``checkpoint_every`` chunks and at the end; they record ``ensemble`` and
         ``model``, the :func:`params_fingerprint` of ``params``), or None.
@@ -671,7 +673,7 @@ def simulate(
                                         atoms.pbc, frame_steps[k]) if finite[k] else None for k in range(num_frames)]
             overlapping = np.array([contact is not None and contact.overlapping for contact in contacts])
             seen = _closest_so_far(closest, contacts)
-            good = finite & (host.max_force <= max_force) & ~overlapping
+            good = finite & (host.peak_force <= max_force) & ~overlapping
             deviation = 1e3 * np.abs(host.conserved - conserved[0]) / n
             drifting = good & (deviation > energy_tolerance) if ensemble == "nve" else np.zeros_like(good)
             if drifting.any() and on_energy_drift == "warn":
@@ -752,7 +754,7 @@ def simulate(
                 elif overlapping[num_good]:
                     reason = f"{contacts[num_good].describe()}: the model extrapolated far beyond its training data"
                 else:
-                    reason = _blow_up_reason(host.max_force[num_good], max_force, seen[num_good], names)
+                    reason = _blow_up_reason(host.peak_force[num_good], max_force, seen[num_good], names)
                 _stop(atoms, state, host, num_good, start_step + done, save_every, reason, out,
                       EnergyConservationError if drifting[num_good] else MDInstabilityError, origin)
             state = new_state

@@ -223,7 +223,9 @@ class Frame:
     Fields: positions (N, 3) Å, momenta (N, 3) amu·Å/fs, forces (N, 3) eV/Å,
     potential_energy, kinetic_energy, conserved (all eV), max_force (eV/Å, max |F_i|),
     max_forces_std (eV/Å, largest per-atom ensemble force spread ``forces_std``; None
-    unless the driver records the uncertainty of an ensemble).
+    unless the driver records the uncertainty of an ensemble), peak_force (eV/Å, the
+    largest |F_i| at any step since the previous frame, NaN if one was NaN; set by
+    :func:`run`, None outside it).
     """
 
     positions: jax.Array
@@ -234,6 +236,7 @@ class Frame:
     conserved: jax.Array
     max_force: jax.Array
     max_forces_std: Optional[jax.Array] = None
+    peak_force: Optional[jax.Array] = None
 
 
 def frame_of(state: MDState) -> Frame:
@@ -257,11 +260,24 @@ def run(apply_fn: Callable[[MDState], MDState], state: MDState, num_frames: int,
     ``jax.jit(run, static_argnums=(0, 2, 3, 4))``. Returns the final state and the
     stacked observations (leading axis ``num_frames``; frame k is after (k+1)·stride
     steps). ``observe`` maps a state to any pytree of arrays; the default records a
-    :class:`Frame` (NPT uses one that adds the cell, volume and pressure).
+    :class:`Frame` (NPT uses one that adds the cell, volume and pressure). A
+    :class:`Frame` also gets ``peak_force``, the largest |F_i| at *any* of the ``stride``
+    steps since the previous frame (NaN if one was NaN), so a force spike between saved
+    frames is not missed.
     """
+    tracks_force = isinstance(jax.eval_shape(observe, state), Frame)
+
+    def advance(_, carry):
+        current, largest = carry
+        current = apply_fn(current)
+        return current, jnp.maximum(largest, jnp.max(jnp.linalg.norm(current.forces, axis=-1)))
 
     def record(carry, _):
-        carry = jax.lax.fori_loop(0, stride, lambda _, s: apply_fn(s), carry)
-        return carry, observe(carry)
+        if not tracks_force:
+            carry = jax.lax.fori_loop(0, stride, lambda _, s: apply_fn(s), carry)
+            return carry, observe(carry)
+        largest = jnp.zeros((), carry.forces.dtype)
+        carry, largest = jax.lax.fori_loop(0, stride, advance, (carry, largest))
+        return carry, observe(carry).replace(peak_force=largest)
 
     return jax.lax.scan(record, state, None, length=num_frames)
