@@ -483,6 +483,24 @@ def test_md_records_the_spread_flags_and_stops_at_the_threshold(md_setup, capsys
     assert len(kept) == first_past
     last = ase.io.read(f"{out}.last_trusted.xyz")
     np.testing.assert_allclose(last.positions, frames[start + first_past].positions, atol=1e-8)
+    # Stopped inside a chunk, after some trusted frames: the progress bar ends at the last trusted step (it stayed
+    # where the chunk began). From a frame whose next one stays below a threshold that a later one passes:
+    with pytest.warns(PhysNetInputWarning, match="already past the threshold"):
+        simulate(model, stacked, atoms, steps=200, save_every=5, chunk_frames=40, dtype="float64",
+                 temperature_K=300.0, out=str(directory / "long.traj"), uncertainty_threshold=1e-12,
+                 on_uncertainty="flag")
+    frames = ase.io.read(directory / "long.traj", index=":")
+    spreads = np.array([frame.info["max_forces_std_eV_per_A"] for frame in frames])
+    begin = next(j for j in range(len(frames) - 2) if spreads[j + 2:].max() > max(spreads[j], spreads[j + 1]))
+    threshold = float(max(spreads[begin], spreads[begin + 1]) + spreads[begin + 2:].max()) / 2
+    trusted = int(np.argmax(spreads[begin + 1:] > threshold))
+    assert trusted >= 1
+    reported = []
+    ase.io.write(directory / "mid_chunk_start.traj", frames[begin])
+    stopped = simulate(model, stacked, ase.io.read(directory / "mid_chunk_start.traj"),
+                       steps=5 * (len(frames) - 1 - begin), save_every=5, chunk_frames=100, dtype="float64",
+                       uncertainty_threshold=threshold, progress=reported.append)
+    assert stopped.stopped and reported == [0, 5 * trusted]
 
     # Without --out no file is written (on main: md_last_trusted.xyz appeared in the working directory).
     empty = directory / "no_out"

@@ -26,11 +26,11 @@ from conftest import cast_params, perturbed_params
 
 from physnetjax import PhysNet, init_params, predict_periodic
 from physnetjax.checkpoint.format import save_checkpoint
-from physnetjax.md import frame_of, maxwell_boltzmann_momenta, nve, run
+from physnetjax.md import driver, frame_of, maxwell_boltzmann_momenta, nve, run
 from physnetjax.md.__main__ import main
 from physnetjax.md.barostat import npt_frame_of, stochastic_cell_rescaling
 from physnetjax.md.cell_potential import physnet_cell_potential
-from physnetjax.md.driver import drift_and_fluctuation, simulate
+from physnetjax.md.driver import MDInstabilityError, drift_and_fluctuation, simulate
 from physnetjax.md.ensembles import checkpoint_arrays, restore_ensemble_state
 from physnetjax.md.thermostats import csvr, nose_hoover_chain
 
@@ -510,6 +510,28 @@ def test_npt_compressed_past_the_strain_tolerance_rebuilds_its_lists_and_keeps_t
         reference = predict_periodic(model, params, frame.numbers, frame.positions, frame.cell.array)
         np.testing.assert_allclose(frame.get_potential_energy(), reference["energy"], rtol=0, atol=1e-10)
         np.testing.assert_allclose(frame.get_forces(), reference["forces"], rtol=0, atol=1e-9)
+
+
+def test_npt_compressed_too_often_stops_and_saves_the_last_good_frame(crystal_model, tmp_path, monkeypatch):
+    """Past MAX_CELL_RETRIES rebuilds the run stops (exit 4 on the command line, whose table promises the last good
+    state); it raised without writing one. Here with no retry allowed: the squeeze of the test above first
+    outgrows the lists in the chunk after step 40."""
+    model, params, atoms = crystal_model
+    monkeypatch.setattr(driver, "MAX_CELL_RETRIES", 0)
+    out = tmp_path / "run.traj"
+    with pytest.raises(MDInstabilityError, match=r"MD stopped at step 45: the cell was compressed beyond the neighbor "
+                                                 r"lists' strain tolerance within one chunk 1 times after step 40; "
+                                                 r"use a longer barostat time\. Last good frame \(step 40\) saved"):
+        simulate(model, params, atoms, ensemble="npt", temperature_K=300.0, pressure_bar=20000.0,
+                 barostat_time_fs=100.0, thermostat_time_fs=20.0, timestep_fs=0.5, steps=80, save_every=5,
+                 dtype="float64", seed=3, max_force=1e4, chunk_frames=8, out=str(out))
+    frames = ase.io.read(out, index=":")
+    last = ase.io.read(f"{out}.last_good.xyz")
+    assert len(frames) == 8 and last.info["step"] == 40
+    # last_good.xyz is extxyz text (8 decimals); the .traj frames are binary float64.
+    np.testing.assert_allclose(last.positions, frames[-1].positions, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(last.cell.array, frames[-1].cell.array, rtol=0, atol=1e-7)
+    assert np.abs(last.cell.array - CELL).max() > 0.1  # the cell of step 40, not the start cell
 
 
 @pytest.mark.slow

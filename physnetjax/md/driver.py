@@ -643,9 +643,10 @@ def simulate(
             if dynamics.variable_cell and bool(new_state.nbrs.over_strained):
                 retries += 1
                 if retries > MAX_CELL_RETRIES:
-                    raise MDInstabilityError(
-                        f"the cell was compressed beyond the neighbor lists' strain tolerance within one chunk "
-                        f"{retries} times at step {start_step + done}; use a longer barostat time")
+                    _stop(atoms, state, None, 0, start_step + done, save_every,
+                          f"the cell was compressed beyond the neighbor lists' strain tolerance within one chunk "
+                          f"{retries} times after step {start_step + done}; use a longer barostat time", out,
+                          MDInstabilityError, origin)
                 chunk_frames = max(1, chunk_frames // 2)
                 reference = np.asarray(state.cell, np.float64)
                 if not np.array_equal(reference, reference_cell):
@@ -720,10 +721,7 @@ def simulate(
                     volumes.append(float(host.volume[k]))
                     info.update(pressure_bar=pressures[-1], volume_A3=volumes[-1])
                 if writer is not None:
-                    template = atoms
-                    if dynamics.variable_cell:
-                        template = atoms.copy()
-                        template.set_cell(np.asarray(host.cell[k], np.float64))
+                    template = _in_cell(atoms, host.cell[k] if dynamics.variable_cell else None)
                     writer.write(frame_atoms(template, host.positions[k], host.momenta[k],
                                              host.potential_energy[k], host.forces[k], info))
                 if log is not None:
@@ -747,6 +745,8 @@ def simulate(
                 uncertain_frames += 1
                 logger.info("MD stopped %s", stop_reason)
                 done += num_trusted * save_every
+                if progress is not None:
+                    progress(done)
                 break
             if num_good < num_frames:
                 if drifting[num_good]:
@@ -1099,15 +1099,25 @@ def _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, targ
     """
     if num_good > 0:
         k = num_good - 1
-        last = frame_atoms(atoms, host.positions[k], host.momenta[k], host.potential_energy[k], host.forces[k],
-                           {"step": chunk_start + num_good * save_every})
+        cell = getattr(host, "cell", None)
+        last = frame_atoms(_in_cell(atoms, None if cell is None else cell[k]), host.positions[k], host.momenta[k],
+                           host.potential_energy[k], host.forces[k], {"step": chunk_start + num_good * save_every})
     else:
-        last = frame_atoms(atoms, np.asarray(state.positions, np.float64) + origin, state.momenta,
-                           state.potential_energy, state.forces,
-                           {"step": chunk_start})
+        last = frame_atoms(_in_cell(atoms, getattr(state, "cell", None)),
+                           np.asarray(state.positions, np.float64) + origin, state.momenta,
+                           state.potential_energy, state.forces, {"step": chunk_start})
     if target is not None:
         ase.io.write(target, last, format="extxyz")
     return int(last.info["step"])
+
+
+def _in_cell(atoms, cell):
+    """``atoms`` in ``cell`` (Å, rows; a variable-cell run's current cell), or ``atoms`` itself for None."""
+    if cell is None:
+        return atoms
+    moved = atoms.copy()
+    moved.set_cell(np.asarray(cell, np.float64))
+    return moved
 
 
 def _where_saved(target: Optional[Path]) -> str:
