@@ -92,6 +92,23 @@ def test_saved_weights_are_ema_and_reproduce_logged_validation_metrics(base_run)
     assert abs(np.mean(np.concatenate(force_errors)) - logged["valid_forces_mae"]) < 1e-5
 
 
+def test_a_loss_without_a_trainable_term_is_refused_before_training(tmp_path):
+    """--energy-weight 0 --forces-weight 0 trained nothing (loss 0 every epoch, exit 0); so does a positive weight
+    only on labels the frames lack. Refused before any run directory is made."""
+    names = {"energy_weight": "--energy-weight", "forces_weight": "--forces-weight"}
+    with pytest.raises(PhysNetInputError, match=r"^no loss term would train anything \(--energy-weight 0, "
+                                                r"--forces-weight 0; the 24 training frames have energy, force "
+                                                r"labels\): give a term with labels a positive weight$"):
+        train(tiny_config(tmp_path / "zero", energy_weight=0.0, forces_weight=0.0), names=names)
+    with np.load(DATA) as npz:
+        arrays = {key: npz[key] for key in npz.files if key != "F"}
+    np.savez(tmp_path / "no_forces.npz", **arrays)
+    with pytest.raises(PhysNetInputError, match=r"\(energy_weight 0, forces_weight 50; the 24 training frames have "
+                                                r"energy labels\)"):
+        train(tiny_config(tmp_path / "zero", data=[str(tmp_path / "no_forces.npz")], energy_weight=0.0))
+    assert not (tmp_path / "zero").exists()
+
+
 def test_resume_equals_uninterrupted_run(base_run, tmp_path):
     out, _ = base_run
     interrupted = tmp_path / "interrupted"

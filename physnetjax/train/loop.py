@@ -208,6 +208,7 @@ class Trainer:
         self._check_elements_in_range(paths)
         self._check_charge_states(paths)
         self._check_best_metric()
+        self._check_some_term_trains()
         train_idx = self.split["train"]
         self.member_frames = (bootstrap_frames(train_idx, self.seeds) if config.bootstrap
                               else [train_idx] * self.size)
@@ -463,6 +464,24 @@ class Trainer:
             return
         raise PhysNetInputError(f"--best-metric {name} cannot be measured: {reason}, so no epoch would be best and no "
                                 "checkpoint saved; choose --best-metric loss or a metric of the labels the data hold")
+
+    def _check_some_term_trains(self) -> None:
+        """Refuse a loss without a term: every weight 0, or the positive ones only on labels the training frames lack
+        (dipole and total-charge terms exist only with --charges). Every epoch would report a loss of 0 and train
+        nothing."""
+        config, train, data = self.config, self.split["train"], self.dataset
+        energy_weight = max(config.energy_weight, config.final_energy_weight if config.final_stage > 0 else 0.0)
+        terms = [("energy_weight", energy_weight, "energy", data.has_E[train].any()),
+                 ("forces_weight", config.forces_weight, "force", data.has_F[train].any())]
+        if self.model.charges:
+            terms += [("dipole_weight", config.dipole_weight, "dipole", data.has_D[train].any()),
+                      ("charge_weight", config.charge_weight, "total-charge", data.has_Q[train].any())]
+        if any(weight > 0 and present for _, weight, _, present in terms):
+            return
+        weights = ", ".join(f"{displayed(key, self.names)} {weight:g}" for key, weight, _, _ in terms)
+        labelled = ", ".join(label for _, _, label, present in terms if present) or "no"
+        raise PhysNetInputError(f"no loss term would train anything ({weights}; the {len(train)} training frames have "
+                                f"{labelled} labels): give a term with labels a positive weight")
 
     def _check_charge_states(self, paths) -> None:
         """Warn when frames of several total charges train a model without charges, whose energy ignores Q."""
