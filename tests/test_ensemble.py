@@ -234,6 +234,11 @@ def test_combine_single_and_ensemble_checkpoints(ensemble, tmp_path, capsys):
                                   np.asarray(fourth["params"]["Embed_0"]["embedding"]))
     assert ensemble_main(["combine", str(a), str(b), "--out", str(tmp_path / "four")]) == 3
     assert "exists" in capsys.readouterr().err
+    for scale in ("-1", "nan", "0"):  # named as the option (it said calibration_scale), before anything is read
+        assert ensemble_main(["combine", "missing_a", "missing_b", "--out", str(tmp_path / "x"),
+                              "--calibration-scale", scale]) == 2
+        assert capsys.readouterr().err == (f"python -m physnetjax.ensemble: error: --calibration-scale must be "
+                                           f"finite and > 0, received {float(scale)}\n")
 
 
 def test_combine_creates_the_missing_folders_of_its_output_directory(ensemble, tmp_path, capsys):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from physnetjax.checkpoint.format import check_not_a_run_checkpoint
 from physnetjax.cli_config import parse_args as parse_options
 from physnetjax.cli_errors import cli_main
 from physnetjax.cli_help import HelpFormatter, describe
-from physnetjax.errors import OutputPathError
+from physnetjax.errors import OutputPathError, PhysNetInputError
 from physnetjax.train.cli import HELP
 from physnetjax.validation import check_directory_creatable
 
@@ -70,6 +71,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, force=True)
+    if args.command == "combine" and not (math.isfinite(args.calibration_scale) and args.calibration_scale > 0):
+        raise PhysNetInputError(f"--calibration-scale must be finite and > 0, received {args.calibration_scale}")
     out = check_directory_creatable(args.out, what="--out")
     if out.exists() and not args.overwrite:
         raise OutputPathError(f"--out {out} exists; choose another directory or pass --overwrite")
