@@ -17,6 +17,7 @@ from physnetjax.neighbors import (
     round_up,
 )
 from physnetjax.neighbors.neighbor_list import perpendicular_widths
+from physnetjax.neighbors.periodic import lattice_translations
 
 CUTOFF = 3.5
 
@@ -178,11 +179,18 @@ def test_small_cell_has_self_images_and_repeated_neighbours():
 
 
 def test_batch_periodic_packs_shifts_and_cells():
-    positions, cell = systems()["triclinic"]
+    """Two copies of a triclinic cell, the second given 2-3 cells away: both are moved into the cell by lattice
+    vectors (the batch's positions), and their edges and pairs are the brute-force ones of those positions."""
+    given, cell = systems()["triclinic"]
+    positions = given - lattice_translations(given, cell)
+    fractional = np.linalg.solve(cell.T, positions.T).T
+    assert ((fractional >= 0) & (fractional < 1)).all()
     z = np.ones(len(positions), int)
-    batch = batch_periodic([z, z], [positions, positions], [cell, cell], CUTOFF, pair_cutoff=4.5,
-                           num_atoms=56, num_edges=4096, num_pairs=8192, num_molecules=3, dtype=np.float64)
+    batch = batch_periodic([z, z], [given, given + np.array([2, -3, 2]) @ cell], [cell, cell], CUTOFF,
+                           pair_cutoff=4.5, num_atoms=56, num_edges=4096, num_pairs=8192, num_molecules=3,
+                           dtype=np.float64)
     n = len(positions)
+    np.testing.assert_allclose(batch.positions[:2 * n], np.concatenate([positions, positions]), rtol=0, atol=1e-12)
     edges = as_set(batch.dst_idx, batch.src_idx, batch.edge_mask, batch.shifts, cell)
     first = {e for e in edges if e[0] < n}
     second = {(i - n, j - n) + tuple(img) for i, j, *img in edges if i >= n}
