@@ -219,6 +219,9 @@ def test_nan_geometry_and_bad_masses_are_clear_errors(charge_model):
         harmonic(model, params, z, r, masses=np.ones(8))
     with pytest.raises(ValueError, match="masses must be finite and > 0"):
         harmonic(model, params, z, r, masses=np.r_[np.ones(8), -1.0])
+    with pytest.raises(ValueError, match=r"^1 atom\(s\): a molecule of at least 2 atoms is needed \(a single atom "
+                                         r"has no bonds, forces or vibrations\)$"):  # it spoke of an 'edge set'
+        harmonic(model, params, z[:1], r[:1])
 
 
 @pytest.fixture(scope="module")
