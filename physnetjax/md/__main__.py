@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and thermostat noise")
     parser.add_argument("--float64", action="store_true", help="run in float64")
-    parser.add_argument("--max-force", type=float, default=100.0, help="stop when any atom's |F| exceeds this at any step, in eV/Å")
+    parser.add_argument("--max-force", type=float, default=100.0,
+                        help="stop when any atom's |F| exceeds this at any step, in eV/Å")
     parser.add_argument("--skin", type=float, default=0.5, help="neighbor-list skin in Å")
     parser.add_argument("--edge-chunk-size", type=int,
                         help="message-pass edges per chunk (memory O(N + chunk); for ~10^4+ atoms, e.g. 65536; "

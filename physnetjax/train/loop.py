@@ -1230,8 +1230,8 @@ def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_s
     missing = [path for path in config.data or [] if not Path(path).exists()]
     if missing:
         raise FileNotFoundError(f"{', '.join(missing)}, the data of {run_dir} (its config.json 'data'), does not exist "
-                                "(moved or deleted?): give its new path with --data (its content is checked against the "
-                                "run's SHA-256), or start a new run with --init-from "
+                                "(moved or deleted?): give its new path with --data (its content is checked against "
+                                "the run's SHA-256), or start a new run with --init-from "
                                 f"{run_dir / 'best'} --data NEW_PATH")
     trainer = Trainer(config, run_dir, resuming=True, allow_changed_data=allow_changed_data, clock=clock,
                       names=names)
