@@ -27,9 +27,14 @@ def changed_files(recorded: dict, current: dict) -> list[str]:
     old, new = list(recorded.items()), list(current.items())
     changed = []
     for k in range(max(len(old), len(new))):
-        (old_path, old_hash), (new_path, new_hash) = (old[k] if k < len(old) else ("", None),
-                                                      new[k] if k < len(new) else ("", None))
-        if old_hash != new_hash:
-            changed.append(new_path + (f" (was {old_path})" if old_path and old_path != new_path else "")
-                           if new_path else f"{old_path} (no longer given)")
+        old_path, old_hash = old[k] if k < len(old) else (None, None)
+        new_path, new_hash = new[k] if k < len(new) else (None, None)
+        if old_hash == new_hash:
+            continue
+        if new_path is None:
+            changed.append(f"{old_path} (no longer given)")
+        elif old_path not in (None, new_path):
+            changed.append(f"{new_path} (was {old_path})")
+        else:
+            changed.append(new_path)
     return changed
