@@ -90,16 +90,22 @@ def test_overflow_discards_chunk_and_reruns(system):
     np.testing.assert_allclose(tight.mean_temperature_K, roomy.mean_temperature_K, rtol=1e-10)
 
 
-def test_absurd_force_stops_and_saves_last_good_frame(system, tmp_path):
-    """An H atom shot at a C at 0.3 Å/fs runs into the repulsive wall: |F| passes 1.3× its start value."""
-    model, params, atoms = system
+def hydrogen_shot_at_carbon(atoms):
+    """A copy of ethanol whose H nearest to C0 moves straight at it at 0.3 Å/fs, every other atom at rest."""
     atoms = atoms.copy()
-    limit = 1.3 * np.linalg.norm(predict(model, params, atoms.numbers, atoms.positions)["forces"], axis=-1).max()
     carbon, hydrogen = 0, int(np.argmin(np.linalg.norm(atoms.positions - atoms.positions[0], axis=-1)[3:])) + 3
     direction = atoms.positions[carbon] - atoms.positions[hydrogen]
     momenta = np.zeros((len(atoms), 3))
     momenta[hydrogen] = 0.3 * atoms.get_masses()[hydrogen] * direction / np.linalg.norm(direction)
     atoms.set_momenta(momenta_to_ase(momenta))
+    return atoms
+
+
+def test_absurd_force_stops_and_saves_last_good_frame(system, tmp_path):
+    """An H atom shot at a C at 0.3 Å/fs runs into the repulsive wall: |F| passes 1.3× its start value."""
+    model, params, atoms = system
+    atoms = hydrogen_shot_at_carbon(atoms)
+    limit = 1.3 * np.linalg.norm(predict(model, params, atoms.numbers, atoms.positions)["forces"], axis=-1).max()
     out = tmp_path / "run.xyz"
     with pytest.warns(PhysNetInputWarning, match="total momentum"), pytest.raises(MDInstabilityError,
                                                                                   match="MD stopped at step"):
@@ -115,12 +121,7 @@ def test_a_force_spike_between_saved_frames_stops_the_run(system, tmp_path):
     between two saved frames (every 5 steps) and the run went on. The in-jit loop now records each interval's
     peak |F|; the oracle is the same run saving every step."""
     model, params, atoms = system
-    atoms = atoms.copy()
-    carbon, hydrogen = 0, int(np.argmin(np.linalg.norm(atoms.positions - atoms.positions[0], axis=-1)[3:])) + 3
-    direction = atoms.positions[carbon] - atoms.positions[hydrogen]
-    momenta = np.zeros((len(atoms), 3))
-    momenta[hydrogen] = 0.3 * atoms.get_masses()[hydrogen] * direction / np.linalg.norm(direction)
-    atoms.set_momenta(momenta_to_ase(momenta))
+    atoms = hydrogen_shot_at_carbon(atoms)
     every_step = tmp_path / "every_step.xyz"
     with pytest.warns(PhysNetInputWarning, match="total momentum"):
         simulate(model, params, atoms, steps=20, save_every=1, dtype="float64", max_force=1e6, out=str(every_step))
