@@ -117,8 +117,28 @@ def test_gradients_without_nearby_frames_are_detected_by_the_virial():
 def test_hartree_per_bohr_forces_read_as_ev_per_angstrom_are_detected(ethanol):
     """Ha/bohr forces of the 500 K set read as eV/Å have an RMS of 0.019 eV/Å: above main's 0.01 eV/Å bound."""
     atomic = dataclasses.replace(ethanol, E=ethanol.E / HARTREE_IN_EV, F=ethanol.F * BOHR_IN_ANGSTROM / HARTREE_IN_EV)
-    with pytest.warns(PhysNetInputWarning, match=r"RMS force component 0\.01\d+ eV/Å is implausibly small"):
+    with pytest.warns(PhysNetInputWarning, match=r"RMS force component 0\.01\d+ eV/Å is implausibly small .*"
+                                                 r"in the units given; .*explain it: hartree/bohr read as eV/Å "
+                                                 r"\(×51\.4: RMS 0\.9\d eV/Å\)"):
         check_label_sanity(atomic)
+
+
+def test_eV_forces_read_as_kcal_per_mol_name_that_slip_first(ethanol):
+    """eV data given --energy-unit kcal/mol read 23× too small. The hint was a fixed 'hartree/bohr read as eV/Å:
+    pass --energy-unit hartree', which would make them smaller still; it now names every slip that brings the RMS
+    into 0.3-3 eV/Å, either way round, the one nearest 1 eV/Å first."""
+    slipped = dataclasses.replace(ethanol, E=ethanol.E * KCAL_PER_MOL_IN_EV, F=ethanol.F * KCAL_PER_MOL_IN_EV)
+    with pytest.warns(PhysNetInputWarning) as record:
+        check_label_sanity(slipped)
+    message = next(str(w.message) for w in record if "RMS force component" in str(w.message))
+    slips = message.split("explain it: ")[1]
+    assert slips.startswith("eV/Å read as kcal/mol/Å (×23.1: RMS 0.9")
+    assert "hartree/bohr read as eV/Å (×51.4" in slips and "pass --energy-unit hartree" not in message
+    too_large = dataclasses.replace(ethanol, F=ethanol.F / KCAL_PER_MOL_IN_EV)
+    with pytest.warns(PhysNetInputWarning) as record:
+        check_label_sanity(too_large)
+    message = next(str(w.message) for w in record if "RMS force component" in str(w.message))
+    assert message.split("explain it: ")[1].startswith("kcal/mol/Å read as eV/Å (×0.0434: RMS 0.9")
 
 
 

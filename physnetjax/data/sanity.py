@@ -7,7 +7,10 @@ evidence and the flag that fixes the data; neither changes anything.
    temperatures is ~0.3–3 eV/Å (the bundled 500 K ethanol set: 0.98 eV/Å). Beyond
    :data:`FORCE_RMS_RANGE` the units are suspect: kcal/mol/Å read as eV/Å are 23×
    too large, hartree/bohr 51× too small (0.019 eV/Å for the bundled set; an RMS
-   below 0.05 eV/Å in eV/Å means frames within ~1 K of a minimum).
+   below 0.05 eV/Å in eV/Å means frames within ~1 K of a minimum). The message names
+   every slip, either way round, that brings the RMS into 0.3–3 eV/Å
+   (:func:`force_scale_slips`): the data alone cannot tell eV/Å read with
+   ``--energy-unit kcal/mol`` from hartree/bohr read as eV/Å.
 2. **Energy scale.** After the best per-element reference energies (least squares
    E ≈ Σ_Z n_Z e_Z), the residual RMS per atom of molecular data in eV is
    ~0.01–0.3 eV/atom (bundled set: 0.015); above :data:`ENERGY_RESIDUAL_MAX`
@@ -70,6 +73,9 @@ logger = logging.getLogger(__name__)
 
 FORCE_RMS_RANGE = (0.05, 10.0)
 """eV/Å: plausible RMS force component of a molecular data set."""
+
+TYPICAL_FORCE_RMS = (0.3, 3.0)
+"""eV/Å: RMS force component of molecules sampled at chemical temperatures (the bundled 500 K ethanol set: 0.98)."""
 
 ENERGY_RESIDUAL_MAX = 1.0
 """eV/atom: largest plausible RMS per atom of E about its per-element linear fit."""
@@ -336,6 +342,26 @@ def energy_residual_per_atom(data) -> Optional[float]:
     return float(np.sqrt(np.mean(residual**2)))
 
 
+def force_scale_slips(rms: float) -> str:
+    """The unit slips of :data:`QUANTITY_SLIPS` ``["forces"]``, either way round, that would bring an RMS force
+    component of ``rms`` eV/Å (as read, after the units given) into :data:`TYPICAL_FORCE_RMS`, as text.
+
+    The data as read cannot tell which way a unit was slipped: eV/Å data read with ``--energy-unit kcal/mol``
+    look like hartree/bohr data read as eV/Å (both too small), so both directions are named with the RMS each
+    would give, the one nearest 1 eV/Å first.
+    """
+    low, high = TYPICAL_FORCE_RMS
+    factors = {}
+    for name, c in QUANTITY_SLIPS["forces"]:
+        given, meant = name.split(" read as ")
+        for factor, words in ((c, name), (1.0 / c, f"{meant} read as {given}")):
+            if low <= rms * factor <= high:
+                factors[words] = factor
+    ranked = sorted(factors.items(), key=lambda item: abs(math.log(rms * item[1])))  # nearest 1 eV/Å first
+    return "; ".join(f"{words} (×{factor:.3g}: RMS {rms * factor:.2g} eV/Å)" for words, factor in ranked) or (
+        "no common unit slip brings it into the typical range")
+
+
 def check_label_sanity(data, where: str = "data", skip: Iterable[str] = ()) -> list[str]:
     """Warn about an implausible force scale and about forces that disagree with the energies.
 
@@ -350,15 +376,13 @@ def check_label_sanity(data, where: str = "data", skip: Iterable[str] = ()) -> l
     if real.any():
         rms = float(np.sqrt(np.mean(forces[real] ** 2)))
         low, high = FORCE_RMS_RANGE
-        if rms > high:
+        if rms > high or rms < low:
+            size = ("large for molecules (typical 0.3–3)" if rms > high else
+                    "small for molecules (typical 0.3–3; below 0.05 only within ~1 K of a minimum)")
             findings.append(("forces",
-                f"{where}: RMS force component {rms:.3g} eV/Å is implausibly large for molecules (typical 0.3–3); "
-                "kcal/mol/Å read as eV/Å are 23× too large: pass --energy-unit (and --force-unit) to convert"))
-        elif rms < low:
-            findings.append(("forces",
-                f"{where}: RMS force component {rms:.3g} eV/Å is implausibly small for molecules (typical 0.3–3; "
-                "below 0.05 only within ~1 K of a minimum); hartree/bohr read as eV/Å are 51× too small: pass "
-                "--energy-unit hartree (--force-unit hartree/bohr)"))
+                f"{where}: RMS force component {rms:.3g} eV/Å is implausibly {size} in the units given; unit "
+                f"slips that would explain it: {force_scale_slips(rms)}: pass --energy-unit (and --force-unit) with "
+                "the units the file holds"))
     spread = energy_residual_per_atom(data)
     if spread is not None and spread > ENERGY_RESIDUAL_MAX:
         findings.append(("energies",
