@@ -33,6 +33,7 @@ Thresholds (Å):
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
@@ -492,6 +493,12 @@ def check_output_path(path, *, overwrite: bool = False, what: str = "output") ->
         raise OutputPathError(f"{what} {path}: directory {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputPathError(f"{what} {path}: directory {parent} is not writable")
+    try:  # os.access answers yes to root even where no file can be made (/proc, /sys, read-only mounts)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as error:
+        raise OutputPathError(f"{what} {path}: directory {parent} does not take new files "
+                              f"({error.strerror or error})") from error
     return path
 
 

@@ -4,6 +4,7 @@ Each test reproduces a finding of issue 17 (a NaN, a silent extrapolation or a C
 crash on main) and asserts the clear error or warning that replaces it.
 """
 
+import pathlib
 import warnings
 
 import ase
@@ -185,6 +186,16 @@ def test_output_paths_that_are_directories_or_exist_are_refused(tmp_path):
         check_output_path(tmp_path / "run.xyz", what="--out")
     assert check_output_path(tmp_path / "run.xyz", overwrite=True) == tmp_path / "run.xyz"
     assert (tmp_path / "run.xyz").read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.xyz"]  # the writability probe leaves nothing
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_output_file_in_a_directory_that_takes_no_files_is_refused_before_any_work():
+    """os.access answers 'writable' to root in /proc: eval --write-predictions /proc/x.extxyz evaluated everything
+    and then failed with 'does not exist'. A probe file now decides (for other users os.access already refuses)."""
+    with pytest.raises(OutputPathError, match=r"^--write-predictions /proc/x\.extxyz: directory /proc (is not "
+                                              r"writable|does not take new files \(.+\))$"):
+        check_output_path("/proc/x.extxyz", overwrite=True, what="--write-predictions")
 
 
 def test_layer_spacings_match_the_geometry():
