@@ -401,6 +401,8 @@ class Trainer:
         for row in self.rows:
             self._append_csv(row)
         self.rows = parsed
+        if parsed:  # time_s continues from the last kept epoch: the run's wall time, summed over its invocations
+            self.start_time -= parsed[-1]["time_s"]
         logger.info("resumed %s at epoch %d (best %s = %.6g at epoch %d)", self.run_dir, self.epoch,
                     self.config.best_metric, self.best_value, self.best_epoch)
 
