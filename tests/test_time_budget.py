@@ -30,11 +30,14 @@ class Interrupted(Exception):
 
 class FakeClock:
     """Seconds advanced by training steps: ``seconds_per_step(step)`` each, plus ``compile_seconds`` on a
-    Trainer's first step; raises :class:`Interrupted` before step ``stop_at`` (1-based, global)."""
+    Trainer's first step; raises :class:`Interrupted` before step ``stop_at`` (1-based, global).
 
-    def __init__(self, seconds_per_step, compile_seconds=100.0, stop_at=None, start=1000.0):
+    ``slow_methods`` {Trainer method name: (seconds, first-call compile seconds)} advance it on those calls too.
+    """
+
+    def __init__(self, seconds_per_step, compile_seconds=100.0, stop_at=None, start=1000.0, slow_methods=None):
         self.now, self.seconds_per_step, self.compile_seconds = start, seconds_per_step, compile_seconds
-        self.stop_at, self.steps = stop_at, 0
+        self.stop_at, self.steps, self.slow_methods = stop_at, 0, slow_methods or {}
 
     def __call__(self):
         return self.now
@@ -51,7 +54,19 @@ class FakeClock:
             return step(state, batch, labels, scale)
 
         trainer.train_step = timed_step
+        for name, (seconds, compile_seconds) in self.slow_methods.items():
+            setattr(trainer, name, self._slow(getattr(trainer, name), seconds, compile_seconds))
         return trainer
+
+    def _slow(self, method, seconds, compile_seconds):
+        calls = []
+
+        def slow_method(*args, **kwargs):
+            self.now += seconds + (0.0 if calls else compile_seconds)
+            calls.append(None)
+            return method(*args, **kwargs)
+
+        return slow_method
 
 
 def run_timed(out, clock, resuming=False, **changes):
@@ -112,6 +127,20 @@ def test_estimate_follows_a_change_of_speed(tmp_path, slow_then_fast, budget, ep
     lrs = [float(r["lr"]) for r in rows]
     assert lrs[-1] == pytest.approx(FINAL * LR, rel=1e-12)
     assert all(later <= earlier for earlier, later in zip(lrs, lrs[1:]))
+
+
+def test_compilation_and_force_check_are_not_counted(tmp_path):
+    """Validation takes 1 s (plus 50 s of compilation on a Trainer's first call), the force check 0.5 s (plus 30 s).
+    A 30 s budget at 6 s of steps per epoch: epoch 1 counts its steps only (6 s, D = 6 s); epoch 2 counts 7 s
+    (validation in, force check out) and sets D = 7 s; epochs 3 and 4 fit (T = 27 s), with p = 1 at the end of
+    epoch 4. On main the first epoch counted 87 s and the run stopped after it at p = 0.2."""
+    clock = FakeClock(lambda step: 1.0, slow_methods={"evaluate": (1.0, 50.0), "_force_check": (0.5, 30.0)})
+    summary = run_timed(tmp_path / "run", clock, max_time=30.0, **COSINE)
+    rows = read_rows(tmp_path / "run")
+    assert summary["stop_reason"] == "max_time"
+    assert summary["epochs_run"] == 4 and summary["train_time_s"] == pytest.approx(27.0, abs=1e-9)
+    assert float(rows[-1]["lr"]) == pytest.approx(FINAL * LR, rel=1e-12)
+    assert int(rows[0]["best"]) == 1 and sum(int(r["best"]) for r in rows) >= 2
 
 
 def test_progress_factor_formulas():

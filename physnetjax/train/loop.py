@@ -836,12 +836,12 @@ class Trainer:
     # -- loop ----------------------------------------------------------------------------
 
     def _train_epoch(self, progress, first: bool) -> tuple:
-        """(mean train loss, mean gradient norm, compile seconds, n · s or None).
+        """(mean train loss, mean gradient norm, n · s or None).
 
         Time-budgeted runs set the learning rate of every step from the planned
         progress; on the first epoch of an invocation they block on every step to
-        measure the step time s and return the first step's excess over s (compilation)
-        and the training time of the epoch n · s without it.
+        measure the step time s and return the training time of the epoch n · s
+        without the first step's compilation.
         """
         task = progress.add_task(f"epoch {self.epoch}", total=self.steps_per_epoch) if progress else None
         losses, norms = [], []
@@ -879,13 +879,12 @@ class Trainer:
         train_loss = float(np.mean([m["train_loss"] for m in self.member_train]))
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"epoch {self.epoch}: training loss is {train_loss}; lower --learning-rate")
-        compile_seconds, steps_estimate = 0.0, None
+        steps_estimate = None
         if timed:
             steps_estimate = step_times[-1] - start
             if len(step_times) > 1:
-                compile_seconds = (step_times[0] - start) - _step_seconds(step_times)
                 steps_estimate = len(step_times) * _step_seconds(step_times)
-        return train_loss, float(np.mean([m["grad_norm"] for m in self.member_train])), compile_seconds, steps_estimate
+        return train_loss, float(np.mean([m["grad_norm"] for m in self.member_train])), steps_estimate
 
     def run(self) -> dict:
         config = self.config
@@ -902,8 +901,7 @@ class Trainer:
                     stop_reason = reason
                     break
                 self.epoch += 1
-                train_loss, grad_norm, compile_seconds, steps_estimate = self._train_epoch(progress, first)
-                first = False
+                train_loss, grad_norm, steps_estimate = self._train_epoch(progress, first)
                 if self.budget is None:
                     lr = float(self.schedule(self.steps_done() - 1)) * self.plateau.scale
                 else:
@@ -917,8 +915,11 @@ class Trainer:
                     row.update({f"member{k}_{name}": value for name, value in self.member_train[k].items()})
                     row[f"member{k}_valid_loss"] = member_loss
                     row.update({f"member{k}_valid_{name}": value for name, value in member_metrics.items()})
+                check_seconds = 0.0
                 if is_best:
+                    check_start = self.clock()
                     row["force_check_max_error"] = self._force_check(jax.device_get(self.state.ema_params))
+                    check_seconds = self.clock() - check_start
                     self.best_value, self.best_epoch, self.epochs_since_best = monitored, self.epoch, 0
                 else:
                     self.epochs_since_best += 1
@@ -926,10 +927,10 @@ class Trainer:
                 row["best"] = int(is_best)
                 now = self.clock()
                 if self.budget is not None:
-                    self.budget.finish_epoch(now - epoch_mark - compile_seconds, steps_estimate)
+                    self.budget.finish_epoch(steps_estimate if first else now - epoch_mark - check_seconds, first)
                     if is_best:
                         self.budget.best_elapsed = self.budget.elapsed
-                epoch_mark = now
+                epoch_mark, first = now, False
                 row["time_s"] = now - self.start_time
                 self.rows.append(row)
                 self._append_csv(row)

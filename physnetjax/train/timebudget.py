@@ -21,11 +21,12 @@ so the last step of the last epoch that fits has p = 1 (the schedule's end value
 whatever the estimate's error. p never decreases (a faster estimate cannot raise
 the learning rate again) and is at most 1.
 
-Before any epoch has been measured (the first epoch of a run), D is n · s with s
-the step time measured on that epoch's first steps (blocked, the first step's
-compile time excluded). The first epoch of every invocation pays compilation: it
-counts towards T with its first step's time replaced by s, and sets D only on a
-fresh run, to n · s (validation is compiled then, so its time would mislead).
+T counts neither compilation nor the float64 force check (a correctness check at
+best checkpoints, milliseconds once compiled). The first epoch of every invocation
+compiles the training step, validation and the force check: it counts towards T as
+n · s only, s the step time measured on its steps (blocked, the first step's compile
+time excluded), and sets D only on a fresh run, to n · s (an underestimate,
+corrected by the next epoch, keeps p from running ahead).
 """
 
 from __future__ import annotations
@@ -88,18 +89,15 @@ class TimeBudget:
         self.progress = min(1.0, max(self.progress, planned))
         return self.progress
 
-    def finish_epoch(self, duration: float, steps_estimate: Optional[float] = None) -> None:
-        """Add a measured (compile-corrected) epoch duration to T and make it the estimate D.
+    def finish_epoch(self, duration: float, first_of_invocation: bool = False) -> None:
+        """Add an epoch's training time (s, compilation and force check left out) to T; make it the estimate D.
 
-        ``steps_estimate`` (n · s) marks the first epoch of an invocation, where validation and
-        checkpointing compiled too: D stays the saved estimate, or becomes n · s on a fresh run
-        (an underestimate, corrected by the next epoch, keeps p from running ahead).
+        The first epoch of an invocation (``duration`` = n · s) keeps the saved estimate D,
+        or sets it on a fresh run.
         """
         self.elapsed += duration
-        if steps_estimate is None:
+        if not first_of_invocation or self.epoch_seconds is None:
             self.epoch_seconds = duration
-        elif self.epoch_seconds is None:
-            self.epoch_seconds = steps_estimate
 
     def state(self) -> dict:
         return dataclasses.asdict(self)
