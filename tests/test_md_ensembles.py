@@ -571,6 +571,34 @@ def test_npt_cli_report_trajectory_and_restart(crystal_model, tmp_path, capsys):
     np.testing.assert_allclose(restarted[-1].info["conserved_eV"], continuous[-1].info["conserved_eV"], atol=1e-12)
 
 
+@pytest.mark.parametrize("ensemble", ["npt", "langevin"])
+def test_md_far_from_the_cell_runs_as_in_it_and_writes_the_users_images(crystal_model, tmp_path, ensemble):
+    """The crystal with its atoms given 100-190 cells away (~1000 Å), in float32: on main the state held those
+    coordinates (one float32 ulp 6e-5 Å; the barostat scaled them about the origin) and the path left the in-cell
+    one. Each atom now starts moved into the cell by whole lattice vectors m_i · h, and every frame and the MD
+    checkpoint are written at the user's image r + m_i · h_k, h_k the frame's cell: less m_i · h_k they are the
+    in-cell run's frames (the two start states agree to float64 round-off, so to float32 round-off after)."""
+    model, params, atoms = crystal_model
+    images = np.random.default_rng(7).integers(100, 190, size=(len(atoms), 3)) * np.array([1, -1, 1])
+    far = atoms.copy()
+    far.positions = atoms.positions + images @ CELL
+    kwargs = dict(ensemble=ensemble, temperature_K=300.0, timestep_fs=0.5, steps=40, save_every=10, chunk_frames=2,
+                  dtype="float32", seed=3, **(dict(pressure_bar=1000.0, barostat_time_fs=200.0, anisotropic=True,
+                                                   thermostat_time_fs=20.0) if ensemble == "npt" else {}))
+    simulate(model, params, atoms, out=str(tmp_path / "near.xyz"), **kwargs)
+    simulate(model, params, far, out=str(tmp_path / "far.xyz"), checkpoint_path=str(tmp_path / "far.npz"), **kwargs)
+    near_frames, far_frames = (ase.io.read(tmp_path / name, index=":") for name in ("near.xyz", "far.xyz"))
+    assert len(near_frames) == len(far_frames) == 4
+    assert (ensemble == "npt") != np.allclose(far_frames[-1].cell.array, CELL)
+    for a, b in zip(near_frames, far_frames):
+        np.testing.assert_allclose(b.cell.array, a.cell.array, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(b.positions - images @ b.cell.array, a.positions, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(b.get_momenta(), a.get_momenta(), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(b.get_forces(), a.get_forces(), rtol=0, atol=1e-4)
+    with np.load(tmp_path / "far.npz") as saved:
+        np.testing.assert_allclose(saved["positions"], far_frames[-1].positions, rtol=0, atol=1e-7)  # extxyz: 8 decimals
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("ensemble", ["nvt-nhc", "csvr"])
 def test_thermostat_restart_keeps_its_state(crystal_model, tmp_path, ensemble):

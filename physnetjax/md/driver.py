@@ -40,16 +40,18 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
    checks); a restart first drops the trajectory frames the killed run wrote after
    that checkpoint, so steps stay monotonic and unique.
 
-Frame of reference. An isolated (non-periodic) system is integrated about an origin
-c, the centroid of its start positions (in float64), as :func:`physnetjax.predict`
-and the calculator evaluate it: the state holds r − c in ``dtype``, so the float32
-round-off of positions and forces is that of a molecule at the origin, wherever the
-user put it (1000 Å from the origin one float32 ulp is 6e-5 Å, and the position
-updates of v·dt ≈ 1e-3 Å per step each lose up to half an ulp to rounding).
-Everything written — trajectory frames, last good/trusted frames, MD-state
-checkpoints — is in the user's frame, r = (r − c) + c in float64; checkpoints also
-record c (``origin``) so that a restart continues about the same origin. Periodic
-systems run in their cell as given.
+Frame of reference (:mod:`physnetjax.md.frame_of_reference`). An isolated
+(non-periodic) system is integrated about an origin c, the centroid of its start
+positions (in float64), as :func:`physnetjax.predict` and the calculator evaluate
+it: the state holds r − c in ``dtype``, so the float32 round-off of positions and
+forces is that of a molecule at the origin, wherever the user put it (1000 Å from
+the origin one float32 ulp is 6e-5 Å, and the position updates of v·dt ≈ 1e-3 Å per
+step each lose up to half an ulp to rounding). A periodic system starts with every
+atom moved into the cell by whole lattice vectors m_i · h (in float64), as the
+calculator does. Everything written — trajectory frames, last good/trusted frames,
+MD-state checkpoints — is in the user's frame, r + c or r + m_i · h (h the frame's
+cell) in float64; checkpoints also record c (``origin``) so that a restart
+continues about the same origin.
 
 Energy conservation. Velocity Verlet conserves a shadow Hamiltonian; the true
 energy fluctuates by about (ω·dt)²/8 of the thermal energy 3 k_B T per atom for a
@@ -102,6 +104,7 @@ from physnetjax.md.ensembles import (
     restore_ensemble_state,
 )
 from physnetjax.md.close_contacts import CloseContact, CloseContactWarning, closer, closest_contact
+from physnetjax.md.frame_of_reference import FrameOfReference
 from physnetjax.md.integrators import MDState, kinetic_energy, maxwell_boltzmann_momenta, run
 from physnetjax.md.io import TRAJECTORY_FORMATS, TrajectoryWriter, frame_atoms, momenta_from_ase, truncate_trajectory
 from physnetjax.md.potential import AllPairs
@@ -548,7 +551,7 @@ def simulate(
         momenta = without_total_momentum(momenta, atoms.get_masses())
     if not np.any(momenta):
         momenta = np.asarray(maxwell_boltzmann_momenta(mb_key, masses, temperature_K))
-    start_step, saved, origin = 0, None, np.zeros(3)
+    start_step, saved = 0, None
     if restart is not None:
         saved = read_restart(restart, atoms, model.max_atomic_number)
         check_restart_records(restart, saved, ensemble, fingerprint)
@@ -559,9 +562,11 @@ def simulate(
         if "cell" in saved and cell is not None:
             cell = saved["cell"]
     if cell is None:  # isolated: integrate about the start centroid (module docstring, "Frame of reference")
-        origin = np.asarray(saved[ORIGIN_KEY] if saved is not None and ORIGIN_KEY in saved
-                            else np.asarray(positions, np.float64).mean(axis=0), np.float64)
-    positions = jnp.asarray(np.asarray(positions, np.float64) - origin, dtype)
+        frame = FrameOfReference.isolated(saved[ORIGIN_KEY] if saved is not None and ORIGIN_KEY in saved
+                                          else np.asarray(positions, np.float64).mean(axis=0))
+    else:
+        frame = FrameOfReference.periodic(positions, cell)
+    positions = jnp.asarray(frame.to_integrated(positions, cell), dtype)
     momenta = jnp.asarray(momenta, dtype)
 
     def dynamics_for(reference_cell):
@@ -646,7 +651,7 @@ def simulate(
                     _stop(atoms, state, None, 0, start_step + done, save_every,
                           f"the cell was compressed beyond the neighbor lists' strain tolerance within one chunk "
                           f"{retries} times after step {start_step + done}; use a longer barostat time", out,
-                          MDInstabilityError, origin)
+                          MDInstabilityError, frame)
                 chunk_frames = max(1, chunk_frames // 2)
                 reference = np.asarray(state.cell, np.float64)
                 if not np.array_equal(reference, reference_cell):
@@ -666,7 +671,7 @@ def simulate(
                 state = state.replace(nbrs=dynamics.allocate(state.positions, cell_now, multiplier))
                 continue
             host = jax.device_get(frames)
-            host = host.replace(positions=np.asarray(host.positions, np.float64) + origin)
+            host = host.replace(positions=frame.to_user(host.positions, host.cell if dynamics.variable_cell else cell))
             finite = (np.isfinite(host.conserved) & np.isfinite(host.positions).all(axis=(1, 2))
                       & np.isfinite(host.forces).all(axis=(1, 2)))
             frame_steps = start_step + done + save_every * np.arange(1, num_frames + 1)
@@ -737,7 +742,7 @@ def simulate(
                 stop_step = start_step + done + (num_trusted + 1) * save_every
                 target = None if out is None else Path(f"{out}.last_trusted.xyz")
                 trusted_step = _save_last_frame(atoms, state, host, num_trusted, start_step + done, save_every, target,
-                                                origin)
+                                                frame)
                 threshold = displayed_setting("uncertainty_threshold", f"{uncertainty_threshold:g}", names)
                 stop_reason = (f"at step {stop_step}: the largest per-atom force spread is {spread:.3g} eV/Å > "
                                f"{threshold} eV/Å; last trusted frame (step {trusted_step}) {_where_saved(target)}")
@@ -756,13 +761,13 @@ def simulate(
                 else:
                     reason = _blow_up_reason(host.peak_force[num_good], max_force, seen[num_good], names)
                 _stop(atoms, state, host, num_good, start_step + done, save_every, reason, out,
-                      EnergyConservationError if drifting[num_good] else MDInstabilityError, origin)
+                      EnergyConservationError if drifting[num_good] else MDInstabilityError, frame)
             state = new_state
             retries = 0
             done += num_frames * save_every
             chunks += 1
             if checkpoint_path is not None and (chunks % checkpoint_every == 0 or done >= steps):
-                _checkpoint(checkpoint_path, atoms, state, start_step + done, ensemble, fingerprint, origin)
+                _checkpoint(checkpoint_path, atoms, state, start_step + done, ensemble, fingerprint, frame, cell)
             if progress is not None:
                 progress(done)
     finally:
@@ -1035,12 +1040,13 @@ def params_fingerprint(params) -> str:
     return digest.hexdigest()
 
 
-def _checkpoint(path, atoms, state: MDState, step: int, ensemble: str, fingerprint: str, origin) -> None:
-    """Write the MD-state checkpoint: positions in the user's frame (state + ``origin``, Å), the origin and the
-    masses (amu) of ``atoms``."""
+def _checkpoint(path, atoms, state: MDState, step: int, ensemble: str, fingerprint: str, frame: FrameOfReference,
+                cell) -> None:
+    """Write the MD-state checkpoint: positions in the user's frame (``frame``; Å, in the state's cell under a
+    barostat, else ``cell``), the origin and the masses (amu) of ``atoms``."""
     arrays = checkpoint_arrays(state, atoms.numbers, step, ensemble)
-    arrays.update(positions=np.asarray(arrays["positions"], np.float64) + origin,
-                  **{ORIGIN_KEY: origin, MASSES_KEY: np.asarray(atoms.get_masses(), np.float64)})
+    arrays.update(positions=frame.to_user(arrays["positions"], arrays.get("cell", cell)),
+                  **{ORIGIN_KEY: frame.origin, MASSES_KEY: np.asarray(atoms.get_masses(), np.float64)})
     _save_npz(Path(path), model=fingerprint, **arrays, **{STATE_CHECKSUM_KEY: state_checksum(arrays)})
     logger.info("MD checkpoint at step %d written to %s", step, path)
 
@@ -1090,10 +1096,11 @@ def _drift_reason(deviation, drifting, tolerance: float, contact: Optional[Close
             f"{displayed('energy_tolerance', names)}, or {displayed_setting('on_energy_drift', 'warn', names)})")
 
 
-def _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target: Optional[Path], origin) -> int:
+def _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target: Optional[Path],
+                     frame: FrameOfReference) -> int:
     """Write the last of the chunk's first ``num_good`` frames (the chunk's start state if 0) to ``target``; its step.
 
-    ``host`` holds positions in the user's frame already; the state's are moved there by ``origin`` (Å).
+    ``host`` holds positions in the user's frame already; the state's are moved there by ``frame``.
 
     ``target`` None (a run without ``out``) writes nothing: no file appears that the run was not asked for.
     """
@@ -1103,8 +1110,8 @@ def _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, targ
         last = frame_atoms(_in_cell(atoms, None if cell is None else cell[k]), host.positions[k], host.momenta[k],
                            host.potential_energy[k], host.forces[k], {"step": chunk_start + num_good * save_every})
     else:
-        last = frame_atoms(_in_cell(atoms, getattr(state, "cell", None)),
-                           np.asarray(state.positions, np.float64) + origin, state.momenta,
+        in_cell = _in_cell(atoms, getattr(state, "cell", None))
+        last = frame_atoms(in_cell, frame.to_user(state.positions, in_cell.cell.array), state.momenta,
                            state.potential_energy, state.forces, {"step": chunk_start})
     if target is not None:
         ase.io.write(target, last, format="extxyz")
@@ -1125,9 +1132,9 @@ def _where_saved(target: Optional[Path]) -> str:
     return f"saved to {target}" if target is not None else "not saved (the run has no --out)"
 
 
-def _stop(atoms, state, host, num_good, chunk_start, save_every, reason, out, error, origin):
+def _stop(atoms, state, host, num_good, chunk_start, save_every, reason, out, error, frame: FrameOfReference):
     """Save the last good frame (with ``out``), raise ``error`` (:class:`MDInstabilityError`) on the first bad one."""
     target = None if out is None else Path(f"{out}.last_good.xyz")
-    last_step = _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target, origin)
+    last_step = _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target, frame)
     bad_step = chunk_start + (num_good + 1) * save_every
     raise error(f"MD stopped at step {bad_step}: {reason}. Last good frame (step {last_step}) {_where_saved(target)}")
