@@ -27,7 +27,8 @@ checks of the train, learn, MD and harmonic command lines, the NPT lists' rebuil
 diverging training run and OS error messages (six survived at first: config files' empty
 arrays and non-finite floats, the batch's molecule mask, the NPT rebuild, the NaN training
 loss, and one whose killing test lives in ``tests/test_cli_errors.py``, now among its test
-files; the OS error one guards a fix made with it). ``EXPLAINED`` lists
+files; the OS error one guards a fix made with it); the acceptance pass of 2026-12-04 and its follow-ups
+added one for each of their fixes. ``EXPLAINED`` lists
 survivors that are equivalent to the original (no test can kill them) with the reason.
 """
 
@@ -794,6 +795,16 @@ MUTANTS = (
     Mutant("train_without_a_loss_term", "physnetjax/train/loop.py",
            "        self._check_some_term_trains()\n", "", ("tests/test_train.py",),
            "a run with every loss weight 0 trains nothing and exits 0"),
+    # -- the follow-ups of that pass (2026-12-04) ---------------------------------------------------------------
+    Mutant("time_budget_counts_compilation", "physnetjax/train/loop.py",
+           "self.budget.finish_epoch(steps_estimate if first else now - epoch_mark - check_seconds, first)",
+           "self.budget.finish_epoch(now - epoch_mark, first)", ("tests/test_time_budget.py",),
+           "--max-time charges the first epoch's compilation and the force check to the budget: a short budget "
+           "stops after one epoch halfway down the schedule"),
+    Mutant("md_periodic_start_not_wrapped", "physnetjax/md/frame_of_reference.py",
+           "return cls(np.zeros(3), lattice_images(positions, cell))",
+           "return cls(np.zeros(3), np.zeros_like(lattice_images(positions, cell)))", THERMOSTATS,
+           "periodic MD integrates an unwrapped start geometry 1000 Å out in float32 as given"),
 )
 
 EXPLAINED = {
