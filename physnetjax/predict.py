@@ -76,7 +76,7 @@ def predict(
         three_body_cutoff=model_triplet_cutoff(model), dtype=dtype,
     )
     network, element_energies = split_element_energies(model)
-    out = jitted_apply(network)(params, batch)
+    out = jax.device_get(jitted_apply(network)(params, batch))  # one transfer; the rest is NumPy
     n = z.shape[0]
     require_finite(out, n)
     return {
@@ -126,7 +126,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
         three_body_cutoff=model_triplet_cutoff(model), dtype=dtype,
     )
     network, element_energies = split_element_energies(model)
-    out = jitted_apply(network)(params, batch)
+    out = jax.device_get(jitted_apply(network)(params, batch))  # one transfer; the rest is NumPy
     n = z.shape[0]
     require_finite(out, n)
     return {
