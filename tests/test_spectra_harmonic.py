@@ -910,3 +910,52 @@ def test_the_json_model_entry_of_a_model_without_charges_names_no_dipole():
     assert analysed_model(model) == {"ensemble_members": 1, "analysed": "the model's energy"}
     assert analysed_model(PhysNetEnsemble(member=model, size=3)) == {"ensemble_members": 3,
                                                                       "analysed": "the members' mean energy"}
+
+
+@pytest.fixture
+def drawn_sticks(monkeypatch):
+    """(x, heights) of every ``Axes.vlines`` call while the test draws."""
+    import matplotlib.axes
+
+    drawn, original = [], matplotlib.axes.Axes.vlines
+
+    def recording(self, x, ymin, ymax, *args, **kwargs):
+        drawn.append((np.asarray(x, np.float64), np.asarray(ymax, np.float64)))
+        return original(self, x, ymin, ymax, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "vlines", recording)
+    return drawn
+
+
+def test_degenerate_modes_are_one_stick_of_their_summed_intensity(tmp_path, drawn_sticks):
+    """CO2's two bends were drawn on top of each other at one bend's height, half the line's intensity that
+    `spectra ir` reports ("600.9 (x2) 135.47"). Modes within 1 cm⁻¹ are now one stick of their summed intensity;
+    without intensities a line is as tall as its number of modes. Imaginary modes stay out."""
+    from physnetjax.spectra.plot import plot_stick_spectrum
+
+    frequencies = np.array([-30.0, 600.9, 1424.7, 600.9 + 1e-6, 2593.5])
+    intensities = np.array([5.0, 67.7, 0.0, 67.8, 1069.0])
+    plot_stick_spectrum(tmp_path / "ir.png", frequencies, intensities)
+    plot_stick_spectrum(tmp_path / "modes.png", frequencies)
+    (x, heights), (x_modes, counts) = drawn_sticks
+    np.testing.assert_allclose(x, [600.9, 1424.7, 2593.5], atol=1e-5)
+    np.testing.assert_allclose(heights, [135.5, 0.0, 1069.0], rtol=1e-12)
+    np.testing.assert_allclose(x_modes, x)
+    np.testing.assert_array_equal(counts, [2, 1, 1])
+
+
+def test_ir_plot_sticks_merge_degenerate_modes(tmp_path, drawn_sticks):
+    """The `spectra ir` figure's harmonic sticks, likewise: one per line, its modes' intensities summed."""
+    from types import SimpleNamespace
+
+    from physnetjax.spectra.cli_ir import plot_md_spectrum
+
+    nu = np.linspace(0.0, 3000.0, 301)
+    result = SimpleNamespace(frequencies_cm1=nu, power_spectrum=np.ones_like(nu), ir_spectrum=np.ones_like(nu))
+    lines = SimpleNamespace(frequencies_cm1=np.array([0.0, 0.0, 600.9, 600.9, 1424.7, 2593.5]),
+                            intensities_km_mol=np.array([9.0, 9.0, 67.7, 67.7, 0.0, 1069.0]),
+                            imaginary=np.zeros(6, bool), zero_modes=np.array([True, True, False, False, False, False]))
+    plot_md_spectrum(tmp_path / "spectrum.png", result, lines, np.ones(nu.shape, bool))
+    (x, heights), = drawn_sticks
+    np.testing.assert_allclose(x, [600.9, 1424.7, 2593.5])
+    np.testing.assert_allclose(heights, [135.4, 0.0, 1069.0], rtol=1e-12)

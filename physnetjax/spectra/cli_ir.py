@@ -236,7 +236,7 @@ def bands(result, lines, max_half_width: float = 150.0) -> list[dict]:
     """MD spectra around each distinct harmonic line: peak positions and band integrals.
 
     The lines are the real vibrations (imaginary and zero modes left out); lines closer
-    than 1 cm⁻¹ are one (degenerate) band. Each band spans the line
+    than 1 cm⁻¹ are one (degenerate) band (:mod:`physnetjax.spectra.lines`). Each band spans the line
     ± min(``max_half_width``, half the distance to the neighbouring bands); in it the
     power and IR spectra's maxima are located and the IR spectrum is integrated
     (trapezoid; km/mol, comparable with the summed harmonic intensity), as is the power
@@ -249,16 +249,12 @@ def bands(result, lines, max_half_width: float = 150.0) -> list[dict]:
     """
     import numpy as np
 
+    from physnetjax.spectra.lines import degenerate_groups
+
     vibrations = ~lines.imaginary & ~lines.zero_modes
     real = lines.frequencies_cm1[vibrations]
     intensities = None if lines.intensities_km_mol is None else lines.intensities_km_mol[vibrations]
-    order = np.argsort(real)
-    groups: list[list[int]] = []
-    for k in order:
-        if groups and real[k] - real[groups[-1][-1]] < 1.0:
-            groups[-1].append(k)
-        else:
-            groups.append([k])
+    groups = degenerate_groups(real)
     centres = [float(np.mean(real[g])) for g in groups]
     nu = result.frequencies_cm1
     found = []
@@ -343,7 +339,8 @@ def plot_md_spectrum(path, result, lines, shown, title: str = "") -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
+
+    from physnetjax.spectra.lines import merged_lines
 
     nu = result.frequencies_cm1[shown]
     real = ~lines.imaginary & ~lines.zero_modes
@@ -360,12 +357,10 @@ def plot_md_spectrum(path, result, lines, shown, title: str = "") -> None:
         ir_axes.plot(nu, result.ir_spectrum[shown], color="tab:blue", linewidth=1.0, label="MD (classical)")
         ir_axes.set_ylabel("IR absorption\n(km mol$^{-1}$ per cm$^{-1}$)")
         sticks = ir_axes.twinx()
-        heights = lines.intensities_km_mol if lines.intensities_km_mol is not None else np.ones_like(
-            lines.frequencies_cm1)
-        sticks.vlines(lines.frequencies_cm1[real], 0.0, heights[real], color="tab:red", linewidth=1.5,
-                      label="harmonic")
-        sticks.set_ylabel("harmonic intensity (km mol$^{-1}$)", color="tab:red")
-        sticks.set_ylim(0.0, 1.1 * float(heights[real].max(initial=0.0)) or 1.0)
+        positions, heights = merged_lines(lines.frequencies_cm1[real], lines.intensities_km_mol[real])
+        sticks.vlines(positions, 0.0, heights, color="tab:red", linewidth=1.5, label="harmonic")
+        sticks.set_ylabel("harmonic intensity (km mol$^{-1}$,\ndegenerate modes summed)", color="tab:red")
+        sticks.set_ylim(0.0, 1.1 * float(heights.max(initial=0.0)) or 1.0)
         ir_axes.set_ylim(bottom=0.0)
         handles = ir_axes.get_legend_handles_labels()[0] + sticks.get_legend_handles_labels()[0]
         ir_axes.legend(handles=handles, loc="upper left")

@@ -6,6 +6,8 @@ from typing import Optional
 
 import numpy as np
 
+from physnetjax.spectra.lines import merged_lines
+
 MATPLOTLIB_MISSING = "drawing the spectrum needs matplotlib: pip install 'physnetjax[plot]' (or skip the PNG)"
 
 
@@ -19,14 +21,15 @@ def require_matplotlib() -> None:
 
 def plot_stick_spectrum(path, frequencies_cm1, intensities_km_mol: Optional[np.ndarray] = None,
                         title: str = "") -> None:
-    """Write a stick spectrum to ``path`` (PNG): one vertical line per real mode.
+    """Write a stick spectrum to ``path`` (PNG): one vertical line per real line, degenerate modes merged
+    (:func:`physnetjax.spectra.lines.merged_lines`: their intensities summed).
 
     Args:
       path: output file.
       frequencies_cm1: (M,) wavenumbers in cm⁻¹; negative (imaginary) ones are not drawn
         and their count is added to the title.
-      intensities_km_mol: (M,) IR intensities in km/mol, or None: then every mode is a
-        stick of height 1 and the y axis says that no intensities are available.
+      intensities_km_mol: (M,) IR intensities in km/mol, or None: then each line's height is
+        its number of modes and the y axis says that no intensities are available.
       title: figure title.
     """
     require_matplotlib()
@@ -37,14 +40,15 @@ def plot_stick_spectrum(path, frequencies_cm1, intensities_km_mol: Optional[np.n
 
     frequencies = np.asarray(frequencies_cm1, dtype=np.float64)
     real = frequencies > 0
-    heights = np.ones_like(frequencies) if intensities_km_mol is None else np.asarray(intensities_km_mol)
+    lines, heights = merged_lines(frequencies[real],
+                                  None if intensities_km_mol is None else np.asarray(intensities_km_mol)[real])
     figure, axes = plt.subplots(figsize=(8, 4))
-    axes.vlines(frequencies[real], 0.0, heights[real], color="tab:blue", linewidth=1.5)
+    axes.vlines(lines, 0.0, heights, color="tab:blue", linewidth=1.5)
     axes.set_xlabel("wavenumber (cm$^{-1}$)")
     axes.set_ylabel("IR intensity (km/mol)" if intensities_km_mol is not None
-                    else "mode (no intensities: model without charges)")
+                    else "modes (no intensities: model without charges)")
     axes.set_xlim(0.0, max(4000.0, 1.05 * float(frequencies.max(initial=0.0))))
-    axes.set_ylim(0.0, 1.1 * float(heights[real].max(initial=0.0)) or 1.0)
+    axes.set_ylim(0.0, 1.1 * float(heights.max(initial=0.0)) or 1.0)
     imaginary = int(np.sum(~real))
     if imaginary:
         title = f"{title} ({imaginary} imaginary mode{'s' if imaginary > 1 else ''} not drawn)".strip()
