@@ -595,6 +595,25 @@ def test_an_optimised_geometry_far_from_bonding_distances_warns():
         harmonic(model, params, atoms.numbers, atoms.positions)  # the neutral molecule it was trained on
 
 
+def test_a_geometry_in_bohr_is_refused_after_its_spurious_minimum():
+    """CO2 in bohr read as Å: the shipped model relaxes it to C–O 1.96 Å (below the optimised-geometry warning's
+    1.5× ratio), 1.43 eV above its true minimum, and `spectra harmonic` printed a 71 cm^-1 bend and exit 0 after one
+    warning about the start; the ethanol model's 2.4× minimum was not flagged (its warning was skipped when the start
+    had warned). Relaxed again from the positions × 0.529177, both reach a lower minimum: the start is refused."""
+    from physnetjax.pretrained import co2_geometry_path, co2_model_path
+
+    model, params = load_checkpoint(co2_model_path())
+    atoms = ase.io.read(co2_geometry_path())
+    bohr = atoms.positions / ase.units.Bohr
+    with pytest.warns(PhysNetInputWarning, match="are they in bohr"), pytest.raises(
+            PhysNetInputError, match=r"the positions look like bohr \(atoms 1\.52× .*minimum of the model 1\.4\d eV "
+                                     r"above the one reached from them × 0\.529177"):
+        harmonic(model, params, atoms.numbers, bohr)
+    with pytest.warns(PhysNetInputWarning, match="are they in bohr"), pytest.raises(PhysNetInputError,
+                                                                                    match="look like bohr"):
+        optimize_geometry(model, params, atoms.numbers, bohr)
+
+
 def test_a_total_charge_for_a_model_without_charges_warns_in_the_spectra():
     """The shipped ethanol model has no charges: `spectra harmonic --total-charge 1` reported the neutral
     molecule's modes for the cation without a word. Each call warns before its (here failing) settings check."""

@@ -60,11 +60,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import cast_params
-from physnetjax.errors import PhysNetInputWarning, displayed, displayed_setting
+from physnetjax.errors import displayed, displayed_setting
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
-from physnetjax.validation import check_length_unit, stretched_bond_ratio, validate_structure
+from physnetjax.validation import check_length_unit, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
-from physnetjax.spectra.optimize import DEFAULT_FMAX, DEFAULT_MAX_STEPS, OptimizationResult, minimize
+from physnetjax.spectra.optimize import (DEFAULT_FMAX, DEFAULT_MAX_STEPS, OptimizationResult,
+                                         check_optimized_geometry, minimize)
 from physnetjax.spectra.rigid_body import (
     LINEAR_TOLERANCE,
     coupled_fragments,
@@ -355,13 +356,12 @@ def harmonic(
         params64 = cast_params(params, np.float64)
         optimization = None
         if optimize:
-            optimization = minimize(functions.energy, r, (params64,), fmax=fmax, max_steps=max_steps, names=names)
-            stretched = stretched_bond_ratio(z, optimization.positions)
-            if stretched is not None and stretched_start is None:
-                warnings.warn(f"the optimised geometry has its atoms {stretched:.2f}× the covalent bond length from "
-                              "their nearest neighbours: a minimum of the model far from any bonded molecule, an "
-                              "extrapolation; check the model's training data, the total charge and the start geometry",
-                              PhysNetInputWarning, stacklevel=2)
+
+            def relax(start):
+                return minimize(functions.energy, start, (params64,), fmax=fmax, max_steps=max_steps, names=names)
+
+            optimization = relax(r)
+            check_optimized_geometry(z, r, optimization, stretched_start, relax)
             r = optimization.positions
             logger.info("optimised in %d steps to max |F| = %.2e eV/Å", optimization.steps, optimization.fmax)
         result = harmonic_analysis(functions.energy, r, masses, dipole_fn=dipole_fn, args=(params64,),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from typing import Mapping, Optional
 
 import jax
@@ -29,9 +30,10 @@ import optax
 import optax.tree_utils as otu
 
 from physnetjax.calculator import cast_params
-from physnetjax.errors import RunStoppedError, displayed, displayed_setting
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, RunStoppedError, displayed, displayed_setting
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
-from physnetjax.validation import check_length_unit, check_range, validate_structure
+from physnetjax.units import ANGSTROM_PER_BOHR
+from physnetjax.validation import check_length_unit, check_range, stretched_bond_ratio, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
 
 DEFAULT_FMAX = 1e-4
@@ -158,12 +160,57 @@ def optimize_geometry(model, params, atomic_numbers, positions, *, total_charge:
         (:meth:`physnetjax.training_record.TrainingRecord.check_structure`).
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
-    check_length_unit(z, r)
+    stretched_start = check_length_unit(z, r)
     training_record.check_structure(model, z, total_charge)
     functions = molecule_functions(model, z, total_charge)
     with jax.enable_x64(True):
         params64 = cast_params(params, np.float64)
-        return minimize(functions.energy, r, (params64,), fmax=fmax, max_steps=max_steps)
+
+        def relax(start):
+            return minimize(functions.energy, start, (params64,), fmax=fmax, max_steps=max_steps)
+
+        result = relax(r)
+        check_optimized_geometry(z, r, result, stretched_start, relax)
+    return result
+
+
+BOHR_MINIMUM_TOLERANCE_EV = 1e-3
+"""A start read as bohr (× 0.529177) that relaxes this much (eV) below the start as given was in bohr."""
+
+
+def check_optimized_geometry(atomic_numbers, start, optimized: OptimizationResult, stretched_start: Optional[float],
+                             relax) -> None:
+    """Judge an optimised geometry for a molecule given in bohr, or a spurious minimum far from any bonded molecule.
+
+    A start stretched as by bohr read as Å (``stretched_start``, :func:`physnetjax.validation.check_length_unit`)
+    is relaxed a second time after conversion to Å (``relax(positions) -> OptimizationResult``); reaching a minimum
+    more than :data:`BOHR_MINIMUM_TOLERANCE_EV` lower shows that the start was in bohr, and the minimum found from it
+    is a spurious one of the model (CO2's shipped model: C–O 1.96 Å, 1.43 eV above the true minimum; rare-gas
+    clusters, stretched legitimately, relax back to the same minimum). An optimised geometry that is itself so
+    stretched (:func:`physnetjax.validation.stretched_bond_ratio`) warns.
+
+    Raises:
+      PhysNetInputError: the start was in bohr, as above.
+    Warns:
+      PhysNetInputWarning: a stretched optimised geometry.
+    """
+    if stretched_start is not None:
+        try:
+            converted = relax(np.asarray(start, np.float64) * ANGSTROM_PER_BOHR)
+        except RunStoppedError:
+            converted = None
+        if converted is not None and converted.energy < optimized.energy - BOHR_MINIMUM_TOLERANCE_EV:
+            raise PhysNetInputError(
+                f"the positions look like bohr (atoms {stretched_start:.2f}× the covalent bond length apart): relaxed "
+                f"as given they reach a minimum of the model {optimized.energy - converted.energy:.3g} eV above the "
+                "one reached from them × 0.529177 (bohr → Å), a spurious minimum far from the molecule; give the "
+                "geometry in Å")
+    stretched = stretched_bond_ratio(atomic_numbers, optimized.positions)
+    if stretched is not None:
+        warnings.warn(f"the optimised geometry has its atoms {stretched:.2f}× the covalent bond length from their "
+                      "nearest neighbours: a minimum of the model far from any bonded molecule, an extrapolation; "
+                      "check the model's training data, the total charge and the start geometry", PhysNetInputWarning,
+                      stacklevel=3)
 
 
 def _max_atom_norm(gradient):
