@@ -260,6 +260,21 @@ def test_a_folder_inside_a_checkpoint_names_the_checkpoint(copy_of):
     with pytest.raises(CheckpointError, match=f"is the params/ folder inside the checkpoint {copy_of}: pass the "
                                               f"checkpoint directory {copy_of} itself"):
         load_checkpoint(copy_of / "params")
+    with pytest.raises(CheckpointError, match=f"config.json is the file inside the checkpoint {copy_of}: pass"):
+        load_checkpoint(copy_of / "config.json")  # it was called 'the config.json/ folder'
+
+
+def test_a_folder_inside_a_training_run_names_its_checkpoints(tmp_path, trained):
+    """RUN/checkpoints was told to pass RUN itself (RUN holds a config.json, the run's settings), which then was
+    refused as a training run directory: the advice went round in a circle. It now names RUN/best and RUN/latest."""
+    _, params, _ = trained
+    run = tmp_path / "run"
+    save_checkpoint(run / "best", MODEL, params)
+    (run / "config.json").write_text('{"epochs": 3}', encoding="utf-8")
+    (run / "checkpoints").mkdir()
+    with pytest.raises(CheckpointError, match=rf"checkpoints is inside a training run directory, not a checkpoint; .*"
+                                              rf"its checkpoints are {run / 'best'} and {run / 'latest'}"):
+        load_checkpoint(run / "checkpoints")
 
 
 def test_edited_config_is_reported_old_checkpoints_still_load(copy_of, trained):

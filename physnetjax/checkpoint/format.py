@@ -602,8 +602,11 @@ def _load_checkpoint(path, weights: str, allow_pickle: bool) -> tuple:
     if not root.exists():
         raise CheckpointNotFoundError(f"{root} does not exist", path)
     if not is_checkpoint(root):
+        if run_hint := _run_directory_hint(root.parent):
+            raise CheckpointError(f"{root} is inside a training run directory, not a checkpoint{run_hint}")
         if is_checkpoint(root.parent):
-            raise CheckpointError(f"{root} is the {root.name}/ folder inside the checkpoint {root.parent}: pass "
+            kind = "file" if root.is_file() else f"{root.name}/ folder"
+            raise CheckpointError(f"{root} is the {kind} inside the checkpoint {root.parent}: pass "
                                   f"the checkpoint directory {root.parent} itself")
         if legacy.is_legacy_checkpoint(root):
             return legacy.load_legacy(root, weights=weights, allow_pickle=allow_pickle)

@@ -58,7 +58,8 @@ def add_molecule_arguments(parser: argparse.ArgumentParser) -> None:
                         help="one mass per atom in amu (isotopes); default: the masses the geometry file stores "
                         "(an extxyz masses column), else standard atomic masses")
     parser.add_argument("--total-charge", type=float,
-                        help="total charge in e (default: the geometry's info['charge'], else 0)")
+                        help="total charge in e (default: the geometry's info['charge'], else the sum of its "
+                             "per-atom initial charges, else 0)")
     parser.add_argument("--verbose", action="store_true", help="log progress; print the traceback on errors")
 
 

@@ -158,7 +158,7 @@ def _run(args) -> None:
                     replicas=args.replicas, friction=args.friction, record_every=args.record_every,
                     total_charge=total_charge, masses=masses, seed=args.seed,
                     max_correlation_ps=args.correlation_ps, quantum_correction=args.quantum_correction,
-                    dtype=args.dtype, progress=progress, training_record=record,
+                    dtype=args.dtype, progress=progress, training_record=record, names=OPTION_OF,
                 )
         finally:
             # harmonic() judged the bond lengths of the given and of the optimised geometry, where the MD starts
@@ -299,8 +299,9 @@ def resolution_warning(result, found: list) -> str | None:
 def summary(result, lines) -> str:
     """Text summary: settings, resolution, temperatures, energy conservation, MD bands beside the harmonic lines."""
     settings = result.settings
+    replicas = f"{settings['replicas']} replica{'s' if settings['replicas'] != 1 else ''}"
     text = [
-        f"MD: {settings['replicas']} replicas × {settings['time_ps']:g} ps NVE after {settings['equilibration_ps']:g} ps "
+        f"MD: {replicas} × {settings['time_ps']:g} ps NVE after {settings['equilibration_ps']:g} ps "
         f"Langevin at {settings['temperature_K']:g} K (timestep {settings['timestep_fs']:g} fs, "
         f"{result.md_seconds:.1f} s + compile {result.compile_seconds:.1f} s)",
         f"replica temperatures (K): {' '.join(f'{t:.1f}' for t in result.temperatures_K)}; "

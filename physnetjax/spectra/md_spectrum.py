@@ -72,7 +72,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import cast_params, check_dtype
-from physnetjax.errors import RunStoppedError, namer
+from physnetjax.errors import RunStoppedError, displayed, namer
 from physnetjax.md.integrators import (
     MDState,
     conserved_quantity,
@@ -171,6 +171,7 @@ def md_spectrum(
     max_energy_error: float = 0.1,
     progress: Optional[Callable[[int, int], None]] = None,
     training_record: TrainingRecord = NO_TRAINING_RECORD,
+    names: Optional[Mapping[str, str]] = None,
 ) -> MDSpectrum:
     """Power and IR spectra of an isolated molecule from Langevin-equilibrated NVE MD (module docstring).
 
@@ -200,6 +201,8 @@ def md_spectrum(
       training_record: what the model's training data held (checkpoint metadata,
         :class:`~physnetjax.training_record.TrainingRecord`); elements or a total charge outside
         it warn (the spectra do not depend on absolute energies, so compositions are not judged).
+      names: keyword → how the messages name it; a command line passes its options, e.g.
+        ``{"timestep_fs": "--timestep"}`` (:func:`physnetjax.errors.displayed`).
 
     Returns:
       :class:`MDSpectrum`.
@@ -222,7 +225,7 @@ def md_spectrum(
     plan = plan_run(temperature_K=temperature_K, time_ps=time_ps, timestep_fs=timestep_fs,
                     equilibration_ps=equilibration_ps, replicas=replicas, friction=friction,
                     record_every=record_every, max_correlation_ps=max_correlation_ps,
-                    max_energy_error=max_energy_error)
+                    max_energy_error=max_energy_error, names=names)
     replicas, record_every, interval_fs = plan.replicas, plan.record_every, plan.interval_fs
     num_frames, num_lags = plan.num_frames, plan.num_lags
     masses = ase.data.atomic_masses[z] if masses is None else check_masses(masses, num_atoms)
@@ -309,8 +312,8 @@ def md_spectrum(
         if max_error.max() > max_energy_error:
             raise EnergyConservationError(
                 f"NVE energy not conserved: max |E(t) - E(0)| = {max_error.max():.3g} x n_dof k_B T / 2 "
-                f"(replica {int(max_error.argmax())}) > max_energy_error = {max_energy_error:g}; "
-                f"reduce timestep_fs (now {timestep_fs:g} fs)"
+                f"(replica {int(max_error.argmax())}) > {max_energy_error:g} allowed; "
+                f"reduce {displayed('timestep_fs', names)} (now {timestep_fs:g} fs)"
             )
         chunks.append(record)
         done += frames_per_chunk * record_every
