@@ -143,6 +143,21 @@ def test_compilation_and_force_check_are_not_counted(tmp_path):
     assert int(rows[0]["best"]) == 1 and sum(int(r["best"]) for r in rows) >= 2
 
 
+def test_an_epoch_of_one_step_is_not_counted_with_its_compilation(tmp_path):
+    """One step per epoch (batch 24 = the 24 training frames), 1 s each plus 100 s of compilation on the first:
+    that step cannot be split into compilation and run, so it counts 0 and D comes from epoch 2 (p and the warm-up
+    learning rate stay 0 for those two steps); then 30 epochs of 1 s fill the 30 s budget and the last ends at the
+    schedule's end value. On main epoch 1 counted 101 s and the run stopped after it at learning rate 0 (the
+    learning loop's rounds, 8 training frames at batch 16, then trained ~400 epochs at the end value, 1/50 of it)."""
+    summary = run_timed(tmp_path / "run", FakeClock(lambda step: 1.0), max_time=30.0, batch_size=24, **COSINE)
+    lrs = [float(r["lr"]) for r in read_rows(tmp_path / "run")]
+    assert summary["stop_reason"] == "max_time"
+    assert summary["epochs_run"] == 31 and summary["train_time_s"] == pytest.approx(30.0, abs=1e-9)
+    assert lrs[:2] == [0.0, 0.0] and lrs[2] > 0.0
+    assert lrs[-1] == pytest.approx(FINAL * LR, rel=1e-12)
+    assert all(later <= earlier for earlier, later in zip(lrs[5:], lrs[6:]))  # past the warm-up (p = 0.1)
+
+
 def test_progress_factor_formulas():
     exponential = TrainConfig(schedule="exponential", epochs=10, decay_rate=0.5, decay_epochs=5.0)
     assert [progress_factor(exponential, p) for p in (0.0, 0.5, 1.0, 1.5)] == [1.0, 0.5, 0.25, 0.25]

@@ -841,7 +841,8 @@ class Trainer:
         Time-budgeted runs set the learning rate of every step from the planned
         progress; on the first epoch of an invocation they block on every step to
         measure the step time s and return the training time of the epoch n · s
-        without the first step's compilation.
+        without the first step's compilation (None for an epoch of one step, whose
+        compilation and run cannot be told apart).
         """
         task = progress.add_task(f"epoch {self.epoch}", total=self.steps_per_epoch) if progress else None
         losses, norms = [], []
@@ -880,10 +881,8 @@ class Trainer:
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"epoch {self.epoch}: training loss is {train_loss}; lower --learning-rate")
         steps_estimate = None
-        if timed:
-            steps_estimate = step_times[-1] - start
-            if len(step_times) > 1:
-                steps_estimate = len(step_times) * _step_seconds(step_times)
+        if timed and len(step_times) > 1:  # one step: its compilation cannot be told from its run time
+            steps_estimate = len(step_times) * _step_seconds(step_times)
         return train_loss, float(np.mean([m["grad_norm"] for m in self.member_train])), steps_estimate
 
     def run(self) -> dict:

@@ -26,7 +26,9 @@ best checkpoints, milliseconds once compiled). The first epoch of every invocati
 compiles the training step, validation and the force check: it counts towards T as
 n · s only, s the step time measured on its steps (blocked, the first step's compile
 time excluded), and sets D only on a fresh run, to n · s (an underestimate,
-corrected by the next epoch, keeps p from running ahead).
+corrected by the next epoch, keeps p from running ahead). An epoch of a single step
+cannot be split so: it counts 0, and D comes from the next epoch (p, and with a
+warm-up the learning rate, stay 0 until then).
 """
 
 from __future__ import annotations
@@ -89,12 +91,15 @@ class TimeBudget:
         self.progress = min(1.0, max(self.progress, planned))
         return self.progress
 
-    def finish_epoch(self, duration: float, first_of_invocation: bool = False) -> None:
+    def finish_epoch(self, duration: Optional[float], first_of_invocation: bool = False) -> None:
         """Add an epoch's training time (s, compilation and force check left out) to T; make it the estimate D.
 
         The first epoch of an invocation (``duration`` = n · s) keeps the saved estimate D,
-        or sets it on a fresh run.
+        or sets it on a fresh run. ``duration`` None (a first epoch of one step, all of it
+        compilation as far as can be told) adds nothing and leaves D to the next epoch.
         """
+        if duration is None:
+            return
         self.elapsed += duration
         if not first_of_invocation or self.epoch_seconds is None:
             self.epoch_seconds = duration
