@@ -250,6 +250,19 @@ def test_combine_creates_the_missing_folders_of_its_output_directory(ensemble, t
     assert load_checkpoint(out)[0] == PhysNetEnsemble(model.member, 2)
 
 
+def test_combine_overwrite_of_a_directory_that_is_not_a_checkpoint_is_an_output_refusal(ensemble, tmp_path, capsys):
+    """`--overwrite` onto a folder of other files is refused and left alone with exit status 3 (output refused, as
+    the README's table says and migrate does); it exited 2, the status of bad input."""
+    model, _, members = ensemble
+    a, b = (save_checkpoint(tmp_path / name, model.member, members[k]) for k, name in enumerate("ab"))
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "mine.txt").write_text("mine", encoding="utf-8")
+    assert ensemble_main(["combine", str(a), str(b), "--out", str(out), "--overwrite"]) == 3
+    assert f"refusing to overwrite {out}: it is not a physnetjax checkpoint" in capsys.readouterr().err
+    assert sorted(path.name for path in out.iterdir()) == ["mine.txt"]
+
+
 def test_combine_keeps_the_compositions_every_member_determined(ensemble, molecules, tmp_path):
     """Members trained on ethanol alone: their ensemble gave methanol an absolute energy with an undetermined E0
     offset without a word (combine dropped the fit records); it keeps the record when every member's training fixed

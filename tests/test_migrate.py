@@ -75,7 +75,7 @@ def test_printed_report(tmp_path, capsys):
     report = json.loads((tmp_path / "A" / REPORT_FILE).read_text(encoding="utf-8"))
     assert report["comparison"]["summary"]["large_change"] is False
     (tmp_path / "A" / "notes.txt").write_text("mine", encoding="utf-8")  # anything else is never deleted
-    assert main([str(LEGACY / "A"), str(tmp_path / "A"), "--overwrite"]) == 2
+    assert main([str(LEGACY / "A"), str(tmp_path / "A"), "--overwrite"]) == 3  # output refused (it exited 2)
     assert "notes.txt" in capsys.readouterr().err
     assert (tmp_path / "A" / "notes.txt").read_text(encoding="utf-8") == "mine"
     assert main([str(tmp_path / "A"), str(tmp_path / "again")]) == 2  # the migrated checkpoint as OLD

@@ -1,6 +1,6 @@
 """The exception type of the checkpoint package (and its subclass for a path that does not exist)."""
 
-from physnetjax.errors import InputNotFoundError
+from physnetjax.errors import InputNotFoundError, OutputPathError
 
 
 class CheckpointError(ValueError):
@@ -13,3 +13,8 @@ class CheckpointError(ValueError):
 
 class CheckpointNotFoundError(CheckpointError, InputNotFoundError):
     """The checkpoint path does not exist."""
+
+
+class CheckpointOverwriteError(CheckpointError, OutputPathError):
+    """``overwrite`` refused: the target directory is not a checkpoint alone (a training run, other files); an
+    output refused (command-line exit status 3)."""

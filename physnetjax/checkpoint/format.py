@@ -57,7 +57,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import metadata as ocp_metadata
 
-from physnetjax.checkpoint.errors import CheckpointError, CheckpointNotFoundError
+from physnetjax.checkpoint.errors import CheckpointError, CheckpointNotFoundError, CheckpointOverwriteError
 from physnetjax.checkpoint.settled_reads import raise_failed_read, settled_registry
 from physnetjax.errors import OutputPathError, PhysNetInputWarning
 
@@ -132,18 +132,18 @@ def _run_directory_hint(root: Path) -> str:
 
 
 def _check_replaceable(target: Path, companions: frozenset = frozenset()) -> None:
-    """Raise CheckpointError unless ``target`` holds nothing but a checkpoint (and the ``companions`` files).
+    """Raise CheckpointOverwriteError unless ``target`` holds nothing but a checkpoint (and the ``companions`` files).
 
     ``save_checkpoint(..., overwrite=True)`` deletes the old directory; a training run
     directory also has a ``config.json`` (the run's settings), so that file alone does not
     make a directory safe to delete.
     """
     if not target.is_dir() or not is_checkpoint(target):
-        raise CheckpointError(f"refusing to overwrite {target}: it is not a physnetjax checkpoint")
+        raise CheckpointOverwriteError(f"refusing to overwrite {target}: it is not a physnetjax checkpoint")
     others = sorted(entry.name for entry in target.iterdir()
                     if entry.name not in CHECKPOINT_ENTRIES and entry.name not in companions)
     if others:
-        raise CheckpointError(f"refusing to overwrite {target}: besides a checkpoint it holds "
+        raise CheckpointOverwriteError(f"refusing to overwrite {target}: besides a checkpoint it holds "
                               f"{', '.join(others[:5])}{' ...' if len(others) > 5 else ''}"
                               f"{_run_directory_hint(target)}")
 
