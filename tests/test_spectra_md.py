@@ -410,7 +410,9 @@ def _ir_args(out, **changes):
     ({"--equilibration-ps": "-1"}, "error: --equilibration-ps must be >= 0 ps, received -1.0"),
     ({"--friction": "0"}, "error: --friction must be a finite number > 0 fs^-1, received 0.0"),
     ({"--record-every": "20"}, "error: record interval 10 fs (--timestep × --record-every) resolves only up to 1668 "
-                               "cm^-1 < 4000 cm^-1; lower --record-every or --timestep"),
+                               "cm^-1 (the Nyquist wavenumber) < 4000 cm^-1, the fastest molecular vibrations"),
+    ({"--record-every": "20", "--max-wavenumber": "800"}, "would fold back into the spectrum at lower wavenumbers "
+                                                          "whatever part of it is shown; lower --record-every"),
     ({"--correlation-ps": "1.0"}, "error: --time-ps = 0.4 ps is shorter than the correlation window --correlation-ps = "
                                   "1 ps (resolution 33.4 cm^-1); increase --time-ps or lower --correlation-ps"),
     ({"--correlation-ps": "0.005"}, "need at least 8: increase --time-ps/--correlation-ps"),

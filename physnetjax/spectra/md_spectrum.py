@@ -437,8 +437,9 @@ def plan_run(*, temperature_K, time_ps, timestep_fs, equilibration_ps, replicas,
     if nyquist < MAX_RECORD_WAVENUMBER_CM1:
         raise ValueError(
             f"record interval {interval_fs:g} fs ({name('timestep_fs')} × {name('record_every')}) resolves only up "
-            f"to {nyquist:.0f} cm^-1 < {MAX_RECORD_WAVENUMBER_CM1:.0f} cm^-1; lower {name('record_every')} or "
-            f"{name('timestep_fs')}"
+            f"to {nyquist:.0f} cm^-1 (the Nyquist wavenumber) < {MAX_RECORD_WAVENUMBER_CM1:.0f} cm^-1, the fastest "
+            "molecular vibrations (X-H stretches), which would fold back into the spectrum at lower wavenumbers "
+            f"whatever part of it is shown; lower {name('record_every')} or {name('timestep_fs')}"
         )
     num_frames = int(round(time_ps * 1e3 / interval_fs))
     if max_correlation_ps is None:
