@@ -78,14 +78,15 @@ def tiny_config(directory, out, **changes) -> LearnConfig:
 
 
 class CrashOnce:
-    """A labeller that fails on its first call (an interruption in the middle of round 1's labelling)."""
+    """A labeller that fails on its first call after the start's check of the starting labels (two calls,
+    physnetjax.learn.inputs): an interruption in the middle of round 1's labelling."""
 
-    def __init__(self, label):
-        self.label, self.calls = label, 0
+    def __init__(self, label, checks: int = 2):
+        self.label, self.calls, self.checks = label, 0, checks
 
     def __call__(self, atoms):
         self.calls += 1
-        if self.calls == 1:
+        if self.calls == self.checks + 1:
             raise KeyboardInterrupt("simulated interruption while labelling")
         return self.label(atoms)
 

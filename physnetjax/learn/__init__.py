@@ -2,9 +2,10 @@
 
 Rooms: :mod:`~physnetjax.learn.config` (settings), :mod:`~physnetjax.learn.explore` (MD
 with the ensemble), :mod:`~physnetjax.learn.selection` (uncertain and diverse frames),
-:mod:`~physnetjax.learn.labellers` (GFN2-xTB or any callable), :mod:`~physnetjax.learn.frames`
-(datasets on disk), :mod:`~physnetjax.learn.state` (resumption), :mod:`~physnetjax.learn.evaluate`
-(test error), :mod:`~physnetjax.learn.report` (report and plot).
+:mod:`~physnetjax.learn.labellers` (GFN2-xTB or any callable), :mod:`~physnetjax.learn.inputs`
+(checks of the starting labels against the labeller), :mod:`~physnetjax.learn.frames` (datasets
+on disk), :mod:`~physnetjax.learn.state` (resumption), :mod:`~physnetjax.learn.evaluate` (test
+error), :mod:`~physnetjax.learn.report` (report and plot).
 """
 
 from physnetjax.learn.config import LearnConfig

@@ -7,8 +7,10 @@ the same command again on the same ``--out`` resumes after the last finished rou
 kept in ``RUN/config.toml``.
 
 Exit status (:mod:`physnetjax.cli_errors`): 0 done; 2 bad input (argument values,
-data files, starting frames whose electrons do not allow ``--charge`` and ``--uhf``, a
-run directory holding other settings, tblite missing); 4 a training run stopped (its
+data files, starting frames whose electrons do not allow ``--charge`` and ``--uhf``, or
+without energies or forces, or whose labels are not the labeller's: other units, the opposite
+force sign, an energy offset, another method (:mod:`physnetjax.learn.inputs`), a run
+directory holding other settings, tblite missing); 4 a training run stopped (its
 force check failed).
 """
 

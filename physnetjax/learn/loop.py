@@ -23,9 +23,11 @@ refused can be corrected in the same ``--out``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
@@ -34,11 +36,12 @@ import numpy as np
 
 from physnetjax.data import Dataset, bundled_dataset_path, concatenate, load_dataset, random_split
 from physnetjax.data.generate import unpaired_electrons
-from physnetjax.errors import PhysNetInputError, displayed
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, displayed
 from physnetjax.learn.config import RESUME_CHANGES, LearnConfig
 from physnetjax.learn.evaluate import test_errors
 from physnetjax.learn.explore import explore
 from physnetjax.learn.frames import labelled_frames, save_frames
+from physnetjax.learn.inputs import check_labelled, check_labels_against, learn_hints
 from physnetjax.learn.labellers import Labeller, checked_labels, xtb_labeller
 from physnetjax.learn.report import write_report
 from physnetjax.learn.selection import select_uncertain_diverse
@@ -63,12 +66,19 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
     how the messages of the rounds' MD and training name it, as LearnConfig takes it (a command
     line passes its options).
 
+    A new run's starting frames must all carry energy and forces, and before any training
+    :data:`~physnetjax.learn.inputs.CHECK_FRAMES` (2) of them are labelled by the labeller and compared
+    with the file's labels (:func:`physnetjax.learn.inputs.check_labels_against`: energies within 1e-3
+    eV/atom, forces within 1 % RMS); a resumed run is not checked again.
+
     Raises:
       PhysNetInputError: ``config.out`` holds a run with a finished round and other settings
         (only :data:`~physnetjax.learn.config.RESUME_CHANGES` may change), or one that has
         finished more rounds than ``config.rounds`` (its report would lose them); a new run's
         starting frames of another total charge than ``config.charge``, or whose electrons do
-        not allow ``config.uhf`` (:func:`check_unpaired_electrons`).
+        not allow ``config.uhf`` (:func:`check_unpaired_electrons`), that lack energies or forces, or whose
+        labels are not the labeller's (other units, the opposite force sign, an energy offset, another
+        method: :mod:`physnetjax.learn.inputs`); a test file without energies or forces.
       ValueError: a ``config.valid`` that leaves the starting frames no validation or no
         training frame (checked before the run directory is written).
       OutputPathError: a new run's ``config.out`` lies below a file or in a directory that is not writable
@@ -100,6 +110,10 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
                 f"out of its report: pass --rounds {finished} to rewrite the report, or more to add rounds")
     label = labeller if labeller is not None else xtb_labeller(  # tblite present?
         config.labeller, config.charge, config.uhf)
+    if state is None:  # once, when the run starts: the file's labels are the labeller's
+        name = config.labeller if labeller is None else "the labeller"
+        check_labels_against(start["initial.npz"], label, _data_name(config), name,
+                             config.labeller if labeller is None else None)
     if state is not None:
         rounds = state["rounds"]
         logger.info("resuming %s after %d finished round(s)", run_dir, len(rounds))
@@ -135,10 +149,12 @@ def _start_data(config: LearnConfig) -> dict:
 
     Raises:
       PhysNetInputError: too few frames, starting frames of another total charge than ``config.charge``, or
-        whose electrons do not allow ``config.uhf`` unpaired electrons (:func:`check_unpaired_electrons`).
+        whose electrons do not allow ``config.uhf`` unpaired electrons (:func:`check_unpaired_electrons`), or
+        starting or test frames without energy or forces (:func:`physnetjax.learn.inputs.check_labelled`).
     """
     bundled = config.data is None
-    source = load_dataset(bundled_dataset_path() if bundled else config.data)
+    with learn_warnings():
+        source = load_dataset(bundled_dataset_path() if bundled else config.data)
     count = config.initial_frames or (BUNDLED_INITIAL_FRAMES if bundled else len(source))
     test_count = config.test_frames if bundled and config.test is None else 0
     if count + test_count > len(source):
@@ -146,6 +162,7 @@ def _start_data(config: LearnConfig) -> dict:
                                 f"than the {count} initial (+ {test_count} test) frames asked for")
     order = np.random.default_rng(config.seed).permutation(len(source))
     initial = source.subset(np.sort(order[:count]))
+    check_labelled(initial, _data_name(config))
     charges = sorted(set(np.asarray(initial.Q, np.float64).tolist()) - {float(config.charge)})
     if charges:
         raise PhysNetInputError(f"the starting frames have total charge(s) {', '.join(f'{q:g}' for q in charges)} e "
@@ -154,10 +171,35 @@ def _start_data(config: LearnConfig) -> dict:
     check_unpaired_electrons(initial, config)
     start = {"initial.npz": initial}
     if config.test is not None:
-        start["test.npz"] = load_dataset(config.test)
+        with learn_warnings():
+            start["test.npz"] = load_dataset(config.test)
+        check_labelled(start["test.npz"], config.test, "test frames")
     elif test_count:
         start["test.npz"] = source.subset(np.sort(order[count: count + test_count]))
     return start
+
+
+def _data_name(config: LearnConfig) -> str:
+    """The file the starting frames are read from, as messages name it."""
+    return str(bundled_dataset_path()) if config.data is None else str(config.data)
+
+
+@contextlib.contextmanager
+def learn_warnings():
+    """Show the :class:`PhysNetInputWarning` s of the data checks run inside (data loading, the trainer's label checks)
+    with the hints that name options the loop does not have (``--energy-unit``, ``--force-unit``, ``--force-sign``,
+    ``--dipole-unit`` of ``physnetjax.train``) replaced (:func:`physnetjax.learn.inputs.learn_hints`), when they are
+    issued (after the warning filters, which see the original text). Other warnings are shown unchanged."""
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, PhysNetInputWarning):
+                message = category(learn_hints(str(message)))
+            shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
 
 
 def check_unpaired_electrons(frames: Dataset, config: LearnConfig) -> None:
@@ -213,7 +255,8 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
         summary["selected_spreads_eV_per_A"] = [float(candidates.spreads[j]) for j in chosen]
         summary.update(_spread_summary(summary["md"]))
     save_frames(data, directory / "data.npz")
-    trained = train(round_train_config(config, directory, index, init_from), names=names)
+    with learn_warnings():
+        trained = train(round_train_config(config, directory, index, init_from), names=names)
     summary["frames"] = len(data)
     summary["valid"] = trained["valid"]
     summary["test"] = test_errors(directory / "train" / "best", test) if test is not None else None

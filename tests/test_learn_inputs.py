@@ -1,0 +1,182 @@
+"""The learning loop's starting frames (acceptance test of python -m physnetjax.learn): labels in other units, forces
+of the opposite sign, an energy offset or another method's labels are refused before any training, after two
+labeller calls made once (not on a resume); files without E or F are named with the key; the data checks' hints name
+no option the loop lacks. Stub labeller and tiny runs of tests/test_learn.py."""
+
+import dataclasses
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+import physnetjax.learn.loop as learn_loop
+from physnetjax.data import bundled_dataset_path, load_dataset
+from physnetjax.data.sanity import check_label_sanity
+from physnetjax.learn import run_learning
+
+from test_learn import labeller_factory, make_stub, stub_data, tiny_config  # noqa: F401 (stub_data: a fixture)
+
+UNIT_OPTIONS = ("--energy-unit", "--force-unit", "--force-sign", "--dipole-unit")
+
+
+class Counting:
+    """A labeller that counts its calls."""
+
+    def __init__(self, label):
+        self.label, self.calls = label, 0
+
+    def __call__(self, atoms):
+        self.calls += 1
+        return self.label(atoms)
+
+
+def no_training(config, names=None):
+    raise AssertionError("the loop trained on starting frames it should have refused")
+
+
+def rewritten(directory, tmp_path, name, **changes):
+    """The stub starting frames with ``changes`` (key → function of the array, or None to drop the key)."""
+    raw = dict(np.load(directory / "initial.npz"))
+    for key, change in changes.items():
+        if change is None:
+            del raw[key]
+        else:
+            raw[key] = change(raw[key])
+    path = tmp_path / name
+    np.savez(path, **raw)
+    return path
+
+
+def other_method(directory):
+    """The stub frames relabelled by another 'method': the stub with springs about another reference geometry."""
+    data = load_dataset(directory / "initial.npz")
+    other = make_stub(data.R[3, : data.N[3]] * 1.02)
+    labels = [other(_atoms(data, k)) for k in range(len(data))]
+    return {"E": lambda E: np.array([label["E"] for label in labels]),
+            "F": lambda F: np.array([label["F"] for label in labels])}
+
+
+def _atoms(data, k):
+    import ase
+
+    return ase.Atoms(numbers=data.Z[k, : data.N[k]], positions=data.R[k, : data.N[k]])
+
+
+@pytest.mark.parametrize("case, changes, finding", [
+    ("kcal", {"E": lambda E: E * 23.06, "F": lambda F: F * 23.06},
+     "the forces are 23.06 × GFN2-xTB's, as for kcal/mol/Å read as eV/Å; the energies are 23.06 × GFN2-xTB's, as "
+     "for kcal/mol read as eV."),
+    ("hartree", {"E": lambda E: E / 27.21, "F": lambda F: F / 51.42},
+     "the forces are 1/51.42 × GFN2-xTB's, as for hartree/bohr read as eV/Å; the energies are 1/27.21 × GFN2-xTB's, "
+     "as for hartree read as eV."),
+    ("kj", {"E": lambda E: E * 96.49, "F": lambda F: F * 96.49},
+     "the forces are 96.49 × GFN2-xTB's, as for kJ/mol/Å read as eV/Å; the energies are 96.49 × GFN2-xTB's, as for "
+     "kJ/mol read as eV."),
+    ("sign", {"F": lambda F: -F}, "the forces are −1 × GFN2-xTB's: the opposite sign (+dE/dR, gradients, stored as "
+                                  "F)."),
+    ("offset", {"E": lambda E: E + 5.0}, "the energies are offset by a constant +5 eV from GFN2-xTB's (another "
+                                         "reference energy, e.g. atomization energies: subtract it from the file's "
+                                         "E)."),
+    ("method", None, "the forces differ from GFN2-xTB's by "),
+])
+def test_starting_labels_that_are_not_the_labellers_are_refused_before_training(stub_data, tmp_path, capsys,
+                                                                                 monkeypatch, case, changes, finding):
+    """kcal/mol (E, F × 23.06) and hartree (E / 27.21, F / 51.42) files only warned, with a hint naming options learn
+    does not have, and were trained on and mixed with eV labels; F × −1 went through without a word."""
+    from physnetjax.learn.__main__ import main
+
+    directory, label = stub_data
+    path = rewritten(directory, tmp_path, f"{case}.npz", **(changes or other_method(directory)))
+    counting = Counting(label)
+    monkeypatch.setattr(learn_loop, "xtb_labeller", labeller_factory([], counting))
+    monkeypatch.setattr(learn_loop, "train", no_training)
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--data", str(path), "--rounds", "0", "--ensemble", "2", "--features", "8",
+                 "--valid", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"python -m physnetjax.learn: error: {path}: its labels are not those of GFN2-xTB, which "
+                             f"labels the loop's new frames (compared on {path}[0], {path}[1]): ")
+    assert finding in err[0]
+    assert err[0].endswith("The loop would mix the two in one training set: convert the file to eV and eV/Å with "
+                           "F = −dE/dR, or start from frames labelled with GFN2-xTB (python -m "
+                           "physnetjax.data.generate --molecule STRUCTURE --method GFN2-xTB --out start.npz, then "
+                           "--data start.npz)")
+    assert counting.calls == 2  # two starting frames labelled (physnetjax.learn.inputs.CHECK_FRAMES)
+    assert not out.exists()
+
+
+def test_a_python_labeller_is_named_as_the_labeller(stub_data, tmp_path):
+    from physnetjax.errors import PhysNetInputError
+
+    directory, label = stub_data
+    path = rewritten(directory, tmp_path, "sign.npz", F=lambda F: -F)
+    with pytest.raises(PhysNetInputError, match=r"its labels are not those of the labeller, .*: the forces are −1 × "
+                                                r"the labeller's: .* or start from frames labelled with the "
+                                                r"labeller$"):
+        run_learning(tiny_config(directory, tmp_path / "run", data=str(path)), label)
+
+
+def test_starting_labels_are_checked_once_with_two_labeller_calls(stub_data, tmp_path, monkeypatch):
+    """The check labels two starting frames when the run starts, and is not made again on a resume."""
+    directory, label = stub_data
+    monkeypatch.setattr(learn_loop, "train", lambda config, names: {"valid": {"forces_mae": 0.1}})
+    config = tiny_config(directory, tmp_path / "run", rounds=0, test=None)
+    first = Counting(label)
+    run_learning(config, first)
+    assert first.calls == 2
+    resumed = Counting(label)
+    run_learning(config, resumed)
+    assert resumed.calls == 0
+
+
+@pytest.mark.parametrize("key, name", [("F", "forces"), ("E", "energies")])
+@pytest.mark.parametrize("option", ["--data", "--test"])
+def test_frames_without_energy_or_forces_name_the_file_and_the_key(stub_data, tmp_path, capsys, monkeypatch, key,
+                                                                   name, option):
+    """noF.npz and noE.npz gave one message naming the run's internal copy OUT/initial.npz, not the file or key."""
+    from physnetjax.learn.__main__ import main
+
+    directory, label = stub_data
+    path = rewritten(directory, tmp_path, f"no{key}.npz", **{key: None})
+    monkeypatch.setattr(learn_loop, "xtb_labeller", labeller_factory([], label))
+    monkeypatch.setattr(learn_loop, "train", no_training)
+    files = {"--data": str(directory / "initial.npz"), "--test": str(directory / "test.npz"), option: str(path)}
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--data", files["--data"], "--test", files["--test"], "--rounds", "0",
+                 "--ensemble", "2", "--features", "8", "--valid", "2"]) == 2
+    assert capsys.readouterr().err == (f"python -m physnetjax.learn: error: {path} has no {name} (key '{key}'): the "
+                                       "learning loop trains on energies and forces and labels its new frames with "
+                                       "both; give frames with both labels (E in eV, F = −dE/dR in eV/Å)\n")
+    assert not out.exists()
+
+
+def test_the_data_checks_hints_name_no_option_the_loop_lacks(stub_data, tmp_path, monkeypatch):
+    """The trainer's label check told learn's users to 'pass --energy-unit (and --force-unit)': learn has no such
+    options (error: unrecognized arguments). Its warnings, and those of reading the data, now say what learn's user can
+    do."""
+    directory, label = stub_data
+    bundled = load_dataset(bundled_dataset_path()).subset(np.arange(300))  # enough nearby pairs for the sign
+
+    def train_warning(config, names=None):  # the trainer's label checks, on data in kcal/mol and with F = +dE/dR
+        check_label_sanity(dataclasses.replace(bundled, E=bundled.E * 23.06, F=bundled.F * 23.06), "kcal.npz")
+        check_label_sanity(dataclasses.replace(bundled, F=-bundled.F), "sign.npz")
+        return {"valid": {"forces_mae": 0.1}}
+
+    monkeypatch.setattr(learn_loop, "train", train_warning)
+    path = tmp_path / "gradients.npz"
+    np.savez(path, **np.load(directory / "initial.npz"), gradients=np.zeros(1))  # a label-like key not read
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_learning(tiny_config(directory, tmp_path / "run", data=str(path), rounds=0, test=None), label)
+    messages = [str(w.message) for w in caught]
+    checks = [m for m in messages if re.match(r"(kcal|sign)\.npz: ", m) or "label-like keys not read" in m]
+    assert any("kcal.npz: RMS force component" in m for m in checks)
+    assert any(m.startswith("sign.npz: the forces have the opposite sign") for m in checks)
+    assert any("label-like keys not read: 'gradients'" in m for m in checks)
+    for message in checks:
+        assert not any(option in message for option in UNIT_OPTIONS), message
+    assert any("the learning loop reads eV and eV/Å only (it has no unit options): convert the file" in m
+               for m in checks)
+    assert any("negate F in the file (the learning loop reads F = −dE/dR only)" in m for m in checks)
