@@ -33,7 +33,8 @@ present when the checkpoint records the elements and total charges of its traini
 data; it warns about elements and total charges outside them.
 
 A check may also fail for a reason other than its value (e.g. a flipped force sign,
-a detected discontinuity); ``message`` then says why.
+a detected discontinuity), or warn for one (e.g. forces that are zero everywhere: an
+untrained or broken model); ``message`` then says why.
 """
 
 from __future__ import annotations
@@ -102,13 +103,17 @@ class CheckResult:
 
     @classmethod
     def measured(cls, id: str, group: str, structure: int, value: float, unit: str, limits: tuple[float, float],
-                 message: str, details: dict | None = None, failure: str | None = None) -> CheckResult:
+                 message: str, details: dict | None = None, failure: str | None = None,
+                 warning: str | None = None) -> CheckResult:
         """A result whose status follows from ``value`` and ``limits`` = (warn_above, fail_above).
 
         ``failure``: a reason to fail whatever the value (appended to the message).
+        ``warning``: a reason to warn at least whatever the value (appended to the message).
         """
         warn_above, fail_above = limits
         status = status_of(float(value), warn_above, fail_above)
+        if warning:
+            status, message = worst([status, "warn"]), f"{message}; {warning}"
         if failure:
             status, message = "fail", f"{message}; {failure}"
         return cls(id, group, structure, status, float(value), unit, warn_above, fail_above, message, details or {})

@@ -58,7 +58,11 @@ class Thresholds:
         room for steep repulsion, 1e-3 is a wrong force.
       fd_ratio: fail when |s − 1| exceeds it, for the least-squares slope s of
         analytic on numerical forces (s = 2: doubled, s = −1: sign flipped) and for
-        each term's weight in the total force; checked when max |F_FD| > 1e-6 eV/Å.
+        each term's weight in the total force; checked only where resolved, i.e.
+        where fd_ratio · max |F_FD| (for a weight: the part of the term's force the
+        other terms do not explain) exceeds the warn bound of fd_relative · max(1,
+        max |F_FD|): 0.01 eV/Å with the defaults (round-off forces at a minimum have
+        no meaningful ratio; :mod:`physnetjax.check.forces`).
         A correct gradient has s = 1 up to the finite-difference truncation error
         (~1e-6 with steep short-range repulsion).
       invariance: |ΔE| eV and max |ΔF| eV/Å under rotation, reflection, translation,

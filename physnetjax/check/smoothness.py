@@ -1,7 +1,8 @@
 """Check 3: energy and forces along bond-stretch scans through every cutoff.
 
 For each bond type (element pair with at least one pair closer than 1.25 × the sum
-of covalent radii) one bond i–j is stretched: atom j is placed at
+of covalent radii) one bond i–j is stretched (the choice of bond and end below): atom j
+is placed at
 
     r_j(d) = r_i + d u,   u = (r_j − r_i) / |r_j − r_i|
 
@@ -9,6 +10,24 @@ for d from min(d₀, smallest cutoff − 0.25 Å) (not below 0.6 d₀) to the la
 cutoff + ``scan_margin``, in steps h, all other atoms fixed. The cutoffs crossed
 are the model's message-passing cutoff, the end of the Coulomb short-range switch
 (r_sr / 2), the long-range Coulomb cutoff and the ZBL cutoff, whichever it has.
+
+No third atom may be run into: along the scan every other atom k must stay at least
+
+    min(start, 0.6 d_jk⁰)   from atom j   (d_jk⁰: their distance in the given geometry),
+
+i.e. no pair is squeezed more than the scanned one is (to the scan's start, at most
+to 0.6 of its length). A ray through a third atom (a linear molecule's middle atom
+pulled onto the far end, O=C=O) would otherwise "find" the collision's force spike
+as a discontinuity. Every bond of the type, stretched from either end, is a
+candidate; the first (index order, heavier atom fixed first) whose whole range keeps
+clear is scanned, so a terminal atom is pulled outward. When none is clear, the one
+with the longest clear stretch around d₀ is scanned over that stretch only, and the
+row warns if it then misses a cutoff. details: ``closest_other_A`` (closest approach
+of a third atom to atom j), ``clearance_A`` (the bound above), ``truncated``.
+
+A model whose energy and forces do not change along a scan at all (force jumps and
+energy changes ≤ the floors below: a constant energy, an untrained or broken model)
+gets a warning: a flat line is trivially smooth.
 
 Per step k, with g = dE/dd = −F_j · u:
 
@@ -62,19 +81,80 @@ def model_cutoffs(model) -> dict:
 
 def bond_types(atomic_numbers: np.ndarray, positions: np.ndarray) -> list[tuple[str, int, int]]:
     """One bonded pair (label "C-H", i, j) per element pair, first by index order."""
-    seen, bonds = set(), []
+    return [(label, *pairs[0]) for label, pairs in bonds_by_type(atomic_numbers, positions).items()]
+
+
+def bonds_by_type(atomic_numbers: np.ndarray, positions: np.ndarray) -> dict[str, list[tuple[int, int]]]:
+    """Every bonded pair (heavier atom first; equal elements in index order) per label "C-H", by index order."""
+    bonds: dict[str, list[tuple[int, int]]] = {}
     n = len(atomic_numbers)
     for i in range(n):
         for j in range(i + 1, n):
             zi, zj = int(atomic_numbers[i]), int(atomic_numbers[j])
             limit = BOND_FACTOR * (ase.data.covalent_radii[zi] + ase.data.covalent_radii[zj])
-            key = tuple(sorted((zi, zj), reverse=True))
-            if key in seen or np.linalg.norm(positions[j] - positions[i]) >= limit:
+            if np.linalg.norm(positions[j] - positions[i]) >= limit:
                 continue
-            seen.add(key)
-            a, b = (i, j) if zi >= zj else (j, i)
-            bonds.append((f"{ase.data.chemical_symbols[key[0]]}-{ase.data.chemical_symbols[key[1]]}", a, b))
+            heavy, light = max(zi, zj), min(zi, zj)
+            label = f"{ase.data.chemical_symbols[heavy]}-{ase.data.chemical_symbols[light]}"
+            bonds.setdefault(label, []).append((i, j) if zi >= zj else (j, i))
     return bonds
+
+
+def scan_distances(d0: float, cutoffs: dict, settings: CheckSettings) -> np.ndarray:
+    """The scan's distances (Å): from min(d₀, smallest cutoff − 0.25), not below 0.6 d₀, past the largest cutoff."""
+    start = max(0.6 * d0, min(d0, min(cutoffs.values()) - 0.25))
+    stop = max(cutoffs.values()) + settings.scan_margin
+    return np.arange(start, stop + 0.5 * settings.scan_step, settings.scan_step)
+
+
+def plan_scan(positions: np.ndarray, anchor: int, moving: int, cutoffs: dict, settings: CheckSettings) -> dict:
+    """Distances of the scan of ``anchor``–``moving`` that keep every third atom clear (module docstring).
+
+    Returns dict: ``distances`` (the clear stretch around d₀), ``full_range_A``, ``clearance_A``
+    (per third atom), ``closest_other_A`` (over the clear stretch; None without third atoms),
+    ``truncated`` and ``blocking_atom`` (the atom that ends the stretch, or None).
+    """
+    r = np.asarray(positions, np.float64)
+    d0 = float(np.linalg.norm(r[moving] - r[anchor]))
+    distances = scan_distances(d0, cutoffs, settings)
+    others = np.array([k for k in range(len(r)) if k not in (anchor, moving)], int)
+    plan = {"distances": distances, "full_range_A": [float(distances[0]), float(distances[-1])],
+            "clearance_A": {}, "closest_other_A": None, "truncated": False, "blocking_atom": None}
+    if not len(others):
+        return plan
+    path = _place(r, anchor, moving, distances)[:, moving]
+    separation = np.linalg.norm(path[:, None] - r[others][None], axis=-1)  # (K, others)
+    clearance = np.minimum(distances[0], 0.6 * np.linalg.norm(r[others] - r[moving], axis=-1))
+    clear = np.all(separation >= clearance, axis=1)
+    k0 = int(np.argmin(np.abs(distances - d0)))
+    lo, hi = k0, k0
+    if clear[k0]:
+        while lo > 0 and clear[lo - 1]:
+            lo -= 1
+        while hi < len(distances) - 1 and clear[hi + 1]:
+            hi += 1
+    blocked = [k for k in (lo - 1, hi + 1) if 0 <= k < len(distances)]
+    if not clear[k0]:
+        blocked = [k0]
+    plan.update(distances=distances[lo:hi + 1], clearance_A={int(k): float(c) for k, c in zip(others, clearance)},
+                closest_other_A=float(separation[lo:hi + 1].min()), truncated=bool(blocked),
+                blocking_atom=int(others[np.argmin(separation[blocked[-1]] - clearance)]) if blocked else None)
+    return plan
+
+
+def choose_scan(positions: np.ndarray, pairs: list[tuple[int, int]], cutoffs: dict,
+                settings: CheckSettings) -> tuple[int, int, dict]:
+    """(anchor, moving, plan) of the first candidate scan that keeps clear (module docstring)."""
+    best = None
+    for a, b in pairs:
+        for anchor, moving in ((a, b), (b, a)):
+            plan = plan_scan(positions, anchor, moving, cutoffs, settings)
+            if not plan["truncated"]:
+                return anchor, moving, plan
+            extent = len(plan["distances"])
+            if best is None or extent > best[0]:
+                best = (extent, anchor, moving, plan)
+    return best[1], best[2], best[3]
 
 
 def _place(positions: np.ndarray, anchor: int, moving: int, distances: np.ndarray) -> np.ndarray:
@@ -124,10 +204,10 @@ def scan_bond(evaluator: Evaluator, anchor: int, moving: int, cutoffs: dict, set
     """Scan one bond (see module docstring); returns the numbers reported in ``details``."""
     r = np.asarray(evaluator.structure.positions, np.float64)
     u = (r[moving] - r[anchor]) / np.linalg.norm(r[moving] - r[anchor])
-    d0 = float(np.linalg.norm(r[moving] - r[anchor]))
-    start = max(0.6 * d0, min(d0, min(cutoffs.values()) - 0.25))
-    stop = max(cutoffs.values()) + settings.scan_margin
-    distances = np.arange(start, stop + 0.5 * settings.scan_step, settings.scan_step)
+    plan = plan_scan(r, anchor, moving, cutoffs, settings)
+    distances = plan.pop("distances")
+    if len(distances) < 4:
+        raise ValueError(f"atoms {anchor}-{moving}: fewer than 4 scan points keep every other atom clear")
     energies, forces = evaluator.evaluate(_place(r, anchor, moving, distances))
     jumps, delta_f, residual = _steps(energies[:, 0], forces, distances, u, moving)
 
@@ -161,8 +241,10 @@ def scan_bond(evaluator: Evaluator, anchor: int, moving: int, cutoffs: dict, set
         "max_force_jump_eV_per_A": float(jumps[worst]),
         "max_force_jump_at_A": float(distances[worst]),
         "max_energy_residual_eV": float(residual.max()),
+        "energy_span_eV": float(np.ptp(energies[:, 0])),
         "refined_intervals": len(suspects),
         "discontinuities": discontinuities,
+        **plan,
     }
 
 
@@ -171,7 +253,9 @@ def check_smoothness(evaluator: Evaluator, index: int, settings: CheckSettings, 
     s = evaluator.structure
     cutoffs = model_cutoffs(evaluator.model)
     results = []
-    for label, anchor, moving in bond_types(s.atomic_numbers, np.asarray(s.positions)):
+    positions = np.asarray(s.positions, np.float64)
+    for label, pairs in bonds_by_type(s.atomic_numbers, positions).items():
+        anchor, moving, _ = choose_scan(positions, pairs, cutoffs, settings)
         details = scan_bond(evaluator, anchor, moving, cutoffs, settings)
         details["atoms"] = [anchor, moving]
         found = details["discontinuities"]
@@ -183,6 +267,21 @@ def check_smoothness(evaluator: Evaluator, index: int, settings: CheckSettings, 
         message = (f"atoms {anchor}-{moving}, {details['range_A'][0]:.2f}–{details['range_A'][1]:.2f} Å: "
                    f"max ΔF {details['max_force_jump_eV_per_A']:.2g} eV/Å per {settings.scan_step} Å step "
                    f"at {details['max_force_jump_at_A']:.2f} Å")
+        if details["closest_other_A"] is not None:
+            message += f"; other atoms kept ≥ {details['closest_other_A']:.2f} Å from atom {moving}"
+        warnings = []
+        if details["truncated"]:
+            message += (f" (scan cut to the stretch keeping them clear: atom {details['blocking_atom']} lies on "
+                        f"the path of every {label} bond)")
+            missed = [name for name, value in cutoffs.items()
+                      if not details["range_A"][0] < value < details["range_A"][1]]
+            if missed:
+                warnings.append(f"cutoffs not crossed: {', '.join(missed)}")
+        if (details["max_force_jump_eV_per_A"] <= FORCE_JUMP_FLOOR
+                and details["energy_span_eV"] <= ENERGY_JUMP_FLOOR):
+            warnings.append("energy and forces do not change along the scan: the energy does not depend on the "
+                            "geometry, an untrained or broken model")
         results.append(CheckResult.measured(f"smoothness.{label}", GROUP, index, details["max_force_jump_eV_per_A"],
-                                            "eV/Å", thresholds.smoothness, message, details, failure))
+                                            "eV/Å", thresholds.smoothness, message, details, failure,
+                                            "; ".join(warnings) or None))
     return results

@@ -6,7 +6,10 @@ moved by δ = ``displacement`` Å in a random direction, the effective curvature
     κ = max_trials max_i |F_i(R + δ) − F_i(R)| / δ      (eV/Å²)
 
 is compared with the bound of :class:`~physnetjax.check.settings.Thresholds`
-(``curvature``). details: κ, max |F| at R and at the displaced geometries.
+(``curvature``). details: κ, max |F| at R and at the displaced geometries. Forces that
+are zero at R and at every displaced geometry (≤ ``ZERO_FORCE`` eV/Å: an energy that
+does not depend on the geometry, an untrained or broken model) give a warning: κ = 0
+would pass a model whose surface the check cannot probe.
 
 ``stability.nve_energy`` and ``stability.nve_max_force``: velocity-Verlet NVE
 (:func:`physnetjax.md.nve`) from R with Maxwell–Boltzmann momenta at
@@ -32,6 +35,8 @@ from physnetjax.md import frame_of, maxwell_boltzmann_momenta, nve, run
 from physnetjax.md.driver import drift_and_fluctuation
 
 GROUP = "stability"
+ZERO_FORCE = 1e-6
+"""eV/Å: forces no larger than this everywhere are "all zero" (as ``forces.FORCE_FLOOR``)."""
 
 
 def random_displacements(rng: np.random.Generator, trials: int, num_atoms: int, length: float) -> np.ndarray:
@@ -55,8 +60,12 @@ def check_curvature(evaluator: Evaluator, index: int, settings: CheckSettings, t
                "trials": settings.displacement_trials}
     message = (f"max |F| {start:.3g} → {moved:.3g} eV/Å after {settings.displacement} Å random moves; "
                f"κ = {kappa:.3g} eV/Å²")
+    warning = None
+    if max(start, moved) <= ZERO_FORCE:
+        warning = ("every force is zero, at R and after every move: the energy does not depend on the geometry, "
+                   "an untrained or broken model")
     return [CheckResult.measured("stability.curvature", GROUP, index, kappa, "eV/Å²", thresholds.curvature,
-                                 message, details)]
+                                 message, details, warning=warning)]
 
 
 _RUNNERS: dict = {}

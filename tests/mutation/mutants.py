@@ -689,9 +689,10 @@ MUTANTS = (
            'band["ir_peak_cm1"] = float(nu[window][np.argmax(result.ir_spectrum[window])])',
            'band["ir_peak_cm1"] = float(nu[window][np.argmax(result.power_spectrum[window])])', SPECTRA_MD,
            "the IR peak of a band is located on the power spectrum"),
-    Mutant("ir_band_degeneracy_split", "physnetjax/spectra/cli_ir.py",
-           "if groups and real[k] - real[groups[-1][-1]] < 1.0:", "if groups and real[k] - real[groups[-1][-1]] < 0.0:",
-           SPECTRA_MD, "degenerate lines (CO2's bend) become separate bands of zero width"),
+    Mutant("ir_band_degeneracy_split", "physnetjax/spectra/lines.py",
+           "if groups and frequencies[k] - frequencies[groups[-1][-1]] < tolerance_cm1:",
+           "if groups and frequencies[k] - frequencies[groups[-1][-1]] < 0.0:",
+           SPECTRA_MD + HARMONIC, "degenerate lines (CO2's bend) become separate bands of zero width and sticks"),
     # -- check's default frames, eval's output files, the learning loop's report -----------------------------
     Mutant("check_geometries_beside_the_checkpoint_skipped", "physnetjax/check/geometry.py",
            '(checkpoint.parent / GEOMETRY_FILE, "beside the checkpoint")]', "]", CHECK,
