@@ -397,7 +397,9 @@ def _zero_mode_message(count: int, relative: int, fragments, positions, fragment
     if count > relative:
         causes.append(f"{count - relative} mode(s) have |wavenumber| < {ZERO_MODE_CM1:g} cm^-1, a direction "
                       "in which the energy is flat")
-    advice = "analyse each fragment on its own" if relative else "check that the molecule has not dissociated"
+    advice = ("analyse each fragment on its own (a charge model shares the total charge among all atoms, so its "
+              "fragments exchange charge and their intensities are not those of the fragments alone)"
+              if relative else "check that the molecule has not dissociated")
     return (f"{count} zero-frequency mode(s) besides the {rigid} rigid-body motions, not vibrations (flagged in "
             f"zero_modes, left out of the ZPE): {'; '.join(causes)}; {advice}")
 
