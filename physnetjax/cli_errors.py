@@ -47,7 +47,7 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, NoReturn, Optional
 
 from physnetjax.errors import InputNotFoundError, OutputPathError, RunStoppedError
 
@@ -131,6 +131,20 @@ def _text(error: BaseException) -> str:
         text = " ".join(str(arg) for arg in error.args)
         return f"{error.filename}: {text}" if text else str(error.filename)
     return str(error)
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a command-line process with ``code`` (what a :func:`cli_main` ``main`` returned).
+
+    After Ctrl-C (:data:`EXIT_INTERRUPTED`) the process ends at once with its streams flushed (``os._exit``): an
+    interrupt during a JAX compilation leaves XLA threads running, and the interpreter's shutdown then crashed
+    with SIGSEGV instead of exiting 130. Everything the tools write is closed by then (``finally`` blocks).
+    """
+    if code == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def cli_main(prog: str) -> Callable:

@@ -34,7 +34,7 @@ from physnetjax.checkpoint.errors import CheckpointError
 from physnetjax.checkpoint.format import absolute_path, check_not_a_run_checkpoint, is_checkpoint, save_checkpoint
 from physnetjax.checkpoint.legacy import migrate_legacy
 from physnetjax.checkpoint.report import find_beside, migration_report, read_geometries, render
-from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main
+from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main, exit_process
 from physnetjax.cli_help import HelpFormatter
 from physnetjax.errors import OutputPathError
 from physnetjax.npz_file import NpzReadError, read_npz
@@ -160,4 +160,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

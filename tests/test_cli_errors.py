@@ -762,3 +762,21 @@ def test_train_cli_refuses_options_its_settings_do_not_use(tmp_path, capsys):
     config.write_text(render(build_train_parser()))  # the template: every option at its default
     assert train_main([*start, "--config", str(config), "--out", str(tmp_path / "ok"), "--optimizer", "adamw",
                        "--weight-decay", "0.1"]) == 0
+
+
+@pytest.mark.parametrize("code", [130, 2])
+def test_exit_process_ends_an_interrupted_run_at_once_with_its_output_flushed(code):
+    """Ctrl-C during a JAX compilation (`spectra ir` 12 s in) printed 'interrupted' and then died with SIGSEGV
+    (exit -11) in the interpreter's shutdown; the scripts now end an interrupted run with os._exit(130) after
+    flushing stdout and stderr (buffered: a pipe), and every other status with sys.exit as before."""
+    import subprocess
+    import sys
+
+    script = ("import atexit, sys\nfrom physnetjax.cli_errors import exit_process\n"
+              "atexit.register(lambda: print('atexit ran'))\n"
+              "print('partial output', end='')\nprint('error line', file=sys.stderr, end='')\n"
+              f"exit_process({code})\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == code
+    assert done.stdout == ("partial output" if code == 130 else "partial outputatexit ran\n")
+    assert done.stderr == "error line"

@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import sys
 from pathlib import Path
 
 from physnetjax.check.report import GROUPS
 from physnetjax.cli_config import add_config_options, parse_args
-from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main
+from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main, exit_process
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import PhysNetInputError
 from physnetjax.text_table import print_line
@@ -96,4 +95,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

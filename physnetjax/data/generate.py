@@ -45,7 +45,6 @@ import argparse
 import importlib.metadata
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Mapping, Optional
@@ -53,7 +52,7 @@ from typing import Mapping, Optional
 import numpy as np
 
 from physnetjax.cli_config import given_options
-from physnetjax.cli_errors import cli_main
+from physnetjax.cli_errors import cli_main, exit_process
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.data.normal_modes import normal_mode_displacements
 from physnetjax.data.xtb_shells import valence_electrons, valence_orbitals
@@ -409,4 +408,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

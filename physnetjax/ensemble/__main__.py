@@ -21,12 +21,11 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import sys
 from pathlib import Path
 
 from physnetjax.checkpoint.format import check_not_a_run_checkpoint
 from physnetjax.cli_config import parse_args as parse_options
-from physnetjax.cli_errors import cli_main
+from physnetjax.cli_errors import cli_main, exit_process
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import OutputPathError, PhysNetInputError
 from physnetjax.train.cli import HELP
@@ -114,4 +113,4 @@ def calibrate(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -19,11 +19,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import sys
 from pathlib import Path
 
 from physnetjax.cli_config import CONFIG_NAME, add_config_options, given_options, parse_args, write_resolved_config
-from physnetjax.cli_errors import cli_main
+from physnetjax.cli_errors import cli_main, exit_process
 from physnetjax.cli_help import HelpFormatter
 from physnetjax.errors import PhysNetInputError
 from physnetjax.learn.config import SELECTIONS, LearnConfig
@@ -127,4 +126,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

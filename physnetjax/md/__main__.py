@@ -37,7 +37,7 @@ import ase.io
 import jax
 
 from physnetjax.cli_config import CONFIG_NAME, add_config_options, given_options, parse_args, write_resolved_config
-from physnetjax.cli_errors import EXIT_OK, EXIT_RUN_STOPPED, cli_main
+from physnetjax.cli_errors import EXIT_OK, EXIT_RUN_STOPPED, cli_main, exit_process
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.md.driver import (
@@ -283,4 +283,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 
 from physnetjax.cli_config import add_config_options, parse_args
-from physnetjax.cli_errors import cli_main
+from physnetjax.cli_errors import cli_main, exit_process
 from physnetjax.cli_help import HelpFormatter
 
 SUBCOMMANDS = {
@@ -52,4 +51,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

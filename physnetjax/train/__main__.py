@@ -1,8 +1,7 @@
 """``python -m physnetjax.train``: see :mod:`physnetjax.train.cli`."""
 
-import sys
-
+from physnetjax.cli_errors import exit_process
 from physnetjax.train.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
