@@ -105,14 +105,15 @@ def _missing_path(error: BaseException):
     return None
 
 
-def error_line(prog: str, error: BaseException) -> str:
+def error_line(prog: str, error: BaseException, resume_hint: str = "") -> str:
     """``PROG: error: MESSAGE`` on one line (an internal error names its type and asks for --verbose).
 
-    A missing input reads ``PROG: error: OPTION PATH does not exist`` (see :func:`name_input`).
+    A missing input reads ``PROG: error: OPTION PATH does not exist`` (see :func:`name_input`); an interrupt
+    ``PROG: interrupted``, followed by ``; RESUME_HINT`` when the tool has one.
     """
     code = exit_code(error)
     if code == EXIT_INTERRUPTED:
-        return f"{prog}: interrupted"
+        return f"{prog}: interrupted" + (f"; {resume_hint}" if resume_hint else "")
     message = " ".join(_text(error).split()) or type(error).__name__
     if code == EXIT_INTERNAL:
         return (f"{prog}: internal error ({type(error).__name__}: {message}); please report it with the "
@@ -147,9 +148,10 @@ def exit_process(code: int) -> NoReturn:
     sys.exit(code)
 
 
-def cli_main(prog: str) -> Callable:
+def cli_main(prog: str, resume_hint: str = "") -> Callable:
     """Decorator for ``main(argv=None) -> int``: errors become one line and an exit code (see module docstring).
 
+    ``resume_hint`` says how to continue after Ctrl-C (e.g. "rerun the same command to continue").
     ``SystemExit`` (argparse, ``--help``) passes through unchanged.
     """
 
@@ -166,7 +168,7 @@ def cli_main(prog: str) -> Callable:
             except (Exception, KeyboardInterrupt) as error:
                 if verbose:
                     traceback.print_exc()
-                print(error_line(prog, error), file=sys.stderr)
+                print(error_line(prog, error, resume_hint), file=sys.stderr)
                 return exit_code(error)
             finally:
                 _INPUT_NAMES.reset(names)

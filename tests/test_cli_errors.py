@@ -128,6 +128,27 @@ def test_interrupts_internal_errors_and_os_errors_are_one_line_with_their_exit_c
     assert "Traceback" not in err and err.count("\n") == 1 and err.startswith(line), err
 
 
+@pytest.mark.parametrize("module, hint", [
+    ("physnetjax.learn.__main__", "interrupted; rerun the same command to continue: finished rounds are kept, "
+                                  "the interrupted one is redone"),
+    ("physnetjax.train.cli", "interrupted; continue from the last checkpoint with: python -m physnetjax.train "
+                             "--resume RUN_DIR"),
+])
+def test_an_interrupted_run_says_how_to_continue(monkeypatch, capsys, module, hint):
+    """After Ctrl-C `learn` and `train` printed only 'interrupted' (exit 130): nothing said that rerunning the same
+    command continues the loop, or that --resume continues the training run."""
+    import importlib
+
+    cli = importlib.import_module(module)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.argparse.ArgumentParser, "parse_args", interrupted)
+    assert cli.main([]) == 130
+    assert capsys.readouterr().err.strip().endswith(hint)
+
+
 def test_warnings_are_one_line_during_a_cli_call():
     """Inside a CLI call a warning prints as ``PROG: warning: MESSAGE``; --verbose and code outside keep Python's form."""
     import warnings

@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@cli_main("python -m physnetjax.learn")
+@cli_main("python -m physnetjax.learn", resume_hint="rerun the same command to continue: finished rounds are "
+                                                     "kept, the interrupted one is redone")
 def main(argv=None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)

@@ -163,7 +163,8 @@ def progress_logging(level: int, verbose: bool):
         checkpoint.setLevel(before[2])
 
 
-@cli_main("python -m physnetjax.train")
+@cli_main("python -m physnetjax.train", resume_hint="continue from the last checkpoint with: python -m "
+                                                     "physnetjax.train --resume RUN_DIR")
 def main(argv=None) -> int:
     from physnetjax.train.ensemble import check_init_architecture
     from physnetjax.train.loop import resume, train
