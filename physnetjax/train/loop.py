@@ -849,7 +849,7 @@ class Trainer:
         scale = jnp.asarray(self.plateau.scale, jnp.float32)
         timed = self.budget is not None and first
         steps_before = self.steps_done() if self.final_train_step is not None else 0
-        start, step_times = self.clock(), []
+        step_times = []
         for k, (batch, labels) in enumerate(self.training_inputs(), start=1):
             if self.budget is not None:
                 first_epoch_estimate = None

@@ -806,6 +806,18 @@ MUTANTS = (
            "return cls(np.zeros(3), lattice_images(positions, cell))",
            "return cls(np.zeros(3), np.zeros_like(lattice_images(positions, cell)))", THERMOSTATS,
            "periodic MD integrates an unwrapped start geometry 1000 Å out in float32 as given"),
+    # -- a second acceptance pass (2026-12-04): spectra, learn, check --------------------------------------------
+    Mutant("spectra_bohr_start_not_relaxed_again", "physnetjax/spectra/optimize.py",
+           "    if stretched_start is not None:\n", "    if False:\n", HARMONIC,
+           "a geometry in bohr relaxes into a spurious minimum and its frequencies are reported with exit 0"),
+    Mutant("learn_starting_labels_unchecked", "physnetjax/learn/loop.py",
+           "    if state is None:  # once, when the run starts: the file's labels are the labeller's\n",
+           "    if False:\n", ("tests/test_learn_inputs.py",),
+           "kcal/mol or sign-flipped starting labels are mixed with the labeller's eV labels"),
+    Mutant("checkpoint_overwrite_refusal_as_bad_input", "physnetjax/checkpoint/errors.py",
+           "class CheckpointOverwriteError(CheckpointError, OutputPathError):",
+           "class CheckpointOverwriteError(CheckpointError):", ("tests/test_ensemble.py",),
+           "a refused --overwrite exits 2 (bad input) instead of 3 (output refused)"),
 )
 
 EXPLAINED = {
