@@ -475,6 +475,9 @@ def test_cli_writes_csv_json_png_with_harmonic_lines(tmp_path, capsys):
     assert document["settings"]["replicas"] == 2 and len(document["temperatures_K"]) == 2
     assert document["model"] == {"ensemble_members": 1, "analysed": "the model's energy and dipole"}
     assert document["resolution_cm1"] == pytest.approx(1.0 / (C_CM_PER_FS * 200.0), rel=1e-12)
+    assert document["units"]["resolution_cm1"] == "cm^-1" and "km/mol" in document["units"]["bands"]
+    assert {key for key in document if key not in ("checkpoint", "geometry", "model", "units")} <= set(
+        document["units"])  # every number has its unit (spectrum.json had no units table)
     assert (out / "spectrum.png").stat().st_size > 10_000
 
 

@@ -46,6 +46,20 @@ OPTION_OF = {"temperature_K": "--temperature", "time_ps": "--time-ps", "timestep
              "total_charge": "--total-charge", **OPTIMIZER_OPTIONS}
 """:func:`~physnetjax.spectra.md_spectrum` and :func:`~physnetjax.spectra.harmonic` keyword → the option that sets
 it: the names in the messages of the checks run before any computation and of the harmonic analysis."""
+JSON_UNITS = {
+    "resolution_cm1": "cm^-1",
+    "temperatures_K": "K (mean kinetic temperature of each replica in the NVE part)",
+    "energy_errors": "max |E(t) - E(0)| of each replica in units of n_dof k_B T / 2",
+    "settings": "in the names (_K, _ps, _fs, _per_fs fs^-1, _amu), total_charge e; settings.units: the spectra",
+    "md_seconds": "s", "compile_seconds": "s",
+    "harmonic": "frequencies_cm1 cm^-1 (imaginary as negative), intensities_km_mol km/mol, zero_point_energy_eV "
+                "eV, optimized_positions Angstrom, total_charge_e e",
+    "bands": "*_cm1 cm^-1, harmonic_km_mol and ir_band_km_mol km/mol, power_band_dof degrees of freedom "
+             "(k_B T / 2 per quadratic term)",
+    "spectrum_csv": "wavenumber_cm1 cm^-1, power_per_cm1 degrees of freedom per cm^-1, ir_km_mol_per_cm1 km/mol "
+                    "per cm^-1",
+}
+"""Units of the entries of ``spectrum.json`` (its ``units`` table), as ``harmonic.json`` has one."""
 CSV_NAME = "spectrum.csv"
 JSON_NAME = "spectrum.json"
 PNG_NAME = "spectrum.png"
@@ -185,6 +199,7 @@ def _run(args) -> None:
     document["geometry"] = str(Path(args.geometry).resolve())
     document["spectrum_csv"] = CSV_NAME
     document["model"] = analysed_model(model)
+    document["units"] = JSON_UNITS
     (out / JSON_NAME).write_text(json.dumps(document, indent=1))
     print(f"wrote {out / CSV_NAME} and {out / JSON_NAME}")
     if not args.no_plot:
