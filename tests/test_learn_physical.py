@@ -203,3 +203,38 @@ def test_loop_never_labels_a_broken_candidate_and_reports_the_count(monkeypatch,
     assert len(labelled) == 2 and report["rounds"][1]["selected"] == 2
     assert all(unphysical_reason(Z0, R, bonds(Z0, R0)) is None for R in labelled)
     assert [r["unphysical_frames"] for r in report["rounds"]] == [0, 2]
+
+
+def test_a_round_whose_members_agree_exactly_warns(monkeypatch, tmp_path):
+    """An untrained round (its members predicting a constant energy) gives every MD frame the force spread 0: the
+    loop ranked those zeros without a word and the report showed 'MD spread mean/max 0.0000 / 0.0000'."""
+    import warnings
+
+    import physnetjax.learn.loop as learn_loop
+    from physnetjax.errors import PhysNetInputWarning
+    from physnetjax.learn import run_learning
+
+    def simulate(model, params, atoms, *, out, **settings):
+        trajectory = [atoms.positions, 1.01 * atoms.positions, 0.99 * atoms.positions]
+        ase.io.write(out, [ase.Atoms(numbers=atoms.numbers, positions=R) for R in trajectory])
+        start_log(f"{out}.jsonl", [{explore_module.SPREAD_KEY: 0.0} for _ in trajectory])
+
+    monkeypatch.setattr(explore_module, "load_checkpoint", lambda path, with_metadata: (None, None, {}))
+    monkeypatch.setattr(explore_module, "simulate", simulate)
+    monkeypatch.setattr(learn_loop, "train", lambda config, names: {"valid": {"forces_mae": 0.1}})
+    with np.load(bundled_dataset_path()) as bundled:
+        known_r, known_e, known_f = (np.asarray(bundled[key], np.float64) for key in ("R", "E", "F"))
+
+    def label(atoms):  # the starting frames' own labels (the loop checks them first), then any
+        k = int(np.argmin(np.abs(known_r - atoms.positions).max(axis=(1, 2))))
+        return {"E": known_e[k], "F": known_f[k]}
+
+    config = LearnConfig(out=str(tmp_path / "run"), initial_frames=4, test_frames=0, rounds=1, select=2,
+                         min_rmsd=0.001, temperatures=(300.0,), md_steps=20, save_every=10, ensemble=2, valid=1)
+    with pytest.warns(PhysNetInputWarning, match=r"round 1: the ensemble's members agree exactly on all \d+ MD "
+                                                 r"frames \(force spread 0 eV/Å\)"):
+        run_learning(config, label)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PhysNetInputWarning)
+        learn_loop._warn_if_members_agree(np.array([0.0, 0.2]), config, 1)
+

@@ -241,6 +241,7 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
         data = load_dataset(previous / "data.npz")
         init_from = previous / "train" / "best"
         candidates, summary["md"] = explore(init_from, data, directory / "explore", config, index, names)
+        _warn_if_members_agree(candidates.spreads, config, index)
         summary["unphysical_frames"] = sum(run["unphysical_frames"] for run in summary["md"])
         chosen, labels, failures = select_and_label(candidates, config, label, index)
         summary["label_failures"] = failures
@@ -264,6 +265,18 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
     logger.info("round %d: %d frames (%d new), test forces MAE %s eV/Å", index, len(data), summary["selected"],
                 summary["test"] and summary["test"]["forces_mae"])
     return summary
+
+
+def _warn_if_members_agree(spreads, config: LearnConfig, round_index: int) -> None:
+    """Warn (:class:`PhysNetInputWarning`) when every MD candidate has force spread exactly 0 eV/Å under
+    uncertainty-based selection: the members are identical or do not depend on the geometry (an untrained round),
+    and the selection falls back to diversity alone."""
+    if config.selection != "uncertain-diverse" or not len(spreads) or float(np.max(spreads)) != 0.0:
+        return
+    warnings.warn(f"round {round_index}: the ensemble's members agree exactly on all {len(spreads)} MD frames (force "
+                  "spread 0 eV/Å): the previous round's members are identical or untrained (see its "
+                  "train/metrics.csv), so frames are chosen by diversity alone; train longer (--epochs, --max-time)",
+                  PhysNetInputWarning, stacklevel=3)
 
 
 def select_and_label(candidates, config: LearnConfig, label: Labeller, round_index: int = 0
