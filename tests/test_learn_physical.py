@@ -2,6 +2,8 @@
 collapsed frame are rejected, thermal frames are kept; exploration cuts an MD run's candidates at its first
 unphysical frame (never labelled), counts it in the round report, and the option switches the topology check off."""
 
+import functools
+
 import ase
 import ase.io
 import numpy as np
@@ -168,6 +170,20 @@ def test_cli_filter_is_on_by_default_and_switched_off_by_the_option():
     assert vars(parser.parse_args(["--allow-topology-change"]))["allow_topology_change"] is True
 
 
+@functools.lru_cache(maxsize=1)
+def _bundled_frames() -> tuple:
+    with np.load(bundled_dataset_path()) as bundled:
+        return tuple(np.asarray(bundled[key], np.float64) for key in ("R", "E", "F"))
+
+
+def bundled_labels(atoms) -> dict:
+    """The bundled set's labels of its frame nearest ``atoms``: the starting frames' own labels, which the
+    learning loop checks its labeller against before anything else."""
+    positions, energies, forces = _bundled_frames()
+    k = int(np.argmin(np.abs(positions - atoms.positions).max(axis=(1, 2))))
+    return {"E": energies[k], "F": forces[k]}
+
+
 def test_loop_never_labels_a_broken_candidate_and_reports_the_count(monkeypatch, tmp_path):
     """run_learning with the MD faked (thermal, thermal, dissociated, thermal from each start geometry) and the
     training faked (only the loop's bookkeeping runs): the labeller never sees the dissociated frame."""
@@ -184,15 +200,12 @@ def test_loop_never_labels_a_broken_candidate_and_reports_the_count(monkeypatch,
     monkeypatch.setattr(explore_module, "simulate", simulate)
     monkeypatch.setattr(learn_loop, "train", lambda config, names: {"valid": {"forces_mae": 0.1}})
     labelled = []
-    with np.load(bundled_dataset_path()) as bundled:  # the starting frames' own labels, which the loop checks first
-        known_r, known_e, known_f = (np.asarray(bundled[key], np.float64) for key in ("R", "E", "F"))
-
     checked = []
 
     def label(atoms):
         if len(checked) < CHECK_FRAMES:  # the check of the starting labels comes first
-            checked.append(int(np.argmin(np.abs(known_r - atoms.positions).max(axis=(1, 2)))))
-            return {"E": known_e[checked[-1]], "F": known_f[checked[-1]]}
+            checked.append(atoms)
+            return bundled_labels(atoms)
         labelled.append(atoms.positions.copy())
         return {"E": 0.0, "F": np.zeros((len(atoms), 3))}
 
@@ -222,18 +235,11 @@ def test_a_round_whose_members_agree_exactly_warns(monkeypatch, tmp_path):
     monkeypatch.setattr(explore_module, "load_checkpoint", lambda path, with_metadata: (None, None, {}))
     monkeypatch.setattr(explore_module, "simulate", simulate)
     monkeypatch.setattr(learn_loop, "train", lambda config, names: {"valid": {"forces_mae": 0.1}})
-    with np.load(bundled_dataset_path()) as bundled:
-        known_r, known_e, known_f = (np.asarray(bundled[key], np.float64) for key in ("R", "E", "F"))
-
-    def label(atoms):  # the starting frames' own labels (the loop checks them first), then any
-        k = int(np.argmin(np.abs(known_r - atoms.positions).max(axis=(1, 2))))
-        return {"E": known_e[k], "F": known_f[k]}
-
     config = LearnConfig(out=str(tmp_path / "run"), initial_frames=4, test_frames=0, rounds=1, select=2,
                          min_rmsd=0.001, temperatures=(300.0,), md_steps=20, save_every=10, ensemble=2, valid=1)
     with pytest.warns(PhysNetInputWarning, match=r"round 1: the ensemble's members agree exactly on all \d+ MD "
                                                  r"frames \(force spread 0 eV/Å\)"):
-        run_learning(config, label)
+        run_learning(config, bundled_labels)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PhysNetInputWarning)
         learn_loop._warn_if_members_agree(np.array([0.0, 0.2]), config, 1)
