@@ -821,6 +821,12 @@ def test_cli_writes_the_last_geometry_of_an_unconverged_optimisation(cli_inputs,
     document = json.loads((out / "harmonic.json").read_text())
     # the minimum charged_result reached from r: at max |F| <= 1e-8 eV/Å the energies agree to round-off
     assert document["energy_eV"] == pytest.approx(charged_result.energy, abs=1e-9)
+    assert last.is_file()  # the run's own --geometry: an input is kept
+    status, printed, stderr = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry",
+                                      cli_inputs / "ethanol.extxyz", "--out", out, "--no-plot")
+    # main left the earlier run's unconverged.xyz beside this run's converged harmonic.json
+    assert status == 0 and not last.exists(), stderr
+    assert f"removed {last}, the unconverged geometry of an earlier run into this --out" in printed
 
 
 def test_cli_shows_the_input_warnings_before_an_optimisation_error(capsys, tmp_path):

@@ -17,7 +17,8 @@ to the output directory
 * ``config.toml``: the options used (``--config`` on it repeats the run);
 * ``unconverged.xyz``, only when the optimisation stops short of ``--fmax``: its last
   geometry (extxyz; energy, max |F| and steps in the comment line), to continue from
-  with ``--geometry`` (exit 4, :func:`last_geometry_written`).
+  with ``--geometry`` (exit 4, :func:`last_geometry_written`); a later successful run
+  into the same folder removes it, unless it started from it.
 
 The checkpoint, the geometry (an isolated molecule: a periodic one is refused) and the
 output directory are checked before any computation. Errors and exit codes: see
@@ -129,7 +130,7 @@ def _analyse(args):
         warnings.simplefilter("always", NonMinimumWarning)
         warnings.simplefilter("always", ZeroModeWarning)
         try:
-            with last_geometry_written(Path(args.out), atoms):
+            with last_geometry_written(Path(args.out), atoms, args.geometry):
                 result = harmonic(model, params, atoms.numbers, atoms.positions, masses=masses,
                                   total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
                                   max_steps=args.max_steps, training_record=TrainingRecord.from_metadata(metadata),
@@ -142,25 +143,33 @@ def _analyse(args):
 
 
 @contextlib.contextmanager
-def last_geometry_written(out: Path, atoms):
+def last_geometry_written(out: Path, atoms, geometry):
     """Inside it, an :class:`~physnetjax.spectra.OptimizationError` of ``atoms``' optimisation writes its last
     geometry to ``out/unconverged.xyz`` (extxyz: ``atoms`` with those positions; ``energy_eV``, ``fmax_eV_per_A``
     and ``steps`` in the comment line) and is raised again with a message that names the file, from which
-    ``--geometry`` continues: a command line keeps the geometry the error holds."""
+    ``--geometry`` continues: a command line keeps the geometry the error holds.
+
+    When the block ends without error, an ``out/unconverged.xyz`` left by an earlier run into the same folder
+    no longer describes it and is removed (said on stdout), unless it is ``geometry``, the file this run
+    started from (an input is never deleted).
+    """
     import ase.io
 
     from physnetjax.spectra.optimize import OptimizationError
 
+    path = out / UNCONVERGED_NAME
     try:
         yield
     except OptimizationError as error:
-        path = out / UNCONVERGED_NAME
         last = atoms.copy()
         last.positions = error.positions
         last.info.update(energy_eV=error.energy, fmax_eV_per_A=error.fmax, steps=error.steps)
         ase.io.write(path, last, format="extxyz")
         raise OptimizationError(error.summary, error.positions, error.energy, error.fmax, error.steps,
                                 kept=f"in {path}: continue from it with --geometry {path}") from error
+    if path.is_file() and not (Path(geometry).exists() and path.samefile(geometry)):
+        path.unlink()
+        print(f"removed {path}, the unconverged geometry of an earlier run into this --out")
 
 
 def read_geometry(path):

@@ -21,7 +21,8 @@ and writes to the output directory
   sticks (needs matplotlib; ``--no-plot`` skips it);
 * ``config.toml``: the options used (``--config`` on it repeats the run);
 * ``unconverged.xyz``, only when the optimisation stops short of ``--fmax``: its last
-  geometry, to continue from with ``--geometry`` (as ``harmonic``).
+  geometry, to continue from with ``--geometry`` (as ``harmonic``; a later successful run
+  into the same folder removes it, unless it started from it).
 
 Every setting, the checkpoint, the geometry and the output directory are checked
 before any computation. Errors and exit codes: see :mod:`physnetjax.spectra.__main__`.
@@ -155,7 +156,7 @@ def _run(args) -> None:
     said: set = set()
     with warnings.catch_warnings(record=True) as caught:
         try:
-            with last_geometry_written(out, atoms):
+            with last_geometry_written(out, atoms, args.geometry):
                 lines = harmonic(model, params, atoms.numbers, atoms.positions, masses=masses,
                                  total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
                                  max_steps=args.max_steps, training_record=record, names=OPTION_OF)
