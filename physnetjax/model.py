@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.errors import displayed, namer
+from physnetjax.matmul_precision import at_model_matmul_precision
 from physnetjax.message_pass import SparseMessagePass, edge_basis_factors
 from physnetjax.model_dispersion import (DISPERSION_CUTOFF_DEFAULT, DispersionParameters, check_dispersion_settings,
                                          dispersion_per_molecule)
@@ -525,6 +526,7 @@ class PhysNet(nn.Module):
             check_all_pairs(pair_dst, pair_src, pair_mask, segments, atom_mask, num_molecules)
 
     @nn.compact
+    @at_model_matmul_precision
     def __call__(
         self,
         atomic_numbers,

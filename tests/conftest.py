@@ -26,6 +26,9 @@ suite from 13 min 48 s and 14 min 33 s (two runs that afternoon) to 9 min 41 s. 
 fused operations are the same; only the code generating each kernel differs, so again
 at most the last bits of a reduction may change, and the suite passes either way
 (``XLA_FLAGS=--xla_cpu_use_fusion_emitters=true python -m pytest`` runs it with them).
+Each option is set only where this jaxlib's XLA knows it (one subprocess tries them at the
+start of a run): XLA aborts on an unknown option in ``XLA_FLAGS``, and jaxlib 0.11 dropped
+``xla_cpu_use_fusion_emitters`` (every pytest-xdist worker died at its first test).
 
 Compiled programs are shared through JAX's persistent compilation cache, in a fresh
 temporary folder per run that every process of the run uses (the pytest-xdist workers
@@ -41,12 +44,26 @@ the cache between runs, set ``JAX_COMPILATION_CACHE_DIR`` yourself.
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 import tempfile
 
 TEST_XLA_FLAGS = {"xla_backend_optimization_level": "0", "xla_cpu_use_fusion_emitters": "false"}
-for _flag, _value in TEST_XLA_FLAGS.items():
-    if _flag not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --{_flag}={_value}".strip()
+
+
+def xla_accepts(flags: str) -> bool:
+    """Whether this jaxlib's XLA starts with ``flags`` in ``XLA_FLAGS`` (an unknown flag aborts the process:
+    jaxlib 0.11 no longer knows ``xla_cpu_use_fusion_emitters``), tried in a subprocess on the CPU."""
+    probe = subprocess.run([sys.executable, "-c", "import jax; jax.devices('cpu')"], capture_output=True,
+                           env={**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"})
+    return probe.returncode == 0
+
+
+_missing = [f"--{flag}={value}" for flag, value in TEST_XLA_FLAGS.items()
+            if flag not in os.environ.get("XLA_FLAGS", "")]
+if _missing:
+    _known = _missing if xla_accepts(" ".join(_missing)) else [f for f in _missing if xla_accepts(f)]
+    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *_known]).strip()
 
 RUN_COMPILATION_CACHE = None
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:

@@ -93,6 +93,24 @@ def test_mean_and_spread_equal_numpy_over_members(ensemble, two_molecules):
     np.testing.assert_allclose(scaled["energy"], out["energy"], rtol=1e-12)
 
 
+@pytest.mark.parametrize("backend, in_a_loop", [("cpu", True), ("gpu", False)])
+def test_members_run_in_a_loop_on_the_cpu_and_side_by_side_on_an_accelerator(ensemble, two_molecules, monkeypatch,
+                                                                              backend, in_a_loop):
+    """lax.map on the CPU, vmap elsewhere (on an H200 1.4-1.5x against 0.9-1.05x one member); the same numbers."""
+    model, stacked, members = ensemble
+    zs, rs = zip(*two_molecules)
+    batch = batch_molecules(list(zs), list(rs), model.cutoff, pair_cutoff=model_pair_cutoff(model),
+                            dtype=np.float64)
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    program = jax.make_jaxpr(lambda p: apply_batch(model, p, batch))(stacked)
+    assert any(eqn.primitive.name == "scan" for eqn in program.jaxpr.eqns) == in_a_loop
+    out = jax.device_get(jax.jit(lambda p: apply_batch(model, p, batch))(stacked))
+    forces = np.array([o["forces"] for o in member_by_member(model, members, batch)])
+    np.testing.assert_allclose(out["forces"], forces.mean(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out["forces_std"], np.sqrt(np.mean(np.sum((forces - forces.mean(axis=0)) ** 2, -1), 0)),
+                               rtol=1e-10, atol=1e-14)
+
+
 def test_energy_only_call_of_an_ensemble_has_no_force_spread(ensemble, two_molecules):
     model, stacked, _ = ensemble
     zs, rs = zip(*two_molecules)

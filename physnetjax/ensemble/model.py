@@ -47,17 +47,23 @@ MEMBER_PROPERTIES = ("sr_cutoff", "repulsion_cutoff")
 def map_members(function, stacked):
     """``function`` applied to every member's slice of the pytree ``stacked`` (leading axis K), results stacked.
 
-    One compiled program runs the members one after another (``jax.lax.map``); the
-    result equals ``jax.vmap(function)(stacked)``. Why not ``vmap``: a vmapped member
+    On the CPU one compiled program runs the members one after another (``jax.lax.map``);
+    on an accelerator they run side by side (``jax.vmap``); either result equals
+    ``jax.vmap(function)(stacked)``. Why not ``vmap`` on the CPU: a vmapped member
     axis makes every intermediate (edge messages, their scatters, the backward pass)
     K times larger, so on XLA:CPU they leave the cache. Measured on 2 CPU cores with
     the default trainer model (features 32, 2 iterations; wall time, interleaved
     calls, compiled as :mod:`physnetjax.compilation` compiles them; see
     benchmarks/README.md "Ensemble cost"): energy+forces of K = 4 members cost
     2.0x / 2.1-2.3x / 2.1-2.2x one member for 1 / 16 / 64 ethanol molecules with
-    ``lax.map`` and 1.8x / 2.6x / 7.4x with ``vmap``.
+    ``lax.map`` and 1.8x / 2.6x / 7.4x with ``vmap``. On an NVIDIA H200, where such a
+    call is bound by kernel launches, not arithmetic: 1.44-1.53x with ``lax.map`` and
+    0.93-1.05x with ``vmap`` for 1 and 16 molecules (benchmarks/README.md, "On a GPU").
+    The choice is made when ``function`` is traced, by ``jax.default_backend()``.
     """
-    return jax.lax.map(function, stacked)
+    if jax.default_backend() == "cpu":
+        return jax.lax.map(function, stacked)
+    return jax.vmap(function)(stacked)
 
 
 def is_ensemble(model) -> bool:
