@@ -41,12 +41,14 @@ the jaxlib version), so results are unchanged. Each run starts empty, as in CI; 
 the cache between runs, set ``JAX_COMPILATION_CACHE_DIR`` yourself.
 """
 
+import contextlib
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 
 TEST_XLA_FLAGS = {"xla_backend_optimization_level": "0", "xla_cpu_use_fusion_emitters": "false"}
 
@@ -83,6 +85,32 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs",
                   float(os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", 1.0)))
 
 DATA = pathlib.Path(__file__).parent / "data"
+
+THIRD_PARTY_DEPRECATIONS = ("Setting the shape on a NumPy array has been deprecated",)
+"""Deprecation warnings raised inside code the library calls, not by it (ASE 3.29 sets ``ndarray.shape`` when it
+reads ``.traj`` and extxyz files and in its calculator, which NumPy 2.5 deprecates): pytest shows deprecations,
+so they are ignored (:func:`pytest_configure`, :func:`ignore_third_party_deprecations`) where a test asserts that
+no warning, or exactly its own warnings, are raised."""
+
+
+def pytest_configure(config):
+    for message in THIRD_PARTY_DEPRECATIONS:
+        config.addinivalue_line("filterwarnings", f"ignore:{message}:DeprecationWarning")
+
+
+def ignore_third_party_deprecations() -> None:
+    """Add :data:`THIRD_PARTY_DEPRECATIONS` as ignored to the current warning filters (after a ``simplefilter``)."""
+    for message in THIRD_PARTY_DEPRECATIONS:
+        warnings.filterwarnings("ignore", message=message, category=DeprecationWarning)
+
+
+@contextlib.contextmanager
+def warnings_as_errors():
+    """Inside it every warning is raised as an error, except :data:`THIRD_PARTY_DEPRECATIONS`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ignore_third_party_deprecations()
+        yield
 
 
 def load_molecule(name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,6 @@ wraps the same tiny float64 model, so only the defect differs. Checks run with
 import dataclasses
 import json
 import re
-import warnings
 
 import ase
 import ase.io
@@ -16,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import DATA, perturbed_params
+from conftest import DATA, perturbed_params, warnings_as_errors
 
 from physnetjax import PhysNet, apply_batch, init_params, save_checkpoint
 from physnetjax.check import CheckSettings, Structure, Thresholds, check_model, default_structures
@@ -390,8 +389,7 @@ def test_periodic_frames_in_reach_of_their_images_are_refused_and_vacuum_boxes_c
     boxed = ase.Atoms(numbers=methanol.atomic_numbers, positions=methanol.positions, pbc=True)
     boxed.center(vacuum=3.0)  # images 6 Å apart at least, beyond the reach 5 Å
     ase.io.write(tmp_path / "vacuum.extxyz", boxed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         structures = read_structures(tmp_path / "vacuum.extxyz")
         report = check_model(model, params, structures, groups=["references"], settings=SETTINGS)
     np.testing.assert_array_equal(structures[0].cell, boxed.cell[:])

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import warnings_as_errors
+
 from physnetjax.data import (
     DataError,
     bundled_dataset_path,
@@ -300,8 +302,7 @@ def test_forces_on_padding_atoms_warn_and_do_not_count_as_net_force(tmp_path, ra
     arrays = {k: v.copy() for k, v in raw.items()}
     for key in ("R", "Z", "F"):
         arrays[key] = np.concatenate([arrays[key], np.zeros_like(arrays[key][:, :1])], axis=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         load_npz(write(tmp_path, arrays, "padded.npz"))
     arrays["F"][3, 9] = [0.5, 0.0, 0.0]
     with warnings.catch_warnings(record=True) as caught:
@@ -317,8 +318,7 @@ def test_forces_on_padding_atoms_warn_and_do_not_count_as_net_force(tmp_path, ra
 def test_bundled_dataset_is_valid_and_small():
     path = bundled_dataset_path()
     assert path.stat().st_size <= 1_000_000
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         data = load_npz(path)
     # An isolated molecule's forces sum to zero (translation invariance of the GFN2 energy).
     assert np.max(np.abs(data.F.sum(axis=1))) < 1e-3
@@ -362,8 +362,7 @@ def test_ase_label_keys_not_read_warn_and_conflicting_duplicates_refuse(tmp_path
     for k, atoms in enumerate(agree):
         atoms.info["energy"] = float(raw["E"][k])
     ase.io.write(tmp_path / "agree.traj", agree)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         np.testing.assert_allclose(load_ase(tmp_path / "agree.traj").E, raw["E"][:3], rtol=1e-12)
 
     ref_only = tmp_path / "ref_only.extxyz"
@@ -395,8 +394,7 @@ def test_extxyz_free_energy_without_energy_warns(tmp_path, raw):
                                                  r"1, 2\); the labels read are the calculator results 'energy'"):
         assert not load_ase(tmp_path / "free.extxyz").has_E.any()
     ase.io.write(tmp_path / "both.extxyz", frames(energy=0.0, free_energy=-0.01))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         assert load_ase(tmp_path / "both.extxyz").has_E.all()
 
 
@@ -425,8 +423,7 @@ def test_periodic_ase_frames_keep_their_cell_and_in_reach_images_are_refused(tmp
         atoms.calc = SinglePointCalculator(atoms, energy=raw["E"][k], forces=raw["F"][k])
         frames.append(atoms)
     ase.io.write(tmp_path / "cell.extxyz", frames)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         data = load_ase(tmp_path / "cell.extxyz")
     np.testing.assert_array_equal(data.cell, [np.zeros((3, 3)), np.diag([6.0, 7.0, 8.0]), np.diag([6.0, 7.0, 0.0])])
     np.testing.assert_array_equal(data.subset([2]).cell, data.cell[2:])
@@ -486,8 +483,7 @@ def test_npz_cell_is_read_so_training_refuses_frames_in_reach_of_their_images_li
     data = load_npz(write(tmp_path, {**frames, "box": np.diag([6.0, 7.0, 8.0]), "pbc": pbc}, "slab.npz"))
     np.testing.assert_array_equal(data.cell, [np.diag([6.0, 7.0, 0.0])] * 4 + [np.zeros((3, 3))] * 4)
     vacuum = np.broadcast_to(np.diag([30.0, 31.0, 32.0]), (8, 3, 3))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         data = load_npz(write(tmp_path, {**frames, "Lattice": vacuum}, "vacuum.npz"))
     np.testing.assert_array_equal(data.cell, vacuum)
     model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=5.0,
@@ -547,8 +543,7 @@ def test_positions_in_bohr_warn_and_angstrom_do_not(tmp_path, raw):
     stretched = dict(raw, R=raw["R"] / bohr_in_angstrom, F=raw["F"] * bohr_in_angstrom)
     with pytest.warns(UserWarning, match=r"'R': atoms sit 1\.9\d× the covalent bond length .* are they in bohr"):
         load_npz(write(tmp_path, stretched, "bohr.npz"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         for path in (DATA, bundled_dataset_path(), Path(__file__).parent / "data" / "neighbors_mixed.npz"):
             load_dataset(path)
 
@@ -563,6 +558,5 @@ def test_frames_without_a_charge_beside_charged_ones_warn(tmp_path, raw):
                                          r"\), while 64 carry a non-zero one \(e.g. 1 e in .*cations.npz\[0\]\)"):
         data = load_dataset(paths)
     np.testing.assert_array_equal(data.Q[64:], 0.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         load_dataset([DATA, paths[1]])  # known charges all 0: the unknown ones are as good as neutral

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from ase import Atoms
 
+from conftest import warnings_as_errors
+
 from physnetjax.data.generate import _finite_difference_hessian, generate, labels_of, unpaired_electrons
 
 
@@ -142,10 +144,7 @@ def test_a_diatomic_is_sampled_without_a_numpy_warning():
     """On main ASE's ZeroRotation divided 0/0 for a diatomic's zero moment of inertia (an axis it then drops): the CLI
     printed 'warning: invalid value encountered in divide' before labelling NaCl correctly."""
     pytest.importorskip("tblite")
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         data = generate("H2", frames=1, stride=1, equilibration_steps=0)
     assert np.all(np.isfinite(data["F"]))
 

@@ -10,11 +10,12 @@ written here; the faulty sets are made from them by the mistakes named.
 
 import dataclasses
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import warnings_as_errors
 
 from physnetjax import units
 from physnetjax.data import bundled_dataset_path, load_dataset
@@ -48,8 +49,7 @@ def ethanol():
 def test_consistent_labels_pass_with_slope_one(ethanol):
     fit = energy_force_slope(ethanol)
     assert fit.pairs >= 20 and fit.correlation > 0.9 and abs(fit.slope - 1) < 0.1 and fit.error < 0.1
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         assert check_label_sanity(ethanol) == []
 
 
@@ -106,8 +106,7 @@ def test_gradients_without_nearby_frames_are_detected_by_the_virial():
     assert energy_force_slope(data) is None
     mean, error, frames = force_virial(data)
     assert frames == 64 and mean < -3 * error
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         assert check_label_sanity(data) == []
     flipped = dataclasses.replace(data, F=-data.F)
     with pytest.warns(PhysNetInputWarning, match=r"push the atoms apart .* averages \+2\.\d+ ± .*--force-sign -1"):
@@ -197,8 +196,7 @@ def test_morse_forces_are_minus_the_energy_gradient(morse):
 def test_morse_frames_give_slope_one(morse):
     fit = energy_force_slope(morse)
     assert fit.pairs >= 50 and fit.correlation > 0.99 and abs(fit.slope - 1) < 0.02
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         assert check_label_sanity(morse) == []
 
 
@@ -246,8 +244,7 @@ def test_dft_frames_up_to_point_three_angstrom_apart_give_slope_one():
     data = load_dataset(DATA / "dft_base_t_pairs.npz")
     fit = energy_force_slope(data)
     assert fit.correlation > 0.95 and abs(fit.slope - 1) < 0.1 and fit.effective_pairs >= 3
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         assert check_label_sanity(data) == []
     with pytest.warns(PhysNetInputWarning, match=r"as for forces per bohr read as per Å .* s = 1\.8\d"):
         check_label_sanity(dataclasses.replace(data, F=data.F * BOHR_IN_ANGSTROM))

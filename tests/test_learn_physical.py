@@ -9,6 +9,8 @@ import ase.io
 import numpy as np
 import pytest
 
+from conftest import ignore_third_party_deprecations
+
 import physnetjax.learn.explore as explore_module
 from physnetjax.data import bundled_dataset_path, load_dataset
 from physnetjax.jsonlines import start_log
@@ -141,6 +143,7 @@ def test_md_messages_name_the_loop_settings_and_a_close_contact_is_said_once(mon
                "timestep_fs": "--timestep", "ensemble": "--ensemble"}
     with warnings.catch_warnings(record=True) as caught, caplog.at_level("WARNING"):
         warnings.simplefilter("always")
+        ignore_third_party_deprecations()
         explore_module.explore(None, BUNDLED.subset(np.array([0])), tmp_path, config, 1, options)
     assert seen["max_force"] == "--max-force" and seen["steps"] == "--md-steps" and seen["ensemble"] == "--md-ensemble"
     assert seen["timestep_fs"] == "--timestep" and seen["friction"] == "friction"  # not in names: the setting

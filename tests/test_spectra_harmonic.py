@@ -28,6 +28,8 @@ import numpy as np
 import pytest
 from ase.vibrations import Infrared
 
+from conftest import warnings_as_errors
+
 from physnetjax import PhysNet, load_checkpoint, save_checkpoint
 from physnetjax.calculator import PhysNetCalculator
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, RunStoppedError
@@ -185,8 +187,7 @@ def test_zero_charge_model_has_zero_intensities(charge_model):
 
 def test_a_minimum_given_as_is_needs_no_optimisation_and_no_warning(charge_model, charged_result):
     model, params, z, _ = charge_model
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         result = harmonic(model, params, z, charged_result.positions, optimize=False, fmax=1e-6)
     assert result.optimization is None
     np.testing.assert_array_equal(result.positions, charged_result.positions)

@@ -6,6 +6,8 @@ import ase
 import numpy as np
 import pytest
 
+from conftest import warnings_as_errors
+
 from physnetjax import PhysNet, TrainingRecord, init_params
 from physnetjax.data import fit_reference_energies
 from physnetjax.errors import PhysNetInputWarning
@@ -51,8 +53,7 @@ def test_each_part_of_the_record_judges_its_own_input(ethanol_record, tiny):
 
 def test_an_input_inside_the_record_or_an_empty_record_says_nothing(ethanol_record, tiny):
     model, _ = tiny
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         ethanol_record.check_structure(model, np.array(ETHANOL), total_charge=0.0)
         TrainingRecord().check_structure(model, METHANOL, total_charge=1.0)  # a charge model may be asked anything
         ethanol_record.check_structure(model, METHANOL, consequence=None)  # results free of absolute energies

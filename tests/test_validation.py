@@ -5,13 +5,12 @@ crash on main) and asserts the clear error or warning that replaces it.
 """
 
 import pathlib
-import warnings
 
 import ase
 import jax
 import numpy as np
 import pytest
-from conftest import cast_params, perturbed_params
+from conftest import cast_params, perturbed_params, warnings_as_errors
 
 from physnetjax import PhysNet, init_params, predict, predict_periodic
 from physnetjax.calculator import PhysNetCalculator
@@ -73,8 +72,7 @@ def test_element_above_range_is_named(charged):
 def test_untrained_element_warns_only_when_the_record_exists(charged):
     with pytest.warns(PhysNetInputWarning, match=r"O \(Z=8\) \(atom\(s\) 0\) never occurred .*trained on H, C"):
         predict(*charged, WATER_Z, WATER_R, training_record=TrainingRecord(elements=(1, 6)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         predict(*charged, WATER_Z, WATER_R)
         predict(*charged, WATER_Z, WATER_R, training_record=TrainingRecord(elements=(1, 8)))
 
@@ -94,8 +92,7 @@ def test_a_total_charge_the_training_never_had_warns_only_when_the_record_exists
     atoms = ase.Atoms(numbers=WATER_Z, positions=WATER_R, calculator=calculator, info={"charge": 1})
     with pytest.warns(PhysNetInputWarning, match=cation):
         atoms.get_potential_energy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         predict(*charged, WATER_Z, WATER_R, total_charge=1.0)  # no record: a charge model may be asked anything
         predict(*charged, WATER_Z, WATER_R, total_charge=1.0, training_record=TrainingRecord(charges=(0.0, 1.0)))
         predict(*charged, WATER_Z, WATER_R, total_charge=1e-9, training_record=TrainingRecord(charges=(0.0,)))
@@ -114,8 +111,7 @@ def test_a_model_without_charges_names_its_trained_charge_state():
         check_charge_model(model, 0.0, [1.0])
     with pytest.warns(PhysNetInputWarning, match=r"total charge 2 e given to a model without charges"):
         check_charge_model(model, 2.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         check_charge_model(model, 1.0, [1.0])
         check_charge_model(model, 0.0)
 
@@ -126,8 +122,7 @@ def test_frames_of_an_untrained_total_charge_are_counted():
     with pytest.warns(PhysNetInputWarning, match=r"--data: total charge\(s\) -1, \+2 e \(in 3 of 5 frames, first "
                                                  r"frame 1\) never occurred .*\(trained on total charge 0, \+1 e\)"):
         check_dataset_charges([0.0, -1.0, 2.0, 1.0, 2.0], [0.0, 1.0], where="--data")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         check_dataset_charges([0.0, -1.0], None)
         check_dataset_charges([0.0, 1.0 + 1e-9], [0.0, 1.0])
 
@@ -315,8 +310,7 @@ def test_total_charge_of_atoms_and_initial_charges():
     from physnetjax.validation import atoms_total_charge
 
     atoms = ase.Atoms("NH4", positions=[[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [-1, 0, 0]])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings_as_errors():
         assert atoms_total_charge(atoms) == 0.0
         atoms.set_initial_charges([0.0] * 5)  # an all-zero column is no information
         atoms.info["charge"] = 1.0

@@ -28,7 +28,8 @@ diverging training run and OS error messages (six survived at first: config file
 arrays and non-finite floats, the batch's molecule mask, the NPT rebuild, the NaN training
 loss, and one whose killing test lives in ``tests/test_cli_errors.py``, now among its test
 files; the OS error one guards a fix made with it); the acceptance pass of 2026-12-04 and its follow-ups
-added one for each of their fixes. ``EXPLAINED`` lists
+added one for each of their fixes, and so did the first GPU lease (2026-12-04: matrix-product
+precision, members side by side on an accelerator). ``EXPLAINED`` lists
 survivors that are equivalent to the original (no test can kill them) with the reason.
 """
 
@@ -818,6 +819,22 @@ MUTANTS = (
            "class CheckpointOverwriteError(CheckpointError, OutputPathError):",
            "class CheckpointOverwriteError(CheckpointError):", ("tests/test_ensemble.py",),
            "a refused --overwrite exits 2 (bad input) instead of 3 (output refused)"),
+    # -- the first GPU lease (2026-12-04) and a spectra follow-up ----------------------------------------------
+    Mutant("model_products_at_xla_default_precision", "physnetjax/model.py",
+           "    @nn.compact\n    @at_model_matmul_precision\n", "    @nn.compact\n",
+           ("tests/test_matmul_precision.py",),
+           "the model's float32 products run in TF32 on NVIDIA GPUs: forces 400x further from float64"),
+    Mutant("model_precision_ignores_the_users_choice", "physnetjax/matmul_precision.py",
+           "jax.default_matmul_precision(jax.config.jax_default_matmul_precision or MODEL_MATMUL_PRECISION)",
+           "jax.default_matmul_precision(MODEL_MATMUL_PRECISION)", ("tests/test_matmul_precision.py",),
+           "a user's jax_default_matmul_precision (e.g. tensorfloat32 for speed) is overridden"),
+    Mutant("ensemble_members_mapped_on_accelerators", "physnetjax/ensemble/model.py",
+           '    if jax.default_backend() == "cpu":\n', "    if True:\n", ("tests/test_ensemble.py",),
+           "an ensemble runs its members one after another on a GPU (1.5x one model instead of 1.0x)"),
+    Mutant("spectra_stale_unconverged_geometry_kept", "physnetjax/spectra/cli_harmonic.py",
+           "    if path.is_file() and not (Path(geometry).exists() and path.samefile(geometry)):\n",
+           "    if False:\n", HARMONIC,
+           "a successful spectra run leaves an earlier run's unconverged.xyz beside its results"),
 )
 
 EXPLAINED = {
