@@ -78,10 +78,10 @@ def tiny_config(directory, out, **changes) -> LearnConfig:
 
 
 class CrashOnce:
-    """A labeller that fails on its first call after the start's check of the starting labels (two calls,
-    physnetjax.learn.inputs): an interruption in the middle of round 1's labelling."""
+    """A labeller that fails on its first call after the start's checks of the starting and test labels (two calls
+    each, physnetjax.learn.inputs): an interruption in the middle of round 1's labelling."""
 
-    def __init__(self, label, checks: int = 2):
+    def __init__(self, label, checks: int = 4):
         self.label, self.calls, self.checks = label, 0, checks
 
     def __call__(self, atoms):

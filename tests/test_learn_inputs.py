@@ -35,9 +35,9 @@ def no_training(config, names=None):
     raise AssertionError("the loop trained on starting frames it should have refused")
 
 
-def rewritten(directory, tmp_path, name, **changes):
-    """The stub starting frames with ``changes`` (key → function of the array, or None to drop the key)."""
-    raw = dict(np.load(directory / "initial.npz"))
+def rewritten(directory, tmp_path, name, source="initial.npz", **changes):
+    """The stub's ``source`` frames with ``changes`` (key → function of the array, or None to drop the key)."""
+    raw = dict(np.load(directory / source))
     for key, change in changes.items():
         if change is None:
             del raw[key]
@@ -104,6 +104,30 @@ def test_starting_labels_that_are_not_the_labellers_are_refused_before_training(
                            "physnetjax.data.generate --molecule STRUCTURE --method GFN2-xTB --out start.npz, then "
                            "--data start.npz)")
     assert counting.calls == 2  # two starting frames labelled (physnetjax.learn.inputs.CHECK_FRAMES)
+    assert not out.exists()
+
+
+def test_test_frames_in_other_units_are_refused_before_training(stub_data, tmp_path, capsys, monkeypatch):
+    """A --test file in kcal/mol was accepted: every round's test error compared eV models with kcal/mol labels."""
+    from physnetjax.learn.__main__ import main
+
+    directory, label = stub_data
+    path = rewritten(directory, tmp_path, "kcal_test.npz", source="test.npz", E=lambda E: E * 23.06,
+                     F=lambda F: F * 23.06)
+    counting = Counting(label)
+    monkeypatch.setattr(learn_loop, "xtb_labeller", labeller_factory([], counting))
+    monkeypatch.setattr(learn_loop, "train", no_training)
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--data", str(directory / "initial.npz"), "--test", str(path), "--rounds", "0",
+                 "--ensemble", "2", "--features", "8", "--valid", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"python -m physnetjax.learn: error: {path}: its labels are not those of GFN2-xTB, which "
+                             f"labels the loop's new frames (compared on {path}[0], ")
+    assert "the forces are 23.06 × GFN2-xTB's, as for kcal/mol/Å read as eV/Å" in err[0]
+    assert ("The per-round test errors would compare the models, trained on the labeller's labels, with other labels: "
+            "convert the file to eV and eV/Å with F = −dE/dR") in err[0]
+    assert counting.calls == 4  # two starting frames, then two test frames
     assert not out.exists()
 
 

@@ -151,11 +151,20 @@ def label_findings(file_E: np.ndarray, file_F: list, label_E: np.ndarray, label_
     return findings
 
 
+MIXED_IN_TRAINING = "The loop would mix the two in one training set"
+"""What labels other than the labeller's would do in the starting frames (the message of :func:`check_labels_against`)."""
+COMPARED_IN_TESTS = ("The per-round test errors would compare the models, trained on the labeller's labels, with "
+                     "other labels")
+"""What they would do in the test frames (``--test``)."""
+
+
 def check_labels_against(data: Dataset, label: Callable, where: str, labeller: str,
-                         method: str | None = None) -> None:
+                         method: str | None = None, consequence: str = MIXED_IN_TRAINING) -> None:
     """Label :func:`check_frames` of ``data`` (read from ``where``) with ``label`` and refuse ``data`` when its labels
     are not the labeller's (tolerances in the module docstring). ``labeller`` names the labeller in the message,
-    ``method`` is the tblite method of an xTB labeller, whose command the message names (None: another labeller).
+    ``method`` is the tblite method of an xTB labeller, whose command the message names (None: another labeller);
+    ``consequence`` says what the file's labels would do in the loop (:data:`MIXED_IN_TRAINING`,
+    :data:`COMPARED_IN_TESTS`).
 
     Raises:
       PhysNetInputError: naming ``where``, the frames compared, each difference found (factor, sign, offset) and
@@ -183,8 +192,8 @@ def check_labels_against(data: Dataset, label: Callable, where: str, labeller: s
     if findings:
         raise PhysNetInputError(
             f"{where}: its labels are not those of {labeller}, which labels the loop's new frames (compared on "
-            f"{', '.join(str(s) for s in data.sources[frames])}): {'; '.join(findings)}. The loop would mix the two in "
-            "one training set: convert the file to eV and eV/Å with F = −dE/dR, or start from frames labelled "
+            f"{', '.join(str(s) for s in data.sources[frames])}): {'; '.join(findings)}. {consequence}: convert the "
+            "file to eV and eV/Å with F = −dE/dR, or start from frames labelled "
             + (f"with {labeller} ({GENERATE_HINT.format(method=method)})" if method else f"with {labeller}"))
 
 

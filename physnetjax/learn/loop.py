@@ -41,7 +41,7 @@ from physnetjax.learn.config import RESUME_CHANGES, LearnConfig
 from physnetjax.learn.evaluate import test_errors
 from physnetjax.learn.explore import explore
 from physnetjax.learn.frames import labelled_frames, save_frames
-from physnetjax.learn.inputs import check_labelled, check_labels_against, learn_hints
+from physnetjax.learn.inputs import COMPARED_IN_TESTS, check_labelled, check_labels_against, learn_hints
 from physnetjax.learn.labellers import Labeller, checked_labels, xtb_labeller
 from physnetjax.learn.report import write_report
 from physnetjax.learn.selection import select_uncertain_diverse
@@ -69,7 +69,8 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
     A new run's starting frames must all carry energy and forces, and before any training
     :data:`~physnetjax.learn.inputs.CHECK_FRAMES` (2) of them are labelled by the labeller and compared
     with the file's labels (:func:`physnetjax.learn.inputs.check_labels_against`: energies within 1e-3
-    eV/atom, forces within 1 % RMS); a resumed run is not checked again.
+    eV/atom, forces within 1 % RMS), and so are two frames of a ``config.test`` file (its test errors
+    measure the models against the labeller); a resumed run is not checked again.
 
     Raises:
       PhysNetInputError: ``config.out`` holds a run with a finished round and other settings
@@ -78,7 +79,8 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
         starting frames of another total charge than ``config.charge``, or whose electrons do
         not allow ``config.uhf`` (:func:`check_unpaired_electrons`), that lack energies or forces, or whose
         labels are not the labeller's (other units, the opposite force sign, an energy offset, another
-        method: :mod:`physnetjax.learn.inputs`); a test file without energies or forces.
+        method: :mod:`physnetjax.learn.inputs`); a test file without energies or forces, or whose labels
+        are not the labeller's.
       ValueError: a ``config.valid`` that leaves the starting frames no validation or no
         training frame (checked before the run directory is written).
       OutputPathError: a new run's ``config.out`` lies below a file or in a directory that is not writable
@@ -110,10 +112,12 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
                 f"out of its report: pass --rounds {finished} to rewrite the report, or more to add rounds")
     label = labeller if labeller is not None else xtb_labeller(  # tblite present?
         config.labeller, config.charge, config.uhf)
-    if state is None:  # once, when the run starts: the file's labels are the labeller's
+    if state is None:  # once, when the run starts: the files' labels are the labeller's
         name = config.labeller if labeller is None else "the labeller"
-        check_labels_against(start["initial.npz"], label, _data_name(config), name,
-                             config.labeller if labeller is None else None)
+        method = config.labeller if labeller is None else None
+        check_labels_against(start["initial.npz"], label, _data_name(config), name, method)
+        if config.test is not None:
+            check_labels_against(start["test.npz"], label, str(config.test), name, method, COMPARED_IN_TESTS)
     if state is not None:
         rounds = state["rounds"]
         logger.info("resuming %s after %d finished round(s)", run_dir, len(rounds))
