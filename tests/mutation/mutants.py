@@ -835,6 +835,10 @@ MUTANTS = (
            "    if path.is_file() and not (Path(geometry).exists() and path.samefile(geometry)):\n",
            "    if False:\n", HARMONIC,
            "a successful spectra run leaves an earlier run's unconverged.xyz beside its results"),
+    Mutant("learn_test_labels_unchecked", "physnetjax/learn/loop.py",
+           "        if config.test is not None:\n            check_labels_against(", "        if False:\n"
+           "            check_labels_against(", ("tests/test_learn_inputs.py",),
+           "a --test file in kcal/mol is accepted and every round's test error compares eV models with it"),
 )
 
 EXPLAINED = {
