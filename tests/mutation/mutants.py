@@ -812,7 +812,7 @@ MUTANTS = (
            "    if stretched_start is not None:\n", "    if False:\n", HARMONIC,
            "a geometry in bohr relaxes into a spurious minimum and its frequencies are reported with exit 0"),
     Mutant("learn_starting_labels_unchecked", "physnetjax/learn/loop.py",
-           "    if state is None:  # once, when the run starts: the file's labels are the labeller's\n",
+           "    if state is None:  # once, when the run starts: the files' labels are the labeller's\n",
            "    if False:\n", ("tests/test_learn_inputs.py",),
            "kcal/mol or sign-flipped starting labels are mixed with the labeller's eV labels"),
     Mutant("checkpoint_overwrite_refusal_as_bad_input", "physnetjax/checkpoint/errors.py",
