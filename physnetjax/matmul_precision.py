@@ -21,7 +21,6 @@ accuracy for speed), else at ``highest``, as PyTorch computes float32 products (
 
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import jax
@@ -30,15 +29,11 @@ MODEL_MATMUL_PRECISION = "highest"
 """Precision of the model's matrix products when ``jax_default_matmul_precision`` is unset."""
 
 
-def model_matmul_precision() -> contextlib.AbstractContextManager:
-    """Context tracing matrix products at the user's ``jax_default_matmul_precision``, else ``highest``."""
-    return jax.default_matmul_precision(jax.config.jax_default_matmul_precision or MODEL_MATMUL_PRECISION)
-
-
 def at_model_matmul_precision(method):
-    """``method`` (a Flax module's ``__call__``) traced inside :func:`model_matmul_precision`."""
+    """``method`` (a Flax module's ``__call__``) traced at the user's ``jax_default_matmul_precision``, else at
+    :data:`MODEL_MATMUL_PRECISION`."""
     @functools.wraps(method)
     def traced(*args, **kwargs):
-        with model_matmul_precision():
+        with jax.default_matmul_precision(jax.config.jax_default_matmul_precision or MODEL_MATMUL_PRECISION):
             return method(*args, **kwargs)
     return traced

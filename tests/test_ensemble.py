@@ -61,6 +61,11 @@ def member_by_member(model, members, batch):
     return [jax.device_get(jitted_apply(model.member)(params, batch)) for params in members]
 
 
+def member_force_rms(forces):
+    """NumPy's per-atom force spread of (K, N, 3) member forces: sqrt of the members' mean |F_k − F̄|²."""
+    return np.sqrt(np.mean(np.sum((forces - forces.mean(axis=0)) ** 2, axis=-1), axis=0))
+
+
 def test_mean_and_spread_equal_numpy_over_members(ensemble, two_molecules):
     model, stacked, members = ensemble
     zs, rs = zip(*two_molecules)
@@ -79,7 +84,7 @@ def test_mean_and_spread_equal_numpy_over_members(ensemble, two_molecules):
     np.testing.assert_allclose(out["repulsion"], np.mean([o["repulsion"] for o in each], axis=0), rtol=1e-12)
     np.testing.assert_allclose(out["energy_std"], energies.std(axis=0), rtol=1e-10)
     np.testing.assert_allclose(out["charges_std"], charges.std(axis=0), rtol=1e-10, atol=1e-14)
-    force_rms = np.sqrt(np.mean(np.sum((forces - forces.mean(axis=0)) ** 2, axis=-1), axis=0))
+    force_rms = member_force_rms(forces)
     np.testing.assert_allclose(out["forces_std"], force_rms, rtol=1e-10, atol=1e-14)
     dipole_rms = np.sqrt(np.mean(np.sum((dipoles - dipoles.mean(axis=0)) ** 2, axis=-1), axis=0))
     np.testing.assert_allclose(out["dipoles_std"], dipole_rms, rtol=1e-10)
@@ -107,8 +112,7 @@ def test_members_run_in_a_loop_on_the_cpu_and_side_by_side_on_an_accelerator(ens
     out = jax.device_get(jax.jit(lambda p: apply_batch(model, p, batch))(stacked))
     forces = np.array([o["forces"] for o in member_by_member(model, members, batch)])
     np.testing.assert_allclose(out["forces"], forces.mean(axis=0), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(out["forces_std"], np.sqrt(np.mean(np.sum((forces - forces.mean(axis=0)) ** 2, -1), 0)),
-                               rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(out["forces_std"], member_force_rms(forces), rtol=1e-10, atol=1e-14)
 
 
 def test_energy_only_call_of_an_ensemble_has_no_force_spread(ensemble, two_molecules):
@@ -151,8 +155,7 @@ def test_predict_and_calculator_report_the_spreads(ensemble, molecules):
     each = member_by_member(model, members, batch)
     np.testing.assert_allclose(result["energy_std"], np.std([o["energy"][0] for o in each]), rtol=1e-10)
     forces = np.array([o["forces"] for o in each])
-    np.testing.assert_allclose(result["forces_std"],
-                               np.sqrt(np.mean(np.sum((forces - forces.mean(0)) ** 2, -1), 0)), rtol=1e-10)
+    np.testing.assert_allclose(result["forces_std"], member_force_rms(forces), rtol=1e-10)
     assert result["charges_std"].shape == (len(z),) and result["dipole_std"] > 0
     calc = PhysNetCalculator(model, stacked, dtype="float64", atom_bucket=1, edge_bucket=1)  # predict's shapes
     atoms = ase.Atoms(numbers=z, positions=r, calculator=calc)

@@ -63,6 +63,22 @@ def _atoms(data, k):
     return ase.Atoms(numbers=data.Z[k, : data.N[k]], positions=data.R[k, : data.N[k]])
 
 
+def refused_start(label, tmp_path, capsys, monkeypatch, *files) -> tuple[list, Counting, object]:
+    """Run ``python -m physnetjax.learn`` on ``files`` (its --data/--test options) with a counting stub labeller and no
+    training; it must exit 2: (stderr lines, the labeller, the --out it was given)."""
+    from physnetjax.learn.__main__ import main
+
+    counting = Counting(label)
+    monkeypatch.setattr(learn_loop, "xtb_labeller", labeller_factory([], counting))
+    monkeypatch.setattr(learn_loop, "train", no_training)
+    out = tmp_path / "run"
+    assert main(["--out", str(out), *files, "--rounds", "0", "--ensemble", "2", "--features", "8",
+                 "--valid", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err, counting, out
+
+
 @pytest.mark.parametrize("case, changes, finding", [
     ("kcal", {"E": lambda E: E * 23.06, "F": lambda F: F * 23.06},
      "the forces are 23.06 × GFN2-xTB's, as for kcal/mol/Å read as eV/Å; the energies are 23.06 × GFN2-xTB's, as "
@@ -84,18 +100,9 @@ def test_starting_labels_that_are_not_the_labellers_are_refused_before_training(
                                                                                  monkeypatch, case, changes, finding):
     """kcal/mol (E, F × 23.06) and hartree (E / 27.21, F / 51.42) files only warned, with a hint naming options learn
     does not have, and were trained on and mixed with eV labels; F × −1 went through without a word."""
-    from physnetjax.learn.__main__ import main
-
     directory, label = stub_data
     path = rewritten(directory, tmp_path, f"{case}.npz", **(changes or other_method(directory)))
-    counting = Counting(label)
-    monkeypatch.setattr(learn_loop, "xtb_labeller", labeller_factory([], counting))
-    monkeypatch.setattr(learn_loop, "train", no_training)
-    out = tmp_path / "run"
-    assert main(["--out", str(out), "--data", str(path), "--rounds", "0", "--ensemble", "2", "--features", "8",
-                 "--valid", "2"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
+    err, counting, out = refused_start(label, tmp_path, capsys, monkeypatch, "--data", str(path))
     assert err[0].startswith(f"python -m physnetjax.learn: error: {path}: its labels are not those of GFN2-xTB, which "
                              f"labels the loop's new frames (compared on {path}[0], {path}[1]): ")
     assert finding in err[0]
@@ -109,19 +116,11 @@ def test_starting_labels_that_are_not_the_labellers_are_refused_before_training(
 
 def test_test_frames_in_other_units_are_refused_before_training(stub_data, tmp_path, capsys, monkeypatch):
     """A --test file in kcal/mol was accepted: every round's test error compared eV models with kcal/mol labels."""
-    from physnetjax.learn.__main__ import main
-
     directory, label = stub_data
     path = rewritten(directory, tmp_path, "kcal_test.npz", source="test.npz", E=lambda E: E * 23.06,
                      F=lambda F: F * 23.06)
-    counting = Counting(label)
-    monkeypatch.setattr(learn_loop, "xtb_labeller", labeller_factory([], counting))
-    monkeypatch.setattr(learn_loop, "train", no_training)
-    out = tmp_path / "run"
-    assert main(["--out", str(out), "--data", str(directory / "initial.npz"), "--test", str(path), "--rounds", "0",
-                 "--ensemble", "2", "--features", "8", "--valid", "2"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
+    err, counting, out = refused_start(label, tmp_path, capsys, monkeypatch, "--data", str(directory / "initial.npz"),
+                                       "--test", str(path))
     assert err[0].startswith(f"python -m physnetjax.learn: error: {path}: its labels are not those of GFN2-xTB, which "
                              f"labels the loop's new frames (compared on {path}[0], ")
     assert "the forces are 23.06 × GFN2-xTB's, as for kcal/mol/Å read as eV/Å" in err[0]
