@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from physnetjax.data.remedies import label_remedies
 from physnetjax.errors import InputNotFoundError, LengthUnitWarning
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import dipole_factor, energy_factor, force_factor
@@ -165,7 +166,8 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     if unread:
         warnings.warn(f"{path}: label-like keys not read: {', '.join(map(repr, unread))}; the labels read are the "
                       "PhysNet keys E (energy), F (forces, -dE/dR), D (dipole), Q (total charge): rename the "
-                      "labels meant to these (gradients as F with --force-sign -1)", PhysNetInputWarning, stacklevel=3)
+                      f"labels meant to these ({label_remedies().gradients_as_forces})", PhysNetInputWarning,
+                      stacklevel=3)
     R = np.asarray(raw["R"], dtype=np.float64)
     if R.ndim != 3 or R.shape[2] != 3:
         raise DataError(f"{path}: key 'R' must have shape (frames, atoms, 3), received {R.shape}")

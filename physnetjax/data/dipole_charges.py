@@ -27,6 +27,7 @@ from typing import NamedTuple, Optional
 import ase
 import numpy as np
 
+from physnetjax.data.remedies import label_remedies
 from physnetjax.units import DEBYE
 from physnetjax.validation import SYMBOLS
 
@@ -70,7 +71,7 @@ class ApparentCharges(NamedTuple):
                 f"{self.charges[k]:+.3g} ± {self.errors[k]:.2g} e on atom {k} ({SYMBOLS[self.atomic_numbers[k]]}), "
                 f"where molecules need at most ~1 e (reference sets: ≤ 0.84 e); dipoles in Debye read as e·Å are "
                 f"{1 / DEBYE:.3g}× too large (read in Debye, that charge is {self.charges[k] * DEBYE:+.2g} e): if "
-                "the file's dipoles are in Debye, pass --dipole-unit debye")
+                f"the file's dipoles are in Debye, {label_remedies().dipole_unit}")
 
 
 def fit_apparent_charges(positions: np.ndarray, dipoles: np.ndarray, total_charge: float) -> tuple:

@@ -1,7 +1,8 @@
 """Plausibility of labels before training: force scale, forces against energies (sign and units), dipole scale.
 
 All checks warn (:class:`~physnetjax.validation.PhysNetInputWarning`) with the
-evidence and the flag that fixes the data; neither changes anything.
+evidence and the fix (the reading option that fixes the data, or what to change in the
+file for a program without it: :mod:`physnetjax.data.remedies`); none changes anything.
 
 1. **Force scale.** The RMS force component of molecules sampled at chemical
    temperatures is ~0.3–3 eV/Å (the bundled 500 K ethanol set: 0.98 eV/Å). Beyond
@@ -66,6 +67,7 @@ from typing import Iterable, NamedTuple, Optional
 import numpy as np
 
 from physnetjax.data.dipole_charges import implausible_charges
+from physnetjax.data.remedies import label_remedies
 from physnetjax.units import DIPOLE_UNITS, ENERGY_UNITS, LENGTH_UNITS, distinct_units, energy_factor, force_factor
 from physnetjax.validation import PhysNetInputWarning
 
@@ -371,6 +373,7 @@ def check_label_sanity(data, where: str = "data", skip: Iterable[str] = ()) -> l
     :class:`PhysNetInputWarning`).
     """
     findings = []  # (quantities concerned, message)
+    remedies = label_remedies()
     forces = data.F[data.has_F]
     real = (data.Z[data.has_F] > 0)
     if real.any():
@@ -381,13 +384,12 @@ def check_label_sanity(data, where: str = "data", skip: Iterable[str] = ()) -> l
                     "small for molecules (typical 0.3–3; below 0.05 only within ~1 K of a minimum)")
             findings.append(("forces",
                 f"{where}: RMS force component {rms:.3g} eV/Å is implausibly {size} in the units given; unit "
-                f"slips that would explain it: {force_scale_slips(rms)}: pass --energy-unit (and --force-unit) with "
-                "the units the file holds"))
+                f"slips that would explain it: {force_scale_slips(rms)}: {remedies.units}"))
     spread = energy_residual_per_atom(data)
     if spread is not None and spread > ENERGY_RESIDUAL_MAX:
         findings.append(("energies",
             f"{where}: energies scatter by {spread:.3g} eV/atom (RMS about their per-element fit; typical 0.01–0.3 "
-            "eV/atom for molecules); kcal/mol or kJ/mol read as eV are 23× / 96× too large: pass --energy-unit"))
+            f"eV/atom for molecules); kcal/mol or kJ/mol read as eV are 23× / 96× too large: {remedies.energy_unit}"))
     fit = energy_force_slope(data)
     if fit is None and not (data.has_E.any() and data.has_F.any()):
         logger.info("%s: no %s labels: forces are not checked against energies", where,
@@ -400,12 +402,11 @@ def check_label_sanity(data, where: str = "data", skip: Iterable[str] = ()) -> l
                     f"{fit.correlation:.2f}; s = 1 for F = −dE/dR in the same units)")
         if slope_mismatch(fit) and fit.slope < 0:
             findings.append(("forces", f"{where}: the forces have the opposite sign of −dE/dR: {evidence}; if the "
-                             "file stores +dE/dR (gradients), pass --force-sign -1"))
+                             f"file stores +dE/dR (gradients), {remedies.force_sign}"))
         elif slope_mismatch(fit):
             slip = likely_unit_slip(fit.slope, fit.error)
             findings.append(("energies forces", f"{where}: energies and forces do not match in scale"
-                             + (f", as for {slip}" if slip else "") + f": {evidence}; set --energy-unit and "
-                             "--force-unit to the units of the file"))
+                             + (f", as for {slip}" if slip else "") + f": {evidence}; {remedies.units}"))
         else:
             logger.info("%s: forces consistent with energies: %s", where, evidence)
     sign_settled = (fit is not None and abs(fit.correlation) >= MIN_CORRELATION
@@ -416,7 +417,7 @@ def check_label_sanity(data, where: str = "data", skip: Iterable[str] = ()) -> l
         findings.append(("forces",
             f"{where}: the forces push the atoms apart on average: the virial Σ_i (R_i − R̄)·F_i averages "
             f"{mean:+.3g} ± {error:.2g} eV over {frames} frames (−3(N−1) k_B T < 0 for F = −dE/dR of thermally "
-            "sampled molecules); if the file stores +dE/dR (gradients), pass --force-sign -1"))
+            f"sampled molecules); if the file stores +dE/dR (gradients), {remedies.force_sign}"))
     suspect = implausible_charges(data)
     if suspect is not None:
         findings.append(("dipoles", suspect.finding(where, data.sources)))

@@ -196,23 +196,3 @@ def check_labels_against(data: Dataset, label: Callable, where: str, labeller: s
             "file to eV and eV/Å with F = −dE/dR, or start from frames labelled "
             + (f"with {labeller} ({GENERATE_HINT.format(method=method)})" if method else f"with {labeller}"))
 
-
-HINTS = (
-    ("pass --energy-unit (and --force-unit) with the units the file holds",
-     "the learning loop reads eV and eV/Å only (it has no unit options): convert the file"),
-    ("set --energy-unit and --force-unit to the units of the file",
-     "the learning loop reads eV and eV/Å only (it has no unit options): convert the file"),
-    ("pass --energy-unit", "the learning loop reads eV only (it has no unit options): convert the file"),
-    ("pass --force-sign -1", "negate F in the file (the learning loop reads F = −dE/dR only)"),
-    ("(gradients as F with --force-sign -1)", "(gradients negated, as F: the learning loop reads F = −dE/dR only)"),
-    ("pass --dipole-unit debye", "convert them to e·Å (the learning loop reads e·Å only)"),
-)
-"""Hints of the data checks (:mod:`physnetjax.data.sanity`, :mod:`physnetjax.data.dataset`) that name options of
-``physnetjax.train`` the learning loop does not have → what the loop's user can do instead."""
-
-
-def learn_hints(message: str) -> str:
-    """``message`` with the hints of :data:`HINTS` replaced (the options they name are not the loop's)."""
-    for hint, replacement in HINTS:
-        message = message.replace(hint, replacement)
-    return message

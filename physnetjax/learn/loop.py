@@ -23,7 +23,6 @@ refused can be corrected in the same ``--out``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import time
@@ -36,12 +35,13 @@ import numpy as np
 
 from physnetjax.data import Dataset, bundled_dataset_path, concatenate, load_dataset, random_split
 from physnetjax.data.generate import unpaired_electrons
+from physnetjax.data.remedies import CONVERTED_FILE, remedies_in_effect
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, displayed
 from physnetjax.learn.config import RESUME_CHANGES, LearnConfig
 from physnetjax.learn.evaluate import test_errors
 from physnetjax.learn.explore import explore
 from physnetjax.learn.frames import labelled_frames, save_frames
-from physnetjax.learn.inputs import COMPARED_IN_TESTS, check_labelled, check_labels_against, learn_hints
+from physnetjax.learn.inputs import COMPARED_IN_TESTS, check_labelled, check_labels_against
 from physnetjax.learn.labellers import Labeller, checked_labels, xtb_labeller
 from physnetjax.learn.report import write_report
 from physnetjax.learn.selection import select_uncertain_diverse
@@ -157,7 +157,7 @@ def _start_data(config: LearnConfig) -> dict:
         starting or test frames without energy or forces (:func:`physnetjax.learn.inputs.check_labelled`).
     """
     bundled = config.data is None
-    with learn_warnings():
+    with remedies_in_effect(CONVERTED_FILE):
         source = load_dataset(bundled_dataset_path() if bundled else config.data)
     count = config.initial_frames or (BUNDLED_INITIAL_FRAMES if bundled else len(source))
     test_count = config.test_frames if bundled and config.test is None else 0
@@ -175,7 +175,7 @@ def _start_data(config: LearnConfig) -> dict:
     check_unpaired_electrons(initial, config)
     start = {"initial.npz": initial}
     if config.test is not None:
-        with learn_warnings():
+        with remedies_in_effect(CONVERTED_FILE):
             start["test.npz"] = load_dataset(config.test)
         check_labelled(start["test.npz"], config.test, "test frames")
     elif test_count:
@@ -186,24 +186,6 @@ def _start_data(config: LearnConfig) -> dict:
 def _data_name(config: LearnConfig) -> str:
     """The file the starting frames are read from, as messages name it."""
     return str(bundled_dataset_path()) if config.data is None else str(config.data)
-
-
-@contextlib.contextmanager
-def learn_warnings():
-    """Show the :class:`PhysNetInputWarning` s of the data checks run inside (data loading, the trainer's label checks)
-    with the hints that name options the loop does not have (``--energy-unit``, ``--force-unit``, ``--force-sign``,
-    ``--dipole-unit`` of ``physnetjax.train``) replaced (:func:`physnetjax.learn.inputs.learn_hints`), when they are
-    issued (after the warning filters, which see the original text). Other warnings are shown unchanged."""
-    with warnings.catch_warnings():
-        shown = warnings.showwarning
-
-        def show(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, PhysNetInputWarning):
-                message = category(learn_hints(str(message)))
-            shown(message, category, filename, lineno, file, line)
-
-        warnings.showwarning = show
-        yield
 
 
 def check_unpaired_electrons(frames: Dataset, config: LearnConfig) -> None:
@@ -260,7 +242,7 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
         summary["selected_spreads_eV_per_A"] = [float(candidates.spreads[j]) for j in chosen]
         summary.update(_spread_summary(summary["md"]))
     save_frames(data, directory / "data.npz")
-    with learn_warnings():
+    with remedies_in_effect(CONVERTED_FILE):
         trained = train(round_train_config(config, directory, index, init_from), names=names)
     summary["frames"] = len(data)
     summary["valid"] = trained["valid"]
