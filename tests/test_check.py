@@ -58,7 +58,8 @@ def test_correct_model_passes_every_check(report):
                 "invariance.net_force", "invariance.torque", "invariance.rotation", "invariance.reflection",
                 "invariance.translation", "invariance.permutation", "invariance.padding", "invariance.batch",
                 "smoothness.C-H", "smoothness.O-C", "smoothness.O-H", "stability.curvature",
-                "stability.nve_energy", "stability.nve_max_force", "references.element_energies"}
+                "stability.nve_energy", "stability.nve_max_force", "references.element_energies",
+                "precision.float32_forces", "precision.float32_energy"}
     assert ids == expected
     assert [(c.id, c.status) for c in report.checks if c.status != "pass"] == []
     total = report.by_id("forces.fd.total")
@@ -96,7 +97,7 @@ def test_json_schema_is_stable(report, tmp_path):
     for check in data["checks"]:
         assert list(check) == ["id", "group", "structure", "status", "value", "unit", "warn_above",
                                "fail_above", "message", "details"]
-        assert check["group"] in ("forces", "invariance", "smoothness", "stability", "references")
+        assert check["group"] in ("forces", "invariance", "smoothness", "stability", "references", "precision")
         assert isinstance(check["value"], float)
 
 

@@ -1,6 +1,6 @@
 """One-command physical sanity check of a model: ``python -m physnetjax.check CHECKPOINT``.
 
-Groups of checks (all in float64):
+Groups of checks (in float64, apart from the float32 side of ``precision``):
 
 * ``forces`` (:mod:`~physnetjax.check.forces`): central finite differences vs analytic
   forces, total and per term, with the analytic/numerical ratio and each term's weight
@@ -13,7 +13,10 @@ Groups of checks (all in float64):
   moves and a short NVE run;
 * ``references`` (:mod:`~physnetjax.check.references`): suspicious element reference
   energies E0 (the minimum-norm split of one composition, E0[H] below a first-row
-  atom's, magnitudes beyond any atom's energy, elements absent from training).
+  atom's, magnitudes beyond any atom's energy, elements absent from training);
+* ``precision`` (:mod:`~physnetjax.check.precision`): float32 energies and forces (what MD
+  and the calculator compute by default) against float64 on this device, which catches
+  reduced-precision matrix products (TF32 on NVIDIA GPUs).
 
 :func:`check_model` returns a :class:`CheckReport` (JSON schema in
 :mod:`~physnetjax.check.report`).

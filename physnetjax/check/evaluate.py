@@ -159,9 +159,11 @@ class Evaluator:
 
     Args:
       model: a :class:`physnetjax.PhysNet` (gives the cutoffs and the default function).
-      params: variables, already float64.
+      params: variables, already in ``dtype``.
       structure: the molecule; its atomic numbers and total charge are fixed.
       energy_and_forces: the function to check (default: the model's own).
+      dtype: of the positions and the batch: float64 (the checks), or float32 to evaluate as MD and the
+        calculator do by default (:mod:`physnetjax.check.precision`, with x64 off).
 
     Attributes:
       energy_force: ``energy_force(positions (n, 3), inputs) -> (E () eV, F (n, 3) eV/Å)``
@@ -170,16 +172,18 @@ class Evaluator:
         the neighbor list), so compiled MD is shared between structures of one size.
     """
 
-    def __init__(self, model, params, structure: Structure, energy_and_forces: EnergyAndForces | None = None):
+    def __init__(self, model, params, structure: Structure, energy_and_forces: EnergyAndForces | None = None,
+                 dtype=np.float64):
         self.model = model
         self.params = params
         self.structure = structure
+        self.dtype = np.dtype(dtype)
         self.fn = energy_and_forces or model_energy_and_forces(model)
         self.template = jax.device_put(batch_molecules(
             [structure.atomic_numbers], [structure.positions], np.inf,
             total_charges=[structure.total_charge],
             pair_cutoff=None if separate_pair_list(model) else 0.0,
-            three_body_cutoff=None if model_triplet_cutoff(model) is None else np.inf, dtype=np.float64,
+            three_body_cutoff=None if model_triplet_cutoff(model) is None else np.inf, dtype=self.dtype,
         ))
         self._batched, self._energies, self._single, self._term_forces, self.energy_force = _compiled(model, self.fn)
 
@@ -196,7 +200,7 @@ class Evaluator:
 
     def evaluate_one(self, positions) -> tuple[np.ndarray, np.ndarray]:
         """Energies (1 + len(TERMS),) eV and forces (n, 3) eV/Å at one geometry ``positions`` (n, 3) Å."""
-        energies, forces = self._single(self.params, self.template, jnp.asarray(positions, jnp.float64))
+        energies, forces = self._single(self.params, self.template, jnp.asarray(positions, self.dtype))
         return np.asarray(energies), np.asarray(forces)
 
     def _chunked(self, function, positions) -> tuple:
@@ -205,13 +209,13 @@ class Evaluator:
         count = positions.shape[0]
         padded = -(-count // CHUNK) * CHUNK
         stacked = np.concatenate([positions, np.repeat(positions[-1:], padded - count, axis=0)])
-        parts = [function(self.params, self.template, jnp.asarray(stacked[start:start + CHUNK]))
+        parts = [function(self.params, self.template, jnp.asarray(stacked[start:start + CHUNK], self.dtype))
                  for start in range(0, padded, CHUNK)]
         return tuple(np.concatenate([np.asarray(part[k]) for part in parts])[:count] for k in range(len(parts[0])))
 
     def term_forces(self, positions) -> np.ndarray:
         """(len(TERMS), n, 3) eV/Å: −∂E_t/∂R by autodiff for each of TERMS."""
-        return np.asarray(self._term_forces(self.params, self.template, jnp.asarray(positions, jnp.float64)))
+        return np.asarray(self._term_forces(self.params, self.template, jnp.asarray(positions, self.dtype)))
 
     @property
     def inputs(self) -> tuple:
@@ -223,7 +227,7 @@ class Evaluator:
         return batch_molecules(
             atomic_numbers, positions, self.model.cutoff, total_charges=total_charges,
             pair_cutoff=model_pair_cutoff(self.model), three_body_cutoff=model_triplet_cutoff(self.model),
-            dtype=np.float64, **padding,
+            dtype=self.dtype, **padding,
         )
 
     def apply(self, batch: Batch) -> dict:

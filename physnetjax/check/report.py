@@ -16,7 +16,7 @@ within a version, new optional keys may be added::
                       "num_atoms": int, "total_charge": float}],
       "checks": [{
           "id": str,           # e.g. "forces.fd.total", "invariance.rotation", "smoothness.C-H"
-          "group": "forces" | "invariance" | "smoothness" | "stability" | "references" | "inputs",
+          "group": "forces" | "invariance" | "smoothness" | "stability" | "references" | "precision" | "inputs",
           "structure": int,    # index into "structures"
           "status": "pass" | "warn" | "fail",
           "value": float | null,   # the measured number; null if not finite (then "fail")
@@ -49,7 +49,7 @@ from physnetjax.text_table import print_line, print_table
 SCHEMA = "physnetjax.check"
 SCHEMA_VERSION = 1
 STATUSES = ("pass", "warn", "fail")
-GROUPS = ("forces", "invariance", "smoothness", "stability", "references")
+GROUPS = ("forces", "invariance", "smoothness", "stability", "references", "precision")
 CHECK_KEYS = ("id", "group", "structure", "status", "value", "unit", "warn_above", "fail_above", "message", "details")
 REPORT_KEYS = ("schema", "schema_version", "physnetjax_version", "status", "counts", "checkpoint", "model",
                "settings", "structures", "checks")

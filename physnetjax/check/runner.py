@@ -17,6 +17,7 @@ from physnetjax.check.evaluate import (
 )
 from physnetjax.check.forces import check_forces
 from physnetjax.check.invariance import check_invariance
+from physnetjax.check.precision import check_precision
 from physnetjax.check.references import check_element_energies
 from physnetjax.check.report import GROUPS, CheckReport, CheckResult
 from physnetjax.check.settings import CheckSettings, Thresholds
@@ -35,6 +36,7 @@ _GROUP_CHECKS = {
     "smoothness": (check_smoothness,),
     "stability": (check_curvature, check_nve),
     "references": (check_element_energies,),
+    "precision": (check_precision,),
 }
 
 
@@ -72,7 +74,8 @@ def check_model(
 ) -> CheckReport:
     """Check that a model's energy surface is physically sane; returns a :class:`CheckReport`.
 
-    Runs in float64 (x64 is switched on for the duration; ``params`` are cast).
+    Runs in float64 (x64 is switched on for the duration; ``params`` are cast), apart from the float32 side of
+    group ``precision``.
 
     Args:
       model: a :class:`physnetjax.PhysNet` (its cutoffs define the scans and graphs).
@@ -82,7 +85,7 @@ def check_model(
       energy_and_forces: the function to check, ``f(params, batch) -> dict`` like
         :func:`physnetjax.apply_batch` (default: the model's own); tests inject
         broken ones here.
-      groups: subset of ``("forces", "invariance", "smoothness", "stability", "references")``.
+      groups: subset of ``("forces", "invariance", "smoothness", "stability", "references", "precision")``.
       settings, thresholds: see :mod:`physnetjax.check.settings` (defaults: full run).
       checkpoint: path shown in the report.
       training_record: what the model's training data held (checkpoint metadata,

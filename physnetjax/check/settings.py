@@ -79,6 +79,14 @@ class Thresholds:
         MD stay below ~10 eV/Å.
       smoothness: largest force change per scan step, eV/Å: reported only (the
         check fails on a detected discontinuity, not on this value).
+      float32_forces: max |F32 − F64| in eV/Å (:mod:`physnetjax.check.precision`). Full
+        float32 gives ~1e-5 eV/Å and less (shipped ethanol model: 6e-6); warn above 1 meV/Å,
+        a twentieth of a good model's force error (20–50 meV/Å MAE), where reduced-precision
+        products start to show (TF32 on an H200: 4.2 meV/Å); fail above 10 meV/Å, where
+        float32 adds an error of the model's own size.
+      float32_energy: max |E32 − E64| per atom in meV (element energies added in float64).
+        Full float32: ~1e-4 meV/atom; TF32 on an H200: 0.25; warn above 0.1, fail above
+        1 meV/atom (the energy error of a good model).
     """
 
     fd_relative: tuple = (1e-5, 1e-3)
@@ -88,3 +96,5 @@ class Thresholds:
     nve_energy: tuple = (1.0, 10.0)
     nve_force: tuple = (25.0, 100.0)
     smoothness: tuple = (float("inf"), float("inf"))
+    float32_forces: tuple = (1e-3, 1e-2)
+    float32_energy: tuple = (0.1, 1.0)
