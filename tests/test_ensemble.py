@@ -11,7 +11,7 @@ import ase.io
 import jax
 import numpy as np
 import pytest
-from conftest import DATA, perturbed_params
+from conftest import DATA, perturbed_params, warnings_as_errors
 
 from physnetjax import (
     PhysNet,
@@ -25,7 +25,9 @@ from physnetjax import (
 )
 from physnetjax.checkpoint import CheckpointError
 from physnetjax.checkpoint import format as ckformat
+from physnetjax.data import bundled_dataset_path, load_dataset
 from physnetjax.data.fingerprint import file_sha256
+from physnetjax.data.sanity import check_label_sanity
 from physnetjax.ensemble import PhysNetEnsemble, ensemble_statistics, member_params, stack_members
 from physnetjax.ensemble.__main__ import main as ensemble_main
 from physnetjax.ensemble.calibrate_checkpoint import calibrate_checkpoint
@@ -36,7 +38,7 @@ from physnetjax.md.__main__ import main as md_main
 from physnetjax.md.driver import simulate
 from physnetjax.neighbors import apply_batch, batch_molecules, model_pair_cutoff
 from physnetjax.training_record import TrainingRecord
-from physnetjax.units import KCAL_PER_MOL
+from physnetjax.units import DEBYE, KCAL_PER_MOL
 
 K = 3
 
@@ -365,6 +367,20 @@ def test_calibrate_reads_units_and_warns_about_implausible_labels(ensemble, tmp_
     assert "implausibly" not in capsys.readouterr().err
     calibrated = load_checkpoint(tmp_path / "kcal_cal")[0]
     assert calibrated.calibration_scale == pytest.approx(reference, rel=1e-6)
+
+
+def test_calibrate_says_nothing_of_dipoles_it_does_not_read(ensemble, tmp_path, capsys):
+    """Dipoles in Debye (32 bundled frames, which the trainer's check flags): calibrate told its user to 'pass
+    --dipole-unit debye', an option it does not have (unrecognized arguments), about labels its fit never reads."""
+    model, stacked, _ = ensemble
+    frames = load_dataset(bundled_dataset_path()).subset(np.arange(32))
+    np.savez(tmp_path / "debye.npz", R=frames.R, Z=frames.Z, E=frames.E, F=frames.F, D=frames.D / DEBYE)
+    assert any("dipoles are implausibly large" in m for m in check_label_sanity(load_dataset(tmp_path / "debye.npz")))
+    ens = save_checkpoint(tmp_path / "ens", model, stacked)
+    with warnings_as_errors():
+        assert ensemble_main(["calibrate", str(ens), "--data", str(tmp_path / "debye.npz"),
+                              "--out", str(tmp_path / "cal")]) == 0
+    assert "dipole" not in capsys.readouterr().err
 
 
 def test_combining_a_force_only_model_with_energy_models_is_refused(ensemble, tmp_path, capsys):

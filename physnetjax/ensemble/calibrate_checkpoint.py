@@ -124,7 +124,8 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
     Args:
       path: an ensemble checkpoint (its stored scale is ignored: the fit starts from 1).
       data: files of labelled frames (PhysNet ``.npz`` or ASE-readable), held out of every
-        member's training; their labels are checked for plausible units and sign as the trainer does.
+        member's training; their energies and forces are checked for plausible units and sign as the trainer
+        checks them (not their dipoles, which the fit does not read and this command has no unit option for).
       energy_unit, force_unit, force_sign: of the data, as in :func:`physnetjax.data.load_dataset`
         (converted to eV and eV/Å).
       out: the calibrated checkpoint (``path`` itself with ``overwrite``).
@@ -146,7 +147,7 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
         raise ValueError(f"{path} holds a single model; calibration needs an ensemble (see combine)")
     dataset = load_dataset([str(p) for p in data], energy_unit=energy_unit, force_unit=force_unit,
                            force_sign=force_sign)
-    check_label_sanity(dataset, ", ".join(str(p) for p in data))
+    check_label_sanity(dataset, ", ".join(str(p) for p in data), skip=["dipoles"])  # the fit reads no dipoles
     TrainingRecord.from_metadata(metadata).check_dataset(
         dataset.Z, dataset.N, dataset.Q, where="--data", mask=dataset.has_E,
         consequence="the energies' error-spread correlation it reports includes it")
