@@ -71,6 +71,24 @@ def test_cli_writes_trajectory_and_report_and_restarts(system, tmp_path, capsys)
     np.testing.assert_allclose(restarted[-1].get_momenta(), continuous[-1].get_momenta(), atol=1e-10)
 
 
+def test_float32_md_energies_keep_dft_sized_element_energies_exact(system, tmp_path):
+    """Element energies of DFT size (Σ E0 ≈ −180,000 eV for ethanol, a float32 grid of 16 meV) were added on the
+    device in float32: every written and logged energy was off by up to 8 meV from the model's. They are now added
+    on the host in float64: each frame's energy is predict's in float64 at its positions, to the float32 error of
+    the network's part (~1e-5 eV), and the conserved energy written with it is E_pot + E_kin (NVE)."""
+    model, params, atoms = system
+    dft_sized = model.clone(element_energies=tuple(-20000.0 - 13.0 * z for z in range(model.max_atomic_number + 1)))
+    out = tmp_path / "run.traj"
+    simulate(dft_sized, params, atoms, steps=40, save_every=10, dtype="float32", temperature_K=300.0, out=str(out))
+    frames = ase.io.read(out, index=":")
+    assert len(frames) == 4
+    for frame in frames:
+        reference = predict(dft_sized, params, frame.numbers, frame.positions, dtype=np.float64)["energy"]
+        assert abs(frame.get_potential_energy() - reference) < 1e-4, frame.get_potential_energy() - reference
+        kinetic = frame.get_kinetic_energy()
+        assert abs(frame.get_potential_energy() + kinetic - frame.info["conserved_eV"]) < 1e-4
+
+
 def test_overflow_discards_chunk_and_reruns(system):
     """A list with no head-room overflows in a hot dilute gas; the re-run chunk gives the same trajectory and
     progress is reported once per chunk."""

@@ -304,6 +304,20 @@ def test_zero_charges_give_a_zero_ir_spectrum(co2):
     assert res.power_spectrum.max() > 0
 
 
+def test_element_energies_of_dft_size_do_not_cost_float32_md_its_energy_resolution(co2):
+    """The shipped CO2 model with DFT-sized element energies (Σ E0 = −5112 eV, whose float32 grid is 0.5 meV):
+    the MD energies held Σ E0 in float32, and at 20 K (n_dof k_B T / 2 = 3.4 meV) their rounding alone stopped a
+    float32 run that conserves energy ("NVE energy not conserved", 0.19 > 0.1). The forces do not depend on E0;
+    the MD evaluates the network without it, so the run is the shipped model's, as well conserved."""
+    model, params, z, r, _ = co2
+    energies = np.zeros(model.max_atomic_number + 1)
+    energies[[6, 8]] = -1030.0, -2041.0
+    dft_sized = model.clone(element_energies=tuple(float(e) for e in energies))
+    res = md_spectrum(dft_sized, params, z, r, temperature_K=20.0, time_ps=0.3, equilibration_ps=0.0, replicas=1,
+                      max_correlation_ps=0.1, dtype="float32")
+    assert res.energy_errors.max() < 0.05, res.energy_errors  # the shipped model's E0 (−280 eV): 0.02
+
+
 def test_result_to_dict_is_json_ready(co2_spectrum):
     data = json.loads(json.dumps(co2_spectrum.to_dict()))
     assert data["resolution_cm1"] == co2_spectrum.resolution_cm1

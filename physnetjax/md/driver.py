@@ -620,9 +620,9 @@ def simulate(
     reallocations = 0
     multiplier = capacity_multiplier
     times = [start_step * timestep_fs * 1e-3]
-    conserved = [float(state.potential_energy) + _kinetic(state) + float(state.heat)]
+    conserved = [float(state.potential_energy) + dynamics.element_energy + _kinetic(state) + float(state.heat)]
     temperatures = [2 * _kinetic(state) / (dof * BOLTZMANN)]
-    potentials = [float(state.potential_energy)]
+    potentials = [float(state.potential_energy) + dynamics.element_energy]
     pressures: list[float] = []
     volumes: list[float] = []
     done, chunks, retries, executed = 0, 0, 0, 0
@@ -651,7 +651,7 @@ def simulate(
                     _stop(atoms, state, None, 0, start_step + done, save_every,
                           f"the cell was compressed beyond the neighbor lists' strain tolerance within one chunk "
                           f"{retries} times after step {start_step + done}; use a longer barostat time", out,
-                          MDInstabilityError, frame)
+                          MDInstabilityError, frame, dynamics.element_energy)
                 chunk_frames = max(1, chunk_frames // 2)
                 reference = np.asarray(state.cell, np.float64)
                 if not np.array_equal(reference, reference_cell):
@@ -671,7 +671,9 @@ def simulate(
                 state = state.replace(nbrs=dynamics.allocate(state.positions, cell_now, multiplier))
                 continue
             host = jax.device_get(frames)
-            host = host.replace(positions=frame.to_user(host.positions, host.cell if dynamics.variable_cell else cell))
+            host = host.replace(positions=frame.to_user(host.positions, host.cell if dynamics.variable_cell else cell),
+                                potential_energy=np.asarray(host.potential_energy, np.float64) + dynamics.element_energy,
+                                conserved=np.asarray(host.conserved, np.float64) + dynamics.element_energy)
             finite = (np.isfinite(host.conserved) & np.isfinite(host.positions).all(axis=(1, 2))
                       & np.isfinite(host.forces).all(axis=(1, 2)))
             frame_steps = start_step + done + save_every * np.arange(1, num_frames + 1)
@@ -742,7 +744,7 @@ def simulate(
                 stop_step = start_step + done + (num_trusted + 1) * save_every
                 target = None if out is None else Path(f"{out}.last_trusted.xyz")
                 trusted_step = _save_last_frame(atoms, state, host, num_trusted, start_step + done, save_every, target,
-                                                frame)
+                                                frame, dynamics.element_energy)
                 threshold = displayed_setting("uncertainty_threshold", f"{uncertainty_threshold:g}", names)
                 stop_reason = (f"at step {stop_step}: the largest per-atom force spread is {spread:.3g} eV/Å > "
                                f"{threshold} eV/Å; last trusted frame (step {trusted_step}) {_where_saved(target)}")
@@ -761,7 +763,8 @@ def simulate(
                 else:
                     reason = _blow_up_reason(host.peak_force[num_good], max_force, seen[num_good], names)
                 _stop(atoms, state, host, num_good, start_step + done, save_every, reason, out,
-                      EnergyConservationError if drifting[num_good] else MDInstabilityError, frame)
+                      EnergyConservationError if drifting[num_good] else MDInstabilityError, frame,
+                      dynamics.element_energy)
             state = new_state
             retries = 0
             done += num_frames * save_every
@@ -1097,10 +1100,12 @@ def _drift_reason(deviation, drifting, tolerance: float, contact: Optional[Close
 
 
 def _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target: Optional[Path],
-                     frame: FrameOfReference) -> int:
+                     frame: FrameOfReference, element_energy: float) -> int:
     """Write the last of the chunk's first ``num_good`` frames (the chunk's start state if 0) to ``target``; its step.
 
-    ``host`` holds positions in the user's frame already; the state's are moved there by ``frame``.
+    ``host`` holds positions in the user's frame and the element energies in its energies already; the state's
+    positions are moved there by ``frame`` and ``element_energy`` (eV, :attr:`Dynamics.element_energy`) is added to its
+    potential energy.
 
     ``target`` None (a run without ``out``) writes nothing: no file appears that the run was not asked for.
     """
@@ -1112,7 +1117,7 @@ def _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, targ
     else:
         in_cell = _in_cell(atoms, getattr(state, "cell", None))
         last = frame_atoms(in_cell, frame.to_user(state.positions, in_cell.cell.array), state.momenta,
-                           state.potential_energy, state.forces, {"step": chunk_start})
+                           float(state.potential_energy) + element_energy, state.forces, {"step": chunk_start})
     if target is not None:
         ase.io.write(target, last, format="extxyz")
     return int(last.info["step"])
@@ -1132,9 +1137,10 @@ def _where_saved(target: Optional[Path]) -> str:
     return f"saved to {target}" if target is not None else "not saved (the run has no --out)"
 
 
-def _stop(atoms, state, host, num_good, chunk_start, save_every, reason, out, error, frame: FrameOfReference):
+def _stop(atoms, state, host, num_good, chunk_start, save_every, reason, out, error, frame: FrameOfReference,
+          element_energy: float):
     """Save the last good frame (with ``out``), raise ``error`` (:class:`MDInstabilityError`) on the first bad one."""
     target = None if out is None else Path(f"{out}.last_good.xyz")
-    last_step = _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target, frame)
+    last_step = _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target, frame, element_energy)
     bad_step = chunk_start + (num_good + 1) * save_every
     raise error(f"MD stopped at step {bad_step}: {reason}. Last good frame (step {last_step}) {_where_saved(target)}")

@@ -32,6 +32,7 @@ from physnetjax.md.cell_potential import physnet_cell_potential
 from physnetjax.md.integrators import MDState, frame_of, langevin, nve
 from physnetjax.md.potential import physnet_potential
 from physnetjax.md.thermostats import csvr, nose_hoover_chain
+from physnetjax.predict import element_energy_sum, split_element_energies
 from physnetjax.units import BAR
 from physnetjax.validation import check_range
 
@@ -109,6 +110,9 @@ class Dynamics(NamedTuple):
     apply_fn: one step.  observe: state → frame (for :func:`physnetjax.md.run`).
     allocate: ``allocate(positions, cell, capacity_multiplier) -> nbrs`` (host).
     degrees_of_freedom: N_f for temperatures.  variable_cell: True for NPT.
+    element_energy: Σ_i E0[Z_i] in eV (float64) of the model's element energies, which the device energies leave
+      out: a DFT-sized ~−5000 eV for CO2 lies on a float32 grid of 0.5 meV, larger than an NVE run's
+      fluctuation. The driver adds it on the host to every potential and conserved energy it writes or reports.
     """
 
     init: Callable[..., Any]
@@ -117,6 +121,7 @@ class Dynamics(NamedTuple):
     allocate: Callable[..., Any]
     degrees_of_freedom: int
     variable_cell: bool
+    element_energy: float
 
 
 def ensemble_fields(state: MDState) -> tuple[str, ...]:
@@ -129,6 +134,9 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
                    options: EnsembleOptions, ramp_steps: int, *, total_charge: float = 0.0, skin: float = 0.5,
                    capacity_multiplier: float = 1.25, record_uncertainty: bool = False) -> Dynamics:
     """Force functions and integrator of ``ensemble`` for ``model`` on one system.
+
+    The device evaluates ``model`` without its element energies (:attr:`Dynamics.element_energy`, added on the host):
+    the forces and the dynamics are the same, the energies keep float32's resolution of the network's part.
 
     Args:
       ensemble: one of :data:`ENSEMBLES`.
@@ -146,6 +154,8 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
     """
     if ensemble not in ENSEMBLES:
         raise ValueError(f"ensemble must be one of {ENSEMBLES}, received {ensemble!r}")
+    model, element_energies = split_element_energies(model)
+    element_energy = element_energy_sum(element_energies, numbers)
     num_atoms = len(numbers)
     conserved_dof = 3 * num_atoms - 3
     ramp = dict(temperature_end_K=options.temperature_end_K, ramp_steps=ramp_steps)
@@ -168,7 +178,7 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
 
         observe = npt_frame_of if not record_uncertainty else with_spread(
             npt_frame_of, lambda state: potential.outputs(state.positions, state.cell, state.nbrs)["forces_std"])
-        return Dynamics(init, apply_fn, observe, potential.allocate, conserved_dof, True)
+        return Dynamics(init, apply_fn, observe, potential.allocate, conserved_dof, True, element_energy)
 
     potential = physnet_potential(model, params, numbers, cell=cell, total_charge=total_charge, skin=skin,
                                   capacity_multiplier=capacity_multiplier)
@@ -199,7 +209,7 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
                      init_fn(positions, momenta, masses, nbrs, key)), conserved_dof
     observe = frame_of if not record_uncertainty else with_spread(
         frame_of, lambda state: potential.outputs(state.positions, state.nbrs)["forces_std"])
-    return Dynamics(init, apply_fn, observe, allocate, dof, False)
+    return Dynamics(init, apply_fn, observe, allocate, dof, False, element_energy)
 
 
 def with_spread(observe: Callable[[MDState], Any], forces_std: Callable[[MDState], Any]) -> Callable[[MDState], Any]:

@@ -83,6 +83,7 @@ from physnetjax.md.integrators import (
     run,
 )
 from physnetjax.md.potential import DENSE_MAX_ATOMS, physnet_potential
+from physnetjax.predict import split_element_energies
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
 from physnetjax.validation import check_length_unit, validate_structure
 from physnetjax.spectra.harmonic import check_masses
@@ -231,7 +232,8 @@ def md_spectrum(
     masses = ase.data.atomic_masses[z] if masses is None else check_masses(masses, num_atoms)
     dtype = check_dtype(dtype)
 
-    potential = physnet_potential(model, cast_params(params, dtype), z, total_charge=total_charge,
+    network, _ = split_element_energies(model)  # the energies serve conservation only: Σ E0 would cost resolution
+    potential = physnet_potential(network, cast_params(params, dtype), z, total_charge=total_charge,
                                   method="all_pairs")
     nbrs = potential.allocate(r0)
     has_charges = bool(getattr(model, "charges", False))
