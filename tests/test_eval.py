@@ -23,8 +23,10 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from physnetjax import PhysNet, init_params, load_checkpoint, predict
 from physnetjax.checkpoint import save_checkpoint
+from physnetjax.data import load_dataset
 from physnetjax.errors import PhysNetInputWarning
 from physnetjax.eval.cli import main
+from physnetjax.eval.predictions import predict_dataset
 from physnetjax.units import BOHR, HARTREE, KCAL_PER_MOL, KJ_PER_MOL
 
 DATA = Path(__file__).parent / "data"
@@ -145,6 +147,22 @@ def test_metrics_equal_numpy_on_per_frame_float64_predictions(setup, evaluated):
         np.testing.assert_allclose(summary["metrics"][key], value, rtol=RTOL, atol=1e-12, err_msg=key)
     assert summary["counts"] == {"energy": 9, "energy_per_atom": 9, "forces": 3 * (6 * 9 + 3 * 6),
                                  "dipole": 30, "charge": 10}
+
+
+def test_float32_predictions_of_molecules_far_from_the_origin_are_those_at_the_origin(setup):
+    """Frames 1000 Å from the origin (one float32 ulp is 6e-5 Å there) were cast to float32 as stored: forces 3 meV/Å
+    off those of the same frames at the origin. Each molecule is now evaluated about its centroid, as predict does:
+    the same float32 numbers wherever it sits, and the dipole about the origin (shifted by Q·s, with Q = 1 here)."""
+    root, _, _ = setup
+    model, params = load_checkpoint(root / "model")
+    near = load_dataset(root / "ethanol.npz")
+    near = dataclasses.replace(near, Q=np.ones(len(near)))
+    shift = np.array([1000.0, -700.0, 1300.0])
+    far = dataclasses.replace(near, R=np.where(near.Z[..., None] > 0, near.R + shift, 0.0))
+    a, b = (predict_dataset(model, params, frames, batch_size=4) for frames in (near, far))
+    np.testing.assert_allclose(b.forces, a.forces, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(b.energy, a.energy, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(b.dipole - a.dipole, np.broadcast_to(shift, a.dipole.shape), rtol=0, atol=1e-4)
 
 
 def test_per_element_force_errors_equal_numpy(setup, evaluated):

@@ -76,7 +76,8 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
     Args:
       model: a :class:`physnetjax.PhysNet` (legacy-migrated ones included) or a
         :class:`~physnetjax.ensemble.PhysNetEnsemble` (means, plus the spreads); its
-        ``element_energies`` (E0, eV) are added on the host in float64.
+        ``element_energies`` (E0, eV) are added on the host in float64. Each molecule is evaluated about its
+        centroid (:meth:`~physnetjax.data.Dataset.centroids`); dipoles are returned about the origin.
       params: its variables ``{"params": ...}``.
       dataset: the frames (internal units); labels are not used.
       batch_size: molecules per jitted call (over all devices).
@@ -132,6 +133,8 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
     if model.element_energies is not None:
         e0 = np.asarray(model.element_energies, np.float64)
         energy = energy + element_counts(dataset.Z, len(e0) - 1) @ e0
+    if dipole is not None:  # the batches hold each molecule about its centroid c: μ about the origin is μ_c + Q·c
+        dipole = dipole + dataset.Q[:, None] * dataset.centroids(np.arange(M))
     total_charge = None if charges is None else charges.sum(axis=1)
     return Predictions(energy=energy, forces=forces, charges=charges, dipole=dipole, total_charge=total_charge,
                        energy_std=energy_std, forces_std=forces_std)

@@ -78,10 +78,12 @@ def batch_shapes(dataset: Dataset, model, batch_size: int, num_devices: int = 1)
 
 def _device_batch(dataset: Dataset, frames: np.ndarray, energies: np.ndarray, model, shapes: BatchShapes,
                   dtype) -> tuple:
-    """One device's (Batch, labels) for ``frames`` (may be empty: an all-padding batch)."""
+    """One device's (Batch, labels) for ``frames`` (may be empty: an all-padding batch), each molecule moved to its
+    centroid c in float64 before the cast to ``dtype`` (:meth:`Dataset.centroids`; its dipole label about c)."""
     real = frames if len(frames) else np.zeros(0, np.int64)
+    centroids = dataset.centroids(real)
     z = [dataset.Z[k, : dataset.N[k]] for k in real]
-    r = [dataset.R[k, : dataset.N[k]] for k in real]
+    r = [dataset.R[k, : dataset.N[k]] - c for k, c in zip(real, centroids)]
     charges = [dataset.Q[k] for k in real]
     if not len(real):
         z, r, charges = [np.array([1])], [np.zeros((1, 3))], [0.0]
@@ -105,7 +107,7 @@ def _device_batch(dataset: Dataset, frames: np.ndarray, energies: np.ndarray, mo
     }
     labels["E"][:m] = energies[real]
     labels["E_mask"][:m] = dataset.has_E[real]
-    labels["D"][:m] = dataset.D[real]
+    labels["D"][:m] = dataset.D[real] - dataset.Q[real][:, None] * centroids
     labels["D_mask"][:m] = dataset.has_D[real]
     labels["Q"][:m] = dataset.Q[real]
     labels["Q_mask"][:m] = dataset.has_Q[real]

@@ -110,19 +110,20 @@ def build_device_frames(dataset: Dataset, frames: np.ndarray, energies: np.ndarr
         if separate:
             pairs.append(molecule_pairs(r, pair_cutoff))
     edge_dst, edge_src, edge_counts = _padded_lists(edges)
+    centroids = dataset.centroids(frames)  # each molecule about its centroid, as the host batches
     extra = {}
     if separate:
         pair_dst, pair_src, pair_counts = _padded_lists(pairs)
         extra = {"pair_dst": pair_dst, "pair_src": pair_src, "pair_counts": pair_counts}
     return DeviceFrames(
         atomic_numbers=np.where(real, dataset.Z[frames], 0).astype(np.int32),
-        positions=np.where(real[..., None], dataset.R[frames], 0.0).astype(dtype),
+        positions=np.where(real[..., None], dataset.R[frames] - centroids[:, None], 0.0).astype(dtype),
         atom_counts=counts,
         edge_dst=edge_dst, edge_src=edge_src, edge_counts=edge_counts,
         total_charges=dataset.Q[frames].astype(dtype),
         energy=energies[frames].astype(dtype),
         forces=np.where(real[..., None], dataset.F[frames], 0.0).astype(dtype),
-        dipoles=dataset.D[frames].astype(dtype),
+        dipoles=(dataset.D[frames] - dataset.Q[frames][:, None] * centroids).astype(dtype),
         has_energy=dataset.has_E[frames].copy(), has_forces=dataset.has_F[frames].copy(),
         has_dipoles=dataset.has_D[frames].copy(), has_charge=dataset.has_Q[frames].copy(),
         **extra,
