@@ -502,6 +502,39 @@ def check_output_path(path, *, overwrite: bool = False, what: str = "output") ->
     return path
 
 
+def check_distinct_files(outputs, inputs=(), may_equal=()) -> None:
+    """Refuse an output file that is another output of the same run, one of its input files, or inside an input
+    directory (a checkpoint): writing it would destroy what the other holds (MD's checkpoint over its trajectory,
+    ``eval``'s predictions over the labelled data they were compared with, a report into a checkpoint).
+
+    Args:
+      outputs, inputs: ``(what, path)`` pairs as messages name them (e.g. ``("--out", "run.xyz")``); a path of None
+        is skipped.
+      may_equal: ``(output what, input what)`` pairs that may be one file (an MD checkpoint rewritten by the run that
+        restarted from it).
+
+    Raises:
+      OutputPathError: naming both.
+    """
+    def resolved(pairs):
+        return [(what, Path(path).resolve()) for what, path in pairs if path is not None]
+
+    outputs, inputs = resolved(outputs), resolved(inputs)
+    for k, (what, path) in enumerate(outputs):
+        for other, other_path in outputs[k + 1:]:
+            if path == other_path:
+                raise OutputPathError(f"{what} and {other} are the same file {path}: give them different paths")
+        for source, source_path in inputs:
+            if (what, source) in may_equal:
+                continue
+            if path == source_path:
+                raise OutputPathError(f"{what} {path} is also {source}: writing it would replace the input; give "
+                                      f"{what} another path")
+            if source_path.is_dir() and source_path in path.parents:
+                raise OutputPathError(f"{what} {path} is inside {source} {source_path}: writing it would change "
+                                      f"{source}; give {what} a path outside it")
+
+
 def check_output_directory(path, *, what: str = "--out", files: Iterable[str] = ()) -> Path:
     """``path`` (an output directory) as a Path, created if missing, after checking it can be written.
 

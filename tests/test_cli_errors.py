@@ -173,6 +173,16 @@ def test_warnings_are_one_line_during_a_cli_call():
     dict(args=["--out", "{root}/no_dir/traj.xyz"], code=3, match="no_dir does not exist"),
     dict(args=["--out", "{root}/water.xyz/traj.xyz"], code=3, match="water.xyz is a file, not a directory"),
     dict(args=["--temperature", "inf"], code=2, match="--temperature must be finite and >= 0 K, received inf"),
+    # Outputs over inputs or over each other: main wrote the checkpoint's zip over the trajectory (or the geometry)
+    # and exited 0.
+    dict(args=["--out", "{root}/same.xyz", "--md-checkpoint", "{root}/same.xyz"], code=3,
+         match=r"--out and --md-checkpoint are the same file .*same.xyz: give them different paths"),
+    dict(args=["--out", "{root}/log.xyz", "--md-checkpoint", "{root}/log.xyz.jsonl"], code=3,
+         match=r"its log and --md-checkpoint are the same file"),
+    dict(args=["--out", "{root}/water.xyz"], code=3,
+         match=r"--out .*water.xyz is also --geometry: writing it would replace the input; give --out another path"),
+    dict(args=["--md-checkpoint", "{root}/ckpt/state.npz"], code=3,
+         match=r"--md-checkpoint .*state.npz is inside --checkpoint .*ckpt: writing it would change --checkpoint"),
     dict(args=["--geometry", "{root}/sodium.xyz"], code=2, match=r"Na \(Z=11\) at atom\(s\) 0 are outside"),
     dict(args=["--geometry", "{root}/atom.xyz"], code=2, match="MD needs at least 2 atoms, the start geometry has 1"),
     dict(args=["--restart", "{root}/truncated.npz"], code=2, match=r"restart file .*truncated.npz cannot be read as .npz"),
@@ -208,6 +218,33 @@ def test_md_cli(files, capsys, case):
     assert md_main(args) == case["code"]
     line = one_line_error(capsys, "md")
     assert re.search(case["match"], line), line
+
+
+def test_md_restarting_from_its_own_checkpoint_file_may_rewrite_it(files, tmp_path):
+    """--restart X --md-checkpoint X continues a run and keeps checkpointing to the same file: allowed."""
+    state = tmp_path / "state.npz"
+    common = ["--checkpoint", str(files / "ckpt"), "--geometry", str(files / "water.xyz"), "--steps", "10",
+              "--save-every", "5", "--md-checkpoint", str(state), "--on-energy-drift", "warn"]  # an untrained model
+    assert md_main(common) == 0
+    assert md_main(common + ["--restart", str(state)]) == 0
+
+
+def test_eval_and_check_refuse_to_write_over_their_inputs(files, tmp_path, capsys):
+    """eval's predictions over its --data replaced the labels (a second eval then reported energy MAE 0); check's
+    --json over a geometry or into the checkpoint (its config.json) destroyed it. Both exit 3, nothing written."""
+    data = tmp_path / "frames.extxyz"
+    ase.io.write(data, ase.io.read(files / "water.xyz"))
+    before = data.read_bytes()
+    assert eval_main(["--checkpoint", str(files / "ckpt"), "--data", str(data), "--write-predictions", str(data)]) == 3
+    assert re.search(r"--write-predictions .*frames.extxyz is also --data", one_line_error(capsys, "eval"))
+    assert data.read_bytes() == before
+    config = files / "ckpt" / "config.json"
+    saved = config.read_bytes()
+    assert check_main([str(files / "ckpt"), "--json", str(config)]) == 3
+    assert re.search(r"--json .*config.json is inside --checkpoint", one_line_error(capsys, "check"))
+    assert check_main([str(files / "ckpt"), "--geometry", str(data), "--json", str(data)]) == 3
+    assert re.search(r"--json .*frames.extxyz is also --geometry", one_line_error(capsys, "check"))
+    assert config.read_bytes() == saved and data.read_bytes() == before
 
 
 def test_md_cli_draws_its_progress_bar_only_once_the_run_starts(files, capsys):

@@ -26,7 +26,7 @@ from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import PhysNetInputError
 from physnetjax.text_table import print_line
 from physnetjax.training_record import TrainingRecord
-from physnetjax.validation import check_output_path
+from physnetjax.validation import check_distinct_files, check_output_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +56,8 @@ def main(argv=None) -> int:
         raise PhysNetInputError(f"--frames must be >= 1, received {args.frames}")
     if args.json:
         check_output_path(args.json, overwrite=True, what="--json")
+        check_distinct_files([("--json", args.json)], [("--checkpoint", args.checkpoint)]
+                             + [("--geometry", path) for path in args.geometry or ()])
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", force=True)
     import jax

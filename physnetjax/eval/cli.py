@@ -33,7 +33,7 @@ from physnetjax.cli_help import HelpFormatter
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.train.cli import HELP
 from physnetjax.training_record import TrainingRecord
-from physnetjax.validation import check_output_directory, check_output_path
+from physnetjax.validation import check_distinct_files, check_output_directory, check_output_path
 
 
 EXAMPLES = """examples:
@@ -100,6 +100,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.worst < 0:
         raise PhysNetInputError(f"--worst must be >= 0, received {args.worst}")
     check_output_paths(args.out, args.write_predictions)
+    check_distinct_files([("--write-predictions", args.write_predictions)],
+                         [("--data", path) for path in args.data] + [("--checkpoint", args.checkpoint)])
     if args.float64:
         jax.config.update("jax_enable_x64", True)
     from physnetjax.checkpoint import load_checkpoint

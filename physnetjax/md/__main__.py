@@ -53,7 +53,7 @@ from physnetjax.md.driver import (
 )
 from physnetjax.md.ensembles import ENSEMBLES
 from physnetjax.training_record import TrainingRecord
-from physnetjax.validation import check_output_path, check_total_charge
+from physnetjax.validation import check_distinct_files, check_output_path, check_total_charge
 
 
 DEFAULT_ENSEMBLE = "nve"
@@ -217,6 +217,12 @@ def main(argv=None) -> int:
     for path, what in ((args.out, "--out"), (args.md_checkpoint, "--md-checkpoint")):
         if path is not None:
             check_output_path(path, overwrite=True, what=what)
+    check_distinct_files(
+        [("--out", args.out), ("its log", None if args.out is None else f"{args.out}.jsonl"),
+         ("its settings", None if args.out is None else f"{args.out}.config.toml"),
+         ("--md-checkpoint", args.md_checkpoint)],
+        [("--geometry", args.geometry), ("--restart", args.restart), ("--checkpoint", args.checkpoint)],
+        may_equal={("--md-checkpoint", "--restart")})
     ensemble_only = {keyword: getattr(args, dest) if args.ensemble in ENSEMBLE_ONLY[dest] else None
                      for dest, keyword in KEYWORD_OF.items()}
     check_md_arguments(ensemble=args.ensemble, temperature_K=args.temperature, timestep_fs=args.timestep,
