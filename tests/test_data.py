@@ -560,3 +560,22 @@ def test_frames_without_a_charge_beside_charged_ones_warn(tmp_path, raw):
     np.testing.assert_array_equal(data.Q[64:], 0.0)
     with warnings_as_errors():
         load_dataset([DATA, paths[1]])  # known charges all 0: the unknown ones are as good as neutral
+
+
+@pytest.mark.parametrize("value, line", [(True, "charge=T"), (np.array([0, 1, 2]), 'charge="0 1 2"'),
+                                         ("abc", "charge=abc")])
+def test_an_extxyz_charge_that_is_not_one_number_is_refused(tmp_path, value, line):
+    """charge=T was read as a total charge of +1 e (and trained as such with --charges); "0 1 2" and "abc" ended in
+    a raw TypeError or ValueError that named neither the file nor the frame."""
+    import ase
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    atoms = ase.Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]], info={"charge": value})
+    atoms.calc = SinglePointCalculator(atoms, energy=-1.0, forces=np.zeros((3, 3)))
+    path = tmp_path / "frames.extxyz"
+    ase.io.write(path, atoms)
+    assert line in path.read_text()
+    with pytest.raises(DataError, match=r"frames.extxyz: frame 0: info 'charge' must be one number, the total charge "
+                                        r"in e, received "):
+        load_dataset(path)

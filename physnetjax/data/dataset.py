@@ -288,7 +288,7 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
         if "dipole" in results:
             D[k], has["D"][k] = np.asarray(results["dipole"], dtype=np.float64) * d_fac, True
         if "charge" in atoms.info:
-            Q[k], has["Q"][k] = float(atoms.info["charge"]), True
+            Q[k], has["Q"][k] = _info_charge(path, k, atoms.info["charge"]), True
         elif atoms.has("initial_charges"):
             Q[k], has["Q"][k] = float(atoms.get_initial_charges().sum()), True
         elif "charges" in results:
@@ -310,6 +310,20 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
                    **{f"has_{k}": v for k, v in has.items()})
     validate(data, path)
     return data
+
+
+def _info_charge(path, k: int, value) -> float:
+    """The total charge (e) of an extxyz ``charge=`` entry of frame ``k``: one finite number, not a flag (``charge=T``
+    read as +1 e) or several numbers.
+
+    Raises:
+      DataError: naming the file, the frame and the value.
+    """
+    array = np.asarray(value)
+    if array.dtype == bool or array.ndim != 0 or not np.issubdtype(array.dtype, np.number):
+        raise DataError(f"{path}: frame {k}: info 'charge' must be one number, the total charge in e, received "
+                        f"{value!r}")
+    return float(array)
 
 
 def periodic_cell(path, k: int, pbc, cell) -> np.ndarray:
