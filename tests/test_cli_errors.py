@@ -220,13 +220,18 @@ def test_md_cli(files, capsys, case):
     assert re.search(case["match"], line), line
 
 
-def test_md_restarting_from_its_own_checkpoint_file_may_rewrite_it(files, tmp_path):
-    """--restart X --md-checkpoint X continues a run and keeps checkpointing to the same file: allowed."""
+def test_md_restarting_from_its_own_checkpoint_file_may_rewrite_it_at_its_timestep(files, tmp_path, capsys):
+    """--restart X --md-checkpoint X continues a run and keeps checkpointing to the same file: allowed. Another
+    --timestep is refused: the times written count steps (a 0.5 fs run continued at 1 fs jumped from 20.5 to 41 ps)."""
     state = tmp_path / "state.npz"
     common = ["--checkpoint", str(files / "ckpt"), "--geometry", str(files / "water.xyz"), "--steps", "10",
               "--save-every", "5", "--md-checkpoint", str(state), "--on-energy-drift", "warn"]  # an untrained model
-    assert md_main(common) == 0
-    assert md_main(common + ["--restart", str(state)]) == 0
+    assert md_main(common + ["--timestep", "0.25"]) == 0
+    assert md_main(common + ["--restart", str(state), "--timestep", "0.25"]) == 0
+    capsys.readouterr()
+    assert md_main(common + ["--restart", str(state)]) == 2
+    assert re.search(r"restart file .*state.npz was run with --timestep 0.25 fs, not 0.5 fs: .* continue it with "
+                     r"--timestep 0.25$", one_line_error(capsys, "md"))
 
 
 def test_eval_and_check_refuse_to_write_over_their_inputs(files, tmp_path, capsys):

@@ -554,7 +554,7 @@ def simulate(
     start_step, saved = 0, None
     if restart is not None:
         saved = read_restart(restart, atoms, model.max_atomic_number)
-        check_restart_records(restart, saved, ensemble, fingerprint)
+        check_restart_records(restart, saved, ensemble, fingerprint, timestep_fs, names)
         positions, momenta = saved["positions"], saved["momenta"]
         start_step = int(saved["step"])
         if "key" in saved:
@@ -770,7 +770,8 @@ def simulate(
             done += num_frames * save_every
             chunks += 1
             if checkpoint_path is not None and (chunks % checkpoint_every == 0 or done >= steps):
-                _checkpoint(checkpoint_path, atoms, state, start_step + done, ensemble, fingerprint, frame, cell)
+                _checkpoint(checkpoint_path, atoms, state, start_step + done, ensemble, fingerprint, frame, cell,
+                            timestep_fs)
             if progress is not None:
                 progress(done)
     finally:
@@ -990,17 +991,23 @@ def _check_restart_masses(path, masses: np.ndarray, atoms: ase.Atoms) -> None:
                                 "masses as they were, or start a new run from the geometry file (--geometry)")
 
 
-def check_restart_records(path, saved: dict, ensemble: str, fingerprint: str) -> None:
-    """Check the ensemble and model recorded in MD-state checkpoint ``path`` (its arrays ``saved``).
+def check_restart_records(path, saved: dict, ensemble: str, fingerprint: str, timestep_fs: float,
+                          names: Optional[Mapping[str, str]] = None) -> None:
+    """Check the ensemble, model and timestep recorded in MD-state checkpoint ``path`` (its arrays ``saved``).
 
     Another model (``fingerprint``: :func:`params_fingerprint` of this run's parameters)
-    is refused; another ensemble continues in ``ensemble`` with a warning (positions,
-    momenta and cell carry over, the thermostat state starts afresh). Files written
-    before these records were kept are not checked.
+    is refused, and so is another timestep (the times written count steps of one timestep: a
+    0.5 fs run restarted at step 41000 with 1 fs jumped from 20.5 to 41 ps); another ensemble
+    continues in ``ensemble`` with a warning (positions, momenta and cell carry over, the
+    thermostat state starts afresh). Files written before these records were kept are not checked.
 
     Raises:
-      PhysNetInputError: the recorded model is another one.
+      PhysNetInputError: the recorded model or timestep is another one (named as ``names`` says).
     """
+    if "timestep_fs" in saved and float(saved["timestep_fs"]) != float(timestep_fs):
+        recorded = displayed_setting("timestep_fs", f"{float(saved['timestep_fs']):g}", names)
+        raise PhysNetInputError(f"restart file {path} was run with {recorded} fs, not {timestep_fs:g} fs: the step "
+                                f"count and the times written continue the run's, so continue it with {recorded}")
     if "model" in saved and str(saved["model"]) != fingerprint:
         raise PhysNetInputError(f"restart file {path} was written by a run of another model (its parameter "
                                 "fingerprint differs from this model's): continue it with the model it was run with")
@@ -1044,10 +1051,11 @@ def params_fingerprint(params) -> str:
 
 
 def _checkpoint(path, atoms, state: MDState, step: int, ensemble: str, fingerprint: str, frame: FrameOfReference,
-                cell) -> None:
+                cell, timestep_fs: float) -> None:
     """Write the MD-state checkpoint: positions in the user's frame (``frame``; Å, in the state's cell under a
-    barostat, else ``cell``), the origin and the masses (amu) of ``atoms``."""
+    barostat, else ``cell``), the origin, the masses (amu) of ``atoms`` and the timestep (fs)."""
     arrays = checkpoint_arrays(state, atoms.numbers, step, ensemble)
+    arrays["timestep_fs"] = np.float64(timestep_fs)
     arrays.update(positions=frame.to_user(arrays["positions"], arrays.get("cell", cell)),
                   **{ORIGIN_KEY: frame.origin, MASSES_KEY: np.asarray(atoms.get_masses(), np.float64)})
     _save_npz(Path(path), model=fingerprint, **arrays, **{STATE_CHECKSUM_KEY: state_checksum(arrays)})
