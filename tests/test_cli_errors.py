@@ -234,6 +234,22 @@ def test_md_restarting_from_its_own_checkpoint_file_may_rewrite_it_at_its_timest
                      r"--timestep 0.25$", one_line_error(capsys, "md"))
 
 
+def test_a_refused_md_run_leaves_the_settings_of_the_run_before(files, tmp_path, capsys):
+    """A run refused on its geometry (overlapping atoms) rewrote OUT.config.toml beside the earlier run's
+    trajectory, which it then described with the refused run's settings."""
+    out = tmp_path / "run.xyz"
+    overlap = tmp_path / "overlap.xyz"
+    ase.io.write(overlap, Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [0.96, 0, 0]]))
+    common = ["--checkpoint", str(files / "ckpt"), "--steps", "10", "--save-every", "5", "--out", str(out),
+              "--on-energy-drift", "warn"]  # an untrained model
+    assert md_main(common + ["--geometry", str(files / "water.xyz"), "--temperature", "123"]) == 0
+    settings = (tmp_path / "run.xyz.config.toml").read_text()
+    assert "temperature = 123.0" in settings
+    assert md_main(common + ["--geometry", str(overlap), "--temperature", "999"]) == 2
+    assert "atoms overlap" in one_line_error(capsys, "md")
+    assert (tmp_path / "run.xyz.config.toml").read_text() == settings
+
+
 def test_eval_and_check_refuse_to_write_over_their_inputs(files, tmp_path, capsys):
     """eval's predictions over its --data replaced the labels (a second eval then reported energy MAE 0); check's
     --json over a geometry or into the checkpoint (its config.json) destroyed it. Both exit 3, nothing written."""

@@ -256,14 +256,16 @@ def main(argv=None) -> int:
     if args.restart is not None:
         check_restart(args.restart, read_restart(args.restart, atoms, model.max_atomic_number), args.ensemble, given,
                       args.checkpoint, params)
-    if args.out is not None:
-        write_resolved_config(parser, args, f"{args.out}.{CONFIG_NAME}")
     bar = Progress(TextColumn("MD"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                    TimeRemainingColumn(), console=console)
     task = bar.add_task("md", total=args.steps)
 
     def show(done: int) -> None:
-        bar.start()  # at simulate's first call, once the inputs passed its checks; a no-op later
+        """At simulate's first call, once the inputs passed its checks: the settings of this run are kept beside its
+        outputs (a refused run leaves an earlier run's OUT.config.toml as it was) and the bar starts."""
+        if done == 0 and args.out is not None:
+            write_resolved_config(parser, args, f"{args.out}.{CONFIG_NAME}")
+        bar.start()
         bar.update(task, completed=done)
 
     try:
