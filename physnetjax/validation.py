@@ -471,6 +471,25 @@ def check_reference_compositions(atomic_numbers, num_atoms, fit: Optional[dict],
     return list(outside)
 
 
+SEEDS = 2**32
+"""Seeds are integers in [0, SEEDS): without x64 JAX's ``PRNGKey`` keeps the low 32 bits of a larger seed (2**32
+draws seed 0's numbers) and overflows beyond 2**63."""
+
+
+def check_seed(seed, what: str = "seed", count: int = 1) -> int:
+    """``seed`` as an int after checking that it and the ``count`` − 1 seeds after it (ensemble members) are in
+    [0, :data:`SEEDS`).
+
+    Raises:
+      PhysNetInputError: naming ``what`` and the range.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= SEEDS - count:
+        members = f" (the run also uses the {count - 1} seed(s) after it)" if count > 1 else ""
+        raise PhysNetInputError(f"{what} must be an integer from 0 to {SEEDS - count}{members}: JAX keeps 32 bits of "
+                                f"a seed, so a larger one repeats a smaller one's numbers; received {seed!r}")
+    return int(seed)
+
+
 def check_output_path(path, *, overwrite: bool = False, what: str = "output") -> Path:
     """``path`` (an output file) as a Path after checking, before any expensive work, that it can be written.
 

@@ -655,7 +655,8 @@ def test_train_cli_refuses_bad_model_settings_before_writing(tmp_path, capsys, o
     ("--max-time", "inf", "--max-time must be > 0 seconds and finite, received inf"),
     ("--max-atomic-number", "0", "--max-atomic-number must be >= 1 (or not given), received 0"),
     ("--n-res", "-1", "--n-res must be >= 1, received -1"),
-    ("--seed", "-1", "--seed must be >= 0 (NumPy and JAX take non-negative seeds), received -1"),
+    ("--seed", "-1", "--seed must be an integer from 0 to 4294967295: JAX keeps 32 bits of a seed, so a larger one "
+                     "repeats a smaller one's numbers; received -1"),
     ("--epochs", "0", "--epochs must be >= 1, received 0"),
     ("--batch-size", "-1", "--batch-size must be >= 1, received -1"),
     ("--log-every", "0", "--log-every must be >= 1, received 0"),

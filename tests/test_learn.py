@@ -337,7 +337,9 @@ def test_cli_loop_with_gfn2_xtb_labels(tmp_path, capsys):
     (["--features", "0"], "error: --features must be at least 1, received 0"),
     (["--cutoff", "nan"], "error: --cutoff must be larger than 0 and finite, received nan"),
     (["--learning-rate", "-1"], "error: --learning-rate must be > 0 and finite, received -1.0"),
-    (["--seed", "-1"], "error: --seed must be >= 0 (NumPy and JAX take non-negative seeds), received -1"),
+    (["--seed", "-1"], "error: --seed must be an integer from 0 to 4294967288 (the run also uses the 7 seed(s) "
+                       "after it): JAX keeps 32 bits of a seed, so a larger one repeats a smaller one's numbers; "
+                       "received -1"),
     (["--max-time", "0"], "error: --max-time must be > 0 seconds and finite, received 0.0"),
     (["--valid", "inf"], "error: --valid must be a fraction in (0, 1) or a whole number of frames >= 1, received "
                          "inf"),  # main: internal error (OverflowError)

@@ -326,3 +326,30 @@ def test_total_charge_of_atoms_and_initial_charges():
         assert atoms_total_charge(atoms) == 0.0
     with pytest.warns(PhysNetInputWarning, match="but total_charge is 2 e; total_charge is used"):
         assert atoms_total_charge(atoms, 2.0) == 2.0
+
+
+def test_seeds_beyond_32_bits_are_refused_everywhere_they_are_given(tmp_path, capsys):
+    """Without x64 jax.random.PRNGKey keeps a seed's low 32 bits: seed 2**32 drew seed 0's numbers (an 'independent'
+    MD replica or ensemble member identical to another) and 1e20 ended in a raw OverflowError."""
+    import ase
+    import ase.io
+    import jax
+
+    from physnetjax.errors import PhysNetInputError
+    from physnetjax.md.__main__ import main as md_main
+    from physnetjax.train import TrainConfig
+    from physnetjax.validation import SEEDS, check_seed
+
+    with jax.enable_x64(False):
+        assert (jax.random.PRNGKey(SEEDS) == jax.random.PRNGKey(0)).all()  # the collision the check prevents
+    assert check_seed(SEEDS - 1) == SEEDS - 1 and check_seed(0) == 0
+    for bad in (SEEDS, -1, 10**20, 1.5, True):
+        with pytest.raises(PhysNetInputError, match=r"seed must be an integer from 0 to 4294967295: JAX keeps 32 bits"):
+            check_seed(bad)
+    with pytest.raises(ValueError, match=r"--seed must be an integer from 0 to 4294967292 \(the run also uses the 3 "
+                                         r"seed\(s\) after it\)"):
+        TrainConfig(seed=SEEDS - 3, ensemble=4, names={"seed": "--seed"})
+    geometry = tmp_path / "h2.xyz"
+    ase.io.write(geometry, ase.Atoms("H2", positions=[[0, 0, 0], [0.74, 0, 0]]))
+    assert md_main(["--geometry", str(geometry), "--seed", "99999999999999999999"]) == 2
+    assert "--seed must be an integer from 0 to 4294967295" in capsys.readouterr().err

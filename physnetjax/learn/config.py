@@ -9,7 +9,7 @@ from typing import Mapping, Optional
 
 from physnetjax.errors import namer
 from physnetjax.md.ensembles import ENSEMBLES
-from physnetjax.validation import check_range
+from physnetjax.validation import check_range, check_seed
 
 SELECTIONS = ("uncertain-diverse", "random")
 RESUME_CHANGES = ("rounds", "progress")
@@ -102,6 +102,7 @@ class LearnConfig:
         self.temperatures = tuple(float(t) for t in self.temperatures)
         if self.rounds < 0:
             raise ValueError(f"{name('rounds')} must be >= 0, received {self.rounds}")
+        check_seed(self.seed, name("seed"), count=self.rounds + self.ensemble)  # round r's member k: seed + r + k
         for field in ("select", "md_steps", "save_every", "epochs", "batch_size"):
             if getattr(self, field) < 1:
                 raise ValueError(f"{name(field)} must be >= 1, received {getattr(self, field)}")

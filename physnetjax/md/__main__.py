@@ -79,7 +79,7 @@ OPTION_OF = {
     "ensemble": "--ensemble", "temperature_K": "--temperature", "timestep_fs": "--timestep", "steps": "--steps",
     "save_every": "--save-every", "chunk_frames": "--chunk", "max_force": "--max-force", "skin": "--skin",
     "out": "--out", "uncertainty_threshold": "--uncertainty-threshold", "on_uncertainty": "--on-uncertainty",
-    "total_charge": "--total-charge",
+    "total_charge": "--total-charge", "seed": "--seed",
     **{keyword: f"--{dest.replace('_', '-')}" for dest, keyword in KEYWORD_OF.items()},
 }
 """:func:`~physnetjax.md.driver.simulate`'s keyword → the option that sets it: the names in the messages of

@@ -111,7 +111,8 @@ from physnetjax.md.potential import AllPairs
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import AMU_A2_PER_FS2_IN_EV, BAR, BOLTZMANN
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
-from physnetjax.validation import atoms_total_charge, check_range, check_total_charge, validate_structure
+from physnetjax.validation import (atoms_total_charge, check_range, check_seed, check_total_charge,
+                                   validate_structure)
 
 logger = logging.getLogger(__name__)
 
@@ -542,7 +543,7 @@ def simulate(
     cell = np.asarray(atoms.cell.array) if np.all(atoms.pbc) else None
     masses = jnp.asarray(atoms.get_masses(), dtype)
     positions = np.asarray(atoms.positions, np.float64)
-    key = jax.random.PRNGKey(seed)
+    key = jax.random.PRNGKey(check_seed(seed, displayed("seed", names)))
     key, mb_key = jax.random.split(key)
     momenta = momenta_from_ase(atoms.get_momenta())
     drawn = not np.any(momenta) and restart is None

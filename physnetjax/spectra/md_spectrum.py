@@ -85,7 +85,7 @@ from physnetjax.md.integrators import (
 from physnetjax.md.potential import DENSE_MAX_ATOMS, physnet_potential
 from physnetjax.predict import split_element_energies
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
-from physnetjax.validation import check_length_unit, validate_structure
+from physnetjax.validation import check_length_unit, check_seed, validate_structure
 from physnetjax.spectra.harmonic import check_masses
 from physnetjax.spectra.autocorrelation import (
     autocorrelation,
@@ -240,7 +240,8 @@ def md_spectrum(
     dof = 3 * num_atoms - 3
     mass_array = jnp.asarray(masses, dtype)
     start = jnp.asarray(r0 - masses @ r0 / masses.sum(), dtype)
-    keys = jax.vmap(lambda r: jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), r)))(
+    key = jax.random.PRNGKey(check_seed(seed, displayed("seed", names)))
+    keys = jax.vmap(lambda r: jax.random.split(jax.random.fold_in(key, r)))(
         jnp.arange(replicas))
 
     steps_eq = int(math.ceil(equilibration_ps * 1e3 / timestep_fs))

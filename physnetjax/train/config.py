@@ -15,6 +15,7 @@ from typing import Mapping, Optional
 from physnetjax.data.split import check_split_size
 from physnetjax.errors import namer
 from physnetjax.model import ZBL_CUTOFF_DEFAULT, PhysNet
+from physnetjax.validation import check_seed
 
 OPTIMIZERS = ("amsgrad", "adam", "adamw")
 SCHEDULES = ("constant", "exponential", "cosine", "plateau")
@@ -224,11 +225,9 @@ class TrainConfig:
         for field in ("valid", "test", "train"):
             if getattr(self, field) is not None:
                 check_split_size(getattr(self, field), field, names)
-        if self.seed < 0:
-            raise ValueError(f"{name('seed')} must be >= 0 (NumPy and JAX take non-negative seeds), received "
-                             f"{self.seed}")
         if self.ensemble < 1:
             raise ValueError(f"{name('ensemble')} must be >= 1 member, received {self.ensemble}")
+        check_seed(self.seed, name("seed"), count=self.ensemble)
         if self.bootstrap and self.ensemble < 2:
             raise ValueError(f"{name('bootstrap')} resamples the training frames per ensemble member; it needs "
                              f"{name('ensemble')} >= 2, received {self.ensemble}")
