@@ -35,7 +35,9 @@ Rules, the same for ``train``, ``md``, ``check``, ``eval`` and each ``spectra`` 
 ``--print-config`` writes a template to stdout: every option with its default (or, with
 ``--config FILE``, the file's value) and its help text as a comment; options without a
 default are commented out. :func:`write_resolved_config` writes the same layout with the
-values a run used into its output directory, so ``--config`` on that file repeats the run.
+values a run used into its output directory, so ``--config`` on that file repeats the run;
+a run whose file would replace one another command (or a person) wrote there is refused
+before any work (:func:`check_config_replaceable`).
 
 TOML has no null: an unset option (``None``) is written as a commented-out line and is
 left out of a file to keep it unset.
@@ -48,16 +50,20 @@ import difflib
 import json
 import math
 import os
+import re
 import sys
 import textwrap
 import tomllib
 from pathlib import Path
 
 from physnetjax.cli_errors import name_input
-from physnetjax.errors import PhysNetInputError
+from physnetjax.errors import OutputPathError, PhysNetInputError
 
 CONFIG_NAME = "config.toml"
 """File name of the resolved configuration in an output directory."""
+
+_RESOLVED_TITLE = "Options used by this run of {command} (TOML)."
+"""First line (after ``# ``) of a resolved configuration: names the command that wrote it."""
 
 _NOT_KEYS = ("help", "config", "print_config")
 _SWITCHES = (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse.BooleanOptionalAction)
@@ -217,7 +223,7 @@ def render(parser: argparse.ArgumentParser, values: dict | None = None, resolved
     values = {} if values is None else values
     command = parser.prog
     if resolved:
-        header = [f"Options used by this run of {command} (TOML).",
+        header = [_RESOLVED_TITLE.format(command=command),
                   f"Repeat it with: {command} --config THIS_FILE  (command-line options override the file).",
                   f"Relative paths are relative to the directory it ran in: {Path.cwd()}"]
     else:
@@ -246,6 +252,36 @@ def render(parser: argparse.ArgumentParser, values: dict | None = None, resolved
         else:
             lines.append(f"{action.dest} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
+
+
+def check_config_replaceable(parser: argparse.ArgumentParser, path, what: str = "--out") -> None:
+    """Refuse, before any work, a run whose resolved config would replace a file its command did not write.
+
+    ``path`` is where :func:`write_resolved_config` will write (``OUT/config.toml``, md's
+    ``OUT.config.toml``). An output directory holds one tool's outputs: ``eval --out RUN``
+    into a training run would replace the trainer's ``config.toml`` with eval's options, and
+    ``train --config RUN/config.toml`` would then fail on eval's keys; a hand-written file
+    there would be lost. A resolved config of the same command (a rerun) is replaced; the
+    writer is read from its first line.
+
+    Raises:
+      OutputPathError: ``path`` exists and was written by another command (named) or by none.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        with path.open("rb") as stream:
+            first = stream.readline(500).decode("utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        first = ""
+    writer = re.fullmatch(re.escape(f"# {_RESOLVED_TITLE}").replace(r"\{command\}", "(.+)"), first)
+    if writer is not None and writer.group(1) == parser.prog:
+        return
+    held = (f"the options of a run of {writer.group(1)}" if writer is not None
+            else "a file no physnetjax run wrote")
+    raise OutputPathError(f"{what}: {path} holds {held}; this run of {parser.prog} would replace it with its own "
+                          f"options: choose another {what}")
 
 
 def write_resolved_config(parser: argparse.ArgumentParser, values, path) -> Path:

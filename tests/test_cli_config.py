@@ -15,7 +15,9 @@ from ase import Atoms
 from physnetjax import PhysNet, init_params, save_checkpoint
 from physnetjax.check.__main__ import build_parser as check_parser
 from physnetjax.check.__main__ import main as check_main
-from physnetjax.cli_config import CONFIG_NAME, given_options, parse_args, read_config, write_resolved_config
+from physnetjax.cli_config import (CONFIG_NAME, check_config_replaceable, given_options, parse_args, read_config,
+                                   write_resolved_config)
+from physnetjax.errors import OutputPathError
 from physnetjax.eval.cli import build_parser as eval_parser
 from physnetjax.eval.cli import main as eval_main
 from physnetjax.learn.__main__ import build_parser as learn_parser
@@ -233,3 +235,45 @@ def test_resolved_values_survive_toml_exactly(tmp_path):
     given = {k: v for k, v in used.items() if v is not None}
     assert "out" not in read and {k: read[k] for k in given} == given
     assert all(type(read[k]) is type(v) for k, v in given.items())
+
+
+def test_a_resolved_config_is_replaced_only_by_a_run_of_the_command_that_wrote_it(tmp_path):
+    path = tmp_path / CONFIG_NAME
+    check_config_replaceable(eval_parser(), path)  # nothing there yet
+    write_resolved_config(eval_parser(), {}, path)
+    check_config_replaceable(eval_parser(), path)  # a rerun of eval
+    with pytest.raises(OutputPathError, match=rf"--out: {re.escape(str(path))} holds the options of a run of "
+                                              r"python -m physnetjax\.eval; this run of python -m physnetjax\.train"):
+        check_config_replaceable(train_parser(), path)
+    path.write_text("# my own settings\nepochs = 3\n")
+    with pytest.raises(OutputPathError, match="holds a file no physnetjax run wrote"):
+        check_config_replaceable(eval_parser(), path)
+
+
+WATER_XYZ = "3\n\nO 0 0 0\nH 0.96 0 0\nH -0.24 0.93 0\n"
+
+
+@pytest.mark.parametrize("name, main, prefix, build, required", [c for c in CLIS if c[0] != "check"],
+                         ids=[c[0] for c in CLIS if c[0] != "check"])
+def test_no_cli_replaces_the_config_of_another_tools_run(tmp_path, capsys, name, main, prefix, build, required):
+    """eval/spectra/learn --out RUN into a training run replaced its config.toml (train --config RUN/config.toml
+    then failed on their keys), and train --out into another tool's output directory did the same."""
+    from physnetjax.pretrained import example_model_path
+
+    (tmp_path / "g.xyz").write_text(WATER_XYZ)
+    out = tmp_path / "out"
+    out.mkdir()
+    config = tmp_path / f"out.xyz.{CONFIG_NAME}" if name == "md" else out / CONFIG_NAME
+    other = eval_parser() if name == "train" else train_parser()
+    write_resolved_config(other, {}, config)
+    before = config.read_text()
+    arguments = {"train": ["--data", str(TRAIN_DATA), "--out", str(out)],
+                 "md": ["--geometry", str(tmp_path / "g.xyz"), "--out", str(tmp_path / "out.xyz")],
+                 "eval": ["--data", str(TRAIN_DATA), "--out", str(out)],
+                 "learn": ["--out", str(out)]}.get(name, ["--checkpoint", str(example_model_path()), "--geometry",
+                                                          str(tmp_path / "g.xyz"), "--out", str(out),
+                                                          *required[6:]])
+    assert main([*prefix, *arguments]) == 3
+    assert f"{config} holds the options of a run of {other.prog}; this run of" in capsys.readouterr().err
+    assert config.read_text() == before and sorted(p.name for p in tmp_path.rglob("*")) == sorted(
+        ["g.xyz", "out", config.name])

@@ -342,6 +342,16 @@ def test_a_run_directory_with_a_checkpoint_or_foreign_files_is_kept(tmp_path, ex
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
+def test_a_config_json_of_something_else_is_not_called_a_run(tmp_path):
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / "config.json").write_text('{"editor.tabSize": 4}')
+    with pytest.raises(FileExistsError, match=r"holds a config.json that is no training run's settings \(.*unknown "
+                                              r"setting\(s\) \['editor.tabSize'\].*choose another --out"):
+        train(tiny_config(out))
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+
+
 TWO_DEVICES = r"""
 import json, sys
 import jax, numpy as np

@@ -27,7 +27,8 @@ import time
 import warnings
 from pathlib import Path
 
-from physnetjax.cli_config import CONFIG_NAME, add_config_options, parse_args, write_resolved_config
+from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, parse_args,
+                                   write_resolved_config)
 from physnetjax.cli_errors import cli_main
 from physnetjax.cli_help import HelpFormatter
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
@@ -100,6 +101,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.worst < 0:
         raise PhysNetInputError(f"--worst must be >= 0, received {args.worst}")
     check_output_paths(args.out, args.write_predictions)
+    if args.out is not None:
+        check_config_replaceable(parser, Path(args.out) / CONFIG_NAME)
     check_distinct_files([("--write-predictions", args.write_predictions)],
                          [("--data", path) for path in args.data] + [("--checkpoint", args.checkpoint)])
     if args.float64:

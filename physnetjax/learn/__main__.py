@@ -21,7 +21,8 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from physnetjax.cli_config import CONFIG_NAME, add_config_options, given_options, parse_args, write_resolved_config
+from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, given_options, parse_args,
+                                   write_resolved_config)
 from physnetjax.cli_errors import cli_main, exit_process
 from physnetjax.cli_help import HelpFormatter
 from physnetjax.errors import PhysNetInputError
@@ -116,6 +117,7 @@ def main(argv=None) -> int:
     values = {key: value for key, value in vars(args).items() if key != "verbose"}
     values["timestep_fs"] = values.pop("timestep")
     config = LearnConfig(**values, names=OPTION_OF)
+    check_config_replaceable(parser, Path(config.out) / CONFIG_NAME)
     from physnetjax.learn.loop import run_learning
     from physnetjax.learn.report import report_lines
 

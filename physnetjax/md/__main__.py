@@ -36,7 +36,8 @@ import warnings
 import ase.io
 import jax
 
-from physnetjax.cli_config import CONFIG_NAME, add_config_options, given_options, parse_args, write_resolved_config
+from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, given_options, parse_args,
+                                   write_resolved_config)
 from physnetjax.cli_errors import EXIT_OK, EXIT_RUN_STOPPED, cli_main, exit_process
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
@@ -223,6 +224,8 @@ def main(argv=None) -> int:
          ("--md-checkpoint", args.md_checkpoint)],
         [("--geometry", args.geometry), ("--restart", args.restart), ("--checkpoint", args.checkpoint)],
         may_equal={("--md-checkpoint", "--restart")})
+    if args.out is not None:
+        check_config_replaceable(parser, f"{args.out}.{CONFIG_NAME}")
     ensemble_only = {keyword: getattr(args, dest) if args.ensemble in ENSEMBLE_ONLY[dest] else None
                      for dest, keyword in KEYWORD_OF.items()}
     check_md_arguments(ensemble=args.ensemble, temperature_K=args.temperature, timestep_fs=args.timestep,

@@ -103,7 +103,7 @@ def _analyse(args):
     """Check inputs, load, optimise and analyse; returns (result, atoms, model); raises with a one-line message on
     bad input."""
     from physnetjax.checkpoint import load_checkpoint
-    from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
+    from physnetjax.cli_config import CONFIG_NAME, check_config_replaceable, write_resolved_config
     from physnetjax.spectra.harmonic import NonMinimumWarning, ZeroModeWarning, check_masses, harmonic
     from physnetjax.spectra.optimize import check_optimizer_settings
     from physnetjax.spectra.plot import require_matplotlib
@@ -121,6 +121,7 @@ def _analyse(args):
     if args.total_charge is not None:
         check_total_charge(args.total_charge, atoms.numbers, names=OPTION_OF)
     check_output_directory(args.out, what="--out", files=(JSON_NAME, PNG_NAME, CONFIG_NAME, UNCONVERGED_NAME))
+    check_config_replaceable(args.parser, Path(args.out) / CONFIG_NAME)
     write_resolved_config(args.parser, args, Path(args.out) / CONFIG_NAME)
     model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)
     say_ensemble(model)

@@ -101,7 +101,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _check_inputs(args):
     """Everything that can be checked before any computation; returns (atoms, out path)."""
-    from physnetjax.cli_config import CONFIG_NAME
+    from physnetjax.cli_config import CONFIG_NAME, check_config_replaceable
     from physnetjax.spectra.cli_harmonic import read_geometry
     from physnetjax.spectra.harmonic import check_masses
     from physnetjax.spectra.md_spectrum import check_molecule_size, plan_run
@@ -126,8 +126,10 @@ def _check_inputs(args):
         check_total_charge(args.total_charge, atoms.numbers, names=OPTION_OF)
     if args.masses is not None:
         check_masses(args.masses, len(atoms), OPTION_OF)
-    return atoms, check_output_directory(args.out, what="--out", files=(CSV_NAME, JSON_NAME, PNG_NAME, CONFIG_NAME,
-                                                                               UNCONVERGED_NAME))
+    out = check_output_directory(args.out, what="--out", files=(CSV_NAME, JSON_NAME, PNG_NAME, CONFIG_NAME,
+                                                                UNCONVERGED_NAME))
+    check_config_replaceable(args.parser, out / CONFIG_NAME)
+    return atoms, out
 
 
 def _run(args) -> None:

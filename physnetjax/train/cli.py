@@ -25,8 +25,10 @@ import contextlib
 import dataclasses
 import logging
 import sys
+from pathlib import Path
 
-from physnetjax.cli_config import CONFIG_NAME, add_config_options, parse_args, write_resolved_config
+from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, parse_args,
+                                   write_resolved_config)
 from physnetjax.cli_errors import cli_main
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import PhysNetInputError
@@ -187,6 +189,9 @@ def main(argv=None) -> int:
         used_preset = None if run_dir is not None else preset or "fast"
         write_resolved_config(parser, {"preset": used_preset, **config.to_dict()}, directory / CONFIG_NAME)
 
+    out = run_dir if run_dir is not None else settings.get("out")
+    if out is not None:
+        check_config_replaceable(parser, Path(out) / CONFIG_NAME, what="--resume" if run_dir is not None else "--out")
     with progress_logging(level, verbose):
         if run_dir is not None:
             resume(run_dir, allow_changed_data=allow_changed_data, on_start=keep_config, names=OPTION_OF, **settings)

@@ -1094,17 +1094,13 @@ UNSTARTED_RUN_FILES = ("config.json", "config.toml", "metrics.json", *SETUP_FILE
 
 
 def _unstarted_run(run_dir: Path) -> bool:
-    """True when ``run_dir`` holds only what a run writes before its first complete checkpoint.
+    """True when ``run_dir`` (whose config.json is a run's settings) holds only what a run writes before its first
+    complete checkpoint.
 
     Such a run (stopped in its first epochs by Ctrl-C or a failure) cannot be resumed;
     anything else in the directory (a ``latest`` or ``best`` link, a checkpoint, a file
-    the trainer does not write, a config.json that is no run's settings) makes it False,
-    and the directory is kept.
+    the trainer does not write) makes it False, and the directory is kept.
     """
-    try:
-        TrainConfig.load(run_dir / "config.json")
-    except ValueError:
-        return False
     names = {*UNSTARTED_RUN_FILES, "checkpoints"}
     temporary = {f".{name}.tmp" for name in (*names, "latest", "best")}
     for entry in run_dir.iterdir():
@@ -1172,6 +1168,11 @@ def train(config: TrainConfig, clock=time.monotonic, on_start=None,
                                                    if getattr(config, name) != getattr(defaults, name)})
     run_dir = check_directory_creatable(config.out if config.out else default_run_dir(), what="--out")
     if (run_dir / "config.json").exists():
+        try:
+            TrainConfig.load(run_dir / "config.json")
+        except ValueError as error:
+            raise FileExistsError(f"{run_dir} holds a config.json that is no training run's settings ({error}); "
+                                  "choose another --out") from None
         if not _unstarted_run(run_dir):
             raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick --out")
         _remove_unstarted_run(run_dir)
