@@ -369,6 +369,32 @@ def test_calibrate_reads_units_and_warns_about_implausible_labels(ensemble, tmp_
     assert calibrated.calibration_scale == pytest.approx(reference, rel=1e-6)
 
 
+def test_calibrate_refuses_forces_in_other_units_than_the_predictions(tmp_path, capsys):
+    """Forces in eV/bohr read as eV/Å are 0.529× the predictions, inside the 0.5-2 slope range the label checks
+    accepted: on main calibrate fitted the scale to errors of the unit (3.47 where 1.48 was right) and stored it."""
+    from physnetjax.pretrained import example_model_path
+    from physnetjax.units import BOHR
+
+    model, params, metadata = load_checkpoint(example_model_path(), with_metadata=True)
+    a = save_checkpoint(tmp_path / "a", model, params, metadata)
+    b = save_checkpoint(tmp_path / "b", model, perturbed_params(params, 1e-3, seed=1), metadata)
+    combine_checkpoints([a, b], tmp_path / "ens")
+    with np.load(DATA / "train_ethanol64.npz") as npz:
+        frames = {k: npz[k][:16] for k in ("R", "Z", "E", "F")}
+    np.savez(tmp_path / "ev.npz", **frames)
+    np.savez(tmp_path / "bohr.npz", **{**frames, "F": frames["F"] * BOHR})
+    with pytest.raises(PhysNetInputError, match=r"bohr\.npz: the reference forces are 0\.5\d\d× the model's predictions "
+                                                r".*0\.5\d\d fits eV/bohr read as eV/Å.*fitted to those errors: nothing "
+                                                r"written"):
+        calibrate_checkpoint(tmp_path / "ens", [tmp_path / "bohr.npz"], tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    assert ensemble_main(["calibrate", str(tmp_path / "ens"), "--data", str(tmp_path / "bohr.npz"),
+                          "--force-unit", "eV/bohr", "--out", str(tmp_path / "good")]) == 0
+    reference = calibrate_checkpoint(tmp_path / "ens", [tmp_path / "ev.npz"], tmp_path / "ev_cal")
+    assert load_checkpoint(tmp_path / "good")[0].calibration_scale == pytest.approx(reference["calibration_scale"],
+                                                                                    rel=1e-5)
+
+
 def test_calibrate_says_nothing_of_dipoles_it_does_not_read(ensemble, tmp_path, capsys):
     """Dipoles in Debye (32 bundled frames, which the trainer's check flags): calibrate told its user to 'pass
     --dipole-unit debye', an option it does not have (unrecognized arguments), about labels its fit never reads."""

@@ -511,9 +511,14 @@ def test_labels_a_multiple_of_the_predictions_warn_and_force_sign_fixes_gradient
     ("F", 1 / KCAL_PER_MOL, "set --force-unit (default: the --energy-unit per Å): 23.1 fits kcal/mol/Å read as eV/Å"),
     ("F", 1 / 3, "set --force-unit (default: the --energy-unit per Å) (slopes of common slips: 23.06 for "
                  "kcal/mol/Å read as eV/Å, "),
+    ("F", BOHR, "set --force-unit (default: the --energy-unit per Å): 0.529 fits eV/bohr read as eV/Å"),
+    ("F", 1 / BOHR, "set --force-unit (default: the --energy-unit per Å): 1.89 fits eV/Å read as eV/bohr"),
+    ("F", -BOHR, "pass --force-sign -1, and they are in other units than given: set --force-unit (default: the "
+                 "--energy-unit per Å): 0.529 fits eV/bohr read as eV/Å"),
     ("E", 1 / HARTREE, "set --energy-unit: 0.0367 fits hartree read as eV"),
     ("E", 1 / KJ_PER_MOL, "set --energy-unit: 96.5 fits kJ/mol read as eV"),
-], ids=["hartree/bohr forces", "kcal/mol/A forces", "no slip", "hartree energies", "kJ/mol energies"])
+], ids=["hartree/bohr forces", "kcal/mol/A forces", "no slip", "eV/bohr forces", "eV/A read as eV/bohr",
+        "eV/bohr gradients", "hartree energies", "kJ/mol energies"])
 def test_labels_a_multiple_of_the_predictions_name_the_unit_slip_of_that_ratio(label, scale, hint):
     """Predictions equal to the right labels; the labels as read are ``scale`` × those."""
     from physnetjax.data import load_dataset
@@ -543,6 +548,26 @@ def test_a_poor_model_that_underpredicts_the_spread_is_not_taken_for_a_unit_slip
         assert 0.7 < cosine < 0.9 and slope > 2, (slope, cosine)
     poor = Predictions(energy=energy, forces=forces, charges=None, dipole=None, total_charge=None)
     assert label_scale_findings(data, poor) == {}
+
+
+def test_a_slope_near_a_slip_inside_the_range_is_one_only_where_the_model_fits_the_labels():
+    """Slopes 0.5-2 were accepted at any cosine, so forces in eV/bohr read as eV/Å (0.529) went unflagged: eval
+    reported a force MAE of 0.88 eV/Å for a 0.039 eV/Å model. A model that fits (cosine ≥ 0.98) now names the slip;
+    one that points the forces only roughly right (cosine 0.9-0.98) keeps the wide range."""
+    from physnetjax.data import load_dataset
+    from physnetjax.eval.evaluate import _scale_fit, label_scale_findings
+    from physnetjax.eval.predictions import Predictions
+
+    data = load_dataset(DATA / "train_ethanol64.npz")
+    rng = np.random.default_rng(0)
+    for noise, flagged in ((0.05, True), (0.4, False)):
+        forces = data.F / 0.6 + rng.normal(scale=noise * data.F.std() / 0.6, size=data.F.shape)
+        slope, cosine = _scale_fit(data.F.ravel(), forces.ravel())
+        assert 0.5 < slope < 0.66 and (cosine > 0.98 if flagged else 0.9 < cosine < 0.98), (slope, cosine)
+        predictions = Predictions(energy=data.E, forces=forces, charges=None, dipole=None, total_charge=None)
+        findings = label_scale_findings(data, predictions)
+        assert (list(findings) == ["forces"] and "fits eV/bohr read as eV/Å" in findings["forces"]) if flagged \
+            else findings == {}, findings
 
 
 def test_a_stoichiometry_the_training_did_not_determine_warns_of_an_energy_offset(setup, tmp_path):

@@ -30,7 +30,8 @@ from physnetjax.data.sanity import check_label_sanity
 from physnetjax.ensemble.calibration import (fit_calibration_scale, gaussian_nll, spearman_rank_correlation,
                                              warn_few_frames)
 from physnetjax.ensemble.model import is_ensemble
-from physnetjax.errors import PhysNetInputWarning
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
+from physnetjax.eval.evaluate import label_scale_findings
 from physnetjax.eval.predictions import predict_dataset
 from physnetjax.training_record import TrainingRecord
 
@@ -108,6 +109,29 @@ def warn_training_files(data: Sequence, metadata: dict) -> None:
                           stacklevel=3)
 
 
+def check_calibration_labels(dataset, predictions, where: str) -> None:
+    """Refuse force labels in other units or of the other sign than the ensemble's mean predictions; warn about the
+    rest of what the data checks find.
+
+    The scale is fitted to the force errors: forces in eV/bohr read as eV/Å (0.529× the predictions) made them
+    errors of the unit, not of the ensemble (a scale of 3.47 where 1.48 was right), stored in the checkpoint that MD
+    then trusts. Energies (only reported, in the rank correlation) and the labels alone warn, as in ``eval``; dipoles
+    are not judged (the fit reads none, and this command has no unit option for them).
+
+    Raises:
+      PhysNetInputError: the force labels are a multiple of the predictions
+        (:func:`physnetjax.eval.evaluate.label_scale_findings`), naming the option that converts them.
+    """
+    findings = {quantity: message for quantity, message in label_scale_findings(dataset, predictions, where).items()
+                if quantity != "dipoles"}
+    check_label_sanity(dataset, where, skip=["dipoles", *findings])
+    wrong = [message for quantity, message in findings.items() if "forces" in quantity]
+    if wrong:
+        raise PhysNetInputError(f"{wrong[0]}; the calibration scale would be fitted to those errors: nothing written")
+    for message in findings.values():
+        warnings.warn(message, PhysNetInputWarning, stacklevel=3)
+
+
 def _rank_correlation(spreads, errors, what: str):
     try:
         return spearman_rank_correlation(np.asarray(spreads), np.asarray(errors))
@@ -125,7 +149,8 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
       path: an ensemble checkpoint (its stored scale is ignored: the fit starts from 1).
       data: files of labelled frames (PhysNet ``.npz`` or ASE-readable), held out of every
         member's training; their energies and forces are checked for plausible units and sign as the trainer
-        checks them (not their dipoles, which the fit does not read and this command has no unit option for).
+        checks them and against the ensemble's predictions (:func:`check_calibration_labels`; not their dipoles,
+        which the fit does not read and this command has no unit option for).
       energy_unit, force_unit, force_sign: of the data, as in :func:`physnetjax.data.load_dataset`
         (converted to eV and eV/Å).
       out: the calibrated checkpoint (``path`` itself with ``overwrite``).
@@ -136,6 +161,7 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
 
     Raises:
       ValueError: ``path`` holds a single model, or the frames have no forces.
+      PhysNetInputError: force labels in other units or of the other sign than the predictions.
       PhysNetInputWarning (a warning): the frames hold elements no member was trained on (their
         errors and spreads are an untrained guess, not what the scale should describe), or a file of ``data``
         has the content of a member's training data (:func:`warn_training_files`).
@@ -147,13 +173,13 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
         raise ValueError(f"{path} holds a single model; calibration needs an ensemble (see combine)")
     dataset = load_dataset([str(p) for p in data], energy_unit=energy_unit, force_unit=force_unit,
                            force_sign=force_sign)
-    check_label_sanity(dataset, ", ".join(str(p) for p in data), skip=["dipoles"])  # the fit reads no dipoles
     TrainingRecord.from_metadata(metadata).check_dataset(
         dataset.Z, dataset.N, dataset.Q, where="--data", mask=dataset.has_E,
         consequence="the energies' error-spread correlation it reports includes it")
     warn_training_files(data, metadata)
     predictions = predict_dataset(model.clone(calibration_scale=1.0), params, dataset, batch_size=batch_size,
                                   dtype=dtype)
+    check_calibration_labels(dataset, predictions, ", ".join(str(p) for p in data))
     record = calibration_record(predictions, dataset)
     record["data"] = [str(Path(p).resolve()) for p in data]
     save_checkpoint(out, model.clone(calibration_scale=record["calibration_scale"]), params,
