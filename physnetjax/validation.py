@@ -151,16 +151,35 @@ def check_positions(positions, num_atoms: int, where: str = "") -> np.ndarray:
     return r
 
 
-def check_range(name: str, value, unit: str, lowest: Optional[float] = None, *, strict: bool = False) -> None:
+def check_range(name: str, value, unit: str, lowest: Optional[float] = None, *, strict: bool = False,
+                highest: Optional[float] = None, why: str = "") -> None:
     """PhysNetInputError naming ``name`` unless ``value`` is finite and, with ``lowest``, > ``lowest`` (``strict``)
     or >= ``lowest``; ``unit`` is the unit of ``value`` and ``lowest`` for the message, e.g. ``--timestep must be
-    finite and > 0 fs, received inf``. The one check of a physical setting's range (MD, spectra, learn, generate)."""
+    finite and > 0 fs, received inf``. The one check of a physical setting's range (MD, spectra, learn, generate).
+    ``highest``: also at most this (``why`` says why in the message)."""
+    if highest is not None and np.isfinite(value) and value > highest:
+        raise PhysNetInputError(f"{name} must be at most {highest:g} {unit}{f' ({why})' if why else ''}, "
+                                f"received {value}")
     if lowest is None:
         if not np.isfinite(value):
             raise PhysNetInputError(f"{name} must be a finite number of {unit}, received {value}")
     elif not np.isfinite(value) or value < lowest or (strict and value == lowest):
         raise PhysNetInputError(f"{name} must be finite and {'>' if strict else '>='} {lowest:g} {unit}, "
                                 f"received {value}")
+
+
+def check_masses(masses, num_atoms: int, names: Optional[Mapping[str, str]] = None) -> np.ndarray:
+    """``masses`` as float64 (N,) amu; PhysNetInputError unless N finite values > 0, naming them ``masses`` or as ``names``
+    does (a command line passes ``{"masses": "--masses"}``)."""
+    name = displayed("masses", names)
+    masses = np.asarray(masses, dtype=np.float64)
+    if masses.shape != (num_atoms,):
+        raise PhysNetInputError(f"{name} must have shape ({num_atoms},), one mass per atom, received shape {masses.shape}")
+    bad = ~(np.isfinite(masses) & (masses > 0))
+    if bad.any():
+        raise PhysNetInputError(f"{name} must be finite and > 0 amu; received {masses[bad].tolist()} "
+                         f"at atom indices {np.nonzero(bad)[0].tolist()}")
+    return masses
 
 
 def check_total_charge(total_charge, atomic_numbers, where: str = "",

@@ -174,10 +174,15 @@ def test_bad_arguments(system):
 
 @pytest.mark.parametrize("arguments, message", [
     (dict(temperature_K=-5.0), "temperature_K must be finite and >= 0 K, received -5.0"),
+    (dict(temperature_K=2e6), r"temperature_K must be at most 1e\+06 K \(k_B T = 86 eV there, beyond any "
+                              r"chemistry\), received 2000000\.0"),
+    (dict(ensemble="csvr", temperature_end_K=1e7), r"temperature_end_K must be at most 1e\+06 K"),
     (dict(timestep_fs=0.0), "timestep_fs must be finite and > 0 fs, received 0.0"),
     (dict(ensemble="langevin", friction=0.0), r"friction must be finite and > 0 fs\^-1, received 0.0"),
     (dict(chunk_frames=0), "chunk_frames must be >= 1"),
     (dict(steps=15, save_every=10), r"steps \(15\) must be a positive multiple of save_every \(10\)"),
+    (dict(steps=2**32, save_every=2**31), r"steps must be at most 2147483647 \(steps are counted in 32-bit integers "
+                                          r"on the device\), received 4294967296"),
     (dict(ensemble="nvt-nhc", chain_length=0), "chain_length must be an integer >= 1"),
     (dict(ensemble="nvt-nhc", temperature_K=0.0), "temperature_K must be > 0 K for ensemble nvt-nhc"),
     (dict(ensemble="csvr", thermostat_time_fs=0.0), "thermostat_time_fs must be finite and > 0 fs"),
@@ -464,6 +469,59 @@ def test_cli_says_the_start_velocities_are_the_geometry_momenta_not_drawn_at_the
     assert len(line) == 1 and line[0].endswith("K), not drawn at --temperature")
     assert main(common + ["--geometry", str(tmp_path / "still.extxyz"), "--ensemble", "langevin"]) == 0
     assert "start velocities:" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mass", [0.0, -1.0, np.nan])
+def test_bad_masses_of_the_start_geometry_are_named_not_reported_as_a_blow_up(system, tmp_path, capsys, mass):
+    """A masses column with 0, -1 or NaN in the extxyz file: md ran, and reported a blow-up (exit 4)."""
+    model, params, atoms = system
+    save_checkpoint(tmp_path / "model", model, params)
+    weighed = atoms.copy()
+    masses = weighed.get_masses()
+    masses[1] = mass
+    weighed.set_masses(masses)
+    ase.io.write(tmp_path / "weighed.extxyz", weighed)
+    assert main(["--checkpoint", str(tmp_path / "model"), "--geometry", str(tmp_path / "weighed.extxyz"),
+                 "--steps", "10", "--save-every", "10"]) == 2
+    err = capsys.readouterr().err
+    assert (f"the start geometry's masses (atoms.get_masses(): a masses array of the Atoms or of its file) must be "
+            f"finite and > 0 amu; received [{mass}] at atom indices [1]") in err, err
+
+
+def test_a_restart_that_would_pass_the_last_step_is_refused(system, tmp_path, monkeypatch):
+    """md --steps 2**32 ended in a raw OverflowError (the device counts steps in int32): steps are bounded, and so is
+    a restart's start step plus its steps (MAX_STEP lowered here to reach it in a few steps)."""
+    from physnetjax.md import driver
+
+    model, params, atoms = system
+    simulate(model, params, atoms, steps=10, save_every=5, checkpoint_path=tmp_path / "state.npz")
+    monkeypatch.setattr(driver, "MAX_STEP", 15)
+    with pytest.raises(PhysNetInputError, match=r"state\.npz is at step 10: steps 10 more would pass step 15 \(steps "
+                                                r"are counted in 32-bit integers on the device\)"):
+        simulate(model, params, atoms, steps=10, save_every=5, restart=tmp_path / "state.npz")
+    simulate(model, params, atoms, steps=5, save_every=5, restart=tmp_path / "state.npz")
+
+
+def test_start_momenta_that_are_not_finite_or_absurdly_hot_are_refused(system):
+    """Momenta of 1e6 amu·Å/fs (6e15 K): md ran and finished with exit 0; NaN momenta ended as a blow-up."""
+    model, params, atoms = system
+    hot = atoms.copy()
+    hot.set_momenta(momenta_to_ase(np.random.default_rng(0).normal(scale=1e6, size=(len(atoms), 3))))
+    with pytest.raises(PhysNetInputError, match=r"momenta have a kinetic temperature of \d\.\d+e\+1\d K, above "
+                                                r"the 1e\+06 K MD accepts .*other units than ASE's"):
+        simulate(model, params, hot, steps=10, save_every=10)
+    momenta = np.random.default_rng(0).normal(scale=0.05, size=(len(atoms), 3))
+    momenta[3, 1] = np.nan
+    broken = atoms.copy()
+    broken.set_momenta(momenta_to_ase(momenta))
+    with pytest.raises(PhysNetInputError, match=r"momenta are NaN or Inf at atom indices \[3\]"):
+        simulate(model, params, broken, steps=10, save_every=10)
+    warm = atoms.copy()
+    warm.set_momenta(momenta_to_ase(np.sqrt(atoms.get_masses()[:, None] * 0.002)
+                                    * np.random.default_rng(1).normal(size=(len(atoms), 3))))
+    with pytest.warns(PhysNetInputWarning, match="total momentum"):
+        report = simulate(model, params, warm, steps=10, save_every=10, ensemble="langevin")
+    assert report.geometry_momenta_temperature_K is not None and 500 < report.geometry_momenta_temperature_K < 5000
 
 
 def test_cli_warns_that_it_starts_from_the_last_frame_of_a_trajectory(system, tmp_path):

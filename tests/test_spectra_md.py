@@ -356,6 +356,7 @@ def test_replicas_are_independent(co2_spectrum):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(temperature_K=0.0), "temperature_K must be a finite number > 0"),
     (dict(temperature_K=float("nan")), "temperature_K must be a finite number > 0"),
+    (dict(temperature_K=1e7), r"temperature_K must be at most 1e\+06 K \(k_B T = 86 eV"),
     (dict(time_ps=-1.0), "time_ps must be a finite number > 0"),
     (dict(timestep_fs=0.0), "timestep_fs must be a finite number > 0"),
     (dict(replicas=0), "replicas must be an integer >= 1"),

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from physnetjax.errors import namer
-from physnetjax.md.ensembles import ENSEMBLES
+from physnetjax.md.ensembles import ENSEMBLES, check_temperature
 from physnetjax.validation import check_range, check_seed
 
 SELECTIONS = ("uncertain-diverse", "random")
@@ -118,6 +118,8 @@ class LearnConfig:
         if not self.temperatures or not all(math.isfinite(t) and t > 0 for t in self.temperatures):
             raise ValueError(f"{name('temperatures')} must be one or more finite values > 0 K, received "
                              f"{list(self.temperatures)}")
+        for temperature in self.temperatures:
+            check_temperature(name("temperatures"), temperature)
         for field, unit in (("timestep_fs", "fs"), ("friction", "fs^-1"), ("max_force", "eV/Å")):
             check_range(name(field), getattr(self, field), unit, 0.0, strict=True)
         if self.uncertainty_threshold is not None:

@@ -97,6 +97,8 @@ from physnetjax.errors import (PhysNetInputError, PhysNetInputWarning, RunStoppe
                                namer)
 from physnetjax.md.ensembles import (
     ENSEMBLES,
+    MAX_TEMPERATURE_K,
+    MAX_TEMPERATURE_REASON,
     EnsembleOptions,
     build_dynamics,
     check_ensemble_settings,
@@ -109,9 +111,9 @@ from physnetjax.md.integrators import MDState, kinetic_energy, maxwell_boltzmann
 from physnetjax.md.io import TRAJECTORY_FORMATS, TrajectoryWriter, frame_atoms, momenta_from_ase, truncate_trajectory
 from physnetjax.md.potential import AllPairs
 from physnetjax.npz_file import NpzReadError, read_npz
-from physnetjax.units import AMU_A2_PER_FS2_IN_EV, BAR, BOLTZMANN
+from physnetjax.units import AMU_A2_PER_FS2_IN_EV, ASE_TIME_UNIT_FS, BAR, BOLTZMANN
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
-from physnetjax.validation import (atoms_total_charge, check_range, check_seed, check_total_charge,
+from physnetjax.validation import (atoms_total_charge, check_masses, check_range, check_seed, check_total_charge,
                                    validate_structure)
 
 logger = logging.getLogger(__name__)
@@ -362,6 +364,14 @@ def ensemble_options(temperature_K: float, ensemble_only: Mapping[str, Any]) -> 
     return EnsembleOptions(temperature_K=temperature_K, **given)
 
 
+MAX_STEP = 2**31 - 1
+"""Largest step number an MD run reaches, a restart's start step included: the device counts steps and the frames
+between saves in 32-bit integers (2**31 steps of 0.5 fs are a microsecond)."""
+
+MAX_STEP_REASON = "steps are counted in 32-bit integers on the device"
+"""Why :data:`MAX_STEP`, as messages say it."""
+
+
 def check_md_arguments(*, ensemble, temperature_K, timestep_fs, steps, save_every, chunk_frames, max_force, skin, out,
                        ensemble_only: Optional[Mapping[str, Any]] = None, uncertainty_threshold: Optional[float] = None,
                        on_uncertainty: str = "stop", names: Optional[Mapping[str, str]] = None) -> None:
@@ -384,6 +394,8 @@ def check_md_arguments(*, ensemble, temperature_K, timestep_fs, steps, save_ever
     if steps < 1 or save_every < 1 or steps % save_every:
         raise PhysNetInputError(f"{name('steps')} ({steps}) must be a positive multiple of {name('save_every')} "
                                 f"({save_every})")
+    if steps > MAX_STEP:
+        raise PhysNetInputError(f"{name('steps')} must be at most {MAX_STEP} ({MAX_STEP_REASON}), received {steps}")
     check_range(name("timestep_fs"), timestep_fs, "fs", 0.0, strict=True)
     check_range(name("max_force"), max_force, "eV/Å", 0.0, strict=True)
     check_range(name("skin"), skin, "Å", 0.0)
@@ -449,8 +461,10 @@ def simulate(
 
     Args:
       atoms: the start geometry; its momenta are used if non-zero (less their total
-        momentum, :func:`without_total_momentum`), else momenta are drawn from
-        Maxwell–Boltzmann at ``temperature_K`` (zero total momentum).
+        momentum, :func:`without_total_momentum`; finite, kinetic temperature at most
+        :data:`~physnetjax.md.ensembles.MAX_TEMPERATURE_K`), else momenta are drawn from
+        Maxwell–Boltzmann at ``temperature_K`` (zero total momentum). Its masses
+        (``atoms.get_masses()``) must be finite and > 0 amu.
         Fully periodic atoms (pbc all True) run in their cell. Its total charge (e) is
         :func:`physnetjax.validation.atoms_total_charge`'s, as for the ASE calculator:
         ``atoms.info["charge"]``, else the sum of the initial charges, else 0.
@@ -503,7 +517,8 @@ def simulate(
       requested when stopped on uncertainty).
 
     Raises:
-      ValueError: bad arguments. EnergyConservationError: see ``energy_tolerance``. PhysNetInputError: a start geometry that fails
+      ValueError: bad arguments. EnergyConservationError: see ``energy_tolerance``. PhysNetInputError: masses or
+        momenta of the start geometry outside the ranges above; a start geometry that fails
         :func:`physnetjax.validation.validate_structure` with ``strict=True`` (atoms closer
         than 0.5 Å are refused), fewer than 2 atoms, partial PBC, or ``npt`` without a cell. MDInstabilityError:
         NaN/Inf or |F| > max_force.
@@ -541,7 +556,7 @@ def simulate(
     training_record.check_structure(model, z, total_charge, where="MD start geometry",
                                     consequence="the logged potential energies include it")
     cell = np.asarray(atoms.cell.array) if np.all(atoms.pbc) else None
-    masses = jnp.asarray(atoms.get_masses(), dtype)
+    masses = jnp.asarray(check_masses(atoms.get_masses(), n, {"masses": START_MASSES}), dtype)
     positions = np.asarray(atoms.positions, np.float64)
     key = jax.random.PRNGKey(check_seed(seed, displayed("seed", names)))
     key, mb_key = jax.random.split(key)
@@ -549,7 +564,7 @@ def simulate(
     drawn = not np.any(momenta) and restart is None
     from_geometry = bool(np.any(momenta)) and restart is None
     if from_geometry:
-        momenta = without_total_momentum(momenta, atoms.get_masses())
+        momenta = without_total_momentum(check_finite_momenta(momenta), atoms.get_masses())
     if not np.any(momenta):
         momenta = np.asarray(maxwell_boltzmann_momenta(mb_key, masses, temperature_K))
     start_step, saved = 0, None
@@ -558,6 +573,9 @@ def simulate(
         check_restart_records(restart, saved, ensemble, fingerprint, timestep_fs, names)
         positions, momenta = saved["positions"], saved["momenta"]
         start_step = int(saved["step"])
+        if start_step + steps > MAX_STEP:
+            raise PhysNetInputError(f"restart file {restart} is at step {start_step}: {displayed('steps', names)} "
+                                    f"{steps} more would pass step {MAX_STEP} ({MAX_STEP_REASON})")
         if "key" in saved:
             key = jnp.asarray(saved["key"])
         if "cell" in saved and cell is not None:
@@ -578,6 +596,8 @@ def simulate(
     reference_cell = None if cell is None else np.asarray(cell, np.float64)
     dynamics = dynamics_for(reference_cell)
     apply_fn, dof = dynamics.apply_fn, dynamics.degrees_of_freedom
+    if from_geometry:
+        check_start_temperature(momenta, atoms.get_masses(), dof)
     cell_now = None if cell is None else jnp.asarray(cell, dtype)
     nbrs = dynamics.allocate(positions, cell_now, capacity_multiplier)
     state = compilation.jit_for_system(n, dynamics.init)(positions, momenta, masses, nbrs, key, cell_now)
@@ -853,6 +873,34 @@ def mean_temperature_scatter_K(target_K: float, degrees_of_freedom: int, run_fs:
 COM_TEMPERATURE_NOTICE_K = 0.01
 """Kinetic temperature (K) of the start momenta's centre-of-mass motion above which :func:`without_total_momentum`
 warns."""
+
+
+START_MASSES = "the start geometry's masses (atoms.get_masses(): a masses array of the Atoms or of its file)"
+"""How messages name the masses MD reads from the start geometry."""
+
+
+def check_finite_momenta(momenta: np.ndarray) -> np.ndarray:
+    """``momenta`` (N, 3) of a start geometry; PhysNetInputError naming the atoms whose momenta are NaN/Inf."""
+    bad = np.nonzero(~np.all(np.isfinite(momenta), axis=-1))[0]
+    if bad.size:
+        raise PhysNetInputError(f"the start geometry's momenta are NaN or Inf at atom indices {bad.tolist()}: fix "
+                                "them, or remove the momenta to draw them at the temperature")
+    return momenta
+
+
+def check_start_temperature(momenta: np.ndarray, masses: np.ndarray, degrees_of_freedom: int) -> float:
+    """The kinetic temperature 2K/(N_f k_B) in K of a start geometry's ``momenta`` (N, 3) amu·Å/fs with ``masses``
+    (N,) amu; PhysNetInputError above :data:`~physnetjax.md.ensembles.MAX_TEMPERATURE_K` (momenta in other units
+    than ASE's, a slip the run would report as a blow-up)."""
+    kinetic_eV = float(np.sum(momenta**2 / (2.0 * np.asarray(masses, np.float64)[:, None]))) * AMU_A2_PER_FS2_IN_EV
+    temperature_K = 2.0 * kinetic_eV / (degrees_of_freedom * BOLTZMANN)
+    if temperature_K > MAX_TEMPERATURE_K:
+        raise PhysNetInputError(
+            f"the start geometry's momenta have a kinetic temperature of {temperature_K:.3g} K, above the "
+            f"{MAX_TEMPERATURE_K:g} K MD accepts ({MAX_TEMPERATURE_REASON}): are they in "
+            f"other units than ASE's (amu·Å per ASE time unit, {ASE_TIME_UNIT_FS:.4g} fs)? Fix them, or remove them "
+            "to draw momenta at the temperature")
+    return temperature_K
 
 
 def without_total_momentum(momenta, masses) -> np.ndarray:

@@ -61,6 +61,23 @@ class EnsembleOptions:
     anisotropic: bool = False
 
 
+MAX_TEMPERATURE_K = 1e6
+"""Highest temperature MD accepts (target, ramp end, or the kinetic temperature of given start momenta), in K.
+
+k_B T is 86 eV at 1e6 K, eight times the strongest bond (C≡O, 11 eV): no chemistry is left, far outside any data
+a potential was trained on. Higher values are slips (momenta in other units, an exponent too many) that ran to
+the end with exit 0 (the atoms fly apart beyond the cutoff, where energy is trivially conserved). The bound is
+loose on purpose: two H atoms shot at each other at 0.39 Å/fs (a close-contact experiment) are 1.2e5 K."""
+
+MAX_TEMPERATURE_REASON = "k_B T = 86 eV there, beyond any chemistry"
+"""Why :data:`MAX_TEMPERATURE_K`, as messages say it."""
+
+
+def check_temperature(name: str, value) -> None:
+    """PhysNetInputError naming ``name`` unless ``value`` (K) is finite, >= 0 and at most :data:`MAX_TEMPERATURE_K`."""
+    check_range(name, value, "K", 0.0, highest=MAX_TEMPERATURE_K, why=MAX_TEMPERATURE_REASON)
+
+
 THERMOSTATTED = ("nvt-nhc", "csvr", "npt")
 """The ensembles with a thermostat relaxation time (``thermostat_time_fs``) and a temperature ramp."""
 
@@ -69,7 +86,8 @@ def check_ensemble_settings(ensemble: str, options: EnsembleOptions,
                             names: Optional[Mapping[str, str]] = None) -> None:
     """PhysNetInputError for a setting of ``options`` that ``ensemble`` uses and cannot run with.
 
-    Every ensemble draws start momenta at ``temperature_K`` (finite, >= 0 K; > 0 K for
+    Every ensemble draws start momenta at ``temperature_K`` (finite, >= 0 K and at most
+    :data:`MAX_TEMPERATURE_K`, as is ``temperature_end_K``; > 0 K for
     ``nvt-nhc``, whose thermostat masses scale with it); ``langevin`` needs a finite
     ``friction`` > 0 fs⁻¹; the :data:`THERMOSTATTED` ones a finite ``thermostat_time_fs``
     > 0 and a ramp end ``temperature_end_K`` (None or finite >= 0 K); ``nvt-nhc`` a
@@ -82,7 +100,7 @@ def check_ensemble_settings(ensemble: str, options: EnsembleOptions,
     """
     name = namer(names)
 
-    check_range(name("temperature_K"), options.temperature_K, "K", 0.0)
+    check_temperature(name("temperature_K"), options.temperature_K)
     if ensemble == "nvt-nhc" and not options.temperature_K > 0:
         raise PhysNetInputError(f"{name('temperature_K')} must be > 0 K for {name('ensemble')} nvt-nhc (the masses "
                                 f"of a Nosé–Hoover chain are k_B T τ²), received {options.temperature_K}")
@@ -91,7 +109,7 @@ def check_ensemble_settings(ensemble: str, options: EnsembleOptions,
     if ensemble in THERMOSTATTED:
         check_range(name("thermostat_time_fs"), options.thermostat_time_fs, "fs", 0.0, strict=True)
         if options.temperature_end_K is not None:
-            check_range(name("temperature_end_K"), options.temperature_end_K, "K", 0.0)
+            check_temperature(name("temperature_end_K"), options.temperature_end_K)
     if ensemble == "nvt-nhc" and not (int(options.chain_length) == options.chain_length and options.chain_length >= 1):
         raise PhysNetInputError(f"{name('chain_length')} must be an integer >= 1 (thermostats in the chain), "
                                 f"received {options.chain_length}")

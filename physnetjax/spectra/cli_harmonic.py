@@ -104,11 +104,11 @@ def _analyse(args):
     bad input."""
     from physnetjax.checkpoint import load_checkpoint
     from physnetjax.cli_config import CONFIG_NAME, check_config_replaceable, write_resolved_config
-    from physnetjax.spectra.harmonic import NonMinimumWarning, ZeroModeWarning, check_masses, harmonic
+    from physnetjax.spectra.harmonic import NonMinimumWarning, ZeroModeWarning, harmonic
     from physnetjax.spectra.optimize import check_optimizer_settings
     from physnetjax.spectra.plot import require_matplotlib
     from physnetjax.training_record import TrainingRecord
-    from physnetjax.validation import atoms_total_charge, check_output_directory, check_total_charge
+    from physnetjax.validation import atoms_total_charge, check_masses, check_output_directory, check_total_charge
 
     check_optimizer_settings(args.fmax, args.max_steps, OPTION_OF)
     if not args.no_plot:

@@ -103,11 +103,10 @@ def _check_inputs(args):
     """Everything that can be checked before any computation; returns (atoms, out path)."""
     from physnetjax.cli_config import CONFIG_NAME, check_config_replaceable
     from physnetjax.spectra.cli_harmonic import read_geometry
-    from physnetjax.spectra.harmonic import check_masses
     from physnetjax.spectra.md_spectrum import check_molecule_size, plan_run
     from physnetjax.spectra.optimize import check_optimizer_settings
     from physnetjax.spectra.plot import require_matplotlib
-    from physnetjax.validation import check_output_directory, check_total_charge
+    from physnetjax.validation import check_masses, check_output_directory, check_total_charge
 
     plan_run(temperature_K=args.temperature, time_ps=args.time_ps, timestep_fs=args.timestep,
              equilibration_ps=args.equilibration_ps, replicas=args.replicas, friction=args.friction,

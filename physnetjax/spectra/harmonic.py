@@ -62,7 +62,7 @@ import numpy as np
 from physnetjax.calculator import cast_params
 from physnetjax.errors import displayed, displayed_setting
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
-from physnetjax.validation import check_length_unit, validate_structure
+from physnetjax.validation import check_length_unit, check_masses, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
 from physnetjax.spectra.optimize import (DEFAULT_FMAX, DEFAULT_MAX_STEPS, OptimizationResult,
                                          check_optimized_geometry, minimize)
@@ -142,20 +142,6 @@ def signed_wavenumbers(eigenvalues) -> np.ndarray:
     """ν̃ = sign(λ) · 521.47 · √|λ| in cm⁻¹ for eigenvalues λ of the mass-weighted Hessian (eV/(Å²·amu))."""
     eigenvalues = np.asarray(eigenvalues, dtype=np.float64)
     return np.sign(eigenvalues) * SQRT_EV_PER_A2_AMU_IN_CM1 * np.sqrt(np.abs(eigenvalues))
-
-
-def check_masses(masses, num_atoms: int, names: Optional[Mapping[str, str]] = None) -> np.ndarray:
-    """``masses`` as float64 (N,) amu; ValueError unless N finite values > 0, naming them ``masses`` or as ``names``
-    does (a command line passes ``{"masses": "--masses"}``)."""
-    name = displayed("masses", names)
-    masses = np.asarray(masses, dtype=np.float64)
-    if masses.shape != (num_atoms,):
-        raise ValueError(f"{name} must have shape ({num_atoms},), one mass per atom, received shape {masses.shape}")
-    bad = ~(np.isfinite(masses) & (masses > 0))
-    if bad.any():
-        raise ValueError(f"{name} must be finite and > 0 amu; received {masses[bad].tolist()} "
-                         f"at atom indices {np.nonzero(bad)[0].tolist()}")
-    return masses
 
 
 def modes_from_hessian(hessian, positions, masses, dipole_derivatives=None, *, energy: float = float("nan"),

@@ -82,11 +82,11 @@ from physnetjax.md.integrators import (
     nve,
     run,
 )
+from physnetjax.md.ensembles import check_temperature
 from physnetjax.md.potential import DENSE_MAX_ATOMS, physnet_potential
 from physnetjax.predict import split_element_energies
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
-from physnetjax.validation import check_length_unit, check_seed, validate_structure
-from physnetjax.spectra.harmonic import check_masses
+from physnetjax.validation import check_length_unit, check_masses, check_seed, validate_structure
 from physnetjax.spectra.autocorrelation import (
     autocorrelation,
     harmonic_quantum_correction,
@@ -425,6 +425,7 @@ def plan_run(*, temperature_K, time_ps, timestep_fs, equilibration_ps, replicas,
     name = namer(names)
 
     _check_positive(name("temperature_K"), temperature_K, "K")
+    check_temperature(name("temperature_K"), temperature_K)
     _check_positive(name("time_ps"), time_ps, "ps")
     _check_positive(name("timestep_fs"), timestep_fs, "fs")
     _check_positive(name("friction"), friction, "fs^-1")
