@@ -186,3 +186,32 @@ def test_normal_mode_hessian_of_a_quadratic_energy_is_its_matrix():
     hessian = _finite_difference_hessian(atoms, minimum, 0.005)
     np.testing.assert_allclose(hessian, stiffness, rtol=0, atol=1e-10)
     np.testing.assert_array_equal(atoms.get_positions(), minimum)
+
+
+def test_overlapping_atoms_are_refused_before_xtb_and_a_collision_while_sampling_is_named(tmp_path, capsys,
+                                                                                         monkeypatch):
+    """Two atoms on top of each other: tblite's InputError ('Too close interatomic distances found') ended the CLI
+    as an internal error with a traceback (exit 5), at the start geometry or when sampling drove atoms together."""
+    pytest.importorskip("tblite")
+    from ase.calculators.calculator import InputError
+
+    from physnetjax.data import generate as module
+    from physnetjax.errors import PhysNetInputError
+
+    stacked = water()
+    stacked.positions[2] = stacked.positions[1] + [0.0, 0.0, 0.01]
+    stacked.write(tmp_path / "stacked.xyz")
+    assert module.main(["--molecule", str(tmp_path / "stacked.xyz"), "--frames", "1", "--stride", "1",
+                        "--equilibration-steps", "0", "--out", str(tmp_path / "w.npz")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "stacked.xyz: atoms overlap: atoms 1-2 at 0.01 Å (below 0.1 Å)" in lines[0], lines
+    assert not (tmp_path / "w.npz").exists()
+
+    def collided(atoms):
+        raise InputError("Too close interatomic distances found")
+
+    monkeypatch.setattr(module, "labels_of", collided)
+    with pytest.raises(PhysNetInputError, match=r"^H2O \(Langevin MD, sampling frame 1 of 1\): GFN2-xTB \(tblite\) "
+                                                r"refused the geometry \(Too close interatomic distances found\): the "
+                                                r"sampling drove atoms together; lower the temperature or the timestep"):
+        generate("H2O", frames=1, stride=1, equilibration_steps=0)

@@ -57,7 +57,7 @@ from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.data.normal_modes import normal_mode_displacements
 from physnetjax.data.xtb_shells import valence_electrons, valence_orbitals
 from physnetjax.errors import PhysNetInputError, displayed
-from physnetjax.validation import check_output_path, check_range
+from physnetjax.validation import check_output_path, check_range, validate_structure
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,9 @@ def _structure(spec: str):
     except KeyError:
         raise ValueError(f"{spec!r} is neither an existing structure file nor an ase.build.molecule name") from None
 
+
+XTB_MAX_ATOMIC_NUMBER = 86
+"""Largest element GFN2-xTB has parameters for (Rn)."""
 
 SAMPLINGS = ("md", "normal-modes")
 NORMAL_MODE_FMAX = 1e-4
@@ -240,18 +243,23 @@ def generate(
       dict of arrays in the layout of the module docstring.
 
     Raises:
-      ValueError: a setting out of range (:func:`check_sampling_settings`), unknown ``sampling``, tblite
+      ValueError: a setting out of range (:func:`check_sampling_settings`), a structure that
+        :func:`physnetjax.validation.validate_structure` refuses (atoms closer than 0.5 Å, NaN
+        positions, elements beyond Rn, a charge beyond the electrons), unknown ``sampling``, tblite
         missing, a ``charge``/``uhf`` the electron count
         refuses (:func:`unpaired_electrons`), a failed xTB calculation (:func:`xtb_failure`, naming
         the frame being sampled), or (normal modes) a structure whose relaxed Hessian is not that
         of a minimum.
     """
-    from ase.calculators.calculator import CalculationFailed
+    from ase.calculators.calculator import CalculationFailed, InputError
 
     check_sampling_settings(frames, stride, temperature, timestep, friction, equilibration_steps, names)
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, received {sampling!r}")
     atoms = _structure(molecule)
+    validate_structure(atoms.numbers, atoms.positions, XTB_MAX_ATOMIC_NUMBER, total_charge=charge,
+                       cell=atoms.cell.array if atoms.pbc.any() else None, pbc=atoms.pbc if atoms.pbc.any() else None,
+                       strict=True, where=molecule)
     uhf = unpaired_electrons(atoms, charge, uhf, method)
     atoms.calc = tblite_calculator(method, charge, uhf)
     rng = np.random.default_rng(seed)
@@ -283,6 +291,10 @@ def generate(
                  else f"{how}, sampling frame {done + 1} of {frames}")
         failure = xtb_failure(error, f"{molecule} ({stage})", method, charge, uhf)
         raise PhysNetInputError(f"{failure}; try another uhf (--uhf) or charge (--charge)") from error
+    except InputError as error:  # tblite refuses a geometry, e.g. atoms on top of each other after a collision
+        raise PhysNetInputError(f"{molecule} ({how}, sampling frame {done + 1} of {frames}): {method} (tblite) refused "
+                                f"the geometry ({' '.join(str(error).split())}): the sampling drove atoms together; "
+                                "lower the temperature or the timestep") from error
     out["Z"] = np.tile(atoms.get_atomic_numbers().astype(np.int8), (frames, 1))
     out["N"] = np.full(frames, n, np.int16)
     out["Q"] = np.full(frames, charge, np.float32)
