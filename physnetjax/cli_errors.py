@@ -109,11 +109,14 @@ def error_line(prog: str, error: BaseException, resume_hint: str = "") -> str:
     """``PROG: error: MESSAGE`` on one line (an internal error names its type and asks for --verbose).
 
     A missing input reads ``PROG: error: OPTION PATH does not exist`` (see :func:`name_input`); an interrupt
-    ``PROG: interrupted``, followed by ``; RESUME_HINT`` when the tool has one.
+    ``PROG: interrupted``, followed by ``; RESUME_HINT`` when the tool has one: the interrupt's own
+    ``resume_hint`` attribute (set by a tool that knows what it interrupted, e.g. the run directory),
+    else ``resume_hint``.
     """
     code = exit_code(error)
     if code == EXIT_INTERRUPTED:
-        return f"{prog}: interrupted" + (f"; {resume_hint}" if resume_hint else "")
+        hint = getattr(error, "resume_hint", None) or resume_hint
+        return f"{prog}: interrupted" + (f"; {hint}" if hint else "")
     message = " ".join(_text(error).split()) or type(error).__name__
     if code == EXIT_INTERNAL:
         return (f"{prog}: internal error ({type(error).__name__}: {message}); please report it with the "

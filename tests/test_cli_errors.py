@@ -131,8 +131,7 @@ def test_interrupts_internal_errors_and_os_errors_are_one_line_with_their_exit_c
 @pytest.mark.parametrize("module, hint", [
     ("physnetjax.learn.__main__", "interrupted; rerun the same command to continue: finished rounds are kept, "
                                   "the interrupted one is redone"),
-    ("physnetjax.train.cli", "interrupted; continue from the last checkpoint with: python -m physnetjax.train "
-                             "--resume RUN_DIR"),
+    ("physnetjax.train.cli", "interrupted; no run was started: rerun the same command"),
 ])
 def test_an_interrupted_run_says_how_to_continue(monkeypatch, capsys, module, hint):
     """After Ctrl-C `learn` and `train` printed only 'interrupted' (exit 130): nothing said that rerunning the same
@@ -147,6 +146,29 @@ def test_an_interrupted_run_says_how_to_continue(monkeypatch, capsys, module, hi
     monkeypatch.setattr(cli.argparse.ArgumentParser, "parse_args", interrupted)
     assert cli.main([]) == 130
     assert capsys.readouterr().err.strip().endswith(hint)
+
+
+@pytest.mark.parametrize("checkpoint", [True, False])
+def test_an_interrupted_training_names_its_run_directory(monkeypatch, capsys, tmp_path, checkpoint):
+    """Ctrl-C during training printed '--resume RUN_DIR' literally, whatever directory the run had (a default one is
+    runs/physnet-DATE-TIME), and also when no checkpoint existed to resume from."""
+    from physnetjax.train import loop
+    from physnetjax.train.cli import main
+
+    def interrupted_training(config, on_start=None, **kwargs):
+        run_dir = tmp_path / "runs" / "physnet-20261204-231500"
+        run_dir.mkdir(parents=True)
+        on_start(config, run_dir)
+        if checkpoint:
+            (run_dir / "latest").symlink_to(run_dir)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "train", interrupted_training)
+    assert main(["--epochs", "1"]) == 130
+    run_dir = tmp_path / "runs" / "physnet-20261204-231500"
+    hint = (f"continue from the last checkpoint with: python -m physnetjax.train --resume {run_dir}" if checkpoint
+            else f"{run_dir} holds no checkpoint yet: rerun the same command to start over")
+    assert capsys.readouterr().err.strip() == f"python -m physnetjax.train: interrupted; {hint}"
 
 
 def test_warnings_are_one_line_during_a_cli_call():

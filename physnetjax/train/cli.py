@@ -165,9 +165,26 @@ def progress_logging(level: int, verbose: bool):
         checkpoint.setLevel(before[2])
 
 
-@cli_main("python -m physnetjax.train", resume_hint="continue from the last checkpoint with: python -m "
-                                                     "physnetjax.train --resume RUN_DIR")
+def interrupted_run_hint(run_dir) -> str:
+    """What to do after Ctrl-C stopped a training run in ``run_dir`` (None: before a run directory was set up)."""
+    if run_dir is None:
+        return "no run was started: rerun the same command"
+    if not (Path(run_dir) / "latest").exists():
+        return f"{run_dir} holds no checkpoint yet: rerun the same command to start over"
+    return f"continue from the last checkpoint with: python -m physnetjax.train --resume {run_dir}"
+
+
+@cli_main("python -m physnetjax.train")
 def main(argv=None) -> int:
+    started: dict = {}  # "run_dir": the run directory, once it holds a run
+    try:
+        return _main(argv, started)
+    except KeyboardInterrupt as interrupt:
+        interrupt.resume_hint = interrupted_run_hint(started.get("run_dir"))
+        raise
+
+
+def _main(argv, started: dict) -> int:
     from physnetjax.train.ensemble import check_init_architecture
     from physnetjax.train.loop import resume, train
 
@@ -186,6 +203,7 @@ def main(argv=None) -> int:
         check_init_architecture(settings["init_from"], architecture)  # given on the command line, defaults too
 
     def keep_config(config: TrainConfig, directory) -> None:
+        started["run_dir"] = directory
         used_preset = None if run_dir is not None else preset or "fast"
         write_resolved_config(parser, {"preset": used_preset, **config.to_dict()}, directory / CONFIG_NAME)
 
@@ -194,6 +212,7 @@ def main(argv=None) -> int:
         check_config_replaceable(parser, Path(out) / CONFIG_NAME, what="--resume" if run_dir is not None else "--out")
     with progress_logging(level, verbose):
         if run_dir is not None:
+            started["run_dir"] = run_dir
             resume(run_dir, allow_changed_data=allow_changed_data, on_start=keep_config, names=OPTION_OF, **settings)
         else:
             train(TrainConfig(**settings, names=OPTION_OF), on_start=keep_config, names=OPTION_OF)
