@@ -80,6 +80,13 @@ def test_npz_layout_variants_read_as_the_canonical_layout(tmp_path, raw):
     (lambda a: dict(a, N=np.full(64, 10)), r"key 'N' outside \[1, 9\] in frame\(s\) 0, 1, 2"),
     (lambda a: dict(a, R=a["R"] + np.where(np.arange(64) == 7, 2e4, 0.0)[:, None, None]),
      r"key 'R' has coordinates beyond ±.* Å in frame\(s\) 7"),
+    # read without a word on main: True as 1 eV, the imaginary part dropped, 3 significant digits, H atoms
+    (lambda a: dict(a, E=a["E"] > a["E"].mean()), r"key 'E' holds bool values, expected real numbers"),
+    (lambda a: dict(a, R=a["R"] * (1 + 0j)), r"key 'R' holds complex128 values, expected real numbers"),
+    (lambda a: dict(a, R=a["R"].astype(np.float16)), r"key 'R' is float16, which keeps about 3 significant digits"),
+    (lambda a: dict(a, F=a["F"].astype(np.float16)), r"key 'F' is float16"),
+    (lambda a: dict(a, Z=a["Z"] > 0), r"key 'Z' holds bool values, expected atomic numbers"),
+    (lambda a: dict(a, D=np.full(a["D"].shape, "0.1")), r"key 'D' holds <U3 values, expected real numbers"),
 ])
 def test_malformed_npz_arrays_are_named(tmp_path, raw, edit, match):
     with pytest.raises(DataError, match=r"bad\.npz: " + match):
@@ -578,4 +585,19 @@ def test_an_extxyz_charge_that_is_not_one_number_is_refused(tmp_path, value, lin
     assert line in path.read_text()
     with pytest.raises(DataError, match=r"frames.extxyz: frame 0: info 'charge' must be one number, the total charge "
                                         r"in e, received "):
+        load_dataset(path)
+
+
+@pytest.mark.parametrize("header, match", [
+    ("energy=abc", r"key 'energy' frame 1: must be a number, received 'abc'"),
+    ("energy=T", r"key 'energy' frame 1: must be a number, received (np\.)?(True|bool)"),
+    ('energy=-1.0 dipole="0.1 0.2"', r"key 'dipole' frame 1: expected shape \(3,\), received \(2,\)"),
+])
+def test_an_extxyz_label_that_is_not_numbers_names_file_and_frame(tmp_path, header, match):
+    """energy=abc ended in 'could not convert string to float: 'abc'', naming neither the file nor the frame;
+    energy=T was read as 1 eV."""
+    good = "3\nProperties=species:S:1:pos:R:3 energy=-1.0\nO 0 0 0\nH 0.96 0 0\nH -0.24 0.93 0\n"
+    path = tmp_path / "frames.extxyz"
+    path.write_text(good + good.replace("energy=-1.0", header))
+    with pytest.raises(DataError, match=r"frames\.extxyz: " + match):
         load_dataset(path)

@@ -179,13 +179,13 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
                       "PhysNet keys E (energy), F (forces, -dE/dR), D (dipole), Q (total charge): rename the "
                       f"labels meant to these ({label_remedies().gradients_as_forces})", PhysNetInputWarning,
                       stacklevel=3)
-    R = np.asarray(raw["R"], dtype=np.float64)
+    R = _real_numbers(path, "R", raw["R"]).astype(np.float64)
     if R.ndim != 3 or R.shape[2] != 3:
         raise DataError(f"{path}: key 'R' must have shape (frames, atoms, 3), received {R.shape}")
     M, n = R.shape[:2]
     if M == 0 or n == 0:
         raise DataError(f"{path}: key 'R' has shape {R.shape}: the file holds no frames or no atoms")
-    Z = np.asarray(raw["Z"])
+    Z = _real_numbers(path, "Z", raw["Z"], kind="atomic numbers")
     if Z.shape == (n,):
         Z = np.broadcast_to(Z, (M, n))
     _check_shape(path, "Z", Z, (M, n))
@@ -200,13 +200,13 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     for key in LABELS:
         if key not in raw:
             continue
-        value = np.asarray(raw[key], dtype=np.float64)
+        value = _real_numbers(path, key, raw[key]).astype(np.float64)
         if key in ("E", "Q") and value.shape == (M, 1):
             value = value[:, 0]
         _check_shape(path, key, value, shapes[key])
         labels[key] = value * scale[key]
     if "N" in raw:
-        N = np.asarray(raw["N"])
+        N = _real_numbers(path, "N", raw["N"], kind="atom counts")
         if N.shape == (M, 1):
             N = N[:, 0]
         _check_shape(path, "N", N, (M,))
@@ -279,20 +279,17 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
         results = atoms.calc.results if atoms.calc is not None else {}
         _check_label_keys(path, k, atoms, results, unread)
         if "energy" in results:
-            E[k], has["E"][k] = float(results["energy"]) * e_fac, True
+            E[k], has["E"][k] = _frame_label(path, k, "energy", results["energy"], ()) * e_fac, True
         if "forces" in results:
-            forces = np.asarray(results["forces"], dtype=np.float64)
-            if forces.shape != (m, 3):
-                raise DataError(f"{path}: key 'forces' frame {k}: expected shape {(m, 3)}, received {forces.shape}")
-            F[k, :m], has["F"][k] = forces * f_fac, True
+            F[k, :m], has["F"][k] = _frame_label(path, k, "forces", results["forces"], (m, 3)) * f_fac, True
         if "dipole" in results:
-            D[k], has["D"][k] = np.asarray(results["dipole"], dtype=np.float64) * d_fac, True
+            D[k], has["D"][k] = _frame_label(path, k, "dipole", results["dipole"], (3,)) * d_fac, True
         if "charge" in atoms.info:
             Q[k], has["Q"][k] = _info_charge(path, k, atoms.info["charge"]), True
         elif atoms.has("initial_charges"):
             Q[k], has["Q"][k] = float(atoms.get_initial_charges().sum()), True
         elif "charges" in results:
-            Q[k], has["Q"][k] = float(np.sum(results["charges"])), True
+            Q[k], has["Q"][k] = float(np.sum(_frame_label(path, k, "charges", results["charges"], (m,)))), True
     unread_note = "; ".join(f"{key!r} (frames {_first_frames(np.isin(np.arange(M), frames))})"
                             for key, frames in unread.items())
     if not (has["E"].any() or has["F"].any()):
@@ -310,6 +307,22 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
                    **{f"has_{k}": v for k, v in has.items()})
     validate(data, path)
     return data
+
+
+def _frame_label(path, k: int, key: str, value, shape: tuple) -> np.ndarray:
+    """The calculator result ``key`` of frame ``k`` as float64 of ``shape`` (``()`` for the energy).
+
+    Raises:
+      DataError: naming the file, the frame and the value: text (an extxyz ``energy=abc``), a flag, complex numbers,
+        or another shape.
+    """
+    array = np.asarray(value)
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        expected = "a number" if shape == () else f"numbers of shape {shape}"
+        raise DataError(f"{path}: key {key!r} frame {k}: must be {expected}, received {value!r}")
+    if array.shape != shape:
+        raise DataError(f"{path}: key {key!r} frame {k}: expected shape {shape}, received {array.shape}")
+    return array.astype(np.float64)
 
 
 def _info_charge(path, k: int, value) -> float:
@@ -550,6 +563,22 @@ def warn_unknown_charges(data: Dataset, where) -> None:
 def bundled_dataset_path() -> Path:
     """Path of the bundled ethanol GFN2-xTB dataset (see :mod:`physnetjax.data.generate`)."""
     return Path(__file__).with_name("ethanol_gfn2.npz")
+
+
+def _real_numbers(path, key: str, value, kind: str = "real numbers") -> np.ndarray:
+    """The array ``value`` of ``key`` as stored (integers, float32/64); DataError naming file, key and dtype otherwise.
+
+    Booleans (True read as 1), complex numbers (the imaginary part dropped) and strings or objects are no labels or
+    positions; float16 keeps ~3 significant digits (positions 10 Å from the origin rounded to 0.008 Å, an energy of
+    −1000 eV to 0.5 eV), less than any QM data has.
+    """
+    array = np.asarray(value)
+    if array.dtype == np.float16:
+        raise DataError(f"{path}: key {key!r} is float16, which keeps about 3 significant digits (an energy of -1000 "
+                        "eV rounded to 0.5 eV, positions to 0.008 Å): store it as float32 or float64")
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise DataError(f"{path}: key {key!r} holds {array.dtype} values, expected {kind}")
+    return array
 
 
 def _check_shape(path, key, value, expected) -> None:
