@@ -264,6 +264,20 @@ def test_combine_single_and_ensemble_checkpoints(ensemble, tmp_path, capsys):
                                            f"finite and > 0, received {float(scale)}\n")
 
 
+def test_combining_a_calibrated_ensemble_says_its_calibration_is_dropped(ensemble, tmp_path):
+    """A calibrated ensemble (scale 1.48) combined with one more member came out with scale 1 without a word."""
+    model, stacked, members = ensemble
+    calibrated = save_checkpoint(tmp_path / "calibrated", model.clone(calibration_scale=1.48), stacked)
+    extra = save_checkpoint(tmp_path / "extra", model.member, jax.tree_util.tree_map(lambda x: x + 0.01, members[0]))
+    with pytest.warns(PhysNetInputWarning, match=r"calibrated was calibrated \(scale 1\.48\); the combined "
+                                                 r"ensemble has other members.*written with scale 1\. Calibrate it"):
+        combine_checkpoints([calibrated, extra], tmp_path / "four")
+    assert load_checkpoint(tmp_path / "four")[0].calibration_scale == 1.0
+    with warnings_as_errors():
+        combine_checkpoints([calibrated, extra], tmp_path / "rescaled", calibration_scale=1.48)
+        combine_checkpoints([save_checkpoint(tmp_path / "plain", model, stacked), extra], tmp_path / "plain4")
+
+
 def test_combine_creates_the_missing_folders_of_its_output_directory(ensemble, tmp_path, capsys):
     """As every CLI writing a directory (train, learn, migrate, spectra, eval --out); output files need their folder."""
     model, _, members = ensemble

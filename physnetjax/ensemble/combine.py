@@ -5,7 +5,9 @@ checkpoint (all its members); legacy checkpoints are migrated on the fly as
 :func:`physnetjax.load_checkpoint` does. The members must share the architecture
 (every ``PhysNet.config()`` entry but ``element_energies``): their parameters are
 stacked and evaluated by one compiled program. The result is an uncalibrated
-ensemble (``calibration_scale`` 1) unless a scale is given.
+ensemble (``calibration_scale`` 1) unless a scale is given; an input ensemble's own
+calibration does not carry over (it describes the spread of its members only), which
+a warning says.
 
 Element energies. Separately trained models usually carry slightly different fixed
 element energies E0 (each trainer fits them on its own training split). The
@@ -30,6 +32,7 @@ trained without energies).
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -39,6 +42,7 @@ import numpy as np
 
 from physnetjax.checkpoint import load_checkpoint, save_checkpoint
 from physnetjax.ensemble.model import PhysNetEnsemble, is_ensemble, member_params, stack_members
+from physnetjax.errors import PhysNetInputWarning
 from physnetjax.training_record import TrainingRecord
 from physnetjax.validation import (ELEMENT_ENERGIES_FIT_KEY, TRAINED_CHARGES_KEY, TRAINED_ELEMENTS_KEY,
                                    distinct_charges, untrained_charges)
@@ -171,6 +175,11 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
         members += [fold_element_energies(own_member, p, member.element_energies, path) for p in own]
         origins += [f"{path}" if count == 1 else f"{path} member {k}" for k in range(count)]
         sources.append({"path": str(path.resolve()), "members": count, "metadata": metadata})
+        if is_ensemble(model) and model.calibration_scale != calibration_scale:
+            warnings.warn(f"{path} was calibrated (scale {model.calibration_scale:.4g}); the combined ensemble has "
+                          f"other members, whose spread that scale does not describe: it is written with scale "
+                          f"{calibration_scale:g}. Calibrate it on held-out frames: python -m physnetjax.ensemble "
+                          "calibrate", PhysNetInputWarning, stacklevel=2)
         records.append(TrainingRecord.from_metadata(metadata))
     if len(members) < 2:
         raise ValueError(f"an ensemble needs at least 2 members; {paths[0]} holds only one")
