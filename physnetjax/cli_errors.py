@@ -10,7 +10,8 @@ An exception raised inside becomes one line on stderr, ``PROG: error: MESSAGE``
 (the library's messages say what, where and how to fix it), and the exit code
 below; ``--verbose`` on the command line prints the traceback first. Warnings
 printed during the call read ``PROG: warning: MESSAGE`` (with ``--verbose``, Python's
-form with the file and line that warned).
+form with the file and line that warned), and so do log records of level WARNING and up
+with :func:`configure_logging` (with ``--verbose``: INFO and up, ``LEVEL logger: MESSAGE``).
 
 A missing input (``FileNotFoundError``, :class:`~physnetjax.errors.InputNotFoundError`)
 reads ``OPTION PATH does not exist``, e.g. ``--geometry g.xyz does not exist`` (``--geometry
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import logging
 import os
 import sys
 import traceback
@@ -149,6 +151,28 @@ def exit_process(code: int) -> NoReturn:
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
+
+
+class _ToolLine(logging.Formatter):
+    """``PROG: warning: MESSAGE``: a log record as one line in the form of the tool's warnings and errors."""
+
+    def __init__(self, prog: str):
+        super().__init__()
+        self.prog = prog
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{self.prog}: {record.levelname.lower()}: {' '.join(record.getMessage().split())}"
+
+
+def configure_logging(prog: str, verbose: bool) -> None:
+    """Send the log records of a command-line run to stderr: WARNING and up as ``PROG: warning: MESSAGE`` lines,
+    or with ``verbose`` INFO and up as ``LEVEL logger: MESSAGE`` (which module said it)."""
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(_ToolLine(prog))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
 
 
 def cli_main(prog: str, resume_hint: str = "") -> Callable:

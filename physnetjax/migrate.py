@@ -34,7 +34,7 @@ from physnetjax.checkpoint.errors import CheckpointError
 from physnetjax.checkpoint.format import absolute_path, check_not_a_run_checkpoint, is_checkpoint, save_checkpoint
 from physnetjax.checkpoint.legacy import migrate_legacy
 from physnetjax.checkpoint.report import find_beside, migration_report, read_geometries, render
-from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main, exit_process
+from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main, configure_logging, exit_process
 from physnetjax.cli_help import HelpFormatter
 from physnetjax.errors import OutputPathError
 from physnetjax.npz_file import NpzReadError, read_npz
@@ -143,8 +143,7 @@ class MigrationMismatchError(CheckpointError):
 @cli_main("python -m physnetjax.migrate")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    configure_logging("python -m physnetjax.migrate", args.verbose)
     from rich.console import Console
 
     console = Console()

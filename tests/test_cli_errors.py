@@ -171,6 +171,31 @@ def test_an_interrupted_training_names_its_run_directory(monkeypatch, capsys, tm
     assert capsys.readouterr().err.strip() == f"python -m physnetjax.train: interrupted; {hint}"
 
 
+@pytest.mark.parametrize("verbose, expected", [
+    (False, ["python -m physnetjax.demo: warning: no energy rank correlation: all spreads equal"]),
+    (True, ["INFO physnetjax.demo: round 1 of 3", "WARNING physnetjax.demo: no energy rank correlation:\n  all "
+                                                  "spreads equal"]),
+])
+def test_log_records_of_a_cli_run_read_like_its_warnings(capsys, verbose, expected):
+    """calibrate, learn and md printed their log warnings as 'WARNING:physnetjax.learn.loop:...' (logging's default
+    form) beside 'PROG: warning: ...' lines; with --verbose the logger's name says which module spoke."""
+    import logging
+
+    from physnetjax.cli_errors import configure_logging
+
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers))
+    try:
+        configure_logging("python -m physnetjax.demo", verbose)
+        logger = logging.getLogger("physnetjax.demo")
+        logger.info("round 1 of 3")
+        logger.warning("no energy rank correlation:\n  all spreads equal")
+    finally:
+        root.handlers[:] = before[1]
+        root.setLevel(before[0])
+    assert capsys.readouterr().err.rstrip("\n").split("\n") == [line for text in expected for line in text.split("\n")]
+
+
 def test_warnings_are_one_line_during_a_cli_call():
     """Inside a CLI call a warning prints as ``PROG: warning: MESSAGE``; --verbose and code outside keep Python's form."""
     import warnings

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 from pathlib import Path
 
 from physnetjax.check.report import GROUPS
 from physnetjax.cli_config import add_config_options, parse_args
-from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main, exit_process
+from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main, configure_logging, exit_process
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import PhysNetInputError
 from physnetjax.text_table import print_line
@@ -58,8 +57,7 @@ def main(argv=None) -> int:
         check_output_path(args.json, overwrite=True, what="--json")
         check_distinct_files([("--json", args.json)], [("--checkpoint", args.checkpoint)]
                              + [("--geometry", path) for path in args.geometry or ()])
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    configure_logging("python -m physnetjax.check", args.verbose)
     import jax
 
     jax.config.update("jax_enable_x64", True)

@@ -52,7 +52,7 @@ from typing import Mapping, Optional
 import numpy as np
 
 from physnetjax.cli_config import given_options
-from physnetjax.cli_errors import cli_main, exit_process
+from physnetjax.cli_errors import cli_main, configure_logging, exit_process
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.data.normal_modes import normal_mode_displacements
 from physnetjax.data.xtb_shells import valence_electrons, valence_orbitals
@@ -399,7 +399,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="output .npz path")
     parser.add_argument("--verbose", action="store_true", help="info log messages, and the traceback of an error")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s", force=True)
+    configure_logging("python -m physnetjax.data.generate", args.verbose)
     check_output_path(args.out, overwrite=True, what="--out")
     md_only = [f"--{dest.replace('_', '-')}" for dest in ("stride", "timestep", "friction", "equilibration_steps")
                if dest in given_options(parser, argv)]

@@ -19,13 +19,12 @@ directory; checked before any checkpoint is read).
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 from pathlib import Path
 
 from physnetjax.checkpoint.format import check_not_a_run_checkpoint
 from physnetjax.cli_config import parse_args as parse_options
-from physnetjax.cli_errors import cli_main, exit_process
+from physnetjax.cli_errors import cli_main, configure_logging, exit_process
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import OutputPathError, PhysNetInputError
 from physnetjax.train.cli import HELP
@@ -69,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 @cli_main("python -m physnetjax.ensemble")
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, force=True)
+    configure_logging("python -m physnetjax.ensemble", args.verbose)
     if args.command == "combine" and not (math.isfinite(args.calibration_scale) and args.calibration_scale > 0):
         raise PhysNetInputError(f"--calibration-scale must be finite and > 0, received {args.calibration_scale}")
     out = check_directory_creatable(args.out, what="--out")

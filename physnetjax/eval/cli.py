@@ -22,14 +22,13 @@ stderr; ``--verbose`` adds the traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 import warnings
 from pathlib import Path
 
 from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, parse_args,
                                    write_resolved_config)
-from physnetjax.cli_errors import cli_main
+from physnetjax.cli_errors import cli_main, configure_logging
 from physnetjax.cli_help import HelpFormatter
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.train.cli import HELP
@@ -170,7 +169,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    configure_logging("python -m physnetjax.eval", args.verbose)
     run(args, parser)
     return 0

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 from pathlib import Path
 
 from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, given_options, parse_args,
                                    write_resolved_config)
-from physnetjax.cli_errors import cli_main, exit_process
+from physnetjax.cli_errors import cli_main, configure_logging, exit_process
 from physnetjax.cli_help import HelpFormatter
 from physnetjax.errors import PhysNetInputError
 from physnetjax.learn.config import SELECTIONS, LearnConfig
@@ -110,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, force=True)
+    configure_logging("python -m physnetjax.learn", args.verbose)
     if args.md_ensemble != "langevin" and "friction" in given_options(parser, argv):
         raise PhysNetInputError(f"--md-ensemble {args.md_ensemble} does not use --friction (langevin only): remove "
                                 "it or choose --md-ensemble langevin")

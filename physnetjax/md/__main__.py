@@ -29,7 +29,6 @@ the message gives the frame's step).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import warnings
 
@@ -38,7 +37,7 @@ import jax
 
 from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, given_options, parse_args,
                                    write_resolved_config)
-from physnetjax.cli_errors import EXIT_OK, EXIT_RUN_STOPPED, cli_main, exit_process
+from physnetjax.cli_errors import EXIT_OK, EXIT_RUN_STOPPED, cli_main, configure_logging, exit_process
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.md.driver import (
@@ -213,7 +212,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
     given = given_options(parser, argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, force=True)
+    configure_logging("python -m physnetjax.md", args.verbose)
     check_ensemble_options(args.ensemble, given)
     for path, what in ((args.out, "--out"), (args.md_checkpoint, "--md-checkpoint")):
         if path is not None:

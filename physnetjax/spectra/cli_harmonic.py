@@ -30,12 +30,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from physnetjax.cli_errors import configure_logging
 
 OPTIMIZER_OPTIONS = {"fmax": "--fmax", "max_steps": "--max-steps", "optimize": "--no-optimize"}
 """:func:`~physnetjax.spectra.harmonic`'s optimisation keywords → the options that set them (``--no-optimize`` turns
@@ -81,8 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the subcommand; returns 0 (errors are exceptions for :mod:`physnetjax.spectra.__main__`)."""
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    configure_logging("python -m physnetjax.spectra", args.verbose)
     result, atoms, model = _analyse(args)
     print(mode_table(result))
     out = Path(args.out)

@@ -33,11 +33,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import logging
 import sys
 import warnings
 from pathlib import Path
 
+from physnetjax.cli_errors import configure_logging
 from physnetjax.spectra.cli_harmonic import (OPTIMIZER_OPTIONS, UNCONVERGED_NAME, add_molecule_arguments,
                                              add_optimizer_arguments)
 
@@ -93,8 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the subcommand; returns 0 (errors are exceptions for :mod:`physnetjax.spectra.__main__`)."""
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    configure_logging("python -m physnetjax.spectra", args.verbose)
     _run(args)
     return 0
 
