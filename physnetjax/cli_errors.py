@@ -81,11 +81,13 @@ def exit_code(error: BaseException) -> int:
 def name_input(path, name: str) -> None:
     """Within a :func:`cli_main` call, report ``path`` as ``NAME does not exist`` should it be missing.
 
-    ``name`` says where the path came from, e.g. ``--geometry g.xyz``. Outside a call it does nothing.
+    ``name`` says where the path came from, e.g. ``--geometry g.xyz``. The first name given to a path keeps it: a
+    path given to an input and an output option (``--data X --write-predictions X``) is missing as the input, which
+    the parsers declare first. Outside a call it does nothing.
     """
     names = _INPUT_NAMES.get()
     if names is not None:
-        names[os.fspath(path)] = name
+        names.setdefault(os.fspath(path), name)
 
 
 def _input_name(path) -> str:

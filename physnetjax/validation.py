@@ -547,7 +547,7 @@ def check_distinct_files(outputs, inputs=(), may_equal=()) -> None:
 
     Args:
       outputs, inputs: ``(what, path)`` pairs as messages name them (e.g. ``("--out", "run.xyz")``); a path of None
-        is skipped.
+        is skipped, and so is an input that does not exist (nothing to replace: its reader names it missing).
       may_equal: ``(output what, input what)`` pairs that may be one file (an MD checkpoint rewritten by the run that
         restarted from it).
 
@@ -557,7 +557,8 @@ def check_distinct_files(outputs, inputs=(), may_equal=()) -> None:
     def resolved(pairs):
         return [(what, Path(path).resolve()) for what, path in pairs if path is not None]
 
-    outputs, inputs = resolved(outputs), resolved(inputs)
+    outputs = resolved(outputs)
+    inputs = [(what, path) for what, path in resolved(inputs) if path.exists()]
     for k, (what, path) in enumerate(outputs):
         for other, other_path in outputs[k + 1:]:
             if path == other_path:

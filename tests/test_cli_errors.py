@@ -313,6 +313,10 @@ def test_eval_and_check_refuse_to_write_over_their_inputs(files, tmp_path, capsy
     assert check_main([str(files / "ckpt"), "--geometry", str(data), "--json", str(data)]) == 3
     assert re.search(r"--json .*frames.extxyz is also --geometry", one_line_error(capsys, "check"))
     assert config.read_bytes() == saved and data.read_bytes() == before
+    missing = tmp_path / "missing.extxyz"  # a missing input is named as missing, not as one an output would replace
+    assert eval_main(["--checkpoint", str(files / "ckpt"), "--data", str(missing), "--write-predictions",
+                      str(missing)]) == 2
+    assert one_line_error(capsys, "eval").endswith(f"--data {missing} does not exist")
 
 
 def test_md_cli_draws_its_progress_bar_only_once_the_run_starts(files, capsys):
