@@ -254,6 +254,14 @@ def test_split_is_reproducible_and_disjoint():
     with pytest.raises(ValueError, match=r"into 4 training, 1 validation and 1 test frames: they need 6; lower train, "
                                          r"valid or test"):
         random_split(5, valid=1, test=1, train=4)
+    # main: "the validation split needs at least 1 frame; ... give a frame count such as valid=1", which leaves none
+    # to train on
+    with pytest.raises(ValueError, match=r"^cannot split 1 frame\(s\): training needs at least 2, one to train on and "
+                                         r"one to validate with \(it selects the best checkpoint\); add frames$"):
+        random_split(1)
+    with pytest.raises(ValueError, match=r"cannot split 3 frame\(s\): training needs at least 2 besides 2 test "
+                                         r"frame\(s\) \(test=2\), .*; add frames or lower test$"):
+        random_split(3, test=2)
 
 
 @pytest.mark.parametrize("sizes,keyword_message,option_message", [

@@ -51,6 +51,11 @@ def random_split(num_frames: int, valid: float = 0.1, test: float = 0.1, seed: i
     n_valid = _count(valid, num_frames, "valid", names)
     n_test = _count(test, num_frames, "test", names)
     n_train = num_frames - n_valid - n_test if train is None else _count(train, num_frames, "train", names)
+    if num_frames - n_test < 2:
+        test_part = f" besides {n_test} test frame(s) ({displayed_setting('test', f'{test:g}', names)})" if n_test else ""
+        raise ValueError(f"cannot split {num_frames} frame(s): training needs at least 2{test_part}, one to train on "
+                         "and one to validate with (it selects the best checkpoint); add frames"
+                         + (f" or lower {shown('test')}" if n_test else ""))
     if n_valid < 1:
         raise ValueError(f"cannot split {num_frames} frames: the validation split needs at least 1 frame (it selects "
                          f"the best checkpoint); {displayed_setting('valid', f'{valid:g}', names)} gives none, give a "
