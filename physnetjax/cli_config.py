@@ -136,7 +136,7 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
             if action.dest in values:
                 action.required = False
         target.set_defaults(**values)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_joined_negative_numbers(target, argv))
     for action in options(target):
         value = getattr(args, action.dest, None)
         source = f" (from --config {path})" if action.dest in values and values[action.dest] == value else ""
@@ -144,6 +144,25 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
             if isinstance(item, (str, os.PathLike)):
                 name_input(item, f"{_flag(action)}{item}{source}")
     return args
+
+
+_NEGATIVE_NUMBER = re.compile(r"-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _joined_negative_numbers(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``argv`` with ``--option -1e9`` written ``--option=-1e9`` for the one-value options of ``parser``.
+
+    argparse reads only ``-5`` and ``-0.5`` as negative numbers; ``--pressure -1e9`` was "expected one argument".
+    """
+    takes_one = {flag for action in parser._actions if action.option_strings and action.nargs is None
+                 and isinstance(action, argparse._StoreAction) for flag in action.option_strings}
+    joined: list[str] = []
+    for token in argv:
+        if joined and joined[-1] in takes_one and _NEGATIVE_NUMBER.fullmatch(token):
+            joined[-1] = f"{joined[-1]}={token}"
+        else:
+            joined.append(token)
+    return joined
 
 
 def given_options(parser: argparse.ArgumentParser, argv=None) -> set[str]:
@@ -158,7 +177,7 @@ def given_options(parser: argparse.ArgumentParser, argv=None) -> set[str]:
     unset = object()
     keys = options(target)
     probe = argparse.Namespace(**{action.dest: unset for action in keys})
-    target.parse_known_args(tokens, probe)
+    target.parse_known_args(_joined_negative_numbers(target, tokens), probe)
     return {action.dest for action in keys if getattr(probe, action.dest) is not unset}
 
 

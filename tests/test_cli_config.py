@@ -277,3 +277,18 @@ def test_no_cli_replaces_the_config_of_another_tools_run(tmp_path, capsys, name,
     assert f"{config} holds the options of a run of {other.prog}; this run of" in capsys.readouterr().err
     assert config.read_text() == before and sorted(p.name for p in tmp_path.rglob("*")) == sorted(
         ["g.xyz", "out", config.name])
+
+
+def test_negative_numbers_in_scientific_notation_are_option_values():
+    """argparse reads only -5 and -0.5 as numbers: `md --pressure -1e9` failed with 'argument --pressure: expected one
+    argument' (only --pressure=-1e9 worked)."""
+    argv = ["--geometry", "g.xyz", "--ensemble", "npt", "--pressure", "-1e9", "--pressure-end", "-2.5E-3", "--seed",
+            "-7"]
+    args = parse_args(md_parser(), argv)
+    assert (args.pressure, args.pressure_end, args.seed) == (-1e9, -2.5e-3, -7)
+    assert {"pressure", "pressure_end", "seed"} <= given_options(md_parser(), argv)
+    harmonic = parse_args(spectra_parser(), ["harmonic", "--checkpoint", "c", "--geometry", "g.xyz", "--out", "o",
+                                             "--total-charge", "-1e0"])
+    assert harmonic.total_charge == -1.0
+    with pytest.raises(SystemExit):  # a switch takes no value: the number stays a token argparse refuses
+        parse_args(md_parser(), ["--geometry", "g.xyz", "--float64", "-1e9"])
