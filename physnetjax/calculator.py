@@ -40,14 +40,15 @@ from physnetjax.neighbors.periodic import lattice_translations
 from physnetjax.neighbors.triplets import count_triplets
 from physnetjax.physics.dispersion import check_d3_elements
 from physnetjax.predict import (
+    apply_fitting,
     check_dtype,
+    check_params_fit,
     element_energy_sum,
-    jitted_apply,
     require_finite,
     split_element_energies,
     spread_of,
 )
-from physnetjax.training_record import TrainingRecord
+from physnetjax.training_record import TrainingRecord, training_record_of
 from physnetjax.validation import atoms_total_charge, formula, neighbor_box, validate_structure
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,10 @@ def cast_params(params, dtype):
     return jax.tree.map(cast, params)
 
 
+ASE_ARGUMENTS = ("restart", "ignore_bad_restart_file", "label", "atoms", "directory")
+"""Keywords of ASE's ``Calculator`` that :class:`PhysNetCalculator` passes on."""
+
+
 class PhysNetCalculator(Calculator):
     """ASE calculator running a :class:`physnetjax.PhysNet` model or an ensemble of them.
 
@@ -73,7 +78,9 @@ class PhysNetCalculator(Calculator):
       dtype: ``"float32"`` (default) or ``"float64"`` (needs ``jax_enable_x64``).
       total_charge: total charge Q in e (default: ``atoms.info["charge"]`` if set, else 0);
         a Q outside the training data's (or Q ≠ 0 for a model without charges when that
-        is unknown) gives a :class:`~physnetjax.validation.PhysNetInputWarning`.
+        is unknown) gives a :class:`~physnetjax.validation.PhysNetInputWarning`. It is the
+        calculator's one ASE parameter: ``calc.set(total_charge=1.0)`` (or assigning
+        ``calc.total_charge``) discards the results computed at the old charge.
       atom_bucket, edge_bucket: padding multiples for atoms and edges/pairs.
       training_record: what the model's training data held (default: the record in the
         checkpoint's metadata, :meth:`~physnetjax.training_record.TrainingRecord.from_metadata`;
@@ -87,6 +94,8 @@ class PhysNetCalculator(Calculator):
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "charges", "dipole", "stress"]
+    default_parameters = {"total_charge": None}
+    discard_results_on_any_change = True
 
     def __init__(
         self,
@@ -101,6 +110,11 @@ class PhysNetCalculator(Calculator):
         training_record: Optional[TrainingRecord] = None,
         **kwargs,
     ):
+        unknown = sorted(set(kwargs) - set(ASE_ARGUMENTS))
+        if unknown:
+            raise TypeError(f"PhysNetCalculator got unexpected keyword argument(s) {', '.join(unknown)}: its settings "
+                            "are model, params, checkpoint, dtype, total_charge, atom_bucket, edge_bucket and "
+                            f"training_record, besides ASE's {', '.join(ASE_ARGUMENTS)}")
         super().__init__(**kwargs)
         if checkpoint is not None:
             if model is not None or params is not None:
@@ -112,13 +126,17 @@ class PhysNetCalculator(Calculator):
                 training_record = TrainingRecord.from_metadata(metadata)
         if model is None or params is None:
             raise ValueError("PhysNetCalculator needs (model, params) or checkpoint=PATH")
+        check_params_fit(model, params)
+        for name, multiple in (("atom_bucket", atom_bucket), ("edge_bucket", edge_bucket)):
+            if isinstance(multiple, bool) or not isinstance(multiple, (int, np.integer)) or multiple < 1:
+                raise ValueError(f"{name} must be an integer >= 1 (a padding multiple), received {multiple!r}")
         self.model = model
         self.dtype = check_dtype(dtype)
         self.params = cast_params(params, self.dtype)
         self.total_charge = total_charge
         self.atom_bucket = atom_bucket
         self.edge_bucket = edge_bucket
-        self.training_record = training_record or TrainingRecord()
+        self.training_record = training_record_of(training_record)
         self._judged_inputs: set[tuple[str, float]] = set()
         self._seen_inputs: set[tuple[bytes, float]] = set()
         self.pair_cutoff = model_pair_cutoff(model)
@@ -129,12 +147,33 @@ class PhysNetCalculator(Calculator):
         ) + (["energy_std", "forces_std"] + (["charges_std", "dipole_std"] if model.charges else [])
              if self.ensemble else [])
         network, self._element_energies = split_element_energies(model)
-        self._apply = jitted_apply(network)
+        self._network = network
         self._shapes: set[tuple] = set()
         self._neighbors = vesin.NeighborList(cutoff=float(model.cutoff), full_list=True)
         self._pairs = None
         if self.pair_cutoff is not None and self.pair_cutoff > model.cutoff:
             self._pairs = vesin.NeighborList(cutoff=float(self.pair_cutoff), full_list=True)
+
+    @property
+    def total_charge(self) -> Optional[float]:
+        """Total charge Q in e given to this calculator (None: the atoms' own, see the class docstring)."""
+        return self.parameters.get("total_charge")
+
+    @total_charge.setter
+    def total_charge(self, value: Optional[float]) -> None:
+        self.set(total_charge=value)
+
+    def set(self, **kwargs) -> dict:
+        """ASE's ``set``: change ``total_charge`` (the only parameter; results at the old value are discarded).
+
+        Raises:
+          TypeError: any other keyword (it would be stored and ignored).
+        """
+        unknown = sorted(set(kwargs) - set(self.default_parameters))
+        if unknown:
+            raise TypeError(f"PhysNetCalculator.set got unknown parameter(s) {', '.join(unknown)}: the only one is "
+                            "total_charge")
+        return super().set(**kwargs)
 
     @classmethod
     def from_checkpoint(cls, path: str, **kwargs) -> "PhysNetCalculator":
@@ -243,7 +282,7 @@ class PhysNetCalculator(Calculator):
         if "stress" in properties and not self.atoms.pbc.all():
             raise PropertyNotImplementedError("stress needs a fully periodic cell (pbc all True)")
         batch, n, displacement = self.build_batch(self.atoms)
-        out = self._apply(self.params, batch)
+        out = apply_fitting(self._network, self.params, batch)
         wanted = {"energy": out["energy"], "forces": out["forces"], "dispersion": out["dispersion"]}
         if self.model.charges:
             wanted.update(charges=out["charges"], dipoles=out["dipoles"])

@@ -12,7 +12,8 @@ from physnetjax.neighbors.batch import apply_batch, model_pair_cutoff, model_tri
 from physnetjax.neighbors.molecules import batch_molecules
 from physnetjax.neighbors.periodic import batch_periodic
 from physnetjax.physics.dispersion import check_d3_elements
-from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
+from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
+from physnetjax.errors import PhysNetInputError
 from physnetjax.validation import validate_structure
 
 
@@ -44,9 +45,10 @@ def predict(
       dtype: float32 or float64, the dtype of the computation (default: that of
         ``positions`` if it is float64 and x64 is enabled, else float32; float64 needs x64).
       training_record: what the checkpoint records of its training data
-        (``TrainingRecord.from_metadata(metadata)``); elements, a total charge or a composition
-        outside it warn (:meth:`~physnetjax.training_record.TrainingRecord.check_structure`).
-        Default: nothing known (only a non-zero Q given to a model without charges warns).
+        (``TrainingRecord.from_metadata(metadata)``, or the metadata dict itself; every entry point
+        reads it with :func:`~physnetjax.training_record.training_record_of`); elements, a total charge
+        or a composition outside it warn (:meth:`~physnetjax.training_record.TrainingRecord.check_structure`).
+        Default (or None): nothing known (only a non-zero Q given to a model without charges warns).
 
     Returns:
       dict with ``energy`` (float, eV), ``forces`` (n, 3) eV/Å, ``charges`` (n,) e or
@@ -63,7 +65,7 @@ def predict(
       FloatingPointError: the model returned NaN/Inf on a structure that passed validation.
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
-    training_record.check_structure(model, z, total_charge)
+    training_record_of(training_record).check_structure(model, z, total_charge)
     if getattr(model, "dispersion", None) is not None:
         check_d3_elements(z)
     if dtype is None:
@@ -76,7 +78,7 @@ def predict(
         three_body_cutoff=model_triplet_cutoff(model), dtype=dtype,
     )
     network, element_energies = split_element_energies(model)
-    out = jax.device_get(jitted_apply(network)(params, batch))  # one transfer; the rest is NumPy
+    out = jax.device_get(apply_fitting(network, params, batch))  # one transfer; the rest is NumPy
     n = z.shape[0]
     require_finite(out, n)
     return {
@@ -115,7 +117,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
                               cell=cell, pbc=True)
-    training_record.check_structure(model, z, total_charge)
+    training_record_of(training_record).check_structure(model, z, total_charge)
     if getattr(model, "dispersion", None) is not None:
         check_d3_elements(z)
     if dtype is None:
@@ -126,7 +128,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
         three_body_cutoff=model_triplet_cutoff(model), dtype=dtype,
     )
     network, element_energies = split_element_energies(model)
-    out = jax.device_get(jitted_apply(network)(params, batch))  # one transfer; the rest is NumPy
+    out = jax.device_get(apply_fitting(network, params, batch))  # one transfer; the rest is NumPy
     n = z.shape[0]
     require_finite(out, n)
     return {
@@ -137,7 +139,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
         "electrostatics": float(out["electrostatics"][0]),
         "repulsion": float(out["repulsion"][0]),
         "dispersion": float(out["dispersion"][0]),
-        **spread_of(out, n),
+        **{key: value for key, value in spread_of(out, n).items() if key != "dipole_std"},
     }
 
 
@@ -162,7 +164,10 @@ def element_energy_sum(element_energies, atomic_numbers) -> float:
 
 def check_dtype(dtype) -> np.dtype:
     """``dtype`` as a NumPy float32/float64 dtype; float64 requires JAX's x64 mode (else ValueError)."""
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype must be float32 or float64, received {dtype!r}") from None
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, received {dtype}")
     if dtype == np.float64 and not jax.config.jax_enable_x64:
@@ -228,6 +233,46 @@ def init_params(model, seed: int | jax.Array = 0) -> dict:
 
 _INIT_CACHE: dict = {}
 _JIT_CACHE: dict = {}
+
+
+def check_params_fit(model, params) -> None:
+    """Refuse ``params`` of an ensemble ``model`` that hold another number of members (cheap: leading axes only).
+
+    A 2-member stack given to a 3-member ensemble evaluated without complaint (the calculator's spreads then are
+    those of other members than the model says).
+
+    Raises:
+      PhysNetInputError: naming both counts (:func:`~physnetjax.ensemble.model.member_count_mismatch`).
+    """
+    from physnetjax.ensemble.model import is_ensemble, member_count_mismatch
+
+    problem = member_count_mismatch(model, params) if is_ensemble(model) else None
+    if problem is not None:
+        raise PhysNetInputError(f"params do not fit the model: {problem}")
+
+
+def apply_fitting(model, params, batch) -> dict:
+    """:func:`jitted_apply` of ``model`` on ``batch``, with parameters that do not fit the model named.
+
+    An ensemble with one model's parameters (or the reverse) failed inside JAX or Flax ("scan got values with
+    different leading axis sizes", ``ScopeParamShapeError``); the parameter paths and shapes that differ are
+    looked up only then (:func:`~physnetjax.checkpoint.format.param_mismatches`, which traces the model's
+    initialisation once per configuration).
+
+    Raises:
+      PhysNetInputError: ``params`` do not fit ``model`` (each difference named); other errors as they come.
+    """
+    check_params_fit(model, params)
+    try:
+        return jitted_apply(model)(params, batch)
+    except Exception as error:
+        from physnetjax.checkpoint.format import param_mismatches
+
+        problems = param_mismatches(model, params)
+        if problems:
+            raise PhysNetInputError(f"params do not fit the model: {'; '.join(problems[:5])}"
+                                    + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")) from error
+        raise
 
 
 def jitted_apply(model):

@@ -126,3 +126,21 @@ class TrainingRecord:
 NO_TRAINING_RECORD = TrainingRecord()
 """A record that knows nothing (a model without checkpoint metadata): only a non-zero total charge given to a
 model without charges warns. The default of every entry point's ``training_record``."""
+
+
+def training_record_of(value) -> TrainingRecord:
+    """The :class:`TrainingRecord` an entry point's ``training_record`` argument stands for: a record as it is, a
+    checkpoint's metadata dict (``load_checkpoint(..., with_metadata=True)``) read by
+    :meth:`TrainingRecord.from_metadata`, None for :data:`NO_TRAINING_RECORD`.
+
+    Raises:
+      TypeError: anything else (a metadata dict or None ended in "'dict' object has no attribute 'check_structure'").
+    """
+    if value is None:
+        return NO_TRAINING_RECORD
+    if isinstance(value, TrainingRecord):
+        return value
+    if isinstance(value, dict):
+        return TrainingRecord.from_metadata(value)
+    raise TypeError(f"training_record must be a TrainingRecord, a checkpoint's metadata dict or None, received "
+                    f"{type(value).__name__}")

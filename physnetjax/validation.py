@@ -72,6 +72,9 @@ SYMBOLS = (
 ).split()
 """Element symbols indexed by atomic number (0 → "X")."""
 
+MAX_ATOMIC_NUMBER = len(SYMBOLS) - 1
+"""Largest atomic number of the periodic table (Og, 118)."""
+
 
 def element(z: int) -> str:
     """``"C (Z=6)"``; ``"Z=200"`` beyond the periodic table."""
@@ -90,7 +93,8 @@ def _prefix(where: str) -> str:
 
 
 def check_atomic_numbers(atomic_numbers, max_atomic_number: int, where: str = "") -> np.ndarray:
-    """Z as int32 (n,), every entry an integer in [1, max_atomic_number].
+    """Z as int32 (n,), every entry an integer in [1, max_atomic_number] (the model's; with
+    :data:`MAX_ATOMIC_NUMBER`, the periodic table's, as the message then says).
 
     Raises:
       PhysNetInputError: wrong shape or dtype, non-integer values, or elements outside
@@ -111,6 +115,9 @@ def check_atomic_numbers(atomic_numbers, max_atomic_number: int, where: str = ""
                 f"have {_listed(z[bad])}")
         z = np.where(np.abs(z) < 2**31, z, -1).astype(np.int64)
     bad = (z < 1) | (z > max_atomic_number)
+    if bad.any() and max_atomic_number == MAX_ATOMIC_NUMBER:
+        raise PhysNetInputError(f"{_prefix(where)}atomic number(s) {_listed(sorted({int(v) for v in z[bad]}))} at "
+                                f"atom(s) {_listed(np.nonzero(bad)[0])} are not elements (Z = 1..{MAX_ATOMIC_NUMBER})")
     if bad.any():
         found = sorted({int(v) for v in z[bad]})
         raise PhysNetInputError(
@@ -214,8 +221,8 @@ def atoms_total_charge(atoms, total_charge: Optional[float] = None,
 
     ``total_charge`` if given, else ``atoms.info["charge"]``, else the sum of ASE's
     per-atom initial charges when any is non-zero (as xTB calculators such as
-    tblite read them), else 0. When ``info["charge"]`` or ``total_charge`` and the
-    initial charges are both present and differ by more than 1e-6 e, a
+    tblite read them), else 0. When two of ``total_charge``, ``info["charge"]`` and the
+    initial charges are present and differ by more than 1e-6 e, a
     :class:`PhysNetInputWarning` names both values and the one used (``total_charge`` named as
     ``names`` does: a command line passes ``{"total_charge": "--total-charge"}``).
     """
@@ -223,6 +230,10 @@ def atoms_total_charge(atoms, total_charge: Optional[float] = None,
     initial = float(np.sum(initial_charges)) if np.any(initial_charges != 0) else None  # all zero: not set
     if total_charge is not None:
         charge, source = total_charge, displayed("total_charge", names)
+        info = atoms.info.get("charge")
+        if info is not None and np.ndim(info) == 0 and abs(float(info) - float(charge)) > 1e-6:
+            warnings.warn(f"the atoms' info['charge'] is {float(info):g} e but {source} is {float(charge):g} e; "
+                          f"{source} is used", PhysNetInputWarning, stacklevel=3)
     elif "charge" in atoms.info:
         charge, source = atoms.info["charge"], "info['charge']"
     else:
@@ -285,10 +296,12 @@ def check_cell(cell, pbc, where: str = "") -> tuple[Optional[np.ndarray], np.nda
     if np.abs(c).max() > MAX_ABS_COORDINATE:
         raise PhysNetInputError(f"{_prefix(where)}cell vectors beyond ±{MAX_ABS_COORDINATE:g} Å: {c.tolist()}")
     if not (spacings >= MIN_DISTANCE_ERROR).all():
-        axis = int(periodic[np.argmin(spacings)])
+        lengths = np.linalg.norm(c[periodic], axis=1)  # a zero vector makes every spacing 0: name it, not vector 0
+        culprit = (f" along cell vector {int(periodic[np.argmin(lengths)])} ({lengths.min():.3g} Å long)"
+                   if lengths.min() < MIN_DISTANCE_ERROR else " (the periodic cell vectors are linearly dependent)")
         raise PhysNetInputError(
             f"{_prefix(where)}pbc={pbc.tolist()} but the cell is zero, flat or degenerate along the periodic "
-            f"direction(s): lattice-plane spacing {float(spacings.min()):.3g} Å along cell vector {axis} "
+            f"direction(s): lattice-plane spacing {float(np.nan_to_num(spacings).min()):.3g} Å{culprit} "
             f"(need >= {MIN_DISTANCE_ERROR} Å); cell = {c.tolist()}. "
             "Set a proper cell or pbc=False")
     return c, pbc
@@ -350,6 +363,53 @@ def check_distances(positions, cell=None, pbc=None, *, strict: bool = False, whe
     warnings.warn(
         f"{_prefix(where)}very close atoms: {pairs} (below {MIN_DISTANCE_WARNING} Å, shorter than any bond); "
         "the model extrapolates there", PhysNetInputWarning, stacklevel=3)
+
+
+def check_batch_structures(atomic_numbers, positions, what: str = "molecule"
+                           ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(Z int32 (n_k,), R (n_k, 3)) of each structure packed into a batch by hand, checked as cheaply as every batch
+    can be: once over the whole batch, and structure by structure only to name the one that fails.
+
+    Atomic numbers must be integers of the periodic table (a 0 or −1 gave a plausible energy) and positions finite
+    (a NaN position dropped its atom from the neighbor list and returned its force as 0), of matching shapes. What
+    :func:`validate_structure` adds for a single prediction (the model's elements, close contacts, the total charge)
+    is left to the data checks of the caller; overlapping atoms are :func:`check_batch_overlaps`'.
+
+    Raises:
+      PhysNetInputError: naming the structure (``what`` and its index) and the atoms.
+    """
+    zs = [np.asarray(z) for z in atomic_numbers]
+    rs = [np.asarray(r) for r in positions]
+    try:
+        if any(z.ndim != 1 or r.shape != (z.shape[0], 3) for z, r in zip(zs, rs)):
+            raise PhysNetInputError("shapes")
+        z_all = check_atomic_numbers(np.concatenate(zs), MAX_ATOMIC_NUMBER)
+        r_all = check_positions(np.concatenate(rs), z_all.shape[0])
+    except PhysNetInputError:
+        for k, (z, r) in enumerate(zip(zs, rs)):
+            check_positions(r, check_atomic_numbers(z, MAX_ATOMIC_NUMBER, f"{what} {k}").shape[0], f"{what} {k}")
+        raise
+    ends = np.cumsum([z.shape[0] for z in zs])[:-1]
+    return np.split(z_all, ends), np.split(r_all, ends)
+
+
+def check_batch_overlaps(positions, dst, src, shifts=None, cells=None, what: str = "molecule") -> None:
+    """Refuse overlapping atoms (closer than :data:`MIN_DISTANCE_ERROR`) in a batch, from its edge list.
+
+    ``positions``: the structures' (n_k, 3) Å; ``dst``, ``src`` (E,): the batch's edges as indices into their
+    concatenation, with ``shifts`` (E, 3) Å of periodic images; ``cells``: the structures' cells (periodic batch).
+    Every pair closer than a cutoff is an edge, so the edges hold every overlap at no extra search.
+
+    Raises:
+      PhysNetInputError: from :func:`check_distances` of the first structure with an overlap, naming it.
+    """
+    r = np.concatenate([np.asarray(p, np.float64) for p in positions])
+    vectors = r[src] - r[dst] + (0.0 if shifts is None else np.asarray(shifts, np.float64))
+    close = np.nonzero(np.einsum("ij,ij->i", vectors, vectors) < MIN_DISTANCE_ERROR**2)[0]
+    if close.size:
+        k = int(np.searchsorted(np.cumsum([len(p) for p in positions]), dst[close[0]], side="right"))
+        cell, pbc = (None, None) if cells is None else (cells[k], np.ones(3, bool))
+        check_distances(positions[k], cell, pbc, where=f"{what} {k}")
 
 
 def check_trained_elements(atomic_numbers, trained_elements: Optional[Iterable[int]], where: str = "") -> None:
@@ -519,6 +579,8 @@ def check_output_path(path, *, overwrite: bool = False, what: str = "output") ->
     Raises:
       OutputPathError: naming the path and what to do.
     """
+    if str(path).endswith(("/", os.sep)):  # Path drops the slash: "run.xyz/" would be written as a file
+        raise OutputPathError(f"{what} {path} ends in a path separator, a directory; give a file name")
     path = Path(path)
     parent = path.parent
     if path.is_dir():

@@ -102,6 +102,35 @@ def test_total_charge_from_info_or_initial_charges(calc, charged_model, molecule
     np.testing.assert_allclose(energy, predict(model, params, z, r)["energy"], rtol=0, atol=TIGHT)
 
 
+def test_a_total_charge_set_after_construction_is_used_and_unknown_settings_are_refused(charged_model, molecules):
+    """calc.set(total_charge=1) reset the results but recomputed at Q = 0 (it only reached ASE's parameters);
+    calc.total_charge = 1 after a call returned the cached Q = 0 result; a misspelt totalcharge=1 was stored and
+    ignored; total_charge beside a different info['charge'] dropped the latter without a word."""
+    model, params = charged_model
+    z, r = molecules["ethanol"]
+    calc = PhysNetCalculator(model, params, dtype="float64")
+    atoms = ase.Atoms(numbers=z, positions=r, calculator=calc)
+    expected = {q: predict(model, params, z, r, total_charge=q)["energy"] for q in (0.0, 1.0, -1.0)}
+    np.testing.assert_allclose(atoms.get_potential_energy(), expected[0.0], rtol=0, atol=TIGHT)
+    calc.set(total_charge=1.0)
+    np.testing.assert_allclose(atoms.get_potential_energy(), expected[1.0], rtol=0, atol=TIGHT)
+    np.testing.assert_allclose(atoms.get_charges().sum(), 1.0, atol=1e-9)
+    calc.total_charge = -1.0
+    np.testing.assert_allclose(atoms.get_potential_energy(), expected[-1.0], rtol=0, atol=TIGHT)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) totalcharge: its settings are model"):
+        PhysNetCalculator(model, params, totalcharge=1.0)
+    with pytest.raises(TypeError, match=r"unknown parameter\(s\) charge: the only one is total_charge"):
+        calc.set(charge=1.0)
+    with pytest.raises(ValueError, match=r"atom_bucket must be an integer >= 1 \(a padding multiple\), received 0"):
+        PhysNetCalculator(model, params, atom_bucket=0)  # main: "multiple must be >= 1" at the first calculation
+    with pytest.raises(ValueError, match=r"dtype must be float32 or float64, received 'fp32'"):
+        PhysNetCalculator(model, params, dtype="fp32")  # main: numpy's "data type 'fp32' not understood"
+    atoms.info["charge"] = 1.0
+    with pytest.warns(PhysNetInputWarning, match=r"info\['charge'\] is 1 e but total_charge is -1 e; total_charge is "
+                                                 r"used"):
+        np.testing.assert_allclose(atoms.get_potential_energy(), expected[-1.0], rtol=0, atol=TIGHT)
+
+
 def test_a_total_charge_for_a_model_without_charges_warns():
     """The shipped ethanol model has no charges: a cation gets the neutral energy. predict and the calculator
     returned it without a word; now they say the charge has no effect (and stay silent for Q = 0)."""
@@ -143,8 +172,11 @@ def test_changing_atoms_between_calls(calc, direct, molecules):
 def test_compiled_shapes_are_reused(charged_model, molecules):
     """An MD-like sequence of 20 displaced geometries and a smaller molecule compile at most once
     (calculators of one model share compilations, so count the increase)."""
+    from physnetjax.predict import jitted_apply
+
     calc = PhysNetCalculator(*charged_model, dtype="float64")
-    compiled_before = calc._apply._cache_size()
+    compiled = jitted_apply(calc._network)
+    compiled_before = compiled._cache_size()
     z, r = molecules["ethanol"]
     atoms = ase.Atoms(numbers=z, positions=r, calculator=calc)
     rng = np.random.default_rng(1)
@@ -154,7 +186,7 @@ def test_compiled_shapes_are_reused(charged_model, molecules):
     zm, rm = molecules["methanol"]
     ase.Atoms(numbers=zm, positions=rm, calculator=calc).get_forces()
     assert len(calc.compiled_shapes) == 1
-    assert calc._apply._cache_size() - compiled_before <= 1
+    assert compiled._cache_size() - compiled_before <= 1
 
 
 def test_float32_close_to_float64(charged_model, molecules):

@@ -178,6 +178,18 @@ def test_metadata_must_be_json(tmp_path, fresh_params):
         save_checkpoint(tmp_path / "x", MODEL, fresh_params, {"bad": object()})
 
 
+@pytest.mark.parametrize("metadata, message", [
+    ([1], r"^metadata must be a dict \(a JSON object\), received list$"),  # main: saved, then loaded as corrupted
+    ("note", r"^metadata must be a dict \(a JSON object\), received str$"),
+    ({1: "a", "1": "b"}, r"^metadata key 1 is a int: keys must be strings"),  # main: loaded back as {"1": "b"}
+    ({"runs": [{"epochs": {np.int64(3): 1}}]}, r"^metadata\['runs'\]\[0\]\['epochs'\] key np\.int64\(3\) is a int64"),
+])
+def test_metadata_that_json_would_not_give_back_is_refused_before_writing(tmp_path, fresh_params, metadata, message):
+    with pytest.raises(TypeError, match=message):
+        save_checkpoint(tmp_path / "x", MODEL, fresh_params, metadata)
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.fixture()
 def copy_of(trained, tmp_path):
     path = shutil.copytree(trained[0], tmp_path / "copy")

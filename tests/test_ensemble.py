@@ -231,6 +231,34 @@ def test_an_ensemble_is_refused_without_two_members_a_physnet_or_a_usable_scale(
         stack_members([members[0], grown])
 
 
+def test_parameters_that_do_not_fit_the_model_are_named(ensemble, two_molecules):
+    """An ensemble given one model's parameters failed inside JAX ('scan got values with different leading axis
+    sizes'), a single model given a stack inside Flax (ScopeParamShapeError), and a 3-member ensemble evaluated a
+    2-member stack without complaint (predict and the calculator)."""
+    model, stacked, members = ensemble
+    z, r = two_molecules[0]
+    with pytest.raises(PhysNetInputError, match=r"params do not fit the model: the model is an ensemble of 3 members "
+                                                r"but the parameters are not stacked"):
+        predict(model, members[0], z, r)
+    with pytest.raises(PhysNetInputError, match=r"params do not fit the model: params/.*: shape \(3, .*\), model "
+                                                r"expects \("):
+        predict(model.member, stacked, z, r)
+    pair = stack_members(members[:2])
+    with pytest.raises(PhysNetInputError, match=r"ensemble of 3 members but the parameters hold 2 member\(s\)"):
+        predict(model, pair, z, r)
+    with pytest.raises(PhysNetInputError, match=r"ensemble of 3 members but the parameters hold 2 member\(s\)"):
+        PhysNetCalculator(model, pair)
+
+
+def test_a_periodic_prediction_of_an_ensemble_has_no_dipole_spread(ensemble, two_molecules):
+    """predict_periodic returned dipole_std of a dipole it does not return (a periodic cell has none)."""
+    model, stacked, _ = ensemble
+    z, r = two_molecules[0]
+    out = predict_periodic(model, stacked, z, np.asarray(r) + 10.0, np.eye(3) * 20.0)
+    assert "dipole" not in out and "dipole_std" not in out
+    assert out["charges_std"].shape == (len(z),) and out["energy_std"] > 0
+
+
 def test_combine_single_and_ensemble_checkpoints(ensemble, tmp_path, capsys):
     model, stacked, members = ensemble
     a = save_checkpoint(tmp_path / "a", model.member, members[0],

@@ -192,6 +192,9 @@ def test_bad_arguments(system):
     (dict(ensemble="nvt"), r"ensemble must be one of \(.*'nve'.*\), received 'nvt'"),
     (dict(on_energy_drift="ignore"), r"on_energy_drift must be one of \('stop', 'warn'\), received 'ignore'"),
     (dict(on_uncertainty="ignore"), r"on_uncertainty must be one of \(.*\), received 'ignore'"),
+    # main: a raw NotADirectoryError after writing a stray file, a raw FileNotFoundError
+    (dict(out="run.xyz/"), r"out run\.xyz/ ends in a path separator, a directory; give a file name"),
+    (dict(out="no_such_folder/run.xyz"), r"out no_such_folder/run\.xyz: directory no_such_folder does not exist"),
 ])
 def test_the_python_api_names_its_keywords(system, arguments, message):
     """simulate's messages name its keywords (the command line passes its option names instead)."""
@@ -486,6 +489,48 @@ def test_bad_masses_of_the_start_geometry_are_named_not_reported_as_a_blow_up(sy
     err = capsys.readouterr().err
     assert (f"the start geometry's masses (atoms.get_masses(): a masses array of the Atoms or of its file) must be "
             f"finite and > 0 amu; received [{mass}] at atom indices [1]") in err, err
+
+
+def test_ase_constraints_on_the_start_geometry_are_refused_not_ignored(system, tmp_path, capsys):
+    """FixAtoms([0, 1, 2]): the 'fixed' atoms moved 0.05 Å in 20 steps without a word (also a move_mask column of an
+    extxyz file, which ASE reads as a constraint)."""
+    from ase.constraints import FixAtoms
+
+    model, params, atoms = system
+    fixed = atoms.copy()
+    fixed.set_constraint(FixAtoms([0, 1, 2]))
+    with pytest.raises(PhysNetInputError, match=r"carries ASE constraints \(FixAtoms\), which this MD does not apply"):
+        simulate(model, params, fixed, steps=10, save_every=10)
+    save_checkpoint(tmp_path / "model", model, params)
+    ase.io.write(tmp_path / "fixed.extxyz", fixed)
+    assert "move_mask" in (tmp_path / "fixed.extxyz").read_text()
+    assert main(["--checkpoint", str(tmp_path / "model"), "--geometry", str(tmp_path / "fixed.extxyz"),
+                 "--steps", "10", "--save-every", "10"]) == 2
+    assert "which this MD does not apply" in capsys.readouterr().err
+
+
+def test_a_restart_of_another_cell_or_periodicity_is_refused(system, tmp_path):
+    """A checkpoint of a run in a 14 Å cell restarted with the isolated molecule, or in a 9 Å cell, and one of an
+    isolated run restarted in a cell: each continued silently as the other system."""
+    model, params, atoms = system
+    boxed = atoms.copy()
+    boxed.cell, boxed.pbc = np.eye(3) * 14.0, True
+    boxed.center()
+    run = dict(steps=10, save_every=10, ensemble="langevin")
+    simulate(model, params, boxed, checkpoint_path=tmp_path / "boxed.npz", **run)
+    simulate(model, params, atoms, checkpoint_path=tmp_path / "alone.npz", **run)
+    alone = ase.Atoms(numbers=boxed.numbers, positions=boxed.positions)
+    with pytest.raises(PhysNetInputError, match=r"boxed\.npz was run in a periodic cell, but the geometry is isolated"):
+        simulate(model, params, alone, restart=tmp_path / "boxed.npz", **run)
+    smaller = boxed.copy()
+    smaller.cell = np.eye(3) * 9.0
+    with pytest.raises(PhysNetInputError, match=r"boxed\.npz was run in the cell \[\[14\.0, 0\.0, 0\.0\], .* the "
+                                                r"geometry has \[\[9\.0, 0\.0, 0\.0\]"):
+        simulate(model, params, smaller, restart=tmp_path / "boxed.npz", **run)
+    with pytest.raises(PhysNetInputError, match=r"alone\.npz was run as an isolated molecule, but the geometry is "
+                                                r"periodic"):
+        simulate(model, params, boxed, restart=tmp_path / "alone.npz", **run)
+    assert simulate(model, params, boxed, restart=tmp_path / "boxed.npz", **run).steps == 10
 
 
 def test_a_restart_that_would_pass_the_last_step_is_refused(system, tmp_path, monkeypatch):

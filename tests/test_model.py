@@ -361,8 +361,9 @@ def test_hyperparameters_of_a_wrong_type_are_named(kwargs, match):
 @pytest.mark.parametrize("z,r,match", [
     (np.array([1, 1]), np.zeros((3, 3)), r"positions must have shape \(n, 3\)"),
     (np.array([[1, 1]]), np.zeros((2, 3)), r"atomic_numbers must have shape \(n,\)"),
-    (np.array([1, 0]), np.array([[0.0, 0, 0], [1, 0, 0]]), r"element\(s\) Z=0 at atom\(s\) 1 .* Z = 1\.\.118"),
-    (np.array([1, 119]), np.array([[0.0, 0, 0], [1, 0, 0]]), r"element\(s\) Z=119 at atom\(s\) 1"),
+    (np.array([1, 0]), np.array([[0.0, 0, 0], [1, 0, 0]]), r"atomic number\(s\) 0 at atom\(s\) 1 are not elements "
+                                                           r"\(Z = 1\.\.118\)"),
+    (np.array([1, 119]), np.array([[0.0, 0, 0], [1, 0, 0]]), r"atomic number\(s\) 119 at atom\(s\) 1 are not elements"),
     (np.array([1, 1]), np.array([[0.0, 0, 0], [np.nan, 0, 0]]), r"NaN or Inf at atom\(s\) 1 "),
 ])
 def test_bad_input_is_rejected(z, r, match):

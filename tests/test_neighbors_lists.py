@@ -162,7 +162,8 @@ def test_host_batches_refuse_sizes_too_small_and_mismatched_input():
         batch_molecules(z, r[:1], CUTOFF)
     with pytest.raises(ValueError, match="cannot build a batch of zero molecules"):
         batch_molecules([], [], CUTOFF)
-    with pytest.raises(ValueError, match=r"molecule 1: 5 atomic numbers but positions of shape \(4, 3\)"):
+    with pytest.raises(ValueError, match=r"molecule 1: positions must have shape \(n, 3\) = \(5, 3\) to match "
+                                         r"atomic_numbers, received shape \(4, 3\)"):
         batch_molecules(z, [r[0], r[1][:4]], CUTOFF)
     assert [round_up(k, 8) for k in (1, 8, 9)] == [8, 8, 16]
     with pytest.raises(ValueError, match="multiple must be >= 1, received 0"):
@@ -214,7 +215,8 @@ def test_batch_periodic_refuses_bad_input():
         batch_periodic([z, z], [positions], [cell], CUTOFF)
     with pytest.raises(ValueError, match="cannot build a batch of zero cells"):
         batch_periodic([], [], [], CUTOFF)
-    with pytest.raises(ValueError, match=rf"structure 0: {len(z)} atomic numbers but positions of shape \(2, 3\)"):
+    with pytest.raises(ValueError, match=rf"structure 0: positions must have shape \(n, 3\) = \({len(z)}, 3\) to "
+                                         r"match atomic_numbers, received shape \(2, 3\)"):
         batch_periodic([z], [positions[:2]], [cell], CUTOFF)
     with pytest.raises(ValueError, match=r"positions must have shape \(n, 3\), received \(3,\)"):
         periodic_pairs(positions[0], cell, CUTOFF)

@@ -10,12 +10,14 @@ import pytest
 from conftest import cast_params, perturbed_params
 
 from physnetjax import PhysNet, init_params, predict
+from physnetjax.errors import PhysNetInputError
 from physnetjax.neighbors import (
     CompileCounter,
     MoleculeBatcher,
     apply_batch,
     batch_from_neighbors,
     batch_molecules,
+    batch_periodic,
     concatenate_padded,
     iterate_batches,
     model_pair_cutoff,
@@ -189,3 +191,36 @@ def test_pair_terms_reaching_past_the_cutoff_get_their_own_list(dataset):
         np.testing.assert_allclose(float(out["energy"][slot]), alone["energy"], **TOL)
         np.testing.assert_allclose(np.asarray(out["forces"])[offset:offset + count], alone["forces"], **TOL)
         offset += count
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda z, r: (z, np.where(np.arange(len(z))[:, None] == 3, np.nan, r)),
+     r"molecule 1: positions contain NaN or Inf at atom\(s\) 3"),
+    (lambda z, r: (np.r_[0, z[1:]], r), r"molecule 1: atomic number\(s\) 0 at atom\(s\) 0 are not elements "
+                                        r"\(Z = 1\.\.118\)"),
+    (lambda z, r: (np.r_[-1, z[1:]], r), r"molecule 1: atomic number\(s\) -1 at atom\(s\) 0 are not elements"),
+    (lambda z, r: (z + 0.7, r), r"molecule 1: atomic_numbers must be integers"),
+    (lambda z, r: (np.r_[z, z[-1]], np.r_[r, r[-1:] + [0.01, 0.0, 0.0]]), r"molecule 1: atoms overlap: atoms 8-9 at 0\.01 Å"),
+    (lambda z, r: (z, r[:, :2]), r"molecule 1: positions must have shape \(n, 3\) = \(9, 3\) to match "
+                                 r"atomic_numbers, received shape \(9, 2\)"),
+])
+def test_hand_built_batches_refuse_what_predict_refuses(molecules, edit, message):
+    """batch_molecules + apply_batch (the README's batch API) returned finite wrong energies: a NaN position dropped
+    its atom from the neighbor list (force 0), Z = 0 or -1 gave a plausible energy, Z = 6.7 was truncated to 6, a
+    duplicated atom added ~50 eV; a (9, 2) position array was reported as shape (6, 3)."""
+    z, r = molecules["ethanol"]
+    bad_z, bad_r = edit(np.asarray(z), np.asarray(r, np.float64))
+    with pytest.raises(PhysNetInputError, match=message):
+        batch_molecules([z, bad_z], [r, bad_r], 4.0)
+    cell = np.eye(3) * 20.0
+    with pytest.raises(PhysNetInputError, match=message.replace("molecule 1", "structure 1")):
+        batch_periodic([z, bad_z], [r, bad_r], [cell, cell], 4.0)
+
+
+def test_apply_batch_outside_jit_refuses_elements_beyond_the_model(setup, molecules):
+    """Z = 9 or 100 beyond a model's max_atomic_number returned NaN energies from apply_batch."""
+    model, params, _ = setup
+    z, r = molecules["ethanol"]
+    batch = batch_molecules([np.r_[z[:-1], 10]], [r], model.cutoff, pair_cutoff=model_pair_cutoff(model))
+    with pytest.raises(PhysNetInputError, match=r"atomic number\(s\) \[10\] beyond this model's max_atomic_number 9"):
+        apply_batch(model, params, batch)

@@ -104,3 +104,28 @@ def test_a_re_saved_checkpoints_record_is_read_one_level_down(ethanol_record):
     assert both.elements == (1, 6) and both.charges == (0.0,)
     assert TrainingRecord.from_metadata({"source_metadata": "not a record"}) == TrainingRecord()
     assert TrainingRecord.from_metadata(None) == TrainingRecord()
+
+
+def test_entry_points_take_a_metadata_dict_or_none_as_the_record(tiny):
+    """predict(..., training_record=metadata) (the dict load_checkpoint returns) and training_record=None ended in
+    "AttributeError: 'dict' object has no attribute 'check_structure'"."""
+    from physnetjax import PhysNetCalculator, predict
+    from physnetjax.training_record import NO_TRAINING_RECORD, training_record_of
+
+    model, params = tiny
+    metadata = {"trained_elements": [1, 6, 8], "trained_charges": [0.0]}
+    assert training_record_of(None) is NO_TRAINING_RECORD
+    assert training_record_of(metadata) == TrainingRecord.from_metadata(metadata)
+    with pytest.raises(TypeError, match="training_record must be a TrainingRecord, a checkpoint's metadata dict or "
+                                        "None, received list"):
+        training_record_of([1, 6, 8])
+    fluoro = np.array([9, 1])
+    positions = np.array([[0.0, 0.0, 0.0], [0.92, 0.0, 0.0]])
+    with pytest.warns(PhysNetInputWarning, match=r"F .*never occurred in this model's training data"):
+        predict(model, params, fluoro, positions, training_record=metadata)
+    with warnings_as_errors():
+        predict(model, params, fluoro, positions, training_record=None)
+    atoms = ase.Atoms(numbers=fluoro, positions=positions)
+    atoms.calc = PhysNetCalculator(model, params, training_record=metadata)
+    with pytest.warns(PhysNetInputWarning, match=r"F .*never occurred in this model's training data"):
+        atoms.get_potential_energy()

@@ -232,6 +232,10 @@ def test_partial_pbc_ignores_the_non_periodic_cell_rows(charged):
 def test_periodic_image_overlap_is_named(charged):
     with pytest.raises(PhysNetInputError, match=r"spacing 0\.05 Å along cell vector 0"):
         predict_periodic(*charged, WATER_Z[:1], WATER_R[:1], np.diag([0.05, 6.0, 6.0]))
+    with pytest.raises(PhysNetInputError, match=r"spacing 0 Å along cell vector 2 \(0 Å long\)"):  # main: vector 0
+        predict_periodic(*charged, WATER_Z[:1], WATER_R[:1], np.diag([30.0, 30.0, 0.0]))
+    with pytest.raises(PhysNetInputError, match=r"spacing 0 Å \(the periodic cell vectors are linearly dependent\)"):
+        predict_periodic(*charged, WATER_Z[:1], WATER_R[:1], np.array([[5.0, 0, 0], [10.0, 0, 0], [0, 0, 5.0]]))
     with pytest.raises(PhysNetInputError, match=r"atoms 0-0 \(periodic image\) at 0\.3 Å"):
         validate_structure(WATER_Z[:1], WATER_R[:1], 9, cell=np.diag([0.3, 6.0, 6.0]), pbc=True, strict=True)
 
@@ -306,7 +310,8 @@ def test_non_finite_forces_with_a_finite_energy_raise_naming_the_atoms():
 
 def test_total_charge_of_atoms_and_initial_charges():
     """total_charge, else info['charge'], else the sum of non-zero initial charges (tblite's rule), else 0;
-    a given charge that differs from the initial charges' sum is used, with a warning naming both."""
+    a given charge that differs from info['charge'] or the initial charges' sum is used, with a warning naming
+    both."""
     from physnetjax.validation import atoms_total_charge
 
     atoms = ase.Atoms("NH4", positions=[[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [-1, 0, 0]])
@@ -315,7 +320,11 @@ def test_total_charge_of_atoms_and_initial_charges():
         atoms.set_initial_charges([0.0] * 5)  # an all-zero column is no information
         atoms.info["charge"] = 1.0
         assert atoms_total_charge(atoms) == 1.0
+        assert atoms_total_charge(atoms, 1.0) == 1.0
+    with pytest.warns(PhysNetInputWarning, match=r"info\['charge'\] is 1 e but total_charge is -1 e; total_charge is "
+                                                 r"used"):  # main: info['charge'] dropped without a word
         assert atoms_total_charge(atoms, -1.0) == -1.0
+    with warnings_as_errors():
         atoms.set_initial_charges([0.2] * 5)  # sums to the charge used: silent
         assert atoms_total_charge(atoms) == pytest.approx(1.0)
         del atoms.info["charge"]

@@ -25,7 +25,7 @@ from physnetjax.check.smoothness import check_smoothness
 from physnetjax.check.stability import check_curvature, check_nve
 from physnetjax.data.dataset import check_images_beyond_reach
 from physnetjax.neighbors import image_reach
-from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
+from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
 from physnetjax.validation import SYMBOLS, element, untrained_charges, unseen_elements, validate_structure
 
 logger = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ def check_model(
         raise ValueError("check_model needs at least one structure")
     check_images_beyond_reach([s.name for s in structures], [s.cell for s in structures],
                               [s.positions for s in structures], *image_reach(model))
+    training_record = training_record_of(training_record)
     results = [] if training_record.elements is None else [
         trained_elements_result(s, k, training_record.elements) for k, s in enumerate(structures)]
     if training_record.charges is not None:

@@ -382,6 +382,31 @@ def _json_value(value):
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
+def check_metadata_keys(metadata, where: str = "metadata") -> None:
+    """Refuse checkpoint metadata that JSON would not give back: not a dict (the checkpoint then loaded as
+    corrupted), or a key that is not a string at any level (JSON writes 1 as "1", which then replaces a key "1").
+
+    Raises:
+      TypeError: naming the key and where it is.
+    """
+    if not isinstance(metadata, dict):
+        raise TypeError(f"{where} must be a dict (a JSON object), received {type(metadata).__name__}")
+    _check_json_keys(metadata, where)
+
+
+def _check_json_keys(value, where: str) -> None:
+    """TypeError for a dict key below ``value`` (reached as ``where``) that is not a string."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{where} key {key!r} is a {type(key).__name__}: keys must be strings (JSON stores 1 "
+                                "as \"1\", where it can replace another key)")
+            _check_json_keys(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_json_keys(item, f"{where}[{index}]")
+
+
 def save_checkpoint(
     path,
     model,
@@ -418,11 +443,12 @@ def save_checkpoint(
       CheckpointError: ``overwrite`` would delete something that is not a checkpoint,
         or ``params`` do not fit ``model`` (each mismatching parameter is named; for an
         ensemble, first a member count that differs from ``model.size``).
-      TypeError: ``metadata`` is not JSON-serialisable.
+      TypeError: ``metadata`` is not a dict with string keys (at every level) or not JSON-serialisable.
     """
     from physnetjax import __version__
     from physnetjax.ensemble.model import is_ensemble, member_count_mismatch
 
+    check_metadata_keys({} if metadata is None else metadata)
     target = absolute_path(path)
     recover_interrupted_overwrite(target)
     if target.exists():

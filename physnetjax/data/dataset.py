@@ -26,6 +26,7 @@ from physnetjax.units import dipole_factor, energy_factor, force_factor
 from physnetjax.validation import (
     BOND_RATIO_MAX,
     MAX_ABS_COORDINATE,
+    MAX_ATOMIC_NUMBER,
     MIN_DISTANCE_ERROR,
     MIN_DISTANCE_WARNING,
     PhysNetInputError,
@@ -34,7 +35,6 @@ from physnetjax.validation import (
     close_contacts,
 )
 
-MAX_ATOMIC_NUMBER = 118
 LABELS = ("E", "F", "D", "Q")
 """Label keys: energy (M,) eV, forces (M, n, 3) eV/Å, dipole (M, 3) e·Å, total charge (M,) e."""
 

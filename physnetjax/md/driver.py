@@ -112,9 +112,9 @@ from physnetjax.md.io import TRAJECTORY_FORMATS, TrajectoryWriter, frame_atoms, 
 from physnetjax.md.potential import AllPairs
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import AMU_A2_PER_FS2_IN_EV, ASE_TIME_UNIT_FS, BAR, BOLTZMANN
-from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
-from physnetjax.validation import (atoms_total_charge, check_masses, check_range, check_seed, check_total_charge,
-                                   validate_structure)
+from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
+from physnetjax.validation import (atoms_total_charge, check_masses, check_output_path, check_range, check_seed,
+                                   check_total_charge, validate_structure)
 
 logger = logging.getLogger(__name__)
 
@@ -418,6 +418,8 @@ def check_md_arguments(*, ensemble, temperature_K, timestep_fs, steps, save_ever
     if out is not None and Path(out).suffix.lower() not in TRAJECTORY_FORMATS:
         raise PhysNetInputError(f"{name('out')} {out}: a trajectory file must end in one of "
                                 f"{sorted(TRAJECTORY_FORMATS)}")
+    if out is not None:
+        check_output_path(out, overwrite=True, what=name("out"))
 
 
 def simulate(
@@ -518,7 +520,7 @@ def simulate(
 
     Raises:
       ValueError: bad arguments. EnergyConservationError: see ``energy_tolerance``. PhysNetInputError: masses or
-        momenta of the start geometry outside the ranges above; a start geometry that fails
+        momenta of the start geometry outside the ranges above, ASE constraints on it; a start geometry that fails
         :func:`physnetjax.validation.validate_structure` with ``strict=True`` (atoms closer
         than 0.5 Å are refused), fewer than 2 atoms, partial PBC, or ``npt`` without a cell. MDInstabilityError:
         NaN/Inf or |F| > max_force.
@@ -545,6 +547,11 @@ def simulate(
                                 "dynamics: 3N - 3 = 0 degrees of freedom)")
     if np.any(atoms.pbc) and not np.all(atoms.pbc):
         raise PhysNetInputError(f"pbc={atoms.pbc.tolist()}: MD runs only fully periodic or isolated systems")
+    if atoms.constraints:
+        names = ", ".join(sorted({type(c).__name__ for c in atoms.constraints}))
+        raise PhysNetInputError(f"the start geometry carries ASE constraints ({names}), which this MD does not apply: "
+                                "the atoms would move freely; remove them (atoms.set_constraint(), or the move_mask "
+                                "of an extxyz file), or run ASE's dynamics with physnetjax.PhysNetCalculator")
     if ensemble == "npt" and not np.all(atoms.pbc):
         raise PhysNetInputError(f"{displayed_setting('ensemble', 'npt', names)} needs a fully periodic cell, but the "
                                 "start geometry is isolated (no pbc): give one with a cell and pbc all True, or "
@@ -553,7 +560,7 @@ def simulate(
     z, _ = validate_structure(atoms.numbers, atoms.positions, model.max_atomic_number,
                               total_charge=total_charge, cell=atoms.cell.array, pbc=atoms.pbc, strict=True,
                               where="MD start geometry")
-    training_record.check_structure(model, z, total_charge, where="MD start geometry",
+    training_record_of(training_record).check_structure(model, z, total_charge, where="MD start geometry",
                                     consequence="the logged potential energies include it")
     cell = np.asarray(atoms.cell.array) if np.all(atoms.pbc) else None
     masses = jnp.asarray(check_masses(atoms.get_masses(), n, {"masses": START_MASSES}), dtype)
@@ -949,6 +956,9 @@ ORIGIN_KEY = "origin"
 MASSES_KEY = "masses"
 """MD-state checkpoint entry: the atomic masses (amu) the momenta belong to, checked by :func:`read_restart`."""
 
+GEOMETRY_CELL_KEY = "geometry_cell"
+"""MD-checkpoint key: the start geometry's cell (3, 3) Å, zeros for an isolated system (a restart must run the same)."""
+
 MASS_TOLERANCE_AMU = 1e-6
 """Largest difference (amu) between a restart file's masses and its geometry's that a restart accepts."""
 
@@ -975,7 +985,8 @@ def read_restart(path, atoms: ase.Atoms, max_atomic_number: int) -> dict:
 
     Raises:
       PhysNetInputError: the file is not a readable .npz, lacks one of :data:`RESTART_KEYS`,
-        holds another system (atomic numbers), a state that fails its recorded
+        holds another system (atomic numbers; a start geometry of another cell or periodicity,
+        :data:`GEOMETRY_CELL_KEY`, in files that record it), a state that fails its recorded
         :func:`state_checksum` (edited after it was written; files without one are not
         checked), masses that differ from the geometry's by more than
         :data:`MASS_TOLERANCE_AMU` (an edited isotope: the saved momenta belong to the
@@ -1003,6 +1014,8 @@ def read_restart(path, atoms: ase.Atoms, max_atomic_number: int) -> dict:
                                 f"{atoms.numbers.tolist()}")
     if MASSES_KEY in saved:
         _check_restart_masses(path, np.asarray(saved[MASSES_KEY]), atoms)
+    if GEOMETRY_CELL_KEY in saved:
+        _check_restart_cell(path, np.asarray(saved[GEOMETRY_CELL_KEY]), atoms)
     step = np.asarray(saved["step"])
     if step.shape != () or not np.issubdtype(step.dtype, np.integer) or step < 0:
         raise PhysNetInputError(f"restart file {path}: step must be an integer >= 0, received {step.tolist()}")
@@ -1021,6 +1034,24 @@ def read_restart(path, atoms: ase.Atoms, max_atomic_number: int) -> dict:
     validate_structure(atoms.numbers, saved["positions"], max_atomic_number, cell=cell, pbc=atoms.pbc, strict=True,
                        where=f"restart file {path}")  # the charge is the start geometry's, checked by simulate
     return saved
+
+
+def _check_restart_cell(path, recorded: np.ndarray, atoms: ase.Atoms) -> None:
+    """Refuse restart file ``path`` if the start geometry it ``recorded`` (its cell, zeros: isolated) is not periodic
+    as ``atoms`` are, or in another cell (within 1e-6 Å): the restart would continue another system, silently."""
+    if recorded.shape != (3, 3) or not np.issubdtype(recorded.dtype, np.floating) or not np.isfinite(recorded).all():
+        raise PhysNetInputError(f"restart file {path}: {GEOMETRY_CELL_KEY} must be finite floating numbers of shape "
+                                f"(3, 3), received shape {recorded.shape}, dtype {recorded.dtype}")
+    was_periodic, periodic = bool(np.any(recorded)), bool(np.all(atoms.pbc))
+    if was_periodic != periodic:
+        run_as = "in a periodic cell" if was_periodic else "as an isolated molecule"
+        raise PhysNetInputError(f"restart file {path} was run {run_as}, but the geometry is "
+                                f"{'periodic' if periodic else 'isolated'}: a restart continues the system it was run "
+                                "as; restart with the geometry it was run with, or start a new run (--geometry)")
+    if periodic and not np.allclose(recorded, atoms.cell.array, rtol=0.0, atol=1e-6):
+        raise PhysNetInputError(f"restart file {path} was run in the cell {np.round(recorded, 6).tolist()} Å, the "
+                                f"geometry has {np.round(atoms.cell.array, 6).tolist()} Å: a restart continues the run "
+                                "in its cell; restart with the geometry it was run with, or start a new run (--geometry)")
 
 
 def _check_restart_masses(path, masses: np.ndarray, atoms: ase.Atoms) -> None:
@@ -1106,7 +1137,9 @@ def _checkpoint(path, atoms, state: MDState, step: int, ensemble: str, fingerpri
     arrays = checkpoint_arrays(state, atoms.numbers, step, ensemble)
     arrays["timestep_fs"] = np.float64(timestep_fs)
     arrays.update(positions=frame.to_user(arrays["positions"], arrays.get("cell", cell)),
-                  **{ORIGIN_KEY: frame.origin, MASSES_KEY: np.asarray(atoms.get_masses(), np.float64)})
+                  **{ORIGIN_KEY: frame.origin, MASSES_KEY: np.asarray(atoms.get_masses(), np.float64),
+                     GEOMETRY_CELL_KEY: np.asarray(atoms.cell.array if np.all(atoms.pbc) else np.zeros((3, 3)),
+                                                   np.float64)})
     _save_npz(Path(path), model=fingerprint, **arrays, **{STATE_CHECKSUM_KEY: state_checksum(arrays)})
     logger.info("MD checkpoint at step %d written to %s", step, path)
 

@@ -27,6 +27,9 @@ from typing import Optional
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from physnetjax.errors import PhysNetInputError
 
 
 @flax.struct.dataclass
@@ -120,7 +123,18 @@ def apply_batch(model, params, batch: Batch, compute_forces: bool = True) -> dic
     """Run ``model`` (a :class:`physnetjax.PhysNet`) on a :class:`Batch`; returns the output dict.
 
     ``compute_forces=False`` skips the model's inner gradient (``forces`` None, other outputs equal).
+
+    Raises:
+      PhysNetInputError: called outside ``jit`` on a batch holding elements beyond the model's
+        ``max_atomic_number`` (the network's embedding has no row for them: NaN energies). Under ``jit`` the
+        batch is not looked at: check it before.
     """
+    z = batch.atomic_numbers
+    if not isinstance(z, jax.core.Tracer):
+        beyond = np.unique(np.asarray(z)[np.asarray(z) > model.max_atomic_number])
+        if beyond.size:
+            raise PhysNetInputError(f"the batch holds atomic number(s) {beyond.tolist()} beyond this model's "
+                                    f"max_atomic_number {model.max_atomic_number}: use a model trained with them")
     return model.apply(
         params,
         batch.atomic_numbers,

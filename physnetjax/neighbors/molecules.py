@@ -10,6 +10,7 @@ from physnetjax.neighbors.batch import Batch
 from physnetjax.neighbors.checks import check_full_list
 from physnetjax.neighbors.halves import halves_layout
 from physnetjax.neighbors.triplets import padded_triplets
+from physnetjax.validation import check_batch_overlaps, check_batch_structures
 
 
 def round_up(value: int, multiple: int) -> int:
@@ -68,6 +69,12 @@ def batch_molecules(
 
     Returns:
       A :class:`Batch` of NumPy arrays (pass through ``jax.device_put`` or use in jit).
+
+    Raises:
+      PhysNetInputError: a molecule with atomic numbers outside the periodic table, NaN positions, shapes that do
+        not match or overlapping atoms (:func:`~physnetjax.validation.check_batch_structures`,
+        :func:`~physnetjax.validation.check_batch_overlaps`).
+      ValueError: mismatched lengths, no molecule, padded sizes too small.
     """
     if len(atomic_numbers) != len(positions):
         raise ValueError(
@@ -80,13 +87,8 @@ def batch_molecules(
     separate_pairs = pair_cutoff is None or pair_cutoff > cutoff
     z_all, r_all, dst_all, src_all, pdst_all, psrc_all = [], [], [], [], [], []
     offset = 0
-    for k, (z, r) in enumerate(zip(atomic_numbers, positions)):
-        z = np.asarray(z).reshape(-1)
-        r = np.asarray(r, dtype=np.float64).reshape(-1, 3)
-        if z.shape[0] != r.shape[0]:
-            raise ValueError(
-                f"molecule {k}: {z.shape[0]} atomic numbers but positions of shape {r.shape}"
-            )
+    for z, r in zip(*check_batch_structures(atomic_numbers, positions)):
+        r = r.astype(np.float64)
         dst, src = molecule_pairs(r, cutoff)
         dst_all.append(dst + offset)
         src_all.append(src + offset)
@@ -99,6 +101,7 @@ def batch_molecules(
         offset += z.shape[0]
 
     edges = (np.concatenate(dst_all), np.concatenate(src_all), None)
+    check_batch_overlaps(r_all, *edges[:2])
     pairs = (np.concatenate(pdst_all), np.concatenate(psrc_all), None) if separate_pairs else None
     return assemble_batch(
         z_all, r_all, edges, pairs, total_charges, None,

@@ -18,6 +18,7 @@ from ase.geometry import complete_cell
 from physnetjax.neighbors.batch import Batch
 from physnetjax.neighbors.molecules import assemble_batch
 from physnetjax.neighbors.neighbor_list import perpendicular_widths
+from physnetjax.validation import check_batch_overlaps, check_batch_structures
 
 
 def lattice_images(positions, cell, pbc=(True, True, True)) -> np.ndarray:
@@ -116,7 +117,10 @@ def batch_periodic(
     ``dtype``: the batch's positions are the wrapped ones.
 
     Raises:
-      ValueError: mismatched lengths, bad shapes, or ``pair_cutoff=None`` (all pairs
+      PhysNetInputError: a structure with atomic numbers outside the periodic table, NaN positions, shapes that do
+        not match or overlapping atoms (:func:`~physnetjax.validation.check_batch_structures`,
+        :func:`~physnetjax.validation.check_batch_overlaps`).
+      ValueError: mismatched lengths, or ``pair_cutoff=None`` (all pairs
         of an infinite crystal: use a Coulomb long-range cutoff).
     """
     if not len(atomic_numbers) == len(positions) == len(cells):
@@ -136,11 +140,8 @@ def batch_periodic(
     separate_pairs = pair_cutoff > cutoff
     z_all, r_all, edge_parts, pair_parts = [], [], [], []
     offset = 0
-    for k, (z, r, cell) in enumerate(zip(atomic_numbers, positions, cells)):
-        z = np.asarray(z).reshape(-1)
-        r = np.asarray(r, dtype=np.float64)
-        if r.shape != (z.shape[0], 3):
-            raise ValueError(f"structure {k}: {z.shape[0]} atomic numbers but positions of shape {r.shape}")
+    for z, r, cell in zip(*check_batch_structures(atomic_numbers, positions, "structure"), cells):
+        r = np.asarray(r, np.float64)
         r = r - lattice_translations(r, cell)
         dst, src, shifts = periodic_pairs(r, cell, cutoff)
         edge_parts.append((dst + offset, src + offset, shifts))
@@ -154,9 +155,11 @@ def batch_periodic(
     def joined(parts):
         return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
 
+    edges = joined(edge_parts)
+    cells = [np.asarray(c, dtype=np.float64) for c in cells]
+    check_batch_overlaps(r_all, *edges, cells=cells, what="structure")
     return assemble_batch(
-        z_all, r_all, joined(edge_parts), joined(pair_parts) if separate_pairs else None, total_charges,
-        [np.asarray(c, dtype=np.float64) for c in cells],
+        z_all, r_all, edges, joined(pair_parts) if separate_pairs else None, total_charges, cells,
         num_atoms=num_atoms, num_edges=num_edges, num_pairs=num_pairs, num_molecules=num_molecules,
         three_body_cutoff=three_body_cutoff, num_triplets=num_triplets, dtype=dtype,
     )

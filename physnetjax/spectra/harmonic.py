@@ -61,7 +61,7 @@ import numpy as np
 
 from physnetjax.calculator import cast_params
 from physnetjax.errors import displayed, displayed_setting
-from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
+from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
 from physnetjax.validation import check_length_unit, check_masses, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
 from physnetjax.spectra.optimize import (DEFAULT_FMAX, DEFAULT_MAX_STEPS, OptimizationResult,
@@ -329,7 +329,7 @@ def harmonic(
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
     stretched_start = check_length_unit(z, r)
-    training_record.check_structure(model, z, total_charge)
+    training_record_of(training_record).check_structure(model, z, total_charge)
     if intensities and not model.charges:
         raise ValueError(
             "IR intensities need the dipole, which only a model with charges=True predicts; this model "

@@ -85,7 +85,7 @@ from physnetjax.md.integrators import (
 from physnetjax.md.ensembles import check_temperature
 from physnetjax.md.potential import DENSE_MAX_ATOMS, physnet_potential
 from physnetjax.predict import split_element_energies
-from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
+from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
 from physnetjax.validation import check_length_unit, check_masses, check_seed, validate_structure
 from physnetjax.spectra.autocorrelation import (
     autocorrelation,
@@ -219,7 +219,7 @@ def md_spectrum(
     """
     z, r0 = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
     check_length_unit(z, r0)
-    training_record.check_structure(model, z, total_charge, consequence=None)
+    training_record_of(training_record).check_structure(model, z, total_charge, consequence=None)
     check_molecule_size(z.shape[0])
     r0 = np.asarray(r0, np.float64)
     num_atoms = z.shape[0]

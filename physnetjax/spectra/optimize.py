@@ -31,7 +31,7 @@ import optax.tree_utils as otu
 
 from physnetjax.calculator import cast_params
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, RunStoppedError, displayed, displayed_setting
-from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord
+from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
 from physnetjax.units import ANGSTROM_PER_BOHR
 from physnetjax.validation import check_length_unit, check_range, stretched_bond_ratio, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
@@ -161,7 +161,7 @@ def optimize_geometry(model, params, atomic_numbers, positions, *, total_charge:
     """
     z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
     stretched_start = check_length_unit(z, r)
-    training_record.check_structure(model, z, total_charge)
+    training_record_of(training_record).check_structure(model, z, total_charge)
     functions = molecule_functions(model, z, total_charge)
     with jax.enable_x64(True):
         params64 = cast_params(params, np.float64)
