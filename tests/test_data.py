@@ -96,6 +96,9 @@ def test_malformed_npz_arrays_are_named(tmp_path, raw, edit, match):
 def test_bad_units_and_force_sign_are_refused(raw):
     with pytest.raises(ValueError, match="force unit must look like ENERGY/LENGTH"):
         load_npz(DATA, force_unit="kcal")
+    with pytest.raises(ValueError, match=r"force unit 'kcal/mol' is an energy unit; give ENERGY/LENGTH, e\.g\. "
+                                         r"'kcal/mol/A'"):  # main: "unknown length unit 'mol'"
+        load_npz(DATA, force_unit="kcal/mol")
     with pytest.raises(ValueError, match="force_sign must be 1 or -1, received 2"):
         load_dataset([DATA], force_sign=2)
 
@@ -422,6 +425,26 @@ def test_npz_label_keys_not_read_warn(tmp_path, raw):
         assert not load_npz(path).has_F.any()
 
 
+@pytest.mark.parametrize("key", ["energies", "Energies", "e", "Etot", "U0"])
+def test_energies_under_common_names_warn_in_npz_and_extxyz(tmp_path, raw, key):
+    """'energies' (plural: not a substring match of 'energy'), 'e', 'Etot' and QM9's 'U0' were dropped without a
+    word: training went on with forces only."""
+    import ase
+    import ase.io
+
+    arrays = {k: v for k, v in raw.items() if k != "E"}
+    with pytest.warns(PhysNetInputWarning, match=rf"label-like keys not read: '{key}'"):
+        assert not load_npz(write(tmp_path, {**arrays, key: raw["E"]})).has_E.any()
+    frames = [ase.Atoms(numbers=raw["Z"][k], positions=raw["R"][k], info={key: float(raw["E"][k])})
+              for k in range(2)]
+    for atoms, forces in zip(frames, raw["F"]):
+        atoms.arrays["gradients"] = -forces
+    ase.io.write(tmp_path / "frames.extxyz", frames)
+    with pytest.raises(DataError, match=rf"no frame carries an energy or forces .*label-like keys found but not "
+                                        rf"read: '{key}' \(frames 0, 1\); 'gradients' \(frames 0, 1\)"):
+        load_ase(tmp_path / "frames.extxyz")
+
+
 def test_periodic_ase_frames_keep_their_cell_and_in_reach_images_are_refused(tmp_path, raw):
     """A periodic extxyz (crystal, liquid) was read as isolated molecules on main, its cell dropped with a warning
     only: training and eval went on without the periodic images. The cell is kept now (zero rows along the
@@ -609,3 +632,25 @@ def test_an_extxyz_label_that_is_not_numbers_names_file_and_frame(tmp_path, head
     path.write_text(good + good.replace("energy=-1.0", header))
     with pytest.raises(DataError, match=r"frames\.extxyz: " + match):
         load_dataset(path)
+
+
+def test_precision_and_charges_lost_before_reading_are_named(tmp_path, raw):
+    """From a data-reader probe: energies of -1e5 eV stored as float32 (7.8 meV steps), fractional total charges
+    (summed partial charges), Z + 2**32 (wrapped to Z by the int32 cast), an upper-case .NPZ (read by ASE, which
+    failed) and one path given twice as the same object were all taken without a word."""
+    with pytest.warns(PhysNetInputWarning, match=r"key 'E' is float32: at \|E\| up to 100\d{3}.* its values lie "
+                                                 r"0\.0078 eV apart.*store energies as float64"):
+        load_npz(write(tmp_path, {**raw, "E": (raw["E"] - 1e5).astype(np.float32)}))
+    with warnings_as_errors():  # ethanol's -300 eV in float32: 3e-5 eV steps, fine
+        load_npz(write(tmp_path, {**raw, "E": raw["E"].astype(np.float32)}))
+    with pytest.warns(PhysNetInputWarning, match=r"total charges that are not whole numbers of e in 64 frame\(s\) "
+                                                 r"\(frames 0, 1, 2, 3, 4 \(and 59 more\), e\.g\. 0\.45 e in"):
+        load_dataset(write(tmp_path, {**raw, "Q": np.full(len(raw["E"]), 0.45)}))
+    with pytest.raises(DataError, match=r"key 'Z' has atomic numbers outside \[0, 118\] in frame\(s\) 0, 1, 2"):
+        load_npz(write(tmp_path, {**raw, "Z": raw["Z"].astype(np.int64) + 2**32}))
+    upper = tmp_path / "SIX.NPZ"
+    with open(upper, "wb") as handle:  # np.savez would add ".npz" to the name
+        np.savez(handle, **raw)
+    assert load_dataset(upper).R.shape == raw["R"].shape
+    with pytest.warns(PhysNetInputWarning, match=r"is given twice"):
+        load_dataset([upper, upper])

@@ -348,3 +348,22 @@ def test_slips_named_before_the_tables_were_derived_are_still_named():
     assert {f"energies in {one} with forces in {other}/Å" for one in units_before for other in units_before
             if one != other} <= words
     assert {f"energies in {one} with forces in hartree/bohr" for one in units_before if one != "hartree"} <= words
+
+
+@pytest.mark.parametrize("mix_up", ["energies shifted by a frame", "forces shuffled", "two atoms' forces swapped"])
+def test_energies_and_forces_of_other_frames_or_atoms_are_named(mix_up):
+    """Energies shifted by one frame, forces shuffled across frames or two atoms' force rows swapped passed the
+    label check, and the log called them 'consistent' (correlation 0.10, effective pairs 9-15; correct: 0.99)."""
+    import dataclasses
+
+    from physnetjax.data import bundled_dataset_path
+
+    data = load_dataset(bundled_dataset_path()).subset(np.arange(300))
+    with warnings_as_errors():
+        assert check_label_sanity(data, "ethanol") == []
+    mixed = {"energies shifted by a frame": dict(E=np.roll(data.E, 1)),
+             "forces shuffled": dict(F=data.F[np.random.default_rng(0).permutation(len(data.E))]),
+             "two atoms' forces swapped": dict(F=data.F[:, [1, 0, *range(2, data.F.shape[1])]])}[mix_up]
+    with pytest.warns(PhysNetInputWarning, match=r"ethanol: the energies do not follow the forces: over \d+ pairs .*\("
+                                                 r"correlation -?0\.\d\d.*are energies or forces shifted, shuffled"):
+        check_label_sanity(dataclasses.replace(data, **mixed), "ethanol")

@@ -141,6 +141,13 @@ def _unit_factors(energy_unit: str, force_unit: Optional[str], dipole_unit: str)
         if "/" not in force_unit:
             raise ValueError(f"force unit must look like ENERGY/LENGTH (e.g. 'kcal/mol/A'), received {force_unit!r}")
         f_energy, f_length = force_unit.rsplit("/", 1)
+        try:
+            energy_factor(force_unit)
+        except ValueError:
+            pass
+        else:  # kcal/mol: an energy unit, its "/mol" taken for the length
+            raise ValueError(f"force unit {force_unit!r} is an energy unit; give ENERGY/LENGTH, e.g. "
+                             f"'{force_unit}/A' or '{force_unit}/bohr'")
         f = force_factor(f_energy, f_length)
     return e, f, dipole_factor(dipole_unit)
 
@@ -172,8 +179,7 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     if "E" not in raw and "F" not in raw:
         raise DataError(f"{path}: no labels: needs key 'E' and/or 'F' (keys present: {sorted(raw)})")
 
-    unread = [key for key in raw if key not in ("R", "Z", "N", *LABELS)
-              and any(word in key.lower() for word in (*LABEL_WORDS, "grad"))]
+    unread = [key for key in raw if key not in ("R", "Z", "N", *LABELS) and label_like(key)]
     if unread:
         warnings.warn(f"{path}: label-like keys not read: {', '.join(map(repr, unread))}; the labels read are the "
                       "PhysNet keys E (energy), F (forces, -dE/dR), D (dipole), Q (total charge): rename the "
@@ -193,6 +199,7 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
         if not np.all(np.isfinite(Z)) or np.any(np.mod(Z, 1) != 0):
             frame = int(np.nonzero(~(np.isfinite(Z) & (np.mod(Z, 1) == 0)).all(axis=1))[0][0])
             raise DataError(f"{path}: key 'Z' frame {frame}: atomic numbers must be integers, received {Z[frame]}")
+    check_atomic_number_range(path, Z)  # before the int32 cast, which wraps 2**32 + 6 to 6
     Z = Z.astype(np.int32)
     labels = {}
     scale = {"E": e_fac, "F": f_fac, "D": d_fac, "Q": 1.0}
@@ -205,6 +212,13 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
             value = value[:, 0]
         _check_shape(path, key, value, shapes[key])
         labels[key] = value * scale[key]
+    if "E" in raw and np.asarray(raw["E"]).dtype == np.float32 and labels["E"].size:
+        largest = float(np.abs(np.asarray(raw["E"])).max())
+        step = float(np.spacing(np.float32(largest))) * e_fac
+        if step > FLOAT32_ENERGY_RESOLUTION:
+            warnings.warn(f"{path}: key 'E' is float32: at |E| up to {largest:.6g} (file units) its values lie "
+                          f"{step:.2g} eV apart, so each energy was rounded by up to {step / 2:.2g} eV when the file "
+                          "was written; store energies as float64", PhysNetInputWarning, stacklevel=3)
     if "N" in raw:
         N = _real_numbers(path, "N", raw["N"], kind="atom counts")
         if N.shape == (M, 1):
@@ -466,9 +480,20 @@ def check_images_beyond_reach(sources: Sequence[str], cells: Sequence[np.ndarray
             "molecule's images beyond that reach")
 
 
-LABEL_WORDS = ("energy", "force", "dipole", "charge", "stress", "virial")
-"""Substrings (lower case) of ``atoms.info``/``atoms.arrays`` names that :func:`load_ase` reports when it does not
-read them."""
+LABEL_WORDS = ("energ", "force", "grad", "dipole", "charge", "stress", "virial")
+"""Substrings (lower case) of the names of labels the readers report when they do not read them (``energ``:
+``energies`` too)."""
+
+LABEL_NAMES = ("e", "etot", "e_tot", "u0", "f", "g", "d", "mu", "q")
+"""Whole names (lower case) of labels the readers report when they do not read them: energies stored as ``e``,
+``Etot``, ``U0`` (QM9), forces as ``f``, gradients as ``G``, dipoles as ``mu`` (the npz reader reads only the
+PhysNet keys ``E``, ``F``, ``D``, ``Q``)."""
+
+
+def label_like(name: str) -> bool:
+    """Whether a key or column ``name`` looks like a label (:data:`LABEL_WORDS`, :data:`LABEL_NAMES`)."""
+    lower = name.lower()
+    return lower in LABEL_NAMES or any(word in lower for word in LABEL_WORDS)
 
 READ_KEYS = {"charge", "initial_charges", "numbers", "positions"}
 """``atoms.info``/``atoms.arrays`` names that :func:`load_ase` reads itself."""
@@ -498,7 +523,7 @@ def _check_label_keys(path, k: int, atoms, results: dict, unread: dict) -> None:
                                 f"calculator result {name!r} (e.g. {theirs.reshape(-1)[:3].tolist()} vs "
                                 f"{ours.reshape(-1)[:3].tolist()}): keep one of them")
             continue
-        if any(word in name.lower() for word in LABEL_WORDS):
+        if label_like(name):
             unread.setdefault(name, []).append(k)
     if "charge" in atoms.info and "charges" in results:
         total = float(np.sum(results["charges"]))
@@ -525,16 +550,16 @@ def load_dataset(paths, *, energy_unit: str = "eV", force_unit: Optional[str] = 
     if isinstance(paths, (str, Path)):
         paths = [paths]
     parts, seen = [], {}
-    for p in paths:
+    for k, p in enumerate(paths):
         if not Path(p).exists():
             raise DataFileNotFoundError(f"{p}: no such file", p)
-        first = seen.setdefault(Path(p).resolve(), p)
-        if first is not p:
+        first, index = seen.setdefault(Path(p).resolve(), (p, k))
+        if index != k:
             warnings.warn(f"{p} is given twice (also as {first}): each of its frames is read twice, so it counts "
                           "double (in averages, fits and calibrations; in training it may also land in both the "
                           "training and the test split); give each file once",
                           PhysNetInputWarning, stacklevel=2)
-        loader = load_npz if str(p).endswith(".npz") else load_ase
+        loader = load_npz if str(p).lower().endswith(".npz") else load_ase
         parts.append(loader(p, energy_unit=energy_unit, force_unit=force_unit, dipole_unit=dipole_unit))
     data = parts[0] if len(parts) == 1 else concatenate(parts)
     if len(parts) > 1:
@@ -546,7 +571,8 @@ def load_dataset(paths, *, energy_unit: str = "eV", force_unit: Optional[str] = 
 
 
 def warn_unknown_charges(data: Dataset, where) -> None:
-    """Warn when frames without a total charge (taken as 0 e) sit beside frames of a non-zero charge.
+    """Warn when frames without a total charge (taken as 0 e) sit beside frames of a non-zero charge, and when total
+    charges are not whole numbers of e (:data:`FRACTIONAL_CHARGE`).
 
     The total charge is a model input: a cation whose file lacks ``Q`` (or
     ``info['charge']``) would be fitted, and evaluated, as a neutral molecule.
@@ -558,6 +584,22 @@ def warn_unknown_charges(data: Dataset, where) -> None:
                       f"taken as neutral (frames {_first_frames(unknown)}, e.g. {data.sources[unknown][0]}), while "
                       f"{int(charged.sum())} carry a non-zero one (e.g. {data.Q[charged][0]:g} e in "
                       f"{data.sources[charged][0]}); give every frame its charge", PhysNetInputWarning, stacklevel=3)
+    fractional = data.has_Q & (np.abs(data.Q - np.round(data.Q)) > FRACTIONAL_CHARGE)
+    if fractional.any():
+        k = int(np.nonzero(fractional)[0][0])
+        warnings.warn(f"{where}: total charges that are not whole numbers of e in {int(fractional.sum())} frame(s) "
+                      f"(frames {_first_frames(fractional)}, e.g. {data.Q[k]:.6g} e in {data.sources[k]}): a "
+                      "molecule's total charge is an integer, and the model takes it as an input; are these summed "
+                      "partial (force-field, Mulliken) charges? Give each frame its total charge (key 'Q', "
+                      "info['charge'])", PhysNetInputWarning, stacklevel=3)
+
+
+FRACTIONAL_CHARGE = 1e-3
+"""e: a total charge farther than this from a whole number warns (:func:`warn_unknown_charges`)."""
+
+FLOAT32_ENERGY_RESOLUTION = 1e-4
+"""eV: float32 energies whose spacing at the largest |E| exceeds this warn (at −12,300 eV, a base pair's DFT
+energy, it is 1 meV)."""
 
 
 def bundled_dataset_path() -> Path:
@@ -592,6 +634,17 @@ def _first_frames(bad: np.ndarray, limit: int = 5) -> str:
     return ", ".join(str(int(k)) for k in frames[:limit]) + more
 
 
+def check_atomic_number_range(path, atomic_numbers: np.ndarray) -> None:
+    """DataError naming the frames of ``atomic_numbers`` (M, n) with a Z outside [0, 118] (0: padding)."""
+    out_of_range = ((atomic_numbers < 0) | (atomic_numbers > MAX_ATOMIC_NUMBER)).any(axis=1)
+    if out_of_range.any():
+        k = int(np.nonzero(out_of_range)[0][0])
+        raise DataError(
+            f"{path}: key 'Z' has atomic numbers outside [0, {MAX_ATOMIC_NUMBER}] in frame(s) "
+            f"{_first_frames(out_of_range)}; frame {k}: {atomic_numbers[k].tolist()}"
+        )
+
+
 def validate(data: Dataset, path) -> None:
     """Check a freshly read dataset; raises :class:`DataError`, warns on duplicated frames.
 
@@ -605,13 +658,7 @@ def validate(data: Dataset, path) -> None:
         bad = ~np.isfinite(value).reshape(M, -1).all(axis=1)
         if bad.any():
             raise DataError(f"{path}: key {key!r} has NaN or Inf in frame(s) {_first_frames(bad)}")
-    out_of_range = ((data.Z < 0) | (data.Z > MAX_ATOMIC_NUMBER)).any(axis=1)
-    if out_of_range.any():
-        k = int(np.nonzero(out_of_range)[0][0])
-        raise DataError(
-            f"{path}: key 'Z' has atomic numbers outside [0, {MAX_ATOMIC_NUMBER}] in frame(s) "
-            f"{_first_frames(out_of_range)}; frame {k}: {data.Z[k].tolist()}"
-        )
+    check_atomic_number_range(path, data.Z)
     bad_n = (data.N < 1) | (data.N > n)
     if bad_n.any():
         raise DataError(f"{path}: key 'N' outside [1, {n}] in frame(s) {_first_frames(bad_n)}")

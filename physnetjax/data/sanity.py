@@ -100,6 +100,14 @@ MIN_EFFECTIVE_PAIRS = 2.0
 
 MIN_CORRELATION = 0.9
 """Least |weighted correlation| of ΔE with w for a slope to be judged (correct data: 0.95–1.00)."""
+
+UNRELATED_MAX_CORRELATION = 0.5
+"""Below this |weighted correlation| of ΔE with w, over at least :data:`UNRELATED_MIN_EFFECTIVE_PAIRS`, energies and
+forces do not belong to the same frames and atoms (300 bundled ethanol frames: 0.99 as they are; 0.10 with the
+energies shifted by one frame, about 0 with energies or forces shuffled or two atoms' force rows swapped)."""
+
+UNRELATED_MIN_EFFECTIVE_PAIRS = 8.0
+"""Least effective number of pairs for :data:`UNRELATED_MAX_CORRELATION` to be judged."""
 VIRIAL_MIN_SIGMAS = 3.0
 """Standard errors by which the mean virial must exceed 0 to report flipped forces (check 4)."""
 MAX_QUERY_FRAMES = 500
@@ -407,8 +415,16 @@ def check_label_sanity(data, where: str = "data", skip: Iterable[str] = ()) -> l
             slip = likely_unit_slip(fit.slope, fit.error)
             findings.append(("energies forces", f"{where}: energies and forces do not match in scale"
                              + (f", as for {slip}" if slip else "") + f": {evidence}; {remedies.units}"))
-        else:
+        elif (abs(fit.correlation) < UNRELATED_MAX_CORRELATION
+              and fit.effective_pairs >= UNRELATED_MIN_EFFECTIVE_PAIRS):
+            findings.append(("energies forces", f"{where}: the energies do not follow the forces: {evidence}; for "
+                             "labels of the same frames and atoms the work of the forces between nearby frames is "
+                             "their energy difference (correlation near 1): are energies or forces shifted, shuffled "
+                             "or assigned to other frames or atoms?"))
+        elif abs(fit.correlation) >= MIN_CORRELATION:
             logger.info("%s: forces consistent with energies: %s", where, evidence)
+        else:
+            logger.info("%s: forces not judged against energies, too weakly correlated: %s", where, evidence)
     sign_settled = (fit is not None and abs(fit.correlation) >= MIN_CORRELATION
                     and abs(fit.slope) > SLOPE_SIGMAS * fit.error)
     virial = None if sign_settled else force_virial(data)
