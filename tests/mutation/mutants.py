@@ -942,6 +942,19 @@ MUTANTS = (
            "        if info is not None and np.ndim(info) == 0 and abs(float(info) - float(charge)) > 1e-6:",
            "        if False:", ("tests/test_validation.py", "tests/test_calculator.py"),
            "total_charge beside a different atoms.info['charge'] drops the latter without a word"),
+    # -- the data-reader probe of 2026-12-05 ---------------------------------------------------
+    Mutant("label_words_miss_plural_energies", "physnetjax/data/dataset.py",
+           'LABEL_WORDS = ("energ", "force"', 'LABEL_WORDS = ("energy", "force"', ("tests/test_data.py",),
+           "energies stored as 'energies' are dropped without a word"),
+    Mutant("energies_of_other_frames_unjudged", "physnetjax/data/sanity.py",
+           "        elif (abs(fit.correlation) < UNRELATED_MAX_CORRELATION\n", "        elif (False\n",
+           ("tests/test_data_sanity.py",), "energies shifted by one frame pass the label check as 'consistent'"),
+    Mutant("fractional_total_charges_silent", "physnetjax/data/dataset.py",
+           "    if fractional.any():\n", "    if False:\n", ("tests/test_data.py",),
+           "summed partial charges (0.45 e) are taken as total charges"),
+    Mutant("float32_energies_silent", "physnetjax/data/dataset.py",
+           "        if step > FLOAT32_ENERGY_RESOLUTION:\n", "        if False:\n", ("tests/test_data.py",),
+           "energies of -1e5 eV stored as float32 (7.8 meV steps) are read without a word"),
 )
 
 EXPLAINED = {
