@@ -367,3 +367,19 @@ def test_energies_and_forces_of_other_frames_or_atoms_are_named(mix_up):
     with pytest.warns(PhysNetInputWarning, match=r"ethanol: the energies do not follow the forces: over \d+ pairs .*\("
                                                  r"correlation -?0\.\d\d.*are energies or forces shifted, shuffled"):
         check_label_sanity(dataclasses.replace(data, **mixed), "ethanol")
+
+
+def test_energies_per_atom_are_named_as_such_not_as_a_force_unit():
+    """Ethanol energies divided by the atom count (s = 0.111 = 1/9) were reported as 'forces per nm read as per Å',
+    whose remedy (--force-unit eV/nm) would have divided the right forces by 10."""
+    import dataclasses
+
+    from physnetjax.data import bundled_dataset_path
+
+    data = load_dataset(bundled_dataset_path()).subset(np.arange(300))
+    with pytest.warns(PhysNetInputWarning) as caught:
+        check_label_sanity(dataclasses.replace(data, E=data.E / data.N), "ethanol")
+    messages = [str(w.message) for w in caught if issubclass(w.category, PhysNetInputWarning)]
+    assert len(messages) == 1 and re.match(r"ethanol: the energies look like energies per atom: energy differences "
+                                           r"are 1/9 of the work of the forces, and every frame has 9 atoms: .*s = "
+                                           r"0\.111 .*store each frame's total energy \(E × N\)$", messages[0]), messages

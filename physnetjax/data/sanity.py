@@ -324,6 +324,18 @@ def likely_unit_slip(slope: float, error: float = 0.0, tolerance: float = 1.05) 
     return ", or ".join(matches) or None
 
 
+def per_atom_energy_count(data, fit: SlopeFit, tolerance: float = 1.05) -> Optional[int]:
+    """N when every frame with an energy has N atoms and the slope ``fit`` is 1/N (± 2 errors, ± ``tolerance``×): the
+    energies are per atom (E/N), which within one molecule scales every energy difference by 1/N. None otherwise
+    (several atom counts: the frames' slopes differ)."""
+    counts = np.unique(data.N[data.has_E])
+    if counts.size != 1 or fit.slope <= 0:
+        return None
+    atoms = int(counts[0])
+    reach = np.log(tolerance) + SLOPE_SIGMAS * fit.error / fit.slope
+    return atoms if atoms > 1 and abs(np.log(fit.slope * atoms)) <= reach else None
+
+
 def force_virial(data) -> Optional[tuple[float, float, int]]:
     """(mean, standard error, frames) of W = Σ_i (R_i − R̄)·F_i in eV over frames with forces (None: < 2 frames).
 
@@ -411,6 +423,13 @@ def check_label_sanity(data, where: str = "data", skip: Iterable[str] = ()) -> l
         if slope_mismatch(fit) and fit.slope < 0:
             findings.append(("forces", f"{where}: the forces have the opposite sign of −dE/dR: {evidence}; if the "
                              f"file stores +dE/dR (gradients), {remedies.force_sign}"))
+        elif slope_mismatch(fit) and (atoms := per_atom_energy_count(data, fit)) is not None:
+            slip = ", or ".join(words for ratio, words in ENERGY_FORCE_SLIPS  # 1/10 is also forces per nm as per Å
+                                if abs(np.log(ratio * atoms)) < np.log(1.02))
+            findings.append(("energies", f"{where}: the energies look like energies per atom: energy differences are "
+                             f"1/{atoms} of the work of the forces, and every frame has {atoms} atoms: {evidence}; "
+                             "store each frame's total energy (E × N)"
+                             + (f" (or, as for {slip}: {remedies.units})" if slip else "")))
         elif slope_mismatch(fit):
             slip = likely_unit_slip(fit.slope, fit.error)
             findings.append(("energies forces", f"{where}: energies and forces do not match in scale"

@@ -955,6 +955,10 @@ MUTANTS = (
     Mutant("float32_energies_silent", "physnetjax/data/dataset.py",
            "        if step > FLOAT32_ENERGY_RESOLUTION:\n", "        if False:\n", ("tests/test_data.py",),
            "energies of -1e5 eV stored as float32 (7.8 meV steps) are read without a word"),
+    Mutant("per_atom_energies_taken_for_a_force_unit", "physnetjax/data/sanity.py",
+           "        elif slope_mismatch(fit) and (atoms := per_atom_energy_count(data, fit)) is not None:\n",
+           "        elif slope_mismatch(fit) and (atoms := None) is not None:\n", ("tests/test_data_sanity.py",),
+           "energies per atom (s = 1/9) are reported as forces per nm, whose remedy divides the forces by 10"),
 )
 
 EXPLAINED = {
