@@ -78,6 +78,7 @@ def predict(
         three_body_cutoff=model_triplet_cutoff(model), dtype=dtype,
     )
     network, element_energies = split_element_energies(model)
+    check_params_fit(network, params)
     out = jax.device_get(apply_fitting(network, params, batch))  # one transfer; the rest is NumPy
     n = z.shape[0]
     require_finite(out, n)
@@ -128,6 +129,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
         three_body_cutoff=model_triplet_cutoff(model), dtype=dtype,
     )
     network, element_energies = split_element_energies(model)
+    check_params_fit(network, params)
     out = jax.device_get(apply_fitting(network, params, batch))  # one transfer; the rest is NumPy
     n = z.shape[0]
     require_finite(out, n)
@@ -257,12 +259,12 @@ def apply_fitting(model, params, batch) -> dict:
     An ensemble with one model's parameters (or the reverse) failed inside JAX or Flax ("scan got values with
     different leading axis sizes", ``ScopeParamShapeError``); the parameter paths and shapes that differ are
     looked up only then (:func:`~physnetjax.checkpoint.format.param_mismatches`, which traces the model's
-    initialisation once per configuration).
+    initialisation once per configuration). A member count that differs without failing is
+    :func:`check_params_fit`'s, which the caller runs once (the calculator at construction, not every step).
 
     Raises:
       PhysNetInputError: ``params`` do not fit ``model`` (each difference named); other errors as they come.
     """
-    check_params_fit(model, params)
     try:
         return jitted_apply(model)(params, batch)
     except Exception as error:
