@@ -176,16 +176,17 @@ def check_range(name: str, value, unit: str, lowest: Optional[float] = None, *, 
 
 
 def check_masses(masses, num_atoms: int, names: Optional[Mapping[str, str]] = None) -> np.ndarray:
-    """``masses`` as float64 (N,) amu; PhysNetInputError unless N finite values > 0, naming them ``masses`` or as ``names``
-    does (a command line passes ``{"masses": "--masses"}``)."""
+    """``masses`` as float64 (N,) amu; PhysNetInputError unless N finite values > 0, naming them ``masses`` or as
+    ``names`` does (a command line passes ``{"masses": "--masses"}``)."""
     name = displayed("masses", names)
     masses = np.asarray(masses, dtype=np.float64)
     if masses.shape != (num_atoms,):
-        raise PhysNetInputError(f"{name} must have shape ({num_atoms},), one mass per atom, received shape {masses.shape}")
+        raise PhysNetInputError(f"{name} must have shape ({num_atoms},), one mass per atom, received shape "
+                                f"{masses.shape}")
     bad = ~(np.isfinite(masses) & (masses > 0))
     if bad.any():
         raise PhysNetInputError(f"{name} must be finite and > 0 amu; received {masses[bad].tolist()} "
-                         f"at atom indices {np.nonzero(bad)[0].tolist()}")
+                                f"at atom indices {np.nonzero(bad)[0].tolist()}")
     return masses
 
 
