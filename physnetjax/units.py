@@ -96,11 +96,12 @@ ENERGY_UNITS = {
     "kJ/mol": KJ_PER_MOL,
     "hartree": HARTREE,
     "Ha": HARTREE,
+    "Eh": HARTREE,
     "meV": 1e-3,
 }
 """Multiply an energy in the named unit by this factor to get eV."""
 
-LENGTH_UNITS = {"Å": 1.0, "A": 1.0, "Angstrom": 1.0, "bohr": BOHR, "Bohr": BOHR, "nm": 10.0}
+LENGTH_UNITS = {"Å": 1.0, "A": 1.0, "Angstrom": 1.0, "Ang": 1.0, "bohr": BOHR, "Bohr": BOHR, "nm": 10.0}
 """Multiply a length in the named unit by this factor to get Å."""
 
 DIPOLE_UNITS = {"e·Å": 1.0, "eA": 1.0, "e*A": 1.0, "Debye": DEBYE, "debye": DEBYE, "D": DEBYE, "e·bohr": BOHR,
@@ -123,33 +124,35 @@ def distinct_units(table: dict[str, float]) -> dict[str, float]:
     return {name: factor for factor, name in first.items()}
 
 
+def unit_factor(table: dict[str, float], unit: str, quantity: str) -> float:
+    """The factor of ``unit`` in a unit table (:data:`ENERGY_UNITS`, :data:`LENGTH_UNITS`, :data:`DIPOLE_UNITS`).
+
+    A spelling of the table matches in any case ("ev", "HARTREE", "angstrom", "DEBYE"), except where case carries
+    meaning: one-letter spellings ("A", "D") and a leading capital M, a prefix "mega" ("MeV" is not meV). Raises
+    ValueError naming ``quantity`` and the known spellings for anything else.
+    """
+    if unit in table:
+        return table[unit]
+    folded = {name.casefold(): name for name in table if len(name) > 1}
+    if isinstance(unit, str) and unit.casefold() in folded and not unit.startswith("M"):
+        return table[folded[unit.casefold()]]
+    raise ValueError(f"unknown {quantity} unit {unit!r}; known units: {sorted(table)} (in any letter case, except "
+                     "'A', 'D' and 'meV')")
+
+
 def energy_factor(unit: str) -> float:
-    """Factor converting energies in ``unit`` to eV; raises ValueError for unknown units."""
-    try:
-        return ENERGY_UNITS[unit]
-    except KeyError:
-        raise ValueError(
-            f"unknown energy unit {unit!r}; known units: {sorted(ENERGY_UNITS)}"
-        ) from None
+    """Factor converting energies in ``unit`` to eV (:func:`unit_factor`); raises ValueError for unknown units."""
+    return unit_factor(ENERGY_UNITS, unit, "energy")
 
 
 def force_factor(energy_unit: str, length_unit: str = "A") -> float:
     """Factor converting forces in ``energy_unit``/``length_unit`` to eV/Å."""
-    if length_unit not in LENGTH_UNITS:
-        raise ValueError(
-            f"unknown length unit {length_unit!r}; known units: {sorted(LENGTH_UNITS)}"
-        )
-    return energy_factor(energy_unit) / LENGTH_UNITS[length_unit]
+    return energy_factor(energy_unit) / unit_factor(LENGTH_UNITS, length_unit, "length")
 
 
 def dipole_factor(unit: str) -> float:
-    """Factor converting dipoles in ``unit`` to e·Å; raises ValueError for unknown units."""
-    try:
-        return DIPOLE_UNITS[unit]
-    except KeyError:
-        raise ValueError(
-            f"unknown dipole unit {unit!r}; known units: {sorted(DIPOLE_UNITS)}"
-        ) from None
+    """Factor converting dipoles in ``unit`` to e·Å (:func:`unit_factor`); raises ValueError for unknown units."""
+    return unit_factor(DIPOLE_UNITS, unit, "dipole")
 
 
 # --- Vibrational spectra from MD (physnetjax.spectra.autocorrelation / md_spectrum) ---------------

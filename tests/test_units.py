@@ -65,6 +65,30 @@ def test_unit_factor_lookup():
         units.dipole_factor("x")
 
 
+@pytest.mark.parametrize("spelling, canonical", [("ev", "eV"), ("EV", "eV"), ("Hartree", "hartree"), ("HARTREE", "hartree"),
+                                                 ("ha", "hartree"), ("Eh", "hartree"), ("KCAL/MOL", "kcal/mol"),
+                                                 ("kj/mol", "kJ/mol"), ("mev", "meV")])
+def test_energy_unit_spellings_match_in_any_case(spelling, canonical):
+    assert units.energy_factor(spelling) == units.energy_factor(canonical)
+
+
+def test_length_and_dipole_unit_spellings_match_in_any_case():
+    assert units.force_factor("Hartree", "BOHR") == pytest.approx(units.HARTREE / units.BOHR)
+    for spelling in ("angstrom", "ANGSTROM", "Ang", "ang"):
+        assert units.force_factor("eV", spelling) == 1.0
+    assert units.dipole_factor("DEBYE") == units.DEBYE
+    assert units.dipole_factor("E*BOHR") == units.dipole_factor("AU") == units.BOHR
+    assert units.dipole_factor("ea") == 1.0
+
+
+@pytest.mark.parametrize("unit, factor", [("MeV", units.energy_factor), ("MEV", units.energy_factor),
+                                          ("a", lambda u: units.force_factor("eV", u)), ("d", units.dipole_factor)])
+def test_unit_spellings_whose_case_carries_meaning_are_refused(unit, factor):
+    """MeV is mega-eV (10⁹ × meV); one-letter spellings ('a', 'd') are too short to guess."""
+    with pytest.raises(ValueError, match=f"unknown (energy|length|dipole) unit '{unit}'"):
+        factor(unit)
+
+
 def test_ase_time_unit():
     # ASE's time unit: 1 Angstrom * sqrt(amu / eV), in fs, from SI.
     seconds = 1e-10 * math.sqrt(AMU / E)
