@@ -41,6 +41,7 @@ from typing import Iterable, Mapping, Optional
 import numpy as np
 
 from physnetjax.errors import LengthUnitWarning, OutputPathError, PhysNetInputError, PhysNetInputWarning, displayed
+from physnetjax.units import BOHR
 
 MIN_DISTANCE_ERROR = 0.1
 """Å: two atoms closer than this are an input error (the structure has no physical meaning)."""
@@ -344,8 +345,12 @@ def neighbor_box(cell, pbc) -> np.ndarray:
     return box
 
 
-def check_distances(positions, cell=None, pbc=None, *, strict: bool = False, where: str = "") -> None:
+def check_distances(positions, cell=None, pbc=None, *, strict: bool = False, where: str = "",
+                    atomic_numbers=None) -> None:
     """Raise below :data:`MIN_DISTANCE_ERROR`, warn (raise with ``strict``) below :data:`MIN_DISTANCE_WARNING`.
+
+    With ``atomic_numbers`` (n,), an error about a structure whose atoms sit about 0.1× the covalent bond lengths
+    apart (median, :func:`position_unit_slip`) names the unit its positions look to be in: nm read as Å.
 
     Raises:
       PhysNetInputError: naming the closest pairs, their distances and whether they
@@ -358,9 +363,15 @@ def check_distances(positions, cell=None, pbc=None, *, strict: bool = False, whe
                     for a, b, x in zip(i, j, d))
     if d[0] < MIN_DISTANCE_ERROR or strict:
         limit = MIN_DISTANCE_ERROR if d[0] < MIN_DISTANCE_ERROR else MIN_DISTANCE_WARNING
+        median = (float(np.median(bond_length_ratios(atomic_numbers, positions)))
+                  if atomic_numbers is not None and len(atomic_numbers) >= 2 else 1.0)
+        remedy = (f"atoms sit {median:.2f}× the covalent bond length from their nearest neighbours (median over "
+                  f"atoms; ~1.0 for a molecule in Å): {position_unit_question(median)}"
+                  if median < BOND_RATIO_MIN and position_unit_slip(median) is not None
+                  else "check the coordinates (units Å, duplicated atoms, wrapped cell)")
         raise PhysNetInputError(
             f"{_prefix(where)}atoms overlap: {pairs} (below {limit} Å); the structure has no physical meaning "
-            "there — check the coordinates (units Å, duplicated atoms, wrapped cell)")
+            f"there — {remedy}")
     warnings.warn(
         f"{_prefix(where)}very close atoms: {pairs} (below {MIN_DISTANCE_WARNING} Å, shorter than any bond); "
         "the model extrapolates there", PhysNetInputWarning, stacklevel=3)
@@ -743,6 +754,27 @@ BOND_RATIO_MAX = 1.5
 """Largest plausible median, over atoms, of (nearest-neighbour distance)/(sum of covalent radii): ~1.0 for
 molecules in Å (bundled sets: 0.94–1.01), 1.89 for the same in bohr read as Å."""
 
+BOND_RATIO_MIN = 0.6
+"""Smallest plausible median of the same ratio: 0.1 for molecules in nm read as Å (a C–H bond of 0.109 "Å")."""
+
+POSITION_UNIT_SLIPS = {"bohr": BOHR, "nm": 10.0, "pm": 0.01}
+"""Å per unit of the lengths that positions read as Å are found in: a molecule in one of them sits 1/factor × its
+covalent bond lengths from its neighbours (bohr 1.89×, nm 0.1×, pm 100×)."""
+
+
+def position_unit_slip(median_ratio: float, tolerance: float = 1.3) -> Optional[tuple[str, float]]:
+    """(unit, Å per unit) of :data:`POSITION_UNIT_SLIPS` that brings a median bond-length ratio
+    (:func:`bond_length_ratios`) within a factor ``tolerance`` of 1, the nearest one; None when no unit does."""
+    unit, factor = min(POSITION_UNIT_SLIPS.items(), key=lambda item: abs(np.log(median_ratio * item[1])))
+    return (unit, factor) if abs(np.log(median_ratio * factor)) < np.log(tolerance) else None
+
+
+def position_unit_question(median_ratio: float) -> str:
+    """The end of a message about positions whose median bond-length ratio is ``median_ratio``: which unit they look
+    to be in, and the factor to Å (:func:`position_unit_slip`), or only that they must be in Å."""
+    slip = position_unit_slip(median_ratio)
+    return "positions must be in Å" + (f": are they in {slip[0]} (multiply by {slip[1]:g})?" if slip else "")
+
 
 def bond_length_ratios(atomic_numbers, positions, rows=None) -> np.ndarray:
     """Nearest-neighbour distance of each atom in ``rows`` over the sum of the two covalent radii.
@@ -793,8 +825,8 @@ def check_length_unit(atomic_numbers, positions, where: str = "") -> Optional[fl
     median = stretched_bond_ratio(atomic_numbers, positions)
     if median is not None:
         warnings.warn(f"{_prefix(where)}atoms sit {median:.2f}× the covalent bond length from their nearest "
-                      "neighbours (median over atoms; ~1.0 for a molecule in Å, 1.89 for bohr read as Å); positions "
-                      "must be in Å: are they in bohr (multiply by 0.529177)?", LengthUnitWarning, stacklevel=3)
+                      "neighbours (median over atoms; ~1.0 for a molecule in Å, 1.89 for bohr read as Å); "
+                      f"{position_unit_question(median)}", LengthUnitWarning, stacklevel=3)
     return median
 
 
@@ -830,5 +862,5 @@ def validate_structure(
     r = check_positions(positions, z.shape[0], where)
     check_total_charge(total_charge, z, where)
     cell, pbc = check_cell(cell, pbc, where)
-    check_distances(r, cell, pbc, strict=strict, where=where)
+    check_distances(r, cell, pbc, strict=strict, where=where, atomic_numbers=z)
     return z, r

@@ -20,7 +20,7 @@ from physnetjax.data import (
     shifted_energies,
 )
 from physnetjax.data.split import check_split
-from physnetjax.errors import PhysNetInputWarning
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 
 DATA = Path(__file__).parent / "data" / "train_ethanol64.npz"
 KCAL_PER_MOL_IN_EV = 4.184e3 / 6.02214076e23 / 1.602176634e-19
@@ -584,6 +584,39 @@ def test_positions_in_bohr_warn_and_angstrom_do_not(tmp_path, raw):
     with warnings_as_errors():
         for path in (DATA, bundled_dataset_path(), Path(__file__).parent / "data" / "neighbors_mixed.npz"):
             load_dataset(path)
+
+
+def test_positions_in_nm_and_pm_are_named_as_such(tmp_path, raw):
+    """Positions in nm read as Å were refused as "atoms closer than 0.1 Å ... (overlapping atoms: remove these
+    frames)", frame after frame; positions in pm warned "are they in bohr (multiply by 0.529177)?", a remedy that
+    leaves them 53× too far apart."""
+    in_nm = dict(raw, R=raw["R"] / 10.0, F=raw["F"] * 10.0)
+    with pytest.raises(DataError, match=r"atoms closer than 0.1 Å .*atoms sit 0\.1\d× the covalent bond length .*"
+                                        r"are they in nm \(multiply by 10\)\?$") as error:
+        load_npz(write(tmp_path, in_nm, "nm.npz"))
+    assert "remove these frames" not in str(error.value)
+    in_pm = dict(raw, R=raw["R"] * 100.0, F=raw["F"] / 100.0)
+    with pytest.warns(UserWarning, match=r"'R': atoms sit \d+\.\d\d× the covalent bond length .* are they in pm "
+                                         r"\(multiply by 0.01\)\?") as caught:
+        load_npz(write(tmp_path, in_pm, "pm.npz"))
+    assert not any("bohr (multiply" in str(w.message) for w in caught)
+    overlapping = dict(raw, R=raw["R"].copy())
+    overlapping["R"][3, 1] = overlapping["R"][3, 0] + 0.05  # one frame with an overlap: the frame is at fault
+    with pytest.raises(DataError, match=r"atoms closer than 0.1 Å in frame\(s\) 3;.*\(overlapping atoms: remove "
+                                        r"these frames\)$"):
+        load_npz(write(tmp_path, overlapping, "overlap.npz"))
+
+
+def test_a_structure_in_nm_is_named_as_such():
+    from physnetjax.validation import validate_structure
+
+    z = np.array([8, 1, 1])
+    r = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
+    with pytest.raises(PhysNetInputError, match=r"atoms sit 0\.1\d× the covalent bond length .*are they in nm "
+                                                r"\(multiply by 10\)\?"):
+        validate_structure(z, r / 10.0, 10)
+    with pytest.raises(PhysNetInputError, match=r"check the coordinates \(units Å, duplicated atoms"):
+        validate_structure(np.array([8, 1, 1, 1]), np.vstack([r, r[1] + 0.01]), 10)
 
 
 def test_frames_without_a_charge_beside_charged_ones_warn(tmp_path, raw):

@@ -25,6 +25,7 @@ from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import dipole_factor, energy_factor, force_factor
 from physnetjax.validation import (
     BOND_RATIO_MAX,
+    BOND_RATIO_MIN,
     MAX_ABS_COORDINATE,
     MAX_ATOMIC_NUMBER,
     MIN_DISTANCE_ERROR,
@@ -33,6 +34,7 @@ from physnetjax.validation import (
     PhysNetInputWarning,
     bond_length_ratios,
     close_contacts,
+    position_unit_question,
 )
 
 LABELS = ("E", "F", "D", "Q")
@@ -701,7 +703,9 @@ def check_contacts(data: Dataset, where) -> None:
             message = (f"{where}: key 'R': atoms closer than {limit} Å in frame(s) {_first_frames(bad)}; "
                        f"closest: atoms {pair[k][0]}-{pair[k][1]} at {closest[k]:.3g} Å in {data.sources[k]}")
             if limit == MIN_DISTANCE_ERROR:
-                raise DataError(message + " (overlapping atoms: remove these frames)")
+                units = length_unit_finding(data)
+                raise DataError(message + (f"; {units}" if units is not None else
+                                           " (overlapping atoms: remove these frames)"))
             warnings.warn(message + " (shorter than any bond)", PhysNetInputWarning, stacklevel=3)
 
 
@@ -713,18 +717,27 @@ BOND_RATIO_ATOMS = 64
 
 
 def warn_length_unit(data: Dataset, where) -> None:
-    """Warn when the atoms sit ~1.9× farther from their nearest neighbours than covalent bonds (positions in bohr).
+    """Warn (:class:`~physnetjax.errors.LengthUnitWarning`) with :func:`length_unit_finding`'s message, if any."""
+    finding = length_unit_finding(data)
+    if finding is not None:
+        warnings.warn(f"{where}: key 'R': {finding}", LengthUnitWarning, stacklevel=3)
+
+
+def length_unit_finding(data: Dataset) -> Optional[str]:
+    """A finding when the atoms sit farther from (bohr: 1.89×, pm: 100×) or closer to (nm: 0.1×) their nearest
+    neighbours than covalent bonds, naming the unit the positions look to be in; None when they do not.
 
     Every label stays consistent with positions in bohr read as Å, so nothing else
     notices; but the model then learns a stretched molecule and every prediction at
     a real (Å) geometry is an extrapolation. The statistic is the median over atoms
     (up to :data:`BOND_RATIO_ATOMS` per frame with ≥ 2 atoms) of the nearest-neighbour distance over the sum of the
-    two covalent radii (:func:`physnetjax.validation.bond_length_ratios`); rare-gas clusters and other
-    non-bonded data exceed :data:`~physnetjax.validation.BOND_RATIO_MAX` legitimately (then ignore this).
+    two covalent radii (:func:`physnetjax.validation.bond_length_ratios`), outside
+    [:data:`~physnetjax.validation.BOND_RATIO_MIN`, :data:`~physnetjax.validation.BOND_RATIO_MAX`]; rare-gas
+    clusters and other non-bonded data exceed the upper bound legitimately (then ignore this).
     """
     frames = np.nonzero(data.N >= 2)[0]
     if not len(frames):
-        return
+        return None
     frames = frames[np.unique(np.linspace(0, len(frames) - 1, min(len(frames), BOND_RATIO_FRAMES)).astype(int))]
     ratios = []
     for k in frames:
@@ -732,11 +745,11 @@ def warn_length_unit(data: Dataset, where) -> None:
         rows = np.unique(np.linspace(0, n - 1, min(n, BOND_RATIO_ATOMS)).astype(int))
         ratios.append(bond_length_ratios(data.Z[k, :n], data.R[k, :n], rows))
     median = float(np.median(np.concatenate(ratios)))
-    if median > BOND_RATIO_MAX:
-        warnings.warn(f"{where}: key 'R': atoms sit {median:.2f}× the covalent bond length from their nearest "
-                      f"neighbours (median over atoms of {len(frames)} frame(s); ~1.0 for molecules in Å, 1.89 for "
-                      "bohr read as Å); positions must be in Å: are they in bohr (multiply by 0.529177)?",
-                      LengthUnitWarning, stacklevel=3)
+    if BOND_RATIO_MIN <= median <= BOND_RATIO_MAX:
+        return None
+    return (f"atoms sit {median:.2f}× the covalent bond length from their nearest neighbours "
+            f"(median over atoms of {len(frames)} frame(s); ~1.0 for molecules in Å, 1.89 for bohr, 0.1 for nm read "
+            f"as Å); {position_unit_question(median)}")
 
 
 NET_FORCE_TOLERANCE = 1e-2
