@@ -383,3 +383,75 @@ def test_energies_per_atom_are_named_as_such_not_as_a_force_unit():
     assert len(messages) == 1 and re.match(r"ethanol: the energies look like energies per atom: energy differences "
                                            r"are 1/9 of the work of the forces, and every frame has 9 atoms: .*s = "
                                            r"0\.111 .*store each frame's total energy \(E × N\)$", messages[0]), messages
+
+
+def _two_files(tmp_path, second_edit, first_edit=None):
+    """The bundled ethanol frames 0-299 and 300-599 as two files, ``second_edit(dict of arrays)`` applied to the
+    second (and ``first_edit`` to the first): returns both paths."""
+    raw = dict(np.load(bundled_dataset_path()))
+    paths = []
+    for name, frames, edit in (("first.npz", slice(0, 300), first_edit), ("second.npz", slice(300, 600),
+                                                                           second_edit)):
+        arrays = {key: raw[key][frames] for key in ("R", "Z", "E", "F")}
+        np.savez(tmp_path / name, **(edit(arrays) if edit else arrays))
+        paths.append(str(tmp_path / name))
+    return paths
+
+
+def _messages(paths):
+    data = load_dataset(paths)
+    with pytest.warns(PhysNetInputWarning) as caught:
+        returned = check_label_sanity(data, ", ".join(paths))
+    assert returned == [str(w.message) for w in caught if issubclass(w.category, PhysNetInputWarning)]
+    return returned
+
+
+def test_gradients_in_one_of_two_files_are_named_with_a_fix_for_that_file(tmp_path):
+    """Pooled with a file of forces, a file of gradients (+dE/dR) passed the label check without a word: nearby
+    frames of both files blurred the slope and the virial."""
+    paths = _two_files(tmp_path, lambda a: dict(a, F=-a["F"]))
+    messages = _messages(paths)
+    assert len(messages) == 1 and re.match(
+        rf"{re.escape(paths[1])}: the forces have the opposite sign of −dE/dR: .* s = -(0\.9|1\.0)\d* .*negate F in "
+        r"this file \(--force-sign applies to every file given\)$", messages[0]), messages
+    with warnings_as_errors():
+        assert check_label_sanity(load_dataset(_two_files(tmp_path, None)), "both") == []
+
+
+def test_a_file_in_kcal_per_mol_among_files_in_ev_is_named_not_the_pool(tmp_path):
+    """The pooled advice was to pass --energy-unit kcal/mol, which would convert the file in eV as well."""
+    paths = _two_files(tmp_path, lambda a: dict(a, E=a["E"] / KCAL_PER_MOL_IN_EV, F=a["F"] / KCAL_PER_MOL_IN_EV))
+    messages = _messages(paths)
+    forces = [m for m in messages if "RMS force component" in m]
+    assert len(forces) == 1 and forces[0].startswith(f"{paths[1]}: RMS force component 2") and re.search(
+        r"kcal/mol/Å read as eV/Å .*: convert this file to the units of the other files \(--energy-unit and "
+        r"--force-unit apply to every file given\)$", forces[0]), messages
+    assert not any(m.startswith(f"{paths[0]}:") or "pass --energy-unit and --force-unit" in m for m in messages)
+    others = [m for m in messages if m not in forces]  # the energy offset between the files: the pool's only
+    assert len(others) == 1 and "energies scatter" in others[0] and "no file shows this alone" in others[0], messages
+
+
+def test_a_finding_of_every_file_is_reported_once_with_the_reading_option(tmp_path):
+    kcal = lambda a: dict(a, E=a["E"] / KCAL_PER_MOL_IN_EV, F=a["F"] / KCAL_PER_MOL_IN_EV)  # noqa: E731
+    paths = _two_files(tmp_path, kcal, kcal)
+    messages = _messages(paths)
+    assert len(messages) == 1 and messages[0].startswith(f"{', '.join(paths)}: RMS force component 2") and \
+        messages[0].endswith("pass --energy-unit and --force-unit with the units the file holds"), messages
+
+
+def test_files_that_differ_only_from_each_other_are_named_as_such(tmp_path):
+    """Each file alone is consistent; their energies differ by 50 eV (another energy zero): only the pool shows it."""
+    paths = _two_files(tmp_path, lambda a: dict(a, E=a["E"] + 50.0))
+    messages = _messages(paths)
+    assert len(messages) == 1 and re.match(
+        rf"{re.escape(', '.join(paths))}: energies scatter by \d\.\d+ eV/atom .*\(no file shows this alone: do the "
+        r"files differ in units, reference method or energy zero\?\)$", messages[0]), messages
+
+
+def test_frames_by_file_keeps_the_order_files_were_given_in():
+    from physnetjax.data.sanity import frames_by_file
+
+    files = frames_by_file(["z.npz[0]", "a[1].xyz[0]", "z.npz[1]", "a[1].xyz[1]"])
+    assert list(files) == ["z.npz", "a[1].xyz"]
+    np.testing.assert_array_equal(files["z.npz"], [0, 2])
+    np.testing.assert_array_equal(files["a[1].xyz"], [1, 3])

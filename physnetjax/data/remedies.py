@@ -52,6 +52,26 @@ CONVERTED_FILE = LabelRemedies(
 )
 """The fixes for ``physnetjax.learn``, which reads eV, eV/Å, e·Å and F = −dE/dR only."""
 
+ONE_FILE_OF_SEVERAL = LabelRemedies(
+    units="convert this file to the units of the other files (--energy-unit and --force-unit apply to every file "
+          "given)",
+    energy_unit="convert this file's energies to the unit of the other files (--energy-unit applies to every file "
+                "given)",
+    force_sign="negate F in this file (--force-sign applies to every file given)",
+    gradients_as_forces="gradients negated, as F: --force-sign applies to every file given",
+    dipole_unit="convert this file's dipoles to the unit of the other files (--dipole-unit applies to every file "
+                "given)",
+)
+"""The fixes for a problem of one file among several that ``physnetjax.train`` and ``eval`` read with the same
+options: the file is converted, since the options would convert the other files as well."""
+
+
+def one_file_of_several(remedies: LabelRemedies) -> LabelRemedies:
+    """The fixes for a problem that only one of several files read together shows: :data:`ONE_FILE_OF_SEVERAL` in
+    place of the reading options; fixes that convert the file already (:data:`CONVERTED_FILE`) stay."""
+    return ONE_FILE_OF_SEVERAL if remedies == READING_OPTIONS else remedies
+
+
 _IN_EFFECT: contextvars.ContextVar[LabelRemedies] = contextvars.ContextVar("label_remedies", default=READING_OPTIONS)
 
 

@@ -67,7 +67,7 @@ from typing import Iterable, NamedTuple, Optional
 import numpy as np
 
 from physnetjax.data.dipole_charges import implausible_charges
-from physnetjax.data.remedies import label_remedies
+from physnetjax.data.remedies import label_remedies, one_file_of_several, remedies_in_effect
 from physnetjax.units import DIPOLE_UNITS, ENERGY_UNITS, LENGTH_UNITS, distinct_units, energy_factor, force_factor
 from physnetjax.validation import PhysNetInputWarning
 
@@ -387,11 +387,48 @@ def force_scale_slips(rms: float) -> str:
 def check_label_sanity(data, where: str = "data", skip: Iterable[str] = ()) -> list[str]:
     """Warn about an implausible force scale and about forces that disagree with the energies.
 
+    Data read from several files is checked file by file as well as pooled: a file whose labels are in other units
+    or of the other sign than the rest is named, with a fix for that file alone (the reading options apply to every
+    file: :data:`~physnetjax.data.remedies.ONE_FILE_OF_SEVERAL`); pooled, its frames only blurred the rest (forces of
+    one file stored as gradients went unnoticed), or gave advice that would convert every file. A finding about the
+    same quantities in every file and in the pool is reported once, pooled, with the usual fix; a pooled one about
+    quantities that no file shows alone is reported as a difference between the files.
+
     ``skip``: quantities (``"forces"``, ``"energies"``, or both in one string) already judged otherwise,
     e.g. against a model's predictions (:func:`physnetjax.eval.evaluate.label_scale_findings`): a finding
     about them is left out, so that one problem gives one message. Returns the warning messages (also issued as
     :class:`PhysNetInputWarning`).
     """
+    files = frames_by_file(data.sources)
+    findings = label_findings(data, where)
+    if len(files) > 1:
+        with remedies_in_effect(one_file_of_several(label_remedies())):
+            per_file = [label_findings(data.subset(frames), path) for path, frames in files.items()]
+        kinds = [{quantities for quantities, _ in file_findings} for file_findings in per_file]
+        everywhere = set.intersection(*kinds) & {quantities for quantities, _ in findings}
+        anywhere = {word for quantities in set.union(*kinds) for word in quantities.split()}
+        findings = ([(quantities, message) for file_findings in per_file for quantities, message in file_findings
+                     if quantities not in everywhere]
+                    + [(quantities, message) for quantities, message in findings if quantities in everywhere]
+                    + [(quantities, message + " (no file shows this alone: do the files differ in units, reference "
+                        "method or energy zero?)") for quantities, message in findings
+                       if not set(quantities.split()) & anywhere])
+    skipped = {word for quantities in skip for word in quantities.split()}
+    messages = [message for quantities, message in findings if not set(quantities.split()) & skipped]
+    for message in messages:
+        warnings.warn(message, PhysNetInputWarning, stacklevel=2)
+    return messages
+
+
+def frames_by_file(sources) -> dict[str, np.ndarray]:
+    """File → indices of its frames, in order of first appearance, from ``Dataset.sources`` ("file[frame]")."""
+    files = np.array([str(source).rsplit("[", 1)[0] for source in sources])
+    names, first = np.unique(files, return_index=True)
+    return {str(name): np.nonzero(files == name)[0] for name in names[np.argsort(first)]}
+
+
+def label_findings(data, where: str) -> list[tuple[str, str]]:
+    """The findings of :func:`check_label_sanity` for ``data`` as one pool: (quantities concerned, message) each."""
     findings = []  # (quantities concerned, message)
     remedies = label_remedies()
     forces = data.F[data.has_F]
@@ -456,8 +493,4 @@ def check_label_sanity(data, where: str = "data", skip: Iterable[str] = ()) -> l
     suspect = implausible_charges(data)
     if suspect is not None:
         findings.append(("dipoles", suspect.finding(where, data.sources)))
-    skipped = {word for quantities in skip for word in quantities.split()}
-    messages = [message for quantities, message in findings if not set(quantities.split()) & skipped]
-    for message in messages:
-        warnings.warn(message, PhysNetInputWarning, stacklevel=2)
-    return messages
+    return findings
