@@ -338,6 +338,11 @@ def test_a_malformed_file_table_or_metadata_of_an_unchecked_config_is_named(copy
     (lambda c: c.pop("files"), "is corrupted: config.json lacks files"),
     (lambda c: c.update(model=None), "is corrupted: config.json lacks model"),
     (lambda c: c["model"].update(no_such_setting=3), r"model config not understood \(.*no_such_setting"),
+    # a raw TypeError ('>' between float and str) from the neighbor list, and ValueErrors naming no checkpoint:
+    (lambda c: c["model"].update(cutoff="5.0"), r"model config not understood \(cutoff must be a real number"),
+    (lambda c: c["model"].update(features="16"), r"model config not understood \(features must be an integer"),
+    (lambda c: c["model"].update(num_iterations=0), r"model config not understood \(num_iterations must be at "
+                                                    r"least 1"),
 ])
 def test_a_damaged_config_without_its_checksum_is_named(copy_of, edit, message):
     """The checks behind the checksum (a config.json written before config_sha256, or hand-edited with the entry

@@ -651,7 +651,8 @@ def _load_checkpoint(path, weights: str, allow_pickle: bool) -> tuple:
     ensemble = "ensemble_size" in config["model"]
     try:
         model = PhysNetEnsemble.from_config(config["model"]) if ensemble else PhysNet.from_config(config["model"])
-    except (TypeError, ValueError, KeyError) as error:
+        (model.member if ensemble else model).check_configuration()
+    except (TypeError, ValueError, KeyError, NotImplementedError) as error:
         raise CheckpointError(f"checkpoint {root}: model config not understood ({error})") from None
     params = jax.tree_util.tree_map(jnp.asarray, _restore(root, PARAMS_DIR))
     count_problem = member_count_mismatch(model, params) if ensemble else None
