@@ -620,6 +620,59 @@ def test_thermostat_restart_keeps_its_state(crystal_model, tmp_path, ensemble):
     assert restarted.ensemble == continuous.ensemble == ensemble
 
 
+def _target_warnings(caught):
+    return [str(w.message) for w in caught if "the targets jump at the restart" in str(w.message)]
+
+
+def test_a_restart_with_another_temperature_warns_and_keeps_the_nhc_conserved_quantity(crystal_model, tmp_path):
+    """A Nosé–Hoover restart at another temperature moved the conserved quantity by the change of the chain energy
+    (0.55 eV here; the report then gave a drift of 1225 meV/atom/ps), and no message said that the target jumped."""
+    import warnings
+
+    model, params, atoms = crystal_model
+    kwargs = dict(ensemble="nvt-nhc", thermostat_time_fs=10.0, timestep_fs=0.5, save_every=5, chunk_frames=4,
+                  dtype="float64", seed=1, out=str(tmp_path / "t.xyz"))
+    state = tmp_path / "state.npz"
+    simulate(model, params, atoms, steps=40, temperature_K=300.0, checkpoint_path=str(state), **kwargs)
+    with np.load(state) as saved:
+        assert float(saved["target_temperature_K"]) == 300.0
+        k_t_tau2 = K_B * 300.0 * 10.0**2  # eV fs²: Q_j = k_B T τ², Q_1 = N_f k_B T τ² with N_f = 3N − 3
+        np.testing.assert_allclose(saved["chain_masses"], [(3 * 12 - 3) * k_t_tau2, k_t_tau2, k_t_tau2], rtol=1e-9)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = simulate(model, params, atoms, steps=40, temperature_K=600.0, restart=str(state), **kwargs)
+    messages = _target_warnings(caught)
+    assert len(messages) == 1 and "temperature 300 → 600 K" in messages[0] and "give temperature_K 300" in messages[0]
+    conserved = np.diff([frame.info["conserved_eV"] for frame in ase.io.read(tmp_path / "t.xyz", index=":")])
+    boundary, others = abs(conserved[7]), np.abs(np.delete(conserved, 7))  # frames 8 | 9: steps 40 → 45
+    assert boundary <= 2 * others.max() and others.max() < 1e-3, conserved
+    assert abs(report.drift_meV_per_atom_per_ps) < 10.0
+
+
+def test_a_restarted_ramp_warns_that_it_starts_again(crystal_model, tmp_path):
+    """--restart with the same ramp settings started the ramp from --temperature again without a word (the
+    thermostat fell from 1420 K to 100 K in the probe); the checkpoint records the target of its last step."""
+    import warnings
+
+    model, params, atoms = crystal_model
+    kwargs = dict(ensemble="csvr", temperature_K=300.0, temperature_end_K=600.0, thermostat_time_fs=10.0,
+                  timestep_fs=0.5, save_every=5, chunk_frames=4, dtype="float64", seed=1)
+    state = tmp_path / "state.npz"
+    simulate(model, params, atoms, steps=20, checkpoint_path=str(state), **kwargs)
+    with np.load(state) as saved:  # during step k of n: T0 + (T1 − T0)(k + ½)/n; the last step is k = 19 of 20
+        assert float(saved["target_temperature_K"]) == pytest.approx(300.0 + 300.0 * 19.5 / 20, rel=1e-12)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        simulate(model, params, atoms, steps=20, restart=str(state), **kwargs)
+    messages = _target_warnings(caught)
+    assert len(messages) == 1 and "temperature 592.5 → 307.5 K" in messages[0] and "a ramp (temperature_end_K) " \
+        "runs over this run's steps from the start value" in messages[0], messages
+    with warnings.catch_warnings(record=True) as caught:  # continued from the temperature reached: no jump
+        warnings.simplefilter("always")
+        simulate(model, params, atoms, steps=20, restart=str(state), **dict(kwargs, temperature_K=592.5))
+    assert not _target_warnings(caught)
+
+
 def test_bad_ensemble_arguments(crystal_model):
     model, params, atoms = crystal_model
     molecule = ase.Atoms(numbers=atoms.numbers, positions=atoms.positions)

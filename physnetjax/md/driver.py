@@ -96,14 +96,19 @@ from physnetjax.jsonlines import append_record, read_log, start_log
 from physnetjax.errors import (PhysNetInputError, PhysNetInputWarning, RunStoppedError, displayed, displayed_setting,
                                namer)
 from physnetjax.md.ensembles import (
+    CHAIN_MASSES_KEY,
     ENSEMBLES,
     MAX_TEMPERATURE_K,
     MAX_TEMPERATURE_REASON,
+    TARGET_PRESSURE_KEY,
+    TARGET_TEMPERATURE_KEY,
     EnsembleOptions,
     build_dynamics,
     check_ensemble_settings,
     checkpoint_arrays,
+    continue_targets,
     restore_ensemble_state,
+    run_targets,
 )
 from physnetjax.md.close_contacts import CloseContact, CloseContactWarning, closer, closest_contact
 from physnetjax.md.frame_of_reference import FrameOfReference
@@ -610,6 +615,10 @@ def simulate(
     state = compilation.jit_for_system(n, dynamics.init)(positions, momenta, masses, nbrs, key, cell_now)
     if saved is not None:
         state = restore_ensemble_state(state, saved, ensemble)
+        state, changed = continue_targets(state, saved, run_targets(ensemble, options, steps, 0, dof), dof)
+        if changed:
+            warnings.warn(_target_jump_message(restart, start_step, changed, ensemble, names), PhysNetInputWarning,
+                          stacklevel=2)
     if not np.isfinite(float(state.potential_energy)) or not np.all(np.isfinite(np.asarray(state.forces))):
         raise MDInstabilityError("the model gives NaN/Inf energy or forces at the start geometry")
     start_force = float(np.linalg.norm(np.asarray(state.forces), axis=-1).max())
@@ -799,7 +808,7 @@ def simulate(
             chunks += 1
             if checkpoint_path is not None and (chunks % checkpoint_every == 0 or done >= steps):
                 _checkpoint(checkpoint_path, atoms, state, start_step + done, ensemble, fingerprint, frame, cell,
-                            timestep_fs)
+                            timestep_fs, run_targets(ensemble, options, steps, done - 1, dof))
             if progress is not None:
                 progress(done)
     finally:
@@ -1025,7 +1034,9 @@ def read_restart(path, atoms: ase.Atoms, max_atomic_number: int) -> dict:
         raise PhysNetInputError(f"restart file {path}: momenta must be finite numbers of shape ({len(atoms)}, 3), "
                                 f"received shape {momenta.shape}, dtype {momenta.dtype}")
     for name, shape, kind in ((ORIGIN_KEY, (3,), np.floating), ("key", (2,), np.unsignedinteger),
-                              ("cell", (3, 3), np.floating)):
+                              ("cell", (3, 3), np.floating), (TARGET_TEMPERATURE_KEY, (), np.floating),
+                              (TARGET_PRESSURE_KEY, (), np.floating),
+                              (CHAIN_MASSES_KEY, np.shape(saved.get(CHAIN_MASSES_KEY, ())), np.floating)):
         value = np.asarray(saved.get(name, np.zeros(shape, np.uint32 if name == "key" else np.float64)))
         if value.shape != shape or not np.issubdtype(value.dtype, kind) or not np.isfinite(value).all():
             raise PhysNetInputError(f"restart file {path}: {name} must be finite {kind.__name__} numbers of shape "
@@ -1069,6 +1080,22 @@ def _check_restart_masses(path, masses: np.ndarray, atoms: ase.Atoms) -> None:
         raise PhysNetInputError(f"restart file {path} holds other masses: {listed}; its momenta belong to its "
                                 "masses, so the restart would not continue that run: restart with the geometry's "
                                 "masses as they were, or start a new run from the geometry file (--geometry)")
+
+
+def _target_jump_message(path, step: int, changed, ensemble: str, names: Optional[Mapping[str, str]]) -> str:
+    """The warning of a restart whose thermostat/barostat targets jump (:func:`~physnetjax.md.ensembles.
+    continue_targets`'s ``changed``), naming the options as ``names`` says."""
+    jumps = ", ".join(f"{jump.keyword.rsplit('_', 1)[0]} {jump.before:.6g} → {jump.after:.6g} {jump.unit}"
+                      for jump in changed)
+    remedy = " and ".join(f"{displayed(jump.keyword, names)} {jump.before:.6g}" for jump in changed)
+    ramp = {"temperature_K": "temperature_end_K", "pressure_bar": "pressure_end_bar"}
+    return (f"restart file {path} (step {step}): the targets jump at the restart: {jumps} (the checkpoint's run held "
+            "the first value in its last step, this run starts at the second; a ramp ("
+            + " / ".join(displayed(ramp[jump.keyword], names) for jump in changed)
+            + f") runs over this run's {displayed('steps', names)} from the start value), so the restart does not "
+            f"continue that run as one long run would; to continue it, give {remedy}"
+            + ("; the Nosé–Hoover conserved quantity is carried on across the change" if ensemble == "nvt-nhc"
+               else ""))
 
 
 def check_restart_records(path, saved: dict, ensemble: str, fingerprint: str, timestep_fs: float,
@@ -1131,11 +1158,12 @@ def params_fingerprint(params) -> str:
 
 
 def _checkpoint(path, atoms, state: MDState, step: int, ensemble: str, fingerprint: str, frame: FrameOfReference,
-                cell, timestep_fs: float) -> None:
+                cell, timestep_fs: float, targets: dict) -> None:
     """Write the MD-state checkpoint: positions in the user's frame (``frame``; Å, in the state's cell under a
-    barostat, else ``cell``), the origin, the masses (amu) of ``atoms`` and the timestep (fs)."""
+    barostat, else ``cell``), the origin, the masses (amu) of ``atoms``, the timestep (fs) and the ensemble's
+    ``targets`` in its last step (:func:`~physnetjax.md.ensembles.run_targets`)."""
     arrays = checkpoint_arrays(state, atoms.numbers, step, ensemble)
-    arrays["timestep_fs"] = np.float64(timestep_fs)
+    arrays.update(targets, timestep_fs=np.float64(timestep_fs))
     arrays.update(positions=frame.to_user(arrays["positions"], arrays.get("cell", cell)),
                   **{ORIGIN_KEY: frame.origin, MASSES_KEY: np.asarray(atoms.get_masses(), np.float64),
                      GEOMETRY_CELL_KEY: np.asarray(atoms.cell.array if np.all(atoms.pbc) else np.zeros((3, 3)),

@@ -31,9 +31,15 @@ from physnetjax.md.barostat import npt_frame_of, stochastic_cell_rescaling
 from physnetjax.md.cell_potential import physnet_cell_potential
 from physnetjax.md.integrators import MDState, frame_of, langevin, nve
 from physnetjax.md.potential import physnet_potential
-from physnetjax.md.thermostats import csvr, nose_hoover_chain
+from physnetjax.md.thermostats import (
+    csvr,
+    linear_ramp,
+    nhc_chain_masses,
+    nose_hoover_chain,
+    rebase_extended_energy,
+)
 from physnetjax.predict import element_energy_sum, split_element_energies
-from physnetjax.units import BAR
+from physnetjax.units import BAR, BOLTZMANN
 from physnetjax.validation import check_range
 
 ENSEMBLES = ("nve", "langevin", "nvt-nhc", "csvr", "npt")
@@ -245,6 +251,75 @@ def checkpoint_arrays(state: MDState, numbers, step: int, ensemble: str) -> dict
                   numbers=np.asarray(numbers), step=step, ensemble=ensemble)
     arrays.update({name: np.asarray(getattr(state, name)) for name in ensemble_fields(state)})
     return arrays
+
+
+TARGET_TEMPERATURE_KEY = "target_temperature_K"
+"""MD-checkpoint key: the thermostat's target temperature (K) during the last step before the checkpoint."""
+
+TARGET_PRESSURE_KEY = "target_pressure_bar"
+"""MD-checkpoint key (npt): the barostat's target pressure (bar) during the last step before the checkpoint."""
+
+CHAIN_MASSES_KEY = "chain_masses"
+"""MD-checkpoint key (nvt-nhc): the thermostat masses Q_j (eV·fs²) the chain ran with."""
+
+
+def run_targets(ensemble: str, options: EnsembleOptions, ramp_steps: int, step: int, dof: int) -> dict:
+    """The targets of ``ensemble`` during step ``step`` (0-based, counted from the start of this run, as the ramps
+    count): :data:`TARGET_TEMPERATURE_KEY` (every ensemble but nve), :data:`TARGET_PRESSURE_KEY` (npt) and, for
+    nvt-nhc, :data:`CHAIN_MASSES_KEY` (``dof``: N_f of the chain); float64, for MD checkpoints and restarts."""
+    if ensemble == "nve":
+        return {}
+    ramp_end = options.temperature_end_K if ensemble in THERMOSTATTED else None
+    targets = {TARGET_TEMPERATURE_KEY: np.float64(linear_ramp(options.temperature_K, ramp_end, ramp_steps)(step))}
+    if ensemble == "npt":
+        targets[TARGET_PRESSURE_KEY] = np.float64(
+            linear_ramp(options.pressure_bar, options.pressure_end_bar, ramp_steps)(step))
+    if ensemble == "nvt-nhc":
+        targets[CHAIN_MASSES_KEY] = nhc_chain_masses(options.temperature_K, options.thermostat_time_fs,
+                                                     options.chain_length, dof)
+    return targets
+
+
+TARGET_JUMP = (1.0, 0.01)
+"""(absolute, relative) change of a target temperature (K) or pressure (bar) at a restart that is reported: below
+it, a ramp continued from the temperature it reached (half a ramp step apart) or a rounded value."""
+
+
+class TargetJump(NamedTuple):
+    """A target that a restart changes: ``keyword`` (the :class:`EnsembleOptions` field that sets it), its value in
+    the checkpoint's last step and in the restart's first, and the unit."""
+
+    keyword: str
+    before: float
+    after: float
+    unit: str
+
+
+def continue_targets(state: MDState, saved: dict, targets: dict, dof: int) -> tuple[MDState, list[TargetJump]]:
+    """Carry a restarted run's targets on from the checkpoint's: (state, the targets that jump).
+
+    ``saved``: the checkpoint's arrays; ``targets``: :func:`run_targets` of this run's first step. A target that
+    moves by more than :data:`TARGET_JUMP` is returned (for the caller's warning: a ramp restarts from its start
+    value, and a restart with another target does not continue the run as one long run would). A Nosé–Hoover chain
+    run with another target temperature or other masses keeps its conserved quantity continuous
+    (:func:`~physnetjax.md.thermostats.rebase_extended_energy`). Checkpoints written before targets were recorded
+    are not compared.
+    """
+    changed = []
+    for key, keyword, unit in ((TARGET_TEMPERATURE_KEY, "temperature_K", "K"),
+                               (TARGET_PRESSURE_KEY, "pressure_bar", "bar")):
+        if key in saved and key in targets:
+            before, after = float(saved[key]), float(targets[key])
+            if abs(after - before) > max(TARGET_JUMP[0], TARGET_JUMP[1] * abs(before)):
+                changed.append(TargetJump(keyword, before, after, unit))
+    if CHAIN_MASSES_KEY in targets and CHAIN_MASSES_KEY in saved and TARGET_TEMPERATURE_KEY in saved:
+        masses_before = np.asarray(saved[CHAIN_MASSES_KEY], np.float64)
+        if masses_before.shape == targets[CHAIN_MASSES_KEY].shape and (
+                not np.array_equal(masses_before, targets[CHAIN_MASSES_KEY])
+                or float(saved[TARGET_TEMPERATURE_KEY]) != float(targets[TARGET_TEMPERATURE_KEY])):
+            state = rebase_extended_energy(state, targets[CHAIN_MASSES_KEY],
+                                           BOLTZMANN * float(targets[TARGET_TEMPERATURE_KEY]), dof)
+    return state, changed
 
 
 def restore_ensemble_state(state: MDState, saved: dict, ensemble: str) -> MDState:

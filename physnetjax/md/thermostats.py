@@ -26,6 +26,7 @@ from typing import Callable, Optional
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from physnetjax.md.integrators import (
     EnergyForceFn,
@@ -212,6 +213,24 @@ def csvr(
     return init_fn, apply_fn
 
 
+def nhc_chain_masses(temperature_K: float, thermostat_time_fs: float, chain_length: int, dof) -> np.ndarray:
+    """(chain_length,) thermostat masses Q_j in eV·fs² of :func:`nose_hoover_chain`: Q_1 = N_f k_B T τ², Q_j = k_B T τ²
+    (j ≥ 2), T its start temperature (K), τ its thermostat time (fs), N_f = ``dof``; float64."""
+    kT_mass = BOLTZMANN * temperature_K * thermostat_time_fs**2
+    return np.asarray([dof * kT_mass] + [kT_mass] * (chain_length - 1), np.float64)
+
+
+def rebase_extended_energy(state: "NHCState", masses_Q, kT, dof) -> "NHCState":
+    """``state`` with ``ramp_work`` set so that its chain, counted with thermostat masses ``masses_Q`` and target
+    k_B T = ``kT`` (eV), keeps its ``heat``: the conserved quantity continues where it was when a restart runs the
+    chain with another target temperature or other masses (without this it jumps by the change of
+    :func:`chain_energy`, and its drift measures that jump)."""
+    dtype = state.heat.dtype
+    energy = chain_energy(state.chain_positions, state.chain_momenta, jnp.asarray(masses_Q, dtype),
+                          jnp.asarray(kT, dtype), dof)
+    return state.replace(ramp_work=energy - state.heat)
+
+
 def chain_energy(chain_positions, chain_momenta, masses_Q, kT, dof):
     """Σ_j p_ξj²/(2 Q_j) + N_f k_B T ξ_1 + k_B T Σ_{j≥2} ξ_j in eV (Q_j in eV·fs², p_ξ in eV·fs)."""
     return (jnp.sum(0.5 * chain_momenta**2 / masses_Q) + dof * kT * chain_positions[0]
@@ -284,10 +303,9 @@ def nose_hoover_chain(
     update = neighbor_update or _identity_update
     target_T = linear_ramp(temperature_K, temperature_end_K, ramp_steps)
     sub_steps = [w * 0.5 * dt / chain_steps for w in SUZUKI_YOSHIDA_WEIGHTS[suzuki_yoshida_order]] * chain_steps
-    kT_mass = BOLTZMANN * temperature_K * thermostat_time_fs**2
 
     def chain_masses(dof, dtype):
-        return jnp.asarray([dof * kT_mass] + [kT_mass] * (chain_length - 1), dtype)
+        return jnp.asarray(nhc_chain_masses(temperature_K, thermostat_time_fs, chain_length, dof), dtype)
 
     def chain_force(j, kinetic, momenta_xi, masses_Q, kT, dof):
         if j == 0:
