@@ -621,7 +621,9 @@ def check_distinct_files(outputs, inputs=(), may_equal=()) -> None:
 
     Args:
       outputs, inputs: ``(what, path)`` pairs as messages name them (e.g. ``("--out", "run.xyz")``); a path of None
-        is skipped, and so is an input that does not exist (nothing to replace: its reader names it missing).
+        is skipped, and so is an input that does not exist (nothing to replace: its reader names it missing). Paths
+        are compared resolved (symbolic links followed) and, where both exist, as files (a hard link is the same
+        file).
       may_equal: ``(output what, input what)`` pairs that may be one file (an MD checkpoint rewritten by the run that
         restarted from it).
 
@@ -640,9 +642,10 @@ def check_distinct_files(outputs, inputs=(), may_equal=()) -> None:
         for source, source_path in inputs:
             if (what, source) in may_equal:
                 continue
-            if path == source_path:
-                raise OutputPathError(f"{what} {path} is also {source}: writing it would replace the input; give "
-                                      f"{what} another path")
+            if path == source_path or (path.exists() and os.path.samefile(path, source_path)):  # or a hard link
+                raise OutputPathError(f"{what} {path} is also {source}" + ("" if path == source_path else
+                                      f" {source_path} (another name of the same file)") + ": writing it would "
+                                      f"replace the input; give {what} another path")
             if source_path.is_dir() and source_path in path.parents:
                 raise OutputPathError(f"{what} {path} is inside {source} {source_path}: writing it would change "
                                       f"{source}; give {what} a path outside it")

@@ -267,6 +267,29 @@ def test_md_cli(files, capsys, case):
     assert re.search(case["match"], line), line
 
 
+@pytest.mark.parametrize("geometry, out, match", [
+    ("run.xyz.last_good.xyz", "run.xyz", r"its last good frame .*run.xyz.last_good.xyz is also --geometry"),
+    ("run.xyz.last_trusted.xyz", "run.xyz", r"its last trusted frame .*run.xyz.last_trusted.xyz is also --geometry"),
+    ("start.xyz", "linked.xyz", r"--out .*linked.xyz is also --geometry .*start.xyz \(another name of the same "
+                                r"file\): writing it would replace the input"),
+])
+def test_md_refuses_outputs_that_are_its_geometry_by_another_name(files, tmp_path, capsys, geometry, out, match):
+    """A restart of a blown-up run from OUT.last_good.xyz with the same --out overwrote that geometry with the new
+    run's last good frame; a hard link to the geometry given as --out was replaced by the trajectory (exit 0)."""
+    import os
+    import shutil
+
+    shutil.copy(files / "water.xyz", tmp_path / geometry)
+    if out == "linked.xyz":
+        os.link(tmp_path / geometry, tmp_path / out)
+    before = (tmp_path / geometry).read_bytes()
+    args = ["--checkpoint", str(files / "ckpt"), "--geometry", str(tmp_path / geometry), "--steps", "10",
+            "--save-every", "5", "--out", str(tmp_path / out)]
+    assert md_main(args) == 3
+    assert re.search(match, one_line_error(capsys, "md"))
+    assert (tmp_path / geometry).read_bytes() == before
+
+
 def test_md_restarting_from_its_own_checkpoint_file_may_rewrite_it_at_its_timestep(files, tmp_path, capsys):
     """--restart X --md-checkpoint X continues a run and keeps checkpointing to the same file: allowed. Another
     --timestep is refused: the times written count steps (a 0.5 fs run continued at 1 fs jumped from 20.5 to 41 ps)."""

@@ -220,6 +220,8 @@ def main(argv=None) -> int:
     check_distinct_files(
         [("--out", args.out), ("its log", None if args.out is None else f"{args.out}.jsonl"),
          ("its settings", None if args.out is None else f"{args.out}.config.toml"),
+         ("its last good frame", None if args.out is None else f"{args.out}.last_good.xyz"),
+         ("its last trusted frame", None if args.out is None else f"{args.out}.last_trusted.xyz"),
          ("--md-checkpoint", args.md_checkpoint)],
         [("--geometry", args.geometry), ("--restart", args.restart), ("--checkpoint", args.checkpoint)],
         may_equal={("--md-checkpoint", "--restart")})
