@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Mapping, Optional
 
 import jax
 import numpy as np
@@ -244,10 +244,14 @@ def check_params_fit(model, params) -> None:
     those of other members than the model says).
 
     Raises:
-      PhysNetInputError: naming both counts (:func:`~physnetjax.ensemble.model.member_count_mismatch`).
+      PhysNetInputError: naming both counts (:func:`~physnetjax.ensemble.model.member_count_mismatch`), or params
+        that are not a mapping of the model's variables at all (None ended in a TypeError deep inside the batching).
     """
     from physnetjax.ensemble.model import is_ensemble, member_count_mismatch
 
+    if not isinstance(params, Mapping):
+        raise PhysNetInputError(f"params must be the model's variables, a dict such as load_checkpoint returns "
+                                f"({{'params': ...}}), received {type(params).__name__}")
     problem = member_count_mismatch(model, params) if is_ensemble(model) else None
     if problem is not None:
         raise PhysNetInputError(f"params do not fit the model: {problem}")

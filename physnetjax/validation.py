@@ -164,7 +164,10 @@ def check_range(name: str, value, unit: str, lowest: Optional[float] = None, *, 
     """PhysNetInputError naming ``name`` unless ``value`` is finite and, with ``lowest``, > ``lowest`` (``strict``)
     or >= ``lowest``; ``unit`` is the unit of ``value`` and ``lowest`` for the message, e.g. ``--timestep must be
     finite and > 0 fs, received inf``. The one check of a physical setting's range (MD, spectra, learn, generate).
-    ``highest``: also at most this (``why`` says why in the message)."""
+    ``highest``: also at most this (``why`` says why in the message). A value that is not one real number (None,
+    a string, True) is named as such."""
+    if not is_real_number(value):
+        raise PhysNetInputError(f"{name} must be a number of {unit}, received {value!r} ({type(value).__name__})")
     if highest is not None and np.isfinite(value) and value > highest:
         raise PhysNetInputError(f"{name} must be at most {highest:g} {unit}{f' ({why})' if why else ''}, "
                                 f"received {value}")
@@ -174,6 +177,28 @@ def check_range(name: str, value, unit: str, lowest: Optional[float] = None, *, 
     elif not np.isfinite(value) or value < lowest or (strict and value == lowest):
         raise PhysNetInputError(f"{name} must be finite and {'>' if strict else '>='} {lowest:g} {unit}, "
                                 f"received {value}")
+
+
+def is_real_number(value) -> bool:
+    """Whether ``value`` is one real number: a Python, NumPy or 0-d array int or float, not a bool."""
+    if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
+        return False
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):
+        return False
+    return array.ndim == 0 and (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating))
+
+
+def check_count(name: str, value, least: int = 1, what: str = "") -> int:
+    """``value`` as an int; PhysNetInputError naming ``name`` unless it is an integer (not a float such as 100.0,
+    nor a bool) and at least ``least``; ``what`` says what it counts, for the message."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < least:
+        raise PhysNetInputError(f"{name} must be an integer >= {least}{f' ({what})' if what else ''}, received "
+                                f"{value!r}" + ("" if isinstance(value, (int, np.integer))
+                                                and not isinstance(value, (bool, np.bool_))
+                                                else f" ({type(value).__name__})"))
+    return int(value)
 
 
 def check_masses(masses, num_atoms: int, names: Optional[Mapping[str, str]] = None) -> np.ndarray:

@@ -361,9 +361,9 @@ def test_md_cli_draws_its_progress_bar_only_once_the_run_starts(files, capsys):
     (["--skin", "-1"], "--skin must be finite and >= 0 Å, received -1.0"),
     # main: "edge_chunk_size must be >= 1 or None, received 0", the model's field, once the model was loaded
     (["--edge-chunk-size", "0"], "--edge-chunk-size must be >= 1 (message-pass edges per chunk), received 0"),
-    (["--chunk", "0"], "--chunk must be >= 1 (saved frames per jitted chunk), received 0"),  # main: chunk_frames
+    (["--chunk", "0"], "--chunk must be an integer >= 1 (saved frames per jitted chunk), received 0"),
     (["--steps", "15", "--save-every", "10"], "--steps (15) must be a positive multiple of --save-every (10)"),
-    (["--save-every", "0"], "--steps (10) must be a positive multiple of --save-every (0)"),  # main: save_every
+    (["--save-every", "0"], "--save-every must be an integer >= 1 (steps between saved frames), received 0"),
     # main: "chain_length and chain_steps must be >= 1, received 0, 1", raised inside simulate (no chain_steps option)
     (["--ensemble", "nvt-nhc", "--chain-length", "0"], "--chain-length must be an integer >= 1"),
     # main: "temperature must be > 0 K for a Nosé–Hoover chain"

@@ -179,7 +179,7 @@ def test_bad_arguments(system):
     (dict(ensemble="csvr", temperature_end_K=1e7), r"temperature_end_K must be at most 1e\+06 K"),
     (dict(timestep_fs=0.0), "timestep_fs must be finite and > 0 fs, received 0.0"),
     (dict(ensemble="langevin", friction=0.0), r"friction must be finite and > 0 fs\^-1, received 0.0"),
-    (dict(chunk_frames=0), "chunk_frames must be >= 1"),
+    (dict(chunk_frames=0), "chunk_frames must be an integer >= 1"),
     (dict(steps=15, save_every=10), r"steps \(15\) must be a positive multiple of save_every \(10\)"),
     (dict(steps=2**32, save_every=2**31), r"steps must be at most 2147483647 \(steps are counted in 32-bit integers "
                                           r"on the device\), received 4294967296"),
@@ -736,3 +736,30 @@ def test_an_energy_drift_after_a_close_contact_does_not_blame_the_timestep(syste
                                                           "extrapolates there, which a smaller timestep_fs does not"):
             simulate(model, params, _head_on_hydrogens(0.39, 0.1), steps=60, save_every=1, timestep_fs=0.05,
                      dtype="float64", max_force=1e6, energy_tolerance=8.0)
+
+
+@pytest.mark.parametrize("keyword, value, message", [
+    ("steps", 100.0, r"steps must be an integer >= 1 \(MD steps to run\), received 100.0 \(float\)"),
+    ("save_every", 10.0, r"save_every must be an integer >= 1 .*received 10.0 \(float\)"),
+    ("chunk_frames", True, r"chunk_frames must be an integer >= 1 .*received True \(bool\)"),
+    ("checkpoint_every", 0, r"checkpoint_every must be an integer >= 1 \(chunks between MD checkpoints\), received 0"),
+    ("temperature_K", None, r"temperature_K must be a number of K, received None \(NoneType\)"),
+    ("temperature_K", "300", r"temperature_K must be a number of K, received '300' \(str\)"),
+    ("checkpoint_path", "{tmp}/no_dir/state.npz", r"checkpoint_path .*state.npz: directory .*no_dir does not exist"),
+    ("restart", "{tmp}/missing.npz", r"restart file .*missing.npz does not exist"),
+])
+def test_simulate_names_bad_arguments_before_any_step(system, tmp_path, keyword, value, message):
+    """Through the Python API these were raw errors: a ZeroDivisionError (checkpoint_every=0) or a TypeError (steps
+    100.0, temperature None) after the first chunk had run, a FileNotFoundError at the first checkpoint after the run
+    (a checkpoint path in a missing folder), a bare FileNotFoundError for a missing restart file."""
+    model, params, atoms = system
+    value = value.format(tmp=tmp_path) if isinstance(value, str) and "{tmp}" in value else value
+    with pytest.raises(PhysNetInputError, match=message):
+        simulate(model, params, atoms, **dict(dict(steps=20, save_every=10), **{keyword: value}))
+
+
+def test_simulate_names_params_that_are_no_variables(system):
+    """params=None was a TypeError from inside the batching ('argument of type NoneType is not iterable')."""
+    model, _, atoms = system
+    with pytest.raises(PhysNetInputError, match=r"params must be the model's variables, a dict .*received NoneType"):
+        simulate(model, None, atoms, steps=20, save_every=10)

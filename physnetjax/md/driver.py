@@ -93,8 +93,8 @@ from physnetjax import compilation
 from physnetjax.calculator import check_dtype, cast_params
 from physnetjax.ensemble.model import is_ensemble
 from physnetjax.jsonlines import append_record, read_log, start_log
-from physnetjax.errors import (PhysNetInputError, PhysNetInputWarning, RunStoppedError, displayed, displayed_setting,
-                               namer)
+from physnetjax.errors import (InputNotFoundError, PhysNetInputError, PhysNetInputWarning, RunStoppedError, displayed,
+                               displayed_setting, namer)
 from physnetjax.md.ensembles import (
     CHAIN_MASSES_KEY,
     ENSEMBLES,
@@ -118,8 +118,9 @@ from physnetjax.md.potential import AllPairs
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import AMU_A2_PER_FS2_IN_EV, ASE_TIME_UNIT_FS, BAR, BOLTZMANN
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
-from physnetjax.validation import (atoms_total_charge, check_masses, check_output_path, check_range, check_seed,
-                                   check_total_charge, validate_structure)
+from physnetjax.predict import check_params_fit
+from physnetjax.validation import (atoms_total_charge, check_count, check_masses, check_output_path, check_range,
+                                   check_seed, check_total_charge, validate_structure)
 
 logger = logging.getLogger(__name__)
 
@@ -396,7 +397,10 @@ def check_md_arguments(*, ensemble, temperature_K, timestep_fs, steps, save_ever
     if ensemble not in ENSEMBLES:
         raise PhysNetInputError(f"{name('ensemble')} must be one of {ENSEMBLES}, received {ensemble!r}")
     check_ensemble_arguments(ensemble, **ensemble_only)
-    if steps < 1 or save_every < 1 or steps % save_every:
+    check_count(name("steps"), steps, what="MD steps to run")
+    check_count(name("save_every"), save_every, what="steps between saved frames")
+    check_count(name("chunk_frames"), chunk_frames, what="saved frames per jitted chunk")
+    if steps % save_every:
         raise PhysNetInputError(f"{name('steps')} ({steps}) must be a positive multiple of {name('save_every')} "
                                 f"({save_every})")
     if steps > MAX_STEP:
@@ -404,9 +408,6 @@ def check_md_arguments(*, ensemble, temperature_K, timestep_fs, steps, save_ever
     check_range(name("timestep_fs"), timestep_fs, "fs", 0.0, strict=True)
     check_range(name("max_force"), max_force, "eV/Å", 0.0, strict=True)
     check_range(name("skin"), skin, "Å", 0.0)
-    if chunk_frames < 1:
-        raise PhysNetInputError(f"{name('chunk_frames')} must be >= 1 (saved frames per jitted chunk), received "
-                                f"{chunk_frames}")
     check_ensemble_settings(ensemble, ensemble_options(temperature_K, ensemble_only), names)
     energy_tolerance = ensemble_only.get("energy_tolerance")
     if energy_tolerance is not None and not energy_tolerance > 0:
@@ -539,6 +540,13 @@ def simulate(
                        save_every=save_every, chunk_frames=chunk_frames, max_force=max_force, skin=skin, out=out,
                        ensemble_only=ensemble_only, uncertainty_threshold=uncertainty_threshold,
                        on_uncertainty=on_uncertainty, names=names)
+    check_count(displayed("checkpoint_every", names), checkpoint_every, what="chunks between MD checkpoints")
+    if checkpoint_path is not None:
+        check_output_path(checkpoint_path, overwrite=True, what=displayed("checkpoint_path", names))
+    if restart is not None and not Path(restart).is_file():
+        raise InputNotFoundError(f"restart file {restart} does not exist" if not Path(restart).exists() else
+                                 f"restart file {restart} is a directory, not an MD-state checkpoint (.npz)", restart)
+    check_params_fit(model, params)
     options = ensemble_options(temperature_K, ensemble_only)
     energy_tolerance = ENERGY_TOLERANCE_MEV_PER_ATOM if energy_tolerance is None else energy_tolerance
     on_energy_drift = "stop" if on_energy_drift is None else on_energy_drift
