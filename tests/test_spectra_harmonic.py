@@ -596,6 +596,31 @@ def test_an_optimised_geometry_far_from_bonding_distances_warns():
         harmonic(model, params, atoms.numbers, atoms.positions)  # the neutral molecule it was trained on
 
 
+@pytest.mark.parametrize("start, message", [
+    ([[0.0, 0.0, 0.0], [0.0, 1.1, 0.5], [0.0, -0.3, -1.3]], r"atoms 0-1 at 0\.4\d+ Å, 0\.3\d× their covalent bond length"
+                                                          r".* start from a geometry nearer the molecule's minimum"),
+    ("nm", r"collapsed geometry: atoms 0-\d at 0\.4\d+ Å.*the start has its atoms 0\.0\d× the covalent bond length "
+           r"apart: positions must be in Å: are they in nm \(multiply by 10\)\?"),
+])
+def test_an_optimisation_that_collapses_the_molecule_is_refused(start, message):
+    """A bent CO2 (C–O 1.21/1.33 Å, max |F| 1.7 eV/Å) relaxed with the shipped CO2 model to C–O 0.43 Å in one line
+    search, where the model has a spurious minimum, and `spectra harmonic` reported its three modes and energy with
+    exit 0 (ASE's BFGS from the same start reaches C–O 1.28/1.78 Å); CO2 in nm read as Å relaxed to 0.42 Å, 0.05 eV
+    *below* the true minimum, and gave two imaginary modes."""
+    from physnetjax.pretrained import co2_geometry_path, co2_model_path
+
+    model, params = load_checkpoint(co2_model_path())
+    atoms = ase.io.read(co2_geometry_path())
+    positions = atoms.positions * 0.1 if start == "nm" else np.asarray(start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PhysNetInputWarning)  # the nm start's close contacts
+        with pytest.raises(OptimizationError, match=message) as error:
+            optimize_geometry(model, params, atoms.numbers, positions)
+        assert np.linalg.norm(error.value.positions[0] - error.value.positions[1]) < 0.5  # the collapsed geometry
+        with pytest.raises(OptimizationError, match="collapsed geometry"):
+            harmonic(model, params, atoms.numbers, positions)
+
+
 def test_a_geometry_in_bohr_is_refused_after_its_spurious_minimum():
     """CO2 in bohr read as Å: the shipped model relaxes it to C–O 1.96 Å (below the optimised-geometry warning's
     1.5× ratio), 1.43 eV above its true minimum, and `spectra harmonic` printed a 71 cm^-1 bend and exit 0 after one

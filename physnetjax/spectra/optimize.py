@@ -33,7 +33,15 @@ from physnetjax.calculator import cast_params
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, RunStoppedError, displayed, displayed_setting
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
 from physnetjax.units import ANGSTROM_PER_BOHR
-from physnetjax.validation import check_length_unit, check_range, stretched_bond_ratio, validate_structure
+from physnetjax.validation import (
+    BOND_RATIO_MIN,
+    bond_length_ratios,
+    check_length_unit,
+    check_range,
+    position_unit_question,
+    stretched_bond_ratio,
+    validate_structure,
+)
 from physnetjax.spectra.molecule import molecule_functions
 
 DEFAULT_FMAX = 1e-4
@@ -205,12 +213,46 @@ def check_optimized_geometry(atomic_numbers, start, optimized: OptimizationResul
                 f"as given they reach a minimum of the model {optimized.energy - converted.energy:.3g} eV above the "
                 "one reached from them × 0.529177 (bohr → Å), a spurious minimum far from the molecule; give the "
                 "geometry in Å")
+    check_not_collapsed(atomic_numbers, start, optimized)
     stretched = stretched_bond_ratio(atomic_numbers, optimized.positions)
     if stretched is not None:
         warnings.warn(f"the optimised geometry has its atoms {stretched:.2f}× the covalent bond length from their "
                       "nearest neighbours: a minimum of the model far from any bonded molecule, an extrapolation; "
                       "check the model's training data, the total charge and the start geometry", PhysNetInputWarning,
                       stacklevel=3)
+
+
+def check_not_collapsed(atomic_numbers, start, optimized: OptimizationResult) -> None:
+    """Refuse an optimised geometry with two atoms closer than :data:`~physnetjax.validation.BOND_RATIO_MIN` × the sum
+    of their covalent radii: a minimum no molecule has (H₂: 1.19×, compressed bonds ≥ ~0.8×), but one a model may
+    have where its training data held no such distances (CO2's shipped model: C–O 0.43 Å, reached in one line-search
+    step from a bent start with |F| ≤ 1.7 eV/Å). Frequencies there would be reported as a molecule's. A start that
+    looks like nm read as Å (:func:`~physnetjax.validation.position_unit_slip`) is named as such.
+
+    Raises:
+      OptimizationError: naming the pair, its distance and ratio; the geometry is kept.
+    """
+    from ase.data import covalent_radii
+
+    z = np.asarray(atomic_numbers)
+    r = np.asarray(optimized.positions, np.float64)
+    ratio = (np.linalg.norm(r[:, None] - r[None], axis=-1)
+             / (covalent_radii[z][:, None] + covalent_radii[z][None, :]))
+    ratio[np.diag_indices(len(z))] = np.inf
+    i, j = np.unravel_index(np.argmin(ratio), ratio.shape)
+    if ratio[i, j] >= BOND_RATIO_MIN:
+        return
+    start_ratio = float(np.median(bond_length_ratios(z, start)))
+    cause = (f"the start has its atoms {start_ratio:.2f}× the covalent bond length apart: "
+             f"{position_unit_question(start_ratio)}" if start_ratio < BOND_RATIO_MIN
+             else "start from a geometry nearer the molecule's minimum (the model has a spurious one here, where its "
+                  "training data held no such distances), or check the model and the total charge")
+    distance = float(np.linalg.norm(r[i] - r[j]))
+    raise OptimizationError(
+        f"the optimisation reached a collapsed geometry: atoms {min(i, j)}-{max(i, j)} at {distance:.3g} Å, "
+        f"{ratio[i, j]:.2f}× their covalent bond length (a molecule's minimum has ≥ ~0.8×), at E = "
+        f"{optimized.energy:.6f} eV; its frequencies would not be a molecule's: {cause}",
+        positions=r, energy=optimized.energy, fmax=optimized.fmax, steps=optimized.steps)
 
 
 def _max_atom_norm(gradient):
