@@ -621,6 +621,26 @@ def test_an_optimisation_that_collapses_the_molecule_is_refused(start, message):
             harmonic(model, params, atoms.numbers, positions)
 
 
+def test_a_loose_fmax_warns_that_the_analysed_geometry_is_no_minimum():
+    """--fmax 1e6 analysed a CO2 at max |F| = 4.9 eV/Å (asymmetric stretch 2247 instead of 2594 cm^-1) and fmax 1.0
+    at 0.106 eV/Å without a word: only optimize=False compared the forces with fmax."""
+    from physnetjax.pretrained import co2_geometry_path, co2_model_path
+
+    model, params = load_checkpoint(co2_model_path())
+    atoms = ase.io.read(co2_geometry_path())
+    stretched = atoms.positions.copy()
+    stretched[1, 2] += 0.02  # one C–O bond 0.02 Å longer: max |F| = 2.1 eV/Å
+    with pytest.warns(NonMinimumWarning, match=r"analysed at max \|F\| = 2\.\d+e\+00 eV/Å \(optimised to fmax=1\.0e\+06 "
+                                               r"eV/Å\).* rigid-body block, 0 at a minimum, reaches .*give "
+                                               r"fmax <= 0\.001 \(default 0\.0001\)"):
+        loose = harmonic(model, params, atoms.numbers, stretched, fmax=1e6)
+    assert loose.optimization.steps == 0 and loose.max_force > 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NonMinimumWarning)
+        tight = harmonic(model, params, atoms.numbers, stretched, fmax=1e-3)
+    assert tight.max_force <= 1e-3
+
+
 def test_a_geometry_in_bohr_is_refused_after_its_spurious_minimum():
     """CO2 in bohr read as Å: the shipped model relaxes it to C–O 1.96 Å (below the optimised-geometry warning's
     1.5× ratio), 1.43 eV above its true minimum, and `spectra harmonic` printed a 71 cm^-1 bend and exit 0 after one
