@@ -54,10 +54,11 @@ import re
 import sys
 import textwrap
 import tomllib
+import warnings
 from pathlib import Path
 
 from physnetjax.cli_errors import name_input
-from physnetjax.errors import OutputPathError, PhysNetInputError
+from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning
 
 CONFIG_NAME = "config.toml"
 """File name of the resolved configuration in an output directory."""
@@ -137,6 +138,7 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
                 action.required = False
         target.set_defaults(**values)
     args = parser.parse_args(_joined_negative_numbers(target, argv))
+    warn_repeated_options(target, _joined_negative_numbers(target, tokens))
     for action in options(target):
         value = getattr(args, action.dest, None)
         source = f" (from --config {path})" if action.dest in values and values[action.dest] == value else ""
@@ -163,6 +165,40 @@ def _joined_negative_numbers(parser: argparse.ArgumentParser, argv: list[str]) -
         else:
             joined.append(token)
     return joined
+
+
+class _RecordingNamespace(argparse.Namespace):
+    """A namespace that records every value set to each name (argparse sets an option's dest once per occurrence)."""
+
+    def __init__(self, names):
+        object.__setattr__(self, "values_set", {})
+        super().__init__(**{name: None for name in names})
+        self.values_set.clear()
+
+    def __setattr__(self, name, value):
+        self.values_set.setdefault(name, []).append(value)
+        super().__setattr__(name, value)
+
+
+def warn_repeated_options(parser: argparse.ArgumentParser, tokens: list[str]) -> None:
+    """Warn about an option given more than once on the command line ``tokens`` of ``parser`` (or two options that
+    set the same value, e.g. ``--optimize --no-optimize``), naming the values and the one used: argparse keeps the
+    last without a word, so ``--masses 12 16 16 --masses 13 16 16`` ran with the second. A warning, not an error:
+    a later option overriding an earlier one is the usual way of a wrapper script or alias (a ``--config`` file,
+    written by hand, refuses a key given twice). The same value given twice passes. (:func:`options` has no
+    action that collects values, such as append or count, whose repetition would be meant.)
+    """
+    actions = options(parser)
+    namespace = _RecordingNamespace(action.dest for action in actions)
+    parser.parse_known_args(tokens, namespace)
+    for action in actions:
+        values = namespace.values_set.get(action.dest, [])
+        if len(values) > 1 and any(value != values[-1] for value in values):
+            flags = " / ".join(sorted({flag for other in actions if other.dest == action.dest
+                                       for flag in other.option_strings if flag.startswith("--")}))
+            shown = [" ".join(map(str, value)) if isinstance(value, list) else str(value) for value in values]
+            warnings.warn(f"{flags or action.dest} is given {len(values)} times ({'; '.join(shown)}): the last, "
+                          f"{shown[-1]}, is used", PhysNetInputWarning, stacklevel=3)
 
 
 def given_options(parser: argparse.ArgumentParser, argv=None) -> set[str]:

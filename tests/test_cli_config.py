@@ -17,7 +17,7 @@ from physnetjax.check.__main__ import build_parser as check_parser
 from physnetjax.check.__main__ import main as check_main
 from physnetjax.cli_config import (CONFIG_NAME, check_config_replaceable, given_options, parse_args, read_config,
                                    write_resolved_config)
-from physnetjax.errors import OutputPathError
+from physnetjax.errors import OutputPathError, PhysNetInputWarning
 from physnetjax.eval.cli import build_parser as eval_parser
 from physnetjax.eval.cli import main as eval_main
 from physnetjax.learn.__main__ import build_parser as learn_parser
@@ -30,7 +30,7 @@ from physnetjax.train import TrainConfig, resume
 from physnetjax.train.cli import build_parser as train_parser
 from physnetjax.train.cli import main as train_main
 
-from conftest import DATA
+from conftest import DATA, warnings_as_errors
 
 TRAIN_DATA = DATA / "train_ethanol64.npz"
 NOT_KEYS = {"help", "config", "print_config"}
@@ -132,6 +132,27 @@ def test_given_options_are_those_of_the_command_line(tmp_path):
     assert given_options(parser, argv) == {"geometry", "barostat_time", "anisotropic"}
     harmonic = ["harmonic", "--checkpoint", "c", "--geometry", "g.xyz", "--out", "o", "--fmax", "0.01"]
     assert given_options(spectra_parser(), harmonic) == {"checkpoint", "geometry", "out", "fmax"}
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--geometry", "g.xyz", "--temperature", "300", "--temperature=400"],
+     r"^--temperature is given 2 times \(300.0; 400.0\): the last, 400.0, is used$"),
+    (["--geometry", "g.xyz", "--save-ev", "5", "--save-every", "10"], r"^--save-every is given 2 times \(5; 10\)"),
+    (["--geometry", "a.xyz", "--geometry", "b.xyz"], r"^--geometry is given 2 times \(a.xyz; b.xyz\): the last"),
+])
+def test_an_option_given_twice_with_other_values_warns(argv, match):
+    """argparse keeps the last of repeated options without a word: `spectra harmonic --masses 12 16 16 --masses 13
+    16 16` ran with 13C, `--checkpoint A --checkpoint B` with B. A later option overriding an earlier one is how
+    wrapper scripts work, so it warns (a config file, written by hand, refuses a key given twice)."""
+    with pytest.warns(PhysNetInputWarning, match=match):
+        parse_args(md_parser(), argv)
+    with pytest.warns(PhysNetInputWarning, match=r"^--masses is given 2 times \(12.0 16.0 16.0; 13.0 16.0 16.0\): "
+                                                 r"the last, 13.0 16.0 16.0, is used$"):
+        parse_args(spectra_parser(), ["harmonic", "--checkpoint", "c", "--geometry", "g.xyz", "--out", "o",
+                                      "--masses", "12", "16", "16", "--masses", "13", "16", "16"])
+    with warnings_as_errors():  # once, or twice with one value
+        parse_args(md_parser(), ["--geometry", "g.xyz", "--temperature", "300"])
+        parse_args(md_parser(), ["--geometry", "g.xyz", "--anisotropic", "--anisotropic"])
 
 
 @pytest.mark.parametrize("content, key, match", [
