@@ -777,6 +777,17 @@ def test_cli_warns_that_two_atoms_beyond_the_cutoff_have_a_zero_mode_and_no_vibr
     assert document["zero_point_energy_eV"] == 0.0
 
 
+def test_cli_refuses_a_folder_that_is_no_checkpoint_before_writing_out(capsys, tmp_path):
+    """A --checkpoint folder that exists but holds no checkpoint was named only after --out and its config.toml had
+    been written."""
+    from physnetjax.pretrained import co2_model_path
+
+    status, _, stderr = run_cli(capsys, "--checkpoint", co2_model_path().parent, "--geometry", example_geometry_path(),
+                                "--out", tmp_path / "out", "--no-plot")
+    assert status == 2 and "is not a checkpoint" in stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_refuses_a_periodic_geometry_before_any_work(capsys, tmp_path):
     """Ethanol in a 5 Å cubic cell (pbc T T T): harmonic and ir analysed it as an isolated molecule, ignoring the
     cell and the periodic images within the 5 Å cutoff, and wrote the spectra without a word."""

@@ -422,7 +422,7 @@ def _ir_args(out, **changes):
     ({"--time-ps": "0"}, "error: --time-ps must be a finite number > 0 ps, received 0.0"),
     ({"--replicas": "0"}, "error: --replicas must be an integer >= 1, received 0"),
     ({"--timestep": "0"}, "error: --timestep must be a finite number > 0 fs, received 0.0"),
-    ({"--equilibration-ps": "-1"}, "error: --equilibration-ps must be >= 0 ps, received -1.0"),
+    ({"--equilibration-ps": "-1"}, "error: --equilibration-ps must be finite and >= 0 ps, received -1.0"),
     ({"--friction": "0"}, "error: --friction must be a finite number > 0 fs^-1, received 0.0"),
     ({"--record-every": "20"}, "error: record interval 10 fs (--timestep × --record-every) resolves only up to 1668 "
                                "cm^-1 (the Nyquist wavenumber) < 4000 cm^-1, the fastest molecular vibrations"),
@@ -438,13 +438,19 @@ def _ir_args(out, **changes):
     ({"--max-steps": "0"}, "error: --max-steps must be an integer >= 1, received 0"),
     ({"--checkpoint": "/nonexistent/ckpt"}, "--checkpoint /nonexistent/ckpt does not exist"),
     ({"--geometry": "/nonexistent.xyz"}, "--geometry /nonexistent.xyz does not exist"),
+    # main: after the optimisation and the harmonic analysis had run and --out/config.toml was written
+    ({"--seed": "-1"}, "error: --seed must be an integer from 0 to"),
+    ({"--checkpoint": str(co2_model_path().parent)}, "is not a checkpoint"),
+    # main: ran, and grew to 6 GB of memory within 20 s
+    ({"--time-ps": "1e6"}, "error: the run would record 1.2e+10 values (500000000 frames × 2 replicas × 12 per "
+                           "frame), 89.4 GiB in float64, more than the 2e+08 allowed: lower --time-ps or --replicas"),
 ])
 def test_cli_bad_input_is_one_line_and_nonzero_before_any_md(tmp_path, capsys, changes, message):
     status = _cli(_ir_args(tmp_path / "out", **changes))
     err = capsys.readouterr().err.strip()
     assert status == 2
     assert err.startswith("python -m physnetjax.spectra: error: ") and "\n" not in err and message in err
-    assert not (tmp_path / "out" / "spectrum.csv").exists()
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_names_the_optimisation_options_of_its_harmonic_analysis(tmp_path, capsys):
@@ -694,3 +700,13 @@ def test_the_ir_command_leaves_out_the_mds_length_unit_warning_by_class_not_by_w
     _tell(caught, set(), skip=LengthUnitWarning)
     err = capsys.readouterr().err
     assert "1.93×" not in err and err.count("PhysNetInputWarning: a geometry 2.10× the covalent bond length") == 1
+
+
+def test_plan_run_takes_numpy_numbers():
+    """equilibration_ps=np.float32(1.0) was refused as "must be >= 0 ps, received np.float32(1.0)"."""
+    from physnetjax.spectra.md_spectrum import plan_run
+
+    settings = dict(temperature_K=300.0, time_ps=np.float64(2.0), timestep_fs=0.5, replicas=np.int64(2),
+                    friction=0.01, record_every=4, max_correlation_ps=None, max_energy_error=0.1)
+    for equilibration in (np.float32(1.0), np.int64(1), 1.0):
+        assert plan_run(equilibration_ps=equilibration, **settings).num_frames == 1000

@@ -120,10 +120,10 @@ def _analyse(args):
         check_masses(args.masses, len(atoms), OPTION_OF)
     if args.total_charge is not None:
         check_total_charge(args.total_charge, atoms.numbers, names=OPTION_OF)
+    model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)  # a folder that is no checkpoint
     check_output_directory(args.out, what="--out", files=(JSON_NAME, PNG_NAME, CONFIG_NAME, UNCONVERGED_NAME))
     check_config_replaceable(args.parser, Path(args.out) / CONFIG_NAME)
     write_resolved_config(args.parser, args, Path(args.out) / CONFIG_NAME)
-    model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)
     say_ensemble(model)
     total_charge = float(atoms_total_charge(atoms, args.total_charge, OPTION_OF))
     masses = molecule_masses(atoms, args.masses)

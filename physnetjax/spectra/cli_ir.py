@@ -99,19 +99,22 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _check_inputs(args):
-    """Everything that can be checked before any computation; returns (atoms, out path)."""
+    """Everything that can be checked before any computation or output; returns (atoms, out path, the checkpoint's
+    (model, params, metadata))."""
+    from physnetjax.checkpoint import load_checkpoint
     from physnetjax.cli_config import CONFIG_NAME, check_config_replaceable
     from physnetjax.spectra.cli_harmonic import read_geometry
-    from physnetjax.spectra.md_spectrum import check_molecule_size, plan_run
+    from physnetjax.spectra.md_spectrum import check_molecule_size, check_recorded_size, plan_run
     from physnetjax.spectra.optimize import check_optimizer_settings
     from physnetjax.spectra.plot import require_matplotlib
-    from physnetjax.validation import check_masses, check_output_directory, check_total_charge
+    from physnetjax.validation import check_masses, check_output_directory, check_seed, check_total_charge
 
-    plan_run(temperature_K=args.temperature, time_ps=args.time_ps, timestep_fs=args.timestep,
+    plan = plan_run(temperature_K=args.temperature, time_ps=args.time_ps, timestep_fs=args.timestep,
              equilibration_ps=args.equilibration_ps, replicas=args.replicas, friction=args.friction,
              record_every=args.record_every, max_correlation_ps=args.correlation_ps, max_energy_error=0.1,
              names=OPTION_OF)
     check_optimizer_settings(args.fmax, args.max_steps, OPTION_OF)
+    check_seed(args.seed, "--seed")
     if not args.max_wavenumber > 0:
         raise ValueError(f"--max-wavenumber must be > 0 cm^-1, received {args.max_wavenumber}")
     if not args.no_plot:
@@ -120,22 +123,25 @@ def _check_inputs(args):
         raise ValueError(f"--checkpoint {args.checkpoint} does not exist")
     atoms = read_geometry(args.geometry)
     check_molecule_size(len(atoms))
+    check_recorded_size(plan, len(atoms), OPTION_OF)
     if args.total_charge is not None:
         check_total_charge(args.total_charge, atoms.numbers, names=OPTION_OF)
     if args.masses is not None:
         check_masses(args.masses, len(atoms), OPTION_OF)
+    loaded = load_checkpoint(args.checkpoint, with_metadata=True)  # a folder that is no checkpoint: before --out
     out = check_output_directory(args.out, what="--out", files=(CSV_NAME, JSON_NAME, PNG_NAME, CONFIG_NAME,
                                                                 UNCONVERGED_NAME))
     check_config_replaceable(args.parser, out / CONFIG_NAME)
-    return atoms, out
+    return atoms, out, loaded
 
 
 def _run(args) -> None:
-    atoms, out = _check_inputs(args)
-
     import jax
 
-    from physnetjax.checkpoint import load_checkpoint
+    if args.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    atoms, out, (model, params, metadata) = _check_inputs(args)
+
     from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
     from physnetjax.errors import LengthUnitWarning
     from physnetjax.spectra.cli_harmonic import (analysed_model, last_geometry_written, mode_table, molecule_masses,
@@ -146,9 +152,6 @@ def _run(args) -> None:
     from physnetjax.validation import atoms_total_charge
 
     write_resolved_config(args.parser, args, out / CONFIG_NAME)
-    if args.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-    model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)
     say_ensemble(model)
     record = TrainingRecord.from_metadata(metadata)
     total_charge = float(atoms_total_charge(atoms, args.total_charge, OPTION_OF))

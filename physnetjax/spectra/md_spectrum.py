@@ -86,7 +86,7 @@ from physnetjax.md.ensembles import check_temperature
 from physnetjax.md.potential import DENSE_MAX_ATOMS, physnet_potential
 from physnetjax.predict import split_element_energies
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
-from physnetjax.validation import check_length_unit, check_masses, check_seed, validate_structure
+from physnetjax.validation import check_length_unit, check_masses, check_range, check_seed, validate_structure
 from physnetjax.spectra.autocorrelation import (
     autocorrelation,
     harmonic_quantum_correction,
@@ -227,6 +227,7 @@ def md_spectrum(
                     equilibration_ps=equilibration_ps, replicas=replicas, friction=friction,
                     record_every=record_every, max_correlation_ps=max_correlation_ps,
                     max_energy_error=max_energy_error, names=names)
+    check_recorded_size(plan, num_atoms, names)
     replicas, record_every, interval_fs = plan.replicas, plan.record_every, plan.interval_fs
     num_frames, num_lags = plan.num_frames, plan.num_lags
     masses = ase.data.atomic_masses[z] if masses is None else check_masses(masses, num_atoms)
@@ -378,6 +379,26 @@ class RunPlan(NamedTuple):
     num_lags: int
 
 
+MAX_RECORDED_VALUES = 2e8
+"""Largest number of values an MD spectrum records (frames × replicas × (3N + 3): velocities and dipole rates):
+1.6 GB in float64 on the host, with as much again in float32 on the device. CO2 for 10 ps with the defaults (4
+replicas, a frame every 2 fs) records 2.4e5 values, ethanol for 100 ps with 32 replicas 4.8e7; CO2 with
+``--time-ps 1e6`` asked for 2.4e10 and grew to 6 GB within 20 s before it was stopped."""
+
+
+def check_recorded_size(plan: "RunPlan", num_atoms: int, names: Optional[Mapping[str, str]] = None) -> None:
+    """ValueError naming the settings when the run of ``plan`` for ``num_atoms`` atoms would record more than
+    :data:`MAX_RECORDED_VALUES` values (checked before any work, not found out of memory)."""
+    name = namer(names)
+    values = float(plan.num_frames) * plan.replicas * (3 * num_atoms + 3)
+    if values > MAX_RECORDED_VALUES:
+        raise ValueError(
+            f"the run would record {values:.3g} values ({plan.num_frames} frames × {plan.replicas} replicas × "
+            f"{3 * num_atoms + 3} per frame), {8 * values / 2**30:.3g} GiB in float64, more than the "
+            f"{MAX_RECORDED_VALUES:.0e} allowed: lower {name('time_ps')} or {name('replicas')}, or raise "
+            f"{name('record_every')} (every recorded frame counts)")
+
+
 def check_molecule_size(num_atoms: int) -> None:
     """ValueError unless 2 ≤ ``num_atoms`` ≤ :data:`~physnetjax.md.potential.DENSE_MAX_ATOMS` (md_spectrum)."""
     if not 2 <= num_atoms <= DENSE_MAX_ATOMS:
@@ -430,8 +451,7 @@ def plan_run(*, temperature_K, time_ps, timestep_fs, equilibration_ps, replicas,
     _check_positive(name("timestep_fs"), timestep_fs, "fs")
     _check_positive(name("friction"), friction, "fs^-1")
     _check_positive(name("max_energy_error"), max_energy_error, "")
-    if not (isinstance(equilibration_ps, (int, float)) and math.isfinite(equilibration_ps) and equilibration_ps >= 0):
-        raise ValueError(f"{name('equilibration_ps')} must be >= 0 ps, received {equilibration_ps!r}")
+    check_range(name("equilibration_ps"), equilibration_ps, "ps", 0.0)
     if int(replicas) != replicas or replicas < 1:
         raise ValueError(f"{name('replicas')} must be an integer >= 1, received {replicas}")
     if int(record_every) != record_every or record_every < 1:
