@@ -615,13 +615,22 @@ def _head_on_hydrogens(speed_A_per_fs: float, offset: float) -> ase.Atoms:
     return atoms
 
 
-def _thermostatted_report(mean_K, time_ps, halves=None, relaxation_fs=50.0, dof=2000, ensemble="langevin"
-                          ) -> MDReport:
+def _thermostatted_report(mean_K, time_ps, halves=None, relaxation_fs=50.0, dof=2000, ensemble="langevin",
+                          frames=1000) -> MDReport:
     return MDReport(steps=1000, time_ps=time_ps, num_atoms=dof // 3 + 1, drift_meV_per_atom_per_ps=0.0,
                     fluctuation_meV_per_atom=0.0, mean_temperature_K=mean_K, steps_per_second=1.0,
                     compile_seconds=0.0, reallocations=0, out=None, ensemble=ensemble, degrees_of_freedom=dof,
                     target_temperature_K=300.0, kinetic_relaxation_fs=relaxation_fs,
-                    half_temperatures_K=halves or (mean_K, mean_K))
+                    half_temperatures_K=halves or (mean_K, mean_K), frames=frames)
+
+
+def test_the_mean_temperature_scatter_counts_no_more_samples_than_saved_frames():
+    """A 5 ps Langevin run (friction 0.5 fs^-1: tau = 1 fs) of ethanol (N_f = 27) saved 50 frames: the mean of 50
+    frames scatters by 300 * sqrt(2/27) / sqrt(50) = 11.55 K, not by the 2500 samples' 1.63 K that L / (2 tau)
+    gives; means of 290.8 and 280.7 K (three seeds of the probe) got 'has not reached equilibrium' notes."""
+    assert _thermostatted_report(280.7, 5.0, relaxation_fs=1.0, dof=27, frames=50).temperature_note() is None
+    note = _thermostatted_report(253.0, 5.0, relaxation_fs=1.0, dof=27, frames=50).temperature_note()
+    assert "(±12 K over 5 ps" in note  # 4 sigma = 46.2 K < 47 K
 
 
 def test_a_thermostatted_mean_temperature_beyond_its_scatter_gets_a_note():
