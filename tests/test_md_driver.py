@@ -772,3 +772,19 @@ def test_simulate_names_params_that_are_no_variables(system):
     model, _, atoms = system
     with pytest.raises(PhysNetInputError, match=r"params must be the model's variables, a dict .*received NoneType"):
         simulate(model, None, atoms, steps=20, save_every=10)
+
+
+def test_a_nose_hoover_time_of_few_timesteps_warns(system):
+    """--thermostat-time 0.5 at --timestep 0.5 ended in 'NaN/Inf in energy, positions or forces' after 40 steps with
+    no word on the thermostat; 1 fs ran with a drift of 9.5 meV/atom/ps."""
+    import warnings
+
+    model, params, atoms = system
+    run = dict(ensemble="nvt-nhc", timestep_fs=0.5, steps=4, save_every=2, dtype="float64")
+    with pytest.warns(PhysNetInputWarning, match=r"thermostat_time_fs=2 fs is 4 timesteps: a Nosé-Hoover chain "
+                                                 r"oscillates with about that period"):
+        simulate(model, params, atoms, thermostat_time_fs=2.0, **run)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        simulate(model, params, atoms, thermostat_time_fs=5.0, **run)
+    assert not [w for w in caught if "Nosé-Hoover chain oscillates" in str(w.message)]
