@@ -788,3 +788,17 @@ def test_a_nose_hoover_time_of_few_timesteps_warns(system):
         warnings.simplefilter("always")
         simulate(model, params, atoms, thermostat_time_fs=5.0, **run)
     assert not [w for w in caught if "Nosé-Hoover chain oscillates" in str(w.message)]
+
+
+def test_an_interrupt_before_the_first_frame_leaves_no_empty_trajectory(system, tmp_path):
+    """Ctrl-C during compilation left an empty OUT and OUT.jsonl (ase.io.read: 'Empty file'), which look like the
+    result of a run; a stop before the first frame already removed them."""
+    model, params, atoms = system
+    out = tmp_path / "t.xyz"
+
+    def interrupt(done):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        simulate(model, params, atoms, steps=4, save_every=2, out=str(out), progress=interrupt)
+    assert not out.exists() and not (tmp_path / "t.xyz.jsonl").exists()

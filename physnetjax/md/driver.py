@@ -680,9 +680,9 @@ def simulate(
     warned_drift = False
     closest: Optional[CloseContact] = None
     total_frames = steps // save_every
-    if progress is not None:
-        progress(0)
     try:
+        if progress is not None:
+            progress(0)
         while done < steps and stop_reason is None:
             num_frames = min(chunk_frames, total_frames - done // save_every)
             shape_key = (num_frames, jax.tree.structure(state), tuple(x.shape for x in jax.tree.leaves(state)))
@@ -825,14 +825,19 @@ def simulate(
                             timestep_fs, run_targets(ensemble, options, steps, done - 1, dof))
             if progress is not None:
                 progress(done)
+    except KeyboardInterrupt:
+        if writer is not None and restart is None and len(times) == 1:  # interrupted before its first frame
+            writer.close()
+            writer = None
+            _remove_empty_outputs(out)
+        raise
     finally:
         if writer is not None:
             writer.close()
     kept = len(times) - 1
     if stop_reason is not None and out is not None and kept == 0:  # stopped before its first trusted frame
-        if restart is None:  # the empty trajectory and log it created would look like the result of a run
-            for path in (Path(out), Path(f"{out}.jsonl")):
-                path.unlink()
+        if restart is None:
+            _remove_empty_outputs(out)
             stop_reason += f"; the run leaves no {out} nor {out}.jsonl (they would hold no frame)"
         else:
             stop_reason += f"; no frame was added to {out}"
@@ -1177,6 +1182,13 @@ def params_fingerprint(params) -> str:
         digest.update(f"{jax.tree_util.keystr(path)}{value.shape}".encode())
         digest.update(np.ascontiguousarray(value).tobytes())
     return digest.hexdigest()
+
+
+def _remove_empty_outputs(out) -> None:
+    """Remove the trajectory ``out`` and its log that a fresh run created and stopped, or was interrupted, before
+    its first frame: empty files look like the result of a run (``ase.io.read`` fails on them: "Empty file")."""
+    for path in (Path(out), Path(f"{out}.jsonl")):
+        path.unlink(missing_ok=True)
 
 
 def _checkpoint(path, atoms, state: MDState, step: int, ensemble: str, fingerprint: str, frame: FrameOfReference,
