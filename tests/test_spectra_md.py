@@ -386,6 +386,22 @@ def test_bad_geometry_is_rejected(co2):
         md_spectrum(model, params, z[:1], r[:1], temperature_K=20.0, time_ps=1.0)
 
 
+def test_float32_round_off_at_a_low_temperature_is_named_not_the_timestep(co2):
+    """CO2 at 0.001 K in float32: 'NVE energy not conserved ... reduce timestep_fs', and a smaller timestep made it
+    worse (5.85 -> 11.3 x n_dof k_B T / 2); float64 conserves it to 0.005."""
+    from physnetjax.spectra.md_spectrum import round_off_hint
+
+    model, params, z, r, _ = co2
+    with pytest.raises(EnergyConservationError, match=r"float32 resolves the energy only to .* eV, .* at this "
+                                                      r"temperature: run in float64 \(dtype float64\), not with a "
+                                                      r"smaller timestep$"):
+        md_spectrum(model, params, z, r, temperature_K=0.001, time_ps=1.0, equilibration_ps=0.5, replicas=2)
+    thermal_20K = 0.5 * 6 * 8.617333262e-5 * 20.0  # n_dof k_B T / 2, eV
+    assert round_off_hint(np.array([-0.06]), thermal_20K, np.float32) == ""  # 20 K: the timestep's business
+    assert round_off_hint(np.array([-0.06]), thermal_20K / 2e4, np.float64) == ""
+    assert "--dtype float64" in round_off_hint(np.array([-0.06]), thermal_20K / 2e4, np.float32, {"dtype": "--dtype"})
+
+
 @pytest.mark.slow
 def test_broken_energy_conservation_raises(co2):
     model, params, z, r, _ = co2

@@ -44,7 +44,7 @@ from physnetjax.spectra.cli_harmonic import (OPTIMIZER_OPTIONS, UNCONVERGED_NAME
 OPTION_OF = {"temperature_K": "--temperature", "time_ps": "--time-ps", "timestep_fs": "--timestep",
              "equilibration_ps": "--equilibration-ps", "replicas": "--replicas", "friction": "--friction",
              "record_every": "--record-every", "max_correlation_ps": "--correlation-ps", "masses": "--masses",
-             "total_charge": "--total-charge", "seed": "--seed", **OPTIMIZER_OPTIONS}
+             "total_charge": "--total-charge", "seed": "--seed", "dtype": "--dtype", **OPTIMIZER_OPTIONS}
 """:func:`~physnetjax.spectra.md_spectrum` and :func:`~physnetjax.spectra.harmonic` keyword → the option that sets
 it: the names in the messages of the checks run before any computation and of the harmonic analysis."""
 JSON_UNITS = {
