@@ -363,7 +363,7 @@ def test_replicas_are_independent(co2_spectrum):
     (dict(record_every=20), "resolves only up to"),
     (dict(max_correlation_ps=5.0), "shorter than the correlation window"),
     (dict(time_ps=0.005, record_every=2), "holds 2 recorded frames"),
-    (dict(equilibration_ps=-1.0), "equilibration_ps must be >= 0"),
+    (dict(equilibration_ps=-1.0), "equilibration_ps must be finite and >= 0"),
     (dict(masses=[1.0, 2.0]), "masses must have shape"),
     (dict(masses=[12.0, -16.0, 16.0]), "masses must be finite and > 0"),
 ])
