@@ -203,3 +203,23 @@ def test_the_data_checks_hints_name_no_option_the_loop_lacks(stub_data, tmp_path
     assert any("the learning loop reads eV and eV/Å only (it has no unit options): convert the file" in m
                for m in checks)
     assert any("negate F in the file (the learning loop reads F = −dE/dR only)" in m for m in checks)
+
+
+@pytest.mark.parametrize("which", ["data", "test"])
+def test_a_data_file_that_is_the_runs_own_copy_is_refused(stub_data, tmp_path, which):
+    """--data OUT/initial.npz (or --test OUT/test.npz) was replaced by the run's copy of its frames (a 20-frame
+    subset of the user's 60) without a word."""
+    import shutil
+
+    from physnetjax.errors import OutputPathError
+
+    directory, label = stub_data
+    out = tmp_path / "run"
+    out.mkdir()
+    name = "initial.npz" if which == "data" else "test.npz"
+    shutil.copy(directory / name, out / name)
+    before = (out / name).read_bytes()
+    with pytest.raises(OutputPathError, match=rf"the run's {name} .*{name} is also {which}: writing it would replace "
+                                              "the input"):
+        run_learning(tiny_config(directory, out, **{which: str(out / name)}), label)
+    assert (out / name).read_bytes() == before

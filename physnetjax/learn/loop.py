@@ -46,7 +46,7 @@ from physnetjax.learn.labellers import Labeller, checked_labels, xtb_labeller
 from physnetjax.learn.report import write_report
 from physnetjax.learn.selection import select_uncertain_diverse
 from physnetjax.learn.state import STATE_NAME, read_state, round_dir, write_state
-from physnetjax.validation import check_directory_creatable
+from physnetjax.validation import check_directory_creatable, check_distinct_files
 from physnetjax.train import TrainConfig, train
 
 logger = logging.getLogger(__name__)
@@ -84,9 +84,13 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
       ValueError: a ``config.valid`` that leaves the starting frames no validation or no
         training frame (checked before the run directory is written).
       OutputPathError: a new run's ``config.out`` lies below a file or in a directory that is not writable
-        (checked before the start frames are read).
+        (checked before the start frames are read), or the data or test file is the run's ``initial.npz`` or
+        ``test.npz`` (writing them replaced the user's file).
     """
     run_dir = Path(config.out)
+    check_distinct_files([("the run's initial.npz", run_dir / "initial.npz"),
+                          ("the run's test.npz", run_dir / "test.npz")],
+                         [(displayed("data", names), config.data), (displayed("test", names), config.test)])
     state = read_state(run_dir)
     changed = [] if state is None else [displayed(key, names) for key in config.changed_from(state["settings"])]
     if changed and not state["rounds"]:
