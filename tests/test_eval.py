@@ -550,6 +550,28 @@ def test_a_poor_model_that_underpredicts_the_spread_is_not_taken_for_a_unit_slip
     assert label_scale_findings(data, poor) == {}
 
 
+def test_an_undertrained_model_that_shrinks_its_predictions_is_not_taken_for_a_unit_slip():
+    """A 2-epoch ensemble's energies were 5.54x smaller than the labels at cosine 0.96 (EMA weights near their start
+    predict near the mean): eval and calibrate said 'energies in other units than given: set --energy-unit', also for
+    kcal/mol data read with --energy-unit kcal/mol. A slope beyond 0.5-2 that fits no unit slip now counts only where
+    the model fits (cosine >= 0.98); one that fits a slip (23.06: kcal/mol) still counts at cosine 0.9-0.98."""
+    from physnetjax.data import load_dataset
+    from physnetjax.eval.evaluate import _scale_fit, label_scale_findings
+    from physnetjax.eval.predictions import Predictions
+
+    data = load_dataset(DATA / "train_ethanol64.npz")
+    rng = np.random.default_rng(1)
+    centred = data.E - data.E.mean()
+    for scale, flagged in ((5.54, False), (1 / KCAL_PER_MOL, True)):
+        energy = centred / scale + rng.normal(scale=0.28 * centred.std() / scale, size=centred.shape)
+        slope, cosine = _scale_fit(centred, energy - energy.mean())
+        assert 0.9 < cosine < 0.98 and abs(np.log(slope / scale)) < 0.1, (slope, cosine)
+        predictions = Predictions(energy=energy, forces=data.F, charges=None, dipole=None, total_charge=None)
+        findings = label_scale_findings(data, predictions)
+        assert (list(findings) == ["energies"] and "fits kcal/mol read as eV" in findings["energies"]) if flagged \
+            else findings == {}, findings
+
+
 def test_a_slope_near_a_slip_inside_the_range_is_one_only_where_the_model_fits_the_labels():
     """Slopes 0.5-2 were accepted at any cosine, so forces in eV/bohr read as eV/Å (0.529) went unflagged: eval
     reported a force MAE of 0.88 eV/Å for a 0.039 eV/Å model. A model that fits (cosine ≥ 0.98) now names the slip;
