@@ -577,3 +577,29 @@ def test_resume_refuses_a_metrics_csv_row_cut_short(base_run, tmp_path):
     with pytest.raises(ValueError, match=rf"metrics\.csv line 3 holds {columns - 2} values for {columns} columns: "
                                          r"it was cut short or edited"):
         resume(out, epochs=4)
+
+
+def test_a_run_directory_in_use_by_another_training_process_is_refused(tmp_path):
+    """Two trainings with one --out both reported success: the second removed the first one's files (its run looked
+    unstarted before its first checkpoint) and trained there, interleaving metrics.csv. A lock of a live process
+    refuses the second; one left by a killed process (its pid gone) is taken over and removed at the end."""
+    import socket
+
+    from physnetjax.train.run_lock import LOCK_NAME, RunLockedError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / LOCK_NAME).write_text(f"{socket.gethostname()} {holder.pid}")
+        with pytest.raises(RunLockedError, match=rf"{out} is in use by another training process \(pid {holder.pid}\)"):
+            train(tiny_config(out, epochs=1))
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # nothing of the refused run written
+    finally:
+        holder.kill()
+        holder.wait()
+    train(tiny_config(out, epochs=1))  # the holder is gone: its lock is taken over
+    assert not (out / LOCK_NAME).exists() and (out / "best").exists()
+    (out / LOCK_NAME).write_text("elsewhere 123")
+    with pytest.raises(RunLockedError, match=r"in use by a training process on host elsewhere \(pid 123"):
+        resume(out, epochs=2)

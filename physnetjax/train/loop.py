@@ -102,6 +102,7 @@ from physnetjax.train.ensemble import (
 from physnetjax.train.forcecheck import ForceCheckError, finite_difference_force_error
 from physnetjax.train.loss import TERMS, loss_from_sums, loss_weights, metrics_from_totals
 from physnetjax.train.optim import Plateau, init_state, make_optimizer, make_schedule, make_steps, step_functions
+from physnetjax.train.run_lock import LOCK_NAME, run_lock
 from physnetjax.train.parallel import device_mesh, replicate, shard_batch, shard_member_batch
 from physnetjax.train.stages import epoch_run_progress, in_final_stage
 from physnetjax.validation import (TRAINED_CHARGES_KEY, TRAINED_ELEMENTS_KEY, check_directory_creatable,
@@ -1104,6 +1105,8 @@ def _unstarted_run(run_dir: Path) -> bool:
     names = {*UNSTARTED_RUN_FILES, "checkpoints"}
     temporary = {f".{name}.tmp" for name in (*names, "latest", "best")}
     for entry in run_dir.iterdir():
+        if entry.name == LOCK_NAME:
+            continue
         if entry.name not in names | temporary or entry.is_symlink():
             return False
         if entry.name == "checkpoints" and (not entry.is_dir()
@@ -1113,8 +1116,10 @@ def _unstarted_run(run_dir: Path) -> bool:
 
 
 def _remove_unstarted_run(run_dir: Path) -> None:
-    """Delete what an :func:`_unstarted_run` left in ``run_dir`` (the directory itself stays)."""
+    """Delete what an :func:`_unstarted_run` left in ``run_dir`` (the directory and its lock stay)."""
     for entry in run_dir.iterdir():
+        if entry.name == LOCK_NAME:
+            continue
         if entry.is_dir():
             shutil.rmtree(entry)
         else:
@@ -1167,6 +1172,20 @@ def train(config: TrainConfig, clock=time.monotonic, on_start=None,
         check_init_architecture(config.init_from, {name: getattr(config, name) for name in ARCHITECTURE_SETTINGS
                                                    if getattr(config, name) != getattr(defaults, name)})
     run_dir = check_directory_creatable(config.out if config.out else default_run_dir(), what="--out")
+    created = [p for p in [run_dir, *run_dir.parents] if not p.exists()]
+    check_output_directory(run_dir, what="--out")
+    try:
+        with run_lock(run_dir):
+            return _train_in(run_dir, config, clock, on_start, names)
+    except BaseException:
+        for directory in created:
+            if directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
+        raise
+
+
+def _train_in(run_dir: Path, config: TrainConfig, clock, on_start, names) -> dict:
+    """:func:`train` in the existing ``run_dir``, its lock held."""
     if (run_dir / "config.json").exists():
         try:
             TrainConfig.load(run_dir / "config.json")
@@ -1177,8 +1196,6 @@ def train(config: TrainConfig, clock=time.monotonic, on_start=None,
             raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick --out")
         _remove_unstarted_run(run_dir)
         logger.info("%s held a run that stopped before its first checkpoint; starting over there", run_dir)
-    created = [p for p in [run_dir, *run_dir.parents] if not p.exists()]
-    check_output_directory(run_dir, what="--out")
     config.out = str(run_dir)
     if config.data is None:
         config.data = [str(bundled_dataset_path())]
@@ -1187,9 +1204,6 @@ def train(config: TrainConfig, clock=time.monotonic, on_start=None,
     except BaseException:
         for name in SETUP_FILES:
             (run_dir / name).unlink(missing_ok=True)
-        for directory in created:
-            if directory.is_dir() and not any(directory.iterdir()):
-                directory.rmdir()
         raise
     config.save(run_dir / "config.json")
     if on_start is not None:
@@ -1236,13 +1250,14 @@ def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_s
                                 "(moved or deleted?): give its new path with --data (its content is checked against "
                                 "the run's SHA-256), or start a new run with --init-from "
                                 f"{run_dir / 'best'} --data NEW_PATH")
-    trainer = Trainer(config, run_dir, resuming=True, allow_changed_data=allow_changed_data, clock=clock,
-                      names=names)
-    if "epochs" in overrides and config.max_time is None and config.epochs <= trainer.epoch:
-        raise ValueError(f"--epochs {config.epochs} is the total number of epochs, and {run_dir} has trained "
-                         f"{trainer.epoch} already: nothing would be trained. For N more epochs pass --epochs "
-                         f"{trainer.epoch} + N (e.g. --epochs {trainer.epoch + config.epochs})")
-    config.save(config_path)
-    if on_start is not None:
-        on_start(config, run_dir)
-    return trainer.run()
+    with run_lock(run_dir):
+        trainer = Trainer(config, run_dir, resuming=True, allow_changed_data=allow_changed_data, clock=clock,
+                          names=names)
+        if "epochs" in overrides and config.max_time is None and config.epochs <= trainer.epoch:
+            raise ValueError(f"--epochs {config.epochs} is the total number of epochs, and {run_dir} has trained "
+                             f"{trainer.epoch} already: nothing would be trained. For N more epochs pass --epochs "
+                             f"{trainer.epoch} + N (e.g. --epochs {trainer.epoch + config.epochs})")
+        config.save(config_path)
+        if on_start is not None:
+            on_start(config, run_dir)
+        return trainer.run()
