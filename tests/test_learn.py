@@ -111,6 +111,18 @@ def resumed_run(stub_data, tmp_path_factory, request):
     return out, config, crashed, trained, report, label
 
 
+def test_a_round_keeps_the_previous_rounds_split_and_splits_only_its_new_frames(resumed_run):
+    """Each round drew a new random split of the grown data while starting from the previous round's weights, so
+    round 1 validated on frames round 0 had trained on (both of its valid frames in the probe, all three of round
+    2's): optimistic validation errors, best epochs and ensemble calibration."""
+    out = resumed_run[0]
+    first, second = (np.load(out / f"round-00{k}" / "train" / "split.npz") for k in (0, 1))
+    assert not set(second["valid"]) & set(first["train"])
+    assert set(first["valid"]) <= set(second["valid"]) and set(first["train"]) <= set(second["train"])
+    new = set(range(8, 11))  # 8 starting frames, 3 selected in round 1; valid share 2/8: round(0.75) = 1 new valid
+    assert len(set(second["valid"]) & new) == 1 and set(second["train"]) | set(second["valid"]) == set(range(11))
+
+
 def test_interrupted_loop_resumes_without_retraining_round_0(resumed_run):
     out, config, crashed, trained, report, label = resumed_run
     assert [r["round"] for r in crashed["state"]["rounds"]] == [0] and crashed["round1_exists"]

@@ -34,6 +34,7 @@ import ase
 import numpy as np
 
 from physnetjax.data import Dataset, bundled_dataset_path, concatenate, load_dataset, random_split
+from physnetjax.data.split import load_split, save_split
 from physnetjax.data.generate import unpaired_electrons
 from physnetjax.data.remedies import CONVERTED_FILE, remedies_in_effect
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, displayed
@@ -246,6 +247,10 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
         summary["selected_spreads_eV_per_A"] = [float(candidates.spreads[j]) for j in chosen]
         summary.update(_spread_summary(summary["md"]))
     save_frames(data, directory / "data.npz")
+    if index > 0:
+        save_split(directory / ROUND_SPLIT_NAME, grown_split(load_split(previous / "train" / "split.npz", len(data)
+                                                                        - summary["selected"]),
+                                                             len(data), config.seed + index))
     with remedies_in_effect(CONVERTED_FILE):
         trained = train(round_train_config(config, directory, index, init_from), names=names)
     summary["frames"] = len(data)
@@ -335,18 +340,43 @@ def _atoms(candidates, j: int) -> ase.Atoms:
     return ase.Atoms(numbers=candidates.numbers[j], positions=candidates.positions[j])
 
 
+ROUND_SPLIT_NAME = "split.npz"
+"""A round's split of its ``data.npz`` (rounds ≥ 1: :func:`grown_split`), given to its training as its split file."""
+
+
+def grown_split(previous: dict, num_frames: int, seed: int) -> dict:
+    """The split of a round's data: the previous round's ``previous`` (train/valid of its first frames) kept, and the
+    frames added after them (indices from the previous count to ``num_frames``) cut into train and valid at the
+    previous valid share, drawn with ``seed``.
+
+    A round starts from the previous round's weights: a split drawn anew over the grown data put frames that model
+    was trained on into the validation set (round 1's valid frames were both round-0 training frames, round 2's all
+    three), so the validation errors, the best epoch and the ensemble's calibration scale were optimistic.
+    """
+    done = len(previous["train"]) + len(previous["valid"]) + len(previous.get("test", ()))
+    added = np.arange(done, num_frames)
+    share = len(previous["valid"]) / max(1, len(previous["train"]) + len(previous["valid"]))
+    order = np.random.default_rng(seed).permutation(added)
+    valid = np.sort(order[: int(round(share * len(added)))])
+    return {"train": np.union1d(previous["train"], np.setdiff1d(added, valid)),
+            "valid": np.union1d(previous["valid"], valid), "test": np.asarray(previous.get("test", []), np.int64)}
+
+
 def round_train_config(config: LearnConfig, directory: Path, index: int, init_from,
                        names: Optional[Mapping[str, str]] = None) -> TrainConfig:
     """The trainer's settings of round ``index``: ``directory/data.npz`` → ``directory/train``, seed
-    ``config.seed + index``, started from the checkpoint ``init_from`` (None: fresh, round 0). ``names``:
+    ``config.seed + index``, started from the checkpoint ``init_from`` (None: fresh, round 0), with the split
+    ``directory/split.npz`` where the round wrote one (:func:`grown_split`; round 0 draws its own). ``names``:
     setting → how the trainer's checks name it (a command line passes its options), as LearnConfig takes it.
 
     Public so that a comparison (``benchmarks/bench_active_learning.py``) can train on frames
     chosen another way with exactly the loop's settings.
     """
     epochs = config.epochs if index == 0 or config.retrain_epochs is None else config.retrain_epochs
+    split = directory / ROUND_SPLIT_NAME
     return TrainConfig(
         data=[str(directory / "data.npz")], valid=config.valid, test=0, **config.model_settings(), epochs=epochs,
+        split_file=str(split) if split.exists() else None,
         batch_size=config.batch_size, learning_rate=config.learning_rate, max_time=config.max_time,
         seed=config.seed + index, ensemble=config.ensemble, out=str(directory / "train"),
         init_from=None if init_from is None else str(init_from), progress=config.progress, plots=False, names=names)
