@@ -133,3 +133,15 @@ def test_spearman_rejects_undefined_cases():
         spearman_rank_correlation([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="equal length"):
         spearman_rank_correlation([1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+def test_a_rank_correlation_without_labels_says_so(caplog):
+    """Energy-only data printed 'no forces rank correlation: spreads and errors must be 1-d of equal length >= 2,
+    received shapes (0,), (0,)', an internal message."""
+    from physnetjax.ensemble.calibrate_checkpoint import _rank_correlation
+
+    with caplog.at_level("WARNING", logger="physnetjax.ensemble.calibrate_checkpoint"):
+        assert _rank_correlation([], [], "forces") is None
+        assert _rank_correlation([0.1], [0.2], "energy") is None
+    assert caplog.messages == ["no forces rank correlation: the data has no forces labels",
+                               "no energy rank correlation: the data has only one frame with energy"]

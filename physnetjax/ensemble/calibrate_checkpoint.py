@@ -133,8 +133,13 @@ def check_calibration_labels(dataset, predictions, where: str) -> None:
 
 
 def _rank_correlation(spreads, errors, what: str):
+    spreads, errors = np.asarray(spreads), np.asarray(errors)
+    if spreads.size < 2:
+        logger.warning("no %s rank correlation: the data has %s", what,
+                       f"no {what} labels" if spreads.size == 0 else f"only one frame with {what}")
+        return None
     try:
-        return spearman_rank_correlation(np.asarray(spreads), np.asarray(errors))
+        return spearman_rank_correlation(spreads, errors)
     except ValueError as error:
         logger.warning("no %s rank correlation: %s", what, error)
         return None
