@@ -26,6 +26,21 @@ Z0 = BUNDLED.Z[0, : int(BUNDLED.N[0])]
 R0 = BUNDLED.R[0, : int(BUNDLED.N[0])]
 
 
+def _untrained(config, names):
+    """The trainer's stand-in: writes the split the trainer would (the next round grows it), trains nothing."""
+    from pathlib import Path
+
+    from physnetjax.data import load_dataset, random_split
+    from physnetjax.data.split import load_split, save_split
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    count = len(load_dataset(config.data))
+    split = load_split(config.split_file, count) if config.split_file else random_split(count, config.valid, 0,
+                                                                                         config.seed)
+    save_split(out / "split.npz", split)
+    return {"valid": {"forces_mae": 0.1}}
+
 def hydrogen_on(element: int) -> tuple[int, int]:
     """(heavy atom, its nearest H) for the first atom of ``element`` in the bundled frame 0."""
     heavy = int(np.nonzero(Z0 == element)[0][0])
@@ -201,7 +216,7 @@ def test_loop_never_labels_a_broken_candidate_and_reports_the_count(monkeypatch,
 
     monkeypatch.setattr(explore_module, "load_checkpoint", lambda path, with_metadata: (None, None, {}))
     monkeypatch.setattr(explore_module, "simulate", simulate)
-    monkeypatch.setattr(learn_loop, "train", lambda config, names: {"valid": {"forces_mae": 0.1}})
+    monkeypatch.setattr(learn_loop, "train", _untrained)
     labelled = []
     checked = []
 
@@ -237,7 +252,7 @@ def test_a_round_whose_members_agree_exactly_warns(monkeypatch, tmp_path):
 
     monkeypatch.setattr(explore_module, "load_checkpoint", lambda path, with_metadata: (None, None, {}))
     monkeypatch.setattr(explore_module, "simulate", simulate)
-    monkeypatch.setattr(learn_loop, "train", lambda config, names: {"valid": {"forces_mae": 0.1}})
+    monkeypatch.setattr(learn_loop, "train", _untrained)
     config = LearnConfig(out=str(tmp_path / "run"), initial_frames=4, test_frames=0, rounds=1, select=2,
                          min_rmsd=0.001, temperatures=(300.0,), md_steps=20, save_every=10, ensemble=2, valid=1)
     with pytest.warns(PhysNetInputWarning, match=r"round 1: the ensemble's members agree exactly on all \d+ MD "
