@@ -452,6 +452,7 @@ def _ir_args(out, **changes):
     # main: no --fmax / --max-steps; the harmonic analysis' messages named fmax and max_steps
     ({"--fmax": "0"}, "error: --fmax must be finite and > 0 eV/Å, received 0.0"),
     ({"--max-steps": "0"}, "error: --max-steps must be an integer >= 1, received 0"),
+    ({"--max-step": "nan"}, "error: --max-step must be finite and > 0 Å, received nan"),
     ({"--checkpoint": "/nonexistent/ckpt"}, "--checkpoint /nonexistent/ckpt does not exist"),
     ({"--geometry": "/nonexistent.xyz"}, "--geometry /nonexistent.xyz does not exist"),
     # main: after the optimisation and the harmonic analysis had run and --out/config.toml was written
@@ -665,15 +666,17 @@ def test_float32_md_does_not_depend_on_where_the_molecule_sits(co2):
 
 
 def test_cli_does_not_call_a_stretched_optimised_geometry_a_unit_slip(tmp_path, capsys):
-    """CO2⁺ with the neutral CO2 model optimises to a spurious stretched minimum: the harmonic analysis says so;
-    md_spectrum, started there, added 'are they in bohr?' about a geometry the user never gave."""
+    """CO2⁺ with the neutral CO2 model, started at C–O 2.0 / 3.0 Å (not stretched as by bohr), optimises to a spurious
+    stretched minimum (C–O 3.0 Å, 2.1× the covalent bond length): the harmonic analysis says so; md_spectrum,
+    started there, added 'are they in bohr?' about a geometry the user never gave."""
     cation = ase.io.read(co2_geometry_path())
+    cation.positions = [[0.0, 0.0, 0.0], [0.0, 0.0, -2.0], [0.0, 0.0, 3.0]]
     cation.info["charge"] = 1
     ase.io.write(tmp_path / "cation.extxyz", cation)
     argv = _ir_args(tmp_path / "out", **{"--geometry": str(tmp_path / "cation.extxyz"), "--temperature": "100",
                                          "--time-ps": "0.1", "--equilibration-ps": "0", "--replicas": "1",
                                          "--no-plot": None})
-    with pytest.warns(UserWarning, match="MD lines are"):  # 0.05 ps: the lines (8.5, 169, 195 cm^-1) overlap
+    with pytest.warns(UserWarning, match="MD lines are"):  # 0.1 ps: the soft lines (below 300 cm^-1) overlap
         assert _cli(argv) == 0
     err = capsys.readouterr().err
     assert err.count("warning: the optimised geometry has its atoms 2.1") == 1 and "bohr" not in err, err

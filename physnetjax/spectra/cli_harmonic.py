@@ -38,7 +38,8 @@ import numpy as np
 
 from physnetjax.cli_errors import configure_logging
 
-OPTIMIZER_OPTIONS = {"fmax": "--fmax", "max_steps": "--max-steps", "optimize": "--no-optimize"}
+OPTIMIZER_OPTIONS = {"fmax": "--fmax", "max_steps": "--max-steps", "max_step": "--max-step",
+                     "optimize": "--no-optimize"}
 """:func:`~physnetjax.spectra.harmonic`'s optimisation keywords → the options that set them (``--no-optimize`` turns
 ``optimize`` off), in harmonic and ir alike."""
 OPTION_OF = {**OPTIMIZER_OPTIONS, "masses": "--masses", "total_charge": "--total-charge"}
@@ -66,9 +67,12 @@ def add_molecule_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--fmax`` and ``--max-steps``: the geometry optimisation before the harmonic analysis (harmonic and ir)."""
+    """``--fmax``, ``--max-steps`` and ``--max-step``: the geometry optimisation before the harmonic analysis
+    (harmonic and ir)."""
     parser.add_argument("--fmax", type=float, default=1e-4, help="optimisation threshold on max |F| in eV/Å")
     parser.add_argument("--max-steps", type=int, default=1000, help="largest number of L-BFGS steps")
+    parser.add_argument("--max-step", type=float, default=0.2, metavar="ANGSTROM",
+                        help="largest displacement of any atom in one optimisation step, in Å (as ASE's maxstep)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,7 +114,7 @@ def _analyse(args):
     from physnetjax.training_record import TrainingRecord
     from physnetjax.validation import atoms_total_charge, check_masses, check_output_directory, check_total_charge
 
-    check_optimizer_settings(args.fmax, args.max_steps, OPTION_OF)
+    check_optimizer_settings(args.fmax, args.max_steps, OPTION_OF, args.max_step)
     if not args.no_plot:
         require_matplotlib()
     if not Path(args.checkpoint).exists():
@@ -134,7 +138,8 @@ def _analyse(args):
             with last_geometry_written(Path(args.out), atoms, args.geometry):
                 result = harmonic(model, params, atoms.numbers, atoms.positions, masses=masses,
                                   total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
-                                  max_steps=args.max_steps, training_record=TrainingRecord.from_metadata(metadata),
+                                  max_steps=args.max_steps, max_step=args.max_step,
+                                  training_record=TrainingRecord.from_metadata(metadata),
                                   names=OPTION_OF)
         finally:  # also before an error: a warning about the input (an untrained charge, say) explains it
             for warning in caught:

@@ -113,7 +113,7 @@ def _check_inputs(args):
              equilibration_ps=args.equilibration_ps, replicas=args.replicas, friction=args.friction,
              record_every=args.record_every, max_correlation_ps=args.correlation_ps, max_energy_error=0.1,
              names=OPTION_OF)
-    check_optimizer_settings(args.fmax, args.max_steps, OPTION_OF)
+    check_optimizer_settings(args.fmax, args.max_steps, OPTION_OF, args.max_step)
     check_seed(args.seed, "--seed")
     if not args.max_wavenumber > 0:
         raise ValueError(f"--max-wavenumber must be > 0 cm^-1, received {args.max_wavenumber}")
@@ -162,7 +162,8 @@ def _run(args) -> None:
             with last_geometry_written(out, atoms, args.geometry):
                 lines = harmonic(model, params, atoms.numbers, atoms.positions, masses=masses,
                                  total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
-                                 max_steps=args.max_steps, training_record=record, names=OPTION_OF)
+                                 max_steps=args.max_steps, max_step=args.max_step, training_record=record,
+                                 names=OPTION_OF)
         finally:
             _tell(caught, said)
     print(f"harmonic analysis of {atoms.get_chemical_formula()}:")

@@ -64,7 +64,7 @@ from physnetjax.errors import displayed, displayed_setting
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
 from physnetjax.validation import check_length_unit, check_masses, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
-from physnetjax.spectra.optimize import (DEFAULT_FMAX, DEFAULT_MAX_STEPS, OptimizationResult,
+from physnetjax.spectra.optimize import (DEFAULT_FMAX, DEFAULT_MAX_STEP, DEFAULT_MAX_STEPS, OptimizationResult,
                                          check_optimized_geometry, minimize)
 from physnetjax.spectra.rigid_body import (
     LINEAR_TOLERANCE,
@@ -289,6 +289,7 @@ def harmonic(
     optimize: bool = True,
     fmax: float = DEFAULT_FMAX,
     max_steps: int = DEFAULT_MAX_STEPS,
+    max_step: float = DEFAULT_MAX_STEP,
     intensities: Optional[bool] = None,
     linear_tolerance: float = LINEAR_TOLERANCE,
     training_record: TrainingRecord = NO_TRAINING_RECORD,
@@ -313,13 +314,14 @@ def harmonic(
       masses: (N,) amu for isotopes; None → ASE's standard atomic masses.
       total_charge: Q in e.
       optimize: relax the geometry first.  fmax: eV/Å.  max_steps: L-BFGS steps.
+      max_step: largest displacement of any atom in one optimisation step, Å.
       intensities: None → IR intensities when the model predicts charges, else None;
         True → required (ValueError for a model without charges); False → not computed.
       linear_tolerance: see :data:`physnetjax.spectra.rigid_body.LINEAR_TOLERANCE`.
       training_record: what the model's training data held (checkpoint metadata,
         :class:`~physnetjax.training_record.TrainingRecord`); a structure outside it warns.
       names: keyword → how the messages name it; a command line passes its options, e.g. ``{"fmax": "--fmax",
-        "max_steps": "--max-steps", "optimize": "--no-optimize"}`` (the option that turns ``optimize`` off).
+        "max_steps": "--max-steps", "max_step": "--max-step", "optimize": "--no-optimize"}`` (the option that turns ``optimize`` off).
 
     Raises:
       ValueError: invalid structure (NaN/Inf positions, atomic numbers, total charge; see
@@ -350,7 +352,8 @@ def harmonic(
         if optimize:
 
             def relax(start):
-                return minimize(functions.energy, start, (params64,), fmax=fmax, max_steps=max_steps, names=names)
+                return minimize(functions.energy, start, (params64,), fmax=fmax, max_steps=max_steps,
+                                max_step=max_step, names=names)
 
             optimization = relax(r)
             check_optimized_geometry(z, r, optimization, stretched_start, relax)

@@ -1,19 +1,25 @@
-"""Geometry optimisation of one molecule: L-BFGS with a zoom line search, in float64 inside jit.
+"""Geometry optimisation of one molecule: L-BFGS with a bounded step, in float64 inside jit.
 
-The whole loop is one ``jax.lax.while_loop`` around ``optax.lbfgs`` (memory 10,
-initial inverse Hessian scaled by the last curvature pair, step lengths from the zoom
-line search that enforces the strong Wolfe conditions). L-BFGS rather than FIRE:
-near a minimum it converges superlinearly, which is what reaching max |F| ≤ 1e-4 eV/Å
-(or tighter, for a clean Hessian) needs, and the line search guarantees a decrease of
-the energy at every step without a time step or mass to tune. Translations and
-rotations are flat directions of the energy; they carry no gradient, so the iterates
-never move along them beyond the first step.
+The whole loop is one ``jax.lax.while_loop``: the L-BFGS direction (memory :data:`MEMORY`,
+initial inverse Hessian scaled by the newest curvature pair, 1/:data:`INITIAL_STIFFNESS`
+before there is one), scaled so that no atom moves more than ``max_step`` Å in one step
+(ASE's ``maxstep``, 0.2 Å by default), then a backtracking line search that accepts the first
+step length α ≤ 1 with a sufficient decrease of the energy (Armijo). L-BFGS rather than
+FIRE: near a minimum it converges superlinearly, which is what reaching max |F| ≤ 1e-4 eV/Å
+(or tighter, for a clean Hessian) needs, and the line search guarantees a decrease of the
+energy at every step without a time step or mass to tune.
+
+The bound on the step keeps the optimisation in the basin of the start. A line search free
+to lengthen its steps (optax's zoom search, used before) jumped from CO2 and ethanol starts
+0.1 Å off the minimum, from which ASE's BFGS relaxes back to it, into spurious minima of the
+shipped models (C–O 0.61 Å; two ethanol atoms 0.40 Å apart). Translations and rotations are
+flat directions of the energy; they carry no gradient, so the iterates never move along them.
 
 Convergence: max_i |F_i| ≤ ``fmax`` with F_i = −∂E/∂R_i the force on atom i (the
 Euclidean norm per atom, as ASE's ``fmax``). The loop also stops when ``max_steps``
-steps are done, when a step raised the energy by more than its round-off
-(:data:`ENERGY_ROUND_OFF` relative: the line search failed to find a decrease) or when
-the energy is not finite; these raise :class:`OptimizationError` carrying the last geometry.
+steps are done, when the line search finds no step that lowers the energy beyond its
+round-off (:data:`ENERGY_ROUND_OFF` relative) or when the energy is not finite; these raise
+:class:`OptimizationError` carrying the last geometry.
 """
 
 from __future__ import annotations
@@ -26,8 +32,6 @@ from typing import Mapping, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-import optax.tree_utils as otu
 
 from physnetjax.calculator import cast_params
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, RunStoppedError, displayed, displayed_setting
@@ -50,12 +54,33 @@ DEFAULT_FMAX = 1e-4
 DEFAULT_MAX_STEPS = 1000
 """Default largest number of L-BFGS steps."""
 
+DEFAULT_MAX_STEP = 0.2
+"""Default largest displacement of any atom in one step, in Å (ASE's ``maxstep`` for BFGS and LBFGS)."""
+
+MEMORY = 10
+"""Curvature pairs L-BFGS keeps."""
+
+INITIAL_STIFFNESS = 70.0
+"""eV/Å²: the Hessian L-BFGS assumes before it has a curvature pair, 70 I (ASE's default guess, the order of a
+bond's force constant); the first step is F/70 Å, bounded by ``max_step``."""
+
+ARMIJO = 1e-4
+"""c₁ of the sufficient-decrease condition E(R + αd) ≤ E(R) + c₁ α ∇E·d (Nocedal & Wright's usual value)."""
+
+MAX_LINE_SEARCH_TRIALS = 30
+"""Energy evaluations one line search may take (each shortens α to 0.1–0.5 of the last): α down to ~1e-9."""
+
+CURVATURE_FLOOR = 1e-10
+"""A pair with s·y ≤ this × |s| |y| (energy not convex along the step) is left out of the L-BFGS memory, which
+keeps the inverse Hessian positive definite."""
+
 ENERGY_ROUND_OFF = 1e-10
-"""Relative rise of the energy over one step that is still taken as round-off. Near a tight
+"""Relative rise of the energy over a full L-BFGS step (α = 1) that is still taken as round-off. Near a tight
 minimum (max |F| ~ 1e-7 eV/Å) a step changes E by less than float64 resolves, and the
 evaluation of a model energy of ~10³ eV scatters by ~1e-13 relative, so such steps can raise
-E by a few ulp and L-BFGS, driven by the gradient, still converges; a failed line search
-(a gradient that does not match the energy) raises E by far more."""
+E by a few ulp and L-BFGS, driven by the gradient, still converges. Shortened steps get no
+allowance: with a gradient that does not match the energy they would otherwise creep uphill
+by round-off-sized steps instead of stopping."""
 
 
 class OptimizationError(RunStoppedError):
@@ -88,16 +113,19 @@ class OptimizationResult:
     steps: int
 
 
-def check_optimizer_settings(fmax: float, max_steps: int, names: Optional[Mapping[str, str]] = None) -> None:
-    """ValueError unless ``fmax`` (eV/Å) is finite and > 0 and ``max_steps`` an integer >= 1; the messages name them
-    by keyword or as ``names`` does (a command line passes its options, e.g. ``{"fmax": "--fmax"}``)."""
+def check_optimizer_settings(fmax: float, max_steps: int, names: Optional[Mapping[str, str]] = None,
+                             max_step: float = DEFAULT_MAX_STEP) -> None:
+    """ValueError unless ``fmax`` (eV/Å) and ``max_step`` (Å) are finite and > 0 and ``max_steps`` an integer >= 1;
+    the messages name them by keyword or as ``names`` does (a command line passes its options, e.g.
+    ``{"fmax": "--fmax"}``)."""
     check_range(displayed("fmax", names), fmax, "eV/Å", 0.0, strict=True)
     if int(max_steps) != max_steps or max_steps < 1:
         raise ValueError(f"{displayed('max_steps', names)} must be an integer >= 1, received {max_steps}")
+    check_range(displayed("max_step", names), max_step, "Å", 0.0, strict=True)
 
 
-def minimize(energy_fn, positions, args=(), *, fmax: float = DEFAULT_FMAX,
-             max_steps: int = DEFAULT_MAX_STEPS, names: Optional[Mapping[str, str]] = None) -> OptimizationResult:
+def minimize(energy_fn, positions, args=(), *, fmax: float = DEFAULT_FMAX, max_steps: int = DEFAULT_MAX_STEPS,
+             max_step: float = DEFAULT_MAX_STEP, names: Optional[Mapping[str, str]] = None) -> OptimizationResult:
     """Minimise ``energy_fn(positions, *args)`` over the positions (float64, one jitted loop).
 
     Args:
@@ -106,24 +134,25 @@ def minimize(energy_fn, positions, args=(), *, fmax: float = DEFAULT_FMAX,
       args: further arguments of ``energy_fn`` (e.g. the parameters), traced.
       fmax: convergence threshold on max_i |∂E/∂R_i| in eV/Å (> 0).
       max_steps: largest number of L-BFGS steps (≥ 1).
-      names: keyword (``fmax``, ``max_steps``) → how the messages name it (a command line passes its
+      max_step: largest displacement of any atom in one step, Å (> 0).
+      names: keyword (``fmax``, ``max_steps``, ``max_step``) → how the messages name it (a command line passes its
         options, e.g. ``{"max_steps": "--max-steps"}``); by default the keyword.
 
     Returns:
       :class:`OptimizationResult` at the first iterate with max |F| ≤ fmax.
 
     Raises:
-      ValueError: fmax not finite and > 0 (an infinite one would accept any geometry as converged),
+      ValueError: fmax or max_step not finite and > 0 (an infinite fmax would accept any geometry as converged),
         max_steps < 1 (:func:`check_optimizer_settings`), or positions not finite (N, 3).
       OptimizationError: not converged (the message says why; the last geometry is kept).
     """
-    check_optimizer_settings(fmax, max_steps, names)
+    check_optimizer_settings(fmax, max_steps, names, max_step)
     start = np.asarray(positions, dtype=np.float64)
     if start.ndim != 2 or start.shape[1] != 3 or not np.isfinite(start).all():
         raise ValueError(f"positions must be finite with shape (N, 3), received shape {start.shape}")
     with jax.enable_x64(True):
         final, energy, force_max, steps, downhill = jax.device_get(
-            _lbfgs_loop(energy_fn)(jnp.asarray(start), tuple(args), fmax, int(max_steps))
+            _lbfgs_loop(energy_fn)(jnp.asarray(start), tuple(args), fmax, int(max_steps), float(max_step))
         )
     energy, force_max, steps = float(energy), float(force_max), int(steps)
     if force_max <= fmax:
@@ -145,20 +174,21 @@ def minimize(energy_fn, positions, args=(), *, fmax: float = DEFAULT_FMAX,
 
 def optimize_geometry(model, params, atomic_numbers, positions, *, total_charge: float = 0.0,
                       fmax: float = DEFAULT_FMAX, max_steps: int = DEFAULT_MAX_STEPS,
+                      max_step: float = DEFAULT_MAX_STEP,
                       training_record: TrainingRecord = NO_TRAINING_RECORD) -> OptimizationResult:
     """Relax one isolated molecule with a model to max |F| ≤ fmax (float64; params are cast).
 
     Args:
       model, params: a :class:`physnetjax.PhysNet` and its variables ``{"params": ...}``.
       atomic_numbers: (N,) ints, N ≥ 2.  positions: (N, 3) Å.
-      total_charge: Q in e.  fmax: eV/Å.  max_steps: L-BFGS steps.
+      total_charge: Q in e.  fmax: eV/Å.  max_steps: L-BFGS steps.  max_step: Å per atom and step.
       training_record: what the model's training data held (checkpoint metadata,
         :class:`~physnetjax.training_record.TrainingRecord`); a structure outside it warns.
 
     Raises:
       ValueError: invalid structure (NaN/Inf positions, bad atomic numbers, a total charge
         that is NaN/Inf or above ΣZ: see :func:`physnetjax.validation.validate_structure`),
-        fmax or max_steps.
+        fmax, max_steps or max_step.
       OptimizationError: not converged; ``.positions`` holds the last geometry.
 
     Warns:
@@ -175,7 +205,7 @@ def optimize_geometry(model, params, atomic_numbers, positions, *, total_charge:
         params64 = cast_params(params, np.float64)
 
         def relax(start):
-            return minimize(functions.energy, start, (params64,), fmax=fmax, max_steps=max_steps)
+            return minimize(functions.energy, start, (params64,), fmax=fmax, max_steps=max_steps, max_step=max_step)
 
         result = relax(r)
         check_optimized_geometry(z, r, result, stretched_start, relax)
@@ -225,8 +255,8 @@ def check_optimized_geometry(atomic_numbers, start, optimized: OptimizationResul
 def check_not_collapsed(atomic_numbers, start, optimized: OptimizationResult) -> None:
     """Refuse an optimised geometry with two atoms closer than :data:`~physnetjax.validation.BOND_RATIO_MIN` × the sum
     of their covalent radii: a minimum no molecule has (H₂: 1.19×, compressed bonds ≥ ~0.8×), but one a model may
-    have where its training data held no such distances (CO2's shipped model: C–O 0.43 Å, reached in one line-search
-    step from a bent start with |F| ≤ 1.7 eV/Å). Frequencies there would be reported as a molecule's. A start that
+    have where its training data held no such distances (CO2's shipped model: C–O 0.24 Å, reached from CO2 in nm
+    read as Å; 0.61 Å from some starts 0.1 Å off its minimum, as with ASE's BFGS). Frequencies there would be reported as a molecule's. A start that
     looks like nm read as Å (:func:`~physnetjax.validation.position_unit_slip`) is named as such.
 
     Raises:
@@ -255,38 +285,99 @@ def check_not_collapsed(atomic_numbers, start, optimized: OptimizationResult) ->
         positions=r, energy=optimized.energy, fmax=optimized.fmax, steps=optimized.steps)
 
 
-def _max_atom_norm(gradient):
-    return jnp.max(jnp.linalg.norm(gradient, axis=-1))
+def _max_atom_norm(vectors):
+    """max_i |v_i| of (N, 3) per-atom vectors."""
+    return jnp.max(jnp.linalg.norm(vectors, axis=-1))
+
+
+def _lbfgs_direction(gradient, steps, gradient_changes, inverse_curvatures, stored, newest):
+    """−H g for the L-BFGS inverse Hessian H of the ``stored`` newest curvature pairs (two-loop recursion).
+
+    The pairs (s_k, y_k) (flattened (MEMORY, 3N) Å and eV/Å, ρ_k = 1/(s_k·y_k)) sit in a circular buffer with the
+    newest at index ``newest``; H₀ = γ I with γ = s·y / y·y of the newest pair, or 1/:data:`INITIAL_STIFFNESS`
+    without pairs (Nocedal & Wright, Algorithm 7.4).
+    """
+    q = gradient.reshape(-1)
+    alphas = []
+    for age in range(MEMORY):
+        k = (newest - age) % MEMORY
+        alpha = jnp.where(age < stored, inverse_curvatures[k] * jnp.dot(steps[k], q), 0.0)
+        q = q - alpha * gradient_changes[k]
+        alphas.append(alpha)
+    curvature = jnp.dot(steps[newest], gradient_changes[newest])
+    change_sq = jnp.dot(gradient_changes[newest], gradient_changes[newest])
+    gamma = jnp.where(stored > 0, curvature / jnp.where(stored > 0, change_sq, 1.0), 1.0 / INITIAL_STIFFNESS)
+    z = gamma * q
+    for age in reversed(range(MEMORY)):
+        k = (newest - age) % MEMORY
+        beta = jnp.where(age < stored, inverse_curvatures[k] * jnp.dot(gradient_changes[k], z), 0.0)
+        z = z + steps[k] * (alphas[age] - beta)
+    return -z.reshape(gradient.shape)
 
 
 @functools.lru_cache(maxsize=64)
 def _lbfgs_loop(energy_fn):
-    """Jitted ``(positions, args, fmax, max_steps) -> (positions, E, max|F|, steps, downhill)`` for ``energy_fn``.
+    """Jitted ``(positions, args, fmax, max_steps, max_step) -> (positions, E, max|F|, steps, downhill)``.
 
-    ``downhill`` is False when the last step raised the energy beyond round-off.
+    One iteration: the L-BFGS direction d (a steepest-descent one, memory cleared, if d is not downhill), scaled so
+    that no atom moves more than ``max_step`` Å; then the first α of α = 1, 1 shortened by safeguarded quadratic
+    interpolation, ... that satisfies the Armijo condition E(R + αd) ≤ E(R) + c₁ α ∇E·d (c₁ = :data:`ARMIJO`; the
+    full step α = 1 up to the round-off allowance :data:`ENERGY_ROUND_OFF`, which near a tight minimum is all that
+    separates the energies). A curvature pair with s·y ≤ 0 (E not convex along the
+    step) is not stored. ``downhill`` is False when :data:`MAX_LINE_SEARCH_TRIALS` trials found no such α.
     """
 
-    def run(positions, args, fmax, max_steps):
-        def value_fn(r):
-            return energy_fn(r, *args)
-
-        optimizer = optax.lbfgs()
-        value, gradient = jax.value_and_grad(value_fn)(positions)
+    def run(positions, args, fmax, max_steps, max_step):
+        value_and_grad = jax.value_and_grad(lambda r: energy_fn(r, *args))
+        value, gradient = value_and_grad(positions)
+        memory = jnp.zeros((MEMORY, positions.size), positions.dtype)
+        carry = (positions, value, gradient, memory, memory, jnp.zeros(MEMORY, positions.dtype), jnp.asarray(0),
+                 jnp.asarray(MEMORY - 1), jnp.asarray(0), jnp.asarray(True))
 
         def keep_going(carry):
-            _, _, value, gradient, steps, downhill = carry
+            _, value, gradient, *_, steps, downhill = carry
             return (steps < max_steps) & (_max_atom_norm(gradient) > fmax) & jnp.isfinite(value) & downhill
 
         def step(carry):
-            r, state, value, gradient, steps, _ = carry
-            updates, state = optimizer.update(gradient, state, r, value=value, grad=gradient, value_fn=value_fn)
-            r = optax.apply_updates(r, updates)
-            new_value = otu.tree_get(state, "value")
-            downhill = new_value <= value + ENERGY_ROUND_OFF * jnp.maximum(1.0, jnp.abs(value))
-            return r, state, new_value, otu.tree_get(state, "grad"), steps + 1, downhill
+            r, value, gradient, s_memory, y_memory, rho_memory, stored, newest, steps, _ = carry
+            direction = _lbfgs_direction(gradient, s_memory, y_memory, rho_memory, stored, newest)
+            descent = jnp.vdot(gradient, direction) < 0.0
+            direction = jnp.where(descent, direction, -gradient / INITIAL_STIFFNESS)
+            stored = jnp.where(descent, stored, 0)
+            direction = direction * jnp.minimum(1.0, max_step / _max_atom_norm(direction))
+            slope = jnp.vdot(gradient, direction)
+            allowance = ENERGY_ROUND_OFF * jnp.maximum(1.0, jnp.abs(value))
 
-        carry = (positions, optimizer.init(positions), value, gradient, jnp.asarray(0), jnp.asarray(True))
-        r, _, value, gradient, steps, downhill = jax.lax.while_loop(keep_going, step, carry)
+            def trial(search):
+                length, _, _, _, trials = search
+                trial_value, trial_gradient = value_and_grad(r + length * direction)
+                round_off = jnp.where(trials == 0, allowance, 0.0)  # a shorter step would change E by even less
+                accepted = jnp.isfinite(trial_value) & (trial_value <= value + ARMIJO * length * slope + round_off)
+                excess = trial_value - value - length * slope  # > 0: the quadratic through E, slope, trial has a minimum
+                quadratic = -slope * length**2 / (2.0 * jnp.where(excess > 0.0, excess, 1.0))
+                shorter = jnp.where(jnp.isfinite(trial_value) & (excess > 0.0),
+                                    jnp.clip(quadratic, 0.1 * length, 0.5 * length), 0.1 * length)
+                return jnp.where(accepted, length, shorter), trial_value, trial_gradient, accepted, trials + 1
+
+            def searching(search):
+                return ~search[3] & (search[4] < MAX_LINE_SEARCH_TRIALS)
+
+            length, new_value, new_gradient, accepted, _ = jax.lax.while_loop(
+                searching, trial, (jnp.asarray(1.0, value.dtype), value, gradient, jnp.asarray(False), 0))
+            s = (length * direction).reshape(-1)
+            y = (new_gradient - gradient).reshape(-1)
+            curvature = jnp.dot(s, y)
+            keep = accepted & (curvature > CURVATURE_FLOOR * jnp.linalg.norm(s) * jnp.linalg.norm(y))
+            slot = (newest + 1) % MEMORY
+            s_memory = jnp.where(keep, s_memory.at[slot].set(s), s_memory)
+            y_memory = jnp.where(keep, y_memory.at[slot].set(y), y_memory)
+            rho_memory = jnp.where(keep, rho_memory.at[slot].set(1.0 / jnp.where(keep, curvature, 1.0)), rho_memory)
+            return (jnp.where(accepted, r + length * direction, r), jnp.where(accepted, new_value, value),
+                    jnp.where(accepted, new_gradient, gradient), s_memory, y_memory, rho_memory,
+                    jnp.where(keep, jnp.minimum(stored + 1, MEMORY), stored), jnp.where(keep, slot, newest),
+                    steps + 1, accepted)
+
+        r, value, gradient, *_, steps, downhill = jax.lax.while_loop(keep_going, step, carry)
         return r, value, _max_atom_norm(gradient), steps, downhill
 
     return jax.jit(run)
