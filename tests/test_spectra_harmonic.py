@@ -546,6 +546,20 @@ def test_no_atom_moves_further_than_max_step_in_one_step(max_step):
         minimize(well, start, max_step=0.0)
 
 
+def test_a_start_on_a_concave_slope_relaxes_into_the_well():
+    """E = x⁴/4 − x²/2 + y² + z² per atom (wells at x = ±1, a ridge at x = 0) from x = 0.1, where E is concave along the
+    first steps (s·y < 0): an L-BFGS update from such a pair makes the inverse Hessian negative and the next
+    direction uphill; such pairs are left out, and the atoms reach x = 1 exactly."""
+
+    def double_well(positions):
+        x = positions[:, 0]
+        return jnp.sum(x**4 / 4.0 - x**2 / 2.0) + jnp.sum(positions[:, 1:] ** 2)
+
+    start = np.array([[0.1, 0.0, 0.0], [0.2, 0.05, 0.0]])
+    result = minimize(double_well, start, fmax=1e-9)
+    np.testing.assert_allclose(result.positions, [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]], atol=1e-8)
+
+
 def sorted_distances(positions):
     distances = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
     return np.sort(distances[np.triu_indices(len(positions), 1)])

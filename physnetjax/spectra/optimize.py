@@ -319,12 +319,12 @@ def _lbfgs_direction(gradient, steps, gradient_changes, inverse_curvatures, stor
 def _lbfgs_loop(energy_fn):
     """Jitted ``(positions, args, fmax, max_steps, max_step) -> (positions, E, max|F|, steps, downhill)``.
 
-    One iteration: the L-BFGS direction d (a steepest-descent one, memory cleared, if d is not downhill), scaled so
-    that no atom moves more than ``max_step`` Å; then the first α of α = 1, 1 shortened by safeguarded quadratic
-    interpolation, ... that satisfies the Armijo condition E(R + αd) ≤ E(R) + c₁ α ∇E·d (c₁ = :data:`ARMIJO`; the
-    full step α = 1 up to the round-off allowance :data:`ENERGY_ROUND_OFF`, which near a tight minimum is all that
-    separates the energies). A curvature pair with s·y ≤ 0 (E not convex along the
-    step) is not stored. ``downhill`` is False when :data:`MAX_LINE_SEARCH_TRIALS` trials found no such α.
+    One iteration: the L-BFGS direction d, scaled so that no atom moves more than ``max_step`` Å; then the first
+    α of 1, 1 shortened by safeguarded quadratic interpolation, ... that satisfies the Armijo condition
+    E(R + αd) ≤ E(R) + c₁ α ∇E·d (c₁ = :data:`ARMIJO`; the full step α = 1 up to the round-off allowance
+    :data:`ENERGY_ROUND_OFF`, which near a tight minimum is all that separates the energies). A curvature pair with
+    s·y ≤ 0 (E not convex along the step) is not stored: every stored pair has s·y > 0, so H stays positive definite
+    and d downhill. ``downhill`` is False when :data:`MAX_LINE_SEARCH_TRIALS` trials found no such α.
     """
 
     def run(positions, args, fmax, max_steps, max_step):
@@ -341,9 +341,6 @@ def _lbfgs_loop(energy_fn):
         def step(carry):
             r, value, gradient, s_memory, y_memory, rho_memory, stored, newest, steps, _ = carry
             direction = _lbfgs_direction(gradient, s_memory, y_memory, rho_memory, stored, newest)
-            descent = jnp.vdot(gradient, direction) < 0.0
-            direction = jnp.where(descent, direction, -gradient / INITIAL_STIFFNESS)
-            stored = jnp.where(descent, stored, 0)
             direction = direction * jnp.minimum(1.0, max_step / _max_atom_norm(direction))
             slope = jnp.vdot(gradient, direction)
             allowance = ENERGY_ROUND_OFF * jnp.maximum(1.0, jnp.abs(value))
