@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from physnetjax.data.frame_digests import dataset_digests
 from physnetjax.data.remedies import label_remedies
 from physnetjax.errors import InputNotFoundError, LengthUnitWarning
 from physnetjax.npz_file import NpzReadError, read_npz
@@ -797,19 +798,13 @@ def warn_net_force(data: Dataset, where) -> None:
         )
 
 
-DUPLICATE_TOLERANCE = 1e-5
-"""Å: positions are rounded to this before frames are compared for duplicates."""
-
-
 def warn_duplicates(data: Dataset, where) -> None:
-    """Warn (naming frames) when two frames have identical Z and positions (to DUPLICATE_TOLERANCE Å).
-
-    The positions are compared rounded, so that a frame written to text (extxyz: 8 decimals) and
-    the same frame in binary (.npz, float32 or float64) count as one.
+    """Warn (naming frames) when two frames have identical Z and positions: the same digest
+    (:func:`physnetjax.data.frame_digests.dataset_digests`, positions rounded to 1e-3 Å), so that a frame written to
+    text (extxyz: 8 decimals) and the same frame in binary (.npz, float32 or float64) count as one.
     """
-    rounded = np.round(data.R / DUPLICATE_TOLERANCE) + 0.0  # + 0.0: -0.0 and 0.0 compare equal
-    keys = np.concatenate([data.Z.astype(np.float64).reshape(len(data), -1), rounded.reshape(len(data), -1)], axis=1)
-    _, first, inverse, counts = np.unique(keys, axis=0, return_index=True, return_inverse=True, return_counts=True)
+    _, first, inverse, counts = np.unique(dataset_digests(data), return_index=True, return_inverse=True,
+                                          return_counts=True)
     inverse = inverse.reshape(-1)
     dup = np.nonzero(counts[inverse] > 1)[0]
     dup = dup[dup != first[inverse[dup]]]

@@ -1,0 +1,98 @@
+"""Frame digests (physnetjax.data.frame_digests): the same frame in any file and format has one digest, distinct
+frames have distinct ones, and a bottom-k sample of a large training set estimates the share of training frames."""
+
+import hashlib
+
+import ase
+import ase.io
+import numpy as np
+import pytest
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from physnetjax.data import load_dataset
+from physnetjax.data import frame_digests as fd
+from physnetjax.data.frame_digests import TrainingFrames, dataset_digests, frame_digests, union_of
+
+
+def thermal_frames(count: int, seed: int = 0):
+    """``count`` water-like frames (Z, R (count, 3, 3) Å) scattered by 0.1 Å."""
+    rng = np.random.default_rng(seed)
+    z = np.array([8, 1, 1])
+    r0 = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
+    return np.tile(z, (count, 1)), r0 + rng.normal(0.0, 0.1, (count, 3, 3))
+
+
+def test_a_digest_is_blake2b_of_the_atomic_numbers_and_the_rounded_positions():
+    """Golden value computed here with hashlib, independently of the module: BLAKE2b-8 of Z as int16 and R / 1e-3 Å
+    rounded as int64, little endian, read as a little-endian uint64."""
+    z = np.array([[8, 1, 1, 0]])
+    r = np.array([[[0.0, 0.0, 0.1234567], [0.9604999, 0.0, 0.0], [-0.2395001, 0.927, 0.0], [5.0, 5.0, 5.0]]])
+    h = hashlib.blake2b(np.array([8, 1, 1], "<i2").tobytes(), digest_size=8)
+    h.update(np.array([[0, 0, 123], [960, 0, 0], [-240, 927, 0]], "<i8").tobytes())
+    assert frame_digests(z, r, [3])[0] == int.from_bytes(h.digest(), "little")
+
+
+def test_the_same_frames_in_npz_and_extxyz_have_the_same_digests_and_distinct_frames_distinct_ones(tmp_path):
+    z, r = thermal_frames(50)
+    energies = np.zeros(50)
+    np.savez(tmp_path / "frames.npz", Z=z, R=r, N=np.full(50, 3), E=energies, F=np.zeros_like(r))
+    images = []
+    for zk, rk in zip(z, r):
+        atoms = ase.Atoms(numbers=zk, positions=rk)
+        atoms.calc = SinglePointCalculator(atoms, energy=0.0, forces=np.zeros((3, 3)))
+        images.append(atoms)
+    ase.io.write(tmp_path / "frames.extxyz", images[::-1])  # written with 8 decimals, in another order
+    from_npz = dataset_digests(load_dataset(tmp_path / "frames.npz"))
+    from_xyz = dataset_digests(load_dataset(tmp_path / "frames.extxyz"))
+    assert len(np.unique(from_npz)) == 50
+    np.testing.assert_array_equal(from_npz, from_xyz[::-1])
+    with pytest.warns(UserWarning, match=r"50 duplicated frame\(s\): .*frames\.extxyz\[0\] = .*frames\.npz\[49\]"):
+        padded = load_dataset([tmp_path / "frames.npz", tmp_path / "frames.extxyz"])  # the duplicates check's digests
+    np.testing.assert_array_equal(dataset_digests(padded), np.concatenate([from_npz, from_xyz]))
+    moved = r.copy()
+    moved[:, 2, 1] += 0.01
+    assert not np.isin(frame_digests(z, moved, np.full(50, 3)), from_npz).any()
+    other_element = z.copy()
+    other_element[:, 0] = 16
+    assert not np.isin(frame_digests(other_element, r, np.full(50, 3)), from_npz).any()
+
+
+def test_the_record_survives_the_checkpoint_metadata_and_another_scheme_is_not_read():
+    z, r = thermal_frames(30)
+    digests = frame_digests(z, r, np.full(30, 3))
+    record = TrainingFrames.of(digests)
+    back = TrainingFrames.from_metadata({fd.TRAINING_FRAMES_KEY: record.to_metadata()})
+    assert back.complete and back.frames == 30
+    np.testing.assert_array_equal(back.digests, np.sort(digests))
+    share = back.trained_on(np.concatenate([digests[:7], frame_digests(*thermal_frames(5, seed=1), np.full(5, 3))]))
+    assert (share.matched, share.compared, share.total) == (7, 12, 12)
+    assert share.describe() == "7 of the 12 frames"
+    assert TrainingFrames.from_metadata({fd.TRAINING_FRAMES_KEY: {**record.to_metadata(), "scheme": "md5"}}) is None
+    assert TrainingFrames.from_metadata({}) is None
+
+
+def test_a_sampled_record_estimates_the_share_of_training_frames(monkeypatch):
+    """Bottom-k: 3000 training frames, 300 digests kept. Of 2000 queried frames, 1000 training frames: the share is
+    measured on the ~10 % of them below the largest digest kept (exact there), ~200 frames, so its binomial
+    standard deviation is ~0.035; ±0.15 is 4 of them."""
+    monkeypatch.setattr(fd, "MAX_RECORDED", 300)
+    z, r = thermal_frames(4000)
+    digests = frame_digests(z, r, np.full(4000, 3))
+    record = TrainingFrames.of(digests[:3000])
+    assert not record.complete and record.frames == 3000 and len(record.digests) == 300
+    np.testing.assert_array_equal(record.digests, np.sort(digests[:3000])[:300])
+    share = record.trained_on(digests[2000:])  # 1000 training frames, 1000 others
+    assert share.total == 2000 and 120 < share.compared < 280
+    assert share.matched / share.compared == pytest.approx(0.5, abs=0.15)
+    assert share.describe().startswith("about ") and "of the 2000 frames (estimated from" in share.describe()
+    union = record.union(TrainingFrames.of(digests[2500:]))  # 3000 + 1500, 500 shared: 4000 distinct
+    assert union.frames == pytest.approx(4000, rel=0.2)
+    assert set(union.digests) <= set(digests) and len(union.digests) <= 300
+
+
+def test_union_of_complete_records_is_exact_and_unknown_when_any_is_missing():
+    z, r = thermal_frames(40)
+    digests = frame_digests(z, r, np.full(40, 3))
+    union = union_of([TrainingFrames.of(digests[:25]), TrainingFrames.of(digests[15:])])
+    assert union.complete and union.frames == 40
+    assert union_of([TrainingFrames.of(digests), None]) is None
