@@ -11,6 +11,7 @@ import ase.io
 import jax
 import numpy as np
 import pytest
+from ase.calculators.singlepoint import SinglePointCalculator
 from conftest import DATA, perturbed_params, warnings_as_errors
 
 from physnetjax import (
@@ -544,6 +545,39 @@ def test_calibrating_on_a_members_training_file_warns(ensemble, molecules, tmp_p
         warnings.simplefilter("always")
         calibrate_checkpoint(ens, [tmp_path / "frames.npz"], tmp_path / "other_cal")
     assert not [w for w in caught if "has the content of the training data" in str(w.message)]
+
+
+def test_calibrating_on_frames_a_member_was_trained_on_warns_whatever_file_holds_them(ensemble, molecules, tmp_path):
+    """The trainer records its training frames (combine keeps them per input): a calibration file holding some of them
+    among other frames, in another format, fitted a too small scale without a word (its SHA-256 is no training
+    file's)."""
+    from physnetjax.data.frame_digests import TRAINING_FRAMES_KEY, TrainingFrames, frame_digests
+
+    model, stacked, members = ensemble
+    z, r0 = molecules["methanol"]
+    rng = np.random.default_rng(5)
+    positions = [r0 + rng.normal(0.0, 0.03, r0.shape) for _ in range(5)]
+    images = []
+    for r in positions:
+        atoms = ase.Atoms(numbers=z, positions=r)
+        label = predict(model.member, members[0], z, r, dtype=np.float64)
+        atoms.calc = SinglePointCalculator(atoms, energy=label["energy"], forces=label["forces"])
+        images.append(atoms)
+    ase.io.write(tmp_path / "frames.extxyz", images)
+    trained = TrainingFrames.of(frame_digests([z] * 2, positions[1:3], [len(z)] * 2)).to_metadata()
+    for name, metadata in (("own", {TRAINING_FRAMES_KEY: trained}),
+                           ("combined", {"ensemble_sources": [{"metadata": {}},
+                                                              {"metadata": {TRAINING_FRAMES_KEY: trained}}]})):
+        ens = save_checkpoint(tmp_path / name, model, stacked, metadata)
+        with pytest.warns(PhysNetInputWarning, match=r"^2 of the 5 frames of --data are frames members of this "
+                                                     r"ensemble were trained on \(same atoms and positions\)"):
+            calibrate_checkpoint(ens, [tmp_path / "frames.extxyz"], tmp_path / f"{name}_cal")
+    other = TrainingFrames.of(frame_digests([z], [r0], [len(z)])).to_metadata()
+    ens = save_checkpoint(tmp_path / "other", model, stacked, {TRAINING_FRAMES_KEY: other})
+    with warnings.catch_warnings(record=True) as caught:  # (5 frames: the few-frames warning is expected)
+        warnings.simplefilter("always")
+        calibrate_checkpoint(ens, [tmp_path / "frames.extxyz"], tmp_path / "other_cal")
+    assert not [w for w in caught if "were trained on" in str(w.message)]
 
 
 @pytest.mark.slow

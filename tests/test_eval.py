@@ -635,3 +635,27 @@ def test_a_unit_slip_seen_by_both_label_checks_is_reported_once(tmp_path):
     assert re.search(r"reference energies \(about each molecule's mean\) and forces are 2\d\.\d× and 2\d\.\d× the "
                      r"model's predictions .* set --energy-unit: 2\d\.\d fits kcal/mol read as eV, the force unit "
                      r"follows", messages[0])
+
+
+def test_frames_the_model_was_trained_on_are_named_in_any_file_and_counted_in_the_summary(setup, tmp_path):
+    """The checkpoint records its training frames (the trainer writes them): evaluating on them reported training
+    errors as if they were held out. Four of the six ethanol frames, given in another file and format (extxyz, other
+    frame order) beside the methanol frames, are counted as such; a checkpoint without the record gives null."""
+    from physnetjax.data.frame_digests import TRAINING_FRAMES_KEY, TrainingFrames, dataset_digests
+
+    root, frames, _ = setup
+    model, params = load_checkpoint(root / "model")
+    trained = TrainingFrames.of(dataset_digests(load_dataset(root / "ethanol.npz"), [0, 2, 3, 5]))
+    save_checkpoint(tmp_path / "trained", model, params, {TRAINING_FRAMES_KEY: trained.to_metadata()})
+    write_extxyz(tmp_path / "ethanol.extxyz", frames[5::-1])
+    data = ["--data", tmp_path / "ethanol.extxyz", root / "small.extxyz", "--no-plots"]
+    with pytest.warns(PhysNetInputWarning, match=r"^4 of the 10 frames of --data are frames .*trained was trained "
+                                                 r"on \(same atoms and positions\): their errors are training errors"):
+        assert run_cli("--checkpoint", tmp_path / "trained", *data, "--out", tmp_path / "out") == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["training_frames"] == {"matched": 4, "compared": 10, "total": 10}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run_cli("--checkpoint", root / "model", *data, "--out", tmp_path / "unknown") == 0
+    assert not [w for w in caught if "trained on (same atoms" in str(w.message)]
+    assert json.loads((tmp_path / "unknown" / "summary.json").read_text())["training_frames"] is None

@@ -223,3 +223,19 @@ def test_a_data_file_that_is_the_runs_own_copy_is_refused(stub_data, tmp_path, w
                                               "the input"):
         run_learning(tiny_config(directory, out, **{which: str(out / name)}), label)
     assert (out / name).read_bytes() == before
+
+
+def test_test_frames_that_are_starting_frames_are_refused_before_any_labelling(stub_data, tmp_path, capsys,
+                                                                                 monkeypatch):
+    """A --test file holding starting frames (here two of them, beside the test frames) was accepted: every round
+    trained on them, so the learning curve's test errors were partly training errors."""
+    directory, label = stub_data
+    test, initial = dict(np.load(directory / "test.npz")), dict(np.load(directory / "initial.npz"))
+    path = tmp_path / "mixed_test.npz"
+    np.savez(path, **{key: np.concatenate([test[key], initial[key][[4, 1]]]) for key in test})
+    err, counting, out = refused_start(label, tmp_path, capsys, monkeypatch, "--data", str(directory / "initial.npz"),
+                                       "--test", str(path))
+    assert err == [f"python -m physnetjax.learn: error: --test {path}: 2 of the {len(test['E']) + 2} frames are also "
+                   f"starting frames in {directory / 'initial.npz'} (same atoms and positions): every round trains on "
+                   "those, so their test errors would be training errors; give test frames held out of --data"]
+    assert counting.calls == 0 and not out.exists()

@@ -444,6 +444,41 @@ def test_init_from_loads_weights_only(base_run, tmp_path):
     assert int(np.asarray(state["step"])) == 6
 
 
+def test_checkpoints_record_their_training_frames_and_a_fine_tuned_run_names_the_initial_models_in_its_test(
+        base_run, tmp_path):
+    """The checkpoint records digests of its training split's frames (what eval and calibrate compare with), computed
+    here from the raw arrays. A run fine-tuned from it on another split (seed 1) tested on frames the initial model had
+    trained on, and reported those test errors as held out: it warns with the counts (from the two split files), and
+    records the union of both training sets."""
+    from physnetjax.data.frame_digests import TrainingFrames, frame_digests
+
+    out, _ = base_run
+    with np.load(DATA) as npz:
+        Z, R, N = npz["Z"], npz["R"], npz["N"]
+    with np.load(out / "split.npz") as split:
+        base_train = split["train"]
+    _, _, meta = load_checkpoint(out / "best", with_metadata=True)
+    recorded = TrainingFrames.from_metadata(meta)
+    assert recorded.complete and recorded.frames == 24
+    np.testing.assert_array_equal(recorded.digests, np.sort(frame_digests(Z[base_train], R[base_train], N[base_train])))
+
+    fine_tuned = tmp_path / "fine"
+    with pytest.warns(PhysNetInputWarning, match=r"--init-from .*best was trained on (\d+) of the 8 frames of the "
+                                                 r"(validation|test) split") as caught:
+        train(tiny_config(fine_tuned, epochs=1, init_from=str(out / "best"), seed=1))
+    with np.load(fine_tuned / "split.npz") as split:
+        shared = {name: np.intersect1d(split[key], base_train).size
+                  for name, key in (("validation", "valid"), ("test", "test"))}
+        own_train = split["train"]
+    expected = " and ".join(f"{count} of the 8 frames of the {name} split" for name, count in shared.items() if count)
+    assert expected and [str(w.message) for w in caught if "--init-from" in str(w.message)] == [
+        f"--init-from {out / 'best'} was trained on {expected} of this run (same atoms and positions): its errors "
+        "there are partly training errors, so the test errors reported at the end are optimistic; keep its training "
+        "frames in this run's training split (--split-file), or test on other frames"]
+    _, _, meta = load_checkpoint(fine_tuned / "best", with_metadata=True)
+    assert TrainingFrames.from_metadata(meta).frames == np.union1d(base_train, own_train).size
+
+
 def test_resume_refuses_changed_data_and_records_trained_elements_and_charges(tmp_path, caplog):
     """On main --resume only compared the data *path*: a file changed in place was trained on silently."""
     data = tmp_path / "data.npz"

@@ -26,6 +26,7 @@ import numpy as np
 from physnetjax.checkpoint import load_checkpoint, save_checkpoint
 from physnetjax.data import load_dataset
 from physnetjax.data.fingerprint import file_sha256
+from physnetjax.data.frame_digests import TrainingFrames, dataset_digests, union_of
 from physnetjax.data.sanity import check_label_sanity
 from physnetjax.ensemble.calibration import (fit_calibration_scale, gaussian_nll, spearman_rank_correlation,
                                              warn_few_frames)
@@ -90,18 +91,28 @@ def spread_rank_correlations(predictions, dataset) -> dict:
     }
 
 
-def warn_training_files(data: Sequence, metadata: dict) -> None:
-    """Warn (:class:`PhysNetInputWarning`) when a file of ``data`` has the content of a member's training data.
+def warn_training_data(dataset, data: Sequence, metadata: dict) -> None:
+    """Warn (:class:`PhysNetInputWarning`) when frames of ``dataset`` (read from the files ``data``) are frames a
+    member was trained on, whose errors are small: the fitted scale comes out too small.
 
-    The trainer records ``data_sha256`` ({path: SHA-256}) in its checkpoints, and ``combine`` keeps each input's
-    metadata under ``ensemble_sources``. Such a file holds that member's training frames, on which its errors are
-    small: the fitted scale comes out too small.
+    The trainer records its training frames (``training_frames``, :mod:`physnetjax.data.frame_digests`) and
+    ``combine`` keeps each input's metadata under ``ensemble_sources``: frames are compared one by one, whatever file
+    holds them. For a member whose checkpoint predates that record, a file with the content of its training data
+    (``data_sha256``, {path: SHA-256}) is named instead.
     """
-    recorded = {}
-    for meta in [metadata, *(source.get("metadata") or {} for source in metadata.get("ensemble_sources") or [])]:
-        recorded.update({sha: path for path, sha in (meta.get("data_sha256") or {}).items()})
-    for path in data:
-        trained = recorded.get(file_sha256(path))
+    sources = [metadata, *(source.get("metadata") or {} for source in metadata.get("ensemble_sources") or [])]
+    records = [TrainingFrames.from_metadata(meta) for meta in sources]
+    known = union_of(record for record in records if record is not None)
+    if known is not None:
+        share = known.trained_on(dataset_digests(dataset))
+        if share.any:
+            warnings.warn(f"{share.describe()} of --data are frames members of this ensemble were trained on (same "
+                          "atoms and positions): their small errors make the scale too small; calibrate on frames "
+                          "held out of every member's training", PhysNetInputWarning, stacklevel=3)
+    files = {sha: path for meta, record in zip(sources, records) if record is None
+             for path, sha in (meta.get("data_sha256") or {}).items()}
+    for path in data if files else ():
+        trained = files.get(file_sha256(path))
         if trained is not None:
             warnings.warn(f"--data {path} has the content of the training data {trained} of this ensemble (SHA-256 "
                           "equal): it holds frames the members were trained on, whose small errors make the scale "
@@ -168,8 +179,8 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
       ValueError: ``path`` holds a single model, or the frames have no forces.
       PhysNetInputError: force labels in other units or of the other sign than the predictions.
       PhysNetInputWarning (a warning): the frames hold elements no member was trained on (their
-        errors and spreads are an untrained guess, not what the scale should describe), or a file of ``data``
-        has the content of a member's training data (:func:`warn_training_files`).
+        errors and spreads are an untrained guess, not what the scale should describe), or frames of ``data``
+        are frames a member was trained on (:func:`warn_training_data`).
       CheckpointError, DataError: unreadable checkpoint or data. FileExistsError: ``out``
         exists and ``overwrite`` is False.
     """
@@ -181,7 +192,7 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
     TrainingRecord.from_metadata(metadata).check_dataset(
         dataset.Z, dataset.N, dataset.Q, where="--data", mask=dataset.has_E,
         consequence="the energies' error-spread correlation it reports includes it")
-    warn_training_files(data, metadata)
+    warn_training_data(dataset, data, metadata)
     predictions = predict_dataset(model.clone(calibration_scale=1.0), params, dataset, batch_size=batch_size,
                                   dtype=dtype)
     check_calibration_labels(dataset, predictions, ", ".join(str(p) for p in data))

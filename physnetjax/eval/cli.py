@@ -25,11 +25,13 @@ import argparse
 import time
 import warnings
 from pathlib import Path
+from typing import Optional
 
 from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, parse_args,
                                    write_resolved_config)
 from physnetjax.cli_errors import cli_main, configure_logging
 from physnetjax.cli_help import HelpFormatter
+from physnetjax.data.frame_digests import TrainedShare, TrainingFrames, dataset_digests
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.train.cli import HELP
 from physnetjax.training_record import TrainingRecord
@@ -129,6 +131,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
                       PhysNetInputWarning, stacklevel=2)
     record.check_dataset(dataset.Z, dataset.N, dataset.Q, where="--data", mask=dataset.has_E,
                          consequence="their energy errors below include it, and it is not the model's error")
+    trained = trained_frames_in(dataset, metadata, checkpoint)
     if args.out is not None:
         write_resolved_config(parser, args, Path(args.out) / CONFIG_NAME)
     dtype = "float64" if args.float64 else "float32"
@@ -154,7 +157,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         outputs.write_summary(result, out / "summary.json", checkpoint=str(checkpoint), data=list(args.data),
                               units={"energy": args.energy_unit, "force": args.force_unit,
                                      "dipole": args.dipole_unit, "force_sign": args.force_sign},
-                              model_config=model.config(), dtype=dtype)
+                              model_config=model.config(), dtype=dtype, trained=trained)
         written += [out / CONFIG_NAME, out / "frames.csv", out / "summary.json"]
         if args.plots:
             written += outputs.write_parity_plots(dataset, predictions, out)
@@ -163,6 +166,21 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         written.append(Path(args.write_predictions))
     if written:
         print("\nwritten: " + ", ".join(str(p) for p in written))
+
+
+def trained_frames_in(dataset, metadata: dict, checkpoint) -> Optional[TrainedShare]:
+    """The training frames of the checkpoint among ``dataset``'s (None when the checkpoint does not record them);
+    warns (:class:`PhysNetInputWarning`) when there are any: the errors on them are training errors."""
+    record = TrainingFrames.from_metadata(metadata)
+    if record is None:
+        return None
+    share = record.trained_on(dataset_digests(dataset))
+    if share.any:
+        warnings.warn(f"{share.describe()} of --data are frames {checkpoint} was trained on (same atoms and "
+                      "positions): their errors are training errors, so the errors below are optimistic; evaluate on "
+                      "frames held out of training (a training run's test split is in its split.npz)",
+                      PhysNetInputWarning, stacklevel=2)
+    return share
 
 
 @cli_main("python -m physnetjax.eval")

@@ -5,7 +5,11 @@
     frames.csv          one row per frame (columns: :data:`~physnetjax.eval.evaluate.FRAME_COLUMNS`)
     summary.json        schema "physnetjax.eval" version 1: checkpoint, data, data_units (of
                         the input files), units (of every error: eV, eV/Å, e·Å, e), metrics,
-                        counts, per-element force errors, worst frames, model config
+                        counts, per-element force errors, worst frames, model config, and
+                        ``training_frames``: how many of the frames the model was trained on
+                        ({matched, compared, total}: matched among compared of total frames;
+                        compared < total when the checkpoint keeps a sample of its training
+                        frames), null when the checkpoint does not record them
     parity_energy.png, parity_forces.png (+ parity_dipole.png, parity_charge.png with charges)
 
 ``--write-predictions FILE.extxyz`` stores every frame with the model's values as its
@@ -23,9 +27,11 @@ match the errors (``uncertainty``; null for one model).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import Optional
 
 import ase
 import ase.io
@@ -33,6 +39,7 @@ import numpy as np
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from physnetjax.data import Dataset
+from physnetjax.data.frame_digests import TrainedShare
 from physnetjax.eval.evaluate import FRAME_COLUMNS, EvalResult
 from physnetjax.eval.predictions import Predictions
 from physnetjax.train import plots
@@ -62,11 +69,12 @@ ERROR_UNITS = {"energy": "eV", "forces": "eV/Å", "dipole": "e·Å", "charge": "
 
 
 def write_summary(result: EvalResult, path, *, checkpoint: str, data: list, units: dict, model_config: dict,
-                  dtype: str) -> None:
-    """The JSON summary (see module docstring)."""
+                  dtype: str, trained: Optional[TrainedShare]) -> None:
+    """The JSON summary (see module docstring); ``trained``: the training frames among the data (None: unknown)."""
     summary = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "checkpoint": checkpoint, "data": data,
                "data_units": units, "units": dict(ERROR_UNITS), "dtype": dtype,
                "num_frames": len(result.frames["frame"]),
+               "training_frames": None if trained is None else dataclasses.asdict(trained),
                **result.summary(), "model": model_config}
     Path(path).write_text(json.dumps(summary, indent=2) + "\n")
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from physnetjax.data import Dataset, bundled_dataset_path, concatenate, load_dataset, random_split
 from physnetjax.data.split import load_split, save_split
+from physnetjax.data.frame_digests import TrainingFrames, dataset_digests
 from physnetjax.data.generate import unpaired_electrons
 from physnetjax.data.remedies import CONVERTED_FILE, remedies_in_effect
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, displayed
@@ -80,8 +81,8 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
         starting frames of another total charge than ``config.charge``, or whose electrons do
         not allow ``config.uhf`` (:func:`check_unpaired_electrons`), that lack energies or forces, or whose
         labels are not the labeller's (other units, the opposite force sign, an energy offset, another
-        method: :mod:`physnetjax.learn.inputs`); a test file without energies or forces, or whose labels
-        are not the labeller's.
+        method: :mod:`physnetjax.learn.inputs`); a test file without energies or forces, whose labels
+        are not the labeller's, or that holds starting frames (:func:`check_test_held_out`).
       ValueError: a ``config.valid`` that leaves the starting frames no validation or no
         training frame (checked before the run directory is written).
       OutputPathError: a new run's ``config.out`` lies below a file or in a directory that is not writable
@@ -183,9 +184,21 @@ def _start_data(config: LearnConfig) -> dict:
         with remedies_in_effect(CONVERTED_FILE):
             start["test.npz"] = load_dataset(config.test)
         check_labelled(start["test.npz"], config.test, "test frames")
+        check_test_held_out(start["test.npz"], initial, config)
     elif test_count:
         start["test.npz"] = source.subset(np.sort(order[count: count + test_count]))
     return start
+
+
+def check_test_held_out(test: Dataset, initial: Dataset, config: LearnConfig) -> None:
+    """Refuse test frames that are also starting frames (same atoms and positions,
+    :mod:`physnetjax.data.frame_digests`): every round trains on the starting frames, so its test errors on them
+    would be training errors, and the learning curve would look better than the models are."""
+    share = TrainingFrames.of(dataset_digests(initial)).trained_on(dataset_digests(test))
+    if share.any:
+        raise PhysNetInputError(f"--test {config.test}: {share.describe()} are also starting frames in "
+                                f"{_data_name(config)} (same atoms and positions): every round trains on those, so "
+                                "their test errors would be training errors; give test frames held out of --data")
 
 
 def _data_name(config: LearnConfig) -> str:

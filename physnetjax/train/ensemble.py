@@ -85,7 +85,7 @@ def init_member_params(model, seeds: list[int]):
 
 
 def initial_weights(path, size: int) -> tuple:
-    """(architecture without element energies, variables) to start training from checkpoint ``path``.
+    """(architecture without element energies, variables, metadata) to start training from checkpoint ``path``.
 
     A single-model checkpoint starts a single model; an ensemble checkpoint of K members
     starts an ensemble of K members (member k from member k, stacked variables).
@@ -94,7 +94,7 @@ def initial_weights(path, size: int) -> tuple:
       PhysNetInputError: the checkpoint's member count differs from ``size`` (a single
         model counts as 1).
     """
-    loaded, params = load_checkpoint(path)
+    loaded, params, metadata = load_checkpoint(path, with_metadata=True)
     found = loaded.size if is_ensemble(loaded) else 1
     if found != size:
         kind = f"an ensemble of {found} members" if found > 1 else "a single model"
@@ -102,7 +102,7 @@ def initial_weights(path, size: int) -> tuple:
                 "combine single checkpoints into one ensemble with python -m physnetjax.ensemble combine")
         raise PhysNetInputError(f"--init-from {path} holds {kind} but --ensemble is {size}; {hint}")
     member = loaded.member if is_ensemble(loaded) else loaded
-    return member.clone(element_energies=None), jax.tree_util.tree_map(jnp.asarray, params)
+    return member.clone(element_energies=None), jax.tree_util.tree_map(jnp.asarray, params), metadata
 
 
 def check_init_architecture(path, given: dict) -> None:

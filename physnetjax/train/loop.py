@@ -73,6 +73,7 @@ from physnetjax.data import (
     shifted_energies,
 )
 from physnetjax.data.fingerprint import changed_files, data_fingerprint, file_sha256
+from physnetjax.data.frame_digests import TRAINING_FRAMES_KEY, TrainingFrames, dataset_digests
 from physnetjax.data.sanity import check_label_sanity
 from physnetjax.ensemble import fit_calibration_scale, gaussian_nll, member_params, spearman_rank_correlation
 from physnetjax.ensemble.calibration import warn_few_frames
@@ -205,6 +206,7 @@ class Trainer:
         logger.info("data: %s", self.dataset.summary())
         check_label_sanity(self.dataset, ", ".join(paths))
         self._setup_split()
+        self.initial_training_frames = None
         self._setup_model()
         self._check_elements_in_range(paths)
         self._check_charge_states(paths)
@@ -213,6 +215,10 @@ class Trainer:
         train_idx = self.split["train"]
         self.member_frames = (bootstrap_frames(train_idx, self.seeds) if config.bootstrap
                               else [train_idx] * self.size)
+        self.training_frames = TrainingFrames.of(dataset_digests(self.dataset, train_idx))
+        if self.initial_training_frames is not None:
+            self._check_held_out_of_initial_model()
+            self.training_frames = self.training_frames.union(self.initial_training_frames)
         self.element_energies = np.zeros(self.model.max_atomic_number + 1)
         self.element_energies_fit = None
         if self.dataset.has_E[train_idx].any():
@@ -308,7 +314,8 @@ class Trainer:
             self.initial_params = self._fresh_params()
             return
         if self.config.init_from:
-            self.model, self.initial_params = initial_weights(self.config.init_from, self.size)
+            self.model, self.initial_params, initial_metadata = initial_weights(self.config.init_from, self.size)
+            self.initial_training_frames = TrainingFrames.from_metadata(initial_metadata)
             defaults = TrainConfig()
             for name in ARCHITECTURE_SETTINGS:  # config.json/config.toml record the architecture trained
                 value = getattr(self.model, name)
@@ -320,6 +327,26 @@ class Trainer:
             self.model = build_model(self.config, max_z)
             self.initial_params = self._fresh_params()
         write_json(model_path, self.model.config())
+
+    def _check_held_out_of_initial_model(self) -> None:
+        """Warn when the ``--init-from`` model was trained on frames this run validates or tests on.
+
+        Its checkpoint records its training frames (:mod:`physnetjax.data.frame_digests`). A model fine-tuned from it
+        has seen them: the test errors on them are partly training errors (optimistic), and validation on them picks
+        the best epoch and the calibration by frames it fits. A learning-loop round keeps the previous round's split,
+        so its initial model's frames stay in train.
+        """
+        found = []
+        for name in ("valid", "test"):
+            share = self.initial_training_frames.trained_on(dataset_digests(self.dataset, self.split[name]))
+            if share.any:
+                found.append(f"{share.describe()} of the {'validation' if name == 'valid' else 'test'} split")
+        if found:
+            warnings.warn(f"--init-from {self.config.init_from} was trained on {' and '.join(found)} of this run "
+                          "(same atoms and positions): its errors there are partly training errors, so the test "
+                          "errors reported at the end are optimistic; keep its training frames in this run's "
+                          "training split (--split-file), or test on other frames", PhysNetInputWarning,
+                          stacklevel=2)
 
     def _check_model_file(self, model_path: Path, architecture: dict) -> None:
         """Refuse a ``model.json`` whose architecture differs from that of the run's latest checkpoint (edited).
@@ -373,6 +400,7 @@ class Trainer:
         self._check_data_unchanged(meta.get(DATA_SHA256_KEY))
         self._check_split_unchanged(meta.get(SPLIT_SHA256_KEY))
         self._check_settings_unchanged(latest, meta.get("train_config"))
+        self.training_frames = TrainingFrames.from_metadata(meta) or self.training_frames
         host = meta["host"]
         self.epoch = int(meta["epoch"])
         self.best_value, self.best_epoch = float(host["best_value"]), int(host["best_epoch"])
@@ -715,6 +743,7 @@ class Trainer:
             TRAINED_ELEMENTS_KEY: self.trained_elements,
             TRAINED_CHARGES_KEY: self.trained_charges,
             DATA_SHA256_KEY: self.data_sha256,
+            TRAINING_FRAMES_KEY: self.training_frames.to_metadata(),
             SPLIT_SHA256_KEY: self.split_sha256,
             "data": self.config.data or [str(bundled_dataset_path())],
             "data_units": {"energy": self.config.energy_unit, "force": self.config.force_unit,
