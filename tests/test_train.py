@@ -477,6 +477,9 @@ def test_checkpoints_record_their_training_frames_and_a_fine_tuned_run_names_the
         "frames in this run's training split (--split-file), or test on other frames"]
     _, _, meta = load_checkpoint(fine_tuned / "best", with_metadata=True)
     assert TrainingFrames.from_metadata(meta).frames == np.union1d(base_train, own_train).size
+    resume(fine_tuned, epochs=2)  # the initial model's frames are kept from the checkpoint, not forgotten
+    _, _, meta = load_checkpoint(fine_tuned / "latest", with_metadata=True)
+    assert TrainingFrames.from_metadata(meta).frames == np.union1d(base_train, own_train).size
 
 
 def test_resume_refuses_changed_data_and_records_trained_elements_and_charges(tmp_path, caplog):
