@@ -96,3 +96,15 @@ def test_union_of_complete_records_is_exact_and_unknown_when_any_is_missing():
     union = union_of([TrainingFrames.of(digests[:25]), TrainingFrames.of(digests[15:])])
     assert union.complete and union.frames == 40
     assert union_of([TrainingFrames.of(digests), None]) is None
+
+
+def test_the_shipped_ethanol_model_names_its_1600_training_frames_in_the_bundled_set():
+    """The record added to the shipped model (its README: the split that reproduces its recorded validation MAEs):
+    eval on the bundled set said nothing of the 80 % of frames the model had trained on."""
+    from physnetjax import load_checkpoint
+    from physnetjax.data import bundled_dataset_path
+    from physnetjax.pretrained import example_model_path
+
+    _, _, metadata = load_checkpoint(example_model_path(), with_metadata=True)
+    share = TrainingFrames.from_metadata(metadata).trained_on(dataset_digests(load_dataset(bundled_dataset_path())))
+    assert (share.matched, share.compared, share.total) == (1600, 2000, 2000)
