@@ -320,7 +320,8 @@ def _lbfgs_loop(energy_fn):
     """Jitted ``(positions, args, fmax, max_steps, max_step) -> (positions, E, max|F|, steps, downhill)``.
 
     One iteration: the L-BFGS direction d, scaled so that no atom moves more than ``max_step`` Å; then the first
-    α of 1, 1 shortened by safeguarded quadratic interpolation, ... that satisfies the Armijo condition
+    step length of α = 1, α₁, α₂, ... (each 0.1-0.5 × the one before, where a quadratic through E(R), its slope and
+    the last trial has its minimum) that satisfies the Armijo condition
     E(R + αd) ≤ E(R) + c₁ α ∇E·d (c₁ = :data:`ARMIJO`; the full step α = 1 up to the round-off allowance
     :data:`ENERGY_ROUND_OFF`, which near a tight minimum is all that separates the energies). A curvature pair with
     s·y ≤ 0 (E not convex along the step) is not stored: every stored pair has s·y > 0, so H stays positive definite
