@@ -659,3 +659,22 @@ def test_frames_the_model_was_trained_on_are_named_in_any_file_and_counted_in_th
         assert run_cli("--checkpoint", root / "model", *data, "--out", tmp_path / "unknown") == 0
     assert not [w for w in caught if "trained on (same atoms" in str(w.message)]
     assert json.loads((tmp_path / "unknown" / "summary.json").read_text())["training_frames"] is None
+
+
+def test_an_output_directory_that_is_a_training_run_is_refused_before_any_work(setup, tmp_path, capsys):
+    """--out RUN (a training run directory) replaced the run's parity plots of its validation split with eval's of
+    other data, without a word."""
+    root, _, _ = setup
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "model.json").write_text("{}")
+    (run / "parity_energy.png").write_bytes(b"the run's plot")
+    assert run_cli("--checkpoint", root / "model", "--data", root / "ethanol.npz", "--out", run) == 3
+    assert capsys.readouterr().err == (
+        f"python -m physnetjax.eval: error: --out {run} is a training run directory: eval's parity_energy.png and "
+        "parity_forces.png would replace the run's (of its validation split); choose another --out, e.g. "
+        f"{run / 'eval'}\n")
+    assert (run / "parity_energy.png").read_bytes() == b"the run's plot"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "model.json", "parity_energy.png"]
+    assert run_cli("--checkpoint", root / "model", "--data", root / "ethanol.npz", "--out", run / "eval",
+                   "--no-plots") == 0

@@ -99,6 +99,12 @@ CHECKPOINT_ENTRIES = frozenset({CONFIG_FILE, PARAMS_DIR, TRAIN_STATE_DIR})
 """Everything a checkpoint directory holds; a directory with anything else is not replaced."""
 
 
+def is_training_run(path) -> bool:
+    """True when ``path`` is a training run directory: its checkpoints in ``checkpoints/`` beside ``model.json``."""
+    root = absolute_path(path)
+    return (root / "model.json").is_file() and (root / "checkpoints").is_dir()
+
+
 def training_run_of(path) -> Path | None:
     """The training run directory whose checkpoint ``path`` is, else None.
 
@@ -106,9 +112,8 @@ def training_run_of(path) -> Path | None:
     ``best`` and ``latest`` are links to them, so the path is resolved first.
     """
     target = absolute_path(path)
-    run = target.parent.parent
-    if target.parent.name == "checkpoints" and (run / "model.json").is_file():
-        return run
+    if target.parent.name == "checkpoints" and is_training_run(target.parent.parent):
+        return target.parent.parent
     return None
 
 

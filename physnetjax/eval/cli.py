@@ -32,7 +32,7 @@ from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config
 from physnetjax.cli_errors import cli_main, configure_logging
 from physnetjax.cli_help import HelpFormatter
 from physnetjax.data.frame_digests import TrainedShare, TrainingFrames, dataset_digests
-from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
+from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning
 from physnetjax.train.cli import HELP
 from physnetjax.training_record import TrainingRecord
 from physnetjax.validation import check_distinct_files, check_output_directory, check_output_path
@@ -79,11 +79,17 @@ def check_output_paths(out, predictions) -> None:
     """Create ``out`` and make sure it and the predictions file can be written (before any evaluation).
 
     Raises:
-      OutputPathError: a path is not writable or is of the wrong kind.
+      OutputPathError: a path is not writable or is of the wrong kind, or ``out`` is a training run directory, whose
+        parity plots (of its validation split) eval's would replace.
       ValueError: the predictions file has the wrong suffix.
     """
+    from physnetjax.checkpoint.format import is_training_run
     from physnetjax.eval.outputs import check_predictions_path
 
+    if out is not None and is_training_run(out):
+        raise OutputPathError(f"--out {out} is a training run directory: eval's parity_energy.png and "
+                              "parity_forces.png would replace the run's (of its validation split); choose another "
+                              f"--out, e.g. {Path(out) / 'eval'}")
     if out is not None:
         check_output_directory(out, what="--out")
     if predictions is not None:
