@@ -804,15 +804,15 @@ def position_unit_question(median_ratio: float) -> str:
     return "positions must be in Å" + (f": are they in {slip[0]} (multiply by {slip[1]:g})?" if slip else "")
 
 
-def bond_length_ratios(atomic_numbers, positions, rows=None) -> np.ndarray:
-    """Nearest-neighbour distance of each atom in ``rows`` over the sum of the two covalent radii.
+def covalent_distance_ratios(atomic_numbers, positions, rows=None) -> np.ndarray:
+    """r_ij / (ρ_i + ρ_j) for the atoms i in ``rows`` and all atoms j, with ρ :data:`ase.data.covalent_radii`.
 
     Args:
-      atomic_numbers: (n,) ints, n ≥ 2.  positions: (n, 3) Å.
-      rows: indices of the atoms to look at (default all; the cost is ∝ len(rows) × n).
+      atomic_numbers: (n,) ints.  positions: (n, 3) Å.
+      rows: indices of the atoms i (default all; the cost is ∝ len(rows) × n).
 
     Returns:
-      (len(rows),) ratios, ~1 for a bonded atom (:data:`ase.data.covalent_radii`).
+      (len(rows), n) ratios, ~1 for a bond, ∞ where j = i.
     """
     from ase.data import covalent_radii
 
@@ -822,7 +822,13 @@ def bond_length_ratios(atomic_numbers, positions, rows=None) -> np.ndarray:
     radii = covalent_radii[z]
     ratio = np.linalg.norm(r[rows, None] - r[None], axis=-1) / (radii[rows, None] + radii[None, :])
     ratio[np.arange(len(rows)), rows] = np.inf
-    return ratio.min(axis=1)
+    return ratio
+
+
+def bond_length_ratios(atomic_numbers, positions, rows=None) -> np.ndarray:
+    """Nearest-neighbour distance of each atom in ``rows`` over the sum of the two covalent radii: (len(rows),)
+    ratios, ~1 for a bonded atom (the row minima of :func:`covalent_distance_ratios`; n ≥ 2 atoms)."""
+    return covalent_distance_ratios(atomic_numbers, positions, rows).min(axis=1)
 
 
 BOND_RATIO_APART = 2.5

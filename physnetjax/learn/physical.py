@@ -18,7 +18,8 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-from ase.data import covalent_radii
+
+from physnetjax.validation import covalent_distance_ratios
 
 DEFAULT_BOND_FACTOR = 1.3
 DEFAULT_MIN_DISTANCE = 0.5
@@ -26,12 +27,7 @@ DEFAULT_MIN_DISTANCE = 0.5
 
 def bonds(numbers: np.ndarray, positions: np.ndarray, bond_factor: float = DEFAULT_BOND_FACTOR) -> np.ndarray:
     """(n, n) bool adjacency: r_ij < bond_factor · (ρ_i + ρ_j), no self-bonds; ``positions`` (n, 3) Å."""
-    positions = np.asarray(positions, np.float64)
-    radii = covalent_radii[np.asarray(numbers)]
-    distances = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
-    bonded = distances < bond_factor * (radii[:, None] + radii[None])
-    np.fill_diagonal(bonded, False)
-    return bonded
+    return covalent_distance_ratios(numbers, positions) < bond_factor
 
 
 def unphysical_reason(numbers: np.ndarray, positions: np.ndarray, reference_bonds: Optional[np.ndarray],

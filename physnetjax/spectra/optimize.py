@@ -41,6 +41,7 @@ from physnetjax.validation import (
     BOND_RATIO_MIN,
     bond_length_ratios,
     check_length_unit,
+    covalent_distance_ratios,
     check_range,
     position_unit_question,
     stretched_bond_ratio,
@@ -262,13 +263,9 @@ def check_not_collapsed(atomic_numbers, start, optimized: OptimizationResult) ->
     Raises:
       OptimizationError: naming the pair, its distance and ratio; the geometry is kept.
     """
-    from ase.data import covalent_radii
-
     z = np.asarray(atomic_numbers)
     r = np.asarray(optimized.positions, np.float64)
-    ratio = (np.linalg.norm(r[:, None] - r[None], axis=-1)
-             / (covalent_radii[z][:, None] + covalent_radii[z][None, :]))
-    ratio[np.diag_indices(len(z))] = np.inf
+    ratio = covalent_distance_ratios(z, r)
     i, j = np.unravel_index(np.argmin(ratio), ratio.shape)
     if ratio[i, j] >= BOND_RATIO_MIN:
         return
