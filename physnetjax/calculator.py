@@ -38,7 +38,6 @@ from physnetjax.neighbors.batch import Batch, model_pair_cutoff, model_triplet_c
 from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round_up
 from physnetjax.neighbors.periodic import lattice_translations
 from physnetjax.neighbors.triplets import count_triplets
-from physnetjax.physics.dispersion import check_d3_elements
 from physnetjax.predict import (
     apply_fitting,
     check_dtype,
@@ -219,15 +218,13 @@ class PhysNetCalculator(Calculator):
         total_charge = atoms_total_charge(atoms, self.total_charge)
         pbc = np.asarray(atoms.pbc, dtype=bool)
         cell = np.asarray(atoms.cell.array, dtype=np.float64)
-        z, r = validate_structure(atoms.numbers, atoms.positions, self.model.max_atomic_number,
+        z, r = validate_structure(atoms.numbers, atoms.positions, self.model.supported_max_atomic_number,
                                   total_charge=total_charge, cell=cell, pbc=pbc)
         if (seen := (z.tobytes(), total_charge)) not in self._seen_inputs:  # formula() costs 0.1 ms a call
             self._seen_inputs.add(seen)
             if (key := (formula(z), total_charge)) not in self._judged_inputs:
                 self._judged_inputs.add(key)
                 self.training_record.check_structure(self.model, z, total_charge)
-        if getattr(self.model, "dispersion", None) is not None:
-            check_d3_elements(z)
         r = r.astype(np.float64)
         periodic = bool(pbc.any())
         displacement = lattice_translations(r, cell, pbc) if periodic else np.broadcast_to(r.mean(axis=0), r.shape)
@@ -272,7 +269,7 @@ class PhysNetCalculator(Calculator):
         ``info``, so a new total charge on the same geometry would return the cached results.
         """
         changes = super().check_state(atoms, tol)
-        if self.atoms is not None and self.atoms.info.get("charge") != atoms.info.get("charge"):
+        if self.atoms is not None and not _same_value(self.atoms.info.get("charge"), atoms.info.get("charge")):
             changes = [*changes, "charge"]
         return changes
 
@@ -308,3 +305,8 @@ class PhysNetCalculator(Calculator):
         if self.ensemble:
             self.results.update({key: value if isinstance(value, float) else np.asarray(value, np.float64)
                                  for key, value in spread_of(host, n).items() if value is not None})
+
+
+def _same_value(a, b) -> bool:
+    """Whether two ``info["charge"]`` entries are equal, whatever they are (numbers, arrays of any shape, None)."""
+    return np.array_equal(np.asarray(a, dtype=object), np.asarray(b, dtype=object))

@@ -53,6 +53,7 @@ from physnetjax.neighbors.checks import check_all_pairs, check_full_list, is_tra
 from physnetjax.neighbors.halves import check_pair_halves
 from physnetjax.physics.charges import corrected_charges, dipole_moments
 from physnetjax.physics.coulomb import coulomb_pair_energy
+from physnetjax.physics.dispersion import D3_MAX_ATOMIC_NUMBER
 from physnetjax.physics.molecules import sum_per_molecule
 from physnetjax.physics.pairs import pair_displacements, pair_energy_per_molecule, safe_pair_distances
 from physnetjax.physics.zbl import (
@@ -319,6 +320,15 @@ class PhysNet(nn.Module):
     @property
     def repulsion_cutoff(self) -> float:
         return self.cutoff if self.zbl_cutoff is None else self.zbl_cutoff
+
+    @property
+    def supported_max_atomic_number(self) -> int:
+        """The largest Z this model evaluates: ``max_atomic_number`` (its embedding), or with D3 dispersion the last
+        element D3 has reference data for when that is lower (:data:`~physnetjax.physics.dispersion.D3_MAX_ATOMIC_NUMBER`;
+        the tables would otherwise be read clamped, as the last element's). Every eager entry point refuses larger Z."""
+        if self.dispersion is None:
+            return self.max_atomic_number
+        return min(self.max_atomic_number, D3_MAX_ATOMIC_NUMBER)
 
     def config(self) -> dict:
         """Constructor arguments as a JSON-serialisable dict (see :func:`PhysNet.from_config`)."""

@@ -11,7 +11,6 @@ from physnetjax import compilation
 from physnetjax.neighbors.batch import apply_batch, model_pair_cutoff, model_triplet_cutoff
 from physnetjax.neighbors.molecules import batch_molecules
 from physnetjax.neighbors.periodic import batch_periodic
-from physnetjax.physics.dispersion import check_d3_elements
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
 from physnetjax.errors import PhysNetInputError
 from physnetjax.validation import validate_structure
@@ -64,10 +63,8 @@ def predict(
       ValueError: a dtype other than float32/float64, or float64 without x64 (see :func:`check_dtype`).
       FloatingPointError: the model returned NaN/Inf on a structure that passed validation.
     """
-    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
+    z, r = validate_structure(atomic_numbers, positions, model.supported_max_atomic_number, total_charge=total_charge)
     training_record_of(training_record).check_structure(model, z, total_charge)
-    if getattr(model, "dispersion", None) is not None:
-        check_d3_elements(z)
     if dtype is None:
         dtype = np.float64 if (r.dtype == np.float64 and jax.config.jax_enable_x64) else np.float32
     dtype = check_dtype(dtype)
@@ -116,11 +113,9 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
     Raises:
       PhysNetInputError, FloatingPointError: as :func:`predict`; also a zero or degenerate cell.
     """
-    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge,
+    z, r = validate_structure(atomic_numbers, positions, model.supported_max_atomic_number, total_charge=total_charge,
                               cell=cell, pbc=True)
     training_record_of(training_record).check_structure(model, z, total_charge)
-    if getattr(model, "dispersion", None) is not None:
-        check_d3_elements(z)
     if dtype is None:
         dtype = np.float64 if (r.dtype == np.float64 and jax.config.jax_enable_x64) else np.float32
     dtype = check_dtype(dtype)

@@ -244,10 +244,11 @@ def check_total_charge(total_charge, atomic_numbers, where: str = "",
 
 def atoms_total_charge(atoms, total_charge: Optional[float] = None,
                        names: Optional[Mapping[str, str]] = None) -> float:
-    """Total charge Q (e) of an ``ase.Atoms``, by the rule the dataset reader (:func:`physnetjax.data.load_ase`) uses.
+    """Total charge Q (e, a float) of an ``ase.Atoms``, by the rule the dataset reader (:func:`physnetjax.data.load_ase`)
+    uses.
 
-    ``total_charge`` if given, else ``atoms.info["charge"]``, else the sum of ASE's
-    per-atom initial charges when any is non-zero (as xTB calculators such as
+    ``total_charge`` if given, else ``atoms.info["charge"]`` (a real number; None counts as absent), else the sum
+    of ASE's per-atom initial charges when any is non-zero (as xTB calculators such as
     tblite read them), else 0. When two of ``total_charge``, ``info["charge"]`` and the
     initial charges are present and differ by more than 1e-6 e, a
     :class:`PhysNetInputWarning` names both values and the one used (``total_charge`` named as
@@ -255,20 +256,22 @@ def atoms_total_charge(atoms, total_charge: Optional[float] = None,
     """
     initial_charges = atoms.get_initial_charges() if atoms.has("initial_charges") else np.zeros(0)
     initial = float(np.sum(initial_charges)) if np.any(initial_charges != 0) else None  # all zero: not set
+    info = atoms.info.get("charge")
     if total_charge is not None:
         charge, source = total_charge, displayed("total_charge", names)
-        info = atoms.info.get("charge")
-        if info is not None and np.ndim(info) == 0 and abs(float(info) - float(charge)) > 1e-6:
-            warnings.warn(f"the atoms' info['charge'] is {float(info):g} e but {source} is {float(charge):g} e; "
-                          f"{source} is used", PhysNetInputWarning, stacklevel=3)
-    elif "charge" in atoms.info:
-        charge, source = atoms.info["charge"], "info['charge']"
+    elif info is not None:
+        charge, source = info, "info['charge']"
     else:
         return 0.0 if initial is None else initial
+    if not is_real_number(charge):
+        raise PhysNetInputError(f"{source} must be a real number in e (the total charge), received {charge!r}")
+    if total_charge is not None and is_real_number(info) and abs(float(info) - float(charge)) > 1e-6:
+        warnings.warn(f"the atoms' info['charge'] is {float(info):g} e but {source} is {float(charge):g} e; "
+                      f"{source} is used", PhysNetInputWarning, stacklevel=3)
     if initial is not None and np.isfinite(initial) and abs(initial - float(charge)) > 1e-6:
         warnings.warn(f"the atoms' initial charges sum to {initial:g} e but {source} is {float(charge):g} e; "
                       f"{source} is used", PhysNetInputWarning, stacklevel=3)
-    return charge
+    return float(charge)
 
 
 def layer_spacings(vectors: np.ndarray) -> np.ndarray:

@@ -102,6 +102,29 @@ def test_total_charge_from_info_or_initial_charges(calc, charged_model, molecule
     np.testing.assert_allclose(energy, predict(model, params, z, r)["energy"], rtol=0, atol=TIGHT)
 
 
+def test_info_charge_is_one_real_number_of_any_numeric_type_or_a_clear_error(calc, charged_model, molecules):
+    """info['charge'] = np.array(1.0) ended in TypeError: unhashable type (the calculator's cache key), a
+    2-element array in numpy's "truth value of an array is ambiguous", True counted as +1 e, and None was called
+    total_charge. A 0-d array or NumPy scalar is the number it holds; None is no entry; anything else is named."""
+    from physnetjax.errors import PhysNetInputError
+
+    model, params = charged_model
+    z, r = molecules["ethanol"]
+    cation = predict(model, params, z, r, total_charge=1.0)["energy"]
+    atoms = ase.Atoms(numbers=z, positions=r, calculator=calc)
+    for charge in (np.array(1.0), np.float32(1.0), np.int64(1)):
+        atoms.info["charge"] = charge
+        np.testing.assert_allclose(atoms.get_potential_energy(), cation, rtol=0, atol=TIGHT)
+    atoms.info["charge"] = None
+    np.testing.assert_allclose(atoms.get_potential_energy(), predict(model, params, z, r)["energy"], rtol=0,
+                               atol=TIGHT)
+    for charge in (np.array([1.0, 2.0]), np.array([1.0]), [1.0], True, "1"):
+        atoms.info["charge"] = charge
+        with pytest.raises(PhysNetInputError, match=r"^info\['charge'\] must be a real number in e \(the total "
+                                                    r"charge\), received "):
+            atoms.get_potential_energy()
+
+
 def test_a_total_charge_set_after_construction_is_used_and_unknown_settings_are_refused(charged_model, molecules):
     """calc.set(total_charge=1) reset the results but recomputed at Q = 0 (it only reached ASE's parameters);
     calc.total_charge = 1 after a call returned the cached Q = 0 result; a misspelt totalcharge=1 was stored and

@@ -30,7 +30,6 @@ from physnetjax.physics.dispersion import (
     d3_reference_weights,
     d3_tables,
     dispersion_switch,
-    check_d3_elements,
 )
 from physnetjax.units import BOHR, HARTREE
 
@@ -358,9 +357,6 @@ def test_parameters_and_elements_are_validated():
     assert (pbe0.s6, pbe0.s8, pbe0.a1, pbe0.a2) == (1.0, 1.2177, 0.4145, 4.8593)  # Grimme 2011, Table
     with pytest.raises(ValueError, match="no D3\\(BJ\\) parameters for functional 'nonsense'"):
         d3_bj_parameters("nonsense")
-    with pytest.raises(ValueError, match="Z = \\[95\\]"):
-        check_d3_elements(np.array([1, 6, 95]))
-    check_d3_elements(np.array([0, 1, 94]))
 
 
 @pytest.mark.slow

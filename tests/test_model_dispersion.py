@@ -103,9 +103,34 @@ def test_invalid_settings_are_refused():
     ]:
         with pytest.raises(error, match=message):
             PhysNet(**SMALL, **kwargs).init(jax.random.PRNGKey(0), *atoms)
-    model = PhysNet(dispersion="d3bj", **SMALL)
-    with pytest.raises(ValueError, match="Z = \\[95\\]"):
-        predict(model.clone(max_atomic_number=118), None, [1, 95], [[0.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+
+
+def test_elements_beyond_the_d3_data_are_refused_by_every_entry_point(d3_model, tmp_path):
+    """D3's tables end at Pu (Z = 94) and are read clamped: Am (95) and Og (118) got exactly Pu's dispersion. Only
+    predict and the calculator refused them; check passed and MD ran. The model (max_atomic_number 118) now
+    evaluates Z = 1..94 everywhere."""
+    from physnetjax.errors import PhysNetInputError
+    from physnetjax.md.driver import simulate
+    from physnetjax.neighbors import apply_batch, batch_molecules
+
+    model, params = d3_model
+    assert model.max_atomic_number == 118 and model.supported_max_atomic_number == 94
+    assert model.clone(dispersion=None).supported_max_atomic_number == 118
+    z, r = np.array([95, 8, 8]), np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.8], [0.0, 0.0, -1.8]])
+    outside = r"element\(s\) Am \(Z=95\) at atom\(s\) 0 are outside this model's range Z = 1\.\.94 \(Pu \(Z=94\)\)"
+    with pytest.raises(PhysNetInputError, match=outside):
+        predict(model, params, z, r)
+    with pytest.raises(PhysNetInputError, match=outside):
+        Atoms(numbers=z, positions=r, calculator=PhysNetCalculator(model, params)).get_potential_energy()
+    with pytest.raises(PhysNetInputError, match=outside):
+        check_model(model, params, [Structure(z, r)], settings=CheckSettings())
+    with pytest.raises(PhysNetInputError, match=outside):
+        simulate(model, params, Atoms(numbers=z, positions=r), steps=2, save_every=1, out=str(tmp_path / "md.extxyz"))
+    batch = batch_molecules([z], [r], cutoff=model_pair_cutoff(model))
+    with pytest.raises(PhysNetInputError, match=r"atomic number\(s\) \[95\] beyond this model's range Z = 1\.\.94: "
+                                                r"its D3 dispersion's reference data end there"):
+        apply_batch(model, params, batch)
+    assert np.isfinite(predict(model, params, [94, 8, 8], r)["energy"])
 
 
 def test_a_dispersion_cutoff_far_below_what_d3_needs_warns_with_its_cost():

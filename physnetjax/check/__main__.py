@@ -81,7 +81,7 @@ def main(argv=None) -> int:
         structures = [s for path in args.geometry for s in read_structures(path, settings.max_structures)]
     else:
         structures = default_structures(Path(args.checkpoint), metadata, settings.max_structures,
-                                        model.max_atomic_number)
+                                        model.supported_max_atomic_number)
     report = check_model(model, params, structures, groups=args.only, settings=settings,
                          checkpoint=str(Path(args.checkpoint).resolve()),
                          training_record=TrainingRecord.from_metadata(metadata))

@@ -105,7 +105,7 @@ def check_model(
         raise ValueError(f"unknown check groups {unknown}; choose from {list(GROUPS)}")
     settings = settings or CheckSettings()
     thresholds = thresholds or Thresholds()
-    structures = [as_structure(item, k, model.max_atomic_number) for k, item in enumerate(structures)]
+    structures = [as_structure(item, k, model.supported_max_atomic_number) for k, item in enumerate(structures)]
     if not structures:
         raise ValueError("check_model needs at least one structure")
     check_images_beyond_reach([s.name for s in structures], [s.cell for s in structures],

@@ -88,16 +88,17 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
 
     Raises:
       ValueError: bad ``batch_size`` or ``dtype``, or an atomic number above the model's
-        ``max_atomic_number``.
+        :attr:`~physnetjax.PhysNet.supported_max_atomic_number`.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, received {batch_size}")
     dtype = check_dtype(dtype)
-    largest = int(dataset.Z.max())
-    if largest > model.max_atomic_number:
-        frame = int(np.nonzero((dataset.Z > model.max_atomic_number).any(axis=1))[0][0])
-        raise ValueError(f"{dataset.sources[frame]}: atomic number {largest} exceeds the model's "
-                         f"max_atomic_number = {model.max_atomic_number}")
+    largest, limit = int(dataset.Z.max()), model.supported_max_atomic_number
+    if largest > limit:
+        frame = int(np.nonzero((dataset.Z > limit).any(axis=1))[0][0])
+        raise ValueError(f"{dataset.sources[frame]}: atomic number {largest} exceeds the model's range Z = 1..{limit}"
+                         + (" (D3 dispersion has reference data only up to there)"
+                            if limit < model.max_atomic_number else ""))
     network = model.clone(element_energies=None)
     mesh = device_mesh()
     shapes = batch_shapes(dataset, network, batch_size, mesh.devices.size)

@@ -258,7 +258,7 @@ def main(argv=None) -> int:
     if args.total_charge is not None:
         atoms.info["charge"] = check_total_charge(args.total_charge, atoms.numbers, names=OPTION_OF)
     if args.restart is not None:
-        check_restart(args.restart, read_restart(args.restart, atoms, model.max_atomic_number), args.ensemble, given,
+        check_restart(args.restart, read_restart(args.restart, atoms, model.supported_max_atomic_number), args.ensemble, given,
                       args.checkpoint, params)
     bar = Progress(TextColumn("MD"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                    TimeRemainingColumn(), console=console)

@@ -576,7 +576,7 @@ def simulate(
                                 "start geometry is isolated (no pbc): give one with a cell and pbc all True, or "
                                 f"choose another {displayed('ensemble', names)}")
     total_charge = check_total_charge(atoms_total_charge(atoms), atoms.numbers, where="MD start geometry")
-    z, _ = validate_structure(atoms.numbers, atoms.positions, model.max_atomic_number,
+    z, _ = validate_structure(atoms.numbers, atoms.positions, model.supported_max_atomic_number,
                               total_charge=total_charge, cell=atoms.cell.array, pbc=atoms.pbc, strict=True,
                               where="MD start geometry")
     training_record_of(training_record).check_structure(model, z, total_charge, where="MD start geometry",
@@ -595,7 +595,7 @@ def simulate(
         momenta = np.asarray(maxwell_boltzmann_momenta(mb_key, masses, temperature_K))
     start_step, saved = 0, None
     if restart is not None:
-        saved = read_restart(restart, atoms, model.max_atomic_number)
+        saved = read_restart(restart, atoms, model.supported_max_atomic_number)
         check_restart_records(restart, saved, ensemble, fingerprint, timestep_fs, names)
         positions, momenta = saved["positions"], saved["momenta"]
         start_step = int(saved["step"])

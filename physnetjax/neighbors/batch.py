@@ -126,15 +126,19 @@ def apply_batch(model, params, batch: Batch, compute_forces: bool = True) -> dic
 
     Raises:
       PhysNetInputError: called outside ``jit`` on a batch holding elements beyond the model's
-        ``max_atomic_number`` (the network's embedding has no row for them: NaN energies). Under ``jit`` the
+        ``max_atomic_number`` (the network's embedding has no row for them: NaN energies) or its D3 data
+        (:attr:`~physnetjax.PhysNet.supported_max_atomic_number`). Under ``jit`` the
         batch is not looked at: check it before.
     """
     z = batch.atomic_numbers
     if not isinstance(z, jax.core.Tracer):
-        beyond = np.unique(np.asarray(z)[np.asarray(z) > model.max_atomic_number])
+        limit = model.supported_max_atomic_number
+        beyond = np.unique(np.asarray(z)[np.asarray(z) > limit])
         if beyond.size:
-            raise PhysNetInputError(f"the batch holds atomic number(s) {beyond.tolist()} beyond this model's "
-                                    f"max_atomic_number {model.max_atomic_number}: use a model trained with them")
+            reason = ("its D3 dispersion's reference data end there" if limit < model.max_atomic_number
+                      else "use a model trained with them")
+            raise PhysNetInputError(f"the batch holds atomic number(s) {beyond.tolist()} beyond this model's range "
+                                    f"Z = 1..{limit}: {reason}")
     return model.apply(
         params,
         batch.atomic_numbers,

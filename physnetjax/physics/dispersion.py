@@ -162,22 +162,6 @@ def d3_bj_parameters(functional: str) -> D3BJParameters:
     return D3BJParameters(**{key: float(entry[key]) for key in ("s6", "s8", "a1", "a2", "s9", "alp")})
 
 
-def check_d3_elements(atomic_numbers) -> None:
-    """Raise ValueError if a (concrete) atomic number has no D3 reference data.
-
-    Traced arrays (inside ``jit``) cannot be checked and pass silently; the eager entry
-    points (``predict``, the calculator, the batch builders' callers) call this first.
-    """
-    if isinstance(atomic_numbers, jax.core.Tracer):
-        return
-    z = np.asarray(atomic_numbers)
-    bad = z[(z < 0) | (z > D3_MAX_ATOMIC_NUMBER)]
-    if bad.size:
-        raise ValueError(
-            f"D3 dispersion has reference data for Z = 1…{D3_MAX_ATOMIC_NUMBER}; received Z = {sorted(set(bad.tolist()))}"
-        )
-
-
 def dispersion_switch(r, cutoff: float, width: float):
     """s(r) = 1 for r ≤ cutoff − width, φ((r − cutoff + width)/width) above, 0 beyond cutoff.
 

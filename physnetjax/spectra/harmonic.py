@@ -335,7 +335,7 @@ def harmonic(
         (a spurious minimum of the model), or elements, a total charge or a composition outside
         the training data (:meth:`physnetjax.training_record.TrainingRecord.check_structure`).
     """
-    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
+    z, r = validate_structure(atomic_numbers, positions, model.supported_max_atomic_number, total_charge=total_charge)
     stretched_start = check_length_unit(z, r)
     training_record_of(training_record).check_structure(model, z, total_charge)
     if intensities and not model.charges:

@@ -217,7 +217,7 @@ def md_spectrum(
         (:func:`physnetjax.validation.check_length_unit`), or elements or a total charge outside
         the training data (:meth:`physnetjax.training_record.TrainingRecord.check_structure`).
     """
-    z, r0 = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
+    z, r0 = validate_structure(atomic_numbers, positions, model.supported_max_atomic_number, total_charge=total_charge)
     check_length_unit(z, r0)
     training_record_of(training_record).check_structure(model, z, total_charge, consequence=None)
     check_molecule_size(z.shape[0])

@@ -198,7 +198,7 @@ def optimize_geometry(model, params, atomic_numbers, positions, *, total_charge:
         a total charge or a composition outside the training data
         (:meth:`physnetjax.training_record.TrainingRecord.check_structure`).
     """
-    z, r = validate_structure(atomic_numbers, positions, model.max_atomic_number, total_charge=total_charge)
+    z, r = validate_structure(atomic_numbers, positions, model.supported_max_atomic_number, total_charge=total_charge)
     stretched_start = check_length_unit(z, r)
     training_record_of(training_record).check_structure(model, z, total_charge)
     functions = molecule_functions(model, z, total_charge)

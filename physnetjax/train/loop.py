@@ -469,15 +469,19 @@ class Trainer:
                                 f"{self.best_epoch}) is missing or broken: {fix}")
 
     def _check_elements_in_range(self, paths) -> None:
-        """DataError when the data hold elements above the model's max_atomic_number (their embedding is missing)."""
-        heavy = self.dataset.Z > self.model.max_atomic_number
+        """DataError when the data hold elements above the model's max_atomic_number (their embedding is missing) or
+        beyond its D3 dispersion's reference data (:attr:`PhysNet.supported_max_atomic_number`)."""
+        limit = self.model.supported_max_atomic_number
+        heavy = self.dataset.Z > limit
         if heavy.any():
             frames = np.nonzero(heavy.any(axis=1))[0]
             elements = ", ".join(element(z) for z in np.unique(self.dataset.Z[heavy]))
+            fix = ("D3 dispersion has reference data only up to there: train without --dispersion, or without these "
+                   "frames" if limit < self.model.max_atomic_number
+                   else "raise --max-atomic-number or --init-from a model that covers them")
             raise DataError(
                 f"{', '.join(paths)}: element(s) {elements} in {len(frames)} frame(s) (first: "
-                f"{self.dataset.sources[frames[0]]}) are outside the model's range Z = 1..{self.model.max_atomic_number}; "
-                "raise --max-atomic-number or --init-from a model that covers them")
+                f"{self.dataset.sources[frames[0]]}) are outside the model's range Z = 1..{limit}; {fix}")
 
     def _check_best_metric(self) -> None:
         """Refuse a ``best_metric`` the validation split cannot measure (no such labels, or dipoles without charges):
