@@ -33,7 +33,8 @@ import numpy as np
 from physnetjax.checkpoint.errors import CheckpointError
 from physnetjax.checkpoint.format import absolute_path, check_not_a_run_checkpoint, is_checkpoint, save_checkpoint
 from physnetjax.checkpoint.legacy import migrate_legacy
-from physnetjax.checkpoint.report import find_beside, migration_report, read_geometries, render
+from physnetjax.checkpoint.report import (check_reference_shapes, find_beside, migration_report, read_geometries,
+                                         render)
 from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main, configure_logging, exit_process
 from physnetjax.cli_help import HelpFormatter
 from physnetjax.errors import OutputPathError
@@ -103,6 +104,7 @@ def migrate(old, new, *, weights: str = "ema", geometries=None, reference=None, 
             raise CheckpointError(f"reference file {reference_file} holds {frames} energies but the geometry file "
                                   f"{geometry_file} {geoms['Z'].shape[0]} frames: give the reference outputs of "
                                   "these geometries, or leave --reference out to migrate without the comparison")
+        check_reference_shapes(ref, key.removesuffix("energy"), geoms["N"], reference_file)
     logger.info("geometries: %s; original outputs: %s", geometry_file, reference_file)
     report = migration_report(migration, geoms, ref)
     report["geometry_file"] = None if geometry_file is None else str(geometry_file)

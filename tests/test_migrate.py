@@ -110,6 +110,45 @@ def test_bad_geometries_or_a_wrong_reference_file_are_named_not_blamed_on_the_mi
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.parametrize("key, cut, shape", [("ema_forces", (slice(0, 3),), "(3, 15, 3)"),
+                                             ("ema_repulsion", (slice(None), slice(0, 4)), "(5, 4)")])
+def test_a_truncated_reference_file_is_named_before_any_comparison(tmp_path, capsys, key, cut, shape):
+    """A --reference whose forces held 3 frames beside 5 energies ended in 'internal error (IndexError ...)', exit 5;
+    per-atom outputs cut to 4 atoms of 15 likewise."""
+    with np.load(LEGACY / "A" / "reference_outputs.npz") as saved:
+        arrays = {name: saved[name] for name in saved.files}
+    arrays[key] = arrays[key][cut]
+    np.savez(tmp_path / "short.npz", **arrays)
+    new = tmp_path / "new"
+    assert main([str(LEGACY / "A"), str(new), "--reference", str(tmp_path / "short.npz"), "--geometries",
+                 str(LEGACY / "A" / "geometries.npz")]) == 2
+    needed = "(5, 15, 3)" if key == "ema_forces" else "(5,) or (5, 15)"
+    assert capsys.readouterr().err == (
+        f"python -m physnetjax.migrate: error: reference file {tmp_path / 'short.npz'}: {key!r} has shape {shape}, "
+        f"but the 5 geometries need {needed}: the file is truncated or belongs to other geometries; give their "
+        "reference outputs, or leave --reference out to migrate without the comparison\n")
+    assert not new.exists()
+
+
+def test_weights_holding_nan_are_refused_naming_them(tmp_path, capsys):
+    """A legacy checkpoint saved after its training diverged (NaN in one EMA weight) was migrated and written, the
+    report recommending it for use; its first prediction failed."""
+    import pickle
+
+    _, raw = read_legacy(LEGACY / "A")
+    raw["ema_params"]["params"]["Dense_0"]["0+"]["kernel"][0, 0] = np.nan
+    (tmp_path / "run").mkdir()
+    with open(tmp_path / "run" / "ckpt.pkl", "wb") as handle:
+        pickle.dump(raw, handle)
+    new = tmp_path / "new"
+    assert main([str(tmp_path / "run" / "ckpt.pkl"), str(new), "--allow-pickle"]) == 2
+    err = capsys.readouterr().err
+    assert "the ema_params hold NaN or Inf in params/Dense_0/0+/kernel: every prediction would be NaN" in err
+    assert err.endswith("migrate an earlier epoch-N directory, or --weights raw if the raw weights are finite\n")
+    assert not new.exists()
+    assert main([str(tmp_path / "run" / "ckpt.pkl"), str(new), "--allow-pickle", "--weights", "raw"]) == 0
+
+
 def _reference_of_a(tmp_path, key: str, index: tuple, delta: float):
     """``A``'s reference_outputs.npz with ``delta`` added to ``key[index]``, written to ``tmp_path`` (its path)."""
     with np.load(LEGACY / "A" / "reference_outputs.npz") as saved:

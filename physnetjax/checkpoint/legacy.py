@@ -342,7 +342,7 @@ def migrate_legacy(path, *, weights: str = "ema", allow_pickle: bool = False) ->
 
     Raises:
       CheckpointError: unreadable checkpoint, unsupported attributes, or weights
-        that do not fit the model the attributes describe (each mismatch named).
+        that do not fit the model the attributes describe (each mismatch named) or hold NaN/Inf.
     """
     if weights not in ("ema", "raw"):
         raise ValueError(f"weights must be 'ema' or 'raw', received {weights!r}")
@@ -393,6 +393,13 @@ def migrate_legacy(path, *, weights: str = "ema", allow_pickle: bool = False) ->
             f"legacy checkpoint {source}: the {entry} do not fit the model its attributes describe: "
             + "; ".join(problems)
         )
+    broken = sorted(name for name, array in new_flat.items() if not np.isfinite(np.asarray(array, np.float64)).all())
+    if broken:
+        raise CheckpointError(
+            f"legacy checkpoint {source}: the {entry} hold NaN or Inf in {', '.join(broken[:5])}"
+            f"{f' (and {len(broken) - 5} more)' if len(broken) > 5 else ''}: every prediction would be NaN; the "
+            "training had diverged when it was saved: migrate an earlier epoch-N directory"
+            + ("" if entry == "params" else ", or --weights raw if the raw weights are finite"))
     notes.extend(_design_changes(model))
     metadata = _provenance(source, raw, entry)
     return LegacyMigration(source, entry, model, params, attributes, tuple(records), tuple(notes), metadata)

@@ -76,6 +76,36 @@ def read_geometries(path) -> dict:
     return {"Z": z, "R": r, "N": counts.astype(int), "Q": charges}
 
 
+REFERENCE_SHAPES = {"energy": (), "energy_no_pair_terms": (), "electrostatics": (), "repulsion_total": (),
+                    "forces": ("atoms", 3), "charges": ("atoms",)}
+"""Per-frame shape (after the frame axis) of each original-code output read from a reference file; ``"atoms"``: at
+least the largest geometry's atom count (padded). ``repulsion`` may be per frame or per atom."""
+
+
+def check_reference_shapes(reference: dict, prefix: str, counts: np.ndarray, path) -> None:
+    """Refuse a reference file whose outputs do not hold one entry per geometry (a truncated or edited file).
+
+    Raises:
+      CheckpointError: naming the key, its shape and the shape the geometries need.
+    """
+    frames, atoms = len(counts), int(np.max(counts))
+    for name, shape in {**REFERENCE_SHAPES, "repulsion": None}.items():
+        if prefix + name not in reference:
+            continue
+        found = np.shape(reference[prefix + name])
+        shapes = [shape] if shape is not None else [(), ("atoms",)]
+        fits = any(found[:1] == (frames,) and len(found) == 1 + len(wanted)
+                   and all(f >= atoms if w == "atoms" else f == w for f, w in zip(found[1:], wanted))
+                   for wanted in shapes)
+        scalar_per_frame = shape == () and len(found) == 2 and found == (frames, 1)
+        if not (fits or scalar_per_frame):
+            needed = " or ".join(str((frames, *(atoms if w == "atoms" else w for w in wanted))) for wanted in shapes)
+            raise CheckpointError(f"reference file {path}: {prefix + name!r} has shape {found}, but the "
+                                  f"{frames} geometries need {needed}: the file is truncated or belongs to other "
+                                  "geometries; give their reference outputs, or leave --reference out to migrate "
+                                  "without the comparison")
+
+
 def _old_terms(reference: dict, prefix: str, counts: np.ndarray) -> dict:
     """Per-geometry old quantities from an original-code output file (see module doc)."""
     def get(key):
