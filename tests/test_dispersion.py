@@ -22,6 +22,7 @@ from physnetjax.neighbors.periodic import periodic_pairs
 from physnetjax.neighbors.triplets import pair_triplets
 from physnetjax.physics.dispersion import (
     D3_K3,
+    D3_MAX_ATOMIC_NUMBER,
     d3_bj_parameters,
     d3_dispersion_energy,
     d3_functionals,
@@ -50,6 +51,18 @@ EXTRA = {
     "SnH4_Xe": (["Sn", "H", "H", "H", "H", "Xe"],
                 [[0, 0, 0], [0.98, 0.98, 0.98], [-0.98, -0.98, 0.98], [-0.98, 0.98, -0.98],
                  [0.98, -0.98, -0.98], [4.0, 0.0, 0.5]]),
+    # Fr–Lr, whose reference data s-dftd3 revised (the 2010 tables gave Ac–H 25 % off), with
+    # H, C and O partners at bonding and longer distances (several reference CNs of each in play).
+    "FrRa_AcTh": (["Fr", "Ra", "Ac", "Th", "H", "C"],
+                  [[0, 0, 0], [4.2, 0.0, 0.0], [2.0, 3.5, 0.3], [6.0, 3.2, -0.5], [2.1, 5.6, 0.2], [7.8, 4.5, 0.4]]),
+    "PaU_NpPu": (["Pa", "U", "Np", "Pu", "O", "O", "H"],
+                 [[0, 0, 0], [3.4, 0.4, 0.0], [0.8, 3.3, 0.5], [4.1, 3.6, -0.6], [1.7, -1.2, 0.2],
+                  [-1.9, 0.3, 0.1], [5.6, 0.5, 0.3]]),
+    "AmCm_BkCf": (["Am", "Cm", "Bk", "Cf", "C", "H", "H"],
+                  [[0, 0, 0], [3.6, 0.0, 0.2], [0.4, 3.7, 0.0], [3.9, 3.4, 0.5], [-2.2, 0.3, 0.0],
+                   [-2.6, 1.3, 0.1], [-2.7, -0.6, 0.4]]),
+    "EsFm_MdNoLr": (["Es", "Fm", "Md", "No", "Lr", "O"],
+                    [[0, 0, 0], [3.5, 0.2, 0.0], [1.0, 3.4, 0.2], [4.4, 3.8, 0.1], [2.4, 1.7, 3.0], [-2.0, 0.1, 0.3]]),
 }
 
 
@@ -145,7 +158,7 @@ def test_molecules_match_dftd3(functional, atm):
     systems = _systems()
     assert len(systems) >= 20
     elements = set(np.concatenate([s[1] for s in systems]).tolist())
-    assert set(range(1, 19)) <= elements
+    assert set(range(1, 19)) <= elements and set(range(87, 104)) <= elements
     z, r, seg, dst, src = _batched_pairs([s[1] for s in systems], [s[2] for s in systems])
     energy, grad, grad_strain = _ours(z, r, seg, dst, src, len(systems), _parameters(functional, atm), atm)
     start = 0
@@ -153,11 +166,36 @@ def test_molecules_match_dftd3(functional, atm):
         ref_energy, ref_grad, ref_virial = _reference(numbers, positions, functional, atm)
         n = len(numbers)
         # Measured: |ΔE| ≤ 3e-13 eV, |ΔF| ≤ 1.4e-12 eV/Å, |Δvirial| ≤ 4e-12 eV (float64 round-off:
-        # same tables and CODATA 2018 Bohr radius on both sides, different summation order).
-        assert abs(energy[b] - ref_energy) < 1e-11, (name, energy[b], ref_energy)
-        np.testing.assert_allclose(grad[start:start + n], ref_grad, rtol=0, atol=1e-11, err_msg=name)
-        np.testing.assert_allclose(grad_strain[b], ref_virial, rtol=0, atol=1e-11, err_msg=name)
+        # same tables and CODATA 2018 Bohr radius on both sides, different summation order). With Fr–Lr
+        # (C6 up to ~10⁴ Eh·a0⁶, larger terms to cancel): |ΔE| ≤ 1.0e-12 eV, |ΔF| ≤ 1.1e-11 eV/Å, |Δvirial|
+        # ≤ 4.5e-11 eV, i.e. ≤ 3e-12 of E and 1.5e-10 of max |F|, hence 1e-10 there.
+        tolerance = 1e-10 if numbers.max() >= 87 else 1e-11
+        assert abs(energy[b] - ref_energy) < tolerance, (name, energy[b], ref_energy)
+        np.testing.assert_allclose(grad[start:start + n], ref_grad, rtol=0, atol=tolerance, err_msg=name)
+        np.testing.assert_allclose(grad_strain[b], ref_virial, rtol=0, atol=tolerance, err_msg=name)
         start += n
+
+
+def test_every_element_matches_dftd3_and_mendelevium_differs_as_documented():
+    """A triangle Z, Z, H (4 Å apart) of every element with D3 data, B3LYP: our energy against s-dftd3's. Fr–Pu used
+    the 2010 reference data (5–25 % off s-dftd3's revised set) and Am–Lr were refused; now every element agrees to
+    ≤ 1e-10 relative (measured ≤ 2e-11) except Md, whose free-atom reference C6 in the shipped data (tad-dftd3
+    0.7.0) is 1.8 % above s-dftd3 1.7's: measured 1.7e-5 relative here (CN ≈ 1 weights that reference little),
+    3.6 % for two Md atoms 12 Å apart (README, physics/d3_data/README.md)."""
+    pytest.importorskip("dftd3")
+    systems = [(np.array([z, z, 1]), np.array([[0.0, 0.0, 0.0], [4.0, 0.0, 0.0], [1.5, 2.5, 0.3]]))
+               for z in range(1, D3_MAX_ATOMIC_NUMBER + 1)]
+    z, r, seg, dst, src = _batched_pairs([s[0] for s in systems], [s[1] for s in systems])
+    energy, _, _ = _ours(z, r, seg, dst, src, len(systems), _parameters("b3lyp", False), False)
+    relative = {int(numbers[0]): abs(energy[b] / _reference(numbers, positions, "b3lyp", False)[0] - 1.0)
+                for b, (numbers, positions) in enumerate(systems)}
+    mendelevium = relative.pop(101)
+    assert max(relative.values()) < 1e-10, max(relative.items(), key=lambda item: item[1])
+    assert 1e-6 < mendelevium < 1e-4
+    numbers, positions = np.array([101, 101]), np.array([[0.0, 0.0, 0.0], [12.0, 0.0, 0.0]])
+    z, r, seg, dst, src = _batched_pairs([numbers], [positions])
+    energy, _, _ = _ours(z, r, seg, dst, src, 1, _parameters("b3lyp", False), False)
+    assert energy[0] / _reference(numbers, positions, "b3lyp", False)[0] == pytest.approx(1.018**2, abs=2e-3)
 
 
 @pytest.mark.slow

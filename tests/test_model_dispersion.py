@@ -106,18 +106,18 @@ def test_invalid_settings_are_refused():
 
 
 def test_elements_beyond_the_d3_data_are_refused_by_every_entry_point(d3_model, tmp_path):
-    """D3's tables end at Pu (Z = 94) and are read clamped: Am (95) and Og (118) got exactly Pu's dispersion. Only
-    predict and the calculator refused them; check passed and MD ran. The model (max_atomic_number 118) now
-    evaluates Z = 1..94 everywhere."""
+    """D3's tables end at Lr (Z = 103; at Pu, 94, before the revised reference set) and are read clamped: Am (95)
+    and Og (118) got exactly Pu's dispersion. Only predict and the calculator refused them; check passed and MD
+    ran. The model (max_atomic_number 118) now evaluates Z = 1..103 everywhere."""
     from physnetjax.errors import PhysNetInputError
     from physnetjax.md.driver import simulate
     from physnetjax.neighbors import apply_batch, batch_molecules
 
     model, params = d3_model
-    assert model.max_atomic_number == 118 and model.supported_max_atomic_number == 94
+    assert model.max_atomic_number == 118 and model.supported_max_atomic_number == 103
     assert model.clone(dispersion=None).supported_max_atomic_number == 118
-    z, r = np.array([95, 8, 8]), np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.8], [0.0, 0.0, -1.8]])
-    outside = r"element\(s\) Am \(Z=95\) at atom\(s\) 0 are outside this model's range Z = 1\.\.94 \(Pu \(Z=94\)\)"
+    z, r = np.array([104, 8, 8]), np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.8], [0.0, 0.0, -1.8]])
+    outside = r"element\(s\) Rf \(Z=104\) at atom\(s\) 0 are outside this model's range Z = 1\.\.103 \(Lr \(Z=103\)\)"
     with pytest.raises(PhysNetInputError, match=outside):
         predict(model, params, z, r)
     with pytest.raises(PhysNetInputError, match=outside):
@@ -127,10 +127,10 @@ def test_elements_beyond_the_d3_data_are_refused_by_every_entry_point(d3_model, 
     with pytest.raises(PhysNetInputError, match=outside):
         simulate(model, params, Atoms(numbers=z, positions=r), steps=2, save_every=1, out=str(tmp_path / "md.extxyz"))
     batch = batch_molecules([z], [r], cutoff=model_pair_cutoff(model))
-    with pytest.raises(PhysNetInputError, match=r"atomic number\(s\) \[95\] beyond this model's range Z = 1\.\.94: "
+    with pytest.raises(PhysNetInputError, match=r"atomic number\(s\) \[104\] beyond this model's range Z = 1\.\.103: "
                                                 r"its D3 dispersion's reference data end there"):
         apply_batch(model, params, batch)
-    assert np.isfinite(predict(model, params, [94, 8, 8], r)["energy"])
+    assert np.isfinite(predict(model, params, [103, 8, 8], r)["energy"])
 
 
 def test_a_dispersion_cutoff_far_below_what_d3_needs_warns_with_its_cost():

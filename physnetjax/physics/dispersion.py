@@ -40,7 +40,7 @@ list like every pair term's; each unordered pair is evaluated once, on the half 
 :func:`one_direction` selects inside ``jit`` (its CN count goes to both ends), which
 halves the per-pair work (the model slices it instead when the host builder stored the
 list in halves layout, :mod:`physnetjax.neighbors.halves`). C6 comes from per-atom
-projections of the reference grid when a system has more pairs than 95 × its atoms,
+projections of the reference grid when a system has more pairs than 104 × its atoms,
 else per pair; both are the same sum. Periodic images enter through the pair vectors
 (r_src − r_dst + shift), so the stress follows from the strain derivative of the caller.
 
@@ -72,8 +72,8 @@ D3_K2 = 4.0 / 3.0
 """Scaling of the covalent radii in the counting function."""
 D3_K3 = 4.0
 """Width parameter of the Gaussian CN interpolation."""
-D3_MAX_ATOMIC_NUMBER = 94
-"""Largest Z with D3 reference data (H–Pu)."""
+D3_MAX_ATOMIC_NUMBER = 103
+"""Largest Z with D3 reference data (H–Lr, s-dftd3's reference set)."""
 
 _DATA = Path(__file__).resolve().parent / "d3_data"
 
@@ -83,13 +83,13 @@ class D3Tables:
     """D3 reference data as NumPy arrays, index = atomic number (0 = padding).
 
     Fields:
-      c6_reference: (95, 95, 5, 5) reference C6 in Eh·a0⁶ (0 for absent references).
-      reference_cn: (95, 5) reference coordination numbers.
-      reference_mask: (95, 5) bool, which references exist. Z = 0 gets one dummy
+      c6_reference: (104, 104, 7, 7) reference C6 in Eh·a0⁶ (0 for absent references).
+      reference_cn: (104, 7) reference coordination numbers.
+      reference_mask: (104, 7) bool, which references exist. Z = 0 gets one dummy
         reference (CN 0, C6 0) so that padded atoms have a well-defined weight.
-      covalent_radius: (95,) k2 · R_cov in Bohr.
-      vdw_radius: (95, 95) pair cutoff radii R0AB in Bohr (three-body damping).
-      sqrt_q: (95,) Q_Z = √(½ ⟨r⁴⟩/⟨r²⟩ √Z), so that C8 = 3 C6 Q_i Q_j.
+      covalent_radius: (104,) k2 · R_cov in Bohr.
+      vdw_radius: (104, 104) pair cutoff radii R0AB in Bohr (three-body damping).
+      sqrt_q: (104,) Q_Z = √(½ ⟨r⁴⟩/⟨r²⟩ √Z), so that C8 = 3 C6 Q_i Q_j.
     """
 
     c6_reference: np.ndarray
@@ -196,7 +196,7 @@ def d3_coordination_numbers(z_i, z_j, r_bohr, pair_dst, pair_src, pair_mask, num
 
 
 def d3_reference_weights(atomic_numbers, cn):
-    r"""L_ia = softmax_a(−k3 (CN_i − CN_a^ref)²) over the references of Z_i, shape (N, 5).
+    r"""L_ia = softmax_a(−k3 (CN_i − CN_a^ref)²) over the references of Z_i, shape (N, 7).
 
     The largest weight is factored out before exponentiating, so the weights stay
     normalised when every Gaussian underflows and tend to the closest reference
@@ -213,7 +213,7 @@ def d3_pair_c6(z_i, z_j, weights_i, weights_j):
     """C6_ij = Σ_ab L_ia L_jb C6^ref(Z_i, Z_j, a, b) in Eh·a0⁶, shape (P,).
 
     Args:
-      z_i, z_j: (P,) atomic numbers; weights_i, weights_j: (P, 5) reference weights.
+      z_i, z_j: (P,) atomic numbers; weights_i, weights_j: (P, 7) reference weights.
     """
     c6_reference = jnp.asarray(d3_tables().c6_reference, dtype=weights_i.dtype)
     grid = c6_reference[z_i, z_j]
@@ -224,11 +224,11 @@ def d3_atom_pair_c6(atomic_numbers, weights, pair_dst, pair_src):
     """C6 of the pairs (i = dst, j = src) like :func:`d3_pair_c6`, from per-atom projections; (P,).
 
     Same sum, ordered as C6_ij = Σ_a L_ia U_j(Z_i, a) with U_j(e, a) = Σ_b C6^ref(e, Z_j, a, b) L_jb
-    computed once per atom for every element e: O(N · 95 · 25) + O(P · 5) work instead of
-    O(P · 25), the cheaper choice for dense systems (many pairs per atom).
+    computed once per atom for every element e: O(N · 104 · 49) + O(P · 7) work instead of
+    O(P · 49), the cheaper choice for dense systems (many pairs per atom).
 
     Args:
-      atomic_numbers: (N,); weights: (N, 5) reference weights; pair_dst, pair_src: (P,).
+      atomic_numbers: (N,); weights: (N, 7) reference weights; pair_dst, pair_src: (P,).
     """
     c6_reference = jnp.asarray(d3_tables().c6_reference, dtype=weights.dtype)
     projected = jnp.einsum("enab,nb->nea", c6_reference[:, atomic_numbers], weights)
@@ -331,7 +331,7 @@ def _two_body_pass(z, vectors, dst, src, mask, segments, num_molecules, paramete
     if dense:
         partner = jnp.einsum("neab,nbk->neak", rows[z], stacked)[src, z_i]
     else:
-        # Per pair, the (5, 5) × (5, K) products written out: XLA CPU runs a batched einsum of
+        # Per pair, the (7, 7) × (7, K) products written out: XLA CPU runs a batched einsum of
         # such small matrices several times slower than the fused multiply-adds.
         grid, partner_weights = rows[z_j, z_i], stacked[src]
         partner = sum(grid[:, :, b, None] * partner_weights[:, None, b, :] for b in range(grid.shape[-1]))
@@ -442,7 +442,7 @@ def d3_dispersion_energy(
     """D3(BJ) dispersion energy per molecule (two-body, plus ATM when ``triplets`` given).
 
     Args:
-      atomic_numbers: (N,) int, 1…94 for real atoms (padded atoms: 0).
+      atomic_numbers: (N,) int, 1…103 for real atoms (padded atoms: 0).
       pair_vectors: (P, 3) r_src − r_dst (+ periodic shift) in Å, *full* directed list.
       pair_dst, pair_src: (P,) indices; pair_mask: (P,) bool, True for real pairs.
       segments: (N,) molecule index per atom; num_molecules: B (static).
@@ -495,7 +495,7 @@ def d3_two_body_autodiff(atomic_numbers, vectors, dst, src, mask, segments, num_
     Args: as :func:`d3_two_body_energy` (a half list), ``parameters`` a dict.
 
     Returns:
-      ((B,) energies in eV, (N, 5) reference weights L).
+      ((B,) energies in eV, (N, 7) reference weights L).
     """
     dtype = vectors.dtype
     tables = d3_tables()

@@ -1,20 +1,26 @@
 """Convert the DFT-D3 reference tables once into the files shipped beside this script.
 
 Not imported at run time. Run it from the repository root with the two source wheels
-unpacked somewhere (they are not needed afterwards)::
+unpacked somewhere (they are not needed afterwards; torch is not needed either: the two
+tensor files are read by :func:`read_torch_tensor`)::
 
-    pip download --no-deps torch-dftd==0.5.3 tad-dftd3==0.7.0 -d /tmp/d3src
-    cd /tmp/d3src && unzip -q torch_dftd-0.5.3-py3-none-any.whl -d torchdftd \
-        && unzip -q tad_dftd3-0.7.0-py3-none-any.whl -d tad
+    pip download --no-deps tad-dftd3==0.7.0 tad-mctc==0.11.3 -d /tmp/d3src
+    cd /tmp/d3src && unzip -q tad_dftd3-0.7.0-py3-none-any.whl -d tad \
+        && unzip -q tad_mctc-0.11.3-py3-none-any.whl -d mctc
     python physnetjax/physics/d3_data/convert.py /tmp/d3src
 
 Inputs (numbers only; see README.md for provenance and licences):
 
-* ``torch_dftd/nn/params/dftd3_params.npz`` (torch-dftd 0.5.3, MIT): ``c6ab``
-  (95, 95, 5, 5, 3) = (C6 in Eh·a0⁶, CN of reference a of Z_i, CN of reference b
-  of Z_j), −1 marking absent references; ``rcov`` (95,) D3 covalent radii in Bohr,
-  already scaled by k2 = 4/3 with a0 = 0.52917726 Å.
-* ``tad_dftd3/data/r4r2.py`` (tad-dftd3 0.7.0, Apache-2.0): the ⟨r⁴⟩/⟨r²⟩ list.
+* ``tad_dftd3/reference-c6.pt`` (tad-dftd3 0.7.0, Apache-2.0): the reference C6 grid
+  (104, 104, 7, 7) in Eh·a0⁶ of s-dftd3's current reference set (Z = 1–103, up to 7
+  references per element; Fr, Ra and the actinides as revised for s-dftd3);
+  ``tad_dftd3/reference.py``: the reference CNs (104, 7), −1 marking an
+  absent reference.
+* ``tad_dftd3/data/r4r2.py``: the ⟨r⁴⟩/⟨r²⟩ list.
+* ``tad_mctc/data/radii.py`` (tad-mctc 0.11.3, Apache-2.0): the D3 covalent radii in Å
+  (``_COV_2009``, Pyykkö & Atsumi 2009, metals −10 %); ``tad_mctc/data/vdw-pairwise.pt``:
+  the pair radii R0AB (104, 104) in Bohr (s-dftd3's vdwrad.f90 Å values × tad-mctc's
+  Å→Bohr factor, undone here to the tabulated 0.0001 Å values).
 * ``tad_dftd3/param/parameters.toml`` and ``aliases.toml`` (tad-dftd3 0.7.0, which
   vendors s-dftd3's assets/parameters.toml): the ``d3.bj`` damping parameters.
 
@@ -24,43 +30,83 @@ Outputs: ``d3_reference.npz`` (compressed) and ``d3_bj_parameters.toml``.
 from __future__ import annotations
 
 import ast
+import collections
+import pickle
+import re
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-MAX_ELEMENT = 94
-NUM_REFERENCES = 5
-TORCH_DFTD_BOHR = 0.52917726  # Å per Bohr used by torch-dftd for its rcov (from the original dftd3)
+MAX_ELEMENT = 103
+NUM_REFERENCES = 7
+TAD_MCTC_BOHR_PER_ANGSTROM = 1.8897261246204407  # tad-mctc's AA2AU (CODATA 2018), used for vdw-pairwise.pt
+
+_STORAGE_DTYPES = {"DoubleStorage": np.float64, "FloatStorage": np.float32, "LongStorage": np.int64}
 
 
-def reference_tables(c6ab: np.ndarray):
-    """Split torch-dftd's c6ab into per-element reference CNs, a mask and the C6 grid."""
-    c6 = c6ab[..., 0]
-    cn_i = c6ab[..., 1]
-    cn_j = c6ab[..., 2]
-    reference_cn = np.zeros((MAX_ELEMENT + 1, NUM_REFERENCES))
-    reference_mask = np.zeros((MAX_ELEMENT + 1, NUM_REFERENCES), dtype=bool)
-    for z in range(1, MAX_ELEMENT + 1):
-        # Row a of (Z, H) holds CN of reference a of Z in every column that exists.
-        column = cn_i[z, 1, :, 0]
-        present = column >= 0.0
-        reference_mask[z] = present
-        reference_cn[z, present] = column[present]
-        for partner in range(1, MAX_ELEMENT + 1):
-            rows = cn_i[z, partner]
-            if not np.array_equal(rows[present][:, 0], column[present]):
-                raise ValueError(f"reference CN of Z={z} differs with partner {partner}")
-            cols = cn_j[partner, z]
-            if not np.array_equal(cols[0, present], column[present]):
-                raise ValueError(f"reference CN of Z={z} differs as partner of {partner}")
-    c6_reference = np.where(reference_mask[:, None, :, None] & reference_mask[None, :, None, :], c6, 0.0)
-    if not np.allclose(c6_reference, np.swapaxes(np.swapaxes(c6_reference, 0, 1), 2, 3), rtol=0, atol=0):
+def read_torch_tensor(path: Path) -> np.ndarray:
+    """The one tensor saved by ``torch.save`` in ``path`` (a zip of a pickle and raw storages), without torch.
+
+    Only the two reconstructors a plain saved tensor needs are resolved; anything else in the pickle is refused.
+    """
+    archive = zipfile.ZipFile(path)
+    root = archive.namelist()[0].split("/")[0]
+
+    def rebuild(storage, offset, size, stride, *_):
+        strides = [step * storage.itemsize for step in stride]
+        return np.lib.stride_tricks.as_strided(storage[offset:], shape=size, strides=strides).copy()
+
+    class TensorUnpickler(pickle.Unpickler):
+        def find_class(self, module, name):
+            if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+                return rebuild
+            if module == "torch" and name in _STORAGE_DTYPES:
+                return name
+            if (module, name) == ("collections", "OrderedDict"):
+                return collections.OrderedDict
+            raise pickle.UnpicklingError(f"{path}: unexpected {module}.{name} in a tensor file")
+
+        def persistent_load(self, pid):
+            _, storage_type, key, _, numel = pid
+            return np.frombuffer(archive.read(f"{root}/data/{key}"), dtype=_STORAGE_DTYPES[storage_type])[:numel]
+
+    return TensorUnpickler(archive.open(f"{root}/data.pkl")).load()
+
+
+def reference_tables(c6: np.ndarray, cn_rows: np.ndarray):
+    """Reference CNs (with 0 where absent), the presence mask and the C6 grid (0 where a reference is absent)."""
+    reference_mask = cn_rows >= 0.0
+    reference_mask[0] = False
+    reference_cn = np.where(reference_mask, cn_rows, 0.0)
+    both = reference_mask[:, None, :, None] & reference_mask[None, :, None, :]
+    if np.any(c6[~both] != 0.0):
+        raise ValueError("a C6 entry of an absent reference is not 0")
+    if not np.array_equal(c6, np.swapaxes(np.swapaxes(c6, 0, 1), 2, 3)):
         raise ValueError("C6 reference table is not symmetric under (Z_i, a) <-> (Z_j, b)")
-    if np.any(c6_reference[1:, 1:][reference_mask[1:, None, :, None] & reference_mask[None, 1:, None, :]] <= 0):
+    if np.any(c6[both] <= 0.0):
         raise ValueError("a present reference C6 is not positive")
-    return reference_cn, reference_mask, c6_reference
+    return reference_cn, reference_mask, c6
+
+
+def reference_cn_rows(path: Path) -> np.ndarray:
+    """The (104, 7) reference CN rows of tad-dftd3's reference.py (``_load_cn``), one ``[...],  # El`` line each."""
+    text = path.read_text()
+    body = text[text.index("def _load_cn"):]
+    rows = re.findall(r"\[([-+0-9., ]+)\],\s*#\s*(\w+)", body)[: MAX_ELEMENT + 1]
+    if rows[-1][1] != "Lr" or len(rows) != MAX_ELEMENT + 1:
+        raise ValueError(f"{path}: expected reference CN rows None, H, ..., Lr")
+    return np.array([[float(value) for value in row.split(",") if value.strip()] for row, _ in rows])
+
+
+def covalent_radii(path: Path) -> np.ndarray:
+    """The ``_COV_2009`` list (Å, 0.01 Å values) of tad-mctc's data/radii.py, up to :data:`MAX_ELEMENT`."""
+    text = path.read_text()
+    start = text.index("_COV_2009 = [")
+    values = [float(v) for v in re.findall(r"[0-9]+\.[0-9]+", text[start: text.index("]", start)])]
+    return np.asarray(values[: MAX_ELEMENT + 1])
 
 
 def r4_over_r2_values(path: Path) -> np.ndarray:
@@ -106,40 +152,31 @@ def bj_parameters(parameters_path: Path, aliases_path: Path) -> str:
 
 def main(source: Path) -> None:
     here = Path(__file__).resolve().parent
-    torch_npz = np.load(source / "torchdftd/torch_dftd/nn/params/dftd3_params.npz")
-    reference_cn, reference_mask, c6_reference = reference_tables(torch_npz["c6ab"])
+    tad = source / "tad/tad_dftd3"
+    reference_cn, reference_mask, c6_reference = reference_tables(
+        read_torch_tensor(tad / "reference-c6.pt"), reference_cn_rows(tad / "reference.py"))
 
-    # D3 radii in Å (Pyykkö 2009, metals −10 %), tabulated to 0.01 Å: undo torch-dftd's
-    # Bohr conversion and k2 so that physnetjax converts with its own CODATA Bohr.
-    radii = torch_npz["rcov"] * TORCH_DFTD_BOHR * 0.75
-    radii_rounded = np.round(radii, 2)
-    if np.max(np.abs(radii - radii_rounded)) > 1e-6:
+    radii = covalent_radii(source / "mctc/tad_mctc/data/radii.py")
+    if np.max(np.abs(radii - np.round(radii, 2))) > 1e-12:
         raise ValueError("D3 covalent radii are not the 0.01 Å values expected")
 
-    # Pair cutoff radii R0AB (Å, 4 decimals in the original pars.f) for the ATM damping.
-    vdw = torch_npz["r0ab"] * TORCH_DFTD_BOHR
+    # Pair cutoff radii R0AB (Å, 4 decimals in s-dftd3's vdwrad.f90) for the ATM damping.
+    vdw = read_torch_tensor(source / "mctc/tad_mctc/data/vdw-pairwise.pt") / TAD_MCTC_BOHR_PER_ANGSTROM
     vdw_rounded = np.round(vdw, 4)
-    if np.max(np.abs(vdw - vdw_rounded)) > 1e-6 or not np.array_equal(vdw_rounded, vdw_rounded.T):
+    if np.max(np.abs(vdw - vdw_rounded)) > 1e-9 or not np.array_equal(vdw_rounded, vdw_rounded.T):
         raise ValueError("R0AB radii are not the symmetric 0.0001 Å values expected")
-
-    r4r2 = r4_over_r2_values(source / "tad/tad_dftd3/data/r4r2.py")
-    sqrt_z = np.sqrt(np.arange(MAX_ELEMENT + 1))
-    q = np.sqrt(0.5 * r4r2 * sqrt_z)
-    if np.max(np.abs(q - torch_npz["r2r4"])) > 1e-4:
-        raise ValueError("r4/r2 of tad-dftd3 and torch-dftd disagree")
 
     np.savez_compressed(
         here / "d3_reference.npz",
         c6_reference=c6_reference,
         reference_cn=reference_cn,
         reference_mask=reference_mask,
-        covalent_radius_angstrom=radii_rounded,
+        covalent_radius_angstrom=radii,
         vdw_radius_angstrom=vdw_rounded,
-        r4_over_r2=r4r2,
+        r4_over_r2=r4_over_r2_values(tad / "data/r4r2.py"),
     )
     (here / "d3_bj_parameters.toml").write_text(
-        bj_parameters(source / "tad/tad_dftd3/param/parameters.toml",
-                      source / "tad/tad_dftd3/param/aliases.toml")
+        bj_parameters(tad / "param/parameters.toml", tad / "param/aliases.toml")
     )
 
 
