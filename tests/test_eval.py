@@ -654,6 +654,10 @@ def test_frames_the_model_was_trained_on_are_named_in_any_file_and_counted_in_th
         assert run_cli("--checkpoint", tmp_path / "trained", *data, "--out", tmp_path / "out") == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["training_frames"] == {"matched": 4, "compared": 10, "total": 10}
+    sources = {"ensemble_sources": [{"metadata": {}}, {"metadata": {TRAINING_FRAMES_KEY: trained.to_metadata()}}]}
+    save_checkpoint(tmp_path / "combined", model, params, sources)  # combine keeps each input's metadata
+    with pytest.warns(PhysNetInputWarning, match=r"^4 of the 10 frames of --data are frames .*combined was trained"):
+        assert run_cli("--checkpoint", tmp_path / "combined", *data) == 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert run_cli("--checkpoint", root / "model", *data, "--out", tmp_path / "unknown") == 0

@@ -148,3 +148,17 @@ def union_of(records: Iterable[Optional[TrainingFrames]]) -> Optional[TrainingFr
     for record in records[1:]:
         result = result.union(record)
     return result
+
+
+def checkpoint_metadata_sources(metadata) -> list:
+    """A checkpoint's metadata and, for an ensemble combined from separate checkpoints, each input's (kept under
+    ``ensemble_sources`` by ``python -m physnetjax.ensemble combine``)."""
+    metadata = metadata or {}
+    return [metadata, *((source or {}).get("metadata") or {} for source in metadata.get("ensemble_sources") or [])]
+
+
+def recorded_training_frames(metadata) -> Optional[TrainingFrames]:
+    """The training frames a checkpoint records, over all its sources (:func:`checkpoint_metadata_sources`); None
+    when none of them records any."""
+    records = [TrainingFrames.from_metadata(meta) for meta in checkpoint_metadata_sources(metadata)]
+    return union_of(record for record in records if record is not None)

@@ -26,7 +26,8 @@ import numpy as np
 from physnetjax.checkpoint import load_checkpoint, save_checkpoint
 from physnetjax.data import load_dataset
 from physnetjax.data.fingerprint import file_sha256
-from physnetjax.data.frame_digests import TrainingFrames, dataset_digests, union_of
+from physnetjax.data.frame_digests import (TrainingFrames, checkpoint_metadata_sources, dataset_digests,
+                                          recorded_training_frames)
 from physnetjax.data.sanity import check_label_sanity
 from physnetjax.ensemble.calibration import (fit_calibration_scale, gaussian_nll, spearman_rank_correlation,
                                              warn_few_frames)
@@ -100,16 +101,15 @@ def warn_training_data(dataset, data: Sequence, metadata: dict) -> None:
     holds them. For a member whose checkpoint predates that record, a file with the content of its training data
     (``data_sha256``, {path: SHA-256}) is named instead.
     """
-    sources = [metadata, *(source.get("metadata") or {} for source in metadata.get("ensemble_sources") or [])]
-    records = [TrainingFrames.from_metadata(meta) for meta in sources]
-    known = union_of(record for record in records if record is not None)
+    sources = checkpoint_metadata_sources(metadata)
+    known = recorded_training_frames(metadata)
     if known is not None:
         share = known.trained_on(dataset_digests(dataset))
         if share.any:
             warnings.warn(f"{share.describe()} of --data are frames members of this ensemble were trained on (same "
                           "atoms and positions): their small errors make the scale too small; calibrate on frames "
                           "held out of every member's training", PhysNetInputWarning, stacklevel=3)
-    files = {sha: path for meta, record in zip(sources, records) if record is None
+    files = {sha: path for meta in sources if TrainingFrames.from_metadata(meta) is None
              for path, sha in (meta.get("data_sha256") or {}).items()}
     for path in data if files else ():
         trained = files.get(file_sha256(path))

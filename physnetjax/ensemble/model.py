@@ -40,7 +40,7 @@ from physnetjax.model import PhysNet
 ENSEMBLE_FIELDS = ("size", "calibration_scale")
 """Fields of the ensemble itself; every other ``clone`` argument goes to the member."""
 
-MEMBER_PROPERTIES = ("sr_cutoff", "repulsion_cutoff")
+MEMBER_PROPERTIES = ("sr_cutoff", "repulsion_cutoff", "supported_max_atomic_number")
 """Derived member attributes readable on the ensemble besides the member's constructor fields."""
 
 

@@ -31,7 +31,7 @@ from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config
                                    write_resolved_config)
 from physnetjax.cli_errors import cli_main, configure_logging
 from physnetjax.cli_help import HelpFormatter
-from physnetjax.data.frame_digests import TrainedShare, TrainingFrames, dataset_digests
+from physnetjax.data.frame_digests import TrainedShare, dataset_digests, recorded_training_frames
 from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning
 from physnetjax.train.cli import HELP
 from physnetjax.training_record import TrainingRecord
@@ -175,9 +175,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
 
 def trained_frames_in(dataset, metadata: dict, checkpoint) -> Optional[TrainedShare]:
-    """The training frames of the checkpoint among ``dataset``'s (None when the checkpoint does not record them);
-    warns (:class:`PhysNetInputWarning`) when there are any: the errors on them are training errors."""
-    record = TrainingFrames.from_metadata(metadata)
+    """The training frames of the checkpoint (or of the members it was combined from) among ``dataset``'s, None
+    when it records none; warns (:class:`PhysNetInputWarning`) when there are any: their errors are training
+    errors."""
+    record = recorded_training_frames(metadata)
     if record is None:
         return None
     share = record.trained_on(dataset_digests(dataset))
