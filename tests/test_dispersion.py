@@ -61,8 +61,9 @@ EXTRA = {
     "AmCm_BkCf": (["Am", "Cm", "Bk", "Cf", "C", "H", "H"],
                   [[0, 0, 0], [3.6, 0.0, 0.2], [0.4, 3.7, 0.0], [3.9, 3.4, 0.5], [-2.2, 0.3, 0.0],
                    [-2.6, 1.3, 0.1], [-2.7, -0.6, 0.4]]),
-    "EsFm_MdNoLr": (["Es", "Fm", "Md", "No", "Lr", "O"],
-                    [[0, 0, 0], [3.5, 0.2, 0.0], [1.0, 3.4, 0.2], [4.4, 3.8, 0.1], [2.4, 1.7, 3.0], [-2.0, 0.1, 0.3]]),
+    # (Md, whose free-atom reference differs from s-dftd3's: its own test below.)
+    "EsFm_NoLr": (["Es", "Fm", "No", "Lr", "O"],
+                  [[0, 0, 0], [3.5, 0.2, 0.0], [4.4, 3.8, 0.1], [2.4, 1.7, 3.0], [-2.0, 0.1, 0.3]]),
 }
 
 
@@ -158,7 +159,7 @@ def test_molecules_match_dftd3(functional, atm):
     systems = _systems()
     assert len(systems) >= 20
     elements = set(np.concatenate([s[1] for s in systems]).tolist())
-    assert set(range(1, 19)) <= elements and set(range(87, 104)) <= elements
+    assert set(range(1, 19)) <= elements and set(range(87, 104)) - {101} <= elements
     z, r, seg, dst, src = _batched_pairs([s[1] for s in systems], [s[2] for s in systems])
     energy, grad, grad_strain = _ours(z, r, seg, dst, src, len(systems), _parameters(functional, atm), atm)
     start = 0
@@ -167,8 +168,8 @@ def test_molecules_match_dftd3(functional, atm):
         n = len(numbers)
         # Measured: |ΔE| ≤ 3e-13 eV, |ΔF| ≤ 1.4e-12 eV/Å, |Δvirial| ≤ 4e-12 eV (float64 round-off:
         # same tables and CODATA 2018 Bohr radius on both sides, different summation order). With Fr–Lr
-        # (C6 up to ~10⁴ Eh·a0⁶, larger terms to cancel): |ΔE| ≤ 1.0e-12 eV, |ΔF| ≤ 1.1e-11 eV/Å, |Δvirial|
-        # ≤ 4.5e-11 eV, i.e. ≤ 3e-12 of E and 1.5e-10 of max |F|, hence 1e-10 there.
+        # (C6 up to ~10⁴ Eh·a0⁶, larger terms to cancel; Md apart, see below), PBE0 and B3LYP, with and without
+        # ATM: |ΔE| ≤ 4.2e-12 eV, |ΔF| ≤ 1.0e-11 eV/Å, |Δvirial| ≤ 3.4e-11 eV, hence 1e-10 there.
         tolerance = 1e-10 if numbers.max() >= 87 else 1e-11
         assert abs(energy[b] - ref_energy) < tolerance, (name, energy[b], ref_energy)
         np.testing.assert_allclose(grad[start:start + n], ref_grad, rtol=0, atol=tolerance, err_msg=name)

@@ -222,5 +222,6 @@ def test_apply_batch_outside_jit_refuses_elements_beyond_the_model(setup, molecu
     model, params, _ = setup
     z, r = molecules["ethanol"]
     batch = batch_molecules([np.r_[z[:-1], 10]], [r], model.cutoff, pair_cutoff=model_pair_cutoff(model))
-    with pytest.raises(PhysNetInputError, match=r"atomic number\(s\) \[10\] beyond this model's max_atomic_number 9"):
+    with pytest.raises(PhysNetInputError, match=r"atomic number\(s\) \[10\] beyond this model's range Z = 1\.\.9: use "
+                                                r"a model trained with them"):
         apply_batch(model, params, batch)

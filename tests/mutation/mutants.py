@@ -939,8 +939,8 @@ MUTANTS = (
            "    if False:\n        return TrainingRecord.from_metadata(value)", ("tests/test_training_record.py",),
            "predict(..., training_record=metadata) fails on the dict load_checkpoint returns"),
     Mutant("info_charge_clash_silent", "physnetjax/validation.py",
-           "        if info is not None and np.ndim(info) == 0 and abs(float(info) - float(charge)) > 1e-6:",
-           "        if False:", ("tests/test_validation.py", "tests/test_calculator.py"),
+           "    if total_charge is not None and is_real_number(info) and abs(float(info) - float(charge)) > 1e-6:",
+           "    if False:", ("tests/test_validation.py", "tests/test_calculator.py"),
            "total_charge beside a different atoms.info['charge'] drops the latter without a word"),
     # -- the data-reader probe of 2026-12-05 ---------------------------------------------------
     Mutant("label_words_miss_plural_energies", "physnetjax/data/dataset.py",
