@@ -3,6 +3,7 @@
 import re
 
 import ase.build
+import ase.io
 import numpy as np
 import pytest
 from ase import Atoms
@@ -215,3 +216,76 @@ def test_overlapping_atoms_are_refused_before_xtb_and_a_collision_while_sampling
                                                 r"refused the geometry \(Too close interatomic distances found\): the "
                                                 r"sampling drove atoms together; lower the temperature or the timestep"):
         generate("H2O", frames=1, stride=1, equilibration_steps=0)
+
+
+def test_a_structure_files_charge_is_used_and_a_different_charge_option_warns(tmp_path):
+    """Sulfate written with charge=-2 was labelled as neutral SO4 (exit 0, Q = 0, E 13.9 eV off tblite at -2): the
+    command took --charge (default 0) and never the file's, unlike MD and the calculator. The file's charge is the
+    default now; a --charge that differs warns and is used."""
+    pytest.importorskip("tblite")
+    from physnetjax.errors import PhysNetInputWarning
+
+    dianion = ase.build.molecule("H2O")  # H2O with charge -2: a small even-electron ion, as sulfate is
+    dianion.info["charge"] = -2
+    ase.io.write(tmp_path / "dianion.extxyz", dianion)
+    data = generate(str(tmp_path / "dianion.extxyz"), frames=1, stride=1, equilibration_steps=0)
+    assert np.all(data["Q"] == -2.0) and "(charge -2 e" in str(data["source"])
+    with pytest.warns(PhysNetInputWarning, match=r"info\['charge'\] is -2 e but charge is 0 e; charge is used"):
+        neutral = generate(str(tmp_path / "dianion.extxyz"), frames=1, stride=1, equilibration_steps=0, charge=0.0)
+    assert np.all(neutral["Q"] == 0.0) and abs(float(neutral["E"][0]) - float(data["E"][0])) > 1.0
+
+
+def test_periodic_unreadable_and_several_frame_files_and_a_single_atom_are_named(tmp_path, capsys):
+    """A water molecule in a periodic 4 Å cell was labelled as the periodic system (0.19 eV and 0.19 eV/Å from the
+    isolated molecule) and written without a cell, to be trained as a molecule; an unknown element, an empty file, a
+    .npz and one atom with --sampling normal-modes were internal errors (exit 5); a file of several frames used its
+    last one without a word."""
+    from physnetjax.data.generate import main
+    from physnetjax.errors import PhysNetInputWarning
+
+    boxed = ase.build.molecule("H2O")
+    boxed.cell, boxed.pbc = [4.0, 4.0, 4.0], True
+    ase.io.write(tmp_path / "boxed.extxyz", boxed)
+    (tmp_path / "empty.xyz").write_text("")
+    (tmp_path / "unknown.xyz").write_text("1\n\nXx 0.0 0.0 0.0\n")
+    np.savez(tmp_path / "frames.npz", R=np.zeros((1, 1, 3)), Z=[[1]])
+    expected = {
+        "boxed.extxyz": "is periodic (pbc [True, True, True]): this tool samples and labels isolated molecules",
+        "empty.xyz": "ASE cannot read it as a structure (UnknownFileTypeError: Empty file",
+        "unknown.xyz": "ASE cannot read it as a structure (KeyError",
+        "frames.npz": "ASE cannot read it as a structure (UnknownFileTypeError",
+    }
+    for name, message in expected.items():
+        assert main(["--molecule", str(tmp_path / name), "--frames", "1", "--out", str(tmp_path / "out.npz")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"python -m physnetjax.data.generate: error: {tmp_path / name}") and message in err, err
+    ase.io.write(tmp_path / "helium.xyz", Atoms("He"))
+    with pytest.raises(ValueError, match=r"helium\.xyz: one atom has no vibrations to sample"):
+        generate(str(tmp_path / "helium.xyz"), frames=1, sampling="normal-modes")
+    ase.io.write(tmp_path / "two.extxyz", [ase.build.molecule("H2O"), ase.build.molecule("CO2")])
+    pytest.importorskip("tblite")
+    with pytest.warns(PhysNetInputWarning, match=r"two\.extxyz holds 2 frames: the last one \(frame 2\) is sampled"):
+        data = generate(str(tmp_path / "two.extxyz"), frames=1, stride=1, equilibration_steps=0)
+    assert data["Z"].tolist() == [[6, 8, 8]]
+
+
+def test_a_failed_write_keeps_the_previous_dataset(tmp_path, monkeypatch, capsys):
+    """The dataset was written in place: a write that failed (a full disk) left a truncated zip where a good file had
+    been. It goes through a temporary file now."""
+    import physnetjax.npz_file as npz_file
+    from physnetjax.data.generate import main
+
+    out = tmp_path / "data.npz"
+    np.savez(out, E=np.arange(3.0))
+    monkeypatch.setattr("physnetjax.data.generate.generate", lambda *args, **kwargs: {"E": np.zeros(2)})
+
+    def full_disk(handle, **arrays):
+        handle.write(b"PK\x03\x04 half a zip")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(npz_file.np, "savez_compressed", full_disk)
+    assert main(["--frames", "2", "--out", str(out)]) == 3
+    assert capsys.readouterr().err == (f"python -m physnetjax.data.generate: error: writing {out} failed (No space left "
+                                       "on device); the file there is unchanged\n")
+    assert np.load(out)["E"].tolist() == [0.0, 1.0, 2.0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.npz"]

@@ -46,6 +46,7 @@ import importlib.metadata
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -56,19 +57,41 @@ from physnetjax.cli_errors import cli_main, configure_logging, exit_process
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.data.normal_modes import normal_mode_displacements
 from physnetjax.data.xtb_shells import valence_electrons, valence_orbitals
-from physnetjax.errors import PhysNetInputError, displayed
-from physnetjax.validation import check_output_path, check_range, validate_structure
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, displayed
+from physnetjax.npz_file import write_npz
+from physnetjax.validation import atoms_total_charge, check_output_path, check_range, validate_structure
 
 logger = logging.getLogger(__name__)
 
 
 def _structure(spec: str):
-    """An ``ase.Atoms`` from a file path or an ``ase.build.molecule`` name (e.g. CH3CH2OH)."""
+    """An isolated molecule (``ase.Atoms``) from a file path or an ``ase.build.molecule`` name (e.g. CH3CH2OH).
+
+    A file is read with ASE (its last frame, as ``python -m physnetjax.md`` reads a geometry; a file of several frames
+    warns). Raises ValueError for a file ASE cannot read or that holds no frame, and for a periodic structure: xTB
+    would label the periodic system, which the dataset (no cell) would train as an isolated molecule.
+    """
     import ase.build
     import ase.io
 
     if Path(spec).exists():
-        return ase.io.read(spec)
+        frames, atoms = 0, None
+        try:
+            for frames, atoms in enumerate(ase.io.iread(spec), start=1):
+                pass
+        except Exception as error:
+            raise ValueError(f"{spec}: ASE cannot read it as a structure ({type(error).__name__}: {error})") from error
+        if atoms is None:
+            raise ValueError(f"{spec}: ASE reads no structure from it")
+        if frames > 1:
+            warnings.warn(f"{spec} holds {frames} frames: the last one (frame {frames}) is sampled; write the structure "
+                          "to start from into a file of its own to start from another", PhysNetInputWarning,
+                          stacklevel=3)
+        if atoms.pbc.any():
+            raise ValueError(f"{spec} is periodic (pbc {atoms.pbc.tolist()}): this tool samples and labels isolated "
+                             "molecules, and the dataset keeps no cell, so xTB's periodic labels would be trained as "
+                             "those of an isolated molecule; give the molecule without a cell (pbc False)")
+        return atoms
     try:
         return ase.build.molecule(spec)
     except KeyError:
@@ -183,7 +206,8 @@ def labels_of(atoms) -> dict:
 
 
 OPTION_OF = {keyword: f"--{keyword.replace('_', '-')}"
-             for keyword in ("frames", "stride", "temperature", "timestep", "friction", "equilibration_steps")}
+             for keyword in ("frames", "stride", "temperature", "timestep", "friction", "equilibration_steps",
+                             "charge")}
 """:func:`generate`'s sampling keyword → the option that sets it: the names in the messages of
 :func:`check_sampling_settings` on the command line."""
 
@@ -213,7 +237,7 @@ def generate(
     friction: float = 0.01,
     equilibration_steps: int = 2000,
     method: str = "GFN2-xTB",
-    charge: float = 0.0,
+    charge: Optional[float] = None,
     seed: int = 0,
     sampling: str = "md",
     uhf: int | None = None,
@@ -230,7 +254,9 @@ def generate(
       friction: Langevin friction in 1/fs.
       equilibration_steps: steps run and discarded before the first frame.
       method: tblite method name (GFN2-xTB, GFN1-xTB, IPEA1-xTB).
-      charge: total charge in e.
+      charge: total charge in e; None: the structure file's (``info["charge"]``, else its initial charges' sum,
+        :func:`physnetjax.validation.atoms_total_charge`), 0 for an ``ase.build.molecule`` name. A given charge
+        that differs from the file's warns and is used.
       seed: seed of the Maxwell–Boltzmann start velocities and the Langevin noise, or
         of the normal-mode coordinates.
       sampling: ``"md"`` or ``"normal-modes"``.
@@ -257,9 +283,11 @@ def generate(
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, received {sampling!r}")
     atoms = _structure(molecule)
-    validate_structure(atoms.numbers, atoms.positions, XTB_MAX_ATOMIC_NUMBER, total_charge=charge,
-                       cell=atoms.cell.array if atoms.pbc.any() else None, pbc=atoms.pbc if atoms.pbc.any() else None,
-                       strict=True, where=molecule)
+    charge = atoms_total_charge(atoms, charge, {"total_charge": displayed("charge", names)})
+    if sampling == "normal-modes" and len(atoms) < 2:
+        raise ValueError(f"{molecule}: one atom has no vibrations to sample; --sampling normal-modes needs a molecule")
+    validate_structure(atoms.numbers, atoms.positions, XTB_MAX_ATOMIC_NUMBER, total_charge=charge, strict=True,
+                       where=molecule)
     uhf = unpaired_electrons(atoms, charge, uhf, method)
     atoms.calc = tblite_calculator(method, charge, uhf)
     rng = np.random.default_rng(seed)
@@ -390,7 +418,9 @@ def main(argv=None) -> int:
     parser.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs")
     parser.add_argument("--equilibration-steps", type=int, default=2000, help="MD steps before the first frame")
     parser.add_argument("--method", default="GFN2-xTB", help="tblite method (GFN2-xTB, GFN1-xTB, IPEA1-xTB)")
-    parser.add_argument("--charge", type=float, default=0.0, help="total charge in e")
+    parser.add_argument("--charge", type=float, default=None,
+                        help="total charge in e (default: the structure file's info['charge'] or initial charges, "
+                             "else 0)")
     parser.add_argument("--uhf", type=int, default=None,
                         help="number of unpaired electrons (spin multiplicity - 1), as xtb's --uhf; needed for an odd "
                              "valence electron count, at most min(n_val, 2 n_orb - n_val) for n_val valence electrons "
@@ -408,13 +438,13 @@ def main(argv=None) -> int:
                                 "remove them or choose --sampling md")
     if Path(args.out).suffix != ".npz":
         raise ValueError(f"--out {args.out}: the dataset is a .npz file; give a path ending in .npz")
-    if not (math.isfinite(args.charge) and args.charge == round(args.charge)):
+    if args.charge is not None and not (math.isfinite(args.charge) and args.charge == round(args.charge)):
         raise ValueError(f"--charge must be a whole number of e (the molecule's total charge), received {args.charge}")
     data = generate(
         args.molecule, args.frames, args.stride, args.temperature, args.timestep, args.friction,
         args.equilibration_steps, args.method, args.charge, args.seed, args.sampling, args.uhf, names=OPTION_OF,
     )
-    np.savez_compressed(args.out, **data)
+    write_npz(args.out, data, compressed=True)
     logger.info("wrote %s (%d bytes)", args.out, Path(args.out).stat().st_size)
     return 0
 

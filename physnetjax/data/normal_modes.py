@@ -58,7 +58,8 @@ def vibrational_modes(hessian, masses, num_rigid: int = 6):
     if eigenvalues[0] <= 0:
         raise ValueError(
             f"the Hessian has a vibrational eigenvalue {eigenvalues[0]:.3e} eV/(Å²·amu) <= 0: the geometry is not "
-            "a minimum (relax it first)"
+            "a minimum but a saddle point; a relaxation from a symmetric start (planar NH3, eclipsed ethane) keeps "
+            "the symmetry and can stop there: start from a slightly distorted geometry"
         )
     return eigenvalues, vectors
 

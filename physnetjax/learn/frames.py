@@ -8,12 +8,12 @@ must carry energy and forces (the loop trains on both).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from physnetjax.data import Dataset, DataError
+from physnetjax.npz_file import write_npz
 
 
 def save_frames(data: Dataset, path) -> Path:
@@ -30,11 +30,7 @@ def save_frames(data: Dataset, path) -> Path:
     arrays = {"R": data.R, "Z": data.Z, "N": data.N, "E": data.E, "F": data.F, "Q": data.Q}
     if data.has_D.all():
         arrays["D"] = data.D
-    temporary = path.with_name(path.name + ".partial")
-    with open(temporary, "wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(temporary, path)
-    return path
+    return write_npz(path, arrays)
 
 
 def labelled_frames(numbers: list, positions: list, labels: list, charge: float, source: str) -> Dataset:
