@@ -641,7 +641,7 @@ class PhysNet(nn.Module):
             raise ValueError("pair_halves=True describes the separate pair list (pair_dst, ...), but none was given")
         graph = (atomic_numbers, dst_idx, src_idx, batch_segments, batch_size, edge_mask,
                  atom_mask, total_charges, shifts, pairs, triplets, pair_halves)
-        if not is_traced(dst_idx, src_idx, edge_mask, batch_segments, *(pairs or ())[:3]):
+        if not is_traced(dst_idx, src_idx, edge_mask, batch_segments, shifts, cells, *(pairs or ())):
             self._check_lists(graph, cells)
 
         if not compute_forces:

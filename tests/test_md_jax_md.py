@@ -92,6 +92,18 @@ def test_free_space_equals_predict(ethanol):
     _check(ethanol["grad"](ethanol["r"], None), ethanol["reference"])  # all pairs
 
 
+def test_the_energy_function_is_differentiable_without_jit(setup, ethanol, box_system):
+    """jax.grad(energy_fn) and jax_md.quantity.force outside jit ended in a raw TracerArrayConversionError: the
+    model's eager pair-list check ran on concrete indices while the image shifts, functions of R, were traced."""
+    _check(jax.value_and_grad(ethanol["energy_fn"])(ethanol["r"], neighbor=ethanol["nbrs"]), ethanol["reference"])
+    model, params = setup
+    z, r, _ = box_system
+    r = r + np.random.default_rng(0).normal(0.0, 1e-3, r.shape)  # off the fixture's atoms exactly half a box apart
+    displacement, _ = space.periodic(BOX)
+    energy_fn = jax_md_energy_fn(model, params, z, displacement, box=BOX)
+    _check((energy_fn(r), -quantity.force(energy_fn)(r)), predict_periodic(model, params, z, r, BOX * np.eye(3)))
+
+
 def test_bare_coulomb_in_free_space_uses_all_pairs(setup):
     """Charges without coulomb_lr_cutoff: messages from the neighbor list, Coulomb over all pairs."""
     z, r = load_molecule("base_a")
