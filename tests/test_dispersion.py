@@ -51,7 +51,7 @@ EXTRA = {
     "SnH4_Xe": (["Sn", "H", "H", "H", "H", "Xe"],
                 [[0, 0, 0], [0.98, 0.98, 0.98], [-0.98, -0.98, 0.98], [-0.98, 0.98, -0.98],
                  [0.98, -0.98, -0.98], [4.0, 0.0, 0.5]]),
-    # Fr–Lr, whose reference data s-dftd3 revised (the 2010 tables gave Ac–H 25 % off), with
+    # Fr–Lr, whose reference data s-dftd3 revised (the 2010 tables were up to 25 % off), with
     # H, C and O partners at bonding and longer distances (several reference CNs of each in play).
     "FrRa_AcTh": (["Fr", "Ra", "Ac", "Th", "H", "C"],
                   [[0, 0, 0], [4.2, 0.0, 0.0], [2.0, 3.5, 0.3], [6.0, 3.2, -0.5], [2.1, 5.6, 0.2], [7.8, 4.5, 0.4]]),
