@@ -251,9 +251,9 @@ def test_periodic_unreadable_and_several_frame_files_and_a_single_atom_are_named
     np.savez(tmp_path / "frames.npz", R=np.zeros((1, 1, 3)), Z=[[1]])
     expected = {
         "boxed.extxyz": "is periodic (pbc [True, True, True]): this tool samples and labels isolated molecules",
-        "empty.xyz": "ASE cannot read it as a structure (UnknownFileTypeError: Empty file",
-        "unknown.xyz": "ASE cannot read it as a structure (KeyError",
-        "frames.npz": "ASE cannot read it as a structure (UnknownFileTypeError",
+        "empty.xyz": "ASE cannot read it (UnknownFileTypeError: Empty file",
+        "unknown.xyz": "ASE cannot read it (KeyError",
+        "frames.npz": "ASE cannot read it (UnknownFileTypeError",
     }
     for name, message in expected.items():
         assert main(["--molecule", str(tmp_path / name), "--frames", "1", "--out", str(tmp_path / "out.npz")]) == 2
@@ -264,7 +264,7 @@ def test_periodic_unreadable_and_several_frame_files_and_a_single_atom_are_named
         generate(str(tmp_path / "helium.xyz"), frames=1, sampling="normal-modes")
     ase.io.write(tmp_path / "two.extxyz", [ase.build.molecule("H2O"), ase.build.molecule("CO2")])
     pytest.importorskip("tblite")
-    with pytest.warns(PhysNetInputWarning, match=r"two\.extxyz holds 2 frames: the last one \(frame 2\) is sampled"):
+    with pytest.warns(PhysNetInputWarning, match=r"two\.extxyz holds 2 frames: sampling starts from the last one \(frame 2\)"):
         data = generate(str(tmp_path / "two.extxyz"), frames=1, stride=1, equilibration_steps=0)
     assert data["Z"].tolist() == [[6, 8, 8]]
 

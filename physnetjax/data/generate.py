@@ -46,7 +46,6 @@ import importlib.metadata
 import logging
 import math
 import time
-import warnings
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -57,8 +56,9 @@ from physnetjax.cli_errors import cli_main, configure_logging, exit_process
 from physnetjax.cli_help import HelpFormatter, describe
 from physnetjax.data.normal_modes import normal_mode_displacements
 from physnetjax.data.xtb_shells import valence_electrons, valence_orbitals
-from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, displayed
+from physnetjax.errors import PhysNetInputError, displayed
 from physnetjax.npz_file import write_npz
+from physnetjax.structure_file import read_last_frame
 from physnetjax.validation import atoms_total_charge, check_output_path, check_range, validate_structure
 
 logger = logging.getLogger(__name__)
@@ -67,26 +67,15 @@ logger = logging.getLogger(__name__)
 def _structure(spec: str):
     """An isolated molecule (``ase.Atoms``) from a file path or an ``ase.build.molecule`` name (e.g. CH3CH2OH).
 
-    A file is read with ASE (its last frame, as ``python -m physnetjax.md`` reads a geometry; a file of several frames
-    warns). Raises ValueError for a file ASE cannot read or that holds no frame, and for a periodic structure: xTB
-    would label the periodic system, which the dataset (no cell) would train as an isolated molecule.
+    A file is read as ``python -m physnetjax.md`` reads a geometry (:func:`physnetjax.structure_file.read_last_frame`:
+    its last frame; a file of several frames warns; PhysNetInputError for one ASE cannot read). A periodic structure
+    raises ValueError: xTB would label the periodic system, which the dataset (no cell) would train as an isolated
+    molecule.
     """
     import ase.build
-    import ase.io
 
     if Path(spec).exists():
-        frames, atoms = 0, None
-        try:
-            for frames, atoms in enumerate(ase.io.iread(spec), start=1):
-                pass
-        except Exception as error:
-            raise ValueError(f"{spec}: ASE cannot read it as a structure ({type(error).__name__}: {error})") from error
-        if atoms is None:
-            raise ValueError(f"{spec}: ASE reads no structure from it")
-        if frames > 1:
-            warnings.warn(f"{spec} holds {frames} frames: the last one (frame {frames}) is sampled; write the structure "
-                          "to start from into a file of its own to start from another", PhysNetInputWarning,
-                          stacklevel=3)
+        atoms = read_last_frame(spec, spec, "sampling starts from")
         if atoms.pbc.any():
             raise ValueError(f"{spec} is periodic (pbc {atoms.pbc.tolist()}): this tool samples and labels isolated "
                              "molecules, and the dataset keeps no cell, so xTB's periodic labels would be trained as "

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 
 import ase.io
 import jax
@@ -39,7 +38,8 @@ from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config
                                    write_resolved_config)
 from physnetjax.cli_errors import EXIT_OK, EXIT_RUN_STOPPED, cli_main, configure_logging, exit_process
 from physnetjax.cli_help import HelpFormatter, describe
-from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
+from physnetjax.structure_file import read_last_frame
+from physnetjax.errors import PhysNetInputError
 from physnetjax.md.driver import (
     ENERGY_DRIFT_ACTIONS,
     ENERGY_TOLERANCE_MEV_PER_ATOM,
@@ -145,25 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_geometry(path) -> ase.Atoms:
-    """The last frame of ``path`` (any ASE format); PhysNetInputError naming the file when ASE cannot read it.
-
-    A file of several frames (a trajectory) warns with their number: the run starts from the last one.
-    """
-    frames, atoms = 0, None
-    try:
-        for frames, atoms in enumerate(ase.io.iread(path), start=1):
-            pass
-    except FileNotFoundError:
-        raise
-    except Exception as error:
-        raise PhysNetInputError(f"--geometry {path}: ASE cannot read it ({type(error).__name__}: {error})") from error
-    if atoms is None:
-        raise PhysNetInputError(f"--geometry {path}: ASE reads no frame from it")
-    if frames > 1:
-        warnings.warn(f"--geometry {path} holds {frames} frames: MD starts from the last one (frame {frames}); "
-                      "write the frame to start from into a file of its own to start from another",
-                      PhysNetInputWarning, stacklevel=2)
-    return atoms
+    """The last frame of ``path`` (:func:`physnetjax.structure_file.read_last_frame`; several frames warn)."""
+    return read_last_frame(path, f"--geometry {path}", "MD starts from")
 
 
 def _named_ensemble(ensemble: str, given: set) -> str:

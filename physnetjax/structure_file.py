@@ -1,0 +1,40 @@
+"""One structure read from a file the user names: the last frame of any file ASE reads, or a clear error."""
+
+from __future__ import annotations
+
+import warnings
+
+import ase
+import ase.io
+
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
+
+
+def read_last_frame(path, name: str, uses: str) -> ase.Atoms:
+    """The last frame of ``path`` (any ASE format), as ``python -m physnetjax.md --geometry`` and
+    ``python -m physnetjax.data.generate --molecule`` read their start.
+
+    Args:
+      path: the file (it must exist: FileNotFoundError is passed on for the caller's input-naming).
+      name: how messages name it, e.g. ``"--geometry run.xyz"``.
+      uses: what starts from the frame, completing "``uses`` the last one", e.g. ``"MD starts from"``.
+
+    Raises:
+      PhysNetInputError: ASE cannot read the file, or reads no frame from it.
+    Warns:
+      PhysNetInputWarning: the file holds several frames (a trajectory), naming their number.
+    """
+    frames, atoms = 0, None
+    try:
+        for frames, atoms in enumerate(ase.io.iread(path), start=1):
+            pass
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        raise PhysNetInputError(f"{name}: ASE cannot read it ({type(error).__name__}: {error})") from error
+    if atoms is None:
+        raise PhysNetInputError(f"{name}: ASE reads no frame from it")
+    if frames > 1:
+        warnings.warn(f"{name} holds {frames} frames: {uses} the last one (frame {frames}); write the frame to start "
+                      "from into a file of its own to start from another", PhysNetInputWarning, stacklevel=3)
+    return atoms
