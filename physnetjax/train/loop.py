@@ -215,10 +215,11 @@ class Trainer:
         train_idx = self.split["train"]
         self.member_frames = (bootstrap_frames(train_idx, self.seeds) if config.bootstrap
                               else [train_idx] * self.size)
-        self.training_frames = TrainingFrames.of(dataset_digests(self.dataset, train_idx))
+        training_frames = TrainingFrames.of(dataset_digests(self.dataset, train_idx))
         if self.initial_training_frames is not None:
             self._check_held_out_of_initial_model()
-            self.training_frames = self.training_frames.union(self.initial_training_frames)
+            training_frames = training_frames.union(self.initial_training_frames)
+        self.training_frames = training_frames.to_metadata()  # encoded once, written into every checkpoint
         self.element_energies = np.zeros(self.model.max_atomic_number + 1)
         self.element_energies_fit = None
         if self.dataset.has_E[train_idx].any():
@@ -400,7 +401,8 @@ class Trainer:
         self._check_data_unchanged(meta.get(DATA_SHA256_KEY))
         self._check_split_unchanged(meta.get(SPLIT_SHA256_KEY))
         self._check_settings_unchanged(latest, meta.get("train_config"))
-        self.training_frames = TrainingFrames.from_metadata(meta) or self.training_frames
+        if TrainingFrames.from_metadata(meta) is not None:  # holds the initial model's frames too
+            self.training_frames = meta[TRAINING_FRAMES_KEY]
         host = meta["host"]
         self.epoch = int(meta["epoch"])
         self.best_value, self.best_epoch = float(host["best_value"]), int(host["best_epoch"])
@@ -747,7 +749,7 @@ class Trainer:
             TRAINED_ELEMENTS_KEY: self.trained_elements,
             TRAINED_CHARGES_KEY: self.trained_charges,
             DATA_SHA256_KEY: self.data_sha256,
-            TRAINING_FRAMES_KEY: self.training_frames.to_metadata(),
+            TRAINING_FRAMES_KEY: self.training_frames,
             SPLIT_SHA256_KEY: self.split_sha256,
             "data": self.config.data or [str(bundled_dataset_path())],
             "data_units": {"energy": self.config.energy_unit, "force": self.config.force_unit,
