@@ -230,6 +230,11 @@ def test_a_structure_files_charge_is_used_and_a_different_charge_option_warns(tm
     ase.io.write(tmp_path / "dianion.extxyz", dianion)
     data = generate(str(tmp_path / "dianion.extxyz"), frames=1, stride=1, equilibration_steps=0)
     assert np.all(data["Q"] == -2.0) and "(charge -2 e" in str(data["source"])
+    from tblite.ase import TBLite  # the reference: tblite itself at charge -2 on the stored geometry
+
+    frame = Atoms(data["Z"][0], positions=data["R"][0].astype(np.float64))
+    frame.calc = TBLite(method="GFN2-xTB", charge=-2, multiplicity=1, verbosity=0)
+    assert float(data["E"][0]) == pytest.approx(frame.get_potential_energy(), abs=1e-4)  # R stored as float32
     with pytest.warns(PhysNetInputWarning, match=r"info\['charge'\] is -2 e but charge is 0 e; charge is used"):
         neutral = generate(str(tmp_path / "dianion.extxyz"), frames=1, stride=1, equilibration_steps=0, charge=0.0)
     assert np.all(neutral["Q"] == 0.0) and abs(float(neutral["E"][0]) - float(data["E"][0])) > 1.0
