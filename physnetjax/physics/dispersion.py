@@ -85,7 +85,7 @@ class D3Tables:
     Fields:
       c6_reference: (104, 104, 7, 7) reference C6 in Eh·a0⁶ (0 for absent references).
       reference_cn: (104, 7) reference coordination numbers.
-      reference_mask: (104, 7) bool, which references exist. Z = 0 gets one dummy
+      reference_mask: (104, 7) bool, which references are weighed (s-dftd3's counts). Z = 0 gets one dummy
         reference (CN 0, C6 0) so that padded atoms have a well-defined weight.
       covalent_radius: (104,) k2 · R_cov in Bohr.
       vdw_radius: (104, 104) pair cutoff radii R0AB in Bohr (three-body damping).

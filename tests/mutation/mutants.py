@@ -1127,7 +1127,7 @@ MUTANTS = (
            "a diverged legacy checkpoint is migrated and recommended for use"),
     Mutant("d3_range_of_the_2010_set", "physnetjax/physics/dispersion.py",
            "D3_MAX_ATOMIC_NUMBER = 103\n", "D3_MAX_ATOMIC_NUMBER = 94\n",
-           ("tests/test_dispersion.py::test_every_element_matches_dftd3_and_mendelevium_differs_as_documented",),
+           ("tests/test_dispersion.py::test_every_element_matches_dftd3_free_and_highly_coordinated",),
            "D3 stops at Pu although the tables reach Lr"),
     Mutant("eager_check_on_traced_shifts", "physnetjax/model.py",
            "        if not is_traced(dst_idx, src_idx, edge_mask, batch_segments, shifts, cells, *(pairs or ())):\n",

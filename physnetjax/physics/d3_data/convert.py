@@ -1,13 +1,18 @@
 """Convert the DFT-D3 reference tables once into the files shipped beside this script.
 
-Not imported at run time. Run it from the repository root with the two source wheels
-unpacked somewhere (they are not needed afterwards; torch is not needed either: the two
-tensor files are read by :func:`read_torch_tensor`)::
+Not imported at run time. Run it from the repository root with the two source wheels and
+the dftd3 source archive unpacked somewhere (they are not needed afterwards; torch is not
+needed either: the two tensor files are read by :func:`read_torch_tensor`)::
 
     pip download --no-deps tad-dftd3==0.7.0 tad-mctc==0.11.3 -d /tmp/d3src
+    curl -sLo /tmp/d3src/dftd3-1.7.0.tar.gz https://files.pythonhosted.org/packages/c8/82/\
+a30967e6ac28e6469afce1d8a4176d82daab7c9368ee95129bb3ca5a4b66/dftd3-1.7.0.tar.gz
     cd /tmp/d3src && unzip -q tad_dftd3-0.7.0-py3-none-any.whl -d tad \
-        && unzip -q tad_mctc-0.11.3-py3-none-any.whl -d mctc
+        && unzip -q tad_mctc-0.11.3-py3-none-any.whl -d mctc && tar xzf dftd3-1.7.0.tar.gz
     python physnetjax/physics/d3_data/convert.py /tmp/d3src
+
+(``dftd3-1.7.0.tar.gz``: sha256 42844f1c0ba553a42b0921313b5f8d1b8877a5bee0c8419f1b73452db914d1a3;
+only the text of one file is read.)
 
 Inputs (numbers only; see README.md for provenance and licences):
 
@@ -17,6 +22,12 @@ Inputs (numbers only; see README.md for provenance and licences):
   ``tad_dftd3/reference.py``: the reference CNs (104, 7), −1 marking an
   absent reference.
 * ``tad_dftd3/data/r4r2.py``: the ⟨r⁴⟩/⟨r²⟩ list.
+* ``dftd3-1.7.0/subprojects/s-dftd3/src/dftd3/reference.f90`` (s-dftd3 1.7.0, the
+  reference implementation the tests compare with, LGPL-3.0): only its
+  ``number_of_references`` list, how many of an element's references s-dftd3 weighs.
+  Two elements differ from the tabulated CNs: curium has 7 tabulated references of which
+  s-dftd3 weighs 6, mendelevium 5 tabulated of which it weighs 6 (the sixth with CN −1
+  and C6 0, which takes ~1.8 % of a free Md atom's weight). The tables follow s-dftd3.
 * ``tad_mctc/data/radii.py`` (tad-mctc 0.11.3, Apache-2.0): the D3 covalent radii in Å
   (``_COV_2009``, Pyykkö & Atsumi 2009, metals −10 %); ``tad_mctc/data/vdw-pairwise.pt``:
   the pair radii R0AB (104, 104) in Bohr (s-dftd3's vdwrad.f90 Å values × tad-mctc's
@@ -76,19 +87,37 @@ def read_torch_tensor(path: Path) -> np.ndarray:
     return TensorUnpickler(archive.open(f"{root}/data.pkl")).load()
 
 
-def reference_tables(c6: np.ndarray, cn_rows: np.ndarray):
-    """Reference CNs (with 0 where absent), the presence mask and the C6 grid (0 where a reference is absent)."""
-    reference_mask = cn_rows >= 0.0
+def reference_tables(c6: np.ndarray, cn_rows: np.ndarray, counts: np.ndarray):
+    """Reference CNs (0 where unused), the mask of used references and the C6 grid (0 where unused).
+
+    ``counts[Z]`` references of element Z are used, the first ones of its row, as s-dftd3
+    does (its ``number_of_references``); a used reference without a tabulated CN (−1 in the
+    row) keeps CN −1 and must have C6 0, as in s-dftd3.
+    """
+    tabulated = cn_rows >= 0.0
+    reference_mask = np.arange(cn_rows.shape[1])[None, :] < counts[:, None]
     reference_mask[0] = False
     reference_cn = np.where(reference_mask, cn_rows, 0.0)
     both = reference_mask[:, None, :, None] & reference_mask[None, :, None, :]
-    if np.any(c6[~both] != 0.0):
-        raise ValueError("a C6 entry of an absent reference is not 0")
+    both_tabulated = both & tabulated[:, None, :, None] & tabulated[None, :, None, :]
     if not np.array_equal(c6, np.swapaxes(np.swapaxes(c6, 0, 1), 2, 3)):
         raise ValueError("C6 reference table is not symmetric under (Z_i, a) <-> (Z_j, b)")
-    if np.any(c6[both] <= 0.0):
-        raise ValueError("a present reference C6 is not positive")
-    return reference_cn, reference_mask, c6
+    if np.any(c6[~tabulated[:, None, :, None] | ~tabulated[None, :, None, :]] != 0.0):
+        raise ValueError("a C6 entry of a reference without a tabulated CN is not 0")
+    if np.any(c6[both_tabulated] <= 0.0):
+        raise ValueError("a used, tabulated reference C6 is not positive")
+    return reference_cn, reference_mask, np.where(both, c6, 0.0)
+
+
+def reference_counts(path: Path) -> np.ndarray:
+    """s-dftd3's ``number_of_references`` list of reference.f90, as a (104,) array with 0 for Z = 0."""
+    text = path.read_text()
+    start = text.index("number_of_references(max_elem) = [")
+    body = re.sub(r"!.*", "", text[start: text.index("]", start)].split("[", 1)[1])
+    counts = [int(value) for value in re.findall(r"\d+", body)]
+    if len(counts) != MAX_ELEMENT or not all(1 <= count <= NUM_REFERENCES for count in counts):
+        raise ValueError(f"{path}: expected {MAX_ELEMENT} reference counts between 1 and {NUM_REFERENCES}")
+    return np.asarray([0, *counts])
 
 
 def reference_cn_rows(path: Path) -> np.ndarray:
@@ -154,7 +183,8 @@ def main(source: Path) -> None:
     here = Path(__file__).resolve().parent
     tad = source / "tad/tad_dftd3"
     reference_cn, reference_mask, c6_reference = reference_tables(
-        read_torch_tensor(tad / "reference-c6.pt"), reference_cn_rows(tad / "reference.py"))
+        read_torch_tensor(tad / "reference-c6.pt"), reference_cn_rows(tad / "reference.py"),
+        reference_counts(source / "dftd3-1.7.0/subprojects/s-dftd3/src/dftd3/reference.f90"))
 
     radii = covalent_radii(source / "mctc/tad_mctc/data/radii.py")
     if np.max(np.abs(radii - np.round(radii, 2))) > 1e-12:
