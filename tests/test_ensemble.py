@@ -551,7 +551,7 @@ def test_calibrating_on_frames_a_member_was_trained_on_warns_whatever_file_holds
     """The trainer records its training frames (combine keeps them per input): a calibration file holding some of them
     among other frames, in another format, fitted a too small scale without a word (its SHA-256 is no training
     file's)."""
-    from physnetjax.data.frame_digests import TRAINING_FRAMES_KEY, TrainingFrames, frame_digests
+    from physnetjax.data.frame_digests import TRAINING_FRAMES_KEY, FrameRecord, frame_digests
 
     model, stacked, members = ensemble
     z, r0 = molecules["methanol"]
@@ -564,7 +564,7 @@ def test_calibrating_on_frames_a_member_was_trained_on_warns_whatever_file_holds
         atoms.calc = SinglePointCalculator(atoms, energy=label["energy"], forces=label["forces"])
         images.append(atoms)
     ase.io.write(tmp_path / "frames.extxyz", images)
-    trained = TrainingFrames.of(frame_digests([z] * 2, positions[1:3], [len(z)] * 2)).to_metadata()
+    trained = FrameRecord.of(frame_digests([z] * 2, positions[1:3], [len(z)] * 2)).to_metadata()
     for name, metadata in (("own", {TRAINING_FRAMES_KEY: trained}),
                            ("combined", {"ensemble_sources": [{"metadata": {}},
                                                               {"metadata": {TRAINING_FRAMES_KEY: trained}}]})):
@@ -572,7 +572,7 @@ def test_calibrating_on_frames_a_member_was_trained_on_warns_whatever_file_holds
         with pytest.warns(PhysNetInputWarning, match=r"^2 of the 5 frames of --data are frames members of this "
                                                      r"ensemble were trained on \(same atoms and positions\)"):
             calibrate_checkpoint(ens, [tmp_path / "frames.extxyz"], tmp_path / f"{name}_cal")
-    other = TrainingFrames.of(frame_digests([z], [r0], [len(z)])).to_metadata()
+    other = FrameRecord.of(frame_digests([z], [r0], [len(z)])).to_metadata()
     ens = save_checkpoint(tmp_path / "other", model, stacked, {TRAINING_FRAMES_KEY: other})
     with warnings.catch_warnings(record=True) as caught:  # (5 frames: the few-frames warning is expected)
         warnings.simplefilter("always")

@@ -641,11 +641,11 @@ def test_frames_the_model_was_trained_on_are_named_in_any_file_and_counted_in_th
     """The checkpoint records its training frames (the trainer writes them): evaluating on them reported training
     errors as if they were held out. Four of the six ethanol frames, given in another file and format (extxyz, other
     frame order) beside the methanol frames, are counted as such; a checkpoint without the record gives null."""
-    from physnetjax.data.frame_digests import TRAINING_FRAMES_KEY, TrainingFrames, dataset_digests
+    from physnetjax.data.frame_digests import TRAINING_FRAMES_KEY, FrameRecord, dataset_digests
 
     root, frames, _ = setup
     model, params = load_checkpoint(root / "model")
-    trained = TrainingFrames.of(dataset_digests(load_dataset(root / "ethanol.npz"), [0, 2, 3, 5]))
+    trained = FrameRecord.of(dataset_digests(load_dataset(root / "ethanol.npz"), [0, 2, 3, 5]))
     save_checkpoint(tmp_path / "trained", model, params, {TRAINING_FRAMES_KEY: trained.to_metadata()})
     write_extxyz(tmp_path / "ethanol.extxyz", frames[5::-1])
     data = ["--data", tmp_path / "ethanol.extxyz", root / "small.extxyz", "--no-plots"]
@@ -663,6 +663,32 @@ def test_frames_the_model_was_trained_on_are_named_in_any_file_and_counted_in_th
         assert run_cli("--checkpoint", root / "model", *data, "--out", tmp_path / "unknown") == 0
     assert not [w for w in caught if "trained on (same atoms" in str(w.message)]
     assert json.loads((tmp_path / "unknown" / "summary.json").read_text())["training_frames"] is None
+
+
+def test_validation_frames_of_the_model_are_named_apart_from_its_training_frames(setup, tmp_path):
+    """The validation frames chose the checkpoint (its best epoch), so errors on them are optimistic too; eval said
+    nothing of them. Two of the ethanol frames recorded as validation frames, one as a training frame: each
+    warning counts its own, and the summary keeps both counts."""
+    from physnetjax.data.frame_digests import TRAINING_FRAMES_KEY, VALIDATION_FRAMES_KEY, FrameRecord, dataset_digests
+
+    root, _, _ = setup
+    model, params = load_checkpoint(root / "model")
+    ethanol = load_dataset(root / "ethanol.npz")
+    records = {TRAINING_FRAMES_KEY: FrameRecord.of(dataset_digests(ethanol, [0])).to_metadata(),
+               VALIDATION_FRAMES_KEY: FrameRecord.of(dataset_digests(ethanol, [1, 4])).to_metadata()}
+    save_checkpoint(tmp_path / "validated", model, params, records)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run_cli("--checkpoint", tmp_path / "validated", "--data", root / "ethanol.npz", "--no-plots",
+                       "--out", tmp_path / "out") == 0
+    messages = [str(w.message) for w in caught if "same atoms and positions" in str(w.message)]
+    assert len(messages) == 2
+    assert messages[0].startswith("1 of the 6 frames of --data are frames ")
+    assert messages[1].startswith(f"2 of the 6 frames of --data are the validation frames of {tmp_path / 'validated'}"
+                                  " (same atoms and positions), which chose its best epoch")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["training_frames"] == {"matched": 1, "compared": 6, "total": 6}
+    assert summary["validation_frames"] == {"matched": 2, "compared": 6, "total": 6}
 
 
 def test_an_output_directory_that_is_a_training_run_is_refused_before_any_work(setup, tmp_path, capsys):

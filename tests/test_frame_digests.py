@@ -11,7 +11,9 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from physnetjax.data import load_dataset
 from physnetjax.data import frame_digests as fd
-from physnetjax.data.frame_digests import TrainingFrames, dataset_digests, frame_digests, union_of
+from physnetjax.data.frame_digests import (TRAINING_FRAMES_KEY, VALIDATION_FRAMES_KEY, FrameRecord, dataset_digests,
+                                          frame_digests, union_of)
+from physnetjax.data.split import random_split
 
 
 def thermal_frames(count: int, seed: int = 0):
@@ -60,15 +62,15 @@ def test_the_same_frames_in_npz_and_extxyz_have_the_same_digests_and_distinct_fr
 def test_the_record_survives_the_checkpoint_metadata_and_another_scheme_is_not_read():
     z, r = thermal_frames(30)
     digests = frame_digests(z, r, np.full(30, 3))
-    record = TrainingFrames.of(digests)
-    back = TrainingFrames.from_metadata({fd.TRAINING_FRAMES_KEY: record.to_metadata()})
+    record = FrameRecord.of(digests)
+    back = FrameRecord.from_metadata({fd.TRAINING_FRAMES_KEY: record.to_metadata()})
     assert back.complete and back.frames == 30
     np.testing.assert_array_equal(back.digests, np.sort(digests))
-    share = back.trained_on(np.concatenate([digests[:7], frame_digests(*thermal_frames(5, seed=1), np.full(5, 3))]))
+    share = back.share_of(np.concatenate([digests[:7], frame_digests(*thermal_frames(5, seed=1), np.full(5, 3))]))
     assert (share.matched, share.compared, share.total) == (7, 12, 12)
     assert share.describe() == "7 of the 12 frames"
-    assert TrainingFrames.from_metadata({fd.TRAINING_FRAMES_KEY: {**record.to_metadata(), "scheme": "md5"}}) is None
-    assert TrainingFrames.from_metadata({}) is None
+    assert FrameRecord.from_metadata({fd.TRAINING_FRAMES_KEY: {**record.to_metadata(), "scheme": "md5"}}) is None
+    assert FrameRecord.from_metadata({}) is None
 
 
 def test_a_sampled_record_estimates_the_share_of_training_frames(monkeypatch):
@@ -78,14 +80,14 @@ def test_a_sampled_record_estimates_the_share_of_training_frames(monkeypatch):
     monkeypatch.setattr(fd, "MAX_RECORDED", 300)
     z, r = thermal_frames(4000)
     digests = frame_digests(z, r, np.full(4000, 3))
-    record = TrainingFrames.of(digests[:3000])
+    record = FrameRecord.of(digests[:3000])
     assert not record.complete and record.frames == 3000 and len(record.digests) == 300
     np.testing.assert_array_equal(record.digests, np.sort(digests[:3000])[:300])
-    share = record.trained_on(digests[2000:])  # 1000 training frames, 1000 others
+    share = record.share_of(digests[2000:])  # 1000 training frames, 1000 others
     assert share.total == 2000 and 120 < share.compared < 280
     assert share.matched / share.compared == pytest.approx(0.5, abs=0.15)
     assert share.describe().startswith("about ") and "of the 2000 frames (estimated from" in share.describe()
-    union = record.union(TrainingFrames.of(digests[2500:]))  # 3000 + 1500, 500 shared: 4000 distinct
+    union = record.union(FrameRecord.of(digests[2500:]))  # 3000 + 1500, 500 shared: 4000 distinct
     assert union.frames == pytest.approx(4000, rel=0.2)
     assert set(union.digests) <= set(digests) and len(union.digests) <= 300
 
@@ -93,18 +95,24 @@ def test_a_sampled_record_estimates_the_share_of_training_frames(monkeypatch):
 def test_union_of_complete_records_is_exact_and_unknown_when_any_is_missing():
     z, r = thermal_frames(40)
     digests = frame_digests(z, r, np.full(40, 3))
-    union = union_of([TrainingFrames.of(digests[:25]), TrainingFrames.of(digests[15:])])
+    union = union_of([FrameRecord.of(digests[:25]), FrameRecord.of(digests[15:])])
     assert union.complete and union.frames == 40
-    assert union_of([TrainingFrames.of(digests), None]) is None
+    assert union_of([FrameRecord.of(digests), None]) is None
 
 
-def test_the_shipped_ethanol_model_names_its_1600_training_frames_in_the_bundled_set():
+def test_the_shipped_ethanol_model_names_its_1600_training_and_200_validation_frames_in_the_bundled_set():
     """The record added to the shipped model (its README: the split that reproduces its recorded validation MAEs):
-    eval on the bundled set said nothing of the 80 % of frames the model had trained on."""
+    eval on the bundled set said nothing of the 80 % of frames the model had trained on, nor of the 10 % that
+    validated it; both are exactly the parts of the split the README names."""
     from physnetjax import load_checkpoint
     from physnetjax.data import bundled_dataset_path
     from physnetjax.pretrained import example_model_path
 
     _, _, metadata = load_checkpoint(example_model_path(), with_metadata=True)
-    share = TrainingFrames.from_metadata(metadata).trained_on(dataset_digests(load_dataset(bundled_dataset_path())))
-    assert (share.matched, share.compared, share.total) == (1600, 2000, 2000)
+    dataset = load_dataset(bundled_dataset_path())
+    split = random_split(len(dataset.E), 0.1, 0.1, seed=0)
+    for key, part, count in ((TRAINING_FRAMES_KEY, "train", 1600), (VALIDATION_FRAMES_KEY, "valid", 200)):
+        share = FrameRecord.from_metadata(metadata, key).share_of(dataset_digests(dataset))
+        assert (share.matched, share.compared, share.total) == (count, 2000, 2000)
+        share = FrameRecord.from_metadata(metadata, key).share_of(dataset_digests(dataset, split[part]))
+        assert share.matched == count

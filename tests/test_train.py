@@ -446,21 +446,23 @@ def test_init_from_loads_weights_only(base_run, tmp_path):
 
 def test_checkpoints_record_their_training_frames_and_a_fine_tuned_run_names_the_initial_models_in_its_test(
         base_run, tmp_path):
-    """The checkpoint records digests of its training split's frames (what eval and calibrate compare with), computed
-    here from the raw arrays. A run fine-tuned from it on another split (seed 1) tested on frames the initial model had
+    """The checkpoint records digests of its training and its validation split's frames (what eval and calibrate
+    compare with), computed here from the raw arrays. A run fine-tuned from it on another split (seed 1) tested on frames the initial model had
     trained on, and reported those test errors as held out: it warns with the counts (from the two split files), and
     records the union of both training sets."""
-    from physnetjax.data.frame_digests import TrainingFrames, frame_digests
+    from physnetjax.data.frame_digests import VALIDATION_FRAMES_KEY, FrameRecord, frame_digests
 
     out, _ = base_run
     with np.load(DATA) as npz:
         Z, R, N = npz["Z"], npz["R"], npz["N"]
     with np.load(out / "split.npz") as split:
-        base_train = split["train"]
+        base_train, base_valid = split["train"], split["valid"]
     _, _, meta = load_checkpoint(out / "best", with_metadata=True)
-    recorded = TrainingFrames.from_metadata(meta)
+    recorded = FrameRecord.from_metadata(meta)
     assert recorded.complete and recorded.frames == 24
     np.testing.assert_array_equal(recorded.digests, np.sort(frame_digests(Z[base_train], R[base_train], N[base_train])))
+    validated = FrameRecord.from_metadata(meta, VALIDATION_FRAMES_KEY)
+    np.testing.assert_array_equal(validated.digests, np.sort(frame_digests(Z[base_valid], R[base_valid], N[base_valid])))
 
     fine_tuned = tmp_path / "fine"
     with pytest.warns(PhysNetInputWarning, match=r"--init-from .*best was trained on (\d+) of the 8 frames of the "
@@ -476,10 +478,10 @@ def test_checkpoints_record_their_training_frames_and_a_fine_tuned_run_names_the
         "there are partly training errors, so the test errors reported at the end are optimistic; keep its training "
         "frames in this run's training split (--split-file), or test on other frames"]
     _, _, meta = load_checkpoint(fine_tuned / "best", with_metadata=True)
-    assert TrainingFrames.from_metadata(meta).frames == np.union1d(base_train, own_train).size
+    assert FrameRecord.from_metadata(meta).frames == np.union1d(base_train, own_train).size
     resume(fine_tuned, epochs=2)  # the initial model's frames are kept from the checkpoint, not forgotten
     _, _, meta = load_checkpoint(fine_tuned / "latest", with_metadata=True)
-    assert TrainingFrames.from_metadata(meta).frames == np.union1d(base_train, own_train).size
+    assert FrameRecord.from_metadata(meta).frames == np.union1d(base_train, own_train).size
 
 
 def test_resume_refuses_changed_data_and_records_trained_elements_and_charges(tmp_path, caplog):

@@ -1,4 +1,4 @@
-"""Which frames a model was trained on, recorded in its checkpoint: frame digests.
+"""Which frames a model was trained and validated on, recorded in its checkpoint: frame digests.
 
 Evaluation and calibration promise errors on frames held out of training. A file that is the training file is easy
 to see (its SHA-256); a file that *holds* training frames is not: a subset written out again, the same frames in
@@ -13,7 +13,8 @@ the same digest except where a coordinate lies within the files' round-off of a 
 in some coordinate.
 
 A checkpoint stores ``metadata["training_frames"]`` = ``{"scheme": SCHEME, "frames": n, "digests": base64 of the
-sorted little-endian uint64 digests}``. For more than :data:`MAX_RECORDED` training frames only the
+sorted little-endian uint64 digests}``, and its validation split's frames (which chose the best epoch) likewise
+under ``metadata["validation_frames"]``. For more than :data:`MAX_RECORDED` training frames only the
 :data:`MAX_RECORDED` smallest digests are kept: a bottom-k sample of the frames (uniform, since the hash is), from
 which the share of training frames among any frames is estimated from those of their digests below the largest one
 kept (Broder's bottom-k sketch); ~11 bytes of config.json per recorded frame.
@@ -30,6 +31,9 @@ import numpy as np
 
 TRAINING_FRAMES_KEY = "training_frames"
 """Checkpoint metadata key of the training frames' digests."""
+
+VALIDATION_FRAMES_KEY = "validation_frames"
+"""Checkpoint metadata key of the validation frames' digests (the frames that chose the best epoch)."""
 
 SCHEME = "blake2b-8(Z int16, round(R / 1e-3 Å) int64)"
 """Names the digest, so that a later change of it is not compared with these."""
@@ -60,12 +64,12 @@ def dataset_digests(dataset, indices=None) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainingFrames:
-    """The digests of a model's training frames.
+class FrameRecord:
+    """The digests of a set of frames (a model's training or validation frames).
 
     Attributes:
       digests: sorted unique uint64 digests; all of them when ``complete``, else the smallest ones (bottom-k).
-      frames: how many distinct training frames there were.
+      frames: how many distinct frames there were.
     """
 
     digests: np.ndarray
@@ -76,14 +80,15 @@ class TrainingFrames:
         return len(self.digests) == self.frames
 
     @classmethod
-    def of(cls, digests) -> "TrainingFrames":
+    def of(cls, digests) -> "FrameRecord":
         unique = np.unique(np.asarray(digests, np.uint64))
         return cls(digests=unique[:MAX_RECORDED], frames=len(unique))
 
     @classmethod
-    def from_metadata(cls, metadata) -> Optional["TrainingFrames"]:
-        """The record of checkpoint ``metadata``; None when it has none (older checkpoints, another scheme)."""
-        record = (metadata or {}).get(TRAINING_FRAMES_KEY)
+    def from_metadata(cls, metadata, key: str = TRAINING_FRAMES_KEY) -> Optional["FrameRecord"]:
+        """The record under ``key`` of checkpoint ``metadata``; None when it has none (older checkpoints, another
+        scheme)."""
+        record = (metadata or {}).get(key)
         if not isinstance(record, dict) or record.get("scheme") != SCHEME:
             return None
         digests = np.frombuffer(base64.b64decode(record["digests"]), "<u8").astype(np.uint64)
@@ -93,7 +98,7 @@ class TrainingFrames:
         return {"scheme": SCHEME, "frames": self.frames,
                 "digests": base64.b64encode(self.digests.astype("<u8").tobytes()).decode("ascii")}
 
-    def union(self, other: Optional["TrainingFrames"]) -> "TrainingFrames":
+    def union(self, other: Optional["FrameRecord"]) -> "FrameRecord":
         """The frames of both (a model fine-tuned from another, an ensemble of separately trained members). When
         either is a sample, so is the union: the digests below the smaller of the samples' largest, its frame count
         estimated as (digests kept) × 2⁶⁴ / (largest kept), the k-minimum-values estimate of a distinct count."""
@@ -101,27 +106,27 @@ class TrainingFrames:
             return self
         merged = np.union1d(self.digests, other.digests)
         if self.complete and other.complete:
-            return TrainingFrames.of(merged)
+            return FrameRecord.of(merged)
         ceiling = min(record.digests[-1] for record in (self, other) if not record.complete)
         kept = merged[merged <= ceiling][:MAX_RECORDED]
         estimate = round(len(kept) * 2.0**64 / (float(kept[-1]) + 1.0))
-        return TrainingFrames(digests=kept, frames=max(estimate, len(kept) + 1))
+        return FrameRecord(digests=kept, frames=max(estimate, len(kept) + 1))
 
-    def trained_on(self, digests) -> "TrainedShare":
-        """How many of the frames of ``digests`` are training frames (estimated from the sample when not
+    def share_of(self, digests) -> "RecordedShare":
+        """How many of the frames of ``digests`` are recorded frames (estimated from the sample when not
         complete)."""
         digests = np.asarray(digests, np.uint64)
         if self.complete:
-            return TrainedShare(matched=int(np.isin(digests, self.digests).sum()), compared=len(digests),
+            return RecordedShare(matched=int(np.isin(digests, self.digests).sum()), compared=len(digests),
                                 total=len(digests))
         comparable = digests[digests <= self.digests[-1]]
-        return TrainedShare(matched=int(np.isin(comparable, self.digests).sum()), compared=len(comparable),
+        return RecordedShare(matched=int(np.isin(comparable, self.digests).sum()), compared=len(comparable),
                             total=len(digests))
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainedShare:
-    """``matched`` training frames among ``compared`` frames (all ``total`` frames, or a hash-uniform sample)."""
+class RecordedShare:
+    """``matched`` recorded frames among ``compared`` frames (all ``total`` frames, or a hash-uniform sample)."""
 
     matched: int
     compared: int
@@ -139,7 +144,7 @@ class TrainedShare:
                 f"{self.compared} of them)")
 
 
-def union_of(records: Iterable[Optional[TrainingFrames]]) -> Optional[TrainingFrames]:
+def union_of(records: Iterable[Optional[FrameRecord]]) -> Optional[FrameRecord]:
     """The union of several models' records; None when any of them has none (its training frames are unknown)."""
     records = list(records)
     if not records or any(r is None for r in records):
@@ -157,8 +162,8 @@ def checkpoint_metadata_sources(metadata) -> list:
     return [metadata, *((source or {}).get("metadata") or {} for source in metadata.get("ensemble_sources") or [])]
 
 
-def recorded_training_frames(metadata) -> Optional[TrainingFrames]:
-    """The training frames a checkpoint records, over all its sources (:func:`checkpoint_metadata_sources`); None
-    when none of them records any."""
-    records = [TrainingFrames.from_metadata(meta) for meta in checkpoint_metadata_sources(metadata)]
+def recorded_frames(metadata, key: str = TRAINING_FRAMES_KEY) -> Optional[FrameRecord]:
+    """The frames a checkpoint records under ``key`` (its training frames, or :data:`VALIDATION_FRAMES_KEY`), over
+    all its sources (:func:`checkpoint_metadata_sources`); None when none of them records any."""
+    records = [FrameRecord.from_metadata(meta, key) for meta in checkpoint_metadata_sources(metadata)]
     return union_of(record for record in records if record is not None)

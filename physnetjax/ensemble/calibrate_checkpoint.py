@@ -26,8 +26,8 @@ import numpy as np
 from physnetjax.checkpoint import load_checkpoint, save_checkpoint
 from physnetjax.data import load_dataset
 from physnetjax.data.fingerprint import file_sha256
-from physnetjax.data.frame_digests import (TrainingFrames, checkpoint_metadata_sources, dataset_digests,
-                                          recorded_training_frames)
+from physnetjax.data.frame_digests import (FrameRecord, checkpoint_metadata_sources, dataset_digests,
+                                          recorded_frames)
 from physnetjax.data.sanity import check_label_sanity
 from physnetjax.ensemble.calibration import (fit_calibration_scale, gaussian_nll, spearman_rank_correlation,
                                              warn_few_frames)
@@ -102,14 +102,14 @@ def warn_training_data(dataset, data: Sequence, metadata: dict) -> None:
     (``data_sha256``, {path: SHA-256}) is named instead.
     """
     sources = checkpoint_metadata_sources(metadata)
-    known = recorded_training_frames(metadata)
+    known = recorded_frames(metadata)
     if known is not None:
-        share = known.trained_on(dataset_digests(dataset))
+        share = known.share_of(dataset_digests(dataset))
         if share.any:
             warnings.warn(f"{share.describe()} of --data are frames members of this ensemble were trained on (same "
                           "atoms and positions): their small errors make the scale too small; calibrate on frames "
                           "held out of every member's training", PhysNetInputWarning, stacklevel=3)
-    files = {sha: path for meta in sources if TrainingFrames.from_metadata(meta) is None
+    files = {sha: path for meta in sources if FrameRecord.from_metadata(meta) is None
              for path, sha in (meta.get("data_sha256") or {}).items()}
     for path in data if files else ():
         trained = files.get(file_sha256(path))

@@ -31,7 +31,8 @@ from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config
                                    write_resolved_config)
 from physnetjax.cli_errors import cli_main, configure_logging
 from physnetjax.cli_help import HelpFormatter
-from physnetjax.data.frame_digests import TrainedShare, dataset_digests, recorded_training_frames
+from physnetjax.data.frame_digests import (TRAINING_FRAMES_KEY, VALIDATION_FRAMES_KEY, RecordedShare, dataset_digests,
+                                          recorded_frames)
 from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning
 from physnetjax.train.cli import HELP
 from physnetjax.training_record import TrainingRecord
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
                       PhysNetInputWarning, stacklevel=2)
     record.check_dataset(dataset.Z, dataset.N, dataset.Q, where="--data", mask=dataset.has_E,
                          consequence="their energy errors below include it, and it is not the model's error")
-    trained = trained_frames_in(dataset, metadata, checkpoint)
+    recorded = recorded_frames_in(dataset, metadata, checkpoint)
     if args.out is not None:
         write_resolved_config(parser, args, Path(args.out) / CONFIG_NAME)
     dtype = "float64" if args.float64 else "float32"
@@ -163,7 +164,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         outputs.write_summary(result, out / "summary.json", checkpoint=str(checkpoint), data=list(args.data),
                               units={"energy": args.energy_unit, "force": args.force_unit,
                                      "dipole": args.dipole_unit, "force_sign": args.force_sign},
-                              model_config=model.config(), dtype=dtype, trained=trained)
+                              model_config=model.config(), dtype=dtype, recorded=recorded)
         written += [out / CONFIG_NAME, out / "frames.csv", out / "summary.json"]
         if args.plots:
             written += outputs.write_parity_plots(dataset, predictions, out)
@@ -174,20 +175,27 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         print("\nwritten: " + ", ".join(str(p) for p in written))
 
 
-def trained_frames_in(dataset, metadata: dict, checkpoint) -> Optional[TrainedShare]:
-    """The training frames of the checkpoint (or of the members it was combined from) among ``dataset``'s, None
-    when it records none; warns (:class:`PhysNetInputWarning`) when there are any: their errors are training
-    errors."""
-    record = recorded_training_frames(metadata)
-    if record is None:
-        return None
-    share = record.trained_on(dataset_digests(dataset))
-    if share.any:
-        warnings.warn(f"{share.describe()} of --data are frames {checkpoint} was trained on (same atoms and "
-                      "positions): their errors are training errors, so the errors below are optimistic; evaluate on "
-                      "frames held out of training (a training run's test split is in its split.npz)",
+def recorded_frames_in(dataset, metadata: dict, checkpoint) -> dict[str, Optional[RecordedShare]]:
+    """The training and the validation frames of the checkpoint (or of the members it was combined from) among
+    ``dataset``'s: ``{"training_frames": share, "validation_frames": share}``, None where it records none.
+
+    Warns (:class:`PhysNetInputWarning`) when there are any: errors on training frames are training errors, and the
+    validation frames chose the checkpoint (its best epoch), so errors on them are optimistic too, if less so.
+    """
+    digests = dataset_digests(dataset)
+    records = {key: recorded_frames(metadata, key) for key in (TRAINING_FRAMES_KEY, VALIDATION_FRAMES_KEY)}
+    shares = {key: None if record is None else record.share_of(digests) for key, record in records.items()}
+    held_out = "evaluate on frames held out of training (a training run's test split is in its split.npz)"
+    trained, validated = shares[TRAINING_FRAMES_KEY], shares[VALIDATION_FRAMES_KEY]
+    if trained is not None and trained.any:
+        warnings.warn(f"{trained.describe()} of --data are frames {checkpoint} was trained on (same atoms and "
+                      f"positions): their errors are training errors, so the errors below are optimistic; {held_out}",
                       PhysNetInputWarning, stacklevel=2)
-    return share
+    if validated is not None and validated.any:
+        warnings.warn(f"{validated.describe()} of --data are the validation frames of {checkpoint} (same atoms and "
+                      "positions), which chose its best epoch: the errors below are somewhat optimistic on them; "
+                      f"{held_out}", PhysNetInputWarning, stacklevel=2)
+    return shares
 
 
 @cli_main("python -m physnetjax.eval")

@@ -9,7 +9,9 @@
                         ``training_frames``: how many of the frames the model was trained on
                         ({matched, compared, total}: matched among compared of total frames;
                         compared < total when the checkpoint keeps a sample of its training
-                        frames), null when the checkpoint does not record them
+                        frames), null when the checkpoint does not record them; and
+                        ``validation_frames``: likewise of its validation frames (which chose
+                        its best epoch)
     parity_energy.png, parity_forces.png (+ parity_dipole.png, parity_charge.png with charges)
 
 ``--write-predictions FILE.extxyz`` stores every frame with the model's values as its
@@ -39,7 +41,7 @@ import numpy as np
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from physnetjax.data import Dataset
-from physnetjax.data.frame_digests import TrainedShare
+from physnetjax.data.frame_digests import RecordedShare
 from physnetjax.eval.evaluate import FRAME_COLUMNS, EvalResult
 from physnetjax.eval.predictions import Predictions
 from physnetjax.train import plots
@@ -69,12 +71,13 @@ ERROR_UNITS = {"energy": "eV", "forces": "eV/Å", "dipole": "e·Å", "charge": "
 
 
 def write_summary(result: EvalResult, path, *, checkpoint: str, data: list, units: dict, model_config: dict,
-                  dtype: str, trained: Optional[TrainedShare]) -> None:
-    """The JSON summary (see module docstring); ``trained``: the training frames among the data (None: unknown)."""
+                  dtype: str, recorded: dict[str, Optional[RecordedShare]]) -> None:
+    """The JSON summary (see module docstring); ``recorded``: the training and the validation frames among the
+    data, by summary key (None: unknown)."""
     summary = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "checkpoint": checkpoint, "data": data,
                "data_units": units, "units": dict(ERROR_UNITS), "dtype": dtype,
                "num_frames": len(result.frames["frame"]),
-               "training_frames": None if trained is None else dataclasses.asdict(trained),
+               **{key: None if share is None else dataclasses.asdict(share) for key, share in recorded.items()},
                **result.summary(), "model": model_config}
     Path(path).write_text(json.dumps(summary, indent=2) + "\n")
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from physnetjax.data import Dataset, bundled_dataset_path, concatenate, load_dataset, random_split
 from physnetjax.data.split import load_split, save_split
-from physnetjax.data.frame_digests import TrainingFrames, dataset_digests
+from physnetjax.data.frame_digests import FrameRecord, dataset_digests
 from physnetjax.data.generate import unpaired_electrons
 from physnetjax.data.remedies import CONVERTED_FILE, remedies_in_effect
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, displayed
@@ -194,7 +194,7 @@ def check_test_held_out(test: Dataset, initial: Dataset, config: LearnConfig) ->
     """Refuse test frames that are also starting frames (same atoms and positions,
     :mod:`physnetjax.data.frame_digests`): every round trains on the starting frames, so its test errors on them
     would be training errors, and the learning curve would look better than the models are."""
-    share = TrainingFrames.of(dataset_digests(initial)).trained_on(dataset_digests(test))
+    share = FrameRecord.of(dataset_digests(initial)).share_of(dataset_digests(test))
     if share.any:
         raise PhysNetInputError(f"--test {config.test}: {share.describe()} are also starting frames in "
                                 f"{_data_name(config)} (same atoms and positions): every round trains on those, so "

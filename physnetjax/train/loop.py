@@ -73,7 +73,7 @@ from physnetjax.data import (
     shifted_energies,
 )
 from physnetjax.data.fingerprint import changed_files, data_fingerprint, file_sha256
-from physnetjax.data.frame_digests import TRAINING_FRAMES_KEY, TrainingFrames, dataset_digests
+from physnetjax.data.frame_digests import TRAINING_FRAMES_KEY, VALIDATION_FRAMES_KEY, FrameRecord, dataset_digests
 from physnetjax.data.sanity import check_label_sanity
 from physnetjax.ensemble import fit_calibration_scale, gaussian_nll, member_params, spearman_rank_correlation
 from physnetjax.ensemble.calibration import warn_few_frames
@@ -215,11 +215,12 @@ class Trainer:
         train_idx = self.split["train"]
         self.member_frames = (bootstrap_frames(train_idx, self.seeds) if config.bootstrap
                               else [train_idx] * self.size)
-        training_frames = TrainingFrames.of(dataset_digests(self.dataset, train_idx))
+        training_frames = FrameRecord.of(dataset_digests(self.dataset, train_idx))
         if self.initial_training_frames is not None:
             self._check_held_out_of_initial_model()
             training_frames = training_frames.union(self.initial_training_frames)
         self.training_frames = training_frames.to_metadata()  # encoded once, written into every checkpoint
+        self.validation_frames = FrameRecord.of(dataset_digests(self.dataset, self.split["valid"])).to_metadata()
         self.element_energies = np.zeros(self.model.max_atomic_number + 1)
         self.element_energies_fit = None
         if self.dataset.has_E[train_idx].any():
@@ -316,7 +317,7 @@ class Trainer:
             return
         if self.config.init_from:
             self.model, self.initial_params, initial_metadata = initial_weights(self.config.init_from, self.size)
-            self.initial_training_frames = TrainingFrames.from_metadata(initial_metadata)
+            self.initial_training_frames = FrameRecord.from_metadata(initial_metadata)
             defaults = TrainConfig()
             for name in ARCHITECTURE_SETTINGS:  # config.json/config.toml record the architecture trained
                 value = getattr(self.model, name)
@@ -339,7 +340,7 @@ class Trainer:
         """
         found = []
         for name in ("valid", "test"):
-            share = self.initial_training_frames.trained_on(dataset_digests(self.dataset, self.split[name]))
+            share = self.initial_training_frames.share_of(dataset_digests(self.dataset, self.split[name]))
             if share.any:
                 found.append(f"{share.describe()} of the {'validation' if name == 'valid' else 'test'} split")
         if found:
@@ -401,7 +402,7 @@ class Trainer:
         self._check_data_unchanged(meta.get(DATA_SHA256_KEY))
         self._check_split_unchanged(meta.get(SPLIT_SHA256_KEY))
         self._check_settings_unchanged(latest, meta.get("train_config"))
-        if TrainingFrames.from_metadata(meta) is not None:  # holds the initial model's frames too
+        if FrameRecord.from_metadata(meta) is not None:  # holds the initial model's frames too
             self.training_frames = meta[TRAINING_FRAMES_KEY]
         host = meta["host"]
         self.epoch = int(meta["epoch"])
@@ -750,6 +751,7 @@ class Trainer:
             TRAINED_CHARGES_KEY: self.trained_charges,
             DATA_SHA256_KEY: self.data_sha256,
             TRAINING_FRAMES_KEY: self.training_frames,
+            VALIDATION_FRAMES_KEY: self.validation_frames,
             SPLIT_SHA256_KEY: self.split_sha256,
             "data": self.config.data or [str(bundled_dataset_path())],
             "data_units": {"energy": self.config.energy_unit, "force": self.config.force_unit,
