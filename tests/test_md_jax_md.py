@@ -97,11 +97,34 @@ def test_the_energy_function_is_differentiable_without_jit(setup, ethanol, box_s
     model's eager pair-list check ran on concrete indices while the image shifts, functions of R, were traced."""
     _check(jax.value_and_grad(ethanol["energy_fn"])(ethanol["r"], neighbor=ethanol["nbrs"]), ethanol["reference"])
     model, params = setup
-    z, r, _ = box_system
-    r = r + np.random.default_rng(0).normal(0.0, 1e-3, r.shape)  # off the fixture's atoms exactly half a box apart
+    z, r, reference = box_system
     displacement, _ = space.periodic(BOX)
     energy_fn = jax_md_energy_fn(model, params, z, displacement, box=BOX)
-    _check((energy_fn(r), -quantity.force(energy_fn)(r)), predict_periodic(model, params, z, r, BOX * np.eye(3)))
+    _check((energy_fn(r), -quantity.force(energy_fn)(r)), reference)
+
+
+def test_atoms_exactly_half_a_box_apart_and_a_list_without_slots(setup):
+    """A perfect 2 × 2 supercell of OH (the O atoms exactly half a box apart in x and y): jax_md's minimum image
+    gives i <- j and j <- i the same image there, so an eager call refused the list as not full ("pair 0 <- 2 is
+    listed but 2 <- 0 is not"). Atoms that all lie beyond the model's reach: the neighbor list is allocated without
+    slots, and the model got empty edge arrays (a raw "zero-size array to reduction operation" error). Both equal
+    predict_periodic (the energy eagerly, where the list is checked; the crystal's forces too, under jit)."""
+    model, params = setup
+    half = BOX / 2
+    oxygens = np.array([[0.0, 0.0, 1.0], [half, 0.0, 1.0], [0.0, half, 1.0], [half, half, 1.0]])
+    crystal = (np.array([8, 1] * 4), np.concatenate([[o, o + [0.97, 0.0, 0.0]] for o in oxygens]))
+    dilute = (np.array([8, 1] * 4), np.concatenate([oxygens, oxygens + [0.0, 0.0, half]]))
+    displacement, _ = space.periodic(BOX)
+    formats = partition.NeighborListFormat
+    for (z, r), list_formats in ((crystal, (None, formats.Dense)), (dilute, (formats.Sparse, formats.Dense))):
+        reference = predict_periodic(model, params, z, r, BOX * np.eye(3))
+        energy_fn = jax_md_energy_fn(model, params, z, displacement, box=BOX)
+        for fmt in list_formats:
+            nbrs = None if fmt is None else jax_md_neighbor_list(model, displacement, BOX, format=fmt).allocate(r)
+            assert nbrs is None or (nbrs.idx.size == 0) == (r is dilute[1])
+            np.testing.assert_allclose(float(energy_fn(r, nbrs)), reference["energy"], rtol=0, atol=1e-10)
+        if r is crystal[1]:
+            _check(jax.jit(jax.value_and_grad(energy_fn))(jnp.asarray(r), None), reference)
 
 
 def test_bare_coulomb_in_free_space_uses_all_pairs(setup):

@@ -201,7 +201,11 @@ def _int32_candidates(custom_mask_function: Callable | None = None) -> Callable:
 
 
 def _edges_of(neighbor, n: int, formats):
-    """(dst, src, mask) of a jax_md neighbor list; empty slots (index N) masked, pointed at atom N − 1."""
+    """(dst, src, mask) of a jax_md neighbor list; empty slots (index N) masked, pointed at atom N − 1.
+
+    A list without slots (allocated where no two atoms were within reach) gets one masked slot: the model's edge
+    arrays cannot be empty.
+    """
     idx = neighbor.idx
     if neighbor.format is formats.Dense:
         dst = jnp.repeat(jnp.arange(n, dtype=idx.dtype), idx.shape[1])
@@ -214,6 +218,8 @@ def _edges_of(neighbor, n: int, formats):
         src = jnp.concatenate([idx[1], idx[0]])
     else:
         raise ValueError(f"unknown jax_md neighbor-list format {neighbor.format!r}")
+    if dst.shape[0] == 0:
+        dst = src = jnp.full((1,), n, dtype=idx.dtype)
     mask = (dst < n) & (src < n)
     dst = jnp.where(mask, dst, n - 1).astype(jnp.int32)
     src = jnp.where(mask, src, n - 1).astype(jnp.int32)
@@ -275,9 +281,15 @@ def jax_md_energy_fn(
         return {"triplets": triplets, "triplet_mask": mask[triplets[:, 0]] & mask[triplets[:, 1]]}
 
     def shifts_of(positions, dst, src, **kwargs):
-        # kwargs (e.g. box=) are the same for every pair: bind them before vmapping.
+        # The displacement r_src − r_dst of each pair is its minimum image, taken once per unordered pair (higher
+        # index minus lower) and negated for the other direction: two atoms exactly half a box apart (a perfect
+        # supercell) have two minimum images, and jax_md's wrap picks the same one for both directions, which would
+        # list i <- j and j <- i with the same shift, not a full list. kwargs (e.g. box=) are the same for every
+        # pair: bind them before vmapping.
+        higher, lower = jnp.maximum(dst, src), jnp.minimum(dst, src)
+        minimum_image = jax.vmap(functools.partial(displacement_fn, **kwargs))(positions[higher], positions[lower])
         r_src, r_dst = positions[src], positions[dst]
-        return jax.vmap(functools.partial(displacement_fn, **kwargs))(r_src, r_dst) - (r_src - r_dst)
+        return jnp.where((src > dst)[:, None], minimum_image, -minimum_image) - (r_src - r_dst)
 
     def energy_fn(R, neighbor=None, **kwargs):
         R = jnp.asarray(R)
