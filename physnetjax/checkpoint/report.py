@@ -310,7 +310,7 @@ def render(report: dict, console) -> None:
                              _fmt(entry.get("delta"))])
             if "forces" in row:
                 forces = row["forces"]
-                rows.append([str(row["geometry"]), "max |F|", _fmt(forces["old_max_abs"]),
+                rows.append([str(row["geometry"]), "max |F comp.|", _fmt(forces["old_max_abs"]),
                              _fmt(forces["new_max_abs"]), f"max {forces['max_abs_delta']:.4g}"])
             if "charge_correction_e" in row:
                 rows.append([str(row["geometry"]), "charge corr.", "", _fmt(row["charge_correction_e"]), ""])
