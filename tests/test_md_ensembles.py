@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import cast_params, perturbed_params
+from conftest import ATM_MODEL_SHORT_CUTOFF, cast_params, perturbed_params
 
 from physnetjax import PhysNet, init_params, predict_periodic
 from physnetjax.checkpoint.format import save_checkpoint
@@ -481,6 +481,32 @@ def test_cell_potential_equals_predict_periodic_in_a_strained_cell(crystal_model
         np.testing.assert_allclose(np.asarray(stress), reference["stress"], rtol=0, atol=1e-10)
     squeezed = update(jnp.asarray(atoms.positions * 0.9), jnp.asarray(CELL * 0.9), nbrs)
     assert bool(squeezed.did_overflow)
+
+
+@ATM_MODEL_SHORT_CUTOFF
+def test_cell_potential_carries_the_three_body_dispersion_term(crystal_model, atm_model):
+    """NPT with a D3+ATM model (dispersion_three_body=True) ended in "needs a triplet list ... the physnetjax.md
+    potentials build one": the cell potential built none. Now its triplets live in the reference cell like its
+    lists: E, F, σ equal predict_periodic's (1e-10) in the reference cell, a strained one and after moves past
+    skin / 2 (the lists and the triplets rebuilt)."""
+    _, _, atoms = crystal_model
+    model, params = atm_model
+    potential = physnet_cell_potential(model, params, atoms.numbers, CELL, skin=0.2)
+    nbrs = potential.allocate(jnp.asarray(atoms.positions), jnp.asarray(CELL))
+    assert nbrs.triplets is not None and int(nbrs.triplets.num_triplets) > 0
+    update, evaluate = jax.jit(potential.update), jax.jit(potential.energy_force_stress)
+    moves = 0.15 * np.random.default_rng(1).standard_normal(atoms.positions.shape)
+    strain = np.array([[0.02, 0.01, 0.0], [0.0, -0.03, 0.01], [0.0, 0.0, 0.02]])
+    for deformation, moved in ((np.eye(3), 0.0), (np.eye(3) + strain, 0.0), (np.eye(3) + strain, moves)):
+        cell, positions = CELL @ deformation, (atoms.positions + moved) @ deformation
+        state = update(jnp.asarray(positions), jnp.asarray(cell), nbrs)
+        energy, forces, stress = evaluate(jnp.asarray(positions), jnp.asarray(cell), state)
+        reference = predict_periodic(model, params, atoms.numbers, positions, cell)
+        assert not bool(state.did_overflow)
+        np.testing.assert_allclose(float(energy), reference["energy"], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(np.asarray(forces), reference["forces"], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(np.asarray(stress), reference["stress"], rtol=0, atol=1e-10)
+    assert not np.array_equal(np.asarray(state.triplets.triplets), np.asarray(nbrs.triplets.triplets))
 
 
 def test_npt_compressed_past_the_strain_tolerance_rebuilds_its_lists_and_keeps_the_trajectory(crystal_model,

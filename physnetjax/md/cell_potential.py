@@ -9,7 +9,9 @@ reference cell, so lists of radius (1 + t)·cutoff + skin are complete as long a
 ‖h⁻¹ h_0‖₂ ≤ 1 + t (t = ``strain_tolerance``; only compression can break it). When the
 cell was compressed further, the neighbor state reports ``did_overflow``; the MD
 driver then discards the chunk and rebuilds the potential with the current cell
-as reference.
+as reference. The three-body dispersion term's triplets (pairs of the pair-term list
+sharing an atom) are built on the same reference positions, of pairs shorter than
+(1 + t)·three-body cutoff + skin there, and rebuilt exactly when that list is.
 
 :func:`physnet_cell_potential` returns ``allocate(positions, cell)`` (host),
 ``update(positions, cell, nbrs)`` and ``energy_force_stress(positions, cell, nbrs)``
@@ -27,7 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.md.potential import DENSE_MAX_ATOMS
-from physnetjax.neighbors import apply_batch, batch_from_neighbors, model_pair_cutoff, neighbor_list
+from physnetjax.neighbors import (apply_batch, batch_from_neighbors, model_pair_cutoff, model_triplet_cutoff,
+                                  neighbor_list)
+from physnetjax.neighbors.neighbor_list import needs_update
+from physnetjax.neighbors.neighbor_triplets import allocate_triplets, build_triplets
 
 
 class CellPotential(NamedTuple):
@@ -50,16 +55,26 @@ class CellPotential(NamedTuple):
 
 @flax.struct.dataclass
 class CellNeighbors:
-    """Edge list, optional pair list (both in the reference cell) and the sticky over-strain flag."""
+    """Edge list, optional pair list (both in the reference cell), optional triplet list over the pair-term list,
+    and the sticky over-strain flag."""
 
     edges: Any
     pairs: Any = None
     over_strained: jax.Array = False
+    triplets: Any = None
+
+    @property
+    def term_pairs(self):
+        """The list the pair terms (and the triplets' indices) use: ``pairs`` if present, else ``edges``."""
+        return self.edges if self.pairs is None else self.pairs
 
     @property
     def did_overflow(self):
         flag = jnp.logical_or(self.edges.did_overflow, self.over_strained)
-        return flag if self.pairs is None else jnp.logical_or(flag, self.pairs.did_overflow)
+        for extra in (self.pairs, self.triplets):
+            if extra is not None:
+                flag = jnp.logical_or(flag, extra.did_overflow)
+        return flag
 
 
 def physnet_cell_potential(
@@ -97,6 +112,7 @@ def physnet_cell_potential(
     h0 = np.asarray(reference_cell, np.float64)
     separate = pair_cutoff > model.cutoff
     stretch = 1.0 + strain_tolerance
+    three_body_cutoff = model_triplet_cutoff(model)
 
     def builders(multiplier):
         edges = neighbor_list(model.cutoff * stretch, skin=skin, method=method, cell=h0,
@@ -120,17 +136,29 @@ def physnet_cell_potential(
         cell = jnp.asarray(cell, positions.dtype)
         edge_fns, pair_fns = builders(capacity_multiplier)
         reference = to_reference(positions, cell)
-        return CellNeighbors(edges=edge_fns.allocate(reference),
+        nbrs = CellNeighbors(edges=edge_fns.allocate(reference),
                              pairs=None if pair_fns is None else pair_fns.allocate(reference),
                              over_strained=over_strained(cell))
+        if three_body_cutoff is None:
+            return nbrs
+        triplets = allocate_triplets(nbrs.term_pairs, reference, three_body_cutoff * stretch + skin,
+                                     capacity_multiplier)
+        return nbrs.replace(triplets=triplets)
 
     def update(positions, cell, nbrs: CellNeighbors) -> CellNeighbors:
         reference = to_reference(positions, cell)
-        return CellNeighbors(
+        updated = CellNeighbors(
             edges=edges_fns.update(reference, nbrs.edges),
             pairs=None if pairs_fns is None else pairs_fns.update(reference, nbrs.pairs),
             over_strained=jnp.logical_or(nbrs.over_strained, over_strained(cell)),
         )
+        if nbrs.triplets is None:
+            return updated
+        # The triplets index the pair-term list: rebuilt exactly when it is.
+        triplets = jax.lax.cond(needs_update(reference, nbrs.term_pairs),
+                                lambda: build_triplets(updated.term_pairs, reference, nbrs.triplets),
+                                lambda: nbrs.triplets)
+        return updated.replace(triplets=triplets)
 
     h0_inverse = np.linalg.inv(h0)
 
@@ -143,7 +171,7 @@ def physnet_cell_potential(
         cell = jnp.asarray(cell, positions.dtype)
         pairs = None if nbrs.pairs is None else current_shifts(nbrs.pairs, cell)
         batch = batch_from_neighbors(z, positions, current_shifts(nbrs.edges, cell), pair_nbrs=pairs, cell=cell,
-                                     total_charge=total_charge)
+                                     total_charge=total_charge, triplets=nbrs.triplets)
         return apply_batch(model, params, batch)
 
     def energy_force_stress(positions, cell, nbrs: CellNeighbors):
