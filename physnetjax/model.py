@@ -362,9 +362,9 @@ class PhysNet(nn.Module):
         dtype = x.dtype
         for _ in range(self.n_res):
             y = e3x.nn.add(x, e3x.nn.silu(x))
-            y = e3x.nn.Dense(self.features, dtype=dtype, param_dtype=self.param_dtype)(y)
+            y = e3x.nn.Dense(self.features, dtype=dtype, param_dtype=self._param_dtype)(y)
             x = e3x.nn.add(x, y)
-        y = e3x.nn.Dense(self.features, dtype=dtype, param_dtype=self.param_dtype)(y)
+        y = e3x.nn.Dense(self.features, dtype=dtype, param_dtype=self._param_dtype)(y)
         return e3x.nn.silu(y)
 
     def _edge_basis(self, edges):
@@ -372,6 +372,12 @@ class PhysNet(nn.Module):
         displacements, edge_mask = edges
         return edge_basis_factors(displacements, edge_mask, num=self.num_basis_functions,
                                   max_degree=self._message_degree, cutoff=self.cutoff)
+
+    @property
+    def _param_dtype(self):
+        """``param_dtype`` as JAX holds it: float64 is float32 while x64 is off, as JAX truncates it anyway (a model
+        built with float64 parameters and run in float32 gave JAX's truncation warning at every layer)."""
+        return jax.dtypes.canonicalize_dtype(self.param_dtype)
 
     @property
     def _message_degree(self) -> int:
@@ -387,32 +393,32 @@ class PhysNet(nn.Module):
             num_embeddings=self.max_atomic_number + 1,
             features=self.features,
             dtype=dtype,
-            param_dtype=self.param_dtype,
+            param_dtype=self._param_dtype,
         )(atomic_numbers)
         products = self.correlation > 1
         for iteration in range(self.num_iterations):
             last = iteration == self.num_iterations - 1
             x = SparseMessagePass(max_degree=0 if last and not products else None,
                                   edge_chunk_size=self.edge_chunk_size, dtype=dtype,
-                                  param_dtype=self.param_dtype, radial_hidden_features=self.radial_mlp,
+                                  param_dtype=self._param_dtype, radial_hidden_features=self.radial_mlp,
                                   name=f"MessagePass_{iteration}")(
                 x, basis if iteration == 0 else feature_basis, dst_idx=dst_idx, src_idx=src_idx,
                 num_segments=atomic_numbers.shape[0],
                 edges=edges, pad_edges=pad_edges)
             if products:
                 x = ProductBasis(self.correlation, max_degree=0 if last else self.max_degree, dtype=dtype,
-                                 param_dtype=self.param_dtype, name=f"ProductBasis_{iteration}")(x)
+                                 param_dtype=self._param_dtype, name=f"ProductBasis_{iteration}")(x)
             x = self._refinement_block(x)
         return e3x.nn.change_max_degree_or_type(x, max_degree=0, include_pseudotensors=False)
 
     def _scalar_head(self, x, atomic_numbers, atom_mask, bias_name: str | None):
         """e3x Dense(1) → zero-initialised flax Dense(1) → + per-element bias (original layout)."""
-        y = e3x.nn.Dense(1, use_bias=False, dtype=x.dtype, param_dtype=self.param_dtype)(x)
+        y = e3x.nn.Dense(1, use_bias=False, dtype=x.dtype, param_dtype=self._param_dtype)(x)
         y = nn.Dense(1, use_bias=False, kernel_init=nn.initializers.zeros, dtype=x.dtype,
-                     param_dtype=self.param_dtype)(y)
+                     param_dtype=self._param_dtype)(y)
         y = y[:, 0, 0, 0]
         if bias_name is not None:
-            bias = self.param(bias_name, nn.initializers.zeros, (self.max_atomic_number + 1,), self.param_dtype)
+            bias = self.param(bias_name, nn.initializers.zeros, (self.max_atomic_number + 1,), self._param_dtype)
             y = y + bias[atomic_numbers].astype(y.dtype)
         return jnp.where(atom_mask, y, 0.0)
 
@@ -477,7 +483,7 @@ class PhysNet(nn.Module):
 
         repulsion = zero
         if self.zbl:
-            a_coef, a_exp, coefs, exps = ZBLParameters(param_dtype=self.param_dtype, name="repulsion")()
+            a_coef, a_exp, coefs, exps = ZBLParameters(param_dtype=self._param_dtype, name="repulsion")()
             # ZBL is 0 beyond its cutoff: when that is within the message-passing cutoff, the
             # (shorter) edge list holds every pair it needs, however far the pair list reaches.
             rep_dst, rep_src, rep_mask, rep_r = pair_dst, pair_src, pair_mask, r
@@ -494,7 +500,7 @@ class PhysNet(nn.Module):
         dispersion = zero
         if self.dispersion is not None:
             damping = DispersionParameters(self.dispersion_functional, self.dispersion_three_body,
-                                           self.dispersion_trainable, self.param_dtype, name="dispersion")()
+                                           self.dispersion_trainable, self._param_dtype, name="dispersion")()
             dispersion = dispersion_per_molecule(atomic_numbers, positions, pair_dst, pair_src, pair_mask,
                                                  dispersion_shifts, pair_vectors, segments, num_molecules, damping,
                                                  self.dispersion_cutoff, triplets, deformation, pair_halves)

@@ -216,7 +216,7 @@ def init_params(model, seed: int | jax.Array = 0) -> dict:
     batch = batch_molecules(
         [np.array([1, 1])], [np.array([[0.0, 0.0, 0.0], [0.74, 0.0, 0.0]])], model.cutoff,
         pair_cutoff=model_pair_cutoff(model), three_body_cutoff=model_triplet_cutoff(model),
-        dtype=np.dtype(model.param_dtype),
+        dtype=jax.dtypes.canonicalize_dtype(model.param_dtype),
     )
     if model not in _INIT_CACHE:
         _INIT_CACHE[model] = jax.jit(

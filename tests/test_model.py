@@ -387,3 +387,30 @@ def test_batch_refuses_to_truncate(molecules):
     z, r = molecules["ethanol"]
     with pytest.raises(ValueError, match="refusing to truncate"):
         batch_molecules([z], [r], 4.0, num_edges=10)
+
+
+def test_a_float64_parameter_model_runs_in_float32_without_jax_truncation_warnings(tmp_path):
+    """A model built with param_dtype=float64 (saved, then run by MD, predict or the calculator in float32 with x64
+    off) gave JAX's "Explicitly requested dtype float64 is not available" warning at every layer: 11 of them in an
+    MD run. Fresh process (x64 off, as in a user's run), every UserWarning an error; its energy equals the float32
+    model's on the same parameters."""
+    import subprocess
+    import sys
+
+    script = """
+import warnings
+warnings.simplefilter("error", UserWarning)
+import jax.numpy as jnp
+import numpy as np
+from physnetjax import PhysNet, init_params, predict
+kwargs = dict(features=8, max_degree=1, num_iterations=1, num_basis_functions=4, cutoff=4.0, zbl=True)
+wide, narrow = PhysNet(param_dtype=jnp.float64, **kwargs), PhysNet(**kwargs)
+params = init_params(wide, 0)
+z, r = np.array([8, 1, 1]), np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
+energy = predict(wide, params, z, r)["energy"]
+assert energy == predict(narrow, params, z, r)["energy"], energy
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={**__import__("os").environ, "JAX_ENABLE_X64": "0"})
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
