@@ -241,8 +241,9 @@ class MDReport:
         :data:`TEMPERATURE_NOTE_SIGMAS` times :func:`mean_temperature_scatter_K` from the target. It says
         that the run has not reached equilibrium with the thermostat when the run is shorter than
         :data:`EQUILIBRATION_RELAXATION_TIMES` relaxation times or its two halves differ by more than
-        that many times the scatter of their difference (√2 × a half's), else that the thermostat does
-        not hold the target.
+        that many times the scatter of their difference (√2 × a half's) with the second nearer the target,
+        else that the thermostat does not hold the target (with the second half further off: that the
+        temperature moves away from it, which no start far from equilibrium explains).
         """
         if self.target_temperature_K is not None:
             return self._thermostat_note()
@@ -267,17 +268,18 @@ class MDReport:
         first, second = self.half_temperatures_K
         half_scatter = mean_temperature_scatter_K(self.target_temperature_K, self.degrees_of_freedom, run_fs / 2,
                                                   self.kinetic_relaxation_fs, self.frames // 2)
+        halves_differ = abs(first - second) > TEMPERATURE_NOTE_SIGMAS * math.sqrt(2) * half_scatter
+        receding = abs(second - self.target_temperature_K) > abs(first - self.target_temperature_K)
         if (run_fs < EQUILIBRATION_RELAXATION_TIMES * self.kinetic_relaxation_fs
-                or abs(first - second) > TEMPERATURE_NOTE_SIGMAS * math.sqrt(2) * half_scatter):
+                or (halves_differ and not receding)):
             why = ("the run has not reached equilibrium with the thermostat (it started far from it: a start geometry "
                    "still relaxing, or momenta at another temperature): leave out its first part, or run longer")
-        elif self.ensemble == "nvt-nhc":
-            why = ("the thermostat does not hold the target: a Nosé-Hoover chain that does not reach every mode of a "
-                   "small or stiff molecule (try csvr or langevin), heat from the integration (a smaller timestep) or "
-                   "from where the model extrapolates")
         else:
-            why = ("the thermostat does not hold the target: heat from the integration (a smaller timestep) or from "
-                   "where the model extrapolates")
+            why = ("the thermostat does not hold the target"
+                   + (" (the temperature moves away from it: the second half is further off)" if halves_differ else "")
+                   + ": " + ("a Nosé-Hoover chain that does not reach every mode of a small or stiff molecule (try "
+                             "csvr or langevin), " if self.ensemble == "nvt-nhc" else "")
+                   + "heat from the integration (a smaller timestep) or from where the model extrapolates")
         return (f"note: the mean temperature is {off:+.1f} K from the thermostat's {self.target_temperature_K:.1f} K, "
                 f"more than {TEMPERATURE_NOTE_SIGMAS} times its expected scatter (±{scatter:.2g} K over "
                 f"{self.time_ps:.4g} ps, {self.degrees_of_freedom} degrees of freedom, kinetic energy relaxing in "
