@@ -320,7 +320,8 @@ def render(report: dict, console) -> None:
             print_line(console, "No outputs of the original code were given: only new values are shown.")
         for key, value in comparison["summary"].items():
             if key != "recommendation":
-                print_line(console, f"  {key}: {value}")
+                shown = f"{value:.6g}" if isinstance(value, float) else value  # the JSON report keeps every digit
+                print_line(console, f"  {key}: {shown}")
         print_line(console, Text("Recommendation:", style="bold") + f" {comparison['summary']['recommendation']}")
     for note in report["notes"]:
         print_line(console, f"  • {note}")
