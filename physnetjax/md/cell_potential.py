@@ -28,11 +28,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax.md.potential import DENSE_MAX_ATOMS
+from physnetjax.md.potential import DENSE_MAX_ATOMS, NeighborPair
 from physnetjax.neighbors import (apply_batch, batch_from_neighbors, model_pair_cutoff, model_triplet_cutoff,
                                   neighbor_list)
-from physnetjax.neighbors.neighbor_list import needs_update
-from physnetjax.neighbors.neighbor_triplets import allocate_triplets, build_triplets
+from physnetjax.neighbors.neighbor_triplets import allocate_triplets, update_triplets
 
 
 class CellPotential(NamedTuple):
@@ -54,27 +53,15 @@ class CellPotential(NamedTuple):
 
 
 @flax.struct.dataclass
-class CellNeighbors:
-    """Edge list, optional pair list (both in the reference cell), optional triplet list over the pair-term list,
-    and the sticky over-strain flag."""
+class CellNeighbors(NeighborPair):
+    """The lists of :class:`~physnetjax.md.potential.NeighborPair`, all in the reference cell, and the sticky
+    over-strain flag (set when the cell was compressed beyond the lists' strain tolerance)."""
 
-    edges: Any
-    pairs: Any = None
     over_strained: jax.Array = False
-    triplets: Any = None
-
-    @property
-    def term_pairs(self):
-        """The list the pair terms (and the triplets' indices) use: ``pairs`` if present, else ``edges``."""
-        return self.edges if self.pairs is None else self.pairs
 
     @property
     def did_overflow(self):
-        flag = jnp.logical_or(self.edges.did_overflow, self.over_strained)
-        for extra in (self.pairs, self.triplets):
-            if extra is not None:
-                flag = jnp.logical_or(flag, extra.did_overflow)
-        return flag
+        return jnp.logical_or(super().did_overflow, self.over_strained)
 
 
 def physnet_cell_potential(
@@ -154,11 +141,8 @@ def physnet_cell_potential(
         )
         if nbrs.triplets is None:
             return updated
-        # The triplets index the pair-term list: rebuilt exactly when it is.
-        triplets = jax.lax.cond(needs_update(reference, nbrs.term_pairs),
-                                lambda: build_triplets(updated.term_pairs, reference, nbrs.triplets),
-                                lambda: nbrs.triplets)
-        return updated.replace(triplets=triplets)
+        return updated.replace(triplets=update_triplets(nbrs.term_pairs, updated.term_pairs, reference,
+                                                        nbrs.triplets))
 
     h0_inverse = np.linalg.inv(h0)
 

@@ -53,8 +53,8 @@ from physnetjax.neighbors import (
     pair_triplets,
 )
 from physnetjax.neighbors.molecules import molecule_pairs
-from physnetjax.neighbors.neighbor_list import check_overflow, needs_update
-from physnetjax.neighbors.neighbor_triplets import allocate_triplets, build_triplets, check_triplet_overflow
+from physnetjax.neighbors.neighbor_list import check_overflow
+from physnetjax.neighbors.neighbor_triplets import allocate_triplets, check_triplet_overflow, update_triplets
 
 logger = logging.getLogger(__name__)
 
@@ -176,11 +176,8 @@ def physnet_potential(
                                None if pairs is None else pairs.update(positions, nbrs.pairs))
         if nbrs.triplets is None:
             return updated
-        # The triplets index the pair-term list: rebuilt exactly when it is.
-        triplets = jax.lax.cond(needs_update(positions, nbrs.term_pairs),
-                                lambda: build_triplets(updated.term_pairs, positions, nbrs.triplets),
-                                lambda: nbrs.triplets)
-        return updated.replace(triplets=triplets)
+        return updated.replace(triplets=update_triplets(nbrs.term_pairs, updated.term_pairs, positions,
+                                                        nbrs.triplets))
 
     def to_batch(positions, nbrs):
         if isinstance(nbrs, AllPairs):

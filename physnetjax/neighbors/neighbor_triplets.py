@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax.neighbors.neighbor_list import NeighborList, NeighborListOverflowError
+from physnetjax.neighbors.neighbor_list import NeighborList, NeighborListOverflowError, needs_update
 
 
 @flax.struct.dataclass
@@ -96,6 +96,14 @@ def build_triplets(pairs: NeighborList, positions, triplets: TripletList) -> Tri
     out = jnp.stack([jnp.where(real, order[partner], pad), jnp.where(real, order[second], pad)], axis=1)
     return triplets.replace(triplets=out, mask=real, num_triplets=needed,
                             did_overflow=triplets.did_overflow | too_many)
+
+
+def update_triplets(pairs: NeighborList, updated_pairs: NeighborList, positions,
+                    triplets: TripletList) -> TripletList:
+    """``triplets`` after the pair list ``pairs`` was updated to ``updated_pairs`` at ``positions``: rebuilt exactly
+    when the pair list was (the triplets index its slots), else kept; jit-able."""
+    return jax.lax.cond(needs_update(positions, pairs), lambda: build_triplets(updated_pairs, positions, triplets),
+                        lambda: triplets)
 
 
 def count_short_triplets(pairs: NeighborList, positions, radius: float) -> int:

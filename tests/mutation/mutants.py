@@ -1090,10 +1090,16 @@ MUTANTS = (
            ("tests/test_md_ensembles.py::test_cell_potential_carries_the_three_body_dispersion_term",),
            "NPT with three-body dispersion fails at its first step"),
     Mutant("npt_triplets_not_rebuilt", "physnetjax/md/cell_potential.py",
-           "                                lambda: build_triplets(updated.term_pairs, reference, nbrs.triplets),\n",
-           "                                lambda: nbrs.triplets,\n",
+           "        return updated.replace(triplets=update_triplets(nbrs.term_pairs, updated.term_pairs, reference,\n",
+           "        return updated.replace(triplets=nbrs.triplets if True else update_triplets(nbrs.term_pairs, "
+           "updated.term_pairs, reference,\n",
            ("tests/test_md_ensembles.py::test_cell_potential_carries_the_three_body_dispersion_term",),
            "NPT's triplets index a pair list rebuilt since"),
+    Mutant("md_triplets_not_rebuilt", "physnetjax/neighbors/neighbor_triplets.py",
+           "    return jax.lax.cond(needs_update(positions, pairs), lambda: build_triplets(updated_pairs, positions, "
+           "triplets),\n",
+           "    return jax.lax.cond(False, lambda: build_triplets(updated_pairs, positions, triplets),\n",
+           TRIPLETS, "MD triplets index a pair list rebuilt since"),
     Mutant("float64_params_truncated_by_jax", "physnetjax/model.py",
            "        return jax.dtypes.canonicalize_dtype(self.param_dtype)\n",
            "        return self.param_dtype\n",
