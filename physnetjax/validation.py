@@ -795,7 +795,10 @@ covalent bond lengths from its neighbours (bohr 1.89×, nm 0.1×, pm 100×)."""
 
 def position_unit_slip(median_ratio: float, tolerance: float = 1.3) -> Optional[tuple[str, float]]:
     """(unit, Å per unit) of :data:`POSITION_UNIT_SLIPS` that brings a median bond-length ratio
-    (:func:`bond_length_ratios`) within a factor ``tolerance`` of 1, the nearest one; None when no unit does."""
+    (:func:`bond_length_ratios`) within a factor ``tolerance`` of 1, the nearest one; None when no unit does (or
+    the ratio is 0, coincident atoms)."""
+    if not median_ratio > 0:
+        return None
     unit, factor = min(POSITION_UNIT_SLIPS.items(), key=lambda item: abs(np.log(median_ratio * item[1])))
     return (unit, factor) if abs(np.log(median_ratio * factor)) < np.log(tolerance) else None
 

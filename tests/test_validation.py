@@ -42,9 +42,10 @@ def charged():
 
 
 def test_coincident_atoms_raise_instead_of_nan(charged):
+    """The error and nothing before it (the length-unit guess took log(0): numpy's "divide by zero" warning)."""
     positions = WATER_R.copy()
     positions[2] = positions[1]
-    with pytest.raises(PhysNetInputError, match=r"atoms 1-2 at 0 Å"):
+    with warnings_as_errors(), pytest.raises(PhysNetInputError, match=r"atoms 1-2 at 0 Å"):
         predict(*charged, WATER_Z, positions)
 
 
