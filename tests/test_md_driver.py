@@ -533,6 +533,33 @@ def test_a_restart_of_another_cell_or_periodicity_is_refused(system, tmp_path):
     assert simulate(model, params, boxed, restart=tmp_path / "boxed.npz", **run).steps == 10
 
 
+@pytest.mark.filterwarnings("ignore:MD start geometry. total charge -1 e given to a model without charges")
+def test_frames_and_restart_files_record_the_total_charge(system, tmp_path, capsys):
+    """An anion's MD wrote frames without its charge: read back (calculator, eval, a new MD) they were the neutral
+    molecule, 2 eV off with a charge model, without a word. A restart at another charge continued silently, and
+    md --total-charge overrode the geometry file's charge without the warning the other tools give."""
+    model, params, atoms = system
+    anion = atoms.copy()
+    anion.info["charge"] = -1
+    run = dict(steps=10, save_every=5, ensemble="langevin")
+    simulate(model, params, anion, out=str(tmp_path / "ion.extxyz"), checkpoint_path=tmp_path / "ion.npz", **run)
+    assert [frame.info["charge"] for frame in ase.io.read(tmp_path / "ion.extxyz", index=":")] == [-1.0, -1.0]
+    neutral = anion.copy()
+    neutral.info["charge"] = 0
+    with pytest.raises(PhysNetInputError, match=r"ion\.npz was run at total charge -1 e, the geometry \(or "
+                                                r"--total-charge\) gives 0 e"):
+        simulate(model, params, neutral, restart=tmp_path / "ion.npz", **run)
+    assert simulate(model, params, anion, restart=tmp_path / "ion.npz", **run).steps == 10
+    save_checkpoint(tmp_path / "model", model, params)
+    ase.io.write(tmp_path / "anion.extxyz", anion)
+    with pytest.warns(PhysNetInputWarning, match=r"info\['charge'\] is -1 e but --total-charge is 0 e; "
+                                                 r"--total-charge is used"):
+        assert main(["--checkpoint", str(tmp_path / "model"), "--geometry", str(tmp_path / "anion.extxyz"),
+                     "--total-charge", "0", "--steps", "10", "--save-every", "5",
+                     "--out", str(tmp_path / "cli.extxyz")]) == 0
+    assert [frame.info["charge"] for frame in ase.io.read(tmp_path / "cli.extxyz", index=":")] == [0.0, 0.0]
+
+
 def test_a_restart_that_would_pass_the_last_step_is_refused(system, tmp_path, monkeypatch):
     """md --steps 2**32 ended in a raw OverflowError (the device counts steps in int32): steps are bounded, and so is
     a restart's start step plus its steps (MAX_STEP lowered here to reach it in a few steps)."""

@@ -962,7 +962,12 @@ def test_cli_writes_the_last_geometry_of_an_unconverged_optimisation(cli_inputs,
     np.testing.assert_array_equal(written.numbers, z)
     np.testing.assert_allclose(written.positions, caught.value.positions, rtol=0, atol=1e-8)  # extxyz: 8 decimals
     assert written.info["steps"] == 2 and written.info["energy_eV"] == pytest.approx(caught.value.energy, abs=1e-9)
+    assert written.info["charge"] == 0.0
     assert not (out / "harmonic.json").exists()
+    # the file keeps the charge it ran at: without it, continuing from it ran the cation as the neutral molecule
+    status, _, _ = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry", cli_inputs / "ethanol.extxyz",
+                           "--out", tmp_path / "cation", "--max-steps", "2", "--no-plot", "--total-charge", "1")
+    assert status == 4 and ase.io.read(tmp_path / "cation" / "unconverged.xyz").info["charge"] == 1.0
     status, _, stderr = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry", last, "--out", out,
                                 "--fmax", "1e-8", "--no-plot")
     assert status == 0, stderr

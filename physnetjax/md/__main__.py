@@ -53,7 +53,7 @@ from physnetjax.md.driver import (
 )
 from physnetjax.md.ensembles import ENSEMBLES
 from physnetjax.training_record import TrainingRecord
-from physnetjax.validation import check_distinct_files, check_output_path, check_total_charge
+from physnetjax.validation import atoms_total_charge, check_distinct_files, check_output_path, check_total_charge
 
 
 DEFAULT_ENSEMBLE = "nve"
@@ -238,8 +238,10 @@ def main(argv=None) -> int:
     if args.edge_chunk_size is not None:
         model = model.clone(edge_chunk_size=args.edge_chunk_size)
     atoms = read_geometry(args.geometry)
-    if args.total_charge is not None:
-        atoms.info["charge"] = check_total_charge(args.total_charge, atoms.numbers, names=OPTION_OF)
+    if args.total_charge is not None:  # warns when the geometry file says otherwise, as the other tools do
+        atoms.info["charge"] = atoms_total_charge(atoms, check_total_charge(args.total_charge, atoms.numbers,
+                                                                            names=OPTION_OF), OPTION_OF)
+        atoms.set_initial_charges(None)  # said once: the charge is info['charge'] from here on
     if args.restart is not None:
         check_restart(args.restart, read_restart(args.restart, atoms, model.supported_max_atomic_number), args.ensemble, given,
                       args.checkpoint, params)

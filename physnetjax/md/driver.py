@@ -578,6 +578,9 @@ def simulate(
                                 "start geometry is isolated (no pbc): give one with a cell and pbc all True, or "
                                 f"choose another {displayed('ensemble', names)}")
     total_charge = check_total_charge(atoms_total_charge(atoms), atoms.numbers, where="MD start geometry")
+    atoms = atoms.copy()  # every frame, restart file and last-good geometry written records the charge it ran at
+    atoms.info["charge"] = total_charge
+    atoms.set_initial_charges(None)
     z, _ = validate_structure(atoms.numbers, atoms.positions, model.supported_max_atomic_number,
                               total_charge=total_charge, cell=atoms.cell.array, pbc=atoms.pbc, strict=True,
                               where="MD start geometry")
@@ -994,6 +997,9 @@ ORIGIN_KEY = "origin"
 MASSES_KEY = "masses"
 """MD-state checkpoint entry: the atomic masses (amu) the momenta belong to, checked by :func:`read_restart`."""
 
+TOTAL_CHARGE_KEY = "total_charge"
+"""MD-state checkpoint entry: the total charge (e) the run used; a restart must run at the same."""
+
 GEOMETRY_CELL_KEY = "geometry_cell"
 """MD-checkpoint key: the start geometry's cell (3, 3) Å, zeros for an isolated system (a restart must run the same)."""
 
@@ -1029,7 +1035,8 @@ def read_restart(path, atoms: ase.Atoms, max_atomic_number: int) -> dict:
         checked), masses that differ from the geometry's by more than
         :data:`MASS_TOLERANCE_AMU` (an edited isotope: the saved momenta belong to the
         saved masses; files written before masses were kept hold none and are not
-        checked), a non-integer step, momenta that are not finite (n, 3), or positions
+        checked), a total charge other than the geometry's (files that record it), a non-integer step,
+        momenta that are not finite (n, 3), or positions
         (in the saved cell for a periodic run) that fail
         :func:`physnetjax.validation.validate_structure` with ``strict=True``.
     """
@@ -1054,6 +1061,8 @@ def read_restart(path, atoms: ase.Atoms, max_atomic_number: int) -> dict:
         _check_restart_masses(path, np.asarray(saved[MASSES_KEY]), atoms)
     if GEOMETRY_CELL_KEY in saved:
         _check_restart_cell(path, np.asarray(saved[GEOMETRY_CELL_KEY]), atoms)
+    if TOTAL_CHARGE_KEY in saved:
+        _check_restart_charge(path, np.asarray(saved[TOTAL_CHARGE_KEY]), atoms)
     step = np.asarray(saved["step"])
     if step.shape != () or not np.issubdtype(step.dtype, np.integer) or step < 0:
         raise PhysNetInputError(f"restart file {path}: step must be an integer >= 0, received {step.tolist()}")
@@ -1092,6 +1101,22 @@ def _check_restart_cell(path, recorded: np.ndarray, atoms: ase.Atoms) -> None:
         raise PhysNetInputError(f"restart file {path} was run in the cell {np.round(recorded, 6).tolist()} Å, the "
                                 f"geometry has {np.round(atoms.cell.array, 6).tolist()} Å: a restart continues the run "
                                 "in its cell; restart with the geometry it was run with, or start a new run (--geometry)")
+
+
+def _check_restart_charge(path, recorded: np.ndarray, atoms: ase.Atoms) -> None:
+    """Refuse restart file ``path`` if the total charge it ``recorded`` (e) is not that of ``atoms``
+    (:func:`~physnetjax.validation.atoms_total_charge`, whose conflict warnings the run itself gives): the saved
+    momenta and energies belong to the ion it was run as."""
+    if recorded.shape != () or not np.issubdtype(recorded.dtype, np.floating) or not np.isfinite(recorded):
+        raise PhysNetInputError(f"restart file {path}: {TOTAL_CHARGE_KEY} must be a finite number, received "
+                                f"{recorded.tolist()!r}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PhysNetInputWarning)
+        charge = atoms_total_charge(atoms)
+    if abs(float(recorded) - charge) > 1e-6:
+        raise PhysNetInputError(f"restart file {path} was run at total charge {float(recorded):g} e, the geometry "
+                                f"(or --total-charge) gives {charge:g} e: a restart continues the system it was run "
+                                f"as; restart at {float(recorded):g} e, or start a new run (--geometry)")
 
 
 def _check_restart_masses(path, masses: np.ndarray, atoms: ase.Atoms) -> None:
@@ -1197,11 +1222,13 @@ def _checkpoint(path, atoms, state: MDState, step: int, ensemble: str, fingerpri
                 cell, timestep_fs: float, targets: dict) -> None:
     """Write the MD-state checkpoint: positions in the user's frame (``frame``; Å, in the state's cell under a
     barostat, else ``cell``), the origin, the masses (amu) of ``atoms``, the timestep (fs) and the ensemble's
-    ``targets`` in its last step (:func:`~physnetjax.md.ensembles.run_targets`)."""
+    ``targets`` in its last step (:func:`~physnetjax.md.ensembles.run_targets`) and the total charge (e) the run
+    used (``atoms.info["charge"]``, which :func:`simulate` sets)."""
     arrays = checkpoint_arrays(state, atoms.numbers, step, ensemble)
     arrays.update(targets, timestep_fs=np.float64(timestep_fs))
     arrays.update(positions=frame.to_user(arrays["positions"], arrays.get("cell", cell)),
                   **{ORIGIN_KEY: frame.origin, MASSES_KEY: np.asarray(atoms.get_masses(), np.float64),
+                     TOTAL_CHARGE_KEY: np.float64(atoms.info["charge"]),
                      GEOMETRY_CELL_KEY: np.asarray(atoms.cell.array if np.all(atoms.pbc) else np.zeros((3, 3)),
                                                    np.float64)})
     _save_npz(Path(path), model=fingerprint, **arrays, **{STATE_CHECKSUM_KEY: state_checksum(arrays)})

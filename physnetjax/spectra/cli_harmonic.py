@@ -135,7 +135,7 @@ def _analyse(args):
         warnings.simplefilter("always", NonMinimumWarning)
         warnings.simplefilter("always", ZeroModeWarning)
         try:
-            with last_geometry_written(Path(args.out), atoms, args.geometry):
+            with last_geometry_written(Path(args.out), atoms, args.geometry, total_charge):
                 result = harmonic(model, params, atoms.numbers, atoms.positions, masses=masses,
                                   total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
                                   max_steps=args.max_steps, max_step=args.max_step,
@@ -149,11 +149,12 @@ def _analyse(args):
 
 
 @contextlib.contextmanager
-def last_geometry_written(out: Path, atoms, geometry):
+def last_geometry_written(out: Path, atoms, geometry, total_charge: float):
     """Inside it, an :class:`~physnetjax.spectra.OptimizationError` of ``atoms``' optimisation writes its last
-    geometry to ``out/unconverged.xyz`` (extxyz: ``atoms`` with those positions; ``energy_eV``, ``fmax_eV_per_A``
-    and ``steps`` in the comment line) and is raised again with a message that names the file, from which
-    ``--geometry`` continues: a command line keeps the geometry the error holds.
+    geometry to ``out/unconverged.xyz`` (extxyz: ``atoms`` with those positions; ``energy_eV``, ``fmax_eV_per_A``,
+    ``steps`` and the ``charge`` (e) it ran at, ``total_charge``, in the comment line) and is raised again with a
+    message that names the file, from which ``--geometry`` continues: a command line keeps the geometry the error
+    holds, and the file the ion it is.
 
     When the block ends without error, an ``out/unconverged.xyz`` left by an earlier run into the same folder
     no longer describes it and is removed (said on stdout), unless it is ``geometry``, the file this run
@@ -169,7 +170,8 @@ def last_geometry_written(out: Path, atoms, geometry):
     except OptimizationError as error:
         last = atoms.copy()
         last.positions = error.positions
-        last.info.update(energy_eV=error.energy, fmax_eV_per_A=error.fmax, steps=error.steps)
+        last.set_initial_charges(None)
+        last.info.update(energy_eV=error.energy, fmax_eV_per_A=error.fmax, steps=error.steps, charge=total_charge)
         ase.io.write(path, last, format="extxyz")
         raise OptimizationError(error.summary, error.positions, error.energy, error.fmax, error.steps,
                                 kept=f"in {path}: continue from it with --geometry {path}") from error

@@ -159,7 +159,7 @@ def _run(args) -> None:
     said: set = set()
     with warnings.catch_warnings(record=True) as caught:
         try:
-            with last_geometry_written(out, atoms, args.geometry):
+            with last_geometry_written(out, atoms, args.geometry, total_charge):
                 lines = harmonic(model, params, atoms.numbers, atoms.positions, masses=masses,
                                  total_charge=total_charge, optimize=not args.no_optimize, fmax=args.fmax,
                                  max_steps=args.max_steps, max_step=args.max_step, training_record=record,
