@@ -6,8 +6,9 @@ another format, the training file given as a test set to the learning loop, a mo
 trained on today's test split. So the trainer records a digest of every training frame, and the tools that promise
 held-out errors compare the frames they are given with it.
 
-A frame's digest is the first 8 bytes of BLAKE2b over its real atoms' atomic numbers (int16) and positions rounded
-to :data:`POSITION_QUANTUM` Å (int64), so the same frame read from npz or from extxyz (written with 8 decimals) has
+A frame's digest is the first 8 bytes of BLAKE2b over its real atoms' atomic numbers (int16), positions rounded
+to :data:`POSITION_QUANTUM` Å (int64) and its total charge rounded to :data:`CHARGE_QUANTUM` e (int64: an anion
+and the neutral radical at one geometry are different frames), so the same frame read from npz or from extxyz (written with 8 decimals) has
 the same digest except where a coordinate lies within the files' round-off of a rounding boundary (for 9 atoms about
 3 frames in 10⁴, 5 in 10⁴ against a float32 npz); distinct frames of a real data set differ by far more than 1e-3 Å
 in some coordinate.
@@ -35,24 +36,32 @@ TRAINING_FRAMES_KEY = "training_frames"
 VALIDATION_FRAMES_KEY = "validation_frames"
 """Checkpoint metadata key of the validation frames' digests (the frames that chose the best epoch)."""
 
-SCHEME = "blake2b-8(Z int16, round(R / 1e-3 Å) int64)"
-"""Names the digest, so that a later change of it is not compared with these."""
+SCHEME = "blake2b-8(Z int16, round(R / 1e-3 Å) int64, round(Q / 1e-3 e) int64)"
+"""Names the digest, so that a later change of it is not compared with these (records of the scheme before the total
+charge was hashed, ``blake2b-8(Z int16, round(R / 1e-3 Å) int64)``, read as none)."""
 
 POSITION_QUANTUM = 1e-3
 """Å: positions are rounded to multiples of this before hashing."""
+
+CHARGE_QUANTUM = 1e-3
+"""e: total charges are rounded to multiples of this before hashing."""
 
 MAX_RECORDED = 100_000
 """Most digests a checkpoint stores (1.1 MB of config.json); beyond, a bottom-k sample."""
 
 
-def frame_digests(atomic_numbers, positions, atom_counts) -> np.ndarray:
-    """(M,) uint64 digests of M frames: Z (M, n) ints, R (M, n, 3) Å, N (M,) real atoms (the first N of each row)."""
+def frame_digests(atomic_numbers, positions, atom_counts, total_charges=None) -> np.ndarray:
+    """(M,) uint64 digests of M frames: Z (M, n) ints, R (M, n, 3) Å, N (M,) real atoms (the first N of each row),
+    Q (M,) total charges in e (None: all neutral)."""
     z = np.asarray(atomic_numbers)
     quantized = np.rint(np.asarray(positions, np.float64) / POSITION_QUANTUM).astype(np.int64)
+    charges = np.zeros(len(z)) if total_charges is None else np.asarray(total_charges, np.float64)
+    quantized_charges = np.rint(charges / CHARGE_QUANTUM).astype("<i8")
     digests = np.empty(len(z), np.uint64)
     for k, n in enumerate(np.asarray(atom_counts)):
         h = hashlib.blake2b(z[k, :n].astype("<i2").tobytes(), digest_size=8)
         h.update(quantized[k, :n].astype("<i8").tobytes())
+        h.update(quantized_charges[k].tobytes())
         digests[k] = np.frombuffer(h.digest(), "<u8")[0]
     return digests
 
@@ -60,7 +69,7 @@ def frame_digests(atomic_numbers, positions, atom_counts) -> np.ndarray:
 def dataset_digests(dataset, indices=None) -> np.ndarray:
     """:func:`frame_digests` of a :class:`~physnetjax.data.Dataset`'s frames (all, or ``indices``)."""
     rows = slice(None) if indices is None else np.asarray(indices)
-    return frame_digests(dataset.Z[rows], dataset.R[rows], dataset.N[rows])
+    return frame_digests(dataset.Z[rows], dataset.R[rows], dataset.N[rows], dataset.Q[rows])
 
 
 @dataclasses.dataclass(frozen=True)
