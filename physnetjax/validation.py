@@ -218,13 +218,13 @@ def check_masses(masses, num_atoms: int, names: Optional[Mapping[str, str]] = No
 
 def check_total_charge(total_charge, atomic_numbers, where: str = "",
                        names: Optional[Mapping[str, str]] = None) -> float:
-    """The total charge Q (e) as a float: finite and ≤ ΣZ.
+    """The total charge Q (e) as a float: finite and −ΣZ ≤ Q ≤ ΣZ.
 
     ``names``: how the messages name it (a command line passes ``{"total_charge": "--total-charge"}``); by default
     ``total_charge``.
 
     Raises:
-      PhysNetInputError: not a real scalar, NaN/Inf, or more positive than ΣZ.
+      PhysNetInputError: not a real scalar, NaN/Inf, more positive than ΣZ or more negative than −ΣZ.
     """
     name = displayed("total_charge", names)
     q = np.asarray(total_charge)
@@ -239,6 +239,10 @@ def check_total_charge(total_charge, atomic_numbers, where: str = "",
         raise PhysNetInputError(
             f"{_prefix(where)}{name} {q:g} e is larger than the number of electrons of the neutral "
             f"structure (ΣZ = {electrons}); is the sign right?")
+    if q < -electrons:  # more extra electrons than the structure has: a unit or sign slip, not an anion
+        raise PhysNetInputError(
+            f"{_prefix(where)}{name} {q:g} e would add more electrons than the neutral structure has (ΣZ = "
+            f"{electrons}); the total charge is in e: is the value right?")
     return q
 
 

@@ -517,8 +517,11 @@ def test_labels_a_multiple_of_the_predictions_warn_and_force_sign_fixes_gradient
                  "--energy-unit per Å): 0.529 fits eV/bohr read as eV/Å"),
     ("E", 1 / HARTREE, "set --energy-unit: 0.0367 fits hartree read as eV"),
     ("E", 1 / KJ_PER_MOL, "set --energy-unit: 96.5 fits kJ/mol read as eV"),
+    # a negative slope is no unit slip (a formate model on the neutral radical: dipoles -6.6x, "set --dipole-unit")
+    ("E", -1.0, "energies of the opposite sign to the model's, which no unit explains: labels of another sign "
+                "convention, or a model wrong for these frames"),
 ], ids=["hartree/bohr forces", "kcal/mol/A forces", "no slip", "eV/bohr forces", "eV/A read as eV/bohr",
-        "eV/bohr gradients", "hartree energies", "kJ/mol energies"])
+        "eV/bohr gradients", "hartree energies", "kJ/mol energies", "energies turned around"])
 def test_labels_a_multiple_of_the_predictions_name_the_unit_slip_of_that_ratio(label, scale, hint):
     """Predictions equal to the right labels; the labels as read are ``scale`` × those."""
     from physnetjax.data import load_dataset

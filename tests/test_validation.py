@@ -59,10 +59,12 @@ def test_close_atoms_warn_and_still_predict(charged):
         validate_structure(WATER_Z, positions, 9, strict=True)
 
 
-@pytest.mark.parametrize("charge", [np.nan, np.inf, "1", 11.0])
+@pytest.mark.parametrize("charge", [np.nan, np.inf, "1", 11.0, -11.0, -1e6])
 def test_bad_total_charge_is_refused(charged, charge):
+    """Water has ΣZ = 10: beyond ±10 e is no ion (-1e6 e gave E = 3e12 eV without a word)."""
     with pytest.raises(PhysNetInputError, match="total_charge"):
         predict(*charged, WATER_Z, WATER_R, total_charge=charge)
+    assert np.isfinite(predict(*charged, WATER_Z, WATER_R, total_charge=-10.0)["energy"])
 
 
 def test_element_above_range_is_named(charged):

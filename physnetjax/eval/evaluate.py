@@ -304,6 +304,9 @@ def label_scale_findings(dataset: Dataset, predictions: Predictions, where: str 
             hint = "forces stored as +dE/dR (gradients): pass --force-sign -1"
             if _scale_slipped(name, -slope, -cosine):
                 hint = f"{hint}, and they are in other units than given: {unit_hint(name, -slope)}"
+        elif slope < 0:  # no unit turns a quantity around
+            hint = (f"{name} of the opposite sign to the model's, which no unit explains: labels of another sign "
+                    "convention, or a model wrong for these frames (a charge state or composition it never saw)")
         else:
             hint = f"{name} in other units than given: {unit_hint(name, slope)}"
         label = "energies (about each molecule's mean)" if name == "energies" else name
