@@ -455,3 +455,21 @@ def test_frames_by_file_keeps_the_order_files_were_given_in():
     assert list(files) == ["z.npz", "a[1].xyz"]
     np.testing.assert_array_equal(files["z.npz"], [0, 2])
     np.testing.assert_array_equal(files["a[1].xyz"], [1, 3])
+
+
+def test_two_charge_states_of_one_molecule_are_judged_apart(ethanol):
+    """The same frames as an 'anion' 2.9 eV above (an electron affinity, with its own forces scaled by 0.8): pooled
+    with the neutral ones, the slope fit paired frames across the two states (a formate probe with its radical:
+    "the energies do not follow the forces", s = 0.84 ± 1.9) and the per-element energy fit took the ionisation
+    energy for a unit slip ("energies scatter by 1.05 eV/atom ... kcal/mol read as eV")."""
+    from physnetjax.data.sanity import energy_residual_per_atom
+
+    mean = ethanol.E.mean()
+    anion = dataclasses.replace(ethanol, E=mean + 2.9 + 0.8 * (ethanol.E - mean), F=0.8 * ethanol.F, Q=ethanol.Q - 1.0)
+    both = dataclasses.replace(ethanol, **{f.name: np.concatenate([getattr(ethanol, f.name), getattr(anion, f.name)])
+                                           for f in dataclasses.fields(ethanol)})
+    fit = energy_force_slope(both)
+    assert fit.correlation > 0.9 and abs(fit.slope - 1) < 0.1
+    assert energy_residual_per_atom(both) < 2 * energy_residual_per_atom(ethanol)
+    with warnings_as_errors():
+        assert check_label_sanity(both) == []

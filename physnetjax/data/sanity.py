@@ -236,7 +236,8 @@ def nearest_frame_pairs(positions: np.ndarray, max_rmsd: float = MAX_PAIR_RMSD, 
 def energy_force_slope(data, seed: int = 0) -> Optional[SlopeFit]:
     """Fit E_b − E_a ≈ s · [−½(F_a + F_b)·(R_b − R_a)] over pairs of nearby frames; None (abstain) without them.
 
-    Uses frames with both energy and force labels, grouped by identical atomic numbers; pairs as in
+    Uses frames with both energy and force labels, grouped by identical atomic numbers and total charge (an anion
+    and the neutral radical at one geometry differ by an ionisation energy, not by work); pairs as in
     :func:`nearest_frame_pairs`, weighted by 1/max(d, :data:`PAIR_RMSD_FLOOR`)⁴ in their RMS displacement d.
     Returns None with fewer than :data:`MIN_EFFECTIVE_PAIRS` effective pairs or no spread in ΔE.
     """
@@ -244,7 +245,8 @@ def energy_force_slope(data, seed: int = 0) -> Optional[SlopeFit]:
     if len(usable) < 2:
         return None
     rng = np.random.default_rng(seed)
-    numbers = np.ascontiguousarray(data.Z[usable])
+    charge_milli_e = np.rint(np.asarray(data.Q[usable], np.float64) * 1000.0).astype(data.Z.dtype)
+    numbers = np.ascontiguousarray(np.column_stack([data.Z[usable], charge_milli_e]))
     rows = numbers.view(np.dtype((np.void, numbers.dtype.itemsize * numbers.shape[1]))).reshape(-1)
     _, molecule = np.unique(rows, return_inverse=True)  # one byte string per frame: 20× faster than axis=0
     molecule = molecule.reshape(-1)
@@ -352,13 +354,19 @@ def force_virial(data) -> Optional[tuple[float, float, int]]:
 
 
 def energy_residual_per_atom(data) -> Optional[float]:
-    """RMS over frames of (E − Σ_Z n_Z e_Z)/N in eV/atom with e_Z fitted by least squares (None: < 2 frames)."""
+    """RMS over frames of (E − Σ_Z n_Z e_Z − e_Q)/N in eV/atom with e_Z and, for data of several total charges Q, an
+    offset e_Q per charge (ionisation energies and electron affinities, eV per ion, not per atom) fitted by least
+    squares (None: < 2 frames)."""
     frames = np.nonzero(data.has_E)[0]
     if len(frames) < 2:
         return None
     z = data.Z[frames]
     elements = np.unique(z[z > 0])
     counts = (z[:, :, None] == elements[None, None, :]).sum(axis=1).astype(np.float64)
+    charges = np.rint(np.asarray(data.Q[frames], np.float64) * 1000.0)
+    states = np.unique(charges)
+    if len(states) > 1:
+        counts = np.column_stack([counts, (charges[:, None] == states[None, :]).astype(np.float64)])
     coefficients, *_ = np.linalg.lstsq(counts, data.E[frames], rcond=None)
     residual = (data.E[frames] - counts @ coefficients) / data.N[frames]
     return float(np.sqrt(np.mean(residual**2)))
