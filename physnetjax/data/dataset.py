@@ -164,11 +164,14 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     forces and dipoles are converted from the given units. Other keys named like labels
     (``forces``, ``energy``, ``gradients``, ...) are not read; a :class:`PhysNetInputWarning` names them.
     A periodic cell (key ``cell``, ``lattice`` or ``box``, optional ``pbc``: :func:`npz_cell`) is kept in
-    :attr:`Dataset.cell`, as :func:`load_ase` keeps an extxyz cell.
+    :attr:`Dataset.cell`, as :func:`load_ase` keeps an extxyz cell. Atomic charges ``Qa`` (M, n) in e (as
+    :mod:`physnetjax.data.generate` writes them) give the total charge of a file without ``Q``, as the
+    calculator's atomic charges do in :func:`load_ase`, and must sum to ``Q`` where both are given.
 
     Raises:
       DataError: missing keys, shape mismatches, NaN/Inf, atomic numbers outside
-        [0, 118], N inconsistent with the zero padding of Z, a bad cell or pbc — naming file, key, frame.
+        [0, 118], N inconsistent with the zero padding of Z, a bad cell or pbc, ``Q`` and ``Qa`` that disagree —
+        naming file, key, frame.
     """
     path = Path(path)
     e_fac, f_fac, d_fac = _unit_factors(energy_unit, force_unit, dipole_unit)
@@ -230,12 +233,32 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
         N = N.astype(np.int32)
     else:
         N = np.count_nonzero(Z, axis=1).astype(np.int32)
+    if "Qa" in raw:
+        labels["Q"] = _total_charge_of_atomic_charges(path, raw["Qa"], labels.get("Q"), N, (M, n))
     sources = np.array([f"{path}[{k}]" for k in range(M)])
     full = {k: labels.get(k, np.zeros(shapes[k])) for k in LABELS}
     has = {f"has_{k}": np.full(M, k in labels) for k in LABELS}
     data = Dataset(Z=Z, R=R, N=N, sources=sources, cell=npz_cell(path, raw, M), **full, **has)
     validate(data, path)
     return data
+
+
+def _total_charge_of_atomic_charges(path, atomic_charges, total_charges, atom_counts, shape) -> np.ndarray:
+    """(M,) total charges in e: ``total_charges`` (key ``Q``) checked against the sums of the real atoms' atomic
+    charges (key ``Qa``) within 1e-3 e, or those sums when ``total_charges`` is None. DataError on a mismatch."""
+    charges = _real_numbers(path, "Qa", atomic_charges).astype(np.float64)
+    _check_shape(path, "Qa", charges, shape)
+    real = np.arange(shape[1])[None, :] < np.asarray(atom_counts)[:, None]
+    sums = np.where(real, charges, 0.0).sum(axis=1)
+    if total_charges is None:
+        return sums
+    differing = np.flatnonzero(np.abs(sums - total_charges) > 1e-3)
+    if differing.size:
+        k = int(differing[0])
+        raise DataError(f"{path}: key 'Q' (total charge) differs from the sum of the atomic charges 'Qa' in "
+                        f"{differing.size} frame(s) (e.g. frame {k}: Q = {total_charges[k]:g} e, ΣQa = {sums[k]:.6g} "
+                        "e): the model takes the total charge as an input; keep the right one")
+    return total_charges
 
 
 def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[str] = None,
@@ -533,6 +556,11 @@ def _check_label_keys(path, k: int, atoms, results: dict, unread: dict) -> None:
         if abs(total - float(atoms.info["charge"])) > 1e-3:
             raise DataError(f"{path}: frame {k}: atoms.info['charge'] = {float(atoms.info['charge']):g} differs from "
                             f"the sum {total:.6g} of the calculator's atomic 'charges': keep one of them")
+    if "charge" in atoms.info and atoms.has("initial_charges") and np.any(atoms.get_initial_charges() != 0):
+        total = float(np.sum(atoms.get_initial_charges()))
+        if abs(total - float(atoms.info["charge"])) > 1e-3:
+            raise DataError(f"{path}: frame {k}: atoms.info['charge'] = {float(atoms.info['charge']):g} differs from "
+                            f"the sum {total:.6g} of the initial charges: keep one of them")
     for name in results:  # e.g. extxyz free_energy= (ASE makes it a result) in a frame without energy=
         if name not in SAME_AS_RESULT and any(word in name.lower() and (read is None or read not in results)
                                               for word, read in RESULT_WORDS.items()):
