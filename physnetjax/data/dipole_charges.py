@@ -18,6 +18,14 @@ the charges that reproduce them (2.98, 3.00 and 4.03 e on those sets).
 :func:`physnetjax.data.sanity.check_label_sanity` reports a molecule whose largest charge
 exceeds :data:`MAX_APPARENT_CHARGE` by :data:`CHARGE_SIGMAS` standard errors (so frames
 of too little geometric variety, whose charges the fit cannot pin down, are not judged).
+
+The dipole of an ion depends on the reference point: labels taken about each frame's
+centroid or centre of mass c_k instead of the origin lack Q·c_k, and far from the origin
+that too gives absurd charges. For an implausible ion the fit is repeated with μ_k + Q·c_k,
+c_k the centroid; when that is plausible, the report names the reference point instead of a
+unit. Any centre that is a fixed weighted mean of the positions (the centre of mass too)
+fits equally well: Q·(c_k − c'_k) is linear in the positions and moves into the charges, so
+the labels cannot tell which centre they were taken about.
 """
 
 from __future__ import annotations
@@ -42,13 +50,17 @@ MIN_FRAMES_PER_CHARGE = 3
 
 
 class ApparentCharges(NamedTuple):
-    """The fit for one molecule: its atomic numbers (n,), charges (n,) e, their standard errors (n,) e, frames."""
+    """The fit for one molecule: its atomic numbers (n,), charges (n,) e, their standard errors (n,) e, frames, its
+    total charge (e) and, for an implausible ion, whether its dipole labels give plausible charges about each frame's
+    centre (module docstring)."""
 
     atomic_numbers: np.ndarray
     charges: np.ndarray
     errors: np.ndarray
     frames: int
     first_frame: int
+    total_charge: float = 0.0
+    about_centre: bool = False
 
     @property
     def largest(self) -> int:
@@ -66,6 +78,14 @@ class ApparentCharges(NamedTuple):
         """The warning text for an implausible fit of frames of ``where`` (``sources``: the data set's frame names)."""
         k = self.largest
         formula = ase.Atoms(numbers=self.atomic_numbers).get_chemical_formula()
+        if self.about_centre:
+            return (f"{where}: the dipoles of {self.frames} frames of {formula} (total charge {self.total_charge:g} e, "
+                    f"e.g. {sources[self.first_frame]}) need {self.charges[k]:+.3g} ± {self.errors[k]:.2g} e on atom "
+                    f"{k} ({SYMBOLS[self.atomic_numbers[k]]}) about the coordinate origin, but plausible charges "
+                    "about each frame's own centre: an ion's dipole depends on the reference point, and physnetjax "
+                    "takes dipoles about the origin; add Q·c (c the centre they were taken about, e.g. the centroid "
+                    "or centre of mass, Å) to these labels, or leave the dipoles out (not a unit slip: do not change "
+                    "--dipole-unit)")
         return (f"{where}: the dipoles are implausibly large for their geometries: fixed atomic charges fitted to the "
                 f"dipoles of {self.frames} frames of {formula} (e.g. {sources[self.first_frame]}) need "
                 f"{self.charges[k]:+.3g} ± {self.errors[k]:.2g} e on atom {k} ({SYMBOLS[self.atomic_numbers[k]]}), "
@@ -121,8 +141,16 @@ def apparent_charges(data) -> list[ApparentCharges]:
         if n < 2 or len(frames) < MIN_FRAMES_PER_CHARGE * (n - 1):
             continue
         fit = fit_apparent_charges(data.R[frames, :n], data.D[frames], total_charge)
-        if fit is not None:
-            fits.append(ApparentCharges(np.asarray(numbers), fit[0], fit[1], len(frames), frames[0]))
+        if fit is None:
+            continue
+        charges = ApparentCharges(np.asarray(numbers), fit[0], fit[1], len(frames), frames[0], total_charge)
+        if charges.implausible and total_charge != 0:
+            positions = data.R[frames, :n]
+            centred = fit_apparent_charges(positions, data.D[frames] + total_charge * positions.mean(axis=1),
+                                           total_charge)
+            plausible = centred is not None and not charges._replace(charges=centred[0], errors=centred[1]).implausible
+            charges = charges._replace(about_centre=plausible)
+        fits.append(charges)
     return fits
 
 
