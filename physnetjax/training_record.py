@@ -4,6 +4,8 @@ The trainer writes three records into a checkpoint's metadata:
 
 * ``trained_elements``: the atomic numbers Z of its training frames;
 * ``trained_charges``: their distinct total charges Q (e);
+* ``trained_charge_states``: for training data of several total charges, the charges of each composition (so that
+  a composition seen only at other charges is named);
 * ``element_energies_fit``: how it fitted the element reference energies E0, with the
   span (``basis``) of the training compositions, so that a composition whose Σ_Z n_Z E0[Z]
   the data never fixed can be named.
@@ -28,9 +30,11 @@ import numpy as np
 
 from physnetjax.validation import (
     ELEMENT_ENERGIES_FIT_KEY,
+    TRAINED_CHARGE_STATES_KEY,
     TRAINED_CHARGES_KEY,
     TRAINED_ELEMENTS_KEY,
     check_charge_model,
+    check_dataset_charge_states,
     check_dataset_charges,
     check_dataset_elements,
     check_reference_compositions,
@@ -63,11 +67,14 @@ class TrainingRecord:
       charges: sorted distinct total charges (e) of the training frames, or None (unknown).
       element_energies_fit: the trainer's E0 fit record (method, rank, elements, basis, ...),
         or None (unknown, or trained without energies).
+      charge_states: ((Hill formula, its trained total charges (e)), ...) sorted by formula, or None (unknown, or
+        one charge only); pairs, not a dict, so that the record stays hashable.
     """
 
     elements: Optional[tuple[int, ...]] = None
     charges: Optional[tuple[float, ...]] = None
     element_energies_fit: Optional[dict] = None
+    charge_states: Optional[tuple] = None
 
     @classmethod
     def from_metadata(cls, metadata: Optional[dict]) -> "TrainingRecord":
@@ -75,9 +82,16 @@ class TrainingRecord:
         elements = _recorded(metadata, TRAINED_ELEMENTS_KEY)
         charges = _recorded(metadata, TRAINED_CHARGES_KEY)
         fit = _recorded(metadata, ELEMENT_ENERGIES_FIT_KEY)
+        states = _recorded(metadata, TRAINED_CHARGE_STATES_KEY)
         return cls(elements=None if elements is None else tuple(sorted(int(z) for z in elements)),
                    charges=None if charges is None else tuple(sorted(float(q) for q in charges)),
-                   element_energies_fit=fit if isinstance(fit, dict) else None)
+                   element_energies_fit=fit if isinstance(fit, dict) else None,
+                   charge_states=(tuple(sorted((str(name), tuple(float(q) for q in qs)) for name, qs in states.items()))
+                                  if isinstance(states, dict) else None))
+
+    @property
+    def _charge_states(self) -> Optional[dict]:
+        return None if self.charge_states is None else dict(self.charge_states)
 
     def check_structure(self, model, atomic_numbers, total_charge: float = 0.0, *, where: str = "",
                         consequence: Optional[str] = ENERGY_OFFSET_CONSEQUENCE) -> None:
@@ -99,6 +113,7 @@ class TrainingRecord:
         z = np.asarray(atomic_numbers).reshape(-1)
         check_trained_elements(z, self.elements, where)
         check_charge_model(model, total_charge, self.charges, where)
+        check_dataset_charge_states(z[None], [z.shape[0]], [total_charge], self._charge_states, where)
         if consequence is not None:
             check_reference_compositions(z[None], [z.shape[0]], self.element_energies_fit, where, consequence)
 
@@ -117,6 +132,7 @@ class TrainingRecord:
         """
         check_dataset_elements(atomic_numbers, num_atoms, self.elements, where)
         check_dataset_charges(total_charges, self.charges, where)
+        check_dataset_charge_states(atomic_numbers, num_atoms, total_charges, self._charge_states, where)
         if consequence is None:
             return []
         return check_reference_compositions(atomic_numbers, num_atoms, self.element_energies_fit, where,

@@ -55,6 +55,13 @@ TRAINED_ELEMENTS_KEY = "trained_elements"
 TRAINED_CHARGES_KEY = "trained_charges"
 """Checkpoint metadata key: sorted distinct total charges Q (e) of the training frames (written by the trainer)."""
 
+TRAINED_CHARGE_STATES_KEY = "trained_charge_states"
+"""Checkpoint metadata key: {Hill formula: its distinct total charges Q (e)} of the training frames, written by the
+trainer when they hold several total charges (:func:`charge_states`)."""
+
+MAX_RECORDED_CHARGE_STATES = 10_000
+"""Most compositions a ``trained_charge_states`` record lists; data of more compositions get none."""
+
 CHARGE_MATCH_TOLERANCE = 1.0e-6
 """e: a total charge within this of a trained one counts as trained."""
 
@@ -783,6 +790,36 @@ def check_dataset_charges(total_charges, trained_charges: Optional[Iterable[floa
             f"frame {frames[0]}) never occurred in this model's training data (trained on total charge "
             f"{_charges_text(sorted(trained_charges))} e); its energies and forces there are an extrapolation",
             PhysNetInputWarning, stacklevel=3)
+
+
+def charge_states(atomic_numbers, num_atoms, total_charges) -> dict[str, list[float]]:
+    """{Hill formula: sorted distinct total charges (e)} of M frames: Z (M, n) padded, N (M,), Q (M,)."""
+    states: dict[str, list[float]] = {}
+    for z, n, q in zip(np.asarray(atomic_numbers), np.asarray(num_atoms), np.asarray(total_charges, np.float64)):
+        states.setdefault(formula(z[:n]), []).append(float(q))
+    return {name: distinct_charges(charges) for name, charges in states.items()}
+
+
+def check_dataset_charge_states(atomic_numbers, num_atoms, total_charges, trained_states: Optional[dict],
+                                where: str = "") -> None:
+    """Warn (:class:`PhysNetInputWarning`) for frames of a composition the model was trained on, but only at other
+    total charges (the neutral formate radical from a model trained on the formate anion and on formic acid: each
+    element and each charge occurred, the pair never); ``trained_states`` None (unknown) skips the check."""
+    if not trained_states:
+        return
+    unseen: dict[str, list[int]] = {}
+    charges = np.asarray(total_charges, np.float64).reshape(-1)
+    for k, (z, n) in enumerate(zip(np.asarray(atomic_numbers), np.asarray(num_atoms))):
+        name = formula(z[:n])
+        if name in trained_states and untrained_charges([charges[k]], trained_states[name]):
+            unseen.setdefault(name, []).append(k)
+    for name, frames in unseen.items():
+        warnings.warn(
+            f"{_prefix(where)}{name} occurred in this model's training data only at total charge "
+            f"{_charges_text(trained_states[name])} e, not at {_charges_text(distinct_charges(charges[frames]))} e "
+            f"({len(frames)} of {len(charges)} frame(s), first frame {frames[0]}): its energies and forces for this "
+            "charge state are an extrapolation; add frames of it to the training data", PhysNetInputWarning,
+            stacklevel=3)
 
 
 BOND_RATIO_MAX = 1.5

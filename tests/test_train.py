@@ -492,6 +492,7 @@ def test_resume_refuses_changed_data_and_records_trained_elements_and_charges(tm
     train(tiny_config(out, data=[str(data)], epochs=1))
     _, _, meta = load_checkpoint(out / "latest", with_metadata=True)
     assert meta["trained_elements"] == [1, 6, 8] and meta["trained_charges"] == [0.0]
+    assert meta["trained_charge_states"] is None  # one charge state: the charges record says it all
     with np.load(data) as npz:
         arrays = dict(npz)
     arrays["E"] = arrays["E"] + 0.01
@@ -560,9 +561,11 @@ def test_frames_of_several_charges_without_a_charge_model_warn(tmp_path):
         trainer = Trainer(tiny_config(tmp_path / "run2", data=[str(tmp_path / "mixed.npz")], charges=True),
                           tmp_path / "run2", resuming=False)
     assert trainer.trained_charges == [0.0, 1.0]  # recorded in the checkpoints' metadata
+    assert trainer.trained_charge_states == {"C2H6O": [0.0, 1.0]}  # and so is each composition's
     with warnings.catch_warnings():
         warnings.simplefilter("error", PhysNetInputWarning)
-        Trainer(tiny_config(tmp_path / "run3"), tmp_path / "run3", resuming=False)  # one charge state
+        single = Trainer(tiny_config(tmp_path / "run3"), tmp_path / "run3", resuming=False)  # one charge state
+    assert single.trained_charge_states is None
 
 
 @pytest.mark.parametrize("edit", [{"cutoff": 4.0}, {"features": 16}, {"cutoff": "5"}])

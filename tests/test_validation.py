@@ -103,6 +103,32 @@ def test_a_total_charge_the_training_never_had_warns_only_when_the_record_exists
         atoms.get_potential_energy()
 
 
+def test_a_composition_trained_only_at_other_charges_warns():
+    """A model trained on formate (HCOO-, -1 e) and formic acid (0 e) asked about the formate radical (HCOO, 0 e):
+    every element and every charge had occurred, so nothing warned, and its radical-anion gap was -2.15 eV where
+    xTB gives +8.29. The record of each composition's charges names it, for one structure and for frames."""
+    from physnetjax.validation import charge_states, check_dataset_charge_states
+
+    formate, formic_acid = np.array([6, 8, 8, 1, 0]), np.array([6, 8, 8, 1, 1])
+    states = charge_states(np.stack([formate, formic_acid, formate]), [4, 5, 4], [-1.0, 0.0, -1.0])
+    assert states == {"CHO2": [-1.0], "CH2O2": [0.0]}
+    record = TrainingRecord.from_metadata({"trained_charges": [-1.0, 0.0], "trained_charge_states": states})
+    assert record.charge_states == (("CH2O2", (0.0,)), ("CHO2", (-1.0,)))
+    hash(record)
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=3.0,
+                    max_atomic_number=9, charges=True)
+    with pytest.warns(PhysNetInputWarning, match=r"radical: CHO2 occurred in this model's training data only at "
+                                                 r"total charge -1 e, not at 0 e \(1 of 1 frame\(s\), first frame 0\)"):
+        record.check_structure(model, formate[:4], 0.0, where="radical", consequence=None)
+    with pytest.warns(PhysNetInputWarning, match=r"CHO2 occurred .* only at total charge -1 e, not at 0, \+1 e "
+                                                 r"\(2 of 3 frame\(s\), first frame 1\)"):
+        check_dataset_charge_states(np.stack([formate] * 3), [4, 4, 4], [-1.0, 0.0, 1.0], dict(record.charge_states))
+    with warnings_as_errors():
+        record.check_structure(model, formate[:4], -1.0, consequence=None)
+        record.check_structure(model, np.array([8, 1, 1]), 0.0, consequence=None)  # another composition: not judged
+        TrainingRecord(charges=(-1.0, 0.0)).check_structure(model, formate[:4], 0.0, consequence=None)
+
+
 def test_a_model_without_charges_names_its_trained_charge_state():
     """Without charges the model does not read Q: with the record, a Q other than the trained one warns (also a
     neutral molecule for a model trained on cations, which the Q ≠ 0 rule missed)."""

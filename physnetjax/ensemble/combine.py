@@ -21,8 +21,9 @@ bias to the parameter dtype). A member without ``energy_bias``
 (``use_energy_bias=False``) and different E0 cannot be folded and is refused.
 
 Metadata of the result: ``ensemble_sources`` (each input's path, member count and
-metadata), ``trained_elements`` and ``trained_charges`` (the elements and total charges
-every input was trained on, when all of them record it), so predictions warn about
+metadata), ``trained_elements``, ``trained_charges`` and ``trained_charge_states`` (the
+elements, total charges and charges per composition every input was trained on, when all
+of them record it), so predictions warn about
 elements and charge states some member never saw; and ``element_energies_fit`` when every
 input's training fixed the element energies of the same compositions, so that absolute
 energies of other compositions warn as for a single model (None when every input was
@@ -44,8 +45,8 @@ from physnetjax.checkpoint import load_checkpoint, save_checkpoint
 from physnetjax.ensemble.model import PhysNetEnsemble, is_ensemble, member_params, stack_members
 from physnetjax.errors import PhysNetInputWarning
 from physnetjax.training_record import TrainingRecord
-from physnetjax.validation import (ELEMENT_ENERGIES_FIT_KEY, TRAINED_CHARGES_KEY, TRAINED_ELEMENTS_KEY,
-                                   distinct_charges, untrained_charges)
+from physnetjax.validation import (ELEMENT_ENERGIES_FIT_KEY, TRAINED_CHARGE_STATES_KEY, TRAINED_CHARGES_KEY,
+                                   TRAINED_ELEMENTS_KEY, distinct_charges, untrained_charges)
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +193,12 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
     if all(r.charges is not None for r in records):
         metadata[TRAINED_CHARGES_KEY] = [q for q in distinct_charges(records[0].charges)
                                          if not any(untrained_charges([q], r.charges) for r in records[1:])]
+    if all(r.charge_states is not None for r in records):  # a composition's charges that every member trained on
+        states = [dict(r.charge_states) for r in records]
+        common = {name: [q for q in charges if not any(untrained_charges([q], other.get(name, ()))
+                                                       for other in states[1:])]
+                  for name, charges in states[0].items()}
+        metadata[TRAINED_CHARGE_STATES_KEY] = {name: charges for name, charges in common.items() if charges}
     if all(source["metadata"].get(ELEMENT_ENERGIES_FIT_KEY, "unknown") is None for source in sources):
         metadata[ELEMENT_ENERGIES_FIT_KEY] = None  # all trained without energies, as eval then says
     elif (common := _common_reference_fit([r.element_energies_fit for r in records])) is not None:

@@ -106,7 +106,8 @@ from physnetjax.train.optim import Plateau, init_state, make_optimizer, make_sch
 from physnetjax.train.run_lock import LOCK_NAME, run_lock
 from physnetjax.train.parallel import device_mesh, replicate, shard_batch, shard_member_batch
 from physnetjax.train.stages import epoch_run_progress, in_final_stage
-from physnetjax.validation import (TRAINED_CHARGES_KEY, TRAINED_ELEMENTS_KEY, check_directory_creatable,
+from physnetjax.validation import (MAX_RECORDED_CHARGE_STATES, TRAINED_CHARGE_STATES_KEY, TRAINED_CHARGES_KEY,
+                                   TRAINED_ELEMENTS_KEY, charge_states, check_directory_creatable,
                                    check_output_directory, distinct_charges, element)
 from physnetjax.train.timebudget import TimeBudget, progress_factor
 
@@ -231,6 +232,9 @@ class Trainer:
         z_train = self.dataset.Z[train_idx]
         self.trained_elements = sorted(int(z) for z in np.unique(z_train[z_train > 0]))
         self.trained_charges = distinct_charges(self.dataset.Q[train_idx])
+        states = charge_states(z_train, self.dataset.N[train_idx], self.dataset.Q[train_idx])
+        self.trained_charge_states = (states if len(self.trained_charges) > 1
+                                      and len(states) <= MAX_RECORDED_CHARGE_STATES else None)
         member = self.model.clone(element_energies=tuple(float(e) for e in self.element_energies))
         self.saved_model = saved_model(member, self.size)
 
@@ -749,6 +753,7 @@ class Trainer:
             "element_energies_fit": self.element_energies_fit,
             TRAINED_ELEMENTS_KEY: self.trained_elements,
             TRAINED_CHARGES_KEY: self.trained_charges,
+            TRAINED_CHARGE_STATES_KEY: self.trained_charge_states,
             DATA_SHA256_KEY: self.data_sha256,
             TRAINING_FRAMES_KEY: self.training_frames,
             VALIDATION_FRAMES_KEY: self.validation_frames,
