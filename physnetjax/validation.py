@@ -792,12 +792,19 @@ def check_dataset_charges(total_charges, trained_charges: Optional[Iterable[floa
             PhysNetInputWarning, stacklevel=3)
 
 
+def _frame_formulas(atomic_numbers, num_atoms) -> np.ndarray:
+    """(M,) Hill formulas of M frames (Z (M, n) padded, N (M,)), one :func:`formula` call per distinct row of Z."""
+    z = np.asarray(atomic_numbers)
+    real = np.where(np.arange(z.shape[1])[None, :] < np.asarray(num_atoms)[:, None], z, 0)
+    rows, inverse = np.unique(real, axis=0, return_inverse=True)
+    return np.array([formula(row) for row in rows], dtype=object)[inverse.reshape(-1)]
+
+
 def charge_states(atomic_numbers, num_atoms, total_charges) -> dict[str, list[float]]:
     """{Hill formula: sorted distinct total charges (e)} of M frames: Z (M, n) padded, N (M,), Q (M,)."""
-    states: dict[str, list[float]] = {}
-    for z, n, q in zip(np.asarray(atomic_numbers), np.asarray(num_atoms), np.asarray(total_charges, np.float64)):
-        states.setdefault(formula(z[:n]), []).append(float(q))
-    return {name: distinct_charges(charges) for name, charges in states.items()}
+    names = _frame_formulas(atomic_numbers, num_atoms)
+    charges = np.asarray(total_charges, np.float64).reshape(-1)
+    return {name: distinct_charges(charges[names == name]) for name in dict.fromkeys(names)}
 
 
 def check_dataset_charge_states(atomic_numbers, num_atoms, total_charges, trained_states: Optional[dict],
@@ -807,13 +814,14 @@ def check_dataset_charge_states(atomic_numbers, num_atoms, total_charges, traine
     element and each charge occurred, the pair never); ``trained_states`` None (unknown) skips the check."""
     if not trained_states:
         return
-    unseen: dict[str, list[int]] = {}
+    names = _frame_formulas(atomic_numbers, num_atoms)
     charges = np.asarray(total_charges, np.float64).reshape(-1)
-    for k, (z, n) in enumerate(zip(np.asarray(atomic_numbers), np.asarray(num_atoms))):
-        name = formula(z[:n])
-        if name in trained_states and untrained_charges([charges[k]], trained_states[name]):
-            unseen.setdefault(name, []).append(k)
-    for name, frames in unseen.items():
+    for name in dict.fromkeys(name for name in names if name in trained_states):
+        trained = np.asarray(trained_states[name], np.float64)
+        untrained = (np.abs(charges[:, None] - trained[None, :]) > CHARGE_MATCH_TOLERANCE).all(axis=1)
+        frames = np.flatnonzero((names == name) & untrained)
+        if not frames.size:
+            continue
         warnings.warn(
             f"{_prefix(where)}{name} occurred in this model's training data only at total charge "
             f"{_charges_text(trained_states[name])} e, not at {_charges_text(distinct_charges(charges[frames]))} e "
