@@ -460,6 +460,17 @@ def crystal_model():
     return model, params, atoms
 
 
+def _check_cell_potential(evaluate, model, params, numbers, positions, cell, state):
+    """E, F, σ of the cell potential's jitted ``evaluate`` at ``positions`` in ``cell`` with neighbor ``state``
+    equal predict_periodic's (1e-10), and the state did not overflow."""
+    energy, forces, stress = evaluate(jnp.asarray(positions), jnp.asarray(cell), state)
+    reference = predict_periodic(model, params, numbers, positions, cell)
+    assert not bool(state.did_overflow)
+    np.testing.assert_allclose(float(energy), reference["energy"], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(np.asarray(forces), reference["forces"], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(np.asarray(stress), reference["stress"], rtol=0, atol=1e-10)
+
+
 def test_cell_potential_equals_predict_periodic_in_a_strained_cell(crystal_model):
     """Lists built in the reference cell, used in a strained one: E, F, σ equal predict_periodic's (1e-10).
 
@@ -473,12 +484,7 @@ def test_cell_potential_equals_predict_periodic_in_a_strained_cell(crystal_model
     for deformation in (np.eye(3), np.eye(3) + strain):
         cell, positions = CELL @ deformation, atoms.positions @ deformation
         moved = update(jnp.asarray(positions), jnp.asarray(cell), nbrs)
-        energy, forces, stress = evaluate(jnp.asarray(positions), jnp.asarray(cell), moved)
-        reference = predict_periodic(model, params, atoms.numbers, positions, cell)
-        assert not bool(moved.did_overflow)
-        np.testing.assert_allclose(float(energy), reference["energy"], rtol=0, atol=1e-10)
-        np.testing.assert_allclose(np.asarray(forces), reference["forces"], rtol=0, atol=1e-10)
-        np.testing.assert_allclose(np.asarray(stress), reference["stress"], rtol=0, atol=1e-10)
+        _check_cell_potential(evaluate, model, params, atoms.numbers, positions, cell, moved)
     squeezed = update(jnp.asarray(atoms.positions * 0.9), jnp.asarray(CELL * 0.9), nbrs)
     assert bool(squeezed.did_overflow)
 
@@ -500,12 +506,7 @@ def test_cell_potential_carries_the_three_body_dispersion_term(crystal_model, at
     for deformation, moved in ((np.eye(3), 0.0), (np.eye(3) + strain, 0.0), (np.eye(3) + strain, moves)):
         cell, positions = CELL @ deformation, (atoms.positions + moved) @ deformation
         state = update(jnp.asarray(positions), jnp.asarray(cell), nbrs)
-        energy, forces, stress = evaluate(jnp.asarray(positions), jnp.asarray(cell), state)
-        reference = predict_periodic(model, params, atoms.numbers, positions, cell)
-        assert not bool(state.did_overflow)
-        np.testing.assert_allclose(float(energy), reference["energy"], rtol=0, atol=1e-10)
-        np.testing.assert_allclose(np.asarray(forces), reference["forces"], rtol=0, atol=1e-10)
-        np.testing.assert_allclose(np.asarray(stress), reference["stress"], rtol=0, atol=1e-10)
+        _check_cell_potential(evaluate, model, params, atoms.numbers, positions, cell, state)
     assert not np.array_equal(np.asarray(state.triplets.triplets), np.asarray(nbrs.triplets.triplets))
 
 
