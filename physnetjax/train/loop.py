@@ -232,9 +232,9 @@ class Trainer:
         z_train = self.dataset.Z[train_idx]
         self.trained_elements = sorted(int(z) for z in np.unique(z_train[z_train > 0]))
         self.trained_charges = distinct_charges(self.dataset.Q[train_idx])
-        states = charge_states(z_train, self.dataset.N[train_idx], self.dataset.Q[train_idx])
-        self.trained_charge_states = (states if len(self.trained_charges) > 1
-                                      and len(states) <= MAX_RECORDED_CHARGE_STATES else None)
+        states = (charge_states(z_train, self.dataset.N[train_idx], self.dataset.Q[train_idx])
+                  if len(self.trained_charges) > 1 else {})  # one charge: the charges record says it all
+        self.trained_charge_states = states if 0 < len(states) <= MAX_RECORDED_CHARGE_STATES else None
         member = self.model.clone(element_energies=tuple(float(e) for e in self.element_energies))
         self.saved_model = saved_model(member, self.size)
 
