@@ -444,6 +444,16 @@ def test_the_loops_model_settings_reach_the_trainer_unchanged(tmp_path):
     assert {name: getattr(config, name) for name in MODEL_SETTINGS} == changed
 
 
+@pytest.mark.parametrize("epochs, retrain_epochs, warmups", [(40, None, (1.0, 1.0)), (20, 5, (1.0, 0.5)),
+                                                               (3, 1, (0.3, 0.1))])
+def test_each_rounds_warm_up_is_shorter_than_the_round(tmp_path, epochs, retrain_epochs, warmups):
+    """The trainer's default one-epoch warm-up spanned a whole round of --retrain-epochs 1 (lr only rising)."""
+    config = LearnConfig(out=str(tmp_path), epochs=epochs, retrain_epochs=retrain_epochs)
+    rounds = [learn_loop.round_train_config(config, tmp_path, index, None) for index in (0, 1)]
+    assert [(c.epochs, c.schedule) for c in rounds] == [(epochs, "cosine"), (retrain_epochs or epochs, "cosine")]
+    assert tuple(c.warmup_epochs for c in rounds) == pytest.approx(warmups, rel=1e-12)
+
+
 @pytest.fixture(scope="module")
 def radical_data(tmp_path_factory):
     """8 OH radical frames (O-H 0.90-1.04 Å; 7 GFN2-xTB valence electrons in 5 orbitals) with stub labels."""

@@ -226,6 +226,24 @@ def test_batch_periodic_refuses_bad_input():
         periodic_pairs(positions, cell, 0.0)
 
 
+@pytest.mark.parametrize("method", ["dense", "cell"])
+def test_nearly_flat_cells_are_refused_not_listed(method):
+    """A cell 1e-4 Å thin put every atom 1e-4 Å from its own image: millions of pairs, no physics."""
+    positions = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    flat = np.array([[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [3.0, 3.0, 1e-4]])
+    message = r"cell is singular or nearly flat: lattice-plane spacing 0\.0001 Å across cell vector 2 \(need >= 0\.1"
+    with pytest.raises(ValueError, match=message):
+        neighbor_list(3.0, method=method, cell=flat)
+    with pytest.raises(ValueError, match=message):
+        periodic_pairs(positions, flat, 3.0)
+    thin = flat.copy()
+    thin[2, 2] = 0.11  # just above the limit: accepted and equal to the brute-force pairs
+    assert perpendicular_widths(thin).min() == pytest.approx(0.11)
+    nbrs = neighbor_list(0.5, method=method, cell=thin)[0](positions)
+    listed = as_set(nbrs.dst_idx, nbrs.src_idx, nbrs.mask, nbrs.shifts, thin)
+    assert listed == brute_force_pairs(positions, 1.0, thin)
+
+
 def test_dense_all_pairs_and_argument_checks():
     positions, _ = systems()["molecule"]
     allocate, update = neighbor_list(None, method="dense")

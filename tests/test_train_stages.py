@@ -127,3 +127,23 @@ def test_cosine_schedule_warms_up_from_zero_but_always_steps(epochs, steps_per_e
     warmup = min(total - 1, 2 * steps_per_epoch)
     expected = 1e-3 * np.arange(warmup + 1) / warmup if warmup else [1e-3]  # a lone step runs at the peak
     np.testing.assert_allclose(rates[: warmup + 1], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("epochs, warmup, warns", [(1, 1.0, True), (3, 5.0, True), (3, 2.5, False)])
+def test_a_cosine_warm_up_as_long_as_the_run_warns(tmp_path, epochs, warmup, warns):
+    """With the default 1-epoch warm-up a 1-epoch cosine run only ever raised its learning rate."""
+    import warnings
+
+    from physnetjax.errors import PhysNetInputWarning
+    from physnetjax.train import train
+
+    config = TrainConfig(schedule="cosine", epochs=epochs, warmup_epochs=warmup, data=[str(tmp_path / "none.npz")],
+                         out=str(tmp_path / "run"))
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(FileNotFoundError, match="none.npz"):
+        warnings.simplefilter("always")
+        train(config)
+    found = [str(w.message) for w in caught if issubclass(w.category, PhysNetInputWarning)]
+    expected = [f"--warmup-epochs {warmup:g} spans the whole --epochs {epochs} run: the learning rate rises from 0 to "
+                f"{config.learning_rate:g} at the last step and the cosine decay never starts; set --warmup-epochs "
+                f"below {epochs} (e.g. {0.1 * epochs:g}) or another --schedule"]
+    assert found == (expected if warns else [])

@@ -382,6 +382,9 @@ def round_train_config(config: LearnConfig, directory: Path, index: int, init_fr
     ``directory/split.npz`` where the round wrote one (:func:`grown_split`; round 0 draws its own). ``names``:
     setting → how the trainer's checks name it (a command line passes its options), as LearnConfig takes it.
 
+    The cosine schedule warms up over one epoch, or over the first tenth of a round of fewer than 10 epochs (a
+    warm-up as long as the round would only ever raise the learning rate).
+
     Public so that a comparison (``benchmarks/bench_active_learning.py``) can train on frames
     chosen another way with exactly the loop's settings.
     """
@@ -391,5 +394,6 @@ def round_train_config(config: LearnConfig, directory: Path, index: int, init_fr
         data=[str(directory / "data.npz")], valid=config.valid, test=0, **config.model_settings(), epochs=epochs,
         split_file=str(split) if split.exists() else None,
         batch_size=config.batch_size, learning_rate=config.learning_rate, max_time=config.max_time,
-        seed=config.seed + index, ensemble=config.ensemble, out=str(directory / "train"),
+        seed=config.seed + index, ensemble=config.ensemble, warmup_epochs=min(1.0, 0.1 * epochs),
+        out=str(directory / "train"),
         init_from=None if init_from is None else str(init_from), progress=config.progress, plots=False, names=names)

@@ -49,8 +49,10 @@ import jax.numpy as jnp
 import numpy as np
 import vesin
 
+from physnetjax.errors import PhysNetInputError
 from physnetjax.neighbors.batch import Batch, one_system_batch
 from physnetjax.neighbors.checks import check_full_list
+from physnetjax.validation import MIN_DISTANCE_ERROR, layer_spacings
 
 logger = logging.getLogger(__name__)
 
@@ -153,20 +155,26 @@ def check_overflow(nbrs: NeighborList) -> NeighborList:
 def perpendicular_widths(cell) -> np.ndarray:
     """Distances between opposite faces of a cell, w_a = V / |b × c| (and cyclic), in Å.
 
+    These are the lattice-plane spacings of :func:`~physnetjax.validation.layer_spacings`.
+
     Args:
       cell: (3, 3) cell vectors as rows, Å.
 
     Raises:
-      ValueError: if the cell is not (3, 3), not finite, or (nearly) singular.
+      ValueError: if the cell is not (3, 3), not finite, singular, or so flat that a
+        spacing is below :data:`~physnetjax.validation.MIN_DISTANCE_ERROR` (every atom
+        would overlap its own periodic image, and the list would hold millions of pairs).
     """
     cell = np.asarray(cell, dtype=np.float64)
     if cell.shape != (3, 3) or not np.all(np.isfinite(cell)):
         raise ValueError(f"cell must be a finite (3, 3) array of row vectors, received {cell!r}")
-    volume = abs(np.linalg.det(cell))
-    areas = np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=-1)
-    if volume <= 1e-9 * max(float(np.prod(np.linalg.norm(cell, axis=-1))), 1e-300):
-        raise ValueError(f"cell is singular (volume {volume} Å³): {cell.tolist()}")
-    return volume / areas
+    widths = layer_spacings(cell)
+    if not (widths >= MIN_DISTANCE_ERROR).all():
+        raise PhysNetInputError(
+            f"cell is singular or nearly flat: lattice-plane spacing {widths.min():.3g} Å across cell vector "
+            f"{int(np.argmin(widths))} (need >= {MIN_DISTANCE_ERROR} Å, else every atom overlaps its own "
+            f"periodic image); cell = {cell.tolist()}")
+    return widths
 
 
 def neighbor_list(

@@ -1195,7 +1195,8 @@ def train(config: TrainConfig, clock=time.monotonic, on_start=None,
     Settings that differ from their defaults but would do nothing are refused first
     (:func:`~physnetjax.train.config.unused_settings`, e.g. ``weight_decay`` without
     ``optimizer="adamw"``), as are architecture settings beside ``init_from`` that differ
-    from the checkpoint's (:func:`~physnetjax.train.ensemble.check_init_architecture`).
+    from the checkpoint's (:func:`~physnetjax.train.ensemble.check_init_architecture`). A cosine
+    warm-up at least as long as the run warns (the learning rate would only rise).
 
     Raises:
       FileExistsError: ``config.out`` already holds a run with a checkpoint (use :func:`resume`).
@@ -1209,6 +1210,11 @@ def train(config: TrainConfig, clock=time.monotonic, on_start=None,
     if unused:
         raise PhysNetInputError(f"setting(s) that would be ignored: {'; '.join(unused)}; remove them or set the "
                                 "setting they need")
+    if config.schedule == "cosine" and config.warmup_epochs >= config.epochs:
+        warnings.warn(f"--warmup-epochs {config.warmup_epochs:g} spans the whole --epochs {config.epochs} run: the "
+                      f"learning rate rises from 0 to {config.learning_rate:g} at the last step and the cosine decay "
+                      f"never starts; set --warmup-epochs below {config.epochs} (e.g. {0.1 * config.epochs:g}) or "
+                      "another --schedule", PhysNetInputWarning, stacklevel=2)
     if config.init_from:
         defaults = TrainConfig()
         check_init_architecture(config.init_from, {name: getattr(config, name) for name in ARCHITECTURE_SETTINGS

@@ -1272,6 +1272,19 @@ MUTANTS = (
            "keep = accepted & (curvature > CURVATURE_FLOOR * jnp.linalg.norm(s) * jnp.linalg.norm(y))",
            "keep = accepted", ("tests/test_spectra_harmonic.py::test_a_start_on_a_concave_slope_relaxes_into_the_well",),
            "curvature pairs with s·y <= 0 make the L-BFGS inverse Hessian indefinite"),
+    Mutant("flat_cell_listed", "physnetjax/neighbors/neighbor_list.py",
+           "if not (widths >= MIN_DISTANCE_ERROR).all():", "if not (widths > 0).all():",
+           ("tests/test_neighbors_lists.py::test_nearly_flat_cells_are_refused_not_listed",),
+           "a cell 1e-4 Å thin is listed (millions of pairs, every atom on its own image) instead of refused"),
+    Mutant("cosine_warm_up_as_long_as_the_run_unwarned", "physnetjax/train/loop.py",
+           'if config.schedule == "cosine" and config.warmup_epochs >= config.epochs:',
+           'if config.schedule == "cosine" and config.warmup_epochs > config.epochs:',
+           ("tests/test_train_stages.py::test_a_cosine_warm_up_as_long_as_the_run_warns",),
+           "a 1-epoch cosine run with the default 1-epoch warm-up only ever raises its learning rate, unsaid"),
+    Mutant("learn_round_warms_up_for_a_whole_epoch", "physnetjax/learn/loop.py",
+           "warmup_epochs=min(1.0, 0.1 * epochs)", "warmup_epochs=1.0",
+           ("tests/test_learn.py::test_each_rounds_warm_up_is_shorter_than_the_round",),
+           "a learning-loop round of --retrain-epochs 1 spends its whole epoch warming up"),
 )
 
 EXPLAINED = {
