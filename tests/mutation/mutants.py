@@ -1285,6 +1285,9 @@ MUTANTS = (
            "warmup_epochs=min(1.0, 0.1 * epochs)", "warmup_epochs=1.0",
            ("tests/test_learn.py::test_each_rounds_warm_up_is_shorter_than_the_round",),
            "a learning-loop round of --retrain-epochs 1 spends its whole epoch warming up"),
+    Mutant("tool_named_as_argument_succeeds", "physnetjax/__main__.py", "    return 2\n", "    return 0\n",
+           ("tests/test_tool_listing.py::test_a_tool_given_as_an_argument_is_named_not_run",),
+           "python -m physnetjax train ... exits 0 without training, so a script goes on as if it had"),
 )
 
 EXPLAINED = {
