@@ -13,6 +13,7 @@ element plus a small weight on the learned features), so its surface keeps ethan
 minimum and its charges vary with the geometry.
 """
 
+import importlib
 import json
 import math
 import tomllib
@@ -128,6 +129,22 @@ def test_hessian_and_dipole_derivatives_equal_central_differences_of_the_model(c
     assert np.max(np.abs(charged_result.hessian - hessian_fd)) <= 1e-6 * scale
     np.testing.assert_array_equal(charged_result.hessian, charged_result.hessian.T)  # symmetrised, not just close
     assert np.max(np.abs(charged_result.dipole_derivatives - dipole_fd)) <= 1e-6 * np.max(np.abs(dipole_fd))
+
+
+def test_derivatives_taken_a_few_displacements_at_a_time_equal_those_taken_at_once(charge_model, charged_result,
+                                                                                    monkeypatch):
+    """All 3N displacements at once needed 29 GB for 120 atoms; in chunks (the last one padded) nothing changes."""
+    harmonic_module = importlib.import_module("physnetjax.spectra.harmonic")  # the package's `harmonic` is the function
+    assert [harmonic_module.displacements_at_once(n) for n in (9, 44, 45, 120, 600)] == [27, 132, 129, 18, 1]
+    model, params, z, _ = charge_model
+    at_once = harmonic(model, params, z, charged_result.positions, optimize=False)
+    monkeypatch.setattr(harmonic_module, "HESSIAN_PAIR_DIRECTIONS", 5 * 81 + 10)  # 5 of ethanol's 27 at a time
+    assert harmonic_module.displacements_at_once(9) == 5
+    chunked = harmonic(model, params, z, charged_result.positions, optimize=False)
+    np.testing.assert_allclose(chunked.hessian, at_once.hessian, rtol=0, atol=1e-12 * np.abs(at_once.hessian).max())
+    np.testing.assert_allclose(chunked.dipole_derivatives, at_once.dipole_derivatives, rtol=0,
+                               atol=1e-12 * np.abs(at_once.dipole_derivatives).max())
+    np.testing.assert_allclose(chunked.frequencies_cm1, charged_result.frequencies_cm1, rtol=1e-10)
 
 
 def test_frequencies_and_intensities_equal_ase_infrared(charge_model, charged_result, calculator, tmp_path):

@@ -263,14 +263,13 @@ def harmonic_analysis(energy_fn, positions, masses, *, dipole_fn=None, args=(),
     if positions.ndim != 2 or positions.shape[1] != 3 or not np.isfinite(positions).all():
         raise ValueError(f"positions must be finite with shape (N, 3), received shape {positions.shape}")
     with jax.enable_x64(True):
-        energy, gradient, hessian, dipole_jacobian = jax.device_get(
-            _derivatives(energy_fn, dipole_fn)(jnp.asarray(positions), tuple(args))
-        )
+        derivatives = _derivatives(energy_fn, dipole_fn, displacements_at_once(len(positions)))
+        energy, gradient, hessian, dipole_jacobian = jax.device_get(derivatives(jnp.asarray(positions), tuple(args)))
     size = 3 * positions.shape[0]
     hessian = np.asarray(hessian, dtype=np.float64).reshape(size, size)
     dipole_derivatives = None
     if dipole_jacobian is not None:
-        dipole_derivatives = np.transpose(np.asarray(dipole_jacobian, dtype=np.float64), (1, 2, 0))
+        dipole_derivatives = np.asarray(dipole_jacobian, dtype=np.float64).reshape(-1, 3, 3)
     return modes_from_hessian(
         0.5 * (hessian + hessian.T), positions, masses, dipole_derivatives, energy=float(energy),
         max_force=float(np.max(np.linalg.norm(gradient, axis=-1))), linear_tolerance=linear_tolerance,
@@ -418,19 +417,46 @@ def _index_ranges(indices) -> str:
     return ",".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
 
 
+HESSIAN_PAIR_DIRECTIONS = 2 ** 18
+"""Bound on (unit displacements evaluated at once) × N² in :func:`_derivatives`: a linearised
+evaluation of the model holds O(N²) numbers per displacement (all pairs), so the 3N
+displacements are taken ⌊2¹⁸ / N²⌋ at a time (all at once up to N = 44; 18 at a time for
+N = 120, about 1.5 GB for a small model, where all 360 at once needed 29 GB)."""
+
+
+def displacements_at_once(num_atoms: int) -> int:
+    """How many of the 3N unit displacements :func:`_derivatives` evaluates together (≥ 1)."""
+    return max(1, min(3 * num_atoms, HESSIAN_PAIR_DIRECTIONS // num_atoms ** 2))
+
+
+def _in_chunks(linear_fn, directions, chunk: int):
+    """``jax.vmap(linear_fn)(directions)``, evaluated ``chunk`` directions at a time (``lax.map`` over chunks,
+    the last one padded with zero directions whose results are dropped) so that memory is bounded by ``chunk``."""
+    count = directions.shape[0]
+    padded = -(-count // chunk) * chunk
+    filled = jnp.concatenate([directions, jnp.zeros((padded - count, *directions.shape[1:]), directions.dtype)])
+    results = jax.lax.map(jax.vmap(linear_fn), filled.reshape(padded // chunk, chunk, *directions.shape[1:]))
+    return results.reshape(padded, *results.shape[2:])[:count]
+
+
 @functools.lru_cache(maxsize=64)
-def _derivatives(energy_fn, dipole_fn):
-    """Jitted ``(positions, args) -> (E, ∂E/∂R (N, 3), H (3N, N, 3), ∂μ/∂R (3, N, 3) or None)``.
+def _derivatives(energy_fn, dipole_fn, chunk: int):
+    """Jitted ``(positions, args) -> (E, ∂E/∂R (N, 3), H (3N, N, 3), ∂μ/∂R (3N, 3) or None)``.
 
     The gradient and its linearisation come from one trace (forward-over-reverse); the
-    Hessian is that linear map applied to the 3N unit displacements.
+    Hessian is that linear map applied to the 3N unit displacements, and the dipole
+    derivatives the dipole's linearisation applied to them, ``chunk`` at a time
+    (:func:`displacements_at_once`).
     """
 
     def evaluate(positions, args):
         gradient, hessian_vector_product = jax.linearize(lambda r: jax.grad(energy_fn)(r, *args), positions)
         directions = jnp.eye(positions.size, dtype=positions.dtype).reshape(positions.size, *positions.shape)
-        hessian = jax.vmap(hessian_vector_product)(directions)
-        dipole_jacobian = None if dipole_fn is None else jax.jacfwd(dipole_fn)(positions, *args)
+        hessian = _in_chunks(hessian_vector_product, directions, chunk)
+        dipole_jacobian = None
+        if dipole_fn is not None:
+            _, dipole_change = jax.linearize(lambda r: dipole_fn(r, *args), positions)
+            dipole_jacobian = _in_chunks(dipole_change, directions, chunk)
         return energy_fn(positions, *args), gradient, hessian, dipole_jacobian
 
     return jax.jit(evaluate)
