@@ -20,11 +20,15 @@ from physnetjax.calculator import cast_params
 from physnetjax.md.potential import physnet_potential
 from physnetjax.pretrained import co2_geometry_path, co2_model_path
 from physnetjax.spectra import EnergyConservationError, md_spectrum
-from physnetjax.spectra.md_spectrum import spectra_of_trajectory
+from physnetjax.spectra.md_spectrum import (
+    check_timestep_for_lines,
+    short_equilibration,
+    spectra_of_trajectory,
+    verlet_wavenumber_cm1,
+)
 from physnetjax.spectra.autocorrelation import (
     autocorrelation,
     hann_lag_window,
-    harmonic_quantum_correction,
     parzen_lag_window,
     resolution_cm1,
     spectrum_from_correlation,
@@ -135,28 +139,71 @@ def test_biased_parzen_spectrum_of_a_noisy_signal_is_non_negative():
     assert lowest_hann < -1e-3
 
 
-def test_harmonic_quantum_correction_closed_form():
-    nu = np.array([0.0, 10.0, 1000.0, 3000.0])
-    q = harmonic_quantum_correction(nu, 300.0)
-    x = HC_EV_CM * nu[1:] / (KB_EV * 300.0)
-    assert q[0] == 1.0
-    np.testing.assert_allclose(q[1:], x / (1 - np.exp(-x)), rtol=1e-12)
-    assert np.all(np.diff(q) > 0)
-
-
 @pytest.mark.parametrize("call, message", [
     (lambda: autocorrelation(np.zeros(5), 6), "max_lag must be in"),
     (lambda: autocorrelation(np.zeros(5), normalization="x"), "normalization must be"),
     (lambda: autocorrelation(np.array([1.0, np.nan])), "NaN"),
-    (lambda: spectrum_from_correlation(np.ones(4), 0.0), "timestep_fs must be > 0"),
+    (lambda: spectrum_from_correlation(np.ones(4), 0.0), "timestep_fs must be finite and > 0 fs, received 0.0"),
     (lambda: spectrum_from_correlation(np.ones(4), 1.0, window="kaiser"), "window must be"),
-    (lambda: harmonic_quantum_correction([1.0], 0.0), "temperature must be > 0"),
+    # main: an all-inf spectrum, 2 lags, padding 1, a raw TypeError, numpy's ComplexWarning and the real part only
+    (lambda: spectrum_from_correlation(np.ones(4), np.inf), "timestep_fs must be finite and > 0 fs, received inf"),
+    (lambda: autocorrelation(np.zeros(5), 2.5), r"max_lag must be an integer >= 1 \(number of lags\), received 2.5"),
+    (lambda: spectrum_from_correlation(np.ones(4), 1.0, padding=1.9), "padding must be an integer >= 1"),
+    (lambda: spectrum_from_correlation(np.ones(4), "1"), r"timestep_fs must be a number of fs, received '1' \(str\)"),
+    (lambda: autocorrelation(np.exp(1j * np.arange(5.0))), "signal must be real, received complex values"),
+    (lambda: spectrum_from_correlation(np.ones(4, complex), 1.0), "correlation must be real, received complex"),
+    (lambda: resolution_cm1(np.inf), "correlation window must be finite and > 0 fs, received inf"),
     (lambda: hann_lag_window(0), "num_lags must be >= 1"),
 ])
 def test_bad_inputs_of_the_functions(call, message):
     with pytest.raises(ValueError, match=message):
         call()
 
+
+
+def test_verlet_moves_a_line_where_its_recurrence_and_a_simulation_put_it():
+    """x_{n+1} = 2x_n − x_{n−1} − (ωh)² x_n oscillates as cos(Ωnh), 2 cos(Ωh) = 2 − (ωh)²."""
+    for nu, h in [(600.0, 0.5), (2593.5, 0.5), (2593.5, 3.0), (3700.0, 1.0), (3700.0, 2.8)]:
+        omega = 2 * np.pi * C_CM_PER_FS * nu
+        recurrence = np.arccos(1 - (omega * h) ** 2 / 2) / h / (2 * np.pi * C_CM_PER_FS)
+        assert verlet_wavenumber_cm1(nu, h) == pytest.approx(recurrence, rel=1e-12)
+    nu, h = 2593.5, 3.0  # the CO2 asymmetric stretch at the probe's timestep, by velocity Verlet itself
+    omega, x, v, xs = 2 * np.pi * C_CM_PER_FS * nu, 1.0, 0.0, []
+    for _ in range(1 << 16):
+        v_half = v - 0.5 * h * omega**2 * x
+        x = x + h * v_half
+        v = v_half - 0.5 * h * omega**2 * x
+        xs.append(x)
+    spectrum = np.abs(np.fft.rfft(np.asarray(xs) * np.hanning(len(xs))))
+    peak = np.fft.rfftfreq(len(xs), h)[np.argmax(spectrum)] / C_CM_PER_FS
+    assert peak == pytest.approx(verlet_wavenumber_cm1(nu, h), abs=1 / (C_CM_PER_FS * h * len(xs)))
+    assert verlet_wavenumber_cm1(nu, h) == pytest.approx(2910.69, abs=0.01)  # +12 %, as the probe found
+    assert np.isnan(verlet_wavenumber_cm1(3700.0, 1 / (np.pi * C_CM_PER_FS * 3700.0) * 1.0001))
+
+
+def test_a_timestep_that_moves_or_destabilises_the_fastest_line_is_named():
+    co2 = [600.9, 1424.7, 2593.5]
+    assert check_timestep_for_lines(co2, 0.5) is None and check_timestep_for_lines([], 3.0) is None
+    said = check_timestep_for_lines(co2, 3.0, {"timestep_fs": "--timestep"})
+    assert said.startswith("--timestep 3 fs moves the 2593.5 cm^-1 line to 2910.7 cm^-1 (+12.2%; velocity Verlet")
+    assert said.endswith("use at most 0.5 fs for about 0.25 %")
+    assert check_timestep_for_lines(co2, 0.98) is None and check_timestep_for_lines(co2, 1.02) is not None  # 1 % edge
+    with pytest.raises(ValueError, match=r"timestep_fs 4.1 fs is too long for the 2593.5 cm\^-1 vibration: velocity "
+                                         r"Verlet is unstable from 4.09 fs"):
+        check_timestep_for_lines(co2, 4.1)
+
+
+@pytest.mark.parametrize("equilibration_ps, friction, share", [(0.0, 0.01, "50%"), (0.1, 0.01, "82%"),
+                                                                (0.4, 0.01, "99%"), (0.5, 0.01, None),
+                                                                (2.0, 0.01, None), (0.1, 0.1, None)])
+def test_an_equilibration_shorter_than_five_relaxation_times_is_named(equilibration_ps, friction, share):
+    said = short_equilibration(equilibration_ps, friction, {"equilibration_ps": "--equilibration-ps"})
+    if share is None:
+        assert said is None
+    else:
+        assert said.startswith(f"--equilibration-ps {equilibration_ps:g} ps is ")
+        assert f"enter NVE with about {share} of the thermal energy" in said
+        assert said.endswith(f"equilibrate for at least {5e-3 / friction:g} ps")
 
 
 def test_spectra_of_one_harmonic_mode_have_its_intensity_and_unit_area():
@@ -277,15 +324,10 @@ def test_replicas_differ_and_one_replica_run_equals_replica_zero(co2, co2_spectr
     spectra = co2_spectrum.replica_power_spectra
     assert not np.allclose(spectra[0], spectra[1], rtol=1e-3)
     assert not np.allclose(spectra[1], spectra[2], rtol=1e-3)
-    # Same key for replica 0 whatever the number of replicas; the quantum correction only rescales.
-    single = md_spectrum(model, params, z, r, replicas=1, quantum_correction=True, **SETTINGS)
-    nu = single.frequencies_cm1
-    x = HC_EV_CM * nu[1:] / (KB_EV * SETTINGS["temperature_K"])
-    factor = np.concatenate([[1.0], x / -np.expm1(-x)])
-    assert single.settings["quantum_correction"] is True
-    np.testing.assert_allclose(single.replica_power_spectra[0] / factor, spectra[0], rtol=1e-7, atol=1e-9)
-    np.testing.assert_allclose(single.replica_ir_spectra[0] / factor, co2_spectrum.replica_ir_spectra[0],
-                               rtol=1e-7, atol=1e-7)
+    # Same key for replica 0 whatever the number of replicas.
+    single = md_spectrum(model, params, z, r, replicas=1, **SETTINGS)
+    np.testing.assert_allclose(single.replica_power_spectra[0], spectra[0], rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(single.replica_ir_spectra[0], co2_spectrum.replica_ir_spectra[0], rtol=1e-7, atol=1e-7)
     np.testing.assert_allclose(single.temperatures_K[0], co2_spectrum.temperatures_K[0], rtol=1e-10)
 
 
@@ -485,6 +527,31 @@ def test_cli_names_the_optimisation_options_of_its_harmonic_analysis(tmp_path, c
     assert _cli(argv) == 0
     assert ("eV/Å > --fmax 1.0e-09 eV/Å; frequencies at a non-stationary point are not those of the molecule (leave "
             "out --no-optimize to optimise first)") in capsys.readouterr().err
+
+
+def test_cli_warns_of_a_timestep_that_moves_the_lines_and_refuses_one_that_is_unstable(tmp_path, capsys):
+    """main: --timestep 3 put CO2's 2593.5 cm^-1 line at 2891 cm^-1 with only a 'marginal' energy warning, and the
+    band table's ±150 cm^-1 window reported its edge; 4.1 fs (unstable from 4.09) ran into an energy error."""
+    fast = {"--record-every": "1", "--time-ps": "0.2", "--replicas": "1", "--no-plot": None, "--equilibration-ps": "1",
+            "--temperature": "300"}
+    assert _cli(_ir_args(tmp_path / "a", **fast, **{"--timestep": "3"})) == 0
+    err = capsys.readouterr().err
+    assert err.count("python -m physnetjax.spectra: warning: --timestep 3 fs moves the 2593.") == 1, err
+    assert "--equilibration-ps" not in err  # 1 ps = 10 relaxation times
+    assert _cli(_ir_args(tmp_path / "b", **fast, **{"--timestep": "4.1"})) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m physnetjax.spectra: error: --timestep 4.1 fs is too long for the 2593.")
+    assert "velocity Verlet is unstable from 4.09 fs" in err and err.count("\n") == 1
+    assert _cli(_ir_args(tmp_path / "c", **{"--equilibration-ps": "0", "--time-ps": "0.05", "--replicas": "1",
+                                            "--no-plot": None})) == 0
+    assert ("python -m physnetjax.spectra: warning: --equilibration-ps 0 ps is 0 Langevin relaxation times (1/--friction"
+            " = 0.1 ps)") in capsys.readouterr().err
+
+
+def test_cli_has_no_quantum_correction_that_counted_the_factor_twice(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        _cli(_ir_args(tmp_path / "out", **{"--quantum-correction": None}))
+    assert stop.value.code == 2 and "unrecognized arguments: --quantum-correction" in capsys.readouterr().err
 
 
 def test_cli_output_path_that_is_a_file_is_rejected(tmp_path, capsys):

@@ -19,10 +19,6 @@ The pipeline from a sampled signal x(t_n), t_n = n Δt, n = 0 … T−1, to a sp
    correlation window of length M Δt. A line's full width at half maximum is
    1.00 Δν̃ with the Hann window and 1.28 Δν̃ with the Parzen window (1.37 Δν̃ on the
    biased estimator of a signal T = 2M samples long).
-5. :func:`harmonic_quantum_correction` — Q(ν̃) = x / (1 − e^{−x}), x = h c ν̃ / (k_B T):
-   multiplied onto the spectrum of a *classical* autocorrelation function it gives the
-   harmonic approximation to the spectrum of the quantum (standard, non-symmetrised)
-   autocorrelation function; Q → 1 for h c ν̃ ≪ k_B T.
 
 Non-negativity: the biased C_k over all lags |k| < T is the Fourier transform of the
 periodogram |Σ_t x_t e^{−2πi f t}|² / T ≥ 0, so with a lag window whose transform W is
@@ -41,7 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from physnetjax.units import BOLTZMANN, CM1_IN_EV, SPEED_OF_LIGHT_CM_PER_FS
+from physnetjax.units import SPEED_OF_LIGHT_CM_PER_FS
+from physnetjax.validation import check_count, check_range
 
 NORMALIZATIONS = ("unbiased", "biased")
 
@@ -65,9 +62,9 @@ def autocorrelation(signal, max_lag: int | None = None, normalization: str = "un
       (M, ...) float64 correlation, C_0 = mean of x² per component.
 
     Raises:
-      ValueError: empty signal, M out of range, unknown normalization, non-finite samples.
+      ValueError: empty signal, M not an integer in range, unknown normalization, complex or non-finite samples.
     """
-    x = np.asarray(signal, dtype=np.float64)
+    x = _real_samples(signal, "signal")
     if x.ndim < 1 or x.shape[0] < 1:
         raise ValueError(f"signal must have at least one sample along axis 0, received shape {x.shape}")
     if normalization not in NORMALIZATIONS:
@@ -75,7 +72,7 @@ def autocorrelation(signal, max_lag: int | None = None, normalization: str = "un
     if not np.all(np.isfinite(x)):
         raise ValueError("signal contains NaN or Inf")
     num_samples = x.shape[0]
-    max_lag = num_samples if max_lag is None else int(max_lag)
+    max_lag = num_samples if max_lag is None else check_count("max_lag", max_lag, what="number of lags")
     if not 1 <= max_lag <= num_samples:
         raise ValueError(f"max_lag must be in [1, {num_samples}] (the number of samples), received {max_lag}")
     size = _fast_length(2 * num_samples - 1)
@@ -146,13 +143,12 @@ def spectrum_from_correlation(correlation, timestep_fs: float, window: str = "ha
       (wavenumbers (L/2 + 1,) cm⁻¹, spectrum (L/2 + 1, ...) in U per cm⁻¹).
 
     Raises:
-      ValueError: non-positive timestep or padding, unknown window, non-finite correlation.
+      ValueError: a timestep that is not finite and > 0, a padding that is not an integer >= 1, an unknown
+        window, a complex or non-finite correlation.
     """
-    c = np.asarray(correlation, dtype=np.float64)
-    if not timestep_fs > 0:
-        raise ValueError(f"timestep_fs must be > 0, received {timestep_fs}")
-    if int(padding) < 1:
-        raise ValueError(f"padding must be >= 1, received {padding}")
+    c = _real_samples(correlation, "correlation")
+    check_range("timestep_fs", timestep_fs, "fs", 0.0, strict=True)
+    padding = check_count("padding", padding, what="zero-padding factor")
     if c.ndim < 1 or c.shape[0] < 1:
         raise ValueError(f"correlation must have at least one lag along axis 0, received shape {c.shape}")
     if not np.all(np.isfinite(c)):
@@ -161,7 +157,7 @@ def spectrum_from_correlation(correlation, timestep_fs: float, window: str = "ha
     if window not in WINDOWS:
         raise ValueError(f"window must be one of {tuple(WINDOWS)}, received {window!r}")
     weights = WINDOWS[window](num_lags)
-    size = _fast_length(2 * num_lags * int(padding))
+    size = _fast_length(2 * num_lags * padding)
     if size % 2:
         size += 1
     windowed = c * weights.reshape((num_lags,) + (1,) * (c.ndim - 1))
@@ -172,34 +168,21 @@ def spectrum_from_correlation(correlation, timestep_fs: float, window: str = "ha
 
 
 def resolution_cm1(window_fs: float) -> float:
-    """Frequency resolution Δν̃ = 1 / (c T) in cm⁻¹ of a correlation window of T fs."""
-    if not window_fs > 0:
-        raise ValueError(f"correlation window must be > 0 fs, received {window_fs}")
+    """Frequency resolution Δν̃ = 1 / (c T) in cm⁻¹ of a correlation window of T fs (finite, > 0)."""
+    check_range("correlation window", window_fs, "fs", 0.0, strict=True)
     return 1.0 / (SPEED_OF_LIGHT_CM_PER_FS * window_fs)
 
 
-def harmonic_quantum_correction(wavenumbers_cm1, temperature_K: float) -> np.ndarray:
-    """Harmonic quantum-correction factor Q(ν̃) = x / (1 − e^{−x}), x = h c ν̃ / (k_B T).
-
-    Q(0) = 1 (the limit), Q ≈ 1 + x/2 for small x and Q ≈ x for x ≫ 1. Multiply the
-    spectrum of a classical autocorrelation function by Q to approximate the spectrum
-    of the quantum one (exact for a harmonic system).
-
-    Args:
-      wavenumbers_cm1: (...) wavenumbers ν̃ ≥ 0 in cm⁻¹.
-      temperature_K: T > 0 in K.
-
-    Raises:
-      ValueError: T ≤ 0 or a negative wavenumber.
-    """
-    if not temperature_K > 0:
-        raise ValueError(f"temperature must be > 0 K, received {temperature_K}")
-    nu = np.asarray(wavenumbers_cm1, dtype=np.float64)
-    if np.any(nu < 0):
-        raise ValueError("wavenumbers must be >= 0 cm^-1")
-    x = CM1_IN_EV * nu / (BOLTZMANN * temperature_K)
-    safe_x = np.where(x > 0, x, 1.0)
-    return np.where(x > 0, safe_x / -np.expm1(-safe_x), 1.0)
+def _real_samples(values, name: str) -> np.ndarray:
+    """``values`` as float64; ValueError for complex values (their imaginary part would be dropped)."""
+    array = np.asarray(values)
+    if np.iscomplexobj(array):
+        raise ValueError(f"{name} must be real, received complex values (dtype {array.dtype}); pass the real part, "
+                         "or the real and imaginary parts as separate components")
+    try:
+        return array.astype(np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be real numbers, received dtype {array.dtype} ({error})") from None
 
 
 def _fast_length(minimum: int) -> int:

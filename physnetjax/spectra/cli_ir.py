@@ -25,7 +25,10 @@ and writes to the output directory
   into the same folder removes it, unless it started from it).
 
 Every setting, the checkpoint, the geometry and the output directory are checked
-before any computation. Errors and exit codes: see :mod:`physnetjax.spectra.__main__`.
+before any computation; the ``--timestep`` is judged again against the harmonic lines before
+the MD (:func:`physnetjax.spectra.md_spectrum.check_timestep_for_lines`: refused where velocity
+Verlet is unstable for the fastest line, a warning where it raises it by more than 1 %).
+Errors and exit codes: see :mod:`physnetjax.spectra.__main__`.
 """
 
 from __future__ import annotations
@@ -79,9 +82,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--correlation-ps", type=float,
                         help="correlation window in ps; resolution 1/(c T) (default: half of --time-ps)")
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
-    parser.add_argument("--quantum-correction", action="store_true",
-                        help="multiply the spectra by the harmonic quantum-correction factor x/(1-exp(-x)), "
-                             "x = h c nu / (k_B T)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="MD precision")
     parser.add_argument("--no-optimize", action="store_true",
                         help="start from the geometry as given (no optimisation before the harmonic analysis)")
@@ -143,11 +143,11 @@ def _run(args) -> None:
     atoms, out, (model, params, metadata) = _check_inputs(args)
 
     from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
-    from physnetjax.errors import LengthUnitWarning
+    from physnetjax.errors import LengthUnitWarning, PhysNetInputWarning
     from physnetjax.spectra.cli_harmonic import (analysed_model, last_geometry_written, mode_table, molecule_masses,
                                                  say_ensemble)
     from physnetjax.spectra.harmonic import harmonic
-    from physnetjax.spectra.md_spectrum import md_spectrum
+    from physnetjax.spectra.md_spectrum import check_timestep_for_lines, md_spectrum
     from physnetjax.training_record import TrainingRecord
     from physnetjax.validation import atoms_total_charge
 
@@ -170,14 +170,17 @@ def _run(args) -> None:
     print(mode_table(lines))
     with warnings.catch_warnings(record=True) as caught:
         try:
+            shifted = check_timestep_for_lines(lines.frequencies_cm1[~lines.imaginary & ~lines.zero_modes],
+                                               args.timestep, OPTION_OF)
+            if shifted is not None:
+                warnings.warn(shifted, PhysNetInputWarning, stacklevel=2)
             with _progress_bar(args.verbose) as progress:
                 result = md_spectrum(
                     model, params, lines.atomic_numbers, lines.positions, temperature_K=args.temperature,
                     time_ps=args.time_ps, timestep_fs=args.timestep, equilibration_ps=args.equilibration_ps,
                     replicas=args.replicas, friction=args.friction, record_every=args.record_every,
                     total_charge=total_charge, masses=masses, seed=args.seed,
-                    max_correlation_ps=args.correlation_ps, quantum_correction=args.quantum_correction,
-                    dtype=args.dtype, progress=progress, training_record=record, names=OPTION_OF,
+                    max_correlation_ps=args.correlation_ps, dtype=args.dtype, progress=progress, training_record=record, names=OPTION_OF,
                 )
         finally:
             # harmonic() judged the bond lengths of the given and of the optimised geometry, where the MD starts

@@ -33,12 +33,12 @@ one compiled program, advanced in jitted ``lax.scan`` chunks):
      replica, the IR band over the power band of a mode is exactly A |∂μ/∂Q|²).
      This is the classical absorption line shape α(ν̃) n(ν̃) ∝ β ω² FT⟨μ μ⟩ per
      mole, which for a harmonic system equals the quantum absorption.
-   * With ``quantum_correction=True`` both spectra are multiplied by the harmonic
-     quantum-correction factor Q(ν̃) = x / (1 − e^{−x}), x = h c ν̃ / (k_B T) at the
-     thermostat temperature (:func:`physnetjax.spectra.autocorrelation.harmonic_quantum_correction`):
-     they then approximate the spectra of the quantum autocorrelation functions
-     (band integrals grow by ≈ x for high-frequency modes; the IR band integral is
-     then no longer the harmonic intensity).
+   * No quantum-correction factor is applied, and none is needed: the quantum absorption
+     is α n ∝ (ω / ħ)(1 − e^{−x}) FT⟨μμ⟩_qm, x = ħω / (k_B T) = h c ν̃ / (k_B T), and with
+     the harmonic approximation FT⟨μμ⟩_qm ≈ x / (1 − e^{−x}) FT⟨μμ⟩_cl (exact for a
+     harmonic system) it is β ω² FT⟨μμ⟩_cl, the line shape above. Multiplying that by
+     x / (1 − e^{−x}) again (``--quantum-correction`` before 2026-12-05) counted the factor
+     twice: x ≈ 12 for the CO2 asymmetric stretch at 300 K.
 
    The spectra are averaged over replicas; the per-replica spectra are kept. Both are
    ≥ 0 (to rounding), so is every band integral. The resolution is
@@ -72,7 +72,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import cast_params, check_dtype
-from physnetjax.errors import RunStoppedError, displayed, namer
+from physnetjax.errors import PhysNetInputWarning, RunStoppedError, displayed, namer
 from physnetjax.md.integrators import (
     MDState,
     conserved_quantity,
@@ -89,7 +89,6 @@ from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, train
 from physnetjax.validation import check_length_unit, check_masses, check_range, check_seed, validate_structure
 from physnetjax.spectra.autocorrelation import (
     autocorrelation,
-    harmonic_quantum_correction,
     resolution_cm1,
     spectrum_from_correlation,
 )
@@ -167,7 +166,6 @@ def md_spectrum(
     masses=None,
     seed: int = 0,
     max_correlation_ps: Optional[float] = None,
-    quantum_correction: bool = False,
     dtype="float32",
     max_energy_error: float = 0.1,
     progress: Optional[Callable[[int, int], None]] = None,
@@ -195,7 +193,6 @@ def md_spectrum(
       seed: PRNG seed.
       max_correlation_ps: correlation window T_corr (0 < T_corr ≤ time_ps; default
         time_ps / 2); sets the resolution 1 / (c T_corr).
-      quantum_correction: multiply both spectra by Q(ν̃) (module docstring).
       dtype: ``"float32"`` or ``"float64"`` (needs x64) for the MD.
       max_energy_error: allowed max |E(t) − E(0)| in units of n_dof k_B T / 2.
       progress: called as ``progress(steps_done, steps_total)`` after each chunk.
@@ -228,6 +225,9 @@ def md_spectrum(
                     record_every=record_every, max_correlation_ps=max_correlation_ps,
                     max_energy_error=max_energy_error, names=names)
     check_recorded_size(plan, num_atoms, names)
+    short = short_equilibration(equilibration_ps, friction, names)
+    if short:
+        warnings.warn(short, PhysNetInputWarning, stacklevel=2)
     replicas, record_every, interval_fs = plan.replicas, plan.record_every, plan.interval_fs
     num_frames, num_lags = plan.num_frames, plan.num_lags
     masses = ase.data.atomic_masses[z] if masses is None else check_masses(masses, num_atoms)
@@ -344,16 +344,12 @@ def md_spectrum(
         ir.append(ir_spectrum)
     power = np.stack(power)
     ir = np.stack(ir) if has_charges else None
-    if quantum_correction:
-        factor = harmonic_quantum_correction(freqs, temperature_K)
-        power = power * factor
-        ir = None if ir is None else ir * factor
     settings = dict(
         temperature_K=float(temperature_K), time_ps=num_frames * interval_fs * 1e-3, timestep_fs=float(timestep_fs),
         equilibration_ps=eq_chunks * eq_chunk_steps * timestep_fs * 1e-3, replicas=replicas,
         friction_per_fs=float(friction), record_every=record_every, record_interval_fs=interval_fs,
         max_correlation_ps=num_lags * interval_fs * 1e-3, total_charge=float(total_charge),
-        masses_amu=[float(m) for m in masses], seed=int(seed), quantum_correction=bool(quantum_correction),
+        masses_amu=[float(m) for m in masses], seed=int(seed),
         dtype=str(dtype), degrees_of_freedom=dof, window=WINDOW, normalization=ESTIMATOR,
         units={"frequencies": "cm^-1", "power_spectrum": "cm (degrees of freedom per cm^-1)",
                "ir_spectrum": "km/mol per cm^-1"},
@@ -419,6 +415,73 @@ def round_off_hint(energies, thermal_eV: float, dtype, names: Optional[Mapping[s
         return ""
     return (f"float32 resolves the energy only to {spacing:.2g} eV, {spacing / thermal_eV:.2g} x n_dof k_B T / 2 at "
             f"this temperature: run in float64 ({displayed('dtype', names)} float64), not with a smaller timestep")
+
+
+EQUILIBRATION_RELAXATION_TIMES = 5.0
+"""Langevin relaxation times 1/γ the equilibration should last. A molecule that starts at one geometry with
+Maxwell–Boltzmann momenta alone holds about k_B T / 2 per vibration instead of k_B T (at a minimum, all of it
+kinetic); the thermostat closes the gap as e^{−γt}, so after t the band integrals are short by about e^{−γt} / 2:
+50 % without equilibration (CO2 at 20 K: bands at 0.25–0.47 of the harmonic intensities), 0.3 % after 5/γ."""
+
+
+def short_equilibration(equilibration_ps: float, friction: float, names: Optional[Mapping[str, str]] = None
+                        ) -> Optional[str]:
+    """A warning text when ``equilibration_ps`` is shorter than :data:`EQUILIBRATION_RELAXATION_TIMES` / γ
+    (γ = ``friction`` in fs⁻¹), else None."""
+    name = namer(names)
+    relaxations = equilibration_ps * 1e3 * friction
+    if relaxations >= EQUILIBRATION_RELAXATION_TIMES:
+        return None
+    return (f"{name('equilibration_ps')} {equilibration_ps:g} ps is {relaxations:.2g} Langevin relaxation times "
+            f"(1/{name('friction')} = {1e-3 / friction:g} ps): the replicas start at one geometry with kinetic energy "
+            f"only, so their vibrations enter NVE with about {1 - 0.5 * math.exp(-relaxations):.0%} of the thermal "
+            f"energy and the bands come out weaker by about that; equilibrate for at least "
+            f"{EQUILIBRATION_RELAXATION_TIMES * 1e-3 / friction:g} ps")
+
+
+VERLET_SHIFT_WARNING = 0.01
+"""Relative shift of a line by the velocity Verlet time step above which the ``ir`` command warns."""
+
+
+def verlet_wavenumber_cm1(wavenumbers_cm1, timestep_fs: float) -> np.ndarray:
+    """Where velocity Verlet with step h puts a harmonic line of wavenumber ν̃: (2/h) arcsin(ωh/2) / (2πc), with
+    ω = 2πc ν̃ in fs⁻¹; ≈ ν̃ (1 + (ωh)²/24). NaN where ωh ≥ 2 (the integration is unstable)."""
+    omega_h = 2.0 * math.pi * SPEED_OF_LIGHT_CM_PER_FS * np.asarray(wavenumbers_cm1, np.float64) * timestep_fs
+    with np.errstate(invalid="ignore"):
+        shifted = 2.0 * np.arcsin(np.where(omega_h < 2.0, omega_h / 2.0, np.nan))
+    return shifted / (2.0 * math.pi * SPEED_OF_LIGHT_CM_PER_FS * timestep_fs)
+
+
+def check_timestep_for_lines(wavenumbers_cm1, timestep_fs: float, names: Optional[Mapping[str, str]] = None
+                             ) -> Optional[str]:
+    """For the harmonic lines ``wavenumbers_cm1`` (> 0): ValueError when velocity Verlet at ``timestep_fs`` is
+    unstable for the fastest (ωh ≥ 2); a warning text when it shifts a line by more than
+    :data:`VERLET_SHIFT_WARNING` (Verlet conserves a shadow energy, so energy conservation does not show it:
+    CO2's 2593.5 cm⁻¹ line ran at 2891 cm⁻¹ with 3 fs, and the band table's ±150 cm⁻¹ window missed it); else None."""
+    name = namer(names)
+    lines = np.asarray(wavenumbers_cm1, np.float64)
+    if lines.size == 0:
+        return None
+    fastest = float(lines.max())
+    moved = float(verlet_wavenumber_cm1(fastest, timestep_fs))
+    stable_below = 1.0 / (math.pi * SPEED_OF_LIGHT_CM_PER_FS * fastest)
+    if not np.isfinite(moved):
+        raise ValueError(f"{name('timestep_fs')} {timestep_fs:g} fs is too long for the {fastest:.1f} cm^-1 vibration: "
+                         f"velocity Verlet is unstable from {stable_below:.3g} fs (ωh ≥ 2); use at most "
+                         f"{_timestep_for_shift(fastest, 0.0025):.2g} fs")
+    shift = moved / fastest - 1.0
+    if shift <= VERLET_SHIFT_WARNING:
+        return None
+    return (f"{name('timestep_fs')} {timestep_fs:g} fs moves the {fastest:.1f} cm^-1 line to {moved:.1f} cm^-1 "
+            f"(+{shift:.1%}; velocity Verlet raises a line by ≈ (ωh)²/24, unseen by the energy conservation): "
+            f"MD peaks sit above the harmonic lines by that much; use at most "
+            f"{_timestep_for_shift(fastest, 0.0025):.2g} fs for about 0.25 %")
+
+
+def _timestep_for_shift(wavenumber_cm1: float, shift: float) -> float:
+    """The step h (fs) at which velocity Verlet raises a line of ``wavenumber_cm1`` by about the relative ``shift``:
+    (ωh)²/24 = shift."""
+    return math.sqrt(24.0 * shift) / (2.0 * math.pi * SPEED_OF_LIGHT_CM_PER_FS * wavenumber_cm1)
 
 
 def check_molecule_size(num_atoms: int) -> None:
