@@ -180,7 +180,8 @@ def _run(args) -> None:
                     time_ps=args.time_ps, timestep_fs=args.timestep, equilibration_ps=args.equilibration_ps,
                     replicas=args.replicas, friction=args.friction, record_every=args.record_every,
                     total_charge=total_charge, masses=masses, seed=args.seed,
-                    max_correlation_ps=args.correlation_ps, dtype=args.dtype, progress=progress, training_record=record, names=OPTION_OF,
+                    max_correlation_ps=args.correlation_ps, dtype=args.dtype, progress=progress,
+                    training_record=record, names=OPTION_OF,
                 )
         finally:
             # harmonic() judged the bond lengths of the given and of the optimised geometry, where the MD starts

@@ -457,7 +457,8 @@ def check_timestep_for_lines(wavenumbers_cm1, timestep_fs: float, names: Optiona
     """For the harmonic lines ``wavenumbers_cm1`` (> 0): ValueError when velocity Verlet at ``timestep_fs`` is
     unstable for the fastest (ωh ≥ 2); a warning text when it shifts a line by more than
     :data:`VERLET_SHIFT_WARNING` (Verlet conserves a shadow energy, so energy conservation does not show it:
-    CO2's 2593.5 cm⁻¹ line ran at 2891 cm⁻¹ with 3 fs, and the band table's ±150 cm⁻¹ window missed it); else None."""
+    CO2's 2593.5 cm⁻¹ line ran at 2891 cm⁻¹ with 3 fs, and the band table's ±150 cm⁻¹ window missed it);
+    else None."""
     name = namer(names)
     lines = np.asarray(wavenumbers_cm1, np.float64)
     if lines.size == 0:
