@@ -1288,6 +1288,22 @@ MUTANTS = (
     Mutant("tool_named_as_argument_succeeds", "physnetjax/__main__.py", "    return 2\n", "    return 0\n",
            ("tests/test_tool_listing.py::test_a_tool_given_as_an_argument_is_named_not_run",),
            "python -m physnetjax train ... exits 0 without training, so a script goes on as if it had"),
+    Mutant("hessian_all_displacements_at_once", "physnetjax/spectra/harmonic.py",
+           "return max(1, min(3 * num_atoms, HESSIAN_PAIR_DIRECTIONS // num_atoms ** 2))", "return 3 * num_atoms",
+           ("tests/test_spectra_harmonic.py::test_derivatives_taken_a_few_displacements_at_a_time_equal_those_taken_at_once",),
+           "the Hessian of a 120-atom molecule takes all 360 displacements at once: 29 GB, an internal error"),
+    Mutant("verlet_line_shift_unwarned", "physnetjax/spectra/md_spectrum.py",
+           "if shift <= VERLET_SHIFT_WARNING:", "if shift <= 10 * VERLET_SHIFT_WARNING:",
+           ("tests/test_spectra_md.py::test_a_timestep_that_moves_or_destabilises_the_fastest_line_is_named",),
+           "a timestep that raises the fastest line by several per cent runs without a word"),
+    Mutant("short_equilibration_unwarned", "physnetjax/spectra/md_spectrum.py",
+           "if relaxations >= EQUILIBRATION_RELAXATION_TIMES:", "if relaxations >= 0:",
+           ("tests/test_spectra_md.py::test_an_equilibration_shorter_than_five_relaxation_times_is_named",),
+           "MD spectra without equilibration give bands about half as strong, unsaid"),
+    Mutant("complex_signal_real_part", "physnetjax/spectra/autocorrelation.py",
+           "if np.iscomplexobj(array):", "if False:",
+           ("tests/test_spectra_md.py::test_bad_inputs_of_the_functions",),
+           "a complex signal loses its imaginary part with only NumPy's ComplexWarning"),
 )
 
 EXPLAINED = {
