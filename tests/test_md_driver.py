@@ -815,7 +815,7 @@ def test_a_nose_hoover_time_of_few_timesteps_warns(system):
     model, params, atoms = system
     run = dict(ensemble="nvt-nhc", timestep_fs=0.5, steps=4, save_every=2, dtype="float64")
     with pytest.warns(PhysNetInputWarning, match=r"thermostat_time_fs=2 fs is 4 timesteps: a Nosé-Hoover chain "
-                                                 r"oscillates with about that period"):
+                                                 r"oscillates with period π√2 τ, which the integration follows poorly below 10 steps per τ"):
         simulate(model, params, atoms, thermostat_time_fs=2.0, **run)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

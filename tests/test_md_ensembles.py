@@ -122,6 +122,31 @@ def test_nose_hoover_chain_kinetic_energy_is_canonical():
     check_canonical_kinetic_energy(frames.kinetic_energy, 3 * NUM_WELLS, 300.0)
 
 
+def test_a_nose_hoover_thermostat_oscillates_with_period_pi_sqrt2_tau():
+    """Free particles, one thermostat: linearising K̇ = −2 v K, Q v̇ = 2K − N_f k_B T about K̄ = N_f k_B T / 2 gives
+    ω² = 2 N_f k_B T / Q = 2 / τ² for Q = N_f k_B T τ²: period π√2 τ ≈ 4.44 τ, not τ (the docs said τ)."""
+    tau, dt, temperature = 20.0, 0.1, 300.0
+    masses = jnp.full((NUM_WELLS,), WELL_MASS)
+
+    def free(r, nbrs):
+        return jnp.zeros(()), jnp.zeros_like(r)
+
+    momenta = maxwell_boltzmann_momenta(jax.random.PRNGKey(3), masses, temperature)
+    target = 1.5 * NUM_WELLS * K_B * temperature
+    kinetic = float(jnp.sum(momenta**2 / (2 * masses[:, None]))) * AMU_A2_FS2
+    momenta = momenta * math.sqrt(1.01 * target / kinetic)  # K 1 % above its target: a small, linear swing
+    init_fn, apply_fn = nose_hoover_chain(free, dt, temperature, thermostat_time_fs=tau, chain_length=1)
+    _, frames = RUNNER(apply_fn, init_fn(jnp.zeros((NUM_WELLS, 3)), momenta, masses), 3000, 1, frame_of)
+    swing = np.asarray(frames.kinetic_energy) - target
+    downward = np.flatnonzero((swing[:-1] > 0) & (swing[1:] <= 0))
+    crossings = dt * (downward + 1 + swing[downward] / (swing[downward] - swing[downward + 1]))  # fs, interpolated
+    periods = np.diff(crossings)
+    assert len(periods) >= 2
+    np.testing.assert_allclose(periods, math.pi * math.sqrt(2) * tau, rtol=2e-3)
+    options = driver.ensemble_options(temperature, {"thermostat_time_fs": tau})
+    assert driver.kinetic_relaxation_time_fs("nvt-nhc", options) == pytest.approx(math.pi * math.sqrt(2) * tau)
+
+
 def test_csvr_kinetic_energy_is_canonical_and_effective_energy_conserved():
     """CSVR (τ = 20 fs) on the same wells; then E_pot + K + heat stays within Verlet's error.
 

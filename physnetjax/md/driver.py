@@ -553,7 +553,7 @@ def simulate(
     if ensemble == "nvt-nhc" and options.thermostat_time_fs < NHC_MIN_PERIOD_STEPS * timestep_fs:
         warnings.warn(f"{displayed_setting('thermostat_time_fs', f'{options.thermostat_time_fs:g}', names)} fs is "
                       f"{options.thermostat_time_fs / timestep_fs:.3g} timesteps: a Nosé-Hoover chain oscillates with "
-                      f"about that period, which the integration follows poorly below {NHC_MIN_PERIOD_STEPS} steps "
+                      f"period π√2 τ, which the integration follows poorly below {NHC_MIN_PERIOD_STEPS} steps per τ "
                       "(ethanol at 0.5 fs: tau = 1 fs drifted 9.5 meV/atom/ps, tau = 0.5 fs ended in NaN); 10-100 "
                       "timesteps is typical", PhysNetInputWarning, stacklevel=2)
     energy_tolerance = ENERGY_TOLERANCE_MEV_PER_ATOM if energy_tolerance is None else energy_tolerance
@@ -880,15 +880,20 @@ EQUILIBRATION_RELAXATION_TIMES = 5
 
 
 NHC_MIN_PERIOD_STEPS = 10
-"""Timesteps per Nosé-Hoover thermostat time below which MD warns (the chain's period is about τ_T)."""
+"""Timesteps per Nosé-Hoover thermostat time τ_T below which MD warns (the chain's period is π√2 τ_T)."""
+NHC_PERIOD_PER_TAU = math.pi * math.sqrt(2.0)
+"""Period of a Nosé-Hoover thermostat's linear oscillation in units of its time τ: ω² = 2 N_f k_B T / Q_1 = 2 / τ²."""
 
 
 def kinetic_relaxation_time_fs(ensemble: str, options: EnsembleOptions) -> Optional[float]:
     """The time (fs) in which a thermostat relaxes the kinetic energy: 1/(2γ) for Langevin (the momenta relax with
     γ, their square twice as fast), τ_T for CSVR and NPT (whose CSVR thermostat is defined so) and for a Nosé-Hoover
-    chain (its thermostat period); None for NVE."""
+    chain the period of its oscillation, π√2 τ_T (Q_1 = N_f k_B T τ_T², :func:`physnetjax.md.nose_hoover_chain`);
+    None for NVE."""
     if ensemble == "langevin":
         return 1.0 / (2.0 * options.friction)
+    if ensemble == "nvt-nhc":
+        return NHC_PERIOD_PER_TAU * options.thermostat_time_fs
     return None if ensemble == "nve" else options.thermostat_time_fs
 
 

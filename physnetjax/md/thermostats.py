@@ -260,9 +260,10 @@ def nose_hoover_chain(
         ṗ_ξj = p_ξ,j−1²/Q_{j−1} − k_B T − v_{j+1} p_ξj      (v_{M+1} = 0)
 
     with masses Q_1 = N_f k_B T τ², Q_j = k_B T τ² (j ≥ 2), τ = ``thermostat_time_fs``
-    (the period of the thermostat's oscillation, roughly the time over which it
-    corrects K; 10–100× the time step is typical), T the start temperature (Q stays
-    fixed during a ramp). Conserved (without a ramp):
+    (10–100× the time step is typical), T the start temperature (Q stays fixed during a
+    ramp). Linearised about K̄ = N_f k_B T / 2, K and v_1 oscillate with ω² = 2 N_f k_B T / Q_1
+    = 2/τ²: period π√2 τ ≈ 4.44 τ, the time over which the thermostat corrects K (measured
+    on free particles in the tests). Conserved (without a ramp):
 
         H_ext = E_pot + K + Σ_j p_ξj²/(2 Q_j) + N_f k_B T ξ_1 + k_B T Σ_{j≥2} ξ_j
 

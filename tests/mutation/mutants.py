@@ -1304,6 +1304,10 @@ MUTANTS = (
            "if np.iscomplexobj(array):", "if False:",
            ("tests/test_spectra_md.py::test_bad_inputs_of_the_functions",),
            "a complex signal loses its imaginary part with only NumPy's ComplexWarning"),
+    Mutant("nose_hoover_relaxation_is_tau", "physnetjax/md/driver.py",
+           "return NHC_PERIOD_PER_TAU * options.thermostat_time_fs", "return options.thermostat_time_fs",
+           ("tests/test_md_ensembles.py::test_a_nose_hoover_thermostat_oscillates_with_period_pi_sqrt2_tau",),
+           "a Nosé-Hoover run's mean temperature is judged with a correlation time 4.4x too short"),
 )
 
 EXPLAINED = {
