@@ -290,6 +290,25 @@ def test_nve_energy_deviation_of_free_flight_on_a_tilted_surface(model, params, 
     assert max_force.value == 0.0
 
 
+def test_nve_max_force_is_the_largest_of_every_step_not_of_the_recorded_frames(model, params, methanol):
+    """The check recorded every 10th step and reported the largest |F_i| of those frames (4.17 instead of 4.54 eV/Å
+    for the shipped model at 300 K): a stride-10 run must report what a stride-1 run sees."""
+    import dataclasses
+
+    from physnetjax.check.evaluate import Evaluator, cast_to_float64
+    from physnetjax.check.stability import run_nve
+
+    with jax.enable_x64(True):
+        evaluator = Evaluator(model, cast_to_float64(params), methanol)
+        strided = run_nve(evaluator, SETTINGS)
+        every = run_nve(evaluator, dataclasses.replace(SETTINGS, nve_stride=1))
+    assert SETTINGS.nve_stride == 10 and len(strided["max_force_eV_per_A"]) == SETTINGS.nve_steps // 10 + 1
+    np.testing.assert_allclose(every["conserved_eV"][::10], strided["conserved_eV"], rtol=0, atol=1e-12)
+    assert np.max(strided["max_force_eV_per_A"]) == pytest.approx(np.max(every["max_force_eV_per_A"]), rel=1e-12)
+    peaks = every["max_force_eV_per_A"][1:].reshape(-1, 10).max(axis=1)
+    np.testing.assert_allclose(strided["max_force_eV_per_A"][1:], peaks, rtol=1e-12)
+
+
 def test_unknown_group_and_bad_structure_are_rejected(model, params, methanol):
     with pytest.raises(ValueError, match="unknown check groups"):
         check_model(model, params, [methanol], groups=("forces", "vibes"))

@@ -85,7 +85,8 @@ def _nve_runner(evaluator: Evaluator, settings: CheckSettings):
 
 
 def run_nve(evaluator: Evaluator, settings: CheckSettings) -> dict:
-    """Run the NVE trajectory; returns time (ps), conserved energy (eV) and max |F| (eV/Å) per frame."""
+    """Run the NVE trajectory; returns time (ps) and conserved energy (eV) per recorded frame, and max |F| (eV/Å) over
+    the steps since the previous frame (every step is judged, not only the recorded ones)."""
     s = evaluator.structure
     masses = jnp.asarray(ase.data.atomic_masses[np.asarray(s.atomic_numbers)], jnp.float64)
     momenta = maxwell_boltzmann_momenta(jax.random.PRNGKey(settings.seed), masses, settings.nve_temperature)
@@ -94,7 +95,7 @@ def run_nve(evaluator: Evaluator, settings: CheckSettings) -> dict:
     _, trajectory = simulate(state)
     first = frame_of(state)
     conserved = np.concatenate([[float(first.conserved)], np.asarray(trajectory.conserved)])
-    max_force = np.concatenate([[float(first.max_force)], np.asarray(trajectory.max_force)])
+    max_force = np.concatenate([[float(first.max_force)], np.asarray(trajectory.peak_force)])  # every step's
     time_ps = np.arange(len(conserved)) * settings.nve_stride * settings.nve_timestep * 1e-3
     return {"time_ps": time_ps, "conserved_eV": conserved, "max_force_eV_per_A": max_force}
 

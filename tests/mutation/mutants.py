@@ -1308,6 +1308,10 @@ MUTANTS = (
            "return NHC_PERIOD_PER_TAU * options.thermostat_time_fs", "return options.thermostat_time_fs",
            ("tests/test_md_ensembles.py::test_a_nose_hoover_thermostat_oscillates_with_period_pi_sqrt2_tau",),
            "a Nosé-Hoover run's mean temperature is judged with a correlation time 4.4x too short"),
+    Mutant("check_nve_force_of_recorded_frames", "physnetjax/check/stability.py",
+           "np.asarray(trajectory.peak_force)", "np.asarray(trajectory.max_force)",
+           ("tests/test_check.py::test_nve_max_force_is_the_largest_of_every_step_not_of_the_recorded_frames",),
+           "the check's largest NVE force misses the spikes between its recorded frames"),
 )
 
 EXPLAINED = {
