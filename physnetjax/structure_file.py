@@ -10,6 +10,19 @@ import ase.io
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 
 
+def read_failure(error: Exception) -> str:
+    """Why ASE could not read a file, completing "``{file}: ``": an empty file and a format ASE does not know are
+    said in words (ASE's own errors are a bare ``UnknownFileTypeError('txt')``), anything else is ASE's error."""
+    from ase.io.formats import UnknownFileTypeError
+
+    if isinstance(error, UnknownFileTypeError):
+        if str(error) == "Empty file":
+            return "ASE cannot read it: the file is empty"
+        return (f"ASE cannot read it: it does not know this file format ({error}); give a structure file ASE reads, "
+                "e.g. .xyz, .extxyz, .traj or .pdb, with its usual ending")
+    return f"ASE cannot read it ({type(error).__name__}: {error})"
+
+
 def read_last_frame(path, name: str, uses: str) -> ase.Atoms:
     """The last frame of ``path`` (any ASE format), as ``python -m physnetjax.md --geometry`` and
     ``python -m physnetjax.data.generate --molecule`` read their start.
@@ -31,7 +44,7 @@ def read_last_frame(path, name: str, uses: str) -> ase.Atoms:
     except FileNotFoundError:
         raise
     except Exception as error:
-        raise PhysNetInputError(f"{name}: ASE cannot read it ({type(error).__name__}: {error})") from error
+        raise PhysNetInputError(f"{name}: {read_failure(error)}") from error
     if atoms is None:
         raise PhysNetInputError(f"{name}: ASE reads no frame from it")
     if frames > 1:

@@ -256,9 +256,11 @@ def test_periodic_unreadable_and_several_frame_files_and_a_single_atom_are_named
     np.savez(tmp_path / "frames.npz", R=np.zeros((1, 1, 3)), Z=[[1]])
     expected = {
         "boxed.extxyz": "is periodic (pbc [True, True, True]): this tool samples and labels isolated molecules",
-        "empty.xyz": "ASE cannot read it (UnknownFileTypeError: Empty file",
+        "empty.xyz": "ASE cannot read it: the file is empty",
         "unknown.xyz": "ASE cannot read it (KeyError",
-        "frames.npz": "ASE cannot read it (UnknownFileTypeError",
+        # main: "ASE cannot read it (UnknownFileTypeError: npz)"
+        "frames.npz": "ASE cannot read it: it does not know this file format (npz); give a structure file ASE reads, "
+                      "e.g. .xyz, .extxyz, .traj or .pdb, with its usual ending",
     }
     for name, message in expected.items():
         assert main(["--molecule", str(tmp_path / name), "--frames", "1", "--out", str(tmp_path / "out.npz")]) == 2

@@ -938,10 +938,14 @@ def test_cli_errors_are_one_line(cli_inputs, capsys, tmp_path):
     nan_xyz.write_text("2\n\nH 0.0 0.0 0.0\nH nan 0.0 0.74\n")
     blocker = tmp_path / "file"
     blocker.write_text("")
+    blocker.with_name("notes.txt").write_text("H 0 0 0\n")
     prefix = "python -m physnetjax.spectra: error: "
     cases = [  # exit codes of physnetjax.cli_errors: 2 bad input, 4 run stopped
         (["--checkpoint", tmp_path / "missing", "--geometry", xyz], "does not exist", 2),
-        (["--checkpoint", model, "--geometry", junk], "cannot read --geometry", 2),
+        (["--checkpoint", model, "--geometry", junk], f"--geometry {junk}: ASE cannot read it", 2),
+        # main: "cannot read --geometry notes.txt: txt"
+        (["--checkpoint", model, "--geometry", blocker.with_name("notes.txt")], "notes.txt: ASE cannot read it: it "
+         "does not know this file format (txt); give a structure file ASE reads, e.g. .xyz, .extxyz, .traj or .pdb", 2),
         (["--checkpoint", model, "--geometry", xyz, "--masses", "1", "2"], "--masses must have shape (9,), one mass "
                                                                             "per atom, received shape (2,)", 2),
         (["--checkpoint", model, "--geometry", nan_xyz], "NaN or Inf", 2),

@@ -80,12 +80,14 @@ def read_structures(path, limit: int | None = None) -> list[Structure]:
     else:
         import ase.io
 
+        from physnetjax.structure_file import read_failure
+
         try:
             frames = ase.io.read(path, index=":")
         except FileNotFoundError:
             raise
         except Exception as error:
-            raise ValueError(f"{path}: ASE cannot read it ({type(error).__name__}: {error})") from error
+            raise ValueError(f"{path}: {read_failure(error)}") from error
         for k, atoms in enumerate(frames[:limit]):
             charge = float(atoms_total_charge(atoms))
             structures.append(Structure(atoms.numbers.astype(np.int32), atoms.positions.astype(np.float64),

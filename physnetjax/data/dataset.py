@@ -291,12 +291,14 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
     """
     import ase.io
 
+    from physnetjax.structure_file import read_failure
+
     path = Path(path)
     e_fac, f_fac, d_fac = _unit_factors(energy_unit, force_unit, dipole_unit)
     try:
         frames = ase.io.read(path, index=index)
     except Exception as err:
-        raise DataError(f"{path}: ASE cannot read it ({type(err).__name__}: {err})") from err
+        raise DataError(f"{path}: {read_failure(err)}") from err
     if not isinstance(frames, list):
         frames = [frames]
     if not frames:

@@ -191,6 +191,7 @@ def read_geometry(path):
     import ase.io
 
     from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
+    from physnetjax.structure_file import read_failure
 
     try:
         frames = ase.io.iread(path)
@@ -199,9 +200,9 @@ def read_geometry(path):
     except FileNotFoundError:
         raise
     except Exception as error:
-        raise PhysNetInputError(f"cannot read --geometry {path}: {error}") from error
+        raise PhysNetInputError(f"--geometry {path}: {read_failure(error)}") from error
     if atoms is None:
-        raise PhysNetInputError(f"cannot read --geometry {path}: ASE reads no frame from it")
+        raise PhysNetInputError(f"--geometry {path}: ASE reads no frame from it")
     if more:
         warnings.warn(f"--geometry {path} holds several frames: the analysis is of the first one; write the frame "
                       "to analyse into a file of its own to analyse another", PhysNetInputWarning, stacklevel=2)

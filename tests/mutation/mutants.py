@@ -234,8 +234,8 @@ MUTANTS = (
            "displacements = vibrational @ coefficients", HARMONIC,
            "normal modes and intensities from mass-weighted instead of Cartesian displacements"),
     Mutant("dipole_derivative_axes_swapped", "physnetjax/spectra/harmonic.py",
-           "np.transpose(np.asarray(dipole_jacobian, dtype=np.float64), (1, 2, 0))",
-           "np.transpose(np.asarray(dipole_jacobian, dtype=np.float64), (1, 0, 2))", HARMONIC,
+           "np.asarray(dipole_jacobian, dtype=np.float64).reshape(-1, 3, 3)",
+           "np.asarray(dipole_jacobian, dtype=np.float64).reshape(-1, 3, 3).transpose(0, 2, 1)", HARMONIC,
            "∂μ_b/∂R_ia stored as [i, b, a]"),
     Mutant("imaginary_sign_dropped", "physnetjax/spectra/harmonic.py",
            "return np.sign(eigenvalues) * SQRT_EV_PER_A2_AMU_IN_CM1", "return SQRT_EV_PER_A2_AMU_IN_CM1",
@@ -1312,6 +1312,10 @@ MUTANTS = (
            "np.asarray(trajectory.peak_force)", "np.asarray(trajectory.max_force)",
            ("tests/test_check.py::test_nve_max_force_is_the_largest_of_every_step_not_of_the_recorded_frames",),
            "the check's largest NVE force misses the spikes between its recorded frames"),
+    Mutant("unknown_file_format_unsaid", "physnetjax/structure_file.py",
+           "    if isinstance(error, UnknownFileTypeError):", "    if False:",
+           ("tests/test_data_generate.py::test_periodic_unreadable_and_several_frame_files_and_a_single_atom_are_named",),
+           "a .npz or .txt given as a structure file is refused with ASE's bare 'UnknownFileTypeError: npz'"),
 )
 
 EXPLAINED = {
