@@ -139,6 +139,33 @@ def test_resume_refuses_a_truncated_metrics_csv(base_run, tmp_path):
     assert (out / "metrics.jsonl").read_text() == history
 
 
+def test_a_resume_interrupted_while_rewriting_the_metrics_keeps_them_and_can_be_repeated(base_run, tmp_path,
+                                                                                          monkeypatch):
+    """On main a resume emptied metrics.csv and metrics.jsonl and appended the kept rows one by one: Ctrl-C in
+    between left both cut short, and every later resume was refused ('metrics.csv is truncated or edited'). Each
+    file is now replaced in one step."""
+    from physnetjax.train import loop
+
+    out = shutil.copytree(base_run[0], tmp_path / "run", symlinks=True)
+    before = {name: (out / name).read_text() for name in ("metrics.csv", "metrics.jsonl")}
+    records, calls = loop._jsonl_record, []
+
+    def interrupted_at_the_second_row(row, columns):
+        calls.append(row)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return records(row, columns)
+
+    monkeypatch.setattr(loop, "_jsonl_record", interrupted_at_the_second_row)
+    with pytest.raises(KeyboardInterrupt):
+        resume(out, epochs=4)
+    assert {name: (out / name).read_text() for name in before} == before
+    monkeypatch.undo()
+    assert resume(out, epochs=4)["epochs_run"] == 4
+    assert [r["epoch"] for r in read_rows(out)] == ["1", "2", "3", "4"]
+    assert [r["epoch"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())] == [1, 2, 3, 4]
+
+
 def test_resume_refuses_a_metrics_csv_with_a_value_that_is_no_number(base_run, tmp_path):
     """On main a metrics.csv value edited to text stopped the resume with a bare 'could not convert string to float'
     that named no file."""

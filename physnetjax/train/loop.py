@@ -278,7 +278,7 @@ class Trainer:
         if resuming:
             self._restore()
         else:
-            self._write_csv_header()
+            self._write_metrics([])
         self.state = replicate(self.state, self.mesh)
 
     # -- setup -------------------------------------------------------------------------
@@ -433,9 +433,7 @@ class Trainer:
             raise ValueError(f"{metrics} is truncated or edited: the checkpoint is at epoch {self.epoch} but the file "
                              f"holds {found}; resuming would rewrite it and metrics.jsonl with the rest lost. Restore "
                              "it (metrics.jsonl holds the same rows as JSON Lines)")
-        self._write_csv_header()
-        for row in self.rows:
-            self._append_csv(row)
+        self._write_metrics(self.rows)
         self.rows = parsed
         if parsed:  # time_s continues from the last kept epoch: the run's wall time, summed over its invocations
             self.start_time -= parsed[-1]["time_s"]
@@ -605,14 +603,21 @@ class Trainer:
     def _parse_row(row: dict) -> dict:
         return {k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
 
-    def _write_csv_header(self) -> None:
-        """Start metrics.csv and its JSON Lines twin metrics.jsonl empty."""
-        with open(self.run_dir / "metrics.csv", "w", newline="") as handle:
-            csv.DictWriter(handle, self.columns).writeheader()
-        start_log(self.run_dir / "metrics.jsonl")
+    def _write_metrics(self, rows: list) -> None:
+        """Replace metrics.csv and its JSON Lines twin metrics.jsonl with ``rows`` (as read from metrics.csv; [] for
+        a fresh run), each in one step (a temporary file, then ``os.replace``): a resume interrupted while rewriting
+        them leaves each file whole, so it can simply be repeated."""
+        metrics = self.run_dir / "metrics.csv"
+        tmp = metrics.with_name(f".{metrics.name}.tmp")
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, self.columns)
+            writer.writeheader()
+            writer.writerows({k: row.get(k, "") for k in self.columns} for row in rows)
+        os.replace(tmp, metrics)
+        start_log(self.run_dir / "metrics.jsonl", [_jsonl_record(row, self.columns) for row in rows])
 
     def _append_csv(self, row: dict) -> None:
-        """Append ``row`` (fresh, or read back from the CSV) to metrics.csv and metrics.jsonl."""
+        """Append the epoch's ``row`` to metrics.csv and metrics.jsonl."""
         with open(self.run_dir / "metrics.csv", "a", newline="") as handle:
             csv.DictWriter(handle, self.columns).writerow({k: row.get(k, "") for k in self.columns})
         append_record(self.run_dir / "metrics.jsonl", _jsonl_record(row, self.columns))
