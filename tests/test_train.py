@@ -166,6 +166,19 @@ def test_a_resume_interrupted_while_rewriting_the_metrics_keeps_them_and_can_be_
     assert [r["epoch"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())] == [1, 2, 3, 4]
 
 
+def test_metrics_json_after_a_resume_holds_the_rows_the_run_wrote(base_run, tmp_path):
+    """On main the rows a resume read back from metrics.csv came into metrics.json as floats with nulls ("epoch":
+    1.0, "best": 1.0, "valid_dipole_mae": null) where the run itself had written 1, 1 and no dipole key; the
+    epochs trained after the resume had the run's form, so one file held two."""
+    out = shutil.copytree(base_run[0], tmp_path / "run", symlinks=True)
+    before = json.loads((out / "metrics.json").read_text())["epochs"]
+    resume(out, epochs=4)
+    after = json.loads((out / "metrics.json").read_text())["epochs"]
+    assert json.dumps(after[:3], sort_keys=True) == json.dumps(before, sort_keys=True)
+    assert sorted(after[3]) == sorted(before[0]) and "valid_dipole_mae" not in after[0]
+    assert [type(row["epoch"]) for row in after] == [int] * 4 and [type(row["best"]) for row in after] == [int] * 4
+
+
 def test_resume_refuses_a_metrics_csv_with_a_value_that_is_no_number(base_run, tmp_path):
     """On main a metrics.csv value edited to text stopped the resume with a bare 'could not convert string to float'
     that named no file."""

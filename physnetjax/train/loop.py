@@ -601,7 +601,10 @@ class Trainer:
 
     @staticmethod
     def _parse_row(row: dict) -> dict:
-        return {k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
+        """A metrics.csv row as the run wrote it into metrics.json: epoch and best int, the other values float, an
+        empty value (a column the epoch did not fill, e.g. the force check of an epoch that was not the best) left
+        out. Raises ValueError for a value that is no number (or an epoch or best that is no integer)."""
+        return {k: int(v) if k in ("epoch", "best") else float(v) for k, v in row.items() if v != ""}
 
     def _write_metrics(self, rows: list) -> None:
         """Replace metrics.csv and its JSON Lines twin metrics.jsonl with ``rows`` (as read from metrics.csv; [] for
