@@ -179,6 +179,22 @@ def test_metrics_json_after_a_resume_holds_the_rows_the_run_wrote(base_run, tmp_
     assert [type(row["epoch"]) for row in after] == [int] * 4 and [type(row["best"]) for row in after] == [int] * 4
 
 
+def test_resume_without_metrics_csv_names_metrics_jsonl(base_run, tmp_path):
+    """On main a deleted metrics.csv gave only '.../metrics.csv does not exist', not that metrics.jsonl holds the
+    same rows."""
+    out = shutil.copytree(base_run[0], tmp_path / "run", symlinks=True)
+    (out / "metrics.csv").unlink()
+    with pytest.raises(FileNotFoundError, match=rf"^{out / 'metrics.csv'} does not exist: the checkpoint is at epoch "
+                                                r"3, and resuming would start metrics\.csv and metrics\.jsonl anew "
+                                                r"without the rows of those epochs\. Restore it \(metrics\.jsonl "
+                                                r"holds the same rows as JSON Lines\)$"):
+        resume(out, epochs=4)
+    (out / "metrics.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match=rf"Restore it from a copy, or start a new run with --init-from "
+                                                rf"{out / 'best'}$"):
+        resume(out, epochs=4)
+
+
 def test_resume_refuses_a_metrics_csv_with_a_value_that_is_no_number(base_run, tmp_path):
     """On main a metrics.csv value edited to text stopped the resume with a bare 'could not convert string to float'
     that named no file."""

@@ -569,8 +569,16 @@ class Trainer:
         Resuming rewrites metrics.csv and metrics.jsonl with this run's columns from these rows, so a file of other
         columns (some removed, renamed or added) or a row of fewer or more values than its header is refused, naming
         them: it would come back without those values. Rows after the checkpoint's epoch (trained, then lost with
-        the interrupted run) are dropped whatever their shape. An empty file (no header) reads as no rows.
+        the interrupted run) are dropped whatever their shape. An empty file (no header) reads as no rows; a missing
+        one is refused (FileNotFoundError), naming metrics.jsonl when that holds the rows.
         """
+        if not metrics.exists():
+            twin = metrics.with_name("metrics.jsonl")
+            raise FileNotFoundError(
+                f"{metrics} does not exist: the checkpoint is at epoch {self.epoch}, and resuming would start "
+                "metrics.csv and metrics.jsonl anew without the rows of those epochs. Restore it "
+                + ("(metrics.jsonl holds the same rows as JSON Lines)" if twin.exists()
+                   else f"from a copy, or start a new run with --init-from {self.run_dir / 'best'}"))
         with open(metrics, newline="") as handle:
             reader = csv.DictReader(handle)
             header = reader.fieldnames
