@@ -136,6 +136,37 @@ def test_interrupted_loop_resumes_without_retraining_round_0(resumed_run):
     # 300 K MD of the stub's ensemble stays ethanol: no frame is cut by the physical filter
     assert [r["unphysical_frames"] for r in report["rounds"]] == [0, 0] and state["rounds"][1]["unphysical_frames"] == 0
     assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(report))
+    assert not (out / ".lock").exists()  # released by the interrupted run, and again by the resumed one
+
+
+def test_a_run_directory_in_use_by_another_learning_process_is_refused(stub_data, tmp_path, capsys):
+    """On main a second `learn` on the same --out took the first one's round in progress for an interrupted one
+    and removed it (shutil.rmtree), and the first died with a FileNotFoundError traceback. The loop holds OUT/.lock
+    (as the trainer holds its run's) for its whole run; a second is refused before it reads or writes anything."""
+    import socket
+    import subprocess
+    import sys
+
+    from physnetjax.learn.__main__ import main
+    from physnetjax.train.run_lock import LOCK_NAME, RunLockedError
+
+    def never(atoms):
+        raise AssertionError("the refused run labelled a frame")
+
+    out = tmp_path / "run"
+    (out / "round-000").mkdir(parents=True)  # the round the first process runs
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    refusal = f"{out} is in use by another learning process (pid {holder.pid}): wait for it to end, or pick another --out"
+    try:
+        (out / LOCK_NAME).write_text(f"{socket.gethostname()} {holder.pid}")
+        with pytest.raises(RunLockedError, match=f"^{re.escape(refusal)}$"):
+            run_learning(tiny_config(stub_data[0], out), never)
+        assert main(["--out", str(out), "--rounds", "0"]) == 3
+        assert capsys.readouterr().err == f"python -m physnetjax.learn: error: {refusal}\n"
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME, "round-000"]
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_each_round_continues_from_the_previous_rounds_model(resumed_run):

@@ -10,7 +10,8 @@ Exit status (:mod:`physnetjax.cli_errors`): 0 done; 2 bad input (argument values
 data files, starting frames whose electrons do not allow ``--charge`` and ``--uhf``, or
 without energies or forces, or whose labels are not the labeller's: other units, the opposite
 force sign, an energy offset, another method (:mod:`physnetjax.learn.inputs`), a run
-directory holding other settings, tblite missing); 4 a training run stopped (its
+directory holding other settings, tblite missing); 3 the run directory is in use by
+another ``learn`` process, or cannot be written; 4 a training run stopped (its
 force check failed).
 """
 

@@ -19,6 +19,11 @@ round has finished holds nothing that other settings could not redo (the startin
 frames and the unfinished round 0 follow from the settings): given other settings, it
 is started anew with them (a warning names the changes), so that a setting round 0
 refused can be corrected in the same ``--out``.
+
+One process at a time runs in ``OUT/``: the loop holds ``OUT/.lock`` for its whole run
+(:mod:`physnetjax.train.run_lock`; each round's training locks its own ``train/``), so a
+second one started there is refused instead of taking the round in progress for an
+interrupted one and removing it.
 """
 
 from __future__ import annotations
@@ -47,9 +52,10 @@ from physnetjax.learn.inputs import COMPARED_IN_TESTS, check_labelled, check_lab
 from physnetjax.learn.labellers import Labeller, checked_labels, xtb_labeller
 from physnetjax.learn.report import write_report
 from physnetjax.learn.selection import select_uncertain_diverse
-from physnetjax.learn.state import STATE_NAME, read_state, round_dir, write_state
-from physnetjax.validation import check_directory_creatable, check_distinct_files
+from physnetjax.learn.state import STATE_NAME, check_run_directory, read_state, round_dir, write_state
+from physnetjax.validation import check_distinct_files, check_output_directory
 from physnetjax.train import TrainConfig, train
+from physnetjax.train.run_lock import run_lock
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +70,9 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
     ``labeller`` (see :mod:`physnetjax.learn.labellers`) defaults to
     ``xtb_labeller(config.labeller, config.charge, config.uhf)``. ``on_start(run_dir)`` is called
     once the run directory holds a checked start (a new run's start frames are read and
-    checked before the directory is created), before the first round. ``names``: setting →
+    checked before anything is written there; a refused start leaves no directory it created),
+    before the first round. The run holds the lock ``config.out/.lock`` throughout
+    (:func:`~physnetjax.train.run_lock.run_lock`). ``names``: setting →
     how the messages of the rounds' MD and training name it, as LearnConfig takes it (a command
     line passes its options).
 
@@ -85,14 +93,31 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
         are not the labeller's, or that holds starting frames (:func:`check_test_held_out`).
       ValueError: a ``config.valid`` that leaves the starting frames no validation or no
         training frame (checked before the run directory is written).
-      OutputPathError: a new run's ``config.out`` lies below a file or in a directory that is not writable
-        (checked before the start frames are read), or the data or test file is the run's ``initial.npz`` or
+      OutputPathError: ``config.out`` is a file or not writable, a new one lies below a file or in a directory that
+        is not writable (checked before the start frames are read), or the data or test file is the run's ``initial.npz`` or
         ``test.npz`` (writing them replaced the user's file).
+      RunLockedError: another process runs the loop in ``config.out`` (an OutputPathError).
     """
     run_dir = Path(config.out)
     check_distinct_files([("the run's initial.npz", run_dir / "initial.npz"),
                           ("the run's test.npz", run_dir / "test.npz")],
                          [(displayed("data", names), config.data), (displayed("test", names), config.test)])
+    check_run_directory(run_dir)
+    created = [p for p in [run_dir, *run_dir.parents] if not p.exists()]
+    check_output_directory(run_dir, what="--out")
+    try:
+        with run_lock(run_dir, "learning"):
+            return _learn_in(run_dir, config, labeller, on_start, names)
+    except BaseException:
+        for directory in created:  # a new run refused before its start was written leaves no directory behind
+            if directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
+        raise
+
+
+def _learn_in(run_dir: Path, config: LearnConfig, labeller: Labeller | None,
+              on_start: Callable[[Path], None] | None, names: Optional[Mapping[str, str]]) -> dict:
+    """:func:`run_learning` in the existing ``run_dir``, its lock held."""
     state = read_state(run_dir)
     changed = [] if state is None else [displayed(key, names) for key in config.changed_from(state["settings"])]
     if changed and not state["rounds"]:
@@ -101,7 +126,6 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
         _discard_unfinished_start(run_dir)
         state = None
     if state is None:
-        check_directory_creatable(run_dir, what="--out")
         start = _start_data(config)
         # round 0's split of the trainer, here before anything is written: later rounds only add frames
         random_split(len(start["initial.npz"]), config.valid, 0, names=names)
@@ -128,7 +152,6 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
         rounds = state["rounds"]
         logger.info("resuming %s after %d finished round(s)", run_dir, len(rounds))
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
         for name, frames in start.items():
             save_frames(frames, run_dir / name)
         rounds = []

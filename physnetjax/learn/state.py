@@ -22,6 +22,13 @@ def round_dir(run_dir, index: int) -> Path:
     return Path(run_dir) / f"round-{index:03d}"
 
 
+def check_run_directory(run_dir: Path) -> None:
+    """Raises OutputPathError when ``run_dir`` exists and is no directory (a new run directory may be missing)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputPathError(f"--out {run_dir} exists and is not a directory: give the run directory (a new one "
+                              "starts a run, an existing one resumes it)")
+
+
 def read_state(run_dir) -> dict | None:
     """The state of ``run_dir`` or None when no round has been started there.
 
@@ -31,9 +38,7 @@ def read_state(run_dir) -> dict | None:
         (edited or damaged), or of another state version.
     """
     run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise OutputPathError(f"--out {run_dir} exists and is not a directory: give the run directory (a new one "
-                              "starts a run, an existing one resumes it)")
+    check_run_directory(run_dir)
     path = run_dir / STATE_NAME
     if not path.exists():
         return None

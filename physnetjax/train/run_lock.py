@@ -5,7 +5,9 @@ a live run looks like one that stopped early, so the second process removed the 
 the same directory (``metrics.csv`` interleaved, ``best`` and ``split.npz`` of one seed, the log of the other
 naming them). :func:`run_lock` creates ``DIR/.lock`` (``O_EXCL``: atomic) holding the host name and process id,
 and removes it when the run ends. A lock whose process no longer runs on this host (a run killed with ``kill -9``)
-is taken over; one of a live process, or of another host, is refused.
+is taken over; one of a live process, or of another host, is refused. ``python -m physnetjax.learn`` holds the
+same lock on its ``--out`` for its whole run (a second loop there took the first one's round in progress for an
+interrupted one and removed it); its rounds train in subdirectories, each under a lock of its own.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ LOCK_NAME = ".lock"
 
 
 class RunLockedError(OutputPathError):
-    """Another process trains in the run directory (CLI exit 3, as for other unusable outputs)."""
+    """Another process runs in the run directory (CLI exit 3, as for other unusable outputs)."""
 
 
 FRESH_LOCK_S = 10.0
@@ -58,8 +60,11 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
+def run_lock(run_dir: Path, process: str = "training") -> Iterator[None]:
     """Hold ``run_dir``/:data:`LOCK_NAME` while the block runs (``run_dir`` must exist).
+
+    ``process`` names the kind of process the directory is for in the refusal: "training", or "learning"
+    (``python -m physnetjax.learn``, whose rounds train in subdirectories under locks of their own).
 
     Raises:
       RunLockedError: a live process on this host, or a process on another host, holds it.
@@ -72,11 +77,11 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         except FileExistsError:
             host, pid = _holder(lock)
             if host and host != socket.gethostname():
-                raise RunLockedError(f"{run_dir} is in use by a training process on host {host} (pid {pid}, "
+                raise RunLockedError(f"{run_dir} is in use by a {process} process on host {host} (pid {pid}, "
                                      f"{lock}): wait for it, or pick another --out; remove {lock} if no process "
-                                     "trains there") from None
+                                     "runs there") from None
             if (pid and _alive(pid)) or (not pid and _age_s(lock) < FRESH_LOCK_S):
-                raise RunLockedError(f"{run_dir} is in use by another training process"
+                raise RunLockedError(f"{run_dir} is in use by another {process} process"
                                      + (f" (pid {pid})" if pid else "") + ": wait for it to end, or pick another "
                                      "--out") from None
             lock.unlink(missing_ok=True)  # its process is gone (killed): take the directory over
