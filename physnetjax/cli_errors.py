@@ -8,10 +8,14 @@ Wrap a CLI's ``main(argv) -> int`` with :func:`cli_main`::
 
 An exception raised inside becomes one line on stderr, ``PROG: error: MESSAGE``
 (the library's messages say what, where and how to fix it), and the exit code
-below; ``--verbose`` on the command line prints the traceback first. Warnings
-printed during the call read ``PROG: warning: MESSAGE`` (with ``--verbose``, Python's
-form with the file and line that warned), and so do log records of level WARNING and up
-with :func:`configure_logging` (with ``--verbose``: INFO and up, ``LEVEL logger: MESSAGE``).
+below; ``--verbose`` on the command line prints the traceback first. While ``main`` runs,
+SIGTERM (``kill PID``, what a batch scheduler sends at its time limit) is handled as Ctrl-C:
+it raises :class:`Terminated`, a ``KeyboardInterrupt``, so a tool saves what it saves after
+Ctrl-C and prints its resume hint (before, SIGTERM ended a training run like ``kill -9``,
+its unwritten checkpoints lost), and exits 143. Warnings printed during the call read
+``PROG: warning: MESSAGE`` (with ``--verbose``, Python's form with the file and line that
+warned), and so do log records of level WARNING and up with :func:`configure_logging` (with
+``--verbose``: INFO and up, ``LEVEL logger: MESSAGE``).
 
 A missing input (``FileNotFoundError``, :class:`~physnetjax.errors.InputNotFoundError`)
 reads ``OPTION PATH does not exist``, e.g. ``--geometry g.xyz does not exist`` (``--geometry
@@ -36,20 +40,24 @@ Exit codes (every physnetjax CLI):
       conserved, training loss NaN, failed force check); the message says what was saved
 5     internal error (a bug): please report it with the ``--verbose`` traceback
 130   interrupted (Ctrl-C)
+143   terminated (SIGTERM; 128 + 15, as a shell reports it), handled as Ctrl-C
 ====  ==========================================================================
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from pathlib import Path
-from typing import Callable, NoReturn, Optional
+from typing import Callable, Iterator, NoReturn, Optional
 
 from physnetjax.errors import InputNotFoundError, OutputPathError, RunStoppedError
 
@@ -60,13 +68,39 @@ EXIT_OUTPUT = 3
 EXIT_RUN_STOPPED = 4
 EXIT_INTERNAL = 5
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM (15), as a shell reports a process that SIGTERM ended
 
 _INPUT_NAMES: contextvars.ContextVar[Optional[dict]] = contextvars.ContextVar("physnetjax_input_names", default=None)
 """Path → how the running :func:`cli_main` call names it (``--geometry g.xyz``); None outside such a call."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received while a :func:`cli_main` ``main`` runs: an interrupt like Ctrl-C, of exit code 143."""
+
+
+def _terminate(signum, frame) -> NoReturn:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """In the main thread, SIGTERM raises :class:`Terminated` while the block runs (elsewhere nothing changes:
+    Python runs signal handlers in the main thread only); the previous handler is restored afterwards, so a second
+    SIGTERM while the error line is printed ends the process as usual."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 def exit_code(error: BaseException) -> int:
     """The exit code of the table in the module docstring for ``error``."""
+    if isinstance(error, Terminated):
+        return EXIT_TERMINATED
     if isinstance(error, KeyboardInterrupt):
         return EXIT_INTERRUPTED
     if isinstance(error, (OutputPathError, FileExistsError, PermissionError, IsADirectoryError)):
@@ -113,14 +147,15 @@ def error_line(prog: str, error: BaseException, resume_hint: str = "") -> str:
     """``PROG: error: MESSAGE`` on one line (an internal error names its type and asks for --verbose).
 
     A missing input reads ``PROG: error: OPTION PATH does not exist`` (see :func:`name_input`); an interrupt
-    ``PROG: interrupted``, followed by ``; RESUME_HINT`` when the tool has one: the interrupt's own
-    ``resume_hint`` attribute (set by a tool that knows what it interrupted, e.g. the run directory),
-    else ``resume_hint``.
+    ``PROG: interrupted`` (after SIGTERM ``PROG: terminated (SIGTERM)``), followed by ``; RESUME_HINT`` when the
+    tool has one: the interrupt's own ``resume_hint`` attribute (set by a tool that knows what it interrupted, e.g.
+    the run directory), else ``resume_hint``.
     """
     code = exit_code(error)
-    if code == EXIT_INTERRUPTED:
+    if isinstance(error, KeyboardInterrupt):
         hint = getattr(error, "resume_hint", None) or resume_hint
-        return f"{prog}: interrupted" + (f"; {hint}" if hint else "")
+        stopped = "terminated (SIGTERM)" if code == EXIT_TERMINATED else "interrupted"
+        return f"{prog}: {stopped}" + (f"; {hint}" if hint else "")
     message = " ".join(_text(error).split()) or type(error).__name__
     if code == EXIT_INTERNAL:
         return (f"{prog}: internal error ({type(error).__name__}: {message}); please report it with the "
@@ -144,11 +179,12 @@ def _text(error: BaseException) -> str:
 def exit_process(code: int) -> NoReturn:
     """End a command-line process with ``code`` (what a :func:`cli_main` ``main`` returned).
 
-    After Ctrl-C (:data:`EXIT_INTERRUPTED`) the process ends at once with its streams flushed (``os._exit``): an
-    interrupt during a JAX compilation leaves XLA threads running, and the interpreter's shutdown then crashed
-    with SIGSEGV instead of exiting 130. Everything the tools write is closed by then (``finally`` blocks).
+    After Ctrl-C or SIGTERM (:data:`EXIT_INTERRUPTED`, :data:`EXIT_TERMINATED`) the process ends at once with its
+    streams flushed (``os._exit``): an interrupt during a JAX compilation leaves XLA threads running, and the
+    interpreter's shutdown then crashed with SIGSEGV instead of exiting 130. Everything the tools write is closed by
+    then (``finally`` blocks).
     """
-    if code == EXIT_INTERRUPTED:
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -180,8 +216,9 @@ def configure_logging(prog: str, verbose: bool) -> None:
 def cli_main(prog: str, resume_hint: str = "") -> Callable:
     """Decorator for ``main(argv=None) -> int``: errors become one line and an exit code (see module docstring).
 
-    ``resume_hint`` says how to continue after Ctrl-C (e.g. "rerun the same command to continue").
-    ``SystemExit`` (argparse, ``--help``) passes through unchanged.
+    ``resume_hint`` says how to continue after Ctrl-C or SIGTERM (e.g. "rerun the same command to continue").
+    ``SystemExit`` (argparse, ``--help``) passes through unchanged. Called in the main thread, ``main`` runs with
+    SIGTERM raising :class:`Terminated` (the previous handler is restored afterwards).
     """
 
     def decorate(main: Callable) -> Callable:
@@ -193,7 +230,8 @@ def cli_main(prog: str, resume_hint: str = "") -> Callable:
                 warnings.formatwarning = lambda message, *_, **__: f"{prog}: warning: {message}\n"
             names = _INPUT_NAMES.set({})
             try:
-                return main(argv)
+                with _sigterm_interrupts():
+                    return main(argv)
             except (Exception, KeyboardInterrupt) as error:
                 if verbose:
                     traceback.print_exc()

@@ -487,6 +487,33 @@ def test_sigkill_during_checkpoint_write_resumes_from_last_complete(tmp_path, me
     assert not any(p.name.startswith(".") for p in checkpoints.iterdir())
 
 
+def test_sigterm_saves_the_run_like_ctrl_c_and_it_resumes(tmp_path):
+    """SIGTERM (what a batch scheduler sends at its time limit) ended the trainer like kill -9 on main: exit -15, no
+    line, and the epochs since the last checkpoint (up to --checkpoint-interval-s of training) lost; Ctrl-C saved
+    them and printed how to resume. SIGTERM is now handled as Ctrl-C, with exit status 143 (128 + 15)."""
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "physnetjax.train", "--data", str(DATA), "--out", str(out), "--epochs", "500",
+            "--no-progress", "--no-plots", "--quiet", "--checkpoint-interval-s", "3600"]
+    for key, value in TINY.items():
+        if key != "progress":
+            args += [f"--{key.replace('_', '-')}", str(value)]
+    proc = subprocess.Popen(args, env=dict(os.environ, JAX_PLATFORMS="cpu"), stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and (
+            not (out / "metrics.csv").exists() or len(read_rows(out)) < 2):
+        time.sleep(0.05)
+    assert not (out / "latest").exists()  # no checkpoint written in the first hour: the epochs exist in memory only
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.splitlines()[-1] == (f"python -m physnetjax.train: terminated (SIGTERM); continue from the last "
+                                    f"checkpoint with: python -m physnetjax.train --resume {out}")
+    saved = int(os.readlink(out / "latest").split("-")[-1])
+    assert saved >= 2 and len(read_rows(out)) in (saved, saved + 1)  # the row of an epoch cut short before its save
+    assert resume(out, epochs=saved + 1)["epochs_run"] == saved + 1
+    assert [int(r["epoch"]) for r in read_rows(out)] == list(range(1, saved + 2))
+
+
 def test_init_from_loads_weights_only(base_run, tmp_path):
     out, _ = base_run
     fine_tuned = tmp_path / "fine"
