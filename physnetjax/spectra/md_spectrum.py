@@ -212,7 +212,8 @@ def md_spectrum(
     Warns:
       PhysNetInputWarning: close contacts, a molecule stretched as by positions in bohr
         (:func:`physnetjax.validation.check_length_unit`), or elements or a total charge outside
-        the training data (:meth:`physnetjax.training_record.TrainingRecord.check_structure`).
+        the training data (:meth:`physnetjax.training_record.TrainingRecord.check_structure`), or an
+        equilibration shorter than 5 Langevin relaxation times (:func:`short_equilibration`).
     """
     z, r0 = validate_structure(atomic_numbers, positions, model.supported_max_atomic_number, total_charge=total_charge)
     check_length_unit(z, r0)
