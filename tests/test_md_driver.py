@@ -327,6 +327,33 @@ def test_restart_truncates_frames_written_after_the_md_checkpoint(system, tmp_pa
     assert steps == [5, 10, 15, 20]
 
 
+@pytest.mark.parametrize("behind, message", [
+    ("trajectory", r"traj\.xyz: its last frame is step 10 but the restart is at step 20: the frames between are "
+                   r"missing .*move it away to start a new trajectory$"),
+    ("log", r"traj\.xyz\.jsonl: its last record is step 10 but the restart is at step 20: the records between are "
+            r"missing .*move it away to start a new log$")])
+def test_restart_into_a_trajectory_or_log_behind_the_checkpoint_is_refused(system, tmp_path, behind, message):
+    """A trajectory cut at step 10 (or restored from an older copy) while the checkpoint is at step 20: on main the
+    restart appended 25, 30 after 5, 10, a silent gap (the probe: steps 10..100, 410, 420), and the log disagreed.
+    Now refused before either file is changed."""
+    model, params, atoms = system
+    out = tmp_path / "traj.xyz"
+    steps = (5, 10) if behind == "trajectory" else (5, 10, 15, 20)
+    for step in steps:
+        frame = atoms.copy()
+        frame.info["step"] = step
+        ase.io.write(out, frame, format="extxyz", append=True)
+    log_steps = (5, 10) if behind == "log" else (5, 10, 15, 20, 25)
+    (tmp_path / "traj.xyz.jsonl").write_text("".join(f'{{"step": {step}}}\n' for step in log_steps))
+    before = out.read_bytes(), (tmp_path / "traj.xyz.jsonl").read_bytes()
+    np.savez(tmp_path / "state.npz", positions=atoms.positions, momenta=np.zeros((len(atoms), 3)),
+             numbers=atoms.numbers, step=20, heat=0.0)
+    with pytest.raises(PhysNetInputError, match=message):
+        simulate(model, params, atoms, steps=10, save_every=5, dtype="float64", out=str(out),
+                 restart=str(tmp_path / "state.npz"))
+    assert (out.read_bytes(), (tmp_path / "traj.xyz.jsonl").read_bytes()) == before
+
+
 @pytest.mark.parametrize("damage, message", [
     ("frame", r"traj\.xyz: cannot read the trajectory the restart continues \(.*\); the file is damaged"),
     ("line", r"traj\.xyz\.jsonl, line 2: not a JSON record \(.*\); the file is damaged"),

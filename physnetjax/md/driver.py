@@ -38,7 +38,8 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
    :func:`params_fingerprint`, which the command line checks on ``--restart``, and
    the :func:`state_checksum` of the state and the masses, which every restart
    checks); a restart first drops the trajectory frames the killed run wrote after
-   that checkpoint, so steps stay monotonic and unique.
+   that checkpoint, so steps stay monotonic and unique, and refuses a trajectory or log
+   whose last frame is before the checkpoint's step (it would go on after a gap).
 
 Frame of reference (:mod:`physnetjax.md.frame_of_reference`). An isolated
 (non-periodic) system is integrated about an origin c, the centroid of its start
@@ -661,15 +662,16 @@ def simulate(
             else:
                 warnings.warn(f"{reason}; every frame may be flagged", PhysNetInputWarning, stacklevel=2)
 
-    if restart is not None and out is not None:
+    log = None if out is None else Path(f"{out}.jsonl")
+    if restart is not None and out is not None:  # both files are checked before either is changed
+        records = _log_records_until(log, start_step)
         dropped = truncate_trajectory(out, start_step)
         if dropped:
             warnings.warn(f"{out}: dropped {dropped} frame(s) written after the MD checkpoint (step {start_step}) "
                           "before continuing", PhysNetInputWarning, stacklevel=2)
     writer = TrajectoryWriter(out, append=restart is not None) if out is not None else None
-    log = None if out is None else Path(f"{out}.jsonl")
     if log is not None:
-        start_log(log, _log_records_until(log, start_step) if restart is not None else ())
+        start_log(log, records if restart is not None else ())
     runner = compilation.jit_for_system(n, run, static_argnums=(0, 2, 3, 4))
     compiled: dict = {}
     compile_seconds = run_seconds = 0.0
@@ -1188,7 +1190,9 @@ def _log_records_until(log: Path, step: int) -> list[dict]:
     """The records of the MD log ``log`` up to ``step`` (those a restart from ``step`` keeps).
 
     Raises:
-      PhysNetInputError: a damaged line (:func:`~physnetjax.jsonlines.read_log`) or a record without an integer step.
+      PhysNetInputError: a damaged line (:func:`~physnetjax.jsonlines.read_log`), a record without an integer step,
+        or a last kept record before ``step`` (a log cut, restored from an older copy or of another run: the restart
+        would append after a gap).
     """
     records = read_log(log)
     for number, record in enumerate(records, start=1):
@@ -1196,7 +1200,13 @@ def _log_records_until(log: Path, step: int) -> list[dict]:
             raise PhysNetInputError(f"{log}, record {number}: no integer 'step' (received "
                                     f"{json.dumps(record.get('step'))}); the file was edited or is another file: "
                                     "restore it, or move it away to start a new log")
-    return [record for record in records if record["step"] <= step]
+    kept = [record for record in records if record["step"] <= step]
+    if kept and kept[-1]["step"] < step:
+        raise PhysNetInputError(f"{log}: its last record is step {kept[-1]['step']} but the restart is at step {step}: "
+                                "the records between are missing (the file was cut, restored from an older copy, or "
+                                "is another run's), and the restart would append after a gap; restore the log the "
+                                "checkpoint's run wrote, or move it away to start a new log")
+    return kept
 
 
 def _kinetic(state: MDState) -> float:

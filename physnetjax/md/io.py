@@ -68,7 +68,9 @@ def truncate_trajectory(path, last_step: int) -> int:
     missing or empty file is left alone.
 
     Raises:
-      PhysNetInputError: naming the file, when ASE cannot read it (a damaged frame).
+      PhysNetInputError: naming the file, when ASE cannot read it (a damaged frame), or when the last frame it keeps
+        is before ``last_step`` (a file cut, restored from an older copy or of another run: appending to it would
+        leave a gap of steps); then the file is not changed.
     """
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
@@ -82,6 +84,12 @@ def truncate_trajectory(path, last_step: int) -> int:
             "is damaged (a run killed while writing it, or edited): remove its damaged last frame, or move it away "
             "to start a new trajectory") from error
     keep = [frame for frame in frames if int(frame.info.get("step", -1)) <= last_step]
+    if keep and "step" in keep[-1].info and int(keep[-1].info["step"]) < last_step:
+        raise PhysNetInputError(
+            f"{path}: its last frame is step {int(keep[-1].info['step'])} but the restart is at step {last_step}: "
+            "the frames between are missing (the file was cut, restored from an older copy, or is another run's), "
+            "and the restart would append after a gap; restore the trajectory the checkpoint's run wrote, or move "
+            "it away to start a new trajectory")
     if len(keep) == len(frames):
         return 0
     tmp = path.with_name(f".{path.name}.truncating{path.suffix}")
