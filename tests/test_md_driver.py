@@ -1,6 +1,9 @@
 """MD driver: CLI output and report, restart from MD checkpoints, overflow re-run, stop on absurd forces,
 stop on NVE energy not conserved, trajectory truncated on restart."""
 
+import json
+from pathlib import Path
+
 import ase
 import ase.io
 import jax
@@ -17,7 +20,7 @@ from physnetjax.md.io import momenta_to_ase
 from physnetjax.md.driver import (EnergyConservationError, MDInstabilityError, MDReport, drift_and_fluctuation,
                                   simulate)
 from physnetjax.training_record import TrainingRecord
-from physnetjax.units import BOLTZMANN
+from physnetjax.units import AMU_A2_PER_FS2_IN_EV, BOLTZMANN
 
 
 @pytest.fixture(scope="module")
@@ -230,6 +233,30 @@ def test_restart_of_another_model_or_ensemble_through_the_python_api(system, tmp
         report = simulate(model, params, atoms, restart=str(state), **common)
     assert report.ensemble == "nve"
     simulate(model, params, atoms, ensemble="langevin", restart=str(state), **common)
+
+
+def test_a_langevin_run_continued_in_nve_loses_its_drift_and_its_heat(system, tmp_path):
+    """Equilibrate, then NVE: Langevin noise leaves the centre of mass moving (ethanol: 0.0876 eV, 360 K reported
+    instead of 275 K) and its heat offset NVE's conserved energy (-309.3213 eV for E_pot + K = -309.4124 eV); on
+    main the NVE restart kept both, unwarned. Now the total momentum is removed as for a geometry file's momenta,
+    with a warning giving the kinetic energy removed, and NVE's conserved quantity is its total energy."""
+    model, params, atoms = system
+    state, out = tmp_path / "state.npz", tmp_path / "nve.xyz"
+    common = dict(save_every=10, dtype="float64")
+    simulate(model, params, atoms, ensemble="langevin", friction=0.2, steps=20, checkpoint_path=str(state), **common)
+    with np.load(state) as saved:
+        assert float(saved["heat"]) != 0.0
+        total = np.sum(saved["momenta"], axis=0)
+        drift_eV = float(total @ total) / (2 * atoms.get_masses().sum()) * AMU_A2_PER_FS2_IN_EV
+    with pytest.warns(PhysNetInputWarning, match=rf"restart file {state}: the momenta of its langevin run have a "
+                                                 rf"total momentum of .* removed, which lowers the kinetic energy by "
+                                                 rf"{drift_eV:.3g} eV"):
+        simulate(model, params, atoms, restart=str(state), steps=10, out=str(out), **common)
+    frame = ase.io.read(out)
+    np.testing.assert_allclose(frame.get_momenta().sum(axis=0), 0.0, atol=1e-7)  # extxyz keeps 8 decimals
+    record = json.loads(Path(f"{out}.jsonl").read_text())
+    np.testing.assert_allclose(record["conserved_eV"], record["potential_energy_eV"] + record["kinetic_energy_eV"],
+                               rtol=0, atol=1e-9)
 
 
 def test_a_total_charge_for_a_model_without_charges_warns_in_md(system):

@@ -97,6 +97,7 @@ from physnetjax.jsonlines import append_record, read_log, start_log
 from physnetjax.errors import (InputNotFoundError, PhysNetInputError, PhysNetInputWarning, RunStoppedError, displayed,
                                displayed_setting, namer)
 from physnetjax.md.ensembles import (
+    CENTRE_OF_MASS_AT_REST,
     CHAIN_MASSES_KEY,
     ENSEMBLES,
     MAX_TEMPERATURE_K,
@@ -107,6 +108,7 @@ from physnetjax.md.ensembles import (
     build_dynamics,
     check_ensemble_settings,
     checkpoint_arrays,
+    checkpoint_ensemble,
     continue_targets,
     restore_ensemble_state,
     run_targets,
@@ -507,7 +509,10 @@ def simulate(
         the same, and the cell of an NPT run. A checkpoint of another model (its
         recorded :func:`params_fingerprint`) is refused; one of another ensemble continues
         in ``ensemble`` with a warning (``python -m physnetjax.md`` refuses that switch
-        unless ``--ensemble`` is given explicitly).
+        unless ``--ensemble`` is given explicitly): its conserved quantity starts from
+        ``ensemble``'s definition (heat 0: the total energy in NVE), and into an ensemble
+        that keeps the centre of mass at rest (all but Langevin) the momenta lose their
+        total momentum as a geometry file's do (:func:`without_total_momentum`).
       progress: called with 0 once the inputs passed their checks (before the first
         compilation), then with the number of steps completed after each chunk.
       training_record: what the model's training data held (checkpoint metadata,
@@ -604,6 +609,9 @@ def simulate(
         saved = read_restart(restart, atoms, model.supported_max_atomic_number)
         check_restart_records(restart, saved, ensemble, fingerprint, timestep_fs, names)
         positions, momenta = saved["positions"], saved["momenta"]
+        if checkpoint_ensemble(saved) != ensemble and ensemble in CENTRE_OF_MASS_AT_REST:
+            momenta = without_total_momentum(momenta, atoms.get_masses(), f"restart file {restart}: the momenta of "
+                                             f"its {checkpoint_ensemble(saved)} run")
         start_step = int(saved["step"])
         if start_step + steps > MAX_STEP:
             raise PhysNetInputError(f"restart file {restart} is at step {start_step}: {displayed('steps', names)} "
@@ -958,13 +966,15 @@ def check_start_temperature(momenta: np.ndarray, masses: np.ndarray, degrees_of_
     return temperature_K
 
 
-def without_total_momentum(momenta, masses) -> np.ndarray:
-    """The start momenta of a geometry file (N, 3) amu·Å/fs without their total momentum.
+def without_total_momentum(momenta, masses, where: str = "the start geometry's momenta") -> np.ndarray:
+    """Start momenta (N, 3) amu·Å/fs without their total momentum: a geometry file's, or a restart's into an ensemble
+    that keeps the centre of mass at rest (:data:`~physnetjax.md.ensembles.CENTRE_OF_MASS_AT_REST`).
 
     MD counts N_f = 3N − 3 degrees of freedom: the centre of mass is at rest, as for the
     drawn Maxwell–Boltzmann momenta. A total momentum P = Σ p_i would be a drift of the
     whole system that the reported temperature and the thermostats count as heat. It is
-    removed, p_i ← p_i − m_i P / M; a :class:`PhysNetInputWarning` names P and the share of
+    removed, p_i ← p_i − m_i P / M; a :class:`PhysNetInputWarning` (naming the momenta as
+    ``where`` says) names P, the kinetic energy removed, |P|² / (2M) · C, and the share of
     the kinetic temperature it held, |P|² / (M N_f k_B) · C, when that is above
     :data:`COM_TEMPERATURE_NOTICE_K`.
     """
@@ -973,12 +983,14 @@ def without_total_momentum(momenta, masses) -> np.ndarray:
     total = momenta.sum(axis=0)
     mass = masses.sum()
     dof = 3 * masses.shape[0] - 3
-    held_K = float(total @ total) / mass * AMU_A2_PER_FS2_IN_EV / (dof * BOLTZMANN)
+    removed_eV = float(total @ total) / (2.0 * mass) * AMU_A2_PER_FS2_IN_EV
+    held_K = 2.0 * removed_eV / (dof * BOLTZMANN)
     if held_K > COM_TEMPERATURE_NOTICE_K:
-        warnings.warn(f"the start geometry's momenta have a total momentum of {np.round(total, 6).tolist()} amu·Å/fs "
-                      f"(the centre of mass drifting at {np.linalg.norm(total) / mass:.3g} Å/fs, {held_K:.3g} K of "
-                      f"the kinetic temperature over {dof} degrees of freedom): removed, the MD keeps the centre of "
-                      "mass at rest", PhysNetInputWarning, stacklevel=3)
+        warnings.warn(f"{where} have a total momentum of {np.round(total, 6).tolist()} amu·Å/fs (the centre of mass "
+                      f"drifting at {np.linalg.norm(total) / mass:.3g} Å/fs, {held_K:.3g} K of the kinetic "
+                      f"temperature over {dof} degrees of freedom): removed, which lowers the kinetic energy by "
+                      f"{removed_eV:.3g} eV; the MD keeps the centre of mass at rest", PhysNetInputWarning,
+                      stacklevel=3)
     return momenta - masses[:, None] * total / mass
 
 
@@ -1167,7 +1179,9 @@ def check_restart_records(path, saved: dict, ensemble: str, fingerprint: str, ti
     is refused, and so is another timestep (the times written count steps of one timestep: a
     0.5 fs run restarted at step 41000 with 1 fs jumped from 20.5 to 41 ps); another ensemble
     continues in ``ensemble`` with a warning (positions, momenta and cell carry over, the
-    thermostat state starts afresh). Files written before these records were kept are not checked.
+    thermostat state and the conserved quantity start afresh, and into an ensemble of
+    :data:`~physnetjax.md.ensembles.CENTRE_OF_MASS_AT_REST` :func:`simulate` removes the total momentum).
+    Files written before these records were kept are not checked.
 
     Raises:
       PhysNetInputError: the recorded model or timestep is another one (named as ``names`` says).
@@ -1182,7 +1196,8 @@ def check_restart_records(path, saved: dict, ensemble: str, fingerprint: str, ti
     if "ensemble" in saved and str(saved["ensemble"]) != ensemble:
         recorded = str(saved["ensemble"])
         warnings.warn(f"restart file {path} was a {recorded} run and continues as ensemble {ensemble}: positions, "
-                      f"momenta and cell carry over, the {ensemble} thermostat state starts afresh",
+                      f"momenta and cell carry over; the thermostat state starts afresh and the conserved quantity "
+                      f"is {ensemble}'s from the restart on (the heat of the {recorded} run is not carried into it)",
                       PhysNetInputWarning, stacklevel=3)
 
 

@@ -84,6 +84,10 @@ def check_temperature(name: str, value) -> None:
     check_range(name, value, "K", 0.0, highest=MAX_TEMPERATURE_K, why=MAX_TEMPERATURE_REASON)
 
 
+CENTRE_OF_MASS_AT_REST = ("nve", "nvt-nhc", "csvr", "npt")
+"""The ensembles that conserve the total momentum and count N_f = 3N − 3 degrees of freedom (all but Langevin,
+whose noise moves the centre of mass and which counts 3N)."""
+
 THERMOSTATTED = ("nvt-nhc", "csvr", "npt")
 """The ensembles with a thermostat relaxation time (``thermostat_time_fs``) and a temperature ramp."""
 
@@ -322,21 +326,27 @@ def continue_targets(state: MDState, saved: dict, targets: dict, dof: int) -> tu
     return state, changed
 
 
+def checkpoint_ensemble(saved: dict) -> str:
+    """The ensemble MD checkpoint ``saved`` was run in: its ``ensemble`` entry; older checkpoints without one count
+    as NVE, or Langevin when they hold a PRNG key."""
+    return str(saved["ensemble"]) if "ensemble" in saved else ("langevin" if "key" in saved else "nve")
+
+
 def restore_ensemble_state(state: MDState, saved: dict, ensemble: str) -> MDState:
     """Put the thermostat/barostat fields of checkpoint ``saved`` into a freshly initialised ``state``.
 
-    The PRNG key and ``heat`` are always taken over; the other fields (chain, ramp
-    work) only when the checkpoint is of the same ensemble. The cell is not set here:
-    the caller builds the state in the saved cell (its forces and stress depend on it).
-    Older checkpoints without an ``ensemble`` entry count as NVE, or Langevin when they
-    hold a key.
+    The PRNG key is always taken over; the other fields (heat, chain, ramp work) only when
+    the checkpoint is of the same ensemble (:func:`checkpoint_ensemble`): in another one the
+    conserved quantity starts from that ensemble's definition (heat 0; NVE's is the total
+    energy, which a Langevin run's heat would offset). The cell is not set here: the caller
+    builds the state in the saved cell (its forces and stress depend on it).
     """
-    saved_ensemble = str(saved["ensemble"]) if "ensemble" in saved else ("langevin" if "key" in saved else "nve")
+    same = checkpoint_ensemble(saved) == ensemble
     fields = {}
     for name in ensemble_fields(state):
         if name not in saved or name == "cell":
             continue
-        if name in ("key", "heat") or saved_ensemble == ensemble:
+        if name == "key" or same:
             value = np.asarray(saved[name])
             fields[name] = jnp.asarray(value, getattr(state, name).dtype)
     return state.replace(**fields)
