@@ -133,7 +133,7 @@ def test_absurd_force_stops_and_saves_last_good_frame(system, tmp_path):
         simulate(model, params, atoms, steps=200, save_every=2, dtype="float64", max_force=limit, out=str(out))
     last = ase.io.read(f"{out}.last_good.xyz")
     assert np.linalg.norm(last.get_forces(), axis=-1).max() <= limit
-    written = ase.io.read(out, index=":") if out.stat().st_size else []
+    written = ase.io.read(out, index=":") if out.exists() else []  # no frame kept: no file
     assert last.info["step"] == 2 * len(written)
 
 
@@ -281,12 +281,25 @@ def test_nve_energy_drift_stops_and_saves_the_last_good_frame(system, tmp_path):
     with pytest.raises(EnergyConservationError, match=r"conserved energy moved .* meV/atom .* energy_tolerance=20"):
         simulate(model, params, atoms, steps=40, save_every=2, chunk_frames=20, timestep_fs=10.0, dtype="float64",
                  out=str(out))
-    written = ase.io.read(out, index=":") if out.stat().st_size else []
+    written = ase.io.read(out, index=":") if out.exists() else []  # no frame kept: no file
     last = ase.io.read(f"{out}.last_good.xyz")
     assert last.info["step"] == 2 * len(written) < 40
     # each written frame is within 20 meV/atom of the start, so within 40 of each other
     conserved = np.array([frame.info["conserved_eV"] for frame in written])
     assert len(conserved) == 0 or 1e3 * np.ptp(conserved) / len(atoms) <= 40.0
+
+
+def test_a_run_stopped_before_its_first_frame_leaves_no_empty_trajectory(system, tmp_path):
+    """--timestep 5 --steps 100 --save-every 10 stopped (exit 4) before its first saved frame and left a 0-byte OUT and
+    OUT.jsonl (ase.io.read: 'Empty file'); a stop on uncertainty already removed them, now a blow-up or an energy
+    drift does too. The last good frame (the start) is still saved."""
+    model, params, atoms = system
+    out = tmp_path / "hot.xyz"
+    with pytest.raises(EnergyConservationError, match=rf"Last good frame \(step 0\) saved to {out}\.last_good\.xyz; "
+                                                      rf"the run leaves no {out} nor {out}\.jsonl \(they would hold "
+                                                      r"no frame\)$"):
+        simulate(model, params, atoms, steps=40, save_every=20, timestep_fs=10.0, dtype="float64", out=str(out))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["hot.xyz.last_good.xyz"]
 
 
 def test_cli_restart_checks_ensemble_and_model(system, tmp_path, capsys):

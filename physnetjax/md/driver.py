@@ -28,7 +28,8 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
    report says where and why it stopped; no exception) or is flagged (``"flag"``:
    frames carry ``uncertain`` True and the run goes on). A new run stopped before its
    first trusted saved frame leaves no ``out`` and ``<out>.jsonl`` (empty, they would
-   look like the result of a run; a restart leaves its earlier frames) and says so.
+   look like the result of a run; a restart leaves its earlier frames) and says so; so
+   does a run stopped by a blow-up or an energy drift (point 2) or interrupted before it.
 4. Frames go to the trajectory (extxyz or .traj, see :mod:`physnetjax.md.io`), one
    JSON line per saved frame to ``<out>.jsonl`` (:data:`LOG_KEYS`, flushed per line;
    a restart drops the lines after its step, then appends; ensembles add
@@ -717,7 +718,8 @@ def simulate(
                     _stop(atoms, state, None, 0, start_step + done, save_every,
                           f"the cell was compressed beyond the neighbor lists' strain tolerance within one chunk "
                           f"{retries} times after step {start_step + done}; use a longer barostat time", out,
-                          MDInstabilityError, frame, dynamics.element_energy)
+                          MDInstabilityError, frame, dynamics.element_energy,
+                          _no_frame_note(out, restart) if len(times) == 1 else "")
                 chunk_frames = max(1, chunk_frames // 2)
                 reference = np.asarray(state.cell, np.float64)
                 if not np.array_equal(reference, reference_cell):
@@ -830,7 +832,7 @@ def simulate(
                     reason = _blow_up_reason(host.peak_force[num_good], max_force, seen[num_good], names)
                 _stop(atoms, state, host, num_good, start_step + done, save_every, reason, out,
                       EnergyConservationError if drifting[num_good] else MDInstabilityError, frame,
-                      dynamics.element_energy)
+                      dynamics.element_energy, _no_frame_note(out, restart) if len(times) == 1 else "")
             state = new_state
             retries = 0
             done += num_frames * save_every
@@ -840,22 +842,14 @@ def simulate(
                             timestep_fs, run_targets(ensemble, options, steps, done - 1, dof))
             if progress is not None:
                 progress(done)
-    except KeyboardInterrupt:
-        if writer is not None and restart is None and len(times) == 1:  # interrupted before its first frame
-            writer.close()
-            writer = None
-            _remove_empty_outputs(out)
-        raise
     finally:
         if writer is not None:
             writer.close()
+            if restart is None and len(times) == 1:  # stopped, blown up or interrupted before its first frame
+                _remove_empty_outputs(out)
     kept = len(times) - 1
-    if stop_reason is not None and out is not None and kept == 0:  # stopped before its first trusted frame
-        if restart is None:
-            _remove_empty_outputs(out)
-            stop_reason += f"; the run leaves no {out} nor {out}.jsonl (they would hold no frame)"
-        else:
-            stop_reason += f"; no frame was added to {out}"
+    if stop_reason is not None and kept == 0:  # stopped before its first trusted frame
+        stop_reason += _no_frame_note(out, restart)
     drift, fluctuation = drift_and_fluctuation(times, conserved, n)
     return MDReport(
         steps=done, time_ps=done * timestep_fs * 1e-3, num_atoms=n,
@@ -1242,10 +1236,21 @@ def params_fingerprint(params) -> str:
 
 
 def _remove_empty_outputs(out) -> None:
-    """Remove the trajectory ``out`` and its log that a fresh run created and stopped, or was interrupted, before
-    its first frame: empty files look like the result of a run (``ase.io.read`` fails on them: "Empty file")."""
+    """Remove the trajectory ``out`` and its log that a fresh run created and stopped (on uncertainty, a blow-up or
+    an energy drift), or was interrupted, before its first frame: empty files look like the result of a run
+    (``ase.io.read`` fails on them: "Empty file")."""
     for path in (Path(out), Path(f"{out}.jsonl")):
         path.unlink(missing_ok=True)
+
+
+def _no_frame_note(out, restart) -> str:
+    """The clause of a stop message of a run that kept no frame: a fresh run leaves no ``out`` nor its log
+    (:func:`_remove_empty_outputs`), a ``restart`` added none to them ('' without ``out``)."""
+    if out is None:
+        return ""
+    if restart is None:
+        return f"; the run leaves no {out} nor {out}.jsonl (they would hold no frame)"
+    return f"; no frame was added to {out}"
 
 
 def _checkpoint(path, atoms, state: MDState, step: int, ensemble: str, fingerprint: str, frame: FrameOfReference,
@@ -1349,9 +1354,11 @@ def _where_saved(target: Optional[Path]) -> str:
 
 
 def _stop(atoms, state, host, num_good, chunk_start, save_every, reason, out, error, frame: FrameOfReference,
-          element_energy: float):
-    """Save the last good frame (with ``out``), raise ``error`` (:class:`MDInstabilityError`) on the first bad one."""
+          element_energy: float, note: str = ""):
+    """Save the last good frame (with ``out``), raise ``error`` (:class:`MDInstabilityError`) on the first bad one;
+    the message ends with ``note`` (:func:`_no_frame_note` when the run kept no frame)."""
     target = None if out is None else Path(f"{out}.last_good.xyz")
     last_step = _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target, frame, element_energy)
     bad_step = chunk_start + (num_good + 1) * save_every
-    raise error(f"MD stopped at step {bad_step}: {reason}. Last good frame (step {last_step}) {_where_saved(target)}")
+    raise error(f"MD stopped at step {bad_step}: {reason}. Last good frame (step {last_step}) {_where_saved(target)}"
+                f"{note}")
