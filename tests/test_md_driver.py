@@ -302,6 +302,30 @@ def test_a_run_stopped_before_its_first_frame_leaves_no_empty_trajectory(system,
     assert sorted(path.name for path in tmp_path.iterdir()) == ["hot.xyz.last_good.xyz"]
 
 
+def test_a_thermostatted_run_whose_conserved_quantity_drifts_warns_and_its_note_names_the_timestep(system):
+    """Nosé–Hoover at 2.5 fs on ethanol drifted +68 meV/atom/ps, Langevin +95, CSVR +132 (0.5 fs: -0.002..-0.014),
+    and the runs ended without a word (only NVE checked its energy); CSVR's temperature note blamed a start not
+    yet in equilibrium. Now a warning (not a stop) names the deviation, the drift and the timestep, and the note
+    blames the timestep; at 0.5 fs neither appears."""
+    import warnings
+
+    model, params, atoms = system
+    run = dict(ensemble="csvr", thermostat_time_fs=50.0, save_every=10, dtype="float64")
+    with pytest.warns(RuntimeWarning, match=r"^csvr conserved quantity not conserved: it moved up to [\d.e+]+ meV/atom "
+                                            r"from its start value \(more than the 20 meV/atom at which NVE stops, "
+                                            r"first at step \d+; drift \+[\d.e+]+ meV/atom/ps\): timestep_fs=5 fs is "
+                                            r"too long for this model"):
+        report = simulate(model, params, atoms, timestep_fs=5.0, steps=40, **run)
+    assert report.conserved_deviation_meV_per_atom > 20.0
+    note = report.temperature_note()
+    assert "the timestep is too long for this model" in note and "equilibrium" not in note
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        calm = simulate(model, params, atoms, timestep_fs=0.5, steps=20, **run)
+    assert not [w for w in caught if "conserved quantity not conserved" in str(w.message)]
+    assert calm.conserved_deviation_meV_per_atom is None
+
+
 def test_cli_restart_checks_ensemble_and_model(system, tmp_path, capsys):
     """MD checkpoints record their ensemble and model. On main a restart with the default --ensemble nve went on
     with a Langevin run's state in NVE, and one with another --checkpoint went on with that model, silently;

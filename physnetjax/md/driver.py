@@ -13,7 +13,9 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
    written, the last good frame is saved to ``<out>.last_good.xyz`` (without
    ``out`` nothing is written; the message gives its step) and
    :class:`MDInstabilityError` (:class:`EnergyConservationError` for the energy) is
-   raised; with ``on_energy_drift="warn"`` the energy only gives a warning. Atoms
+   raised; with ``on_energy_drift="warn"`` the energy only gives a warning. A thermostatted or
+   NPT run whose conserved quantity moves that far (the default tolerance) warns at its end
+   (:func:`conserved_drift_warning`) and does not stop. Atoms
    closer than 0.1 Å in a saved frame stop the run the same way; the first frame with atoms closer
    than 0.5 Å warns (:class:`~physnetjax.md.close_contacts.CloseContactWarning`), and the report and any
    later stop message name the closest approach.
@@ -196,7 +198,9 @@ class MDReport:
     A thermostatted run records its mean target temperature ``target_temperature_K`` (the middle of
     a ramp), the relaxation time of its kinetic energy ``kinetic_relaxation_fs``
     (:func:`kinetic_relaxation_time_fs`) and the mean temperatures of the first and second half of its
-    saved frames ``half_temperatures_K``; None in NVE.
+    saved frames ``half_temperatures_K``; None in NVE. ``conserved_deviation_meV_per_atom`` is the largest
+    deviation of a thermostatted or NPT run's conserved quantity from its start value in the kept frames when it
+    passed :data:`ENERGY_TOLERANCE_MEV_PER_ATOM` (the run warned: :func:`conserved_drift_warning`), else None.
     """
 
     steps: int
@@ -227,6 +231,7 @@ class MDReport:
     target_temperature_K: Optional[float] = None
     kinetic_relaxation_fs: Optional[float] = None
     half_temperatures_K: Optional[tuple[float, float]] = None
+    conserved_deviation_meV_per_atom: Optional[float] = None
 
     @property
     def stopped(self) -> bool:
@@ -247,7 +252,9 @@ class MDReport:
         :data:`EQUILIBRATION_RELAXATION_TIMES` relaxation times or its two halves differ by more than
         that many times the scatter of their difference (√2 × a half's) with the second nearer the target,
         else that the thermostat does not hold the target (with the second half further off: that the
-        temperature moves away from it, which no start far from equilibrium explains).
+        temperature moves away from it, which no start far from equilibrium explains). When the run's conserved
+        quantity moved beyond the tolerance (``conserved_deviation_meV_per_atom``) it says instead that the
+        integration heats the system: the timestep is too long for this model (or the forces are not conservative).
         """
         if self.target_temperature_K is not None:
             return self._thermostat_note()
@@ -274,7 +281,11 @@ class MDReport:
                                                   self.kinetic_relaxation_fs, self.frames // 2)
         halves_differ = abs(first - second) > TEMPERATURE_NOTE_SIGMAS * math.sqrt(2) * half_scatter
         receding = abs(second - self.target_temperature_K) > abs(first - self.target_temperature_K)
-        if (run_fs < EQUILIBRATION_RELAXATION_TIMES * self.kinetic_relaxation_fs
+        if self.conserved_deviation_meV_per_atom is not None:
+            why = (f"its conserved quantity moved {self.conserved_deviation_meV_per_atom:.3g} meV/atom from its start "
+                   "value, so the integration itself heats or cools the system: the timestep is too long for this "
+                   "model (or its forces are not conservative); use a smaller timestep")
+        elif (run_fs < EQUILIBRATION_RELAXATION_TIMES * self.kinetic_relaxation_fs
                 or (halves_differ and not receding)):
             why = ("the run has not reached equilibrium with the thermostat (it started far from it: a start geometry "
                    "still relaxing, or momenta at another temperature): leave out its first part, or run longer")
@@ -694,6 +705,7 @@ def simulate(
     volumes: list[float] = []
     done, chunks, retries, executed = 0, 0, 0, 0
     warned_drift = False
+    largest_deviation, first_deviating_step = 0.0, None  # thermostatted/NPT: of the conserved quantity, kept frames
     closest: Optional[CloseContact] = None
     total_frames = steps // save_every
     try:
@@ -806,6 +818,11 @@ def simulate(
                         record.update(pressure_bar=pressures[-1], volume_A3=volumes[-1])
                     record.update({key: info[key] for key in ("max_forces_std_eV_per_A", "uncertain") if key in info})
                     append_record(log, record)
+            if ensemble != "nve" and num_trusted:
+                largest_deviation = max(largest_deviation, float(deviation[:num_trusted].max()))
+                if first_deviating_step is None and largest_deviation > ENERGY_TOLERANCE_MEV_PER_ATOM:
+                    first_deviating_step = int(frame_steps[np.argmax(deviation[:num_trusted]
+                                                                     > ENERGY_TOLERANCE_MEV_PER_ATOM)])
             if num_trusted < num_good:
                 spread = float(host.max_forces_std[num_trusted])
                 spreads.append(spread)
@@ -851,6 +868,9 @@ def simulate(
     if stop_reason is not None and kept == 0:  # stopped before its first trusted frame
         stop_reason += _no_frame_note(out, restart)
     drift, fluctuation = drift_and_fluctuation(times, conserved, n)
+    if first_deviating_step is not None:
+        warnings.warn(conserved_drift_warning(ensemble, largest_deviation, first_deviating_step, drift, timestep_fs,
+                                              closest, names), RuntimeWarning, stacklevel=2)
     return MDReport(
         steps=done, time_ps=done * timestep_fs * 1e-3, num_atoms=n,
         drift_meV_per_atom_per_ps=drift, fluctuation_meV_per_atom=fluctuation,
@@ -873,6 +893,7 @@ def simulate(
         half_temperatures_K=(None if ensemble == "nve" or kept < 2 else
                              (float(np.mean(temperatures[1: 1 + kept // 2])),
                               float(np.mean(temperatures[1 + kept // 2:])))),
+        conserved_deviation_meV_per_atom=largest_deviation if first_deviating_step is not None else None,
     )
 
 
@@ -1313,6 +1334,21 @@ def _drift_reason(deviation, drifting, tolerance: float, contact: Optional[Close
                 "on such contacts")
     return (f"{moved}; use a smaller {displayed('timestep_fs', names)} (or a larger "
             f"{displayed('energy_tolerance', names)}, or {displayed_setting('on_energy_drift', 'warn', names)})")
+
+
+def conserved_drift_warning(ensemble: str, deviation: float, step: int, drift: float, timestep_fs: float,
+                            contact: Optional[CloseContact] = None, names: Optional[Mapping[str, str]] = None) -> str:
+    """The warning of a thermostatted or NPT run whose conserved quantity (E_pot + K + the thermostat's and
+    barostat's energy) moved up to ``deviation`` meV/atom from its start value, past
+    :data:`ENERGY_TOLERANCE_MEV_PER_ATOM` first at ``step``, with a fitted ``drift`` (meV/atom/ps): the thermostat
+    hides the heat a timestep too long for the model makes (NVE would stop), so the run only warns. With a close
+    contact seen, that the model extrapolates there. Arguments are named as ``names`` does."""
+    return (f"{ensemble} conserved quantity not conserved: it moved up to {deviation:.3g} meV/atom from its start "
+            f"value (more than the {ENERGY_TOLERANCE_MEV_PER_ATOM:g} meV/atom at which NVE stops, first at step "
+            f"{step}; drift {_figure(drift, '+.3g', ' meV/atom/ps')}){_extrapolated(contact)}: "
+            f"{displayed_setting('timestep_fs', f'{timestep_fs:g}', names)} fs is too long for this model (or its "
+            f"forces are not conservative), the thermostat hides the heat the integration makes; use a smaller "
+            f"{displayed('timestep_fs', names)}")
 
 
 def _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, target: Optional[Path],
