@@ -665,6 +665,11 @@ def simulate(
     if start_force > max_force:
         raise MDInstabilityError(f"start geometry has |F| = {start_force:.3g} eV/Å > "
                                  f"{displayed_setting('max_force', max_force, names)} eV/Å")
+    if start_force == 0.0 and n > 1 and cell is None:
+        warnings.warn("every force on the start geometry is exactly zero: the model's energy does not depend on where "
+                      "the atoms are (an untrained model, whose output head starts at zero, or atoms all beyond its "
+                      "cutoff of each other); the atoms will fly apart in straight lines. Check the checkpoint "
+                      "(python -m physnetjax.check)", PhysNetInputWarning, stacklevel=2)
     spreads: list[float] = []
     uncertain_frames = 0
     stop_reason = last_trusted = None

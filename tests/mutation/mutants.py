@@ -1362,6 +1362,10 @@ MUTANTS = (
            "if first_deviating_step is None and largest_deviation > ENERGY_TOLERANCE_MEV_PER_ATOM:", "if False:",
            ("tests/test_md_driver.py::test_a_thermostatted_run_whose_conserved_quantity_drifts_warns_and_its_note_names_the_timestep",),
            "a thermostatted run drifting 70-130 meV/atom/ps finishes without a word"),
+    Mutant("zero_forces_unwarned", "physnetjax/md/driver.py",
+           "if start_force == 0.0 and n > 1 and cell is None:", "if False:",
+           ("tests/test_md_driver.py::test_a_model_whose_forces_are_all_zero_warns_before_the_atoms_fly_apart",),
+           "MD with an untrained model lets the molecule fly apart without a word"),
 )
 
 EXPLAINED = {
