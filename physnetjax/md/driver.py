@@ -201,6 +201,8 @@ class MDReport:
     saved frames ``half_temperatures_K``; None in NVE. ``conserved_deviation_meV_per_atom`` is the largest
     deviation of a thermostatted or NPT run's conserved quantity from its start value in the kept frames when it
     passed :data:`ENERGY_TOLERANCE_MEV_PER_ATOM` (the run warned: :func:`conserved_drift_warning`), else None.
+    ``kinetic_fluctuation_meV_per_atom`` is an NVE run's standard deviation of K over its saved frames (the
+    scale its energy fluctuation is judged on: :meth:`integration_note`), else None.
     """
 
     steps: int
@@ -232,11 +234,30 @@ class MDReport:
     kinetic_relaxation_fs: Optional[float] = None
     half_temperatures_K: Optional[tuple[float, float]] = None
     conserved_deviation_meV_per_atom: Optional[float] = None
+    kinetic_fluctuation_meV_per_atom: Optional[float] = None
 
     @property
     def stopped(self) -> bool:
         """True when the run ended early because a frame's uncertainty passed the threshold."""
         return self.stop_reason is not None
+
+    def integration_note(self) -> Optional[str]:
+        """That an NVE run's timestep is long for its model, or None: when its energy fluctuation (std about the
+        drift line) is more than :data:`NVE_FLUCTUATION_RATIO` of its kinetic energy's over at least
+        :data:`NVE_FLUCTUATION_FRAMES` saved frames. The energy tolerance stops a run only once the energy has moved
+        20 meV/atom, which a 1 ps run at a too-long step need not reach (ethanol, shipped model: ratio 0.012 at
+        0.5 fs, 0.054 at 1 fs, 0.52 at 2 fs, which passed 1 ps and stopped at 1.1 ps of a longer run)."""
+        if (self.ensemble != "nve" or self.kinetic_fluctuation_meV_per_atom is None
+                or self.frames < NVE_FLUCTUATION_FRAMES or not self.kinetic_fluctuation_meV_per_atom > 0):
+            return None
+        ratio = self.fluctuation_meV_per_atom / self.kinetic_fluctuation_meV_per_atom
+        if not ratio > NVE_FLUCTUATION_RATIO:
+            return None
+        return (f"note: the energy fluctuates by {ratio:.2g} of the kinetic energy's fluctuation "
+                f"({self.fluctuation_meV_per_atom:.3g} of {self.kinetic_fluctuation_meV_per_atom:.3g} meV/atom; a "
+                f"well-resolved integration stays below 0.05): the timestep "
+                f"{1e3 * self.time_ps / self.steps:.3g} fs is long for this model, and a longer run would drift "
+                "further; halve it")
 
     def temperature_note(self) -> Optional[str]:
         """Why the mean temperature differs from --temperature, or None.
@@ -314,6 +335,7 @@ class MDReport:
             f"steps: {self.steps} ({self.time_ps:.4g} ps, {self.num_atoms} atoms)",
             f"{quantity} drift: {_figure(self.drift_meV_per_atom_per_ps, '+.4g', ' meV/atom/ps (linear fit)')}",
             f"{quantity} fluctuation: {_figure(self.fluctuation_meV_per_atom, '.4g', ' meV/atom (std about the fit)')}",
+        ] + ([self.integration_note()] if self.integration_note() else []) + [
             f"mean temperature: {self.mean_temperature_K:.2f} K",
         ] + ([self.temperature_note()] if self.temperature_note() else []) + self._start_velocity_lines() + (
             [f"mean pressure: {self.mean_pressure_bar:.5g} bar", f"mean volume: {self.mean_volume_A3:.6g} Å³"]
@@ -899,8 +921,16 @@ def simulate(
                              (float(np.mean(temperatures[1: 1 + kept // 2])),
                               float(np.mean(temperatures[1 + kept // 2:])))),
         conserved_deviation_meV_per_atom=largest_deviation if first_deviating_step is not None else None,
+        kinetic_fluctuation_meV_per_atom=(float(np.std(temperatures[1:])) * dof * BOLTZMANN / 2 * 1e3 / n
+                                          if ensemble == "nve" and kept >= 2 else None),
     )
 
+
+NVE_FLUCTUATION_RATIO = 0.1
+"""Energy fluctuation over kinetic-energy fluctuation of an NVE run above which its report notes the timestep
+(:meth:`MDReport.integration_note`; the usual rule of thumb asks for below 0.01–0.05)."""
+NVE_FLUCTUATION_FRAMES = 20
+"""Saved frames an NVE run needs before its fluctuation ratio is judged."""
 
 TEMPERATURE_NOTE_SIGMAS = 4
 """How many :func:`mean_temperature_scatter_K` a thermostatted run's mean temperature may lie from its target

@@ -1366,6 +1366,10 @@ MUTANTS = (
            "if start_force == 0.0 and n > 1 and cell is None:", "if False:",
            ("tests/test_md_driver.py::test_a_model_whose_forces_are_all_zero_warns_before_the_atoms_fly_apart",),
            "MD with an untrained model lets the molecule fly apart without a word"),
+    Mutant("nve_fluctuation_ratio_unjudged", "physnetjax/md/driver.py",
+           "        if not ratio > NVE_FLUCTUATION_RATIO:", "        if True:",
+           ("tests/test_md_driver.py::test_an_nve_energy_fluctuating_like_the_kinetic_energy_notes_the_timestep",),
+           "an NVE run at 2 fs fluctuating half as much as its kinetic energy passes without a note"),
 )
 
 EXPLAINED = {
