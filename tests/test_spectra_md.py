@@ -401,6 +401,11 @@ def test_replicas_are_independent(co2_spectrum):
     (dict(temperature_K=1e7), r"temperature_K must be at most 1e\+06 K \(k_B T = 86 eV"),
     (dict(time_ps=-1.0), "time_ps must be a finite number > 0"),
     (dict(timestep_fs=0.0), "timestep_fs must be a finite number > 0"),
+    # main: an OverflowError (1e-310 fs), a ZeroDivisionError (5e-324 fs), 10³⁰⁰ frames in digits (1e-300 fs)
+    (dict(timestep_fs=1e-310), r"timestep_fs must be at least 0.001 fs, received 1e-310: a spectrum needs "
+                               r"picoseconds of MD, 1e\+06 steps per ps at the limit"),
+    (dict(timestep_fs=5e-324), "timestep_fs must be at least 0.001 fs, received 5e-324"),
+    (dict(time_ps=1e300), r"the run would record 2.4e\+304 values \(5e\+302 frames × 4 replicas × 12 per frame\)"),
     (dict(replicas=0), "replicas must be an integer >= 1"),
     (dict(record_every=20), "resolves only up to"),
     (dict(max_correlation_ps=5.0), "shorter than the correlation window"),

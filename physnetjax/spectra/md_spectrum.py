@@ -96,6 +96,9 @@ from physnetjax.units import AMU_A2_PER_FS2_IN_EV, BOLTZMANN, E2_PER_AMU_IN_KM_P
 
 logger = logging.getLogger(__name__)
 
+MIN_TIMESTEP_FS = 1e-3
+"""Shortest MD time step of a spectrum (10⁶ steps per ps; a 1e-300 fs step asked for 10³⁰⁰ frames, and 5e-324 fs
+ended in a ZeroDivisionError)."""
 MAX_RECORD_WAVENUMBER_CM1 = 4000.0
 """The record interval must resolve vibrations up to this wavenumber (Nyquist limit)."""
 CHUNKS = 20
@@ -391,10 +394,15 @@ def check_recorded_size(plan: "RunPlan", num_atoms: int, names: Optional[Mapping
     values = float(plan.num_frames) * plan.replicas * (3 * num_atoms + 3)
     if values > MAX_RECORDED_VALUES:
         raise ValueError(
-            f"the run would record {values:.3g} values ({plan.num_frames} frames × {plan.replicas} replicas × "
+            f"the run would record {values:.3g} values ({_count(plan.num_frames)} frames × {plan.replicas} replicas × "
             f"{3 * num_atoms + 3} per frame), {8 * values / 2**30:.3g} GiB in float64, more than the "
             f"{MAX_RECORDED_VALUES:.0e} allowed: lower {name('time_ps')} or {name('replicas')}, or raise "
             f"{name('record_every')} (every recorded frame counts)")
+
+
+def _count(number: int) -> str:
+    """An integer as digits up to 10¹², beyond in 3 significant figures (a 1e-300 fs timestep asked for 10³⁰⁰ frames)."""
+    return str(number) if number < 10**12 else f"{float(number):.3g}"
 
 
 ROUND_OFF_SHARE = 1e-4
@@ -536,6 +544,9 @@ def plan_run(*, temperature_K, time_ps, timestep_fs, equilibration_ps, replicas,
     check_temperature(name("temperature_K"), temperature_K)
     _check_positive(name("time_ps"), time_ps, "ps")
     _check_positive(name("timestep_fs"), timestep_fs, "fs")
+    if timestep_fs < MIN_TIMESTEP_FS:
+        raise ValueError(f"{name('timestep_fs')} must be at least {MIN_TIMESTEP_FS:g} fs, received {timestep_fs!r}: a "
+                         f"spectrum needs picoseconds of MD, {1e3 / MIN_TIMESTEP_FS:.0e} steps per ps at the limit")
     _check_positive(name("friction"), friction, "fs^-1")
     _check_positive(name("max_energy_error"), max_energy_error, "")
     check_range(name("equilibration_ps"), equilibration_ps, "ps", 0.0)

@@ -1370,6 +1370,10 @@ MUTANTS = (
            "        if not ratio > NVE_FLUCTUATION_RATIO:", "        if True:",
            ("tests/test_md_driver.py::test_an_nve_energy_fluctuating_like_the_kinetic_energy_notes_the_timestep",),
            "an NVE run at 2 fs fluctuating half as much as its kinetic energy passes without a note"),
+    Mutant("spectrum_timestep_unbounded_below", "physnetjax/spectra/md_spectrum.py",
+           "    if timestep_fs < MIN_TIMESTEP_FS:", "    if False:",
+           ("tests/test_spectra_md.py::test_bad_inputs_of_md_spectrum",),
+           "a 5e-324 fs timestep ends in a ZeroDivisionError (an internal error) instead of a message"),
 )
 
 EXPLAINED = {
