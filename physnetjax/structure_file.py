@@ -16,7 +16,7 @@ def read_failure(error: Exception) -> str:
     from ase.io.formats import UnknownFileTypeError
 
     if isinstance(error, UnknownFileTypeError):
-        if str(error) == "Empty file":
+        if str(error).startswith("Empty file"):
             return "ASE cannot read it: the file is empty"
         return (f"ASE cannot read it: it does not know this file format ({error}); give a structure file ASE reads, "
                 "e.g. .xyz, .extxyz, .traj or .pdb, with its usual ending")
