@@ -801,3 +801,73 @@ def test_plan_run_takes_numpy_numbers():
                     friction=0.01, record_every=4, max_correlation_ps=None, max_energy_error=0.1)
     for equilibration in (np.float32(1.0), np.int64(1), 1.0):
         assert plan_run(equilibration_ps=equilibration, **settings).num_frames == 1000
+
+
+def test_rotational_contour_against_si_units_and_linear_molecules():
+    """σ_rot = √(k_B T / I_min) / (2π c): the moments from a brute-force loop over atoms (inertia tensor
+    Σ m (r² 1 − r rᵀ)) and SI constants (CODATA k_B, amu, c) for bent water; CO2's zero moment about its axis is
+    not a rotation, a single atom has none."""
+    from physnetjax.spectra.rotational_contour import rotational_contour_cm1, rotational_sigma_cm1
+
+    masses = np.array([15.999, 1.008, 1.008])
+    positions = np.array([[0.0, 0.0, 0.1193], [0.0, 0.7632, -0.4770], [0.0, -0.7632, -0.4770]])
+    centre = sum(m * r for m, r in zip(masses, positions)) / masses.sum()
+    tensor = np.zeros((3, 3))
+    for m, r in zip(masses, positions):
+        d = r - centre
+        tensor += m * (np.dot(d, d) * np.eye(3) - np.outer(d, d))
+    smallest = min(np.linalg.eigvalsh(tensor)) * 1.66053906660e-27 * 1e-20  # kg m²
+    expected = np.sqrt(1.380649e-23 * 300.0 / smallest) / (2.0 * np.pi * 2.99792458e10)
+    assert rotational_sigma_cm1(masses, positions, 300.0) == pytest.approx(expected, rel=1e-6)
+    assert rotational_contour_cm1(masses, positions, 300.0) == pytest.approx(3.0 * expected, rel=1e-6)
+    assert 100.0 < expected < 110.0
+
+    co2 = np.array([[0.0, 0.0, -1.16], [0.0, 0.0, 0.0], [0.0, 0.0, 1.16]])
+    moment = 2 * 15.999 * 1.16 ** 2 * 1.66053906660e-27 * 1e-20
+    assert rotational_sigma_cm1([15.999, 12.011, 15.999], co2, 300.0) == pytest.approx(
+        np.sqrt(1.380649e-23 * 300.0 / moment) / (2.0 * np.pi * 2.99792458e10), rel=1e-6)
+    assert rotational_sigma_cm1([4.0026], [[0.0, 0.0, 0.0]], 300.0) == 0.0
+
+
+def test_bands_of_a_rotating_molecule_are_centred_and_span_its_rotational_contour():
+    """Water's bend (1539 cm⁻¹) at 300 K as classical MD gives it: a rotational contour ∝ |x| e^{−x²/2σ²}
+    around the line (σ = 105 cm⁻¹), P branch weaker than R (weights 0.8 and 1.2), IR area 133 km/mol. The band
+    centre is the line's (the maxima sit ±σ away: 51 cm⁻¹ off, as a user found), the band holds the contour
+    (±150 cm⁻¹ held 64 % of it) and the table shows centres; for CO2 the half-width stays 150 cm⁻¹."""
+    from types import SimpleNamespace
+
+    from physnetjax.spectra.cli_ir import bands, isolated_half_width_cm1, resolution_warning, summary
+
+    sigma, line, area = 105.0, 1539.0, 133.0
+    nu = np.arange(0.0, 5000.0, 1.0)
+    x = nu - line
+    contour = np.abs(x) * np.exp(-0.5 * (x / sigma) ** 2) * np.where(x < 0, 0.8, 1.2)
+    contour *= area / np.trapezoid(contour, nu)
+    masses = [15.999, 1.008, 1.008]
+    water = np.array([[0.0, 0.0, 0.1193], [0.0, 0.7632, -0.4770], [0.0, -0.7632, -0.4770]])
+    lines = SimpleNamespace(frequencies_cm1=np.array([line, 3643.0, 3651.0]), intensities_km_mol=np.array(
+        [133.0, 7.0, 16.0]), imaginary=np.zeros(3, bool), zero_modes=np.zeros(3, bool), positions=water)
+    result = SimpleNamespace(frequencies_cm1=nu, power_spectrum=contour / area, ir_spectrum=contour,
+                             resolution_cm1=3.3, settings={"masses_amu": masses, "temperature_K": 300.0,
+                                                           "max_correlation_ps": 10.0, "replicas": 1, "time_ps": 20.0,
+                                                           "equilibration_ps": 2.0, "timestep_fs": 0.5,
+                                                           "window": "parzen"},
+                             md_seconds=1.0, compile_seconds=1.0, temperatures_K=np.array([300.0]),
+                             energy_errors=np.array([0.01]))
+    half = isolated_half_width_cm1(result, lines)
+    assert 3.0 * 100.0 < half < 3.0 * 110.0
+    bend = bands(result, lines, half)[0]
+    assert bend["half_width_cm1"] == pytest.approx(half)
+    expected_centre = line + np.trapezoid(x * contour, nu) / area  # the asymmetry's own shift, ~+17 cm^-1
+    assert bend["ir_centre_cm1"] == pytest.approx(expected_centre, abs=0.5)
+    assert bend["power_centre_cm1"] == pytest.approx(expected_centre, abs=0.5)
+    assert abs(bend["ir_peak_cm1"] - line) > 0.9 * sigma  # the R-branch maximum
+    assert bend["ir_band_km_mol"] == pytest.approx(area, rel=0.02)
+    assert bands(result, lines)[0]["ir_band_km_mol"] < 0.7 * area  # the former ±150 cm^-1 window: 1 - e^(-1.02)
+    table = summary(result, bands(result, lines, half))
+    assert "MD IR centre" in table and f"{bend['ir_centre_cm1']:.1f}" in table
+    assert "rotational contour" in resolution_warning(result, bands(result, lines, half), half)
+
+    co2 = SimpleNamespace(positions=np.array([[0.0, 0.0, -1.16], [0.0, 0.0, 0.0], [0.0, 0.0, 1.16]]))
+    cold = SimpleNamespace(settings={"masses_amu": [15.999, 12.011, 15.999], "temperature_K": 300.0})
+    assert isolated_half_width_cm1(cold, co2) == 150.0

@@ -187,7 +187,9 @@ def _run(args) -> None:
             # harmonic() judged the bond lengths of the given and of the optimised geometry, where the MD starts
             _tell(caught, said, skip=LengthUnitWarning)
     shown = result.frequencies_cm1 <= args.max_wavenumber
-    print(summary(result, lines))
+    half_width = isolated_half_width_cm1(result, lines)
+    found = bands(result, lines, half_width)
+    print(summary(result, found))
     _write_csv(out / CSV_NAME, result, shown)
     document = result.to_dict()
     for name in ("frequencies_cm1", "power_spectrum", "ir_spectrum", "replica_power_spectra", "replica_ir_spectra"):
@@ -200,8 +202,8 @@ def _run(args) -> None:
         "atomic_numbers": lines.atomic_numbers.tolist(),
         "total_charge_e": lines.total_charge,
     }
-    document["bands"] = bands(result, lines)
-    problem = resolution_warning(result, document["bands"])
+    document["bands"] = found
+    problem = resolution_warning(result, found, half_width if half_width > BAND_HALF_WIDTH_CM1 else 0.0)
     if problem is not None:
         warnings.warn(problem, stacklevel=2)
     document["checkpoint"] = str(Path(args.checkpoint).resolve())
@@ -256,20 +258,28 @@ class _progress_bar:
         return False
 
 
-def bands(result, lines, max_half_width: float = 150.0) -> list[dict]:
-    """MD spectra around each distinct harmonic line: peak positions and band integrals.
+BAND_HALF_WIDTH_CM1 = 150.0
+"""Half-width (cm⁻¹) of an isolated band of a slowly rotating molecule (see :func:`isolated_half_width_cm1`)."""
+
+
+def bands(result, lines, max_half_width: float = BAND_HALF_WIDTH_CM1) -> list[dict]:
+    """MD spectra around each distinct harmonic line: band centres, peak positions and band integrals.
 
     The lines are the real vibrations (imaginary and zero modes left out); lines closer
     than 1 cm⁻¹ are one (degenerate) band (:mod:`physnetjax.spectra.lines`). Each band spans the line
-    ± min(``max_half_width``, half the distance to the neighbouring bands); in it the
-    power and IR spectra's maxima are located and the IR spectrum is integrated
-    (trapezoid; km/mol, comparable with the summed harmonic intensity), as is the power
+    ± min(``max_half_width``, half the distance to the neighbouring bands) (callers pass
+    :func:`isolated_half_width_cm1`, which widens it to a free molecule's rotational contour); in it the
+    power and IR spectra's centres ν̄ = ∫ ν̃ S dν̃ / ∫ S dν̃ and maxima are located and the IR spectrum is
+    integrated (trapezoid; km/mol, comparable with the summed harmonic intensity), as is the power
     spectrum (degrees of freedom: the band's share of the kinetic energy, in units of
     k_B T / 2 per quadratic term, equal to the degeneracy on average over replicas).
     The ratio IR band / power band estimates the intensity per mode however the energy
-    happened to be shared among the modes in the replicas. A band whose span holds fewer
-    than two points of the spectrum's grid (lines closer than the grid spacing of a short
-    run) has None for its peaks and integrals: the run cannot tell them apart.
+    happened to be shared among the modes in the replicas. The centre, not the maximum, is
+    where the band lies: a rotating molecule's band is a contour whose maxima are its P and R
+    branches, ±√(k_B T / I) away from the vibration (water's bend: 51 cm⁻¹ below its centre at
+    300 K). A band whose span holds fewer than two points of the spectrum's grid (lines closer
+    than the grid spacing of a short run) has None for its centres, peaks and integrals: the run
+    cannot tell them apart.
     """
     import numpy as np
 
@@ -291,37 +301,59 @@ def bands(result, lines, max_half_width: float = 150.0) -> list[dict]:
         window = np.abs(nu - centre) <= half
         band = {"harmonic_cm1": centre, "degeneracy": len(group),
                 "harmonic_km_mol": None if intensities is None else float(np.sum(intensities[group])),
-                "power_peak_cm1": None, "power_band_dof": None,
-                "half_width_cm1": float(half), "ir_peak_cm1": None, "ir_band_km_mol": None}
+                "power_centre_cm1": None, "power_peak_cm1": None, "power_band_dof": None,
+                "half_width_cm1": float(half), "ir_centre_cm1": None, "ir_peak_cm1": None, "ir_band_km_mol": None}
         if np.count_nonzero(window) >= 2:
-            band["power_peak_cm1"] = float(nu[window][np.argmax(result.power_spectrum[window])])
-            band["power_band_dof"] = float(np.trapezoid(result.power_spectrum[window], nu[window]))
-            if result.ir_spectrum is not None:
-                band["ir_peak_cm1"] = float(nu[window][np.argmax(result.ir_spectrum[window])])
-                band["ir_band_km_mol"] = float(np.trapezoid(result.ir_spectrum[window], nu[window]))
+            for name, spectrum in (("power", result.power_spectrum), ("ir", result.ir_spectrum)):
+                if spectrum is None:
+                    continue
+                area = float(np.trapezoid(spectrum[window], nu[window]))
+                band[f"{name}_peak_cm1"] = float(nu[window][np.argmax(spectrum[window])])
+                band[f"{name}_centre_cm1"] = (float(np.trapezoid(nu[window] * spectrum[window], nu[window]) / area)
+                                              if area > 0.0 else None)
+                band["power_band_dof" if name == "power" else "ir_band_km_mol"] = area
         found.append(band)
     return found
 
 
-def resolution_warning(result, found: list) -> str | None:
+def isolated_half_width_cm1(result, lines) -> float:
+    """Half-width (cm⁻¹) of an isolated band: :data:`BAND_HALF_WIDTH_CM1`, or the molecule's rotational contour
+    at the run's temperature where that is wider
+    (:func:`physnetjax.spectra.rotational_contour.rotational_contour_cm1`: water at 300 K ±315 cm⁻¹; the ±150
+    cm⁻¹ band held 41 % of its bend's IR intensity)."""
+    from physnetjax.spectra.rotational_contour import rotational_contour_cm1
+
+    contour = rotational_contour_cm1(result.settings["masses_amu"], lines.positions, result.settings["temperature_K"])
+    return max(BAND_HALF_WIDTH_CM1, contour)
+
+
+def resolution_warning(result, found: list, contour_cm1: float = 0.0) -> str | None:
     """A warning when an MD line is wider (FWHM ≈ LINE_WIDTH_RESOLUTIONS × resolution) than a band's half-width,
-    so that band's integral holds the tails of its neighbours' lines; else None."""
+    so that band's integral holds the tails of its neighbours' lines, or when a free molecule's rotational
+    contour (half-width ``contour_cm1``, :func:`isolated_half_width_cm1`) is; else None."""
     from physnetjax.spectra.md_spectrum import LINE_WIDTH_RESOLUTIONS
 
     if not found:
         return None
     width = LINE_WIDTH_RESOLUTIONS * result.resolution_cm1
     narrowest = min(found, key=lambda band: band["half_width_cm1"])
-    if width <= narrowest["half_width_cm1"]:
+    band = f"the ±{narrowest['half_width_cm1']:.0f} cm^-1 band around {narrowest['harmonic_cm1']:.0f} cm^-1"
+    if max(width, contour_cm1) <= narrowest["half_width_cm1"]:
         return None
-    return (f"MD lines are ~{width:.0f} cm^-1 wide at half maximum (correlation window "
-            f"{result.settings['max_correlation_ps']:g} ps, resolution {result.resolution_cm1:.0f} cm^-1), wider than "
-            f"the ±{narrowest['half_width_cm1']:.0f} cm^-1 band around {narrowest['harmonic_cm1']:.0f} cm^-1: band "
-            "integrals include their neighbours' tails; run longer (--time-ps, --correlation-ps)")
+    if contour_cm1 < width:
+        return (f"MD lines are ~{width:.0f} cm^-1 wide at half maximum (correlation window "
+                f"{result.settings['max_correlation_ps']:g} ps, resolution {result.resolution_cm1:.0f} cm^-1), wider "
+                f"than {band}: band integrals include their neighbours' tails; run longer (--time-ps, "
+                "--correlation-ps)")
+    return (f"the molecule's rotation spreads each band over ±{contour_cm1:.0f} cm^-1 at "
+            f"{result.settings['temperature_K']:g} K (its rotational contour), wider than {band}: band centres and "
+            "integrals include their neighbours' rotational wings (a longer run does not narrow them; compare "
+            "the spectra, or a lower --temperature)")
 
 
-def summary(result, lines) -> str:
-    """Text summary: settings, resolution, temperatures, energy conservation, MD bands beside the harmonic lines."""
+def summary(result, found: list) -> str:
+    """Text summary: settings, resolution, temperatures, energy conservation, the MD bands ``found``
+    (:func:`bands`) beside the harmonic lines."""
     settings = result.settings
     replicas = f"{settings['replicas']} replica{'s' if settings['replicas'] != 1 else ''}"
     text = [
@@ -333,15 +365,15 @@ def summary(result, lines) -> str:
         f"resolution: {result.resolution_cm1:.2f} cm^-1 (correlation window {settings['max_correlation_ps']:g} ps, "
         f"{settings['window'].capitalize()} window)",
     ]
-    text.append(f"{'harmonic cm^-1':>15}  {'km/mol':>9}  {'MD power peak':>13}  {'power band':>10}  "
-                f"{'MD IR peak':>10}  {'IR band km/mol':>14}")
+    text.append(f"{'harmonic cm^-1':>15}  {'km/mol':>9}  {'MD power centre':>15}  {'power band':>10}  "
+                f"{'MD IR centre':>12}  {'IR band km/mol':>14}")
     def cell(value, width, digits):
         return f"{value:{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
 
-    for band in bands(result, lines):
+    for band in found:
         label = f"{band['harmonic_cm1']:.1f}" + (f" (x{band['degeneracy']})" if band["degeneracy"] > 1 else "")
-        text.append(f"{label:>15}  {cell(band['harmonic_km_mol'], 9, 2)}  {cell(band['power_peak_cm1'], 13, 1)}  "
-                    f"{cell(band['power_band_dof'], 10, 3)}  {cell(band['ir_peak_cm1'], 10, 1)}  "
+        text.append(f"{label:>15}  {cell(band['harmonic_km_mol'], 9, 2)}  {cell(band['power_centre_cm1'], 15, 1)}  "
+                    f"{cell(band['power_band_dof'], 10, 3)}  {cell(band['ir_centre_cm1'], 12, 1)}  "
                     f"{cell(band['ir_band_km_mol'], 14, 2)}")
     return "\n".join(text)
 
