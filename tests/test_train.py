@@ -329,6 +329,69 @@ def test_resume_without_the_best_link_refuses_before_training(base_run, tmp_path
     assert len(read_rows(out)) == 3
 
 
+def _edit_json(path, **changes):
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def _alter_a_train_state_file(out):
+    files = sorted((out / "latest" / "train_state").rglob("*"))
+    state_file = next(p for p in files if p.is_file() and p.stat().st_size)
+    content = bytearray(state_file.read_bytes())
+    content[-1] ^= 0xFF
+    state_file.write_bytes(bytes(content))
+
+
+def _swap_two_split_frames(out):
+    with np.load(out / "split.npz") as npz:
+        split = dict(npz)
+    split["train"][0], split["valid"][0] = split["valid"][0], split["train"][0]
+    np.savez(out / "split.npz", **split)
+
+
+def _keep_the_first_lines(path, count):
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:count]))
+
+
+def _changed_data(out):
+    other = out.parent / "other.npz"
+    other.write_bytes(DATA.read_bytes() + b"\0")
+    return {"data": [str(other)]}
+
+
+REFUSED_RESUMES = {  # case: (edit of a copy of the run, returning resume's overrides or None; the refusal's message)
+    "config.json edited": (lambda out: _edit_json(out / "config.json", learning_rate=0.5),
+                           r"config\.json does not hold the settings the run's checkpoint"),
+    "model.json edited": (lambda out: _edit_json(out / "model.json", cutoff=4.0),
+                          r"model\.json does not describe the model of the run's checkpoint"),
+    "latest link lost": (lambda out: (out / "latest").unlink(), "nothing to resume, no complete checkpoint"),
+    "checkpoint file altered": (_alter_a_train_state_file, r"is corrupted: file train_state/\S+ fails its SHA-256"),
+    "best link lost": (lambda out: (out / "best").unlink(), "the run's best checkpoint .* is missing or broken"),
+    "split.npz changed": (_swap_two_split_frames, r"split\.npz changed since the run started"),
+    "data changed": (_changed_data, "the data changed since the run started"),
+    "metrics.csv truncated": (lambda out: _keep_the_first_lines(out / "metrics.csv", 2),
+                              r"metrics\.csv is truncated or edited"),
+    "epochs already trained": (lambda out: {"epochs": 2}, "--epochs 2 is the total number of epochs"),
+    "time budget added": (lambda out: {"max_time": 60.0}, "was not trained with a time budget"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED_RESUMES)
+def test_a_refused_resume_is_refused_before_the_data_are_read(base_run, tmp_path, monkeypatch, case):
+    """On main every refusal of a resume that needs neither the data nor the compiled steps (a run directory edited
+    or damaged, an option the run cannot continue with) came only after the data were read, the neighbor lists
+    built and the steps compiled: 20-40 s on the bundled data before the command line was found wrong."""
+    out = shutil.copytree(base_run[0], tmp_path / "run", symlinks=True)
+    edit, message = REFUSED_RESUMES[case]
+    overrides = edit(out) or {}
+
+    def read_data(*args, **kwargs):
+        raise AssertionError("the data were read before the resume was refused")
+
+    monkeypatch.setattr("physnetjax.train.loop.load_dataset", read_data)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        resume(out, **{"epochs": 4, **overrides})
+
+
 def test_kcal_per_mol_data_gives_the_same_model(base_run, tmp_path):
     out, _ = base_run
     with np.load(DATA) as npz:

@@ -184,10 +184,12 @@ class Trainer:
 
     Use :func:`train` / :func:`resume` rather than this class directly. ``names``: setting → how the
     messages of the checks that need the data (the split sizes) name it; a command line passes its options.
+    ``epochs_changed``: a resume that gives another ``epochs`` than the run's (refused when the run has trained
+    as many already, see :meth:`_check_resumable`).
     """
 
     def __init__(self, config: TrainConfig, run_dir: Path, resuming: bool, allow_changed_data: bool = False,
-                 clock=time.monotonic, names: Optional[Mapping[str, str]] = None):
+                 clock=time.monotonic, names: Optional[Mapping[str, str]] = None, epochs_changed: bool = False):
         self.config = config
         self.names = names
         self.run_dir = run_dir
@@ -202,6 +204,7 @@ class Trainer:
         self.columns = CSV_COLUMNS + member_columns(self.size)
         paths = config.data or [str(bundled_dataset_path())]
         self.data_sha256 = data_fingerprint(paths)
+        resumed = self._check_resumable(epochs_changed) if resuming else None
         self.dataset = load_dataset(paths, energy_unit=config.energy_unit, force_unit=config.force_unit,
                                     dipole_unit=config.dipole_unit, force_sign=config.force_sign)
         logger.info("data: %s", self.dataset.summary())
@@ -275,8 +278,8 @@ class Trainer:
         self.epochs_since_best = 0
         self.plateau = Plateau(config.plateau_factor, config.plateau_patience, config.schedule == "plateau")
         self.rows: list[dict] = []
-        if resuming:
-            self._restore()
+        if resumed is not None:
+            self._restore(*resumed)
         else:
             self._write_metrics([])
         self.state = replicate(self.state, self.mesh)
@@ -312,7 +315,6 @@ class Trainer:
         model_path = self.run_dir / "model.json"
         if self.resuming:
             architecture = read_json_object(model_path)
-            self._check_model_file(model_path, architecture)
             try:
                 self.model = PhysNet.from_config(architecture)
             except TypeError as error:
@@ -354,16 +356,15 @@ class Trainer:
                           "training split (--split-file), or test on other frames", PhysNetInputWarning,
                           stacklevel=2)
 
-    def _check_model_file(self, model_path: Path, architecture: dict) -> None:
-        """Refuse a ``model.json`` whose architecture differs from that of the run's latest checkpoint (edited).
+    def _check_model_file(self, latest: Path) -> None:
+        """Refuse a ``model.json`` whose architecture differs from that of the run's checkpoint ``latest`` (edited).
 
         ``model.json`` decides the network a resumed run trains; another cutoff or width would continue the
         checkpoint's weights in a different model (a wrong shape, or silently other numbers). Element energies
-        are refitted on every start and not compared. Without a ``latest`` checkpoint :meth:`_restore` says so.
+        are refitted on every start and not compared.
         """
-        latest = self.run_dir / "latest"
-        if not latest.exists():
-            return
+        model_path = self.run_dir / "model.json"
+        architecture = read_json_object(model_path)
         saved = read_config(latest)["model"]
         saved = saved.get("member", saved)
         defaults = {**PhysNet().config(), "zbl_cutoff": None}  # as PhysNet.from_config reads a dict without them
@@ -392,48 +393,70 @@ class Trainer:
             return init_member_params(self.model, self.seeds)
         return init_params(self.model, self.config.seed)
 
-    def _restore(self) -> None:
+    def _check_resumable(self, epochs_changed: bool) -> tuple[dict, list, list]:
+        """Refuse a run directory that cannot be resumed as it is; returns the metadata of its latest checkpoint and
+        the rows of metrics.csv up to the checkpoint's epoch (as read, and as :meth:`_parse_row` reads them).
+
+        None of these checks needs the data or the compiled steps, so they run before either (a refused resume
+        exits in seconds, not after the setup's tens of seconds): no ``latest`` checkpoint, a file of it altered
+        or missing (its SHA-256), an edited ``model.json`` or ``config.json``, data or ``split.npz`` of another
+        content than the run's (changed data only warn with ``allow_changed_data``), a lost ``best`` link, a time
+        budget added or removed, ``epochs_changed`` to no more epochs than trained, and a metrics.csv that is
+        missing, truncated or edited.
+        """
         latest = self.run_dir / "latest"
         if not latest.exists():
             saved = sorted(p for p in (self.run_dir / "checkpoints").glob("epoch-*") if (p / "config.json").exists())
             hint = (f"; its newest checkpoint is {saved[-1]}: restore the link with ln -sfn "
                     f"{saved[-1].relative_to(self.run_dir)} {latest}" if saved else "")
             raise FileNotFoundError(f"{self.run_dir}: nothing to resume, no complete checkpoint at {latest}{hint}")
-        for partial in (self.run_dir / "checkpoints").glob(".*partial*"):
-            shutil.rmtree(partial, ignore_errors=True)
-        self.state = load_train_state(latest, target=self.state)
-        _, _, meta = load_checkpoint(latest, with_metadata=True)
+        load_train_state(latest)  # checks every file of the checkpoint; :meth:`_restore` reads the state into place
+        meta = read_config(latest).get("metadata") or {}
+        self._check_model_file(latest)
         self._check_data_unchanged(meta.get(DATA_SHA256_KEY))
         self._check_split_unchanged(meta.get(SPLIT_SHA256_KEY))
         self._check_settings_unchanged(latest, meta.get("train_config"))
+        epoch = int(meta["epoch"])
+        self._check_best_link(int(meta["host"]["best_epoch"]))
+        saved_budget = meta["host"].get("time_budget")
+        if (saved_budget is None) != (self.budget is None):
+            raise ValueError(f"{self.run_dir} was {'not ' if saved_budget is None else ''}trained with a time budget; "
+                             "resume it with --max-time " + ("removed" if saved_budget is None else "given"))
+        metrics = self.run_dir / "metrics.csv"
+        rows = self._read_metrics_rows(metrics, epoch)
+        try:
+            parsed = [self._parse_row(row) for row in rows or ()]
+        except ValueError:
+            rows = None
+        if rows is None or [int(row["epoch"]) for row in rows] != list(range(1, epoch + 1)):
+            found = "unreadable rows" if rows is None else f"the rows of {len(rows)} of those epochs"
+            raise ValueError(f"{metrics} is truncated or edited: the checkpoint is at epoch {epoch} but the file "
+                             f"holds {found}; resuming would rewrite it and metrics.jsonl with the rest lost. Restore "
+                             "it (metrics.jsonl holds the same rows as JSON Lines)")
+        if epochs_changed and self.config.max_time is None and self.config.epochs <= epoch:
+            raise ValueError(f"--epochs {self.config.epochs} is the total number of epochs, and {self.run_dir} has "
+                             f"trained {epoch} already: nothing would be trained. For N more epochs pass --epochs "
+                             f"{epoch} + N (e.g. --epochs {epoch + self.config.epochs})")
+        return meta, rows, parsed
+
+    def _restore(self, meta: dict, rows: list, parsed: list) -> None:
+        """Continue from the latest checkpoint that :meth:`_check_resumable` checked (its ``meta``data, the metrics
+        ``rows`` as read and ``parsed``): its train state, host state and metrics files."""
+        for partial in (self.run_dir / "checkpoints").glob(".*partial*"):
+            shutil.rmtree(partial, ignore_errors=True)
+        self.state = load_train_state(self.run_dir / "latest", target=self.state)
         if FrameRecord.from_metadata(meta) is not None:  # holds the initial model's frames too
             self.training_frames = meta[TRAINING_FRAMES_KEY]
         host = meta["host"]
         self.epoch = int(meta["epoch"])
         self.best_value, self.best_epoch = float(host["best_value"]), int(host["best_epoch"])
         self.epochs_since_best = int(host["epochs_since_best"])
-        self._check_best_link()
         self.plateau.scale = float(host["plateau"]["scale"])
         self.plateau.best = float(host["plateau"]["best"])
         self.plateau.bad_epochs = int(host["plateau"]["bad_epochs"])
-        saved_budget = host.get("time_budget")
-        if (saved_budget is None) != (self.budget is None):
-            raise ValueError(f"{self.run_dir} was {'not ' if saved_budget is None else ''}trained with a time budget; "
-                             "resume it with --max-time " + ("removed" if saved_budget is None else "given"))
-        if saved_budget is not None:
-            self.budget = TimeBudget(**{**saved_budget, "budget": self.config.max_time})
-        metrics = self.run_dir / "metrics.csv"
-        self.rows = self._read_metrics_rows(metrics)
-        try:
-            parsed = [self._parse_row(row) for row in self.rows or ()]
-        except ValueError:
-            self.rows = None
-        if self.rows is None or [int(row["epoch"]) for row in self.rows] != list(range(1, self.epoch + 1)):
-            found = "unreadable rows" if self.rows is None else f"the rows of {len(self.rows)} of those epochs"
-            raise ValueError(f"{metrics} is truncated or edited: the checkpoint is at epoch {self.epoch} but the file "
-                             f"holds {found}; resuming would rewrite it and metrics.jsonl with the rest lost. Restore "
-                             "it (metrics.jsonl holds the same rows as JSON Lines)")
-        self._write_metrics(self.rows)
+        if host.get("time_budget") is not None:
+            self.budget = TimeBudget(**{**host["time_budget"], "budget": self.config.max_time})
+        self._write_metrics(rows)
         self.rows = parsed
         if parsed:  # time_s continues from the last kept epoch: the run's wall time, summed over its invocations
             self.start_time -= parsed[-1]["time_s"]
@@ -460,18 +483,19 @@ class Trainer:
                 f"run started. Restore those values (a resume may change only {', '.join(RESUME_OVERRIDES)}; for "
                 f"other settings start a new run with --init-from {self.run_dir / 'best'})")
 
-    def _check_best_link(self) -> None:
-        """Refuse to resume a run whose ``best`` checkpoint is gone: the run would train on and then fail at its end,
-        where the best weights are evaluated and tested (an epoch better than the lost one would replace it)."""
+    def _check_best_link(self, best_epoch: int) -> None:
+        """Refuse to resume a run whose ``best`` checkpoint (of ``best_epoch``) is gone: the run would train on and
+        then fail at its end, where the best weights are evaluated and tested (an epoch better than the lost one
+        would replace it)."""
         best = self.run_dir / "best"
-        if self.best_epoch < 1 or is_checkpoint(best):
+        if best_epoch < 1 or is_checkpoint(best):
             return
-        kept = self.run_dir / "checkpoints" / f"epoch-{self.best_epoch:04d}"
+        kept = self.run_dir / "checkpoints" / f"epoch-{best_epoch:04d}"
         fix = (f"restore the link with ln -sfn {kept.relative_to(self.run_dir)} {best}" if is_checkpoint(kept) else
                f"its checkpoint {kept} is gone too, so the run cannot finish; start a new run with --init-from "
                f"{self.run_dir / 'latest'}")
         raise FileNotFoundError(f"{self.run_dir}: the link {best} to the run's best checkpoint (epoch "
-                                f"{self.best_epoch}) is missing or broken: {fix}")
+                                f"{best_epoch}) is missing or broken: {fix}")
 
     def _check_elements_in_range(self, paths) -> None:
         """DataError when the data hold elements above the model's max_atomic_number (their embedding is missing) or
@@ -557,14 +581,15 @@ class Trainer:
         The split decides which frames train, validate (best checkpoint, early stop) and test;
         another one mid-run would mix them. Runs saved before the record existed: not checked.
         """
-        if recorded is not None and recorded != self.split_sha256:
+        if recorded is not None and recorded != file_sha256(self.run_dir / "split.npz"):
             raise DataError(f"{self.run_dir / 'split.npz'} changed since the run started (SHA-256 differs): the "
                             "split decides which frames train, validate and test, so resuming would mix them. "
                             "Restore the run's split.npz, or start a new run (--init-from "
                             f"{self.run_dir / 'best'} --split-file YOUR_SPLIT)")
 
-    def _read_metrics_rows(self, metrics: Path) -> list | None:
-        """The rows of metrics.csv up to the checkpoint's epoch (as read, text), or None when an epoch is no number.
+    def _read_metrics_rows(self, metrics: Path, epoch: int) -> list | None:
+        """The rows of metrics.csv up to the checkpoint's ``epoch`` (as read, text), or None when an epoch is no
+        number.
 
         Resuming rewrites metrics.csv and metrics.jsonl with this run's columns from these rows, so a file of other
         columns (some removed, renamed or added) or a row of fewer or more values than its header is refused, naming
@@ -575,7 +600,7 @@ class Trainer:
         if not metrics.exists():
             twin = metrics.with_name("metrics.jsonl")
             raise FileNotFoundError(
-                f"{metrics} does not exist: the checkpoint is at epoch {self.epoch}, and resuming would start "
+                f"{metrics} does not exist: the checkpoint is at epoch {epoch}, and resuming would start "
                 "metrics.csv and metrics.jsonl anew without the rows of those epochs. Restore it "
                 + ("(metrics.jsonl holds the same rows as JSON Lines)" if twin.exists()
                    else f"from a copy, or start a new run with --init-from {self.run_dir / 'best'}"))
@@ -594,7 +619,7 @@ class Trainer:
             rows = []
             for row in reader:
                 try:
-                    if int(row["epoch"]) > self.epoch:
+                    if int(row["epoch"]) > epoch:
                         continue
                 except (TypeError, ValueError):
                     return None
@@ -1316,11 +1341,7 @@ def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_s
                                 f"{run_dir / 'best'} --data NEW_PATH")
     with run_lock(run_dir):
         trainer = Trainer(config, run_dir, resuming=True, allow_changed_data=allow_changed_data, clock=clock,
-                          names=names)
-        if "epochs" in overrides and config.max_time is None and config.epochs <= trainer.epoch:
-            raise ValueError(f"--epochs {config.epochs} is the total number of epochs, and {run_dir} has trained "
-                             f"{trainer.epoch} already: nothing would be trained. For N more epochs pass --epochs "
-                             f"{trainer.epoch} + N (e.g. --epochs {trainer.epoch + config.epochs})")
+                          names=names, epochs_changed="epochs" in overrides)
         config.save(config_path)
         if on_start is not None:
             on_start(config, run_dir)

@@ -1373,6 +1373,15 @@ MUTANTS = (
            "    if timestep_fs < MIN_TIMESTEP_FS:", "    if False:",
            ("tests/test_spectra_md.py::test_bad_inputs_of_md_spectrum",),
            "a 5e-324 fs timestep ends in a ZeroDivisionError (an internal error) instead of a message"),
+    Mutant("resume_checked_after_the_data", "physnetjax/train/loop.py",
+           "        resumed = self._check_resumable(epochs_changed) if resuming else None\n"
+           "        self.dataset = load_dataset(paths, energy_unit=config.energy_unit, force_unit=config.force_unit,\n"
+           "                                    dipole_unit=config.dipole_unit, force_sign=config.force_sign)\n",
+           "        self.dataset = load_dataset(paths, energy_unit=config.energy_unit, force_unit=config.force_unit,\n"
+           "                                    dipole_unit=config.dipole_unit, force_sign=config.force_sign)\n"
+           "        resumed = self._check_resumable(epochs_changed) if resuming else None\n",
+           ("tests/test_train.py::test_a_refused_resume_is_refused_before_the_data_are_read",),
+           "a resume refused for an edited run directory or an option is refused only after the data are read"),
 )
 
 EXPLAINED = {
