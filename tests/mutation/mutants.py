@@ -1330,7 +1330,7 @@ MUTANTS = (
            "a second learning process removes the first one's round in progress"),
     Mutant("sigterm_kills_training", "physnetjax/cli_errors.py",
            "    previous = signal.signal(signal.SIGTERM, _terminate)", "    previous = signal.getsignal(signal.SIGTERM)",
-           ("tests/test_train.py::test_sigterm_saves_the_run_like_ctrl_c_and_it_resumes",),
+           ("tests/test_train.py::test_sigterm_in_the_trainers_process_saves_the_run_like_ctrl_c",),
            "SIGTERM ends a training run like kill -9, its unwritten checkpoints lost"),
     Mutant("missing_metrics_csv_unexplained", "physnetjax/train/loop.py",
            "        if not metrics.exists():", "        if False:",
