@@ -396,10 +396,18 @@ def test_restart_truncates_frames_written_after_the_md_checkpoint(system, tmp_pa
                    r"missing .*move it away to start a new trajectory$"),
     ("log", r"traj\.xyz\.jsonl: its last record is step 10 but the restart is at step 20: the records between are "
             r"missing .*move it away to start a new log$")])
-def test_restart_into_a_trajectory_or_log_behind_the_checkpoint_is_refused(system, tmp_path, behind, message):
+def test_restart_into_a_trajectory_or_log_behind_the_checkpoint_is_refused(system, tmp_path, monkeypatch, behind,
+                                                                           message):
     """A trajectory cut at step 10 (or restored from an older copy) while the checkpoint is at step 20: on main the
     restart appended 25, 30 after 5, 10, a silent gap (the probe: steps 10..100, 410, 420), and the log disagreed.
-    Now refused before either file is changed."""
+    Now refused before either file is changed, and before the dynamics are built and compiled (which came first,
+    10-20 s of the md command)."""
+    from physnetjax.md import driver
+
+    def build_dynamics(*args, **kwargs):
+        raise AssertionError("the dynamics were built before the restart was refused")
+
+    monkeypatch.setattr(driver, "build_dynamics", build_dynamics)
     model, params, atoms = system
     out = tmp_path / "traj.xyz"
     steps = (5, 10) if behind == "trajectory" else (5, 10, 15, 20)

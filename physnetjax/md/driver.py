@@ -119,7 +119,8 @@ from physnetjax.md.ensembles import (
 from physnetjax.md.close_contacts import CloseContact, CloseContactWarning, closer, closest_contact
 from physnetjax.md.frame_of_reference import FrameOfReference
 from physnetjax.md.integrators import MDState, kinetic_energy, maxwell_boltzmann_momenta, run
-from physnetjax.md.io import TRAJECTORY_FORMATS, TrajectoryWriter, frame_atoms, momenta_from_ase, truncate_trajectory
+from physnetjax.md.io import (TRAJECTORY_FORMATS, TrajectoryWriter, frame_atoms, momenta_from_ase, replace_frames,
+                              trajectory_until)
 from physnetjax.md.potential import AllPairs
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import AMU_A2_PER_FS2_IN_EV, ASE_TIME_UNIT_FS, BAR, BOLTZMANN
@@ -654,6 +655,11 @@ def simulate(
             key = jnp.asarray(saved["key"])
         if "cell" in saved and cell is not None:
             cell = saved["cell"]
+    log = None if out is None else Path(f"{out}.jsonl")
+    kept_records, kept_frames, dropped = (), [], 0
+    if restart is not None and out is not None:  # both checked before the model compiles; changed once all checks pass
+        kept_records = _log_records_until(log, start_step)
+        kept_frames, dropped = trajectory_until(out, start_step)
     if cell is None:  # isolated: integrate about the start centroid (module docstring, "Frame of reference")
         frame = FrameOfReference.isolated(saved[ORIGIN_KEY] if saved is not None and ORIGIN_KEY in saved
                                           else np.asarray(positions, np.float64).mean(axis=0))
@@ -709,16 +715,13 @@ def simulate(
             else:
                 warnings.warn(f"{reason}; every frame may be flagged", PhysNetInputWarning, stacklevel=2)
 
-    log = None if out is None else Path(f"{out}.jsonl")
-    if restart is not None and out is not None:  # both files are checked before either is changed
-        records = _log_records_until(log, start_step)
-        dropped = truncate_trajectory(out, start_step)
-        if dropped:
-            warnings.warn(f"{out}: dropped {dropped} frame(s) written after the MD checkpoint (step {start_step}) "
-                          "before continuing", PhysNetInputWarning, stacklevel=2)
+    if dropped:
+        replace_frames(out, kept_frames)
+        warnings.warn(f"{out}: dropped {dropped} frame(s) written after the MD checkpoint (step {start_step}) "
+                      "before continuing", PhysNetInputWarning, stacklevel=2)
     writer = TrajectoryWriter(out, append=restart is not None) if out is not None else None
     if log is not None:
-        start_log(log, records if restart is not None else ())
+        start_log(log, kept_records)
     runner = compilation.jit_for_system(n, run, static_argnums=(0, 2, 3, 4))
     compiled: dict = {}
     compile_seconds = run_seconds = 0.0

@@ -59,22 +59,23 @@ def trajectory_format(path) -> str:
     return TRAJECTORY_FORMATS[suffix]
 
 
-def truncate_trajectory(path, last_step: int) -> int:
-    """Drop the frames of ``path`` whose ``info["step"]`` exceeds ``last_step``; returns how many were dropped.
+def trajectory_until(path, last_step: int) -> tuple[list, int]:
+    """The frames of ``path`` whose ``info["step"]`` is at most ``last_step``, and how many later ones it holds.
 
     A run killed after its last MD checkpoint has written frames beyond it; a
-    restart from that checkpoint first cuts them, so the trajectory stays
-    monotonic without duplicated steps. The file is rewritten atomically; a
-    missing or empty file is left alone.
+    restart from that checkpoint keeps only these (:func:`replace_frames`), so the
+    trajectory stays monotonic without duplicated steps. A missing or empty file
+    gives no frames. The file is only read, so that a restart can check it before
+    anything is compiled and change it once every check has passed.
 
     Raises:
       PhysNetInputError: naming the file, when ASE cannot read it (a damaged frame), or when the last frame it keeps
         is before ``last_step`` (a file cut, restored from an older copy or of another run: appending to it would
-        leave a gap of steps); then the file is not changed.
+        leave a gap of steps).
     """
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
-        return 0
+        return [], 0
     fmt = trajectory_format(path)
     try:
         frames = ase.io.read(path, index=":", format=fmt)
@@ -90,15 +91,19 @@ def truncate_trajectory(path, last_step: int) -> int:
             "the frames between are missing (the file was cut, restored from an older copy, or is another run's), "
             "and the restart would append after a gap; restore the trajectory the checkpoint's run wrote, or move "
             "it away to start a new trajectory")
-    if len(keep) == len(frames):
-        return 0
+    return keep, len(frames) - len(keep)
+
+
+def replace_frames(path, frames: list) -> None:
+    """Rewrite the trajectory ``path`` (of :func:`trajectory_format`) with ``frames``, atomically."""
+    path = Path(path)
+    fmt = trajectory_format(path)
     tmp = path.with_name(f".{path.name}.truncating{path.suffix}")
-    if keep:
-        ase.io.write(tmp, keep, format=fmt)
+    if frames:
+        ase.io.write(tmp, frames, format=fmt)
     else:
         tmp.write_text("")
     os.replace(tmp, path)
-    return len(frames) - len(keep)
 
 
 class TrajectoryWriter:
