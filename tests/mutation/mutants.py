@@ -1382,6 +1382,13 @@ MUTANTS = (
            "        resumed = self._check_resumable(epochs_changed) if resuming else None\n",
            ("tests/test_train.py::test_a_refused_resume_is_refused_before_the_data_are_read",),
            "a resume refused for an edited run directory or an option is refused only after the data are read"),
+    Mutant("band_half_width_ignores_rotation", "physnetjax/spectra/cli_ir.py",
+           "return max(BAND_HALF_WIDTH_CM1, contour)", "return BAND_HALF_WIDTH_CM1", SPECTRA_MD,
+           "a free molecule's band is cut at ±150 cm^-1 whatever its rotational contour (water: 41 % of the bend)"),
+    Mutant("band_centre_is_the_tallest_branch", "physnetjax/spectra/cli_ir.py",
+           'band[f"{name}_centre_cm1"] = (float(np.trapezoid(nu[window] * spectrum[window], nu[window]) / area)',
+           'band[f"{name}_centre_cm1"] = (float(nu[window][np.argmax(spectrum[window])])', SPECTRA_MD,
+           "a band's centre is its tallest point (a rotational branch, 51 cm^-1 off for water's bend)"),
 )
 
 EXPLAINED = {
