@@ -8,7 +8,12 @@ The trainer writes three records into a checkpoint's metadata:
   a composition seen only at other charges is named);
 * ``element_energies_fit``: how it fitted the element reference energies E0, with the
   span (``basis``) of the training compositions, so that a composition whose Σ_Z n_Z E0[Z]
-  the data never fixed can be named.
+  the data never fixed can be named;
+* ``trained_distances``: the interatomic distances of its training frames within the cutoff,
+  the shortest per element pair and the longest nearest-neighbour distance per element
+  (:class:`~physnetjax.distance_domain.DistanceDomain`), so that a structure with atoms pressed
+  closer or pulled farther apart than training ever put them (by more than
+  :data:`~physnetjax.distance_domain.DOMAIN_MARGIN`, 10 %) is named.
 
 Every entry point that evaluates a model (``predict``, ``predict_periodic``, the ASE
 calculator, MD, geometry optimisation, harmonic and MD spectra, ``check``, ``eval``,
@@ -19,6 +24,12 @@ for frames. Each check gives a :class:`~physnetjax.errors.PhysNetInputWarning` (
 are an extrapolation there, not an error) and is skipped when its record is absent (a
 checkpoint from before the trainer wrote it), except that a non-zero Q given to a model
 without charges always warns (:func:`physnetjax.validation.check_charge_model`).
+
+The distances are judged where the caller gives the positions: ``predict`` and
+``predict_periodic`` on every call, MD on its start geometry, geometry optimisation and the
+harmonic analysis on the input and on the optimised geometry, MD spectra on the input, the
+calculator on the first structure of each composition and charge it sees (as for the other
+checks), ``eval`` and ensemble calibration on every frame, counted.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from typing import Optional
 
 import numpy as np
 
+from physnetjax.distance_domain import TRAINED_DISTANCES_KEY, DistanceDomain
 from physnetjax.validation import (
     ELEMENT_ENERGIES_FIT_KEY,
     TRAINED_CHARGE_STATES_KEY,
@@ -60,7 +72,7 @@ def _recorded(metadata: Optional[dict], key: str):
 
 @dataclasses.dataclass(frozen=True)
 class TrainingRecord:
-    """The training data's elements, total charges and E0 fit, as a checkpoint records them.
+    """The training data's elements, total charges, E0 fit and interatomic distances, as a checkpoint records them.
 
     Attributes:
       elements: sorted atomic numbers of the training frames, or None (unknown).
@@ -69,12 +81,14 @@ class TrainingRecord:
         or None (unknown, or trained without energies).
       charge_states: ((Hill formula, its trained total charges (e)), ...) sorted by formula, or None (unknown, or
         one charge only); pairs, not a dict, so that the record stays hashable.
+      distances: the training frames' interatomic distances, or None (unknown).
     """
 
     elements: Optional[tuple[int, ...]] = None
     charges: Optional[tuple[float, ...]] = None
     element_energies_fit: Optional[dict] = None
     charge_states: Optional[tuple] = None
+    distances: Optional[DistanceDomain] = None
 
     @classmethod
     def from_metadata(cls, metadata: Optional[dict]) -> "TrainingRecord":
@@ -83,31 +97,36 @@ class TrainingRecord:
         charges = _recorded(metadata, TRAINED_CHARGES_KEY)
         fit = _recorded(metadata, ELEMENT_ENERGIES_FIT_KEY)
         states = _recorded(metadata, TRAINED_CHARGE_STATES_KEY)
+        distances = _recorded(metadata, TRAINED_DISTANCES_KEY)
         return cls(elements=None if elements is None else tuple(sorted(int(z) for z in elements)),
                    charges=None if charges is None else tuple(sorted(float(q) for q in charges)),
                    element_energies_fit=fit if isinstance(fit, dict) else None,
                    charge_states=(tuple(sorted((str(name), tuple(float(q) for q in qs)) for name, qs in states.items()))
-                                  if isinstance(states, dict) else None))
+                                  if isinstance(states, dict) else None),
+                   distances=DistanceDomain.from_metadata(distances))
 
     @property
     def _charge_states(self) -> Optional[dict]:
         return None if self.charge_states is None else dict(self.charge_states)
 
-    def check_structure(self, model, atomic_numbers, total_charge: float = 0.0, *, where: str = "",
-                        consequence: Optional[str] = ENERGY_OFFSET_CONSEQUENCE) -> None:
+    def check_structure(self, model, atomic_numbers, total_charge: float = 0.0, *, positions=None, cell=None,
+                        pbc=None, where: str = "", consequence: Optional[str] = ENERGY_OFFSET_CONSEQUENCE) -> None:
         """Warn when one structure lies outside the training data.
 
         Elements never trained on (:func:`~physnetjax.validation.check_trained_elements`), a total
         charge never trained on or one the model cannot read
-        (:func:`~physnetjax.validation.check_charge_model`), and a composition whose absolute energy
+        (:func:`~physnetjax.validation.check_charge_model`), a composition whose absolute energy
         carries an E0 offset the data never fixed
         (:func:`~physnetjax.validation.check_reference_compositions`; ``consequence`` ends that message;
-        None skips it, for callers whose results do not depend on absolute energies).
+        None skips it, for callers whose results do not depend on absolute energies), and, given the
+        positions, interatomic distances outside those of the training frames (:meth:`check_distances`).
 
         Args:
           model: the model (its ``charges`` flag is read).
           atomic_numbers: (n,) Z of a validated structure.
           total_charge: Q in e.
+          positions: (n, 3) Å of the validated structure (None: distances not judged).
+          cell, pbc: its (3, 3) cell vectors (rows, Å) and (3,) periodic directions (None: isolated).
           where: prefix of every message.
         """
         z = np.asarray(atomic_numbers).reshape(-1)
@@ -116,21 +135,40 @@ class TrainingRecord:
         check_dataset_charge_states(z[None], [z.shape[0]], [total_charge], self._charge_states, where)
         if consequence is not None:
             check_reference_compositions(z[None], [z.shape[0]], self.element_energies_fit, where, consequence)
+        if positions is not None and self.distances is not None:
+            self.distances.check_structure(z, positions, cell, pbc, where)
 
-    def check_dataset(self, atomic_numbers, num_atoms, total_charges, *, where: str = "",
-                      consequence: Optional[str] = None, mask=None) -> list[str]:
+    def check_distances(self, atomic_numbers, positions, cell=None, pbc=None, *, where: str = "") -> None:
+        """Warn when a structure's interatomic distances lie outside those of the training frames: a pair shorter,
+        or an atom's nearest neighbour farther, than the training data's by more than
+        :data:`~physnetjax.distance_domain.DOMAIN_MARGIN` (:meth:`DistanceDomain.check_structure
+        <physnetjax.distance_domain.DistanceDomain.check_structure>`; skipped without a record). For a geometry
+        a computation reached (an optimised one) whose input :meth:`check_structure` judged.
+
+        Args: as :meth:`check_structure`.
+        """
+        if self.distances is not None:
+            self.distances.check_structure(atomic_numbers, positions, cell, pbc, where)
+
+    def check_dataset(self, atomic_numbers, num_atoms, total_charges, *, positions=None, cells=None,
+                      where: str = "", consequence: Optional[str] = None, mask=None) -> list[str]:
         """Warn when frames lie outside the training data; returns the undetermined compositions' formulas.
 
         As :meth:`check_structure`, frame by frame, with counts of the frames concerned
         (:func:`~physnetjax.validation.check_dataset_elements`,
-        :func:`~physnetjax.validation.check_dataset_charges`). The composition check runs only when
-        ``consequence`` is given (what the caller reports that holds the offset); ``mask`` (M,) bool
-        restricts it to some frames (e.g. those with energy labels).
+        :func:`~physnetjax.validation.check_dataset_charges`,
+        :meth:`DistanceDomain.check_frames <physnetjax.distance_domain.DistanceDomain.check_frames>`). The
+        composition check runs only when ``consequence`` is given (what the caller reports that holds the
+        offset); ``mask`` (M,) bool restricts it to some frames (e.g. those with energy labels).
 
         Args:
           atomic_numbers: (M, N_max) Z padded per frame. num_atoms: (M,). total_charges: (M,) e.
+          positions: (M, N_max, 3) Å (None: distances not judged). cells: (M, 3, 3) Å, rows, all zero for an
+            isolated frame (:attr:`physnetjax.data.Dataset.cell`; None: all isolated).
         """
         check_dataset_elements(atomic_numbers, num_atoms, self.elements, where)
+        if positions is not None and self.distances is not None:
+            self.distances.check_frames(atomic_numbers, positions, num_atoms, cells, where)
         check_dataset_charges(total_charges, self.charges, where)
         check_dataset_charge_states(atomic_numbers, num_atoms, total_charges, self._charge_states, where)
         if consequence is None:

@@ -1,0 +1,233 @@
+"""The training data's interatomic distances: recorded against a brute-force double loop, and judged so that frames of
+the training distribution stay silent while stretched bonds and compressed pairs are named."""
+
+import itertools
+import json
+import re
+import warnings
+from pathlib import Path
+
+import ase.io
+import jax
+import numpy as np
+import pytest
+
+from conftest import warnings_as_errors
+
+from physnetjax import TrainingRecord
+from physnetjax.data import load_dataset
+from physnetjax.data.dataset import bundled_dataset_path
+from physnetjax.data.split import random_split
+from physnetjax.distance_domain import DOMAIN_MARGIN, TRAINED_DISTANCES_KEY, DistanceDomain
+from physnetjax.errors import PhysNetInputWarning
+from physnetjax.pretrained import ethanol_ir_geometry_path
+
+DATA = Path(__file__).parent / "data" / "train_ethanol64.npz"
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    with jax.enable_x64(True):
+        yield
+
+
+def brute_force(frames, cutoff):
+    """({(Z_a, Z_b): shortest distance}, {Z: longest nearest-neighbour distance, ∞ without a neighbour}) of
+    ``frames`` [(Z, R, cell or None, pbc or None)], every pair and periodic image |shift| ≤ 4 cells, float64 loops."""
+    shortest, longest = {}, {}
+    for z, r, cell, pbc in frames:
+        periodic = np.zeros(3, bool) if pbc is None else np.asarray(pbc, bool)
+        ranges = [range(-4, 5) if p else range(1) for p in periodic]
+        shifts = [np.asarray(s, np.float64) @ cell if cell is not None else np.zeros(3)
+                  for s in itertools.product(*ranges)]
+        for i in range(len(z)):
+            nearest = np.inf
+            for j in range(len(z)):
+                for shift in shifts:
+                    if i == j and not shift.any():
+                        continue
+                    d = float(np.sqrt(np.sum((r[j] + shift - r[i]) ** 2)))
+                    if d < cutoff:
+                        nearest = min(nearest, d)
+                        pair = (min(int(z[i]), int(z[j])), max(int(z[i]), int(z[j])))
+                        shortest[pair] = min(shortest.get(pair, np.inf), d)
+            longest[int(z[i])] = max(longest.get(int(z[i]), -np.inf), nearest)
+    return shortest, longest
+
+
+@pytest.fixture(scope="module")
+def ethanol():
+    """The bundled ethanol set (2000 frames of 500 K GFN2-xTB MD) split as the trainer splits it by default."""
+    data = load_dataset([str(bundled_dataset_path())])
+    split = random_split(len(data), 0.1, 0.1, 0)
+    train = data.subset(split["train"])
+    domain = DistanceDomain.of_frames(train.Z, train.R, train.N, 5.0)
+    return data, split, domain
+
+
+def mixed_frames():
+    """Four ethanol frames, a padded water, a lone F beside water (no neighbour within the cutoff), a triclinic
+    cell whose atoms meet only as periodic images, and a slab periodic along two directions."""
+    with np.load(DATA) as npz:
+        frames = [(npz["Z"][k], npz["R"][k].astype(np.float64), None, None) for k in range(4)]
+    water = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
+    frames.append((np.array([8, 1, 1]), water, None, None))
+    frames.append((np.array([8, 1, 1, 9]), np.vstack([water, [[0.0, 0.0, 7.0]]]), None, None))
+    cell = np.array([[3.1, 0.0, 0.0], [0.6, 2.9, 0.0], [0.3, -0.4, 3.3]])
+    fractional = np.array([[0.02, 0.03, 0.01], [0.97, 0.05, 0.96], [0.1, 0.93, 0.5], [0.55, 0.5, 0.98]])
+    frames.append((np.array([6, 1, 1, 8]), fractional @ cell, cell, (True, True, True)))
+    slab = np.array([[2.7, 0.0, 0.0], [0.0, 2.6, 0.0], [0.0, 0.0, 0.0]])
+    frames.append((np.array([8, 1, 1]), np.array([[0.1, 0.1, 0.0], [2.5, 0.2, 0.3], [0.2, 2.45, -0.4]]), slab,
+                   (True, True, False)))
+    return frames
+
+
+def padded(frames):
+    """(Z, R, N, cells) of ``frames`` padded to 9 atoms; padding at R = 0 (it must not count)."""
+    m = len(frames)
+    z, r, cells = np.zeros((m, 9), np.int32), np.zeros((m, 9, 3)), np.zeros((m, 3, 3))
+    for k, (zk, rk, cell, pbc) in enumerate(frames):
+        z[k, :len(zk)], r[k, :len(zk)] = zk, rk
+        if cell is not None:
+            cells[k] = cell * np.asarray(pbc, bool)[:, None]
+    return z, r, np.array([len(f[0]) for f in frames]), cells
+
+
+@pytest.mark.parametrize("cutoff", [3.0, 5.0])
+def test_the_record_is_that_of_a_double_loop_over_all_pairs_and_images(cutoff):
+    frames = mixed_frames()
+    shortest, longest = brute_force(frames, cutoff)
+    domain = DistanceDomain.of_frames(*padded(frames)[:3], cutoff, cells=padded(frames)[3])
+    assert domain.cutoff == cutoff and set(domain.shortest) == set(shortest)
+    for pair, d in shortest.items():
+        assert domain.shortest[pair] == pytest.approx(d, rel=1e-12), pair
+    assert set(domain.longest_nearest) == set(longest) and np.isinf(longest[9]) and np.isinf(domain.longest_nearest[9])
+    for z, d in longest.items():
+        assert domain.longest_nearest[z] == pytest.approx(d, rel=1e-12), z
+    cell, r = frames[6][2], frames[6][1]
+    assert np.linalg.norm(r[3] - r[0]) > 3.0 and shortest[(6, 8)] < 1.5  # C and O meet only across a face
+
+
+def test_the_record_survives_json_with_unbounded_neighbours_as_null():
+    domain = DistanceDomain.of_frames(*padded(mixed_frames())[:3], 5.0, cells=padded(mixed_frames())[3])
+    stored = json.loads(json.dumps(domain.to_metadata(), allow_nan=False))
+    assert stored["longest_nearest_neighbour"]["9"] is None and "1-6" in stored["shortest"]
+    assert DistanceDomain.from_metadata(stored) == domain
+    assert TrainingRecord.from_metadata({"source_metadata": {TRAINED_DISTANCES_KEY: stored}}).distances == domain
+
+
+def test_held_out_frames_of_the_training_distribution_are_silent(ethanol):
+    """The margin's own measurement (DOMAIN_MARGIN): the held-out frames of the split stay inside, one by one and
+    counted, isolated and in a vacuum box (periodic, images beyond the cutoff)."""
+    data, split, domain = ethanol
+    held = data.subset(np.concatenate([split["valid"], split["test"]]))
+    record = TrainingRecord(distances=domain)
+    with warnings_as_errors():
+        record.check_dataset(held.Z, held.N, held.Q, positions=held.R, cells=held.cell)
+        record.check_dataset(held.Z, held.N, held.Q, positions=held.R, cells=np.broadcast_to(np.eye(3) * 30.0,
+                                                                                              held.cell.shape))
+        for k in range(0, len(held), 20):
+            record.check_distances(held.Z[k], held.R[k])
+    flagged, text = domain.outside(held.Z, held.R, held.N)
+    assert not flagged.any() and text is None
+
+
+def ch_bond(z, r):
+    """(C, H) of the first hydrogen bonded to a carbon (nearest atom a carbon)."""
+    for h in np.nonzero(z == 1)[0]:
+        d = np.linalg.norm(r - r[h], axis=1)
+        d[h] = np.inf
+        if z[np.argmin(d)] == 6:
+            return int(np.argmin(d)), int(h)
+    raise AssertionError("no C-H bond")
+
+
+def test_a_stretched_bond_and_a_compressed_pair_are_named(ethanol):
+    """On ethanol at its minimum (C-H 1.09-1.10 Å): one C-H bond 30 % longer, or that H pressed to 0.8× the
+    training data's shortest C-H distance."""
+    data, split, domain = ethanol
+    train = data.subset(split["train"])
+    distances = np.linalg.norm(train.R[:, :, None] - train.R[:, None], axis=-1)  # every molecule whole, 9 atoms
+    distances[:, np.arange(9), np.arange(9)] = np.inf
+    c_h = (train.Z[:, :, None] == 6) & (train.Z[:, None] == 1)
+    shortest_ch = distances[c_h].min()
+    longest_h = distances.min(axis=2)[train.Z == 1].max()
+    atoms = ase.io.read(ethanol_ir_geometry_path())
+    z, r = atoms.numbers, atoms.positions
+    c, h = ch_bond(z, r)
+    bond = r[h] - r[c]
+    record = TrainingRecord(distances=domain)
+    stretched = r.copy()
+    stretched[h] = r[c] + 1.3 * bond
+    with pytest.warns(PhysNetInputWarning) as caught:
+        record.check_distances(z, stretched, where="frame 7")
+    assert len(caught) == 1
+    assert str(caught[0].message) == (
+        f"frame 7: atom {h} (H) has its nearest neighbour {1.3 * np.linalg.norm(bond):.3g} Å away; the training "
+        f"data's longest nearest-neighbour distance of H was {longest_h:.3g} Å: the model extrapolates here "
+        "(interatomic distances more than 10% outside those of its training data)")
+    compressed = r.copy()
+    compressed[h] = r[c] + 0.8 * shortest_ch * bond / np.linalg.norm(bond)
+    with pytest.warns(PhysNetInputWarning, match=re.escape(
+            f"atoms {c} (C) and {h} (H) are {0.8 * shortest_ch:.3g} Å apart; the training data's shortest C-H "
+            f"distance was {shortest_ch:.3g} Å: the model extrapolates here")):
+        record.check_distances(z, compressed)
+    centroid = r.mean(axis=0)
+    with pytest.warns(PhysNetInputWarning, match=r"has its nearest neighbour .* \(and \d more such atom\(s\)\)"):
+        record.check_distances(z, centroid + 1.3 * (r - centroid))  # every bond 30 % longer
+    with warnings_as_errors():  # the minimum itself, and a pair just inside the margin
+        record.check_distances(z, r)
+        inside = r.copy()
+        inside[h] = r[c] + 1.01 * (1 - DOMAIN_MARGIN) * shortest_ch * bond / np.linalg.norm(bond)
+        record.check_distances(z, inside)
+
+
+def test_frames_outside_are_counted_with_the_first_named(ethanol):
+    data, split, domain = ethanol
+    frames = data.subset(split["test"][:6])
+    r = frames.R.copy()
+    for k in (2, 4):
+        c, h = ch_bond(frames.Z[k], r[k])
+        r[k, h] = r[k, c] + 1.6 * (r[k, h] - r[k, c])
+    with pytest.warns(PhysNetInputWarning) as caught:
+        TrainingRecord(distances=domain).check_dataset(frames.Z, frames.N, frames.Q, positions=r, cells=frames.cell,
+                                                       where="--data")
+    said = [str(w.message) for w in caught]
+    assert len(said) == 1 and said[0].startswith("--data: 2 of 6 frames (first frame 2: atom ")
+    assert said[0].endswith("hold interatomic distances more than 10% outside those of this model's training data; "
+                            "the model extrapolates there")
+
+
+def test_no_record_no_check_and_unseen_pairs_are_not_judged(ethanol):
+    """An old checkpoint (no trained_distances) is silent, and so is a pair of elements never seen together."""
+    data, split, domain = ethanol
+    z, r = data.Z[0], data.R[0]
+    centroid = r.mean(axis=0)
+    with warnings_as_errors():
+        TrainingRecord.from_metadata({"trained_elements": [1, 6, 8]}).check_distances(z, centroid + 2 * (r - centroid))
+        TrainingRecord.from_metadata({TRAINED_DISTANCES_KEY: "garbled"}).check_distances(z, 0.5 * r)
+        only_ch = DistanceDomain(5.0, {(1, 6): domain.shortest[(1, 6)]}, {})
+        TrainingRecord(distances=only_ch).check_distances(np.array([1, 8]), np.array([[0.0, 0, 0], [0.6, 0, 0]]))
+    assert TrainingRecord.from_metadata({"trained_elements": [1, 6, 8]}).distances is None
+
+
+def test_periodic_images_count_as_neighbours_and_as_pairs(ethanol):
+    """An atom close to its own image in a narrow cell is a pair of its element with itself."""
+    _, _, domain = ethanol
+    record = TrainingRecord(distances=domain)
+    with pytest.warns(PhysNetInputWarning, match=r"atom 0 \(H\) is 0.9 Å from its own periodic image; the training "
+                                                  r"data's shortest H-H distance was"):
+        record.check_distances(np.array([1]), np.zeros((1, 3)), cell=np.diag([0.9, 10.0, 10.0]),
+                               pbc=(True, False, False))
+    with pytest.warns(PhysNetInputWarning, match=r"atom 0 \(H\) has no neighbour within the cutoff 5 Å"):
+        record.check_distances(np.array([1]), np.zeros((1, 3)))
+
+
+def test_an_ensembles_domain_is_where_every_member_was_trained():
+    """Per pair the largest shortest distance, per element the smallest longest nearest neighbour; what some member
+    lacks is left out (hand-made domains: the values are the test's own)."""
+    a = DistanceDomain(5.0, {(1, 6): 0.95, (1, 8): 0.88, (6, 6): 1.40}, {1: 1.27, 6: 1.18, 8: np.inf})
+    b = DistanceDomain(5.0, {(1, 6): 0.97, (1, 8): 0.86, (8, 8): 2.2}, {1: np.inf, 6: 1.20, 8: 1.09, 9: 1.4})
+    assert DistanceDomain.intersection([a, b]) == DistanceDomain(5.0, {(1, 6): 0.97, (1, 8): 0.88},
+                                                                 {1: 1.27, 6: 1.18, 8: 1.09})
+    assert DistanceDomain.intersection([a]) == a
