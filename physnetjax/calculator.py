@@ -83,8 +83,9 @@ class PhysNetCalculator(Calculator):
       atom_bucket, edge_bucket: padding multiples for atoms and edges/pairs.
       training_record: what the model's training data held (default: the record in the
         checkpoint's metadata, :meth:`~physnetjax.training_record.TrainingRecord.from_metadata`;
-        none for (model, params)); elements, a total charge or a composition outside it give a
-        :class:`~physnetjax.validation.PhysNetInputWarning`, once per composition and charge
+        none for (model, params)); elements, a total charge, a composition or interatomic distances
+        outside it give a :class:`~physnetjax.validation.PhysNetInputWarning`, once per composition and
+        charge, judged on the first structure of each
         (:meth:`~physnetjax.training_record.TrainingRecord.check_structure`).
 
     Every structure passes :func:`physnetjax.validation.validate_structure` first
@@ -224,7 +225,7 @@ class PhysNetCalculator(Calculator):
             self._seen_inputs.add(seen)
             if (key := (formula(z), total_charge)) not in self._judged_inputs:
                 self._judged_inputs.add(key)
-                self.training_record.check_structure(self.model, z, total_charge)
+                self.training_record.check_structure(self.model, z, total_charge, positions=r, cell=cell, pbc=pbc)
         r = r.astype(np.float64)
         periodic = bool(pbc.any())
         displacement = lattice_translations(r, cell, pbc) if periodic else np.broadcast_to(r.mean(axis=0), r.shape)

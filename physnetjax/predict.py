@@ -45,8 +45,9 @@ def predict(
         ``positions`` if it is float64 and x64 is enabled, else float32; float64 needs x64).
       training_record: what the checkpoint records of its training data
         (``TrainingRecord.from_metadata(metadata)``, or the metadata dict itself; every entry point
-        reads it with :func:`~physnetjax.training_record.training_record_of`); elements, a total charge
-        or a composition outside it warn (:meth:`~physnetjax.training_record.TrainingRecord.check_structure`).
+        reads it with :func:`~physnetjax.training_record.training_record_of`); elements, a total charge,
+        a composition or interatomic distances outside it warn
+        (:meth:`~physnetjax.training_record.TrainingRecord.check_structure`).
         Default (or None): nothing known (only a non-zero Q given to a model without charges warns).
 
     Returns:
@@ -64,7 +65,7 @@ def predict(
       FloatingPointError: the model returned NaN/Inf on a structure that passed validation.
     """
     z, r = validate_structure(atomic_numbers, positions, model.supported_max_atomic_number, total_charge=total_charge)
-    training_record_of(training_record).check_structure(model, z, total_charge)
+    training_record_of(training_record).check_structure(model, z, total_charge, positions=r)
     if dtype is None:
         dtype = np.float64 if (r.dtype == np.float64 and jax.config.jax_enable_x64) else np.float32
     dtype = check_dtype(dtype)
@@ -115,7 +116,8 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
     """
     z, r = validate_structure(atomic_numbers, positions, model.supported_max_atomic_number, total_charge=total_charge,
                               cell=cell, pbc=True)
-    training_record_of(training_record).check_structure(model, z, total_charge)
+    training_record_of(training_record).check_structure(model, z, total_charge, positions=r, cell=cell,
+                                                        pbc=(True, True, True))
     if dtype is None:
         dtype = np.float64 if (r.dtype == np.float64 and jax.config.jax_enable_x64) else np.float32
     dtype = check_dtype(dtype)

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from conftest import cast_params, perturbed_params
 
-from physnetjax import PhysNet, init_params, predict_periodic
+from physnetjax import PhysNet, TrainingRecord, init_params, predict_periodic
+from physnetjax.distance_domain import DistanceDomain
+from physnetjax.errors import PhysNetInputWarning
 from physnetjax.neighbors import (
     apply_batch,
     batch_from_neighbors,
@@ -127,3 +129,17 @@ def test_stress_sign_compressed_repulsive_lattice_has_positive_pressure():
     assert np.all(np.diag(out["stress"]) < 0) and pressure > 0
     expanded = predict_periodic(model, params, [6], np.zeros((1, 3)), cell * 1.001)
     assert expanded["energy"] < out["energy"]
+
+
+def test_predict_periodic_judges_the_distances_to_periodic_images(setup):
+    """Methanol in a cell that puts an image of its hydroxyl H 0.8 Å from its C: a C-H pair shorter than any in the
+    (hand-made) training record, which exists only with the cell."""
+    model, params, _ = setup
+    z = np.array([6, 8, 1, 1, 1, 1])
+    r = np.array([[0.0, 0.0, 0.0], [1.43, 0.0, 0.0], [-0.36, 1.03, 0.0], [-0.36, -0.51, 0.89],
+                  [-0.36, -0.51, -0.89], [1.75, 0.0, 0.9]])
+    cell = np.array([[2.55, 0.0, 0.9], [0.0, 20.0, 0.0], [0.0, 0.0, 20.0]])
+    record = TrainingRecord(distances=DistanceDomain(5.0, {(1, 6): 1.0}, {}))
+    with pytest.warns(PhysNetInputWarning, match=r"atoms 0 \(C\) and 5 \(H\) are 0.8 Å apart; the training data's "
+                                                 r"shortest C-H distance was 1 Å"):
+        predict_periodic(model, params, z, r, cell, training_record=record)

@@ -1,5 +1,8 @@
 """TrainingRecord: one object read from a checkpoint's metadata, one call that checks an input against it."""
 
+import dataclasses
+import importlib
+import re
 import warnings
 
 import ase
@@ -10,11 +13,25 @@ from conftest import warnings_as_errors
 
 from physnetjax import PhysNet, TrainingRecord, init_params
 from physnetjax.data import fit_reference_energies
+from physnetjax.distance_domain import DistanceDomain
 from physnetjax.errors import PhysNetInputWarning
 from physnetjax.md.driver import simulate
 
 ETHANOL = [6, 6, 8, 1, 1, 1, 1, 1, 1]
 METHANOL = np.array([6, 8, 1, 1, 1, 1])
+METHANOL_R = np.array([[0.0, 0.0, 0.0], [1.43, 0.0, 0.0], [-0.36, 1.03, 0.0], [-0.36, -0.51, 0.89],
+                       [-0.36, -0.51, -0.89], [1.75, 0.0, 0.9]])
+DOMAIN = {"trained_distances": DistanceDomain(5.0, {(1, 6): 1.0}, {1: 1.2}).to_metadata()}
+"""C-H pairs down to 1.0 Å, every H within 1.2 Å of its nearest neighbour (0.9 and 1.32 Å with the margin)."""
+STRETCHED_H = (r"atom 2 \(H\) has its nearest neighbour 2.18 Å away; the training data's longest nearest-neighbour "
+               r"distance of H was 1.2 Å: the model extrapolates here")
+
+
+def moved_h(factor):
+    """Methanol with H 2 moved along its C-H bond (1.09 Å) to ``factor`` times its length."""
+    r = METHANOL_R.copy()
+    r[2] *= factor
+    return r
 
 
 @pytest.fixture(scope="module")
@@ -81,16 +98,20 @@ def test_frames_are_counted_and_compositions_judged_only_where_asked(ethanol_rec
     assert formulas == ["CH4O"]
 
 
-def test_md_names_an_undetermined_composition_of_its_start_geometry(ethanol_record, tiny, tmp_path):
+def test_md_names_an_undetermined_composition_and_the_distances_of_its_start_geometry(ethanol_record, tiny):
     """MD logs absolute potential energies; the md CLI used to pass no E0 record, so methanol run with a model
-    trained on ethanol alone said nothing of the offset in them."""
+    trained on ethanol alone said nothing of the offset in them. A start geometry with a C-H bond stretched to 2.2 Å
+    is named as well."""
     model, params = tiny
-    atoms = ase.Atoms(numbers=METHANOL, positions=[[0.0, 0.0, 0.0], [1.43, 0.0, 0.0], [-0.36, 1.03, 0.0],
-                                                   [-0.36, -0.51, 0.89], [-0.36, -0.51, -0.89], [1.75, 0.0, 0.9]])
-    with pytest.warns(PhysNetInputWarning, match=r"MD start geometry: composition\(s\) CH4O .*the logged potential "
-                                                 r"energies include it"):
-        simulate(model, params, atoms, steps=2, save_every=1, chunk_frames=2, temperature_K=10.0,
-                 training_record=ethanol_record)
+    record = dataclasses.replace(ethanol_record, distances=TrainingRecord.from_metadata(DOMAIN).distances)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        simulate(model, params, ase.Atoms(numbers=METHANOL, positions=moved_h(2.0)), steps=2, save_every=1,
+                 chunk_frames=2, temperature_K=10.0, training_record=record)
+    said = [text for text in messages(caught) if text.startswith("MD start geometry: ")]
+    assert len(said) == 2
+    assert re.search(r"composition\(s\) CH4O .*the logged potential energies include it", said[0])
+    assert re.search(STRETCHED_H, said[1])
 
 
 def test_a_re_saved_checkpoints_record_is_read_one_level_down(ethanol_record):
@@ -129,3 +150,42 @@ def test_entry_points_take_a_metadata_dict_or_none_as_the_record(tiny):
     atoms.calc = PhysNetCalculator(model, params, training_record=metadata)
     with pytest.warns(PhysNetInputWarning, match=r"F .*never occurred in this model's training data"):
         atoms.get_potential_energy()
+
+
+def test_predict_and_the_calculator_judge_the_distances_of_their_structure(tiny):
+    """A C-H bond stretched to 2.2 Å is named; methanol as it is passes (O-H pairs, never recorded, are not judged)."""
+    from physnetjax import PhysNetCalculator, predict
+
+    model, params = tiny
+    with warnings_as_errors():
+        predict(model, params, METHANOL, METHANOL_R, training_record=DOMAIN)
+    with pytest.warns(PhysNetInputWarning, match=STRETCHED_H):
+        predict(model, params, METHANOL, moved_h(2.0), training_record=DOMAIN)
+    atoms = ase.Atoms(numbers=METHANOL, positions=moved_h(2.0))
+    atoms.calc = PhysNetCalculator(model, params, training_record=DOMAIN)
+    with pytest.warns(PhysNetInputWarning, match=STRETCHED_H):
+        atoms.get_potential_energy()
+
+
+@pytest.mark.parametrize("entry", ["optimize_geometry", "harmonic"])
+def test_an_optimised_geometry_is_judged_too(entry, tiny, monkeypatch):
+    """A minimum of the model where training never put the atoms (here, the optimiser is made to end with a C-H pair
+    of 0.82 Å): the start geometry passes, the optimised one is named."""
+    from physnetjax.spectra.optimize import OptimizationResult
+
+    optimize, harmonic = (importlib.import_module(f"physnetjax.spectra.{name}") for name in ("optimize", "harmonic"))
+
+    model, params = tiny
+
+    def ends_compressed(energy_fn, positions, args=(), **settings):
+        return OptimizationResult(positions=moved_h(0.75), energy=0.0, fmax=0.0, steps=1)
+
+    monkeypatch.setattr(optimize, "minimize", ends_compressed)
+    monkeypatch.setattr(harmonic, "minimize", ends_compressed)
+    run = optimize.optimize_geometry if entry == "optimize_geometry" else harmonic.harmonic
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(model, params, METHANOL, METHANOL_R, training_record=TrainingRecord.from_metadata(DOMAIN))
+    assert [text for text in messages(caught) if "extrapolates" in text] == [
+        "optimised geometry: atoms 0 (C) and 2 (H) are 0.818 Å apart; the training data's shortest C-H distance was "
+        "1 Å: the model extrapolates here (interatomic distances more than 10% outside those of its training data)"]

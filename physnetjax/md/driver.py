@@ -622,11 +622,12 @@ def simulate(
     atoms = atoms.copy()  # every frame, restart file and last-good geometry written records the charge it ran at
     atoms.info["charge"] = total_charge
     atoms.set_initial_charges(None)
-    z, _ = validate_structure(atoms.numbers, atoms.positions, model.supported_max_atomic_number,
+    z, r = validate_structure(atoms.numbers, atoms.positions, model.supported_max_atomic_number,
                               total_charge=total_charge, cell=atoms.cell.array, pbc=atoms.pbc, strict=True,
                               where="MD start geometry")
-    training_record_of(training_record).check_structure(model, z, total_charge, where="MD start geometry",
-                                    consequence="the logged potential energies include it")
+    training_record_of(training_record).check_structure(model, z, total_charge, positions=r, cell=atoms.cell.array,
+                                                        pbc=atoms.pbc, where="MD start geometry",
+                                                        consequence="the logged potential energies include it")
     cell = np.asarray(atoms.cell.array) if np.all(atoms.pbc) else None
     masses = jnp.asarray(check_masses(atoms.get_masses(), n, {"masses": START_MASSES}), dtype)
     positions = np.asarray(atoms.positions, np.float64)

@@ -318,7 +318,8 @@ def harmonic(
         True → required (ValueError for a model without charges); False → not computed.
       linear_tolerance: see :data:`physnetjax.spectra.rigid_body.LINEAR_TOLERANCE`.
       training_record: what the model's training data held (checkpoint metadata,
-        :class:`~physnetjax.training_record.TrainingRecord`); a structure outside it warns.
+        :class:`~physnetjax.training_record.TrainingRecord`); a structure outside it warns, and so does an
+        optimised geometry whose interatomic distances lie outside those of the training data.
       names: keyword → how the messages name it; a command line passes its options, e.g. ``{"fmax": "--fmax",
         "max_steps": "--max-steps", "max_step": "--max-step", "optimize": "--no-optimize"}`` (the option that turns ``optimize`` off).
 
@@ -331,12 +332,15 @@ def harmonic(
     Warns:
       PhysNetInputWarning: close contacts, a molecule stretched as by positions in bohr
         (:func:`physnetjax.validation.check_length_unit`), an optimised geometry stretched so
-        (a spurious minimum of the model), or elements, a total charge or a composition outside
-        the training data (:meth:`physnetjax.training_record.TrainingRecord.check_structure`).
+        (a spurious minimum of the model), or elements, a total charge, a composition or interatomic
+        distances outside the training data (:meth:`physnetjax.training_record.TrainingRecord.check_structure`;
+        the distances of the optimised geometry too,
+        :meth:`~physnetjax.training_record.TrainingRecord.check_distances`).
     """
     z, r = validate_structure(atomic_numbers, positions, model.supported_max_atomic_number, total_charge=total_charge)
     stretched_start = check_length_unit(z, r)
-    training_record_of(training_record).check_structure(model, z, total_charge)
+    record = training_record_of(training_record)
+    record.check_structure(model, z, total_charge, positions=r)
     if intensities and not model.charges:
         raise ValueError(
             "IR intensities need the dipole, which only a model with charges=True predicts; this model "
@@ -357,6 +361,7 @@ def harmonic(
             optimization = relax(r)
             check_optimized_geometry(z, r, optimization, stretched_start, relax)
             r = optimization.positions
+            record.check_distances(z, r, where="optimised geometry")
             logger.info("optimised in %d steps to max |F| = %.2e eV/Å", optimization.steps, optimization.fmax)
         result = harmonic_analysis(functions.energy, r, masses, dipole_fn=dipole_fn, args=(params64,),
                                    linear_tolerance=linear_tolerance, fragment_cutoff=model.cutoff)

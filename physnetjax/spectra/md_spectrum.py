@@ -220,7 +220,7 @@ def md_spectrum(
     """
     z, r0 = validate_structure(atomic_numbers, positions, model.supported_max_atomic_number, total_charge=total_charge)
     check_length_unit(z, r0)
-    training_record_of(training_record).check_structure(model, z, total_charge, consequence=None)
+    training_record_of(training_record).check_structure(model, z, total_charge, positions=r0, consequence=None)
     check_molecule_size(z.shape[0])
     r0 = np.asarray(r0, np.float64)
     num_atoms = z.shape[0]

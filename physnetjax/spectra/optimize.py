@@ -184,7 +184,8 @@ def optimize_geometry(model, params, atomic_numbers, positions, *, total_charge:
       atomic_numbers: (N,) ints, N ≥ 2.  positions: (N, 3) Å.
       total_charge: Q in e.  fmax: eV/Å.  max_steps: L-BFGS steps.  max_step: Å per atom and step.
       training_record: what the model's training data held (checkpoint metadata,
-        :class:`~physnetjax.training_record.TrainingRecord`); a structure outside it warns.
+        :class:`~physnetjax.training_record.TrainingRecord`); a structure outside it warns, and so does an
+        optimised geometry whose interatomic distances lie outside those of the training data.
 
     Raises:
       ValueError: invalid structure (NaN/Inf positions, bad atomic numbers, a total charge
@@ -195,12 +196,14 @@ def optimize_geometry(model, params, atomic_numbers, positions, *, total_charge:
     Warns:
       PhysNetInputWarning: a molecule stretched as by positions in bohr, where a model may
         have a spurious minimum (:func:`physnetjax.validation.check_length_unit`), or elements,
-        a total charge or a composition outside the training data
-        (:meth:`physnetjax.training_record.TrainingRecord.check_structure`).
+        a total charge, a composition or interatomic distances outside the training data
+        (:meth:`physnetjax.training_record.TrainingRecord.check_structure`; the distances of the optimised
+        geometry too, :meth:`~physnetjax.training_record.TrainingRecord.check_distances`).
     """
     z, r = validate_structure(atomic_numbers, positions, model.supported_max_atomic_number, total_charge=total_charge)
     stretched_start = check_length_unit(z, r)
-    training_record_of(training_record).check_structure(model, z, total_charge)
+    record = training_record_of(training_record)
+    record.check_structure(model, z, total_charge, positions=r)
     functions = molecule_functions(model, z, total_charge)
     with jax.enable_x64(True):
         params64 = cast_params(params, np.float64)
@@ -210,6 +213,7 @@ def optimize_geometry(model, params, atomic_numbers, positions, *, total_charge:
 
         result = relax(r)
         check_optimized_geometry(z, r, result, stretched_start, relax)
+    record.check_distances(z, result.positions, where="optimised geometry")
     return result
 
 
