@@ -507,6 +507,20 @@ def test_calibrating_on_elements_no_member_was_trained_on_warns(ensemble, molecu
         calibrate_checkpoint(ens, [tmp_path / "frames.npz"], tmp_path / "cal")
 
 
+def test_calibrating_on_distances_no_member_was_trained_on_warns(ensemble, molecules, tmp_path):
+    """A frame whose O-H bond is shorter than the (hand-made) record of every member: counted and named."""
+    model, stacked, members = ensemble
+    z, r = molecules["methanol"]
+    label = predict(model.member, members[0], z, r, dtype=np.float64)
+    np.savez(tmp_path / "frames.npz", R=r[None], Z=z[None], N=[len(z)], E=[label["energy"]], F=label["forces"][None])
+    record = {"cutoff": 4.0, "shortest": {"1-8": 1.5}, "longest_nearest_neighbour": {}}
+    ens = save_checkpoint(tmp_path / "ens", model, stacked, {"trained_distances": record})
+    with pytest.warns(PhysNetInputWarning, match=r"--data: 1 of 1 frames \(first frame 0: atoms 1 \(O\) and 3 \(H\) "
+                                                 r"are 0.985 Å apart; the training data's shortest O-H distance was "
+                                                 r"1.5 Å\) hold interatomic distances"):
+        calibrate_checkpoint(ens, [tmp_path / "frames.npz"], tmp_path / "cal")
+
+
 def test_a_scale_fitted_on_few_frames_warns(ensemble, molecules, tmp_path):
     """The trainer stored a scale of 4448 fitted on 3 validation frames without a word; a scale from fewer than
     20 frames now warns (in calibrate and in the trainer), one from 20 does not."""

@@ -428,6 +428,22 @@ def test_warns_about_elements_the_model_never_saw(tmp_path):
         assert run_cli("--checkpoint", tmp_path / "ckpt", "--data", tmp_path / "data.npz", "--no-plots") == 0
 
 
+def test_warns_about_frames_outside_the_training_distances(tmp_path):
+    """Water whose O-H bonds (0.96 Å) are shorter than any of the (hand-made) training record's: the frame is
+    counted; the frame with 1.6 Å bonds is not (its H nearest neighbours lie inside the record's 1.5 Å)."""
+    jax.config.update("jax_enable_x64", True)
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=4.0, max_atomic_number=8)
+    record = {"cutoff": 4.0, "shortest": {"1-8": 1.5}, "longest_nearest_neighbour": {"1": 1.5}}
+    save_checkpoint(tmp_path / "ckpt", model, init_params(model, 0), {"trained_distances": record})
+    water = np.array([[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]], float)
+    np.savez(tmp_path / "data.npz", Z=np.array([[8, 1, 1]] * 2), R=np.array([water * 1.6 / 0.96, water]),
+             N=np.array([3, 3]), E=np.zeros(2), F=np.zeros((2, 3, 3)))
+    with pytest.warns(UserWarning, match=r"--data: 1 of 2 frames \(first frame 1: atoms 0 \(O\) and 1 \(H\) are "
+                                         r"0.96 Å apart; the training data's shortest O-H distance was 1.5 Å "
+                                         r"\(and 1 more such pair\(s\)\)\) hold interatomic distances"):
+        assert run_cli("--checkpoint", tmp_path / "ckpt", "--data", tmp_path / "data.npz", "--no-plots") == 0
+
+
 def test_warns_about_total_charges_the_model_never_saw(tmp_path):
     """A model trained on neutral frames evaluated on cations: its errors there were reported as if trained."""
     jax.config.update("jax_enable_x64", True)

@@ -178,8 +178,9 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
     Raises:
       ValueError: ``path`` holds a single model, or the frames have no forces.
       PhysNetInputError: force labels in other units or of the other sign than the predictions.
-      PhysNetInputWarning (a warning): the frames hold elements no member was trained on (their
-        errors and spreads are an untrained guess, not what the scale should describe), or frames of ``data``
+      PhysNetInputWarning (a warning): the frames hold elements no member was trained on, or interatomic
+        distances outside those all members were trained on (their errors and spreads are an untrained guess or
+        an extrapolation, not what the scale should describe), or frames of ``data``
         are frames a member was trained on (:func:`warn_training_data`).
       CheckpointError, DataError: unreadable checkpoint or data. FileExistsError: ``out``
         exists and ``overwrite`` is False.
@@ -190,7 +191,7 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
     dataset = load_dataset([str(p) for p in data], energy_unit=energy_unit, force_unit=force_unit,
                            force_sign=force_sign)
     TrainingRecord.from_metadata(metadata).check_dataset(
-        dataset.Z, dataset.N, dataset.Q, where="--data", mask=dataset.has_E,
+        dataset.Z, dataset.N, dataset.Q, positions=dataset.R, cells=dataset.cell, where="--data", mask=dataset.has_E,
         consequence="the energies' error-spread correlation it reports includes it")
     warn_training_data(dataset, data, metadata)
     predictions = predict_dataset(model.clone(calibration_scale=1.0), params, dataset, batch_size=batch_size,

@@ -136,7 +136,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         warnings.warn(f"{checkpoint} was trained without energy labels: its energies carry an arbitrary offset, so "
                       "the energy errors below measure that offset, not the model; judge it by its forces",
                       PhysNetInputWarning, stacklevel=2)
-    record.check_dataset(dataset.Z, dataset.N, dataset.Q, where="--data", mask=dataset.has_E,
+    record.check_dataset(dataset.Z, dataset.N, dataset.Q, positions=dataset.R, cells=dataset.cell, where="--data",
+                         mask=dataset.has_E,
                          consequence="their energy errors below include it, and it is not the model's error")
     recorded = recorded_frames_in(dataset, metadata, checkpoint)
     if args.out is not None:
