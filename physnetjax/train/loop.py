@@ -75,6 +75,7 @@ from physnetjax.data import (
 from physnetjax.data.fingerprint import changed_files, data_fingerprint, file_sha256
 from physnetjax.data.frame_digests import TRAINING_FRAMES_KEY, VALIDATION_FRAMES_KEY, FrameRecord, dataset_digests
 from physnetjax.data.sanity import check_label_sanity
+from physnetjax.distance_domain import TRAINED_DISTANCES_KEY, DistanceDomain
 from physnetjax.ensemble import fit_calibration_scale, gaussian_nll, member_params, spearman_rank_correlation
 from physnetjax.ensemble.calibration import warn_few_frames
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, displayed
@@ -238,6 +239,8 @@ class Trainer:
         states = (charge_states(z_train, self.dataset.N[train_idx], self.dataset.Q[train_idx])
                   if len(self.trained_charges) > 1 else {})  # one charge: the charges record says it all
         self.trained_charge_states = states if 0 < len(states) <= MAX_RECORDED_CHARGE_STATES else None
+        self.trained_distances = DistanceDomain.of_frames(z_train, self.dataset.R[train_idx], self.dataset.N[train_idx],
+                                                          self.model.cutoff, self.dataset.cell[train_idx]).to_metadata()
         member = self.model.clone(element_energies=tuple(float(e) for e in self.element_energies))
         self.saved_model = saved_model(member, self.size)
 
@@ -795,6 +798,7 @@ class Trainer:
             TRAINED_ELEMENTS_KEY: self.trained_elements,
             TRAINED_CHARGES_KEY: self.trained_charges,
             TRAINED_CHARGE_STATES_KEY: self.trained_charge_states,
+            TRAINED_DISTANCES_KEY: self.trained_distances,
             DATA_SHA256_KEY: self.data_sha256,
             TRAINING_FRAMES_KEY: self.training_frames,
             VALIDATION_FRAMES_KEY: self.validation_frames,
