@@ -24,7 +24,11 @@ Metadata of the result: ``ensemble_sources`` (each input's path, member count an
 metadata), ``trained_elements``, ``trained_charges`` and ``trained_charge_states`` (the
 elements, total charges and charges per composition every input was trained on, when all
 of them record it), so predictions warn about
-elements and charge states some member never saw; and ``element_energies_fit`` when every
+elements and charge states some member never saw; ``trained_distances``, when all of them record
+it, their intersection (:meth:`~physnetjax.distance_domain.DistanceDomain.intersection`: per element
+pair the largest of the shortest distances, per element the smallest of the longest nearest-neighbour
+distances, pairs and elements some member lacks left out), so that predictions warn where some member
+extrapolates; and ``element_energies_fit`` when every
 input's training fixed the element energies of the same compositions, so that absolute
 energies of other compositions warn as for a single model (None when every input was
 trained without energies).
@@ -42,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.checkpoint import load_checkpoint, save_checkpoint
+from physnetjax.distance_domain import TRAINED_DISTANCES_KEY, DistanceDomain
 from physnetjax.ensemble.model import PhysNetEnsemble, is_ensemble, member_params, stack_members
 from physnetjax.errors import PhysNetInputWarning
 from physnetjax.training_record import TrainingRecord
@@ -199,6 +204,8 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
                                                        for other in states[1:])]
                   for name, charges in states[0].items()}
         metadata[TRAINED_CHARGE_STATES_KEY] = {name: charges for name, charges in common.items() if charges}
+    if all(r.distances is not None for r in records):
+        metadata[TRAINED_DISTANCES_KEY] = DistanceDomain.intersection([r.distances for r in records]).to_metadata()
     if all(source["metadata"].get(ELEMENT_ENERGIES_FIT_KEY, "unknown") is None for source in sources):
         metadata[ELEMENT_ENERGIES_FIT_KEY] = None  # all trained without energies, as eval then says
     elif (common := _common_reference_fit([r.element_energies_fit for r in records])) is not None:
