@@ -1389,6 +1389,21 @@ MUTANTS = (
            'band[f"{name}_centre_cm1"] = (float(np.trapezoid(nu[window] * spectrum[window], nu[window]) / area)',
            'band[f"{name}_centre_cm1"] = (float(nu[window][np.argmax(spectrum[window])])', SPECTRA_MD,
            "a band's centre is its tallest point (a rotational branch, 51 cm^-1 off for water's bend)"),
+    Mutant("short_pairs_outside_training_unwarned", "physnetjax/distance_domain.py",
+           "short = d < lowest[np.minimum(a, b) * _PAIR_CODES + np.maximum(a, b)]",
+           "short = np.zeros(len(d), bool)",
+           ("tests/test_distance_domain.py",),
+           "a C-H pair pressed to 0.8x the training data's shortest is evaluated without a word"),
+    Mutant("far_neighbours_outside_training_unwarned", "physnetjax/distance_domain.py",
+           "far = real & (nearest > highest[zf])", "far = np.zeros_like(real)",
+           ("tests/test_distance_domain.py",),
+           "a C-H bond stretched by 30 % is evaluated without a word"),
+    Mutant("ensemble_distances_of_the_first_member", "physnetjax/ensemble/combine.py",
+           "metadata[TRAINED_DISTANCES_KEY] = DistanceDomain.intersection([r.distances for r in records])"
+           ".to_metadata()",
+           "metadata[TRAINED_DISTANCES_KEY] = records[0].distances.to_metadata()",
+           ("tests/test_ensemble.py::test_combine_single_and_ensemble_checkpoints",),
+           "an ensemble's distance domain is its first member's, wider than where the others were trained"),
 )
 
 EXPLAINED = {
