@@ -1,6 +1,6 @@
 """What a checkpoint records of its training data, and the checks an evaluation makes against it.
 
-The trainer writes three records into a checkpoint's metadata:
+The trainer writes these records into a checkpoint's metadata:
 
 * ``trained_elements``: the atomic numbers Z of its training frames;
 * ``trained_charges``: their distinct total charges Q (e);

@@ -94,7 +94,11 @@ def padded(frames):
 
 
 @pytest.mark.parametrize("cutoff", [3.0, 5.0])
-def test_the_record_is_that_of_a_double_loop_over_all_pairs_and_images(cutoff):
+@pytest.mark.parametrize("dense_atoms_max", [256, 4], ids=["dense", "cell-list"])
+def test_the_record_is_that_of_a_double_loop_over_all_pairs_and_images(cutoff, dense_atoms_max, monkeypatch):
+    """Isolated frames as one dense array of pairs, and (wider than the dense limit) one by one through the cell
+    list the periodic ones take."""
+    monkeypatch.setattr("physnetjax.distance_domain._DENSE_ATOMS_MAX", dense_atoms_max)
     frames = mixed_frames()
     shortest, longest = brute_force(frames, cutoff)
     domain = DistanceDomain.of_frames(*padded(frames)[:3], cutoff, cells=padded(frames)[3])
