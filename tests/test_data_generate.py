@@ -296,3 +296,33 @@ def test_a_failed_write_keeps_the_previous_dataset(tmp_path, monkeypatch, capsys
                                        "on device); the file there is unchanged\n")
     assert np.load(out)["E"].tolist() == [0.0, 1.0, 2.0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.npz"]
+
+
+def test_help_and_argument_errors_answer_before_jax_ase_io_or_tblite_are_imported(tmp_path):
+    """main: --help took 13 s (the package root imported JAX, Flax and the model; ase.io came with the structure
+    reader); the parser and the argument checks now run on NumPy alone."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom physnetjax.data.generate import main\n"
+              "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+              f"assert main(['--out', {str(tmp_path / 'd.txt')!r}]) == 2\n"
+              "print(sorted(m for m in ('jax', 'flax', 'ase.io', 'tblite', 'rich') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
+    assert "give a path ending in .npz" in done.stderr
+
+
+def test_the_package_roots_predict_stays_the_function_once_its_module_is_imported():
+    """The root imports its names on first use; importing the submodule physnetjax.predict must not rebind the
+    package attribute predict to the module (an eager root's `from physnetjax.predict import predict` kept it)."""
+    import types
+
+    import physnetjax
+    import physnetjax.predict  # noqa: F401
+
+    assert not isinstance(physnetjax.predict, types.ModuleType) and physnetjax.predict.__name__ == "predict"
+    assert "PhysNet" in dir(physnetjax) and physnetjax.PhysNet.__name__ == "PhysNet"
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        physnetjax.nothing

@@ -58,7 +58,6 @@ from physnetjax.data.normal_modes import normal_mode_displacements
 from physnetjax.data.xtb_shells import valence_electrons, valence_orbitals
 from physnetjax.errors import PhysNetInputError, displayed
 from physnetjax.npz_file import write_npz
-from physnetjax.structure_file import read_last_frame
 from physnetjax.validation import atoms_total_charge, check_output_path, check_range, validate_structure
 
 logger = logging.getLogger(__name__)
@@ -73,6 +72,8 @@ def _structure(spec: str):
     molecule.
     """
     import ase.build
+
+    from physnetjax.structure_file import read_last_frame
 
     if Path(spec).exists():
         atoms = read_last_frame(spec, spec, "sampling starts from")
