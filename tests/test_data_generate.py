@@ -326,3 +326,187 @@ def test_the_package_roots_predict_stays_the_function_once_its_module_is_importe
     assert "PhysNet" in dir(physnetjax) and physnetjax.PhysNet.__name__ == "PhysNet"
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         physnetjax.nothing
+
+
+class _Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_off_a_terminal_progress_is_a_line_per_phase_start_and_end_and_every_tenth_or_minute():
+    """main: 10 minutes without a line (progress only with --verbose, the 2000 equilibration steps silent)."""
+    import io
+
+    from rich.console import Console
+
+    from physnetjax.data.generate_progress import GenerateProgress
+
+    console, clock = Console(file=io.StringIO(), force_terminal=False), _Clock()
+    with GenerateProgress(console, clock) as progress:
+        progress("equilibration", 0, 2000)
+        for done in range(20, 2001, 20):  # 1 s a chunk: 100 s in all
+            clock.now += 1.0
+            progress("equilibration", done, 2000)
+        for done in range(1, 301):  # 0.5 s a frame, 2 minutes for frame 101, then 0.01 s
+            clock.now += 0.5 if done <= 100 else (120.0 if done == 101 else 0.01)
+            progress("labelling", done, 300)
+    assert console.file.getvalue().splitlines() == [
+        "equilibration: 0/2000 MD steps (0%), 0 s elapsed",
+        "equilibration: 200/2000 MD steps (10%), 20 MD steps/s, 10 s elapsed, ETA 1 min 30 s",
+        "equilibration: 400/2000 MD steps (20%), 20 MD steps/s, 20 s elapsed, ETA 1 min 20 s",
+        "equilibration: 600/2000 MD steps (30%), 20 MD steps/s, 30 s elapsed, ETA 1 min 10 s",
+        "equilibration: 800/2000 MD steps (40%), 20 MD steps/s, 40 s elapsed, ETA 1 min 00 s",
+        "equilibration: 1000/2000 MD steps (50%), 20 MD steps/s, 50 s elapsed, ETA 50 s",
+        "equilibration: 1200/2000 MD steps (60%), 20 MD steps/s, 1 min 00 s elapsed, ETA 40 s",
+        "equilibration: 1400/2000 MD steps (70%), 20 MD steps/s, 1 min 10 s elapsed, ETA 30 s",
+        "equilibration: 1600/2000 MD steps (80%), 20 MD steps/s, 1 min 20 s elapsed, ETA 20 s",
+        "equilibration: 1800/2000 MD steps (90%), 20 MD steps/s, 1 min 30 s elapsed, ETA 10 s",
+        "equilibration: 2000/2000 MD steps (100%), 20 MD steps/s, 1 min 40 s elapsed",
+        # timed from the end of the equilibration; every tenth, then a line after a minute without one
+        "labelling: 1/300 frames (0%), 2 frames/s, 0 s elapsed, ETA 2 min 30 s",
+        "labelling: 30/300 frames (10%), 2 frames/s, 15 s elapsed, ETA 2 min 15 s",
+        "labelling: 60/300 frames (20%), 2 frames/s, 30 s elapsed, ETA 2 min 00 s",
+        "labelling: 90/300 frames (30%), 2 frames/s, 45 s elapsed, ETA 1 min 45 s",
+        "labelling: 101/300 frames (34%), 0.594 frames/s, 2 min 50 s elapsed, ETA 5 min 35 s",
+        # the tenths of the last 2 s pass within 5 s of a line: only the end is said
+        "labelling: 300/300 frames (100%), 1.74 frames/s, 2 min 52 s elapsed",
+    ]
+
+
+def test_on_a_terminal_progress_is_a_bar_per_phase_with_its_rate_and_eta():
+    import io
+
+    from rich.console import Console
+
+    from physnetjax.data.generate_progress import GenerateProgress
+
+    console, clock = Console(file=io.StringIO(), force_terminal=True, width=140), _Clock()
+    with GenerateProgress(console, clock) as progress:
+        progress("relaxation", 0, None)
+        clock.now += 2.0
+        progress("relaxation", 12, 12)
+        clock.now += 2.0
+        progress("Hessian", 18, 36)
+    shown = console.file.getvalue()
+    assert "relaxation" in shown and "12/12" in shown and "6 BFGS steps/s, 2 s elapsed" in shown
+    assert "18/36" in shown and "force calls  9 force calls/s, 2 s elapsed, ETA 2 s" in shown
+
+
+def test_generate_reports_the_equilibration_and_each_labelled_frame_and_keeps_its_trajectory():
+    """The equilibration runs a stride at a time to be reported; it continues the trajectory as one run did: the
+    frames after 6 equilibration steps are frames 3.. of a run without them."""
+    pytest.importorskip("tblite")
+    reports = []
+    data = generate("H2O", frames=3, stride=2, equilibration_steps=5, temperature=300.0,
+                    progress=lambda *report: reports.append(report))
+    assert reports == [("equilibration", 0, 5), ("equilibration", 2, 5), ("equilibration", 4, 5),
+                       ("equilibration", 5, 5), ("labelling", 1, 3), ("labelling", 2, 3), ("labelling", 3, 3)]
+    assert int(data["frames_requested"]) == 3 and data["E"].shape == (3,)
+    after = generate("H2O", frames=2, stride=3, equilibration_steps=6, temperature=300.0)
+    whole = generate("H2O", frames=4, stride=3, equilibration_steps=0, temperature=300.0)
+    np.testing.assert_array_equal(after["R"], whole["R"][2:])
+
+
+def test_normal_mode_sampling_reports_its_relaxation_and_hessian():
+    pytest.importorskip("tblite")
+    reports = []
+    generate("H2O", frames=2, sampling="normal-modes", progress=lambda *report: reports.append(report))
+    phases = [phase for phase, _, _ in reports]
+    assert phases.index("relaxation") < phases.index("Hessian") < phases.index("labelling")
+    relaxation = [report for report in reports if report[0] == "relaxation"]
+    assert relaxation[0] == ("relaxation", 0, None) and relaxation[-1][1] == relaxation[-1][2]
+    assert [report for report in reports if report[0] == "Hessian"] == [("Hessian", 2 * k, 18) for k in range(10)]
+
+
+def test_the_command_shows_progress_unless_told_not_to(tmp_path, capsys):
+    pytest.importorskip("tblite")
+    from physnetjax.data.generate import main
+
+    options = ["--molecule", "H2O", "--frames", "2", "--stride", "2", "--equilibration-steps", "2", "--out",
+               str(tmp_path / "d.npz")]
+    assert main(options) == 0
+    captured = capsys.readouterr()
+    assert captured.out == f"wrote {tmp_path / 'd.npz'}: 2 frames\n"
+    assert [line.split(":")[0] for line in captured.err.splitlines()] == ["equilibration", "equilibration",
+                                                                         "labelling", "labelling"]
+    assert main([*options, "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("interrupt,code,said", [(KeyboardInterrupt, 130, "interrupted"),
+                                                 (None, 143, "terminated (SIGTERM)")])
+def test_an_interrupt_writes_the_frames_labelled_so_far_as_a_loadable_partial_set(tmp_path, monkeypatch, capsys,
+                                                                                   interrupt, code, said):
+    """main: SIGTERM after minutes of labelling ended with 'terminated (SIGTERM)' and nothing written."""
+    pytest.importorskip("tblite")
+    import physnetjax.data.generate as generate_module
+    from physnetjax.cli_errors import Terminated
+    from physnetjax.data import load_npz
+
+    calls = []
+
+    def interrupted_on_the_third_frame(atoms):
+        calls.append(1)
+        if len(calls) == 3:
+            raise (interrupt or Terminated)()
+        return labels_of(atoms)
+
+    monkeypatch.setattr(generate_module, "labels_of", interrupted_on_the_third_frame)
+    out = tmp_path / "d.npz"
+    assert generate_module.main(["--molecule", "H2O", "--frames", "5", "--stride", "1", "--equilibration-steps",
+                                 "0", "--no-progress", "--out", str(out)]) == code
+    assert capsys.readouterr().err == (
+        f"python -m physnetjax.data.generate: {said}; wrote the 2 of 5 frames labelled so far to {out}, a partial set "
+        "(frames_requested 5): train on it as it is, or label more frames with another --seed into another file and "
+        "train on both (--data A.npz B.npz)\n")
+    dataset = load_npz(out)
+    assert dataset.R.shape == (2, 3, 3) and np.all(np.isfinite(dataset.E))
+    assert int(np.load(out)["frames_requested"]) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]
+
+
+def test_an_interrupt_before_the_first_frame_writes_nothing(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("tblite")
+    import physnetjax.data.generate as generate_module
+
+    def interrupted(atoms):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generate_module, "labels_of", interrupted)
+    out = tmp_path / "d.npz"
+    assert generate_module.main(["--molecule", "H2O", "--frames", "5", "--no-progress", "--equilibration-steps", "0",
+                                 "--out", str(out)]) == 130
+    assert capsys.readouterr().err == ("python -m physnetjax.data.generate: interrupted; no frame was labelled yet, "
+                                       f"nothing written to {out}\n")
+    assert not out.exists()
+
+
+def test_tblite_runs_one_openmp_thread_unless_the_environment_or_threads_says_otherwise(tmp_path, monkeypatch,
+                                                                                         capsys):
+    """main: tblite's default of a thread per core made a 4-atom call 20 times slower on a loaded 2-core machine."""
+    import os
+
+    import physnetjax.data.generate as generate_module
+
+    seen = []
+    monkeypatch.setattr(generate_module, "generate",
+                        lambda *args, **kwargs: seen.append(os.environ.get("OMP_NUM_THREADS")) or {"E": np.zeros(1)})
+    out = str(tmp_path / "d.npz")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert generate_module.main(["--out", out]) == 0
+    assert generate_module.main(["--out", out, "--threads", "2"]) == 0
+    assert "OMP_NUM_THREADS" not in os.environ  # as it was after the call
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert generate_module.main(["--out", out]) == 0
+    assert generate_module.main(["--out", out, "--threads", "4"]) == 0
+    assert os.environ["OMP_NUM_THREADS"] == "3"
+    assert seen == ["1", "2", "3", "4"]
+    capsys.readouterr()
+    assert generate_module.main(["--out", out, "--threads", "0"]) == 2
+    assert capsys.readouterr().err == ("python -m physnetjax.data.generate: error: --threads must be >= 1 (OpenMP "
+                                       "threads of tblite), received 0\n")
