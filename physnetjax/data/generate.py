@@ -20,8 +20,15 @@ and writes a PhysNet-style ``.npz``:
 * ``Z`` (M, n) int8, ``N`` (M,) int16, ``Q`` (M,) float32 total charge in e;
 * metadata scalars ``method``, ``uhf`` (number of unpaired electrons, the spin
   multiplicity minus one), ``sampling``, ``temperature_K``, ``timestep_fs``,
-  ``friction_per_fs``, ``stride``, ``equilibration_steps``, ``seed``, ``source``,
-  ``tblite_version`` (the MD settings are unused by normal-mode sampling).
+  ``friction_per_fs``, ``stride``, ``equilibration_steps``, ``seed``, ``frames_requested``
+  (M, but in a partial set), ``source``, ``tblite_version`` (the MD settings are unused by
+  normal-mode sampling).
+
+The command line shows its progress on stderr (:mod:`physnetjax.data.generate_progress`;
+``--no-progress`` for none). After Ctrl-C or SIGTERM it writes the frames labelled so far
+to ``--out`` (atomically): a partial set of K < ``frames_requested`` frames, exit 130 or 143.
+tblite runs ``--threads`` OpenMP threads, by default ``OMP_NUM_THREADS`` where set, else one
+(:func:`openmp_threads`).
 
 xTB's electron count, that of the valence shells n_val = Σ v(Z) − charge, fixes the parity
 of ``uhf``: an even count defaults to a closed shell (``uhf`` 0), an odd one needs ``uhf``
@@ -503,7 +510,7 @@ def openmp_threads(threads: int | None) -> Iterator[None]:
     """Within the block ``OMP_NUM_THREADS`` is ``threads``, or where None 1 unless the environment sets it; tblite
     reads it when it is first imported, in the block. Afterwards the environment is as before. On a loaded 2-core
     machine one thread labelled 4 to 24 atoms 2-10 times faster than tblite's default of a thread per core, and
-    made its first call in milliseconds instead of seconds (README, "Generating data")."""
+    made its first call in milliseconds instead of seconds (README, the data.generate paragraph of "Training")."""
     before = os.environ.get("OMP_NUM_THREADS")
     if threads is not None:
         os.environ["OMP_NUM_THREADS"] = str(threads)
