@@ -509,7 +509,7 @@ def main(argv=None) -> int:
 def openmp_threads(threads: int | None) -> Iterator[None]:
     """Within the block ``OMP_NUM_THREADS`` is ``threads``, or where None 1 unless the environment sets it; tblite
     reads it when it is first imported, in the block. Afterwards the environment is as before. On a loaded 2-core
-    machine one thread labelled 4 to 24 atoms 2-10 times faster than tblite's default of a thread per core, and
+    machine one thread labelled 4 to 24 atoms 1.1-16 times faster than tblite's default of a thread per core, and
     made its first call in milliseconds instead of seconds (README, the data.generate paragraph of "Training")."""
     before = os.environ.get("OMP_NUM_THREADS")
     if threads is not None:
