@@ -57,7 +57,7 @@ ENERGY_OFFSET_CONSEQUENCE = "the energy returned includes it"
 """End of the undetermined-composition warning for entry points that return absolute energies."""
 
 
-def _recorded(metadata: Optional[dict], key: str):
+def recorded_value(metadata: Optional[dict], key: str):
     """``metadata[key]``, or that of its ``source_metadata`` when the top level has none (None if absent).
 
     A checkpoint re-saved from a training run with ``metadata={"source_metadata": meta}``
@@ -93,11 +93,11 @@ class TrainingRecord:
     @classmethod
     def from_metadata(cls, metadata: Optional[dict]) -> "TrainingRecord":
         """The record of a checkpoint's metadata (fields None where the checkpoint has none)."""
-        elements = _recorded(metadata, TRAINED_ELEMENTS_KEY)
-        charges = _recorded(metadata, TRAINED_CHARGES_KEY)
-        fit = _recorded(metadata, ELEMENT_ENERGIES_FIT_KEY)
-        states = _recorded(metadata, TRAINED_CHARGE_STATES_KEY)
-        distances = _recorded(metadata, TRAINED_DISTANCES_KEY)
+        elements = recorded_value(metadata, TRAINED_ELEMENTS_KEY)
+        charges = recorded_value(metadata, TRAINED_CHARGES_KEY)
+        fit = recorded_value(metadata, ELEMENT_ENERGIES_FIT_KEY)
+        states = recorded_value(metadata, TRAINED_CHARGE_STATES_KEY)
+        distances = recorded_value(metadata, TRAINED_DISTANCES_KEY)
         return cls(elements=None if elements is None else tuple(sorted(int(z) for z in elements)),
                    charges=None if charges is None else tuple(sorted(float(q) for q in charges)),
                    element_energies_fit=fit if isinstance(fit, dict) else None,
