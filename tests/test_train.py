@@ -866,3 +866,63 @@ def test_a_run_directory_in_use_by_another_training_process_is_refused(tmp_path)
     (out / LOCK_NAME).write_text("elsewhere 123")
     with pytest.raises(RunLockedError, match=r"in use by a training process on host elsewhere \(pid 123"):
         resume(out, epochs=2)
+
+
+def bent_waters(path, frames: int = 48, seed: int = 0) -> None:
+    """Water frames (random bonds, angles, orientations) whose dipole follows the geometry: q_H = 0.35 + 1.5 (r_OH −
+    0.96 Å) e per hydrogen, q_O = −q_H1 − q_H2, μ = Σ q r; harmonic energies (eV) and their forces (−∇E by jax.grad,
+    float64). A charge model must learn the charges' dependence on the bonds to give these dipole changes."""
+    import jax.numpy as jnp
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(seed)
+
+    def energy(r):
+        d1, d2 = r[1] - r[0], r[2] - r[0]
+        b1, b2 = jnp.linalg.norm(d1), jnp.linalg.norm(d2)
+        angle = jnp.arccos(d1 @ d2 / (b1 * b2))
+        return 25.0 * ((b1 - 0.96) ** 2 + (b2 - 0.96) ** 2) + 2.0 * (angle - np.radians(104.5)) ** 2
+
+    positions, energies, forces, dipoles = [], [], [], []
+    for _ in range(frames):
+        b1, b2 = 0.96 + rng.normal(scale=0.04, size=2)
+        half = np.radians(104.5 + rng.normal(scale=4.0)) / 2.0
+        body = np.array([[0.0, 0.0, 0.0], [b1 * np.sin(half), b1 * np.cos(half), 0.0],
+                         [-b2 * np.sin(half), b2 * np.cos(half), 0.0]])
+        r = body @ Rotation.random(random_state=rng).as_matrix().T + rng.normal(size=3)
+        q_h = 0.35 + 1.5 * (np.array([b1, b2]) - 0.96)
+        positions.append(r)
+        energies.append(float(energy(jnp.asarray(r))))
+        forces.append(-np.asarray(jax.grad(energy)(jnp.asarray(r))))
+        dipoles.append(np.array([-q_h.sum(), *q_h]) @ r)
+    np.savez(path, R=np.array(positions), Z=np.array([8, 1, 1]), E=np.array(energies), F=np.array(forces),
+             D=np.array(dipoles), Q=np.zeros(frames))
+
+
+def test_a_dipole_that_does_not_follow_the_geometry_is_reported_recorded_and_warned_about(tmp_path):
+    """The dipole MAE hid a model whose dipoles miss all the geometry dependence IR intensities come from. A
+    one-epoch model on waters whose charges follow the bond lengths: the molecular-frame dipole R² is in the
+    final report and metrics.json beside the MAE, equals the R² of the best checkpoint's own dipoles (predict, one
+    frame at a time) on the test frames, is recorded in the checkpoint, and is low, which warns with remedies."""
+    from physnetjax.dipole_surface import DIPOLE_SURFACE_KEY, IR_R2_THRESHOLD, dipole_surface_fit
+    from physnetjax.data import load_dataset, load_split
+
+    data = tmp_path / "waters.npz"
+    bent_waters(data)
+    out = tmp_path / "run"
+    config = tiny_config(out, data=[str(data)], charges=True, train=32, epochs=1, learning_rate=1e-3)
+    with pytest.warns(PhysNetInputWarning, match=r"dipole R² in the molecular frame -?[0-9.]+ on the test split "
+                                                 r".*IR intensities.*unreliable.*--dipole-weight"):
+        summary = train(config)
+    model, params, meta = load_checkpoint(out / "best", with_metadata=True)
+    dataset, test = load_dataset([str(data)]), load_split(out / "split.npz", 48)["test"]
+    predicted = np.array([predict(model, params, dataset.Z[k], dataset.R[k])["dipole"] for k in test])
+    expected = dipole_surface_fit(dataset.Z[test], dataset.R[test], dataset.N[test], dataset.D[test], predicted)
+    recorded = meta[DIPOLE_SURFACE_KEY]
+    assert recorded["test"]["frames"] == 8 and recorded["valid"]["frames"] == 8
+    assert recorded["test"]["r2"] == pytest.approx(expected.r2, rel=1e-4)
+    assert recorded["test"]["spread_rms"] == pytest.approx(expected.spread_rms, rel=1e-9)
+    assert summary["test"]["dipole_r2"] == recorded["test"]["r2"] < IR_R2_THRESHOLD
+    assert summary["valid"]["dipole_r2"] == recorded["valid"]["r2"]
+    final = json.loads((out / "metrics.json").read_text())["final"]
+    assert final["test"]["dipole_r2"] == recorded["test"]["r2"] and "dipole_mae" in final["test"]

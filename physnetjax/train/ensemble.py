@@ -51,7 +51,7 @@ from physnetjax.neighbors import apply_batch
 from physnetjax.predict import init_params
 from physnetjax.train.batching import iterate_batches
 from physnetjax import compilation
-from physnetjax.train.loss import TERMS, loss_from_sums, sums_from_outputs
+from physnetjax.train.loss import PREDICTIONS, TERMS, loss_from_sums, sums_from_outputs
 from physnetjax.train.optim import step_functions
 
 BOOTSTRAP_STREAM = 104729
@@ -175,7 +175,7 @@ def ensemble_step_functions(model, optimizer, weights: dict, loss_kind: str, ema
     eval_step(params, batch, labels) on one (D, ...) batch shared by all members →
     (member_loss (K,), member_sums {term: 3 × (K,)}, mean_loss, mean_sums {term: 3 scalars},
     predictions) where "mean" is the ensemble prediction ȳ = (1/K) Σ_k y_k. predictions hold
-    E (D, B) and F (D, N, 3) of ȳ, the uncalibrated spreads of
+    E (D, B), F (D, N, 3) and, for a charge model, D (D, B, 3) of ȳ, the uncalibrated spreads of
     :func:`physnetjax.ensemble.ensemble_statistics` E_std (D, B) eV and F_std (D, N) eV/Å,
     and per molecule slot over its force-labelled atoms i: F_var_sum = Σ_i F_std_i²,
     F_err_sum = Σ_i |F̄_i − F_ref,i|² (D, B) and F_atoms (D, B) their count.
@@ -206,7 +206,7 @@ def ensemble_step_functions(model, optimizer, weights: dict, loss_kind: str, ema
         mean_sums = {t: tuple(jnp.sum(x) for x in mean[t]) for t in TERMS}
         member_loss = jax.vmap(lambda sums: loss_from_sums(sums, weights, loss_kind))(member_sums)
         mean_loss = loss_from_sums(mean_sums, weights, loss_kind)
-        predictions = {"E": mean["pred_E"], "F": mean["pred_F"], **spread}
+        predictions = {**{key[len("pred_"):]: mean[key] for key in PREDICTIONS if key in mean}, **spread}
         return member_loss, member_sums, mean_loss, mean_sums, predictions
 
     return jax.vmap(train_step, in_axes=(0, 0, 0, None)), eval_step

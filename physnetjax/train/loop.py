@@ -40,6 +40,14 @@ With ``ensemble`` K > 1 the same loop trains K members at once
 are those of the member mean plus ``member{k}_*`` columns, the checkpoints are
 ensemble checkpoints, and at the end the spread's calibration scale is fitted on
 the validation split and stored in ``best`` (:meth:`Trainer._calibrate`).
+
+For a charge model the final summary adds ``dipole_r2`` to the valid and test metrics: the
+dipole R² in the molecular frame (:mod:`physnetjax.dipole_surface`), how much of the dipole's
+dependence on the geometry (what IR intensities depend on) the model reproduces, which the
+dipole MAE of thermal frames, dominated by rigid rotation, does not tell. Both splits' values
+are recorded in ``best`` (metadata ``dipole_surface``, read by the spectra commands), and one
+below :data:`~physnetjax.dipole_surface.IR_R2_THRESHOLD` warns
+(:meth:`Trainer._record_dipole_surface`).
 """
 
 from __future__ import annotations
@@ -76,6 +84,7 @@ from physnetjax.data.fingerprint import changed_files, data_fingerprint, file_sh
 from physnetjax.data.frame_digests import TRAINING_FRAMES_KEY, VALIDATION_FRAMES_KEY, FrameRecord, dataset_digests
 from physnetjax.data.sanity import check_label_sanity
 from physnetjax.distance_domain import TRAINED_DISTANCES_KEY, DistanceDomain
+from physnetjax.dipole_surface import DIPOLE_SURFACE_KEY, dipole_surface_fit, judged_r2, unreliable_ir_message
 from physnetjax.ensemble import fit_calibration_scale, gaussian_nll, member_params, spearman_rank_correlation
 from physnetjax.ensemble.calibration import warn_few_frames
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, displayed
@@ -704,7 +713,9 @@ class Trainer:
         """(loss, metrics, predictions, members) of ``params`` on frames ``indices`` (training energies, eV).
 
         predictions (when ``collect``): E_ref/E_pred (K,) eV relative to the element
-        references, F_ref/F_pred (A, 3) eV/Å for atoms with force labels. For an
+        references, F_ref/F_pred (A, 3) eV/Å for atoms with force labels, and for a charge
+        model D_pred (L, 3) e·Å about each molecule's centroid for the L dipole-labelled
+        frames D_frames (L,) (in the order of ``indices``). For an
         ensemble, loss/metrics/predictions are those of the member mean, predictions add
         the member spread E_std (K,) and F_std (A, 3), and members lists every member's
         (loss, metrics); for a single model members is empty.
@@ -715,6 +726,8 @@ class Trainer:
         totals = {t: np.zeros(3) for t in TERMS}
         member_totals = [{t: np.zeros(3) for t in TERMS} for _ in range(self.size if self.size > 1 else 0)]
         collected = {"E_ref": [], "E_pred": [], "F_ref": [], "F_pred": []}
+        if self.model.charges:
+            collected["D_pred"] = []
         if self.size > 1:
             collected.update({"E_std": [], "F_std": [], "F_var_sum": [], "F_err_sum": [], "F_atoms": []})
         for outputs, labels in jax.device_get(list(self._evaluation_batches(params, indices, split))):
@@ -734,12 +747,16 @@ class Trainer:
                 collected["E_pred"].append(np.asarray(predictions["E"])[e_mask])
                 collected["F_ref"].append(labels["F"][f_mask])
                 collected["F_pred"].append(np.asarray(predictions["F"])[f_mask])
+                if self.model.charges:
+                    collected["D_pred"].append(np.asarray(predictions["D"], np.float64)[labels["D_mask"]])
                 if self.size > 1:
                     collected["E_std"].append(np.asarray(predictions["E_std"])[e_mask])
                     collected["F_std"].append(np.asarray(predictions["F_std"])[f_mask])
                     for key in ("F_var_sum", "F_err_sum", "F_atoms"):
                         collected[key].append(np.asarray(predictions[key]).ravel())
         predictions = {k: np.concatenate(v) for k, v in collected.items()} if collect else {}
+        if collect and self.model.charges:  # the batches hold the frames in order, padding slots unlabelled
+            predictions["D_frames"] = np.asarray(indices)[self.dataset.has_D[indices]]
         loss, metrics, members = self._losses_and_metrics(totals, member_totals, split, len(indices))
         return loss, metrics, predictions, members
 
@@ -1071,7 +1088,9 @@ class Trainer:
         test_metrics, test_pred, test_members = {}, {}, []
         if len(self.split["test"]):
             _, test_metrics, test_pred, test_members = self.evaluate(best_params, self.split["test"], split="test",
-                                                                     collect=self.size > 1)
+                                                                     collect=True)
+        if self.model.charges:
+            self._record_dipole_surface(valid_metrics, valid_pred, test_metrics, test_pred)
         summary = {
             "run_dir": str(self.run_dir),
             "stop_reason": stop_reason,
@@ -1094,12 +1113,41 @@ class Trainer:
             plots.parity(valid_pred["F_ref"], valid_pred["F_pred"], "force components", "eV/Å",
                          self.run_dir / "parity_forces.png")
         logger.info(
-            "done in %.1f s: best epoch %d; valid (best, EMA) energy MAE %s eV, forces MAE %s eV/Å; "
-            "test energy MAE %s eV, forces MAE %s eV/Å; checkpoint %s",
+            "done in %.1f s: best epoch %d; valid (best, EMA) energy MAE %s eV, forces MAE %s eV/Å%s; "
+            "test energy MAE %s eV, forces MAE %s eV/Å%s; checkpoint %s",
             summary["time_s"], self.best_epoch, _fmt(valid_metrics.get("energy_mae")),
-            _fmt(valid_metrics.get("forces_mae")), _fmt(test_metrics.get("energy_mae")),
-            _fmt(test_metrics.get("forces_mae")), self.run_dir / "best")
+            _fmt(valid_metrics.get("forces_mae")), _dipole_text(valid_metrics), _fmt(test_metrics.get("energy_mae")),
+            _fmt(test_metrics.get("forces_mae")), _dipole_text(test_metrics), self.run_dir / "best")
         return summary
+
+    def _record_dipole_surface(self, valid_metrics: dict, valid_pred: dict, test_metrics: dict,
+                               test_pred: dict) -> None:
+        """Add the molecular-frame dipole R² (:func:`physnetjax.dipole_surface.dipole_surface_fit`) of the best
+        weights to the valid and test metrics as ``dipole_r2``, record both fits in the best checkpoint's metadata
+        (:data:`~physnetjax.dipole_surface.DIPOLE_SURFACE_KEY`), and warn when the one it is judged by
+        (:func:`~physnetjax.dipole_surface.judged_r2`) is below
+        :data:`~physnetjax.dipole_surface.IR_R2_THRESHOLD`. Nothing is recorded when neither split gives one."""
+        record = {}
+        for split, metrics, predictions in (("valid", valid_metrics, valid_pred), ("test", test_metrics, test_pred)):
+            fit = None
+            if len(predictions.get("D_frames", ())):
+                frames, data = predictions["D_frames"], self.dataset
+                labels = data.D[frames] - data.Q[frames][:, None] * data.centroids(frames)  # as D_pred, float64
+                fit = dipole_surface_fit(data.Z[frames], data.R[frames], data.N[frames], labels,
+                                         predictions["D_pred"], cell=data.cell[frames])
+            record[split] = None if fit is None else fit.to_dict()
+            if fit is not None:
+                metrics["dipole_r2"] = fit.r2
+        judged = judged_r2(record)
+        if judged is None:
+            return
+        best = (self.run_dir / "best").resolve()
+        model, params, meta = load_checkpoint(best, with_metadata=True)
+        meta[DIPOLE_SURFACE_KEY] = record
+        save_checkpoint(best, model, params, meta, train_state=load_train_state(best), overwrite=True)
+        message = unreliable_ir_message(*judged)
+        if message is not None:
+            warnings.warn(message, PhysNetInputWarning, stacklevel=2)
 
 
 def _ensemble_report(predictions: dict, members: list) -> dict:
@@ -1148,6 +1196,14 @@ def _jsonl_record(row: dict, columns: list) -> dict:
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def _dipole_text(metrics: dict) -> str:
+    """``", dipole MAE x eÅ, dipole R² (molecular frame) y"`` of a split's metrics ("" without dipole labels)."""
+    if metrics.get("dipole_mae") is None:
+        return ""
+    return (f", dipole MAE {metrics['dipole_mae']:.4f} eÅ, dipole R² (molecular frame) "
+            f"{_fmt(metrics.get('dipole_r2'))}")
 
 
 def _summary_line(row: dict, epochs: int) -> str:

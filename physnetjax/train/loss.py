@@ -23,13 +23,16 @@ from physnetjax.neighbors import apply_batch
 
 TERMS = ("E", "Ea", "F", "D", "Q")
 """Error terms: energy per molecule, energy per atom, force components, dipole components, total charge."""
+PREDICTIONS = ("pred_E", "pred_F", "pred_D")
+"""Keys of the predictions among the error sums (``pred_D`` only for a charge model)."""
 
 
 def error_sums(model, params, batch, labels) -> dict:
     """Σ|err|, Σerr², count for every term on one device batch (no device axis).
 
     Returns {term: (abs_sum, sq_sum, count)} of scalars, plus predictions under
-    "pred_E" (B,) and "pred_F" (N, 3).
+    "pred_E" (B,), "pred_F" (N, 3) and, for a charge model, "pred_D" (B, 3) (e·Å, about the origin of the
+    batch's positions).
     """
     return sums_from_outputs(apply_batch(model, params, batch), labels, model.charges)
 
@@ -61,6 +64,8 @@ def sums_from_outputs(out: dict, labels: dict, charges: bool) -> dict:
             sums[term] = (zero, zero, zero)
     sums["pred_E"] = out["energy"]
     sums["pred_F"] = out["forces"]
+    if charges:
+        sums["pred_D"] = out["dipoles"]
     return sums
 
 
@@ -68,8 +73,9 @@ def global_error_sums(model, params, batch, labels) -> dict:
     """:func:`error_sums` over the leading device axis; term sums are totalled over devices."""
     per_device = jax.vmap(lambda b, l: error_sums(model, params, b, l))(batch, labels)
     totals = {t: tuple(jnp.sum(x) for x in per_device[t]) for t in TERMS}
-    totals["pred_E"] = per_device["pred_E"]
-    totals["pred_F"] = per_device["pred_F"]
+    for key in PREDICTIONS:
+        if key in per_device:
+            totals[key] = per_device[key]
     return totals
 
 

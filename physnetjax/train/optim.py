@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from physnetjax import compilation
-from physnetjax.train.loss import global_error_sums, loss_from_sums
+from physnetjax.train.loss import PREDICTIONS, global_error_sums, loss_from_sums
 
 
 @flax.struct.dataclass
@@ -96,7 +96,8 @@ def make_steps(model, optimizer, weights: dict, loss_kind: str, ema_decay: float
     """(train_step, eval_step, loss_and_grads), jitted.
 
     train_step(state, batch, labels, lr_scale) → (state, loss, grad_norm);
-    eval_step(params, batch, labels) → (loss, error sums, predictions);
+    eval_step(params, batch, labels) → (loss, error sums, predictions: E (D, B), F (D, N, 3), D (D, B, 3) for a
+    charge model);
     loss_and_grads(params, batch, labels) → (loss, grads) (for checks and tests).
     """
     train_step, eval_step, loss_and_grads = step_functions(model, optimizer, weights, loss_kind, ema_decay)
@@ -124,7 +125,7 @@ def step_functions(model, optimizer, weights: dict, loss_kind: str, ema_decay: f
 
     def eval_step(params, batch, labels):
         loss, sums = loss_fn(params, batch, labels)
-        predictions = {"E": sums.pop("pred_E"), "F": sums.pop("pred_F")}
+        predictions = {key[len("pred_"):]: sums.pop(key) for key in PREDICTIONS if key in sums}
         return loss, sums, predictions
 
     def loss_and_grads(params, batch, labels):
