@@ -864,6 +864,27 @@ def test_cli_warns_for_elements_outside_the_training_data(charge_model, cli_inpu
     assert "warning: " in stderr and "O (Z=8)" in stderr and "never occurred in this model's training data" in stderr
 
 
+@pytest.mark.parametrize("r2, caveat", [(0.13, True), (0.95, False)])
+def test_cli_says_beside_the_intensities_when_the_recorded_dipole_r2_makes_them_unreliable(
+        charge_model, cli_inputs, capsys, tmp_path, r2, caveat):
+    """Intensities of a model whose dipole missed its geometry dependence (formaldehyde: frequencies within 0.25 %,
+    C=O stretch 2.5 km/mol against xTB's 151) were printed without a word; the trainer's record now says so.
+    (Without a record: test_cli_warns_in_one_line_at_a_non_minimum, whose only warning is the non-minimum one.)"""
+    from physnetjax.dipole_surface import DIPOLE_SURFACE_KEY
+
+    model, params, _, _ = charge_model
+    fit = {"r2": r2, "frames": 40, "compositions": 1, "spread_rms": 0.014, "error_rms": 0.013}
+    save_checkpoint(tmp_path / "model", model, params, {"source_metadata": {DIPOLE_SURFACE_KEY: {"valid": None,
+                                                                                                 "test": fit}}})
+    status, stdout, stderr = run_cli(capsys, "--checkpoint", tmp_path / "model", "--geometry",
+                                     cli_inputs / "ethanol.extxyz", "--out", tmp_path / "out", "--no-optimize",
+                                     "--no-plot")
+    assert status == 0 and "km/mol" in stdout
+    said = (f"python -m physnetjax.spectra: warning: the model's dipole follows the geometry poorly: dipole R² in "
+            f"the molecular frame {r2:.2f} on the test split")
+    assert (said in stderr) is caveat and ("IR intensities" in stderr) is caveat
+
+
 def test_cli_warns_that_two_atoms_beyond_the_cutoff_have_a_zero_mode_and_no_vibration(capsys, tmp_path):
     """The shipped ethanol model (5 Å cutoff) on O and H 50 Å apart: the one mode is their free relative motion.
     (The model, trained on ethanol alone, also says that the absolute energy of HO carries an E0 offset.)"""

@@ -691,6 +691,28 @@ def test_cli_says_an_input_warning_of_the_molecule_and_its_md_once(tmp_path, cap
         "ensemble_members": 1, "analysed": "the model's energy"}  # charges=False: no dipole
 
 
+def test_cli_warns_once_that_the_ir_intensities_of_a_model_with_a_low_recorded_dipole_r2_are_unreliable(
+        tmp_path, capsys):
+    """The trainer records the dipole R² in the molecular frame; ir printed harmonic intensities and an IR spectrum
+    of a model that got it 0.1 without a word. A fresh charge model (zero output heads: no forces, cheap MD)."""
+    from physnetjax import PhysNet, init_params, save_checkpoint
+    from physnetjax.dipole_surface import DIPOLE_SURFACE_KEY
+
+    model = PhysNet(features=4, max_degree=0, num_iterations=1, num_basis_functions=4, cutoff=4.0, max_atomic_number=8,
+                    zbl=False, charges=True)
+    fit = {"r2": 0.1, "frames": 40, "compositions": 1, "spread_rms": 0.014, "error_rms": 0.013}
+    save_checkpoint(tmp_path / "model", model, init_params(model, 0), {DIPOLE_SURFACE_KEY: {"valid": fit,
+                                                                                           "test": None}})
+    argv = _ir_args(tmp_path / "out", **{"--checkpoint": str(tmp_path / "model"), "--time-ps": "0.05",
+                                         "--equilibration-ps": "0", "--replicas": "1", "--no-optimize": None,
+                                         "--no-plot": None})
+    assert _cli(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("python -m physnetjax.spectra: warning: the model's dipole follows the geometry poorly: dipole "
+                     "R² in the molecular frame 0.10 on the valid split") == 1
+    assert "IR intensities (which depend only on dipole derivatives) are unreliable" in err
+
+
 def test_cli_json_says_an_ensemble_runs_on_its_mean_energy(tmp_path, capsys):
     """An ensemble checkpoint: the MD runs on the members' mean energy (and a charge model's IR spectrum is of their
     mean dipole), which the CLI printed but spectrum.json did not record: a file of an ensemble read as one of a

@@ -21,8 +21,10 @@ to the output directory
   into the same folder removes it, unless it started from it.
 
 The checkpoint, the geometry (an isolated molecule: a periodic one is refused) and the
-output directory are checked before any computation. Errors and exit codes: see
-:mod:`physnetjax.spectra.__main__`.
+output directory are checked before any computation. A charge model whose checkpoint records a
+dipole R² in the molecular frame below :data:`physnetjax.dipole_surface.IR_R2_THRESHOLD` gets a
+warning that its intensities are unreliable (:func:`physnetjax.dipole_surface.warn_unreliable_ir`).
+Errors and exit codes: see :mod:`physnetjax.spectra.__main__`.
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ def _analyse(args):
     bad input."""
     from physnetjax.checkpoint import load_checkpoint
     from physnetjax.cli_config import CONFIG_NAME, check_config_replaceable, write_resolved_config
+    from physnetjax.dipole_surface import warn_unreliable_ir
     from physnetjax.spectra.harmonic import NonMinimumWarning, ZeroModeWarning, harmonic
     from physnetjax.spectra.optimize import check_optimizer_settings
     from physnetjax.spectra.plot import require_matplotlib
@@ -134,6 +137,8 @@ def _analyse(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonMinimumWarning)
         warnings.simplefilter("always", ZeroModeWarning)
+        if model.charges:
+            warn_unreliable_ir(metadata)
         try:
             with last_geometry_written(Path(args.out), atoms, args.geometry, total_charge):
                 result = harmonic(model, params, atoms.numbers, atoms.positions, masses=masses,

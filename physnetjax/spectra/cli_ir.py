@@ -25,7 +25,9 @@ and writes to the output directory
   into the same folder removes it, unless it started from it).
 
 Every setting, the checkpoint, the geometry and the output directory are checked
-before any computation; the ``--timestep`` is judged again against the harmonic lines before
+before any computation (a charge model whose checkpoint records a low dipole R² in the molecular
+frame gets the warning of :func:`physnetjax.dipole_surface.warn_unreliable_ir`: its IR intensities
+are unreliable); the ``--timestep`` is judged again against the harmonic lines before
 the MD (:func:`physnetjax.spectra.md_spectrum.check_timestep_for_lines`: refused where velocity
 Verlet is unstable for the fastest line, a warning where it raises it by more than 1 %).
 Errors and exit codes: see :mod:`physnetjax.spectra.__main__`.
@@ -143,6 +145,7 @@ def _run(args) -> None:
     atoms, out, (model, params, metadata) = _check_inputs(args)
 
     from physnetjax.cli_config import CONFIG_NAME, write_resolved_config
+    from physnetjax.dipole_surface import warn_unreliable_ir
     from physnetjax.errors import LengthUnitWarning, PhysNetInputWarning
     from physnetjax.spectra.cli_harmonic import (analysed_model, last_geometry_written, mode_table, molecule_masses,
                                                  say_ensemble)
@@ -158,6 +161,8 @@ def _run(args) -> None:
     masses = molecule_masses(atoms, args.masses)
     said: set = set()
     with warnings.catch_warnings(record=True) as caught:
+        if model.charges:
+            warn_unreliable_ir(metadata)
         try:
             with last_geometry_written(out, atoms, args.geometry, total_charge):
                 lines = harmonic(model, params, atoms.numbers, atoms.positions, masses=masses,
