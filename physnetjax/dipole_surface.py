@@ -57,8 +57,9 @@ IR_R2_THRESHOLD = 0.8
 
 R² = 0.8 leaves a root-mean-square dipole error of √0.2 ≈ 45 % of the vibrational spread; since an
 intensity goes with |∂μ/∂Q|², errors of that size in the derivatives already change intensities by
-factors of ~0.3-2, enough to reorder bands of similar strength. Lower values have been seen with
-intensities off by up to 60× (formaldehyde's C=O stretch, R² ≈ 0 at a dipole MAE of 0.015 e·Å)."""
+factors of ~0.3-2, enough to reorder bands of similar strength. A formaldehyde model whose dipole
+changes along normal modes were 0.08× GFN2-xTB's (correlation 0.13), at a dipole MAE of 0.015 e·Å,
+gave the C=O stretch 2.5 km/mol against 151."""
 
 
 @dataclasses.dataclass(frozen=True)
