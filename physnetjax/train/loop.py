@@ -1195,14 +1195,17 @@ def _jsonl_record(row: dict, columns: list) -> dict:
 
 
 def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
+    """Four decimals, or three significant digits below 1e-3 (an MAE of 8.9e-5 eV read "0.0001"; "n/a": None)."""
+    if value is None:
+        return "n/a"
+    return f"{value:.2e}" if 0.0 < abs(value) < 1e-3 else f"{value:.4f}"
 
 
 def _dipole_text(metrics: dict) -> str:
     """``", dipole MAE x eÅ, dipole R² (molecular frame) y"`` of a split's metrics ("" without dipole labels)."""
     if metrics.get("dipole_mae") is None:
         return ""
-    return (f", dipole MAE {metrics['dipole_mae']:.4f} eÅ, dipole R² (molecular frame) "
+    return (f", dipole MAE {_fmt(metrics['dipole_mae'])} eÅ, dipole R² (molecular frame) "
             f"{_fmt(metrics.get('dipole_r2'))}")
 
 
@@ -1210,11 +1213,11 @@ def _summary_line(row: dict, epochs: int) -> str:
     parts = [f"epoch {int(row['epoch']):>4d}/{epochs}", f"lr {row['lr']:.2e}", f"train {row['train_loss']:.4e}",
              f"valid {row['valid_loss']:.4e}"]
     if row.get("valid_energy_mae") is not None:
-        parts.append(f"E MAE {row['valid_energy_mae']:.4f} eV")
+        parts.append(f"E MAE {_fmt(row['valid_energy_mae'])} eV")
     if row.get("valid_forces_mae") is not None:
-        parts.append(f"F MAE {row['valid_forces_mae']:.4f} eV/Å")
+        parts.append(f"F MAE {_fmt(row['valid_forces_mae'])} eV/Å")
     if row.get("valid_dipole_mae") is not None:
-        parts.append(f"D MAE {row['valid_dipole_mae']:.4f} eÅ")
+        parts.append(f"D MAE {_fmt(row['valid_dipole_mae'])} eÅ")
     parts.append(f"{row['time_s']:.1f} s")
     if row.get("best"):
         parts.append("*best*")
