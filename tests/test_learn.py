@@ -605,3 +605,27 @@ def test_report_rows_count_blow_ups_and_keep_each_error_in_its_column():
     lines = report_lines([first, second])
     assert lines[1].split() == ["0", "50", "0", "0", "0", "n/a", "/", "n/a", "0", "0.3000", "n/a", "n/a"]
     assert lines[2].split() == ["1", "60", "10", "3", "1", "0.0500", "/", "0.4000", "1", "0.2000", "0.2500", "0.0110"]
+
+
+@pytest.mark.parametrize("set_by_user", [None, "2"])
+def test_cli_labels_on_one_openmp_thread_unless_the_environment_says_otherwise(tmp_path, monkeypatch, capsys,
+                                                                            set_by_user):
+    """tblite's default of a thread per core labelled 1.1-16x slower on 2 shared cores (data.generate's
+    measurement): the loop runs with OMP_NUM_THREADS=1 unless the user set it, and leaves the environment as it was."""
+    import os
+
+    from physnetjax.learn.__main__ import main
+
+    if set_by_user is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", set_by_user)
+    seen = []
+
+    def fake_run(config, on_start=None, names=None):
+        seen.append(os.environ.get("OMP_NUM_THREADS"))
+        return {"rounds": [], "plot": None}
+
+    monkeypatch.setattr(learn_loop, "run_learning", fake_run)
+    assert main(["--out", str(tmp_path / "run")]) == 0
+    assert seen == [set_by_user or "1"] and os.environ.get("OMP_NUM_THREADS") == set_by_user

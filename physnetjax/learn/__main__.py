@@ -118,11 +118,14 @@ def main(argv=None) -> int:
     values["timestep_fs"] = values.pop("timestep")
     config = LearnConfig(**values, names=OPTION_OF)
     check_config_replaceable(parser, Path(config.out) / CONFIG_NAME)
+    from physnetjax.data.generate import openmp_threads
     from physnetjax.learn.loop import run_learning
     from physnetjax.learn.report import report_lines
 
-    report = run_learning(config, on_start=lambda run_dir: write_resolved_config(parser, args, run_dir / CONFIG_NAME),
-                          names=OPTION_OF)
+    with openmp_threads(None):  # tblite labels on one thread unless OMP_NUM_THREADS says otherwise, as data.generate
+        report = run_learning(config, on_start=lambda run_dir: write_resolved_config(parser, args,
+                                                                                     run_dir / CONFIG_NAME),
+                              names=OPTION_OF)
     print("\n".join(report_lines(report["rounds"])))
     print(f"report: {Path(config.out) / 'report.json'}" + (f"; plot: {report['plot']}" if report["plot"] else ""))
     return 0

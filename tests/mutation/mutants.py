@@ -1467,6 +1467,15 @@ MUTANTS = (
            "            warn_unreliable_ir(metadata)", "            pass",
            ("tests/test_spectra_md.py::test_cli_warns_once_that_the_ir_intensities_of_a_model_with_a_low_recorded_dipole_r2_are_unreliable",),
            "spectra ir prints unreliable IR intensities without the recorded caveat"),
+    Mutant("mae_below_a_millielectronvolt_rounded", "physnetjax/train/loop.py",
+           'return f"{value:.2e}" if 0.0 < abs(value) < 1e-3 else f"{value:.4f}"', 'return f"{value:.4f}"',
+           ("tests/test_train.py::test_epoch_lines_resolve_an_mae_below_a_tenth_of_a_millielectronvolt",),
+           "an energy MAE of 8.9e-5 eV is printed 0.0001 eV"),
+    Mutant("learn_tblite_threads_per_core", "physnetjax/learn/__main__.py",
+           "    from physnetjax.data.generate import openmp_threads\n",
+           "    from contextlib import nullcontext as openmp_threads\n",
+           ("tests/test_learn.py::test_cli_labels_on_one_openmp_thread_unless_the_environment_says_otherwise",),
+           "the learning loop labels with tblite's thread per core (1.1-16x slower on 2 shared cores)"),
 )
 
 EXPLAINED = {
