@@ -930,10 +930,12 @@ def test_a_dipole_that_does_not_follow_the_geometry_is_reported_recorded_and_war
 
 def test_epoch_lines_resolve_an_mae_below_a_tenth_of_a_millielectronvolt():
     """A formaldehyde model's energy MAE of 8.9e-5 eV was printed "E MAE 0.0001 eV" (and 4e-5 as 0.0000): below 1e-3
-    an MAE keeps three significant digits; the usual sizes keep their four decimals (README's lines unchanged)."""
+    an MAE keeps three significant digits; the usual sizes keep their four decimals (README's lines unchanged). A
+    time budget's estimated epoch count is marked as one (it read 1/526, 2/178, 3/376)."""
     from physnetjax.train.loop import _summary_line
 
     row = {"epoch": 3, "lr": 1e-3, "train_loss": 1.0, "valid_loss": 1.0, "valid_energy_mae": 8.9e-5,
            "valid_forces_mae": 0.0335, "valid_dipole_mae": 4.2e-5, "time_s": 1.0}
     line = _summary_line(row, 10)
     assert "E MAE 8.90e-05 eV" in line and "F MAE 0.0335 eV/Å" in line and "D MAE 4.20e-05 eÅ" in line
+    assert line.startswith("epoch    3/10 ") and _summary_line(row, 376, estimated=True).startswith("epoch    3/~376 ")
