@@ -167,33 +167,39 @@ class DistanceDomain:
                    shortest={p: max(d.shortest[p] for d in domains) for p in sorted(pairs)},
                    longest_nearest={z: min(d.longest_nearest[z] for d in domains) for z in sorted(elements)})
 
-    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """(lowest allowed distance per pair code, highest allowed nearest-neighbour distance per Z), Å."""
-        lowest = np.zeros(_PAIR_CODES**2)
+    def _recorded(self) -> tuple[np.ndarray, np.ndarray]:
+        """(r_min per pair code, 0 for a pair never seen; r_nn,max per Z, ∞ for an element never seen), Å."""
+        shortest = np.zeros(_PAIR_CODES**2)
         for (a, b), d in self.shortest.items():
-            lowest[a * _PAIR_CODES + b] = (1.0 - DOMAIN_MARGIN) * d
-        highest = np.full(_PAIR_CODES, np.inf)
+            shortest[a * _PAIR_CODES + b] = d
+        longest = np.full(_PAIR_CODES, np.inf)
         for z, d in self.longest_nearest.items():
-            highest[z] = (1.0 + DOMAIN_MARGIN) * d
-        return lowest, highest
+            longest[z] = d
+        return shortest, longest
 
-    def outside(self, atomic_numbers, positions, num_atoms, cells=None) -> tuple[np.ndarray, Optional[str]]:
-        """Which frames lie outside the domain, and what the first of them holds.
+    def outside(self, atomic_numbers, positions, num_atoms, cells=None) -> tuple[np.ndarray, np.ndarray, Optional[str]]:
+        """Which frames lie outside the domain, how far, and what the first of them holds.
 
         Args: as :func:`frame_pairs` (the cutoff is the domain's).
 
         Returns:
           ((M,) bool: a pair shorter or a nearest neighbour farther than the domain allows, by the margin;
-          for the first such frame, its worst pair and worst atom in words, or None when there is none).
+          (M,) each frame's largest relative excursion beyond the recorded distances: the largest of 1 − d / r_min
+          over its pairs and r_nn / r_nn,max − 1 over its atoms, 0 where none is positive (an atom with no
+          neighbour within r_c counted at r_c, so a lower bound there; pairs and elements never seen not judged);
+          for the first flagged frame, its worst pair and worst atom in words, or None when there is none).
         """
         z = np.asarray(atomic_numbers)
-        lowest, highest = self._bounds()
+        shortest, longest = self._recorded()
+        lowest, highest = (1.0 - DOMAIN_MARGIN) * shortest, (1.0 + DOMAIN_MARGIN) * longest
         flagged = np.zeros(len(z), bool)
+        excursion = np.zeros(len(z))
         first = None
         for frames, f, i, j, d in frame_pairs(z, positions, num_atoms, self.cutoff, cells):
             zf = z[frames].astype(np.int64)
             a, b = zf[f, i], zf[f, j]
-            short = d < lowest[np.minimum(a, b) * _PAIR_CODES + np.maximum(a, b)]
+            pair = np.minimum(a, b) * _PAIR_CODES + np.maximum(a, b)
+            short = d < lowest[pair]
             real = np.arange(z.shape[1])[None, :] < np.asarray(num_atoms)[frames][:, None]
             nearest = _nearest(zf.shape, f, i, j, d)
             far = real & (nearest > highest[zf])
@@ -201,11 +207,15 @@ class DistanceDomain:
             hit[f[short]] = True
             hit |= far.any(axis=1)
             flagged[frames[hit]] = True
+            beyond = np.where(real, np.minimum(nearest, self.cutoff) / longest[zf] - 1.0, 0.0).max(axis=1)
+            with np.errstate(divide="ignore"):
+                np.maximum.at(beyond, f, 1.0 - d / shortest[pair])
+            excursion[frames] = np.maximum(beyond, 0.0)
             if hit.any() and (first is None or frames[hit][0] < first[0]):
                 k = int(np.nonzero(hit)[0][0])
                 mine = short & (f == k)
                 first = (int(frames[k]), self._described(zf[k], i[mine], j[mine], d[mine], nearest[k], far[k]))
-        return flagged, None if first is None else first[1]
+        return flagged, excursion, None if first is None else first[1]
 
     def _described(self, z, i, j, d, nearest, far) -> str:
         """The worst pair among the short ones (i, j, d) and the worst of the ``far`` atoms of one frame."""
@@ -232,19 +242,28 @@ class DistanceDomain:
                          f"{self.longest_nearest[int(z[w])]:.3g} Å{more}")
         return "; ".join(parts)
 
-    def check_structure(self, atomic_numbers, positions, cell=None, pbc=None, where: str = "") -> None:
-        """Warn (:class:`~physnetjax.errors.PhysNetInputWarning`) when one structure lies outside the domain.
+    def excursion(self, atomic_numbers, positions, cell=None, pbc=None) -> tuple[float, Optional[str]]:
+        """How far one structure lies outside the domain: (its largest relative excursion beyond the recorded
+        distances, as :meth:`outside` measures it, 0 inside them; its worst pair and worst atom in words where it lies
+        outside by more than the margin, else None).
 
         Args:
           atomic_numbers: (n,) Z. positions: (n, 3) Å (validated).
           cell, pbc: (3, 3) Å cell vectors as rows, (3,) bools (validated; None: isolated).
-          where: prefix of the message.
         """
         z = np.asarray(atomic_numbers).reshape(1, -1)
         cells = None
         if cell is not None and pbc is not None and np.any(pbc):
             cells = (np.asarray(cell, np.float64) * np.asarray(pbc, bool).reshape(3, 1))[None]
-        _, text = self.outside(z, np.asarray(positions).reshape(1, -1, 3), [z.shape[1]], cells)
+        _, excursion, text = self.outside(z, np.asarray(positions).reshape(1, -1, 3), [z.shape[1]], cells)
+        return float(excursion[0]), text
+
+    def check_structure(self, atomic_numbers, positions, cell=None, pbc=None, where: str = "") -> None:
+        """Warn (:class:`~physnetjax.errors.PhysNetInputWarning`) when one structure lies outside the domain.
+
+        Args: as :meth:`excursion`; where: prefix of the message.
+        """
+        _, text = self.excursion(atomic_numbers, positions, cell, pbc)
         if text is not None:
             warnings.warn(f"{where + ': ' if where else ''}{text}: the model extrapolates here (interatomic "
                           f"distances more than {DOMAIN_MARGIN:.0%} outside those of its training data)",
@@ -252,7 +271,7 @@ class DistanceDomain:
 
     def check_frames(self, atomic_numbers, positions, num_atoms, cells=None, where: str = "") -> None:
         """Warn once, with their count, when frames (arguments as :func:`frame_pairs`) lie outside the domain."""
-        flagged, text = self.outside(atomic_numbers, positions, num_atoms, cells)
+        flagged, _, text = self.outside(atomic_numbers, positions, num_atoms, cells)
         if flagged.any():
             first = int(np.argmax(flagged))
             warnings.warn(f"{where + ': ' if where else ''}{int(flagged.sum())} of {len(flagged)} frames (first "
