@@ -23,8 +23,11 @@ from physnetjax.check.__main__ import main
 from physnetjax.check.geometry import read_structures
 from physnetjax.check.smoothness import bond_types, model_cutoffs
 from physnetjax.data import DataError
+from physnetjax.dipole_surface import DIPOLE_SURFACE_KEY, unreliable_ir_message
+from physnetjax.distance_domain import DOMAIN_MARGIN, TRAINED_DISTANCES_KEY, DistanceDomain
 from physnetjax.errors import PhysNetInputWarning
 from physnetjax.pretrained import example_model_path
+from physnetjax.training_record import TrainingRecord
 
 SETTINGS = CheckSettings.quick()
 MP_CUTOFF = 4.0
@@ -552,3 +555,59 @@ def test_a_model_whose_energy_ignores_the_geometry_warns(methanol, tmp_path, cap
     total = next(c for c in checks if c["id"] == "forces.fd.total")
     assert total["details"]["zero_forces"] and "the energy does not depend on the geometry" in total["message"]
     assert "untrained or broken model" in total["message"]
+
+
+def test_distances_outside_the_training_records_warn_by_their_largest_excursion(model, params, methanol):
+    """The record is methanol's own geometry: scaled about its centroid by s, every nearest neighbour is s times its
+    own (the atom that set its element's longest lies s − 1 beyond it) and every pair s times (the shortest pair of
+    an element pair 1 − s within it)."""
+    domain = DistanceDomain.of_frames(methanol.atomic_numbers[None], methanol.positions[None],
+                                      [methanol.num_atoms], 5.0)
+    centroid = methanol.positions.mean(axis=0)
+    scaled = [dataclasses.replace(methanol, positions=centroid + s * (methanol.positions - centroid))
+              for s in (1.0, 1.05, 1.3, 0.8)]
+    report = check_model(model, params, scaled, groups=(), training_record=TrainingRecord(distances=domain))
+    rows = [report.by_id("inputs.trained_distances", k) for k in range(4)]
+    assert [r.status for r in rows] == ["pass", "pass", "warn", "warn"]
+    assert [r.value for r in rows] == pytest.approx([0.0, 0.05, 0.3, 0.2], abs=1e-12)
+    assert rows[0].unit == "relative" and rows[2].warn_above == DOMAIN_MARGIN
+    assert "within 10% of those of the training data" in rows[1].message
+    assert re.search(r"atom \d \(\w\) has its nearest neighbour .* Å away; the training data's longest", rows[2].message)
+    assert re.search(r"atoms \d \(\w\) and \d \(\w\) are .* Å apart; the training data's shortest", rows[3].message)
+    elements_only = check_model(model, params, scaled, groups=(), training_record=TrainingRecord(elements=(1, 6, 8)))
+    assert {c.id for c in elements_only.checks} == {"inputs.trained_elements"}
+
+
+def test_a_recorded_dipole_r2_is_one_row_for_a_charge_model(model, params, methanol):
+    """One row for the model, however many structures; it warns below 0.8 as the spectra do, and is absent without
+    a record or for a model without charges."""
+    low = check_model(model, params, [methanol, methanol], groups=(), dipole_r2=("test", 0.42))
+    assert [(c.id, c.structure, c.status) for c in low.checks] == [("inputs.dipole_surface", 0, "warn")]
+    assert low.checks[0].value == pytest.approx(0.58) and low.checks[0].unit == "1 − R²"
+    assert low.checks[0].message == unreliable_ir_message("test", 0.42)
+    high = check_model(model, params, [methanol], groups=(), dipole_r2=("valid", 0.95)).by_id("inputs.dipole_surface")
+    assert high.status == "pass" and high.value == pytest.approx(0.05)
+    assert high.message.startswith("dipole R² in the molecular frame 0.95 on the valid split")
+    assert check_model(model, params, [methanol], groups=()).checks == []
+    uncharged = model.clone(charges=False)  # no group runs: its parameters are never evaluated
+    assert check_model(uncharged, params, [methanol], groups=(), dipole_r2=("test", 0.42)).checks == []
+
+
+def test_cli_reports_the_recorded_distances_and_dipole_r2(model, params, methanol, tmp_path, capsys):
+    """The formaldehyde model whose IR intensities were scrambled passed check: the CLI now reads both records, also
+    from a re-saved checkpoint's source_metadata."""
+    domain = DistanceDomain.of_frames(methanol.atomic_numbers[None], methanol.positions[None],
+                                      [methanol.num_atoms], 5.0)
+    record = {DIPOLE_SURFACE_KEY: {"valid": {"r2": 0.9}, "test": {"r2": 0.31}},
+              TRAINED_DISTANCES_KEY: domain.to_metadata()}
+    checkpoint = save_checkpoint(tmp_path / "ckpt", model, params, {"source_metadata": record})
+    geometry = tmp_path / "stretched.npz"
+    np.savez(geometry, Z=methanol.atomic_numbers, R=1.3 * methanol.positions)
+    out = tmp_path / "check.json"
+    assert main([str(checkpoint), "--geometry", str(geometry), "--quick", "--only", "references",
+                 "--json", str(out)]) == 0
+    assert "overall: WARN" in capsys.readouterr().out
+    rows = {c["id"]: c for c in json.loads(out.read_text())["checks"]}
+    assert rows["inputs.dipole_surface"]["status"] == "warn" and "0.31 on the test split" in rows[
+        "inputs.dipole_surface"]["message"]
+    assert rows["inputs.trained_distances"]["status"] == "warn"

@@ -3,7 +3,9 @@
 Loads a checkpoint (physnetjax format, or legacy: migrated in memory; default: the
 shipped example model), picks the structures (``--geometry`` files, else the defaults of
 :mod:`physnetjax.check.geometry`), runs :func:`physnetjax.check.check_model` in
-float64 and prints the pass/warn/fail table.
+float64 and prints the pass/warn/fail table, with the rows of group ``inputs`` from what the
+checkpoint's metadata records of its training (elements, total charges, interatomic
+distances; for a charge model the dipole R² in the molecular frame).
 
 Exit status (:mod:`physnetjax.cli_errors`): 0 when no check failed (warnings allowed;
 with ``--strict`` a warning also gives 1), 1 when a check failed, 2 when the
@@ -67,6 +69,7 @@ def main(argv=None) -> int:
     from physnetjax.check.runner import check_model
     from physnetjax.check.settings import CheckSettings
     from physnetjax.checkpoint import load_checkpoint
+    from physnetjax.dipole_surface import recorded_r2
 
     settings = CheckSettings.quick() if args.quick else CheckSettings()
     if args.frames is not None:
@@ -84,7 +87,7 @@ def main(argv=None) -> int:
                                         model.supported_max_atomic_number)
     report = check_model(model, params, structures, groups=args.only, settings=settings,
                          checkpoint=str(Path(args.checkpoint).resolve()),
-                         training_record=TrainingRecord.from_metadata(metadata))
+                         training_record=TrainingRecord.from_metadata(metadata), dipole_r2=recorded_r2(metadata))
     report.render(console)
     if args.json:
         report.write_json(args.json)

@@ -24,6 +24,8 @@ from physnetjax.check.settings import CheckSettings, Thresholds
 from physnetjax.check.smoothness import check_smoothness
 from physnetjax.check.stability import check_curvature, check_nve
 from physnetjax.data.dataset import check_images_beyond_reach
+from physnetjax.dipole_surface import IR_R2_THRESHOLD, unreliable_ir_message
+from physnetjax.distance_domain import DOMAIN_MARGIN, DistanceDomain
 from physnetjax.neighbors import image_reach
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
 from physnetjax.validation import SYMBOLS, element, untrained_charges, unseen_elements, validate_structure
@@ -71,6 +73,7 @@ def check_model(
     thresholds: Thresholds | None = None,
     checkpoint: str | None = None,
     training_record: TrainingRecord = NO_TRAINING_RECORD,
+    dipole_r2: tuple[str, float] | None = None,
 ) -> CheckReport:
     """Check that a model's energy surface is physically sane; returns a :class:`CheckReport`.
 
@@ -92,7 +95,13 @@ def check_model(
         :class:`~physnetjax.training_record.TrainingRecord`). Where it records the elements,
         each structure gets a row ``inputs.trained_elements`` (group ``inputs``) that warns
         about elements the model never saw in training; where it records the total charges,
-        a row ``inputs.trained_charges`` that warns about a total charge no training frame had.
+        a row ``inputs.trained_charges`` that warns about a total charge no training frame had; where it records
+        the interatomic distances, a row ``inputs.trained_distances`` that warns about a structure lying outside
+        them by more than :data:`~physnetjax.distance_domain.DOMAIN_MARGIN`.
+      dipole_r2: (split, R²) of the dipole in the molecular frame the checkpoint records
+        (:func:`physnetjax.dipole_surface.recorded_r2` of its metadata; None: none recorded). A model with charges
+        gets one row ``inputs.dipole_surface`` (structure 0) that warns below
+        :data:`~physnetjax.dipole_surface.IR_R2_THRESHOLD`: its IR intensities are unreliable.
 
     Raises:
       ValueError: unknown group, or a structure that is not a valid molecule.
@@ -111,10 +120,13 @@ def check_model(
     check_images_beyond_reach([s.name for s in structures], [s.cell for s in structures],
                               [s.positions for s in structures], *image_reach(model))
     training_record = training_record_of(training_record)
-    results = [] if training_record.elements is None else [
-        trained_elements_result(s, k, training_record.elements) for k, s in enumerate(structures)]
+    results = [dipole_surface_result(*dipole_r2)] if model.charges and dipole_r2 is not None else []
+    if training_record.elements is not None:
+        results += [trained_elements_result(s, k, training_record.elements) for k, s in enumerate(structures)]
     if training_record.charges is not None:
         results += [trained_charges_result(s, k, training_record.charges) for k, s in enumerate(structures)]
+    if training_record.distances is not None:
+        results += [trained_distances_result(s, k, training_record.distances) for k, s in enumerate(structures)]
     with jax.enable_x64(True):
         params64 = cast_to_float64(params)
         for index, structure in enumerate(structures):
@@ -151,3 +163,27 @@ def trained_charges_result(structure: Structure, index: int, trained_charges) ->
                else f"total charge {q:g} e occurred in training ({listed} e)")
     return CheckResult.measured("inputs.trained_charges", "inputs", index, distance, "e", (0.0, math.inf), message,
                                 {"total_charge": q, "trained_charges": trained})
+
+
+def trained_distances_result(structure: Structure, index: int, distances: DistanceDomain) -> CheckResult:
+    """Row ``inputs.trained_distances``: value = the structure's largest relative excursion beyond the training
+    data's interatomic distances, judged isolated (:meth:`DistanceDomain.excursion
+    <physnetjax.distance_domain.DistanceDomain.excursion>`: 1 − d / r_min of a pair, r_nn / r_nn,max − 1 of an atom's
+    nearest neighbour; 0 inside)."""
+    excursion, outside = distances.excursion(structure.atomic_numbers, structure.positions)
+    message = outside or (f"interatomic distances within {DOMAIN_MARGIN:.0%} of those of the training data "
+                          f"(largest excursion {excursion:.1%})")
+    return CheckResult.measured("inputs.trained_distances", "inputs", index, excursion, "relative",
+                                (DOMAIN_MARGIN, math.inf), message, {"cutoff_A": distances.cutoff})
+
+
+def dipole_surface_result(split: str, r2: float) -> CheckResult:
+    """Row ``inputs.dipole_surface``, one for the model (under structure 0): value = 1 − R² of the dipole in the
+    molecular frame on ``split`` (:mod:`physnetjax.dipole_surface`), the fraction of the labels' vibrational dipole
+    spread the model leaves unexplained; warns above 1 − :data:`~physnetjax.dipole_surface.IR_R2_THRESHOLD` with
+    :func:`~physnetjax.dipole_surface.unreliable_ir_message`."""
+    message = unreliable_ir_message(split, r2) or (
+        f"dipole R² in the molecular frame {r2:.2f} on the {split} split (at least {IR_R2_THRESHOLD:g}: IR "
+        "intensities follow the dipole derivatives)")
+    return CheckResult.measured("inputs.dipole_surface", "inputs", 0, 1.0 - r2, "1 − R²",
+                                (1.0 - IR_R2_THRESHOLD, math.inf), message, {"split": split, "r2": r2})
