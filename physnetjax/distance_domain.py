@@ -14,6 +14,9 @@ pair of its element with itself). A structure lies outside this domain where a p
 (1 − :data:`DOMAIN_MARGIN`) r_min of its elements, or an atom's nearest neighbour (∞ with none within
 r_c) farther than (1 + :data:`DOMAIN_MARGIN`) r_nn,max of its element. An element pair never seen
 within r_c in training is not judged (an element never trained on is, by the elements check).
+How far it lies outside is its largest relative excursion, the largest of 1 − d / r_min over its
+pairs and r_nn / r_nn,max − 1 over its atoms (0 inside; :meth:`DistanceDomain.excursion`, the
+value of ``check``'s row ``inputs.trained_distances``).
 
 The record is stored in checkpoint metadata under :data:`TRAINED_DISTANCES_KEY`, JSON-friendly::
 

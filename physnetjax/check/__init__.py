@@ -16,7 +16,10 @@ Groups of checks (in float64, apart from the float32 side of ``precision``):
   atom's, magnitudes beyond any atom's energy, elements absent from training);
 * ``precision`` (:mod:`~physnetjax.check.precision`): float32 energies and forces (what MD
   and the calculator compute by default) against float64 on this device, which catches
-  reduced-precision matrix products (TF32 on NVIDIA GPUs).
+  reduced-precision matrix products (TF32 on NVIDIA GPUs);
+* ``inputs`` (:mod:`~physnetjax.check.runner`, always run where the checkpoint records its
+  training): elements, total charges and interatomic distances of each structure outside
+  the training data's, and a charge model's dipole R² in the molecular frame below 0.8.
 
 :func:`check_model` returns a :class:`CheckReport` (JSON schema in
 :mod:`~physnetjax.check.report`).

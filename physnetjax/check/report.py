@@ -28,9 +28,18 @@ within a version, new optional keys may be added::
       }]
     }
 
-Group ``inputs`` (rows ``inputs.trained_elements`` and ``inputs.trained_charges``) is
-present when the checkpoint records the elements and total charges of its training
-data; it warns about elements and total charges outside them.
+Group ``inputs`` holds what the checkpoint records of its training, present where it
+records it (it is not one of ``GROUPS``: ``--only`` does not select it):
+
+* per structure, ``inputs.trained_elements`` (atoms of elements absent from the training
+  data), ``inputs.trained_charges`` (e from the nearest trained total charge) and
+  ``inputs.trained_distances`` (the largest relative excursion beyond the training data's
+  interatomic distances, warn above :data:`~physnetjax.distance_domain.DOMAIN_MARGIN`);
+* for a model with charges, ``inputs.dipole_surface``: 1 − R² of the dipole in the
+  molecular frame the trainer recorded (warn above 1 − 0.8: IR intensities unreliable).
+  It belongs to the model, not to a structure, so it is reported once, first, under
+  structure 0 (``structure`` stays an index; ``counts`` count it once, whatever the
+  number of structures).
 
 A check may also fail for a reason other than its value (e.g. a flipped force sign,
 a detected discontinuity), or warn for one (e.g. forces that are zero everywhere: an
