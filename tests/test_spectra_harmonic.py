@@ -887,7 +887,8 @@ def test_cli_says_beside_the_intensities_when_the_recorded_dipole_r2_makes_them_
 
 def test_cli_warns_that_two_atoms_beyond_the_cutoff_have_a_zero_mode_and_no_vibration(capsys, tmp_path):
     """The shipped ethanol model (5 Å cutoff) on O and H 50 Å apart: the one mode is their free relative motion.
-    (The model, trained on ethanol alone, also says that the absolute energy of HO carries an E0 offset.)"""
+    (The model, trained on ethanol alone, also says that the absolute energy of HO carries an E0 offset, and that
+    O and H without a neighbour within its cutoff lie outside its training distances, at the input and optimised.)"""
     ase.io.write(tmp_path / "apart.xyz", ase.Atoms("OH", positions=[[0.0, 0.0, 0.0], [0.0, 0.0, 50.0]]))
     status, stdout, stderr = run_cli(capsys, "--checkpoint", example_model_path(), "--geometry",
                                      tmp_path / "apart.xyz", "--out", tmp_path / "out", "--no-plot")
@@ -897,7 +898,10 @@ def test_cli_warns_that_two_atoms_beyond_the_cutoff_have_a_zero_mode_and_no_vibr
         "python -m physnetjax.spectra: warning: 1 zero-frequency mode(s) besides the 5 rigid-body motions, not "
         "vibrations")
     assert "2 separate fragments (atoms 0 | 1; no atom within the model cutoff of 5 Å" in zero_mode[0]
-    assert stderr.count("\n") == 2 and "composition(s) HO are not combinations of the training compositions" in stderr
+    assert stderr.count("\n") == 4 and "composition(s) HO are not combinations of the training compositions" in stderr
+    for where in ("", "optimised geometry: "):
+        assert (f"python -m physnetjax.spectra: warning: {where}atom 0 (O) has no neighbour within the cutoff 5 Å; the "
+                "training data's longest nearest-neighbour distance of O was 1.09 Å (and 1 more such atom(s))") in stderr
     row = [line for line in stdout.splitlines() if line.startswith("   1 ")]
     assert len(row) == 1 and row[0].endswith("zero mode")
     assert "1 zero mode(s): not vibrations but free motions of 2 separate fragments" in stdout
