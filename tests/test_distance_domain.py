@@ -13,13 +13,13 @@ import pytest
 
 from conftest import warnings_as_errors
 
-from physnetjax import TrainingRecord
+from physnetjax import TrainingRecord, load_checkpoint, predict
 from physnetjax.data import load_dataset
 from physnetjax.data.dataset import bundled_dataset_path
 from physnetjax.data.split import random_split
 from physnetjax.distance_domain import DOMAIN_MARGIN, TRAINED_DISTANCES_KEY, DistanceDomain
 from physnetjax.errors import PhysNetInputWarning
-from physnetjax.pretrained import ethanol_ir_geometry_path
+from physnetjax.pretrained import ethanol_ir_geometry_path, example_geometry_path, example_model_path
 
 DATA = Path(__file__).parent / "data" / "train_ethanol64.npz"
 
@@ -234,3 +234,74 @@ def test_an_ensembles_domain_is_where_every_member_was_trained():
     assert DistanceDomain.intersection([a, b]) == DistanceDomain(5.0, {(1, 6): 0.97, (1, 8): 0.88},
                                                                  {1: 1.27, 6: 1.18, 8: 1.09})
     assert DistanceDomain.intersection([a]) == a
+
+
+PRETRAINED_FRAMES = Path(__file__).parent / "data" / "pretrained_training_frames.npz"
+"""The training frames of the shipped co2 and ethanol_ir models outside the bundled ethanol set (their data lies
+outside the repository), positions as their files hold them: co2's 400 (the train part of random_split(500, 0.1, 0.1,
+seed=0) of ../shared/data/co2_gfn2_500K.npz) and ethanol_ir's 1769 in ../shared/data/ethanol_gfn2_500K.npz, nm300.npz
+and nm100.npz (frames 2000-4199 of its files in its order; the train part of random_split(4200, 0.1, 0.1, seed=0)),
+as scripts/record_pretrained_distances.py reads them."""
+
+SHIPPED = ["ethanol", "co2", "ethanol_ir"]
+
+
+def shipped_training_frames(name):
+    """(Z (n,), R (M, n, 3) Å) of the training frames of shipped model ``name``: those of the bundled ethanol set (its
+    first file) in the trainer's split, then those of :data:`PRETRAINED_FRAMES`."""
+    parts = []
+    if name != "co2":
+        bundled = load_dataset([str(bundled_dataset_path())])
+        train = random_split({"ethanol": 2000, "ethanol_ir": 4200}[name], 0.1, 0.1, 0)["train"]
+        z = bundled.Z[0]
+        assert (bundled.Z == z).all()
+        parts.append(bundled.R[train[train < len(bundled)]])
+    if name != "ethanol":
+        with np.load(PRETRAINED_FRAMES) as npz:
+            z = npz[f"{name}_Z"]
+            parts.append(npz[f"{name}_R"])
+    return z, np.concatenate(parts)
+
+
+def brute_force_frames(z, r, cutoff):
+    """:func:`brute_force` of isolated frames of one composition: Z (n,), R (M, n, 3); the double loop over atoms
+    vectorised over frames, float64."""
+    shortest, nearest = {}, np.full(r.shape[:2], np.inf)
+    for i in range(len(z)):
+        for j in range(i + 1, len(z)):
+            d = np.sqrt(np.sum((r[:, j] - r[:, i]) ** 2, axis=-1))
+            d[d >= cutoff] = np.inf
+            pair = (min(int(z[i]), int(z[j])), max(int(z[i]), int(z[j])))
+            if np.isfinite(d).any():
+                shortest[pair] = min(shortest.get(pair, np.inf), float(d.min()))
+            nearest[:, i], nearest[:, j] = np.minimum(nearest[:, i], d), np.minimum(nearest[:, j], d)
+    return shortest, {int(e): float(nearest[:, z == e].max()) for e in np.unique(z)}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_each_shipped_model_records_the_distances_of_its_training_frames(name):
+    """The shipped models were trained before the trainer recorded the distance domain; the record
+    scripts/record_pretrained_distances.py added to each is that of a double loop over its training frames."""
+    model, _, metadata = load_checkpoint(example_model_path(name), with_metadata=True)
+    z, r = shipped_training_frames(name)
+    assert len(r) == {"ethanol": 1600, "co2": 400, "ethanol_ir": 3360}[name]
+    shortest, longest = brute_force_frames(z, r, model.cutoff)
+    domain = TrainingRecord.from_metadata(metadata).distances
+    assert domain.cutoff == model.cutoff == 5.0
+    assert set(domain.shortest) == set(shortest) and set(domain.longest_nearest) == set(longest)
+    for pair, d in shortest.items():
+        assert domain.shortest[pair] == pytest.approx(d, rel=1e-12), pair
+    for element, d in longest.items():
+        assert domain.longest_nearest[element] == pytest.approx(d, rel=1e-12), element
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_shipped_models_readme_geometry_is_silent_and_its_bonds_stretched_by_30_percent_warn(name):
+    model, params, metadata = load_checkpoint(example_model_path(name), with_metadata=True)
+    atoms = ase.io.read(example_geometry_path(name))
+    z, r = atoms.numbers, atoms.positions
+    with warnings_as_errors():
+        predict(model, params, z, r, training_record=metadata)
+    centroid = r.mean(axis=0)
+    with pytest.warns(PhysNetInputWarning, match=r"has its nearest neighbour .* the model extrapolates here"):
+        predict(model, params, z, centroid + 1.3 * (r - centroid), training_record=metadata)
