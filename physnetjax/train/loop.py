@@ -325,12 +325,7 @@ class Trainer:
 
     def _setup_model(self) -> None:
         model_path = self.run_dir / "model.json"
-        if self.resuming:
-            architecture = read_json_object(model_path)
-            try:
-                self.model = PhysNet.from_config(architecture)
-            except TypeError as error:
-                raise ValueError(f"{model_path}: not a model configuration ({error})") from None
+        if self.resuming:  # self.model: read from model.json by _check_resumable
             self.initial_params = self._fresh_params()
             return
         if self.config.init_from:
@@ -416,6 +411,7 @@ class Trainer:
         budget added or removed, ``epochs_changed`` to no more epochs than trained, and a metrics.csv that is
         missing, truncated or edited.
         """
+        self.model = self._run_model()
         latest = self.run_dir / "latest"
         if not latest.exists():
             saved = sorted(p for p in (self.run_dir / "checkpoints").glob("epoch-*") if (p / "config.json").exists())
@@ -450,6 +446,15 @@ class Trainer:
                              f"trained {epoch} already: nothing would be trained. For N more epochs pass --epochs "
                              f"{epoch} + N (e.g. --epochs {epoch + self.config.epochs})")
         return meta, rows, parsed
+
+    def _run_model(self) -> PhysNet:
+        """The model that the resumed run's ``model.json`` describes (refused: not JSON, not a model configuration)."""
+        model_path = self.run_dir / "model.json"
+        architecture = read_json_object(model_path)
+        try:
+            return PhysNet.from_config(architecture)
+        except TypeError as error:
+            raise ValueError(f"{model_path}: not a model configuration ({error})") from None
 
     def _restore(self, meta: dict, rows: list, parsed: list) -> None:
         """Continue from the latest checkpoint that :meth:`_check_resumable` checked (its ``meta``data, the metrics
