@@ -25,6 +25,7 @@ share their compilations.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Optional
 
 import jax
@@ -33,6 +34,7 @@ import vesin
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from physnetjax.distance_domain import TrainingDistancesWarning, outside_message, unique_pairs
 from physnetjax.ensemble.model import is_ensemble
 from physnetjax.neighbors.batch import Batch, model_pair_cutoff, model_triplet_cutoff
 from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round_up
@@ -83,10 +85,16 @@ class PhysNetCalculator(Calculator):
       atom_bucket, edge_bucket: padding multiples for atoms and edges/pairs.
       training_record: what the model's training data held (default: the record in the
         checkpoint's metadata, :meth:`~physnetjax.training_record.TrainingRecord.from_metadata`;
-        none for (model, params)); elements, a total charge, a composition or interatomic distances
-        outside it give a :class:`~physnetjax.validation.PhysNetInputWarning`, once per composition and
-        charge, judged on the first structure of each
-        (:meth:`~physnetjax.training_record.TrainingRecord.check_structure`).
+        none for (model, params)); elements, a total charge or a composition outside it give a
+        :class:`~physnetjax.validation.PhysNetInputWarning` once per composition and charge, judged on
+        the first structure of each
+        (:meth:`~physnetjax.training_record.TrainingRecord.check_structure`). Interatomic distances are
+        judged on every structure, from its neighbor list
+        (:meth:`~physnetjax.distance_domain.DistanceDomain.pair_excursion`): the first structure of a
+        composition outside the training data's gives a
+        :class:`~physnetjax.distance_domain.TrainingDistancesWarning` naming how many structures this
+        calculator had evaluated (an ASE MD run that drifts out is reported when it leaves), later ones of
+        that composition none.
 
     Every structure passes :func:`physnetjax.validation.validate_structure` first
     (overlapping atoms, bad cells for the PBC, NaN positions or charge, unknown
@@ -139,6 +147,8 @@ class PhysNetCalculator(Calculator):
         self.training_record = training_record_of(training_record)
         self._judged_inputs: set[tuple[str, float]] = set()
         self._seen_inputs: set[tuple[bytes, float]] = set()
+        self._left_domain: set[bytes] = set()
+        self._structures = 0
         self.pair_cutoff = model_pair_cutoff(model)
         self.three_body_cutoff = model_triplet_cutoff(model)
         self.ensemble = is_ensemble(model)
@@ -225,7 +235,8 @@ class PhysNetCalculator(Calculator):
             self._seen_inputs.add(seen)
             if (key := (formula(z), total_charge)) not in self._judged_inputs:
                 self._judged_inputs.add(key)
-                self.training_record.check_structure(self.model, z, total_charge, positions=r, cell=cell, pbc=pbc)
+                self.training_record.check_structure(self.model, z, total_charge)
+        self._structures += 1
         r = r.astype(np.float64)
         periodic = bool(pbc.any())
         displacement = lattice_translations(r, cell, pbc) if periodic else np.broadcast_to(r.mean(axis=0), r.shape)
@@ -237,6 +248,8 @@ class PhysNetCalculator(Calculator):
             )
         n = z.shape[0]
         dst, src, shifts = self._neighbor_list(self._neighbors, r, cell, pbc)
+        if self.training_record.distances is not None and z.tobytes() not in self._left_domain:
+            self._check_distances(z, r, cell, pbc, (dst, src, shifts))
         pair_lists = None
         if self._pairs is not None:
             pair_lists = self._neighbor_list(self._pairs, r, cell, pbc)
@@ -262,6 +275,26 @@ class PhysNetCalculator(Calculator):
             three_body_cutoff=self.three_body_cutoff, num_triplets=t_pad, dtype=self.dtype,
         )
         return batch, n, displacement
+
+    def _check_distances(self, z, r, cell, pbc, neighbors) -> None:
+        """Warn when the structure leaves the training data's distances, once per composition (class docstring),
+        judged on its ``neighbors`` (dst, src, shifts: the full list of the model cutoff) unless the record reaches
+        farther."""
+        domain = self.training_record.distances
+        if domain.cutoff > self.model.cutoff:
+            _, text = domain.excursion(z, r, cell, pbc)
+        else:
+            dst, src, shifts = neighbors
+            distances = np.linalg.norm(r[src] - r[dst] + shifts, axis=1)
+            if domain.holds_neighbors(z, dst, src, distances):
+                return
+            once = unique_pairs(dst, src, shifts)
+            _, text = domain.pair_excursion(z, dst[once], src[once], distances[once])
+        if text is not None:
+            self._left_domain.add(z.tobytes())
+            where = f"PhysNetCalculator, structure {self._structures} it evaluated"
+            warnings.warn(f"{outside_message(text, where)}; later structures of {formula(z)} outside them are not "
+                          "reported again", TrainingDistancesWarning, stacklevel=2)
 
     def check_state(self, atoms, tol: float = 1e-15) -> list:
         """ASE's changes since the last call, plus ``"charge"`` when ``atoms.info["charge"]`` changed.

@@ -29,6 +29,7 @@ and read by :class:`physnetjax.training_record.TrainingRecord`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from typing import Iterator, Optional
 
@@ -62,6 +63,20 @@ _DISTANCES_PER_CHUNK = 2**20
 
 _DENSE_ATOMS_MAX = 256
 """Widest frames (padded atom count) whose pairs are all computed; wider ones go through a cell list (O(n))."""
+
+
+class TrainingDistancesWarning(PhysNetInputWarning):
+    """A structure's interatomic distances lie outside those of the model's training frames: the model extrapolates.
+
+    Its own class so that a caller that leaves the training data on purpose (the active-learning loop's exploration
+    MD, which labels such frames) can leave it out by category, not by the words of the message.
+    """
+
+
+def outside_message(text: str, where: str = "") -> str:
+    """The warning for one structure outside the domain, from :meth:`DistanceDomain.excursion`'s description."""
+    return (f"{where + ': ' if where else ''}{text}: the model extrapolates here (interatomic distances more than "
+            f"{DOMAIN_MARGIN:.0%} outside those of its training data)")
 
 
 def _symbol(z: int) -> str:
@@ -100,6 +115,20 @@ def frame_pairs(atomic_numbers, positions, num_atoms, cutoff: float, cells=None)
     for k in np.nonzero(listed)[0]:
         i, j, d = close_contacts(r[k, :n[k]], cells[k], cells[k].any(axis=1), cutoff)
         yield np.array([k]), np.zeros(len(d), np.int64), i, j, d
+
+
+def unique_pairs(i, j, shifts) -> np.ndarray:
+    """(P,) bool: each unordered pair of a full neighbor list once, as :meth:`DistanceDomain.pair_excursion` takes them.
+
+    A full list holds i → j at shift S and j → i at −S; this keeps i < j, and of an atom's pairs with its own periodic
+    images (i = j) the one whose shift has a positive first non-zero component.
+
+    Args:
+      i, j: (P,) atom indices. shifts: (P, 3) the image shifts (Å or cell units; zero within the cell).
+    """
+    i, j, shifts = np.asarray(i), np.asarray(j), np.asarray(shifts).reshape(-1, 3)
+    first_nonzero = np.take_along_axis(shifts, np.argmax(shifts != 0, axis=1)[:, None], axis=1)[:, 0]
+    return (i < j) | ((i == j) & (first_nonzero > 0))
 
 
 def _nearest(shape, f, i, j, d) -> np.ndarray:
@@ -170,6 +199,7 @@ class DistanceDomain:
                    shortest={p: max(d.shortest[p] for d in domains) for p in sorted(pairs)},
                    longest_nearest={z: min(d.longest_nearest[z] for d in domains) for z in sorted(elements)})
 
+    @functools.cached_property
     def _recorded(self) -> tuple[np.ndarray, np.ndarray]:
         """(r_min per pair code, 0 for a pair never seen; r_nn,max per Z, ∞ for an element never seen), Å."""
         shortest = np.zeros(_PAIR_CODES**2)
@@ -193,32 +223,41 @@ class DistanceDomain:
           for the first flagged frame, its worst pair and worst atom in words, or None when there is none).
         """
         z = np.asarray(atomic_numbers)
-        shortest, longest = self._recorded()
-        lowest, highest = (1.0 - DOMAIN_MARGIN) * shortest, (1.0 + DOMAIN_MARGIN) * longest
         flagged = np.zeros(len(z), bool)
         excursion = np.zeros(len(z))
         first = None
         for frames, f, i, j, d in frame_pairs(z, positions, num_atoms, self.cutoff, cells):
-            zf = z[frames].astype(np.int64)
-            a, b = zf[f, i], zf[f, j]
-            pair = np.minimum(a, b) * _PAIR_CODES + np.maximum(a, b)
-            short = d < lowest[pair]
-            real = np.arange(z.shape[1])[None, :] < np.asarray(num_atoms)[frames][:, None]
-            nearest = _nearest(zf.shape, f, i, j, d)
-            far = real & (nearest > highest[zf])
-            hit = np.zeros(len(frames), bool)
-            hit[f[short]] = True
-            hit |= far.any(axis=1)
-            flagged[frames[hit]] = True
-            beyond = np.where(real, np.minimum(nearest, self.cutoff) / longest[zf] - 1.0, 0.0).max(axis=1)
-            with np.errstate(divide="ignore"):
-                np.maximum.at(beyond, f, 1.0 - d / shortest[pair])
-            excursion[frames] = np.maximum(beyond, 0.0)
-            if hit.any() and (first is None or frames[hit][0] < first[0]):
-                k = int(np.nonzero(hit)[0][0])
-                mine = short & (f == k)
-                first = (int(frames[k]), self._described(zf[k], i[mine], j[mine], d[mine], nearest[k], far[k]))
+            hit, beyond, text = self._judged(z[frames], np.asarray(num_atoms)[frames], f, i, j, d)
+            flagged[frames], excursion[frames] = hit, beyond
+            if text is not None and (first is None or frames[hit][0] < first[0]):
+                first = (int(frames[hit][0]), text)
         return flagged, excursion, None if first is None else first[1]
+
+    def _judged(self, z, num_atoms, f, i, j, d) -> tuple[np.ndarray, np.ndarray, Optional[str]]:
+        """:meth:`outside` of k frames given their pairs: z (k, N_max) Z, num_atoms (k,), and the pairs closer than
+        the cutoff, each unordered pair once (f (P,) frame, i (P,) ≤ j (P,) atoms, i = j an atom and its own image,
+        d (P,) Å) → (flagged (k,), excursion (k,), the first flagged frame's worst pair and atom in words or None)."""
+        shortest, longest = self._recorded
+        lowest, highest = (1.0 - DOMAIN_MARGIN) * shortest, (1.0 + DOMAIN_MARGIN) * longest
+        z = z.astype(np.int64)
+        a, b = z[f, i], z[f, j]
+        pair = np.minimum(a, b) * _PAIR_CODES + np.maximum(a, b)
+        short = d < lowest[pair]
+        real = np.arange(z.shape[1])[None, :] < np.asarray(num_atoms)[:, None]
+        nearest = _nearest(z.shape, f, i, j, d)
+        far = real & (nearest > highest[z])
+        hit = np.zeros(len(z), bool)
+        hit[f[short]] = True
+        hit |= far.any(axis=1)
+        beyond = np.where(real, np.minimum(nearest, self.cutoff) / longest[z] - 1.0, 0.0).max(axis=1)
+        with np.errstate(divide="ignore"):
+            np.maximum.at(beyond, f, 1.0 - d / shortest[pair])
+        text = None
+        if hit.any():
+            k = int(np.argmax(hit))
+            mine = short & (f == k)
+            text = self._described(z[k], i[mine], j[mine], d[mine], nearest[k], far[k])
+        return hit, np.maximum(beyond, 0.0), text
 
     def _described(self, z, i, j, d, nearest, far) -> str:
         """The worst pair among the short ones (i, j, d) and the worst of the ``far`` atoms of one frame."""
@@ -261,16 +300,48 @@ class DistanceDomain:
         _, excursion, text = self.outside(z, np.asarray(positions).reshape(1, -1, 3), [z.shape[1]], cells)
         return float(excursion[0]), text
 
+    def pair_excursion(self, atomic_numbers, i, j, distances) -> tuple[float, Optional[str]]:
+        """:meth:`excursion` of one structure whose pairs were already found (by a neighbor list of at least the
+        domain's cutoff; pairs at or beyond it are left out).
+
+        Args:
+          atomic_numbers: (n,) Z. i, j: (P,) atom indices, each unordered pair at most once (i = j: an atom and one
+            of its periodic images, each image pair once). distances: (P,) Å.
+        """
+        z = np.asarray(atomic_numbers).reshape(1, -1)
+        d = np.asarray(distances, np.float64)
+        keep = d < self.cutoff
+        _, excursion, text = self._judged(z, np.array([z.shape[1]]), np.zeros(int(keep.sum()), np.int64),
+                                          np.asarray(i)[keep], np.asarray(j)[keep], d[keep])
+        return float(excursion[0]), text
+
+    def holds_neighbors(self, atomic_numbers, i, j, distances) -> bool:
+        """Whether one structure lies inside the domain, by the margin (:meth:`pair_excursion` would give no
+        description), from its full neighbor list: the quick test for a structure evaluated anyway (the calculator's).
+
+        Args:
+          atomic_numbers: (n,) Z. i, j: (P,) atom indices of a full list of at least the domain's cutoff (every pair
+            in both directions; i = j an atom and its periodic images). distances: (P,) Å.
+        """
+        z = np.asarray(atomic_numbers).astype(np.int64).reshape(-1)
+        i, d = np.asarray(i), np.asarray(distances, np.float64)
+        shortest, longest = self._recorded
+        keep = d < self.cutoff
+        i, d, a, b = i[keep], d[keep], z[i[keep]], z[np.asarray(j)[keep]]
+        if (d < (1.0 - DOMAIN_MARGIN) * shortest[np.minimum(a, b) * _PAIR_CODES + np.maximum(a, b)]).any():
+            return False
+        nearest = np.full(len(z), np.inf)
+        np.minimum.at(nearest, i, d)
+        return not (nearest > (1.0 + DOMAIN_MARGIN) * longest[z]).any()
+
     def check_structure(self, atomic_numbers, positions, cell=None, pbc=None, where: str = "") -> None:
-        """Warn (:class:`~physnetjax.errors.PhysNetInputWarning`) when one structure lies outside the domain.
+        """Warn (:class:`TrainingDistancesWarning`) when one structure lies outside the domain.
 
         Args: as :meth:`excursion`; where: prefix of the message.
         """
         _, text = self.excursion(atomic_numbers, positions, cell, pbc)
         if text is not None:
-            warnings.warn(f"{where + ': ' if where else ''}{text}: the model extrapolates here (interatomic "
-                          f"distances more than {DOMAIN_MARGIN:.0%} outside those of its training data)",
-                          PhysNetInputWarning, stacklevel=3)
+            warnings.warn(outside_message(text, where), TrainingDistancesWarning, stacklevel=3)
 
     def check_frames(self, atomic_numbers, positions, num_atoms, cells=None, where: str = "") -> None:
         """Warn once, with their count, when frames (arguments as :func:`frame_pairs`) lie outside the domain."""
@@ -280,4 +351,4 @@ class DistanceDomain:
             warnings.warn(f"{where + ': ' if where else ''}{int(flagged.sum())} of {len(flagged)} frames (first "
                           f"frame {first}: {text}) hold interatomic distances more than {DOMAIN_MARGIN:.0%} "
                           "outside those of this model's training data; the model extrapolates there",
-                          PhysNetInputWarning, stacklevel=3)
+                          TrainingDistancesWarning, stacklevel=3)

@@ -17,7 +17,7 @@ from physnetjax import TrainingRecord, load_checkpoint, predict
 from physnetjax.data import load_dataset
 from physnetjax.data.dataset import bundled_dataset_path
 from physnetjax.data.split import random_split
-from physnetjax.distance_domain import DOMAIN_MARGIN, TRAINED_DISTANCES_KEY, DistanceDomain
+from physnetjax.distance_domain import DOMAIN_MARGIN, TRAINED_DISTANCES_KEY, DistanceDomain, unique_pairs
 from physnetjax.errors import PhysNetInputWarning
 from physnetjax.pretrained import ethanol_ir_geometry_path, example_geometry_path, example_model_path
 
@@ -305,3 +305,45 @@ def test_a_shipped_models_readme_geometry_is_silent_and_its_bonds_stretched_by_3
     centroid = r.mean(axis=0)
     with pytest.warns(PhysNetInputWarning, match=r"has its nearest neighbour .* the model extrapolates here"):
         predict(model, params, z, centroid + 1.3 * (r - centroid), training_record=metadata)
+
+
+def full_neighbor_list(z, r, cell, pbc, cutoff):
+    """(i, j, shifts in Å, d) of a full list (every pair in both directions, images included), as the calculator
+    builds it (vesin)."""
+    import vesin
+
+    from physnetjax.validation import neighbor_box
+
+    periodic = np.zeros(3, bool) if pbc is None else np.asarray(pbc, bool)
+    cell = np.zeros((3, 3)) if cell is None else np.asarray(cell, np.float64)
+    i, j, shifts = vesin.NeighborList(cutoff=cutoff, full_list=True).compute(
+        points=r, box=neighbor_box(cell, periodic), periodic=periodic.tolist() if periodic.any() else False,
+        quantities="ijS")
+    shifts = shifts.astype(np.float64) @ cell
+    return i, j, shifts, np.linalg.norm(r[j] - r[i] + shifts, axis=1)
+
+
+def test_a_structures_neighbor_list_is_judged_as_its_positions_are(ethanol):
+    """The calculator's path (a full neighbor list: quick test, then each pair once) gives what the positions' path
+    gives, on frames inside and outside the record, isolated and periodic (images of other atoms and of an atom
+    itself), with pairs beyond the record's cutoff in the list."""
+    _, _, domain = ethanol
+    rng = np.random.default_rng(7)
+    frames = mixed_frames()
+    with np.load(DATA) as npz:
+        for k in range(20):
+            r = npz["R"][k].astype(np.float64)
+            moved = rng.integers(9, size=2)
+            r[moved] = r[moved] + rng.normal(scale=0.35, size=(2, 3))  # some pairs pressed, some atoms pulled away
+            frames.append((npz["Z"][k], r, None, None))
+    outside = 0
+    for z, r, cell, pbc in frames:
+        expected = domain.excursion(z, r, cell, pbc)
+        i, j, shifts, d = full_neighbor_list(z, r, cell, pbc, domain.cutoff + 1.0)
+        once = unique_pairs(i, j, shifts)
+        assert 2 * once.sum() == len(i)
+        excursion, text = domain.pair_excursion(z, i[once], j[once], d[once])
+        assert excursion == pytest.approx(expected[0], rel=1e-12, abs=1e-15) and text == expected[1]
+        assert domain.holds_neighbors(z, i, j, d) == (expected[1] is None)
+        outside += expected[1] is not None
+    assert 5 <= outside <= len(frames) - 5  # both kinds of frame were judged

@@ -6,6 +6,7 @@ import re
 import warnings
 
 import ase
+import ase.io
 import numpy as np
 import pytest
 
@@ -189,3 +190,96 @@ def test_an_optimised_geometry_is_judged_too(entry, tiny, monkeypatch):
     assert [text for text in messages(caught) if "extrapolates" in text] == [
         "optimised geometry: atoms 0 (C) and 2 (H) are 0.818 Å apart; the training data's shortest C-H distance was "
         "1 Å: the model extrapolates here (interatomic distances more than 10% outside those of its training data)"]
+
+
+def test_the_calculator_names_the_first_structure_of_a_composition_that_leaves_the_training_distances(tiny):
+    """An ASE run drifting out of the training data used to be judged on its first structure only: now every
+    structure is, and the first one outside is named with its count, once per composition."""
+    from physnetjax import PhysNetCalculator
+    from physnetjax.distance_domain import TrainingDistancesWarning
+
+    model, params = tiny
+    calc = PhysNetCalculator(model, params, training_record=DOMAIN)
+    methyl = np.array([6, 1, 1, 1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for numbers, positions in [(METHANOL, METHANOL_R), (METHANOL, moved_h(1.1)), (METHANOL, moved_h(2.0)),
+                                   (METHANOL, moved_h(2.5)), (METHANOL, METHANOL_R), (methyl, METHANOL_R[[0, 2, 3, 4]]),
+                                   (methyl, moved_h(2.0)[[0, 2, 3, 4]]), (methyl, moved_h(3.0)[[0, 2, 3, 4]])]:
+            atoms = ase.Atoms(numbers=numbers, positions=positions)
+            atoms.calc = calc
+            atoms.get_forces()
+    said = [w for w in caught if issubclass(w.category, TrainingDistancesWarning)]
+    assert [str(w.message) for w in said] == [
+        "PhysNetCalculator, structure 3 it evaluated: atom 2 (H) has its nearest neighbour 2.18 Å away; the training "
+        "data's longest nearest-neighbour distance of H was 1.2 Å: the model extrapolates here (interatomic distances "
+        "more than 10% outside those of its training data); later structures of CH4O outside them are not reported "
+        "again",
+        "PhysNetCalculator, structure 7 it evaluated: atom 1 (H) has its nearest neighbour 2.18 Å away; the training "
+        "data's longest nearest-neighbour distance of H was 1.2 Å: the model extrapolates here (interatomic distances "
+        "more than 10% outside those of its training data); later structures of CH3 outside them are not reported "
+        "again"]
+
+
+def test_md_judges_every_saved_frame_against_the_training_distances(tiny, tmp_path):
+    """MD used to judge its start geometry only. With the model's forces zero (an untrained output head) the atoms
+    move in straight lines, r(t) = r(0) + p t / m: H 2 leaves its carbon at 5.3 mÅ/fs (C recoiling), so its nearest
+    neighbour passes the record's 1.2 Å × 1.1 after ~40 fs. Each frame's logged excursion is checked against that
+    motion (float32 positions: 1e-5 relative), the first frame outside warns once with its step, the report counts
+    them; a start geometry already outside warns at the start only."""
+    from physnetjax.distance_domain import TrainingDistancesWarning
+    from physnetjax.jsonlines import read_log
+    from physnetjax.units import ASE_TIME_UNIT_FS
+
+    model, params = tiny
+    record = TrainingRecord.from_metadata(DOMAIN)
+    atoms = ase.Atoms(numbers=METHANOL, positions=METHANOL_R)
+    masses = atoms.get_masses()
+    bond = (METHANOL_R[2] - METHANOL_R[0]) / np.linalg.norm(METHANOL_R[2] - METHANOL_R[0])
+    momenta = np.zeros((6, 3))  # amu Å/fs
+    momenta[2], momenta[0] = masses[2] * 0.0053 * bond, -masses[2] * 0.0053 * bond
+    atoms.set_momenta(momenta * ASE_TIME_UNIT_FS)
+    out = tmp_path / "md.xyz"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = simulate(model, params, atoms, ensemble="nve", timestep_fs=0.5, steps=200, save_every=10,
+                          chunk_frames=7, out=str(out), training_record=record)
+    steps = np.arange(10, 201, 10)
+    expected = []
+    for t_fs in 0.5 * steps:
+        r = METHANOL_R + momenta / masses[:, None] * t_fs
+        d = np.linalg.norm(r[:, None] - r[None], axis=-1) + np.diag(np.full(6, np.inf))
+        d[d >= 5.0] = np.inf
+        nearest_h = max(d[k].min() for k in range(6) if METHANOL[k] == 1)
+        shortest_ch = min(d[a, b] for a in range(6) for b in range(6) if (METHANOL[a], METHANOL[b]) == (6, 1))
+        expected.append(max(nearest_h / 1.2 - 1.0, 1.0 - shortest_ch / 1.0, 0.0))
+    expected = np.array(expected)
+    outside = expected > 0.1
+    assert 0 < outside.sum() < len(steps) and not outside[0]  # the run starts inside and leaves
+    logged = [line["distance_excursion"] for line in read_log(f"{out}.jsonl")]
+    assert logged == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    assert [frame.info["distance_excursion"] for frame in ase.io.read(out, ":")] == pytest.approx(logged, rel=1e-12)
+    first = int(steps[np.argmax(outside)])
+    said = [str(w.message) for w in caught if issubclass(w.category, TrainingDistancesWarning)]
+    assert len(said) == 1 and said[0].startswith(f"MD left its training data's interatomic distances at step {first}: "
+                                                 "atom 2 (H) has its nearest neighbour ")
+    assert (report.frames_outside_training, report.first_outside_step) == (int(outside.sum()), first)
+    assert report.largest_distance_excursion == pytest.approx(expected.max(), rel=1e-5)
+    assert (f"training distances: {int(outside.sum())} of 20 saved frame(s) more than 10% outside them, the first at "
+            f"step {first} (largest excursion {expected.max():.1%}): the model extrapolates there") in report.lines()
+    inside = dataclasses.replace(report, frames_outside_training=0, first_outside_step=None)
+    lines = [line for line in dataclasses.replace(inside, largest_distance_excursion=0.05).lines()
+             if line.startswith("training distances")]
+    assert lines == ["training distances: every saved frame within their 10% margin (largest excursion 5.0%)"]
+    assert "training distances: every saved frame within them" in dataclasses.replace(
+        inside, largest_distance_excursion=0.0).lines()
+    assert not any(line.startswith("training distances") for line in dataclasses.replace(
+        inside, frames_outside_training=None, largest_distance_excursion=None).lines())
+    atoms.positions = moved_h(2.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = simulate(model, params, atoms, ensemble="nve", timestep_fs=0.5, steps=20, save_every=10,
+                          chunk_frames=2, training_record=record)
+    said = [str(w.message) for w in caught if issubclass(w.category, TrainingDistancesWarning)]
+    assert len(said) == 1 and said[0].startswith("MD start geometry: atom 2 (H)")
+    assert report.frames_outside_training == 2

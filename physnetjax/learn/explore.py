@@ -12,7 +12,9 @@ collapsed molecule does not come back, and its frames (labels tens of eV above t
 thermal ones, or no SCF at all) would spoil the fit; the frames cut are counted
 (``unphysical_frames``, with ``first_unphysical``: where and why) and logged; with
 ``min_distance`` ≥ 0.5 Å that log names every close contact, and the MD's own
-:class:`~physnetjax.md.close_contacts.CloseContactWarning` is left out.
+:class:`~physnetjax.md.close_contacts.CloseContactWarning` is left out. So is the MD's
+:class:`~physnetjax.distance_domain.TrainingDistancesWarning`: exploration leaves the training data on purpose,
+and its frames' ``distance_excursion`` stays in the log.
 Frames with a non-finite spread are not candidates; they are counted
 (``non_finite_spreads``), and make the run's mean/max spread NaN, which the report shows.
 """
@@ -31,6 +33,7 @@ import numpy as np
 
 from physnetjax.checkpoint import load_checkpoint
 from physnetjax.data import Dataset
+from physnetjax.distance_domain import TrainingDistancesWarning
 from physnetjax.jsonlines import read_log
 from physnetjax.errors import displayed
 from physnetjax.learn.physical import bonds, unphysical_reason
@@ -92,6 +95,7 @@ def explore(checkpoint, data: Dataset, directory, config, round_index: int,
                                                                           config.bond_factor)
         try:
             with warnings.catch_warnings():
+                warnings.simplefilter("ignore", TrainingDistancesWarning)
                 if config.min_distance >= MIN_DISTANCE_WARNING:  # the unphysical-frame log below names the contact
                     warnings.simplefilter("ignore", CloseContactWarning)
                 simulate(model, params, start, ensemble=config.md_ensemble,

@@ -32,10 +32,17 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
    first trusted saved frame leaves no ``out`` and ``<out>.jsonl`` (empty, they would
    look like the result of a run; a restart leaves its earlier frames) and says so; so
    does a run stopped by a blow-up or an energy drift (point 2) or interrupted before it.
-4. Frames go to the trajectory (extxyz or .traj, see :mod:`physnetjax.md.io`), one
+4. With a training record that holds the training data's interatomic distances
+   (:mod:`physnetjax.distance_domain`), every kept saved frame is judged against them: its
+   largest relative excursion beyond them is recorded as ``distance_excursion`` (0 inside),
+   the first frame outside them by more than the margin warns
+   (:class:`~physnetjax.distance_domain.TrainingDistancesWarning`, with its step; not again,
+   and not at all when the start geometry already warned), and the report counts those frames.
+5. Frames go to the trajectory (extxyz or .traj, see :mod:`physnetjax.md.io`), one
    JSON line per saved frame to ``<out>.jsonl`` (:data:`LOG_KEYS`, flushed per line;
    a restart drops the lines after its step, then appends; ensembles add
-   ``max_forces_std_eV_per_A`` and, with a threshold, ``uncertain``), and every
+   ``max_forces_std_eV_per_A`` and, with a threshold, ``uncertain``; a distance record
+   ``distance_excursion``), and every
    ``checkpoint_every`` chunks the state is written to an ``.npz`` checkpoint from
    which ``restart=`` continues (it records the ensemble and the model's
    :func:`params_fingerprint`, which the command line checks on ``--restart``, and
@@ -95,6 +102,7 @@ import numpy as np
 
 from physnetjax import compilation
 from physnetjax.calculator import check_dtype, cast_params
+from physnetjax.distance_domain import DOMAIN_MARGIN, TrainingDistancesWarning
 from physnetjax.ensemble.model import is_ensemble
 from physnetjax.jsonlines import append_record, read_log, start_log
 from physnetjax.errors import (InputNotFoundError, PhysNetInputError, PhysNetInputWarning, RunStoppedError, displayed,
@@ -204,6 +212,10 @@ class MDReport:
     passed :data:`ENERGY_TOLERANCE_MEV_PER_ATOM` (the run warned: :func:`conserved_drift_warning`), else None.
     ``kinetic_fluctuation_meV_per_atom`` is an NVE run's standard deviation of K over its saved frames (the
     scale its energy fluctuation is judged on: :meth:`integration_note`), else None.
+    With a record of the training data's interatomic distances, ``frames_outside_training`` counts the kept frames
+    outside them by more than the margin, ``first_outside_step`` is the step of the first (None: none), and
+    ``largest_distance_excursion`` is the largest excursion of a kept frame (relative, 0 inside); all None without
+    a record.
     """
 
     steps: int
@@ -236,6 +248,9 @@ class MDReport:
     half_temperatures_K: Optional[tuple[float, float]] = None
     conserved_deviation_meV_per_atom: Optional[float] = None
     kinetic_fluctuation_meV_per_atom: Optional[float] = None
+    frames_outside_training: Optional[int] = None
+    first_outside_step: Optional[int] = None
+    largest_distance_excursion: Optional[float] = None
 
     @property
     def stopped(self) -> bool:
@@ -344,12 +359,25 @@ class MDReport:
             f"speed: {_figure(self.steps_per_second, '.1f', ' steps/s')} (compile {self.compile_seconds:.1f} s "
             "excluded)",
             f"edges: {self.edge_set}",
-        ] + self._contact_lines() + self._uncertainty_lines() + self._trajectory_lines()
+        ] + self._contact_lines() + self._domain_lines() + self._uncertainty_lines() + self._trajectory_lines()
 
     def _contact_lines(self) -> list[str]:
         if self.closest_contact is None:
             return []
         return [f"closest approach: {self.closest_contact.describe()}: the model extrapolates there"]
+
+    def _domain_lines(self) -> list[str]:
+        """How the kept frames lie against the training data's interatomic distances (with a record)."""
+        if self.frames_outside_training is None or self.frames == 0:
+            return []
+        largest = f"largest excursion {self.largest_distance_excursion:.1%}"
+        if not self.largest_distance_excursion:
+            return ["training distances: every saved frame within them"]
+        if not self.frames_outside_training:
+            return [f"training distances: every saved frame within their {DOMAIN_MARGIN:.0%} margin ({largest})"]
+        return [f"training distances: {self.frames_outside_training} of {self.frames} saved frame(s) more than "
+                f"{DOMAIN_MARGIN:.0%} outside them, the first at step {self.first_outside_step} ({largest}): the "
+                "model extrapolates there"]
 
     def _trajectory_lines(self) -> list[str]:
         """Where the saved frames went: the trajectory and its frame count, or that none was written."""
@@ -625,9 +653,12 @@ def simulate(
     z, r = validate_structure(atoms.numbers, atoms.positions, model.supported_max_atomic_number,
                               total_charge=total_charge, cell=atoms.cell.array, pbc=atoms.pbc, strict=True,
                               where="MD start geometry")
-    training_record_of(training_record).check_structure(model, z, total_charge, positions=r, cell=atoms.cell.array,
-                                                        pbc=atoms.pbc, where="MD start geometry",
-                                                        consequence="the logged potential energies include it")
+    training_record = training_record_of(training_record)
+    training_record.check_structure(model, z, total_charge, positions=r, cell=atoms.cell.array, pbc=atoms.pbc,
+                                    where="MD start geometry", consequence="the logged potential energies include it")
+    domain = training_record.distances
+    warned_domain = domain is not None and domain.excursion(z, r, atoms.cell.array, atoms.pbc)[1] is not None
+    frames_outside, first_outside_step, largest_excursion = 0, None, 0.0
     cell = np.asarray(atoms.cell.array) if np.all(atoms.pbc) else None
     masses = jnp.asarray(check_masses(atoms.get_masses(), n, {"masses": START_MASSES}), dtype)
     positions = np.asarray(atoms.positions, np.float64)
@@ -817,6 +848,25 @@ def simulate(
             num_trusted = num_good
             if on_uncertainty == "stop" and past[:num_good].any():
                 num_trusted = int(np.argmax(past[:num_good]))
+            excursions = np.zeros(num_trusted)
+            if domain is not None and num_trusted:
+                cells = None if cell is None else np.stack([_frame_cell(host, k, cell_now, dynamics.variable_cell)
+                                                            for k in range(num_trusted)])
+                outside, excursions, text = domain.outside(np.broadcast_to(z, (num_trusted, n)),
+                                                           host.positions[:num_trusted], np.full(num_trusted, n),
+                                                           cells)
+                if outside.any():
+                    if first_outside_step is None:
+                        first_outside_step = int(frame_steps[np.argmax(outside)])
+                    if not warned_domain:
+                        warnings.warn(f"MD left its training data's interatomic distances at step {first_outside_step}:"
+                                      f" {text}: the model extrapolates there (distances more than "
+                                      f"{DOMAIN_MARGIN:.0%} outside those of its training frames; the log's "
+                                      "distance_excursion follows it frame by frame)", TrainingDistancesWarning,
+                                      stacklevel=2)
+                        warned_domain = True
+                frames_outside += int(outside.sum())
+                largest_excursion = max(largest_excursion, float(excursions.max()))
             for k in range(num_trusted):
                 step = start_step + done + (k + 1) * save_every
                 t_ps = step * timestep_fs * 1e-3
@@ -834,6 +884,8 @@ def simulate(
                     if uncertainty_threshold is not None:
                         info["uncertain"] = bool(past[k])
                         uncertain_frames += int(past[k])
+                if domain is not None:
+                    info["distance_excursion"] = float(excursions[k])
                 if dynamics.variable_cell:
                     pressures.append(float(host.pressure[k]) / BAR)
                     volumes.append(float(host.volume[k]))
@@ -847,7 +899,8 @@ def simulate(
                                                  float(host.conserved[k]), temp, float(host.max_force[k]))))
                     if dynamics.variable_cell:
                         record.update(pressure_bar=pressures[-1], volume_A3=volumes[-1])
-                    record.update({key: info[key] for key in ("max_forces_std_eV_per_A", "uncertain") if key in info})
+                    record.update({key: info[key] for key in ("max_forces_std_eV_per_A", "uncertain",
+                                                              "distance_excursion") if key in info})
                     append_record(log, record)
             if ensemble != "nve" and num_trusted:
                 largest_deviation = max(largest_deviation, float(deviation[:num_trusted].max()))
@@ -927,6 +980,9 @@ def simulate(
         conserved_deviation_meV_per_atom=largest_deviation if first_deviating_step is not None else None,
         kinetic_fluctuation_meV_per_atom=(float(np.std(temperatures[1:])) * dof * BOLTZMANN / 2 * 1e3 / n
                                           if ensemble == "nve" and kept >= 2 else None),
+        frames_outside_training=None if domain is None else frames_outside,
+        first_outside_step=first_outside_step,
+        largest_distance_excursion=None if domain is None else largest_excursion,
     )
 
 
