@@ -1,6 +1,7 @@
 """The physnetjax checkpoint format: round trip, train state, atomic writes, clear errors."""
 
 import json
+import re
 import shutil
 import warnings
 
@@ -287,6 +288,25 @@ def test_a_folder_inside_a_training_run_names_its_checkpoints(tmp_path, trained)
     with pytest.raises(CheckpointError, match=rf"checkpoints is inside a training run directory, not a checkpoint; .*"
                                               rf"its checkpoints are {run / 'best'} and {run / 'latest'}"):
         load_checkpoint(run / "checkpoints")
+
+
+def test_a_folder_holding_checkpoints_names_them(tmp_path, trained):
+    """--checkpoint physnetjax/pretrained/co2 (the shipped model's folder; its checkpoint is co2/model) was only 'not a
+    checkpoint'."""
+    _, params, _ = trained
+    save_checkpoint(tmp_path / "co2" / "model", MODEL, params)
+    (tmp_path / "co2" / "co2.xyz").write_text("3\n\n")
+    with pytest.raises(CheckpointError, match=re.escape(f"{tmp_path / 'co2'} is not a checkpoint: no config.json "
+                                                        "(physnetjax format) and no legacy orbax checkpoint (epoch-N "
+                                                        "directory with _METADATA); it holds the checkpoint "
+                                                        f"{tmp_path / 'co2' / 'model'}: pass that")):
+        load_checkpoint(tmp_path / "co2")
+    save_checkpoint(tmp_path / "co2" / "other", MODEL, params)
+    with pytest.raises(CheckpointError, match=re.escape(f"; it holds the checkpoints {tmp_path / 'co2' / 'model'}, "
+                                                        f"{tmp_path / 'co2' / 'other'}: pass one of them")):
+        load_checkpoint(tmp_path / "co2")
+    with pytest.raises(CheckpointError, match=r"_METADATA\)$"):  # nothing one level down: no hint
+        load_checkpoint(tmp_path)
 
 
 def test_edited_config_is_reported_old_checkpoints_still_load(copy_of, trained):

@@ -136,6 +136,21 @@ def _run_directory_hint(root: Path) -> str:
     return ""
 
 
+def _checkpoints_inside_hint(root: Path) -> str:
+    """A hint naming the checkpoints one level inside directory ``root`` (a training run's ``best``/``latest``, a
+    shipped model's ``model``), else ""."""
+    if not root.is_dir():
+        return ""
+    if hint := _run_directory_hint(root):
+        return hint
+    inside = sorted(str(entry) for entry in root.iterdir() if entry.is_dir() and is_checkpoint(entry))
+    if not inside:
+        return ""
+    if len(inside) == 1:
+        return f"; it holds the checkpoint {inside[0]}: pass that"
+    return f"; it holds the checkpoints {', '.join(inside[:5])}{' ...' if len(inside) > 5 else ''}: pass one of them"
+
+
 def _check_replaceable(target: Path, companions: frozenset = frozenset()) -> None:
     """Raise CheckpointOverwriteError unless ``target`` holds nothing but a checkpoint (and the ``companions`` files).
 
@@ -646,10 +661,8 @@ def _load_checkpoint(path, weights: str, allow_pickle: bool) -> tuple:
                 f"{root} is an incomplete physnetjax checkpoint: {PARAMS_DIR}/ exists but {CONFIG_FILE} "
                 "is missing (the write was interrupted or the file deleted)"
             )
-        raise CheckpointError(
-            f"{root} is not a checkpoint: no {CONFIG_FILE} (physnetjax format) and no legacy orbax "
-            "checkpoint (epoch-N directory with _METADATA)"
-        )
+        raise CheckpointError(f"{root} is not a checkpoint: no {CONFIG_FILE} (physnetjax format) and no legacy orbax "
+                              f"checkpoint (epoch-N directory with _METADATA){_checkpoints_inside_hint(root)}")
     config = read_config(root)
     _verify_config(root, config)
     _verify_files(root, _inference_files(root, config["files"]))

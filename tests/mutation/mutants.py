@@ -1519,6 +1519,10 @@ MUTANTS = (
            "warned_domain = False",
            ("tests/test_training_record.py::test_md_judges_every_saved_frame_against_the_training_distances",),
            "an MD run started outside the training distances warns twice"),
+    Mutant("checkpoint_inside_a_folder_unnamed", "physnetjax/checkpoint/format.py",
+           'return f"; it holds the checkpoint {inside[0]}: pass that"', 'return ""',
+           ("tests/test_checkpoint.py::test_a_folder_holding_checkpoints_names_them",),
+           "--checkpoint physnetjax/pretrained/co2 is 'not a checkpoint' without naming co2/model"),
 )
 
 EXPLAINED = {
