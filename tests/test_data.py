@@ -469,7 +469,8 @@ def test_periodic_ase_frames_keep_their_cell_and_in_reach_images_are_refused(tmp
     check_isolated(data.subset([0]), 5.0, "5 Å")
     with pytest.raises(DataError, match=r"^2 periodic frame\(s\) have atoms within 5 Å of a periodic image \(frames "
                                         r"1, 2; e\.g\. .*cell.extxyz\[\d\], pbc T T [TF], .* image at [\d.]+ Å\): "
-                                        r"physnetjax models isolated molecules"):
+                                        r"physnetjax trains on isolated molecules only \(no periodic frames, "
+                                        r"no stress labels\)"):
         check_isolated(data, 5.0, "5 Å")
     boxed = ase.Atoms(numbers=raw["Z"][0], positions=raw["R"][0], pbc=True)
     boxed.center(vacuum=6.0)

@@ -327,7 +327,9 @@ def test_periodic_frames_in_reach_of_their_images_are_refused_and_vacuum_boxes_e
     assert len(lines) == 1 and re.fullmatch(
         r"python -m physnetjax.eval: error: 4 periodic frame\(s\) have atoms within 4 Å \(the model's cutoff\) of a "
         r"periodic image \(frames 6, 7, 8, 9; e\.g\. .*tight.extxyz\[\d\], pbc T T T, cell \[\[5.0, 0.0, 0.0\].* Å: "
-        r"image at [\d.]+ Å\): physnetjax models isolated molecules .*", lines[0]), lines[0]
+        r"image at [\d.]+ Å\): eval, like the trainer, takes every frame as an isolated molecule and would leave out the "
+        r"images; a periodic cell is evaluated with its images by physnetjax.predict_periodic or the ASE calculator "
+        r"\(physnetjax.PhysNetCalculator\)", lines[0]), lines[0]
     assert run_cli(*args, tmp_path / "vacuum.extxyz", "--float64", "--batch-size", 4, "--out", tmp_path / "out",
                    "--no-plots") == 0
     metrics = json.loads((tmp_path / "out" / "summary.json").read_text())["metrics"]

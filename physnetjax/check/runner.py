@@ -32,6 +32,12 @@ from physnetjax.validation import SYMBOLS, element, untrained_charges, unseen_el
 
 logger = logging.getLogger(__name__)
 
+PERIODIC_CHECK_REMEDY = ("check evaluates every structure as an isolated molecule and would leave out the images; "
+                         "give it molecules (a periodic cell is evaluated with its images by "
+                         "physnetjax.predict_periodic or the ASE calculator, physnetjax.PhysNetCalculator)")
+"""The end of the refusal of a structure within the model's reach of its periodic images
+(:func:`physnetjax.data.dataset.check_images_beyond_reach`)."""
+
 _GROUP_CHECKS = {
     "forces": (check_forces,),
     "invariance": (check_invariance,),
@@ -118,7 +124,7 @@ def check_model(
     if not structures:
         raise ValueError("check_model needs at least one structure")
     check_images_beyond_reach([s.name for s in structures], [s.cell for s in structures],
-                              [s.positions for s in structures], *image_reach(model))
+                              [s.positions for s in structures], *image_reach(model), PERIODIC_CHECK_REMEDY)
     training_record = training_record_of(training_record)
     results = [dipole_surface_result(*dipole_r2)] if model.charges and dipole_r2 is not None else []
     if training_record.elements is not None:

@@ -449,7 +449,14 @@ def _pbc_text(pbc) -> str:
     return " ".join("T" if p else "F" for p in pbc)
 
 
-def check_isolated(data: Dataset, reach: float, reach_text: str) -> None:
+PERIODIC_TRAINING_REMEDY = ("physnetjax trains on isolated molecules only (no periodic frames, no stress labels) and "
+                            "would leave out the images and their part of these frames' energies and forces; use "
+                            "molecular frames, or a vacuum box that keeps each molecule's images beyond that reach")
+"""The end of :func:`check_images_beyond_reach`'s refusal for training data: what the trainer cannot do, and what to
+give it instead. Tools that refuse periodic frames for another reason pass their own."""
+
+
+def check_isolated(data: Dataset, reach: float, reach_text: str, remedy: str = PERIODIC_TRAINING_REMEDY) -> None:
     """Refuse periodic frames in which an atom lies within ``reach`` Å of a periodic image of an atom.
 
     The models take every frame as an isolated molecule: such a frame's labels hold the images'
@@ -462,16 +469,18 @@ def check_isolated(data: Dataset, reach: float, reach_text: str) -> None:
       data: the frames (their :attr:`Dataset.cell`).
       reach: Å, how far the model sees (message passing and pair terms).
       reach_text: how the message names the reach, e.g. ``"the model's cutoff 5 Å"``.
+      remedy: the end of the message (why such frames are refused here, and what to do).
 
     Raises:
       DataError: naming the frames, the pbc and cell, and the nearest image distance.
     """
     check_images_beyond_reach(data.sources, data.cell, [data.R[k, : data.N[k]] for k in range(len(data))], reach,
-                              reach_text)
+                              reach_text, remedy)
 
 
 def check_images_beyond_reach(sources: Sequence[str], cells: Sequence[np.ndarray],
-                              positions: Sequence[np.ndarray], reach: float, reach_text: str) -> None:
+                              positions: Sequence[np.ndarray], reach: float, reach_text: str,
+                              remedy: str = PERIODIC_TRAINING_REMEDY) -> None:
     """Refuse frames in which an atom lies within ``reach`` Å of a periodic image of an atom (:func:`check_isolated`).
 
     Args:
@@ -481,6 +490,7 @@ def check_images_beyond_reach(sources: Sequence[str], cells: Sequence[np.ndarray
       positions: each frame's (n, 3) positions of its real atoms, Å.
       reach: Å, how far the model sees (message passing and pair terms).
       reach_text: how the message names the reach, e.g. ``"the model's cutoff 5 Å"``.
+      remedy: the end of the message (why such frames are refused here, and what to do).
 
     Raises:
       DataError: naming the frames (their indices and the first's source), the pbc and cell, and the nearest image
@@ -503,9 +513,7 @@ def check_images_beyond_reach(sources: Sequence[str], cells: Sequence[np.ndarray
         raise DataError(
             f"{int(bad.sum())} periodic frame(s) have atoms within {reach_text} of a periodic image (frames "
             f"{_first_frames(bad)}; e.g. {sources[k]}, pbc {_pbc_text(pbc)}, cell {cells[k].tolist()} Å: "
-            f"image at {nearest[k]:.3g} Å): physnetjax models isolated molecules and would leave out the images and "
-            "their part of these frames' energies and forces; use molecular frames, or a vacuum box that keeps each "
-            "molecule's images beyond that reach")
+            f"image at {nearest[k]:.3g} Å): {remedy}")
 
 
 LABEL_WORDS = ("energ", "force", "grad", "dipole", "charge", "stress", "virial")

@@ -29,6 +29,12 @@ from physnetjax.train.batching import batch_shapes, iterate_batches
 from physnetjax.train.parallel import device_mesh, replicate, shard_batch
 
 OUTPUT_KEYS = ("energy", "forces", "charges", "dipoles", "energy_std", "forces_std")
+
+PERIODIC_EVALUATION_REMEDY = ("eval, like the trainer, takes every frame as an isolated molecule and would leave out "
+                              "the images; a periodic cell is evaluated with its images by physnetjax.predict_periodic "
+                              "or the ASE calculator (physnetjax.PhysNetCalculator)")
+"""The end of the refusal of periodic frames within the model's reach (:func:`physnetjax.data.dataset.check_isolated`)
+in ``eval`` and ensemble calibration."""
 """Model outputs brought back to the host (the spreads only from an ensemble)."""
 
 
@@ -101,7 +107,7 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
                             if limit < model.max_atomic_number else ""))
     network = model.clone(element_energies=None)
     mesh = device_mesh()
-    shapes = batch_shapes(dataset, network, batch_size, mesh.devices.size)
+    shapes = batch_shapes(dataset, network, batch_size, mesh.devices.size, PERIODIC_EVALUATION_REMEDY)
     device_params = replicate(cast_params(params, dtype), mesh)
     apply = _device_apply(network)
     M, n = dataset.Z.shape

@@ -19,7 +19,7 @@ from typing import Iterator, Optional
 import jax
 import numpy as np
 
-from physnetjax.data.dataset import Dataset, check_isolated
+from physnetjax.data.dataset import PERIODIC_TRAINING_REMEDY, Dataset, check_isolated
 from physnetjax.neighbors import (
     batch_molecules,
     count_triplets,
@@ -44,16 +44,17 @@ class BatchShapes:
     triplets: Optional[int] = None
 
 
-def batch_shapes(dataset: Dataset, model, batch_size: int, num_devices: int = 1) -> BatchShapes:
+def batch_shapes(dataset: Dataset, model, batch_size: int, num_devices: int = 1,
+                 periodic_remedy: str = PERIODIC_TRAINING_REMEDY) -> BatchShapes:
     """Capacities fitting any ``batch_size`` frames of ``dataset`` split over ``num_devices``.
 
     Raises:
       DataError: periodic frames whose images lie within the model's reach
-        (:func:`physnetjax.neighbors.image_reach`).
+        (:func:`physnetjax.neighbors.image_reach`), the message ending with ``periodic_remedy``.
     """
     molecules = math.ceil(batch_size / num_devices)
     reach, reach_text = image_reach(model)
-    check_isolated(dataset, reach, reach_text)
+    check_isolated(dataset, reach, reach_text, periodic_remedy)
     pair_cutoff = model_pair_cutoff(model)
     separate = pair_cutoff is None or pair_cutoff > model.cutoff
     three_body_cutoff = model_triplet_cutoff(model)
