@@ -92,15 +92,24 @@ def test_free_space_equals_predict(ethanol):
     _check(ethanol["grad"](ethanol["r"], None), ethanol["reference"])  # all pairs
 
 
-def test_the_energy_function_is_differentiable_without_jit(setup, ethanol, box_system):
+def test_the_energy_function_is_differentiable_without_jit(setup, ethanol):
     """jax.grad(energy_fn) and jax_md.quantity.force outside jit ended in a raw TracerArrayConversionError: the
-    model's eager pair-list check ran on concrete indices while the image shifts, functions of R, were traced."""
+    model's eager pair-list check ran on concrete indices while the image shifts, functions of R, were traced.
+
+    Free-space ethanol with its Sparse list, then the same ethanol across two faces of the 9 Å cube (all pairs, so
+    lattice-vector shifts): its list holds all 72 ordered pairs, so the periodic calls have the free ones' shapes
+    and reuse the operations compiled for them (each eager call otherwise compiles every operation anew)."""
     _check(jax.value_and_grad(ethanol["energy_fn"])(ethanol["r"], neighbor=ethanol["nbrs"]), ethanol["reference"])
     model, params = setup
-    z, r, reference = box_system
+    z = ethanol["z"]
+    r = ethanol["r"] - ethanol["r"].mean(0) + jnp.array([0.5, 8.8, 4.5])
+    assert r[:, 0].min() < 0 and r[:, 1].max() > BOX and ethanol["nbrs"].idx.shape == (2, 9 * 8)
+    reference = predict_periodic(model, params, z, np.asarray(r), BOX * np.eye(3))
     displacement, _ = space.periodic(BOX)
     energy_fn = jax_md_energy_fn(model, params, z, displacement, box=BOX)
-    _check((energy_fn(r), -quantity.force(energy_fn)(r)), reference)
+    energy, grad = jax.value_and_grad(energy_fn)(r)
+    _check((energy, grad), reference)
+    np.testing.assert_allclose(np.asarray(quantity.force(energy_fn)(r)), reference["forces"], rtol=0, atol=1e-10)
 
 
 def test_atoms_exactly_half_a_box_apart_and_a_list_without_slots(setup):
@@ -108,7 +117,9 @@ def test_atoms_exactly_half_a_box_apart_and_a_list_without_slots(setup):
     gives i <- j and j <- i the same image there, so an eager call refused the list as not full ("pair 0 <- 2 is
     listed but 2 <- 0 is not"). Atoms that all lie beyond the model's reach: the neighbor list is allocated without
     slots, and the model got empty edge arrays (a raw "zero-size array to reduction operation" error). Both equal
-    predict_periodic (the energy eagerly, where the list is checked; the crystal's forces too, under jit)."""
+    predict_periodic (the energy eagerly, where the list is checked; the crystal's forces too, under jit). The
+    crystal's Dense list is allocated with 7 slots per atom (2 real), so its 8 × 7 edges have the shapes of the
+    all-pairs call and the second eager call reuses the operations compiled for the first."""
     model, params = setup
     half = BOX / 2
     oxygens = np.array([[0.0, 0.0, 1.0], [half, 0.0, 1.0], [0.0, half, 1.0], [half, half, 1.0]])
@@ -120,8 +131,11 @@ def test_atoms_exactly_half_a_box_apart_and_a_list_without_slots(setup):
         reference = predict_periodic(model, params, z, r, BOX * np.eye(3))
         energy_fn = jax_md_energy_fn(model, params, z, displacement, box=BOX)
         for fmt in list_formats:
-            nbrs = None if fmt is None else jax_md_neighbor_list(model, displacement, BOX, format=fmt).allocate(r)
+            capacity = 3.5 if r is crystal[1] else 1.25
+            nbrs = None if fmt is None else jax_md_neighbor_list(model, displacement, BOX, format=fmt,
+                                                                 capacity_multiplier=capacity).allocate(r)
             assert nbrs is None or (nbrs.idx.size == 0) == (r is dilute[1])
+            assert nbrs is None or r is dilute[1] or nbrs.idx.shape == (8, 7)
             np.testing.assert_allclose(float(energy_fn(r, nbrs)), reference["energy"], rtol=0, atol=1e-10)
         if r is crystal[1]:
             _check(jax.jit(jax.value_and_grad(energy_fn))(jnp.asarray(r), None), reference)
