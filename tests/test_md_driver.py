@@ -168,11 +168,6 @@ def test_bad_arguments(system):
         simulate(model, params, atoms, ensemble="npt")
     with pytest.raises(ValueError, match="trajectory"):
         simulate(model, params, atoms, out="x.pdb")
-    slab = atoms.copy()
-    slab.cell, slab.pbc = np.eye(3) * 20.0, [True, True, False]
-    with pytest.raises(PhysNetInputError, match=r"pbc=\[True, True, False\]: MD runs only fully periodic or "
-                                                "isolated systems"):
-        simulate(model, params, slab, steps=10, save_every=5)
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -984,3 +979,54 @@ def test_an_nve_energy_fluctuating_like_the_kinetic_energy_notes_the_timestep(tm
         assert note in report.lines()
     else:
         assert note is None and ratio < 0.05
+
+
+def _nve_report(start_potential_above_mean_eV: float) -> MDReport:
+    return MDReport(steps=1000, time_ps=1.0, num_atoms=9, drift_meV_per_atom_per_ps=0.0, fluctuation_meV_per_atom=0.0,
+                    mean_temperature_K=300.0, steps_per_second=1.0, compile_seconds=0.0, reallocations=0, out=None,
+                    drawn_temperature_K=310.0, degrees_of_freedom=24,
+                    start_potential_above_mean_eV=start_potential_above_mean_eV)
+
+
+def test_the_nve_start_note_says_below_when_the_start_potential_energy_lies_under_the_mean():
+    """A start geometry 2.118 eV under the run's mean potential energy was noted as '-2.118 eV above its mean'; it
+    is '2.118 eV below' now (2 * 2.118 eV / (24 k_B) = 2048.2 K), and one above it still '+... eV above'."""
+    below = _nve_report(-2.118).temperature_note()
+    assert below.endswith("and the start geometry's potential energy was 2.118 eV below its mean over the run "
+                          "(-2048.2 K once shared out as kinetic energy)")
+    above = _nve_report(0.04082).temperature_note()
+    assert above.endswith("and the start geometry's potential energy was +0.04082 eV above its mean over the run "
+                          "(+39.5 K once shared out as kinetic energy)")
+
+
+def test_a_partly_periodic_start_is_refused_with_the_two_ways_to_run_it(system):
+    """A slab (pbc T T F) was refused with 'MD runs only fully periodic or isolated systems' alone. The message now
+    names the remedy with the model's reach (4 Å cutoff, zbl within it): a fully periodic cell with vacuum wider
+    than 4 Å along c, whose energy the calculator finds equal to the slab's, or ASE's dynamics with the
+    calculator; a wire (T F F) is told both open axes."""
+    from physnetjax import PhysNetCalculator
+
+    model, params, atoms = system
+    slab = atoms.copy()
+    slab.cell, slab.pbc = np.eye(3) * 6.0, [True, True, False]
+    with pytest.raises(PhysNetInputError) as error:
+        simulate(model, params, slab, steps=10, save_every=5)
+    assert str(error.value) == (
+        "pbc=[True, True, False]: MD runs only fully periodic or isolated systems; for a slab or a wire, make the cell "
+        "periodic in all three directions with vacuum along the non-periodic direction(s) wider than 4 Å (the "
+        "model's cutoff), e.g. atoms.center(vacuum=4, axis=2); atoms.pbc = True (which leaves 8 Å between the "
+        "atoms and their images across the vacuum, so the energies and forces are those of the partly periodic "
+        "system), or run ASE's dynamics with physnetjax.PhysNetCalculator, which handles partial PBC")
+    boxed = slab.copy()
+    boxed.center(vacuum=4.0, axis=2)
+    boxed.pbc = True
+    energies = []
+    for structure in (slab, boxed):
+        structure.calc = PhysNetCalculator(model, params, dtype="float64")
+        energies.append(structure.get_potential_energy())
+    np.testing.assert_allclose(energies[1], energies[0], rtol=0, atol=1e-9)
+    wire = slab.copy()
+    wire.pbc = [True, False, False]
+    with pytest.raises(PhysNetInputError, match=r"^pbc=\[True, False, False\]: .* atoms\.center\(vacuum=4, "
+                                                r"axis=\(1, 2\)\); atoms\.pbc = True"):
+        simulate(model, params, wire, steps=10, save_every=5)

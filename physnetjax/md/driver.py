@@ -130,6 +130,7 @@ from physnetjax.md.integrators import MDState, kinetic_energy, maxwell_boltzmann
 from physnetjax.md.io import (TRAJECTORY_FORMATS, TrajectoryWriter, frame_atoms, momenta_from_ase, replace_frames,
                               trajectory_until)
 from physnetjax.md.potential import AllPairs
+from physnetjax.neighbors import image_reach
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import AMU_A2_PER_FS2_IN_EV, ASE_TIME_UNIT_FS, BAR, BOLTZMANN
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
@@ -282,7 +283,8 @@ class MDReport:
         momenta, whose kinetic temperature scatters about it by √(2/N_f) (a random draw over
         N_f = 3N − 3 degrees of freedom), and ⟨K⟩ − K(0) = E_pot(0) − ⟨E_pot⟩: a start
         geometry whose potential energy lies above the run's mean (not a minimum, e.g. a
-        snapshot from a hotter run) heats the system by 2 (E_pot(0) − ⟨E_pot⟩) / (N_f k_B).
+        snapshot from a hotter run) heats the system by 2 (E_pot(0) − ⟨E_pot⟩) / (N_f k_B); one below it (a
+        minimum) cools it, and the note says "below" with the magnitude in eV.
         A thermostatted run gets a note only when its mean temperature lies more than
         :data:`TEMPERATURE_NOTE_SIGMAS` times :func:`mean_temperature_scatter_K` from the target. It says
         that the run has not reached equilibrium with the thermostat when the run is shorter than
@@ -297,12 +299,13 @@ class MDReport:
             return self._thermostat_note()
         if self.ensemble != "nve" or self.drawn_temperature_K is None:
             return None
-        heating = 2 * self.start_potential_above_mean_eV / (self.degrees_of_freedom * BOLTZMANN)
+        above = self.start_potential_above_mean_eV
+        heating = 2 * above / (self.degrees_of_freedom * BOLTZMANN)
+        offset = f"{above:+.4g} eV above" if above >= 0 else f"{-above:.4g} eV below"
         return (f"note: NVE keeps the energy, not the temperature: the start velocities drawn at --temperature "
                 f"had {self.drawn_temperature_K:.1f} K (random over {self.degrees_of_freedom} degrees of freedom, "
                 f"±{100 * math.sqrt(2 / self.degrees_of_freedom):.0f} %), and the start geometry's potential energy "
-                f"was {self.start_potential_above_mean_eV:+.4g} eV above its mean over the run "
-                f"({heating:+.1f} K once shared out as kinetic energy)")
+                f"was {offset} its mean over the run ({heating:+.1f} K once shared out as kinetic energy)")
 
     def _thermostat_note(self) -> Optional[str]:
         if self.half_temperatures_K is None:
@@ -496,6 +499,21 @@ def check_md_arguments(*, ensemble, temperature_K, timestep_fs, steps, save_ever
         check_output_path(out, overwrite=True, what=name("out"))
 
 
+def partial_pbc_message(model, pbc) -> str:
+    """Why MD refuses a start geometry periodic along some directions only (``pbc``, 3 bools: a slab, a wire), and
+    the two ways to run it: a cell periodic in all directions with vacuum wider than the model's reach
+    (:func:`physnetjax.neighbors.image_reach`, Å) along the others, or ASE's dynamics with the calculator."""
+    reach, reach_text = image_reach(model.member if is_ensemble(model) else model)
+    open_axes = tuple(int(k) for k in np.flatnonzero(~np.asarray(pbc, dtype=bool)))
+    axis = open_axes[0] if len(open_axes) == 1 else open_axes
+    return (f"pbc={np.asarray(pbc, dtype=bool).tolist()}: MD runs only fully periodic or isolated systems; for a slab "
+            f"or a wire, make the cell periodic in all three directions with vacuum along the non-periodic "
+            f"direction(s) wider than {reach_text}, e.g. atoms.center(vacuum={reach:g}, "
+            f"axis={axis}); atoms.pbc = True (which leaves {2 * reach:g} Å between the atoms and their images across "
+            "the vacuum, so the energies and forces are those of the partly periodic system), or run ASE's dynamics "
+            "with physnetjax.PhysNetCalculator, which handles partial PBC")
+
+
 def simulate(
     model,
     params,
@@ -636,7 +654,7 @@ def simulate(
         raise PhysNetInputError(f"MD needs at least 2 atoms, the start geometry has {n} (an isolated atom has no "
                                 "dynamics: 3N - 3 = 0 degrees of freedom)")
     if np.any(atoms.pbc) and not np.all(atoms.pbc):
-        raise PhysNetInputError(f"pbc={atoms.pbc.tolist()}: MD runs only fully periodic or isolated systems")
+        raise PhysNetInputError(partial_pbc_message(model, atoms.pbc))
     if atoms.constraints:
         names = ", ".join(sorted({type(c).__name__ for c in atoms.constraints}))
         raise PhysNetInputError(f"the start geometry carries ASE constraints ({names}), which this MD does not apply: "
