@@ -547,7 +547,8 @@ def test_npz_cell_is_read_so_training_refuses_frames_in_reach_of_their_images_li
 
 def test_stress_and_virial_labels_warn_and_atomic_charges_give_the_total_charge(tmp_path, raw):
     """On main an extxyz stress= or virial= entry and a per-atom charge column (ASE's 'charges' result) were
-    dropped without a word: a cation whose file carried only its atomic charges was trained as neutral."""
+    dropped without a word: a cation whose file carried only its atomic charges was trained as neutral. The warning
+    ends 'store the labels meant under these names' (it lacked the word 'names')."""
     import ase
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator
@@ -560,7 +561,8 @@ def test_stress_and_virial_labels_warn_and_atomic_charges_give_the_total_charge(
                                        charges=charges)
     ase.io.write(tmp_path / "stress.extxyz", atoms)
     with pytest.warns(PhysNetInputWarning, match=r"stress.extxyz: label-like keys not read: 'virial' \(frames 0\); "
-                                                 r"'stress' \(frames 0\);.* stress and virial are not trained"):
+                                                 r"'stress' \(frames 0\);.* stress and virial are not trained; "
+                                                 r"store the labels meant under these names$"):
         data = load_ase(tmp_path / "stress.extxyz")
     assert data.has_Q[0] and data.Q[0] == pytest.approx(1.0)
     atoms.info["charge"] = 0.0

@@ -342,7 +342,7 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
         warnings.warn(f"{path}: label-like keys not read: {unread_note}; the labels read are the calculator "
                       "results 'energy', 'forces', 'dipole' (an extxyz energy= entry, forces column) and the total "
                       "charge info['charge'] (else the sum of 'initial_charges', else of the atomic 'charges'); "
-                      "stress and virial are not trained; store the labels meant under these",
+                      "stress and virial are not trained; store the labels meant under these names",
                       PhysNetInputWarning, stacklevel=2)
     sources = np.array([f"{path}[{k}]" for k in range(M)])
     data = Dataset(Z=Z, R=R, N=N, E=E, F=F, D=D, Q=Q, sources=sources, cell=cell,
