@@ -1546,6 +1546,10 @@ MUTANTS = (
            "store the labels meant under these names", "store the labels meant under these",
            ("tests/test_data.py::test_stress_and_virial_labels_warn_and_atomic_charges_give_the_total_charge",),
            "the unread-label warning ends '...store the labels meant under these', a word missing"),
+    Mutant("eval_refuses_periodic_frames_in_the_trainers_words", "physnetjax/eval/predictions.py",
+           "mesh.devices.size, PERIODIC_EVALUATION_REMEDY)", "mesh.devices.size)",
+           ("tests/test_eval.py::test_periodic_frames_in_reach_of_their_images_are_refused_and_vacuum_boxes_evaluated",),
+           "eval refuses a crystal saying physnetjax trains on isolated molecules, not where to evaluate it"),
 )
 
 EXPLAINED = {
