@@ -27,6 +27,13 @@ and writes a PhysNet-style ``.npz``:
 The command line shows its progress on stderr (:mod:`physnetjax.data.generate_progress`;
 ``--no-progress`` for none). After Ctrl-C or SIGTERM it writes the frames labelled so far
 to ``--out`` (atomically): a partial set of K < ``frames_requested`` frames, exit 130 or 143.
+A partial set also holds the sampler's state after its last frame (:data:`RESUME_KEYS`: MD
+positions, momenta and random-generator state; for normal modes the minimum and its
+Hessian), so the same command with ``--resume`` continues it: the frames after K are those
+the uninterrupted run would have sampled from that state (an xTB SCF restarted from scratch
+agrees with a continued one to its convergence, so an MD trajectory then drifts apart as any
+chaotic trajectory does; normal-mode samples are the same draws). The complete set holds
+no sampler state.
 tblite runs ``--threads`` OpenMP threads, by default ``OMP_NUM_THREADS`` where set, else one
 (:func:`openmp_threads`).
 
@@ -51,6 +58,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
+import json
 import logging
 import math
 import os
@@ -66,7 +74,7 @@ from physnetjax.data.generate_progress import GenerateProgress
 from physnetjax.data.normal_modes import normal_mode_displacements
 from physnetjax.data.xtb_shells import valence_electrons, valence_orbitals
 from physnetjax.errors import OutputPathError, PhysNetInputError, displayed
-from physnetjax.npz_file import write_npz
+from physnetjax.npz_file import read_npz, write_npz
 from physnetjax.validation import atoms_total_charge, check_output_path, check_range, validate_structure
 
 logger = logging.getLogger(__name__)
@@ -101,6 +109,18 @@ XTB_MAX_ATOMIC_NUMBER = 86
 """Largest element GFN2-xTB has parameters for (Rn)."""
 
 SAMPLINGS = ("md", "normal-modes")
+RESUME_KEYS = {"md": ("resume_positions", "resume_momenta", "resume_rng_state"),
+               "normal-modes": ("resume_minimum", "resume_hessian")}
+"""Keys of a partial set's sampler state after its last frame, per sampling (module docstring): MD positions (n, 3)
+Å and momenta (n, 3) amu·Å/(ASE time unit) as ASE holds them, and the NumPy generator's state as JSON; the relaxed
+minimum (n, 3) Å and its Hessian (3n, 3n) eV/Å²."""
+RESUMED_SETTINGS = ("method", "sampling", "temperature_K", "timestep_fs", "friction_per_fs", "stride",
+                    "equilibration_steps", "seed", "frames_requested", "source")
+"""Metadata a partial set must share with the command that resumes it (``source`` names the molecule, its charge and
+spin state and the method)."""
+RESUMED_OPTION = {"temperature_K": "temperature", "timestep_fs": "timestep", "friction_per_fs": "friction",
+                  "frames_requested": "frames"}
+"""The :func:`generate` keyword of a :data:`RESUMED_SETTINGS` key named otherwise (the others are their own)."""
 NORMAL_MODE_FMAX = 1e-4
 """eV/Å: relaxation threshold before the Hessian of normal-mode sampling."""
 NORMAL_MODE_DELTA = 0.005
@@ -206,7 +226,7 @@ def labels_of(atoms) -> dict:
 
 OPTION_OF = {keyword: f"--{keyword.replace('_', '-')}"
              for keyword in ("frames", "stride", "temperature", "timestep", "friction", "equilibration_steps",
-                             "charge")}
+                             "charge", "seed", "sampling", "method")}
 """:func:`generate`'s sampling keyword → the option that sets it: the names in the messages of
 :func:`check_sampling_settings` on the command line."""
 
@@ -242,6 +262,8 @@ def generate(
     uhf: int | None = None,
     names: Optional[Mapping[str, str]] = None,
     progress: Optional[Callable[[str, int, Optional[int]], None]] = None,
+    resume: Optional[Mapping[str, np.ndarray]] = None,
+    resume_name: str = "resume",
 ) -> dict:
     """Sample configurations (Langevin MD or normal modes, module docstring) and label them with tblite.
 
@@ -267,6 +289,9 @@ def generate(
       progress: called as ``progress(phase, done, total)`` while sampling and labelling
         (:mod:`physnetjax.data.generate_progress`: phases ``equilibration``, ``relaxation``, ``Hessian``,
         ``labelling``; ``total`` None while unknown).
+      resume: the arrays of a partial set an interrupted run with the same settings wrote (module docstring): its
+        frames are kept and the sampling continues from its sampler state (:func:`check_resumable`).
+      resume_name: how a refusal of ``resume`` names it (a command line: ``--resume OUT``).
 
     Returns:
       dict of arrays in the layout of the module docstring.
@@ -306,27 +331,32 @@ def generate(
         "Qa": np.zeros((frames, n), np.float32),
         "E": np.zeros(frames, np.float64),
     }
-    if sampling == "md":
-        configurations = _md_configurations(atoms, frames, stride, temperature, timestep, friction,
-                                            equilibration_steps, rng, progress)
-    else:
-        configurations = _normal_mode_configurations(atoms, frames, temperature, rng, progress)
     how = "Langevin MD" if sampling == "md" else "harmonic normal-mode sampling"
     provenance = {"method": method, "charge": charge, "uhf": uhf, "sampling": sampling, "temperature": temperature,
                   "timestep": timestep, "friction": friction, "stride": stride,
                   "equilibration_steps": equilibration_steps, "seed": seed, "frames": frames,
                   "source": f"physnetjax.data.generate: {how} of {molecule} (charge {charge:g} e, {uhf} unpaired "
                             f"electron{'' if uhf == 1 else 's'}) with tblite {method}"}
-    done = 0
+    done, state = 0, None
+    if resume is not None:
+        done = check_resumable(resume, _dataset(out, 0, atoms, provenance), atoms.numbers, resume_name, names)
+        for key in out:
+            out[key][:done] = resume[key]
+        state = {key: resume[key] for key in RESUME_KEYS[sampling]}
+    if sampling == "md":
+        configurations = _md_configurations(atoms, frames - done, stride, temperature, timestep, friction,
+                                            equilibration_steps, rng, progress, state)
+    else:
+        configurations = _normal_mode_configurations(atoms, frames, temperature, rng, progress, state, done)
     try:
-        for k, _ in enumerate(configurations):
+        for k, sampled in enumerate(configurations, start=done):
             for key, value in labels_of(atoms).items():
                 out[key][k] = value
-            done = k + 1
+            done, state = k + 1, sampled
             if progress is not None:
                 progress("labelling", done, frames)
     except KeyboardInterrupt as interrupt:
-        interrupt.labelled = _dataset(out, done, atoms, provenance) if done else None
+        interrupt.labelled = _dataset(out, done, atoms, provenance, state) if done else None
         raise
     except CalculationFailed as error:
         stage = ("relaxation or Hessian before frame 1" if sampling != "md" and done == 0
@@ -340,9 +370,10 @@ def generate(
     return _dataset(out, frames, atoms, provenance)
 
 
-def _dataset(labels: dict, count: int, atoms, provenance: dict) -> dict:
+def _dataset(labels: dict, count: int, atoms, provenance: dict, state: Optional[dict] = None) -> dict:
     """The dataset of the first ``count`` frames of ``labels`` (R, F, D, Qa, E) of molecule ``atoms``, with its
-    metadata (``provenance``: :func:`generate`'s settings, ``frames`` the number asked for)."""
+    metadata (``provenance``: :func:`generate`'s settings, ``frames`` the number asked for) and, for a partial set,
+    ``state``: the sampler's state after frame ``count`` (:data:`RESUME_KEYS`)."""
     n = len(atoms)
     data = {key: value[:count] for key, value in labels.items()}
     data["Z"] = np.tile(atoms.get_atomic_numbers().astype(np.int8), (count, 1))
@@ -362,22 +393,65 @@ def _dataset(labels: dict, count: int, atoms, provenance: dict) -> dict:
         source=np.array(provenance["source"]),
         tblite_version=np.array(importlib.metadata.version("tblite")),
     )
+    if state is not None and count < provenance["frames"]:
+        data.update(state)
     return data
 
 
+def check_resumable(partial: Mapping[str, np.ndarray], fresh: Mapping[str, np.ndarray], numbers, where: str,
+                    names: Optional[Mapping[str, str]] = None) -> int:
+    """The number of frames K of a partial set that a run of ``fresh``'s settings (its :func:`_dataset` of no frames)
+    on atoms ``numbers`` (n,) Z may continue; ``where`` begins each message.
+
+    Raises:
+      PhysNetInputError: not a set this module wrote, a complete set, one sampled with other settings or atoms (the
+        first differing setting named, with both values), or one without sampler state (written before partial sets
+        kept it).
+    """
+    if any(key not in partial for key in (*RESUMED_SETTINGS, "E", "Z")):
+        raise PhysNetInputError(f"{where}: not a set written by python -m physnetjax.data.generate (it lacks "
+                                f"{next(key for key in (*RESUMED_SETTINGS, 'E', 'Z') if key not in partial)})")
+    count, requested = len(partial["E"]), int(partial["frames_requested"])
+    differing = [key for key in RESUMED_SETTINGS if str(partial[key]) != str(fresh[key])]
+    if differing:
+        key = differing[0]
+        option = ("--molecule, --charge, --uhf and --method" if key == "source" else
+                  displayed(RESUMED_OPTION.get(key, key), names))
+        raise PhysNetInputError(f"{where}: it was sampled with {key} {partial[key]}, this command asks for "
+                                f"{fresh[key]}: resume with its settings ({option}), or write a new set elsewhere")
+    if not np.array_equal(np.asarray(partial["Z"][0]), np.asarray(numbers)):
+        raise PhysNetInputError(f"{where}: its atoms (Z = {np.asarray(partial['Z'][0]).tolist()}) are not those of "
+                                f"this command's molecule (Z = {np.asarray(numbers).tolist()})")
+    if count >= requested:
+        raise PhysNetInputError(f"{where}: nothing to resume: it holds all {requested} frames it was asked for")
+    missing = [key for key in RESUME_KEYS[str(fresh["sampling"])] if key not in partial]
+    if missing:
+        raise PhysNetInputError(f"{where}: its {count} frames cannot be continued: it holds no sampler state "
+                                f"({missing[0]}; partial sets written before --resume existed do not); label more "
+                                "frames with another --seed into another file and train on both")
+    return count
+
+
 def _md_configurations(atoms, frames, stride, temperature, timestep, friction, equilibration_steps, rng,
-                       progress=None):
-    """Move ``atoms`` along a Langevin trajectory; yields after each of ``frames`` strides. The equilibration runs
-    ``stride`` steps at a time, each reported to ``progress`` (the trajectory is that of one run)."""
+                       progress=None, state: Optional[Mapping[str, np.ndarray]] = None):
+    """Move ``atoms`` along a Langevin trajectory; after each of ``frames`` strides yield the sampler's state
+    (:data:`RESUME_KEYS`). The equilibration runs ``stride`` steps at a time, each reported to ``progress`` (the
+    trajectory is that of one run). Given a ``state``, the trajectory continues from it, without equilibration."""
     import ase.constraints
     import ase.md.langevin
     import ase.md.velocitydistribution
     import ase.units
 
-    ase.md.velocitydistribution.thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
-    ase.md.velocitydistribution.Stationary(atoms)
-    with np.errstate(divide="ignore", invalid="ignore"):  # a linear molecule: ASE divides 0/0 for the axis it drops
-        ase.md.velocitydistribution.ZeroRotation(atoms)
+    if state is None:
+        ase.md.velocitydistribution.thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
+        ase.md.velocitydistribution.Stationary(atoms)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a linear molecule: ASE divides 0/0 for the axis it drops
+            ase.md.velocitydistribution.ZeroRotation(atoms)
+    else:
+        atoms.set_positions(np.asarray(state["resume_positions"], np.float64))
+        atoms.set_momenta(np.asarray(state["resume_momenta"], np.float64))
+        rng.bit_generator.state = json.loads(str(state["resume_rng_state"]))
+        equilibration_steps = 0
     atoms.set_constraint(ase.constraints.FixCom())
     dyn = ase.md.langevin.Langevin(
         atoms,
@@ -395,12 +469,32 @@ def _md_configurations(atoms, frames, stride, temperature, timestep, friction, e
             progress("equilibration", min(start + stride, equilibration_steps), equilibration_steps)
     for _ in range(frames):
         dyn.run(stride)
-        yield
+        yield {"resume_positions": atoms.get_positions(), "resume_momenta": atoms.get_momenta(),
+               "resume_rng_state": np.array(json.dumps(rng.bit_generator.state))}
 
 
-def _normal_mode_configurations(atoms, frames, temperature, rng, progress=None):
+def _normal_mode_configurations(atoms, frames, temperature, rng, progress=None,
+                                state: Optional[Mapping[str, np.ndarray]] = None, skip: int = 0):
     """Relax ``atoms``, take its Hessian, then set ``frames`` harmonic Boltzmann samples in turn (the relaxation
-    steps and the Hessian's force calls reported to ``progress``)."""
+    steps and the Hessian's force calls reported to ``progress``), yielding the minimum and Hessian after each
+    (:data:`RESUME_KEYS`). Given a ``state`` (a minimum and its Hessian), the first ``skip`` samples are drawn and
+    passed over instead."""
+    if state is None:
+        minimum, hessian = _relaxed_hessian(atoms, progress)
+    else:
+        minimum, hessian = (np.asarray(state[key], np.float64) for key in RESUME_KEYS["normal-modes"])
+    centred = minimum - minimum.mean(axis=0)
+    singular = np.linalg.svd(centred, compute_uv=False)
+    num_rigid = 5 if singular[1] < 1e-3 * singular[0] else 6
+    displacements = normal_mode_displacements(hessian, atoms.get_masses(), temperature, frames, rng, num_rigid)
+    for displacement in displacements[skip:]:
+        atoms.set_positions(minimum + displacement)
+        yield {"resume_minimum": minimum, "resume_hessian": hessian}
+
+
+def _relaxed_hessian(atoms, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """Relax ``atoms`` (BFGS to :data:`NORMAL_MODE_FMAX`) and take its Hessian by central differences: ((n, 3) Å
+    minimum, (3n, 3n) eV/Å²), the relaxation steps and the force calls reported to ``progress``."""
     from ase.optimize import BFGS
 
     optimizer = BFGS(atoms, logfile=None)
@@ -412,14 +506,7 @@ def _normal_mode_configurations(atoms, frames, temperature, rng, progress=None):
     minimum = atoms.get_positions()
     logger.info("relaxed to E = %.6f eV, max |F| = %.1e eV/Å", atoms.get_potential_energy(),
                 np.abs(atoms.get_forces()).max())
-    hessian = _finite_difference_hessian(atoms, minimum, NORMAL_MODE_DELTA, progress)
-    centred = minimum - minimum.mean(axis=0)
-    singular = np.linalg.svd(centred, compute_uv=False)
-    num_rigid = 5 if singular[1] < 1e-3 * singular[0] else 6
-    displacements = normal_mode_displacements(hessian, atoms.get_masses(), temperature, frames, rng, num_rigid)
-    for displacement in displacements:
-        atoms.set_positions(minimum + displacement)
-        yield
+    return minimum, _finite_difference_hessian(atoms, minimum, NORMAL_MODE_DELTA, progress)
 
 
 def _finite_difference_hessian(atoms, minimum, delta, progress=None):
@@ -471,6 +558,9 @@ def main(argv=None) -> int:
                              "else 1: one thread was faster for molecules of 4 to 24 atoms, README)")
     parser.add_argument("--out", required=True,
                         help="output .npz path; after Ctrl-C or SIGTERM it holds the frames labelled so far")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the partial set at --out (an interrupted run of this command with the same "
+                             "settings) up to --frames")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                         help="progress of the equilibration (or relaxation and Hessian) and the labelling on stderr: "
                              "bars on a terminal, a line every tenth or minute elsewhere")
@@ -489,13 +579,19 @@ def main(argv=None) -> int:
         raise ValueError(f"--out {args.out}: the dataset is a .npz file; give a path ending in .npz")
     if args.charge is not None and not (math.isfinite(args.charge) and args.charge == round(args.charge)):
         raise ValueError(f"--charge must be a whole number of e (the molecule's total charge), received {args.charge}")
+    resume = None
+    if args.resume:
+        if not Path(args.out).exists():
+            raise PhysNetInputError(f"--resume {args.out}: the file does not exist, nothing to resume (run without "
+                                    "--resume to start a set)")
+        resume = read_npz(args.out)
     try:
         with openmp_threads(args.threads), contextlib.ExitStack() as stack:
             progress = stack.enter_context(GenerateProgress()) if args.progress else None
             data = generate(
                 args.molecule, args.frames, args.stride, args.temperature, args.timestep, args.friction,
                 args.equilibration_steps, args.method, args.charge, args.seed, args.sampling, args.uhf,
-                names=OPTION_OF, progress=progress,
+                names=OPTION_OF, progress=progress, resume=resume, resume_name=f"--resume {args.out}",
             )
     except KeyboardInterrupt as interrupt:  # the bars have ended: the interrupt's line comes after them
         interrupt.resume_hint = save_partial(args.out, getattr(interrupt, "labelled", None), args.frames)
@@ -537,8 +633,8 @@ def save_partial(out, labelled: dict | None, frames: int) -> str:
     except OutputPathError as error:
         return f"the {count} frames labelled so far are lost: {error}"
     return (f"wrote the {count} of {frames} frames labelled so far to {out}, a partial set (frames_requested "
-            f"{frames}): train on it as it is, or label more frames with another --seed into another file and train "
-            "on both (--data A.npz B.npz)")
+            f"{frames}): train on it as it is, continue it with the same command and --resume, or label more frames "
+            "with another --seed into another file and train on both (--data A.npz B.npz)")
 
 
 if __name__ == "__main__":
