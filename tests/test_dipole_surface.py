@@ -5,7 +5,6 @@ References, none produced by the code under test: a brute-force loop that aligns
 known rotations of a symmetric-stretched water molecule, whose molecular frame is known exactly.
 """
 
-import warnings
 
 import ase.data
 import numpy as np
