@@ -534,8 +534,8 @@ def interrupted_run(monkeypatch, after: int, **settings):
 @pytest.mark.parametrize("sampling", ["md", "normal-modes"])
 def test_a_resumed_set_continues_the_sampling_where_the_partial_set_ended(monkeypatch, sampling):
     """A partial set used to be all one got: another --seed was the only way on. It now holds the sampler's state, and
-    the frames after the resume are those of the uninterrupted run: normal-mode samples exactly (the same minimum and
-    Hessian, the same draws), MD up to xTB's SCF, restarted from scratch at the resume (positions within 1e-5 Å; a
+    the frames after the resume are those of the uninterrupted run: normal-mode samples to round-off (the same minimum
+    and Hessian, the same draws), MD up to xTB's SCF, restarted from scratch at the resume (positions within 1e-5 Å; a
     random-number generator or momenta not restored moves the atoms by ~1e-3 Å per step of Langevin noise)."""
     pytest.importorskip("tblite")
     settings = dict(molecule="H2O", frames=6, seed=3, sampling=sampling,
@@ -547,10 +547,8 @@ def test_a_resumed_set_continues_the_sampling_where_the_partial_set_ended(monkey
     resumed = generate(**settings, resume=partial)
     assert sorted(resumed) == sorted(whole)
     np.testing.assert_array_equal(resumed["R"][:3], partial["R"])
-    if sampling == "normal-modes":
-        np.testing.assert_array_equal(resumed["R"], whole["R"])
-    else:
-        np.testing.assert_allclose(resumed["R"], whole["R"], rtol=0, atol=1e-5)
+    # two separate runs relax and take the Hessian to round-off alike (1e-14 Å apart in this file's process)
+    np.testing.assert_allclose(resumed["R"], whole["R"], rtol=0, atol=1e-10 if sampling == "normal-modes" else 1e-5)
     np.testing.assert_allclose(resumed["E"], whole["E"], rtol=0, atol=1e-5)
     # the labels of the same positions: xTB's SCF, restarted from scratch at the resume, converges to ~1e-4 eV/Å in
     # the forces (measured 1.5e-4 on the first resumed water frame)
