@@ -334,14 +334,15 @@ class DistanceDomain:
         np.minimum.at(nearest, i, d)
         return not (nearest > (1.0 + DOMAIN_MARGIN) * longest[z]).any()
 
-    def check_structure(self, atomic_numbers, positions, cell=None, pbc=None, where: str = "") -> None:
-        """Warn (:class:`TrainingDistancesWarning`) when one structure lies outside the domain.
+    def check_structure(self, atomic_numbers, positions, cell=None, pbc=None, where: str = "") -> bool:
+        """Warn (:class:`TrainingDistancesWarning`) when one structure lies outside the domain; whether it did.
 
         Args: as :meth:`excursion`; where: prefix of the message.
         """
         _, text = self.excursion(atomic_numbers, positions, cell, pbc)
         if text is not None:
             warnings.warn(outside_message(text, where), TrainingDistancesWarning, stacklevel=3)
+        return text is not None
 
     def check_frames(self, atomic_numbers, positions, num_atoms, cells=None, where: str = "") -> None:
         """Warn once, with their count, when frames (arguments as :func:`frame_pairs`) lie outside the domain."""

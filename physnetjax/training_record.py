@@ -110,8 +110,9 @@ class TrainingRecord:
         return None if self.charge_states is None else dict(self.charge_states)
 
     def check_structure(self, model, atomic_numbers, total_charge: float = 0.0, *, positions=None, cell=None,
-                        pbc=None, where: str = "", consequence: Optional[str] = ENERGY_OFFSET_CONSEQUENCE) -> None:
-        """Warn when one structure lies outside the training data.
+                        pbc=None, where: str = "", consequence: Optional[str] = ENERGY_OFFSET_CONSEQUENCE) -> bool:
+        """Warn when one structure lies outside the training data; whether its interatomic distances did (False when
+        they were not judged).
 
         Elements never trained on (:func:`~physnetjax.validation.check_trained_elements`), a total
         charge never trained on or one the model cannot read
@@ -136,7 +137,8 @@ class TrainingRecord:
         if consequence is not None:
             check_reference_compositions(z[None], [z.shape[0]], self.element_energies_fit, where, consequence)
         if positions is not None and self.distances is not None:
-            self.distances.check_structure(z, positions, cell, pbc, where)
+            return self.distances.check_structure(z, positions, cell, pbc, where)
+        return False
 
     def check_distances(self, atomic_numbers, positions, cell=None, pbc=None, *, where: str = "") -> None:
         """Warn when a structure's interatomic distances lie outside those of the training frames: a pair shorter,

@@ -192,14 +192,17 @@ def test_an_optimised_geometry_is_judged_too(entry, tiny, monkeypatch):
         "1 Å: the model extrapolates here (interatomic distances more than 10% outside those of its training data)"]
 
 
-def test_the_calculator_names_the_first_structure_of_a_composition_that_leaves_the_training_distances(tiny):
+@pytest.mark.parametrize("cutoff", [4.0, 5.0], ids=["from-the-neighbor-list", "record-beyond-the-model-cutoff"])
+def test_the_calculator_names_the_first_structure_of_a_composition_that_leaves_the_training_distances(tiny, cutoff):
     """An ASE run drifting out of the training data used to be judged on its first structure only: now every
-    structure is, and the first one outside is named with its count, once per composition."""
+    structure is, and the first one outside is named with its count, once per composition. A record of the model's
+    cutoff (4 Å) is judged from the calculator's own neighbor list, one reaching farther from the positions."""
     from physnetjax import PhysNetCalculator
     from physnetjax.distance_domain import TrainingDistancesWarning
 
     model, params = tiny
-    calc = PhysNetCalculator(model, params, training_record=DOMAIN)
+    domain = DistanceDomain(cutoff, {(1, 6): 1.0}, {1: 1.2})
+    calc = PhysNetCalculator(model, params, training_record=TrainingRecord(distances=domain))
     methyl = np.array([6, 1, 1, 1])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -245,8 +245,8 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     full = {k: labels.get(k, np.zeros(shapes[k])) for k in LABELS}
     has = {f"has_{k}": np.full(M, k in labels) for k in LABELS}
     written, pbc = npz_written_cell(path, raw, M)
-    data = Dataset(Z=Z, R=R, N=N, sources=sources, cell=npz_cell(path, raw, M), unused_cell=unused_cell(pbc, written),
-                   **full, **has)
+    data = Dataset(Z=Z, R=R, N=N, sources=sources, cell=periodic_cells(path, pbc, written),
+                   unused_cell=unused_cell(pbc, written), **full, **has)
     validate(data, path)
     return data
 
@@ -434,7 +434,12 @@ def npz_cell(path, raw: dict, frames: int) -> np.ndarray:
         volume — naming the file, the key, its shape or the frame.
     """
     cell, pbc = npz_written_cell(path, raw, frames)
-    return np.stack([periodic_cell(path, k, pbc[k], cell[k]) for k in range(frames)])
+    return periodic_cells(path, pbc, cell)
+
+
+def periodic_cells(path, pbc, cells) -> np.ndarray:
+    """:func:`periodic_cell` of every frame: (frames, 3, 3) Å from ``pbc`` (frames, 3) and ``cells`` (frames, 3, 3)."""
+    return np.stack([periodic_cell(path, k, pbc[k], cells[k]) for k in range(len(cells))])
 
 
 def npz_written_cell(path, raw: dict, frames: int) -> tuple[np.ndarray, np.ndarray]:

@@ -408,9 +408,10 @@ def check_resumable(partial: Mapping[str, np.ndarray], fresh: Mapping[str, np.nd
         first differing setting named, with both values), or one without sampler state (written before partial sets
         kept it).
     """
-    if any(key not in partial for key in (*RESUMED_SETTINGS, "E", "Z")):
+    lacking = [key for key in (*RESUMED_SETTINGS, "E", "Z") if key not in partial]
+    if lacking:
         raise PhysNetInputError(f"{where}: not a set written by python -m physnetjax.data.generate (it lacks "
-                                f"{next(key for key in (*RESUMED_SETTINGS, 'E', 'Z') if key not in partial)})")
+                                f"{lacking[0]})")
     count, requested = len(partial["E"]), int(partial["frames_requested"])
     differing = [key for key in RESUMED_SETTINGS if str(partial[key]) != str(fresh[key])]
     if differing:

@@ -672,10 +672,10 @@ def simulate(
                               total_charge=total_charge, cell=atoms.cell.array, pbc=atoms.pbc, strict=True,
                               where="MD start geometry")
     training_record = training_record_of(training_record)
-    training_record.check_structure(model, z, total_charge, positions=r, cell=atoms.cell.array, pbc=atoms.pbc,
-                                    where="MD start geometry", consequence="the logged potential energies include it")
+    warned_domain = training_record.check_structure(model, z, total_charge, positions=r, cell=atoms.cell.array,
+                                                    pbc=atoms.pbc, where="MD start geometry",
+                                                    consequence="the logged potential energies include it")
     domain = training_record.distances
-    warned_domain = domain is not None and domain.excursion(z, r, atoms.cell.array, atoms.pbc)[1] is not None
     frames_outside, first_outside_step, largest_excursion = 0, None, 0.0
     cell = np.asarray(atoms.cell.array) if np.all(atoms.pbc) else None
     masses = jnp.asarray(check_masses(atoms.get_masses(), n, {"masses": START_MASSES}), dtype)
