@@ -565,6 +565,11 @@ def test_resume_on_the_command_line_and_what_it_refuses(tmp_path, monkeypatch, c
     assert generate_module.main([*command, "--resume"]) == 2
     assert capsys.readouterr().err == (f"python -m physnetjax.data.generate: error: --resume {out}: the file does not "
                                        "exist, nothing to resume (run without --resume to start a set)\n")
+    out.write_text("not an archive")
+    assert generate_module.main([*command, "--resume"]) == 2
+    assert capsys.readouterr().err == (f"python -m physnetjax.data.generate: error: --resume {out}: not an .npz file "
+                                       "(it is not a zip archive)\n")
+    out.unlink()
     calls = []
 
     def interrupted_on_the_third_frame(atoms):

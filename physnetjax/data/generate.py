@@ -74,7 +74,7 @@ from physnetjax.data.generate_progress import GenerateProgress
 from physnetjax.data.normal_modes import normal_mode_displacements
 from physnetjax.data.xtb_shells import valence_electrons, valence_orbitals
 from physnetjax.errors import OutputPathError, PhysNetInputError, displayed
-from physnetjax.npz_file import read_npz, write_npz
+from physnetjax.npz_file import NpzReadError, read_npz, write_npz
 from physnetjax.validation import atoms_total_charge, check_output_path, check_range, validate_structure
 
 logger = logging.getLogger(__name__)
@@ -585,7 +585,10 @@ def main(argv=None) -> int:
         if not Path(args.out).exists():
             raise PhysNetInputError(f"--resume {args.out}: the file does not exist, nothing to resume (run without "
                                     "--resume to start a set)")
-        resume = read_npz(args.out)
+        try:
+            resume = read_npz(args.out)
+        except NpzReadError as error:
+            raise PhysNetInputError(f"--resume {args.out}: {error}") from None
     try:
         with openmp_threads(args.threads), contextlib.ExitStack() as stack:
             progress = stack.enter_context(GenerateProgress()) if args.progress else None
