@@ -74,6 +74,9 @@ this unit, so p_ASE = p[amu·Å/fs] · ASE_TIME_UNIT_FS."""
 BAR = 1e5 * 1e-30 / ELEMENTARY_CHARGE_C
 """1 bar = 10⁵ Pa expressed in eV/Å³ (6.2415...e-7); 1 GPa = 10⁴ bar."""
 
+GPA = 1e4 * BAR
+"""1 GPa = 10⁹ Pa expressed in eV/Å³ (6.2415...e-3)."""
+
 # Vibrational spectroscopy (Å, eV, amu, e).
 SQRT_EV_PER_A2_AMU_IN_CM1 = (
     (ELEMENTARY_CHARGE_C / 1e-20 / ATOMIC_MASS_UNIT_KG) ** 0.5 / (2.0 * math.pi * SPEED_OF_LIGHT_M_PER_S) / 100.0

@@ -35,7 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax import compilation
-from physnetjax.neighbors import Batch, apply_batch, batch_molecules, model_pair_cutoff, model_triplet_cutoff
+from physnetjax.neighbors import (Batch, apply_batch, batch_molecules, batch_periodic, model_pair_cutoff,
+                                  model_triplet_cutoff)
+from physnetjax.neighbors.periodic import lattice_images
 
 EnergyAndForces = Callable[[Any, Batch], dict]
 
@@ -51,7 +53,7 @@ CHUNK = 32
 
 @dataclasses.dataclass(frozen=True)
 class Structure:
-    """One isolated molecule to check.
+    """One isolated molecule to check (or a periodic cell, for the trainer's force check).
 
     Fields:
       atomic_numbers: (n,) int.
@@ -109,13 +111,20 @@ def separate_pair_list(model) -> bool:
     return reach is None or reach > model.cutoff
 
 
+def _distances(positions, dst, src, shifts) -> jax.Array:
+    """(P,) Å: |r_src − r_dst + shift| of a list's pairs (``shifts`` (P, 3) Å, None for a molecule)."""
+    vectors = positions[src] - positions[dst]
+    return jnp.linalg.norm(vectors if shifts is None else vectors + shifts, axis=-1)
+
+
 def _masked(template: Batch, positions, cutoff: float, pair_reach: float | None) -> Batch:
     """``template`` at ``positions`` with edge/pair masks set by distance (see module docstring)."""
-    d = jnp.linalg.norm(positions[template.src_idx] - positions[template.dst_idx], axis=-1)
-    batch = template.replace(positions=positions, edge_mask=d < cutoff)
+    d = _distances(positions, template.dst_idx, template.src_idx, template.shifts)
+    batch = template.replace(positions=positions, edge_mask=template.edge_mask & (d < cutoff))
     if template.pair_dst is not None:
-        dp = jnp.linalg.norm(positions[template.pair_src] - positions[template.pair_dst], axis=-1)
-        batch = batch.replace(pair_mask=jnp.ones_like(dp, bool) if pair_reach is None else dp < pair_reach)
+        dp = _distances(positions, template.pair_dst, template.pair_src, template.pair_shifts)
+        batch = batch.replace(pair_mask=template.pair_mask if pair_reach is None
+                              else template.pair_mask & (dp < pair_reach))
     return batch
 
 
@@ -154,13 +163,42 @@ def _compiled(model, fn: EnergyAndForces):
     return _JIT[key]
 
 
+PERIODIC_SKIN = 1.0
+"""Å: a periodic structure's lists (:func:`_template`) reach this far beyond the model's cutoffs, so that atoms
+displaced by less than half of it keep every pair within reach (the masks select those inside)."""
+
+
+def _template(model, structure: Structure, dtype) -> Batch:
+    """The batch of all pairs of a molecule, or, for a cell periodic along x, y and z, of the pairs with every image
+    within the model's reaches plus :data:`PERIODIC_SKIN` (positions must lie in the cell: the shifts belong to
+    those positions).
+
+    Raises:
+      ValueError: a periodic structure whose atoms lie outside its cell.
+    """
+    if np.linalg.matrix_rank(structure.cell) < 3:
+        return batch_molecules(
+            [structure.atomic_numbers], [structure.positions], np.inf, total_charges=[structure.total_charge],
+            pair_cutoff=None if separate_pair_list(model) else 0.0,
+            three_body_cutoff=None if model_triplet_cutoff(model) is None else np.inf, dtype=dtype)
+    if np.any(lattice_images(structure.positions, structure.cell)):
+        raise ValueError(f"{structure.name}: atoms lie outside the cell; wrap them in first "
+                         "(physnetjax.neighbors.periodic.lattice_translations)")
+    reach, triplet_reach = model_pair_cutoff(model), model_triplet_cutoff(model)
+    return batch_periodic(
+        [structure.atomic_numbers], [structure.positions], [structure.cell], model.cutoff + PERIODIC_SKIN,
+        total_charges=[structure.total_charge], pair_cutoff=reach if reach is None else reach + PERIODIC_SKIN,
+        three_body_cutoff=None if triplet_reach is None else triplet_reach + PERIODIC_SKIN, dtype=dtype)
+
+
 class Evaluator:
     """Energies and forces of one structure at many geometries (float64; see module docstring).
 
     Args:
       model: a :class:`physnetjax.PhysNet` (gives the cutoffs and the default function).
       params: variables, already in ``dtype``.
-      structure: the molecule; its atomic numbers and total charge are fixed.
+      structure: the molecule, or a cell periodic along x, y and z with its atoms in the cell (the trainer's force
+        check; ``check`` itself takes molecules only); its atomic numbers and total charge are fixed.
       energy_and_forces: the function to check (default: the model's own).
       dtype: of the positions and the batch: float64 (the checks), or float32 to evaluate as MD and the
         calculator do by default (:mod:`physnetjax.check.precision`, with x64 off).
@@ -179,12 +217,7 @@ class Evaluator:
         self.structure = structure
         self.dtype = np.dtype(dtype)
         self.fn = energy_and_forces or model_energy_and_forces(model)
-        self.template = jax.device_put(batch_molecules(
-            [structure.atomic_numbers], [structure.positions], np.inf,
-            total_charges=[structure.total_charge],
-            pair_cutoff=None if separate_pair_list(model) else 0.0,
-            three_body_cutoff=None if model_triplet_cutoff(model) is None else np.inf, dtype=self.dtype,
-        ))
+        self.template = jax.device_put(_template(model, structure, self.dtype))
         self._batched, self._energies, self._single, self._term_forces, self.energy_force = _compiled(model, self.fn)
 
     def evaluate(self, positions) -> tuple[np.ndarray, np.ndarray]:

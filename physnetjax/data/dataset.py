@@ -38,8 +38,12 @@ from physnetjax.validation import (
     position_unit_question,
 )
 
-LABELS = ("E", "F", "D", "Q")
-"""Label keys: energy (M,) eV, forces (M, n, 3) eV/Å, dipole (M, 3) e·Å, total charge (M,) e."""
+LABELS = ("E", "F", "D", "Q", "S")
+"""Label keys: energy (M,) eV, forces (M, n, 3) eV/Å, dipole (M, 3) e·Å, total charge (M,) e, stress (M, 3, 3) eV/Å³
+(periodic frames only)."""
+
+MAX_ABS_STRESS = 1.0
+"""eV/Å³ (160 GPa): a stress label beyond this is refused as a unit slip (kbar or GPa read as eV/Å³)."""
 
 
 class DataError(PhysNetInputError):
@@ -64,11 +68,14 @@ class Dataset:
         (the label array holds 0 where it does not).
       sources: (M,) str "file[frame]" of each frame, for messages.
       cell: (M, 3, 3) Å, the periodic cell vectors of each frame as rows, a zero row along a direction
-        that is not periodic (all zero, the default, for an isolated molecule). Models see isolated
-        molecules only: :func:`check_isolated` refuses frames whose periodic images are in reach.
+        that is not periodic (all zero, the default, for an isolated molecule). The trainer and ``eval`` take
+        frames periodic along all three directions with their images (:mod:`physnetjax.train.batching`).
       unused_cell: (M, 3, 3) Å, the full cell (three vectors spanning a volume) of each frame written with pbc all
-        False, zero otherwise: such a frame is read as an isolated cluster, and :func:`check_isolated` warns when its
+        False, zero otherwise: such a frame is read as an isolated cluster, and :func:`warn_unused_cells` warns when its
         atoms would meet their periodic images in that cell (a bulk frame whose pbc was cleared).
+      S: (M, 3, 3) eV/Å³, the stress σ = (1/V) ∂E/∂ε of each periodic frame (ASE's sign: positive under tension,
+        pressure −tr σ / 3), 0 where ``has_S`` is False; has_S: (M,) bool. Only frames periodic in all three
+        directions carry it.
     """
 
     Z: np.ndarray
@@ -85,11 +92,20 @@ class Dataset:
     sources: np.ndarray
     cell: Optional[np.ndarray] = None
     unused_cell: Optional[np.ndarray] = None
+    S: Optional[np.ndarray] = None
+    has_S: Optional[np.ndarray] = None
 
     def __post_init__(self):
-        for name in ("cell", "unused_cell"):
+        for name in ("cell", "unused_cell", "S"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, np.zeros((len(self.Z), 3, 3)))
+        if self.has_S is None:
+            object.__setattr__(self, "has_S", np.zeros(len(self.Z), bool))
+
+    @property
+    def periodic(self) -> np.ndarray:
+        """(M,) bool: the frames with a periodic direction (a non-zero row of :attr:`cell`)."""
+        return self.cell.any(axis=(1, 2))
 
     def __len__(self) -> int:
         return self.Z.shape[0]
@@ -165,7 +181,9 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
 
     Shapes: R (M, n, 3) Å; Z (M, n) or (n,) ints, 0 = padding; N (M,) (optional: taken
     from the non-zero Z when absent); E (M,) or (M, 1); F (M, n, 3); D (M, 3); Q (M,)
-    or (M, 1). At least one of E and F is required. Positions must be in Å; energies,
+    or (M, 1); S (M, 3, 3) or (M, 6) in Voigt order xx, yy, zz, yz, xz, xy, the stress of periodic frames in eV/Å³
+    with ASE's sign (positive under tension; VASP's and most codes' "pressure" tensor is its negative, and kbar
+    or GPa must be converted: 1 GPa = 1/160.2177 eV/Å³). At least one of E and F is required. Positions must be in Å; energies,
     forces and dipoles are converted from the given units. Other keys named like labels
     (``forces``, ``energy``, ``gradients``, ...) are not read; a :class:`PhysNetInputWarning` names them.
     A periodic cell (key ``cell``, ``lattice`` or ``box``, optional ``pbc``: :func:`npz_cell`) is kept in
@@ -214,14 +232,16 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     check_atomic_number_range(path, Z)  # before the int32 cast, which wraps 2**32 + 6 to 6
     Z = Z.astype(np.int32)
     labels = {}
-    scale = {"E": e_fac, "F": f_fac, "D": d_fac, "Q": 1.0}
-    shapes = {"E": (M,), "F": (M, n, 3), "D": (M, 3), "Q": (M,)}
+    scale = {"E": e_fac, "F": f_fac, "D": d_fac, "Q": 1.0, "S": 1.0}
+    shapes = {"E": (M,), "F": (M, n, 3), "D": (M, 3), "Q": (M,), "S": (M, 3, 3)}
     for key in LABELS:
         if key not in raw:
             continue
         value = _real_numbers(path, key, raw[key]).astype(np.float64)
         if key in ("E", "Q") and value.shape == (M, 1):
             value = value[:, 0]
+        if key == "S" and value.shape == (M, 6):
+            value = voigt_to_tensor(value)
         _check_shape(path, key, value, shapes[key])
         labels[key] = value * scale[key]
     if "E" in raw and np.asarray(raw["E"]).dtype == np.float32 and labels["E"].size:
@@ -278,17 +298,17 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
     frame without one of them has that label masked. The total charge is
     ``atoms.info['charge']`` if present, else the sum of the initial charges when
     set, else the sum of the calculator's atomic ``charges`` (an extxyz ``charge``
-    column), else unknown (0, masked). Positions must be in Å. The cell vectors along
-    the periodic directions (``pbc``) are kept in :attr:`Dataset.cell`: training and
-    evaluation refuse frames whose periodic images lie within the model's reach
-    (:func:`check_isolated`), and take a molecule in a wider vacuum box as isolated. A frame with a full cell but
-    pbc all False is read as isolated and keeps that cell in :attr:`Dataset.unused_cell`, so that
-    :func:`check_isolated` can warn when its atoms would meet their images in it (a bulk frame whose pbc was cleared).
+    column), else unknown (0, masked). The stress is the calculator's ``stress`` (an extxyz
+    ``stress=`` entry, 3×3 or Voigt, eV/Å³, ASE's sign) of frames periodic along x, y and z. Positions must be in Å.
+    The cell vectors along the periodic directions (``pbc``) are kept in :attr:`Dataset.cell`. A frame with a full
+    cell but pbc all False is read as isolated and keeps that cell in :attr:`Dataset.unused_cell`, so that
+    :func:`warn_unused_cells` can warn when its atoms would meet their images in it (a bulk frame whose pbc was
+    cleared).
 
     Other label-like entries (``atoms.info`` or per-atom arrays whose names hold
-    energy, force, dipole or charge, e.g. ``REF_energy``, ``REF_forces``,
+    energy, force, dipole, charge or stress, e.g. ``REF_energy``, ``REF_forces``,
     ``total_charge``, a calculator result such as extxyz ``free_energy=`` in a frame
-    without ``energy=``, and stress or virial labels, which are never trained) are not
+    without ``energy=``, and virial labels) are not
     read; a :class:`PhysNetInputWarning` names them, since the labels trained on may then
     not be the ones meant (rename the wanted key to ``energy``/``forces``/``charge``).
 
@@ -318,7 +338,7 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
     Z = np.zeros((M, n), np.int32)
     R = np.zeros((M, n, 3))
     N = np.zeros(M, np.int32)
-    E, F, D, Q = np.zeros(M), np.zeros((M, n, 3)), np.zeros((M, 3)), np.zeros(M)
+    E, F, D, Q, S = np.zeros(M), np.zeros((M, n, 3)), np.zeros((M, 3)), np.zeros(M), np.zeros((M, 3, 3))
     has = {k: np.zeros(M, bool) for k in LABELS}
     cell, written_cell, written_pbc = np.zeros((M, 3, 3)), np.zeros((M, 3, 3)), np.zeros((M, 3), bool)
     unread: dict[str, list[int]] = {}
@@ -337,6 +357,8 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
             F[k, :m], has["F"][k] = _frame_label(path, k, "forces", results["forces"], (m, 3)) * f_fac, True
         if "dipole" in results:
             D[k], has["D"][k] = _frame_label(path, k, "dipole", results["dipole"], (3,)) * d_fac, True
+        if "stress" in results:
+            S[k], has["S"][k] = _stress_label(path, k, results["stress"]), True
         if "charge" in atoms.info:
             Q[k], has["Q"][k] = _info_charge(path, k, atoms.info["charge"]), True
         elif atoms.has("initial_charges"):
@@ -348,15 +370,17 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
     if not (has["E"].any() or has["F"].any()):
         raise DataError(f"{path}: no frame carries an energy or forces (calculator results 'energy'/'forces')"
                         + (f"; label-like keys found but not read: {unread_note} — rename the reference labels "
-                           "to 'energy' and 'forces' (stress and virial are not trained)" if unread else ""))
+                           "to 'energy' and 'forces' (a virial W is not read: give the stress σ = -W / V)"
+                           if unread else ""))
     if unread:
         warnings.warn(f"{path}: label-like keys not read: {unread_note}; the labels read are the calculator "
                       "results 'energy', 'forces', 'dipole' (an extxyz energy= entry, forces column) and the total "
-                      "charge info['charge'] (else the sum of 'initial_charges', else of the atomic 'charges'); "
-                      "stress and virial are not trained; store the labels meant under these names",
+                      "charge info['charge'] (else the sum of 'initial_charges', else of the atomic 'charges'), and "
+                      "the result 'stress' (an extxyz stress= entry, eV/Å³; a virial W is not read: give the stress "
+                      "σ = -W / V); store the labels meant under these names",
                       PhysNetInputWarning, stacklevel=2)
     sources = np.array([f"{path}[{k}]" for k in range(M)])
-    data = Dataset(Z=Z, R=R, N=N, E=E, F=F, D=D, Q=Q, sources=sources, cell=cell,
+    data = Dataset(Z=Z, R=R, N=N, E=E, F=F, D=D, Q=Q, S=S, sources=sources, cell=cell,
                    unused_cell=unused_cell(written_pbc, written_cell), **{f"has_{k}": v for k, v in has.items()})
     validate(data, path)
     return data
@@ -376,6 +400,14 @@ def _frame_label(path, k: int, key: str, value, shape: tuple) -> np.ndarray:
     if array.shape != shape:
         raise DataError(f"{path}: key {key!r} frame {k}: expected shape {shape}, received {array.shape}")
     return array.astype(np.float64)
+
+
+def _stress_label(path, k: int, value) -> np.ndarray:
+    """(3, 3) eV/Å³: the calculator's stress of frame ``k``, a 3×3 tensor or a Voigt 6-vector (xx, yy, zz, yz, xz, xy;
+    ASE writes extxyz ``stress=`` either way). DataError as :func:`_frame_label`."""
+    if np.shape(value) == (6,):
+        return voigt_to_tensor(_frame_label(path, k, "stress", value, (6,)))
+    return _frame_label(path, k, "stress", value, (3, 3))
 
 
 def _info_charge(path, k: int, value) -> float:
@@ -406,6 +438,14 @@ def periodic_cell(path, k: int, pbc, cell) -> np.ndarray:
         raise DataError(f"{path}: frame {k}: pbc {_pbc_text(pbc)} but the cell {cell.tolist()} Å spans no "
                         "volume along the periodic directions; give the cell, or set pbc=False for a molecule")
     return cell
+
+
+def voigt_to_tensor(voigt) -> np.ndarray:
+    """(..., 3, 3) symmetric tensors from (..., 6) Voigt vectors in ASE's order xx, yy, zz, yz, xz, xy."""
+    voigt = np.asarray(voigt, dtype=np.float64)
+    xx, yy, zz, yz, xz, xy = np.moveaxis(voigt, -1, 0)
+    rows = [np.stack([xx, xy, xz], -1), np.stack([xy, yy, yz], -1), np.stack([xz, yz, zz], -1)]
+    return np.stack(rows, -2)
 
 
 def unused_cell(pbc, cell) -> np.ndarray:
@@ -485,40 +525,21 @@ def _pbc_text(pbc) -> str:
     return " ".join("T" if p else "F" for p in pbc)
 
 
-PERIODIC_TRAINING_REMEDY = ("physnetjax trains on isolated molecules only (no periodic frames, no stress labels) and "
-                            "would leave out the images and their part of these frames' energies and forces; use "
-                            "molecular frames (clearing pbc does not make bulk frames molecular: their labels still "
-                            "hold the images' part), or a vacuum box that keeps each molecule's images beyond that "
-                            "reach")
-"""The end of :func:`check_images_beyond_reach`'s refusal for training data: what the trainer cannot do, and what to
-give it instead. Tools that refuse periodic frames for another reason pass their own."""
+def warn_unused_cells(data: Dataset, reach: float, reach_text: str) -> None:
+    """Warn (:class:`PhysNetInputWarning`) about frames written with a full cell but pbc all False whose atoms would
+    lie within ``reach`` Å of their own periodic images were the cell periodic (:attr:`Dataset.unused_cell`).
 
-
-def check_isolated(data: Dataset, reach: float, reach_text: str, remedy: str = PERIODIC_TRAINING_REMEDY) -> None:
-    """Refuse periodic frames in which an atom lies within ``reach`` Å of a periodic image of an atom; warn
-    (:class:`PhysNetInputWarning`) about frames written with a full cell but pbc all False whose atoms would lie
-    that close to their images were the cell periodic (:attr:`Dataset.unused_cell`).
-
-    The models take every frame as an isolated molecule: such a frame's labels hold the images'
-    interactions (a crystal, a liquid, a molecule in a box narrower than the reach), which the model
-    would leave out. A molecule in a vacuum box whose images all lie beyond ``reach`` is modelled exactly
-    as isolated (up to the interactions beyond the reach, e.g. all-pairs Coulomb, that the reference
-    calculation had with the images). A bulk frame whose pbc was cleared (to get past this check) is read as an
-    isolated cluster, though its labels, from a periodic calculation, hold the images' interactions: a model trained
-    on it fits forces it cannot see (a probe's force MAE: 0.235 against 0.077 eV/Å); the warning says so, and stays
-    silent for a cluster or molecule whose box keeps the images beyond ``reach``.
+    Such a frame is read as an isolated cluster, though its labels, if they come from a periodic calculation (a
+    crystal, a liquid), hold the images' interactions: a model trained on it fits forces it cannot see (a probe's
+    force MAE: 0.235 against 0.077 eV/Å with the pbc set). The warning stays silent for a cluster or molecule whose
+    box keeps the images beyond ``reach``.
 
     Args:
-      data: the frames (their :attr:`Dataset.cell`).
+      data: the frames (their :attr:`Dataset.unused_cell`).
       reach: Å, how far the model sees (message passing and pair terms).
       reach_text: how the message names the reach, e.g. ``"the model's cutoff 5 Å"``.
-      remedy: the end of the message (why such frames are refused here, and what to do).
-
-    Raises:
-      DataError: naming the frames, the pbc and cell, and the nearest image distance.
     """
     positions = [data.R[k, : data.N[k]] for k in range(len(data))]
-    check_images_beyond_reach(data.sources, data.cell, positions, reach, reach_text, remedy)
     nearest = nearest_images(data.unused_cell, positions, reach)
     near = np.isfinite(nearest)
     if near.any():
@@ -528,15 +549,16 @@ def check_isolated(data: Dataset, reach: float, reach_text: str, remedy: str = P
             f"their own periodic images were the cell periodic (frames {_first_frames(near)}; e.g. {data.sources[k]}, "
             f"cell {data.unused_cell[k].tolist()} Å: closest image at {nearest[k]:.3g} Å): they are read as isolated "
             "clusters. If their labels come from a periodic calculation (a crystal, a liquid), these frames are not "
-            "isolated and the model would fit image interactions it cannot see: physnetjax trains isolated molecules "
-            "only; for periodic inference set pbc and use physnetjax.predict_periodic or physnetjax.PhysNetCalculator",
+            "isolated and the model would fit image interactions it cannot see: set pbc True in the file (extxyz "
+            "pbc=\"T T T\", .npz key pbc) to train and evaluate them as periodic cells",
             PhysNetInputWarning, stacklevel=3)
 
 
 def check_images_beyond_reach(sources: Sequence[str], cells: Sequence[np.ndarray],
-                              positions: Sequence[np.ndarray], reach: float, reach_text: str,
-                              remedy: str = PERIODIC_TRAINING_REMEDY) -> None:
-    """Refuse frames in which an atom lies within ``reach`` Å of a periodic image of an atom (:func:`check_isolated`).
+                              positions: Sequence[np.ndarray], reach: float, reach_text: str, remedy: str) -> None:
+    """Refuse frames in which an atom lies within ``reach`` Å of a periodic image of an atom, for a tool that takes
+    every structure as an isolated molecule (``check``): their labels hold the images' interactions, which it would
+    leave out. A molecule in a vacuum box whose images all lie beyond ``reach`` passes.
 
     Args:
       sources: each frame's name for messages, e.g. ``"file[frame]"``.
@@ -603,7 +625,7 @@ def label_like(name: str) -> bool:
 READ_KEYS = {"charge", "initial_charges", "numbers", "positions"}
 """``atoms.info``/``atoms.arrays`` names that :func:`load_ase` reads itself."""
 
-RESULT_WORDS = {"energy": "energy", "force": "forces", "dipole": "dipole", "stress": None, "virial": None}
+RESULT_WORDS = {"energy": "energy", "force": "forces", "dipole": "dipole", "stress": "stress", "virial": None}
 """Substrings of calculator result names (e.g. ``free_energy``) reported as not read when the frame lacks the result
 that is read for them (None: never read)."""
 
@@ -781,11 +803,46 @@ def validate(data: Dataset, path) -> None:
             f"{_first_frames(inconsistent)}; frame {k}: N={int(data.N[k])}, Z={data.Z[k].tolist()} "
             "(the first N atomic numbers must be > 0 and the rest 0)"
         )
+    check_stress_labels(data, path)
+    drop_periodic_dipoles(data, path)
     check_contacts(data, path)
     warn_length_unit(data, path)
     warn_duplicates(data, path)
     warn_padding_forces(data, path)
     warn_net_force(data, path)
+
+
+def check_stress_labels(data: Dataset, where) -> None:
+    """Refuse stress labels on frames that are not periodic in all three directions (a molecule's or a slab's stress
+    has no volume to refer to) and stress components beyond :data:`MAX_ABS_STRESS` (a unit slip: 1 kbar read as
+    1 eV/Å³ is 1600 times too large). DataError naming the frames."""
+    full = (np.linalg.matrix_rank(data.cell) == 3) if len(data) else np.zeros(0, bool)
+    not_bulk = data.has_S & ~full
+    if not_bulk.any():
+        k = int(np.argmax(not_bulk))
+        raise DataError(f"{where}: stress labels on frame(s) {_first_frames(not_bulk)} that are not periodic in all "
+                        f"three directions (e.g. {data.sources[k]}, pbc {data.cell[k].any(axis=1).tolist()}): a stress "
+                        "refers to the volume of a cell periodic in x, y and z; set pbc and the cell, or drop the "
+                        "stress of these frames")
+    large = data.has_S & (np.abs(data.S) > MAX_ABS_STRESS).any(axis=(1, 2))
+    if large.any():
+        k = int(np.argmax(large))
+        raise DataError(f"{where}: stress labels beyond {MAX_ABS_STRESS:g} eV/Å³ (160 GPa) in frame(s) "
+                        f"{_first_frames(large)} (e.g. {np.abs(data.S[k]).max():.4g} in {data.sources[k]}): stress "
+                        "must be in eV/Å³ (ASE's unit); convert kbar (× 6.2415e-4) or GPa (× 6.2415e-3)")
+
+
+def drop_periodic_dipoles(data: Dataset, where) -> None:
+    """Unset (in place, with a :class:`PhysNetInputWarning`) the dipole labels of periodic frames: the dipole of a
+    periodic cell depends on which image of each atom is taken (it changes by Q_i · a when atom i is wrapped by the
+    cell vector a), so no model output matches it."""
+    periodic = data.has_D & data.periodic
+    if periodic.any():
+        data.has_D[periodic] = False
+        data.D[periodic] = 0.0
+        warnings.warn(f"{where}: dipole labels of {int(periodic.sum())} periodic frame(s) are not used (frames "
+                      f"{_first_frames(periodic)}): the dipole of a periodic cell depends on where its atoms are "
+                      "wrapped into it", PhysNetInputWarning, stacklevel=3)
 
 
 def check_contacts(data: Dataset, where) -> None:

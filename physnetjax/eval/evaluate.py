@@ -6,7 +6,8 @@ For every label the data carries (and the model predicts), with e = prediction �
 
 over K entries: frames for the energy per molecule (eV) and per atom (e/N_b, eV/atom)
 and for the total charge Σ_i q_i (e); Cartesian components of every labelled atom for
-forces (eV/Å) and of every labelled frame for the dipole (e·Å). The metric names are
+forces (eV/Å), of every labelled frame for the dipole (e·Å) and of every stress-labelled periodic
+frame for the stress tensor (eV/Å³, all nine components). The metric names are
 the trainer's (:func:`physnetjax.train.loss.metrics_from_totals`): ``energy_mae``,
 ``energy_per_atom_rmse``, ``forces_mae``, ``dipole_rmse``, ``charge_mae``, ...
 Per element Z, the force MAE/RMSE over the components of the atoms of that element.
@@ -35,13 +36,15 @@ QUANTITIES = {
     "forces": ("force components", "eV/Å"),
     "dipole": ("dipole components", "e·Å"),
     "charge": ("total charge", "e"),
+    "stress": ("stress components", "eV/Å³"),
 }
 """Metric prefix → (what is compared, unit), in table order."""
 
 FRAME_COLUMNS = ("frame", "source", "num_atoms", "energy_ref", "energy_pred", "energy_error",
                  "energy_error_per_atom", "forces_mae", "forces_rmse", "forces_max_atom_error",
-                 "dipole_error_norm", "charge_error", "energy_std", "forces_max_atom_std")
-"""Per-frame table columns (eV, eV/atom, eV/Å, e·Å, e; NaN where the frame lacks the label). The last two are an
+                 "dipole_error_norm", "charge_error", "stress_max_error", "energy_std", "forces_max_atom_std")
+"""Per-frame table columns (eV, eV/atom, eV/Å, e·Å, e, eV/Å³: the largest |Δσ_ab|; NaN where the frame lacks the
+label). The last two are an
 ensemble's calibrated spreads (``energy_std`` eV, the largest per-atom ``forces_std`` eV/Å; NaN for one model)."""
 
 
@@ -133,8 +136,13 @@ def evaluate(dataset: Dataset, predictions: Predictions, worst: int = 5) -> Eval
         has_d, has_q = dataset.has_D, dataset.has_Q
         totals["D"] = _totals(predictions.dipole - dataset.D, has_d[:, None])
         totals["Q"] = _totals(predictions.total_charge - dataset.Q, has_q)
+    has_s = dataset.has_S & (predictions.stress is not None)
+    stress_error = np.full((M, 3, 3), np.nan)
+    if has_s.any():
+        stress_error[has_s] = predictions.stress[has_s] - dataset.S[has_s]
+    totals["S"] = _totals(stress_error, has_s[:, None, None])
     metrics = metrics_from_totals(totals)
-    names = {"E": "energy", "Ea": "energy_per_atom", "F": "forces", "D": "dipole", "Q": "charge"}
+    names = {"E": "energy", "Ea": "energy_per_atom", "F": "forces", "D": "dipole", "Q": "charge", "S": "stress"}
     counts = {names[t]: int(totals[t][2]) for t in TERMS if totals[t][2] > 0}
 
     element_forces = {}
@@ -157,7 +165,9 @@ def evaluate(dataset: Dataset, predictions: Predictions, worst: int = 5) -> Eval
         "forces_mae": np.where(frame_f, np.abs(real_error).sum(axis=(1, 2)) / components, nan),
         "forces_rmse": np.where(frame_f, np.sqrt((real_error ** 2).sum(axis=(1, 2)) / components), nan),
         "forces_max_atom_error": np.where(frame_f, np.linalg.norm(real_error, axis=-1).max(axis=1), nan),
-        "dipole_error_norm": nan, "charge_error": nan, "energy_std": nan, "forces_max_atom_std": nan,
+        "dipole_error_norm": nan, "charge_error": nan,
+        "stress_max_error": np.where(has_s, np.abs(stress_error).max(axis=(1, 2)), nan),
+        "energy_std": nan, "forces_max_atom_std": nan,
     }
     if predictions.charges is not None:
         frames["dipole_error_norm"] = np.where(has_d, np.linalg.norm(predictions.dipole - dataset.D, axis=1), nan)

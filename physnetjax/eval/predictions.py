@@ -24,18 +24,13 @@ import numpy as np
 from physnetjax import compilation
 from physnetjax.calculator import cast_params, check_dtype
 from physnetjax.data import Dataset, element_counts
-from physnetjax.neighbors import apply_batch
-from physnetjax.train.batching import batch_shapes, iterate_batches
+from physnetjax.neighbors import apply_batch, image_reach
+from physnetjax.train.batching import batch_offsets, batch_shapes, iterate_batches
 from physnetjax.train.parallel import device_mesh, replicate, shard_batch
 
-OUTPUT_KEYS = ("energy", "forces", "charges", "dipoles", "energy_std", "forces_std")
-
-PERIODIC_EVALUATION_REMEDY = ("eval, like the trainer, takes every frame as an isolated molecule and would leave out "
-                              "the images; a periodic cell is evaluated with its images by physnetjax.predict_periodic "
-                              "or the ASE calculator (physnetjax.PhysNetCalculator)")
-"""The end of the refusal of periodic frames within the model's reach (:func:`physnetjax.data.dataset.check_isolated`)
-in ``eval`` and ensemble calibration."""
-"""Model outputs brought back to the host (the spreads only from an ensemble)."""
+OUTPUT_KEYS = ("energy", "forces", "charges", "dipoles", "energy_std", "forces_std", "stress")
+"""Model outputs brought back to the host (the spreads only from an ensemble, the stress only from a periodic
+batch)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +46,9 @@ class Predictions:
       energy_std: (M,) eV and forces_std: (M, n) eV/Å, the calibrated member spreads of
         a :class:`~physnetjax.ensemble.PhysNetEnsemble` (:mod:`physnetjax.ensemble.model`);
         None for a single model.
+      stress: (M, 3, 3) eV/Å³ (σ = (1/V) ∂E/∂ε, positive under tension) of the periodic frames, NaN for the
+        molecules; None when no frame is periodic. The dipole of a periodic frame is NaN (it depends on where the
+        atoms are wrapped).
     """
 
     energy: np.ndarray
@@ -60,6 +58,7 @@ class Predictions:
     total_charge: Optional[np.ndarray]
     energy_std: Optional[np.ndarray] = None
     forces_std: Optional[np.ndarray] = None
+    stress: Optional[np.ndarray] = None
 
 
 _JIT: dict = {}
@@ -83,7 +82,8 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
       model: a :class:`physnetjax.PhysNet` (legacy-migrated ones included) or a
         :class:`~physnetjax.ensemble.PhysNetEnsemble` (means, plus the spreads); its
         ``element_energies`` (E0, eV) are added on the host in float64. Each molecule is evaluated about its
-        centroid (:meth:`~physnetjax.data.Dataset.centroids`); dipoles are returned about the origin.
+        centroid (in a box, beside periodic frames: :func:`~physnetjax.train.batching.batch_offsets`); dipoles are
+        returned about the origin. Periodic frames are evaluated with their images, and give the stress.
       params: its variables ``{"params": ...}``.
       dataset: the frames (internal units); labels are not used.
       batch_size: molecules per jitted call (over all devices).
@@ -107,7 +107,7 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
                             if limit < model.max_atomic_number else ""))
     network = model.clone(element_energies=None)
     mesh = device_mesh()
-    shapes = batch_shapes(dataset, network, batch_size, mesh.devices.size, PERIODIC_EVALUATION_REMEDY)
+    shapes = batch_shapes(dataset, network, batch_size, mesh.devices.size)
     device_params = replicate(cast_params(params, dtype), mesh)
     apply = _device_apply(network)
     M, n = dataset.Z.shape
@@ -115,6 +115,7 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
     charges = np.zeros((M, n)) if model.charges else None
     dipole = np.zeros((M, 3)) if model.charges else None
     energy_std = forces_std = None
+    stress = np.full((M, 3, 3), np.nan) if shapes.periodic else None
     order = np.arange(M)
     batches = iterate_batches(dataset, order, dataset.E, network, batch_size, shapes, dtype=dtype)
     for start, (batch, _) in zip(range(0, M, batch_size), batches):
@@ -129,6 +130,8 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
                 count = int(dataset.N[frame])
                 atoms = slice(offset, offset + count)
                 energy[frame] = out["energy"][device, slot]
+                if stress is not None and dataset.periodic[frame]:
+                    stress[frame] = out["stress"][device, slot]
                 forces[frame, :count] = out["forces"][device, atoms]
                 if charges is not None:
                     charges[frame, :count] = out["charges"][device, atoms]
@@ -140,8 +143,10 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
     if model.element_energies is not None:
         e0 = np.asarray(model.element_energies, np.float64)
         energy = energy + element_counts(dataset.Z, len(e0) - 1) @ e0
-    if dipole is not None:  # the batches hold each molecule about its centroid c: μ about the origin is μ_c + Q·c
-        dipole = dipole + dataset.Q[:, None] * dataset.centroids(np.arange(M))
+    if dipole is not None:  # the batches hold each molecule moved by o: μ about the origin is μ_o + Q·o
+        reach = image_reach(network)[0] if shapes.periodic else None
+        dipole = dipole + dataset.Q[:, None] * batch_offsets(dataset, np.arange(M), reach)
+        dipole[dataset.periodic] = np.nan
     total_charge = None if charges is None else charges.sum(axis=1)
     return Predictions(energy=energy, forces=forces, charges=charges, dipole=dipole, total_charge=total_charge,
-                       energy_std=energy_std, forces_std=forces_std)
+                       energy_std=energy_std, forces_std=forces_std, stress=stress)

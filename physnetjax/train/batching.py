@@ -19,14 +19,16 @@ from typing import Iterator, Optional
 import jax
 import numpy as np
 
-from physnetjax.data.dataset import PERIODIC_TRAINING_REMEDY, Dataset, check_isolated
+from physnetjax.data.dataset import DataError, Dataset, warn_unused_cells
 from physnetjax.neighbors import (
     batch_molecules,
+    batch_periodic,
     count_triplets,
     model_pair_cutoff,
     image_reach,
     model_triplet_cutoff,
     molecule_pairs,
+    periodic_pairs,
     round_up,
 )
 
@@ -34,7 +36,8 @@ from physnetjax.neighbors import (
 @dataclasses.dataclass(frozen=True)
 class BatchShapes:
     """Static sizes of one device's batch: molecules B, atoms N, edges P, pairs (None → no pair list),
-    triplets (None → no three-body term)."""
+    triplets (None → no three-body term); ``periodic``: the data holds periodic frames, so every batch is a periodic
+    one (:func:`periodic_batch_cells`) with ``cells``, ``shifts`` and stress."""
 
     num_devices: int
     molecules: int
@@ -42,31 +45,37 @@ class BatchShapes:
     edges: int
     pairs: Optional[int]
     triplets: Optional[int] = None
+    periodic: bool = False
 
 
-def batch_shapes(dataset: Dataset, model, batch_size: int, num_devices: int = 1,
-                 periodic_remedy: str = PERIODIC_TRAINING_REMEDY) -> BatchShapes:
+def batch_shapes(dataset: Dataset, model, batch_size: int, num_devices: int = 1) -> BatchShapes:
     """Capacities fitting any ``batch_size`` frames of ``dataset`` split over ``num_devices``.
 
+    Periodic frames count their pairs with every image within reach (:func:`physnetjax.neighbors.periodic_pairs`).
+
     Raises:
-      DataError: periodic frames whose images lie within the model's reach
-        (:func:`physnetjax.neighbors.image_reach`), the message ending with ``periodic_remedy``.
+      DataError: periodic frames the trainer cannot take (:func:`check_trainable_cells`).
     """
     molecules = math.ceil(batch_size / num_devices)
     reach, reach_text = image_reach(model)
-    check_isolated(dataset, reach, reach_text, periodic_remedy)
+    periodic = bool(dataset.periodic.any())
+    if periodic:
+        check_trainable_cells(dataset, model, reach)
+    warn_unused_cells(dataset, reach, reach_text)
     pair_cutoff = model_pair_cutoff(model)
     separate = pair_cutoff is None or pair_cutoff > model.cutoff
     three_body_cutoff = model_triplet_cutoff(model)
     max_edges = max_pairs = max_triplets = 0
     for k in range(len(dataset)):
         r = dataset.R[k, : dataset.N[k]]
-        max_edges = max(max_edges, molecule_pairs(r, model.cutoff)[0].shape[0])
+        cell = dataset.cell[k] if dataset.periodic[k] else None
+        max_edges = max(max_edges, len(frame_pairs(r, cell, model.cutoff)[0]))
         if separate:
-            max_pairs = max(max_pairs, molecule_pairs(r, pair_cutoff)[0].shape[0])
+            max_pairs = max(max_pairs, len(frame_pairs(r, cell, pair_cutoff)[0]))
         if three_body_cutoff is not None:
-            dst, src = molecule_pairs(r, three_body_cutoff)
-            max_triplets = max(max_triplets, count_triplets(dst, np.ones(len(dst), bool), r[src] - r[dst], np.inf))
+            dst, src, shifts = frame_pairs(r, cell, three_body_cutoff)
+            vectors = r[src] - r[dst] + shifts
+            max_triplets = max(max_triplets, count_triplets(dst, np.ones(len(dst), bool), vectors, np.inf))
     return BatchShapes(
         num_devices=num_devices,
         molecules=molecules,
@@ -74,26 +83,105 @@ def batch_shapes(dataset: Dataset, model, batch_size: int, num_devices: int = 1,
         edges=round_up(molecules * max_edges, 8),
         pairs=round_up(molecules * max_pairs, 8) if separate else None,
         triplets=None if three_body_cutoff is None else round_up(molecules * max_triplets, 8),
+        periodic=periodic,
     )
+
+
+def frame_pairs(positions, cell, cutoff: float) -> tuple:
+    """(dst, src, shifts (P, 3) Å): the full directed pair list within ``cutoff`` Å of one frame, with every periodic
+    image for a ``cell`` (3, 3) Å (:func:`physnetjax.neighbors.periodic_pairs`), of the molecule for ``cell`` None."""
+    if cell is not None:
+        return periodic_pairs(positions, cell, cutoff)
+    dst, src = molecule_pairs(positions, cutoff)
+    return dst, src, np.zeros((len(dst), 3))
+
+
+def check_trainable_cells(dataset: Dataset, model, reach: float) -> None:
+    """Refuse periodic training data the trainer cannot take.
+
+    Raises:
+      DataError: frames periodic along one or two directions (a slab or a wire: the model sees only cells periodic
+        along all three), or a charge model's bare Coulomb sum (infinite in a crystal without Ewald).
+    """
+    partial = dataset.periodic & (np.linalg.matrix_rank(dataset.cell) < 3)
+    if partial.any():
+        k = int(np.argmax(partial))
+        raise DataError(f"{int(partial.sum())} frame(s) are periodic along one or two directions only (e.g. "
+                        f"{dataset.sources[k]}, pbc {dataset.cell[k].any(axis=1).tolist()}): the trainer takes cells "
+                        "periodic along x, y and z; give a slab or wire a cell vector across at least "
+                        f"{reach:g} Å of vacuum (more than the model's reach) along its open directions and set pbc "
+                        "True there: its energies and forces are those of the isolated slab")
+    if model_pair_cutoff(model) is None:
+        raise DataError("the data holds periodic frames, and a charge model's Coulomb term sums over all atom pairs, "
+                        "which is infinite in a crystal (no Ewald sum here): train periodic data with --no-charges")
+
+
+def periodic_batch_cells(dataset: Dataset, frames, reach: float) -> tuple[list, list]:
+    """(positions, cells): the frames of a periodic batch, each (n_k, 3) Å with its (3, 3) Å cell.
+
+    A periodic frame keeps its positions and cell. A molecule (no cell) gets a cubic box of side
+    L = 2 r_max + reach + 1 Å (r_max its largest distance from its centroid c), its positions moved by
+    o = c − L/2 to the box's middle: no atom is wrapped and every image lies beyond the model's reach, so its
+    energy, forces and dipole (about o) are those of the isolated molecule.
+    """
+    positions, cells = [], []
+    for k, offset in zip(frames, batch_offsets(dataset, frames, reach)):
+        r = dataset.R[k, : dataset.N[k]]
+        positions.append(r - offset)
+        if dataset.periodic[k]:
+            cells.append(dataset.cell[k])
+        else:
+            cells.append(np.eye(3) * isolation_box_side(r, reach))
+    return positions, cells
+
+
+def isolation_box_side(positions, reach: float) -> float:
+    """Å: the side L = 2 r_max + reach + 1 of a cubic box holding a molecule (:func:`periodic_batch_cells`)."""
+    centred = positions - positions.mean(axis=0)
+    return 2.0 * float(np.linalg.norm(centred, axis=1).max()) + reach + 1.0
+
+
+def batch_offsets(dataset: Dataset, frames, reach: Optional[float] = None) -> np.ndarray:
+    """(len(frames), 3) Å, float64: the vector o subtracted from each frame's positions before the cast to the
+    compute dtype (its dipole label is taken about o: D − Q·o).
+
+    Molecules are moved to their centroid c (:meth:`Dataset.centroids`), or, in a periodic batch (``reach`` given),
+    to the middle of their box (c − L/2, :func:`periodic_batch_cells`); periodic frames are not moved (o = 0: the
+    batch wraps their atoms into the cell).
+    """
+    frames = np.asarray(frames, np.int64)
+    offsets = dataset.centroids(frames)
+    if reach is not None:
+        for row, k in enumerate(frames):
+            if dataset.periodic[k]:
+                offsets[row] = 0.0
+            else:
+                offsets[row] -= isolation_box_side(dataset.R[k, : dataset.N[k]], reach) / 2.0
+    return offsets
 
 
 def _device_batch(dataset: Dataset, frames: np.ndarray, energies: np.ndarray, model, shapes: BatchShapes,
                   dtype) -> tuple:
-    """One device's (Batch, labels) for ``frames`` (may be empty: an all-padding batch), each molecule moved to its
-    centroid c in float64 before the cast to ``dtype`` (:meth:`Dataset.centroids`; its dipole label about c)."""
+    """One device's (Batch, labels) for ``frames`` (may be empty: an all-padding batch), each molecule moved by its
+    offset o (:func:`batch_offsets`) in float64 before the cast to ``dtype`` (its dipole label about o)."""
     real = frames if len(frames) else np.zeros(0, np.int64)
-    centroids = dataset.centroids(real)
+    reach = image_reach(model)[0] if shapes.periodic else None
+    offsets = batch_offsets(dataset, real, reach)
     z = [dataset.Z[k, : dataset.N[k]] for k in real]
-    r = [dataset.R[k, : dataset.N[k]] - c for k, c in zip(real, centroids)]
     charges = [dataset.Q[k] for k in real]
-    if not len(real):
-        z, r, charges = [np.array([1])], [np.zeros((1, 3))], [0.0]
-    batch = batch_molecules(
-        z, r, model.cutoff, total_charges=charges, pair_cutoff=model_pair_cutoff(model),
-        num_atoms=shapes.atoms, num_edges=shapes.edges, num_pairs=shapes.pairs,
-        num_molecules=shapes.molecules, three_body_cutoff=model_triplet_cutoff(model),
-        num_triplets=shapes.triplets, dtype=dtype,
-    )
+    capacities = dict(total_charges=charges, pair_cutoff=model_pair_cutoff(model), num_atoms=shapes.atoms,
+                      num_edges=shapes.edges, num_pairs=shapes.pairs, num_molecules=shapes.molecules,
+                      three_body_cutoff=model_triplet_cutoff(model), num_triplets=shapes.triplets, dtype=dtype)
+    if shapes.periodic:
+        r, cells = periodic_batch_cells(dataset, real, reach)
+        if not len(real):
+            z, r, cells, capacities["total_charges"] = [np.array([1])], [np.zeros((1, 3))], [np.eye(3) * 100.0], [0.0]
+        batch = batch_periodic(z, r, cells, model.cutoff, **capacities)
+    else:
+        r = [dataset.R[k, : dataset.N[k]] - o for k, o in zip(real, offsets)]
+        if not len(real):
+            z, r, capacities["total_charges"] = [np.array([1])], [np.zeros((1, 3))], [0.0]
+        batch = batch_molecules(z, r, model.cutoff, **capacities)
     if not len(real):
         batch = batch.replace(atom_mask=np.zeros_like(batch.atom_mask), edge_mask=np.zeros_like(batch.edge_mask),
                               molecule_mask=np.zeros_like(batch.molecule_mask))
@@ -108,11 +196,18 @@ def _device_batch(dataset: Dataset, frames: np.ndarray, energies: np.ndarray, mo
     }
     labels["E"][:m] = energies[real]
     labels["E_mask"][:m] = dataset.has_E[real]
-    labels["D"][:m] = dataset.D[real] - dataset.Q[real][:, None] * centroids
+    labels["D"][:m] = dataset.D[real] - dataset.Q[real][:, None] * offsets
     labels["D_mask"][:m] = dataset.has_D[real]
     labels["Q"][:m] = dataset.Q[real]
     labels["Q_mask"][:m] = dataset.has_Q[real]
     labels["num_atoms"][:m] = dataset.N[real]
+    if shapes.periodic:
+        labels["S"] = np.zeros((b, 3, 3), dtype)
+        labels["S_mask"] = np.zeros(b, bool)
+        labels["volume_per_atom"] = np.zeros(b, dtype)
+        labels["S"][:m] = dataset.S[real]
+        labels["S_mask"][:m] = dataset.has_S[real]
+        labels["volume_per_atom"][:m] = np.abs(np.linalg.det(dataset.cell[real])) / dataset.N[real]
     start = 0
     for k in real:
         count = int(dataset.N[k])

@@ -72,6 +72,8 @@ HELP = {
                    "with --final-energy-weight (0: none)",
     "final_energy_weight": "energy loss weight during the final stage (validation keeps --energy-weight)",
     "charge_weight": "loss weight of the total-charge term (per e² for mse; --charges only)",
+    "stress_weight": "loss weight of the stress term of periodic frames with stress labels, taken as the virial "
+                     "per atom σ·V/N (per (eV/atom)² for mse)",
     "optimizer": "amsgrad (beta2 0.99, eps 1e-3 as PhysNet), adam or adamw",
     "learning_rate": "peak learning rate",
     "weight_decay": "decoupled weight decay (adamw only)",

@@ -53,8 +53,8 @@ def preset_settings(preset: str, **settings) -> dict:
 POSITIVE_SETTINGS = ("learning_rate", "clip_norm", "decay_rate", "decay_epochs", "zbl_cutoff", "force_check_delta",
                      "force_check_threshold")
 """Settings that must be finite numbers > 0."""
-NON_NEGATIVE_SETTINGS = ("energy_weight", "forces_weight", "dipole_weight", "charge_weight", "final_energy_weight",
-                         "warmup_epochs", "weight_decay", "final_lr_factor")
+NON_NEGATIVE_SETTINGS = ("energy_weight", "forces_weight", "dipole_weight", "charge_weight", "stress_weight",
+                         "final_energy_weight", "warmup_epochs", "weight_decay", "final_lr_factor")
 """Settings that must be finite numbers >= 0."""
 
 ARCHITECTURE_SETTINGS = ("features", "max_degree", "num_iterations", "correlation", "radial_mlp", "message_degree",
@@ -115,7 +115,8 @@ class TrainConfig:
     Model: PhysNet hyper-parameters; ``max_atomic_number`` None → largest Z in the data;
     ``zbl_cutoff`` (Å) where the ZBL repulsion is switched off when ``zbl`` is on.
     Loss: weights of energy (per molecule, or per atom with ``per_atom_energy``),
-    forces, dipole and total charge; ``loss`` "mse" or "mae". Final stage: the last
+    forces, dipole, total charge and stress (periodic frames with stress labels; its term is the virial per atom
+    σ·V/N in eV/atom, :mod:`physnetjax.train.loss`); ``loss`` "mse" or "mae". Final stage: the last
     ``final_stage`` fraction of the training steps (of the ``max_time`` budget when set)
     trains with energy weight ``final_energy_weight`` instead (0: no final stage;
     :func:`physnetjax.train.stages.in_final_stage`); validation keeps ``energy_weight``.
@@ -163,6 +164,7 @@ class TrainConfig:
     forces_weight: float = 50.0
     dipole_weight: float = 1.0
     charge_weight: float = 0.0
+    stress_weight: float = 1.0
     per_atom_energy: bool = False
     final_stage: float = 0.0
     final_energy_weight: float = 10.0

@@ -23,8 +23,8 @@ contribute exactly zero), so energies and forces equal those of the host-packed
 batch up to the order of floating-point sums. Labels are those of
 :func:`physnetjax.train.batching.iterate_batches` (E, F, D, Q with masks, num_atoms).
 
-Models with a three-body dispersion term need triplet lists; they keep the host
-batches (:func:`supports_device_batches`).
+Models with a three-body dispersion term need triplet lists, and periodic data
+needs image shifts and cells; they keep the host batches (:func:`supports_device_batches`).
 """
 
 from __future__ import annotations
@@ -72,8 +72,9 @@ class DeviceFrames:
 
 
 def supports_device_batches(shapes: BatchShapes) -> bool:
-    """Whether batches of these shapes can be gathered on the device (no triplet lists)."""
-    return shapes.triplets is None
+    """Whether batches of these shapes can be gathered on the device (no triplet lists, no periodic frames: their
+    batches are host-packed with their images' shifts and cells)."""
+    return shapes.triplets is None and not shapes.periodic
 
 
 def _padded_lists(lists: list, dtype=np.int32) -> tuple:

@@ -62,7 +62,7 @@ MEMBER_METRICS = (["train_loss", "grad_norm", "valid_loss"]
                      for s in ("mae", "rmse")])
 """Per-member columns of metrics.csv, ``member{k}_{name}`` (the ensemble-mean columns keep the single-model names)."""
 
-OUTPUT_KEYS = ("energy", "forces", "dipoles", "sum_charges")
+OUTPUT_KEYS = ("energy", "forces", "dipoles", "sum_charges", "stress")
 
 
 def member_seeds(seed: int, size: int) -> list[int]:

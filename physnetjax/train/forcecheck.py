@@ -16,23 +16,31 @@ import numpy as np
 from physnetjax.check.evaluate import Evaluator, Structure, cast_to_float64
 from physnetjax.check.forces import compare_forces, numerical_forces
 from physnetjax.errors import RunStoppedError
+from physnetjax.neighbors.periodic import lattice_translations
 
 
 class ForceCheckError(RunStoppedError):
     """Autodiff forces disagree with finite differences of the energy."""
 
 
-def finite_difference_force_error(model, params, atomic_numbers, positions, delta: float = 1e-4) -> float:
-    """max_ia |F_autodiff − F_central-difference| in eV/Å for one molecule, in float64.
+def finite_difference_force_error(model, params, atomic_numbers, positions, delta: float = 1e-4,
+                                  cell=None) -> float:
+    """max_ia |F_autodiff − F_central-difference| in eV/Å for one molecule or periodic cell, in float64.
 
     Args:
       model: a PhysNet (its ``element_energies`` do not affect forces).
       params: its variables; cast to float64 here.
       atomic_numbers: (n,) ints; positions: (n, 3) Å.
       delta: finite-difference step in Å.
+      cell: (3, 3) Å, vectors as rows, for a cell periodic along x, y and z (its atoms are wrapped into it first);
+        None for a molecule.
     """
     r = np.asarray(positions, dtype=np.float64)
-    structure = Structure(np.asarray(atomic_numbers), r)
+    if cell is None:
+        structure = Structure(np.asarray(atomic_numbers), r)
+    else:
+        r = r - lattice_translations(r, cell)
+        structure = Structure(np.asarray(atomic_numbers), r, cell=np.asarray(cell, np.float64))
     with jax.enable_x64(True):
         evaluator = Evaluator(model, cast_to_float64(params), structure)
         _, forces = evaluator.evaluate_one(r)

@@ -90,9 +90,10 @@ from physnetjax.ensemble.calibration import warn_few_frames
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, displayed
 from physnetjax.jsonlines import append_record, start_log, write_json
 from physnetjax.model import PhysNet
+from physnetjax.neighbors import image_reach
 from physnetjax.predict import init_params
 from physnetjax.train import plots
-from physnetjax.train.batching import batch_shapes, iterate_batches, num_batches
+from physnetjax.train.batching import batch_offsets, batch_shapes, iterate_batches, num_batches
 from physnetjax.train.config import (ARCHITECTURE_SETTINGS, RESUME_OVERRIDES, TrainConfig, read_json_object,
                                      unused_settings)
 from physnetjax.train.background import BackgroundWriter
@@ -120,6 +121,7 @@ from physnetjax.validation import (MAX_RECORDED_CHARGE_STATES, TRAINED_CHARGE_ST
                                    TRAINED_ELEMENTS_KEY, charge_states, check_directory_creatable,
                                    check_output_directory, distinct_charges, element)
 from physnetjax.train.timebudget import TimeBudget, progress_factor
+from physnetjax.units import GPA
 
 logger = logging.getLogger(__name__)
 
@@ -127,10 +129,12 @@ DATA_SHA256_KEY = "data_sha256"
 SPLIT_SHA256_KEY = "split_sha256"
 """Checkpoint metadata key: {data path: SHA-256 of its content} of the run's data files."""
 
-METRIC_NAMES = ("energy", "energy_per_atom", "forces", "dipole", "charge")
+METRIC_NAMES = ("energy", "energy_per_atom", "forces", "dipole", "charge", "stress")
 CSV_COLUMNS = (["epoch", "time_s", "lr", "train_loss", "grad_norm", "valid_loss"]
                + [f"valid_{m}_{s}" for m in METRIC_NAMES for s in ("mae", "rmse")]
                + ["force_check_max_error", "best"])
+ADDED_COLUMNS = ("valid_stress_mae", "valid_stress_rmse")
+"""Columns a metrics.csv written before they existed may lack; a resume adds them, empty for the epochs before."""
 
 
 def _point(link: Path, target: Path) -> None:
@@ -148,8 +152,8 @@ def build_model(config: TrainConfig, max_atomic_number: int) -> PhysNet:
 
 
 _COMPILED: dict = {}
-_STEP_SETTINGS = ("loss", "energy_weight", "forces_weight", "dipole_weight", "charge_weight", "per_atom_energy",
-                  "optimizer", "learning_rate", "weight_decay", "clip_norm", "schedule", "ema_decay")
+_STEP_SETTINGS = ("loss", "energy_weight", "forces_weight", "dipole_weight", "charge_weight", "stress_weight",
+                  "per_atom_energy", "optimizer", "learning_rate", "weight_decay", "clip_norm", "schedule", "ema_decay")
 _SCHEDULE_SETTINGS = {"constant": (), "plateau": (), "exponential": ("decay_rate", "decay_epochs"),
                       "cosine": ("warmup_epochs", "final_lr_factor", "epochs")}
 
@@ -548,12 +552,13 @@ class Trainer:
 
     def _check_some_term_trains(self) -> None:
         """Refuse a loss without a term: every weight 0, or the positive ones only on labels the training frames lack
-        (dipole and total-charge terms exist only with --charges). Every epoch would report a loss of 0 and train
+        (dipole and total-charge terms exist only with --charges, stress labels only on periodic frames). Every epoch would report a loss of 0 and train
         nothing."""
         config, train, data = self.config, self.split["train"], self.dataset
         energy_weight = max(config.energy_weight, config.final_energy_weight if config.final_stage > 0 else 0.0)
         terms = [("energy_weight", energy_weight, "energy", data.has_E[train].any()),
-                 ("forces_weight", config.forces_weight, "force", data.has_F[train].any())]
+                 ("forces_weight", config.forces_weight, "force", data.has_F[train].any()),
+                 ("stress_weight", config.stress_weight, "stress", data.has_S[train].any())]
         if self.model.charges:
             terms += [("dipole_weight", config.dipole_weight, "dipole", data.has_D[train].any()),
                       ("charge_weight", config.charge_weight, "total-charge", data.has_Q[train].any())]
@@ -612,7 +617,8 @@ class Trainer:
         columns (some removed, renamed or added) or a row of fewer or more values than its header is refused, naming
         them: it would come back without those values. Rows after the checkpoint's epoch (trained, then lost with
         the interrupted run) are dropped whatever their shape. An empty file (no header) reads as no rows; a missing
-        one is refused (FileNotFoundError), naming metrics.jsonl when that holds the rows.
+        one is refused (FileNotFoundError), naming metrics.jsonl when that holds the rows. A file without the
+        :data:`ADDED_COLUMNS` (written by an older release) is accepted: they are left empty for its epochs.
         """
         if not metrics.exists():
             twin = metrics.with_name("metrics.jsonl")
@@ -623,11 +629,11 @@ class Trainer:
                    else f"from a copy, or start a new run with --init-from {self.run_dir / 'best'}"))
         with open(metrics, newline="") as handle:
             reader = csv.DictReader(handle)
-            header = reader.fieldnames
-            if header is not None and sorted(header) != sorted(self.columns):
-                missing = [name for name in self.columns if name not in header]
-                extra = [name for name in dict.fromkeys(header) if name not in self.columns]
-                repeated = sorted({name for name in header if header.count(name) > 1})
+            header = reader.fieldnames or []
+            missing = [name for name in self.columns if name not in header and name not in ADDED_COLUMNS]
+            extra = [name for name in dict.fromkeys(header) if name not in self.columns]
+            repeated = sorted({name for name in header if header.count(name) > 1})
+            if header and (missing or extra or repeated):
                 found = "; ".join(f"{what}: {', '.join(names)}" for what, names in (
                     ("missing", missing), ("unknown", extra), ("given twice", repeated)) if names)
                 raise ValueError(f"{metrics} holds other columns than this run writes ({found}); resuming would "
@@ -921,8 +927,9 @@ class Trainer:
         k = int(self.split["valid"][0])
         n = int(self.dataset.N[k])
         members = [member_params(params, k) for k in range(self.size)] if self.size > 1 else [params]
+        cell = self.dataset.cell[k] if self.dataset.periodic[k] else None
         error = max(finite_difference_force_error(self.model, member, self.dataset.Z[k, :n], self.dataset.R[k, :n],
-                                                  self.config.force_check_delta) for member in members)
+                                                  self.config.force_check_delta, cell) for member in members)
         self._log_force_check(error, self.dataset.sources[k])
         if not error <= self.config.force_check_threshold:
             raise ForceCheckError(
@@ -1121,8 +1128,8 @@ class Trainer:
             "done in %.1f s: best epoch %d; valid (best, EMA) energy MAE %s eV, forces MAE %s eV/Å%s; "
             "test energy MAE %s eV, forces MAE %s eV/Å%s; checkpoint %s",
             summary["time_s"], self.best_epoch, _fmt(valid_metrics.get("energy_mae")),
-            _fmt(valid_metrics.get("forces_mae")), _dipole_text(valid_metrics), _fmt(test_metrics.get("energy_mae")),
-            _fmt(test_metrics.get("forces_mae")), _dipole_text(test_metrics), self.run_dir / "best")
+            _fmt(valid_metrics.get("forces_mae")), _other_labels_text(valid_metrics), _fmt(test_metrics.get("energy_mae")),
+            _fmt(test_metrics.get("forces_mae")), _other_labels_text(test_metrics), self.run_dir / "best")
         return summary
 
     def _record_dipole_surface(self, valid_metrics: dict, valid_pred: dict, test_metrics: dict,
@@ -1137,7 +1144,8 @@ class Trainer:
             fit = None
             if len(predictions.get("D_frames", ())):
                 frames, data = predictions["D_frames"], self.dataset
-                labels = data.D[frames] - data.Q[frames][:, None] * data.centroids(frames)  # as D_pred, float64
+                reach = image_reach(self.model)[0] if self.shapes.periodic else None
+                labels = data.D[frames] - data.Q[frames][:, None] * batch_offsets(data, frames, reach)  # as D_pred
                 fit = dipole_surface_fit(data.Z[frames], data.R[frames], data.N[frames], labels,
                                          predictions["D_pred"], cell=data.cell[frames])
             record[split] = None if fit is None else fit.to_dict()
@@ -1206,12 +1214,16 @@ def _fmt(value) -> str:
     return f"{value:.2e}" if 0.0 < abs(value) < 1e-3 else f"{value:.4f}"
 
 
-def _dipole_text(metrics: dict) -> str:
-    """``", dipole MAE x eÅ, dipole R² (molecular frame) y"`` of a split's metrics ("" without dipole labels)."""
-    if metrics.get("dipole_mae") is None:
-        return ""
-    return (f", dipole MAE {_fmt(metrics['dipole_mae'])} eÅ, dipole R² (molecular frame) "
-            f"{_fmt(metrics.get('dipole_r2'))}")
+def _other_labels_text(metrics: dict) -> str:
+    """``", dipole MAE x eÅ, dipole R² (molecular frame) y"`` of a split's metrics ("" without dipole labels), and
+    ``", stress MAE z GPa"`` with stress labels."""
+    text = ""
+    if metrics.get("dipole_mae") is not None:
+        text += (f", dipole MAE {_fmt(metrics['dipole_mae'])} eÅ, dipole R² (molecular frame) "
+                 f"{_fmt(metrics.get('dipole_r2'))}")
+    if metrics.get("stress_mae") is not None:
+        text += f", stress MAE {metrics['stress_mae'] / GPA:.3g} GPa"
+    return text
 
 
 def _summary_line(row: dict, epochs: int, estimated: bool = False) -> str:
@@ -1225,6 +1237,8 @@ def _summary_line(row: dict, epochs: int, estimated: bool = False) -> str:
         parts.append(f"F MAE {_fmt(row['valid_forces_mae'])} eV/Å")
     if row.get("valid_dipole_mae") is not None:
         parts.append(f"D MAE {_fmt(row['valid_dipole_mae'])} eÅ")
+    if row.get("valid_stress_mae") is not None:
+        parts.append(f"σ MAE {row['valid_stress_mae'] / GPA:.3g} GPa")
     parts.append(f"{row['time_s']:.1f} s")
     if row.get("best"):
         parts.append("*best*")

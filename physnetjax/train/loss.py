@@ -1,17 +1,22 @@
 """Masked error sums, the weighted loss, and validation metrics.
 
-For each label k ∈ {E, E/atom, F, D, Q} a batch yields Σ f(pred − ref) over the
+For each label k ∈ {E, E/atom, F, D, Q, σ, σ·V/N} a batch yields Σ f(pred − ref) over the
 entries that carry the label (padding and missing labels excluded, never
 zero-filled) and the number of such entries. With f = square (MSE, default) or
 abs (MAE, as PhysNet) the loss is::
 
-    L = w_E · S_E / n_E + w_F · S_F / n_F + w_D · S_D / n_D + w_Q · S_Q / n_Q
+    L = w_E · S_E / n_E + w_F · S_F / n_F + w_D · S_D / n_D + w_Q · S_Q / n_Q + w_σ · S_W / n_W
 
 where S/n are taken over the *global* batch (all devices), so the loss does not
 depend on how the batch is split. E is the energy per molecule (eV), or per atom
 (eV/atom) with ``per_atom_energy``; F are force components (eV/Å); D dipole
 components (e·Å); Q the sum of the predicted charges against the total charge
 (e), which the PhysNet charge correction makes exact, so its default weight is 0.
+The stress σ (eV/Å³, periodic frames with a stress label) enters the loss as the
+virial per atom W = σ · V / N (eV/atom; V the cell volume, N its atom count), whose
+errors compare with per-atom energy errors whatever the cell's size and density
+(MACE weighs its virials the same way); the metrics report the stress components
+themselves (S, eV/Å³).
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ import jax.numpy as jnp
 
 from physnetjax.neighbors import apply_batch
 
-TERMS = ("E", "Ea", "F", "D", "Q")
-"""Error terms: energy per molecule, energy per atom, force components, dipole components, total charge."""
+TERMS = ("E", "Ea", "F", "D", "Q", "S", "W")
+"""Error terms: energy per molecule, energy per atom, force components, dipole components, total charge, stress
+components (eV/Å³) and virial-per-atom components σ · V / N (eV/atom)."""
 PREDICTIONS = ("pred_E", "pred_F", "pred_D")
 """Keys of the predictions among the error sums (``pred_D`` only for a charge model)."""
 
@@ -38,8 +44,9 @@ def error_sums(model, params, batch, labels) -> dict:
 
 
 def sums_from_outputs(out: dict, labels: dict, charges: bool) -> dict:
-    """:func:`error_sums` of model outputs ``out`` (energy (B,), forces (N, 3), dipoles, sum_charges);
-    the dipole and charge terms only when ``charges``."""
+    """:func:`error_sums` of model outputs ``out`` (energy (B,), forces (N, 3), dipoles, sum_charges, stress);
+    the dipole and charge terms only when ``charges``, the stress terms only for a periodic batch (``out['stress']``
+    (B, 3, 3) and labels ``S`` (B, 3, 3) eV/Å³, ``S_mask`` (B,), ``volume_per_atom`` (B,) Å³)."""
     dtype = out["energy"].dtype
     e_mask = labels["E_mask"]
     e_err = jnp.where(e_mask, out["energy"] - labels["E"], 0.0)
@@ -50,6 +57,11 @@ def sums_from_outputs(out: dict, labels: dict, charges: bool) -> dict:
         "Ea": (e_err / labels["num_atoms"], e_mask),
         "F": (f_err, f_mask),
     }
+    if "S" in labels and out.get("stress") is not None:
+        s_mask = jnp.broadcast_to(labels["S_mask"][:, None, None], labels["S"].shape)
+        s_err = jnp.where(s_mask, out["stress"] - labels["S"], 0.0)
+        errors["S"] = (s_err, s_mask)
+        errors["W"] = (s_err * labels["volume_per_atom"][:, None, None], s_mask)
     if charges:
         d_mask = jnp.broadcast_to(labels["D_mask"][:, None], labels["D"].shape)
         errors["D"] = (jnp.where(d_mask, out["dipoles"] - labels["D"], 0.0), d_mask)
@@ -93,16 +105,18 @@ def loss_weights(config) -> dict:
     """{term: weight} from a :class:`TrainConfig` (energy per atom replaces per molecule if asked)."""
     energy_term = "Ea" if config.per_atom_energy else "E"
     return {energy_term: config.energy_weight, "F": config.forces_weight,
-            "D": config.dipole_weight, "Q": config.charge_weight}
+            "D": config.dipole_weight, "Q": config.charge_weight, "W": config.stress_weight}
 
 
 def metrics_from_totals(totals: dict) -> dict:
     """MAE/RMSE per term from host-accumulated {term: [abs_sum, sq_sum, count]} (float64).
 
     Keys: energy_mae/rmse (eV), energy_per_atom_mae/rmse (eV/atom), forces_mae/rmse
-    (eV/Å), dipole_mae/rmse (e·Å), charge_mae/rmse (e); terms without labels are omitted.
+    (eV/Å), dipole_mae/rmse (e·Å), charge_mae/rmse (e), stress_mae/rmse (eV/Å³), virial_per_atom_mae/rmse
+    (eV/atom); terms without labels are omitted.
     """
-    names = {"E": "energy", "Ea": "energy_per_atom", "F": "forces", "D": "dipole", "Q": "charge"}
+    names = {"E": "energy", "Ea": "energy_per_atom", "F": "forces", "D": "dipole", "Q": "charge", "S": "stress",
+             "W": "virial_per_atom"}
     metrics = {}
     for term, name in names.items():
         abs_sum, sq_sum, count = totals[term]
