@@ -1,5 +1,6 @@
 """Data loading, validation (one test per bad-data class), splits and the float64 E0 fit."""
 
+import dataclasses
 import re
 import warnings
 from pathlib import Path
@@ -445,15 +446,20 @@ def test_energies_under_common_names_warn_in_npz_and_extxyz(tmp_path, raw, key):
         load_ase(tmp_path / "frames.extxyz")
 
 
-def test_periodic_ase_frames_keep_their_cell_and_in_reach_images_are_refused(tmp_path, raw):
+def test_periodic_ase_frames_keep_their_cell_and_check_refuses_in_reach_images(tmp_path, raw):
     """A periodic extxyz (crystal, liquid) was read as isolated molecules on main, its cell dropped with a warning
     only: training and eval went on without the periodic images. The cell is kept now (zero rows along the
-    directions that are not periodic) and check_isolated refuses frames whose images lie within the reach."""
+    directions that are not periodic); check_images_beyond_reach refuses, for a tool that takes molecules only, frames
+    whose images lie within the reach."""
     import ase
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from physnetjax.data.dataset import check_isolated
+    from physnetjax.data.dataset import check_images_beyond_reach, warn_unused_cells
+
+    def check_isolated(data, reach, text):
+        positions = [data.R[k, : data.N[k]] for k in range(len(data))]
+        check_images_beyond_reach(data.sources, data.cell, positions, reach, text, "REMEDY")
 
     frames = []
     for k, pbc in enumerate([False, True, [True, True, False]]):
@@ -464,14 +470,17 @@ def test_periodic_ase_frames_keep_their_cell_and_in_reach_images_are_refused(tmp
     with warnings_as_errors():
         data = load_ase(tmp_path / "cell.extxyz")
     np.testing.assert_array_equal(data.cell, [np.zeros((3, 3)), np.diag([6.0, 7.0, 8.0]), np.diag([6.0, 7.0, 0.0])])
+    np.testing.assert_array_equal(data.periodic, [False, True, True])
     np.testing.assert_array_equal(data.subset([2]).cell, data.cell[2:])
     assert not load_npz(write(tmp_path, raw)).cell.any()
     with pytest.warns(PhysNetInputWarning, match=r"^1 frame\(s\) carry a cell but pbc F F F"):
-        check_isolated(data.subset([0]), 5.0, "5 Å")  # read as isolated; its images would be in reach
+        warn_unused_cells(data.subset([0]), 5.0, "5 Å")  # read as isolated; its images would be in reach
+    with warnings_as_errors():
+        warn_unused_cells(data.subset([1, 2]), 5.0, "5 Å")  # periodic: no unused cell
+    check_isolated(data.subset([0]), 5.0, "5 Å")
     with pytest.raises(DataError, match=r"^2 periodic frame\(s\) have atoms within 5 Å of a periodic image \(frames "
                                         r"1, 2; e\.g\. .*cell.extxyz\[\d\], pbc T T [TF], .* image at [\d.]+ Å\): "
-                                        r"physnetjax trains on isolated molecules only \(no periodic frames, "
-                                        r"no stress labels\)"):
+                                        r"REMEDY$"):
         check_isolated(data, 5.0, "5 Å")
     boxed = ase.Atoms(numbers=raw["Z"][0], positions=raw["R"][0], pbc=True)
     boxed.center(vacuum=6.0)
@@ -487,16 +496,16 @@ def test_periodic_ase_frames_keep_their_cell_and_in_reach_images_are_refused(tmp
         load_ase(tmp_path / "flat.extxyz")
 
 
-def test_npz_cell_is_read_so_training_refuses_frames_in_reach_of_their_images_like_extxyz(tmp_path, raw):
+def test_npz_cell_is_read_so_training_batches_npz_and_extxyz_cells_alike(tmp_path, raw):
     """An .npz with a 'cell' key was read as isolated molecules on main, the cell dropped without a word, while the
     same frames in an extxyz were refused. The cell ((3, 3) or per frame, optional 'pbc') is read into Dataset.cell:
-    training refuses both files alike, and a vacuum box wider than the reach loads and batches."""
+    the trainer batches both files alike, as periodic cells with their images; a slab (pbc along two directions)
+    is refused with its remedy, and a vacuum box wider than the reach loads and batches."""
     import ase
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator
 
     from physnetjax import PhysNet
-    from physnetjax.train import TrainConfig, train
     from physnetjax.train.batching import batch_shapes
 
     frames = {k: raw[k][:8] for k in ("R", "Z", "N", "E", "F")}
@@ -507,27 +516,25 @@ def test_npz_cell_is_read_so_training_refuses_frames_in_reach_of_their_images_li
         images.append(atoms)
     ase.io.write(tmp_path / "tight.extxyz", images)
     write(tmp_path, {**frames, "cell": np.diag([6.0, 7.0, 8.0])}, "tight.npz")
-    errors = []
-    for name in ("tight.extxyz", "tight.npz"):
-        config = TrainConfig(data=[str(tmp_path / name)], out=str(tmp_path / f"run-{name}"), features=8, max_degree=1,
-                             num_iterations=1, num_basis_functions=8, cutoff=5.0, train=4, valid=2, test=2,
-                             batch_size=2, epochs=1, plots=False, progress=False)
-        with pytest.raises(DataError, match=r"^8 periodic frame\(s\) have atoms within 5 Å \(the model's "
-                                            r"cutoff\) of a periodic image \(frames 0, 1, 2, 3, 4 \(and 3 more\)"
-                           ) as error:
-            train(config)
-        errors.append(str(error.value).replace(name, "FILE"))
-    assert errors[0] == errors[1]
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=5.0,
+                    max_atomic_number=8)
+    tight = [load_dataset(tmp_path / name) for name in ("tight.extxyz", "tight.npz")]
+    np.testing.assert_array_equal(tight[0].cell, tight[1].cell)
+    shapes = [batch_shapes(data, model, 2) for data in tight]
+    assert shapes[0] == shapes[1] and shapes[0].periodic
+    isolated = batch_shapes(dataclasses.replace(tight[0], cell=np.zeros((8, 3, 3))), model, 2)
+    assert not isolated.periodic and isolated.edges < shapes[0].edges  # the images' pairs are counted
 
     pbc = np.array([[True, True, False]] * 4 + [[False, False, False]] * 4)
     data = load_npz(write(tmp_path, {**frames, "box": np.diag([6.0, 7.0, 8.0]), "pbc": pbc}, "slab.npz"))
     np.testing.assert_array_equal(data.cell, [np.diag([6.0, 7.0, 0.0])] * 4 + [np.zeros((3, 3))] * 4)
+    with pytest.raises(DataError, match=r"^4 frame\(s\) are periodic along one or two directions only \(e\.g\. "
+                                        r".*slab.npz\[0\], pbc \[True, True, False\]\): .* at least 5 Å of vacuum"):
+        batch_shapes(data, model, 2)
     vacuum = np.broadcast_to(np.diag([30.0, 31.0, 32.0]), (8, 3, 3))
     with warnings_as_errors():
         data = load_npz(write(tmp_path, {**frames, "Lattice": vacuum}, "vacuum.npz"))
     np.testing.assert_array_equal(data.cell, vacuum)
-    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=5.0,
-                    max_atomic_number=8)
     assert batch_shapes(data, model, 2).molecules == 2
 
     for extra, message in (({"cell": np.eye(3)[:2]}, r"key 'cell' has shape \(2, 3\) \(float64\), expected numbers "
@@ -546,10 +553,10 @@ def test_npz_cell_is_read_so_training_refuses_frames_in_reach_of_their_images_li
     assert not load_npz(write(tmp_path, {**frames, "pbc": np.zeros(3, bool)})).cell.any()
 
 
-def test_stress_and_virial_labels_warn_and_atomic_charges_give_the_total_charge(tmp_path, raw):
+def test_virial_labels_warn_stress_is_read_and_atomic_charges_give_the_total_charge(tmp_path, raw):
     """On main an extxyz stress= or virial= entry and a per-atom charge column (ASE's 'charges' result) were
-    dropped without a word: a cation whose file carried only its atomic charges was trained as neutral. The warning
-    ends 'store the labels meant under these names' (it lacked the word 'names')."""
+    dropped without a word: a cation whose file carried only its atomic charges was trained as neutral. The stress
+    is read now (a label of periodic frames); a virial warns, naming the stress to give instead."""
     import ase
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator
@@ -558,14 +565,19 @@ def test_stress_and_virial_labels_warn_and_atomic_charges_give_the_total_charge(
     charges = np.full(n, 1.0 / n)
     atoms = ase.Atoms(numbers=raw["Z"][0, :n], positions=raw["R"][0, :n], cell=[30.0] * 3, pbc=True)
     atoms.info["virial"] = np.zeros((3, 3))
-    atoms.calc = SinglePointCalculator(atoms, energy=raw["E"][0], forces=raw["F"][0, :n], stress=np.zeros(6),
+    stress = np.array([1e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3])
+    atoms.calc = SinglePointCalculator(atoms, energy=raw["E"][0], forces=raw["F"][0, :n], stress=stress,
                                        charges=charges)
     ase.io.write(tmp_path / "stress.extxyz", atoms)
-    with pytest.warns(PhysNetInputWarning, match=r"stress.extxyz: label-like keys not read: 'virial' \(frames 0\); "
-                                                 r"'stress' \(frames 0\);.* stress and virial are not trained; "
+    with pytest.warns(PhysNetInputWarning, match=r"stress.extxyz: label-like keys not read: 'virial' \(frames 0\);"
+                                                 r".* a virial W is not read: give the stress σ = -W / V\); "
                                                  r"store the labels meant under these names$"):
         data = load_ase(tmp_path / "stress.extxyz")
     assert data.has_Q[0] and data.Q[0] == pytest.approx(1.0)
+    assert data.has_S[0]
+    from ase.stress import voigt_6_to_full_3x3_stress
+
+    np.testing.assert_array_equal(data.S[0], voigt_6_to_full_3x3_stress(stress))  # ASE's own Voigt → 3×3
     atoms.info["charge"] = 0.0
     ase.io.write(tmp_path / "both.extxyz", atoms)
     with pytest.raises(DataError, match=r"both.extxyz: frame 0: atoms.info\['charge'\] = 0 differs from the sum 1 "
@@ -574,7 +586,7 @@ def test_stress_and_virial_labels_warn_and_atomic_charges_give_the_total_charge(
     stress_only = atoms.copy()
     stress_only.calc = SinglePointCalculator(stress_only, stress=np.zeros(6))
     ase.io.write(tmp_path / "only.extxyz", stress_only)
-    with pytest.raises(DataError, match=r"only.extxyz: no frame carries an energy or forces.*'stress' \(frames 0\)"):
+    with pytest.raises(DataError, match=r"only.extxyz: no frame carries an energy or forces.*'virial' \(frames 0\)"):
         load_ase(tmp_path / "only.extxyz")
 
 
@@ -768,9 +780,8 @@ def test_frames_with_a_cell_but_pbc_cleared_whose_atoms_meet_their_images_warn_t
             f"own periodic images were the cell periodic (frames 0, 1, 2; e.g. {tmp_path / name}[0], cell "
             f"[[6.0, 0.0, 0.0], [0.0, 7.0, 0.0], [0.0, 0.0, 8.0]] Å: closest image at {closest:.3g} Å): they are read "
             "as isolated clusters. If their labels come from a periodic calculation (a crystal, a liquid), these "
-            "frames are not isolated and the model would fit image interactions it cannot see: physnetjax trains "
-            "isolated molecules only; for periodic inference set pbc and use physnetjax.predict_periodic or "
-            "physnetjax.PhysNetCalculator"]
+            "frames are not isolated and the model would fit image interactions it cannot see: set pbc True in the "
+            "file (extxyz pbc=\"T T T\", .npz key pbc) to train and evaluate them as periodic cells"]
     ase.io.write(tmp_path / "boxed.extxyz", frames([30.0, 30.0, 30.0]))
     write(tmp_path, {**{k: raw[k][:3] for k in ("R", "Z", "N", "E", "F")}, "cell": np.eye(3) * 30.0, "pbc": [0, 0, 0]},
           "boxed.npz")

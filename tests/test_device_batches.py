@@ -17,7 +17,7 @@ import pytest
 
 from physnetjax.data import load_npz
 from physnetjax.model import PhysNet
-from physnetjax.neighbors import apply_batch
+from physnetjax.neighbors import apply_batch, periodic_pairs
 from physnetjax.predict import init_params
 from physnetjax.train.batching import batch_shapes, iterate_batches
 from physnetjax.train.config import TrainConfig
@@ -138,9 +138,10 @@ def test_trainer_on_two_host_devices_matches_one_device(tmp_path):
     np.testing.assert_allclose(results[2]["valid_loss"], results[1]["valid_loss"], rtol=1e-4)
 
 
-def test_batch_shapes_refuse_periodic_frames_within_the_reach_of_the_pair_terms():
-    """On main a periodic frame was batched as an isolated molecule whatever its images. The reach counts the pair
-    terms beyond the cutoff (here the Coulomb long-range cutoff), not all-pairs Coulomb."""
+def test_periodic_batch_shapes_count_the_pair_terms_images_and_refuse_bare_coulomb():
+    """On main a periodic frame was batched as an isolated molecule whatever its images, then refused. Periodic data
+    now batches with every image within reach: the pair list beyond the cutoff (here the Coulomb long-range cutoff)
+    counts its images too, and a charge model's all-pairs Coulomb, infinite in a crystal, is refused by name."""
     from physnetjax.data import DataError
 
     data = load_npz(Path(__file__).parent / "data" / "train_ethanol64.npz").subset([0])
@@ -148,8 +149,12 @@ def test_batch_shapes_refuse_periodic_frames_within_the_reach_of_the_pair_terms(
     boxed = dataclasses.replace(data, cell=np.eye(3)[None] * (extent + 6.0))
     base = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=4.0,
                    max_atomic_number=8, charges=True, zbl=False)
-    batch_shapes(boxed, base, 1)
-    batch_shapes(boxed, base.clone(charges=False), 1)
-    with pytest.raises(DataError, match=r"^1 periodic frame\(s\) have atoms within 10 Å \(the reach of the model's "
-                                        r"pair terms\) of a periodic image \(frames 0;"):
-        batch_shapes(boxed, base.clone(coulomb_lr_cutoff=10.0), 1)
+    with pytest.raises(DataError, match=r"a charge model's Coulomb term sums over all atom pairs, which is infinite "
+                                        r"in a crystal .* --no-charges"):
+        batch_shapes(boxed, base, 1)
+    assert batch_shapes(boxed, base.clone(charges=False), 1).periodic
+    n = int(data.N[0])
+    pairs = batch_shapes(boxed, base.clone(coulomb_lr_cutoff=10.0), 1).pairs
+    images = len(periodic_pairs(data.R[0, :n], boxed.cell[0], 10.0)[0])
+    assert images > n * (n - 1)  # each atom meets images of the molecule within 10 Å
+    assert pairs == -(-images // 8) * 8

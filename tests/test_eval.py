@@ -306,11 +306,12 @@ def test_ase_trajectory_and_database_give_the_extxyz_metrics(setup, evaluated, t
         np.testing.assert_allclose(metrics[key], value, rtol=1e-12, atol=1e-15, err_msg=key)
 
 
-def test_periodic_frames_in_reach_of_their_images_are_refused_and_vacuum_boxes_evaluated(setup, evaluated, tmp_path,
-                                                                                        capsys):
+def test_periodic_frames_of_a_bare_coulomb_model_are_refused_and_vacuum_boxes_evaluated(setup, evaluated, tmp_path,
+                                                                                         capsys):
     """On main periodic extxyz frames were evaluated as isolated molecules (a warning only): wrong neighbours, wrong
-    errors. Frames whose images lie within the cutoff are refused in one line (exit 2); molecules in vacuum boxes wider
-    than it are isolated molecules, evaluated exactly so."""
+    errors. A charge model whose Coulomb sum has no cutoff cannot evaluate a cell whose images lie within its reach:
+    refused in one line (exit 2); molecules in vacuum boxes wider than the reach are isolated molecules, evaluated
+    exactly so (their dipoles included)."""
     root, frames, _ = setup
     for name, cell in (("tight", [5.0, 5.0, 5.0]), ("vacuum", [30.0, 30.0, 30.0])):
         images = []
@@ -325,11 +326,10 @@ def test_periodic_frames_in_reach_of_their_images_are_refused_and_vacuum_boxes_e
     assert run_cli(*args, tmp_path / "tight.extxyz", "--float64", "--no-plots") == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and re.fullmatch(
-        r"python -m physnetjax.eval: error: 4 periodic frame\(s\) have atoms within 4 Å \(the model's cutoff\) of a "
-        r"periodic image \(frames 6, 7, 8, 9; e\.g\. .*tight.extxyz\[\d\], pbc T T T, cell \[\[5.0, 0.0, 0.0\].* Å: "
-        r"image at [\d.]+ Å\): eval, like the trainer, takes every frame as an isolated molecule and would leave out the "
-        r"images; a periodic cell is evaluated with its images by physnetjax.predict_periodic or the ASE calculator "
-        r"\(physnetjax.PhysNetCalculator\)", lines[0]), lines[0]
+        r"python -m physnetjax.eval: error: 4 frame\(s\) are periodic cells \(e\.g\. .*tight.extxyz\[\d\]\), and a "
+        r"charge model's Coulomb term without a long-range cutoff \(coulomb_lr_cutoff\) sums over all atom pairs, "
+        r"which is infinite in a crystal \(no Ewald sum here\): periodic cells need a model without charges \(train "
+        r"with --no-charges\) or with a coulomb_lr_cutoff", lines[-1]), lines
     assert run_cli(*args, tmp_path / "vacuum.extxyz", "--float64", "--batch-size", 4, "--out", tmp_path / "out",
                    "--no-plots") == 0
     metrics = json.loads((tmp_path / "out" / "summary.json").read_text())["metrics"]

@@ -804,7 +804,6 @@ def validate(data: Dataset, path) -> None:
             "(the first N atomic numbers must be > 0 and the rest 0)"
         )
     check_stress_labels(data, path)
-    drop_periodic_dipoles(data, path)
     check_contacts(data, path)
     warn_length_unit(data, path)
     warn_duplicates(data, path)
@@ -830,19 +829,6 @@ def check_stress_labels(data: Dataset, where) -> None:
         raise DataError(f"{where}: stress labels beyond {MAX_ABS_STRESS:g} eV/Å³ (160 GPa) in frame(s) "
                         f"{_first_frames(large)} (e.g. {np.abs(data.S[k]).max():.4g} in {data.sources[k]}): stress "
                         "must be in eV/Å³ (ASE's unit); convert kbar (× 6.2415e-4) or GPa (× 6.2415e-3)")
-
-
-def drop_periodic_dipoles(data: Dataset, where) -> None:
-    """Unset (in place, with a :class:`PhysNetInputWarning`) the dipole labels of periodic frames: the dipole of a
-    periodic cell depends on which image of each atom is taken (it changes by Q_i · a when atom i is wrapped by the
-    cell vector a), so no model output matches it."""
-    periodic = data.has_D & data.periodic
-    if periodic.any():
-        data.has_D[periodic] = False
-        data.D[periodic] = 0.0
-        warnings.warn(f"{where}: dipole labels of {int(periodic.sum())} periodic frame(s) are not used (frames "
-                      f"{_first_frames(periodic)}): the dipole of a periodic cell depends on where its atoms are "
-                      "wrapped into it", PhysNetInputWarning, stacklevel=3)
 
 
 def check_contacts(data: Dataset, where) -> None:

@@ -121,6 +121,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from physnetjax.eval import outputs
     from physnetjax.eval.evaluate import evaluate, label_scale_findings
     from physnetjax.eval.predictions import predict_dataset
+    from physnetjax.train.batching import as_batched
     from physnetjax.eval.table import render
 
     checkpoint = args.checkpoint
@@ -143,6 +144,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.out is not None:
         write_resolved_config(parser, args, Path(args.out) / CONFIG_NAME)
     dtype = "float64" if args.float64 else "float32"
+    dataset = as_batched(dataset, model)  # the dipoles of periodic cells are not compared
     start = time.perf_counter()
     predictions = predict_dataset(model, params, dataset, batch_size=args.batch_size, dtype=dtype)
     seconds = time.perf_counter() - start

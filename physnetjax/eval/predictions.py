@@ -25,7 +25,7 @@ from physnetjax import compilation
 from physnetjax.calculator import cast_params, check_dtype
 from physnetjax.data import Dataset, element_counts
 from physnetjax.neighbors import apply_batch, image_reach
-from physnetjax.train.batching import batch_offsets, batch_shapes, iterate_batches
+from physnetjax.train.batching import as_batched, batch_offsets, batch_shapes, iterate_batches
 from physnetjax.train.parallel import device_mesh, replicate, shard_batch
 
 OUTPUT_KEYS = ("energy", "forces", "charges", "dipoles", "energy_std", "forces_std", "stress")
@@ -106,6 +106,7 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
                          + (" (D3 dispersion has reference data only up to there)"
                             if limit < model.max_atomic_number else ""))
     network = model.clone(element_energies=None)
+    dataset = as_batched(dataset, network)
     mesh = device_mesh()
     shapes = batch_shapes(dataset, network, batch_size, mesh.devices.size)
     device_params = replicate(cast_params(params, dtype), mesh)

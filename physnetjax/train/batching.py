@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Iterator, Optional
 
 import jax
 import numpy as np
 
-from physnetjax.data.dataset import DataError, Dataset, warn_unused_cells
+from physnetjax.data.dataset import DataError, Dataset, nearest_images, warn_unused_cells
+from physnetjax.errors import PhysNetInputWarning
 from physnetjax.neighbors import (
     batch_molecules,
     batch_periodic,
@@ -46,6 +48,29 @@ class BatchShapes:
     pairs: Optional[int]
     triplets: Optional[int] = None
     periodic: bool = False
+
+
+def as_batched(dataset: Dataset, model) -> Dataset:
+    """``dataset`` as the trainer and ``eval`` batch it for ``model``: a periodic frame whose atoms all lie beyond the
+    model's reach (:func:`physnetjax.neighbors.image_reach`) of every periodic image, and that carries no stress
+    label, is taken as the isolated molecule it is (its cell cleared: same energy and forces, its dipole label
+    kept, and a charge model's all-pairs Coulomb stays defined); the dipole labels of the other periodic frames are
+    unset, with a :class:`~physnetjax.errors.PhysNetInputWarning`: the dipole of a periodic cell depends on where
+    its atoms are wrapped (it changes by q_i · a when atom i moves by the cell vector a), so no output matches it.
+    """
+    if not dataset.periodic.any():
+        return dataset
+    reach, _ = image_reach(model)
+    positions = [dataset.R[k, : dataset.N[k]] for k in range(len(dataset))]
+    boxed = dataset.periodic & ~np.isfinite(nearest_images(dataset.cell, positions, reach)) & ~dataset.has_S
+    cell = np.where(boxed[:, None, None], 0.0, dataset.cell)
+    periodic_dipoles = dataset.has_D & cell.any(axis=(1, 2))
+    if periodic_dipoles.any():
+        warnings.warn(f"dipole labels of {int(periodic_dipoles.sum())} periodic frame(s) are not used (e.g. "
+                      f"{dataset.sources[np.argmax(periodic_dipoles)]}): the dipole of a periodic cell depends on where "
+                      "its atoms are wrapped into it", PhysNetInputWarning, stacklevel=2)
+    return dataclasses.replace(dataset, cell=cell, has_D=dataset.has_D & ~periodic_dipoles,
+                               D=np.where(periodic_dipoles[:, None], 0.0, dataset.D))
 
 
 def batch_shapes(dataset: Dataset, model, batch_size: int, num_devices: int = 1) -> BatchShapes:
@@ -112,8 +137,12 @@ def check_trainable_cells(dataset: Dataset, model, reach: float) -> None:
                         f"{reach:g} Å of vacuum (more than the model's reach) along its open directions and set pbc "
                         "True there: its energies and forces are those of the isolated slab")
     if model_pair_cutoff(model) is None:
-        raise DataError("the data holds periodic frames, and a charge model's Coulomb term sums over all atom pairs, "
-                        "which is infinite in a crystal (no Ewald sum here): train periodic data with --no-charges")
+        k = int(np.argmax(dataset.periodic))
+        raise DataError(f"{int(dataset.periodic.sum())} frame(s) are periodic cells (e.g. {dataset.sources[k]}), "
+                        "and a charge model's Coulomb term without a long-range cutoff "
+                        "(coulomb_lr_cutoff) sums over all atom pairs, which is infinite in a crystal (no Ewald sum "
+                        "here): periodic cells need a model without charges (train with --no-charges) or with a "
+                        "coulomb_lr_cutoff")
 
 
 def periodic_batch_cells(dataset: Dataset, frames, reach: float) -> tuple[list, list]:

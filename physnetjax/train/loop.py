@@ -93,7 +93,7 @@ from physnetjax.model import PhysNet
 from physnetjax.neighbors import image_reach
 from physnetjax.predict import init_params
 from physnetjax.train import plots
-from physnetjax.train.batching import batch_offsets, batch_shapes, iterate_batches, num_batches
+from physnetjax.train.batching import as_batched, batch_offsets, batch_shapes, iterate_batches, num_batches
 from physnetjax.train.config import (ARCHITECTURE_SETTINGS, RESUME_OVERRIDES, TrainConfig, read_json_object,
                                      unused_settings)
 from physnetjax.train.background import BackgroundWriter
@@ -226,6 +226,7 @@ class Trainer:
         self._setup_split()
         self.initial_training_frames = None
         self._setup_model()
+        self.dataset = as_batched(self.dataset, self.model)
         self._check_elements_in_range(paths)
         self._check_charge_states(paths)
         self._check_best_metric()

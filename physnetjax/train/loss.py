@@ -113,13 +113,13 @@ def metrics_from_totals(totals: dict) -> dict:
 
     Keys: energy_mae/rmse (eV), energy_per_atom_mae/rmse (eV/atom), forces_mae/rmse
     (eV/Å), dipole_mae/rmse (e·Å), charge_mae/rmse (e), stress_mae/rmse (eV/Å³), virial_per_atom_mae/rmse
-    (eV/atom); terms without labels are omitted.
+    (eV/atom); terms without labels (or absent from ``totals``) are omitted.
     """
     names = {"E": "energy", "Ea": "energy_per_atom", "F": "forces", "D": "dipole", "Q": "charge", "S": "stress",
              "W": "virial_per_atom"}
     metrics = {}
     for term, name in names.items():
-        abs_sum, sq_sum, count = totals[term]
+        abs_sum, sq_sum, count = totals.get(term, (0.0, 0.0, 0))
         if count > 0:
             metrics[f"{name}_mae"] = abs_sum / count
             metrics[f"{name}_rmse"] = (sq_sum / count) ** 0.5
