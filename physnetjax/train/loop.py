@@ -553,13 +553,14 @@ class Trainer:
 
     def _check_some_term_trains(self) -> None:
         """Refuse a loss without a term: every weight 0, or the positive ones only on labels the training frames lack
-        (dipole and total-charge terms exist only with --charges, stress labels only on periodic frames). Every epoch would report a loss of 0 and train
+        (dipole and total-charge terms exist only with --charges, the stress term with stress-labelled data). Every epoch would report a loss of 0 and train
         nothing."""
         config, train, data = self.config, self.split["train"], self.dataset
         energy_weight = max(config.energy_weight, config.final_energy_weight if config.final_stage > 0 else 0.0)
         terms = [("energy_weight", energy_weight, "energy", data.has_E[train].any()),
-                 ("forces_weight", config.forces_weight, "force", data.has_F[train].any()),
-                 ("stress_weight", config.stress_weight, "stress", data.has_S[train].any())]
+                 ("forces_weight", config.forces_weight, "force", data.has_F[train].any())]
+        if data.has_S.any():
+            terms.append(("stress_weight", config.stress_weight, "stress", data.has_S[train].any()))
         if self.model.charges:
             terms += [("dipole_weight", config.dipole_weight, "dipole", data.has_D[train].any()),
                       ("charge_weight", config.charge_weight, "total-charge", data.has_Q[train].any())]

@@ -1,0 +1,175 @@
+"""Training and evaluating on periodic cells: stress labels, periodic batches, the stress loss term.
+
+The trainer's batches of periodic frames (and of molecules beside them, in boxes) are compared with the
+one-structure paths, predict_periodic (whose stress test_pbc proves against finite differences of a strain) and
+predict; the stress and virial error sums with NumPy over those outputs; the trained model's eval metrics with
+NumPy over predict_periodic on its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+
+import ase
+import ase.io
+import jax
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from physnetjax import PhysNet, predict, predict_periodic
+from physnetjax.data import DataError, load_dataset, load_npz
+from physnetjax.neighbors import apply_batch
+from physnetjax.predict import init_params
+from physnetjax.train.batching import as_batched, batch_shapes, iterate_batches
+from physnetjax.train.loss import error_sums, loss_from_sums
+
+from conftest import perturbed_params, warnings_as_errors
+
+TINY = dict(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=4.0, charges=False, zbl=False)
+
+
+def copper_frames(count: int, seed: int = 0) -> list:
+    """Strained, rattled 2×2×2 fcc Cu cells (32 atoms) labelled by ASE's EMT: energy, forces and stress."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(count):
+        atoms = bulk("Cu", "fcc", a=3.61 * (1 + rng.uniform(-0.03, 0.03)), cubic=True).repeat((2, 2, 2))
+        atoms.set_cell(atoms.cell @ (np.eye(3) + rng.normal(0, 0.01, (3, 3))), scale_atoms=True)
+        atoms.positions += rng.normal(0, 0.08, atoms.positions.shape)
+        atoms.calc = EMT()
+        labels = dict(energy=atoms.get_potential_energy(), forces=atoms.get_forces(), stress=atoms.get_stress())
+        atoms.calc = SinglePointCalculator(atoms, **labels)
+        frames.append(atoms)
+    return frames
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """Three Cu cells (one with its atoms unwrapped by a lattice vector) and a Cu4 cluster without a cell, as one
+    dataset, with a tiny model's float64 parameters."""
+    jax.config.update("jax_enable_x64", True)
+    root = tmp_path_factory.mktemp("periodic")
+    frames = copper_frames(3)
+    frames[1].positions[:5] += frames[1].cell[0]  # unwrapped atoms: the batch wraps them
+    cluster = ase.Atoms("Cu4", positions=[[0, 0, 0], [2.5, 0, 0], [0, 2.5, 0], [0, 0, 2.5]])
+    cluster.positions += 40.0  # far from the origin: the batch moves it into its box
+    cluster.calc = EMT()
+    cluster.calc = SinglePointCalculator(cluster, energy=cluster.get_potential_energy(), forces=cluster.get_forces())
+    ase.io.write(root / "mixed.extxyz", frames + [cluster])
+    data = load_dataset(root / "mixed.extxyz")
+    model = PhysNet(**TINY, max_atomic_number=29)
+    params = jax.tree_util.tree_map(lambda p: np.asarray(p, np.float64), perturbed_params(init_params(model), 0.3))
+    return root, data, model, params
+
+
+def test_stress_labels_are_read_from_extxyz_and_npz_in_voigt_or_tensor_form(mixed, tmp_path):
+    """On main stress labels were never read (a warning named them). Now an extxyz stress= (ASE writes Voigt) and an
+    .npz key S, (M, 3, 3) or (M, 6) Voigt, give the same tensors, ASE's sign; the cluster carries none."""
+    root, data, _, _ = mixed
+    frames = ase.io.read(root / "mixed.extxyz", ":")
+    np.testing.assert_array_equal(data.has_S, [True, True, True, False])
+    for k in range(3):
+        np.testing.assert_allclose(data.S[k], frames[k].get_stress(voigt=False), rtol=0, atol=1e-15)
+    voigt = np.stack([frames[k].get_stress() for k in range(3)])
+    base = dict(R=data.R[:3], Z=data.Z[:3], E=data.E[:3], F=data.F[:3], cell=data.cell[:3])
+    for stress in (voigt, data.S[:3]):
+        np.savez(tmp_path / "cu.npz", S=stress, **base)
+        np.testing.assert_array_equal(load_npz(tmp_path / "cu.npz").S, data.S[:3])
+
+
+@pytest.mark.parametrize("case, message", [
+    ("molecule", r"stress labels on frame\(s\) 0, 1, 2 that are not periodic in all three directions .*pbc \[False, "
+                 r"False, False\]"),
+    ("kbar", r"stress labels beyond 1 eV/Å³ \(160 GPa\) in frame\(s\) 0, 1, 2 .* convert kbar \(× 6\.2415e-4\)"),
+])
+def test_stress_labels_without_a_volume_or_in_another_unit_are_refused(mixed, tmp_path, case, message):
+    """A stress on a molecule has no volume to refer to; a stress in kbar read as eV/Å³ is 1600× too large. Both
+    were impossible to notice in training (the loss would fit them)."""
+    _, data, _, _ = mixed
+    base = dict(R=data.R[:3], Z=data.Z[:3], E=data.E[:3], F=data.F[:3])
+    if case == "molecule":
+        np.savez(tmp_path / "bad.npz", S=data.S[:3], **base)
+    else:
+        np.savez(tmp_path / "bad.npz", S=data.S[:3] * 1602.1766, cell=data.cell[:3], **base)  # eV/Å³ → kbar
+    with pytest.raises(DataError, match=message):
+        load_npz(tmp_path / "bad.npz")
+
+
+def test_periodic_batches_equal_the_one_structure_paths(mixed):
+    """Each slot of the trainer's batch of cells and a boxed cluster gives the energy, forces and stress of
+    predict_periodic on that cell (unwrapped atoms included) and the energy and forces of predict on the cluster
+    as an isolated molecule (its box keeps every image beyond the reach), in float64."""
+    _, data, model, params = mixed
+    data = as_batched(data, model)
+    shapes = batch_shapes(data, model, 4)
+    assert shapes.periodic
+    batch, labels = next(iterate_batches(data, np.arange(4), data.E, model, 4, shapes, dtype=np.float64))
+    batch, labels = jax.tree_util.tree_map(lambda x: x[0], (batch, labels))
+    out = apply_batch(model, params, batch)
+    offset = 0
+    for k in range(4):
+        n = int(data.N[k])
+        z, r = data.Z[k, :n], data.R[k, :n]
+        if k < 3:
+            reference = predict_periodic(model, params, z, r, data.cell[k], dtype=np.float64)
+            np.testing.assert_allclose(out["stress"][k], reference["stress"], rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(labels["S"][k], data.S[k], rtol=0, atol=0)
+        else:
+            reference = predict(model, params, z, r, dtype=np.float64)
+            assert not labels["S_mask"][k]
+        np.testing.assert_allclose(out["energy"][k], reference["energy"], rtol=1e-11, atol=1e-10)
+        np.testing.assert_allclose(out["forces"][offset:offset + n], reference["forces"], rtol=1e-10, atol=1e-10)
+        offset += n
+
+
+def test_stress_error_sums_and_the_virial_loss_term_equal_numpy(mixed):
+    """The S sums are Σ|Δσ_ab| and Σ Δσ_ab² over the nine components of the stress-labelled cells; the W term (what
+    --stress-weight weighs) the same for Δσ_ab · V/N; the loss with only the stress weight is w Σ W² / count."""
+    _, data, model, params = mixed
+    data = as_batched(data, model)
+    shapes = batch_shapes(data, model, 4)
+    batch, labels = next(iterate_batches(data, np.arange(4), data.E, model, 4, shapes, dtype=np.float64))
+    batch, labels = jax.tree_util.tree_map(lambda x: x[0], (batch, labels))
+    sums = error_sums(model, params, batch, labels)
+    errors = np.stack([predict_periodic(model, params, data.Z[k, :32], data.R[k, :32], data.cell[k],
+                                        dtype=np.float64)["stress"] - data.S[k] for k in range(3)])
+    virial = errors * (np.abs(np.linalg.det(data.cell[:3])) / 32.0)[:, None, None]
+    np.testing.assert_allclose([float(x) for x in sums["S"]], [np.abs(errors).sum(), (errors ** 2).sum(), 27],
+                               rtol=1e-9)
+    np.testing.assert_allclose([float(x) for x in sums["W"]], [np.abs(virial).sum(), (virial ** 2).sum(), 27],
+                               rtol=1e-9)
+    loss = loss_from_sums(sums, {"W": 2.5}, "mse")
+    np.testing.assert_allclose(float(loss), 2.5 * (virial ** 2).mean(), rtol=1e-9)
+
+
+def test_training_on_cells_reports_stress_and_eval_agrees_with_predict_periodic(tmp_path, capsys):
+    """End to end on EMT copper: the run's metrics.csv and log carry the validation stress MAE; eval of the best
+    checkpoint reports the stress MAE that NumPy gives over predict_periodic on the same frames, and the frame
+    table its largest component error."""
+    from physnetjax import load_checkpoint
+    from physnetjax.eval.cli import main as eval_main
+    from physnetjax.train import TrainConfig, train
+
+    ase.io.write(tmp_path / "cu.extxyz", copper_frames(8, seed=1))
+    config = TrainConfig(data=[str(tmp_path / "cu.extxyz")], out=str(tmp_path / "run"), **TINY, train=4, valid=2,
+                         test=2, batch_size=2, epochs=2, plots=False, progress=False)
+    with warnings_as_errors():
+        summary = train(config)
+    assert summary["valid"]["stress_mae"] > 0 and summary["test"]["stress_mae"] > 0
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert all(row.split(",")[header.index("valid_stress_mae")] != "" for row in rows[1:])
+    assert eval_main(["--checkpoint", str(tmp_path / "run" / "best"), "--data", str(tmp_path / "cu.extxyz"),
+                      "--float64", "--out", str(tmp_path / "eval"), "--no-plots"]) == 0
+    capsys.readouterr()
+    result = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    model, params = load_checkpoint(tmp_path / "run" / "best")
+    data = load_dataset(tmp_path / "cu.extxyz")
+    errors = np.stack([predict_periodic(model, params, data.Z[k], data.R[k], data.cell[k], dtype=np.float64)["stress"]
+                       - data.S[k] for k in range(len(data))])
+    np.testing.assert_allclose(result["metrics"]["stress_mae"], np.abs(errors).mean(), rtol=1e-6)
+    np.testing.assert_allclose(result["metrics"]["stress_rmse"], np.sqrt((errors ** 2).mean()), rtol=1e-6)
+    assert result["counts"]["stress"] == 9 * len(data)
