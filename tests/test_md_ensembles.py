@@ -13,6 +13,7 @@ whose blocks are much longer than the correlation time (stated per test), or exa
 from the barostat's noise (see :func:`barostat_noise_bound`).
 """
 
+import json
 import logging
 import math
 
@@ -649,6 +650,57 @@ def test_md_far_from_the_cell_runs_as_in_it_and_writes_the_users_images(crystal_
         np.testing.assert_allclose(b.get_forces(), a.get_forces(), rtol=0, atol=1e-4)
     with np.load(tmp_path / "far.npz") as saved:
         np.testing.assert_allclose(saved["positions"], far_frames[-1].positions, rtol=0, atol=1e-7)  # extxyz: 1e-8 Å steps
+
+
+def read_jsonl(path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+@pytest.mark.parametrize("ensemble", ["nve", "csvr"])
+def test_periodic_nve_and_nvt_record_the_pressure_of_every_saved_frame(crystal_model, tmp_path, ensemble):
+    """NVE/NVT in a fixed periodic cell logged no pressure (NPT alone did). Every saved frame's ``pressure_bar``
+    (OUT.jsonl and the trajectory's info) now equals P = (1/3V) Σ_i |p_i|²/m_i − tr σ/3 recomputed in float64
+    from the frame written: momenta and masses as ASE reads them (Σ p²/m in eV in ASE's units), σ from
+    predict_periodic at the frame's positions in CELL, 1 bar = 1e5 Pa (CODATA above); they agree to 6e-11 bar of
+    ~3e4 bar. The report's mean pressure and volume are the means of the logged ones. The kinetic and the virial
+    part are each > 1000 bar here (3e3-6e3 and 2e4-3e4), 1e11 times the tolerance, so a flipped or dropped part
+    fails. The fixed-cell ensembles share one observer (NVE and CSVR stand for all four)."""
+    model, params, atoms = crystal_model
+    out = tmp_path / "t.traj"  # full float64 positions and momenta (extxyz rounds them to 8 decimals)
+    report = simulate(model, params, atoms, ensemble=ensemble, temperature_K=300.0, timestep_fs=0.5, steps=12,
+                      save_every=4, chunk_frames=3, dtype="float64", seed=4, out=str(out))
+    frames = ase.io.read(out, index=":")
+    records = read_jsonl(f"{out}.jsonl")
+    volume = abs(np.linalg.det(CELL))
+    assert len(frames) == len(records) == 3
+    for frame, record in zip(frames, records):
+        momenta, masses = frame.get_momenta(), frame.get_masses()
+        kinetic = np.sum(momenta**2 / masses[:, None]) / (3 * volume) / BAR
+        stress = predict_periodic(model, params, frame.numbers, frame.positions, CELL)["stress"]
+        virial = -np.trace(stress) / 3 / BAR
+        assert abs(kinetic) > 1000 and abs(virial) > 1000, (kinetic, virial)
+        np.testing.assert_allclose(record["pressure_bar"], kinetic + virial, rtol=0, atol=1e-8)
+        assert frame.info["pressure_bar"] == record["pressure_bar"]
+        np.testing.assert_allclose([record["volume_A3"], frame.info["volume_A3"]], volume, rtol=1e-13)
+    assert report.mean_pressure_bar == pytest.approx(np.mean([r["pressure_bar"] for r in records]), rel=1e-12)
+    assert report.mean_volume_A3 == pytest.approx(volume, rel=1e-13)
+    assert f"mean pressure: {report.mean_pressure_bar:.5g} bar" in report.lines()
+
+
+def test_an_isolated_molecule_records_no_pressure(crystal_model, tmp_path):
+    """Without a cell there is no pressure: no ``pressure_bar``/``volume_A3`` in the log or the frames, no mean."""
+    model, params, crystal = crystal_model
+    out = tmp_path / "t.xyz"
+    report = simulate(model, params, ase.Atoms(crystal.numbers, crystal.positions), ensemble="csvr",
+                      temperature_K=300.0, timestep_fs=0.5, steps=8, save_every=4, chunk_frames=2, dtype="float64",
+                      out=str(out))
+    records, frames = read_jsonl(f"{out}.jsonl"), ase.io.read(out, index=":")
+    assert len(records) == len(frames) == 2
+    for keys in [set(record) for record in records] + [set(frame.info) for frame in frames]:
+        assert not keys & {"pressure_bar", "volume_A3"}, keys
+    assert report.mean_pressure_bar is None and report.mean_volume_A3 is None
+    assert not any("pressure" in line for line in report.lines())
 
 
 @pytest.mark.slow

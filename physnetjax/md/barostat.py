@@ -51,6 +51,7 @@ import jax.numpy as jnp
 
 from physnetjax.md.integrators import (
     Frame,
+    MDState,
     _check_timestep,
     _drift,
     _kick,
@@ -85,7 +86,8 @@ class NPTState(ThermostatState):
 
 @flax.struct.dataclass
 class NPTFrame(Frame):
-    """A :class:`Frame` plus cell (3, 3) Å, volume (Å³) and instantaneous pressure P (eV/Å³)."""
+    """A :class:`Frame` of a periodic cell plus volume V (Å³), instantaneous pressure P (eV/Å³) and, under a
+    barostat, the cell (3, 3) Å (None in a fixed cell: NVE and NVT runs of a periodic system use it too)."""
 
     cell: Optional[jax.Array] = None
     volume: Optional[jax.Array] = None
@@ -108,12 +110,27 @@ def instantaneous_pressure(momenta, masses, cell, stress) -> jax.Array:
     return jnp.trace(pressure_tensor(momenta, masses, cell, stress)) / 3.0
 
 
-def npt_frame_of(state: NPTState) -> NPTFrame:
-    """The observables of an NPT state (:func:`frame_of` plus cell, volume, pressure)."""
+def periodic_frame_of(state: MDState, cell: jax.Array, stress: jax.Array) -> NPTFrame:
+    """The observables of ``state`` in a periodic ``cell``: :func:`frame_of` plus V = |det h| (Å³) and
+    P = 2K/(3V) − tr σ/3 (eV/Å³, :func:`instantaneous_pressure`).
+
+    Args:
+      state: any MD state (positions (N, 3) Å, momenta (N, 3) amu·Å/fs, masses (N,) amu).
+      cell: h (3, 3) Å, cell vectors as rows.
+      stress: σ (3, 3) eV/Å³ of the model at ``state.positions`` in ``cell`` (σ = (1/V) ∂E/∂ε).
+
+    Returns:
+      :class:`NPTFrame` with ``cell`` None (:func:`npt_frame_of` adds the barostat's).
+    """
     frame = frame_of(state)
-    return NPTFrame(**{f: getattr(frame, f) for f in frame.__dataclass_fields__}, cell=state.cell,
-                    volume=cell_volume(state.cell),
-                    pressure=instantaneous_pressure(state.momenta, state.masses, state.cell, state.stress))
+    cell = jnp.asarray(cell, state.momenta.dtype)
+    return NPTFrame(**{f: getattr(frame, f) for f in frame.__dataclass_fields__}, volume=cell_volume(cell),
+                    pressure=instantaneous_pressure(state.momenta, state.masses, cell, stress))
+
+
+def npt_frame_of(state: NPTState) -> NPTFrame:
+    """The observables of an NPT state: :func:`periodic_frame_of` at its cell and stress, plus the cell."""
+    return periodic_frame_of(state, state.cell, state.stress).replace(cell=state.cell)
 
 
 def _identity_cell_update(positions, cell, nbrs):

@@ -42,7 +42,8 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
    JSON line per saved frame to ``<out>.jsonl`` (:data:`LOG_KEYS`, flushed per line;
    a restart drops the lines after its step, then appends; ensembles add
    ``max_forces_std_eV_per_A`` and, with a threshold, ``uncertain``; a distance record
-   ``distance_excursion``), and every
+   ``distance_excursion``; a periodic cell ``pressure_bar`` and ``volume_A3``, also in the
+   trajectory frames' ``info``), and every
    ``checkpoint_every`` chunks the state is written to an ``.npz`` checkpoint from
    which ``restart=`` continues (it records the ensemble and the model's
    :func:`params_fingerprint`, which the command line checks on ``--restart``, and
@@ -77,7 +78,7 @@ that are not the gradient of the energy.
 The report (:class:`MDReport`) gives the drift of the conserved quantity from a
 least-squares line through all saved frames (meV/atom/ps), its fluctuation about
 that line (meV/atom, standard deviation), the mean temperature and the speed; for
-NPT also the mean pressure and volume. The conserved quantity of each ensemble
+a periodic cell (every ensemble) also the mean pressure and volume. The conserved quantity of each ensemble
 (E_pot + K + heat) is listed in :mod:`physnetjax.md.ensembles`.
 """
 
@@ -144,8 +145,8 @@ MAX_CELL_RETRIES = 8
 """Re-runs of one chunk (each with half the frames) after the NPT cell outgrew its neighbor lists."""
 LOG_KEYS = ("step", "time_fs", "potential_energy_eV", "kinetic_energy_eV", "conserved_eV", "temperature_K",
             "max_force_eV_per_A")
-"""Keys of each ``<out>.jsonl`` line (one per saved frame; the frame's values in eV, K, eV/Å); NPT adds
-``pressure_bar`` and ``volume_A3``."""
+"""Keys of each ``<out>.jsonl`` line (one per saved frame; the frame's values in eV, K, eV/Å); a periodic cell adds
+(in every ensemble) the instantaneous pressure ``pressure_bar`` (P = 2K/(3V) − tr σ/3, bar) and ``volume_A3``."""
 
 
 ENERGY_TOLERANCE_MEV_PER_ATOM = 20.0
@@ -202,6 +203,8 @@ class MDReport:
     uncertainty, ``stop_reason`` and ``last_trusted`` (path of the saved frame; None without ``out``).
     ``frames`` counts the saved frames the run kept (written to ``out``; 0 only when it stopped
     before its first trusted frame).
+    A periodic cell (every ensemble) records the means over the kept frames of the instantaneous pressure
+    ``mean_pressure_bar`` (P = 2K/(3V) − tr σ/3) and of the volume ``mean_volume_A3``; None for an isolated system.
     ``geometry_momenta_temperature_K`` is the kinetic temperature of start momenta taken from the
     geometry (not drawn at ``temperature_K``), else None. ``closest_contact`` is the closest approach
     of two atoms in the saved frames when below 0.5 Å (:mod:`physnetjax.md.close_contacts`), else None.
@@ -904,7 +907,7 @@ def simulate(
                         uncertain_frames += int(past[k])
                 if domain is not None:
                     info["distance_excursion"] = float(excursions[k])
-                if dynamics.variable_cell:
+                if cell is not None:
                     pressures.append(float(host.pressure[k]) / BAR)
                     volumes.append(float(host.volume[k]))
                     info.update(pressure_bar=pressures[-1], volume_A3=volumes[-1])
@@ -915,7 +918,7 @@ def simulate(
                 if log is not None:
                     record = dict(zip(LOG_KEYS, (step, t_ps * 1e3, float(host.potential_energy[k]), kinetic,
                                                  float(host.conserved[k]), temp, float(host.max_force[k]))))
-                    if dynamics.variable_cell:
+                    if cell is not None:
                         record.update(pressure_bar=pressures[-1], volume_A3=volumes[-1])
                     record.update({key: info[key] for key in ("max_forces_std_eV_per_A", "uncertain",
                                                               "distance_excursion") if key in info})

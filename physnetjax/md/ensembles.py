@@ -16,6 +16,11 @@ npt        stochastic cell rescaling + CSVR (:mod:`.barostat`) + energy removed 
 
 The extra state of each integrator (thermostat chain, cell, PRNG key, heat) is
 listed by :func:`ensemble_fields` and kept in the driver's ``.npz`` checkpoints.
+
+In a periodic cell every ensemble observes the volume and the instantaneous pressure
+P = 2K/(3V) − tr σ/3 (:func:`~physnetjax.md.barostat.periodic_frame_of`): NPT at the
+stress its state carries, the fixed-cell ones at a stress evaluated for each saved
+frame (:func:`fixed_cell_frame_of`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.errors import PhysNetInputError, namer
-from physnetjax.md.barostat import npt_frame_of, stochastic_cell_rescaling
+from physnetjax.md.barostat import NPTFrame, npt_frame_of, periodic_frame_of, stochastic_cell_rescaling
 from physnetjax.md.cell_potential import physnet_cell_potential
 from physnetjax.md.integrators import MDState, frame_of, langevin, nve
 from physnetjax.md.potential import physnet_potential
@@ -135,7 +140,8 @@ class Dynamics(NamedTuple):
     """What the driver needs of an ensemble.
 
     init: ``init(positions, momenta, masses, nbrs, key, cell) -> state`` (jit-able).
-    apply_fn: one step.  observe: state → frame (for :func:`physnetjax.md.run`).
+    apply_fn: one step.  observe: state → frame (for :func:`physnetjax.md.run`); of a periodic cell an
+      :class:`~physnetjax.md.barostat.NPTFrame` (volume and pressure) in every ensemble.
     allocate: ``allocate(positions, cell, capacity_multiplier) -> nbrs`` (host).
     degrees_of_freedom: N_f for temperatures.  variable_cell: True for NPT.
     element_energy: Σ_i E0[Z_i] in eV (float64) of the model's element energies, which the device energies leave
@@ -235,9 +241,23 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
                                  degrees_of_freedom=conserved_dof, neighbor_update=update, **ramp)
         init, dof = (lambda positions, momenta, masses, nbrs, key, cell_now:
                      init_fn(positions, momenta, masses, nbrs, key)), conserved_dof
-    observe = frame_of if not record_uncertainty else with_spread(
-        frame_of, lambda state: potential.outputs(state.positions, state.nbrs)["forces_std"])
+    observe = frame_of if cell is None else fixed_cell_frame_of(cell, potential)
+    if record_uncertainty:
+        observe = with_spread(observe, lambda state: potential.outputs(state.positions, state.nbrs)["forces_std"])
     return Dynamics(init, apply_fn, observe, allocate, dof, False, element_energy)
+
+
+def fixed_cell_frame_of(cell: np.ndarray, potential) -> Callable[[MDState], NPTFrame]:
+    """The observer of a run in the fixed periodic ``cell`` (3, 3) Å: :func:`~physnetjax.md.barostat.
+    periodic_frame_of`, with the stress σ (3, 3) eV/Å³ from one more evaluation of ``potential``
+    (:class:`~physnetjax.md.potential.Potential`) at the state's positions and neighbors, inside the jitted chunk
+    (cost: 1/``save_every`` of the force evaluations), so that the frame holds the volume and the pressure
+    P = 2K/(3V) − tr σ/3 as an NPT frame does."""
+
+    def observe(state):
+        return periodic_frame_of(state, cell, potential.outputs(state.positions, state.nbrs)["stress"][0])
+
+    return observe
 
 
 def with_spread(observe: Callable[[MDState], Any], forces_std: Callable[[MDState], Any]) -> Callable[[MDState], Any]:

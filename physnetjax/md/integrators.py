@@ -260,7 +260,7 @@ def run(apply_fn: Callable[[MDState], MDState], state: MDState, num_frames: int,
     ``jax.jit(run, static_argnums=(0, 2, 3, 4))``. Returns the final state and the
     stacked observations (leading axis ``num_frames``; frame k is after (k+1)·stride
     steps). ``observe`` maps a state to any pytree of arrays; the default records a
-    :class:`Frame` (NPT uses one that adds the cell, volume and pressure). A
+    :class:`Frame` (a periodic cell uses one that adds volume and pressure, NPT also the cell). A
     :class:`Frame` also gets ``peak_force``, the largest |F_i| at *any* of the ``stride``
     steps since the previous frame (NaN if one was NaN), so a force spike between saved
     frames is not missed.

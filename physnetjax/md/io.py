@@ -7,7 +7,8 @@ momentum p in amu·Å/fs is p·√C in ASE units.
 Frames written by :class:`TrajectoryWriter` carry the potential energy and forces
 (single-point calculator) and the momenta, so ``ase.io.read`` gives back
 ``get_potential_energy()``, ``get_forces()`` and ``get_kinetic_energy()``; their
-``info`` holds ``step``, ``time_fs``, ``temperature_K`` and ``conserved_eV``.
+``info`` holds ``step``, ``time_fs``, ``temperature_K`` and ``conserved_eV`` (and, for a periodic
+cell, ``pressure_bar`` and ``volume_A3``).
 """
 
 from __future__ import annotations
