@@ -1570,6 +1570,11 @@ MUTANTS = (
            "differing = [key for key in RESUMED_SETTINGS if str(partial[key]) != str(fresh[key])]", "differing = []",
            ("tests/test_data_generate.py::test_resume_on_the_command_line_and_what_it_refuses",),
            "a 500 K partial set resumed at --temperature 300 mixes two temperatures in one set"),
+    Mutant("fixed_cell_pressure_virial_sign", "physnetjax/md/ensembles.py",
+           'return periodic_frame_of(state, cell, potential.outputs(state.positions, state.nbrs)["stress"][0])',
+           'return periodic_frame_of(state, cell, -potential.outputs(state.positions, state.nbrs)["stress"][0])',
+           ("tests/test_md_ensembles.py::test_periodic_nve_and_nvt_record_the_pressure_of_every_saved_frame",),
+           "NVE/NVT in a periodic cell log P = 2K/(3V) + tr σ/3: the virial part of the pressure with its sign flipped"),
 )
 
 EXPLAINED = {
