@@ -122,7 +122,7 @@ def frame_pairs(positions, cell, cutoff: float) -> tuple:
 
 
 def check_trainable_cells(dataset: Dataset, model, reach: float) -> None:
-    """Refuse periodic training data the trainer cannot take.
+    """Refuse periodic frames the trainer and ``eval`` cannot batch for ``model``.
 
     Raises:
       DataError: frames periodic along one or two directions (a slab or a wire: the model sees only cells periodic
@@ -132,8 +132,8 @@ def check_trainable_cells(dataset: Dataset, model, reach: float) -> None:
     if partial.any():
         k = int(np.argmax(partial))
         raise DataError(f"{int(partial.sum())} frame(s) are periodic along one or two directions only (e.g. "
-                        f"{dataset.sources[k]}, pbc {dataset.cell[k].any(axis=1).tolist()}): the trainer takes cells "
-                        "periodic along x, y and z; give a slab or wire a cell vector across at least "
+                        f"{dataset.sources[k]}, pbc {dataset.cell[k].any(axis=1).tolist()}): training and eval take "
+                        "cells periodic along x, y and z; give a slab or wire a cell vector across at least "
                         f"{reach:g} Å of vacuum (more than the model's reach) along its open directions and set pbc "
                         "True there: its energies and forces are those of the isolated slab")
     if model_pair_cutoff(model) is None:
