@@ -173,3 +173,28 @@ def test_training_on_cells_reports_stress_and_eval_agrees_with_predict_periodic(
     np.testing.assert_allclose(result["metrics"]["stress_mae"], np.abs(errors).mean(), rtol=1e-6)
     np.testing.assert_allclose(result["metrics"]["stress_rmse"], np.sqrt((errors ** 2).mean()), rtol=1e-6)
     assert result["counts"]["stress"] == 9 * len(data)
+
+
+def test_correct_periodic_labels_raise_no_label_warnings(tmp_path):
+    """The label checks are built for molecules. On EMT copper with correct labels they told the user the forces
+    were gradients (the virial Σ(R − R̄)·F of wrapped cells is the pressure's, +53 eV) and that the energies do not
+    follow the forces (pairs of frames across a cell strain, whose work the forces do not hold). Periodic frames are
+    left out of the virial, and frames pair only within one cell."""
+    from physnetjax.data.sanity import check_label_sanity
+
+    rng = np.random.default_rng(0)
+    base = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
+    base.positions += rng.normal(0, 0.05, base.positions.shape)
+    frames = []
+    for k in range(60):  # a slow strain ramp: neighbouring frames differ by 0.2 % of the cell and 0.005 Å
+        atoms = base.copy()
+        atoms.set_cell(atoms.cell * (1 + 0.002 * k), scale_atoms=True)
+        atoms.positions += rng.normal(0, 0.005, atoms.positions.shape)
+        atoms.calc = EMT()
+        labels = dict(energy=atoms.get_potential_energy(), forces=atoms.get_forces(), stress=atoms.get_stress())
+        atoms.calc = SinglePointCalculator(atoms, **labels)
+        frames.append(atoms)
+    ase.io.write(tmp_path / "ramp.extxyz", frames + copper_frames(20))
+    with warnings_as_errors():
+        data = load_dataset(tmp_path / "ramp.extxyz")
+        assert check_label_sanity(data, "ramp") == []

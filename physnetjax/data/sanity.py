@@ -236,8 +236,9 @@ def nearest_frame_pairs(positions: np.ndarray, max_rmsd: float = MAX_PAIR_RMSD, 
 def energy_force_slope(data, seed: int = 0) -> Optional[SlopeFit]:
     """Fit E_b − E_a ≈ s · [−½(F_a + F_b)·(R_b − R_a)] over pairs of nearby frames; None (abstain) without them.
 
-    Uses frames with both energy and force labels, grouped by identical atomic numbers and total charge (an anion
-    and the neutral radical at one geometry differ by an ionisation energy, not by work); pairs as in
+    Uses frames with both energy and force labels, grouped by identical atomic numbers, total charge (an anion
+    and the neutral radical at one geometry differ by an ionisation energy, not by work) and cell (straining a
+    cell does work that the forces do not hold); pairs as in
     :func:`nearest_frame_pairs`, weighted by 1/max(d, :data:`PAIR_RMSD_FLOOR`)⁴ in their RMS displacement d.
     Returns None with fewer than :data:`MIN_EFFECTIVE_PAIRS` effective pairs or no spread in ΔE.
     """
@@ -245,8 +246,10 @@ def energy_force_slope(data, seed: int = 0) -> Optional[SlopeFit]:
     if len(usable) < 2:
         return None
     rng = np.random.default_rng(seed)
-    charge_milli_e = np.rint(np.asarray(data.Q[usable], np.float64) * 1000.0).astype(data.Z.dtype)
-    numbers = np.ascontiguousarray(np.column_stack([data.Z[usable], charge_milli_e]))
+    charge_milli_e = np.rint(np.asarray(data.Q[usable], np.float64) * 1000.0).astype(np.int64)
+    cell_micro_angstrom = np.rint(data.cell[usable].reshape(-1, 9) * 1e6).astype(np.int64)
+    numbers = np.ascontiguousarray(np.column_stack([data.Z[usable].astype(np.int64), charge_milli_e,
+                                                    cell_micro_angstrom]))
     rows = numbers.view(np.dtype((np.void, numbers.dtype.itemsize * numbers.shape[1]))).reshape(-1)
     _, molecule = np.unique(rows, return_inverse=True)  # one byte string per frame: 20× faster than axis=0
     molecule = molecule.reshape(-1)
@@ -342,9 +345,11 @@ def force_virial(data) -> Optional[tuple[float, float, int]]:
     """(mean, standard error, frames) of W = Σ_i (R_i − R̄)·F_i in eV over frames with forces (None: < 2 frames).
 
     R̄ is the mean position of the frame's atoms; W < 0 on average for F = −∂E/∂R
-    of thermally sampled molecules (check 4 of the module docstring).
+    of thermally sampled molecules (check 4 of the module docstring). Periodic frames are left out: in a cell the
+    sum runs over wrapped positions and holds the pressure's virial (EMT copper at 0 to ±3 % strain, correct
+    forces: W = +53 to +56 eV, which read as gradients).
     """
-    frames = np.nonzero(data.has_F)[0]
+    frames = np.nonzero(data.has_F & ~data.periodic)[0]
     if len(frames) < 2:
         return None
     real = (data.Z[frames] > 0)[..., None]

@@ -1135,8 +1135,8 @@ MUTANTS = (
            "    if q < -electrons:", "    if False:",
            ("tests/test_validation.py::test_bad_total_charge_is_refused",), "a total charge of -1e6 e is accepted"),
     Mutant("slope_fit_pools_charge_states", "physnetjax/data/sanity.py",
-           "    numbers = np.ascontiguousarray(np.column_stack([data.Z[usable], charge_milli_e]))\n",
-           "    numbers = np.ascontiguousarray(data.Z[usable])\n",
+           "np.column_stack([data.Z[usable].astype(np.int64), charge_milli_e,\n",
+           "np.column_stack([data.Z[usable].astype(np.int64), 0 * charge_milli_e,\n",
            ("tests/test_data_sanity.py::test_two_charge_states_of_one_molecule_are_judged_apart",),
            "an anion and its radical are paired in the energy-force slope fit"),
     Mutant("element_fit_without_charge_offsets", "physnetjax/data/sanity.py",
@@ -1600,6 +1600,16 @@ MUTANTS = (
            "not_bulk = data.has_S & ~full", "not_bulk = data.has_S & ~full & False",
            ("tests/test_periodic_training.py::test_stress_labels_without_a_volume_or_in_another_unit_are_refused",),
            "a stress label on a molecule (no volume) is trained"),
+    Mutant("virial_sign_check_of_periodic_frames", "physnetjax/data/sanity.py",
+           "frames = np.nonzero(data.has_F & ~data.periodic)[0]", "frames = np.nonzero(data.has_F)[0]",
+           ("tests/test_periodic_training.py::test_correct_periodic_labels_raise_no_label_warnings",),
+           "correct forces of periodic cells are called gradients (--force-sign -1 advised) from their virial"),
+    Mutant("energy_force_pairs_across_cells", "physnetjax/data/sanity.py",
+           "np.column_stack([data.Z[usable].astype(np.int64), charge_milli_e,\n"
+           "                                                    cell_micro_angstrom])",
+           "np.column_stack([data.Z[usable].astype(np.int64), charge_milli_e])",
+           ("tests/test_periodic_training.py::test_correct_periodic_labels_raise_no_label_warnings",),
+           "frames of different cells are paired: the strain's work makes correct energies 'not follow the forces'"),
 )
 
 EXPLAINED = {
