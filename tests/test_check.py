@@ -402,7 +402,8 @@ def test_periodic_frames_in_reach_of_their_images_are_refused_and_vacuum_boxes_c
         r"python -m physnetjax.check: error: 1 periodic frame\(s\) have atoms within [\d.]+ Å \(the [\w' ]+\) of a "
         r"periodic image \(frames 1; e\.g\. frames\.extxyz\[1\], pbc T T T, cell \[\[3\.0, 0\.0, 0\.0\].* Å: image "
         r"at 2\.26 Å\): check evaluates every structure as an isolated molecule and would leave out the images; give "
-        r"it molecules \(a periodic cell is evaluated with its images by physnetjax.predict_periodic or the ASE "
+        r"it molecules \(a periodic cell is evaluated with its images by python -m physnetjax.eval, "
+        r"physnetjax.predict_periodic or the ASE "
         r"calculator, physnetjax.PhysNetCalculator\)", lines[0]), lines[0]
 
     np.savez(tmp_path / "tight.npz", Z=methanol.atomic_numbers, R=methanol.positions, cell=np.eye(3) * 6.0,

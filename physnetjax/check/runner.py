@@ -33,8 +33,9 @@ from physnetjax.validation import SYMBOLS, element, untrained_charges, unseen_el
 logger = logging.getLogger(__name__)
 
 PERIODIC_CHECK_REMEDY = ("check evaluates every structure as an isolated molecule and would leave out the images; "
-                         "give it molecules (a periodic cell is evaluated with its images by "
-                         "physnetjax.predict_periodic or the ASE calculator, physnetjax.PhysNetCalculator)")
+                         "give it molecules (a periodic cell is evaluated with its images by python -m "
+                         "physnetjax.eval, physnetjax.predict_periodic or the ASE calculator, "
+                         "physnetjax.PhysNetCalculator)")
 """The end of the refusal of a structure within the model's reach of its periodic images
 (:func:`physnetjax.data.dataset.check_images_beyond_reach`)."""
 
