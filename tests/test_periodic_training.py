@@ -194,7 +194,15 @@ def test_correct_periodic_labels_raise_no_label_warnings(tmp_path):
         labels = dict(energy=atoms.get_potential_energy(), forces=atoms.get_forces(), stress=atoms.get_stress())
         atoms.calc = SinglePointCalculator(atoms, **labels)
         frames.append(atoms)
-    ase.io.write(tmp_path / "ramp.extxyz", frames + copper_frames(20))
+    for k in range(40):  # thermal-like frames of one cell, wrapped into it as MD codes write them
+        atoms = base.copy()
+        atoms.positions += rng.normal(0, 0.1, atoms.positions.shape)
+        atoms.wrap()
+        atoms.calc = EMT()
+        labels = dict(energy=atoms.get_potential_energy(), forces=atoms.get_forces(), stress=atoms.get_stress())
+        atoms.calc = SinglePointCalculator(atoms, **labels)
+        frames.append(atoms)
+    ase.io.write(tmp_path / "ramp.extxyz", frames)
     with warnings_as_errors():
         data = load_dataset(tmp_path / "ramp.extxyz")
         assert check_label_sanity(data, "ramp") == []
