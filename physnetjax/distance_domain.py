@@ -7,21 +7,43 @@ the model cutoff r_c (the pairs the model sees), the trainer records
 * per unordered element pair {Z_a, Z_b} (Z_a ≤ Z_b) the shortest distance between two such atoms,
   r_min(Z_a, Z_b) = min |r_i − r_j| over the pairs of those elements with |r_i − r_j| < r_c;
 * per element Z the longest nearest-neighbour distance, r_nn,max(Z) = max over atoms i of element Z
-  of min_j |r_i − r_j|; it is unbounded (∞) when an atom of Z had no neighbour within r_c.
+  of min_j |r_i − r_j|; it is unbounded (∞) when an atom of Z had no neighbour within r_c;
+* per element Z the most neighbours, n_max(Z) = max over atoms i of element Z of n_i, the number of
+  atoms j (periodic images included) with |r_i − r_j| < r_c: the size of the sum message passing
+  takes over i's neighbours.
 
 Periodic frames count every image within r_c (minimum image and beyond; an atom and its own image are a
-pair of its element with itself). A structure lies outside this domain where a pair is shorter than
-(1 − :data:`DOMAIN_MARGIN`) r_min of its elements, or an atom's nearest neighbour (∞ with none within
-r_c) farther than (1 + :data:`DOMAIN_MARGIN`) r_nn,max of its element. An element pair never seen
-within r_c in training is not judged (an element never trained on is, by the elements check).
+pair of its element with itself, and each image is one neighbour: an atom of a 2 Å cubic cell has 6
+neighbours at 2 Å). A structure lies outside this domain where a pair is shorter than
+(1 − :data:`DOMAIN_MARGIN`) r_min of its elements, an atom's nearest neighbour (∞ with none within
+r_c) farther than (1 + :data:`DOMAIN_MARGIN`) r_nn,max of its element, or an atom has more neighbours
+than n_max of its element by more than :data:`DOMAIN_MARGIN` of max(n_max, 1 / :data:`DOMAIN_MARGIN`),
+i.e. n > n_max + max(1, 0.1 n_max): counts are whole numbers, and one neighbour more than a small n_max
+is within the fluctuations of held-out frames (:data:`DOMAIN_MARGIN`). A compressed condensed phase
+falls outside by its counts while its nearest neighbours can stay within the margin (fcc Cu with its
+lattice scaled by 0.85: nearest neighbours of 2.17 Å, longer than the shortest of 800 K frames, but
+78 neighbours within 5 Å where thermal cells had at most 48: the sum message passing takes over
+them has 60 % more terms than any it was fitted on). An element pair never seen
+within r_c in training is not judged (an element never trained on is, by the elements check), nor
+are the counts of a record written before they were (no ``most_neighbours``).
 How far it lies outside is its largest relative excursion, the largest of 1 − d / r_min over its
-pairs and r_nn / r_nn,max − 1 over its atoms (0 inside; :meth:`DistanceDomain.excursion`, the
+pairs, r_nn / r_nn,max − 1 and (n − n_max) / max(n_max, 1 / :data:`DOMAIN_MARGIN`) over its atoms
+(n / n_max − 1 from 10 trained neighbours on; 0 inside; :meth:`DistanceDomain.excursion`, the
 value of ``check``'s row ``inputs.trained_distances``).
+
+Fewer neighbours than in training is not judged. The extreme, an atom alone (no neighbour within r_c),
+is judged already by r_nn,max (r_nn = ∞), and so is an atom drifting away from the rest, as its
+nearest neighbour recedes. Short of that, fewer neighbours at trained distances is what the ordinary
+smaller inputs have (a smaller molecule of the trained elements, the fragments of a dissociation scan,
+a surface atom of a trained bulk, a molecule of a trained cluster): a minimum count would warn on each
+of them, while more neighbours than trained means an environment denser or larger than any training
+frame held, whose sum over neighbours the model was never fitted on.
 
 The record is stored in checkpoint metadata under :data:`TRAINED_DISTANCES_KEY`, JSON-friendly::
 
     {"cutoff": 5.0, "shortest": {"1-6": 0.952, "1-8": 0.888, ...},
-     "longest_nearest_neighbour": {"1": 1.273, "6": 1.176, "8": 1.065}}   # Å; null for ∞
+     "longest_nearest_neighbour": {"1": 1.273, "6": 1.176, "8": 1.065},   # Å; null for ∞
+     "most_neighbours": {"1": 8, "6": 8, "8": 8}}
 
 and read by :class:`physnetjax.training_record.TrainingRecord`.
 """
@@ -53,7 +75,17 @@ and 1.021 r_nn,max at worst (methanol, CO2 and the bundled 2000-frame ethanol se
 outside). So 0.1 keeps frames of the training distribution silent with three times the largest excursion
 seen (a contact that only a few training frames hold can fall further outside: held-out frames of 100 DFT
 frames of DNA base pairs reach 0.67 r_min of a rare H-O contact), while a geometry with its bonds stretched by 30 % (every ethanol frame scaled 1.3× about its centroid:
-at least 1.13 r_nn,max in each) and a pair compressed to 0.8 r_min both warn."""
+at least 1.13 r_nn,max in each) and a pair compressed to 0.8 r_min both warn.
+
+Neighbour counts, measured alike (cutoffs 4 and 5 Å, 50 splits of each set): no held-out atom of the ethanol, methanol
+and CO2 sets has more neighbours than n_max of its element; those of the DNA bases (100 frames) reach n_max + 1, the
+largest excursion 0.100 (11 neighbours where 10 were trained, cytosine at 4 Å; thymine 13/12, A-T pair 18/17 and
+24/23). One neighbour more than trained is thus within the spread of held-out frames of a small set, and it is more
+than 10 % of an n_max below 10: counts are measured against max(n_max, 1 / DOMAIN_MARGIN), so that one neighbour more
+never warns and two warn up to n_max = 19. EMT copper (2×2×2 fcc cells of 32 atoms, 200 frames each of 300 K and
+800 K Langevin MD and of ±3 % strained, rattled cells; 20 splits at 5 Å): held-out atoms reach n_max (48, 48 and 54),
+no frame outside; the lattice compressed to 0.85 (volume 0.61) has 78 neighbours per atom, excursion 0.44 against
+all of them, where its nearest neighbours (2.17 Å) lie within the 800 K frames' shortest (2.08 Å)."""
 
 _PAIR_CODES = MAX_ATOMIC_NUMBER + 1
 """Element pair {a, b} (a ≤ b) ↔ index a · :data:`_PAIR_CODES` + b of a flat table."""
@@ -139,6 +171,14 @@ def _nearest(shape, f, i, j, d) -> np.ndarray:
     return nearest
 
 
+def _neighbour_counts(shape, f, i, j) -> np.ndarray:
+    """(k, N_max) int: each atom's neighbours among the pairs, n_i = #{pairs with i} + #{pairs with j} (a pair of an
+    atom with its own image counts twice: the images at +S and −S are two neighbours)."""
+    row, size = np.asarray(f, np.int64) * shape[1], shape[0] * shape[1]
+    return (np.bincount(row + np.asarray(i, np.int64), minlength=size)
+            + np.bincount(row + np.asarray(j, np.int64), minlength=size)).reshape(shape)
+
+
 @dataclasses.dataclass(frozen=True)
 class DistanceDomain:
     """The interatomic distances of a model's training frames (module docstring).
@@ -147,11 +187,14 @@ class DistanceDomain:
       cutoff: r_c in Å, the reach within which pairs and nearest neighbours were taken.
       shortest: {(Z_a, Z_b) with Z_a ≤ Z_b: r_min in Å}, the element pairs seen within r_c.
       longest_nearest: {Z: r_nn,max in Å (∞: some atom of Z had no neighbour within r_c)}.
+      most_neighbours: {Z: n_max, the most neighbours within r_c of an atom of Z}; empty for a record written before
+        the counts were (they are not judged).
     """
 
     cutoff: float
     shortest: dict
     longest_nearest: dict
+    most_neighbours: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of_frames(cls, atomic_numbers, positions, num_atoms, cutoff: float, cells=None) -> "DistanceDomain":
@@ -159,56 +202,76 @@ class DistanceDomain:
         z = np.asarray(atomic_numbers)
         shortest = np.full(_PAIR_CODES**2, np.inf)
         longest = np.full(_PAIR_CODES, -np.inf)
+        most = np.full(_PAIR_CODES, -1)
         for frames, f, i, j, d in frame_pairs(z, positions, num_atoms, cutoff, cells):
             zf = z[frames]
             a, b = zf[f, i].astype(np.int64), zf[f, j].astype(np.int64)
             np.minimum.at(shortest, np.minimum(a, b) * _PAIR_CODES + np.maximum(a, b), d)
             real = np.arange(z.shape[1])[None, :] < np.asarray(num_atoms)[frames][:, None]
             np.maximum.at(longest, zf[real], _nearest(zf.shape, f, i, j, d)[real])
+            np.maximum.at(most, zf[real], _neighbour_counts(zf.shape, f, i, j)[real])
         return cls(cutoff=float(cutoff),
                    shortest={(int(c) // _PAIR_CODES, int(c) % _PAIR_CODES): float(shortest[c])
                              for c in np.nonzero(np.isfinite(shortest))[0]},
-                   longest_nearest={int(e): float(longest[e]) for e in np.nonzero(longest > -np.inf)[0]})
+                   longest_nearest={int(e): float(longest[e]) for e in np.nonzero(longest > -np.inf)[0]},
+                   most_neighbours={int(e): int(most[e]) for e in np.nonzero(most >= 0)[0]})
 
     def to_metadata(self) -> dict:
         """JSON-friendly form (module docstring): pairs as ``"a-b"``, elements as ``"Z"``, ∞ as None."""
         return {"cutoff": self.cutoff,
                 "shortest": {f"{a}-{b}": d for (a, b), d in sorted(self.shortest.items())},
                 "longest_nearest_neighbour": {str(z): (d if np.isfinite(d) else None)
-                                              for z, d in sorted(self.longest_nearest.items())}}
+                                              for z, d in sorted(self.longest_nearest.items())},
+                "most_neighbours": {str(z): n for z, n in sorted(self.most_neighbours.items())}}
 
     @classmethod
     def from_metadata(cls, value) -> Optional["DistanceDomain"]:
-        """The domain :meth:`to_metadata` wrote; None for anything else (no record: nothing is judged)."""
+        """The domain :meth:`to_metadata` wrote, also one written before ``most_neighbours`` was (its counts
+        unknown: empty); None for anything else (no record: nothing is judged)."""
         if not isinstance(value, dict) or not {"cutoff", "shortest", "longest_nearest_neighbour"} <= set(value):
             return None
         return cls(cutoff=float(value["cutoff"]),
                    shortest={tuple(sorted(int(z) for z in pair.split("-"))): float(d)
                              for pair, d in value["shortest"].items()},
                    longest_nearest={int(z): (np.inf if d is None else float(d))
-                                    for z, d in value["longest_nearest_neighbour"].items()})
+                                    for z, d in value["longest_nearest_neighbour"].items()},
+                   most_neighbours={int(z): int(n) for z, n in value.get("most_neighbours", {}).items()})
 
     @classmethod
     def intersection(cls, domains) -> "DistanceDomain":
         """Where every one of ``domains`` was trained: per element pair the largest r_min, per element the
-        smallest r_nn,max, the smallest cutoff; pairs and elements absent from any of them left out."""
+        smallest r_nn,max and the smallest n_max, the smallest cutoff; pairs and elements absent from any of them
+        left out (so the counts of all elements, where one of ``domains`` was recorded without counts)."""
         domains = list(domains)
         pairs = set.intersection(*(set(d.shortest) for d in domains))
         elements = set.intersection(*(set(d.longest_nearest) for d in domains))
+        counted = set.intersection(*(set(d.most_neighbours) for d in domains))
         return cls(cutoff=min(d.cutoff for d in domains),
                    shortest={p: max(d.shortest[p] for d in domains) for p in sorted(pairs)},
-                   longest_nearest={z: min(d.longest_nearest[z] for d in domains) for z in sorted(elements)})
+                   longest_nearest={z: min(d.longest_nearest[z] for d in domains) for z in sorted(elements)},
+                   most_neighbours={z: min(d.most_neighbours[z] for d in domains) for z in sorted(counted)})
 
     @functools.cached_property
-    def _recorded(self) -> tuple[np.ndarray, np.ndarray]:
-        """(r_min per pair code, 0 for a pair never seen; r_nn,max per Z, ∞ for an element never seen), Å."""
+    def _recorded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(r_min per pair code, 0 for a pair never seen; r_nn,max per Z, ∞ for an element never seen, Å; n_max per
+        Z and the count it is measured against, max(n_max, 1 / DOMAIN_MARGIN), 0 and ∞ for an element not counted)."""
         shortest = np.zeros(_PAIR_CODES**2)
         for (a, b), d in self.shortest.items():
             shortest[a * _PAIR_CODES + b] = d
         longest = np.full(_PAIR_CODES, np.inf)
         for z, d in self.longest_nearest.items():
             longest[z] = d
-        return shortest, longest
+        most, scale = np.zeros(_PAIR_CODES), np.full(_PAIR_CODES, np.inf)
+        for z, n in self.most_neighbours.items():
+            most[z], scale[z] = n, max(n, 1.0 / DOMAIN_MARGIN)
+        return shortest, longest, most, scale
+
+    def _crowding(self, z, counts) -> np.ndarray:
+        """Relative excess of neighbours, (n − n_max(Z)) / max(n_max(Z), 1 / DOMAIN_MARGIN), of atoms of elements z
+        (any shape) with ``counts`` neighbours within r_c (same shape); 0 for an element not counted. Above
+        DOMAIN_MARGIN: more neighbours than the training data had, by the margin and by more than one."""
+        _, _, most, scale = self._recorded
+        return (counts - most[z]) / scale[z]
 
     def outside(self, atomic_numbers, positions, num_atoms, cells=None) -> tuple[np.ndarray, np.ndarray, Optional[str]]:
         """Which frames lie outside the domain, how far, and what the first of them holds.
@@ -216,11 +279,12 @@ class DistanceDomain:
         Args: as :func:`frame_pairs` (the cutoff is the domain's).
 
         Returns:
-          ((M,) bool: a pair shorter or a nearest neighbour farther than the domain allows, by the margin;
-          (M,) each frame's largest relative excursion beyond the recorded distances: the largest of 1 − d / r_min
-          over its pairs and r_nn / r_nn,max − 1 over its atoms, 0 where none is positive (an atom with no
-          neighbour within r_c counted at r_c, so a lower bound there; pairs and elements never seen not judged);
-          for the first flagged frame, its worst pair and worst atom in words, or None when there is none).
+          ((M,) bool: a pair shorter, a nearest neighbour farther or an atom with more neighbours than the domain
+          allows, by the margin; (M,) each frame's largest relative excursion beyond the record: the largest of
+          1 − d / r_min over its pairs, r_nn / r_nn,max − 1 and (n − n_max) / max(n_max, 1 / DOMAIN_MARGIN) over its
+          atoms, 0 where none is positive (an atom with no neighbour within r_c counted at r_c, so a lower bound
+          there; pairs and elements never seen, and counts never recorded, not judged); for the first flagged frame,
+          its worst pair, worst distant atom and worst crowded atom in words, or None when there is none).
         """
         z = np.asarray(atomic_numbers)
         flagged = np.zeros(len(z), bool)
@@ -236,8 +300,8 @@ class DistanceDomain:
     def _judged(self, z, num_atoms, f, i, j, d) -> tuple[np.ndarray, np.ndarray, Optional[str]]:
         """:meth:`outside` of k frames given their pairs: z (k, N_max) Z, num_atoms (k,), and the pairs closer than
         the cutoff, each unordered pair once (f (P,) frame, i (P,) ≤ j (P,) atoms, i = j an atom and its own image,
-        d (P,) Å) → (flagged (k,), excursion (k,), the first flagged frame's worst pair and atom in words or None)."""
-        shortest, longest = self._recorded
+        d (P,) Å) → (flagged (k,), excursion (k,), the first flagged frame's worst pair and atoms in words or None)."""
+        shortest, longest, _, _ = self._recorded
         lowest, highest = (1.0 - DOMAIN_MARGIN) * shortest, (1.0 + DOMAIN_MARGIN) * longest
         z = z.astype(np.int64)
         a, b = z[f, i], z[f, j]
@@ -246,21 +310,27 @@ class DistanceDomain:
         real = np.arange(z.shape[1])[None, :] < np.asarray(num_atoms)[:, None]
         nearest = _nearest(z.shape, f, i, j, d)
         far = real & (nearest > highest[z])
+        counts = _neighbour_counts(z.shape, f, i, j)
+        crowding = np.where(real, self._crowding(z, counts), 0.0)
+        crowded = crowding > DOMAIN_MARGIN
         hit = np.zeros(len(z), bool)
         hit[f[short]] = True
-        hit |= far.any(axis=1)
-        beyond = np.where(real, np.minimum(nearest, self.cutoff) / longest[z] - 1.0, 0.0).max(axis=1)
+        hit |= far.any(axis=1) | crowded.any(axis=1)
+        beyond = np.maximum(np.where(real, np.minimum(nearest, self.cutoff) / longest[z] - 1.0, 0.0),
+                            crowding).max(axis=1)
         with np.errstate(divide="ignore"):
             np.maximum.at(beyond, f, 1.0 - d / shortest[pair])
         text = None
         if hit.any():
             k = int(np.argmax(hit))
             mine = short & (f == k)
-            text = self._described(z[k], i[mine], j[mine], d[mine], nearest[k], far[k])
+            text = self._described(z[k], i[mine], j[mine], d[mine], nearest[k], far[k], counts[k], crowding[k],
+                                   crowded[k])
         return hit, np.maximum(beyond, 0.0), text
 
-    def _described(self, z, i, j, d, nearest, far) -> str:
-        """The worst pair among the short ones (i, j, d) and the worst of the ``far`` atoms of one frame."""
+    def _described(self, z, i, j, d, nearest, far, counts, crowding, crowded) -> str:
+        """The worst pair among the short ones (i, j, d), the worst of the ``far`` atoms and the worst of the
+        ``crowded`` ones (by their ``crowding``, with their neighbour ``counts``) of one frame."""
         parts = []
         if len(d):
             pairs = [tuple(sorted((int(z[a]), int(z[b])))) for a, b in zip(i, j)]
@@ -282,12 +352,19 @@ class DistanceDomain:
             more = f" (and {len(atoms) - 1} more such atom(s))" if len(atoms) > 1 else ""
             parts.append(f"{who}; the training data's longest nearest-neighbour distance of {symbol} was "
                          f"{self.longest_nearest[int(z[w])]:.3g} Å{more}")
+        atoms = np.nonzero(crowded)[0]
+        if len(atoms):
+            w = int(atoms[np.argmax(crowding[atoms])])
+            symbol = _symbol(z[w])
+            more = f" (and {len(atoms) - 1} more such atom(s))" if len(atoms) > 1 else ""
+            parts.append(f"atom {w} ({symbol}) has {int(counts[w])} neighbours within the cutoff {self.cutoff:g} Å; "
+                         f"the training data's most neighbours of {symbol} was {self.most_neighbours[int(z[w])]}{more}")
         return "; ".join(parts)
 
     def excursion(self, atomic_numbers, positions, cell=None, pbc=None) -> tuple[float, Optional[str]]:
         """How far one structure lies outside the domain: (its largest relative excursion beyond the recorded
-        distances, as :meth:`outside` measures it, 0 inside them; its worst pair and worst atom in words where it lies
-        outside by more than the margin, else None).
+        distances and neighbour counts, as :meth:`outside` measures it, 0 inside them; its worst pair and worst atoms
+        in words where it lies outside by more than the margin, else None).
 
         Args:
           atomic_numbers: (n,) Z. positions: (n, 3) Å (validated).
@@ -318,6 +395,7 @@ class DistanceDomain:
     def holds_neighbors(self, atomic_numbers, i, j, distances) -> bool:
         """Whether one structure lies inside the domain, by the margin (:meth:`pair_excursion` would give no
         description), from its full neighbor list: the quick test for a structure evaluated anyway (the calculator's).
+        An atom's neighbours are its entries in the list, n_i = #{pairs i → j}: one bincount.
 
         Args:
           atomic_numbers: (n,) Z. i, j: (P,) atom indices of a full list of at least the domain's cutoff (every pair
@@ -325,10 +403,12 @@ class DistanceDomain:
         """
         z = np.asarray(atomic_numbers).astype(np.int64).reshape(-1)
         i, d = np.asarray(i), np.asarray(distances, np.float64)
-        shortest, longest = self._recorded
+        shortest, longest, _, _ = self._recorded
         keep = d < self.cutoff
         i, d, a, b = i[keep], d[keep], z[i[keep]], z[np.asarray(j)[keep]]
         if (d < (1.0 - DOMAIN_MARGIN) * shortest[np.minimum(a, b) * _PAIR_CODES + np.maximum(a, b)]).any():
+            return False
+        if (self._crowding(z, np.bincount(i, minlength=len(z))) > DOMAIN_MARGIN).any():
             return False
         nearest = np.full(len(z), np.inf)
         np.minimum.at(nearest, i, d)

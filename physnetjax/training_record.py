@@ -142,8 +142,8 @@ class TrainingRecord:
 
     def check_distances(self, atomic_numbers, positions, cell=None, pbc=None, *, where: str = "") -> None:
         """Warn when a structure's interatomic distances lie outside those of the training frames: a pair shorter,
-        or an atom's nearest neighbour farther, than the training data's by more than
-        :data:`~physnetjax.distance_domain.DOMAIN_MARGIN` (:meth:`DistanceDomain.check_structure
+        an atom's nearest neighbour farther, or an atom with more neighbours within the cutoff, than the training
+        data's by more than :data:`~physnetjax.distance_domain.DOMAIN_MARGIN` (:meth:`DistanceDomain.check_structure
         <physnetjax.distance_domain.DistanceDomain.check_structure>`; skipped without a record). For a geometry
         a computation reached (an optimised one) whose input :meth:`check_structure` judged.
 

@@ -31,27 +31,29 @@ def float64():
 
 
 def brute_force(frames, cutoff):
-    """({(Z_a, Z_b): shortest distance}, {Z: longest nearest-neighbour distance, ∞ without a neighbour}) of
-    ``frames`` [(Z, R, cell or None, pbc or None)], every pair and periodic image |shift| ≤ 4 cells, float64 loops."""
-    shortest, longest = {}, {}
+    """({(Z_a, Z_b): shortest distance}, {Z: longest nearest-neighbour distance, ∞ without a neighbour}, {Z: most
+    neighbours}) of ``frames`` [(Z, R, cell or None, pbc or None)], every pair and periodic image |shift| ≤ 4 cells
+    (each image one neighbour), float64 loops."""
+    shortest, longest, most = {}, {}, {}
     for z, r, cell, pbc in frames:
         periodic = np.zeros(3, bool) if pbc is None else np.asarray(pbc, bool)
         ranges = [range(-4, 5) if p else range(1) for p in periodic]
         shifts = [np.asarray(s, np.float64) @ cell if cell is not None else np.zeros(3)
                   for s in itertools.product(*ranges)]
         for i in range(len(z)):
-            nearest = np.inf
+            nearest, neighbours = np.inf, 0
             for j in range(len(z)):
                 for shift in shifts:
                     if i == j and not shift.any():
                         continue
                     d = float(np.sqrt(np.sum((r[j] + shift - r[i]) ** 2)))
                     if d < cutoff:
-                        nearest = min(nearest, d)
+                        nearest, neighbours = min(nearest, d), neighbours + 1
                         pair = (min(int(z[i]), int(z[j])), max(int(z[i]), int(z[j])))
                         shortest[pair] = min(shortest.get(pair, np.inf), d)
             longest[int(z[i])] = max(longest.get(int(z[i]), -np.inf), nearest)
-    return shortest, longest
+            most[int(z[i])] = max(most.get(int(z[i]), 0), neighbours)
+    return shortest, longest, most
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +101,7 @@ def test_the_record_is_that_of_a_double_loop_over_all_pairs_and_images(cutoff, d
     list the periodic ones take."""
     monkeypatch.setattr("physnetjax.distance_domain._DENSE_ATOMS_MAX", dense_atoms_max)
     frames = mixed_frames()
-    shortest, longest = brute_force(frames, cutoff)
+    shortest, longest, most = brute_force(frames, cutoff)
     domain = DistanceDomain.of_frames(*padded(frames)[:3], cutoff, cells=padded(frames)[3])
     assert domain.cutoff == cutoff and set(domain.shortest) == set(shortest)
     for pair, d in shortest.items():
@@ -107,8 +109,11 @@ def test_the_record_is_that_of_a_double_loop_over_all_pairs_and_images(cutoff, d
     assert set(domain.longest_nearest) == set(longest) and np.isinf(longest[9]) and np.isinf(domain.longest_nearest[9])
     for z, d in longest.items():
         assert domain.longest_nearest[z] == pytest.approx(d, rel=1e-12), z
+    assert domain.most_neighbours == most and most[9] == 0  # the lone F: none
     r = frames[6][1]
     assert np.linalg.norm(r[3] - r[0]) > 3.0 and shortest[(6, 8)] < 1.5  # C and O meet only across a face
+    cell_only = brute_force(frames[6:7], cutoff)[2]  # the triclinic cell alone: more neighbours than any molecule has
+    assert cell_only[6] > 8 and cell_only == {z: most[z] for z in cell_only}
 
 
 def test_the_record_survives_json_with_unbounded_neighbours_as_null():
@@ -227,13 +232,92 @@ def test_periodic_images_count_as_neighbours_and_as_pairs(ethanol):
 
 
 def test_an_ensembles_domain_is_where_every_member_was_trained():
-    """Per pair the largest shortest distance, per element the smallest longest nearest neighbour; what some member
-    lacks is left out (hand-made domains: the values are the test's own)."""
-    a = DistanceDomain(5.0, {(1, 6): 0.95, (1, 8): 0.88, (6, 6): 1.40}, {1: 1.27, 6: 1.18, 8: np.inf})
-    b = DistanceDomain(5.0, {(1, 6): 0.97, (1, 8): 0.86, (8, 8): 2.2}, {1: np.inf, 6: 1.20, 8: 1.09, 9: 1.4})
+    """Per pair the largest shortest distance, per element the smallest longest nearest neighbour and the smallest
+    most neighbours; what some member lacks is left out, so all counts beside a member recorded without them
+    (hand-made domains: the values are the test's own)."""
+    a = DistanceDomain(5.0, {(1, 6): 0.95, (1, 8): 0.88, (6, 6): 1.40}, {1: 1.27, 6: 1.18, 8: np.inf},
+                       {1: 8, 6: 12, 8: 0})
+    b = DistanceDomain(5.0, {(1, 6): 0.97, (1, 8): 0.86, (8, 8): 2.2}, {1: np.inf, 6: 1.20, 8: 1.09, 9: 1.4},
+                       {1: 9, 6: 10, 9: 3})
     assert DistanceDomain.intersection([a, b]) == DistanceDomain(5.0, {(1, 6): 0.97, (1, 8): 0.88},
-                                                                 {1: 1.27, 6: 1.18, 8: 1.09})
+                                                                 {1: 1.27, 6: 1.18, 8: 1.09}, {1: 8, 6: 10})
     assert DistanceDomain.intersection([a]) == a
+    old = DistanceDomain(5.0, a.shortest, a.longest_nearest)
+    assert DistanceDomain.intersection([a, old]) == old and old.most_neighbours == {}
+
+
+def fcc_copper(lattice_scale=1.0, rattle=0.0, seed=0):
+    """(Z (32,), R (32, 3) Å, cell (3, 3) Å, pbc): a 2×2×2 cubic fcc Cu cell, a = 3.61 Å × ``lattice_scale``, atoms
+    displaced by a normal ``rattle`` (Å) of ``seed``."""
+    from ase.build import bulk
+
+    atoms = bulk("Cu", "fcc", a=3.61 * lattice_scale, cubic=True).repeat(2)
+    if rattle:
+        atoms.rattle(rattle, seed=seed)
+    return atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc
+
+
+@pytest.fixture(scope="module")
+def copper():
+    """The domain (r_c = 5 Å) of 8 thermal-like fcc Cu cells, a = 3.61 Å, atoms rattled by 0.08 Å: each atom has the 42
+    neighbours of the first three shells, some 1-5 more of the fourth (5.1 Å)."""
+    cells = [fcc_copper(rattle=0.08, seed=k) for k in range(8)]
+    return DistanceDomain.of_frames(np.stack([c[0] for c in cells]), np.stack([c[1] for c in cells]), np.full(8, 32),
+                                    5.0, cells=np.stack([c[2] for c in cells]))
+
+
+@pytest.mark.parametrize("lattice_scale, neighbours", [(0.95, 54), (0.85, 78)])
+def test_a_compressed_crystal_warns_by_its_neighbour_counts_where_its_distances_would_not(copper, lattice_scale,
+                                                                                          neighbours):
+    """fcc Cu compressed to 0.86 and 0.61 of its volume: every atom has more neighbours within the cutoff than any
+    of the training cells' (the fourth shell, and the fifth, come inside 5 Å), while its nearest neighbours stay
+    within the margin of the rattled cells' shortest and longest distances."""
+    z, r, cell, pbc = fcc_copper(lattice_scale)
+    distances_only = DistanceDomain(copper.cutoff, copper.shortest, copper.longest_nearest)
+    assert distances_only.excursion(z, r, cell, pbc) == (pytest.approx(0.0, abs=0.05), None)
+    most = copper.most_neighbours[29]
+    assert 42 < most < 48
+    assert copper.excursion(z, r, cell, pbc)[0] == pytest.approx(neighbours / most - 1.0, rel=1e-12)
+    with pytest.warns(PhysNetInputWarning, match=re.escape(
+            f"atom 0 (Cu) has {neighbours} neighbours within the cutoff 5 Å; the training data's most neighbours of "
+            f"Cu was {most} (and 31 more such atom(s)): the model extrapolates here")):
+        TrainingRecord(distances=copper).check_distances(z, r, cell, pbc)
+    with warnings_as_errors():  # the training lattice, rattled otherwise
+        TrainingRecord(distances=copper).check_distances(*fcc_copper(rattle=0.08, seed=99))
+
+
+def test_one_neighbour_more_than_trained_is_silent_and_ten_percent_more_from_ten_on():
+    """n > n_max + max(1, 0.1 n_max) warns: with 4 trained neighbours of H, 5 stay silent and 6 warn; with 20, 22 stay
+    silent and 23 warn (an isolated H at the centre of a ring of H, all within 2.5 Å of each other; hand-made
+    domain)."""
+    def h_among(neighbours):
+        ring = [[np.cos(t), np.sin(t), 0.0] for t in np.linspace(0, 2 * np.pi, neighbours, endpoint=False)]
+        return np.full(neighbours + 1, 1), np.vstack([[0.0, 0.0, 0.0], 1.2 * np.array(ring)])
+
+    for most, silent, loud in ((4, 5, 6), (20, 22, 23)):
+        record = TrainingRecord(distances=DistanceDomain(2.5, {}, {}, {1: most}))
+        with warnings_as_errors():
+            record.check_distances(*h_among(silent))
+        with pytest.warns(PhysNetInputWarning, match=re.escape(
+                f"atom 0 (H) has {loud} neighbours within the cutoff 2.5 Å; the training data's most neighbours of H "
+                f"was {most}")):
+            record.check_distances(*h_among(loud))
+
+
+def test_a_record_from_before_the_counts_loads_and_leaves_them_unjudged(copper):
+    """A checkpoint written before ``most_neighbours`` reads as a domain without counts: the compressed cell that
+    warns by its counts is silent there, the distances still judged; written again, the key is there."""
+    stored = json.loads(json.dumps(copper.to_metadata(), allow_nan=False))
+    assert stored["most_neighbours"] == {"29": copper.most_neighbours[29]}
+    del stored["most_neighbours"]
+    old = TrainingRecord.from_metadata({TRAINED_DISTANCES_KEY: stored}).distances
+    assert old == DistanceDomain(copper.cutoff, copper.shortest, copper.longest_nearest) and old.most_neighbours == {}
+    assert old.to_metadata()["most_neighbours"] == {}
+    z, r, cell, pbc = fcc_copper(0.85)
+    with warnings_as_errors():
+        TrainingRecord(distances=old).check_distances(z, r, cell, pbc)
+    with pytest.warns(PhysNetInputWarning, match=r"atoms \d+ \(Cu\) and \d+ \(Cu\) are 1.74 Å apart"):
+        TrainingRecord(distances=old).check_distances(z, 0.8 * r, 0.8 * cell, pbc)
 
 
 PRETRAINED_FRAMES = Path(__file__).parent / "data" / "pretrained_training_frames.npz"
@@ -347,3 +431,35 @@ def test_a_structures_neighbor_list_is_judged_as_its_positions_are(ethanol):
         assert domain.holds_neighbors(z, i, j, d) == (expected[1] is None)
         outside += expected[1] is not None
     assert 5 <= outside <= len(frames) - 5  # both kinds of frame were judged
+
+
+def test_the_calculator_and_the_positions_judge_a_compressed_crystal_alike(copper):
+    """The compressed Cu cell, outside by its neighbour counts alone: its neighbor list (each image pair in both
+    directions, pairs beyond the cutoff too) gives the positions' excursion and words, the quick test does not let it
+    pass, and the ASE calculator (model cutoff = the record's: judged from its own list) warns with those words; the
+    training lattice passes both."""
+    import ase
+
+    from physnetjax import PhysNet, PhysNetCalculator, init_params
+    from physnetjax.distance_domain import TrainingDistancesWarning, outside_message
+
+    for lattice_scale, rattle in ((0.95, 0.0), (1.0, 0.08)):
+        z, r, cell, pbc = fcc_copper(lattice_scale, rattle, seed=99)
+        expected = copper.excursion(z, r, cell, pbc)
+        i, j, shifts, d = full_neighbor_list(z, r, cell, pbc, copper.cutoff + 1.0)
+        once = unique_pairs(i, j, shifts)
+        assert copper.pair_excursion(z, i[once], j[once], d[once]) == (pytest.approx(expected[0], rel=1e-12),
+                                                                        expected[1])
+        assert copper.holds_neighbors(z, i, j, d) == (expected[1] is None)
+    assert expected[1] is None and copper.excursion(*fcc_copper(0.95))[1] is not None
+    model = PhysNet(features=4, max_degree=0, num_iterations=1, num_basis_functions=4, cutoff=copper.cutoff,
+                    charges=False, zbl=False, max_atomic_number=29)
+    calc = PhysNetCalculator(model, init_params(model, 0), training_record=TrainingRecord(distances=copper))
+    z, r, cell, pbc = fcc_copper(0.95)
+    atoms = ase.Atoms(numbers=z, positions=r, cell=cell, pbc=pbc)
+    atoms.calc = calc
+    with pytest.warns(TrainingDistancesWarning) as caught:
+        atoms.get_potential_energy()
+    assert [str(w.message) for w in caught] == [
+        f"{outside_message(copper.excursion(z, r, cell, pbc)[1], 'PhysNetCalculator, structure 1 it evaluated')}; "
+        "later structures of Cu32 outside them are not reported again"]

@@ -266,12 +266,14 @@ def test_combine_single_and_ensemble_checkpoints(ensemble, tmp_path, capsys):
                         {"trained_elements": [1, 6, 8], "trained_charges": [-1.0, 0.0, 1.0],
                          "trained_charge_states": {"CHO2": [-1.0, 0.0], "CH2O2": [0.0, 1.0]},
                          "trained_distances": {"cutoff": 4.0, "shortest": {"1-6": 0.95, "1-8": 0.88, "6-6": 1.4},
-                                               "longest_nearest_neighbour": {"1": 1.27, "6": 1.18, "8": None}}})
+                                               "longest_nearest_neighbour": {"1": 1.27, "6": 1.18, "8": None},
+                                               "most_neighbours": {"1": 8, "6": 12}}})
     b = save_checkpoint(tmp_path / "b", model.member, members[1],
                         {"trained_elements": [1, 6, 8, 9], "trained_charges": [0.0, 1.0],
                          "trained_charge_states": {"CHO2": [0.0], "CH4": [1.0]},
                          "trained_distances": {"cutoff": 4.0, "shortest": {"1-6": 0.97, "1-8": 0.86, "8-8": 2.2},
-                                               "longest_nearest_neighbour": {"1": None, "6": 1.2, "8": 1.09}}})
+                                               "longest_nearest_neighbour": {"1": None, "6": 1.2, "8": 1.09},
+                                               "most_neighbours": {"1": 9, "6": 10, "8": 5}}})
     whole = save_checkpoint(tmp_path / "whole", model, stacked)
     pair = combine_checkpoints([a, b], tmp_path / "pair")
     loaded, params, metadata = load_checkpoint(pair, with_metadata=True)
@@ -280,7 +282,7 @@ def test_combine_single_and_ensemble_checkpoints(ensemble, tmp_path, capsys):
     assert metadata["trained_charge_states"] == {"CHO2": [0.0]}  # per composition likewise (CH2O2: none in common)
     assert metadata["trained_distances"] == {  # where both members were trained: the narrower bound of each
         "cutoff": 4.0, "shortest": {"1-6": 0.97, "1-8": 0.88},
-        "longest_nearest_neighbour": {"1": 1.27, "6": 1.18, "8": 1.09}}
+        "longest_nearest_neighbour": {"1": 1.27, "6": 1.18, "8": 1.09}, "most_neighbours": {"1": 8, "6": 10}}
     assert [s["members"] for s in metadata["ensemble_sources"]] == [1, 1]
     for k in range(2):
         for x, y in zip(jax.tree_util.tree_leaves(members[k]), jax.tree_util.tree_leaves(member_params(params, k))):

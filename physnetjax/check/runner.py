@@ -176,7 +176,7 @@ def trained_distances_result(structure: Structure, index: int, distances: Distan
     """Row ``inputs.trained_distances``: value = the structure's largest relative excursion beyond the training
     data's interatomic distances, judged isolated (:meth:`DistanceDomain.excursion
     <physnetjax.distance_domain.DistanceDomain.excursion>`: 1 − d / r_min of a pair, r_nn / r_nn,max − 1 of an atom's
-    nearest neighbour; 0 inside)."""
+    nearest neighbour, (n − n_max) / max(n_max, 10) of its neighbour count within the cutoff; 0 inside)."""
     excursion, outside = distances.excursion(structure.atomic_numbers, structure.positions)
     message = outside or (f"interatomic distances within {DOMAIN_MARGIN:.0%} of those of the training data "
                           f"(largest excursion {excursion:.1%})")

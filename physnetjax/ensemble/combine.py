@@ -27,8 +27,8 @@ of them record it), so predictions warn about
 elements and charge states some member never saw; ``trained_distances``, when all of them record
 it, their intersection (:meth:`~physnetjax.distance_domain.DistanceDomain.intersection`: per element
 pair the largest of the shortest distances, per element the smallest of the longest nearest-neighbour
-distances, pairs and elements some member lacks left out), so that predictions warn where some member
-extrapolates; and ``element_energies_fit`` when every
+distances and of the most neighbours, pairs and elements some member lacks left out), so that
+predictions warn where some member extrapolates; and ``element_energies_fit`` when every
 input's training fixed the element energies of the same compositions, so that absolute
 energies of other compositions warn as for a single model (None when every input was
 trained without energies).
