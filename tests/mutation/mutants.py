@@ -1610,6 +1610,17 @@ MUTANTS = (
            "np.column_stack([data.Z[usable].astype(np.int64), charge_milli_e])",
            ("tests/test_periodic_training.py::test_correct_periodic_labels_raise_no_label_warnings",),
            "frames of different cells are paired: the strain's work makes correct energies 'not follow the forces'"),
+    Mutant("calculator_neighbour_counts_unjudged", "physnetjax/distance_domain.py",
+           "        if (self._crowding(z, np.bincount(i, minlength=len(z))) > DOMAIN_MARGIN).any():\n"
+           "            return False\n",
+           "",
+           ("tests/test_distance_domain.py::test_the_calculator_and_the_positions_judge_a_compressed_crystal_alike",),
+           "the calculator's quick test passes a crystal compressed to 78 neighbours per atom where training had 47: "
+           "ASE MD under pressure says nothing"),
+    Mutant("neighbour_counts_without_the_one_neighbour_floor", "physnetjax/distance_domain.py",
+           "most[z], scale[z] = n, max(n, 1.0 / DOMAIN_MARGIN)", "most[z], scale[z] = n, n",
+           ("tests/test_distance_domain.py::test_one_neighbour_more_than_trained_is_silent_and_ten_percent_more_from_ten_on",),
+           "one neighbour more than a small trained maximum (5 of 4) warns, as held-out frames of the DNA bases have"),
 )
 
 EXPLAINED = {
