@@ -676,8 +676,8 @@ def test_checkpoints_record_their_training_frames_and_a_fine_tuned_run_names_the
 
 
 def test_the_run_records_the_interatomic_distances_of_its_training_frames(base_run):
-    """trained_distances: the shortest pair per element pair and longest nearest neighbour per element over the
-    training frames alone (checked against a dense float64 distance matrix; the valid and test frames would change
+    """trained_distances: the shortest pair per element pair, longest nearest neighbour and most neighbours per element
+    over the training frames alone (checked against a dense float64 distance matrix; the valid and test frames would change
     it), so that structures outside them warn."""
     out, _ = base_run
     _, _, meta = load_checkpoint(out / "best", with_metadata=True)
@@ -692,16 +692,18 @@ def test_the_run_records_the_interatomic_distances_of_its_training_frames(base_r
         pairs = {(a, b): d[(z[frames][:, :, None] == a) & (z[frames][:, None] == b)].min()
                  for a, b in ((1, 1), (1, 6), (1, 8), (6, 6), (6, 8))}
         nearest = {e: d.min(axis=2)[z[frames] == e].max() for e in (1, 6, 8)}
-        return pairs, nearest
+        most = {str(e): int((d < TINY["cutoff"]).sum(axis=2)[z[frames] == e].max()) for e in (1, 6, 8)}
+        return pairs, nearest, most
 
-    pairs, nearest = recorded(train_frames)
+    pairs, nearest, most = recorded(train_frames)
     stored = meta["trained_distances"]
     assert stored["cutoff"] == TINY["cutoff"] and sorted(stored["shortest"]) == ["1-1", "1-6", "1-8", "6-6", "6-8"]
     for (a, b), d in pairs.items():
         assert stored["shortest"][f"{a}-{b}"] == pytest.approx(d, rel=1e-12)
     assert stored["longest_nearest_neighbour"] == pytest.approx({str(e): d for e, d in nearest.items()}, rel=1e-12)
+    assert stored["most_neighbours"] == most
     everything = recorded(np.concatenate([train_frames, held_out]))
-    assert everything != (pairs, nearest)
+    assert everything != (pairs, nearest, most)
 
 
 def test_resume_refuses_changed_data_and_records_trained_elements_and_charges(tmp_path, caplog):
