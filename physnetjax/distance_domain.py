@@ -23,7 +23,7 @@ is within the fluctuations of held-out frames (:data:`DOMAIN_MARGIN`). A compres
 falls outside by its counts while its nearest neighbours can stay within the margin (fcc Cu with its
 lattice scaled by 0.85: nearest neighbours of 2.17 Å, longer than the shortest of 800 K frames, but
 78 neighbours within 5 Å where thermal cells had at most 48: the sum message passing takes over
-them has 60 % more terms than any it was fitted on). An element pair never seen
+them has 63 % more terms than any it was fitted on). An element pair never seen
 within r_c in training is not judged (an element never trained on is, by the elements check), nor
 are the counts of a record written before they were (no ``most_neighbours``).
 How far it lies outside is its largest relative excursion, the largest of 1 − d / r_min over its
