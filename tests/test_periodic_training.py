@@ -163,16 +163,24 @@ def test_training_on_cells_reports_stress_and_eval_agrees_with_predict_periodic(
     header = rows[0].split(",")
     assert all(row.split(",")[header.index("valid_stress_mae")] != "" for row in rows[1:])
     assert eval_main(["--checkpoint", str(tmp_path / "run" / "best"), "--data", str(tmp_path / "cu.extxyz"),
-                      "--float64", "--out", str(tmp_path / "eval"), "--no-plots"]) == 0
+                      "--float64", "--out", str(tmp_path / "eval"), "--no-plots",
+                      "--write-predictions", str(tmp_path / "predicted.extxyz")]) == 0
     capsys.readouterr()
     result = json.loads((tmp_path / "eval" / "summary.json").read_text())
     model, params = load_checkpoint(tmp_path / "run" / "best")
     data = load_dataset(tmp_path / "cu.extxyz")
-    errors = np.stack([predict_periodic(model, params, data.Z[k], data.R[k], data.cell[k], dtype=np.float64)["stress"]
-                       - data.S[k] for k in range(len(data))])
+    stress = np.stack([predict_periodic(model, params, data.Z[k], data.R[k], data.cell[k], dtype=np.float64)["stress"]
+                       for k in range(len(data))])
+    errors = stress - data.S
     np.testing.assert_allclose(result["metrics"]["stress_mae"], np.abs(errors).mean(), rtol=1e-6)
     np.testing.assert_allclose(result["metrics"]["stress_rmse"], np.sqrt((errors ** 2).mean()), rtol=1e-6)
     assert result["counts"]["stress"] == 9 * len(data)
+    written = ase.io.read(tmp_path / "predicted.extxyz", ":")  # was written without cell, pbc or stress
+    for k, atoms in enumerate(written):
+        assert atoms.pbc.all()
+        np.testing.assert_allclose(atoms.cell.array, data.cell[k], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(atoms.get_stress(voigt=False), stress[k], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(atoms.info["REF_stress"].reshape(3, 3), data.S[k], rtol=0, atol=1e-12)
 
 
 def test_correct_periodic_labels_raise_no_label_warnings(tmp_path):

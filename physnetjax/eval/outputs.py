@@ -14,12 +14,12 @@
                         its best epoch)
     parity_energy.png, parity_forces.png (+ parity_dipole.png, parity_charge.png with charges)
 
-``--write-predictions FILE.extxyz`` stores every frame with the model's values as its
-calculator results (``energy``, ``forces``, and with charges ``charges`` per atom and
-``dipole``: what ``atoms.get_potential_energy()`` etc. return after ``ase.io.read``)
-and the reference labels beside them as ``REF_energy``, ``REF_dipole``, ``REF_charge``
+``--write-predictions FILE.extxyz`` stores every frame, with its cell and pbc, and the model's values as its
+calculator results (``energy``, ``forces``, ``stress`` of a periodic cell, and with charges ``charges`` per atom
+and ``dipole`` of a molecule: what ``atoms.get_potential_energy()`` etc. return after ``ase.io.read``)
+and the reference labels beside them as ``REF_energy``, ``REF_dipole``, ``REF_charge``, ``REF_stress`` (3×3)
 (``atoms.info``) and ``REF_forces`` (``atoms.arrays``); a label the frame lacks is
-left out. Units: eV, eV/Å, e, e·Å. ``info["charge"]`` keeps the total charge used.
+left out. Units: eV, eV/Å, e, e·Å, eV/Å³. ``info["charge"]`` keeps the total charge used.
 An ensemble adds its calibrated spreads: ``info["energy_std"]`` (eV) and
 ``arrays["forces_std"]`` (eV/Å per atom); ``frames.csv`` has them per frame
 (``energy_std``, ``forces_max_atom_std``) and ``summary.json`` how well they rank and
@@ -109,17 +109,24 @@ def check_predictions_path(path) -> Path:
     return path
 
 
-def write_predictions(dataset: Dataset, predictions: Predictions, path) -> None:
-    """Every frame as extxyz with model values and ``REF_*`` labels (see module docstring)."""
+def write_predictions(dataset: Dataset, predictions: Predictions, path, cells=None) -> None:
+    """Every frame as extxyz with model values and ``REF_*`` labels (see module docstring); ``cells`` (M, 3, 3) Å
+    the cells to write, periodic along their non-zero rows (default :attr:`Dataset.cell`; ``eval`` passes the
+    file's, whose vacuum boxes it evaluated as isolated molecules)."""
+    cells = dataset.cell if cells is None else cells
     frames = []
     for k in range(len(dataset)):
         n = int(dataset.N[k])
-        atoms = ase.Atoms(numbers=dataset.Z[k, :n], positions=dataset.R[k, :n])
+        atoms = ase.Atoms(numbers=dataset.Z[k, :n], positions=dataset.R[k, :n], cell=cells[k],
+                          pbc=cells[k].any(axis=1))
         atoms.info["charge"] = float(dataset.Q[k])
         results = {"energy": float(predictions.energy[k]), "forces": predictions.forces[k, :n]}
+        if predictions.stress is not None and np.isfinite(predictions.stress[k]).all():
+            results["stress"] = predictions.stress[k]
         if predictions.charges is not None:
             results["charges"] = predictions.charges[k, :n]
-            results["dipole"] = predictions.dipole[k]
+            if np.isfinite(predictions.dipole[k]).all():
+                results["dipole"] = predictions.dipole[k]
         if predictions.energy_std is not None:
             atoms.info["energy_std"] = float(predictions.energy_std[k])
             atoms.arrays["forces_std"] = np.array(predictions.forces_std[k, :n])
@@ -131,6 +138,8 @@ def write_predictions(dataset: Dataset, predictions: Predictions, path) -> None:
             atoms.info["REF_dipole"] = np.array(dataset.D[k])
         if dataset.has_Q[k]:
             atoms.info["REF_charge"] = float(dataset.Q[k])
+        if dataset.has_S[k]:
+            atoms.info["REF_stress"] = np.array(dataset.S[k])
         atoms.calc = SinglePointCalculator(atoms, **results)
         frames.append(atoms)
     ase.io.write(Path(path), frames, format="extxyz")

@@ -1621,6 +1621,11 @@ MUTANTS = (
            "most[z], scale[z] = n, max(n, 1.0 / DOMAIN_MARGIN)", "most[z], scale[z] = n, n",
            ("tests/test_distance_domain.py::test_one_neighbour_more_than_trained_is_silent_and_ten_percent_more_from_ten_on",),
            "one neighbour more than a small trained maximum (5 of 4) warns, as held-out frames of the DNA bases have"),
+    Mutant("eval_predictions_written_without_cells", "physnetjax/eval/outputs.py",
+           "positions=dataset.R[k, :n], cell=cells[k],\n                          pbc=cells[k].any(axis=1))",
+           "positions=dataset.R[k, :n])",
+           ("tests/test_periodic_training.py::test_training_on_cells_reports_stress_and_eval_agrees_with_predict_periodic",),
+           "eval --write-predictions writes crystals as isolated clusters (no cell, pbc F F F)"),
 )
 
 EXPLAINED = {
