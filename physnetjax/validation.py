@@ -859,31 +859,38 @@ def position_unit_question(median_ratio: float) -> str:
     return "positions must be in Å" + (f": are they in {slip[0]} (multiply by {slip[1]:g})?" if slip else "")
 
 
-def covalent_distance_ratios(atomic_numbers, positions, rows=None) -> np.ndarray:
+def covalent_distance_ratios(atomic_numbers, positions, rows=None, cell=None) -> np.ndarray:
     """r_ij / (ρ_i + ρ_j) for the atoms i in ``rows`` and all atoms j, with ρ :data:`ase.data.covalent_radii`.
 
     Args:
       atomic_numbers: (n,) ints.  positions: (n, 3) Å.
       rows: indices of the atoms i (default all; the cost is ∝ len(rows) × n).
+      cell: (3, 3) Å, vectors as rows, periodic along its non-zero rows: r_ij is then the minimum-image distance
+        (:func:`ase.geometry.find_mic`), so unwrapped atoms meet their neighbours across the cell. None: a molecule.
 
     Returns:
       (len(rows), n) ratios, ~1 for a bond, ∞ where j = i.
     """
     from ase.data import covalent_radii
+    from ase.geometry import find_mic
 
     z = np.asarray(atomic_numbers)
     r = np.asarray(positions, np.float64)
     rows = np.arange(z.shape[0]) if rows is None else np.asarray(rows)
     radii = covalent_radii[z]
-    ratio = np.linalg.norm(r[rows, None] - r[None], axis=-1) / (radii[rows, None] + radii[None, :])
+    vectors = r[None] - r[rows, None]
+    if cell is not None and np.any(cell):
+        vectors = find_mic(vectors.reshape(-1, 3), cell, np.any(cell, axis=1))[0].reshape(vectors.shape)
+    ratio = np.linalg.norm(vectors, axis=-1) / (radii[rows, None] + radii[None, :])
     ratio[np.arange(len(rows)), rows] = np.inf
     return ratio
 
 
-def bond_length_ratios(atomic_numbers, positions, rows=None) -> np.ndarray:
+def bond_length_ratios(atomic_numbers, positions, rows=None, cell=None) -> np.ndarray:
     """Nearest-neighbour distance of each atom in ``rows`` over the sum of the two covalent radii: (len(rows),)
-    ratios, ~1 for a bonded atom (the row minima of :func:`covalent_distance_ratios`; n ≥ 2 atoms)."""
-    return covalent_distance_ratios(atomic_numbers, positions, rows).min(axis=1)
+    ratios, ~1 for a bonded atom (the row minima of :func:`covalent_distance_ratios`, of the minimum images in a
+    periodic ``cell``; n ≥ 2 atoms)."""
+    return covalent_distance_ratios(atomic_numbers, positions, rows, cell).min(axis=1)
 
 
 BOND_RATIO_APART = 2.5

@@ -214,3 +214,21 @@ def test_correct_periodic_labels_raise_no_label_warnings(tmp_path):
     with warnings_as_errors():
         data = load_dataset(tmp_path / "ramp.extxyz")
         assert check_label_sanity(data, "ramp") == []
+
+
+def test_unwrapped_cells_are_measured_by_minimum_image_in_the_length_unit_check(tmp_path):
+    """Atoms of a cell written unwrapped (shifted by whole lattice vectors, as MD codes write them) were measured
+    from their neighbours in the same image: "atoms sit 52× the covalent bond length … positions must be in Å".
+    Distances are minimum-image distances now; a cell in bohr read as Å still warns."""
+    frames = copper_frames(4)
+    rng = np.random.default_rng(0)
+    for atoms in frames:
+        atoms.positions += rng.integers(-30, 30, (len(atoms), 3)) @ atoms.cell.array
+    ase.io.write(tmp_path / "unwrapped.extxyz", frames)
+    with warnings_as_errors():
+        load_dataset(tmp_path / "unwrapped.extxyz")
+    for atoms in frames:
+        atoms.set_cell(atoms.cell / 0.529177, scale_atoms=True)
+    ase.io.write(tmp_path / "bohr.extxyz", frames)
+    with pytest.warns(UserWarning, match=r"atoms sit 1\.\d+× the covalent bond length .* are they in bohr"):
+        load_dataset(tmp_path / "bohr.extxyz")

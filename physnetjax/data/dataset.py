@@ -881,8 +881,9 @@ def length_unit_finding(data: Dataset) -> Optional[str]:
     Every label stays consistent with positions in bohr read as Å, so nothing else
     notices; but the model then learns a stretched molecule and every prediction at
     a real (Å) geometry is an extrapolation. The statistic is the median over atoms
-    (up to :data:`BOND_RATIO_ATOMS` per frame with ≥ 2 atoms) of the nearest-neighbour distance over the sum of the
-    two covalent radii (:func:`physnetjax.validation.bond_length_ratios`), outside
+    (up to :data:`BOND_RATIO_ATOMS` per frame with ≥ 2 atoms) of the nearest-neighbour distance (the minimum image in
+    a periodic frame) over the sum of the two covalent radii (:func:`physnetjax.validation.bond_length_ratios`),
+    outside
     [:data:`~physnetjax.validation.BOND_RATIO_MIN`, :data:`~physnetjax.validation.BOND_RATIO_MAX`]; rare-gas
     clusters and other non-bonded data exceed the upper bound legitimately (then ignore this).
     """
@@ -894,7 +895,7 @@ def length_unit_finding(data: Dataset) -> Optional[str]:
     for k in frames:
         n = int(data.N[k])
         rows = np.unique(np.linspace(0, n - 1, min(n, BOND_RATIO_ATOMS)).astype(int))
-        ratios.append(bond_length_ratios(data.Z[k, :n], data.R[k, :n], rows))
+        ratios.append(bond_length_ratios(data.Z[k, :n], data.R[k, :n], rows, data.cell[k]))
     median = float(np.median(np.concatenate(ratios)))
     if BOND_RATIO_MIN <= median <= BOND_RATIO_MAX:
         return None

@@ -1626,6 +1626,11 @@ MUTANTS = (
            "positions=dataset.R[k, :n])",
            ("tests/test_periodic_training.py::test_training_on_cells_reports_stress_and_eval_agrees_with_predict_periodic",),
            "eval --write-predictions writes crystals as isolated clusters (no cell, pbc F F F)"),
+    Mutant("length_unit_check_of_unwrapped_cells_without_images", "physnetjax/data/dataset.py",
+           "bond_length_ratios(data.Z[k, :n], data.R[k, :n], rows, data.cell[k])",
+           "bond_length_ratios(data.Z[k, :n], data.R[k, :n], rows)",
+           ("tests/test_periodic_training.py::test_unwrapped_cells_are_measured_by_minimum_image_in_the_length_unit_check",),
+           "an unwrapped crystal is told its positions are not in Å (52× the covalent bond length)"),
 )
 
 EXPLAINED = {
