@@ -124,7 +124,8 @@ def test_shape_mismatch(tmp_path, raw):
 def test_nan_and_inf_name_key_and_frame(tmp_path, raw):
     forces = raw["F"].copy()
     forces[17, 3, 1] = np.nan
-    with pytest.raises(DataError, match=r"bad\.npz: key 'F' has NaN or Inf in frame\(s\) 17$"):
+    with pytest.raises(DataError, match=r"bad\.npz: key 'F' has NaN or Inf in frame\(s\) 17 \(an \.npz carries a label for "
+                                        r"every frame or none: write the frames without 'F' to another file .*\)$"):
         load_npz(write(tmp_path, dict(raw, F=forces)))
     energies = raw["E"].copy()
     energies[[5, 40]] = np.inf

@@ -274,7 +274,8 @@ def test_energy_unit_conversion_gives_the_same_metrics(setup, evaluated, tmp_pat
                    "--no-plots") == 0
     converted = json.loads((tmp_path / "summary.json").read_text())
     assert converted["data_units"]["energy"] == "kcal/mol"
-    assert converted["units"] == {"energy": "eV", "forces": "eV/Å", "dipole": "e·Å", "charge": "e"}  # the errors'
+    assert converted["units"] == {"energy": "eV", "forces": "eV/Å", "dipole": "e·Å", "charge": "e",
+                                  "stress": "eV/Å³"}  # the errors'
     assert set(converted["metrics"]) == set(summary["metrics"])
     # extxyz stores forces with 8 decimals: the two files' force labels differ by up to
     # 0.5e-8 eV/Å + 0.5e-8 kcal/mol/Å per component; energies (repr) and the .npz are exact.
@@ -329,7 +330,7 @@ def test_periodic_frames_of_a_bare_coulomb_model_are_refused_and_vacuum_boxes_ev
         r"python -m physnetjax.eval: error: 4 frame\(s\) are periodic cells \(e\.g\. .*tight.extxyz\[\d\]\), and a "
         r"charge model's Coulomb term without a long-range cutoff \(coulomb_lr_cutoff\) sums over all atom pairs, "
         r"which is infinite in a crystal \(no Ewald sum here\): periodic cells need a model without charges \(train "
-        r"with --no-charges\) or with a coulomb_lr_cutoff", lines[-1]), lines
+        r"with --no-charges\) or, built from Python, a model with a coulomb_lr_cutoff", lines[-1]), lines
     assert run_cli(*args, tmp_path / "vacuum.extxyz", "--float64", "--batch-size", 4, "--out", tmp_path / "out",
                    "--no-plots") == 0
     metrics = json.loads((tmp_path / "out" / "summary.json").read_text())["metrics"]

@@ -146,7 +146,8 @@ def test_stress_error_sums_and_the_virial_loss_term_equal_numpy(mixed):
 
 
 def test_training_on_cells_reports_stress_and_eval_agrees_with_predict_periodic(tmp_path, capsys):
-    """End to end on EMT copper: the run's metrics.csv and log carry the validation stress MAE; eval of the best
+    """End to end on EMT copper, the best epoch chosen by the stress MAE: the run's metrics.csv and log carry the
+    validation stress MAE; eval of the best
     checkpoint reports the stress MAE that NumPy gives over predict_periodic on the same frames, and the frame
     table its largest component error."""
     from physnetjax import load_checkpoint
@@ -155,7 +156,7 @@ def test_training_on_cells_reports_stress_and_eval_agrees_with_predict_periodic(
 
     ase.io.write(tmp_path / "cu.extxyz", copper_frames(8, seed=1))
     config = TrainConfig(data=[str(tmp_path / "cu.extxyz")], out=str(tmp_path / "run"), **TINY, train=4, valid=2,
-                         test=2, batch_size=2, epochs=2, plots=False, progress=False)
+                         test=2, batch_size=2, epochs=2, plots=False, progress=False, best_metric="stress_mae")
     with warnings_as_errors():
         summary = train(config)
     assert summary["valid"]["stress_mae"] > 0 and summary["test"]["stress_mae"] > 0

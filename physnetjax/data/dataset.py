@@ -789,7 +789,10 @@ def validate(data: Dataset, path) -> None:
         value = getattr(data, key)
         bad = ~np.isfinite(value).reshape(M, -1).all(axis=1)
         if bad.any():
-            raise DataError(f"{path}: key {key!r} has NaN or Inf in frame(s) {_first_frames(bad)}")
+            some = (f" (an .npz carries a label for every frame or none: write the frames without {key!r} to another "
+                    "file and give both to --data, each frame keeps the labels it has)"
+                    if str(path).lower().endswith(".npz") and key in LABELS else "")
+            raise DataError(f"{path}: key {key!r} has NaN or Inf in frame(s) {_first_frames(bad)}{some}")
     check_atomic_number_range(path, data.Z)
     bad_n = (data.N < 1) | (data.N > n)
     if bad_n.any():

@@ -66,7 +66,7 @@ def write_frames_csv(result: EvalResult, path) -> None:
             writer.writerow([_cell(result.frames[c][k]) for c in FRAME_COLUMNS])
 
 
-ERROR_UNITS = {"energy": "eV", "forces": "eV/Å", "dipole": "e·Å", "charge": "e"}
+ERROR_UNITS = {"energy": "eV", "forces": "eV/Å", "dipole": "e·Å", "charge": "e", "stress": "eV/Å³"}
 """Units of every error in ``summary.json`` (the input files' own units are its ``data_units``)."""
 
 

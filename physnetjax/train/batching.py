@@ -141,8 +141,8 @@ def check_trainable_cells(dataset: Dataset, model, reach: float) -> None:
         raise DataError(f"{int(dataset.periodic.sum())} frame(s) are periodic cells (e.g. {dataset.sources[k]}), "
                         "and a charge model's Coulomb term without a long-range cutoff "
                         "(coulomb_lr_cutoff) sums over all atom pairs, which is infinite in a crystal (no Ewald sum "
-                        "here): periodic cells need a model without charges (train with --no-charges) or with a "
-                        "coulomb_lr_cutoff")
+                        "here): periodic cells need a model without charges (train with --no-charges) or, built from "
+                        "Python, a model with a coulomb_lr_cutoff")
 
 
 def periodic_batch_cells(dataset: Dataset, frames, reach: float) -> tuple[list, list]:

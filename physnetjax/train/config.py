@@ -20,7 +20,7 @@ from physnetjax.validation import check_seed
 OPTIMIZERS = ("amsgrad", "adam", "adamw")
 SCHEDULES = ("constant", "exponential", "cosine", "plateau")
 LOSSES = ("mse", "mae")
-BEST_METRICS = ("loss", "energy_mae", "forces_mae", "energy_rmse", "forces_rmse", "dipole_mae")
+BEST_METRICS = ("loss", "energy_mae", "forces_mae", "energy_rmse", "forces_rmse", "dipole_mae", "stress_mae")
 PRESETS = {
     "fast": {},
     "accurate": {"features": 64, "correlation": 3, "radial_mlp": 64, "message_degree": 2},

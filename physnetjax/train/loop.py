@@ -538,7 +538,7 @@ class Trainer:
         """Refuse a ``best_metric`` the validation split cannot measure (no such labels, or dipoles without charges):
         no epoch would ever be best, so the run would end without a ``best`` checkpoint."""
         name = self.config.best_metric
-        label = {"energy": "E", "forces": "F", "dipole": "D"}.get(name.split("_")[0])
+        label = {"energy": "E", "forces": "F", "dipole": "D", "stress": "S"}.get(name.split("_")[0])
         if label is None:
             return
         valid = self.split["valid"]
@@ -553,8 +553,8 @@ class Trainer:
 
     def _check_some_term_trains(self) -> None:
         """Refuse a loss without a term: every weight 0, or the positive ones only on labels the training frames lack
-        (dipole and total-charge terms exist only with --charges, the stress term with stress-labelled data). Every epoch would report a loss of 0 and train
-        nothing."""
+        (dipole and total-charge terms exist only with --charges, the stress term with stress-labelled data). Every
+        epoch would report a loss of 0 and train nothing."""
         config, train, data = self.config, self.split["train"], self.dataset
         energy_weight = max(config.energy_weight, config.final_energy_weight if config.final_stage > 0 else 0.0)
         terms = [("energy_weight", energy_weight, "energy", data.has_E[train].any()),

@@ -1546,7 +1546,7 @@ MUTANTS = (
            ("tests/test_data.py::test_virial_labels_warn_stress_is_read_and_atomic_charges_give_the_total_charge",),
            "the unread-label warning ends '...store the labels meant under these', a word missing"),
     Mutant("eval_refuses_bare_coulomb_cells_without_the_remedy", "physnetjax/train/batching.py",
-           '"here): periodic cells need a model without charges (train with --no-charges) or with a "',
+           '"here): periodic cells need a model without charges (train with --no-charges) or, built from "',
            '"here"',
            ("tests/test_eval.py::test_periodic_frames_of_a_bare_coulomb_model_are_refused_and_vacuum_boxes_evaluated",),
            "eval refuses a charge model's crystal without saying which model can evaluate it"),
