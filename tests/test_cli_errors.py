@@ -886,6 +886,7 @@ def test_train_python_api_refuses_settings_it_would_ignore(files, tmp_path):
     (("E",), "forces_mae", "none of the 8 validation frames has force labels"),
     (("F",), "energy_rmse", "none of the 8 validation frames has energy labels"),
     (("E", "F", "D"), "dipole_mae", "a model without --charges predicts no dipoles"),
+    (("E", "F"), "stress_mae", "none of the 8 validation frames has stress labels"),
 ])
 def test_train_cli_refuses_a_best_metric_it_cannot_measure(tmp_path, capsys, labels, metric, message):
     """On main every epoch ran, none was ever best, and the run ended with 'RUN/best does not exist' (exit 2)."""

@@ -538,14 +538,16 @@ class Trainer:
         """Refuse a ``best_metric`` the validation split cannot measure (no such labels, or dipoles without charges):
         no epoch would ever be best, so the run would end without a ``best`` checkpoint."""
         name = self.config.best_metric
-        label = {"energy": "E", "forces": "F", "dipole": "D", "stress": "S"}.get(name.split("_")[0])
+        quantity = name.split("_")[0]
+        label, word = {"energy": ("E", "energy"), "forces": ("F", "force"), "dipole": ("D", "dipole"),
+                       "stress": ("S", "stress")}.get(quantity, (None, None))
         if label is None:
             return
         valid = self.split["valid"]
         if label == "D" and not self.model.charges:
             reason = "a model without --charges predicts no dipoles"
         elif not getattr(self.dataset, f"has_{label}")[valid].any():
-            reason = f"none of the {len(valid)} validation frames has {name.split('_')[0].rstrip('s')} labels"
+            reason = f"none of the {len(valid)} validation frames has {word} labels"
         else:
             return
         raise PhysNetInputError(f"--best-metric {name} cannot be measured: {reason}, so no epoch would be best and no "
