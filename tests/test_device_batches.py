@@ -149,8 +149,9 @@ def test_periodic_batch_shapes_count_the_pair_terms_images_and_refuse_bare_coulo
     boxed = dataclasses.replace(data, cell=np.eye(3)[None] * (extent + 6.0))
     base = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=4.0,
                    max_atomic_number=8, charges=True, zbl=False)
-    with pytest.raises(DataError, match=r"a charge model's Coulomb term sums over all atom pairs, which is infinite "
-                                        r"in a crystal .* --no-charges"):
+    with pytest.raises(DataError, match=r"a charge model's Coulomb term without a long-range cutoff "
+                                        r"\(coulomb_lr_cutoff\) sums over all atom pairs, which is infinite in a "
+                                        r"crystal .* --no-charges"):
         batch_shapes(boxed, base, 1)
     assert batch_shapes(boxed, base.clone(charges=False), 1).periodic
     n = int(data.N[0])
