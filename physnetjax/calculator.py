@@ -9,8 +9,8 @@ Voigt order xx, yy, zz, yz, xz, xy, σ = (1/V) ∂E/∂ε as in ASE). ``results`
 With a :class:`~physnetjax.ensemble.PhysNetEnsemble` every property is the ensemble
 mean, evaluated in one compiled call over the members, and ``results`` also holds the
 calibrated member spreads (definitions in :mod:`physnetjax.ensemble.model`):
-``energy_std`` (eV), ``forces_std`` (n,) eV/Å per atom and, with charges,
-``charges_std`` (n,) e and ``dipole_std`` (e·Å); they are implemented properties, so
+``energy_std`` (eV), ``forces_std`` (n,) eV/Å per atom, for a periodic cell ``stress_std`` (eV/Å³) and, with
+charges, ``charges_std`` (n,) e and ``dipole_std`` (e·Å); they are implemented properties, so
 ``calc.get_property("forces_std", atoms)`` works. A single model has none of them.
 
 Every call rebuilds the neighbor lists on the host (vesin, full directed list with
@@ -154,7 +154,7 @@ class PhysNetCalculator(Calculator):
         self.ensemble = is_ensemble(model)
         self.implemented_properties = ["energy", "free_energy", "forces", "stress"] + (
             ["charges", "dipole"] if model.charges else []
-        ) + (["energy_std", "forces_std"] + (["charges_std", "dipole_std"] if model.charges else [])
+        ) + (["energy_std", "forces_std", "stress_std"] + (["charges_std", "dipole_std"] if model.charges else [])
              if self.ensemble else [])
         network, self._element_energies = split_element_energies(model)
         self._network = network
@@ -320,7 +320,8 @@ class PhysNetCalculator(Calculator):
         if "stress" in out:
             wanted["stress"] = out["stress"]
         if self.ensemble:
-            wanted.update({key: out[key] for key in ("energy_std", "forces_std", "charges_std", "dipoles_std")})
+            wanted.update({key: out[key] for key in ("energy_std", "forces_std", "charges_std", "dipoles_std",
+                                                     "stress_std") if key in out})
         host = jax.device_get(wanted)
         require_finite(host, n)
         energy = float(host["energy"][0]) + element_energy_sum(self._element_energies, self.atoms.numbers)

@@ -108,8 +108,8 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
       dict with ``energy`` (eV), ``forces`` (n, 3) eV/Å, ``stress`` (3, 3) eV/Å³
       (σ = (1/V) ∂E/∂ε: positive under tension, pressure = −tr σ / 3), ``charges`` (n,)
       or None, ``electrostatics``, ``repulsion`` and ``dispersion`` (eV); for an
-      ensemble the means plus ``energy_std``, ``forces_std``, ``charges_std`` and
-      ``dipole_std`` as in :func:`predict`.
+      ensemble the means plus ``energy_std``, ``forces_std``, ``charges_std`` as in :func:`predict` and
+      ``stress_std`` (eV/Å³, the members' RMS Frobenius distance from the mean stress).
 
     Raises:
       PhysNetInputError, FloatingPointError: as :func:`predict`; also a zero or degenerate cell.
@@ -180,11 +180,12 @@ def spread_of(out: dict, num_atoms: int) -> dict:
     """The ensemble spreads of molecule 0 in a model output, as NumPy; {} for a single model's output.
 
     Keys: ``energy_std`` (eV), ``forces_std`` (n,) eV/Å, ``charges_std`` (n,) e or None,
-    ``dipole_std`` (e·Å) or None (see :mod:`physnetjax.ensemble.model`).
+    ``dipole_std`` (e·Å) or None, and for a periodic cell ``stress_std`` (eV/Å³; see :mod:`physnetjax.ensemble.model`).
     """
     if "energy_std" not in out:
         return {}
-    return {
+    stress = {"stress_std": float(out["stress_std"][0])} if out.get("stress_std") is not None else {}
+    return {**stress,
         "energy_std": float(out["energy_std"][0]),
         "forces_std": np.asarray(out["forces_std"][:num_atoms]),
         "charges_std": None if out["charges_std"] is None else np.asarray(out["charges_std"][:num_atoms]),

@@ -260,6 +260,23 @@ def test_a_periodic_prediction_of_an_ensemble_has_no_dipole_spread(ensemble, two
     assert out["charges_std"].shape == (len(z),) and out["energy_std"] > 0
 
 
+def test_a_periodic_prediction_of_an_ensemble_has_a_stress_spread(ensemble, two_molecules):
+    """predict_periodic and the calculator gave an ensemble's mean stress without its spread. stress_std is the
+    members' RMS Frobenius distance from the mean stress, as NumPy gives it over the members' own predictions."""
+    model, stacked, members = ensemble
+    z, r = two_molecules[0]
+    r, cell = np.asarray(r) + 2.0, np.array([[6.0, 0.0, 0.0], [0.5, 6.5, 0.0], [0.0, 0.3, 7.0]])
+    stresses = np.stack([predict_periodic(model.member, p, z, r, cell, dtype=np.float64)["stress"] for p in members])
+    out = predict_periodic(model, stacked, z, r, cell, dtype=np.float64)
+    expected = np.sqrt(np.mean(np.sum((stresses - stresses.mean(axis=0)) ** 2, axis=(1, 2))))
+    np.testing.assert_allclose(out["stress"], stresses.mean(axis=0), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(out["stress_std"], expected, rtol=1e-10)
+    assert expected > 0
+    atoms = ase.Atoms(numbers=z, positions=r, cell=cell, pbc=True)
+    atoms.calc = PhysNetCalculator(model, stacked, dtype=np.float64)
+    np.testing.assert_allclose(atoms.calc.get_property("stress_std", atoms), expected, rtol=1e-10)
+
+
 def test_combine_single_and_ensemble_checkpoints(ensemble, tmp_path, capsys):
     model, stacked, members = ensemble
     a = save_checkpoint(tmp_path / "a", model.member, members[0],

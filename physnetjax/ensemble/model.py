@@ -15,6 +15,7 @@ x_k, mean x̄ = (1/K) Σ_k x_k, scale s = ``calibration_scale``)::
     forces_std[i]  = s · sqrt((1/K) Σ_k |F_k,i − F̄_i|²)              (N,)  eV/Å
     charges_std[i] = s · sqrt((1/K) Σ_k (q_k,i − q̄_i)²)              (N,)  e      (None without charges)
     dipoles_std[b] = s · sqrt((1/K) Σ_k |μ_k,b − μ̄_b|²)              (B,)  e·Å    (None without charges)
+    stress_std[b]  = s · sqrt((1/K) Σ_k ‖σ_k,b − σ̄_b‖²_F)            (B,)  eV/Å³  (periodic cells only)
 
 The spreads are population standard deviations (divisor K). ``forces_std`` and
 ``dipoles_std`` are the root-mean-square Euclidean distance of a member's vector
@@ -171,6 +172,9 @@ def ensemble_statistics(outputs: dict, calibration_scale: float = 1.0) -> dict:
     result["forces_std"] = None if forces is None else calibration_scale * _rms_distance(forces, vector=True)
     result["charges_std"] = None if charges is None else calibration_scale * _rms_distance(charges, vector=False)
     result["dipoles_std"] = None if dipoles is None else calibration_scale * _rms_distance(dipoles, vector=True)
+    stress = outputs.get("stress")
+    if stress is not None:  # the Frobenius distance: the nine components as one vector
+        result["stress_std"] = calibration_scale * _rms_distance(stress.reshape(*stress.shape[:2], 9), vector=True)
     return result
 
 

@@ -1631,6 +1631,11 @@ MUTANTS = (
            "bond_length_ratios(data.Z[k, :n], data.R[k, :n], rows)",
            ("tests/test_periodic_training.py::test_unwrapped_cells_are_measured_by_minimum_image_in_the_length_unit_check",),
            "an unwrapped crystal is told its positions are not in Å (52× the covalent bond length)"),
+    Mutant("ensemble_stress_spread_of_one_column", "physnetjax/ensemble/model.py",
+           "_rms_distance(stress.reshape(*stress.shape[:2], 9), vector=True)",
+           "_rms_distance(stress[..., 0], vector=True)",
+           ("tests/test_ensemble.py::test_a_periodic_prediction_of_an_ensemble_has_a_stress_spread",),
+           "an ensemble's stress spread counts the first column of the tensor only"),
 )
 
 EXPLAINED = {
