@@ -179,6 +179,24 @@ def test_metrics_json_after_a_resume_holds_the_rows_the_run_wrote(base_run, tmp_
     assert [type(row["epoch"]) for row in after] == [int] * 4 and [type(row["best"]) for row in after] == [int] * 4
 
 
+def test_a_metrics_csv_of_an_older_release_without_the_stress_columns_resumes(base_run, tmp_path):
+    """The stress columns (valid_stress_mae/rmse) are new: a run started before them would have been refused on
+    resume ("holds other columns than this run writes"). Its file is taken, the columns added, empty before."""
+    out = shutil.copytree(base_run[0], tmp_path / "run", symlinks=True)
+    with open(out / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    header = [name for name in rows[0] if not name.startswith("valid_stress_")]
+    assert len(header) == len(rows[0]) - 2
+    with open(out / "metrics.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, header, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    assert resume(out, epochs=4)["epochs_run"] == 4
+    resumed = read_rows(out)
+    assert [r["epoch"] for r in resumed] == ["1", "2", "3", "4"]
+    assert all(r["valid_stress_mae"] == "" for r in resumed) and resumed[0]["valid_loss"] == rows[0]["valid_loss"]
+
+
 def test_resume_without_metrics_csv_names_metrics_jsonl(base_run, tmp_path):
     """On main a deleted metrics.csv gave only '.../metrics.csv does not exist', not that metrics.jsonl holds the
     same rows."""

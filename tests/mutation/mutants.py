@@ -1636,6 +1636,11 @@ MUTANTS = (
            "_rms_distance(stress[..., 0], vector=True)",
            ("tests/test_ensemble.py::test_a_periodic_prediction_of_an_ensemble_has_a_stress_spread",),
            "an ensemble's stress spread counts the first column of the tensor only"),
+    Mutant("resume_refuses_a_metrics_csv_without_the_stress_columns", "physnetjax/train/loop.py",
+           "missing = [name for name in self.columns if name not in header and name not in ADDED_COLUMNS]",
+           "missing = [name for name in self.columns if name not in header]",
+           ("tests/test_train.py::test_a_metrics_csv_of_an_older_release_without_the_stress_columns_resumes",),
+           "a run started before the stress columns existed cannot be resumed"),
 )
 
 EXPLAINED = {
