@@ -164,8 +164,9 @@ def test_training_on_cells_reports_stress_and_eval_agrees_with_predict_periodic(
     header = rows[0].split(",")
     assert all(row.split(",")[header.index("valid_stress_mae")] != "" for row in rows[1:])
     assert eval_main(["--checkpoint", str(tmp_path / "run" / "best"), "--data", str(tmp_path / "cu.extxyz"),
-                      "--float64", "--out", str(tmp_path / "eval"), "--no-plots",
+                      "--float64", "--out", str(tmp_path / "eval"),
                       "--write-predictions", str(tmp_path / "predicted.extxyz")]) == 0
+    assert (tmp_path / "eval" / "parity_stress.png").stat().st_size > 1000
     capsys.readouterr()
     result = json.loads((tmp_path / "eval" / "summary.json").read_text())
     model, params = load_checkpoint(tmp_path / "run" / "best")

@@ -12,7 +12,8 @@
                         frames), null when the checkpoint does not record them; and
                         ``validation_frames``: likewise of its validation frames (which chose
                         its best epoch)
-    parity_energy.png, parity_forces.png (+ parity_dipole.png, parity_charge.png with charges)
+    parity_energy.png, parity_forces.png (+ parity_dipole.png, parity_charge.png with charges, parity_stress.png
+    in GPa with stress labels)
 
 ``--write-predictions FILE.extxyz`` stores every frame, with its cell and pbc, and the model's values as its
 calculator results (``energy``, ``forces``, ``stress`` of a periodic cell, and with charges ``charges`` per atom
@@ -45,6 +46,7 @@ from physnetjax.data.frame_digests import RecordedShare
 from physnetjax.eval.evaluate import FRAME_COLUMNS, EvalResult
 from physnetjax.eval.predictions import Predictions
 from physnetjax.train import plots
+from physnetjax.units import GPA
 
 SCHEMA = "physnetjax.eval"
 SCHEMA_VERSION = 1
@@ -92,6 +94,9 @@ def write_parity_plots(dataset: Dataset, predictions: Predictions, directory) ->
     if predictions.charges is not None:
         panels += [("dipole", "dipole components", "e·Å", dataset.D[has_d], predictions.dipole[has_d]),
                    ("charge", "total charge", "e", dataset.Q[has_q], predictions.total_charge[has_q])]
+    if predictions.stress is not None:
+        has_s = dataset.has_S
+        panels.append(("stress", "stress components", "GPa", dataset.S[has_s] / GPA, predictions.stress[has_s] / GPA))
     written = []
     for name, quantity, unit, reference, predicted in panels:
         path = directory / f"parity_{name}.png"

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from physnetjax.units import GPA
+
 logger = logging.getLogger(__name__)
 
 
@@ -23,7 +25,8 @@ def _pyplot():
 
 
 def learning_curve(rows: list[dict], path) -> bool:
-    """Train/valid loss and valid energy/force MAE per epoch (log scale) → ``path``; False without matplotlib."""
+    """Train/valid loss and valid energy/force (and stress, in GPa) MAE per epoch (log scale) → ``path``; False
+    without matplotlib."""
     plt = _pyplot()
     if plt is None or not rows:
         return False
@@ -34,10 +37,12 @@ def learning_curve(rows: list[dict], path) -> bool:
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss")
     ax_loss.legend()
-    for key, label in (("valid_energy_mae", "energy MAE / eV"), ("valid_forces_mae", "force MAE / eV/Å")):
+    for key, label, scale in (("valid_energy_mae", "energy MAE / eV", 1.0),
+                              ("valid_forces_mae", "force MAE / eV/Å", 1.0),
+                              ("valid_stress_mae", "stress MAE / GPa", GPA)):
         values = [r.get(key) for r in rows]
         if all(v is not None and v != "" for v in values):
-            ax_mae.semilogy(epochs, values, label=label)
+            ax_mae.semilogy(epochs, [float(v) / scale for v in values], label=label)
     ax_mae.set_xlabel("epoch")
     ax_mae.set_ylabel("validation MAE (EMA)")
     ax_mae.legend()
