@@ -55,6 +55,14 @@ file for a program without it: :mod:`physnetjax.data.remedies`); none changes an
    molecules (reference sets: ≤ 0.84 e); beyond 2 e (by two standard errors) the
    dipoles are probably in Debye read as e·Å, 4.80× too large (fix:
    ``--dipole-unit debye``).
+6. **Stress against energy.** Between two nearby stress-labelled cells of the same atoms
+   (:func:`energy_stress_slope`), the energy change left after the forces' work on the
+   non-affine displacement is the strain's work ½(V_a σ_a + V_b σ_b):ε. Its slope on the
+   labels is 1 for stress in eV/Å³ with ASE's sign (EMT copper along a strain ramp: 0.9996,
+   correlation 1.000; rattled, strained cells: 1.01–1.21 ± 0.12–0.26, correlation
+   0.93–0.95), 1/160 for GPa and 1/1602 for kbar read as eV/Å³ and −1 for a pressure
+   tensor (VASP's sign); judged as the energy-force slope is (:func:`slope_mismatch`), it
+   abstains on cells too far apart or too little strained for a clear slope.
 """
 
 from __future__ import annotations
@@ -233,6 +241,19 @@ def nearest_frame_pairs(positions: np.ndarray, max_rmsd: float = MAX_PAIR_RMSD, 
     return pairs, rmsd
 
 
+def frame_groups(data, frames: np.ndarray, by_cell: bool) -> list[np.ndarray]:
+    """``frames`` split into groups of identical atomic numbers and total charge (and cell, ``by_cell``), in order of
+    their first byte string (each frame's numbers as one byte string: 20× faster than ``np.unique(axis=0)``)."""
+    columns = [data.Z[frames].astype(np.int64), np.rint(np.asarray(data.Q[frames], np.float64) * 1000.0)
+               .astype(np.int64)[:, None]]
+    if by_cell:
+        columns.append(np.rint(data.cell[frames].reshape(-1, 9) * 1e6).astype(np.int64))
+    numbers = np.ascontiguousarray(np.concatenate(columns, axis=1))
+    rows = numbers.view(np.dtype((np.void, numbers.dtype.itemsize * numbers.shape[1]))).reshape(-1)
+    group = np.unique(rows, return_inverse=True)[1].reshape(-1)
+    return [frames[group == g] for g in np.unique(group)]
+
+
 def energy_force_slope(data, seed: int = 0) -> Optional[SlopeFit]:
     """Fit E_b − E_a ≈ s · [−½(F_a + F_b)·(R_b − R_a)] over pairs of nearby frames; None (abstain) without them.
 
@@ -246,16 +267,8 @@ def energy_force_slope(data, seed: int = 0) -> Optional[SlopeFit]:
     if len(usable) < 2:
         return None
     rng = np.random.default_rng(seed)
-    charge_milli_e = np.rint(np.asarray(data.Q[usable], np.float64) * 1000.0).astype(np.int64)
-    cell_micro_angstrom = np.rint(data.cell[usable].reshape(-1, 9) * 1e6).astype(np.int64)
-    numbers = np.ascontiguousarray(np.column_stack([data.Z[usable].astype(np.int64), charge_milli_e,
-                                                    cell_micro_angstrom]))
-    rows = numbers.view(np.dtype((np.void, numbers.dtype.itemsize * numbers.shape[1]))).reshape(-1)
-    _, molecule = np.unique(rows, return_inverse=True)  # one byte string per frame: 20× faster than axis=0
-    molecule = molecule.reshape(-1)
     rmsd, work, change = [], [], []
-    for group in np.unique(molecule):
-        frames = usable[molecule == group]
+    for frames in frame_groups(data, usable, by_cell=True):
         n = int(data.N[frames[0]])
         pairs, distance = nearest_frame_pairs(data.R[frames, :n], rng=rng)
         a, b = frames[pairs[:, 0]], frames[pairs[:, 1]]
@@ -263,7 +276,13 @@ def energy_force_slope(data, seed: int = 0) -> Optional[SlopeFit]:
         work.append(-0.5 * ((data.F[a, :n] + data.F[b, :n]) * displacement).sum(axis=(1, 2)))
         change.append(np.asarray(data.E[b], np.float64) - data.E[a])
         rmsd.append(distance)
-    rmsd, w, de = np.concatenate(rmsd), np.concatenate(work), np.concatenate(change)
+    return weighted_slope(np.concatenate(rmsd), np.concatenate(work), np.concatenate(change))
+
+
+def weighted_slope(rmsd: np.ndarray, w: np.ndarray, de: np.ndarray) -> Optional[SlopeFit]:
+    """The slope s of ΔE ≈ s · w over pairs of frames (P,) RMS displacement ``rmsd`` Å apart, each weighted by
+    w² / max(rmsd, :data:`PAIR_RMSD_FLOOR`)⁴; None (abstain) with fewer than :data:`MIN_EFFECTIVE_PAIRS` effective
+    pairs or no spread in ΔE."""
     v = np.maximum(rmsd, PAIR_RMSD_FLOOR) ** -4.0
     u = v * w * w
     if not u.sum() or not np.any(de):
@@ -277,6 +296,45 @@ def energy_force_slope(data, seed: int = 0) -> Optional[SlopeFit]:
     spread = np.sqrt((v * (w - mean_w) ** 2).sum() * (v * (de - mean_de) ** 2).sum())
     correlation = float((v * (w - mean_w) * (de - mean_de)).sum() / spread) if spread else 0.0
     return SlopeFit(slope, correlation, len(w), effective, error)
+
+
+def energy_stress_slope(data, seed: int = 0) -> Optional[SlopeFit]:
+    """Fit E_b − E_a + ½(F_a + F_b)·u ≈ s · ½(V_a σ_a + V_b σ_b):ε over pairs of nearby stress-labelled cells (check 6
+    of the module docstring); None (abstain) without pairs that differ in strain.
+
+    With cells h as rows, ε = h_a⁻¹ h_b − I takes cell a to cell b, atoms moving with it to r_a (I + ε), and
+    u = r_b − r_a (I + ε) is what is left of their displacement: E changes by V σ:ε under the strain
+    (σ = (1/V) ∂E/∂ε) and by −F·u under the rest (trapezoid rule over the pair). s = 1 for stress in eV/Å³ with
+    ASE's sign; 1/160.2 for GPa read as eV/Å³, 1/1602 for kbar, −1 for a pressure tensor (VASP's sign). Frames are
+    grouped as in :func:`energy_force_slope` but across cells, and paired by their Cartesian positions.
+    """
+    usable = np.nonzero(data.has_E & data.has_F & data.has_S)[0]
+    if len(usable) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    rmsd, work, residual = [], [], []
+    for frames in frame_groups(data, usable, by_cell=False):
+        n = int(data.N[frames[0]])
+        pairs, distance = nearest_frame_pairs(data.R[frames, :n], rng=rng)
+        for (a, b), d in zip(frames[pairs], distance):
+            h_a, h_b = data.cell[a], data.cell[b]
+            strain = np.linalg.solve(h_a, h_b) - np.eye(3)
+            rest = data.R[b, :n] - data.R[a, :n] @ (np.eye(3) + strain)
+            virials = [abs(np.linalg.det(h)) * data.S[k] for h, k in ((h_a, a), (h_b, b))]
+            work.append(0.5 * float(np.sum((virials[0] + virials[1]) * strain)))
+            residual.append(float(data.E[b] - data.E[a]) + 0.5 * float(np.sum((data.F[a, :n] + data.F[b, :n]) * rest)))
+            rmsd.append(d)
+    if not work:
+        return None
+    return weighted_slope(np.asarray(rmsd), np.asarray(work), np.asarray(residual))
+
+
+STRESS_SLIPS = ((1.0 / 160.21766, "stress in GPa read as eV/Å³ (multiply by 6.2415e-3)"),
+                (1.0 / 1602.1766, "stress in kbar read as eV/Å³ (multiply by 6.2415e-4)"),
+                (-1.0, "a pressure tensor, the stress with the opposite sign (as VASP writes it: negate it)"),
+                (-1.0 / 1602.1766, "a pressure tensor in kbar, as VASP writes it (multiply by -6.2415e-4)"),
+                (-1.0 / 160.21766, "a pressure tensor in GPa (multiply by -6.2415e-3)"))
+"""(s, words): the slope of :func:`energy_stress_slope` for the common stress-label slips."""
 
 
 def slope_mismatch(fit: Optional[SlopeFit]) -> bool:
@@ -503,6 +561,15 @@ def label_findings(data, where: str) -> list[tuple[str, str]]:
             f"{where}: the forces push the atoms apart on average: the virial Σ_i (R_i − R̄)·F_i averages "
             f"{mean:+.3g} ± {error:.2g} eV over {frames} frames (−3(N−1) k_B T < 0 for F = −dE/dR of thermally "
             f"sampled molecules); if the file stores +dE/dR (gradients), {remedies.force_sign}"))
+    stress = energy_stress_slope(data)
+    if stress is not None and slope_mismatch(stress):
+        slip = next((words for ratio, words in STRESS_SLIPS
+                     if abs(stress.slope - ratio) <= max(SLOPE_SIGMAS * stress.error, 0.2 * abs(ratio))), None)
+        findings.append(("stresses", f"{where}: the stresses do not match the energies: over {stress.pairs} pairs of "
+                         f"nearby cells ({stress.effective_pairs:.3g} effective), E_b − E_a + ½(F_a + F_b)·u = s · "
+                         f"½(V_a σ_a + V_b σ_b):ε fits with s = {stress.slope:.3g} ± {stress.error:.2g} (correlation "
+                         f"{stress.correlation:.2f}; s = 1 for stress in eV/Å³ with ASE's sign, positive under "
+                         "tension)" + (f": it looks like {slip}" if slip else "")))
     suspect = implausible_charges(data)
     if suspect is not None:
         findings.append(("dipoles", suspect.finding(where, data.sources)))
