@@ -70,7 +70,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from typing import Iterable, NamedTuple, Optional
+from typing import Iterable, Iterator, NamedTuple, Optional
 
 import numpy as np
 
@@ -254,6 +254,19 @@ def frame_groups(data, frames: np.ndarray, by_cell: bool) -> list[np.ndarray]:
     return [frames[group == g] for g in np.unique(group)]
 
 
+def nearby_frames(data, usable: np.ndarray, by_cell: bool, seed: int) -> Iterator[tuple]:
+    """(a, b, d, n) per group of :func:`frame_groups` among the ``usable`` frames (none when fewer than 2): the frame
+    indices a, b (P,) of the pairs of :func:`nearest_frame_pairs` in the group, their RMS displacements d (P,) Å and
+    the group's atom count n."""
+    if len(usable) < 2:
+        return
+    rng = np.random.default_rng(seed)
+    for frames in frame_groups(data, usable, by_cell):
+        n = int(data.N[frames[0]])
+        pairs, distance = nearest_frame_pairs(data.R[frames, :n], rng=rng)
+        yield frames[pairs[:, 0]], frames[pairs[:, 1]], distance, n
+
+
 def energy_force_slope(data, seed: int = 0) -> Optional[SlopeFit]:
     """Fit E_b − E_a ≈ s · [−½(F_a + F_b)·(R_b − R_a)] over pairs of nearby frames; None (abstain) without them.
 
@@ -263,19 +276,14 @@ def energy_force_slope(data, seed: int = 0) -> Optional[SlopeFit]:
     :func:`nearest_frame_pairs`, weighted by 1/max(d, :data:`PAIR_RMSD_FLOOR`)⁴ in their RMS displacement d.
     Returns None with fewer than :data:`MIN_EFFECTIVE_PAIRS` effective pairs or no spread in ΔE.
     """
-    usable = np.nonzero(data.has_E & data.has_F)[0]
-    if len(usable) < 2:
-        return None
-    rng = np.random.default_rng(seed)
     rmsd, work, change = [], [], []
-    for frames in frame_groups(data, usable, by_cell=True):
-        n = int(data.N[frames[0]])
-        pairs, distance = nearest_frame_pairs(data.R[frames, :n], rng=rng)
-        a, b = frames[pairs[:, 0]], frames[pairs[:, 1]]
+    for a, b, distance, n in nearby_frames(data, np.nonzero(data.has_E & data.has_F)[0], True, seed):
         displacement = np.asarray(data.R[b, :n], np.float64) - data.R[a, :n]
         work.append(-0.5 * ((data.F[a, :n] + data.F[b, :n]) * displacement).sum(axis=(1, 2)))
         change.append(np.asarray(data.E[b], np.float64) - data.E[a])
         rmsd.append(distance)
+    if not rmsd:
+        return None
     return weighted_slope(np.concatenate(rmsd), np.concatenate(work), np.concatenate(change))
 
 
@@ -308,15 +316,10 @@ def energy_stress_slope(data, seed: int = 0) -> Optional[SlopeFit]:
     ASE's sign; 1/160.2 for GPa read as eV/Å³, 1/1602 for kbar, −1 for a pressure tensor (VASP's sign). Frames are
     grouped as in :func:`energy_force_slope` but across cells, and paired by their Cartesian positions.
     """
-    usable = np.nonzero(data.has_E & data.has_F & data.has_S)[0]
-    if len(usable) < 2:
-        return None
-    rng = np.random.default_rng(seed)
     rmsd, work, residual = [], [], []
-    for frames in frame_groups(data, usable, by_cell=False):
-        n = int(data.N[frames[0]])
-        pairs, distance = nearest_frame_pairs(data.R[frames, :n], rng=rng)
-        for (a, b), d in zip(frames[pairs], distance):
+    for frames_a, frames_b, distance, n in nearby_frames(data, np.nonzero(data.has_E & data.has_F & data.has_S)[0],
+                                                         False, seed):
+        for a, b, d in zip(frames_a, frames_b, distance):
             h_a, h_b = data.cell[a], data.cell[b]
             strain = np.linalg.solve(h_a, h_b) - np.eye(3)
             rest = data.R[b, :n] - data.R[a, :n] @ (np.eye(3) + strain)

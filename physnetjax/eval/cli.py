@@ -121,7 +121,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from physnetjax.eval import outputs
     from physnetjax.eval.evaluate import evaluate, label_scale_findings
     from physnetjax.eval.predictions import predict_dataset
-    from physnetjax.train.batching import as_batched
     from physnetjax.eval.table import render
 
     checkpoint = args.checkpoint
@@ -144,8 +143,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.out is not None:
         write_resolved_config(parser, args, Path(args.out) / CONFIG_NAME)
     dtype = "float64" if args.float64 else "float32"
-    cells = dataset.cell  # as written: --write-predictions keeps a vacuum box that is evaluated as isolated
-    dataset = as_batched(dataset, model)  # the dipoles of periodic cells are not compared
     start = time.perf_counter()
     predictions = predict_dataset(model, params, dataset, batch_size=args.batch_size, dtype=dtype)
     seconds = time.perf_counter() - start
@@ -173,7 +170,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         if args.plots:
             written += outputs.write_parity_plots(dataset, predictions, out)
     if args.write_predictions is not None:
-        outputs.write_predictions(dataset, predictions, args.write_predictions, cells)
+        outputs.write_predictions(dataset, predictions, args.write_predictions)
         written.append(Path(args.write_predictions))
     if written:
         print("\nwritten: " + ", ".join(str(p) for p in written))

@@ -6,7 +6,7 @@ For every label the data carries (and the model predicts), with e = prediction �
 
 over K entries: frames for the energy per molecule (eV) and per atom (e/N_b, eV/atom)
 and for the total charge Σ_i q_i (e); Cartesian components of every labelled atom for
-forces (eV/Å), of every labelled frame for the dipole (e·Å) and of every stress-labelled periodic
+forces (eV/Å), of every labelled frame for the dipole (e·Å; not predicted, NaN, for a periodic cell) and of every stress-labelled periodic
 frame for the stress tensor (eV/Å³, all nine components). The metric names are
 the trainer's (:func:`physnetjax.train.loss.metrics_from_totals`): ``energy_mae``,
 ``energy_per_atom_rmse``, ``forces_mae``, ``dipole_rmse``, ``charge_mae``, ...
@@ -133,7 +133,7 @@ def evaluate(dataset: Dataset, predictions: Predictions, worst: int = 5) -> Eval
     totals["F"] = _totals(force_error, has_f[..., None])
     has_d = has_q = np.zeros(M, bool)
     if predictions.charges is not None:
-        has_d, has_q = dataset.has_D, dataset.has_Q
+        has_d, has_q = dataset.has_D & np.isfinite(predictions.dipole).all(axis=1), dataset.has_Q
         totals["D"] = _totals(predictions.dipole - dataset.D, has_d[:, None])
         totals["Q"] = _totals(predictions.total_charge - dataset.Q, has_q)
     has_s = dataset.has_S & (predictions.stress is not None)

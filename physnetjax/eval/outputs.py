@@ -114,16 +114,14 @@ def check_predictions_path(path) -> Path:
     return path
 
 
-def write_predictions(dataset: Dataset, predictions: Predictions, path, cells=None) -> None:
-    """Every frame as extxyz with model values and ``REF_*`` labels (see module docstring); ``cells`` (M, 3, 3) Å
-    the cells to write, periodic along their non-zero rows (default :attr:`Dataset.cell`; ``eval`` passes the
-    file's, whose vacuum boxes it evaluated as isolated molecules)."""
-    cells = dataset.cell if cells is None else cells
+def write_predictions(dataset: Dataset, predictions: Predictions, path) -> None:
+    """Every frame as extxyz with model values and ``REF_*`` labels (see module docstring), with its cell
+    (:attr:`Dataset.cell`), periodic along the cell's non-zero rows."""
     frames = []
     for k in range(len(dataset)):
         n = int(dataset.N[k])
-        atoms = ase.Atoms(numbers=dataset.Z[k, :n], positions=dataset.R[k, :n], cell=cells[k],
-                          pbc=cells[k].any(axis=1))
+        atoms = ase.Atoms(numbers=dataset.Z[k, :n], positions=dataset.R[k, :n], cell=dataset.cell[k],
+                          pbc=dataset.cell[k].any(axis=1))
         atoms.info["charge"] = float(dataset.Q[k])
         results = {"energy": float(predictions.energy[k]), "forces": predictions.forces[k, :n]}
         if predictions.stress is not None and np.isfinite(predictions.stress[k]).all():

@@ -39,7 +39,7 @@ from physnetjax.neighbors import (
 class BatchShapes:
     """Static sizes of one device's batch: molecules B, atoms N, edges P, pairs (None → no pair list),
     triplets (None → no three-body term); ``periodic``: the data holds periodic frames, so every batch is a periodic
-    one (:func:`periodic_batch_cells`) with ``cells``, ``shifts`` and stress."""
+    one (:func:`batch_cells`) with ``cells``, ``shifts`` and stress."""
 
     num_devices: int
     molecules: int
@@ -145,27 +145,18 @@ def check_trainable_cells(dataset: Dataset, model, reach: float) -> None:
                         "Python, a model with a coulomb_lr_cutoff")
 
 
-def periodic_batch_cells(dataset: Dataset, frames, reach: float) -> tuple[list, list]:
-    """(positions, cells): the frames of a periodic batch, each (n_k, 3) Å with its (3, 3) Å cell.
-
-    A periodic frame keeps its positions and cell. A molecule (no cell) gets a cubic box of side
-    L = 2 r_max + reach + 1 Å (r_max its largest distance from its centroid c), its positions moved by
-    o = c − L/2 to the box's middle: no atom is wrapped and every image lies beyond the model's reach, so its
-    energy, forces and dipole (about o) are those of the isolated molecule.
-    """
-    positions, cells = [], []
-    for k, offset in zip(frames, batch_offsets(dataset, frames, reach)):
-        r = dataset.R[k, : dataset.N[k]]
-        positions.append(r - offset)
-        if dataset.periodic[k]:
-            cells.append(dataset.cell[k])
-        else:
-            cells.append(np.eye(3) * isolation_box_side(r, reach))
-    return positions, cells
+def batch_cells(dataset: Dataset, frames, reach: float) -> list:
+    """The (3, 3) Å cell of each of ``frames`` in a periodic batch: a periodic frame's own; for a molecule a cubic box
+    of side L = 2 r_max + reach + 1 Å (:func:`isolation_box_side`; r_max its largest distance from its centroid),
+    in whose middle :func:`batch_offsets` puts it: no atom is wrapped and every image lies beyond the model's reach,
+    so its energy, forces and dipole are those of the isolated molecule."""
+    return [dataset.cell[k] if dataset.periodic[k] else np.eye(3) * isolation_box_side(dataset.R[k, : dataset.N[k]],
+                                                                                        reach)
+            for k in frames]
 
 
 def isolation_box_side(positions, reach: float) -> float:
-    """Å: the side L = 2 r_max + reach + 1 of a cubic box holding a molecule (:func:`periodic_batch_cells`)."""
+    """Å: the side L = 2 r_max + reach + 1 of a cubic box holding a molecule (:func:`batch_cells`)."""
     centred = positions - positions.mean(axis=0)
     return 2.0 * float(np.linalg.norm(centred, axis=1).max()) + reach + 1.0
 
@@ -175,7 +166,7 @@ def batch_offsets(dataset: Dataset, frames, reach: Optional[float] = None) -> np
     compute dtype (its dipole label is taken about o: D − Q·o).
 
     Molecules are moved to their centroid c (:meth:`Dataset.centroids`), or, in a periodic batch (``reach`` given),
-    to the middle of their box (c − L/2, :func:`periodic_batch_cells`); periodic frames are not moved (o = 0: the
+    to the middle of their box (c − L/2, :func:`batch_cells`); periodic frames are not moved (o = 0: the
     batch wraps their atoms into the cell).
     """
     frames = np.asarray(frames, np.int64)
@@ -197,20 +188,16 @@ def _device_batch(dataset: Dataset, frames: np.ndarray, energies: np.ndarray, mo
     reach = image_reach(model)[0] if shapes.periodic else None
     offsets = batch_offsets(dataset, real, reach)
     z = [dataset.Z[k, : dataset.N[k]] for k in real]
+    r = [dataset.R[k, : dataset.N[k]] - o for k, o in zip(real, offsets)]
     charges = [dataset.Q[k] for k in real]
+    cells = batch_cells(dataset, real, reach) if shapes.periodic else None
+    if not len(real):  # an all-padding batch: one hydrogen atom, masked below
+        z, r, charges, cells = [np.array([1])], [np.zeros((1, 3))], [0.0], [np.eye(3) * 100.0]
     capacities = dict(total_charges=charges, pair_cutoff=model_pair_cutoff(model), num_atoms=shapes.atoms,
                       num_edges=shapes.edges, num_pairs=shapes.pairs, num_molecules=shapes.molecules,
                       three_body_cutoff=model_triplet_cutoff(model), num_triplets=shapes.triplets, dtype=dtype)
-    if shapes.periodic:
-        r, cells = periodic_batch_cells(dataset, real, reach)
-        if not len(real):
-            z, r, cells, capacities["total_charges"] = [np.array([1])], [np.zeros((1, 3))], [np.eye(3) * 100.0], [0.0]
-        batch = batch_periodic(z, r, cells, model.cutoff, **capacities)
-    else:
-        r = [dataset.R[k, : dataset.N[k]] - o for k, o in zip(real, offsets)]
-        if not len(real):
-            z, r, capacities["total_charges"] = [np.array([1])], [np.zeros((1, 3))], [0.0]
-        batch = batch_molecules(z, r, model.cutoff, **capacities)
+    batch = (batch_periodic(z, r, cells, model.cutoff, **capacities) if shapes.periodic
+             else batch_molecules(z, r, model.cutoff, **capacities))
     if not len(real):
         batch = batch.replace(atom_mask=np.zeros_like(batch.atom_mask), edge_mask=np.zeros_like(batch.edge_mask),
                               molecule_mask=np.zeros_like(batch.molecule_mask))
