@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from pathlib import Path
 
 import ase
 import ase.io
@@ -27,6 +28,7 @@ from physnetjax.neighbors import apply_batch
 from physnetjax.predict import init_params
 from physnetjax.train.batching import as_batched, batch_shapes, iterate_batches
 from physnetjax.train.loss import error_sums, loss_from_sums
+from physnetjax.units import GPA
 
 from conftest import perturbed_params, warnings_as_errors
 
@@ -147,20 +149,26 @@ def test_stress_error_sums_and_the_virial_loss_term_equal_numpy(mixed):
     np.testing.assert_allclose(float(loss), 2.5 * (virial ** 2).mean(), rtol=1e-9)
 
 
-def test_training_on_cells_reports_stress_and_eval_agrees_with_predict_periodic(tmp_path, capsys):
+def test_training_on_cells_reports_stress_and_eval_agrees_with_predict_periodic(tmp_path, capsys, monkeypatch):
     """End to end on EMT copper, the best epoch chosen by the stress MAE: the run's metrics.csv and log carry the
-    validation stress MAE; eval of the best
+    validation stress MAE, and its stress parity plot shows the validation cells' labels against predict_periodic
+    of the best checkpoint (in GPa); eval of the best
     checkpoint reports the stress MAE that NumPy gives over predict_periodic on the same frames, and the frame
     table its largest component error."""
     from physnetjax import load_checkpoint
     from physnetjax.eval.cli import main as eval_main
-    from physnetjax.train import TrainConfig, train
+    from physnetjax.train import TrainConfig, plots, train
 
+    plotted = {}
+    monkeypatch.setattr(plots, "learning_curve", lambda rows, path: False)
+    monkeypatch.setattr(plots, "parity", lambda ref, pred, quantity, unit, path: plotted.setdefault(
+        Path(path).name, (np.asarray(ref), np.asarray(pred), unit)) is None)
     ase.io.write(tmp_path / "cu.extxyz", copper_frames(8, seed=1))
-    config = TrainConfig(data=[str(tmp_path / "cu.extxyz")], out=str(tmp_path / "run"), **TINY, train=4, valid=2,
-                         test=2, batch_size=2, epochs=2, plots=False, progress=False, best_metric="stress_mae")
+    config = TrainConfig(data=[str(tmp_path / "cu.extxyz")], out=str(tmp_path / "run"), **TINY, train=3, valid=3,
+                         test=2, batch_size=2, epochs=2, plots=True, progress=False, best_metric="stress_mae")
     with warnings_as_errors():
         summary = train(config)
+    monkeypatch.undo()
     assert summary["valid"]["stress_mae"] > 0 and summary["test"]["stress_mae"] > 0
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
@@ -175,6 +183,11 @@ def test_training_on_cells_reports_stress_and_eval_agrees_with_predict_periodic(
     data = load_dataset(tmp_path / "cu.extxyz")
     stress = np.stack([predict_periodic(model, params, data.Z[k], data.R[k], data.cell[k], dtype=np.float64)["stress"]
                        for k in range(len(data))])
+    valid = np.load(tmp_path / "run" / "split.npz")["valid"]
+    reference, predicted, unit = plotted["parity_stress.png"]
+    assert unit == "GPa" and reference.shape == predicted.shape == (len(valid), 3, 3)
+    np.testing.assert_allclose(reference, data.S[valid] / GPA, rtol=1e-6)
+    np.testing.assert_allclose(predicted, stress[valid] / GPA, rtol=1e-5, atol=1e-5)  # float32 sums over ~10³ pairs
     errors = stress - data.S
     np.testing.assert_allclose(result["metrics"]["stress_mae"], np.abs(errors).mean(), rtol=1e-6)
     np.testing.assert_allclose(result["metrics"]["stress_rmse"], np.sqrt((errors ** 2).mean()), rtol=1e-6)

@@ -730,7 +730,8 @@ class Trainer:
         predictions (when ``collect``): E_ref/E_pred (K,) eV relative to the element
         references, F_ref/F_pred (A, 3) eV/Å for atoms with force labels, and for a charge
         model D_pred (L, 3) e·Å about each molecule's centroid for the L dipole-labelled
-        frames D_frames (L,) (in the order of ``indices``). For an
+        frames D_frames (L,) (in the order of ``indices``), and for periodic batches S_ref/S_pred (P, 3, 3)
+        eV/Å³ of the P stress-labelled frames. For an
         ensemble, loss/metrics/predictions are those of the member mean, predictions add
         the member spread E_std (K,) and F_std (A, 3), and members lists every member's
         (loss, metrics); for a single model members is empty.
@@ -764,6 +765,9 @@ class Trainer:
                 collected["F_pred"].append(np.asarray(predictions["F"])[f_mask])
                 if self.model.charges:
                     collected["D_pred"].append(np.asarray(predictions["D"], np.float64)[labels["D_mask"]])
+                if "S" in predictions:
+                    collected.setdefault("S_ref", []).append(labels["S"][labels["S_mask"]])
+                    collected.setdefault("S_pred", []).append(np.asarray(predictions["S"])[labels["S_mask"]])
                 if self.size > 1:
                     collected["E_std"].append(np.asarray(predictions["E_std"])[e_mask])
                     collected["F_std"].append(np.asarray(predictions["F_std"])[f_mask])
@@ -1128,6 +1132,9 @@ class Trainer:
                          self.run_dir / "parity_energy.png")
             plots.parity(valid_pred["F_ref"], valid_pred["F_pred"], "force components", "eV/Å",
                          self.run_dir / "parity_forces.png")
+            if "S_ref" in valid_pred:
+                plots.parity(valid_pred["S_ref"] / GPA, valid_pred["S_pred"] / GPA, "stress components", "GPa",
+                             self.run_dir / "parity_stress.png")
         logger.info(
             "done in %.1f s: best epoch %d; valid (best, EMA) energy MAE %s eV, forces MAE %s eV/Å%s; "
             "test energy MAE %s eV, forces MAE %s eV/Å%s; checkpoint %s",

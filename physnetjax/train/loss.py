@@ -29,16 +29,17 @@ from physnetjax.neighbors import apply_batch
 TERMS = ("E", "Ea", "F", "D", "Q", "S", "W")
 """Error terms: energy per molecule, energy per atom, force components, dipole components, total charge, stress
 components (eV/Å³) and virial-per-atom components σ · V / N (eV/atom)."""
-PREDICTIONS = ("pred_E", "pred_F", "pred_D")
-"""Keys of the predictions among the error sums (``pred_D`` only for a charge model)."""
+PREDICTIONS = ("pred_E", "pred_F", "pred_D", "pred_S")
+"""Keys of the predictions among the error sums (``pred_D`` only for a charge model, ``pred_S`` only for a periodic
+batch)."""
 
 
 def error_sums(model, params, batch, labels) -> dict:
     """Σ|err|, Σerr², count for every term on one device batch (no device axis).
 
     Returns {term: (abs_sum, sq_sum, count)} of scalars, plus predictions under
-    "pred_E" (B,), "pred_F" (N, 3) and, for a charge model, "pred_D" (B, 3) (e·Å, about the origin of the
-    batch's positions).
+    "pred_E" (B,), "pred_F" (N, 3), for a charge model "pred_D" (B, 3) (e·Å, about the origin of the
+    batch's positions) and for a periodic batch "pred_S" (B, 3, 3) eV/Å³.
     """
     return sums_from_outputs(apply_batch(model, params, batch), labels, model.charges)
 
@@ -78,6 +79,8 @@ def sums_from_outputs(out: dict, labels: dict, charges: bool) -> dict:
     sums["pred_F"] = out["forces"]
     if charges:
         sums["pred_D"] = out["dipoles"]
+    if "S" in errors:
+        sums["pred_S"] = out["stress"]
     return sums
 
 

@@ -1650,6 +1650,15 @@ MUTANTS = (
            "residual.append(float(data.E[b] - data.E[a]))",
            ("tests/test_periodic_training.py::test_stress_labels_in_gpa_or_of_the_opposite_sign_are_named",),
            "the stress check leaves the forces' work in the energy change"),
+    Mutant("trainer_stress_parity_of_the_labels", "physnetjax/train/loss.py",
+           'sums["pred_S"] = out["stress"]', 'sums["pred_S"] = labels["S"]',
+           ("tests/test_periodic_training.py::test_training_on_cells_reports_stress_and_eval_agrees_with_predict_periodic",),
+           "the trainer's stress parity plot shows the labels against themselves"),
+    Mutant("trainer_stress_parity_unmasked", "physnetjax/train/loop.py",
+           'collected.setdefault("S_pred", []).append(np.asarray(predictions["S"])[labels["S_mask"]])',
+           'collected.setdefault("S_pred", []).append(np.asarray(predictions["S"]).reshape(-1, 3, 3))',
+           ("tests/test_periodic_training.py::test_training_on_cells_reports_stress_and_eval_agrees_with_predict_periodic",),
+           "the trainer's stress parity plot includes the padding slots of its batches"),
 )
 
 EXPLAINED = {
