@@ -1659,6 +1659,10 @@ MUTANTS = (
            'collected.setdefault("S_pred", []).append(np.asarray(predictions["S"]).reshape(-1, 3, 3))',
            ("tests/test_periodic_training.py::test_training_on_cells_reports_stress_and_eval_agrees_with_predict_periodic",),
            "the trainer's stress parity plot includes the padding slots of its batches"),
+    Mutant("far_frame_hint_inverted", "physnetjax/data/dataset.py",
+           "if extent <= MAX_ABS_COORDINATE else", "if extent > MAX_ABS_COORDINATE else",
+           ("tests/test_data.py::test_malformed_npz_arrays_are_named",),
+           "a molecule far from the origin is told its positions are not in Å, a unit slip told to centre them"),
 )
 
 EXPLAINED = {
