@@ -81,7 +81,7 @@ def test_npz_layout_variants_read_as_the_canonical_layout(tmp_path, raw):
     (lambda a: dict(a, N=np.full(64, 10)), r"key 'N' outside \[1, 9\] in frame\(s\) 0, 1, 2"),
     (lambda a: dict(a, R=a["R"] + np.where(np.arange(64) == 7, 2e4, 0.0)[:, None, None]),
      r"key 'R' has coordinates beyond ±10000 Å in frame\(s\) 7; frame 7's atoms span only [0-9.]+ Å but lie "
-     r"2000[0-9] Å from the origin: translate each frame near the origin \(e\.g\. ASE's atoms\.center\(\)"),
+     r"2000[0-9] Å from the origin: translate each frame near the origin \(e\.g\. ASE's atoms\.center\(about=0\)"),
     (lambda a: dict(a, R=a["R"] * np.where(np.arange(64) == 5, 1e5, 1.0)[:, None, None]),
      r"key 'R' has coordinates beyond ±10000 Å in frame\(s\) 5; positions must be in Å"),
     # read without a word on main: True as 1 eV, the imaginary part dropped, 3 significant digits, H atoms

@@ -847,7 +847,7 @@ def check_contacts(data: Dataset, where) -> None:
         r = data.R[k, :data.N[k]]
         extent = float(np.ptp(r, axis=0).max())
         hint = (f"frame {k}'s atoms span only {extent:.3g} Å but lie {float(np.abs(r).max()):.0f} Å from the origin: "
-                "translate each frame near the origin (e.g. ASE's atoms.center() for a molecule, atoms.wrap() for a "
+                "translate each frame near the origin (e.g. ASE's atoms.center(about=0) for a molecule, atoms.wrap() for a "
                 "periodic cell); so far out float32 resolves positions only to ~1e-3 Å"
                 if extent <= MAX_ABS_COORDINATE else "positions must be in Å")
         raise DataError(f"{where}: key 'R' has coordinates beyond ±{MAX_ABS_COORDINATE:g} Å in frame(s) "
