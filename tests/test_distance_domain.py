@@ -349,8 +349,8 @@ def shipped_training_frames(name):
 
 def brute_force_frames(z, r, cutoff):
     """:func:`brute_force` of isolated frames of one composition: Z (n,), R (M, n, 3); the double loop over atoms
-    vectorised over frames, float64."""
-    shortest, nearest = {}, np.full(r.shape[:2], np.inf)
+    vectorised over frames, float64. Returns (shortest, longest nearest, most neighbours)."""
+    shortest, nearest, neighbours = {}, np.full(r.shape[:2], np.inf), np.zeros(r.shape[:2], np.int64)
     for i in range(len(z)):
         for j in range(i + 1, len(z)):
             d = np.sqrt(np.sum((r[:, j] - r[:, i]) ** 2, axis=-1))
@@ -359,20 +359,25 @@ def brute_force_frames(z, r, cutoff):
             if np.isfinite(d).any():
                 shortest[pair] = min(shortest.get(pair, np.inf), float(d.min()))
             nearest[:, i], nearest[:, j] = np.minimum(nearest[:, i], d), np.minimum(nearest[:, j], d)
-    return shortest, {int(e): float(nearest[:, z == e].max()) for e in np.unique(z)}
+            neighbours[:, i] += np.isfinite(d)
+            neighbours[:, j] += np.isfinite(d)
+    return (shortest, {int(e): float(nearest[:, z == e].max()) for e in np.unique(z)},
+            {int(e): int(neighbours[:, z == e].max()) for e in np.unique(z)})
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_each_shipped_model_records_the_distances_of_its_training_frames(name):
     """The shipped models were trained before the trainer recorded the distance domain; the record
-    scripts/record_pretrained_distances.py added to each is that of a double loop over its training frames."""
+    scripts/record_pretrained_distances.py added to each (distances and neighbour counts) is that of a double loop
+    over its training frames."""
     model, _, metadata = load_checkpoint(example_model_path(name), with_metadata=True)
     z, r = shipped_training_frames(name)
     assert len(r) == {"ethanol": 1600, "co2": 400, "ethanol_ir": 3360}[name]
-    shortest, longest = brute_force_frames(z, r, model.cutoff)
+    shortest, longest, most = brute_force_frames(z, r, model.cutoff)
     domain = TrainingRecord.from_metadata(metadata).distances
     assert domain.cutoff == model.cutoff == 5.0
     assert set(domain.shortest) == set(shortest) and set(domain.longest_nearest) == set(longest)
+    assert domain.most_neighbours == most
     for pair, d in shortest.items():
         assert domain.shortest[pair] == pytest.approx(d, rel=1e-12), pair
     for element, d in longest.items():
@@ -389,6 +394,17 @@ def test_a_shipped_models_readme_geometry_is_silent_and_its_bonds_stretched_by_3
     centroid = r.mean(axis=0)
     with pytest.warns(PhysNetInputWarning, match=r"has its nearest neighbour .* the model extrapolates here"):
         predict(model, params, z, centroid + 1.3 * (r - centroid), training_record=metadata)
+
+
+def test_the_shipped_co2_model_names_a_dimer_by_its_neighbour_counts():
+    """co2 was trained on monomers (2 neighbours per atom): a second molecule 3.5 Å away gives each atom 5."""
+    model, params, metadata = load_checkpoint(example_model_path("co2"), with_metadata=True)
+    atoms = ase.io.read(example_geometry_path("co2"))
+    z, r = atoms.numbers, atoms.positions - atoms.positions.mean(axis=0)
+    with pytest.warns(PhysNetInputWarning, match=r"has 5 neighbours within the cutoff 5 Å; the training data's most "
+                                                 r"neighbours of [CO] was 2"):
+        predict(model, params, np.concatenate([z, z]), np.concatenate([r, r + [0.0, 3.5, 0.0]]),
+                training_record=metadata)
 
 
 def full_neighbor_list(z, r, cell, pbc, cutoff):
