@@ -1,6 +1,6 @@
-"""Evaluating a model (or an injected energy/force function) on many geometries of one molecule.
+"""Evaluating a model (or an injected energy/force function) on many geometries of one molecule or crystal.
 
-Every check compares energies and forces at many geometries of the same molecule.
+Every check compares energies and forces at many geometries of the same molecule (or periodic cell).
 The :class:`Evaluator` builds, once per structure, a :class:`~physnetjax.Batch` that
 holds *all* n(n−1) ordered atom pairs of the molecule, and at each geometry sets the
 masks from the positions inside ``jit``::
@@ -10,7 +10,12 @@ masks from the positions inside ``jit``::
 
 This is exactly the graph the host builders (:func:`physnetjax.batch_molecules`) and
 the in-jit neighbor lists produce, with the out-of-range pairs present as masked
-padding; the invariance checks compare it with the host-built batches. Geometries
+padding; the invariance checks compare it with the host-built batches. For a cell
+periodic along x, y and z the template holds every pair (i, j, image n) within the
+model's reaches plus :data:`PERIODIC_SKIN` at the given positions and cell (shift
+n · cell, Å), with the same masks by distance. A homogeneous deformation D = I + ε
+(positions, shifts and cell vectors as rows: r → r D) maps the template to the
+strained crystal (:meth:`Evaluator.strained_energies`, :meth:`Evaluator.stress`). Geometries
 are evaluated with ``jax.vmap`` in fixed-size chunks, so each structure size compiles
 once; :meth:`Evaluator.energies` compiles the energies alone (XLA drops the unused
 force pass: finite differences need no forces) and :meth:`Evaluator.evaluate_one`
@@ -19,7 +24,8 @@ one geometry without a padded chunk.
 An *energy/force function* has the signature of :func:`physnetjax.apply_batch`
 with the model bound: ``energy_and_forces(params, batch) -> dict`` with ``energy``
 (B,) eV, ``forces`` (N, 3) eV/Å and, optionally, the per-term energies (B,) eV
-``nn_energy``, ``electrostatics``, ``repulsion`` and ``dispersion``. It must be a JAX-traceable
+``nn_energy``, ``electrostatics``, ``repulsion`` and ``dispersion``; for a periodic cell also
+``stress`` (B, 3, 3) eV/Å³, σ = (1/V) ∂E/∂ε. It must be a JAX-traceable
 function (it is jitted and vmapped). Tests inject deliberately broken ones.
 """
 
@@ -53,7 +59,7 @@ CHUNK = 32
 
 @dataclasses.dataclass(frozen=True)
 class Structure:
-    """One isolated molecule to check (or a periodic cell, for the trainer's force check).
+    """One isolated molecule to check, or a cell periodic along x, y and z (a crystal or a liquid).
 
     Fields:
       atomic_numbers: (n,) int.
@@ -62,7 +68,9 @@ class Structure:
       name: label used in the report (e.g. ``"geometries.npz[0]"``).
       cell: (3, 3) Å, the periodic cell vectors (rows) of the frame it was read from, zero rows along the
         directions that are not periodic (all zero, the default: an isolated molecule).
-        :func:`~physnetjax.check.check_model` refuses a structure whose periodic images lie within the model's reach.
+        :func:`~physnetjax.check.check_model` checks a full-rank cell whose images lie within the model's reach as a
+        crystal, with its images, refuses a slab or wire within reach of its images, and checks every other
+        structure as an isolated molecule.
     """
 
     atomic_numbers: np.ndarray
@@ -74,6 +82,16 @@ class Structure:
     @property
     def num_atoms(self) -> int:
         return int(self.atomic_numbers.shape[0])
+
+    @property
+    def periodic(self) -> bool:
+        """Whether the cell is periodic along x, y and z (three independent cell vectors)."""
+        return bool(np.linalg.matrix_rank(self.cell) == 3)
+
+    @property
+    def volume(self) -> float:
+        """Å³: |det cell| (0 for a structure that is not periodic along x, y and z)."""
+        return float(abs(np.linalg.det(self.cell))) if self.periodic else 0.0
 
     def formula(self) -> str:
         from ase.data import chemical_symbols
@@ -128,6 +146,27 @@ def _masked(template: Batch, positions, cutoff: float, pair_reach: float | None)
     return batch
 
 
+def _deformed(template: Batch, deformation) -> Batch:
+    """``template`` of a periodic cell strained homogeneously: shifts, pair shifts and cells times ``deformation`` D
+    (3, 3) from the right (rows: s → s D). With the positions also mapped r → r D, every pair vector r_j − r_i + s
+    becomes (r_j − r_i + s) D: the crystal under the deformation gradient Dᵀ."""
+    return template.replace(
+        shifts=template.shifts @ deformation, cells=template.cells @ deformation,
+        pair_shifts=None if template.pair_shifts is None else template.pair_shifts @ deformation)
+
+
+def _stress_of(out: dict) -> jax.Array:
+    """(3, 3) eV/Å³: the stress of cell 0 of an energy/force function's output.
+
+    Raises:
+      ValueError: the output has no ``stress`` (a function that does not compute it for periodic cells).
+    """
+    if out.get("stress") is None:
+        raise ValueError("the energy/force function returns no 'stress' for a periodic cell; the check of a crystal "
+                         "needs σ = (1/V) ∂E/∂ε (B, 3, 3) eV/Å³, as physnetjax.apply_batch gives for a batch with cells")
+    return out["stress"][0]
+
+
 def _energy_row(out: dict) -> jax.Array:
     """(1 + len(TERMS),) energies of molecule 0: total, then each term (0 where absent), eV."""
     total = out["energy"][0]
@@ -136,8 +175,8 @@ def _energy_row(out: dict) -> jax.Array:
 
 
 def _compiled(model, fn: EnergyAndForces):
-    """Jitted (vmapped outputs, vmapped energies, one geometry's outputs, term forces, single energy/forces)
-    for one model and function."""
+    """Jitted (vmapped outputs, vmapped energies, one geometry's outputs, term forces, single energy/forces,
+    vmapped energies over deformations, one deformed geometry's stress) for one model and function."""
     key = (json.dumps(model.config(), sort_keys=True), fn)
     if key not in _JIT:
         reach = model_pair_cutoff(model)
@@ -157,9 +196,18 @@ def _compiled(model, fn: EnergyAndForces):
         def energies(params, template, positions):
             return (single(params, template, positions)[0],)
 
+        def strained_energy(params, template, positions, deformation):
+            return single(params, _deformed(template, deformation), positions @ deformation)[0][0]
+
+        def stress(params, template, positions, deformation):
+            strained = _deformed(template, deformation)
+            return _stress_of(fn(params, _masked(strained, positions @ deformation, model.cutoff, reach)))
+
         _JIT[key] = (compilation.jit(jax.vmap(single, in_axes=(None, None, 0))),
                      compilation.jit(jax.vmap(energies, in_axes=(None, None, 0))), compilation.jit(single),
-                     compilation.jit(term_forces), energy_force)
+                     compilation.jit(term_forces), energy_force,
+                     compilation.jit(jax.vmap(strained_energy, in_axes=(None, None, None, 0))),
+                     compilation.jit(stress))
     return _JIT[key]
 
 
@@ -197,8 +245,8 @@ class Evaluator:
     Args:
       model: a :class:`physnetjax.PhysNet` (gives the cutoffs and the default function).
       params: variables, already in ``dtype``.
-      structure: the molecule, or a cell periodic along x, y and z with its atoms in the cell (the trainer's force
-        check; ``check`` itself takes molecules only); its atomic numbers and total charge are fixed.
+      structure: the molecule, or a cell periodic along x, y and z with its atoms in the cell; its atomic numbers,
+        total charge and cell are fixed (a deformation strains the cell with the positions).
       energy_and_forces: the function to check (default: the model's own).
       dtype: of the positions and the batch: float64 (the checks), or float32 to evaluate as MD and the
         calculator do by default (:mod:`physnetjax.check.precision`, with x64 off).
@@ -218,7 +266,8 @@ class Evaluator:
         self.dtype = np.dtype(dtype)
         self.fn = energy_and_forces or model_energy_and_forces(model)
         self.template = jax.device_put(_template(model, structure, self.dtype))
-        self._batched, self._energies, self._single, self._term_forces, self.energy_force = _compiled(model, self.fn)
+        (self._batched, self._energies, self._single, self._term_forces, self.energy_force, self._strained,
+         self._stress) = _compiled(model, self.fn)
 
     def evaluate(self, positions) -> tuple[np.ndarray, np.ndarray]:
         """Energies (K, 1 + len(TERMS)) eV [total, then each of TERMS] and forces (K, n, 3) eV/Å.
@@ -250,13 +299,45 @@ class Evaluator:
         """(len(TERMS), n, 3) eV/Å: −∂E_t/∂R by autodiff for each of TERMS."""
         return np.asarray(self._term_forces(self.params, self.template, jnp.asarray(positions, self.dtype)))
 
+    def strained_energies(self, positions, deformations) -> np.ndarray:
+        """(K,) eV: total energies of the periodic cell with ``positions`` (n, 3) Å and the cell, both mapped by each of
+        ``deformations`` (K, 3, 3) D (r → r D, cell → cell D), without forces."""
+        self._require_periodic()
+        deformations = np.asarray(deformations, np.float64)
+        count = deformations.shape[0]
+        padded = -(-count // CHUNK) * CHUNK
+        stacked = np.concatenate([deformations, np.repeat(deformations[-1:], padded - count, axis=0)])
+        r = jnp.asarray(positions, self.dtype)
+        parts = [self._strained(self.params, self.template, r, jnp.asarray(stacked[start:start + CHUNK], self.dtype))
+                 for start in range(0, padded, CHUNK)]
+        return np.concatenate([np.asarray(part) for part in parts])[:count]
+
+    def stress(self, positions, deformation=None) -> np.ndarray:
+        """(3, 3) eV/Å³: the function's stress of the periodic cell with ``positions`` (n, 3) Å and the cell, both mapped
+        by ``deformation`` (3, 3) D (default: the identity)."""
+        self._require_periodic()
+        deformation = np.eye(3) if deformation is None else np.asarray(deformation, np.float64)
+        return np.asarray(self._stress(self.params, self.template, jnp.asarray(positions, self.dtype),
+                                       jnp.asarray(deformation, self.dtype)))
+
+    def _require_periodic(self) -> None:
+        if not self.structure.periodic:
+            raise ValueError(f"{self.structure.name} is not periodic along x, y and z: it has no strain or stress")
+
     @property
     def inputs(self) -> tuple:
         """``(params, template)``: the second argument of :attr:`energy_force`."""
         return self.params, self.template
 
-    def host_batch(self, atomic_numbers, positions, total_charges, **padding) -> Batch:
-        """A batch built by the production host builder (cutoff neighbor lists, optional padding)."""
+    def host_batch(self, atomic_numbers, positions, total_charges, cells=None, **padding) -> Batch:
+        """A batch built by the production host builder (cutoff neighbor lists, optional padding): of periodic cells
+        (:func:`~physnetjax.neighbors.batch_periodic`, which wraps the atoms into them) with ``cells`` (one (3, 3) Å
+        per structure), else of molecules."""
+        if cells is not None:
+            return batch_periodic(
+                atomic_numbers, positions, cells, self.model.cutoff, total_charges=total_charges,
+                pair_cutoff=model_pair_cutoff(self.model), three_body_cutoff=model_triplet_cutoff(self.model),
+                dtype=self.dtype, **padding)
         return batch_molecules(
             atomic_numbers, positions, self.model.cutoff, total_charges=total_charges,
             pair_cutoff=model_pair_cutoff(self.model), three_body_cutoff=model_triplet_cutoff(self.model),
@@ -264,9 +345,14 @@ class Evaluator:
         )
 
     def apply(self, batch: Batch) -> dict:
-        """The function on any batch (jitted per function), outputs as NumPy."""
+        """The function on any batch (jitted per function), outputs as NumPy: ``energy`` (B,) eV, ``forces`` (N, 3)
+        eV/Å and, for a batch of periodic cells, ``stress`` (B, 3, 3) eV/Å³."""
         key = ("apply", self.fn)
         if key not in _JIT:
             _JIT[key] = compilation.jit(self.fn)
         out = _JIT[key](self.params, batch)
-        return {"energy": np.asarray(out["energy"]), "forces": np.asarray(out["forces"])}
+        result = {"energy": np.asarray(out["energy"]), "forces": np.asarray(out["forces"])}
+        if batch.cells is not None:
+            _stress_of(out)
+            result["stress"] = np.asarray(out["stress"])
+        return result

@@ -5,7 +5,8 @@ float64. This one evaluates the same function in float32 (x64 switched off for t
 parameters and positions cast, so nothing is promoted to float64 on the way) at the structure's
 geometry and at ``displacement_trials`` random moves of ``displacement`` Å per atom, and
 compares with float64 at the same geometries (the molecule centred first, as ``predict`` does:
-float32 coordinates far from the origin would add their own rounding; the element energies
+float32 coordinates far from the origin would add their own rounding; a periodic cell keeps its atoms
+wrapped into the cell, as ``predict_periodic`` does; the element energies
 Σ_i E0[Z_i] are added to the float32 energy in float64, as ``predict`` and the calculator add them):
 
     ``precision.float32_forces``  = max_k,i |F32_ki − F64_ki|                 (eV/Å)
@@ -76,7 +77,9 @@ def _remedy() -> str:
 def check_precision(evaluator: Evaluator, index: int, settings: CheckSettings, thresholds: Thresholds) -> list:
     """Results ``precision.float32_forces`` and ``precision.float32_energy`` (see module docstring)."""
     s = evaluator.structure
-    centred = np.asarray(s.positions, np.float64) - np.asarray(s.positions, np.float64).mean(axis=0)
+    centred = np.asarray(s.positions, np.float64)
+    if not s.periodic:
+        centred = centred - centred.mean(axis=0)
     moves = random_displacements(np.random.default_rng(settings.seed + 5), settings.displacement_trials,
                                  s.num_atoms, settings.displacement)
     centred_evaluator = Evaluator(evaluator.model, evaluator.params, Structure(

@@ -13,7 +13,11 @@ within a version, new optional keys may be added::
       "model": {...},                         # PhysNet.config()
       "settings": {...},                      # CheckSettings fields
       "structures": [{"index": int, "name": str, "formula": str,
-                      "num_atoms": int, "total_charge": float}],
+                      "num_atoms": int, "total_charge": float,
+                      # a crystal (cell periodic along x, y and z) also has:
+                      "cell": [[float] * 3] * 3,        # Å, cell vectors as rows
+                      "volume_A3": float,
+                      "not_checked": {str: str}}],       # row or group → why it does not apply to a cell
       "checks": [{
           "id": str,           # e.g. "forces.fd.total", "invariance.rotation", "smoothness.C-H"
           "group": "forces" | "invariance" | "smoothness" | "stability" | "references" | "precision" | "inputs",
@@ -41,6 +45,11 @@ records it (it is not one of ``GROUPS``: ``--only`` does not select it):
   structure 0 (``structure`` stays an index; ``counts`` count it once, whatever the
   number of structures).
 
+A crystal gets the rows of a molecule (its forces, invariances, stability, element energies and precision) with
+its images, and in addition ``forces.fd.stress`` (GPa, :mod:`~physnetjax.check.stress`),
+``invariance.wrapping`` and ``invariance.supercell`` (:mod:`~physnetjax.check.cell_invariance`); it gets no
+``invariance.torque`` and no ``smoothness`` rows, which its structure's ``not_checked`` names with the reason.
+
 A check may also fail for a reason other than its value (e.g. a flipped force sign,
 a detected discontinuity), or warn for one (e.g. forces that are zero everywhere: an
 untrained or broken model); ``message`` then says why.
@@ -52,6 +61,8 @@ import dataclasses
 import json
 import math
 from typing import Any
+
+import numpy as np
 
 from physnetjax.text_table import print_line, print_table
 
@@ -191,8 +202,14 @@ class CheckReport:
 
         colour = {"pass": "green", "warn": "yellow", "fail": "bold red"}
         for s in self.structures:
+            cell = ""
+            if "cell" in s:
+                lengths = " × ".join(f"{length:.4g}" for length in np.linalg.norm(s["cell"], axis=1))
+                cell = f", periodic cell {lengths} Å, V = {s['volume_A3']:.4g} Å³"
             print_line(console, f"structure {s['index']}: {s['name']} ({s['formula']}, {s['num_atoms']} atoms, "
-                                f"Q = {s['total_charge']:g} e)")
+                                f"Q = {s['total_charge']:g} e{cell})")
+            for name, reason in s.get("not_checked", {}).items():
+                print_line(console, f"  not checked for a periodic cell: {name} ({reason})")
         rows = [[str(c.structure), c.id, Text(c.status.upper(), style=colour[c.status]), _fmt(c.value),
                  _fmt(c.warn_above), _fmt(c.fail_above), c.unit, c.message] for c in self.checks]
         print_table(console, "physnetjax model check (float64)",

@@ -1,7 +1,21 @@
-"""``check_model``: run the selected check groups on every structure, in float64."""
+"""``check_model``: run the selected check groups on every structure, in float64.
+
+A structure is checked as one of two kinds:
+
+* an isolated molecule: no cell, or a cell (periodic along some or all directions) whose images all lie beyond the
+  model's reach (:func:`~physnetjax.neighbors.image_reach`), a molecule in a vacuum box: its cell is dropped;
+* a crystal: a cell periodic along x, y and z (three independent cell vectors) with atoms within the model's reach
+  of a periodic image, checked with its images (atoms wrapped into the cell): the forces, stress
+  (:mod:`~physnetjax.check.stress`), invariances of a crystal (:mod:`~physnetjax.check.cell_invariance`), stability,
+  element energies and precision. What does not apply to a cell (:data:`NOT_APPLICABLE_TO_CELLS`) is named in its
+  structure summary (``not_checked``) and under its line of the table.
+
+A slab or wire (periodic along one or two directions) within reach of its images is refused.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -9,6 +23,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
+from physnetjax.check.cell_invariance import NOT_APPLICABLE, check_cell_invariance
 from physnetjax.check.evaluate import (
     EnergyAndForces,
     Evaluator,
@@ -23,21 +38,24 @@ from physnetjax.check.report import GROUPS, CheckReport, CheckResult
 from physnetjax.check.settings import CheckSettings, Thresholds
 from physnetjax.check.smoothness import check_smoothness
 from physnetjax.check.stability import check_curvature, check_nve
-from physnetjax.data.dataset import check_images_beyond_reach
+from physnetjax.check.stress import check_stress
+from physnetjax.data import DataError
+from physnetjax.data.dataset import check_images_beyond_reach, nearest_images
 from physnetjax.dipole_surface import IR_R2_THRESHOLD, unreliable_ir_message
 from physnetjax.distance_domain import DOMAIN_MARGIN, DistanceDomain
-from physnetjax.neighbors import image_reach
+from physnetjax.neighbors import image_reach, model_pair_cutoff
+from physnetjax.neighbors.periodic import lattice_translations
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
 from physnetjax.validation import SYMBOLS, element, untrained_charges, unseen_elements, validate_structure
 
 logger = logging.getLogger(__name__)
 
-PERIODIC_CHECK_REMEDY = ("check evaluates every structure as an isolated molecule and would leave out the images; "
-                         "give it molecules (a periodic cell is evaluated with its images by python -m "
-                         "physnetjax.eval, physnetjax.predict_periodic or the ASE calculator, "
-                         "physnetjax.PhysNetCalculator)")
-"""The end of the refusal of a structure within the model's reach of its periodic images
-(:func:`physnetjax.data.dataset.check_images_beyond_reach`)."""
+PERIODIC_CHECK_REMEDY = ("check takes molecules and cells periodic along x, y and z (crystals, liquids, with their "
+                         "images); a slab or a wire needs a cell vector across vacuum wider than the model's reach "
+                         "along each open direction and pbc True there (its checks are then those of the isolated "
+                         "slab), or the ASE calculator physnetjax.PhysNetCalculator, which takes partial pbc")
+"""The end of the refusal of a structure periodic along one or two directions within the model's reach of its
+periodic images (:func:`physnetjax.data.dataset.check_images_beyond_reach`)."""
 
 _GROUP_CHECKS = {
     "forces": (check_forces,),
@@ -47,6 +65,60 @@ _GROUP_CHECKS = {
     "references": (check_element_energies,),
     "precision": (check_precision,),
 }
+"""The checks of each group for an isolated molecule."""
+
+_CELL_CHECKS = {
+    "forces": (check_forces, check_stress),
+    "invariance": (check_cell_invariance,),
+    "smoothness": (),
+    "stability": (check_curvature, check_nve),
+    "references": (check_element_energies,),
+    "precision": (check_precision,),
+}
+"""The checks of each group for a crystal (a cell periodic along x, y and z within reach of its images)."""
+
+NOT_APPLICABLE_TO_CELLS = {
+    "smoothness": "the bond-stretch scans pull one atom away from a molecule; in a crystal it would run into its "
+                  "neighbours and their images",
+    **NOT_APPLICABLE,
+}
+"""Rows (or groups) of the molecule checks that a crystal does not get, with the reason: the crystal's structure
+summary lists those of the selected groups under ``not_checked``."""
+
+
+def crystals_and_molecules(structures: Sequence[Structure], model) -> list[Structure]:
+    """``structures`` sorted into crystals and molecules (module docstring): a crystal with its atoms wrapped into its
+    cell (each moved by a lattice vector, :func:`~physnetjax.neighbors.periodic.lattice_translations`), a molecule
+    without a cell.
+
+    Raises:
+      ValueError: a single atom whose images lie beyond the model's reach.
+      DataError: a slab or wire within the model's reach of its images
+        (:func:`~physnetjax.data.dataset.check_images_beyond_reach`, :data:`PERIODIC_CHECK_REMEDY`), or a crystal
+        with a charge model whose Coulomb term has no long-range cutoff (its all-pairs sum is infinite in a crystal).
+    """
+    reach, reach_text = image_reach(model)
+    partial = [s for s in structures if not s.periodic]
+    check_images_beyond_reach([s.name for s in partial], [s.cell for s in partial], [s.positions for s in partial],
+                              reach, reach_text, PERIODIC_CHECK_REMEDY)
+    near = np.isfinite(nearest_images([s.cell for s in structures], [s.positions for s in structures], reach))
+    sorted_out = []
+    for structure, crystal in zip(structures, near):
+        if crystal:
+            positions = structure.positions - lattice_translations(structure.positions, structure.cell)
+            sorted_out.append(dataclasses.replace(structure, positions=positions))
+        elif structure.num_atoms < 2:
+            raise ValueError(f"{structure.name}: the checks need at least 2 atoms, received 1 (its images lie beyond "
+                             f"the reach {reach_text}: an isolated atom)")
+        else:
+            sorted_out.append(dataclasses.replace(structure, cell=np.zeros((3, 3))))
+    crystals = [s.name for s in sorted_out if s.periodic]
+    if crystals and model_pair_cutoff(model) is None:
+        raise DataError(f"{len(crystals)} structure(s) are periodic cells (e.g. {crystals[0]}), and this charge "
+                        "model's Coulomb term without a long-range cutoff (coulomb_lr_cutoff) sums over all atom "
+                        "pairs, which is infinite in a crystal (no Ewald sum here): check the model on molecules, or "
+                        "give it a coulomb_lr_cutoff")
+    return sorted_out
 
 
 def as_structure(item, index: int, max_atomic_number: int = 118) -> Structure:
@@ -54,18 +126,21 @@ def as_structure(item, index: int, max_atomic_number: int = 118) -> Structure:
 
     Raises:
       PhysNetInputError: bad shapes, atomic numbers outside 1..max_atomic_number (named
-        by element), non-finite positions or charge, overlapping atoms (see
-        :func:`physnetjax.validation.validate_structure`). ValueError: fewer than 2 atoms.
+        by element), non-finite positions or charge, overlapping atoms (with their periodic images where the
+        structure has a cell; see :func:`physnetjax.validation.validate_structure`). ValueError: fewer than 2 atoms
+        (a cell periodic along x, y and z may hold one: it meets its images).
     """
     if isinstance(item, Structure):
         z, r, q, name = item.atomic_numbers, item.positions, item.total_charge, item.name
     else:
         z, r, *rest = item
         q, name = (float(rest[0]) if rest else 0.0), f"structure {index}"
-    z, r = validate_structure(z, r, max_atomic_number, total_charge=q, where=name)
-    if z.shape[0] < 2:
+    cell = np.asarray(item.cell, np.float64) if isinstance(item, Structure) else np.zeros((3, 3))
+    periodic = cell.any(axis=1)
+    z, r = validate_structure(z, r, max_atomic_number, total_charge=q, where=name,
+                              **({"cell": cell, "pbc": periodic} if periodic.any() else {}))
+    if z.shape[0] < 2 and not periodic.all():
         raise ValueError(f"{name}: the checks need at least 2 atoms, received {z.shape[0]}")
-    cell = item.cell if isinstance(item, Structure) else np.zeros((3, 3))
     return Structure(z, np.asarray(r, np.float64), float(q), name, cell)
 
 
@@ -91,7 +166,8 @@ def check_model(
       model: a :class:`physnetjax.PhysNet` (its cutoffs define the scans and graphs).
       params: its variables ``{"params": ...}`` in any float dtype.
       structures: isolated molecules, each a :class:`Structure` or a tuple
-        (Z (n,), R (n, 3) Å[, total charge e]).
+        (Z (n,), R (n, 3) Å[, total charge e]), or cells periodic along x, y and z (a :class:`Structure` with its
+        ``cell``), checked as crystals with their images (module docstring).
       energy_and_forces: the function to check, ``f(params, batch) -> dict`` like
         :func:`physnetjax.apply_batch` (default: the model's own); tests inject
         broken ones here.
@@ -111,10 +187,11 @@ def check_model(
         :data:`~physnetjax.dipole_surface.IR_R2_THRESHOLD`: its IR intensities are unreliable.
 
     Raises:
-      ValueError: unknown group, or a structure that is not a valid molecule.
-      DataError: a structure read from a periodic frame (:attr:`Structure.cell`) whose atoms lie within the model's
-        reach (:func:`~physnetjax.neighbors.image_reach`) of a periodic image: the check would evaluate it as an
-        isolated molecule (:func:`~physnetjax.data.dataset.check_images_beyond_reach`).
+      ValueError: unknown group, or a structure that is not a valid molecule or cell.
+      DataError: a structure periodic along one or two directions (:attr:`Structure.cell`) whose atoms lie within
+        the model's reach (:func:`~physnetjax.neighbors.image_reach`) of a periodic image: a slab or wire, which the
+        check does not take (:func:`crystals_and_molecules`); a crystal with a charge model without a Coulomb
+        long-range cutoff.
     """
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
@@ -124,8 +201,7 @@ def check_model(
     structures = [as_structure(item, k, model.supported_max_atomic_number) for k, item in enumerate(structures)]
     if not structures:
         raise ValueError("check_model needs at least one structure")
-    check_images_beyond_reach([s.name for s in structures], [s.cell for s in structures],
-                              [s.positions for s in structures], *image_reach(model), PERIODIC_CHECK_REMEDY)
+    structures = crystals_and_molecules(structures, model)
     training_record = training_record_of(training_record)
     results = [dipole_surface_result(*dipole_r2)] if model.charges and dipole_r2 is not None else []
     if training_record.elements is not None:
@@ -138,15 +214,28 @@ def check_model(
         params64 = cast_to_float64(params)
         for index, structure in enumerate(structures):
             evaluator = Evaluator(model, params64, structure, energy_and_forces)
+            checks = _CELL_CHECKS if structure.periodic else _GROUP_CHECKS
             for group in GROUPS:
                 if group not in groups:
                     continue
-                for check in _GROUP_CHECKS[group]:
+                for check in checks[group]:
                     logger.info("structure %d (%s): %s", index, structure.name, check.__name__)
                     results.extend(check(evaluator, index, settings, thresholds))
-    summaries = [{"index": k, "name": s.name, "formula": s.formula(), "num_atoms": s.num_atoms,
-                  "total_charge": s.total_charge} for k, s in enumerate(structures)]
+    summaries = [structure_summary(s, k, groups) for k, s in enumerate(structures)]
     return CheckReport(results, summaries, model.config(), settings.to_dict(), checkpoint)
+
+
+def structure_summary(structure: Structure, index: int, groups: Sequence[str]) -> dict:
+    """The report's entry of one structure: index, name, formula, num_atoms, total_charge; for a crystal also its
+    ``cell`` (3, 3) Å, ``volume_A3`` and ``not_checked`` (the rows or groups of :data:`NOT_APPLICABLE_TO_CELLS` among
+    the selected ``groups``, each with the reason)."""
+    summary = {"index": index, "name": structure.name, "formula": structure.formula(),
+               "num_atoms": structure.num_atoms, "total_charge": structure.total_charge}
+    if structure.periodic:
+        summary.update(cell=structure.cell.tolist(), volume_A3=structure.volume,
+                       not_checked={name: reason for name, reason in NOT_APPLICABLE_TO_CELLS.items()
+                                    if name.split(".")[0] in groups})
+    return summary
 
 
 def trained_elements_result(structure: Structure, index: int, trained_elements) -> CheckResult:
@@ -174,10 +263,11 @@ def trained_charges_result(structure: Structure, index: int, trained_charges) ->
 
 def trained_distances_result(structure: Structure, index: int, distances: DistanceDomain) -> CheckResult:
     """Row ``inputs.trained_distances``: value = the structure's largest relative excursion beyond the training
-    data's interatomic distances, judged isolated (:meth:`DistanceDomain.excursion
+    data's interatomic distances, judged isolated or, for a crystal, with its images (:meth:`DistanceDomain.excursion
     <physnetjax.distance_domain.DistanceDomain.excursion>`: 1 − d / r_min of a pair, r_nn / r_nn,max − 1 of an atom's
     nearest neighbour, (n − n_max) / max(n_max, 10) of its neighbour count within the cutoff; 0 inside)."""
-    excursion, outside = distances.excursion(structure.atomic_numbers, structure.positions)
+    periodic = {"cell": structure.cell, "pbc": (True, True, True)} if structure.periodic else {}
+    excursion, outside = distances.excursion(structure.atomic_numbers, structure.positions, **periodic)
     message = outside or (f"interatomic distances within {DOMAIN_MARGIN:.0%} of those of the training data "
                           f"(largest excursion {excursion:.1%})")
     return CheckResult.measured("inputs.trained_distances", "inputs", index, excursion, "relative",

@@ -19,6 +19,12 @@ class CheckSettings:
       displacement: length of the random per-atom displacement in Å (0.05, the
         original's failing test).
       displacement_trials: number of random displacements.
+      fd_strain_step: central finite-difference step h of the strain (dimensionless) for the stress of a periodic
+        cell: the truncation error h²/6 · |∂³E/∂ε³| / V is ~1e-10 eV/Å³ for elastic constants of ~1000 GPa, the
+        rounding error ~1e-16 |E| / (h V) below 1e-10 eV/Å³ too.
+      cell_strain: size of the random symmetric strain (each component of ε up to this, dimensionless) of the
+        second cell at which the stress is checked, so that a stress that vanishes at the given cell (a relaxed
+        crystal) still has a size, a sign and a ratio to compare.
       nve_steps, nve_timestep, nve_temperature: the NVE run (velocity Verlet from
         Maxwell–Boltzmann momenta at ``nve_temperature``, zero total momentum).
       nve_stride: steps between recorded frames.
@@ -32,6 +38,8 @@ class CheckSettings:
     refine: int = 10
     displacement: float = 0.05
     displacement_trials: int = 8
+    fd_strain_step: float = 1e-5
+    cell_strain: float = 0.02
     nve_steps: int = 2000
     nve_timestep: float = 0.5
     nve_temperature: float = 300.0
@@ -84,6 +92,11 @@ class Thresholds:
         a twentieth of a good model's force error (20–50 meV/Å MAE), where reduced-precision
         products start to show (TF32 on an H200: 4.2 meV/Å); fail above 10 meV/Å, where
         float32 adds an error of the model's own size.
+      stress_fd: max_ab |σ_ab − σ_FD,ab| in GPa, the stress of a periodic cell against central differences of the
+        energy under strain (:mod:`physnetjax.check.stress`). An exact strain derivative reaches ~1e-8 GPa; warn
+        above 1e-4 GPa (0.1 MPa), fail above 0.01 GPa (10 MPa), far below the GPa-sized stresses of a few per cent
+        strain that a wrong sign or volume misses by their own size. The least-squares slope of σ on σ_FD is judged
+        with ``fd_ratio`` where fd_ratio · max |σ_FD| exceeds the warn bound (max |σ_FD| > 0.1 GPa).
       float32_energy: max |E32 − E64| per atom in meV (element energies added in float64).
         Full float32: ~1e-4 meV/atom; TF32 on an H200: 0.25; warn above 0.1, fail above
         1 meV/atom (the energy error of a good model).
@@ -96,5 +109,6 @@ class Thresholds:
     nve_energy: tuple = (1.0, 10.0)
     nve_force: tuple = (25.0, 100.0)
     smoothness: tuple = (float("inf"), float("inf"))
+    stress_fd: tuple = (1e-4, 1e-2)
     float32_forces: tuple = (1e-3, 1e-2)
     float32_energy: tuple = (0.1, 1.0)

@@ -18,6 +18,10 @@ of ``nve_timestep`` fs, in float64 on the full pair graph. Reported: max_t |E_to
 − E_tot(0)| per atom (meV), the drift and fluctuation of
 :func:`physnetjax.md.driver.drift_and_fluctuation` (slope of a least-squares line
 through E_tot(t), meV/atom/ps; std about it, meV/atom) and the largest |F_i| seen (eV/Å). A non-finite energy fails both.
+A periodic cell runs on the check's fixed lists, which hold every pair within the model's reach plus
+:data:`~physnetjax.check.evaluate.PERIODIC_SKIN` of the start: they miss no pair while no atom has moved more than
+half of it from its start (max_i |r_i(t) − r_i(0)| over the recorded frames, ``max_displacement_A``); beyond that
+(a liquid that diffuses) both rows warn, as pairs may have come within reach unseen.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax import compilation
-from physnetjax.check.evaluate import Evaluator
+from physnetjax.check.evaluate import PERIODIC_SKIN, Evaluator
 from physnetjax.check.report import CheckResult
 from physnetjax.check.settings import CheckSettings, Thresholds
 from physnetjax.md import frame_of, maxwell_boltzmann_momenta, nve, run
@@ -85,8 +89,9 @@ def _nve_runner(evaluator: Evaluator, settings: CheckSettings):
 
 
 def run_nve(evaluator: Evaluator, settings: CheckSettings) -> dict:
-    """Run the NVE trajectory; returns time (ps) and conserved energy (eV) per recorded frame, and max |F| (eV/Å) over
-    the steps since the previous frame (every step is judged, not only the recorded ones)."""
+    """Run the NVE trajectory; returns time (ps) and conserved energy (eV) per recorded frame, max |F| (eV/Å) over
+    the steps since the previous frame (every step is judged, not only the recorded ones), and the largest distance
+    (Å) of an atom from its start over the recorded frames."""
     s = evaluator.structure
     masses = jnp.asarray(ase.data.atomic_masses[np.asarray(s.atomic_numbers)], jnp.float64)
     momenta = maxwell_boltzmann_momenta(jax.random.PRNGKey(settings.seed), masses, settings.nve_temperature)
@@ -97,7 +102,9 @@ def run_nve(evaluator: Evaluator, settings: CheckSettings) -> dict:
     conserved = np.concatenate([[float(first.conserved)], np.asarray(trajectory.conserved)])
     max_force = np.concatenate([[float(first.max_force)], np.asarray(trajectory.peak_force)])  # every step's
     time_ps = np.arange(len(conserved)) * settings.nve_stride * settings.nve_timestep * 1e-3
-    return {"time_ps": time_ps, "conserved_eV": conserved, "max_force_eV_per_A": max_force}
+    moved = np.linalg.norm(np.asarray(trajectory.positions) - np.asarray(s.positions)[None], axis=-1)
+    return {"time_ps": time_ps, "conserved_eV": conserved, "max_force_eV_per_A": max_force,
+            "max_displacement_A": float(np.max(moved))}
 
 
 def check_nve(evaluator: Evaluator, index: int, settings: CheckSettings, thresholds: Thresholds) -> list:
@@ -113,13 +120,19 @@ def check_nve(evaluator: Evaluator, index: int, settings: CheckSettings, thresho
                "temperature_K": settings.nve_temperature, "max_deviation_meV_per_atom": deviation,
                "drift_meV_per_atom_per_ps": drift,
                "fluctuation_meV_per_atom": fluctuation, "max_force_eV_per_A": max_force,
-               "first_nonfinite_frame": None if finite else int(np.argmin(np.isfinite(energy)))}
+               "first_nonfinite_frame": None if finite else int(np.argmin(np.isfinite(energy))),
+               "max_displacement_A": traj["max_displacement_A"]}
     run_text = f"{settings.nve_steps} × {settings.nve_timestep} fs from {settings.nve_temperature:g} K"
     failure = None if finite else "energy became NaN/Inf"
+    warning = None
+    if evaluator.structure.periodic and not traj["max_displacement_A"] <= 0.5 * PERIODIC_SKIN:
+        warning = (f"an atom moved {traj['max_displacement_A']:.3g} Å from its start, more than half the "
+                   f"{PERIODIC_SKIN:g} Å skin of the run's fixed pair lists: pairs may have come within reach unseen "
+                   "(a diffusing liquid; check it with --quick's shorter run, or run physnetjax.md)")
     return [
         CheckResult.measured("stability.nve_energy", GROUP, index, deviation, "meV/atom", thresholds.nve_energy,
                              f"{run_text}: max |E − E₀| {deviation:.3g} meV/atom, drift {drift:.3g} meV/atom/ps",
-                             details, failure),
+                             details, failure, warning),
         CheckResult.measured("stability.nve_max_force", GROUP, index, max_force, "eV/Å", thresholds.nve_force,
-                             f"{run_text}: largest |F_i| {max_force:.3g} eV/Å", details, failure),
+                             f"{run_text}: largest |F_i| {max_force:.3g} eV/Å", details, failure, warning),
     ]
