@@ -387,24 +387,26 @@ def test_energies_only_and_one_geometry_paths_equal_the_batched_evaluation(model
         assert energies.shape == (CHUNK + 3, 5) and not np.allclose(energies[0], energies[1])
 
 
-def test_periodic_frames_in_reach_of_their_images_are_refused_and_vacuum_boxes_checked(model, params, methanol,
-                                                                                        tmp_path, capsys):
-    """A crystal frame (pbc set) was checked as a cluster without its images, with a warning only. Frames whose images
-    lie within the model's reach are refused now (CLI: one line, exit 2, naming file, frame and nearest image; .npz
-    cells too); a molecule in a vacuum box wider than the reach is checked as the isolated molecule it is."""
+def test_slabs_in_reach_of_their_images_are_refused_and_vacuum_boxes_checked(model, params, methanol,
+                                                                             tmp_path, capsys):
+    """A slab or wire frame (pbc set along one or two directions) was checked as a cluster without its images, with a
+    warning only. Such frames whose images lie within the model's reach are refused (CLI: one line, exit 2, naming
+    file, frame and nearest image; .npz cells too); a molecule in a vacuum box wider than the reach is checked as the
+    isolated molecule it is. (Cells periodic along x, y and z are checked as crystals: test_check_periodic.py.)"""
     h2 = [[0.0, 0.0, 0.0], [0.74, 0.0, 0.0]]
     ase.io.write(tmp_path / "frames.extxyz", [ase.Atoms("H2", positions=h2),
-                                              ase.Atoms("H2", positions=h2, cell=[3.0, 3.0, 3.0], pbc=True)])
+                                              ase.Atoms("H2", positions=h2, cell=[3.0, 3.0, 3.0],
+                                                        pbc=[True, True, False])])
     assert main([str(example_model_path("co2")), "--geometry", str(tmp_path / "frames.extxyz"), "--quick",
                  "--frames", "2", "--only", "forces"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and re.fullmatch(
         r"python -m physnetjax.check: error: 1 periodic frame\(s\) have atoms within [\d.]+ Å \(the [\w' ]+\) of a "
-        r"periodic image \(frames 1; e\.g\. frames\.extxyz\[1\], pbc T T T, cell \[\[3\.0, 0\.0, 0\.0\].* Å: image "
-        r"at 2\.26 Å\): check evaluates every structure as an isolated molecule and would leave out the images; give "
-        r"it molecules \(a periodic cell is evaluated with its images by python -m physnetjax.eval, "
-        r"physnetjax.predict_periodic or the ASE "
-        r"calculator, physnetjax.PhysNetCalculator\)", lines[0]), lines[0]
+        r"periodic image \(frames 1; e\.g\. frames\.extxyz\[1\], pbc T T F, cell \[\[3\.0, 0\.0, 0\.0\].* Å: image "
+        r"at 2\.26 Å\): check takes molecules and cells periodic along x, y and z \(crystals, liquids, with their "
+        r"images\); a slab or a wire needs a cell vector across vacuum wider than the model's reach along each open "
+        r"direction and pbc True there \(its checks are then those of the isolated slab\), or the ASE calculator "
+        r"physnetjax.PhysNetCalculator, which takes partial pbc", lines[0]), lines[0]
 
     np.savez(tmp_path / "tight.npz", Z=methanol.atomic_numbers, R=methanol.positions, cell=np.eye(3) * 6.0,
              pbc=[True, False, False])

@@ -21,6 +21,13 @@ Groups of checks (in float64, apart from the float32 side of ``precision``):
   training): elements, total charges and interatomic distances of each structure outside
   the training data's, and a charge model's dipole R² in the molecular frame below 0.8.
 
+A cell periodic along x, y and z within the model's reach of its images is checked as a crystal,
+with its images (:mod:`~physnetjax.check.runner`): ``forces`` adds its stress against finite
+strain differences (:mod:`~physnetjax.check.stress`), ``invariance`` holds a crystal's
+invariances (:mod:`~physnetjax.check.cell_invariance`: rotation of cell and atoms, translation
+across the cell boundary, wrapping, permutation, padding, batch and a supercell), and what does
+not apply to a cell (``smoothness``, ``invariance.torque``) is named in the report.
+
 :func:`check_model` returns a :class:`CheckReport` (JSON schema in
 :mod:`~physnetjax.check.report`).
 """

@@ -12,8 +12,8 @@ With E (eV), F = −∂E/∂R (n, 3) eV/Å and σ = (1/V) ∂E/∂ε (3, 3) eV/�
 * ``invariance.wrapping``: every atom moved by its own random lattice vector m_i · h (m_i ∈ {−2..2}³,
   seed ``seed + 4``), the unwrapped coordinates of MD, has E, F and σ;
 * ``invariance.permutation``: the atoms in a random order π have E, F_π and σ;
-* ``invariance.padding``: the host-built batch padded with 3 ghost atoms, extra edge (and pair) slots
-  and an empty cell slot has E, F and σ;
+* ``invariance.padding``: the host-built batch padded with ghost atoms (at least 3), extra edge (and
+  pair) slots and an empty cell slot has E, F and σ;
 * ``invariance.batch``: the crystal as the 2nd member of a batch after its rotated copy has E, F and σ;
 * ``invariance.supercell``: the supercell of cell vectors :data:`SUPERCELL` · h (sheared, twice the
   volume: each atom and its image by h_c, :func:`supercell`) has the energy 2E, the forces F of each
@@ -23,7 +23,8 @@ With E (eV), F = −∂E/∂R (n, 3) eV/Å and σ = (1/V) ∂E/∂ε (3, 3) eV/�
 
 Every comparison but the first evaluates the other crystal with the production host builder
 (:func:`~physnetjax.neighbors.batch_periodic`, lists at the model's cutoffs exactly, atoms wrapped by
-it), so it also compares those lists with the check's. The compared value is max(|ΔE| eV, max_ia
+it), so it also compares those lists with the check's; the last three share one padded shape (each is padded, and they
+compile once). The compared value is max(|ΔE| eV, max_ia
 |ΔF_ia| eV/Å, V max_ab |Δσ_ab| eV): the stress enters as the change of the cell's virial −Vσ, in eV
 like the energy (V |Δσ| = 1e-6 eV is 3e-9 GPa in a 50 Å³ cell); the message gives |Δσ| in GPa.
 A torque Σ_i r_i × F_i is no invariant of a crystal (turning the atoms without the cell strains it),
@@ -101,9 +102,12 @@ def check_cell_invariance(evaluator: Evaluator, index: int, settings: CheckSetti
     energies, f0 = evaluator.evaluate_one(r)
     reference = (energies[0], f0, evaluator.stress(r))
 
-    def host(structures, **padding) -> dict:
+    def host_batch(structures, **padding):
         zs, rs, cells = zip(*structures)
-        return evaluator.apply(evaluator.host_batch(list(zs), list(rs), [q] * len(zs), cells=list(cells), **padding))
+        return evaluator.host_batch(list(zs), list(rs), [q] * len(zs), cells=list(cells), **padding)
+
+    def host(structures, **padding) -> dict:
+        return evaluator.apply(host_batch(structures, **padding))
 
     def first(out, atoms=slice(0, n), member=0) -> tuple:
         return out["energy"][member], out["forces"][atoms], out["stress"][member]
@@ -129,21 +133,28 @@ def check_cell_invariance(evaluator: Evaluator, index: int, settings: CheckSetti
     results.append(compared("permutation", first(host([(z[perm], r[perm], h)])),
                             (reference[0], f0[perm], reference[2]), "random permutation of the atoms"))
 
-    plain = evaluator.host_batch([z], [r], [q], cells=[h])
-    pairs = None if plain.pair_dst is None else plain.pair_dst.shape[0] + 7
-    padded = host([(z, r, h)], num_atoms=n + GHOST_ATOMS, num_edges=plain.num_edges + 7, num_pairs=pairs,
-                  num_molecules=2)
-    results.append(compared("padding", first(padded), reference,
-                            f"{GHOST_ATOMS} ghost atoms, padded edges, empty cell slot"))
-    together = host([(z, r @ rotation.T, h @ rotation.T), (z, r, h)])
-    results.append(compared("batch", first(together, slice(n, 2 * n), 1), reference,
-                            "second in a batch, after a rotated copy"))
-
     bigger, origin = supercell(s, SUPERCELL)
     copies = len(origin) // n
-    out = host([(bigger.atomic_numbers, bigger.positions, bigger.cell)])
+    padding, batch, cells = ([(z, r, h)], [(z, r @ rotation.T, h @ rotation.T), (z, r, h)],
+                             [(bigger.atomic_numbers, bigger.positions, bigger.cell)])
+    shape = _common_padding([host_batch(part) for part in (padding, batch, cells)])
+    results.append(compared("padding", first(host(padding, **shape)), reference,
+                            f"{shape['num_atoms'] - n} ghost atoms, padded edges, empty cell slot"))
+    results.append(compared("batch", first(host(batch, **shape), slice(n, 2 * n), 1), reference,
+                            "second in a batch, after a rotated copy"))
+    out = host(cells, **shape)
     results.append(compared("supercell", (out["energy"][0] / copies, out["forces"][:len(origin)], out["stress"][0]),
                             (reference[0], f0[origin], reference[2]),
                             f"supercell {SUPERCELL.tolist()} · cell ({copies} cells, sheared): E per cell, each atom's "
                             "forces at every copy, σ"))
     return results
+
+
+def _common_padding(batches) -> dict:
+    """Padded sizes that hold every one of ``batches`` with at least :data:`GHOST_ATOMS` ghost atoms, 7 spare edge
+    (and pair) slots and 2 cell slots: the padding, batch and supercell rows share one shape (one compilation), and
+    each of them is padded."""
+    pairs = [b.pair_dst.shape[0] for b in batches if b.pair_dst is not None]
+    return {"num_atoms": max(b.num_atoms for b in batches) + GHOST_ATOMS,
+            "num_edges": max(b.num_edges for b in batches) + 7,
+            "num_pairs": max(pairs) + 7 if pairs else None, "num_molecules": 2}

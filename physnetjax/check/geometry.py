@@ -60,9 +60,9 @@ def read_structures(path, limit: int | None = None) -> list[Structure]:
 
     Each structure keeps the cell of its frame along the periodic directions (:attr:`Structure.cell`, Å:
     an ASE frame's ``cell`` and ``pbc``, an ``.npz`` cell key as
-    :func:`~physnetjax.data.dataset.npz_cell` reads it); :func:`~physnetjax.check.check_model` refuses the
-    frames whose periodic images lie within the model's reach, and checks a molecule in a wider vacuum box
-    as the isolated molecule it is.
+    :func:`~physnetjax.data.dataset.npz_cell` reads it); :func:`~physnetjax.check.check_model` checks a cell
+    periodic along x, y and z within the model's reach of its images as a crystal, refuses a slab or wire within
+    reach, and checks a molecule in a wider vacuum box as the isolated molecule it is.
 
     Raises:
       ValueError: unreadable file, no frames, or a bad cell (the checkpoint module's errors are ValueErrors,

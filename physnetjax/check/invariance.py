@@ -1,4 +1,4 @@
-"""Check 2: conservation laws and invariances of an isolated molecule.
+"""Check 2: conservation laws and invariances of an isolated molecule (a crystal's: :mod:`~physnetjax.check.cell_invariance`).
 
 With E and F = −∂E/∂R at positions R (n, 3), a physical isolated-molecule model has
 

@@ -74,7 +74,8 @@ class Thresholds:
         A correct gradient has s = 1 up to the finite-difference truncation error
         (~1e-6 with steep short-range repulsion).
       invariance: |ΔE| eV and max |ΔF| eV/Å under rotation, reflection, translation,
-        permutation, padding, batching; and |Σ F| eV/Å, |torque| eV. float64
+        permutation, padding, batching (for a crystal also wrapping and a supercell, and the
+        virial change V |Δσ| eV); and |Σ F| eV/Å, |torque| eV. float64
         rounding gives ~1e-12; 1e-6 warns, 1e-3 is a broken symmetry.
       curvature: max_i |F_i(R + δ) − F_i(R)| / δ in eV/Å² for random per-atom
         moves of δ = 0.05 Å. A harmonic bond of force constant k moved at both

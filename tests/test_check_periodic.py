@@ -1,0 +1,174 @@
+"""physnetjax.check on crystals: a correct model passes every row of a periodic cell; a stress of the wrong sign or
+volume, a determinant without its sign or a lost image fails the row meant for it.
+
+The crystal is fcc copper (ASE's cubic cell, 4 atoms), sheared and rattled so that no force or stress component
+vanishes by symmetry; the model is a tiny random float64 PhysNet (cutoff 4 Å, several times the cell's images).
+Broken models are energy/force functions wrapping the same model (as in test_check.py).
+"""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from conftest import perturbed_params
+
+from physnetjax import PhysNet, apply_batch, init_params, save_checkpoint
+from physnetjax.check import CheckSettings, Evaluator, Structure, Thresholds, check_model
+from physnetjax.check.__main__ import main
+from physnetjax.check.cell_invariance import SUPERCELL, supercell
+from physnetjax.check.evaluate import cast_to_float64
+from physnetjax.check.stress import check_stress, numerical_stress, strain_steps
+from physnetjax.units import GPA
+
+SETTINGS = CheckSettings.quick()
+SHEAR = np.array([[1.0, 0.03, -0.02], [0.0, 0.98, 0.04], [0.0, 0.0, 1.03]])
+"""Deformation of the cubic cell (rows → rows · SHEAR): triclinic, no symmetry left."""
+
+
+@pytest.fixture(scope="module")
+def model():
+    return PhysNet(features=8, max_degree=1, num_iterations=1, n_res=1, num_basis_functions=8, cutoff=4.0,
+                   charges=False, zbl=False, max_atomic_number=29, param_dtype=jnp.float64)
+
+
+@pytest.fixture(scope="module")
+def params(model):
+    return perturbed_params(init_params(model, 0), scale=0.2, seed=1)
+
+
+def copper_atoms():
+    atoms = bulk("Cu", cubic=True)
+    atoms.set_cell(atoms.cell[:] @ SHEAR, scale_atoms=True)
+    atoms.rattle(0.05, seed=3)
+    atoms.wrap()
+    return atoms
+
+
+@pytest.fixture(scope="module")
+def copper():
+    atoms = copper_atoms()
+    return Structure(atoms.numbers, atoms.positions, 0.0, "Cu fcc", atoms.cell[:])
+
+
+@pytest.fixture(scope="module")
+def report(model, params, copper):
+    return check_model(model, params, [copper], settings=SETTINGS,
+                       groups=("forces", "invariance", "smoothness", "stability", "precision"))
+
+
+def test_a_correct_model_passes_every_row_of_a_crystal(report):
+    ids = [c.id for c in report.checks]
+    assert ids == ["forces.fd.total", "forces.fd.network", "forces.fd.stress", "invariance.net_force",
+                   "invariance.rotation", "invariance.reflection", "invariance.translation", "invariance.wrapping",
+                   "invariance.permutation", "invariance.padding", "invariance.batch", "invariance.supercell",
+                   "stability.curvature", "stability.nve_energy", "stability.nve_max_force",
+                   "precision.float32_forces", "precision.float32_energy"]
+    assert [(c.id, c.status, c.message) for c in report.checks if c.status != "pass"] == []
+    stress = report.by_id("forces.fd.stress")
+    assert stress.unit == "GPa" and stress.details["ratio"] == pytest.approx(1.0, abs=1e-6)
+    assert stress.details["ratio_judged"] and stress.details["max_abs_numerical_GPa"] > 1.0
+    assert report.by_id("invariance.translation").message.startswith("shift by")
+    summary = report.to_dict()["structures"][0]
+    assert summary["volume_A3"] == pytest.approx(abs(np.linalg.det(copper_atoms().cell[:])))
+    assert set(summary["not_checked"]) == {"smoothness", "invariance.torque"}
+
+
+def test_the_finite_strain_stress_is_ases_stress_of_emt_copper():
+    """numerical_stress (sign, volume, symmetric strain, Voigt pairs) against ASE's own σ of EMT, at the cell and at
+    a strained state D₀: the check's convention is ASE's (positive under tension, eV/Å³)."""
+    atoms = copper_atoms()
+    atoms.calc = EMT()
+    positions, cell = atoms.positions.copy(), atoms.cell[:].copy()
+
+    def energies(deformations):
+        values = []
+        for d in deformations:
+            atoms.set_cell(cell @ d, scale_atoms=False)
+            atoms.positions = positions @ d
+            values.append(atoms.get_potential_energy())
+        return np.array(values)
+
+    for deformation in (np.eye(3), np.eye(3) + np.array([[0.02, 0.01, 0.0], [0.01, -0.01, 0.005],
+                                                         [0.0, 0.005, 0.015]])):
+        numeric = numerical_stress(energies, cell, deformation, 1e-5)
+        energies(deformation[None])
+        reference = atoms.get_stress(voigt=False)
+        assert np.max(np.abs(reference)) > 1.0 * GPA
+        np.testing.assert_allclose(numeric, reference, rtol=0.0, atol=1e-7)
+    assert strain_steps(1e-5).shape == (12, 3, 3)
+
+
+def _wrapped(model, transform):
+    """An energy/force function: the model's output changed by ``transform(out, batch)``."""
+    return lambda p, batch: transform(apply_batch(model, p, batch), batch)
+
+
+@pytest.mark.parametrize("name, transform, message", [
+    ("flipped", lambda out, batch: {**out, "stress": -out["stress"]}, "sign flipped (analytic/numerical = -1"),
+    ("half volume", lambda out, batch: {**out, "stress": 2.0 * out["stress"]},
+     "analytic/numerical = 2 (a wrong volume"),
+])
+def test_a_stress_of_the_wrong_sign_or_volume_fails_its_finite_strain_row(model, params, copper, name, transform,
+                                                                         message):
+    evaluator = Evaluator(model, cast_to_float64(params), copper, _wrapped(model, transform))
+    [row] = check_stress(evaluator, 0, SETTINGS, Thresholds())
+    assert row.id == "forces.fd.stress" and row.status == "fail" and message in row.message
+
+
+def test_a_signed_volume_fails_only_the_reflection(model, params, copper):
+    """σ = (1/det h) ∂E/∂ε without |det h|: right for the given (right-handed) cell, flipped in a mirrored one."""
+    def signed(out, batch):
+        det = jnp.linalg.det(batch.cells)
+        return {**out, "stress": out["stress"] * (jnp.abs(det) / det)[:, None, None]}
+
+    report = check_model(model, params, [copper], energy_and_forces=_wrapped(model, signed), groups=["invariance"],
+                         settings=SETTINGS)
+    assert [c.id for c in report.checks if c.status != "pass"] == ["invariance.reflection"]
+
+
+def test_a_missing_image_fails_the_supercell_and_translation_rows(model, params, copper):
+    """Pairs with an image shift left out of the energy: a self-consistent surface (its forces and stress are its
+    exact derivatives), but not the crystal's: a bigger cell (or atoms wrapped elsewhere) turns images into
+    pairs of the cell."""
+    def without_images(p, batch):
+        return apply_batch(model, p, batch.replace(edge_mask=batch.edge_mask & jnp.all(batch.shifts == 0.0, axis=-1)))
+
+    report = check_model(model, params, [copper], energy_and_forces=without_images,
+                         groups=["invariance"], settings=SETTINGS)
+    failed = {c.id for c in report.checks if c.status == "fail"}
+    assert {"invariance.supercell", "invariance.translation"} <= failed
+    assert not failed & {"invariance.rotation", "invariance.permutation", "invariance.wrapping"}
+
+
+def test_the_supercell_holds_each_atom_at_every_lattice_point_inside(copper):
+    bigger, origin = supercell(copper, SUPERCELL)
+    assert bigger.num_atoms == 2 * copper.num_atoms and bigger.volume == pytest.approx(2 * copper.volume)
+    np.testing.assert_array_equal(origin, np.tile(np.arange(copper.num_atoms), 2))
+    np.testing.assert_allclose(bigger.positions[copper.num_atoms:] - bigger.positions[:copper.num_atoms],
+                               np.broadcast_to(copper.cell[2], (copper.num_atoms, 3)))
+    with pytest.raises(ValueError, match="integer"):
+        supercell(copper, np.eye(3))
+
+
+def test_cli_checks_a_crystal_file_and_still_refuses_a_slab(model, params, tmp_path, capsys):
+    checkpoint = str(save_checkpoint(tmp_path / "cu", model, params))
+    atoms = copper_atoms()
+    atoms.positions += atoms.cell[0] * 1.3  # unwrapped: check wraps the atoms into the cell itself
+    atoms.write(tmp_path / "cu.extxyz")
+    assert main([checkpoint, "--geometry", str(tmp_path / "cu.extxyz"), "--quick", "--only", "forces",
+                 "--json", str(tmp_path / "report.json")]) == 0
+    out = capsys.readouterr().out
+    assert "periodic cell" in out and "not checked for a periodic cell: invariance.torque" not in out
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["status"] == "pass" and "forces.fd.stress" in [c["id"] for c in data["checks"]]
+    assert data["structures"][0]["not_checked"] == {}
+
+    atoms.pbc = (True, True, False)
+    atoms.write(tmp_path / "slab.extxyz")
+    assert main([checkpoint, "--geometry", str(tmp_path / "slab.extxyz"), "--quick", "--only",
+                 "forces"]) == 2
+    error = capsys.readouterr().err
+    assert "pbc T T F" in error and "a slab or a wire needs a cell vector across vacuum" in error
