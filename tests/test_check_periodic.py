@@ -153,6 +153,16 @@ def test_the_supercell_holds_each_atom_at_every_lattice_point_inside(copper):
         supercell(copper, np.eye(3))
 
 
+def test_an_atom_a_rounding_error_outside_the_cell_is_wrapped_in(model, params, copper):
+    """An atom at fraction −1e-17 (a rotated or converted file) lands at fraction 1.0 when moved by one cell vector,
+    outside the cell again: check moves it once more, to 0."""
+    positions = copper.positions.copy()
+    positions[0] = [-1e-17, 0.0, 0.0]
+    edge = Structure(copper.atomic_numbers, positions, 0.0, "edge", copper.cell)
+    report = check_model(model, params, [edge], groups=["references"], settings=SETTINGS)
+    assert [c.status for c in report.checks] == ["pass"]
+
+
 def test_cli_checks_a_crystal_file_and_still_refuses_a_slab(model, params, tmp_path, capsys):
     checkpoint = str(save_checkpoint(tmp_path / "cu", model, params))
     atoms = copper_atoms()

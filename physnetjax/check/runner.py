@@ -105,8 +105,7 @@ def crystals_and_molecules(structures: Sequence[Structure], model) -> list[Struc
     sorted_out = []
     for structure, crystal in zip(structures, near):
         if crystal:
-            positions = structure.positions - lattice_translations(structure.positions, structure.cell)
-            sorted_out.append(dataclasses.replace(structure, positions=positions))
+            sorted_out.append(dataclasses.replace(structure, positions=wrapped(structure.positions, structure.cell)))
         elif structure.num_atoms < 2:
             raise ValueError(f"{structure.name}: the checks need at least 2 atoms, received 1 (its images lie beyond "
                              f"the reach {reach_text}: an isolated atom)")
@@ -119,6 +118,15 @@ def crystals_and_molecules(structures: Sequence[Structure], model) -> list[Struc
                         "pairs, which is infinite in a crystal (no Ewald sum here): check the model on molecules, or "
                         "give it a coulomb_lr_cutoff")
     return sorted_out
+
+
+def wrapped(positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """(n, 3) Å: ``positions`` (n, 3) Å each moved by a lattice vector into the ``cell`` (3, 3) Å, rows: fractional
+    coordinates in [0, 1) (:func:`~physnetjax.neighbors.periodic.lattice_translations`). Moved twice: an atom a
+    rounding error outside a face (fraction −1e-17) lands on the opposite face (fraction 1 after rounding) in the
+    first move and at 0 in the second."""
+    once = positions - lattice_translations(positions, cell)
+    return once - lattice_translations(once, cell)
 
 
 def as_structure(item, index: int, max_atomic_number: int = 118) -> Structure:
