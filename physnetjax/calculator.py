@@ -159,10 +159,25 @@ class PhysNetCalculator(Calculator):
         network, self._element_energies = split_element_energies(model)
         self._network = network
         self._shapes: set[tuple] = set()
-        self._neighbors = vesin.NeighborList(cutoff=float(model.cutoff), full_list=True)
+        self._make_neighbor_lists()
+
+    def _make_neighbor_lists(self) -> None:
+        """vesin's neighbor lists of the model cutoff and, where the pair terms reach farther, of the pair cutoff."""
+        self._neighbors = vesin.NeighborList(cutoff=float(self.model.cutoff), full_list=True)
         self._pairs = None
-        if self.pair_cutoff is not None and self.pair_cutoff > model.cutoff:
+        if self.pair_cutoff is not None and self.pair_cutoff > self.model.cutoff:
             self._pairs = vesin.NeighborList(cutoff=float(self.pair_cutoff), full_list=True)
+
+    def __getstate__(self) -> dict:
+        """The calculator's state without vesin's neighbor lists (C handles that cannot be pickled), so that
+        ``copy.deepcopy`` (one calculator per NEB image) and pickling (multiprocessing) work; they are rebuilt."""
+        state = self.__dict__.copy()
+        del state["_neighbors"], state["_pairs"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._make_neighbor_lists()
 
     @property
     def total_charge(self) -> Optional[float]:

@@ -383,3 +383,23 @@ def test_periodic_needs_finite_coulomb_reach(calc):
     atoms.calc = calc
     with pytest.raises(ValueError, match="coulomb_lr_cutoff"):
         atoms.get_potential_energy()
+
+
+def test_a_calculator_survives_deepcopy_and_pickle(periodic_calc):
+    """copy.deepcopy(atoms) with the calculator attached (one calculator per NEB image) and pickle (multiprocessing)
+    raised "ctypes objects containing pointers cannot be pickled" (vesin's neighbor lists). The copy is a calculator
+    of its own: a move of the copy's atoms gives the original calculator's answer there, the original keeps its."""
+    import copy
+    import pickle
+
+    atoms = periodic_atoms(4)
+    atoms.calc = periodic_calc
+    energy = atoms.get_potential_energy()
+    copied = copy.deepcopy(atoms)
+    assert copied.calc is not periodic_calc and copied.calc.results["energy"] == energy
+    copied.positions[0] += 0.05
+    moved = copied.get_potential_energy()
+    restored = pickle.loads(pickle.dumps(periodic_calc))
+    np.testing.assert_allclose(restored.get_stress(copied), periodic_calc.get_stress(copied), rtol=0, atol=TIGHT)
+    np.testing.assert_allclose(restored.get_potential_energy(copied), moved, rtol=TIGHT)
+    assert atoms.get_potential_energy() == energy != moved

@@ -1685,6 +1685,11 @@ MUTANTS = (
            "expected = (reference[0], f0 @ q_matrix.T, reference[2])",
            ("tests/test_check_periodic.py",),
            "check expects a rotated crystal's stress unrotated: a correct model fails invariance.rotation"),
+    # -- the ASE calculator in ASE's workflows (2026-12-05) ----------------------------------------------------------
+    Mutant("calculator_pickles_its_neighbor_lists", "physnetjax/calculator.py",
+           '        del state["_neighbors"], state["_pairs"]\n', "",
+           ("tests/test_calculator.py::test_a_calculator_survives_deepcopy_and_pickle",),
+           "copy.deepcopy(atoms) with the calculator (one per NEB image) and pickling fail on vesin's C handles"),
 )
 
 EXPLAINED = {
