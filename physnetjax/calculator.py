@@ -2,14 +2,16 @@
 
 :class:`PhysNetCalculator` evaluates energy and free_energy (eV), forces (eV/Å), and,
 when the model predicts charges, charges (e) and dipole (e·Å, μ = Σ_i q_i r_i about
-the origin of the given coordinates); for fully periodic cells also stress (eV/Å³,
-Voigt order xx, yy, zz, yz, xz, xy, σ = (1/V) ∂E/∂ε as in ASE). ``results`` also holds
+the origin of the given coordinates); for cells periodic along at least one direction also
+stress (eV/Å³, Voigt order xx, yy, zz, yz, xz, xy, σ = (1/V) ∂E/∂ε as in ASE, V the volume
+of the three cell vectors: a slab or wire needs a vector across its vacuum, and its stress
+is that of the fully periodic cell with a vacuum wider than the model's reach). ``results`` also holds
 ``dispersion_energy`` (eV, the model's D3 term, included in ``energy``; 0 when off).
 
 With a :class:`~physnetjax.ensemble.PhysNetEnsemble` every property is the ensemble
 mean, evaluated in one compiled call over the members, and ``results`` also holds the
 calibrated member spreads (definitions in :mod:`physnetjax.ensemble.model`):
-``energy_std`` (eV), ``forces_std`` (n,) eV/Å per atom, for a periodic cell ``stress_std`` (eV/Å³) and, with
+``energy_std`` (eV), ``forces_std`` (n,) eV/Å per atom, with a stress ``stress_std`` (eV/Å³) and, with
 charges, ``charges_std`` (n,) e and ``dipole_std`` (e·Å); they are implemented properties, so
 ``calc.get_property("forces_std", atoms)`` works. A single model has none of them.
 
@@ -284,8 +286,9 @@ class PhysNetCalculator(Calculator):
             vectors = r[t_src] - r[t_dst] + (0.0 if t_shifts is None else t_shifts)
             t_pad = round_up(count_triplets(t_dst, np.ones(len(t_dst), bool), vectors, self.three_body_cutoff),
                              self.edge_bucket)
+        cells = [cell] if stress_problem(cell, pbc) is None else None
         batch = assemble_batch(
-            [z], [r], (dst, src, shifts), pair_lists, [total_charge], [cell] if pbc.all() else None,
+            [z], [r], (dst, src, shifts), pair_lists, [total_charge], cells,
             num_atoms=n_pad, num_edges=p_pad, num_pairs=q_pad, num_molecules=1,
             three_body_cutoff=self.three_body_cutoff, num_triplets=t_pad, dtype=self.dtype,
         )
@@ -325,8 +328,10 @@ class PhysNetCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         """Evaluate the model on ``atoms`` and fill ``self.results`` (see module docstring)."""
         super().calculate(atoms, properties, system_changes)
-        if "stress" in properties and not self.atoms.pbc.all():
-            raise PropertyNotImplementedError("stress needs a fully periodic cell (pbc all True)")
+        if {"stress", "stress_std"} & set(properties):
+            problem = stress_problem(self.atoms.cell.array, self.atoms.pbc)
+            if problem is not None:
+                raise PropertyNotImplementedError(problem)
         batch, n, displacement = self.build_batch(self.atoms)
         out = apply_fitting(self._network, self.params, batch)
         wanted = {"energy": out["energy"], "forces": out["forces"], "dispersion": out["dispersion"]}
@@ -355,6 +360,22 @@ class PhysNetCalculator(Calculator):
         if self.ensemble:
             self.results.update({key: value if isinstance(value, float) else np.asarray(value, np.float64)
                                  for key, value in spread_of(host, n).items() if value is not None})
+
+
+def stress_problem(cell, pbc) -> Optional[str]:
+    """Why a structure of this ``cell`` and ``pbc`` has no stress (None: it has one).
+
+    A stress needs a periodic direction and a volume V ≠ 0 spanned by the three cell vectors (ASE's EMT asks the
+    same); vectors along open directions only enter V.
+    """
+    pbc = np.asarray(pbc, bool)
+    if not pbc.any():
+        return "stress needs a cell periodic along at least one direction (an isolated molecule has none)"
+    if abs(np.linalg.det(np.asarray(cell, np.float64))) == 0.0:
+        open_axes = ", ".join("xyz"[k] for k in range(3) if not pbc[k])
+        return (f"stress needs a cell volume V (σ = (1/V) ∂E/∂ε), but the three cell vectors span none: give the "
+                f"open direction(s) {open_axes} a vector across the vacuum, e.g. atoms.center(vacuum=10.0, axis=2)")
+    return None
 
 
 def _same_value(a, b) -> bool:

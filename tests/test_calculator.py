@@ -403,3 +403,28 @@ def test_a_calculator_survives_deepcopy_and_pickle(periodic_calc):
     np.testing.assert_allclose(restored.get_stress(copied), periodic_calc.get_stress(copied), rtol=0, atol=TIGHT)
     np.testing.assert_allclose(restored.get_potential_energy(copied), moved, rtol=TIGHT)
     assert atoms.get_potential_energy() == energy != moved
+
+
+def test_a_slab_or_wire_has_the_stress_of_its_cell_with_vacuum(periodic_calc):
+    """ASE's in-plane relaxation of a slab or 2D material (ase.build.graphene and mx2 give pbc T T F), e.g.
+    FrechetCellFilter(atoms, mask=[1, 1, 0, 0, 0, 1]), needs its stress; it raised "stress needs a fully periodic
+    cell". σ = (1/V) ∂E/∂ε over the volume of the three cell vectors (EMT's definition) is the stress of the
+    fully periodic cell with a vacuum wider than the reach (4.5 Å); without a vector across the vacuum, or for a
+    molecule, there is no volume and the error says so."""
+    for open_axes in ((2,), (1, 2)):
+        slab = periodic_atoms(5)
+        slab.pbc = [k not in open_axes for k in range(3)]
+        slab.center(vacuum=5.0, axis=open_axes)
+        slab.calc = periodic_calc
+        bulk = slab.copy()
+        bulk.pbc = True
+        bulk.calc = periodic_calc
+        stress = slab.get_stress()
+        np.testing.assert_allclose(stress, bulk.get_stress(), rtol=0, atol=TIGHT)
+        assert np.abs(stress[2]) > 1e-4
+    slab.cell[2] = 0.0
+    with pytest.raises(PropertyNotImplementedError, match=r"span none: give the open direction\(s\) y, z a vector"):
+        slab.get_stress()
+    slab.pbc = False
+    with pytest.raises(PropertyNotImplementedError, match="an isolated molecule has none"):
+        slab.get_stress()

@@ -1690,6 +1690,11 @@ MUTANTS = (
            '        del state["_neighbors"], state["_pairs"]\n', "",
            ("tests/test_calculator.py::test_a_calculator_survives_deepcopy_and_pickle",),
            "copy.deepcopy(atoms) with the calculator (one per NEB image) and pickling fail on vesin's C handles"),
+    Mutant("calculator_stress_of_full_pbc_only", "physnetjax/calculator.py",
+           "        cells = [cell] if stress_problem(cell, pbc) is None else None\n",
+           "        cells = [cell] if pbc.all() else None\n",
+           ("tests/test_calculator.py::test_a_slab_or_wire_has_the_stress_of_its_cell_with_vacuum",),
+           "a slab's stress (FrechetCellFilter with a mask on graphene) is missing"),
 )
 
 EXPLAINED = {
