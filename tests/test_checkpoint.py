@@ -261,7 +261,7 @@ def test_not_a_checkpoint(tmp_path):
         load_checkpoint(tmp_path)
     with pytest.raises(CheckpointError, match="is not a checkpoint"):
         load_checkpoint(tmp_path / "notes.txt")
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="does not exist$"):
         load_checkpoint(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="weights"):
         load_checkpoint(tmp_path, weights="best")
@@ -444,3 +444,17 @@ def test_the_e0_fit_record_is_read_like_trained_elements():
     assert fit({"element_energies_fit": {"rank": 2}, "source_metadata": {"element_energies_fit": {"rank": 1}}}) == {
         "rank": 2}
     assert fit({"element_energies_fit": None}) is None and fit({"element_energies_fit": "bad"}) is None
+
+
+def test_the_bare_name_of_a_shipped_model_names_where_it_is(tmp_path, monkeypatch):
+    """PhysNetCalculator(checkpoint="co2") (as mace_mp(model="small") takes a name) said only "./co2 does not exist";
+    the name of a shipped example model now names its path. A path of that name elsewhere is not one."""
+    from physnetjax.pretrained import co2_model_path
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match=r"co2 does not exist; the shipped example model 'co2' is "
+                                              r"physnetjax\.pretrained\.example_model_path\('co2'\) \("
+                                              + re.escape(str(co2_model_path())) + r"\)$"):
+        load_checkpoint("co2")
+    with pytest.raises(CheckpointError, match=r"co2 does not exist$"):
+        load_checkpoint(tmp_path / "co2")

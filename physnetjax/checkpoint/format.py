@@ -635,6 +635,17 @@ def load_checkpoint(path, *, weights: str = "ema", allow_pickle: bool = False, w
     return loaded if with_metadata else loaded[:2]
 
 
+def _shipped_model_hint(path) -> str:
+    """For a missing ``path`` that is the bare name of a shipped example model (``"co2"``), where that model is."""
+    from physnetjax.pretrained import EXAMPLES
+
+    name = str(path)
+    if name and Path(name).name == name and (EXAMPLES / name / "model").is_dir():
+        return (f"; the shipped example model {name!r} is physnetjax.pretrained.example_model_path({name!r}) "
+                f"({EXAMPLES / name / 'model'})")
+    return ""
+
+
 def _load_checkpoint(path, weights: str, allow_pickle: bool) -> tuple:
     """(model, params, metadata) of :func:`load_checkpoint`."""
     from physnetjax.checkpoint import legacy
@@ -646,7 +657,7 @@ def _load_checkpoint(path, weights: str, allow_pickle: bool) -> tuple:
     root = absolute_path(path)
     recover_interrupted_overwrite(root)
     if not root.exists():
-        raise CheckpointNotFoundError(f"{root} does not exist", path)
+        raise CheckpointNotFoundError(f"{root} does not exist{_shipped_model_hint(path)}", path)
     if not is_checkpoint(root):
         if run_hint := _run_directory_hint(root.parent):
             raise CheckpointError(f"{root} is inside a training run directory, not a checkpoint{run_hint}")

@@ -1695,6 +1695,11 @@ MUTANTS = (
            "        cells = [cell] if pbc.all() else None\n",
            ("tests/test_calculator.py::test_a_slab_or_wire_has_the_stress_of_its_cell_with_vacuum",),
            "a slab's stress (FrechetCellFilter with a mask on graphene) is missing"),
+    Mutant("checkpoint_shipped_name_unnamed", "physnetjax/checkpoint/format.py",
+           'raise CheckpointNotFoundError(f"{root} does not exist{_shipped_model_hint(path)}", path)',
+           'raise CheckpointNotFoundError(f"{root} does not exist", path)',
+           ("tests/test_checkpoint.py::test_the_bare_name_of_a_shipped_model_names_where_it_is",),
+           "checkpoint='co2' says only that ./co2 does not exist"),
 )
 
 EXPLAINED = {
