@@ -339,13 +339,30 @@ def check_cell(cell, pbc, where: str = "") -> tuple[Optional[np.ndarray], np.nda
     if not (spacings >= MIN_DISTANCE_ERROR).all():
         lengths = np.linalg.norm(c[periodic], axis=1)  # a zero vector makes every spacing 0: name it, not vector 0
         culprit = (f" along cell vector {int(periodic[np.argmin(lengths)])} ({lengths.min():.3g} Å long)"
-                   if lengths.min() < MIN_DISTANCE_ERROR else " (the periodic cell vectors are linearly dependent)")
+                   if lengths.min() < MIN_DISTANCE_ERROR else _dependent_or_skewed(c, pbc))
         raise PhysNetInputError(
             f"{_prefix(where)}pbc={pbc.tolist()} but the cell is zero, flat or degenerate along the periodic "
             f"direction(s): lattice-plane spacing {float(np.nan_to_num(spacings).min()):.3g} Å{culprit} "
             f"(need >= {MIN_DISTANCE_ERROR} Å); cell = {c.tolist()}. "
             "Set a proper cell or pbc=False")
     return c, pbc
+
+
+def _dependent_or_skewed(cell: np.ndarray, pbc: np.ndarray) -> str:
+    """Why periodic cell vectors of lengths ≥ :data:`MIN_DISTANCE_ERROR` give a lattice-plane spacing below it:
+    they are linearly dependent, or they are a very skewed basis (e.g. a + 200 b, b, c) of a lattice whose reduced
+    basis (Minkowski, :func:`ase.geometry.minkowski_reduce`) has planes far enough apart."""
+    from ase.geometry import minkowski_reduce
+
+    periodic = np.nonzero(pbc)[0]
+    if np.linalg.matrix_rank(cell[periodic]) < len(periodic):
+        return " (the periodic cell vectors are linearly dependent)"
+    spacing = float(layer_spacings(minkowski_reduce(cell, pbc)[0][periodic]).min())
+    if spacing < MIN_DISTANCE_ERROR:
+        return " (the periodic cell vectors are nearly linearly dependent)"
+    return (f" (a very skewed basis of a lattice whose planes are {spacing:.3g} Å apart in its reduced basis: give "
+            "the reduced cell, e.g. atoms.set_cell(ase.geometry.minkowski_reduce(atoms.cell, atoms.pbc)[0]) and "
+            "atoms.wrap())")
 
 
 def close_contacts(positions, cell=None, pbc=None, cutoff: float = MIN_DISTANCE_WARNING):

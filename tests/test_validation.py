@@ -265,6 +265,13 @@ def test_periodic_image_overlap_is_named(charged):
         predict_periodic(*charged, WATER_Z[:1], WATER_R[:1], np.diag([30.0, 30.0, 0.0]))
     with pytest.raises(PhysNetInputError, match=r"spacing 0 Å \(the periodic cell vectors are linearly dependent\)"):
         predict_periodic(*charged, WATER_Z[:1], WATER_R[:1], np.array([[5.0, 0, 0], [10.0, 0, 0], [0, 0, 5.0]]))
+    skewed = np.diag([6.0, 6.0, 6.0])
+    skewed[0] += 1000.0 * skewed[1]  # the same lattice, a basis whose planes along a are 0.006 Å apart
+    with pytest.raises(PhysNetInputError, match=r"spacing 0\.006 Å \(a very skewed basis of a lattice whose planes "
+                                                r"are 6 Å apart in its reduced basis: give the reduced cell"):
+        predict_periodic(*charged, WATER_Z[:1], WATER_R[:1], skewed)
+    with pytest.raises(PhysNetInputError, match=r"\(the periodic cell vectors are nearly linearly dependent\)"):
+        predict_periodic(*charged, WATER_Z[:1], WATER_R[:1], np.array([[5.0, 0, 0], [5.0, 0.01, 0], [0, 0, 5.0]]))
     with pytest.raises(PhysNetInputError, match=r"atoms 0-0 \(periodic image\) at 0\.3 Å"):
         validate_structure(WATER_Z[:1], WATER_R[:1], 9, cell=np.diag([0.3, 6.0, 6.0]), pbc=True, strict=True)
 

@@ -1700,6 +1700,11 @@ MUTANTS = (
            'raise CheckpointNotFoundError(f"{root} does not exist", path)',
            ("tests/test_checkpoint.py::test_the_bare_name_of_a_shipped_model_names_where_it_is",),
            "checkpoint='co2' says only that ./co2 does not exist"),
+    Mutant("skewed_cell_told_reduced_without_reducing", "physnetjax/validation.py",
+           "spacing = float(layer_spacings(minkowski_reduce(cell, pbc)[0][periodic]).min())",
+           "spacing = float(layer_spacings(cell[periodic]).min()) + MIN_DISTANCE_ERROR",
+           ("tests/test_validation.py::test_periodic_image_overlap_is_named",),
+           "a cell whose reduced basis still overlaps its images is told to reduce its basis"),
 )
 
 EXPLAINED = {
