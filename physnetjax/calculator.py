@@ -1,6 +1,9 @@
 """ASE calculator for PhysNet models.
 
-:class:`PhysNetCalculator` evaluates energy and free_energy (eV), forces (eV/Å), and,
+:class:`PhysNetCalculator` evaluates energy and free_energy (eV), energies (n,) eV per atom
+(``atoms.get_potential_energies()``; they sum to the energy: each atom's NN energy with its
+element reference, half of each pair term it is in, a third of each D3 three-body triangle, see
+:mod:`physnetjax.model`; computed only when asked for), forces (eV/Å), and,
 when the model predicts charges, charges (e) and dipole (e·Å, μ = Σ_i q_i r_i about
 the origin of the given coordinates); for cells periodic along at least one direction also
 stress (eV/Å³, Voigt order xx, yy, zz, yz, xz, xy, σ = (1/V) ∂E/∂ε as in ASE, V the volume
@@ -11,7 +14,8 @@ is that of the fully periodic cell with a vacuum wider than the model's reach). 
 With a :class:`~physnetjax.ensemble.PhysNetEnsemble` every property is the ensemble
 mean, evaluated in one compiled call over the members, and ``results`` also holds the
 calibrated member spreads (definitions in :mod:`physnetjax.ensemble.model`):
-``energy_std`` (eV), ``forces_std`` (n,) eV/Å per atom, with a stress ``stress_std`` (eV/Å³) and, with
+``energy_std`` (eV), ``forces_std`` (n,) eV/Å per atom, with per-atom energies ``energies_std`` (n,) eV,
+with a stress ``stress_std`` (eV/Å³) and, with
 charges, ``charges_std`` (n,) e and ``dipole_std`` (e·Å); they are implemented properties, so
 ``calc.get_property("forces_std", atoms)`` works. A single model has none of them.
 
@@ -44,6 +48,7 @@ from physnetjax.neighbors.periodic import lattice_translations
 from physnetjax.neighbors.triplets import count_triplets
 from physnetjax.predict import (
     apply_fitting,
+    atom_energies,
     check_dtype,
     check_params_fit,
     element_energy_sum,
@@ -103,7 +108,7 @@ class PhysNetCalculator(Calculator):
     elements raise :class:`~physnetjax.validation.PhysNetInputError`).
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "charges", "dipole", "stress"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "charges", "dipole", "stress"]
     default_parameters = {"total_charge": None}
     discard_results_on_any_change = True
 
@@ -154,10 +159,10 @@ class PhysNetCalculator(Calculator):
         self.pair_cutoff = model_pair_cutoff(model)
         self.three_body_cutoff = model_triplet_cutoff(model)
         self.ensemble = is_ensemble(model)
-        self.implemented_properties = ["energy", "free_energy", "forces", "stress"] + (
+        self.implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"] + (
             ["charges", "dipole"] if model.charges else []
-        ) + (["energy_std", "forces_std", "stress_std"] + (["charges_std", "dipole_std"] if model.charges else [])
-             if self.ensemble else [])
+        ) + (["energy_std", "energies_std", "forces_std", "stress_std"]
+             + (["charges_std", "dipole_std"] if model.charges else []) if self.ensemble else [])
         network, self._element_energies = split_element_energies(model)
         self._network = network
         self._shapes: set[tuple] = set()
@@ -333,15 +338,18 @@ class PhysNetCalculator(Calculator):
             if problem is not None:
                 raise PropertyNotImplementedError(problem)
         batch, n, displacement = self.build_batch(self.atoms)
-        out = apply_fitting(self._network, self.params, batch)
+        per_atom = bool({"energies", "energies_std"} & set(properties))
+        out = apply_fitting(self._network, self.params, batch, energies=per_atom)
         wanted = {"energy": out["energy"], "forces": out["forces"], "dispersion": out["dispersion"]}
+        if per_atom:
+            wanted["energies"] = out["energies"]
         if self.model.charges:
             wanted.update(charges=out["charges"], dipoles=out["dipoles"])
         if "stress" in out:
             wanted["stress"] = out["stress"]
         if self.ensemble:
-            wanted.update({key: out[key] for key in ("energy_std", "forces_std", "charges_std", "dipoles_std",
-                                                     "stress_std") if key in out})
+            wanted.update({key: out[key] for key in ("energy_std", "energies_std", "forces_std", "charges_std",
+                                                     "dipoles_std", "stress_std") if key in out})
         host = jax.device_get(wanted)
         require_finite(host, n)
         energy = float(host["energy"][0]) + element_energy_sum(self._element_energies, self.atoms.numbers)
@@ -351,6 +359,8 @@ class PhysNetCalculator(Calculator):
             "forces": np.asarray(host["forces"][:n], dtype=np.float64),
             "dispersion_energy": float(host["dispersion"][0]),
         }
+        if per_atom:
+            self.results["energies"] = atom_energies(host, self._element_energies, self.atoms.numbers)
         if self.model.charges:
             self.results["charges"] = np.asarray(host["charges"][:n], dtype=np.float64)
             self.results["dipole"] = (np.asarray(host["dipoles"][0], dtype=np.float64)

@@ -14,6 +14,15 @@ Total energy of molecule b (DESIGN.md §2)::
 * E_disp = Grimme D3 with Becke–Johnson damping (``dispersion="d3bj"``), smoothly
   switched off at ``dispersion_cutoff`` (:mod:`physnetjax.model_dispersion`).
 
+Per-atom energies (output ``energies``, (N,) eV; ASE's "energies"): the NN energy of the
+atom with its reference, half of each pair term the atom is in and a third of each ATM
+triangle, so that Σ_{i∈b} E_i = E_b::
+
+    E_i = E_i^NN + b_E[Z_i] + ½ Σ_j (e^elec_ij + e^rep_ij + e^disp_ij) + ⅓ Σ_{j<k} e^ATM_ijk
+
+(over the full directed pair list, with periodic images: an atom's pair with its own
+image gives it both halves). The split is a convention; only the sum is physical.
+
 Forces are F = −∂(Σ_b E_b)/∂R from one ``jax.value_and_grad`` in
 :meth:`PhysNet.__call__`; for periodic systems the same call differentiates with
 respect to a homogeneous strain ε to give the stress σ = (1/V) ∂E/∂ε. With
@@ -48,14 +57,15 @@ from physnetjax.errors import displayed, namer
 from physnetjax.matmul_precision import at_model_matmul_precision
 from physnetjax.message_pass import SparseMessagePass, edge_basis_factors
 from physnetjax.model_dispersion import (DISPERSION_CUTOFF_DEFAULT, DispersionParameters, check_dispersion_settings,
-                                         dispersion_per_molecule)
+                                         dispersion_per_atom, dispersion_per_molecule)
 from physnetjax.neighbors.checks import check_all_pairs, check_full_list, is_traced
 from physnetjax.neighbors.halves import check_pair_halves
 from physnetjax.physics.charges import corrected_charges, dipole_moments
 from physnetjax.physics.coulomb import coulomb_pair_energy
 from physnetjax.physics.dispersion import D3_MAX_ATOMIC_NUMBER
 from physnetjax.physics.molecules import sum_per_molecule
-from physnetjax.physics.pairs import pair_displacements, pair_energy_per_molecule, safe_pair_distances
+from physnetjax.physics.pairs import (pair_displacements, pair_energy_per_atom, pair_energy_per_molecule,
+                                      safe_pair_distances)
 from physnetjax.physics.zbl import (
     ZBL_A_COEFFICIENT,
     ZBL_A_EXPONENT,
@@ -456,6 +466,8 @@ class PhysNet(nn.Module):
             atomic_energies = atomic_energies + jnp.where(atom_mask, offsets[atomic_numbers], 0.0)
         nn_energy = sum_per_molecule(atomic_energies, segments, num_molecules)
         energy = nn_energy
+        energies = atomic_energies
+        num_atoms = atomic_numbers.shape[0]
         zero = jnp.zeros_like(nn_energy)
 
         if pairs is None:
@@ -478,6 +490,7 @@ class PhysNet(nn.Module):
             )
             electrostatics = pair_energy_per_molecule(pair_elec, pair_dst, segments, num_molecules)
             energy = energy + electrostatics
+            energies = energies + pair_energy_per_atom(pair_elec, pair_dst, num_atoms)
             dipoles = dipole_moments(charges, positions, segments, num_molecules)
             sum_charges = sum_per_molecule(charges, segments, num_molecules)
 
@@ -496,6 +509,7 @@ class PhysNet(nn.Module):
             )
             repulsion = pair_energy_per_molecule(pair_rep, rep_dst, segments, num_molecules)
             energy = energy + repulsion
+            energies = energies + pair_energy_per_atom(pair_rep, rep_dst, num_atoms)
 
         dispersion = zero
         if self.dispersion is not None:
@@ -505,11 +519,14 @@ class PhysNet(nn.Module):
                                                  dispersion_shifts, pair_vectors, segments, num_molecules, damping,
                                                  self.dispersion_cutoff, triplets, deformation, pair_halves)
             energy = energy + dispersion
+            energies = energies + dispersion_per_atom(atomic_numbers, pair_dst, pair_src, pair_mask, pair_vectors,
+                                                      damping, self.dispersion_cutoff, triplets)
 
         aux = {
             "energy": energy,
             "nn_energy": nn_energy,
             "atomic_energies": atomic_energies,
+            "energies": energies,
             "charges": charges,
             "raw_charges": raw_charges,
             "electrostatics": electrostatics if self.charges else zero,
@@ -597,7 +614,10 @@ class PhysNet(nn.Module):
           None, ``electrostatics`` (B,) eV, ``repulsion`` (B,) eV, ``dispersion`` (B,) eV
           (0 when off), ``dipoles`` (B, 3)
           e·Å or None, ``sum_charges`` (B,) or None, ``state`` (N, F) final scalar
-          features, plus ``nn_energy`` (B,), ``atomic_energies`` (N,), ``raw_charges``
+          features, plus ``nn_energy`` (B,), ``atomic_energies`` (N,) (E_i^NN + E0[Z_i]),
+          ``energies`` (N,) eV, the per-atom split of ``energy`` (module docstring; Σ over
+          a molecule's atoms = its ``energy``, padded atoms 0; not differentiated: under
+          ``jit`` it costs nothing unless returned), ``raw_charges``
           and, with ``cells``, ``stress`` (B, 3, 3) eV/Å³ (σ = (1/V) ∂E/∂ε, positive
           under tension; ``virial`` = −V σ).
 

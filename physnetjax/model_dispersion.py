@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.errors import PhysNetInputWarning, displayed
-from physnetjax.physics.dispersion import d3_bj_parameters, d3_dispersion_energy, one_direction
+from physnetjax.physics.dispersion import d3_atomic_energies, d3_bj_parameters, d3_dispersion_energy, one_direction
 from physnetjax.physics.pairs import pair_displacements
 
 DISPERSION_METHODS = ("d3bj",)
@@ -165,6 +165,21 @@ def dispersion_per_molecule(atomic_numbers, positions, pair_dst, pair_src, pair_
         vectors = vectors + shifts
     return d3_dispersion_energy(atomic_numbers, vectors, dst, src, half_mask, segments, num_molecules, parameters,
                                 half_list=True, **settings)
+
+
+def dispersion_per_atom(atomic_numbers, pair_dst, pair_src, pair_mask, pair_vectors, parameters: dict,
+                        cutoff: float, triplets=None):
+    """E_D3 split among the atoms in eV, (N,): ½ of each pair energy, ⅓ of each ATM triangle.
+
+    The per-atom split (:func:`~physnetjax.physics.dispersion.d3_atomic_energies`) of
+    :func:`dispersion_per_molecule`'s energy, with the same switch, over the full directed
+    pair list with its vectors (P, 3) Å; ``triplets`` = ((T, 2) pair indices, (T,) mask) or None.
+    """
+    parameters = {k: jnp.asarray(v, pair_vectors.dtype) for k, v in parameters.items()}
+    three_body = {} if triplets is None else dict(triplets=triplets[0], triplet_mask=triplets[1],
+                                                  three_body_cutoff=cutoff)
+    return d3_atomic_energies(atomic_numbers, pair_vectors, pair_dst, pair_src, pair_mask, parameters, cutoff=cutoff,
+                              switch_width=DISPERSION_SWITCH_FRACTION * cutoff, **three_body)
 
 
 def with_dispersion(model, functional: str = "pbe0", cutoff: float = DISPERSION_CUTOFF_DEFAULT):

@@ -51,12 +51,14 @@ def predict(
         Default (or None): nothing known (only a non-zero Q given to a model without charges warns).
 
     Returns:
-      dict with ``energy`` (float, eV), ``forces`` (n, 3) eV/Å, ``charges`` (n,) e or
+      dict with ``energy`` (float, eV), ``energies`` (n,) eV per atom (Σ_i = ``energy``: the
+      atom's NN energy with its element reference, half of each pair term it is in and a
+      third of each ATM triangle; :mod:`physnetjax.model`), ``forces`` (n, 3) eV/Å, ``charges`` (n,) e or
       None, ``dipole`` (3,) e·Å or None, ``electrostatics``, ``repulsion`` and ``dispersion`` (eV).
       For a :class:`~physnetjax.ensemble.PhysNetEnsemble` these are the ensemble means,
       and the dict also holds the calibrated member spreads (definitions in
-      :mod:`physnetjax.ensemble.model`): ``energy_std`` (float, eV), ``forces_std`` (n,)
-      eV/Å per atom, ``charges_std`` (n,) e or None, ``dipole_std`` (float, e·Å) or None.
+      :mod:`physnetjax.ensemble.model`): ``energy_std`` (float, eV), ``energies_std`` (n,) eV,
+      ``forces_std`` (n,) eV/Å per atom, ``charges_std`` (n,) e or None, ``dipole_std`` (float, e·Å) or None.
       A single model's dict has no ``*_std`` keys.
 
     Raises:
@@ -82,6 +84,7 @@ def predict(
     require_finite(out, n)
     return {
         "energy": float(out["energy"][0]) + element_energy_sum(element_energies, z),
+        "energies": atom_energies(out, element_energies, z),
         "forces": np.asarray(out["forces"][:n]),
         "charges": None if out["charges"] is None else np.asarray(out["charges"][:n]),
         "dipole": None if out["dipoles"] is None else np.asarray(out["dipoles"][0]) + total_charge * centroid,
@@ -105,10 +108,13 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
       training_record: as in :func:`predict`.
 
     Returns:
-      dict with ``energy`` (eV), ``forces`` (n, 3) eV/Å, ``stress`` (3, 3) eV/Å³
+      dict with ``energy`` (eV), ``energies`` (n,) eV per atom as in :func:`predict` (a pair of an
+      atom with its own periodic image gives that atom the whole pair energy), ``forces`` (n, 3) eV/Å,
+      ``stress`` (3, 3) eV/Å³
       (σ = (1/V) ∂E/∂ε: positive under tension, pressure = −tr σ / 3), ``charges`` (n,)
       or None, ``electrostatics``, ``repulsion`` and ``dispersion`` (eV); for an
-      ensemble the means plus ``energy_std``, ``forces_std``, ``charges_std`` as in :func:`predict` and
+      ensemble the means plus ``energy_std``, ``energies_std``, ``forces_std``, ``charges_std`` as in
+      :func:`predict` and
       ``stress_std`` (eV/Å³, the members' RMS Frobenius distance from the mean stress).
 
     Raises:
@@ -132,6 +138,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
     require_finite(out, n)
     return {
         "energy": float(out["energy"][0]) + element_energy_sum(element_energies, z),
+        "energies": atom_energies(out, element_energies, z),
         "forces": np.asarray(out["forces"][:n]),
         "stress": np.asarray(out["stress"][0]),
         "charges": None if out["charges"] is None else np.asarray(out["charges"][:n]),
@@ -161,6 +168,18 @@ def element_energy_sum(element_energies, atomic_numbers) -> float:
     return float(np.sum(element_energies[np.asarray(atomic_numbers)]))
 
 
+def atom_energies(out: dict, element_energies, atomic_numbers) -> np.ndarray:
+    """The per-atom energies (n,) eV of molecule 0 in a model output, with E0[Z_i] added in float64.
+
+    ``out["energies"]`` of the network (element energies split off, :func:`split_element_energies`)
+    plus each atom's reference energy, so that their sum is the ``energy`` :func:`predict` returns.
+    """
+    energies = np.asarray(out["energies"][: len(atomic_numbers)], np.float64)
+    if element_energies is None:
+        return energies
+    return energies + element_energies[np.asarray(atomic_numbers)]
+
+
 def check_dtype(dtype) -> np.dtype:
     """``dtype`` as a NumPy float32/float64 dtype; float64 requires JAX's x64 mode (else ValueError)."""
     try:
@@ -179,13 +198,16 @@ def check_dtype(dtype) -> np.dtype:
 def spread_of(out: dict, num_atoms: int) -> dict:
     """The ensemble spreads of molecule 0 in a model output, as NumPy; {} for a single model's output.
 
-    Keys: ``energy_std`` (eV), ``forces_std`` (n,) eV/Å, ``charges_std`` (n,) e or None,
+    Keys: ``energy_std`` (eV), ``energies_std`` (n,) eV (when ``out`` holds per-atom energies),
+    ``forces_std`` (n,) eV/Å, ``charges_std`` (n,) e or None,
     ``dipole_std`` (e·Å) or None, and for a periodic cell ``stress_std`` (eV/Å³; see :mod:`physnetjax.ensemble.model`).
     """
     if "energy_std" not in out:
         return {}
-    stress = {"stress_std": float(out["stress_std"][0])} if out.get("stress_std") is not None else {}
-    return {**stress,
+    optional = {"stress_std": float(out["stress_std"][0])} if out.get("stress_std") is not None else {}
+    if out.get("energies_std") is not None:
+        optional["energies_std"] = np.asarray(out["energies_std"][:num_atoms])
+    return {**optional,
         "energy_std": float(out["energy_std"][0]),
         "forces_std": np.asarray(out["forces_std"][:num_atoms]),
         "charges_std": None if out["charges_std"] is None else np.asarray(out["charges_std"][:num_atoms]),
@@ -255,7 +277,7 @@ def check_params_fit(model, params) -> None:
         raise PhysNetInputError(f"params do not fit the model: {problem}")
 
 
-def apply_fitting(model, params, batch) -> dict:
+def apply_fitting(model, params, batch, energies: bool = True) -> dict:
     """:func:`jitted_apply` of ``model`` on ``batch``, with parameters that do not fit the model named.
 
     An ensemble with one model's parameters (or the reverse) failed inside JAX or Flax ("scan got values with
@@ -263,12 +285,13 @@ def apply_fitting(model, params, batch) -> dict:
     looked up only then (:func:`~physnetjax.checkpoint.format.param_mismatches`, which traces the model's
     initialisation once per configuration). A member count that differs without failing is
     :func:`check_params_fit`'s, which the caller runs once (the calculator at construction, not every step).
+    ``energies``: as in :func:`jitted_apply`.
 
     Raises:
       PhysNetInputError: ``params`` do not fit ``model`` (each difference named); other errors as they come.
     """
     try:
-        return jitted_apply(model)(params, batch)
+        return jitted_apply(model, energies)(params, batch)
     except Exception as error:
         from physnetjax.checkpoint.format import param_mismatches
 
@@ -279,8 +302,18 @@ def apply_fitting(model, params, batch) -> dict:
         raise
 
 
-def jitted_apply(model):
-    """One jitted ``apply_batch`` per model configuration (models are hashable dataclasses)."""
-    if model not in _JIT_CACHE:
-        _JIT_CACHE[model] = compilation.jit(lambda params, batch: apply_batch(model, params, batch))
-    return _JIT_CACHE[model]
+def jitted_apply(model, energies: bool = True):
+    """One jitted ``apply_batch`` per model configuration (models are hashable dataclasses).
+
+    ``energies`` False leaves the per-atom ``energies`` (and an ensemble's ``energies_std``) out of
+    the output, so the compiled program does not compute them (the calculator's call when ASE asks
+    for no "energies"; with D3 dispersion their split is a second pass over the pairs).
+    """
+    key = (model, energies)
+    if key not in _JIT_CACHE:
+        def apply(params, batch):
+            out = apply_batch(model, params, batch)
+            return out if energies else {k: v for k, v in out.items() if k not in ("energies", "energies_std")}
+
+        _JIT_CACHE[key] = compilation.jit(apply)
+    return _JIT_CACHE[key]

@@ -12,6 +12,7 @@ every entry the *mean over members*, plus the member spread (K members, outputs
 x_k, mean x̄ = (1/K) Σ_k x_k, scale s = ``calibration_scale``)::
 
     energy_std[b]  = s · sqrt((1/K) Σ_k (E_k,b − Ē_b)²)               (B,)  eV
+    energies_std[i] = s · sqrt((1/K) Σ_k (E_k,i − Ē_i)²)              (N,)  eV     (per-atom energies)
     forces_std[i]  = s · sqrt((1/K) Σ_k |F_k,i − F̄_i|²)              (N,)  eV/Å
     charges_std[i] = s · sqrt((1/K) Σ_k (q_k,i − q̄_i)²)              (N,)  e      (None without charges)
     dipoles_std[b] = s · sqrt((1/K) Σ_k |μ_k,b − μ̄_b|²)              (B,)  e·Å    (None without charges)
@@ -148,7 +149,8 @@ class PhysNetEnsemble:
 
         Returns:
           PhysNet's output dict, each entry the mean over members, plus
-          ``energy_std`` (B,) eV, ``forces_std`` (N,) eV/Å, ``charges_std`` (N,) e and
+          ``energy_std`` (B,) eV, ``energies_std`` (N,) eV (spread of the per-atom energies),
+          ``forces_std`` (N,) eV/Å, ``charges_std`` (N,) e and
           ``dipoles_std`` (B,) e·Å (the last two None for a model without charges;
           ``forces_std`` None for ``compute_forces=False``).
         """
@@ -168,6 +170,8 @@ def ensemble_statistics(outputs: dict, calibration_scale: float = 1.0) -> dict:
     """Mean of every stacked output (leading axis K) and the spreads of the module docstring, times the scale."""
     result = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), outputs)
     result["energy_std"] = calibration_scale * _rms_distance(outputs["energy"], vector=False)
+    if outputs.get("energies") is not None:
+        result["energies_std"] = calibration_scale * _rms_distance(outputs["energies"], vector=False)
     forces, charges, dipoles = outputs.get("forces"), outputs.get("charges"), outputs.get("dipoles")
     result["forces_std"] = None if forces is None else calibration_scale * _rms_distance(forces, vector=True)
     result["charges_std"] = None if charges is None else calibration_scale * _rms_distance(charges, vector=False)

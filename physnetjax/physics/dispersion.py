@@ -485,6 +485,59 @@ def d3_dispersion_energy(
     )
 
 
+def d3_atomic_energies(
+    atomic_numbers,
+    pair_vectors,
+    pair_dst,
+    pair_src,
+    pair_mask,
+    parameters: D3BJParameters | dict,
+    *,
+    cutoff: float,
+    cn_cutoff: float | None = None,
+    switch_width: float = 0.0,
+    triplets=None,
+    triplet_mask=None,
+    three_body_cutoff: float | None = None,
+):
+    """The D3(BJ) energy of :func:`d3_dispersion_energy` split among the atoms, (N,) eV.
+
+    Atom i receives half of each pair energy it is in and a third of each ATM triangle::
+
+        E_i = ½ Σ_{j} e_ij + ⅓ Σ_{triangles ∋ i} e_ijk
+
+    (a periodic atom and its image form a pair whose energy goes wholly to that atom). Each
+    pair-of-pairs of ``triplets`` holds one third of its triangle's energy (one entry per
+    vertex) and gives it in equal parts to its three atoms. Summed over a molecule's atoms
+    this is :func:`d3_dispersion_energy` of that molecule, to rounding. The plain formula,
+    for outputs that are not differentiated (the model's per-atom ``energies``).
+
+    Args: as :func:`d3_dispersion_energy` (a *full* directed pair list), without segments.
+
+    Returns:
+      (N,) energies in eV, 0 for padded atoms.
+    """
+    if isinstance(parameters, D3BJParameters):
+        parameters = dataclasses.asdict(parameters)
+    cn_cutoff = cutoff if cn_cutoff is None else cn_cutoff
+    num_atoms = atomic_numbers.shape[0]
+    half, half_mask = one_direction(pair_dst, pair_src, pair_vectors, pair_mask)
+    dst, src = pair_dst[half], pair_src[half]
+    pair_energy, weights = d3_two_body_pair_energies(atomic_numbers, pair_vectors[half], dst, src, half_mask,
+                                                     parameters, cutoff=cutoff, cn_cutoff=cn_cutoff,
+                                                     switch_width=switch_width)
+    energies = 0.5 * jax.ops.segment_sum(jnp.concatenate([pair_energy, pair_energy]), jnp.concatenate([dst, src]),
+                                         num_segments=num_atoms)
+    if triplets is None:
+        return energies
+    three_body_cutoff = cn_cutoff if three_body_cutoff is None else three_body_cutoff
+    triangle = _atm_triangle_energies(triplets, triplet_mask, pair_vectors, atomic_numbers, weights, pair_dst,
+                                      pair_src, pair_mask, parameters, three_body_cutoff, switch_width)
+    p, q = triplets[:, 0], triplets[:, 1]
+    vertices = jnp.concatenate([pair_dst[p], pair_src[p], pair_src[q]])
+    return energies + jax.ops.segment_sum(jnp.tile(triangle, 3), vertices, num_segments=num_atoms) / 9.0
+
+
 def d3_two_body_autodiff(atomic_numbers, vectors, dst, src, mask, segments, num_molecules: int, parameters, *,
                          cutoff: float, cn_cutoff: float, switch_width: float):
     """The two-body D3(BJ) energy of :func:`d3_two_body_energy` as the plain formula, left to autodiff.
@@ -496,6 +549,23 @@ def d3_two_body_autodiff(atomic_numbers, vectors, dst, src, mask, segments, num_
 
     Returns:
       ((B,) energies in eV, (N, 7) reference weights L).
+    """
+    pair_energy, weights = d3_two_body_pair_energies(atomic_numbers, vectors, dst, src, mask, parameters,
+                                                     cutoff=cutoff, cn_cutoff=cn_cutoff, switch_width=switch_width)
+    return sum_per_molecule(pair_energy, segments[dst], num_molecules), weights
+
+
+def d3_two_body_pair_energies(atomic_numbers, vectors, dst, src, mask, parameters, *, cutoff: float,
+                              cn_cutoff: float, switch_width: float):
+    """The two-body D3(BJ) energy of each pair of a *half* list, e_ij in eV, and the reference weights.
+
+    e_ij = −s(r_ij) [s6 C6_ij / (r_ij⁶ + f_ij⁶) + s8 C8_ij / (r_ij⁸ + f_ij⁸)] (module docstring);
+    the coordination numbers in C6_ij count every pair of the list at both ends.
+
+    Args: as :func:`d3_two_body_energy` (a half list, no segments), ``parameters`` a dict.
+
+    Returns:
+      ((H,) pair energies in eV, 0 on padded pairs; (N, 7) reference weights L).
     """
     dtype = vectors.dtype
     tables = d3_tables()
@@ -524,13 +594,23 @@ def d3_two_body_autodiff(atomic_numbers, vectors, dst, src, mask, segments, num_
     f6 = f2 * f2 * f2
     pair_energy = (parameters["s6"] * c6 / (r6 + f6) + parameters["s8"] * c8 / (r6 * r2 + f6 * f2))
     pair_energy = -HARTREE * pair_energy * dispersion_switch(r, cutoff, switch_width)
-    pair_energy = jnp.where(mask, pair_energy, 0.0)
-    return sum_per_molecule(pair_energy, segments[dst], num_molecules), weights
+    return jnp.where(mask, pair_energy, 0.0), weights
 
 
 def _atm_energy(triplets, triplet_mask, vectors, z, weights, pair_dst, pair_src, pair_mask, segments,
                 num_molecules, parameters, cutoff, switch_width):
     """⅓ Σ over pairs-of-pairs (p: i→j, q: i→k) of the ATM triangle energy, (B,) eV."""
+    triangle = _atm_triangle_energies(triplets, triplet_mask, vectors, z, weights, pair_dst, pair_src, pair_mask,
+                                      parameters, cutoff, switch_width)
+    return sum_per_molecule(triangle, segments[pair_dst[triplets[:, 0]]], num_molecules) / 3.0
+
+
+def _atm_triangle_energies(triplets, triplet_mask, vectors, z, weights, pair_dst, pair_src, pair_mask, parameters,
+                           cutoff, switch_width):
+    """The ATM energy e_ijk in eV of the triangle of each pair-of-pairs (p: i→j, q: i→k), (T,), 0 on padding.
+
+    A triangle appears once per vertex, so the energy of a list is ⅓ Σ_t e_t.
+    """
     p, q = triplets[:, 0], triplets[:, 1]
     real = pair_mask[p] & pair_mask[q]
     if triplet_mask is not None:
@@ -566,5 +646,4 @@ def _atm_energy(triplets, triplet_mask, vectors, z, weights, pair_dst, pair_src,
               * dispersion_switch(jnp.sqrt(r2_ik) * BOHR, cutoff, switch_width)
               * dispersion_switch(jnp.sqrt(r2_jk) * BOHR, cutoff, switch_width))
     triangle = HARTREE * parameters["s9"] * jnp.sqrt(c6_product) * angular * damping * switch
-    triangle = jnp.where(real, triangle, 0.0)
-    return sum_per_molecule(triangle, segments[pair_dst[p]], num_molecules) / 3.0
+    return jnp.where(real, triangle, 0.0)

@@ -7,6 +7,7 @@ over a full list multiplies by ½ and each unordered pair {i, j} is counted once
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from physnetjax.physics.molecules import sum_per_molecule
@@ -59,3 +60,24 @@ def pair_energy_per_molecule(pair_energy, dst_idx, atom_segments, num_molecules)
       (B,) energies in eV.
     """
     return 0.5 * sum_per_molecule(pair_energy, atom_segments[dst_idx], num_molecules)
+
+
+def pair_energy_per_atom(pair_energy, dst_idx, num_atoms: int):
+    r"""Split a per-pair energy over a *full* directed list among the atoms, half to each end, (N,) eV.
+
+    .. math:: E_i = \tfrac12 \sum_{(i,j) \in \mathrm{list}} e_{ij}
+
+    Each unordered pair appears once as (i → j) and once as (j → i), so atom i
+    receives ½ e_ij from its own direction and j the other half; a periodic atom and
+    its image (i → i with shifts ±s) both land on i, which receives the whole e_ii'.
+    Summed over a molecule's atoms this is :func:`pair_energy_per_molecule`.
+
+    Args:
+      pair_energy: (P,) energies e_ij in eV (zero on padded pairs).
+      dst_idx: (P,) index i of each pair.
+      num_atoms: static number of atoms N.
+
+    Returns:
+      (N,) energies in eV (zero for atoms in no pair).
+    """
+    return 0.5 * jax.ops.segment_sum(pair_energy, dst_idx, num_segments=num_atoms)

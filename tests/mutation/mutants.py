@@ -1705,6 +1705,27 @@ MUTANTS = (
            "spacing = float(layer_spacings(cell[periodic]).min()) + MIN_DISTANCE_ERROR",
            ("tests/test_validation.py::test_periodic_image_overlap_is_named",),
            "a cell whose reduced basis still overlaps its images is told to reduce its basis"),
+    # -- per-atom energies (2026-12-05) ---------------------------------------------------------------------------
+    Mutant("atomic_energies_whole_pair", "physnetjax/physics/pairs.py",
+           "    return 0.5 * jax.ops.segment_sum(pair_energy, dst_idx, num_segments=num_atoms)\n",
+           "    return jax.ops.segment_sum(pair_energy, dst_idx, num_segments=num_atoms)\n",
+           ("tests/test_atomic_energies.py",),
+           "each atom gets the whole of every Coulomb and ZBL pair it is in: the per-atom energies sum past the energy"),
+    Mutant("atomic_energies_d3_pair_to_one_end", "physnetjax/physics/dispersion.py",
+           "jnp.concatenate([pair_energy, pair_energy]), jnp.concatenate([dst, src])",
+           "jnp.concatenate([pair_energy, pair_energy]), jnp.concatenate([dst, dst])",
+           ("tests/test_atomic_energies.py",),
+           "a D3 pair's energy goes wholly to its lower-numbered atom: the sum holds, the split is not dftd3's"),
+    Mutant("atomic_energies_triangle_in_thirds_once", "physnetjax/physics/dispersion.py",
+           "jnp.tile(triangle, 3), vertices, num_segments=num_atoms) / 9.0",
+           "jnp.tile(triangle, 3), vertices, num_segments=num_atoms) / 3.0",
+           ("tests/test_atomic_energies.py",),
+           "each of the three entries of an ATM triangle gives its atoms a third of the triangle: three times its energy"),
+    Mutant("atomic_energies_without_element_energies", "physnetjax/predict.py",
+           "    return energies + element_energies[np.asarray(atomic_numbers)]\n",
+           "    return energies\n",
+           ("tests/test_atomic_energies.py",),
+           "predict's per-atom energies leave out the element references that its energy holds"),
 )
 
 EXPLAINED = {
