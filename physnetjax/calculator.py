@@ -57,7 +57,14 @@ from physnetjax.predict import (
     spread_of,
 )
 from physnetjax.training_record import TrainingRecord, training_record_of
-from physnetjax.validation import atoms_total_charge, formula, neighbor_box, validate_structure
+from physnetjax.validation import (
+    MIN_DISTANCE_WARNING,
+    atoms_total_charge,
+    check_distances,
+    formula,
+    neighbor_box,
+    validate_structure,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -251,27 +258,31 @@ class PhysNetCalculator(Calculator):
         total_charge = atoms_total_charge(atoms, self.total_charge)
         pbc = np.asarray(atoms.pbc, dtype=bool)
         cell = np.asarray(atoms.cell.array, dtype=np.float64)
-        z, r = validate_structure(atoms.numbers, atoms.positions, self.model.supported_max_atomic_number,
-                                  total_charge=total_charge, cell=cell, pbc=pbc)
+        z, given = validate_structure(atoms.numbers, atoms.positions, self.model.supported_max_atomic_number,
+                                      total_charge=total_charge, cell=cell, pbc=pbc, search_contacts=False)
+        r = given.astype(np.float64)
+        periodic = bool(pbc.any())
+        displacement = lattice_translations(r, cell, pbc) if periodic else np.broadcast_to(r.mean(axis=0), r.shape)
+        r = r - displacement
+        dst, src, shifts = self._neighbor_list(self._neighbors, r, cell, pbc)
+        distances = np.linalg.norm(r[src] - r[dst] + shifts, axis=1)
+        # the close contacts from the model's neighbor list when it reaches them, as validate_structure finds them
+        contacts = list_contacts(dst, src, shifts, distances) if self.model.cutoff >= MIN_DISTANCE_WARNING else None
+        check_distances(given, cell if periodic else None, pbc, atomic_numbers=z, contacts=contacts)
         if (seen := (z.tobytes(), total_charge)) not in self._seen_inputs:  # formula() costs 0.1 ms a call
             self._seen_inputs.add(seen)
             if (key := (formula(z), total_charge)) not in self._judged_inputs:
                 self._judged_inputs.add(key)
                 self.training_record.check_structure(self.model, z, total_charge)
         self._structures += 1
-        r = r.astype(np.float64)
-        periodic = bool(pbc.any())
-        displacement = lattice_translations(r, cell, pbc) if periodic else np.broadcast_to(r.mean(axis=0), r.shape)
-        r = r - displacement
         if periodic and self.pair_cutoff is None:
             raise ValueError(
                 "periodic systems need a model whose pair terms have a finite reach "
                 "(charges=True requires coulomb_lr_cutoff)"
             )
         n = z.shape[0]
-        dst, src, shifts = self._neighbor_list(self._neighbors, r, cell, pbc)
         if self.training_record.distances is not None and z.tobytes() not in self._left_domain:
-            self._check_distances(z, r, cell, pbc, (dst, src, shifts))
+            self._check_distances(z, r, cell, pbc, (dst, src, shifts, distances))
         pair_lists = None
         if self._pairs is not None:
             pair_lists = self._neighbor_list(self._pairs, r, cell, pbc)
@@ -301,14 +312,13 @@ class PhysNetCalculator(Calculator):
 
     def _check_distances(self, z, r, cell, pbc, neighbors) -> None:
         """Warn when the structure leaves the training data's distances, once per composition (class docstring),
-        judged on its ``neighbors`` (dst, src, shifts: the full list of the model cutoff) unless the record reaches
-        farther."""
+        judged on its ``neighbors`` (dst, src, shifts, distances: the full list of the model cutoff) unless the
+        record reaches farther."""
         domain = self.training_record.distances
         if domain.cutoff > self.model.cutoff:
             _, text = domain.excursion(z, r, cell, pbc)
         else:
-            dst, src, shifts = neighbors
-            distances = np.linalg.norm(r[src] - r[dst] + shifts, axis=1)
+            dst, src, shifts, distances = neighbors
             if domain.holds_neighbors(z, dst, src, distances):
                 return
             once = unique_pairs(dst, src, shifts)
@@ -370,6 +380,23 @@ class PhysNetCalculator(Calculator):
         if self.ensemble:
             self.results.update({key: value if isinstance(value, float) else np.asarray(value, np.float64)
                                  for key, value in spread_of(host, n).items() if value is not None})
+
+
+def list_contacts(dst, src, shifts, distances) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The close contacts of a full neighbor list of cutoff ≥ :data:`~physnetjax.validation.MIN_DISTANCE_WARNING`,
+    as :func:`~physnetjax.validation.close_contacts` finds them: pairs (i, j, d) with i ≤ j closer than that, each
+    pair, and each pair of an atom with its own periodic image, once (:func:`unique_pairs`), sorted by d (ties by i,
+    then j).
+
+    Args:
+      dst, src: (P,) atom indices. shifts: (P, 3) Å image shifts. distances: (P,) Å.
+    """
+    close = np.flatnonzero(distances < MIN_DISTANCE_WARNING)
+    close = close[unique_pairs(dst[close], src[close], shifts[close])]
+    i, j, d = np.minimum(dst, src)[close].astype(np.int64), np.maximum(dst, src)[close].astype(np.int64), \
+        distances[close]
+    order = np.lexsort((j, i, d))
+    return i[order], j[order], d[order]
 
 
 def stress_problem(cell, pbc) -> Optional[str]:

@@ -402,17 +402,19 @@ def neighbor_box(cell, pbc) -> np.ndarray:
 
 
 def check_distances(positions, cell=None, pbc=None, *, strict: bool = False, where: str = "",
-                    atomic_numbers=None) -> None:
+                    atomic_numbers=None, contacts=None) -> None:
     """Raise below :data:`MIN_DISTANCE_ERROR`, warn (raise with ``strict``) below :data:`MIN_DISTANCE_WARNING`.
 
     With ``atomic_numbers`` (n,), an error about a structure whose atoms sit about 0.1× the covalent bond lengths
     apart (median, :func:`position_unit_slip`) names the unit its positions look to be in: nm read as Å.
+    ``contacts``: the pairs (i, j, d) closer than :data:`MIN_DISTANCE_WARNING` as :func:`close_contacts` returns
+    them, taken by the caller from a neighbor list it built anyway (the calculator's); None: searched here.
 
     Raises:
       PhysNetInputError: naming the closest pairs, their distances and whether they
         are periodic images.
     """
-    i, j, d = close_contacts(positions, cell, pbc)
+    i, j, d = close_contacts(positions, cell, pbc) if contacts is None else contacts
     if not len(d):
         return
     pairs = _listed(f"atoms {a}-{b}" + (" (periodic image)" if a == b else "") + f" at {x:.3g} Å"
@@ -953,6 +955,7 @@ def validate_structure(
     pbc=None,
     strict: bool = False,
     where: str = "",
+    search_contacts: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Check one structure; returns (Z int32 (n,), R float (n, 3)).
 
@@ -963,6 +966,8 @@ def validate_structure(
       cell, pbc: (3, 3) Å (rows) and (3,) bools; ``pbc`` None means isolated.
       strict: close contacts below :data:`MIN_DISTANCE_WARNING` raise instead of warning.
       where: prefix of every message (e.g. a frame name).
+      search_contacts: False leaves the interatomic distances to the caller, which gives
+        :func:`check_distances` the close contacts of the neighbor list it builds anyway.
 
     Raises:
       PhysNetInputError: the first problem found, as described in the module docstring.
@@ -975,5 +980,6 @@ def validate_structure(
     r = check_positions(positions, z.shape[0], where)
     check_total_charge(total_charge, z, where)
     cell, pbc = check_cell(cell, pbc, where)
-    check_distances(r, cell, pbc, strict=strict, where=where, atomic_numbers=z)
+    if search_contacts:
+        check_distances(r, cell, pbc, strict=strict, where=where, atomic_numbers=z)
     return z, r
