@@ -13,7 +13,7 @@ from conftest import cast_params, perturbed_params
 from physnetjax import PhysNet, apply_batch, batch_molecules, init_params, predict, predict_periodic
 from physnetjax.calculator import PhysNetCalculator
 from physnetjax.neighbors import model_pair_cutoff
-from physnetjax.validation import PhysNetInputWarning
+from physnetjax.validation import PhysNetInputError, PhysNetInputWarning, validate_structure
 
 # float64 results of the same model on the same structure differ only by summation
 # order (vesin vs host edge order): a few ulps of E ~ 10 eV → 1e-10 is ample.
@@ -428,3 +428,52 @@ def test_a_slab_or_wire_has_the_stress_of_its_cell_with_vacuum(periodic_calc):
     slab.pbc = False
     with pytest.raises(PropertyNotImplementedError, match="an isolated molecule has none"):
         slab.get_stress()
+
+
+def _messages(action):
+    """The texts of the PhysNetInputWarnings ``action()`` gives, or of the error it raises."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            action()
+        except PhysNetInputError as error:
+            return [str(error)]
+    return [str(w.message) for w in caught if issubclass(w.category, PhysNetInputWarning)]
+
+
+@pytest.mark.parametrize("case", ["molecule", "overlap", "across_the_cell", "own_image"])
+def test_close_contacts_from_the_neighbor_list_are_those_validation_finds(periodic_model, case):
+    """The calculator takes close contacts from its own neighbor list instead of a second search: the warning or
+    error names the same pairs (each once, periodic images included), in the same order, at the same distances."""
+    rng = np.random.default_rng(3)
+    positions = rng.uniform(0.0, 4.0, size=(8, 3))
+    positions[1] = positions[0] + [0.31, 0.0, 0.0]
+    positions[5] = positions[6] + [0.0, 0.22, 0.1]
+    positions[3] = positions[2] + [0.0, 0.0, 0.45]
+    cell, pbc = np.diag([4.0, 4.4, 3.8]), True
+    if case == "molecule":
+        pbc = False
+    elif case == "overlap":
+        positions[7] = positions[4] + [0.05, 0.0, 0.0]
+    elif case == "across_the_cell":
+        positions[4] = [0.1, 2.0, 2.0]
+        positions[7] = [3.75, 2.05, 2.0]
+    atoms = ase.Atoms(numbers=[1, 1, 6, 8, 1, 1, 6, 1], positions=positions, cell=cell, pbc=pbc)
+    if case == "own_image":  # one atom: every atom of a thin cell meets its images at one distance (a tie)
+        atoms = ase.Atoms("O", positions=[[1.0, 2.0, 3.0]], cell=[[4.0, 0, 0], [0, 4.4, 0], [0.1, 0.2, 0.42]],
+                          pbc=True)
+    calc = PhysNetCalculator(*periodic_model, dtype="float64")
+    expected = _messages(lambda: validate_structure(atoms.numbers, atoms.positions, 9, cell=atoms.cell.array,
+                                                     pbc=atoms.pbc))
+    assert expected and _messages(lambda: calc.get_potential_energy(atoms)) == expected
+    assert case != "own_image" or "(periodic image)" in expected[0]
+
+
+def test_close_contacts_beyond_the_model_cutoff_are_still_found():
+    """A model cutoff shorter than the close-contact distance: its neighbor list does not hold the contacts, so the
+    calculator searches for them as validation does."""
+    model = PhysNet(features=4, max_degree=0, num_iterations=1, num_basis_functions=4, cutoff=0.4,
+                    max_atomic_number=9, n_res=1)
+    atoms = ase.Atoms("H2", positions=[[0.0, 0.0, 0.0], [0.45, 0.0, 0.0]])
+    messages = _messages(lambda: PhysNetCalculator(model, init_params(model, 0)).get_potential_energy(atoms))
+    assert len(messages) == 1 and "very close atoms: atoms 0-1 at 0.45 Å" in messages[0]
