@@ -41,6 +41,34 @@ def test_periodic_lists_compare_images():
         check_full_list([0, 0], [0, 0], shifts=images[[0, 2]] @ cell, cells=cell)
 
 
+@pytest.mark.parametrize("unit", [1.0, 3e4])  # 3e4 Å shifts: 2·3e8 values per column, beyond one int64 key
+def test_the_full_list_check_agrees_with_counting_every_pair_and_its_reverse(unit):
+    """Random lists (pairs repeated, reversed or not, shifts without a cell in units of ``unit`` Å) pass exactly when
+    a brute-force count finds each (i, j, s) as often as (j, i, −s)."""
+    from collections import Counter
+
+    rng = np.random.default_rng(7)
+    outcomes = set()
+    for _ in range(200):
+        count = int(rng.integers(1, 6))
+        dst, src = rng.integers(0, 4, count), rng.integers(0, 4, count)
+        shifts = rng.integers(-1, 2, (count, 3)) * unit
+        if rng.random() < 0.7:  # mostly lists with their reverses, some of them spoiled
+            dst, src, shifts = np.concatenate([dst, src]), np.concatenate([src, dst]), np.concatenate([shifts, -shifts])
+            if rng.random() < 0.5:
+                shifts[int(rng.integers(len(shifts)))] += unit
+        forward = Counter(zip(dst.tolist(), src.tolist(), map(tuple, shifts.tolist())))
+        backward = Counter(zip(src.tolist(), dst.tolist(), map(tuple, (-shifts).tolist())))
+        full = forward == backward
+        outcomes.add(full)
+        if full:
+            check_full_list(dst, src, shifts=shifts)
+        else:
+            with pytest.raises(ValueError, match="not a full directed list"):
+                check_full_list(dst, src, shifts=shifts)
+    assert outcomes == {True, False}
+
+
 def test_all_pairs_check_counts_each_molecule():
     segments, atoms = np.array([0, 0, 0, 1, 1, 1]), np.array([True] * 5 + [False])
     dst, src = molecule_pairs(TRIANGLE, None)

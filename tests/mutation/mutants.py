@@ -195,7 +195,7 @@ MUTANTS = (
            "deformation = jnp.eye(3, dtype=positions.dtype) + strain", PERIODIC,
            "stress from the unsymmetrised strain derivative"),
     Mutant("half_list_check_disabled", "physnetjax/neighbors/checks.py",
-           "if np.array_equal(_sorted_rows(forward), _sorted_rows(backward)):", "if True:", NEIGHBORS,
+           "if _same_rows(forward, backward):", "if True:", NEIGHBORS,
            "half lists accepted silently"),
     Mutant("all_pairs_check_disabled", "physnetjax/neighbors/checks.py",
            "short = np.nonzero(listed < n * (n - 1))[0]", "short = np.nonzero(listed < 0)[0]", NEIGHBORS,
@@ -1746,6 +1746,16 @@ MUTANTS = (
            "    if not search_contacts:\n        check_distances(",
            ("tests/test_validation.py", "tests/test_calculator.py"),
            "validate_structure skips the close-contact search it was asked for, and searches when told the caller does"),
+    Mutant("full_list_keys_without_radix", "physnetjax/neighbors/checks.py",
+           "return np.array_equal(np.sort((a - low) @ weights), np.sort((b - low) @ weights))",
+           "return np.array_equal(np.sort((a - low).sum(axis=1)), np.sort((b - low).sum(axis=1)))",
+           ("tests/test_pair_lists.py",),
+           "the full-list check compares column sums: a list missing reverses whose images sum to zero passes"),
+    Mutant("full_list_fallback_unsorted", "physnetjax/neighbors/checks.py",
+           "return np.array_equal(a[np.lexsort(a.T[::-1])], b[np.lexsort(b.T[::-1])])",
+           "return np.array_equal(a, b)",
+           ("tests/test_pair_lists.py",),
+           "the full-list check of very wide shifts compares the lists unsorted: full lists are refused"),
 )
 
 EXPLAINED = {
