@@ -107,6 +107,22 @@ def test_a_distant_molecule_changes_no_per_atom_energy(neutral_model):
     np.testing.assert_allclose(both["energies"], np.concatenate(alone), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("three_body", [True, False])
+def test_a_jitted_function_closing_over_a_host_batch_takes_dispersion(neutral_model, three_body):
+    """A jitted function of the parameters alone that closes over a host batch (NumPy index arrays, as
+    ``jax.jit(lambda p: apply_batch(model, p, batch))``): the D3 energy and its per-atom split index those arrays
+    with halves traced from the pair vectors (a TracerArrayConversionError before)."""
+    import jax
+
+    model, params = neutral_model if three_body else fitted(neutral_model[0].clone(dispersion_three_body=False), 4)
+    z, r = ethanol()
+    batch = batch_molecules([z], [r], model.cutoff, pair_cutoff=model.dispersion_cutoff,
+                            three_body_cutoff=model.dispersion_cutoff, dtype=np.float64)
+    out = jax.jit(lambda p: apply_batch(model, p, batch))(params)
+    assert float(out["dispersion"][0]) != 0.0
+    np.testing.assert_allclose(float(np.sum(out["energies"])), float(out["energy"][0]), rtol=0, atol=SUM_TOLERANCE)
+
+
 def test_pair_halves_match_a_double_loop_over_the_pair_functions():
     """Water, ZBL and bare Coulomb: E_i − E_i^NN = ½ Σ_{j≠i} (e^ZBL_ij + e^elec_ij), summed pair by pair."""
     model, params = fitted(PhysNet(charges=True, zbl=True, zbl_cutoff=3.0, **SMALL), seed=5)

@@ -1756,6 +1756,11 @@ MUTANTS = (
            "return np.array_equal(a, b)",
            ("tests/test_pair_lists.py",),
            "the full-list check of very wide shifts compares the lists unsorted: full lists are refused"),
+    Mutant("dispersion_host_batch_indices_left_numpy", "physnetjax/model_dispersion.py",
+           "    atomic_numbers, pair_dst, pair_src, segments = map(jnp.asarray, (atomic_numbers, pair_dst, pair_src, segments))\n",
+           "",
+           ("tests/test_atomic_energies.py::test_a_jitted_function_closing_over_a_host_batch_takes_dispersion",),
+           "a jitted function closing over a host batch fails in the D3 term (NumPy indices indexed by tracers)"),
 )
 
 EXPLAINED = {
