@@ -276,3 +276,15 @@ def test_unwrapped_cells_are_measured_by_minimum_image_in_the_length_unit_check(
     ase.io.write(tmp_path / "bohr.extxyz", frames)
     with pytest.warns(UserWarning, match=r"atoms sit 1\.\d+× the covalent bond length .* are they in bohr"):
         load_dataset(tmp_path / "bohr.extxyz")
+
+
+def test_the_trainers_force_check_takes_an_atom_a_rounding_error_outside_its_cell(mixed):
+    """An atom at fraction −1e-17 lands at fraction 1.0 after one move by a cell vector; the float64 force check of
+    the trainer wraps it as check does (neighbors.periodic.wrapped_positions) instead of stopping on it."""
+    from physnetjax.train.forcecheck import finite_difference_force_error
+
+    _, data, model, params = mixed
+    positions = data.R[0, : data.N[0]].copy()
+    positions[0] = [-1e-17, 0.0, 0.0]
+    cell = np.diag(np.diag(data.cell[0]))  # orthorhombic: the fraction of x = −1e-17 is −1e-17 exactly
+    assert finite_difference_force_error(model, params, data.Z[0, : data.N[0]], positions, cell=cell) < 1e-6

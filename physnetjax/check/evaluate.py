@@ -231,7 +231,7 @@ def _template(model, structure: Structure, dtype) -> Batch:
             three_body_cutoff=None if model_triplet_cutoff(model) is None else np.inf, dtype=dtype)
     if np.any(lattice_images(structure.positions, structure.cell)):
         raise ValueError(f"{structure.name}: atoms lie outside the cell; wrap them in first "
-                         "(physnetjax.neighbors.periodic.lattice_translations)")
+                         "(physnetjax.neighbors.periodic.wrapped_positions)")
     reach, triplet_reach = model_pair_cutoff(model), model_triplet_cutoff(model)
     return batch_periodic(
         [structure.atomic_numbers], [structure.positions], [structure.cell], model.cutoff + PERIODIC_SKIN,

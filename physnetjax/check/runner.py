@@ -44,7 +44,7 @@ from physnetjax.data.dataset import check_images_beyond_reach, nearest_images
 from physnetjax.dipole_surface import IR_R2_THRESHOLD, unreliable_ir_message
 from physnetjax.distance_domain import DOMAIN_MARGIN, DistanceDomain
 from physnetjax.neighbors import image_reach, model_pair_cutoff
-from physnetjax.neighbors.periodic import lattice_translations
+from physnetjax.neighbors.periodic import wrapped_positions
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
 from physnetjax.validation import SYMBOLS, element, untrained_charges, unseen_elements, validate_structure
 
@@ -88,7 +88,7 @@ summary lists those of the selected groups under ``not_checked``."""
 
 def crystals_and_molecules(structures: Sequence[Structure], model) -> list[Structure]:
     """``structures`` sorted into crystals and molecules (module docstring): a crystal with its atoms wrapped into its
-    cell (each moved by a lattice vector, :func:`~physnetjax.neighbors.periodic.lattice_translations`), a molecule
+    cell (each moved by a lattice vector, :func:`~physnetjax.neighbors.periodic.wrapped_positions`), a molecule
     without a cell.
 
     Raises:
@@ -105,7 +105,8 @@ def crystals_and_molecules(structures: Sequence[Structure], model) -> list[Struc
     sorted_out = []
     for structure, crystal in zip(structures, near):
         if crystal:
-            sorted_out.append(dataclasses.replace(structure, positions=wrapped(structure.positions, structure.cell)))
+            inside = wrapped_positions(structure.positions, structure.cell)
+            sorted_out.append(dataclasses.replace(structure, positions=inside))
         elif structure.num_atoms < 2:
             raise ValueError(f"{structure.name}: the checks need at least 2 atoms, received 1 (its images lie beyond "
                              f"the reach {reach_text}: an isolated atom)")
@@ -118,15 +119,6 @@ def crystals_and_molecules(structures: Sequence[Structure], model) -> list[Struc
                         "pairs, which is infinite in a crystal (no Ewald sum here): check the model on molecules, or "
                         "give it a coulomb_lr_cutoff")
     return sorted_out
-
-
-def wrapped(positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
-    """(n, 3) Å: ``positions`` (n, 3) Å each moved by a lattice vector into the ``cell`` (3, 3) Å, rows: fractional
-    coordinates in [0, 1) (:func:`~physnetjax.neighbors.periodic.lattice_translations`). Moved twice: an atom a
-    rounding error outside a face (fraction −1e-17) lands on the opposite face (fraction 1 after rounding) in the
-    first move and at 0 in the second."""
-    once = positions - lattice_translations(positions, cell)
-    return once - lattice_translations(once, cell)
 
 
 def as_structure(item, index: int, max_atomic_number: int = 118) -> Structure:

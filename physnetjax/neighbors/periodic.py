@@ -46,6 +46,15 @@ def lattice_translations(positions, cell, pbc=(True, True, True)) -> np.ndarray:
     return lattice_images(positions, cell, pbc) @ complete_cell(np.asarray(cell, dtype=np.float64))
 
 
+def wrapped_positions(positions, cell) -> np.ndarray:
+    """(n, 3) Å: ``positions`` (n, 3) Å each moved by a lattice vector into the ``cell`` (3, 3) Å, periodic along
+    x, y and z: fractional coordinates in [0, 1) (:func:`lattice_translations`). Moved twice: an atom a rounding
+    error outside a face (fraction −1e-17) lands on the opposite face (fraction 1 after rounding) in the first move
+    and at 0 in the second, so :func:`lattice_images` of the result is 0 for every atom."""
+    once = np.asarray(positions, dtype=np.float64) - lattice_translations(positions, cell)
+    return once - lattice_translations(once, cell)
+
+
 def periodic_pairs(positions, cell, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Full directed list of all (i, j, image) with |r_j − r_i + n · cell| < cutoff.
 

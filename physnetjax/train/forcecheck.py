@@ -16,7 +16,7 @@ import numpy as np
 from physnetjax.check.evaluate import Evaluator, Structure, cast_to_float64
 from physnetjax.check.forces import compare_forces, numerical_forces
 from physnetjax.errors import RunStoppedError
-from physnetjax.neighbors.periodic import lattice_translations
+from physnetjax.neighbors.periodic import wrapped_positions
 
 
 class ForceCheckError(RunStoppedError):
@@ -39,7 +39,7 @@ def finite_difference_force_error(model, params, atomic_numbers, positions, delt
     if cell is None:
         structure = Structure(np.asarray(atomic_numbers), r)
     else:
-        r = r - lattice_translations(r, cell)
+        r = wrapped_positions(r, cell)
         structure = Structure(np.asarray(atomic_numbers), r, cell=np.asarray(cell, np.float64))
     with jax.enable_x64(True):
         evaluator = Evaluator(model, cast_to_float64(params), structure)

@@ -1761,6 +1761,10 @@ MUTANTS = (
            "",
            ("tests/test_atomic_energies.py::test_a_jitted_function_closing_over_a_host_batch_takes_dispersion",),
            "a jitted function closing over a host batch fails in the D3 term (NumPy indices indexed by tracers)"),
+    Mutant("wrapped_positions_moved_once", "physnetjax/neighbors/periodic.py",
+           "    return once - lattice_translations(once, cell)\n", "    return once\n",
+           ("tests/test_periodic_training.py::test_the_trainers_force_check_takes_an_atom_a_rounding_error_outside_its_cell",),
+           "an atom a rounding error outside its cell lands on the far face and stops the trainer's force check"),
 )
 
 EXPLAINED = {
