@@ -13,6 +13,7 @@ import sys
 import types
 
 from physnetjax.errors import (
+    CloseContactWarning,
     LengthUnitWarning,
     OutputPathError,
     PhysNetInputError,
@@ -68,6 +69,7 @@ __all__ = [
     "Batch",
     "MoleculeBatcher",
     "CheckpointError",
+    "CloseContactWarning",
     "LengthUnitWarning",
     "OutputPathError",
     "PhysNetInputError",

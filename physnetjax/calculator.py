@@ -31,7 +31,6 @@ share their compilations.
 from __future__ import annotations
 
 import logging
-import warnings
 from typing import Optional
 
 import jax
@@ -42,6 +41,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from physnetjax.distance_domain import TrainingDistancesWarning, outside_message, unique_pairs
 from physnetjax.ensemble.model import is_ensemble
+from physnetjax.errors import warn_caller
 from physnetjax.neighbors.batch import Batch, model_pair_cutoff, model_triplet_cutoff
 from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round_up
 from physnetjax.neighbors.periodic import lattice_translations
@@ -112,7 +112,9 @@ class PhysNetCalculator(Calculator):
 
     Every structure passes :func:`physnetjax.validation.validate_structure` first
     (overlapping atoms, bad cells for the PBC, NaN positions or charge, unknown
-    elements raise :class:`~physnetjax.validation.PhysNetInputError`).
+    elements raise :class:`~physnetjax.validation.PhysNetInputError`). Atoms closer than 0.5 Å give a
+    :class:`~physnetjax.errors.CloseContactWarning` for the first such structure of each composition (an
+    optimisation or NEB through a squeezed geometry is told once, not at every step).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "charges", "dipole", "stress"]
@@ -162,6 +164,7 @@ class PhysNetCalculator(Calculator):
         self._judged_inputs: set[tuple[str, float]] = set()
         self._seen_inputs: set[tuple[bytes, float]] = set()
         self._left_domain: set[bytes] = set()
+        self._crowded: set[bytes] = set()
         self._structures = 0
         self.pair_cutoff = model_pair_cutoff(model)
         self.three_body_cutoff = model_triplet_cutoff(model)
@@ -268,8 +271,14 @@ class PhysNetCalculator(Calculator):
         distances = np.linalg.norm(r[src] - r[dst] + shifts, axis=1)
         # the close contacts from the model's neighbor list when it reaches them, as validate_structure finds them
         contacts = list_contacts(dst, src, shifts, distances) if self.model.cutoff >= MIN_DISTANCE_WARNING else None
-        check_distances(given, cell if periodic else None, pbc, atomic_numbers=z, contacts=contacts)
-        if (seen := (z.tobytes(), total_charge)) not in self._seen_inputs:  # formula() costs 0.1 ms a call
+        composition, geometry = z.tobytes(), (given, cell if periodic else None, pbc)
+        if check_distances(*geometry, atomic_numbers=z, contacts=contacts, warn=False) \
+                and composition not in self._crowded:
+            self._crowded.add(composition)
+            check_distances(*geometry, atomic_numbers=z, contacts=contacts,
+                            note=f"structure {self._structures + 1} this PhysNetCalculator evaluated; later "
+                                 f"structures of {formula(z)} with close atoms are not reported again")
+        if (seen := (composition, total_charge)) not in self._seen_inputs:  # formula() costs 0.1 ms a call
             self._seen_inputs.add(seen)
             if (key := (formula(z), total_charge)) not in self._judged_inputs:
                 self._judged_inputs.add(key)
@@ -281,7 +290,7 @@ class PhysNetCalculator(Calculator):
                 "(charges=True requires coulomb_lr_cutoff)"
             )
         n = z.shape[0]
-        if self.training_record.distances is not None and z.tobytes() not in self._left_domain:
+        if self.training_record.distances is not None and composition not in self._left_domain:
             self._check_distances(z, r, cell, pbc, (dst, src, shifts, distances))
         pair_lists = None
         if self._pairs is not None:
@@ -326,8 +335,8 @@ class PhysNetCalculator(Calculator):
         if text is not None:
             self._left_domain.add(z.tobytes())
             where = f"PhysNetCalculator, structure {self._structures} it evaluated"
-            warnings.warn(f"{outside_message(text, where)}; later structures of {formula(z)} outside them are not "
-                          "reported again", TrainingDistancesWarning, stacklevel=2)
+            warn_caller(f"{outside_message(text, where)}; later structures of {formula(z)} outside them are not "
+                        "reported again", TrainingDistancesWarning)
 
     def check_state(self, atoms, tol: float = 1e-15) -> list:
         """ASE's changes since the last call, plus ``"charge"`` when ``atoms.info["charge"]`` changed.

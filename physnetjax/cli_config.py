@@ -54,11 +54,10 @@ import re
 import sys
 import textwrap
 import tomllib
-import warnings
 from pathlib import Path
 
 from physnetjax.cli_errors import name_input
-from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning
+from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning, warn_caller
 
 CONFIG_NAME = "config.toml"
 """File name of the resolved configuration in an output directory."""
@@ -197,8 +196,8 @@ def warn_repeated_options(parser: argparse.ArgumentParser, tokens: list[str]) ->
             flags = " / ".join(sorted({flag for other in actions if other.dest == action.dest
                                        for flag in other.option_strings if flag.startswith("--")}))
             shown = [" ".join(map(str, value)) if isinstance(value, list) else str(value) for value in values]
-            warnings.warn(f"{flags or action.dest} is given {len(values)} times ({'; '.join(shown)}): the last, "
-                          f"{shown[-1]}, is used", PhysNetInputWarning, stacklevel=3)
+            warn_caller(f"{flags or action.dest} is given {len(values)} times ({'; '.join(shown)}): the last, "
+                        f"{shown[-1]}, is used", PhysNetInputWarning)
 
 
 def given_options(parser: argparse.ArgumentParser, argv=None) -> set[str]:

@@ -34,12 +34,11 @@ the bend, which also sets the direction of the bending dipole, so the alignment 
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Optional
 
 import numpy as np
 
-from physnetjax.errors import PhysNetInputWarning
+from physnetjax.errors import PhysNetInputWarning, warn_caller
 from physnetjax.training_record import recorded_value
 
 DIPOLE_SURFACE_KEY = "dipole_surface"
@@ -198,4 +197,4 @@ def warn_unreliable_ir(metadata: Optional[dict]) -> None:
     recorded = recorded_r2(metadata)
     message = None if recorded is None else unreliable_ir_message(*recorded)
     if message is not None:
-        warnings.warn(message, PhysNetInputWarning, stacklevel=2)
+        warn_caller(message, PhysNetInputWarning)

@@ -52,12 +52,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import warnings
 from typing import Iterator, Optional
 
 import numpy as np
 
-from physnetjax.errors import PhysNetInputWarning
+from physnetjax.errors import PhysNetInputWarning, warn_caller
 from physnetjax.validation import MAX_ATOMIC_NUMBER, SYMBOLS, close_contacts
 
 TRAINED_DISTANCES_KEY = "trained_distances"
@@ -421,7 +420,7 @@ class DistanceDomain:
         """
         _, text = self.excursion(atomic_numbers, positions, cell, pbc)
         if text is not None:
-            warnings.warn(outside_message(text, where), TrainingDistancesWarning, stacklevel=3)
+            warn_caller(outside_message(text, where), TrainingDistancesWarning)
         return text is not None
 
     def check_frames(self, atomic_numbers, positions, num_atoms, cells=None, where: str = "") -> None:
@@ -429,7 +428,7 @@ class DistanceDomain:
         flagged, _, text = self.outside(atomic_numbers, positions, num_atoms, cells)
         if flagged.any():
             first = int(np.argmax(flagged))
-            warnings.warn(f"{where + ': ' if where else ''}{int(flagged.sum())} of {len(flagged)} frames (first "
-                          f"frame {first}: {text}) hold interatomic distances more than {DOMAIN_MARGIN:.0%} "
-                          "outside those of this model's training data; the model extrapolates there",
-                          TrainingDistancesWarning, stacklevel=3)
+            warn_caller(f"{where + ': ' if where else ''}{int(flagged.sum())} of {len(flagged)} frames (first "
+                        f"frame {first}: {text}) hold interatomic distances more than {DOMAIN_MARGIN:.0%} "
+                        "outside those of this model's training data; the model extrapolates there",
+                        TrainingDistancesWarning)

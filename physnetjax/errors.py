@@ -5,16 +5,54 @@
   :class:`OutputPathError`, :class:`InputNotFoundError`, :class:`physnetjax.data.DataError`;
   the checkpoint package's ``CheckpointError`` is a ``ValueError`` too.
 * :class:`PhysNetInputWarning`: an input the model evaluates, but by extrapolation.
-  Subclass: :class:`LengthUnitWarning`.
+  Subclasses: :class:`LengthUnitWarning`, :class:`CloseContactWarning`.
 * :class:`RunStoppedError` (a ``RuntimeError``): a run (MD, training) stopped because
   its numbers went bad; the message names what was saved and where.
 
 :mod:`physnetjax.cli_errors` maps each of them to one exit code. A check that a command line runs
 too names the arguments in its messages with :func:`displayed` (and a setting with its value with
-:func:`displayed_setting`): by keyword, or by the option the command line passes for it.
+:func:`displayed_setting`): by keyword, or by the option the command line passes for it. Every warning is issued with
+:func:`warn_caller`, so that it names the line of the user's code that asked.
 """
 
+import functools
+import importlib.util
+import os
+import sys
+import warnings
 from typing import Callable, Mapping, Optional
+
+CALLED_THROUGH = ("physnetjax", "ase", "jax", "flax")
+"""Packages whose frames a warning skips to reach the user's line (physnetjax itself and the libraries that call it:
+ASE's ``atoms.get_forces()`` calls the calculator, JAX traces a model)."""
+
+
+@functools.cache
+def _skipped_prefixes() -> tuple[str, ...]:
+    """Source directories of :data:`CALLED_THROUGH` (each ending in a separator), found without importing them."""
+    prefixes = []
+    for name in CALLED_THROUGH:
+        spec = importlib.util.find_spec(name)
+        for location in (spec.submodule_search_locations or []) if spec is not None else []:
+            prefixes += {os.path.join(location, ""), os.path.join(os.path.realpath(location), "")}
+    return tuple(prefixes)
+
+
+def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn(message, category)`` attributed to the first frame outside :data:`CALLED_THROUGH`.
+
+    The warning then names the user's line that asked (``atoms.get_forces()``, ``simulate(...)``), not the line deep
+    in physnetjax that found the problem, whatever the depth between them (Python 3.12's ``skip_file_prefixes``).
+    Python's default filter shows it once per such line, and ``warnings.filterwarnings(module=...)`` matches the
+    user's module. A stack with no user frame (a command line run as ``python -m``, whose outermost frames are the
+    interpreter's own ``<frozen runpy>``) keeps the direct caller.
+    """
+    skipped = _skipped_prefixes()
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(skipped):
+        frame, level = frame.f_back, level + 1
+    user = frame is not None and not frame.f_code.co_filename.startswith("<frozen ")
+    warnings.warn(message, category, stacklevel=level if user else 2)
 
 
 def displayed(keyword: str, names: Optional[Mapping[str, str]]) -> str:
@@ -52,6 +90,16 @@ class LengthUnitWarning(PhysNetInputWarning):
     Its own class so that a caller that has said it once for a molecule (the ``spectra ir``
     command, whose MD starts from the molecule its harmonic analysis already judged) can
     leave out the repeats by category, not by the words of the message.
+    """
+
+
+class CloseContactWarning(PhysNetInputWarning):
+    """Two atoms closer than 0.5 Å (closer than any chemical bond): the model extrapolates there.
+
+    Issued for a structure given to the calculator or to a prediction, and for an MD run that reaches such a
+    contact. Its own class so that a caller that reports those structures itself (the active-learning loop cuts a
+    run's candidates at its first such frame and says so) can leave it out by category, not by the words of the
+    message.
     """
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from typing import Any, Mapping, Optional
 
 import flax.linen as nn
@@ -21,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax.errors import PhysNetInputWarning, displayed
+from physnetjax.errors import PhysNetInputWarning, displayed, warn_caller
 from physnetjax.physics.dispersion import d3_atomic_energies, d3_bj_parameters, d3_dispersion_energy, one_direction
 from physnetjax.physics.pairs import pair_displacements
 
@@ -83,12 +82,12 @@ def check_dispersion_settings(method, functional: str, three_body: bool, cutoff,
         else:
             cost = ("in liquid ethanol a cutoff of 7.5 / 6 / 5 Å leaves out 4 / 10 / 21 % of the dispersion energy "
                     "(1.0 / 2.7 / 5.4 meV per atom); right only for molecules smaller than the cutoff")
-        warnings.warn(
+        warn_caller(
             f"the D3 dispersion cutoff of {cutoff:g} Å is below {DISPERSION_CUTOFF_WARN:g} Å, half the default "
             f"{DISPERSION_CUTOFF_DEFAULT:g} Å (the reference s-dftd3 sums D3 pairs to 31.75 Å): D3 pair energies "
             "decay only as C6/r⁶, so every pair and coordination-number count beyond the cutoff is dropped "
             f"(switched off from {(1 - DISPERSION_SWITCH_FRACTION) * cutoff:g} Å), {cost}; use a dispersion cutoff "
-            f">= {DISPERSION_CUTOFF_WARN:g} Å", PhysNetInputWarning, stacklevel=2)
+            f">= {DISPERSION_CUTOFF_WARN:g} Å", PhysNetInputWarning)
     if trainable:
         bad = [name for name in TRAINABLE_DAMPING if getattr(parameters, name) <= 0.0]
         if bad:

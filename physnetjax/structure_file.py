@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
 
 import ase
 import ase.io
 
-from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, warn_caller
 
 
 def read_failure(error: Exception) -> str:
@@ -48,6 +47,6 @@ def read_last_frame(path, name: str, uses: str) -> ase.Atoms:
     if atoms is None:
         raise PhysNetInputError(f"{name}: ASE reads no frame from it")
     if frames > 1:
-        warnings.warn(f"{name} holds {frames} frames: {uses} the last one (frame {frames}); write the frame to start "
-                      "from into a file of its own to start from another", PhysNetInputWarning, stacklevel=3)
+        warn_caller(f"{name} holds {frames} frames: {uses} the last one (frame {frames}); write the frame to start "
+                    "from into a file of its own to start from another", PhysNetInputWarning)
     return atoms

@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
 import numpy as np
 
-from physnetjax.errors import LengthUnitWarning, OutputPathError, PhysNetInputError, PhysNetInputWarning, displayed
+from physnetjax.errors import (CloseContactWarning, LengthUnitWarning, OutputPathError, PhysNetInputError,
+                               PhysNetInputWarning, displayed, warn_caller)
 from physnetjax.units import BOHR
 
 MIN_DISTANCE_ERROR = 0.1
@@ -277,11 +277,11 @@ def atoms_total_charge(atoms, total_charge: Optional[float] = None,
     if not is_real_number(charge):
         raise PhysNetInputError(f"{source} must be a real number in e (the total charge), received {charge!r}")
     if total_charge is not None and is_real_number(info) and abs(float(info) - float(charge)) > 1e-6:
-        warnings.warn(f"the atoms' info['charge'] is {float(info):g} e but {source} is {float(charge):g} e; "
-                      f"{source} is used", PhysNetInputWarning, stacklevel=3)
+        warn_caller(f"the atoms' info['charge'] is {float(info):g} e but {source} is {float(charge):g} e; "
+                    f"{source} is used", PhysNetInputWarning)
     if initial is not None and np.isfinite(initial) and abs(initial - float(charge)) > 1e-6:
-        warnings.warn(f"the atoms' initial charges sum to {initial:g} e but {source} is {float(charge):g} e; "
-                      f"{source} is used", PhysNetInputWarning, stacklevel=3)
+        warn_caller(f"the atoms' initial charges sum to {initial:g} e but {source} is {float(charge):g} e; "
+                    f"{source} is used", PhysNetInputWarning)
     return float(charge)
 
 
@@ -402,13 +402,16 @@ def neighbor_box(cell, pbc) -> np.ndarray:
 
 
 def check_distances(positions, cell=None, pbc=None, *, strict: bool = False, where: str = "",
-                    atomic_numbers=None, contacts=None) -> None:
-    """Raise below :data:`MIN_DISTANCE_ERROR`, warn (raise with ``strict``) below :data:`MIN_DISTANCE_WARNING`.
+                    atomic_numbers=None, contacts=None, warn: bool = True, note: str = "") -> bool:
+    """Raise below :data:`MIN_DISTANCE_ERROR`, warn (:class:`~physnetjax.errors.CloseContactWarning`; raise with
+    ``strict``) below :data:`MIN_DISTANCE_WARNING`; return whether there are such close contacts.
 
     With ``atomic_numbers`` (n,), an error about a structure whose atoms sit about 0.1× the covalent bond lengths
     apart (median, :func:`position_unit_slip`) names the unit its positions look to be in: nm read as Å.
     ``contacts``: the pairs (i, j, d) closer than :data:`MIN_DISTANCE_WARNING` as :func:`close_contacts` returns
     them, taken by the caller from a neighbor list it built anyway (the calculator's); None: searched here.
+    ``warn=False``: only raise (a caller that has reported close contacts of this system once); ``note``: appended to
+    the warning.
 
     Raises:
       PhysNetInputError: naming the closest pairs, their distances and whether they
@@ -416,7 +419,7 @@ def check_distances(positions, cell=None, pbc=None, *, strict: bool = False, whe
     """
     i, j, d = close_contacts(positions, cell, pbc) if contacts is None else contacts
     if not len(d):
-        return
+        return False
     pairs = _listed(f"atoms {a}-{b}" + (" (periodic image)" if a == b else "") + f" at {x:.3g} Å"
                     for a, b, x in zip(i, j, d))
     if d[0] < MIN_DISTANCE_ERROR or strict:
@@ -430,9 +433,10 @@ def check_distances(positions, cell=None, pbc=None, *, strict: bool = False, whe
         raise PhysNetInputError(
             f"{_prefix(where)}atoms overlap: {pairs} (below {limit} Å); the structure has no physical meaning "
             f"there — {remedy}")
-    warnings.warn(
-        f"{_prefix(where)}very close atoms: {pairs} (below {MIN_DISTANCE_WARNING} Å, shorter than any bond); "
-        "the model extrapolates there", PhysNetInputWarning, stacklevel=3)
+    if warn:
+        warn_caller(f"{_prefix(where)}very close atoms: {pairs} (below {MIN_DISTANCE_WARNING} Å, shorter than any "
+                    f"bond); the model extrapolates there{'; ' + note if note else ''}", CloseContactWarning)
+    return True
 
 
 def check_batch_structures(atomic_numbers, positions, what: str = "molecule"
@@ -491,11 +495,11 @@ def check_trained_elements(atomic_numbers, trained_elements: Optional[Iterable[i
     if unseen:
         z = np.asarray(atomic_numbers)
         atoms = np.nonzero(np.isin(z, unseen))[0]
-        warnings.warn(
+        warn_caller(
             f"{_prefix(where)}element(s) {_listed(element(v) for v in unseen)} (atom(s) {_listed(atoms)}) "
             f"never occurred in this model's training data (trained on "
             f"{', '.join(SYMBOLS[int(v)] for v in sorted(trained_elements))}); its energies and forces there "
-            "are an untrained guess", PhysNetInputWarning, stacklevel=3)
+            "are an untrained guess", PhysNetInputWarning)
 
 
 def check_dataset_elements(atomic_numbers, num_atoms, trained_elements: Optional[Iterable[int]],
@@ -511,11 +515,11 @@ def check_dataset_elements(atomic_numbers, num_atoms, trained_elements: Optional
     unseen = unseen_elements(np.unique(z[real]), trained_elements)
     if unseen:
         frames = np.nonzero((np.isin(z, unseen) & real).any(axis=1))[0]
-        warnings.warn(
+        warn_caller(
             f"{_prefix(where)}element(s) {_listed(element(v) for v in unseen)} (in {len(frames)} of {len(z)} "
             f"frames, first frame {frames[0]}) never occurred in this model's training data (trained on "
             f"{', '.join(SYMBOLS[int(v)] for v in sorted(trained_elements))}); its energies and forces there "
-            "are an untrained guess", PhysNetInputWarning, stacklevel=3)
+            "are an untrained guess", PhysNetInputWarning)
 
 
 def unseen_elements(atomic_numbers, trained_elements: Optional[Iterable[int]]) -> list[int]:
@@ -609,14 +613,14 @@ def check_reference_compositions(atomic_numbers, num_atoms, fit: Optional[dict],
                          for name, v in outside.items())
         choice = fit.get("method") + (f", {fit['prior']} prior" if fit.get("prior") else "")
         counted = f" in {frames} of {total} frames" if total > 1 else ""
-        warnings.warn(
+        warn_caller(
             f"{_prefix(where)}composition(s) {listed}{counted} are not combinations of the training "
             f"compositions ({trained}), which fixed only {fit.get('rank')} combination(s) of the element "
             f"reference energies E0 of {', '.join(SYMBOLS[int(e)] for e in elements)}; the split of E0 among "
             f"the elements is the trainer's choice ({choice}), so absolute energies of these "
             "compositions carry an offset that the training data never determined"
             f"{'; ' + consequence if consequence else ''}; forces, and energy differences between structures "
-            "of one composition, are unaffected", PhysNetInputWarning, stacklevel=3)
+            "of one composition, are unaffected", PhysNetInputWarning)
     return list(outside)
 
 
@@ -780,15 +784,15 @@ def check_charge_model(model, total_charge, trained_charges: Optional[Iterable[f
         else:
             consequence = ("a model without charges (charges=False) does not read Q: its energy and forces are those "
                            "of the trained charge state; for this charge state use a model trained with charges on it")
-        warnings.warn(f"{_prefix(where)}total charge {_charges_text([q])} e never occurred in this model's training "
-                      f"data (trained on total charge {trained} e); {consequence}", PhysNetInputWarning, stacklevel=3)
+        warn_caller(f"{_prefix(where)}total charge {_charges_text([q])} e never occurred in this model's training "
+                    f"data (trained on total charge {trained} e); {consequence}", PhysNetInputWarning)
         return
     if not charges_model and q != 0.0:
-        warnings.warn(
+        warn_caller(
             f"{_prefix(where)}total charge {q:g} e given to a model without charges "
             "(charges=False): its energy and forces do not depend on the total charge (they are those of the charge "
             "state it was trained on); for charged species use a model trained with charges",
-            PhysNetInputWarning, stacklevel=3)
+            PhysNetInputWarning)
 
 
 def check_dataset_charges(total_charges, trained_charges: Optional[Iterable[float]], where: str = "") -> None:
@@ -804,11 +808,11 @@ def check_dataset_charges(total_charges, trained_charges: Optional[Iterable[floa
     frames = np.nonzero((np.abs(q[:, None] - trained[None, :]) > CHARGE_MATCH_TOLERANCE).all(axis=1))[0]
     if frames.size:
         unseen = distinct_charges(q[frames])
-        warnings.warn(
+        warn_caller(
             f"{_prefix(where)}total charge(s) {_charges_text(unseen)} e (in {len(frames)} of {len(q)} frames, first "
             f"frame {frames[0]}) never occurred in this model's training data (trained on total charge "
             f"{_charges_text(sorted(trained_charges))} e); its energies and forces there are an extrapolation",
-            PhysNetInputWarning, stacklevel=3)
+            PhysNetInputWarning)
 
 
 def _frame_formulas(atomic_numbers, num_atoms) -> np.ndarray:
@@ -841,12 +845,11 @@ def check_dataset_charge_states(atomic_numbers, num_atoms, total_charges, traine
         frames = np.flatnonzero((names == name) & untrained)
         if not frames.size:
             continue
-        warnings.warn(
+        warn_caller(
             f"{_prefix(where)}{name} occurred in this model's training data only at total charge "
             f"{_charges_text(trained_states[name])} e, not at {_charges_text(distinct_charges(charges[frames]))} e "
             f"({len(frames)} of {len(charges)} frame(s), first frame {frames[0]}): its energies and forces for this "
-            "charge state are an extrapolation; add frames of it to the training data", PhysNetInputWarning,
-            stacklevel=3)
+            "charge state are an extrapolation; add frames of it to the training data", PhysNetInputWarning)
 
 
 BOND_RATIO_MAX = 1.5
@@ -939,9 +942,9 @@ def check_length_unit(atomic_numbers, positions, where: str = "") -> Optional[fl
     """
     median = stretched_bond_ratio(atomic_numbers, positions)
     if median is not None:
-        warnings.warn(f"{_prefix(where)}atoms sit {median:.2f}× the covalent bond length from their nearest "
-                      "neighbours (median over atoms; ~1.0 for a molecule in Å, 1.89 for bohr read as Å); "
-                      f"{position_unit_question(median)}", LengthUnitWarning, stacklevel=3)
+        warn_caller(f"{_prefix(where)}atoms sit {median:.2f}× the covalent bond length from their nearest "
+                    "neighbours (median over atoms; ~1.0 for a molecule in Å, 1.89 for bohr read as Å); "
+                    f"{position_unit_question(median)}", LengthUnitWarning)
     return median
 
 

@@ -1,5 +1,7 @@
 """PhysNetCalculator: equals direct model calls, follows changes of atoms/cell/PBC, reuses compilations."""
 
+import inspect
+import os
 import warnings
 
 import ase
@@ -13,7 +15,8 @@ from conftest import cast_params, perturbed_params
 from physnetjax import PhysNet, apply_batch, batch_molecules, init_params, predict, predict_periodic
 from physnetjax.calculator import PhysNetCalculator
 from physnetjax.neighbors import model_pair_cutoff
-from physnetjax.validation import PhysNetInputError, PhysNetInputWarning, validate_structure
+from physnetjax.errors import CloseContactWarning
+from physnetjax.validation import PhysNetInputError, PhysNetInputWarning, check_distances, validate_structure
 
 # float64 results of the same model on the same structure differ only by summation
 # order (vesin vs host edge order): a few ulps of E ~ 10 eV → 1e-10 is ample.
@@ -465,6 +468,9 @@ def test_close_contacts_from_the_neighbor_list_are_those_validation_finds(period
     calc = PhysNetCalculator(*periodic_model, dtype="float64")
     expected = _messages(lambda: validate_structure(atoms.numbers, atoms.positions, 9, cell=atoms.cell.array,
                                                      pbc=atoms.pbc))
+    if case != "overlap":  # a warning, which the calculator gives once per composition and says so
+        expected = [f"{expected[0]}; structure 1 this PhysNetCalculator evaluated; later structures of "
+                    f"{atoms.get_chemical_formula(mode='hill')} with close atoms are not reported again"]
     assert expected and _messages(lambda: calc.get_potential_energy(atoms)) == expected
     assert case != "own_image" or "(periodic image)" in expected[0]
 
@@ -477,3 +483,58 @@ def test_close_contacts_beyond_the_model_cutoff_are_still_found():
     atoms = ase.Atoms("H2", positions=[[0.0, 0.0, 0.0], [0.45, 0.0, 0.0]])
     messages = _messages(lambda: PhysNetCalculator(model, init_params(model, 0)).get_potential_energy(atoms))
     assert len(messages) == 1 and "very close atoms: atoms 0-1 at 0.45 Å" in messages[0]
+
+
+@pytest.mark.parametrize("cutoff", [0.4, 3.0])  # contacts searched for, and taken from the neighbor list
+def test_close_contacts_are_reported_once_per_composition_but_overlaps_always_raise(cutoff):
+    """An optimisation or NEB through a squeezed geometry: the first structure of a composition with close atoms
+    warns (CloseContactWarning, naming the structure), later ones of it do not, another composition does; an overlap
+    of the same composition still raises."""
+    model = PhysNet(features=4, max_degree=0, num_iterations=1, num_basis_functions=4, cutoff=cutoff,
+                    max_atomic_number=9, n_res=1)
+    calc = PhysNetCalculator(model, init_params(model, 0))
+    water = ase.Atoms("OH2", positions=[[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]], calculator=calc)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        water.get_potential_energy()
+        for step, distance in enumerate((0.45, 0.4, 0.35)):
+            water.positions[2] = water.positions[1] + [0.0, distance, 0.0]
+            water.get_potential_energy()
+        methane = ase.Atoms("CH4", positions=[[0, 0, 0], [1.09, 0, 0], [1.09, 0.3, 0], [0, 0, 1.09], [0, 1.09, 0]],
+                            calculator=calc)
+        methane.get_potential_energy()
+    close = [str(w.message) for w in caught if issubclass(w.category, CloseContactWarning)]
+    assert close == [
+        "very close atoms: atoms 1-2 at 0.45 Å (below 0.5 Å, shorter than any bond); the model extrapolates there; "
+        "structure 2 this PhysNetCalculator evaluated; later structures of H2O with close atoms are not reported again",
+        "very close atoms: atoms 1-2 at 0.3 Å (below 0.5 Å, shorter than any bond); the model extrapolates there; "
+        "structure 5 this PhysNetCalculator evaluated; later structures of CH4 with close atoms are not reported again",
+    ]
+    water.positions[2] = water.positions[1] + [0.0, 0.05, 0.0]
+    with pytest.raises(PhysNetInputError, match="atoms overlap: atoms 1-2 at 0.05 Å"):
+        water.get_potential_energy()
+
+
+def test_warnings_name_the_users_line_not_the_library_line(periodic_model):
+    """A warning found deep in physnetjax, reached through ASE, points at the user's call (``warnings.warn``'s
+    location, which Python prints and filters by): here this file's line that asked for the energy."""
+    atoms = ase.Atoms("H2", positions=[[0.0, 0.0, 0.0], [0.45, 0.0, 0.0]],
+                      calculator=PhysNetCalculator(*periodic_model, dtype="float64"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1
+        atoms.get_potential_energy()
+    [close] = [w for w in caught if issubclass(w.category, CloseContactWarning)]
+    assert (close.filename, close.lineno) == (__file__, line)
+
+
+def test_a_warning_without_a_user_frame_names_the_library_line():
+    """Run as ``python -m`` (the outermost frames are the interpreter's ``<frozen runpy>``), a command line's warning
+    keeps the line that issued it, not the interpreter's."""
+    runner = {}
+    exec(compile("def run(check, positions):\n    check(positions)\n", "<frozen runpy>", "exec"), runner)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runner["run"](check_distances, np.array([[0.0, 0.0, 0.0], [0.45, 0.0, 0.0]]))
+    [close] = caught
+    assert close.filename.endswith(os.path.join("physnetjax", "validation.py")) and close.category is CloseContactWarning

@@ -138,8 +138,7 @@ def test_md_messages_name_the_loop_settings_and_a_close_contact_is_said_once(mon
     unphysical-frame message; the MD warning stays where the loop's filter (min_distance < 0.5 Å) would not say it."""
     import warnings
 
-    from physnetjax.errors import displayed
-    from physnetjax.md.close_contacts import CloseContactWarning
+    from physnetjax.errors import CloseContactWarning, displayed
     from physnetjax.md.driver import MDInstabilityError
 
     seen = {}

@@ -13,9 +13,8 @@ from conftest import perturbed_params
 
 from physnetjax import PhysNet, init_params, predict
 from physnetjax.checkpoint.format import save_checkpoint
-from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
+from physnetjax.errors import CloseContactWarning, PhysNetInputError, PhysNetInputWarning
 from physnetjax.md.__main__ import main
-from physnetjax.md.close_contacts import CloseContactWarning
 from physnetjax.md.io import momenta_to_ase
 from physnetjax.md.driver import (EnergyConservationError, MDInstabilityError, MDReport, drift_and_fluctuation,
                                   simulate)

@@ -46,7 +46,6 @@ import re
 import shutil
 import tempfile
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +58,7 @@ from orbax.checkpoint import metadata as ocp_metadata
 
 from physnetjax.checkpoint.errors import CheckpointError, CheckpointNotFoundError, CheckpointOverwriteError
 from physnetjax.checkpoint.settled_reads import raise_failed_read, settled_registry
-from physnetjax.errors import OutputPathError, PhysNetInputWarning
+from physnetjax.errors import OutputPathError, PhysNetInputWarning, warn_caller
 
 FORMAT_VERSION = 2
 """Newest on-disk layout this library reads and writes (2 for ensembles, 1 for single models)."""
@@ -321,9 +320,9 @@ def _verify_config(root: Path, config: dict) -> None:
     """
     expected = config.get(CONFIG_CHECKSUM_KEY)
     if expected is None:
-        warnings.warn(f"checkpoint {root}: {CONFIG_FILE} has no {CONFIG_CHECKSUM_KEY} (written before checkpoints "
-                      "recorded one, or the entry was removed), so an edit of its settings cannot be detected; save "
-                      "it again with save_checkpoint to protect it", PhysNetInputWarning, stacklevel=4)
+        warn_caller(f"checkpoint {root}: {CONFIG_FILE} has no {CONFIG_CHECKSUM_KEY} (written before checkpoints "
+                    "recorded one, or the entry was removed), so an edit of its settings cannot be detected; save "
+                    "it again with save_checkpoint to protect it", PhysNetInputWarning)
         return
     if config_checksum(config) != expected:
         raise CheckpointError(

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ import numpy as np
 from physnetjax.checkpoint.errors import CheckpointError, CheckpointNotFoundError
 from physnetjax.checkpoint.format import (absolute_path, expected_param_shapes, is_checkpoint, param_mismatches,
                                          read_tree)
+from physnetjax.errors import warn_caller
 from physnetjax.physics.zbl import ZBL_A_COEFFICIENT, ZBL_A_EXPONENT, ZBL_COEFFICIENTS, ZBL_EXPONENTS
 
 logger = logging.getLogger(__name__)
@@ -458,5 +458,5 @@ def load_legacy(path, *, weights: str = "ema", allow_pickle: bool = False):
         f"{migration.weights}. The pair terms (ZBL, electrostatics) and the charge correction changed "
         "by design: run `python -m physnetjax.migrate OLD NEW` to see by how much and to save it."
     )
-    warnings.warn(message, UserWarning, stacklevel=4)
+    warn_caller(message, UserWarning)
     return migration.model, migration.params, migration.metadata

@@ -13,7 +13,6 @@ frame(s); duplicated frames only warn.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from physnetjax.data.frame_digests import dataset_digests
 from physnetjax.data.remedies import label_remedies
-from physnetjax.errors import InputNotFoundError, LengthUnitWarning
+from physnetjax.errors import InputNotFoundError, LengthUnitWarning, warn_caller
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import dipole_factor, energy_factor, force_factor
 from physnetjax.validation import (
@@ -211,10 +210,9 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
 
     unread = [key for key in raw if key not in ("R", "Z", "N", *LABELS) and label_like(key)]
     if unread:
-        warnings.warn(f"{path}: label-like keys not read: {', '.join(map(repr, unread))}; the labels read are the "
-                      "PhysNet keys E (energy), F (forces, -dE/dR), D (dipole), Q (total charge): rename the "
-                      f"labels meant to these ({label_remedies().gradients_as_forces})", PhysNetInputWarning,
-                      stacklevel=3)
+        warn_caller(f"{path}: label-like keys not read: {', '.join(map(repr, unread))}; the labels read are the "
+                    "PhysNet keys E (energy), F (forces, -dE/dR), D (dipole), Q (total charge): rename the "
+                    f"labels meant to these ({label_remedies().gradients_as_forces})", PhysNetInputWarning)
     R = _real_numbers(path, "R", raw["R"]).astype(np.float64)
     if R.ndim != 3 or R.shape[2] != 3:
         raise DataError(f"{path}: key 'R' must have shape (frames, atoms, 3), received {R.shape}")
@@ -248,9 +246,9 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
         largest = float(np.abs(np.asarray(raw["E"])).max())
         step = float(np.spacing(np.float32(largest))) * e_fac
         if step > FLOAT32_ENERGY_RESOLUTION:
-            warnings.warn(f"{path}: key 'E' is float32: at |E| up to {largest:.6g} (file units) its values lie "
-                          f"{step:.2g} eV apart, so each energy was rounded by up to {step / 2:.2g} eV when the file "
-                          "was written; store energies as float64", PhysNetInputWarning, stacklevel=3)
+            warn_caller(f"{path}: key 'E' is float32: at |E| up to {largest:.6g} (file units) its values lie "
+                        f"{step:.2g} eV apart, so each energy was rounded by up to {step / 2:.2g} eV when the file "
+                        "was written; store energies as float64", PhysNetInputWarning)
     if "N" in raw:
         N = _real_numbers(path, "N", raw["N"], kind="atom counts")
         if N.shape == (M, 1):
@@ -373,12 +371,12 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
                            "to 'energy' and 'forces' (a virial W is not read: give the stress σ = -W / V)"
                            if unread else ""))
     if unread:
-        warnings.warn(f"{path}: label-like keys not read: {unread_note}; the labels read are the calculator "
-                      "results 'energy', 'forces', 'dipole' (an extxyz energy= entry, forces column) and the total "
-                      "charge info['charge'] (else the sum of 'initial_charges', else of the atomic 'charges'), and "
-                      "the result 'stress' (an extxyz stress= entry, eV/Å³; a virial W is not read: give the stress "
-                      "σ = -W / V); store the labels meant under these names",
-                      PhysNetInputWarning, stacklevel=2)
+        warn_caller(f"{path}: label-like keys not read: {unread_note}; the labels read are the calculator "
+                    "results 'energy', 'forces', 'dipole' (an extxyz energy= entry, forces column) and the total "
+                    "charge info['charge'] (else the sum of 'initial_charges', else of the atomic 'charges'), and "
+                    "the result 'stress' (an extxyz stress= entry, eV/Å³; a virial W is not read: give the stress "
+                    "σ = -W / V); store the labels meant under these names",
+                    PhysNetInputWarning)
     sources = np.array([f"{path}[{k}]" for k in range(M)])
     data = Dataset(Z=Z, R=R, N=N, E=E, F=F, D=D, Q=Q, S=S, sources=sources, cell=cell,
                    unused_cell=unused_cell(written_pbc, written_cell), **{f"has_{k}": v for k, v in has.items()})
@@ -544,14 +542,14 @@ def warn_unused_cells(data: Dataset, reach: float, reach_text: str) -> None:
     near = np.isfinite(nearest)
     if near.any():
         k = int(np.argmax(near))
-        warnings.warn(
+        warn_caller(
             f"{int(near.sum())} frame(s) carry a cell but pbc F F F, and their atoms would lie within {reach_text} of "
             f"their own periodic images were the cell periodic (frames {_first_frames(near)}; e.g. {data.sources[k]}, "
             f"cell {data.unused_cell[k].tolist()} Å: closest image at {nearest[k]:.3g} Å): they are read as isolated "
             "clusters. If their labels come from a periodic calculation (a crystal, a liquid), these frames are not "
             "isolated and the model would fit image interactions it cannot see: set pbc True in the file (extxyz "
             "pbc=\"T T T\", .npz key pbc) to train and evaluate them as periodic cells",
-            PhysNetInputWarning, stacklevel=3)
+            PhysNetInputWarning)
 
 
 def check_images_beyond_reach(sources: Sequence[str], cells: Sequence[np.ndarray],
@@ -687,10 +685,10 @@ def load_dataset(paths, *, energy_unit: str = "eV", force_unit: Optional[str] = 
             raise DataFileNotFoundError(f"{p}: no such file", p)
         first, index = seen.setdefault(Path(p).resolve(), (p, k))
         if index != k:
-            warnings.warn(f"{p} is given twice (also as {first}): each of its frames is read twice, so it counts "
-                          "double (in averages, fits and calibrations; in training it may also land in both the "
-                          "training and the test split); give each file once",
-                          PhysNetInputWarning, stacklevel=2)
+            warn_caller(f"{p} is given twice (also as {first}): each of its frames is read twice, so it counts "
+                        "double (in averages, fits and calibrations; in training it may also land in both the "
+                        "training and the test split); give each file once",
+                        PhysNetInputWarning)
         loader = load_npz if str(p).lower().endswith(".npz") else load_ase
         parts.append(loader(p, energy_unit=energy_unit, force_unit=force_unit, dipole_unit=dipole_unit))
     data = parts[0] if len(parts) == 1 else concatenate(parts)
@@ -712,18 +710,18 @@ def warn_unknown_charges(data: Dataset, where) -> None:
     unknown = ~data.has_Q
     charged = data.has_Q & (data.Q != 0)
     if unknown.any() and charged.any():
-        warnings.warn(f"{where}: {int(unknown.sum())} frame(s) carry no total charge (key 'Q', info['charge']) and are "
-                      f"taken as neutral (frames {_first_frames(unknown)}, e.g. {data.sources[unknown][0]}), while "
-                      f"{int(charged.sum())} carry a non-zero one (e.g. {data.Q[charged][0]:g} e in "
-                      f"{data.sources[charged][0]}); give every frame its charge", PhysNetInputWarning, stacklevel=3)
+        warn_caller(f"{where}: {int(unknown.sum())} frame(s) carry no total charge (key 'Q', info['charge']) and are "
+                    f"taken as neutral (frames {_first_frames(unknown)}, e.g. {data.sources[unknown][0]}), while "
+                    f"{int(charged.sum())} carry a non-zero one (e.g. {data.Q[charged][0]:g} e in "
+                    f"{data.sources[charged][0]}); give every frame its charge", PhysNetInputWarning)
     fractional = data.has_Q & (np.abs(data.Q - np.round(data.Q)) > FRACTIONAL_CHARGE)
     if fractional.any():
         k = int(np.nonzero(fractional)[0][0])
-        warnings.warn(f"{where}: total charges that are not whole numbers of e in {int(fractional.sum())} frame(s) "
-                      f"(frames {_first_frames(fractional)}, e.g. {data.Q[k]:.6g} e in {data.sources[k]}): a "
-                      "molecule's total charge is an integer, and the model takes it as an input; are these summed "
-                      "partial (force-field, Mulliken) charges? Give each frame its total charge (key 'Q', "
-                      "info['charge'])", PhysNetInputWarning, stacklevel=3)
+        warn_caller(f"{where}: total charges that are not whole numbers of e in {int(fractional.sum())} frame(s) "
+                    f"(frames {_first_frames(fractional)}, e.g. {data.Q[k]:.6g} e in {data.sources[k]}): a "
+                    "molecule's total charge is an integer, and the model takes it as an input; are these summed "
+                    "partial (force-field, Mulliken) charges? Give each frame its total charge (key 'Q', "
+                    "info['charge'])", PhysNetInputWarning)
 
 
 FRACTIONAL_CHARGE = 1e-3
@@ -867,7 +865,7 @@ def check_contacts(data: Dataset, where) -> None:
                 units = length_unit_finding(data)
                 raise DataError(message + (f"; {units}" if units is not None else
                                            " (overlapping atoms: remove these frames)"))
-            warnings.warn(message + " (shorter than any bond)", PhysNetInputWarning, stacklevel=3)
+            warn_caller(message + " (shorter than any bond)", PhysNetInputWarning)
 
 
 BOND_RATIO_FRAMES = 200
@@ -881,7 +879,7 @@ def warn_length_unit(data: Dataset, where) -> None:
     """Warn (:class:`~physnetjax.errors.LengthUnitWarning`) with :func:`length_unit_finding`'s message, if any."""
     finding = length_unit_finding(data)
     if finding is not None:
-        warnings.warn(f"{where}: key 'R': {finding}", LengthUnitWarning, stacklevel=3)
+        warn_caller(f"{where}: key 'R': {finding}", LengthUnitWarning)
 
 
 def length_unit_finding(data: Dataset) -> Optional[str]:
@@ -931,11 +929,11 @@ def warn_padding_forces(data: Dataset, where) -> None:
     bad = data.has_F & (size > 0)
     if bad.any():
         k = int(np.argmax(np.where(bad, size, 0.0)))
-        warnings.warn(
+        warn_caller(
             f"{where}: key 'F' is non-zero on padding atoms (Z = 0, beyond N) in {int(bad.sum())} frame(s) "
             f"(frames {_first_frames(bad)}; up to {size[k]:.3g} eV/Å in {data.sources[k]}, N = {int(data.N[k])}); "
             "the padding is not trained on, but the force rows may not line up with Z and R: check that F is "
-            "padded like Z (real atoms first)", PhysNetInputWarning, stacklevel=3)
+            "padded like Z (real atoms first)", PhysNetInputWarning)
 
 
 def warn_net_force(data: Dataset, where) -> None:
@@ -951,11 +949,10 @@ def warn_net_force(data: Dataset, where) -> None:
     bad = data.has_F & (net > NET_FORCE_TOLERANCE)
     if bad.any():
         k = int(np.argmax(np.where(bad, net, 0.0)))
-        warnings.warn(
+        warn_caller(
             f"{where}: key 'F': the forces of {int(bad.sum())} frame(s) do not sum to zero "
             f"(frames {_first_frames(bad)}; largest |ΣF| = {net[k]:.3g} eV/Å in {data.sources[k]}); "
             "forces of an isolated molecule must sum to zero — were they read with a constraint applied?",
-            stacklevel=2,
         )
 
 
@@ -973,4 +970,4 @@ def warn_duplicates(data: Dataset, where) -> None:
         pairs = ", ".join(f"{data.sources[k]} = {data.sources[first[inverse[k]]]}" for k in dup[:5])
         more = f" (and {len(dup) - 5} more)" if len(dup) > 5 else ""
         message = f"{where}: keys 'Z','R': {len(dup)} duplicated frame(s): {pairs}{more}"
-        warnings.warn(message, stacklevel=2)
+        warn_caller(message)

@@ -69,13 +69,13 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from typing import Iterable, Iterator, NamedTuple, Optional
 
 import numpy as np
 
 from physnetjax.data.dipole_charges import implausible_charges
 from physnetjax.data.remedies import label_remedies, one_file_of_several, remedies_in_effect
+from physnetjax.errors import warn_caller
 from physnetjax.units import DIPOLE_UNITS, ENERGY_UNITS, LENGTH_UNITS, distinct_units, energy_factor, force_factor
 from physnetjax.validation import PhysNetInputWarning
 
@@ -490,7 +490,7 @@ def check_label_sanity(data, where: str = "data", skip: Iterable[str] = ()) -> l
     skipped = {word for quantities in skip for word in quantities.split()}
     messages = [message for quantities, message in findings if not set(quantities.split()) & skipped]
     for message in messages:
-        warnings.warn(message, PhysNetInputWarning, stacklevel=2)
+        warn_caller(message, PhysNetInputWarning)
     return messages
 
 

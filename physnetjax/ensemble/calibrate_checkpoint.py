@@ -17,7 +17,6 @@ spread ranks the errors.
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -32,7 +31,7 @@ from physnetjax.data.sanity import check_label_sanity
 from physnetjax.ensemble.calibration import (fit_calibration_scale, gaussian_nll, spearman_rank_correlation,
                                              warn_few_frames)
 from physnetjax.ensemble.model import is_ensemble
-from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, warn_caller
 from physnetjax.eval.evaluate import label_scale_findings
 from physnetjax.eval.predictions import predict_dataset
 from physnetjax.training_record import TrainingRecord
@@ -106,18 +105,17 @@ def warn_training_data(dataset, data: Sequence, metadata: dict) -> None:
     if known is not None:
         share = known.share_of(dataset_digests(dataset))
         if share.any:
-            warnings.warn(f"{share.describe()} of --data are frames members of this ensemble were trained on (same "
-                          "atoms and positions): their small errors make the scale too small; calibrate on frames "
-                          "held out of every member's training", PhysNetInputWarning, stacklevel=3)
+            warn_caller(f"{share.describe()} of --data are frames members of this ensemble were trained on (same "
+                        "atoms and positions): their small errors make the scale too small; calibrate on frames "
+                        "held out of every member's training", PhysNetInputWarning)
     files = {sha: path for meta in sources if FrameRecord.from_metadata(meta) is None
              for path, sha in (meta.get("data_sha256") or {}).items()}
     for path in data if files else ():
         trained = files.get(file_sha256(path))
         if trained is not None:
-            warnings.warn(f"--data {path} has the content of the training data {trained} of this ensemble (SHA-256 "
-                          "equal): it holds frames the members were trained on, whose small errors make the scale "
-                          "too small; calibrate on frames held out of every member's training", PhysNetInputWarning,
-                          stacklevel=3)
+            warn_caller(f"--data {path} has the content of the training data {trained} of this ensemble (SHA-256 "
+                        "equal): it holds frames the members were trained on, whose small errors make the scale "
+                        "too small; calibrate on frames held out of every member's training", PhysNetInputWarning)
 
 
 def check_calibration_labels(dataset, predictions, where: str) -> None:
@@ -140,7 +138,7 @@ def check_calibration_labels(dataset, predictions, where: str) -> None:
     if wrong:
         raise PhysNetInputError(f"{wrong[0]}; the calibration scale would be fitted to those errors: nothing written")
     for message in findings.values():
-        warnings.warn(message, PhysNetInputWarning, stacklevel=3)
+        warn_caller(message, PhysNetInputWarning)
 
 
 def _rank_correlation(spreads, errors, what: str):

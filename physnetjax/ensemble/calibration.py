@@ -23,11 +23,10 @@ spread orders the errors (1: the most uncertain frames are the worst ones).
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 
-from physnetjax.errors import PhysNetInputWarning
+from physnetjax.errors import PhysNetInputWarning, warn_caller
 
 
 MIN_CALIBRATION_FRAMES = 20
@@ -38,9 +37,9 @@ MIN_CALIBRATION_FRAMES = 20
 def warn_few_frames(frames: int, where: str) -> None:
     """Warn (:class:`~physnetjax.errors.PhysNetInputWarning`) when ``frames`` < :data:`MIN_CALIBRATION_FRAMES`."""
     if frames < MIN_CALIBRATION_FRAMES:
-        warnings.warn(f"{where}: the calibration scale is fitted on only {frames} frame(s) (< "
-                      f"{MIN_CALIBRATION_FRAMES}): it can be off by orders of magnitude; fit it on more held-out "
-                      "frames (python -m physnetjax.ensemble calibrate)", PhysNetInputWarning, stacklevel=3)
+        warn_caller(f"{where}: the calibration scale is fitted on only {frames} frame(s) (< "
+                    f"{MIN_CALIBRATION_FRAMES}): it can be off by orders of magnitude; fit it on more held-out "
+                    "frames (python -m physnetjax.ensemble calibrate)", PhysNetInputWarning)
 
 
 def _errors_and_spreads(errors, spreads) -> tuple[np.ndarray, np.ndarray]:

@@ -37,7 +37,6 @@ trained without energies).
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -48,7 +47,7 @@ import numpy as np
 from physnetjax.checkpoint import load_checkpoint, save_checkpoint
 from physnetjax.distance_domain import TRAINED_DISTANCES_KEY, DistanceDomain
 from physnetjax.ensemble.model import PhysNetEnsemble, is_ensemble, member_params, stack_members
-from physnetjax.errors import PhysNetInputWarning
+from physnetjax.errors import PhysNetInputWarning, warn_caller
 from physnetjax.training_record import TrainingRecord
 from physnetjax.validation import (ELEMENT_ENERGIES_FIT_KEY, TRAINED_CHARGE_STATES_KEY, TRAINED_CHARGES_KEY,
                                    TRAINED_ELEMENTS_KEY, distinct_charges, untrained_charges)
@@ -182,10 +181,10 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
         origins += [f"{path}" if count == 1 else f"{path} member {k}" for k in range(count)]
         sources.append({"path": str(path.resolve()), "members": count, "metadata": metadata})
         if is_ensemble(model) and model.calibration_scale != calibration_scale:
-            warnings.warn(f"{path} was calibrated (scale {model.calibration_scale:.4g}); the combined ensemble has "
-                          f"other members, whose spread that scale does not describe: it is written with scale "
-                          f"{calibration_scale:g}. Calibrate it on held-out frames: python -m physnetjax.ensemble "
-                          "calibrate", PhysNetInputWarning, stacklevel=2)
+            warn_caller(f"{path} was calibrated (scale {model.calibration_scale:.4g}); the combined ensemble has "
+                        f"other members, whose spread that scale does not describe: it is written with scale "
+                        f"{calibration_scale:g}. Calibrate it on held-out frames: python -m physnetjax.ensemble "
+                        "calibrate", PhysNetInputWarning)
         records.append(TrainingRecord.from_metadata(metadata))
     if len(members) < 2:
         raise ValueError(f"an ensemble needs at least 2 members; {paths[0]} holds only one")

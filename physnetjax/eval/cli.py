@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -33,7 +32,7 @@ from physnetjax.cli_errors import cli_main, configure_logging
 from physnetjax.cli_help import HelpFormatter
 from physnetjax.data.frame_digests import (TRAINING_FRAMES_KEY, VALIDATION_FRAMES_KEY, RecordedShare, dataset_digests,
                                           recorded_frames)
-from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning
+from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning, warn_caller
 from physnetjax.train.cli import HELP
 from physnetjax.training_record import TrainingRecord
 from physnetjax.validation import check_distinct_files, check_output_directory, check_output_path
@@ -133,9 +132,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
                            dipole_unit=args.dipole_unit, force_sign=args.force_sign)
     record = TrainingRecord.from_metadata(metadata)
     if metadata.get("element_energies_fit", "unknown") is None and dataset.has_E.any():
-        warnings.warn(f"{checkpoint} was trained without energy labels: its energies carry an arbitrary offset, so "
-                      "the energy errors below measure that offset, not the model; judge it by its forces",
-                      PhysNetInputWarning, stacklevel=2)
+        warn_caller(f"{checkpoint} was trained without energy labels: its energies carry an arbitrary offset, so "
+                    "the energy errors below measure that offset, not the model; judge it by its forces",
+                    PhysNetInputWarning)
     record.check_dataset(dataset.Z, dataset.N, dataset.Q, positions=dataset.R, cells=dataset.cell, where="--data",
                          mask=dataset.has_E,
                          consequence="their energy errors below include it, and it is not the model's error")
@@ -152,7 +151,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     scale_findings = label_scale_findings(dataset, predictions, where=", ".join(args.data))
     check_label_sanity(dataset, ", ".join(args.data), skip=scale_findings)
     for message in scale_findings.values():
-        warnings.warn(message, PhysNetInputWarning, stacklevel=2)
+        warn_caller(message, PhysNetInputWarning)
     print(f"checkpoint: {checkpoint}\ndata: {dataset.summary()}")
     if not model.charges and (dataset.has_D.any() or dataset.has_Q.any()):
         print("the model predicts no charges: dipoles and total charges are not compared")
@@ -189,13 +188,13 @@ def recorded_frames_in(dataset, metadata: dict, checkpoint) -> dict[str, Optiona
     held_out = "evaluate on frames held out of training (a training run's test split is in its split.npz)"
     trained, validated = shares[TRAINING_FRAMES_KEY], shares[VALIDATION_FRAMES_KEY]
     if trained is not None and trained.any:
-        warnings.warn(f"{trained.describe()} of --data are frames {checkpoint} was trained on (same atoms and "
-                      f"positions): their errors are training errors, so the errors below are optimistic; {held_out}",
-                      PhysNetInputWarning, stacklevel=2)
+        warn_caller(f"{trained.describe()} of --data are frames {checkpoint} was trained on (same atoms and "
+                    f"positions): their errors are training errors, so the errors below are optimistic; {held_out}",
+                    PhysNetInputWarning)
     if validated is not None and validated.any:
-        warnings.warn(f"{validated.describe()} of --data are the validation frames of {checkpoint} (same atoms and "
-                      "positions), which chose its best epoch: the errors below are somewhat optimistic on them; "
-                      f"{held_out}", PhysNetInputWarning, stacklevel=2)
+        warn_caller(f"{validated.describe()} of --data are the validation frames of {checkpoint} (same atoms and "
+                    "positions), which chose its best epoch: the errors below are somewhat optimistic on them; "
+                    f"{held_out}", PhysNetInputWarning)
     return shares
 
 

@@ -18,7 +18,6 @@ worst frames are those with the largest force MAE and the largest |ΔE|.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Optional
 
 import numpy as np
@@ -26,7 +25,7 @@ from ase.data import chemical_symbols
 
 from physnetjax.data import Dataset
 from physnetjax.data.sanity import SLIP_TOLERANCE, listed_ratios, nearest_slip, read_ratios
-from physnetjax.errors import PhysNetInputWarning
+from physnetjax.errors import PhysNetInputWarning, warn_caller
 from physnetjax.eval.predictions import Predictions
 from physnetjax.train.loss import TERMS, metrics_from_totals
 
@@ -341,5 +340,5 @@ def check_label_scale(dataset: Dataset, predictions: Predictions, where: str = "
     """
     messages = list(label_scale_findings(dataset, predictions, where).values())
     for message in messages:
-        warnings.warn(message, PhysNetInputWarning, stacklevel=2)
+        warn_caller(message, PhysNetInputWarning)
     return messages

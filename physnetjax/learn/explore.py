@@ -12,7 +12,7 @@ collapsed molecule does not come back, and its frames (labels tens of eV above t
 thermal ones, or no SCF at all) would spoil the fit; the frames cut are counted
 (``unphysical_frames``, with ``first_unphysical``: where and why) and logged; with
 ``min_distance`` ≥ 0.5 Å that log names every close contact, and the MD's own
-:class:`~physnetjax.md.close_contacts.CloseContactWarning` is left out. So is the MD's
+:class:`~physnetjax.errors.CloseContactWarning` is left out. So is the MD's
 :class:`~physnetjax.distance_domain.TrainingDistancesWarning`: exploration leaves the training data on purpose,
 and its frames' ``distance_excursion`` stays in the log.
 Frames with a non-finite spread are not candidates; they are counted
@@ -35,9 +35,8 @@ from physnetjax.checkpoint import load_checkpoint
 from physnetjax.data import Dataset
 from physnetjax.distance_domain import TrainingDistancesWarning
 from physnetjax.jsonlines import read_log
-from physnetjax.errors import displayed
+from physnetjax.errors import CloseContactWarning, displayed
 from physnetjax.learn.physical import bonds, unphysical_reason
-from physnetjax.md.close_contacts import CloseContactWarning
 from physnetjax.md.driver import MDInstabilityError, simulate
 from physnetjax.training_record import TrainingRecord
 from physnetjax.validation import MIN_DISTANCE_ERROR, MIN_DISTANCE_WARNING

@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-import warnings
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
@@ -43,7 +42,7 @@ from physnetjax.data.split import load_split, save_split
 from physnetjax.data.frame_digests import FrameRecord, dataset_digests
 from physnetjax.data.generate import unpaired_electrons
 from physnetjax.data.remedies import CONVERTED_FILE, remedies_in_effect
-from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, displayed
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, displayed, warn_caller
 from physnetjax.learn.config import RESUME_CHANGES, LearnConfig
 from physnetjax.learn.evaluate import test_errors
 from physnetjax.learn.explore import explore
@@ -304,10 +303,10 @@ def _warn_if_members_agree(spreads, config: LearnConfig, round_index: int) -> No
     and the selection falls back to diversity alone."""
     if config.selection != "uncertain-diverse" or not len(spreads) or float(np.max(spreads)) != 0.0:
         return
-    warnings.warn(f"round {round_index}: the ensemble's members agree exactly on all {len(spreads)} MD frames (force "
-                  "spread 0 eV/Å): the previous round's members are identical or untrained (see its "
-                  "train/metrics.csv), so frames are chosen by diversity alone; train longer (--epochs, --max-time)",
-                  PhysNetInputWarning, stacklevel=3)
+    warn_caller(f"round {round_index}: the ensemble's members agree exactly on all {len(spreads)} MD frames (force "
+                "spread 0 eV/Å): the previous round's members are identical or untrained (see its "
+                "train/metrics.csv), so frames are chosen by diversity alone; train longer (--epochs, --max-time)",
+                PhysNetInputWarning)
 
 
 def select_and_label(candidates, config: LearnConfig, label: Labeller, round_index: int = 0

@@ -8,7 +8,7 @@ periodic images into a 4 Å cell does). Below
 :data:`~physnetjax.validation.MIN_DISTANCE_ERROR` (0.1 Å) the atoms overlap and the
 frame has no physical meaning. The MD driver (:mod:`physnetjax.md.driver`) checks
 every saved frame with :func:`closest_contact`: it warns at the first close contact
-(:class:`CloseContactWarning`),
+(:class:`~physnetjax.errors.CloseContactWarning`),
 stops at an overlap like at a blow-up, names the closest approach in the report, and
 says in an energy-drift message that a smaller timestep will not help.
 """
@@ -20,17 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from physnetjax.errors import PhysNetInputWarning
 from physnetjax.validation import MIN_DISTANCE_ERROR, MIN_DISTANCE_WARNING, close_contacts
-
-
-class CloseContactWarning(PhysNetInputWarning):
-    """An MD run reached a close contact (below 0.5 Å): the model extrapolates from there on.
-
-    Its own class so that a caller that reports those frames itself (the active-learning
-    loop cuts a run's candidates at its first such frame and says so) can leave it out by
-    category, not by the words of the message.
-    """
 
 
 @dataclasses.dataclass(frozen=True)

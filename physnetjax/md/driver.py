@@ -17,7 +17,7 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
    NPT run whose conserved quantity moves that far (the default tolerance) warns at its end
    (:func:`conserved_drift_warning`) and does not stop. Atoms
    closer than 0.1 Å in a saved frame stop the run the same way; the first frame with atoms closer
-   than 0.5 Å warns (:class:`~physnetjax.md.close_contacts.CloseContactWarning`), and the report and any
+   than 0.5 Å warns (:class:`~physnetjax.errors.CloseContactWarning`), and the report and any
    later stop message name the closest approach.
 3. With an ensemble model (:class:`~physnetjax.ensemble.PhysNetEnsemble`) every
    saved frame records ``max_forces_std_eV_per_A``, the largest per-atom force
@@ -106,8 +106,8 @@ from physnetjax.calculator import check_dtype, cast_params
 from physnetjax.distance_domain import DOMAIN_MARGIN, TrainingDistancesWarning
 from physnetjax.ensemble.model import is_ensemble
 from physnetjax.jsonlines import append_record, read_log, start_log
-from physnetjax.errors import (InputNotFoundError, PhysNetInputError, PhysNetInputWarning, RunStoppedError, displayed,
-                               displayed_setting, namer)
+from physnetjax.errors import (CloseContactWarning, InputNotFoundError, PhysNetInputError, PhysNetInputWarning,
+                               RunStoppedError, displayed, displayed_setting, namer, warn_caller)
 from physnetjax.md.ensembles import (
     CENTRE_OF_MASS_AT_REST,
     CHAIN_MASSES_KEY,
@@ -125,7 +125,7 @@ from physnetjax.md.ensembles import (
     restore_ensemble_state,
     run_targets,
 )
-from physnetjax.md.close_contacts import CloseContact, CloseContactWarning, closer, closest_contact
+from physnetjax.md.close_contacts import CloseContact, closer, closest_contact
 from physnetjax.md.frame_of_reference import FrameOfReference
 from physnetjax.md.integrators import MDState, kinetic_energy, maxwell_boltzmann_momenta, run
 from physnetjax.md.io import (TRAJECTORY_FORMATS, TrajectoryWriter, frame_atoms, momenta_from_ase, replace_frames,
@@ -641,11 +641,11 @@ def simulate(
     check_params_fit(model, params)
     options = ensemble_options(temperature_K, ensemble_only)
     if ensemble == "nvt-nhc" and options.thermostat_time_fs < NHC_MIN_PERIOD_STEPS * timestep_fs:
-        warnings.warn(f"{displayed_setting('thermostat_time_fs', f'{options.thermostat_time_fs:g}', names)} fs is "
-                      f"{options.thermostat_time_fs / timestep_fs:.3g} timesteps: a Nosé-Hoover chain oscillates with "
-                      f"period π√2 τ, which the integration follows poorly below {NHC_MIN_PERIOD_STEPS} steps per τ "
-                      "(ethanol at 0.5 fs: tau = 1 fs drifted 9.5 meV/atom/ps, tau = 0.5 fs ended in NaN); 10-100 "
-                      "timesteps is typical", PhysNetInputWarning, stacklevel=2)
+        warn_caller(f"{displayed_setting('thermostat_time_fs', f'{options.thermostat_time_fs:g}', names)} fs is "
+                    f"{options.thermostat_time_fs / timestep_fs:.3g} timesteps: a Nosé-Hoover chain oscillates with "
+                    f"period π√2 τ, which the integration follows poorly below {NHC_MIN_PERIOD_STEPS} steps per τ "
+                    "(ethanol at 0.5 fs: tau = 1 fs drifted 9.5 meV/atom/ps, tau = 0.5 fs ended in NaN); 10-100 "
+                    "timesteps is typical", PhysNetInputWarning)
     energy_tolerance = ENERGY_TOLERANCE_MEV_PER_ATOM if energy_tolerance is None else energy_tolerance
     on_energy_drift = "stop" if on_energy_drift is None else on_energy_drift
     record_uncertainty = check_uncertainty_arguments(model, uncertainty_threshold, names)
@@ -738,8 +738,7 @@ def simulate(
         state = restore_ensemble_state(state, saved, ensemble)
         state, changed = continue_targets(state, saved, run_targets(ensemble, options, steps, 0, dof), dof)
         if changed:
-            warnings.warn(_target_jump_message(restart, start_step, changed, ensemble, names), PhysNetInputWarning,
-                          stacklevel=2)
+            warn_caller(_target_jump_message(restart, start_step, changed, ensemble, names), PhysNetInputWarning)
     if not np.isfinite(float(state.potential_energy)) or not np.all(np.isfinite(np.asarray(state.forces))):
         raise MDInstabilityError("the model gives NaN/Inf energy or forces at the start geometry")
     start_force = float(np.linalg.norm(np.asarray(state.forces), axis=-1).max())
@@ -747,10 +746,10 @@ def simulate(
         raise MDInstabilityError(f"start geometry has |F| = {start_force:.3g} eV/Å > "
                                  f"{displayed_setting('max_force', max_force, names)} eV/Å")
     if start_force == 0.0 and n > 1 and cell is None:
-        warnings.warn("every force on the start geometry is exactly zero: the model's energy does not depend on where "
-                      "the atoms are (an untrained model, whose output head starts at zero, or atoms all beyond its "
-                      "cutoff of each other); the atoms will fly apart in straight lines. Check the checkpoint "
-                      "(python -m physnetjax.check)", PhysNetInputWarning, stacklevel=2)
+        warn_caller("every force on the start geometry is exactly zero: the model's energy does not depend on where "
+                    "the atoms are (an untrained model, whose output head starts at zero, or atoms all beyond its "
+                    "cutoff of each other); the atoms will fly apart in straight lines. Check the checkpoint "
+                    "(python -m physnetjax.check)", PhysNetInputWarning)
     spreads: list[float] = []
     uncertain_frames = 0
     stop_reason = last_trusted = None
@@ -766,12 +765,12 @@ def simulate(
                 stop_reason = f"{reason}; no step was run and no frame is saved as trusted"
                 logger.info("MD stopped: %s", stop_reason)
             else:
-                warnings.warn(f"{reason}; every frame may be flagged", PhysNetInputWarning, stacklevel=2)
+                warn_caller(f"{reason}; every frame may be flagged", PhysNetInputWarning)
 
     if dropped:
         replace_frames(out, kept_frames)
-        warnings.warn(f"{out}: dropped {dropped} frame(s) written after the MD checkpoint (step {start_step}) "
-                      "before continuing", PhysNetInputWarning, stacklevel=2)
+        warn_caller(f"{out}: dropped {dropped} frame(s) written after the MD checkpoint (step {start_step}) "
+                    "before continuing", PhysNetInputWarning)
     writer = TrajectoryWriter(out, append=restart is not None) if out is not None else None
     if log is not None:
         start_log(log, kept_records)
@@ -851,17 +850,17 @@ def simulate(
                 if not warned_drift:
                     reason = _drift_reason(deviation, drifting, energy_tolerance, seen[int(np.argmax(drifting))],
                                            names)
-                    warnings.warn(f"NVE energy not conserved: {reason}", RuntimeWarning, stacklevel=2)
+                    warn_caller(f"NVE energy not conserved: {reason}", RuntimeWarning)
                     warned_drift = True
             else:
                 good &= ~drifting
             num_good = num_frames if good.all() else int(np.argmin(good))
             if num_good and closest is None and seen[num_good - 1] is not None:
                 first = next(contact for contact in contacts if contact is not None)
-                warnings.warn(f"MD left the region the model knows: {first.describe()}; the model extrapolates there "
-                              "and the frames from here on may not be physical (a cell too dense for the model, too "
-                              "high a temperature, or a model trained without such contacts)",
-                              CloseContactWarning, stacklevel=2)
+                warn_caller(f"MD left the region the model knows: {first.describe()}; the model extrapolates there "
+                            "and the frames from here on may not be physical (a cell too dense for the model, too "
+                            "high a temperature, or a model trained without such contacts)",
+                            CloseContactWarning)
             closest = seen[num_good - 1] if num_good else closest
             past = np.zeros(num_frames, bool)
             if uncertainty_threshold is not None:
@@ -880,11 +879,10 @@ def simulate(
                     if first_outside_step is None:
                         first_outside_step = int(frame_steps[np.argmax(outside)])
                     if not warned_domain:
-                        warnings.warn(f"MD left its training data's interatomic distances at step {first_outside_step}:"
-                                      f" {text}: the model extrapolates there (distances more than "
-                                      f"{DOMAIN_MARGIN:.0%} outside those of its training frames; the log's "
-                                      "distance_excursion follows it frame by frame)", TrainingDistancesWarning,
-                                      stacklevel=2)
+                        warn_caller(f"MD left its training data's interatomic distances at step {first_outside_step}:"
+                                    f" {text}: the model extrapolates there (distances more than "
+                                    f"{DOMAIN_MARGIN:.0%} outside those of its training frames; the log's "
+                                    "distance_excursion follows it frame by frame)", TrainingDistancesWarning)
                         warned_domain = True
                 frames_outside += int(outside.sum())
                 largest_excursion = max(largest_excursion, float(excursions.max()))
@@ -974,8 +972,8 @@ def simulate(
         stop_reason += _no_frame_note(out, restart)
     drift, fluctuation = drift_and_fluctuation(times, conserved, n)
     if first_deviating_step is not None:
-        warnings.warn(conserved_drift_warning(ensemble, largest_deviation, first_deviating_step, drift, timestep_fs,
-                                              closest, names), RuntimeWarning, stacklevel=2)
+        warn_caller(conserved_drift_warning(ensemble, largest_deviation, first_deviating_step, drift, timestep_fs,
+                                              closest, names), RuntimeWarning)
     return MDReport(
         steps=done, time_ps=done * timestep_fs * 1e-3, num_atoms=n,
         drift_meV_per_atom_per_ps=drift, fluctuation_meV_per_atom=fluctuation,
@@ -1117,11 +1115,10 @@ def without_total_momentum(momenta, masses, where: str = "the start geometry's m
     removed_eV = float(total @ total) / (2.0 * mass) * AMU_A2_PER_FS2_IN_EV
     held_K = 2.0 * removed_eV / (dof * BOLTZMANN)
     if held_K > COM_TEMPERATURE_NOTICE_K:
-        warnings.warn(f"{where} have a total momentum of {np.round(total, 6).tolist()} amu·Å/fs (the centre of mass "
-                      f"drifting at {np.linalg.norm(total) / mass:.3g} Å/fs, {held_K:.3g} K of the kinetic "
-                      f"temperature over {dof} degrees of freedom): removed, which lowers the kinetic energy by "
-                      f"{removed_eV:.3g} eV; the MD keeps the centre of mass at rest", PhysNetInputWarning,
-                      stacklevel=3)
+        warn_caller(f"{where} have a total momentum of {np.round(total, 6).tolist()} amu·Å/fs (the centre of mass "
+                    f"drifting at {np.linalg.norm(total) / mass:.3g} Å/fs, {held_K:.3g} K of the kinetic "
+                    f"temperature over {dof} degrees of freedom): removed, which lowers the kinetic energy by "
+                    f"{removed_eV:.3g} eV; the MD keeps the centre of mass at rest", PhysNetInputWarning)
     return momenta - masses[:, None] * total / mass
 
 
@@ -1326,10 +1323,10 @@ def check_restart_records(path, saved: dict, ensemble: str, fingerprint: str, ti
                                 "fingerprint differs from this model's): continue it with the model it was run with")
     if "ensemble" in saved and str(saved["ensemble"]) != ensemble:
         recorded = str(saved["ensemble"])
-        warnings.warn(f"restart file {path} was a {recorded} run and continues as ensemble {ensemble}: positions, "
-                      f"momenta and cell carry over; the thermostat state starts afresh and the conserved quantity "
-                      f"is {ensemble}'s from the restart on (the heat of the {recorded} run is not carried into it)",
-                      PhysNetInputWarning, stacklevel=3)
+        warn_caller(f"restart file {path} was a {recorded} run and continues as ensemble {ensemble}: positions, "
+                    f"momenta and cell carry over; the thermostat state starts afresh and the conserved quantity "
+                    f"is {ensemble}'s from the restart on (the heat of the {recorded} run is not carried into it)",
+                    PhysNetInputWarning)
 
 
 def _log_records_until(log: Path, step: int) -> list[dict]:

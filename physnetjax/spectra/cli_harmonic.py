@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from physnetjax.cli_errors import configure_logging
+from physnetjax.errors import warn_caller
 
 OPTIMIZER_OPTIONS = {"fmax": "--fmax", "max_steps": "--max-steps", "max_step": "--max-step",
                      "optimize": "--no-optimize"}
@@ -209,8 +210,8 @@ def read_geometry(path):
     if atoms is None:
         raise PhysNetInputError(f"--geometry {path}: ASE reads no frame from it")
     if more:
-        warnings.warn(f"--geometry {path} holds several frames: the analysis is of the first one; write the frame "
-                      "to analyse into a file of its own to analyse another", PhysNetInputWarning, stacklevel=2)
+        warn_caller(f"--geometry {path} holds several frames: the analysis is of the first one; write the frame "
+                    "to analyse into a file of its own to analyse another", PhysNetInputWarning)
     if atoms.pbc.any():
         raise PhysNetInputError(
             f"--geometry {path} is periodic (pbc={atoms.pbc.tolist()}); the spectra are of an isolated molecule "

@@ -43,6 +43,7 @@ import warnings
 from pathlib import Path
 
 from physnetjax.cli_errors import configure_logging
+from physnetjax.errors import warn_caller
 from physnetjax.spectra.cli_harmonic import (OPTIMIZER_OPTIONS, UNCONVERGED_NAME, add_molecule_arguments,
                                              add_optimizer_arguments)
 
@@ -178,7 +179,7 @@ def _run(args) -> None:
             shifted = check_timestep_for_lines(lines.frequencies_cm1[~lines.imaginary & ~lines.zero_modes],
                                                args.timestep, OPTION_OF)
             if shifted is not None:
-                warnings.warn(shifted, PhysNetInputWarning, stacklevel=2)
+                warn_caller(shifted, PhysNetInputWarning)
             with _progress_bar(args.verbose) as progress:
                 result = md_spectrum(
                     model, params, lines.atomic_numbers, lines.positions, temperature_K=args.temperature,
@@ -210,7 +211,7 @@ def _run(args) -> None:
     document["bands"] = found
     problem = resolution_warning(result, found, half_width if half_width > BAND_HALF_WIDTH_CM1 else 0.0)
     if problem is not None:
-        warnings.warn(problem, stacklevel=2)
+        warn_caller(problem)
     document["checkpoint"] = str(Path(args.checkpoint).resolve())
     document["geometry"] = str(Path(args.geometry).resolve())
     document["spectrum_csv"] = CSV_NAME

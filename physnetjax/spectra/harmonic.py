@@ -51,7 +51,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import warnings
 from typing import Mapping, Optional
 
 import ase.data
@@ -60,7 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import cast_params
-from physnetjax.errors import displayed, displayed_setting
+from physnetjax.errors import displayed, displayed_setting, warn_caller
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
 from physnetjax.validation import check_length_unit, check_masses, validate_structure
 from physnetjax.spectra.molecule import molecule_functions
@@ -204,8 +203,8 @@ def modes_from_hessian(hessian, positions, masses, dipole_derivatives=None, *, e
         weights = np.sum((motions[:, :relative].T @ vibrational @ coefficients) ** 2, axis=0)
         zero_modes[np.argsort(weights, kind="stable")[len(weights) - relative:]] = True
     if zero_modes.any():
-        warnings.warn(_zero_mode_message(int(zero_modes.sum()), relative, fragments, positions, fragment_cutoff,
-                                         rigid.shape[1]), ZeroModeWarning, stacklevel=2)
+        warn_caller(_zero_mode_message(int(zero_modes.sum()), relative, fragments, positions, fragment_cutoff,
+                                         rigid.shape[1]), ZeroModeWarning)
 
     intensities = None
     if dipole_derivatives is not None:
@@ -366,20 +365,20 @@ def harmonic(
         result = harmonic_analysis(functions.energy, r, masses, dipole_fn=dipole_fn, args=(params64,),
                                    linear_tolerance=linear_tolerance, fragment_cutoff=model.cutoff)
     if not optimize and result.max_force > fmax:
-        warnings.warn(
+        warn_caller(
             f"the geometry is not a minimum: max |F| = {result.max_force:.3e} eV/Å > "
             f"{displayed_setting('fmax', f'{fmax:.1e}', names)} eV/Å; frequencies at a non-stationary point are not "
             f"those of the molecule ({_optimize_hint(names)})",
-            NonMinimumWarning, stacklevel=2,
+            NonMinimumWarning,
         )
     elif result.max_force > ANALYSIS_MAX_FORCE:
-        warnings.warn(
+        warn_caller(
             f"the geometry is not a minimum: it is analysed at max |F| = {result.max_force:.3e} eV/Å ("
             + ("optimised to " if optimize else "accepted at ")
             + f"{displayed_setting('fmax', f'{fmax:.1e}', names)} eV/Å), where soft modes are off by several cm^-1 "
             f"(the rigid-body block, 0 at a minimum, reaches {np.abs(result.rigid_body_cm1).max():.3g} cm^-1); "
             f"give {displayed('fmax', names)} <= {ANALYSIS_MAX_FORCE:g} (default {DEFAULT_FMAX:g}) for a vibrational "
-            "analysis", NonMinimumWarning, stacklevel=2)
+            "analysis", NonMinimumWarning)
     return dataclasses.replace(result, atomic_numbers=z, optimization=optimization, total_charge=float(total_charge))
 
 

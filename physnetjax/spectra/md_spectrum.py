@@ -63,7 +63,6 @@ import dataclasses
 import logging
 import math
 import time
-import warnings
 from typing import Callable, Mapping, NamedTuple, Optional
 
 import ase.data
@@ -72,7 +71,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import cast_params, check_dtype
-from physnetjax.errors import PhysNetInputWarning, RunStoppedError, displayed, namer
+from physnetjax.errors import PhysNetInputWarning, RunStoppedError, displayed, namer, warn_caller
 from physnetjax.md.integrators import (
     MDState,
     conserved_quantity,
@@ -231,7 +230,7 @@ def md_spectrum(
     check_recorded_size(plan, num_atoms, names)
     short = short_equilibration(equilibration_ps, friction, names)
     if short:
-        warnings.warn(short, PhysNetInputWarning, stacklevel=2)
+        warn_caller(short, PhysNetInputWarning)
     replicas, record_every, interval_fs = plan.replicas, plan.record_every, plan.interval_fs
     num_frames, num_lags = plan.num_frames, plan.num_lags
     masses = ase.data.atomic_masses[z] if masses is None else check_masses(masses, num_atoms)
@@ -330,8 +329,8 @@ def md_spectrum(
             progress(done, total_steps)
     t_md += time.perf_counter() - t0
     if max_error.max() > 0.25 * max_energy_error:
-        warnings.warn(f"NVE energy conservation is marginal: max |E(t) - E(0)| = {max_error.max():.3g} x "
-                      f"n_dof k_B T / 2; {round_off or 'consider a smaller timestep'}", stacklevel=2)
+        warn_caller(f"NVE energy conservation is marginal: max |E(t) - E(0)| = {max_error.max():.3g} x "
+                    f"n_dof k_B T / 2; {round_off or 'consider a smaller timestep'}")
 
     def gather(name):
         return np.concatenate([np.asarray(c[name], np.float64) for c in chunks], axis=1)[:, :num_frames]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import warnings
 from typing import Mapping, Optional
 
 import jax
@@ -34,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import cast_params
-from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, RunStoppedError, displayed, displayed_setting
+from physnetjax.errors import (PhysNetInputError, PhysNetInputWarning, RunStoppedError, displayed, displayed_setting,
+                               warn_caller)
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
 from physnetjax.units import ANGSTROM_PER_BOHR
 from physnetjax.validation import (
@@ -251,10 +251,9 @@ def check_optimized_geometry(atomic_numbers, start, optimized: OptimizationResul
     check_not_collapsed(atomic_numbers, start, optimized)
     stretched = stretched_bond_ratio(atomic_numbers, optimized.positions)
     if stretched is not None:
-        warnings.warn(f"the optimised geometry has its atoms {stretched:.2f}× the covalent bond length from their "
-                      "nearest neighbours: a minimum of the model far from any bonded molecule, an extrapolation; "
-                      "check the model's training data, the total charge and the start geometry", PhysNetInputWarning,
-                      stacklevel=3)
+        warn_caller(f"the optimised geometry has its atoms {stretched:.2f}× the covalent bond length from their "
+                    "nearest neighbours: a minimum of the model far from any bonded molecule, an extrapolation; "
+                    "check the model's training data, the total charge and the start geometry", PhysNetInputWarning)
 
 
 def check_not_collapsed(atomic_numbers, start, optimized: OptimizationResult) -> None:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from typing import Iterator, Optional
 
 import jax
 import numpy as np
 
 from physnetjax.data.dataset import DataError, Dataset, nearest_images, warn_unused_cells
-from physnetjax.errors import PhysNetInputWarning
+from physnetjax.errors import PhysNetInputWarning, warn_caller
 from physnetjax.neighbors import (
     batch_molecules,
     batch_periodic,
@@ -66,9 +65,9 @@ def as_batched(dataset: Dataset, model) -> Dataset:
     cell = np.where(boxed[:, None, None], 0.0, dataset.cell)
     periodic_dipoles = dataset.has_D & cell.any(axis=(1, 2))
     if periodic_dipoles.any():
-        warnings.warn(f"dipole labels of {int(periodic_dipoles.sum())} periodic frame(s) are not used (e.g. "
-                      f"{dataset.sources[np.argmax(periodic_dipoles)]}): the dipole of a periodic cell depends on where "
-                      "its atoms are wrapped into it", PhysNetInputWarning, stacklevel=2)
+        warn_caller(f"dipole labels of {int(periodic_dipoles.sum())} periodic frame(s) are not used (e.g. "
+                    f"{dataset.sources[np.argmax(periodic_dipoles)]}): the dipole of a periodic cell depends on where "
+                    "its atoms are wrapped into it", PhysNetInputWarning)
     return dataclasses.replace(dataset, cell=cell, has_D=dataset.has_D & ~periodic_dipoles,
                                D=np.where(periodic_dipoles[:, None], 0.0, dataset.D))
 

@@ -60,7 +60,6 @@ import math
 import os
 import shutil
 import time
-import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Mapping, Optional
@@ -87,7 +86,7 @@ from physnetjax.dipole_surface import DIPOLE_SURFACE_KEY, dipole_surface_fit, ju
 from physnetjax.distance_domain import TRAINED_DISTANCES_KEY, DistanceDomain
 from physnetjax.ensemble import fit_calibration_scale, gaussian_nll, member_params, spearman_rank_correlation
 from physnetjax.ensemble.calibration import warn_few_frames
-from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, displayed
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, displayed, warn_caller
 from physnetjax.jsonlines import append_record, start_log, write_json
 from physnetjax.model import PhysNet
 from physnetjax.neighbors import image_reach
@@ -323,10 +322,10 @@ class Trainer:
         unused = np.setdiff1d(np.arange(len(self.dataset)), used)
         if unused.size:
             first = ", ".join(self.dataset.sources[i] for i in unused[:3])
-            warnings.warn(f"--split-file {self.config.split_file}: {unused.size} of the {len(self.dataset)} frames are "
-                          f"in none of train, valid and test and are not used (first: {first}); was the split made "
-                          "for other data? Give a split of these files, or leave out --split-file for a random one",
-                          PhysNetInputWarning, stacklevel=2)
+            warn_caller(f"--split-file {self.config.split_file}: {unused.size} of the {len(self.dataset)} frames are "
+                        f"in none of train, valid and test and are not used (first: {first}); was the split made "
+                        "for other data? Give a split of these files, or leave out --split-file for a random one",
+                        PhysNetInputWarning)
 
     def _setup_model(self) -> None:
         model_path = self.run_dir / "model.json"
@@ -362,11 +361,10 @@ class Trainer:
             if share.any:
                 found.append(f"{share.describe()} of the {'validation' if name == 'valid' else 'test'} split")
         if found:
-            warnings.warn(f"--init-from {self.config.init_from} was trained on {' and '.join(found)} of this run "
-                          "(same atoms and positions): its errors there are partly training errors, so the test "
-                          "errors reported at the end are optimistic; keep its training frames in this run's "
-                          "training split (--split-file), or test on other frames", PhysNetInputWarning,
-                          stacklevel=2)
+            warn_caller(f"--init-from {self.config.init_from} was trained on {' and '.join(found)} of this run "
+                        "(same atoms and positions): its errors there are partly training errors, so the test "
+                        "errors reported at the end are optimistic; keep its training frames in this run's "
+                        "training split (--split-file), or test on other frames", PhysNetInputWarning)
 
     def _check_model_file(self, latest: Path) -> None:
         """Refuse a ``model.json`` whose architecture differs from that of the run's checkpoint ``latest`` (edited).
@@ -579,10 +577,10 @@ class Trainer:
         if self.model.charges or len(charges) < 2:
             return
         listed = ", ".join(f"{q:g}" for q in charges)
-        warnings.warn(f"{', '.join(paths)}: the training frames have total charges {listed} e, but a model without "
-                      "--charges does not see the total charge (the same geometry gets one energy whatever its "
-                      "charge); train with --charges or one charge state per model",
-                      PhysNetInputWarning, stacklevel=2)
+        warn_caller(f"{', '.join(paths)}: the training frames have total charges {listed} e, but a model without "
+                    "--charges does not see the total charge (the same geometry gets one energy whatever its "
+                    "charge); train with --charges or one charge state per model",
+                    PhysNetInputWarning)
 
     def _check_data_unchanged(self, recorded) -> None:
         """Refuse (or, with ``allow_changed_data``, warn) when the data files differ from those the run used.
@@ -1171,7 +1169,7 @@ class Trainer:
         save_checkpoint(best, model, params, meta, train_state=load_train_state(best), overwrite=True)
         message = unreliable_ir_message(*judged)
         if message is not None:
-            warnings.warn(message, PhysNetInputWarning, stacklevel=2)
+            warn_caller(message, PhysNetInputWarning)
 
 
 def _ensemble_report(predictions: dict, members: list) -> dict:
@@ -1347,10 +1345,10 @@ def train(config: TrainConfig, clock=time.monotonic, on_start=None,
         raise PhysNetInputError(f"setting(s) that would be ignored: {'; '.join(unused)}; remove them or set the "
                                 "setting they need")
     if config.schedule == "cosine" and config.warmup_epochs >= config.epochs:
-        warnings.warn(f"--warmup-epochs {config.warmup_epochs:g} spans the whole --epochs {config.epochs} run: the "
-                      f"learning rate rises from 0 to {config.learning_rate:g} at the last step and the cosine decay "
-                      f"never starts; set --warmup-epochs below {config.epochs} (e.g. {0.1 * config.epochs:g}) or "
-                      "another --schedule", PhysNetInputWarning, stacklevel=2)
+        warn_caller(f"--warmup-epochs {config.warmup_epochs:g} spans the whole --epochs {config.epochs} run: the "
+                    f"learning rate rises from 0 to {config.learning_rate:g} at the last step and the cosine decay "
+                    f"never starts; set --warmup-epochs below {config.epochs} (e.g. {0.1 * config.epochs:g}) or "
+                    "another --schedule", PhysNetInputWarning)
     if config.init_from:
         defaults = TrainConfig()
         check_init_architecture(config.init_from, {name: getattr(config, name) for name in ARCHITECTURE_SETTINGS
