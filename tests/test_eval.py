@@ -205,6 +205,9 @@ def test_written_predictions_round_trip_through_ase(setup, evaluated):
         np.testing.assert_array_equal(atoms.numbers, z)
         np.testing.assert_allclose(atoms.positions, r, atol=1e-8)
         np.testing.assert_allclose(atoms.get_potential_energy(), p["energy"], rtol=1e-12)
+        # extxyz keeps 8 decimals of per-atom values: 5e-9 eV each, 4.5e-8 eV for the sum of 9
+        np.testing.assert_allclose(atoms.get_potential_energies(), p["energies"], rtol=0, atol=5e-9)
+        np.testing.assert_allclose(atoms.get_potential_energies().sum(), p["energy"], rtol=0, atol=5e-8)
         np.testing.assert_allclose(atoms.get_forces(), p["forces"], atol=1e-7)
         np.testing.assert_allclose(atoms.get_dipole_moment(), p["dipole"], atol=1e-7)
         np.testing.assert_allclose(atoms.get_charges(), p["charges"], atol=1e-7)
@@ -234,13 +237,14 @@ def test_ensemble_spreads_are_written_and_judged_against_the_errors(setup, evalu
     out = tmp_path / "out"
     assert run_cli("--checkpoint", tmp_path / "ensemble", "--data", root / "ethanol.npz", root / "small.extxyz",
                    "--float64", "--out", out, "--write-predictions", out / "pred.extxyz") == 0
-    energy_std, max_force_std, ratios, frame_rmse, frame_spread = [], [], [], [], []
+    energy_std, max_force_std, ratios, frame_rmse, frame_spread, energies_std = [], [], [], [], [], []
     for z, r, _, forces, _, q in frames:
         outputs = [predict(model, jax.tree_util.tree_map(lambda p: np.asarray(p, np.float64), member), z,
                            np.asarray(r, np.float64), total_charge=q, dtype=np.float64) for member in members]
         f = np.array([o["forces"] for o in outputs])
         sigma = scale * np.sqrt(np.mean(np.sum((f - f.mean(axis=0)) ** 2, axis=-1), axis=0))
         energy_std.append(scale * np.std([o["energy"] for o in outputs]))
+        energies_std.append(scale * np.std([o["energies"] for o in outputs], axis=0))
         max_force_std.append(sigma.max())
         if forces is not None:
             error = np.sum((f.mean(axis=0) - forces) ** 2, axis=-1)
@@ -259,6 +263,8 @@ def test_ensemble_spreads_are_written_and_judged_against_the_errors(setup, evalu
     images = ase.io.read(out / "pred.extxyz", index=":")
     np.testing.assert_allclose([atoms.info["energy_std"] for atoms in images], energy_std, rtol=1e-9)
     np.testing.assert_allclose([atoms.arrays["forces_std"].max() for atoms in images], max_force_std, rtol=1e-7)
+    for atoms, expected in zip(images, energies_std):
+        np.testing.assert_allclose(atoms.arrays["energies_std"], expected, rtol=1e-7, atol=1e-12)
     summary, single = evaluated
     assert summary["uncertainty"] is None
     with open(single / "frames.csv", newline="") as handle:

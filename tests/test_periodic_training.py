@@ -181,8 +181,9 @@ def test_training_on_cells_reports_stress_and_eval_agrees_with_predict_periodic(
     result = json.loads((tmp_path / "eval" / "summary.json").read_text())
     model, params = load_checkpoint(tmp_path / "run" / "best")
     data = load_dataset(tmp_path / "cu.extxyz")
-    stress = np.stack([predict_periodic(model, params, data.Z[k], data.R[k], data.cell[k], dtype=np.float64)["stress"]
-                       for k in range(len(data))])
+    predicted_frames = [predict_periodic(model, params, data.Z[k], data.R[k], data.cell[k], dtype=np.float64)
+                        for k in range(len(data))]
+    stress = np.stack([frame["stress"] for frame in predicted_frames])
     valid = np.load(tmp_path / "run" / "split.npz")["valid"]
     reference, predicted, unit = plotted["parity_stress.png"]
     assert unit == "GPa" and reference.shape == predicted.shape == (len(valid), 3, 3)
@@ -197,6 +198,8 @@ def test_training_on_cells_reports_stress_and_eval_agrees_with_predict_periodic(
         assert atoms.pbc.all()
         np.testing.assert_allclose(atoms.cell.array, data.cell[k], rtol=0, atol=1e-12)
         np.testing.assert_allclose(atoms.get_stress(voigt=False), stress[k], rtol=1e-6, atol=1e-9)
+        # per-atom energies with every periodic image's pair: extxyz keeps 8 decimals
+        np.testing.assert_allclose(atoms.get_potential_energies(), predicted_frames[k]["energies"], rtol=0, atol=5e-9)
         np.testing.assert_allclose(atoms.info["REF_stress"].reshape(3, 3), data.S[k], rtol=0, atol=1e-12)
 
 

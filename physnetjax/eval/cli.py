@@ -143,7 +143,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         write_resolved_config(parser, args, Path(args.out) / CONFIG_NAME)
     dtype = "float64" if args.float64 else "float32"
     start = time.perf_counter()
-    predictions = predict_dataset(model, params, dataset, batch_size=args.batch_size, dtype=dtype)
+    predictions = predict_dataset(model, params, dataset, batch_size=args.batch_size, dtype=dtype,
+                                  energies=args.write_predictions is not None)
     seconds = time.perf_counter() - start
     result = evaluate(dataset, predictions, worst=args.worst)
     # Units and sign judged against the model's predictions and, for what that leaves open, from the labels

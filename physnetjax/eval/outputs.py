@@ -16,13 +16,14 @@
     in GPa with stress labels)
 
 ``--write-predictions FILE.extxyz`` stores every frame, with its cell and pbc, and the model's values as its
-calculator results (``energy``, ``forces``, ``stress`` of a periodic cell, and with charges ``charges`` per atom
-and ``dipole`` of a molecule: what ``atoms.get_potential_energy()`` etc. return after ``ase.io.read``)
+calculator results (``energy``, per-atom ``energies`` summing to it, ``forces``, ``stress`` of a periodic cell, and
+with charges ``charges`` per atom and ``dipole`` of a molecule: what ``atoms.get_potential_energy()``,
+``atoms.get_potential_energies()`` etc. return after ``ase.io.read``)
 and the reference labels beside them as ``REF_energy``, ``REF_dipole``, ``REF_charge``, ``REF_stress`` (3×3)
 (``atoms.info``) and ``REF_forces`` (``atoms.arrays``); a label the frame lacks is
 left out. Units: eV, eV/Å, e, e·Å, eV/Å³. ``info["charge"]`` keeps the total charge used.
-An ensemble adds its calibrated spreads: ``info["energy_std"]`` (eV) and
-``arrays["forces_std"]`` (eV/Å per atom); ``frames.csv`` has them per frame
+An ensemble adds its calibrated spreads: ``info["energy_std"]`` (eV),
+``arrays["forces_std"]`` (eV/Å per atom) and ``arrays["energies_std"]`` (eV per atom); ``frames.csv`` has them per frame
 (``energy_std``, ``forces_max_atom_std``) and ``summary.json`` how well they rank and
 match the errors (``uncertainty``; null for one model).
 """
@@ -124,6 +125,8 @@ def write_predictions(dataset: Dataset, predictions: Predictions, path) -> None:
                           pbc=dataset.cell[k].any(axis=1))
         atoms.info["charge"] = float(dataset.Q[k])
         results = {"energy": float(predictions.energy[k]), "forces": predictions.forces[k, :n]}
+        if predictions.energies is not None:
+            results["energies"] = predictions.energies[k, :n]
         if predictions.stress is not None and np.isfinite(predictions.stress[k]).all():
             results["stress"] = predictions.stress[k]
         if predictions.charges is not None:
@@ -133,6 +136,8 @@ def write_predictions(dataset: Dataset, predictions: Predictions, path) -> None:
         if predictions.energy_std is not None:
             atoms.info["energy_std"] = float(predictions.energy_std[k])
             atoms.arrays["forces_std"] = np.array(predictions.forces_std[k, :n])
+            if predictions.energies_std is not None:
+                atoms.arrays["energies_std"] = np.array(predictions.energies_std[k, :n])
         if dataset.has_E[k]:
             atoms.info["REF_energy"] = float(dataset.E[k])
         if dataset.has_F[k]:

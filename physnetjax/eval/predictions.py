@@ -49,6 +49,9 @@ class Predictions:
       stress: (M, 3, 3) eV/Å³ (σ = (1/V) ∂E/∂ε, positive under tension) of the periodic frames, NaN for the
         molecules; None when no frame is periodic. The dipole of a periodic frame is NaN (it depends on where the
         atoms are wrapped).
+      energies: (M, n) float64 per-atom energies in eV, E0[Z_i] included, summing to ``energy`` (the split of
+        :mod:`physnetjax.model`); energies_std: (M, n) eV, their calibrated member spread (ensembles). None unless
+        asked for.
     """
 
     energy: np.ndarray
@@ -59,23 +62,28 @@ class Predictions:
     energy_std: Optional[np.ndarray] = None
     forces_std: Optional[np.ndarray] = None
     stress: Optional[np.ndarray] = None
+    energies: Optional[np.ndarray] = None
+    energies_std: Optional[np.ndarray] = None
 
 
 _JIT: dict = {}
 
 
-def _device_apply(network):
-    """Jitted ``apply_batch`` of ``network`` vmapped over the leading device axis of a batch."""
-    if network not in _JIT:
+def _device_apply(network, energies: bool):
+    """Jitted ``apply_batch`` of ``network`` vmapped over the leading device axis of a batch; with ``energies`` it
+    also returns the per-atom energies (a D3 model's split costs a second forward pass, so only when asked)."""
+    keys = OUTPUT_KEYS + (("energies", "energies_std") if energies else ())
+    if (network, keys) not in _JIT:
         def apply(params, batch):
             out = apply_batch(network, params, batch)
-            return {key: out[key] for key in OUTPUT_KEYS if out.get(key) is not None}
+            return {key: out[key] for key in keys if out.get(key) is not None}
 
-        _JIT[network] = compilation.jit(jax.vmap(apply, in_axes=(None, 0)))
-    return _JIT[network]
+        _JIT[network, keys] = compilation.jit(jax.vmap(apply, in_axes=(None, 0)))
+    return _JIT[network, keys]
 
 
-def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dtype="float32") -> Predictions:
+def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dtype="float32",
+                    energies: bool = False) -> Predictions:
     """Energies, forces, charges and dipoles of ``model`` on every frame of ``dataset``.
 
     Args:
@@ -88,6 +96,7 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
       dataset: the frames (internal units); labels are not used.
       batch_size: molecules per jitted call (over all devices).
       dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``).
+      energies: also return the per-atom energies (and an ensemble's spread of them).
 
     Returns:
       :class:`Predictions` in frame order.
@@ -110,9 +119,11 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
     mesh = device_mesh()
     shapes = batch_shapes(dataset, network, batch_size, mesh.devices.size)
     device_params = replicate(cast_params(params, dtype), mesh)
-    apply = _device_apply(network)
+    apply = _device_apply(network, energies)
     M, n = dataset.Z.shape
     energy, forces = np.zeros(M), np.zeros((M, n, 3))
+    atom_energy = np.zeros((M, n)) if energies else None
+    atom_energy_std = None
     charges = np.zeros((M, n)) if model.charges else None
     dipole = np.zeros((M, 3)) if model.charges else None
     energy_std = forces_std = None
@@ -123,6 +134,7 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
         out = jax.device_get(apply(device_params, shard_batch(batch, mesh)))
         if "energy_std" in out and energy_std is None:
             energy_std, forces_std = np.zeros(M), np.zeros((M, n))
+            atom_energy_std = np.zeros((M, n)) if energies else None
         chunk = order[start:start + batch_size]
         for device in range(shapes.num_devices):
             frames = chunk[device * shapes.molecules:(device + 1) * shapes.molecules]
@@ -134,6 +146,10 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
                 if stress is not None and dataset.periodic[frame]:
                     stress[frame] = out["stress"][device, slot]
                 forces[frame, :count] = out["forces"][device, atoms]
+                if atom_energy is not None:
+                    atom_energy[frame, :count] = out["energies"][device, atoms]
+                if atom_energy_std is not None:
+                    atom_energy_std[frame, :count] = out["energies_std"][device, atoms]
                 if charges is not None:
                     charges[frame, :count] = out["charges"][device, atoms]
                     dipole[frame] = out["dipoles"][device, slot]
@@ -144,10 +160,13 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
     if model.element_energies is not None:
         e0 = np.asarray(model.element_energies, np.float64)
         energy = energy + element_counts(dataset.Z, len(e0) - 1) @ e0
+        if atom_energy is not None:
+            atom_energy += np.where(np.arange(n) < dataset.N[:, None], e0[dataset.Z], 0.0)
     if dipole is not None:  # the batches hold each molecule moved by o: μ about the origin is μ_o + Q·o
         reach = image_reach(network)[0] if shapes.periodic else None
         dipole = dipole + dataset.Q[:, None] * batch_offsets(dataset, np.arange(M), reach)
         dipole[dataset.periodic] = np.nan
     total_charge = None if charges is None else charges.sum(axis=1)
     return Predictions(energy=energy, forces=forces, charges=charges, dipole=dipole, total_charge=total_charge,
-                       energy_std=energy_std, forces_std=forces_std, stress=stress)
+                       energy_std=energy_std, forces_std=forces_std, stress=stress, energies=atom_energy,
+                       energies_std=atom_energy_std)

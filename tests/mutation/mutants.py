@@ -1785,6 +1785,16 @@ MUTANTS = (
            "        if composition not in self._crowded and check_distances(*geometry, atomic_numbers=z, contacts=contacts, warn=False):",
            ("tests/test_calculator.py::test_close_contacts_are_reported_once_per_composition_but_overlaps_always_raise",),
            "after the first close contact of a composition, overlapping atoms of it are no longer refused"),
+    Mutant("eval_atom_energies_without_element_energies", "physnetjax/eval/predictions.py",
+           "atom_energy += np.where(np.arange(n) < dataset.N[:, None], e0[dataset.Z], 0.0)",
+           "atom_energy += 0.0 * np.where(np.arange(n) < dataset.N[:, None], e0[dataset.Z], 0.0)",
+           ("tests/test_eval.py::test_written_predictions_round_trip_through_ase",),
+           "eval's per-atom energies leave out the element reference energies: they no longer sum to the energy"),
+    Mutant("eval_atom_energy_spread_of_the_energy", "physnetjax/eval/predictions.py",
+           'atom_energy_std[frame, :count] = out["energies_std"][device, atoms]',
+           'atom_energy_std[frame, :count] = out["energy_std"][device, slot]',
+           ("tests/test_eval.py::test_ensemble_spreads_are_written_and_judged_against_the_errors",),
+           "eval writes the frame's energy spread as every atom's energy spread"),
 )
 
 EXPLAINED = {
