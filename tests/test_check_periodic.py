@@ -65,8 +65,11 @@ def test_a_correct_model_passes_every_row_of_a_crystal(report):
                    "invariance.rotation", "invariance.reflection", "invariance.translation", "invariance.wrapping",
                    "invariance.permutation", "invariance.padding", "invariance.batch", "invariance.supercell",
                    "stability.curvature", "stability.nve_energy", "stability.nve_max_force",
-                   "precision.float32_forces", "precision.float32_energy"]
+                   "precision.float32_forces", "precision.float32_energy", "precision.float32_stress"]
     assert [(c.id, c.status, c.message) for c in report.checks if c.status != "pass"] == []
+    float32_stress = report.by_id("precision.float32_stress")  # full float32 (not 0: both sides float64 would agree)
+    assert float32_stress.unit == "GPa" and 1e-9 < float32_stress.value < float32_stress.warn_above / 10
+    assert float32_stress.details["max_abs_stress_GPa"] > 1.0
     stress = report.by_id("forces.fd.stress")
     assert stress.unit == "GPa" and stress.details["ratio"] == pytest.approx(1.0, abs=1e-6)
     assert stress.details["ratio_judged"] and stress.details["max_abs_numerical_GPa"] > 1.0
@@ -116,6 +119,26 @@ def test_a_stress_of_the_wrong_sign_or_volume_fails_its_finite_strain_row(model,
     evaluator = Evaluator(model, cast_to_float64(params), copper, _wrapped(model, transform))
     [row] = check_stress(evaluator, 0, SETTINGS, Thresholds())
     assert row.id == "forces.fd.stress" and row.status == "fail" and message in row.message
+
+
+def _stress_rounded_in_float32(out, batch, bits: int):
+    """The float32 stress rounded to ``bits`` mantissa bits (float64 untouched): a pressure computed at reduced
+    precision, forces and energy left alone."""
+    if batch.positions.dtype != jnp.float32:
+        return out
+    mantissa, exponent = jnp.frexp(out["stress"])
+    return {**out, "stress": jnp.ldexp(jnp.round(mantissa * 2.0 ** bits) / 2.0 ** bits, exponent)}
+
+
+@pytest.mark.parametrize("bits, status", [(10, "warn"), (5, "fail")])
+def test_a_float32_stress_at_reduced_precision_warns_or_fails_its_row_alone(model, params, copper, bits, status):
+    """|σ| up to ~11 GPa rounded to 10 mantissa bits is off by up to 2⁻¹¹ · 16 GPa ≈ 8e-3 GPa (warn, above 1e-3), to
+    5 bits by up to 0.25 GPa (fail, above 0.01); the float32 forces and energy still pass."""
+    report = check_model(model, params, [copper], groups=["precision"], settings=SETTINGS,
+                         energy_and_forces=_wrapped(model, lambda out, batch: _stress_rounded_in_float32(out, batch,
+                                                                                                          bits)))
+    assert [(c.id, c.status) for c in report.checks] == [
+        ("precision.float32_forces", "pass"), ("precision.float32_energy", "pass"), ("precision.float32_stress", status)]
 
 
 def test_a_signed_volume_fails_only_the_reflection(model, params, copper):

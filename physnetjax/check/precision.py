@@ -11,6 +11,10 @@ wrapped into the cell, as ``predict_periodic`` does; the element energies
 
     ``precision.float32_forces``  = max_k,i |F32_ki − F64_ki|                 (eV/Å)
     ``precision.float32_energy``  = max_k |E32_k − E64_k| / n · 1000         (meV/atom)
+    ``precision.float32_stress``  = max_k,ab |σ32_k,ab − σ64_k,ab|           (GPa; cells periodic along x, y, z)
+
+The stress row is what NPT MD and the calculator's ``get_stress`` run on in float32: σ = (1/V) ∂E/∂ε sums a
+virial over every pair, so rounding that leaves the forces alone can still shift the pressure.
 
 Full IEEE float32 gives 6e-6 eV/Å and 1e-4 meV/atom for the shipped ethanol model (over
 150× below the warn bounds of :class:`~physnetjax.check.settings.Thresholds`). Larger
@@ -33,14 +37,16 @@ from physnetjax.check.settings import CheckSettings, Thresholds
 from physnetjax.check.stability import random_displacements
 from physnetjax.matmul_precision import MODEL_MATMUL_PRECISION
 from physnetjax.predict import element_energy_sum, split_element_energies
+from physnetjax.units import GPA
 
 GROUP = "precision"
 FLOAT64 = "compute in float64 (md and eval --float64, the calculator's dtype='float64')"
 
 
 def float32_and_float64(evaluator: Evaluator, positions: np.ndarray) -> tuple:
-    """(E32 (K,), F32 (K, n, 3), E64 (K,), F64 (K, n, 3)) eV and eV/Å of ``evaluator``'s function at ``positions``
-    (K, n, 3) Å; float32 with x64 off, float64 with x64 on (whatever the caller's setting).
+    """(E32 (K,), F32 (K, n, 3), S32, E64 (K,), F64 (K, n, 3), S64) eV, eV/Å and eV/Å³ of ``evaluator``'s function
+    at ``positions`` (K, n, 3) Å; float32 with x64 off, float64 with x64 on (whatever the caller's setting). S32 and
+    S64 (K, 3, 3) are the stresses at the structure's cell when it is periodic along x, y and z, else None.
 
     For the model's own function the element energies Σ_i E0[Z_i] are added to the float32 energy in float64, as
     ``predict`` and the calculator add them (:func:`~physnetjax.predict.split_element_energies`); an injected
@@ -48,15 +54,18 @@ def float32_and_float64(evaluator: Evaluator, positions: np.ndarray) -> tuple:
     """
     own = evaluator.fn is model_energy_and_forces(evaluator.model)
     network, element_energies = split_element_energies(evaluator.model) if own else (evaluator.model, None)
+    periodic = evaluator.structure.periodic
     with jax.enable_x64(False):
         single = Evaluator(network.clone(param_dtype=jnp.float32), cast_params(evaluator.params, np.float32),
                            evaluator.structure, None if own else evaluator.fn, dtype=np.float32)
         energies32, forces32 = single.evaluate(positions)
+        stress32 = np.stack([single.stress(r) for r in positions]).astype(np.float64) if periodic else None
     with jax.enable_x64(True):
         energies64, forces64 = evaluator.evaluate(positions)
+        stress64 = np.stack([evaluator.stress(r) for r in positions]) if periodic else None
     energies32 = energies32[:, 0].astype(np.float64) + element_energy_sum(element_energies,
                                                                           evaluator.structure.atomic_numbers)
-    return energies32, forces32, energies64[:, 0], forces64
+    return energies32, forces32, stress32, energies64[:, 0], forces64, stress64
 
 
 def _precision_in_use() -> str:
@@ -75,7 +84,8 @@ def _remedy() -> str:
 
 
 def check_precision(evaluator: Evaluator, index: int, settings: CheckSettings, thresholds: Thresholds) -> list:
-    """Results ``precision.float32_forces`` and ``precision.float32_energy`` (see module docstring)."""
+    """Results ``precision.float32_forces``, ``precision.float32_energy`` and, for a crystal,
+    ``precision.float32_stress`` (see module docstring)."""
     s = evaluator.structure
     centred = np.asarray(s.positions, np.float64)
     if not s.periodic:
@@ -84,7 +94,7 @@ def check_precision(evaluator: Evaluator, index: int, settings: CheckSettings, t
                                  s.num_atoms, settings.displacement)
     centred_evaluator = Evaluator(evaluator.model, evaluator.params, Structure(
         s.atomic_numbers, centred, s.total_charge, s.name, s.cell), evaluator.fn)
-    energies32, forces32, energies64, forces64 = float32_and_float64(
+    energies32, forces32, stress32, energies64, forces64, stress64 = float32_and_float64(
         centred_evaluator, np.concatenate([centred[None], centred[None] + moves]))
     force_error = np.linalg.norm(forces32 - forces64, axis=-1)
     energy_error = 1e3 * np.abs(energies32 - energies64) / s.num_atoms
@@ -101,7 +111,7 @@ def check_precision(evaluator: Evaluator, index: int, settings: CheckSettings, t
         close = status_of(value, *limits) == "pass"
         return f"{what} {where}" + ("" if close else f": {_remedy()}")
 
-    return [
+    results = [
         CheckResult.measured(
             "precision.float32_forces", GROUP, index, forces_value, "eV/Å", thresholds.float32_forces,
             verdict(forces_value, thresholds.float32_forces,
@@ -112,3 +122,14 @@ def check_precision(evaluator: Evaluator, index: int, settings: CheckSettings, t
             verdict(energy_value, thresholds.float32_energy,
                     f"float32 energies within {energy_value:.3g} meV/atom of float64"), details),
     ]
+    if stress32 is not None:
+        stress_error = np.abs(stress32 - stress64) / GPA
+        stress_value = float(stress_error.max())
+        stress_details = {**details, "max_stress_error_GPa": stress_value,
+                          "max_abs_stress_GPa": float(np.abs(stress64).max() / GPA)}
+        results.append(CheckResult.measured(
+            "precision.float32_stress", GROUP, index, stress_value, "GPa", thresholds.float32_stress,
+            verdict(stress_value, thresholds.float32_stress,
+                    f"float32 stress within {stress_value:.3g} GPa of float64 (|σ| up to "
+                    f"{stress_details['max_abs_stress_GPa']:.3g} GPa)"), stress_details))
+    return results

@@ -101,6 +101,10 @@ class Thresholds:
       float32_energy: max |E32 − E64| per atom in meV (element energies added in float64).
         Full float32: ~1e-4 meV/atom; TF32 on an H200: 0.25; warn above 0.1, fail above
         1 meV/atom (the energy error of a good model).
+      float32_stress: max_ab |σ32 − σ64| in GPa of a crystal. Full float32: 4e-6 to 6e-6 GPa where |σ| reaches
+        11 GPa (a random copper model, 4 and 32 atoms, :mod:`physnetjax.check.precision`); warn above 1e-3 GPa
+        (10 bar, 0.05 % of the density of water under NPT), fail above 0.01 GPa (100 bar: half a per cent of water's
+        density, the size of a good model's pressure error).
     """
 
     fd_relative: tuple = (1e-5, 1e-3)
@@ -113,3 +117,4 @@ class Thresholds:
     stress_fd: tuple = (1e-4, 1e-2)
     float32_forces: tuple = (1e-3, 1e-2)
     float32_energy: tuple = (0.1, 1.0)
+    float32_stress: tuple = (1e-3, 1e-2)

@@ -1795,6 +1795,12 @@ MUTANTS = (
            'atom_energy_std[frame, :count] = out["energy_std"][device, slot]',
            ("tests/test_eval.py::test_ensemble_spreads_are_written_and_judged_against_the_errors",),
            "eval writes the frame's energy spread as every atom's energy spread"),
+    Mutant("check_float32_stress_both_float64", "physnetjax/check/precision.py",
+           "        stress64 = np.stack([evaluator.stress(r) for r in positions]) if periodic else None",
+           "        stress64 = stress32 = np.stack([evaluator.stress(r) for r in positions]) if periodic else None",
+           ("tests/test_check_periodic.py::test_a_correct_model_passes_every_row_of_a_crystal",
+            "tests/test_check_periodic.py::test_a_float32_stress_at_reduced_precision_warns_or_fails_its_row_alone"),
+           "check's float32 stress row compares float64 with float64: a reduced-precision pressure passes"),
 )
 
 EXPLAINED = {
