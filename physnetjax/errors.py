@@ -19,40 +19,55 @@ import functools
 import importlib.util
 import os
 import sys
+import sysconfig
 import warnings
 from typing import Callable, Mapping, Optional
 
 CALLED_THROUGH = ("physnetjax", "ase", "jax", "flax")
 """Packages whose frames a warning skips to reach the user's line (physnetjax itself and the libraries that call it:
-ASE's ``atoms.get_forces()`` calls the calculator, JAX traces a model)."""
+ASE's ``atoms.get_forces()`` calls the calculator, JAX traces a model). The standard library's frames (``contextlib``
+running a ``with`` block's exit, ``runpy`` running ``python -m``) are skipped too."""
+
+
+def _folders(locations) -> tuple[str, ...]:
+    """``locations`` and their real paths, each ending in a separator (prefixes of the files inside)."""
+    return tuple({os.path.join(path, "") for location in locations for path in (location, os.path.realpath(location))})
 
 
 @functools.cache
-def _skipped_prefixes() -> tuple[str, ...]:
-    """Source directories of :data:`CALLED_THROUGH` (each ending in a separator), found without importing them."""
-    prefixes = []
-    for name in CALLED_THROUGH:
-        spec = importlib.util.find_spec(name)
-        for location in (spec.submodule_search_locations or []) if spec is not None else []:
-            prefixes += {os.path.join(location, ""), os.path.join(os.path.realpath(location), "")}
-    return tuple(prefixes)
+def _library_folders() -> tuple[str, ...]:
+    """Source folders of :data:`CALLED_THROUGH`, found without importing the packages."""
+    specs = [importlib.util.find_spec(name) for name in CALLED_THROUGH]
+    return _folders([location for spec in specs if spec is not None
+                     for location in spec.submodule_search_locations or []])
+
+
+@functools.cache
+def _standard_library_folders() -> tuple[str, ...]:
+    return _folders(filter(None, (sysconfig.get_paths().get(key) for key in ("stdlib", "platstdlib"))))
+
+
+def _skipped(filename: str) -> bool:
+    """Whether a frame of ``filename`` is one a warning passes through: :data:`CALLED_THROUGH`, the interpreter's
+    frozen modules and the standard library, but not the packages installed in its ``site-packages``."""
+    if filename.startswith("<frozen ") or filename.startswith(_library_folders()):
+        return True
+    installed = {"site-packages", "dist-packages"} & set(filename.split(os.sep))
+    return filename.startswith(_standard_library_folders()) and not installed
 
 
 def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
-    """``warnings.warn(message, category)`` attributed to the first frame outside :data:`CALLED_THROUGH`.
+    """``warnings.warn(message, category)`` attributed to the first frame that is the user's (:func:`_skipped`).
 
     The warning then names the user's line that asked (``atoms.get_forces()``, ``simulate(...)``), not the line deep
     in physnetjax that found the problem, whatever the depth between them (Python 3.12's ``skip_file_prefixes``).
     Python's default filter shows it once per such line, and ``warnings.filterwarnings(module=...)`` matches the
-    user's module. A stack with no user frame (a command line run as ``python -m``, whose outermost frames are the
-    interpreter's own ``<frozen runpy>``) keeps the direct caller.
+    user's module. A stack with no user frame (a command line run as ``python -m``) keeps the direct caller.
     """
-    skipped = _skipped_prefixes()
     frame, level = sys._getframe(1), 2
-    while frame is not None and frame.f_code.co_filename.startswith(skipped):
+    while frame is not None and _skipped(frame.f_code.co_filename):
         frame, level = frame.f_back, level + 1
-    user = frame is not None and not frame.f_code.co_filename.startswith("<frozen ")
-    warnings.warn(message, category, stacklevel=level if user else 2)
+    warnings.warn(message, category, stacklevel=level if frame is not None else 2)
 
 
 def displayed(keyword: str, names: Optional[Mapping[str, str]]) -> str:

@@ -2,6 +2,7 @@
 
 import inspect
 import os
+import threading
 import warnings
 
 import ase
@@ -15,7 +16,8 @@ from conftest import cast_params, perturbed_params
 from physnetjax import PhysNet, apply_batch, batch_molecules, init_params, predict, predict_periodic
 from physnetjax.calculator import PhysNetCalculator
 from physnetjax.neighbors import model_pair_cutoff
-from physnetjax.errors import CloseContactWarning
+import physnetjax
+from physnetjax.errors import CloseContactWarning, warn_caller
 from physnetjax.validation import PhysNetInputError, PhysNetInputWarning, check_distances, validate_structure
 
 # float64 results of the same model on the same structure differ only by summation
@@ -528,13 +530,30 @@ def test_warnings_name_the_users_line_not_the_library_line(periodic_model):
     assert (close.filename, close.lineno) == (__file__, line)
 
 
-def test_a_warning_without_a_user_frame_names_the_library_line():
-    """Run as ``python -m`` (the outermost frames are the interpreter's ``<frozen runpy>``), a command line's warning
-    keeps the line that issued it, not the interpreter's."""
-    runner = {}
-    exec(compile("def run(check, positions):\n    check(positions)\n", "<frozen runpy>", "exec"), runner)
+def test_a_warning_passes_through_the_standard_library_to_the_users_line():
+    """A warning issued as a ``with`` block of the library closes reaches the user's ``with`` through ``contextlib``'s
+    frames, as it passes through ASE's; the frames of the interpreter's ``<frozen runpy>`` are passed alike."""
+    library = {}
+    source = ("import contextlib\nfrom physnetjax.errors import warn_caller\n\n@contextlib.contextmanager\n"
+              "def block():\n    yield\n    warn_caller('closed')\n\ndef run(function):\n    function()\n")
+    exec(compile(source, os.path.join(os.path.dirname(physnetjax.__file__), "block.py"), "exec"), library)
+    frozen = {}
+    exec(compile("def run(function):\n    function()\n", "<frozen runpy>", "exec"), frozen)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        runner["run"](check_distances, np.array([[0.0, 0.0, 0.0], [0.45, 0.0, 0.0]]))
+        with library["block"]():
+            pass
+        frozen["run"](lambda: library["run"](lambda: warn_caller("through runpy")))
+    assert [(str(w.message), w.filename) for w in caught] == [("closed", __file__), ("through runpy", __file__)]
+
+
+def test_a_warning_without_a_user_frame_names_the_library_line():
+    """A stack of library and standard-library frames only (a thread started on a library function; a command line
+    run as ``python -m``) keeps the line that issued the warning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        thread = threading.Thread(target=check_distances, args=(np.array([[0.0, 0.0, 0.0], [0.45, 0.0, 0.0]]),))
+        thread.start()
+        thread.join()
     [close] = caught
     assert close.filename.endswith(os.path.join("physnetjax", "validation.py")) and close.category is CloseContactWarning

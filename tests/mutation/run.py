@@ -162,7 +162,8 @@ def main(argv=None) -> int:
     if args.update and names and not override and args.out.is_file():
         previous = json.loads(args.out.read_text())
         rerun = {r["name"]: r for r in results}
-        results = [rerun.get(r["name"], r) for r in previous["results"]]
+        defined = {m.name for m in MUTANTS}  # a mutant taken out of mutants.py leaves the results too
+        results = [rerun.get(r["name"], r) for r in previous["results"] if r["name"] in defined]
         results += [r for r in rerun.values() if r["name"] not in {p["name"] for p in previous["results"]}]
         baseline_result = previous.get("baseline") if baseline_result is None else baseline_result
         names = []
