@@ -44,6 +44,15 @@ LABELS = ("E", "F", "D", "Q", "S")
 MAX_ABS_STRESS = 1.0
 """eV/Å³ (160 GPa): a stress label beyond this is refused as a unit slip (kbar or GPa read as eV/Å³)."""
 
+WEIGHT_KEYS = ("config_weight", "config_energy_weight", "config_forces_weight", "config_stress_weight")
+"""Per-frame loss weights as MACE names them (extxyz ``atoms.info`` entries, ``.npz`` keys of shape (M,)), the
+columns of :attr:`Dataset.weights`: the frame's weight w_k, which multiplies every loss term of frame k, and the
+weights of its energy, forces and stress terms alone (1 when absent; finite and ≥ 0)."""
+
+VIRIAL_WEIGHT_KEY = "config_virial_weight"
+"""MACE's other name for the stress weight (its virial term): read as ``config_stress_weight``, which a frame that
+gives both must give the same value."""
+
 
 class DataError(PhysNetInputError):
     """A data file is malformed; the message names the file, the key and the frame(s)."""
@@ -75,6 +84,9 @@ class Dataset:
       S: (M, 3, 3) eV/Å³, the stress σ = (1/V) ∂E/∂ε of each periodic frame (ASE's sign: positive under tension,
         pressure −tr σ / 3), 0 where ``has_S`` is False; has_S: (M,) bool. Only frames periodic in all three
         directions carry it.
+      weights: (M, 4) float64, dimensionless, the per-frame loss weights read from the keys :data:`WEIGHT_KEYS`
+        (columns: frame weight w_k, energy, forces and stress weights), all 1 by default. They scale each frame's
+        contributions to the training loss (:attr:`term_weights`), never the metrics.
     """
 
     Z: np.ndarray
@@ -93,6 +105,7 @@ class Dataset:
     unused_cell: Optional[np.ndarray] = None
     S: Optional[np.ndarray] = None
     has_S: Optional[np.ndarray] = None
+    weights: Optional[np.ndarray] = None
 
     def __post_init__(self):
         for name in ("cell", "unused_cell", "S"):
@@ -100,6 +113,20 @@ class Dataset:
                 object.__setattr__(self, name, np.zeros((len(self.Z), 3, 3)))
         if self.has_S is None:
             object.__setattr__(self, "has_S", np.zeros(len(self.Z), bool))
+        if self.weights is None:
+            object.__setattr__(self, "weights", np.ones((len(self.Z), len(WEIGHT_KEYS))))
+
+    @property
+    def weighted(self) -> bool:
+        """Whether some frame carries a loss weight other than 1 (the trainer then batches :attr:`term_weights`)."""
+        return bool((self.weights != 1.0).any())
+
+    @property
+    def term_weights(self) -> np.ndarray:
+        """(M, 4) float64: the weight of each frame's loss terms, columns (w_k, w_k·w_k,E, w_k·w_k,F, w_k·w_k,S):
+        its dipole and total-charge terms, its energy (per molecule or per atom), forces and stress (virial)
+        terms, with w_k the frame weight and w_k,E, w_k,F, w_k,S the per-term weights of :attr:`weights`."""
+        return self.weights[:, :1] * np.concatenate([np.ones((len(self), 1)), self.weights[:, 1:]], axis=1)
 
     @property
     def periodic(self) -> np.ndarray:
@@ -131,7 +158,13 @@ class Dataset:
     def summary(self) -> str:
         labels = ",".join(k for k in LABELS if getattr(self, f"has_{k}").any())
         elements = sorted(set(np.unique(self.Z).tolist()) - {0})
-        return f"{len(self)} frames, up to {self.max_atoms} atoms, elements {elements}, labels {labels}"
+        text = f"{len(self)} frames, up to {self.max_atoms} atoms, elements {elements}, labels {labels}"
+        if self.weighted:
+            weighted = int((self.weights != 1.0).any(axis=1).sum())
+            unused = int((self.term_weights == 0.0).all(axis=1).sum())
+            text += (f", per-frame loss weights (config_*weight) other than 1 on {weighted} frame(s), {unused} of "
+                     "them of weight 0 in every term")
+        return text
 
 
 def concatenate(datasets: Sequence[Dataset]) -> Dataset:
@@ -182,7 +215,9 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     from the non-zero Z when absent); E (M,) or (M, 1); F (M, n, 3); D (M, 3); Q (M,)
     or (M, 1); S (M, 3, 3) or (M, 6) in Voigt order xx, yy, zz, yz, xz, xy, the stress of periodic frames in eV/Å³
     with ASE's sign (positive under tension; VASP's and most codes' "pressure" tensor is its negative, and kbar
-    or GPa must be converted: 1 GPa = 1/160.2177 eV/Å³). At least one of E and F is required. Positions must be in Å; energies,
+    or GPa must be converted: 1 GPa = 1/160.2177 eV/Å³); per-frame loss weights ``config_weight``,
+    ``config_energy_weight``, ``config_forces_weight``, ``config_stress_weight`` (or ``config_virial_weight``), each
+    (M,), finite and ≥ 0 (:data:`WEIGHT_KEYS`, :attr:`Dataset.weights`). At least one of E and F is required. Positions must be in Å; energies,
     forces and dipoles are converted from the given units. Other keys named like labels
     (``forces``, ``energy``, ``gradients``, ...) are not read; a :class:`PhysNetInputWarning` names them.
     A periodic cell (key ``cell``, ``lattice`` or ``box``, optional ``pbc``: :func:`npz_cell`) is kept in
@@ -193,8 +228,8 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
 
     Raises:
       DataError: missing keys, shape mismatches, NaN/Inf, atomic numbers outside
-        [0, 118], N inconsistent with the zero padding of Z, a bad cell or pbc, ``Q`` and ``Qa`` that disagree —
-        naming file, key, frame.
+        [0, 118], N inconsistent with the zero padding of Z, a bad cell or pbc, ``Q`` and ``Qa`` that disagree,
+        a negative, NaN or non-numeric loss weight, stress and virial weights that differ — naming file, key, frame.
     """
     path = Path(path)
     e_fac, f_fac, d_fac = _unit_factors(energy_unit, force_unit, dipole_unit)
@@ -208,7 +243,8 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     if "E" not in raw and "F" not in raw:
         raise DataError(f"{path}: no labels: needs key 'E' and/or 'F' (keys present: {sorted(raw)})")
 
-    unread = [key for key in raw if key not in ("R", "Z", "N", *LABELS) and label_like(key)]
+    read = ("R", "Z", "N", *LABELS, *WEIGHT_KEYS, VIRIAL_WEIGHT_KEY)
+    unread = [key for key in raw if key not in read and (label_like(key) or _varying_weight(key, raw[key]))]
     if unread:
         warn_caller(f"{path}: label-like keys not read: {', '.join(map(repr, unread))}; the labels read are the "
                     "PhysNet keys E (energy), F (forces, -dE/dR), D (dipole), Q (total charge): rename the "
@@ -259,12 +295,18 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
         N = np.count_nonzero(Z, axis=1).astype(np.int32)
     if "Qa" in raw:
         labels["Q"] = _total_charge_of_atomic_charges(path, raw["Qa"], labels.get("Q"), N, (M, n))
+    given = {}
+    for key in (*WEIGHT_KEYS, VIRIAL_WEIGHT_KEY):
+        if key in raw:
+            given[key] = _real_numbers(path, key, raw[key], kind="loss weights").astype(np.float64)
+            _check_shape(path, key, given[key], (M,))
+    weights = frame_weights(path, given, {key: np.ones(M, bool) for key in given}, M)
     sources = np.array([f"{path}[{k}]" for k in range(M)])
     full = {k: labels.get(k, np.zeros(shapes[k])) for k in LABELS}
     has = {f"has_{k}": np.full(M, k in labels) for k in LABELS}
     written, pbc = npz_written_cell(path, raw, M)
     data = Dataset(Z=Z, R=R, N=N, sources=sources, cell=periodic_cells(path, pbc, written),
-                   unused_cell=unused_cell(pbc, written), **full, **has)
+                   unused_cell=unused_cell(pbc, written), weights=weights, **full, **has)
     validate(data, path)
     return data
 
@@ -297,7 +339,9 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
     ``atoms.info['charge']`` if present, else the sum of the initial charges when
     set, else the sum of the calculator's atomic ``charges`` (an extxyz ``charge``
     column), else unknown (0, masked). The stress is the calculator's ``stress`` (an extxyz
-    ``stress=`` entry, 3×3 or Voigt, eV/Å³, ASE's sign) of frames periodic along x, y and z. Positions must be in Å.
+    ``stress=`` entry, 3×3 or Voigt, eV/Å³, ASE's sign) of frames periodic along x, y and z. The per-frame loss
+    weights are the ``atoms.info`` entries of :data:`WEIGHT_KEYS` (extxyz ``config_weight=0.0``; MACE's
+    ``config_virial_weight`` is read as the stress weight), 1 where absent. Positions must be in Å.
     The cell vectors along the periodic directions (``pbc``) are kept in :attr:`Dataset.cell`. A frame with a full
     cell but pbc all False is read as isolated and keeps that cell in :attr:`Dataset.unused_cell`, so that
     :func:`warn_unused_cells` can warn when its atoms would meet their images in it (a bulk frame whose pbc was
@@ -308,14 +352,17 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
     ``total_charge``, a calculator result such as extxyz ``free_energy=`` in a frame
     without ``energy=``, and virial labels) are not
     read; a :class:`PhysNetInputWarning` names them, since the labels trained on may then
-    not be the ones meant (rename the wanted key to ``energy``/``forces``/``charge``).
+    not be the ones meant (rename the wanted key to ``energy``/``forces``/``charge``). Other entries whose names
+    end in ``weight`` are not read either; the warning names those whose value varies between frames (a per-frame
+    weight under another name).
 
     Raises:
       DataError: unreadable file, no frames, no energy or force label anywhere,
         NaN/Inf, bad atomic numbers, a periodic direction without a cell vector, or an
         ``atoms.info['energy']``/``['dipole']``/``['charge']`` or ``atoms.arrays['forces']``
         that differs from the calculator's value (for the charge: the sum of its atomic
-        ``charges``) — naming file, key and frame.
+        ``charges``), a loss weight that is no number ≥ 0 or stress and virial weights that differ — naming file,
+        key and frame.
     """
     import ase.io
 
@@ -340,6 +387,10 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
     has = {k: np.zeros(M, bool) for k in LABELS}
     cell, written_cell, written_pbc = np.zeros((M, 3, 3)), np.zeros((M, 3, 3)), np.zeros((M, 3), bool)
     unread: dict[str, list[int]] = {}
+    other_weights: dict[str, dict[int, str]] = {}
+    weight_keys = (*WEIGHT_KEYS, VIRIAL_WEIGHT_KEY)
+    weight_values = {key: np.ones(M) for key in weight_keys}
+    weight_given = {key: np.zeros(M, bool) for key in weight_keys}
     for k, atoms in enumerate(frames):
         m = len(atoms)
         cell[k] = periodic_cell(path, k, atoms.pbc, atoms.cell)
@@ -348,7 +399,10 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
         Z[k, :m] = atoms.get_atomic_numbers()
         R[k, :m] = atoms.get_positions()
         results = atoms.calc.results if atoms.calc is not None else {}
-        _check_label_keys(path, k, atoms, results, unread)
+        _check_label_keys(path, k, atoms, results, unread, other_weights)
+        for key in weight_keys:
+            if key in atoms.info:
+                weight_values[key][k], weight_given[key][k] = _info_weight(path, k, key, atoms.info[key]), True
         if "energy" in results:
             E[k], has["E"][k] = _frame_label(path, k, "energy", results["energy"], ()) * e_fac, True
         if "forces" in results:
@@ -363,6 +417,9 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
             Q[k], has["Q"][k] = float(atoms.get_initial_charges().sum()), True
         elif "charges" in results:
             Q[k], has["Q"][k] = float(np.sum(_frame_label(path, k, "charges", results["charges"], (m,)))), True
+    for name, values in other_weights.items():
+        if len(values) < M or len(set(values.values())) > 1:
+            unread[name] = sorted(values)
     unread_note = "; ".join(f"{key!r} (frames {_first_frames(np.isin(np.arange(M), frames))})"
                             for key, frames in unread.items())
     if not (has["E"].any() or has["F"].any()):
@@ -375,11 +432,16 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
                     "results 'energy', 'forces', 'dipole' (an extxyz energy= entry, forces column) and the total "
                     "charge info['charge'] (else the sum of 'initial_charges', else of the atomic 'charges'), and "
                     "the result 'stress' (an extxyz stress= entry, eV/Å³; a virial W is not read: give the stress "
-                    "σ = -W / V); store the labels meant under these names",
+                    "σ = -W / V), and the per-frame loss weights info 'config_weight', 'config_energy_weight', "
+                    "'config_forces_weight', 'config_stress_weight' (or 'config_virial_weight'); "
+                    "store the labels meant under these names",
                     PhysNetInputWarning)
+    weights = frame_weights(path, {key: weight_values[key] for key in weight_keys if weight_given[key].any()},
+                            weight_given, M)
     sources = np.array([f"{path}[{k}]" for k in range(M)])
     data = Dataset(Z=Z, R=R, N=N, E=E, F=F, D=D, Q=Q, S=S, sources=sources, cell=cell,
-                   unused_cell=unused_cell(written_pbc, written_cell), **{f"has_{k}": v for k, v in has.items()})
+                   unused_cell=unused_cell(written_pbc, written_cell), weights=weights,
+                   **{f"has_{k}": v for k, v in has.items()})
     validate(data, path)
     return data
 
@@ -406,6 +468,66 @@ def _stress_label(path, k: int, value) -> np.ndarray:
     if np.shape(value) == (6,):
         return voigt_to_tensor(_frame_label(path, k, "stress", value, (6,)))
     return _frame_label(path, k, "stress", value, (3, 3))
+
+
+def _info_weight(path, k: int, key: str, value) -> float:
+    """The loss weight of the ``atoms.info`` entry ``key`` of frame ``k``: one real number, not text (an extxyz
+    ``config_weight=abc``), a flag (``config_weight=T``) or several numbers; :func:`frame_weights` checks its range.
+
+    Raises:
+      DataError: naming the file, the frame, the key and the value.
+    """
+    array = np.asarray(value)
+    if array.dtype == bool or array.ndim != 0 or not (np.issubdtype(array.dtype, np.integer)
+                                                       or np.issubdtype(array.dtype, np.floating)):
+        raise DataError(f"{path}: frame {k}: info {key!r} must be one number, a loss weight >= 0, received {value!r}")
+    return float(array)
+
+
+def frame_weights(path, values: dict, given: dict, frames: int) -> np.ndarray:
+    """(frames, 4) float64 :attr:`Dataset.weights` from the loss weights read from ``path``.
+
+    Args:
+      path: the file, for messages.
+      values: {key of :data:`WEIGHT_KEYS` or :data:`VIRIAL_WEIGHT_KEY`: (frames,) float64} of the keys the file
+        holds.
+      given: {key: (frames,) bool}, the frames that give ``key`` (the others take 1).
+      frames: the file's frame count M.
+
+    Raises:
+      DataError: a weight that is NaN, infinite or negative, or a frame giving ``config_stress_weight`` and
+        ``config_virial_weight`` of different values — naming file, key and frame(s).
+    """
+    for key, value in values.items():
+        bad = given[key] & ~(np.isfinite(value) & (value >= 0))
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise DataError(f"{path}: key {key!r} frame(s) {_first_frames(bad)}: a loss weight must be a finite "
+                            f"number >= 0, received {value[k]:g} in frame {k}")
+    stress = WEIGHT_KEYS[3]
+    weights = np.ones((frames, len(WEIGHT_KEYS)))
+    for column, key in enumerate(WEIGHT_KEYS):
+        if key in values:
+            weights[:, column] = np.where(given[key], values[key], 1.0)
+    if VIRIAL_WEIGHT_KEY in values:
+        virial, given_virial = values[VIRIAL_WEIGHT_KEY], given[VIRIAL_WEIGHT_KEY]
+        if stress in values:
+            both = given_virial & given[stress] & (virial != values[stress])
+            if both.any():
+                k = int(np.argmax(both))
+                raise DataError(f"{path}: frame(s) {_first_frames(both)} give both {stress!r} and "
+                                f"{VIRIAL_WEIGHT_KEY!r} (MACE's name for the same weight) with different values "
+                                f"({values[stress][k]:g} and {virial[k]:g} in frame {k}): keep one of them")
+        weights[:, 3] = np.where(given_virial, virial, weights[:, 3])
+    return weights
+
+
+def _varying_weight(name: str, value) -> bool:
+    """Whether the ``.npz`` key ``name`` ends in "weight", is none of :data:`WEIGHT_KEYS`, and varies along its
+    first axis (between frames): a per-frame weight under a name that is not read."""
+    array = np.asarray(value)
+    return (name.lower().endswith("weight") and array.ndim >= 1 and len(array) > 1
+            and not (array == array[:1]).all())
 
 
 def _info_charge(path, k: int, value) -> float:
@@ -620,7 +742,7 @@ def label_like(name: str) -> bool:
     lower = name.lower()
     return lower in LABEL_NAMES or any(word in lower for word in LABEL_WORDS)
 
-READ_KEYS = {"charge", "initial_charges", "numbers", "positions"}
+READ_KEYS = {"charge", "initial_charges", "numbers", "positions", *WEIGHT_KEYS, VIRIAL_WEIGHT_KEY}
 """``atoms.info``/``atoms.arrays`` names that :func:`load_ase` reads itself."""
 
 RESULT_WORDS = {"energy": "energy", "force": "forces", "dipole": "dipole", "stress": "stress", "virial": None}
@@ -631,15 +753,20 @@ SAME_AS_RESULT = {"energy": "info", "dipole": "info", "forces": "arrays"}
 """Names that may duplicate a calculator result outside it (``.traj``/``.db`` keep ``info``): they must agree."""
 
 
-def _check_label_keys(path, k: int, atoms, results: dict, unread: dict) -> None:
-    """Record in ``unread`` (name → frames) the label-like info/array keys of frame ``k`` that are not read.
+def _check_label_keys(path, k: int, atoms, results: dict, unread: dict, other_weights: dict) -> None:
+    """Record in ``unread`` (name → frames) the label-like info/array keys of frame ``k`` that are not read, and in
+    ``other_weights`` (name → {frame: value as text}) those ending in "weight" that are not read
+    (:func:`load_ase` names the ones that vary between frames).
 
     A key named like a calculator result (:data:`SAME_AS_RESULT`) that is also in
     ``results`` must hold the same value, and ``info['charge']`` the sum of the atomic
     ``charges`` result (DataError otherwise: which one is meant?).
     """
     for name, value in [*atoms.info.items(), *atoms.arrays.items()]:
-        if name in READ_KEYS or name.lower().endswith("weight"):
+        if name in READ_KEYS:
+            continue
+        if name.lower().endswith("weight"):
+            other_weights.setdefault(name, {})[k] = repr(np.asarray(value).tolist())
             continue
         if name in SAME_AS_RESULT and name in results:
             ours, theirs = np.asarray(results[name], np.float64), np.asarray(value, np.float64)
