@@ -2,7 +2,9 @@
 
 Layout written by :func:`save_frames` (read back by :func:`physnetjax.data.load_dataset`):
 ``R`` (M, n, 3) Å, ``Z`` (M, n), ``N`` (M,), ``E`` (M,) eV, ``F`` (M, n, 3) eV/Å,
-``Q`` (M,) e, and ``D`` (M, 3) e·Å only when every frame has a dipole. Every frame
+``Q`` (M,) e, ``D`` (M, 3) e·Å only when every frame has a dipole, and the per-frame loss weights
+``config_weight``, ``config_energy_weight``, ``config_forces_weight``, ``config_stress_weight`` (M,) only when
+some frame's differ from 1 (a starting file's weights stay with its frames in every round). Every frame
 must carry energy and forces (the loop trains on both).
 """
 
@@ -13,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from physnetjax.data import Dataset, DataError
+from physnetjax.data.dataset import WEIGHT_KEYS
 from physnetjax.npz_file import write_npz
 
 
@@ -30,6 +33,8 @@ def save_frames(data: Dataset, path) -> Path:
     arrays = {"R": data.R, "Z": data.Z, "N": data.N, "E": data.E, "F": data.F, "Q": data.Q}
     if data.has_D.all():
         arrays["D"] = data.D
+    if data.weighted:
+        arrays.update({key: data.weights[:, column] for column, key in enumerate(WEIGHT_KEYS)})
     return write_npz(path, arrays)
 
 

@@ -38,7 +38,8 @@ from physnetjax.neighbors import (
 class BatchShapes:
     """Static sizes of one device's batch: molecules B, atoms N, edges P, pairs (None → no pair list),
     triplets (None → no three-body term); ``periodic``: the data holds periodic frames, so every batch is a periodic
-    one (:func:`batch_cells`) with ``cells``, ``shifts`` and stress."""
+    one (:func:`batch_cells`) with ``cells``, ``shifts`` and stress; ``weighted``: the data carry per-frame loss
+    weights (:attr:`~physnetjax.data.Dataset.weighted`), so every batch's labels hold them (:func:`iterate_batches`)."""
 
     num_devices: int
     molecules: int
@@ -47,6 +48,7 @@ class BatchShapes:
     pairs: Optional[int]
     triplets: Optional[int] = None
     periodic: bool = False
+    weighted: bool = False
 
 
 def as_batched(dataset: Dataset, model) -> Dataset:
@@ -108,6 +110,7 @@ def batch_shapes(dataset: Dataset, model, batch_size: int, num_devices: int = 1)
         pairs=round_up(molecules * max_pairs, 8) if separate else None,
         triplets=None if three_body_cutoff is None else round_up(molecules * max_triplets, 8),
         periodic=periodic,
+        weighted=dataset.weighted,
     )
 
 
@@ -223,11 +226,21 @@ def _device_batch(dataset: Dataset, frames: np.ndarray, energies: np.ndarray, mo
         labels["S"][:m] = dataset.S[real]
         labels["S_mask"][:m] = dataset.has_S[real]
         labels["volume_per_atom"][:m] = np.abs(np.linalg.det(dataset.cell[real])) / dataset.N[real]
+    if shapes.weighted:
+        weights = dataset.term_weights[real]
+        labels["frame_weight"], labels["E_weight"] = np.zeros(b, dtype), np.zeros(b, dtype)
+        labels["F_weight"] = np.zeros(n, dtype)
+        labels["frame_weight"][:m], labels["E_weight"][:m] = weights[:, 0], weights[:, 1]
+        if shapes.periodic:
+            labels["S_weight"] = np.zeros(b, dtype)
+            labels["S_weight"][:m] = weights[:, 3]
     start = 0
-    for k in real:
+    for j, k in enumerate(real):
         count = int(dataset.N[k])
         labels["F"][start:start + count] = dataset.F[k, :count]
         labels["F_mask"][start:start + count] = dataset.has_F[k]
+        if shapes.weighted:
+            labels["F_weight"][start:start + count] = weights[j, 2]
         start += count
     return batch, labels
 
@@ -249,7 +262,10 @@ def iterate_batches(dataset: Dataset, indices: np.ndarray, energies: np.ndarray,
     Yields:
       ``(Batch, labels)`` whose leaves carry a leading device axis of length D;
       labels: E (B,), F (N, 3), D (B, 3), Q (B,) with boolean ``*_mask`` (padding and
-      missing labels False) and ``num_atoms`` (B,).
+      missing labels False) and ``num_atoms`` (B,); with ``shapes.weighted`` the per-frame loss weights
+      (:attr:`~physnetjax.data.Dataset.term_weights`, dimensionless, 0 on padding): ``frame_weight`` (B,) of the
+      dipole and charge terms, ``E_weight`` (B,), ``F_weight`` (N,) (each atom its frame's forces weight) and, in a
+      periodic batch, ``S_weight`` (B,) (:data:`physnetjax.train.loss.WEIGHT_LABELS`).
     """
     order = np.asarray(indices)
     if seed is not None:

@@ -21,7 +21,8 @@ With molecules of mixed sizes the padding atoms of a slot sit inside the batch
 rather than at its end; the model masks them the same way (padded atoms and edges
 contribute exactly zero), so energies and forces equal those of the host-packed
 batch up to the order of floating-point sums. Labels are those of
-:func:`physnetjax.train.batching.iterate_batches` (E, F, D, Q with masks, num_atoms).
+:func:`physnetjax.train.batching.iterate_batches` (E, F, D, Q with masks, num_atoms, and the per-frame
+loss weights of weighted data).
 
 Models with a three-body dispersion term need triplet lists, and periodic data
 needs image shifts and cells; they keep the host batches (:func:`supports_device_batches`).
@@ -49,7 +50,9 @@ class DeviceFrames:
     edge_dst/edge_src (M, e) int32 frame-local atom indices, edge_counts (M,) int32,
     pair_dst/pair_src (M, p) and pair_counts (M,) (None without a separate pair list),
     total_charges (M,); labels energy (M,) (shifted by E0), forces (M, n, 3),
-    dipoles (M, 3), charge (M,) with has_energy/has_forces/has_dipoles/has_charge (M,) bool.
+    dipoles (M, 3), charge (M,) with has_energy/has_forces/has_dipoles/has_charge (M,) bool;
+    weights (M, 4) the per-frame loss weights of the frame, energy, forces and stress terms
+    (:attr:`~physnetjax.data.Dataset.term_weights`), None when the data carry none.
     """
 
     atomic_numbers: jax.Array
@@ -69,6 +72,7 @@ class DeviceFrames:
     pair_dst: Optional[jax.Array] = None
     pair_src: Optional[jax.Array] = None
     pair_counts: Optional[jax.Array] = None
+    weights: Optional[jax.Array] = None
 
 
 def supports_device_batches(shapes: BatchShapes) -> bool:
@@ -96,7 +100,8 @@ def build_device_frames(dataset: Dataset, frames: np.ndarray, energies: np.ndarr
     Edges are the full directed lists within ``model.cutoff``; a separate pair list
     within the model's pair-term reach when it exceeds the cutoff (as
     :func:`physnetjax.neighbors.batch_molecules` builds them). ``energies`` (M_dataset,)
-    are the training energies (shifted by E0), eV.
+    are the training energies (shifted by E0), eV. The per-frame loss weights are kept when the dataset carries
+    any (:attr:`~physnetjax.data.Dataset.weighted`, as :func:`~physnetjax.train.batching.batch_shapes` decides).
     """
     frames = np.asarray(frames, np.int64)
     counts = dataset.N[frames].astype(np.int32)
@@ -116,6 +121,8 @@ def build_device_frames(dataset: Dataset, frames: np.ndarray, energies: np.ndarr
     if separate:
         pair_dst, pair_src, pair_counts = _padded_lists(pairs)
         extra = {"pair_dst": pair_dst, "pair_src": pair_src, "pair_counts": pair_counts}
+    if dataset.weighted:
+        extra["weights"] = dataset.term_weights[frames].astype(dtype)
     return DeviceFrames(
         atomic_numbers=np.where(real, dataset.Z[frames], 0).astype(np.int32),
         positions=np.where(real[..., None], dataset.R[frames] - centroids[:, None], 0.0).astype(dtype),
@@ -207,6 +214,10 @@ def gather_device_batch(frames: DeviceFrames, rows, shapes: BatchShapes) -> tupl
         "Q": jnp.where(slot_real, frames.total_charges[r], 0.0), "Q_mask": slot_real & frames.has_charge[r],
         "num_atoms": jnp.where(slot_real, frames.atom_counts[r], 1).astype(dtype),
     }
+    if frames.weights is not None:
+        weights = jnp.where(slot_real[:, None], frames.weights[r], 0.0)
+        labels["frame_weight"], labels["E_weight"] = weights[:, 0], weights[:, 1]
+        labels["F_weight"] = _flat(jnp.where(atom_real, weights[:, 2:3], 0.0), shapes.atoms, 0.0)
     return batch, labels
 
 

@@ -111,7 +111,7 @@ from physnetjax.train.ensemble import (
     saved_model,
 )
 from physnetjax.train.forcecheck import ForceCheckError, finite_difference_force_error
-from physnetjax.train.loss import TERMS, loss_from_sums, loss_weights, metrics_from_totals
+from physnetjax.train.loss import SUMS, TERMS, loss_from_sums, loss_weights, metrics_from_totals
 from physnetjax.train.optim import Plateau, init_state, make_optimizer, make_schedule, make_steps, step_functions
 from physnetjax.train.run_lock import LOCK_NAME, run_lock
 from physnetjax.train.parallel import device_mesh, replicate, shard_batch, shard_member_batch
@@ -241,9 +241,10 @@ class Trainer:
         self.validation_frames = FrameRecord.of(dataset_digests(self.dataset, self.split["valid"])).to_metadata()
         self.element_energies = np.zeros(self.model.max_atomic_number + 1)
         self.element_energies_fit = None
-        if self.dataset.has_E[train_idx].any():
+        fitted = self.dataset.has_E[train_idx] & (self.dataset.term_weights[train_idx, 1] > 0)  # not weight-0 frames
+        if fitted.any():
             fit = fit_reference_energies(self.dataset.Z[train_idx], self.dataset.E[train_idx],
-                                         self.model.max_atomic_number, mask=self.dataset.has_E[train_idx])
+                                         self.model.max_atomic_number, mask=fitted)
             self.element_energies, self.element_energies_fit = fit.energies, fit.to_dict()
         self.energies = shifted_energies(self.dataset.Z, self.dataset.E, self.element_energies)
         z_train = self.dataset.Z[train_idx]
@@ -553,23 +554,25 @@ class Trainer:
 
     def _check_some_term_trains(self) -> None:
         """Refuse a loss without a term: every weight 0, or the positive ones only on labels the training frames lack
-        (dipole and total-charge terms exist only with --charges, the stress term with stress-labelled data). Every
-        epoch would report a loss of 0 and train nothing."""
+        or carry at a per-frame loss weight of 0 only (dipole and total-charge terms exist only with --charges, the
+        stress term with stress-labelled data). Every epoch would report a loss of 0 and train nothing."""
         config, train, data = self.config, self.split["train"], self.dataset
+        frame, energy, forces, stress = (data.term_weights[train] > 0).T  # frames of loss weight 0 train nothing
         energy_weight = max(config.energy_weight, config.final_energy_weight if config.final_stage > 0 else 0.0)
-        terms = [("energy_weight", energy_weight, "energy", data.has_E[train].any()),
-                 ("forces_weight", config.forces_weight, "force", data.has_F[train].any())]
+        terms = [("energy_weight", energy_weight, "energy", (data.has_E[train] & energy).any()),
+                 ("forces_weight", config.forces_weight, "force", (data.has_F[train] & forces).any())]
         if data.has_S.any():
-            terms.append(("stress_weight", config.stress_weight, "stress", data.has_S[train].any()))
+            terms.append(("stress_weight", config.stress_weight, "stress", (data.has_S[train] & stress).any()))
         if self.model.charges:
-            terms += [("dipole_weight", config.dipole_weight, "dipole", data.has_D[train].any()),
-                      ("charge_weight", config.charge_weight, "total-charge", data.has_Q[train].any())]
+            terms += [("dipole_weight", config.dipole_weight, "dipole", (data.has_D[train] & frame).any()),
+                      ("charge_weight", config.charge_weight, "total-charge", (data.has_Q[train] & frame).any())]
         if any(weight > 0 and present for _, weight, _, present in terms):
             return
         weights = ", ".join(f"{displayed(key, self.names)} {weight:g}" for key, weight, _, _ in terms)
         labelled = ", ".join(label for _, _, label, present in terms if present) or "no"
+        unweighted = " of a per-frame loss weight above 0" if data.weighted else ""
         raise PhysNetInputError(f"no loss term would train anything ({weights}; the {len(train)} training frames have "
-                                f"{labelled} labels): give a term with labels a positive weight")
+                                f"{labelled} labels{unweighted}): give a term with labels a positive weight")
 
     def _check_charge_states(self, paths) -> None:
         """Warn when frames of several total charges train a model without charges, whose energy ignores Q."""
@@ -737,8 +740,8 @@ class Trainer:
         Raises:
           FloatingPointError: the loss or a metric is NaN/Inf (naming ``split``), never reported as a number.
         """
-        totals = {t: np.zeros(3) for t in TERMS}
-        member_totals = [{t: np.zeros(3) for t in TERMS} for _ in range(self.size if self.size > 1 else 0)]
+        totals = {t: np.zeros(len(SUMS)) for t in TERMS}
+        member_totals = [{t: np.zeros(len(SUMS)) for t in TERMS} for _ in range(self.size if self.size > 1 else 0)]
         collected = {"E_ref": [], "E_pred": [], "F_ref": [], "F_pred": []}
         if self.model.charges:
             collected["D_pred"] = []

@@ -17,6 +17,17 @@ virial per atom W = σ · V / N (eV/atom; V the cell volume, N its atom count), 
 errors compare with per-atom energy errors whatever the cell's size and density
 (MACE weighs its virials the same way); the metrics report the stress components
 themselves (S, eV/Å³).
+
+Per-frame loss weights (:attr:`physnetjax.data.Dataset.term_weights`, MACE's ``config_weight`` and
+``config_{energy,forces,stress}_weight``) weigh each frame's entries in the loss sums::
+
+    S_t = Σ_k ω_k,t Σ_{entries j of frame k} f(err_kj),    n_t = Σ_k (number of labelled entries of frame k)
+
+with ω_k,t = w_k · w_k,t (w_k,t = 1 for the dipole and charge terms): every force component of every atom
+of frame k, every stress component, its energy, carries ω_k,t. The count n_t stays unweighted (MACE's
+convention): a frame of weight 0 drops out of S_t but still counts in n_t, weight 2 counts its errors
+twice, and all weights 1 give the unweighted loss exactly. The metrics (MAE, RMSE) are always
+unweighted: they describe the model, not the loss.
 """
 
 from __future__ import annotations
@@ -29,15 +40,23 @@ from physnetjax.neighbors import apply_batch
 TERMS = ("E", "Ea", "F", "D", "Q", "S", "W")
 """Error terms: energy per molecule, energy per atom, force components, dipole components, total charge, stress
 components (eV/Å³) and virial-per-atom components σ · V / N (eV/atom)."""
+SUMS = ("abs_sum", "sq_sum", "count", "weighted_abs_sum", "weighted_sq_sum")
+"""The error sums of a term, in the order of its tuple: Σ|err| and Σerr² (metrics), the number of labelled
+entries, and Σ ω|err| and Σ ω err² with the per-frame loss weights ω (the loss; the same values as the first two
+when the batch carries no weights)."""
+WEIGHT_LABELS = {"E": "E_weight", "Ea": "E_weight", "F": "F_weight", "D": "frame_weight", "Q": "frame_weight",
+                 "S": "S_weight", "W": "S_weight"}
+"""The label array of the per-frame loss weight ω of each term (:mod:`physnetjax.train.batching`): ``E_weight``
+(B,), ``F_weight`` (N,) per atom, ``S_weight`` (B,), ``frame_weight`` (B,); present only for weighted data."""
 PREDICTIONS = ("pred_E", "pred_F", "pred_D", "pred_S")
 """Keys of the predictions among the error sums (``pred_D`` only for a charge model, ``pred_S`` only for a periodic
 batch)."""
 
 
 def error_sums(model, params, batch, labels) -> dict:
-    """Σ|err|, Σerr², count for every term on one device batch (no device axis).
+    """Σ|err|, Σerr², count, Σω|err|, Σωerr² (:data:`SUMS`) for every term on one device batch (no device axis).
 
-    Returns {term: (abs_sum, sq_sum, count)} of scalars, plus predictions under
+    Returns {term: (abs_sum, sq_sum, count, weighted_abs_sum, weighted_sq_sum)} of scalars, plus predictions under
     "pred_E" (B,), "pred_F" (N, 3), for a charge model "pred_D" (B, 3) (e·Å, about the origin of the
     batch's positions) and for a periodic batch "pred_S" (B, 3, 3) eV/Å³.
     """
@@ -47,7 +66,9 @@ def error_sums(model, params, batch, labels) -> dict:
 def sums_from_outputs(out: dict, labels: dict, charges: bool) -> dict:
     """:func:`error_sums` of model outputs ``out`` (energy (B,), forces (N, 3), dipoles, sum_charges, stress);
     the dipole and charge terms only when ``charges``, the stress terms only for a periodic batch (``out['stress']``
-    (B, 3, 3) and labels ``S`` (B, 3, 3) eV/Å³, ``S_mask`` (B,), ``volume_per_atom`` (B,) Å³)."""
+    (B, 3, 3) and labels ``S`` (B, 3, 3) eV/Å³, ``S_mask`` (B,), ``volume_per_atom`` (B,) Å³). The weighted sums
+    take the per-frame loss weights of :data:`WEIGHT_LABELS` when ``labels`` carry them, else they are the
+    unweighted sums themselves (the same program as without weights)."""
     dtype = out["energy"].dtype
     e_mask = labels["E_mask"]
     e_err = jnp.where(e_mask, out["energy"] - labels["E"], 0.0)
@@ -71,10 +92,16 @@ def sums_from_outputs(out: dict, labels: dict, charges: bool) -> dict:
     for term in TERMS:
         if term in errors:
             err, mask = errors[term]
-            sums[term] = (jnp.sum(jnp.abs(err)), jnp.sum(err * err), jnp.sum(mask).astype(dtype))
+            abs_err, sq_err = jnp.abs(err), err * err
+            unweighted = (jnp.sum(abs_err), jnp.sum(sq_err))
+            weighted = unweighted
+            if WEIGHT_LABELS[term] in labels:
+                weight = labels[WEIGHT_LABELS[term]]
+                weight = weight.reshape(weight.shape + (1,) * (err.ndim - weight.ndim))  # frame/atom → entries
+                weighted = (jnp.sum(weight * abs_err), jnp.sum(weight * sq_err))
+            sums[term] = (*unweighted, jnp.sum(mask).astype(dtype), *weighted)
         else:
-            zero = jnp.zeros((), dtype)
-            sums[term] = (zero, zero, zero)
+            sums[term] = (jnp.zeros((), dtype),) * len(SUMS)
     sums["pred_E"] = out["energy"]
     sums["pred_F"] = out["forces"]
     if charges:
@@ -95,8 +122,9 @@ def global_error_sums(model, params, batch, labels) -> dict:
 
 
 def loss_from_sums(sums: dict, weights: dict, kind: str):
-    """Weighted loss from global error sums; ``kind`` "mse" or "mae"; ``weights`` {term: w}."""
-    index = 1 if kind == "mse" else 0
+    """Weighted loss Σ_t w_t · S_t / n_t from global error sums {term: :data:`SUMS`}, S_t the sums weighted per frame
+    (Σω err² for ``kind`` "mse", Σω|err| for "mae") and n_t the unweighted count; ``weights`` {term: w_t}."""
+    index = SUMS.index("weighted_sq_sum" if kind == "mse" else "weighted_abs_sum")
     total = 0.0
     for term, weight in weights.items():
         if weight:
@@ -112,7 +140,8 @@ def loss_weights(config) -> dict:
 
 
 def metrics_from_totals(totals: dict) -> dict:
-    """MAE/RMSE per term from host-accumulated {term: [abs_sum, sq_sum, count]} (float64).
+    """MAE/RMSE per term from host-accumulated {term: [abs_sum, sq_sum, count, ...]} (float64), unweighted (the
+    per-frame loss weights of :data:`SUMS` do not enter).
 
     Keys: energy_mae/rmse (eV), energy_per_atom_mae/rmse (eV/atom), forces_mae/rmse
     (eV/Å), dipole_mae/rmse (e·Å), charge_mae/rmse (e), stress_mae/rmse (eV/Å³), virial_per_atom_mae/rmse
@@ -122,7 +151,7 @@ def metrics_from_totals(totals: dict) -> dict:
              "W": "virial_per_atom"}
     metrics = {}
     for term, name in names.items():
-        abs_sum, sq_sum, count = totals.get(term, (0.0, 0.0, 0))
+        abs_sum, sq_sum, count = tuple(totals.get(term, (0.0, 0.0, 0)))[:3]
         if count > 0:
             metrics[f"{name}_mae"] = abs_sum / count
             metrics[f"{name}_rmse"] = (sq_sum / count) ** 0.5
