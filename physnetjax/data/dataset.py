@@ -430,11 +430,10 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
     if unread:
         warn_caller(f"{path}: label-like keys not read: {unread_note}; the labels read are the calculator "
                     "results 'energy', 'forces', 'dipole' (an extxyz energy= entry, forces column) and the total "
-                    "charge info['charge'] (else the sum of 'initial_charges', else of the atomic 'charges'), and "
+                    "charge info['charge'] (else the sum of 'initial_charges', else of the atomic 'charges'), the "
+                    "per-frame loss weights info config_weight and config_{energy,forces,stress,virial}_weight, and "
                     "the result 'stress' (an extxyz stress= entry, eV/Å³; a virial W is not read: give the stress "
-                    "σ = -W / V), and the per-frame loss weights info 'config_weight', 'config_energy_weight', "
-                    "'config_forces_weight', 'config_stress_weight' (or 'config_virial_weight'); "
-                    "store the labels meant under these names",
+                    "σ = -W / V); store the labels meant under these names",
                     PhysNetInputWarning)
     weights = frame_weights(path, {key: weight_values[key] for key in weight_keys if weight_given[key].any()},
                             weight_given, M)
