@@ -1806,6 +1806,22 @@ MUTANTS = (
            ("tests/test_check_periodic.py::test_a_correct_model_passes_every_row_of_a_crystal",
             "tests/test_check_periodic.py::test_a_float32_stress_at_reduced_precision_warns_or_fails_its_row_alone"),
            "check's float32 stress row compares float64 with float64: a reduced-precision pressure passes"),
+    # -- per-frame loss weights (config_weight & co.) ------------------------------------------------------------
+    Mutant("loss_frame_weights_ignored", "physnetjax/train/loss.py",
+           "weighted = (jnp.sum(weight * abs_err), jnp.sum(weight * sq_err))", "weighted = unweighted",
+           ("tests/test_frame_weights.py::test_the_weighted_loss_of_host_and_device_batches_equals_numpy_frame_by_frame",
+            "tests/test_frame_weights.py::test_a_frame_of_weight_zero_does_not_train_but_counts_in_the_metrics"),
+           "config_weight=0 frames (garbage labels) train at full weight, as when the reader skipped them"),
+    Mutant("metrics_weighted_by_the_frame_weights", "physnetjax/train/loss.py",
+           "sums[term] = (*unweighted, jnp.sum(mask).astype(dtype), *weighted)",
+           "sums[term] = (*weighted, jnp.sum(mask).astype(dtype), *weighted)",
+           ("tests/test_frame_weights.py::test_the_weighted_loss_of_host_and_device_batches_equals_numpy_frame_by_frame",
+            "tests/test_frame_weights.py::test_a_frame_of_weight_zero_does_not_train_but_counts_in_the_metrics"),
+           "the validation MAE/RMSE leave out weight-0 frames: metrics describe the loss, not the model"),
+    Mutant("stress_weight_ignored", "physnetjax/train/batching.py",
+           'labels["S_weight"][:m] = weights[:, 3]', 'labels["S_weight"][:m] = weights[:, 0]',
+           ("tests/test_frame_weights.py::test_the_stress_weight_weighs_the_stress_and_virial_terms_of_periodic_batches",),
+           "config_stress_weight / config_virial_weight read but the stress term weighs by config_weight only"),
 )
 
 EXPLAINED = {
