@@ -180,8 +180,6 @@ def dispersion_per_atom(atomic_numbers, pair_dst, pair_src, pair_mask, pair_vect
     parameters = {k: jnp.asarray(v, pair_vectors.dtype) for k, v in parameters.items()}
     three_body = {} if triplets is None else dict(triplets=triplets[0], triplet_mask=triplets[1],
                                                   three_body_cutoff=cutoff)
-    # NumPy indices of a host batch, indexed by traced halves (see dispersion_per_molecule)
-    atomic_numbers, pair_dst, pair_src = map(jnp.asarray, (atomic_numbers, pair_dst, pair_src))
     return d3_atomic_energies(atomic_numbers, pair_vectors, pair_dst, pair_src, pair_mask, parameters, cutoff=cutoff,
                               switch_width=DISPERSION_SWITCH_FRACTION * cutoff, **three_body)
 

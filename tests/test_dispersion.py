@@ -23,6 +23,7 @@ from physnetjax.neighbors.triplets import pair_triplets
 from physnetjax.physics.dispersion import (
     D3_K3,
     D3_MAX_ATOMIC_NUMBER,
+    d3_atomic_energies,
     d3_bj_parameters,
     d3_dispersion_energy,
     d3_functionals,
@@ -386,6 +387,26 @@ def test_float32_agrees_with_float64():
     energies = [energy(jnp.asarray(r[src] - r[dst], dtype=dtype)) for dtype in (jnp.float32, jnp.float64)]
     assert energies[0].dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(energies[0]), np.asarray(energies[1]), rtol=2e-6)
+
+
+@pytest.mark.parametrize("atm", [False, True])
+def test_a_jit_closing_over_numpy_indices_gives_the_energy_and_its_split(atm):
+    """The public functions called by hand as a host batch holds them: NumPy index arrays closed over by a jitted
+    function of the pair vectors, which one_direction's traced halves index (a TracerArrayConversionError before).
+    Same energy and per-atom split as with JAX index arrays, eagerly; the split sums to the energy."""
+    atoms = molecule("CH3CH2OH")
+    z, r, seg, dst, src = _batched_pairs([atoms.numbers], [atoms.positions])
+    params, mask = _parameters("pbe0", atm), np.ones(len(dst), bool)
+    three_body = dict(triplets=pair_triplets(dst, mask)) if atm else {}
+    vectors = jnp.asarray(r[src] - r[dst])
+    energy = jax.jit(lambda v: d3_dispersion_energy(z, v, dst, src, mask, seg, 1, params, cutoff=20.0,
+                                                    **three_body))(vectors)
+    split = jax.jit(lambda v: d3_atomic_energies(z, v, dst, src, mask, params, cutoff=20.0, **three_body))(vectors)
+    device = {key: jnp.asarray(value) for key, value in three_body.items()}
+    expected = d3_dispersion_energy(jnp.asarray(z), vectors, jnp.asarray(dst), jnp.asarray(src), jnp.asarray(mask),
+                                    jnp.asarray(seg), 1, params, cutoff=20.0, **device)
+    np.testing.assert_allclose(np.asarray(energy), np.asarray(expected), rtol=1e-13)
+    np.testing.assert_allclose(float(np.sum(split)), float(expected[0]), rtol=1e-12)
 
 
 def test_parameters_and_elements_are_validated():

@@ -461,9 +461,13 @@ def d3_dispersion_energy(
     Returns:
       (B,) energies in eV; padded pairs/atoms contribute exactly 0 to the energy and
       to its gradient.
+
+    The index arrays may be NumPy arrays of a host batch, also under a ``jit`` that closes over them: they are taken
+    as JAX arrays, which the halves selected from traced vectors can index.
     """
     if isinstance(parameters, D3BJParameters):
         parameters = dataclasses.asdict(parameters)
+    atomic_numbers, pair_dst, pair_src, segments = map(jnp.asarray, (atomic_numbers, pair_dst, pair_src, segments))
     cn_cutoff = cutoff if cn_cutoff is None else cn_cutoff
     if half_list and triplets is not None:
         raise ValueError("triplets index a full directed pair list; call with half_list=False")
@@ -519,6 +523,7 @@ def d3_atomic_energies(
     """
     if isinstance(parameters, D3BJParameters):
         parameters = dataclasses.asdict(parameters)
+    atomic_numbers, pair_dst, pair_src = map(jnp.asarray, (atomic_numbers, pair_dst, pair_src))
     cn_cutoff = cutoff if cn_cutoff is None else cn_cutoff
     num_atoms = atomic_numbers.shape[0]
     half, half_mask = one_direction(pair_dst, pair_src, pair_vectors, pair_mask)

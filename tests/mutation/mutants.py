@@ -1822,6 +1822,17 @@ MUTANTS = (
            'labels["S_weight"][:m] = weights[:, 3]', 'labels["S_weight"][:m] = weights[:, 0]',
            ("tests/test_frame_weights.py::test_the_stress_weight_weighs_the_stress_and_virial_terms_of_periodic_batches",),
            "config_stress_weight / config_virial_weight read but the stress term weighs by config_weight only"),
+    Mutant("d3_energy_numpy_indices_by_hand", "physnetjax/physics/dispersion.py",
+           "    atomic_numbers, pair_dst, pair_src, segments = map(jnp.asarray, (atomic_numbers, pair_dst, pair_src, segments))\n",
+           "",
+           ("tests/test_dispersion.py::test_a_jit_closing_over_numpy_indices_gives_the_energy_and_its_split",),
+           "d3_dispersion_energy called by hand under a jit closing over NumPy indices fails on traced halves"),
+    Mutant("d3_split_numpy_indices", "physnetjax/physics/dispersion.py",
+           "    atomic_numbers, pair_dst, pair_src = map(jnp.asarray, (atomic_numbers, pair_dst, pair_src))\n",
+           "",
+           ("tests/test_dispersion.py::test_a_jit_closing_over_numpy_indices_gives_the_energy_and_its_split",
+            "tests/test_atomic_energies.py::test_a_jitted_function_closing_over_a_host_batch_takes_dispersion"),
+           "the per-atom D3 split under a jit closing over a host batch fails on traced halves"),
 )
 
 EXPLAINED = {
