@@ -2,7 +2,8 @@
 
 * :class:`PhysNetInputError` (a ``ValueError``): an input no model can evaluate
   meaningfully — a structure, a data frame, an argument value. Subclasses:
-  :class:`OutputPathError`, :class:`InputNotFoundError`, :class:`physnetjax.data.DataError`;
+  :class:`OutputPathError`, :class:`InputNotFoundError`, :class:`OutOfMemoryError` (a structure too large for the
+  device), :class:`physnetjax.data.DataError`;
   the checkpoint package's ``CheckpointError`` is a ``ValueError`` too.
 * :class:`PhysNetInputWarning`: an input the model evaluates, but by extrapolation.
   Subclasses: :class:`LengthUnitWarning`, :class:`CloseContactWarning`.
@@ -116,6 +117,11 @@ class CloseContactWarning(PhysNetInputWarning):
     run's candidates at its first such frame and says so) can leave it out by category, not by the words of the
     message.
     """
+
+
+class OutOfMemoryError(PhysNetInputError, MemoryError):
+    """A structure too large for the device's memory (XLA's ``RESOURCE_EXHAUSTED``); the message names the sizes
+    that filled it and what to change. A ``MemoryError`` too, so ``except MemoryError`` catches it."""
 
 
 class InputNotFoundError(PhysNetInputError):

@@ -12,7 +12,7 @@ from physnetjax.neighbors.batch import apply_batch, model_pair_cutoff, model_tri
 from physnetjax.neighbors.molecules import batch_molecules
 from physnetjax.neighbors.periodic import batch_periodic
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
-from physnetjax.errors import PhysNetInputError
+from physnetjax.errors import OutOfMemoryError, PhysNetInputError
 from physnetjax.validation import validate_structure
 
 
@@ -287,19 +287,50 @@ def apply_fitting(model, params, batch, energies: bool = True) -> dict:
     :func:`check_params_fit`'s, which the caller runs once (the calculator at construction, not every step).
     ``energies``: as in :func:`jitted_apply`.
 
+    The call is waited for (its callers bring the results to the host at once), so that memory the device lacks is
+    reported here.
+
     Raises:
-      PhysNetInputError: ``params`` do not fit ``model`` (each difference named); other errors as they come.
+      PhysNetInputError: ``params`` do not fit ``model`` (each difference named).
+      OutOfMemoryError: the batch does not fit the device's memory (:func:`out_of_memory_message`).
+      Other errors as they come.
     """
     try:
-        return jitted_apply(model, energies)(params, batch)
+        return jax.block_until_ready(jitted_apply(model, energies)(params, batch))
     except Exception as error:
         from physnetjax.checkpoint.format import param_mismatches
+
+        if "RESOURCE_EXHAUSTED" in str(error):
+            raise OutOfMemoryError(out_of_memory_message(model, batch)) from error
 
         problems = param_mismatches(model, params)
         if problems:
             raise PhysNetInputError(f"params do not fit the model: {'; '.join(problems[:5])}"
                                     + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")) from error
         raise
+
+
+def out_of_memory_message(model, batch) -> str:
+    """What filled the device's memory evaluating ``model`` on ``batch``, and what to change.
+
+    A D3 model's Axilrod–Teller–Muto term holds every triangle of atoms within its cutoff: ~n k² for n atoms of k
+    neighbours each, 1.9e8 for a 192-atom water box at 15 Å, where the pairs number ~n k (2.7e5): when they
+    outnumber the pairs, the message names that term and how to leave it out.
+    """
+    sizes = [f"{batch.positions.shape[0]} atom slots", f"{batch.dst_idx.shape[0]} neighbor pairs (cutoff "
+             f"{model.cutoff:g} Å)"]
+    if batch.pair_dst is not None:
+        sizes.append(f"{batch.pair_dst.shape[0]} pairs of the long-range terms")
+    if batch.triplets is not None:
+        sizes.append(f"{batch.triplets.shape[0]} D3 three-body triangles")
+    device = jax.devices()[0]
+    text = f"out of memory on {device.platform} ({device.device_kind}) evaluating {', '.join(sizes)}"
+    pairs = max(batch.dst_idx.shape[0], 0 if batch.pair_dst is None else batch.pair_dst.shape[0])
+    if batch.triplets is not None and batch.triplets.shape[0] >= pairs:  # the triangles, not the pairs, filled it
+        return (f"{text}: the D3 three-body (ATM) term's triangles grow with the cube of its cutoff "
+                f"({getattr(model, 'dispersion_cutoff', None)} Å): use the model without it "
+                "(model.clone(dispersion_three_body=False)), or a shorter dispersion_cutoff, for a system this dense")
+    return f"{text}: the structure is too large for this device; use one with more memory, or fewer atoms"
 
 
 def jitted_apply(model, energies: bool = True):

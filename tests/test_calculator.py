@@ -557,3 +557,37 @@ def test_a_warning_without_a_user_frame_names_the_library_line():
         thread.join()
     [close] = caught
     assert close.filename.endswith(os.path.join("physnetjax", "validation.py")) and close.category is CloseContactWarning
+
+
+@pytest.mark.parametrize("three_body", [False, True])
+def test_a_device_out_of_memory_names_the_sizes_and_the_remedy(monkeypatch, three_body):
+    """XLA's RESOURCE_EXHAUSTED (a D3+ATM model on a 192-atom water box asked XLA:CPU for 186 GB) reached the user as
+    a raw JaxRuntimeError from the calculator and predict; it is an OutOfMemoryError (a MemoryError and a
+    PhysNetInputError) naming the batch's sizes, and for a batch of no fewer triangles than pairs the ATM term."""
+    import importlib
+
+    from physnetjax.errors import OutOfMemoryError
+
+    predict_module = importlib.import_module("physnetjax.predict")  # the package's `predict` is the function
+
+    model = PhysNet(features=4, max_degree=0, num_iterations=1, num_basis_functions=4, cutoff=3.0,
+                    max_atomic_number=9, n_res=1, dispersion="d3bj", dispersion_cutoff=6.0,
+                    dispersion_three_body=three_body)
+    params = init_params(model, 0)
+    atoms = ase.Atoms("CH4", positions=[[0, 0, 0], [1.09, 0, 0], [-0.36, 1.03, 0], [-0.36, -0.51, 0.89],
+                                        [-0.36, -0.51, -0.89]])
+
+    def exhausted(*_):
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 186090935300 bytes.")
+
+    monkeypatch.setattr(predict_module, "jitted_apply", lambda *_: exhausted)
+    for call in (lambda: PhysNetCalculator(model, params).get_potential_energy(atoms),
+                 lambda: predict(model, params, atoms.numbers, atoms.positions)):
+        with pytest.raises(OutOfMemoryError) as caught:
+            call()
+        message = str(caught.value)
+        assert isinstance(caught.value, MemoryError) and message.startswith("out of memory on cpu")
+        assert "atom slots" in message and "neighbor pairs (cutoff 3 Å)" in message
+        assert ("D3 three-body triangles" in message) == three_body
+        assert ("model.clone(dispersion_three_body=False)" in message) == three_body
+        assert three_body or message.endswith("use one with more memory, or fewer atoms")

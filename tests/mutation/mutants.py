@@ -1833,6 +1833,10 @@ MUTANTS = (
            ("tests/test_dispersion.py::test_a_jit_closing_over_numpy_indices_gives_the_energy_and_its_split",
             "tests/test_atomic_energies.py::test_a_jitted_function_closing_over_a_host_batch_takes_dispersion"),
            "the per-atom D3 split under a jit closing over a host batch fails on traced halves"),
+    Mutant("out_of_memory_left_raw", "physnetjax/predict.py",
+           'if "RESOURCE_EXHAUSTED" in str(error):', 'if False:',
+           ("tests/test_calculator.py::test_a_device_out_of_memory_names_the_sizes_and_the_remedy",),
+           "a structure too large for the device reaches the user as XLA's raw RESOURCE_EXHAUSTED error"),
 )
 
 EXPLAINED = {
