@@ -29,8 +29,9 @@ Exit codes (every physnetjax CLI):
 1     the tool ran and its verdict is negative (``check``: a check failed;
       ``migrate``: the migrated network does not reproduce the original)
 2     bad input: an argument value, a missing, unreadable or corrupt file, invalid
-      data, geometry or checkpoint, or a missing optional dependency such as
-      matplotlib for plots (argparse's usage errors are 2 as well)
+      data, geometry or checkpoint, a missing optional dependency such as
+      matplotlib for plots (argparse's usage errors are 2 as well), or an input too
+      large for the device's memory (``OutOfMemoryError``, XLA's ``RESOURCE_EXHAUSTED``)
 3     output refused: an existing run directory or checkpoint the tool would not
       replace, or an output directory that is missing or not writable (output
       files of md, eval, check, spectra and data.generate are replaced). An output
@@ -59,7 +60,8 @@ import warnings
 from pathlib import Path
 from typing import Callable, Iterator, NoReturn, Optional
 
-from physnetjax.errors import InputNotFoundError, OutputPathError, RunStoppedError
+from physnetjax.errors import (InputNotFoundError, OutOfMemoryError, OutputPathError, RunStoppedError,
+                               is_out_of_memory)
 
 EXIT_OK = 0
 EXIT_VERDICT = 1
@@ -107,7 +109,7 @@ def exit_code(error: BaseException) -> int:
         return EXIT_OUTPUT
     if isinstance(error, (RunStoppedError, FloatingPointError)):
         return EXIT_RUN_STOPPED
-    if isinstance(error, (ValueError, OSError, ImportError)):
+    if isinstance(error, (ValueError, OSError, ImportError)) or is_out_of_memory(error):
         return EXIT_INPUT
     return EXIT_INTERNAL
 
@@ -163,6 +165,9 @@ def error_line(prog: str, error: BaseException, resume_hint: str = "") -> str:
     missing = _missing_path(error)
     if missing is not None:
         message = f"{_input_name(missing)} does not exist"
+    if is_out_of_memory(error) and not isinstance(error, OutOfMemoryError):
+        message = (f"out of memory on the device ({message}): the input is too large for it; use a smaller batch or "
+                   "system, or a device with more memory")
     return f"{prog}: error: {message}"
 
 

@@ -22,13 +22,19 @@ gradients, energies and forces equal plain ``jax.jit``'s to round-off;
 :func:`jit` is what the library compiles training steps and batched model
 evaluations with (``predict`` and the ASE calculator, ``eval``, ``check``'s
 evaluations). :func:`jit_for_system` is for functions that step one system (MD):
-plain ``jax.jit`` below :data:`SYSTEM_MIN_ATOMS` atoms, :func:`jit` from there on.
+XLA's default kernels below :data:`SYSTEM_MIN_ATOMS` atoms, :func:`jit`'s from there on.
 The spectra of one molecule (geometry optimisation, Hessian, IR MD of a few
-replicas) keep plain ``jax.jit``: their molecules are small and their runs short.
+replicas) keep XLA's default kernels (:func:`jit_with_xla_defaults`): their molecules
+are small and their runs short.
 :func:`jit` passes ``CPU_COMPILER_OPTIONS`` when the default backend is the CPU
 and this jax/XLA accepts them (probed once by compiling a one-line function ahead
 of time, which also works while a trace is open); on GPU/TPU, or where the option
-does not exist, it is plain ``jax.jit``.
+does not exist, it compiles with XLA's defaults.
+
+Every function compiled here is checked to fit the device's free memory before it
+runs, once per shape of its arguments (:class:`CompiledFunction`,
+:mod:`physnetjax.device_memory`): a program too large raises OutOfMemoryError where
+it would otherwise be killed by the kernel (CPU) or fail inside XLA.
 
 XLA options can only be given to a top-level ``jax.jit``: jax raises a ValueError
 when such a function is called inside another ``jax.jit`` or ``jax.grad`` trace
@@ -46,6 +52,8 @@ from typing import Callable, Optional
 import jax
 import numpy as np
 
+from physnetjax import device_memory
+
 logger = logging.getLogger(__name__)
 
 CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
@@ -55,6 +63,8 @@ CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 SYSTEM_MIN_ATOMS = 64
 """Smallest system whose MD :func:`jit_for_system` compiles without YNNPACK fusions (measured: 36 atoms
 run faster with them, 72 without; benchmarks/README.md)."""
+
+_TRACER = jax.core.Tracer
 
 NESTED_CALL_ERROR = "can only be passed to top-level"
 """Part of jax's ValueError for a ``jax.jit`` with ``compiler_options`` called inside another trace."""
@@ -75,24 +85,78 @@ def compiler_options() -> Optional[dict]:
 
 
 class CompiledFunction:
-    """``fn`` compiled with XLA ``options`` when called at top level, with plain ``jax.jit`` inside a trace.
+    """``fn`` compiled with XLA ``options`` (None: XLA's defaults) when called at top level, with plain ``jax.jit``
+    inside a trace; each new shape of its arguments is checked to fit the device's memory before it runs.
 
     Behaves like the ``jax.jit`` object it wraps: calls, ``lower`` (ahead-of-time
     compilation, always with the options) and the other attributes of the jitted function.
+    The first top-level call with arguments of new shapes or dtypes compiles ahead of time and hands the program
+    to :func:`~physnetjax.device_memory.check_fits` (the call that follows finds the compiled program in jax's
+    cache), so that a program larger than the free memory raises OutOfMemoryError instead of running.
     """
 
-    def __init__(self, fn: Callable, options: dict, jit_kwargs: dict):
-        self._with_options = jax.jit(fn, compiler_options=options, **jit_kwargs)
-        self._nested = jax.jit(fn, **jit_kwargs)
+    def __init__(self, fn: Callable, options: Optional[dict], jit_kwargs: dict):
+        self._with_options = jax.jit(fn, compiler_options=options, **jit_kwargs) if options else jax.jit(fn,
+                                                                                                        **jit_kwargs)
+        self._nested = jax.jit(fn, **jit_kwargs) if options else self._with_options
+        self._fitting_shapes: set = set()
+        self._previous: dict = {}  # argument position -> (the argument of the last call, its description)
+        donated = jit_kwargs.get("donate_argnums", ())
+        self._donated = {donated} if isinstance(donated, int) else set(donated)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args, **kwargs):
+        self._check_memory(args, kwargs)
         try:
             return self._with_options(*args, **kwargs)
         except ValueError as error:
             if NESTED_CALL_ERROR not in str(error):
                 raise
         return self._nested(*args, **kwargs)
+
+    def _check_memory(self, args, kwargs) -> None:
+        """:func:`~physnetjax.device_memory.check_fits` once per shape signature of top-level arguments."""
+        signature = self._signature(args, kwargs)
+        if signature is None or signature in self._fitting_shapes:
+            return
+        try:
+            compiled = self._with_options.lower(*args, **kwargs).compile()
+        except ValueError as error:
+            if NESTED_CALL_ERROR not in str(error):
+                raise
+            return
+        device_memory.check_fits(compiled, f"the compiled {getattr(self, '__name__', 'function')}")
+        self._fitting_shapes.add(signature)
+
+    def _signature(self, args, kwargs) -> Optional[tuple]:
+        """Tree structures, shapes and dtypes of the arguments (other leaves: their types); None inside a trace.
+
+        Describing costs ~1.7 µs per array, so two kinds of argument are described more cheaply: one that is the
+        same object as at the previous call (the parameters of every call of the calculator or of an evaluation
+        loop) reuses that call's description, and a donated argument (a training step's state of ~100 arrays in
+        Flax and optax containers, 100 µs to flatten, which the step consumes and returns with the same shapes) by
+        its type alone.
+        """
+        described = []
+        for position, arg in enumerate((*args, kwargs)):
+            previous = self._previous.get(position)
+            if previous is not None and previous[0] is arg:
+                described.append(previous[1])
+                continue
+            if position in self._donated:
+                described.append(type(arg))
+                continue
+            leaves, treedef = jax.tree.flatten(arg)
+            description = [treedef]
+            for leaf in leaves:
+                if isinstance(leaf, _TRACER):
+                    return None
+                dtype = getattr(leaf, "dtype", None)
+                description.append(type(leaf) if dtype is None else (leaf.shape, dtype))
+            description = tuple(description)
+            self._previous[position] = (arg, description)
+            described.append(description)
+        return tuple(described)
 
     def __getattr__(self, name):
         if "_with_options" not in self.__dict__:  # not yet initialised (copy, unpickling)
@@ -101,16 +165,20 @@ class CompiledFunction:
 
 
 def jit(fn: Callable, **jit_kwargs) -> Callable:
-    """``jax.jit(fn, **jit_kwargs)`` with :func:`compiler_options` where they apply (:class:`CompiledFunction`)."""
-    options = compiler_options()
-    if options is None:
-        return jax.jit(fn, **jit_kwargs)
-    return CompiledFunction(fn, options, jit_kwargs)
+    """``jax.jit(fn, **jit_kwargs)`` with :func:`compiler_options` where they apply and the memory check of
+    :class:`CompiledFunction`."""
+    return CompiledFunction(fn, compiler_options(), jit_kwargs)
+
+
+def jit_with_xla_defaults(fn: Callable, **jit_kwargs) -> Callable:
+    """``jax.jit(fn, **jit_kwargs)`` with XLA's default kernels and the memory check of :class:`CompiledFunction`
+    (the spectra of one molecule: its geometry optimisation and Hessian)."""
+    return CompiledFunction(fn, None, jit_kwargs)
 
 
 def jit_for_system(num_atoms: int, fn: Callable, **jit_kwargs) -> Callable:
-    """A function stepping one system of ``num_atoms`` atoms: plain ``jax.jit`` below :data:`SYSTEM_MIN_ATOMS`,
-    else :func:`jit`."""
+    """A function stepping one system of ``num_atoms`` atoms: compiled with XLA's defaults below
+    :data:`SYSTEM_MIN_ATOMS`, else :func:`jit`; memory-checked either way (:class:`CompiledFunction`)."""
     if num_atoms < SYSTEM_MIN_ATOMS:
-        return jax.jit(fn, **jit_kwargs)
+        return jit_with_xla_defaults(fn, **jit_kwargs)
     return jit(fn, **jit_kwargs)

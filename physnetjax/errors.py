@@ -120,8 +120,25 @@ class CloseContactWarning(PhysNetInputWarning):
 
 
 class OutOfMemoryError(PhysNetInputError, MemoryError):
-    """A structure too large for the device's memory (XLA's ``RESOURCE_EXHAUSTED``); the message names the sizes
-    that filled it and what to change. A ``MemoryError`` too, so ``except MemoryError`` catches it."""
+    """A structure too large for the device's memory; the message names the sizes that fill it and what to change.
+
+    Raised before a compiled program runs when it would allocate more than the device has free
+    (:mod:`physnetjax.device_memory`; ``needed_bytes`` and ``available_bytes`` then hold the two sizes, else None),
+    and for XLA's ``RESOURCE_EXHAUSTED``. A ``MemoryError`` too, so ``except MemoryError`` catches it.
+    """
+
+    def __init__(self, message: str, needed_bytes: Optional[int] = None, available_bytes: Optional[int] = None):
+        super().__init__(message)
+        self.needed_bytes, self.available_bytes = needed_bytes, available_bytes
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` says the device ran out of memory: an :class:`OutOfMemoryError`, or XLA's
+    ``RESOURCE_EXHAUSTED`` (a ``jax.errors.JaxRuntimeError``; jax is not imported for the question)."""
+    if isinstance(error, OutOfMemoryError):
+        return True
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(error, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(error)
 
 
 class InputNotFoundError(PhysNetInputError):

@@ -12,7 +12,8 @@ from physnetjax.neighbors.batch import apply_batch, model_pair_cutoff, model_tri
 from physnetjax.neighbors.molecules import batch_molecules
 from physnetjax.neighbors.periodic import batch_periodic
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
-from physnetjax.errors import OutOfMemoryError, PhysNetInputError
+from physnetjax.device_memory import gigabytes
+from physnetjax.errors import OutOfMemoryError, PhysNetInputError, is_out_of_memory
 from physnetjax.validation import validate_structure
 
 
@@ -292,7 +293,7 @@ def apply_fitting(model, params, batch, energies: bool = True) -> dict:
 
     Raises:
       PhysNetInputError: ``params`` do not fit ``model`` (each difference named).
-      OutOfMemoryError: the batch does not fit the device's memory (:func:`out_of_memory_message`).
+      OutOfMemoryError: the batch does not fit the device's memory (:func:`batch_out_of_memory`).
       Other errors as they come.
     """
     try:
@@ -300,8 +301,8 @@ def apply_fitting(model, params, batch, energies: bool = True) -> dict:
     except Exception as error:
         from physnetjax.checkpoint.format import param_mismatches
 
-        if "RESOURCE_EXHAUSTED" in str(error):
-            raise OutOfMemoryError(out_of_memory_message(model, batch)) from error
+        if is_out_of_memory(error):
+            raise batch_out_of_memory(model, batch, error) from error
 
         problems = param_mismatches(model, params)
         if problems:
@@ -310,27 +311,42 @@ def apply_fitting(model, params, batch, energies: bool = True) -> dict:
         raise
 
 
-def out_of_memory_message(model, batch) -> str:
-    """What filled the device's memory evaluating ``model`` on ``batch``, and what to change.
+def batch_out_of_memory(model, batch, error: BaseException) -> OutOfMemoryError:
+    """What fills the device's memory evaluating ``model`` on ``batch``, and what to change
+    (:func:`out_of_memory_error` with the batch's sizes; ``error``: the OutOfMemoryError or XLA error behind it)."""
+    return out_of_memory_error(model, "evaluating", batch.positions.shape[0], batch.dst_idx.shape[0],
+                          None if batch.pair_dst is None else batch.pair_dst.shape[0],
+                          None if batch.triplets is None else batch.triplets.shape[0], error)
+
+
+def out_of_memory_error(model, doing: str, atom_slots: int, pairs: int, long_range_pairs: Optional[int],
+                        triangles: Optional[int], error: BaseException,
+                        remedy: str = "the structure is too large for this device; use one with more memory, or "
+                                      "fewer atoms") -> OutOfMemoryError:
+    """OutOfMemoryError ``out of memory on PLATFORM (KIND) DOING SIZES (NEEDED, FREE): REMEDY`` for ``error``.
 
     A D3 model's Axilrod–Teller–Muto term holds every triangle of atoms within its cutoff: ~n k² for n atoms of k
-    neighbours each, 1.9e8 for a 192-atom water box at 15 Å, where the pairs number ~n k (2.7e5): when they
-    outnumber the pairs, the message names that term and how to leave it out.
+    neighbours each, 2.4e7 for a periodic box of 8 water molecules at 15 Å (24 GB of temporaries to evaluate),
+    where the pairs number ~n k: when the triangles outnumber the pairs, the remedy is to leave that term out.
+    ``error``: an OutOfMemoryError of :func:`~physnetjax.device_memory.check_fits` adds what the compiled program
+    needs and what is free; ``remedy``: what to change when the triangles are not the cause.
     """
-    sizes = [f"{batch.positions.shape[0]} atom slots", f"{batch.dst_idx.shape[0]} neighbor pairs (cutoff "
-             f"{model.cutoff:g} Å)"]
-    if batch.pair_dst is not None:
-        sizes.append(f"{batch.pair_dst.shape[0]} pairs of the long-range terms")
-    if batch.triplets is not None:
-        sizes.append(f"{batch.triplets.shape[0]} D3 three-body triangles")
+    sizes = [f"{atom_slots} atom slots", f"{pairs} neighbor pairs (cutoff {model.cutoff:g} Å)"]
+    if long_range_pairs is not None:
+        sizes.append(f"{long_range_pairs} pairs of the long-range terms")
+    if triangles is not None:
+        sizes.append(f"{triangles} D3 three-body triangles")
     device = jax.devices()[0]
-    text = f"out of memory on {device.platform} ({device.device_kind}) evaluating {', '.join(sizes)}"
-    pairs = max(batch.dst_idx.shape[0], 0 if batch.pair_dst is None else batch.pair_dst.shape[0])
-    if batch.triplets is not None and batch.triplets.shape[0] >= pairs:  # the triangles, not the pairs, filled it
-        return (f"{text}: the D3 three-body (ATM) term's triangles grow with the cube of its cutoff "
-                f"({getattr(model, 'dispersion_cutoff', None)} Å): use the model without it "
-                "(model.clone(dispersion_three_body=False)), or a shorter dispersion_cutoff, for a system this dense")
-    return f"{text}: the structure is too large for this device; use one with more memory, or fewer atoms"
+    text = f"out of memory on {device.platform} ({device.device_kind}) {doing} {', '.join(sizes)}"
+    needed, free = getattr(error, "needed_bytes", None), getattr(error, "available_bytes", None)
+    if needed is not None and free is not None:
+        text += f" (the compiled program needs {gigabytes(needed)}, {gigabytes(free)} are free)"
+    if triangles is not None and triangles >= max(pairs, long_range_pairs or 0):  # the triangles fill it
+        remedy = (f"the D3 three-body (ATM) term's triangles grow with the cube of its cutoff "
+                  f"({getattr(model, 'dispersion_cutoff', None)} Å): use the model without it "
+                  "(model.clone(dispersion_three_body=False)), or a shorter dispersion_cutoff, for a system this "
+                  "dense")
+    return OutOfMemoryError(f"{text}: {remedy}", needed, free)
 
 
 def jitted_apply(model, energies: bool = True):

@@ -102,12 +102,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax import compilation
+from physnetjax.device_memory import check_fits
 from physnetjax.calculator import check_dtype, cast_params
 from physnetjax.distance_domain import DOMAIN_MARGIN, TrainingDistancesWarning
 from physnetjax.ensemble.model import is_ensemble
 from physnetjax.jsonlines import append_record, read_log, start_log
-from physnetjax.errors import (CloseContactWarning, InputNotFoundError, PhysNetInputError, PhysNetInputWarning,
-                               RunStoppedError, displayed, displayed_setting, namer, warn_caller)
+from physnetjax.errors import (CloseContactWarning, InputNotFoundError, OutOfMemoryError, PhysNetInputError,
+                               PhysNetInputWarning, RunStoppedError, is_out_of_memory, displayed, displayed_setting, namer, warn_caller)
 from physnetjax.md.ensembles import (
     CENTRE_OF_MASS_AT_REST,
     CHAIN_MASSES_KEY,
@@ -131,11 +132,11 @@ from physnetjax.md.integrators import MDState, kinetic_energy, maxwell_boltzmann
 from physnetjax.md.io import (TRAJECTORY_FORMATS, TrajectoryWriter, frame_atoms, momenta_from_ase, replace_frames,
                               trajectory_until)
 from physnetjax.md.potential import AllPairs
-from physnetjax.neighbors import image_reach
+from physnetjax.neighbors import image_reach, model_triplet_cutoff
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import AMU_A2_PER_FS2_IN_EV, ASE_TIME_UNIT_FS, BAR, BOLTZMANN
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
-from physnetjax.predict import check_params_fit
+from physnetjax.predict import check_params_fit, out_of_memory_error
 from physnetjax.validation import (atoms_total_charge, check_count, check_masses, check_output_path, check_range,
                                    check_seed, check_total_charge, validate_structure)
 
@@ -517,6 +518,23 @@ def partial_pbc_message(model, pbc) -> str:
             "with physnetjax.PhysNetCalculator, which handles partial PBC")
 
 
+def md_out_of_memory(model, num_atoms: int, nbrs, error: BaseException, doing: str,
+                     chunk_name: str = "chunk_frames") -> OutOfMemoryError:
+    """OutOfMemoryError for MD of ``num_atoms`` atoms with neighbor state ``nbrs``: the list capacities (what the
+    compiled step holds) and, when the D3 triangles are not the cause, fewer frames per chunk (``chunk_name``, the
+    option that sets them) or fewer atoms."""
+    if isinstance(nbrs, AllPairs):
+        triangles = num_atoms * (num_atoms - 1) * (num_atoms - 2) if model_triplet_cutoff(model) is not None else None
+        sizes = (num_atoms * (num_atoms - 1), None, triangles)
+    else:
+        sizes = (nbrs.edges.capacity, None if nbrs.pairs is None else nbrs.pairs.capacity,
+                 None if nbrs.triplets is None else nbrs.triplets.capacity)
+    return out_of_memory_error(model, doing, num_atoms, *sizes, error,
+                               remedy=f"the system is too large for this device; use fewer frames per chunk (a "
+                                      f"smaller {chunk_name}: the device holds a chunk's frames), a device with more "
+                                      "memory, or fewer atoms")
+
+
 def simulate(
     model,
     params,
@@ -733,7 +751,12 @@ def simulate(
         check_start_temperature(momenta, atoms.get_masses(), dof)
     cell_now = None if cell is None else jnp.asarray(cell, dtype)
     nbrs = dynamics.allocate(positions, cell_now, capacity_multiplier)
-    state = compilation.jit_for_system(n, dynamics.init)(positions, momenta, masses, nbrs, key, cell_now)
+    try:
+        state = compilation.jit_for_system(n, dynamics.init)(positions, momenta, masses, nbrs, key, cell_now)
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        raise md_out_of_memory(model, n, nbrs, error, "starting MD of", displayed("chunk_frames", names)) from error
     if saved is not None:
         state = restore_ensemble_state(state, saved, ensemble)
         state, changed = continue_targets(state, saved, run_targets(ensemble, options, steps, 0, dof), dof)
@@ -796,14 +819,21 @@ def simulate(
         while done < steps and stop_reason is None:
             num_frames = min(chunk_frames, total_frames - done // save_every)
             shape_key = (num_frames, jax.tree.structure(state), tuple(x.shape for x in jax.tree.leaves(state)))
-            if shape_key not in compiled:
-                t0 = time.perf_counter()
-                compiled[shape_key] = runner.lower(apply_fn, state, num_frames, save_every,
-                                                   dynamics.observe).compile()
-                compile_seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
-            new_state, frames = compiled[shape_key](state)
-            jax.block_until_ready(frames)
+            try:
+                if shape_key not in compiled:
+                    program = runner.lower(apply_fn, state, num_frames, save_every, dynamics.observe).compile()
+                    compile_seconds += time.perf_counter() - t0
+                    check_fits(program, f"a chunk of {num_frames} frames")
+                    compiled[shape_key] = program
+                    t0 = time.perf_counter()
+                new_state, frames = compiled[shape_key](state)
+                jax.block_until_ready(frames)
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                raise md_out_of_memory(model, n, state.nbrs, error, f"running chunks of {num_frames} frames of MD "
+                                       "of", displayed("chunk_frames", names)) from error
             run_seconds += time.perf_counter() - t0
             executed += num_frames * save_every
             if dynamics.variable_cell and bool(new_state.nbrs.over_strained):

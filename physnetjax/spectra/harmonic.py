@@ -58,6 +58,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from physnetjax import compilation
 from physnetjax.calculator import cast_params
 from physnetjax.errors import displayed, displayed_setting, warn_caller
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
@@ -463,4 +464,4 @@ def _derivatives(energy_fn, dipole_fn, chunk: int):
             dipole_jacobian = _in_chunks(dipole_change, directions, chunk)
         return energy_fn(positions, *args), gradient, hessian, dipole_jacobian
 
-    return jax.jit(evaluate)
+    return compilation.jit_with_xla_defaults(evaluate)

@@ -71,6 +71,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.calculator import cast_params, check_dtype
+from physnetjax.device_memory import check_fits
 from physnetjax.errors import PhysNetInputWarning, RunStoppedError, displayed, namer, warn_caller
 from physnetjax.md.integrators import (
     MDState,
@@ -287,6 +288,7 @@ def md_spectrum(
     if eq_chunks:
         eq_chunk = jax.jit(jax.vmap(lambda s: run(apply_l, s, 1, eq_chunk_steps, lambda st: st.potential_energy)))
         compiled = eq_chunk.lower(state).compile()
+        check_fits(compiled, f"the Langevin equilibration of {replicas} replicas")
         t_compile += time.perf_counter() - t0
         t0 = time.perf_counter()
         for _ in range(eq_chunks):
@@ -305,6 +307,7 @@ def md_spectrum(
     round_off = round_off_hint(energy0, 0.5 * dof * BOLTZMANN * temperature_K, dtype, names)
     nve_chunk = jax.jit(jax.vmap(lambda s: run(apply_v, s, frames_per_chunk, record_every, observe)))
     compiled = nve_chunk.lower(state).compile()
+    check_fits(compiled, f"chunks of {frames_per_chunk} frames of {replicas} NVE replicas")
     t_compile += time.perf_counter() - t0
     thermal = 0.5 * dof * BOLTZMANN * temperature_K
     max_error = np.zeros(replicas)

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from physnetjax import compilation
 from physnetjax.calculator import cast_params
 from physnetjax.errors import (PhysNetInputError, PhysNetInputWarning, RunStoppedError, displayed, displayed_setting,
                                warn_caller)
@@ -378,4 +379,4 @@ def _lbfgs_loop(energy_fn):
         r, value, gradient, *_, steps, downhill = jax.lax.while_loop(keep_going, step, carry)
         return r, value, _max_atom_norm(gradient), steps, downhill
 
-    return jax.jit(run)
+    return compilation.jit_with_xla_defaults(run)

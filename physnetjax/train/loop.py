@@ -86,11 +86,12 @@ from physnetjax.dipole_surface import DIPOLE_SURFACE_KEY, dipole_surface_fit, ju
 from physnetjax.distance_domain import TRAINED_DISTANCES_KEY, DistanceDomain
 from physnetjax.ensemble import fit_calibration_scale, gaussian_nll, member_params, spearman_rank_correlation
 from physnetjax.ensemble.calibration import warn_few_frames
-from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, displayed, warn_caller
+from physnetjax.errors import (OutOfMemoryError, PhysNetInputError, PhysNetInputWarning, displayed, is_out_of_memory,
+                               warn_caller)
 from physnetjax.jsonlines import append_record, start_log, write_json
 from physnetjax.model import PhysNet
 from physnetjax.neighbors import image_reach
-from physnetjax.predict import init_params
+from physnetjax.predict import init_params, out_of_memory_error
 from physnetjax.train import plots
 from physnetjax.train.batching import as_batched, batch_offsets, batch_shapes, iterate_batches, num_batches
 from physnetjax.train.config import (ARCHITECTURE_SETTINGS, RESUME_OVERRIDES, TrainConfig, read_json_object,
@@ -1064,12 +1065,26 @@ class Trainer:
                 planned = config.epochs if self.budget is None else self.epoch + self.budget.epochs_left()
                 if self.epoch % config.log_every == 0 or is_best or self.epoch == planned:
                     logger.info(_summary_line(row, planned, estimated=self.budget is not None))
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            raise self._out_of_memory(error) from error
         finally:
             if progress:
                 progress.stop()
             self._write_unwritten()
             self.writer.wait()
         return self._finish(stop_reason)
+
+    def _out_of_memory(self, error: BaseException) -> OutOfMemoryError:
+        """OutOfMemoryError naming what one step holds (a batch's sizes, the members) and what to change."""
+        shapes, members = self.shapes, self.config.ensemble
+        doing = (f"training on batches of {self.config.batch_size} frames" + (f" with {members} members" if members > 1
+                                                                              else "") + ", each device's batch of")
+        return out_of_memory_error(self.model, doing, shapes.atoms, shapes.edges, shapes.pairs, shapes.triplets, error,
+                                   remedy="use a smaller --batch-size" + (" or fewer --ensemble members"
+                                                                          if members > 1 else "")
+                                   + ", or a device with more memory")
 
     def _stop_reason(self) -> str | None:
         """Why to stop before the next epoch: "epochs", "max_time" (no further epoch fits in the

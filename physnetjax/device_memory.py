@@ -1,0 +1,91 @@
+"""The memory a compiled program allocates, checked against what the device has free before it runs.
+
+XLA allocates a program's temporary buffers and its outputs when the program runs. Where they do not fit, a GPU
+raises ``RESOURCE_EXHAUSTED``; on the CPU the allocation usually succeeds (Linux over-commits memory) and the
+kernel's out-of-memory killer ends the process once the pages are written: no exception and no message, the shell
+says "Killed" (exit status 137). Measured here: a D3(BJ)+ATM model (15 Å) on a periodic box of 8 water molecules
+(24 atoms, 2.4e7 triangles of atoms within the cutoff) compiles to a program of 24 GB of temporaries, and the
+process was killed on a machine of 24 GiB.
+
+XLA reports those sizes once a program is compiled (``Compiled.memory_analysis()``). :func:`check_fits` compares
+the bytes a program allocates, :func:`allocated_bytes` (temporaries + outputs, less the outputs that reuse donated
+inputs), with :func:`available_bytes` and raises :class:`~physnetjax.errors.OutOfMemoryError` before it runs.
+Every function compiled through :func:`physnetjax.compilation.jit` is checked once per argument shape, and the MD
+driver checks the chunk programs it compiles ahead of time.
+
+Free memory: on a GPU or TPU, the allocator's limit less its bytes in use (``Device.memory_stats()``); on the CPU,
+the kernel's estimate of memory available without swapping (``MemAvailable`` of ``/proc/meminfo``, Linux). Where
+neither is known (another system, a backend without memory statistics) nothing is checked.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+
+from physnetjax.errors import OutOfMemoryError
+
+MEMINFO = "/proc/meminfo"
+"""Where Linux reports ``MemAvailable`` (kB)."""
+
+
+def available_bytes(device: Optional[jax.Device] = None) -> Optional[int]:
+    """Bytes ``device`` (default: JAX's first) can still allocate, or None where that is not known."""
+    device = jax.devices()[0] if device is None else device
+    if device.platform == "cpu":
+        return _cpu_available_bytes()
+    stats = device.memory_stats() or {}
+    if "bytes_limit" not in stats:
+        return None
+    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+
+
+def _cpu_available_bytes() -> Optional[int]:
+    try:
+        with open(MEMINFO) as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def allocated_bytes(compiled) -> Optional[int]:
+    """Bytes the compiled program allocates when it runs: temporaries and outputs, less the outputs that reuse
+    donated input buffers; None where XLA gives no memory analysis."""
+    try:
+        analysis = compiled.memory_analysis()
+    except (NotImplementedError, RuntimeError):
+        return None
+    if analysis is None:
+        return None
+    return int(analysis.temp_size_in_bytes + analysis.output_size_in_bytes - analysis.alias_size_in_bytes)
+
+
+def gigabytes(size: int) -> str:
+    """``size`` bytes as ``"24.1 GB"`` (10⁹ bytes), ``"0.003 GB"`` below 0.1 GB."""
+    return f"{size / 1e9:.3g} GB" if size < 1e8 else f"{size / 1e9:.1f} GB"
+
+
+def check_fits(compiled, what: str, device: Optional[jax.Device] = None) -> None:
+    """Raise OutOfMemoryError when ``compiled`` would allocate more than ``device`` has free.
+
+    ``what`` names the program in the message (``"MD chunk of 100 frames"``); callers that know the sizes behind it
+    (atoms, pairs, triangles) catch the error and say them with the remedy.
+
+    Raises:
+      OutOfMemoryError: ``out of memory on cpu (cpu): WHAT needs 24.1 GB for its temporaries and outputs, 20.3 GB
+        are free``; its ``needed_bytes`` and ``available_bytes`` hold the two sizes.
+    """
+    needed = allocated_bytes(compiled)
+    if needed is None:
+        return
+    device = jax.devices()[0] if device is None else device
+    free = available_bytes(device)
+    if free is None or needed <= free:
+        return
+    raise OutOfMemoryError(f"out of memory on {device.platform} ({device.device_kind}): {what} needs "
+                           f"{gigabytes(needed)} for its temporaries and outputs, {gigabytes(free)} are free",
+                           needed, free)
