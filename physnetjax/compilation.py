@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import weakref
 from typing import Callable, Optional
 
 import jax
@@ -133,14 +134,16 @@ class CompiledFunction:
 
         Describing costs ~1.7 µs per array, so two kinds of argument are described more cheaply: one that is the
         same object as at the previous call (the parameters of every call of the calculator or of an evaluation
-        loop) reuses that call's description, and a donated argument (a training step's state of ~100 arrays in
+        loop) reuses that call's description (the previous argument is held by a weak reference where Python
+        allows one, so a batch of arrays is not kept alive; a parameter dict is held until the next call), and a
+        donated argument (a training step's state of ~100 arrays in
         Flax and optax containers, 100 µs to flatten, which the step consumes and returns with the same shapes) by
         its type alone.
         """
         described = []
         for position, arg in enumerate((*args, kwargs)):
             previous = self._previous.get(position)
-            if previous is not None and previous[0] is arg:
+            if previous is not None and previous[0]() is arg:
                 described.append(previous[1])
                 continue
             if position in self._donated:
@@ -154,7 +157,7 @@ class CompiledFunction:
                 dtype = getattr(leaf, "dtype", None)
                 description.append(type(leaf) if dtype is None else (leaf.shape, dtype))
             description = tuple(description)
-            self._previous[position] = (arg, description)
+            self._previous[position] = (_reference(arg), description)
             described.append(description)
         return tuple(described)
 
@@ -162,6 +165,15 @@ class CompiledFunction:
         if "_with_options" not in self.__dict__:  # not yet initialised (copy, unpickling)
             raise AttributeError(name)
         return getattr(self.__dict__["_with_options"], name)
+
+
+def _reference(value) -> Callable:
+    """A weak reference to ``value`` where it takes one (arrays, dataclasses), else a function returning it (dicts,
+    tuples, whose previous call's object is then kept until the next call)."""
+    try:
+        return weakref.ref(value)
+    except TypeError:
+        return lambda: value
 
 
 def jit(fn: Callable, **jit_kwargs) -> Callable:

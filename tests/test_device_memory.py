@@ -6,7 +6,9 @@ Here the free memory is replaced by a small number: every compiled entry point (
 eval, training) must raise OutOfMemoryError naming the sizes before its program runs, and only once per shape.
 """
 
+import gc
 import re
+import weakref
 from pathlib import Path
 
 import ase
@@ -94,6 +96,14 @@ def test_each_shape_is_checked_once(monkeypatch):
         for size in (3, 3, 5, 3):
             compiled(np.ones(size, dtype), np.ones(size, dtype))
         assert len(checked) == 2
+        same = np.ones(4, dtype)
+        for _ in range(3):  # the same object again (its description is reused)
+            compiled(same, np.ones(4, dtype))
+        assert len(checked) == 3
+        released = weakref.ref(same)
+        del same
+        gc.collect()
+        assert released() is None  # the function does not keep its last argument alive
 
 
 def test_the_calculator_and_predict_refuse_a_structure_too_large_before_evaluating(monkeypatch):
