@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 from ase.build import bulk, molecule
 
+from physnetjax.device_memory import allocated_bytes
 from physnetjax.neighbors.periodic import periodic_pairs
 from physnetjax.neighbors.triplets import pair_triplets
 from physnetjax.physics.dispersion import (
+    ATM_CHUNK_TRIANGLES,
     D3_K3,
     D3_MAX_ATOMIC_NUMBER,
     d3_atomic_energies,
@@ -105,9 +107,9 @@ def _parameters(functional, atm):
 
 
 @functools.partial(jax.jit, static_argnames=("num_molecules", "cutoff", "cn_cutoff", "three_body_cutoff",
-                                             "switch_width"))
+                                             "switch_width", "triangle_chunk"))
 def _energy_and_gradients(z, positions, seg, dst, src, mask, shifts, parameters, triplets, *, num_molecules,
-                          cutoff, cn_cutoff, three_body_cutoff, switch_width):
+                          cutoff, cn_cutoff, three_body_cutoff, switch_width, triangle_chunk=ATM_CHUNK_TRIANGLES):
     def total(positions, strain):
         deformation = jnp.eye(3) + strain
         pos = jnp.einsum("ni,nij->nj", positions, deformation[seg])
@@ -116,6 +118,7 @@ def _energy_and_gradients(z, positions, seg, dst, src, mask, shifts, parameters,
         energy = d3_dispersion_energy(
             z, vectors, dst, src, mask, seg, num_molecules, parameters, cutoff=cutoff, cn_cutoff=cn_cutoff,
             switch_width=switch_width, triplets=triplets, three_body_cutoff=three_body_cutoff,
+            triangle_chunk=triangle_chunk,
         )
         return jnp.sum(energy), energy
 
@@ -124,7 +127,8 @@ def _energy_and_gradients(z, positions, seg, dst, src, mask, shifts, parameters,
 
 
 def _ours(z, r, seg, dst, src, num_molecules, params, atm, *, shifts=None, cutoff=DISP2 * BOHR,
-          cn_cutoff=CN * BOHR, three_body_cutoff=DISP3 * BOHR, switch_width=0.0, mask=None):
+          cn_cutoff=CN * BOHR, three_body_cutoff=DISP3 * BOHR, switch_width=0.0, mask=None,
+          triangle_chunk=ATM_CHUNK_TRIANGLES):
     """Energies (B,) eV, gradient (N, 3) eV/Å and strain derivative (B, 3, 3) eV (float64, jitted)."""
     mask = np.ones(len(dst), bool) if mask is None else np.asarray(mask)
     shifts = np.zeros((len(dst), 3)) if shifts is None else np.asarray(shifts, dtype=np.float64)
@@ -136,7 +140,8 @@ def _ours(z, r, seg, dst, src, num_molecules, params, atm, *, shifts=None, cutof
     (_, energy), (grad, grad_strain) = _energy_and_gradients(
         z, np.asarray(r, dtype=np.float64), seg, dst, src, mask, shifts,
         {k: float(v) for k, v in params.items()}, triplets, num_molecules=num_molecules, cutoff=float(cutoff),
-        cn_cutoff=float(cn_cutoff), three_body_cutoff=float(three_body_cutoff), switch_width=float(switch_width))
+        cn_cutoff=float(cn_cutoff), three_body_cutoff=float(three_body_cutoff), switch_width=float(switch_width),
+        triangle_chunk=triangle_chunk)
     return np.asarray(energy), np.asarray(grad), np.asarray(grad_strain)
 
 
@@ -200,8 +205,10 @@ def test_every_element_matches_dftd3_free_and_highly_coordinated():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("atm", [False, True])
-def test_periodic_crystal_matches_dftd3(atm):
+@pytest.mark.parametrize("atm, triangle_chunk", [(False, ATM_CHUNK_TRIANGLES), (True, ATM_CHUNK_TRIANGLES),
+                                                  (True, 5000)])
+def test_periodic_crystal_matches_dftd3(atm, triangle_chunk):
+    """Also with the ATM sum in chunks of 5000 pairs-of-pairs (the crystal has ~1.3e4: three chunks, one padded)."""
     pytest.importorskip("dftd3")
     crystal = bulk("NaCl", "rocksalt", a=5.64) * (1, 1, 1)
     crystal.positions += 0.07 * np.random.default_rng(0).standard_normal(crystal.positions.shape)
@@ -211,11 +218,64 @@ def test_periodic_crystal_matches_dftd3(atm):
     z = crystal.numbers
     energy, grad, grad_strain = _ours(
         z, crystal.positions, np.zeros(len(z), int), dst, src, 1, _parameters("pbe0", atm), atm, shifts=shifts,
-        cutoff=cutoffs[0] * BOHR, three_body_cutoff=cutoffs[1] * BOHR, cn_cutoff=cutoffs[2] * BOHR)
+        cutoff=cutoffs[0] * BOHR, three_body_cutoff=cutoffs[1] * BOHR, cn_cutoff=cutoffs[2] * BOHR,
+        triangle_chunk=triangle_chunk)
     ref_energy, ref_grad, ref_virial = _reference(z, crystal.positions, "pbe0", atm, cell, cutoffs)
     assert abs(energy[0] - ref_energy) < 1e-11, (energy[0], ref_energy)
     np.testing.assert_allclose(grad, ref_grad, rtol=0, atol=1e-11)
     np.testing.assert_allclose(grad_strain[0], ref_virial, rtol=0, atol=1e-11)
+
+
+def _atm_crystal():
+    """A rattled 8-atom NaCl cell: its pairs within 8 Å and their ~3.6e4 pairs-of-pairs (full list)."""
+    crystal = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
+    crystal.positions += 0.07 * np.random.default_rng(1).standard_normal(crystal.positions.shape)
+    dst, src, shifts = periodic_pairs(crystal.positions, np.asarray(crystal.cell), 8.0)
+    vectors = crystal.positions[src] - crystal.positions[dst] + shifts
+    triplets = pair_triplets(dst, np.ones(len(dst), bool))
+    return crystal.numbers, jnp.asarray(vectors), dst, src, triplets
+
+
+def test_the_atm_sum_in_chunks_equals_one_call_with_its_gradient_and_split():
+    """Energy, its gradient (through the rematerialised scan) and the per-atom split, float64; the chunked crystal
+    against dftd3 is test_periodic_crystal_matches_dftd3 (slow)."""
+    jax.config.update("jax_enable_x64", True)
+    z, vectors, dst, src, triplets = _atm_crystal()
+    mask = np.ones(len(dst), bool)
+    settings = dict(cutoff=8.0, three_body_cutoff=8.0, switch_width=1.0, triplets=triplets)
+    parameters = _parameters("pbe0", True)
+    whole = d3_atomic_energies(z, vectors, dst, src, mask, parameters, **settings)
+    chunked = d3_atomic_energies(z, vectors, dst, src, mask, parameters, **settings, triangle_chunk=3001)
+    assert len(triplets) > 10 * 3001 and len(triplets) % 3001
+    np.testing.assert_allclose(np.asarray(chunked), np.asarray(whole), rtol=1e-12, atol=1e-15)
+    def energy(v, chunk):
+        return d3_dispersion_energy(z, v, dst, src, mask, np.zeros(len(z), int), 1, parameters, **settings,
+                                    triangle_chunk=chunk)[0]
+
+    chunked_energy, chunked_gradient = jax.value_and_grad(energy)(vectors, 3001)
+    whole_energy, whole_gradient = jax.value_and_grad(energy)(vectors, len(triplets))
+    np.testing.assert_allclose(float(chunked_energy), float(whole_energy), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(chunked_gradient), np.asarray(whole_gradient), rtol=1e-10, atol=1e-13)
+    assert np.abs(np.asarray(whole_gradient)).max() > 1e-4  # the three-body term's gradient is there to compare
+    np.testing.assert_allclose(float(np.sum(chunked)), float(chunked_energy), rtol=1e-12)
+
+
+def test_the_atm_gradient_in_chunks_holds_one_chunk_in_memory():
+    """XLA's memory analysis of the compiled energy gradient: one call holds every pair-of-pairs' intermediates
+    (~300 bytes each here, 10 MB), chunks of 512 those of one chunk."""
+    z, vectors, dst, src, triplets = _atm_crystal()
+    mask = np.ones(len(dst), bool)
+    parameters = _parameters("pbe0", True)
+
+    def compiled_gradient(chunk):
+        def energy(v):
+            return d3_dispersion_energy(z, v, dst, src, mask, np.zeros(len(z), int), 1, parameters, cutoff=8.0,
+                                        three_body_cutoff=8.0, switch_width=1.0, triplets=triplets,
+                                        triangle_chunk=chunk)[0]
+        return jax.jit(jax.grad(energy)).lower(vectors.astype(jnp.float32)).compile()
+
+    whole, chunked = allocated_bytes(compiled_gradient(len(triplets))), allocated_bytes(compiled_gradient(512))
+    assert whole > 100 * len(triplets) and chunked < whole / 10, (whole, chunked, len(triplets))
 
 
 def _small_cell():

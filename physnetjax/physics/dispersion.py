@@ -47,6 +47,14 @@ else per pair; both are the same sum. Periodic images enter through the pair vec
 Derivatives: without ATM the energy is :func:`d3_two_body_energy`, whose JVP is derived
 by hand (:func:`_two_body_pass`: ∂E/∂CN per atom, then one per-pair gradient); with ATM
 the plain formula (:func:`d3_two_body_autodiff`) is left to automatic differentiation.
+
+Memory: the ATM term evaluates every pair-of-pairs (each triangle once per vertex) with
+its intermediates, ~1 kB each in float32 with the gradient (the C6 of three pairs from
+their 7×7 reference grids). A periodic box reaches 10⁷–10⁸ of them within 15 Å (8 water
+molecules: 2.4e7, 24 GB in one call). Lists longer than :data:`ATM_CHUNK_TRIANGLES` are
+summed chunk by chunk (:func:`_sum_over_triangles`): a ``lax.scan`` over a rematerialised
+body, whose gradient recomputes each chunk rather than storing it, so memory stays that of
+one chunk; the sum is the same up to the order of additions.
 """
 
 from __future__ import annotations
@@ -76,6 +84,10 @@ D3_MAX_ATOMIC_NUMBER = 103
 """Largest Z with D3 reference data (H–Lr, s-dftd3's reference set)."""
 
 _DATA = Path(__file__).resolve().parent / "d3_data"
+
+ATM_CHUNK_TRIANGLES = 131072
+"""Pairs-of-pairs the ATM sums evaluate in one go; longer lists are summed in chunks of this many (~130 MB of
+float32 intermediates with the gradient; module docstring, "Memory")."""
 
 
 @dataclass(frozen=True)
@@ -438,6 +450,7 @@ def d3_dispersion_energy(
     triplet_mask=None,
     three_body_cutoff: float | None = None,
     half_list: bool = False,
+    triangle_chunk: int = ATM_CHUNK_TRIANGLES,
 ):
     """D3(BJ) dispersion energy per molecule (two-body, plus ATM when ``triplets`` given).
 
@@ -457,6 +470,7 @@ def d3_dispersion_energy(
       half_list: the pair arrays already hold each unordered pair once (e.g. selected
         by :func:`one_direction` before computing the vectors, which saves the caller the
         full list's vectors); not with ``triplets``, which index a full list.
+      triangle_chunk: pairs-of-pairs of the ATM sum evaluated at once (module docstring, "Memory").
 
     Returns:
       (B,) energies in eV; padded pairs/atoms contribute exactly 0 to the energy and
@@ -485,7 +499,7 @@ def d3_dispersion_energy(
     three_body_cutoff = cn_cutoff if three_body_cutoff is None else three_body_cutoff
     return energy + _atm_energy(
         triplets, triplet_mask, pair_vectors, atomic_numbers, weights, pair_dst, pair_src, pair_mask, segments,
-        num_molecules, parameters, three_body_cutoff, switch_width,
+        num_molecules, parameters, three_body_cutoff, switch_width, triangle_chunk,
     )
 
 
@@ -503,6 +517,7 @@ def d3_atomic_energies(
     triplets=None,
     triplet_mask=None,
     three_body_cutoff: float | None = None,
+    triangle_chunk: int = ATM_CHUNK_TRIANGLES,
 ):
     """The D3(BJ) energy of :func:`d3_dispersion_energy` split among the atoms, (N,) eV.
 
@@ -536,11 +551,15 @@ def d3_atomic_energies(
     if triplets is None:
         return energies
     three_body_cutoff = cn_cutoff if three_body_cutoff is None else three_body_cutoff
-    triangle = _atm_triangle_energies(triplets, triplet_mask, pair_vectors, atomic_numbers, weights, pair_dst,
-                                      pair_src, pair_mask, parameters, three_body_cutoff, switch_width)
-    p, q = triplets[:, 0], triplets[:, 1]
-    vertices = jnp.concatenate([pair_dst[p], pair_src[p], pair_src[q]])
-    return energies + jax.ops.segment_sum(jnp.tile(triangle, 3), vertices, num_segments=num_atoms) / 9.0
+
+    def per_atom(rows, rows_mask):
+        triangle = _atm_triangle_energies(rows, rows_mask, pair_vectors, atomic_numbers, weights, pair_dst, pair_src,
+                                          pair_mask, parameters, three_body_cutoff, switch_width)
+        p, q = rows[:, 0], rows[:, 1]
+        vertices = jnp.concatenate([pair_dst[p], pair_src[p], pair_src[q]])
+        return jax.ops.segment_sum(jnp.tile(triangle, 3), vertices, num_segments=num_atoms)
+
+    return energies + _sum_over_triangles(per_atom, triplets, triplet_mask, triangle_chunk) / 9.0
 
 
 def d3_two_body_autodiff(atomic_numbers, vectors, dst, src, mask, segments, num_molecules: int, parameters, *,
@@ -603,11 +622,38 @@ def d3_two_body_pair_energies(atomic_numbers, vectors, dst, src, mask, parameter
 
 
 def _atm_energy(triplets, triplet_mask, vectors, z, weights, pair_dst, pair_src, pair_mask, segments,
-                num_molecules, parameters, cutoff, switch_width):
+                num_molecules, parameters, cutoff, switch_width, chunk):
     """⅓ Σ over pairs-of-pairs (p: i→j, q: i→k) of the ATM triangle energy, (B,) eV."""
-    triangle = _atm_triangle_energies(triplets, triplet_mask, vectors, z, weights, pair_dst, pair_src, pair_mask,
-                                      parameters, cutoff, switch_width)
-    return sum_per_molecule(triangle, segments[pair_dst[triplets[:, 0]]], num_molecules) / 3.0
+    def per_molecule(rows, rows_mask):
+        triangle = _atm_triangle_energies(rows, rows_mask, vectors, z, weights, pair_dst, pair_src, pair_mask,
+                                          parameters, cutoff, switch_width)
+        return sum_per_molecule(triangle, segments[pair_dst[rows[:, 0]]], num_molecules)
+
+    return _sum_over_triangles(per_molecule, triplets, triplet_mask, chunk) / 3.0
+
+
+def _sum_over_triangles(contribution, triplets, triplet_mask, chunk: int):
+    """Σ of ``contribution(rows, rows_mask)`` over the pairs-of-pairs ``triplets`` (T, 2), ``chunk`` rows at a time.
+
+    Up to ``chunk`` rows: one call. Beyond: the list is padded with masked rows to whole chunks and summed by
+    ``lax.scan`` over a ``jax.checkpoint`` body, whose gradient recomputes each chunk's intermediates instead of
+    storing them for all T rows (module docstring, "Memory"). ``contribution`` returns one array (per molecule or
+    per atom) whose entries are zero for masked rows.
+    """
+    count = triplets.shape[0]
+    if count <= chunk:
+        return contribution(triplets, triplet_mask)
+    mask = jnp.ones(count, bool) if triplet_mask is None else jnp.asarray(triplet_mask)
+    chunks = -(-count // chunk)
+    rows = jnp.pad(jnp.asarray(triplets), ((0, chunks * chunk - count), (0, 0))).reshape(chunks, chunk, 2)
+    rows_mask = jnp.pad(mask, (0, chunks * chunk - count)).reshape(chunks, chunk)
+    total = jax.eval_shape(contribution, rows[0], rows_mask[0])
+
+    @jax.checkpoint
+    def add_chunk(running, chunk_rows):
+        return running + contribution(*chunk_rows), None
+
+    return jax.lax.scan(add_chunk, jnp.zeros(total.shape, total.dtype), (rows, rows_mask))[0]
 
 
 def _atm_triangle_energies(triplets, triplet_mask, vectors, z, weights, pair_dst, pair_src, pair_mask, parameters,
@@ -617,6 +663,7 @@ def _atm_triangle_energies(triplets, triplet_mask, vectors, z, weights, pair_dst
     A triangle appears once per vertex, so the energy of a list is ⅓ Σ_t e_t.
     """
     p, q = triplets[:, 0], triplets[:, 1]
+    pair_mask = jnp.asarray(pair_mask)  # a host batch's, indexed by a chunk's traced rows
     real = pair_mask[p] & pair_mask[q]
     if triplet_mask is not None:
         real = real & triplet_mask
