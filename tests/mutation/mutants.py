@@ -1718,8 +1718,8 @@ MUTANTS = (
            ("tests/test_atomic_energies.py",),
            "a D3 pair's energy goes wholly to its lower-numbered atom: the sum holds, the split is not dftd3's"),
     Mutant("atomic_energies_triangle_in_thirds_once", "physnetjax/physics/dispersion.py",
-           "jnp.tile(triangle, 3), vertices, num_segments=num_atoms) / 9.0",
-           "jnp.tile(triangle, 3), vertices, num_segments=num_atoms) / 3.0",
+           "_sum_over_triangles(per_atom, triplets, triplet_mask, triangle_chunk) / 9.0",
+           "_sum_over_triangles(per_atom, triplets, triplet_mask, triangle_chunk) / 3.0",
            ("tests/test_atomic_energies.py",),
            "each of the three entries of an ATM triangle gives its atoms a third of the triangle: three times its energy"),
     Mutant("atomic_energies_without_element_energies", "physnetjax/predict.py",
@@ -1882,6 +1882,15 @@ MUTANTS = (
            "if isinstance(error, (ValueError, OSError, ImportError)):",
            ("tests/test_device_memory.py::test_a_raw_resource_exhausted_on_a_command_line_is_bad_input_not_a_bug",),
            "XLA's RESOURCE_EXHAUSTED on a command line reported as an internal error asking for a bug report"),
+    Mutant("atm_never_chunked", "physnetjax/physics/dispersion.py",
+           "    if count <= chunk:\n        return contribution(triplets, triplet_mask)\n",
+           "    if True:\n        return contribution(triplets, triplet_mask)\n",
+           ("tests/test_dispersion.py::test_the_atm_gradient_in_chunks_holds_one_chunk_in_memory",),
+           "the ATM sum holds every pair-of-pairs' intermediates at once: a periodic box needs tens of GB"),
+    Mutant("atm_chunks_not_rematerialised", "physnetjax/physics/dispersion.py",
+           "    @jax.checkpoint\n    def add_chunk(", "    def add_chunk(",
+           ("tests/test_dispersion.py::test_the_atm_gradient_in_chunks_holds_one_chunk_in_memory",),
+           "the gradient of the chunked ATM sum stores every chunk's intermediates, as much memory as one call"),
 )
 
 EXPLAINED = {
