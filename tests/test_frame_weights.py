@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 
 import ase
 import ase.io
@@ -23,6 +24,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from physnetjax.checkpoint import load_checkpoint, load_train_state
 from physnetjax.data import DataError, concatenate, load_dataset, load_npz, save_split
+from physnetjax.errors import PhysNetInputWarning
 from physnetjax.learn.frames import save_frames
 from physnetjax.model import PhysNet
 from physnetjax.neighbors import apply_batch
@@ -32,7 +34,7 @@ from physnetjax.train.batching import as_batched, batch_shapes, iterate_batches
 from physnetjax.train.device_batches import batch_rows, build_device_frames, frame_rows, gather_batch
 from physnetjax.train.loss import global_error_sums, loss_from_sums, loss_weights
 
-from conftest import perturbed_params
+from conftest import perturbed_params, warnings_as_errors
 from test_periodic_training import TINY as PERIODIC_TINY, copper_frames
 from test_train import DATA, leaves
 
@@ -340,3 +342,30 @@ def test_a_frame_of_weight_zero_does_not_train_but_counts_in_the_metrics(tmp_pat
     sane, garbage = summaries["sane"]["valid"]["energy_mae"], summaries["garbage"]["valid"]["energy_mae"]
     assert garbage == pytest.approx(sane + (abs(error - 1000.0) - abs(error)) / 6, abs=1e-3)
     assert summaries["garbage"]["valid"]["forces_mae"] > summaries["sane"]["valid"]["forces_mae"] + 0.1
+
+
+def test_labels_of_weight_zero_are_left_out_of_the_training_label_checks(tmp_path):
+    """A frame is given weight 0 because its labels are wrong: training warned about them all the same (energies 1000
+    eV off on two frames scatter by tens of eV per atom). Its weight-0 terms are left out of the checks; the
+    same wrong energies of weight 1, or a weight-0 term other than the wrong one, are still reported."""
+    from physnetjax.data.sanity import check_label_sanity
+    from physnetjax.train import Trainer
+
+    data = load_npz(DATA).subset(np.arange(20))
+    energy = data.E.copy()
+    energy[[3, 13]] += 1000.0
+    cases = {"energy weight 0": ("config_energy_weight", False), "weight 1": (None, True),
+             "forces weight 0": ("config_forces_weight", True)}
+    for case, (key, warned) in cases.items():
+        weights = {} if key is None else {key: np.where(np.isin(np.arange(20), [3, 13]), 0.0, 1.0)}
+        path, run = tmp_path / f"{case}.npz", tmp_path / case.replace(" ", "_")
+        np.savez(path, R=data.R, Z=data.Z, N=data.N, E=energy, F=data.F, **weights)
+        run.mkdir()
+        with pytest.warns(PhysNetInputWarning, match="energies scatter by") if warned else warnings_as_errors():
+            Trainer(TrainConfig(data=[str(path)], out=str(run), features=8, max_degree=1, num_iterations=1,
+                                num_basis_functions=8, cutoff=5.0, batch_size=4, epochs=1, train=12, valid=6, test=2,
+                                progress=False, plots=False), run, resuming=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scatter = [m for m in check_label_sanity(load_npz(path).trained_labels()) if "energies scatter by" in m]
+        assert bool(scatter) == warned, (case, scatter)

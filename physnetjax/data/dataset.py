@@ -128,6 +128,14 @@ class Dataset:
         terms, with w_k the frame weight and w_k,E, w_k,F, w_k,S the per-term weights of :attr:`weights`."""
         return self.weights[:, :1] * np.concatenate([np.ones((len(self), 1)), self.weights[:, 1:]], axis=1)
 
+    def trained_labels(self) -> "Dataset":
+        """This dataset with the labels no loss term trains on marked absent: an energy, forces or stress whose term
+        weight (:attr:`term_weights`) is 0, and the dipole of a frame of weight 0. What the label sanity checks
+        judge when training: a frame given weight 0 because its labels are wrong is not reported again."""
+        trained = self.term_weights > 0.0
+        return dataclasses.replace(self, has_D=self.has_D & trained[:, 0], has_E=self.has_E & trained[:, 1],
+                                   has_F=self.has_F & trained[:, 2], has_S=self.has_S & trained[:, 3])
+
     @property
     def periodic(self) -> np.ndarray:
         """(M,) bool: the frames with a periodic direction (a non-zero row of :attr:`cell`)."""

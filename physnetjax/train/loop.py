@@ -222,7 +222,7 @@ class Trainer:
         self.dataset = load_dataset(paths, energy_unit=config.energy_unit, force_unit=config.force_unit,
                                     dipole_unit=config.dipole_unit, force_sign=config.force_sign)
         logger.info("data: %s", self.dataset.summary())
-        check_label_sanity(self.dataset, ", ".join(paths))
+        check_label_sanity(self.dataset.trained_labels(), ", ".join(paths))
         self._setup_split()
         self.initial_training_frames = None
         self._setup_model()

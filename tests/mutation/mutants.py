@@ -1891,6 +1891,14 @@ MUTANTS = (
            "    @jax.checkpoint\n    def add_chunk(", "    def add_chunk(",
            ("tests/test_dispersion.py::test_the_atm_gradient_in_chunks_holds_one_chunk_in_memory",),
            "the gradient of the chunked ATM sum stores every chunk's intermediates, as much memory as one call"),
+    Mutant("weight_zero_labels_judged", "physnetjax/train/loop.py",
+           "check_label_sanity(self.dataset.trained_labels(), ", "check_label_sanity(self.dataset, ",
+           ("tests/test_frame_weights.py::test_labels_of_weight_zero_are_left_out_of_the_training_label_checks",),
+           "training warns about the wrong labels of frames the user gave weight 0 for that reason"),
+    Mutant("weight_zero_energies_kept", "physnetjax/data/dataset.py",
+           "has_E=self.has_E & trained[:, 1]", "has_E=self.has_E",
+           ("tests/test_frame_weights.py::test_labels_of_weight_zero_are_left_out_of_the_training_label_checks",),
+           "energies of energy weight 0 stay in the label checks"),
 )
 
 EXPLAINED = {
