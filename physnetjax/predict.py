@@ -322,16 +322,17 @@ def batch_out_of_memory(model, batch, error: BaseException) -> OutOfMemoryError:
 def out_of_memory_error(model, doing: str, atom_slots: int, pairs: int, long_range_pairs: Optional[int],
                         triangles: Optional[int], error: BaseException,
                         remedy: str = "the structure is too large for this device; use one with more memory, or "
-                                      "fewer atoms") -> OutOfMemoryError:
+                                      "fewer atoms", atoms_are: str = "atom slots") -> OutOfMemoryError:
     """OutOfMemoryError ``out of memory on PLATFORM (KIND) DOING SIZES (NEEDED, FREE): REMEDY`` for ``error``.
 
     A D3 model's Axilrod–Teller–Muto term holds every triangle of atoms within its cutoff: ~n k² for n atoms of k
     neighbours each, 2.4e7 for a periodic box of 8 water molecules at 15 Å (24 GB of temporaries to evaluate),
     where the pairs number ~n k: when the triangles outnumber the pairs, the remedy is to leave that term out.
     ``error``: an OutOfMemoryError of :func:`~physnetjax.device_memory.check_fits` adds what the compiled program
-    needs and what is free; ``remedy``: what to change when the triangles are not the cause.
+    needs and what is free; ``remedy``: what to change when the triangles are not the cause; ``atoms_are``: what
+    ``atom_slots`` counts ("atoms" for one system without padding).
     """
-    sizes = [f"{atom_slots} atom slots", f"{pairs} neighbor pairs (cutoff {model.cutoff:g} Å)"]
+    sizes = [f"{atom_slots} {atoms_are}", f"{pairs} neighbor pairs (cutoff {model.cutoff:g} Å)"]
     if long_range_pairs is not None:
         sizes.append(f"{long_range_pairs} pairs of the long-range terms")
     if triangles is not None:

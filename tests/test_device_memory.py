@@ -134,7 +134,7 @@ def test_md_refuses_its_start_and_its_chunks_before_running(monkeypatch):
     with pytest.raises(OutOfMemoryError) as caught:
         driver.simulate(model, params, METHANE.copy(), steps=4, save_every=2)
     message = str(caught.value)
-    assert message.startswith("out of memory on cpu (cpu) starting MD of 5 atom slots, 20 neighbor pairs (cutoff 3 Å)")
+    assert message.startswith("out of memory on cpu (cpu) starting MD of 5 atoms, 20 neighbor pairs (cutoff 3 Å)")
     assert message.endswith("use fewer frames per chunk (a smaller chunk_frames: the device holds a chunk's frames), "
                             "a device with more memory, or fewer atoms")
     _free_bytes(monkeypatch, None)
@@ -149,7 +149,7 @@ def test_md_refuses_its_start_and_its_chunks_before_running(monkeypatch):
     with pytest.raises(OutOfMemoryError) as caught:
         driver.simulate(model, params, METHANE.copy(), steps=4, save_every=2, names={"chunk_frames": "--chunk"})
     assert checked == ["a chunk of 2 frames"]
-    assert str(caught.value).startswith("out of memory on cpu (cpu) running chunks of 2 frames of MD of 5 atom slots")
+    assert str(caught.value).startswith("out of memory on cpu (cpu) running chunks of 2 frames of MD of 5 atoms")
     assert "(the compiled program needs 1000.0 GB, 1.0 GB are free)" in str(caught.value)
     assert "a smaller --chunk: the device holds" in str(caught.value)
 

@@ -25,6 +25,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from physnetjax.checkpoint import load_checkpoint, load_train_state
 from physnetjax.data import DataError, concatenate, load_dataset, load_npz, save_split
 from physnetjax.errors import PhysNetInputWarning
+from physnetjax.eval.outputs import write_predictions
+from physnetjax.eval.predictions import Predictions
 from physnetjax.learn.frames import save_frames
 from physnetjax.model import PhysNet
 from physnetjax.neighbors import apply_batch
@@ -94,6 +96,13 @@ def test_weights_are_read_from_extxyz_info_and_npz_keys(tmp_path):
     plain = load_npz(DATA)
     assert not plain.weighted and "weights" not in plain.summary()
     np.testing.assert_array_equal(concatenate([load_npz(tmp_path / "w.npz"), plain]).weights[5:], 1.0)
+
+    # eval --write-predictions keeps them: its file read back as data has the same weights
+    write_predictions(data, Predictions(energy=data.E, forces=data.F, charges=None, dipole=None, total_charge=None),
+                      tmp_path / "predicted.extxyz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the REF_* labels beside the predictions are named as not read
+        np.testing.assert_array_equal(load_dataset(tmp_path / "predicted.extxyz").weights, EXPECTED)
 
 
 @pytest.mark.parametrize("kind, key, value, match", [

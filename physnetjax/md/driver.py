@@ -532,7 +532,7 @@ def md_out_of_memory(model, num_atoms: int, nbrs, error: BaseException, doing: s
     return out_of_memory_error(model, doing, num_atoms, *sizes, error,
                                remedy=f"the system is too large for this device; use fewer frames per chunk (a "
                                       f"smaller {chunk_name}: the device holds a chunk's frames), a device with more "
-                                      "memory, or fewer atoms")
+                                      "memory, or fewer atoms", atoms_are="atoms")
 
 
 def simulate(

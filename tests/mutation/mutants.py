@@ -1899,6 +1899,11 @@ MUTANTS = (
            "has_E=self.has_E & trained[:, 1]", "has_E=self.has_E",
            ("tests/test_frame_weights.py::test_labels_of_weight_zero_are_left_out_of_the_training_label_checks",),
            "energies of energy weight 0 stay in the label checks"),
+    Mutant("predictions_without_weights", "physnetjax/eval/outputs.py",
+           "        atoms.info.update({key: float(weight) for key, weight in zip(WEIGHT_KEYS, dataset.weights[k]) if weight != 1.0})\n",
+           "",
+           ("tests/test_frame_weights.py::test_weights_are_read_from_extxyz_info_and_npz_keys",),
+           "eval's predictions file drops the frames' loss weights"),
 )
 
 EXPLAINED = {
