@@ -257,6 +257,16 @@ def test_the_atm_sum_in_chunks_equals_one_call_with_its_gradient_and_split():
     np.testing.assert_allclose(float(chunked_energy), float(whole_energy), rtol=1e-12)
     np.testing.assert_allclose(np.asarray(chunked_gradient), np.asarray(whole_gradient), rtol=1e-10, atol=1e-13)
     assert np.abs(np.asarray(whole_gradient)).max() > 1e-4  # the three-body term's gradient is there to compare
+
+    def force_loss(s9, chunk):  # what training differentiates: a parameter derivative through the forces
+        def energy_with(v):
+            return d3_dispersion_energy(z, v, dst, src, mask, np.zeros(len(z), int), 1, {**parameters, "s9": s9},
+                                        **settings, triangle_chunk=chunk)[0]
+        return jnp.sum(jax.grad(energy_with)(vectors) ** 2)
+
+    s9 = jnp.asarray(parameters["s9"])
+    np.testing.assert_allclose(float(jax.grad(force_loss)(s9, 3001)), float(jax.grad(force_loss)(s9, len(triplets))),
+                               rtol=1e-10)
     np.testing.assert_allclose(float(np.sum(chunked)), float(chunked_energy), rtol=1e-12)
 
 
