@@ -8,7 +8,7 @@ calculator computes the split only when ASE asks for ``energies``, and ``eval`` 
 Models (float32, randomly initialised, features 16, max_degree 1, two iterations, cutoff 5 Å: the cost does not
 depend on the fit): *plain*, *D3* (pbe0, two-body, 15 Å) and *D3 + ATM*; structures: ethanol (9 atoms, the MD
 case) and a rattled box of 4×4×4 water molecules (192 atoms, periodic), the box not with ATM: its 15 Å triangles
-number 1.9e8, and XLA:CPU runs out of memory (a 186 GB allocation) with or without the split. What is timed: ``apply_fitting`` (what the
+number 1.9e8 and one call takes minutes (benchmarks/README.md). What is timed: ``apply_fitting`` (what the
 calculator calls) on a batch built beforehand, blocked until ready, with ``energies=False`` and ``energies=True``,
 round robin (:func:`common.interleaved_times`); the table gives medians per call of wall and process CPU time and
 their ratio. Writes ``bench_atomic_energies.json``.

@@ -97,9 +97,8 @@ class CompiledFunction:
     """
 
     def __init__(self, fn: Callable, options: Optional[dict], jit_kwargs: dict):
-        self._with_options = jax.jit(fn, compiler_options=options, **jit_kwargs) if options else jax.jit(fn,
-                                                                                                        **jit_kwargs)
-        self._nested = jax.jit(fn, **jit_kwargs) if options else self._with_options
+        self._nested = jax.jit(fn, **jit_kwargs)
+        self._with_options = jax.jit(fn, compiler_options=options, **jit_kwargs) if options else self._nested
         self._fitting_shapes: set = set()
         self._previous: dict = {}  # argument position -> (the argument of the last call, its description)
         donated = jit_kwargs.get("donate_argnums", ())
@@ -132,13 +131,14 @@ class CompiledFunction:
     def _signature(self, args, kwargs) -> Optional[tuple]:
         """Tree structures, shapes and dtypes of the arguments (other leaves: their types); None inside a trace.
 
-        Describing costs ~1.7 µs per array, so two kinds of argument are described more cheaply: one that is the
-        same object as at the previous call (the parameters of every call of the calculator or of an evaluation
-        loop) reuses that call's description (the previous argument is held by a weak reference where Python
-        allows one, so a batch of arrays is not kept alive; a parameter dict is held until the next call), and a
-        donated argument (a training step's state of ~100 arrays in
-        Flax and optax containers, 100 µs to flatten, which the step consumes and returns with the same shapes) by
-        its type alone.
+        Describing costs ~1.7 µs per array, so two kinds of argument are described more cheaply:
+
+        * one that is the same object as at the previous call (the parameters of every call of the calculator or of
+          an evaluation loop) reuses that call's description; the previous argument is held by a weak reference
+          where Python allows one, so a batch of arrays is not kept alive (a parameter dict is held until the next
+          call);
+        * a donated argument (a training step's state: ~100 arrays in Flax and optax containers, 100 µs to flatten,
+          which the step consumes and returns with the same shapes) is described by its type alone.
         """
         described = []
         for position, arg in enumerate((*args, kwargs)):

@@ -16,13 +16,14 @@ too names the arguments in its messages with :func:`displayed` (and a setting wi
 :func:`warn_caller`, so that it names the line of the user's code that asked.
 """
 
+import contextlib
 import functools
 import importlib.util
 import os
 import sys
 import sysconfig
 import warnings
-from typing import Callable, Mapping, Optional
+from typing import Callable, Iterator, Mapping, Optional
 
 CALLED_THROUGH = ("physnetjax", "ase", "jax", "flax")
 """Packages whose frames a warning skips to reach the user's line (physnetjax itself and the libraries that call it:
@@ -139,6 +140,18 @@ def is_out_of_memory(error: BaseException) -> bool:
         return True
     jax = sys.modules.get("jax")
     return jax is not None and isinstance(error, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(error)
+
+
+@contextlib.contextmanager
+def out_of_memory_as(make_error: Callable[[BaseException], OutOfMemoryError]) -> Iterator[None]:
+    """Inside the block, an error saying the device ran out of memory (:func:`is_out_of_memory`) is raised as
+    ``make_error(error)``, an OutOfMemoryError that names the sizes behind it and what to change; others pass."""
+    try:
+        yield
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        raise make_error(error) from error
 
 
 class InputNotFoundError(PhysNetInputError):

@@ -24,7 +24,7 @@ import numpy as np
 from physnetjax import compilation
 from physnetjax.calculator import cast_params, check_dtype
 from physnetjax.data import Dataset, element_counts
-from physnetjax.errors import is_out_of_memory
+from physnetjax.errors import out_of_memory_as
 from physnetjax.neighbors import apply_batch, image_reach
 from physnetjax.predict import out_of_memory_error
 from physnetjax.train.batching import as_batched, batch_offsets, batch_shapes, iterate_batches
@@ -133,15 +133,11 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
     order = np.arange(M)
     batches = iterate_batches(dataset, order, dataset.E, network, batch_size, shapes, dtype=dtype)
     for start, (batch, _) in zip(range(0, M, batch_size), batches):
-        try:
-            out = jax.device_get(apply(device_params, shard_batch(batch, mesh)))
-        except Exception as error:
-            if not is_out_of_memory(error):
-                raise
-            raise out_of_memory_error(
+        with out_of_memory_as(lambda error: out_of_memory_error(
                 network, f"evaluating batches of {batch_size} frames, each device's batch of", shapes.atoms,
                 shapes.edges, shapes.pairs, shapes.triplets, error,
-                remedy="use a smaller batch_size (eval: --batch-size), or a device with more memory") from error
+                remedy="use a smaller batch_size (eval: --batch-size), or a device with more memory")):
+            out = jax.device_get(apply(device_params, shard_batch(batch, mesh)))
         if "energy_std" in out and energy_std is None:
             energy_std, forces_std = np.zeros(M), np.zeros((M, n))
             atom_energy_std = np.zeros((M, n)) if energies else None

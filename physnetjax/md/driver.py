@@ -102,13 +102,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax import compilation
-from physnetjax.device_memory import check_fits
 from physnetjax.calculator import check_dtype, cast_params
+from physnetjax.device_memory import check_fits
 from physnetjax.distance_domain import DOMAIN_MARGIN, TrainingDistancesWarning
 from physnetjax.ensemble.model import is_ensemble
 from physnetjax.jsonlines import append_record, read_log, start_log
 from physnetjax.errors import (CloseContactWarning, InputNotFoundError, OutOfMemoryError, PhysNetInputError,
-                               PhysNetInputWarning, RunStoppedError, is_out_of_memory, displayed, displayed_setting, namer, warn_caller)
+                               PhysNetInputWarning, RunStoppedError, displayed, displayed_setting, namer,
+                               out_of_memory_as, warn_caller)
 from physnetjax.md.ensembles import (
     CENTRE_OF_MASS_AT_REST,
     CHAIN_MASSES_KEY,
@@ -751,12 +752,9 @@ def simulate(
         check_start_temperature(momenta, atoms.get_masses(), dof)
     cell_now = None if cell is None else jnp.asarray(cell, dtype)
     nbrs = dynamics.allocate(positions, cell_now, capacity_multiplier)
-    try:
+    with out_of_memory_as(lambda error: md_out_of_memory(model, n, nbrs, error, "starting MD of",
+                                                         displayed("chunk_frames", names))):
         state = compilation.jit_for_system(n, dynamics.init)(positions, momenta, masses, nbrs, key, cell_now)
-    except Exception as error:
-        if not is_out_of_memory(error):
-            raise
-        raise md_out_of_memory(model, n, nbrs, error, "starting MD of", displayed("chunk_frames", names)) from error
     if saved is not None:
         state = restore_ensemble_state(state, saved, ensemble)
         state, changed = continue_targets(state, saved, run_targets(ensemble, options, steps, 0, dof), dof)
@@ -820,7 +818,9 @@ def simulate(
             num_frames = min(chunk_frames, total_frames - done // save_every)
             shape_key = (num_frames, jax.tree.structure(state), tuple(x.shape for x in jax.tree.leaves(state)))
             t0 = time.perf_counter()
-            try:
+            with out_of_memory_as(lambda error: md_out_of_memory(
+                    model, n, state.nbrs, error, f"running chunks of {num_frames} frames of MD of",
+                    displayed("chunk_frames", names))):
                 if shape_key not in compiled:
                     program = runner.lower(apply_fn, state, num_frames, save_every, dynamics.observe).compile()
                     compile_seconds += time.perf_counter() - t0
@@ -829,11 +829,6 @@ def simulate(
                     t0 = time.perf_counter()
                 new_state, frames = compiled[shape_key](state)
                 jax.block_until_ready(frames)
-            except Exception as error:
-                if not is_out_of_memory(error):
-                    raise
-                raise md_out_of_memory(model, n, state.nbrs, error, f"running chunks of {num_frames} frames of MD "
-                                       "of", displayed("chunk_frames", names)) from error
             run_seconds += time.perf_counter() - t0
             executed += num_frames * save_every
             if dynamics.variable_cell and bool(new_state.nbrs.over_strained):
