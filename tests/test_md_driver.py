@@ -1029,3 +1029,38 @@ def test_a_partly_periodic_start_is_refused_with_the_two_ways_to_run_it(system):
     with pytest.raises(PhysNetInputError, match=r"^pbc=\[True, False, False\]: .* atoms\.center\(vacuum=4, "
                                                 r"axis=\(1, 2\)\); atoms\.pbc = True"):
         simulate(model, params, wire, steps=10, save_every=5)
+
+
+def test_frames_hold_per_atom_energies_summing_to_the_energy_as_predict_splits_it(system, tmp_path):
+    """--atom-energies: each written frame carries the per-atom energies (E0[Z_i] included), which sum to its
+    energy and equal predict's split at the frame's positions (float64, an independent path: host batch, no
+    neighbor list); without the option the frames hold none, and without --out it is refused."""
+    model, params, atoms = system
+    model = model.clone(element_energies=tuple(np.linspace(-9.0, -1.0, model.max_atomic_number + 1)))
+    out = tmp_path / "run.xyz"
+    simulate(model, params, atoms.copy(), steps=20, save_every=10, dtype="float64", out=str(out),
+             atom_energies=True)
+    frames = ase.io.read(out, ":")
+    assert len(frames) == 2
+    for frame in frames:
+        energies = frame.get_potential_energies()
+        # extxyz keeps 8 significant digits: each value within 5e-8 of itself, relative (positions likewise)
+        energy = frame.get_potential_energy()
+        np.testing.assert_allclose(energies.sum(), energy, rtol=0, atol=1e-7 * (np.abs(energies).sum() + abs(energy)))
+        expected = predict(model, params, frame.numbers, frame.positions, dtype="float64")["energies"]
+        np.testing.assert_allclose(energies, expected, rtol=1e-7, atol=1e-9)
+    assert np.ptp(energies) > 1.0  # the element energies are in, per atom
+
+    simulate(model, params, atoms.copy(), steps=10, save_every=10, dtype="float64", out=str(tmp_path / "plain.xyz"))
+    with pytest.raises(Exception, match="energies"):
+        ase.io.read(tmp_path / "plain.xyz").get_potential_energies()
+    with pytest.raises(PhysNetInputError, match="atom_energies writes the per-atom energies into the frames of out"):
+        simulate(model, params, atoms.copy(), steps=10, save_every=10, atom_energies=True)
+
+
+def test_the_command_line_refuses_atom_energies_without_out(tmp_path, capsys):
+    ase.io.write(tmp_path / "start.xyz", ase.Atoms("H2", positions=[[0, 0, 0], [0.74, 0, 0]]))
+    assert main(["--geometry", str(tmp_path / "start.xyz"), "--atom-energies"]) == 2
+    assert capsys.readouterr().err.strip() == ("python -m physnetjax.md: error: --atom-energies writes the per-atom "
+                                               "energies into the frames of --out: give --out, or leave "
+                                               "--atom-energies out")

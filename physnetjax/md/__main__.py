@@ -79,7 +79,7 @@ OPTION_OF = {
     "ensemble": "--ensemble", "temperature_K": "--temperature", "timestep_fs": "--timestep", "steps": "--steps",
     "save_every": "--save-every", "chunk_frames": "--chunk", "max_force": "--max-force", "skin": "--skin",
     "out": "--out", "uncertainty_threshold": "--uncertainty-threshold", "on_uncertainty": "--on-uncertainty",
-    "total_charge": "--total-charge", "seed": "--seed",
+    "total_charge": "--total-charge", "seed": "--seed", "atom_energies": "--atom-energies",
     **{keyword: f"--{dest.replace('_', '-')}" for dest, keyword in KEYWORD_OF.items()},
 }
 """:func:`~physnetjax.md.driver.simulate`'s keyword → the option that sets it: the names in the messages of
@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: not watched)")
     parser.add_argument("--on-uncertainty", choices=UNCERTAINTY_ACTIONS, default="stop",
                         help="a frame past --uncertainty-threshold: stop (keep the last trusted frame) or flag it")
+    parser.add_argument("--atom-energies", action="store_true",
+                        help="write each saved frame's per-atom energies into --out (eV, summing to its energy; "
+                        "atoms.get_potential_energies() after reading it): one more model evaluation per saved frame")
     parser.add_argument("--verbose", action="store_true", help="info log messages, and the traceback of an error")
     add_config_options(parser)
     return parser
@@ -216,7 +219,7 @@ def main(argv=None) -> int:
                        steps=args.steps, save_every=args.save_every, chunk_frames=args.chunk, max_force=args.max_force,
                        skin=args.skin, out=args.out, ensemble_only=ensemble_only,
                        uncertainty_threshold=args.uncertainty_threshold, on_uncertainty=args.on_uncertainty,
-                       names=OPTION_OF)
+                       atom_energies=args.atom_energies, names=OPTION_OF)
     if args.edge_chunk_size is not None and args.edge_chunk_size < 1:
         raise PhysNetInputError(f"--edge-chunk-size must be >= 1 (message-pass edges per chunk), received "
                                 f"{args.edge_chunk_size}")
@@ -267,7 +270,7 @@ def main(argv=None) -> int:
             progress=show,
             training_record=TrainingRecord.from_metadata(metadata),
             **ensemble_only, uncertainty_threshold=args.uncertainty_threshold, on_uncertainty=args.on_uncertainty,
-            names=OPTION_OF,
+            atom_energies=args.atom_energies, names=OPTION_OF,
         )
     finally:
         bar.stop()

@@ -456,7 +456,8 @@ MAX_STEP_REASON = "steps are counted in 32-bit integers on the device"
 
 def check_md_arguments(*, ensemble, temperature_K, timestep_fs, steps, save_every, chunk_frames, max_force, skin, out,
                        ensemble_only: Optional[Mapping[str, Any]] = None, uncertainty_threshold: Optional[float] = None,
-                       on_uncertainty: str = "stop", names: Optional[Mapping[str, str]] = None) -> None:
+                       on_uncertainty: str = "stop", atom_energies: bool = False,
+                       names: Optional[Mapping[str, str]] = None) -> None:
     """Raise PhysNetInputError for an argument of :func:`simulate` that cannot run (checked before any work).
 
     ``ensemble_only`` holds the :data:`ENSEMBLE_ONLY_ARGUMENTS` as :func:`simulate` takes them
@@ -497,6 +498,9 @@ def check_md_arguments(*, ensemble, temperature_K, timestep_fs, steps, save_ever
                                 f"{on_uncertainty!r}")
     if uncertainty_threshold is not None:
         check_range(name("uncertainty_threshold"), uncertainty_threshold, "eV/Å", 0.0, strict=True)
+    if atom_energies and out is None:
+        raise PhysNetInputError(f"{name('atom_energies')} writes the per-atom energies into the frames of "
+                                f"{name('out')}: give {name('out')}, or leave {name('atom_energies')} out")
     if out is not None and Path(out).suffix.lower() not in TRAJECTORY_FORMATS:
         raise PhysNetInputError(f"{name('out')} {out}: a trajectory file must end in one of "
                                 f"{sorted(TRAJECTORY_FORMATS)}")
@@ -571,6 +575,7 @@ def simulate(
     anisotropic: Optional[bool] = None,
     uncertainty_threshold: Optional[float] = None,
     on_uncertainty: str = "stop",
+    atom_energies: bool = False,
     names: Optional[Mapping[str, str]] = None,
 ) -> MDReport:
     """Run MD of ``atoms`` with ``model``/``params`` in one of :data:`ENSEMBLES`.
@@ -628,6 +633,9 @@ def simulate(
         max_i ``forces_std``_i of a saved frame (module docstring, point 3).
       on_uncertainty: ``"stop"`` (end the run at the first frame past the threshold,
         keep the last trusted frame; :attr:`MDReport.stopped`) or ``"flag"``.
+      atom_energies: every frame written to ``out`` also holds the per-atom energies (eV, E0[Z_i] included,
+        summing to the frame's energy; ``atoms.get_potential_energies()`` after reading it), from one more model
+        evaluation per saved frame inside the compiled chunk (shared with the uncertainty's).
       names: keyword → how the messages (argument errors, stop reasons) name the argument; a
         command line passes its options, e.g. ``{"max_force": "--max-force"}`` (by default the keywords).
 
@@ -650,7 +658,7 @@ def simulate(
     check_md_arguments(ensemble=ensemble, temperature_K=temperature_K, timestep_fs=timestep_fs, steps=steps,
                        save_every=save_every, chunk_frames=chunk_frames, max_force=max_force, skin=skin, out=out,
                        ensemble_only=ensemble_only, uncertainty_threshold=uncertainty_threshold,
-                       on_uncertainty=on_uncertainty, names=names)
+                       on_uncertainty=on_uncertainty, atom_energies=atom_energies, names=names)
     check_count(displayed("checkpoint_every", names), checkpoint_every, what="chunks between MD checkpoints")
     if checkpoint_path is not None:
         check_output_path(checkpoint_path, overwrite=True, what=displayed("checkpoint_path", names))
@@ -743,7 +751,7 @@ def simulate(
     def dynamics_for(reference_cell):
         return build_dynamics(ensemble, model, params, atoms.numbers, reference_cell, timestep_fs, options, steps,
                               total_charge=total_charge, skin=skin, capacity_multiplier=capacity_multiplier,
-                              record_uncertainty=record_uncertainty)
+                              record_uncertainty=record_uncertainty, record_atom_energies=atom_energies)
 
     reference_cell = None if cell is None else np.asarray(cell, np.float64)
     dynamics = dynamics_for(reference_cell)
@@ -937,7 +945,10 @@ def simulate(
                 if writer is not None:
                     template = _in_cell(atoms, host.cell[k] if dynamics.variable_cell else None)
                     writer.write(frame_atoms(template, host.positions[k], host.momenta[k],
-                                             host.potential_energy[k], host.forces[k], info))
+                                             host.potential_energy[k], host.forces[k], info,
+                                             None if host.energies is None else
+                                             np.asarray(host.energies[k], np.float64)
+                                             + dynamics.atom_element_energies))
                 if log is not None:
                     record = dict(zip(LOG_KEYS, (step, t_ps * 1e3, float(host.potential_energy[k]), kinetic,
                                                  float(host.conserved[k]), temp, float(host.max_force[k]))))

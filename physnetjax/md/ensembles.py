@@ -147,6 +147,8 @@ class Dynamics(NamedTuple):
     element_energy: Σ_i E0[Z_i] in eV (float64) of the model's element energies, which the device energies leave
       out: a DFT-sized ~−5000 eV for CO2 lies on a float32 grid of 0.5 meV, larger than an NVE run's
       fluctuation. The driver adds it on the host to every potential and conserved energy it writes or reports.
+    atom_element_energies: (N,) E0[Z_i] in eV (float64, zeros without element energies), added on the host to the
+      per-atom energies of a frame.
     """
 
     init: Callable[..., Any]
@@ -156,6 +158,7 @@ class Dynamics(NamedTuple):
     degrees_of_freedom: int
     variable_cell: bool
     element_energy: float
+    atom_element_energies: np.ndarray
 
 
 def ensemble_fields(state: MDState) -> tuple[str, ...]:
@@ -166,7 +169,8 @@ def ensemble_fields(state: MDState) -> tuple[str, ...]:
 
 def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndarray], timestep_fs: float,
                    options: EnsembleOptions, ramp_steps: int, *, total_charge: float = 0.0, skin: float = 0.5,
-                   capacity_multiplier: float = 1.25, record_uncertainty: bool = False) -> Dynamics:
+                   capacity_multiplier: float = 1.25, record_uncertainty: bool = False,
+                   record_atom_energies: bool = False) -> Dynamics:
     """Force functions and integrator of ``ensemble`` for ``model`` on one system.
 
     The device evaluates ``model`` without its element energies (:attr:`Dynamics.element_energy`, added on the host):
@@ -182,6 +186,9 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
         every saved frame also records ``max_forces_std`` = max_i ``forces_std``_i
         (eV/Å), from one more ensemble evaluation at the frame inside the jitted
         chunk (cost: 1/``save_every`` of the force evaluations).
+      record_atom_energies: every saved frame also records the per-atom energies ``energies`` (N,) eV of the
+        network (element energies left out, :attr:`Dynamics.element_energies` per atom), from one more evaluation
+        at the frame, as ``record_uncertainty``; the two share it.
 
     Raises:
       ValueError: unknown ensemble, ``npt`` without a cell, bad option values.
@@ -190,6 +197,8 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
         raise ValueError(f"ensemble must be one of {ENSEMBLES}, received {ensemble!r}")
     model, element_energies = split_element_energies(model)
     element_energy = element_energy_sum(element_energies, numbers)
+    atom_element_energies = (np.zeros(len(numbers)) if element_energies is None
+                             else element_energies[np.asarray(numbers)])
     num_atoms = len(numbers)
     conserved_dof = 3 * num_atoms - 3
     ramp = dict(temperature_end_K=options.temperature_end_K, ramp_steps=ramp_steps)
@@ -210,9 +219,10 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
         def init(positions, momenta, masses, nbrs, key, cell_now):
             return init_fn(positions, momenta, masses, cell_now, nbrs, key)
 
-        observe = npt_frame_of if not record_uncertainty else with_spread(
-            npt_frame_of, lambda state: potential.outputs(state.positions, state.cell, state.nbrs)["forces_std"])
-        return Dynamics(init, apply_fn, observe, potential.allocate, conserved_dof, True, element_energy)
+        observe = recording(npt_frame_of, lambda state: potential.outputs(state.positions, state.cell, state.nbrs),
+                            record_uncertainty, record_atom_energies)
+        return Dynamics(init, apply_fn, observe, potential.allocate, conserved_dof, True, element_energy,
+                        atom_element_energies)
 
     potential = physnet_potential(model, params, numbers, cell=cell, total_charge=total_charge, skin=skin,
                                   capacity_multiplier=capacity_multiplier)
@@ -241,10 +251,10 @@ def build_dynamics(ensemble: str, model, params, numbers, cell: Optional[np.ndar
                                  degrees_of_freedom=conserved_dof, neighbor_update=update, **ramp)
         init, dof = (lambda positions, momenta, masses, nbrs, key, cell_now:
                      init_fn(positions, momenta, masses, nbrs, key)), conserved_dof
-    observe = frame_of if cell is None else fixed_cell_frame_of(cell, potential)
-    if record_uncertainty:
-        observe = with_spread(observe, lambda state: potential.outputs(state.positions, state.nbrs)["forces_std"])
-    return Dynamics(init, apply_fn, observe, allocate, dof, False, element_energy)
+    observe = recording(frame_of if cell is None else fixed_cell_frame_of(cell, potential),
+                        lambda state: potential.outputs(state.positions, state.nbrs), record_uncertainty,
+                        record_atom_energies)
+    return Dynamics(init, apply_fn, observe, allocate, dof, False, element_energy, atom_element_energies)
 
 
 def fixed_cell_frame_of(cell: np.ndarray, potential) -> Callable[[MDState], NPTFrame]:
@@ -260,13 +270,24 @@ def fixed_cell_frame_of(cell: np.ndarray, potential) -> Callable[[MDState], NPTF
     return observe
 
 
-def with_spread(observe: Callable[[MDState], Any], forces_std: Callable[[MDState], Any]) -> Callable[[MDState], Any]:
-    """``observe`` whose frame also holds ``max_forces_std`` = max_i ``forces_std(state)``_i (eV/Å)."""
+def recording(observe: Callable[[MDState], Any], outputs: Callable[[MDState], dict], uncertainty: bool,
+              atom_energies: bool) -> Callable[[MDState], Any]:
+    """``observe`` whose frame also holds, from ``outputs(state)`` (the model's outputs at the state, one more
+    evaluation per saved frame), ``max_forces_std`` = max_i ``forces_std``_i (eV/Å) when ``uncertainty`` and the
+    per-atom ``energies`` (eV) when ``atom_energies``; ``observe`` itself when neither."""
+    if not (uncertainty or atom_energies):
+        return observe
 
-    def observe_with_spread(state):
-        return observe(state).replace(max_forces_std=jnp.max(forces_std(state)))
+    def observe_with_outputs(state):
+        out = outputs(state)
+        frame = observe(state)
+        if uncertainty:
+            frame = frame.replace(max_forces_std=jnp.max(out["forces_std"]))
+        if atom_energies:
+            frame = frame.replace(energies=out["energies"])
+        return frame
 
-    return observe_with_spread
+    return observe_with_outputs
 
 
 def checkpoint_arrays(state: MDState, numbers, step: int, ensemble: str) -> dict:

@@ -225,7 +225,8 @@ class Frame:
     max_forces_std (eV/Å, largest per-atom ensemble force spread ``forces_std``; None
     unless the driver records the uncertainty of an ensemble), peak_force (eV/Å, the
     largest |F_i| at any step since the previous frame, NaN if one was NaN; set by
-    :func:`run`, None outside it).
+    :func:`run`, None outside it), energies ((N,) eV, the per-atom split of the potential energy; None unless the
+    driver records them).
     """
 
     positions: jax.Array
@@ -237,6 +238,7 @@ class Frame:
     max_force: jax.Array
     max_forces_std: Optional[jax.Array] = None
     peak_force: Optional[jax.Array] = None
+    energies: Optional[jax.Array] = None
 
 
 def frame_of(state: MDState) -> Frame:

@@ -37,13 +37,16 @@ def momenta_from_ase(momenta) -> np.ndarray:
     return np.asarray(momenta, dtype=np.float64) / ASE_TIME_UNIT_FS
 
 
-def frame_atoms(template: ase.Atoms, positions, momenta, energy: float, forces, info: dict) -> ase.Atoms:
-    """A copy of ``template`` at ``positions`` (Å) with momenta (amu·Å/fs), energy (eV), forces (eV/Å), and the total
-    charge ``template.info["charge"]`` (e) if it has one: a frame read back is the ion the energy was computed for."""
+def frame_atoms(template: ase.Atoms, positions, momenta, energy: float, forces, info: dict,
+                energies=None) -> ase.Atoms:
+    """A copy of ``template`` at ``positions`` (Å) with momenta (amu·Å/fs), energy (eV), forces (eV/Å), the per-atom
+    ``energies`` (eV) if given, and the total charge ``template.info["charge"]`` (e) if it has one: a frame read back
+    is the ion the energy was computed for."""
     atoms = ase.Atoms(numbers=template.numbers, positions=np.asarray(positions, np.float64),
                       cell=template.cell, pbc=template.pbc, masses=template.get_masses())
     atoms.set_momenta(momenta_to_ase(momenta))
-    atoms.calc = SinglePointCalculator(atoms, energy=float(energy), forces=np.asarray(forces, np.float64))
+    results = {} if energies is None else {"energies": np.asarray(energies, np.float64)}
+    atoms.calc = SinglePointCalculator(atoms, energy=float(energy), forces=np.asarray(forces, np.float64), **results)
     if "charge" in template.info:
         atoms.info["charge"] = template.info["charge"]
     atoms.info.update(info)
