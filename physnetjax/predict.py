@@ -315,8 +315,8 @@ def batch_out_of_memory(model, batch, error: BaseException) -> OutOfMemoryError:
     """What fills the device's memory evaluating ``model`` on ``batch``, and what to change
     (:func:`out_of_memory_error` with the batch's sizes; ``error``: the OutOfMemoryError or XLA error behind it)."""
     return out_of_memory_error(model, "evaluating", batch.positions.shape[0], batch.dst_idx.shape[0],
-                          None if batch.pair_dst is None else batch.pair_dst.shape[0],
-                          None if batch.triplets is None else batch.triplets.shape[0], error)
+                               None if batch.pair_dst is None else batch.pair_dst.shape[0],
+                               None if batch.triplets is None else batch.triplets.shape[0], error)
 
 
 def out_of_memory_error(model, doing: str, atom_slots: int, pairs: int, long_range_pairs: Optional[int],
@@ -325,9 +325,11 @@ def out_of_memory_error(model, doing: str, atom_slots: int, pairs: int, long_ran
                                       "fewer atoms", atoms_are: str = "atom slots") -> OutOfMemoryError:
     """OutOfMemoryError ``out of memory on PLATFORM (KIND) DOING SIZES (NEEDED, FREE): REMEDY`` for ``error``.
 
-    A D3 model's Axilrod–Teller–Muto term holds every triangle of atoms within its cutoff: ~n k² for n atoms of k
-    neighbours each, 2.4e7 for a periodic box of 8 water molecules at 15 Å (24 GB of temporaries to evaluate),
-    where the pairs number ~n k: when the triangles outnumber the pairs, the remedy is to leave that term out.
+    A D3 model's Axilrod–Teller–Muto term runs over every triangle of atoms within its cutoff: ~n k² for n atoms of
+    k neighbours each, 1.9e8 for a 192-atom water box at 15 Å, where the pairs number ~n k (2.7e5). Summed in chunks
+    (:data:`~physnetjax.physics.dispersion.ATM_CHUNK_TRIANGLES`), they still hold their index list (8 bytes each,
+    copied a few times: 11.7 GB for that box): when the triangles outnumber the pairs, the remedy is to leave that
+    term out or shorten its cutoff.
     ``error``: an OutOfMemoryError of :func:`~physnetjax.device_memory.check_fits` adds what the compiled program
     needs and what is free; ``remedy``: what to change when the triangles are not the cause; ``atoms_are``: what
     ``atom_slots`` counts ("atoms" for one system without padding).

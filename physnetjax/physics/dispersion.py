@@ -54,7 +54,8 @@ their 7×7 reference grids). A periodic box reaches 10⁷–10⁸ of them within
 molecules: 2.4e7, 24 GB in one call). Lists longer than :data:`ATM_CHUNK_TRIANGLES` are
 summed chunk by chunk (:func:`_sum_over_triangles`): a ``lax.scan`` over a rematerialised
 body, whose gradient recomputes each chunk rather than storing it, so memory stays that of
-one chunk; the sum is the same up to the order of additions.
+one chunk beside the index list itself (8 bytes per pair-of-pairs); the sum is the same up
+to the order of additions.
 """
 
 from __future__ import annotations
