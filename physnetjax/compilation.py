@@ -100,7 +100,8 @@ class CompiledFunction:
         self._nested = jax.jit(fn, **jit_kwargs)
         self._with_options = jax.jit(fn, compiler_options=options, **jit_kwargs) if options else self._nested
         self._fitting_shapes: set = set()
-        self._previous: dict = {}  # argument position -> (the argument of the last call, its description)
+        self._previous: dict = {}  # argument position -> (the argument of the last call, its shape id)
+        self._shape_ids: dict = {}  # description of an argument -> a number, so that a signature hashes fast
         donated = jit_kwargs.get("donate_argnums", ())
         self._donated = {donated} if isinstance(donated, int) else set(donated)
         functools.update_wrapper(self, fn)
@@ -129,7 +130,8 @@ class CompiledFunction:
         self._fitting_shapes.add(signature)
 
     def _signature(self, args, kwargs) -> Optional[tuple]:
-        """Tree structures, shapes and dtypes of the arguments (other leaves: their types); None inside a trace.
+        """The arguments' tree structures, shapes and dtypes (other leaves: their types), each argument's as a number
+        (one per distinct description); None inside a trace.
 
         Describing costs ~1.7 µs per array, so two kinds of argument are described more cheaply:
 
@@ -156,9 +158,9 @@ class CompiledFunction:
                     return None
                 dtype = getattr(leaf, "dtype", None)
                 description.append(type(leaf) if dtype is None else (leaf.shape, dtype))
-            description = tuple(description)
-            self._previous[position] = (_reference(arg), description)
-            described.append(description)
+            shape_id = self._shape_ids.setdefault(tuple(description), len(self._shape_ids))
+            self._previous[position] = (_reference(arg), shape_id)
+            described.append(shape_id)
         return tuple(described)
 
     def __getattr__(self, name):
