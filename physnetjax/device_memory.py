@@ -14,12 +14,16 @@ Every function compiled through :func:`physnetjax.compilation.jit` is checked on
 driver checks the chunk programs it compiles ahead of time.
 
 Free memory: on a GPU or TPU, the allocator's limit less its bytes in use (``Device.memory_stats()``); on the CPU,
-the kernel's estimate of memory available without swapping (``MemAvailable`` of ``/proc/meminfo``, Linux). Where
-neither is known (another system, a backend without memory statistics) nothing is checked.
+the kernel's estimate of memory available without swapping (``MemAvailable`` of ``/proc/meminfo``, Linux), or less
+where the process runs under a memory limit of its control group (a container's, or a batch job's such as SLURM's
+``--mem``, whose excess the kernel kills as well): the smallest limit on the way from the process's group to the
+root, less that group's usage, plus its reclaimable page cache (``inactive_file``), cgroup v1 or v2. Where none of
+this is known (another system, a backend without memory statistics) nothing is checked.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import jax
@@ -28,6 +32,16 @@ from physnetjax.errors import OutOfMemoryError
 
 MEMINFO = "/proc/meminfo"
 """Where Linux reports ``MemAvailable`` (kB)."""
+PROC_CGROUP = "/proc/self/cgroup"
+"""The control groups of this process, ``ID:CONTROLLERS:PATH`` per line (empty controllers: cgroup v2)."""
+CGROUP_ROOT = "/sys/fs/cgroup"
+"""Where the control groups are mounted: ``memory/PATH`` (v1) or ``PATH`` (v2) below it."""
+CGROUP_FILES = {"v1": ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
+                "v2": ("memory.max", "memory.current", "inactive_file")}
+"""Per cgroup version: the files of the limit and the usage (bytes), and the key of the reclaimable page cache in
+``memory.stat``."""
+NO_LIMIT = 2 ** 60
+"""A limit at or above this many bytes is none (v1 writes 2⁶³ rounded to pages, v2 ``max``)."""
 
 
 def available_bytes(device: Optional[jax.Device] = None) -> Optional[int]:
@@ -42,6 +56,11 @@ def available_bytes(device: Optional[jax.Device] = None) -> Optional[int]:
 
 
 def _cpu_available_bytes() -> Optional[int]:
+    known = [size for size in (_meminfo_available_bytes(), _cgroup_available_bytes()) if size is not None]
+    return min(known) if known else None
+
+
+def _meminfo_available_bytes() -> Optional[int]:
     try:
         with open(MEMINFO) as meminfo:
             for line in meminfo:
@@ -50,6 +69,44 @@ def _cpu_available_bytes() -> Optional[int]:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def _cgroup_available_bytes() -> Optional[int]:
+    """Bytes this process may still allocate under the memory limits of its control groups (the smallest of limit −
+    usage + reclaimable page cache over the group and its ancestors), or None without a limit."""
+    try:
+        with open(PROC_CGROUP) as groups:
+            lines = groups.read().splitlines()
+    except OSError:
+        return None
+    room = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        version = "v2" if controllers == "" else "v1" if "memory" in controllers.split(",") else None
+        if version is None:
+            continue
+        base = Path(CGROUP_ROOT) if version == "v2" else Path(CGROUP_ROOT) / "memory"
+        parts = [part for part in path.split("/") if part]
+        for depth in range(len(parts), -1, -1):
+            folder = base.joinpath(*parts[:depth])
+            size = _group_room(folder, *CGROUP_FILES[version])
+            if size is not None:
+                room.append(size)
+    return min(room) if room else None
+
+
+def _group_room(folder: Path, limit_file: str, usage_file: str, cache_key: str) -> Optional[int]:
+    """limit − usage + reclaimable page cache of the control group in ``folder``; None without a limit there (or
+    where the folder is not visible, as for the host's groups inside a container)."""
+    try:
+        limit = (folder / limit_file).read_text().strip()
+        if limit == "max" or int(limit) >= NO_LIMIT:
+            return None
+        usage = int((folder / usage_file).read_text())
+        stat = dict(line.split() for line in (folder / "memory.stat").read_text().splitlines() if line.strip())
+    except (OSError, ValueError):
+        return None
+    return int(limit) - usage + int(stat.get(cache_key, 0))
 
 
 def allocated_bytes(compiled) -> Optional[int]:

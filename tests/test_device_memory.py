@@ -38,10 +38,46 @@ def test_available_bytes_reads_the_kernels_estimate_and_the_allocators_limit(tmp
     meminfo.write_text("MemTotal:       24000000 kB\nMemFree:         1000000 kB\nMemAvailable:    2000000 kB\n")
     monkeypatch.setattr(device_memory, "MEMINFO", str(meminfo))
     assert device_memory.available_bytes() == 2000000 * 1024
+    monkeypatch.setattr(device_memory, "PROC_CGROUP", str(tmp_path / "no cgroups"))
     meminfo.write_text("MemTotal:       24000000 kB\n")  # a kernel without the estimate: nothing is checked
     assert device_memory.available_bytes() is None
     monkeypatch.setattr(device_memory, "MEMINFO", str(tmp_path / "missing"))
     assert device_memory.available_bytes() is None
+
+
+def _write_group(folder, files: dict):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+
+
+def test_a_control_group_memory_limit_bounds_the_free_memory(tmp_path, monkeypatch):
+    """A batch job's or container's memory limit (SLURM --mem: the kernel kills past it as it does past the RAM):
+    the room is limit - usage + reclaimable page cache, the smallest over the process's group and its ancestors,
+    cgroup v1 and v2 alike; no limit anywhere leaves MemAvailable."""
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemAvailable:    2000000 kB\n")
+    monkeypatch.setattr(device_memory, "MEMINFO", str(meminfo))
+    monkeypatch.setattr(device_memory, "CGROUP_ROOT", str(tmp_path / "cgroup"))
+    monkeypatch.setattr(device_memory, "PROC_CGROUP", str(tmp_path / "self_cgroup"))
+    (tmp_path / "self_cgroup").write_text("4:memory:/job/step\n3:cpu:/job/step\n0::/job/step\n")
+    v1, v2 = tmp_path / "cgroup" / "memory", tmp_path / "cgroup"
+    unlimited_v1 = {"memory.limit_in_bytes": "9223372036854771712\n", "memory.usage_in_bytes": "5\n",
+                    "memory.stat": "total_inactive_file 0\n"}
+    _write_group(v1, unlimited_v1)
+    _write_group(v1 / "job", unlimited_v1)
+    _write_group(v1 / "job" / "step", unlimited_v1)
+    _write_group(v2 / "job" / "step", {"memory.max": "max\n", "memory.current": "7\n", "memory.stat": "anon 7\n"})
+    assert device_memory.available_bytes() == 2000000 * 1024  # no limit anywhere
+    _write_group(v1 / "job" / "step", {"memory.limit_in_bytes": "7000000000\n", "memory.usage_in_bytes": "6000000000\n",
+                                       "memory.stat": "cache 1\ntotal_inactive_file 500000000\n"})
+    assert device_memory.available_bytes() == 1_500_000_000  # 7e9 - 6e9 + 0.5e9, below MemAvailable's 2.048e9
+    _write_group(v1 / "job", {"memory.limit_in_bytes": "5000000000\n", "memory.usage_in_bytes": "4500000000\n",
+                              "memory.stat": "total_inactive_file 0\n"})
+    assert device_memory.available_bytes() == 500_000_000  # the parent's limit is nearer
+    _write_group(v2 / "job", {"memory.max": "4000000000\n", "memory.current": "3900000000\n",
+                              "memory.stat": "inactive_file 50000000\n"})
+    assert device_memory.available_bytes() == 150_000_000  # cgroup v2 beside v1
 
     class Gpu:
         platform, device_kind = "gpu", "NVIDIA H100"

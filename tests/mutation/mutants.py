@@ -1918,6 +1918,14 @@ MUTANTS = (
            ("tests/test_md_driver.py::test_frames_hold_per_atom_energies_summing_to_the_energy_as_predict_splits_it",
             "tests/test_md_driver.py::test_the_command_line_refuses_atom_energies_without_out"),
            "--atom-energies without --out runs and writes nothing"),
+    Mutant("cgroup_limit_ignored", "physnetjax/device_memory.py",
+           "    return min(known) if known else None\n", "    return known[0] if known else None\n",
+           ("tests/test_device_memory.py::test_a_control_group_memory_limit_bounds_the_free_memory",),
+           "a batch job's memory limit ignored: a program above it runs and the job is killed"),
+    Mutant("cgroup_parent_limit_ignored", "physnetjax/device_memory.py",
+           "        for depth in range(len(parts), -1, -1):\n", "        for depth in range(len(parts), len(parts) - 1, -1):\n",
+           ("tests/test_device_memory.py::test_a_control_group_memory_limit_bounds_the_free_memory",),
+           "the limit of an enclosing control group (the job's, above its step's) ignored"),
 )
 
 EXPLAINED = {
