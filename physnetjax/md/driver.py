@@ -868,7 +868,9 @@ def simulate(
             host = jax.device_get(frames)
             host = host.replace(positions=frame.to_user(host.positions, host.cell if dynamics.variable_cell else cell),
                                 potential_energy=np.asarray(host.potential_energy, np.float64) + dynamics.element_energy,
-                                conserved=np.asarray(host.conserved, np.float64) + dynamics.element_energy)
+                                conserved=np.asarray(host.conserved, np.float64) + dynamics.element_energy,
+                                energies=None if host.energies is None else
+                                np.asarray(host.energies, np.float64) + dynamics.atom_element_energies)
             finite = (np.isfinite(host.conserved) & np.isfinite(host.positions).all(axis=(1, 2))
                       & np.isfinite(host.forces).all(axis=(1, 2)))
             frame_steps = start_step + done + save_every * np.arange(1, num_frames + 1)
@@ -946,9 +948,7 @@ def simulate(
                     template = _in_cell(atoms, host.cell[k] if dynamics.variable_cell else None)
                     writer.write(frame_atoms(template, host.positions[k], host.momenta[k],
                                              host.potential_energy[k], host.forces[k], info,
-                                             None if host.energies is None else
-                                             np.asarray(host.energies[k], np.float64)
-                                             + dynamics.atom_element_energies))
+                                             None if host.energies is None else host.energies[k]))
                 if log is not None:
                     record = dict(zip(LOG_KEYS, (step, t_ps * 1e3, float(host.potential_energy[k]), kinetic,
                                                  float(host.conserved[k]), temp, float(host.max_force[k]))))
@@ -1504,7 +1504,8 @@ def _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, targ
                      frame: FrameOfReference, element_energy: float) -> int:
     """Write the last of the chunk's first ``num_good`` frames (the chunk's start state if 0) to ``target``; its step.
 
-    ``host`` holds positions in the user's frame and the element energies in its energies already; the state's
+    ``host`` holds positions in the user's frame and the element energies in its energies (and per-atom energies,
+    where recorded) already; the state's
     positions are moved there by ``frame`` and ``element_energy`` (eV, :attr:`Dynamics.element_energy`) is added to its
     potential energy.
 
@@ -1514,7 +1515,8 @@ def _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, targ
         k = num_good - 1
         cell = getattr(host, "cell", None)
         last = frame_atoms(_in_cell(atoms, None if cell is None else cell[k]), host.positions[k], host.momenta[k],
-                           host.potential_energy[k], host.forces[k], {"step": chunk_start + num_good * save_every})
+                           host.potential_energy[k], host.forces[k], {"step": chunk_start + num_good * save_every},
+                           None if host.energies is None else host.energies[k])
     else:
         in_cell = _in_cell(atoms, getattr(state, "cell", None))
         last = frame_atoms(in_cell, frame.to_user(state.positions, in_cell.cell.array), state.momenta,
