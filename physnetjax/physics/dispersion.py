@@ -636,27 +636,25 @@ def _atm_energy(triplets, triplet_mask, vectors, z, weights, pair_dst, pair_src,
 def _sum_over_triangles(contribution, triplets, triplet_mask, chunk: int):
     """Σ of ``contribution(rows, rows_mask)`` over the pairs-of-pairs ``triplets`` (T, 2), ``chunk`` rows at a time.
 
-    Up to ``chunk`` rows: one call. Beyond: ``lax.scan`` over ⌈T / chunk⌉ slices of the list (the last one ends at
-    the list's end, its rows already summed masked out) with a ``jax.checkpoint`` body, whose gradient recomputes
-    each chunk's intermediates instead of storing them for all T rows (module docstring, "Memory"); the list is not
-    copied. ``contribution`` returns one array (per molecule or per atom) whose entries are zero for masked rows.
+    Up to ``chunk`` rows: one call. Beyond: the list is padded with masked rows to whole chunks and summed by
+    ``lax.scan`` over a ``jax.checkpoint`` body, whose gradient recomputes each chunk's intermediates instead of
+    storing them for all T rows (module docstring, "Memory"). ``contribution`` returns one array (per molecule or
+    per atom) whose entries are zero for masked rows.
     """
     count = triplets.shape[0]
     if count <= chunk:
         return contribution(triplets, triplet_mask)
-    triplets = jnp.asarray(triplets)
     mask = jnp.ones(count, bool) if triplet_mask is None else jnp.asarray(triplet_mask)
-    offsets = jnp.arange(chunk)
-    total = jax.eval_shape(contribution, triplets[:chunk], mask[:chunk])
+    chunks = -(-count // chunk)
+    rows = jnp.pad(jnp.asarray(triplets), ((0, chunks * chunk - count), (0, 0))).reshape(chunks, chunk, 2)
+    rows_mask = jnp.pad(mask, (0, chunks * chunk - count)).reshape(chunks, chunk)
+    total = jax.eval_shape(contribution, rows[0], rows_mask[0])
 
     @jax.checkpoint
-    def add_chunk(running, k):
-        start = jnp.minimum(k * chunk, count - chunk)
-        rows = jax.lax.dynamic_slice_in_dim(triplets, start, chunk)
-        rows_mask = jax.lax.dynamic_slice_in_dim(mask, start, chunk) & (start + offsets >= k * chunk)
-        return running + contribution(rows, rows_mask), None
+    def add_chunk(running, chunk_rows):
+        return running + contribution(*chunk_rows), None
 
-    return jax.lax.scan(add_chunk, jnp.zeros(total.shape, total.dtype), jnp.arange(-(-count // chunk)))[0]
+    return jax.lax.scan(add_chunk, jnp.zeros(total.shape, total.dtype), (rows, rows_mask))[0]
 
 
 def _atm_triangle_energies(triplets, triplet_mask, vectors, z, weights, pair_dst, pair_src, pair_mask, parameters,

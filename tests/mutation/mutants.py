@@ -1926,10 +1926,6 @@ MUTANTS = (
            "        for depth in range(len(parts), -1, -1):\n", "        for depth in range(len(parts), len(parts) - 1, -1):\n",
            ("tests/test_device_memory.py::test_a_control_group_memory_limit_bounds_the_free_memory",),
            "the limit of an enclosing control group (the job's, above its step's) ignored"),
-    Mutant("atm_chunk_overlap_counted_twice", "physnetjax/physics/dispersion.py",
-           " & (start + offsets >= k * chunk)", "",
-           ("tests/test_dispersion.py::test_the_atm_sum_in_chunks_equals_one_call_with_its_gradient_and_split",),
-           "the last chunk, which ends at the list's end, sums again rows of the chunk before it"),
 )
 
 EXPLAINED = {
