@@ -19,13 +19,12 @@ their ratio. Writes ``bench_atomic_energies.json``.
 from __future__ import annotations
 
 import os
-import statistics
 import warnings
 
 import jax
 from ase.build import molecule
 from calculator_overhead import water_box
-from common import interleaved_times, parse_args, publish, table
+from common import interleaved_times, medians_per_call, parse_args, publish_timed_table
 
 from physnetjax import PhysNet, init_params
 from physnetjax.calculator import PhysNetCalculator
@@ -70,22 +69,19 @@ def main() -> None:
             if settings.get("dispersion_three_body") and atoms.pbc.any():
                 continue
             times = interleaved_times(calls_of(model, atoms, repeat), rounds)
-            per_call = {call: {kind: statistics.median(values) / repeat * 1e3 for kind, values in kinds.items()}
-                        for call, kinds in times.items()}
+            per_call = medians_per_call(times, repeat, 1e3)
             data[f"{model_name} / {name}"] = {"atoms": len(atoms), "calls_per_sample": repeat, "rounds": rounds,
                                               "times_s": times, "median_ms_per_call": per_call}
             without, with_split = per_call["without"], per_call["with"]
             rows.append([model_name, name, len(atoms), without["wall_s"], with_split["wall_s"],
                          with_split["wall_s"] / without["wall_s"], without["cpu_s"], with_split["cpu_s"],
                          with_split["cpu_s"] / without["cpu_s"]])
-    load_after = os.getloadavg()
-    data.update(load_average_before=load_before, load_average_after=load_after)
-    title = (f"energy+forces with and without the per-atom energies, ms per compiled call (median of {rounds} "
-             f"samples of {repeat} calls; load average {load_before[0]:.1f} → {load_after[0]:.1f})")
-    publish("bench_atomic_energies", args, [table(
-        title, "wall (perf_counter) and process CPU (process_time) per call; ratio = with / without",
+    publish_timed_table(
+        "bench_atomic_energies", args, f"energy+forces with and without the per-atom energies, ms per compiled call "
+        f"(median of {rounds} samples of {repeat} calls", "wall (perf_counter) and process CPU (process_time) per "
+        "call; ratio = with / without",
         ["model", "system", "atoms", "wall without", "wall with", "ratio", "CPU without", "CPU with", "CPU ratio"],
-        rows)], data)
+        rows, data, load_before)
 
 
 if __name__ == "__main__":

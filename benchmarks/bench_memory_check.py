@@ -18,7 +18,6 @@ Reported per call: median wall and process CPU time, and the difference. Writes 
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
 import warnings
 from pathlib import Path
@@ -27,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from ase.build import molecule
-from common import SHARED_DATA, interleaved_times, parse_args, publish, table
+from common import SHARED_DATA, interleaved_times, medians_per_call, parse_args, publish_timed_table
 
 from physnetjax import PhysNet, init_params
 from physnetjax.calculator import PhysNetCalculator
@@ -101,19 +100,16 @@ def main() -> None:
         for name, calls, count in (("ASE get_forces, ethanol", calculator_calls(repeat), repeat),
                                    ("training step, default settings", training, steps)):
             times = interleaved_times(calls, rounds)
-            per_call = {variant: {kind: statistics.median(values) / count * 1e6 for kind, values in kinds.items()}
-                        for variant, kinds in times.items()}
+            per_call = medians_per_call(times, count, 1e6)
             data[name] = {"calls_per_sample": count, "rounds": rounds, "times_s": times, "median_us_per_call": per_call}
             checked, unchecked = per_call["checked"], per_call["unchecked"]
             rows.append([name, unchecked["wall_s"], checked["wall_s"], checked["wall_s"] - unchecked["wall_s"],
                          unchecked["cpu_s"], checked["cpu_s"], checked["cpu_s"] - unchecked["cpu_s"]])
-    load_after = os.getloadavg()
-    data.update(load_average_before=load_before, load_average_after=load_after)
-    title = (f"the memory check's description of the arguments, µs per call (median of {rounds} samples; load "
-             f"average {load_before[0]:.1f} → {load_after[0]:.1f})")
-    publish("bench_memory_check", args, [table(
-        title, "wall (perf_counter) and process CPU (process_time) per call, without and with the check",
-        ["call", "wall without", "wall with", "difference", "CPU without", "CPU with", "difference"], rows)], data)
+    publish_timed_table("bench_memory_check", args, f"the memory check's description of the arguments, µs per call "
+                        f"(median of {rounds} samples", "wall (perf_counter) and process CPU (process_time) per call, "
+                        "without and with the check",
+                        ["call", "wall without", "wall with", "difference", "CPU without", "CPU with", "difference"],
+                        rows, data, load_before)
 
 
 if __name__ == "__main__":

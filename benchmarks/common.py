@@ -160,6 +160,23 @@ def publish(name: str, args, tables: list, data: dict, *, plots: dict | None = N
     return path
 
 
+def medians_per_call(times: dict, calls: int, unit: float) -> dict:
+    """{name: {"wall_s": ..., "cpu_s": ...}}: the medians of :func:`interleaved_times`' samples of ``calls`` calls
+    each, per call, multiplied by ``unit`` (1e3 for ms, 1e6 for µs)."""
+    return {name: {kind: statistics.median(values) / calls * unit for kind, values in kinds.items()}
+            for name, kinds in times.items()}
+
+
+def publish_timed_table(name: str, args, title: str, timed: str, columns: list, rows: list, data: dict,
+                        load_before: tuple) -> pathlib.Path:
+    """:func:`publish` one :func:`table` whose title ends with the load average before and after the timing (both
+    also in ``data``); ``load_before``: ``os.getloadavg()`` at its start."""
+    load_after = os.getloadavg()
+    data.update(load_average_before=load_before, load_average_after=load_after)
+    title = f"{title}; load average {load_before[0]:.1f} → {load_after[0]:.1f})"
+    return publish(name, args, [table(title, timed, columns, rows)], data)
+
+
 def print_table(spec: dict) -> None:
     """Print a :func:`table` as aligned text."""
     cells = [[format_cell(c) for c in row] for row in spec["rows"]]
