@@ -228,3 +228,19 @@ def test_a_raw_resource_exhausted_on_a_command_line_is_bad_input_not_a_bug():
         "python -m physnetjax.md: error: out of memory on the device (RESOURCE_EXHAUSTED: Out of memory allocating "
         "186090935300 bytes.): the input is too large for it; use a smaller batch or system, or a device with more "
         "memory")
+
+
+def test_md_counts_the_all_pairs_triangles_it_would_evaluate():
+    """A molecule on the all-pairs edge set evaluates every pair-of-pairs sharing its first atom (p < q): the message
+    gives their number as pair_triplets builds them, n(n-1)(n-2)/2, not twice that."""
+    from physnetjax.md.driver import md_out_of_memory
+    from physnetjax.md.potential import AllPairs
+    from physnetjax.neighbors.molecules import molecule_pairs
+    from physnetjax.neighbors.triplets import pair_triplets
+
+    model = PhysNet(features=4, max_degree=0, num_iterations=1, num_basis_functions=3, cutoff=3.0,
+                    max_atomic_number=6, n_res=1, dispersion="d3bj", dispersion_three_body=True)
+    dst, _ = molecule_pairs(np.zeros((7, 3)), None)
+    built = len(pair_triplets(dst, np.ones(len(dst), bool)))
+    message = str(md_out_of_memory(model, 7, AllPairs(), OutOfMemoryError("too large"), "starting MD of"))
+    assert f"42 neighbor pairs (cutoff 3 Å), {built} D3 three-body triangles" in message and built == 105

@@ -529,7 +529,8 @@ def md_out_of_memory(model, num_atoms: int, nbrs, error: BaseException, doing: s
     compiled step holds) and, when the D3 triangles are not the cause, fewer frames per chunk (``chunk_name``, the
     option that sets them) or fewer atoms."""
     if isinstance(nbrs, AllPairs):
-        triangles = num_atoms * (num_atoms - 1) * (num_atoms - 2) if model_triplet_cutoff(model) is not None else None
+        triangles = (num_atoms * (num_atoms - 1) * (num_atoms - 2) // 2  # pairs-of-pairs p < q per atom
+                     if model_triplet_cutoff(model) is not None else None)
         sizes = (num_atoms * (num_atoms - 1), None, triangles)
     else:
         sizes = (nbrs.edges.capacity, None if nbrs.pairs is None else nbrs.pairs.capacity,

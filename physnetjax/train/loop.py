@@ -86,7 +86,7 @@ from physnetjax.dipole_surface import DIPOLE_SURFACE_KEY, dipole_surface_fit, ju
 from physnetjax.distance_domain import TRAINED_DISTANCES_KEY, DistanceDomain
 from physnetjax.ensemble import fit_calibration_scale, gaussian_nll, member_params, spearman_rank_correlation
 from physnetjax.ensemble.calibration import warn_few_frames
-from physnetjax.errors import (OutOfMemoryError, PhysNetInputError, PhysNetInputWarning, displayed, is_out_of_memory,
+from physnetjax.errors import (OutOfMemoryError, PhysNetInputError, PhysNetInputWarning, displayed, out_of_memory_as,
                                warn_caller)
 from physnetjax.jsonlines import append_record, start_log, write_json
 from physnetjax.model import PhysNet
@@ -1013,6 +1013,12 @@ class Trainer:
         return train_loss, float(np.mean([m["grad_norm"] for m in self.member_train])), steps_estimate
 
     def run(self) -> dict:
+        """Train until a stop reason (:meth:`_stop_reason`) and finish (:meth:`_finish`); the device running out of
+        memory on the way is an OutOfMemoryError naming the batch (:meth:`_out_of_memory`)."""
+        with out_of_memory_as(self._out_of_memory):
+            return self._run()
+
+    def _run(self) -> dict:
         config = self.config
         stop_reason = "epochs"
         progress = _progress() if config.progress else None
@@ -1065,10 +1071,6 @@ class Trainer:
                 planned = config.epochs if self.budget is None else self.epoch + self.budget.epochs_left()
                 if self.epoch % config.log_every == 0 or is_best or self.epoch == planned:
                     logger.info(_summary_line(row, planned, estimated=self.budget is not None))
-        except Exception as error:
-            if not is_out_of_memory(error):
-                raise
-            raise self._out_of_memory(error) from error
         finally:
             if progress:
                 progress.stop()
