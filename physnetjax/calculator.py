@@ -45,7 +45,7 @@ from physnetjax.errors import warn_caller
 from physnetjax.neighbors.batch import Batch, model_pair_cutoff, model_triplet_cutoff
 from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round_up
 from physnetjax.neighbors.periodic import lattice_translations
-from physnetjax.neighbors.triplets import count_triplets
+from physnetjax.neighbors.triplets import count_triplets, triplet_slots
 from physnetjax.predict import (
     apply_fitting,
     atom_energies,
@@ -309,8 +309,8 @@ class PhysNetCalculator(Calculator):
         if self.three_body_cutoff is not None:
             t_dst, t_src, t_shifts = pair_lists if pair_lists is not None else (dst, src, shifts)
             vectors = r[t_src] - r[t_dst] + (0.0 if t_shifts is None else t_shifts)
-            t_pad = round_up(count_triplets(t_dst, np.ones(len(t_dst), bool), vectors, self.three_body_cutoff),
-                             self.edge_bucket)
+            t_pad = triplet_slots(count_triplets(t_dst, np.ones(len(t_dst), bool), vectors, self.three_body_cutoff),
+                                  self.edge_bucket)
         cells = [cell] if stress_problem(cell, pbc) is None else None
         batch = assemble_batch(
             [z], [r], (dst, src, shifts), pair_lists, [total_charge], cells,

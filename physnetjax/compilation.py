@@ -102,8 +102,10 @@ class CompiledFunction:
         self._fitting_shapes: set = set()
         self._previous: dict = {}  # argument position -> (the argument of the last call, its shape id)
         self._shape_ids: dict = {}  # description of an argument -> a number, so that a signature hashes fast
-        donated = jit_kwargs.get("donate_argnums", ())
-        self._donated = {donated} if isinstance(donated, int) else set(donated)
+        self._donated = _positions(jit_kwargs.get("donate_argnums", ()))
+        self._static = _positions(jit_kwargs.get("static_argnums", ()))
+        static_names = jit_kwargs.get("static_argnames", ())
+        self._static_names = {static_names} if isinstance(static_names, str) else set(static_names)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args, **kwargs):
@@ -141,9 +143,18 @@ class CompiledFunction:
           call);
         * a donated argument (a training step's state: ~100 arrays in Flax and optax containers, 100 µs to flatten,
           which the step consumes and returns with the same shapes) is described by its type alone.
+
+        Static arguments (``static_argnums``, ``static_argnames``) are described by their values, which choose the
+        program (an array's size given as a number).
         """
-        described = []
+        static = tuple((name, kwargs[name]) for name in sorted(self._static_names) if name in kwargs)
+        if static:
+            kwargs = {name: value for name, value in kwargs.items() if name not in self._static_names}
+        described = [static]
         for position, arg in enumerate((*args, kwargs)):
+            if position in self._static:
+                described.append(("static", arg))
+                continue
             previous = self._previous.get(position)
             if previous is not None and previous[0]() is arg:
                 described.append(previous[1])
@@ -167,6 +178,11 @@ class CompiledFunction:
         if "_with_options" not in self.__dict__:  # not yet initialised (copy, unpickling)
             raise AttributeError(name)
         return getattr(self.__dict__["_with_options"], name)
+
+
+def _positions(argnums) -> set:
+    """``donate_argnums``/``static_argnums`` (an int or a sequence of ints) as a set."""
+    return {argnums} if isinstance(argnums, int) else set(argnums)
 
 
 def _reference(value) -> Callable:

@@ -11,7 +11,8 @@ XLA reports those sizes once a program is compiled (``Compiled.memory_analysis()
 the bytes a program allocates, :func:`allocated_bytes` (temporaries + outputs, less the outputs that reuse donated
 inputs), with :func:`available_bytes` and raises :class:`~physnetjax.errors.OutOfMemoryError` before it runs.
 Every function compiled through :func:`physnetjax.compilation.jit` is checked once per argument shape, and the MD
-driver checks the chunk programs it compiles ahead of time.
+driver checks the chunk programs it compiles ahead of time. Host arrays that grow faster than the system (the D3
+three-body triplet lists) are checked before they are allocated (:func:`check_host_fits`).
 
 Free memory: on a GPU or TPU, the allocator's limit less its bytes in use (``Device.memory_stats()``); on the CPU,
 the kernel's estimate of memory available without swapping (``MemAvailable`` of ``/proc/meminfo``, Linux), or less
@@ -48,14 +49,15 @@ def available_bytes(device: Optional[jax.Device] = None) -> Optional[int]:
     """Bytes ``device`` (default: JAX's first) can still allocate, or None where that is not known."""
     device = jax.devices()[0] if device is None else device
     if device.platform == "cpu":
-        return _cpu_available_bytes()
+        return host_available_bytes()
     stats = device.memory_stats() or {}
     if "bytes_limit" not in stats:
         return None
     return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
 
 
-def _cpu_available_bytes() -> Optional[int]:
+def host_available_bytes() -> Optional[int]:
+    """Bytes the host (this process's CPU memory) can still allocate, or None where that is not known."""
     known = [size for size in (_meminfo_available_bytes(), _cgroup_available_bytes()) if size is not None]
     return min(known) if known else None
 
@@ -146,3 +148,17 @@ def check_fits(compiled, what: str, device: Optional[jax.Device] = None) -> None
     raise OutOfMemoryError(f"out of memory on {device.platform} ({device.device_kind}): {what} needs "
                            f"{gigabytes(needed)} for its temporaries and outputs, {gigabytes(free)} are free",
                            needed, free)
+
+
+def check_host_fits(needed_bytes: int, doing: str, remedy: str) -> None:
+    """Raise OutOfMemoryError when ``needed_bytes`` of host memory, for a NumPy array about to be allocated, are more
+    than the host has free (:func:`host_available_bytes`; nothing is checked where that is not known).
+
+    Raises:
+      OutOfMemoryError: ``out of memory on the host DOING: it needs 12.0 GB, 8.3 GB are free: REMEDY``.
+    """
+    free = host_available_bytes()
+    if free is None or needed_bytes <= free:
+        return
+    raise OutOfMemoryError(f"out of memory on the host {doing}: it needs {gigabytes(needed_bytes)}, "
+                           f"{gigabytes(free)} are free: {remedy}", needed_bytes, free)

@@ -11,6 +11,7 @@ from physnetjax import compilation
 from physnetjax.neighbors.batch import apply_batch, model_pair_cutoff, model_triplet_cutoff
 from physnetjax.neighbors.molecules import batch_molecules
 from physnetjax.neighbors.periodic import batch_periodic
+from physnetjax.neighbors.triplets import three_body_remedy
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
 from physnetjax.device_memory import gigabytes
 from physnetjax.errors import OutOfMemoryError, PhysNetInputError, is_out_of_memory
@@ -327,9 +328,10 @@ def out_of_memory_error(model, doing: str, atom_slots: int, pairs: int, long_ran
 
     A D3 model's Axilrod–Teller–Muto term runs over every triangle of atoms within its cutoff: ~n k² for n atoms of
     k neighbours each, 1.9e8 for a 192-atom water box at 15 Å, where the pairs number ~n k (2.7e5). Summed in chunks
-    (:data:`~physnetjax.physics.dispersion.ATM_CHUNK_TRIANGLES`), they still hold their index list (8 bytes each,
-    copied a few times: 11.7 GB for that box): when the triangles outnumber the pairs, the remedy is to leave that
-    term out or shorten its cutoff.
+    (:data:`~physnetjax.physics.dispersion.ATM_CHUNK_TRIANGLES`), they still hold their index list (9 bytes each
+    with its mask, on the host and again on the device: 4.4 GB at the peak of an energy+forces call on that box):
+    when the triangles outnumber the pairs, the remedy is to leave that term out or shorten its cutoff
+    (:func:`~physnetjax.neighbors.triplets.three_body_remedy`).
     ``error``: an OutOfMemoryError of :func:`~physnetjax.device_memory.check_fits` adds what the compiled program
     needs and what is free; ``remedy``: what to change when the triangles are not the cause; ``atoms_are``: what
     ``atom_slots`` counts ("atoms" for one system without padding).
@@ -345,10 +347,7 @@ def out_of_memory_error(model, doing: str, atom_slots: int, pairs: int, long_ran
     if needed is not None and free is not None:
         text += f" (the compiled program needs {gigabytes(needed)}, {gigabytes(free)} are free)"
     if triangles is not None and triangles >= max(pairs, long_range_pairs or 0):  # the triangles fill it
-        remedy = (f"the D3 three-body (ATM) term's triangles grow with the cube of its cutoff "
-                  f"({getattr(model, 'dispersion_cutoff', None)} Å): use the model without it "
-                  "(model.clone(dispersion_three_body=False)), or a shorter dispersion_cutoff, for a system this "
-                  "dense")
+        remedy = three_body_remedy(getattr(model, "dispersion_cutoff", None))
     return OutOfMemoryError(f"{text}: {remedy}", needed, free)
 
 

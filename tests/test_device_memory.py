@@ -144,6 +144,31 @@ def test_each_shape_is_checked_once(monkeypatch):
         assert released() is None  # the function does not keep its last argument alive
 
 
+def test_static_arguments_are_checked_for_each_value(monkeypatch):
+    """A size given as a static argument chooses the program: each value is checked (by position and by name)."""
+    zeros = compilation.jit(lambda size, scale: jnp.zeros(size, jnp.float32) * scale, static_argnums=0)
+    named = compilation.jit(lambda scale, size: jnp.zeros(size, jnp.float32) * scale, static_argnames="size")
+    _free_bytes(monkeypatch, 100_000)
+    assert zeros(10, 2.0).shape == named(2.0, size=10).shape == (10,)
+    with pytest.raises(OutOfMemoryError, match=r"needs 0\.004 GB"):
+        zeros(1_000_000, 2.0)
+    with pytest.raises(OutOfMemoryError, match=r"needs 0\.004 GB"):
+        named(2.0, size=1_000_000)
+
+
+def test_the_in_jit_triplet_list_is_refused_before_it_is_allocated(monkeypatch):
+    """MD's triplet list (physnetjax.neighbors.allocate_triplets) is allocated by the compiled program that builds
+    it, so its slots are part of the program checked: 12 atoms in a cluster, 12 * 55 triplets of all pairs."""
+    from physnetjax.neighbors import allocate_triplets, neighbor_list
+    positions = np.random.default_rng(0).uniform(0.0, 3.0, size=(12, 3))
+    pairs = neighbor_list(None, method="dense").allocate(positions)
+    _free_bytes(monkeypatch, 2_000)
+    with pytest.raises(OutOfMemoryError, match="the compiled _build_fresh_triplets needs"):
+        allocate_triplets(pairs, positions, np.inf)
+    _free_bytes(monkeypatch, None)
+    assert allocate_triplets(pairs, positions, np.inf, capacity_multiplier=1.0).capacity == 12 * 55
+
+
 def test_the_calculator_and_predict_refuse_a_structure_too_large_before_evaluating(monkeypatch):
     model = PhysNet(features=5, max_degree=0, num_iterations=1, num_basis_functions=3, cutoff=3.0,
                     max_atomic_number=6, n_res=1, dispersion="d3bj", dispersion_cutoff=7.5,

@@ -288,6 +288,25 @@ def test_the_atm_gradient_in_chunks_holds_one_chunk_in_memory():
     assert whole > 100 * len(triplets) and chunked < whole / 10, (whole, chunked, len(triplets))
 
 
+def test_a_list_of_whole_chunks_is_summed_without_a_padded_copy():
+    """A triplet list of whole chunks (what triplet_slots gives beyond one chunk) is read in place; one row short, it
+    is padded into a copy of the list (8 + 1 bytes per row, XLA's memory analysis of the compiled gradient)."""
+    z, vectors, dst, src, triplets = _atm_crystal()
+    mask = np.ones(len(dst), bool)
+    parameters = _parameters("pbe0", True)
+    whole_chunks = triplets[:64 * 512]
+
+    def allocated(rows):
+        def energy(v, rows, rows_mask):
+            return d3_dispersion_energy(z, v, dst, src, mask, np.zeros(len(z), int), 1, parameters, cutoff=8.0,
+                                        three_body_cutoff=8.0, switch_width=1.0, triplets=rows,
+                                        triplet_mask=rows_mask, triangle_chunk=512)[0]
+        compiled = jax.jit(jax.grad(energy)).lower(vectors.astype(jnp.float32), rows, np.ones(len(rows), bool))
+        return allocated_bytes(compiled.compile())
+
+    assert allocated(whole_chunks[:-1]) - allocated(whole_chunks) >= 9 * (len(whole_chunks) - 1)
+
+
 def _small_cell():
     """Two-atom distorted CsCl-like cell (C, O) and its full pair list within 7 Å."""
     cell = np.array([[3.1, 0.2, 0.0], [0.1, 2.9, 0.3], [0.0, 0.2, 3.3]])

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from physnetjax import compilation
 from physnetjax.neighbors.neighbor_list import NeighborList, NeighborListOverflowError, needs_update
 
 
@@ -134,6 +135,7 @@ def allocate_triplets(pairs: NeighborList, positions, radius: float,
       NeighborListOverflowError: when even the fresh build does not fit (cannot happen
         unless float32 rounding puts a pair the host missed inside the radius; it is
         retried once with the count the device found).
+      OutOfMemoryError: the list and its build do not fit the device's free memory.
     """
     if not capacity_multiplier >= 1.0:
         raise ValueError(f"capacity_multiplier must be >= 1, received {capacity_multiplier}")
@@ -143,16 +145,25 @@ def allocate_triplets(pairs: NeighborList, positions, radius: float,
     positions = jnp.asarray(positions)
     for _ in range(2):
         capacity = max(1, math.ceil(needed * capacity_multiplier))
-        empty = TripletList(
-            triplets=jnp.zeros((capacity, 2), jnp.int32), mask=jnp.zeros((capacity,), bool),
-            num_triplets=jnp.zeros((), jnp.int32), did_overflow=jnp.zeros((), bool),
-            capacity=capacity, radius=float(radius),
-        )
-        triplets = jax.jit(build_triplets)(pairs, positions, empty)
+        triplets = _fresh_triplets(pairs, positions, capacity, float(radius))
         if not bool(triplets.did_overflow):
             return triplets
         needed = int(triplets.num_triplets)
     return check_triplet_overflow(triplets)
+
+
+def _build_fresh_triplets(pairs: NeighborList, positions, capacity: int, radius: float) -> TripletList:
+    """:func:`build_triplets` into a new list of ``capacity`` slots, allocated by the compiled program itself."""
+    empty = TripletList(
+        triplets=jnp.zeros((capacity, 2), jnp.int32), mask=jnp.zeros((capacity,), bool),
+        num_triplets=jnp.zeros((), jnp.int32), did_overflow=jnp.zeros((), bool), capacity=capacity, radius=radius,
+    )
+    return build_triplets(pairs, positions, empty)
+
+
+_fresh_triplets = compilation.jit_with_xla_defaults(_build_fresh_triplets, static_argnums=(2, 3))
+"""Compiled once per capacity and checked, list included, against the device's free memory before it runs
+(OutOfMemoryError rather than the process killed)."""
 
 
 def check_triplet_overflow(triplets: TripletList) -> TripletList:

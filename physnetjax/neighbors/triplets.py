@@ -12,7 +12,11 @@ a batch has one, else the edge list), restricted to pairs shorter than the three
 cutoff at the positions given; pairs beyond it are switched off anyway, so leaving
 them out changes nothing. The list is padded to a static size like every other list;
 a requested size smaller than needed raises ValueError (never drops a triangle).
-Cost: O(Σ_i n_i²) on the host for n_i neighbours of atom i within the cutoff.
+Cost: O(Σ_i n_i²) on the host for n_i neighbours of atom i within the cutoff, in time
+and in memory (:data:`BYTES_PER_TRIPLET` each: 1.7 GB for the 1.9e8 of a dense 192-atom
+water box at 15 Å); the list is written in place into one array, after its size has been
+checked against the host's free memory (OutOfMemoryError where it would not fit, rather
+than the kernel killing the process).
 """
 
 from __future__ import annotations
@@ -21,6 +25,30 @@ from typing import Optional
 
 import numpy as np
 
+from physnetjax.device_memory import check_host_fits
+from physnetjax.physics.dispersion import ATM_CHUNK_TRIANGLES
+
+
+BYTES_PER_TRIPLET = 9
+"""Host memory of one listed triplet: two int32 pair indices and its bool mask entry."""
+
+
+def three_body_remedy(cutoff: Optional[float] = None) -> str:
+    """What to change when a D3 model's three-body (ATM) triangles fill the memory; ``cutoff``: its cutoff in Å,
+    where known."""
+    known = "" if cutoff is None or not np.isfinite(cutoff) else f" ({cutoff:g} Å)"
+    return (f"the D3 three-body (ATM) term's triangles grow with the cube of its cutoff{known}: use the model "
+            "without it (model.clone(dispersion_three_body=False)), or a shorter dispersion_cutoff, for a system "
+            "this dense")
+
+
+def triplet_slots(count: int, multiple: int = 1) -> int:
+    """Slots of a padded list for ``count`` triplets: a multiple of ``multiple`` (at least one), rounded up to whole
+    chunks of :data:`~physnetjax.physics.dispersion.ATM_CHUNK_TRIANGLES` beyond one chunk, so that the chunked ATM
+    sum reads the list as it is instead of a padded copy (1.7 GB less for the 1.9e8 of a dense 192-atom box)."""
+    slots = max(multiple, -(-int(count) // multiple) * multiple)
+    return slots if slots <= ATM_CHUNK_TRIANGLES else -(-slots // ATM_CHUNK_TRIANGLES) * ATM_CHUNK_TRIANGLES
+
 
 def pair_triplets(pair_dst, pair_mask) -> np.ndarray:
     """All pairs-of-pairs (p, q), p < q, of real pairs sharing their first atom; NumPy (T, 2) int32.
@@ -28,20 +56,54 @@ def pair_triplets(pair_dst, pair_mask) -> np.ndarray:
     Args:
       pair_dst: (P,) first atom i of each pair; pair_mask: (P,) bool, pairs that may
         take part (padded pairs and pairs beyond the cutoff: False).
+
+    Raises:
+      OutOfMemoryError: the list would not fit the host's free memory (checked before it is built).
     """
+    groups = _groups_by_first_atom(pair_dst, pair_mask)
+    return _fill_triplets(groups, _allocate(groups, None, 0, None))
+
+
+def _groups_by_first_atom(pair_dst, pair_mask) -> list[np.ndarray]:
+    """Indices of the real pairs, one array per first atom (in pair-list order within each)."""
     dst = np.asarray(pair_dst)
     real = np.flatnonzero(np.asarray(pair_mask, dtype=bool))
     order = real[np.argsort(dst[real], kind="stable")]
-    groups = np.split(order, np.flatnonzero(np.diff(dst[order])) + 1)
-    parts = []
+    return np.split(order, np.flatnonzero(np.diff(dst[order])) + 1)
+
+
+def _allocate(groups, size: Optional[int], fill: int, cutoff: Optional[float]) -> np.ndarray:
+    """A (size, 2) int32 array filled with ``fill`` (size None: exactly the groups' triplets), once the host has
+    room for it and its mask (``cutoff``: the three-body cutoff in Å the message names, where known).
+
+    Raises:
+      ValueError: ``size`` smaller than the number of triplets (no truncation).
+      OutOfMemoryError: the list would not fit the host's free memory.
+    """
+    needed = sum(group.size * (group.size - 1) // 2 for group in groups)
+    if size is None:
+        size = needed
+    elif size < needed:
+        raise ValueError(f"num_triplets={size} is smaller than the {needed} required; refusing to truncate")
+    check_host_fits(size * BYTES_PER_TRIPLET, f"building the D3 three-body (ATM) list of {needed} pairs of "
+                                              f"neighbor pairs sharing an atom ({size} slots)",
+                    three_body_remedy(cutoff))
+    return np.full((size, 2), fill, dtype=np.int32)
+
+
+def _fill_triplets(groups, out: np.ndarray) -> np.ndarray:
+    """Write the groups' pairs-of-pairs into the first rows of ``out``, group by group; returns ``out``."""
+    start, upper = 0, {}
     for group in groups:
         if group.size < 2:
             continue
-        a, b = np.triu_indices(group.size, k=1)
-        parts.append(np.stack([group[a], group[b]], axis=1))
-    if not parts:
-        return np.zeros((0, 2), dtype=np.int32)
-    return np.concatenate(parts).astype(np.int32)
+        if group.size not in upper:
+            upper[group.size] = np.triu_indices(group.size, k=1)
+        a, b = upper[group.size]
+        out[start:start + a.size, 0] = group[a]
+        out[start:start + a.size, 1] = group[b]
+        start += a.size
+    return out
 
 
 def padded_triplets(pair_dst, pair_mask, pair_vectors, cutoff: float,
@@ -54,24 +116,24 @@ def padded_triplets(pair_dst, pair_mask, pair_vectors, cutoff: float,
       pair_vectors: (P, 3) Å, r_src − r_dst + shift at the current positions.
       cutoff: three-body cutoff in Å (``inf``: every pair-of-pairs of the list, valid
         for any positions the pair list is valid for).
-      num_triplets: padded size T (None → exact, at least 1).
+      num_triplets: padded size T (None → :func:`triplet_slots` of the triplets found).
 
     Padded triplets point at pair P − 1 twice and have mask False.
 
     Raises:
       ValueError: ``num_triplets`` smaller than the number of triplets (no truncation).
+      OutOfMemoryError: the list would not fit the host's free memory (checked before it is built).
     """
     mask = np.asarray(pair_mask, dtype=bool)
     if np.isfinite(cutoff):
         mask = mask & (np.linalg.norm(np.asarray(pair_vectors, dtype=np.float64), axis=-1) < cutoff)
-    triplets = pair_triplets(pair_dst, mask)
-    needed = triplets.shape[0]
-    size = max(needed, 1) if num_triplets is None else num_triplets
-    if size < needed:
-        raise ValueError(f"num_triplets={num_triplets} is smaller than the {needed} required; refusing to truncate")
-    out = np.full((size, 2), max(len(mask) - 1, 0), dtype=np.int32)
-    out[:needed] = triplets
-    return out, np.arange(size) < needed
+    groups = _groups_by_first_atom(pair_dst, mask)
+    needed = sum(group.size * (group.size - 1) // 2 for group in groups)
+    out = _allocate(groups, triplet_slots(needed) if num_triplets is None else num_triplets, max(len(mask) - 1, 0),
+                    cutoff)
+    real = np.zeros(len(out), dtype=bool)
+    real[:needed] = True
+    return _fill_triplets(groups, out), real
 
 
 def count_triplets(pair_dst, pair_mask, pair_vectors, cutoff: float) -> int:

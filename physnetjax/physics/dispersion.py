@@ -55,7 +55,9 @@ molecules: 2.4e7, 24 GB in one call). Lists longer than :data:`ATM_CHUNK_TRIANGL
 summed chunk by chunk (:func:`_sum_over_triangles`): a ``lax.scan`` over a rematerialised
 body, whose gradient recomputes each chunk rather than storing it, so memory stays that of
 one chunk beside the index list itself (8 bytes per pair-of-pairs); the sum is the same up
-to the order of additions.
+to the order of additions. A list of whole chunks is read in place; a shorter last chunk is
+padded into a copy of the list (:func:`physnetjax.neighbors.triplets.triplet_slots` sizes
+lists to whole chunks).
 """
 
 from __future__ import annotations
