@@ -33,7 +33,7 @@ def _free_bytes(monkeypatch, size):
     monkeypatch.setattr(device_memory, "available_bytes", lambda device=None: size)
 
 
-def test_available_bytes_reads_the_kernels_estimate_and_the_allocators_limit(tmp_path, monkeypatch):
+def test_the_cpus_free_memory_is_the_kernels_estimate(tmp_path, monkeypatch):
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:       24000000 kB\nMemFree:         1000000 kB\nMemAvailable:    2000000 kB\n")
     monkeypatch.setattr(device_memory, "MEMINFO", str(meminfo))
@@ -43,6 +43,22 @@ def test_available_bytes_reads_the_kernels_estimate_and_the_allocators_limit(tmp
     assert device_memory.available_bytes() is None
     monkeypatch.setattr(device_memory, "MEMINFO", str(tmp_path / "missing"))
     assert device_memory.available_bytes() is None
+
+
+class _FakeGPU:
+    platform, device_kind = "gpu", "fake"
+
+    def __init__(self, stats):
+        self.stats = stats
+
+    def memory_stats(self):
+        return self.stats
+
+
+def test_a_gpus_free_memory_is_its_allocators_limit_less_its_use():
+    assert device_memory.available_bytes(_FakeGPU({"bytes_limit": 10_000, "bytes_in_use": 3_000})) == 7_000
+    assert device_memory.available_bytes(_FakeGPU({"bytes_limit": 10_000})) == 10_000
+    assert device_memory.available_bytes(_FakeGPU(None)) is None  # a backend without statistics: nothing checked
 
 
 def _write_group(folder, files: dict):
