@@ -95,18 +95,6 @@ def test_a_control_group_memory_limit_bounds_the_free_memory(tmp_path, monkeypat
                               "memory.stat": "inactive_file 50000000\n"})
     assert device_memory.available_bytes() == 150_000_000  # cgroup v2 beside v1
 
-    class Gpu:
-        platform, device_kind = "gpu", "NVIDIA H100"
-
-        def __init__(self, stats):
-            self.stats = stats
-
-        def memory_stats(self):
-            return self.stats
-
-    assert device_memory.available_bytes(Gpu({"bytes_limit": 80_000, "bytes_in_use": 30_000})) == 50_000
-    assert device_memory.available_bytes(Gpu(None)) is None
-
 
 def test_allocated_bytes_count_temporaries_and_outputs_less_donated_buffers():
     """An outer product of 1000 float32 values returns 4 MB (the output's own size, independent of XLA; one
