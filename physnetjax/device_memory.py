@@ -150,13 +150,21 @@ def check_fits(compiled, what: str, device: Optional[jax.Device] = None) -> None
                            needed, free)
 
 
+HOST_CHECK_MIN_BYTES = 2 ** 26
+""":func:`check_host_fits` leaves arrays below this size (64 MiB) unchecked: reading the free memory costs ~75 µs,
+and the calculator builds a triplet list at every call."""
+
+
 def check_host_fits(needed_bytes: int, doing: str, remedy: str) -> None:
     """Raise OutOfMemoryError when ``needed_bytes`` of host memory, for a NumPy array about to be allocated, are more
-    than the host has free (:func:`host_available_bytes`; nothing is checked where that is not known).
+    than the host has free (:func:`host_available_bytes`; nothing is checked where that is not known, nor below
+    :data:`HOST_CHECK_MIN_BYTES`).
 
     Raises:
       OutOfMemoryError: ``out of memory on the host DOING: it needs 12.0 GB, 8.3 GB are free: REMEDY``.
     """
+    if needed_bytes < HOST_CHECK_MIN_BYTES:
+        return
     free = host_available_bytes()
     if free is None or needed_bytes <= free:
         return

@@ -49,7 +49,11 @@ def test_long_lists_get_whole_chunks_of_the_atm_sum():
 
 
 def test_a_triplet_list_larger_than_the_free_host_memory_is_refused_before_it_is_built(monkeypatch):
+    """With the free memory (and the size below which nothing is checked) replaced by small numbers."""
     dst = np.repeat(np.arange(4), 6)  # 4 atoms of 6 pairs each: 4 * 15 pairs-of-pairs
+    monkeypatch.setattr(device_memory, "host_available_bytes", lambda: pytest.fail("the free memory was read"))
+    assert len(pair_triplets(dst, np.ones(24, bool))) == 60  # below HOST_CHECK_MIN_BYTES: not read (~75 µs)
+    monkeypatch.setattr(device_memory, "HOST_CHECK_MIN_BYTES", 0)
     monkeypatch.setattr(device_memory, "host_available_bytes", lambda: 60 * BYTES_PER_TRIPLET - 1)
     monkeypatch.setattr(np, "full", lambda *args, **kwargs: pytest.fail("the list was allocated"))
     with pytest.raises(OutOfMemoryError) as caught:
@@ -73,6 +77,7 @@ def test_the_calculator_names_the_triplet_list_the_host_cannot_hold(monkeypatch)
                                         [-0.36, -0.51, -0.89]])
     atoms.calc = PhysNetCalculator(model, init_params(model, 0))
     monkeypatch.setattr(device_memory, "host_available_bytes", lambda: 100)
+    monkeypatch.setattr(device_memory, "HOST_CHECK_MIN_BYTES", 0)
     with pytest.raises(OutOfMemoryError, match="out of memory on the host building the D3 three-body .ATM. list "
                                                "of 30 pairs of neighbor pairs"):
         atoms.get_potential_energy()

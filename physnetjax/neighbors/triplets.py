@@ -72,6 +72,11 @@ def _groups_by_first_atom(pair_dst, pair_mask) -> list[np.ndarray]:
     return np.split(order, np.flatnonzero(np.diff(dst[order])) + 1)
 
 
+def _count(groups) -> int:
+    """Pairs-of-pairs of the groups: Σ n (n − 1) / 2."""
+    return sum(group.size * (group.size - 1) // 2 for group in groups)
+
+
 def _allocate(groups, size: Optional[int], fill: int, cutoff: Optional[float]) -> np.ndarray:
     """A (size, 2) int32 array filled with ``fill`` (size None: exactly the groups' triplets), once the host has
     room for it and its mask (``cutoff``: the three-body cutoff in Å the message names, where known).
@@ -80,7 +85,7 @@ def _allocate(groups, size: Optional[int], fill: int, cutoff: Optional[float]) -
       ValueError: ``size`` smaller than the number of triplets (no truncation).
       OutOfMemoryError: the list would not fit the host's free memory.
     """
-    needed = sum(group.size * (group.size - 1) // 2 for group in groups)
+    needed = _count(groups)
     if size is None:
         size = needed
     elif size < needed:
@@ -128,7 +133,7 @@ def padded_triplets(pair_dst, pair_mask, pair_vectors, cutoff: float,
     if np.isfinite(cutoff):
         mask = mask & (np.linalg.norm(np.asarray(pair_vectors, dtype=np.float64), axis=-1) < cutoff)
     groups = _groups_by_first_atom(pair_dst, mask)
-    needed = sum(group.size * (group.size - 1) // 2 for group in groups)
+    needed = _count(groups)
     out = _allocate(groups, triplet_slots(needed) if num_triplets is None else num_triplets, max(len(mask) - 1, 0),
                     cutoff)
     real = np.zeros(len(out), dtype=bool)
