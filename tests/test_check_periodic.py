@@ -8,6 +8,7 @@ Broken models are energy/force functions wrapping the same model (as in test_che
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from physnetjax.check import CheckSettings, Evaluator, Structure, Thresholds, ch
 from physnetjax.check.__main__ import main
 from physnetjax.check.cell_invariance import SUPERCELL, supercell
 from physnetjax.check.evaluate import cast_to_float64
+from physnetjax.neighbors.periodic import periodic_pairs
 from physnetjax.check.stress import check_stress, numerical_stress, strain_steps
 from physnetjax.units import GPA
 
@@ -59,12 +61,12 @@ def report(model, params, copper):
                        groups=("forces", "invariance", "smoothness", "stability", "precision"))
 
 
-def test_a_correct_model_passes_every_row_of_a_crystal(report):
+def test_a_correct_model_passes_every_row_of_a_crystal(report, copper):
     ids = [c.id for c in report.checks]
     assert ids == ["forces.fd.total", "forces.fd.network", "forces.fd.stress", "invariance.net_force",
                    "invariance.rotation", "invariance.reflection", "invariance.translation", "invariance.wrapping",
                    "invariance.permutation", "invariance.padding", "invariance.batch", "invariance.supercell",
-                   "stability.curvature", "stability.nve_energy", "stability.nve_max_force",
+                   "smoothness.strain", "stability.curvature", "stability.nve_energy", "stability.nve_max_force",
                    "precision.float32_forces", "precision.float32_energy", "precision.float32_stress"]
     assert [(c.id, c.status, c.message) for c in report.checks if c.status != "pass"] == []
     float32_stress = report.by_id("precision.float32_stress")  # full float32 (not 0: both sides float64 would agree)
@@ -76,7 +78,75 @@ def test_a_correct_model_passes_every_row_of_a_crystal(report):
     assert report.by_id("invariance.translation").message.startswith("shift by")
     summary = report.to_dict()["structures"][0]
     assert summary["volume_A3"] == pytest.approx(abs(np.linalg.det(copper_atoms().cell[:])))
-    assert set(summary["not_checked"]) == {"smoothness", "invariance.torque"}
+    assert set(summary["not_checked"]) == {"invariance.torque"}
+    strain = report.by_id("smoothness.strain")
+    assert strain.details["scale_range"] == [0.9, 1.1] and strain.details["pairs_crossing"]["message passing"] > 10
+    assert strain.details["discontinuities"] == []
+    lengths = np.linalg.norm(_pair_vectors(copper, 4.0 / 0.9), axis=-1)
+    scales = np.unique(4.0 / lengths[(lengths > 4.0 / 1.1) & (lengths < 4.0 / 0.9)])
+    nearest = scales[np.argsort(np.abs(scales - 1.0))][:8]  # the 8 crossings nearest to s = 1 are always refined
+    grid = np.linspace(0.9, 1.1, strain.details["points"])
+    assert len(scales) == strain.details["pairs_crossing"]["message passing"]
+    assert strain.details["crossing_intervals_refined"] == len(set(np.searchsorted(grid, nearest) - 1)) > 2
+
+
+def _plus_pair_term(model, pair_energy, differentiable=True):
+    """The model plus ½ Σ over the message-passing edges within its cutoff of ``pair_energy(d)`` (eV, d Å, images
+    included), with its forces and stress by autodiff (``differentiable`` False: an energy alone)."""
+    def fn(p, batch):
+        out = apply_batch(model, p, batch)
+
+        def extra(positions, strain):
+            vectors = (positions[batch.src_idx] - positions[batch.dst_idx] + batch.shifts) @ (jnp.eye(3) + strain)
+            d = jnp.linalg.norm(vectors, axis=-1)
+            return 0.5 * jnp.sum(jnp.where(batch.edge_mask, pair_energy(jnp.where(batch.edge_mask, d, 1.0)), 0.0))
+
+        if not differentiable:
+            return {**out, "energy": out["energy"].at[0].add(extra(batch.positions, jnp.zeros((3, 3))))}
+        energy, (gradient, strain_gradient) = jax.value_and_grad(extra, argnums=(0, 1))(batch.positions,
+                                                                                        jnp.zeros((3, 3)))
+        volume = jnp.abs(jnp.linalg.det(batch.cells[0]))
+        return {**out, "energy": out["energy"].at[0].add(energy), "forces": out["forces"] - gradient,
+                "stress": out["stress"].at[0].add(strain_gradient / volume)}
+    return fn
+
+
+def test_a_hard_cutoff_fails_the_strain_scan_of_a_crystal(model, params, copper):
+    """0.2 eV·Å / d per pair cut hard at the 4 Å cutoff, forces and stress consistent: the scan's energy and forces
+    jump where a pair crosses 4 Å, at s = 4 Å / d."""
+    fn = _plus_pair_term(model, lambda d: 0.2 / d)
+    row = check_model(model, params, [copper], energy_and_forces=fn, groups=("smoothness",),
+                      settings=SETTINGS).by_id("smoothness.strain")
+    found = row.details["discontinuities"]
+    assert row.status == "fail" and {f["kind"] for f in found} == {"force", "energy"}
+    lengths = np.linalg.norm(np.asarray(_pair_vectors(copper, 4.0 / 0.9)), axis=-1)
+    crossings = 4.0 / lengths
+    assert all(np.any((crossings >= f["between_scale"][0]) & (crossings <= f["between_scale"][1])) for f in found)
+
+
+def test_a_small_energy_step_the_stress_does_not_see_fails_the_strain_scan(model, params, copper):
+    """5 µeV per pair within the cutoff, without forces or stress: a step at each crossing, found by refining the
+    intervals where pairs cross the cutoff."""
+    fn = _plus_pair_term(model, lambda d: 5e-6 * jnp.ones_like(d), differentiable=False)
+    row = check_model(model, params, [copper], energy_and_forces=fn, groups=("smoothness",),
+                      settings=SETTINGS).by_id("smoothness.strain")
+    found = row.details["discontinuities"]
+    assert row.status == "fail" and {f["kind"] for f in found} == {"energy"}
+    assert any(f["size"] == pytest.approx(5e-6, rel=0.05) for f in found), found
+
+
+def test_a_crystal_whose_pairs_cross_no_cutoff_in_the_scan_warns(model, params):
+    """Unrattled fcc of a = 4.5 Å: shells at 3.18 and 4.5 Å, none between 4 Å / 1.1 and 4 Å / 0.9."""
+    atoms = bulk("Cu", cubic=True, a=4.5)
+    crystal = Structure(atoms.numbers, atoms.positions, 0.0, "Cu fcc expanded", atoms.cell[:])
+    row = check_model(model, params, [crystal], groups=("smoothness",), settings=SETTINGS).by_id("smoothness.strain")
+    assert row.details["pairs_crossing"] == {"message passing": 0}
+    assert row.status == "warn" and "cutoffs no pair crosses within the scan: message passing" in row.message
+
+
+def _pair_vectors(structure, reach):
+    dst, src, shifts = periodic_pairs(structure.positions, structure.cell, reach)
+    return structure.positions[src] - structure.positions[dst] + shifts
 
 
 def test_the_finite_strain_stress_is_ases_stress_of_emt_copper():

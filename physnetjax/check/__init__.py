@@ -25,8 +25,9 @@ A cell periodic along x, y and z within the model's reach of its images is check
 with its images (:mod:`~physnetjax.check.runner`): ``forces`` adds its stress against finite
 strain differences (:mod:`~physnetjax.check.stress`), ``invariance`` holds a crystal's
 invariances (:mod:`~physnetjax.check.cell_invariance`: rotation of cell and atoms, translation
-across the cell boundary, wrapping, permutation, padding, batch and a supercell), and what does
-not apply to a cell (``smoothness``, ``invariance.torque``) is named in the report.
+across the cell boundary, wrapping, permutation, padding, batch and a supercell), ``smoothness``
+scans the crystal's scale through every cutoff (:mod:`~physnetjax.check.cell_smoothness`), and
+what does not apply to a cell (``invariance.torque``) is named in the report.
 
 :func:`check_model` returns a :class:`CheckReport` (JSON schema in
 :mod:`~physnetjax.check.report`).

@@ -203,11 +203,17 @@ def _compiled(model, fn: EnergyAndForces):
             strained = _deformed(template, deformation)
             return _stress_of(fn(params, _masked(strained, positions @ deformation, model.cutoff, reach)))
 
+        def strained_outputs(params, template, positions, deformation):
+            strained = _deformed(template, deformation)
+            out = fn(params, _masked(strained, positions @ deformation, model.cutoff, reach))
+            return _energy_row(out), out["forces"], _stress_of(out)
+
         _JIT[key] = (compilation.jit(jax.vmap(single, in_axes=(None, None, 0))),
                      compilation.jit(jax.vmap(energies, in_axes=(None, None, 0))), compilation.jit(single),
                      compilation.jit(term_forces), energy_force,
                      compilation.jit(jax.vmap(strained_energy, in_axes=(None, None, None, 0))),
-                     compilation.jit(stress))
+                     compilation.jit(stress),
+                     compilation.jit(jax.vmap(strained_outputs, in_axes=(None, None, None, 0))))
     return _JIT[key]
 
 
@@ -267,7 +273,7 @@ class Evaluator:
         self.fn = energy_and_forces or model_energy_and_forces(model)
         self.template = jax.device_put(_template(model, structure, self.dtype))
         (self._batched, self._energies, self._single, self._term_forces, self.energy_force, self._strained,
-         self._stress) = _compiled(model, self.fn)
+         self._stress, self._strained_outputs) = _compiled(model, self.fn)
 
     def evaluate(self, positions) -> tuple[np.ndarray, np.ndarray]:
         """Energies (K, 1 + len(TERMS)) eV [total, then each of TERMS] and forces (K, n, 3) eV/Å.
@@ -302,15 +308,27 @@ class Evaluator:
     def strained_energies(self, positions, deformations) -> np.ndarray:
         """(K,) eV: total energies of the periodic cell with ``positions`` (n, 3) Å and the cell, both mapped by each of
         ``deformations`` (K, 3, 3) D (r → r D, cell → cell D), without forces."""
+        return self._over_deformations(self._strained, positions, deformations)[0]
+
+    def strained_outputs(self, positions, deformations) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Energies (K, 1 + len(TERMS)) eV, forces (K, n, 3) eV/Å and stress (K, 3, 3) eV/Å³ of the periodic cell with
+        ``positions`` (n, 3) Å and the cell, both mapped by each of ``deformations`` (K, 3, 3) D (r → r D,
+        cell → cell D; the forces are those on the mapped positions)."""
+        return self._over_deformations(self._strained_outputs, positions, deformations)
+
+    def _over_deformations(self, function, positions, deformations) -> tuple:
+        """``function(params, template, positions, chunk)``'s outputs over (K, 3, 3) ``deformations`` in chunks of
+        CHUNK (a single array output as a 1-tuple)."""
         self._require_periodic()
         deformations = np.asarray(deformations, np.float64)
         count = deformations.shape[0]
         padded = -(-count // CHUNK) * CHUNK
         stacked = np.concatenate([deformations, np.repeat(deformations[-1:], padded - count, axis=0)])
         r = jnp.asarray(positions, self.dtype)
-        parts = [self._strained(self.params, self.template, r, jnp.asarray(stacked[start:start + CHUNK], self.dtype))
+        parts = [function(self.params, self.template, r, jnp.asarray(stacked[start:start + CHUNK], self.dtype))
                  for start in range(0, padded, CHUNK)]
-        return np.concatenate([np.asarray(part) for part in parts])[:count]
+        parts = [part if isinstance(part, tuple) else (part,) for part in parts]
+        return tuple(np.concatenate([np.asarray(part[k]) for part in parts])[:count] for k in range(len(parts[0])))
 
     def stress(self, positions, deformation=None) -> np.ndarray:
         """(3, 3) eV/Å³: the function's stress of the periodic cell with ``positions`` (n, 3) Å and the cell, both mapped

@@ -6,8 +6,9 @@ A structure is checked as one of two kinds:
   model's reach (:func:`~physnetjax.neighbors.image_reach`), a molecule in a vacuum box: its cell is dropped;
 * a crystal: a cell periodic along x, y and z (three independent cell vectors) with atoms within the model's reach
   of a periodic image, checked with its images (atoms wrapped into the cell): the forces, stress
-  (:mod:`~physnetjax.check.stress`), invariances of a crystal (:mod:`~physnetjax.check.cell_invariance`), stability,
-  element energies and precision. What does not apply to a cell (:data:`NOT_APPLICABLE_TO_CELLS`) is named in its
+  (:mod:`~physnetjax.check.stress`), invariances of a crystal (:mod:`~physnetjax.check.cell_invariance`), smoothness
+  along a strain scan (:mod:`~physnetjax.check.cell_smoothness`), stability, element energies and precision. What
+  does not apply to a cell (:data:`~physnetjax.check.cell_invariance.NOT_APPLICABLE`: the torque) is named in its
   structure summary (``not_checked``) and under its line of the table.
 
 A slab or wire (periodic along one or two directions) within reach of its images is refused.
@@ -24,6 +25,7 @@ import jax
 import numpy as np
 
 from physnetjax.check.cell_invariance import NOT_APPLICABLE, check_cell_invariance
+from physnetjax.check.cell_smoothness import check_cell_smoothness
 from physnetjax.check.evaluate import (
     EnergyAndForces,
     Evaluator,
@@ -70,21 +72,12 @@ _GROUP_CHECKS = {
 _CELL_CHECKS = {
     "forces": (check_forces, check_stress),
     "invariance": (check_cell_invariance,),
-    "smoothness": (),
+    "smoothness": (check_cell_smoothness,),
     "stability": (check_curvature, check_nve),
     "references": (check_element_energies,),
     "precision": (check_precision,),
 }
 """The checks of each group for a crystal (a cell periodic along x, y and z within reach of its images)."""
-
-NOT_APPLICABLE_TO_CELLS = {
-    "smoothness": "the bond-stretch scans pull one atom away from a molecule; in a crystal it would run into its "
-                  "neighbours and their images",
-    **NOT_APPLICABLE,
-}
-"""Rows (or groups) of the molecule checks that a crystal does not get, with the reason: the crystal's structure
-summary lists those of the selected groups under ``not_checked``."""
-
 
 def crystals_and_molecules(structures: Sequence[Structure], model) -> list[Structure]:
     """``structures`` sorted into crystals and molecules (module docstring): a crystal with its atoms wrapped into its
@@ -227,13 +220,13 @@ def check_model(
 
 def structure_summary(structure: Structure, index: int, groups: Sequence[str]) -> dict:
     """The report's entry of one structure: index, name, formula, num_atoms, total_charge; for a crystal also its
-    ``cell`` (3, 3) Å, ``volume_A3`` and ``not_checked`` (the rows or groups of :data:`NOT_APPLICABLE_TO_CELLS` among
-    the selected ``groups``, each with the reason)."""
+    ``cell`` (3, 3) Å, ``volume_A3`` and ``not_checked`` (the rows or groups of
+    :data:`~physnetjax.check.cell_invariance.NOT_APPLICABLE` among the selected ``groups``, each with the reason)."""
     summary = {"index": index, "name": structure.name, "formula": structure.formula(),
                "num_atoms": structure.num_atoms, "total_charge": structure.total_charge}
     if structure.periodic:
         summary.update(cell=structure.cell.tolist(), volume_A3=structure.volume,
-                       not_checked={name: reason for name, reason in NOT_APPLICABLE_TO_CELLS.items()
+                       not_checked={name: reason for name, reason in NOT_APPLICABLE.items()
                                     if name.split(".")[0] in groups})
     return summary
 

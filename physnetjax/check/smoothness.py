@@ -47,6 +47,8 @@ one and the coarse one exceeds 1e-5 eV/Å (1e-6 eV). Any flag fails the check.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import ase.data
 import numpy as np
 
@@ -166,18 +168,17 @@ def _place(positions: np.ndarray, anchor: int, moving: int, distances: np.ndarra
     return stack
 
 
-def _steps(energies: np.ndarray, forces: np.ndarray, distances: np.ndarray, u: np.ndarray, moving: int):
-    """Per-interval force jumps J (K−1,), force differences (K−1, n, 3) and energy residuals (K−1,)."""
-    slope = -forces[:, moving] @ u
-    h = np.diff(distances)
+def _steps(energies: np.ndarray, forces: np.ndarray, points: np.ndarray, slopes: np.ndarray):
+    """Per-interval force jumps J (K−1,), force differences (K−1, n, 3) and energy residuals (K−1,) of a scan with
+    energies (K,) eV, forces (K, n, 3) eV/Å and dE/dx ``slopes`` (K,) at its ``points`` x (K,)."""
+    h = np.diff(points)
     delta_f = np.diff(forces, axis=0)
     jumps = np.max(np.linalg.norm(delta_f, axis=-1), axis=-1)
-    residual = np.abs(np.diff(energies) - 0.5 * h * (slope[1:] + slope[:-1]))
+    residual = np.abs(np.diff(energies) - 0.5 * h * (slopes[1:] + slopes[:-1]))
     return jumps, delta_f, residual
 
 
-def _refine(evaluator: Evaluator, r, anchor: int, moving: int, u, intervals: list, kinds: list,
-            settings: CheckSettings) -> list[float]:
+def _refine(sample: Callable, intervals: list, kinds: list, settings: CheckSettings) -> list[float]:
     """Follow each interval down ``REFINE_LEVELS`` levels of ``refine``-fold sub-division.
 
     At each level the sub-interval with the largest force jump (``kind`` "force") or
@@ -189,15 +190,49 @@ def _refine(evaluator: Evaluator, r, anchor: int, moving: int, u, intervals: lis
         if not intervals:
             break
         points = np.concatenate([np.linspace(lo, hi, settings.refine + 1) for lo, hi in intervals])
-        energies, forces = evaluator.evaluate(_place(r, anchor, moving, points))
+        energies, forces, slopes = sample(points)
         for m, kind in enumerate(kinds):
             part = slice(m * (settings.refine + 1), (m + 1) * (settings.refine + 1))
-            sub_jumps, _, sub_residual = _steps(energies[part, 0], forces[part], points[part], u, moving)
+            sub_jumps, _, sub_residual = _steps(energies[part], forces[part], points[part], slopes[part])
             values = sub_jumps if kind == "force" else sub_residual
             best = int(np.argmax(values))
             sizes[m] = float(values[best])
             intervals[m] = (points[part][best], points[part][best + 1])
     return sizes
+
+
+def find_discontinuities(sample: Callable, points: np.ndarray, marks, settings: CheckSettings,
+                         interval_key: str) -> dict:
+    """The scan ``sample(points) -> (energies (K,) eV, forces (K, n, 3) eV/Å, dE/dx (K,))`` over ``points`` x (K,),
+    its suspicious intervals and those holding one of ``marks`` (values of x, e.g. cutoffs) refined (module
+    docstring).
+
+    Returns dict: ``jumps`` (K−1,) eV/Å, ``residual`` (K−1,) eV, ``energies`` (K,) eV, ``refined_intervals``,
+    ``marked_intervals`` (how many of them hold a mark) and ``discontinuities`` (``kind``, ``interval_key``:
+    [x_k, x_k+1], ``size``, ``unit``).
+    """
+    energies, forces, slopes = sample(points)
+    jumps, delta_f, residual = _steps(energies, forces, points, slopes)
+
+    second_difference = np.zeros_like(jumps)
+    second_difference[1:-1] = np.max(
+        np.linalg.norm(delta_f[1:-1] - 0.5 * (delta_f[:-2] + delta_f[2:]), axis=-1), axis=-1)
+    suspects = (set(np.argsort(second_difference)[-CANDIDATES:].tolist())
+                | set(np.argsort(residual)[-CANDIDATES:].tolist()))
+    marked = {int(np.searchsorted(points, value)) - 1 for value in marks} & set(range(len(jumps)))
+    suspects = sorted(suspects | marked)
+
+    floors = {"force": FORCE_JUMP_FLOOR, "energy": ENERGY_JUMP_FLOOR}
+    coarse = {"force": jumps, "energy": residual}
+    tracks = [(kind, k) for k in suspects for kind in floors if coarse[kind][k] > floors[kind]]
+    refined = _refine(sample, [(points[k], points[k + 1]) for _, k in tracks], [kind for kind, _ in tracks], settings)
+    discontinuities = []
+    for (kind, k), size in zip(tracks, refined):
+        if size >= KEEP_FRACTION * coarse[kind][k]:
+            discontinuities.append({"kind": kind, interval_key: [float(points[k]), float(points[k + 1])],
+                                    "size": float(size), "unit": "eV/Å" if kind == "force" else "eV"})
+    return {"jumps": jumps, "residual": residual, "energies": energies, "refined_intervals": len(suspects),
+            "marked_intervals": len(marked), "discontinuities": discontinuities}
 
 
 def scan_bond(evaluator: Evaluator, anchor: int, moving: int, cutoffs: dict, settings: CheckSettings) -> dict:
@@ -208,30 +243,13 @@ def scan_bond(evaluator: Evaluator, anchor: int, moving: int, cutoffs: dict, set
     distances = plan.pop("distances")
     if len(distances) < 4:
         raise ValueError(f"atoms {anchor}-{moving}: fewer than 4 scan points keep every other atom clear")
-    energies, forces = evaluator.evaluate(_place(r, anchor, moving, distances))
-    jumps, delta_f, residual = _steps(energies[:, 0], forces, distances, u, moving)
 
-    second_difference = np.zeros_like(jumps)
-    second_difference[1:-1] = np.max(
-        np.linalg.norm(delta_f[1:-1] - 0.5 * (delta_f[:-2] + delta_f[2:]), axis=-1), axis=-1)
-    suspects = (set(np.argsort(second_difference)[-CANDIDATES:].tolist())
-                | set(np.argsort(residual)[-CANDIDATES:].tolist()))
-    for value in cutoffs.values():
-        k = int(np.searchsorted(distances, value)) - 1
-        if 0 <= k < len(jumps):
-            suspects.add(k)
-    suspects = sorted(suspects)
+    def sample(points):
+        energies, forces = evaluator.evaluate(_place(r, anchor, moving, points))
+        return energies[:, 0], forces, -forces[:, moving] @ u
 
-    floors = {"force": FORCE_JUMP_FLOOR, "energy": ENERGY_JUMP_FLOOR}
-    coarse = {"force": jumps, "energy": residual}
-    tracks = [(kind, k) for k in suspects for kind in floors if coarse[kind][k] > floors[kind]]
-    refined = _refine(evaluator, r, anchor, moving, u, [(distances[k], distances[k + 1]) for _, k in tracks],
-                      [kind for kind, _ in tracks], settings)
-    discontinuities = []
-    for (kind, k), size in zip(tracks, refined):
-        if size >= KEEP_FRACTION * coarse[kind][k]:
-            discontinuities.append({"kind": kind, "between_A": [float(distances[k]), float(distances[k + 1])],
-                                    "size": float(size), "unit": "eV/Å" if kind == "force" else "eV"})
+    scan = find_discontinuities(sample, distances, cutoffs.values(), settings, "between_A")
+    jumps = scan["jumps"]
     worst = int(np.argmax(jumps))
     return {
         "range_A": [float(distances[0]), float(distances[-1])],
@@ -240,10 +258,10 @@ def scan_bond(evaluator: Evaluator, anchor: int, moving: int, cutoffs: dict, set
         "cutoffs_A": cutoffs,
         "max_force_jump_eV_per_A": float(jumps[worst]),
         "max_force_jump_at_A": float(distances[worst]),
-        "max_energy_residual_eV": float(residual.max()),
-        "energy_span_eV": float(np.ptp(energies[:, 0])),
-        "refined_intervals": len(suspects),
-        "discontinuities": discontinuities,
+        "max_energy_residual_eV": float(scan["residual"].max()),
+        "energy_span_eV": float(np.ptp(scan["energies"])),
+        "refined_intervals": scan["refined_intervals"],
+        "discontinuities": scan["discontinuities"],
         **plan,
     }
 
