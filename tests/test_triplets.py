@@ -35,6 +35,9 @@ def test_pair_triplets_equal_a_double_loop_over_the_pairs():
     assert padded[~padded_mask].tolist() == [[69, 69]] * 4
     assert count_triplets(dst, mask, vectors, np.inf) == len(expected)
     assert pair_triplets(dst, np.zeros(70, bool)).shape == (0, 2)
+    crowded = np.concatenate([dst, np.full(300, 4), dst])  # one atom of more pairs than CACHED_GROUP_SIZE
+    crowded_mask = np.ones(len(crowded), bool)
+    assert {tuple(t) for t in pair_triplets(crowded, crowded_mask).tolist()} == _double_loop(crowded, crowded_mask)
 
 
 def test_long_lists_get_whole_chunks_of_the_atm_sum():

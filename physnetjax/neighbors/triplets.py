@@ -96,15 +96,30 @@ def _allocate(groups, size: Optional[int], fill: int, cutoff: Optional[float]) -
     return np.full((size, 2), fill, dtype=np.int32)
 
 
+def _upper_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (a, b), 0 ≤ a < b < n, row by row (``np.triu_indices(n, k=1)`` without its n × n mask)."""
+    a = np.repeat(np.arange(n - 1), np.arange(n - 1, 0, -1))
+    row_start = np.concatenate([[0], np.cumsum(np.arange(n - 1, 0, -1))])
+    return a, np.arange(a.size) - row_start[a] + a + 1
+
+
+CACHED_GROUP_SIZE = 256
+"""Groups up to this many pairs reuse the index pattern of their size within one list (a molecule's atoms share a
+few sizes); larger ones, each ~n² / 2 int64 pairs, build their own."""
+
+
 def _fill_triplets(groups, out: np.ndarray) -> np.ndarray:
     """Write the groups' pairs-of-pairs into the first rows of ``out``, group by group; returns ``out``."""
     start, upper = 0, {}
     for group in groups:
         if group.size < 2:
             continue
-        if group.size not in upper:
-            upper[group.size] = np.triu_indices(group.size, k=1)
-        a, b = upper[group.size]
+        if group.size > CACHED_GROUP_SIZE:
+            a, b = _upper_pairs(group.size)
+        else:
+            if group.size not in upper:
+                upper[group.size] = _upper_pairs(group.size)
+            a, b = upper[group.size]
         out[start:start + a.size, 0] = group[a]
         out[start:start + a.size, 1] = group[b]
         start += a.size

@@ -682,7 +682,7 @@ MUTANTS = (
            "dispersion_three_body=True, dispersion_trainable=False)", DISPERSION,
            "with_dispersion adds the ATM term it documents as absent"),
     Mutant("triplets_of_a_pair_with_itself", "physnetjax/neighbors/triplets.py",
-           "upper[group.size] = np.triu_indices(group.size, k=1)", "upper[group.size] = np.triu_indices(group.size, k=0)",
+           "    return a, np.arange(a.size) - row_start[a] + a + 1\n", "    return a, np.arange(a.size) - row_start[a] + a\n",
            ("tests/test_dispersion_three_body.py", "tests/test_md_triplets.py", "tests/test_triplets.py"),
            "every pair also forms a degenerate triangle with itself"),
     Mutant("triplet_count_halved", "physnetjax/neighbors/triplets.py",
