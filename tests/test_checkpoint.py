@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 import warnings
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -172,6 +173,31 @@ def test_params_that_do_not_fit_are_named(tmp_path, fresh_params):
     with pytest.raises(CheckpointError, match="params/energy_bias: missing"):
         save_checkpoint(tmp_path / "x", MODEL, {"params": inner})
     assert not (tmp_path / "x").exists()
+
+
+def _with_nan(params):
+    inner = dict(params["params"])
+    inner["energy_bias"] = jnp.asarray(inner["energy_bias"]).at[0].set(jnp.nan)
+    return {"params": inner}
+
+
+def test_parameters_holding_nan_are_neither_saved_nor_loaded(tmp_path, fresh_params, monkeypatch, capsys):
+    """A diverged training's weights are not a model: save refuses them; a checkpoint holding them anyway (written
+    by an earlier version, or edited) is refused on loading, naming the array, where every tool would otherwise
+    report NaN energies as a geometry's fault."""
+    message = r"parameters hold NaN or Inf \(params/energy_bias: 1 of \d+ values\)"
+    with pytest.raises(CheckpointError, match="params to save: " + message):
+        save_checkpoint(tmp_path / "x", MODEL, _with_nan(fresh_params))
+    assert not (tmp_path / "x").exists()
+    with monkeypatch.context() as patched:
+        patched.setattr(ckformat, "nonfinite_parameters", lambda params: [])
+        save_checkpoint(tmp_path / "x", MODEL, _with_nan(fresh_params))
+    with pytest.raises(CheckpointError, match=f"checkpoint {re.escape(str(tmp_path / 'x'))}: {message}"):
+        load_checkpoint(tmp_path / "x")
+    from physnetjax.eval.cli import main as eval_main
+    data = Path(__file__).parent / "data" / "train_ethanol64.npz"
+    assert eval_main(["--checkpoint", str(tmp_path / "x"), "--data", str(data), "--out", str(tmp_path / "eval")]) == 2
+    assert "parameters hold NaN or Inf" in capsys.readouterr().err
 
 
 def test_metadata_must_be_json(tmp_path, fresh_params):

@@ -20,8 +20,12 @@ from physnetjax.calculator import cast_params
 from physnetjax.md.potential import physnet_potential
 from physnetjax.pretrained import co2_geometry_path, co2_model_path
 from physnetjax.spectra import EnergyConservationError, md_spectrum
+from physnetjax.distance_domain import DOMAIN_MARGIN, DistanceDomain, TrainingDistancesWarning
+from physnetjax.training_record import TrainingRecord
 from physnetjax.spectra.md_spectrum import (
+    DissociationError,
     check_timestep_for_lines,
+    fragment_count,
     short_equilibration,
     spectra_of_trajectory,
     verlet_wavenumber_cm1,
@@ -447,6 +451,36 @@ def test_float32_round_off_at_a_low_temperature_is_named_not_the_timestep(co2):
     assert round_off_hint(np.array([-0.06]), thermal_20K, np.float32) == ""  # 20 K: the timestep's business
     assert round_off_hint(np.array([-0.06]), thermal_20K / 2e4, np.float64) == ""
     assert "--dtype float64" in round_off_hint(np.array([-0.06]), thermal_20K / 2e4, np.float32, {"dtype": "--dtype"})
+
+
+def test_a_molecule_that_comes_apart_is_refused_not_given_the_spectrum_of_its_fragments(co2):
+    """CO2 at 10000 K loses an oxygen within 0.2 ps: the run stops (the probe got exit 0 and bands of 0.03 degrees of
+    freedom where 2 belong); at 300 K nothing comes apart (test_low_temperature_spectra_...)."""
+    model, params, z, r, _ = co2
+    with pytest.raises(DissociationError, match=r"replica \d came apart during the Langevin equilibration \(by "
+                                                r"[\d.]+ ps\): its atoms form 2 groups more than 5 Å \(the model's "
+                                                r"cutoff\) apart .*1 at the start; .*lower --temperature \(now 10000 K\)"):
+        md_spectrum(model, params, z, r, temperature_K=1e4, time_ps=0.5, equilibration_ps=0.2, replicas=2,
+                    names={"temperature_K": "--temperature"})
+    assert fragment_count(r, 5.0) == 1 and fragment_count(np.array([[0, 0, 0], [0, 0, 5.1], [0, 0, 9.0]]), 5.0) == 2
+
+
+def test_replicas_leaving_the_training_distances_warn_once_and_the_result_keeps_the_excursion(co2):
+    """A record holding the distances of the start geometry shrunk by 20 %: the molecule lies outside it from the
+    start (said once for the start geometry, once for the MD)."""
+    model, params, z, r, _ = co2
+    record = TrainingRecord(distances=DistanceDomain.of_frames(z[None], 0.8 * r[None], [len(z)], float(model.cutoff)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = md_spectrum(model, params, z, r, temperature_K=300.0, time_ps=0.5, equilibration_ps=0.2,
+                             replicas=2, training_record=record)
+    left = [str(w.message) for w in caught if issubclass(w.category, TrainingDistancesWarning)
+            and "MD of the spectrum left" in str(w.message)]
+    assert len(left) == 1 and "left its training data's interatomic distances during the Langevin equilibration" \
+                              in left[0]
+    assert result.settings["largest_distance_excursion"] > DOMAIN_MARGIN
+    plain = md_spectrum(model, params, z, r, temperature_K=300.0, time_ps=0.5, equilibration_ps=0.2, replicas=2)
+    assert plain.settings["largest_distance_excursion"] is None
 
 
 @pytest.mark.slow

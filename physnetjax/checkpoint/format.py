@@ -392,6 +392,28 @@ def param_mismatches(model, params) -> list[str]:
     return problems
 
 
+def nonfinite_parameters(params) -> list[str]:
+    """The parameter arrays of ``params`` holding NaN or ±Inf: ``"params/Dense_0/0+/bias: 1 of 8 values"`` each."""
+    found = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(flax.serialization.to_state_dict(params))[0]:
+        values = np.asarray(leaf)
+        if not np.issubdtype(values.dtype, np.inexact):
+            continue
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        if bad:
+            found.append(f"{'/'.join(str(k.key) for k in path)}: {bad} of {values.size} values")
+    return found
+
+
+def _check_finite(params, what: str) -> None:
+    """Raise CheckpointError naming the arrays of ``params`` that hold NaN or ±Inf (``what``: whose they are)."""
+    found = nonfinite_parameters(params)
+    if found:
+        raise CheckpointError(f"{what}: parameters hold NaN or Inf ({'; '.join(found[:5])}"
+                              f"{f'; and {len(found) - 5} more arrays' if len(found) > 5 else ''}): the weights of "
+                              "a diverged training are not a model; use a checkpoint saved before it diverged")
+
+
 # -- save ------------------------------------------------------------------------------
 
 
@@ -480,6 +502,7 @@ def save_checkpoint(
     problems = param_mismatches(model, params)
     if problems:
         raise CheckpointError("params do not fit the model: " + "; ".join(problems))
+    _check_finite(params, "params to save")
     config = {
         "format_version": FORMAT_VERSION if is_ensemble(model) else SINGLE_MODEL_FORMAT_VERSION,
         "library_version": __version__,
@@ -665,7 +688,9 @@ def _load_checkpoint(path, weights: str, allow_pickle: bool) -> tuple:
             raise CheckpointError(f"{root} is the {kind} inside the checkpoint {root.parent}: pass "
                                   f"the checkpoint directory {root.parent} itself")
         if legacy.is_legacy_checkpoint(root):
-            return legacy.load_legacy(root, weights=weights, allow_pickle=allow_pickle)
+            loaded = legacy.load_legacy(root, weights=weights, allow_pickle=allow_pickle)
+            _check_finite(loaded[1], f"checkpoint {root}")
+            return loaded
         if (root / PARAMS_DIR).exists():
             raise CheckpointError(
                 f"{root} is an incomplete physnetjax checkpoint: {PARAMS_DIR}/ exists but {CONFIG_FILE} "
@@ -690,6 +715,7 @@ def _load_checkpoint(path, weights: str, allow_pickle: bool) -> tuple:
     problems = param_mismatches(model, params)
     if problems:
         raise CheckpointError(f"checkpoint {root}: params do not fit the stored model: " + "; ".join(problems))
+    _check_finite(params, f"checkpoint {root}")
     return model, params, config.get("metadata") or {}
 
 

@@ -72,6 +72,7 @@ import numpy as np
 
 from physnetjax.calculator import cast_params, check_dtype
 from physnetjax.device_memory import check_fits
+from physnetjax.distance_domain import DOMAIN_MARGIN, TrainingDistancesWarning
 from physnetjax.errors import PhysNetInputWarning, RunStoppedError, displayed, namer, warn_caller
 from physnetjax.md.integrators import (
     MDState,
@@ -87,6 +88,7 @@ from physnetjax.md.potential import DENSE_MAX_ATOMS, physnet_potential
 from physnetjax.predict import split_element_energies
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
 from physnetjax.validation import check_length_unit, check_masses, check_range, check_seed, validate_structure
+from physnetjax.spectra.rigid_body import fragments_within
 from physnetjax.spectra.autocorrelation import (
     autocorrelation,
     resolution_cm1,
@@ -111,6 +113,16 @@ ESTIMATOR, WINDOW = "biased", "parzen"
 
 class EnergyConservationError(RunStoppedError):
     """The NVE part did not conserve energy: the spectrum would be meaningless (CLI exit 4)."""
+
+
+class DissociationError(RunStoppedError):
+    """A replica's molecule came apart: the spectrum would be that of its fragments (CLI exit 4)."""
+
+
+def fragment_count(positions, cutoff: float) -> int:
+    """Groups of atoms (N, 3) Å linked by distances below ``cutoff`` Å (the model's message-passing cutoff: groups
+    farther apart than it are separate molecules to the model)."""
+    return len(fragments_within(positions, cutoff))
 
 
 @dataclasses.dataclass
@@ -211,12 +223,16 @@ def md_spectrum(
     Raises:
       ValueError: invalid arguments (named with the value received).
       EnergyConservationError: NaN/Inf in the dynamics or energy not conserved.
+      DissociationError: a replica's molecule came apart (more groups of atoms farther apart than the model's
+        cutoff than at the start), judged after every chunk of the equilibration and the NVE part.
 
     Warns:
       PhysNetInputWarning: close contacts, a molecule stretched as by positions in bohr
         (:func:`physnetjax.validation.check_length_unit`), or elements or a total charge outside
         the training data (:meth:`physnetjax.training_record.TrainingRecord.check_structure`), or an
         equilibration shorter than 5 Langevin relaxation times (:func:`short_equilibration`).
+      TrainingDistancesWarning: a replica left the training data's interatomic distances (judged after every
+        chunk; ``settings["largest_distance_excursion"]`` keeps the largest excursion, 0 inside them).
     """
     z, r0 = validate_structure(atomic_numbers, positions, model.supported_max_atomic_number, total_charge=total_charge)
     check_length_unit(z, r0)
@@ -281,6 +297,33 @@ def md_spectrum(
         momenta = state.momenta - state.masses[:, None] * total / jnp.sum(state.masses)
         return state.replace(momenta=momenta, heat=jnp.zeros_like(state.heat), key=None)
 
+    start_fragments = fragment_count(r0, float(model.cutoff))
+    domain = training_record_of(training_record).distances
+    excursion = {"largest": 0.0, "warned": False}
+
+    def judge(state: MDState, when: str) -> None:
+        """Refuse replicas that came apart; warn once about the first to leave the training distances."""
+        positions = np.asarray(state.positions, np.float64)
+        for replica, geometry in enumerate(positions):
+            if fragment_count(geometry, float(model.cutoff)) > start_fragments:
+                groups = fragments_within(geometry, float(model.cutoff))
+                raise DissociationError(
+                    f"replica {replica} came apart {when}: its atoms form {len(groups)} groups more than "
+                    f"{float(model.cutoff):g} Å (the model's cutoff) apart ({', '.join(str(g.tolist()) for g in groups)}"
+                    f"), {start_fragments} at the start; the spectrum would be that of the fragments: lower "
+                    f"{displayed('temperature_K', names)} (now {temperature_K:g} K)")
+        if domain is None:
+            return
+        _, excursions, text = domain.outside(np.broadcast_to(z, (replicas, num_atoms)), positions,
+                                             np.full(replicas, num_atoms))
+        excursion["largest"] = max(excursion["largest"], float(excursions.max()))
+        if text is not None and not excursion["warned"]:
+            warn_caller(f"MD of the spectrum left its training data's interatomic distances {when} (replica "
+                        f"{int(np.argmax(excursions))}): {text}: the model extrapolates there, and the spectrum "
+                        f"with it (distances more than {DOMAIN_MARGIN:.0%} outside those of its training frames)",
+                        TrainingDistancesWarning)
+            excursion["warned"] = True
+
     t_compile = t_md = 0.0
     done = 0
     t0 = time.perf_counter()
@@ -296,6 +339,7 @@ def md_spectrum(
             if not np.all(np.isfinite(np.asarray(energies))):
                 raise EnergyConservationError("NaN/Inf energy during the Langevin equilibration")
             done += eq_chunk_steps
+            judge(state, f"during the Langevin equilibration (by {done * timestep_fs * 1e-3:.3g} ps)")
             if progress is not None:
                 progress(done, total_steps)
         t_md += time.perf_counter() - t0
@@ -328,6 +372,7 @@ def md_spectrum(
             )
         chunks.append(record)
         done += frames_per_chunk * record_every
+        judge(state, f"in the NVE part (by {done * timestep_fs * 1e-3:.3g} ps of the run)")
         if progress is not None:
             progress(done, total_steps)
     t_md += time.perf_counter() - t0
@@ -357,6 +402,7 @@ def md_spectrum(
         max_correlation_ps=num_lags * interval_fs * 1e-3, total_charge=float(total_charge),
         masses_amu=[float(m) for m in masses], seed=int(seed),
         dtype=str(dtype), degrees_of_freedom=dof, window=WINDOW, normalization=ESTIMATOR,
+        largest_distance_excursion=None if domain is None else excursion["largest"],
         units={"frequencies": "cm^-1", "power_spectrum": "cm (degrees of freedom per cm^-1)",
                "ir_spectrum": "km/mol per cm^-1"},
     )
