@@ -120,22 +120,30 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
     (:func:`physnetjax.cli_errors.name_input`).
 
     Raises:
-      PhysNetInputError: the file is not TOML, or a key is unknown or of the wrong type.
+      PhysNetInputError: the file is not TOML, a key is unknown or of the wrong type, or ``--config`` names two
+        files.
       FileNotFoundError: the file does not exist.
     """
     argv = sys.argv[1:] if argv is None else [str(token) for token in argv]
     target, tokens = _chosen_parser(parser, argv)
     finder = argparse.ArgumentParser(prog=target.prog, add_help=False, allow_abbrev=target.allow_abbrev)
-    finder.add_argument("--config")
-    path = finder.parse_known_args(tokens)[0].config
+    finder.add_argument("--config", action="append")
+    paths = finder.parse_known_args(tokens)[0].config or [None]
+    if len(set(paths)) > 1:
+        raise PhysNetInputError(f"--config is given {len(paths)} times ({', '.join(paths)}): one file is read, and "
+                                "the others would be dropped without a word; merge them into one file, or give "
+                                "the other values on the command line")
+    path = paths[0]
     values: dict = {}
     if path is not None:
         name_input(path, f"--config {path}")
         values = read_config(target, path)
+        defaults = {action.dest: action.default for action in target._actions}
         for action in target._actions:
             if action.dest in values:
                 action.required = False
         target.set_defaults(**values)
+        target.config_file_options = {dest: path for dest, value in values.items() if value != defaults.get(dest)}
     args = parser.parse_args(_joined_negative_numbers(target, argv))
     warn_repeated_options(target, _joined_negative_numbers(target, tokens))
     for action in options(target):
@@ -214,6 +222,14 @@ def given_options(parser: argparse.ArgumentParser, argv=None) -> set[str]:
     probe = argparse.Namespace(**{action.dest: unset for action in keys})
     target.parse_known_args(_joined_negative_numbers(target, tokens), probe)
     return {action.dest for action in keys if getattr(probe, action.dest) is not unset}
+
+
+def config_file_options(parser: argparse.ArgumentParser, argv=None) -> dict[str, str]:
+    """The dests a ``--config`` file set to other values than their defaults, each with the file's path, after
+    :func:`parse_args` with the same ``parser`` and ``argv`` (a template or a run's resolved config lists every
+    option, mostly at its default: those do not count). For checks of options a choice leaves unused."""
+    target, _ = _chosen_parser(parser, [str(token) for token in (sys.argv[1:] if argv is None else argv)])
+    return dict(getattr(target, "config_file_options", {}))
 
 
 def read_config(parser: argparse.ArgumentParser, path) -> dict:

@@ -17,7 +17,7 @@ from physnetjax.check.__main__ import build_parser as check_parser
 from physnetjax.check.__main__ import main as check_main
 from physnetjax.cli_config import (CONFIG_NAME, check_config_replaceable, given_options, parse_args, read_config,
                                    write_resolved_config)
-from physnetjax.errors import OutputPathError, PhysNetInputWarning
+from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning
 from physnetjax.eval.cli import build_parser as eval_parser
 from physnetjax.eval.cli import main as eval_main
 from physnetjax.learn.__main__ import build_parser as learn_parser
@@ -119,6 +119,37 @@ def test_file_values_are_defaults_and_the_command_line_wins(tmp_path, capsys):
                        'masses = [1, 2.5]\nno_plot = true\n')
     args = parse_args(spectra_parser(), ["ir", "--config", str(spectra), "--replicas", "2"])
     assert (args.command, args.time_ps, args.masses, args.no_plot, args.replicas) == ("ir", 2.0, [1.0, 2.5], True, 2)
+
+
+def test_config_given_twice_is_refused_unless_it_is_the_same_file(tmp_path, capsys):
+    """argparse kept the last --config: the first file's values were dropped without a word."""
+    first, second = tmp_path / "a.toml", tmp_path / "b.toml"
+    first.write_text("steps = 3\n")
+    second.write_text('geometry = "water.xyz"\n')
+    with pytest.raises(PhysNetInputError, match=rf"--config is given 2 times \({re.escape(str(first))}, "
+                                                rf"{re.escape(str(second))}\): one file is read"):
+        parse_args(md_parser(), ["--config", str(first), "--config", str(second)])
+    assert md_main(["--config", str(first), "--config", str(second)]) == 2
+    assert "merge them into one file" in capsys.readouterr().err
+    assert parse_args(md_parser(), ["--config", str(second), "--config", str(second)]).geometry == "water.xyz"
+
+
+def test_md_refuses_an_option_its_ensemble_ignores_from_a_config_file_too(tmp_path, capsys):
+    """A hand-written config's friction for NVE was ignored without a word, though the same option on the command
+    line is refused; a template (every option at its default) is not refused."""
+    csvr = tmp_path / "csvr.toml"
+    csvr.write_text('geometry = "water.xyz"\nensemble = "csvr"\nfriction = 0.05\nsteps = 10\n')
+    assert md_main(["--config", str(csvr)]) == 2
+    assert (f"--ensemble csvr does not use --friction (langevin only, set in --config {csvr})"
+            in capsys.readouterr().err)
+    langevin = tmp_path / "langevin.toml"
+    langevin.write_text('geometry = "water.xyz"\nensemble = "langevin"\nfriction = 0.05\n')
+    assert md_main(["--config", str(langevin), "--ensemble", "nve"]) == 2
+    assert "does not use --friction (langevin only, set in --config" in capsys.readouterr().err
+    template = tmp_path / "template.toml"
+    template.write_text(print_config(capsys, md_main, []).replace("# geometry = ", "geometry = "))
+    assert md_main(["--config", str(template), "--geometry", str(tmp_path / "none.xyz"), "--ensemble", "nve"]) == 2
+    assert "does not use" not in capsys.readouterr().err
 
 
 def test_given_options_are_those_of_the_command_line(tmp_path):
