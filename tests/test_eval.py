@@ -560,6 +560,27 @@ def test_labels_a_multiple_of_the_predictions_name_the_unit_slip_of_that_ratio(l
     assert hint in next(iter(findings.values()))
 
 
+def test_labels_already_in_ev_read_with_a_unit_option_are_named_so_not_another_slip(tmp_path, capsys):
+    """eV data read with --energy-unit kcal/mol are 0.0434× the predictions, which hartree read as eV (0.0367) lies
+    near: the probe was told "0.0434 fits hartree read as eV"; the slope is the given unit's own factor."""
+    from physnetjax.data import load_dataset
+    from physnetjax.eval.evaluate import given_units, label_scale_findings
+    from physnetjax.eval.predictions import Predictions
+
+    data = load_dataset(DATA / "train_ethanol64.npz").subset(np.arange(16))
+    predictions = Predictions(energy=data.E, forces=data.F, charges=None, dipole=None, total_charge=None)
+    read = load_dataset(DATA / "train_ethanol64.npz", energy_unit="kcal/mol").subset(np.arange(16))
+    findings = label_scale_findings(read, predictions, units=given_units("kcal/mol"))
+    assert list(findings) == ["energies forces"]
+    assert ("the labels look already in the model's units (0.0434 is the factor of --energy-unit kcal/mol): drop "
+            "--energy-unit kcal/mol, the force unit follows") in findings["energies forces"]
+    findings = label_scale_findings(read, predictions)  # units not known: the nearest slip, as before
+    assert "0.0434 fits hartree read as eV" in findings["energies forces"]
+    forces_only = load_dataset(DATA / "train_ethanol64.npz", force_unit="kcal/mol/A").subset(np.arange(16))
+    findings = label_scale_findings(forces_only, predictions, units=given_units(force_unit="kcal/mol/A"))
+    assert "(0.0434 is the factor of --force-unit kcal/mol/A): drop --force-unit kcal/mol/A" in findings["forces"]
+
+
 def test_a_poor_model_that_underpredicts_the_spread_is_not_taken_for_a_unit_slip():
     """Labels in the right units, predictions a third of their spread at cosine ~0.8 (slope ~2.4): before, eval told
     the user to set --energy-unit/--force-unit (a legacy model on DNA-base data: 2.3x at cosine 0.80)."""

@@ -196,7 +196,7 @@ def concatenate(datasets: Sequence[Dataset]) -> Dataset:
     return Dataset(**fields)
 
 
-def _unit_factors(energy_unit: str, force_unit: Optional[str], dipole_unit: str) -> tuple[float, float, float]:
+def unit_factors(energy_unit: str, force_unit: Optional[str], dipole_unit: str) -> tuple[float, float, float]:
     """(energy, force, dipole) factors to eV, eV/Å, e·Å; ``force_unit`` like 'kcal/mol/A' (None → energy_unit/Å)."""
     e = energy_factor(energy_unit)
     if force_unit is None:
@@ -240,7 +240,7 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
         a negative, NaN or non-numeric loss weight, stress and virial weights that differ — naming file, key, frame.
     """
     path = Path(path)
-    e_fac, f_fac, d_fac = _unit_factors(energy_unit, force_unit, dipole_unit)
+    e_fac, f_fac, d_fac = unit_factors(energy_unit, force_unit, dipole_unit)
     try:
         raw = read_npz(path)
     except NpzReadError as err:
@@ -377,7 +377,7 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
     from physnetjax.structure_file import read_failure
 
     path = Path(path)
-    e_fac, f_fac, d_fac = _unit_factors(energy_unit, force_unit, dipole_unit)
+    e_fac, f_fac, d_fac = unit_factors(energy_unit, force_unit, dipole_unit)
     try:
         frames = ase.io.read(path, index=index)
     except Exception as err:

@@ -118,7 +118,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from physnetjax.data import load_dataset
     from physnetjax.data.sanity import check_label_sanity
     from physnetjax.eval import outputs
-    from physnetjax.eval.evaluate import evaluate, label_scale_findings
+    from physnetjax.eval.evaluate import evaluate, given_units, label_scale_findings
     from physnetjax.eval.predictions import predict_dataset
     from physnetjax.eval.table import render
 
@@ -149,7 +149,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     result = evaluate(dataset, predictions, worst=args.worst)
     # Units and sign judged against the model's predictions and, for what that leaves open, from the labels
     # alone as in training: one message per problem.
-    scale_findings = label_scale_findings(dataset, predictions, where=", ".join(args.data))
+    scale_findings = label_scale_findings(dataset, predictions, where=", ".join(args.data),
+                                          units=given_units(args.energy_unit, args.force_unit, args.dipole_unit))
     check_label_sanity(dataset, ", ".join(args.data), skip=scale_findings)
     for message in scale_findings.values():
         warn_caller(message, PhysNetInputWarning)

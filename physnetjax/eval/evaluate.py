@@ -18,12 +18,14 @@ worst frames are those with the largest force MAE and the largest |ΔE|.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Optional
 
 import numpy as np
 from ase.data import chemical_symbols
 
 from physnetjax.data import Dataset
+from physnetjax.data.dataset import unit_factors
 from physnetjax.data.sanity import SLIP_TOLERANCE, listed_ratios, nearest_slip, read_ratios
 from physnetjax.errors import PhysNetInputWarning, warn_caller
 from physnetjax.eval.predictions import Predictions
@@ -257,9 +259,25 @@ UNIT_OPTIONS = {
 """Quantity → the option that converts its labels."""
 
 
-def unit_hint(quantity: str, slope: float) -> str:
+def given_units(energy_unit: str = "eV", force_unit: Optional[str] = None, dipole_unit: str = "eA") -> dict:
+    """{quantity: (the option that converted its labels, its factor to the internal unit)} of a command's unit
+    options, for :func:`label_scale_findings` (units in the forms :func:`physnetjax.data.load_npz` takes)."""
+    energy, force, dipole = unit_factors(energy_unit, force_unit, dipole_unit)
+    return {"energies": (f"--energy-unit {energy_unit}", energy),
+            "forces": (f"--energy-unit {energy_unit} (per Å)" if force_unit is None else f"--force-unit {force_unit}",
+                       force),
+            "dipoles": (f"--dipole-unit {dipole_unit}", dipole)}
+
+
+def unit_hint(quantity: str, slope: float, given: Optional[tuple[str, float]] = None) -> str:
     """The option to set for labels ``slope`` × the predictions, naming the unit slip that gives that slope if one
-    of :data:`physnetjax.data.sanity.QUANTITY_SLIPS` does, else listing the slopes of them all."""
+    of :data:`physnetjax.data.sanity.QUANTITY_SLIPS` does, else listing the slopes of them all. ``given``: (option,
+    factor) of a unit conversion the labels went through: a slope that is its factor says the labels were in the
+    internal unit already (eV data read with ``--energy-unit kcal/mol``: 0.0434, which hartree read as eV lies
+    near too)."""
+    if given is not None and given[1] != 1.0 and abs(math.log(slope / given[1])) < math.log(SLIP_TOLERANCE):
+        return (f"the labels look already in the model's units ({slope:.3g} is the factor of {given[0]}): drop "
+                f"{given[0].split(' (')[0]}")
     slips = read_ratios(quantity)
     name = nearest_slip(slope, slips)
     if name is not None:
@@ -271,13 +289,16 @@ SAME_SLIP_RATIO = 1.2
 """Energy and force slopes within this factor of each other are reported as one slip of the energy unit."""
 
 
-def label_scale_findings(dataset: Dataset, predictions: Predictions, where: str = "data") -> dict[str, str]:
+def label_scale_findings(dataset: Dataset, predictions: Predictions, where: str = "data",
+                         units: Optional[dict] = None) -> dict[str, str]:
     """{quantity: message} for labels that are a multiple of the model's prediction (no warning issued).
 
     Quantities ``"forces"``, ``"dipoles"``, ``"energies"`` as judged by :func:`check_label_scale`; energies
     and forces off by the same factor (within :data:`SAME_SLIP_RATIO`: one energy unit slip) give one message,
-    under ``"energies forces"``.
+    under ``"energies forces"``. ``units``: the :func:`given_units` the labels were read with (None: not known),
+    whose factors :func:`unit_hint` recognises.
     """
+    units = units or {}
     n = dataset.max_atoms
     real = np.arange(n)[None, :] < dataset.N[:, None]
     pairs = {"forces": (dataset.F[dataset.has_F[:, None] & real], predictions.forces[dataset.has_F[:, None] & real])}
@@ -307,17 +328,18 @@ def label_scale_findings(dataset: Dataset, predictions: Predictions, where: str 
             f"{where}: the reference energies (about each molecule's mean) and forces are {se:.3g}× and {sf:.3g}× "
             f"the model's predictions (least squares over {ne} and {nf} values, cosine {ce:.2f} and {cf:.2f}; 1 for "
             f"labels in the model's units): energies in other units than given, forces in that unit per Å: "
-            f"{unit_hint('energies', se)}, the force unit follows; its errors compare unlike quantities")
+            f"{unit_hint('energies', se, units.get('energies'))}, the force unit follows; its errors compare "
+            "unlike quantities")
     for name, (slope, cosine, size) in flagged.items():
         if name == "forces" and slope < 0:
             hint = "forces stored as +dE/dR (gradients): pass --force-sign -1"
             if _scale_slipped(name, -slope, -cosine):
-                hint = f"{hint}, and they are in other units than given: {unit_hint(name, -slope)}"
+                hint = f"{hint}, and they are in other units than given: {unit_hint(name, -slope, units.get(name))}"
         elif slope < 0:  # no unit turns a quantity around
             hint = (f"{name} of the opposite sign to the model's, which no unit explains: labels of another sign "
                     "convention, or a model wrong for these frames (a charge state or composition it never saw)")
         else:
-            hint = f"{name} in other units than given: {unit_hint(name, slope)}"
+            hint = f"{name} in other units than given: {unit_hint(name, slope, units.get(name))}"
         label = "energies (about each molecule's mean)" if name == "energies" else name
         findings[name] = (f"{where}: the reference {label} are {slope:.3g}× the model's predictions (least squares "
                           f"over {size} values, cosine {cosine:.2f}; 1 for labels in the model's units): "
