@@ -15,9 +15,9 @@ energy per geometry).
 
 Exit status (:mod:`physnetjax.cli_errors`): 0 on success; 1 when the migrated network
 does not reproduce the original's network energies (nothing is written then); 2 when
-the checkpoint, the geometries or the reference cannot be read or migrated; 3 when
-``NEW`` exists (without ``--overwrite``) or cannot be written — checked before the
-migration runs.
+the checkpoint, the geometries or the reference cannot be read or migrated (reference
+outputs holding NaN or Inf included); 3 when ``NEW`` exists (without ``--overwrite``)
+or cannot be written — checked before the migration runs.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import numpy as np
 from physnetjax.checkpoint.errors import CheckpointError
 from physnetjax.checkpoint.format import absolute_path, check_not_a_run_checkpoint, is_checkpoint, save_checkpoint
 from physnetjax.checkpoint.legacy import migrate_legacy
-from physnetjax.checkpoint.report import (check_reference_shapes, find_beside, migration_report, read_geometries,
-                                         render)
+from physnetjax.checkpoint.report import (REFERENCE_SHAPES, check_reference_shapes, find_beside, migration_report,
+                                         read_geometries, render)
 from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main, configure_logging, exit_process
 from physnetjax.cli_help import HelpFormatter
 from physnetjax.errors import OutputPathError
@@ -76,7 +76,8 @@ def migrate(old, new, *, weights: str = "ema", geometries=None, reference=None, 
 
     Raises:
       OutputPathError: ``new`` exists (without ``overwrite``) or its directory is not writable.
-      CheckpointError: unreadable/unsupported legacy checkpoint or geometries.
+      CheckpointError: unreadable/unsupported legacy checkpoint or geometries, or reference outputs that do not
+        fit the geometries or hold NaN/Inf.
       MigrationMismatchError: the migrated network does not reproduce the reference network energies.
     """
     old = absolute_path(old)
@@ -105,6 +106,7 @@ def migrate(old, new, *, weights: str = "ema", geometries=None, reference=None, 
                                   f"{geometry_file} {geoms['Z'].shape[0]} frames: give the reference outputs of "
                                   "these geometries, or leave --reference out to migrate without the comparison")
         check_reference_shapes(ref, key.removesuffix("energy"), geoms["N"], reference_file)
+        check_reference_finite(ref, key.removesuffix("energy"), geoms["N"], reference_file)
     logger.info("geometries: %s; original outputs: %s", geometry_file, reference_file)
     report = migration_report(migration, geoms, ref)
     report["geometry_file"] = None if geometry_file is None else str(geometry_file)
@@ -122,6 +124,33 @@ def migrate(old, new, *, weights: str = "ema", geometries=None, reference=None, 
     report["checkpoint"] = str(target)
     (target / REPORT_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     return report
+
+
+def check_reference_finite(reference: dict, prefix: str, counts: np.ndarray, path) -> None:
+    """Refuse original-code outputs (energies in eV, forces in eV/Å, charges in e) that are not numbers or hold NaN
+    or Inf on a real atom of a geometry: compared, they would read as a network that does not reproduce the
+    original. Per-atom outputs are checked on the first ``counts[k]`` atoms of geometry ``k`` (the rest is padding).
+    The shapes must have passed :func:`check_reference_shapes`.
+
+    Raises:
+      CheckpointError: naming the file, the key and the geometries.
+    """
+    for name in (*REFERENCE_SHAPES, "repulsion"):
+        if prefix + name not in reference:
+            continue
+        values = np.asarray(reference[prefix + name])
+        if values.dtype.kind not in "biuf":
+            raise CheckpointError(f"reference file {path}: {prefix + name!r} holds {values.dtype} values, not "
+                                  "numbers")
+        per_atom = values.ndim >= 2 and (name == "repulsion" or REFERENCE_SHAPES[name][:1] == ("atoms",))
+        bad = [k for k in range(len(counts))
+               if not np.isfinite(values[k, : int(counts[k])] if per_atom else values[k]).all()]
+        if bad:
+            raise CheckpointError(
+                f"reference file {path}: {prefix + name!r} holds NaN or Inf at geometr{'y' if len(bad) == 1 else 'ies'}"
+                f" {', '.join(map(str, bad))}: reference outputs must be finite (the file is damaged, or the original "
+                "model had diverged); give finite ones, or pass --geometries without --reference to migrate without "
+                "the comparison")
 
 
 def check_new_path(new, overwrite: bool) -> None:

@@ -339,3 +339,53 @@ def test_damaged_legacy_index_names_the_file_without_orbax_noise(damage, cause, 
     noise = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert noise == ([] if name == "_METADATA" else [noise[-1]]), caplog.text
     assert name == "_METADATA" or str(tmp_path / "elsewhere") in noise[-1]
+
+
+@pytest.mark.parametrize("attribute, value, message", [
+    ("cutoff", float("nan"), "legacy attribute cutoff must be a finite number, found nan"),
+    ("cutoff", "inf", "legacy attribute cutoff must be a finite number, found 'inf'"),
+    ("cutoff", np.float32(-np.inf), "legacy attribute cutoff must be a finite number, found -inf"),
+    ("cutoff", -6.0, "legacy attribute cutoff must be larger than 0 (Å), found -6.0"),
+    ("cutoff", "0", "legacy attribute cutoff must be larger than 0 (Å), found 0.0"),
+    ("total_charge", np.array(np.nan), "legacy attribute total_charge must be a finite number, found nan"),
+], ids=("cutoff nan", "cutoff inf text", "cutoff -inf float32", "cutoff negative", "cutoff zero text",
+        "total_charge nan array"))
+def test_non_finite_or_non_positive_real_attributes_are_named(tmp_path, attribute, value, message):
+    """A pickled checkpoint with cutoff = nan was refused as "zbl_cutoff must be larger than 0 and finite (Å) when
+    given, received nan": a key the legacy checkpoint does not have."""
+    _, raw = read_legacy(LEGACY / "A")
+    path = tmp_path / "attributes.pkl"
+    path.write_bytes(pickle.dumps({**raw, "model_attributes": {**raw["model_attributes"], attribute: value}}))
+    with pytest.raises(CheckpointError, match=f"^{re.escape(message)}$"):
+        migrate_legacy(path, allow_pickle=True)
+
+
+@pytest.mark.parametrize("content, weights, entry, found", [
+    ({"ema_params": "x"}, "ema", "ema_params", "str"),
+    ({"ema_params": ["x"]}, "raw", None, None),  # the raw params are used and fine
+    ({"params": 3, "ema_params": None}, "ema", "params", "int"),  # no EMA weights: the raw ones are read
+    ({"params": np.zeros(3)}, "raw", "params", "ndarray"),
+], ids=("ema str", "raw, ema list unread", "ema absent, params int", "raw array"))
+def test_weights_that_are_no_parameter_tree_are_named_with_their_type(tmp_path, content, weights, entry, found):
+    """``ema_params = 'x'`` was refused as "has no ema_params entry (keys: ['ema_params', ...])", which contradicts
+    itself; the entry exists but is no dict of arrays."""
+    _, raw = read_legacy(LEGACY / "A")
+    path = tmp_path / "weights.pkl"
+    path.write_bytes(pickle.dumps({**raw, **content}))
+    if entry is None:
+        assert migrate_legacy(path, weights=weights, allow_pickle=True).weights == "params"
+        return
+    with pytest.raises(CheckpointError, match=re.escape(
+            f"legacy checkpoint {path}: {entry} is not a parameter tree (found {found}, expected a dict of arrays)")):
+        migrate_legacy(path, weights=weights, allow_pickle=True)
+
+
+def test_a_pickle_of_code_that_cannot_be_imported_is_named(tmp_path):
+    """A pickle naming a class of a package that is not installed (or a name damaged into one) is refused naming the
+    file and the import that failed, not as an internal error."""
+    path = tmp_path / "other.pkl"
+    path.write_bytes(b"cno_such_module_of_physnetjax\nThing\n.")  # protocol 0: GLOBAL module.Thing
+    with pytest.raises(CheckpointError, match=re.escape(
+            f"legacy pickle {path} refers to code that cannot be imported here (ModuleNotFoundError: No module named "
+            "'no_such_module_of_physnetjax'): it is corrupted or was written with packages this environment lacks")):
+        read_legacy(path, allow_pickle=True)

@@ -6,6 +6,7 @@ produced); they are checked here against the npz directly.
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import jax
@@ -269,3 +270,59 @@ def test_reference_geometry_files_are_checked_and_named(tmp_path, arrays, match)
     np.savez(path, **arrays)
     with pytest.raises(CheckpointError, match=f"geometry file {path}:? .*" + match):
         read_geometries(path)
+
+
+@pytest.mark.parametrize("key, index, value, where", [("ema_energy", (2,), np.nan, "geometry 2"),
+                                                      ("ema_forces", (1, 4, 2), np.inf, "geometry 1"),
+                                                      ("ema_repulsion", ((0, 3), 7), -np.inf, "geometries 0, 3")])
+def test_a_reference_holding_nan_is_named_before_any_comparison(tmp_path, capsys, key, index, value, where):
+    """A NaN in the original's EMA energy of one geometry was compared like a number: "the migrated network does not
+    reproduce the original's network energies (max |ΔE_NN| = 9.54e-07 eV); refusing to write", exit 1 (a verdict
+    on the migration, blaming it for a damaged reference file). Now exit 2 naming the file, key and geometries."""
+    with np.load(LEGACY / "A" / "reference_outputs.npz") as saved:
+        arrays = {name: saved[name].copy() for name in saved.files}
+    arrays[key][index] = value
+    old = tmp_path / "A"  # A with this reference_outputs.npz beside it
+    shutil.copytree(LEGACY / "A" / "epoch-30", old / "epoch-30")
+    shutil.copy(LEGACY / "A" / "geometries.npz", old / "geometries.npz")
+    np.savez(old / "reference_outputs.npz", **arrays)
+    new = tmp_path / "new"
+    assert main([str(old), str(new)]) == 2
+    assert capsys.readouterr().err == (
+        f"python -m physnetjax.migrate: error: reference file {old / 'reference_outputs.npz'}: {key!r} holds NaN or "
+        f"Inf at {where}: reference outputs must be finite (the file is damaged, or the original model had "
+        "diverged); give finite ones, or pass --geometries without --reference to migrate without the comparison\n")
+    assert not new.exists()
+    assert main([str(old), str(new), "--weights", "raw"]) == 0  # the raw weights' outputs are finite
+
+
+def test_a_reference_of_text_is_named(tmp_path, capsys):
+    """Outputs stored as strings ended in an internal error (exit 5) when compared."""
+    with np.load(LEGACY / "A" / "reference_outputs.npz") as saved:
+        arrays = {name: saved[name] for name in saved.files}
+    arrays["ema_energy"] = arrays["ema_energy"].astype(str)
+    np.savez(tmp_path / "text.npz", **arrays)
+    assert main([str(LEGACY / "A"), str(tmp_path / "new"), "--reference", str(tmp_path / "text.npz"),
+                 "--geometries", str(LEGACY / "A" / "geometries.npz")]) == 2
+    assert capsys.readouterr().err == (f"python -m physnetjax.migrate: error: reference file {tmp_path / 'text.npz'}: "
+                                       f"'ema_energy' holds {arrays['ema_energy'].dtype} values, not numbers\n")
+
+
+@pytest.mark.parametrize("content, cause", [("first 100 bytes", "UnpicklingError: pickle data was truncated"),
+                                            ("empty", "EOFError: Ran out of input"),
+                                            ("text", "UnpicklingError: invalid load key, 'n'.")])
+def test_a_truncated_or_corrupted_pickle_is_named(tmp_path, capsys, content, cause):
+    """The first 100 bytes of a legacy pickle ended in "internal error (UnpicklingError: pickle data was
+    truncated); please report it", exit 5."""
+    import pickle
+
+    _, raw = read_legacy(LEGACY / "A")
+    data = {"first 100 bytes": pickle.dumps(raw)[:100], "empty": b"", "text": b"not a pickle"}[content]
+    path = tmp_path / "trunc.pkl"
+    path.write_bytes(data)
+    new = tmp_path / "new"
+    assert main([str(path), str(new), "--allow-pickle"]) == 2
+    assert capsys.readouterr().err == (f"python -m physnetjax.migrate: error: legacy checkpoint {path} is a "
+                                       f"corrupted or truncated pickle ({cause}): copy it again from where it was "
+                                       "saved\n")
+    assert not new.exists()

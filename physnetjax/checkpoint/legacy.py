@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -167,7 +168,7 @@ def read_legacy(path, *, allow_pickle: bool = False) -> tuple[Path, dict]:
 
     Raises:
       CheckpointError: unreadable or corrupted orbax data, a pickle file without
-        ``allow_pickle=True``, or content that is not a dict.
+        ``allow_pickle=True``, a corrupted or truncated pickle, or content that is not a dict.
     """
     source = resolve_legacy_checkpoint(path)
     if source.is_file():
@@ -179,7 +180,17 @@ def read_legacy(path, *, allow_pickle: bool = False) -> tuple[Path, dict]:
         import pickle
 
         with open(source, "rb") as handle:
-            raw = pickle.load(handle)
+            try:
+                raw = pickle.load(handle)
+            except (pickle.UnpicklingError, EOFError, ValueError, TypeError, OverflowError, KeyError,
+                    IndexError) as error:
+                raise CheckpointError(f"legacy checkpoint {source} is a corrupted or truncated pickle "
+                                      f"({type(error).__name__}: {error}): copy it again from where it was saved"
+                                      ) from error
+            except (ImportError, AttributeError) as error:
+                raise CheckpointError(f"legacy pickle {source} refers to code that cannot be imported here "
+                                      f"({type(error).__name__}: {error}): it is corrupted or was written with "
+                                      "packages this environment lacks") from error
         raw = jax.tree_util.tree_map(lambda x: np.asarray(x) if isinstance(x, jax.Array) else x, raw)
     else:
         try:
@@ -236,24 +247,29 @@ def parse_int(name: str, value) -> int:
 
 
 def parse_float(name: str, value) -> float:
-    """A legacy real attribute: int, float, or its text."""
+    """A legacy real attribute: int, float, or its text; finite (NaN and Inf are refused, naming ``name``)."""
     value = _scalar(name, value)
     if isinstance(value, str):
         try:
-            return float(value.strip())
+            number = float(value.strip())
         except ValueError:
             raise CheckpointError(f"legacy attribute {name} must be a number, found {value!r}") from None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float)):
+    elif isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float)):
         raise CheckpointError(f"legacy attribute {name} must be a number, found {value!r}")
-    return float(value)
+    else:
+        number = float(value)
+    if not math.isfinite(number):
+        raise CheckpointError(f"legacy attribute {name} must be a finite number, found {value!r}")
+    return number
 
 
 def parse_attributes(raw_attributes: dict) -> tuple[dict, dict]:
     """Legacy ``model_attributes`` → (PhysNet constructor kwargs, per-attribute record).
 
     Raises:
-      CheckpointError: a required attribute is missing or unparsable, ``efa`` is
-        true, or ``n_res`` is negative (attention blocks); the message names it.
+      CheckpointError: a required attribute is missing or unparsable, a real one
+        (``cutoff``, ``total_charge``) is NaN or Inf, ``cutoff`` is not positive, ``efa``
+        is true, or ``n_res`` is negative (attention blocks); the message names it.
     """
     if not isinstance(raw_attributes, dict):
         raise CheckpointError(f"legacy model_attributes must be a dict, found {type(raw_attributes).__name__}")
@@ -286,6 +302,8 @@ def parse_attributes(raw_attributes: dict) -> tuple[dict, dict]:
             kwargs[name] = default
             record[name] = {"raw": None, "type": "absent", "value": default,
                             "use": f"model.{name} (absent: original default {default!r})"}
+    if kwargs["cutoff"] <= 0:
+        raise CheckpointError(f"legacy attribute cutoff must be larger than 0 (Å), found {kwargs['cutoff']!r}")
     if kwargs["efa"]:
         raise CheckpointError("legacy attribute efa=True (Euclidean fast attention) is not supported by physnetjax")
     if kwargs["n_res"] < 0:
@@ -306,11 +324,17 @@ def _flat(tree) -> dict:
     }
 
 
-def _select_weights(raw: dict, weights: str, notes: list) -> tuple[str, dict]:
+def _select_weights(raw: dict, weights: str, notes: list, source: Path) -> tuple[str, dict]:
+    """``(entry, tree)``: ``ema_params`` or ``params`` as ``weights`` asks (``"ema"`` falls back to ``params`` when
+    there is no ``ema_params``); an entry that is present but no dict is refused, naming its type."""
     preferred = "ema_params" if weights == "ema" else "params"
     other = "params" if preferred == "ema_params" else "ema_params"
     if isinstance(raw.get(preferred), dict):
         return preferred, raw[preferred]
+    for name in (preferred, other) if weights == "ema" else (preferred,):
+        if raw.get(name) is not None and not isinstance(raw[name], dict):
+            raise CheckpointError(f"legacy checkpoint {source}: {name} is not a parameter tree (found "
+                                  f"{type(raw[name]).__name__}, expected a dict of arrays)")
     if weights == "ema" and isinstance(raw.get(other), dict):
         notes.append("the checkpoint has no ema_params; the raw training params were used")
         logger.warning("legacy checkpoint has no ema_params; using params")
@@ -353,7 +377,7 @@ def migrate_legacy(path, *, weights: str = "ema", allow_pickle: bool = False) ->
         raise CheckpointError(f"legacy checkpoint {source} has no model_attributes (keys: {sorted(raw)})")
     kwargs, attributes = parse_attributes(raw["model_attributes"])
     notes: list[str] = []
-    entry, tree = _select_weights(raw, weights, notes)
+    entry, tree = _select_weights(raw, weights, notes, source)
     legacy_flat = _flat(_as_variables(tree))
 
     kwargs["use_energy_bias"] = "params/energy_bias" in legacy_flat
