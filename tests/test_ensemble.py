@@ -5,6 +5,7 @@ ensemble, and MD acting on the uncertainty."""
 import json
 import re
 import warnings
+from types import SimpleNamespace
 
 import ase
 import ase.io
@@ -31,7 +32,7 @@ from physnetjax.data.fingerprint import file_sha256
 from physnetjax.data.sanity import check_label_sanity
 from physnetjax.ensemble import PhysNetEnsemble, ensemble_statistics, member_params, stack_members
 from physnetjax.ensemble.__main__ import main as ensemble_main
-from physnetjax.ensemble.calibrate_checkpoint import calibrate_checkpoint
+from physnetjax.ensemble.calibrate_checkpoint import calibrate_checkpoint, check_calibration_labels
 from physnetjax.ensemble.combine import combine_checkpoints, fold_element_energies
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.jsonlines import read_log
@@ -424,8 +425,28 @@ def test_combining_a_checkpoint_with_itself_is_refused(ensemble, tmp_path, capsy
     assert "the same parameters" in capsys.readouterr().err and not (tmp_path / "y").exists()
 
 
-def test_calibrate_reads_units_and_warns_about_implausible_labels(ensemble, tmp_path, capsys):
-    """kcal/mol frames: on main calibrate had no unit options and no label check, and fitted a 23x scale silently."""
+def test_combine_refuses_an_output_that_is_one_of_its_inputs(ensemble, tmp_path, capsys):
+    """`combine a b --out a --overwrite` replaced the single-model checkpoint a by the ensemble (exit 0), its training
+    state (optimizer, EMA) lost; an --out that is an input (also through a link), holds one or lies inside one is
+    refused, naming the input, before anything is read or written."""
+    model, _, members = ensemble
+    a = save_checkpoint(tmp_path / "a", model.member, members[0], train_state={"step": np.arange(3)})
+    b = save_checkpoint(tmp_path / "b", model.member, members[1])
+    (tmp_path / "link").symlink_to(a)
+    for out, relation in ((a, "is"), (tmp_path / "link", "is"), (tmp_path, "holds"),
+                          (a / "params" / "ens", "lies inside")):
+        assert ensemble_main(["combine", str(a), str(b), "--out", str(out), "--overwrite"]) == 3
+        err = capsys.readouterr().err
+        assert f"refusing to write --out {out}: it {relation} the input checkpoint {a} ({a})" in err, err
+    with pytest.raises(PhysNetInputError, match=r"refusing to write out .*b: it is the input checkpoint"):
+        combine_checkpoints([a, b], b, overwrite=True)
+    assert load_checkpoint(a)[0] == model.member and (a / "train_state").is_dir()
+    assert not (a / "params" / "ens").exists() and load_checkpoint(b)[0] == model.member
+
+
+def test_calibrate_reads_units_and_refuses_implausible_labels(ensemble, tmp_path, capsys):
+    """kcal/mol frames: on main calibrate had no unit options and no label check, and fitted a 23x scale silently;
+    then it warned and still wrote that scale."""
     model, stacked, _ = ensemble
     with np.load(DATA / "train_ethanol64.npz") as npz:
         frames = {k: npz[k][:4] for k in ("R", "Z", "E", "F")}
@@ -433,8 +454,10 @@ def test_calibrate_reads_units_and_warns_about_implausible_labels(ensemble, tmp_
     np.savez(tmp_path / "kcal.npz", **{**frames, "E": frames["E"] / KCAL_PER_MOL, "F": frames["F"] / KCAL_PER_MOL})
     ens = save_checkpoint(tmp_path / "ens", model, stacked)
     reference = calibrate_checkpoint(ens, [tmp_path / "ev.npz"], tmp_path / "ev_cal")["calibration_scale"]
-    with pytest.warns(PhysNetInputWarning, match=r"kcal.npz: RMS force component .* is implausibly large"):
+    with pytest.raises(PhysNetInputError, match=r"kcal.npz: RMS force component .* is implausibly large.*: nothing "
+                                                r"written"):
         calibrate_checkpoint(ens, [tmp_path / "kcal.npz"], tmp_path / "raw_cal")
+    assert not (tmp_path / "raw_cal").exists()
     assert ensemble_main(["calibrate", str(ens), "--data", str(tmp_path / "kcal.npz"), "--energy-unit", "kcal/mol",
                           "--out", str(tmp_path / "kcal_cal")]) == 0
     assert "implausibly" not in capsys.readouterr().err
@@ -466,6 +489,41 @@ def test_calibrate_refuses_forces_in_other_units_than_the_predictions(tmp_path, 
     reference = calibrate_checkpoint(tmp_path / "ens", [tmp_path / "ev.npz"], tmp_path / "ev_cal")
     assert load_checkpoint(tmp_path / "good")[0].calibration_scale == pytest.approx(reference["calibration_scale"],
                                                                                     rel=1e-5)
+
+
+def test_calibrate_refuses_positions_and_forces_the_data_checks_flag(ensemble, molecules, tmp_path, capsys):
+    """Positions in bohr (scale 57.2 where 4.33 was right), forces all zero (40.0) or in other units than the energies:
+    the data checks warned and calibrate still wrote the scale fitted to those errors (exit 0)."""
+    from physnetjax.units import BOHR
+
+    model, stacked, members = ensemble
+    z, r = molecules["methanol"]
+    rng = np.random.default_rng(3)
+    positions = np.array([r + rng.normal(scale=0.02, size=r.shape) for _ in range(12)])
+    labels = [predict(model.member, members[0], z, p, dtype=np.float64) for p in positions]
+    frames = {"R": positions, "Z": np.tile(z, (12, 1)), "N": np.full(12, len(z)),
+              "E": np.array([label["energy"] for label in labels]), "F": np.array([label["forces"] for label in labels])}
+    ens = save_checkpoint(tmp_path / "ens", model, stacked)
+    for name, changed, expected in (
+            ("bohr", {"R": positions / BOHR}, r"bohr\.npz: key 'R': atoms sit 1\.\d\d× the covalent bond length .*are "
+                                              r"they in bohr \(multiply by 0\.529177\)\?; the calibration scale would "
+                                              r"be fitted to the errors of geometries in another unit: nothing written"),
+            ("zero", {"F": 0.0 * frames["F"]}, r"zero\.npz: RMS force component 0 eV/Å is implausibly small")):
+        np.savez(tmp_path / f"{name}.npz", **{**frames, **changed})
+        assert ensemble_main(["calibrate", str(ens), "--data", str(tmp_path / f"{name}.npz"),
+                              "--out", str(tmp_path / f"{name}_cal")]) == 2
+        err = capsys.readouterr().err
+        assert re.search(expected, err) and err.rstrip().endswith("nothing written"), err
+        assert "warning" not in err and not (tmp_path / f"{name}_cal").exists()  # one problem, one message
+    np.savez(tmp_path / "right.npz", **frames)
+    assert ensemble_main(["calibrate", str(ens), "--data", str(tmp_path / "right.npz"),
+                          "--out", str(tmp_path / "right_cal")]) == 0
+    np.savez(tmp_path / "per_bohr.npz", **{**frames, "F": frames["F"] * BOHR})
+    per_bohr = load_dataset(tmp_path / "per_bohr.npz")  # predictions that judge nothing: the data checks alone
+    silent = SimpleNamespace(forces=np.zeros_like(per_bohr.F), energy=np.zeros(len(per_bohr)), dipole=None)
+    with pytest.raises(PhysNetInputError, match=r"per_bohr: energies and forces do not match in scale, as for forces "
+                                                r"per bohr read as per Å.*: nothing written"):
+        check_calibration_labels(per_bohr, silent, "per_bohr")
 
 
 def test_calibrate_says_nothing_of_dipoles_it_does_not_read(ensemble, tmp_path, capsys):

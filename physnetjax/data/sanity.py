@@ -470,7 +470,8 @@ def check_label_sanity(data, where: str = "data", skip: Iterable[str] = ()) -> l
 
     ``skip``: quantities (``"forces"``, ``"energies"``, or both in one string) already judged otherwise,
     e.g. against a model's predictions (:func:`physnetjax.eval.evaluate.label_scale_findings`): a finding
-    about them is left out, so that one problem gives one message. Returns the warning messages (also issued as
+    about them is left out, so that one problem gives one message. The forces' sign judged from the virial alone
+    (a heuristic for thermally sampled molecules) is also ``"sign"``, which leaves out that finding only. Returns the warning messages (also issued as
     :class:`PhysNetInputWarning`).
     """
     files = frames_by_file(data.sources)
@@ -560,7 +561,7 @@ def label_findings(data, where: str) -> list[tuple[str, str]]:
     virial = None if sign_settled else force_virial(data)
     if virial is not None and virial[0] > VIRIAL_MIN_SIGMAS * virial[1]:
         mean, error, frames = virial
-        findings.append(("forces",
+        findings.append(("forces sign",
             f"{where}: the forces push the atoms apart on average: the virial Σ_i (R_i − R̄)·F_i averages "
             f"{mean:+.3g} ± {error:.2g} eV over {frames} frames (−3(N−1) k_B T < 0 for F = −dE/dR of thermally "
             f"sampled molecules); if the file stores +dE/dR (gradients), {remedies.force_sign}"))

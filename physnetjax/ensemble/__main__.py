@@ -10,9 +10,11 @@ with the rank correlation between spread and error.
 
 Exit status (:mod:`physnetjax.cli_errors`): 0 written; 2 an input that is not a
 readable checkpoint or data file, architectures that differ (named), fewer than 2
-members, a single model to calibrate; 3 ``--out`` exists (without ``--overwrite``), is a
-training run's checkpoint (never replaced: it holds the run's weights and resume state) or
-cannot be created (its missing parent folders are created with it, as for every output
+members, a single model to calibrate, data to calibrate on whose positions or force
+labels the data checks find in other units (nothing written); 3 ``--out`` exists (without
+``--overwrite``), is a training run's checkpoint (never replaced: it holds the run's weights
+and resume state), is one of ``combine``'s input checkpoints, holds one or lies inside one
+(it would replace an input and its training state), or cannot be created (its missing parent folders are created with it, as for every output
 directory; checked before any checkpoint is read).
 """
 
@@ -72,9 +74,13 @@ def main(argv=None) -> int:
     if args.command == "combine" and not (math.isfinite(args.calibration_scale) and args.calibration_scale > 0):
         raise PhysNetInputError(f"--calibration-scale must be finite and > 0, received {args.calibration_scale}")
     out = check_directory_creatable(args.out, what="--out")
+    check_not_a_run_checkpoint(args.out, what="--out")
+    if args.command == "combine":
+        from physnetjax.ensemble.combine import refuse_output_among_inputs
+
+        refuse_output_among_inputs(args.checkpoints, args.out, what="--out")
     if out.exists() and not args.overwrite:
         raise OutputPathError(f"--out {out} exists; choose another directory or pass --overwrite")
-    check_not_a_run_checkpoint(args.out, what="--out")
     if args.command == "calibrate":
         return calibrate(args)
     from physnetjax.checkpoint import read_config

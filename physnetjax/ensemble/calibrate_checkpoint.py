@@ -17,6 +17,7 @@ spread ranks the errors.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -24,14 +25,15 @@ import numpy as np
 
 from physnetjax.checkpoint import load_checkpoint, save_checkpoint
 from physnetjax.data import load_dataset
+from physnetjax.data.dataset import length_unit_finding
 from physnetjax.data.fingerprint import file_sha256
 from physnetjax.data.frame_digests import (FrameRecord, checkpoint_metadata_sources, dataset_digests,
                                           recorded_frames)
-from physnetjax.data.sanity import check_label_sanity
+from physnetjax.data.sanity import check_label_sanity, frames_by_file
 from physnetjax.ensemble.calibration import (fit_calibration_scale, gaussian_nll, spearman_rank_correlation,
                                              warn_few_frames)
 from physnetjax.ensemble.model import is_ensemble
-from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, warn_caller
+from physnetjax.errors import LengthUnitWarning, PhysNetInputError, PhysNetInputWarning, warn_caller
 from physnetjax.eval.evaluate import label_scale_findings
 from physnetjax.eval.predictions import predict_dataset
 from physnetjax.training_record import TrainingRecord
@@ -118,23 +120,56 @@ def warn_training_data(dataset, data: Sequence, metadata: dict) -> None:
                         "too small; calibrate on frames held out of every member's training", PhysNetInputWarning)
 
 
+def check_calibration_positions(dataset) -> None:
+    """Refuse frames whose positions look like another length unit read as Å, file by file
+    (:func:`physnetjax.data.dataset.length_unit_finding`: molecules in bohr sit 1.89× their covalent bond lengths
+    apart).
+
+    Every label of such a file stays consistent with its positions, so the predictions' errors there are those of
+    stretched (or squeezed) molecules the members never saw, not of the ensemble: bohr positions fitted a scale of
+    57 where 4.3 was right.
+
+    Raises:
+      PhysNetInputError: naming the file and the unit its positions look to be in.
+    """
+    for path, frames in frames_by_file(dataset.sources).items():
+        finding = length_unit_finding(dataset.subset(frames))
+        if finding is not None:
+            raise PhysNetInputError(f"{path}: key 'R': {finding}; the calibration scale would be fitted to the "
+                                    "errors of geometries in another unit: nothing written")
+
+
 def check_calibration_labels(dataset, predictions, where: str) -> None:
-    """Refuse force labels in other units or of the other sign than the ensemble's mean predictions; warn about the
-    rest of what the data checks find.
+    """Refuse force labels in other units or of the other sign than the ensemble's mean predictions, or that the
+    data checks find implausible; warn about the rest of what the data checks find.
 
     The scale is fitted to the force errors: forces in eV/bohr read as eV/Å (0.529× the predictions) made them
     errors of the unit, not of the ensemble (a scale of 3.47 where 1.48 was right), stored in the checkpoint that MD
-    then trusts. Energies (only reported, in the rank correlation) and the labels alone warn, as in ``eval``; dipoles
-    are not judged (the fit reads none, and this command has no unit option for them).
+    then trusts; all-zero forces fitted 40 where 4.3 was right. Every finding of
+    :func:`physnetjax.data.sanity.check_label_sanity` that concerns the forces (their scale, their consistency with
+    the energies) is refused as well, but for their sign guessed from the virial alone (frames not thermally
+    sampled, a compressed scan, push apart legitimately), which warns. Energies alone (only reported, in the rank
+    correlation) warn, as in ``eval``; dipoles are not judged (the fit reads none, and this command has no unit option for
+    them).
 
     Raises:
       PhysNetInputError: the force labels are a multiple of the predictions
-        (:func:`physnetjax.eval.evaluate.label_scale_findings`), naming the option that converts them.
+        (:func:`physnetjax.eval.evaluate.label_scale_findings`), naming the option that converts them, or the data
+        checks find them implausible alone or against the energies.
     """
     findings = {quantity: message for quantity, message in label_scale_findings(dataset, predictions, where).items()
                 if quantity != "dipoles"}
-    check_label_sanity(dataset, where, skip=["dipoles", *findings])
-    wrong = [message for quantity, message in findings.items() if "forces" in quantity]
+    skip = ["dipoles", *findings]
+    with warnings.catch_warnings():  # issued below: the findings about forces refuse, the others warn
+        warnings.simplefilter("ignore", PhysNetInputWarning)
+        every = check_label_sanity(dataset, where, skip=skip)
+        judged = check_label_sanity(dataset, where, skip=[*skip, "sign"]) if every else []
+        others = check_label_sanity(dataset, where, skip=[*skip, "forces"]) if every else []
+    for message in every:
+        if message in others or message not in judged:  # not about forces, or the virial's guess of their sign
+            warn_caller(message, PhysNetInputWarning)
+    wrong = ([message for quantity, message in findings.items() if "forces" in quantity]
+             + [message for message in judged if message not in others])
     if wrong:
         raise PhysNetInputError(f"{wrong[0]}; the calibration scale would be fitted to those errors: nothing written")
     for message in findings.values():
@@ -162,7 +197,8 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
     Args:
       path: an ensemble checkpoint (its stored scale is ignored: the fit starts from 1).
       data: files of labelled frames (PhysNet ``.npz`` or ASE-readable), held out of every
-        member's training; their energies and forces are checked for plausible units and sign as the trainer
+        member's training; their positions are checked for another length unit read as Å
+        (:func:`check_calibration_positions`), their energies and forces for plausible units and sign as the trainer
         checks them and against the ensemble's predictions (:func:`check_calibration_labels`; not their dipoles,
         which the fit does not read and this command has no unit option for).
       energy_unit, force_unit, force_sign: of the data, as in :func:`physnetjax.data.load_dataset`
@@ -175,7 +211,9 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
 
     Raises:
       ValueError: ``path`` holds a single model, or the frames have no forces.
-      PhysNetInputError: force labels in other units or of the other sign than the predictions.
+      PhysNetInputError: positions that look like another length unit read as Å, force labels in other units or of
+        the other sign than the predictions, or that the data checks find implausible (all zero, other units
+        than the energies); nothing is written.
       PhysNetInputWarning (a warning): the frames hold elements no member was trained on, or interatomic
         distances outside those all members were trained on (their errors and spreads are an untrained guess or
         an extrapolation, not what the scale should describe), or frames of ``data``
@@ -186,8 +224,11 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
     model, params, metadata = load_checkpoint(path, with_metadata=True)
     if not is_ensemble(model):
         raise ValueError(f"{path} holds a single model; calibration needs an ensemble (see combine)")
-    dataset = load_dataset([str(p) for p in data], energy_unit=energy_unit, force_unit=force_unit,
-                           force_sign=force_sign)
+    with warnings.catch_warnings():  # positions in another unit refuse: check_calibration_positions says why
+        warnings.simplefilter("ignore", LengthUnitWarning)
+        dataset = load_dataset([str(p) for p in data], energy_unit=energy_unit, force_unit=force_unit,
+                               force_sign=force_sign)
+    check_calibration_positions(dataset)
     TrainingRecord.from_metadata(metadata).check_dataset(
         dataset.Z, dataset.N, dataset.Q, positions=dataset.R, cells=dataset.cell, where="--data", mask=dataset.has_E,
         consequence="the energies' error-spread correlation it reports includes it")

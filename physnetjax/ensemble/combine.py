@@ -47,7 +47,7 @@ import numpy as np
 from physnetjax.checkpoint import load_checkpoint, save_checkpoint
 from physnetjax.distance_domain import TRAINED_DISTANCES_KEY, DistanceDomain
 from physnetjax.ensemble.model import PhysNetEnsemble, is_ensemble, member_params, stack_members
-from physnetjax.errors import PhysNetInputWarning, warn_caller
+from physnetjax.errors import OutputPathError, PhysNetInputWarning, warn_caller
 from physnetjax.training_record import TrainingRecord
 from physnetjax.validation import (ELEMENT_ENERGIES_FIT_KEY, TRAINED_CHARGE_STATES_KEY, TRAINED_CHARGES_KEY,
                                    TRAINED_ELEMENTS_KEY, distinct_charges, untrained_charges)
@@ -145,6 +145,32 @@ def _common_reference_fit(fits: list) -> Optional[dict]:
     return fits[0] if same else None
 
 
+def refuse_output_among_inputs(paths: Sequence, out, what: str = "out") -> None:
+    """Refuse an output directory ``out`` that is one of the input checkpoints ``paths``, holds one or lies inside
+    one (compared after links and ``~`` are resolved).
+
+    Writing the ensemble there would replace (or delete, or change) an input: a single model's checkpoint loses its
+    weights and its training state (optimizer, EMA), from which its run can no longer be resumed.
+
+    Raises:
+      OutputPathError: naming ``what`` (the option, for the command line) and the input concerned.
+    """
+    target = Path(out).expanduser().resolve()
+    for path in paths:
+        source = Path(path).expanduser().resolve()
+        if target == source:
+            relation = "is the input checkpoint"
+        elif target in source.parents:
+            relation = "holds the input checkpoint"
+        elif source in target.parents:
+            relation = "lies inside the input checkpoint"
+        else:
+            continue
+        raise OutputPathError(f"refusing to write {what} {out}: it {relation} {path} ({source}); the ensemble "
+                                "written there would replace or alter that input (its weights and training state); "
+                                f"choose another {what}")
+
+
 def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0, overwrite: bool = False) -> Path:
     """Write the ensemble of all members of ``paths`` to the checkpoint ``out``; returns its path.
 
@@ -158,12 +184,15 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
       ValueError: fewer than 2 members in all, an input whose architecture differs
         from the first one's (every differing setting is named), two members with
         identical parameters, or inputs trained without energy labels beside inputs trained on them.
+      OutputPathError: ``out`` is one of the inputs, holds one or lies inside one
+        (:func:`refuse_output_among_inputs`; checked before any checkpoint is read).
       CheckpointError: an input that is not a readable checkpoint.
       FileExistsError: ``out`` exists and ``overwrite`` is False.
     """
     paths = [Path(p) for p in paths]
     if not paths:
         raise ValueError("combine needs checkpoints to combine")
+    refuse_output_among_inputs(paths, out)
     member, members, origins, sources, records = None, [], [], [], []
     for path in paths:
         model, params, metadata = load_checkpoint(path, with_metadata=True)

@@ -2025,6 +2025,22 @@ MUTANTS = (
            "    if given is not None and given[1] != 1.0 and", "    if False and",
            ("tests/test_eval.py::test_labels_already_in_ev_read_with_a_unit_option_are_named_so_not_another_slip",),
            "eV labels read with --energy-unit kcal/mol are called hartree read as eV"),
+    Mutant("combine_out_link_unresolved", "physnetjax/ensemble/combine.py",
+           "    target = Path(out).expanduser().resolve()", "    target = Path(out).expanduser().absolute()",
+           ("tests/test_ensemble.py::test_combine_refuses_an_output_that_is_one_of_its_inputs",),
+           "an --out that links to an input is not recognised, and the input is overwritten"),
+    Mutant("calibrate_force_findings_warned", "physnetjax/ensemble/calibrate_checkpoint.py",
+           "             + [message for message in judged if message not in others])", "             )",
+           ("tests/test_ensemble.py::test_calibrate_refuses_positions_and_forces_the_data_checks_flag",),
+           "all-zero force labels are calibrated on again (a scale of 40 where 4.3 is right)"),
+    Mutant("calibrate_positions_unchecked", "physnetjax/ensemble/calibrate_checkpoint.py",
+           "    check_calibration_positions(dataset)\n", "",
+           ("tests/test_ensemble.py::test_calibrate_refuses_positions_and_forces_the_data_checks_flag",),
+           "positions in bohr are not refused as such"),
+    Mutant("calibrate_refuses_the_virial_guess", "physnetjax/data/sanity.py",
+           '        findings.append(("forces sign",', '        findings.append(("forces",',
+           ("tests/test_ensemble.py::test_calibrate_cli_fits_the_maximum_likelihood_scale",),
+           "calibration refused on frames whose forces push apart (a compressed scan), guessed from the virial"),
 )
 
 EXPLAINED = {
