@@ -837,6 +837,22 @@ def test_cli_warns_in_one_line_at_a_non_minimum(cli_inputs, capsys, tmp_path):
     assert (used["no_optimize"], used["no_plot"], used["geometry"]) == (True, True, str(cli_inputs / "ethanol.extxyz"))
 
 
+def test_cli_removes_the_results_of_an_earlier_run_into_the_same_out(cli_inputs, capsys, tmp_path):
+    """A plot this run does not draw, or results of another geometry beside this run's settings after it failed,
+    passed for this run's (the probe found an old harmonic.png beside a new harmonic.json)."""
+    (tmp_path / "harmonic.png").write_bytes(b"an earlier plot")
+    (tmp_path / "harmonic.json").write_text("{}")
+    status, stdout, stderr = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry",
+                                     cli_inputs / "ethanol.extxyz", "--out", tmp_path, "--no-optimize", "--no-plot")
+    assert status == 0, stderr
+    assert f"removed {tmp_path / 'harmonic.png'}, written by an earlier run into this --out" in stdout
+    assert not (tmp_path / "harmonic.png").exists() and json.loads((tmp_path / "harmonic.json").read_text())
+    status, stdout, stderr = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry",
+                                     cli_inputs / "ethanol.extxyz", "--out", tmp_path, "--max-steps", "1")
+    assert status == 4 and not (tmp_path / "harmonic.json").exists()  # the failed run leaves no stale results
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "unconverged.xyz"]
+
+
 def test_cli_json_records_the_total_charge_from_the_geometry(charge_model, capsys, tmp_path):
     """A cation by info['charge']: harmonic.json held no total charge (and config.toml none either: it was not an
     option), so the file did not say which charge state its frequencies and intensities are of."""

@@ -131,6 +131,7 @@ def _analyse(args):
     model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)  # a folder that is no checkpoint
     check_output_directory(args.out, what="--out", files=(JSON_NAME, PNG_NAME, CONFIG_NAME, UNCONVERGED_NAME))
     check_config_replaceable(args.parser, Path(args.out) / CONFIG_NAME)
+    remove_earlier_results(Path(args.out), (JSON_NAME, PNG_NAME))
     write_resolved_config(args.parser, args, Path(args.out) / CONFIG_NAME)
     say_ensemble(model)
     total_charge = float(atoms_total_charge(atoms, args.total_charge, OPTION_OF))
@@ -152,6 +153,17 @@ def _analyse(args):
                 sys.stderr.write(warnings.formatwarning(warning.message, warning.category, warning.filename,
                                                         warning.lineno))
     return result, atoms, model
+
+
+def remove_earlier_results(out: Path, names) -> None:
+    """Remove the files ``names`` an earlier run left in ``out`` (said on stdout), before this run writes its own: a
+    plot this run does not draw (``--no-plot``), or the results of another geometry beside this run's settings after
+    it failed, would otherwise pass for this run's."""
+    for name in names:
+        path = out / name
+        if path.is_file():
+            path.unlink()
+            print(f"removed {path}, written by an earlier run into this --out")
 
 
 @contextlib.contextmanager

@@ -149,12 +149,13 @@ def _run(args) -> None:
     from physnetjax.dipole_surface import warn_unreliable_ir
     from physnetjax.errors import LengthUnitWarning, PhysNetInputWarning
     from physnetjax.spectra.cli_harmonic import (analysed_model, last_geometry_written, mode_table, molecule_masses,
-                                                 say_ensemble)
+                                                 remove_earlier_results, say_ensemble)
     from physnetjax.spectra.harmonic import harmonic
     from physnetjax.spectra.md_spectrum import check_timestep_for_lines, md_spectrum
     from physnetjax.training_record import TrainingRecord
     from physnetjax.validation import atoms_total_charge
 
+    remove_earlier_results(out, (CSV_NAME, JSON_NAME, PNG_NAME))
     write_resolved_config(args.parser, args, out / CONFIG_NAME)
     say_ensemble(model)
     record = TrainingRecord.from_metadata(metadata)

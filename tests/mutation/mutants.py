@@ -2041,6 +2041,10 @@ MUTANTS = (
            '        findings.append(("forces sign",', '        findings.append(("forces",',
            ("tests/test_ensemble.py::test_calibrate_cli_fits_the_maximum_likelihood_scale",),
            "calibration refused on frames whose forces push apart (a compressed scan), guessed from the virial"),
+    Mutant("spectra_earlier_results_kept", "physnetjax/spectra/cli_harmonic.py",
+           "    remove_earlier_results(Path(args.out), (JSON_NAME, PNG_NAME))\n", "",
+           ("tests/test_spectra_harmonic.py::test_cli_removes_the_results_of_an_earlier_run_into_the_same_out",),
+           "an earlier run's plot passes for a --no-plot run's"),
 )
 
 EXPLAINED = {
