@@ -643,6 +643,13 @@ def check_seed(seed, what: str = "seed", count: int = 1) -> int:
     return int(seed)
 
 
+def _check_not_empty(path, what: str) -> None:
+    """Refuse an empty output path (``--out ''``, a shell variable that was never set): ``Path("")`` is the current
+    directory, where the outputs would land unasked."""
+    if str(path).strip() == "":
+        raise OutputPathError(f"{what} is empty: give a path (use . for the current directory)")
+
+
 def check_output_path(path, *, overwrite: bool = False, what: str = "output") -> Path:
     """``path`` (an output file) as a Path after checking, before any expensive work, that it can be written.
 
@@ -653,6 +660,7 @@ def check_output_path(path, *, overwrite: bool = False, what: str = "output") ->
     Raises:
       OutputPathError: naming the path and what to do.
     """
+    _check_not_empty(path, what)
     if str(path).endswith(("/", os.sep)):  # Path drops the slash: "run.xyz/" would be written as a file
         raise OutputPathError(f"{what} {path} ends in a path separator, a directory; give a file name")
     path = Path(path)
@@ -722,8 +730,9 @@ def check_output_directory(path, *, what: str = "--out", files: Iterable[str] = 
     Raises:
       OutputPathError: ``path`` is a file, cannot be created (its nearest existing ancestor,
         named, is a file or not writable: :func:`check_directory_creatable`), or is not
-        writable, or one of ``files`` in it is a directory.
+        writable, or one of ``files`` in it is a directory, or ``path`` is empty.
     """
+    _check_not_empty(path, what)
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"{what} {path} exists and is not a directory")
@@ -750,8 +759,9 @@ def check_directory_creatable(path, *, what: str = "--out") -> Path:
     ancestor must be a writable directory. Whether ``path`` itself may be replaced is the caller's.
 
     Raises:
-      OutputPathError: the nearest existing ancestor is a file or is not writable.
+      OutputPathError: the nearest existing ancestor is a file or is not writable, or ``path`` is empty.
     """
+    _check_not_empty(path, what)
     path = Path(path)
     ancestor = next((p for p in path.absolute().parents if p.exists()), path.absolute())
     if not ancestor.is_dir():

@@ -213,6 +213,25 @@ def test_output_paths_that_are_directories_or_exist_are_refused(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.xyz"]  # the writability probe leaves nothing
 
 
+def test_an_empty_output_path_is_refused_not_taken_for_the_current_directory(tmp_path, monkeypatch, capsys):
+    """``--out ''`` wrote harmonic.json into the current directory."""
+    from physnetjax.validation import check_directory_creatable, check_output_directory
+    from physnetjax.spectra.__main__ import main as spectra_main
+
+    for check in (check_output_path, check_output_directory, check_directory_creatable):
+        with pytest.raises(OutputPathError, match=r"^--out is empty: give a path \(use \. for the current directory\)$"):
+            check("", what="--out")
+    from ase.build import molecule
+    from physnetjax.pretrained import example_model_path
+
+    monkeypatch.chdir(tmp_path)
+    molecule("CH3CH2OH").write("ethanol.xyz")
+    assert spectra_main(["harmonic", "--checkpoint", str(example_model_path()), "--geometry", "ethanol.xyz",
+                         "--out", "", "--no-plot"]) == 3
+    assert capsys.readouterr().err.endswith("error: --out is empty: give a path (use . for the current directory)\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["ethanol.xyz"]
+
+
 @pytest.mark.skipif(not pathlib.Path("/proc/self").is_dir(), reason="needs Linux's /proc")
 def test_an_output_file_in_a_directory_that_takes_no_files_is_refused_before_any_work():
     """os.access answers 'writable' to root in /proc: eval --write-predictions /proc/x.extxyz evaluated everything

@@ -2045,6 +2045,10 @@ MUTANTS = (
            "    remove_earlier_results(Path(args.out), (JSON_NAME, PNG_NAME))\n", "",
            ("tests/test_spectra_harmonic.py::test_cli_removes_the_results_of_an_earlier_run_into_the_same_out",),
            "an earlier run's plot passes for a --no-plot run's"),
+    Mutant("empty_output_path_is_the_current_directory", "physnetjax/validation.py",
+           '    if str(path).strip() == "":\n', "    if False:\n",
+           ("tests/test_validation.py::test_an_empty_output_path_is_refused_not_taken_for_the_current_directory",),
+           "--out '' writes the outputs into the current directory"),
 )
 
 EXPLAINED = {
