@@ -853,6 +853,23 @@ def test_cli_removes_the_results_of_an_earlier_run_into_the_same_out(cli_inputs,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "unconverged.xyz"]
 
 
+def test_cli_refuses_options_a_choice_leaves_unused(cli_inputs, capsys, tmp_path):
+    """--no-optimize --max-steps 5 ran without a word (the optimiser's options set nothing), as did
+    --equilibration-ps 0 --friction 0.05 for spectra ir; a config file's value counts too."""
+    common = ("--checkpoint", cli_inputs / "model", "--geometry", cli_inputs / "ethanol.extxyz", "--out", tmp_path)
+    status, _, stderr = run_cli(capsys, *common, "--no-optimize", "--max-steps", "5", "--max-step", "0.1")
+    assert status == 2 and stderr.endswith("error: --no-optimize does not use --max-steps, --max-step: remove them, "
+                                           "or leave out --no-optimize\n")
+    config = tmp_path / "steps.toml"
+    config.write_text("max_steps = 5\n")
+    status, _, stderr = run_cli(capsys, *common, "--no-optimize", "--config", config)
+    assert status == 2 and "--no-optimize does not use --max-steps: remove it" in stderr
+    status = spectra_main(["ir", *map(str, common), "--temperature", "300", "--time-ps", "1", "--equilibration-ps", "0",
+                           "--friction", "0.05"])
+    assert status == 2 and "--equilibration-ps 0 does not use --friction" in capsys.readouterr().err
+    assert not (tmp_path / "harmonic.json").exists() and not (tmp_path / "config.toml").exists()
+
+
 def test_cli_json_records_the_total_charge_from_the_geometry(charge_model, capsys, tmp_path):
     """A cation by info['charge']: harmonic.json held no total charge (and config.toml none either: it was not an
     option), so the file did not say which charge state its frequencies and intensities are of."""

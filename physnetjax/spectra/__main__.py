@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from physnetjax.cli_config import add_config_options, parse_args
+from physnetjax.cli_config import add_config_options, config_file_options, given_options, parse_args
 from physnetjax.cli_errors import cli_main, exit_process
 from physnetjax.cli_help import HelpFormatter
 
@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_main("python -m physnetjax.spectra")
 def main(argv=None) -> int:
-    args = parse_args(build_parser(), argv)
+    parser = build_parser()
+    args = parse_args(parser, argv)
+    args.given = given_options(parser, argv) | set(config_file_options(parser, argv))
     return args.run(args)
 
 

@@ -119,6 +119,7 @@ def _analyse(args):
     from physnetjax.validation import atoms_total_charge, check_masses, check_output_directory, check_total_charge
 
     check_optimizer_settings(args.fmax, args.max_steps, OPTION_OF, args.max_step)
+    check_unused_options(args, UNUSED_WITH)
     if not args.no_plot:
         require_matplotlib()
     if not Path(args.checkpoint).exists():
@@ -153,6 +154,34 @@ def _analyse(args):
                 sys.stderr.write(warnings.formatwarning(warning.message, warning.category, warning.filename,
                                                         warning.lineno))
     return result, atoms, model
+
+
+UNUSED_WITH = {"no_optimize": ("max_steps", "max_step")}
+"""A switch → the options it leaves unused (given with it, they are refused: the probe's --no-optimize
+--max-steps 5 ran without a word)."""
+
+
+def check_unused_options(args, unused_with: dict) -> None:
+    """Refuse options of ``args.given`` (dests given on the command line or set by a config file) that a choice of
+    ``args`` leaves unused: ``unused_with`` maps a dest whose value is true (a switch given) to the dests it does not
+    use, or a (dest, value) pair to those the value leaves unused.
+
+    Raises:
+      PhysNetInputError: naming both options.
+    """
+    from physnetjax.errors import PhysNetInputError
+
+    given = getattr(args, "given", set())
+    for choice, dests in unused_with.items():
+        dest, value = choice if isinstance(choice, tuple) else (choice, True)
+        if getattr(args, dest) != value:
+            continue
+        extra = [other for other in dests if other in given]
+        if extra:
+            chosen = f"--{dest.replace('_', '-')}" + ("" if value is True else f" {value:g}")
+            flags = ", ".join(f"--{other.replace('_', '-')}" for other in extra)
+            raise PhysNetInputError(f"{chosen} does not use {flags}: remove {'it' if len(extra) == 1 else 'them'}, "
+                                    f"or leave out {chosen}")
 
 
 def remove_earlier_results(out: Path, names) -> None:

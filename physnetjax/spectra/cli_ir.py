@@ -106,7 +106,7 @@ def _check_inputs(args):
     (model, params, metadata))."""
     from physnetjax.checkpoint import load_checkpoint
     from physnetjax.cli_config import CONFIG_NAME, check_config_replaceable
-    from physnetjax.spectra.cli_harmonic import read_geometry
+    from physnetjax.spectra.cli_harmonic import UNUSED_WITH, check_unused_options, read_geometry
     from physnetjax.spectra.md_spectrum import check_molecule_size, check_recorded_size, plan_run
     from physnetjax.spectra.optimize import check_optimizer_settings
     from physnetjax.spectra.plot import require_matplotlib
@@ -117,6 +117,7 @@ def _check_inputs(args):
              record_every=args.record_every, max_correlation_ps=args.correlation_ps, max_energy_error=0.1,
              names=OPTION_OF)
     check_optimizer_settings(args.fmax, args.max_steps, OPTION_OF, args.max_step)
+    check_unused_options(args, {**UNUSED_WITH, ("equilibration_ps", 0.0): ("friction",)})
     check_seed(args.seed, "--seed")
     if not args.max_wavenumber > 0:
         raise ValueError(f"--max-wavenumber must be > 0 cm^-1, received {args.max_wavenumber}")

@@ -2049,6 +2049,10 @@ MUTANTS = (
            '    if str(path).strip() == "":\n', "    if False:\n",
            ("tests/test_validation.py::test_an_empty_output_path_is_refused_not_taken_for_the_current_directory",),
            "--out '' writes the outputs into the current directory"),
+    Mutant("spectra_unused_options_accepted", "physnetjax/spectra/cli_harmonic.py",
+           "        extra = [other for other in dests if other in given]\n", "        extra = []\n",
+           ("tests/test_spectra_harmonic.py::test_cli_refuses_options_a_choice_leaves_unused",),
+           "--no-optimize --max-steps 5 runs without a word"),
 )
 
 EXPLAINED = {
