@@ -336,6 +336,14 @@ def test_default_geometry_of_a_shipped_model_is_the_xyz_beside_it(tmp_path, capl
     assert "checking 2 frame(s) of the bundled dataset" in caplog.text
 
 
+def test_cli_names_the_model_it_checks_when_none_is_given(capsys):
+    """Without a checkpoint argument check ran on the shipped example model and never said so."""
+    assert main(["--quick", "--only", "forces", "--frames", "1"]) == 0
+    stdout = capsys.readouterr().out
+    assert stdout.startswith(f"no checkpoint given: checking the shipped example model\n"
+                             f"checkpoint: {example_model_path().resolve()}\n")
+
+
 def test_cli_json_and_exit_codes(model, params, methanol, tmp_path, capsys):
     checkpoint = save_checkpoint(tmp_path / "ckpt", model, params)
     geometry = tmp_path / "methanol.npz"
@@ -346,7 +354,8 @@ def test_cli_json_and_exit_codes(model, params, methanol, tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["status"] == "pass" and data["structures"][0]["name"] == "methanol.npz[0]"
     assert {c["group"] for c in data["checks"]} == {"forces"}
-    assert "overall: PASS" in capsys.readouterr().out
+    stdout = capsys.readouterr().out
+    assert "overall: PASS" in stdout and stdout.startswith(f"checkpoint: {checkpoint.resolve()}\n")
     assert main([str(tmp_path / "missing"), "--quick"]) == 2
 
 

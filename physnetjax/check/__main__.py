@@ -79,6 +79,7 @@ def main(argv=None) -> int:
         from physnetjax.pretrained import example_model_path
 
         args.checkpoint = str(example_model_path())
+        print_line(console, "no checkpoint given: checking the shipped example model")
     model, params, metadata = load_checkpoint(args.checkpoint, weights=args.weights, with_metadata=True)
     if args.geometry:
         structures = [s for path in args.geometry for s in read_structures(path, settings.max_structures)]

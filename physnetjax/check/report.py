@@ -201,6 +201,8 @@ class CheckReport:
         from rich.text import Text
 
         colour = {"pass": "green", "warn": "yellow", "fail": "bold red"}
+        if self.checkpoint is not None:
+            print_line(console, f"checkpoint: {self.checkpoint}")
         for s in self.structures:
             cell = ""
             if "cell" in s:
