@@ -244,7 +244,7 @@ def read_config(parser: argparse.ArgumentParser, path) -> dict:
     if Path(path).is_dir():
         raise PhysNetInputError(f"--config {path} is a directory, not a TOML file")
     try:
-        document = tomllib.loads(Path(path).read_bytes().decode("utf-8"))
+        document = tomllib.loads(Path(path).read_bytes().decode("utf-8-sig"))  # a byte-order mark (Windows) passes
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise PhysNetInputError(f"{path}: not a valid TOML file ({error})") from error
     actions = {action.dest: action for action in options(parser)}

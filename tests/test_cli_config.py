@@ -218,6 +218,8 @@ def test_missing_config_file_and_bad_spectra_key_exit_2(tmp_path, capsys):
     assert "none.toml" in capsys.readouterr().err
     assert md_main(["--config", str(tmp_path)]) == 2
     assert "is a directory, not a TOML file" in capsys.readouterr().err
+    (tmp_path / "bom.toml").write_bytes('geometry = "water.xyz"\n'.encode("utf-8-sig"))  # as Windows editors save
+    assert read_config(md_parser(), tmp_path / "bom.toml") == {"geometry": "water.xyz"}
     (tmp_path / "latin1.toml").write_bytes('geometry = "\xe9"\n'.encode("latin-1"))
     assert md_main(["--config", str(tmp_path / "latin1.toml")]) == 2
     assert "latin1.toml: not a valid TOML file" in capsys.readouterr().err
