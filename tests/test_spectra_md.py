@@ -677,6 +677,27 @@ def test_bands_locate_each_spectrum_s_own_peak_and_sum_a_degenerate_band():
     assert stretch["power_peak_cm1"] == 2600.0 and stretch["ir_peak_cm1"] == 2590.0
 
 
+def test_bands_follow_their_lines_where_the_timestep_moves_them():
+    """CO2's 2593.5 cm⁻¹ line at a 3 fs step lies at (2/h) arcsin(ωh/2) = 2911.8 cm⁻¹: its band, looked for at
+    2593.5 ± 150, held 2.4 km/mol of 1069 (the probe's table); it is looked for where the run puts it."""
+    from types import SimpleNamespace
+
+    from physnetjax.spectra.cli_ir import bands
+
+    omega_h = 2 * np.pi * C_CM_PER_FS * 2593.5 * 3.0
+    moved = 2 * np.arcsin(omega_h / 2) / (2 * np.pi * C_CM_PER_FS * 3.0)
+    assert 2905 < moved < 2915
+    lines = SimpleNamespace(frequencies_cm1=np.array([2593.5]), intensities_km_mol=np.array([1069.0]),
+                            imaginary=np.zeros(1, bool), zero_modes=np.zeros(1, bool))
+    nu = np.linspace(0.0, 4000.0, 4001)
+    ir = 400.0 * np.exp(-0.5 * ((nu - moved) / 10.0) ** 2) / (10.0 * np.sqrt(2.0 * np.pi))
+    result = SimpleNamespace(frequencies_cm1=nu, power_spectrum=ir / 400.0, ir_spectrum=ir,
+                             settings={"timestep_fs": 3.0})
+    (band,) = bands(result, lines)
+    assert band["harmonic_cm1"] == 2593.5 and band["md_line_cm1"] == pytest.approx(moved, rel=1e-12)
+    assert band["ir_band_km_mol"] == pytest.approx(400.0, rel=1e-6)
+
+
 def test_bands_of_lines_closer_than_the_grid_spacing_are_none_not_a_crash():
     """Ethanol's lines at 1482.8 and 1503.3 cm⁻¹ on the 42 cm⁻¹ grid of a 0.1 ps window: their ±10 cm⁻¹ bands
     hold no grid point (the table crashed with 'argmax of an empty sequence' after the whole MD) or one (a band

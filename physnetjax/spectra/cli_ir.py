@@ -274,7 +274,9 @@ def bands(result, lines, max_half_width: float = BAND_HALF_WIDTH_CM1) -> list[di
     """MD spectra around each distinct harmonic line: band centres, peak positions and band integrals.
 
     The lines are the real vibrations (imaginary and zero modes left out); lines closer
-    than 1 cm⁻¹ are one (degenerate) band (:mod:`physnetjax.spectra.lines`). Each band spans the line
+    than 1 cm⁻¹ are one (degenerate) band (:mod:`physnetjax.spectra.lines`). Each band spans the line where the
+    run's velocity Verlet puts it (``md_line_cm1``, :func:`~physnetjax.spectra.md_spectrum.verlet_wavenumber_cm1`
+    of the run's timestep: 2593 cm⁻¹ moves to 2911 cm⁻¹ at 3 fs, out of a window about the harmonic line)
     ± min(``max_half_width``, half the distance to the neighbouring bands) (callers pass
     :func:`isolated_half_width_cm1`, which widens it to a free molecule's rotational contour); in it the
     power and IR spectra's centres ν̄ = ∫ ν̃ S dν̃ / ∫ S dν̃ and maxima are located and the IR spectrum is
@@ -292,12 +294,16 @@ def bands(result, lines, max_half_width: float = BAND_HALF_WIDTH_CM1) -> list[di
     import numpy as np
 
     from physnetjax.spectra.lines import degenerate_groups
+    from physnetjax.spectra.md_spectrum import verlet_wavenumber_cm1
 
     vibrations = ~lines.imaginary & ~lines.zero_modes
     real = lines.frequencies_cm1[vibrations]
     intensities = None if lines.intensities_km_mol is None else lines.intensities_km_mol[vibrations]
     groups = degenerate_groups(real)
-    centres = [float(np.mean(real[g])) for g in groups]
+    harmonic_centres = [float(np.mean(real[g])) for g in groups]
+    timestep = getattr(result, "settings", {}).get("timestep_fs")
+    centres = (harmonic_centres if timestep is None
+               else [float(c) for c in verlet_wavenumber_cm1(harmonic_centres, timestep)])
     nu = result.frequencies_cm1
     found = []
     for index, (group, centre) in enumerate(zip(groups, centres)):
@@ -307,7 +313,7 @@ def bands(result, lines, max_half_width: float = BAND_HALF_WIDTH_CM1) -> list[di
         if index + 1 < len(centres):
             half = min(half, 0.5 * (centres[index + 1] - centre))
         window = np.abs(nu - centre) <= half
-        band = {"harmonic_cm1": centre, "degeneracy": len(group),
+        band = {"harmonic_cm1": harmonic_centres[index], "md_line_cm1": centre, "degeneracy": len(group),
                 "harmonic_km_mol": None if intensities is None else float(np.sum(intensities[group])),
                 "power_centre_cm1": None, "power_peak_cm1": None, "power_band_dof": None,
                 "half_width_cm1": float(half), "ir_centre_cm1": None, "ir_peak_cm1": None, "ir_band_km_mol": None}

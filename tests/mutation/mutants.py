@@ -2053,6 +2053,10 @@ MUTANTS = (
            "        extra = [other for other in dests if other in given]\n", "        extra = []\n",
            ("tests/test_spectra_harmonic.py::test_cli_refuses_options_a_choice_leaves_unused",),
            "--no-optimize --max-steps 5 runs without a word"),
+    Mutant("bands_about_the_harmonic_line", "physnetjax/spectra/cli_ir.py",
+           '    timestep = getattr(result, "settings", {}).get("timestep_fs")\n', "    timestep = None\n",
+           ("tests/test_spectra_md.py::test_bands_follow_their_lines_where_the_timestep_moves_them",),
+           "bands looked for about the harmonic line where the timestep has moved the MD line out of the window"),
 )
 
 EXPLAINED = {
