@@ -405,6 +405,18 @@ def test_cli_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
     assert not (tmp_path / "run").exists()
 
 
+def test_cli_refuses_a_config_files_friction_for_another_md_ensemble(tmp_path, capsys):
+    """The command line's refusal of --friction beside --md-ensemble csvr was not made for a config file's."""
+    from physnetjax.learn.__main__ import main
+
+    config = tmp_path / "learn.toml"
+    config.write_text('md_ensemble = "csvr"\nfriction = 0.1\n')
+    assert main(["--out", str(tmp_path / "run"), "--config", str(config)]) == 2
+    assert (f"--md-ensemble csvr does not use --friction (langevin only, set in --config {config})"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_python_api_names_the_settings():
     """LearnConfig's checks name its fields; only a command line passes its option names."""
     with pytest.raises(ValueError, match=r"^timestep_fs must be finite and > 0 fs, received -1.0$"):

@@ -2057,6 +2057,10 @@ MUTANTS = (
            '    timestep = getattr(result, "settings", {}).get("timestep_fs")\n', "    timestep = None\n",
            ("tests/test_spectra_md.py::test_bands_follow_their_lines_where_the_timestep_moves_them",),
            "bands looked for about the harmonic line where the timestep has moved the MD line out of the window"),
+    Mutant("learn_config_friction_ignored", "physnetjax/learn/__main__.py",
+           '"friction" in given_options(parser, argv) | set(from_config):', '"friction" in given_options(parser, argv):',
+           ("tests/test_learn.py::test_cli_refuses_a_config_files_friction_for_another_md_ensemble",),
+           "a config file's friction for CSVR MD in the learning loop is ignored without a word"),
 )
 
 EXPLAINED = {
