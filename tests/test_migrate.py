@@ -184,12 +184,15 @@ def test_a_large_change_of_the_forces_alone_calls_for_fine_tuning(tmp_path, caps
     assert summary["large_change"] is True and "--init-from" in summary["recommendation"]
 
 
-def test_overwrite_refuses_a_directory_that_is_not_a_checkpoint_before_migrating(tmp_path, capsys):
+def test_overwrite_refuses_a_directory_that_is_not_a_checkpoint_before_migrating(tmp_path, capsys, monkeypatch):
     """``--overwrite`` replaces only a checkpoint: a directory of other files is refused, before the migration
     runs (no report is printed), and left as it was."""
+    import physnetjax.migrate
+
     target = tmp_path / "results"
     target.mkdir()
     (target / "mine.txt").write_text("mine", encoding="utf-8")
+    monkeypatch.setattr(physnetjax.migrate, "migrate_legacy", lambda *a, **k: pytest.fail("the migration ran"))
     assert main([str(LEGACY / "A"), str(target), "--overwrite"]) == 3  # an unusable output path
     captured = capsys.readouterr()
     assert captured.err == (f"python -m physnetjax.migrate: error: refusing to overwrite {target}: it is not a "
