@@ -329,7 +329,7 @@ def out_of_memory_error(model, doing: str, atom_slots: int, pairs: int, long_ran
     A D3 model's Axilrod–Teller–Muto term runs over every triangle of atoms within its cutoff: ~n k² for n atoms of
     k neighbours each, 1.9e8 for a 192-atom water box at 15 Å, where the pairs number ~n k (2.7e5). Summed in chunks
     (:data:`~physnetjax.physics.dispersion.ATM_CHUNK_TRIANGLES`), they still hold their index list (9 bytes each
-    with its mask, on the host and again on the device: 4.4 GB at the peak of an energy+forces call on that box):
+    with its mask, on the host and again on the device: 4.3 GB at the peak of an energy+forces call on that box):
     when the triangles outnumber the pairs, the remedy is to leave that term out or shorten its cutoff
     (:func:`~physnetjax.neighbors.triplets.three_body_remedy`).
     ``error``: an OutOfMemoryError of :func:`~physnetjax.device_memory.check_fits` adds what the compiled program
