@@ -471,7 +471,8 @@ def check_label_sanity(data, where: str = "data", skip: Iterable[str] = ()) -> l
     ``skip``: quantities (``"forces"``, ``"energies"``, or both in one string) already judged otherwise,
     e.g. against a model's predictions (:func:`physnetjax.eval.evaluate.label_scale_findings`): a finding
     about them is left out, so that one problem gives one message. The forces' sign judged from the virial alone
-    (a heuristic for thermally sampled molecules) is also ``"sign"``, which leaves out that finding only. Returns the warning messages (also issued as
+    (a heuristic for thermally sampled molecules) is also ``"sign"``, which leaves out that finding only.
+    Returns the warning messages (also issued as
     :class:`PhysNetInputWarning`).
     """
     files = frames_by_file(data.sources)

@@ -14,8 +14,9 @@ members, a single model to calibrate, data to calibrate on whose positions or fo
 labels the data checks find in other units (nothing written); 3 ``--out`` exists (without
 ``--overwrite``), is a training run's checkpoint (never replaced: it holds the run's weights
 and resume state), is one of ``combine``'s input checkpoints, holds one or lies inside one
-(it would replace an input and its training state), or cannot be created (its missing parent folders are created with it, as for every output
-directory; checked before any checkpoint is read).
+(it would replace an input and its training state), or cannot be created (its missing
+parent folders are created with it, as for every output directory; checked before any
+checkpoint is read).
 """
 
 from __future__ import annotations
