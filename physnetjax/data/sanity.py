@@ -458,22 +458,11 @@ def force_scale_slips(rms: float) -> str:
         "no common unit slip brings it into the typical range")
 
 
-def check_label_sanity(data, where: str = "data", skip: Iterable[str] = ()) -> list[str]:
-    """Warn about an implausible force scale and about forces that disagree with the energies.
+def label_sanity_findings(data, where: str = "data") -> list[tuple[str, str]]:
+    """The findings of :func:`check_label_sanity` as (quantities concerned, message) pairs, none issued.
 
-    Data read from several files is checked file by file as well as pooled: a file whose labels are in other units
-    or of the other sign than the rest is named, with a fix for that file alone (the reading options apply to every
-    file: :data:`~physnetjax.data.remedies.ONE_FILE_OF_SEVERAL`); pooled, its frames only blurred the rest (forces of
-    one file stored as gradients went unnoticed), or gave advice that would convert every file. A finding about the
-    same quantities in every file and in the pool is reported once, pooled, with the usual fix; a pooled one about
-    quantities that no file shows alone is reported as a difference between the files.
-
-    ``skip``: quantities (``"forces"``, ``"energies"``, or both in one string) already judged otherwise,
-    e.g. against a model's predictions (:func:`physnetjax.eval.evaluate.label_scale_findings`): a finding
-    about them is left out, so that one problem gives one message. The forces' sign judged from the virial alone
-    (a heuristic for thermally sampled molecules) is also ``"sign"``, which leaves out that finding only.
-    Returns the warning messages (also issued as
-    :class:`PhysNetInputWarning`).
+    The quantities are ``"forces"``, ``"energies"``, ``"energies forces"``, ``"stresses"``, ``"dipoles"``; the forces'
+    sign judged from the virial alone (a heuristic for thermally sampled molecules) is ``"forces sign"``.
     """
     files = frames_by_file(data.sources)
     findings = label_findings(data, where)
@@ -489,8 +478,28 @@ def check_label_sanity(data, where: str = "data", skip: Iterable[str] = ()) -> l
                     + [(quantities, message + " (no file shows this alone: do the files differ in units, reference "
                         "method or energy zero?)") for quantities, message in findings
                        if not set(quantities.split()) & anywhere])
+    return findings
+
+
+def check_label_sanity(data, where: str = "data", skip: Iterable[str] = ()) -> list[str]:
+    """Warn about an implausible force scale and about forces that disagree with the energies.
+
+    Data read from several files is checked file by file as well as pooled: a file whose labels are in other units
+    or of the other sign than the rest is named, with a fix for that file alone (the reading options apply to every
+    file: :data:`~physnetjax.data.remedies.ONE_FILE_OF_SEVERAL`); pooled, its frames only blurred the rest (forces of
+    one file stored as gradients went unnoticed), or gave advice that would convert every file. A finding about the
+    same quantities in every file and in the pool is reported once, pooled, with the usual fix; a pooled one about
+    quantities that no file shows alone is reported as a difference between the files
+    (:func:`label_sanity_findings`).
+
+    ``skip``: quantities (``"forces"``, ``"energies"``, or both in one string) already judged otherwise,
+    e.g. against a model's predictions (:func:`physnetjax.eval.evaluate.label_scale_findings`): a finding
+    about them is left out, so that one problem gives one message. Returns the warning messages (also issued as
+    :class:`PhysNetInputWarning`).
+    """
     skipped = {word for quantities in skip for word in quantities.split()}
-    messages = [message for quantities, message in findings if not set(quantities.split()) & skipped]
+    messages = [message for quantities, message in label_sanity_findings(data, where)
+                if not set(quantities.split()) & skipped]
     for message in messages:
         warn_caller(message, PhysNetInputWarning)
     return messages

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -29,12 +29,12 @@ from physnetjax.data.dataset import length_unit_finding
 from physnetjax.data.fingerprint import file_sha256
 from physnetjax.data.frame_digests import (FrameRecord, checkpoint_metadata_sources, dataset_digests,
                                           recorded_frames)
-from physnetjax.data.sanity import check_label_sanity, frames_by_file
+from physnetjax.data.sanity import frames_by_file, label_sanity_findings
 from physnetjax.ensemble.calibration import (fit_calibration_scale, gaussian_nll, spearman_rank_correlation,
                                              warn_few_frames)
 from physnetjax.ensemble.model import is_ensemble
 from physnetjax.errors import LengthUnitWarning, PhysNetInputError, PhysNetInputWarning, warn_caller
-from physnetjax.eval.evaluate import label_scale_findings
+from physnetjax.eval.evaluate import given_units, label_scale_findings
 from physnetjax.eval.predictions import predict_dataset
 from physnetjax.training_record import TrainingRecord
 
@@ -139,7 +139,7 @@ def check_calibration_positions(dataset) -> None:
                                     "errors of geometries in another unit: nothing written")
 
 
-def check_calibration_labels(dataset, predictions, where: str) -> None:
+def check_calibration_labels(dataset, predictions, where: str, units: Optional[dict] = None) -> None:
     """Refuse force labels in other units or of the other sign than the ensemble's mean predictions, or that the
     data checks find implausible; warn about the rest of what the data checks find.
 
@@ -149,27 +149,27 @@ def check_calibration_labels(dataset, predictions, where: str) -> None:
     :func:`physnetjax.data.sanity.check_label_sanity` that concerns the forces (their scale, their consistency with
     the energies) is refused as well, but for their sign guessed from the virial alone (frames not thermally
     sampled, a compressed scan, push apart legitimately), which warns. Energies alone (only reported, in the rank
-    correlation) warn, as in ``eval``; dipoles are not judged (the fit reads none, and this command has no unit option for
-    them).
+    correlation) warn, as in ``eval``; dipoles are not judged (the fit reads none, and this command has no unit
+    option for them). ``units``: the :func:`~physnetjax.eval.evaluate.given_units` the data were read with.
 
     Raises:
       PhysNetInputError: the force labels are a multiple of the predictions
         (:func:`physnetjax.eval.evaluate.label_scale_findings`), naming the option that converts them, or the data
         checks find them implausible alone or against the energies.
     """
-    findings = {quantity: message for quantity, message in label_scale_findings(dataset, predictions, where).items()
+    findings = {quantity: message
+                for quantity, message in label_scale_findings(dataset, predictions, where, units).items()
                 if quantity != "dipoles"}
-    skip = ["dipoles", *findings]
-    with warnings.catch_warnings():  # issued below: the findings about forces refuse, the others warn
-        warnings.simplefilter("ignore", PhysNetInputWarning)
-        every = check_label_sanity(dataset, where, skip=skip)
-        judged = check_label_sanity(dataset, where, skip=[*skip, "sign"]) if every else []
-        others = check_label_sanity(dataset, where, skip=[*skip, "forces"]) if every else []
-    for message in every:
-        if message in others or message not in judged:  # not about forces, or the virial's guess of their sign
+    skipped = {"dipoles", *(word for quantities in findings for word in quantities.split())}
+    wrong = [message for quantity, message in findings.items() if "forces" in quantity]
+    for quantities, message in label_sanity_findings(dataset, where):
+        words = set(quantities.split())
+        if words & skipped:
+            continue
+        if "forces" in words and "sign" not in words:  # the virial's guess of their sign only warns
+            wrong.append(message)
+        else:
             warn_caller(message, PhysNetInputWarning)
-    wrong = ([message for quantity, message in findings.items() if "forces" in quantity]
-             + [message for message in judged if message not in others])
     if wrong:
         raise PhysNetInputError(f"{wrong[0]}; the calibration scale would be fitted to those errors: nothing written")
     for message in findings.values():
@@ -235,7 +235,8 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
     warn_training_data(dataset, data, metadata)
     predictions = predict_dataset(model.clone(calibration_scale=1.0), params, dataset, batch_size=batch_size,
                                   dtype=dtype)
-    check_calibration_labels(dataset, predictions, ", ".join(str(p) for p in data))
+    check_calibration_labels(dataset, predictions, ", ".join(str(p) for p in data),
+                             given_units(energy_unit, force_unit))
     record = calibration_record(predictions, dataset)
     record["data"] = [str(Path(p).resolve()) for p in data]
     save_checkpoint(out, model.clone(calibration_scale=record["calibration_scale"]), params,

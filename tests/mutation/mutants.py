@@ -2030,7 +2030,7 @@ MUTANTS = (
            ("tests/test_ensemble.py::test_combine_refuses_an_output_that_is_one_of_its_inputs",),
            "an --out that links to an input is not recognised, and the input is overwritten"),
     Mutant("calibrate_force_findings_warned", "physnetjax/ensemble/calibrate_checkpoint.py",
-           "             + [message for message in judged if message not in others])", "             )",
+           "            wrong.append(message)\n", "            pass\n",
            ("tests/test_ensemble.py::test_calibrate_refuses_positions_and_forces_the_data_checks_flag",),
            "all-zero force labels are calibrated on again (a scale of 40 where 4.3 is right)"),
     Mutant("calibrate_positions_unchecked", "physnetjax/ensemble/calibrate_checkpoint.py",
