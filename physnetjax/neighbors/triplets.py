@@ -61,7 +61,8 @@ def pair_triplets(pair_dst, pair_mask) -> np.ndarray:
       OutOfMemoryError: the list would not fit the host's free memory (checked before it is built).
     """
     groups = _groups_by_first_atom(pair_dst, pair_mask)
-    return _fill_triplets(groups, _allocate(groups, None, 0, None))
+    needed = _count(groups)
+    return _fill_triplets(groups, _allocate(needed, needed, 0, None))
 
 
 def _groups_by_first_atom(pair_dst, pair_mask) -> list[np.ndarray]:
@@ -77,18 +78,15 @@ def _count(groups) -> int:
     return sum(group.size * (group.size - 1) // 2 for group in groups)
 
 
-def _allocate(groups, size: Optional[int], fill: int, cutoff: Optional[float]) -> np.ndarray:
-    """A (size, 2) int32 array filled with ``fill`` (size None: exactly the groups' triplets), once the host has
-    room for it and its mask (``cutoff``: the three-body cutoff in Å the message names, where known).
+def _allocate(needed: int, size: int, fill: int, cutoff: Optional[float]) -> np.ndarray:
+    """A (size, 2) int32 array filled with ``fill`` for ``needed`` triplets, once the host has room for it and its
+    mask (``cutoff``: the three-body cutoff in Å the message names, where known).
 
     Raises:
       ValueError: ``size`` smaller than the number of triplets (no truncation).
       OutOfMemoryError: the list would not fit the host's free memory.
     """
-    needed = _count(groups)
-    if size is None:
-        size = needed
-    elif size < needed:
+    if size < needed:
         raise ValueError(f"num_triplets={size} is smaller than the {needed} required; refusing to truncate")
     check_host_fits(size * BYTES_PER_TRIPLET, f"building the D3 three-body (ATM) list of {needed} pairs of "
                                               f"neighbor pairs sharing an atom ({size} slots)",
@@ -149,7 +147,7 @@ def padded_triplets(pair_dst, pair_mask, pair_vectors, cutoff: float,
         mask = mask & (np.linalg.norm(np.asarray(pair_vectors, dtype=np.float64), axis=-1) < cutoff)
     groups = _groups_by_first_atom(pair_dst, mask)
     needed = _count(groups)
-    out = _allocate(groups, triplet_slots(needed) if num_triplets is None else num_triplets, max(len(mask) - 1, 0),
+    out = _allocate(needed, triplet_slots(needed) if num_triplets is None else num_triplets, max(len(mask) - 1, 0),
                     cutoff)
     real = np.zeros(len(out), dtype=bool)
     real[:needed] = True

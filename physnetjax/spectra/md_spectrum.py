@@ -305,8 +305,8 @@ def md_spectrum(
         """Refuse replicas that came apart; warn once about the first to leave the training distances."""
         positions = np.asarray(state.positions, np.float64)
         for replica, geometry in enumerate(positions):
-            if fragment_count(geometry, float(model.cutoff)) > start_fragments:
-                groups = fragments_within(geometry, float(model.cutoff))
+            groups = fragments_within(geometry, float(model.cutoff))
+            if len(groups) > start_fragments:
                 raise DissociationError(
                     f"replica {replica} came apart {when}: its atoms form {len(groups)} groups more than "
                     f"{float(model.cutoff):g} Å (the model's cutoff) apart ({', '.join(str(g.tolist()) for g in groups)}"
