@@ -46,6 +46,7 @@ left out of a file to keep it unset.
 from __future__ import annotations
 
 import argparse
+from typing import Optional
 import difflib
 import json
 import math
@@ -224,12 +225,13 @@ def given_options(parser: argparse.ArgumentParser, argv=None) -> set[str]:
     return {action.dest for action in keys if getattr(probe, action.dest) is not unset}
 
 
-def config_file_options(parser: argparse.ArgumentParser, argv=None) -> dict[str, str]:
-    """The dests a ``--config`` file set to other values than their defaults, each with the file's path, after
-    :func:`parse_args` with the same ``parser`` and ``argv`` (a template or a run's resolved config lists every
-    option, mostly at its default: those do not count). For checks of options a choice leaves unused."""
+def chosen_options(parser: argparse.ArgumentParser, argv=None) -> dict[str, Optional[str]]:
+    """The options the user chose, after :func:`parse_args` with the same ``parser`` and ``argv``: dest → None for
+    one given on the command line, or the path of the ``--config`` file that set it to another value than its default
+    (a template or a run's resolved config lists every option, mostly at its default: those do not count). For the
+    checks of options a choice leaves unused, whose messages name the file."""
     target, _ = _chosen_parser(parser, [str(token) for token in (sys.argv[1:] if argv is None else argv)])
-    return dict(getattr(target, "config_file_options", {}))
+    return {**getattr(target, "config_file_options", {}), **dict.fromkeys(given_options(parser, argv))}
 
 
 def read_config(parser: argparse.ArgumentParser, path) -> dict:

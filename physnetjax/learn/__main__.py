@@ -21,8 +21,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, config_file_options,
-                                   given_options, parse_args, write_resolved_config)
+from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, chosen_options,
+                                   parse_args, write_resolved_config)
 from physnetjax.cli_errors import cli_main, configure_logging, exit_process
 from physnetjax.cli_help import HelpFormatter
 from physnetjax.errors import PhysNetInputError
@@ -111,9 +111,9 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
     configure_logging("python -m physnetjax.learn", args.verbose)
-    from_config = config_file_options(parser, argv)
-    if args.md_ensemble != "langevin" and "friction" in given_options(parser, argv) | set(from_config):
-        source = f", set in --config {from_config['friction']}" if "friction" in from_config else ""
+    chosen = chosen_options(parser, argv)
+    if args.md_ensemble != "langevin" and "friction" in chosen:
+        source = "" if chosen["friction"] is None else f", set in --config {chosen['friction']}"
         raise PhysNetInputError(f"--md-ensemble {args.md_ensemble} does not use --friction (langevin only{source}): "
                                 "remove it or choose --md-ensemble langevin")
     values = {key: value for key, value in vars(args).items() if key != "verbose"}

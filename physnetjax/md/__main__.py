@@ -30,12 +30,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional
 
 import ase.io
 import jax
 
-from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, config_file_options,
+from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, chosen_options,
                                    given_options, parse_args, write_resolved_config)
 from physnetjax.cli_errors import EXIT_OK, EXIT_RUN_STOPPED, cli_main, configure_logging, exit_process
 from physnetjax.cli_help import HelpFormatter, describe
@@ -159,15 +158,13 @@ def _named_ensemble(ensemble: str, given: set) -> str:
     return f"--ensemble {ensemble}" + (" (the default)" if default else "")
 
 
-def check_ensemble_options(ensemble: str, given: set, from_config: Optional[dict] = None) -> None:
-    """PhysNetInputError naming the options given on the command line (``given``: dests) or set by a ``--config``
-    file to other values than their defaults (``from_config``: dest → the file's path) that ``ensemble`` ignores."""
-    from_config = from_config or {}
-    unused = [dest for dest, users in ENSEMBLE_ONLY.items()
-              if (dest in given or dest in from_config) and ensemble not in users]
+def check_ensemble_options(ensemble: str, given: set, chosen: dict) -> None:
+    """PhysNetInputError naming the options the user chose (``chosen``: :func:`~physnetjax.cli_config.chosen_options`,
+    a config file's named) that ``ensemble`` ignores; ``given``: the dests of the command line."""
+    unused = [dest for dest, users in ENSEMBLE_ONLY.items() if dest in chosen and ensemble not in users]
     if unused:
         flags = ", ".join(f"--{dest.replace('_', '-')} ({' / '.join(ENSEMBLE_ONLY[dest])} only"
-                          f"{'' if dest in given else f', set in --config {from_config[dest]}'})" for dest in unused)
+                          f"{'' if chosen[dest] is None else f', set in --config {chosen[dest]}'})" for dest in unused)
         them = "it" if len(unused) == 1 else "them"
         raise PhysNetInputError(f"{_named_ensemble(ensemble, given)} does not use {flags}: remove {them} or choose "
                                 f"an --ensemble that uses {them}")
@@ -204,7 +201,7 @@ def main(argv=None) -> int:
     args = parse_args(parser, argv)
     given = given_options(parser, argv)
     configure_logging("python -m physnetjax.md", args.verbose)
-    check_ensemble_options(args.ensemble, given, config_file_options(parser, argv))
+    check_ensemble_options(args.ensemble, given, chosen_options(parser, argv))
     for path, what in ((args.out, "--out"), (args.md_checkpoint, "--md-checkpoint")):
         if path is not None:
             check_output_path(path, overwrite=True, what=what)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from physnetjax.cli_config import add_config_options, config_file_options, given_options, parse_args
+from physnetjax.cli_config import add_config_options, chosen_options, parse_args
 from physnetjax.cli_errors import cli_main, exit_process
 from physnetjax.cli_help import HelpFormatter
 
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
-    args.given = given_options(parser, argv) | set(config_file_options(parser, argv))
+    args.chosen = chosen_options(parser, argv)
     return args.run(args)
 
 

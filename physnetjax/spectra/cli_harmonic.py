@@ -162,7 +162,7 @@ UNUSED_WITH = {"no_optimize": ("max_steps", "max_step")}
 
 
 def check_unused_options(args, unused_with: dict) -> None:
-    """Refuse options of ``args.given`` (dests given on the command line or set by a config file) that a choice of
+    """Refuse options of ``args.chosen`` (:func:`~physnetjax.cli_config.chosen_options`) that a choice of
     ``args`` leaves unused: ``unused_with`` maps a dest whose value is true (a switch given) to the dests it does not
     use, or a (dest, value) pair to those the value leaves unused.
 
@@ -171,12 +171,12 @@ def check_unused_options(args, unused_with: dict) -> None:
     """
     from physnetjax.errors import PhysNetInputError
 
-    given = getattr(args, "given", set())
+    chosen = getattr(args, "chosen", {})
     for choice, dests in unused_with.items():
         dest, value = choice if isinstance(choice, tuple) else (choice, True)
         if getattr(args, dest) != value:
             continue
-        extra = [other for other in dests if other in given]
+        extra = [other for other in dests if other in chosen]
         if extra:
             chosen = f"--{dest.replace('_', '-')}" + ("" if value is True else f" {value:g}")
             flags = ", ".join(f"--{other.replace('_', '-')}" for other in extra)
