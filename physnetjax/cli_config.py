@@ -58,6 +58,7 @@ import tomllib
 from pathlib import Path
 
 from physnetjax.cli_errors import name_input
+from physnetjax.cli_help import ArgumentParser
 from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning, warn_caller
 
 CONFIG_NAME = "config.toml"
@@ -127,7 +128,7 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
     """
     argv = sys.argv[1:] if argv is None else [str(token) for token in argv]
     target, tokens = _chosen_parser(parser, argv)
-    finder = argparse.ArgumentParser(prog=target.prog, add_help=False, allow_abbrev=target.allow_abbrev)
+    finder = ArgumentParser(prog=target.prog, add_help=False, allow_abbrev=target.allow_abbrev)
     finder.add_argument("--config", action="append")
     paths = finder.parse_known_args(tokens)[0].config or [None]
     if len(set(paths)) > 1:

@@ -1,6 +1,8 @@
-"""One ``--help`` layout for every command line tool: plain text, each default shown once.
+"""One ``--help`` layout and one form of usage error for every command line tool.
 
-Every parser of the package passes ``formatter_class=HelpFormatter`` and
+Every parser of the package is an :class:`ArgumentParser` (its usage errors are one line,
+``PROG: error: MESSAGE (PROG --help lists the options)``, as every other error of the
+tools: :mod:`physnetjax.cli_errors`) and passes ``formatter_class=HelpFormatter`` and
 ``description=describe(__doc__)``. The formatter
 
 * appends ``(default: X)`` to an option's help unless the help already says what the
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import re
 import textwrap
+from typing import NoReturn
 
 _ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
 _LITERAL = re.compile(r"``([^`]+)``")
@@ -57,3 +60,17 @@ class HelpFormatter(argparse.HelpFormatter):
                 paragraphs.append(textwrap.fill(" ".join(line.strip() for line in lines), width,
                                                 initial_indent=indent, subsequent_indent=indent))
         return "\n\n".join(paragraphs)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors are one line on stderr and exit 2.
+
+    ``python -m physnetjax.md`` without ``--geometry`` printed argparse's usage block, 20
+    lines of every option, above the line that says what is wrong; now it prints
+    ``python -m physnetjax.md: error: the following arguments are required: --geometry
+    (python -m physnetjax.md --help lists the options)``. Subcommand parsers made by
+    ``add_subparsers`` are of this class too (argparse makes them of the parent's class).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\n")

@@ -36,7 +36,7 @@ from physnetjax.checkpoint.legacy import migrate_legacy
 from physnetjax.checkpoint.report import (REFERENCE_SHAPES, check_reference_shapes, find_beside, migration_report,
                                          read_geometries, render)
 from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main, configure_logging, exit_process
-from physnetjax.cli_help import HelpFormatter
+from physnetjax.cli_help import ArgumentParser, HelpFormatter
 from physnetjax.errors import OutputPathError
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.text_table import print_line
@@ -48,7 +48,7 @@ logger = logging.getLogger("physnetjax.migrate")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m physnetjax.migrate", formatter_class=HelpFormatter,
         description="Convert a legacy physnetjax checkpoint to the physnetjax format and report what changed.",
     )

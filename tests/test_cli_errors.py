@@ -129,6 +129,37 @@ def test_interrupts_internal_errors_and_os_errors_are_one_line_with_their_exit_c
     assert "Traceback" not in err and err.count("\n") == 1 and err.startswith(line), err
 
 
+@pytest.mark.parametrize("main, argv, prog, message", [
+    (md_main, [], "python -m physnetjax.md", "the following arguments are required: --geometry"),
+    (md_main, ["--geometry", "x.xyz", "--steps", "ten"], "python -m physnetjax.md",
+     "argument --steps: invalid int value: 'ten'"),
+    (md_main, ["--config"], "python -m physnetjax.md", "argument --config: expected one argument"),
+    (eval_main, [], "python -m physnetjax.eval", "the following arguments are required: --data"),
+    (train_main, ["--epochs"], "python -m physnetjax.train", "argument --epochs: expected one argument"),
+    (check_main, ["--bogus"], "python -m physnetjax.check", "unrecognized arguments: --bogus"),
+    (migrate_main, [], "python -m physnetjax.migrate", "the following arguments are required"),
+    (learn_main, ["--rounds", "two"], "python -m physnetjax.learn", "argument --rounds: invalid int value: 'two'"),
+    (generate_main, ["--frames", "1.5"], "python -m physnetjax.data.generate",
+     "argument --frames: invalid int value: '1.5'"),
+    (spectra_main, [], "python -m physnetjax.spectra", "the following arguments are required: {harmonic,ir}"),
+    (spectra_main, ["harmonic"], "python -m physnetjax.spectra harmonic",
+     "the following arguments are required: --checkpoint, --geometry, --out"),
+    (ensemble_main, ["merge"], "python -m physnetjax.ensemble",
+     "argument {combine,calibrate}: invalid choice: 'merge'"),
+])
+def test_usage_errors_are_one_line_with_exit_code_2(capsys, main, argv, prog, message):
+    """A missing, misspelt or malformed option: the one line every other error has, exit 2, and where to look
+    (argparse printed its usage block first, 20 lines of every option for md, above the line that said what was
+    wrong)."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "usage:" not in err, err
+    assert err.startswith(f"{prog}: error: {message}"), err
+    assert err.rstrip().endswith(f"({prog} --help lists the options)"), err
+
+
 @pytest.mark.parametrize("module, hint", [
     ("physnetjax.learn.__main__", "interrupted; rerun the same command to continue: finished rounds are kept, "
                                   "the interrupted one is redone"),

@@ -23,7 +23,7 @@ from pathlib import Path
 from physnetjax.check.report import GROUPS
 from physnetjax.cli_config import add_config_options, parse_args
 from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main, configure_logging, exit_process
-from physnetjax.cli_help import HelpFormatter, describe
+from physnetjax.cli_help import ArgumentParser, HelpFormatter, describe
 from physnetjax.errors import PhysNetInputError
 from physnetjax.text_table import print_line
 from physnetjax.training_record import TrainingRecord
@@ -31,8 +31,8 @@ from physnetjax.validation import check_distinct_files, check_output_path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m physnetjax.check", formatter_class=HelpFormatter,
-                                     description=describe(__doc__.split("\n\n")[1]))
+    parser = ArgumentParser(prog="python -m physnetjax.check", formatter_class=HelpFormatter,
+                            description=describe(__doc__.split("\n\n")[1]))
     parser.add_argument("checkpoint", nargs="?",
                         help="checkpoint directory (physnetjax or legacy format); default: the shipped example model")
     parser.add_argument("--geometry", nargs="+", metavar="FILE",

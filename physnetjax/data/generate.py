@@ -69,7 +69,7 @@ import numpy as np
 
 from physnetjax.cli_config import given_options
 from physnetjax.cli_errors import cli_main, configure_logging, exit_process
-from physnetjax.cli_help import HelpFormatter, describe
+from physnetjax.cli_help import ArgumentParser, HelpFormatter, describe
 from physnetjax.data.generate_progress import GenerateProgress
 from physnetjax.data.normal_modes import normal_mode_displacements
 from physnetjax.data.xtb_shells import valence_electrons, valence_orbitals
@@ -534,8 +534,8 @@ def _finite_difference_hessian(atoms, minimum, delta, progress=None):
 @cli_main("python -m physnetjax.data.generate")
 def main(argv=None) -> int:
     """Command line; exit status as in :mod:`physnetjax.cli_errors` (3: ``--out`` not writable, checked first)."""
-    parser = argparse.ArgumentParser(prog="python -m physnetjax.data.generate", formatter_class=HelpFormatter,
-                                     description=describe(__doc__).split(":")[0] + " (needs the xtb extra: tblite).")
+    parser = ArgumentParser(prog="python -m physnetjax.data.generate", formatter_class=HelpFormatter,
+                            description=describe(__doc__).split(":")[0] + " (needs the xtb extra: tblite).")
     parser.add_argument("--molecule", default="CH3CH2OH", help="structure file or ase.build.molecule name")
     parser.add_argument("--frames", type=int, default=1000, help="labelled frames to write")
     parser.add_argument("--stride", type=int, default=20, help="MD steps between frames")

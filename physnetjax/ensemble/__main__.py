@@ -28,7 +28,7 @@ from pathlib import Path
 from physnetjax.checkpoint.format import check_not_a_run_checkpoint
 from physnetjax.cli_config import parse_args as parse_options
 from physnetjax.cli_errors import cli_main, configure_logging, exit_process
-from physnetjax.cli_help import HelpFormatter, describe
+from physnetjax.cli_help import ArgumentParser, HelpFormatter, describe
 from physnetjax.errors import OutputPathError, PhysNetInputError
 from physnetjax.train.cli import HELP
 from physnetjax.validation import check_directory_creatable
@@ -37,9 +37,9 @@ VERBOSE_HELP = "info log messages, and the traceback of an error"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m physnetjax.ensemble", description=describe(__doc__),
-                                     formatter_class=HelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = ArgumentParser(prog="python -m physnetjax.ensemble", description=describe(__doc__),
+                            formatter_class=HelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{combine,calibrate}")
     combine = commands.add_parser("combine", help="combine checkpoints into one ensemble checkpoint",
                                   description="Combine checkpoints of one architecture into one ensemble checkpoint.",
                                   formatter_class=HelpFormatter)

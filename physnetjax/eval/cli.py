@@ -29,7 +29,7 @@ from typing import Optional
 from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, parse_args,
                                    write_resolved_config)
 from physnetjax.cli_errors import cli_main, configure_logging
-from physnetjax.cli_help import HelpFormatter
+from physnetjax.cli_help import ArgumentParser, HelpFormatter
 from physnetjax.data.frame_digests import (TRAINING_FRAMES_KEY, VALIDATION_FRAMES_KEY, RecordedShare, dataset_digests,
                                           recorded_frames)
 from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning, warn_caller
@@ -47,7 +47,7 @@ exit status: 0 success, 2 bad argument, checkpoint or data, 3 output path cannot
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m physnetjax.eval", epilog=EXAMPLES, formatter_class=HelpFormatter,
         description="Errors of a checkpoint on labelled frames: MAE/RMSE tables, per-element force errors,\n"
                     "worst frames; with --out a per-frame CSV, a JSON summary and parity PNGs.")

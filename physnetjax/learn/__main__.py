@@ -24,7 +24,7 @@ from pathlib import Path
 from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, chosen_options,
                                    parse_args, write_resolved_config)
 from physnetjax.cli_errors import cli_main, configure_logging, exit_process
-from physnetjax.cli_help import HelpFormatter
+from physnetjax.cli_help import ArgumentParser, HelpFormatter
 from physnetjax.errors import PhysNetInputError
 from physnetjax.learn.config import SELECTIONS, LearnConfig
 from physnetjax.train.cli import HELP as TRAIN_HELP
@@ -37,10 +37,10 @@ OPTION_OF = {field.name: f"--{field.name.replace('_', '-')}" for field in datacl
 
 def build_parser() -> argparse.ArgumentParser:
     d = DEFAULTS
-    parser = argparse.ArgumentParser(prog="python -m physnetjax.learn",
-                                     description="Active learning: MD with an ensemble, label the most uncertain "
-                                                 "diverse frames (GFN2-xTB), retrain; repeat.",
-                                     formatter_class=HelpFormatter)
+    parser = ArgumentParser(prog="python -m physnetjax.learn",
+                            description="Active learning: MD with an ensemble, label the most uncertain "
+                                        "diverse frames (GFN2-xTB), retrain; repeat.",
+                            formatter_class=HelpFormatter)
     add = parser.add_argument
     add("--out", default=d.out, help="run directory (an existing one is resumed)")
     add("--data", help="initial frames (.npz or ASE file); default: the bundled ethanol GFN2-xTB set")

@@ -37,7 +37,7 @@ import jax
 from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, chosen_options,
                                    given_options, parse_args, write_resolved_config)
 from physnetjax.cli_errors import EXIT_OK, EXIT_RUN_STOPPED, cli_main, configure_logging, exit_process
-from physnetjax.cli_help import HelpFormatter, describe
+from physnetjax.cli_help import ArgumentParser, HelpFormatter, describe
 from physnetjax.structure_file import read_last_frame
 from physnetjax.errors import PhysNetInputError
 from physnetjax.md.driver import (
@@ -87,8 +87,8 @@ OPTION_OF = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m physnetjax.md", description=describe(__doc__.split("\n\n")[1]),
-                                     formatter_class=HelpFormatter)
+    parser = ArgumentParser(prog="python -m physnetjax.md", description=describe(__doc__.split("\n\n")[1]),
+                            formatter_class=HelpFormatter)
     parser.add_argument("--checkpoint", help="model checkpoint directory (new or legacy format); "
                         "default: the shipped example model")
     parser.add_argument("--geometry", required=True, help="start geometry, any file ase.io.read understands")

@@ -21,7 +21,7 @@ import importlib
 
 from physnetjax.cli_config import add_config_options, chosen_options, parse_args
 from physnetjax.cli_errors import cli_main, exit_process
-from physnetjax.cli_help import HelpFormatter
+from physnetjax.cli_help import ArgumentParser, HelpFormatter
 
 SUBCOMMANDS = {
     "harmonic": "physnetjax.spectra.cli_harmonic",
@@ -31,9 +31,9 @@ SUBCOMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m physnetjax.spectra", formatter_class=HelpFormatter,
-                                     description=__doc__.splitlines()[0].split(": ", 1)[-1])
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    parser = ArgumentParser(prog="python -m physnetjax.spectra", formatter_class=HelpFormatter,
+                            description=__doc__.splitlines()[0].split(": ", 1)[-1])
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(SUBCOMMANDS) + "}")
     for name, module_name in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
         summary = module.__doc__.splitlines()[0].split(": ", 1)[-1]

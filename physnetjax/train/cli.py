@@ -30,7 +30,7 @@ from pathlib import Path
 from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, parse_args,
                                    write_resolved_config)
 from physnetjax.cli_errors import cli_main
-from physnetjax.cli_help import HelpFormatter, describe
+from physnetjax.cli_help import ArgumentParser, HelpFormatter, describe
 from physnetjax.errors import PhysNetInputError
 from physnetjax.model_dispersion import DISPERSION_METHODS
 from physnetjax.train.config import (ARCHITECTURE_SETTINGS, BEST_METRICS, LOSSES, OPTIMIZERS, PRESETS, SCHEDULES,
@@ -112,8 +112,8 @@ OPTION_OF = {field.name: "--" + field.name.replace("_", "-") for field in datacl
 
 def build_parser() -> argparse.ArgumentParser:
     """Parser whose options mirror :class:`TrainConfig`; unset options stay absent (SUPPRESS)."""
-    parser = argparse.ArgumentParser(prog="python -m physnetjax.train", description=describe(__doc__),
-                                     formatter_class=HelpFormatter, argument_default=argparse.SUPPRESS)
+    parser = ArgumentParser(prog="python -m physnetjax.train", description=describe(__doc__),
+                            formatter_class=HelpFormatter, argument_default=argparse.SUPPRESS)
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run exactly (optimizer, EMA, "
                         "schedule, RNG, epoch, best metric, split); may change --epochs/--max-time/--patience, and "
                         "--data to the same files moved (content checked)")

@@ -2062,6 +2062,11 @@ MUTANTS = (
            "    chosen = {dest: None for dest, path in chosen_options(parser, argv).items() if path is None}\n",
            ("tests/test_learn.py::test_cli_refuses_a_config_files_friction_for_another_md_ensemble",),
            "a config file's friction for CSVR MD in the learning loop is ignored without a word"),
+    Mutant("usage_error_block", "physnetjax/cli_help.py",
+           '        self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\\n")\n',
+           "        super().error(message)\n",
+           ("tests/test_cli_errors.py::test_usage_errors_are_one_line_with_exit_code_2",),
+           "a usage error prints argparse's usage block of every option above the line that says what is wrong"),
 )
 
 EXPLAINED = {
