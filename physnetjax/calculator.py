@@ -59,9 +59,11 @@ from physnetjax.predict import (
 from physnetjax.training_record import TrainingRecord, training_record_of
 from physnetjax.validation import (
     MIN_DISTANCE_WARNING,
+    PhysNetInputError,
     atoms_total_charge,
     check_distances,
     formula,
+    is_real_number,
     neighbor_box,
     validate_structure,
 )
@@ -215,6 +217,10 @@ class PhysNetCalculator(Calculator):
         if unknown:
             raise TypeError(f"PhysNetCalculator.set got unknown parameter(s) {', '.join(unknown)}: the only one is "
                             "total_charge")
+        charge = kwargs.get("total_charge")
+        if charge is not None and not (is_real_number(charge) and np.isfinite(charge)):
+            raise PhysNetInputError(f"total_charge must be a finite number in e (or None: the atoms' own), received "
+                                    f"{charge!r}")
         return super().set(**kwargs)
 
     @classmethod
@@ -253,10 +259,11 @@ class PhysNetCalculator(Calculator):
 
         Before the cast to the compute dtype, an isolated system is moved to its centroid
         (d_i = c), and each atom of a periodic system into its cell by a lattice vector
-        (d_i = t_i, :func:`~physnetjax.neighbors.periodic.lattice_translations`): energy,
-        forces and stress do not change, but float32 coordinates 1000 Å from the origin
-        would lose ~1e-3 eV/Å to rounding. The dipole about the origin is the model's dipole
-        plus Σ_i q_i d_i.
+        (d_i = t_i, :func:`~physnetjax.neighbors.periodic.lattice_translations`), a slab or
+        wire then as a whole to the centroid c' of the moved atoms (d_i = t_i + c', which
+        centres its open directions): energy, forces and stress do not change, but float32
+        coordinates 1000 Å from the origin would lose ~1e-3 eV/Å to rounding. The dipole
+        about the origin is the model's dipole plus Σ_i q_i d_i.
         """
         total_charge = atoms_total_charge(atoms, self.total_charge)
         pbc = np.asarray(atoms.pbc, dtype=bool)
@@ -265,7 +272,12 @@ class PhysNetCalculator(Calculator):
                                       total_charge=total_charge, cell=cell, pbc=pbc, search_contacts=False)
         r = given.astype(np.float64)
         periodic = bool(pbc.any())
-        displacement = lattice_translations(r, cell, pbc) if periodic else np.broadcast_to(r.mean(axis=0), r.shape)
+        if periodic:
+            displacement = lattice_translations(r, cell, pbc)
+            if not pbc.all():
+                displacement = displacement + (r - displacement).mean(axis=0)
+        else:
+            displacement = np.broadcast_to(r.mean(axis=0), r.shape)
         r = r - displacement
         dst, src, shifts = self._neighbor_list(self._neighbors, r, cell, pbc)
         distances = np.linalg.norm(r[src] - r[dst] + shifts, axis=1)
@@ -352,6 +364,7 @@ class PhysNetCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         """Evaluate the model on ``atoms`` and fill ``self.results`` (see module docstring)."""
         super().calculate(atoms, properties, system_changes)
+        check_dtype(self.dtype)  # float64 needs x64 still on: switched off since, JAX computed in float32
         if {"stress", "stress_std"} & set(properties):
             problem = stress_problem(self.atoms.cell.array, self.atoms.pbc)
             if problem is not None:

@@ -100,6 +100,16 @@ def _prefix(where: str) -> str:
     return f"{where}: " if where else ""
 
 
+def _array(value, name: str, expected: str, where: str) -> np.ndarray:
+    """``np.asarray(value)``, or PhysNetInputError naming ``name`` for nested lists of different lengths (NumPy's
+    "setting an array element with a sequence")."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError):
+        raise PhysNetInputError(f"{_prefix(where)}{name} must be an array of {expected}; received nested sequences "
+                                "of different lengths") from None
+
+
 def check_atomic_numbers(atomic_numbers, max_atomic_number: int, where: str = "") -> np.ndarray:
     """Z as int32 (n,), every entry an integer in [1, max_atomic_number] (the model's; with
     :data:`MAX_ATOMIC_NUMBER`, the periodic table's, as the message then says).
@@ -108,13 +118,14 @@ def check_atomic_numbers(atomic_numbers, max_atomic_number: int, where: str = ""
       PhysNetInputError: wrong shape or dtype, non-integer values, or elements outside
         the model's range (named with symbol and atom indices).
     """
-    z = np.asarray(atomic_numbers)
+    z = _array(atomic_numbers, "atomic_numbers", "(n,) integers", where)
     if z.ndim != 1:
         raise PhysNetInputError(f"{_prefix(where)}atomic_numbers must have shape (n,), received shape {z.shape}")
     if z.shape[0] == 0:
         raise PhysNetInputError(f"{_prefix(where)}a structure needs at least one atom, received none")
     if z.dtype == bool or not (np.issubdtype(z.dtype, np.integer) or np.issubdtype(z.dtype, np.floating)):
         raise PhysNetInputError(f"{_prefix(where)}atomic_numbers must be integers, received dtype {z.dtype}")
+    given = z  # the messages name the values given: a float 2**32 + 6 is not "-1"
     if not np.issubdtype(z.dtype, np.integer):
         bad = ~np.isfinite(z) | (np.mod(np.where(np.isfinite(z), z, 0), 1) != 0)
         if bad.any():
@@ -124,10 +135,10 @@ def check_atomic_numbers(atomic_numbers, max_atomic_number: int, where: str = ""
         z = np.where(np.abs(z) < 2**31, z, -1).astype(np.int64)
     bad = (z < 1) | (z > max_atomic_number)
     if bad.any() and max_atomic_number == MAX_ATOMIC_NUMBER:
-        raise PhysNetInputError(f"{_prefix(where)}atomic number(s) {_listed(sorted({int(v) for v in z[bad]}))} at "
-                                f"atom(s) {_listed(np.nonzero(bad)[0])} are not elements (Z = 1..{MAX_ATOMIC_NUMBER})")
+        raise PhysNetInputError(f"{_prefix(where)}atomic number(s) {_listed(sorted({int(v) for v in given[bad]}))} "
+                                f"at atom(s) {_listed(np.nonzero(bad)[0])} are not elements (Z = 1..{MAX_ATOMIC_NUMBER})")
     if bad.any():
-        found = sorted({int(v) for v in z[bad]})
+        found = sorted({int(v) for v in given[bad]})
         raise PhysNetInputError(
             f"{_prefix(where)}element(s) {_listed(element(v) for v in found)} at atom(s) "
             f"{_listed(np.nonzero(bad)[0])} are outside this model's range Z = 1..{max_atomic_number} "
@@ -142,7 +153,7 @@ def check_positions(positions, num_atoms: int, where: str = "") -> np.ndarray:
       PhysNetInputError: wrong shape or dtype, NaN/Inf or |coordinate| > MAX_ABS_COORDINATE
         (naming the atoms).
     """
-    r = np.asarray(positions)
+    r = _array(positions, "positions", "(n, 3) numbers in Å", where)
     if r.shape != (num_atoms, 3):
         raise PhysNetInputError(
             f"{_prefix(where)}positions must have shape (n, 3) = ({num_atoms}, 3) to match atomic_numbers, "
@@ -465,6 +476,30 @@ def check_batch_structures(atomic_numbers, positions, what: str = "molecule"
         raise
     ends = np.cumsum([z.shape[0] for z in zs])[:-1]
     return np.split(z_all, ends), np.split(r_all, ends)
+
+
+def check_batch_charges(total_charges, electrons, what: str = "molecule") -> np.ndarray:
+    """The total charges Q (K,) e of K structures packed into a batch (None: all 0), as float64, checked as
+    :func:`check_total_charge` checks one (finite, −ΣZ ≤ Q ≤ ΣZ) and vectorised; ``electrons`` (K,): each
+    structure's ΣZ.
+
+    Raises:
+      PhysNetInputError: from :func:`check_total_charge` of the first structure that fails, naming it (``what`` and
+        its index).
+      ValueError: not one charge per structure.
+    """
+    electrons = np.asarray(electrons).reshape(-1)
+    if total_charges is None:
+        return np.zeros(electrons.shape[0])
+    if np.shape(total_charges) != electrons.shape:
+        raise ValueError(f"total_charges must hold one charge per {what} ({electrons.shape[0]}), received shape "
+                         f"{np.shape(total_charges)}")
+    q = np.asarray(total_charges, dtype=np.float64)
+    bad = np.nonzero(~(np.abs(q) <= electrons))[0]  # NaN compares False
+    if bad.size:
+        k = int(bad[0])
+        check_total_charge(q[k], [int(electrons[k])], where=f"{what} {k}")
+    return q
 
 
 def check_batch_overlaps(positions, dst, src, shifts=None, cells=None, what: str = "molecule") -> None:

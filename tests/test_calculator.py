@@ -2,6 +2,7 @@
 
 import inspect
 import os
+import re
 import threading
 import warnings
 
@@ -149,6 +150,10 @@ def test_a_total_charge_set_after_construction_is_used_and_unknown_settings_are_
         PhysNetCalculator(model, params, totalcharge=1.0)
     with pytest.raises(TypeError, match=r"unknown parameter\(s\) charge: the only one is total_charge"):
         calc.set(charge=1.0)
+    for charge in ("x", float("nan"), [1.0], True):  # main: stored, and refused at the first calculation (or never)
+        with pytest.raises(PhysNetInputError, match=r"total_charge must be a finite number in e \(or None: the atoms' "
+                                                    rf"own\), received {re.escape(repr(charge))}"):
+            PhysNetCalculator(model, params, total_charge=charge)
     with pytest.raises(ValueError, match=r"atom_bucket must be an integer >= 1 \(a padding multiple\), received 0"):
         PhysNetCalculator(model, params, atom_bucket=0)  # main: "multiple must be >= 1" at the first calculation
     with pytest.raises(ValueError, match=r"dtype must be float32 or float64, received 'fp32'"):
@@ -312,6 +317,32 @@ def test_an_unwrapped_periodic_cell_far_from_the_origin_loses_no_float32_precisi
     np.testing.assert_allclose(ref_dipole, charges @ atoms.positions, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("open_axes", [(2,), (1, 2)])
+def test_a_slab_far_along_its_open_direction_loses_no_float32_precision(periodic_model, open_axes):
+    """A slab's or wire's atoms were moved into the cell along its periodic directions only: 5000 Å up the open one,
+    float32 forces were off by 5e-3 eV/Å (float64: agree). The slab as a whole now moves to its centroid too; the
+    dipole about the origin keeps Σ q_i d_i."""
+    model, params = periodic_model
+    slab = periodic_atoms(5)
+    slab.pbc = [k not in open_axes for k in range(3)]
+    slab.center(vacuum=5.0, axis=open_axes)
+    far = slab.copy()
+    far.positions = far.positions + 5000.0 * np.eye(3)[list(open_axes)].sum(axis=0) + far.cell.array[0] * 3
+    reference = PhysNetCalculator(model, params, dtype="float64")
+    ref_forces, ref_energy = reference.get_forces(slab), reference.get_potential_energy(slab)
+    scale = np.abs(ref_forces).max()
+    assert scale > 0.1
+    float32 = PhysNetCalculator(model, params, dtype="float32")
+    # float32 at the origin (test_float32_close_to_float64): 1e-4 of the largest force, and the same far away.
+    np.testing.assert_allclose(float32.get_forces(far), ref_forces, atol=1e-4 * scale)
+    np.testing.assert_allclose(float32.get_potential_energy(far), ref_energy, rtol=1e-5)
+    np.testing.assert_allclose(float32.get_stress(far), reference.get_stress(slab),
+                               atol=1e-4 * np.abs(reference.get_stress(slab)).max())
+    far64 = PhysNetCalculator(model, params, dtype="float64")
+    np.testing.assert_allclose(far64.get_dipole_moment(far), far64.get_charges(far) @ far.positions, rtol=1e-12,
+                               atol=1e-9)
+
+
 def test_periodic_supercell_is_extensive(periodic_calc):
     """E(2×2×1 supercell) = 4 E(cell), forces replicate: images through the shifts are right."""
     calc = periodic_calc
@@ -371,6 +402,23 @@ def test_pbc_change_is_not_served_stale(periodic_model, periodic_calc):
     assert abs(periodic_energy - isolated["energy"]) > 1e-3
     with pytest.raises(PropertyNotImplementedError):
         atoms.get_stress()
+
+
+def test_a_float64_calculator_refuses_to_compute_after_x64_is_switched_off(charged_model, molecules):
+    """With jax_enable_x64 switched off after it was made, a float64 calculator returned float32 results (6.8e-7 eV
+    off) without a word."""
+    z, r = molecules["ethanol"]
+    atoms = ase.Atoms(numbers=z, positions=r, calculator=PhysNetCalculator(*charged_model, dtype="float64"))
+    atoms.get_potential_energy()
+    atoms.positions[0, 0] += 0.01
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.raises(ValueError, match=r"dtype float64 needs 64-bit JAX: call jax.config.update"):
+            atoms.get_potential_energy()
+    finally:
+        jax.config.update("jax_enable_x64", True)
+    np.testing.assert_allclose(atoms.get_potential_energy(), predict(*charged_model, z, atoms.positions)["energy"],
+                               rtol=0, atol=TIGHT)
 
 
 def test_construction_errors(charged_model):

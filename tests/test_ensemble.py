@@ -207,6 +207,18 @@ def test_member_count_mismatch_is_a_clear_error(ensemble, tmp_path):
         load_checkpoint(path)
 
 
+def test_a_member_beyond_the_ensemble_is_an_index_error(ensemble):
+    """JAX arrays clamp an index beyond their ends: member 5 of 3 was member 2, member -7 member 0, without a word."""
+    _, stacked, members = ensemble
+    stacked = jax.tree_util.tree_map(jax.numpy.asarray, stacked)  # as load_checkpoint returns them
+    for k in (3, 5, -4, -7):
+        with pytest.raises(IndexError, match=f"member {k} of an ensemble of 3 members: members are 0 … 2"):
+            member_params(stacked, k)
+    for k, own in ((2, 2), (-1, 2), (-3, 0)):
+        for x, y in zip(jax.tree_util.tree_leaves(members[own]), jax.tree_util.tree_leaves(member_params(stacked, k))):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
 def test_an_ensemble_is_refused_without_two_members_a_physnet_or_a_usable_scale(ensemble):
     model, stacked, members = ensemble
     for size in (1, 2.0, True):

@@ -900,6 +900,13 @@ def test_simulate_names_params_that_are_no_variables(system):
         simulate(model, None, atoms, steps=20, save_every=10)
 
 
+def test_simulate_names_a_start_geometry_that_is_no_atoms(system):
+    """A list of one Atoms was "MD needs at least 2 atoms, the start geometry has 1"."""
+    model, params, atoms = system
+    with pytest.raises(PhysNetInputError, match=r"^atoms must be the start geometry as one ase.Atoms, received list$"):
+        simulate(model, params, [atoms], steps=20, save_every=10)
+
+
 def test_a_nose_hoover_time_of_few_timesteps_warns(system):
     """--thermostat-time 0.5 at --timestep 0.5 ended in 'NaN/Inf in energy, positions or forces' after 40 steps with
     no word on the thermostat; 1 fs ran with a drift of 9.5 meV/atom/ps."""

@@ -127,6 +127,7 @@ def test_epoch_compiles_at_most_four_shapes_and_matches_alone(setup, dataset, al
 def test_batcher_rejects_bad_data():
     z = np.array([[1, 1, 0], [0, 0, 0]])
     r = np.zeros((2, 3, 3))
+    r[:, 1, 0] = 0.74
     with pytest.raises(ValueError, match="without atoms"):
         MoleculeBatcher({"Z": z, "R": r}, 2, 4.0)
     with pytest.raises(ValueError, match="and R "):
@@ -142,7 +143,7 @@ def test_batcher_rejects_bad_data():
         with pytest.raises(ValueError, match=re.escape(match)):
             MoleculeBatcher(one, **{"batch_size": 1, "cutoff": 4.0, **kwargs})
     with pytest.raises(ValueError, match="a batch takes 1 to 1 molecules, received 2"):
-        MoleculeBatcher({"Z": np.array([[1, 1], [1, 1]]), "R": np.zeros((2, 2, 3))}, 1, 4.0).batch([0, 1])
+        MoleculeBatcher({"Z": np.array([[1, 1], [1, 1]]), "R": r[:, :2]}, 1, 4.0).batch([0, 1])
 
 
 def test_concatenate_padded_pads_atom_arrays_and_drops_keys_missing_somewhere(caplog):
@@ -215,6 +216,46 @@ def test_hand_built_batches_refuse_what_predict_refuses(molecules, edit, message
     cell = np.eye(3) * 20.0
     with pytest.raises(PhysNetInputError, match=message.replace("molecule 1", "structure 1")):
         batch_periodic([z, bad_z], [r, bad_r], [cell, cell], 4.0)
+
+
+@pytest.mark.parametrize("edit, charge, message", [
+    (lambda z, r: (z, r + [2e4, 0.0, 0.0]), 0.0, r"molecule 1: positions beyond ±10000 Å at atom\(s\) 0"),
+    (lambda z, r: (np.r_[z, z[-1]], np.r_[r, r[-1:] + [0.01, 0.0, 0.0]]), 0.0,
+     r"molecule 1: atoms overlap: atoms 8-9 at 0\.01 Å"),
+    (lambda z, r: (np.r_[119, z[1:]], r), 0.0, r"molecule 1: atomic number\(s\) 119 at atom\(s\) 0 are not elements"),
+    (lambda z, r: (z, r), float("nan"), r"molecule 1: total_charge must be finite, received nan"),
+    (lambda z, r: (z, r), 27.0, r"molecule 1: total_charge 27 e is larger than the number of electrons of the "
+                                r"neutral structure \(ΣZ = 26\)"),
+    (lambda z, r: (z, r), -30.0, r"molecule 1: total_charge -30 e would add more electrons than the neutral "
+                                 r"structure has \(ΣZ = 26\)"),
+])
+def test_a_batcher_refuses_the_molecules_batch_molecules_refuses(molecules, edit, charge, message):
+    """MoleculeBatcher (the README's batches of a dataset) checked shapes, Z >= 0 and finite positions only: a
+    molecule 10⁷ Å away (energy 4 eV off), two atoms at one spot (a finite energy), Z = 119 (NaN under jit), a NaN
+    or impossible total charge (NaN, or 30 520 eV) all passed. batch_molecules checked no total charge either."""
+    z, r = molecules["ethanol"]
+    bad_z, bad_r = edit(np.asarray(z), np.asarray(r, np.float64))
+    n_max = max(len(z), len(bad_z))
+    data = {"Z": np.zeros((2, n_max), int), "R": np.zeros((2, n_max, 3)), "Q": np.array([0.0, charge])}
+    data["Z"][0, :len(z)], data["R"][0, :len(z)] = z, r
+    data["Z"][1, :len(bad_z)], data["R"][1, :len(bad_z)] = bad_z, bad_r
+    with pytest.raises(PhysNetInputError, match=message):
+        MoleculeBatcher(data, 2, 4.0)
+    with pytest.raises(PhysNetInputError, match=message):
+        batch_molecules([z, bad_z], [r, bad_r], 4.0, total_charges=[0.0, charge])
+    cell = np.eye(3) * 20.0
+    if "beyond ±10000" not in message:  # a periodic structure is wrapped into its cell: no coordinate is far
+        with pytest.raises(PhysNetInputError, match=message.replace("molecule 1", "structure 1")):
+            batch_periodic([z, bad_z], [r, bad_r], [cell, cell], 4.0, total_charges=[0.0, charge])
+
+
+def test_batches_need_one_total_charge_per_structure(molecules):
+    z, r = molecules["ethanol"]
+    with pytest.raises(ValueError, match=r"total_charges must hold one charge per molecule \(2\), received shape "
+                                         r"\(3,\)"):
+        batch_molecules([z, z], [r, r], 4.0, total_charges=[0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match=r"one charge per structure \(2\), received shape \(1,\)"):
+        batch_periodic([z, z], [r, r], [np.eye(3) * 20.0] * 2, 4.0, total_charges=[0.0])
 
 
 def test_apply_batch_outside_jit_refuses_elements_beyond_the_model(setup, molecules):

@@ -87,6 +87,22 @@ def test_zbl_two_atoms_matches_universal_formula():
     assert float(beyond[0]) == 0.0
 
 
+def test_zbl_with_float32_parameters_computes_in_the_distances_float64():
+    """A loaded checkpoint's float32 screening parameters under float64 distances (``predict(dtype=float64)``): the
+    energy is the formula at those parameter values in float64. a·a0 stayed float32 (a float32 times a Python float)
+    and moved a CO pair's energy by ~1e-8 relative."""
+    a, p = np.float32(0.8854), np.float32(0.23)
+    c, d = np.asarray(ZBL_C, np.float32), np.asarray(ZBL_D, np.float32)
+    cutoff = 5.0
+    for r in (0.3, 0.8, 1.2, 2.5):
+        got = zbl_pair_energy(jnp.array([6]), jnp.array([8]), jnp.array([r]), jnp.array([True]), cutoff,
+                              jnp.asarray(a), jnp.asarray(p), jnp.asarray(c), jnp.asarray(d))[0]
+        length = float(a) * BOHR / (6 ** float(p) + 8 ** float(p))
+        screening = sum(float(ck) * math.exp(-float(dk) * r / length) for ck, dk in zip(c, d))
+        want = KE * 6 * 8 / r * screening * textbook_phi(r / cutoff)
+        assert got.dtype == np.float64 and float(got) == pytest.approx(want, rel=1e-13), r
+
+
 def test_padded_pairs_contribute_zero_with_finite_gradient():
     displacements = jnp.array([[1.0, 0.5, 0.0], [0.0, 0.0, 0.0]])
     mask = jnp.array([True, False])

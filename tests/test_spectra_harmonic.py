@@ -237,7 +237,7 @@ def test_nan_geometry_and_bad_masses_are_clear_errors(charge_model):
         harmonic(model, params, z, r, masses=np.ones(8))
     with pytest.raises(ValueError, match="masses must be finite and > 0"):
         harmonic(model, params, z, r, masses=np.r_[np.ones(8), -1.0])
-    with pytest.raises(ValueError, match=r"^1 atom\(s\): a molecule of at least 2 atoms is needed \(a single atom "
+    with pytest.raises(PhysNetInputError, match=r"^1 atom\(s\): a molecule of at least 2 atoms is needed \(a single atom "
                                          r"has no bonds, forces or vibrations\)$"):  # it spoke of an 'edge set'
         harmonic(model, params, z[:1], r[:1])
 
@@ -509,8 +509,10 @@ def test_minimize_finds_the_bond_length_and_reports_non_convergence():
         minimize(morse, start, fmax=0.0)
     with pytest.raises(ValueError, match="^fmax must be finite and > 0 eV/Å, received inf$"):  # main: start kept
         minimize(morse, start, fmax=np.inf)
-    with pytest.raises(ValueError, match="^max_steps must be an integer >= 1, received 0$"):
+    with pytest.raises(PhysNetInputError, match="^max_steps must be an integer >= 1, received 0$"):
         minimize(morse, start, max_steps=0)
+    with pytest.raises(PhysNetInputError, match=r"^max_steps must be an integer >= 1, received 2.0 \(float\)$"):
+        minimize(morse, start, max_steps=2.0)  # main: accepted, where every other count refuses a float
 
 
 def test_minimize_returns_only_geometries_within_fmax_whatever_step_it_stops_at():

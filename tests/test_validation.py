@@ -181,6 +181,12 @@ def test_shapes_dtypes_and_values(charged, bad):
 @pytest.mark.parametrize("numbers, positions, match", [
     (np.zeros(0, int), np.zeros((0, 3)), "a structure needs at least one atom, received none"),
     (np.array([True, False, True]), WATER_R, "atomic_numbers must be integers, received dtype bool"),
+    # NumPy's "setting an array element with a sequence", and a float Z beyond int32 named "-1"
+    (WATER_Z, [[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [0.0, 0.96]],
+     r"^positions must be an array of \(n, 3\) numbers in Å; received nested sequences of different lengths$"),
+    ([8, [1], 1], WATER_R, r"^atomic_numbers must be an array of \(n,\) integers; received nested sequences"),
+    (np.array([8.0, 1.0, 2.0**32 + 1]), WATER_R,
+     r"element\(s\) Z=4294967297 at atom\(s\) 2 are outside this model's range Z = 1\.\.9"),
 ])
 def test_empty_structures_and_boolean_atomic_numbers_are_refused(numbers, positions, match):
     with pytest.raises(PhysNetInputError, match=match):

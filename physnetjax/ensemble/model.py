@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from typing import Any, Optional, Sequence
 
 import jax
@@ -183,7 +184,15 @@ def ensemble_statistics(outputs: dict, calibration_scale: float = 1.0) -> dict:
 
 
 def member_params(params, k: int):
-    """The variables of member ``k`` (leaf ``[k]`` of every stacked leaf)."""
+    """The variables of member ``k`` (leaf ``[k]`` of every stacked leaf), 0 ≤ k < K (negative k counts from the
+    end, as in Python).
+
+    Raises:
+      IndexError: k outside −K … K − 1 (JAX arrays clamp an index beyond their ends: member 5 of 2 was member 1).
+    """
+    size = len(jax.tree_util.tree_leaves(params)[0])
+    if not -size <= operator.index(k) < size:
+        raise IndexError(f"member {k} of an ensemble of {size} members: members are 0 … {size - 1}")
     return jax.tree_util.tree_map(lambda leaf: leaf[k], params)
 
 

@@ -651,6 +651,9 @@ def simulate(
         than 0.5 Å are refused), fewer than 2 atoms, partial PBC, or ``npt`` without a cell. MDInstabilityError:
         NaN/Inf or |F| > max_force.
     """
+    if not isinstance(atoms, ase.Atoms):  # a list of one Atoms was "MD needs at least 2 atoms, ... has 1"
+        raise PhysNetInputError(f"atoms must be the start geometry as one ase.Atoms, received "
+                                f"{type(atoms).__name__}")
     ensemble_only = dict(energy_tolerance=energy_tolerance, on_energy_drift=on_energy_drift,
                          temperature_end_K=temperature_end_K, friction=friction,
                          thermostat_time_fs=thermostat_time_fs, chain_length=chain_length, pressure_bar=pressure_bar,

@@ -26,6 +26,8 @@ import numpy as np
 
 from physnetjax.neighbors.batch import Batch
 from physnetjax.neighbors.molecules import assemble_batch, round_up
+from physnetjax.validation import (MAX_ATOMIC_NUMBER, MIN_DISTANCE_ERROR, PhysNetInputError, check_atomic_numbers,
+                                   check_batch_charges, check_batch_structures, check_distances, check_positions)
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +112,12 @@ class MoleculeBatcher:
       levels: list of (num_atoms, num_edges, num_pairs or None) padded sizes, with
         num_triplets appended when ``three_body_cutoff`` is given.
       shapes: the ``Batch.shape_key`` of every level.
+
+    Raises:
+      PhysNetInputError: a molecule that :func:`~physnetjax.neighbors.batch_molecules` refuses too (named by its
+        row): atomic numbers outside the periodic table, positions beyond ±10⁴ Å, overlapping atoms, a total charge
+        that is not finite or beyond ±ΣZ.
+      ValueError: missing keys, shapes that do not match, NaN positions, bad settings.
     """
 
     def __init__(
@@ -147,6 +155,7 @@ class MoleculeBatcher:
         num = len(self.atomic_numbers)
         if drop_last and num < batch_size:
             raise ValueError(f"drop_last=True with {num} molecules < batch_size={batch_size} gives no batch")
+        self._check_overlaps()
 
         atoms = self.present.sum(axis=1)
         counts = [atoms, self._pair_counts(cutoff)]
@@ -272,6 +281,17 @@ class MoleculeBatcher:
             mask &= distance < cutoff
         return mask
 
+    def _check_overlaps(self, chunk: int = 1024) -> None:
+        """Refuse a molecule with atoms closer than :data:`~physnetjax.validation.MIN_DISTANCE_ERROR` (as
+        :func:`~physnetjax.neighbors.batch_molecules` does): its energy and forces were finite nonsense."""
+        num = len(self.atomic_numbers)
+        for start in range(0, num, chunk):
+            indices = np.arange(start, min(start + chunk, num))
+            overlapping = self._pair_mask(indices, MIN_DISTANCE_ERROR).any(axis=(1, 2))
+            if overlapping.any():
+                k = int(indices[np.argmax(overlapping)])
+                check_distances(self.positions[k][self.present[k]], where=f"molecule {k}")
+
 
 def iterate_batches(
     data: Mapping[str, np.ndarray],
@@ -310,10 +330,17 @@ def _validated(data: Mapping[str, np.ndarray]):
     bad = ~np.isfinite(r).all(axis=-1) & (z > 0)
     if np.any(bad):
         raise ValueError(f"R has NaN/Inf for real atoms of molecules {np.nonzero(bad.any(1))[0].tolist()}")
+    real = z > 0
+    try:  # as batch_molecules checks its molecules: elements of the periodic table, positions within ±10⁴ Å
+        check_positions(r[real], check_atomic_numbers(z[real], MAX_ATOMIC_NUMBER).shape[0])
+    except PhysNetInputError:
+        check_batch_structures([row[m] for row, m in zip(z, real)], [row[m] for row, m in zip(r, real)])
+        raise
     if "Q" in data:
         q = np.asarray(data["Q"], dtype=np.float64).reshape(-1)
         if q.shape != (z.shape[0],):
             raise ValueError(f"Q must have shape (M,) = ({z.shape[0]},), received {np.shape(data['Q'])}")
+        q = check_batch_charges(q, np.where(real, z, 0).sum(axis=1))
     else:
         q = np.zeros(z.shape[0])
     return z.astype(np.int32), r, q

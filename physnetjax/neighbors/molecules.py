@@ -10,7 +10,7 @@ from physnetjax.neighbors.batch import Batch
 from physnetjax.neighbors.checks import check_full_list
 from physnetjax.neighbors.halves import halves_layout
 from physnetjax.neighbors.triplets import padded_triplets
-from physnetjax.validation import check_batch_overlaps, check_batch_structures
+from physnetjax.validation import check_batch_charges, check_batch_overlaps, check_batch_structures
 
 
 def round_up(value: int, multiple: int) -> int:
@@ -72,8 +72,9 @@ def batch_molecules(
 
     Raises:
       PhysNetInputError: a molecule with atomic numbers outside the periodic table, NaN positions, shapes that do
-        not match or overlapping atoms (:func:`~physnetjax.validation.check_batch_structures`,
-        :func:`~physnetjax.validation.check_batch_overlaps`).
+        not match, overlapping atoms or a total charge that is not finite or beyond ±ΣZ
+        (:func:`~physnetjax.validation.check_batch_structures`, :func:`~physnetjax.validation.check_batch_overlaps`,
+        :func:`~physnetjax.validation.check_batch_charges`).
       ValueError: mismatched lengths, no molecule, padded sizes too small.
     """
     if len(atomic_numbers) != len(positions):
@@ -82,8 +83,6 @@ def batch_molecules(
         )
     if len(atomic_numbers) == 0:
         raise ValueError("cannot build a batch of zero molecules")
-    if total_charges is None:
-        total_charges = [0.0] * len(atomic_numbers)
     separate_pairs = pair_cutoff is None or pair_cutoff > cutoff
     z_all, r_all, dst_all, src_all, pdst_all, psrc_all = [], [], [], [], [], []
     offset = 0
@@ -102,6 +101,7 @@ def batch_molecules(
 
     edges = (np.concatenate(dst_all), np.concatenate(src_all), None)
     check_batch_overlaps(r_all, *edges[:2])
+    total_charges = check_batch_charges(total_charges, [z.sum() for z in z_all])
     pairs = (np.concatenate(pdst_all), np.concatenate(psrc_all), None) if separate_pairs else None
     return assemble_batch(
         z_all, r_all, edges, pairs, total_charges, None,

@@ -18,7 +18,7 @@ from ase.geometry import complete_cell
 from physnetjax.neighbors.batch import Batch
 from physnetjax.neighbors.molecules import assemble_batch
 from physnetjax.neighbors.neighbor_list import perpendicular_widths
-from physnetjax.validation import check_batch_overlaps, check_batch_structures
+from physnetjax.validation import check_batch_charges, check_batch_overlaps, check_batch_structures
 
 
 def lattice_images(positions, cell, pbc=(True, True, True)) -> np.ndarray:
@@ -127,8 +127,9 @@ def batch_periodic(
 
     Raises:
       PhysNetInputError: a structure with atomic numbers outside the periodic table, NaN positions, shapes that do
-        not match or overlapping atoms (:func:`~physnetjax.validation.check_batch_structures`,
-        :func:`~physnetjax.validation.check_batch_overlaps`).
+        not match, overlapping atoms or a total charge that is not finite or beyond ±ΣZ
+        (:func:`~physnetjax.validation.check_batch_structures`, :func:`~physnetjax.validation.check_batch_overlaps`,
+        :func:`~physnetjax.validation.check_batch_charges`).
       ValueError: mismatched lengths, or ``pair_cutoff=None`` (all pairs
         of an infinite crystal: use a Coulomb long-range cutoff).
     """
@@ -144,8 +145,6 @@ def batch_periodic(
             "pair_cutoff=None asks for all pairs, which a periodic system does not have (the Coulomb "
             "sum is infinite without Ewald); give the model a coulomb_lr_cutoff"
         )
-    if total_charges is None:
-        total_charges = [0.0] * len(atomic_numbers)
     separate_pairs = pair_cutoff > cutoff
     z_all, r_all, edge_parts, pair_parts = [], [], [], []
     offset = 0
@@ -167,6 +166,7 @@ def batch_periodic(
     edges = joined(edge_parts)
     cells = [np.asarray(c, dtype=np.float64) for c in cells]
     check_batch_overlaps(r_all, *edges, cells=cells, what="structure")
+    total_charges = check_batch_charges(total_charges, [z.sum() for z in z_all], "structure")
     return assemble_batch(
         z_all, r_all, edges, joined(pair_parts) if separate_pairs else None, total_charges, cells,
         num_atoms=num_atoms, num_edges=num_edges, num_pairs=num_pairs, num_molecules=num_molecules,

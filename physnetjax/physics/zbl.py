@@ -52,6 +52,10 @@ def zbl_pair_energy(
     # Padded pairs may join Z = 0 atoms, where ∂(Z^a)/∂a = Z^a ln Z is NaN: give them Z = 1.
     zi = jnp.where(pair_mask, z_i, 1).astype(r.dtype)
     zj = jnp.where(pair_mask, z_j, 1).astype(r.dtype)
+    # float32 parameters under float64 distances (predict(dtype=float64) of a loaded checkpoint) are cast first:
+    # a float32 a times the Python float BOHR stays float32 and rounded the screening length by 1.5e-8 Å
+    a_coefficient = jnp.asarray(a_coefficient, dtype=r.dtype)
+    a_exponent = jnp.asarray(a_exponent, dtype=r.dtype)
     screening_length = a_coefficient * BOHR / (zi**a_exponent + zj**a_exponent)
     x = (r / screening_length)[:, None]
     coefficients = jnp.asarray(coefficients, dtype=r.dtype)

@@ -22,6 +22,7 @@ from typing import Callable, NamedTuple, Optional
 import jax
 import numpy as np
 
+from physnetjax.errors import PhysNetInputError
 from physnetjax.neighbors import apply_batch, model_triplet_cutoff, molecule_pairs, one_system_batch, pair_triplets
 
 
@@ -46,7 +47,7 @@ def molecule_functions(model, atomic_numbers, total_charge: float = 0.0) -> Mole
     """
     z = tuple(int(value) for value in np.asarray(atomic_numbers).ravel())
     if len(z) < 2:
-        raise ValueError(f"{len(z)} atom(s): a molecule of at least 2 atoms is needed (a single atom has no bonds, "
+        raise PhysNetInputError(f"{len(z)} atom(s): a molecule of at least 2 atoms is needed (a single atom has no bonds, "
                          "forces or vibrations)")
     return _cached_functions(model, z, float(total_charge))
 

@@ -41,6 +41,7 @@ from physnetjax.units import ANGSTROM_PER_BOHR
 from physnetjax.validation import (
     BOND_RATIO_MIN,
     bond_length_ratios,
+    check_count,
     check_length_unit,
     covalent_distance_ratios,
     check_range,
@@ -117,12 +118,11 @@ class OptimizationResult:
 
 def check_optimizer_settings(fmax: float, max_steps: int, names: Optional[Mapping[str, str]] = None,
                              max_step: float = DEFAULT_MAX_STEP) -> None:
-    """ValueError unless ``fmax`` (eV/Å) and ``max_step`` (Å) are finite and > 0 and ``max_steps`` an integer >= 1;
-    the messages name them by keyword or as ``names`` does (a command line passes its options, e.g.
-    ``{"fmax": "--fmax"}``)."""
+    """PhysNetInputError unless ``fmax`` (eV/Å) and ``max_step`` (Å) are finite and > 0 and ``max_steps`` an integer
+    >= 1 (not a float such as 2.0); the messages name them by keyword or as ``names`` does (a command line passes
+    its options, e.g. ``{"fmax": "--fmax"}``)."""
     check_range(displayed("fmax", names), fmax, "eV/Å", 0.0, strict=True)
-    if int(max_steps) != max_steps or max_steps < 1:
-        raise ValueError(f"{displayed('max_steps', names)} must be an integer >= 1, received {max_steps}")
+    check_count(displayed("max_steps", names), max_steps)
     check_range(displayed("max_step", names), max_step, "Å", 0.0, strict=True)
 
 
