@@ -217,12 +217,19 @@ def test_plot_is_written_or_skipped_with_a_note(resumed_run):
 def test_run_directory_with_other_settings_is_refused(stub_data, tmp_path):
     directory, label = stub_data
     config = tiny_config(directory, tmp_path)
-    write_state(tmp_path, config.to_dict(), [{}])  # round 0 finished
-    with pytest.raises(PhysNetInputError, match=r"other settings \(select\); only rounds, progress may change"):
+    round_0 = {"round": 0, "frames": 8, "selected": 0, "md": [], "valid": {"forces_mae": 0.1}, "test": None}
+    write_state(tmp_path, config.to_dict(), [round_0], {})  # round 0 finished
+    with pytest.raises(PhysNetInputError, match=r"other settings \(select was 3, now 4\); only rounds, progress may "
+                                                r"change"):
         run_learning(tiny_config(directory, tmp_path, select=4), label)
-    with pytest.raises(PhysNetInputError, match=r"other settings \(--select\); only --rounds, --progress may change"):
-        run_learning(tiny_config(directory, tmp_path, select=4), label,
-                     names={"select": "--select", "rounds": "--rounds", "progress": "--progress"})
+    with pytest.raises(PhysNetInputError, match=r"other settings \(--select was 3, now 4; --temperatures was 300.0, now "
+                                                r"300.0 500.0\); only --rounds, --progress may change"):
+        run_learning(tiny_config(directory, tmp_path, select=4, temperatures=(300.0, 500.0)), label,
+                     names={"select": "--select", "rounds": "--rounds", "progress": "--progress",
+                            "temperatures": "--temperatures"})
+    # the data file however it is spelled from here (it named only '--data', and refused './inp/a.npz' for 'inp/a.npz')
+    moved = tiny_config(directory, tmp_path, data=str(directory / "." / "initial.npz"))
+    assert moved.changed_from(config.to_dict()) == []
 
 
 def test_a_run_without_a_finished_round_starts_anew_with_other_settings(stub_data, tmp_path, monkeypatch, caplog):
@@ -232,7 +239,7 @@ def test_a_run_without_a_finished_round_starts_anew_with_other_settings(stub_dat
     out = tmp_path / "run"
     old = tiny_config(directory, out, valid=3)
     out.mkdir()
-    write_state(out, old.to_dict(), [])
+    write_state(out, old.to_dict(), [], {})
     save_frames(load_dataset(directory / "initial.npz").subset(np.arange(7)), out / "initial.npz")
     save_frames(load_dataset(directory / "test.npz"), out / "test.npz")
     (out / "round-000" / "train").mkdir(parents=True)
@@ -242,8 +249,8 @@ def test_a_run_without_a_finished_round_starts_anew_with_other_settings(stub_dat
     new = tiny_config(directory, out, valid=2, test=None, rounds=0)
     with caplog.at_level("WARNING", logger="physnetjax.learn.loop"):
         report = run_learning(new, label, names={"valid": "--valid", "test": "--test"})
-    assert f"{out}: no round of its run has finished; starting the run anew with the changed settings --test, " \
-           "--valid" in caplog.text
+    assert f"{out}: no round of its run has finished; starting the run anew with the changed settings (--test was " \
+           f"{directory / 'test.npz'}, now none; --valid was 3, now 2)" in caplog.text
     assert read_state(out)["settings"] == new.to_dict() and len(report["rounds"]) == 1
     assert len(load_dataset(out / "initial.npz")) == 8 and not (out / "test.npz").exists()
     assert len(trained) == 1 and trained[0].valid == 2 and not (out / "round-000" / "train").exists()
@@ -264,7 +271,9 @@ def test_a_valid_that_leaves_round_0_no_validation_frame_is_refused_before_anyth
 def test_resuming_with_fewer_rounds_than_finished_is_refused(stub_data, tmp_path):
     """--rounds 1 on a run with 3 finished rounds rewrote report.json with rounds 0..1 only, without a word."""
     directory, label = stub_data
-    write_state(tmp_path, tiny_config(directory, tmp_path, rounds=3).to_dict(), [{}, {}, {}, {}])
+    rounds = [{"round": k, "frames": 8 + 3 * k, "selected": 3 * (k > 0), "md": [], "valid": {"forces_mae": 0.1},
+               "test": None} for k in range(4)]
+    write_state(tmp_path, tiny_config(directory, tmp_path, rounds=3).to_dict(), rounds, {})
     with pytest.raises(PhysNetInputError, match=rf"^{re.escape(str(tmp_path))} has finished 3 round\(s\) after the "
                                                 r"initial training \(rounds 0..3\); resuming it with rounds = 1 "
                                                 r"\(--rounds\) would leave the last 2 out of its report: pass "
@@ -436,7 +445,12 @@ def test_the_python_api_names_the_settings():
                               (dict(initial_frames=1), "initial_frames must be >= 2 (a training and a validation "
                                                        "frame), received 1"),
                               (dict(test_frames=-1), "test_frames must be >= 0, received -1"),
-                              (dict(retrain_epochs=0), "retrain_epochs must be >= 1, received 0")]:
+                              (dict(retrain_epochs=0), "retrain_epochs must be >= 1, received 0"),
+                              # one md-300K.xyz was left of two runs; candidates of both were named by it
+                              (dict(temperatures=(300.0, 500.0, 300.0000001)),
+                               "temperatures holds 300 K more than once (received 300 500 300): a second MD run at a "
+                               "temperature replaced the first one's trajectory; give each temperature once "
+                               "(md_steps sets how long each runs)")]:
         with pytest.raises(ValueError, match="^" + re.escape(message)):
             LearnConfig(**settings)
 
@@ -462,6 +476,66 @@ def test_a_damaged_run_state_is_a_one_line_error(tmp_path, capsys, content, prob
     assert capsys.readouterr().err.strip() == (f"python -m physnetjax.learn: error: --out {tmp_path / 'file'} exists "
                                                "and is not a directory: give the run directory (a new one starts a "
                                                "run, an existing one resumes it)")
+
+
+def _copy_of_run(resumed_run, tmp_path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(resumed_run[0], tmp_path / "run"))
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (lambda run: _rescaled(run / "round-001" / "data.npz", 0.0367493),
+     r"round-001/data.npz changed since the run wrote it \(SHA-256 differs\)"),
+    (lambda run: _rescaled(run / "initial.npz", -1.0), r"initial.npz changed since the run wrote it \(SHA-256 "
+                                                       r"differs\)"),
+    (lambda run: (run / "test.npz").unlink(), r"test.npz missing"),
+    (lambda run: (_rescaled(run / "initial.npz", 2.0), (run / "round-000" / "data.npz").unlink()),
+     r"initial.npz changed since the run wrote it \(SHA-256 differs\); round-000/data.npz missing"),
+])
+def test_a_resumed_run_refuses_data_files_changed_or_missing_since_it_wrote_them(resumed_run, tmp_path, edit,
+                                                                                    problem):
+    """A round's data.npz rescaled to hartree was trained on with exit 0 (test energy MAE 249 eV), an edited
+    initial.npz too (its labels were checked only when the run started), and a deleted test.npz dropped the test
+    errors from the next rounds and switched the learning curve to validation errors, without a word."""
+    run = _copy_of_run(resumed_run, tmp_path)
+    config = dataclasses.replace(resumed_run[1], out=str(run), rounds=2)
+    edit(run)
+    with pytest.raises(PhysNetInputError, match=rf"^{re.escape(str(run))} cannot be resumed: {problem}\. The finished "
+                                                r"rounds trained and tested on the files as written"):
+        run_learning(config, resumed_run[5])
+    assert not (run / "round-002").exists()
+
+
+def _rescaled(path: Path, factor: float) -> None:
+    data = dict(np.load(path))
+    data["E"], data["F"] = data["E"] * factor, data["F"] * factor
+    np.savez(path, **data)
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (lambda rounds: rounds[1].pop("valid"), r"round entry 1 has no valid summary \(KeyError: 'valid'\)"),
+    (lambda rounds: rounds.__setitem__(1, "x"), r"round entry 1 is a str, not an object"),
+    (lambda rounds: rounds[1].__setitem__("frames", "12"), r"round entry 1 has no valid summary \(ValueError: "
+                                                            r"Unknown format code 'd'"),
+    (lambda rounds: rounds[1].__setitem__("round", 2), r"round entry 1 says round 2"),
+])
+def test_a_damaged_round_entry_of_the_run_state_is_named(resumed_run, tmp_path, capsys, edit, problem):
+    """A round entry without 'valid' or replaced by a string was an internal error (KeyError, AttributeError, exit
+    5); one with a frame count '12' an error of Python's format mini-language, after report.json was rewritten."""
+    from physnetjax.learn.__main__ import main
+
+    run = _copy_of_run(resumed_run, tmp_path)
+    state = json.loads((run / "state.json").read_text())
+    edit(state["rounds"])
+    (run / "state.json").write_text(json.dumps(state))
+    report = (run / "report.json").read_bytes()
+    assert main(["--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.match(rf"python -m physnetjax.learn: error: {re.escape(str(run / 'state.json'))} cannot be resumed "
+                    rf"from: {problem}", err), err
+    assert err.endswith("it was edited or damaged: restore it, or start afresh in another --out")
+    assert (run / "report.json").read_bytes() == report
 
 
 def test_settings_a_run_predates_count_as_their_defaults():
@@ -545,6 +619,26 @@ def test_cli_refuses_starting_frames_whose_electrons_do_not_allow_the_uhf(radica
     assert calls == [] and not (tmp_path / "run").exists()
 
 
+@pytest.mark.filterwarnings("ignore:.*covalent bond length")
+@pytest.mark.parametrize("which", ["data", "test"])
+def test_cli_refuses_frames_with_elements_xtb_has_no_parameters_for(stub_data, tmp_path, capsys, monkeypatch, which):
+    """Francium (Z = 87) for a hydrogen in --data or --test was an internal error (tblite's InputError, exit 5)."""
+    from physnetjax.learn.__main__ import main
+
+    directory, label = stub_data
+    files = {"data": directory / "initial.npz", "test": directory / "test.npz"}
+    frames = dict(np.load(files[which]))
+    frames["Z"] = np.where(frames["Z"] == 1, 87, frames["Z"])  # both odd: the electrons' parity is unchanged
+    files[which] = tmp_path / f"fr-{which}.npz"
+    np.savez(files[which], **frames)
+    monkeypatch.setattr(learn_loop, "xtb_labeller", labeller_factory([], label))
+    assert main(["--out", str(tmp_path / "run"), "--data", str(files["data"]), "--test", str(files["test"])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"python -m physnetjax.learn: error: {files[which]}[0]: element(s) Fr (Z=87) beyond those of "
+                   "GFN2-xTB (tblite: Z = 1..86), which labels the loop's new frames"], err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.filterwarnings("ignore:ensemble calibration on the validation split")
 def test_cli_uhf_reaches_the_labeller_is_recorded_and_a_resume_with_another_is_refused(radical_data, tmp_path,
                                                                                       capsys, monkeypatch):
@@ -561,11 +655,11 @@ def test_cli_uhf_reaches_the_labeller_is_recorded_and_a_resume_with_another_is_r
     assert read_state(out)["settings"]["uhf"] == 1
     assert "uhf = 1" in (out / "config.toml").read_text().splitlines()
     capsys.readouterr()
-    for other in (["--uhf", "3"], []):
+    for other, now in ((["--uhf", "3"], "3"), ([], "none")):
         assert main([*argv, *other]) == 2
         assert capsys.readouterr().err == (f"python -m physnetjax.learn: error: {out} holds a run with other settings "
-                                           "(--uhf); only --rounds, --progress may change when resuming: pick "
-                                           "another --out\n")
+                                           f"(--uhf was 1, now {now}); only --rounds, --progress may change when "
+                                           "resuming: pick another --out\n")
     assert main([*argv, "--uhf", "1"]) == 0
     assert calls == [("GFN2-xTB", 0.0, 1)] * 2
 

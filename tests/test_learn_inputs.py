@@ -114,6 +114,25 @@ def test_starting_labels_that_are_not_the_labellers_are_refused_before_training(
     assert not out.exists()
 
 
+def test_labels_of_another_spin_state_name_the_loops_state_and_its_command(stub_data, tmp_path, capsys, monkeypatch):
+    """--uhf 2 on closed-shell frames (the stub's triplet labels offset by 5 eV here) was "its labels are not those
+    of GFN2-xTB", suggesting a data.generate command without --uhf 2, whose frames the loop would refuse again."""
+    directory, label = stub_data
+
+    def triplet(atoms):
+        labels = label(atoms)
+        return {**labels, "E": labels["E"] + 5.0}
+
+    err, _, out = refused_start(triplet, tmp_path, capsys, monkeypatch, "--data", str(directory / "initial.npz"),
+                                "--uhf", "2", "--charge", "0")
+    assert err[0].startswith(f"python -m physnetjax.learn: error: {directory / 'initial.npz'}: its labels are not "
+                             "those of GFN2-xTB with 2 unpaired electron(s), which labels the loop's new frames")
+    assert err[0].endswith("or start from frames labelled with GFN2-xTB with 2 unpaired electron(s) (python -m "
+                           "physnetjax.data.generate --molecule STRUCTURE --method GFN2-xTB --uhf 2 --out start.npz, "
+                           "then --data start.npz)"), err[0]
+    assert not out.exists()
+
+
 def test_test_frames_in_other_units_are_refused_before_training(stub_data, tmp_path, capsys, monkeypatch):
     """A --test file in kcal/mol was accepted: every round's test error compared eV models with kcal/mol labels."""
     directory, label = stub_data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -120,6 +121,12 @@ class LearnConfig:
                              f"{list(self.temperatures)}")
         for temperature in self.temperatures:
             check_temperature(name("temperatures"), temperature)
+        shown = [f"{t:g}" for t in self.temperatures]  # as the MD files are named: md-<T>K.xyz
+        repeated = sorted({t for t in shown if shown.count(t) > 1}, key=float)
+        if repeated:
+            raise ValueError(f"{name('temperatures')} holds {', '.join(repeated)} K more than once (received "
+                             f"{' '.join(shown)}): a second MD run at a temperature replaced the first one's "
+                             f"trajectory; give each temperature once ({name('md_steps')} sets how long each runs)")
         for field, unit in (("timestep_fs", "fs"), ("friction", "fs^-1"), ("max_force", "eV/Å")):
             check_range(name(field), getattr(self, field), unit, 0.0, strict=True)
         if self.uncertainty_threshold is not None:
@@ -168,8 +175,16 @@ class LearnConfig:
 
         A setting ``recorded`` lacks (a run from before the setting existed) had its default.
         ``out`` is not compared: it is the directory the state was read from, however it is
-        spelled (``run``, ``./run``, an absolute path) or wherever the run was moved.
+        spelled (``run``, ``./run``, an absolute path) or wherever the run was moved. The
+        ``data`` and ``test`` files are compared as the files they name from here
+        (``inp/a.npz`` and ``./inp/a.npz`` are one file).
         """
         mine, defaults = self.to_dict(), LearnConfig().to_dict()
         return sorted(key for key in mine if key not in RESUME_CHANGES + ("out",)
-                      and recorded.get(key, defaults[key]) != mine[key])
+                      and not _same_setting(key, recorded.get(key, defaults[key]), mine[key]))
+
+
+def _same_setting(key: str, recorded, given) -> bool:
+    if key in ("data", "test") and recorded is not None and given is not None:
+        return os.path.abspath(recorded) == os.path.abspath(given)
+    return recorded == given

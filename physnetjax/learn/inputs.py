@@ -162,7 +162,8 @@ def check_labels_against(data: Dataset, label: Callable, where: str, labeller: s
                          method: str | None = None, consequence: str = MIXED_IN_TRAINING) -> None:
     """Label :func:`check_frames` of ``data`` (read from ``where``) with ``label`` and refuse ``data`` when its labels
     are not the labeller's (tolerances in the module docstring). ``labeller`` names the labeller in the message,
-    ``method`` is the tblite method of an xTB labeller, whose command the message names (None: another labeller);
+    ``method`` is the tblite method of an xTB labeller with the options of the state it labels at (``GFN2-xTB --uhf
+    2``), whose ``data.generate`` command the message names (None: another labeller);
     ``consequence`` says what the file's labels would do in the loop (:data:`MIXED_IN_TRAINING`,
     :data:`COMPARED_IN_TESTS`).
 

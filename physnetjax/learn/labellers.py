@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from physnetjax.data.generate import labels_of, tblite_calculator, unpaired_electrons, xtb_failure
+from physnetjax.errors import PhysNetInputError
 
 Labeller = Callable[..., dict]
 
@@ -31,9 +32,10 @@ def xtb_labeller(method: str = "GFN2-xTB", charge: float = 0.0, uhf: int | None 
         no closed shell, which tblite refused with an internal error; a ``uhf`` of the other parity
         or beyond the valence shells), or a failed xTB calculation such as an SCF that does not
         converge (:func:`physnetjax.data.generate.xtb_failure`; the loop skips that frame with a
-        warning). The loop checks its starting frames the same way before any MD.
+        warning) or a geometry tblite refuses (an element beyond Z = 86, atoms on top of each other).
+        The loop checks its starting frames the same way before any MD.
     """
-    from ase.calculators.calculator import CalculationFailed
+    from ase.calculators.calculator import CalculationFailed, InputError
 
     tblite_calculator(method, charge)
 
@@ -46,6 +48,9 @@ def xtb_labeller(method: str = "GFN2-xTB", charge: float = 0.0, uhf: int | None 
         except CalculationFailed as error:
             raise xtb_failure(error, f"{molecule.get_chemical_formula()} geometry", method, charge,
                               unpaired) from error
+        except InputError as error:  # not a ValueError: the loop's checks of the start took it for a bug
+            raise PhysNetInputError(f"{molecule.get_chemical_formula()} geometry: {method} (tblite) refused it "
+                                    f"({' '.join(str(error).split())})") from error
         return {"E": labels["E"], "F": labels["F"], "D": labels["D"]}
 
     return label

@@ -14,11 +14,12 @@ Run directory ``OUT/``::
 Resumption: a round listed in ``state.json`` is finished and never recomputed; a
 ``round-NNN/`` directory that is not listed was interrupted, and is removed and redone
 from its start (its MD, selection and labels are deterministic given the settings and
-seeds, so the result equals that of an uninterrupted run). A run directory in which no
-round has finished holds nothing that other settings could not redo (the starting
-frames and the unfinished round 0 follow from the settings): given other settings, it
-is started anew with them (a warning names the changes), so that a setting round 0
-refused can be corrected in the same ``--out``.
+seeds, so the result equals that of an uninterrupted run). The data files a resumed run
+reads again are those the run wrote (their SHA-256 is in ``state.json``), or it is
+refused. A run directory in which no round has finished holds nothing that other
+settings could not redo (the starting frames and the unfinished round 0 follow from the
+settings): given other settings, it is started anew with them (a warning names the
+changes), so that a setting round 0 refused can be corrected in the same ``--out``.
 
 One process at a time runs in ``OUT/``: the loop holds ``OUT/.lock`` for its whole run
 (:mod:`physnetjax.train.run_lock`; each round's training locks its own ``train/``), so a
@@ -40,7 +41,7 @@ import numpy as np
 from physnetjax.data import Dataset, bundled_dataset_path, concatenate, load_dataset, random_split
 from physnetjax.data.split import load_split, save_split
 from physnetjax.data.frame_digests import FrameRecord, dataset_digests
-from physnetjax.data.generate import unpaired_electrons
+from physnetjax.data.generate import XTB_MAX_ATOMIC_NUMBER, unpaired_electrons
 from physnetjax.data.remedies import CONVERTED_FILE, remedies_in_effect
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, displayed, warn_caller
 from physnetjax.learn.config import RESUME_CHANGES, LearnConfig
@@ -51,8 +52,9 @@ from physnetjax.learn.inputs import COMPARED_IN_TESTS, check_labelled, check_lab
 from physnetjax.learn.labellers import Labeller, checked_labels, xtb_labeller
 from physnetjax.learn.report import write_report
 from physnetjax.learn.selection import select_uncertain_diverse
-from physnetjax.learn.state import STATE_NAME, check_run_directory, read_state, round_dir, write_state
-from physnetjax.validation import check_distinct_files, check_output_directory
+from physnetjax.learn.state import (STATE_NAME, check_run_directory, check_run_files, file_record, read_state,
+                                    round_dir, write_state)
+from physnetjax.validation import check_distinct_files, check_output_directory, element
 from physnetjax.train import TrainConfig, train
 from physnetjax.train.run_lock import run_lock
 
@@ -79,10 +81,13 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
     :data:`~physnetjax.learn.inputs.CHECK_FRAMES` (2) of them are labelled by the labeller and compared
     with the file's labels (:func:`physnetjax.learn.inputs.check_labels_against`: energies within 1e-3
     eV/atom, forces within 1 % RMS), and so are two frames of a ``config.test`` file (its test errors
-    measure the models against the labeller); a resumed run is not checked again.
+    measure the models against the labeller); a resumed run's labels are not compared again, but its files are
+    (:func:`~physnetjax.learn.state.check_run_files`: the SHA-256 of ``initial.npz``, ``test.npz`` and every finished
+    round's ``data.npz`` as the run wrote them).
 
     Raises:
-      PhysNetInputError: ``config.out`` holds a run with a finished round and other settings
+      PhysNetInputError: ``config.out`` holds a run whose ``state.json`` is damaged or whose data files changed or
+        are missing since the run wrote them; or a run with a finished round and other settings
         (only :data:`~physnetjax.learn.config.RESUME_CHANGES` may change), or one that has
         finished more rounds than ``config.rounds`` (its report would lose them); a new run's
         starting frames of another total charge than ``config.charge``, or whose electrons do
@@ -118,10 +123,10 @@ def _learn_in(run_dir: Path, config: LearnConfig, labeller: Labeller | None,
               on_start: Callable[[Path], None] | None, names: Optional[Mapping[str, str]]) -> dict:
     """:func:`run_learning` in the existing ``run_dir``, its lock held."""
     state = read_state(run_dir)
-    changed = [] if state is None else [displayed(key, names) for key in config.changed_from(state["settings"])]
+    changed = [] if state is None else _changed_settings(config, state["settings"], names)
     if changed and not state["rounds"]:
-        logger.warning("%s: no round of its run has finished; starting the run anew with the changed settings %s",
-                       run_dir, ", ".join(changed))
+        logger.warning("%s: no round of its run has finished; starting the run anew with the changed settings (%s)",
+                       run_dir, "; ".join(changed))
         _discard_unfinished_start(run_dir)
         state = None
     if state is None:
@@ -130,7 +135,7 @@ def _learn_in(run_dir: Path, config: LearnConfig, labeller: Labeller | None,
         random_split(len(start["initial.npz"]), config.valid, 0, names=names)
     else:
         if changed:
-            raise PhysNetInputError(f"{run_dir} holds a run with other settings ({', '.join(changed)}); only "
+            raise PhysNetInputError(f"{run_dir} holds a run with other settings ({'; '.join(changed)}); only "
                                     f"{', '.join(displayed(key, names) for key in RESUME_CHANGES)} may change when "
                                     "resuming: pick another --out")
         finished = len(state["rounds"]) - 1  # acquisition rounds done after round 0
@@ -142,19 +147,26 @@ def _learn_in(run_dir: Path, config: LearnConfig, labeller: Labeller | None,
     label = labeller if labeller is not None else xtb_labeller(  # tblite present?
         config.labeller, config.charge, config.uhf)
     if state is None:  # once, when the run starts: the files' labels are the labeller's
-        name = config.labeller if labeller is None else "the labeller"
-        method = config.labeller if labeller is None else None
+        unpaired = f" with {config.uhf} unpaired electron(s)" if config.uhf else ""
+        name = f"{config.labeller}{unpaired}" if labeller is None else "the labeller"
+        # the state's options too: the data.generate command the message suggests labels at the loop's state
+        method = (f"{config.labeller}{f' --charge {config.charge:g}' if config.charge else ''}"
+                  f"{'' if config.uhf is None else f' --uhf {config.uhf}'}") if labeller is None else None
+        if labeller is None:
+            for frames in start.values():
+                check_xtb_elements(frames, config.labeller)
         check_labels_against(start["initial.npz"], label, _data_name(config), name, method)
         if config.test is not None:
             check_labels_against(start["test.npz"], label, str(config.test), name, method, COMPARED_IN_TESTS)
     if state is not None:
-        rounds = state["rounds"]
+        check_run_files(run_dir, state)
+        rounds, files = state["rounds"], state.get("files", {})
         logger.info("resuming %s after %d finished round(s)", run_dir, len(rounds))
     else:
         for name, frames in start.items():
             save_frames(frames, run_dir / name)
-        rounds = []
-        write_state(run_dir, config.to_dict(), rounds)
+        rounds, files = [], file_record(run_dir, start)
+        write_state(run_dir, config.to_dict(), rounds, files)
     if on_start is not None:
         on_start(run_dir)
     test = load_dataset(run_dir / "test.npz") if (run_dir / "test.npz").exists() else None
@@ -164,8 +176,21 @@ def _learn_in(run_dir: Path, config: LearnConfig, labeller: Labeller | None,
             logger.info("round %d was interrupted: redoing it from its start", index)
             shutil.rmtree(directory)
         rounds.append(_run_round(config, run_dir, index, label, test, names))
-        write_state(run_dir, config.to_dict(), rounds)
+        files.update(file_record(run_dir, [(directory / "data.npz").relative_to(run_dir).as_posix()]))
+        write_state(run_dir, config.to_dict(), rounds, files)
     return write_report(run_dir, rounds[: config.rounds + 1])
+
+
+def _changed_settings(config: LearnConfig, recorded: dict, names: Optional[Mapping[str, str]]) -> list[str]:
+    """``["--select was 3, now 4", ...]``: the settings of ``config`` that differ from the ``recorded`` ones
+    (:meth:`LearnConfig.changed_from`), with both values."""
+    mine, defaults = config.to_dict(), LearnConfig().to_dict()
+
+    def text(value) -> str:
+        return " ".join(map(str, value)) if isinstance(value, list) else "none" if value is None else str(value)
+
+    return [f"{displayed(key, names)} was {text(recorded.get(key, defaults[key]))}, now {text(mine[key])}"
+            for key in config.changed_from(recorded)]
 
 
 def _discard_unfinished_start(run_dir: Path) -> None:
@@ -226,6 +251,21 @@ def check_test_held_out(test: Dataset, initial: Dataset, config: LearnConfig) ->
 def _data_name(config: LearnConfig) -> str:
     """The file the starting frames are read from, as messages name it."""
     return str(bundled_dataset_path()) if config.data is None else str(config.data)
+
+
+def check_xtb_elements(frames: Dataset, method: str) -> None:
+    """Refuse ``frames`` holding an element xTB (tblite) has no parameters for, beyond Z = 86: the loop labels its new
+    frames with ``method`` (tblite's InputError reached the command line as an internal error).
+
+    Raises:
+      PhysNetInputError: naming the first frame and the elements.
+    """
+    beyond = frames.Z > XTB_MAX_ATOMIC_NUMBER
+    if beyond.any():
+        k = int(np.nonzero(beyond.any(axis=1))[0][0])
+        found = ", ".join(element(z) for z in sorted(set(frames.Z[beyond].tolist())))
+        raise PhysNetInputError(f"{frames.sources[k]}: element(s) {found} beyond those of {method} (tblite: Z = "
+                                f"1..{XTB_MAX_ATOMIC_NUMBER}), which labels the loop's new frames")
 
 
 def check_unpaired_electrons(frames: Dataset, config: LearnConfig) -> None:
