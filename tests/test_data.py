@@ -259,6 +259,9 @@ def test_split_is_reproducible_and_disjoint():
     with pytest.raises(ValueError, match=r"5 frames: 3 validation and 2 test frames leave none to train on; lower "
                                          r"valid or test"):
         random_split(5, valid=3, test=2)
+    with pytest.raises(ValueError, match=r"5 frames: 5 validation and 0 test frames leave none to train on; lower "
+                                         r"valid$"):  # learn has no test count: it was told to lower one too
+        random_split(5, valid=5)
     with pytest.raises(ValueError, match=r"into 4 training, 1 validation and 1 test frames: they need 6; lower train, "
                                          r"valid or test"):
         random_split(5, valid=1, test=1, train=4)

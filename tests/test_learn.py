@@ -6,6 +6,7 @@ frame for frame, and a GFN2-xTB (tblite) run."""
 import dataclasses
 import json
 import re
+import warnings
 from pathlib import Path
 
 import ase
@@ -15,7 +16,7 @@ import pytest
 
 import physnetjax.learn.loop as learn_loop
 from physnetjax.data import bundled_dataset_path, load_dataset
-from physnetjax.errors import PhysNetInputError
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.learn import LearnConfig, run_learning
 from physnetjax.learn.config import MODEL_SETTINGS
 from physnetjax.learn.frames import labelled_frames, save_frames
@@ -337,6 +338,26 @@ def test_exploration_runs_each_temperature_with_its_own_seed_and_keeps_the_uncer
     assert candidates.origins == ["md-300K.xyz[1]", "md-300K.xyz[2]", "md-900K.xyz[1]", "md-900K.xyz[2]"]
 
 
+def test_a_round_without_candidates_says_why(stub_data, tmp_path):
+    """--uncertainty-threshold above every frame's spread left the round no candidate: it retrained on the same
+    frames, with 0 selected in the report and no word why."""
+    from physnetjax.learn.loop import _warn_if_no_candidates
+
+    directory, _ = stub_data
+    runs = [{"max_spread_eV_per_A": 0.3}, {"max_spread_eV_per_A": 0.5}, {"max_spread_eV_per_A": None}]
+    config = tiny_config(directory, tmp_path / "run", uncertainty_threshold=2.0)
+    with pytest.warns(PhysNetInputWarning, match=r"^round 3: no MD frame is a candidate \(the largest force spread of "
+                                                 r"its MD frames, 0.5 eV/Å, is below --uncertainty-threshold 2 eV/Å\): "
+                                                 r"the round retrains on the previous round's frames, with no new "
+                                                 r"one$"):
+        _warn_if_no_candidates(np.zeros(0), runs, config, 3, {"uncertainty_threshold": "--uncertainty-threshold"})
+    with pytest.warns(PhysNetInputWarning, match=r"\(every MD frame was cut as unphysical, had no finite spread"):
+        _warn_if_no_candidates(np.zeros(0), runs, tiny_config(directory, tmp_path / "run"), 3, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_if_no_candidates(np.array([0.4]), runs, config, 3, None)
+
+
 @pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(resumed_run, tmp_path):
     out, config, crashed, trained, report, label = resumed_run
@@ -404,6 +425,13 @@ def test_cli_loop_with_gfn2_xtb_labels(tmp_path, capsys):
                                        "any chemistry), received 3000000.0"),
     (["--valid", "5.5"], "error: --valid must be a fraction in (0, 1) or a whole number of frames >= 1"),
     (["--md-ensemble", "csvr", "--friction", "0.1"], "--md-ensemble csvr does not use --friction (langevin only)"),
+    # both ignored without a word: the run had no test set, or ignored the exclusion radius
+    (["--data", "x.npz", "--test-frames", "5"], "error: --test-frames draws test frames from the bundled set, which "
+                                                "--data or --test replaces: give the test frames as --test FILE, held "
+                                                "out of --data"),
+    (["--selection", "random", "--min-rmsd", "0.2"], "error: --selection random does not use --min-rmsd (the RMSD "
+                                                     "exclusion of uncertain-diverse): remove it or choose --selection "
+                                                     "uncertain-diverse"),
 ])
 def test_cli_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
     from physnetjax.learn.__main__ import main

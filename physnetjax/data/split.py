@@ -62,7 +62,7 @@ def random_split(num_frames: int, valid: float = 0.1, test: float = 0.1, seed: i
                          f"frame count such as {displayed_setting('valid', 1, names)}")
     if n_train < 1 and train is None:
         raise ValueError(f"cannot split {num_frames} frames: {n_valid} validation and {n_test} test frames leave "
-                         f"none to train on; lower {shown('valid')} or {shown('test')}")
+                         f"none to train on; lower {shown('valid')}" + (f" or {shown('test')}" if n_test else ""))
     if n_train < 1:
         raise ValueError(f"cannot split {num_frames} frames: {displayed_setting('train', f'{train:g}', names)} gives "
                          f"no training frame; give a frame count such as {displayed_setting('train', 1, names)}")

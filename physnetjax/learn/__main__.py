@@ -35,6 +35,21 @@ OPTION_OF = {field.name: f"--{field.name.replace('_', '-')}" for field in datacl
 """LearnConfig field → the option that sets it: the names in the messages of its checks."""
 
 
+UNUSED_OPTIONS = (
+    ("friction", lambda args: args.md_ensemble != "langevin",
+     "--md-ensemble {md_ensemble} does not use --friction (langevin only{source}): remove it or choose --md-ensemble "
+     "langevin"),
+    ("test_frames", lambda args: args.data is not None or args.test is not None,
+     "--test-frames draws test frames from the bundled set, which --data or --test replaces{source}: give the test "
+     "frames as --test FILE, held out of --data"),
+    ("min_rmsd", lambda args: args.selection == "random",
+     "--selection random does not use --min-rmsd{source} (the RMSD exclusion of uncertain-diverse): remove it or "
+     "choose --selection uncertain-diverse"),
+)
+"""(option dest, whether the other options leave it unused, the refusal's message): an option given (on the command
+line, or in a config file with another value than its default) that the run would ignore is refused."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = DEFAULTS
     parser = ArgumentParser(prog="python -m physnetjax.learn",
@@ -112,10 +127,10 @@ def main(argv=None) -> int:
     args = parse_args(parser, argv)
     configure_logging("python -m physnetjax.learn", args.verbose)
     chosen = chosen_options(parser, argv)
-    if args.md_ensemble != "langevin" and "friction" in chosen:
-        source = "" if chosen["friction"] is None else f", set in --config {chosen['friction']}"
-        raise PhysNetInputError(f"--md-ensemble {args.md_ensemble} does not use --friction (langevin only{source}): "
-                                "remove it or choose --md-ensemble langevin")
+    for dest, unused, why in UNUSED_OPTIONS:
+        if dest in chosen and unused(args):
+            source = "" if chosen[dest] is None else f", set in --config {chosen[dest]}"
+            raise PhysNetInputError(why.format(source=source, **vars(args)))
     values = {key: value for key, value in vars(args).items() if key != "verbose"}
     values["timestep_fs"] = values.pop("timestep")
     config = LearnConfig(**values, names=OPTION_OF)

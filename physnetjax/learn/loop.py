@@ -308,6 +308,7 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
         init_from = previous / "train" / "best"
         candidates, summary["md"] = explore(init_from, data, directory / "explore", config, index, names)
         _warn_if_members_agree(candidates.spreads, config, index)
+        _warn_if_no_candidates(candidates.spreads, summary["md"], config, index, names)
         summary["unphysical_frames"] = sum(run["unphysical_frames"] for run in summary["md"])
         chosen, labels, failures = select_and_label(candidates, config, label, index)
         summary["label_failures"] = failures
@@ -347,6 +348,23 @@ def _warn_if_members_agree(spreads, config: LearnConfig, round_index: int) -> No
                 "spread 0 eV/Å): the previous round's members are identical or untrained (see its "
                 "train/metrics.csv), so frames are chosen by diversity alone; train longer (--epochs, --max-time)",
                 PhysNetInputWarning)
+
+
+def _warn_if_no_candidates(spreads, runs: list, config: LearnConfig, round_index: int,
+                           names: Optional[Mapping[str, str]]) -> None:
+    """Warn (:class:`PhysNetInputWarning`) when the round's MD left no candidate frame: the round retrains on the
+    previous round's frames alone, which a report row with 0 selected frames did not explain."""
+    if len(spreads):
+        return
+    largest = [run["max_spread_eV_per_A"] for run in runs if run["max_spread_eV_per_A"] is not None]
+    threshold = config.uncertainty_threshold
+    if threshold is not None and largest and max(largest) < threshold:
+        why = (f"the largest force spread of its MD frames, {max(largest):.3g} eV/Å, is below "
+               f"{displayed('uncertainty_threshold', names)} {threshold:g} eV/Å")
+    else:
+        why = "every MD frame was cut as unphysical, had no finite spread or fell below the uncertainty threshold"
+    warn_caller(f"round {round_index}: no MD frame is a candidate ({why}): the round retrains on the previous "
+                "round's frames, with no new one", PhysNetInputWarning)
 
 
 def select_and_label(candidates, config: LearnConfig, label: Labeller, round_index: int = 0
