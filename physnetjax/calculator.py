@@ -42,7 +42,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from physnetjax.distance_domain import TrainingDistancesWarning, outside_message, unique_pairs
 from physnetjax.ensemble.model import is_ensemble
 from physnetjax.errors import warn_caller
-from physnetjax.neighbors.batch import Batch, model_pair_cutoff, model_triplet_cutoff
+from physnetjax.neighbors.batch import Batch, model_pair_cutoff, model_triplet_cutoff, periodic_pair_cutoff
 from physnetjax.neighbors.molecules import assemble_batch, molecule_pairs, round_up
 from physnetjax.neighbors.periodic import lattice_translations
 from physnetjax.neighbors.triplets import count_triplets, triplet_slots
@@ -296,11 +296,8 @@ class PhysNetCalculator(Calculator):
                 self._judged_inputs.add(key)
                 self.training_record.check_structure(self.model, z, total_charge)
         self._structures += 1
-        if periodic and self.pair_cutoff is None:
-            raise ValueError(
-                "periodic systems need a model whose pair terms have a finite reach "
-                "(charges=True requires coulomb_lr_cutoff)"
-            )
+        if periodic:
+            periodic_pair_cutoff(self.model)
         n = z.shape[0]
         if self.training_record.distances is not None and composition not in self._left_domain:
             self._check_distances(z, r, cell, pbc, (dst, src, shifts, distances))

@@ -136,7 +136,8 @@ def check_atomic_numbers(atomic_numbers, max_atomic_number: int, where: str = ""
     bad = (z < 1) | (z > max_atomic_number)
     if bad.any() and max_atomic_number == MAX_ATOMIC_NUMBER:
         raise PhysNetInputError(f"{_prefix(where)}atomic number(s) {_listed(sorted({int(v) for v in given[bad]}))} "
-                                f"at atom(s) {_listed(np.nonzero(bad)[0])} are not elements (Z = 1..{MAX_ATOMIC_NUMBER})")
+                                f"at atom(s) {_listed(np.nonzero(bad)[0])} are not elements (Z = "
+                                f"1..{MAX_ATOMIC_NUMBER})")
     if bad.any():
         found = sorted({int(v) for v in given[bad]})
         raise PhysNetInputError(

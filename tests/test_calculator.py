@@ -431,11 +431,24 @@ def test_construction_errors(charged_model):
         PhysNetCalculator()
 
 
-def test_periodic_needs_finite_coulomb_reach(calc):
+def test_periodic_needs_finite_coulomb_reach(calc, charged_model):
+    """A charge model without a long-range cutoff on a periodic cell: the calculator, MD's potentials and cell
+    potential said it in three ways (ValueErrors), none of them how to evaluate a molecule in a vacuum box."""
+    from physnetjax.md.cell_potential import physnet_cell_potential
+    from physnetjax.md.potential import physnet_potential
+
+    message = (r"^a periodic system needs a finite reach of the pair terms; this model has charges without "
+               r"coulomb_lr_cutoff, whose Coulomb sum over a crystal's images has no end: evaluate a molecule in a "
+               r"vacuum box as an isolated one \(pbc=False\), or train a model with --coulomb-lr-cutoff for crystals$")
     atoms = periodic_atoms(3)
     atoms.calc = calc
-    with pytest.raises(ValueError, match="coulomb_lr_cutoff"):
+    with pytest.raises(PhysNetInputError, match=message):
         atoms.get_potential_energy()
+    model, params = charged_model
+    with pytest.raises(PhysNetInputError, match=message):
+        physnet_potential(model, params, atoms.numbers, cell=atoms.cell.array)
+    with pytest.raises(PhysNetInputError, match=message):
+        physnet_cell_potential(model, params, atoms.numbers, atoms.cell.array)
 
 
 def test_a_calculator_survives_deepcopy_and_pickle(periodic_calc):

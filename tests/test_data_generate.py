@@ -11,6 +11,7 @@ from ase import Atoms
 from conftest import warnings_as_errors
 
 from physnetjax.data.generate import _finite_difference_hessian, generate, labels_of, unpaired_electrons
+from physnetjax.errors import PhysNetInputError
 
 
 def water(moments=None):
@@ -601,3 +602,254 @@ def test_resume_on_the_command_line_and_what_it_refuses(tmp_path, monkeypatch, c
         f"--resume {out}: its 2 frames cannot be continued: it holds no sampler state (resume_positions; partial "
         "sets written before --resume existed do not); label more frames with another --seed into another file and "
         "train on both\n")
+
+
+def test_an_scf_failure_after_labelled_frames_keeps_them_and_blames_the_geometry(tmp_path, monkeypatch, capsys):
+    """main: H2O at 15000 K failed its SCF at frame 55 of 3000; the 54 labelled frames were lost (Ctrl-C would have
+    written them) and the message asked for another uhf or charge, which had served the 54 frames before."""
+    pytest.importorskip("tblite")
+    from ase.calculators.calculator import CalculationFailed
+
+    import physnetjax.data.generate as generate_module
+
+    calls = []
+
+    def unconverged_on_the_third_frame(atoms):
+        calls.append(1)
+        if len(calls) == 3:
+            raise CalculationFailed("SCF not converged in 250 cycles")
+        return labels_of(atoms)
+
+    out = tmp_path / "hot.npz"
+    command = ["--molecule", "H2O", "--frames", "4", "--stride", "1", "--equilibration-steps", "0", "--no-progress",
+               "--out", str(out)]
+    with monkeypatch.context() as patch:
+        patch.setattr(generate_module, "labels_of", unconverged_on_the_third_frame)
+        assert generate_module.main(command) == 2
+    assert capsys.readouterr().err == (
+        "python -m physnetjax.data.generate: error: H2O (Langevin MD, sampling frame 3 of 4): the GFN2-xTB SCF (xTB, "
+        "tblite) failed at charge 0 e with 0 unpaired electrons (SCF not converged in 250 cycles): xTB cannot "
+        "converge that charge and spin state at this geometry; frames 1-2 were labelled at this charge and spin "
+        "state, so this frame's geometry is the likely cause (a hot or distorted one): lower --temperature (500 K), "
+        f"or check the structure; wrote the 2 of 4 frames labelled so far to {out}, a partial set (frames_requested "
+        "4): train on it as it is, continue it with the same command and --resume (from the state before the failed "
+        "frame, which it samples again and may fail on again), or label more frames at a lower --temperature into "
+        "another file and train on both (--data A.npz B.npz)\n")
+    partial = dict(np.load(out))
+    assert len(partial["E"]) == 2 and np.all(np.isfinite(partial["E"])) and "resume_momenta" in partial
+    assert generate_module.main([*command, "--resume"]) == 0  # resumable, as after Ctrl-C
+    assert len(np.load(out)["E"]) == 4
+    capsys.readouterr()
+
+    def unconverged(atoms):  # at the first frame: nothing labelled yet, the charge and spin state are suspect
+        raise CalculationFailed("SCF not converged in 250 cycles")
+
+    monkeypatch.setattr(generate_module, "labels_of", unconverged)
+    with pytest.raises(PhysNetInputError, match=r"try another uhf \(--uhf\) or charge \(--charge\)$") as caught:
+        generate("H2O", frames=2, stride=1, equilibration_steps=0, names=generate_module.OPTION_OF)
+    assert caught.value.labelled is None
+    from ase.calculators.calculator import InputError
+
+    calls.clear()
+
+    def collided_on_the_third_frame(atoms):  # tblite refusing a geometry keeps the frames before it too
+        calls.append(1)
+        if len(calls) == 3:
+            raise InputError("Too close interatomic distances found")
+        return labels_of(atoms)
+
+    monkeypatch.setattr(generate_module, "labels_of", collided_on_the_third_frame)
+    with pytest.raises(PhysNetInputError, match="the sampling drove atoms together") as caught:
+        generate("H2O", frames=4, stride=1, equilibration_steps=0)
+    assert len(caught.value.labelled["E"]) == 2 and int(caught.value.labelled["frames_requested"]) == 4
+
+
+def test_the_temperature_is_bounded_as_md_and_the_learning_loop_bound_it(tmp_path, capsys):
+    """main: --temperature had no upper bound (2e6 K ran into SCF failures blamed on the spin state)."""
+    from physnetjax.data.generate import main
+
+    assert main(["--molecule", "H2O", "--frames", "1", "--temperature", "2e6", "--out", str(tmp_path / "d.npz")]) == 2
+    assert capsys.readouterr().err == ("python -m physnetjax.data.generate: error: --temperature must be at most "
+                                       "1e+06 K (k_B T = 86 eV there, beyond any chemistry), received 2000000.0\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_structure_in_bohr_warns_as_the_spectra_commands_warn(tmp_path):
+    """main: water with its positions in bohr (1.89× its bond lengths apart) was labelled without a word."""
+    pytest.importorskip("tblite")
+    from physnetjax.errors import LengthUnitWarning
+
+    stretched = water()
+    stretched.positions /= 0.529177
+    ase.io.write(tmp_path / "h2o_bohr.xyz", stretched)
+    with pytest.warns(LengthUnitWarning, match=r"h2o_bohr\.xyz: atoms sit 1\.89× the covalent bond length .* are they "
+                                               r"in bohr \(multiply by 0\.529177\)\?"):
+        generate(str(tmp_path / "h2o_bohr.xyz"), frames=1, stride=1, equilibration_steps=0)
+    with warnings_as_errors():
+        generate("H2O", frames=1, stride=1, equilibration_steps=0)
+
+
+def _damaged(partial: dict, **changes) -> dict:
+    """A copy of ``partial`` with ``changes``: a key set to an array, or to a function of the key's array."""
+    damaged = {key: np.array(value, copy=True) for key, value in partial.items()}
+    for key, change in changes.items():
+        damaged[key] = change(damaged[key]) if callable(change) else change
+    return damaged
+
+
+def _set(index, value):
+    """A change for :func:`_damaged` that sets ``array[index] = value``."""
+    def change(array):
+        array[index] = value
+        return array
+    return change
+
+
+def test_resume_refuses_a_damaged_partial_set_naming_key_and_frame(tmp_path, monkeypatch, capsys):
+    """A genuine partial set, damaged: main resumed E[10] = NaN and a frame of atoms on one spot into a complete set
+    (exit 0), and said the rest in NumPy's or JSON's words ("could not broadcast input array", "Expecting value"),
+    or blamed NaN momenta on the spin state ("try another uhf")."""
+    pytest.importorskip("tblite")
+    import json
+
+    import physnetjax.data.generate as generate_module
+
+    settings = dict(molecule="H2O", frames=6, stride=1, equilibration_steps=0, seed=3)
+    partial = interrupted_run(monkeypatch, 3, **settings)
+    other_generator = np.random.Generator(np.random.SFC64(1)).bit_generator.state
+    damaged_sets = {
+        "fewer energies": (_damaged(partial, E=partial["E"][:2]),
+                           "its per-frame arrays hold different numbers of frames (E 2, R 3, F 3, D 3, Qa 3, Z 3), "
+                           "where each has a row per frame"),
+        "positions of other atoms": (_damaged(partial, resume_positions=np.zeros((4, 3))),
+                                     "key 'resume_positions' has shape (4, 3), expected (3, 3): the sampler's state "
+                                     "after its 3 frames, for the 3 atoms of this command's molecule"),
+        "forces of other atoms": (_damaged(partial, F=np.zeros((3, 2, 3))),
+                                  "key 'F' has shape (3, 2, 3), expected (3, 3, 3): 3 frames, as key 'E' holds, of "
+                                  "the 3 atoms of this command's molecule"),
+        "energy NaN": (_damaged(partial, E=_set(1, np.nan)), "key 'E' has NaN or Inf in frame(s) 1, which this command "
+                                                             "never writes"),
+        "forces Inf": (_damaged(partial, F=_set((2, 0, 1), np.inf)), "key 'F' has NaN or Inf in frame(s) 2"),
+        "momenta NaN": (_damaged(partial, resume_momenta=_set((0, 0), np.nan)),
+                        "key 'resume_momenta' has NaN or Inf (the sampler's state after its 3 frames)"),
+        "atoms on one spot": (_damaged(partial, R=_set(1, 0.0)),
+                              "key 'R': frame 1 has overlapping atoms (atoms 0-1 at 0 Å, closer than 0.1 Å), a "
+                              "geometry this command never samples"),
+        "positions far out": (_damaged(partial, resume_positions=_set((2, 0), 1e30)),
+                              "key 'resume_positions' has coordinates beyond ±10000 Å, a geometry this command never "
+                              "samples"),
+        "truncated generator state": (_damaged(partial, resume_rng_state=lambda state: np.array(str(state)[:36])),
+                                      "key 'resume_rng_state' is not the state of NumPy's PCG64 generator this "
+                                      "command samples with (JSONDecodeError: Expecting value"),
+        "another generator": (_damaged(partial, resume_rng_state=np.array(json.dumps(other_generator,
+                                                                                     default=np.ndarray.tolist))),
+                              "(ValueError: state must be for a PCG64 RNG)"),
+        "energies as text": (_damaged(partial, E=partial["E"].astype(str)), "key 'E' holds <U32 values, not real "
+                                                                            "numbers"),
+        "another atom in a frame": (_damaged(partial, Z=_set((2, 1), 6)),
+                                    "key 'Z' of frame 2 ([8, 6, 1]) is not that of its frame 0 and this command's "
+                                    "molecule ([8, 1, 1])"),
+    }
+    damage = "; the set was damaged or edited after this command wrote it: label a new set into another file"
+    for name, (damaged, message) in damaged_sets.items():
+        with pytest.raises(PhysNetInputError) as caught:
+            generate(**settings, resume=damaged)
+        assert message in str(caught.value) and str(caught.value).startswith("resume: "), (name, str(caught.value))
+        assert str(caught.value).endswith(damage), name
+    out = tmp_path / "d.npz"
+    np.savez(out, **damaged_sets["energy NaN"][0])
+    assert generate_module.main(["--molecule", "H2O", "--frames", "6", "--stride", "1", "--equilibration-steps", "0",
+                                 "--seed", "3", "--no-progress", "--out", str(out), "--resume"]) == 2
+    assert capsys.readouterr().err == (f"python -m physnetjax.data.generate: error: --resume {out}: key 'E' has NaN or "
+                                       f"Inf in frame(s) 1, which this command never writes{damage}\n")
+
+
+def test_resume_refuses_a_normal_mode_state_of_another_shape(monkeypatch):
+    pytest.importorskip("tblite")
+    settings = dict(molecule="H2O", frames=4, seed=3, sampling="normal-modes")
+    partial = interrupted_run(monkeypatch, 2, **settings)
+    with pytest.raises(PhysNetInputError, match=r"^resume: key 'resume_hessian' has shape \(6, 6\), expected \(9, 9\)"):
+        generate(**settings, resume=_damaged(partial, resume_hessian=np.eye(6)))
+    with pytest.raises(PhysNetInputError, match=r"^resume: key 'resume_minimum' has NaN or Inf"):
+        generate(**settings, resume=_damaged(partial, resume_minimum=_set((1, 2), np.nan)))
+
+
+def test_a_frame_count_beyond_the_memory_is_refused_before_allocating(tmp_path, capsys, monkeypatch):
+    """main: --frames 100000000000 ended in an internal error (exit 5: MemoryError, "Unable to allocate 3.27 TiB"); a
+    size the kernel over-commits is allocated and then filled until the kernel ends the process, so the free memory
+    is checked first (here 1 GB free against 1.13 GB of labels, which NumPy would allocate)."""
+    pytest.importorskip("tblite")
+    import physnetjax.device_memory as device_memory
+    from physnetjax.data.generate import main
+    from physnetjax.errors import OutOfMemoryError
+
+    assert main(["--molecule", "H2O", "--frames", "100000000000", "--out", str(tmp_path / "d.npz")]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"python -m physnetjax.data.generate: error: out of memory on the host to hold the labels of "
+                        r"100000000000 frames \(--frames\): (it needs 11300\.0 GB, [\d.]+ GB are free|they need "
+                        r"11300\.0 GB): lower --frames \(113 bytes a frame of 3 atoms\), or label several smaller sets "
+                        r"with different --seed into separate files and train on them together \(--data A\.npz "
+                        r"B\.npz\)\n", err), err
+    with pytest.raises(OutOfMemoryError, match=r"labels of 100000000000 frames \(frames\): .*lower frames \(329 bytes "
+                                               r"a frame of 3 atoms\)"):
+        generate("H2O", frames=10**11, sampling="normal-modes")
+    from ase.calculators.calculator import Calculator
+    import physnetjax.data.generate as generate_module
+
+    class Unreached(Calculator):
+        implemented_properties = ["energy", "forces"]
+
+        def calculate(self, *args, **kwargs):
+            raise AssertionError("the sampling started: the labels' memory was not checked")
+
+    monkeypatch.setattr(device_memory, "host_available_bytes", lambda: 10**9)
+    monkeypatch.setattr(generate_module, "tblite_calculator", lambda *args: Unreached())
+    with pytest.raises(OutOfMemoryError, match=r"^out of memory on the host to hold the labels of 10000000 frames "
+                                               r"\(frames\): it needs 1\.1 GB, 1\.0 GB are free: lower frames"):
+        generate("H2O", frames=10**7)
+
+
+def test_an_unknown_method_names_the_option_and_its_choices_in_any_case(tmp_path, monkeypatch, capsys):
+    """main: 'Method 'GFN3-xTB' is not available for this calculator' (tblite's words, no option, no choices), and
+    gfn2-xtb in lower case was refused the same way."""
+    import physnetjax.data.generate as generate_module
+
+    out = str(tmp_path / "d.npz")
+    with pytest.raises(SystemExit) as usage_error:
+        generate_module.main(["--method", "GFN3-xTB", "--out", out])
+    assert usage_error.value.code == 2 and capsys.readouterr().err == (
+        "python -m physnetjax.data.generate: error: argument --method: invalid choice: 'GFN3-xTB' (choose from "
+        "'GFN2-xTB', 'GFN1-xTB', 'IPEA1-xTB') (python -m physnetjax.data.generate --help lists the options)\n")
+    with pytest.raises(PhysNetInputError, match=r"^method 'GFN3-xTB' is not a method tblite has: choose one of "
+                                                r"GFN2-xTB, GFN1-xTB, IPEA1-xTB$"):
+        generate("H2O", frames=1, method="GFN3-xTB")
+    seen = []
+    monkeypatch.setattr(generate_module, "generate", lambda *args, **kwargs: seen.append(args[7]) or {"E": np.zeros(1)})
+    assert generate_module.main(["--method", "gfn1-xtb", "--out", out]) == 0
+    assert seen == ["GFN1-xTB"]
+
+
+def test_an_element_beyond_xtb_names_the_method_not_a_model(tmp_path, capsys):
+    """main: 'outside this model's range Z = 1..86 (Rn (Z=86)); use a model trained with these elements', where
+    there is no model, only GFN2-xTB."""
+    from physnetjax.data.generate import main
+
+    ase.io.write(tmp_path / "og.xyz", Atoms("Og"))
+    assert main(["--molecule", str(tmp_path / "og.xyz"), "--frames", "1", "--out", str(tmp_path / "d.npz")]) == 2
+    assert capsys.readouterr().err == (
+        f"python -m physnetjax.data.generate: error: {tmp_path / 'og.xyz'}: element(s) Og (Z=118) at atom(s) 0 are "
+        "beyond GFN2-xTB, which covers Z = 1..86, H to Rn: label molecules of these elements with another method "
+        "(e.g. DFT) and train on that set\n")
+
+
+def test_a_saddle_point_in_normal_mode_sampling_names_the_molecule(monkeypatch):
+    """main: 'the Hessian has a vibrational eigenvalue ... <= 0: the geometry is not a minimum but a saddle point',
+    without the molecule."""
+    pytest.importorskip("tblite")
+    import physnetjax.data.generate as generate_module
+
+    monkeypatch.setattr(generate_module, "_relaxed_hessian", lambda atoms, progress=None: (atoms.get_positions(),
+                                                                                           -np.eye(9)))
+    with pytest.raises(PhysNetInputError, match=r"^H2O: the Hessian has a vibrational eigenvalue .* the geometry is "
+                                                r"not a minimum but a saddle point"):
+        generate("H2O", frames=1, sampling="normal-modes")

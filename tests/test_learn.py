@@ -229,7 +229,7 @@ def test_run_directory_with_other_settings_is_refused(stub_data, tmp_path):
                      names={"select": "--select", "rounds": "--rounds", "progress": "--progress",
                             "temperatures": "--temperatures"})
     # the data file however it is spelled from here (it named only '--data', and refused './inp/a.npz' for 'inp/a.npz')
-    moved = tiny_config(directory, tmp_path, data=str(directory / "." / "initial.npz"))
+    moved = tiny_config(directory, tmp_path, data=f"{directory}/./initial.npz")
     assert moved.changed_from(config.to_dict()) == []
 
 
@@ -660,10 +660,13 @@ def test_cli_refuses_frames_with_elements_xtb_has_no_parameters_for(stub_data, t
     files[which] = tmp_path / f"fr-{which}.npz"
     np.savez(files[which], **frames)
     monkeypatch.setattr(learn_loop, "xtb_labeller", labeller_factory([], label))
-    assert main(["--out", str(tmp_path / "run"), "--data", str(files["data"]), "--test", str(files["test"])]) == 2
+    monkeypatch.setattr(learn_loop, "train", lambda config, names: pytest.fail("the loop trained on them"))
+    assert main(["--out", str(tmp_path / "run"), "--data", str(files["data"]), "--test", str(files["test"]),
+                 "--rounds", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"python -m physnetjax.learn: error: {files[which]}[0]: element(s) Fr (Z=87) beyond those of "
-                   "GFN2-xTB (tblite: Z = 1..86), which labels the loop's new frames"], err
+    assert err == [f"python -m physnetjax.learn: error: {files[which]}[0]: element(s) Fr (Z=87) at atom(s) 3, 4, 5, "
+                   "6, 7 (and 1 more) are beyond GFN2-xTB, which covers Z = 1..86, H to Rn: label molecules of these "
+                   "elements with another method (e.g. DFT) and train on that set"], err
     assert not (tmp_path / "run").exists()
 
 

@@ -26,7 +26,9 @@ and writes a PhysNet-style ``.npz``:
 
 The command line shows its progress on stderr (:mod:`physnetjax.data.generate_progress`;
 ``--no-progress`` for none). After Ctrl-C or SIGTERM it writes the frames labelled so far
-to ``--out`` (atomically): a partial set of K < ``frames_requested`` frames, exit 130 or 143.
+to ``--out`` (atomically): a partial set of K < ``frames_requested`` frames, exit 130 or 143;
+so it does, with exit 2, when an xTB calculation fails after K ≥ 1 frames were labelled (an SCF
+that does not converge at a hot or distorted geometry).
 A partial set also holds the sampler's state after its last frame (:data:`RESUME_KEYS`: MD
 positions, momenta and random-generator state; for normal modes the minimum and its
 Hessian), so the same command with ``--resume`` continues it: the frames after K are those
@@ -72,10 +74,12 @@ from physnetjax.cli_errors import cli_main, configure_logging, exit_process
 from physnetjax.cli_help import ArgumentParser, HelpFormatter, describe
 from physnetjax.data.generate_progress import GenerateProgress
 from physnetjax.data.normal_modes import normal_mode_displacements
-from physnetjax.data.xtb_shells import valence_electrons, valence_orbitals
-from physnetjax.errors import OutputPathError, PhysNetInputError, displayed
+from physnetjax.data.xtb_shells import VALENCE_ORBITALS, valence_electrons, valence_orbitals
+from physnetjax.errors import OutOfMemoryError, OutputPathError, PhysNetInputError, displayed
 from physnetjax.npz_file import NpzReadError, read_npz, write_npz
-from physnetjax.validation import atoms_total_charge, check_output_path, check_range, validate_structure
+from physnetjax.validation import (MAX_ABS_COORDINATE, MAX_ATOMIC_NUMBER, MIN_DISTANCE_ERROR, SYMBOLS,
+                                   atoms_total_charge, check_atomic_numbers, check_length_unit, check_output_path,
+                                   check_range, element, validate_structure)
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +112,10 @@ def _structure(spec: str):
 XTB_MAX_ATOMIC_NUMBER = 86
 """Largest element GFN2-xTB has parameters for (Rn)."""
 
+METHODS = tuple(VALENCE_ORBITALS)
+"""The xTB methods tblite has, as it spells them (GFN2-xTB, GFN1-xTB, IPEA1-xTB); :func:`xtb_method` takes them in
+any case."""
+
 SAMPLINGS = ("md", "normal-modes")
 RESUME_KEYS = {"md": ("resume_positions", "resume_momenta", "resume_rng_state"),
                "normal-modes": ("resume_minimum", "resume_hessian")}
@@ -137,6 +145,80 @@ def tblite_calculator(method: str = "GFN2-xTB", charge: float = 0.0, uhf: int = 
     except ImportError as error:
         raise ValueError("labelling needs tblite: pip install 'physnetjax[xtb]'") from error
     return TBLite(method=method, charge=charge, multiplicity=uhf + 1, verbosity=0)
+
+
+def xtb_method(text: str, names: Optional[Mapping[str, str]] = None) -> str:
+    """The method of :data:`METHODS` that ``text`` names, in any case (``gfn2-xtb`` → ``GFN2-xTB``), as tblite and
+    the dataset's ``method`` spell it.
+
+    Raises:
+      PhysNetInputError: a method tblite does not have (e.g. GFN3-xTB, which tblite refused with "Method
+        'GFN3-xTB' is not available for this calculator"), naming the option (``names``) and the choices.
+    """
+    canonical = _method_choice(str(text))
+    if canonical not in METHODS:
+        raise PhysNetInputError(f"{displayed('method', names)} {text!r} is not a method tblite has: choose one of "
+                                f"{', '.join(METHODS)}")
+    return canonical
+
+
+def check_xtb_elements(atomic_numbers, method: str, where: str) -> None:
+    """PhysNetInputError naming the elements of ``atomic_numbers`` (n,) beyond Z = :data:`XTB_MAX_ATOMIC_NUMBER`,
+    which tblite's ``method`` has no parameters for (a Z that is no element at all is named as such); ``where`` (the
+    molecule) begins the message. :func:`physnetjax.validation.validate_structure` would call them outside "this
+    model's range" and ask for another model, where there is no model, only the labelling method."""
+    z = check_atomic_numbers(atomic_numbers, MAX_ATOMIC_NUMBER, where)
+    beyond = np.nonzero(z > XTB_MAX_ATOMIC_NUMBER)[0]
+    if beyond.size:
+        symbols = ", ".join(element(value) for value in sorted({int(value) for value in z[beyond]}))
+        atoms = ", ".join(str(int(i)) for i in beyond[:5]) + (f" (and {beyond.size - 5} more)" if beyond.size > 5
+                                                              else "")
+        raise PhysNetInputError(f"{where}: element(s) {symbols} at atom(s) {atoms} are beyond {method}, which covers "
+                                f"Z = 1..{XTB_MAX_ATOMIC_NUMBER}, H to {SYMBOLS[XTB_MAX_ATOMIC_NUMBER]}: label "
+                                "molecules of these elements with another method (e.g. DFT) and train on that set")
+
+
+LABEL_BYTES = {"R": 12, "F": 12, "Qa": 4}
+"""Bytes per atom and frame of the per-atom labels :func:`generate` holds (float32); each frame adds
+:data:`FRAME_BYTES`, and the dataset it returns one byte per atom (``Z``, int8)."""
+FRAME_BYTES = 12 + 8 + 2 + 4
+"""Bytes per frame of ``D`` (3 float32), ``E`` (float64), ``N`` (int16) and ``Q`` (float32)."""
+NORMAL_MODE_BYTES = 3 * 24
+"""Bytes per atom and frame that normal-mode sampling draws at once (:func:`normal_mode_displacements`: the mode
+coordinates, their Cartesian sum and the (M, n, 3) displacements, float64)."""
+
+
+def _label_arrays(frames: int, n: int, sampling: str, names: Optional[Mapping[str, str]] = None) -> dict:
+    """Zeroed arrays for the labels of ``frames`` frames of ``n`` atoms (``R``, ``F``, ``D``, ``Qa``, ``E``), after
+    checking that they, and what ``sampling`` holds beside them, fit the free host memory.
+
+    ``--frames 100000000000`` ended in an internal error (NumPy's MemoryError: "Unable to allocate 3.27 TiB"), and a
+    size Linux over-commits would have been allocated and then filled frame by frame until the kernel ended the
+    process.
+
+    Raises:
+      OutOfMemoryError: the size needed and the memory free, naming ``frames`` (``names``) (also where NumPy cannot
+        allocate what the host's free memory did not rule out).
+    """
+    from physnetjax.device_memory import check_host_fits, gigabytes  # imports JAX: not on the module's import
+
+    per_frame = sum(LABEL_BYTES.values()) * n + FRAME_BYTES + n + (NORMAL_MODE_BYTES * n if sampling != "md" else 0)
+    needed = frames * per_frame
+    frames_option, seed_option = displayed("frames", names), displayed("seed", names)
+    remedy = (f"lower {frames_option} ({per_frame} bytes a frame of {n} atoms), or label several smaller sets with "
+              f"different {seed_option} into separate files and train on them together (--data A.npz B.npz)")
+    check_host_fits(needed, f"to hold the labels of {frames} frames ({frames_option})", remedy)
+    try:
+        return {
+            "R": np.zeros((frames, n, 3), np.float32),
+            "F": np.zeros((frames, n, 3), np.float32),
+            "D": np.zeros((frames, 3), np.float32),
+            "Qa": np.zeros((frames, n), np.float32),
+            "E": np.zeros(frames, np.float64),
+        }
+    except MemoryError:
+        raise OutOfMemoryError(f"out of memory on the host to hold the labels of {frames} frames ({frames_option}): "
+                               f"they need {gigabytes(needed)}: {remedy}", needed) from None
 
 
 def unpaired_electrons(atoms, charge: float, uhf: int | None = None, method: str = "GFN2-xTB") -> int:
@@ -235,14 +317,19 @@ def check_sampling_settings(frames: int, stride: int, temperature: float, timest
                             equilibration_steps: int, names: Optional[Mapping[str, str]] = None) -> None:
     """ValueError naming the first of :func:`generate`'s sampling settings out of range: ``frames`` and ``stride``
     >= 1, ``equilibration_steps`` >= 0, ``temperature`` (K), ``timestep`` (fs) and ``friction`` (1/fs) finite
-    and > 0 (an infinite timestep or temperature gave NaN positions, which xTB then failed on). The messages name
-    the keywords, or as ``names`` does (a command line passes its options, :data:`OPTION_OF`)."""
+    and > 0 (an infinite timestep or temperature gave NaN positions, which xTB then failed on), ``temperature`` at
+    most :data:`physnetjax.md.ensembles.MAX_TEMPERATURE_K`, the bound of MD and the learning loop (1e6 K: k_B T =
+    86 eV, no chemistry left; an exponent too many ran into SCF failures). The messages name the keywords, or as
+    ``names`` does (a command line passes its options, :data:`OPTION_OF`)."""
+    from physnetjax.md.ensembles import MAX_TEMPERATURE_K, MAX_TEMPERATURE_REASON  # imports JAX: not on import
+
     for keyword, value in (("frames", frames), ("stride", stride)):
         if value < 1:
             raise ValueError(f"{displayed(keyword, names)} must be >= 1, received {value}")
     if equilibration_steps < 0:
         raise ValueError(f"{displayed('equilibration_steps', names)} must be >= 0, received {equilibration_steps}")
-    check_range(displayed("temperature", names), temperature, "K", 0.0, strict=True)
+    check_range(displayed("temperature", names), temperature, "K", 0.0, strict=True, highest=MAX_TEMPERATURE_K,
+                why=MAX_TEMPERATURE_REASON)
     check_range(displayed("timestep", names), timestep, "fs", 0.0, strict=True)
     check_range(displayed("friction", names), friction, "1/fs", 0.0, strict=True)
 
@@ -298,39 +385,44 @@ def generate(
 
     A ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM under :func:`~physnetjax.cli_errors.cli_main`) passes through
     with the frames labelled so far as its attribute ``labelled``: such a dict of the first K frames
-    (``frames_requested`` still M), or None before the first frame was labelled.
+    (``frames_requested`` still M), or None before the first frame was labelled. So does the PhysNetInputError of
+    an xTB calculation that fails while sampling (the command line writes it as it writes an interrupted run's).
 
     Raises:
-      ValueError: a setting out of range (:func:`check_sampling_settings`), a structure that
+      ValueError: a setting out of range (:func:`check_sampling_settings`), a ``method`` tblite does not have
+        (:func:`xtb_method`), elements beyond Rn (:func:`check_xtb_elements`), a structure that
         :func:`physnetjax.validation.validate_structure` refuses (atoms closer than 0.5 Å, NaN
-        positions, elements beyond Rn, a charge beyond the electrons), unknown ``sampling``, tblite
+        positions, a charge beyond the electrons), unknown ``sampling``, tblite
         missing, a ``charge``/``uhf`` the electron count
         refuses (:func:`unpaired_electrons`), a failed xTB calculation (:func:`xtb_failure`, naming
-        the frame being sampled), or (normal modes) a structure whose relaxed Hessian is not that
-        of a minimum.
+        the frame being sampled; after frames labelled at the same charge and spin state it blames the geometry,
+        before them the charge and spin state), a ``resume`` set :func:`check_resumable` refuses, or (normal
+        modes) a structure whose relaxed Hessian is not that of a minimum (naming ``molecule``).
+      OutOfMemoryError: ``frames`` whose labels do not fit the host's free memory (:func:`_label_arrays`).
+
+    Warns:
+      LengthUnitWarning: a structure whose atoms sit ~1.89× their covalent bond lengths apart, as positions in bohr
+        read as Å (:func:`physnetjax.validation.check_length_unit`, as the spectra commands warn); xTB labels such a
+        geometry without complaint.
     """
     from ase.calculators.calculator import CalculationFailed, InputError
 
     check_sampling_settings(frames, stride, temperature, timestep, friction, equilibration_steps, names)
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, received {sampling!r}")
+    method = xtb_method(method, names)
     atoms = _structure(molecule)
     charge = atoms_total_charge(atoms, charge, {"total_charge": displayed("charge", names)})
     if sampling == "normal-modes" and len(atoms) < 2:
         raise ValueError(f"{molecule}: one atom has no vibrations to sample; --sampling normal-modes needs a molecule")
+    check_xtb_elements(atoms.numbers, method, molecule)
     validate_structure(atoms.numbers, atoms.positions, XTB_MAX_ATOMIC_NUMBER, total_charge=charge, strict=True,
                        where=molecule)
+    check_length_unit(atoms.numbers, atoms.positions, molecule)
     uhf = unpaired_electrons(atoms, charge, uhf, method)
     atoms.calc = tblite_calculator(method, charge, uhf)
     rng = np.random.default_rng(seed)
-    n = len(atoms)
-    out = {
-        "R": np.zeros((frames, n, 3), np.float32),
-        "F": np.zeros((frames, n, 3), np.float32),
-        "D": np.zeros((frames, 3), np.float32),
-        "Qa": np.zeros((frames, n), np.float32),
-        "E": np.zeros(frames, np.float64),
-    }
+    out = _label_arrays(frames, len(atoms), sampling, names)
     how = "Langevin MD" if sampling == "md" else "harmonic normal-mode sampling"
     provenance = {"method": method, "charge": charge, "uhf": uhf, "sampling": sampling, "temperature": temperature,
                   "timestep": timestep, "friction": friction, "stride": stride,
@@ -347,7 +439,8 @@ def generate(
         configurations = _md_configurations(atoms, frames - done, stride, temperature, timestep, friction,
                                             equilibration_steps, rng, progress, state)
     else:
-        configurations = _normal_mode_configurations(atoms, frames, temperature, rng, progress, state, done)
+        configurations = _normal_mode_configurations(atoms, frames, temperature, rng, progress, state, done,
+                                                     where=molecule)
     try:
         for k, sampled in enumerate(configurations, start=done):
             for key, value in labels_of(atoms).items():
@@ -362,11 +455,22 @@ def generate(
         stage = ("relaxation or Hessian before frame 1" if sampling != "md" and done == 0
                  else f"{how}, sampling frame {done + 1} of {frames}")
         failure = xtb_failure(error, f"{molecule} ({stage})", method, charge, uhf)
-        raise PhysNetInputError(f"{failure}; try another uhf (--uhf) or charge (--charge)") from error
+        if done:  # the same electrons, charge and spin state converged for every frame before: the geometry did it
+            labelled = "frame 1 was" if done == 1 else f"frames 1-{done} were"
+            hint = (f"{labelled} labelled at this charge and spin state, so this frame's geometry is the likely cause "
+                    f"(a hot or distorted one): lower {displayed('temperature', names)} ({temperature:g} K), or check "
+                    "the structure")
+        else:
+            hint = "try another uhf (--uhf) or charge (--charge)"
+        failed = PhysNetInputError(f"{failure}; {hint}")
+        failed.labelled = _dataset(out, done, atoms, provenance, state) if done else None
+        raise failed from error
     except InputError as error:  # tblite refuses a geometry, e.g. atoms on top of each other after a collision
-        raise PhysNetInputError(f"{molecule} ({how}, sampling frame {done + 1} of {frames}): {method} (tblite) refused "
-                                f"the geometry ({' '.join(str(error).split())}): the sampling drove atoms together; "
-                                "lower the temperature or the timestep") from error
+        failed = PhysNetInputError(f"{molecule} ({how}, sampling frame {done + 1} of {frames}): {method} (tblite) "
+                                   f"refused the geometry ({' '.join(str(error).split())}): the sampling drove atoms "
+                                   "together; lower the temperature or the timestep")
+        failed.labelled = _dataset(out, done, atoms, provenance, state) if done else None
+        raise failed from error
     return _dataset(out, frames, atoms, provenance)
 
 
@@ -398,21 +502,99 @@ def _dataset(labels: dict, count: int, atoms, provenance: dict, state: Optional[
     return data
 
 
+RESUMED_LABELS = ("E", "R", "F", "D", "Qa")
+"""Per-frame arrays a resumed set keeps from its partial set (its ``Z``, ``N`` and ``Q`` are written anew)."""
+DAMAGED = "the set was damaged or edited after this command wrote it: label a new set into another file"
+"""How :func:`check_resumable` ends a message about a partial set this command cannot have written."""
+
+
+def _frame_shapes(count: int, n: int) -> dict:
+    """Shape of each of :data:`RESUMED_LABELS` in a set of ``count`` frames of ``n`` atoms."""
+    return {"E": (count,), "R": (count, n, 3), "F": (count, n, 3), "D": (count, 3), "Qa": (count, n)}
+
+
+def _state_shapes(n: int) -> dict:
+    """Shape of each array of :data:`RESUME_KEYS` but the random generator's state, for ``n`` atoms."""
+    return {"resume_positions": (n, 3), "resume_momenta": (n, 3), "resume_minimum": (n, 3),
+            "resume_hessian": (3 * n, 3 * n)}
+
+
+def _real_array(partial: Mapping[str, np.ndarray], key: str, where: str) -> np.ndarray:
+    """``partial[key]`` as an array, or PhysNetInputError where it holds no real numbers (text, booleans)."""
+    value = np.asarray(partial[key])
+    if value.dtype == bool or not (np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)):
+        raise PhysNetInputError(f"{where}: key {key!r} holds {value.dtype} values, not real numbers; {DAMAGED}")
+    return value
+
+
+CONTACT_CHUNK = 2 ** 22
+"""Atom pairs whose distances :func:`_geometry_fault` computes at once (32 MiB of float64)."""
+
+
+def _geometry_fault(positions) -> Optional[tuple[int, str]]:
+    """The first frame of ``positions`` (K, n, 3) Å (finite) that is a geometry this command never samples, as the
+    dataset loader refuses it, and what it has: coordinates beyond ±:data:`~physnetjax.validation.MAX_ABS_COORDINATE`,
+    or overlapping atoms, closer than :data:`~physnetjax.validation.MIN_DISTANCE_ERROR` (the closest pair named);
+    None where no frame has either. The distances of all pairs, :data:`CONTACT_CHUNK` at a time: a contact search per
+    frame (:func:`physnetjax.validation.close_contacts`) took ~1 ms a frame, minutes for a large partial set."""
+    positions = np.asarray(positions, np.float64)
+    count, n = positions.shape[:2]
+    far = (np.abs(positions) > MAX_ABS_COORDINATE).reshape(count, -1).any(axis=1)
+    if far.any():
+        return int(np.argmax(far)), f"coordinates beyond ±{MAX_ABS_COORDINATE:g} Å"
+    chunk = max(1, CONTACT_CHUNK // max(n * n, 1))
+    for start in range(0, count, chunk):
+        block = positions[start:start + chunk]
+        distances = np.linalg.norm(block[:, :, None] - block[:, None, :], axis=-1)
+        distances[:, np.arange(n), np.arange(n)] = np.inf
+        overlapping = (distances < MIN_DISTANCE_ERROR).any(axis=(1, 2))
+        if overlapping.any():
+            k = int(np.argmax(overlapping))
+            i, j = np.unravel_index(np.argmin(distances[k]), (n, n))
+            return start + k, (f"overlapping atoms (atoms {min(i, j)}-{max(i, j)} at {distances[k, i, j]:.3g} Å, "
+                               f"closer than {MIN_DISTANCE_ERROR} Å)")
+    return None
+
+
+def _check_rng_state(text, where: str) -> None:
+    """PhysNetInputError unless ``text`` (``resume_rng_state``) is the JSON of a state of the generator that
+    ``np.random.default_rng`` makes (PCG64), which :func:`_md_configurations` restores."""
+    generator = np.random.default_rng()
+    kind = type(generator.bit_generator).__name__
+    try:
+        generator.bit_generator.state = json.loads(str(np.asarray(text)))
+    except (ValueError, TypeError, KeyError, OverflowError) as error:
+        detail = " ".join(str(error).split()) or type(error).__name__
+        raise PhysNetInputError(f"{where}: key 'resume_rng_state' is not the state of NumPy's {kind} generator this "
+                                f"command samples with ({type(error).__name__}: {detail}); {DAMAGED}") from None
+
+
 def check_resumable(partial: Mapping[str, np.ndarray], fresh: Mapping[str, np.ndarray], numbers, where: str,
                     names: Optional[Mapping[str, str]] = None) -> int:
     """The number of frames K of a partial set that a run of ``fresh``'s settings (its :func:`_dataset` of no frames)
     on atoms ``numbers`` (n,) Z may continue; ``where`` begins each message.
 
+    Besides its settings, the set's arrays are checked as this command writes them, since a resume copies its frames
+    into the completed set and continues from its sampler state: :data:`RESUMED_LABELS` and ``Z`` of K rows each and
+    of the molecule's shapes, real numbers, finite; no frame with coordinates beyond
+    :data:`~physnetjax.validation.MAX_ABS_COORDINATE` or overlapping atoms (closer than
+    :data:`~physnetjax.validation.MIN_DISTANCE_ERROR`), as the dataset loader refuses them (:func:`_geometry_fault`);
+    the sampler state (:data:`RESUME_KEYS`) of the molecule's shapes and finite, its positions or minimum free of
+    both faults, and its random generator's state one NumPy's PCG64 takes. Frames are counted from 0 in the
+    messages, as the dataset loader counts them. Before, a damaged set ended in NumPy's or JSON's words ("could not
+    broadcast input array", "Expecting value"), in an xTB failure blamed on the spin state (NaN momenta), or, with a
+    NaN energy or two atoms on one spot in a frame, in a completed set that kept the frame (exit 0).
+
     Raises:
       PhysNetInputError: not a set this module wrote, a complete set, one sampled with other settings or atoms (the
-        first differing setting named, with both values), or one without sampler state (written before partial sets
-        kept it).
+        first differing setting named, with both values), one without sampler state (written before partial sets
+        kept it), or one whose arrays are not as this command writes them (naming the key, and the frame where
+        one is at fault).
     """
-    lacking = [key for key in (*RESUMED_SETTINGS, "E", "Z") if key not in partial]
+    lacking = [key for key in (*RESUMED_SETTINGS, *RESUMED_LABELS, "Z") if key not in partial]
     if lacking:
         raise PhysNetInputError(f"{where}: not a set written by python -m physnetjax.data.generate (it lacks "
                                 f"{lacking[0]})")
-    count, requested = len(partial["E"]), int(partial["frames_requested"])
     differing = [key for key in RESUMED_SETTINGS if str(partial[key]) != str(fresh[key])]
     if differing:
         key = differing[0]
@@ -420,16 +602,73 @@ def check_resumable(partial: Mapping[str, np.ndarray], fresh: Mapping[str, np.nd
                   displayed(RESUMED_OPTION.get(key, key), names))
         raise PhysNetInputError(f"{where}: it was sampled with {key} {partial[key]}, this command asks for "
                                 f"{fresh[key]}: resume with its settings ({option}), or write a new set elsewhere")
-    if not np.array_equal(np.asarray(partial["Z"][0]), np.asarray(numbers)):
-        raise PhysNetInputError(f"{where}: its atoms (Z = {np.asarray(partial['Z'][0]).tolist()}) are not those of "
-                                f"this command's molecule (Z = {np.asarray(numbers).tolist()})")
+    energies = _real_array(partial, "E", where)
+    if energies.ndim != 1:
+        raise PhysNetInputError(f"{where}: key 'E' has shape {energies.shape}, expected (K,), an energy per frame; "
+                                f"{DAMAGED}")
+    count, requested = len(energies), int(partial["frames_requested"])
+    rows = {key: np.shape(partial[key])[0] if np.ndim(partial[key]) else 0 for key in (*RESUMED_LABELS, "Z")}
+    if len(set(rows.values())) > 1:
+        listed = ", ".join(f"{key} {size}" for key, size in rows.items())
+        raise PhysNetInputError(f"{where}: its per-frame arrays hold different numbers of frames ({listed}), where "
+                                f"each has a row per frame; {DAMAGED}")
+    numbers = np.asarray(numbers)
+    z = np.asarray(partial["Z"])
+    if z.ndim != 2:
+        raise PhysNetInputError(f"{where}: key 'Z' has shape {z.shape}, expected ({count}, n): a row of atomic "
+                                f"numbers per frame; {DAMAGED}")
+    mismatched = (np.ones(count, bool) if z.shape[1] != numbers.shape[0]
+                  else (z != numbers[None, :]).any(axis=1))
+    if count and mismatched[0]:
+        raise PhysNetInputError(f"{where}: its atoms (Z = {z[0].tolist()}) are not those of this command's molecule "
+                                f"(Z = {numbers.tolist()})")
+    if mismatched.any():
+        k = int(np.argmax(mismatched))
+        raise PhysNetInputError(f"{where}: key 'Z' of frame {k} ({z[k].tolist()}) is not that of its frame 0 and this "
+                                f"command's molecule ({numbers.tolist()}); {DAMAGED}")
     if count >= requested:
         raise PhysNetInputError(f"{where}: nothing to resume: it holds all {requested} frames it was asked for")
-    missing = [key for key in RESUME_KEYS[str(fresh["sampling"])] if key not in partial]
+    sampling = str(fresh["sampling"])
+    missing = [key for key in RESUME_KEYS[sampling] if key not in partial]
     if missing:
         raise PhysNetInputError(f"{where}: its {count} frames cannot be continued: it holds no sampler state "
                                 f"({missing[0]}; partial sets written before --resume existed do not); label more "
                                 "frames with another --seed into another file and train on both")
+    n = numbers.shape[0]
+    for key, expected in _frame_shapes(count, n).items():
+        value = _real_array(partial, key, where)
+        if value.shape != expected:
+            raise PhysNetInputError(f"{where}: key {key!r} has shape {value.shape}, expected {expected}: "
+                                    f"{count} frames, as key 'E' holds, of the {n} atoms of this command's "
+                                    f"molecule; {DAMAGED}")
+        bad = ~np.isfinite(value).reshape(count, -1).all(axis=1)
+        if bad.any():
+            frames = np.nonzero(bad)[0]
+            listed = ", ".join(str(int(k)) for k in frames[:5]) + (f" (and {len(frames) - 5} more)"
+                                                                     if len(frames) > 5 else "")
+            raise PhysNetInputError(f"{where}: key {key!r} has NaN or Inf in frame(s) {listed}, which this command "
+                                    f"never writes; {DAMAGED}")
+    fault = _geometry_fault(partial["R"])
+    if fault is not None:
+        raise PhysNetInputError(f"{where}: key 'R': frame {fault[0]} has {fault[1]}, a geometry this command never "
+                                f"samples; {DAMAGED}")
+    state_shapes = _state_shapes(n)
+    for key in RESUME_KEYS[sampling]:
+        if key == "resume_rng_state":
+            _check_rng_state(partial[key], where)
+            continue
+        value = _real_array(partial, key, where)
+        if value.shape != state_shapes[key]:
+            raise PhysNetInputError(f"{where}: key {key!r} has shape {value.shape}, expected {state_shapes[key]}: the "
+                                    f"sampler's state after its {count} frames, for the {n} atoms of this command's "
+                                    f"molecule; {DAMAGED}")
+        if not np.isfinite(value).all():
+            raise PhysNetInputError(f"{where}: key {key!r} has NaN or Inf (the sampler's state after its "
+                                    f"{count} frames), which this command never writes; {DAMAGED}")
+        fault = _geometry_fault(value[None]) if key in ("resume_positions", "resume_minimum") else None
+        if fault is not None:
+            raise PhysNetInputError(f"{where}: key {key!r} has {fault[1]}, a geometry this command never samples; "
+                                    f"{DAMAGED}")
     return count
 
 
@@ -475,11 +714,16 @@ def _md_configurations(atoms, frames, stride, temperature, timestep, friction, e
 
 
 def _normal_mode_configurations(atoms, frames, temperature, rng, progress=None,
-                                state: Optional[Mapping[str, np.ndarray]] = None, skip: int = 0):
+                                state: Optional[Mapping[str, np.ndarray]] = None, skip: int = 0, where: str = ""):
     """Relax ``atoms``, take its Hessian, then set ``frames`` harmonic Boltzmann samples in turn (the relaxation
     steps and the Hessian's force calls reported to ``progress``), yielding the minimum and Hessian after each
     (:data:`RESUME_KEYS`). Given a ``state`` (a minimum and its Hessian), the first ``skip`` samples are drawn and
-    passed over instead."""
+    passed over instead.
+
+    Raises:
+      PhysNetInputError: a Hessian that is not that of a minimum (a saddle point; :func:`normal_mode_displacements`),
+        the message beginning with ``where`` (the molecule), which it did not name.
+    """
     if state is None:
         minimum, hessian = _relaxed_hessian(atoms, progress)
     else:
@@ -487,7 +731,10 @@ def _normal_mode_configurations(atoms, frames, temperature, rng, progress=None,
     centred = minimum - minimum.mean(axis=0)
     singular = np.linalg.svd(centred, compute_uv=False)
     num_rigid = 5 if singular[1] < 1e-3 * singular[0] else 6
-    displacements = normal_mode_displacements(hessian, atoms.get_masses(), temperature, frames, rng, num_rigid)
+    try:
+        displacements = normal_mode_displacements(hessian, atoms.get_masses(), temperature, frames, rng, num_rigid)
+    except ValueError as error:
+        raise PhysNetInputError(f"{where}: {error}" if where else str(error)) from None
     for displacement in displacements[skip:]:
         atoms.set_positions(minimum + displacement)
         yield {"resume_minimum": minimum, "resume_hessian": hessian}
@@ -545,7 +792,8 @@ def main(argv=None) -> int:
     parser.add_argument("--timestep", type=float, default=0.5, help="MD time step in fs")
     parser.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs")
     parser.add_argument("--equilibration-steps", type=int, default=2000, help="MD steps before the first frame")
-    parser.add_argument("--method", default="GFN2-xTB", help="tblite method (GFN2-xTB, GFN1-xTB, IPEA1-xTB)")
+    parser.add_argument("--method", default="GFN2-xTB", choices=METHODS, type=_method_choice,
+                        help="tblite method, in any case")
     parser.add_argument("--charge", type=float, default=None,
                         help="total charge in e (default: the structure file's info['charge'] or initial charges, "
                              "else 0)")
@@ -600,6 +848,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as interrupt:  # the bars have ended: the interrupt's line comes after them
         interrupt.resume_hint = save_partial(args.out, getattr(interrupt, "labelled", None), args.frames)
         raise
+    except PhysNetInputError as error:  # an xTB failure after frames were labelled: keep them, as Ctrl-C does
+        labelled = getattr(error, "labelled", None)
+        if labelled is None:
+            raise
+        raise PhysNetInputError(f"{error}; {save_partial(args.out, labelled, args.frames, FAILED_ADVICE)}") from error
     write_npz(args.out, data, compressed=True)
     print(f"wrote {args.out}: {args.frames} frames")
     return 0
@@ -625,10 +878,19 @@ def openmp_threads(threads: int | None) -> Iterator[None]:
             os.environ["OMP_NUM_THREADS"] = before
 
 
-def save_partial(out, labelled: dict | None, frames: int) -> str:
-    """Write the frames labelled before an interrupt (:func:`generate`'s ``labelled``) to ``out``, atomically; the
-    line that says so, for the interrupt's message (nothing written when no frame was labelled or the write
-    failed)."""
+INTERRUPTED_ADVICE = ("train on it as it is, continue it with the same command and --resume, or label more frames "
+                      "with another --seed into another file and train on both (--data A.npz B.npz)")
+"""What :func:`save_partial` says to do with the partial set of an interrupted run."""
+FAILED_ADVICE = ("train on it as it is, continue it with the same command and --resume (from the state before the "
+                 "failed frame, which it samples again and may fail on again), or label more frames at a lower "
+                 "--temperature into another file and train on both (--data A.npz B.npz)")
+"""What :func:`save_partial` says to do with the partial set of a run an xTB failure stopped."""
+
+
+def save_partial(out, labelled: dict | None, frames: int, advice: str = INTERRUPTED_ADVICE) -> str:
+    """Write the frames labelled before an interrupt or an xTB failure (:func:`generate`'s ``labelled``) to ``out``,
+    atomically; the line that says so and what to do with them (``advice``), for the interrupt's or the error's
+    message (nothing written when no frame was labelled or the write failed)."""
     if labelled is None:
         return f"no frame was labelled yet, nothing written to {out}"
     count = len(labelled["E"])
@@ -637,8 +899,13 @@ def save_partial(out, labelled: dict | None, frames: int) -> str:
     except OutputPathError as error:
         return f"the {count} frames labelled so far are lost: {error}"
     return (f"wrote the {count} of {frames} frames labelled so far to {out}, a partial set (frames_requested "
-            f"{frames}): train on it as it is, continue it with the same command and --resume, or label more frames "
-            "with another --seed into another file and train on both (--data A.npz B.npz)")
+            f"{frames}): {advice}")
+
+
+def _method_choice(text: str) -> str:
+    """``--method``'s value as :data:`METHODS` spells it where it names one in another case (argparse then checks
+    the choices, naming them)."""
+    return {method.lower(): method for method in METHODS}.get(text.lower(), text)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ import numpy as np
 from physnetjax.data import Dataset, bundled_dataset_path, concatenate, load_dataset, random_split
 from physnetjax.data.split import load_split, save_split
 from physnetjax.data.frame_digests import FrameRecord, dataset_digests
-from physnetjax.data.generate import XTB_MAX_ATOMIC_NUMBER, unpaired_electrons
+from physnetjax.data.generate import XTB_MAX_ATOMIC_NUMBER, check_xtb_elements, unpaired_electrons
 from physnetjax.data.remedies import CONVERTED_FILE, remedies_in_effect
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, displayed, warn_caller
 from physnetjax.learn.config import RESUME_CHANGES, LearnConfig
@@ -54,7 +54,7 @@ from physnetjax.learn.report import write_report
 from physnetjax.learn.selection import select_uncertain_diverse
 from physnetjax.learn.state import (STATE_NAME, check_run_directory, check_run_files, file_record, read_state,
                                     round_dir, write_state)
-from physnetjax.validation import check_distinct_files, check_output_directory, element
+from physnetjax.validation import check_distinct_files, check_output_directory
 from physnetjax.train import TrainConfig, train
 from physnetjax.train.run_lock import run_lock
 
@@ -154,7 +154,7 @@ def _learn_in(run_dir: Path, config: LearnConfig, labeller: Labeller | None,
                   f"{'' if config.uhf is None else f' --uhf {config.uhf}'}") if labeller is None else None
         if labeller is None:
             for frames in start.values():
-                check_xtb_elements(frames, config.labeller)
+                check_frames_xtb_elements(frames, config.labeller)
         check_labels_against(start["initial.npz"], label, _data_name(config), name, method)
         if config.test is not None:
             check_labels_against(start["test.npz"], label, str(config.test), name, method, COMPARED_IN_TESTS)
@@ -253,19 +253,14 @@ def _data_name(config: LearnConfig) -> str:
     return str(bundled_dataset_path()) if config.data is None else str(config.data)
 
 
-def check_xtb_elements(frames: Dataset, method: str) -> None:
-    """Refuse ``frames`` holding an element xTB (tblite) has no parameters for, beyond Z = 86: the loop labels its new
-    frames with ``method`` (tblite's InputError reached the command line as an internal error).
-
-    Raises:
-      PhysNetInputError: naming the first frame and the elements.
-    """
-    beyond = frames.Z > XTB_MAX_ATOMIC_NUMBER
+def check_frames_xtb_elements(frames: Dataset, method: str) -> None:
+    """Refuse ``frames`` holding an element xTB (tblite) has no parameters for, beyond Z = 86
+    (:func:`physnetjax.data.generate.check_xtb_elements`, naming the first such frame): the loop labels its new frames
+    with ``method`` (tblite's InputError reached the command line as an internal error)."""
+    beyond = (frames.Z > XTB_MAX_ATOMIC_NUMBER).any(axis=1)
     if beyond.any():
-        k = int(np.nonzero(beyond.any(axis=1))[0][0])
-        found = ", ".join(element(z) for z in sorted(set(frames.Z[beyond].tolist())))
-        raise PhysNetInputError(f"{frames.sources[k]}: element(s) {found} beyond those of {method} (tblite: Z = "
-                                f"1..{XTB_MAX_ATOMIC_NUMBER}), which labels the loop's new frames")
+        k = int(np.argmax(beyond))
+        check_xtb_elements(frames.Z[k, : int(frames.N[k])], method, str(frames.sources[k]))
 
 
 def check_unpaired_electrons(frames: Dataset, config: LearnConfig) -> None:

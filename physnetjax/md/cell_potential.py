@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax.md.potential import DENSE_MAX_ATOMS, NeighborPair
-from physnetjax.neighbors import (apply_batch, batch_from_neighbors, model_pair_cutoff, model_triplet_cutoff,
-                                  neighbor_list)
+from physnetjax.neighbors import apply_batch, batch_from_neighbors, model_triplet_cutoff, neighbor_list
+from physnetjax.neighbors.batch import periodic_pair_cutoff
 from physnetjax.neighbors.neighbor_triplets import allocate_triplets, update_triplets
 
 
@@ -90,10 +90,7 @@ def physnet_cell_potential(
     """
     if not strain_tolerance > 0:
         raise ValueError(f"strain_tolerance must be > 0, received {strain_tolerance}")
-    pair_cutoff = model_pair_cutoff(model)
-    if pair_cutoff is None:
-        raise ValueError("a periodic system needs a finite reach of the pair terms; this model has charges "
-                         "without coulomb_lr_cutoff")
+    pair_cutoff = periodic_pair_cutoff(model)
     z = jnp.asarray(np.asarray(atomic_numbers), jnp.int32)
     method = "dense" if z.shape[0] <= DENSE_MAX_ATOMS else "cell"
     h0 = np.asarray(reference_cell, np.float64)

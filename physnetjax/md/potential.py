@@ -52,6 +52,7 @@ from physnetjax.neighbors import (
     one_system_batch,
     pair_triplets,
 )
+from physnetjax.neighbors.batch import periodic_pair_cutoff
 from physnetjax.neighbors.molecules import molecule_pairs
 from physnetjax.neighbors.neighbor_list import check_overflow
 from physnetjax.neighbors.neighbor_triplets import allocate_triplets, check_triplet_overflow, update_triplets
@@ -122,11 +123,8 @@ def physnet_potential(
         raise ValueError("method='all_pairs' needs at least 2 atoms")
     choose_all_pairs = method is None and cell is None and 2 <= num_atoms <= DENSE_MAX_ATOMS
     list_method = method if method in ("dense", "cell") else ("dense" if num_atoms <= DENSE_MAX_ATOMS else "cell")
-    if cell is not None and pair_cutoff is None:
-        raise ValueError(
-            "a periodic system needs a finite reach of the pair terms; this model has charges "
-            "without coulomb_lr_cutoff"
-        )
+    if cell is not None:
+        periodic_pair_cutoff(model)
     cell_array = None if cell is None else jnp.asarray(cell)
     separate = pair_cutoff is None or pair_cutoff > model.cutoff
 

@@ -183,6 +183,22 @@ def model_pair_cutoff(model) -> Optional[float]:
     return reach
 
 
+def periodic_pair_cutoff(model) -> float:
+    """:func:`model_pair_cutoff` of a model evaluated on a periodic cell, where it must be finite.
+
+    Raises:
+      PhysNetInputError: the model's charges have no ``coulomb_lr_cutoff`` (its Coulomb sum over all pairs has no end
+        in a crystal), with what to do instead.
+    """
+    pair_cutoff = model_pair_cutoff(model)
+    if pair_cutoff is None:
+        raise PhysNetInputError(
+            "a periodic system needs a finite reach of the pair terms; this model has charges without "
+            "coulomb_lr_cutoff, whose Coulomb sum over a crystal's images has no end: evaluate a molecule in a "
+            "vacuum box as an isolated one (pbc=False), or train a model with --coulomb-lr-cutoff for crystals")
+    return pair_cutoff
+
+
 def image_reach(model) -> tuple[float, str]:
     """(Å, words): how far from an atom the model sees a periodic image: message passing and finite pair terms.
 

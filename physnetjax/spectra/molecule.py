@@ -47,8 +47,8 @@ def molecule_functions(model, atomic_numbers, total_charge: float = 0.0) -> Mole
     """
     z = tuple(int(value) for value in np.asarray(atomic_numbers).ravel())
     if len(z) < 2:
-        raise PhysNetInputError(f"{len(z)} atom(s): a molecule of at least 2 atoms is needed (a single atom has no bonds, "
-                         "forces or vibrations)")
+        raise PhysNetInputError(f"{len(z)} atom(s): a molecule of at least 2 atoms is needed (a single atom has no "
+                                "bonds, forces or vibrations)")
     return _cached_functions(model, z, float(total_charge))
 
 
