@@ -295,6 +295,13 @@ def test_invalid_configurations_raise(setup):
         jax_md_energy_fn(model, params, z, displacement, box=sheared)
     # Free space: bare Coulomb is fine (its pair terms use a fixed list of all pairs).
     jax_md_energy_fn(bare_coulomb, params, z, space.free()[0])
+    # a periodic space without box= left the widths unchecked: an 8 Å box gave energies 16 meV off without a word
+    for periodic in (space.periodic(7.0)[0], space.periodic_general(sheared)[0],
+                     space.periodic_general(sheared, fractional_coordinates=False)[0]):
+        with pytest.raises(ValueError, match=r"displacement_fn is periodic \(it wraps a separation of 1e\+06 along each "
+                                             r"axis to .*\) but no box was given: pass box= as given to the jax_md "
+                                             r"space"):
+            jax_md_energy_fn(model, params, z, periodic)
 
 
 def test_missing_jax_md_names_the_extra(setup, monkeypatch):

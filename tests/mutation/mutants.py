@@ -2161,6 +2161,10 @@ MUTANTS = (
            "        if periodic:\n            periodic_pair_cutoff(self.model)\n", "",
            ("tests/test_calculator.py::test_periodic_needs_finite_coulomb_reach",),
            "a charge model without a long-range cutoff is evaluated on a periodic cell"),
+    Mutant("jax_md_periodic_without_box", "physnetjax/md/jax_md.py",
+           "    else:\n        _check_free_space(displacement_fn)\n", "",
+           ("tests/test_md_jax_md.py::test_invalid_configurations_raise",),
+           "a periodic jax_md space without box= leaves a too narrow box unchecked (energies 16 meV off)"),
 )
 
 EXPLAINED = {
