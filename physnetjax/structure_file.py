@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import ase
 import ase.io
@@ -9,11 +10,14 @@ import ase.io
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, warn_caller
 
 
-def read_failure(error: Exception) -> str:
-    """Why ASE could not read a file, completing "``{file}: ``": an empty file and a format ASE does not know are
-    said in words (ASE's own errors are a bare ``UnknownFileTypeError('txt')``), anything else is ASE's error."""
+def read_failure(error: Exception, path=None) -> str:
+    """Why ASE could not read the file ``path``, completing "``{file}: ``": a directory, an empty file and a format
+    ASE does not know are said in words (ASE's own errors are "Not a BundleTrajectory" and a bare
+    ``UnknownFileTypeError('txt')``), anything else is ASE's error."""
     from ase.io.formats import UnknownFileTypeError
 
+    if path is not None and Path(path).is_dir():
+        return f"it is a directory, not a file: give the file in it (ASE: {type(error).__name__}: {error})"
     if isinstance(error, UnknownFileTypeError):
         if str(error).startswith("Empty file"):
             return "ASE cannot read it: the file is empty"
@@ -43,7 +47,7 @@ def read_last_frame(path, name: str, uses: str) -> ase.Atoms:
     except FileNotFoundError:
         raise
     except Exception as error:
-        raise PhysNetInputError(f"{name}: {read_failure(error)}") from error
+        raise PhysNetInputError(f"{name}: {read_failure(error, path)}") from error
     if atoms is None:
         raise PhysNetInputError(f"{name}: ASE reads no frame from it")
     if frames > 1:

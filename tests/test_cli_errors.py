@@ -515,6 +515,25 @@ def test_a_missing_input_is_named_by_its_option(files, tmp_path, monkeypatch, ca
     assert [p.name for p in tmp_path.iterdir()] == ["geometry.toml"]  # no output directory left behind
 
 
+DIRECTORY_INPUTS = [
+    ("md", md_main, ["--geometry", "inp"], "--geometry inp"),
+    ("eval", eval_main, ["--checkpoint", "{root}/ckpt", "--data", "inp"], "inp"),
+    ("learn", learn_main, ["--data", "inp", "--out", "run"], "inp"),
+    ("spectra", spectra_main, ["harmonic", "--checkpoint", "{root}/ckpt", "--geometry", "inp", "--out", "o"],
+     "--geometry inp"),
+]
+
+
+@pytest.mark.parametrize("tool, main, args, named", DIRECTORY_INPUTS, ids=[case[0] for case in DIRECTORY_INPUTS])
+def test_a_directory_given_for_a_file_is_named_as_one(files, tmp_path, monkeypatch, capsys, tool, main, args, named):
+    """A folder for a data or structure file was "ASE cannot read it (OSError: Not a BundleTrajectory: inp)"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "inp").mkdir()
+    assert main([a.format(root=files) for a in args]) == 2
+    assert one_line_error(capsys, tool) == (f"python -m physnetjax.{tool}: error: {named}: it is a directory, not a "
+                                            "file: give the file in it (ASE: OSError: Not a BundleTrajectory: inp)")
+
+
 def test_a_missing_input_spelled_otherwise_is_named_too(tmp_path, monkeypatch, capsys):
     """The library may report the path resolved (``/abs/missing.npz``); the option that named it is still found."""
     @cli_main("python -m physnetjax.demo")

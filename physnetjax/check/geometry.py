@@ -87,7 +87,7 @@ def read_structures(path, limit: int | None = None) -> list[Structure]:
         except FileNotFoundError:
             raise
         except Exception as error:
-            raise ValueError(f"{path}: {read_failure(error)}") from error
+            raise ValueError(f"{path}: {read_failure(error, path)}") from error
         for k, atoms in enumerate(frames[:limit]):
             charge = float(atoms_total_charge(atoms))
             structures.append(Structure(atoms.numbers.astype(np.int32), atoms.positions.astype(np.float64),

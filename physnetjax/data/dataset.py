@@ -381,7 +381,7 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
     try:
         frames = ase.io.read(path, index=index)
     except Exception as err:
-        raise DataError(f"{path}: {read_failure(err)}") from err
+        raise DataError(f"{path}: {read_failure(err, path)}") from err
     if not isinstance(frames, list):
         frames = [frames]
     if not frames:

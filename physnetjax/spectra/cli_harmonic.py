@@ -247,7 +247,7 @@ def read_geometry(path):
     except FileNotFoundError:
         raise
     except Exception as error:
-        raise PhysNetInputError(f"--geometry {path}: {read_failure(error)}") from error
+        raise PhysNetInputError(f"--geometry {path}: {read_failure(error, path)}") from error
     if atoms is None:
         raise PhysNetInputError(f"--geometry {path}: ASE reads no frame from it")
     if more:

@@ -2165,6 +2165,10 @@ MUTANTS = (
            "    else:\n        _check_free_space(displacement_fn)\n", "",
            ("tests/test_md_jax_md.py::test_invalid_configurations_raise",),
            "a periodic jax_md space without box= leaves a too narrow box unchecked (energies 16 meV off)"),
+    Mutant("directory_input_as_ase_error", "physnetjax/structure_file.py",
+           "    if path is not None and Path(path).is_dir():\n", "    if False:\n",
+           ("tests/test_cli_errors.py::test_a_directory_given_for_a_file_is_named_as_one",),
+           "a directory for --data reads as ASE's 'Not a BundleTrajectory'"),
 )
 
 EXPLAINED = {
