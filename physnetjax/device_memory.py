@@ -25,9 +25,10 @@ this is known (another system, a backend without memory statistics) nothing is c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import jax
+if TYPE_CHECKING:
+    import jax
 
 from physnetjax.errors import OutOfMemoryError
 
@@ -47,6 +48,8 @@ NO_LIMIT = 2 ** 60
 
 def available_bytes(device: Optional[jax.Device] = None) -> Optional[int]:
     """Bytes ``device`` (default: JAX's first) can still allocate, or None where that is not known."""
+    import jax  # here, not on import: the host's checks (data.generate) need no JAX
+
     device = jax.devices()[0] if device is None else device
     if device.platform == "cpu":
         return host_available_bytes()
@@ -141,6 +144,8 @@ def check_fits(compiled, what: str, device: Optional[jax.Device] = None) -> None
     needed = allocated_bytes(compiled)
     if needed is None:
         return
+    import jax
+
     device = jax.devices()[0] if device is None else device
     free = available_bytes(device)
     if free is None or needed <= free:

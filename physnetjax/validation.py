@@ -198,6 +198,23 @@ def check_range(name: str, value, unit: str, lowest: Optional[float] = None, *, 
                                 f"received {value}")
 
 
+MAX_TEMPERATURE_K = 1e6
+"""Highest temperature MD, the learning loop and data.generate accept (target, ramp end, or the kinetic temperature of given start momenta), in K.
+
+k_B T is 86 eV at 1e6 K, eight times the strongest bond (C≡O, 11 eV): no chemistry is left, far outside any data
+a potential was trained on. Higher values are slips (momenta in other units, an exponent too many) that ran to
+the end with exit 0 (the atoms fly apart beyond the cutoff, where energy is trivially conserved). The bound is
+loose on purpose: two H atoms shot at each other at 0.39 Å/fs (a close-contact experiment) are 1.2e5 K."""
+
+MAX_TEMPERATURE_REASON = "k_B T = 86 eV there, beyond any chemistry"
+"""Why :data:`MAX_TEMPERATURE_K`, as messages say it."""
+
+
+def check_temperature(name: str, value) -> None:
+    """PhysNetInputError naming ``name`` unless ``value`` (K) is finite, >= 0 and at most :data:`MAX_TEMPERATURE_K`."""
+    check_range(name, value, "K", 0.0, highest=MAX_TEMPERATURE_K, why=MAX_TEMPERATURE_REASON)
+
+
 def is_real_number(value) -> bool:
     """Whether ``value`` is one real number: a Python, NumPy or 0-d array int or float, not a bool."""
     if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
@@ -501,6 +518,35 @@ def check_batch_charges(total_charges, electrons, what: str = "molecule") -> np.
         k = int(bad[0])
         check_total_charge(q[k], [int(electrons[k])], where=f"{what} {k}")
     return q
+
+
+OVERLAP_CHUNK_PAIRS = 2 ** 22
+"""Atom pairs whose distances :func:`overlapping_frame` computes at once (32 MiB of float64)."""
+
+
+def overlapping_frame(positions, present=None) -> Optional[tuple[int, int, int, float]]:
+    """The first structure of a padded stack with two atoms closer than :data:`MIN_DISTANCE_ERROR`, as (k, i, j, d):
+    its index, its closest pair i < j and their distance in Å; None where no structure has such a pair.
+
+    ``positions`` (K, n, 3) Å, finite; ``present`` (K, n) bool, the real atoms (default: all). The distances of all
+    pairs, :data:`OVERLAP_CHUNK_PAIRS` at a time, without periodic images: a contact search per structure
+    (:func:`close_contacts`) costs ~1 ms each, minutes for a large dataset.
+    """
+    positions = np.asarray(positions, np.float64)
+    count, n = positions.shape[:2]
+    present = np.ones((count, n), bool) if present is None else np.asarray(present, bool)
+    chunk = max(1, OVERLAP_CHUNK_PAIRS // max(n * n, 1))
+    for start in range(0, count, chunk):
+        block, real = positions[start:start + chunk], present[start:start + chunk]
+        distances = np.linalg.norm(block[:, :, None] - block[:, None, :], axis=-1)
+        distances = np.where(real[:, :, None] & real[:, None, :], distances, np.inf)
+        distances[:, np.arange(n), np.arange(n)] = np.inf
+        overlapping = (distances < MIN_DISTANCE_ERROR).any(axis=(1, 2))
+        if overlapping.any():
+            k = int(np.argmax(overlapping))
+            i, j = sorted(np.unravel_index(np.argmin(distances[k]), (n, n)))
+            return start + k, int(i), int(j), float(distances[k, i, j])
+    return None
 
 
 def check_batch_overlaps(positions, dst, src, shifts=None, cells=None, what: str = "molecule") -> None:

@@ -75,11 +75,12 @@ from physnetjax.cli_help import ArgumentParser, HelpFormatter, describe
 from physnetjax.data.generate_progress import GenerateProgress
 from physnetjax.data.normal_modes import normal_mode_displacements
 from physnetjax.data.xtb_shells import VALENCE_ORBITALS, valence_electrons, valence_orbitals
+from physnetjax.device_memory import check_host_fits, gigabytes
 from physnetjax.errors import OutOfMemoryError, OutputPathError, PhysNetInputError, displayed
 from physnetjax.npz_file import NpzReadError, read_npz, write_npz
-from physnetjax.validation import (MAX_ABS_COORDINATE, MAX_ATOMIC_NUMBER, MIN_DISTANCE_ERROR, SYMBOLS,
-                                   atoms_total_charge, check_atomic_numbers, check_length_unit, check_output_path,
-                                   check_range, element, validate_structure)
+from physnetjax.validation import (MAX_ABS_COORDINATE, MAX_ATOMIC_NUMBER, MAX_TEMPERATURE_K, MAX_TEMPERATURE_REASON,
+                                   MIN_DISTANCE_ERROR, SYMBOLS, atoms_total_charge, check_atomic_numbers, check_length_unit,
+                                   check_output_path, check_range, element, overlapping_frame, validate_structure)
 
 logger = logging.getLogger(__name__)
 
@@ -200,8 +201,6 @@ def _label_arrays(frames: int, n: int, sampling: str, names: Optional[Mapping[st
       OutOfMemoryError: the size needed and the memory free, naming ``frames`` (``names``) (also where NumPy cannot
         allocate what the host's free memory did not rule out).
     """
-    from physnetjax.device_memory import check_host_fits, gigabytes  # imports JAX: not on the module's import
-
     per_frame = sum(LABEL_BYTES.values()) * n + FRAME_BYTES + n + (NORMAL_MODE_BYTES * n if sampling != "md" else 0)
     needed = frames * per_frame
     frames_option, seed_option = displayed("frames", names), displayed("seed", names)
@@ -318,11 +317,9 @@ def check_sampling_settings(frames: int, stride: int, temperature: float, timest
     """ValueError naming the first of :func:`generate`'s sampling settings out of range: ``frames`` and ``stride``
     >= 1, ``equilibration_steps`` >= 0, ``temperature`` (K), ``timestep`` (fs) and ``friction`` (1/fs) finite
     and > 0 (an infinite timestep or temperature gave NaN positions, which xTB then failed on), ``temperature`` at
-    most :data:`physnetjax.md.ensembles.MAX_TEMPERATURE_K`, the bound of MD and the learning loop (1e6 K: k_B T =
+    most :data:`physnetjax.validation.MAX_TEMPERATURE_K`, the bound of MD and the learning loop (1e6 K: k_B T =
     86 eV, no chemistry left; an exponent too many ran into SCF failures). The messages name the keywords, or as
     ``names`` does (a command line passes its options, :data:`OPTION_OF`)."""
-    from physnetjax.md.ensembles import MAX_TEMPERATURE_K, MAX_TEMPERATURE_REASON  # imports JAX: not on import
-
     for keyword, value in (("frames", frames), ("stride", stride)):
         if value < 1:
             raise ValueError(f"{displayed(keyword, names)} must be >= 1, received {value}")
@@ -527,33 +524,20 @@ def _real_array(partial: Mapping[str, np.ndarray], key: str, where: str) -> np.n
     return value
 
 
-CONTACT_CHUNK = 2 ** 22
-"""Atom pairs whose distances :func:`_geometry_fault` computes at once (32 MiB of float64)."""
-
-
 def _geometry_fault(positions) -> Optional[tuple[int, str]]:
     """The first frame of ``positions`` (K, n, 3) Å (finite) that is a geometry this command never samples, as the
     dataset loader refuses it, and what it has: coordinates beyond ±:data:`~physnetjax.validation.MAX_ABS_COORDINATE`,
-    or overlapping atoms, closer than :data:`~physnetjax.validation.MIN_DISTANCE_ERROR` (the closest pair named);
-    None where no frame has either. The distances of all pairs, :data:`CONTACT_CHUNK` at a time: a contact search per
-    frame (:func:`physnetjax.validation.close_contacts`) took ~1 ms a frame, minutes for a large partial set."""
+    or overlapping atoms (:func:`~physnetjax.validation.overlapping_frame`, the closest pair named); None where no
+    frame has either."""
     positions = np.asarray(positions, np.float64)
-    count, n = positions.shape[:2]
-    far = (np.abs(positions) > MAX_ABS_COORDINATE).reshape(count, -1).any(axis=1)
+    far = (np.abs(positions) > MAX_ABS_COORDINATE).reshape(len(positions), -1).any(axis=1)
     if far.any():
         return int(np.argmax(far)), f"coordinates beyond ±{MAX_ABS_COORDINATE:g} Å"
-    chunk = max(1, CONTACT_CHUNK // max(n * n, 1))
-    for start in range(0, count, chunk):
-        block = positions[start:start + chunk]
-        distances = np.linalg.norm(block[:, :, None] - block[:, None, :], axis=-1)
-        distances[:, np.arange(n), np.arange(n)] = np.inf
-        overlapping = (distances < MIN_DISTANCE_ERROR).any(axis=(1, 2))
-        if overlapping.any():
-            k = int(np.argmax(overlapping))
-            i, j = np.unravel_index(np.argmin(distances[k]), (n, n))
-            return start + k, (f"overlapping atoms (atoms {min(i, j)}-{max(i, j)} at {distances[k, i, j]:.3g} Å, "
-                               f"closer than {MIN_DISTANCE_ERROR} Å)")
-    return None
+    overlap = overlapping_frame(positions)
+    if overlap is None:
+        return None
+    k, i, j, distance = overlap
+    return k, f"overlapping atoms (atoms {i}-{j} at {distance:.3g} Å, closer than {MIN_DISTANCE_ERROR} Å)"
 
 
 def _check_rng_state(text, where: str) -> None:

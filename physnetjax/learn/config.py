@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from physnetjax.errors import namer
-from physnetjax.md.ensembles import ENSEMBLES, check_temperature
-from physnetjax.validation import check_range, check_seed
+from physnetjax.md.ensembles import ENSEMBLES
+from physnetjax.validation import check_range, check_seed, check_temperature
 
 SELECTIONS = ("uncertain-diverse", "random")
 RESUME_CHANGES = ("rounds", "progress")

@@ -114,8 +114,6 @@ from physnetjax.md.ensembles import (
     CENTRE_OF_MASS_AT_REST,
     CHAIN_MASSES_KEY,
     ENSEMBLES,
-    MAX_TEMPERATURE_K,
-    MAX_TEMPERATURE_REASON,
     TARGET_PRESSURE_KEY,
     TARGET_TEMPERATURE_KEY,
     EnsembleOptions,
@@ -138,8 +136,9 @@ from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import AMU_A2_PER_FS2_IN_EV, ASE_TIME_UNIT_FS, BAR, BOLTZMANN
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
 from physnetjax.predict import check_params_fit, out_of_memory_error
-from physnetjax.validation import (atoms_total_charge, check_count, check_masses, check_output_path, check_range,
-                                   check_seed, check_total_charge, validate_structure)
+from physnetjax.validation import (MAX_TEMPERATURE_K, MAX_TEMPERATURE_REASON, atoms_total_charge, check_count,
+                                   check_masses, check_output_path, check_range, check_seed, check_total_charge,
+                                   validate_structure)
 
 logger = logging.getLogger(__name__)
 
@@ -584,7 +583,7 @@ def simulate(
     Args:
       atoms: the start geometry; its momenta are used if non-zero (less their total
         momentum, :func:`without_total_momentum`; finite, kinetic temperature at most
-        :data:`~physnetjax.md.ensembles.MAX_TEMPERATURE_K`), else momenta are drawn from
+        :data:`~physnetjax.validation.MAX_TEMPERATURE_K`), else momenta are drawn from
         Maxwell–Boltzmann at ``temperature_K`` (zero total momentum). Its masses
         (``atoms.get_masses()``) must be finite and > 0 amu.
         Fully periodic atoms (pbc all True) run in their cell. Its total charge (e) is
@@ -1122,7 +1121,7 @@ def check_finite_momenta(momenta: np.ndarray) -> np.ndarray:
 
 def check_start_temperature(momenta: np.ndarray, masses: np.ndarray, degrees_of_freedom: int) -> float:
     """The kinetic temperature 2K/(N_f k_B) in K of a start geometry's ``momenta`` (N, 3) amu·Å/fs with ``masses``
-    (N,) amu; PhysNetInputError above :data:`~physnetjax.md.ensembles.MAX_TEMPERATURE_K` (momenta in other units
+    (N,) amu; PhysNetInputError above :data:`~physnetjax.validation.MAX_TEMPERATURE_K` (momenta in other units
     than ASE's, a slip the run would report as a blow-up)."""
     kinetic_eV = float(np.sum(momenta**2 / (2.0 * np.asarray(masses, np.float64)[:, None]))) * AMU_A2_PER_FS2_IN_EV
     temperature_K = 2.0 * kinetic_eV / (degrees_of_freedom * BOLTZMANN)

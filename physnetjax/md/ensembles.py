@@ -45,7 +45,7 @@ from physnetjax.md.thermostats import (
 )
 from physnetjax.predict import element_energy_sum, split_element_energies
 from physnetjax.units import BAR, BOLTZMANN
-from physnetjax.validation import check_range
+from physnetjax.validation import check_range, check_temperature
 
 ENSEMBLES = ("nve", "langevin", "nvt-nhc", "csvr", "npt")
 
@@ -72,23 +72,6 @@ class EnsembleOptions:
     anisotropic: bool = False
 
 
-MAX_TEMPERATURE_K = 1e6
-"""Highest temperature MD accepts (target, ramp end, or the kinetic temperature of given start momenta), in K.
-
-k_B T is 86 eV at 1e6 K, eight times the strongest bond (C≡O, 11 eV): no chemistry is left, far outside any data
-a potential was trained on. Higher values are slips (momenta in other units, an exponent too many) that ran to
-the end with exit 0 (the atoms fly apart beyond the cutoff, where energy is trivially conserved). The bound is
-loose on purpose: two H atoms shot at each other at 0.39 Å/fs (a close-contact experiment) are 1.2e5 K."""
-
-MAX_TEMPERATURE_REASON = "k_B T = 86 eV there, beyond any chemistry"
-"""Why :data:`MAX_TEMPERATURE_K`, as messages say it."""
-
-
-def check_temperature(name: str, value) -> None:
-    """PhysNetInputError naming ``name`` unless ``value`` (K) is finite, >= 0 and at most :data:`MAX_TEMPERATURE_K`."""
-    check_range(name, value, "K", 0.0, highest=MAX_TEMPERATURE_K, why=MAX_TEMPERATURE_REASON)
-
-
 CENTRE_OF_MASS_AT_REST = ("nve", "nvt-nhc", "csvr", "npt")
 """The ensembles that conserve the total momentum and count N_f = 3N − 3 degrees of freedom (all but Langevin,
 whose noise moves the centre of mass and which counts 3N)."""
@@ -102,7 +85,7 @@ def check_ensemble_settings(ensemble: str, options: EnsembleOptions,
     """PhysNetInputError for a setting of ``options`` that ``ensemble`` uses and cannot run with.
 
     Every ensemble draws start momenta at ``temperature_K`` (finite, >= 0 K and at most
-    :data:`MAX_TEMPERATURE_K`, as is ``temperature_end_K``; > 0 K for
+    :data:`~physnetjax.validation.MAX_TEMPERATURE_K`, as is ``temperature_end_K``; > 0 K for
     ``nvt-nhc``, whose thermostat masses scale with it); ``langevin`` needs a finite
     ``friction`` > 0 fs⁻¹; the :data:`THERMOSTATTED` ones a finite ``thermostat_time_fs``
     > 0 and a ramp end ``temperature_end_K`` (None or finite >= 0 K); ``nvt-nhc`` a

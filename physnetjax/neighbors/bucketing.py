@@ -26,8 +26,8 @@ import numpy as np
 
 from physnetjax.neighbors.batch import Batch
 from physnetjax.neighbors.molecules import assemble_batch, round_up
-from physnetjax.validation import (MAX_ATOMIC_NUMBER, MIN_DISTANCE_ERROR, PhysNetInputError, check_atomic_numbers,
-                                   check_batch_charges, check_batch_structures, check_distances, check_positions)
+from physnetjax.validation import (MAX_ATOMIC_NUMBER, PhysNetInputError, check_atomic_numbers, check_batch_charges,
+                                   check_batch_structures, check_distances, check_positions, overlapping_frame)
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +155,10 @@ class MoleculeBatcher:
         num = len(self.atomic_numbers)
         if drop_last and num < batch_size:
             raise ValueError(f"drop_last=True with {num} molecules < batch_size={batch_size} gives no batch")
-        self._check_overlaps()
+        overlap = overlapping_frame(self.positions, self.present)  # batch_molecules refuses them: finite nonsense
+        if overlap is not None:
+            k = overlap[0]
+            check_distances(self.positions[k][self.present[k]], where=f"molecule {k}")
 
         atoms = self.present.sum(axis=1)
         counts = [atoms, self._pair_counts(cutoff)]
@@ -281,16 +284,6 @@ class MoleculeBatcher:
             mask &= distance < cutoff
         return mask
 
-    def _check_overlaps(self, chunk: int = 1024) -> None:
-        """Refuse a molecule with atoms closer than :data:`~physnetjax.validation.MIN_DISTANCE_ERROR` (as
-        :func:`~physnetjax.neighbors.batch_molecules` does): its energy and forces were finite nonsense."""
-        num = len(self.atomic_numbers)
-        for start in range(0, num, chunk):
-            indices = np.arange(start, min(start + chunk, num))
-            overlapping = self._pair_mask(indices, MIN_DISTANCE_ERROR).any(axis=(1, 2))
-            if overlapping.any():
-                k = int(indices[np.argmax(overlapping)])
-                check_distances(self.positions[k][self.present[k]], where=f"molecule {k}")
 
 
 def iterate_batches(

@@ -83,11 +83,11 @@ from physnetjax.md.integrators import (
     nve,
     run,
 )
-from physnetjax.md.ensembles import check_temperature
 from physnetjax.md.potential import DENSE_MAX_ATOMS, physnet_potential
 from physnetjax.predict import split_element_energies
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
-from physnetjax.validation import check_length_unit, check_masses, check_range, check_seed, validate_structure
+from physnetjax.validation import (check_length_unit, check_masses, check_range, check_seed, check_temperature,
+                                   validate_structure)
 from physnetjax.spectra.rigid_body import fragments_within
 from physnetjax.spectra.autocorrelation import (
     autocorrelation,

@@ -2072,7 +2072,7 @@ MUTANTS = (
            ("tests/test_ensemble.py::test_a_member_beyond_the_ensemble_is_an_index_error",),
            "member 5 of a 2-member ensemble is member 1 (JAX clamps the index)"),
     Mutant("batcher_overlaps_unchecked", "physnetjax/neighbors/bucketing.py",
-           "        self._check_overlaps()\n", "",
+           "        overlap = overlapping_frame(self.positions, self.present)", "        overlap = None",
            ("tests/test_neighbors_model.py::test_a_batcher_refuses_the_molecules_batch_molecules_refuses",),
            "a dataset molecule with two atoms on one spot is batched and gets a finite energy"),
     Mutant("batcher_structures_unchecked", "physnetjax/neighbors/bucketing.py",
