@@ -46,7 +46,7 @@ left out of a file to keep it unset.
 from __future__ import annotations
 
 import argparse
-from typing import Optional
+import dataclasses
 import difflib
 import json
 import math
@@ -56,6 +56,7 @@ import sys
 import textwrap
 import tomllib
 from pathlib import Path
+from typing import Optional
 
 from physnetjax.cli_errors import name_input
 from physnetjax.cli_help import ArgumentParser
@@ -233,6 +234,88 @@ def chosen_options(parser: argparse.ArgumentParser, argv=None) -> dict[str, Opti
     checks of options a choice leaves unused, whose messages name the file."""
     target, _ = _chosen_parser(parser, [str(token) for token in (sys.argv[1:] if argv is None else argv)])
     return {**getattr(target, "config_file_options", {}), **dict.fromkeys(given_options(parser, argv))}
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionUse:
+    """``option`` acts only when the option ``decider`` has one of ``values`` (with ``unused_at``: any value but
+    those). Chosen (:func:`chosen_options`) where the decider's value leaves it unused, it is refused by
+    :func:`refuse_unused_options`, not ignored.
+
+    Attributes:
+      option, decider: argparse dests.
+      values: the decider's values under which ``option`` acts (with ``unused_at``: under which it does not).
+      unused_at: whether ``values`` are those that leave ``option`` unused.
+      note: where ``option`` acts, for the message (default: ``"langevin / npt only"`` from ``values``, nothing
+        with ``unused_at``).
+      remedy: what to do instead of removing ``option`` (default: choose a value of the decider that uses it, or
+        leave the decider out).
+    """
+
+    option: str
+    decider: str
+    values: tuple
+    unused_at: bool = False
+    note: str = ""
+    remedy: str = ""
+
+    def acts_at(self, value) -> bool:
+        return (value in self.values) != self.unused_at
+
+    def where(self) -> str:
+        """Where the option acts, for a message ("" for ``unused_at`` without a ``note``)."""
+        return self.note or ("" if self.unused_at else f"{' / '.join(map(str, self.values))} only")
+
+
+def refuse_unused_options(parser: argparse.ArgumentParser, args: argparse.Namespace, uses, chosen: dict) -> None:
+    """Refuse the options in ``chosen`` (:func:`chosen_options`) that the values in ``args`` leave unused.
+
+    One message per decider, naming its value (``(the default)`` when nobody chose it) and every option it leaves
+    unused with where that option acts and the ``--config`` file that set it (said once after a run of options
+    alike)::
+
+        --ensemble nve (the default) does not use --friction (langevin only), --pressure (npt only): remove them
+        or choose an --ensemble that uses them
+
+    Args:
+      parser: the parser the options belong to (a subcommand's parser for one), for the deciders' defaults.
+      uses: :class:`OptionUse` records.
+
+    Raises:
+      PhysNetInputError: the first decider (in the order of ``uses``) that leaves chosen options unused.
+    """
+    unused: dict[str, list[OptionUse]] = {}
+    for use in uses:
+        if use.option in chosen and not use.acts_at(getattr(args, use.decider)):
+            unused.setdefault(use.decider, []).append(use)
+    for decider, found in unused.items():
+        value = getattr(args, decider)
+        named = f"--{decider.replace('_', '-')}"
+        flag = named + ("" if value is True else f" {value:g}" if isinstance(value, float) else f" {value}")
+        if decider not in chosen and value == parser.get_default(decider):
+            flag += " (the default)"
+        them = "it" if len(found) == 1 else "them"
+        notes = [_parenthesised(use.where(), None if chosen[use.option] is None
+                                else f"set in --config {chosen[use.option]}") for use in found]
+        listed = ", ".join(f"--{use.option.replace('_', '-')}" + ("" if note == after else note)
+                           for use, note, after in zip(found, notes, notes[1:] + [None]))
+        remedies = {use.remedy or _remedy(use, named) for use in found}
+        article = "an" if named[2] in "aeiou" else "a"
+        remedy = remedies.pop() if len(remedies) == 1 else f"choose {article} {named} that uses {them}"
+        raise PhysNetInputError(f"{flag} does not use {listed}: remove {them} or {remedy}")
+
+
+def _parenthesised(*parts) -> str:
+    """`` (a, b)`` of the parts that are not empty, "" without any."""
+    shown = [part for part in parts if part]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def _remedy(use: OptionUse, named: str) -> str:
+    """The default remedy of an :class:`OptionUse`: choose the decider's value that uses it, or leave it out."""
+    if use.unused_at or use.values == (None,):
+        return f"leave out {named}"
+    return f"choose {named} {' / '.join(map(str, use.values))}"
 
 
 def read_config(parser: argparse.ArgumentParser, path) -> dict:

@@ -15,8 +15,8 @@ from ase import Atoms
 from physnetjax import PhysNet, init_params, save_checkpoint
 from physnetjax.check.__main__ import build_parser as check_parser
 from physnetjax.check.__main__ import main as check_main
-from physnetjax.cli_config import (CONFIG_NAME, check_config_replaceable, given_options, parse_args, read_config,
-                                   write_resolved_config)
+from physnetjax.cli_config import (CONFIG_NAME, OptionUse, check_config_replaceable, given_options, parse_args,
+                                   read_config, refuse_unused_options, write_resolved_config)
 from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning
 from physnetjax.eval.cli import build_parser as eval_parser
 from physnetjax.eval.cli import main as eval_main
@@ -150,6 +150,59 @@ def test_md_refuses_an_option_its_ensemble_ignores_from_a_config_file_too(tmp_pa
     template.write_text(print_config(capsys, md_main, []).replace("# geometry = ", "geometry = "))
     assert md_main(["--config", str(template), "--geometry", str(tmp_path / "none.xyz"), "--ensemble", "nve"]) == 2
     assert "does not use" not in capsys.readouterr().err
+
+
+def _option_use_parser():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", choices=("a", "b", "c"), default="a")
+    parser.add_argument("--fast", action="store_true")
+    parser.add_argument("--level", type=float, default=1.0)
+    for name in ("--alpha", "--beta", "--gamma", "--delta"):
+        parser.add_argument(name, type=float, default=0.0)
+    return parser
+
+
+OPTION_USES = [OptionUse("alpha", "mode", ("b",)), OptionUse("delta", "mode", ("b",)),
+               OptionUse("beta", "mode", ("b", "c")), OptionUse("gamma", "fast", (True,), unused_at=True),
+               OptionUse("alpha", "level", (0.0,), unused_at=True, note="levels > 0 only", remedy="raise --level")]
+
+
+@pytest.mark.parametrize("argv, chosen, message", [
+    (["--alpha", "1"], ["alpha"], "--mode a (the default) does not use --alpha (b only): remove it or choose --mode b"),
+    (["--mode", "a", "--alpha", "1", "--beta", "2"], ["mode", "alpha", "beta"],
+     "--mode a does not use --alpha (b only), --beta (b / c only): remove them or choose a --mode that uses them"),
+    (["--mode", "c", "--beta", "2", "--alpha", "1"], ["mode", "beta", "alpha"],
+     "--mode c does not use --alpha (b only): remove it or choose --mode b"),
+    (["--fast", "--gamma", "1"], ["fast", "gamma"], "--fast does not use --gamma: remove it or leave out --fast"),
+    (["--mode", "a", "--alpha", "1", "--delta", "2", "--beta", "3"], ["mode", "alpha", "delta", "beta"],
+     "--mode a does not use --alpha, --delta (b only), --beta (b / c only): remove them or choose a --mode that "
+     "uses them"),
+    (["--mode", "b", "--level", "0", "--alpha", "1"], ["mode", "level", "alpha"],
+     "--level 0 does not use --alpha (levels > 0 only): remove it or raise --level"),
+])
+def test_an_option_its_decider_leaves_unused_is_refused_by_name(argv, chosen, message):
+    """One refusal for every command line (md's ensemble options, learn's, spectra's, data.generate's): the decider
+    with its value (marked as the default when nobody chose it), each option with where it acts."""
+    parser = _option_use_parser()
+    with pytest.raises(PhysNetInputError) as caught:
+        refuse_unused_options(parser, parser.parse_args(argv), OPTION_USES, dict.fromkeys(chosen))
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("argv", [[], ["--mode", "b", "--alpha", "1", "--beta", "2"], ["--mode", "c", "--beta", "2"],
+                                  ["--gamma", "1"], ["--fast"], ["--mode", "b", "--level", "2", "--alpha", "1"]])
+def test_options_their_deciders_use_pass(argv):
+    parser = _option_use_parser()
+    args = parser.parse_args(argv)
+    refuse_unused_options(parser, args, OPTION_USES, dict.fromkeys(given_options(parser, argv)))
+
+
+def test_an_unused_option_from_a_config_file_names_the_file():
+    parser = _option_use_parser()
+    with pytest.raises(PhysNetInputError, match=r"^--mode c does not use --alpha \(b only, set in --config "
+                                                r"run.toml\): remove it or choose --mode b$"):
+        refuse_unused_options(parser, parser.parse_args(["--mode", "c", "--alpha", "3"]), OPTION_USES,
+                              {"mode": None, "alpha": "run.toml"})
 
 
 def test_given_options_are_those_of_the_command_line(tmp_path):

@@ -426,9 +426,11 @@ def test_cli_loop_with_gfn2_xtb_labels(tmp_path, capsys):
     (["--valid", "5.5"], "error: --valid must be a fraction in (0, 1) or a whole number of frames >= 1"),
     (["--md-ensemble", "csvr", "--friction", "0.1"], "--md-ensemble csvr does not use --friction (langevin only)"),
     # both ignored without a word: the run had no test set, or ignored the exclusion radius
-    (["--data", "x.npz", "--test-frames", "5"], "error: --test-frames draws test frames from the bundled set, which "
-                                                "--data or --test replaces: give the test frames as --test FILE, held "
-                                                "out of --data"),
+    (["--data", "x.npz", "--test-frames", "5"], "error: --data x.npz does not use --test-frames (drawn from the "
+                                                "bundled set, which --data replaces): remove it or give the test "
+                                                "frames as --test FILE, held out of --data"),
+    (["--test", "y.npz", "--test-frames", "5"], "error: --test y.npz does not use --test-frames (drawn from the "
+                                                "bundled set, which --test replaces): remove it or give"),
     (["--selection", "random", "--min-rmsd", "0.2"], "error: --selection random does not use --min-rmsd (the RMSD "
                                                      "exclusion of uncertain-diverse): remove it or choose --selection "
                                                      "uncertain-diverse"),
@@ -448,7 +450,8 @@ def test_cli_refuses_a_config_files_friction_for_another_md_ensemble(tmp_path, c
 
     config = tmp_path / "learn.toml"
     config.write_text('md_ensemble = "csvr"\nfriction = 0.1\n')
-    assert main(["--out", str(tmp_path / "run"), "--config", str(config)]) == 2
+    missing = tmp_path / "missing.npz"  # with the refusal gone, the run stops there instead of training for minutes
+    assert main(["--out", str(tmp_path / "run"), "--config", str(config), "--data", str(missing)]) == 2
     assert (f"--md-ensemble csvr does not use --friction (langevin only, set in --config {config})"
             in capsys.readouterr().err)
     assert not (tmp_path / "run").exists()

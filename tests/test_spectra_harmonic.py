@@ -860,15 +860,18 @@ def test_cli_refuses_options_a_choice_leaves_unused(cli_inputs, capsys, tmp_path
     --equilibration-ps 0 --friction 0.05 for spectra ir; a config file's value counts too."""
     common = ("--checkpoint", cli_inputs / "model", "--geometry", cli_inputs / "ethanol.extxyz", "--out", tmp_path)
     status, _, stderr = run_cli(capsys, *common, "--no-optimize", "--max-steps", "5", "--max-step", "0.1")
-    assert status == 2 and stderr.endswith("error: --no-optimize does not use --max-steps, --max-step: remove them, "
+    assert status == 2 and stderr.endswith("error: --no-optimize does not use --max-steps, --max-step: remove them "
                                            "or leave out --no-optimize\n")
     config = tmp_path / "steps.toml"
     config.write_text("max_steps = 5\n")
     status, _, stderr = run_cli(capsys, *common, "--no-optimize", "--config", config)
-    assert status == 2 and "--no-optimize does not use --max-steps: remove it" in stderr
+    assert status == 2 and stderr.endswith(f"error: --no-optimize does not use --max-steps (set in --config {config}): "
+                                           "remove it or leave out --no-optimize\n")
     status = spectra_main(["ir", *map(str, common), "--temperature", "300", "--time-ps", "1", "--equilibration-ps", "0",
                            "--friction", "0.05"])
-    assert status == 2 and "--equilibration-ps 0 does not use --friction" in capsys.readouterr().err
+    assert status == 2 and capsys.readouterr().err.endswith(
+        "error: --equilibration-ps 0 does not use --friction (Langevin equilibration only): remove it or give an "
+        "--equilibration-ps > 0\n")
     assert not (tmp_path / "harmonic.json").exists() and not (tmp_path / "config.toml").exists()
 
 

@@ -69,7 +69,7 @@ from typing import Callable, Iterator, Mapping, Optional
 
 import numpy as np
 
-from physnetjax.cli_config import given_options
+from physnetjax.cli_config import OptionUse, chosen_options, refuse_unused_options
 from physnetjax.cli_errors import cli_main, configure_logging, exit_process
 from physnetjax.cli_help import ArgumentParser, HelpFormatter, describe
 from physnetjax.data.generate_progress import GenerateProgress
@@ -118,6 +118,9 @@ METHODS = tuple(VALENCE_ORBITALS)
 any case."""
 
 SAMPLINGS = ("md", "normal-modes")
+OPTION_USES = [OptionUse(dest, "sampling", ("md",), note="Langevin MD only")
+               for dest in ("stride", "timestep", "friction", "equilibration_steps")]
+"""Options of the MD sampling: with ``--sampling normal-modes`` they are refused, not ignored."""
 RESUME_KEYS = {"md": ("resume_positions", "resume_momenta", "resume_rng_state"),
                "normal-modes": ("resume_minimum", "resume_hessian")}
 """Keys of a partial set's sampler state after its last frame, per sampling (module docstring): MD positions (n, 3)
@@ -803,11 +806,7 @@ def main(argv=None) -> int:
     check_output_path(args.out, overwrite=True, what="--out")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1 (OpenMP threads of tblite), received {args.threads}")
-    md_only = [f"--{dest.replace('_', '-')}" for dest in ("stride", "timestep", "friction", "equilibration_steps")
-               if dest in given_options(parser, argv)]
-    if args.sampling != "md" and md_only:
-        raise PhysNetInputError(f"--sampling {args.sampling} does not use {', '.join(md_only)} (Langevin MD only): "
-                                "remove them or choose --sampling md")
+    refuse_unused_options(parser, args, OPTION_USES, chosen_options(parser, argv))
     if Path(args.out).suffix != ".npz":
         raise ValueError(f"--out {args.out}: the dataset is a .npz file; give a path ending in .npz")
     if args.charge is not None and not (math.isfinite(args.charge) and args.charge == round(args.charge)):

@@ -21,11 +21,10 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, chosen_options,
-                                   parse_args, write_resolved_config)
+from physnetjax.cli_config import (CONFIG_NAME, OptionUse, add_config_options, check_config_replaceable,
+                                   chosen_options, parse_args, refuse_unused_options, write_resolved_config)
 from physnetjax.cli_errors import cli_main, configure_logging, exit_process
 from physnetjax.cli_help import ArgumentParser, HelpFormatter
-from physnetjax.errors import PhysNetInputError
 from physnetjax.learn.config import SELECTIONS, LearnConfig
 from physnetjax.train.cli import HELP as TRAIN_HELP
 
@@ -35,19 +34,14 @@ OPTION_OF = {field.name: f"--{field.name.replace('_', '-')}" for field in datacl
 """LearnConfig field → the option that sets it: the names in the messages of its checks."""
 
 
-UNUSED_OPTIONS = (
-    ("friction", lambda args: args.md_ensemble != "langevin",
-     "--md-ensemble {md_ensemble} does not use --friction (langevin only{source}): remove it or choose --md-ensemble "
-     "langevin"),
-    ("test_frames", lambda args: args.data is not None or args.test is not None,
-     "--test-frames draws test frames from the bundled set, which --data or --test replaces{source}: give the test "
-     "frames as --test FILE, held out of --data"),
-    ("min_rmsd", lambda args: args.selection == "random",
-     "--selection random does not use --min-rmsd{source} (the RMSD exclusion of uncertain-diverse): remove it or "
-     "choose --selection uncertain-diverse"),
+OPTION_USES = (
+    OptionUse("friction", "md_ensemble", ("langevin",)),
+    *(OptionUse("test_frames", source, (None,), note=f"drawn from the bundled set, which --{source} replaces",
+                remedy="give the test frames as --test FILE, held out of --data") for source in ("data", "test")),
+    OptionUse("min_rmsd", "selection", ("uncertain-diverse",), note="the RMSD exclusion of uncertain-diverse"),
 )
-"""(option dest, whether the other options leave it unused, the refusal's message): an option given (on the command
-line, or in a config file with another value than its default) that the run would ignore is refused."""
+"""Options that other options' values leave unused: chosen there, they are refused
+(:func:`~physnetjax.cli_config.refuse_unused_options`)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,11 +120,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
     configure_logging("python -m physnetjax.learn", args.verbose)
-    chosen = chosen_options(parser, argv)
-    for dest, unused, why in UNUSED_OPTIONS:
-        if dest in chosen and unused(args):
-            source = "" if chosen[dest] is None else f", set in --config {chosen[dest]}"
-            raise PhysNetInputError(why.format(source=source, **vars(args)))
+    refuse_unused_options(parser, args, OPTION_USES, chosen_options(parser, argv))
     values = {key: value for key, value in vars(args).items() if key != "verbose"}
     values["timestep_fs"] = values.pop("timestep")
     config = LearnConfig(**values, names=OPTION_OF)

@@ -34,8 +34,9 @@ import sys
 import ase.io
 import jax
 
-from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, chosen_options,
-                                   given_options, parse_args, write_resolved_config)
+from physnetjax.cli_config import (CONFIG_NAME, OptionUse, add_config_options, check_config_replaceable,
+                                   chosen_options, given_options, parse_args, refuse_unused_options,
+                                   write_resolved_config)
 from physnetjax.cli_errors import EXIT_OK, EXIT_RUN_STOPPED, cli_main, configure_logging, exit_process
 from physnetjax.cli_help import ArgumentParser, HelpFormatter, describe
 from physnetjax.structure_file import read_last_frame
@@ -75,6 +76,8 @@ KEYWORD_OF = {
 velocities in every ensemble."""
 ENSEMBLE_ONLY = {dest: ENSEMBLE_ONLY_ARGUMENTS[keyword] for dest, keyword in KEYWORD_OF.items()}
 """dest → the ensembles that use it."""
+OPTION_USES = [OptionUse(dest, "ensemble", users) for dest, users in ENSEMBLE_ONLY.items()]
+"""Chosen with another ``--ensemble``, these options are refused (:func:`~physnetjax.cli_config.refuse_unused_options`)."""
 OPTION_OF = {
     "ensemble": "--ensemble", "temperature_K": "--temperature", "timestep_fs": "--timestep", "steps": "--steps",
     "save_every": "--save-every", "chunk_frames": "--chunk", "max_force": "--max-force", "skin": "--skin",
@@ -158,18 +161,6 @@ def _named_ensemble(ensemble: str, given: set) -> str:
     return f"--ensemble {ensemble}" + (" (the default)" if default else "")
 
 
-def check_ensemble_options(ensemble: str, given: set, chosen: dict) -> None:
-    """PhysNetInputError naming the options the user chose (``chosen``: :func:`~physnetjax.cli_config.chosen_options`,
-    a config file's named) that ``ensemble`` ignores; ``given``: the dests of the command line."""
-    unused = [dest for dest, users in ENSEMBLE_ONLY.items() if dest in chosen and ensemble not in users]
-    if unused:
-        flags = ", ".join(f"--{dest.replace('_', '-')} ({' / '.join(ENSEMBLE_ONLY[dest])} only"
-                          f"{'' if chosen[dest] is None else f', set in --config {chosen[dest]}'})" for dest in unused)
-        them = "it" if len(unused) == 1 else "them"
-        raise PhysNetInputError(f"{_named_ensemble(ensemble, given)} does not use {flags}: remove {them} or choose "
-                                f"an --ensemble that uses {them}")
-
-
 def check_restart(path, saved: dict, ensemble: str, given: set, checkpoint, params) -> None:
     """Check the restart file ``path`` (its arrays ``saved``) against this run's ensemble and model.
 
@@ -201,7 +192,7 @@ def main(argv=None) -> int:
     args = parse_args(parser, argv)
     given = given_options(parser, argv)
     configure_logging("python -m physnetjax.md", args.verbose)
-    check_ensemble_options(args.ensemble, given, chosen_options(parser, argv))
+    refuse_unused_options(parser, args, OPTION_USES, chosen_options(parser, argv))
     for path, what in ((args.out, "--out"), (args.md_checkpoint, "--md-checkpoint")):
         if path is not None:
             check_output_path(path, overwrite=True, what=what)

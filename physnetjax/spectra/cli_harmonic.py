@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from physnetjax.cli_config import OptionUse
 from physnetjax.cli_errors import configure_logging
 from physnetjax.errors import warn_caller
 
@@ -110,7 +111,8 @@ def _analyse(args):
     """Check inputs, load, optimise and analyse; returns (result, atoms, model); raises with a one-line message on
     bad input."""
     from physnetjax.checkpoint import load_checkpoint
-    from physnetjax.cli_config import CONFIG_NAME, check_config_replaceable, write_resolved_config
+    from physnetjax.cli_config import (CONFIG_NAME, check_config_replaceable, refuse_unused_options,
+                                       write_resolved_config)
     from physnetjax.dipole_surface import warn_unreliable_ir
     from physnetjax.spectra.harmonic import NonMinimumWarning, ZeroModeWarning, harmonic
     from physnetjax.spectra.optimize import check_optimizer_settings
@@ -119,7 +121,7 @@ def _analyse(args):
     from physnetjax.validation import atoms_total_charge, check_masses, check_output_directory, check_total_charge
 
     check_optimizer_settings(args.fmax, args.max_steps, OPTION_OF, args.max_step)
-    check_unused_options(args, UNUSED_WITH)
+    refuse_unused_options(args.parser, args, OPTION_USES, args.chosen)
     if not args.no_plot:
         require_matplotlib()
     if not Path(args.checkpoint).exists():
@@ -156,32 +158,9 @@ def _analyse(args):
     return result, atoms, model
 
 
-UNUSED_WITH = {"no_optimize": ("max_steps", "max_step")}
-"""A switch → the options it leaves unused (given with it, they are refused: the probe's --no-optimize
+OPTION_USES = [OptionUse(dest, "no_optimize", (True,), unused_at=True) for dest in ("max_steps", "max_step")]
+"""Options that ``--no-optimize`` leaves unused: given with it, they are refused (the probe's --no-optimize
 --max-steps 5 ran without a word)."""
-
-
-def check_unused_options(args, unused_with: dict) -> None:
-    """Refuse options of ``args.chosen`` (:func:`~physnetjax.cli_config.chosen_options`) that a choice of
-    ``args`` leaves unused: ``unused_with`` maps a dest whose value is true (a switch given) to the dests it does not
-    use, or a (dest, value) pair to those the value leaves unused.
-
-    Raises:
-      PhysNetInputError: naming both options.
-    """
-    from physnetjax.errors import PhysNetInputError
-
-    chosen = getattr(args, "chosen", {})
-    for choice, dests in unused_with.items():
-        dest, value = choice if isinstance(choice, tuple) else (choice, True)
-        if getattr(args, dest) != value:
-            continue
-        extra = [other for other in dests if other in chosen]
-        if extra:
-            chosen = f"--{dest.replace('_', '-')}" + ("" if value is True else f" {value:g}")
-            flags = ", ".join(f"--{other.replace('_', '-')}" for other in extra)
-            raise PhysNetInputError(f"{chosen} does not use {flags}: remove {'it' if len(extra) == 1 else 'them'}, "
-                                    f"or leave out {chosen}")
 
 
 def remove_earlier_results(out: Path, names) -> None:

@@ -42,6 +42,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from physnetjax.cli_config import OptionUse
 from physnetjax.cli_errors import configure_logging
 from physnetjax.errors import warn_caller
 from physnetjax.spectra.cli_harmonic import (OPTIMIZER_OPTIONS, UNCONVERGED_NAME, add_molecule_arguments,
@@ -53,6 +54,9 @@ OPTION_OF = {"temperature_K": "--temperature", "time_ps": "--time-ps", "timestep
              "total_charge": "--total-charge", "seed": "--seed", "dtype": "--dtype", **OPTIMIZER_OPTIONS}
 """:func:`~physnetjax.spectra.md_spectrum` and :func:`~physnetjax.spectra.harmonic` keyword → the option that sets
 it: the names in the messages of the checks run before any computation and of the harmonic analysis."""
+FRICTION_USE = OptionUse("friction", "equilibration_ps", (0.0,), unused_at=True, note="Langevin equilibration only",
+                         remedy="give an --equilibration-ps > 0")
+"""``--friction`` acts in the Langevin equilibration only: with ``--equilibration-ps 0`` it is refused."""
 JSON_UNITS = {
     "resolution_cm1": "cm^-1",
     "temperatures_K": "K (mean kinetic temperature of each replica in the NVE part)",
@@ -105,8 +109,8 @@ def _check_inputs(args):
     """Everything that can be checked before any computation or output; returns (atoms, out path, the checkpoint's
     (model, params, metadata))."""
     from physnetjax.checkpoint import load_checkpoint
-    from physnetjax.cli_config import CONFIG_NAME, check_config_replaceable
-    from physnetjax.spectra.cli_harmonic import UNUSED_WITH, check_unused_options, read_geometry
+    from physnetjax.cli_config import CONFIG_NAME, check_config_replaceable, refuse_unused_options
+    from physnetjax.spectra.cli_harmonic import OPTION_USES, read_geometry
     from physnetjax.spectra.md_spectrum import check_molecule_size, check_recorded_size, plan_run
     from physnetjax.spectra.optimize import check_optimizer_settings
     from physnetjax.spectra.plot import require_matplotlib
@@ -117,7 +121,7 @@ def _check_inputs(args):
              record_every=args.record_every, max_correlation_ps=args.correlation_ps, max_energy_error=0.1,
              names=OPTION_OF)
     check_optimizer_settings(args.fmax, args.max_steps, OPTION_OF, args.max_step)
-    check_unused_options(args, {**UNUSED_WITH, ("equilibration_ps", 0.0): ("friction",)})
+    refuse_unused_options(args.parser, args, [*OPTION_USES, FRICTION_USE], args.chosen)
     check_seed(args.seed, "--seed")
     if not args.max_wavenumber > 0:
         raise ValueError(f"--max-wavenumber must be > 0 cm^-1, received {args.max_wavenumber}")
