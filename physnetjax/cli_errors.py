@@ -21,6 +21,8 @@ A missing input (``FileNotFoundError``, :class:`~physnetjax.errors.InputNotFound
 reads ``OPTION PATH does not exist``, e.g. ``--geometry g.xyz does not exist`` (``--geometry
 g.xyz (from --config run.toml) does not exist`` for a config file's value):
 :func:`physnetjax.cli_config.parse_args` names each path by its option with :func:`name_input`.
+Any other message that begins with such a path names its option the same way: ``--data
+inp/a.npz: cannot read as .npz: ...``.
 
 Exit codes (every physnetjax CLI):
 
@@ -52,6 +54,7 @@ import contextvars
 import functools
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -136,6 +139,17 @@ def _input_name(path) -> str:
     return next((name for given, name in names.items() if Path(given).resolve() == resolved), path)
 
 
+def _named_leading_path(message: str) -> str:
+    """``message`` with the file or directory it begins with (as given, or the same one by another spelling)
+    named by the option that gave it (:func:`name_input`): ``inp/a.npz: not an .npz file`` reads ``--data
+    inp/a.npz: not an .npz file``."""
+    head = re.match(r"[^\s:]+", message)
+    if head is None or not Path(head.group()).exists():
+        return message
+    name = _input_name(head.group())
+    return message if name == head.group() else name + message[head.end():]
+
+
 def _missing_path(error: BaseException):
     """The path a missing-input error is about, or None for any other error."""
     if isinstance(error, FileNotFoundError) and isinstance(error.filename, (str, os.PathLike)):
@@ -165,6 +179,8 @@ def error_line(prog: str, error: BaseException, resume_hint: str = "") -> str:
     missing = _missing_path(error)
     if missing is not None:
         message = f"{_input_name(missing)} does not exist"
+    else:
+        message = _named_leading_path(message)
     if is_out_of_memory(error) and not isinstance(error, OutOfMemoryError):
         message = (f"out of memory on the device ({message}): the input is too large for it; use a smaller batch or "
                    "system, or a device with more memory")

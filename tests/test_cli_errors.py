@@ -515,23 +515,86 @@ def test_a_missing_input_is_named_by_its_option(files, tmp_path, monkeypatch, ca
     assert [p.name for p in tmp_path.iterdir()] == ["geometry.toml"]  # no output directory left behind
 
 
-DIRECTORY_INPUTS = [
+STRUCTURE_DIRECTORIES = [
     ("md", md_main, ["--geometry", "inp"], "--geometry inp"),
-    ("eval", eval_main, ["--checkpoint", "{root}/ckpt", "--data", "inp"], "inp"),
-    ("learn", learn_main, ["--data", "inp", "--out", "run"], "inp"),
     ("spectra", spectra_main, ["harmonic", "--checkpoint", "{root}/ckpt", "--geometry", "inp", "--out", "o"],
      "--geometry inp"),
 ]
 
 
-@pytest.mark.parametrize("tool, main, args, named", DIRECTORY_INPUTS, ids=[case[0] for case in DIRECTORY_INPUTS])
-def test_a_directory_given_for_a_file_is_named_as_one(files, tmp_path, monkeypatch, capsys, tool, main, args, named):
-    """A folder for a data or structure file was "ASE cannot read it (OSError: Not a BundleTrajectory: inp)"."""
+@pytest.mark.parametrize("tool, main, args, named", STRUCTURE_DIRECTORIES,
+                         ids=[case[0] for case in STRUCTURE_DIRECTORIES])
+def test_a_directory_given_for_a_structure_file_is_named_as_one(files, tmp_path, monkeypatch, capsys, tool, main,
+                                                                args, named):
+    """A folder for a structure file was "ASE cannot read it (OSError: Not a BundleTrajectory: inp)"."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "inp").mkdir()
     assert main([a.format(root=files) for a in args]) == 2
     assert one_line_error(capsys, tool) == (f"python -m physnetjax.{tool}: error: {named}: it is a directory, not a "
                                             "file: give the file in it (ASE: OSError: Not a BundleTrajectory: inp)")
+
+
+DATA_DIRECTORIES = [
+    ("train", train_main, ["--data", "inp", "--out", "run", "--no-progress"], "--data inp"),
+    ("eval", eval_main, ["--checkpoint", "{root}/ckpt", "--data", "inp"], "--data inp"),
+    ("learn", learn_main, ["--data", "inp", "--out", "run"], "--data inp"),
+    ("learn", learn_main, ["--test", "inp", "--out", "run"], "--test inp"),
+]
+
+
+@pytest.mark.parametrize("tool, main, args, named", DATA_DIRECTORIES, ids=[case[3] for case in DATA_DIRECTORIES])
+def test_a_directory_given_for_a_data_file_is_named_with_its_option(files, tmp_path, monkeypatch, capsys, tool, main,
+                                                                    args, named):
+    """train --data inp was "[Errno 21] Is a directory: 'inp'" with exit 3 (an output's code), eval and learn said
+    "inp: it is a directory, not a file: give the file in it (ASE: OSError: Not a BundleTrajectory: inp)" without
+    the option."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "inp").mkdir()
+    assert main([a.format(root=files) for a in args]) == 2
+    assert one_line_error(capsys, tool) == (f"python -m physnetjax.{tool}: error: {named}: it is a directory, not a "
+                                            "data file: give a file in it (.npz, or a structure file ASE reads such "
+                                            "as .extxyz)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inp"]
+
+
+BAD_DATA_FILES = [
+    ("train", train_main, ["--data", "{bad}", "--out", "run", "--no-progress"], "--data {bad}"),
+    ("eval", eval_main, ["--checkpoint", "{root}/ckpt", "--data", "{bad}"], "--data {bad}"),
+    ("learn", learn_main, ["--data", "{bad}", "--out", "run"], "--data {bad}"),
+]
+
+
+@pytest.mark.parametrize("tool, main, args, named", BAD_DATA_FILES, ids=[case[0] for case in BAD_DATA_FILES])
+def test_an_unreadable_data_file_is_named_with_its_option(files, tmp_path, monkeypatch, capsys, tool, main, args,
+                                                          named):
+    """"inp/a.npz: cannot read as .npz: ..." named the file, not the option that gave it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "inp").mkdir()
+    (tmp_path / "inp" / "a.npz").write_bytes(b"not a zip archive")
+    bad = "inp/a.npz"
+    assert main([a.format(root=files, bad=bad) for a in args]) == 2
+    assert one_line_error(capsys, tool) == (f"python -m physnetjax.{tool}: error: {named.format(bad=bad)}: cannot "
+                                            "read as .npz: not an .npz file (it is not a zip archive)")
+
+
+def test_a_message_beginning_with_a_given_path_names_its_option(tmp_path, monkeypatch, capsys):
+    """The path as given or by another spelling is named; a path no option gave, a missing one and a word that is no
+    path (an option's value like ``--ensemble nve``) are left as they are."""
+    @cli_main("python -m physnetjax.demo")
+    def main(argv=None):
+        name_input("data/a.npz", "--data data/a.npz (from --config run.toml)")
+        name_input("nve", "--ensemble nve")
+        raise PhysNetInputError(f"{argv[0]}: bad frame 3")
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.npz").write_bytes(b"")
+    (tmp_path / "other.npz").write_bytes(b"")
+    for given, shown in [("data/a.npz", "--data data/a.npz (from --config run.toml)"),
+                         (str(tmp_path / "data" / "a.npz"), "--data data/a.npz (from --config run.toml)"),
+                         ("other.npz", "other.npz"), ("data/b.npz", "data/b.npz"), ("nve", "nve")]:
+        assert main([given]) == 2
+        assert capsys.readouterr().err.strip() == f"python -m physnetjax.demo: error: {shown}: bad frame 3"
 
 
 def test_a_missing_input_spelled_otherwise_is_named_too(tmp_path, monkeypatch, capsys):

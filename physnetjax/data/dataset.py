@@ -800,6 +800,16 @@ def _check_label_keys(path, k: int, atoms, results: dict, unread: dict, other_we
             unread.setdefault(name, []).append(k)
 
 
+def check_data_file(path) -> None:
+    """Refuse a data file ``path`` that does not exist (:class:`DataFileNotFoundError`) or is a directory
+    (:class:`DataError`), before anything reads it."""
+    if not Path(path).exists():
+        raise DataFileNotFoundError(f"{path}: no such file", path)
+    if Path(path).is_dir():
+        raise DataError(f"{path}: it is a directory, not a data file: give a file in it (.npz, or a structure file "
+                        "ASE reads such as .extxyz)")
+
+
 def load_dataset(paths, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
                  dipole_unit: str = "eA", force_sign: int = 1) -> Dataset:
     """Read one or several files (``.npz`` → :func:`load_npz`, anything else → :func:`load_ase`).
@@ -815,8 +825,7 @@ def load_dataset(paths, *, energy_unit: str = "eV", force_unit: Optional[str] = 
         paths = [paths]
     parts, seen = [], {}
     for k, p in enumerate(paths):
-        if not Path(p).exists():
-            raise DataFileNotFoundError(f"{p}: no such file", p)
+        check_data_file(p)
         first, index = seen.setdefault(Path(p).resolve(), (p, k))
         if index != k:
             warn_caller(f"{p} is given twice (also as {first}): each of its frames is read twice, so it counts "

@@ -72,6 +72,7 @@ from physnetjax.checkpoint import is_checkpoint, load_checkpoint, load_train_sta
 from physnetjax.data import (
     DataError,
     bundled_dataset_path,
+    check_data_file,
     fit_reference_energies,
     load_dataset,
     load_split,
@@ -217,6 +218,8 @@ class Trainer:
         self.seeds = member_seeds(config.seed, self.size)
         self.columns = CSV_COLUMNS + member_columns(self.size)
         paths = config.data or [str(bundled_dataset_path())]
+        for path in paths:
+            check_data_file(path)
         self.data_sha256 = data_fingerprint(paths)
         resumed = self._check_resumable(epochs_changed) if resuming else None
         self.dataset = load_dataset(paths, energy_unit=config.energy_unit, force_unit=config.force_unit,
