@@ -36,6 +36,17 @@ BENCHMARKS = pathlib.Path(__file__).parent
 RESULTS = BENCHMARKS / "results"
 SHARED_DATA = pathlib.Path(os.environ.get("PHYSNETJAX_BENCH_DATA", BENCHMARKS.resolve().parents[1] / "shared" / "data"))
 """Reference data sets (../shared/data next to the repository, or $PHYSNETJAX_BENCH_DATA)."""
+RUN_ALL_DATA = ("ethanol_gfn2_500K.npz", "co2_gfn2_500K.npz", "basepairs/at_prod.npz", "basepairs/gc_prod.npz")
+"""The files of :data:`SHARED_DATA` that the scripts of ``run_all.py`` read."""
+
+
+def missing_shared_data(names=RUN_ALL_DATA) -> str | None:
+    """Why the reference data sets ``names`` cannot be read (which are missing and how to point at them), or None."""
+    missing = [name for name in names if not (SHARED_DATA / name).is_file()]
+    if not missing:
+        return None
+    return (f"{', '.join(missing)} missing in {SHARED_DATA}: the benchmarks read the project's reference data sets "
+            "(../shared/data next to the repository); set PHYSNETJAX_BENCH_DATA to the folder that holds them")
 
 
 def parse_args(doc: str, extra=None) -> argparse.Namespace:

@@ -8,7 +8,10 @@ record); a failing script's output is kept in
 ``DIR/<name>.log`` (removed when the script next succeeds). Then the part of the README between
 ``<!-- BEGIN GENERATED -->`` and ``<!-- END GENERATED -->`` is replaced by the tables
 and plots of every JSON found in DIR (a README without the markers gets them
-appended; a missing one is created).
+appended; a missing one is created), when every script succeeded: benchmarks/README.md for
+the default DIR (benchmarks/results), another README only when ``--readme`` names it.
+The scripts read reference data sets from ../shared/data (or ``$PHYSNETJAX_BENCH_DATA``);
+without them nothing runs.
 
 Scripts run one at a time by default so that they do not disturb each other's
 timings; ``--jobs N`` runs N at once (only sensible for ``--smoke``, whose numbers
@@ -28,7 +31,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from common import BENCHMARKS, format_cell, machine_info, parse_args
+from common import BENCHMARKS, RESULTS, format_cell, machine_info, missing_shared_data, parse_args
 
 SCRIPTS = ("bench_model", "bench_profile", "bench_neighbors", "bench_batching", "bench_md", "bench_train")
 BEGIN, END = "<!-- BEGIN GENERATED -->", "<!-- END GENERATED -->"
@@ -90,18 +93,23 @@ def update_readme(readme: pathlib.Path, generated: str) -> None:
 
 def main():
     def extra(parser):
-        parser.add_argument("--readme", type=pathlib.Path, default=BENCHMARKS / "README.md",
-                            help="README whose generated block is rewritten")
+        parser.add_argument("--readme", type=pathlib.Path,
+                            help="README whose generated block is rewritten (default: benchmarks/README.md when "
+                                 "--out is benchmarks/results, else none)")
         parser.add_argument("--only", help="comma-separated subset of " + ",".join(SCRIPTS))
         parser.add_argument("--jobs", type=int, default=1, help="scripts run at once (timings interfere)")
 
     args = parse_args(__doc__, extra)
     args.out = args.out.resolve()
-    args.readme = args.readme.resolve()
+    if args.readme is None and args.out == RESULTS.resolve():
+        args.readme = BENCHMARKS / "README.md"
     names = SCRIPTS if args.only is None else tuple(args.only.split(","))
     unknown = sorted(set(names) - set(SCRIPTS))
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {unknown}; choose from {list(SCRIPTS)}")
+    missing = missing_shared_data()
+    if missing is not None:
+        raise SystemExit(f"run_all.py: {missing}")
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
@@ -113,10 +121,15 @@ def main():
     record.write_text(json.dumps(
         {"machine": machine_info(), "jobs": args.jobs, "last_wall_s": total,
          "runs": [merged[name] for name in SCRIPTS if name in merged]}, indent=2) + "\n")
-    update_readme(args.readme, render(args.out, args.readme))
+    failed = [run["script"] for run in runs if run["returncode"] != 0]
+    if failed:
+        raise SystemExit(f"total {total:.1f} s; {', '.join(failed)} failed: no README rewritten (its tables stay as "
+                         "they were)")
+    if args.readme is None:
+        print(f"total {total:.1f} s; results in {args.out} (no README rewritten: pass --readme PATH for one)")
+        return
+    update_readme(args.readme.resolve(), render(args.out, args.readme.resolve()))
     print(f"total {total:.1f} s; tables written to {args.readme}")
-    if any(run["returncode"] != 0 for run in runs):
-        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -76,3 +76,42 @@ def test_run_all_smoke(tmp_path):
         for plot in result["plots"]:
             assert (tmp_path / plot).stat().st_size > 0
     assert {p: p.stat().st_mtime_ns for p in (BENCHMARKS / "results").glob("*")} == before
+
+
+def _run_all(*args, data) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCHMARKS / "run_all.py"), *map(str, args)], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PHYSNETJAX_BENCH_DATA": str(data)})
+
+
+def test_run_all_without_the_reference_data_runs_nothing(tmp_path):
+    """A fresh clone without ../shared/data ran every script, three failed on a missing file after minutes, and the
+    README's tables of the failed ones were deleted."""
+    readme = tmp_path / "README.md"
+    readme.write_text("kept\n")
+    process = _run_all("--quick", "--out", tmp_path / "out", "--readme", readme, data=tmp_path / "none")
+    assert process.returncode != 0
+    assert process.stderr.strip() == (
+        f"run_all.py: ethanol_gfn2_500K.npz, co2_gfn2_500K.npz, basepairs/at_prod.npz, basepairs/gc_prod.npz "
+        f"missing in {tmp_path / 'none'}: the benchmarks read the project's reference data sets (../shared/data next "
+        "to the repository); set PHYSNETJAX_BENCH_DATA to the folder that holds them")
+    assert not (tmp_path / "out").exists() and readme.read_text() == "kept\n"
+
+
+@pytest.mark.slow
+def test_run_all_rewrites_no_readme_after_a_failure_or_into_another_out(tmp_path):
+    """A failed script's tables were removed from the README; a run into another --out rewrote the committed
+    benchmarks/README.md with links into that folder."""
+    data = stand_in_data(tmp_path / "data")
+    committed = (BENCHMARKS / "README.md").read_text()
+    readme = tmp_path / "README.md"
+    readme.write_text("kept\n")
+    (data / "ethanol_gfn2_500K.npz").write_bytes(b"damaged")
+    failed = _run_all("--smoke", "--only", "bench_model", "--out", tmp_path / "failed", "--readme", readme, data=data)
+    assert failed.returncode != 0 and "bench_model failed: no README rewritten" in failed.stderr
+    assert readme.read_text() == "kept\n"
+    stand_in_data(tmp_path / "good")
+    elsewhere = _run_all("--smoke", "--only", "bench_neighbors", "--out", tmp_path / "out", data=tmp_path / "good")
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert "no README rewritten: pass --readme PATH for one" in elsewhere.stdout
+    assert (tmp_path / "out" / "bench_neighbors.json").is_file()
+    assert (BENCHMARKS / "README.md").read_text() == committed

@@ -163,7 +163,7 @@ def test_a_run_directory_in_use_by_another_learning_process_is_refused(stub_data
         with pytest.raises(RunLockedError, match=f"^{re.escape(refusal)}$"):
             run_learning(tiny_config(stub_data[0], out), never)
         assert main(["--out", str(out), "--rounds", "0"]) == 3
-        assert capsys.readouterr().err == f"python -m physnetjax.learn: error: {refusal}\n"
+        assert capsys.readouterr().err == f"python -m physnetjax.learn: error: --out {refusal}\n"
         assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME, "round-000"]
     finally:
         holder.kill()
