@@ -1012,12 +1012,20 @@ BOND_RATIO_APART = 2.5
 (separate atoms, reported as such where it matters, e.g. as fragments by the harmonic analysis)."""
 
 
+LENGTH_UNIT_SAMPLE = 1024
+"""Atoms (evenly spaced by index) whose nearest neighbours :func:`stretched_bond_ratio` judges in a larger
+structure, so that its memory stays (sample × atoms) ratios."""
+
+
 def stretched_bond_ratio(atomic_numbers, positions) -> Optional[float]:
     """The median of :func:`bond_length_ratios` when it lies in (:data:`BOND_RATIO_MAX`, :data:`BOND_RATIO_APART`]
-    (a molecule stretched as by the bohr/Å factor 1.89), else None (also for fewer than 2 atoms)."""
-    if np.asarray(atomic_numbers).shape[0] < 2:
+    (a molecule stretched as by the bohr/Å factor 1.89), else None (also for fewer than 2 atoms); the median over
+    :data:`LENGTH_UNIT_SAMPLE` atoms of a larger structure."""
+    n = np.asarray(atomic_numbers).shape[0]
+    if n < 2:
         return None
-    median = float(np.median(bond_length_ratios(atomic_numbers, positions)))
+    rows = None if n <= LENGTH_UNIT_SAMPLE else np.linspace(0, n - 1, LENGTH_UNIT_SAMPLE).round().astype(int)
+    median = float(np.median(bond_length_ratios(atomic_numbers, positions, rows)))
     return median if BOND_RATIO_MAX < median <= BOND_RATIO_APART else None
 
 

@@ -103,8 +103,8 @@ def test_starting_labels_that_are_not_the_labellers_are_refused_before_training(
     directory, label = stub_data
     path = rewritten(directory, tmp_path, f"{case}.npz", **(changes or other_method(directory)))
     err, counting, out = refused_start(label, tmp_path, capsys, monkeypatch, "--data", str(path))
-    assert err[0].startswith(f"python -m physnetjax.learn: error: {path}: its labels are not those of GFN2-xTB, which "
-                             f"labels the loop's new frames (compared on {path}[0], {path}[1]): ")
+    assert err[0].startswith(f"python -m physnetjax.learn: error: --data {path}: its labels are not those of GFN2-xTB, "
+                             f"which labels the loop's new frames (compared on {path}[0], {path}[1]): ")
     assert finding in err[0]
     assert err[0].endswith("The loop would mix the two in one training set: convert the file to eV and eV/Å with "
                            "F = −dE/dR, or start from frames labelled with GFN2-xTB (python -m "
@@ -125,8 +125,8 @@ def test_labels_of_another_spin_state_name_the_loops_state_and_its_command(stub_
 
     err, _, out = refused_start(triplet, tmp_path, capsys, monkeypatch, "--data", str(directory / "initial.npz"),
                                 "--uhf", "2", "--charge", "0")
-    assert err[0].startswith(f"python -m physnetjax.learn: error: {directory / 'initial.npz'}: its labels are not "
-                             "those of GFN2-xTB with 2 unpaired electron(s), which labels the loop's new frames")
+    assert err[0].startswith(f"python -m physnetjax.learn: error: --data {directory / 'initial.npz'}: its labels are "
+                             "not those of GFN2-xTB with 2 unpaired electron(s), which labels the loop's new frames")
     assert err[0].endswith("or start from frames labelled with GFN2-xTB with 2 unpaired electron(s) (python -m "
                            "physnetjax.data.generate --molecule STRUCTURE --method GFN2-xTB --uhf 2 --out start.npz, "
                            "then --data start.npz)"), err[0]
@@ -140,8 +140,8 @@ def test_test_frames_in_other_units_are_refused_before_training(stub_data, tmp_p
                      F=lambda F: F * 23.06)
     err, counting, out = refused_start(label, tmp_path, capsys, monkeypatch, "--data", str(directory / "initial.npz"),
                                        "--test", str(path))
-    assert err[0].startswith(f"python -m physnetjax.learn: error: {path}: its labels are not those of GFN2-xTB, which "
-                             f"labels the loop's new frames (compared on {path}[0], ")
+    assert err[0].startswith(f"python -m physnetjax.learn: error: --test {path}: its labels are not those of GFN2-xTB, "
+                             f"which labels the loop's new frames (compared on {path}[0], ")
     assert "the forces are 23.06 × GFN2-xTB's, as for kcal/mol/Å read as eV/Å" in err[0]
     assert ("The per-round test errors would compare the models, trained on the labeller's labels, with other labels: "
             "convert the file to eV and eV/Å with F = −dE/dR") in err[0]
@@ -188,9 +188,10 @@ def test_frames_without_energy_or_forces_name_the_file_and_the_key(stub_data, tm
     out = tmp_path / "run"
     assert main(["--out", str(out), "--data", files["--data"], "--test", files["--test"], "--rounds", "0",
                  "--ensemble", "2", "--features", "8", "--valid", "2"]) == 2
-    assert capsys.readouterr().err == (f"python -m physnetjax.learn: error: {path} has no {name} (key '{key}'): the "
-                                       "learning loop trains on energies and forces and labels its new frames with "
-                                       "both; give frames with both labels (E in eV, F = −dE/dR in eV/Å)\n")
+    assert capsys.readouterr().err == (f"python -m physnetjax.learn: error: {option} {path} has no {name} (key "
+                                       f"'{key}'): the learning loop trains on energies and forces and labels its "
+                                       "new frames with both; give frames with both labels (E in eV, F = −dE/dR in "
+                                       "eV/Å)\n")
     assert not out.exists()
 
 

@@ -267,6 +267,43 @@ def test_a_total_charge_for_a_model_without_charges_warns_in_md(system):
                  training_record=TrainingRecord(charges=(0.0,)))
 
 
+def test_a_start_geometry_in_bohr_warns_in_md(system):
+    """Ethanol in bohr read as Å ran with a training-distances warning only: train, data.generate and the spectra
+    asked whether the positions were in bohr, md did not."""
+    import warnings
+
+    from physnetjax.errors import LengthUnitWarning
+
+    model, params, atoms = system
+    in_bohr = atoms.copy()
+    in_bohr.positions /= 0.529177
+    with pytest.warns(LengthUnitWarning, match=r"^MD start geometry: atoms sit 1\.8\d× the covalent bond length .*"
+                                               r"are they in bohr \(multiply by 0\.529177\)\?$"):
+        simulate(model, params, in_bohr, steps=5, save_every=5, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LengthUnitWarning)
+        simulate(model, params, atoms, steps=5, save_every=5, dtype="float64")
+
+
+def test_the_length_unit_of_a_large_structure_is_judged_on_a_sample_of_its_atoms(monkeypatch):
+    """The nearest-neighbour ratios of every atom against every atom were n² numbers (8 GB at 32 000 atoms); a
+    sample of atoms against all keeps the verdict (here 250 ethanol molecules in bohr, 2 250 atoms)."""
+    from physnetjax import validation
+
+    ethanol = ase.io.read(Path(validation.__file__).parent / "pretrained" / "ethanol" / "ethanol.xyz")
+    grid = np.stack(np.meshgrid(*[np.arange(10)] * 2, np.arange(3), indexing="ij"), -1).reshape(-1, 3)[:250]
+    z = np.tile(ethanol.numbers, 250)
+    r = ((ethanol.positions[None] + 10.0 * grid[:, None]) / 0.529177).reshape(-1, 3)
+    shapes = []
+    ratios = validation.covalent_distance_ratios
+    monkeypatch.setattr(validation, "covalent_distance_ratios",
+                        lambda *args: shapes.append((out := ratios(*args)).shape) or out)
+    assert validation.stretched_bond_ratio(z, r) == pytest.approx(
+        np.median(validation.covalent_distance_ratios(ethanol.numbers, ethanol.positions / 0.529177).min(axis=1)),
+        rel=1e-12)
+    assert shapes[0] == (validation.LENGTH_UNIT_SAMPLE, 2250)
+
+
 def test_nve_energy_drift_stops_and_saves_the_last_good_frame(system, tmp_path):
     """At 10 fs (beyond Verlet's stability for C–H stretches) the conserved energy moves by ~10 eV/atom;
     on main the run finished with exit 0. The first frame beyond 20 meV/atom stops it."""

@@ -134,12 +134,12 @@ def test_a_cosine_warm_up_as_long_as_the_run_warns(tmp_path, epochs, warmup, war
     """With the default 1-epoch warm-up a 1-epoch cosine run only ever raised its learning rate."""
     import warnings
 
-    from physnetjax.errors import PhysNetInputWarning
+    from physnetjax.errors import InputNotFoundError, PhysNetInputWarning
     from physnetjax.train import train
 
     config = TrainConfig(schedule="cosine", epochs=epochs, warmup_epochs=warmup, data=[str(tmp_path / "none.npz")],
                          out=str(tmp_path / "run"))
-    with warnings.catch_warnings(record=True) as caught, pytest.raises(FileNotFoundError, match="none.npz"):
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(InputNotFoundError, match="none.npz"):
         warnings.simplefilter("always")
         train(config)
     found = [str(w.message) for w in caught if issubclass(w.category, PhysNetInputWarning)]

@@ -137,8 +137,8 @@ from physnetjax.units import AMU_A2_PER_FS2_IN_EV, ASE_TIME_UNIT_FS, BAR, BOLTZM
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
 from physnetjax.predict import check_params_fit, out_of_memory_error
 from physnetjax.validation import (MAX_TEMPERATURE_K, MAX_TEMPERATURE_REASON, atoms_total_charge, check_count,
-                                   check_masses, check_output_path, check_range, check_seed, check_total_charge,
-                                   validate_structure)
+                                   check_length_unit, check_masses, check_output_path, check_range, check_seed,
+                                   check_total_charge, validate_structure)
 
 logger = logging.getLogger(__name__)
 
@@ -704,6 +704,8 @@ def simulate(
     z, r = validate_structure(atoms.numbers, atoms.positions, model.supported_max_atomic_number,
                               total_charge=total_charge, cell=atoms.cell.array, pbc=atoms.pbc, strict=True,
                               where="MD start geometry")
+    if restart is None and not np.any(atoms.pbc):
+        check_length_unit(z, r, "MD start geometry")
     training_record = training_record_of(training_record)
     warned_domain = training_record.check_structure(model, z, total_charge, positions=r, cell=atoms.cell.array,
                                                     pbc=atoms.pbc, where="MD start geometry",
