@@ -142,8 +142,8 @@ def _input_name(path) -> str:
 def _named_leading_path(message: str) -> str:
     """``message`` with the file or directory it begins with (as given, or the same one by another spelling)
     named by the option that gave it (:func:`name_input`): ``inp/a.npz: not an .npz file`` reads ``--data
-    inp/a.npz: not an .npz file``."""
-    head = re.match(r"[^\s:]+", message)
+    inp/a.npz: not an .npz file`` (and ``inp/a.npz[3]: ...`` of a frame ``--data inp/a.npz[3]: ...``)."""
+    head = re.match(r"[^\s:\[]+", message)
     if head is None or not Path(head.group()).exists():
         return message
     name = _input_name(head.group())

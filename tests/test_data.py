@@ -433,6 +433,22 @@ def test_npz_label_keys_not_read_warn(tmp_path, raw):
         assert not load_npz(path).has_F.any()
 
 
+def test_npz_with_only_label_like_keys_names_them_and_the_rename(tmp_path, raw):
+    """An npz with 'energy' and 'forces' only said "no labels: needs key 'E' and/or 'F'", without the rename that
+    the warning of the same keys beside E suggests."""
+    arrays = {k: v for k, v in raw.items() if k not in ("E", "F", "D")}
+    path = write(tmp_path, {**arrays, "energy": raw["E"], "forces": raw["F"]})
+    with pytest.raises(PhysNetInputError) as caught:
+        load_npz(path)
+    assert str(caught.value) == (f"{path}: no labels: needs key 'E' and/or 'F' (keys present: "
+                                 f"{sorted([*arrays, 'energy', 'forces'])}); label-like keys found but not read: "
+                                 "'energy', 'forces': rename the reference labels to the PhysNet keys E (energy) and "
+                                 "F (forces, -dE/dR)")
+    plain = write(tmp_path, arrays)
+    with pytest.raises(PhysNetInputError, match=r"no labels: needs key 'E' and/or 'F' \(keys present: \[.*\]\)$"):
+        load_npz(plain)
+
+
 @pytest.mark.parametrize("key", ["energies", "Energies", "e", "Etot", "U0"])
 def test_energies_under_common_names_warn_in_npz_and_extxyz(tmp_path, raw, key):
     """'energies' (plural: not a substring match of 'energy'), 'e', 'Etot' and QM9's 'U0' were dropped without a

@@ -757,3 +757,15 @@ def test_an_output_directory_that_is_a_training_run_is_refused_before_any_work(s
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "model.json", "parity_energy.png"]
     assert run_cli("--checkpoint", root / "model", "--data", root / "ethanol.npz", "--out", run / "eval",
                    "--no-plots") == 0
+
+
+def test_elements_beyond_the_models_range_are_refused_before_any_warning(tmp_path, capsys):
+    """Copper for the shipped ethanol model warned that Cu was never in the training data ("its energies and forces
+    there are an untrained guess"), then refused to evaluate it: the warning promised numbers that never came."""
+    copper = ase.Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]])
+    copper.calc = SinglePointCalculator(copper, energy=-1.0, forces=np.zeros((2, 3)))
+    path = tmp_path / "cu.extxyz"
+    ase.io.write(path, copper)
+    assert main(["--data", str(path)]) == 2
+    assert capsys.readouterr().err == (f"python -m physnetjax.eval: error: --data {path}[0]: atomic number 29 exceeds "
+                                       "the model's range Z = 1..8\n")

@@ -248,11 +248,12 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     for key in ("R", "Z"):
         if key not in raw:
             raise DataError(f"{path}: missing required key {key!r} (keys present: {sorted(raw)})")
-    if "E" not in raw and "F" not in raw:
-        raise DataError(f"{path}: no labels: needs key 'E' and/or 'F' (keys present: {sorted(raw)})")
-
     read = ("R", "Z", "N", *LABELS, *WEIGHT_KEYS, VIRIAL_WEIGHT_KEY)
     unread = [key for key in raw if key not in read and (label_like(key) or _varying_weight(key, raw[key]))]
+    if "E" not in raw and "F" not in raw:
+        raise DataError(f"{path}: no labels: needs key 'E' and/or 'F' (keys present: {sorted(raw)})"
+                        + (f"; label-like keys found but not read: {', '.join(map(repr, unread))}: rename the "
+                           "reference labels to the PhysNet keys E (energy) and F (forces, -dE/dR)" if unread else ""))
     if unread:
         warn_caller(f"{path}: label-like keys not read: {', '.join(map(repr, unread))}; the labels read are the "
                     "PhysNet keys E (energy), F (forces, -dE/dR), D (dipole), Q (total charge): rename the "

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from physnetjax.data.sanity import check_label_sanity
     from physnetjax.eval import outputs
     from physnetjax.eval.evaluate import evaluate, given_units, label_scale_findings
-    from physnetjax.eval.predictions import predict_dataset
+    from physnetjax.eval.predictions import check_model_elements, predict_dataset
     from physnetjax.eval.table import render
 
     checkpoint = args.checkpoint
@@ -130,6 +130,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     model, params, metadata = load_checkpoint(checkpoint, weights=args.weights, with_metadata=True)
     dataset = load_dataset(args.data, energy_unit=args.energy_unit, force_unit=args.force_unit,
                            dipole_unit=args.dipole_unit, force_sign=args.force_sign)
+    check_model_elements(model, dataset)  # before the warnings about the data, which assume an evaluation
     record = TrainingRecord.from_metadata(metadata)
     if metadata.get("element_energies_fit", "unknown") is None and dataset.has_E.any():
         warn_caller(f"{checkpoint} was trained without energy labels: its energies carry an arbitrary offset, so "

@@ -84,6 +84,17 @@ def _device_apply(network, energies: bool):
     return _JIT[network, keys]
 
 
+def check_model_elements(model, dataset) -> None:
+    """Refuse a dataset with an atomic number beyond the model's
+    :attr:`~physnetjax.PhysNet.supported_max_atomic_number` (ValueError naming the first such frame)."""
+    largest, limit = int(dataset.Z.max()), model.supported_max_atomic_number
+    if largest > limit:
+        frame = int(np.nonzero((dataset.Z > limit).any(axis=1))[0][0])
+        raise ValueError(f"{dataset.sources[frame]}: atomic number {largest} exceeds the model's range Z = 1..{limit}"
+                         + (" (D3 dispersion has reference data only up to there)"
+                            if limit < model.max_atomic_number else ""))
+
+
 def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dtype="float32",
                     energies: bool = False) -> Predictions:
     """Energies, forces, charges and dipoles of ``model`` on every frame of ``dataset``.
@@ -110,12 +121,7 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, received {batch_size}")
     dtype = check_dtype(dtype)
-    largest, limit = int(dataset.Z.max()), model.supported_max_atomic_number
-    if largest > limit:
-        frame = int(np.nonzero((dataset.Z > limit).any(axis=1))[0][0])
-        raise ValueError(f"{dataset.sources[frame]}: atomic number {largest} exceeds the model's range Z = 1..{limit}"
-                         + (" (D3 dispersion has reference data only up to there)"
-                            if limit < model.max_atomic_number else ""))
+    check_model_elements(model, dataset)
     network = model.clone(element_energies=None)
     dataset = as_batched(dataset, network)
     mesh = device_mesh()
