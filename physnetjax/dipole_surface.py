@@ -176,19 +176,30 @@ def recorded_r2(metadata: Optional[dict]) -> Optional[tuple[str, float]]:
     return judged_r2(recorded_value(metadata, DIPOLE_SURFACE_KEY))
 
 
-IR_REMEDY = ("raise --dipole-weight (e.g. 20), add geometry-varied frames such as normal-mode samples "
-             "(python -m physnetjax.data.generate --sampling normal-modes), or train longer")
-"""What to do about a low R² (the trainer's options and the data generator's)."""
+SUGGESTED_DIPOLE_WEIGHT = 20.0
+"""The ``--dipole-weight`` a low R² suggests to a run that used less."""
 
 
-def unreliable_ir_message(split: str, r2: float) -> Optional[str]:
+def ir_remedy(dipole_weight: Optional[float] = None) -> str:
+    """What to do about a low R² (the trainer's options and the data generator's); ``dipole_weight``: the run's,
+    where known (at or above :data:`SUGGESTED_DIPOLE_WEIGHT` the advice is to go beyond it, not to it)."""
+    if dipole_weight is None or dipole_weight < SUGGESTED_DIPOLE_WEIGHT:
+        weight = f"raise --dipole-weight (e.g. {SUGGESTED_DIPOLE_WEIGHT:g})"
+    else:
+        weight = f"raise --dipole-weight beyond this run's {dipole_weight:g}"
+    return (f"{weight}, add geometry-varied frames such as normal-mode samples (python -m physnetjax.data.generate "
+            "--sampling normal-modes), or train longer")
+
+
+def unreliable_ir_message(split: str, r2: float, dipole_weight: Optional[float] = None) -> Optional[str]:
     """The warning for a model whose molecular-frame dipole R² on ``split`` is below :data:`IR_R2_THRESHOLD`
-    (None at or above it)."""
+    (None at or above it); ``dipole_weight``: the training run's, where known (:func:`ir_remedy`)."""
     if r2 >= IR_R2_THRESHOLD:
         return None
     return (f"the model's dipole follows the geometry poorly: dipole R² in the molecular frame {r2:.2f} on the "
             f"{split} split (below {IR_R2_THRESHOLD:g}; rigid rotation removed), so its IR intensities (which "
-            f"depend only on dipole derivatives) are unreliable, though its frequencies may be fine; {IR_REMEDY}")
+            f"depend only on dipole derivatives) are unreliable, though its frequencies may be fine; "
+            f"{ir_remedy(dipole_weight)}")
 
 
 def warn_unreliable_ir(metadata: Optional[dict]) -> None:

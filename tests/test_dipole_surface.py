@@ -19,6 +19,7 @@ from physnetjax.dipole_surface import (
     dipole_surface_fit,
     molecular_frame_rotation,
     recorded_r2,
+    unreliable_ir_message,
     warn_unreliable_ir,
 )
 from physnetjax.errors import PhysNetInputWarning
@@ -189,3 +190,14 @@ def test_a_low_recorded_r2_warns_with_the_remedies_and_none_or_a_high_one_is_sil
         warn_unreliable_ir(record(test=IR_R2_THRESHOLD))
         warn_unreliable_ir({"trained_elements": [1, 8]})
         warn_unreliable_ir(None)
+
+
+@pytest.mark.parametrize("weight, advice", [(None, "raise --dipole-weight (e.g. 20), "),
+                                            (5.0, "raise --dipole-weight (e.g. 20), "),
+                                            (20.0, "raise --dipole-weight beyond this run's 20, "),
+                                            (50.0, "raise --dipole-weight beyond this run's 50, ")])
+def test_the_remedy_of_a_low_r2_starts_from_the_runs_dipole_weight(weight, advice):
+    """A run trained with --dipole-weight 20 was told to "raise --dipole-weight (e.g. 20)"."""
+    message = unreliable_ir_message("valid", 0.27, dipole_weight=weight)
+    assert message.endswith(f"; {advice}add geometry-varied frames such as normal-mode samples (python -m "
+                            "physnetjax.data.generate --sampling normal-modes), or train longer")

@@ -1190,7 +1190,7 @@ class Trainer:
         model, params, meta = load_checkpoint(best, with_metadata=True)
         meta[DIPOLE_SURFACE_KEY] = record
         save_checkpoint(best, model, params, meta, train_state=load_train_state(best), overwrite=True)
-        message = unreliable_ir_message(*judged)
+        message = unreliable_ir_message(*judged, dipole_weight=self.config.dipole_weight)
         if message is not None:
             warn_caller(message, PhysNetInputWarning)
 
