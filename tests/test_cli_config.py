@@ -259,7 +259,7 @@ def test_bad_config_files_are_one_line_errors_naming_file_and_key(tmp_path, caps
     path.write_text(content)
     assert train_main(["--config", str(path), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"python -m physnetjax.train: error: {path}: ") and "\n" not in err, err
+    assert err.startswith(f"python -m physnetjax.train: error: --config {path}: ") and "\n" not in err, err
     if key is not None:
         assert f"key '{key}'" in err
     assert re.search(match, err), err
@@ -304,7 +304,8 @@ def test_train_round_trip_template_to_run_to_resolved_config_to_identical_run(tm
     assert TrainConfig(**{k: v for k, v in again.items() if k in recorded}) == TrainConfig(
         **(recorded | {"out": "second"}))
     assert train_main(["--config", str(first / CONFIG_NAME), "--quiet"]) == 3
-    assert f"{first} already holds a run" in capsys.readouterr().err
+    assert (f"error: --out {first} (from --config {first / CONFIG_NAME}) already holds a run; resume it with "
+            f"--resume {first} or pick --out") in capsys.readouterr().err
     # ... and may be passed again to --resume: only what differs from the run counts as a change
     with pytest.raises(ValueError, match=r"cannot change learning_rate when resuming \(only epochs, max_time"):
         resume(first, **(TrainConfig(**recorded).to_dict() | {"learning_rate": 1.0}))

@@ -667,9 +667,9 @@ def test_cli_refuses_frames_with_elements_xtb_has_no_parameters_for(stub_data, t
     assert main(["--out", str(tmp_path / "run"), "--data", str(files["data"]), "--test", str(files["test"]),
                  "--rounds", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"python -m physnetjax.learn: error: {files[which]}[0]: element(s) Fr (Z=87) at atom(s) 3, 4, 5, "
-                   "6, 7 (and 1 more) are beyond GFN2-xTB, which covers Z = 1..86, H to Rn: label molecules of these "
-                   "elements with another method (e.g. DFT) and train on that set"], err
+    assert err == [f"python -m physnetjax.learn: error: --{which} {files[which]}[0]: element(s) Fr (Z=87) at atom(s) "
+                   "3, 4, 5, 6, 7 (and 1 more) are beyond GFN2-xTB, which covers Z = 1..86, H to Rn: label molecules "
+                   "of these elements with another method (e.g. DFT) and train on that set"], err
     assert not (tmp_path / "run").exists()
 
 
@@ -691,9 +691,9 @@ def test_cli_uhf_reaches_the_labeller_is_recorded_and_a_resume_with_another_is_r
     capsys.readouterr()
     for other, now in ((["--uhf", "3"], "3"), ([], "none")):
         assert main([*argv, *other]) == 2
-        assert capsys.readouterr().err == (f"python -m physnetjax.learn: error: {out} holds a run with other settings "
-                                           f"(--uhf was 1, now {now}); only --rounds, --progress may change when "
-                                           "resuming: pick another --out\n")
+        assert capsys.readouterr().err == (f"python -m physnetjax.learn: error: --out {out} holds a run with other "
+                                           f"settings (--uhf was 1, now {now}); only --rounds, --progress may change "
+                                           "when resuming: pick another --out\n")
     assert main([*argv, "--uhf", "1"]) == 0
     assert calls == [("GFN2-xTB", 0.0, 1)] * 2
 

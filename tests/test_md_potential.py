@@ -1,6 +1,7 @@
 """Model force function for MD: equals the calculator; JAX NVE equals ASE VelocityVerlet; I/O round trip."""
 
 import math
+import re
 
 import ase
 import ase.io
@@ -151,3 +152,75 @@ def test_edge_set_choice(setup, molecules):
                           method="all_pairs")
     with pytest.raises(ValueError, match="method"):
         physnet_potential(model, params, z, method="verlet")
+
+
+def squeezed_overflow(setup):
+    """A "dense" potential allocated without head-room on ethanol, and a neighbor state that overflowed: the
+    molecule squeezed ×0.6 about its centre brings more pairs within the 4.5 Å list radius than the list holds."""
+    model, params, z, r = setup
+    pot = physnet_potential(model, params, z, method="dense", capacity_multiplier=1.0)
+    nbrs = pot.allocate(2.0 * r)
+    squeezed = r.mean(axis=0) + 0.6 * (r - r.mean(axis=0))
+    updated = pot.update(squeezed, nbrs)
+    assert bool(updated.did_overflow) and int(updated.edges.num_pairs) > updated.edges.capacity
+    return pot, squeezed, updated
+
+
+def test_overflowed_neighbors_raise_eagerly_and_give_nan_under_jit(setup):
+    """An overflowed list's pairs are incomplete: eagerly energy_force names the overflow (it said "edge list is not
+    a full directed list"); under jit the energy and forces are NaN, not a finite number from missing pairs. A fresh
+    allocation at the same positions gives the calculator's (brute-force vesin list) energy and forces."""
+    from physnetjax.neighbors import NeighborListOverflowError
+
+    model, params, z, _ = setup
+    pot, squeezed, overflowed = squeezed_overflow(setup)
+    with pytest.raises(NeighborListOverflowError, match=r"neighbor list overflowed: \d+ pairs for capacity \d+; "
+                                                        r"re-allocate it"):
+        pot.energy_force(squeezed, overflowed)
+    energy, forces = jax.jit(pot.energy_force)(squeezed, overflowed)
+    assert np.isnan(float(energy)) and np.isnan(np.asarray(forces)).all()
+    assert np.isnan(np.asarray(jax.jit(pot.outputs)(squeezed, overflowed)["charges"])).all()
+    energy, forces = jax.jit(pot.energy_force)(squeezed, pot.allocate(squeezed))
+    atoms = ase.Atoms(numbers=z, positions=squeezed, calculator=PhysNetCalculator(model, params, dtype="float64"))
+    np.testing.assert_allclose(float(energy), atoms.get_potential_energy(), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(forces), atoms.get_forces(), atol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["dense", "cell"])
+def test_nan_position_is_flagged_not_a_stale_energy(setup, method):
+    """One NaN atom made needs_update False (NaN > x is False): the list stayed stale, missing the pair an atom had
+    moved into, and the energy was finite and wrong. Now the rebuild flags the state and the energy is NaN."""
+    model, params, _, _ = setup
+    z = np.array([8, 1, 6, 1])
+    start = np.array([[1.0, 1.0, 1.0], [1.95, 1.2, 1.0], [8.0, 1.0, 1.0], [8.0, 8.0, 8.0]])
+    pot = physnet_potential(model.clone(coulomb_lr_cutoff=4.5), params, z, cell=np.eye(3) * 14.0, method=method,
+                            capacity_multiplier=10.0)
+    nbrs = pot.allocate(start)
+    moved = start.copy()
+    moved[2] = [3.0, 1.0, 1.0]  # 2 Å from atom 0, 7 Å (not listed) at allocation
+    moved[3] = np.nan
+    updated = jax.jit(pot.update)(moved, nbrs)
+    assert bool(updated.did_overflow)
+    energy, forces = jax.jit(pot.energy_force)(moved, updated)
+    assert np.isnan(float(energy)) and np.isnan(np.asarray(forces)).all()
+
+
+@pytest.mark.parametrize("method", ["all_pairs", "dense"])
+def test_potential_refuses_bad_positions_by_name(setup, method):
+    """Overlapping atoms gave a NaN energy with no message; 4 positions for 3 atoms a JAX broadcasting error."""
+    from physnetjax.errors import PhysNetInputError
+
+    model, params, _, _ = setup
+    z = np.array([8, 1, 1])
+    water = np.array([[0.0, 0.0, 0.0], [0.97, 0.0, 0.0], [-0.2, 0.95, 0.1]])
+    pot = physnet_potential(model, params, z, method=method)
+    overlapping = np.vstack([water[:2], water[:1] + [0.05, 0.0, 0.0]])
+    with pytest.raises(PhysNetInputError, match=r"atoms overlap: atoms 0-2 at 0\.05 Å \(below 0\.1 Å\)"):
+        pot.allocate(overlapping)
+    shape = re.escape("positions must have shape (n, 3) = (3, 3) to match atomic_numbers, received shape (4, 3)")
+    four = np.vstack([water, [3.0, 3.0, 3.0]])
+    with pytest.raises(PhysNetInputError, match=shape):
+        pot.allocate(four)
+    nbrs = pot.allocate(water)
+    with pytest.raises(PhysNetInputError, match=shape):
+        jax.jit(pot.energy_force)(four, nbrs)

@@ -1,11 +1,14 @@
 """Neighbor lists (host and in-jit) against a brute-force O(N²) all-images reference."""
 
+import importlib
 import itertools
 import logging
+import re
 
 import numpy as np
 import pytest
 
+from physnetjax.errors import PhysNetInputError
 from physnetjax.neighbors import (
     NeighborListOverflowError,
     batch_molecules,
@@ -209,7 +212,8 @@ def test_batch_periodic_refuses_bad_input():
         batch_periodic([z], [positions], [cell], CUTOFF, pair_cutoff=None)
     with pytest.raises(ValueError, match="num_edges"):
         batch_periodic([z], [positions], [cell], CUTOFF, num_edges=3)
-    with pytest.raises(ValueError, match="singular"):
+    with pytest.raises(PhysNetInputError, match=r"structure 0: pbc=\[True, True, True\] but the cell is zero, flat or "
+                                                r"degenerate .* along cell vector 0 \(0 Å long\)"):
         batch_periodic([z], [positions], [np.zeros((3, 3))], CUTOFF)
     with pytest.raises(ValueError, match="got 2 atomic-number arrays, 1 position arrays and 1 cells; they must match"):
         batch_periodic([z, z], [positions], [cell], CUTOFF)
@@ -231,7 +235,8 @@ def test_nearly_flat_cells_are_refused_not_listed(method):
     """A cell 1e-4 Å thin put every atom 1e-4 Å from its own image: millions of pairs, no physics."""
     positions = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
     flat = np.array([[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [3.0, 3.0, 1e-4]])
-    message = r"cell is singular or nearly flat: lattice-plane spacing 0\.0001 Å across cell vector 2 \(need >= 0\.1"
+    message = (r"the cell is zero, flat or degenerate along the periodic direction\(s\): lattice-plane spacing "
+               r"0\.0001 Å \(the periodic cell vectors are nearly linearly dependent\) \(need >= 0\.1")
     with pytest.raises(ValueError, match=message):
         neighbor_list(3.0, method=method, cell=flat)
     with pytest.raises(ValueError, match=message):
@@ -353,3 +358,109 @@ def test_overflow_is_flagged_never_silent(method, cell, caplog):
     assert not bool(fresh.did_overflow) and fresh.capacity >= int(nbrs.num_pairs)
     listed = as_set(fresh.dst_idx, fresh.src_idx, fresh.mask, fresh.shifts, cell)
     assert listed == brute_force_pairs(squeezed, 2.2, cell)
+
+
+@pytest.fixture
+def float64():
+    import jax
+
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", previous)
+
+
+@pytest.mark.parametrize("method", ["dense", "cell"])
+def test_a_nan_position_rebuilds_and_flags_the_list(method, float64):
+    """NaN > skin²/4 is False: the list was kept, stale and unflagged, with a pair missing that an atom had moved
+    into. A NaN (or Inf) position now rebuilds it with the flag set, check_overflow names the atom, and the list
+    allocated afresh at finite positions equals the brute-force pairs."""
+    positions, cell = systems()["triclinic"]
+    fns = neighbor_list(CUTOFF, skin=0.5, method=method, cell=cell, capacity_multiplier=2.0)
+    nbrs = fns.allocate(positions)
+    moved = positions.copy()
+    moved[3] += [0.1, 0.0, 0.0]
+    moved[5] = [np.nan, 0.0, 0.0]
+    assert bool(needs_update(moved, nbrs))
+    flagged = fns.update(moved, nbrs)
+    assert bool(flagged.did_overflow)
+    with pytest.raises(NeighborListOverflowError, match=r"positions contain NaN or Inf at atom\(s\) 5; re-allocate"):
+        check_overflow(flagged)
+    assert bool(fns.update(positions, flagged).did_overflow)  # sticky
+    finite = np.where(np.isnan(moved), positions, moved)
+    fresh = fns.safe_update(finite, flagged)
+    assert not bool(fresh.did_overflow)
+    listed = as_set(fresh.dst_idx, fresh.src_idx, fresh.mask, fresh.shifts, cell)
+    assert listed == brute_force_pairs(finite, CUTOFF + 0.5, cell)
+
+
+def test_a_far_atom_keeps_the_grid_small_and_the_list_exact(float64):
+    """Water and two atoms far away: the bounding box (or a large cell) held (far / radius)³ bins, 10 GiB for an
+    atom at 5000 Å (MemoryError). The grid now has at most MIN_BIN_LIMIT = 4096 bins (for a few atoms), each at
+    least the list radius wide, and the list equals the brute-force pairs. Small cases first: the large ones
+    exhausted the memory before the fix."""
+    water = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
+    for cell, far in [(None, 300.0), (np.eye(3) * 400.0, 390.0), (None, 5000.0), (np.eye(3) * 9000.0, 8990.0)]:
+        positions = np.vstack([water + 2.0, [far, far, far], [far - 1.0, far, far]])
+        nbrs = neighbor_list(3.0, skin=0.5, method="cell", cell=cell).allocate(positions)
+        assert np.prod(nbrs.grid) <= 4096 and nbrs.cell_capacity <= len(positions)
+        listed = as_set(nbrs.dst_idx, nbrs.src_idx, nbrs.mask, nbrs.shifts, cell)
+        assert listed == brute_force_pairs(positions, 3.5, cell)
+
+
+def test_lists_beyond_int32_indices_are_refused(monkeypatch):
+    """The bin table (bins × slots) and the candidate mask (atoms × bins searched × slots) are indexed with int32;
+    a list that needs more slots is refused by name, not wrapped around."""
+    from physnetjax.errors import PhysNetInputError
+    module = importlib.import_module("physnetjax.neighbors.neighbor_list")
+
+    positions = np.random.default_rng(0).uniform(0, 4.0, (40, 3))
+    monkeypatch.setattr(module, "INDEX_LIMIT", 40 * 40)
+    neighbor_list(3.0, method="dense").allocate(positions[:39])
+    with pytest.raises(PhysNetInputError, match="would need 1600 slots .* beyond the 1600 that int32 indices reach"):
+        neighbor_list(3.0, method="dense").allocate(positions)
+
+
+def test_allocate_without_head_room_fits_atoms_on_bin_boundaries(float64):
+    """A float32 crystal whose atoms sit on bin boundaries: the host's bins (NumPy) and the device's (XLA) differ
+    by one ulp there, so allocate with capacity_multiplier=1 raised NeighborListOverflowError ("largest bin holds
+    8 atoms for 7 slots"). Its retry now grows what overflowed; the list equals the brute-force pairs."""
+    a, m = 2.511579703088394, 6
+    unit = np.array([[a, 0.0, 0.0], [0.23342877465509068, a, 0.0], [-0.6025343809822928, 0.8536395296772974, a]])
+    cell = unit * m
+    sites = np.array(list(itertools.product(range(m), repeat=3)), float) / m
+    positions = (sites @ cell).astype(np.float32)
+    fns = neighbor_list(3.0, 0.5, "cell", cell, capacity_multiplier=1.0)
+    nbrs = fns.allocate(positions)
+    assert not bool(nbrs.did_overflow)
+    images = np.asarray(nbrs.shifts, np.float64)[np.asarray(nbrs.mask)] @ np.linalg.inv(cell)
+    assert np.allclose(images, np.rint(images), atol=1e-6)  # float32 shifts: n · cell to 1e-7 relative
+    shifts = np.asarray(nbrs.shifts, np.float64)
+    shifts[np.asarray(nbrs.mask)] = np.rint(images) @ cell
+    listed = as_set(nbrs.dst_idx, nbrs.src_idx, nbrs.mask, shifts, cell)
+    assert listed == brute_force_pairs(positions.astype(np.float64), 3.5, cell)
+
+
+def test_overflow_messages_name_what_overflowed(caplog):
+    """The dense method has no bins, but its warning said "bin occupancy 30 > 30"; a full bin hides pairs, so the
+    pair count of such a list is a lower bound ("at least"), not the "90 pairs for capacity 92" it said."""
+    rng = np.random.default_rng(5)
+    start = rng.uniform(0, 12, (30, 3))
+    cell = np.eye(3) * 12.0
+    dense = neighbor_list(3.0, 0.5, "dense", cell, capacity_multiplier=1.0)
+    with caplog.at_level(logging.WARNING, logger="physnetjax.neighbors.neighbor_list"):
+        dense.safe_update(start[0] + (start - start[0]) * 0.3, dense.allocate(start))
+    assert re.search(r"neighbor list overflowed \(\d+ pairs for capacity \d+\); re-allocating", caplog.text)
+    assert "bin" not in caplog.text
+    cells = neighbor_list(3.0, 0.5, "cell", cell, capacity_multiplier=1.0)
+    crowded = cells.update(start[0] + (start - start[0]) * 0.2, cells.allocate(start))
+    with pytest.raises(NeighborListOverflowError,
+                       match=r"overflowed: the largest bin holds \d+ atoms for \d+ slots; at least \d+ pairs"):
+        check_overflow(crowded)
+
+
+def test_perpendicular_widths_names_the_zero_cell_vector():
+    with pytest.raises(PhysNetInputError, match=r"along cell vector 2 \(0 Å long\)"):
+        perpendicular_widths(np.diag([5.0, 5.0, 0.0]))
+    with pytest.raises(PhysNetInputError, match=r"linearly dependent"):
+        perpendicular_widths(np.array([[6.0, 0.0, 0.0], [0.0, 6.0, 0.0], [6.0, 6.0, 0.0]]))

@@ -124,6 +124,22 @@ def test_epoch_compiles_at_most_four_shapes_and_matches_alone(setup, dataset, al
     assert again <= set(batcher.shapes)
 
 
+def test_a_loaded_dataset_is_batched_as_its_arrays():
+    """The README's MoleculeBatcher(data, ...) with the library's own Dataset failed with "TypeError: argument of
+    type 'Dataset' is not iterable"; anything else is refused naming what it takes."""
+    from physnetjax.data import bundled_dataset_path, load_dataset
+
+    data = load_dataset(bundled_dataset_path()).subset(slice(0, 12))
+    from_dataset = MoleculeBatcher(data, 4, 4.0, 6.0, dtype=np.float64)
+    from_arrays = MoleculeBatcher({"Z": data.Z, "R": data.R, "Q": data.Q}, 4, 4.0, 6.0, dtype=np.float64)
+    indices = np.arange(5, 9)
+    for a, b in zip(jax.tree.leaves(from_dataset.batch(indices)), jax.tree.leaves(from_arrays.batch(indices))):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match=r"^data must be a physnetjax.data.Dataset \(load_dataset\) or a mapping of "
+                                        r"arrays Z, R\[, Q\], received list$"):
+        MoleculeBatcher([data.Z, data.R], 4, 4.0)
+
+
 def test_batcher_rejects_bad_data():
     z = np.array([[1, 1, 0], [0, 0, 0]])
     r = np.zeros((2, 3, 3))

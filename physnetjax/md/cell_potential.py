@@ -9,7 +9,8 @@ reference cell, so lists of radius (1 + t)·cutoff + skin are complete as long a
 ‖h⁻¹ h_0‖₂ ≤ 1 + t (t = ``strain_tolerance``; only compression can break it). When the
 cell was compressed further, the neighbor state reports ``did_overflow``; the MD
 driver then discards the chunk and rebuilds the potential with the current cell
-as reference. The three-body dispersion term's triplets (pairs of the pair-term list
+as reference. Like :func:`~physnetjax.md.potential.physnet_potential`, the outputs are NaN
+while ``did_overflow`` is set. The three-body dispersion term's triplets (pairs of the pair-term list
 sharing an atom) are built on the same reference positions, of pairs shorter than
 (1 + t)·three-body cutoff + skin there, and rebuilt exactly when that list is.
 
@@ -28,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax.md.potential import DENSE_MAX_ATOMS, NeighborPair
+from physnetjax.md.potential import DENSE_MAX_ATOMS, NeighborPair, nan_where_overflowed
 from physnetjax.neighbors import apply_batch, batch_from_neighbors, model_triplet_cutoff, neighbor_list
 from physnetjax.neighbors.batch import periodic_pair_cutoff
 from physnetjax.neighbors.neighbor_triplets import allocate_triplets, update_triplets
@@ -153,7 +154,7 @@ def physnet_cell_potential(
         pairs = None if nbrs.pairs is None else current_shifts(nbrs.pairs, cell)
         batch = batch_from_neighbors(z, positions, current_shifts(nbrs.edges, cell), pair_nbrs=pairs, cell=cell,
                                      total_charge=total_charge, triplets=nbrs.triplets)
-        return apply_batch(model, params, batch)
+        return nan_where_overflowed(apply_batch(model, params, batch), nbrs)
 
     def energy_force_stress(positions, cell, nbrs: CellNeighbors):
         out = outputs(positions, cell, nbrs)

@@ -27,6 +27,13 @@ carries every pair-of-pairs (fixed, like its pairs); with ``"dense"`` / ``"cell"
 list is, with a fixed capacity and its own overflow flag (the neighbor state's
 ``did_overflow`` includes it; :func:`check_neighbors` raises with the capacities).
 
+The neighbor state's ``did_overflow`` marks lists whose pairs are incomplete: outside
+``jit`` ``energy_force`` and ``outputs`` raise
+:class:`~physnetjax.neighbors.NeighborListOverflowError` for it, inside ``jit`` they
+return NaN for the energy, forces and every other float output (a caller that forgets
+the check gets no finite wrong number). ``allocate`` refuses overlapping atoms (closer
+than :data:`~physnetjax.validation.MIN_DISTANCE_ERROR`), whose energy is NaN.
+
 ``method=None`` picks ``"all_pairs"`` for an isolated system whose neighbor list
 would need a buffer of at least N(N−1) slots anyway (molecules smaller than about
 the cutoff), decided in ``allocate`` from the positions; otherwise ``"dense"`` up to
@@ -52,10 +59,13 @@ from physnetjax.neighbors import (
     one_system_batch,
     pair_triplets,
 )
+from physnetjax.errors import PhysNetInputError
 from physnetjax.neighbors.batch import periodic_pair_cutoff
+from physnetjax.neighbors.checks import is_traced
 from physnetjax.neighbors.molecules import molecule_pairs
 from physnetjax.neighbors.neighbor_list import check_overflow
 from physnetjax.neighbors.neighbor_triplets import allocate_triplets, check_triplet_overflow, update_triplets
+from physnetjax.validation import MIN_DISTANCE_ERROR, check_distances, check_positions
 
 logger = logging.getLogger(__name__)
 
@@ -109,18 +119,23 @@ def physnet_potential(
       capacity_multiplier: initial head-room of the pair (and triplet) capacity (≥ 1).
 
     Raises:
-      ValueError: unknown method, ``"all_pairs"`` with a cell, or a periodic system
-        whose pair terms need all pairs (charges without ``coulomb_lr_cutoff``).
+      PhysNetInputError: unknown method, ``"all_pairs"`` with a cell; ``allocate``: positions
+        that are not (N, 3) finite Å or overlapping atoms; ``energy_force``/``outputs``:
+        positions that are not (N, 3).
+      ValueError: a periodic system whose pair terms need all pairs (charges without
+        ``coulomb_lr_cutoff``).
+      NeighborListOverflowError: from ``energy_force``/``outputs`` outside ``jit`` with an
+        overflowed neighbor state.
     """
     z = jnp.asarray(np.asarray(atomic_numbers), jnp.int32)
     num_atoms = z.shape[0]
     pair_cutoff = model_pair_cutoff(model)
     if method is not None and method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS} or None, received {method!r}")
+        raise PhysNetInputError(f"method must be one of {METHODS} or None, received {method!r}")
     if method == "all_pairs" and cell is not None:
-        raise ValueError("method='all_pairs' is for isolated systems; a periodic cell needs 'dense' or 'cell'")
+        raise PhysNetInputError("method='all_pairs' is for isolated systems; a periodic cell needs 'dense' or 'cell'")
     if method == "all_pairs" and num_atoms < 2:
-        raise ValueError("method='all_pairs' needs at least 2 atoms")
+        raise PhysNetInputError("method='all_pairs' needs at least 2 atoms")
     choose_all_pairs = method is None and cell is None and 2 <= num_atoms <= DENSE_MAX_ATOMS
     list_method = method if method in ("dense", "cell") else ("dense" if num_atoms <= DENSE_MAX_ATOMS else "cell")
     if cell is not None:
@@ -153,12 +168,17 @@ def physnet_potential(
         return len(all_dst) <= multiplier * within
 
     def allocate(positions, capacity_multiplier: float = capacity_multiplier):
-        """Neighbor state for ``positions`` (host); pass a larger multiplier after an overflow."""
+        """Neighbor state for ``positions`` (N, 3) Å (host); pass a larger multiplier after an overflow."""
+        check_positions(positions, num_atoms)
         if use_all_pairs(positions, capacity_multiplier):
+            refuse_overlaps(positions, all_dst, all_src)
             logger.info("all %d ordered pairs of the %d atoms are the edge set", len(all_dst), num_atoms)
             return AllPairs()
         edge_fns, pair_fns = builders(capacity_multiplier)
         nbrs = NeighborPair(edge_fns.allocate(positions), None if pair_fns is None else pair_fns.allocate(positions))
+        mask = np.asarray(nbrs.edges.mask)
+        refuse_overlaps(positions, np.asarray(nbrs.edges.dst_idx)[mask], np.asarray(nbrs.edges.src_idx)[mask],
+                        None if cell is None else np.asarray(nbrs.edges.shifts)[mask])
         if three_body_cutoff is None:
             return nbrs
         # A list of all pairs (cutoff None) is never rebuilt, so its triplets keep every pair-of-pairs.
@@ -178,19 +198,44 @@ def physnet_potential(
                                                         nbrs.triplets))
 
     def to_batch(positions, nbrs):
+        if jnp.shape(positions) != (num_atoms, 3):
+            raise PhysNetInputError(f"positions must have shape (n, 3) = ({num_atoms}, 3) to match atomic_numbers, "
+                                    f"received shape {jnp.shape(positions)}")
+        if not is_traced(nbrs.did_overflow) and bool(nbrs.did_overflow):
+            check_neighbors(nbrs)
         if isinstance(nbrs, AllPairs):
             return one_system_batch(z, positions, all_dst, all_src, total_charge=total_charge, **all_triplets)
         return batch_from_neighbors(z, positions, nbrs.edges, pair_nbrs=nbrs.pairs, cell=cell_array,
                                     total_charge=total_charge, triplets=nbrs.triplets)
 
     def outputs(positions, nbrs, compute_forces: bool = True):
-        return apply_batch(model, params, to_batch(positions, nbrs), compute_forces)
+        return nan_where_overflowed(apply_batch(model, params, to_batch(positions, nbrs), compute_forces), nbrs)
 
     def energy_force(positions, nbrs):
         out = outputs(positions, nbrs)
         return out["energy"][0], out["forces"]
 
     return Potential(allocate=allocate, update=update, energy_force=energy_force, outputs=outputs)
+
+
+def nan_where_overflowed(out: dict, nbrs) -> dict:
+    """``out`` with every float array NaN where ``nbrs.did_overflow`` (jit-able): the pairs of an overflowed
+    list are incomplete, so its energy (eV), forces (N, 3) eV/Å, stress ... are not the model's."""
+    flag = nbrs.did_overflow
+    return jax.tree.map(lambda x: jnp.where(flag, jnp.nan, x) if jnp.issubdtype(x.dtype, jnp.floating) else x, out)
+
+
+def refuse_overlaps(positions, dst, src, shifts=None) -> None:
+    """PhysNetInputError naming the listed pairs (dst, src (P,), image ``shifts`` (P, 3) Å) of ``positions``
+    (N, 3) Å closer than :data:`~physnetjax.validation.MIN_DISTANCE_ERROR` (host): the model's energy is NaN
+    there. Every pair that close is in a neighbor list, so no search is needed."""
+    r = np.asarray(positions, np.float64)
+    vectors = r[src] - r[dst] + (0.0 if shifts is None else np.asarray(shifts, np.float64))
+    distances = np.linalg.norm(vectors, axis=-1)
+    close = np.nonzero((distances < MIN_DISTANCE_ERROR) & (dst <= src))[0]
+    if close.size:
+        close = close[np.argsort(distances[close])]
+        check_distances(r, contacts=(dst[close], src[close], distances[close]), warn=False)
 
 
 def check_neighbors(nbrs):

@@ -25,6 +25,7 @@ import jax
 import numpy as np
 
 from physnetjax.neighbors.batch import Batch
+from physnetjax.neighbors.checks import check_length
 from physnetjax.neighbors.molecules import assemble_batch, round_up
 from physnetjax.validation import (MAX_ATOMIC_NUMBER, PhysNetInputError, check_atomic_numbers, check_batch_charges,
                                    check_batch_structures, check_distances, check_positions, overlapping_frame)
@@ -91,7 +92,8 @@ class MoleculeBatcher:
     """Bucketed, padded batches of a molecular dataset (see module docstring).
 
     Args:
-      data: mapping with ``Z`` (M, n_max), ``R`` (M, n_max, 3) Å, optional ``Q`` (M,) e.
+      data: a :class:`~physnetjax.data.Dataset` (:func:`~physnetjax.data.load_dataset`), or a mapping with ``Z``
+        (M, n_max), ``R`` (M, n_max, 3) Å, optional ``Q`` (M,) e.
       batch_size: molecules per batch B (molecule slots of every batch).
       cutoff: message-passing cutoff in Å.
       pair_cutoff: reach of the pair terms (:func:`model_pair_cutoff`): ≤ cutoff → no
@@ -122,7 +124,7 @@ class MoleculeBatcher:
 
     def __init__(
         self,
-        data: Mapping[str, np.ndarray],
+        data,
         batch_size: int,
         cutoff: float,
         pair_cutoff: Optional[float] = 0.0,
@@ -139,8 +141,7 @@ class MoleculeBatcher:
             raise ValueError(f"num_shapes must be 1, 2, 3 or 4, received {num_shapes}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, received {batch_size}")
-        if not cutoff > 0:
-            raise ValueError(f"cutoff must be larger than 0, received {cutoff}")
+        check_length("cutoff", cutoff, finite=False)
         self.atomic_numbers, self.positions, self.total_charges = _validated(data)
         self.present = self.atomic_numbers > 0
         self.batch_size = int(batch_size)
@@ -148,7 +149,7 @@ class MoleculeBatcher:
         self.pair_cutoff = pair_cutoff
         self.separate_pairs = pair_cutoff is None or pair_cutoff > cutoff
         if three_body_cutoff is not None and not three_body_cutoff > 0:
-            raise ValueError(f"three_body_cutoff must be larger than 0, received {three_body_cutoff}")
+            raise PhysNetInputError(f"three_body_cutoff must be larger than 0, received {three_body_cutoff}")
         self.three_body_cutoff = three_body_cutoff
         self.drop_last = drop_last
         self.dtype = dtype
@@ -287,7 +288,7 @@ class MoleculeBatcher:
 
 
 def iterate_batches(
-    data: Mapping[str, np.ndarray],
+    data,
     batch_size: int,
     cutoff: float,
     pair_cutoff: Optional[float] = 0.0,
@@ -303,7 +304,18 @@ def iterate_batches(
     return MoleculeBatcher(data, batch_size, cutoff, pair_cutoff, **kwargs).epoch(shuffle_rng)
 
 
-def _validated(data: Mapping[str, np.ndarray]):
+def _as_mapping(data) -> Mapping[str, np.ndarray]:
+    """``data`` as a mapping of arrays: a :class:`~physnetjax.data.Dataset` gives its ``Z``, ``R`` and ``Q``."""
+    if isinstance(data, Mapping):
+        return data
+    if hasattr(data, "Z") and hasattr(data, "R"):
+        return {key: getattr(data, key) for key in ("Z", "R", "Q") if getattr(data, key, None) is not None}
+    raise TypeError(f"data must be a physnetjax.data.Dataset (load_dataset) or a mapping of arrays Z, R[, Q], "
+                    f"received {type(data).__name__}")
+
+
+def _validated(data):
+    data = _as_mapping(data)
     for key in ("Z", "R"):
         if key not in data:
             raise ValueError(f"dataset needs key {key!r}; it has {sorted(data)}")

@@ -6,17 +6,18 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from physnetjax.errors import PhysNetInputError
 from physnetjax.neighbors.batch import Batch
-from physnetjax.neighbors.checks import check_full_list
+from physnetjax.neighbors.checks import check_full_list, check_length
 from physnetjax.neighbors.halves import halves_layout
 from physnetjax.neighbors.triplets import padded_triplets
-from physnetjax.validation import check_batch_charges, check_batch_overlaps, check_batch_structures
+from physnetjax.validation import check_batch_charges, check_batch_overlaps, check_batch_structures, check_positions
 
 
 def round_up(value: int, multiple: int) -> int:
     """Smallest multiple of ``multiple`` that is ≥ ``value`` (and ≥ ``multiple``)."""
     if multiple < 1:
-        raise ValueError(f"multiple must be >= 1, received {multiple}")
+        raise PhysNetInputError(f"multiple must be >= 1, received {multiple}")
     return max(multiple, -(-int(value) // multiple) * multiple)
 
 
@@ -25,8 +26,20 @@ def molecule_pairs(positions: np.ndarray, cutoff: Optional[float]) -> tuple[np.n
 
     Brute force O(n²) in float64; ``cutoff=None`` returns all n(n−1) ordered pairs.
     Pairs are sorted by dst, then src.
+
+    Args:
+      positions: (n, 3) Å.  cutoff: Å, > 0, or None (all pairs).
+
+    Raises:
+      PhysNetInputError: positions that are not (n, 3), NaN/Inf or beyond ±MAX_ABS_COORDINATE
+        (:func:`~physnetjax.validation.check_positions`), or a cutoff that is not a number > 0 (NaN; +inf: all pairs).
     """
-    positions = np.asarray(positions, dtype=np.float64)
+    positions = np.asarray(positions)
+    if positions.ndim != 2 or positions.shape[1] != 3:
+        raise PhysNetInputError(f"positions must have shape (n, 3), received {positions.shape}")
+    positions = check_positions(positions, positions.shape[0]).astype(np.float64)
+    if cutoff is not None:
+        cutoff = check_length("cutoff", cutoff, finite=False)
     n = positions.shape[0]
     dst, src = np.nonzero(~np.eye(n, dtype=bool))
     if cutoff is not None and len(dst):
@@ -57,9 +70,9 @@ def batch_molecules(
       atomic_numbers, positions: per molecule, (n_k,) ints and (n_k, 3) Å.
       cutoff: message-passing cutoff in Å.
       total_charges: per-molecule total charge in e (default 0).
-      pair_cutoff: reach of the pair terms (see :func:`model_pair_cutoff`): ``0.0``
+      pair_cutoff: reach of the pair terms in Å (see :func:`model_pair_cutoff`): ``0.0``
         or ≤ ``cutoff`` → no separate pair list; ``None`` → all pairs; else pairs
-        closer than ``pair_cutoff``.
+        closer than ``pair_cutoff`` (a number ≥ 0; +inf: all pairs).
       num_atoms, num_edges, num_pairs, num_molecules: padded sizes (default: exact).
         A requested size smaller than needed raises ValueError (never truncates).
       three_body_cutoff: add a triplet list for the three-body dispersion term over
@@ -74,15 +87,19 @@ def batch_molecules(
       PhysNetInputError: a molecule with atomic numbers outside the periodic table, NaN positions, shapes that do
         not match, overlapping atoms or a total charge that is not finite or beyond ±ΣZ
         (:func:`~physnetjax.validation.check_batch_structures`, :func:`~physnetjax.validation.check_batch_overlaps`,
-        :func:`~physnetjax.validation.check_batch_charges`).
-      ValueError: mismatched lengths, no molecule, padded sizes too small.
+        :func:`~physnetjax.validation.check_batch_charges`); a cutoff that is not a number > 0 (+inf: all pairs), a
+        pair_cutoff that is not None or a number ≥ 0; mismatched lengths, no molecule, padded sizes
+        too small.
     """
     if len(atomic_numbers) != len(positions):
-        raise ValueError(
+        raise PhysNetInputError(
             f"got {len(atomic_numbers)} atomic-number arrays but {len(positions)} position arrays"
         )
     if len(atomic_numbers) == 0:
-        raise ValueError("cannot build a batch of zero molecules")
+        raise PhysNetInputError("cannot build a batch of zero molecules")
+    cutoff = check_length("cutoff", cutoff, finite=False)
+    if pair_cutoff is not None:
+        pair_cutoff = check_length("pair_cutoff", pair_cutoff, strict=False, finite=False)
     separate_pairs = pair_cutoff is None or pair_cutoff > cutoff
     z_all, r_all, dst_all, src_all, pdst_all, psrc_all = [], [], [], [], [], []
     offset = 0
@@ -217,5 +234,5 @@ def _padded(name: str, needed: int, requested: Optional[int]) -> int:
     if requested is None:
         return max(needed, 1)
     if requested < needed:
-        raise ValueError(f"{name}={requested} is smaller than the {needed} required; refusing to truncate")
+        raise PhysNetInputError(f"{name}={requested} is smaller than the {needed} required; refusing to truncate")
     return requested

@@ -13,8 +13,9 @@ more than skin/2 from where it was at the last build (:func:`needs_update`).
 Capacity is fixed at :func:`allocate` time (``capacity_multiplier`` × what the
 system needed then). Inside ``jit`` nothing can be resized, so ``update`` records a
 sticky ``did_overflow`` flag whenever *any* fixed-size buffer was too small (the
-pair buffer, or the occupancy of a cell-list bin); the pairs it then holds are
-incomplete and must not be used. Check the flag outside ``jit``:
+pair buffer, or the occupancy of a cell-list bin), and whenever a position was NaN
+or Inf (no list exists for it; the list is rebuilt, so it cannot stay stale); the
+pairs it then holds are incomplete and must not be used. Check the flag outside ``jit``:
 :meth:`NeighborListFns.safe_update` re-allocates (and logs it), and
 :func:`check_overflow` raises :class:`NeighborListOverflowError`.
 
@@ -26,7 +27,9 @@ Search methods (identical results, different cost):
   never needs rebuilding.
 * ``"cell"``: atoms are binned into a grid of cells at least ``cutoff + skin`` wide,
   and each atom is compared with the atoms of its own and the neighbouring bins,
-  O(N) work. In a periodic cell the grid lives in fractional coordinates, so
+  O(N) work. The grid has at most ``max(MIN_BIN_LIMIT, MAX_BINS_PER_ATOM · N)`` bins (wider
+  bins where the box is sparse, e.g. one atom far from the rest), so its memory
+  stays O(N). In a periodic cell the grid lives in fractional coordinates, so
   triclinic cells work; a cell narrower than the cutoff is searched over as many
   images as reach. Without a cell, the grid spans the bounding box at allocation;
   atoms that later leave it are clamped into the border bins, which keeps the
@@ -51,12 +54,22 @@ import vesin
 
 from physnetjax.errors import PhysNetInputError
 from physnetjax.neighbors.batch import Batch, one_system_batch
-from physnetjax.neighbors.checks import check_full_list
-from physnetjax.validation import MIN_DISTANCE_ERROR, layer_spacings
+from physnetjax.neighbors.checks import check_full_list, check_length
+from physnetjax.validation import check_cell, check_positions, layer_spacings
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("dense", "cell")
+
+MAX_BINS_PER_ATOM = 8
+"""The cell-list grid has at most ``max(MIN_BIN_LIMIT, MAX_BINS_PER_ATOM · N)`` bins for N atoms (condensed matter
+fills far fewer: ~16 atoms per bin 5.5 Å wide in water); wider bins keep a sparse system's memory O(N)."""
+
+MIN_BIN_LIMIT = 4096
+"""Bins every grid may have, whatever the number of atoms (a few KiB)."""
+
+INDEX_LIMIT = 2**31
+"""Slots a list may index with int32: bins × atom slots per bin, and atoms × bins searched × slots."""
 
 
 class NeighborListOverflowError(RuntimeError):
@@ -121,33 +134,50 @@ class NeighborListFns(NamedTuple):
         updated = self.update(positions, nbrs)
         if not bool(updated.did_overflow):
             return updated
-        logger.warning(
-            "neighbor list overflowed (pairs %d > capacity %d or bin occupancy %d > %d); re-allocating",
-            int(updated.num_pairs), updated.capacity, int(updated.max_occupancy), updated.cell_capacity,
-        )
+        logger.warning("neighbor list overflowed (%s); re-allocating", overflow_report(updated))
         return self.allocate(positions)
 
 
 def needs_update(positions, nbrs: NeighborList) -> jax.Array:
-    """True when some atom moved more than skin/2 since the last build.
+    """True when some atom moved more than skin/2 since the last build, or a position is NaN or Inf.
 
-    max_i |r_i − r_i^ref| > skin/2 (Å). A list that was never built has reference
-    positions at infinity, so it always needs one; after that, lists of all pairs
-    (``cutoff=None``) never need an update. Works inside ``jit``; returns a () bool.
+    max_i |r_i − r_i^ref| > skin/2 (Å), with ``positions`` (N, 3) Å. A list that was
+    never built has reference positions at infinity, so it always needs one; after
+    that, lists of all pairs (``cutoff=None``) never need an update. A NaN distance
+    counts as a move (the rebuild then flags the list). Works inside ``jit``; returns
+    a () bool.
     """
     if nbrs.cutoff is None:
         return jnp.any(~jnp.isfinite(nbrs.reference_positions))
     moved = jnp.sum((positions - nbrs.reference_positions) ** 2, axis=-1)
-    return jnp.max(moved) > (0.5 * nbrs.skin) ** 2
+    return ~(jnp.max(moved) <= (0.5 * nbrs.skin) ** 2)
+
+
+def overflow_report(nbrs: NeighborList) -> str:
+    """What made an overflowed list (host) incomplete, for messages: NaN/Inf positions, a full bin, a full pair
+    buffer, or an earlier build (the flag is sticky)."""
+    problems = []
+    reference = np.asarray(nbrs.reference_positions)
+    nonfinite = np.nonzero(~np.isfinite(reference).all(axis=1))[0]
+    if len(nonfinite) and not np.all(reference == np.inf):  # a never-built list has all of them at +inf
+        problems.append(f"positions contain NaN or Inf at atom(s) {', '.join(map(str, nonfinite[:5].tolist()))}")
+    bins_full = int(nbrs.max_occupancy) > nbrs.cell_capacity
+    if bins_full:
+        problems.append(f"the largest bin holds {int(nbrs.max_occupancy)} atoms for {nbrs.cell_capacity} slots")
+    if int(nbrs.num_pairs) > nbrs.capacity or (bins_full and int(nbrs.num_pairs) == nbrs.capacity):
+        problems.append(f"{'at least ' if bins_full else ''}{int(nbrs.num_pairs)} pairs for capacity {nbrs.capacity}")
+    if not problems:
+        problems.append(f"an earlier update did not fit (the flag is sticky; {int(nbrs.num_pairs)} pairs for "
+                        f"capacity {nbrs.capacity} now)")
+    return "; ".join(problems)
 
 
 def check_overflow(nbrs: NeighborList) -> NeighborList:
-    """Return ``nbrs`` unchanged, or raise :class:`NeighborListOverflowError` (host only)."""
+    """Return ``nbrs`` unchanged, or raise :class:`NeighborListOverflowError` naming what overflowed (host only)."""
     if bool(nbrs.did_overflow):
         raise NeighborListOverflowError(
-            f"neighbor list overflowed: {int(nbrs.num_pairs)} pairs for capacity {nbrs.capacity}, "
-            f"largest bin holds {int(nbrs.max_occupancy)} atoms for {nbrs.cell_capacity} slots; "
-            "re-allocate it (NeighborListFns.safe_update does) — its pairs are incomplete"
+            f"neighbor list overflowed: {overflow_report(nbrs)}; re-allocate it from finite positions "
+            "(allocate(positions); NeighborListFns.safe_update does) — its pairs are incomplete"
         )
     return nbrs
 
@@ -161,20 +191,13 @@ def perpendicular_widths(cell) -> np.ndarray:
       cell: (3, 3) cell vectors as rows, Å.
 
     Raises:
-      ValueError: if the cell is not (3, 3), not finite, singular, or so flat that a
-        spacing is below :data:`~physnetjax.validation.MIN_DISTANCE_ERROR` (every atom
-        would overlap its own periodic image, and the list would hold millions of pairs).
+      PhysNetInputError: from :func:`~physnetjax.validation.check_cell`: a cell that is not
+        (3, 3), not finite, beyond ±MAX_ABS_COORDINATE, singular, or so flat that a spacing is
+        below :data:`~physnetjax.validation.MIN_DISTANCE_ERROR` (every atom would overlap its
+        own periodic image, and the list would hold millions of pairs), naming the vector.
     """
-    cell = np.asarray(cell, dtype=np.float64)
-    if cell.shape != (3, 3) or not np.all(np.isfinite(cell)):
-        raise ValueError(f"cell must be a finite (3, 3) array of row vectors, received {cell!r}")
-    widths = layer_spacings(cell)
-    if not (widths >= MIN_DISTANCE_ERROR).all():
-        raise PhysNetInputError(
-            f"cell is singular or nearly flat: lattice-plane spacing {widths.min():.3g} Å across cell vector "
-            f"{int(np.argmin(widths))} (need >= {MIN_DISTANCE_ERROR} Å, else every atom overlaps its own "
-            f"periodic image); cell = {cell.tolist()}")
-    return widths
+    cell, _ = check_cell(cell, True)
+    return layer_spacings(cell)
 
 
 def neighbor_list(
@@ -199,66 +222,71 @@ def neighbor_list(
       :class:`NeighborListFns` ``(allocate, update)``.
 
     Raises:
-      ValueError: for an unknown method, a non-positive cutoff, a negative skin, a
-        multiplier below 1, a bad cell, or ``cutoff=None`` with a cell or a cell list.
+      PhysNetInputError: for an unknown method, a cutoff that is not a finite number
+        > 0, a skin that is not finite and >= 0, a multiplier that is not finite and
+        >= 1, a bad cell (:func:`~physnetjax.validation.check_cell`), or ``cutoff=None``
+        with a cell or a cell list. ``allocate`` raises it for positions that are not
+        (n, 3), not finite, beyond ±MAX_ABS_COORDINATE Å (:func:`~physnetjax.validation.check_positions`),
+        or so crowded that the list would need more than 2³¹ slots; ``update`` (when traced)
+        for positions of another shape or dtype than the list was allocated for.
     """
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, received {method!r}")
+        raise PhysNetInputError(f"method must be one of {METHODS}, received {method!r}")
     if cutoff is None and (method != "dense" or cell is not None):
-        raise ValueError("cutoff=None (all pairs) needs method='dense' and no periodic cell")
-    if cutoff is not None and not cutoff > 0:
-        raise ValueError(f"cutoff must be larger than 0, received {cutoff}")
-    if not skin >= 0:
-        raise ValueError(f"skin must be >= 0, received {skin}")
-    if not capacity_multiplier >= 1.0:
-        raise ValueError(f"capacity_multiplier must be >= 1, received {capacity_multiplier}")
-    list_radius = None if cutoff is None else float(cutoff) + float(skin)
+        raise PhysNetInputError("cutoff=None (all pairs) needs method='dense' and no periodic cell")
+    if cutoff is not None:
+        cutoff = check_length("cutoff", cutoff)
+    skin = check_length("skin", skin, strict=False)
+    capacity_multiplier = check_length("capacity_multiplier", capacity_multiplier, 1.0, strict=False)
+    list_radius = None if cutoff is None else cutoff + skin
     periodic = cell is not None
-    if periodic:
-        cell_np = np.asarray(cell, dtype=np.float64)
-        widths = perpendicular_widths(cell_np)
-        if method == "dense":
-            grid = (1, 1, 1)
-        else:
-            grid = tuple(max(1, int(w // list_radius)) for w in widths)
-        stencil = _stencil(grid, widths, list_radius)
-    else:
-        cell_np = None
-        stencil = np.zeros((1, 3), dtype=np.int32) if method == "dense" else _stencil((3, 3, 3), None, None)
+    cell_np = check_cell(cell, True)[0] if periodic else None
+    widths = layer_spacings(cell_np) if periodic else None
 
     def build(positions, nbrs: NeighborList) -> NeighborList:
-        return _build(positions, nbrs, list_radius, cell_np, stencil, method)
+        return _build(positions, nbrs, list_radius, cell_np, _stencil(nbrs.grid, widths, list_radius, method), method)
 
     @jax.jit
     def update(positions, nbrs: NeighborList) -> NeighborList:
+        reference = nbrs.reference_positions
+        if positions.shape != reference.shape or positions.dtype != reference.dtype:
+            raise PhysNetInputError(
+                f"update: positions have shape {tuple(positions.shape)} and dtype {positions.dtype}, but the list "
+                f"was allocated for shape {tuple(reference.shape)} and dtype {reference.dtype}; pass positions of "
+                "the same atoms in the same dtype, or allocate a new list for the new system")
         return jax.lax.cond(needs_update(positions, nbrs), build, lambda _, old: old, positions, nbrs)
 
     def allocate(positions) -> NeighborList:
         positions_np = np.asarray(positions)
         if positions_np.ndim != 2 or positions_np.shape[1] != 3 or positions_np.shape[0] < 1:
-            raise ValueError(f"positions must have shape (n, 3) with n >= 1, received {positions_np.shape}")
-        if not np.all(np.isfinite(positions_np)):
-            raise ValueError("positions contain NaN or Inf")
+            raise PhysNetInputError(
+                f"positions must have shape (n, 3) with n >= 1, received {positions_np.shape}")
+        check_positions(positions_np, positions_np.shape[0])
         n = positions_np.shape[0]
         dtype = positions_np.dtype if np.issubdtype(positions_np.dtype, np.floating) else np.float32
         positions = jnp.asarray(positions_np, dtype=dtype)
+        local_grid, origin, length = _grid_for(positions_np, cell_np, list_radius, method)
         if method == "dense":
-            local_grid, origin, length, cell_capacity = (1, 1, 1), np.zeros(3), np.ones(3), n
+            cell_capacity = n
         else:
-            local_grid, origin, length = _grid_for(positions_np, cell_np, list_radius)
             occupancy = _host_max_occupancy(positions_np, cell_np, local_grid, origin, length)
             cell_capacity = min(n, math.ceil(occupancy * capacity_multiplier))
         if list_radius is None:
             needed, multiplier = n * (n - 1), 1.0
         else:
             needed, multiplier = _host_pair_count(positions_np, cell_np, list_radius), capacity_multiplier
-        for _ in range(2):
-            capacity = max(1, math.ceil(needed * multiplier))
+        capacity = max(1, math.ceil(needed * multiplier))
+        num_searched = len(_stencil(local_grid, widths, list_radius, method))
+        for _ in range(3):
+            _check_index_range(n, num_searched, math.prod(local_grid), cell_capacity)
             nbrs = update(positions, _empty(n, capacity, cell_capacity, local_grid, origin, length,
                                             list_radius, skin, periodic, positions.dtype))
             if not bool(nbrs.did_overflow):
                 break
-            needed = int(nbrs.num_pairs)  # float32 rounding put a pair the host missed inside the radius
+            # The device's rounding (float32) put an atom in a neighbouring bin, or a pair inside the radius,
+            # where the host's did not: grow what overflowed to what the device measured.
+            capacity = max(capacity, math.ceil(int(nbrs.num_pairs) * multiplier))
+            cell_capacity = min(n, max(cell_capacity, math.ceil(int(nbrs.max_occupancy) * capacity_multiplier)))
         nbrs = check_overflow(nbrs)
         check_full_list(nbrs.dst_idx, nbrs.src_idx, nbrs.mask, nbrs.shifts, cells=cell_np, name="neighbor list")
         return nbrs
@@ -295,13 +323,13 @@ def batch_from_neighbors(
       ``triplets``/``triplet_mask`` with ``triplets``.
 
     Raises:
-      ValueError: when ``cell`` is given but a list was built without one, or the reverse.
+      PhysNetInputError: when ``cell`` is given but a list was built without one, or the reverse.
     """
     positions = jnp.asarray(positions)
     periodic = cell is not None
     for name, lst in (("nbrs", nbrs), ("pair_nbrs", pair_nbrs)):
         if lst is not None and (lst.shifts is not None) != periodic:
-            raise ValueError(
+            raise PhysNetInputError(
                 f"{name} was built {'with' if lst.shifts is not None else 'without'} a periodic cell "
                 f"but cell={'None' if cell is None else 'given'}"
             )
@@ -331,29 +359,57 @@ def _host_pair_count(positions: np.ndarray, cell, radius: float) -> int:
     return int(len(i))
 
 
-def _stencil(grid, widths, radius) -> np.ndarray:
+def _check_index_range(num_atoms: int, num_searched: int, num_bins: int, slots: int) -> None:
+    """PhysNetInputError unless the list's int32 indices cannot overflow: the bin table holds num_bins × slots
+    entries and the candidate mask num_atoms × num_searched (bin offsets) × slots (:data:`INDEX_LIMIT`)."""
+    table, candidates = num_bins * slots, num_atoms * num_searched * slots
+    if max(table, candidates) >= INDEX_LIMIT:
+        raise PhysNetInputError(
+            f"the neighbor list of {num_atoms} atoms would need {max(table, candidates)} slots ({num_bins} bins of "
+            f"{slots} atoms, {num_searched} bins searched per atom), beyond the {INDEX_LIMIT} that int32 indices "
+            "reach: the atoms are crowded into few bins (a collapsed structure, or positions not in Å?)")
+
+
+def _stencil(grid, widths, radius, method) -> np.ndarray:
     """Bin offsets (S, 3) to search: ±k_a per axis with k_a = ceil(radius · n_a / w_a).
 
     A bin is w_a/n_a thick, so two points closer than ``radius`` differ by at most
-    k_a bins along axis a. Without a cell (bounding-box grid, bins ≥ radius) k = 1.
+    k_a bins along axis a. Without a cell (bounding-box grid, bins ≥ radius) k = 1,
+    and the dense method without a cell searches its one bin only (k = 0).
     Each offset gives a distinct (bin, image) pair, so no pair is found twice.
     """
     if widths is None:
-        reach = (1, 1, 1)
+        reach = (0, 0, 0) if method == "dense" else (1, 1, 1)
     else:
         reach = tuple(max(1, math.ceil(radius * n / w - 1e-12)) for n, w in zip(grid, widths))
     axes = [np.arange(-k, k + 1) for k in reach]
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3).astype(np.int32)
 
 
-def _grid_for(positions: np.ndarray, cell, radius):
-    """Bins per axis, and origin/lengths of the bounding-box grid (non-periodic)."""
+def _grid_for(positions: np.ndarray, cell, radius, method):
+    """Bins per axis, and origin/lengths (3,) Å of the bounding-box grid (non-periodic).
+
+    Bins are at least ``radius`` wide along every axis (perpendicular width of the
+    cell, or edge of the bounding box L_a): n_a = floor(L_a / b) with b = radius,
+    widened uniformly until n_a n_b n_c ≤ max(MIN_BIN_LIMIT, MAX_BINS_PER_ATOM · N). The dense
+    method has one bin.
+    """
     if cell is not None:
-        widths = perpendicular_widths(cell)
-        return tuple(max(1, int(w // radius)) for w in widths), np.zeros(3), np.ones(3)
-    low = positions.min(axis=0) - 0.5 * radius
-    length = positions.max(axis=0) + 0.5 * radius - low
-    return tuple(max(1, int(ell // radius)) for ell in length), low, length
+        extents, low = perpendicular_widths(cell), np.zeros(3)
+        length = np.ones(3)
+    else:
+        positions = positions.astype(np.float64)
+        low = positions.min(axis=0) - 0.5 * (radius or 0.0)
+        length = extents = positions.max(axis=0) + 0.5 * (radius or 0.0) - low
+    if method == "dense":
+        return (1, 1, 1), low, length
+    limit = max(MIN_BIN_LIMIT, MAX_BINS_PER_ATOM * len(positions))
+    width = radius
+    while True:
+        grid = tuple(max(1, int(extent // width)) for extent in extents)
+        if math.prod(grid) <= limit:
+            return grid, low, length
+        width *= max(1.01, (math.prod(grid) / limit) ** (1 / 3))
 
 
 def _fractional(positions, cell, origin, length, grid):
@@ -376,6 +432,7 @@ def _fractional(positions, cell, origin, length, grid):
 
 
 def _host_max_occupancy(positions, cell, grid, origin, length) -> int:
+    """Largest number of atoms in one bin (positions (N, 3) Å binned as :func:`_fractional` does)."""
     _, bins = _fractional(positions, cell, origin, length, grid)
     flat = (bins[:, 0] * grid[1] + bins[:, 1]) * grid[2] + bins[:, 2]
     return int(np.bincount(flat, minlength=1).max())
@@ -403,12 +460,13 @@ def _empty(n, capacity, cell_capacity, grid, origin, length, radius, skin, perio
 
 
 def _build(positions, nbrs: NeighborList, radius, cell, stencil, method) -> NeighborList:
-    """Rebuild ``nbrs`` for ``positions`` with its static sizes (traced under jit).
+    """Rebuild ``nbrs`` for ``positions`` (N, 3) Å with its static sizes (traced under jit).
 
     Candidates are (i, s, c): atom i, stencil offset s, slot c of the bin reached
     from i's bin by s. The boolean candidate mask (N, S, C) is computed one offset at
     a time, then compacted to the K pair slots in (i, s, c) order; the overflow
-    flag records a full pair buffer or a bin with more atoms than slots.
+    flag records a full pair buffer, a bin with more atoms than slots, or a NaN/Inf
+    position (binned nowhere in particular, so the pairs mean nothing).
     """
     n = positions.shape[0]
     grid = nbrs.grid
@@ -492,7 +550,7 @@ def _build(positions, nbrs: NeighborList, radius, cell, stencil, method) -> Neig
     if periodic:
         shifts = jnp.where(mask[:, None], shift_of(image, w[dst], w[src]), 0.0)
 
-    overflow = (num_pairs > nbrs.capacity) | (max_occupancy > slots)
+    overflow = (num_pairs > nbrs.capacity) | (max_occupancy > slots) | ~jnp.all(jnp.isfinite(positions))
     return nbrs.replace(
         dst_idx=dst,
         src_idx=src,

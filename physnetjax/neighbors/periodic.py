@@ -15,10 +15,13 @@ import numpy as np
 import vesin
 from ase.geometry import complete_cell
 
+from physnetjax.errors import PhysNetInputError
 from physnetjax.neighbors.batch import Batch
+from physnetjax.neighbors.checks import check_length
 from physnetjax.neighbors.molecules import assemble_batch
 from physnetjax.neighbors.neighbor_list import perpendicular_widths
-from physnetjax.validation import check_batch_charges, check_batch_overlaps, check_batch_structures
+from physnetjax.validation import (check_batch_charges, check_batch_overlaps, check_batch_structures, check_cell,
+                                   check_positions)
 
 
 def lattice_images(positions, cell, pbc=(True, True, True)) -> np.ndarray:
@@ -62,7 +65,9 @@ def periodic_pairs(positions, cell, cutoff: float) -> tuple[np.ndarray, np.ndarr
     excluded, self-images (i, i, n ≠ 0) are included.
 
     Args:
-      positions: (N, 3) Å (need not be wrapped into the cell).
+      positions: (N, 3) Å (need not be wrapped into the cell), within ±MAX_ABS_COORDINATE Å
+        (:data:`~physnetjax.validation.MAX_ABS_COORDINATE`: beyond it the fractional
+        coordinates lose the digits that place an atom within the cutoff).
       cell: (3, 3) Å, cell vectors as rows.
       cutoff: Å, > 0.
 
@@ -71,17 +76,17 @@ def periodic_pairs(positions, cell, cutoff: float) -> tuple[np.ndarray, np.ndarr
       dst, then src, then image.
 
     Raises:
-      ValueError: bad shapes, non-finite positions, singular cell, cutoff ≤ 0.
+      PhysNetInputError: positions that are not (N, 3), NaN/Inf or beyond ±MAX_ABS_COORDINATE
+        (:func:`~physnetjax.validation.check_positions`), a bad cell (:func:`perpendicular_widths`),
+        a cutoff that is not a finite number > 0.
     """
-    positions = np.asarray(positions, dtype=np.float64)
-    cell = np.asarray(cell, dtype=np.float64)
+    positions = np.asarray(positions)
     if positions.ndim != 2 or positions.shape[1] != 3:
-        raise ValueError(f"positions must have shape (n, 3), received {positions.shape}")
-    if not np.all(np.isfinite(positions)):
-        raise ValueError("positions contain NaN or Inf")
+        raise PhysNetInputError(f"positions must have shape (n, 3), received {positions.shape}")
+    positions = check_positions(positions, positions.shape[0]).astype(np.float64)
     perpendicular_widths(cell)
-    if not cutoff > 0:
-        raise ValueError(f"cutoff must be larger than 0, received {cutoff}")
+    cell = np.asarray(cell, dtype=np.float64)
+    cutoff = check_length("cutoff", cutoff)
     calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
     i, j, images = calculator.compute(positions, cell, periodic=True, quantities="ijS", copy=True)
     images = np.asarray(images, dtype=np.int64).reshape(-1, 3)
@@ -129,23 +134,27 @@ def batch_periodic(
       PhysNetInputError: a structure with atomic numbers outside the periodic table, NaN positions, shapes that do
         not match, overlapping atoms or a total charge that is not finite or beyond ±ΣZ
         (:func:`~physnetjax.validation.check_batch_structures`, :func:`~physnetjax.validation.check_batch_overlaps`,
-        :func:`~physnetjax.validation.check_batch_charges`).
-      ValueError: mismatched lengths, or ``pair_cutoff=None`` (all pairs
-        of an infinite crystal: use a Coulomb long-range cutoff).
+        :func:`~physnetjax.validation.check_batch_charges`); a bad cell (:func:`~physnetjax.validation.check_cell`,
+        naming the structure and the vector), a cutoff that is not a finite number > 0, a pair_cutoff that is not
+        a finite number ≥ 0; mismatched lengths, or ``pair_cutoff=None`` (all pairs of an infinite crystal: use a
+        Coulomb long-range cutoff).
     """
     if not len(atomic_numbers) == len(positions) == len(cells):
-        raise ValueError(
+        raise PhysNetInputError(
             f"got {len(atomic_numbers)} atomic-number arrays, {len(positions)} position arrays "
             f"and {len(cells)} cells; they must match"
         )
     if len(atomic_numbers) == 0:
-        raise ValueError("cannot build a batch of zero cells")
+        raise PhysNetInputError("cannot build a batch of zero cells")
     if pair_cutoff is None:
-        raise ValueError(
+        raise PhysNetInputError(
             "pair_cutoff=None asks for all pairs, which a periodic system does not have (the Coulomb "
             "sum is infinite without Ewald); give the model a coulomb_lr_cutoff"
         )
+    cutoff = check_length("cutoff", cutoff)
+    pair_cutoff = check_length("pair_cutoff", pair_cutoff, strict=False)
     separate_pairs = pair_cutoff > cutoff
+    cells = [check_cell(cell, True, f"structure {k}")[0] for k, cell in enumerate(cells)]
     z_all, r_all, edge_parts, pair_parts = [], [], [], []
     offset = 0
     for z, r, cell in zip(*check_batch_structures(atomic_numbers, positions, "structure"), cells):
@@ -164,7 +173,6 @@ def batch_periodic(
         return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
 
     edges = joined(edge_parts)
-    cells = [np.asarray(c, dtype=np.float64) for c in cells]
     check_batch_overlaps(r_all, *edges, cells=cells, what="structure")
     total_charges = check_batch_charges(total_charges, [z.sum() for z in z_all], "structure")
     return assemble_batch(
