@@ -3,7 +3,6 @@ silently empty or wrong (a NaN cutoff: no edges, a model without message passing
 
 import re
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -70,15 +69,7 @@ def test_bad_input_is_refused_by_name(call, message):
         call()
 
 
-@pytest.fixture
-def float64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
-
-
-def test_update_refuses_positions_of_another_system(float64):
+def test_update_refuses_positions_of_another_system():
     """Another atom count gave a JAX broadcasting TypeError, float32 positions for a float64 list a cond TypeError."""
     fns = neighbor_list(3.0, cell=CELL)
     nbrs = fns.allocate(POSITIONS)
@@ -90,7 +81,7 @@ def test_update_refuses_positions_of_another_system(float64):
         fns.update(jnp.asarray(POSITIONS, jnp.float32), nbrs)
 
 
-def test_unwrapped_positions_within_the_bound_give_the_wrapped_pairs(float64):
+def test_unwrapped_positions_within_the_bound_give_the_wrapped_pairs():
     """periodic_pairs promises unwrapped positions work: within ±MAX_ABS_COORDINATE the pairs are those of the
     wrapped structure, the shifts moved by the lattice translations (float64 brute force over images)."""
     cell = np.array([[6.0, 0.0, 0.0], [1.0, 6.0, 0.0], [0.5, -0.7, 6.0]])

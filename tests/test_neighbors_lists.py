@@ -360,18 +360,8 @@ def test_overflow_is_flagged_never_silent(method, cell, caplog):
     assert listed == brute_force_pairs(squeezed, 2.2, cell)
 
 
-@pytest.fixture
-def float64():
-    import jax
-
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
-
-
 @pytest.mark.parametrize("method", ["dense", "cell"])
-def test_a_nan_position_rebuilds_and_flags_the_list(method, float64):
+def test_a_nan_position_rebuilds_and_flags_the_list(method):
     """NaN > skin²/4 is False: the list was kept, stale and unflagged, with a pair missing that an atom had moved
     into. A NaN (or Inf) position now rebuilds it with the flag set, check_overflow names the atom, and the list
     allocated afresh at finite positions equals the brute-force pairs."""
@@ -394,7 +384,7 @@ def test_a_nan_position_rebuilds_and_flags_the_list(method, float64):
     assert listed == brute_force_pairs(finite, CUTOFF + 0.5, cell)
 
 
-def test_a_far_atom_keeps_the_grid_small_and_the_list_exact(float64):
+def test_a_far_atom_keeps_the_grid_small_and_the_list_exact():
     """Water and two atoms far away: the bounding box (or a large cell) held (far / radius)³ bins, 10 GiB for an
     atom at 5000 Å (MemoryError). The grid now has at most MIN_BIN_LIMIT = 4096 bins (for a few atoms), each at
     least the list radius wide, and the list equals the brute-force pairs. Small cases first: the large ones
@@ -421,7 +411,7 @@ def test_lists_beyond_int32_indices_are_refused(monkeypatch):
         neighbor_list(3.0, method="dense").allocate(positions)
 
 
-def test_allocate_without_head_room_fits_atoms_on_bin_boundaries(float64):
+def test_allocate_without_head_room_fits_atoms_on_bin_boundaries():
     """A float32 crystal whose atoms sit on bin boundaries: the host's bins (NumPy) and the device's (XLA) differ
     by one ulp there, so allocate with capacity_multiplier=1 raised NeighborListOverflowError ("largest bin holds
     8 atoms for 7 slots"). Its retry now grows what overflowed; the list equals the brute-force pairs."""
