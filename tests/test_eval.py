@@ -766,6 +766,9 @@ def test_elements_beyond_the_models_range_are_refused_before_any_warning(tmp_pat
     copper.calc = SinglePointCalculator(copper, energy=-1.0, forces=np.zeros((2, 3)))
     path = tmp_path / "cu.extxyz"
     ase.io.write(path, copper)
-    assert main(["--data", str(path)]) == 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["--data", str(path)]) == 2
+    assert [str(w.message) for w in caught if issubclass(w.category, PhysNetInputWarning)] == []
     assert capsys.readouterr().err == (f"python -m physnetjax.eval: error: --data {path}[0]: atomic number 29 exceeds "
                                        "the model's range Z = 1..8\n")
