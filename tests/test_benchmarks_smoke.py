@@ -88,7 +88,8 @@ def test_run_all_without_the_reference_data_runs_nothing(tmp_path):
     README's tables of the failed ones were deleted."""
     readme = tmp_path / "README.md"
     readme.write_text("kept\n")
-    process = _run_all("--quick", "--out", tmp_path / "out", "--readme", readme, data=tmp_path / "none")
+    process = _run_all("--smoke", "--only", "bench_model", "--out", tmp_path / "out", "--readme", readme,
+                       data=tmp_path / "none")
     assert process.returncode != 0
     assert process.stderr.strip() == (
         f"run_all.py: ethanol_gfn2_500K.npz, co2_gfn2_500K.npz, basepairs/at_prod.npz, basepairs/gc_prod.npz "
