@@ -515,6 +515,21 @@ def test_cell_potential_equals_predict_periodic_in_a_strained_cell(crystal_model
     assert bool(squeezed.did_overflow)
 
 
+def test_cell_potential_refuses_atoms_on_each_others_images(crystal_model):
+    """Atom 1 put 0.05 Å from the image of atom 0 one cell vector away (in a strained cell) gave a NaN energy
+    without a word; physnet_potential refused it, physnet_cell_potential did not."""
+    from physnetjax.errors import PhysNetInputError
+
+    model, params, atoms = crystal_model
+    potential = physnet_cell_potential(model, params, atoms.numbers, CELL)
+    cell = CELL @ (np.eye(3) + np.diag([0.02, -0.01, 0.03]))
+    positions = atoms.positions @ (np.eye(3) + np.diag([0.02, -0.01, 0.03]))
+    positions[1] = positions[0] + cell[0] + [0.05, 0.0, 0.0]
+    with pytest.raises(PhysNetInputError, match=r"atoms overlap: atoms 0-1 at 0\.05 Å \(below 0\.1 Å\)"):
+        potential.allocate(jnp.asarray(positions), jnp.asarray(cell))
+    potential.allocate(jnp.asarray(atoms.positions), jnp.asarray(CELL))
+
+
 @ATM_MODEL_SHORT_CUTOFF
 def test_cell_potential_carries_the_three_body_dispersion_term(crystal_model, atm_model):
     """NPT with a D3+ATM model (dispersion_three_body=True) ended in "needs a triplet list ... the physnetjax.md

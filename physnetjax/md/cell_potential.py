@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax.md.potential import DENSE_MAX_ATOMS, NeighborPair, nan_where_overflowed
+from physnetjax.md.potential import DENSE_MAX_ATOMS, NeighborPair, nan_where_overflowed, refuse_overlaps
 from physnetjax.neighbors import apply_batch, batch_from_neighbors, model_triplet_cutoff, neighbor_list
 from physnetjax.neighbors.batch import periodic_pair_cutoff
 from physnetjax.neighbors.neighbor_triplets import allocate_triplets, update_triplets
@@ -116,7 +116,8 @@ def physnet_cell_potential(
         return jnp.linalg.norm(deformation, ord=2) > stretch
 
     def allocate(positions, cell, capacity_multiplier: float = capacity_multiplier):
-        """Neighbor state at ``positions`` in ``cell`` (host)."""
+        """Neighbor state at ``positions`` (N, 3) Å in ``cell`` (3, 3) Å (host); overlapping atoms (images
+        included) are refused by name, as :func:`~physnetjax.md.potential.physnet_potential` refuses them."""
         positions = jnp.asarray(positions)
         cell = jnp.asarray(cell, positions.dtype)
         edge_fns, pair_fns = builders(capacity_multiplier)
@@ -124,6 +125,9 @@ def physnet_cell_potential(
         nbrs = CellNeighbors(edges=edge_fns.allocate(reference),
                              pairs=None if pair_fns is None else pair_fns.allocate(reference),
                              over_strained=over_strained(cell))
+        mask = np.asarray(nbrs.edges.mask)
+        refuse_overlaps(positions, np.asarray(nbrs.edges.dst_idx)[mask], np.asarray(nbrs.edges.src_idx)[mask],
+                        np.asarray(current_shifts(nbrs.edges, cell).shifts)[mask])
         if three_body_cutoff is None:
             return nbrs
         triplets = allocate_triplets(nbrs.term_pairs, reference, three_body_cutoff * stretch + skin,

@@ -2336,6 +2336,10 @@ MUTANTS = (
            '    cutoff = check_length("cutoff", cutoff)\n    if pair_cutoff',
            ("tests/test_neighbors_inputs.py::test_an_infinite_cutoff_lists_every_pair_of_a_molecule",),
            "batch_molecules(..., np.inf) (all pairs: check and the migration report) is refused"),
+    Mutant("cell_potential_overlaps_allocated", "physnetjax/md/cell_potential.py",
+           "        refuse_overlaps(positions, np.asarray(nbrs.edges.dst_idx)[mask]", "        (positions, np.asarray(nbrs.edges.dst_idx)[mask]",
+           ("tests/test_md_ensembles.py::test_cell_potential_refuses_atoms_on_each_others_images",),
+           "an atom on another's periodic image gives the NPT potential a NaN energy without a word"),
 )
 
 EXPLAINED = {
