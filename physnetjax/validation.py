@@ -1000,11 +1000,19 @@ def covalent_distance_ratios(atomic_numbers, positions, rows=None, cell=None) ->
     return ratio
 
 
+RATIO_CHUNK_PAIRS = 1 << 22
+"""Atom pairs :func:`bond_length_ratios` holds at once (~100 MB of (rows, n, 3) float64 vectors)."""
+
+
 def bond_length_ratios(atomic_numbers, positions, rows=None, cell=None) -> np.ndarray:
     """Nearest-neighbour distance of each atom in ``rows`` over the sum of the two covalent radii: (len(rows),)
     ratios, ~1 for a bonded atom (the row minima of :func:`covalent_distance_ratios`, of the minimum images in a
-    periodic ``cell``; n ≥ 2 atoms)."""
-    return covalent_distance_ratios(atomic_numbers, positions, rows, cell).min(axis=1)
+    periodic ``cell``; n ≥ 2 atoms), in chunks of :data:`RATIO_CHUNK_PAIRS` pairs."""
+    n = np.asarray(atomic_numbers).shape[0]
+    rows = np.arange(n) if rows is None else np.asarray(rows)
+    chunk = max(1, RATIO_CHUNK_PAIRS // n)
+    return np.concatenate([covalent_distance_ratios(atomic_numbers, positions, rows[start:start + chunk], cell)
+                           .min(axis=1) for start in range(0, len(rows), chunk)] or [np.zeros(0)])
 
 
 BOND_RATIO_APART = 2.5
@@ -1014,7 +1022,7 @@ BOND_RATIO_APART = 2.5
 
 LENGTH_UNIT_SAMPLE = 1024
 """Atoms (evenly spaced by index) whose nearest neighbours :func:`stretched_bond_ratio` judges in a larger
-structure, so that its memory stays (sample × atoms) ratios."""
+structure, so that its work stays (sample × atoms) pairs."""
 
 
 def stretched_bond_ratio(atomic_numbers, positions) -> Optional[float]:

@@ -423,3 +423,15 @@ def test_seeds_beyond_32_bits_are_refused_everywhere_they_are_given(tmp_path, ca
     ase.io.write(geometry, ase.Atoms("H2", positions=[[0, 0, 0], [0.74, 0, 0]]))
     assert md_main(["--geometry", str(geometry), "--seed", "99999999999999999999"]) == 2
     assert "--seed must be an integer from 0 to 4294967295" in capsys.readouterr().err
+
+
+def test_bond_length_ratios_in_chunks_equal_the_whole_matrix(monkeypatch):
+    """The row minima are taken a few rows at a time (a (rows, n, 3) array of 1024 × 50 000 atoms was 1.2 GB)."""
+    from physnetjax import validation
+
+    rng = np.random.default_rng(0)
+    z, r = rng.integers(1, 9, 300), rng.uniform(0.0, 20.0, (300, 3))
+    whole = validation.covalent_distance_ratios(z, r).min(axis=1)
+    monkeypatch.setattr(validation, "RATIO_CHUNK_PAIRS", 7 * 300)
+    np.testing.assert_array_equal(validation.bond_length_ratios(z, r), whole)
+    np.testing.assert_array_equal(validation.bond_length_ratios(z, r, rows=np.arange(5, 50)), whole[5:50])
