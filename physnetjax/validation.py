@@ -174,7 +174,8 @@ def check_positions(positions, num_atoms: int, where: str = "") -> np.ndarray:
         bad = np.nonzero(far)[0]
         raise PhysNetInputError(
             f"{_prefix(where)}positions beyond ±{MAX_ABS_COORDINATE:g} Å at atom(s) {_listed(bad)} "
-            f"(first: {r[bad[0]].tolist()}); are they in Å? Translate the structure near the origin")
+            f"(first: {r[bad[0]].tolist()}); are they in Å? There float32 resolves coordinates only to ~1e-3 Å: "
+            "translate the structure near the origin")
     return r
 
 

@@ -8,13 +8,21 @@ import numpy as np
 import pytest
 
 from physnetjax.errors import PhysNetInputError
-from physnetjax.neighbors import batch_molecules, batch_periodic, molecule_pairs, neighbor_list, periodic_pairs
+from physnetjax.neighbors import (
+    allocate_triplets,
+    batch_molecules,
+    batch_periodic,
+    molecule_pairs,
+    neighbor_list,
+    periodic_pairs,
+)
 
 RNG = np.random.default_rng(0)
 POSITIONS = RNG.uniform(0, 6, (5, 3))
 Z = np.ones(5, int)
 CELL = np.eye(3) * 6.0
 NAN_ROW = np.where(np.arange(5)[:, None] == 2, np.nan, POSITIONS)
+ALL_PAIRS = neighbor_list(None, method="dense").allocate(POSITIONS)
 DEPENDENT = np.array([[6.0, 0.0, 0.0], [0.0, 6.0, 0.0], [6.0, 0.0, 0.0]])
 
 REFUSED = [
@@ -49,6 +57,8 @@ REFUSED = [
      "cutoff must be a number, received None (NoneType)"),
     ("periodic_pairs beyond the coordinate bound", lambda: periodic_pairs(POSITIONS + 1e8 * CELL.sum(0), CELL, 3.0),
      "positions beyond ±10000 Å at atom(s) 0, 1, 2, 3, 4"),
+    ("the coordinate bound says why", lambda: periodic_pairs(POSITIONS + 1e8 * CELL.sum(0), CELL, 3.0),
+     "float32 resolves coordinates only to ~1e-3 Å"),
     ("allocate float32 at 1e12 Å",
      lambda: neighbor_list(3.0).allocate((POSITIONS + 1e12).astype(np.float32)),
      "positions beyond ±10000 Å at atom(s) 0, 1, 2, 3, 4"),
@@ -60,6 +70,18 @@ REFUSED = [
      "structure 0: cell must be a real (3, 3) array of cell vectors (rows, Å), received shape (3,)"),
     ("batch_periodic NaN cell", lambda: batch_periodic([Z], [POSITIONS], [np.full((3, 3), np.nan)], 3.0),
      "structure 0: cell contains NaN or Inf"),
+    ("allocate_triplets radius nan", lambda: allocate_triplets(ALL_PAIRS, POSITIONS, float("nan")),
+     "radius must be larger than 0, received nan"),
+    ("allocate_triplets radius 0", lambda: allocate_triplets(ALL_PAIRS, POSITIONS, 0.0),
+     "radius must be larger than 0, received 0.0"),
+    ("allocate_triplets radius None", lambda: allocate_triplets(ALL_PAIRS, POSITIONS, None),
+     "radius must be a number, received None (NoneType)"),
+    ("allocate_triplets capacity_multiplier 0.5",
+     lambda: allocate_triplets(ALL_PAIRS, POSITIONS, 3.0, capacity_multiplier=0.5),
+     "capacity_multiplier must be >= 1, received 0.5"),
+    ("allocate_triplets capacity_multiplier inf",
+     lambda: allocate_triplets(ALL_PAIRS, POSITIONS, 3.0, capacity_multiplier=float("inf")),
+     "capacity_multiplier must be finite, received inf"),
 ]
 
 

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax import compilation
+from physnetjax.neighbors.checks import check_length
 from physnetjax.neighbors.neighbor_list import NeighborList, NeighborListOverflowError, needs_update
 
 
@@ -131,16 +132,14 @@ def allocate_triplets(pairs: NeighborList, positions, radius: float,
       capacity_multiplier: head-room (≥ 1) for later builds.
 
     Raises:
-      ValueError: a multiplier below 1 or a radius that is not positive.
+      PhysNetInputError: a multiplier below 1 or not finite, a radius that is not positive (or NaN).
       NeighborListOverflowError: when even the fresh build does not fit (cannot happen
         unless float32 rounding puts a pair the host missed inside the radius; it is
         retried once with the count the device found).
       OutOfMemoryError: the list and its build do not fit the device's free memory.
     """
-    if not capacity_multiplier >= 1.0:
-        raise ValueError(f"capacity_multiplier must be >= 1, received {capacity_multiplier}")
-    if not radius > 0:
-        raise ValueError(f"radius must be larger than 0, received {radius}")
+    capacity_multiplier = check_length("capacity_multiplier", capacity_multiplier, 1.0, strict=False)
+    radius = check_length("radius", radius, finite=False)
     needed = count_short_triplets(pairs, positions, radius)
     positions = jnp.asarray(positions)
     for _ in range(2):
