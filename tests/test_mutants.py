@@ -1,21 +1,66 @@
 """The curated mutants of tests/mutation still apply to the code (each snippet occurs exactly once)."""
 
+import dataclasses
+import os
 import pathlib
+import signal
 import sys
+import time
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "mutation"))
 
 from mutants import EXPLAINED, MUTANTS  # noqa: E402
-from run import apply  # noqa: E402
+from run import apply, check_copied, run_tests  # noqa: E402
 
 
 def test_every_mutant_applies_once_and_names_existing_tests():
     names = [m.name for m in MUTANTS]
     assert len(names) == len(set(names))
     for mutant in MUTANTS:
+        check_copied(mutant)
         text = (ROOT / mutant.path).read_text()
         assert apply(text, mutant) != text, mutant.name
         for test in mutant.tests:
             assert (ROOT / test.split("::")[0]).is_file(), f"{mutant.name}: {test}"
     assert set(EXPLAINED) <= set(names)
+
+
+def test_a_mutant_outside_the_copy_is_refused_before_any_worker_starts():
+    """A mutant of benchmarks/ (not copied then) failed inside its worker thread, which never gave its copy back: the
+    remaining mutants waited forever."""
+    outside = dataclasses.replace(MUTANTS[0], path="docs/example.py")
+    with pytest.raises(ValueError, match="docs/example.py is outside the copied"):
+        check_copied(outside)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = pathlib.Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in state
+
+
+def test_a_timeout_kills_the_processes_the_tests_started(tmp_path):
+    """On a timeout only pytest was killed: the processes its tests had started (benchmark scripts) ran on beside
+    the next mutants."""
+    pid_file = tmp_path / "sleeper.pid"
+    (tmp_path / "test_hangs.py").write_text(
+        "import pathlib, subprocess, sys, time\n"
+        "def test_hangs_beside_a_sleeper():\n"
+        "    sleeper = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        f"    pathlib.Path({str(pid_file)!r}).write_text(str(sleeper.pid))\n"
+        "    time.sleep(120)\n")
+    code, seconds, _ = run_tests(tmp_path, ["test_hangs.py"], timeout=8)
+    assert code is None and seconds < 60
+    pid = int(pid_file.read_text())
+    for _ in range(50):
+        if not _alive(pid):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        raise AssertionError("the process started by the timed-out tests is still running")

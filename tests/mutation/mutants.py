@@ -2340,6 +2340,16 @@ MUTANTS = (
            "        refuse_overlaps(positions, np.asarray(nbrs.edges.dst_idx)[mask]", "        (positions, np.asarray(nbrs.edges.dst_idx)[mask]",
            ("tests/test_md_ensembles.py::test_cell_potential_refuses_atoms_on_each_others_images",),
            "an atom on another's periodic image gives the NPT potential a NaN energy without a word"),
+    Mutant("run_all_without_data_check", "benchmarks/run_all.py",
+           "    missing = missing_shared_data()\n    if missing is not None:",
+           "    missing = missing_shared_data()\n    if False:",
+           ("tests/test_benchmarks_smoke.py::test_run_all_without_the_reference_data_runs_nothing",),
+           "run_all.py without ../shared/data runs every script (they fail after minutes, one by one)"),
+    Mutant("triplet_radius_unchecked", "physnetjax/neighbors/neighbor_triplets.py",
+           '    radius = check_length("radius", radius, finite=False)\n',
+           "",
+           ("tests/test_neighbors_inputs.py",),
+           "allocate_triplets takes a None/NaN/0 radius (raw TypeError, or a list without triplets)"),
 )
 
 EXPLAINED = {

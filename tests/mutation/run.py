@@ -34,6 +34,7 @@ import os
 import pathlib
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -56,24 +57,55 @@ def apply(text: str, mutant) -> str:
     return text.replace(mutant.old, mutant.new)
 
 
+COPIED = ("physnetjax", "tests", "benchmarks", "pyproject.toml", "README.md", "CHANGELOG.md")
+"""What each worker's copy holds: the package, the tests and what the tests read (the benchmark scripts run by
+test_benchmarks_smoke.py, the documents test_readme.py checks)."""
+
+
 def copy_repository(target: pathlib.Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
-    for name in ("physnetjax", "tests"):
-        shutil.copytree(ROOT / name, target / name, ignore=ignore)
-    shutil.copy2(ROOT / "pyproject.toml", target / "pyproject.toml")
+    for name in COPIED:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, target / name, ignore=ignore)
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target / name)
+
+
+def check_copied(mutant) -> None:
+    """ValueError unless the mutant's file lies in what :func:`copy_repository` copies (a mutant of an uncopied file
+    failed inside its worker thread, which never returned its copy, and the remaining mutants waited forever)."""
+    if pathlib.PurePosixPath(mutant.path).parts[0] not in COPIED:
+        raise ValueError(f"mutant {mutant.name}: {mutant.path} is outside the copied {', '.join(COPIED)}")
 
 
 def run_tests(workdir: pathlib.Path, tests, timeout: float) -> tuple[int | None, float, str]:
-    """(pytest exit code or None on timeout, seconds, last lines of output)."""
+    """(pytest exit code or None on timeout, seconds, last lines of output).
+
+    pytest runs in its own session with its output in a file, and the whole session is killed when it ends: a
+    process the tests started and left running (a benchmark script's worker) keeps no pipe open, so it cannot make
+    the runner wait for it.
+    """
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
     start = time.perf_counter()
-    try:
-        process = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
-                                 cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None, time.perf_counter() - start, ""
-    tail = "\n".join((process.stdout + process.stderr).strip().splitlines()[-6:])
-    return process.returncode, time.perf_counter() - start, tail
+    with tempfile.TemporaryFile(mode="w+") as log:
+        process = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                                   cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                   start_new_session=True)
+        try:
+            code = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+        seconds = time.perf_counter() - start
+        log.seek(0)
+        tail = "" if code is None else "\n".join(log.read().strip().splitlines()[-6:])
+    return code, seconds, tail
 
 
 def outcome(code: int | None) -> str:
@@ -115,6 +147,7 @@ def main(argv=None) -> int:
             copy_repository(workdir)
             workdirs.put(workdir)
         for mutant in selected:
+            check_copied(mutant)
             apply((ROOT / mutant.path).read_text(), mutant)
 
         lock, done = threading.Lock(), []
@@ -130,13 +163,15 @@ def main(argv=None) -> int:
 
         def judge(mutant):
             workdir = workdirs.get()
-            path = workdir / mutant.path
-            original = path.read_text()
-            path.write_text(apply(original, mutant))
             try:
-                code, seconds, tail = run_tests(workdir, override or mutant.tests, args.timeout)
+                path = workdir / mutant.path
+                original = path.read_text()
+                try:
+                    path.write_text(apply(original, mutant))
+                    code, seconds, tail = run_tests(workdir, override or mutant.tests, args.timeout)
+                finally:
+                    path.write_text(original)
             finally:
-                path.write_text(original)
                 workdirs.put(workdir)
             result = {"name": mutant.name, "path": mutant.path, "what": mutant.what,
                       "tests": list(override or mutant.tests), "outcome": outcome(code), "exit_code": code,
