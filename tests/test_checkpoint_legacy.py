@@ -352,11 +352,11 @@ def test_damaged_legacy_index_names_the_file_without_orbax_noise(damage, cause, 
         "total_charge nan array"))
 def test_non_finite_or_non_positive_real_attributes_are_named(tmp_path, attribute, value, message):
     """A pickled checkpoint with cutoff = nan was refused as "zbl_cutoff must be larger than 0 and finite (Å) when
-    given, received nan": a key the legacy checkpoint does not have."""
+    given, received nan": a key the legacy checkpoint does not have; later without naming the checkpoint."""
     _, raw = read_legacy(LEGACY / "A")
     path = tmp_path / "attributes.pkl"
     path.write_bytes(pickle.dumps({**raw, "model_attributes": {**raw["model_attributes"], attribute: value}}))
-    with pytest.raises(CheckpointError, match=f"^{re.escape(message)}$"):
+    with pytest.raises(CheckpointError, match=f"^legacy checkpoint {re.escape(str(path))}: {re.escape(message)}$"):
         migrate_legacy(path, allow_pickle=True)
 
 

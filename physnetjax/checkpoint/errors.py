@@ -18,3 +18,12 @@ class CheckpointNotFoundError(CheckpointError, InputNotFoundError):
 class CheckpointOverwriteError(CheckpointError, OutputPathError):
     """``overwrite`` refused: the target directory is not a checkpoint alone (a training run, other files); an
     output refused (command-line exit status 3)."""
+
+
+class CheckpointExistsError(CheckpointOverwriteError, FileExistsError):
+    """The checkpoint path exists and ``overwrite`` was not given (a ``FileExistsError`` too, as it always was)."""
+
+
+class CheckpointWriteError(CheckpointError, OutputPathError):
+    """A checkpoint cannot be written where asked (its folder cannot be created, the write failed or was left
+    incomplete); nothing was put under the requested name and an existing checkpoint there is unchanged."""

@@ -38,6 +38,7 @@ tensorstore/zarr and the rest is JSON.
 from __future__ import annotations
 
 import functools
+import glob
 import hashlib
 import json
 import logging
@@ -56,7 +57,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import metadata as ocp_metadata
 
-from physnetjax.checkpoint.errors import CheckpointError, CheckpointNotFoundError, CheckpointOverwriteError
+from physnetjax.checkpoint.errors import (CheckpointError, CheckpointExistsError, CheckpointNotFoundError,
+                                          CheckpointOverwriteError, CheckpointWriteError)
 from physnetjax.checkpoint.settled_reads import raise_failed_read, settled_registry
 from physnetjax.errors import OutputPathError, PhysNetInputWarning, warn_caller
 
@@ -85,8 +87,17 @@ logger = logging.getLogger(__name__)
 
 
 def absolute_path(path) -> Path:
-    """``path`` expanded and made absolute (orbax refuses relative paths)."""
-    return Path(path).expanduser().resolve()
+    """``path`` expanded and made absolute (orbax refuses relative paths), its symbolic links resolved.
+
+    Raises:
+      CheckpointError: ``path`` goes through a loop of symbolic links (Python raised a bare RuntimeError).
+    """
+    expanded = Path(path).expanduser()
+    try:
+        return expanded.resolve()
+    except (RuntimeError, OSError) as error:  # Python < 3.13: RuntimeError("Symlink loop ..."); later: OSError ELOOP
+        raise CheckpointError(f"{expanded} cannot be used as a checkpoint path: it goes through a loop of symbolic "
+                              f"links ({error}); point the link at a real directory") from None
 
 
 def is_checkpoint(path) -> bool:
@@ -182,10 +193,40 @@ def _storable(tree):
 
 
 def _write_tree(directory: Path, tree) -> None:
-    # Closing the checkpointer (context manager) joins orbax's background threads; left to
-    # the garbage collector they outlive their asyncio loop ("Event loop is closed").
-    with ocp.PyTreeCheckpointer() as checkpointer:
-        checkpointer.save(directory, _storable(tree))
+    """Save ``tree`` as an orbax PyTree checkpoint in ``directory`` and check that orbax finished it.
+
+    Orbax finds the per-process OCDBT folders it merges into the checkpoint's root with a glob
+    of the directory's path; a path holding ``[...]`` (``run[1]/model``) matches nothing, the
+    merge is skipped with a log line only, and the arrays are unreadable (NOT_FOUND at load).
+    Such a directory is therefore written through a symbolic link whose path has no glob
+    characters. A tree orbax left without its root manifest raises instead of being kept.
+
+    Raises:
+      CheckpointWriteError: orbax left the checkpoint incomplete.
+    """
+    alias_home = None
+    written = directory
+    if glob.has_magic(str(directory)):
+        alias_home = Path(tempfile.mkdtemp(prefix="physnetjax-write-"))
+        if glob.has_magic(str(alias_home)):
+            shutil.rmtree(alias_home, ignore_errors=True)
+            raise CheckpointWriteError(f"cannot write a checkpoint at {directory}: its path holds glob characters "
+                                       "([, ], *, ?) that orbax misreads, and so does the temporary folder "
+                                       f"{alias_home}; choose a path without them")
+        os.symlink(directory.parent, alias_home / "target", target_is_directory=True)
+        written = alias_home / "target" / directory.name
+    try:
+        # Closing the checkpointer (context manager) joins orbax's background threads; left to
+        # the garbage collector they outlive their asyncio loop ("Event loop is closed").
+        with ocp.PyTreeCheckpointer() as checkpointer:
+            checkpointer.save(written, _storable(tree))
+    finally:
+        if alias_home is not None:
+            shutil.rmtree(alias_home, ignore_errors=True)
+    per_process = any(entry.name.startswith("ocdbt.process_") for entry in directory.iterdir())
+    if per_process and not (directory / "manifest.ocdbt").is_file():
+        raise CheckpointWriteError(f"orbax left the checkpoint arrays in {directory} incomplete (its OCDBT "
+                                   "manifest.ocdbt was not written), so they could not be read back")
 
 
 TREE_INDEX = "_METADATA"
@@ -237,7 +278,7 @@ def _check_tree_index(directory: Path) -> None:
         return  # orbax says what is missing
     try:
         tree_index = json.loads(index.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise ValueError(f"{index} ({index.stat().st_size} bytes), the index of the saved arrays, is not valid JSON "
                          f"({error}): the file is truncated or overwritten") from None
     if not isinstance(tree_index, dict) or not isinstance(tree_index.get("tree_metadata"), dict):
@@ -405,6 +446,28 @@ def nonfinite_parameters(params) -> list[str]:
     return found
 
 
+def nonfloat_parameters(params) -> list[str]:
+    """The parameter arrays of ``params`` that are not floating point: ``"params/Dense_0/0+/bias: int32"`` each.
+
+    Every weight of a PhysNet is real; integer or boolean arrays (weights cast with ``astype(int)``) would be
+    saved and evaluated without complaint, every weight rounded.
+    """
+    found = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(flax.serialization.to_state_dict(params))[0]:
+        dtype = np.asarray(leaf).dtype
+        if not jnp.issubdtype(dtype, jnp.floating):  # jnp's knows bfloat16
+            found.append(f"{'/'.join(str(k.key) for k in path)}: {dtype}")
+    return found
+
+
+def _check_float(params, what: str) -> None:
+    """Raise CheckpointError naming the arrays of ``params`` that are not floating point (``what``: whose they are)."""
+    found = nonfloat_parameters(params)
+    if found:
+        raise CheckpointError(f"{what}: parameters must be floating-point arrays, found {'; '.join(found[:5])}"
+                              f"{f'; and {len(found) - 5} more arrays' if len(found) > 5 else ''}")
+
+
 def _check_finite(params, what: str) -> None:
     """Raise CheckpointError naming the arrays of ``params`` that hold NaN or ±Inf (``what``: whose they are)."""
     found = nonfinite_parameters(params)
@@ -480,21 +543,27 @@ def save_checkpoint(
       The absolute path of the checkpoint.
 
     Raises:
-      FileExistsError: ``path`` exists and ``overwrite`` is False.
+      CheckpointExistsError: ``path`` exists and ``overwrite`` is False (a ``FileExistsError`` too).
       CheckpointError: ``overwrite`` would delete something that is not a checkpoint,
         or ``params`` do not fit ``model`` (each mismatching parameter is named; for an
-        ensemble, first a member count that differs from ``model.size``).
+        ensemble, first a member count that differs from ``model.size``), or are not
+        floating point, or hold NaN/Inf.
+      CheckpointWriteError: ``path`` is empty, its folder cannot be created (below a file,
+        not writable), or the write failed (disk full, orbax error): nothing is left
+        under ``path``, and a checkpoint that was there is unchanged.
       TypeError: ``metadata`` is not a dict with string keys (at every level) or not JSON-serialisable.
     """
     from physnetjax import __version__
     from physnetjax.ensemble.model import is_ensemble, member_count_mismatch
 
     check_metadata_keys({} if metadata is None else metadata)
+    if not str(path).strip():
+        raise CheckpointWriteError(f"the checkpoint path is empty ({str(path)!r}): name the directory to create")
     target = absolute_path(path)
     recover_interrupted_overwrite(target)
     if target.exists():
         if not overwrite:
-            raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+            raise CheckpointExistsError(f"{target} exists; pass overwrite=True to replace it")
         _check_replaceable(target, frozenset(companions))
     count_problem = member_count_mismatch(model, params) if is_ensemble(model) else None
     if count_problem is not None:
@@ -502,6 +571,7 @@ def save_checkpoint(
     problems = param_mismatches(model, params)
     if problems:
         raise CheckpointError("params do not fit the model: " + "; ".join(problems))
+    _check_float(params, "params to save")
     _check_finite(params, "params to save")
     config = {
         "format_version": FORMAT_VERSION if is_ensemble(model) else SINGLE_MODEL_FORMAT_VERSION,
@@ -512,8 +582,15 @@ def save_checkpoint(
     }
     config_text = json.dumps(config, default=_json_value, indent=2, ensure_ascii=False)
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    except OSError as error:
+        blocker = next((folder for folder in target.parents if folder.exists()), target.parent)
+        cause = (f"{blocker} is a file, not a folder" if not blocker.is_dir() else
+                 f"{error.strerror or error}")
+        raise CheckpointWriteError(f"cannot write the checkpoint {target}: its folder {target.parent} cannot be "
+                                   f"created or written ({cause}); choose another path") from error
     try:
         _write_tree(staging / PARAMS_DIR, params)
         subdirs = [PARAMS_DIR]
@@ -528,6 +605,13 @@ def save_checkpoint(
             handle.flush()
             os.fsync(handle.fileno())
         _move_into_place(staging, target)
+    except (OSError, ValueError) as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, CheckpointError):
+            raise
+        kept = " (the checkpoint that was there is unchanged)" if target.exists() else ""
+        raise CheckpointWriteError(f"writing the checkpoint {target} failed: {type(error).__name__}: "
+                                   f"{_tensorstore_message(error)}; nothing was written{kept}") from error
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -567,7 +651,11 @@ def _move_into_place(staging: Path, target: Path) -> None:
     except BaseException:
         os.rename(backup, target)
         raise
-    shutil.rmtree(backup)
+    try:
+        shutil.rmtree(backup)
+    except OSError as error:  # the new checkpoint is in place: a failed clean-up is no failed save
+        logger.warning("%s: saved, but the previous checkpoint set aside as %s could not be removed (%s); delete it",
+                       target, backup, error)
 
 
 # -- load ------------------------------------------------------------------------------
@@ -588,9 +676,9 @@ def read_config(path) -> dict:
         raise CheckpointError(f"{root} is not a physnetjax checkpoint: it has no {CONFIG_FILE}")
     try:
         config = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise CheckpointError(f"checkpoint {root} is corrupted: {CONFIG_FILE} is not valid JSON ({error})") from None
-    if not isinstance(config, dict) or not isinstance(config.get("format_version"), int):
+    if not isinstance(config, dict) or type(config.get("format_version")) is not int:
         hint = _run_directory_hint(root)
         if hint:
             raise CheckpointError(f"{root} is not a checkpoint{hint}")
@@ -613,15 +701,35 @@ def read_config(path) -> dict:
     if bad is not None:
         raise CheckpointError(f"checkpoint {root} is corrupted: the entry of file {bad} in {CONFIG_FILE} is "
                               f"{json.dumps(config['files'][bad])}, not its size and sha256")
+    outside = next((name for name in config["files"] if not _inside_checkpoint(name)), None)
+    if outside is not None:
+        raise CheckpointError(f"checkpoint {root} is corrupted: {CONFIG_FILE} lists the file {outside!r}, which is "
+                              f"not under {PARAMS_DIR}/ or {TRAIN_STATE_DIR}/ of the checkpoint")
+    if not any(name.startswith(PARAMS_DIR + "/") for name in config["files"]):
+        raise CheckpointError(f"checkpoint {root} is corrupted: the file table in {CONFIG_FILE} lists no file of "
+                              f"{PARAMS_DIR}/, so the parameters cannot be verified")
     if not isinstance(config.get("metadata", {}), dict):
         raise CheckpointError(f"checkpoint {root} is corrupted: its metadata in {CONFIG_FILE} is not an object")
+    units = config.get("units", UNITS)
+    if units != UNITS:
+        raise CheckpointError(f"checkpoint {root}: {CONFIG_FILE} gives the units "
+                              f"{json.dumps(units, ensure_ascii=False)}; physnetjax models take and give "
+                              f"{json.dumps(UNITS, ensure_ascii=False)}, so its predictions would be read in the "
+                              "wrong units")
     return config
+
+
+def _inside_checkpoint(name) -> bool:
+    """Whether ``name`` (an entry of the file table) is a relative path under ``params/`` or ``train_state/``."""
+    parts = name.split("/")
+    return (parts[0] in (PARAMS_DIR, TRAIN_STATE_DIR) and len(parts) > 1 and not Path(name).is_absolute()
+            and all(part not in ("", ".", "..") for part in parts))
 
 
 def _restore(root: Path, subdir: str):
     try:
         return read_tree(root / subdir)
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, RecursionError) as error:
         raise CheckpointError(f"checkpoint {root} is corrupted: cannot restore {subdir}/ ({error})") from error
 
 
@@ -712,9 +820,14 @@ def _load_checkpoint(path, weights: str, allow_pickle: bool) -> tuple:
     if count_problem is not None:
         raise CheckpointError(f"checkpoint {root}: {count_problem} (config.json says ensemble_size "
                               f"{model.size}); the parameters and config.json were not saved together")
-    problems = param_mismatches(model, params)
+    try:
+        problems = param_mismatches(model, params)
+    except (TypeError, ValueError) as error:  # e.g. a param_dtype that is no float type: init_params cannot run
+        raise CheckpointError(f"checkpoint {root}: model config not understood (its parameters cannot be "
+                              f"built: {error})") from None
     if problems:
         raise CheckpointError(f"checkpoint {root}: params do not fit the stored model: " + "; ".join(problems))
+    _check_float(params, f"checkpoint {root}")
     _check_finite(params, f"checkpoint {root}")
     return model, params, config.get("metadata") or {}
 

@@ -196,7 +196,8 @@ def read_legacy(path, *, allow_pickle: bool = False) -> tuple[Path, dict]:
         try:
             raw = read_tree(source)
         except Exception as error:
-            raise CheckpointError(f"legacy checkpoint {source} is corrupted or unreadable: {error}") from error
+            cause = f"an entry lacks the key {error}" if isinstance(error, KeyError) else str(error)
+            raise CheckpointError(f"legacy checkpoint {source} is corrupted or unreadable: {cause}") from error
     if not isinstance(raw, dict):
         raise CheckpointError(f"legacy checkpoint {source} does not hold a dict (found {type(raw).__name__})")
     return source, raw
@@ -375,7 +376,10 @@ def migrate_legacy(path, *, weights: str = "ema", allow_pickle: bool = False) ->
     source, raw = read_legacy(path, allow_pickle=allow_pickle)
     if "model_attributes" not in raw:
         raise CheckpointError(f"legacy checkpoint {source} has no model_attributes (keys: {sorted(raw)})")
-    kwargs, attributes = parse_attributes(raw["model_attributes"])
+    try:
+        kwargs, attributes = parse_attributes(raw["model_attributes"])
+    except CheckpointError as error:
+        raise CheckpointError(f"legacy checkpoint {source}: {error}") from None
     notes: list[str] = []
     entry, tree = _select_weights(raw, weights, notes, source)
     legacy_flat = _flat(_as_variables(tree))
@@ -384,13 +388,21 @@ def migrate_legacy(path, *, weights: str = "ema", allow_pickle: bool = False) ->
     if not kwargs["use_energy_bias"]:
         notes.append("no energy_bias in the checkpoint (older version): use_energy_bias=False")
     kwargs["zbl_cutoff"] = float(kwargs["cutoff"])  # the original's ZBL reached the cutoff; new models default shorter
-    model = PhysNet(**kwargs)
+    try:
+        model = PhysNet(**kwargs)
+        model.check_configuration()
+    except (TypeError, ValueError, NotImplementedError) as error:
+        raise CheckpointError(f"legacy checkpoint {source}: its model_attributes describe no model physnetjax can "
+                              f"build ({error})") from None
 
     new_flat: dict[str, np.ndarray] = {}
     records = []
     expected = expected_param_shapes(model)
     for name, value in sorted(legacy_flat.items()):
         array = np.asarray(value)
+        if name in expected and not jnp.issubdtype(array.dtype, jnp.floating):
+            raise CheckpointError(f"legacy checkpoint {source}: {entry}/{name} holds {array.dtype} values of shape "
+                                  f"{array.shape}, not floating-point weights: the checkpoint is damaged")
         if name in expected:
             new_flat[name] = array
             records.append(ParameterRecord(f"{entry}/{name}", name, array.shape, str(array.dtype), "copied unchanged"))

@@ -1,0 +1,242 @@
+"""Adversarial probe of checkpoint saving, loading and legacy migration (2026-12-06).
+
+Each test here failed before its fix: a checkpoint under a path holding ``[...]`` was written but could not be
+read back, a failed or refused save surfaced as a bare OSError (or a FileExistsError that is no PhysNetInputError),
+a symbolic link loop or a deeply nested config.json was a raw RuntimeError/RecursionError, an edited config.json
+(with its checksum recomputed) loaded with its parameters unverified or in other units, integer weights were saved,
+loaded and migrated, and a legacy checkpoint with impossible attributes or non-numeric weights raised errors that
+named no checkpoint.
+"""
+
+import json
+import os
+import pickle
+import re
+import shutil
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from physnetjax import PhysNet, init_params, load_checkpoint, save_checkpoint
+from physnetjax.checkpoint import CheckpointError, format as ckformat
+from physnetjax.checkpoint.errors import CheckpointExistsError, CheckpointWriteError
+from physnetjax.checkpoint.legacy import migrate_legacy, read_legacy
+from physnetjax.errors import OutputPathError, PhysNetInputError
+
+MODEL = PhysNet(features=4, max_degree=1, num_iterations=1, n_res=1, num_basis_functions=4, cutoff=4.0,
+                charges=True, zbl=True)
+LEGACY_A = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "old_checkpoints" / "A" / "epoch-30"
+
+
+@pytest.fixture(scope="module")
+def params():
+    noisy = jax.tree_util.tree_map(lambda x: x + 0.25 * jnp.ones_like(x), init_params(MODEL, 0))
+    return jax.tree_util.tree_map(lambda x: x.astype(jnp.float64), noisy)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, params):
+    return save_checkpoint(tmp_path_factory.mktemp("probe") / "model", MODEL, params, {"tag": "saved"})
+
+
+@pytest.fixture()
+def copy_of(saved, tmp_path):
+    return Path(shutil.copytree(saved, tmp_path / "copy"))
+
+
+def same_leaves(a, b) -> bool:
+    la, lb = jax.tree_util.tree_leaves_with_path(a), jax.tree_util.tree_leaves_with_path(b)
+    return [p for p, _ in la] == [p for p, _ in lb] and all(
+        x.dtype == y.dtype and np.array_equal(np.asarray(x), np.asarray(y)) for (_, x), (_, y) in zip(la, lb))
+
+
+def rewrite_config(path: Path, edit) -> None:
+    """Edit config.json and recompute its checksum (what a deliberate or tool-made edit looks like)."""
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    edit(config)
+    config[ckformat.CONFIG_CHECKSUM_KEY] = ckformat.config_checksum(config)
+    (path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+
+
+# -- paths ------------------------------------------------------------------------------
+
+
+def test_a_path_holding_brackets_round_trips(tmp_path, params):
+    """Orbax globs the checkpoint's path to merge its OCDBT folders: under ``run[1]/`` it merged nothing, the save
+    returned, and the load failed with NOT_FOUND (a run or a migration named so lost every checkpoint)."""
+    path = save_checkpoint(tmp_path / "run[1]" / "model [a]", MODEL, params)
+    model, loaded = load_checkpoint(path)
+    assert model == MODEL and same_leaves(params, loaded)
+
+
+def test_an_incomplete_orbax_write_is_refused_and_the_old_checkpoint_kept(tmp_path, params, monkeypatch):
+    """Should orbax skip its merge again (it logs a line, no error), the save must fail rather than leave
+    unreadable arrays."""
+    from orbax.checkpoint._src.serialization import ocdbt_utils
+
+    path = save_checkpoint(tmp_path / "ckpt", MODEL, params, {"version": "old"})
+
+    async def skipped_merge(*args, **kwargs):
+        return None
+
+    monkeypatch.setattr(ocdbt_utils, "merge_ocdbt_per_process_files", skipped_merge)
+    with pytest.raises(CheckpointWriteError, match="manifest.ocdbt was not written"):
+        save_checkpoint(path, MODEL, params, {"version": "new"}, overwrite=True)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    assert load_checkpoint(path, with_metadata=True)[2] == {"version": "old"}
+
+
+def test_saving_over_an_existing_path_is_an_input_error_and_still_a_file_exists_error(saved, params):
+    with pytest.raises(CheckpointExistsError, match="exists; pass overwrite=True") as caught:
+        save_checkpoint(saved, MODEL, params)
+    assert isinstance(caught.value, PhysNetInputError) and isinstance(caught.value, FileExistsError)
+    assert load_checkpoint(saved, with_metadata=True)[2] == {"tag": "saved"}
+
+
+def test_a_checkpoint_path_below_a_file_or_empty_is_named(tmp_path, params):
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(CheckpointWriteError, match=r"notes.txt is a file, not a folder") as caught:
+        save_checkpoint(tmp_path / "notes.txt" / "model", MODEL, params)  # was: [Errno 17] File exists
+    assert isinstance(caught.value, OutputPathError)
+    with pytest.raises(CheckpointWriteError, match="the checkpoint path is empty"):
+        save_checkpoint("", MODEL, params)  # was resolved to the working directory
+
+
+def test_a_failed_write_is_named_and_keeps_the_old_checkpoint(tmp_path, params, monkeypatch):
+    path = save_checkpoint(tmp_path / "ckpt", MODEL, params, {"version": "old"})
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckformat, "_write_tree", disk_full)
+    with pytest.raises(CheckpointWriteError, match=r"writing the checkpoint .*ckpt failed: OSError: .*No space left"
+                                                   r".*the checkpoint that was there is unchanged"):
+        save_checkpoint(path, MODEL, params, {"version": "new"}, overwrite=True)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    assert load_checkpoint(path, with_metadata=True)[2] == {"version": "old"}
+
+
+def test_a_failed_clean_up_of_the_replaced_checkpoint_is_no_failed_save(tmp_path, params, monkeypatch, caplog):
+    """The new checkpoint was in place when removing the old one (set aside) raised: the save reported an OSError,
+    and wrapped as a failed write it would have said that nothing was written."""
+    path = save_checkpoint(tmp_path / "ckpt", MODEL, params, {"version": "old"})
+    remove = shutil.rmtree
+
+    def stuck(target, *args, **kwargs):
+        if ".replaced-" in str(target):
+            raise PermissionError(13, "Permission denied", str(target))
+        return remove(target, *args, **kwargs)
+
+    monkeypatch.setattr(ckformat.shutil, "rmtree", stuck)
+    with caplog.at_level("WARNING", logger="physnetjax.checkpoint.format"):
+        assert save_checkpoint(path, MODEL, params, {"version": "new"}, overwrite=True) == path
+    monkeypatch.undo()
+    assert "saved, but the previous checkpoint set aside as" in caplog.text
+    assert load_checkpoint(path, with_metadata=True)[2] == {"version": "new"}
+
+
+def test_a_symbolic_link_loop_is_named(tmp_path, params):
+    os.symlink(tmp_path / "b", tmp_path / "a")
+    os.symlink(tmp_path / "a", tmp_path / "b")
+    with pytest.raises(CheckpointError, match="loop of symbolic links"):
+        load_checkpoint(tmp_path / "a")
+    with pytest.raises(CheckpointError, match="loop of symbolic links"):
+        save_checkpoint(tmp_path / "a", MODEL, params)
+
+
+# -- tampered config.json -----------------------------------------------------------------
+
+
+def test_a_deeply_nested_config_is_corruption_not_a_recursion_error(copy_of):
+    (copy_of / "config.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(CheckpointError, match="corrupted: config.json is not valid JSON"):
+        load_checkpoint(copy_of)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c.update(format_version=True), "config.json has no integer format_version"),
+    (lambda c: c.update(files={}), "lists no file of params/, so the parameters cannot be verified"),
+    (lambda c: c["files"].update({"../model/config.json": {"size": 1, "sha256": "0"}}),
+     "lists the file '../model/config.json', which is not under params/ or train_state/"),
+    (lambda c: c["units"].update(length="bohr"), 'gives the units {"length": "bohr"'),
+    (lambda c: c["model"].update(param_dtype="int32"), "model config not understood .*cannot be built"),
+], ids=["version-bool", "no-files", "file-outside", "units", "int-dtype"])
+def test_an_edited_config_with_a_recomputed_checksum_is_still_checked(copy_of, edit, message):
+    rewrite_config(copy_of, edit)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(copy_of)
+
+
+# -- non-float weights ---------------------------------------------------------------------
+
+
+def test_integer_weights_are_neither_saved_nor_loaded(copy_of, tmp_path, params):
+    rounded = jax.tree_util.tree_map(lambda x: x.astype(jnp.int32), params)
+    with pytest.raises(CheckpointError, match=r"parameters must be floating-point arrays, found params/.*: int32"):
+        save_checkpoint(tmp_path / "rounded", MODEL, rounded)
+    assert not (tmp_path / "rounded").exists()
+    shutil.rmtree(copy_of / "params")  # the same, written past save_checkpoint's check
+    ckformat._write_tree(copy_of / "params", rounded)
+    rewrite_config(copy_of, lambda c: c.update(files=ckformat._file_table(copy_of, ["params"])))
+    with pytest.raises(CheckpointError, match=r"copy: parameters must be floating-point arrays, found .*int32"):
+        load_checkpoint(copy_of)
+
+
+# -- legacy ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def legacy_raw():
+    return read_legacy(LEGACY_A)[1]
+
+
+def pickled(tmp_path: Path, raw: dict) -> Path:
+    path = tmp_path / "legacy.pkl"
+    path.write_bytes(pickle.dumps(raw))
+    return path
+
+
+@pytest.mark.parametrize("attribute, value, message", [
+    ("features", 0, "features must be at least 1, received 0"),
+    ("n_res", 0, "n_res must be at least 1"),
+    ("num_basis_functions", 0, "num_basis_functions must be at least 1"),
+])
+def test_legacy_attributes_no_model_can_have_are_named_with_the_checkpoint(tmp_path, legacy_raw, attribute, value,
+                                                                          message):
+    raw = {**legacy_raw, "model_attributes": {**legacy_raw["model_attributes"], attribute: value}}
+    path = pickled(tmp_path, raw)
+    with pytest.raises(CheckpointError, match=re.escape(f"legacy checkpoint {path}: its model_attributes describe "
+                                                        f"no model physnetjax can build ({message}")):
+        migrate_legacy(path, allow_pickle=True)
+
+
+@pytest.mark.parametrize("value, found", [
+    (lambda k: k.astype(np.int32), "int32 values of shape (32, 32)"),
+    (lambda k: np.asarray("abc"), "<U3 values of shape ()"),
+], ids=["int", "text"])
+def test_legacy_weights_that_are_not_floats_are_named(tmp_path, legacy_raw, value, found):
+    ema = legacy_raw["ema_params"]["params"]
+    dense = {**ema["Dense_0"], "0+": {**ema["Dense_0"]["0+"], "kernel": value(ema["Dense_0"]["0+"]["kernel"])}}
+    raw = {**legacy_raw, "ema_params": {"params": {**ema, "Dense_0": dense}}}
+    path = pickled(tmp_path, raw)
+    with pytest.raises(CheckpointError, match=re.escape(f"ema_params/params/Dense_0/0+/kernel holds {found}")
+                                              + ".*not floating-point weights"):
+        migrate_legacy(path, allow_pickle=True)
+
+
+def test_a_legacy_index_entry_without_its_value_type_is_named(tmp_path):
+    copy = Path(shutil.copytree(LEGACY_A, tmp_path / "epoch-30"))
+    for entry in [copy, *copy.rglob("*")]:
+        entry.chmod(0o755 if entry.is_dir() else 0o644)
+    index = json.loads((copy / "_METADATA").read_text(encoding="utf-8"))
+    key = next(k for k in index["tree_metadata"] if "ema_params" in k and "Dense_0" in k)
+    del index["tree_metadata"][key]["value_metadata"]["value_type"]
+    (copy / "_METADATA").write_text(json.dumps(index), encoding="utf-8")
+    with pytest.raises(CheckpointError, match=re.escape(f"legacy checkpoint {copy} is corrupted or unreadable: an "
+                                                        "entry lacks the key 'value_type'")):
+        migrate_legacy(copy)
