@@ -115,6 +115,7 @@ def _analyse(args):
                                        write_resolved_config)
     from physnetjax.dipole_surface import warn_unreliable_ir
     from physnetjax.spectra.harmonic import NonMinimumWarning, ZeroModeWarning, harmonic
+    from physnetjax.spectra.molecule import require_molecule
     from physnetjax.spectra.optimize import check_optimizer_settings
     from physnetjax.spectra.plot import require_matplotlib
     from physnetjax.training_record import TrainingRecord
@@ -127,6 +128,7 @@ def _analyse(args):
     if not Path(args.checkpoint).exists():
         raise ValueError(f"--checkpoint {args.checkpoint} does not exist")
     atoms = read_geometry(args.geometry)
+    require_molecule(atoms.numbers)  # before --out is written, and before a lone atom's geometry is judged
     if args.masses is not None:
         check_masses(args.masses, len(atoms), OPTION_OF)
     if args.total_charge is not None:

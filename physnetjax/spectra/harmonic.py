@@ -60,14 +60,15 @@ import numpy as np
 
 from physnetjax import compilation
 from physnetjax.calculator import cast_params
-from physnetjax.errors import displayed, displayed_setting, warn_caller
+from physnetjax.errors import PhysNetInputError, displayed, displayed_setting, warn_caller
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
-from physnetjax.validation import check_length_unit, check_masses, validate_structure
-from physnetjax.spectra.molecule import molecule_functions
+from physnetjax.validation import check_length_unit, check_masses, check_range, validate_structure
+from physnetjax.spectra.molecule import molecule_functions, require_molecule
 from physnetjax.spectra.optimize import (DEFAULT_FMAX, DEFAULT_MAX_STEP, DEFAULT_MAX_STEPS, OptimizationResult,
-                                         check_optimized_geometry, minimize)
+                                         check_optimized_geometry, check_optimizer_settings, minimize)
 from physnetjax.spectra.rigid_body import (
     LINEAR_TOLERANCE,
+    check_linear_tolerance,
     coupled_fragments,
     fragment_rigid_body_basis,
     fragments_within,
@@ -156,10 +157,12 @@ def modes_from_hessian(hessian, positions, masses, dipole_derivatives=None, *, e
     """Steps 2–7 of the module docstring on a given Hessian (NumPy, float64).
 
     Args:
-      hessian: (3N, 3N) eV/Å² (symmetric).  positions: (N, 3) Å.  masses: (N,) amu.
+      hessian: (3N, 3N) eV/Å²; its symmetric part (H + Hᵀ)/2 is used (a finite-difference Hessian is not exactly
+        symmetric, and ``eigh`` would otherwise read one triangle of it only).  positions: (N, 3) Å.  masses: (N,) amu.
       dipole_derivatives: (N, 3, 3) ∂μ_b/∂R_ia in e, or None.
       energy, max_force: recorded in the result (eV, eV/Å).
-      linear_tolerance: see :data:`physnetjax.spectra.rigid_body.LINEAR_TOLERANCE`.
+      linear_tolerance: see :data:`physnetjax.spectra.rigid_body.LINEAR_TOLERANCE` (at least
+        :data:`~physnetjax.spectra.rigid_body.MIN_LINEAR_TOLERANCE`).
       fragment_cutoff: Å; fragments are the atoms linked by distances below it (the
         model cutoff), or with None those coupled by the Hessian
         (:func:`physnetjax.spectra.rigid_body.coupled_fragments`).
@@ -168,18 +171,32 @@ def modes_from_hessian(hessian, positions, masses, dipole_derivatives=None, *, e
       ZeroModeWarning: some modes are zero modes (``zero_modes``), with their number and cause.
 
     Raises:
-      ValueError: fewer than 2 atoms, or shapes that do not match.
+      ValueError: fewer than 2 atoms, shapes that do not match, non-finite positions, Hessian or dipole
+        derivatives, or a ``linear_tolerance`` that is not finite or below
+        :data:`~physnetjax.spectra.rigid_body.MIN_LINEAR_TOLERANCE`.
     """
     positions = np.asarray(positions, dtype=np.float64)
-    num_atoms = positions.shape[0]
+    num_atoms = positions.shape[0] if positions.ndim else 0
     if positions.shape != (num_atoms, 3) or num_atoms < 2:
         raise ValueError(f"harmonic analysis needs positions of shape (N, 3) with N >= 2, received {positions.shape}")
+    if not np.isfinite(positions).all():
+        raise ValueError("positions contain NaN or Inf")
+    linear_tolerance = check_linear_tolerance(linear_tolerance)
     masses = check_masses(masses, num_atoms)
     hessian = np.asarray(hessian, dtype=np.float64)
     if hessian.shape != (3 * num_atoms, 3 * num_atoms):
         raise ValueError(f"hessian must have shape ({3 * num_atoms}, {3 * num_atoms}), received {hessian.shape}")
     if not np.isfinite(hessian).all():
         raise ValueError("the Hessian contains NaN or Inf: the energy is not twice differentiable here")
+    hessian = 0.5 * (hessian + hessian.T)
+    if dipole_derivatives is not None:
+        dipole_derivatives = np.asarray(dipole_derivatives, dtype=np.float64)
+        if dipole_derivatives.shape != (num_atoms, 3, 3):
+            raise ValueError(f"dipole_derivatives must have shape ({num_atoms}, 3, 3), received "
+                             f"{dipole_derivatives.shape}")
+        if not np.isfinite(dipole_derivatives).all():
+            raise ValueError("the dipole derivatives contain NaN or Inf: the dipole is not differentiable here, so "
+                             "no IR intensities can be computed")
 
     inv_sqrt_m = np.repeat(masses**-0.5, 3)
     weighted = inv_sqrt_m[:, None] * hessian * inv_sqrt_m[None, :]
@@ -209,10 +226,7 @@ def modes_from_hessian(hessian, positions, masses, dipole_derivatives=None, *, e
 
     intensities = None
     if dipole_derivatives is not None:
-        jacobian = np.asarray(dipole_derivatives, dtype=np.float64)
-        if jacobian.shape != (num_atoms, 3, 3):
-            raise ValueError(f"dipole_derivatives must have shape ({num_atoms}, 3, 3), received {jacobian.shape}")
-        dipole_per_mode = jacobian.reshape(3 * num_atoms, 3).T @ displacements
+        dipole_per_mode = dipole_derivatives.reshape(3 * num_atoms, 3).T @ displacements
         intensities = E2_PER_AMU_IN_KM_PER_MOL * np.sum(dipole_per_mode**2, axis=0)
 
     return HarmonicResult(
@@ -231,7 +245,7 @@ def modes_from_hessian(hessian, positions, masses, dipole_derivatives=None, *, e
         fragments=tuple(fragments),
         rigid_body_cm1=signed_wavenumbers(np.linalg.eigvalsh(rigid.T @ weighted @ rigid)),
         hessian=hessian,
-        dipole_derivatives=None if dipole_derivatives is None else np.asarray(dipole_derivatives, np.float64),
+        dipole_derivatives=dipole_derivatives,
     )
 
 
@@ -257,11 +271,13 @@ def harmonic_analysis(energy_fn, positions, masses, *, dipole_fn=None, args=(),
       ZeroModeWarning: as :func:`modes_from_hessian`.
 
     Raises:
-      ValueError: positions not finite (N, 3) with N ≥ 2, bad masses, non-finite Hessian.
+      ValueError: positions not finite (N, 3) with N ≥ 2, bad masses, non-finite Hessian or dipole derivatives,
+        a ``linear_tolerance`` that is not finite or below :data:`~physnetjax.spectra.rigid_body.MIN_LINEAR_TOLERANCE`.
     """
     positions = np.asarray(positions, dtype=np.float64)
     if positions.ndim != 2 or positions.shape[1] != 3 or not np.isfinite(positions).all():
         raise ValueError(f"positions must be finite with shape (N, 3), received shape {positions.shape}")
+    check_linear_tolerance(linear_tolerance)
     with jax.enable_x64(True):
         derivatives = _derivatives(energy_fn, dipole_fn, displacements_at_once(len(positions)))
         energy, gradient, hessian, dipole_jacobian = jax.device_get(derivatives(jnp.asarray(positions), tuple(args)))
@@ -325,11 +341,17 @@ def harmonic(
 
     Raises:
       ValueError: invalid structure (NaN/Inf positions, atomic numbers, total charge; see
-        :func:`physnetjax.validation.validate_structure`), masses, or intensities=True on
+        :func:`physnetjax.validation.validate_structure`), fewer than 2 atoms, masses, ``optimize`` or
+        ``intensities`` not a bool (None too for ``intensities``; a string "no" optimised), fmax (also with
+        ``optimize=False``: it judges the geometry analysed as given), max_steps or max_step,
+        ``linear_tolerance`` (:func:`~physnetjax.spectra.rigid_body.check_linear_tolerance`), or intensities=True on
         a model without charges.
       OptimizationError: the optimisation did not converge (``.positions`` kept).
 
     Warns:
+      NonMinimumWarning: the geometry analysed is not a minimum: max |F| above ``fmax`` (``optimize=False``) or
+        above :data:`ANALYSIS_MAX_FORCE`, or a stationary point with imaginary modes, a saddle point
+        (:func:`warn_if_saddle_point`; an optimisation from a symmetric start can end on one).
       PhysNetInputWarning: close contacts, a molecule stretched as by positions in bohr
         (:func:`physnetjax.validation.check_length_unit`), an optimised geometry stretched so
         (a spurious minimum of the model), or elements, a total charge, a composition or interatomic
@@ -337,7 +359,17 @@ def harmonic(
         the distances of the optimised geometry too,
         :meth:`~physnetjax.training_record.TrainingRecord.check_distances`).
     """
+    for keyword, value in (("optimize", optimize), ("intensities", intensities)):
+        if not (isinstance(value, (bool, np.bool_)) or (keyword == "intensities" and value is None)):
+            allowed = "True or False" + (" or None" if keyword == "intensities" else "")
+            raise PhysNetInputError(f"{keyword} must be {allowed}, received {value!r} ({type(value).__name__})")
+    if optimize:
+        check_optimizer_settings(fmax, max_steps, names, max_step)
+    else:  # fmax judges the geometry analysed as given (NonMinimumWarning): NaN silenced that, −1 always warned
+        check_range(displayed("fmax", names), fmax, "eV/Å", 0.0, strict=True)
+    check_linear_tolerance(linear_tolerance)
     z, r = validate_structure(atomic_numbers, positions, model.supported_max_atomic_number, total_charge=total_charge)
+    require_molecule(z)
     stretched_start = check_length_unit(z, r)
     record = training_record_of(training_record)
     record.check_structure(model, z, total_charge, positions=r)
@@ -380,7 +412,31 @@ def harmonic(
             f"(the rigid-body block, 0 at a minimum, reaches {np.abs(result.rigid_body_cm1).max():.3g} cm^-1); "
             f"give {displayed('fmax', names)} <= {ANALYSIS_MAX_FORCE:g} (default {DEFAULT_FMAX:g}) for a vibrational "
             "analysis", NonMinimumWarning)
+    else:
+        warn_if_saddle_point(result, optimize, names)
     return dataclasses.replace(result, atomic_numbers=z, optimization=optimization, total_charge=float(total_charge))
+
+
+def warn_if_saddle_point(result: HarmonicResult, optimized: bool, names: Optional[Mapping[str, str]] = None) -> None:
+    """NonMinimumWarning when a stationary geometry has imaginary modes (not zero modes): a saddle point, not a minimum.
+
+    L-BFGS follows the forces, so from a start with a symmetry that the minimum lacks (collinear, planar, eclipsed)
+    it converges to the stationary point of that symmetry: max |F| <= fmax there, yet the frequencies are not those
+    of the molecule and the zero-point energy leaves the imaginary modes out.
+    """
+    saddle = np.asarray(result.imaginary) & ~np.asarray(result.zero_modes)
+    if not saddle.any():
+        return
+    listed = ", ".join(f"{abs(value):.1f}i" for value in np.asarray(result.frequencies_cm1)[saddle])
+    where = ("the optimised geometry is a saddle point (the optimisation follows the forces, and from a start with a "
+             "symmetry the minimum lacks they lead to the stationary point of that symmetry)" if optimized
+             else "the geometry is a saddle point")
+    again = "again" if optimized else f"({_optimize_hint(names)})"
+    warn_caller(
+        f"{where}, not a minimum: {int(saddle.sum())} imaginary mode(s) ({listed} cm^-1; negative in "
+        "frequencies_cm1 and left out of the zero-point energy), so the frequencies, intensities and ZPE are not "
+        f"those of the molecule's minimum; displace the geometry along the imaginary mode(s) (normal_modes) and "
+        f"optimise {again}", NonMinimumWarning)
 
 
 def _optimize_hint(names: Optional[Mapping[str, str]]) -> str:

@@ -46,10 +46,19 @@ def molecule_functions(model, atomic_numbers, total_charge: float = 0.0) -> Mole
     so jitted transformations of them are compiled once.
     """
     z = tuple(int(value) for value in np.asarray(atomic_numbers).ravel())
-    if len(z) < 2:
-        raise PhysNetInputError(f"{len(z)} atom(s): a molecule of at least 2 atoms is needed (a single atom has no "
-                                "bonds, forces or vibrations)")
+    require_molecule(z)
     return _cached_functions(model, z, float(total_charge))
+
+
+def require_molecule(atomic_numbers) -> None:
+    """PhysNetInputError unless there are at least 2 atoms: a single atom has no bonds, forces or vibrations.
+
+    The spectra call it right after validating the structure, before the checks that judge its geometry (a lone
+    atom has no neighbour, which a training record would otherwise warn about before this error)."""
+    count = np.asarray(atomic_numbers).size
+    if count < 2:
+        raise PhysNetInputError(f"{count} atom(s): a molecule of at least 2 atoms is needed (a single atom has no "
+                                "bonds, forces or vibrations)")
 
 
 @functools.lru_cache(maxsize=64)

@@ -49,7 +49,7 @@ from physnetjax.validation import (
     stretched_bond_ratio,
     validate_structure,
 )
-from physnetjax.spectra.molecule import molecule_functions
+from physnetjax.spectra.molecule import molecule_functions, require_molecule
 
 DEFAULT_FMAX = 1e-4
 """Default convergence threshold on max_i |F_i| in eV/Å."""
@@ -84,6 +84,13 @@ evaluation of a model energy of ~10³ eV scatters by ~1e-13 relative, so such st
 E by a few ulp and L-BFGS, driven by the gradient, still converges. Shortened steps get no
 allowance: with a gradient that does not match the energy they would otherwise creep uphill
 by round-off-sized steps instead of stopping."""
+
+
+FORCE_ROUND_OFF = 1e-13
+"""Relative to max(1, |E| / eV), in eV/Å: forces at or below this are at the level of float64 round-off (ε ≈ 2e-16
+of the energy and of the sums that make up its gradient; the shipped CO2 model's CO stalls at max |F| = 4e-15 eV/Å,
+E = −168 eV). An ``fmax`` below it is not reached by raising ``max_steps``, which the message of an unconverged
+optimisation says instead."""
 
 
 class OptimizationError(RunStoppedError):
@@ -165,6 +172,11 @@ def minimize(energy_fn, positions, args=(), *, fmax: float = DEFAULT_FMAX, max_s
         reason = (f"the line search found no lower energy at max |F| = {force_max:.3e} eV/Å: either the energy "
                   f"is flat to float64 round-off there (loosen {displayed('fmax', names)}) or its gradient does "
                   "not match it")
+    elif force_max <= FORCE_ROUND_OFF * max(1.0, abs(energy)):
+        reason = (f"max |F| = {force_max:.3e} eV/Å after {displayed_setting('max_steps', steps, names)}, at the "
+                  f"level of float64 round-off of the forces for an energy of {abs(energy):.3g} eV: "
+                  f"{displayed_setting('fmax', f'{fmax:.1e}', names)} eV/Å is below what any number of steps "
+                  f"reaches; loosen {displayed('fmax', names)}")
     else:
         reason = (f"max |F| = {force_max:.3e} eV/Å after {displayed_setting('max_steps', steps, names)}; raise "
                   f"{displayed('max_steps', names)}")
@@ -202,6 +214,7 @@ def optimize_geometry(model, params, atomic_numbers, positions, *, total_charge:
         geometry too, :meth:`~physnetjax.training_record.TrainingRecord.check_distances`).
     """
     z, r = validate_structure(atomic_numbers, positions, model.supported_max_atomic_number, total_charge=total_charge)
+    require_molecule(z)
     stretched_start = check_length_unit(z, r)
     record = training_record_of(training_record)
     record.check_structure(model, z, total_charge, positions=r)

@@ -34,14 +34,29 @@ from __future__ import annotations
 
 import numpy as np
 
+from physnetjax.validation import check_range
+
 LINEAR_TOLERANCE = 0.02
 """Å: largest distance of an atom from the molecule's axis for which the molecule is linear (:func:`is_linear`)."""
+MIN_LINEAR_TOLERANCE = 1e-3
+"""Å: the smallest ``linear_tolerance`` accepted (:func:`check_linear_tolerance`). Below it the verdict on a linear
+molecule can turn on the round-off of its positions (a rotated molecule written with 6 decimals: up to ~1e-6 Å off
+its axis; the shipped CO2 model optimised from a bent start to max |F| <= 1e-3 eV/Å: 3e-6 Å). Called non-linear,
+its rotation about its own axis, a motion of the length of that round-off, is normalised and projected out as a
+rigid-body motion although it is a bend, and a vibration is lost without a word (a rotated linear XY2 with tolerance 0:
+3 modes, one bend missing and the symmetric stretch 1.6 cm⁻¹ off)."""
 COUPLING_TOLERANCE = 1e-12
 """Atoms i ≠ j are coupled when max |H_ij| > this × max |H| (the 3 × 3 Hessian block, relative).
 
 An autodiff Hessian of a model with a finite reach has exact zeros between atoms out of
 reach; a Coulomb pair of 0.1 e charges 50 Å apart couples by 2 k_e q² / r³ ≈ 2e-6 eV/Å²,
 ~1e-7 of a bond's 30 eV/Å²."""
+
+
+def check_linear_tolerance(tolerance) -> float:
+    """``tolerance`` (Å) as a float; PhysNetInputError unless finite and >= :data:`MIN_LINEAR_TOLERANCE`."""
+    check_range("linear_tolerance", tolerance, "Å", MIN_LINEAR_TOLERANCE)
+    return float(tolerance)
 
 
 def principal_moments(positions, masses) -> tuple[np.ndarray, np.ndarray]:
