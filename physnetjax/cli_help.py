@@ -74,3 +74,9 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\n")
+
+
+WEIGHTS_HELP = ("which weights: ema, the checkpoint's saved weights (a trainer checkpoint's EMA weights; a legacy "
+                "checkpoint's ema_params); raw, the raw weights (a trainer checkpoint's train state; a legacy "
+                "checkpoint's params); default ema")
+"""The ``--weights`` help of eval and check (:func:`physnetjax.checkpoint.load_checkpoint`'s ``weights``)."""

@@ -39,6 +39,13 @@ model shapes, the same step functions, and every session fixture again after
 identical program (the key hashes the program, the compile options, the XLA flags and
 the jaxlib version), so results are unchanged. Each run starts empty, as in CI; to keep
 the cache between runs, set ``JAX_COMPILATION_CACHE_DIR`` yourself.
+
+OpenMP libraries run one thread per process in the tests (``OMP_NUM_THREADS=1`` unless
+set): the two pytest-xdist workers already fill the two cores, and tblite's SCF with two
+OpenMP threads waits at every parallel region for a thread the other worker has taken
+(2026-12-06, both cores busy with other processes: the GFN1-xTB scan of 86 atoms in
+test_xtb_shells.py 2.7 s with two threads, 0.16 s with one; IPEA1-xTB 5.2 s and 3.7 s;
+80 s in one suite run beside helper sessions). XLA's own thread pool is not affected.
 """
 
 import contextlib
@@ -61,6 +68,7 @@ def xla_accepts(flags: str) -> bool:
     return probe.returncode == 0
 
 
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 _missing = [f"--{flag}={value}" for flag, value in TEST_XLA_FLAGS.items()
             if flag not in os.environ.get("XLA_FLAGS", "")]
 if _missing:

@@ -23,7 +23,7 @@ from pathlib import Path
 from physnetjax.check.report import GROUPS
 from physnetjax.cli_config import add_config_options, parse_args
 from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main, configure_logging, exit_process
-from physnetjax.cli_help import ArgumentParser, HelpFormatter, describe
+from physnetjax.cli_help import WEIGHTS_HELP, ArgumentParser, HelpFormatter, describe
 from physnetjax.errors import PhysNetInputError
 from physnetjax.text_table import print_line
 from physnetjax.training_record import TrainingRecord
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help="coarser scans, 4 displacements, 200 NVE steps, one frame")
     parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS), help="run only these groups (default: all)")
-    parser.add_argument("--weights", choices=("ema", "raw"), default="ema", help="legacy checkpoints: which weights")
+    parser.add_argument("--weights", choices=("ema", "raw"), default="ema", help=WEIGHTS_HELP)
     parser.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     parser.add_argument("--verbose", action="store_true", help="log progress")
     add_config_options(parser)

@@ -736,15 +736,17 @@ def _restore(root: Path, subdir: str):
 def load_checkpoint(path, *, weights: str = "ema", allow_pickle: bool = False, with_metadata: bool = False):
     """Load a checkpoint: ``(model, params)``, or ``(model, params, metadata)`` with ``with_metadata=True``.
 
-    New-format checkpoints are read as written (``weights`` is irrelevant: they
-    hold one parameter set, chosen when saved). Legacy checkpoints of the original
+    New-format checkpoints are read as written: their parameters (a trainer's EMA
+    weights), or with ``weights="raw"`` the raw weights of the train state saved with a
+    training checkpoint (the same step; refused for a checkpoint without one). Legacy checkpoints of the original
     physnetjax (a run directory ``name-uuid/`` or one ``epoch-N/`` directory) are
     migrated in memory with a warning; see :mod:`physnetjax.checkpoint.legacy`.
 
     Args:
       path: checkpoint directory (relative paths are resolved).
-      weights: for legacy checkpoints, ``"ema"`` (default, the original's
-        ``ema_params``) or ``"raw"`` (its ``params``).
+      weights: ``"ema"`` (default: the saved parameters, a trainer's EMA weights; for
+        a legacy checkpoint the original's ``ema_params``) or ``"raw"`` (the raw weights:
+        a training checkpoint's train state, a legacy checkpoint's ``params``).
       allow_pickle: allow reading a legacy *pickle* file. Pickle can execute code:
         pass True only for files you trust. Orbax checkpoints never need it.
       with_metadata: also return the metadata dict (training information, E0s,
@@ -758,8 +760,9 @@ def load_checkpoint(path, *, weights: str = "ema", allow_pickle: bool = False, w
 
     Raises:
       CheckpointError: not a checkpoint, corrupted or incomplete, newer format,
-        a legacy model this library cannot represent, or an ensemble whose stored
-        parameters hold another number of members than its config.
+        a legacy model this library cannot represent, an ensemble whose stored
+        parameters hold another number of members than its config, or ``weights="raw"``
+        for a new-format checkpoint without a train state.
     """
     loaded = _load_checkpoint(path, weights, allow_pickle)
     return loaded if with_metadata else loaded[:2]
@@ -815,7 +818,8 @@ def _load_checkpoint(path, weights: str, allow_pickle: bool) -> tuple:
         (model.member if ensemble else model).check_configuration()
     except (TypeError, ValueError, KeyError, NotImplementedError) as error:
         raise CheckpointError(f"checkpoint {root}: model config not understood ({error})") from None
-    params = jax.tree_util.tree_map(jnp.asarray, _restore(root, PARAMS_DIR))
+    params = jax.tree_util.tree_map(jnp.asarray, _restore(root, PARAMS_DIR) if weights == "ema" else
+                                    _raw_params(root, config))
     count_problem = member_count_mismatch(model, params) if ensemble else None
     if count_problem is not None:
         raise CheckpointError(f"checkpoint {root}: {count_problem} (config.json says ensemble_size "
@@ -830,6 +834,27 @@ def _load_checkpoint(path, weights: str, allow_pickle: bool) -> tuple:
     _check_float(params, f"checkpoint {root}")
     _check_finite(params, f"checkpoint {root}")
     return model, params, config.get("metadata") or {}
+
+
+def _raw_params(root: Path, config: dict):
+    """``weights="raw"`` of a new-format checkpoint: the raw (non-EMA) parameters of the train state saved with it.
+
+    A trainer checkpoint holds its EMA weights as the parameters and the optimiser's raw weights of the same step in
+    its train state (``TrainState.params``); a checkpoint saved without a train state (a combined ensemble, one saved
+    from Python) has no raw weights, and ``"raw"`` is refused rather than answered with the saved weights.
+    """
+    if not any(name.startswith(TRAIN_STATE_DIR + "/") for name in config["files"]):
+        raise CheckpointError(f"checkpoint {root}: weights='raw' reads the raw weights of the train state saved with "
+                              "a training checkpoint, and this one holds none (saved without train_state=...): its "
+                              "one parameter set is read with weights='ema'")
+    if not (root / TRAIN_STATE_DIR).exists():
+        raise CheckpointError(f"checkpoint {root}: its {TRAIN_STATE_DIR}/ folder, which held the raw weights, was "
+                              "removed after saving; read it with weights='ema'")
+    state = _restore(root, TRAIN_STATE_DIR)  # its files were verified with the rest (_inference_files)
+    if not isinstance(state, dict) or not isinstance(state.get("params"), dict):
+        raise CheckpointError(f"checkpoint {root}: its train state holds no raw parameters ('params'), so "
+                              "weights='raw' cannot be honoured; read it with weights='ema'")
+    return state["params"]
 
 
 def _inference_files(root: Path, table: dict) -> dict:

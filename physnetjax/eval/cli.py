@@ -29,7 +29,7 @@ from typing import Optional
 from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, parse_args,
                                    write_resolved_config)
 from physnetjax.cli_errors import cli_main, configure_logging
-from physnetjax.cli_help import ArgumentParser, HelpFormatter
+from physnetjax.cli_help import WEIGHTS_HELP, ArgumentParser, HelpFormatter
 from physnetjax.data.frame_digests import (TRAINING_FRAMES_KEY, VALIDATION_FRAMES_KEY, RecordedShare, dataset_digests,
                                           recorded_frames)
 from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning, warn_caller
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="list the K worst frames by force and by energy error; default 5")
     parser.add_argument("--float64", action="store_true", help="evaluate in float64 (default float32)")
     parser.add_argument("--weights", choices=("ema", "raw"), default="ema",
-                        help="legacy checkpoints: which weights; default ema")
+                        help=WEIGHTS_HELP)
     parser.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
                         help="parity PNGs in --out (needs matplotlib); default on")
     parser.add_argument("--verbose", action="store_true", help="info log messages, and the traceback of an error")
@@ -158,7 +158,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     print(f"checkpoint: {checkpoint}\ndata: {dataset.summary()}")
     if not model.charges and (dataset.has_D.any() or dataset.has_Q.any()):
         print("the model predicts no charges: dipoles and total charges are not compared")
-    print(f"evaluated in {dtype} in {seconds:.1f} s (compilation included); units eV, Å, e\n")
+    weights_text = " with the raw (non-EMA) weights" if args.weights == "raw" else ""
+    print(f"evaluated in {dtype}{weights_text} in {seconds:.1f} s (compilation included); units eV, Å, e\n")
     render(result)
     written = []
     if args.out is not None:
@@ -167,7 +168,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         outputs.write_summary(result, out / "summary.json", checkpoint=str(checkpoint), data=list(args.data),
                               units={"energy": args.energy_unit, "force": args.force_unit,
                                      "dipole": args.dipole_unit, "force_sign": args.force_sign},
-                              model_config=model.config(), dtype=dtype, recorded=recorded)
+                              model_config=model.config(), dtype=dtype, recorded=recorded, weights=args.weights)
         written += [out / CONFIG_NAME, out / "frames.csv", out / "summary.json"]
         if args.plots:
             written += outputs.write_parity_plots(dataset, predictions, out)

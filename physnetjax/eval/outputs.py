@@ -4,7 +4,9 @@
 
     frames.csv          one row per frame (columns: :data:`~physnetjax.eval.evaluate.FRAME_COLUMNS`)
     summary.json        schema "physnetjax.eval" version 1: checkpoint, data, data_units (of
-                        the input files), units (of every error: eV, eV/Å, e·Å, e), metrics,
+                        the input files), units (of every error: eV, eV/Å, e·Å, e), dtype, weights
+                        ("ema": the checkpoint's saved weights, EMA for a trainer checkpoint;
+                        "raw": its train state's or a legacy checkpoint's raw weights), metrics,
                         counts, per-element force errors, worst frames, model config, and
                         ``training_frames``: how many of the frames the model was trained on
                         ({matched, compared, total}: matched among compared of total frames;
@@ -76,11 +78,13 @@ ERROR_UNITS = {"energy": "eV", "forces": "eV/Å", "dipole": "e·Å", "charge": "
 
 
 def write_summary(result: EvalResult, path, *, checkpoint: str, data: list, units: dict, model_config: dict,
-                  dtype: str, recorded: dict[str, Optional[RecordedShare]]) -> None:
+                  dtype: str, recorded: dict[str, Optional[RecordedShare]], weights: str = "ema") -> None:
     """The JSON summary (see module docstring); ``recorded``: the training and the validation frames among the
-    data, by summary key (None: unknown)."""
+    data, by summary key (None: unknown); ``weights``: which weights were evaluated (``--weights``: "ema", the
+    checkpoint's saved weights, or "raw")."""
     summary = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "checkpoint": checkpoint, "data": data,
                "data_units": units, "units": dict(ERROR_UNITS), "dtype": dtype,
+               "weights": weights,
                "num_frames": len(result.frames["frame"]),
                **{key: None if share is None else dataclasses.asdict(share) for key, share in recorded.items()},
                **result.summary(), "model": model_config}
