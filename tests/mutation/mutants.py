@@ -2420,6 +2420,23 @@ MUTANTS = (
            "    pass  # before",
            ("tests/test_harmonic_probe.py::test_cli_refuses_a_single_atom_in_one_line_before_writing_out",),
            "spectra harmonic writes --out before refusing a single atom"),
+    Mutant("raw_weights_ignored", "physnetjax/checkpoint/format.py",
+           '_restore(root, PARAMS_DIR) if weights == "ema" else',
+           '_restore(root, PARAMS_DIR) if True else',
+           ("tests/test_metrics_audit.py",),
+           "weights='raw' returns a trainer checkpoint's EMA weights (eval --weights raw reports their errors)"),
+    Mutant("raw_weights_without_train_state", "physnetjax/checkpoint/format.py",
+           '    if not any(name.startswith(TRAIN_STATE_DIR + "/") for name in config["files"]):\n'
+           '        raise CheckpointError(f"checkpoint {root}: weights=\'raw\'',
+           '    if False:\n'
+           '        raise CheckpointError(f"checkpoint {root}: weights=\'raw\'',
+           ("tests/test_metrics_audit.py::test_load_checkpoint_raw_weights_are_the_train_states",),
+           "weights='raw' without a train state fails on a missing folder instead of saying why"),
+    Mutant("eval_summary_weights_fixed", "physnetjax/eval/outputs.py",
+           '               "weights": weights,',
+           '               "weights": "ema",',
+           ("tests/test_metrics_audit.py::test_raw_weights_of_a_trainer_checkpoint_are_the_train_states_not_the_saved_ema",),
+           "summary.json says ema for a --weights raw evaluation"),
 )
 
 EXPLAINED = {
