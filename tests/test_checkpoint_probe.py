@@ -28,7 +28,7 @@ from physnetjax.errors import OutputPathError, PhysNetInputError
 
 MODEL = PhysNet(features=4, max_degree=1, num_iterations=1, n_res=1, num_basis_functions=4, cutoff=4.0,
                 charges=True, zbl=True)
-LEGACY_A = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "old_checkpoints" / "A" / "epoch-30"
+LEGACY_A = Path(__file__).parent / "data" / "legacy" / "A" / "epoch-30"  # a copy of ../shared's fixture A
 
 
 @pytest.fixture(scope="module")
