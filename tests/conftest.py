@@ -147,6 +147,15 @@ def perturbed_params(params, scale: float = 0.2, seed: int = 0):
     return jax.tree_util.tree_unflatten(treedef, noisy)
 
 
+def random_params(model, seed: int, scale: float = 0.3) -> dict:
+    """Gaussian float32 weights N(0, scale²) of the shapes ``init_params`` gives (traced, not compiled: fast)."""
+    from physnetjax import init_params
+
+    rng = np.random.default_rng(seed)
+    shapes = jax.eval_shape(lambda: init_params(model, 0))
+    return jax.tree_util.tree_map(lambda s: rng.normal(0.0, scale, s.shape).astype(np.float32), shapes)
+
+
 def dftd3_reference(numbers, positions, functional: str = "pbe0", atm: bool = True):
     """(E in eV, F in eV/Å) of the reference ``dftd3`` package (D3(BJ), ``atm`` three-body)."""
     interface = pytest.importorskip("dftd3.interface")

@@ -28,6 +28,7 @@ from physnetjax.errors import PhysNetInputWarning
 from physnetjax.eval.cli import main
 from physnetjax.eval.predictions import predict_dataset
 from physnetjax.units import BOHR, HARTREE, KCAL_PER_MOL, KJ_PER_MOL
+from conftest import random_params
 
 DATA = Path(__file__).parent / "data"
 LEGACY_C = DATA / "legacy" / "C"
@@ -73,13 +74,6 @@ def write_extxyz(path, frames, scale: float = 1.0) -> list:
         back.append((atoms.numbers, atoms.positions, results.get("energy"), results.get("forces"),
                      results["dipole"], atoms.info["charge"]))
     return back
-
-
-def random_params(model, seed: int, scale: float = 0.3) -> dict:
-    """Gaussian float32 weights of the shapes ``init_params`` gives (traced, not compiled: fast)."""
-    rng = np.random.default_rng(seed)
-    shapes = jax.eval_shape(lambda: init_params(model, 0))
-    return jax.tree_util.tree_map(lambda s: rng.normal(0.0, scale, s.shape).astype(np.float32), shapes)
 
 
 @pytest.fixture(scope="module")

@@ -16,20 +16,14 @@ import jax
 import numpy as np
 import pytest
 
-from physnetjax import PhysNet, init_params, predict
+from physnetjax import PhysNet, predict
 from physnetjax.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from physnetjax.eval.cli import main
+from conftest import random_params
 
 RTOL = 1e-9
 
 pytestmark = pytest.mark.filterwarnings("ignore::physnetjax.errors.PhysNetInputWarning")
-
-
-def random_params(model, seed: int, scale: float = 0.3) -> dict:
-    """Gaussian float32 weights of the shapes ``init_params`` gives (traced only: fast)."""
-    rng = np.random.default_rng(seed)
-    shapes = jax.eval_shape(lambda: init_params(model, 0))
-    return jax.tree_util.tree_map(lambda s: rng.normal(0.0, scale, s.shape).astype(np.float32), shapes)
 
 
 @pytest.fixture(scope="module")
