@@ -109,8 +109,10 @@ def calibrate(args) -> int:
     def rho(value):
         return "undefined" if value is None else f"{value:.3f}"
 
+    left_out = (f" ({record['atoms_without_spread']} atom(s) of spread 0 left out)"
+                if record.get("atoms_without_spread") else "")
     print(f"calibration_scale {record['calibration_scale']:.4g} from {record['atoms']} atoms of "
-          f"{record['frames']} frames; force NLL per atom {record['force_nll_per_atom_uncalibrated']:.3f} -> "
+          f"{record['frames']} frames{left_out}; force NLL per atom {record['force_nll_per_atom_uncalibrated']:.3f} -> "
           f"{record['force_nll_per_atom_calibrated']:.3f}")
     print(f"Spearman rho: frame max forces_std vs force RMSE {rho(record['spearman_max_forces_std_vs_force_rmse'])}, "
           f"energy_std vs |energy error| {rho(record['spearman_energy_std_vs_abs_energy_error'])}")

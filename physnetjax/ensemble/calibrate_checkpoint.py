@@ -7,6 +7,10 @@ give the scale (:func:`physnetjax.ensemble.calibration.fit_calibration_scale`)::
 
     s² = (1/A) Σ_i |ΔF_i|² / σ_i²        (A atoms; maximum likelihood of ΔF_i ~ N(0, s²σ_i²/3 · I₃))
 
+Atoms on which the members agree exactly (σ_i = 0: an isolated atom's forces are 0 for every member) carry no
+information on s and are left out of A (:func:`physnetjax.ensemble.calibration.without_zero_spreads`; counted as
+``atoms_without_spread``); one such frame in the data refused the whole calibration.
+
 The checkpoint is written again with that ``calibration_scale`` and a
 ``calibration`` metadata record: the scale, the frames and atoms used, the mean
 Gaussian NLL per atom before and after, and Spearman's ρ between each frame's largest
@@ -31,7 +35,7 @@ from physnetjax.data.frame_digests import (FrameRecord, checkpoint_metadata_sour
                                           recorded_frames)
 from physnetjax.data.sanity import frames_by_file, label_sanity_findings
 from physnetjax.ensemble.calibration import (fit_calibration_scale, gaussian_nll, spearman_rank_correlation,
-                                             warn_few_frames)
+                                             warn_few_frames, without_zero_spreads)
 from physnetjax.ensemble.model import is_ensemble
 from physnetjax.errors import LengthUnitWarning, PhysNetInputError, PhysNetInputWarning, warn_caller
 from physnetjax.eval.evaluate import given_units, label_scale_findings
@@ -46,19 +50,25 @@ CRITERION = "maximum likelihood of Gaussian force errors: s^2 = mean_i |dF_i|^2 
 def calibration_record(predictions, dataset) -> dict:
     """The scale and its diagnostics from uncalibrated ensemble ``predictions`` of the frames of ``dataset``.
 
-    Uses the frames with force labels (every real atom) for the scale and the NLL, and
+    Uses the frames with force labels (every real atom whose spread is not exactly 0) for the scale and the NLL, and
     frames with energy labels for the energy ρ; a ρ that is undefined (fewer than 2
     frames, or all values equal) is recorded as None with the reason logged.
 
     Raises:
-      ValueError: no frame carries forces, or a spread ≤ 0 on a real atom.
+      ValueError: no frame carries forces, or the spread is 0 on every real atom.
     """
     frames = np.flatnonzero(dataset.has_F)
     if frames.size == 0:
         raise ValueError("calibration needs frames with force labels; none of the given frames has forces")
     real = np.arange(dataset.max_atoms)[None, :] < dataset.N[frames, None]
-    force_errors = (predictions.forces[frames] - dataset.F[frames])[real]
-    spreads = predictions.forces_std[frames][real]
+    force_errors, spreads, agreeing = without_zero_spreads((predictions.forces[frames] - dataset.F[frames])[real],
+                                                           predictions.forces_std[frames][real], "calibrate")
+    if spreads.size == 0:
+        raise ValueError("the members agree exactly (force spread 0) on every atom of the given frames: no scale "
+                         "can be fitted (are the members identical, or are the frames isolated atoms?)")
+    if agreeing:
+        logger.info("calibrate: %d atom(s) on which the members agree exactly (force spread 0, e.g. isolated atoms) "
+                    "left out of the fit", agreeing)
     scale = fit_calibration_scale(force_errors, spreads)
     warn_few_frames(int(frames.size), "calibrate")
     return {
@@ -66,6 +76,7 @@ def calibration_record(predictions, dataset) -> dict:
         "criterion": CRITERION,
         "frames": int(frames.size),
         "atoms": int(spreads.size),
+        "atoms_without_spread": agreeing,
         "force_nll_per_atom_uncalibrated": gaussian_nll(force_errors, spreads, 1.0),
         "force_nll_per_atom_calibrated": gaussian_nll(force_errors, spreads, scale),
         **spread_rank_correlations(predictions, dataset),

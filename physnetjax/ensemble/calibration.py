@@ -62,6 +62,32 @@ def _errors_and_spreads(errors, spreads) -> tuple[np.ndarray, np.ndarray]:
     return e, sigma
 
 
+def without_zero_spreads(errors, spreads, where: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """(errors, spreads, count left out): the samples whose spread is exactly 0 left out of (M,)/(M, d) ``errors``
+    and (M,) ``spreads``.
+
+    A spread of exactly 0 means the members agree exactly: the forces of an isolated atom (0 for every
+    member: an element's reference frame, common in training sets), or a component fixed by symmetry. Such a
+    sample says nothing about the scale when its error is 0 too (the Gaussian of the module docstring has
+    variance s²·0 and the sample 0/0 in the likelihood), and no finite scale can explain it when its error
+    is not: :func:`fit_calibration_scale` refuses it, so one isolated atom among thousands made a whole
+    calibration fail. Those with an error > 0 are named in a warning (:class:`PhysNetInputWarning`, ``where``
+    says what is calibrated) with the largest such error.
+    """
+    e = np.asarray(errors, np.float64)
+    sigma = np.asarray(spreads, np.float64)
+    zero = sigma == 0.0
+    if sigma.ndim != 1 or e.shape[:1] != sigma.shape or not zero.any():
+        return e, sigma, 0
+    magnitudes = np.abs(e[zero]) if e.ndim == 1 else np.linalg.norm(e[zero].reshape(int(zero.sum()), -1), axis=1)
+    unexplained = magnitudes > 0
+    if unexplained.any():
+        warn_caller(f"{where}: {int(unexplained.sum())} of the {int(zero.sum())} sample(s) on which the members agree "
+                    f"exactly (spread 0) have an error (up to {float(magnitudes.max()):.3g}): no scale of the spread "
+                    "describes them; they are left out of the calibration", PhysNetInputWarning)
+    return e[~zero], sigma[~zero], int(zero.sum())
+
+
 def fit_calibration_scale(errors, spreads) -> float:
     """Maximum-likelihood scale s of the spreads: s = sqrt((1/M) Σ_i |e_i|² / σ_i²) (module docstring).
 

@@ -186,11 +186,14 @@ def evaluate(dataset: Dataset, predictions: Predictions, worst: int = 5) -> Eval
 
 
 def _uncertainty(dataset: Dataset, predictions: Predictions, force_errors, force_spreads) -> dict:
-    """:attr:`EvalResult.uncertainty` from the (A, 3) force errors and (A,) spreads of the force-labelled atoms."""
+    """:attr:`EvalResult.uncertainty` from the (A, 3) force errors and (A,) spreads of the force-labelled atoms; atoms
+    on which the members agree exactly (spread 0: isolated atoms) are left out of the NLL and the error/spread ratio,
+    which they made None for the whole data set."""
     from physnetjax.ensemble.calibrate_checkpoint import spread_rank_correlations
-    from physnetjax.ensemble.calibration import fit_calibration_scale, gaussian_nll
+    from physnetjax.ensemble.calibration import fit_calibration_scale, gaussian_nll, without_zero_spreads
 
     record = {"force_nll_per_atom": None, "force_error_over_spread": None}
+    force_errors, force_spreads, _ = without_zero_spreads(force_errors, force_spreads, "eval")  # isolated atoms
     if force_spreads.size and np.all(force_spreads > 0) and np.any(force_errors):
         record["force_nll_per_atom"] = gaussian_nll(force_errors, force_spreads, 1.0)
         record["force_error_over_spread"] = fit_calibration_scale(force_errors, force_spreads)

@@ -126,8 +126,8 @@ def explore(checkpoint, data: Dataset, directory, config, round_index: int,
                 break
             if not np.isfinite(spread):
                 continue
-            if config.uncertainty_threshold is not None and spread < config.uncertainty_threshold:
-                continue
+            if config.uncertainty_threshold is not None and spread <= config.uncertainty_threshold:
+                continue  # only frames past it (> threshold) are candidates: those the MD marks uncertain
             numbers.append(atoms.numbers.copy())
             positions.append(atoms.positions.copy())
             spreads.append(spread)

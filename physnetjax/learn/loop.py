@@ -353,8 +353,9 @@ def _warn_if_no_candidates(spreads, runs: list, config: LearnConfig, round_index
         return
     largest = [run["max_spread_eV_per_A"] for run in runs if run["max_spread_eV_per_A"] is not None]
     threshold = config.uncertainty_threshold
-    if threshold is not None and largest and max(largest) < threshold:
-        why = (f"the largest force spread of its MD frames, {max(largest):.3g} eV/Å, is below "
+    if threshold is not None and largest and max(largest) <= threshold:
+        why = (f"the largest force spread of its MD frames, {max(largest):.3g} eV/Å, is "
+               f"{'below' if max(largest) < threshold else 'not past'} "
                f"{displayed('uncertainty_threshold', names)} {threshold:g} eV/Å")
     else:
         why = "every MD frame was cut as unphysical, had no finite spread or fell below the uncertainty threshold"
