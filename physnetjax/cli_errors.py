@@ -35,7 +35,9 @@ Exit codes (every physnetjax CLI):
       matplotlib for plots (argparse's usage errors are 2 as well), or an input too
       large for the device's memory (``OutOfMemoryError``, XLA's ``RESOURCE_EXHAUSTED``)
 3     output refused: an existing run directory or checkpoint the tool would not
-      replace, or an output directory that is missing or not writable (output
+      replace, an output directory that is missing or not writable, or a write the
+      file system refused (disk full, quota exceeded, read-only; the message says
+      which file and what was kept) (output
       files of md, eval, check, spectra and data.generate are replaced). An output
       file's folder must exist; an output directory (run, checkpoint, report) is
       created with its missing folders
@@ -63,8 +65,8 @@ import warnings
 from pathlib import Path
 from typing import Callable, Iterator, NoReturn, Optional
 
-from physnetjax.errors import (InputNotFoundError, OutOfMemoryError, OutputPathError, RunStoppedError,
-                               is_out_of_memory)
+from physnetjax.errors import (FULL_DISK_ERRNOS, InputNotFoundError, OutOfMemoryError, OutputPathError,
+                               RunStoppedError, is_out_of_memory)
 
 EXIT_OK = 0
 EXIT_VERDICT = 1
@@ -109,6 +111,8 @@ def exit_code(error: BaseException) -> int:
     if isinstance(error, KeyboardInterrupt):
         return EXIT_INTERRUPTED
     if isinstance(error, (OutputPathError, FileExistsError, PermissionError, IsADirectoryError)):
+        return EXIT_OUTPUT
+    if isinstance(error, OSError) and error.errno in FULL_DISK_ERRNOS:  # a refused write: disk full, quota, ...
         return EXIT_OUTPUT
     if isinstance(error, (RunStoppedError, FloatingPointError)):
         return EXIT_RUN_STOPPED
@@ -181,6 +185,9 @@ def error_line(prog: str, error: BaseException, resume_hint: str = "") -> str:
         message = f"{_input_name(missing)} does not exist"
     else:
         message = _named_leading_path(message)
+    if isinstance(error, OSError) and error.errno in FULL_DISK_ERRNOS and error.filename is None:
+        message = (f"an output file could not be written ({error.strerror or message}); free space on the file "
+                   "system of the outputs and run it again (--verbose shows where)")
     if is_out_of_memory(error) and not isinstance(error, OutOfMemoryError):
         message = (f"out of memory on the device ({message}): the input is too large for it; use a smaller batch or "
                    "system, or a device with more memory")

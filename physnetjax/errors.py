@@ -17,6 +17,7 @@ too names the arguments in its messages with :func:`displayed` (and a setting wi
 """
 
 import contextlib
+import errno
 import functools
 import importlib.util
 import os
@@ -168,6 +169,35 @@ class InputNotFoundError(PhysNetInputError):
 
 class OutputPathError(PhysNetInputError):
     """An output path that cannot be written: missing directory, not writable, or already existing."""
+
+
+FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+"""``OSError`` numbers of a write the file system refused (no space, quota exceeded, file too large, read-only):
+an output problem whatever the path, never bad input."""
+
+
+class OutputWriteError(OutputPathError):
+    """Writing an output file failed part-way (disk full, quota exceeded, read-only file system, I/O error).
+
+    The message names the file, the cause and what was kept; ``cause`` is the ``OSError`` (its ``errno`` says which).
+    """
+
+    def __init__(self, message: str, cause: Optional[OSError] = None):
+        super().__init__(message)
+        self.cause = cause
+
+
+def write_failure(path, error: OSError, kept: str = "") -> OutputWriteError:
+    """An :class:`OutputWriteError` for the failed write of ``path``: ``PATH: cannot be written (CAUSE); KEPT``.
+
+    ``kept`` says what is left (which file is complete, how to continue); ``error`` is the ``OSError`` the write
+    raised (``[Errno 28] No space left on device`` names no file).
+    """
+    cause = error.strerror or str(error) or type(error).__name__
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        cause += ": free space on its file system"
+    message = f"{os.fspath(path)}: cannot be written ({cause})"
+    return OutputWriteError(message + (f"; {kept}" if kept else ""), error)
 
 
 class RunStoppedError(RuntimeError):

@@ -10,13 +10,15 @@ to a temporary file and moved into place), then appends.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
-from physnetjax.errors import PhysNetInputError
+from physnetjax.errors import FULL_DISK_ERRNOS, PhysNetInputError, write_failure
 
 
 def json_value(value):
@@ -31,28 +33,96 @@ def _line(record: dict) -> str:
     return json.dumps({key: json_value(value) for key, value in record.items()}, allow_nan=False) + "\n"
 
 
-def start_log(path, records: Iterable[dict] = ()) -> None:
-    """Create or replace ``path`` holding ``records`` (atomically: temporary file, then ``os.replace``)."""
+def replace_text(path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step (a temporary file ``.NAME.tmp``, then ``os.replace``).
+
+    Raises:
+      OutputWriteError: the write failed (disk full, ...): the temporary file is removed and ``path`` is unchanged.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.writelines(_line(record) for record in records)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:  # the text's own line ends (csv's \r\n)
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        if error.errno not in FULL_DISK_ERRNOS and error.errno != errno.EIO:
+            raise
+        kept = ("its previous content is unchanged" if path.exists() else "it was not created")
+        raise write_failure(path, error, kept) from error
+
+
+@contextlib.contextmanager
+def written_whole(path) -> Iterator[Path]:
+    """A temporary sibling of ``path`` (``.NAME.partial`` and the same suffix) to write, moved onto ``path`` once the
+    block ends, so ``path`` is never left cut short: a write the file system refuses (disk full) removes it and
+    raises an OutputWriteError naming ``path`` (whose earlier content, if any, is unchanged). A block that writes
+    nothing (a plot with nothing to draw) leaves ``path`` alone."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial{path.suffix}")
+    try:
+        yield tmp
+        if tmp.exists():
+            os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        if error.errno not in FULL_DISK_ERRNOS and error.errno != errno.EIO:
+            raise
+        kept = ("the file there before is unchanged" if path.exists() else "nothing of it is kept") + \
+            "; the outputs written before it are complete"
+        raise write_failure(path, error, kept) from error
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def start_log(path, records: Iterable[dict] = ()) -> None:
+    """Create or replace ``path`` holding ``records`` (atomically: temporary file, then ``os.replace``)."""
+    replace_text(path, "".join(_line(record) for record in records))
 
 
 def write_json(path, obj) -> None:
     """Replace ``path`` with ``obj`` as indented JSON in one step (temporary file, then ``os.replace``)."""
+    replace_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+EACH_COMPLETE = "it holds the records written before, each complete"
+
+
+def append_record(path, record: dict, kept: str = EACH_COMPLETE) -> None:
+    """Append ``record`` as one line and flush it to the file (:func:`append_text`; ``kept`` for its message)."""
+    append_text(path, _line(record), kept)
+
+
+def append_text(path, text: str, kept: str = EACH_COMPLETE) -> None:
+    """Append ``text`` (whole lines) to ``path``, unbuffered, so nothing is left to write again at close.
+
+    Raises:
+      OutputWriteError: the write failed (disk full, ...); the part that was written is cut off again, so the file
+        holds whole lines only, and the message says ``kept``.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    data = memoryview(text.encode("utf-8"))
+    with open(path, "ab", buffering=0) as handle:
+        size = handle.seek(0, os.SEEK_END)
+        try:
+            while data:
+                data = data[handle.write(data):]
+        except OSError as error:
+            if error.errno not in FULL_DISK_ERRNOS and error.errno != errno.EIO:
+                raise
+            cut_back(path, size)
+            raise write_failure(path, error, kept) from error
 
 
-def append_record(path, record: dict) -> None:
-    """Append ``record`` as one line and flush it to the file."""
-    with open(Path(path), "a", encoding="utf-8") as handle:
-        handle.write(_line(record))
-        handle.flush()
+def cut_back(path, size: int) -> None:
+    """Truncate ``path`` to ``size`` bytes, what it held before a write that failed part-way (shortening a file
+    needs no space); an error doing so is ignored (the write's own error is the one to report)."""
+    try:
+        os.truncate(path, size)
+    except OSError:
+        pass
 
 
 def read_log(path) -> list[dict]:

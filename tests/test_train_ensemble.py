@@ -2,6 +2,7 @@
 per-member metrics, the checkpoint is an ensemble with its calibration scale."""
 
 import json
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -177,3 +178,26 @@ def test_ensemble_run_members_equal_single_runs_of_their_seeds(ensemble_run, tmp
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
         assert float(read_rows(single)[-1]["valid_loss"]) == pytest.approx(
             float(read_rows(out)[-1][f"member{k}_valid_loss"]), rel=1e-5)
+
+
+def test_isolated_atoms_in_the_validation_split_leave_the_calibration_fitted(tmp_path):
+    """An isolated atom's forces are 0 for every member (spread exactly 0): one such frame among the validation frames
+    made the fit fail, and the run kept an uncalibrated scale 1 with a log line only."""
+    with np.load(DATA) as npz:
+        frames = {key: npz[key][:24] for key in ("R", "Z", "N", "E", "F", "D", "Q")}
+    atoms = {key: np.zeros((2,) + value.shape[1:], value.dtype) for key, value in frames.items()}
+    atoms["Z"][:, 0], atoms["N"][:] = 8, 1
+    atoms["E"][:] = frames["E"].mean() / 9.0
+    data = {key: np.concatenate([frames[key], atoms[key]]) for key in frames}
+    np.savez(tmp_path / "with_atoms.npz", **data)
+    np.savez(tmp_path / "split.npz", train=np.arange(14), valid=np.r_[14:22, 24, 25], test=np.arange(22, 24))
+    out = tmp_path / "run"
+    settings = {key: value for key, value in TINY.items() if key not in ("train", "valid", "test")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summary = train(TrainConfig(**{**settings, "data": [str(tmp_path / "with_atoms.npz")], "epochs": 1,
+                                       "out": str(out), "split_file": str(tmp_path / "split.npz")}))
+    calibration = summary["ensemble"]["calibration"]
+    assert calibration["samples"] == 8 * 9  # the valid ethanol atoms; the two O atoms are left out
+    model = load_checkpoint(out / "best")[0]
+    assert model.calibration_scale == pytest.approx(calibration["scale"]) and calibration["scale"] != 1.0

@@ -215,18 +215,35 @@ def _write_tree(directory: Path, tree) -> None:
                                        f"{alias_home}; choose a path without them")
         os.symlink(directory.parent, alias_home / "target", target_is_directory=True)
         written = alias_home / "target" / directory.name
+    orbax_log = logging.getLogger("absl")
+    thread_errors = _BackgroundThreadErrors()
+    orbax_log.addFilter(thread_errors)
     try:
         # Closing the checkpointer (context manager) joins orbax's background threads; left to
         # the garbage collector they outlive their asyncio loop ("Event loop is closed").
         with ocp.PyTreeCheckpointer() as checkpointer:
             checkpointer.save(written, _storable(tree))
+    except (OSError, ValueError):
+        # orbax's tasks that failed with the same error are logged when collected, often later: kept off the log
+        logging.getLogger("asyncio").addFilter(_UnretrievedTasksOf(directory.parent))
+        raise
     finally:
+        orbax_log.removeFilter(thread_errors)
         if alias_home is not None:
             shutil.rmtree(alias_home, ignore_errors=True)
     per_process = any(entry.name.startswith("ocdbt.process_") for entry in directory.iterdir())
     if per_process and not (directory / "manifest.ocdbt").is_file():
         raise CheckpointWriteError(f"orbax left the checkpoint arrays in {directory} incomplete (its OCDBT "
                                    "manifest.ocdbt was not written), so they could not be read back")
+
+
+class _BackgroundThreadErrors(logging.Filter):
+    """Drops orbax's log records (with their tracebacks) of a failed write in one of its background threads: the save
+    raises the same error, which :func:`save_checkpoint` reports once, naming the checkpoint (a full disk printed one
+    such record per thread besides that line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "_SignalingThread.run() raised an exception" not in record.getMessage()
 
 
 TREE_INDEX = "_METADATA"
@@ -306,7 +323,7 @@ def _item_metadata(directory: Path):
 
 
 class _UnretrievedTasksOf(logging.Filter):
-    """Drops asyncio's "Task exception was never retrieved" records of reads of one directory."""
+    """Drops asyncio's "Task exception was never retrieved" records of reads (or failed writes) of one directory."""
 
     def __init__(self, directory: Path):
         super().__init__()
@@ -314,7 +331,8 @@ class _UnretrievedTasksOf(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not (message.startswith("Task exception was never retrieved") and self.directory in message)
+        return not (message.startswith(("Task exception was never retrieved", "Future exception was never retrieved"))
+                    and self.directory in message)
 
 
 def _tensorstore_message(error: BaseException) -> str:

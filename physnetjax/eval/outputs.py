@@ -49,6 +49,7 @@ from physnetjax.data import Dataset
 from physnetjax.data.dataset import WEIGHT_KEYS
 from physnetjax.data.frame_digests import RecordedShare
 from physnetjax.eval.evaluate import FRAME_COLUMNS, EvalResult
+from physnetjax.jsonlines import written_whole as written
 from physnetjax.eval.predictions import Predictions
 from physnetjax.train import plots
 from physnetjax.units import GPA
@@ -66,7 +67,7 @@ def _cell(value) -> str:
 
 def write_frames_csv(result: EvalResult, path) -> None:
     """One row per frame; empty cells where the frame lacks the label."""
-    with open(Path(path), "w", newline="") as handle:
+    with written(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(FRAME_COLUMNS)
         for k in range(len(result.frames["frame"])):
@@ -88,7 +89,8 @@ def write_summary(result: EvalResult, path, *, checkpoint: str, data: list, unit
                "num_frames": len(result.frames["frame"]),
                **{key: None if share is None else dataclasses.asdict(share) for key, share in recorded.items()},
                **result.summary(), "model": model_config}
-    Path(path).write_text(json.dumps(summary, indent=2) + "\n")
+    with written(path) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def write_parity_plots(dataset: Dataset, predictions: Predictions, directory) -> list[Path]:
@@ -104,12 +106,16 @@ def write_parity_plots(dataset: Dataset, predictions: Predictions, directory) ->
     if predictions.stress is not None:
         has_s = dataset.has_S
         panels.append(("stress", "stress components", "GPa", dataset.S[has_s] / GPA, predictions.stress[has_s] / GPA))
-    written = []
+    done = []
     for name, quantity, unit, reference, predicted in panels:
         path = directory / f"parity_{name}.png"
-        if reference.size and plots.parity(reference, predicted, quantity, unit, path):
-            written.append(path)
-    return written
+        if not reference.size:
+            continue
+        with written(path) as tmp:
+            drawn = plots.parity(reference, predicted, quantity, unit, tmp)
+        if drawn:
+            done.append(path)
+    return done
 
 
 def check_predictions_path(path) -> Path:
@@ -157,4 +163,5 @@ def write_predictions(dataset: Dataset, predictions: Predictions, path) -> None:
         atoms.info.update({key: float(weight) for key, weight in zip(WEIGHT_KEYS, dataset.weights[k]) if weight != 1.0})
         atoms.calc = SinglePointCalculator(atoms, **results)
         frames.append(atoms)
-    ase.io.write(Path(path), frames, format="extxyz")
+    with written(path) as tmp:
+        ase.io.write(tmp, frames, format="extxyz")

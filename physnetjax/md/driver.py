@@ -109,7 +109,7 @@ from physnetjax.ensemble.model import is_ensemble
 from physnetjax.jsonlines import append_record, read_log, start_log
 from physnetjax.errors import (CloseContactWarning, InputNotFoundError, OutOfMemoryError, PhysNetInputError,
                                PhysNetInputWarning, RunStoppedError, displayed, displayed_setting, namer,
-                               out_of_memory_as, warn_caller)
+                               FULL_DISK_ERRNOS, OutputWriteError, out_of_memory_as, warn_caller, write_failure)
 from physnetjax.md.ensembles import (
     CENTRE_OF_MASS_AT_REST,
     CHAIN_MASSES_KEY,
@@ -431,9 +431,18 @@ def drift_and_fluctuation(time_ps, conserved_eV, num_atoms) -> tuple[float, floa
 
 
 def _save_npz(path: Path, **arrays) -> None:
+    """Replace ``path`` with ``arrays`` in one step; a write the file system refuses (disk full) leaves ``path`` as it
+    was and raises an OutputWriteError saying so."""
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        if error.errno not in FULL_DISK_ERRNOS:
+            raise
+        raise write_failure(path, error, "the MD checkpoint it held before is unchanged" if path.exists() else
+                            "no MD checkpoint was written") from error
 
 
 def ensemble_options(temperature_K: float, ensemble_only: Mapping[str, Any]) -> EnsembleOptions:
@@ -806,6 +815,8 @@ def simulate(
         warn_caller(f"{out}: dropped {dropped} frame(s) written after the MD checkpoint (step {start_step}) "
                     "before continuing", PhysNetInputWarning)
     writer = TrajectoryWriter(out, append=restart is not None) if out is not None else None
+    checkpoint_step = (start_step if restart is not None and checkpoint_path is not None
+                       and Path(restart).resolve() == Path(checkpoint_path).resolve() else None)
     if log is not None:
         start_log(log, kept_records)
     runner = compilation.jit_for_system(n, run, static_argnums=(0, 2, 3, 4))
@@ -951,9 +962,12 @@ def simulate(
                     info.update(pressure_bar=pressures[-1], volume_A3=volumes[-1])
                 if writer is not None:
                     template = _in_cell(atoms, host.cell[k] if dynamics.variable_cell else None)
-                    writer.write(frame_atoms(template, host.positions[k], host.momenta[k],
-                                             host.potential_energy[k], host.forces[k], info,
-                                             None if host.energies is None else host.energies[k]))
+                    try:
+                        writer.write(frame_atoms(template, host.positions[k], host.momenta[k],
+                                                 host.potential_energy[k], host.forces[k], info,
+                                                 None if host.energies is None else host.energies[k]))
+                    except OutputWriteError as error:
+                        raise _write_failed(error, checkpoint_path, checkpoint_step) from error.cause
                 if log is not None:
                     record = dict(zip(LOG_KEYS, (step, t_ps * 1e3, float(host.potential_energy[k]), kinetic,
                                                  float(host.conserved[k]), temp, float(host.max_force[k]))))
@@ -961,7 +975,10 @@ def simulate(
                         record.update(pressure_bar=pressures[-1], volume_A3=volumes[-1])
                     record.update({key: info[key] for key in ("max_forces_std_eV_per_A", "uncertain",
                                                               "distance_excursion") if key in info})
-                    append_record(log, record)
+                    try:
+                        append_record(log, record)
+                    except OutputWriteError as error:
+                        raise _write_failed(error, checkpoint_path, checkpoint_step) from error.cause
             if ensemble != "nve" and num_trusted:
                 largest_deviation = max(largest_deviation, float(deviation[:num_trusted].max()))
                 if first_deviating_step is None and largest_deviation > ENERGY_TOLERANCE_MEV_PER_ATOM:
@@ -999,8 +1016,13 @@ def simulate(
             done += num_frames * save_every
             chunks += 1
             if checkpoint_path is not None and (chunks % checkpoint_every == 0 or done >= steps):
-                _checkpoint(checkpoint_path, atoms, state, start_step + done, ensemble, fingerprint, frame, cell,
-                            timestep_fs, run_targets(ensemble, options, steps, done - 1, dof))
+                try:
+                    _checkpoint(checkpoint_path, atoms, state, start_step + done, ensemble, fingerprint, frame, cell,
+                                timestep_fs, run_targets(ensemble, options, steps, done - 1, dof))
+                except OutputWriteError as error:
+                    raise _write_failed(error, None if checkpoint_step is None else checkpoint_path,
+                                        checkpoint_step) from error.cause
+                checkpoint_step = start_step + done
             if progress is not None:
                 progress(done)
     finally:
@@ -1408,6 +1430,19 @@ def params_fingerprint(params) -> str:
         digest.update(f"{jax.tree_util.keystr(path)}{value.shape}".encode())
         digest.update(np.ascontiguousarray(value).tobytes())
     return digest.hexdigest()
+
+
+def _write_failed(error: OutputWriteError, checkpoint_path, checkpoint_step) -> OutputWriteError:
+    """``error`` (a trajectory, log or MD checkpoint write the file system refused) with how to go on: from the
+    MD checkpoint at ``checkpoint_step`` (None: none written by this run)."""
+    if checkpoint_path is not None and checkpoint_step is not None:
+        how = (f"the MD checkpoint {checkpoint_path} is at step {checkpoint_step}: free space and continue with "
+               f"--restart {checkpoint_path} (frames after that step are dropped)")
+    elif checkpoint_path is not None and Path(checkpoint_path).exists():
+        how = f"the MD checkpoint {checkpoint_path} is as before this run"
+    else:
+        how = "this run wrote no MD checkpoint (--md-checkpoint) to continue from: free space and run it again"
+    return OutputWriteError(f"{error}; {how}", error.cause)
 
 
 def _remove_empty_outputs(out) -> None:

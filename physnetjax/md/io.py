@@ -13,6 +13,7 @@ cell, ``pressure_bar`` and ``volume_A3``).
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -21,7 +22,8 @@ import ase.io
 import numpy as np
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from physnetjax.errors import PhysNetInputError
+from physnetjax.errors import FULL_DISK_ERRNOS, PhysNetInputError, write_failure
+from physnetjax.jsonlines import cut_back
 from physnetjax.units import ASE_TIME_UNIT_FS
 
 TRAJECTORY_FORMATS = {".xyz": "extxyz", ".extxyz": "extxyz", ".traj": "traj"}
@@ -116,6 +118,7 @@ class TrajectoryWriter:
     def __init__(self, path, append: bool = False):
         self.path = Path(path)
         self.format = trajectory_format(path)
+        self._failed = False
         if self.format == "traj":
             from ase.io.trajectory import Trajectory
 
@@ -126,11 +129,37 @@ class TrajectoryWriter:
                 self.path.write_text("")
 
     def write(self, atoms: ase.Atoms) -> None:
-        if self._traj is not None:
-            self._traj.write(atoms)
-        else:
-            ase.io.write(self.path, atoms, format="extxyz", append=True)
+        """Append the frame ``atoms``.
+
+        Raises:
+          OutputWriteError: the file system refused the write (disk full, ...); an extxyz file is cut back to the
+            frames before this one (each complete), and the writer takes no further frame.
+        """
+        if self._failed:
+            raise RuntimeError(f"{self.path}: a write failed before; no further frame is written")
+        size = self.path.stat().st_size if self.path.exists() else 0
+        try:
+            if self._traj is not None:
+                self._traj.write(atoms)
+            else:
+                ase.io.write(self.path, atoms, format="extxyz", append=True)
+        except OSError as error:
+            if error.errno not in FULL_DISK_ERRNOS and error.errno != errno.EIO:
+                raise
+            self._failed = True
+            step = atoms.info.get("step")
+            frame = "this frame" if step is None else f"the frame of step {step}"
+            if self._traj is None:
+                cut_back(self.path, size)
+                kept = f"it holds the frames before {frame}, each complete"
+            else:  # a .traj file counts a frame only once it is written whole
+                kept = f"it holds the frames before {frame}; {frame} may be missing or damaged at its end"
+            raise write_failure(self.path, error, kept) from error
 
     def close(self) -> None:
         if self._traj is not None:
-            self._traj.close()
+            try:
+                self._traj.close()
+            except OSError:
+                if not self._failed:  # after a failed write the error was raised already
+                    raise

@@ -41,6 +41,7 @@ import numpy as np
 from physnetjax.cli_config import OptionUse
 from physnetjax.cli_errors import configure_logging
 from physnetjax.errors import warn_caller
+from physnetjax.jsonlines import written_whole
 
 OPTIMIZER_OPTIONS = {"fmax": "--fmax", "max_steps": "--max-steps", "max_step": "--max-step",
                      "optimize": "--no-optimize"}
@@ -94,15 +95,17 @@ def main(args: argparse.Namespace) -> int:
     result, atoms, model = _analyse(args)
     print(mode_table(result))
     out = Path(args.out)
-    (out / JSON_NAME).write_text(json.dumps(result_json(result, args, model), indent=1))
+    with written_whole(out / JSON_NAME) as tmp:
+        tmp.write_text(json.dumps(result_json(result, args, model), indent=1))
     print(f"wrote {out / JSON_NAME}")
     if not args.no_plot:
         from physnetjax.spectra.plot import plot_stick_spectrum
 
         vibrations = ~result.zero_modes
-        plot_stick_spectrum(out / PNG_NAME, result.frequencies_cm1[vibrations],
-                            None if result.intensities_km_mol is None else result.intensities_km_mol[vibrations],
-                            title=f"{atoms.get_chemical_formula()}: harmonic spectrum")
+        with written_whole(out / PNG_NAME) as tmp:
+            plot_stick_spectrum(tmp, result.frequencies_cm1[vibrations],
+                                None if result.intensities_km_mol is None else result.intensities_km_mol[vibrations],
+                                title=f"{atoms.get_chemical_formula()}: harmonic spectrum")
         print(f"wrote {out / PNG_NAME}")
     return 0
 

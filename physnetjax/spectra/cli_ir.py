@@ -45,6 +45,7 @@ from pathlib import Path
 from physnetjax.cli_config import OptionUse
 from physnetjax.cli_errors import configure_logging
 from physnetjax.errors import warn_caller
+from physnetjax.jsonlines import written_whole
 from physnetjax.spectra.cli_harmonic import (OPTIMIZER_OPTIONS, UNCONVERGED_NAME, add_molecule_arguments,
                                              add_optimizer_arguments)
 
@@ -223,12 +224,14 @@ def _run(args) -> None:
     document["spectrum_csv"] = CSV_NAME
     document["model"] = analysed_model(model)
     document["units"] = JSON_UNITS
-    (out / JSON_NAME).write_text(json.dumps(document, indent=1))
+    with written_whole(out / JSON_NAME) as tmp:
+        tmp.write_text(json.dumps(document, indent=1))
     print(f"wrote {out / CSV_NAME} and {out / JSON_NAME}")
     if not args.no_plot:
-        plot_md_spectrum(out / PNG_NAME, result, lines, shown,
-                         title=f"{atoms.get_chemical_formula()}, {args.temperature:g} K, "
-                               f"{result.settings['replicas']} × {result.settings['time_ps']:g} ps NVE")
+        with written_whole(out / PNG_NAME) as tmp:
+            plot_md_spectrum(tmp, result, lines, shown,
+                             title=f"{atoms.get_chemical_formula()}, {args.temperature:g} K, "
+                                   f"{result.settings['replicas']} × {result.settings['time_ps']:g} ps NVE")
         print(f"wrote {out / PNG_NAME}")
 
 
@@ -401,7 +404,7 @@ def _write_csv(path: Path, result, shown) -> None:
     columns = [result.frequencies_cm1[shown], result.power_spectrum[shown]]
     if result.ir_spectrum is not None:
         columns.append(result.ir_spectrum[shown])
-    with open(path, "w", newline="") as handle:
+    with written_whole(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for row in zip(*columns):

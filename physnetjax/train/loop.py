@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import logging
 import math
@@ -86,10 +87,11 @@ from physnetjax.data.sanity import check_label_sanity
 from physnetjax.dipole_surface import DIPOLE_SURFACE_KEY, dipole_surface_fit, judged_r2, unreliable_ir_message
 from physnetjax.distance_domain import TRAINED_DISTANCES_KEY, DistanceDomain
 from physnetjax.ensemble import fit_calibration_scale, gaussian_nll, member_params, spearman_rank_correlation
-from physnetjax.ensemble.calibration import warn_few_frames
-from physnetjax.errors import (OutOfMemoryError, PhysNetInputError, PhysNetInputWarning, displayed, out_of_memory_as,
-                               warn_caller)
-from physnetjax.jsonlines import append_record, start_log, write_json
+from physnetjax.ensemble.calibration import warn_few_frames, without_zero_spreads
+from physnetjax.checkpoint.errors import CheckpointWriteError
+from physnetjax.errors import (FULL_DISK_ERRNOS, OutOfMemoryError, OutputWriteError, PhysNetInputError,
+                               PhysNetInputWarning, displayed, out_of_memory_as, warn_caller, write_failure)
+from physnetjax.jsonlines import append_record, append_text, replace_text, start_log, write_json
 from physnetjax.model import PhysNet
 from physnetjax.neighbors import image_reach
 from physnetjax.predict import init_params, out_of_memory_error
@@ -139,12 +141,26 @@ ADDED_COLUMNS = ("valid_stress_mae", "valid_stress_rmse")
 
 
 def _point(link: Path, target: Path) -> None:
-    """Make ``link`` a symlink to ``target`` (relative), replacing any old link atomically."""
+    """Make ``link`` a symlink to ``target`` (relative), replacing any old link atomically.
+
+    Raises:
+      CheckpointWriteError: ``target`` is not a complete checkpoint (a link never points at nothing), or the link
+        cannot be made (the old one is then unchanged).
+    """
+    if not is_checkpoint(target):
+        raise CheckpointWriteError(f"refusing to point {link} at {target}: it is not a complete checkpoint; {link} "
+                                   "is unchanged")
     tmp = link.with_name(f".{link.name}.tmp")
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(os.path.relpath(target, link.parent), tmp)
-    os.replace(tmp, link)
+    try:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(os.path.relpath(target, link.parent), tmp)
+        os.replace(tmp, link)
+    except OSError as error:
+        if tmp.is_symlink():
+            tmp.unlink()
+        raise CheckpointWriteError(f"cannot point {link} at the checkpoint {target} ({error.strerror or error}); "
+                                   f"{link} is unchanged") from error
 
 
 def build_model(config: TrainConfig, max_atomic_number: int) -> PhysNet:
@@ -674,21 +690,31 @@ class Trainer:
     def _write_metrics(self, rows: list) -> None:
         """Replace metrics.csv and its JSON Lines twin metrics.jsonl with ``rows`` (as read from metrics.csv; [] for
         a fresh run), each in one step (a temporary file, then ``os.replace``): a resume interrupted while rewriting
-        them leaves each file whole, so it can simply be repeated."""
-        metrics = self.run_dir / "metrics.csv"
-        tmp = metrics.with_name(f".{metrics.name}.tmp")
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, self.columns)
-            writer.writeheader()
-            writer.writerows({k: row.get(k, "") for k in self.columns} for row in rows)
-        os.replace(tmp, metrics)
+        them (or refused by a full disk) leaves each file whole, so it can simply be repeated."""
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, self.columns)
+        writer.writeheader()
+        writer.writerows({k: row.get(k, "") for k in self.columns} for row in rows)
+        replace_text(self.run_dir / "metrics.csv", text.getvalue())
         start_log(self.run_dir / "metrics.jsonl", [_jsonl_record(row, self.columns) for row in rows])
 
     def _append_csv(self, row: dict) -> None:
-        """Append the epoch's ``row`` to metrics.csv and metrics.jsonl."""
-        with open(self.run_dir / "metrics.csv", "a", newline="") as handle:
-            csv.DictWriter(handle, self.columns).writerow({k: row.get(k, "") for k in self.columns})
-        append_record(self.run_dir / "metrics.jsonl", _jsonl_record(row, self.columns))
+        """Append the epoch's ``row`` to metrics.csv and metrics.jsonl; a write the disk refuses is cut off again
+        (the files hold whole rows only) and raised as an OutputWriteError that says what the run keeps."""
+        text = io.StringIO(newline="")
+        csv.DictWriter(text, self.columns).writerow({k: row.get(k, "") for k in self.columns})
+        kept = f"it holds the rows before epoch {row['epoch']}; {self._kept_text()}"
+        append_text(self.run_dir / "metrics.csv", text.getvalue(), kept)
+        append_record(self.run_dir / "metrics.jsonl", _jsonl_record(row, self.columns), kept)
+
+    def _kept_text(self) -> str:
+        """What a run stopped by a failed write keeps, and how to go on from it."""
+        latest = self.run_dir / "latest"
+        if is_checkpoint(latest):
+            return (f"the run keeps its last complete checkpoint {os.path.realpath(latest)} ({latest}): free space "
+                    f"and continue it with python -m physnetjax.train --resume {self.run_dir}")
+        return (f"{self.run_dir} holds no complete checkpoint yet: free space and run the same command again (it "
+                "starts the run over)")
 
     # -- evaluation ----------------------------------------------------------------------
 
@@ -885,13 +911,28 @@ class Trainer:
             self._write_checkpoint(directory, train_state, metadata, is_best)
 
     def _write_checkpoint(self, directory: Path, train_state, metadata: dict, is_best: bool) -> None:
-        """Write one checkpoint, then point ``best`` (if ``is_best``) and ``latest`` at it and drop older ones."""
-        save_checkpoint(directory, self.saved_model, train_state.ema_params, metadata, train_state=train_state,
-                        overwrite=True)
-        if is_best:
-            _point(self.run_dir / "best", directory)
-        _point(self.run_dir / "latest", directory)
-        keep = {os.path.realpath(self.run_dir / name) for name in ("best", "latest")}
+        """Write one checkpoint, then point ``best`` (if ``is_best``) and ``latest`` at it and drop older ones.
+
+        A checkpoint is removed only once both links point at complete checkpoints that are not it, so a failed
+        write (disk full) leaves the run where it was: ``latest`` and ``best`` at complete checkpoints.
+
+        Raises:
+          CheckpointWriteError: the write failed; the message says which complete checkpoint the run keeps.
+        """
+        try:
+            save_checkpoint(directory, self.saved_model, train_state.ema_params, metadata, train_state=train_state,
+                            overwrite=True)
+            if is_best:
+                _point(self.run_dir / "best", directory)
+            _point(self.run_dir / "latest", directory)
+        except CheckpointWriteError as error:
+            raise CheckpointWriteError(f"{error}; {self._kept_text()}") from error
+        links = [self.run_dir / name for name in ("best", "latest") if (self.run_dir / name).is_symlink()]
+        if not all(is_checkpoint(link) for link in links):
+            logger.warning("%s: a link of the run points at no complete checkpoint; no older checkpoint is removed",
+                           self.run_dir)
+            return
+        keep = {os.path.realpath(link) for link in links}
         for old in (self.run_dir / "checkpoints").glob("epoch-*"):
             if os.path.realpath(old) not in keep:
                 shutil.rmtree(old, ignore_errors=True)
@@ -910,6 +951,7 @@ class Trainer:
             quantity, errors, spreads = "forces", valid_pred["F_pred"] - valid_pred["F_ref"], valid_pred["F_std"]
         else:
             quantity, errors, spreads = "energy", valid_pred["E_pred"] - valid_pred["E_ref"], valid_pred["E_std"]
+        errors, spreads, _ = without_zero_spreads(errors, spreads, "ensemble calibration")  # isolated atoms
         calibration = {"quantity": quantity, "fitted_on": "valid", "samples": int(len(spreads)),
                        "criterion": "maximum likelihood of e ~ N(0, s^2 sigma^2 / d I): s^2 = mean(|e|^2 / sigma^2)"}
         try:
@@ -924,8 +966,7 @@ class Trainer:
             best = (self.run_dir / "best").resolve()
             model, params, meta = load_checkpoint(best, with_metadata=True)
             meta["calibration"] = calibration
-            save_checkpoint(best, model.clone(calibration_scale=scale), params, meta,
-                            train_state=load_train_state(best), overwrite=True)
+            self._resave_best(best, model.clone(calibration_scale=scale), params, meta)
         report = {"size": self.size, "seeds": self.seeds, "bootstrap": self.config.bootstrap,
                   "calibration": calibration, "valid": _ensemble_report(valid_pred, valid_members),
                   "test": _ensemble_report(test_pred, test_members)}
@@ -1146,16 +1187,23 @@ class Trainer:
         }
         if self.size > 1:
             summary["ensemble"] = self._calibrate(valid_pred, test_pred, valid_members, test_members)
-        self._write_json(summary)
+        finished = (f"the run is complete (its checkpoints {self.run_dir / 'best'} and {self.run_dir / 'latest'}, "
+                    "metrics.csv and metrics.json)")
+        try:
+            self._write_json(summary)
+        except OutputWriteError as error:
+            raise OutputWriteError(f"{error}; the final summary is not recorded, the checkpoints are complete: "
+                                   "free space and finish the run with python -m physnetjax.train --resume "
+                                   f"{self.run_dir}", error.cause) from error.cause
         if self.config.plots:
-            plots.learning_curve(self.rows, self.run_dir / "learning_curve.png")
-            plots.parity(valid_pred["E_ref"], valid_pred["E_pred"], "energy (above E0 references)", "eV",
-                         self.run_dir / "parity_energy.png")
-            plots.parity(valid_pred["F_ref"], valid_pred["F_pred"], "force components", "eV/Å",
-                         self.run_dir / "parity_forces.png")
+            self._plot(plots.learning_curve, finished, self.rows, self.run_dir / "learning_curve.png")
+            self._plot(plots.parity, finished, valid_pred["E_ref"], valid_pred["E_pred"],
+                       "energy (above E0 references)", "eV", self.run_dir / "parity_energy.png")
+            self._plot(plots.parity, finished, valid_pred["F_ref"], valid_pred["F_pred"], "force components", "eV/Å",
+                       self.run_dir / "parity_forces.png")
             if "S_ref" in valid_pred:
-                plots.parity(valid_pred["S_ref"] / GPA, valid_pred["S_pred"] / GPA, "stress components", "GPa",
-                             self.run_dir / "parity_stress.png")
+                self._plot(plots.parity, finished, valid_pred["S_ref"] / GPA, valid_pred["S_pred"] / GPA,
+                           "stress components", "GPa", self.run_dir / "parity_stress.png")
         logger.info(
             "done in %.1f s: best epoch %d; valid (best, EMA) energy MAE %s eV, forces MAE %s eV/Å%s; "
             "test energy MAE %s eV, forces MAE %s eV/Å%s; checkpoint %s",
@@ -1163,6 +1211,30 @@ class Trainer:
             _fmt(valid_metrics.get("forces_mae")), _other_labels_text(valid_metrics), _fmt(test_metrics.get("energy_mae")),
             _fmt(test_metrics.get("forces_mae")), _other_labels_text(test_metrics), self.run_dir / "best")
         return summary
+
+    def _resave_best(self, best: Path, model, params, meta: dict) -> None:
+        """Save the best checkpoint ``best`` again with ``meta`` (the run's final records): the new copy is written
+        whole before the old one goes, so a refused write (disk full) leaves the old one in place, and the error
+        says how to finish the run."""
+        try:
+            save_checkpoint(best, model, params, meta, train_state=load_train_state(best), overwrite=True)
+        except CheckpointWriteError as error:
+            raise CheckpointWriteError(f"{error}; the run's checkpoints are complete: free space and finish the run "
+                                       f"with python -m physnetjax.train --resume {self.run_dir}") from error
+
+    @staticmethod
+    def _plot(draw, finished: str, *args) -> None:
+        """``draw(*args)`` (its last argument the PNG to write); a write the disk refuses removes the partial file
+        and raises an OutputWriteError saying that the run itself is complete."""
+        path = Path(args[-1])
+        try:
+            draw(*args)
+        except OSError as error:
+            if error.errno not in FULL_DISK_ERRNOS:
+                raise
+            path.unlink(missing_ok=True)
+            raise write_failure(path, error, f"{finished}; only this plot and those after it are missing: free space "
+                                f"and draw them with python -m physnetjax.train --resume {path.parent}") from error
 
     def _record_dipole_surface(self, valid_metrics: dict, valid_pred: dict, test_metrics: dict,
                                test_pred: dict) -> None:
@@ -1189,7 +1261,7 @@ class Trainer:
         best = (self.run_dir / "best").resolve()
         model, params, meta = load_checkpoint(best, with_metadata=True)
         meta[DIPOLE_SURFACE_KEY] = record
-        save_checkpoint(best, model, params, meta, train_state=load_train_state(best), overwrite=True)
+        self._resave_best(best, model, params, meta)
         message = unreliable_ir_message(*judged, dipole_weight=self.config.dipole_weight)
         if message is not None:
             warn_caller(message, PhysNetInputWarning)

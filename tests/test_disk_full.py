@@ -1,0 +1,289 @@
+"""A full disk (ENOSPC) never loses a complete result, never leaves a cut-short file that passes for one, and is
+reported as one line naming the file, the cause and what was kept (exit status 3, an output problem).
+
+The refused write is simulated by raising ``OSError(errno.ENOSPC, ...)`` where the file system would, after part of
+the data was written (no mount: CI need not be root).
+"""
+
+import errno
+import io
+import json
+import logging
+import os
+import types
+from pathlib import Path
+
+import ase
+import ase.io
+import numpy as np
+import pytest
+
+import physnetjax.checkpoint.format as checkpoint_format
+from physnetjax import jsonlines
+from physnetjax.checkpoint import is_checkpoint, load_checkpoint, load_train_state
+from physnetjax.checkpoint.errors import CheckpointWriteError
+from physnetjax.cli_errors import EXIT_OUTPUT, error_line, exit_code
+from physnetjax.errors import OutputWriteError
+from physnetjax.eval import outputs
+from physnetjax.eval.evaluate import FRAME_COLUMNS
+from physnetjax.md import driver
+from physnetjax.md.io import TrajectoryWriter
+from physnetjax.model import PhysNet
+from physnetjax.predict import init_params
+from physnetjax.train import loop, resume, train
+
+from test_train import leaves, read_rows, tiny_config
+
+
+def full_disk() -> OSError:
+    return OSError(errno.ENOSPC, "No space left on device")
+
+
+class FillingFile(io.FileIO):
+    """A file whose write stores half of what it is given, then raises ENOSPC (a disk that fills mid-write)."""
+
+    def write(self, data):
+        data = bytes(data) if not isinstance(data, bytes) else data
+        super().write(data[:len(data) // 2])
+        raise full_disk()
+
+
+def filling_open(file, mode="r", *args, **kwargs):
+    """``open`` whose files opened for writing fill the disk at their first write (text or binary)."""
+    if not any(flag in mode for flag in "wax"):
+        return open(file, mode, *args, **kwargs)
+    raw = FillingFile(file, mode.replace("b", "").replace("t", ""))
+    if "b" in mode:
+        return raw
+    return io.TextIOWrapper(raw, encoding=kwargs.get("encoding") or "utf-8", newline=kwargs.get("newline"),
+                            write_through=True)
+
+
+def assert_output_error(error: BaseException, path) -> None:
+    """``error`` is an output problem (exit 3) whose one line names ``path`` and the full disk."""
+    line = error_line("prog", error)
+    assert exit_code(error) == EXIT_OUTPUT
+    assert str(path) in line and "No space left on device" in line
+    assert "\n" not in line
+
+
+# -- the CLI's exit status ------------------------------------------------------------------------------------------
+
+
+def test_a_full_disk_is_an_output_problem_whatever_raised_it():
+    error = full_disk()  # what a write that names no file raises
+    assert exit_code(error) == EXIT_OUTPUT
+    assert "could not be written" in error_line("prog", error)
+
+
+# -- JSON and JSON Lines files ----------------------------------------------------------------------------------------
+
+
+def test_a_refused_json_write_leaves_the_file_as_it_was_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    jsonlines.write_json(path, {"epochs": [1]})
+    before = path.read_text()
+    monkeypatch.setattr(jsonlines, "open", filling_open, raising=False)
+    with pytest.raises(OutputWriteError) as caught:
+        jsonlines.write_json(path, {"epochs": [1, 2]})
+    assert_output_error(caught.value, path)
+    assert path.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_a_refused_log_line_is_cut_off_again(tmp_path, monkeypatch):
+    path = tmp_path / "t.xyz.jsonl"
+    jsonlines.append_record(path, {"step": 0, "energy_eV": -1.0})
+    monkeypatch.setattr(jsonlines, "open", filling_open, raising=False)
+    with pytest.raises(OutputWriteError) as caught:
+        jsonlines.append_record(path, {"step": 10, "energy_eV": -1.5})
+    assert_output_error(caught.value, path)
+    assert jsonlines.read_log(path) == [{"step": 0, "energy_eV": -1.0}]
+
+
+# -- MD: trajectory and MD checkpoint ---------------------------------------------------------------------------------
+
+
+def frame(step: int) -> ase.Atoms:
+    atoms = ase.Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74 + 0.01 * step]])
+    atoms.info["step"] = step
+    return atoms
+
+
+def test_a_refused_trajectory_frame_leaves_the_complete_frames_readable(tmp_path, monkeypatch):
+    path = tmp_path / "t.xyz"
+    writer = TrajectoryWriter(path)
+    writer.write(frame(0))
+    writer.write(frame(10))
+    real_write = ase.io.write
+
+    def filling_write(filename, images, **kwargs):  # writes half a frame, then the disk is full
+        text = io.StringIO()
+        real_write(text, images, format="extxyz")
+        with open(filename, "a") as handle:
+            handle.write(text.getvalue()[:40])
+        raise full_disk()
+
+    monkeypatch.setattr(ase.io, "write", filling_write)
+    with pytest.raises(OutputWriteError) as caught:
+        writer.write(frame(20))
+    writer.close()
+    assert_output_error(caught.value, path)
+    assert "step 20" in str(caught.value)
+    monkeypatch.undo()
+    assert [atoms.info["step"] for atoms in ase.io.read(path, index=":")] == [0, 10]
+
+
+def test_a_refused_md_checkpoint_leaves_the_previous_one_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "state.npz"
+    driver._save_npz(path, step=np.int64(100))
+    real_savez = np.savez
+
+    def filling_savez(file, **arrays):
+        real_savez(file, **arrays)
+        with open(file, "r+b") as handle:
+            handle.truncate(10)
+        raise full_disk()
+
+    monkeypatch.setattr(driver.np, "savez", filling_savez)
+    with pytest.raises(OutputWriteError) as caught:
+        driver._save_npz(path, step=np.int64(200))
+    assert_output_error(caught.value, path)
+    assert "unchanged" in str(caught.value)
+    assert int(np.load(path)["step"]) == 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.npz"]
+
+
+# -- eval outputs ---------------------------------------------------------------------------------------------------
+
+
+def test_a_refused_eval_table_leaves_no_cut_short_file(tmp_path, monkeypatch):
+    result = types.SimpleNamespace(frames={column: np.arange(200.0) for column in FRAME_COLUMNS})
+    path = tmp_path / "frames.csv"
+    monkeypatch.setattr(outputs, "open", filling_open, raising=False)
+    with pytest.raises(OutputWriteError) as caught:
+        outputs.write_frames_csv(result, path)
+    assert_output_error(caught.value, path)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- training ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_link_never_points_at_an_incomplete_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints" / "epoch-0002").mkdir(parents=True)  # a write that did not finish
+    with pytest.raises(CheckpointWriteError, match="not a complete checkpoint"):
+        loop._point(run / "latest", run / "checkpoints" / "epoch-0002")
+    assert not (run / "latest").is_symlink()
+
+
+def refuse_writes_of(monkeypatch, name: str) -> None:
+    """Checkpoint writes of the directory ``name`` fail as on a full disk (after orbax wrote part of the arrays)."""
+    write_tree = checkpoint_format._write_tree
+
+    def filling(directory, tree):
+        if f".{name}.partial" in str(directory):
+            directory.mkdir()
+            (directory / "part").write_bytes(b"\0" * 100)
+            raise full_disk()
+        write_tree(directory, tree)
+
+    monkeypatch.setattr(checkpoint_format, "_write_tree", filling)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("disk") / "whole"
+    train(tiny_config(out, checkpoint_interval_s=0.0))
+    return out
+
+
+def test_a_full_disk_keeps_the_last_complete_checkpoint_and_the_run_resumes_exactly(tmp_path, monkeypatch,
+                                                                                     uninterrupted):
+    out = tmp_path / "run"
+    refuse_writes_of(monkeypatch, "epoch-0003")
+    with pytest.raises(CheckpointWriteError) as caught:
+        train(tiny_config(out, checkpoint_interval_s=0.0))
+    message = str(caught.value)
+    assert_output_error(caught.value, out / "checkpoints" / "epoch-0003")
+    assert f"keeps its last complete checkpoint {out / 'checkpoints' / 'epoch-0002'}" in message
+    assert f"--resume {out}" in message
+    assert os.path.realpath(out / "latest") == str(out / "checkpoints" / "epoch-0002")
+    assert is_checkpoint(out / "latest") and is_checkpoint(out / "best")
+    kept = {Path(os.path.realpath(out / name)).name for name in ("best", "latest")}
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == sorted(kept)  # no partial write left
+    monkeypatch.undo()  # space freed
+
+    resume(out)
+    assert [row["epoch"] for row in read_rows(out)] == ["1", "2", "3"]
+    for a, b in zip(leaves(load_train_state(out / "latest")), leaves(load_train_state(uninterrupted / "latest"))):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_a_full_disk_before_the_first_checkpoint_says_so_and_the_same_command_starts_over(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    refuse_writes_of(monkeypatch, "epoch-0001")
+    with pytest.raises(CheckpointWriteError) as caught:
+        train(tiny_config(out, epochs=1))
+    assert "holds no complete checkpoint yet" in str(caught.value)
+    assert "run the same command again" in str(caught.value)
+    assert not (out / "latest").is_symlink() and not (out / "best").is_symlink()
+    monkeypatch.undo()
+    assert train(tiny_config(out, epochs=1))["epochs_run"] == 1
+
+
+def test_a_refused_final_summary_is_finished_by_a_resume(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    write_json = jsonlines.write_json
+
+    def filling(path, obj):
+        if obj.get("final") is not None:
+            raise OutputWriteError(f"{path}: cannot be written (No space left on device)", full_disk())
+        write_json(path, obj)
+
+    monkeypatch.setattr(loop, "write_json", filling)
+    with pytest.raises(OutputWriteError) as caught:
+        train(tiny_config(out, epochs=1))
+    assert f"finish the run with python -m physnetjax.train --resume {out}" in str(caught.value)
+    assert json.loads((out / "metrics.json").read_text())["final"] is None
+    assert is_checkpoint(out / "best")
+    monkeypatch.undo()
+    resume(out)
+    assert json.loads((out / "metrics.json").read_text())["final"]["epochs_run"] == 1
+    load_checkpoint(out / "best")
+
+
+# -- checkpoints ------------------------------------------------------------------------------------------------------
+
+
+def test_orbax_thread_errors_of_a_full_disk_give_one_message(tmp_path, monkeypatch, caplog):
+    """Orbax logs the failed write of each of its background threads (an ``error:`` line each on a command line)
+    besides raising it; the save reports it once, naming the checkpoint, and the old checkpoint stays."""
+    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=5.0,
+                    max_atomic_number=8)
+    params = init_params(model, 0)
+    path = checkpoint_format.save_checkpoint(tmp_path / "model", model, params)
+
+    class FillingCheckpointer:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def save(self, directory, tree):
+            logging.getLogger("absl").error("[process=0][thread=array_type_handler][operation_id=1] "
+                                            "_SignalingThread.run() raised an exception: RESOURCE_EXHAUSTED: "
+                                            "No space left on device")
+            raise ValueError("RESOURCE_EXHAUSTED: Failed writing: No space left on device [os_error_code='28']")
+
+    monkeypatch.setattr(checkpoint_format.ocp, "PyTreeCheckpointer", FillingCheckpointer)
+    with caplog.at_level(logging.WARNING):
+        with pytest.raises(CheckpointWriteError, match="the checkpoint that was there is unchanged") as caught:
+            checkpoint_format.save_checkpoint(path, model, params, {"changed": True}, overwrite=True)
+    assert exit_code(caught.value) == EXIT_OUTPUT and str(path) in str(caught.value)
+    assert not [record for record in caplog.records if "_SignalingThread" in record.getMessage()]
+    monkeypatch.undo()
+    assert load_checkpoint(path, with_metadata=True)[2] == {}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
