@@ -37,7 +37,8 @@ from physnetjax.checkpoint.report import (REFERENCE_SHAPES, check_reference_shap
                                          read_geometries, render)
 from physnetjax.cli_errors import EXIT_OK, EXIT_VERDICT, cli_main, configure_logging, exit_process
 from physnetjax.cli_help import ArgumentParser, HelpFormatter
-from physnetjax.errors import OutputPathError
+from physnetjax.errors import OutputPathError, OutputWriteError
+from physnetjax.jsonlines import replace_text
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.text_table import print_line
 from physnetjax.validation import check_directory_creatable
@@ -122,7 +123,11 @@ def migrate(old, new, *, weights: str = "ema", geometries=None, reference=None, 
     target = save_checkpoint(new, migration.model, migration.params, metadata, overwrite=overwrite,
                              companions=(REPORT_FILE,))
     report["checkpoint"] = str(target)
-    (target / REPORT_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    try:
+        replace_text(target / REPORT_FILE, json.dumps(report, indent=2, ensure_ascii=False))
+    except OutputWriteError as error:
+        raise OutputWriteError(f"{error}; the migrated checkpoint {target} is complete, only its report is missing: "
+                               "free space and migrate again with --overwrite", error.cause) from error.cause
     return report
 
 

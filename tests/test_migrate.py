@@ -329,3 +329,24 @@ def test_a_truncated_or_corrupted_pickle_is_named(tmp_path, capsys, content, cau
                                        f"corrupted or truncated pickle ({cause}): copy it again from where it was "
                                        "saved\n")
     assert not new.exists()
+
+
+def test_a_report_the_disk_refuses_leaves_no_cut_short_file_and_says_the_checkpoint_is_complete(tmp_path, capsys,
+                                                                                                monkeypatch):
+    """migration_report.json was written in place: a full disk left a cut-short report (exit 2, no path named)."""
+    import errno
+    import os
+
+    import physnetjax.jsonlines as jsonlines
+
+    def refused(source, target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(jsonlines.os, "replace", refused)
+    assert main([str(LEGACY / "A"), str(tmp_path / "A")]) == 3
+    monkeypatch.setattr(jsonlines.os, "replace", os.replace)
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'A' / REPORT_FILE}: cannot be written (No space left on device" in err
+    assert f"the migrated checkpoint {tmp_path / 'A'} is complete, only its report is missing" in err
+    assert sorted(p.name for p in (tmp_path / "A").iterdir() if "migration" in p.name) == []
+    load_checkpoint(tmp_path / "A")
