@@ -2482,6 +2482,11 @@ MUTANTS = (
            "",
            ("tests/test_train_ensemble.py::test_isolated_atoms_in_the_validation_split_leave_the_calibration_fitted",),
            "an isolated atom in the validation split leaves the trained ensemble uncalibrated"),
+    Mutant("migrate_report_in_place", "physnetjax/migrate.py",
+           "        replace_text(target / REPORT_FILE, json.dumps(report, indent=2, ensure_ascii=False))",
+           "        (target / REPORT_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False))",
+           ("tests/test_migrate.py::test_a_report_the_disk_refuses_leaves_no_cut_short_file_and_says_the_checkpoint_is_complete",),
+           "migrate's report is written in place: a full disk leaves it cut short, exit 2"),
 )
 
 EXPLAINED = {
