@@ -34,31 +34,21 @@ def _line(record: dict) -> str:
 
 
 def replace_text(path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step (a temporary file ``.NAME.tmp``, then ``os.replace``).
+    """Replace ``path`` with ``text`` in one step (:func:`written_whole`).
 
     Raises:
       OutputWriteError: the write failed (disk full, ...): the temporary file is removed and ``path`` is unchanged.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:  # the text's own line ends (csv's \r\n)
-            handle.write(text)
-        os.replace(tmp, path)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        if error.errno not in FULL_DISK_ERRNOS and error.errno != errno.EIO:
-            raise
-        kept = ("its previous content is unchanged" if path.exists() else "it was not created")
-        raise write_failure(path, error, kept) from error
+    with written_whole(path, also_kept="") as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)  # newline="": the text's own line ends (csv's \r\n)
 
 
 @contextlib.contextmanager
-def written_whole(path) -> Iterator[Path]:
+def written_whole(path, also_kept: str = "the outputs written before it are complete") -> Iterator[Path]:
     """A temporary sibling of ``path`` (``.NAME.partial`` and the same suffix) to write, moved onto ``path`` once the
     block ends, so ``path`` is never left cut short: a write the file system refuses (disk full) removes it and
-    raises an OutputWriteError naming ``path`` (whose earlier content, if any, is unchanged). A block that writes
-    nothing (a plot with nothing to draw) leaves ``path`` alone."""
+    raises an OutputWriteError naming ``path`` (whose earlier content, if any, is unchanged; ``also_kept`` adds what
+    else is complete). A block that writes nothing (a plot with nothing to draw) leaves ``path`` alone."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.partial{path.suffix}")
     try:
@@ -69,9 +59,8 @@ def written_whole(path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         if error.errno not in FULL_DISK_ERRNOS and error.errno != errno.EIO:
             raise
-        kept = ("the file there before is unchanged" if path.exists() else "nothing of it is kept") + \
-            "; the outputs written before it are complete"
-        raise write_failure(path, error, kept) from error
+        kept = "its previous content is unchanged" if path.exists() else "it was not created"
+        raise write_failure(path, error, kept + (f"; {also_kept}" if also_kept else "")) from error
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -49,8 +49,8 @@ from physnetjax.data import Dataset
 from physnetjax.data.dataset import WEIGHT_KEYS
 from physnetjax.data.frame_digests import RecordedShare
 from physnetjax.eval.evaluate import FRAME_COLUMNS, EvalResult
-from physnetjax.jsonlines import written_whole as written
 from physnetjax.eval.predictions import Predictions
+from physnetjax.jsonlines import written_whole
 from physnetjax.train import plots
 from physnetjax.units import GPA
 
@@ -67,7 +67,7 @@ def _cell(value) -> str:
 
 def write_frames_csv(result: EvalResult, path) -> None:
     """One row per frame; empty cells where the frame lacks the label."""
-    with written(path) as tmp, open(tmp, "w", newline="") as handle:
+    with written_whole(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(FRAME_COLUMNS)
         for k in range(len(result.frames["frame"])):
@@ -89,7 +89,7 @@ def write_summary(result: EvalResult, path, *, checkpoint: str, data: list, unit
                "num_frames": len(result.frames["frame"]),
                **{key: None if share is None else dataclasses.asdict(share) for key, share in recorded.items()},
                **result.summary(), "model": model_config}
-    with written(path) as tmp:
+    with written_whole(path) as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
 
 
@@ -111,7 +111,7 @@ def write_parity_plots(dataset: Dataset, predictions: Predictions, directory) ->
         path = directory / f"parity_{name}.png"
         if not reference.size:
             continue
-        with written(path) as tmp:
+        with written_whole(path) as tmp:
             drawn = plots.parity(reference, predicted, quantity, unit, tmp)
         if drawn:
             done.append(path)
@@ -163,5 +163,5 @@ def write_predictions(dataset: Dataset, predictions: Predictions, path) -> None:
         atoms.info.update({key: float(weight) for key, weight in zip(WEIGHT_KEYS, dataset.weights[k]) if weight != 1.0})
         atoms.calc = SinglePointCalculator(atoms, **results)
         frames.append(atoms)
-    with written(path) as tmp:
+    with written_whole(path) as tmp:
         ase.io.write(tmp, frames, format="extxyz")

@@ -89,7 +89,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 import warnings
 from pathlib import Path
@@ -106,10 +105,10 @@ from physnetjax.calculator import check_dtype, cast_params
 from physnetjax.device_memory import check_fits
 from physnetjax.distance_domain import DOMAIN_MARGIN, TrainingDistancesWarning
 from physnetjax.ensemble.model import is_ensemble
-from physnetjax.jsonlines import append_record, read_log, start_log
-from physnetjax.errors import (CloseContactWarning, InputNotFoundError, OutOfMemoryError, PhysNetInputError,
-                               PhysNetInputWarning, RunStoppedError, displayed, displayed_setting, namer,
-                               FULL_DISK_ERRNOS, OutputWriteError, out_of_memory_as, warn_caller, write_failure)
+from physnetjax.jsonlines import append_record, read_log, start_log, written_whole
+from physnetjax.errors import (CloseContactWarning, InputNotFoundError, OutOfMemoryError, OutputWriteError,
+                               PhysNetInputError, PhysNetInputWarning, RunStoppedError, displayed, displayed_setting,
+                               namer, out_of_memory_as, warn_caller)
 from physnetjax.md.ensembles import (
     CENTRE_OF_MASS_AT_REST,
     CHAIN_MASSES_KEY,
@@ -431,18 +430,10 @@ def drift_and_fluctuation(time_ps, conserved_eV, num_atoms) -> tuple[float, floa
 
 
 def _save_npz(path: Path, **arrays) -> None:
-    """Replace ``path`` with ``arrays`` in one step; a write the file system refuses (disk full) leaves ``path`` as it
-    was and raises an OutputWriteError saying so."""
-    tmp = path.with_name(path.name + ".tmp.npz")
-    try:
+    """Replace ``path`` with ``arrays`` in one step (:func:`~physnetjax.jsonlines.written_whole`): a write the file
+    system refuses (disk full) leaves the MD checkpoint there unchanged and raises an OutputWriteError saying so."""
+    with written_whole(path, also_kept="") as tmp:
         np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        if error.errno not in FULL_DISK_ERRNOS:
-            raise
-        raise write_failure(path, error, "the MD checkpoint it held before is unchanged" if path.exists() else
-                            "no MD checkpoint was written") from error
 
 
 def ensemble_options(temperature_K: float, ensemble_only: Mapping[str, Any]) -> EnsembleOptions:
