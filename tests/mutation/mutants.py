@@ -2473,7 +2473,7 @@ MUTANTS = (
            ("tests/test_disk_full.py::test_a_link_never_points_at_an_incomplete_checkpoint",),
            "best/latest may point at a directory that is no complete checkpoint"),
     Mutant("eval_output_written_in_place", "physnetjax/eval/outputs.py",
-           '    with written(path) as tmp, open(tmp, "w", newline="") as handle:',
+           '    with written_whole(path) as tmp, open(tmp, "w", newline="") as handle:',
            '    with open(path, "w", newline="") as handle:',
            ("tests/test_disk_full.py::test_a_refused_eval_table_leaves_no_cut_short_file",),
            "eval's frames.csv is written in place: a full disk leaves a cut-short table"),
