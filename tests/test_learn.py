@@ -20,6 +20,7 @@ from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.learn import LearnConfig, run_learning
 from physnetjax.learn.config import MODEL_SETTINGS
 from physnetjax.learn.frames import labelled_frames, save_frames
+from physnetjax.learn.report import report_lines, report_rows
 from physnetjax.learn.state import read_state, write_state
 from physnetjax.model import PhysNet
 from physnetjax.train import TrainConfig
@@ -122,6 +123,18 @@ def test_a_round_keeps_the_previous_rounds_split_and_splits_only_its_new_frames(
     assert set(first["valid"]) <= set(second["valid"]) and set(first["train"]) <= set(second["train"])
     new = set(range(8, 11))  # 8 starting frames, 3 selected in round 1; valid share 2/8: round(0.75) = 1 new valid
     assert len(set(second["valid"]) & new) == 1 and set(second["train"]) | set(second["valid"]) == set(range(11))
+
+
+def test_the_report_splits_each_rounds_frames_into_training_and_validation_frames(resumed_run):
+    """The report's "frames" were documented as training frames while they counted the validation frames too."""
+    out, report = resumed_run[0], resumed_run[4]
+    splits = [np.load(out / f"round-00{k}" / "train" / "split.npz") for k in (0, 1)]
+    assert [(r["train_frames"], r["valid_frames"]) for r in report["rounds"]] == [
+        (len(split["train"]), len(split["valid"])) for split in splits] == [(6, 2), (8, 3)]
+    line = report_lines(report_rows([read_state(out)["rounds"][1]]))
+    assert line[0].split()[:4] == ["round", "frames", "train", "valid"] and line[1].split()[:4] == ["1", "11", "8", "3"]
+    old_run = {k: v for k, v in read_state(out)["rounds"][1].items() if k not in ("train_frames", "valid_frames")}
+    assert report_lines(report_rows([old_run]))[1].split()[:4] == ["1", "11", "n/a", "n/a"]
 
 
 def test_interrupted_loop_resumes_without_retraining_round_0(resumed_run):
@@ -731,7 +744,8 @@ def test_report_rows_count_blow_ups_and_keep_each_error_in_its_column():
 
     rounds = [
         {"round": 0, "frames": 50, "selected": 0, "md": [], "valid": {"forces_mae": 0.3}},
-        {"round": 1, "frames": 60, "selected": 10, "md_mean_spread_eV_per_A": 0.05, "md_max_spread_eV_per_A": 0.4,
+        {"round": 1, "frames": 60, "train_frames": 45, "valid_frames": 15, "selected": 10,
+         "md_mean_spread_eV_per_A": 0.05, "md_max_spread_eV_per_A": 0.4,
          "md": [{"blew_up": None, "unphysical_frames": 2}, {"blew_up": {"step": 120}, "unphysical_frames": 1},
                 {"blew_up": None}],
          "label_failures": [{"frame": 3}], "valid": {"forces_mae": 0.2},
@@ -739,12 +753,15 @@ def test_report_rows_count_blow_ups_and_keep_each_error_in_its_column():
     ]
     first, second = report_rows(rounds)
     assert first["md_blow_ups"] == 0 and first["test_forces_mae"] is None and first["md_max_spread_eV_per_A"] is None
-    assert second == {"round": 1, "frames": 60, "selected": 10, "md_mean_spread_eV_per_A": 0.05,
+    assert second == {"round": 1, "frames": 60, "train_frames": 45, "valid_frames": 15, "selected": 10,
+                      "md_mean_spread_eV_per_A": 0.05,
                       "md_max_spread_eV_per_A": 0.4, "md_blow_ups": 1, "unphysical_frames": 3, "label_failures": 1,
                       "valid_forces_mae": 0.2, "test_energy_mae": 0.011, "test_forces_mae": 0.25}
     lines = report_lines([first, second])
-    assert lines[1].split() == ["0", "50", "0", "0", "0", "n/a", "/", "n/a", "0", "0.3000", "n/a", "n/a"]
-    assert lines[2].split() == ["1", "60", "10", "3", "1", "0.0500", "/", "0.4000", "1", "0.2000", "0.2500", "0.0110"]
+    assert lines[1].split() == ["0", "50", "n/a", "n/a", "0", "0", "0", "n/a", "/", "n/a", "0", "0.3000", "n/a",
+                                "n/a"]
+    assert lines[2].split() == ["1", "60", "45", "15", "10", "3", "1", "0.0500", "/", "0.4000", "1", "0.2000",
+                                "0.2500", "0.0110"]
 
 
 @pytest.mark.parametrize("set_by_user", [None, "2"])

@@ -122,7 +122,7 @@ def test_md_candidates_end_before_the_first_unphysical_frame_which_is_never_labe
     summary = {"round": 1, "frames": 10, "selected": 2, "md": runs, "label_failures": [], "valid": {}}
     row = report_rows([summary])[0]
     assert row["unphysical_frames"] == 2
-    assert report_lines([row])[0].split()[3] == "unphysical" and report_lines([row])[1].split()[3] == "2"
+    assert report_lines([row])[0].split()[5] == "unphysical" and report_lines([row])[1].split()[5] == "2"
 
 
 def test_allow_topology_change_keeps_the_dissociated_frame(fake_md, tmp_path):

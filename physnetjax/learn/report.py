@@ -1,12 +1,14 @@
 """The loop's final report: one row per round, printed, saved as ``report.json`` and plotted.
 
-Per round: training frames, frames selected, mean and max of the MD's per-frame force
+Per round: labelled frames (``frames``: the round's data set, training and validation frames together, the
+loop's labelling budget) and how they were split (``train_frames``, ``valid_frames``; ``n/a`` in a run written
+before they were recorded), frames selected, mean and max of the MD's per-frame force
 spread (eV/Å; over every saved frame of every temperature), MD runs that blew up,
 MD frames cut as unphysical (:mod:`physnetjax.learn.physical`, never candidates),
 frames the labeller could not label (skipped),
 validation force MAE of the trainer (EMA weights of ``best``) and, with a test set,
 the test energy and force MAE of the member mean. ``learning_curve.png`` plots the
-force MAE (test, else validation) against the number of training frames; it is
+force MAE (test, else validation) against the number of labelled frames; it is
 skipped, with a note in the log, when matplotlib is missing.
 """
 
@@ -28,6 +30,8 @@ def report_rows(rounds: list) -> list[dict]:
         rows.append({
             "round": summary["round"],
             "frames": summary["frames"],
+            "train_frames": summary.get("train_frames"),
+            "valid_frames": summary.get("valid_frames"),
             "selected": summary["selected"],
             "md_mean_spread_eV_per_A": summary.get("md_mean_spread_eV_per_A"),
             "md_max_spread_eV_per_A": summary.get("md_max_spread_eV_per_A"),
@@ -43,11 +47,12 @@ def report_rows(rounds: list) -> list[dict]:
 
 def report_lines(rows: list[dict]) -> list[str]:
     """A fixed-width table of ``rows`` (n/a where a value does not apply)."""
-    header = ("round  frames  selected  unphysical  unlabelled  MD spread mean/max (eV/Å)  blow-ups  valid F MAE  "
+    header = ("round  frames  train  valid  selected  unphysical  unlabelled  MD spread mean/max (eV/Å)  blow-ups  valid F MAE  "
               "test F MAE  test E MAE")
     lines = [header]
     for row in rows:
-        lines.append(f"{row['round']:>5d}  {row['frames']:>6d}  {row['selected']:>8d}  "
+        lines.append(f"{row['round']:>5d}  {row['frames']:>6d}  {_count(row['train_frames']):>5s}  "
+                     f"{_count(row['valid_frames']):>5s}  {row['selected']:>8d}  "
                      f"{row['unphysical_frames']:>10d}  {row['label_failures']:>10d}  "
                      f"{_fmt(row['md_mean_spread_eV_per_A']):>12s} / {_fmt(row['md_max_spread_eV_per_A']):<12s} "
                      f"{row['md_blow_ups']:>8d}  {_fmt(row['valid_forces_mae']):>11s}  "
@@ -79,7 +84,7 @@ def _plot(rows: list[dict], path: Path) -> str | None:
     axis.plot([r["frames"] for r in rows], [r[key] for r in rows], "o-")
     for r in rows:
         axis.annotate(str(r["round"]), (r["frames"], r[key]), textcoords="offset points", xytext=(4, 4))
-    axis.set_xlabel("training frames")
+    axis.set_xlabel("labelled frames (training + validation)")
     axis.set_ylabel(f"{label} force MAE (eV/Å)")
     axis.set_title("active learning (labels: round)")
     figure.tight_layout()
@@ -90,3 +95,7 @@ def _plot(rows: list[dict], path: Path) -> str | None:
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def _count(value) -> str:
+    return "n/a" if value is None else f"{value:d}"

@@ -1179,6 +1179,7 @@ class Trainer:
             "epochs_run": self.epoch,
             "best_epoch": self.best_epoch,
             "best_metric": self.config.best_metric,
+            "frames": {name: len(self.split[name]) for name in ("train", "valid", "test")},
             "valid": valid_metrics,
             "test": test_metrics,
             "time_s": self.clock() - self.start_time,

@@ -2487,6 +2487,16 @@ MUTANTS = (
            "        (target / REPORT_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False))",
            ("tests/test_migrate.py::test_a_report_the_disk_refuses_leaves_no_cut_short_file_and_says_the_checkpoint_is_complete",),
            "migrate's report is written in place: a full disk leaves it cut short, exit 2"),
+    Mutant("learn_report_train_frames_from_the_valid_split", "physnetjax/learn/loop.py",
+           'summary["train_frames"], summary["valid_frames"] = split.get("train"), split.get("valid")',
+           'summary["train_frames"], summary["valid_frames"] = split.get("valid"), split.get("train")',
+           ("tests/test_learn.py::test_the_report_splits_each_rounds_frames_into_training_and_validation_frames",),
+           "the learning report's train and valid frame counts swapped"),
+    Mutant("train_summary_frames_counts_the_whole_data", "physnetjax/train/loop.py",
+           '"frames": {name: len(self.split[name]) for name in ("train", "valid", "test")},',
+           '"frames": {name: len(self.dataset) for name in ("train", "valid", "test")},',
+           ("tests/test_learn.py::test_the_report_splits_each_rounds_frames_into_training_and_validation_frames",),
+           "the trainer's summary counts every frame as a training and a validation frame"),
 )
 
 EXPLAINED = {
