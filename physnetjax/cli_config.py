@@ -61,6 +61,7 @@ from typing import Optional
 from physnetjax.cli_errors import name_input
 from physnetjax.cli_help import ArgumentParser
 from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning, warn_caller
+from physnetjax.jsonlines import replace_text
 
 CONFIG_NAME = "config.toml"
 """File name of the resolved configuration in an output directory."""
@@ -444,7 +445,7 @@ def write_resolved_config(parser: argparse.ArgumentParser, values, path) -> Path
     """Write the options a run used (``values``: a dict or Namespace, dest → value) as TOML to ``path``."""
     values = vars(values) if isinstance(values, argparse.Namespace) else values
     path = Path(path)
-    path.write_text(render(parser, values, resolved=True))
+    replace_text(path, render(parser, values, resolved=True))
     return path
 
 

@@ -8,13 +8,13 @@ which of these the file is; callers prefix the path and what the file was for.
 
 from __future__ import annotations
 
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from physnetjax.errors import OutputPathError
+from physnetjax.jsonlines import written_whole
 
 ZIP_MAGIC = b"PK"
 """First bytes of every zip archive, hence of every .npz."""
@@ -54,21 +54,18 @@ def read_npz(path) -> dict:
 
 
 def write_npz(path, arrays: dict, *, compressed: bool = False) -> Path:
-    """Write ``arrays`` to ``path`` (.npz) through a temporary file beside it and ``os.replace``: a failed write (a full
-    disk, an interrupt) leaves the file that was there, never half a file.
+    """Write ``arrays`` to ``path`` (.npz, exactly that name) through a temporary file beside it and ``os.replace``
+    (:func:`physnetjax.jsonlines.written_whole`): a failed write (a full disk, an interrupt) leaves the file that was
+    there, never half a file.
 
     Raises:
-      OutputPathError: the write failed (naming the path and the system's reason).
+      OutputWriteError: the file system refused the write (disk full, quota, read-only), naming the path.
+      OutputPathError: any other failed write (e.g. no permission), naming the path and the system's reason.
     """
     path = Path(path)
-    temporary = path.with_name(path.name + ".partial")
     try:
-        with open(temporary, "wb") as handle:
+        with written_whole(path, also_kept="") as temporary, open(temporary, "wb") as handle:
             (np.savez_compressed if compressed else np.savez)(handle, **arrays)
-        os.replace(temporary, path)
-    except OSError as error:
-        kept = "the file there is unchanged" if path.exists() else "nothing was written"
-        raise OutputPathError(f"writing {path} failed ({error.strerror or error}); {kept}") from error
-    finally:
-        temporary.unlink(missing_ok=True)
+    except OSError as error:  # not a refused write, which written_whole reports
+        raise OutputPathError(f"{path}: cannot be written ({error.strerror or error})") from error
     return path

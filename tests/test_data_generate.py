@@ -293,8 +293,9 @@ def test_a_failed_write_keeps_the_previous_dataset(tmp_path, monkeypatch, capsys
 
     monkeypatch.setattr(npz_file.np, "savez_compressed", full_disk)
     assert main(["--frames", "2", "--out", str(out)]) == 3
-    assert capsys.readouterr().err == (f"python -m physnetjax.data.generate: error: writing {out} failed (No space left "
-                                       "on device); the file there is unchanged\n")
+    assert capsys.readouterr().err == (f"python -m physnetjax.data.generate: error: {out}: cannot be written (No space "
+                                       "left on device: free space on its file system); its previous content is "
+                                       "unchanged\n")
     assert np.load(out)["E"].tolist() == [0.0, 1.0, 2.0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.npz"]
 

@@ -167,6 +167,115 @@ def test_a_refused_eval_table_leaves_no_cut_short_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+# -- every other whole-file output -------------------------------------------------------------------------------------
+
+_REAL_OPEN = open
+
+
+def filling_builtin_open(file, mode="r", *args, **kwargs):
+    """:func:`filling_open` for code that opens its files deep inside a library (ASE, matplotlib/PIL, NumPy)."""
+    if not any(flag in mode for flag in "wax"):
+        return _REAL_OPEN(file, mode, *args, **kwargs)
+    raw = FillingFile(file, mode.replace("b", "").replace("t", ""))
+    if "b" in mode:
+        return raw
+    return io.TextIOWrapper(raw, encoding=kwargs.get("encoding") or "utf-8", newline=kwargs.get("newline"),
+                            write_through=True)
+
+
+def _check_report(path):
+    from physnetjax.check.report import CheckReport
+
+    CheckReport([], [], {"features": len(path.name)}, {}).write_json(path)
+
+
+def _train_config(path):
+    from physnetjax.train.config import TrainConfig
+
+    TrainConfig(epochs=len(path.name)).save(path)
+
+
+def _resolved_options(path):
+    from physnetjax.cli_config import write_resolved_config
+    from physnetjax.md.__main__ import build_parser
+
+    parser = build_parser()
+    write_resolved_config(parser, {**vars(parser.parse_args(["--geometry", "in.xyz"])), "steps": len(path.name)}, path)
+
+
+def _split(path):
+    from physnetjax.data.split import save_split
+
+    save_split(path, {"train": np.arange(len(path.name)), "valid": np.array([99]), "test": np.array([], np.int64)})
+
+
+def _stick_plot(path):
+    from physnetjax.spectra.plot import plot_stick_spectrum
+
+    plot_stick_spectrum(path, np.array([667.0, 2349.0]), np.array([1.0, len(path.name)]))
+
+
+def _last_md_frame(path):
+    host = types.SimpleNamespace(positions=np.zeros((1, 2, 3)) + [[[0, 0, 0], [0, 0, 0.74]]],
+                                 momenta=np.zeros((1, 2, 3)), potential_energy=np.array([-len(path.name)]),
+                                 forces=np.zeros((1, 2, 3)), energies=None)
+    driver._save_last_frame(ase.Atoms("H2"), None, host, 1, 0, 10, path, None, 0.0)
+
+
+def _unconverged_geometry(path):
+    from physnetjax.spectra.cli_harmonic import last_geometry_written
+    from physnetjax.spectra.optimize import OptimizationError
+
+    atoms = ase.Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]])
+    with pytest.raises(OptimizationError):
+        with last_geometry_written(path.parent, atoms, "in.xyz", 0.0):
+            raise OptimizationError("not converged", atoms.positions + len(path.parent.name), -1.0, 0.5, 100)
+
+
+WHOLE_FILE_WRITERS = {"check --json": ("report.json", _check_report), "train config.json": ("config.json", _train_config),
+                      "resolved options": ("config.toml", _resolved_options), "split": ("split.npz", _split),
+                      "stick spectrum": ("spectrum.png", _stick_plot),
+                      "MD last good frame": ("run.xyz.last_good.xyz", _last_md_frame),
+                      "unconverged geometry": ("unconverged.xyz", _unconverged_geometry)}
+
+
+@pytest.mark.parametrize("writer", WHOLE_FILE_WRITERS)
+def test_a_refused_whole_file_output_leaves_the_previous_file_and_no_temporary(writer, tmp_path, monkeypatch):
+    """These outputs were written in place: a full disk left a cut-short JSON/TOML/npz/PNG/xyz file in the place of
+    the previous one (check --json, a run's config.json and config.toml, split.npz, the spectrum plots, MD's
+    last-good frame and the optimiser's unconverged.xyz)."""
+    name, write = WHOLE_FILE_WRITERS[writer]
+    path = tmp_path / name
+    write(path)
+    before = path.read_bytes()
+    with monkeypatch.context() as patch:
+        patch.setattr("builtins.open", filling_builtin_open)
+        with pytest.raises(OutputWriteError) as caught:
+            write(tmp_path / name)
+    assert_output_error(caught.value, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_a_refused_learning_curve_says_how_to_write_the_report(tmp_path, monkeypatch):
+    from physnetjax.learn.report import write_report
+
+    rounds = [{"round": 0, "frames": 8, "selected": 0, "md": [], "valid": {"forces_mae": 0.1}, "test": None}]
+    real_savefig = __import__("matplotlib.figure").figure.Figure.savefig
+
+    def filling_savefig(figure, path, **kwargs):
+        real_savefig(figure, path, **kwargs)
+        with _REAL_OPEN(path, "r+b") as handle:
+            handle.truncate(100)
+        raise full_disk()
+
+    monkeypatch.setattr("matplotlib.figure.Figure.savefig", filling_savefig)
+    with pytest.raises(OutputWriteError, match="kept in state.json: rerun the same command") as caught:
+        write_report(tmp_path, rounds)
+    assert_output_error(caught.value, tmp_path / "learning_curve.png")
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- training ---------------------------------------------------------------------------------------------------------
 
 

@@ -64,6 +64,7 @@ from typing import Any
 
 import numpy as np
 
+from physnetjax.jsonlines import replace_text
 from physnetjax.text_table import print_line, print_table
 
 SCHEMA = "physnetjax.check"
@@ -192,9 +193,7 @@ class CheckReport:
         }
 
     def write_json(self, path) -> None:
-        with open(path, "w") as handle:
-            json.dump(self.to_dict(), handle, indent=2, allow_nan=False)
-            handle.write("\n")
+        replace_text(path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
 
     def render(self, console: Any) -> None:
         """Print the pass/warn/fail table on a ``rich.console.Console`` (plain columns off a terminal)."""

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Mapping, Optional
 
 import numpy as np
 
 from physnetjax.errors import displayed, displayed_setting, namer
-from physnetjax.npz_file import NpzReadError, read_npz
+from physnetjax.npz_file import NpzReadError, read_npz, write_npz
 
 SPLITS = ("train", "valid", "test")
 
@@ -103,8 +102,9 @@ def check_split(split: dict, num_frames: int, where: str = "split") -> dict[str,
 
 
 def save_split(path, split: dict) -> None:
-    """Write the split as ``.npz`` with keys train, valid, test."""
-    np.savez(Path(path), **{name: np.asarray(split[name]) for name in SPLITS})
+    """Write the split as ``.npz`` with keys train, valid, test, to ``path`` exactly, whole or not at all
+    (:func:`physnetjax.npz_file.write_npz`)."""
+    write_npz(path, {name: np.asarray(split[name]) for name in SPLITS})
 
 
 def load_split(path, num_frames: int) -> dict[str, np.ndarray]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from physnetjax.jsonlines import write_json
+from physnetjax.jsonlines import write_json, written_whole
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,9 @@ def _plot(rows: list[dict], path: Path) -> str | None:
     axis.set_ylabel(f"{label} force MAE (eV/Å)")
     axis.set_title("active learning (labels: round)")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    with written_whole(path, also_kept="every finished round is kept in state.json: rerun the same command to "
+                                        "write the report") as tmp:
+        figure.savefig(tmp, dpi=120)
     plt.close(figure)
     return str(path)
 

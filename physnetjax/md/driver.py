@@ -1553,7 +1553,8 @@ def _save_last_frame(atoms, state, host, num_good, chunk_start, save_every, targ
         last = frame_atoms(in_cell, frame.to_user(state.positions, in_cell.cell.array), state.momenta,
                            float(state.potential_energy) + element_energy, state.forces, {"step": chunk_start})
     if target is not None:
-        ase.io.write(target, last, format="extxyz")
+        with written_whole(target, also_kept="") as tmp:
+            ase.io.write(tmp, last, format="extxyz")
     return int(last.info["step"])
 
 

@@ -203,7 +203,8 @@ def last_geometry_written(out: Path, atoms, geometry, total_charge: float):
         last.positions = error.positions
         last.set_initial_charges(None)
         last.info.update(energy_eV=error.energy, fmax_eV_per_A=error.fmax, steps=error.steps, charge=total_charge)
-        ase.io.write(path, last, format="extxyz")
+        with written_whole(path, also_kept="") as tmp:
+            ase.io.write(tmp, last, format="extxyz")
         raise OptimizationError(error.summary, error.positions, error.energy, error.fmax, error.steps,
                                 kept=f"in {path}: continue from it with --geometry {path}") from error
     if path.is_file() and not (Path(geometry).exists() and path.samefile(geometry)):

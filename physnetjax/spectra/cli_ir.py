@@ -445,5 +445,6 @@ def plot_md_spectrum(path, result, lines, shown, title: str = "") -> None:
     axes[-1, 0].set_xlabel("wavenumber (cm$^{-1}$)")
     axes[-1, 0].set_xlim(0.0, float(nu.max(initial=1.0)))
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    with written_whole(path) as tmp:
+        figure.savefig(tmp, dpi=100)
     plt.close(figure)

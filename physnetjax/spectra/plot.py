@@ -6,6 +6,7 @@ from typing import Optional
 
 import numpy as np
 
+from physnetjax.jsonlines import written_whole
 from physnetjax.spectra.lines import merged_lines
 
 MATPLOTLIB_MISSING = "drawing the spectrum needs matplotlib: pip install 'physnetjax[plot]' (or skip the PNG)"
@@ -54,5 +55,6 @@ def plot_stick_spectrum(path, frequencies_cm1, intensities_km_mol: Optional[np.n
         title = f"{title} ({imaginary} imaginary mode{'s' if imaginary > 1 else ''} not drawn)".strip()
     axes.set_title(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    with written_whole(path) as tmp:
+        figure.savefig(tmp, dpi=120)
     plt.close(figure)

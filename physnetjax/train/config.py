@@ -14,6 +14,7 @@ from typing import Mapping, Optional
 
 from physnetjax.data.split import check_split_size
 from physnetjax.errors import namer
+from physnetjax.jsonlines import replace_text
 from physnetjax.model import ZBL_CUTOFF_DEFAULT, PhysNet
 from physnetjax.validation import check_seed
 
@@ -270,7 +271,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def save(self, path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        replace_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path) -> "TrainConfig":
