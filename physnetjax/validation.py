@@ -180,23 +180,29 @@ def check_positions(positions, num_atoms: int, where: str = "") -> np.ndarray:
 
 
 def check_range(name: str, value, unit: str, lowest: Optional[float] = None, *, strict: bool = False,
-                highest: Optional[float] = None, why: str = "") -> None:
-    """PhysNetInputError naming ``name`` unless ``value`` is finite and, with ``lowest``, > ``lowest`` (``strict``)
-    or >= ``lowest``; ``unit`` is the unit of ``value`` and ``lowest`` for the message, e.g. ``--timestep must be
-    finite and > 0 fs, received inf``. The one check of a physical setting's range (MD, spectra, learn, generate).
-    ``highest``: also at most this (``why`` says why in the message). A value that is not one real number (None,
-    a string, True) is named as such."""
+                highest: Optional[float] = None, why: str = "", finite: bool = True) -> float:
+    """``value`` as a float; PhysNetInputError naming ``name`` unless it is finite and, with ``lowest``, > ``lowest``
+    (``strict``) or >= ``lowest``; ``unit`` is the unit of ``value`` and ``lowest`` for the message ("" for a
+    ratio), e.g. ``--timestep must be finite and > 0 fs, received inf``. The one check of a physical setting's range
+    (MD, spectra, learn, generate, the neighbor-list builders' cutoffs, skin and capacity multiplier).
+    ``highest``: also at most this (``why`` says why in the message). ``finite=False`` lets +inf pass (the cutoff
+    of all pairs of an isolated molecule). A value that is not one real number (None, a string, True) is named as
+    such."""
+    of_unit, in_unit = (f" of {unit}", f" {unit}") if unit else ("", "")
     if not is_real_number(value):
-        raise PhysNetInputError(f"{name} must be a number of {unit}, received {value!r} ({type(value).__name__})")
-    if highest is not None and np.isfinite(value) and value > highest:
-        raise PhysNetInputError(f"{name} must be at most {highest:g} {unit}{f' ({why})' if why else ''}, "
+        raise PhysNetInputError(f"{name} must be a number{of_unit}, received {value!r} ({type(value).__name__})")
+    number = float(value)
+    if highest is not None and np.isfinite(number) and number > highest:
+        raise PhysNetInputError(f"{name} must be at most {highest:g}{in_unit}{f' ({why})' if why else ''}, "
                                 f"received {value}")
+    allowed = np.isfinite(number) or (not finite and number == np.inf)
     if lowest is None:
-        if not np.isfinite(value):
-            raise PhysNetInputError(f"{name} must be a finite number of {unit}, received {value}")
-    elif not np.isfinite(value) or value < lowest or (strict and value == lowest):
-        raise PhysNetInputError(f"{name} must be finite and {'>' if strict else '>='} {lowest:g} {unit}, "
-                                f"received {value}")
+        if not allowed:
+            raise PhysNetInputError(f"{name} must be a {'finite ' if finite else ''}number{of_unit}, received {value}")
+    elif not allowed or number < lowest or (strict and number == lowest):
+        raise PhysNetInputError(f"{name} must be {'finite and ' if finite else ''}{'>' if strict else '>='} "
+                                f"{lowest:g}{in_unit}, received {value}")
+    return number
 
 
 MAX_TEMPERATURE_K = 1e6

@@ -226,7 +226,7 @@ def test_batch_periodic_refuses_bad_input():
         periodic_pairs(positions[0], cell, CUTOFF)
     with pytest.raises(ValueError, match="positions contain NaN or Inf"):
         periodic_pairs(np.where(np.arange(len(z))[:, None] == 1, np.nan, positions), cell, CUTOFF)
-    with pytest.raises(ValueError, match="cutoff must be larger than 0, received 0.0"):
+    with pytest.raises(ValueError, match="cutoff must be finite and > 0 Å, received 0.0"):
         periodic_pairs(positions, cell, 0.0)
 
 

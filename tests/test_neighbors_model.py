@@ -152,9 +152,9 @@ def test_batcher_rejects_bad_data():
         MoleculeBatcher({"Z": z[:1], "R": r[:1]}, 2, 4.0, num_shapes=5)
     one = {"Z": z[:1], "R": r[:1]}
     for kwargs, match in [(dict(batch_size=0), "batch_size must be >= 1, received 0"),
-                          (dict(cutoff=0.0), "cutoff must be larger than 0, received 0.0"),
-                          (dict(cutoff=float("nan")), "cutoff must be larger than 0, received nan"),
-                          (dict(three_body_cutoff=-1.0), "three_body_cutoff must be larger than 0"),
+                          (dict(cutoff=0.0), "cutoff must be > 0 Å, received 0.0"),
+                          (dict(cutoff=float("nan")), "cutoff must be > 0 Å, received nan"),
+                          (dict(three_body_cutoff=-1.0), "three_body_cutoff must be > 0 Å"),
                           (dict(batch_size=2, drop_last=True), "drop_last=True with 1 molecules < batch_size=2")]:
         with pytest.raises(ValueError, match=re.escape(match)):
             MoleculeBatcher(one, **{"batch_size": 1, "cutoff": 4.0, **kwargs})

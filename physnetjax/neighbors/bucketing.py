@@ -25,10 +25,10 @@ import jax
 import numpy as np
 
 from physnetjax.neighbors.batch import Batch
-from physnetjax.neighbors.checks import check_length
 from physnetjax.neighbors.molecules import assemble_batch, round_up
 from physnetjax.validation import (MAX_ATOMIC_NUMBER, PhysNetInputError, check_atomic_numbers, check_batch_charges,
-                                   check_batch_structures, check_distances, check_positions, overlapping_frame)
+                                   check_batch_structures, check_distances, check_positions, check_range,
+                                   overlapping_frame)
 
 logger = logging.getLogger(__name__)
 
@@ -141,15 +141,14 @@ class MoleculeBatcher:
             raise ValueError(f"num_shapes must be 1, 2, 3 or 4, received {num_shapes}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, received {batch_size}")
-        check_length("cutoff", cutoff, finite=False)
+        self.cutoff = check_range("cutoff", cutoff, "Å", 0.0, strict=True, finite=False)
         self.atomic_numbers, self.positions, self.total_charges = _validated(data)
         self.present = self.atomic_numbers > 0
         self.batch_size = int(batch_size)
-        self.cutoff = float(cutoff)
         self.pair_cutoff = pair_cutoff
         self.separate_pairs = pair_cutoff is None or pair_cutoff > cutoff
-        if three_body_cutoff is not None and not three_body_cutoff > 0:
-            raise PhysNetInputError(f"three_body_cutoff must be larger than 0, received {three_body_cutoff}")
+        if three_body_cutoff is not None:
+            check_range("three_body_cutoff", three_body_cutoff, "Å", 0.0, strict=True, finite=False)
         self.three_body_cutoff = three_body_cutoff
         self.drop_last = drop_last
         self.dtype = dtype

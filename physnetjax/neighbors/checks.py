@@ -9,44 +9,23 @@ host builders, the neighbor-list ``allocate`` and an un-jitted model call (the l
 ``EF.apply`` entry point). Inside ``jax.jit`` nothing can raise, so traced inputs are
 skipped (:func:`is_traced`) and MD steps pay nothing.
 
-:func:`check_length` is the one check of every builder's numeric arguments (cutoffs,
-skin, capacity multiplier): a NaN or non-positive cutoff gave a list without pairs,
-and a model without message passing, with no message.
+:func:`physnetjax.validation.check_range` checks every builder's numeric arguments (cutoffs in Å, skin,
+capacity multiplier): a NaN or non-positive cutoff gave a list without pairs, and a model without message
+passing, with no message.
 
 Cost: two sorts of P integer keys (each listed pair (i, j, image) as one int64), O(P log P) on the host.
 """
 
 from __future__ import annotations
 
-import math
-
 import jax
 import numpy as np
 
-from physnetjax.errors import PhysNetInputError
-from physnetjax.validation import is_real_number
 
 
 def is_traced(*arrays) -> bool:
     """True when any argument is a JAX tracer (inside ``jit``/``grad``/``vmap``), where checks are skipped."""
     return any(isinstance(a, jax.core.Tracer) for a in arrays)
-
-
-def check_length(name: str, value, lowest: float = 0.0, *, strict: bool = True, finite: bool = True) -> float:
-    """``value`` as a float; PhysNetInputError naming ``name`` unless it is one real number larger than
-    ``lowest`` (``strict``) or at least ``lowest``, e.g. ``cutoff must be larger than 0, received nan``, and finite
-    (``finite=False``: +inf passes, the cutoff of all pairs of an isolated molecule).
-
-    Used for the builders' cutoffs and skin (Å) and the capacity multiplier (a ratio).
-    """
-    if not is_real_number(value):
-        raise PhysNetInputError(f"{name} must be a number, received {value!r} ({type(value).__name__})")
-    value = float(value)
-    if not (value > lowest if strict else value >= lowest):
-        raise PhysNetInputError(f"{name} must be {'larger than' if strict else '>='} {lowest:g}, received {value}")
-    if finite and not math.isfinite(value):
-        raise PhysNetInputError(f"{name} must be finite, received {value}")
-    return value
 
 
 def _images(shifts, cells, cell_of_pair):

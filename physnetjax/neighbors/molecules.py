@@ -8,10 +8,11 @@ import numpy as np
 
 from physnetjax.errors import PhysNetInputError
 from physnetjax.neighbors.batch import Batch
-from physnetjax.neighbors.checks import check_full_list, check_length
+from physnetjax.neighbors.checks import check_full_list
 from physnetjax.neighbors.halves import halves_layout
 from physnetjax.neighbors.triplets import padded_triplets
-from physnetjax.validation import check_batch_charges, check_batch_overlaps, check_batch_structures, check_positions
+from physnetjax.validation import (check_batch_charges, check_batch_overlaps, check_batch_structures, check_positions,
+                                   check_range)
 
 
 def round_up(value: int, multiple: int) -> int:
@@ -39,7 +40,7 @@ def molecule_pairs(positions: np.ndarray, cutoff: Optional[float]) -> tuple[np.n
         raise PhysNetInputError(f"positions must have shape (n, 3), received {positions.shape}")
     positions = check_positions(positions, positions.shape[0]).astype(np.float64)
     if cutoff is not None:
-        cutoff = check_length("cutoff", cutoff, finite=False)
+        cutoff = check_range("cutoff", cutoff, "Å", 0.0, strict=True, finite=False)
     n = positions.shape[0]
     dst, src = np.nonzero(~np.eye(n, dtype=bool))
     if cutoff is not None and len(dst):
@@ -97,9 +98,9 @@ def batch_molecules(
         )
     if len(atomic_numbers) == 0:
         raise PhysNetInputError("cannot build a batch of zero molecules")
-    cutoff = check_length("cutoff", cutoff, finite=False)
+    cutoff = check_range("cutoff", cutoff, "Å", 0.0, strict=True, finite=False)
     if pair_cutoff is not None:
-        pair_cutoff = check_length("pair_cutoff", pair_cutoff, strict=False, finite=False)
+        pair_cutoff = check_range("pair_cutoff", pair_cutoff, "Å", 0.0, finite=False)
     separate_pairs = pair_cutoff is None or pair_cutoff > cutoff
     z_all, r_all, dst_all, src_all, pdst_all, psrc_all = [], [], [], [], [], []
     offset = 0

@@ -54,8 +54,8 @@ import vesin
 
 from physnetjax.errors import PhysNetInputError
 from physnetjax.neighbors.batch import Batch, one_system_batch
-from physnetjax.neighbors.checks import check_full_list, check_length
-from physnetjax.validation import check_cell, check_positions, layer_spacings
+from physnetjax.neighbors.checks import check_full_list
+from physnetjax.validation import check_cell, check_positions, check_range, layer_spacings
 
 logger = logging.getLogger(__name__)
 
@@ -235,9 +235,9 @@ def neighbor_list(
     if cutoff is None and (method != "dense" or cell is not None):
         raise PhysNetInputError("cutoff=None (all pairs) needs method='dense' and no periodic cell")
     if cutoff is not None:
-        cutoff = check_length("cutoff", cutoff)
-    skin = check_length("skin", skin, strict=False)
-    capacity_multiplier = check_length("capacity_multiplier", capacity_multiplier, 1.0, strict=False)
+        cutoff = check_range("cutoff", cutoff, "Å", 0.0, strict=True)
+    skin = check_range("skin", skin, "Å", 0.0)
+    capacity_multiplier = check_range("capacity_multiplier", capacity_multiplier, "", 1.0)
     list_radius = None if cutoff is None else cutoff + skin
     periodic = cell is not None
     cell_np = check_cell(cell, True)[0] if periodic else None

@@ -38,8 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax import compilation
-from physnetjax.neighbors.checks import check_length
 from physnetjax.neighbors.neighbor_list import NeighborList, NeighborListOverflowError, needs_update
+from physnetjax.validation import check_range
 
 
 @flax.struct.dataclass
@@ -138,8 +138,8 @@ def allocate_triplets(pairs: NeighborList, positions, radius: float,
         retried once with the count the device found).
       OutOfMemoryError: the list and its build do not fit the device's free memory.
     """
-    capacity_multiplier = check_length("capacity_multiplier", capacity_multiplier, 1.0, strict=False)
-    radius = check_length("radius", radius, finite=False)
+    capacity_multiplier = check_range("capacity_multiplier", capacity_multiplier, "", 1.0)
+    radius = check_range("radius", radius, "Å", 0.0, strict=True, finite=False)
     needed = count_short_triplets(pairs, positions, radius)
     positions = jnp.asarray(positions)
     for _ in range(2):

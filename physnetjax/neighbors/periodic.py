@@ -17,11 +17,10 @@ from ase.geometry import complete_cell
 
 from physnetjax.errors import PhysNetInputError
 from physnetjax.neighbors.batch import Batch
-from physnetjax.neighbors.checks import check_length
 from physnetjax.neighbors.molecules import assemble_batch
 from physnetjax.neighbors.neighbor_list import perpendicular_widths
 from physnetjax.validation import (check_batch_charges, check_batch_overlaps, check_batch_structures, check_cell,
-                                   check_positions)
+                                   check_positions, check_range)
 
 
 def lattice_images(positions, cell, pbc=(True, True, True)) -> np.ndarray:
@@ -86,7 +85,7 @@ def periodic_pairs(positions, cell, cutoff: float) -> tuple[np.ndarray, np.ndarr
     positions = check_positions(positions, positions.shape[0]).astype(np.float64)
     perpendicular_widths(cell)
     cell = np.asarray(cell, dtype=np.float64)
-    cutoff = check_length("cutoff", cutoff)
+    cutoff = check_range("cutoff", cutoff, "Å", 0.0, strict=True)
     calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
     i, j, images = calculator.compute(positions, cell, periodic=True, quantities="ijS", copy=True)
     images = np.asarray(images, dtype=np.int64).reshape(-1, 3)
@@ -151,8 +150,8 @@ def batch_periodic(
             "pair_cutoff=None asks for all pairs, which a periodic system does not have (the Coulomb "
             "sum is infinite without Ewald); give the model a coulomb_lr_cutoff"
         )
-    cutoff = check_length("cutoff", cutoff)
-    pair_cutoff = check_length("pair_cutoff", pair_cutoff, strict=False)
+    cutoff = check_range("cutoff", cutoff, "Å", 0.0, strict=True)
+    pair_cutoff = check_range("pair_cutoff", pair_cutoff, "Å", 0.0)
     separate_pairs = pair_cutoff > cutoff
     cells = [check_cell(cell, True, f"structure {k}")[0] for k, cell in enumerate(cells)]
     z_all, r_all, edge_parts, pair_parts = [], [], [], []
