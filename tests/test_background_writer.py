@@ -65,3 +65,30 @@ def test_an_interrupt_while_waiting_keeps_the_write_pending():
     release.set()
     writer.wait()
     assert log == ["written"]
+
+
+def test_a_failed_write_is_raised_without_waiting_for_a_running_one():
+    """A failed write was raised only at the next submit (checkpoint_interval_s later) or the run's end: on a full
+    disk a long run trained on for minutes without saving anything."""
+    writer = BackgroundWriter()
+    release, finished = threading.Event(), threading.Event()
+
+    def slow_write():
+        release.wait(timeout=10)
+        finished.set()
+
+    writer.submit(slow_write)
+    writer.raise_if_failed()  # returns at once while the write runs
+    assert not finished.is_set()
+    release.set()
+    writer.wait()
+
+    def failing_write():
+        raise OSError("disk full")
+
+    writer.submit(failing_write)
+    writer._done.wait(timeout=10)
+    with pytest.raises(OSError, match="disk full"):
+        writer.raise_if_failed()
+    writer.raise_if_failed()  # raised once
+    writer.wait()

@@ -330,6 +330,28 @@ def test_a_full_disk_keeps_the_last_complete_checkpoint_and_the_run_resumes_exac
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
+def test_a_failed_background_write_stops_the_run_at_the_next_epoch(tmp_path, monkeypatch):
+    """With checkpoints written every checkpoint_interval_s, a failed write was raised only at the next write or at
+    the run's end: every epoch in between was trained for nothing. Epoch 1's write fails; later epochs fall within
+    the interval (the trainer's clock is frozen after the first write)."""
+    out = tmp_path / "run"
+    refuse_writes_of(monkeypatch, "epoch-0001")
+    calls = iter(range(10 ** 6))
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(monotonic=lambda: 0.0 if next(calls) == 0 else 1e3))
+    train_epoch = loop.Trainer._train_epoch
+
+    def after_the_write(trainer, *args):
+        if trainer.writer._done is not None:
+            trainer.writer._done.wait(timeout=30)  # the failed write has finished before epoch 2 is saved
+        return train_epoch(trainer, *args)
+
+    monkeypatch.setattr(loop.Trainer, "_train_epoch", after_the_write)
+    with pytest.raises(CheckpointWriteError) as caught:
+        train(tiny_config(out, epochs=4, checkpoint_interval_s=100.0))
+    assert_output_error(caught.value, out / "checkpoints" / "epoch-0001")
+    assert [row["epoch"] for row in read_rows(out)] == ["1", "2"]
+
+
 def test_a_full_disk_before_the_first_checkpoint_says_so_and_the_same_command_starts_over(tmp_path, monkeypatch):
     out = tmp_path / "run"
     refuse_writes_of(monkeypatch, "epoch-0001")

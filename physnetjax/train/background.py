@@ -3,8 +3,9 @@
 Writes run one at a time and in submission order: :meth:`BackgroundWriter.submit`
 first waits for the previous write, so at most one is in flight and the
 ``latest``/``best`` links always move forward. A write's exception is raised in
-the training thread at the next :meth:`~BackgroundWriter.submit` or
-:meth:`~BackgroundWriter.wait`. A process killed during a write leaves the
+the training thread at the next :meth:`~BackgroundWriter.submit`,
+:meth:`~BackgroundWriter.wait` or :meth:`~BackgroundWriter.raise_if_failed` (the trainer calls it every epoch, so a
+failed write, e.g. on a full disk, stops the run within an epoch, not at the next write minutes later). A process killed during a write leaves the
 previous complete checkpoint in place (the checkpoint writer's own guarantee), so
 the run resumes from there exactly.
 """
@@ -37,6 +38,11 @@ class BackgroundWriter:
 
         self._done = done
         threading.Thread(target=run, name="checkpoint-writer").start()
+
+    def raise_if_failed(self) -> None:
+        """Re-raise the exception of a write that has finished with one; return at once while a write still runs."""
+        if self._done is not None and self._done.is_set():
+            self.wait()
 
     def wait(self) -> None:
         """Block until the pending write (if any) is done; re-raise its exception.

@@ -880,7 +880,9 @@ class Trainer:
         }
 
     def _save(self, row: dict, is_best: bool) -> None:
-        """Copy this epoch's state to the host; write it once ``checkpoint_interval_s`` have passed since the last write."""
+        """Copy this epoch's state to the host; write it once ``checkpoint_interval_s`` have passed since the last write.
+        A background write that has failed since the last epoch is raised first."""
+        self.writer.raise_if_failed()
         snapshot = (self.run_dir / "checkpoints" / f"epoch-{self.epoch:04d}", jax.device_get(self.state),
                     self._metadata(dict(row)))
         if is_best:

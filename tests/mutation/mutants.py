@@ -2519,6 +2519,10 @@ MUTANTS = (
            "    allowed = bool(np.isfinite(number))",
            ("tests/test_neighbors_inputs.py",),
            "the all-pairs cutoff (+inf) of an isolated molecule is refused"),
+    Mutant("train_failed_write_raised_late", "physnetjax/train/loop.py",
+           "        self.writer.raise_if_failed()\n", "",
+           ("tests/test_disk_full.py::test_a_failed_background_write_stops_the_run_at_the_next_epoch",),
+           "a failed background checkpoint write is reported only at the next write or the run's end"),
 )
 
 EXPLAINED = {
