@@ -48,10 +48,14 @@ class FillingFile(io.FileIO):
         raise full_disk()
 
 
+_REAL_OPEN = open
+
+
 def filling_open(file, mode="r", *args, **kwargs):
-    """``open`` whose files opened for writing fill the disk at their first write (text or binary)."""
+    """``open`` whose files opened for writing fill the disk at their first write (text or binary); it may replace
+    ``builtins.open`` itself, for code that opens its files deep inside a library (ASE, matplotlib/PIL, NumPy)."""
     if not any(flag in mode for flag in "wax"):
-        return open(file, mode, *args, **kwargs)
+        return _REAL_OPEN(file, mode, *args, **kwargs)
     raw = FillingFile(file, mode.replace("b", "").replace("t", ""))
     if "b" in mode:
         return raw
@@ -169,20 +173,6 @@ def test_a_refused_eval_table_leaves_no_cut_short_file(tmp_path, monkeypatch):
 
 # -- every other whole-file output -------------------------------------------------------------------------------------
 
-_REAL_OPEN = open
-
-
-def filling_builtin_open(file, mode="r", *args, **kwargs):
-    """:func:`filling_open` for code that opens its files deep inside a library (ASE, matplotlib/PIL, NumPy)."""
-    if not any(flag in mode for flag in "wax"):
-        return _REAL_OPEN(file, mode, *args, **kwargs)
-    raw = FillingFile(file, mode.replace("b", "").replace("t", ""))
-    if "b" in mode:
-        return raw
-    return io.TextIOWrapper(raw, encoding=kwargs.get("encoding") or "utf-8", newline=kwargs.get("newline"),
-                            write_through=True)
-
-
 def _check_report(path):
     from physnetjax.check.report import CheckReport
 
@@ -249,7 +239,7 @@ def test_a_refused_whole_file_output_leaves_the_previous_file_and_no_temporary(w
     write(path)
     before = path.read_bytes()
     with monkeypatch.context() as patch:
-        patch.setattr("builtins.open", filling_builtin_open)
+        patch.setattr("builtins.open", filling_open)
         with pytest.raises(OutputWriteError) as caught:
             write(tmp_path / name)
     assert_output_error(caught.value, path)
