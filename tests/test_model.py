@@ -326,7 +326,7 @@ def test_legacy_call_signature_and_output_keys(molecules):
     (dict(efa=True), NotImplementedError, "efa=True"),
     (dict(n_res=-1), NotImplementedError, "n_res=-1"),
     (dict(n_res=0), ValueError, "n_res must be at least 1"),
-    (dict(cutoff=-1.0), ValueError, "cutoff must be larger than 0"),
+    (dict(cutoff=-1.0), ValueError, "cutoff must be > 0 Å, received -1.0"),  # the batch builder checks it first
 ])
 def test_unsupported_options_raise(kwargs, error, match):
     model = PhysNet(**{**dict(features=8, max_degree=1, num_iterations=1, n_res=1), **kwargs})
