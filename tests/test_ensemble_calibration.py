@@ -6,12 +6,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from conftest import warnings_as_errors
 from physnetjax.ensemble.calibrate_checkpoint import calibration_record
 from physnetjax.ensemble.calibration import (
     average_ranks,
     fit_calibration_scale,
     gaussian_nll,
     spearman_rank_correlation,
+    without_zero_spreads,
 )
 from physnetjax.errors import PhysNetInputWarning
 
@@ -145,3 +147,28 @@ def test_a_rank_correlation_without_labels_says_so(caplog):
         assert _rank_correlation([0.1], [0.2], "energy") is None
     assert caplog.messages == ["no forces rank correlation: the data has no forces labels",
                                "no energy rank correlation: the data has only one frame with energy"]
+
+
+def test_zero_spread_samples_without_error_are_left_out_silently_and_counted():
+    """Two of five force samples have spread 0 and error 0 (an isolated atom): both are left out, the count is 2
+    (not the fraction 0.4), and nothing is warned; the scale is then fitted on the other three alone."""
+    errors = np.array([[0.1, 0.0, 0.0], [0.0, 0.0, 0.0], [0.2, -0.1, 0.0], [0.0, 0.0, 0.0], [0.0, 0.3, 0.4]])
+    spreads = np.array([0.1, 0.0, 0.3, 0.0, 0.25])
+    with warnings_as_errors():
+        kept_errors, kept_spreads, left_out = without_zero_spreads(errors, spreads, "forces")
+    assert left_out == 2
+    np.testing.assert_array_equal(kept_errors, errors[[0, 2, 4]])
+    np.testing.assert_array_equal(kept_spreads, spreads[[0, 2, 4]])
+    expected = np.sqrt(np.mean([0.01 / 0.01, 0.05 / 0.09, 0.25 / 0.0625]))
+    assert fit_calibration_scale(kept_errors, kept_spreads) == pytest.approx(expected, rel=1e-14)
+
+
+def test_a_zero_spread_sample_with_an_error_is_warned_about_and_counted():
+    """(M,) energies: one zero-spread sample with error 0.5 and one with error 0: the warning names 1 of the 2,
+    both are left out."""
+    errors, spreads = np.array([0.5, 0.1, 0.0, -0.2]), np.array([0.0, 0.2, 0.0, 0.4])
+    with pytest.warns(PhysNetInputWarning, match=r"energies: 1 of the 2 sample\(s\) .* \(up to 0\.5\)"):
+        kept_errors, kept_spreads, left_out = without_zero_spreads(errors, spreads, "energies")
+    assert left_out == 2
+    np.testing.assert_array_equal(kept_errors, [0.1, -0.2])
+    np.testing.assert_array_equal(kept_spreads, [0.2, 0.4])

@@ -948,3 +948,23 @@ def test_bands_of_a_rotating_molecule_are_centred_and_span_its_rotational_contou
     co2 = SimpleNamespace(positions=np.array([[0.0, 0.0, -1.16], [0.0, 0.0, 0.0], [0.0, 0.0, 1.16]]))
     cold = SimpleNamespace(settings={"masses_amu": [15.999, 12.011, 15.999], "temperature_K": 300.0})
     assert isolated_half_width_cm1(cold, co2) == 150.0
+
+
+@pytest.mark.slow  # two float64 CO2 runs: 5-12 s
+def test_an_energy_error_above_a_quarter_of_the_allowed_one_is_warned_about():
+    """The same short, seeded float64 run twice: its max |E(t) − E(0)| / (n_dof k_B T/2) = e is the same each time
+    (same seed, same program). With max_energy_error = 2e the error is above a quarter of the allowed one
+    (0.5 e < e) and below it: a warning, no error; under the default 0.1 > 4 e (the first run) nothing is said."""
+    model, params = load_checkpoint(co2_model_path())
+    atoms = ase.io.read(co2_geometry_path())
+    settings = dict(temperature_K=300.0, time_ps=0.06, equilibration_ps=0.0, replicas=1, seed=3, dtype="float64",
+                    timestep_fs=1.0, max_correlation_ps=0.04)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        error = float(md_spectrum(model, params, atoms.numbers, atoms.positions, max_energy_error=0.1,
+                                  **settings).energy_errors.max())
+    assert 0.0 < error < 0.025  # so that 0.1 allowed is more than 4 e: no warning
+    assert not [w for w in caught if "marginal" in str(w.message)]
+    with pytest.warns(UserWarning, match=r"NVE energy conservation is marginal: max \|E\(t\) - E\(0\)\| = "):
+        again = md_spectrum(model, params, atoms.numbers, atoms.positions, max_energy_error=2.0 * error, **settings)
+    assert float(again.energy_errors.max()) == error

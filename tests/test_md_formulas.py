@@ -1,0 +1,91 @@
+"""Closed-form checks of MD formulas the other tests reach only indirectly, or not at all: the kinetic temperature's
+default degrees of freedom (3N), the temperature ramp's target at the middle of each step, and the CSVR thermostat's
+time constant under NVT and NPT (found by an automated mutation sweep, 2026-12-06: the first was called nowhere, the
+other two were caught only minutes into test_md_ensembles.py).
+
+Reference values are derived here, independently of physnetjax.units (CODATA 2018 in SI), as in
+test_md_ensembles.py.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from physnetjax.md import csvr, maxwell_boltzmann_momenta, stochastic_cell_rescaling, temperature
+from physnetjax.md.thermostats import linear_ramp
+
+E_CHARGE = 1.602176634e-19  # J per eV
+AMU = 1.66053906660e-27  # kg
+K_B = 1.380649e-23 / E_CHARGE  # eV/K
+AMU_A2_FS2 = AMU * 1e-20 / 1e-30 / E_CHARGE  # 1 amu·Å²/fs² in eV
+
+
+def test_temperature_counts_3n_degrees_of_freedom_by_default():
+    """T = 2K / (3N k_B) without ``degrees_of_freedom``, K = Σ |p|²/(2m) summed by a float64 loop."""
+    rng = np.random.default_rng(3)
+    masses = rng.uniform(1.0, 40.0, size=7)
+    momenta = rng.normal(size=(7, 3)) * np.sqrt(masses)[:, None] * 0.05
+    kinetic = sum(float(momenta[i] @ momenta[i]) / (2.0 * masses[i]) for i in range(7)) * AMU_A2_FS2
+    expected = 2.0 * kinetic / (3 * 7 * K_B)
+    received = float(temperature(jnp.asarray(momenta), jnp.asarray(masses)))
+    assert received == pytest.approx(expected, rel=1e-9)  # the constants agree with CODATA 2018 to ~1e-10
+    assert float(temperature(jnp.asarray(momenta), jnp.asarray(masses), 3 * 7 - 3)) == pytest.approx(
+        expected * 21 / 18, rel=1e-9)
+
+
+def test_linear_ramp_targets_the_middle_of_each_step():
+    """T(k) = T_start + (T_end − T_start) · min((k + ½)/n, 1) (module docstring of thermostats): step 0 already
+    moves half a step's worth, step n − 1 is half a step short of the end, and from step n on the end holds."""
+    ramp = linear_ramp(200.0, 400.0, 10)
+    for k in range(14):
+        expected = 200.0 + 200.0 * min((k + 0.5) / 10, 1.0)
+        assert float(ramp(jnp.asarray(k))) == pytest.approx(expected, rel=0, abs=1e-12), k
+    assert float(linear_ramp(300.0, None, None)(jnp.asarray(5))) == 300.0
+
+
+NUM_FREE = 2000
+FREE_MASS = 40.0
+CUBE = 200.0  # Å: an ideal gas, 2000 atoms in 8e6 Å³
+
+
+def free_particles(positions, nbrs=None):
+    return jnp.zeros(()), jnp.zeros_like(positions)
+
+
+def free_particles_in_cell(positions, cell, nbrs=None):
+    return jnp.zeros(()), jnp.zeros_like(positions), jnp.zeros((3, 3))
+
+
+@pytest.mark.parametrize("ensemble", ["csvr", "npt"])
+def test_csvr_relaxes_the_kinetic_energy_with_its_thermostat_time(ensemble):
+    """Free particles started at 600 K under a 300 K CSVR thermostat with τ = 100 fs, h = 1 fs.
+
+    Each thermostat half-step gives E[K'] = c K + (1 − c) K̄ with c = exp(−h/(2τ)) (Bussi et al. 2007, eq. A7:
+    E[R_1² + S] = N_f), forces are zero, so E[K(t)] = K̄ + (K(0) − K̄) exp(−t/τ). With N_f = 6000 the spread of
+    K(t)/K̄ is below √(2/N_f) = 1.8 %; the band is 0.08 (> 4σ). A thermostat time read as h·τ instead of h/τ
+    (c = exp(−50)) puts K at K̄ from the first step: K(τ)/K̄ = 1 instead of 1 + e⁻¹ · (K(0)/K̄ − 1) ≈ 1.37.
+    Under NPT (ideal gas near its own pressure, water's compressibility, τ_P = 1 ps) the cell changes ln V by
+    ~1e-4 over the run, which moves K by < 1e-4 relative.
+    """
+    masses = jnp.full((NUM_FREE,), FREE_MASS)
+    momenta = maxwell_boltzmann_momenta(jax.random.PRNGKey(5), masses, 600.0)
+    positions = jax.random.uniform(jax.random.PRNGKey(6), (NUM_FREE, 3), maxval=CUBE)
+    if ensemble == "csvr":
+        init_fn, apply_fn = csvr(free_particles, 1.0, 300.0, thermostat_time_fs=100.0)
+        state = init_fn(positions, momenta, masses, key=jax.random.PRNGKey(7))
+    else:
+        ideal_gas_pressure = NUM_FREE * K_B * 300.0 / CUBE**3
+        init_fn, apply_fn = stochastic_cell_rescaling(free_particles_in_cell, 1.0, 300.0, ideal_gas_pressure,
+                                                      thermostat_time_fs=100.0)
+        state = init_fn(positions, momenta, masses, jnp.eye(3) * CUBE, key=jax.random.PRNGKey(7))
+    kinetic = lambda s: float(jnp.sum(s.momenta**2 / s.masses[:, None])) / 2.0 * AMU_A2_FS2
+    target = 0.5 * 3 * NUM_FREE * K_B * 300.0
+    start = kinetic(state) / target
+    step = jax.jit(lambda s: jax.lax.fori_loop(0, 50, lambda _, x: apply_fn(x), s))
+    for t in (50, 100, 150, 200):
+        state = step(state)
+        expected = 1.0 + (start - 1.0) * math.exp(-t / 100.0)
+        assert abs(kinetic(state) / target - expected) < 0.08, (t, kinetic(state) / target, expected)
