@@ -370,6 +370,9 @@ def test_result_to_dict_is_json_ready(co2_spectrum):
     assert len(data["frequencies_cm1"]) == len(data["ir_spectrum"]) == len(co2_spectrum.frequencies_cm1)
     assert data["settings"]["replicas"] == 3 and data["settings"]["window"] == "parzen"
     assert data["settings"]["normalization"] == "biased"
+    # the times the run records, in ps, are those asked for (SETTINGS: whole frames and chunks at 1 fs per frame)
+    for key in ("time_ps", "equilibration_ps", "max_correlation_ps", "timestep_fs", "temperature_K"):
+        assert data["settings"][key] == pytest.approx(SETTINGS[key], rel=1e-12), key
 
 
 def test_short_noisy_run_has_non_negative_spectra_and_band_integrals(co2):

@@ -2563,6 +2563,10 @@ MUTANTS = (
            "    return e[~zero], sigma[~zero], int(zero.sum())",
            "    return e[~zero], sigma[~zero], int(zero.mean())",
            ("tests/test_ensemble_calibration.py",), "the count of samples without spread is reported as 0"),
+    Mutant("md_spectrum_recorded_time_in_fs_times_1e6", "physnetjax/spectra/md_spectrum.py",
+           "time_ps=num_frames * interval_fs * 1e-3,", "time_ps=num_frames * interval_fs / 1e-3,",
+           ("tests/test_spectra_md.py::test_result_to_dict_is_json_ready",),
+           "the MD spectrum's recorded settings give its run time 1e6 times too long"),
 )
 
 EXPLAINED = {
