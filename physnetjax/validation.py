@@ -32,6 +32,7 @@ Thresholds (Å):
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -192,10 +193,10 @@ def check_range(name: str, value, unit: str, lowest: Optional[float] = None, *, 
     if not is_real_number(value):
         raise PhysNetInputError(f"{name} must be a number{of_unit}, received {value!r} ({type(value).__name__})")
     number = float(value)
-    if highest is not None and np.isfinite(number) and number > highest:
+    if highest is not None and math.isfinite(number) and number > highest:
         raise PhysNetInputError(f"{name} must be at most {highest:g}{in_unit}{f' ({why})' if why else ''}, "
                                 f"received {value}")
-    allowed = np.isfinite(number) or (not finite and number == np.inf)
+    allowed = math.isfinite(number) or (not finite and number == math.inf)
     if lowest is None:
         if not allowed:
             raise PhysNetInputError(f"{name} must be a {'finite ' if finite else ''}number{of_unit}, received {value}")

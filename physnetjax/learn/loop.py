@@ -325,8 +325,8 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
     with remedies_in_effect(CONVERTED_FILE):
         trained = train(round_train_config(config, directory, index, init_from), names=names)
     summary["frames"] = len(data)
-    split = trained.get("frames", {})
-    summary["train_frames"], summary["valid_frames"] = split.get("train"), split.get("valid")
+    counts = trained.get("frames", {})  # absent where a test stands in for the trainer
+    summary["train_frames"], summary["valid_frames"] = counts.get("train"), counts.get("valid")
     summary["valid"] = trained["valid"]
     summary["test"] = test_errors(directory / "train" / "best", test) if test is not None else None
     summary["time_s"] = time.monotonic() - start

@@ -4,8 +4,9 @@ Writes run one at a time and in submission order: :meth:`BackgroundWriter.submit
 first waits for the previous write, so at most one is in flight and the
 ``latest``/``best`` links always move forward. A write's exception is raised in
 the training thread at the next :meth:`~BackgroundWriter.submit`,
-:meth:`~BackgroundWriter.wait` or :meth:`~BackgroundWriter.raise_if_failed` (the trainer calls it every epoch, so a
-failed write, e.g. on a full disk, stops the run within an epoch, not at the next write minutes later). A process killed during a write leaves the
+:meth:`~BackgroundWriter.wait` or :meth:`~BackgroundWriter.raise_if_failed` (the trainer calls
+it every epoch, so a failed write, e.g. on a full disk, stops the run within an epoch, not at the
+next write minutes later). A process killed during a write leaves the
 previous complete checkpoint in place (the checkpoint writer's own guarantee), so
 the run resumes from there exactly.
 """
