@@ -14,6 +14,7 @@ from conftest import warnings_as_errors
 from physnetjax.spectra.autocorrelation import _fast_length, autocorrelation
 from physnetjax.spectra.harmonic import modes_from_hessian
 from physnetjax.spectra.lines import degenerate_groups, merged_lines
+from physnetjax.spectra.md_spectrum import ROUND_OFF_SHARE, round_off_hint
 from physnetjax.spectra.rigid_body import coupled_fragments
 
 E = 1.602176634e-19  # C (J per eV)
@@ -42,6 +43,34 @@ def test_a_bond_along_a_cartesian_axis_couples_its_atoms_and_has_no_zero_mode():
     assert result.linear and result.frequencies_cm1.shape == (1,)
     assert result.frequencies_cm1[0] == pytest.approx(expected, rel=1e-9)  # the unit constants agree to ~1e-10
     assert not result.zero_modes.any() and len(result.fragments) == 1
+
+
+@pytest.mark.parametrize("unit", [1.0, 1e-6, 1e6])
+def test_a_weak_coupling_counts_relative_to_the_largest_block_in_any_unit(unit):
+    """Atoms 0-1 bonded (k = 30 eV/Å²), atom 2 coupled to atom 0 by c: the verdict compares c with
+    COUPLING_TOLERANCE × 30 (1e-12 relative), so it is the same whatever unit the Hessian is in (eV/Å² scaled by
+    1e-6 or 1e6 here). c = 1e-11 (relative 3.3e-13) leaves atom 2 a fragment of its own; c = 1e-10 (3.3e-12) and
+    a 0.1 e Coulomb pair 50 Å apart (2 k_e q²/r³ = 2.3e-6 eV/Å²) couple it. An absolute threshold divided by the
+    largest block called the first pair coupled in eV/Å² and the other two apart at 1e-6 eV/Å²."""
+    k = 30.0
+    bond = k * np.eye(3)
+    for coupling, fragments in ((1e-11, [[0, 1], [2]]), (1e-10, [[0, 1, 2]]), (2.3e-6, [[0, 1, 2]])):
+        weak = coupling * np.eye(3)
+        hessian = np.block([[bond + weak, -bond, -weak], [-bond, bond, np.zeros((3, 3))],
+                            [-weak, np.zeros((3, 3)), weak]])
+        assert [atoms.tolist() for atoms in coupled_fragments(unit * hessian)] == fragments, (coupling, unit)
+
+
+def test_the_float32_round_off_hint_starts_where_the_energy_spacing_passes_its_share_of_the_thermal_energy():
+    """float32 spacing at the largest |E| of the replicas, here |−1.0| eV: 2^−23 eV. The hint names float64 once
+    the spacing exceeds ROUND_OFF_SHARE × n_dof k_B T / 2, not before, and never for a float64 run."""
+    spacing = 2.0**-23
+    energies = np.array([0.25, -1.0])
+    at_threshold = spacing / ROUND_OFF_SHARE
+    assert round_off_hint(energies, at_threshold * (1 + 1e-6), np.float32) == ""
+    hint = round_off_hint(energies, at_threshold * (1 - 1e-6), np.float32)
+    assert hint.startswith("float32 resolves the energy only to 1.2e-07 eV, 0.0001 x n_dof k_B T / 2"), hint
+    assert round_off_hint(energies, at_threshold / 10, np.float64) == ""
 
 
 def test_modes_exactly_one_tolerance_apart_are_two_lines():

@@ -348,12 +348,12 @@ def md_spectrum(
     energy0 = np.asarray(jax.vmap(conserved_quantity)(state))
     if not np.all(np.isfinite(energy0)):
         raise EnergyConservationError("NaN/Inf energy at the start of the NVE part")
-    round_off = round_off_hint(energy0, 0.5 * dof * BOLTZMANN * temperature_K, dtype, names)
+    thermal = 0.5 * dof * BOLTZMANN * temperature_K
+    round_off = round_off_hint(energy0, thermal, dtype, names)
     nve_chunk = jax.jit(jax.vmap(lambda s: run(apply_v, s, frames_per_chunk, record_every, observe)))
     compiled = nve_chunk.lower(state).compile()
     check_fits(compiled, f"chunks of {frames_per_chunk} frames of {replicas} NVE replicas")
     t_compile += time.perf_counter() - t0
-    thermal = 0.5 * dof * BOLTZMANN * temperature_K
     max_error = np.zeros(replicas)
     chunks = []
     t0 = time.perf_counter()

@@ -2567,6 +2567,15 @@ MUTANTS = (
            "time_ps=num_frames * interval_fs * 1e-3,", "time_ps=num_frames * interval_fs / 1e-3,",
            ("tests/test_spectra_md.py::test_result_to_dict_is_json_ready",),
            "the MD spectrum's recorded settings give its run time 1e6 times too long"),
+    Mutant("hessian_coupling_threshold_absolute", "physnetjax/spectra/rigid_body.py",
+           "connected_components(blocks > tolerance * blocks.max())",
+           "connected_components(blocks > tolerance / blocks.max())",
+           ("tests/test_spectra_formulas.py",),
+           "the Hessian coupling of two atoms is judged against a threshold that shrinks as the Hessian's unit grows"),
+    Mutant("round_off_hint_share_inverted", "physnetjax/spectra/md_spectrum.py",
+           "    if spacing <= ROUND_OFF_SHARE * thermal_eV:", "    if spacing <= thermal_eV / ROUND_OFF_SHARE:",
+           ("tests/test_spectra_formulas.py",),
+           "the float32 round-off hint needs a spacing 1e8 times larger before it names float64"),
 )
 
 EXPLAINED = {
