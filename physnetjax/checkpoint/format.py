@@ -45,10 +45,12 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
+import traceback
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import flax.serialization
 import jax
@@ -218,15 +220,17 @@ def _write_tree(directory: Path, tree) -> None:
     orbax_log = logging.getLogger("absl")
     thread_errors = _BackgroundThreadErrors()
     orbax_log.addFilter(thread_errors)
+    undo_hook = _drop_closed_loop_callbacks()
     try:
         # Closing the checkpointer (context manager) joins orbax's background threads; left to
         # the garbage collector they outlive their asyncio loop ("Event loop is closed").
         with ocp.PyTreeCheckpointer() as checkpointer:
             checkpointer.save(written, _storable(tree))
     except (OSError, ValueError):
-        # orbax's tasks that failed with the same error are logged when collected, often later: kept off the log
-        logging.getLogger("asyncio").addFilter(_UnretrievedTasksOf(directory.parent))
+        keep_failed_io_quiet(directory.parent)  # the hook stays: a failed write's futures may complete later
         raise
+    else:
+        undo_hook()
     finally:
         orbax_log.removeFilter(thread_errors)
         if alias_home is not None:
@@ -316,10 +320,63 @@ def _item_metadata(directory: Path):
         raise_failed_read(metadata.tree)
         return metadata
     except ValueError:
-        logging.getLogger("asyncio").addFilter(_UnretrievedTasksOf(directory))
+        keep_failed_io_quiet(directory)
         raise
     finally:
         handler.close()
+
+
+def keep_failed_io_quiet(directory: Path) -> None:
+    """After orbax failed to read or write under ``directory`` (raised as one error the caller reports): what its
+    failed asynchronous work reports later, when collected or at exit, stays off stderr.
+
+    That is asyncio's "Task exception was never retrieved" records of the tasks of ``directory``
+    (:class:`_UnretrievedTasksOf`) and tensorstore's completions of futures whose asyncio loop orbax has already
+    closed (:class:`_ClosedLoopCallbacksDropped`, installed once as ``sys.unraisablehook``).
+    """
+    logging.getLogger("asyncio").addFilter(_UnretrievedTasksOf(directory))
+    _drop_closed_loop_callbacks()
+
+
+def _drop_closed_loop_callbacks() -> Callable[[], None]:
+    """Install :class:`_ClosedLoopCallbacksDropped` as ``sys.unraisablehook`` (unless it is already); returns the
+    function that restores the previous hook (a no-op if it was installed before or has since been replaced)."""
+    if isinstance(sys.unraisablehook, _ClosedLoopCallbacksDropped):
+        return lambda: None
+    hook = sys.unraisablehook = _ClosedLoopCallbacksDropped(sys.unraisablehook)
+
+    def undo() -> None:
+        if sys.unraisablehook is hook:
+            sys.unraisablehook = hook.previous
+
+    return undo
+
+
+class _ClosedLoopCallbacksDropped:
+    """``sys.unraisablehook`` that logs at debug level the ``RuntimeError: Event loop is closed`` raised in asyncio's
+    ``call_soon_threadsafe`` and hands every other unraisable exception to the hook it replaced.
+
+    Tensorstore completes the writes of a failed orbax save (a full disk) in its own threads, some after orbax
+    closed the asyncio loop that awaited them, during the save or later; each such completion raised into the
+    unraisable hook, which printed a bare traceback (up to 44 in one run of a 300 kB tmpfs probe, 2026-12-06) besides
+    the command's one-line error. Installed for every write (:func:`_write_tree`) and kept after a failed one.
+    """
+
+    def __init__(self, previous):
+        self.previous = previous
+
+    def __call__(self, unraisable) -> None:
+        if self.is_closed_loop_callback(unraisable):
+            logger.debug("dropped an asyncio callback of a failed orbax read or write: its loop is closed")
+            return
+        self.previous(unraisable)
+
+    @staticmethod
+    def is_closed_loop_callback(unraisable) -> bool:
+        if unraisable.exc_type is not RuntimeError or str(unraisable.exc_value) != "Event loop is closed":
+            return False
+        return any(frame.name == "call_soon_threadsafe" and "asyncio" in Path(frame.filename).parts
+                   for frame in traceback.extract_tb(unraisable.exc_traceback))
 
 
 class _UnretrievedTasksOf(logging.Filter):

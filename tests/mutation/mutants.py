@@ -2576,6 +2576,15 @@ MUTANTS = (
            "    if spacing <= ROUND_OFF_SHARE * thermal_eV:", "    if spacing <= thermal_eV / ROUND_OFF_SHARE:",
            ("tests/test_spectra_formulas.py",),
            "the float32 round-off hint needs a spacing 1e8 times larger before it names float64"),
+    Mutant("closed_loop_callbacks_dropped_only_after_the_save", "physnetjax/checkpoint/format.py",
+           "    undo_hook = _drop_closed_loop_callbacks()\n", "    undo_hook = list\n", ("tests/test_disk_full.py::test_completions_of_a_failed_orbax_write_print_no_tracebacks",),
+           "tensorstore's completions on orbax's closed loop during a failed save print their tracebacks"),
+    Mutant("closed_loop_hook_drops_every_unraisable_error", "physnetjax/checkpoint/format.py",
+           "        if self.is_closed_loop_callback(unraisable):", "        if True:", ("tests/test_disk_full.py::test_completions_of_a_failed_orbax_write_print_no_tracebacks",),
+           "every unraisable error is dropped once a checkpoint was written"),
+    Mutant("closed_loop_hook_kept_after_a_good_write", "physnetjax/checkpoint/format.py",
+           "    else:\n        undo_hook()\n", "    else:\n        pass\n", ("tests/test_disk_full.py::test_completions_of_a_failed_orbax_write_print_no_tracebacks",),
+           "the unraisable hook of checkpoint writes stays installed after a write that succeeded"),
 )
 
 EXPLAINED = {
