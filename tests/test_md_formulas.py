@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from physnetjax.md import csvr, maxwell_boltzmann_momenta, stochastic_cell_rescaling, temperature
+from physnetjax.md.integrators import centre_of_mass_at_rest
 from physnetjax.md.thermostats import linear_ramp
 
 E_CHARGE = 1.602176634e-19  # J per eV
@@ -35,6 +36,24 @@ def test_temperature_counts_3n_degrees_of_freedom_by_default():
     assert float(temperature(jnp.asarray(momenta), jnp.asarray(masses), 3 * 7 - 3)) == pytest.approx(
         expected * 21 / 18, rel=1e-9)
 
+
+
+@pytest.mark.parametrize("array", [np.asarray, jnp.asarray])
+def test_centre_of_mass_at_rest_shifts_every_velocity_by_the_same_vector(array):
+    """p_i − m_i P / M (a float64 loop): total momentum zero, every velocity changed by the same −P / M, so relative
+    motion (the vibrations) is kept; MD's start momenta, the NVE part of an MD spectrum and restarts use it. With
+    NumPy or JAX arrays alike."""
+    rng = np.random.default_rng(11)
+    masses = rng.uniform(1.0, 40.0, size=6)
+    momenta = rng.normal(size=(6, 3)) * 0.3 + [0.4, -0.2, 0.1]
+    total = [sum(momenta[i, a] for i in range(6)) for a in range(3)]
+    expected = np.array([[momenta[i, a] - masses[i] * total[a] / sum(masses) for a in range(3)] for i in range(6)])
+    at_rest = centre_of_mass_at_rest(array(momenta), array(masses))
+    assert type(at_rest) is type(array(momenta))
+    np.testing.assert_allclose(np.asarray(at_rest), expected, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(at_rest).sum(axis=0), 0.0, atol=1e-14)
+    shift = (np.asarray(at_rest) - momenta) / masses[:, None]
+    np.testing.assert_allclose(shift, np.broadcast_to(shift[0], shift.shape), rtol=0, atol=1e-14)
 
 def test_linear_ramp_targets_the_middle_of_each_step():
     """T(k) = T_start + (T_end − T_start) · min((k + ½)/n, 1) (module docstring of thermostats): step 0 already

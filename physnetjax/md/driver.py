@@ -126,7 +126,8 @@ from physnetjax.md.ensembles import (
 )
 from physnetjax.md.close_contacts import CloseContact, closer, closest_contact
 from physnetjax.md.frame_of_reference import FrameOfReference
-from physnetjax.md.integrators import MDState, kinetic_energy, maxwell_boltzmann_momenta, run
+from physnetjax.md.integrators import (MDState, centre_of_mass_at_rest, kinetic_energy,
+                                       maxwell_boltzmann_momenta, run)
 from physnetjax.md.io import (TRAJECTORY_FORMATS, TrajectoryWriter, frame_atoms, momenta_from_ase, replace_frames,
                               trajectory_until)
 from physnetjax.md.potential import AllPairs
@@ -1173,7 +1174,7 @@ def without_total_momentum(momenta, masses, where: str = "the start geometry's m
                     f"drifting at {np.linalg.norm(total) / mass:.3g} Å/fs, {held_K:.3g} K of the kinetic "
                     f"temperature over {dof} degrees of freedom): removed, which lowers the kinetic energy by "
                     f"{removed_eV:.3g} eV; the MD keeps the centre of mass at rest", PhysNetInputWarning)
-    return momenta - masses[:, None] * total / mass
+    return centre_of_mass_at_rest(momenta, masses)
 
 
 def check_uncertainty_arguments(model, threshold: Optional[float], names: Optional[Mapping[str, str]] = None) -> bool:

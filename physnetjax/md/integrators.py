@@ -102,8 +102,13 @@ def maxwell_boltzmann_momenta(key: jax.Array, masses: jax.Array, temperature_K: 
     masses = jnp.asarray(masses)
     sigma = jnp.sqrt(masses * BOLTZMANN * temperature_K / AMU_A2_PER_FS2_IN_EV)
     momenta = jax.random.normal(key, (masses.shape[0], 3), dtype=masses.dtype) * sigma[:, None]
-    total = jnp.sum(momenta, axis=0)
-    return momenta - masses[:, None] * total / jnp.sum(masses)
+    return centre_of_mass_at_rest(momenta, masses)
+
+
+def centre_of_mass_at_rest(momenta, masses):
+    """Momenta (N, 3) amu·Å/fs without their total momentum P = Σ p_i: p_i − m_i P / M with M = Σ m_i (amu),
+    which changes every atom's velocity by the same −P / M. NumPy or JAX arrays, returned as the same kind."""
+    return momenta - masses[:, None] * momenta.sum(axis=0) / masses.sum()
 
 
 def _identity_update(positions, nbrs):

@@ -76,6 +76,7 @@ from physnetjax.distance_domain import DOMAIN_MARGIN, TrainingDistancesWarning
 from physnetjax.errors import PhysNetInputWarning, RunStoppedError, displayed, namer, warn_caller
 from physnetjax.md.integrators import (
     MDState,
+    centre_of_mass_at_rest,
     conserved_quantity,
     kinetic_energy,
     langevin,
@@ -293,9 +294,8 @@ def md_spectrum(
         return init_l(start, momenta, mass_array, nbrs, replica_keys[1])
 
     def to_nve(state: MDState) -> MDState:
-        total = jnp.sum(state.momenta, axis=0)
-        momenta = state.momenta - state.masses[:, None] * total / jnp.sum(state.masses)
-        return state.replace(momenta=momenta, heat=jnp.zeros_like(state.heat), key=None)
+        return state.replace(momenta=centre_of_mass_at_rest(state.momenta, state.masses),
+                             heat=jnp.zeros_like(state.heat), key=None)
 
     start_fragments = fragment_count(r0, float(model.cutoff))
     domain = training_record_of(training_record).distances

@@ -2585,6 +2585,17 @@ MUTANTS = (
     Mutant("closed_loop_hook_kept_after_a_good_write", "physnetjax/checkpoint/format.py",
            "    else:\n        undo_hook()\n", "    else:\n        pass\n", ("tests/test_disk_full.py::test_completions_of_a_failed_orbax_write_print_no_tracebacks",),
            "the unraisable hook of checkpoint writes stays installed after a write that succeeded"),
+    Mutant("centre_of_mass_momentum_over_the_mean_mass", "physnetjax/md/integrators.py",
+           "momenta - masses[:, None] * momenta.sum(axis=0) / masses.sum()",
+           "momenta - masses[:, None] * momenta.sum(axis=0) / masses.mean()", ("tests/test_md_formulas.py",),
+           "the total momentum removed N times over (MD start momenta, the MD spectrum's NVE part, restarts)"),
+    Mutant("md_spectrum_compile_seconds_added", "physnetjax/spectra/md_spectrum.py",
+           "    t_compile += time.perf_counter() - t0\n    max_error = np.zeros(replicas)",
+           "    t_compile += time.perf_counter() + t0\n    max_error = np.zeros(replicas)", ("tests/test_spectra_md.py::test_zero_charges_give_a_zero_ir_spectrum",),
+           "the MD spectrum's reported compile time adds the clock instead of subtracting the start"),
+    Mutant("md_spectrum_md_seconds_dropped", "physnetjax/spectra/md_spectrum.py",
+           "    t_md += time.perf_counter() - t0\n    if max_error.max()", "    t_md = 0.0\n    if max_error.max()", ("tests/test_spectra_md.py::test_zero_charges_give_a_zero_ir_spectrum",),
+           "the MD spectrum reports 0 s of MD"),
 )
 
 EXPLAINED = {
