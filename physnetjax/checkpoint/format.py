@@ -227,7 +227,7 @@ def _write_tree(directory: Path, tree) -> None:
         with ocp.PyTreeCheckpointer() as checkpointer:
             checkpointer.save(written, _storable(tree))
     except (OSError, ValueError):
-        keep_failed_io_quiet(directory.parent)  # the hook stays: a failed write's futures may complete later
+        _keep_failed_io_quiet(directory.parent)  # the hook stays: a failed write's futures may complete later
         raise
     else:
         undo_hook()
@@ -320,13 +320,13 @@ def _item_metadata(directory: Path):
         raise_failed_read(metadata.tree)
         return metadata
     except ValueError:
-        keep_failed_io_quiet(directory)
+        _keep_failed_io_quiet(directory)
         raise
     finally:
         handler.close()
 
 
-def keep_failed_io_quiet(directory: Path) -> None:
+def _keep_failed_io_quiet(directory: Path) -> None:
     """After orbax failed to read or write under ``directory`` (raised as one error the caller reports): what its
     failed asynchronous work reports later, when collected or at exit, stays off stderr.
 
