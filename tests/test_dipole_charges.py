@@ -121,3 +121,33 @@ def test_ion_dipoles_about_another_reference_point_are_named_as_such_not_as_deby
     assert "plausible charges about each frame's own centre" in message and "add Q·c" in message
     assert "pass --dipole-unit" not in message
     assert implausible_charges(dataclasses.replace(ion, D=about_origin)) is None
+
+
+def _diatomics(numbers, charge, bond, count, rng):
+    """``count`` frames of a diatomic with charges (+charge, −charge) e, bond lengths around ``bond`` Å, random
+    orientations: positions (count, 2, 3) Å and exact dipoles about the origin (count, 3) e·Å."""
+    axes = rng.normal(size=(count, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    first = 2.0 + rng.normal(scale=0.1, size=(count, 3))
+    second = first + (bond + rng.normal(scale=0.05, size=(count, 1))) * axes
+    positions = np.stack([first, second], axis=1)
+    return np.tile(numbers, (count, 1)), positions, charge * (first - second)
+
+
+def test_diatomic_dipoles_in_debye_are_named_and_the_largest_finding_is_the_one_reported():
+    """LiF (±0.80 e) and NaCl (±0.75 e) frames whose e·Å dipoles were written in Debye: apparent charges of ±3.8 e
+    and ±3.6 e, both implausible. Diatomics have one free charge and are judged (they were skipped as too small, so
+    a diatomic data set's unit slip went unnoticed); of two findings the larger (LiF) is the one reported."""
+    rng = np.random.default_rng(5)
+    lif = _diatomics([3, 9], 0.80, 1.56, 40, rng)
+    nacl = _diatomics([11, 17], 0.75, 2.36, 40, rng)
+    data = load_dataset(bundled_dataset_path()).subset(np.arange(80))
+    exact = dataclasses.replace(data, Z=np.concatenate([lif[0], nacl[0]]), R=np.concatenate([lif[1], nacl[1]]),
+                                N=np.full(80, 2), Q=np.zeros(80), D=np.concatenate([lif[2], nacl[2]]))
+    fits = apparent_charges(exact)
+    assert [fit.atomic_numbers.tolist() for fit in fits] == [[3, 9], [11, 17]]
+    np.testing.assert_allclose([fit.charges for fit in fits], [[0.80, -0.80], [0.75, -0.75]], atol=1e-10)
+    assert implausible_charges(exact) is None
+    suspect = implausible_charges(dataclasses.replace(exact, D=exact.D / DEBYE))
+    assert suspect.atomic_numbers.tolist() == [3, 9]
+    np.testing.assert_allclose(suspect.charges, [0.80 / DEBYE, -0.80 / DEBYE], rtol=1e-10)

@@ -2596,6 +2596,21 @@ MUTANTS = (
     Mutant("md_spectrum_md_seconds_dropped", "physnetjax/spectra/md_spectrum.py",
            "    t_md += time.perf_counter() - t0\n    if max_error.max()", "    t_md = 0.0\n    if max_error.max()", ("tests/test_spectra_md.py::test_zero_charges_give_a_zero_ir_spectrum",),
            "the MD spectrum reports 0 s of MD"),
+    Mutant("reference_basis_keeps_dependent_compositions", "physnetjax/data/reference.py",
+           "        if np.linalg.matrix_rank(np.array(basis + [row])) > len(basis):",
+           "        if np.linalg.matrix_rank(np.array(basis + [row])) >= len(basis):", ("tests/test_element_energies.py",),
+           "the recorded training compositions keep a multiple of one and lose an independent one"),
+    Mutant("reference_table_one_entry_too_long", "physnetjax/data/reference.py",
+           "    e0 = np.zeros(max_atomic_number + 1)", "    e0 = np.zeros(max_atomic_number + 2)",
+           ("tests/test_element_energies.py",), "the element energy table has max_atomic_number + 2 entries"),
+    Mutant("apparent_charges_skip_diatomics", "physnetjax/data/dipole_charges.py",
+           "        if n < 2 or len(frames) < MIN_FRAMES_PER_CHARGE * (n - 1):",
+           "        if n <= 2 or len(frames) < MIN_FRAMES_PER_CHARGE * (n - 1):", ("tests/test_dipole_charges.py",),
+           "the dipole unit check never judges a diatomic molecule"),
+    Mutant("apparent_charges_smallest_finding_reported", "physnetjax/data/dipole_charges.py",
+           "    return max(suspects, key=lambda fit: abs(fit.charges[fit.largest]), default=None)",
+           "    return min(suspects, key=lambda fit: abs(fit.charges[fit.largest]), default=None)",
+           ("tests/test_dipole_charges.py",), "of several implausible dipole fits the smallest is reported"),
 )
 
 EXPLAINED = {
