@@ -30,6 +30,7 @@ from physnetjax.data.sanity import (
     nearest_frame_pairs,
     nearest_slip,
     read_ratios,
+    weighted_slope,
 )
 from physnetjax.train.config import TrainConfig
 from physnetjax.validation import PhysNetInputWarning
@@ -473,3 +474,17 @@ def test_two_charge_states_of_one_molecule_are_judged_apart(ethanol):
     assert energy_residual_per_atom(both) < 2 * energy_residual_per_atom(ethanol)
     with warnings_as_errors():
         assert check_label_sanity(both) == []
+
+
+def test_weighted_slope_counts_equal_pairs_as_pairs_and_one_dominant_pair_as_one():
+    """Kish's effective number of pairs, (Σ u)² / Σ u² with u = w² / max(rmsd, floor)⁴: six pairs of equal weight
+    count 6 and give the exact slope with correlation 1 and error 0; one pair 10× closer (10⁴× the weight) leaves
+    1.001 effective pairs, and the fit abstains (None) rather than report a slope from it."""
+    w = np.array([1.0, -1.0, 2.0, -2.0, 0.5, -0.5])
+    rmsd = 0.2 * np.abs(w) ** 0.5  # u = w² / rmsd⁴ = 1 / 0.2⁴ for every pair
+    fit = weighted_slope(rmsd, w, 0.7 * w)
+    assert fit.effective_pairs == pytest.approx(6.0, rel=1e-12) and fit.pairs == 6
+    assert fit.slope == pytest.approx(0.7, rel=1e-12) and fit.correlation == pytest.approx(1.0, rel=1e-12)
+    assert fit.error == pytest.approx(0.0, abs=1e-12)
+    closest_first = np.where(np.arange(6) == 0, 0.05, 0.5)  # u: 0.05⁻⁴ = 160000 against 0.5⁻⁴ = 16
+    assert weighted_slope(closest_first, np.ones(6), np.linspace(1.0, 2.0, 6)) is None

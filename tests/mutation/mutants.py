@@ -2611,6 +2611,10 @@ MUTANTS = (
            "    return max(suspects, key=lambda fit: abs(fit.charges[fit.largest]), default=None)",
            "    return min(suspects, key=lambda fit: abs(fit.charges[fit.largest]), default=None)",
            ("tests/test_dipole_charges.py",), "of several implausible dipole fits the smallest is reported"),
+    Mutant("label_check_effective_pairs_multiplied", "physnetjax/data/sanity.py",
+           "    effective = float(u.sum() ** 2 / (u * u).sum())", "    effective = float(u.sum() ** 2 * (u * u).sum())",
+           ("tests/test_data_sanity.py",),
+           "the energy-force and energy-stress label checks count pairs dominated by one as many (they never abstain)"),
 )
 
 EXPLAINED = {
