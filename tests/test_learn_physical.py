@@ -89,6 +89,16 @@ def test_dissociated_formed_and_collapsed_frames_are_rejected():
     assert unphysical_reason(Z0, dissociated(), None) is None
 
 
+
+def test_a_diatomic_closer_than_the_minimum_distance_is_rejected():
+    """Two atoms are the smallest system the distance check applies to (CO at 0.3 Å: rejected; at 1.13 Å: valid,
+    its bond kept)."""
+    numbers = np.array([6, 8])
+    bonded = np.array([[0.0, 0.0, 0.0], [1.13, 0.0, 0.0]])
+    assert unphysical_reason(numbers, bonded, bonds(numbers, bonded)) is None
+    assert "atoms 0 and 1 are 0.3 Å apart (< min_distance 0.5 Å)" in unphysical_reason(
+        numbers, np.array([[0.0, 0.0, 0.0], [0.3, 0.0, 0.0]]), None)
+
 @pytest.fixture
 def fake_md(monkeypatch):
     """explore() with the checkpoint and MD replaced: the run writes frames thermal, thermal, dissociated, thermal."""

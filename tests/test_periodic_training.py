@@ -220,13 +220,17 @@ def strain_ramp(rng, count: int = 60, noise: float = 0.005) -> list:
 
 
 @pytest.mark.parametrize("factor, slip", [(160.21766, r"stress in GPa read as eV/Å³ \(multiply by 6\.2415e-3\)"),
-                                          (-1.0, r"a pressure tensor, the stress with the opposite sign")])
+                                          (1602.1766, r"stress in kbar read as eV/Å³ \(multiply by 6\.2415e-4\)"),
+                                          (-1.0, r"a pressure tensor, the stress with the opposite sign"),
+                                          (-1602.1766, r"a pressure tensor in kbar, as VASP writes it"),
+                                          (-160.21766, r"a pressure tensor in GPa \(multiply by -6\.2415e-3\)")])
 def test_stress_labels_in_gpa_or_of_the_opposite_sign_are_named(tmp_path, factor, slip):
     """Stress labels in GPa below 1 GPa (under the 160 GPa limit) or with VASP's sign trained silently (a probe:
     stress MAE 34.6 GPa after training). Between nearby cells, the energy change left after the forces' work is
     the strain's work ½(V_a σ_a + V_b σ_b):ε: its slope on the labels is 1 for correct ones (EMT, atoms moving
     0.02 Å between frames: 1.005 ± 0.002; ± 0.03 if the forces' work were left in), 1/160 for GPa, −1 for the
-    opposite sign."""
+    opposite sign; also 1/1602 for kbar, −1/1602 and −1/160 for a pressure tensor in kbar or GPa (1 GPa =
+    6.2415e-3 eV/Å³ from the elementary charge)."""
     from physnetjax.data.sanity import check_label_sanity, energy_stress_slope
 
     ase.io.write(tmp_path / "ramp.extxyz", strain_ramp(np.random.default_rng(0), noise=0.02))

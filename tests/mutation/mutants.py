@@ -2615,6 +2615,13 @@ MUTANTS = (
            "    effective = float(u.sum() ** 2 / (u * u).sum())", "    effective = float(u.sum() ** 2 * (u * u).sum())",
            ("tests/test_data_sanity.py",),
            "the energy-force and energy-stress label checks count pairs dominated by one as many (they never abstain)"),
+    Mutant("stress_slip_gpa_pressure_inverted", "physnetjax/data/sanity.py",
+           '(-1.0 / 160.21766, "a pressure tensor in GPa', '(-1.0 * 160.21766, "a pressure tensor in GPa',
+           ("tests/test_periodic_training.py::test_stress_labels_in_gpa_or_of_the_opposite_sign_are_named",),
+           "a pressure tensor in GPa is never named (its expected slope is 160 GPa/eV·Å⁻³ squared off)"),
+    Mutant("learn_distance_check_skips_diatomics", "physnetjax/learn/physical.py",
+           "    if n >= 2:\n        distances", "    if n > 2:\n        distances", ("tests/test_learn_physical.py",),
+           "the learning loop never rejects a diatomic frame whose atoms collapsed"),
 )
 
 EXPLAINED = {
