@@ -9,6 +9,7 @@ written into the files, and MAE/RMSE are plain NumPy means.
 import csv
 import dataclasses
 import json
+import math
 import re
 import tomllib
 import warnings
@@ -185,6 +186,14 @@ def test_worst_frames_and_per_frame_csv(setup, evaluated):
         assert (row["forces_mae"] == "") == (frames[k][3] is None)
         if frames[k][3] is not None:
             np.testing.assert_allclose(float(row["forces_mae"]), expected["frame_force_mae"][k], rtol=RTOL)
+            per_atom = [math.sqrt(sum((p["forces"][i, a] - frames[k][3][i][a]) ** 2 for a in range(3)))
+                        for i in range(len(frames[k][0]))]
+            squares = sum(error * error for error in per_atom)
+            np.testing.assert_allclose(float(row["forces_rmse"]), math.sqrt(squares / (3 * len(per_atom))), rtol=RTOL)
+            np.testing.assert_allclose(float(row["forces_max_atom_error"]), max(per_atom), rtol=RTOL)
+        if frames[k][2] is not None:
+            np.testing.assert_allclose(float(row["energy_error_per_atom"]),
+                                       (p["energy"] - frames[k][2]) / len(frames[k][0]), rtol=RTOL)
     pytest.importorskip("matplotlib")
     for name in ("energy", "forces", "dipole", "charge"):
         assert (out / f"parity_{name}.png").stat().st_size > 1000

@@ -8,6 +8,7 @@ NumPy over predict_periodic on its checkpoint.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import re
@@ -193,6 +194,10 @@ def test_training_on_cells_reports_stress_and_eval_agrees_with_predict_periodic(
     np.testing.assert_allclose(result["metrics"]["stress_mae"], np.abs(errors).mean(), rtol=1e-6)
     np.testing.assert_allclose(result["metrics"]["stress_rmse"], np.sqrt((errors ** 2).mean()), rtol=1e-6)
     assert result["counts"]["stress"] == 9 * len(data)
+    with open(tmp_path / "eval" / "frames.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    np.testing.assert_allclose([float(row["stress_max_error"]) for row in table], np.abs(errors).max(axis=(1, 2)),
+                               rtol=1e-6)
     written = ase.io.read(tmp_path / "predicted.extxyz", ":")  # was written without cell, pbc or stress
     for k, atoms in enumerate(written):
         assert atoms.pbc.all()

@@ -2622,6 +2622,21 @@ MUTANTS = (
     Mutant("learn_distance_check_skips_diatomics", "physnetjax/learn/physical.py",
            "    if n >= 2:\n        distances", "    if n > 2:\n        distances", ("tests/test_learn_physical.py",),
            "the learning loop never rejects a diatomic frame whose atoms collapsed"),
+    Mutant("eval_frame_forces_rmse_times_components", "physnetjax/eval/evaluate.py",
+           "np.sqrt((real_error ** 2).sum(axis=(1, 2)) / components)", "np.sqrt((real_error ** 2).sum(axis=(1, 2)) * components)",
+           ("tests/test_eval.py::test_worst_frames_and_per_frame_csv",), "eval's per-frame force RMSE multiplies by the component count"),
+    Mutant("eval_frame_energy_error_per_atom_where_swapped", "physnetjax/eval/evaluate.py",
+           '"energy_error_per_atom": np.where(has_e, energy_error / atoms, nan),',
+           '"energy_error_per_atom": np.where(has_e, nan, energy_error / atoms),', ("tests/test_eval.py::test_worst_frames_and_per_frame_csv",),
+           "eval's per-frame energy error per atom is empty where there is an energy label"),
+    Mutant("eval_frame_forces_max_atom_is_the_min", "physnetjax/eval/evaluate.py",
+           "np.linalg.norm(real_error, axis=-1).max(axis=1)", "np.linalg.norm(real_error, axis=-1).min(axis=1)", ("tests/test_eval.py::test_worst_frames_and_per_frame_csv",),
+           "eval's per-frame largest atom force error is the smallest"),
+    Mutant("eval_frame_stress_max_error_where_swapped", "physnetjax/eval/evaluate.py",
+           '"stress_max_error": np.where(has_s, np.abs(stress_error).max(axis=(1, 2)), nan),',
+           '"stress_max_error": np.where(has_s, nan, np.abs(stress_error).max(axis=(1, 2))),',
+           ("tests/test_periodic_training.py::test_training_on_cells_reports_stress_and_eval_agrees_with_predict_periodic",),
+           "eval's per-frame stress error is empty where there is a stress label"),
 )
 
 EXPLAINED = {
