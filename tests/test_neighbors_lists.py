@@ -454,3 +454,21 @@ def test_perpendicular_widths_names_the_zero_cell_vector():
         perpendicular_widths(np.diag([5.0, 5.0, 0.0]))
     with pytest.raises(PhysNetInputError, match=r"linearly dependent"):
         perpendicular_widths(np.array([[6.0, 0.0, 0.0], [0.0, 6.0, 0.0], [6.0, 6.0, 0.0]]))
+
+
+def test_allocate_grows_a_pair_capacity_the_host_undercounted_to_the_device_count_with_head_room(monkeypatch):
+    """The host counts the pairs (NumPy, float64) before the device lists them (XLA, float32 here): where the two
+    roundings disagree the device finds more, overflows, and allocate retries with the device's count times the
+    capacity multiplier. Here the host's count is 1 for every system: the retry must size the list from the
+    device's count (with head room), and the list equals the brute-force pairs."""
+    module = importlib.import_module("physnetjax.neighbors.neighbor_list")  # the package exports the function
+    monkeypatch.setattr(module, "_host_pair_count", lambda *args, **kwargs: 1)
+    positions, cell = systems()["triclinic"]
+    reference = brute_force_pairs(positions, CUTOFF, cell)
+    nbrs = neighbor_list(CUTOFF, 0.0, "cell", cell, capacity_multiplier=1.5).allocate(positions.astype(np.float32))
+    assert not bool(nbrs.did_overflow)
+    assert nbrs.dst_idx.shape[0] >= 1.5 * len(reference)
+    shifts = np.asarray(nbrs.shifts, np.float64)
+    images = shifts[np.asarray(nbrs.mask)] @ np.linalg.inv(cell)
+    shifts[np.asarray(nbrs.mask)] = np.rint(images) @ cell
+    assert as_set(nbrs.dst_idx, nbrs.src_idx, nbrs.mask, shifts, cell) == reference

@@ -2637,6 +2637,11 @@ MUTANTS = (
            '"stress_max_error": np.where(has_s, nan, np.abs(stress_error).max(axis=(1, 2))),',
            ("tests/test_periodic_training.py::test_training_on_cells_reports_stress_and_eval_agrees_with_predict_periodic",),
            "eval's per-frame stress error is empty where there is a stress label"),
+    Mutant("allocate_retry_divides_by_the_multiplier", "physnetjax/neighbors/neighbor_list.py",
+           "            capacity = max(capacity, math.ceil(int(nbrs.num_pairs) * multiplier))",
+           "            capacity = max(capacity, math.ceil(int(nbrs.num_pairs) / multiplier))",
+           ("tests/test_neighbors_lists.py",),
+           "allocate's retry after the device counted more pairs than the host sizes the list below that count"),
 )
 
 EXPLAINED = {
