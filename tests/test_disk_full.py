@@ -380,15 +380,17 @@ def test_a_refused_final_summary_is_finished_by_a_resume(tmp_path, monkeypatch):
 # -- checkpoints ------------------------------------------------------------------------------------------------------
 
 
-def test_orbax_thread_errors_of_a_full_disk_give_one_message(tmp_path, monkeypatch, caplog):
-    """Orbax logs the failed write of each of its background threads (an ``error:`` line each on a command line)
-    besides raising it; the save reports it once, naming the checkpoint, and the old checkpoint stays."""
+def _tiny_model():
     model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=5.0,
                     max_atomic_number=8)
-    params = init_params(model, 0)
-    path = checkpoint_format.save_checkpoint(tmp_path / "model", model, params)
+    return model, init_params(model, 0)
 
-    class FillingCheckpointer:
+
+def _full_disk_checkpointer(during_save):
+    """A stand-in for orbax's ``PyTreeCheckpointer`` on a full disk: ``save`` calls ``during_save`` (what orbax's
+    threads do before the save fails), then raises tensorstore's error."""
+
+    class FullDiskCheckpointer:
         def __enter__(self):
             return self
 
@@ -396,12 +398,23 @@ def test_orbax_thread_errors_of_a_full_disk_give_one_message(tmp_path, monkeypat
             return False
 
         def save(self, directory, tree):
-            logging.getLogger("absl").error("[process=0][thread=array_type_handler][operation_id=1] "
-                                            "_SignalingThread.run() raised an exception: RESOURCE_EXHAUSTED: "
-                                            "No space left on device")
+            during_save()
             raise ValueError("RESOURCE_EXHAUSTED: Failed writing: No space left on device [os_error_code='28']")
 
-    monkeypatch.setattr(checkpoint_format.ocp, "PyTreeCheckpointer", FillingCheckpointer)
+    return FullDiskCheckpointer
+
+def test_orbax_thread_errors_of_a_full_disk_give_one_message(tmp_path, monkeypatch, caplog):
+    """Orbax logs the failed write of each of its background threads (an ``error:`` line each on a command line)
+    besides raising it; the save reports it once, naming the checkpoint, and the old checkpoint stays."""
+    model, params = _tiny_model()
+    path = checkpoint_format.save_checkpoint(tmp_path / "model", model, params)
+
+    def log_the_thread_error():
+        logging.getLogger("absl").error("[process=0][thread=array_type_handler][operation_id=1] "
+                                        "_SignalingThread.run() raised an exception: RESOURCE_EXHAUSTED: "
+                                        "No space left on device")
+
+    monkeypatch.setattr(checkpoint_format.ocp, "PyTreeCheckpointer", _full_disk_checkpointer(log_the_thread_error))
     with caplog.at_level(logging.WARNING):
         with pytest.raises(CheckpointWriteError, match="the checkpoint that was there is unchanged") as caught:
             checkpoint_format.save_checkpoint(path, model, params, {"changed": True}, overwrite=True)
@@ -435,27 +448,18 @@ def test_completions_of_a_failed_orbax_write_print_no_tracebacks(tmp_path, monke
     error, during the save and after it. They are dropped (logged at debug level) while orbax writes and after a
     failed write; every other unraisable error still reaches the previous hook, which is restored after a write that
     succeeded."""
-    model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=5.0,
-                    max_atomic_number=8)
-    params = init_params(model, 0)
+    model, params = _tiny_model()
     reached = []
     monkeypatch.setattr(sys, "unraisablehook", reached.append)
     checkpoint_format.save_checkpoint(tmp_path / "model", model, params)
     assert sys.unraisablehook == reached.append  # restored after a write that succeeded
 
-    class FillingCheckpointer:
-        def __enter__(self):
-            return self
+    def complete_on_the_closed_loop():
+        completion = _ClosedLoopCompletion()
+        del completion
 
-        def __exit__(self, *exc):
-            return False
-
-        def save(self, directory, tree):
-            completion = _ClosedLoopCompletion()
-            del completion
-            raise ValueError("RESOURCE_EXHAUSTED: Failed writing: No space left on device [os_error_code='28']")
-
-    monkeypatch.setattr(checkpoint_format.ocp, "PyTreeCheckpointer", FillingCheckpointer)
+    monkeypatch.setattr(checkpoint_format.ocp, "PyTreeCheckpointer",
+                        _full_disk_checkpointer(complete_on_the_closed_loop))
     with pytest.raises(CheckpointWriteError, match="No space left on device"):
         checkpoint_format.save_checkpoint(tmp_path / "other", model, params)
     later = _ClosedLoopCompletion()
