@@ -69,6 +69,30 @@ def test_the_full_list_check_agrees_with_counting_every_pair_and_its_reverse(uni
     assert outcomes == {True, False}
 
 
+
+def test_the_one_key_per_row_comparison_agrees_with_comparing_the_sorted_rows():
+    """The full-list check compares a list with its reverse through one int64 key per row (a mixed radix over the
+    columns' common ranges). Against sorted tuples: rows with negative image columns, the same rows shuffled (equal)
+    and with one row moved by +1 / −1 in two neighbouring columns (unequal: a radix narrower than a column's range
+    maps both to one key), or by a value outside the other's range."""
+    from physnetjax.neighbors.checks import _same_rows
+
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        rows = int(rng.integers(1, 8))
+        a = np.concatenate([rng.integers(0, 5, (rows, 2)), rng.integers(-2, 3, (rows, 3))], axis=1)
+        b = a[rng.permutation(rows)]
+        assert _same_rows(a, b) and _same_rows(b, a)
+        moved = b.copy()
+        k, column = int(rng.integers(rows)), int(rng.integers(4))
+        moved[k, column] += 1
+        moved[k, column + 1] -= 1
+        far = b.copy()
+        far[k, int(rng.integers(5))] -= 7
+        for other in (moved, far):
+            expected = sorted(map(tuple, a.tolist())) == sorted(map(tuple, other.tolist()))
+            assert _same_rows(a, other) == expected and _same_rows(other, a) == expected
+
 def test_all_pairs_check_counts_each_molecule():
     segments, atoms = np.array([0, 0, 0, 1, 1, 1]), np.array([True] * 5 + [False])
     dst, src = molecule_pairs(TRIANGLE, None)

@@ -2642,6 +2642,13 @@ MUTANTS = (
            "            capacity = max(capacity, math.ceil(int(nbrs.num_pairs) / multiplier))",
            ("tests/test_neighbors_lists.py",),
            "allocate's retry after the device counted more pairs than the host sizes the list below that count"),
+    Mutant("full_list_key_radix_too_narrow", "physnetjax/neighbors/checks.py",
+           "    span = np.maximum(a.max(axis=0), b.max(axis=0)) - low + 1",
+           "    span = np.maximum(a.max(axis=0), b.max(axis=0)) + low + 1", ("tests/test_pair_lists.py",),
+           "the full-list check's row keys collide for negative image columns (different lists compare equal)"),
+    Mutant("full_list_key_offset_from_a_maximum", "physnetjax/neighbors/checks.py",
+           "    low = np.minimum(a.min(axis=0), b.min(axis=0))", "    low = np.minimum(a.min(axis=0), b.max(axis=0))",
+           ("tests/test_pair_lists.py",), "the full-list check's row keys start above the smallest value"),
 )
 
 EXPLAINED = {
