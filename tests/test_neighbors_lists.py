@@ -152,6 +152,20 @@ def test_host_batch_padding_follows_the_batch_conventions():
     assert exact.atom_mask.all() and exact.molecule_mask.all() and exact.num_molecules == 2
 
 
+
+def test_host_batch_edge_and_pair_lists_of_several_molecules_equal_brute_force():
+    """Three molecules in one batch, edges within 1.5 Å and a separate pair list within 6 Å (a long-range Coulomb
+    cutoff): each list is the brute-force pairs of each molecule, its atom indices offset by the atoms before it."""
+    z, r = two_molecules()
+    z, r = z + [np.array([8, 1, 1])], r + [np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])]
+    batch = batch_molecules(z, r, 1.5, pair_cutoff=6.0, dtype=np.float64)
+    offsets = np.cumsum([0] + [len(numbers) for numbers in z])
+    for cutoff, listed in ((1.5, as_set(batch.dst_idx, batch.src_idx, batch.edge_mask)),
+                           (6.0, as_set(batch.pair_dst, batch.pair_src, batch.pair_mask))):
+        expected = {(i + offset, j + offset, 0, 0, 0) for positions, offset in zip(r, offsets)
+                    for i, j, *_ in brute_force_pairs(positions, cutoff)}
+        assert listed == expected and len(expected) > 2 * len(z)
+
 def test_host_batches_refuse_sizes_too_small_and_mismatched_input():
     """A requested size below what the molecules need is refused, never truncated; so are mismatched inputs."""
     z, r = two_molecules()

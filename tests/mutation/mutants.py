@@ -2649,6 +2649,10 @@ MUTANTS = (
     Mutant("full_list_key_offset_from_a_maximum", "physnetjax/neighbors/checks.py",
            "    low = np.minimum(a.min(axis=0), b.min(axis=0))", "    low = np.minimum(a.min(axis=0), b.max(axis=0))",
            ("tests/test_pair_lists.py",), "the full-list check's row keys start above the smallest value"),
+    Mutant("batch_pair_list_sources_not_offset", "physnetjax/neighbors/molecules.py",
+           "            psrc_all.append(psrc + offset)", "            psrc_all.append(psrc - offset)",
+           ("tests/test_neighbors_lists.py",),
+           "the long-range pair list of the second and later molecules of a batch points at other atoms"),
 )
 
 EXPLAINED = {
