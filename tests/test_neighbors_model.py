@@ -124,6 +124,17 @@ def test_epoch_compiles_at_most_four_shapes_and_matches_alone(setup, dataset, al
     assert again <= set(batcher.shapes)
 
 
+
+def test_batches_with_triplets_take_the_triplet_size_of_their_level(dataset):
+    """With three_body_cutoff every level has a triplet count and every batch is padded to its level's (T in the
+    shape key): batches of one level share one compilation, as without triplets (a batch padded only to its own
+    triplet count would be a new shape, and a compilation, per batch)."""
+    batcher = MoleculeBatcher(dataset, 8, 4.0, 6.0, three_body_cutoff=5.0, dtype=np.float64)
+    assert all(len(level) == 4 for level in batcher.levels)
+    keys = [batch.shape_key for batch, _ in batcher.epoch(np.random.default_rng(3))]
+    assert len(keys) == 12 and all(len(key) == 6 for key in keys)
+    assert set(keys) <= set(batcher.shapes)
+
 def test_a_loaded_dataset_is_batched_as_its_arrays():
     """The README's MoleculeBatcher(data, ...) with the library's own Dataset failed with "TypeError: argument of
     type 'Dataset' is not iterable"; anything else is refused naming what it takes."""

@@ -2653,6 +2653,9 @@ MUTANTS = (
            "            psrc_all.append(psrc + offset)", "            psrc_all.append(psrc - offset)",
            ("tests/test_neighbors_lists.py",),
            "the long-range pair list of the second and later molecules of a batch points at other atoms"),
+    Mutant("batcher_triplets_not_padded_to_their_level", "physnetjax/neighbors/bucketing.py",
+           "num_triplets=level[3] if len(level) > 3 else None,", "num_triplets=level[3] if len(level) > 4 else None,",
+           ("tests/test_neighbors_model.py",), "every batch with triplets is a new shape (a compilation per batch)"),
 )
 
 EXPLAINED = {
