@@ -135,6 +135,19 @@ def test_batches_with_triplets_take_the_triplet_size_of_their_level(dataset):
     assert len(keys) == 12 and all(len(key) == 6 for key in keys)
     assert set(keys) <= set(batcher.shapes)
 
+
+def test_nan_positions_of_padding_slots_are_ignored_and_of_real_atoms_refused(dataset):
+    """Padding slots (Z = 0) carry no atom, so NaN there (how some writers pad) is accepted and never reaches a
+    batch; NaN at a real atom is refused naming its molecule."""
+    padded = dict(dataset, R=np.where(dataset["Z"][..., None] > 0, dataset["R"], np.nan))
+    batcher = MoleculeBatcher(padded, 8, 4.0, 6.0, dtype=np.float64)
+    batch, indices = next(batcher.epoch(np.random.default_rng(0)))
+    assert np.isfinite(batch.positions).all() and len(indices) == 8
+    broken = dict(dataset, R=dataset["R"].copy())
+    broken["R"][5, 0, 1] = np.nan
+    with pytest.raises(ValueError, match=r"R has NaN/Inf for real atoms of molecules \[5\]"):
+        MoleculeBatcher(broken, 8, 4.0, 6.0, dtype=np.float64)
+
 def test_a_loaded_dataset_is_batched_as_its_arrays():
     """The README's MoleculeBatcher(data, ...) with the library's own Dataset failed with "TypeError: argument of
     type 'Dataset' is not iterable"; anything else is refused naming what it takes."""

@@ -2656,6 +2656,9 @@ MUTANTS = (
     Mutant("batcher_triplets_not_padded_to_their_level", "physnetjax/neighbors/bucketing.py",
            "num_triplets=level[3] if len(level) > 3 else None,", "num_triplets=level[3] if len(level) > 4 else None,",
            ("tests/test_neighbors_model.py",), "every batch with triplets is a new shape (a compilation per batch)"),
+    Mutant("batcher_refuses_nan_padding", "physnetjax/neighbors/bucketing.py",
+           "    bad = ~np.isfinite(r).all(axis=-1) & (z > 0)", "    bad = ~np.isfinite(r).all(axis=-1) & (z >= 0)",
+           ("tests/test_neighbors_model.py",), "a dataset padded with NaN positions is refused"),
 )
 
 EXPLAINED = {
