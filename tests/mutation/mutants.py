@@ -2659,6 +2659,10 @@ MUTANTS = (
     Mutant("batcher_refuses_nan_padding", "physnetjax/neighbors/bucketing.py",
            "    bad = ~np.isfinite(r).all(axis=-1) & (z > 0)", "    bad = ~np.isfinite(r).all(axis=-1) & (z >= 0)",
            ("tests/test_neighbors_model.py",), "a dataset padded with NaN positions is refused"),
+    Mutant("batcher_triplet_count_chunks_empty", "physnetjax/neighbors/bucketing.py",
+           "            indices = np.arange(start, min(start + chunk, num))\n            mask = self._pair_mask(indices, list_cutoff)",
+           "            indices = np.arange(start, min(start - chunk, num))\n            mask = self._pair_mask(indices, list_cutoff)",
+           ("tests/test_neighbors_model.py",), "MoleculeBatcher counts the triplets of no molecule"),
 )
 
 EXPLAINED = {
