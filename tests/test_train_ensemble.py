@@ -140,6 +140,21 @@ def test_checkpoint_is_a_calibrated_ensemble(ensemble_run):
         ratios.extend(np.sum((mean - F[k]) ** 2, axis=-1) / spread_sq)
     assert np.sqrt(np.mean(ratios)) == pytest.approx(scale, rel=2e-3)
 
+    # the test split's rank correlation between per-frame spread and error, recomputed member by member
+    from scipy.stats import spearmanr
+
+    with np.load(out / "split.npz") as split:
+        test = split["test"]
+    spreads, errors = [], []
+    for k in test:
+        forces = np.stack([predict(model.member, member_params(params, m), Z[k], R[k].astype(np.float32))["forces"]
+                           for m in range(2)]).astype(np.float64)
+        mean = forces.mean(axis=0)
+        spreads.append(np.sqrt(np.mean(np.sum((forces - mean) ** 2, axis=-1))))
+        errors.append(np.sqrt(np.mean(np.sum((mean - F[k]) ** 2, axis=-1))))
+    assert len(test) >= 5
+    assert report["test"]["forces_spread_error_spearman"] == pytest.approx(spearmanr(spreads, errors)[0], abs=1e-9)
+
 
 def test_ensemble_resume_equals_uninterrupted_run(ensemble_run, tmp_path):
     out, _ = ensemble_run

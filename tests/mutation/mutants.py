@@ -2663,6 +2663,11 @@ MUTANTS = (
            "            indices = np.arange(start, min(start + chunk, num))\n            mask = self._pair_mask(indices, list_cutoff)",
            "            indices = np.arange(start, min(start - chunk, num))\n            mask = self._pair_mask(indices, list_cutoff)",
            ("tests/test_neighbors_model.py",), "MoleculeBatcher counts the triplets of no molecule"),
+    Mutant("ensemble_report_error_of_the_mean_force_plus_label", "physnetjax/train/ensemble.py",
+           '        f_err = jnp.sum((statistics["forces"] - labels["F"]) ** 2, axis=-1)',
+           '        f_err = jnp.sum((statistics["forces"] + labels["F"]) ** 2, axis=-1)',
+           ("tests/test_train_ensemble.py::test_checkpoint_is_a_calibrated_ensemble",),
+           "the training report's spread-error rank correlation ranks |F̄ + F_ref| instead of the error"),
 )
 
 EXPLAINED = {
