@@ -171,7 +171,7 @@ def test_ensemble_resume_equals_uninterrupted_run(ensemble_run, tmp_path):
 
 def test_init_from_needs_the_same_member_count(ensemble_run, tmp_path):
     out, _ = ensemble_run
-    with pytest.raises(PhysNetInputError, match="ensemble of 2 members but --ensemble is 3"):
+    with pytest.raises(PhysNetInputError, match="ensemble of 2 members but --ensemble is 3; pass --ensemble 2$"):
         train(ensemble_config(tmp_path / "three", ensemble=3, init_from=str(out / "best")))
     with pytest.raises(ValueError, match="bootstrap resamples .* needs ensemble >= 2, received 1"):
         TrainConfig(bootstrap=True)

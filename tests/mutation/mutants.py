@@ -2668,6 +2668,11 @@ MUTANTS = (
            '        f_err = jnp.sum((statistics["forces"] + labels["F"]) ** 2, axis=-1)',
            ("tests/test_train_ensemble.py::test_checkpoint_is_a_calibrated_ensemble",),
            "the training report's spread-error rank correlation ranks |F̄ + F_ref| instead of the error"),
+    Mutant("init_from_two_members_told_to_combine", "physnetjax/train/ensemble.py",
+           '        hint = (f"pass --ensemble {found}" if found > 1 else',
+           '        hint = (f"pass --ensemble {found}" if found > 2 else',
+           ("tests/test_train_ensemble.py::test_init_from_needs_the_same_member_count",),
+           "--init-from of a 2-member ensemble with another --ensemble is told to combine single checkpoints"),
 )
 
 EXPLAINED = {
