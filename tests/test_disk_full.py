@@ -403,6 +403,7 @@ def _full_disk_checkpointer(during_save):
 
     return FullDiskCheckpointer
 
+
 def test_orbax_thread_errors_of_a_full_disk_give_one_message(tmp_path, monkeypatch, caplog):
     """Orbax logs the failed write of each of its background threads (an ``error:`` line each on a command line)
     besides raising it; the save reports it once, naming the checkpoint, and the old checkpoint stays."""

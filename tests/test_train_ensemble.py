@@ -124,33 +124,33 @@ def test_checkpoint_is_a_calibrated_ensemble(ensemble_run):
         assert saved.shape[0] == 2
     assert not np.allclose(leaves(member_params(params, 0))[0], leaves(member_params(params, 1))[0])
 
-    # the stored scale reproduces the maximum-likelihood fit on the validation forces, recomputed here member by member
+    # the stored scale reproduces the maximum-likelihood fit on the validation forces, and the test split's rank
+    # correlation between per-frame spread and error is that of the members' forces, both recomputed member by member
+    from scipy.stats import spearmanr
+
     from physnetjax.predict import predict
 
     with np.load(DATA) as npz:
         Z, R, F = npz["Z"], npz["R"], npz["F"]
     with np.load(out / "split.npz") as split:
-        valid = split["valid"]
+        valid, test = split["valid"], split["test"]
+
+    def mean_and_squared_spread(k):
+        """Member-mean forces (n, 3) of frame k and their per-atom squared spread (n,), float64."""
+        forces = np.stack([predict(model.member, member_params(params, m), Z[k], R[k].astype(np.float32))["forces"]
+                           for m in range(2)]).astype(np.float64)
+        mean = forces.mean(axis=0)
+        return mean, np.mean(np.sum((forces - mean) ** 2, axis=-1), axis=0)
+
     ratios = []
     for k in valid:
-        forces = np.stack([predict(model.member, member_params(params, m), Z[k], R[k].astype(np.float32))["forces"]
-                           for m in range(2)]).astype(np.float64)
-        mean = forces.mean(axis=0)
-        spread_sq = np.mean(np.sum((forces - mean) ** 2, axis=-1), axis=0)
+        mean, spread_sq = mean_and_squared_spread(k)
         ratios.extend(np.sum((mean - F[k]) ** 2, axis=-1) / spread_sq)
     assert np.sqrt(np.mean(ratios)) == pytest.approx(scale, rel=2e-3)
-
-    # the test split's rank correlation between per-frame spread and error, recomputed member by member
-    from scipy.stats import spearmanr
-
-    with np.load(out / "split.npz") as split:
-        test = split["test"]
     spreads, errors = [], []
     for k in test:
-        forces = np.stack([predict(model.member, member_params(params, m), Z[k], R[k].astype(np.float32))["forces"]
-                           for m in range(2)]).astype(np.float64)
-        mean = forces.mean(axis=0)
-        spreads.append(np.sqrt(np.mean(np.sum((forces - mean) ** 2, axis=-1))))
+        mean, spread_sq = mean_and_squared_spread(k)
+        spreads.append(np.sqrt(np.mean(spread_sq)))
         errors.append(np.sqrt(np.mean(np.sum((mean - F[k]) ** 2, axis=-1))))
     assert len(test) >= 5
     assert report["test"]["forces_spread_error_spearman"] == pytest.approx(spearmanr(spreads, errors)[0], abs=1e-9)
