@@ -136,8 +136,8 @@ def _diatomics(numbers, charge, bond, count, rng):
 
 def test_diatomic_dipoles_in_debye_are_named_and_the_largest_finding_is_the_one_reported():
     """LiF (±0.80 e) and NaCl (±0.75 e) frames whose e·Å dipoles were written in Debye: apparent charges of ±3.8 e
-    and ±3.6 e, both implausible. Diatomics have one free charge and are judged (they were skipped as too small, so
-    a diatomic data set's unit slip went unnoticed); of two findings the larger (LiF) is the one reported."""
+    and ±3.6 e, both implausible. Diatomics have one free charge and are judged (skipped as too small, a diatomic
+    data set's unit slip would go unnoticed); of two findings the larger (LiF) is the one reported."""
     rng = np.random.default_rng(5)
     lif = _diatomics([3, 9], 0.80, 1.56, 40, rng)
     nacl = _diatomics([11, 17], 0.75, 2.36, 40, rng)

@@ -61,7 +61,7 @@ def test_two_compositions_of_three_elements_fix_only_the_row_space():
 def test_the_recorded_compositions_are_independent_and_the_table_covers_every_atomic_number():
     """Counts (H, C) of three compositions in the order the fit meets them: (1, 2), its multiple (2, 4), then
     (3, 1). The basis recorded for the span check keeps (1, 2) and (3, 1), rank 2 (taking any row that does not lower
-    the rank kept the dependent (2, 4) and lost (3, 1), so compositions the data fix were called undetermined);
+    the rank would keep the dependent (2, 4) and lose (3, 1), calling compositions the data fix undetermined);
     the energy table has max_atomic_number + 1 entries."""
     rows = [[1, 6, 6, 0, 0, 0], [1, 1, 6, 6, 6, 6], [1, 1, 1, 6, 0, 0]]  # C2H, C4H2 (twice C2H's counts), CH3
     E = np.array([-80.0, -160.0, -50.0])

@@ -60,6 +60,17 @@ def as_set(dst, src, mask=None, shifts=None, cell=None) -> set:
     return {(int(a), int(b)) + tuple(int(x) for x in n) for a, b, n in zip(dst[mask], src[mask], images)}
 
 
+
+def float32_list_set(nbrs, cell) -> set:
+    """:func:`as_set` of a float32 periodic list: its shifts are n · cell to float32 precision (checked to 1e-6
+    in cell units), so they are rounded to the lattice vectors first."""
+    mask = np.asarray(nbrs.mask)
+    shifts = np.asarray(nbrs.shifts, np.float64)
+    images = shifts[mask] @ np.linalg.inv(cell)
+    assert np.allclose(images, np.rint(images), atol=1e-6)
+    shifts[mask] = np.rint(images) @ cell
+    return as_set(nbrs.dst_idx, nbrs.src_idx, mask, shifts, cell)
+
 def water_box(repeats: int, seed: int = 0):
     """Water-like periodic box: one H2O (O–H 0.96 Å, 104.5°) per 3.1 Å cubic site, random orientation."""
     rng = np.random.default_rng(seed)
@@ -437,12 +448,7 @@ def test_allocate_without_head_room_fits_atoms_on_bin_boundaries():
     fns = neighbor_list(3.0, 0.5, "cell", cell, capacity_multiplier=1.0)
     nbrs = fns.allocate(positions)
     assert not bool(nbrs.did_overflow)
-    images = np.asarray(nbrs.shifts, np.float64)[np.asarray(nbrs.mask)] @ np.linalg.inv(cell)
-    assert np.allclose(images, np.rint(images), atol=1e-6)  # float32 shifts: n · cell to 1e-7 relative
-    shifts = np.asarray(nbrs.shifts, np.float64)
-    shifts[np.asarray(nbrs.mask)] = np.rint(images) @ cell
-    listed = as_set(nbrs.dst_idx, nbrs.src_idx, nbrs.mask, shifts, cell)
-    assert listed == brute_force_pairs(positions.astype(np.float64), 3.5, cell)
+    assert float32_list_set(nbrs, cell) == brute_force_pairs(positions.astype(np.float64), 3.5, cell)
 
 
 def test_overflow_messages_name_what_overflowed(caplog):
@@ -482,7 +488,4 @@ def test_allocate_grows_a_pair_capacity_the_host_undercounted_to_the_device_coun
     nbrs = neighbor_list(CUTOFF, 0.0, "cell", cell, capacity_multiplier=1.5).allocate(positions.astype(np.float32))
     assert not bool(nbrs.did_overflow)
     assert nbrs.dst_idx.shape[0] >= 1.5 * len(reference)
-    shifts = np.asarray(nbrs.shifts, np.float64)
-    images = shifts[np.asarray(nbrs.mask)] @ np.linalg.inv(cell)
-    shifts[np.asarray(nbrs.mask)] = np.rint(images) @ cell
-    assert as_set(nbrs.dst_idx, nbrs.src_idx, nbrs.mask, shifts, cell) == reference
+    assert float32_list_set(nbrs, cell) == reference

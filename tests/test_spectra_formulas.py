@@ -51,7 +51,7 @@ def test_a_weak_coupling_counts_relative_to_the_largest_block_in_any_unit(unit):
     COUPLING_TOLERANCE × 30 (1e-12 relative), so it is the same whatever unit the Hessian is in (eV/Å² scaled by
     1e-6 or 1e6 here). c = 1e-11 (relative 3.3e-13) leaves atom 2 a fragment of its own; c = 1e-10 (3.3e-12) and
     a 0.1 e Coulomb pair 50 Å apart (2 k_e q²/r³ = 2.3e-6 eV/Å²) couple it. An absolute threshold divided by the
-    largest block called the first pair coupled in eV/Å² and the other two apart at 1e-6 eV/Å²."""
+    largest block would call the first pair coupled in eV/Å² and the other two apart at 1e-6 eV/Å²."""
     k = 30.0
     bond = k * np.eye(3)
     for coupling, fragments in ((1e-11, [[0, 1], [2]]), (1e-10, [[0, 1, 2]]), (2.3e-6, [[0, 1, 2]])):
