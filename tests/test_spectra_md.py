@@ -369,6 +369,45 @@ def test_element_energies_of_dft_size_do_not_cost_float32_md_its_energy_resoluti
     assert res.energy_errors.max() < 0.05, res.energy_errors  # the shipped model's E0 (−280 eV): 0.02
 
 
+def test_energy_errors_are_the_largest_total_energy_change_over_n_dof_kT_over_2(co2):
+    """energy_errors of one replica without equilibration against a float64 velocity-Verlet loop written out here
+    (forces and energies from ``predict``), started from the same Maxwell–Boltzmann draw: max over the recorded
+    frames of |E(t) − E(0)| / ((3N − 3) k_B T / 2). 100 frames of 2 fs (5 per chunk, no frame past the run)."""
+    from physnetjax import predict
+    from physnetjax.errors import PhysNetInputWarning
+    from physnetjax.md.integrators import centre_of_mass_at_rest, maxwell_boltzmann_momenta
+
+    model, params, z, r, masses = co2
+    temperature, timestep, stride, seed = 300.0, 1.0, 2, 5
+    with pytest.warns(PhysNetInputWarning, match="0 Langevin relaxation times"):
+        res = md_spectrum(model, params, z, r, temperature_K=temperature, time_ps=0.2, timestep_fs=timestep,
+                          equilibration_ps=0.0, replicas=1, record_every=stride, max_correlation_ps=0.1,
+                          dtype="float64", seed=seed)
+    key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 0))[0]
+    momenta = np.asarray(centre_of_mass_at_rest(maxwell_boltzmann_momenta(key, masses, temperature), masses))
+    positions = r - masses @ r / masses.sum()
+
+    def energy_forces(x):
+        out = predict(model, params, z, x)
+        return float(out["energy"]), np.asarray(out["forces"], np.float64)
+
+    def total(potential, p):
+        return potential + 0.5 * np.sum(p**2 / masses[:, None]) * AMU_A2_FS2_EV
+
+    potential, forces = energy_forces(positions)
+    start, largest = total(potential, momenta), 0.0
+    for step in range(1, 201):
+        momenta = momenta + 0.5 * timestep * forces / AMU_A2_FS2_EV
+        positions = positions + timestep * momenta / masses[:, None]
+        potential, forces = energy_forces(positions)
+        momenta = momenta + 0.5 * timestep * forces / AMU_A2_FS2_EV
+        if step % stride == 0:
+            largest = max(largest, abs(total(potential, momenta) - start))
+    thermal = (3 * len(z) - 3) * KB_EV * temperature / 2
+    assert largest / thermal > 1e-4  # a 1 fs step leaves an error to compare
+    assert res.energy_errors[0] == pytest.approx(largest / thermal, rel=1e-6)
+
+
 def test_result_to_dict_is_json_ready(co2_spectrum):
     data = json.loads(json.dumps(co2_spectrum.to_dict()))
     assert data["resolution_cm1"] == co2_spectrum.resolution_cm1

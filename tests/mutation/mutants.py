@@ -2673,6 +2673,15 @@ MUTANTS = (
            '        hint = (f"pass --ensemble {found}" if found > 2 else',
            ("tests/test_train_ensemble.py::test_init_from_needs_the_same_member_count",),
            "--init-from of a 2-member ensemble with another --ensemble is told to combine single checkpoints"),
+    Mutant("md_spectrum_energy_errors_over_n_dof_kT", "physnetjax/spectra/md_spectrum.py",
+           "    thermal = 0.5 * dof * BOLTZMANN * temperature_K", "    thermal = 1.0 * dof * BOLTZMANN * temperature_K",
+           ("tests/test_spectra_md.py::test_energy_errors_are_the_largest_total_energy_change_over_n_dof_kT_over_2",),
+           "md_spectrum's energy errors and their limit are in units of n_dof k_B T, twice the stated scale"),
+    Mutant("calculator_triplet_count_from_absolute_positions", "physnetjax/calculator.py",
+           "            vectors = r[t_src] - r[t_dst] + (0.0 if t_shifts is None else t_shifts)",
+           "            vectors = r[t_src] + r[t_dst] + (0.0 if t_shifts is None else t_shifts)",
+           ("tests/test_dispersion_three_body.py::test_calculator_covers_the_three_body_term_in_a_cell",),
+           "a periodic calculator with ATM sizes its triplet list from wrong pair vectors"),
 )
 
 EXPLAINED = {
