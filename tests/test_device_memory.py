@@ -273,3 +273,23 @@ def test_md_counts_the_all_pairs_triangles_it_would_evaluate():
     built = len(pair_triplets(dst, np.ones(len(dst), bool)))
     message = str(md_out_of_memory(model, 7, AllPairs(), OutOfMemoryError("too large"), "starting MD of"))
     assert f"42 neighbor pairs (cutoff 3 Å), {built} D3 three-body triangles" in message and built == 105
+
+
+@pytest.mark.parametrize("pairs, triplets", [(None, None), (60, None), (None, 500), (60, 500)])
+def test_md_names_the_capacities_of_its_neighbor_lists(pairs, triplets):
+    """MD on neighbor lists (not all pairs): the message gives each list's capacity, what the compiled step holds,
+    and leaves out the lists the run does not have."""
+    from types import SimpleNamespace
+
+    from physnetjax.md.driver import md_out_of_memory
+    from physnetjax.md.potential import NeighborPair
+
+    model = PhysNet(features=4, max_degree=0, num_iterations=1, num_basis_functions=3, cutoff=3.0,
+                    max_atomic_number=6, n_res=1)
+    nbrs = NeighborPair(edges=SimpleNamespace(capacity=40),
+                        pairs=None if pairs is None else SimpleNamespace(capacity=pairs),
+                        triplets=None if triplets is None else SimpleNamespace(capacity=triplets))
+    message = str(md_out_of_memory(model, 7, nbrs, OutOfMemoryError("too large"), "starting MD of"))
+    assert "starting MD of 7 atoms, 40 neighbor pairs (cutoff 3 Å)" in message
+    assert ("60 pairs of the long-range terms" in message) == (pairs is not None)
+    assert ("500 D3 three-body triangles" in message) == (triplets is not None)

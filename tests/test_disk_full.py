@@ -160,6 +160,69 @@ def test_a_refused_md_checkpoint_leaves_the_previous_one_and_no_temporary(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.npz"]
 
 
+def _example_md():
+    """The shipped example model and its ethanol geometry (a random model's MD breaks its energy tolerance)."""
+    from physnetjax.pretrained import example_geometry_path, example_model_path
+
+    model, params = load_checkpoint(example_model_path())
+    return model, params, ase.io.read(example_geometry_path())
+
+
+def _trajectory_full_at(step: int, monkeypatch) -> None:
+    """The disk fills when the MD trajectory's frame of ``step`` is written (half of it reaches the file)."""
+    import physnetjax.md.io as md_io
+
+    real_write = ase.io.write
+
+    def filling_write(filename, images, **kwargs):
+        if images.info.get("step") != step:
+            return real_write(filename, images, **kwargs)
+        text = io.StringIO()
+        real_write(text, images, format="extxyz")
+        with open(filename, "a") as handle:
+            handle.write(text.getvalue()[:40])
+        raise full_disk()
+
+    monkeypatch.setattr(md_io.ase.io, "write", filling_write)
+
+
+def test_a_full_disk_during_md_names_the_md_checkpoint_to_continue_from(tmp_path, monkeypatch):
+    """Checkpoints after every chunk of 2 frames (steps 10, 20); the trajectory's frame of step 25 meets a full disk:
+    the error names the checkpoint's step (20), and a restart from it for the 10 steps left continues the kept frames
+    to step 30."""
+    model, params, atoms = _example_md()
+    out, state = tmp_path / "t.xyz", tmp_path / "state.npz"
+    settings = dict(save_every=5, chunk_frames=2, checkpoint_path=str(state), checkpoint_every=1)
+    _trajectory_full_at(25, monkeypatch)
+    with pytest.raises(OutputWriteError) as caught:
+        driver.simulate(model, params, atoms, out=str(out), steps=30, **settings)
+    assert_output_error(caught.value, out)
+    assert (f"the MD checkpoint {state} is at step 20: free space and continue with --restart {state} (frames after "
+            "that step are dropped)") in str(caught.value)
+    monkeypatch.undo()
+    assert [frame.info["step"] for frame in ase.io.read(out, index=":")] == [5, 10, 15, 20]
+    driver.simulate(model, params, atoms, out=str(out), restart=str(state), steps=10, **settings)
+    assert [frame.info["step"] for frame in ase.io.read(out, index=":")] == [5, 10, 15, 20, 25, 30]
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_a_full_disk_before_this_runs_first_md_checkpoint_says_what_is_there(tmp_path, monkeypatch, before):
+    """The frame of step 5 fails, before this run's first checkpoint: the error says the one from an earlier run is
+    as it was, or that there is none to continue from."""
+    model, params, atoms = _example_md()
+    out, state = tmp_path / "t.xyz", tmp_path / "state.npz"
+    if before:
+        state.write_bytes(b"an earlier run's checkpoint")
+    _trajectory_full_at(5, monkeypatch)
+    with pytest.raises(OutputWriteError) as caught:
+        driver.simulate(model, params, atoms, out=str(out), steps=20, save_every=5, chunk_frames=2,
+                        checkpoint_path=str(state))
+    expected = (f"the MD checkpoint {state} is as before this run" if before else
+                "this run wrote no MD checkpoint (--md-checkpoint) to continue from: free space and run it again")
+    assert str(caught.value).endswith(expected)
+    assert state.exists() == before
+
+
 # -- eval outputs ---------------------------------------------------------------------------------------------------
 
 

@@ -77,14 +77,21 @@ def test_float32_md_energies_keep_dft_sized_element_energies_exact(system, tmp_p
     """Element energies of DFT size (Σ E0 ≈ −180,000 eV for ethanol, a float32 grid of 16 meV) were added on the
     device in float32: every written and logged energy was off by up to 8 meV from the model's. They are now added
     on the host in float64: each frame's energy is predict's in float64 at its positions, to the float32 error of
-    the network's part (~1e-5 eV), and the conserved energy written with it is E_pot + E_kin (NVE)."""
+    the network's part (~1e-5 eV), and the conserved energy written with it is E_pot + E_kin (NVE). Each frame and
+    log line also carries its step and time (step × 0.75 fs) and kinetic temperature 2 K / ((3N − 3) k_B)."""
     model, params, atoms = system
     dft_sized = model.clone(element_energies=tuple(-20000.0 - 13.0 * z for z in range(model.max_atomic_number + 1)))
     out = tmp_path / "run.traj"
-    simulate(dft_sized, params, atoms, steps=40, save_every=10, dtype="float32", temperature_K=300.0, out=str(out))
+    simulate(dft_sized, params, atoms, steps=40, save_every=10, dtype="float32", temperature_K=300.0, out=str(out),
+             timestep_fs=0.75)
     frames = ase.io.read(out, index=":")
     assert len(frames) == 4
-    for frame in frames:
+    records = [json.loads(line) for line in Path(f"{out}.jsonl").read_text().splitlines()]
+    for k, (frame, record) in enumerate(zip(frames, records, strict=True)):
+        assert frame.info["step"] == record["step"] == 10 * (k + 1)
+        assert frame.info["time_fs"] == record["time_fs"] == pytest.approx(7.5 * (k + 1), rel=1e-12)
+        temperature = 2 * frame.get_kinetic_energy() / ((3 * 9 - 3) * 8.617333262e-5)
+        assert frame.info["temperature_K"] == record["temperature_K"] == pytest.approx(temperature, rel=1e-6)
         reference = predict(dft_sized, params, frame.numbers, frame.positions, dtype=np.float64)["energy"]
         assert abs(frame.get_potential_energy() - reference) < 1e-4, frame.get_potential_energy() - reference
         kinetic = frame.get_kinetic_energy()

@@ -108,3 +108,45 @@ def test_csvr_relaxes_the_kinetic_energy_with_its_thermostat_time(ensemble):
         state = step(state)
         expected = 1.0 + (start - 1.0) * math.exp(-t / 100.0)
         assert abs(kinetic(state) / target - expected) < 0.08, (t, kinetic(state) / target, expected)
+
+
+def test_start_momenta_temperature_over_3n_minus_3_and_its_refusal_above_the_limit():
+    """check_start_temperature: 2K / ((3N − 3) k_B) by a float64 loop; momenta scaled to 0.6 and 1.2 times the
+    accepted maximum are accepted and refused (a factor 2 in K would refuse the first)."""
+    from physnetjax.errors import PhysNetInputError
+    from physnetjax.md.driver import check_start_temperature
+    from physnetjax.validation import MAX_TEMPERATURE_K
+
+    rng = np.random.default_rng(11)
+    masses = rng.uniform(1.0, 40.0, size=6)
+    momenta = rng.normal(size=(6, 3)) * np.sqrt(masses)[:, None] * 0.01
+    kinetic = sum(float(momenta[i] @ momenta[i]) / (2.0 * masses[i]) for i in range(6)) * AMU_A2_FS2
+    expected = 2.0 * kinetic / (15 * K_B)
+    assert check_start_temperature(momenta, masses, 15) == pytest.approx(expected, rel=1e-9)
+    scale = math.sqrt(MAX_TEMPERATURE_K / expected)
+    assert check_start_temperature(momenta * scale * math.sqrt(0.6), masses, 15) == pytest.approx(
+        0.6 * MAX_TEMPERATURE_K, rel=1e-9)
+    with pytest.raises(PhysNetInputError, match="kinetic temperature of 1.2e"):
+        check_start_temperature(momenta * scale * math.sqrt(1.2), masses, 15)
+
+
+@pytest.mark.parametrize("held_K, warns", [(0.005, False), (0.015, True)])
+def test_start_momenta_drift_is_warned_about_above_a_hundredth_of_a_kelvin(held_K, warns):
+    """without_total_momentum warns when the removed drift |P|² / (M (3N − 3) k_B) held more than 0.01 K, and names
+    that share; momenta that are a pure drift (p_i = m_i v) of ``held_K`` are built here from the formula."""
+    import warnings
+
+    from physnetjax.errors import PhysNetInputWarning
+    from physnetjax.md.driver import without_total_momentum
+
+    masses = np.array([12.0, 1.0, 16.0, 1.0])
+    speed = math.sqrt(held_K * (3 * 4 - 3) * K_B / (masses.sum() * AMU_A2_FS2))  # Å/fs
+    momenta = masses[:, None] * np.array([speed, 0.0, 0.0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rest = without_total_momentum(momenta, masses)
+    said = [str(w.message) for w in caught if issubclass(w.category, PhysNetInputWarning)]
+    assert len(said) == int(warns)
+    if warns:
+        assert f"{held_K:.3g} K of the kinetic temperature over 9 degrees of freedom" in said[0]
+    np.testing.assert_allclose(rest, 0.0, atol=1e-15)

@@ -229,7 +229,8 @@ def test_md_judges_every_saved_frame_against_the_training_distances(tiny, tmp_pa
     move in straight lines, r(t) = r(0) + p t / m: H 2 leaves its carbon at 5.3 mÅ/fs (C recoiling), so its nearest
     neighbour passes the record's 1.2 Å × 1.1 after ~40 fs. Each frame's logged excursion is checked against that
     motion (float32 positions: 1e-5 relative), the first frame outside warns once with its step, the report counts
-    them; a start geometry already outside warns at the start only."""
+    them; a start geometry already outside warns at the start only. Chunks of 6 frames: the first frame outside
+    (step 80) is the second of its chunk, whose first frame is inside."""
     from physnetjax.distance_domain import TrainingDistancesWarning
     from physnetjax.jsonlines import read_log
     from physnetjax.units import ASE_TIME_UNIT_FS
@@ -246,7 +247,7 @@ def test_md_judges_every_saved_frame_against_the_training_distances(tiny, tmp_pa
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         report = simulate(model, params, atoms, ensemble="nve", timestep_fs=0.5, steps=200, save_every=10,
-                          chunk_frames=7, out=str(out), training_record=record)
+                          chunk_frames=6, out=str(out), training_record=record)
     steps = np.arange(10, 201, 10)
     expected = []
     for t_fs in 0.5 * steps:
@@ -263,6 +264,7 @@ def test_md_judges_every_saved_frame_against_the_training_distances(tiny, tmp_pa
     assert logged == pytest.approx(expected, rel=1e-5, abs=1e-6)
     assert [frame.info["distance_excursion"] for frame in ase.io.read(out, ":")] == pytest.approx(logged, rel=1e-12)
     first = int(steps[np.argmax(outside)])
+    assert first == 80  # the second frame of the second chunk (steps 70-120)
     said = [str(w.message) for w in caught if issubclass(w.category, TrainingDistancesWarning)]
     assert len(said) == 1 and said[0].startswith(f"MD left its training data's interatomic distances at step {first}: "
                                                  "atom 2 (H) has its nearest neighbour ")
