@@ -80,6 +80,7 @@ def test_scans_cross_every_cutoff(model, report):
         if c.group == "smoothness":
             low, high = c.details["range_A"]
             assert low < min(cutoffs.values()) and high > max(cutoffs.values())
+            assert high - low == pytest.approx((c.details["points"] - 1) * c.details["step_A"], rel=1e-9)
 
 
 def test_bond_types_one_per_element_pair(molecules):
@@ -170,6 +171,8 @@ def test_hard_cutoff_fails_the_smoothness_scan(model, params, methanol):
         found = c.details["discontinuities"]
         assert {f["kind"] for f in found} == {"force", "energy"}
         assert any(f["between_A"][0] <= MP_CUTOFF <= f["between_A"][1] for f in found)
+        for f in found:  # each between two neighbouring points of the scan
+            assert f["between_A"][1] - f["between_A"][0] == pytest.approx(c.details["step_A"], rel=1e-9)
 
 
 def test_a_small_energy_step_at_the_cutoff_is_found_by_refining_the_cutoff_interval(model, params, methanol):
@@ -625,3 +628,55 @@ def test_cli_reports_the_recorded_distances_and_dipole_r2(model, params, methano
     assert rows["inputs.dipole_surface"]["status"] == "warn" and "0.31 on the test split" in rows[
         "inputs.dipole_surface"]["message"]
     assert rows["inputs.trained_distances"]["status"] == "warn"
+
+
+# -- the verdicts' formulas, on numbers written out here ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("energy_shift, force_shift", [(0.0, 0.3), (0.3, 0.0), (2e-4, -5e-7)])
+def test_invariance_is_judged_on_the_larger_of_the_energy_and_force_changes(energy_shift, force_shift):
+    """value = max(|ΔE|, max_i,a |ΔF_ia|): a change of the forces alone (one component) or of the energy alone fails
+    as much as the larger of the two says."""
+    from physnetjax.check.invariance import _difference
+
+    forces = np.arange(12.0).reshape(4, 3) / 10
+    moved = forces.copy()
+    moved[2, 1] += force_shift
+    moved[0, 0] += force_shift / 10
+    result = _difference("rotation", 0, (1.5, forces), (1.5 + energy_shift, moved), Thresholds(), "a rotation")
+    assert result.value == pytest.approx(max(abs(energy_shift), abs(force_shift)), rel=1e-9)
+    assert result.details == pytest.approx({"energy_difference_eV": abs(energy_shift),
+                                            "max_force_difference_eV_per_A": abs(force_shift)}, rel=1e-9)
+    assert result.status == ("fail" if max(abs(energy_shift), abs(force_shift)) > 1e-3 else "warn")
+
+
+def test_force_comparison_metrics_of_written_out_arrays():
+    """compare_forces on 2 atoms: max and rms of |F − F_FD| over the 6 components, the relative error over
+    max(1 eV/Å, max|F_FD|), the least-squares slope ⟨F, F_FD⟩ / ⟨F_FD, F_FD⟩ and its sign."""
+    from physnetjax.check.forces import compare_forces
+
+    numerical = np.array([[0.4, -0.2, 0.0], [0.1, 0.0, -0.3]])
+    analytic = numerical + np.array([[0.01, 0.0, -0.02], [0.0, 0.03, 0.0]])
+    metrics = compare_forces(analytic, numerical)
+    assert metrics["max_abs_error"] == pytest.approx(0.03, rel=1e-12)
+    assert metrics["rms_error"] == pytest.approx(np.sqrt((0.01**2 + 0.02**2 + 0.03**2) / 6), rel=1e-12)
+    assert metrics["relative_error"] == pytest.approx(0.03, rel=1e-12)  # max|F_FD| = 0.4 < 1 eV/Å
+    assert metrics["max_abs_numerical"] == pytest.approx(0.4, rel=1e-12)
+    dot = 0.41 * 0.4 + 0.2 * 0.2 + 0.1 * 0.1 + 0.3 * 0.3  # the zero components of F_FD add nothing
+    assert metrics["ratio"] == pytest.approx(dot / (0.4**2 + 0.2**2 + 0.1**2 + 0.3**2), rel=1e-12)
+    assert metrics["sign"] == "same"
+    large = compare_forces(-3.0 * numerical - 0.5, 5.0 * numerical)  # max|F_FD| = 2 eV/Å scales the error
+    assert large["relative_error"] == pytest.approx(np.abs(-8.0 * numerical - 0.5).max() / 2.0, rel=1e-12)
+    assert large["sign"] == "flipped"
+    assert compare_forces(numerical, np.zeros((2, 3)))["ratio"] is None
+
+
+def test_bond_scan_distances_start_below_the_smallest_cutoff_but_not_below_six_tenths_of_the_bond():
+    """From max(0.6 d₀, min(d₀, smallest cutoff − 0.25 Å)) by the step, to the largest cutoff + the margin."""
+    from physnetjax.check.smoothness import scan_distances
+
+    settings = CheckSettings(scan_step=0.02, scan_margin=0.5)
+    distances = scan_distances(1.0, {"a": 4.0, "b": 1.0}, settings)
+    np.testing.assert_allclose(distances, 0.75 + 0.02 * np.arange(188), rtol=1e-12)  # the last grid point ≤ 4.5
+    floored = scan_distances(3.0, {"a": 1.5}, settings)  # 1.5 − 0.25 = 1.25 Å is below 0.6 × 3 Å
+    np.testing.assert_allclose(floored, 1.8 + 0.02 * np.arange(11), rtol=1e-12)
