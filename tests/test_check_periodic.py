@@ -6,6 +6,7 @@ vanishes by symmetry; the model is a tiny random float64 PhysNet (cutoff 4 Å, s
 Broken models are energy/force functions wrapping the same model (as in test_check.py).
 """
 
+import dataclasses
 import json
 
 import jax
@@ -183,12 +184,15 @@ def _wrapped(model, transform):
     ("flipped", lambda out, batch: {**out, "stress": -out["stress"]}, "sign flipped (analytic/numerical = -1"),
     ("half volume", lambda out, batch: {**out, "stress": 2.0 * out["stress"]},
      "analytic/numerical = 2 (a wrong volume"),
+    ("double volume", lambda out, batch: {**out, "stress": 0.5 * out["stress"]},
+     "analytic/numerical = 0.5 (a wrong volume"),
 ])
 def test_a_stress_of_the_wrong_sign_or_volume_fails_its_finite_strain_row(model, params, copper, name, transform,
                                                                          message):
     evaluator = Evaluator(model, cast_to_float64(params), copper, _wrapped(model, transform))
     [row] = check_stress(evaluator, 0, SETTINGS, Thresholds())
     assert row.id == "forces.fd.stress" and row.status == "fail" and message in row.message
+    assert row.details["sign"] == ("flipped" if name == "flipped" else "same")
 
 
 def _stress_rounded_in_float32(out, batch, bits: int):
@@ -244,6 +248,8 @@ def test_the_supercell_holds_each_atom_at_every_lattice_point_inside(copper):
                                np.broadcast_to(copper.cell[2], (copper.num_atoms, 3)))
     with pytest.raises(ValueError, match="integer"):
         supercell(copper, np.eye(3))
+    charged = dataclasses.replace(copper, total_charge=0.5)  # each copy of the cell carries its charge
+    assert supercell(charged, SUPERCELL)[0].total_charge == pytest.approx(1.0, rel=1e-12)
 
 
 def test_an_atom_a_rounding_error_outside_the_cell_is_wrapped_in(model, params, copper):

@@ -2737,6 +2737,17 @@ MUTANTS = (
            '        "range_A": [float(distances[0]), float(distances[-1])],',
            '        "range_A": [float(distances[0]), float(distances[-2])],',
            ("tests/test_check.py::test_scans_cross_every_cutoff",), "a bond scan's reported range ends a step short"),
+    Mutant("check_stress_below_one_called_flipped", "physnetjax/check/stress.py",
+           "    if ratio < 0:\n        return (f\"sign flipped", "    if ratio < 1:\n        return (f\"sign flipped",
+           ("tests/test_check_periodic.py",), "check calls a stress half the finite-strain one a flipped sign"),
+    Mutant("check_stress_sign_detail_below_one", "physnetjax/check/stress.py",
+           '"sign": "none" if ratio is None else ("flipped" if ratio < 0 else "same"),',
+           '"sign": "none" if ratio is None else ("flipped" if ratio < 1 else "same"),',
+           ("tests/test_check_periodic.py",), "check's stress row records a flipped sign for a slope of 0.5"),
+    Mutant("check_supercell_charge_of_one_cell", "physnetjax/check/cell_invariance.py",
+           "structure.total_charge * len(translations),", "structure.total_charge / len(translations),",
+           ("tests/test_check_periodic.py::test_the_supercell_holds_each_atom_at_every_lattice_point_inside",),
+           "check's supercell of a charged cell holds the charge of one cell spread over two"),
 )
 
 EXPLAINED = {
