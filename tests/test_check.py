@@ -572,6 +572,7 @@ def test_a_model_whose_energy_ignores_the_geometry_warns(methanol, tmp_path, cap
     total = next(c for c in checks if c["id"] == "forces.fd.total")
     assert total["details"]["zero_forces"] and "the energy does not depend on the geometry" in total["message"]
     assert "untrained or broken model" in total["message"]
+    assert "ratio n/a" in total["message"] and "not judged" not in total["message"]  # no slope to call unjudged
 
 
 def test_distances_outside_the_training_records_warn_by_their_largest_excursion(model, params, methanol):

@@ -2748,6 +2748,11 @@ MUTANTS = (
            "structure.total_charge * len(translations),", "structure.total_charge / len(translations),",
            ("tests/test_check_periodic.py::test_the_supercell_holds_each_atom_at_every_lattice_point_inside",),
            "check's supercell of a charged cell holds the charge of one cell spread over two"),
+    Mutant("check_force_message_calls_a_missing_ratio_unjudged", "physnetjax/check/forces.py",
+           '    if total["ratio"] is not None and not total["ratio_judged"]:',
+           '    if total["ratio"] is not None or not total["ratio_judged"]:',
+           ("tests/test_check.py::test_a_model_whose_energy_ignores_the_geometry_warns",),
+           "the force row of a model without forces explains why a slope it never had is not judged"),
 )
 
 EXPLAINED = {
