@@ -356,7 +356,9 @@ def test_a_frame_of_weight_zero_does_not_train_but_counts_in_the_metrics(tmp_pat
 def test_labels_of_weight_zero_are_left_out_of_the_training_label_checks(tmp_path):
     """A frame is given weight 0 because its labels are wrong: training warned about them all the same (energies 1000
     eV off on two frames scatter by tens of eV per atom). Its weight-0 terms are left out of the checks; the
-    same wrong energies of weight 1, or a weight-0 term other than the wrong one, are still reported."""
+    same wrong energies of weight 1, or a weight-0 term other than the wrong one, are still reported. Likewise the
+    element energies are fitted to the training frames whose energy term has a weight above 0."""
+    from physnetjax.data.reference import fit_reference_energies
     from physnetjax.data.sanity import check_label_sanity
     from physnetjax.train import Trainer
 
@@ -371,9 +373,14 @@ def test_labels_of_weight_zero_are_left_out_of_the_training_label_checks(tmp_pat
         np.savez(path, R=data.R, Z=data.Z, N=data.N, E=energy, F=data.F, **weights)
         run.mkdir()
         with pytest.warns(PhysNetInputWarning, match="energies scatter by") if warned else warnings_as_errors():
-            Trainer(TrainConfig(data=[str(path)], out=str(run), features=8, max_degree=1, num_iterations=1,
-                                num_basis_functions=8, cutoff=5.0, batch_size=4, epochs=1, train=12, valid=6, test=2,
-                                progress=False, plots=False), run, resuming=False)
+            trainer = Trainer(TrainConfig(data=[str(path)], out=str(run), features=8, max_degree=1, num_iterations=1,
+                                          num_basis_functions=8, cutoff=5.0, batch_size=4, epochs=1, train=12,
+                                          valid=6, test=2, progress=False, plots=False), run, resuming=False)
+        train = trainer.split["train"]
+        assert np.isin([3, 13], train).all()
+        fitted = ~np.isin(train, [3, 13]) if key == "config_energy_weight" else np.ones(len(train), bool)
+        expected = fit_reference_energies(data.Z[train], energy[train], trainer.model.max_atomic_number, mask=fitted)
+        np.testing.assert_allclose(trainer.element_energies, expected.energies, rtol=1e-12, atol=1e-12)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             scatter = [m for m in check_label_sanity(load_npz(path).trained_labels()) if "energies scatter by" in m]

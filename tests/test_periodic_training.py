@@ -300,3 +300,22 @@ def test_the_trainers_force_check_takes_an_atom_a_rounding_error_outside_its_cel
     positions[0] = [-1e-17, 0.0, 0.0]
     cell = np.diag(np.diag(data.cell[0]))  # orthorhombic: the fraction of x = −1e-17 is −1e-17 exactly
     assert finite_difference_force_error(model, params, data.Z[0, : data.N[0]], positions, cell=cell) < 1e-6
+
+
+def test_a_loss_of_the_stress_alone_trains_on_partly_stress_labelled_frames(mixed):
+    """Three of the four training frames carry stress: a loss with only --stress-weight above 0 trains them (it was
+    to be refused only where no training frame has the labels); with that weight 0 too, nothing trains: refused."""
+    from types import SimpleNamespace
+
+    from physnetjax.errors import PhysNetInputError
+    from physnetjax.train.config import TrainConfig
+    from physnetjax.train.loop import Trainer
+
+    _, data, model, _ = mixed
+    config = TrainConfig(energy_weight=0.0, forces_weight=0.0, stress_weight=1.0)
+    trainer = SimpleNamespace(config=config, split={"train": np.arange(4)}, dataset=data, model=model, names=None)
+    Trainer._check_some_term_trains(trainer)
+    trainer.config = dataclasses.replace(config, stress_weight=0.0)
+    with pytest.raises(PhysNetInputError, match=r"\(energy_weight 0, forces_weight 0, stress_weight 0; the 4 training "
+                                                r"frames have energy, force, stress labels\)"):
+        Trainer._check_some_term_trains(trainer)

@@ -2753,6 +2753,18 @@ MUTANTS = (
            '    if total["ratio"] is not None or not total["ratio_judged"]:',
            ("tests/test_check.py::test_a_model_whose_energy_ignores_the_geometry_warns",),
            "the force row of a model without forces explains why a slope it never had is not judged"),
+    Mutant("trainer_element_energies_fit_by_the_force_weight", "physnetjax/train/loop.py",
+           "(self.dataset.term_weights[train_idx, 1] > 0)", "(self.dataset.term_weights[train_idx, 2] > 0)",
+           ("tests/test_frame_weights.py::test_labels_of_weight_zero_are_left_out_of_the_training_label_checks",),
+           "the element energies are fitted to frames whose energy weight is 0 (wrong energies given weight 0)"),
+    Mutant("trainer_stress_term_only_when_every_frame_has_stress", "physnetjax/train/loop.py",
+           "        if data.has_S.any():\n            terms.append(", "        if data.has_S.all():\n            terms.append(",
+           ("tests/test_periodic_training.py::test_a_loss_of_the_stress_alone_trains_on_partly_stress_labelled_frames",),
+           "a stress-only loss on data with some unlabelled frames is refused as training nothing"),
+    Mutant("trainer_stress_term_needs_every_training_frame", "physnetjax/train/loop.py",
+           '"stress", (data.has_S[train] & stress).any()))', '"stress", (data.has_S[train] & stress).all()))',
+           ("tests/test_periodic_training.py::test_a_loss_of_the_stress_alone_trains_on_partly_stress_labelled_frames",),
+           "a stress-only loss is refused unless every training frame has stress labels"),
 )
 
 EXPLAINED = {
