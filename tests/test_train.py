@@ -5,6 +5,7 @@ import csv
 import dataclasses
 import itertools
 import json
+import math
 import os
 import re
 import shutil
@@ -823,7 +824,7 @@ def test_resume_refuses_an_edited_model_json(base_run, tmp_path, edit):
         resume(out, epochs=4)
 
 
-@pytest.mark.parametrize("edit", ["drop", "rename", "add"])
+@pytest.mark.parametrize("edit", ["drop", "rename", "add", "repeat"])
 def test_resume_refuses_a_metrics_csv_with_other_columns(base_run, tmp_path, edit):
     """On main a metrics.csv that had lost a column (or had one renamed) was rewritten on resume without it, with
     metrics.jsonl likewise: the column's values of every trained epoch were gone without a word."""
@@ -837,13 +838,15 @@ def test_resume_refuses_a_metrics_csv_with_other_columns(base_run, tmp_path, edi
         columns[columns.index("valid_forces_mae")] = "forces_mae"
         for row in rows:
             row["forces_mae"] = row.pop("valid_forces_mae")
-    else:
+    elif edit == "add":
         columns.append("note")
+    else:
+        columns.append("grad_norm")
     with open(out / "metrics.csv", "w", newline="") as handle:
         csv.DictWriter(handle, columns, extrasaction="ignore").writerows([dict(zip(columns, columns)), *rows])
     csv_text = (out / "metrics.csv").read_text()
     expected = {"drop": r"missing: grad_norm\)", "rename": r"missing: valid_forces_mae; unknown: forces_mae\)",
-                "add": r"unknown: note\)"}[edit]
+                "add": r"unknown: note\)", "repeat": r"given twice: grad_norm\)"}[edit]
     with pytest.raises(ValueError, match=r"metrics\.csv holds other columns than this run writes \(" + expected):
         resume(out, epochs=4)
     assert (out / "metrics.csv").read_text() == csv_text
@@ -961,3 +964,29 @@ def test_epoch_lines_resolve_an_mae_below_a_tenth_of_a_millielectronvolt():
     line = _summary_line(row, 10)
     assert "E MAE 8.90e-05 eV" in line and "F MAE 0.0335 eV/Å" in line and "D MAE 4.20e-05 eÅ" in line
     assert line.startswith("epoch    3/10 ") and _summary_line(row, 376, estimated=True).startswith("epoch    3/~376 ")
+
+
+def test_plateau_schedule_halves_the_learning_rate_after_each_epoch_without_improvement(tmp_path):
+    """--schedule plateau with patience 0 and factor 0.5: each epoch's logged learning rate is the base rate times
+    0.5 per earlier epoch whose validation loss did not beat the best before it (the rule replayed here on the logged
+    losses); a rate of 0.05 makes some epochs worse, so the rule acts. The steps use that rate: the same run with
+    factor 1 trains other parameters from the first reduction on."""
+    settings = dict(schedule="plateau", plateau_patience=0, learning_rate=0.05, epochs=6, decay_rate=0.1,
+                    decay_epochs=100.0)  # the defaults, not TINY's exponential decay
+    train(tiny_config(tmp_path / "halved", plateau_factor=0.5, **settings))
+    rows = read_rows(tmp_path / "halved")
+    scale, best, reductions = 1.0, math.inf, 0
+    for row in rows:
+        assert float(row["lr"]) == pytest.approx(0.05 * scale, rel=1e-12)
+        loss = float(row["valid_loss"])
+        if loss < best:
+            best = loss
+        else:
+            scale, reductions = 0.5 * scale, reductions + 1
+    assert 0 < reductions and float(rows[-1]["lr"]) < 0.05
+    first = next(k for k, row in enumerate(rows) if float(row["lr"]) < 0.05)
+    train(tiny_config(tmp_path / "kept", plateau_factor=1.0, **settings))
+    kept = read_rows(tmp_path / "kept")
+    assert [r["valid_loss"] for r in kept[:first]] == [r["valid_loss"] for r in rows[:first]]
+    assert kept[first]["valid_loss"] != rows[first]["valid_loss"]
+    assert {float(r["lr"]) for r in kept} == {0.05}
