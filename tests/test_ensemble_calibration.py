@@ -92,6 +92,13 @@ def test_calibration_rejects_bad_input():
         fit_calibration_scale([0.1, np.nan], [1.0, 1.0])
     with pytest.raises(ValueError, match="all errors are 0"):
         fit_calibration_scale([0.0, 0.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match=r"spreads must be a non-empty 1-d array \(M,\), received shape \(0,\)"):
+        fit_calibration_scale(np.zeros((0, 3)), [])
+    with pytest.raises(ValueError, match="errors must have shape"):
+        fit_calibration_scale(np.ones((2, 3, 1)), [1.0, 1.0])  # (M, d) at most
+    for scale in (np.inf, np.nan, 0.0, -1.0):
+        with pytest.raises(ValueError, match="scale must be finite and > 0"):
+            gaussian_nll([0.1, 0.2], [1.0, 1.0], scale)
 
 
 def brute_force_spearman(x, y) -> float:
@@ -135,6 +142,9 @@ def test_spearman_rejects_undefined_cases():
         spearman_rank_correlation([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="equal length"):
         spearman_rank_correlation([1.0, 2.0], [1.0, 2.0, 3.0])
+    for spreads, errors in (([1.0, np.nan, 3.0], [1.0, 2.0, 3.0]), ([1.0, 2.0, 3.0], [np.inf, 2.0, 3.0])):
+        with pytest.raises(ValueError, match="spreads and errors must be finite"):
+            spearman_rank_correlation(spreads, errors)
 
 
 def test_a_rank_correlation_without_labels_says_so(caplog):

@@ -2783,6 +2783,19 @@ MUTANTS = (
            "            repeated = sorted({name for name in header if header.count(name) > 2})",
            ("tests/test_train.py::test_resume_refuses_a_metrics_csv_with_other_columns",),
            "resume rewrites a metrics.csv whose header names a column twice, keeping one of its values"),
+    Mutant("calibration_empty_spreads_index_error", "physnetjax/ensemble/calibration.py",
+           "    if sigma.ndim != 1 or sigma.shape[0] == 0:", "    if sigma.ndim != 1 or sigma.shape[1] == 0:",
+           ("tests/test_ensemble_calibration.py",), "calibrating on no spreads ends in an IndexError, not the message"),
+    Mutant("calibration_takes_three_dimensional_errors", "physnetjax/ensemble/calibration.py",
+           "    if e.shape[:1] != sigma.shape or e.ndim > 2:", "    if e.shape[:1] != sigma.shape or e.ndim > 3:",
+           ("tests/test_ensemble_calibration.py",), "errors of shape (M, d, 1) are taken as (M, d)"),
+    Mutant("calibration_nll_takes_an_infinite_scale", "physnetjax/ensemble/calibration.py",
+           "    if not (np.isfinite(scale) and scale > 0):", "    if not (np.isfinite(scale) or scale > 0):",
+           ("tests/test_ensemble_calibration.py",), "the Gaussian NLL of an infinite or NaN scale is computed"),
+    Mutant("spearman_takes_partly_nan_spreads", "physnetjax/ensemble/calibration.py",
+           "    if not (np.isfinite(a).all() and np.isfinite(b).all()):",
+           "    if not (np.isfinite(a).any() and np.isfinite(b).all()):",
+           ("tests/test_ensemble_calibration.py",), "the spread-error rank correlation of partly NaN spreads is computed"),
 )
 
 EXPLAINED = {
