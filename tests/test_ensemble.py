@@ -395,14 +395,16 @@ def test_combine_keeps_the_compositions_every_member_determined(ensemble, molecu
 
 
 def test_combining_folds_different_element_energies_into_the_bias(ensemble, molecules, tmp_path):
-    """Members trained with other fixed element energies E0 keep their energies: the difference goes to energy_bias."""
+    """Members trained with other fixed element energies E0 keep their energies: the difference (theirs minus the
+    first checkpoint's, both non-zero here) goes to energy_bias."""
     model, _, members = ensemble
     z, r = molecules["methanol"]
+    first = model.member.clone(element_energies=tuple(0.25 * k - 1.0 for k in range(10)))
     shifted = model.member.clone(element_energies=tuple(-0.5 * k - 3.0 for k in range(10)))
-    a = save_checkpoint(tmp_path / "a", model.member, members[0])
+    a = save_checkpoint(tmp_path / "a", first, members[0])
     b = save_checkpoint(tmp_path / "b", shifted, members[1])
     combined, params = load_checkpoint(combine_checkpoints([a, b], tmp_path / "ab"))
-    assert combined.member == model.member
+    assert combined.member == first
     own = predict(shifted, members[1], z, r, dtype=np.float64)
     joined = predict(combined.member, member_params(params, 1), z, r, dtype=np.float64)
     assert joined["energy"] == pytest.approx(own["energy"], abs=1e-9)

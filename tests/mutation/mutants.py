@@ -2796,6 +2796,10 @@ MUTANTS = (
            "    if not (np.isfinite(a).all() and np.isfinite(b).all()):",
            "    if not (np.isfinite(a).any() and np.isfinite(b).all()):",
            ("tests/test_ensemble_calibration.py",), "the spread-error rank correlation of partly NaN spreads is computed"),
+    Mutant("combine_folds_the_sum_of_the_element_energies", "physnetjax/ensemble/combine.py",
+           "    shift = own - reference\n", "    shift = own + reference\n",
+           ("tests/test_ensemble.py::test_combining_folds_different_element_energies_into_the_bias",),
+           "combining checkpoints of different element energies folds their sum into a member's bias"),
 )
 
 EXPLAINED = {
