@@ -182,3 +182,35 @@ def test_a_zero_spread_sample_with_an_error_is_warned_about_and_counted():
     assert left_out == 2
     np.testing.assert_array_equal(kept_errors, [0.1, -0.2])
     np.testing.assert_array_equal(kept_spreads, [0.2, 0.4])
+
+
+def test_calibration_record_reports_the_nll_and_rank_correlations_written_out():
+    """Six frames of up to 3 atoms (the last with 2): the uncalibrated and calibrated force NLL per atom,
+    (1/M) Σ_i [(3/2) log(2π s² σ_i² / 3) + 3 |e_i|² / (2 s² σ_i²)] at s = 1 and the fitted s, and Spearman's ρ of each
+    frame's largest force spread against its force RMSE over its real atoms, and of energy_std against |ΔE| (scipy)."""
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(9)
+    forces, reference = rng.normal(size=(6, 3, 3)), rng.normal(size=(6, 3, 3))
+    spreads = rng.uniform(0.2, 1.0, (6, 3))
+    forces[5, 2], reference[5, 2], spreads[5, 2] = 0.0, 0.0, 0.0
+    energy, energy_std, energy_ref = rng.normal(size=6), rng.uniform(0.1, 1.0, 6), rng.normal(size=6)
+    predictions = SimpleNamespace(forces=forces, forces_std=spreads, energy=energy, energy_std=energy_std)
+    sizes = np.array([3, 3, 3, 3, 3, 2])
+    dataset = SimpleNamespace(has_F=np.ones(6, bool), has_E=np.ones(6, bool), N=sizes, max_atoms=3, F=reference,
+                              E=energy_ref)
+    with pytest.warns(PhysNetInputWarning, match="fitted on only 6 frame"):
+        record = calibration_record(predictions, dataset)
+    real = [(f, i) for f in range(6) for i in range(sizes[f])]
+    squared = np.array([np.sum((forces[f, i] - reference[f, i]) ** 2) for f, i in real])
+    sigma = np.array([spreads[f, i] for f, i in real])
+    for key, s in (("force_nll_per_atom_uncalibrated", 1.0), ("force_nll_per_atom_calibrated",
+                                                               record["calibration_scale"])):
+        direct = np.mean(1.5 * np.log(2 * np.pi * s**2 * sigma**2 / 3) + 3 * squared / (2 * s**2 * sigma**2))
+        assert record[key] == pytest.approx(direct, rel=1e-12)
+    rmse = [math.sqrt(sum(np.sum((forces[f, i] - reference[f, i]) ** 2) for i in range(sizes[f])) / sizes[f])
+            for f in range(6)]
+    largest = [max(spreads[f, i] for i in range(sizes[f])) for f in range(6)]
+    assert record["spearman_max_forces_std_vs_force_rmse"] == pytest.approx(
+        scipy_stats.spearmanr(largest, rmse).statistic, abs=1e-12)
+    assert record["spearman_energy_std_vs_abs_energy_error"] == pytest.approx(
+        scipy_stats.spearmanr(energy_std, np.abs(energy - energy_ref)).statistic, abs=1e-12)

@@ -2800,6 +2800,14 @@ MUTANTS = (
            "    shift = own - reference\n", "    shift = own + reference\n",
            ("tests/test_ensemble.py::test_combining_folds_different_element_energies_into_the_bias",),
            "combining checkpoints of different element energies folds their sum into a member's bias"),
+    Mutant("calibrate_uncalibrated_nll_at_scale_two", "physnetjax/ensemble/calibrate_checkpoint.py",
+           '"force_nll_per_atom_uncalibrated": gaussian_nll(force_errors, spreads, 1.0),',
+           '"force_nll_per_atom_uncalibrated": gaussian_nll(force_errors, spreads, 2.0),',
+           ("tests/test_ensemble_calibration.py::test_calibration_record_reports_the_nll_and_rank_correlations_written_out",), "calibrate reports the NLL of the spreads doubled as the uncalibrated one"),
+    Mutant("calibrate_rank_correlation_of_f_plus_f_ref", "physnetjax/ensemble/calibrate_checkpoint.py",
+           "np.sum((predictions.forces[f] - dataset.F[f])[:n] ** 2, axis=-1)",
+           "np.sum((predictions.forces[f] + dataset.F[f])[:n] ** 2, axis=-1)",
+           ("tests/test_ensemble_calibration.py::test_calibration_record_reports_the_nll_and_rank_correlations_written_out",), "calibrate ranks the spreads against |F + F_ref| instead of the force error"),
 )
 
 EXPLAINED = {
