@@ -1033,6 +1033,24 @@ def test_train_cli_refuses_options_its_settings_do_not_use(tmp_path, capsys):
                        "--weight-decay", "0.1"]) == 0
 
 
+def test_settings_used_only_when_another_differs_from_its_default_are_named_without_it():
+    """--final-energy-weight acts only with a --final-stage above 0, the D3 settings only with --dispersion (the other
+    setting's value None in USED_ONLY_WITH: any value but the default); with --init-from the architecture's settings
+    are the checkpoint's, so --zbl-cutoff is not judged there, but --weight-decay still is."""
+    from physnetjax.train.config import TrainConfig, unused_settings
+
+    assert unused_settings(TrainConfig(final_energy_weight=5.0)) == [
+        "--final-energy-weight 5.0 (used only with a --final-stage; here --final-stage is 0.0)"]
+    assert unused_settings(TrainConfig(final_energy_weight=5.0, final_stage=0.5)) == []
+    assert unused_settings(TrainConfig(dispersion_cutoff=10.0)) == [
+        "--dispersion-cutoff 10.0 (used only with a --dispersion; here --dispersion is None)"]
+    assert unused_settings(TrainConfig(dispersion_cutoff=10.0, dispersion="d3bj")) == []
+    assert unused_settings(TrainConfig(zbl_cutoff=1.5)) == ["--zbl-cutoff 1.5 (used only with --zbl; here --zbl is "
+                                                            "False)"]
+    assert unused_settings(TrainConfig(init_from="run/best", zbl_cutoff=1.5, weight_decay=0.1)) == [
+        "--weight-decay 0.1 (used only with --optimizer adamw; here --optimizer is amsgrad)"]
+
+
 @pytest.mark.parametrize("code", [130, 143, 2])
 def test_exit_process_ends_an_interrupted_run_at_once_with_its_output_flushed(code):
     """Ctrl-C during a JAX compilation (`spectra ir` 12 s in) printed 'interrupted' and then died with SIGSEGV

@@ -2808,6 +2808,14 @@ MUTANTS = (
            "np.sum((predictions.forces[f] - dataset.F[f])[:n] ** 2, axis=-1)",
            "np.sum((predictions.forces[f] + dataset.F[f])[:n] ** 2, axis=-1)",
            ("tests/test_ensemble_calibration.py::test_calibration_record_reports_the_nll_and_rank_correlations_written_out",), "calibrate ranks the spreads against |F + F_ref| instead of the force error"),
+    Mutant("unused_settings_judges_the_architecture_of_init_from", "physnetjax/train/config.py",
+           "        if config.init_from and needs in ARCHITECTURE_SETTINGS:",
+           "        if config.init_from and needs not in ARCHITECTURE_SETTINGS:",
+           ("tests/test_cli_errors.py::test_settings_used_only_when_another_differs_from_its_default_are_named_without_it",), "with --init-from, --zbl-cutoff is refused against the default --zbl instead of the checkpoint's"),
+    Mutant("unused_settings_needs_the_default", "physnetjax/train/config.py",
+           "        if (have != getattr(defaults, needs)) if value is None else (have == value):",
+           "        if (have == getattr(defaults, needs)) if value is None else (have == value):",
+           ("tests/test_cli_errors.py::test_settings_used_only_when_another_differs_from_its_default_are_named_without_it",), "--final-energy-weight is refused with a --final-stage and taken without one"),
 )
 
 EXPLAINED = {
