@@ -1033,6 +1033,15 @@ def test_train_cli_refuses_options_its_settings_do_not_use(tmp_path, capsys):
                        "--weight-decay", "0.1"]) == 0
 
 
+def test_the_smallest_allowed_training_settings_are_accepted():
+    """The bounds refused just below (patience and max_atomic_number >= 1, max_time > 0) accept their edge: a model
+    of hydrogen only, patience of one epoch, half a second of training."""
+    from physnetjax.train.config import TrainConfig
+
+    config = TrainConfig(patience=1, max_atomic_number=1, max_time=0.5)
+    assert (config.patience, config.max_atomic_number, config.max_time) == (1, 1, 0.5)
+
+
 def test_settings_used_only_when_another_differs_from_its_default_are_named_without_it():
     """--final-energy-weight acts only with a --final-stage above 0, the D3 settings only with --dispersion (the other
     setting's value None in USED_ONLY_WITH: any value but the default); with --init-from the architecture's settings

@@ -2816,6 +2816,13 @@ MUTANTS = (
            "        if (have != getattr(defaults, needs)) if value is None else (have == value):",
            "        if (have == getattr(defaults, needs)) if value is None else (have == value):",
            ("tests/test_cli_errors.py::test_settings_used_only_when_another_differs_from_its_default_are_named_without_it",), "--final-energy-weight is refused with a --final-stage and taken without one"),
+    Mutant("train_config_refuses_patience_one", "physnetjax/train/config.py",
+           "            if getattr(self, field) is not None and getattr(self, field) < 1:",
+           "            if getattr(self, field) is not None and getattr(self, field) <= 1:",
+           ("tests/test_cli_errors.py::test_the_smallest_allowed_training_settings_are_accepted",), "--patience 1 and a hydrogen-only --max-atomic-number 1 are refused"),
+    Mutant("train_config_refuses_under_a_second", "physnetjax/train/config.py",
+           "math.isfinite(self.max_time) and self.max_time > 0)", "math.isfinite(self.max_time) and self.max_time > 1)",
+           ("tests/test_cli_errors.py::test_the_smallest_allowed_training_settings_are_accepted",), "--max-time below one second is refused"),
 )
 
 EXPLAINED = {
