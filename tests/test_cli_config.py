@@ -400,3 +400,26 @@ def test_negative_numbers_in_scientific_notation_are_option_values():
     assert harmonic.total_charge == -1.0
     with pytest.raises(SystemExit):  # a switch takes no value: the number stays a token argparse refuses
         parse_args(md_parser(), ["--geometry", "g.xyz", "--float64", "-1e9"])
+
+
+def test_md_command_line_defaults_are_the_python_apis():
+    """`python -m physnetjax.md` without options runs what simulate() and EnsembleOptions run by default: a changed
+    default on one side would make the same run differ between the command line and the library."""
+    import dataclasses
+    import inspect
+
+    from physnetjax.md.__main__ import KEYWORD_OF, build_parser
+    from physnetjax.md.driver import simulate
+    from physnetjax.md.ensembles import EnsembleOptions
+
+    args = vars(build_parser().parse_args(["--geometry", "in.xyz"]))
+    options = {field.name: field.default for field in dataclasses.fields(EnsembleOptions)}
+    for dest, keyword in KEYWORD_OF.items():
+        if keyword in options:
+            assert args[dest] == options[keyword], dest
+    keywords = {name: p.default for name, p in inspect.signature(simulate).parameters.items()}
+    for dest, keyword in (("temperature", "temperature_K"), ("timestep", "timestep_fs"), ("steps", "steps"),
+                          ("save_every", "save_every"), ("chunk", "chunk_frames"), ("seed", "seed"),
+                          ("max_force", "max_force"), ("skin", "skin"), ("ensemble", "ensemble")):
+        assert args[dest] == keywords[keyword], dest
+    assert options["temperature_K"] == keywords["temperature_K"]

@@ -2823,6 +2823,13 @@ MUTANTS = (
     Mutant("train_config_refuses_under_a_second", "physnetjax/train/config.py",
            "math.isfinite(self.max_time) and self.max_time > 0)", "math.isfinite(self.max_time) and self.max_time > 1)",
            ("tests/test_cli_errors.py::test_the_smallest_allowed_training_settings_are_accepted",), "--max-time below one second is refused"),
+    Mutant("md_cli_thermostat_time_default_differs", "physnetjax/md/__main__.py",
+           'parser.add_argument("--thermostat-time", type=float, default=100.0,',
+           'parser.add_argument("--thermostat-time", type=float, default=200.0,',
+           ("tests/test_cli_config.py::test_md_command_line_defaults_are_the_python_apis",), "the md command's default thermostat time is not the library's"),
+    Mutant("md_cli_skin_default_differs", "physnetjax/md/__main__.py",
+           'parser.add_argument("--skin", type=float, default=0.5,', 'parser.add_argument("--skin", type=float, default=1.0,',
+           ("tests/test_cli_config.py::test_md_command_line_defaults_are_the_python_apis",), "the md command's default neighbor-list skin is not the library's"),
 )
 
 EXPLAINED = {
