@@ -32,8 +32,6 @@ SMALL = dict(features=8, max_degree=1, num_iterations=1, num_basis_functions=4, 
              zbl=False, param_dtype=jnp.float64)
 
 
-
-
 def test_fresh_model_energy_is_exactly_d3_with_atm(atm_model):
     model, params = atm_model
     atoms = molecule("CH3CH2OH")

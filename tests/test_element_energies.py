@@ -57,7 +57,6 @@ def test_two_compositions_of_three_elements_fix_only_the_row_space():
     assert abs(correction @ null) < 1e-9  # the fit adds nothing along it to the scaled prior
 
 
-
 def test_the_recorded_compositions_are_independent_and_the_table_covers_every_atomic_number():
     """Counts (H, C) of three compositions in the order the fit meets them: (1, 2), its multiple (2, 4), then
     (3, 1). The basis recorded for the span check keeps (1, 2) and (3, 1), rank 2 (taking any row that does not lower
@@ -70,6 +69,7 @@ def test_the_recorded_compositions_are_independent_and_the_table_covers_every_at
     assert fit.basis == ((1, 2), (3, 1))
     assert np.linalg.matrix_rank(np.array(fit.basis)) == fit.rank
     assert fit.energies.shape == (10,)
+
 
 def test_determined_compositions_use_plain_least_squares(caplog):
     e0 = {1: -13.6, 6: -1029.7, 8: -2041.3}

@@ -60,7 +60,6 @@ def as_set(dst, src, mask=None, shifts=None, cell=None) -> set:
     return {(int(a), int(b)) + tuple(int(x) for x in n) for a, b, n in zip(dst[mask], src[mask], images)}
 
 
-
 def float32_list_set(nbrs, cell) -> set:
     """:func:`as_set` of a float32 periodic list: its shifts are n · cell to float32 precision (checked to 1e-6
     in cell units), so they are rounded to the lattice vectors first."""
@@ -70,6 +69,7 @@ def float32_list_set(nbrs, cell) -> set:
     assert np.allclose(images, np.rint(images), atol=1e-6)
     shifts[mask] = np.rint(images) @ cell
     return as_set(nbrs.dst_idx, nbrs.src_idx, mask, shifts, cell)
+
 
 def water_box(repeats: int, seed: int = 0):
     """Water-like periodic box: one H2O (O–H 0.96 Å, 104.5°) per 3.1 Å cubic site, random orientation."""
@@ -163,7 +163,6 @@ def test_host_batch_padding_follows_the_batch_conventions():
     assert exact.atom_mask.all() and exact.molecule_mask.all() and exact.num_molecules == 2
 
 
-
 def test_host_batch_edge_and_pair_lists_of_several_molecules_equal_brute_force():
     """Three molecules in one batch, edges within 1.5 Å and a separate pair list within 6 Å (a long-range Coulomb
     cutoff): each list is the brute-force pairs of each molecule, its atom indices offset by the atoms before it."""
@@ -176,6 +175,7 @@ def test_host_batch_edge_and_pair_lists_of_several_molecules_equal_brute_force()
         expected = {(i + offset, j + offset, 0, 0, 0) for positions, offset in zip(r, offsets)
                     for i, j, *_ in brute_force_pairs(positions, cutoff)}
         assert listed == expected and len(expected) > 2 * len(z)
+
 
 def test_host_batches_refuse_sizes_too_small_and_mismatched_input():
     """A requested size below what the molecules need is refused, never truncated; so are mismatched inputs."""

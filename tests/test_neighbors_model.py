@@ -124,7 +124,6 @@ def test_epoch_compiles_at_most_four_shapes_and_matches_alone(setup, dataset, al
     assert again <= set(batcher.shapes)
 
 
-
 def test_batches_with_triplets_take_the_triplet_size_of_their_level(dataset):
     """With three_body_cutoff every level has a triplet count and every batch is padded to its level's (T in the
     shape key): batches of one level share one compilation, as without triplets (a batch padded only to its own
@@ -147,6 +146,7 @@ def test_nan_positions_of_padding_slots_are_ignored_and_of_real_atoms_refused(da
     broken["R"][5, 0, 1] = np.nan
     with pytest.raises(ValueError, match=r"R has NaN/Inf for real atoms of molecules \[5\]"):
         MoleculeBatcher(broken, 8, 4.0, 6.0, dtype=np.float64)
+
 
 def test_a_loaded_dataset_is_batched_as_its_arrays():
     """The README's MoleculeBatcher(data, ...) with the library's own Dataset failed with "TypeError: argument of

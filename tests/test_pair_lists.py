@@ -69,7 +69,6 @@ def test_the_full_list_check_agrees_with_counting_every_pair_and_its_reverse(uni
     assert outcomes == {True, False}
 
 
-
 def test_the_one_key_per_row_comparison_agrees_with_comparing_the_sorted_rows():
     """The full-list check compares a list with its reverse through one int64 key per row (a mixed radix over the
     columns' common ranges). Against sorted tuples: rows with negative image columns, the same rows shuffled (equal)
@@ -92,6 +91,7 @@ def test_the_one_key_per_row_comparison_agrees_with_comparing_the_sorted_rows():
         for other in (moved, far):
             expected = sorted(map(tuple, a.tolist())) == sorted(map(tuple, other.tolist()))
             assert _same_rows(a, other) == expected and _same_rows(other, a) == expected
+
 
 def test_all_pairs_check_counts_each_molecule():
     segments, atoms = np.array([0, 0, 0, 1, 1, 1]), np.array([True] * 5 + [False])

@@ -165,7 +165,6 @@ def test_bad_inputs_of_the_functions(call, message):
         call()
 
 
-
 def test_verlet_moves_a_line_where_its_recurrence_and_a_simulation_put_it():
     """x_{n+1} = 2x_n − x_{n−1} − (ωh)² x_n oscillates as cos(Ωnh), 2 cos(Ωh) = 2 − (ωh)²."""
     for nu, h in [(600.0, 0.5), (2593.5, 0.5), (2593.5, 3.0), (3700.0, 1.0), (3700.0, 2.8)]:
