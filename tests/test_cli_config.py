@@ -3,6 +3,8 @@ overrides the file, bad keys are one-line errors naming key and file, and a run'
 config.toml repeats the run."""
 
 import argparse
+import dataclasses
+import inspect
 import json
 import math
 import re
@@ -22,8 +24,11 @@ from physnetjax.eval.cli import build_parser as eval_parser
 from physnetjax.eval.cli import main as eval_main
 from physnetjax.learn.__main__ import build_parser as learn_parser
 from physnetjax.learn.__main__ import main as learn_main
+from physnetjax.md.__main__ import KEYWORD_OF
 from physnetjax.md.__main__ import build_parser as md_parser
 from physnetjax.md.__main__ import main as md_main
+from physnetjax.md.driver import simulate
+from physnetjax.md.ensembles import EnsembleOptions
 from physnetjax.spectra.__main__ import build_parser as spectra_parser
 from physnetjax.spectra.__main__ import main as spectra_main
 from physnetjax.train import TrainConfig, resume
@@ -405,14 +410,7 @@ def test_negative_numbers_in_scientific_notation_are_option_values():
 def test_md_command_line_defaults_are_the_python_apis():
     """`python -m physnetjax.md` without options runs what simulate() and EnsembleOptions run by default: a changed
     default on one side would make the same run differ between the command line and the library."""
-    import dataclasses
-    import inspect
-
-    from physnetjax.md.__main__ import KEYWORD_OF, build_parser
-    from physnetjax.md.driver import simulate
-    from physnetjax.md.ensembles import EnsembleOptions
-
-    args = vars(build_parser().parse_args(["--geometry", "in.xyz"]))
+    args = vars(md_parser().parse_args(["--geometry", "in.xyz"]))
     options = {field.name: field.default for field in dataclasses.fields(EnsembleOptions)}
     for dest, keyword in KEYWORD_OF.items():
         if keyword in options:

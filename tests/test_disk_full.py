@@ -116,14 +116,13 @@ def frame(step: int) -> ase.Atoms:
     return atoms
 
 
-def test_a_refused_trajectory_frame_leaves_the_complete_frames_readable(tmp_path, monkeypatch):
-    path = tmp_path / "t.xyz"
-    writer = TrajectoryWriter(path)
-    writer.write(frame(0))
-    writer.write(frame(10))
+def _trajectory_full_at(step: int, monkeypatch) -> None:
+    """The disk fills when the trajectory frame of ``step`` is written (half of it reaches the file)."""
     real_write = ase.io.write
 
-    def filling_write(filename, images, **kwargs):  # writes half a frame, then the disk is full
+    def filling_write(filename, images, **kwargs):
+        if images.info.get("step") != step:
+            return real_write(filename, images, **kwargs)
         text = io.StringIO()
         real_write(text, images, format="extxyz")
         with open(filename, "a") as handle:
@@ -131,6 +130,14 @@ def test_a_refused_trajectory_frame_leaves_the_complete_frames_readable(tmp_path
         raise full_disk()
 
     monkeypatch.setattr(ase.io, "write", filling_write)
+
+
+def test_a_refused_trajectory_frame_leaves_the_complete_frames_readable(tmp_path, monkeypatch):
+    path = tmp_path / "t.xyz"
+    writer = TrajectoryWriter(path)
+    writer.write(frame(0))
+    writer.write(frame(10))
+    _trajectory_full_at(20, monkeypatch)
     with pytest.raises(OutputWriteError) as caught:
         writer.write(frame(20))
     writer.close()
@@ -166,24 +173,6 @@ def _example_md():
 
     model, params = load_checkpoint(example_model_path())
     return model, params, ase.io.read(example_geometry_path())
-
-
-def _trajectory_full_at(step: int, monkeypatch) -> None:
-    """The disk fills when the MD trajectory's frame of ``step`` is written (half of it reaches the file)."""
-    import physnetjax.md.io as md_io
-
-    real_write = ase.io.write
-
-    def filling_write(filename, images, **kwargs):
-        if images.info.get("step") != step:
-            return real_write(filename, images, **kwargs)
-        text = io.StringIO()
-        real_write(text, images, format="extxyz")
-        with open(filename, "a") as handle:
-            handle.write(text.getvalue()[:40])
-        raise full_disk()
-
-    monkeypatch.setattr(md_io.ase.io, "write", filling_write)
 
 
 def test_a_full_disk_during_md_names_the_md_checkpoint_to_continue_from(tmp_path, monkeypatch):

@@ -8,15 +8,19 @@ test_md_ensembles.py.
 """
 
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.md import csvr, maxwell_boltzmann_momenta, stochastic_cell_rescaling, temperature
+from physnetjax.md.driver import check_start_temperature, without_total_momentum
 from physnetjax.md.integrators import centre_of_mass_at_rest
 from physnetjax.md.thermostats import linear_ramp
+from physnetjax.validation import MAX_TEMPERATURE_K
 
 E_CHARGE = 1.602176634e-19  # J per eV
 AMU = 1.66053906660e-27  # kg
@@ -37,7 +41,6 @@ def test_temperature_counts_3n_degrees_of_freedom_by_default():
         expected * 21 / 18, rel=1e-9)
 
 
-
 @pytest.mark.parametrize("array", [np.asarray, jnp.asarray])
 def test_centre_of_mass_at_rest_shifts_every_velocity_by_the_same_vector(array):
     """p_i − m_i P / M (a float64 loop): total momentum zero, every velocity changed by the same −P / M, so relative
@@ -54,6 +57,7 @@ def test_centre_of_mass_at_rest_shifts_every_velocity_by_the_same_vector(array):
     np.testing.assert_allclose(np.asarray(at_rest).sum(axis=0), 0.0, atol=1e-14)
     shift = (np.asarray(at_rest) - momenta) / masses[:, None]
     np.testing.assert_allclose(shift, np.broadcast_to(shift[0], shift.shape), rtol=0, atol=1e-14)
+
 
 def test_linear_ramp_targets_the_middle_of_each_step():
     """T(k) = T_start + (T_end − T_start) · min((k + ½)/n, 1) (module docstring of thermostats): step 0 already
@@ -113,10 +117,6 @@ def test_csvr_relaxes_the_kinetic_energy_with_its_thermostat_time(ensemble):
 def test_start_momenta_temperature_over_3n_minus_3_and_its_refusal_above_the_limit():
     """check_start_temperature: 2K / ((3N − 3) k_B) by a float64 loop; momenta scaled to 0.6 and 1.2 times the
     accepted maximum are accepted and refused (a factor 2 in K would refuse the first)."""
-    from physnetjax.errors import PhysNetInputError
-    from physnetjax.md.driver import check_start_temperature
-    from physnetjax.validation import MAX_TEMPERATURE_K
-
     rng = np.random.default_rng(11)
     masses = rng.uniform(1.0, 40.0, size=6)
     momenta = rng.normal(size=(6, 3)) * np.sqrt(masses)[:, None] * 0.01
@@ -134,11 +134,6 @@ def test_start_momenta_temperature_over_3n_minus_3_and_its_refusal_above_the_lim
 def test_start_momenta_drift_is_warned_about_above_a_hundredth_of_a_kelvin(held_K, warns):
     """without_total_momentum warns when the removed drift |P|² / (M (3N − 3) k_B) held more than 0.01 K, and names
     that share; momenta that are a pure drift (p_i = m_i v) of ``held_K`` are built here from the formula."""
-    import warnings
-
-    from physnetjax.errors import PhysNetInputWarning
-    from physnetjax.md.driver import without_total_momentum
-
     masses = np.array([12.0, 1.0, 16.0, 1.0])
     speed = math.sqrt(held_K * (3 * 4 - 3) * K_B / (masses.sum() * AMU_A2_FS2))  # Å/fs
     momenta = masses[:, None] * np.array([speed, 0.0, 0.0])
