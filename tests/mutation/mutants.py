@@ -2830,6 +2830,14 @@ MUTANTS = (
     Mutant("md_cli_skin_default_differs", "physnetjax/md/__main__.py",
            'parser.add_argument("--skin", type=float, default=0.5,', 'parser.add_argument("--skin", type=float, default=1.0,',
            ("tests/test_cli_config.py::test_md_command_line_defaults_are_the_python_apis",), "the md command's default neighbor-list skin is not the library's"),
+    Mutant("plateau_budget_logs_the_unreduced_rate", "physnetjax/train/loop.py",
+           "                    lr = config.learning_rate * self.lr_factor * self.plateau.scale",
+           "                    lr = config.learning_rate * self.lr_factor",
+           ("tests/test_time_budget.py::test_a_plateau_run_under_a_time_budget_logs_and_steps_with_its_reduced_rate",), "a plateau run under --max-time logs its base rate after a reduction"),
+    Mutant("plateau_budget_steps_ignore_the_reduction", "physnetjax/train/loop.py",
+           "                scale = jnp.asarray(self.lr_factor * self.plateau.scale, jnp.float32)",
+           "                scale = jnp.asarray(self.lr_factor, jnp.float32)",
+           ("tests/test_time_budget.py::test_a_plateau_run_under_a_time_budget_logs_and_steps_with_its_reduced_rate",), "a plateau run under --max-time steps with its base rate after a reduction"),
 )
 
 EXPLAINED = {
