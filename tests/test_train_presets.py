@@ -43,6 +43,19 @@ def test_fast_is_the_defaults_and_accurate_is_the_larger_model():
     assert PRESETS["fast"] == {}
 
 
+
+def test_the_defaults_are_the_documented_ones():
+    """The trainer's defaults as the documents state them, so that a changed default is a decision and not a slip:
+    the defaults study's choice (benchmarks/README.md "Defaults study": batch 8 and learning rate 5e-3 over the
+    former batch 16 and 3e-3; model, loss, optimiser, schedule and EMA kept; the final stage off), and README's 40
+    epochs, 10 % validation and test frames, force-check threshold 1e-3 eV/Å and checkpoints at most every 10 s."""
+    documented = dict(batch_size=8, learning_rate=5e-3, features=32, max_degree=1, num_iterations=2, n_res=1,
+                      loss="mse", energy_weight=1.0, forces_weight=50.0, optimizer="amsgrad", schedule="cosine",
+                      warmup_epochs=1.0, ema_decay=0.999, final_stage=0.0, epochs=40, valid=0.1, test=0.1,
+                      force_check_threshold=1e-3, checkpoint_interval_s=10.0)
+    defaults = TrainConfig()
+    assert {name: getattr(defaults, name) for name in documented} == documented
+
 @pytest.mark.parametrize("argv, file_text, features, preset", [
     ([], None, 32, "fast"),
     (["--preset", "accurate"], None, 64, "accurate"),

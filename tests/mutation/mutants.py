@@ -2838,6 +2838,12 @@ MUTANTS = (
            "                scale = jnp.asarray(self.lr_factor * self.plateau.scale, jnp.float32)",
            "                scale = jnp.asarray(self.lr_factor, jnp.float32)",
            ("tests/test_time_budget.py::test_a_plateau_run_under_a_time_budget_logs_and_steps_with_its_reduced_rate",), "a plateau run under --max-time steps with its base rate after a reduction"),
+    Mutant("train_default_valid_fraction", "physnetjax/train/config.py",
+           "    valid: float = 0.1", "    valid: float = 0.2",
+           ("tests/test_train_presets.py::test_the_defaults_are_the_documented_ones",), "the default validation split is 20 % instead of the documented 10 %"),
+    Mutant("train_default_batch_size", "physnetjax/train/config.py",
+           "    batch_size: int = 8", "    batch_size: int = 16",
+           ("tests/test_train_presets.py::test_the_defaults_are_the_documented_ones",), "the default batch is the former 16 instead of the defaults study's 8"),
 )
 
 EXPLAINED = {
