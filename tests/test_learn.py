@@ -6,6 +6,7 @@ frame for frame, and a GFN2-xTB (tblite) run."""
 import dataclasses
 import json
 import re
+import time
 import warnings
 from pathlib import Path
 
@@ -106,11 +107,12 @@ def resumed_run(stub_data, tmp_path_factory, request):
     real_train = learn_loop.train
     patch = pytest.MonkeyPatch()
     patch.setattr(learn_loop, "train", lambda cfg, names: trained.append(cfg.out) or real_train(cfg, names=names))
+    start = time.monotonic()
     try:
         report = run_learning(config, label)
     finally:
         patch.undo()
-    return out, config, crashed, trained, report, label
+    return out, config, crashed, trained, report, label, time.monotonic() - start
 
 
 def test_a_round_keeps_the_previous_rounds_split_and_splits_only_its_new_frames(resumed_run):
@@ -138,7 +140,7 @@ def test_the_report_splits_each_rounds_frames_into_training_and_validation_frame
 
 
 def test_interrupted_loop_resumes_without_retraining_round_0(resumed_run):
-    out, config, crashed, trained, report, label = resumed_run
+    out, config, crashed, trained, report, label, seconds = resumed_run
     assert [r["round"] for r in crashed["state"]["rounds"]] == [0] and crashed["round1_exists"]
     assert trained == [str(out / "round-001" / "train")]
     assert (out / "round-000" / "train" / "metrics.json").read_bytes() == crashed["round0_metrics"]
@@ -147,6 +149,7 @@ def test_interrupted_loop_resumes_without_retraining_round_0(resumed_run):
     # an uninterrupted run: 8 initial frames, then select=3 labelled frames (more than 3 distinct candidates)
     assert [r["frames"] for r in report["rounds"]] == [8, 11]
     assert [r["selected"] for r in report["rounds"]] == [0, 3]
+    assert 0 < state["rounds"][1]["time_s"] <= seconds  # round 1, the only one the resumed call ran
     # 300 K MD of the stub's ensemble stays ethanol: no frame is cut by the physical filter
     assert [r["unphysical_frames"] for r in report["rounds"]] == [0, 0] and state["rounds"][1]["unphysical_frames"] == 0
     assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(report))
@@ -193,7 +196,7 @@ def test_each_round_continues_from_the_previous_rounds_model(resumed_run):
 
 
 def test_selected_frames_are_md_frames_labelled_by_the_labeller(resumed_run):
-    out, config, crashed, trained, report, label = resumed_run
+    out, config, crashed, trained, report, label, seconds = resumed_run
     initial = load_dataset(out / "initial.npz")
     data = load_dataset(out / "round-001" / "data.npz")
     np.testing.assert_array_equal(data.R[:8], initial.R)
@@ -366,6 +369,9 @@ def test_a_round_without_candidates_says_why(stub_data, tmp_path):
         _warn_if_no_candidates(np.zeros(0), runs, config, 3, {"uncertainty_threshold": "--uncertainty-threshold"})
     with pytest.warns(PhysNetInputWarning, match=r"\(every MD frame was cut as unphysical, had no finite spread"):
         _warn_if_no_candidates(np.zeros(0), runs, tiny_config(directory, tmp_path / "run"), 3, None)
+    past = tiny_config(directory, tmp_path / "run", uncertainty_threshold=0.4)  # the 0.5 eV/Å run went past it
+    with pytest.warns(PhysNetInputWarning, match=r"\(every MD frame was cut as unphysical, had no finite spread"):
+        _warn_if_no_candidates(np.zeros(0), runs, past, 3, None)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _warn_if_no_candidates(np.array([0.4]), runs, config, 3, None)
@@ -373,7 +379,7 @@ def test_a_round_without_candidates_says_why(stub_data, tmp_path):
 
 @pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(resumed_run, tmp_path):
-    out, config, crashed, trained, report, label = resumed_run
+    out, config, crashed, trained, report, label, seconds = resumed_run
     other = tiny_config(Path(config.data).parent, tmp_path / "run")
     straight = run_learning(other, label)
     assert [r["frames"] for r in straight["rounds"]] == [r["frames"] for r in report["rounds"]]

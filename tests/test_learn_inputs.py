@@ -259,3 +259,17 @@ def test_test_frames_that_are_starting_frames_are_refused_before_any_labelling(s
                    f"starting frames in {directory / 'initial.npz'} (same atoms and positions): every round trains on "
                    "those, so their test errors would be training errors; give test frames held out of --data"]
     assert counting.calls == 0 and not out.exists()
+
+
+def test_the_bundled_start_draws_its_test_frames_apart_from_the_initial_ones():
+    """Without data or --test the loop starts from the bundled set: initial_frames and test_frames drawn from it
+    without overlap (the test errors of every round are then on frames no round trained on)."""
+    from physnetjax.data.frame_digests import dataset_digests
+    from physnetjax.learn.config import LearnConfig
+
+    start = learn_loop._start_data(LearnConfig(initial_frames=10, test_frames=5))
+    initial, test = start["initial.npz"], start["test.npz"]
+    bundled = set(dataset_digests(load_dataset(bundled_dataset_path())).tolist())
+    initial_digests, test_digests = set(dataset_digests(initial).tolist()), set(dataset_digests(test).tolist())
+    assert (len(initial_digests), len(test_digests)) == (10, 5)
+    assert not initial_digests & test_digests and initial_digests | test_digests <= bundled

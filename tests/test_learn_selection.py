@@ -118,7 +118,9 @@ def test_a_labelled_frame_beyond_max_label_force_is_skipped():
 
     def label(atoms):
         force = 60.0 if np.array_equal(atoms.positions, positions[0]) else 1.0
-        return {"E": 0.0, "F": np.full((3, 3), force / np.sqrt(3.0))}   # |F_i| = 60 or 1 eV/Å
+        forces = np.zeros((3, 3))
+        forces[0, :2] = 0.6 * force, 0.8 * force   # |F_0| = 60 or 1 eV/Å; no Cartesian column reaches 50
+        return {"E": 0.0, "F": forces}
 
     chosen, _, failures = select_and_label(candidates, LearnConfig(select=2, min_rmsd=0.01, max_label_force=50.0),
                                            label)
