@@ -744,6 +744,41 @@ def test_bands_follow_their_lines_where_the_timestep_moves_them():
     assert band["ir_band_km_mol"] == pytest.approx(400.0, rel=1e-6)
 
 
+def test_each_band_reaches_half_way_to_its_neighbours_at_most_the_isolated_half_width():
+    """Lines at 1000, 1200 and 1260 cm⁻¹: the bands' half-widths are min(150, half the distance to each neighbour),
+    100, 30 and 30 cm⁻¹ (the middle band is cut by its upper neighbour, the first by its only one)."""
+    from types import SimpleNamespace
+
+    from physnetjax.spectra.cli_ir import bands
+
+    lines = SimpleNamespace(frequencies_cm1=np.array([1260.0, 1000.0, 1200.0]), intensities_km_mol=np.ones(3),
+                            imaginary=np.zeros(3, bool), zero_modes=np.zeros(3, bool))
+    nu = np.linspace(0.0, 4000.0, 4001)
+    result = SimpleNamespace(frequencies_cm1=nu, power_spectrum=np.ones_like(nu), ir_spectrum=np.ones_like(nu))
+    found = bands(result, lines)
+    assert [band["harmonic_cm1"] for band in found] == [1000.0, 1200.0, 1260.0]
+    assert [band["half_width_cm1"] for band in found] == [100.0, 30.0, 30.0]
+    assert [band["power_band_dof"] for band in found] == pytest.approx([200.0, 60.0, 60.0], rel=1e-12)
+
+
+def test_a_band_of_two_grid_points_is_integrated_and_a_zero_spectrum_has_no_centre():
+    """Lines at 1000 and 1016 cm⁻¹ on a 10 cm⁻¹ grid offset by 2.5: each ±8 cm⁻¹ band holds two grid points, enough
+    for a trapezoid (10 cm⁻¹ × the value); an IR spectrum of zeros (no charges) integrates to 0 km/mol, and its
+    centre ∫ν̃S/∫S is None, not a division by zero."""
+    from types import SimpleNamespace
+
+    from physnetjax.spectra.cli_ir import bands
+
+    lines = SimpleNamespace(frequencies_cm1=np.array([1000.0, 1016.0]), intensities_km_mol=None,
+                            imaginary=np.zeros(2, bool), zero_modes=np.zeros(2, bool))
+    nu = np.arange(0.0, 4000.0, 10.0) + 2.5
+    result = SimpleNamespace(frequencies_cm1=nu, power_spectrum=np.full_like(nu, 0.5), ir_spectrum=np.zeros_like(nu))
+    for band, points in zip(bands(result, lines), ([992.5, 1002.5], [1012.5, 1022.5]), strict=True):
+        assert band["half_width_cm1"] == 8.0 and band["harmonic_km_mol"] is None
+        assert band["power_band_dof"] == pytest.approx(5.0, rel=1e-12)
+        assert band["power_centre_cm1"] == pytest.approx(np.mean(points), rel=1e-12)
+        assert band["ir_band_km_mol"] == 0.0 and band["ir_centre_cm1"] is None
+
 def test_bands_of_lines_closer_than_the_grid_spacing_are_none_not_a_crash():
     """Ethanol's lines at 1482.8 and 1503.3 cm⁻¹ on the 42 cm⁻¹ grid of a 0.1 ps window: their ±10 cm⁻¹ bands
     hold no grid point (the table crashed with 'argmax of an empty sequence' after the whole MD) or one (a band

@@ -2865,6 +2865,21 @@ MUTANTS = (
            "if threshold is not None and largest and min(largest) <= threshold:",
            ("tests/test_learn.py::test_a_round_without_candidates_says_why",),
            "a round without candidates blames the uncertainty threshold though one temperature's MD went past it"),
+    Mutant("ir_band_upper_neighbour_skipped", "physnetjax/spectra/cli_ir.py",
+           "        if index + 1 < len(centres):", "        if index + 2 < len(centres):",
+           ("tests/test_spectra_md.py::test_each_band_reaches_half_way_to_its_neighbours_at_most_the_isolated_half_width",), "the last-but-one band of the IR table reaches into the last one"),
+    Mutant("ir_band_reaches_the_upper_neighbour", "physnetjax/spectra/cli_ir.py",
+           "half = min(half, 0.5 * (centres[index + 1] - centre))", "half = min(half, 1.0 * (centres[index + 1] - centre))",
+           ("tests/test_spectra_md.py::test_each_band_reaches_half_way_to_its_neighbours_at_most_the_isolated_half_width",), "a band spans the whole distance to its upper neighbour, overlapping its band"),
+    Mutant("ir_band_reaches_the_lower_neighbour", "physnetjax/spectra/cli_ir.py",
+           "half = min(half, 0.5 * (centre - centres[index - 1]))", "half = min(half, 1.0 * (centre - centres[index - 1]))",
+           ("tests/test_spectra_md.py::test_each_band_reaches_half_way_to_its_neighbours_at_most_the_isolated_half_width",), "a band spans the whole distance to its lower neighbour, overlapping its band"),
+    Mutant("ir_band_needs_three_points", "physnetjax/spectra/cli_ir.py",
+           "if np.count_nonzero(window) >= 2:", "if np.count_nonzero(window) >= 3:",
+           ("tests/test_spectra_md.py::test_a_band_of_two_grid_points_is_integrated_and_a_zero_spectrum_has_no_centre",), "a band of two grid points gets no integral though a trapezoid has one"),
+    Mutant("ir_band_centre_of_a_zero_band", "physnetjax/spectra/cli_ir.py",
+           "if area > 0.0 else None)", "if area >= 0.0 else None)",
+           ("tests/test_spectra_md.py::test_a_band_of_two_grid_points_is_integrated_and_a_zero_spectrum_has_no_centre",), "the centre of a band of zero area divides by zero (a model without charges)"),
 )
 
 EXPLAINED = {
