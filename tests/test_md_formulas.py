@@ -145,3 +145,23 @@ def test_start_momenta_drift_is_warned_about_above_a_hundredth_of_a_kelvin(held_
     if warns:
         assert f"{held_K:.3g} K of the kinetic temperature over 9 degrees of freedom" in said[0]
     np.testing.assert_allclose(rest, 0.0, atol=1e-15)
+
+
+def test_a_restart_reports_a_target_that_moves_by_more_than_one_unit_or_one_percent():
+    """continue_targets names a target that moves by more than max(1, 1 % of the checkpoint's value): near 1 bar the
+    absolute bar rules (1 -> 1.9 bar kept quiet, 1 -> 2.5 bar named), at 300 K the 1 % = 3 K (302.9 K quiet, 304 K
+    named, as are both targets together)."""
+    from physnetjax.md.ensembles import TARGET_PRESSURE_KEY, TARGET_TEMPERATURE_KEY, TargetJump, continue_targets
+
+    def jumps(saved, targets):
+        state, changed = continue_targets("state", saved, targets, dof=6)
+        assert state == "state"  # no Nosé–Hoover chain: the state is passed on as it was
+        return changed
+
+    assert jumps({TARGET_PRESSURE_KEY: 1.0}, {TARGET_PRESSURE_KEY: 1.9}) == []
+    assert jumps({TARGET_PRESSURE_KEY: 1.0}, {TARGET_PRESSURE_KEY: 2.5}) == [TargetJump("pressure_bar", 1.0, 2.5, "bar")]
+    assert jumps({TARGET_TEMPERATURE_KEY: 300.0}, {TARGET_TEMPERATURE_KEY: 302.9}) == []
+    assert jumps({TARGET_TEMPERATURE_KEY: 300.0, TARGET_PRESSURE_KEY: 1.0},
+                 {TARGET_TEMPERATURE_KEY: 304.0, TARGET_PRESSURE_KEY: 2.5}) == [
+        TargetJump("temperature_K", 300.0, 304.0, "K"), TargetJump("pressure_bar", 1.0, 2.5, "bar")]
+    assert jumps({}, {TARGET_TEMPERATURE_KEY: 304.0}) == []  # a checkpoint from before targets were recorded

@@ -2880,6 +2880,14 @@ MUTANTS = (
     Mutant("ir_band_centre_of_a_zero_band", "physnetjax/spectra/cli_ir.py",
            "if area > 0.0 else None)", "if area >= 0.0 else None)",
            ("tests/test_spectra_md.py::test_a_band_of_two_grid_points_is_integrated_and_a_zero_spectrum_has_no_centre",), "the centre of a band of zero area divides by zero (a model without charges)"),
+    Mutant("md_target_jump_two_units", "physnetjax/md/ensembles.py", "TARGET_JUMP = (1.0, 0.01)", "TARGET_JUMP = (2.0, 0.01)",
+           ("tests/test_md_formulas.py::test_a_restart_reports_a_target_that_moves_by_more_than_one_unit_or_one_percent",), "a restart from 1 bar at 2.5 bar is continued without a word"),
+    Mutant("md_target_jump_two_percent", "physnetjax/md/ensembles.py", "TARGET_JUMP = (1.0, 0.01)", "TARGET_JUMP = (1.0, 0.02)",
+           ("tests/test_md_formulas.py::test_a_restart_reports_a_target_that_moves_by_more_than_one_unit_or_one_percent",), "a restart from 300 K at 304 K is continued without a word"),
+    Mutant("md_target_jump_smaller_limit", "physnetjax/md/ensembles.py",
+           "if abs(after - before) > max(TARGET_JUMP[0], TARGET_JUMP[1] * abs(before)):",
+           "if abs(after - before) > min(TARGET_JUMP[0], TARGET_JUMP[1] * abs(before)):",
+           ("tests/test_md_formulas.py::test_a_restart_reports_a_target_that_moves_by_more_than_one_unit_or_one_percent",), "a restart reports target changes below both of its limits (1 bar -> 1.9 bar)"),
 )
 
 EXPLAINED = {
