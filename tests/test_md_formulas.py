@@ -165,3 +165,25 @@ def test_a_restart_reports_a_target_that_moves_by_more_than_one_unit_or_one_perc
                  {TARGET_TEMPERATURE_KEY: 304.0, TARGET_PRESSURE_KEY: 2.5}) == [
         TargetJump("temperature_K", 300.0, 304.0, "K"), TargetJump("pressure_bar", 1.0, 2.5, "bar")]
     assert jumps({}, {TARGET_TEMPERATURE_KEY: 304.0}) == []  # a checkpoint from before targets were recorded
+
+
+def test_a_restart_takes_the_prng_key_of_any_ensemble_and_the_heat_only_of_its_own():
+    """restore_ensemble_state into a CSVR state: a checkpoint of a CSVR run gives key and heat; a Langevin run's
+    (recognised by its key in checkpoints from before the ensemble was recorded) only its key, its heat being
+    another ensemble's; an NVE checkpoint (no key, no ensemble entry) leaves the fresh state as it was."""
+    from physnetjax.md.ensembles import checkpoint_ensemble, restore_ensemble_state
+
+    masses = jnp.full((4,), FREE_MASS)
+    positions = jax.random.uniform(jax.random.PRNGKey(1), (4, 3), maxval=CUBE)
+    init_fn, _ = csvr(free_particles, 1.0, 300.0, thermostat_time_fs=100.0)
+    fresh = init_fn(positions, jnp.zeros((4, 3)), masses, key=jax.random.PRNGKey(0))
+    saved_key = np.asarray(jax.random.PRNGKey(9))
+    base = dict(positions=np.asarray(positions), momenta=np.zeros((4, 3)), step=5)
+    csvr_run = dict(base, ensemble="csvr", key=saved_key, heat=np.float64(0.25))
+    old_langevin = dict(base, key=saved_key, heat=np.float64(0.25))
+    assert [checkpoint_ensemble(s) for s in (csvr_run, old_langevin, base)] == ["csvr", "langevin", "nve"]
+    for saved, heat, key in ((csvr_run, 0.25, saved_key), (old_langevin, 0.0, saved_key),
+                             (base, 0.0, np.asarray(jax.random.PRNGKey(0)))):
+        state = restore_ensemble_state(fresh, saved, "csvr")
+        assert float(state.heat) == heat
+        np.testing.assert_array_equal(np.asarray(state.key), key)

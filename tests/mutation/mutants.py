@@ -2888,6 +2888,12 @@ MUTANTS = (
            "if abs(after - before) > max(TARGET_JUMP[0], TARGET_JUMP[1] * abs(before)):",
            "if abs(after - before) > min(TARGET_JUMP[0], TARGET_JUMP[1] * abs(before)):",
            ("tests/test_md_formulas.py::test_a_restart_reports_a_target_that_moves_by_more_than_one_unit_or_one_percent",), "a restart reports target changes below both of its limits (1 bar -> 1.9 bar)"),
+    Mutant("md_old_checkpoint_ensemble_swapped", "physnetjax/md/ensembles.py",
+           '("langevin" if "key" in saved else "nve")', '("langevin" if "key" not in saved else "nve")',
+           ("tests/test_md_formulas.py::test_a_restart_takes_the_prng_key_of_any_ensemble_and_the_heat_only_of_its_own",), "a checkpoint from before the ensemble was recorded counts as Langevin without a key, NVE with one"),
+    Mutant("md_restore_reads_missing_fields", "physnetjax/md/ensembles.py",
+           'if name not in saved or name == "cell":', 'if name not in saved and name == "cell":',
+           ("tests/test_md_formulas.py::test_a_restart_takes_the_prng_key_of_any_ensemble_and_the_heat_only_of_its_own",), "a restart from a checkpoint without a field of the new ensemble (an NVE run's key) fails"),
 )
 
 EXPLAINED = {
