@@ -222,6 +222,19 @@ def test_compiled_shapes_are_reused(charged_model, molecules):
     assert compiled._cache_size() - compiled_before <= 1
 
 
+def test_a_larger_molecule_after_a_smaller_one_gets_a_shape_with_room_for_its_atoms(charged_model, direct,
+                                                                                    molecules):
+    """Ethanol (9 atoms, padded to 16 with atom_bucket 8) and then two ethanols 30 Å apart (18 atoms): the first
+    shape has edge room to spare but too few atom slots, so the second compiles one of 24 atoms and gives the
+    model's answer."""
+    calc = PhysNetCalculator(*charged_model, dtype="float64", atom_bucket=8, edge_bucket=512)
+    z, r = molecules["ethanol"]
+    assert_matches_model(ase.Atoms(numbers=z, positions=r, calculator=calc), direct)
+    pair = ase.Atoms(numbers=np.concatenate([z, z]), positions=np.concatenate([r, r + [30.0, 0.0, 0.0]]),
+                     calculator=calc)
+    assert_matches_model(pair, direct)
+    assert sorted(shape[0] for shape in calc.compiled_shapes) == [16, 24]
+
 def test_float32_close_to_float64(charged_model, molecules):
     model, params = charged_model
     z, r = molecules["ethanol"]
@@ -429,6 +442,9 @@ def test_construction_errors(charged_model):
         PhysNetCalculator(model, params, dtype="float16")
     with pytest.raises(ValueError, match="needs"):
         PhysNetCalculator()
+    for partial in (dict(model=model), dict(params=params)):
+        with pytest.raises(ValueError, match=r"needs \(model, params\) or checkpoint=PATH"):
+            PhysNetCalculator(**partial)
 
 
 def test_periodic_needs_finite_coulomb_reach(calc, charged_model):

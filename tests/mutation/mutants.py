@@ -2894,6 +2894,14 @@ MUTANTS = (
     Mutant("md_restore_reads_missing_fields", "physnetjax/md/ensembles.py",
            'if name not in saved or name == "cell":', 'if name not in saved and name == "cell":',
            ("tests/test_md_formulas.py::test_a_restart_takes_the_prng_key_of_any_ensemble_and_the_heat_only_of_its_own",), "a restart from a checkpoint without a field of the new ensemble (an NVE run's key) fails"),
+    Mutant("calculator_shape_fit_compares_edge_slots_with_atoms", "physnetjax/calculator.py",
+           "if s[3] == periodic and s[0] >= n and s[1] >= p", "if s[3] == periodic and s[1] >= n and s[1] >= p",
+           ("tests/test_calculator.py::test_a_larger_molecule_after_a_smaller_one_gets_a_shape_with_room_for_its_atoms",),
+           "a larger molecule reuses a compiled shape with fewer atom slots than it has atoms"),
+    Mutant("calculator_needs_model_or_params", "physnetjax/calculator.py",
+           "if model is None or params is None:", "if model is None and params is None:",
+           ("tests/test_calculator.py::test_construction_errors",),
+           "a calculator given a model without parameters (or parameters without a model) is not refused clearly"),
 )
 
 EXPLAINED = {
