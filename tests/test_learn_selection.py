@@ -78,6 +78,8 @@ def test_selection_refuses_bad_input():
     one = [np.zeros((2, 3))]
     with pytest.raises(ValueError, match="finite"):
         select_uncertain_diverse([np.nan], one, [np.array([1, 1])], 1, 0.1)
+    with pytest.raises(ValueError, match=r"candidate spreads must be finite, received \[nan\]"):
+        select_uncertain_diverse([1.0, np.nan], one * 2, [np.array([1, 1])] * 2, 1, 0.1)  # one NaN among finite ones
     with pytest.raises(ValueError, match="min_rmsd"):
         select_uncertain_diverse([1.0], one, [np.array([1, 1])], 1, 0.0)
     with pytest.raises(ValueError, match="one entry per candidate"):
@@ -149,3 +151,9 @@ def test_random_baseline_ignores_the_spread_and_is_seeded():
     assert by_spread == [19, 18, 17, 16, 15] and runs[0] != by_spread
     with pytest.raises(ValueError, match="selection must be one of"):
         LearnConfig(selection="greedy")
+
+
+@pytest.mark.parametrize("a, b", [((3, 3), (4, 3)), ((3, 2), (3, 2)), ((3,), (3,))])
+def test_aligned_rmsd_refuses_arrays_that_are_not_two_sets_of_the_same_positions(a, b):
+    with pytest.raises(ValueError, match=r"aligned_rmsd needs two \(n, 3\) arrays of the same shape, received "):
+        aligned_rmsd(np.ones(a), np.ones(b))

@@ -2902,6 +2902,15 @@ MUTANTS = (
            "if model is None or params is None:", "if model is None and params is None:",
            ("tests/test_calculator.py::test_construction_errors",),
            "a calculator given a model without parameters (or parameters without a model) is not refused clearly"),
+    Mutant("selection_takes_partly_nan_spreads", "physnetjax/learn/selection.py",
+           "if not np.all(np.isfinite(spreads)):", "if not np.any(np.isfinite(spreads)):",
+           ("tests/test_learn_selection.py::test_selection_refuses_bad_input",),
+           "candidate spreads with one NaN among finite ones are ranked instead of refused"),
+    Mutant("aligned_rmsd_shape_check_all_at_once", "physnetjax/learn/selection.py",
+           "if a.shape != b.shape or a.ndim != 2 or a.shape[1] != 3:",
+           "if a.shape != b.shape and a.ndim != 2 and a.shape[1] != 3:",
+           ("tests/test_learn_selection.py::test_aligned_rmsd_refuses_arrays_that_are_not_two_sets_of_the_same_positions",),
+           "aligned_rmsd takes frames of different atom counts or 2-d positions to NumPy's errors"),
 )
 
 EXPLAINED = {
