@@ -1222,3 +1222,32 @@ def test_ir_plot_sticks_merge_degenerate_modes(tmp_path, drawn_sticks):
     (x, heights), = drawn_sticks
     np.testing.assert_allclose(x, [600.9, 1424.7, 2593.5])
     np.testing.assert_allclose(heights, [135.4, 0.0, 1069.0], rtol=1e-12)
+
+
+def test_read_geometry_warns_only_of_several_frames_and_refuses_a_slab(tmp_path):
+    """One frame reads without a word; a slab (periodic along x and y only) is refused as a bulk cell is."""
+    from physnetjax.spectra.cli_harmonic import read_geometry
+
+    molecule = ase.io.read(example_geometry_path())
+    ase.io.write(tmp_path / "one.extxyz", molecule)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(read_geometry(tmp_path / "one.extxyz")) == len(molecule)
+    molecule.cell, molecule.pbc = [9.0, 9.0, 9.0], [True, True, False]
+    ase.io.write(tmp_path / "slab.extxyz", molecule)
+    with pytest.raises(PhysNetInputError, match=r"slab\.extxyz is periodic \(pbc=\[True, True, False\]\)"):
+        read_geometry(tmp_path / "slab.extxyz")
+
+
+def test_mode_table_notes_one_imaginary_and_one_zero_mode_among_vibrations():
+    from types import SimpleNamespace
+
+    from physnetjax.spectra.cli_harmonic import mode_table
+
+    result = SimpleNamespace(frequencies_cm1=np.array([-120.0, 0.5, 1500.0]), imaginary=np.array([True, False, False]),
+                             zero_modes=np.array([False, True, False]), intensities_km_mol=None,
+                             reduced_masses=np.ones(3), zero_point_energy=0.1, energy=-1.0, max_force=1e-4,
+                             linear=False, fragments=[[0, 1, 2]])
+    table = mode_table(result)
+    assert "   1     120.00i" in table and "\n1 imaginary mode(s): not a minimum\n" in table
+    assert table.endswith("\n1 zero mode(s): not vibrations but free motions")

@@ -2911,6 +2911,16 @@ MUTANTS = (
            "if a.shape != b.shape and a.ndim != 2 and a.shape[1] != 3:",
            ("tests/test_learn_selection.py::test_aligned_rmsd_refuses_arrays_that_are_not_two_sets_of_the_same_positions",),
            "aligned_rmsd takes frames of different atom counts or 2-d positions to NumPy's errors"),
+    Mutant("spectra_geometry_always_several_frames", "physnetjax/spectra/cli_harmonic.py",
+           "more = atoms is not None and next(frames, None) is not None",
+           "more = atoms is not None or next(frames, None) is not None",
+           ("tests/test_spectra_harmonic.py::test_read_geometry_warns_only_of_several_frames_and_refuses_a_slab",), "a geometry file of one frame is said to hold several"),
+    Mutant("spectra_geometry_slab_accepted", "physnetjax/spectra/cli_harmonic.py", "    if atoms.pbc.any():", "    if atoms.pbc.all():",
+           ("tests/test_spectra_harmonic.py::test_read_geometry_warns_only_of_several_frames_and_refuses_a_slab",), "a slab geometry is analysed as an isolated molecule"),
+    Mutant("mode_table_imaginary_note_needs_all", "physnetjax/spectra/cli_harmonic.py", "    if imaginary.any():", "    if imaginary.all():",
+           ("tests/test_spectra_harmonic.py::test_mode_table_notes_one_imaginary_and_one_zero_mode_among_vibrations",), "the mode table says nothing of one imaginary mode among real ones"),
+    Mutant("mode_table_zero_note_needs_all", "physnetjax/spectra/cli_harmonic.py", "    if result.zero_modes.any():", "    if result.zero_modes.all():",
+           ("tests/test_spectra_harmonic.py::test_mode_table_notes_one_imaginary_and_one_zero_mode_among_vibrations",), "the mode table's summary says nothing of a zero mode among vibrations"),
 )
 
 EXPLAINED = {
