@@ -966,27 +966,32 @@ def test_epoch_lines_resolve_an_mae_below_a_tenth_of_a_millielectronvolt():
     assert line.startswith("epoch    3/10 ") and _summary_line(row, 376, estimated=True).startswith("epoch    3/~376 ")
 
 
-def test_plateau_schedule_halves_the_learning_rate_after_each_epoch_without_improvement(tmp_path):
-    """--schedule plateau with patience 0 and factor 0.5: each epoch's logged learning rate is the base rate times
-    0.5 per earlier epoch whose validation loss did not beat the best before it (the rule replayed here on the logged
-    losses); a rate of 0.05 makes some epochs worse, so the rule acts. The steps use that rate: the same run with
-    factor 1 trains other parameters from the first reduction on."""
-    settings = dict(schedule="plateau", plateau_patience=0, learning_rate=0.05, epochs=6, decay_rate=0.1,
-                    decay_epochs=100.0)  # the defaults, not TINY's exponential decay
-    train(tiny_config(tmp_path / "halved", plateau_factor=0.5, **settings))
-    rows = read_rows(tmp_path / "halved")
+def check_plateau_rates(rows, kept, base_lr=0.05, factor=0.5):
+    """The plateau rule (patience 0) replayed on the logged validation losses of metrics.csv ``rows``: each logged
+    learning rate is ``base_lr`` times ``factor`` per earlier epoch whose validation loss did not beat the best
+    before it, with at least one reduction. The steps use that rate: ``kept``, the rows of the same run with factor
+    1, log ``base_lr`` throughout and equal ``rows`` up to the first reduction, and differ from it on."""
     scale, best, reductions = 1.0, math.inf, 0
     for row in rows:
-        assert float(row["lr"]) == pytest.approx(0.05 * scale, rel=1e-12)
+        assert float(row["lr"]) == pytest.approx(base_lr * scale, rel=1e-12)
         loss = float(row["valid_loss"])
         if loss < best:
             best = loss
         else:
-            scale, reductions = 0.5 * scale, reductions + 1
-    assert 0 < reductions and float(rows[-1]["lr"]) < 0.05
-    first = next(k for k, row in enumerate(rows) if float(row["lr"]) < 0.05)
-    train(tiny_config(tmp_path / "kept", plateau_factor=1.0, **settings))
-    kept = read_rows(tmp_path / "kept")
+            scale, reductions = factor * scale, reductions + 1
+    assert 0 < reductions and len(kept) == len(rows)
+    first = next(k for k, row in enumerate(rows) if float(row["lr"]) < base_lr)
     assert [r["valid_loss"] for r in kept[:first]] == [r["valid_loss"] for r in rows[:first]]
     assert kept[first]["valid_loss"] != rows[first]["valid_loss"]
-    assert {float(r["lr"]) for r in kept} == {0.05}
+    assert {float(r["lr"]) for r in kept} == {base_lr}
+
+
+def test_plateau_schedule_halves_the_learning_rate_after_each_epoch_without_improvement(tmp_path):
+    """--schedule plateau with patience 0 and factor 0.5: the logged rates follow the rule replayed on the logged
+    losses (:func:`check_plateau_rates`; a rate of 0.05 makes some epochs worse, so the rule acts), and the same run
+    with factor 1 trains other parameters from the first reduction on."""
+    settings = dict(schedule="plateau", plateau_patience=0, learning_rate=0.05, epochs=6, decay_rate=0.1,
+                    decay_epochs=100.0)  # the defaults, not TINY's exponential decay
+    train(tiny_config(tmp_path / "halved", plateau_factor=0.5, **settings))
+    train(tiny_config(tmp_path / "kept", plateau_factor=1.0, **settings))
+    check_plateau_rates(read_rows(tmp_path / "halved"), read_rows(tmp_path / "kept"))
