@@ -235,6 +235,7 @@ def test_a_larger_molecule_after_a_smaller_one_gets_a_shape_with_room_for_its_at
     assert_matches_model(pair, direct)
     assert sorted(shape[0] for shape in calc.compiled_shapes) == [16, 24]
 
+
 def test_float32_close_to_float64(charged_model, molecules):
     model, params = charged_model
     z, r = molecules["ethanol"]

@@ -779,6 +779,7 @@ def test_a_band_of_two_grid_points_is_integrated_and_a_zero_spectrum_has_no_cent
         assert band["power_centre_cm1"] == pytest.approx(np.mean(points), rel=1e-12)
         assert band["ir_band_km_mol"] == 0.0 and band["ir_centre_cm1"] is None
 
+
 def test_bands_of_lines_closer_than_the_grid_spacing_are_none_not_a_crash():
     """Ethanol's lines at 1482.8 and 1503.3 cm⁻¹ on the 42 cm⁻¹ grid of a 0.1 ps window: their ±10 cm⁻¹ bands
     hold no grid point (the table crashed with 'argmax of an empty sequence' after the whole MD) or one (a band

@@ -170,6 +170,7 @@ def test_a_plateau_run_under_a_time_budget_logs_and_steps_with_its_reduced_rate(
     run_timed(tmp_path / "kept", FakeClock(lambda step: 1.0), plateau_factor=1.0, **settings)
     check_plateau_rates(read_rows(tmp_path / "halved"), read_rows(tmp_path / "kept"))
 
+
 def test_progress_factor_formulas():
     exponential = TrainConfig(schedule="exponential", epochs=10, decay_rate=0.5, decay_epochs=5.0)
     assert [progress_factor(exponential, p) for p in (0.0, 0.5, 1.0, 1.5)] == [1.0, 0.5, 0.25, 0.25]

@@ -43,7 +43,6 @@ def test_fast_is_the_defaults_and_accurate_is_the_larger_model():
     assert PRESETS["fast"] == {}
 
 
-
 def test_the_defaults_are_the_documented_ones():
     """The trainer's defaults as the documents state them, so that a changed default is a decision and not a slip:
     the defaults study's choice (benchmarks/README.md "Defaults study": batch 8 and learning rate 5e-3 over the
@@ -55,6 +54,7 @@ def test_the_defaults_are_the_documented_ones():
                       force_check_threshold=1e-3, checkpoint_interval_s=10.0)
     defaults = TrainConfig()
     assert {name: getattr(defaults, name) for name in documented} == documented
+
 
 @pytest.mark.parametrize("argv, file_text, features, preset", [
     ([], None, 32, "fast"),
