@@ -196,7 +196,7 @@ def test_each_round_continues_from_the_previous_rounds_model(resumed_run):
 
 
 def test_selected_frames_are_md_frames_labelled_by_the_labeller(resumed_run):
-    out, config, crashed, trained, report, label, seconds = resumed_run
+    out, config, crashed, trained, report, label, _ = resumed_run
     initial = load_dataset(out / "initial.npz")
     data = load_dataset(out / "round-001" / "data.npz")
     np.testing.assert_array_equal(data.R[:8], initial.R)
@@ -379,7 +379,7 @@ def test_a_round_without_candidates_says_why(stub_data, tmp_path):
 
 @pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(resumed_run, tmp_path):
-    out, config, crashed, trained, report, label, seconds = resumed_run
+    out, config, crashed, trained, report, label, _ = resumed_run
     other = tiny_config(Path(config.data).parent, tmp_path / "run")
     straight = run_learning(other, label)
     assert [r["frames"] for r in straight["rounds"]] == [r["frames"] for r in report["rounds"]]

@@ -18,6 +18,8 @@ import pytest
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.md import csvr, maxwell_boltzmann_momenta, stochastic_cell_rescaling, temperature
 from physnetjax.md.driver import check_start_temperature, without_total_momentum
+from physnetjax.md.ensembles import (TARGET_PRESSURE_KEY, TARGET_TEMPERATURE_KEY, TargetJump, checkpoint_ensemble,
+                                     continue_targets, restore_ensemble_state)
 from physnetjax.md.integrators import centre_of_mass_at_rest
 from physnetjax.md.thermostats import linear_ramp
 from physnetjax.validation import MAX_TEMPERATURE_K
@@ -151,8 +153,6 @@ def test_a_restart_reports_a_target_that_moves_by_more_than_one_unit_or_one_perc
     """continue_targets names a target that moves by more than max(1, 1 % of the checkpoint's value): near 1 bar the
     absolute bar rules (1 -> 1.9 bar kept quiet, 1 -> 2.5 bar named), at 300 K the 1 % = 3 K (302.9 K quiet, 304 K
     named, as are both targets together)."""
-    from physnetjax.md.ensembles import TARGET_PRESSURE_KEY, TARGET_TEMPERATURE_KEY, TargetJump, continue_targets
-
     def jumps(saved, targets):
         state, changed = continue_targets("state", saved, targets, dof=6)
         assert state == "state"  # no Nosé–Hoover chain: the state is passed on as it was
@@ -171,8 +171,6 @@ def test_a_restart_takes_the_prng_key_of_any_ensemble_and_the_heat_only_of_its_o
     """restore_ensemble_state into a CSVR state: a checkpoint of a CSVR run gives key and heat; a Langevin run's
     (recognised by its key in checkpoints from before the ensemble was recorded) only its key, its heat being
     another ensemble's; an NVE checkpoint (no key, no ensemble entry) leaves the fresh state as it was."""
-    from physnetjax.md.ensembles import checkpoint_ensemble, restore_ensemble_state
-
     masses = jnp.full((4,), FREE_MASS)
     positions = jax.random.uniform(jax.random.PRNGKey(1), (4, 3), maxval=CUBE)
     init_fn, _ = csvr(free_particles, 1.0, 300.0, thermostat_time_fs=100.0)
