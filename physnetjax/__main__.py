@@ -1,7 +1,10 @@
 """``python -m physnetjax``: lists the command-line tools; each runs as ``python -m physnetjax.<tool>``.
 
 Given a tool's name (``python -m physnetjax train --epochs 5``) it exits with status 2 and
-the command to run instead, so a mistyped command never starts anything.
+the command to run instead, so a mistyped command never starts anything. The library
+modules named like a tool's subcommand (:data:`SUBCOMMAND_MODULES`) do the same when run
+with ``-m`` (``python -m physnetjax.spectra.harmonic ...`` printed nothing and exited 0:
+the module only defines functions), through :func:`refuse_library_module`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,12 @@ TOOLS = {
     "migrate": "convert a checkpoint of the original physnetjax to this format, with a report",
 }
 """Tool (module below ``physnetjax``) → what it does; each has ``--help``."""
+
+SUBCOMMAND_MODULES = {
+    "spectra.harmonic": "spectra harmonic",
+    "ensemble.combine": "ensemble combine",
+}
+"""Library module named like a subcommand (below ``physnetjax``) → the tool and subcommand it implements."""
 
 
 def listing() -> str:
@@ -43,6 +52,15 @@ def main(argv=None) -> int:
     else:
         sys.stderr.write(f"python -m physnetjax: error: no tool {args[0]!r}; the tools are "
                          f"{', '.join(TOOLS)} (python -m physnetjax.<tool>)\n")
+    return 2
+
+
+def refuse_library_module(module: str, argv=None) -> int:
+    """For ``python -m physnetjax.<module>`` of a :data:`SUBCOMMAND_MODULES` module: name the command meant (exit 2)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    meant = " ".join(["python -m physnetjax." + SUBCOMMAND_MODULES[module], *map(shlex.quote, args)])
+    sys.stderr.write(f"python -m physnetjax.{module}: error: this is a library module, not a tool; "
+                     f"the command is {meant}\n")
     return 2
 
 

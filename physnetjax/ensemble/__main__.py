@@ -36,7 +36,7 @@ from physnetjax.validation import check_directory_creatable
 VERBOSE_HELP = "info log messages, and the traceback of an error"
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m physnetjax.ensemble", description=describe(__doc__),
                             formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="{combine,calibrate}")
@@ -65,7 +65,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     calibrate.add_argument("--float64", action="store_true", help="evaluate in float64")
     calibrate.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --out")
     calibrate.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
-    return parse_options(parser, argv)
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return parse_options(build_parser(), argv)
 
 
 @cli_main("python -m physnetjax.ensemble")

@@ -241,3 +241,11 @@ def combine_checkpoints(paths: Sequence, out, *, calibration_scale: float = 1.0,
     target = save_checkpoint(out, ensemble, stack_members(members), metadata, overwrite=overwrite)
     logger.info("ensemble of %d members from %d checkpoint(s) written to %s", len(members), len(paths), target)
     return target
+
+
+if __name__ == "__main__":  # a user's guess at the tool: name the command (physnetjax.__main__.SUBCOMMAND_MODULES)
+    import sys
+
+    from physnetjax.__main__ import refuse_library_module
+
+    sys.exit(refuse_library_module("ensemble.combine"))

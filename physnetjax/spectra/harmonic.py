@@ -521,3 +521,11 @@ def _derivatives(energy_fn, dipole_fn, chunk: int):
         return energy_fn(positions, *args), gradient, hessian, dipole_jacobian
 
     return compilation.jit_with_xla_defaults(evaluate)
+
+
+if __name__ == "__main__":  # a user's guess at the tool: name the command (physnetjax.__main__.SUBCOMMAND_MODULES)
+    import sys
+
+    from physnetjax.__main__ import refuse_library_module
+
+    sys.exit(refuse_library_module("spectra.harmonic"))
