@@ -490,6 +490,29 @@ def test_a_config_json_of_something_else_is_not_called_a_run(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["config.json"]
 
 
+@pytest.mark.parametrize("name", ["metrics.csv", "split.npz", "best"])
+def test_a_new_run_refuses_a_directory_holding_files_of_its_names_and_keeps_them(tmp_path, name):
+    """``--out`` a folder of the user's (no run's config.json) holding a file of a name the run writes: refused
+    before anything is written or removed. The run used to replace such files, and a setup that failed (here on a
+    label that is NaN) deleted the split and metrics files it was about to write, the user's."""
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / "notes.txt").write_text("kept")
+    if name == "best":
+        (out / name).symlink_to("checkpoints/epoch-0007")  # a link to nothing yet
+    else:
+        (out / name).write_text("mine")
+    data = dict(np.load(DATA))
+    data["E"] = np.where(np.arange(len(data["E"])) == 3, np.nan, data["E"])
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **data)
+    before = {p.name: os.readlink(p) if p.is_symlink() else p.read_text() for p in out.iterdir()}
+    with pytest.raises(FileExistsError, match=rf"{out} holds {name} but no training run \(no config.json\): a new run "
+                                              r"writes files of those names there and would replace them"):
+        train(tiny_config(out, data=[str(bad)]))
+    assert {p.name: os.readlink(p) if p.is_symlink() else p.read_text() for p in out.iterdir()} == before
+
+
 TWO_DEVICES = r"""
 import json, sys
 import jax, numpy as np

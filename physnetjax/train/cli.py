@@ -14,8 +14,9 @@ Examples::
     python -m physnetjax.train --config run.toml --epochs 80   # the command line overrides the file
 
 Exit status (:mod:`physnetjax.cli_errors`): 0 done; 2 bad input (data file, option
-value, run directory to resume); 3 the run directory cannot be created or already
-holds a run; 4 training stopped (NaN loss or metrics, failed force check).
+value, run directory to resume); 3 the run directory cannot be created, already
+holds a run, or holds files of the names a run writes (not a run's: left alone);
+4 training stopped (NaN loss or metrics, failed force check).
 """
 
 from __future__ import annotations

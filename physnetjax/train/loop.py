@@ -1368,6 +1368,13 @@ UNSTARTED_RUN_FILES = ("config.json", "config.toml", "metrics.json", *SETUP_FILE
 """Files a run writes before its first checkpoint (besides ``checkpoints/`` holding only partial writes)."""
 
 
+RUN_OUTPUTS = (*SETUP_FILES, "metrics.json", "checkpoints", "latest", "best", "learning_curve.png",
+               "parity_energy.png", "parity_forces.png", "parity_stress.png")
+"""What a run writes in its directory besides ``config.json`` and ``config.toml`` (judged apart: a run's
+settings, :func:`physnetjax.cli_config.check_config_replaceable`). A new run refuses a directory that holds
+any of them (:func:`_refuse_foreign_outputs`)."""
+
+
 def _unstarted_run(run_dir: Path) -> bool:
     """True when ``run_dir`` (whose config.json is a run's settings) holds only what a run writes before its first
     complete checkpoint.
@@ -1387,6 +1394,23 @@ def _unstarted_run(run_dir: Path) -> bool:
                                             or any(not p.name.startswith(".") for p in entry.iterdir())):
             return False
     return True
+
+
+def _refuse_foreign_outputs(run_dir: Path) -> None:
+    """Refuse to start a run in ``run_dir`` (holding no run) where it would replace files it did not write.
+
+    ``train --out DIR`` into a folder of the user's own (a ``metrics.csv`` or ``split.npz`` of theirs) replaced
+    those files, and a setup that failed (bad data) then deleted them with its own :data:`SETUP_FILES`.
+    Other files in the directory are left alone.
+
+    Raises:
+      FileExistsError: ``run_dir`` holds one of :data:`RUN_OUTPUTS` (named).
+    """
+    held = [name for name in RUN_OUTPUTS if os.path.lexists(run_dir / name)]
+    if held:
+        raise FileExistsError(f"{run_dir} holds {', '.join(held)} but no training run (no config.json): a new run "
+                              "writes files of those names there and would replace them; choose another --out, or "
+                              "move them out of it")
 
 
 def _remove_unstarted_run(run_dir: Path) -> None:
@@ -1418,7 +1442,8 @@ def train(config: TrainConfig, clock=time.monotonic, on_start=None,
     this call created is removed again), so the same command can simply be retried.
     A run in ``config.out`` that stopped before its first complete checkpoint (nothing
     to resume) is replaced; one with a checkpoint, or with files the trainer does not
-    write, is refused.
+    write, is refused, as is a directory holding no run but files of the names a run writes
+    (:data:`RUN_OUTPUTS`: a user's own ``metrics.csv`` or ``split.npz``).
     ``on_start(config, run_dir)``, if given, is called right after ``config.json`` is
     written, before the first epoch (the CLI writes ``config.toml`` there). ``names``: setting → how the
     messages of the checks that need the data (a split size that gives no validation frame) name it;
@@ -1431,7 +1456,8 @@ def train(config: TrainConfig, clock=time.monotonic, on_start=None,
     warm-up at least as long as the run warns (the learning rate would only rise).
 
     Raises:
-      FileExistsError: ``config.out`` already holds a run with a checkpoint (use :func:`resume`).
+      FileExistsError: ``config.out`` already holds a run with a checkpoint (use :func:`resume`), or no run but
+        files of the names a run writes.
       OutputPathError: ``config.out`` is a file, lies below one, or cannot be created (checked before the data
         is read).
       PhysNetInputError: settings that would be ignored (see above).
@@ -1476,6 +1502,7 @@ def _train_in(run_dir: Path, config: TrainConfig, clock, on_start, names) -> dic
             raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick --out")
         _remove_unstarted_run(run_dir)
         logger.info("%s held a run that stopped before its first checkpoint; starting over there", run_dir)
+    _refuse_foreign_outputs(run_dir)
     config.out = str(run_dir)
     if config.data is None:
         config.data = [str(bundled_dataset_path())]

@@ -1279,7 +1279,8 @@ MUTANTS = (
            "warmup_epochs=min(1.0, 0.1 * epochs)", "warmup_epochs=1.0",
            ("tests/test_learn.py::test_each_rounds_warm_up_is_shorter_than_the_round",),
            "a learning-loop round of --retrain-epochs 1 spends its whole epoch warming up"),
-    Mutant("tool_named_as_argument_succeeds", "physnetjax/__main__.py", "    return 2\n", "    return 0\n",
+    Mutant("tool_named_as_argument_succeeds", "physnetjax/__main__.py", '(python -m physnetjax.<tool>)\\n")\n    return 2\n',
+           '(python -m physnetjax.<tool>)\\n")\n    return 0\n',
            ("tests/test_tool_listing.py::test_a_tool_given_as_an_argument_is_named_not_run",),
            "python -m physnetjax train ... exits 0 without training, so a script goes on as if it had"),
     Mutant("hessian_all_displacements_at_once", "physnetjax/spectra/harmonic.py",
@@ -2921,6 +2922,10 @@ MUTANTS = (
            ("tests/test_spectra_harmonic.py::test_mode_table_notes_one_imaginary_and_one_zero_mode_among_vibrations",), "the mode table says nothing of one imaginary mode among real ones"),
     Mutant("mode_table_zero_note_needs_all", "physnetjax/spectra/cli_harmonic.py", "    if result.zero_modes.any():", "    if result.zero_modes.all():",
            ("tests/test_spectra_harmonic.py::test_mode_table_notes_one_imaginary_and_one_zero_mode_among_vibrations",), "the mode table's summary says nothing of a zero mode among vibrations"),
+    Mutant("train_foreign_outputs_replaced", "physnetjax/train/loop.py", "    _refuse_foreign_outputs(run_dir)\n", "",
+           ("tests/test_train.py::test_a_new_run_refuses_a_directory_holding_files_of_its_names_and_keeps_them",), "a new run replaces (or on a failed setup deletes) a user's metrics.csv or split.npz in --out"),
+    Mutant("library_module_runs_silently", "physnetjax/ensemble/combine.py", '    sys.exit(refuse_library_module("ensemble.combine"))', "    pass",
+           ("tests/test_tool_listing.py",), "python -m physnetjax.ensemble.combine prints nothing and exits 0"),
 )
 
 EXPLAINED = {
