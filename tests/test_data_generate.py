@@ -292,7 +292,7 @@ def test_a_failed_write_keeps_the_previous_dataset(tmp_path, monkeypatch, capsys
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(npz_file.np, "savez_compressed", full_disk)
-    assert main(["--frames", "2", "--out", str(out)]) == 3
+    assert main(["--frames", "2", "--out", str(out), "--overwrite"]) == 3
     assert capsys.readouterr().err == (f"python -m physnetjax.data.generate: error: {out}: cannot be written (No space "
                                        "left on device: free space on its file system); its previous content is "
                                        "unchanged\n")
@@ -436,7 +436,7 @@ def test_the_command_shows_progress_unless_told_not_to(tmp_path, capsys):
     assert captured.out == f"wrote {tmp_path / 'd.npz'}: 2 frames\n"
     assert [line.split(":")[0] for line in captured.err.splitlines()] == ["equilibration", "equilibration",
                                                                          "labelling", "labelling"]
-    assert main([*options, "--no-progress"]) == 0
+    assert main([*options, "--no-progress", "--overwrite"]) == 0
     assert capsys.readouterr().err == ""
 
 
@@ -500,12 +500,12 @@ def test_tblite_runs_one_openmp_thread_unless_the_environment_or_threads_says_ot
                         lambda *args, **kwargs: seen.append(os.environ.get("OMP_NUM_THREADS")) or {"E": np.zeros(1)})
     out = str(tmp_path / "d.npz")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert generate_module.main(["--out", out]) == 0
-    assert generate_module.main(["--out", out, "--threads", "2"]) == 0
+    assert generate_module.main(["--out", out, "--overwrite"]) == 0
+    assert generate_module.main(["--out", out, "--overwrite", "--threads", "2"]) == 0
     assert "OMP_NUM_THREADS" not in os.environ  # as it was after the call
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert generate_module.main(["--out", out]) == 0
-    assert generate_module.main(["--out", out, "--threads", "4"]) == 0
+    assert generate_module.main(["--out", out, "--overwrite"]) == 0
+    assert generate_module.main(["--out", out, "--overwrite", "--threads", "4"]) == 0
     assert os.environ["OMP_NUM_THREADS"] == "3"
     assert seen == ["1", "2", "3", "4"]
     capsys.readouterr()
@@ -808,6 +808,36 @@ def test_a_frame_count_beyond_the_memory_is_refused_before_allocating(tmp_path, 
     with pytest.raises(OutOfMemoryError, match=r"^out of memory on the host to hold the labels of 10000000 frames "
                                                r"\(frames\): it needs 1\.1 GB, 1\.0 GB are free: lower frames"):
         generate("H2O", frames=10**7)
+
+
+def test_an_existing_out_is_replaced_only_with_overwrite_and_a_partial_one_points_at_resume(tmp_path, monkeypatch,
+                                                                                              capsys):
+    """main: a rerun, or a name typed twice, replaced a labelled set (hours of xTB) with a new one without a word,
+    and a partial set that --resume would have continued started over."""
+    import physnetjax.data.generate as generate_module
+
+    made = []
+    monkeypatch.setattr(generate_module, "generate", lambda *args, **kwargs: made.append(1) or {"E": np.ones(3)})
+    out = tmp_path / "d.npz"
+    error = "python -m physnetjax.data.generate: error: --out {} already exists{}; pass --overwrite to replace it, " \
+            "or choose another path\n"
+    for saved, note in [({"E": np.zeros(5), "frames_requested": np.array(5)}, " (5 labelled frames)"),
+                        ({"E": np.zeros(2), "frames_requested": np.array(4), "resume_positions": np.zeros((3, 3))},
+                         " (a partial set of 2 of 4 frames: continue it with the same command and --resume)"),
+                        (None, "")]:
+        if saved is None:
+            out.write_text("my notes")
+        else:
+            np.savez(out, **saved)
+        before = out.read_bytes()
+        assert generate_module.main(["--frames", "3", "--out", str(out)]) == 3
+        assert capsys.readouterr().err == error.format(out, note)
+        assert out.read_bytes() == before and made == []
+    assert generate_module.main(["--frames", "3", "--out", str(out), "--resume", "--overwrite"]) == 2
+    assert capsys.readouterr().err == ("python -m physnetjax.data.generate: error: --resume continues the set at "
+                                       "--out, --overwrite replaces it: give one of them\n")
+    assert generate_module.main(["--frames", "3", "--out", str(out), "--overwrite"]) == 0
+    assert made == [1] and np.load(out)["E"].tolist() == [1.0, 1.0, 1.0]
 
 
 def test_an_unknown_method_names_the_option_and_its_choices_in_any_case(tmp_path, monkeypatch, capsys):

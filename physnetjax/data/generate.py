@@ -797,6 +797,9 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true",
                         help="continue the partial set at --out (an interrupted run of this command with the same "
                              "settings) up to --frames")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out (without it an existing file is refused: it may hold hours of "
+                             "labelling; a partial set continues with --resume)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                         help="progress of the equilibration (or relaxation and Hessian) and the labelling on stderr: "
                              "bars on a terminal, a line every tenth or minute elsewhere")
@@ -811,6 +814,11 @@ def main(argv=None) -> int:
         raise ValueError(f"--out {args.out}: the dataset is a .npz file; give a path ending in .npz")
     if args.charge is not None and not (math.isfinite(args.charge) and args.charge == round(args.charge)):
         raise ValueError(f"--charge must be a whole number of e (the molecule's total charge), received {args.charge}")
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the set at --out, --overwrite replaces it: give one of them")
+    if Path(args.out).exists() and not (args.resume or args.overwrite):
+        raise OutputPathError(f"--out {args.out} already exists{existing_set_note(args.out)}; pass --overwrite to "
+                              "replace it, or choose another path")
     resume = None
     if args.resume:
         if not Path(args.out).exists():
@@ -839,6 +847,23 @@ def main(argv=None) -> int:
     write_npz(args.out, data, compressed=True)
     print(f"wrote {args.out}: {args.frames} frames")
     return 0
+
+
+def existing_set_note(path) -> str:
+    """`` (N labelled frames)``, `` (a partial set of K of M frames: ...--resume)`` or ``""`` (not a readable set):
+    what the file at ``path`` that a new set would replace holds."""
+    try:
+        data = read_npz(path)
+    except (NpzReadError, OSError):
+        return ""
+    if "E" not in data:
+        return ""
+    count = len(data["E"])
+    requested = int(data["frames_requested"]) if np.ndim(data.get("frames_requested", ())) == 0 else count
+    if count < requested and any(key in data for keys in RESUME_KEYS.values() for key in keys):
+        return (f" (a partial set of {count} of {requested} frames: continue it with the same command and "
+                "--resume)")
+    return f" ({count} labelled frames)"
 
 
 @contextlib.contextmanager

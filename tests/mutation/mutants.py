@@ -2926,6 +2926,12 @@ MUTANTS = (
            ("tests/test_train.py::test_a_new_run_refuses_a_directory_holding_files_of_its_names_and_keeps_them",), "a new run replaces (or on a failed setup deletes) a user's metrics.csv or split.npz in --out"),
     Mutant("library_module_runs_silently", "physnetjax/ensemble/combine.py", '    sys.exit(refuse_library_module("ensemble.combine"))', "    pass",
            ("tests/test_tool_listing.py",), "python -m physnetjax.ensemble.combine prints nothing and exits 0"),
+    Mutant("generate_existing_out_replaced", "physnetjax/data/generate.py",
+           "    if Path(args.out).exists() and not (args.resume or args.overwrite):", "    if False:",
+           ("tests/test_data_generate.py::test_an_existing_out_is_replaced_only_with_overwrite_and_a_partial_one_points_at_resume",), "data.generate replaces an existing labelled set without --overwrite"),
+    Mutant("generate_partial_set_not_named", "physnetjax/data/generate.py",
+           "if count < requested and any(key in data", "if count < requested and all(key in data",
+           ("tests/test_data_generate.py::test_an_existing_out_is_replaced_only_with_overwrite_and_a_partial_one_points_at_resume",), "an existing partial set is not pointed at --resume"),
 )
 
 EXPLAINED = {
