@@ -442,8 +442,9 @@ def test_npz_with_only_label_like_keys_names_them_and_the_rename(tmp_path, raw):
         load_npz(path)
     assert str(caught.value) == (f"{path}: no labels: needs key 'E' and/or 'F' (keys present: "
                                  f"{sorted([*arrays, 'energy', 'forces'])}); label-like keys found but not read: "
-                                 "'energy', 'forces': rename the reference labels to the PhysNet keys E (energy) and "
-                                 "F (forces, -dE/dR)")
+                                 "'energy', 'forces': to read the reference labels as the PhysNet keys E (energy) and "
+                                 "F (forces, -dE/dR), map them with --keys PHYSNET_KEY=NAME (e.g. --keys E=energies "
+                                 "F=forces), or rename them in the file")
     plain = write(tmp_path, arrays)
     with pytest.raises(PhysNetInputError, match=r"no labels: needs key 'E' and/or 'F' \(keys present: \[.*\]\)$"):
         load_npz(plain)
@@ -594,7 +595,9 @@ def test_virial_labels_warn_stress_is_read_and_atomic_charges_give_the_total_cha
     ase.io.write(tmp_path / "stress.extxyz", atoms)
     with pytest.warns(PhysNetInputWarning, match=r"stress.extxyz: label-like keys not read: 'virial' \(frames 0\);"
                                                  r".* a virial W is not read: give the stress σ = -W / V\); "
-                                                 r"store the labels meant under these names$"):
+                                                 r"to read the labels meant as these, map them with --keys "
+                                                 r"PHYSNET_KEY=NAME \(e.g. --keys E=energies F=forces\), or rename "
+                                                 r"them in the file$"):
         data = load_ase(tmp_path / "stress.extxyz")
     assert data.has_Q[0] and data.Q[0] == pytest.approx(1.0)
     assert data.has_S[0]

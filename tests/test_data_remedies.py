@@ -97,10 +97,11 @@ def test_the_virial_sign_check_and_the_unread_gradients_key_end_with_the_remedy_
     assert [m for m in virial if "push the atoms apart" in m and m.endswith("<force_sign>")], virial
     (message,) = [m for m in unread if "label-like keys not read: 'gradients'" in m]
     assert "(<gradients_as_forces>)" in message and "--" not in message, message
+    assert "to read the labels meant as these, <renamed_labels> (<gradients_as_forces>)" in message, message
 
 
 def test_every_remedy_is_named_by_some_check():
-    named = {remedy for _, _, remedy in FAULTS} | {"force_sign", "gradients_as_forces"}
+    named = {remedy for _, _, remedy in FAULTS} | {"force_sign", "gradients_as_forces", "renamed_labels"}
     assert named == {field.name for field in dataclasses.fields(LabelRemedies)}
 
 

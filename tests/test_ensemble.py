@@ -479,6 +479,21 @@ def test_calibrate_reads_units_and_refuses_implausible_labels(ensemble, tmp_path
     assert calibrated.calibration_scale == pytest.approx(reference, rel=1e-6)
 
 
+def test_calibrate_reads_files_of_other_key_names_through_keys(ensemble, tmp_path):
+    """rMD17's names: calibrate refused the file ("missing required key 'R'") before --keys."""
+    model, stacked, _ = ensemble
+    with np.load(DATA / "train_ethanol64.npz") as npz:
+        frames = {k: npz[k][:4] for k in ("R", "Z", "E", "F")}
+    np.savez(tmp_path / "physnet.npz", **frames)
+    np.savez(tmp_path / "rmd17.npz", coords=frames["R"], nuclear_charges=frames["Z"], energies=frames["E"],
+             forces=frames["F"])
+    ens = save_checkpoint(tmp_path / "ens", model, stacked)
+    reference = calibrate_checkpoint(ens, [tmp_path / "physnet.npz"], tmp_path / "ref_cal")["calibration_scale"]
+    assert ensemble_main(["calibrate", str(ens), "--data", str(tmp_path / "rmd17.npz"), "--keys", "R=coords",
+                          "Z=nuclear_charges", "E=energies", "F=forces", "--out", str(tmp_path / "cal")]) == 0
+    assert load_checkpoint(tmp_path / "cal")[0].calibration_scale == reference
+
+
 def test_calibrate_refuses_forces_in_other_units_than_the_predictions(tmp_path, capsys):
     """Forces in eV/bohr read as eV/Å are 0.529× the predictions, inside the 0.5-2 slope range the label checks
     accepted: on main calibrate fitted the scale to errors of the unit (3.47 where 1.48 was right) and stored it."""

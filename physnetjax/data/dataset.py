@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
 from physnetjax.data.frame_digests import dataset_digests
+from physnetjax.data.key_mapping import ASE_KEYS, frame_names, frame_value, mapping_text, renamed_npz_keys
 from physnetjax.data.remedies import label_remedies
 from physnetjax.errors import InputNotFoundError, LengthUnitWarning, warn_caller
 from physnetjax.npz_file import NpzReadError, read_npz
@@ -216,8 +217,13 @@ def unit_factors(energy_unit: str, force_unit: Optional[str], dipole_unit: str) 
     return e, f, dipole_factor(dipole_unit)
 
 
-def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None, dipole_unit: str = "eA") -> Dataset:
+def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None, dipole_unit: str = "eA",
+             keys: Optional[Mapping[str, str]] = None) -> Dataset:
     """Read a PhysNet-style ``.npz`` (keys R, Z, N, E, F, optional D, Q) and validate it.
+
+    ``keys`` maps PhysNet keys to the file's own names (``{"Z": "z"}`` for sGDML's MD17 files:
+    :mod:`physnetjax.data.key_mapping`); a PhysNet key the file also holds under its own name is then not read
+    (a warning says so).
 
     Shapes: R (M, n, 3) Å; Z (M, n) or (n,) ints, 0 = padding; N (M,) (optional: taken
     from the non-zero Z when absent); E (M,) or (M, 1); F (M, n, 3); D (M, 3); Q (M,)
@@ -245,19 +251,31 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
         raw = read_npz(path)
     except NpzReadError as err:
         raise DataError(f"{path}: cannot read as .npz: {err}") from err
+    mapping = dict(keys or {})
+    try:
+        raw, replaced = renamed_npz_keys(raw, mapping)
+    except KeyError as missing:
+        raise DataError(f"{path}: key mapping {missing.args[0]}: the file has no key "
+                        f"{missing.args[0].split('=', 1)[1]!r} (keys present: {sorted(raw)})") from None
+    if replaced:
+        warn_caller(f"{path}: its own key(s) {', '.join(replaced)} are not read: the key mapping "
+                    f"{mapping_text(mapping)} reads other keys in their place", PhysNetInputWarning)
     for key in ("R", "Z"):
         if key not in raw:
-            raise DataError(f"{path}: missing required key {key!r} (keys present: {sorted(raw)})")
+            raise DataError(f"{path}: missing required key {key!r} (keys present: {sorted(raw)}); if the file holds "
+                            f"it under another name: {label_remedies().renamed_labels}")
     read = ("R", "Z", "N", *LABELS, *WEIGHT_KEYS, VIRIAL_WEIGHT_KEY)
     unread = [key for key in raw if key not in read and (label_like(key) or _varying_weight(key, raw[key]))]
     if "E" not in raw and "F" not in raw:
         raise DataError(f"{path}: no labels: needs key 'E' and/or 'F' (keys present: {sorted(raw)})"
-                        + (f"; label-like keys found but not read: {', '.join(map(repr, unread))}: rename the "
-                           "reference labels to the PhysNet keys E (energy) and F (forces, -dE/dR)" if unread else ""))
+                        + (f"; label-like keys found but not read: {', '.join(map(repr, unread))}: to read the "
+                           "reference labels as the PhysNet keys E (energy) and F (forces, -dE/dR), "
+                           f"{label_remedies().renamed_labels}" if unread else ""))
     if unread:
         warn_caller(f"{path}: label-like keys not read: {', '.join(map(repr, unread))}; the labels read are the "
-                    "PhysNet keys E (energy), F (forces, -dE/dR), D (dipole), Q (total charge): rename the "
-                    f"labels meant to these ({label_remedies().gradients_as_forces})", PhysNetInputWarning)
+                    "PhysNet keys E (energy), F (forces, -dE/dR), D (dipole), Q (total charge): to read the labels "
+                    f"meant as these, {label_remedies().renamed_labels} ({label_remedies().gradients_as_forces})",
+                    PhysNetInputWarning)
     R = _real_numbers(path, "R", raw["R"]).astype(np.float64)
     if R.ndim != 3 or R.shape[2] != 3:
         raise DataError(f"{path}: key 'R' must have shape (frames, atoms, 3), received {R.shape}")
@@ -339,8 +357,12 @@ def _total_charge_of_atomic_charges(path, atomic_charges, total_charges, atom_co
 
 
 def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[str] = None,
-             dipole_unit: str = "eA") -> Dataset:
+             dipole_unit: str = "eA", keys: Optional[Mapping[str, str]] = None) -> Dataset:
     """Read any ASE-readable file (extxyz, .traj, ASE .db, ...) and validate it.
+
+    ``keys`` maps labels (E, F, D, Q, S) to names the frames hold them under instead, each looked up among the
+    calculator results, ``atoms.info`` and ``atoms.arrays`` (``{"E": "REF_energy", "F": "REF_forces"}`` for an
+    extxyz written for MACE: :mod:`physnetjax.data.key_mapping`); a mapped label replaces the one read by default.
 
     Energies, forces and dipoles come from each frame's calculator results (as
     ``ase.io`` stores them: an extxyz ``energy=`` entry and ``forces`` column); a
@@ -379,6 +401,11 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
 
     path = Path(path)
     e_fac, f_fac, d_fac = unit_factors(energy_unit, force_unit, dipole_unit)
+    mapping = dict(keys or {})
+    outside = [f"{ours}={theirs}" for ours, theirs in mapping.items() if ours not in ASE_KEYS]
+    if outside:
+        raise DataError(f"{path}: key mapping {' '.join(outside)}: a file read by ASE gives its atoms' own positions, "
+                        f"atomic numbers and counts; only its labels {', '.join(ASE_KEYS)} can be mapped")
     try:
         frames = ase.io.read(path, index=index)
     except Exception as err:
@@ -408,24 +435,34 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
         Z[k, :m] = atoms.get_atomic_numbers()
         R[k, :m] = atoms.get_positions()
         results = atoms.calc.results if atoms.calc is not None else {}
-        _check_label_keys(path, k, atoms, results, unread, other_weights)
+        _check_label_keys(path, k, atoms, results, unread, other_weights, set(mapping.values()))
         for key in weight_keys:
             if key in atoms.info:
                 weight_values[key][k], weight_given[key][k] = _info_weight(path, k, key, atoms.info[key]), True
-        if "energy" in results:
-            E[k], has["E"][k] = _frame_label(path, k, "energy", results["energy"], ()) * e_fac, True
-        if "forces" in results:
-            F[k, :m], has["F"][k] = _frame_label(path, k, "forces", results["forces"], (m, 3)) * f_fac, True
-        if "dipole" in results:
-            D[k], has["D"][k] = _frame_label(path, k, "dipole", results["dipole"], (3,)) * d_fac, True
-        if "stress" in results:
-            S[k], has["S"][k] = _stress_label(path, k, results["stress"]), True
-        if "charge" in atoms.info:
+        name = {ours: mapping.get(ours, default) for ours, default in RESULT_OF_LABEL.items()}
+        value = {ours: frame_value(atoms, results, name[ours]) if ours in mapping else results.get(name[ours])
+                 for ours in name}
+        if value["E"] is not None:
+            E[k], has["E"][k] = _frame_label(path, k, name["E"], value["E"], ()) * e_fac, True
+        if value["F"] is not None:
+            F[k, :m], has["F"][k] = _frame_label(path, k, name["F"], value["F"], (m, 3)) * f_fac, True
+        if value["D"] is not None:
+            D[k], has["D"][k] = _frame_label(path, k, name["D"], value["D"], (3,)) * d_fac, True
+        if value["S"] is not None:
+            S[k], has["S"][k] = _stress_label(path, k, value["S"]), True
+        if "Q" in mapping:
+            charge = frame_value(atoms, results, mapping["Q"])
+            if charge is not None:
+                Q[k], has["Q"][k] = _info_charge(path, k, charge, mapping["Q"]), True
+        elif "charge" in atoms.info:
             Q[k], has["Q"][k] = _info_charge(path, k, atoms.info["charge"]), True
         elif atoms.has("initial_charges"):
             Q[k], has["Q"][k] = float(atoms.get_initial_charges().sum()), True
         elif "charges" in results:
             Q[k], has["Q"][k] = float(np.sum(_frame_label(path, k, "charges", results["charges"], (m,)))), True
+    absent = [f"{ours}={theirs}" for ours, theirs in mapping.items() if not has[ours].any()]
+    if absent:
+        raise DataError(f"{path}: key mapping {' '.join(absent)}: no frame holds it (names held: {frame_names(frames)})")
     for name, values in other_weights.items():
         if len(values) < M or len(set(values.values())) > 1:
             unread[name] = sorted(values)
@@ -433,8 +470,9 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
                             for key, frames in unread.items())
     if not (has["E"].any() or has["F"].any()):
         raise DataError(f"{path}: no frame carries an energy or forces (calculator results 'energy'/'forces')"
-                        + (f"; label-like keys found but not read: {unread_note} — rename the reference labels "
-                           "to 'energy' and 'forces' (a virial W is not read: give the stress σ = -W / V)"
+                        + (f"; label-like keys found but not read: {unread_note} — to read the reference labels "
+                           f"as the PhysNet keys E and F, {label_remedies().renamed_labels} (to 'energy' and "
+                           "'forces'; a virial W is not read: give the stress σ = -W / V)"
                            if unread else ""))
     if unread:
         warn_caller(f"{path}: label-like keys not read: {unread_note}; the labels read are the calculator "
@@ -442,7 +480,7 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
                     "charge info['charge'] (else the sum of 'initial_charges', else of the atomic 'charges'), the "
                     "per-frame loss weights info config_weight and config_{energy,forces,stress,virial}_weight, and "
                     "the result 'stress' (an extxyz stress= entry, eV/Å³; a virial W is not read: give the stress "
-                    "σ = -W / V); store the labels meant under these names",
+                    f"σ = -W / V); to read the labels meant as these, {label_remedies().renamed_labels}",
                     PhysNetInputWarning)
     weights = frame_weights(path, {key: weight_values[key] for key in weight_keys if weight_given[key].any()},
                             weight_given, M)
@@ -538,7 +576,7 @@ def _varying_weight(name: str, value) -> bool:
             and not (array == array[:1]).all())
 
 
-def _info_charge(path, k: int, value) -> float:
+def _info_charge(path, k: int, value, name: str = "charge") -> float:
     """The total charge (e) of an extxyz ``charge=`` entry of frame ``k``: one finite number, not a flag (``charge=T``
     read as +1 e) or several numbers.
 
@@ -547,7 +585,7 @@ def _info_charge(path, k: int, value) -> float:
     """
     array = np.asarray(value)
     if array.dtype == bool or array.ndim != 0 or not np.issubdtype(array.dtype, np.number):
-        raise DataError(f"{path}: frame {k}: info 'charge' must be one number, the total charge in e, received "
+        raise DataError(f"{path}: frame {k}: info {name!r} must be one number, the total charge in e, received "
                         f"{value!r}")
     return float(array)
 
@@ -753,6 +791,10 @@ def label_like(name: str) -> bool:
 READ_KEYS = {"charge", "initial_charges", "numbers", "positions", *WEIGHT_KEYS, VIRIAL_WEIGHT_KEY}
 """``atoms.info``/``atoms.arrays`` names that :func:`load_ase` reads itself."""
 
+RESULT_OF_LABEL = {"E": "energy", "F": "forces", "D": "dipole", "S": "stress"}
+"""Label → the calculator result :func:`load_ase` reads it from unless a key mapping names another (the total
+charge Q, unless mapped, comes from ``info['charge']`` or the atoms' charges: see there)."""
+
 RESULT_WORDS = {"energy": "energy", "force": "forces", "dipole": "dipole", "stress": "stress", "virial": None}
 """Substrings of calculator result names (e.g. ``free_energy``) reported as not read when the frame lacks the result
 that is read for them (None: never read)."""
@@ -761,7 +803,8 @@ SAME_AS_RESULT = {"energy": "info", "dipole": "info", "forces": "arrays"}
 """Names that may duplicate a calculator result outside it (``.traj``/``.db`` keep ``info``): they must agree."""
 
 
-def _check_label_keys(path, k: int, atoms, results: dict, unread: dict, other_weights: dict) -> None:
+def _check_label_keys(path, k: int, atoms, results: dict, unread: dict, other_weights: dict,
+                      mapped: set = frozenset()) -> None:
     """Record in ``unread`` (name → frames) the label-like info/array keys of frame ``k`` that are not read, and in
     ``other_weights`` (name → {frame: value as text}) those ending in "weight" that are not read
     (:func:`load_ase` names the ones that vary between frames).
@@ -771,7 +814,7 @@ def _check_label_keys(path, k: int, atoms, results: dict, unread: dict, other_we
     ``charges`` result (DataError otherwise: which one is meant?).
     """
     for name, value in [*atoms.info.items(), *atoms.arrays.items()]:
-        if name in READ_KEYS:
+        if name in READ_KEYS or name in mapped:
             continue
         if name.lower().endswith("weight"):
             other_weights.setdefault(name, {})[k] = repr(np.asarray(value).tolist())
@@ -796,7 +839,7 @@ def _check_label_keys(path, k: int, atoms, results: dict, unread: dict, other_we
             raise DataError(f"{path}: frame {k}: atoms.info['charge'] = {float(atoms.info['charge']):g} differs from "
                             f"the sum {total:.6g} of the initial charges: keep one of them")
     for name in results:  # e.g. extxyz free_energy= (ASE makes it a result) in a frame without energy=
-        if name not in SAME_AS_RESULT and any(word in name.lower() and (read is None or read not in results)
+        if name not in SAME_AS_RESULT and name not in mapped and any(word in name.lower() and (read is None or read not in results)
                                               for word, read in RESULT_WORDS.items()):
             unread.setdefault(name, []).append(k)
 
@@ -812,8 +855,11 @@ def check_data_file(path) -> None:
 
 
 def load_dataset(paths, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
-                 dipole_unit: str = "eA", force_sign: int = 1) -> Dataset:
+                 dipole_unit: str = "eA", force_sign: int = 1, keys: Optional[Mapping[str, str]] = None) -> Dataset:
     """Read one or several files (``.npz`` → :func:`load_npz`, anything else → :func:`load_ase`).
+
+    ``keys`` (PhysNet key → the files' name, :mod:`physnetjax.data.key_mapping`) applies to every file, as the
+    units do.
 
     Several files are concatenated (padded to the largest molecule); a label absent
     from some files is masked for their frames. Duplicated frames across the files
@@ -834,7 +880,7 @@ def load_dataset(paths, *, energy_unit: str = "eV", force_unit: Optional[str] = 
                         "training and the test split); give each file once",
                         PhysNetInputWarning)
         loader = load_npz if str(p).lower().endswith(".npz") else load_ase
-        parts.append(loader(p, energy_unit=energy_unit, force_unit=force_unit, dipole_unit=dipole_unit))
+        parts.append(loader(p, energy_unit=energy_unit, force_unit=force_unit, dipole_unit=dipole_unit, keys=keys))
     data = parts[0] if len(parts) == 1 else concatenate(parts)
     if len(parts) > 1:
         warn_duplicates(data, ", ".join(str(p) for p in paths))

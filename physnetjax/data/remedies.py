@@ -25,6 +25,7 @@ class LabelRemedies:
       force_sign: forces stored as +dE/dR (gradients).
       gradients_as_forces: how gradients under another key become the forces key ``F`` (parenthetical).
       dipole_unit: dipoles in Debye read as e·Å.
+      renamed_labels: labels (or positions, atomic numbers) stored under names the readers do not take.
     """
 
     units: str
@@ -32,6 +33,7 @@ class LabelRemedies:
     force_sign: str
     gradients_as_forces: str
     dipole_unit: str
+    renamed_labels: str
 
 
 READING_OPTIONS = LabelRemedies(
@@ -40,6 +42,8 @@ READING_OPTIONS = LabelRemedies(
     force_sign="pass --force-sign -1",
     gradients_as_forces="gradients as F with --force-sign -1",
     dipole_unit="pass --dipole-unit debye",
+    renamed_labels="map them with --keys PHYSNET_KEY=NAME (e.g. --keys E=energies F=forces), or rename them in the "
+                   "file",
 )
 """The fixes for ``physnetjax.train`` and ``physnetjax.eval``, which convert on reading (the default)."""
 
@@ -49,6 +53,7 @@ CONVERTED_FILE = LabelRemedies(
     force_sign="negate F in the file (the learning loop reads F = −dE/dR only)",
     gradients_as_forces="gradients negated, as F: the learning loop reads F = −dE/dR only",
     dipole_unit="convert them to e·Å (the learning loop reads e·Å only)",
+    renamed_labels="rename them in the file (the learning loop reads the PhysNet names only)",
 )
 """The fixes for ``physnetjax.learn``, which reads eV, eV/Å, e·Å and F = −dE/dR only."""
 
@@ -61,6 +66,7 @@ ONE_FILE_OF_SEVERAL = LabelRemedies(
     gradients_as_forces="gradients negated, as F: --force-sign applies to every file given",
     dipole_unit="convert this file's dipoles to the unit of the other files (--dipole-unit applies to every file "
                 "given)",
+    renamed_labels="rename them in this file (--keys applies to every file given)",
 )
 """The fixes for a problem of one file among several that ``physnetjax.train`` and ``eval`` read with the same
 options: the file is converted, since the options would convert the other files as well."""

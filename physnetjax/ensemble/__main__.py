@@ -29,6 +29,7 @@ from physnetjax.checkpoint.format import check_not_a_run_checkpoint
 from physnetjax.cli_config import parse_args as parse_options
 from physnetjax.cli_errors import cli_main, configure_logging, exit_process
 from physnetjax.cli_help import ArgumentParser, HelpFormatter, describe
+from physnetjax.data.key_mapping import parse_key_mapping
 from physnetjax.errors import OutputPathError, PhysNetInputError
 from physnetjax.train.cli import HELP
 from physnetjax.validation import check_directory_creatable
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--force-unit", help=HELP["force_unit"])
     calibrate.add_argument("--force-sign", type=int, choices=(1, -1), default=1,
                            help=HELP["force_sign"] + "; default 1")
+    calibrate.add_argument("--keys", nargs="+", metavar="KEY=NAME", help=HELP["keys"])
     calibrate.add_argument("--out", required=True, help="directory of the calibrated checkpoint")
     calibrate.add_argument("--batch-size", type=int, default=32, help="frames per jitted call")
     calibrate.add_argument("--float64", action="store_true", help="evaluate in float64")
@@ -99,6 +101,7 @@ def main(argv=None) -> int:
 
 def calibrate(args) -> int:
     """``calibrate``: fit, save, print the scale and the rank correlations."""
+    keys = parse_key_mapping(args.keys)
     if args.float64:
         import jax
 
@@ -108,7 +111,7 @@ def calibrate(args) -> int:
     record = calibrate_checkpoint(args.checkpoint, args.data, args.out, batch_size=args.batch_size,
                                   dtype="float64" if args.float64 else "float32", overwrite=args.overwrite,
                                   energy_unit=args.energy_unit, force_unit=args.force_unit,
-                                  force_sign=args.force_sign)
+                                  force_sign=args.force_sign, keys=keys)
 
     def rho(value):
         return "undefined" if value is None else f"{value:.3f}"

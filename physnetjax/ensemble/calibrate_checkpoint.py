@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -202,7 +202,7 @@ def _rank_correlation(spreads, errors, what: str):
 
 def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dtype: str = "float32",
                          overwrite: bool = False, energy_unit: str = "eV", force_unit=None,
-                         force_sign: int = 1) -> dict:
+                         force_sign: int = 1, keys: Optional[Mapping[str, str]] = None) -> dict:
     """Fit the ensemble checkpoint ``path``'s spread scale on the labelled frames ``data`` and save it to ``out``.
 
     Args:
@@ -212,8 +212,8 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
         (:func:`check_calibration_positions`), their energies and forces for plausible units and sign as the trainer
         checks them and against the ensemble's predictions (:func:`check_calibration_labels`; not their dipoles,
         which the fit does not read and this command has no unit option for).
-      energy_unit, force_unit, force_sign: of the data, as in :func:`physnetjax.data.load_dataset`
-        (converted to eV and eV/Å).
+      energy_unit, force_unit, force_sign, keys: of the data, as in :func:`physnetjax.data.load_dataset`
+        (converted to eV and eV/Å; ``keys`` where the files hold the labels under other names).
       out: the calibrated checkpoint (``path`` itself with ``overwrite``).
       batch_size, dtype: as :func:`physnetjax.eval.predictions.predict_dataset`.
 
@@ -238,7 +238,7 @@ def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dty
     with warnings.catch_warnings():  # positions in another unit refuse: check_calibration_positions says why
         warnings.simplefilter("ignore", LengthUnitWarning)
         dataset = load_dataset([str(p) for p in data], energy_unit=energy_unit, force_unit=force_unit,
-                               force_sign=force_sign)
+                               force_sign=force_sign, keys=keys)
     check_calibration_positions(dataset)
     TrainingRecord.from_metadata(metadata).check_dataset(
         dataset.Z, dataset.N, dataset.Q, positions=dataset.R, cells=dataset.cell, where="--data", mask=dataset.has_E,

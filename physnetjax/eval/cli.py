@@ -32,6 +32,7 @@ from physnetjax.cli_errors import cli_main, configure_logging
 from physnetjax.cli_help import WEIGHTS_HELP, ArgumentParser, HelpFormatter
 from physnetjax.data.frame_digests import (TRAINING_FRAMES_KEY, VALIDATION_FRAMES_KEY, RecordedShare, dataset_digests,
                                           recorded_frames)
+from physnetjax.data.key_mapping import parse_key_mapping
 from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning, warn_caller
 from physnetjax.train.cli import HELP
 from physnetjax.training_record import TrainingRecord
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force-unit", help=HELP["force_unit"])
     parser.add_argument("--dipole-unit", default="eA", help=HELP["dipole_unit"] + "; default eA")
     parser.add_argument("--force-sign", type=int, choices=(1, -1), default=1, help=HELP["force_sign"] + "; default 1")
+    parser.add_argument("--keys", nargs="+", metavar="KEY=NAME", help=HELP["keys"])
     parser.add_argument("--out", metavar="DIR", help="write frames.csv, summary.json and parity PNGs here")
     parser.add_argument("--write-predictions", metavar="FILE.extxyz",
                         help="write the frames with model values and REF_* reference labels")
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         raise PhysNetInputError(f"--batch-size must be >= 1, received {args.batch_size}")
     if args.worst < 0:
         raise PhysNetInputError(f"--worst must be >= 0, received {args.worst}")
+    keys = parse_key_mapping(args.keys)
     check_output_paths(args.out, args.write_predictions)
     if args.out is not None:
         check_config_replaceable(parser, Path(args.out) / CONFIG_NAME)
@@ -129,7 +132,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         checkpoint = str(example_model_path())
     model, params, metadata = load_checkpoint(checkpoint, weights=args.weights, with_metadata=True)
     dataset = load_dataset(args.data, energy_unit=args.energy_unit, force_unit=args.force_unit,
-                           dipole_unit=args.dipole_unit, force_sign=args.force_sign)
+                           dipole_unit=args.dipole_unit, force_sign=args.force_sign,
+                           keys=keys)
     check_model_elements(model, dataset)  # before the warnings about the data, which assume an evaluation
     record = TrainingRecord.from_metadata(metadata)
     if metadata.get("element_energies_fit", "unknown") is None and dataset.has_E.any():

@@ -43,6 +43,9 @@ HELP = {
     "force_unit": "unit of F, ENERGY/LENGTH e.g. kcal/mol/A, hartree/bohr (default: energy unit per Å)",
     "dipole_unit": "unit of D (eA, Debye, au)",
     "force_sign": "1: the data's forces are -dE/dR; -1: they are +dE/dR (gradients), negate them",
+    "keys": "where the data files hold the PhysNet keys under other names, as KEY=NAME: e.g. Z=z (sGDML MD17), "
+            "R=coords Z=nuclear_charges E=energies F=forces (rMD17), E=REF_energy F=REF_forces (extxyz for MACE); "
+            "KEY one of R Z N E F D Q S Qa (.npz) or E F D Q S (ASE files) (default: none)",
     "valid": "validation fraction (<1) or frame count", "test": "test fraction (<1) or frame count",
     "train": "training fraction or count (default: the rest)",
     "split_file": ".npz with index arrays train, valid[, test] (default: a random split by --seed)",
@@ -131,8 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = HELP[field.name]
         if "default" not in help_text:
             help_text += f" (default: {default})"
-        if field.name == "data":
-            parser.add_argument(flag, nargs="+", metavar="FILE", help=help_text)
+        if field.name in ("data", "keys"):
+            parser.add_argument(flag, nargs="+", metavar="FILE" if field.name == "data" else "KEY=NAME",
+                                help=help_text)
         elif isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
         else:

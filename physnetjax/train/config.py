@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Mapping, Optional
 
+from physnetjax.data.key_mapping import parse_key_mapping
 from physnetjax.data.split import check_split_size
 from physnetjax.errors import namer
 from physnetjax.jsonlines import replace_text
@@ -111,7 +112,8 @@ class TrainConfig:
     """Settings of one run (units: Å, eV, e; times in s; learning rates per step).
 
     Data: ``data`` files (None → the bundled ethanol set), their units, ``force_sign``
-    (−1 when the files store +dE/dR; the forces are negated on reading), the split
+    (−1 when the files store +dE/dR; the forces are negated on reading), ``keys`` (``["E=energies", ...]``: where
+    the files hold the PhysNet keys under other names, :mod:`physnetjax.data.key_mapping`), the split
     (``valid``/``test``/``train`` fractions < 1 or counts ≥ 1, or a ``split_file``).
     Model: PhysNet hyper-parameters; ``max_atomic_number`` None → largest Z in the data;
     ``zbl_cutoff`` (Å) where the ZBL repulsion is switched off when ``zbl`` is on.
@@ -137,6 +139,7 @@ class TrainConfig:
     force_unit: Optional[str] = None
     dipole_unit: str = "eA"
     force_sign: int = 1
+    keys: Optional[list] = None
     valid: float = 0.1
     test: float = 0.1
     train: Optional[float] = None
@@ -244,6 +247,10 @@ class TrainConfig:
         if self.force_sign not in (1, -1):
             raise ValueError(f"{name('force_sign')} must be 1 (F = -dE/dR) or -1 (the file stores +dE/dR), "
                              f"received {self.force_sign}")
+        try:
+            parse_key_mapping(self.keys)
+        except ValueError as error:
+            raise ValueError(f"{name('keys')}: {error}") from None
         if self.max_time is not None and not (math.isfinite(self.max_time) and self.max_time > 0):
             raise ValueError(f"{name('max_time')} must be > 0 seconds and finite, received {self.max_time}")
         if not 0.0 <= self.final_stage < 1.0:

@@ -82,6 +82,7 @@ from physnetjax.data import (
     shifted_energies,
 )
 from physnetjax.data.fingerprint import changed_files, data_fingerprint, file_sha256
+from physnetjax.data.key_mapping import parse_key_mapping
 from physnetjax.data.frame_digests import TRAINING_FRAMES_KEY, VALIDATION_FRAMES_KEY, FrameRecord, dataset_digests
 from physnetjax.data.sanity import check_label_sanity
 from physnetjax.dipole_surface import DIPOLE_SURFACE_KEY, dipole_surface_fit, judged_r2, unreliable_ir_message
@@ -239,7 +240,8 @@ class Trainer:
         self.data_sha256 = data_fingerprint(paths)
         resumed = self._check_resumable(epochs_changed) if resuming else None
         self.dataset = load_dataset(paths, energy_unit=config.energy_unit, force_unit=config.force_unit,
-                                    dipole_unit=config.dipole_unit, force_sign=config.force_sign)
+                                    dipole_unit=config.dipole_unit, force_sign=config.force_sign,
+                                    keys=parse_key_mapping(config.keys))
         logger.info("data: %s", self.dataset.summary())
         check_label_sanity(self.dataset.trained_labels(), ", ".join(paths))
         self._setup_split()

@@ -1374,9 +1374,11 @@ MUTANTS = (
     Mutant("resume_checked_after_the_data", "physnetjax/train/loop.py",
            "        resumed = self._check_resumable(epochs_changed) if resuming else None\n"
            "        self.dataset = load_dataset(paths, energy_unit=config.energy_unit, force_unit=config.force_unit,\n"
-           "                                    dipole_unit=config.dipole_unit, force_sign=config.force_sign)\n",
+           "                                    dipole_unit=config.dipole_unit, force_sign=config.force_sign,\n"
+           "                                    keys=parse_key_mapping(config.keys))\n",
            "        self.dataset = load_dataset(paths, energy_unit=config.energy_unit, force_unit=config.force_unit,\n"
-           "                                    dipole_unit=config.dipole_unit, force_sign=config.force_sign)\n"
+           "                                    dipole_unit=config.dipole_unit, force_sign=config.force_sign,\n"
+           "                                    keys=parse_key_mapping(config.keys))\n"
            "        resumed = self._check_resumable(epochs_changed) if resuming else None\n",
            ("tests/test_train.py::test_a_refused_resume_is_refused_before_the_data_are_read",),
            "a resume refused for an edited run directory or an option is refused only after the data are read"),
@@ -1541,9 +1543,10 @@ MUTANTS = (
            ("tests/test_md_driver.py::test_the_nve_start_note_says_below_when_the_start_potential_energy_lies_under_the_mean",),
            "the NVE note says the start geometry was '-2.118 eV above' its mean"),
     Mutant("unread_label_warning_drops_names", "physnetjax/data/dataset.py",
-           "store the labels meant under these names", "store the labels meant under these",
+           'to read the labels meant as these, {label_remedies().renamed_labels}",',
+           'to read the labels meant as these, ",',
            ("tests/test_data.py::test_virial_labels_warn_stress_is_read_and_atomic_charges_give_the_total_charge",),
-           "the unread-label warning ends '...store the labels meant under these', a word missing"),
+           "the unread-label warning of an ASE file ends without the remedy (--keys, or renaming)"),
     Mutant("eval_refuses_bare_coulomb_cells_without_the_remedy", "physnetjax/train/batching.py",
            '"here): periodic cells need a model without charges (train with --no-charges) or, built from "',
            '"here"',
@@ -2226,7 +2229,7 @@ MUTANTS = (
            ("tests/test_eval.py::test_elements_beyond_the_models_range_are_refused_before_any_warning",),
            "eval warns that copper is an untrained guess, then refuses to evaluate it"),
     Mutant("npz_rename_unnamed", "physnetjax/data/dataset.py",
-           '"reference labels to the PhysNet keys E (energy) and F (forces, -dE/dR)" if unread else ""',
+           'f"{label_remedies().renamed_labels}" if unread else ""',
            '"" if unread else ""',
            ("tests/test_data.py::test_npz_with_only_label_like_keys_names_them_and_the_rename",),
            "an npz with 'energy' and 'forces' only is refused without the rename to E and F"),
@@ -2932,6 +2935,29 @@ MUTANTS = (
     Mutant("generate_partial_set_not_named", "physnetjax/data/generate.py",
            "if count < requested and any(key in data", "if count < requested and all(key in data",
            ("tests/test_data_generate.py::test_an_existing_out_is_replaced_only_with_overwrite_and_a_partial_one_points_at_resume",), "an existing partial set is not pointed at --resume"),
+    Mutant("key_mapping_ignored_in_npz", "physnetjax/data/dataset.py", "        raw, replaced = renamed_npz_keys(raw, mapping)",
+           "        replaced = []", ("tests/test_data_key_mapping.py",), "an .npz file's key mapping is ignored (sGDML's z, rMD17's names refused)"),
+    Mutant("key_mapping_replaced_key_not_named", "physnetjax/data/dataset.py", "    if replaced:", "    if False:",
+           ("tests/test_data_key_mapping.py",), "an .npz key a mapping replaces is dropped without a word"),
+    Mutant("key_mapping_ignored_in_ase_files", "physnetjax/data/dataset.py",
+           "name[ours]) if ours in mapping else results", "name[ours]) if False else results",
+           ("tests/test_data_key_mapping.py",), "an ASE file's mapped labels are not read: the calculator's energy is trained on instead"),
+    Mutant("key_mapping_charge_ignored_in_ase_files", "physnetjax/data/dataset.py", '        if "Q" in mapping:',
+           "        if False:", ("tests/test_data_key_mapping.py",), "an ASE file's mapped total charge is not read"),
+    Mutant("key_mapping_absent_name_accepted", "physnetjax/data/dataset.py", "if not has[ours].any()]", "if False]",
+           ("tests/test_data_key_mapping.py",), "a mapped name no frame holds is accepted: the label is silently missing"),
+    Mutant("key_mapping_mapped_name_called_unread", "physnetjax/data/dataset.py",
+           "        if name in READ_KEYS or name in mapped:", "        if name in READ_KEYS:",
+           ("tests/test_data_key_mapping.py",), "a mapped name is also reported as not read"),
+    Mutant("key_mapping_not_passed_by_the_trainer", "physnetjax/train/loop.py",
+           "                                    keys=parse_key_mapping(config.keys))", "                                    )",
+           ("tests/test_data_key_mapping.py",), "train --keys is recorded but the data are read without it"),
+    Mutant("key_mapping_not_passed_by_eval", "physnetjax/eval/cli.py", "                           keys=keys)",
+           "                           )", ("tests/test_data_key_mapping.py",), "eval --keys is accepted and ignored"),
+    Mutant("key_mapping_not_passed_by_calibrate", "physnetjax/ensemble/__main__.py",
+           "force_sign=args.force_sign, keys=keys)", "force_sign=args.force_sign)",
+           ("tests/test_ensemble.py::test_calibrate_reads_files_of_other_key_names_through_keys",),
+           "ensemble calibrate --keys is accepted and ignored"),
 )
 
 EXPLAINED = {
