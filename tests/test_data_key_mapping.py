@@ -198,3 +198,20 @@ def test_eval_with_keys_reports_what_the_physnet_file_gives(tmp_path, capsys):
     assert eval_main(["--data", str(rmd17), "--keys", "E=energies", "E=forces"]) == 2
     assert capsys.readouterr().err == ("python -m physnetjax.eval: error: key mapping: E is given twice (E=energies, "
                                        "E=forces)\n")
+
+
+def test_evals_predictions_file_read_back_through_keys_gives_the_same_report(tmp_path, capsys):
+    """--write-predictions keeps the reference labels as REF_energy, REF_forces, REF_dipole, REF_charge beside the
+    model's results: mapped back, they are the labels the first evaluation compared with."""
+    predictions = tmp_path / "predictions.extxyz"
+    assert eval_main(["--data", str(DATA), "--worst", "0", "--write-predictions", str(predictions)]) == 0
+    first = capsys.readouterr().out
+    assert eval_main(["--data", str(predictions), "--worst", "0", "--keys", "E=REF_energy", "F=REF_forces",
+                      "D=REF_dipole", "Q=REF_charge"]) == 0
+    again = capsys.readouterr().out
+
+    def table(report: str) -> str:
+        kept = report.split("\n\nwritten:")[0].rstrip("\n")
+        return re.sub(r"in [0-9.]+ s", "in T s", kept).replace(str(predictions), "FILE")
+
+    assert table(again) == table(first.replace(str(DATA), "FILE")) and "energy" in table(first)
