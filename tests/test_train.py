@@ -406,7 +406,7 @@ def test_a_refused_resume_is_refused_before_the_data_are_read(base_run, tmp_path
     def read_data(*args, **kwargs):
         raise AssertionError("the data were read before the resume was refused")
 
-    monkeypatch.setattr("physnetjax.train.loop.load_dataset", read_data)
+    monkeypatch.setattr("physnetjax.train.loop.load_dataset_parts", read_data)
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         resume(out, **{"epochs": 4, **overrides})
 

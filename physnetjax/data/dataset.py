@@ -890,6 +890,27 @@ def load_dataset(paths, *, energy_unit: str = "eV", force_unit: Optional[str] = 
     return data if force_sign == 1 else dataclasses.replace(data, F=-data.F)
 
 
+def load_dataset_parts(parts: Mapping[str, Sequence], **reading) -> tuple[Dataset, dict[str, int]]:
+    """Read named groups of files (a run's ``{"training": ..., "validation": ..., "test": ...}`` files) as one
+    Dataset, the groups' frames one after the other in the mapping's order, and the number of frames of each group;
+    ``reading`` as :func:`load_dataset` takes it, for every file. A frame of a group that is also in an earlier
+    group warns, naming both (a test frame that is also trained on measures nothing)."""
+    datasets = {name: load_dataset(paths, **reading) for name, paths in parts.items()}
+    seen: dict[int, tuple[str, str]] = {}
+    for name, part in datasets.items():
+        digests = [int(d) for d in dataset_digests(part)]
+        shared = [(part.sources[k], seen[d]) for k, d in enumerate(digests) if d in seen and seen[d][0] != name]
+        if shared:
+            (source, (earlier, first)), more = shared[0], len(shared) - 1
+            warn_caller(f"{len(shared)} frame(s) of the {name} files are also among the {earlier} files' (e.g. "
+                        f"{source} = {first}{f', and {more} more' if more else ''}): keys 'Z','R' the same to "
+                        "1e-3 Å", PhysNetInputWarning)
+        for k, d in enumerate(digests):
+            seen.setdefault(d, (name, part.sources[k]))
+    data = concatenate(list(datasets.values()))
+    return data, {name: len(part.E) for name, part in datasets.items()}
+
+
 def warn_unknown_charges(data: Dataset, where) -> None:
     """Warn when frames without a total charge (taken as 0 e) sit beside frames of a non-zero charge, and when total
     charges are not whole numbers of e (:data:`FRACTIONAL_CHARGE`).

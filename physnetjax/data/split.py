@@ -74,6 +74,37 @@ def random_split(num_frames: int, valid: float = 0.1, test: float = 0.1, seed: i
     return {name: np.sort(part).astype(np.int64) for name, part in zip(SPLITS, parts)}
 
 
+def split_with_held_out_files(num_data: int, num_valid_files: int, num_test_files: int, valid: float = 0.1,
+                              test: float = 0.1, seed: int = 0, train: float | None = None,
+                              names: Optional[Mapping[str, str]] = None) -> dict[str, np.ndarray]:
+    """The split of frames whose validation and/or test part come from files of their own.
+
+    The frames are the ``num_data`` frames of the data files, then the ``num_valid_files`` frames of the
+    validation files, then the ``num_test_files`` of the test files (a count 0: no such files). A part with files
+    is exactly their frames; a part without is a share of the data frames, ``valid``/``test`` (and ``train``) as
+    :func:`random_split` takes them, which cuts the data frames. Sorted int64 index arrays.
+
+    Raises:
+      ValueError: as :func:`random_split`, for the shares of the data frames.
+    """
+    if num_valid_files:
+        n_test = 0 if num_test_files else _count(test, num_data, "test", names)
+        n_train = num_data - n_test if train is None else _count(train, num_data, "train", names)
+        if n_train < 1 or n_train + n_test > num_data:
+            raise ValueError(f"cannot split the {num_data} frame(s) of the data files into {n_train} training and "
+                             f"{n_test} test frames; lower {displayed('test', names)}"
+                             + (f" or {displayed('train', names)}" if train is not None else ""))
+        order = np.random.default_rng(seed).permutation(num_data)
+        parts = {"train": order[:n_train], "valid": np.arange(num_data, num_data + num_valid_files),
+                 "test": order[n_train:n_train + n_test]}
+    else:
+        parts = random_split(num_data, valid, 0, seed, train, names)
+    if num_test_files:
+        start = num_data + num_valid_files
+        parts["test"] = np.arange(start, start + num_test_files)
+    return {name: np.sort(parts[name]).astype(np.int64) for name in SPLITS}
+
+
 def check_split(split: dict, num_frames: int, where: str = "split") -> dict[str, np.ndarray]:
     """Validate index arrays (in range, disjoint, non-empty train/valid); returns int64 arrays."""
     out = {}

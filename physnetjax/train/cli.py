@@ -49,6 +49,9 @@ HELP = {
     "valid": "validation fraction (<1) or frame count", "test": "test fraction (<1) or frame count",
     "train": "training fraction or count (default: the rest)",
     "split_file": ".npz with index arrays train, valid[, test] (default: a random split by --seed)",
+    "valid_data": "files whose frames are the validation split (default: a --valid share of --data)",
+    "test_data": "files whose frames are the test split, e.g. a benchmark's test set (default: a --test share of "
+                 "--data)",
     "features": "feature channels per atom (width of the network)",
     "max_degree": "largest angular momentum l of the equivariant features (0: invariant only)",
     "num_iterations": "message-passing iterations (interaction blocks)",
@@ -120,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                             formatter_class=HelpFormatter, argument_default=argparse.SUPPRESS)
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run exactly (optimizer, EMA, "
                         "schedule, RNG, epoch, best metric, split); may change --epochs/--max-time/--patience, and "
-                        "--data to the same files moved (content checked)")
+                        "--data (--valid-data, --test-data) to the same files moved (content checked)")
     parser.add_argument("--preset", choices=tuple(PRESETS),
                         help="named settings, overridden by any option given (with --resume they must match the "
                              "run's): fast = the standard settings; accurate = --features 64 --correlation 3 "
@@ -134,8 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = HELP[field.name]
         if "default" not in help_text:
             help_text += f" (default: {default})"
-        if field.name in ("data", "keys"):
-            parser.add_argument(flag, nargs="+", metavar="FILE" if field.name == "data" else "KEY=NAME",
+        if field.name in ("data", "valid_data", "test_data", "keys"):
+            parser.add_argument(flag, nargs="+", metavar="KEY=NAME" if field.name == "keys" else "FILE",
                                 help=help_text)
         elif isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)

@@ -12,9 +12,10 @@ import math
 from pathlib import Path
 from typing import Mapping, Optional
 
+from physnetjax.data.dataset import bundled_dataset_path
 from physnetjax.data.key_mapping import parse_key_mapping
 from physnetjax.data.split import check_split_size
-from physnetjax.errors import namer
+from physnetjax.errors import displayed_setting, namer
 from physnetjax.jsonlines import replace_text
 from physnetjax.model import ZBL_CUTOFF_DEFAULT, PhysNet
 from physnetjax.validation import check_seed
@@ -102,9 +103,13 @@ def unused_settings(config: "TrainConfig") -> list[str]:
 
 
 RESUME_OVERRIDES = ("epochs", "max_time", "patience", "progress", "plots", "log_every", "checkpoint_interval_s",
-                    "data")
-"""Settings a ``--resume`` may change; any other would break exact continuation. ``data`` only to the same files
-at new paths: their content is checked against the run's SHA-256 (see ``resume``)."""
+                    "data", "valid_data", "test_data")
+"""Settings a ``--resume`` may change; any other would break exact continuation. ``data``, ``valid_data`` and
+``test_data`` only to the same files at new paths: their content is checked against the run's SHA-256 (see
+``resume``)."""
+
+DATA_FILE_SETTINGS = ("data", "valid_data", "test_data")
+"""The settings naming data files, in the order their frames are read (:meth:`TrainConfig.data_parts`)."""
 
 
 @dataclasses.dataclass
@@ -114,7 +119,8 @@ class TrainConfig:
     Data: ``data`` files (None → the bundled ethanol set), their units, ``force_sign``
     (−1 when the files store +dE/dR; the forces are negated on reading), ``keys`` (``["E=energies", ...]``: where
     the files hold the PhysNet keys under other names, :mod:`physnetjax.data.key_mapping`), the split
-    (``valid``/``test``/``train`` fractions < 1 or counts ≥ 1, or a ``split_file``).
+    (``valid``/``test``/``train`` fractions < 1 or counts ≥ 1, or a ``split_file``), or files whose frames are the
+    validation or test split (``valid_data``, ``test_data``: the other parts come from ``data``).
     Model: PhysNet hyper-parameters; ``max_atomic_number`` None → largest Z in the data;
     ``zbl_cutoff`` (Å) where the ZBL repulsion is switched off when ``zbl`` is on.
     Loss: weights of energy (per molecule, or per atom with ``per_atom_energy``),
@@ -144,6 +150,8 @@ class TrainConfig:
     test: float = 0.1
     train: Optional[float] = None
     split_file: Optional[str] = None
+    valid_data: Optional[list] = None
+    test_data: Optional[list] = None
 
     features: int = 32
     max_degree: int = 1
@@ -231,6 +239,17 @@ class TrainConfig:
         for field in ("valid", "test", "train"):
             if getattr(self, field) is not None:
                 check_split_size(getattr(self, field), field, names)
+        defaults = TrainConfig.__dataclass_fields__
+        for files, share in (("valid_data", "valid"), ("test_data", "test")):
+            if getattr(self, files) is not None and not getattr(self, files):
+                raise ValueError(f"{name(files)} names no file (give files, or leave it out)")
+            if getattr(self, files) and self.split_file:
+                raise ValueError(f"{name('split_file')} indexes the frames of {name('data')} and cannot be combined "
+                                 f"with {name(files)}: give the split one way")
+            if getattr(self, files) and getattr(self, share) != defaults[share].default:
+                raise ValueError(f"{displayed_setting(share, f'{getattr(self, share):g}', names)} does nothing with "
+                                 f"{name(files)}: the {'validation' if share == 'valid' else 'test'} frames are "
+                                 "those files'")
         if self.ensemble < 1:
             raise ValueError(f"{name('ensemble')} must be >= 1 member, received {self.ensemble}")
         check_seed(self.seed, name("seed"), count=self.ensemble)
@@ -273,6 +292,15 @@ class TrainConfig:
     def from_preset(cls, preset: str = "fast", **settings) -> "TrainConfig":
         """The config of :func:`preset_settings` (e.g. ``TrainConfig.from_preset("accurate", max_time=1200)``)."""
         return cls(**preset_settings(preset, **settings))
+
+    def data_parts(self) -> dict[str, list[str]]:
+        """``{"training": data files, "validation": valid_data, "test": test_data}`` (those given; the bundled set
+        without ``data``), in the order the trainer reads their frames."""
+        parts = {"training": list(self.data or [str(bundled_dataset_path())])}
+        for part, files in (("validation", self.valid_data), ("test", self.test_data)):
+            if files:
+                parts[part] = list(files)
+        return parts
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -75,14 +75,15 @@ from physnetjax.data import (
     bundled_dataset_path,
     check_data_file,
     fit_reference_energies,
-    load_dataset,
     load_split,
     random_split,
     save_split,
     shifted_energies,
 )
+from physnetjax.data.dataset import load_dataset_parts
 from physnetjax.data.fingerprint import changed_files, data_fingerprint, file_sha256
 from physnetjax.data.key_mapping import parse_key_mapping
+from physnetjax.data.split import split_with_held_out_files
 from physnetjax.data.frame_digests import TRAINING_FRAMES_KEY, VALIDATION_FRAMES_KEY, FrameRecord, dataset_digests
 from physnetjax.data.sanity import check_label_sanity
 from physnetjax.dipole_surface import DIPOLE_SURFACE_KEY, dipole_surface_fit, judged_r2, unreliable_ir_message
@@ -98,8 +99,8 @@ from physnetjax.neighbors import image_reach
 from physnetjax.predict import init_params, out_of_memory_error
 from physnetjax.train import plots
 from physnetjax.train.batching import as_batched, batch_offsets, batch_shapes, iterate_batches, num_batches
-from physnetjax.train.config import (ARCHITECTURE_SETTINGS, RESUME_OVERRIDES, TrainConfig, read_json_object,
-                                     unused_settings)
+from physnetjax.train.config import (ARCHITECTURE_SETTINGS, DATA_FILE_SETTINGS, RESUME_OVERRIDES, TrainConfig,
+                                     read_json_object, unused_settings)
 from physnetjax.train.background import BackgroundWriter
 from physnetjax.train.device_batches import batch_rows, build_device_frames, frame_rows, supports_device_batches
 from physnetjax.train.device_steps import make_device_steps
@@ -234,14 +235,15 @@ class Trainer:
         self.size = config.ensemble
         self.seeds = member_seeds(config.seed, self.size)
         self.columns = CSV_COLUMNS + member_columns(self.size)
-        paths = config.data or [str(bundled_dataset_path())]
+        parts = config.data_parts()
+        paths = [path for files in parts.values() for path in files]
         for path in paths:
             check_data_file(path)
         self.data_sha256 = data_fingerprint(paths)
         resumed = self._check_resumable(epochs_changed) if resuming else None
-        self.dataset = load_dataset(paths, energy_unit=config.energy_unit, force_unit=config.force_unit,
-                                    dipole_unit=config.dipole_unit, force_sign=config.force_sign,
-                                    keys=parse_key_mapping(config.keys))
+        self.dataset, self.part_frames = load_dataset_parts(
+            parts, energy_unit=config.energy_unit, force_unit=config.force_unit, dipole_unit=config.dipole_unit,
+            force_sign=config.force_sign, keys=parse_key_mapping(config.keys))
         logger.info("data: %s", self.dataset.summary())
         check_label_sanity(self.dataset.trained_labels(), ", ".join(paths))
         self._setup_split()
@@ -333,6 +335,11 @@ class Trainer:
             if self.config.split_file:
                 self.split = load_split(self.config.split_file, len(self.dataset))
                 self._check_split_file_covers_data()
+            elif len(self.part_frames) > 1:
+                self.split = split_with_held_out_files(
+                    self.part_frames["training"], self.part_frames.get("validation", 0),
+                    self.part_frames.get("test", 0), self.config.valid, self.config.test, self.config.seed,
+                    self.config.train, names=self.names)
             else:
                 self.split = random_split(len(self.dataset), self.config.valid, self.config.test, self.config.seed,
                                           self.config.train, names=self.names)
@@ -1553,12 +1560,14 @@ def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_s
     for key, value in overrides.items():
         setattr(config, key, value)
     config.__post_init__(names)
-    missing = [path for path in config.data or [] if not Path(path).exists()]
-    if missing:
-        raise FileNotFoundError(f"{', '.join(missing)}, the data of {run_dir} (its config.json 'data'), does not exist "
-                                "(moved or deleted?): give its new path with --data (its content is checked against "
-                                "the run's SHA-256), or start a new run with --init-from "
-                                f"{run_dir / 'best'} --data NEW_PATH")
+    for setting in DATA_FILE_SETTINGS:
+        missing = [path for path in getattr(config, setting) or [] if not Path(path).exists()]
+        option = "--" + setting.replace("_", "-")
+        if missing:
+            raise FileNotFoundError(f"{', '.join(missing)}, the {setting.replace('_', ' ')} of {run_dir} (its "
+                                    f"config.json {setting!r}), does not exist (moved or deleted?): give its new path "
+                                    f"with {option} (its content is checked against the run's SHA-256), or start a "
+                                    f"new run with --init-from {run_dir / 'best'} {option} NEW_PATH")
     with run_lock(run_dir):
         trainer = Trainer(config, run_dir, resuming=True, allow_changed_data=allow_changed_data, clock=clock,
                           names=names, epochs_changed="epochs" in overrides)

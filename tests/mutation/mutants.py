@@ -1373,12 +1373,12 @@ MUTANTS = (
            "a 5e-324 fs timestep ends in a ZeroDivisionError (an internal error) instead of a message"),
     Mutant("resume_checked_after_the_data", "physnetjax/train/loop.py",
            "        resumed = self._check_resumable(epochs_changed) if resuming else None\n"
-           "        self.dataset = load_dataset(paths, energy_unit=config.energy_unit, force_unit=config.force_unit,\n"
-           "                                    dipole_unit=config.dipole_unit, force_sign=config.force_sign,\n"
-           "                                    keys=parse_key_mapping(config.keys))\n",
-           "        self.dataset = load_dataset(paths, energy_unit=config.energy_unit, force_unit=config.force_unit,\n"
-           "                                    dipole_unit=config.dipole_unit, force_sign=config.force_sign,\n"
-           "                                    keys=parse_key_mapping(config.keys))\n"
+           "        self.dataset, self.part_frames = load_dataset_parts(\n"
+           "            parts, energy_unit=config.energy_unit, force_unit=config.force_unit, dipole_unit=config.dipole_unit,\n"
+           "            force_sign=config.force_sign, keys=parse_key_mapping(config.keys))\n",
+           "        self.dataset, self.part_frames = load_dataset_parts(\n"
+           "            parts, energy_unit=config.energy_unit, force_unit=config.force_unit, dipole_unit=config.dipole_unit,\n"
+           "            force_sign=config.force_sign, keys=parse_key_mapping(config.keys))\n"
            "        resumed = self._check_resumable(epochs_changed) if resuming else None\n",
            ("tests/test_train.py::test_a_refused_resume_is_refused_before_the_data_are_read",),
            "a resume refused for an edited run directory or an option is refused only after the data are read"),
@@ -2950,7 +2950,8 @@ MUTANTS = (
            "        if name in READ_KEYS or name in mapped:", "        if name in READ_KEYS:",
            ("tests/test_data_key_mapping.py",), "a mapped name is also reported as not read"),
     Mutant("key_mapping_not_passed_by_the_trainer", "physnetjax/train/loop.py",
-           "                                    keys=parse_key_mapping(config.keys))", "                                    )",
+           "            force_sign=config.force_sign, keys=parse_key_mapping(config.keys))",
+           "            force_sign=config.force_sign)",
            ("tests/test_data_key_mapping.py",), "train --keys is recorded but the data are read without it"),
     Mutant("key_mapping_not_passed_by_eval", "physnetjax/eval/cli.py", "                           keys=keys)",
            "                           )", ("tests/test_data_key_mapping.py",), "eval --keys is accepted and ignored"),
@@ -2958,6 +2959,23 @@ MUTANTS = (
            "force_sign=args.force_sign, keys=keys)", "force_sign=args.force_sign)",
            ("tests/test_ensemble.py::test_calibrate_reads_files_of_other_key_names_through_keys",),
            "ensemble calibrate --keys is accepted and ignored"),
+    Mutant("held_out_files_ignored_by_the_trainer", "physnetjax/train/loop.py", "            elif len(self.part_frames) > 1:",
+           "            elif False:", ("tests/test_train_split_files.py",), "--test-data frames are read but the split is a random share of all frames"),
+    Mutant("held_out_valid_files_take_the_test_share", "physnetjax/data/split.py",
+           '        n_test = 0 if num_test_files else _count(test, num_data, "test", names)', "        n_test = 0",
+           ("tests/test_train_split_files.py",), "with --valid-data the --test share of the data is dropped: no test split"),
+    Mutant("held_out_test_files_appended_after_data", "physnetjax/data/split.py",
+           "        start = num_data + num_valid_files\n", "        start = num_data\n",
+           ("tests/test_train_split_files.py",), "the test files' frames are taken to start right after the data frames, over the validation files'"),
+    Mutant("held_out_files_leak_unwarned", "physnetjax/data/dataset.py",
+           "if d in seen and seen[d][0] != name]", "if False]",
+           ("tests/test_train_split_files.py",), "a test frame that is also a training frame passes without a word"),
+    Mutant("held_out_share_beside_files_accepted", "physnetjax/train/config.py",
+           "            if getattr(self, files) and getattr(self, share) != defaults[share].default:",
+           "            if False:", ("tests/test_train_split_files.py",), "--valid 0.2 beside --valid-data is silently unused"),
+    Mutant("held_out_files_not_resumed_at_new_paths", "physnetjax/train/config.py",
+           '"data", "valid_data", "test_data")\n"""Settings a', '"data")\n"""Settings a',
+           ("tests/test_train_split_files.py",), "a resume cannot name a moved --test-data file"),
 )
 
 EXPLAINED = {
