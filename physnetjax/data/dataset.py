@@ -439,15 +439,15 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
         for key in weight_keys:
             if key in atoms.info:
                 weight_values[key][k], weight_given[key][k] = _info_weight(path, k, key, atoms.info[key]), True
-        name = {ours: mapping.get(ours, default) for ours, default in RESULT_OF_LABEL.items()}
-        value = {ours: frame_value(atoms, results, name[ours]) if ours in mapping else results.get(name[ours])
-                 for ours in name}
+        read_as = {ours: mapping.get(ours, default) for ours, default in RESULT_OF_LABEL.items()}
+        value = {ours: frame_value(atoms, results, read_as[ours]) if ours in mapping else results.get(read_as[ours])
+                 for ours in read_as}
         if value["E"] is not None:
-            E[k], has["E"][k] = _frame_label(path, k, name["E"], value["E"], ()) * e_fac, True
+            E[k], has["E"][k] = _frame_label(path, k, read_as["E"], value["E"], ()) * e_fac, True
         if value["F"] is not None:
-            F[k, :m], has["F"][k] = _frame_label(path, k, name["F"], value["F"], (m, 3)) * f_fac, True
+            F[k, :m], has["F"][k] = _frame_label(path, k, read_as["F"], value["F"], (m, 3)) * f_fac, True
         if value["D"] is not None:
-            D[k], has["D"][k] = _frame_label(path, k, name["D"], value["D"], (3,)) * d_fac, True
+            D[k], has["D"][k] = _frame_label(path, k, read_as["D"], value["D"], (3,)) * d_fac, True
         if value["S"] is not None:
             S[k], has["S"][k] = _stress_label(path, k, value["S"]), True
         if "Q" in mapping:

@@ -82,10 +82,10 @@ from physnetjax.data import (
 )
 from physnetjax.data.dataset import load_dataset_parts
 from physnetjax.data.fingerprint import changed_files, data_fingerprint, file_sha256
-from physnetjax.data.key_mapping import parse_key_mapping
-from physnetjax.data.split import split_with_held_out_files
 from physnetjax.data.frame_digests import TRAINING_FRAMES_KEY, VALIDATION_FRAMES_KEY, FrameRecord, dataset_digests
+from physnetjax.data.key_mapping import parse_key_mapping
 from physnetjax.data.sanity import check_label_sanity
+from physnetjax.data.split import split_with_held_out_files
 from physnetjax.dipole_surface import DIPOLE_SURFACE_KEY, dipole_surface_fit, judged_r2, unreliable_ir_message
 from physnetjax.distance_domain import TRAINED_DISTANCES_KEY, DistanceDomain
 from physnetjax.ensemble import fit_calibration_scale, gaussian_nll, member_params, spearman_rank_correlation

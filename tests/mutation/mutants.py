@@ -2940,7 +2940,7 @@ MUTANTS = (
     Mutant("key_mapping_replaced_key_not_named", "physnetjax/data/dataset.py", "    if replaced:", "    if False:",
            ("tests/test_data_key_mapping.py",), "an .npz key a mapping replaces is dropped without a word"),
     Mutant("key_mapping_ignored_in_ase_files", "physnetjax/data/dataset.py",
-           "name[ours]) if ours in mapping else results", "name[ours]) if False else results",
+           "read_as[ours]) if ours in mapping else results", "read_as[ours]) if False else results",
            ("tests/test_data_key_mapping.py",), "an ASE file's mapped labels are not read: the calculator's energy is trained on instead"),
     Mutant("key_mapping_charge_ignored_in_ase_files", "physnetjax/data/dataset.py", '        if "Q" in mapping:',
            "        if False:", ("tests/test_data_key_mapping.py",), "an ASE file's mapped total charge is not read"),
