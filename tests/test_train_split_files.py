@@ -3,6 +3,7 @@
 """
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +80,10 @@ def test_the_settings_that_would_do_nothing_or_contradict_the_files_are_refused(
 def test_the_trainer_validates_and_tests_on_the_files_frames(files, tmp_path):
     train_file, valid_file, test_file = files
     (tmp_path / "run").mkdir()
-    trainer = Trainer(TrainConfig(data=[train_file], valid_data=[valid_file], test_data=[test_file],
-                                  out=str(tmp_path / "run"), **TINY), tmp_path / "run", resuming=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PhysNetInputWarning)  # held-out frames of the training chemistry: no warning
+        trainer = Trainer(TrainConfig(data=[train_file], valid_data=[valid_file], test_data=[test_file],
+                                      out=str(tmp_path / "run"), **TINY), tmp_path / "run", resuming=False)
     assert trainer.part_frames == {"training": 40, "validation": 10, "test": 14}
     reference = load_dataset(DATA)
     for name, frames in (("train", np.arange(40)), ("valid", np.arange(40, 50)), ("test", np.arange(50, 64))):
@@ -110,3 +113,25 @@ def test_a_resume_finds_moved_test_files_by_their_content(files, tmp_path):
         resume(run, epochs=2)
     again = resume(run, epochs=2, test_data=[str(moved)])
     assert again["epochs_run"] == 2 and first["frames"]["test"] == again["frames"]["test"] == 14
+
+
+def test_held_out_frames_of_other_elements_or_compositions_than_trained_warn(files, tmp_path):
+    """A test file of other molecules: an ethanol model tested on base pairs reported a test energy MAE of
+    11,700 eV (nitrogen's E0 never fitted) without a word."""
+    train_file, _, _ = files
+    with np.load(DATA) as npz:
+        arrays = {key: npz[key][50:60].copy() for key in npz.files}
+    hydrogen = int(np.nonzero(arrays["Z"][0] == 1)[0][0])
+    oxygen = int(np.nonzero(arrays["Z"][0] == 8)[0][0])
+    arrays["Z"][:5, hydrogen] = 6  # C3H5O: trained elements, a composition outside the training span (C2H6O)
+    arrays["Z"][5:, oxygen] = 7  # C2H6N: an element never trained on
+    np.savez(tmp_path / "other.npz", **arrays)
+    (tmp_path / "run").mkdir()
+    with pytest.warns(PhysNetInputWarning) as caught:
+        Trainer(TrainConfig(data=[train_file], test_data=[str(tmp_path / "other.npz")], out=str(tmp_path / "run"),
+                            **TINY), tmp_path / "run", resuming=False)
+    messages = [str(w.message) for w in caught]
+    assert any(m.startswith("the test split: element(s) N (Z=7) (in 5 of 10 frames, first frame 5) never occurred "
+                            "in this model's training data") for m in messages), messages
+    assert any(m.startswith("the test split: composition(s) C3H5O (5 frames, first 0)") and
+               "its test energy errors include that offset" in m for m in messages), messages

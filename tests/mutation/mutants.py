@@ -2976,6 +2976,12 @@ MUTANTS = (
     Mutant("held_out_files_not_resumed_at_new_paths", "physnetjax/train/config.py",
            '"data", "valid_data", "test_data")\n"""Settings a', '"data")\n"""Settings a',
            ("tests/test_train_split_files.py",), "a resume cannot name a moved --test-data file"),
+    Mutant("held_out_chemistry_unchecked", "physnetjax/train/loop.py", "        self._check_held_out_frames()\n", "",
+           ("tests/test_train_split_files.py",), "a test file of other elements or compositions reports its errors "
+           "without a word"),
+    Mutant("held_out_chemistry_checked_on_validation_only", "physnetjax/train/loop.py",
+           'for name, part in (("valid", "validation"), ("test", "test")):', 'for name, part in (("valid", "validation"),):',
+           ("tests/test_train_split_files.py",), "the test split's elements and compositions are not judged"),
 )
 
 EXPLAINED = {
