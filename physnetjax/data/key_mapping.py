@@ -63,7 +63,7 @@ def mapping_text(mapping: Mapping[str, str]) -> str:
 
 def renamed_npz_keys(arrays: Mapping, mapping: Mapping[str, str]) -> tuple[dict, list[str]]:
     """The arrays of a ``.npz`` file under the PhysNet keys of ``mapping``, and the PhysNet keys the file also holds
-    under their own name that the mapping replaces (not read: the loader names them among the keys not read).
+    under their own name that the mapping replaces (not read, which the loader warns of).
 
     Raises:
       KeyError: a mapped file key is not in ``arrays`` (its message the mapping entry).

@@ -239,14 +239,14 @@ class TrainConfig:
         for field in ("valid", "test", "train"):
             if getattr(self, field) is not None:
                 check_split_size(getattr(self, field), field, names)
-        defaults = TrainConfig.__dataclass_fields__
+        defaults = {setting.name: setting.default for setting in dataclasses.fields(TrainConfig)}
         for files, share in (("valid_data", "valid"), ("test_data", "test")):
             if getattr(self, files) is not None and not getattr(self, files):
                 raise ValueError(f"{name(files)} names no file (give files, or leave it out)")
             if getattr(self, files) and self.split_file:
                 raise ValueError(f"{name('split_file')} indexes the frames of {name('data')} and cannot be combined "
                                  f"with {name(files)}: give the split one way")
-            if getattr(self, files) and getattr(self, share) != defaults[share].default:
+            if getattr(self, files) and getattr(self, share) != defaults[share]:
                 raise ValueError(f"{displayed_setting(share, f'{getattr(self, share):g}', names)} does nothing with "
                                  f"{name(files)}: the {'validation' if share == 'valid' else 'test'} frames are "
                                  "those files'")

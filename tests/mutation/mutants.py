@@ -2971,7 +2971,7 @@ MUTANTS = (
            "if d in seen and seen[d][0] != name]", "if False]",
            ("tests/test_train_split_files.py",), "a test frame that is also a training frame passes without a word"),
     Mutant("held_out_share_beside_files_accepted", "physnetjax/train/config.py",
-           "            if getattr(self, files) and getattr(self, share) != defaults[share].default:",
+           "            if getattr(self, files) and getattr(self, share) != defaults[share]:",
            "            if False:", ("tests/test_train_split_files.py",), "--valid 0.2 beside --valid-data is silently unused"),
     Mutant("held_out_files_not_resumed_at_new_paths", "physnetjax/train/config.py",
            '"data", "valid_data", "test_data")\n"""Settings a', '"data")\n"""Settings a',
