@@ -196,3 +196,39 @@ def test_the_shipped_ethanol_models_say_methanol_energies_carry_an_offset(molecu
     with warnings.catch_warnings():
         warnings.simplefilter("error", PhysNetInputWarning)
         ethanol.get_potential_energy()
+
+
+def test_the_trainers_prior_option_splits_e0_and_warns_where_the_data_fix_it(tmp_path):
+    """``element_energy_prior`` (``--element-energy-prior``) reached only the library function before: one molecule's
+    E0 followed the GFN2-xTB atoms whatever the data's method. For one composition E0 = λ p (module docstring of
+    physnetjax.data.reference); where the compositions fix E0 the prior is unused, which warns."""
+    from pathlib import Path
+
+    from physnetjax.train import TrainConfig, Trainer
+
+    tiny = dict(features=8, max_degree=0, num_iterations=1, n_res=1, num_basis_functions=4, cutoff=4.0,
+                valid=2, test=0, progress=False, plots=False)
+    ethanol = str(Path(__file__).parent / "data" / "train_ethanol64.npz")
+    (tmp_path / "a").mkdir()
+    trainer = Trainer(TrainConfig(data=[ethanol], element_energy_prior=["H=-10", "6=-40", "O=-100"],
+                                  out=str(tmp_path / "a"), **tiny), tmp_path / "a", resuming=False)
+    ratios = trainer.element_energies[[1, 6, 8]] / np.array([-10.0, -40.0, -100.0])
+    np.testing.assert_allclose(ratios, ratios[0], rtol=1e-12)
+    assert trainer.element_energies_fit["prior"] == "user"
+
+    depth, width, r0 = 4.7, 1.9, 0.74  # H2 on a Morse curve: one element, so E0[H] is fixed by the data
+    r = np.linspace(0.6, 1.0, 12)
+    energy = depth * (1 - np.exp(-width * (r - r0))) ** 2 - 31.5
+    slope = 2 * depth * width * np.exp(-width * (r - r0)) * (1 - np.exp(-width * (r - r0)))  # dE/dr
+    positions = np.zeros((12, 2, 3))
+    positions[:, 1, 0] = r
+    forces = np.zeros((12, 2, 3))
+    forces[:, 0, 0], forces[:, 1, 0] = slope, -slope
+    np.savez(tmp_path / "h2.npz", R=positions, Z=np.ones((12, 2), int), E=energy, F=forces)
+    (tmp_path / "b").mkdir()
+    with pytest.warns(PhysNetInputWarning, match=r"^element_energy_prior is not used: the training compositions "
+                                                 r"determine every element energy E0 \(a least-squares fit\)$"):
+        Trainer(TrainConfig(data=[str(tmp_path / "h2.npz")], element_energy_prior=["H=-13.6"],
+                            out=str(tmp_path / "b"), **tiny), tmp_path / "b", resuming=False)
+    with pytest.raises(ValueError, match=r"--element-energy-prior: element energy 'Xx=1': 'Xx' is no element"):
+        TrainConfig(element_energy_prior=["Xx=1"], names={"element_energy_prior": "--element-energy-prior"})

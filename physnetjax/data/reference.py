@@ -27,12 +27,49 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
+from typing import Optional, Sequence
 
 import numpy as np
 
 from physnetjax.data.atom_energies import GFN2_XTB_ATOM_ENERGIES
+from physnetjax.units import energy_factor
+from physnetjax.validation import SYMBOLS
 
 logger = logging.getLogger(__name__)
+
+
+def parse_element_energy_prior(entries: Optional[Sequence[str]], energy_unit: str = "eV") -> Optional[dict]:
+    """``["H=-13.6", "O=-2040.5"]`` (element symbol or atomic number = energy in ``energy_unit``) → ``{Z: eV}``, the
+    ``prior`` of :func:`fit_reference_energies`; None for None or no entries.
+
+    Raises:
+      ValueError: an entry that is not ``ELEMENT=ENERGY``, an unknown element, an energy that is no finite number,
+        an element given twice, or an unknown ``energy_unit``.
+    """
+    if not entries:
+        return None
+    factor = energy_factor(energy_unit)
+    prior: dict[int, float] = {}
+    for entry in entries:
+        name, sep, value = str(entry).partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not value:
+            raise ValueError(f"element energy {entry!r}: give ELEMENT=ENERGY, e.g. H=-13.6 (in the energy unit)")
+        z = int(name) if name.isdigit() else SYMBOLS.index(name) if name in SYMBOLS[1:] else None
+        if z is None or not 0 < z < len(SYMBOLS):
+            raise ValueError(f"element energy {entry!r}: {name!r} is no element (a symbol such as H or Cl, or an "
+                             "atomic number)")
+        try:
+            energy = float(value)
+        except ValueError:
+            energy = math.nan
+        if not math.isfinite(energy):
+            raise ValueError(f"element energy {entry!r}: {value!r} is no finite number")
+        if z in prior:
+            raise ValueError(f"element energy {entry!r}: {SYMBOLS[z]} is given twice")
+        prior[z] = energy * factor
+    return prior
 
 
 def element_counts(Z: np.ndarray, max_atomic_number: int) -> np.ndarray:

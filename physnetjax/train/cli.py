@@ -52,6 +52,10 @@ HELP = {
     "valid_data": "files whose frames are the validation split (default: a --valid share of --data)",
     "test_data": "files whose frames are the test split, e.g. a benchmark's test set (default: a --test share of "
                  "--data)",
+    "element_energy_prior": "isolated-atom energies of the data's method as ELEMENT=ENERGY in --energy-unit (e.g. "
+                            "H=-13.6 O=-2041.3): how E0 is split among the elements where the training compositions "
+                            "leave it open, as for one molecule's data (default: GFN2-xTB free atoms, scaled to the "
+                            "data)",
     "features": "feature channels per atom (width of the network)",
     "max_degree": "largest angular momentum l of the equivariant features (0: invariant only)",
     "num_iterations": "message-passing iterations (interaction blocks)",
@@ -112,6 +116,9 @@ HELP = {
     "progress": "rich progress bar", "plots": "learning-curve and parity PNGs (matplotlib)",
     "log_every": "print the summary line every N epochs (best epochs always)",
 }
+LIST_METAVARS = {"data": "FILE", "valid_data": "FILE", "test_data": "FILE", "keys": "KEY=NAME",
+                 "element_energy_prior": "ELEMENT=ENERGY"}
+""":class:`TrainConfig` settings that are lists → the metavar of their option's values."""
 CHOICES = {"dispersion": DISPERSION_METHODS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES, "best_metric": BEST_METRICS}
 OPTION_OF = {field.name: "--" + field.name.replace("_", "-") for field in dataclasses.fields(TrainConfig)}
 """:class:`TrainConfig` field → the option that sets it: the names in the messages of its checks."""
@@ -137,9 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = HELP[field.name]
         if "default" not in help_text:
             help_text += f" (default: {default})"
-        if field.name in ("data", "valid_data", "test_data", "keys"):
-            parser.add_argument(flag, nargs="+", metavar="KEY=NAME" if field.name == "keys" else "FILE",
-                                help=help_text)
+        if field.name in LIST_METAVARS:
+            parser.add_argument(flag, nargs="+", metavar=LIST_METAVARS[field.name], help=help_text)
         elif isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
         else:

@@ -14,6 +14,7 @@ from typing import Mapping, Optional
 
 from physnetjax.data.dataset import bundled_dataset_path
 from physnetjax.data.key_mapping import parse_key_mapping
+from physnetjax.data.reference import parse_element_energy_prior
 from physnetjax.data.split import check_split_size
 from physnetjax.errors import displayed_setting, namer
 from physnetjax.jsonlines import replace_text
@@ -120,7 +121,10 @@ class TrainConfig:
     (−1 when the files store +dE/dR; the forces are negated on reading), ``keys`` (``["E=energies", ...]``: where
     the files hold the PhysNet keys under other names, :mod:`physnetjax.data.key_mapping`), the split
     (``valid``/``test``/``train`` fractions < 1 or counts ≥ 1, or a ``split_file``), or files whose frames are the
-    validation or test split (``valid_data``, ``test_data``: the other parts come from ``data``).
+    validation or test split (``valid_data``, ``test_data``: the other parts come from ``data``);
+    ``element_energy_prior`` (``["H=-13.6", ...]`` in ``energy_unit``): the data method's isolated-atom energies,
+    which split E0 among the elements where the training compositions leave it open
+    (:func:`physnetjax.data.reference.fit_reference_energies`; default the GFN2-xTB free atoms).
     Model: PhysNet hyper-parameters; ``max_atomic_number`` None → largest Z in the data;
     ``zbl_cutoff`` (Å) where the ZBL repulsion is switched off when ``zbl`` is on.
     Loss: weights of energy (per molecule, or per atom with ``per_atom_energy``),
@@ -152,6 +156,7 @@ class TrainConfig:
     split_file: Optional[str] = None
     valid_data: Optional[list] = None
     test_data: Optional[list] = None
+    element_energy_prior: Optional[list] = None
 
     features: int = 32
     max_degree: int = 1
@@ -270,6 +275,10 @@ class TrainConfig:
             parse_key_mapping(self.keys)
         except ValueError as error:
             raise ValueError(f"{name('keys')}: {error}") from None
+        try:
+            parse_element_energy_prior(self.element_energy_prior, self.energy_unit)
+        except ValueError as error:
+            raise ValueError(f"{name('element_energy_prior')}: {error}") from None
         if self.max_time is not None and not (math.isfinite(self.max_time) and self.max_time > 0):
             raise ValueError(f"{name('max_time')} must be > 0 seconds and finite, received {self.max_time}")
         if not 0.0 <= self.final_stage < 1.0:

@@ -84,6 +84,7 @@ from physnetjax.data.dataset import load_dataset_parts
 from physnetjax.data.fingerprint import changed_files, data_fingerprint, file_sha256
 from physnetjax.data.frame_digests import TRAINING_FRAMES_KEY, VALIDATION_FRAMES_KEY, FrameRecord, dataset_digests
 from physnetjax.data.key_mapping import parse_key_mapping
+from physnetjax.data.reference import parse_element_energy_prior
 from physnetjax.data.sanity import check_label_sanity
 from physnetjax.data.split import split_with_held_out_files
 from physnetjax.dipole_surface import DIPOLE_SURFACE_KEY, dipole_surface_fit, judged_r2, unreliable_ir_message
@@ -268,9 +269,14 @@ class Trainer:
         self.element_energies_fit = None
         fitted = self.dataset.has_E[train_idx] & (self.dataset.term_weights[train_idx, 1] > 0)  # not weight-0 frames
         if fitted.any():
+            prior = parse_element_energy_prior(config.element_energy_prior, config.energy_unit)
             fit = fit_reference_energies(self.dataset.Z[train_idx], self.dataset.E[train_idx],
-                                         self.model.max_atomic_number, mask=fitted)
+                                         self.model.max_atomic_number, mask=fitted, prior=prior)
             self.element_energies, self.element_energies_fit = fit.energies, fit.to_dict()
+            if prior is not None and fit.method == "least-squares":
+                warn_caller(f"{displayed('element_energy_prior', self.names)} is not used: the training "
+                            "compositions determine every element energy E0 (a least-squares fit)",
+                            PhysNetInputWarning)
         self.energies = shifted_energies(self.dataset.Z, self.dataset.E, self.element_energies)
         z_train = self.dataset.Z[train_idx]
         self.trained_elements = sorted(int(z) for z in np.unique(z_train[z_train > 0]))

@@ -2982,6 +2982,12 @@ MUTANTS = (
     Mutant("held_out_chemistry_checked_on_validation_only", "physnetjax/train/loop.py",
            'for name, part in (("valid", "validation"), ("test", "test")):', 'for name, part in (("valid", "validation"),):',
            ("tests/test_train_split_files.py",), "the test split's elements and compositions are not judged"),
+    Mutant("element_energy_prior_not_passed", "physnetjax/train/loop.py",
+           "self.model.max_atomic_number, mask=fitted, prior=prior)", "self.model.max_atomic_number, mask=fitted)",
+           ("tests/test_element_energies.py::test_the_trainers_prior_option_splits_e0_and_warns_where_the_data_fix_it",), "--element-energy-prior is accepted and the GFN2-xTB atoms split E0 instead"),
+    Mutant("element_energy_prior_unused_silently", "physnetjax/train/loop.py",
+           '            if prior is not None and fit.method == "least-squares":', "            if False:",
+           ("tests/test_element_energies.py::test_the_trainers_prior_option_splits_e0_and_warns_where_the_data_fix_it",), "a prior the data make unused passes without a word"),
 )
 
 EXPLAINED = {
