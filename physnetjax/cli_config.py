@@ -56,7 +56,7 @@ import sys
 import textwrap
 import tomllib
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from physnetjax.cli_errors import name_input
 from physnetjax.cli_help import ArgumentParser
@@ -427,18 +427,44 @@ def check_config_replaceable(parser: argparse.ArgumentParser, path, what: str = 
     path = Path(path)
     if not path.is_file():
         return
-    try:
-        with path.open("rb") as stream:
-            first = stream.readline(500).decode("utf-8").rstrip("\r\n")
-    except (OSError, UnicodeDecodeError):
-        first = ""
-    writer = re.fullmatch(re.escape(f"# {_RESOLVED_TITLE}").replace(r"\{command\}", "(.+)"), first)
-    if writer is not None and writer.group(1) == parser.prog:
+    writer = config_writer(path)
+    if writer == parser.prog:
         return
-    held = (f"the options of a run of {writer.group(1)}" if writer is not None
-            else "a file no physnetjax run wrote")
+    held = f"the options of a run of {writer}" if writer is not None else "a file no physnetjax run wrote"
     raise OutputPathError(f"{what}: {path} holds {held}; this run of {parser.prog} would replace it with its own "
                           f"options: choose another {what}")
+
+
+def config_writer(path) -> Optional[str]:
+    """The command (``python -m physnetjax.eval``, ...) whose resolved config the file ``path`` is, read from its first
+    line; None for a file no run wrote, or none at all."""
+    try:
+        with Path(path).open("rb") as stream:
+            first = stream.readline(500).decode("utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+    writer = re.fullmatch(re.escape(f"# {_RESOLVED_TITLE}").replace(r"\{command\}", "(.+)"), first)
+    return None if writer is None else writer.group(1)
+
+
+def check_outputs_replaceable(parser: argparse.ArgumentParser, directory, names: Sequence[str],
+                              what: str = "--out") -> None:
+    """Refuse, before any work, an output ``directory`` that holds files of the ``names`` the command writes there
+    but no earlier run of the command (whose resolved ``config.toml``, written before its outputs, would be there).
+
+    ``spectra ir --out .`` in a folder holding the user's own (experimental) ``spectrum.csv`` removed it and wrote
+    the MD spectrum in its place; a rerun into the same ``--out`` replaces its outputs as before. Call it after
+    :func:`check_config_replaceable` (which refuses the config of another command).
+
+    Raises:
+      OutputPathError: naming the files.
+    """
+    directory = Path(directory)
+    held = [name for name in names if os.path.lexists(directory / name)]
+    if held and config_writer(directory / CONFIG_NAME) != parser.prog:
+        raise OutputPathError(f"{what} {directory} holds {', '.join(held)} but no earlier run of {parser.prog} (no "
+                              f"{CONFIG_NAME} of it): this run would replace them; choose another {what}, or move "
+                              "them out of it")
 
 
 def write_resolved_config(parser: argparse.ArgumentParser, values, path) -> Path:

@@ -762,6 +762,24 @@ def test_an_output_directory_that_is_a_training_run_is_refused_before_any_work(s
                    "--no-plots") == 0
 
 
+def test_an_output_directory_holding_files_of_evals_names_but_no_eval_run_is_refused(setup, tmp_path, capsys):
+    """A folder of the user's holding a summary.json: eval replaced it. A rerun into eval's own --out (its
+    config.toml beside its results) still replaces them."""
+    root, _, _ = setup
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "summary.json").write_text('{"my": "results"}')
+    assert run_cli("--checkpoint", root / "model", "--data", root / "ethanol.npz", "--out", mine) == 3
+    assert capsys.readouterr().err == (
+        f"python -m physnetjax.eval: error: --out {mine} holds summary.json but no earlier run of python -m "
+        "physnetjax.eval (no config.toml of it): this run would replace them; choose another --out, or move them "
+        "out of it\n")
+    assert sorted(p.name for p in mine.iterdir()) == ["summary.json"]
+    for _ in range(2):
+        assert run_cli("--checkpoint", root / "model", "--data", root / "ethanol.npz", "--out", tmp_path / "ev",
+                       "--no-plots") == 0
+
+
 def test_elements_beyond_the_models_range_are_refused_before_any_warning(tmp_path, capsys):
     """Copper for the shipped ethanol model warned that Cu was never in the training data ("its energies and forces
     there are an untrained guess"), then refused to evaluate it: the warning promised numbers that never came."""

@@ -841,9 +841,19 @@ def test_cli_warns_in_one_line_at_a_non_minimum(cli_inputs, capsys, tmp_path):
 
 def test_cli_removes_the_results_of_an_earlier_run_into_the_same_out(cli_inputs, capsys, tmp_path):
     """A plot this run does not draw, or results of another geometry beside this run's settings after it failed,
-    passed for this run's (the probe found an old harmonic.png beside a new harmonic.json)."""
+    passed for this run's (the probe found an old harmonic.png beside a new harmonic.json). Files of those names
+    without an earlier run's config.toml are the user's: refused, kept (a user's spectrum.csv was deleted by
+    spectra ir --out .)."""
     (tmp_path / "harmonic.png").write_bytes(b"an earlier plot")
     (tmp_path / "harmonic.json").write_text("{}")
+    status, _, stderr = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry",
+                                cli_inputs / "ethanol.extxyz", "--out", tmp_path, "--no-optimize", "--no-plot")
+    assert status == 3 and stderr.endswith(f"--out {tmp_path} holds harmonic.json, harmonic.png but no earlier run of "
+                                           "python -m physnetjax.spectra harmonic (no config.toml of it): this run "
+                                           "would replace them; choose another --out, or move them out of it\n")
+    assert (tmp_path / "harmonic.png").read_bytes() == b"an earlier plot"  # a user's files: kept
+    (tmp_path / "config.toml").write_text("# Options used by this run of python -m physnetjax.spectra harmonic "
+                                          "(TOML).\n")  # an earlier run's, beside its results
     status, stdout, stderr = run_cli(capsys, "--checkpoint", cli_inputs / "model", "--geometry",
                                      cli_inputs / "ethanol.extxyz", "--out", tmp_path, "--no-optimize", "--no-plot")
     assert status == 0, stderr
@@ -853,6 +863,19 @@ def test_cli_removes_the_results_of_an_earlier_run_into_the_same_out(cli_inputs,
                                      cli_inputs / "ethanol.extxyz", "--out", tmp_path, "--max-steps", "1")
     assert status == 4 and not (tmp_path / "harmonic.json").exists()  # the failed run leaves no stale results
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "unconverged.xyz"]
+
+
+def test_cli_ir_keeps_a_users_spectrum_csv_in_out(cli_inputs, capsys, tmp_path):
+    """spectra ir --out . in a folder holding an experimental spectrum.csv removed it before its MD."""
+    (tmp_path / "spectrum.csv").write_text("wavenumber,absorbance\n")
+    status = spectra_main(["ir", "--checkpoint", str(cli_inputs / "model"), "--geometry",
+                           str(cli_inputs / "ethanol.extxyz"), "--out", str(tmp_path), "--temperature", "300",
+                           "--time-ps", "1"])
+    assert status == 3 and capsys.readouterr().err.endswith(
+        f"--out {tmp_path} holds spectrum.csv but no earlier run of python -m physnetjax.spectra ir (no config.toml "
+        "of it): this run would replace them; choose another --out, or move them out of it\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spectrum.csv"]
+    assert (tmp_path / "spectrum.csv").read_text() == "wavenumber,absorbance\n"
 
 
 def test_cli_refuses_options_a_choice_leaves_unused(cli_inputs, capsys, tmp_path):

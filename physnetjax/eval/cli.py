@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, parse_args,
-                                   write_resolved_config)
+from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config_replaceable, check_outputs_replaceable,
+                                   parse_args, write_resolved_config)
 from physnetjax.cli_errors import cli_main, configure_logging
 from physnetjax.cli_help import WEIGHTS_HELP, ArgumentParser, HelpFormatter
 from physnetjax.data.frame_digests import (TRAINING_FRAMES_KEY, VALIDATION_FRAMES_KEY, RecordedShare, dataset_digests,
@@ -113,6 +113,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     check_output_paths(args.out, args.write_predictions)
     if args.out is not None:
         check_config_replaceable(parser, Path(args.out) / CONFIG_NAME)
+        from physnetjax.eval.outputs import OUTPUT_NAMES
+
+        check_outputs_replaceable(parser, Path(args.out), OUTPUT_NAMES)
     check_distinct_files([("--write-predictions", args.write_predictions)],
                          [("--data", path) for path in args.data] + [("--checkpoint", args.checkpoint)])
     if args.float64:

@@ -93,6 +93,13 @@ def write_summary(result: EvalResult, path, *, checkpoint: str, data: list, unit
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
 
 
+PARITY_QUANTITIES = ("energy", "forces", "dipole", "charge", "stress")
+"""The quantities :func:`write_parity_plots` may draw, each to ``parity_{quantity}.png``."""
+
+OUTPUT_NAMES = ("frames.csv", "summary.json", *(f"parity_{name}.png" for name in PARITY_QUANTITIES))
+"""The files ``eval --out DIR`` writes in DIR besides its ``config.toml``."""
+
+
 def write_parity_plots(dataset: Dataset, predictions: Predictions, directory) -> list[Path]:
     """Parity PNGs of every compared quantity into ``directory``; returns the files written."""
     directory = Path(directory)

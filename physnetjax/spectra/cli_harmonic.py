@@ -114,8 +114,8 @@ def _analyse(args):
     """Check inputs, load, optimise and analyse; returns (result, atoms, model); raises with a one-line message on
     bad input."""
     from physnetjax.checkpoint import load_checkpoint
-    from physnetjax.cli_config import (CONFIG_NAME, check_config_replaceable, refuse_unused_options,
-                                       write_resolved_config)
+    from physnetjax.cli_config import (CONFIG_NAME, check_config_replaceable, check_outputs_replaceable,
+                                       refuse_unused_options, write_resolved_config)
     from physnetjax.dipole_surface import warn_unreliable_ir
     from physnetjax.spectra.harmonic import NonMinimumWarning, ZeroModeWarning, harmonic
     from physnetjax.spectra.molecule import require_molecule
@@ -139,6 +139,7 @@ def _analyse(args):
     model, params, metadata = load_checkpoint(args.checkpoint, with_metadata=True)  # a folder that is no checkpoint
     check_output_directory(args.out, what="--out", files=(JSON_NAME, PNG_NAME, CONFIG_NAME, UNCONVERGED_NAME))
     check_config_replaceable(args.parser, Path(args.out) / CONFIG_NAME)
+    check_outputs_replaceable(args.parser, Path(args.out), (JSON_NAME, PNG_NAME))
     remove_earlier_results(Path(args.out), (JSON_NAME, PNG_NAME))
     write_resolved_config(args.parser, args, Path(args.out) / CONFIG_NAME)
     say_ensemble(model)

@@ -110,7 +110,8 @@ def _check_inputs(args):
     """Everything that can be checked before any computation or output; returns (atoms, out path, the checkpoint's
     (model, params, metadata))."""
     from physnetjax.checkpoint import load_checkpoint
-    from physnetjax.cli_config import CONFIG_NAME, check_config_replaceable, refuse_unused_options
+    from physnetjax.cli_config import (CONFIG_NAME, check_config_replaceable, check_outputs_replaceable,
+                                       refuse_unused_options)
     from physnetjax.spectra.cli_harmonic import OPTION_USES, read_geometry
     from physnetjax.spectra.md_spectrum import check_molecule_size, check_recorded_size, plan_run
     from physnetjax.spectra.optimize import check_optimizer_settings
@@ -141,6 +142,7 @@ def _check_inputs(args):
     out = check_output_directory(args.out, what="--out", files=(CSV_NAME, JSON_NAME, PNG_NAME, CONFIG_NAME,
                                                                 UNCONVERGED_NAME))
     check_config_replaceable(args.parser, out / CONFIG_NAME)
+    check_outputs_replaceable(args.parser, out, (CSV_NAME, JSON_NAME, PNG_NAME))
     return atoms, out, loaded
 
 

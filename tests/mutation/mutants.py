@@ -867,7 +867,7 @@ MUTANTS = (
            "a --test file in kcal/mol is accepted and every round's test error compares eV models with it"),
     # -- the CLI probe's findings of 2026-12-04, evening -----------------------------------------
     Mutant("config_toml_of_any_command_replaced", "physnetjax/cli_config.py",
-           "    if writer is not None and writer.group(1) == parser.prog:\n", "    if writer is not None:\n",
+           "    if writer == parser.prog:\n", "    if writer is not None:\n",
            ("tests/test_cli_config.py::test_a_resolved_config_is_replaced_only_by_a_run_of_the_command_that_wrote_it",
             "tests/test_cli_config.py::test_no_cli_replaces_the_config_of_another_tools_run"),
            "eval --out RUN replaces a training run's config.toml with eval's options"),
@@ -2988,6 +2988,16 @@ MUTANTS = (
     Mutant("element_energy_prior_unused_silently", "physnetjax/train/loop.py",
            '            if prior is not None and fit.method == "least-squares":', "            if False:",
            ("tests/test_element_energies.py::test_the_trainers_prior_option_splits_e0_and_warns_where_the_data_fix_it",), "a prior the data make unused passes without a word"),
+    Mutant("outputs_of_no_earlier_run_replaced", "physnetjax/cli_config.py",
+           "    if held and config_writer(directory / CONFIG_NAME) != parser.prog:", "    if False:",
+           ("tests/test_eval.py::test_an_output_directory_holding_files_of_evals_names_but_no_eval_run_is_refused",
+            "tests/test_spectra_harmonic.py::test_cli_ir_keeps_a_users_spectrum_csv_in_out"),
+           "eval/spectra --out replace (spectra ir removes first) a user's files of their output names"),
+    Mutant("outputs_of_an_earlier_run_refused", "physnetjax/cli_config.py",
+           "    if held and config_writer(directory / CONFIG_NAME) != parser.prog:", "    if held:",
+           ("tests/test_eval.py::test_an_output_directory_holding_files_of_evals_names_but_no_eval_run_is_refused",
+            "tests/test_spectra_harmonic.py::test_cli_removes_the_results_of_an_earlier_run_into_the_same_out"),
+           "a rerun into the command's own --out is refused"),
 )
 
 EXPLAINED = {
