@@ -245,6 +245,25 @@ def test_a_data_file_that_is_the_runs_own_copy_is_refused(stub_data, tmp_path, w
     assert (out / name).read_bytes() == before
 
 
+@pytest.mark.parametrize("held", ["test.npz", "round-001"])
+def test_a_new_run_refuses_a_folder_holding_files_of_its_names(stub_data, tmp_path, held):
+    """A folder of the user's with a test.npz (not given as --test) was written over by the run's copy of its test
+    frames, and a round-001/ of theirs removed as an interrupted round."""
+    from physnetjax.errors import OutputPathError
+
+    directory, label = stub_data
+    out = tmp_path / "project"
+    out.mkdir()
+    if held.startswith("round"):
+        (out / held).mkdir()
+    else:
+        (out / held).write_text("mine")
+    with pytest.raises(OutputPathError, match=re.escape(f"--out {out} holds {held} but no learning run (no "
+                                                        "state.json): a new run writes files of those names there")):
+        run_learning(tiny_config(directory, out), label)
+    assert sorted(p.name for p in out.iterdir()) == [held]
+
+
 def test_test_frames_that_are_starting_frames_are_refused_before_any_labelling(stub_data, tmp_path, capsys,
                                                                                  monkeypatch):
     """A --test file holding starting frames (here two of them, beside the test frames) was accepted: every round

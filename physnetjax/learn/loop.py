@@ -30,6 +30,7 @@ interrupted one and removing it.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -43,7 +44,7 @@ from physnetjax.data.split import load_split, save_split
 from physnetjax.data.frame_digests import FrameRecord, dataset_digests
 from physnetjax.data.generate import XTB_MAX_ATOMIC_NUMBER, check_xtb_elements, unpaired_electrons
 from physnetjax.data.remedies import CONVERTED_FILE, remedies_in_effect
-from physnetjax.errors import PhysNetInputError, PhysNetInputWarning, displayed, warn_caller
+from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning, displayed, warn_caller
 from physnetjax.learn.config import RESUME_CHANGES, LearnConfig
 from physnetjax.learn.evaluate import test_errors
 from physnetjax.learn.explore import explore
@@ -99,7 +100,8 @@ def run_learning(config: LearnConfig, labeller: Labeller | None = None, *,
         training frame (checked before the run directory is written).
       OutputPathError: ``config.out`` is a file or not writable, a new one lies below a file or in a directory that
         is not writable (checked before the start frames are read), or the data or test file is the run's ``initial.npz`` or
-        ``test.npz`` (writing them replaced the user's file).
+        ``test.npz`` (writing them replaced the user's file), or a new run's ``config.out`` holds files of the names the
+        run writes (:data:`RUN_OUTPUTS`, ``round-NNN``) but no run's state.
       RunLockedError: another process runs the loop in ``config.out`` (an OutputPathError).
     """
     run_dir = Path(config.out)
@@ -130,6 +132,7 @@ def _learn_in(run_dir: Path, config: LearnConfig, labeller: Labeller | None,
         _discard_unfinished_start(run_dir)
         state = None
     if state is None:
+        _refuse_foreign_outputs(run_dir)
         start = _start_data(config)
         # round 0's split of the trainer, here before anything is written: later rounds only add frames
         random_split(len(start["initial.npz"]), config.valid, 0, names=names)
@@ -191,6 +194,26 @@ def _changed_settings(config: LearnConfig, recorded: dict, names: Optional[Mappi
 
     return [f"{displayed(key, names)} was {text(recorded.get(key, defaults[key]))}, now {text(mine[key])}"
             for key in config.changed_from(recorded)]
+
+
+RUN_OUTPUTS = ("initial.npz", "test.npz", "report.json", "learning_curve.png")
+"""Files a learning run writes in its directory besides its state, ``config.toml`` and ``round-NNN/``."""
+
+
+def _refuse_foreign_outputs(run_dir: Path) -> None:
+    """Refuse to start a learning run in ``run_dir`` (holding no run's state) where it would replace files it did not
+    write: a folder of the user's with a ``test.npz`` or a ``round-001/`` of theirs (a round directory that is not the
+    state's is removed and redone).
+
+    Raises:
+      OutputPathError: naming the files.
+    """
+    held = [name for name in RUN_OUTPUTS if os.path.lexists(run_dir / name)]
+    held += sorted(path.name for path in run_dir.glob("round-[0-9][0-9][0-9]"))
+    if held:
+        raise OutputPathError(f"--out {run_dir} holds {', '.join(held)} but no learning run (no {STATE_NAME}): a new "
+                              "run writes files of those names there and would replace them; choose another --out, "
+                              "or move them out of it")
 
 
 def _discard_unfinished_start(run_dir: Path) -> None:

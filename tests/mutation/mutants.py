@@ -2998,6 +2998,9 @@ MUTANTS = (
            ("tests/test_eval.py::test_an_output_directory_holding_files_of_evals_names_but_no_eval_run_is_refused",
             "tests/test_spectra_harmonic.py::test_cli_removes_the_results_of_an_earlier_run_into_the_same_out"),
            "a rerun into the command's own --out is refused"),
+    Mutant("learn_foreign_outputs_replaced", "physnetjax/learn/loop.py", "        _refuse_foreign_outputs(run_dir)\n", "",
+           ("tests/test_learn_inputs.py::test_a_new_run_refuses_a_folder_holding_files_of_its_names",),
+           "a new learning run replaces a user's test.npz or removes their round-001/ in --out"),
 )
 
 EXPLAINED = {
