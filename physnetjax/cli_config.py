@@ -37,7 +37,9 @@ Rules, the same for ``train``, ``md``, ``check``, ``eval`` and each ``spectra`` 
 default are commented out. :func:`write_resolved_config` writes the same layout with the
 values a run used into its output directory, so ``--config`` on that file repeats the run;
 a run whose file would replace one another command (or a person) wrote there is refused
-before any work (:func:`check_config_replaceable`).
+before any work (:func:`check_config_replaceable`), and so is an output directory holding
+files of the command's output names without that file of an earlier run of the command
+(:func:`check_outputs_replaceable`).
 
 TOML has no null: an unset option (``None``) is written as a commented-out line and is
 left out of a file to keep it unset.
