@@ -252,11 +252,11 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     except NpzReadError as err:
         raise DataError(f"{path}: cannot read as .npz: {err}") from err
     mapping = dict(keys or {})
-    try:
-        raw, replaced = renamed_npz_keys(raw, mapping)
-    except KeyError as missing:
-        raise DataError(f"{path}: key mapping {missing.args[0]}: the file has no key "
-                        f"{missing.args[0].split('=', 1)[1]!r} (keys present: {sorted(raw)})") from None
+    missing = [(ours, theirs) for ours, theirs in mapping.items() if theirs not in raw]
+    if missing:
+        raise DataError(f"{path}: key mapping {' '.join(f'{ours}={theirs}' for ours, theirs in missing)}: the file "
+                        f"has no key {', '.join(repr(theirs) for _, theirs in missing)} (keys present: {sorted(raw)})")
+    raw, replaced = renamed_npz_keys(raw, mapping)
     if replaced:
         warn_caller(f"{path}: its own key(s) {', '.join(replaced)} are not read: the key mapping "
                     f"{mapping_text(mapping)} reads other keys in their place", PhysNetInputWarning)

@@ -63,14 +63,8 @@ def mapping_text(mapping: Mapping[str, str]) -> str:
 
 def renamed_npz_keys(arrays: Mapping, mapping: Mapping[str, str]) -> tuple[dict, list[str]]:
     """The arrays of a ``.npz`` file under the PhysNet keys of ``mapping``, and the PhysNet keys the file also holds
-    under their own name that the mapping replaces (not read, which the loader warns of).
-
-    Raises:
-      KeyError: a mapped file key is not in ``arrays`` (its message the mapping entry).
-    """
-    for ours, theirs in mapping.items():
-        if theirs not in arrays:
-            raise KeyError(f"{ours}={theirs}")
+    under their own name that the mapping replaces (not read, which the loader warns of). Every mapped file key
+    must be in ``arrays`` (the loader checks it first, naming what is missing)."""
     replaced = [ours for ours, theirs in mapping.items() if ours in arrays and ours != theirs]
     renamed = {name: value for name, value in arrays.items() if name not in mapping and name not in mapping.values()}
     renamed.update({ours: arrays[theirs] for ours, theirs in mapping.items()})
