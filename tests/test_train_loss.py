@@ -111,9 +111,9 @@ def test_train_step_updates_the_ema_with_its_warm_up():
     for t, (batch, labels) in enumerate(batches):
         ema_before = [np.asarray(x) for x in leaves(state.ema_params)]
         state, _, _ = train_step(state, batch, labels, jnp.float64(1.0))
-        # 0.1, 0.18, 0.25, 0.31: the warm-up, below ema_decay 0.5 (d_t and 1 − d_t are float32, from the step count)
-        decay = min(np.float32(0.5), (np.float32(1) + np.float32(t)) / (np.float32(10) + np.float32(t)))
-        keep, take = float(decay), float(np.float32(1) - decay)
+        # 0.1, 0.18, 0.25, 0.31: the warm-up, below ema_decay 0.5 (d_t and 1 − d_t in the parameters' float64)
+        keep = min(0.5, (1.0 + t) / (10.0 + t))
+        take = 1.0 - keep
         for before, after, params in zip(ema_before, leaves(state.ema_params), leaves(state.params)):
             np.testing.assert_allclose(after, keep * before + take * np.asarray(params), rtol=1e-12, atol=1e-15)
     assert int(state.step) == 4

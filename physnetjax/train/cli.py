@@ -113,6 +113,8 @@ HELP = {
                              "always at the end (0: every epoch)",
     "ensemble": "train K members at once (one compiled step); member k uses seed SEED+k for weights and shuffles",
     "bootstrap": "with --ensemble: each member trains on its own resample (with replacement) of the training frames",
+    "float64": "train in float64: parameters, batches, gradients, optimizer state and EMA (1.6x the time per epoch "
+               "of float32 on 2 CPU cores; the checkpoint holds float64 weights, which float32 tools round)",
     "progress": "rich progress bar", "plots": "learning-curve and parity PNGs (matplotlib)",
     "log_every": "print the summary line every N epochs (best epochs always)",
 }
@@ -190,6 +192,15 @@ def interrupted_run_hint(run_dir) -> str:
     return f"continue from the last checkpoint with: python -m physnetjax.train --resume {run_dir}"
 
 
+def run_float64(run_dir) -> bool:
+    """Whether the run in ``run_dir`` trains in float64 (False where its config.json cannot be read: resuming
+    then says why)."""
+    try:
+        return TrainConfig.load(Path(run_dir) / "config.json").float64
+    except (OSError, ValueError):
+        return False
+
+
 @cli_main("python -m physnetjax.train")
 def main(argv=None) -> int:
     started: dict = {}  # "run_dir": the run directory, once it holds a run
@@ -223,6 +234,10 @@ def _main(argv, started: dict) -> int:
         used_preset = None if run_dir is not None else preset or "fast"
         write_resolved_config(parser, {"preset": used_preset, **config.to_dict()}, directory / CONFIG_NAME)
 
+    if (run_float64(run_dir) if run_dir is not None else settings.get("float64")):
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
     out = run_dir if run_dir is not None else settings.get("out")
     if out is not None:
         check_config_replaceable(parser, Path(out) / CONFIG_NAME, what="--resume" if run_dir is not None else "--out")

@@ -142,6 +142,9 @@ class TrainConfig:
     Ensemble: ``ensemble`` K > 1 trains K members as one compiled program, member k with
     seed ``seed + k`` (initial weights and shuffles), on bootstrap resamples of the
     training frames with ``bootstrap`` (:mod:`physnetjax.train.ensemble`).
+    Precision: ``float64`` trains in double precision (parameters, batches, gradients, optimizer state and EMA;
+    it needs JAX's 64-bit mode, ``jax.config.update("jax_enable_x64", True)``, which the command line sets);
+    the default float32 is PhysNet's precision.
     """
 
     data: Optional[list] = None
@@ -207,6 +210,7 @@ class TrainConfig:
     seed: int = 0
     ensemble: int = 1
     bootstrap: bool = False
+    float64: bool = False
 
     out: Optional[str] = None
     init_from: Optional[str] = None

@@ -168,8 +168,27 @@ def _point(link: Path, target: Path) -> None:
 
 
 def build_model(config: TrainConfig, max_atomic_number: int) -> PhysNet:
-    """The PhysNet to train (no element energies: the trainer fits and adds them)."""
-    return PhysNet(**{**config.model_settings(), "max_atomic_number": max_atomic_number})
+    """The PhysNet to train (no element energies: the trainer fits and adds them), with float64 parameters when
+    ``config.float64``."""
+    return PhysNet(**{**config.model_settings(), "max_atomic_number": max_atomic_number},
+                   param_dtype=training_dtype(config))
+
+
+def training_dtype(config: TrainConfig) -> np.dtype:
+    """The floating-point type of the run's parameters, batches and steps: float64 with ``config.float64``."""
+    return np.dtype(np.float64 if config.float64 else np.float32)
+
+
+def check_x64_for(config: TrainConfig) -> None:
+    """Refuse a float64 run while JAX's 64-bit mode is off (JAX would round every array to float32 unasked).
+
+    Raises:
+      PhysNetInputError: naming the setting that switches it on.
+    """
+    if config.float64 and not jax.config.jax_enable_x64:
+        raise PhysNetInputError("float64 training needs JAX's 64-bit mode: call jax.config.update("
+                                "'jax_enable_x64', True) before training (python -m physnetjax.train does for --float64 and for "
+                                "--resume of a float64 run)")
 
 
 _COMPILED: dict = {}
@@ -235,6 +254,7 @@ class Trainer:
         self.budget = TimeBudget(config.max_time) if config.max_time is not None else None
         self.lr_factor = 1.0
         self.size = config.ensemble
+        self.dtype = training_dtype(config)
         self.seeds = member_seeds(config.seed, self.size)
         self.columns = CSV_COLUMNS + member_columns(self.size)
         parts = config.data_parts()
@@ -312,8 +332,9 @@ class Trainer:
         self.writer = BackgroundWriter()
         self.unwritten_best = self.unwritten_latest = None
         self.last_write = time.monotonic()
-        logger.info("devices: %d (%s); batch %d = %d per device; %d train / %d valid / %d test frames",
-                    num_devices, jax.local_devices()[0].platform, config.batch_size, self.shapes.molecules,
+        logger.info("devices: %d (%s), %s; batch %d = %d per device; %d train / %d valid / %d test frames",
+                    num_devices, jax.local_devices()[0].platform, self.dtype.name, config.batch_size,
+                    self.shapes.molecules,
                     len(train_idx), len(self.split["valid"]), len(self.split["test"]))
 
         if self.size > 1:
@@ -372,6 +393,8 @@ class Trainer:
             return
         if self.config.init_from:
             self.model, self.initial_params, initial_metadata = initial_weights(self.config.init_from, self.size)
+            self.model = self.model.clone(param_dtype=self.dtype)
+            self.initial_params = jax.tree_util.tree_map(lambda x: x.astype(self.dtype), self.initial_params)
             self.initial_training_frames = FrameRecord.from_metadata(initial_metadata)
             defaults = TrainConfig()
             for name in ARCHITECTURE_SETTINGS:  # config.json/config.toml record the architecture trained
@@ -427,7 +450,7 @@ class Trainer:
     def _setup_device_frames(self) -> None:
         """Keep the training, validation and test frames, with their neighbor lists built once, on every device."""
         frames = np.unique(np.concatenate([*self.member_frames, self.split["valid"], self.split["test"]]))
-        host_frames = build_device_frames(self.dataset, frames, self.energies, self.model)
+        host_frames = build_device_frames(self.dataset, frames, self.energies, self.model, dtype=self.dtype)
         self.device_frames = replicate(host_frames, self.mesh)
         self.frame_row = frame_rows(frames, len(self.dataset))
         self.split_rows = {}
@@ -756,7 +779,7 @@ class Trainer:
 
     def batches(self, indices, seed=None):
         for batch, labels in iterate_batches(self.dataset, indices, self.energies, self.model,
-                                             self.config.batch_size, self.shapes, seed=seed):
+                                             self.config.batch_size, self.shapes, seed=seed, dtype=self.dtype):
             yield shard_batch(batch, self.mesh), shard_batch(labels, self.mesh), labels
 
     def training_inputs(self):
@@ -784,7 +807,7 @@ class Trainer:
             yield from self.batches(self.split["train"], seed=[self.config.seed, self.epoch])
             return
         for batch, labels in member_batches(self.dataset, self.member_frames, self.seeds, self.epoch, self.energies,
-                                            self.model, self.config.batch_size, self.shapes):
+                                            self.model, self.config.batch_size, self.shapes, dtype=self.dtype):
             yield shard_member_batch(batch, self.mesh), shard_member_batch(labels, self.mesh), labels
 
     def steps_done(self) -> int:
@@ -1055,7 +1078,7 @@ class Trainer:
         """
         task = progress.add_task(f"epoch {self.epoch}", total=self.steps_per_epoch) if progress else None
         losses, norms = [], []
-        scale = jnp.asarray(self.plateau.scale, jnp.float32)
+        scale = jnp.asarray(self.plateau.scale, self.dtype)
         timed = self.budget is not None and first
         steps_before = self.steps_done() if self.final_train_step is not None else 0
         step_times = []
@@ -1066,7 +1089,7 @@ class Trainer:
                     first_epoch_estimate = self.steps_per_epoch * _step_seconds(step_times)
                 progress_k = self.budget.step_progress(k, self.steps_per_epoch, first_epoch_estimate)
                 self.lr_factor = progress_factor(self.config, progress_k)
-                scale = jnp.asarray(self.lr_factor * self.plateau.scale, jnp.float32)
+                scale = jnp.asarray(self.lr_factor * self.plateau.scale, self.dtype)
             else:
                 progress_k = epoch_run_progress(steps_before + k, self.config.epochs, self.steps_per_epoch)
             step = self.train_step
@@ -1496,10 +1519,12 @@ def train(config: TrainConfig, clock=time.monotonic, on_start=None,
         files of the names a run writes.
       OutputPathError: ``config.out`` is a file, lies below one, or cannot be created (checked before the data
         is read).
-      PhysNetInputError: settings that would be ignored (see above).
+      PhysNetInputError: settings that would be ignored (see above); ``config.float64`` while JAX's 64-bit mode
+        is off.
       DataError: the data files are malformed.
       ForceCheckError: the float64 force check failed when saving a best checkpoint.
     """
+    check_x64_for(config)
     unused = unused_settings(config)
     if unused:
         raise PhysNetInputError(f"setting(s) that would be ignored: {'; '.join(unused)}; remove them or set the "
@@ -1572,6 +1597,7 @@ def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_s
       DataError: a data file's content differs from the one the run recorded
         (SHA-256); with ``allow_changed_data`` a warning instead.
       ValueError: an ``epochs`` override (without ``max_time``) that the run has already reached.
+      PhysNetInputError: the run trains in float64 (``config.float64``) and JAX's 64-bit mode is off.
     """
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
@@ -1587,6 +1613,7 @@ def resume(run_dir, allow_changed_data: bool = False, clock=time.monotonic, on_s
     for key, value in overrides.items():
         setattr(config, key, value)
     config.__post_init__(names)
+    check_x64_for(config)
     for setting in DATA_FILE_SETTINGS:
         missing = [path for path in getattr(config, setting) or [] if not Path(path).exists()]
         option = "--" + setting.replace("_", "-")

@@ -116,10 +116,13 @@ def step_functions(model, optimizer, weights: dict, loss_kind: str, ema_decay: f
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         updates = jax.tree_util.tree_map(lambda u: u * lr_scale.astype(u.dtype), updates)
         params = optax.apply_updates(state.params, updates)
-        t = state.step.astype(jnp.float32)
-        decay = jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t))
-        ema = jax.tree_util.tree_map(lambda e, p: (decay * e + (1.0 - decay) * p).astype(e.dtype),
-                                     state.ema_params, params)
+
+        def ema_update(e, p):
+            t = state.step.astype(e.dtype)
+            decay = jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t))
+            return decay * e + (1.0 - decay) * p
+
+        ema = jax.tree_util.tree_map(ema_update, state.ema_params, params)
         new_state = TrainState(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state)
         return new_state, loss, optax.tree.norm(grads)
 
