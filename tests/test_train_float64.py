@@ -14,7 +14,7 @@ import pytest
 
 from physnetjax.checkpoint import load_checkpoint, load_train_state
 from physnetjax.errors import PhysNetInputError
-from physnetjax.train import TrainConfig, Trainer, resume, train
+from physnetjax.train import Trainer, resume, train
 from physnetjax.train.cli import run_float64
 
 from test_train import DATA, TINY, leaves, read_rows, tiny_config
