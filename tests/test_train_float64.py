@@ -8,11 +8,13 @@ import shutil
 import subprocess
 import sys
 
+import ase
+import ase.io
 import jax
 import numpy as np
 import pytest
 
-from physnetjax.checkpoint import load_checkpoint, load_train_state
+from physnetjax.checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint
 from physnetjax.errors import PhysNetInputError
 from physnetjax.train import Trainer, resume, train
 from physnetjax.train.cli import run_float64
@@ -124,32 +126,122 @@ def test_resume_refuses_a_config_json_edited_to_float32(float64_run, tmp_path):
 
 
 COMMAND_LINE_RUNS = """
+import os
+import shutil
 import sys
 
 import jax
 
+from physnetjax.ensemble.__main__ import main as ensemble_main
+from physnetjax.eval.cli import main as eval_main
 from physnetjax.train.cli import main
 
-out, options = sys.argv[1], sys.argv[2:]
+out, data, options = sys.argv[1], sys.argv[2], sys.argv[3:]
 assert not jax.config.jax_enable_x64
-assert main(["--out", out, "--epochs", "1", "--float64", *options]) == 0
+assert main(["--out", out, "--epochs", "1", "--float64", "--data", data, *options]) == 0
 assert jax.config.jax_enable_x64
+shutil.copytree(os.path.realpath(out + "/best"), out + "-epoch1")
 jax.config.update("jax_enable_x64", False)
 assert main(["--resume", out, "--epochs", "2", "--quiet"]) == 0
+assert jax.config.jax_enable_x64
+
+evaluate = ["--checkpoint", out + "/best", "--data", data, "--no-plots"]
+jax.config.update("jax_enable_x64", False)
+assert eval_main([*evaluate, "--float32"]) == 0
+assert not jax.config.jax_enable_x64
+assert eval_main(evaluate) == 0
+assert jax.config.jax_enable_x64
+jax.config.update("jax_enable_x64", False)
+assert ensemble_main(["combine", out + "-epoch1", out + "/best", "--out", out + "-ensemble"]) == 0
 assert jax.config.jax_enable_x64
 """
 
 
 def test_the_command_line_switches_x64_on_for_a_float64_run_and_its_resume(tmp_path):
     """Outside the suite JAX starts with x64 off: --float64, and --resume of a float64 run, switch it on (without it
-    the run is refused, test_float64_is_refused_while_x64_is_off)."""
-    options = ["--data", str(DATA), "--no-progress", "--no-plots", "--quiet"]
+    the run is refused, test_float64_is_refused_while_x64_is_off); so do eval of a float64 checkpoint (not with
+    --float32) and ensemble combine of float64 members, whose combined ensemble keeps their float64 weights."""
+    options = ["--no-progress", "--no-plots", "--quiet"]
     for key, value in TINY.items():
         if key != "progress":
             options += [f"--{key.replace('_', '-')}", str(value)]
     env = {key: value for key, value in os.environ.items() if key != "JAX_ENABLE_X64"}
-    proc = subprocess.run([sys.executable, "-c", COMMAND_LINE_RUNS, str(tmp_path / "run"), *options],
+    proc = subprocess.run([sys.executable, "-c", COMMAND_LINE_RUNS, str(tmp_path / "run"), str(DATA), *options],
                           env={**env, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [r["epoch"] for r in read_rows(tmp_path / "run")] == ["1", "2"]
-    assert dtypes(load_checkpoint(tmp_path / "run" / "best")[1]) == {"float64"}
+    _, last = load_checkpoint(tmp_path / "run" / "best")
+    _, first = load_checkpoint(tmp_path / "run-epoch1")
+    model, combined = load_checkpoint(tmp_path / "run-ensemble")
+    assert model.size == 2 and dtypes(last) == dtypes(combined) == {"float64"}
+    for a, b, joined in zip(leaves(first), leaves(last), leaves(combined)):
+        np.testing.assert_array_equal(joined, np.stack([a, b]))
+
+
+def test_stored_precision_reads_the_checkpoints_weights(float64_run, tmp_path):
+    from physnetjax.checkpoint.format import stored_precision
+    from physnetjax.ensemble import PhysNetEnsemble
+
+    out, _ = float64_run
+    model, params = load_checkpoint(out / "best")
+    assert stored_precision(out / "best") == "float64"
+    assert stored_precision(tmp_path / "missing") == "float32"
+    single32 = save_checkpoint(tmp_path / "single32", model.clone(param_dtype=np.float32),
+                               jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), params))
+    assert stored_precision(single32) == "float32"
+    stacked = jax.tree_util.tree_map(lambda x: np.stack([x, 2 * x]), params)
+    ensemble = save_checkpoint(tmp_path / "ensemble64", PhysNetEnsemble(member=model, size=2), stacked)
+    assert stored_precision(ensemble) == "float64"
+
+
+def test_float64_weights_load_unrounded_while_x64_is_off(float64_run):
+    """Loaded with x64 off, a float64 checkpoint's weights stay NumPy float64 (a JAX array would round them to
+    float32 there), so float64 analyses, which switch x64 on for their own work, see the trained weights."""
+    out, _ = float64_run
+    _, with_x64 = load_checkpoint(out / "best")
+    with jax.enable_x64(False):
+        _, without = load_checkpoint(out / "best")
+    assert dtypes(without) == {"float64"}
+    for a, b in zip(leaves(with_x64), leaves(without)):
+        np.testing.assert_array_equal(b, a)
+    assert any(not np.array_equal(a, a.astype(np.float32)) for a in leaves(without))  # rounding would show
+
+
+def test_save_refuses_float64_model_with_rounded_weights(float64_run, tmp_path):
+    out, _ = float64_run
+    model, params = load_checkpoint(out / "best")
+    rounded = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), params)
+    with pytest.raises(CheckpointError, match=r"the model's parameters are float64 .* but the arrays are float32: "
+                                              r"the weights were rounded"):
+        save_checkpoint(tmp_path / "rounded", model, rounded)
+    assert not (tmp_path / "rounded").exists()
+
+
+@pytest.mark.filterwarnings("ignore:.*frames of --data are:physnetjax.errors.PhysNetInputWarning")
+def test_eval_runs_a_float64_checkpoint_in_float64_unless_told_float32(float64_run, tmp_path, capsys):
+    from physnetjax.eval.cli import main as eval_main
+
+    out, _ = float64_run
+    common = ["--checkpoint", str(out / "best"), "--data", str(DATA), "--no-plots"]
+    assert eval_main([*common, "--out", str(tmp_path / "default")]) == 0
+    assert json.loads((tmp_path / "default" / "summary.json").read_text())["dtype"] == "float64"
+    assert eval_main([*common, "--out", str(tmp_path / "rounded"), "--float32"]) == 0
+    assert json.loads((tmp_path / "rounded" / "summary.json").read_text())["dtype"] == "float32"
+    assert "evaluated in float32" in capsys.readouterr().out
+    assert eval_main([*common, "--float32", "--float64"]) == 2
+    assert "--float64 and --float32 are both set" in capsys.readouterr().err
+
+
+def test_md_runs_a_float64_checkpoint_in_float64_unless_told_float32(float64_run, tmp_path):
+    from physnetjax.md.__main__ import main as md_main
+
+    out, _ = float64_run
+    with np.load(DATA) as npz:
+        ase.io.write(tmp_path / "start.xyz", ase.Atoms(numbers=npz["Z"][0], positions=npz["R"][0]))
+    common = ["--checkpoint", str(out / "best"), "--geometry", str(tmp_path / "start.xyz"), "--steps", "4",
+              "--save-every", "2", "--chunk", "1"]
+    for option, precision in (([], "float64"), (["--float32"], "float32")):
+        state = tmp_path / f"state-{precision}.npz"
+        assert md_main([*common, "--md-checkpoint", str(state), *option]) == 0
+        with np.load(state) as saved:
+            assert saved["momenta"].dtype == precision

@@ -535,6 +535,22 @@ def nonfloat_parameters(params) -> list[str]:
     return found
 
 
+def _check_float64_kept(model, params) -> None:
+    """Raise CheckpointError when ``model`` has float64 parameters (trained with ``--float64``) but ``params`` hold
+    narrower floating-point arrays: weights rounded on the way (loaded while JAX's 64-bit mode was off), which the
+    checkpoint would store under a float64 model, the rounding never to be undone."""
+    member = getattr(model, "member", model)
+    if np.dtype(member.param_dtype) != np.float64:
+        return
+    narrower = sorted({np.asarray(leaf).dtype.name for leaf in jax.tree_util.tree_leaves(params)} - {"float64"})
+    if narrower:
+        raise CheckpointError(f"params to save: the model's parameters are float64 (param_dtype; a model trained "
+                              f"with --float64) but the arrays are {', '.join(narrower)}: the weights were rounded, "
+                              "e.g. loaded while JAX's 64-bit mode was off; call jax.config.update('jax_enable_x64', "
+                              "True) before loading the checkpoint, or save a model.clone(param_dtype=...) of the "
+                              "arrays' precision")
+
+
 def _check_float(params, what: str) -> None:
     """Raise CheckpointError naming the arrays of ``params`` that are not floating point (``what``: whose they are)."""
     found = nonfloat_parameters(params)
@@ -622,7 +638,7 @@ def save_checkpoint(
       CheckpointError: ``overwrite`` would delete something that is not a checkpoint,
         or ``params`` do not fit ``model`` (each mismatching parameter is named; for an
         ensemble, first a member count that differs from ``model.size``), or are not
-        floating point, or hold NaN/Inf.
+        floating point, or hold NaN/Inf, or are rounded below a float64 model's precision.
       CheckpointWriteError: ``path`` is empty, its folder cannot be created (below a file,
         not writable), or the write failed (disk full, orbax error): nothing is left
         under ``path``, and a checkpoint that was there is unchanged.
@@ -648,6 +664,7 @@ def save_checkpoint(
         raise CheckpointError("params do not fit the model: " + "; ".join(problems))
     _check_float(params, "params to save")
     _check_finite(params, "params to save")
+    _check_float64_kept(model, params)
     config = {
         "format_version": FORMAT_VERSION if is_ensemble(model) else SINGLE_MODEL_FORMAT_VERSION,
         "library_version": __version__,
@@ -808,6 +825,28 @@ def _restore(root: Path, subdir: str):
         raise CheckpointError(f"checkpoint {root} is corrupted: cannot restore {subdir}/ ({error})") from error
 
 
+def _loaded_array(value):
+    """A stored parameter array as :func:`load_checkpoint` returns it: a JAX array, except float64 weights while
+    JAX's 64-bit mode is off, which stay NumPy float64 (a JAX array would round them to float32 on the spot, and the
+    float64 analyses, harmonic frequencies and the force checks, would run on rounded weights)."""
+    value = np.asarray(value)
+    if value.dtype == np.float64 and not jax.config.jax_enable_x64:
+        return value
+    return jnp.asarray(value)
+
+
+def stored_precision(path) -> str:
+    """``"float64"`` when the checkpoint at ``path`` holds float64 weights (a model trained with ``--float64``), else
+    ``"float32"``: PhysNet's precision, that of legacy checkpoints, and the answer for a path that holds no readable
+    checkpoint (loading it then says why). Reads ``config.json`` only."""
+    try:
+        model = read_config(path)["model"]
+    except (CheckpointError, KeyError, TypeError, OSError):
+        return "float32"
+    member = model.get("member", model) if isinstance(model, dict) else None
+    return "float64" if isinstance(member, dict) and member.get("param_dtype") == "float64" else "float32"
+
+
 def load_checkpoint(path, *, weights: str = "ema", allow_pickle: bool = False, with_metadata: bool = False):
     """Load a checkpoint: ``(model, params)``, or ``(model, params, metadata)`` with ``with_metadata=True``.
 
@@ -830,8 +869,9 @@ def load_checkpoint(path, *, weights: str = "ema", allow_pickle: bool = False, w
     Returns:
       ``(model, params)`` (DESIGN.md's interface): a :class:`physnetjax.PhysNet` (or,
       for an ensemble checkpoint, a :class:`~physnetjax.ensemble.PhysNetEnsemble` with
-      stacked params) and its variables ``{"params": ...}`` as jax arrays; with
-      ``with_metadata=True`` also the metadata dict, as a third element.
+      stacked params) and its variables ``{"params": ...}`` as jax arrays (float64 weights of a model trained
+      with ``--float64`` as NumPy float64 arrays while JAX's 64-bit mode is off, unrounded; every evaluation casts
+      them to its precision); with ``with_metadata=True`` also the metadata dict, as a third element.
 
     Raises:
       CheckpointError: not a checkpoint, corrupted or incomplete, newer format,
@@ -893,7 +933,7 @@ def _load_checkpoint(path, weights: str, allow_pickle: bool) -> tuple:
         (model.member if ensemble else model).check_configuration()
     except (TypeError, ValueError, KeyError, NotImplementedError) as error:
         raise CheckpointError(f"checkpoint {root}: model config not understood ({error})") from None
-    params = jax.tree_util.tree_map(jnp.asarray, _restore(root, PARAMS_DIR) if weights == "ema" else
+    params = jax.tree_util.tree_map(_loaded_array, _restore(root, PARAMS_DIR) if weights == "ema" else
                                     _raw_params(root, config))
     count_problem = member_count_mismatch(model, params) if ensemble else None
     if count_problem is not None:

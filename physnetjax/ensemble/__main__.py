@@ -29,6 +29,7 @@ from physnetjax.checkpoint.format import check_not_a_run_checkpoint
 from physnetjax.cli_config import parse_args as parse_options
 from physnetjax.cli_errors import cli_main, configure_logging, exit_process
 from physnetjax.cli_help import ArgumentParser, HelpFormatter, describe
+from physnetjax.cli_precision import add_precision_options, chosen_precision
 from physnetjax.data.key_mapping import parse_key_mapping
 from physnetjax.errors import OutputPathError, PhysNetInputError
 from physnetjax.train.cli import HELP
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--keys", nargs="+", metavar="KEY=NAME", help=HELP["keys"])
     calibrate.add_argument("--out", required=True, help="directory of the calibrated checkpoint")
     calibrate.add_argument("--batch-size", type=int, default=32, help="frames per jitted call")
-    calibrate.add_argument("--float64", action="store_true", help="evaluate in float64")
+    add_precision_options(calibrate, "evaluate")
     calibrate.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --out")
     calibrate.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     return parser
@@ -91,7 +92,13 @@ def main(argv=None) -> int:
     if args.command == "calibrate":
         return calibrate(args)
     from physnetjax.checkpoint import read_config
+    from physnetjax.checkpoint.format import stored_precision
     from physnetjax.ensemble.combine import combine_checkpoints
+
+    if any(stored_precision(path) == "float64" for path in args.checkpoints):  # loaded unrounded, written as they are
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
 
     target = combine_checkpoints(args.checkpoints, out, calibration_scale=args.calibration_scale,
                                  overwrite=args.overwrite)
@@ -102,14 +109,11 @@ def main(argv=None) -> int:
 def calibrate(args) -> int:
     """``calibrate``: fit, save, print the scale and the rank correlations."""
     keys = parse_key_mapping(args.keys)
-    if args.float64:
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
+    dtype = chosen_precision(args, args.checkpoint)
     from physnetjax.ensemble.calibrate_checkpoint import calibrate_checkpoint
 
     record = calibrate_checkpoint(args.checkpoint, args.data, args.out, batch_size=args.batch_size,
-                                  dtype="float64" if args.float64 else "float32", overwrite=args.overwrite,
+                                  dtype=dtype, overwrite=args.overwrite,
                                   energy_unit=args.energy_unit, force_unit=args.force_unit,
                                   force_sign=args.force_sign, keys=keys)
 

@@ -30,6 +30,7 @@ from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config
                                    parse_args, write_resolved_config)
 from physnetjax.cli_errors import cli_main, configure_logging
 from physnetjax.cli_help import WEIGHTS_HELP, ArgumentParser, HelpFormatter
+from physnetjax.cli_precision import add_precision_options, chosen_precision
 from physnetjax.data.frame_digests import (TRAINING_FRAMES_KEY, VALIDATION_FRAMES_KEY, RecordedShare, dataset_digests,
                                           recorded_frames)
 from physnetjax.data.key_mapping import parse_key_mapping
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=32, help="molecules per jitted call; default 32")
     parser.add_argument("--worst", type=int, default=5, metavar="K",
                         help="list the K worst frames by force and by energy error; default 5")
-    parser.add_argument("--float64", action="store_true", help="evaluate in float64 (default float32)")
+    add_precision_options(parser, "evaluate")
     parser.add_argument("--weights", choices=("ema", "raw"), default="ema",
                         help=WEIGHTS_HELP)
     parser.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
@@ -103,8 +104,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
     With ``--out`` the options used (``args`` of ``parser``) are kept in ``OUT/config.toml``.
     """
-    import jax
-
     if args.batch_size < 1:
         raise PhysNetInputError(f"--batch-size must be >= 1, received {args.batch_size}")
     if args.worst < 0:
@@ -118,8 +117,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         check_outputs_replaceable(parser, Path(args.out), OUTPUT_NAMES)
     check_distinct_files([("--write-predictions", args.write_predictions)],
                          [("--data", path) for path in args.data] + [("--checkpoint", args.checkpoint)])
-    if args.float64:
-        jax.config.update("jax_enable_x64", True)
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        from physnetjax.pretrained import example_model_path
+
+        checkpoint = str(example_model_path())
+    dtype = chosen_precision(args, checkpoint)
     from physnetjax.checkpoint import load_checkpoint
     from physnetjax.data import load_dataset
     from physnetjax.data.sanity import check_label_sanity
@@ -128,11 +131,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from physnetjax.eval.predictions import check_model_elements, predict_dataset
     from physnetjax.eval.table import render
 
-    checkpoint = args.checkpoint
-    if checkpoint is None:
-        from physnetjax.pretrained import example_model_path
-
-        checkpoint = str(example_model_path())
     model, params, metadata = load_checkpoint(checkpoint, weights=args.weights, with_metadata=True)
     dataset = load_dataset(args.data, energy_unit=args.energy_unit, force_unit=args.force_unit,
                            dipole_unit=args.dipole_unit, force_sign=args.force_sign,
@@ -149,7 +147,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     recorded = recorded_frames_in(dataset, metadata, checkpoint)
     if args.out is not None:
         write_resolved_config(parser, args, Path(args.out) / CONFIG_NAME)
-    dtype = "float64" if args.float64 else "float32"
     start = time.perf_counter()
     predictions = predict_dataset(model, params, dataset, batch_size=args.batch_size, dtype=dtype,
                                   energies=args.write_predictions is not None)

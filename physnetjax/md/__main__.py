@@ -32,13 +32,13 @@ import argparse
 import sys
 
 import ase.io
-import jax
 
 from physnetjax.cli_config import (CONFIG_NAME, OptionUse, add_config_options, check_config_replaceable,
                                    chosen_options, given_options, parse_args, refuse_unused_options,
                                    write_resolved_config)
 from physnetjax.cli_errors import EXIT_OK, EXIT_RUN_STOPPED, cli_main, configure_logging, exit_process
 from physnetjax.cli_help import ArgumentParser, HelpFormatter, describe
+from physnetjax.cli_precision import add_precision_options, chosen_precision
 from physnetjax.structure_file import read_last_frame
 from physnetjax.errors import PhysNetInputError
 from physnetjax.md.driver import (
@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chunk", type=int, default=100, help="saved frames per jitted chunk")
     parser.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and thermostat noise")
-    parser.add_argument("--float64", action="store_true", help="run in float64")
+    add_precision_options(parser, "run")
     parser.add_argument("--max-force", type=float, default=100.0,
                         help="stop when any atom's |F| exceeds this at any step, in eV/Å")
     parser.add_argument("--skin", type=float, default=0.5, help="neighbor-list skin in Å")
@@ -216,19 +216,18 @@ def main(argv=None) -> int:
     if args.edge_chunk_size is not None and args.edge_chunk_size < 1:
         raise PhysNetInputError(f"--edge-chunk-size must be >= 1 (message-pass edges per chunk), received "
                                 f"{args.edge_chunk_size}")
-    if args.float64:
-        jax.config.update("jax_enable_x64", True)
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        from physnetjax.pretrained import example_model_path
+
+        checkpoint = example_model_path()
+    dtype = chosen_precision(args, checkpoint)
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from physnetjax.checkpoint import load_checkpoint
 
     console = Console(stderr=True)
-    checkpoint = args.checkpoint
-    if checkpoint is None:
-        from physnetjax.pretrained import example_model_path
-
-        checkpoint = example_model_path()
     model, params, metadata = load_checkpoint(checkpoint, with_metadata=True)
     check_uncertainty_arguments(model, args.uncertainty_threshold, names=OPTION_OF)
     if args.edge_chunk_size is not None:
@@ -258,7 +257,7 @@ def main(argv=None) -> int:
             model, params, atoms, ensemble=args.ensemble, temperature_K=args.temperature,
             timestep_fs=args.timestep, steps=args.steps, out=args.out, save_every=args.save_every,
             chunk_frames=args.chunk, seed=args.seed,
-            dtype="float64" if args.float64 else "float32", max_force=args.max_force, skin=args.skin,
+            dtype=dtype, max_force=args.max_force, skin=args.skin,
             checkpoint_path=args.md_checkpoint, restart=args.restart,
             progress=show,
             training_record=TrainingRecord.from_metadata(metadata),

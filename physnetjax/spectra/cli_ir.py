@@ -90,7 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--correlation-ps", type=float,
                         help="correlation window in ps; resolution 1/(c T) (default: half of --time-ps)")
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="MD precision")
+    parser.add_argument("--dtype", choices=("float32", "float64"),
+                        help="MD precision (default: the checkpoint's, float64 for a model trained with --float64, "
+                             "else float32)")
     parser.add_argument("--no-optimize", action="store_true",
                         help="start from the geometry as given (no optimisation before the harmonic analysis)")
     add_optimizer_arguments(parser)
@@ -147,9 +149,12 @@ def _check_inputs(args):
 
 
 def _run(args) -> None:
-    import jax
+    from physnetjax.checkpoint.format import stored_precision
 
+    args.dtype = args.dtype or stored_precision(args.checkpoint)
     if args.dtype == "float64":
+        import jax
+
         jax.config.update("jax_enable_x64", True)
     atoms, out, (model, params, metadata) = _check_inputs(args)
 
