@@ -671,6 +671,31 @@ def test_cli_writes_csv_json_png_with_harmonic_lines(tmp_path, capsys):
     assert (out / "spectrum.png").stat().st_size > 10_000
 
 
+def test_cli_runs_a_float64_checkpoint_in_float64_unless_told_float32(tmp_path, capsys, monkeypatch):
+    """--dtype defaults to the checkpoint's precision (float64 for a model trained with train --float64), as the
+    resolved settings in config.toml, written before the harmonic analysis, record (the run is stopped there)."""
+    import importlib
+    import tomllib
+
+    from physnetjax.checkpoint import save_checkpoint
+    from physnetjax.errors import PhysNetInputError
+
+    model, params = load_checkpoint(co2_model_path())
+    double = save_checkpoint(tmp_path / "co2-float64", model.clone(param_dtype=np.float64),
+                             cast_params(params, np.float64))
+
+    def stop(*args, **kwargs):
+        raise PhysNetInputError("stopped once the settings were written")
+
+    monkeypatch.setattr(importlib.import_module("physnetjax.spectra.harmonic"), "harmonic", stop)
+    for checkpoint, option, dtype in ((double, {}, "float64"), (double, {"--dtype": "float32"}, "float32"),
+                                      (co2_model_path(), {}, "float32")):
+        out = tmp_path / f"ir-{len(option)}-{checkpoint.name}"
+        assert _cli(_ir_args(out, **{"--checkpoint": str(checkpoint)}, **option)) == 2
+        assert "stopped once the settings were written" in capsys.readouterr().err
+        assert tomllib.loads((out / "config.toml").read_text())["dtype"] == dtype
+
+
 def test_bands_narrower_than_the_md_lines_are_warned_about():
     """CO2's lines (601, 1425, 2594 cm⁻¹) in a 0.2 ps window (167 cm⁻¹ resolution): the ±150 cm⁻¹ bands hold
     the neighbours' tails, which the table would not say; a 3 ps window (11 cm⁻¹) is fine."""

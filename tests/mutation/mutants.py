@@ -3061,6 +3061,11 @@ MUTANTS = (
            '            dtype=dtype, max_force',
            '            dtype="float32", max_force',
            ("tests/test_train_float64.py",), 'md runs every checkpoint in float32'),
+    Mutant("spectra_ir_precision_ignores_the_checkpoint", "physnetjax/spectra/cli_ir.py",
+           "    args.dtype = args.dtype or stored_precision(args.checkpoint)",
+           '    args.dtype = args.dtype or "float32"',
+           ("tests/test_spectra_md.py::test_cli_runs_a_float64_checkpoint_in_float64_unless_told_float32",),
+           "spectra ir runs a float64 checkpoint's MD in float32"),
 )
 
 EXPLAINED = {
