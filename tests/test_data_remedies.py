@@ -1,9 +1,9 @@
 """The fixes the data checks name come from the remedies in effect (physnetjax.data.remedies), not from fixed text.
 
-``physnetjax.learn`` has no unit or sign options; its users were told the trainer's (``pass --energy-unit``) until
-the loop rewrote the messages by matching their text, which a reworded check would have slipped past silently. Each
-check now asks :func:`label_remedies` for its fix: with sentinel remedies in effect, every faulty data set below must
-end its message with the sentinel of its kind of fault and name no option at all.
+A file among several read with the same options is told to convert itself, not to pass an option that would convert
+the other files as well; the messages were once rewritten by matching their text, which a reworded check would have
+slipped past silently. Each check now asks :func:`label_remedies` for its fix: with sentinel remedies in effect, every
+faulty data set below must end its message with the sentinel of its kind of fault and name no option at all.
 """
 
 import dataclasses
@@ -15,7 +15,7 @@ import pytest
 
 from physnetjax.data import bundled_dataset_path, load_dataset
 from physnetjax.data.remedies import (
-    CONVERTED_FILE,
+    ONE_FILE_OF_SEVERAL,
     READING_OPTIONS,
     LabelRemedies,
     label_remedies,
@@ -108,13 +108,8 @@ def test_every_remedy_is_named_by_some_check():
 def test_the_remedies_are_restored_on_leaving_even_after_an_error():
     assert label_remedies() is READING_OPTIONS
     with pytest.raises(RuntimeError, match="inside"):
-        with remedies_in_effect(CONVERTED_FILE):
-            assert label_remedies() is CONVERTED_FILE
+        with remedies_in_effect(ONE_FILE_OF_SEVERAL):
+            assert label_remedies() is ONE_FILE_OF_SEVERAL
             raise RuntimeError("inside")
     assert label_remedies() is READING_OPTIONS
 
-
-def test_the_learning_loops_remedies_name_no_option():
-    for field in dataclasses.fields(LabelRemedies):
-        text = getattr(CONVERTED_FILE, field.name)
-        assert "--" not in text and "learning loop" in text, (field.name, text)

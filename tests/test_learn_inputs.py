@@ -14,6 +14,7 @@ import physnetjax.learn.loop as learn_loop
 from physnetjax.data import bundled_dataset_path, load_dataset
 from physnetjax.data.sanity import check_label_sanity
 from physnetjax.learn import run_learning
+from physnetjax.learn.__main__ import build_parser
 
 from test_learn import labeller_factory, make_stub, stub_data, tiny_config  # noqa: F401 (stub_data: a fixture)
 
@@ -106,8 +107,9 @@ def test_starting_labels_that_are_not_the_labellers_are_refused_before_training(
     assert err[0].startswith(f"python -m physnetjax.learn: error: --data {path}: its labels are not those of GFN2-xTB, "
                              f"which labels the loop's new frames (compared on {path}[0], {path}[1]): ")
     assert finding in err[0]
-    assert err[0].endswith("The loop would mix the two in one training set: convert the file to eV and eV/Å with "
-                           "F = −dE/dR, or start from frames labelled with GFN2-xTB (python -m "
+    assert err[0].endswith("The loop would mix the two in one training set: read the file in its units and force "
+                           "sign (--energy-unit, --force-unit, --force-sign -1), or start from frames labelled with "
+                           "GFN2-xTB (python -m "
                            "physnetjax.data.generate --molecule STRUCTURE --method GFN2-xTB --out start.npz, then "
                            "--data start.npz)")
     assert counting.calls == 2  # two starting frames labelled (physnetjax.learn.inputs.CHECK_FRAMES)
@@ -144,7 +146,7 @@ def test_test_frames_in_other_units_are_refused_before_training(stub_data, tmp_p
                              f"which labels the loop's new frames (compared on {path}[0], ")
     assert "the forces are 23.06 × GFN2-xTB's, as for kcal/mol/Å read as eV/Å" in err[0]
     assert ("The per-round test errors would compare the models, trained on the labeller's labels, with other labels: "
-            "convert the file to eV and eV/Å with F = −dE/dR") in err[0]
+            "read the file in its units and force sign (--energy-unit, --force-unit, --force-sign -1)") in err[0]
     assert counting.calls == 4  # two starting frames, then two test frames
     assert not out.exists()
 
@@ -195,10 +197,10 @@ def test_frames_without_energy_or_forces_name_the_file_and_the_key(stub_data, tm
     assert not out.exists()
 
 
-def test_the_data_checks_hints_name_no_option_the_loop_lacks(stub_data, tmp_path, monkeypatch):
-    """The trainer's label check told learn's users to 'pass --energy-unit (and --force-unit)': learn has no such
-    options (error: unrecognized arguments). Its warnings, and those of reading the data, now say what learn's user can
-    do."""
+def test_the_data_checks_hints_name_the_loops_own_reading_options(stub_data, tmp_path, monkeypatch):
+    """The data checks' hints ("pass --energy-unit and --force-unit", "pass --force-sign -1", "--keys") name options
+    learn has: its --data and --test files are read with them (test_data_read_with_units_sign_and_keys_start_the_run
+    _as_in_ev)."""
     directory, label = stub_data
     bundled = load_dataset(bundled_dataset_path()).subset(np.arange(300))  # enough nearby pairs for the sign
 
@@ -214,15 +216,63 @@ def test_the_data_checks_hints_name_no_option_the_loop_lacks(stub_data, tmp_path
         warnings.simplefilter("always")
         run_learning(tiny_config(directory, tmp_path / "run", data=str(path), rounds=0, test=None), label)
     messages = [str(w.message) for w in caught]
-    checks = [m for m in messages if re.match(r"(kcal|sign)\.npz: ", m) or "label-like keys not read" in m]
-    assert any("kcal.npz: RMS force component" in m for m in checks)
-    assert any(m.startswith("sign.npz: the forces have the opposite sign") for m in checks)
-    assert any("label-like keys not read: 'gradients'" in m for m in checks)
-    for message in checks:
-        assert not any(option in message for option in UNIT_OPTIONS), message
-    assert any("the learning loop reads eV and eV/Å only (it has no unit options): convert the file" in m
-               for m in checks)
-    assert any("negate F in the file (the learning loop reads F = −dE/dR only)" in m for m in checks)
+    assert any(m.startswith("kcal.npz: RMS force component") and
+               m.endswith("pass --energy-unit and --force-unit with the units the file holds") for m in messages)
+    assert any(m.startswith("sign.npz: the forces have the opposite sign") and "pass --force-sign -1" in m
+               for m in messages)
+    assert any("label-like keys not read: 'gradients'" in m and "--keys" in m for m in messages)
+    parser_options = {option for action in build_parser()._actions for option in action.option_strings}
+    assert set(UNIT_OPTIONS) | {"--keys"} <= parser_options
+
+
+KCAL_PER_MOL_IN_EV = 4.184e3 / 6.02214076e23 / 1.602176634e-19
+
+
+@pytest.mark.parametrize("case", ["kcal", "gradients", "renamed"])
+def test_data_read_with_units_sign_and_keys_start_the_run_as_in_ev(stub_data, tmp_path, monkeypatch, case):
+    """A kcal/mol file (--energy-unit kcal/mol), one of gradients (--force-sign -1) and one under rMD17's key names
+    (--keys), as --data and --test: refused as not the labeller's labels before these options, now read into the
+    same eV, eV/Å, F = −dE/dR frames the loop keeps (initial.npz, test.npz) as the stub's own files give."""
+    from physnetjax.learn.__main__ import main
+
+    directory, label = stub_data
+    changes, options = {
+        "kcal": ({"E": lambda E: E / KCAL_PER_MOL_IN_EV, "F": lambda F: F / KCAL_PER_MOL_IN_EV},
+                 ["--energy-unit", "kcal/mol"]),
+        "gradients": ({"F": lambda F: -F}, ["--force-sign", "-1"]),
+        "renamed": ({}, ["--keys", "E=energies", "F=forces", "R=coords", "Z=nuclear_charges"]),
+    }[case]
+    files = {}
+    for name in ("initial.npz", "test.npz"):
+        raw = {key: (changes[key](value) if key in changes else value)
+               for key, value in np.load(directory / name).items()}
+        if case == "renamed":
+            raw = {{"E": "energies", "F": "forces", "R": "coords", "Z": "nuclear_charges"}.get(key, key): value
+                   for key, value in raw.items()}
+        files[name] = tmp_path / f"{case}-{name}"
+        np.savez(files[name], **raw)
+    monkeypatch.setattr(learn_loop, "xtb_labeller", labeller_factory([], label))
+    monkeypatch.setattr(learn_loop, "train", lambda config, names=None: {"valid": {"forces_mae": 0.1}})
+    monkeypatch.setattr(learn_loop, "test_errors", lambda checkpoint, test: {"forces_mae": 0.1, "energy_mae": 0.1})
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--data", str(files["initial.npz"]), "--test", str(files["test.npz"]),
+                 *options, "--rounds", "0", "--ensemble", "2", "--features", "8", "--valid", "2"]) == 0
+    for name in ("initial.npz", "test.npz"):
+        kept, expected = load_dataset(out / name), load_dataset(directory / name)
+        np.testing.assert_allclose(kept.E, expected.E, rtol=1e-12)
+        np.testing.assert_allclose(kept.F, expected.F, rtol=1e-6, atol=1e-9)  # F stored as float32 by the stub's file
+        np.testing.assert_array_equal(kept.R, expected.R)
+
+
+def test_reading_options_without_a_file_to_read_are_refused(capsys, tmp_path):
+    from physnetjax.learn.__main__ import main
+
+    assert main(["--out", str(tmp_path / "run"), "--energy-unit", "kcal/mol", "--force-sign", "-1"]) == 2
+    assert ("--energy-unit, --force-sign: apply to the --data and --test files, and neither is given (the bundled set "
+            "is read as it is: eV, eV/Å, F = -dE/dR, the PhysNet keys)") in capsys.readouterr().err
+    assert main(["--out", str(tmp_path / "run"), "--data", "x.npz", "--energy-unit", "kcal"]) == 2
+    assert "unknown energy unit 'kcal'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("which", ["data", "test"])

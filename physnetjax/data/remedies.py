@@ -1,11 +1,12 @@
 """The fixes that the data checks' messages end with, for the program that reads the data.
 
 A label problem found in a file (energies in kcal/mol read as eV, gradients stored as forces, dipoles in Debye) has
-a fix that depends on the program reading it: ``python -m physnetjax.train`` (and ``eval``) convert on reading
-(``--energy-unit``, ``--force-unit``, ``--force-sign``, ``--dipole-unit``), ``python -m physnetjax.learn`` reads eV,
-eV/Å, e·Å and F = −dE/dR only, so its user converts the file. The checks (:mod:`physnetjax.data.sanity`,
-:mod:`physnetjax.data.dataset`, :mod:`physnetjax.data.dipole_charges`) take the fix from :func:`label_remedies`; a
-program without the reading options runs them inside :func:`remedies_in_effect`.
+a fix that depends on how the file is read: a file read alone is read with other options (``--energy-unit``,
+``--force-unit``, ``--force-sign``, ``--dipole-unit``, ``--keys``: :data:`READING_OPTIONS`), while one file among
+several read with the same options is converted, since the options would convert the other files as well
+(:data:`ONE_FILE_OF_SEVERAL`). The checks (:mod:`physnetjax.data.sanity`, :mod:`physnetjax.data.dataset`,
+:mod:`physnetjax.data.dipole_charges`) take the fix from :func:`label_remedies`; the judgement of one file among
+several runs inside :func:`remedies_in_effect`.
 """
 from __future__ import annotations
 
@@ -45,17 +46,8 @@ READING_OPTIONS = LabelRemedies(
     renamed_labels="map them with --keys PHYSNET_KEY=NAME (e.g. --keys E=energies F=forces), or rename them in the "
                    "file",
 )
-"""The fixes for ``physnetjax.train`` and ``physnetjax.eval``, which convert on reading (the default)."""
-
-CONVERTED_FILE = LabelRemedies(
-    units="the learning loop reads eV and eV/Å only (it has no unit options): convert the file",
-    energy_unit="the learning loop reads eV only (it has no unit options): convert the file",
-    force_sign="negate F in the file (the learning loop reads F = −dE/dR only)",
-    gradients_as_forces="gradients negated, as F: the learning loop reads F = −dE/dR only",
-    dipole_unit="convert them to e·Å (the learning loop reads e·Å only)",
-    renamed_labels="rename them in the file (the learning loop reads the PhysNet names only)",
-)
-"""The fixes for ``physnetjax.learn``, which reads eV, eV/Å, e·Å and F = −dE/dR only."""
+"""The fixes for the commands that read data files (``train``, ``eval``, ``learn``, ``ensemble calibrate``), which
+convert on reading (the default)."""
 
 ONE_FILE_OF_SEVERAL = LabelRemedies(
     units="convert this file to the units of the other files (--energy-unit and --force-unit apply to every file "
@@ -72,12 +64,6 @@ ONE_FILE_OF_SEVERAL = LabelRemedies(
 options: the file is converted, since the options would convert the other files as well."""
 
 
-def one_file_of_several(remedies: LabelRemedies) -> LabelRemedies:
-    """The fixes for a problem that only one of several files read together shows: :data:`ONE_FILE_OF_SEVERAL` in
-    place of the reading options; fixes that convert the file already (:data:`CONVERTED_FILE`) stay."""
-    return ONE_FILE_OF_SEVERAL if remedies == READING_OPTIONS else remedies
-
-
 _IN_EFFECT: contextvars.ContextVar[LabelRemedies] = contextvars.ContextVar("label_remedies", default=READING_OPTIONS)
 
 
@@ -88,7 +74,7 @@ def label_remedies() -> LabelRemedies:
 
 @contextlib.contextmanager
 def remedies_in_effect(remedies: LabelRemedies) -> Iterator[None]:
-    """Make the data checks run inside name ``remedies`` (e.g. :data:`CONVERTED_FILE`), restored on leaving."""
+    """Make the data checks run inside name ``remedies`` (e.g. :data:`ONE_FILE_OF_SEVERAL`), restored on leaving."""
     token = _IN_EFFECT.set(remedies)
     try:
         yield

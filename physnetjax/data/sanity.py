@@ -74,7 +74,7 @@ from typing import Iterable, Iterator, NamedTuple, Optional
 import numpy as np
 
 from physnetjax.data.dipole_charges import implausible_charges
-from physnetjax.data.remedies import label_remedies, one_file_of_several, remedies_in_effect
+from physnetjax.data.remedies import ONE_FILE_OF_SEVERAL, label_remedies, remedies_in_effect
 from physnetjax.errors import warn_caller
 from physnetjax.units import DIPOLE_UNITS, ENERGY_UNITS, LENGTH_UNITS, distinct_units, energy_factor, force_factor
 from physnetjax.validation import PhysNetInputWarning
@@ -467,7 +467,7 @@ def label_sanity_findings(data, where: str = "data") -> list[tuple[str, str]]:
     files = frames_by_file(data.sources)
     findings = label_findings(data, where)
     if len(files) > 1:
-        with remedies_in_effect(one_file_of_several(label_remedies())):
+        with remedies_in_effect(ONE_FILE_OF_SEVERAL):
             per_file = [label_findings(data.subset(frames), path) for path, frames in files.items()]
         kinds = [{quantities for quantities, _ in file_findings} for file_findings in per_file]
         everywhere = set.intersection(*kinds) & {quantities for quantities, _ in findings}

@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--initial-frames", type=int, help="random initial frames taken from --data (default: all; 50 of the "
                                            "bundled set)")
     add("--test", help="test frames for the per-round test error")
+    add("--energy-unit", default=d.energy_unit, help=TRAIN_HELP["energy_unit"].replace("in the data", "in --data "
+                                                                                         "and --test"))
+    add("--force-unit", help=TRAIN_HELP["force_unit"])
+    add("--dipole-unit", default=d.dipole_unit, help=TRAIN_HELP["dipole_unit"])
+    add("--force-sign", type=int, choices=(1, -1), default=d.force_sign, help=TRAIN_HELP["force_sign"])
+    add("--keys", nargs="+", metavar="KEY=NAME", help=TRAIN_HELP["keys"].replace("the data files", "--data and --test"))
     add("--test-frames", type=int, default=d.test_frames,
         help="bundled set without --test: this many further bundled frames as the test set (0: none)")
     add("--rounds", type=int, default=d.rounds, help="acquisition rounds after the initial training")

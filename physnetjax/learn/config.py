@@ -18,6 +18,8 @@ RESUME_CHANGES = ("rounds", "progress")
 MODEL_SETTINGS = ("features", "max_degree", "num_iterations", "correlation", "radial_mlp", "message_degree",
                   "num_basis_functions", "cutoff")
 """The architecture settings of the loop's ensembles: PhysNet keywords of the same name, passed on to the trainer."""
+READING_SETTINGS = ("energy_unit", "force_unit", "dipole_unit", "force_sign", "keys")
+"""How the ``data`` and ``test`` files are read (as the trainer's options of the same names)."""
 
 
 @dataclasses.dataclass
@@ -28,7 +30,9 @@ class LearnConfig:
     ``initial_frames`` random frames (seeded) start the loop (None: all of a file; 50 of
     the bundled set); ``test`` file for the per-round test error, or, with the bundled
     set and no ``test``, ``test_frames`` further bundled frames disjoint from the
-    initial ones (0: no test set).
+    initial ones (0: no test set). The ``data`` and ``test`` files are read as the trainer reads its files:
+    ``energy_unit``, ``force_unit``, ``dipole_unit``, ``force_sign`` (−1: the files store +dE/dR) and ``keys``
+    (``["E=energies", ...]``, :mod:`physnetjax.data.key_mapping`); the run keeps their frames in eV, eV/Å and e·Å.
     Rounds: round 0 trains the first ensemble; each of the ``rounds`` following ones runs
     ``md_steps`` steps of ``md_ensemble`` MD at every temperature of ``temperatures``
     with the previous ensemble, selects up to ``select`` frames
@@ -52,6 +56,11 @@ class LearnConfig:
 
     out: str = "learn-run"
     data: Optional[str] = None
+    energy_unit: str = "eV"
+    force_unit: Optional[str] = None
+    dipole_unit: str = "eA"
+    force_sign: int = 1
+    keys: Optional[list] = None
     initial_frames: Optional[int] = None
     test: Optional[str] = None
     test_frames: int = 100
@@ -103,6 +112,7 @@ class LearnConfig:
         self.temperatures = tuple(float(t) for t in self.temperatures)
         if self.rounds < 0:
             raise ValueError(f"{name('rounds')} must be >= 0, received {self.rounds}")
+        self._check_reading_options(name)
         check_seed(self.seed, name("seed"), count=self.rounds + self.ensemble)  # round r's member k: seed + r + k
         for field in ("select", "md_steps", "save_every", "epochs", "batch_size"):
             if getattr(self, field) < 1:
@@ -160,6 +170,29 @@ class LearnConfig:
         from physnetjax.learn.loop import round_train_config
 
         round_train_config(self, Path(self.out), 0, None, names)  # the trainer's checks, before anything is written
+
+    def _check_reading_options(self, name) -> None:
+        """ValueError for a reading option that is malformed, or given where no file is read (the bundled set)."""
+        from physnetjax.data.dataset import unit_factors
+        from physnetjax.data.key_mapping import parse_key_mapping
+
+        try:
+            unit_factors(self.energy_unit, self.force_unit, self.dipole_unit)
+        except ValueError as error:
+            raise ValueError(f"{name('energy_unit')}/{name('force_unit')}/{name('dipole_unit')}: {error}") from None
+        if self.force_sign not in (1, -1):
+            raise ValueError(f"{name('force_sign')} must be 1 (F = -dE/dR) or -1 (the file stores +dE/dR), "
+                             f"received {self.force_sign}")
+        try:
+            parse_key_mapping(self.keys)
+        except ValueError as error:
+            raise ValueError(f"{name('keys')}: {error}") from None
+        defaults = LearnConfig.__dataclass_fields__
+        given = [field for field in READING_SETTINGS if getattr(self, field) != defaults[field].default]
+        if given and self.data is None and self.test is None:
+            raise ValueError(f"{', '.join(name(field) for field in given)}: apply to the {name('data')} and "
+                             f"{name('test')} files, and neither is given (the bundled set is read as it is: eV, "
+                             "eV/Å, F = -dE/dR, the PhysNet keys)")
 
     def model_settings(self) -> dict:
         """The architecture settings (:data:`MODEL_SETTINGS`) by name."""

@@ -193,7 +193,8 @@ def check_labels_against(data: Dataset, label: Callable, where: str, labeller: s
     if findings:
         raise PhysNetInputError(
             f"{where}: its labels are not those of {labeller}, which labels the loop's new frames (compared on "
-            f"{', '.join(str(s) for s in data.sources[frames])}): {'; '.join(findings)}. {consequence}: convert the "
-            "file to eV and eV/Å with F = −dE/dR, or start from frames labelled "
+            f"{', '.join(str(s) for s in data.sources[frames])}): {'; '.join(findings)}. {consequence}: read the file "
+            "in its units and force sign (--energy-unit, --force-unit, --force-sign -1), or start from frames "
+            "labelled "
             + (f"with {labeller} ({GENERATE_HINT.format(method=method)})" if method else f"with {labeller}"))
 

@@ -43,7 +43,7 @@ from physnetjax.data import Dataset, bundled_dataset_path, concatenate, load_dat
 from physnetjax.data.split import load_split, save_split
 from physnetjax.data.frame_digests import FrameRecord, dataset_digests
 from physnetjax.data.generate import XTB_MAX_ATOMIC_NUMBER, check_xtb_elements, unpaired_electrons
-from physnetjax.data.remedies import CONVERTED_FILE, remedies_in_effect
+from physnetjax.data.key_mapping import parse_key_mapping
 from physnetjax.errors import OutputPathError, PhysNetInputError, PhysNetInputWarning, displayed, warn_caller
 from physnetjax.learn.config import RESUME_CHANGES, LearnConfig
 from physnetjax.learn.evaluate import test_errors
@@ -233,8 +233,7 @@ def _start_data(config: LearnConfig) -> dict:
         starting or test frames without energy or forces (:func:`physnetjax.learn.inputs.check_labelled`).
     """
     bundled = config.data is None
-    with remedies_in_effect(CONVERTED_FILE):
-        source = load_dataset(bundled_dataset_path() if bundled else config.data)
+    source = load_dataset(bundled_dataset_path()) if bundled else read_input_file(config.data, config)
     count = config.initial_frames or (BUNDLED_INITIAL_FRAMES if bundled else len(source))
     test_count = config.test_frames if bundled and config.test is None else 0
     if count + test_count > len(source):
@@ -251,13 +250,20 @@ def _start_data(config: LearnConfig) -> dict:
     check_unpaired_electrons(initial, config)
     start = {"initial.npz": initial}
     if config.test is not None:
-        with remedies_in_effect(CONVERTED_FILE):
-            start["test.npz"] = load_dataset(config.test)
+        start["test.npz"] = read_input_file(config.test, config)
         check_labelled(start["test.npz"], config.test, "test frames")
         check_test_held_out(start["test.npz"], initial, config)
     elif test_count:
         start["test.npz"] = source.subset(np.sort(order[count: count + test_count]))
     return start
+
+
+def read_input_file(path, config: LearnConfig) -> Dataset:
+    """The frames of the ``--data`` or ``--test`` file ``path``, read with the run's reading options (units, force
+    sign, key mapping: :data:`~physnetjax.learn.config.READING_SETTINGS`)."""
+    return load_dataset(path, energy_unit=config.energy_unit, force_unit=config.force_unit,
+                        dipole_unit=config.dipole_unit, force_sign=config.force_sign,
+                        keys=parse_key_mapping(config.keys))
 
 
 def check_test_held_out(test: Dataset, initial: Dataset, config: LearnConfig) -> None:
@@ -345,8 +351,7 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
         save_split(directory / ROUND_SPLIT_NAME, grown_split(load_split(previous / "train" / "split.npz", len(data)
                                                                         - summary["selected"]),
                                                              len(data), config.seed + index))
-    with remedies_in_effect(CONVERTED_FILE):
-        trained = train(round_train_config(config, directory, index, init_from), names=names)
+    trained = train(round_train_config(config, directory, index, init_from), names=names)
     summary["frames"] = len(data)
     counts = trained.get("frames", {})  # absent where a test stands in for the trainer
     summary["train_frames"], summary["valid_frames"] = counts.get("train"), counts.get("valid")
