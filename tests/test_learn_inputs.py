@@ -342,3 +342,101 @@ def test_the_bundled_start_draws_its_test_frames_apart_from_the_initial_ones():
     initial_digests, test_digests = set(dataset_digests(initial).tolist()), set(dataset_digests(test).tolist())
     assert (len(initial_digests), len(test_digests)) == (10, 5)
     assert not initial_digests & test_digests and initial_digests | test_digests <= bundled
+
+
+def _orthogonal_difference(F, fraction, seed=0):
+    """A difference Δ with Σ Δ·F = 0 (so the least-squares factor of F + Δ on F is 1) and RMS(Δ) = fraction · RMS(F)."""
+    delta = np.random.default_rng(seed).standard_normal(F.shape)
+    delta -= np.sum(delta * F) / np.sum(F * F) * F
+    return delta * fraction * np.sqrt(np.mean(F**2)) / np.sqrt(np.mean(delta**2))
+
+
+def test_label_findings_state_the_relative_force_difference_and_the_factor_of_another_method():
+    from physnetjax.learn.inputs import label_findings
+
+    F = np.random.default_rng(1).standard_normal((2, 5, 3)) * 3.0
+    E = np.array([-100.0, -100.5])
+    findings = label_findings(E, list(F + _orthogonal_difference(F, 0.25)), E, list(F), np.array([5.0, 5.0]), "xTB")
+    assert findings == ["the forces differ from xTB's by 25 % RMS (least-squares factor 1; tolerance 1 %)"]
+    scaled = label_findings(E, list(1.5 * F), E, list(F), np.array([5.0, 5.0]), "xTB")  # no unit's ratio
+    assert scaled == ["the forces differ from xTB's by 50 % RMS (least-squares factor 1.5; tolerance 1 %)"]
+    # 23.06 × the forces is kcal/mol/Å read as eV/Å only when the factor explains them, not beside a 30 % difference:
+    # RMS(F_file − F) / RMS(F) = √(22.06² + (0.3 · 23.06)²) = 23.12
+    noisy = label_findings(E, list(23.06 * F + 23.06 * _orthogonal_difference(F, 0.3)), E, list(F),
+                           np.array([5.0, 5.0]), "xTB")
+    assert noisy == ["the forces differ from xTB's by 2.31e+03 % RMS (least-squares factor 23.06; tolerance 1 %)"]
+
+
+@pytest.mark.parametrize("rms", [0.05, 3.0, 40.0])
+def test_the_force_tolerance_is_relative_to_the_labellers_forces_plus_a_floor(rms):
+    """RMS(F_file − F_label) ≤ 1 % · RMS(F_label) + 1e-3 eV/Å agrees: at 0.95 of that bound no finding, at 1.05 one,
+    for forces of any size (weak ones near a minimum, where the floor dominates, and strong ones)."""
+    from physnetjax.learn.inputs import FORCE_FLOOR, FORCE_TOLERANCE, label_findings
+
+    F = np.random.default_rng(2).standard_normal((2, 5, 3))
+    F *= rms / np.sqrt(np.mean(F**2))
+    bound = FORCE_TOLERANCE * rms + FORCE_FLOOR
+    E = np.array([-10.0, -10.2])
+    for factor, agrees in ((0.95, True), (1.05, False)):
+        file_F = F + _orthogonal_difference(F, factor * bound / rms, seed=3)
+        findings = label_findings(E, list(file_F), E, list(F), np.array([5.0, 5.0]), "xTB")
+        assert (findings == []) == agrees, (factor, findings)
+
+
+def test_energies_agree_within_1e_3_ev_per_atom_and_a_shared_offset_is_named():
+    from physnetjax.learn.inputs import label_findings
+
+    F = np.random.default_rng(4).standard_normal((2, 4, 3))
+    E = np.array([-50.0, -50.3])
+    atoms = np.array([4.0, 4.0])
+    assert label_findings(E + 0.95e-3 * 4, list(F), E, list(F), atoms, "xTB") == []
+    assert label_findings(E + np.array([1.05e-3 * 4, 0.0]), list(F), E, list(F), atoms, "xTB") == [
+        "the energies differ from xTB's by up to 0.00105 eV/atom (tolerance 0.001 eV/atom)"]
+    assert label_findings(E + 2.5, list(F), E, list(F), atoms, "xTB") == [
+        "the energies are offset by a constant +2.5 eV from xTB's (another reference energy, e.g. atomization "
+        "energies: subtract it from the file's E)"]
+    # offsets 2.5 and 2.503 eV on 4 atoms differ by 0.00075 eV/atom: one constant (their mean) within the tolerance
+    assert label_findings(E + np.array([2.5, 2.503]), list(F), E, list(F), atoms, "xTB") == [
+        "the energies are offset by a constant +2.5015 eV from xTB's (another reference energy, e.g. atomization "
+        "energies: subtract it from the file's E)"]
+    # no constant offset: on frames of two sizes, on one frame, or beside the forces of another method
+    differ = ["the energies differ from xTB's by up to 0.625 eV/atom (tolerance 0.001 eV/atom)"]
+    assert label_findings(E + 2.5, list(F), E, list(F), np.array([4.0, 5.0]), "xTB") == differ
+    assert label_findings(E[:1] + 2.5, list(F[:1]), E[:1], list(F[:1]), atoms[:1], "xTB") == differ
+    other = label_findings(E + 2.5, list(F + _orthogonal_difference(F, 0.2)), E, list(F), atoms, "xTB")
+    assert other == ["the forces differ from xTB's by 20 % RMS (least-squares factor 1; tolerance 1 %)", differ[0]]
+
+
+def test_check_frames_take_the_first_frame_and_the_next_of_its_composition():
+    """An offset is told from a scale only on two frames of one composition: frame 0, then the next frame with its
+    atoms (frame 2 here, after a frame of methane), else the next frame."""
+    from physnetjax.learn.inputs import check_frames
+
+    class Frames:
+        def __init__(self, Z):
+            self.Z, self.N = np.array(Z), np.count_nonzero(Z, axis=1)
+
+        def __len__(self):
+            return len(self.Z)
+
+    water, methane = [8, 1, 1, 0, 0], [6, 1, 1, 1, 1]
+    assert check_frames(Frames([water, methane, water, methane])) == [0, 2]
+    assert check_frames(Frames([water, methane, methane])) == [0, 1]
+
+
+@pytest.mark.parametrize("missing, listed", [([1, 3], "[1], [3]:"), ([1, 3, 4], "[1], [3], [4]:"),
+                                             ([1, 3, 4, 5], "[1], [3], [4], ...:")])
+def test_frames_partly_without_forces_are_counted_and_the_first_three_named(stub_data, missing, listed):
+    from physnetjax.errors import PhysNetInputError
+    from physnetjax.learn.inputs import check_labelled
+
+    directory, _ = stub_data
+    data = load_dataset(directory / "initial.npz")
+    has_F = np.ones(len(data), bool)
+    has_F[missing] = False
+    path = directory / "initial.npz"
+    names = ", ".join(f"{path}{item}" for item in listed[:-1].split(", ") if item != "...")
+    expected = (f"start.npz has {len(missing)} of its 8 starting frames without forces (key 'F'): {names}"
+                + (", ...:" if "..." in listed else ":") + " the learning loop trains on energies and forces")
+    with pytest.raises(PhysNetInputError, match=re.escape(expected)):
+        check_labelled(dataclasses.replace(data, has_F=has_F), "start.npz")
