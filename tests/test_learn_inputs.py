@@ -264,9 +264,10 @@ def test_data_read_with_units_sign_and_keys_start_the_run_as_in_ev(stub_data, tm
         np.testing.assert_array_equal(kept.R, expected.R)
 
 
-def test_reading_options_without_a_file_to_read_are_refused(capsys, tmp_path):
+def test_reading_options_without_a_file_to_read_are_refused(capsys, tmp_path, monkeypatch):
     from physnetjax.learn.__main__ import main
 
+    monkeypatch.setattr(learn_loop, "xtb_labeller", no_training)  # a run that starts fails at once
     assert main(["--out", str(tmp_path / "run"), "--energy-unit", "kcal/mol", "--force-sign", "-1"]) == 2
     assert ("--energy-unit, --force-sign: apply to the --data and --test files, and neither is given (the bundled set "
             "is read as it is: eV, eV/Å, F = -dE/dR, the PhysNet keys)") in capsys.readouterr().err
