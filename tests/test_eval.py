@@ -793,3 +793,55 @@ def test_elements_beyond_the_models_range_are_refused_before_any_warning(tmp_pat
     assert [str(w.message) for w in caught if issubclass(w.category, PhysNetInputWarning)] == []
     assert capsys.readouterr().err == (f"python -m physnetjax.eval: error: --data {path}[0]: atomic number 29 exceeds "
                                        "the model's range Z = 1..8\n")
+
+
+def test_errors_per_config_type_are_numpys_over_each_kinds_frames(setup, tmp_path, capsys):
+    """Frames of two kinds (MACE's config_type, an .npz key here): energy-per-atom and force MAE/RMSE, and the force
+    RMSE relative to the RMS reference force component, per kind, against NumPy over the same predictions; the
+    table is printed, frames.csv has the column, and --write-predictions keeps the kind."""
+    root, _, _ = setup
+    with np.load(root / "ethanol.npz") as raw:
+        arrays = dict(raw)
+    kinds = np.array(["md300"] * 2 + ["md800"] * (len(arrays["R"]) - 2))
+    np.savez(tmp_path / "kinds.npz", **arrays, config_type=kinds)
+    out = tmp_path / "out"
+    assert run_cli("--checkpoint", root / "model", "--data", tmp_path / "kinds.npz", "--float64", "--out", out,
+                   "--write-predictions", out / "pred.extxyz") == 0
+    printed = capsys.readouterr().out
+    assert "errors per config_type" in printed and "md300" in printed and "md800" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    model, params = load_checkpoint(root / "model")
+    data = load_dataset(tmp_path / "kinds.npz")
+    predictions = predict_dataset(model, params, data, batch_size=4, dtype="float64")
+    assert list(summary["config_types"]) == ["md300", "md800"]
+    for kind, entry in summary["config_types"].items():
+        frames = np.flatnonzero(kinds == kind)
+        labelled_e = frames[data.has_E[frames]]
+        de = (predictions.energy[labelled_e] - data.E[labelled_e]) / data.N[labelled_e]
+        real = [k for k in frames if data.has_F[k]]
+        df = np.concatenate([predictions.forces[k, : data.N[k]] - data.F[k, : data.N[k]] for k in real])
+        reference = np.concatenate([data.F[k, : data.N[k]] for k in real])
+        expected = {"frames": len(frames), "energy_per_atom_mae": np.mean(np.abs(de)),
+                    "energy_per_atom_rmse": np.sqrt(np.mean(de**2)), "forces_mae": np.mean(np.abs(df)),
+                    "forces_rmse": np.sqrt(np.mean(df**2)),
+                    "forces_relative_rmse": 100 * np.sqrt(np.mean(df**2)) / np.sqrt(np.mean(reference**2))}
+        assert entry["frames"] == expected.pop("frames")
+        for key, value in expected.items():
+            np.testing.assert_allclose(entry[key], value, rtol=1e-12, err_msg=(kind, key))
+    with open(out / "frames.csv", newline="") as handle:
+        assert [row["config_type"] for row in csv.DictReader(handle)] == kinds.tolist()
+    assert [atoms.info["config_type"] for atoms in ase.io.read(out / "pred.extxyz", ":")] == kinds.tolist()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PhysNetInputWarning)  # the REF_* labels beside the predictions are not read
+        assert load_dataset(out / "pred.extxyz").config_type.tolist() == kinds.tolist()
+
+
+def test_one_kind_prints_no_config_type_table_and_reports_it_as_default(setup, tmp_path, capsys):
+    root, _, _ = setup
+    out = tmp_path / "out"
+    assert run_cli("--checkpoint", root / "model", "--data", root / "ethanol.npz", "--out", out) == 0
+    assert "errors per config_type" not in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["config_types"]) == ["Default"]
+    assert summary["config_types"]["Default"]["forces_rmse"] == pytest.approx(summary["metrics"]["forces_rmse"],
+                                                                               rel=1e-12)

@@ -46,6 +46,11 @@ MAX_ABS_STRESS = 1.0
 """eV/Å³ (160 GPa): a stress label beyond this is refused as a unit slip (kbar or GPa read as eV/Å³)."""
 
 WEIGHT_KEYS = ("config_weight", "config_energy_weight", "config_forces_weight", "config_stress_weight")
+CONFIG_TYPE_KEY = "config_type"
+"""The key of a frame's kind (``atoms.info`` in an extxyz, an (M,) array of text in an ``.npz``), as MACE reads it:
+``eval`` reports errors per kind (bulk, surface, cluster, ...)."""
+DEFAULT_CONFIG_TYPE = "Default"
+"""The kind of a frame without :data:`CONFIG_TYPE_KEY` (MACE's name for it)."""
 """Per-frame loss weights as MACE names them (extxyz ``atoms.info`` entries, ``.npz`` keys of shape (M,)), the
 columns of :attr:`Dataset.weights`: the frame's weight w_k, which multiplies every loss term of frame k, and the
 weights of its energy, forces and stress terms alone (1 when absent; finite and ≥ 0)."""
@@ -88,6 +93,8 @@ class Dataset:
       weights: (M, 4) float64, dimensionless, the per-frame loss weights read from the keys :data:`WEIGHT_KEYS`
         (columns: frame weight w_k, energy, forces and stress weights), all 1 by default. They scale each frame's
         contributions to the training loss (:attr:`term_weights`), never the metrics.
+      config_type: (M,) str, each frame's kind (:data:`CONFIG_TYPE_KEY`; :data:`DEFAULT_CONFIG_TYPE` where the file
+        gives none), by which ``eval`` breaks down its errors.
     """
 
     Z: np.ndarray
@@ -107,6 +114,7 @@ class Dataset:
     S: Optional[np.ndarray] = None
     has_S: Optional[np.ndarray] = None
     weights: Optional[np.ndarray] = None
+    config_type: Optional[np.ndarray] = None
 
     def __post_init__(self):
         for name in ("cell", "unused_cell", "S"):
@@ -116,6 +124,8 @@ class Dataset:
             object.__setattr__(self, "has_S", np.zeros(len(self.Z), bool))
         if self.weights is None:
             object.__setattr__(self, "weights", np.ones((len(self.Z), len(WEIGHT_KEYS))))
+        if self.config_type is None:
+            object.__setattr__(self, "config_type", np.full(len(self.Z), DEFAULT_CONFIG_TYPE, dtype=object))
 
     @property
     def weighted(self) -> bool:
@@ -264,7 +274,7 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
         if key not in raw:
             raise DataError(f"{path}: missing required key {key!r} (keys present: {sorted(raw)}); if the file holds "
                             f"it under another name: {label_remedies().renamed_labels}")
-    read = ("R", "Z", "N", *LABELS, *WEIGHT_KEYS, VIRIAL_WEIGHT_KEY)
+    read = ("R", "Z", "N", *LABELS, *WEIGHT_KEYS, VIRIAL_WEIGHT_KEY, CONFIG_TYPE_KEY)
     unread = [key for key in raw if key not in read and (label_like(key) or _varying_weight(key, raw[key]))]
     if "E" not in raw and "F" not in raw:
         raise DataError(f"{path}: no labels: needs key 'E' and/or 'F' (keys present: {sorted(raw)})"
@@ -333,9 +343,38 @@ def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None,
     has = {f"has_{k}": np.full(M, k in labels) for k in LABELS}
     written, pbc = npz_written_cell(path, raw, M)
     data = Dataset(Z=Z, R=R, N=N, sources=sources, cell=periodic_cells(path, pbc, written),
-                   unused_cell=unused_cell(pbc, written), weights=weights, **full, **has)
+                   unused_cell=unused_cell(pbc, written), weights=weights, config_type=_npz_config_types(path, raw, M),
+                   **full, **has)
     validate(data, path)
     return data
+
+
+def _npz_config_types(path, raw: dict, frames: int) -> Optional[np.ndarray]:
+    """(frames,) str: the ``.npz`` key :data:`CONFIG_TYPE_KEY` (one non-empty text per frame), or None when absent.
+
+    Raises:
+      DataError: the key is not text or not of shape (frames,), or a frame's kind is empty.
+    """
+    if CONFIG_TYPE_KEY not in raw:
+        return None
+    kinds = np.asarray(raw[CONFIG_TYPE_KEY])
+    if kinds.dtype.kind != "U":
+        raise DataError(f"{path}: key {CONFIG_TYPE_KEY!r} must hold text (each frame's kind, e.g. 'bulk'), "
+                        f"received {kinds.dtype} values")
+    _check_shape(path, CONFIG_TYPE_KEY, kinds, (frames,))
+    return np.array([_config_type(path, k, kind) for k, kind in enumerate(kinds.tolist())], dtype=object)
+
+
+def _config_type(path, k: int, value) -> str:
+    """Frame ``k``'s kind: a non-empty text or a whole number (an extxyz ``config_type=1`` is read as an int), as
+    text.
+
+    Raises:
+      DataError: naming the file, the frame and the value.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, int, np.integer)) or str(value).strip() == "":
+        raise DataError(f"{path}: frame {k}: {CONFIG_TYPE_KEY} must be a name (e.g. 'bulk'), received {value!r}")
+    return str(value).strip()
 
 
 def _total_charge_of_atomic_charges(path, atomic_charges, total_charges, atom_counts, shape) -> np.ndarray:
@@ -427,6 +466,7 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
     weight_keys = (*WEIGHT_KEYS, VIRIAL_WEIGHT_KEY)
     weight_values = {key: np.ones(M) for key in weight_keys}
     weight_given = {key: np.zeros(M, bool) for key in weight_keys}
+    kinds = np.full(M, DEFAULT_CONFIG_TYPE, dtype=object)
     for k, atoms in enumerate(frames):
         m = len(atoms)
         cell[k] = periodic_cell(path, k, atoms.pbc, atoms.cell)
@@ -439,6 +479,8 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
         for key in weight_keys:
             if key in atoms.info:
                 weight_values[key][k], weight_given[key][k] = _info_weight(path, k, key, atoms.info[key]), True
+        if CONFIG_TYPE_KEY in atoms.info:
+            kinds[k] = _config_type(path, k, atoms.info[CONFIG_TYPE_KEY])
         read_as = {ours: mapping.get(ours, default) for ours, default in RESULT_OF_LABEL.items()}
         value = {ours: frame_value(atoms, results, read_as[ours]) if ours in mapping else results.get(read_as[ours])
                  for ours in read_as}
@@ -486,7 +528,7 @@ def load_ase(path, *, index=":", energy_unit: str = "eV", force_unit: Optional[s
                             weight_given, M)
     sources = np.array([f"{path}[{k}]" for k in range(M)])
     data = Dataset(Z=Z, R=R, N=N, E=E, F=F, D=D, Q=Q, S=S, sources=sources, cell=cell,
-                   unused_cell=unused_cell(written_pbc, written_cell), weights=weights,
+                   unused_cell=unused_cell(written_pbc, written_cell), weights=weights, config_type=kinds,
                    **{f"has_{k}": v for k, v in has.items()})
     validate(data, path)
     return data

@@ -41,7 +41,7 @@ QUANTITIES = {
 }
 """Metric prefix → (what is compared, unit), in table order."""
 
-FRAME_COLUMNS = ("frame", "source", "num_atoms", "energy_ref", "energy_pred", "energy_error",
+FRAME_COLUMNS = ("frame", "source", "config_type", "num_atoms", "energy_ref", "energy_pred", "energy_error",
                  "energy_error_per_atom", "forces_mae", "forces_rmse", "forces_max_atom_error",
                  "dipole_error_norm", "charge_error", "stress_max_error", "energy_std", "forces_max_atom_std")
 """Per-frame table columns (eV, eV/atom, eV/Å, e·Å, e, eV/Å³: the largest |Δσ_ab|; NaN where the frame lacks the
@@ -57,6 +57,10 @@ class EvalResult:
       metrics: {``<quantity>_mae``/``_rmse``: float} for the labels present (see module docstring).
       counts: {quantity: number of compared entries} (frames, or force/dipole components).
       element_forces: {element symbol: {"atoms": int, "mae": float, "rmse": float}} in Z order.
+      config_types: {kind: {"frames": int, "energy_per_atom_mae"/"_rmse" (eV/atom), "forces_mae"/"_rmse" (eV/Å),
+        "forces_relative_rmse" (% of the RMS reference force component)}} per frame kind
+        (:attr:`~physnetjax.data.Dataset.config_type`, MACE's ``config_type``) in order of first appearance; a
+        kind without energy (forces) labels lacks those keys.
       frames: {column of :data:`FRAME_COLUMNS`: (M,) array}.
       worst_forces, worst_energy: frame indices, largest force MAE / |energy error| first.
       uncertainty: an ensemble's spreads against its errors (None for one model):
@@ -74,6 +78,7 @@ class EvalResult:
     worst_forces: list
     worst_energy: list
     uncertainty: Optional[dict] = None
+    config_types: dict = dataclasses.field(default_factory=dict)
 
     def summary(self) -> dict:
         """JSON-ready dict: metrics, counts, per-element force errors, worst frames (rows of ``frames``)."""
@@ -84,6 +89,7 @@ class EvalResult:
             "metrics": {k: float(v) for k, v in self.metrics.items()},
             "counts": dict(self.counts),
             "element_forces": self.element_forces,
+            "config_types": self.config_types,
             "worst_frames": {"forces": [row(k) for k in self.worst_forces],
                              "energy": [row(k) for k in self.worst_energy]},
             "uncertainty": self.uncertainty,
@@ -154,12 +160,24 @@ def evaluate(dataset: Dataset, predictions: Predictions, worst: int = 5) -> Eval
             "rmse": float(np.sqrt((picked * picked).mean())),
         }
 
+    config_types = {}
+    for kind in dict.fromkeys(dataset.config_type.tolist()):
+        of_kind = dataset.config_type == kind
+        errors = metrics_from_totals({"Ea": _totals(energy_error / atoms, has_e & of_kind),
+                                      "F": _totals(force_error, (has_f & of_kind[:, None])[..., None])})
+        entry = {"frames": int(of_kind.sum()), **{k: float(v) for k, v in errors.items()}}
+        if "forces_rmse" in errors:
+            reference = dataset.F[has_f & of_kind[:, None]]
+            scale = float(np.sqrt(np.mean(reference ** 2)))
+            entry["forces_relative_rmse"] = 100.0 * errors["forces_rmse"] / scale if scale > 0 else math.nan
+        config_types[kind] = entry
+
     frame_f = dataset.has_F
     components = np.maximum(3.0 * atoms, 1.0)
     real_error = np.where(real[..., None], force_error, 0.0)
     nan = np.full(M, np.nan)
     frames = {
-        "frame": np.arange(M), "source": dataset.sources, "num_atoms": dataset.N,
+        "frame": np.arange(M), "source": dataset.sources, "config_type": dataset.config_type, "num_atoms": dataset.N,
         "energy_ref": np.where(has_e, dataset.E, nan), "energy_pred": predictions.energy,
         "energy_error": np.where(has_e, energy_error, nan),
         "energy_error_per_atom": np.where(has_e, energy_error / atoms, nan),
@@ -179,7 +197,7 @@ def evaluate(dataset: Dataset, predictions: Predictions, worst: int = 5) -> Eval
         frames["forces_max_atom_std"] = np.where(real, predictions.forces_std, 0.0).max(axis=1)
         uncertainty = _uncertainty(dataset, predictions, force_error[has_f], predictions.forces_std[has_f])
     return EvalResult(
-        metrics=metrics, counts=counts, element_forces=element_forces, frames=frames,
+        metrics=metrics, counts=counts, element_forces=element_forces, config_types=config_types, frames=frames,
         worst_forces=_largest(frames["forces_mae"], worst),
         worst_energy=_largest(np.abs(frames["energy_error"]), worst), uncertainty=uncertainty,
     )

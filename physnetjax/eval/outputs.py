@@ -24,7 +24,8 @@ with charges ``charges`` per atom and ``dipole`` of a molecule: what ``atoms.get
 and the reference labels beside them as ``REF_energy``, ``REF_dipole``, ``REF_charge``, ``REF_stress`` (3×3)
 (``atoms.info``) and ``REF_forces`` (``atoms.arrays``); a label the frame lacks is
 left out. Units: eV, eV/Å, e, e·Å, eV/Å³. ``info["charge"]`` keeps the total charge used, and a frame's
-per-frame loss weights other than 1 are kept as read (``config_weight``, ``config_energy_weight``, ...).
+per-frame loss weights other than 1 are kept as read (``config_weight``, ``config_energy_weight``, ...), as is its
+``config_type``.
 An ensemble adds its calibrated spreads: ``info["energy_std"]`` (eV),
 ``arrays["forces_std"]`` (eV/Å per atom) and ``arrays["energies_std"]`` (eV per atom); ``frames.csv`` has them per frame
 (``energy_std``, ``forces_max_atom_std``) and ``summary.json`` how well they rank and
@@ -46,7 +47,7 @@ import numpy as np
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from physnetjax.data import Dataset
-from physnetjax.data.dataset import WEIGHT_KEYS
+from physnetjax.data.dataset import CONFIG_TYPE_KEY, DEFAULT_CONFIG_TYPE, WEIGHT_KEYS
 from physnetjax.data.frame_digests import RecordedShare
 from physnetjax.eval.evaluate import FRAME_COLUMNS, EvalResult
 from physnetjax.eval.predictions import Predictions
@@ -168,6 +169,8 @@ def write_predictions(dataset: Dataset, predictions: Predictions, path) -> None:
         if dataset.has_S[k]:
             atoms.info["REF_stress"] = np.array(dataset.S[k])
         atoms.info.update({key: float(weight) for key, weight in zip(WEIGHT_KEYS, dataset.weights[k]) if weight != 1.0})
+        if dataset.config_type[k] != DEFAULT_CONFIG_TYPE:
+            atoms.info[CONFIG_TYPE_KEY] = dataset.config_type[k]
         atoms.calc = SinglePointCalculator(atoms, **results)
         frames.append(atoms)
     with written_whole(path) as tmp:

@@ -1,7 +1,8 @@
 """The evaluation report as text: rich tables on a terminal, a plain aligned layout elsewhere.
 
-Three tables: metrics (quantity, unit, MAE, RMSE, compared entries), force errors per
-element, and the worst frames. When stdout is not a terminal (CI logs, ``| tee``,
+Tables: metrics (quantity, unit, MAE, RMSE, compared entries), force errors per
+element, errors per ``config_type`` (when the frames hold more than one kind, as MACE reports them: energy per atom,
+forces, and the force RMSE in % of the RMS reference force), the worst frames and an ensemble's spread. When stdout is not a terminal (CI logs, ``| tee``,
 files) every table is printed as plain columns padded to their widest cell, so no
 column is ever cut.
 """
@@ -26,6 +27,10 @@ def tables(result: EvalResult) -> list[tuple[str, list[str], list[list[str]]]]:
                    for q in QUANTITIES if f"{q}_mae" in result.metrics]
     element_rows = [[symbol, str(e["atoms"]), _number(e["mae"]), _number(e["rmse"])]
                     for symbol, e in result.element_forces.items()]
+    kinds = result.config_types if len(result.config_types) > 1 else {}  # one kind: the errors table says it all
+    kind_rows = [[kind, str(e["frames"]), _number(e.get("energy_per_atom_mae")), _number(e.get("energy_per_atom_rmse")),
+                  _number(e.get("forces_mae")), _number(e.get("forces_rmse")), _number(e.get("forces_relative_rmse"))]
+                 for kind, e in kinds.items()]
     frames = result.frames
     worst_rows = []
     for criterion, indices in (("forces", result.worst_forces), ("energy", result.worst_energy)):
@@ -38,6 +43,8 @@ def tables(result: EvalResult) -> list[tuple[str, list[str], list[list[str]]]]:
     return [
         ("errors (prediction − reference)", ["quantity", "unit", "MAE", "RMSE", "count"], metric_rows),
         ("force errors per element (eV/Å)", ["element", "atoms", "MAE", "RMSE"], element_rows),
+        ("errors per config_type", ["config_type", "frames", "E MAE / eV/atom", "E RMSE / eV/atom", "F MAE / eV/Å",
+                                    "F RMSE / eV/Å", "F RMSE / %"], kind_rows),
         ("worst frames", ["by", "frame", "atoms", "ΔE / eV", "F MAE / eV/Å", "max |ΔF_i| / eV/Å"], worst_rows),
         ("ensemble spread against error", ["measure", "value"], uncertainty_rows),
     ]

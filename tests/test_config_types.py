@@ -1,0 +1,52 @@
+"""Frame kinds (MACE's ``config_type``): read from extxyz info and an .npz key, kept through subsets and joins,
+"Default" where absent, and refused when they are no name (eval's breakdown by kind: tests/test_eval.py)."""
+
+import ase.io
+import numpy as np
+import pytest
+
+from physnetjax.data import concatenate, load_dataset
+from physnetjax.data.dataset import DataError
+
+from test_frame_weights import waters
+
+
+def test_kinds_are_read_from_extxyz_info_and_an_npz_key(tmp_path):
+    frames = waters()
+    frames[0].info["config_type"] = "bulk"
+    frames[1].info["config_type"] = "surface"
+    frames[2].info["config_type"] = 7  # extxyz reads config_type=7 as an int
+    ase.io.write(tmp_path / "kinds.extxyz", frames)
+    data = load_dataset(tmp_path / "kinds.extxyz")
+    assert data.config_type.tolist() == ["bulk", "surface", "7", "Default", "Default"]
+    np.savez(tmp_path / "kinds.npz", R=data.R, Z=data.Z, E=data.E, F=data.F,
+             config_type=np.array(["a", "b", "a", "c", "b"]))
+    from_npz = load_dataset(tmp_path / "kinds.npz")
+    assert from_npz.config_type.tolist() == ["a", "b", "a", "c", "b"]
+    joined = concatenate([data, from_npz.subset(np.array([3, 1]))])
+    assert joined.config_type.tolist() == ["bulk", "surface", "7", "Default", "Default", "c", "b"]
+    np.savez(tmp_path / "plain.npz", R=data.R, Z=data.Z, E=data.E, F=data.F)
+    assert load_dataset(tmp_path / "plain.npz").config_type.tolist() == ["Default"] * 5
+
+
+@pytest.mark.parametrize("kind, value, match", [
+    ("extxyz", True, r"frame 2: config_type must be a name \(e.g. 'bulk'\), received True"),
+    ("extxyz", "  ", r"frame 2: config_type must be a name \(e.g. 'bulk'\), received array\(\[\]"),  # as ASE reads it
+    ("npz", np.arange(5.0), r"key 'config_type' must hold text \(each frame's kind, e.g. 'bulk'\), received float64"),
+    ("npz", np.array(["a", "b"]), r"key 'config_type'.*shape"),
+    ("npz", np.array(["a", "b", "", "c", "d"]), r"frame 2: config_type must be a name"),
+])
+def test_kinds_that_are_no_name_are_refused_naming_file_and_frame(tmp_path, kind, value, match):
+    frames = waters()
+    if kind == "extxyz":
+        frames[2].info["config_type"] = value
+        ase.io.write(tmp_path / "bad.extxyz", frames)
+        path = tmp_path / "bad.extxyz"
+    else:
+        ase.io.write(tmp_path / "w.extxyz", frames)
+        data = load_dataset(tmp_path / "w.extxyz")
+        path = tmp_path / "bad.npz"
+        np.savez(path, R=data.R, Z=data.Z, E=data.E, F=data.F, config_type=value)
+    with pytest.raises(DataError, match=match) as error:
+        load_dataset(path)
+    assert str(path) in str(error.value)
