@@ -50,3 +50,31 @@ def test_kinds_that_are_no_name_are_refused_naming_file_and_frame(tmp_path, kind
     with pytest.raises(DataError, match=match) as error:
         load_dataset(path)
     assert str(path) in str(error.value)
+
+
+def test_the_trainer_reports_its_validation_and_test_errors_per_kind(tmp_path):
+    """Two kinds in the training data: the final summary holds each split's errors per kind, whose frame counts are
+    the split's frames of that kind and whose force MAEs, weighted by their force components, give the split's."""
+    import json
+
+    from physnetjax.train import train
+
+    from test_train import DATA, tiny_config
+
+    with np.load(DATA) as raw:
+        arrays = dict(raw)
+    kinds = np.where(np.arange(len(arrays["R"])) % 3 == 0, "hot", "cold")
+    np.savez(tmp_path / "kinds.npz", **arrays, config_type=kinds)
+    summary = train(tiny_config(tmp_path / "run", data=[str(tmp_path / "kinds.npz")], epochs=1))
+    with np.load(tmp_path / "run" / "split.npz") as split:
+        parts = {name: split[name] for name in ("valid", "test")}
+    counts = np.asarray(arrays["N"]) if "N" in arrays else np.count_nonzero(arrays["Z"], axis=-1)
+    for name, frames in parts.items():
+        per_kind = summary["config_types"][name]
+        assert {kind: entry["frames"] for kind, entry in per_kind.items()} == {
+            kind: int((kinds[frames] == kind).sum()) for kind in dict.fromkeys(kinds[frames].tolist())}
+        weights = {kind: 3 * int(counts[frames[kinds[frames] == kind]].sum()) for kind in per_kind}
+        pooled = sum(per_kind[kind]["forces_mae"] * weights[kind] for kind in per_kind) / sum(weights.values())
+        assert pooled == pytest.approx(summary[name]["forces_mae"], rel=1e-6)
+    final = json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]
+    assert final["config_types"] == summary["config_types"]

@@ -1247,6 +1247,9 @@ class Trainer:
             "train_time_s": self.budget.elapsed if self.budget else None,
             "num_devices": int(self.mesh.devices.size),
         }
+        kinds = self._errors_per_config_type(best_params)
+        if kinds:
+            summary["config_types"] = kinds
         if self.size > 1:
             summary["ensemble"] = self._calibrate(valid_pred, test_pred, valid_members, test_members)
         finished = (f"the run is complete (its checkpoints {self.run_dir / 'best'} and {self.run_dir / 'latest'}, "
@@ -1273,6 +1276,26 @@ class Trainer:
             _fmt(valid_metrics.get("forces_mae")), _other_labels_text(valid_metrics), _fmt(test_metrics.get("energy_mae")),
             _fmt(test_metrics.get("forces_mae")), _other_labels_text(test_metrics), self.run_dir / "best")
         return summary
+
+    def _errors_per_config_type(self, params) -> dict:
+        """``{"valid"|"test": {kind: {"frames": count, **metrics}}}``: the errors of ``params`` on the validation and
+        test frames of each frame kind (:attr:`~physnetjax.data.Dataset.config_type`, as MACE reports them at the end
+        of training), logged; {} when the data hold one kind."""
+        kinds = self.dataset.config_type
+        if len(set(kinds.tolist())) < 2:
+            return {}
+        found = {}
+        for split in ("valid", "test"):
+            frames = self.split[split]
+            for kind in dict.fromkeys(kinds[frames].tolist()):
+                chosen = frames[kinds[frames] == kind]
+                _, metrics, _, _ = self.evaluate(params, chosen, split=split)
+                found.setdefault(split, {})[kind] = {"frames": len(chosen), **metrics}
+                logger.info("%s frames of config_type %s (%d): energy MAE %s eV (%s eV/atom), forces MAE %s eV/Å, "
+                            "RMSE %s eV/Å", split, kind, len(chosen), _fmt(metrics.get("energy_mae")),
+                            _fmt(metrics.get("energy_per_atom_mae")), _fmt(metrics.get("forces_mae")),
+                            _fmt(metrics.get("forces_rmse")))
+        return found
 
     def _resave_best(self, best: Path, model, params, meta: dict) -> None:
         """Save the best checkpoint ``best`` again with ``meta`` (the run's final records): the new copy is written

@@ -3118,6 +3118,14 @@ MUTANTS = (
            '    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, int, np.integer))',
            '    if not isinstance(value, (str, int, np.integer))',
            ("tests/test_config_types.py",), "an extxyz config_type=T is read as kind 'True'"),
+    Mutant('trainer_config_type_of_all_frames', 'physnetjax/train/loop.py',
+           '                chosen = frames[kinds[frames] == kind]',
+           '                chosen = frames',
+           ("tests/test_config_types.py",), "the trainer's errors per kind are those of the whole split"),
+    Mutant('trainer_config_types_never_reported', 'physnetjax/train/loop.py',
+           '        if len(set(kinds.tolist())) < 2:\n            return {}',
+           '        if True:\n            return {}',
+           ("tests/test_config_types.py",), 'the trainer reports no errors per kind'),
 )
 
 EXPLAINED = {
