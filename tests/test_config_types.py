@@ -78,3 +78,22 @@ def test_the_trainer_reports_its_validation_and_test_errors_per_kind(tmp_path):
         assert pooled == pytest.approx(summary[name]["forces_mae"], rel=1e-6)
     final = json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]
     assert final["config_types"] == summary["config_types"]
+
+
+def test_the_learning_loop_keeps_the_kinds_in_its_npz_files(tmp_path):
+    """The loop writes each round's data (starting frames and new ones) to .npz and trains on that file: the starting
+    frames' kinds survive, the new frames' are "Default"; a set of one kind writes no key."""
+    import dataclasses
+
+    from physnetjax.learn.frames import save_frames
+
+    from test_train import DATA
+
+    start = load_dataset(DATA).subset(np.arange(4))
+    start = dataclasses.replace(start, config_type=np.array(["md", "md", "nm", "md"], dtype=object))
+    grown = concatenate([start, load_dataset(DATA).subset(np.arange(4, 6))])
+    save_frames(grown, tmp_path / "data.npz")
+    assert load_dataset(tmp_path / "data.npz").config_type.tolist() == ["md", "md", "nm", "md", "Default", "Default"]
+    save_frames(load_dataset(DATA).subset(np.arange(3)), tmp_path / "plain.npz")
+    with np.load(tmp_path / "plain.npz") as written:
+        assert "config_type" not in written.files

@@ -4,8 +4,9 @@ Layout written by :func:`save_frames` (read back by :func:`physnetjax.data.load_
 ``R`` (M, n, 3) Å, ``Z`` (M, n), ``N`` (M,), ``E`` (M,) eV, ``F`` (M, n, 3) eV/Å,
 ``Q`` (M,) e, ``D`` (M, 3) e·Å only when every frame has a dipole, and the per-frame loss weights
 ``config_weight``, ``config_energy_weight``, ``config_forces_weight``, ``config_stress_weight`` (M,) only when
-some frame's differ from 1 (a starting file's weights stay with its frames in every round). Every frame
-must carry energy and forces (the loop trains on both).
+some frame's differ from 1 (a starting file's weights stay with its frames in every round), and ``config_type``
+(M,) only when some frame has a kind other than "Default" (a starting file's kinds stay with its frames, and the
+rounds' trainings report their errors per kind). Every frame must carry energy and forces (the loop trains on both).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from physnetjax.data import Dataset, DataError
-from physnetjax.data.dataset import WEIGHT_KEYS
+from physnetjax.data.dataset import CONFIG_TYPE_KEY, DEFAULT_CONFIG_TYPE, WEIGHT_KEYS
 from physnetjax.npz_file import write_npz
 
 
@@ -35,6 +36,8 @@ def save_frames(data: Dataset, path) -> Path:
         arrays["D"] = data.D
     if data.weighted:
         arrays.update({key: data.weights[:, column] for column, key in enumerate(WEIGHT_KEYS)})
+    if (data.config_type != DEFAULT_CONFIG_TYPE).any():
+        arrays[CONFIG_TYPE_KEY] = data.config_type.astype(str)
     return write_npz(path, arrays)
 
 

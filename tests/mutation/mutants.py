@@ -3126,6 +3126,10 @@ MUTANTS = (
            '        if len(set(kinds.tolist())) < 2:\n            return {}',
            '        if True:\n            return {}',
            ("tests/test_config_types.py",), 'the trainer reports no errors per kind'),
+    Mutant('learn_frames_drop_config_type', 'physnetjax/learn/frames.py',
+           '        arrays[CONFIG_TYPE_KEY] = data.config_type.astype(str)\n',
+           '        pass\n',
+           ("tests/test_config_types.py",), "the learning loop's round data lose the starting frames' kinds"),
 )
 
 EXPLAINED = {
