@@ -845,3 +845,29 @@ def test_one_kind_prints_no_config_type_table_and_reports_it_as_default(setup, t
     assert list(summary["config_types"]) == ["Default"]
     assert summary["config_types"]["Default"]["forces_rmse"] == pytest.approx(summary["metrics"]["forces_rmse"],
                                                                                rel=1e-12)
+
+
+def test_a_kind_of_isolated_atoms_has_no_relative_force_error(tmp_path):
+    """MACE's IsolatedAtom frames (one atom, F = 0): the force RMSE relative to the reference forces is undefined,
+    null in summary.json (was NaN, no JSON), and the other kind's is a number."""
+    frames = []
+    with np.load(DATA / "train_ethanol64.npz") as raw:
+        for k in range(3):
+            atoms = ase.Atoms(numbers=raw["Z"][k], positions=raw["R"][k])
+            atoms.calc = SinglePointCalculator(atoms, energy=float(raw["E"][k]), forces=raw["F"][k])
+            atoms.info["config_type"] = "md"
+            frames.append(atoms)
+    for z in (1, 8):
+        atoms = ase.Atoms(numbers=[z], positions=[[0.0, 0.0, 0.0]])
+        atoms.calc = SinglePointCalculator(atoms, energy=-10.0 * z, forces=np.zeros((1, 3)))
+        atoms.info["config_type"] = "IsolatedAtom"
+        frames.append(atoms)
+    ase.io.write(tmp_path / "iso.extxyz", frames)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PhysNetInputWarning)
+        assert run_cli("--data", tmp_path / "iso.extxyz", "--out", tmp_path / "out", "--no-plots") == 0
+    text = (tmp_path / "out" / "summary.json").read_text()
+    assert "NaN" not in text
+    kinds = json.loads(text)["config_types"]
+    assert kinds["IsolatedAtom"]["frames"] == 2 and kinds["IsolatedAtom"]["forces_relative_rmse"] is None
+    assert kinds["md"]["forces_relative_rmse"] > 0

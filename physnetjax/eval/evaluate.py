@@ -58,7 +58,8 @@ class EvalResult:
       counts: {quantity: number of compared entries} (frames, or force/dipole components).
       element_forces: {element symbol: {"atoms": int, "mae": float, "rmse": float}} in Z order.
       config_types: {kind: {"frames": int, "energy_per_atom_mae"/"_rmse" (eV/atom), "forces_mae"/"_rmse" (eV/Å),
-        "forces_relative_rmse" (% of the RMS reference force component)}} per frame kind
+        "forces_relative_rmse" (% of the RMS reference force component; None where every reference force is 0,
+        as for isolated atoms)}} per frame kind
         (:attr:`~physnetjax.data.Dataset.config_type`, MACE's ``config_type``) in order of first appearance; a
         kind without energy (forces) labels lacks those keys.
       frames: {column of :data:`FRAME_COLUMNS`: (M,) array}.
@@ -169,7 +170,7 @@ def evaluate(dataset: Dataset, predictions: Predictions, worst: int = 5) -> Eval
         if "forces_rmse" in errors:
             reference = dataset.F[has_f & of_kind[:, None]]
             scale = float(np.sqrt(np.mean(reference ** 2)))
-            entry["forces_relative_rmse"] = 100.0 * errors["forces_rmse"] / scale if scale > 0 else math.nan
+            entry["forces_relative_rmse"] = 100.0 * errors["forces_rmse"] / scale if scale > 0 else None  # F = 0
         config_types[kind] = entry
 
     frame_f = dataset.has_F

@@ -3130,6 +3130,10 @@ MUTANTS = (
            '        arrays[CONFIG_TYPE_KEY] = data.config_type.astype(str)\n',
            '        pass\n',
            ("tests/test_config_types.py",), "the learning loop's round data lose the starting frames' kinds"),
+    Mutant('config_type_isolated_atoms_relative_nan', 'physnetjax/eval/evaluate.py',
+           '/ scale if scale > 0 else None  # F = 0',
+           '/ scale if scale > 0 else math.nan  # F = 0',
+           ("tests/test_eval.py",), 'a kind of isolated atoms writes NaN (no JSON) into summary.json'),
 )
 
 EXPLAINED = {
