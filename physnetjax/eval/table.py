@@ -1,9 +1,9 @@
 """The evaluation report as text: rich tables on a terminal, a plain aligned layout elsewhere.
 
-Tables: metrics (quantity, unit, MAE, RMSE, compared entries), force errors per
-element, errors per ``config_type`` (when the frames hold more than one kind, as MACE reports them: energy per atom,
-forces, and the force RMSE in % of the RMS reference force), the worst frames and an ensemble's spread. When stdout is not a terminal (CI logs, ``| tee``,
-files) every table is printed as plain columns padded to their widest cell, so no
+Tables: metrics (quantity, unit, MAE, RMSE, compared entries), force errors per element, errors per
+``config_type`` (when the frames hold more than one kind, as MACE reports them: energy per atom, forces, and the
+force RMSE in % of the RMS reference force), the worst frames and an ensemble's spread. When stdout is not a
+terminal (CI logs, ``| tee``, files) every table is printed as plain columns padded to their widest cell, so no
 column is ever cut.
 """
 

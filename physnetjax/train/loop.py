@@ -187,8 +187,8 @@ def check_x64_for(config: TrainConfig) -> None:
     """
     if config.float64 and not jax.config.jax_enable_x64:
         raise PhysNetInputError("float64 training needs JAX's 64-bit mode: call jax.config.update("
-                                "'jax_enable_x64', True) before training (python -m physnetjax.train does for --float64 and for "
-                                "--resume of a float64 run)")
+                                "'jax_enable_x64', True) before training (python -m physnetjax.train does for "
+                                "--float64 and for --resume of a float64 run)")
 
 
 _COMPILED: dict = {}
