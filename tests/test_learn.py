@@ -440,6 +440,10 @@ def test_cli_loop_with_gfn2_xtb_labels(tmp_path, capsys):
     (["--max-force", "-1"], "error: --max-force must be finite and > 0 eV/Å, received -1.0"),
     (["--uncertainty-threshold", "-1"], "error: --uncertainty-threshold must be finite and > 0 eV/Å"),
     (["--temperatures", "300", "nan"], "error: --temperatures must be one or more finite values > 0 K"),
+    (["--temperatures", "0"], "error: --temperatures must be one or more finite values > 0 K, received [0.0]"),
+    (["--energy-unit", "kcal/mol"], "error: --energy-unit: apply to the --data and --test files, and neither is "
+                                    "given"),
+    (["--data", "x.npz", "--keys", "E"], "error: --keys: "),
     (["--temperatures", "300", "3e6"], "error: --temperatures must be at most 1e+06 K (k_B T = 86 eV there, beyond "
                                        "any chemistry), received 3000000.0"),
     (["--valid", "5.5"], "error: --valid must be a fraction in (0, 1) or a whole number of frames >= 1"),
