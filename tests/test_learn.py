@@ -441,6 +441,9 @@ def test_cli_loop_with_gfn2_xtb_labels(tmp_path, capsys):
     (["--uncertainty-threshold", "-1"], "error: --uncertainty-threshold must be finite and > 0 eV/Å"),
     (["--temperatures", "300", "nan"], "error: --temperatures must be one or more finite values > 0 K"),
     (["--temperatures", "0"], "error: --temperatures must be one or more finite values > 0 K, received [0.0]"),
+    (["--valid", "0"], "error: --valid must be a fraction in (0, 1) or a whole number of frames >= 1, received 0.0"),
+    (["--valid", "1.5"], "error: --valid must be a fraction in (0, 1) or a whole number of frames >= 1, received "
+                         "1.5"),
     (["--energy-unit", "kcal/mol"], "error: --energy-unit: apply to the --data and --test files, and neither is "
                                     "given"),
     (["--data", "x.npz", "--keys", "E"], "error: --keys: "),
@@ -796,3 +799,12 @@ def test_cli_labels_on_one_openmp_thread_unless_the_environment_says_otherwise(t
     monkeypatch.setattr(learn_loop, "run_learning", fake_run)
     assert main(["--out", str(tmp_path / "run")]) == 0
     assert seen == [set_by_user or "1"] and os.environ.get("OMP_NUM_THREADS") == set_by_user
+
+
+def test_settings_at_the_edge_of_their_range_are_accepted(tmp_path):
+    """The smallest allowed values: one validation frame, no distance filter (0 Å), a label force limit below
+    1 eV/Å, temperatures below 1 K."""
+    config = LearnConfig(out=str(tmp_path / "run"), valid=1, min_distance=0.0, max_label_force=0.5,
+                         temperatures=(0.5, 300.0))
+    assert (config.valid, config.min_distance, config.max_label_force, config.temperatures) == (1, 0.0, 0.5,
+                                                                                                (0.5, 300.0))
