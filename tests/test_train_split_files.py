@@ -135,3 +135,25 @@ def test_held_out_frames_of_other_elements_or_compositions_than_trained_warn(fil
                             "in this model's training data") for m in messages), messages
     assert any(m.startswith("the test split: composition(s) C3H5O (5 frames, first 0)") and
                "its test energy errors include that offset" in m for m in messages), messages
+
+
+def test_reading_options_are_checked_when_the_settings_are_made(tmp_path, capsys):
+    """A unit the readers do not know, a force sign other than ±1 and a malformed key mapping are refused with the
+    settings (before the data are read and the run directory is made), by the trainer's and the learning loop's."""
+    from physnetjax.learn import LearnConfig
+    from physnetjax.train import TrainConfig
+    from physnetjax.train.cli import main
+
+    for make in (TrainConfig, lambda **kw: LearnConfig(data="x.npz", **kw)):
+        with pytest.raises(ValueError, match=r"energy_unit/force_unit/dipole_unit: unknown energy unit 'kcal'"):
+            make(energy_unit="kcal")
+        with pytest.raises(ValueError, match=r"energy_unit/force_unit/dipole_unit: force unit must look like "
+                                             r"ENERGY/LENGTH"):
+            make(force_unit="eV")
+        with pytest.raises(ValueError, match=r"force_sign must be 1 \(F = -dE/dR\) or -1"):
+            make(force_sign=0)
+        with pytest.raises(ValueError, match=r"keys: "):
+            make(keys=["E"])
+    assert main(["--out", str(tmp_path / "run"), "--dipole-unit", "furlong"]) == 2
+    assert "--energy-unit/--force-unit/--dipole-unit: unknown dipole unit 'furlong'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

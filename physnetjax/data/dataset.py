@@ -227,6 +227,30 @@ def unit_factors(energy_unit: str, force_unit: Optional[str], dipole_unit: str) 
     return e, f, dipole_factor(dipole_unit)
 
 
+def check_reading_options(energy_unit: str, force_unit: Optional[str], dipole_unit: str, force_sign: int,
+                          keys: Optional[Sequence[str]], name=str) -> None:
+    """Check how data files are to be read (the trainer's and the learning loop's settings of these names) before
+    anything is read: known units, a force sign of ±1, well-formed ``KEY=NAME`` entries
+    (:func:`physnetjax.data.key_mapping.parse_key_mapping`).
+
+    Raises:
+      ValueError: naming the setting as ``name(setting)`` does (a command line's option).
+    """
+    from physnetjax.data.key_mapping import parse_key_mapping
+
+    try:
+        unit_factors(energy_unit, force_unit, dipole_unit)
+    except ValueError as error:
+        raise ValueError(f"{name('energy_unit')}/{name('force_unit')}/{name('dipole_unit')}: {error}") from None
+    if force_sign not in (1, -1):
+        raise ValueError(f"{name('force_sign')} must be 1 (F = -dE/dR) or -1 (the file stores +dE/dR), "
+                         f"received {force_sign}")
+    try:
+        parse_key_mapping(keys)
+    except ValueError as error:
+        raise ValueError(f"{name('keys')}: {error}") from None
+
+
 def load_npz(path, *, energy_unit: str = "eV", force_unit: Optional[str] = None, dipole_unit: str = "eA",
              keys: Optional[Mapping[str, str]] = None) -> Dataset:
     """Read a PhysNet-style ``.npz`` (keys R, Z, N, E, F, optional D, Q) and validate it.

@@ -173,20 +173,9 @@ class LearnConfig:
 
     def _check_reading_options(self, name) -> None:
         """ValueError for a reading option that is malformed, or given where no file is read (the bundled set)."""
-        from physnetjax.data.dataset import unit_factors
-        from physnetjax.data.key_mapping import parse_key_mapping
+        from physnetjax.data.dataset import check_reading_options
 
-        try:
-            unit_factors(self.energy_unit, self.force_unit, self.dipole_unit)
-        except ValueError as error:
-            raise ValueError(f"{name('energy_unit')}/{name('force_unit')}/{name('dipole_unit')}: {error}") from None
-        if self.force_sign not in (1, -1):
-            raise ValueError(f"{name('force_sign')} must be 1 (F = -dE/dR) or -1 (the file stores +dE/dR), "
-                             f"received {self.force_sign}")
-        try:
-            parse_key_mapping(self.keys)
-        except ValueError as error:
-            raise ValueError(f"{name('keys')}: {error}") from None
+        check_reading_options(*(getattr(self, field) for field in READING_SETTINGS), name)
         defaults = LearnConfig.__dataclass_fields__
         given = [field for field in READING_SETTINGS if getattr(self, field) != defaults[field].default]
         if given and self.data is None and self.test is None:

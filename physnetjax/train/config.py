@@ -12,8 +12,7 @@ import math
 from pathlib import Path
 from typing import Mapping, Optional
 
-from physnetjax.data.dataset import bundled_dataset_path
-from physnetjax.data.key_mapping import parse_key_mapping
+from physnetjax.data.dataset import bundled_dataset_path, check_reading_options
 from physnetjax.data.reference import parse_element_energy_prior
 from physnetjax.data.split import check_split_size
 from physnetjax.errors import displayed_setting, namer
@@ -272,13 +271,7 @@ class TrainConfig:
             raise ValueError(f"{name('plateau_patience')} must be >= 0 epochs, received {self.plateau_patience}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"{name('ema_decay')} must be in [0, 1), received {self.ema_decay}")
-        if self.force_sign not in (1, -1):
-            raise ValueError(f"{name('force_sign')} must be 1 (F = -dE/dR) or -1 (the file stores +dE/dR), "
-                             f"received {self.force_sign}")
-        try:
-            parse_key_mapping(self.keys)
-        except ValueError as error:
-            raise ValueError(f"{name('keys')}: {error}") from None
+        check_reading_options(self.energy_unit, self.force_unit, self.dipole_unit, self.force_sign, self.keys, name)
         try:
             parse_element_energy_prior(self.element_energy_prior, self.energy_unit)
         except ValueError as error:
