@@ -441,6 +441,9 @@ def test_cli_loop_with_gfn2_xtb_labels(tmp_path, capsys):
     (["--uncertainty-threshold", "-1"], "error: --uncertainty-threshold must be finite and > 0 eV/Å"),
     (["--temperatures", "300", "nan"], "error: --temperatures must be one or more finite values > 0 K"),
     (["--temperatures", "0"], "error: --temperatures must be one or more finite values > 0 K, received [0.0]"),
+    (["--initial-frames", "1"], "error: --initial-frames must be >= 2 (a training and a validation frame), "
+                                "received 1"),
+    (["--bond-factor", "0"], "error: --bond-factor must be > 0, received 0.0"),
     (["--valid", "0"], "error: --valid must be a fraction in (0, 1) or a whole number of frames >= 1, received 0.0"),
     (["--valid", "1.5"], "error: --valid must be a fraction in (0, 1) or a whole number of frames >= 1, received "
                          "1.5"),
@@ -802,9 +805,9 @@ def test_cli_labels_on_one_openmp_thread_unless_the_environment_says_otherwise(t
 
 
 def test_settings_at_the_edge_of_their_range_are_accepted(tmp_path):
-    """The smallest allowed values: one validation frame, no distance filter (0 Å), a label force limit below
-    1 eV/Å, temperatures below 1 K."""
-    config = LearnConfig(out=str(tmp_path / "run"), valid=1, min_distance=0.0, max_label_force=0.5,
-                         temperatures=(0.5, 300.0))
-    assert (config.valid, config.min_distance, config.max_label_force, config.temperatures) == (1, 0.0, 0.5,
-                                                                                                (0.5, 300.0))
+    """The smallest allowed values: one validation frame, two starting frames, no distance filter (0 Å), a label
+    force limit below 1 eV/Å, a bond factor below 1, temperatures below 1 K."""
+    config = LearnConfig(out=str(tmp_path / "run"), valid=1, initial_frames=2, min_distance=0.0, max_label_force=0.5,
+                         bond_factor=0.5, temperatures=(0.5, 300.0))
+    assert (config.valid, config.initial_frames, config.min_distance, config.max_label_force, config.bond_factor,
+            config.temperatures) == (1, 2, 0.0, 0.5, 0.5, (0.5, 300.0))
