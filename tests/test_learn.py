@@ -444,6 +444,7 @@ def test_cli_loop_with_gfn2_xtb_labels(tmp_path, capsys):
     (["--initial-frames", "1"], "error: --initial-frames must be >= 2 (a training and a validation frame), "
                                 "received 1"),
     (["--bond-factor", "0"], "error: --bond-factor must be > 0, received 0.0"),
+    (["--test-frames", "-1"], "error: --test-frames must be >= 0, received -1"),
     (["--valid", "0"], "error: --valid must be a fraction in (0, 1) or a whole number of frames >= 1, received 0.0"),
     (["--valid", "1.5"], "error: --valid must be a fraction in (0, 1) or a whole number of frames >= 1, received "
                          "1.5"),
@@ -806,8 +807,8 @@ def test_cli_labels_on_one_openmp_thread_unless_the_environment_says_otherwise(t
 
 def test_settings_at_the_edge_of_their_range_are_accepted(tmp_path):
     """The smallest allowed values: one validation frame, two starting frames, no distance filter (0 Å), a label
-    force limit below 1 eV/Å, a bond factor below 1, temperatures below 1 K."""
+    force limit below 1 eV/Å, a bond factor below 1, temperatures below 1 K, no test frames."""
     config = LearnConfig(out=str(tmp_path / "run"), valid=1, initial_frames=2, min_distance=0.0, max_label_force=0.5,
-                         bond_factor=0.5, temperatures=(0.5, 300.0))
+                         bond_factor=0.5, temperatures=(0.5, 300.0), test_frames=0)
     assert (config.valid, config.initial_frames, config.min_distance, config.max_label_force, config.bond_factor,
-            config.temperatures) == (1, 2, 0.0, 0.5, 0.5, (0.5, 300.0))
+            config.temperatures, config.test_frames) == (1, 2, 0.0, 0.5, 0.5, (0.5, 300.0), 0)
