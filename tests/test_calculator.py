@@ -236,6 +236,50 @@ def test_a_larger_molecule_after_a_smaller_one_gets_a_shape_with_room_for_its_at
     assert sorted(shape[0] for shape in calc.compiled_shapes) == [16, 24]
 
 
+def test_the_model_comes_from_a_checkpoint_or_from_model_and_params_not_both(charged_model, tmp_path):
+    """ASE's own settings (directory, label) reach the Calculator; a checkpoint beside (model, params), or neither,
+    is refused."""
+    from physnetjax.checkpoint import save_checkpoint
+
+    model, params = charged_model
+    path = save_checkpoint(tmp_path / "ckpt", model, params)
+    calc = PhysNetCalculator(checkpoint=str(path), directory=str(tmp_path / "calc"), label="run")
+    assert calc.directory == str(tmp_path / "calc") and calc.label.endswith("run")
+    with pytest.raises(ValueError, match=r"give either checkpoint or \(model, params\), not both"):
+        PhysNetCalculator(model, params, checkpoint=str(path))
+    with pytest.raises(ValueError, match=r"give either checkpoint or \(model, params\), not both"):
+        PhysNetCalculator(model, checkpoint=str(path))
+    with pytest.raises(ValueError, match=r"PhysNetCalculator needs \(model, params\) or checkpoint=PATH"):
+        PhysNetCalculator(model)
+
+
+def test_a_compiled_shape_is_reused_when_it_fits_and_is_at_most_twice_the_need(charged_model):
+    """The calculator's padded shapes (atoms, edges, pairs, periodic), rule by rule: a structure takes the smallest
+    compiled shape with room for its atoms, edges and pairs, of its periodicity and with a pair list exactly when it
+    has one, and at most twice its bucketed need in atoms and in edges; else a new bucketed shape is compiled."""
+    def fresh():
+        return PhysNetCalculator(*charged_model, atom_bucket=16, edge_bucket=256)
+
+    calc = fresh()
+    molecule = calc._padded_shape(9, 100, None, False)
+    assert molecule == (16, 256, None, False)
+    assert calc._padded_shape(16, 256, None, False) == molecule  # exactly full
+    assert calc._padded_shape(9, 100, None, True) == (16, 256, None, True)  # periodic: a shape of its own
+    assert calc._padded_shape(9, 100, 10, False) == (16, 256, 256, False)  # a pair list: a shape of its own
+    assert calc._padded_shape(9, 100, 256, False) == (16, 256, 256, False)  # its pairs exactly full
+    assert calc._padded_shape(9, 100, 257, False) == (16, 256, 512, False)  # too many pairs
+    assert calc._padded_shape(17, 100, None, False) == (32, 256, None, False)  # too many atoms
+    assert calc._padded_shape(9, 257, None, False) == (16, 512, None, False)  # too many edges
+    assert calc._padded_shape(9, 100, None, False) == molecule  # the smallest that fits
+    assert len(calc.compiled_shapes) == 6
+    for compiled, need, reused in (((32, 256), (9, 100), True), ((48, 256), (9, 100), False),
+                                   ((16, 512), (9, 100), True), ((16, 768), (9, 100), False)):
+        calc = fresh()
+        assert calc._padded_shape(*compiled, None, False) == (*compiled, None, False)
+        expected = (*compiled, None, False) if reused else (16, 256, None, False)
+        assert calc._padded_shape(*need, None, False) == expected, (compiled, need)
+
+
 def test_float32_close_to_float64(charged_model, molecules):
     model, params = charged_model
     z, r = molecules["ethanol"]
