@@ -3134,6 +3134,18 @@ MUTANTS = (
            '/ scale if scale > 0 else None  # F = 0',
            '/ scale if scale > 0 else math.nan  # F = 0',
            ("tests/test_eval.py",), 'a kind of isolated atoms writes NaN (no JSON) into summary.json'),
+    Mutant('calculator_shape_of_other_periodicity', 'physnetjax/calculator.py',
+           '            if s[3] == periodic and s[0] >= n',
+           '            if s[3] != periodic and s[0] >= n',
+           ("tests/test_calculator.py",), "a periodic structure reuses a molecule's compiled shape (or the reverse)"),
+    Mutant('calculator_shape_wastes_more_than_twice', 'physnetjax/calculator.py',
+           '            and s[1] <= 2 * round_up(p, self.edge_bucket)',
+           '            and s[1] <= 3 * round_up(p, self.edge_bucket)',
+           ("tests/test_calculator.py",), 'a small structure runs in a compiled shape of three times its edges'),
+    Mutant('calculator_checkpoint_beside_model', 'physnetjax/calculator.py',
+           '            if model is not None or params is not None:\n                raise',
+           '            if False:\n                raise',
+           ("tests/test_calculator.py",), 'PhysNetCalculator(model, params, checkpoint=...) silently evaluates the checkpoint'),
 )
 
 EXPLAINED = {
