@@ -36,7 +36,7 @@ MARKER = re.compile(r"<!--\s*readme-test:\s*(.*?)\s*-->")
 FENCE = re.compile(r"^```(\w*)\s*$")
 TOOLS = ("train", "md", "eval", "check", "migrate", "spectra", "ensemble", "data.generate", "learn")
 SUBCOMMANDS = {"spectra": ("harmonic", "ir"), "ensemble": ("combine", "calibrate")}
-OTHER_SCRIPTS = ("tests/mutation/run.py", "benchmarks/run_all.py")
+OTHER_SCRIPTS = ("tests/mutation/run.py", "tests/mutation/sweep.py", "benchmarks/run_all.py")
 
 
 def readme_blocks(language: str) -> list[tuple[int, list[str], str]]:

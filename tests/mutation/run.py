@@ -79,6 +79,17 @@ def check_copied(mutant) -> None:
         raise ValueError(f"mutant {mutant.name}: {mutant.path} is outside the copied {', '.join(COPIED)}")
 
 
+def worker_copies(folder: pathlib.Path, jobs: int) -> queue.Queue:
+    """A queue of ``jobs`` copies of the repository (:func:`copy_repository`) in ``folder``: one per mutant judged
+    at once, taken from the queue for a run and put back after it."""
+    workdirs = queue.Queue()
+    for k in range(jobs):
+        workdir = folder / f"worker-{k}"
+        copy_repository(workdir)
+        workdirs.put(workdir)
+    return workdirs
+
+
 def run_tests(workdir: pathlib.Path, tests, timeout: float) -> tuple[int | None, float, str]:
     """(pytest exit code or None on timeout, seconds, last lines of output).
 
@@ -141,11 +152,7 @@ def main(argv=None) -> int:
     override = [t for t in args.tests.split(",") if t]
     baseline_tests = override or sorted({t for m in selected for t in m.tests})
     with tempfile.TemporaryDirectory(prefix="physnetjax-mutation-") as tmp:
-        workdirs = queue.Queue()
-        for k in range(args.jobs):
-            workdir = pathlib.Path(tmp) / f"worker-{k}"
-            copy_repository(workdir)
-            workdirs.put(workdir)
+        workdirs = worker_copies(pathlib.Path(tmp), args.jobs)
         for mutant in selected:
             check_copied(mutant)
             apply((ROOT / mutant.path).read_text(), mutant)

@@ -20,14 +20,13 @@ import argparse
 import io
 import json
 import pathlib
-import queue
 import sys
 import tempfile
 import threading
 import tokenize
 from concurrent.futures import ThreadPoolExecutor
 
-from run import ROOT, copy_repository, outcome, run_tests
+from run import ROOT, outcome, run_tests, worker_copies
 
 SWAPS = {"<": "<=", "<=": "<", ">": ">=", ">=": ">", "==": "!=", "!=": "==", "+": "-", "-": "+", "*": "/",
          "/": "*", "//": "/", "**": "*", "and": "or", "or": "and", "True": "False", "False": "True", "min": "max",
@@ -100,11 +99,7 @@ def main() -> int:
     print(f"{len(generated)} mutants of {args.path} lines {first}-{min(last, len(lines))}", flush=True)
     results, lock = [], threading.Lock()
     with tempfile.TemporaryDirectory(prefix="physnetjax-sweep-") as tmp:
-        workdirs = queue.Queue()
-        for k in range(args.jobs):
-            workdir = pathlib.Path(tmp) / f"worker-{k}"
-            copy_repository(workdir)
-            workdirs.put(workdir)
+        workdirs = worker_copies(pathlib.Path(tmp), args.jobs)
 
         def judge(mutant):
             line, change, text = mutant
