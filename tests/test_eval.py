@@ -871,3 +871,25 @@ def test_a_kind_of_isolated_atoms_has_no_relative_force_error(tmp_path):
     kinds = json.loads(text)["config_types"]
     assert kinds["IsolatedAtom"]["frames"] == 2 and kinds["IsolatedAtom"]["forces_relative_rmse"] is None
     assert kinds["md"]["forces_relative_rmse"] > 0
+
+
+def test_the_smallest_batch_and_no_worst_frames_and_the_note_on_labels_a_model_without_charges_cannot_compare(
+        tmp_path, capsys):
+    """--batch-size 1 and --worst 0 are allowed (0 and -1 are not); the shipped model has no charges: with dipole
+    labels in the data eval says that dipoles and charges are not compared, without them it says nothing."""
+    with np.load(DATA / "train_ethanol64.npz") as raw:
+        frames = {key: raw[key][:3] for key in ("R", "Z", "E", "F", "D")}
+    np.savez(tmp_path / "with_d.npz", **frames)
+    np.savez(tmp_path / "without_d.npz", **{k: v for k, v in frames.items() if k != "D"})
+    note = "the model predicts no charges: dipoles and total charges are not compared"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PhysNetInputWarning)
+        assert run_cli("--data", tmp_path / "with_d.npz", "--batch-size", 1, "--worst", 0) == 0
+        printed = capsys.readouterr().out
+        assert note in printed and "worst frames" not in printed
+        assert run_cli("--data", tmp_path / "without_d.npz") == 0
+        assert note not in capsys.readouterr().out
+    for option, value, message in (("--batch-size", 0, "--batch-size must be >= 1, received 0"),
+                                   ("--worst", -1, "--worst must be >= 0, received -1")):
+        assert run_cli("--data", tmp_path / "with_d.npz", option, value) == 2
+        assert message in capsys.readouterr().err
