@@ -36,8 +36,14 @@ def chosen_precision(args: argparse.Namespace, checkpoint) -> str:
         raise PhysNetInputError("--float64 and --float32 are both set (one may come from a --config file): give one, "
                                 "or neither for the checkpoint's precision")
     precision = "float64" if args.float64 else "float32" if args.float32 else stored_precision(checkpoint)
+    switch_x64_on_for(precision)
+    return precision
+
+
+def switch_x64_on_for(precision: str) -> None:
+    """Switch JAX's 64-bit mode on for the process when ``precision`` is ``"float64"`` (a command does it before it
+    loads a checkpoint or makes an array; JAX would round float64 to float32 while it is off)."""
     if precision == "float64":
         import jax
 
         jax.config.update("jax_enable_x64", True)
-    return precision

@@ -29,7 +29,7 @@ from physnetjax.checkpoint.format import check_not_a_run_checkpoint
 from physnetjax.cli_config import parse_args as parse_options
 from physnetjax.cli_errors import cli_main, configure_logging, exit_process
 from physnetjax.cli_help import ArgumentParser, HelpFormatter, describe
-from physnetjax.cli_precision import add_precision_options, chosen_precision
+from physnetjax.cli_precision import add_precision_options, chosen_precision, switch_x64_on_for
 from physnetjax.data.key_mapping import parse_key_mapping
 from physnetjax.errors import OutputPathError, PhysNetInputError
 from physnetjax.train.cli import HELP
@@ -96,9 +96,7 @@ def main(argv=None) -> int:
     from physnetjax.ensemble.combine import combine_checkpoints
 
     if any(stored_precision(path) == "float64" for path in args.checkpoints):  # loaded unrounded, written as they are
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
+        switch_x64_on_for("float64")
 
     target = combine_checkpoints(args.checkpoints, out, calibration_scale=args.calibration_scale,
                                  overwrite=args.overwrite)

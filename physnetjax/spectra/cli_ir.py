@@ -150,12 +150,10 @@ def _check_inputs(args):
 
 def _run(args) -> None:
     from physnetjax.checkpoint.format import stored_precision
+    from physnetjax.cli_precision import switch_x64_on_for
 
     args.dtype = args.dtype or stored_precision(args.checkpoint)
-    if args.dtype == "float64":
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
+    switch_x64_on_for(args.dtype)
     atoms, out, (model, params, metadata) = _check_inputs(args)
 
     from physnetjax.cli_config import CONFIG_NAME, write_resolved_config

@@ -32,6 +32,7 @@ from physnetjax.cli_config import (CONFIG_NAME, add_config_options, check_config
                                    write_resolved_config)
 from physnetjax.cli_errors import cli_main
 from physnetjax.cli_help import ArgumentParser, HelpFormatter, describe
+from physnetjax.cli_precision import switch_x64_on_for
 from physnetjax.errors import PhysNetInputError
 from physnetjax.model_dispersion import DISPERSION_METHODS
 from physnetjax.train.config import (ARCHITECTURE_SETTINGS, BEST_METRICS, LOSSES, OPTIMIZERS, PRESETS, SCHEDULES,
@@ -235,9 +236,7 @@ def _main(argv, started: dict) -> int:
         write_resolved_config(parser, {"preset": used_preset, **config.to_dict()}, directory / CONFIG_NAME)
 
     if (run_float64(run_dir) if run_dir is not None else settings.get("float64")):
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
+        switch_x64_on_for("float64")
     out = run_dir if run_dir is not None else settings.get("out")
     if out is not None:
         check_config_replaceable(parser, Path(out) / CONFIG_NAME, what="--resume" if run_dir is not None else "--out")
