@@ -271,7 +271,8 @@ def damage_data_file(epoch: Path, damage: str) -> None:
 
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("damage, first", [("delete", "ema_params.params.Dense_0.0+.kernel/0.0"),
-                                           ("truncate", "ema_params.params.Dense_0.0+.kernel/0.0"),
+                                           pytest.param("truncate", "ema_params.params.Dense_0.0+.kernel/0.0",
+                                                        marks=pytest.mark.slow),
                                            ("truncate manifest", "best_loss/.zarray")])
 def test_corrupted_legacy_checkpoint_ends_every_read(damage, first, tmp_path):
     """On main the first failed read ended the restore (or the metadata reads before it) and closed orbax's event

@@ -71,7 +71,8 @@ def _half_list(system, padding):
     return dst[half], src[half], shifts[half], np.asarray(half_mask)
 
 
-@pytest.mark.parametrize("case", ["dense cell", "sparse cell", "padded molecules"])
+@pytest.mark.parametrize("case", ["dense cell", pytest.param("sparse cell", marks=pytest.mark.slow),
+                                  "padded molecules"])
 def test_two_body_derivatives_equal_autodiff_of_the_plain_formula(case):
     jax.config.update("jax_enable_x64", True)
     cutoff = {"dense cell": 11.0, "sparse cell": 5.0, "padded molecules": 15.0}[case]

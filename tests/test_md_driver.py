@@ -843,6 +843,7 @@ def _separated_ethanols(atoms, count=8, spacing=12.0) -> ase.Atoms:
     return copies
 
 
+@pytest.mark.slow
 def test_a_run_still_relaxing_from_its_start_gets_a_note_and_its_equilibrated_continuation_none(system, tmp_path):
     """72 atoms (N_f = 216 without a fixed centre of mass), Langevin at gamma = 0.05/fs (tau = 10 fs): the test
     model's start geometry lies far up its surface, and releasing that energy kept the first 0.25 ps near 700 K,

@@ -551,33 +551,44 @@ def test_cell_potential_carries_the_three_body_dispersion_term(crystal_model, at
     assert not np.array_equal(np.asarray(state.triplets.triplets), np.asarray(nbrs.triplets.triplets))
 
 
-def test_npt_compressed_past_the_strain_tolerance_rebuilds_its_lists_and_keeps_the_trajectory(crystal_model,
-                                                                                              tmp_path, caplog):
-    """20 kbar squeeze the cell by 7 % (linear) in 80 steps, past the lists' 5 % tolerance: the driver discards
-    the chunk, rebuilds the lists in the current cell and re-runs it. Chunks of 8 and of 1 frames rebuild at
-    other steps and give the same trajectory; every frame's energy is predict_periodic's in its cell (1e-10)."""
+def _squeezed_npt_run(crystal_model, tmp_path, caplog, chunk_frames):
+    """20 kbar squeeze the cell by 7 % (linear) in 80 steps, past the lists' 5 % tolerance: (the driver's one
+    rebuild message, the frames written)."""
     model, params, atoms = crystal_model
-    kwargs = dict(ensemble="npt", temperature_K=300.0, pressure_bar=20000.0, barostat_time_fs=100.0,
-                  thermostat_time_fs=20.0, timestep_fs=0.5, steps=80, save_every=5, dtype="float64", seed=3,
-                  max_force=1e4)
-    runs = {}
-    for chunk in (8, 1):
-        caplog.clear()
-        with caplog.at_level(logging.INFO, logger="physnetjax.md.driver"):
-            simulate(model, params, atoms, chunk_frames=chunk, out=str(tmp_path / f"{chunk}.traj"), **kwargs)
-        rebuilt = [r.getMessage() for r in caplog.records if "the cell outgrew its neighbor lists" in r.getMessage()]
-        assert len(rebuilt) == 1, rebuilt
-        runs[chunk] = (rebuilt[0], ase.io.read(tmp_path / f"{chunk}.traj", index=":"))
-    assert "cell of step 40" in runs[8][0] and "cell of step 70" in runs[1][0]
-    frames, other = runs[8][1], runs[1][1]
+    out = tmp_path / f"{chunk_frames}.traj"
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="physnetjax.md.driver"):
+        simulate(model, params, atoms, ensemble="npt", temperature_K=300.0, pressure_bar=20000.0,
+                 barostat_time_fs=100.0, thermostat_time_fs=20.0, timestep_fs=0.5, steps=80, save_every=5,
+                 dtype="float64", seed=3, max_force=1e4, chunk_frames=chunk_frames, out=str(out))
+    rebuilt = [r.getMessage() for r in caplog.records if "the cell outgrew its neighbor lists" in r.getMessage()]
+    assert len(rebuilt) == 1, rebuilt
+    return rebuilt[0], ase.io.read(out, index=":")
+
+
+def test_npt_compressed_past_the_strain_tolerance_rebuilds_its_lists(crystal_model, tmp_path, caplog):
+    """Past the lists' strain tolerance the driver discards the chunk, rebuilds the lists in the current cell and
+    re-runs it: the run goes on to the end, and its last frames' energies and forces are predict_periodic's in
+    their cells (1e-10, 1e-9)."""
+    model, params, _ = crystal_model
+    rebuilt, frames = _squeezed_npt_run(crystal_model, tmp_path, caplog, chunk_frames=8)
+    assert "cell of step 40" in rebuilt and len(frames) == 16
     assert np.linalg.norm(np.linalg.solve(frames[-1].cell.array, CELL), ord=2) > 1.06
-    for frame, same in zip(frames, other, strict=True):
-        np.testing.assert_allclose(frame.positions, same.positions, rtol=0, atol=1e-10)
-        np.testing.assert_allclose(frame.cell.array, same.cell.array, rtol=0, atol=1e-10)
     for frame in frames[-3:]:
         reference = predict_periodic(model, params, frame.numbers, frame.positions, frame.cell.array)
         np.testing.assert_allclose(frame.get_potential_energy(), reference["energy"], rtol=0, atol=1e-10)
         np.testing.assert_allclose(frame.get_forces(), reference["forces"], rtol=0, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_npt_rebuilds_at_other_steps_with_other_chunks_and_keeps_the_trajectory(crystal_model, tmp_path, caplog):
+    """Chunks of 8 and of 1 frames outgrow the lists at other steps (40, 70) and give the same trajectory."""
+    eight, frames = _squeezed_npt_run(crystal_model, tmp_path, caplog, chunk_frames=8)
+    one, other = _squeezed_npt_run(crystal_model, tmp_path, caplog, chunk_frames=1)
+    assert "cell of step 40" in eight and "cell of step 70" in one
+    for frame, same in zip(frames, other, strict=True):
+        np.testing.assert_allclose(frame.positions, same.positions, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(frame.cell.array, same.cell.array, rtol=0, atol=1e-10)
 
 
 def test_npt_compressed_too_often_stops_and_saves_the_last_good_frame(crystal_model, tmp_path, monkeypatch):
@@ -639,7 +650,7 @@ def test_npt_cli_report_trajectory_and_restart(crystal_model, tmp_path, capsys):
     np.testing.assert_allclose(restarted[-1].info["conserved_eV"], continuous[-1].info["conserved_eV"], atol=1e-12)
 
 
-@pytest.mark.parametrize("ensemble", ["npt", "langevin"])
+@pytest.mark.parametrize("ensemble", ["npt", pytest.param("langevin", marks=pytest.mark.slow)])
 def test_md_far_from_the_cell_runs_as_in_it_and_writes_the_users_images(crystal_model, tmp_path, ensemble):
     """The crystal with its atoms given 100-190 cells away (~1000 Å), in float32: on main the state held those
     coordinates (one float32 ulp 6e-5 Å; the barostat scaled them about the origin) and the path left the in-cell
@@ -807,7 +818,8 @@ def test_bad_ensemble_arguments(crystal_model):
         csvr(lj_energy_force_stress, 1.0, 300.0, temperature_end_K=400.0)
 
 
-@pytest.mark.parametrize("ensemble,periodic", [("nve", False), ("csvr", True), ("npt", True)])
+@pytest.mark.parametrize("ensemble,periodic", [("nve", False), pytest.param("csvr", True, marks=pytest.mark.slow),
+                                                   ("npt", True)])
 def test_md_runs_at_the_geometry_total_charge(crystal_model, tmp_path, ensemble, periodic):
     """A charged system's MD forces are those of its charge: the driver ran every system as neutral.
 

@@ -685,6 +685,7 @@ def test_a_molecule_in_bohr_read_as_angstrom_warns(charge_model):
         check_length_unit([8], [[0.0, 0.0, 0.0]])
 
 
+@pytest.mark.slow
 def test_an_optimised_geometry_far_from_bonding_distances_warns():
     """CO2⁺ with the shipped CO2 model (trained on neutral CO2 only), started stretched (C–O 2.6 Å): the optimisation
     ends at a spurious minimum with the atoms 2.1× the covalent bond length apart (C–O 3.0 Å, modes below
@@ -946,6 +947,7 @@ def test_cli_says_beside_the_intensities_when_the_recorded_dipole_r2_makes_them_
     assert (said in stderr) is caveat and ("IR intensities" in stderr) is caveat
 
 
+@pytest.mark.slow
 def test_cli_warns_that_two_atoms_beyond_the_cutoff_have_a_zero_mode_and_no_vibration(capsys, tmp_path):
     """The shipped ethanol model (5 Å cutoff) on O and H 50 Å apart: the one mode is their free relative motion.
     (The model, trained on ethanol alone, also says that the absolute energy of HO carries an E0 offset, and that
@@ -1169,6 +1171,7 @@ def test_cli_warns_that_it_analyses_the_first_frame_of_a_trajectory(charge_model
     np.testing.assert_allclose(json.loads((tmp_path / "out" / "harmonic.json").read_text())["optimized_positions"], r)
 
 
+@pytest.mark.slow
 def test_cli_says_an_ensemble_is_analysed_through_its_mean_energy(charge_model, cli_inputs, capsys, tmp_path):
     """An ensemble checkpoint: the table was printed as for one model, not saying whose frequencies they are; then
     harmonic.json did not say it (the printed note only), so a file of an ensemble read as one of a single model."""

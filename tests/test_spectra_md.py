@@ -597,6 +597,7 @@ def test_cli_bad_input_is_one_line_and_nonzero_before_any_md(tmp_path, capsys, c
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_cli_names_the_optimisation_options_of_its_harmonic_analysis(tmp_path, capsys):
     """On main the ir command had no --max-steps, and its unconverged optimisation said 'raise max_steps'; at a
     geometry that is not a minimum with --no-optimize it said 'fmax = ...' and '(use optimize=True)'."""
@@ -921,6 +922,7 @@ def test_float32_md_does_not_depend_on_where_the_molecule_sits(co2):
                                atol=1e-6 * at_origin.power_spectrum.max())
 
 
+@pytest.mark.slow
 def test_cli_does_not_call_a_stretched_optimised_geometry_a_unit_slip(tmp_path, capsys):
     """CO2⁺ with the neutral CO2 model, started at C–O 2.0 / 3.0 Å (not stretched as by bohr), optimises to a spurious
     stretched minimum (C–O 3.0 Å, 2.1× the covalent bond length): the harmonic analysis says so; md_spectrum,
