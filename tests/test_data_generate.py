@@ -548,6 +548,8 @@ def test_a_resumed_set_continues_the_sampling_where_the_partial_set_ended(monkey
     assert len(partial["E"]) == 3 and int(partial["frames_requested"]) == 6
     resumed = generate(**settings, resume=partial)
     assert sorted(resumed) == sorted(whole)
+    kind = f"{sampling}_500K"  # generate's default temperature
+    assert partial["config_type"].tolist() == [kind] * 3 and resumed["config_type"].tolist() == [kind] * 6
     np.testing.assert_array_equal(resumed["R"][:3], partial["R"])
     # two separate runs relax and take the Hessian to round-off alike (1e-14 Å apart in this file's process)
     np.testing.assert_allclose(resumed["R"], whole["R"], rtol=0, atol=1e-10 if sampling == "normal-modes" else 1e-5)
@@ -555,6 +557,25 @@ def test_a_resumed_set_continues_the_sampling_where_the_partial_set_ended(monkey
     # the labels of the same positions: xTB's SCF, restarted from scratch at the resume, converges to ~1e-4 eV/Å in
     # the forces (measured 1.5e-4 on the first resumed water frame)
     np.testing.assert_allclose(resumed["F"], whole["F"], rtol=0, atol=5e-4)
+
+
+def test_frames_carry_their_sampling_and_temperature_as_their_kind_and_older_partial_sets_resume(monkeypatch,
+                                                                                                   tmp_path):
+    """Sets of two temperatures trained on together were one kind ("Default") for eval and the trainer's report; each
+    frame now carries ``<sampling>_<T>K``. A partial set written before kinds were (no ``config_type``) resumes into a
+    set whose every frame has it."""
+    pytest.importorskip("tblite")
+    from physnetjax.data import concatenate, load_npz
+    from physnetjax.npz_file import write_npz
+
+    settings = dict(molecule="H2O", frames=3, seed=3, stride=1, equilibration_steps=0)
+    partial = interrupted_run(monkeypatch, 1, **settings, temperature=300.0)
+    older = {key: value for key, value in partial.items() if key != "config_type"}
+    write_npz(tmp_path / "cool.npz", generate(**settings, temperature=300.0, resume=older))
+    write_npz(tmp_path / "hot.npz", generate(**settings, temperature=812.5))
+    write_npz(tmp_path / "modes.npz", generate(**settings, temperature=300.0, sampling="normal-modes"))
+    data = concatenate([load_npz(tmp_path / name) for name in ("cool.npz", "hot.npz", "modes.npz")])
+    assert data.config_type.tolist() == ["md_300K"] * 3 + ["md_812.5K"] * 3 + ["normal-modes_300K"] * 3
 
 
 def test_resume_on_the_command_line_and_what_it_refuses(tmp_path, monkeypatch, capsys):

@@ -18,6 +18,9 @@ and writes a PhysNet-style ``.npz``:
 * ``E`` (M,) float64 eV — absolute energies are ~10² eV, where a float32 ulp is
   ~3e-5 eV, so they are kept in float64 and shifted before training;
 * ``Z`` (M, n) int8, ``N`` (M,) int16, ``Q`` (M,) float32 total charge in e;
+* ``config_type`` (M,) text, each frame's kind: the sampling and its temperature, e.g. ``md_500K``
+  (:func:`sampled_config_type`), by which ``python -m physnetjax.eval`` and the trainer's final report break
+  their errors down when sets of several samplings or temperatures are trained on together;
 * metadata scalars ``method``, ``uhf`` (number of unpaired electrons, the spin
   multiplicity minus one), ``sampling``, ``temperature_K``, ``timestep_fs``,
   ``friction_per_fs``, ``stride``, ``equilibration_steps``, ``seed``, ``frames_requested``
@@ -72,6 +75,7 @@ import numpy as np
 from physnetjax.cli_config import OptionUse, chosen_options, refuse_unused_options
 from physnetjax.cli_errors import cli_main, configure_logging, exit_process
 from physnetjax.cli_help import ArgumentParser, HelpFormatter, describe
+from physnetjax.data.dataset import CONFIG_TYPE_KEY
 from physnetjax.data.generate_progress import GenerateProgress
 from physnetjax.data.normal_modes import normal_mode_displacements
 from physnetjax.data.xtb_shells import VALENCE_ORBITALS, valence_electrons, valence_orbitals
@@ -483,6 +487,7 @@ def _dataset(labels: dict, count: int, atoms, provenance: dict, state: Optional[
     data["Z"] = np.tile(atoms.get_atomic_numbers().astype(np.int8), (count, 1))
     data["N"] = np.full(count, n, np.int16)
     data["Q"] = np.full(count, provenance["charge"], np.float32)
+    data[CONFIG_TYPE_KEY] = np.full(count, sampled_config_type(provenance["sampling"], provenance["temperature"]))
     data.update(
         method=np.array(provenance["method"]),
         uhf=np.array(provenance["uhf"]),
@@ -500,6 +505,12 @@ def _dataset(labels: dict, count: int, atoms, provenance: dict, state: Optional[
     if state is not None and count < provenance["frames"]:
         data.update(state)
     return data
+
+
+def sampled_config_type(sampling: str, temperature_K: float) -> str:
+    """The kind (:data:`~physnetjax.data.dataset.CONFIG_TYPE_KEY`) of frames ``sampling`` drew at ``temperature_K``
+    K: ``"md_500K"``, ``"normal-modes_300K"``. A resumed set's frames share it, as they share the settings."""
+    return f"{sampling}_{temperature_K:g}K"
 
 
 RESUMED_LABELS = ("E", "R", "F", "D", "Qa")
