@@ -3146,6 +3146,16 @@ MUTANTS = (
            '            if model is not None or params is not None:\n                raise',
            '            if False:\n                raise',
            ("tests/test_calculator.py",), 'PhysNetCalculator(model, params, checkpoint=...) silently evaluates the checkpoint'),
+    Mutant('generated_frames_without_kind', 'physnetjax/data/generate.py',
+           '    data[CONFIG_TYPE_KEY] = np.full(count, sampled_config_type(provenance["sampling"], provenance["temperature"]))\n',
+           '    pass\n',
+           ("tests/test_data_generate.py::test_frames_carry_their_sampling_and_temperature_as_their_kind_and_older_partial_sets_resume",),
+           'a generated set leaves its frames "Default": eval cannot break errors down per temperature'),
+    Mutant('generated_kind_without_temperature', 'physnetjax/data/generate.py',
+           '    return f"{sampling}_{temperature_K:g}K"',
+           '    return f"{sampling}"',
+           ("tests/test_data_generate.py::test_frames_carry_their_sampling_and_temperature_as_their_kind_and_older_partial_sets_resume",),
+           "sets of several temperatures are one kind per sampling"),
 )
 
 EXPLAINED = {
