@@ -221,6 +221,8 @@ def test_selected_frames_are_md_frames_labelled_by_the_labeller(resumed_run):
     assert summary["md_max_spread_eV_per_A"] == pytest.approx(max(every))
     assert summary["md_mean_spread_eV_per_A"] == pytest.approx(np.mean(every), rel=1e-12)
     assert len(every) == config.md_steps // config.save_every  # every saved frame is a candidate
+    assert data.config_type.tolist() == ["Default"] * 8 + ["learn_300K"] * 3  # the start's kind, the MD's temperature
+    assert load_dataset(out / "round-001" / "selected.npz").config_type.tolist() == ["learn_300K"] * 3
     assert report["rounds"][1]["test_forces_mae"] is not None and report["rounds"][1]["test_forces_mae"] > 0
 
 
@@ -352,6 +354,7 @@ def test_exploration_runs_each_temperature_with_its_own_seed_and_keeps_the_uncer
     assert [(s["temperature_K"], s["frames"], s["candidates"]) for s in summaries] == [(300.0, 3, 2), (900.0, 3, 2)]
     np.testing.assert_array_equal(candidates.spreads, [0.4, 0.2, 0.4, 0.2])
     assert candidates.origins == ["md-300K.xyz[1]", "md-300K.xyz[2]", "md-900K.xyz[1]", "md-900K.xyz[2]"]
+    assert candidates.kinds == ["learn_300K", "learn_300K", "learn_900K", "learn_900K"]
 
 
 def test_a_round_without_candidates_says_why(stub_data, tmp_path):

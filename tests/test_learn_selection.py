@@ -95,7 +95,8 @@ def test_a_frame_the_labeller_cannot_label_is_skipped_and_the_next_one_enters():
     top = rng.normal(size=(4, 3))
     positions = [top, top + 0.001, rng.normal(size=(4, 3)), rng.normal(size=(4, 3))]
     numbers = [np.array([6, 1, 1, 8])] * 4
-    candidates = Candidates(numbers, positions, np.array([3.0, 2.5, 2.0, 1.0]), ["a", "b", "c", "d"])
+    candidates = Candidates(numbers, positions, np.array([3.0, 2.5, 2.0, 1.0]), ["a", "b", "c", "d"],
+                            ["learn_300K"] * 4)
 
     def label(atoms):
         if np.array_equal(atoms.positions, top):
@@ -116,7 +117,8 @@ def test_a_labelled_frame_beyond_max_label_force_is_skipped():
 
     rng = np.random.default_rng(7)
     positions = [rng.normal(size=(3, 3)) for _ in range(3)]
-    candidates = Candidates([np.array([1, 1, 8])] * 3, positions, np.array([3.0, 2.0, 1.0]), ["a", "b", "c"])
+    candidates = Candidates([np.array([1, 1, 8])] * 3, positions, np.array([3.0, 2.0, 1.0]), ["a", "b", "c"],
+                            ["learn_300K"] * 3)
 
     def label(atoms):
         force = 60.0 if np.array_equal(atoms.positions, positions[0]) else 1.0
@@ -138,7 +140,8 @@ def test_random_baseline_ignores_the_spread_and_is_seeded():
 
     rng = np.random.default_rng(6)
     positions = [rng.normal(size=(3, 3)) for _ in range(20)]
-    candidates = Candidates([np.array([1, 1, 8])] * 20, positions, np.arange(20.0), [str(k) for k in range(20)])
+    candidates = Candidates([np.array([1, 1, 8])] * 20, positions, np.arange(20.0), [str(k) for k in range(20)],
+                            ["learn_300K"] * 20)
 
     def label(atoms):
         return {"E": 0.0, "F": np.zeros((3, 3))}

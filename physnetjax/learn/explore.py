@@ -54,12 +54,20 @@ comes from: what the MD's messages (a stop reason, say) name."""
 
 @dataclasses.dataclass
 class Candidates:
-    """Saved MD frames: (n_j,) numbers, (n_j, 3) positions in Å, spreads (M,) eV/Å, and where each came from."""
+    """Saved MD frames: (n_j,) numbers, (n_j, 3) positions in Å, spreads (M,) eV/Å, where each came from, and the
+    kind each gets when labelled (:func:`learned_config_type`: its MD's temperature)."""
 
     numbers: list
     positions: list
     spreads: np.ndarray
     origins: list
+    kinds: list
+
+
+def learned_config_type(temperature_K: float) -> str:
+    """The kind (:data:`~physnetjax.data.dataset.CONFIG_TYPE_KEY`) of frames the loop chose from its MD at
+    ``temperature_K`` K: ``"learn_800K"``, so that a round's model reports its errors per exploration temperature."""
+    return f"learn_{temperature_K:g}K"
 
 
 def start_geometry(data: Dataset, seed: int) -> ase.Atoms:
@@ -84,7 +92,7 @@ def explore(checkpoint, data: Dataset, directory, config, round_index: int,
     model, params, metadata = load_checkpoint(checkpoint, with_metadata=True)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    numbers, positions, spreads, origins, summaries = [], [], [], [], []
+    numbers, positions, spreads, origins, kinds, summaries = [], [], [], [], [], []
     for t, temperature in enumerate(config.temperatures):
         seed = config.seed + 1000 * round_index + t
         out = directory / f"md-{temperature:g}K.xyz"
@@ -132,6 +140,7 @@ def explore(checkpoint, data: Dataset, directory, config, round_index: int,
             positions.append(atoms.positions.copy())
             spreads.append(spread)
             origins.append(f"{out.name}[{k}]")
+            kinds.append(learned_config_type(temperature))
             kept += 1
         summaries.append({
             "temperature_K": temperature,
@@ -144,5 +153,5 @@ def explore(checkpoint, data: Dataset, directory, config, round_index: int,
             "first_unphysical": first_unphysical,
             "blew_up": blew_up,
         })
-    return Candidates(numbers, positions, np.array(spreads, np.float64), origins), summaries
+    return Candidates(numbers, positions, np.array(spreads, np.float64), origins, kinds), summaries
 

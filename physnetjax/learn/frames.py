@@ -12,6 +12,7 @@ rounds' trainings report their errors per kind). Every frame must carry energy a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -41,9 +42,11 @@ def save_frames(data: Dataset, path) -> Path:
     return write_npz(path, arrays)
 
 
-def labelled_frames(numbers: list, positions: list, labels: list, charge: float, source: str) -> Dataset:
+def labelled_frames(numbers: list, positions: list, labels: list, charge: float, source: str,
+                    kinds: Optional[list] = None) -> Dataset:
     """A :class:`Dataset` of labelled geometries (each (n_j,) numbers, (n_j, 3) Å, labels of
-    :func:`physnetjax.learn.labellers.checked_labels`), padded to the largest n_j."""
+    :func:`physnetjax.learn.labellers.checked_labels`, and its kind, :data:`DEFAULT_CONFIG_TYPE` where ``kinds`` is
+    None), padded to the largest n_j."""
     count, width = len(numbers), max(len(z) for z in numbers)
     Z = np.zeros((count, width), np.int32)
     R = np.zeros((count, width, 3))
@@ -57,4 +60,5 @@ def labelled_frames(numbers: list, positions: list, labels: list, charge: float,
                    E=np.array([label["E"] for label in labels], np.float64), F=F, D=D,
                    Q=np.full(count, float(charge)), has_E=np.ones(count, bool), has_F=np.ones(count, bool),
                    has_D=has_D, has_Q=np.ones(count, bool),
-                   sources=np.array([f"{source}[{k}]" for k in range(count)]))
+                   sources=np.array([f"{source}[{k}]" for k in range(count)]),
+                   config_type=None if kinds is None else np.array(kinds, dtype=object))

@@ -340,7 +340,8 @@ def _run_round(config: LearnConfig, run_dir: Path, index: int, label: Labeller, 
                     index, len(candidates.spreads), summary["unphysical_frames"], len(failures))
         if chosen:
             new = labelled_frames([candidates.numbers[j] for j in chosen], [candidates.positions[j] for j in chosen],
-                                  labels, config.charge, f"round-{index:03d}/selected")
+                                  labels, config.charge, f"round-{index:03d}/selected",
+                                  [candidates.kinds[j] for j in chosen])
             save_frames(new, directory / "selected.npz")
             data = concatenate([data, new])
         summary["selected"] = len(chosen)
