@@ -3156,6 +3156,16 @@ MUTANTS = (
            '    return f"{sampling}"',
            ("tests/test_data_generate.py::test_frames_carry_their_sampling_and_temperature_as_their_kind_and_older_partial_sets_resume",),
            "sets of several temperatures are one kind per sampling"),
+    Mutant('learned_kind_of_the_first_temperature', 'physnetjax/learn/explore.py',
+           '            kinds.append(learned_config_type(temperature))',
+           '            kinds.append(learned_config_type(config.temperatures[0]))',
+           ("tests/test_learn.py::test_exploration_runs_each_temperature_with_its_own_seed_and_keeps_the_uncertain_frames",),
+           "every selected frame is given the first exploration temperature's kind"),
+    Mutant('learned_frames_without_kind', 'physnetjax/learn/loop.py',
+           '                                  [candidates.kinds[j] for j in chosen])',
+           '                                  None)',
+           ("tests/test_learn.py::test_selected_frames_are_md_frames_labelled_by_the_labeller",),
+           'the frames a round selects are "Default": no errors per exploration temperature'),
 )
 
 EXPLAINED = {
