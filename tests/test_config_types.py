@@ -82,7 +82,8 @@ def test_the_trainer_reports_its_validation_and_test_errors_per_kind(tmp_path):
 
 def test_the_learning_loop_keeps_the_kinds_in_its_npz_files(tmp_path):
     """The loop writes each round's data (starting frames and new ones) to .npz and trains on that file: the starting
-    frames' kinds survive, the new frames' are "Default"; a set of one kind writes no key."""
+    frames' kinds survive, frames without one stay "Default"; a set of one kind writes no key (the kinds of the
+    frames a round selects: tests/test_learn.py)."""
     import dataclasses
 
     from physnetjax.learn.frames import save_frames

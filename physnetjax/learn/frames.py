@@ -5,8 +5,8 @@ Layout written by :func:`save_frames` (read back by :func:`physnetjax.data.load_
 ``Q`` (M,) e, ``D`` (M, 3) e·Å only when every frame has a dipole, and the per-frame loss weights
 ``config_weight``, ``config_energy_weight``, ``config_forces_weight``, ``config_stress_weight`` (M,) only when
 some frame's differ from 1 (a starting file's weights stay with its frames in every round), and ``config_type``
-(M,) only when some frame has a kind other than "Default" (a starting file's kinds stay with its frames, and the
-rounds' trainings report their errors per kind). Every frame must carry energy and forces (the loop trains on both).
+(M,) only when some frame has a kind other than "Default" (a starting file's kinds stay with its frames, the frames
+a round selects are ``learn_<T>K``, and the rounds' trainings report their errors per kind). Every frame must carry energy and forces (the loop trains on both).
 """
 
 from __future__ import annotations
