@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT / "tests" / "mutation"))
 
 from mutants import EXPLAINED, MUTANTS  # noqa: E402
 from run import apply, check_copied, run_tests  # noqa: E402
+from sweep import mutants, survivors_only  # noqa: E402
 
 
 def test_every_mutant_applies_once_and_names_existing_tests():
@@ -64,3 +65,23 @@ def test_a_timeout_kills_the_processes_the_tests_started(tmp_path):
     else:
         os.kill(pid, signal.SIGKILL)
         raise AssertionError("the process started by the timed-out tests is still running")
+
+
+def test_the_sweep_changes_operators_comparisons_booleans_and_numbers_of_the_chosen_lines_only():
+    source = 'x = a < b and not c\ny = 3 + 0.5 * max(u)\nz = "a < b"  # x < y\nw = a == b\n'
+    found = {(line, change): text for line, change, text in mutants(source, 1, 3)}
+    assert sorted(found) == [(1, "< -> <="), (1, "and -> or"), (1, "drop not"), (2, "* -> /"), (2, "+ -> -"),
+                             (2, "0.5 -> 0.55"), (2, "3 -> 4"), (2, "max -> min")]
+    assert found[(1, "drop not")].startswith("x = a < b and c\n")
+    assert found[(2, "0.5 -> 0.55")].splitlines()[1] == "y = 3 + 0.55 * max(u)"
+    assert found[(1, "< -> <=")].splitlines()[2:] == source.splitlines()[2:]  # strings and comments unchanged
+    assert [change for _, change, _ in mutants(source, 4, 4)] == ["== -> !="]
+
+
+def test_a_sweep_can_judge_again_only_the_changes_that_survived_an_earlier_one():
+    source = "x = a < b\ny = a < b\nz = c + d\n"
+    generated = mutants(source, 1, 3)
+    earlier = [{"line": 1, "change": "< -> <=", "outcome": "killed"},
+               {"line": 2, "change": "< -> <=", "outcome": "survived"},
+               {"line": 3, "change": "+ -> -", "outcome": "timeout"}]
+    assert [mutant[:2] for mutant in survivors_only(generated, earlier)] == [(2, "< -> <=")]

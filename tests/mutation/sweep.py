@@ -12,6 +12,8 @@ Usage (from the repository root)::
     python tests/mutation/sweep.py physnetjax/learn/inputs.py tests/test_learn_inputs.py --lines 60-145 --jobs 2
 
 Prints one line per mutant (outcome, line, change, seconds, the line's text) and writes them to ``--out`` (JSON).
+``--survivors-of REPORT`` judges only the changes that survived in an earlier report of the same file (by line and
+change): after tests were added, or with more test files, without rerunning the mutants already killed.
 """
 
 from __future__ import annotations
@@ -74,6 +76,14 @@ def mutants(source: str, first: int, last: int) -> list[tuple[int, str, str]]:
     return [(line, change, text) for line, change, text in found if _compiles(text)]
 
 
+def survivors_only(generated: list, earlier: list) -> list:
+    """The mutants of ``generated`` (:func:`mutants`) whose line and change survived in ``earlier``, the records of
+    an earlier report (``--out``) of the same, unchanged file. Two equal changes of one line are both kept when one
+    survived."""
+    survived = {(record["line"], record["change"]) for record in earlier if record["outcome"] == "survived"}
+    return [mutant for mutant in generated if mutant[:2] in survived]
+
+
 def _compiles(text: str) -> bool:
     try:
         compile(text, "<mutant>", "exec")
@@ -90,11 +100,15 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1, help="mutants judged at once, each in its own copy")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per pytest run")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("sweep.json"), help="JSON report")
+    parser.add_argument("--survivors-of", type=pathlib.Path, metavar="REPORT",
+                        help="judge only the changes that survived in this earlier report of the same file")
     args = parser.parse_args()
     first, last = (int(bound) for bound in args.lines.split("-"))
     original = (ROOT / args.path).read_text()
     lines = original.splitlines()
     generated = mutants(original, first, last)
+    if args.survivors_of is not None:
+        generated = survivors_only(generated, json.loads(args.survivors_of.read_text()))
     tests = [test for test in args.tests.split(",") if test]
     print(f"{len(generated)} mutants of {args.path} lines {first}-{min(last, len(lines))}", flush=True)
     results, lock = [], threading.Lock()
