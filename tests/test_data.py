@@ -709,6 +709,48 @@ def test_an_extxyz_label_that_is_not_numbers_names_file_and_frame(tmp_path, head
         load_dataset(path)
 
 
+def test_a_one_frame_file_is_read_and_a_non_integer_atomic_number_names_its_frame(tmp_path, raw):
+    """Gaps of a sweep of load_npz: no test read a file of one frame or of one atom per frame (refusing either as "no
+    frames or no atoms" passed), nor one whose non-integer atomic number sits in a later frame than the first."""
+    one = load_npz(write(tmp_path, {key: value[3:4] for key, value in raw.items()}, "one.npz"))
+    assert len(one) == 1
+    np.testing.assert_array_equal(one.R[0], raw["R"][3])
+    assert one.E[0] == raw["E"][3]
+    isolated = {"R": np.zeros((2, 1, 3)), "Z": np.array([[1], [8]]), "E": np.array([-13.6, -2041.0]),
+                "F": np.zeros((2, 1, 3))}
+    atoms = load_npz(write(tmp_path, isolated, "atoms.npz"))
+    assert atoms.R.shape == (2, 1, 3) and atoms.E.tolist() == [-13.6, -2041.0]
+    z = raw["Z"].astype(np.float64)
+    z[3, 4] = 6.5
+    with pytest.raises(DataError, match=r"key 'Z' frame 3: atomic numbers must be integers, received \[.*6\.5"):
+        load_npz(write(tmp_path, {**raw, "Z": z}))
+
+
+def test_total_charges_are_read_in_e_whatever_the_energy_unit(tmp_path, raw):
+    """Q is no energy: a file in kcal/mol keeps its cations' +1 e (a sweep found no test reading a charged npz
+    frame's Q beside a unit conversion)."""
+    charges = np.where(np.arange(len(raw["E"])) % 2, 1.0, 0.0)
+    data = load_npz(write(tmp_path, {**raw, "E": raw["E"] / KCAL_PER_MOL_IN_EV, "Q": charges}, "cations.npz"),
+                    energy_unit="kcal/mol")
+    np.testing.assert_array_equal(data.Q, charges)
+    np.testing.assert_allclose(data.E, raw["E"], rtol=1e-13)
+
+
+def test_float32_energies_are_judged_at_their_largest_magnitude_in_ev(tmp_path, raw):
+    """The warning of energies rounded by float32 looks at the largest |E| (one frame of -1e5 eV among ethanol's
+    -310 eV), and at the spacing in eV: -23,310 kcal/mol (1011 eV) lie 0.002 kcal/mol = 8.5e-5 eV apart in
+    float32, below the 1e-4 eV it allows; the same numbers in eV, 0.002 eV apart, are not."""
+    one_large = raw["E"].copy()
+    one_large[5] = -1e5
+    with pytest.warns(PhysNetInputWarning, match=r"key 'E' is float32: at \|E\| up to 100000 .* 0\.0078 eV apart"):
+        load_npz(write(tmp_path, {**raw, "E": one_large.astype(np.float32)}))
+    kcal = (raw["E"] - 23000.0).astype(np.float32)
+    with warnings_as_errors():
+        load_npz(write(tmp_path, {**raw, "E": kcal}, "kcal.npz"), energy_unit="kcal/mol")
+    with pytest.warns(PhysNetInputWarning, match=r"key 'E' is float32: at \|E\| up to 2330\d\.\d .* 0\.002 eV apart"):
+        load_npz(write(tmp_path, {**raw, "E": kcal}, "ev.npz"))
+
+
 def test_precision_and_charges_lost_before_reading_are_named(tmp_path, raw):
     """From a data-reader probe: energies of -1e5 eV stored as float32 (7.8 meV steps), fractional total charges
     (summed partial charges), Z + 2**32 (wrapped to Z by the int32 cast), an upper-case .NPZ (read by ASE, which
