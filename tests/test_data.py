@@ -200,6 +200,59 @@ def test_unreadable_file(tmp_path):
         load_dataset(tmp_path / "missing.xyz")
 
 
+def test_extxyz_labels_in_kcal_per_mol_and_debye_and_its_charges_are_read_in_ev_and_e(tmp_path, raw):
+    """load_ase's unit conversion (a sweep found every test of it on .npz files): energies, forces and dipoles
+    written in kcal/mol, kcal/mol/Å and Debye read as the eV, eV/Å and e·Å originals; info['charge'] is a known
+    total charge (has_Q), 0 or +1 e as written."""
+    import ase
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = []
+    for k in range(4):
+        atoms = ase.Atoms(numbers=raw["Z"][k], positions=raw["R"][k], info={"charge": float(k % 2)})
+        atoms.calc = SinglePointCalculator(atoms, energy=raw["E"][k] / KCAL_PER_MOL_IN_EV,
+                                           forces=raw["F"][k] / KCAL_PER_MOL_IN_EV, dipole=raw["D"][k] / DEBYE_IN_EA)
+        frames.append(atoms)
+    ase.io.write(tmp_path / "kcal.extxyz", frames)
+    data = load_ase(tmp_path / "kcal.extxyz", energy_unit="kcal/mol", dipole_unit="Debye")
+    np.testing.assert_allclose(data.E, raw["E"][:4], rtol=1e-9)
+    np.testing.assert_allclose(data.F, raw["F"][:4], rtol=1e-6, atol=1e-7)  # 8 decimals of kcal/mol/Å in the text
+    np.testing.assert_allclose(data.D, raw["D"][:4], rtol=1e-6, atol=1e-7)
+    assert data.has_Q.all() and data.Q.tolist() == [0.0, 1.0, 0.0, 1.0]
+
+
+def test_ase_frames_take_a_stress_tensor_or_voigt_initial_charges_and_frames_without_labels(tmp_path):
+    """More gaps of a sweep of load_ase: a .traj keeps a calculator's 3×3 stress (extxyz writes it, and reads it
+    back, in Voigt order): both read as the tensor; a frame's initial charges sum to its known total charge; a frame
+    with no label at all among labelled ones is read, not taken for a file without labels."""
+    import ase
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    stress = np.array([[0.010, 0.002, -0.001], [0.002, -0.020, 0.003], [-0.001, 0.003, 0.005]])  # eV/Å³
+    cell = ase.Atoms("H2", positions=[[0, 0, 0], [0.74, 0, 0]], cell=5.0 * np.eye(3), pbc=True)
+    cell.calc = SinglePointCalculator(cell, energy=-1.0, forces=np.zeros((2, 3)), stress=stress)
+    for name in ("cell.traj", "cell.extxyz"):
+        ase.io.write(tmp_path / name, [cell])
+        read = load_ase(tmp_path / name)
+        assert read.has_S.all(), name
+        np.testing.assert_allclose(read.S[0], stress, rtol=0, atol=1e-12, err_msg=name)
+    ion = ase.Atoms("OH", positions=[[0, 0, 0], [0.97, 0, 0]])
+    ion.set_initial_charges([-1.4, 0.4])
+    ion.calc = SinglePointCalculator(ion, energy=-2.0, forces=np.zeros((2, 3)))
+    bare = ase.Atoms("OH", positions=[[0, 0, 0], [0.99, 0, 0]])
+    ase.io.write(tmp_path / "ions.extxyz", [ion, bare])
+    ions = load_ase(tmp_path / "ions.extxyz")
+    assert ions.has_E.tolist() == [True, False] and ions.has_Q.tolist() == [True, False]
+    assert ions.Q[0] == pytest.approx(-1.0, abs=1e-12)
+    for label in ("energy", "forces"):  # the only label of the file, in one frame of two
+        ion.calc = SinglePointCalculator(ion, **{label: -2.0 if label == "energy" else np.zeros((2, 3))})
+        ase.io.write(tmp_path / f"{label}.extxyz", [ion, bare])
+        partly = load_ase(tmp_path / f"{label}.extxyz")
+        assert (partly.has_E if label == "energy" else partly.has_F).tolist() == [True, False], label
+
+
 def test_ase_extxyz_masks_missing_labels(tmp_path, raw):
     import ase
     from ase.calculators.singlepoint import SinglePointCalculator

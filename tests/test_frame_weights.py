@@ -79,7 +79,7 @@ def test_weights_are_read_from_extxyz_info_and_npz_keys(tmp_path):
     frames[3].info.update(config_virial_weight=3.0, config_stress_weight=3.0)
     frames[4].info["config_stress_weight"] = 0.25
     for k, atoms in enumerate(frames):
-        atoms.info.update(my_weight=float(k), constant_weight=1.0)
+        atoms.info.update(my_weight=float(k % 2), constant_weight=1.0)  # two values are enough to vary
     ase.io.write(tmp_path / "w.extxyz", frames)
     with pytest.warns(UserWarning, match="label-like keys not read: 'my_weight'") as caught:
         data = load_dataset(tmp_path / "w.extxyz")
@@ -111,6 +111,8 @@ def test_weights_are_read_from_extxyz_info_and_npz_keys(tmp_path):
     ("extxyz", "config_forces_weight", np.nan, r"key 'config_forces_weight' frame\(s\) 2: .*received nan"),
     ("extxyz", "config_energy_weight", "abc", r"frame 2: info 'config_energy_weight' must be one number, a loss "
                                               r"weight >= 0, received 'abc'"),
+    ("extxyz", "config_weight", np.array([1.0, 2.0]), r"frame 2: info 'config_weight' must be one number, a loss "
+                                                      r"weight >= 0, received array\(\[1\., 2\.\]\)"),
     ("extxyz", "config_virial_weight", 2.0, r"frame\(s\) 2 give both 'config_stress_weight' and "
                                             r"'config_virial_weight' .* \(1 and 2 in frame 2\)"),
     ("npz", "config_weight", -1.0, r"key 'config_weight' frame\(s\) 2: a loss weight must be a finite number >= 0"),
