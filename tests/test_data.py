@@ -79,11 +79,18 @@ def test_npz_layout_variants_read_as_the_canonical_layout(tmp_path, raw):
     (lambda a: dict(a, Z=np.where(np.arange(9) == 4, 6.5, a["Z"]).astype(np.float64)),
      r"key 'Z' frame 0: atomic numbers must be integers, received \[.*6\.5"),
     (lambda a: dict(a, N=np.full(64, 10)), r"key 'N' outside \[1, 9\] in frame\(s\) 0, 1, 2"),
+    (lambda a: dict(a, N=np.where(np.arange(64) == 6, 0, a["N"])), r"key 'N' outside \[1, 9\] in frame\(s\) 6$"),
+    # five frames are listed whole; an .npz's NaN positions get no note about labels
+    (lambda a: dict(a, R=np.where((np.arange(64) < 5)[:, None, None], np.nan, a["R"])),
+     r"key 'R' has NaN or Inf in frame\(s\) 0, 1, 2, 3, 4$"),
     (lambda a: dict(a, R=a["R"] + np.where(np.arange(64) == 7, 2e4, 0.0)[:, None, None]),
      r"key 'R' has coordinates beyond ±10000 Å in frame\(s\) 7; frame 7's atoms span only [0-9.]+ Å but lie "
      r"2000[0-9] Å from the origin: translate each frame near the origin \(e\.g\. ASE's atoms\.center\(about=0\)"),
     (lambda a: dict(a, R=a["R"] * np.where(np.arange(64) == 5, 1e5, 1.0)[:, None, None]),
      r"key 'R' has coordinates beyond ±10000 Å in frame\(s\) 5; positions must be in Å"),
+    (lambda a: dict(a, R=np.where((np.arange(64) == 9)[:, None, None] & (np.arange(9) == 2)[None, :, None], 2e4,
+                                  a["R"])),  # one atom of one frame
+     r"key 'R' has coordinates beyond ±10000 Å in frame\(s\) 9; positions must be in Å"),
     # read without a word on main: True as 1 eV, the imaginary part dropped, 3 significant digits, H atoms
     (lambda a: dict(a, E=a["E"] > a["E"].mean()), r"key 'E' holds bool values, expected real numbers"),
     (lambda a: dict(a, R=a["R"] * (1 + 0j)), r"key 'R' holds complex128 values, expected real numbers"),
@@ -676,6 +683,10 @@ def test_positions_in_bohr_warn_and_angstrom_do_not(tmp_path, raw):
     stretched = dict(raw, R=raw["R"] / bohr_in_angstrom, F=raw["F"] * bohr_in_angstrom)
     with pytest.warns(UserWarning, match=r"'R': atoms sit 1\.9\d× the covalent bond length .* are they in bohr"):
         load_npz(write(tmp_path, stretched, "bohr.npz"))
+    hydrogen = {"R": np.array([[[0.0, 0.0, 0.0], [0.0, 0.0, 0.74 / bohr_in_angstrom]]]), "Z": np.array([[1, 1]]),
+                "E": np.array([-31.7])}  # a diatomic in bohr, the smallest molecule the check judges
+    with pytest.warns(UserWarning, match=r"'R': atoms sit 2\.\d+× the covalent bond length .* are they in bohr"):
+        load_npz(write(tmp_path, hydrogen, "h2.npz"))
     with warnings_as_errors():
         for path in (DATA, bundled_dataset_path(), Path(__file__).parent / "data" / "neighbors_mixed.npz"):
             load_dataset(path)
@@ -760,6 +771,13 @@ def test_an_extxyz_label_that_is_not_numbers_names_file_and_frame(tmp_path, head
     path.write_text(good + good.replace("energy=-1.0", header))
     with pytest.raises(DataError, match=r"frames\.extxyz: " + match):
         load_dataset(path)
+
+
+def test_the_heaviest_element_is_read(tmp_path, raw):
+    """Z = 118 is in range (a sweep found only 119 and beyond tested)."""
+    heavy = raw["Z"].copy()
+    heavy[:, 8] = 118
+    assert (load_npz(write(tmp_path, {**raw, "Z": heavy}, "og.npz")).Z[:, 8] == 118).all()
 
 
 def test_a_one_frame_file_is_read_and_a_non_integer_atomic_number_names_its_frame(tmp_path, raw):

@@ -89,6 +89,8 @@ def test_stress_labels_are_read_from_extxyz_and_npz_in_voigt_or_tensor_form(mixe
     ("molecule", r"stress labels on frame\(s\) 0, 1, 2 that are not periodic in all three directions .*pbc \[False, "
                  r"False, False\]"),
     ("kbar", r"stress labels beyond 1 eV/Å³ \(160 GPa\) in frame\(s\) 0, 1, 2 .* convert kbar \(× 6\.2415e-4\)"),
+    ("one molecule", r"stress labels on frame\(s\) 1 that are not periodic in all three directions"),
+    ("one in kbar", r"stress labels beyond 1 eV/Å³ \(160 GPa\) in frame\(s\) 1 "),
 ])
 def test_stress_labels_without_a_volume_or_in_another_unit_are_refused(mixed, tmp_path, case, message):
     """A stress on a molecule has no volume to refer to; a stress in kbar read as eV/Å³ is 1600× too large. Both
@@ -97,8 +99,13 @@ def test_stress_labels_without_a_volume_or_in_another_unit_are_refused(mixed, tm
     base = dict(R=data.R[:3], Z=data.Z[:3], E=data.E[:3], F=data.F[:3])
     if case == "molecule":
         np.savez(tmp_path / "bad.npz", S=data.S[:3], **base)
+    elif case == "one molecule":  # a frame without a cell among cells
+        np.savez(tmp_path / "bad.npz", S=data.S[:3], cell=data.cell[:3], pbc=np.array([[True] * 3, [False] * 3,
+                                                                                      [True] * 3]), **base)
     else:
-        np.savez(tmp_path / "bad.npz", S=data.S[:3] * 1602.1766, cell=data.cell[:3], **base)  # eV/Å³ → kbar
+        one = case == "one in kbar"
+        scale = np.array([1.0, 1602.1766, 1.0])[:, None, None] if one else 1602.1766  # eV/Å³ → kbar
+        np.savez(tmp_path / "bad.npz", S=data.S[:3] * scale, cell=data.cell[:3], **base)
     with pytest.raises(DataError, match=message):
         load_npz(tmp_path / "bad.npz")
 
