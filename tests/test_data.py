@@ -630,6 +630,12 @@ def test_npz_cell_is_read_so_training_batches_npz_and_extxyz_cells_alike(tmp_pat
                            ({"pbc": np.ones(3, bool)}, r"key 'pbc' marks periodic directions but the file holds no "
                                                       r"cell"),
                            ({"cell": np.eye(3), "box": np.eye(3)}, r"several cell or pbc keys \['cell', 'box'\]"),
+                           ({"box": np.eye(3), "pbc": np.ones(3, bool), "PBC": np.ones(3, bool)},
+                            r"several cell or pbc keys \['box', 'pbc', 'PBC'\]"),
+                           ({"box": np.eye(3), "pbc": np.array([1, 0, 2])}, r"key 'pbc' must hold True/False"),
+                           ({"pbc": np.array([True, False, False])}, r"key 'pbc' marks periodic directions"),
+                           ({"cell": np.where((np.arange(8) == 3)[:, None, None] & (np.eye(3) == 1), np.nan,
+                                              10.0 * np.eye(3))}, r"key 'cell' has NaN or Inf in frame\(s\) 3$"),
                            ({"cell": np.diag([6.0, 0.0, 8.0])}, r"frame 0: pbc T T T but the cell .* spans "
                                                                 r"no volume")):
         with pytest.raises(DataError, match=r"bad.npz: " + message):
