@@ -222,7 +222,8 @@ def test_extxyz_labels_in_kcal_per_mol_and_debye_and_its_charges_are_read_in_ev_
                                            forces=raw["F"][k] / KCAL_PER_MOL_IN_EV, dipole=raw["D"][k] / DEBYE_IN_EA)
         frames.append(atoms)
     ase.io.write(tmp_path / "kcal.extxyz", frames)
-    data = load_ase(tmp_path / "kcal.extxyz", energy_unit="kcal/mol", dipole_unit="Debye")
+    with warnings_as_errors():  # charge, energy, forces and dipole are all read: nothing named as not read
+        data = load_ase(tmp_path / "kcal.extxyz", energy_unit="kcal/mol", dipole_unit="Debye")
     np.testing.assert_allclose(data.E, raw["E"][:4], rtol=1e-9)
     np.testing.assert_allclose(data.F, raw["F"][:4], rtol=1e-6, atol=1e-7)  # 8 decimals of kcal/mol/Å in the text
     np.testing.assert_allclose(data.D, raw["D"][:4], rtol=1e-6, atol=1e-7)
@@ -670,6 +671,10 @@ def test_virial_labels_warn_stress_is_read_and_atomic_charges_give_the_total_cha
     from ase.stress import voigt_6_to_full_3x3_stress
 
     np.testing.assert_array_equal(data.S[0], voigt_6_to_full_3x3_stress(stress))  # ASE's own Voigt → 3×3
+    atoms.info["charge"] = 1.0  # the same total twice: read
+    ase.io.write(tmp_path / "agree.extxyz", atoms)
+    with pytest.warns(PhysNetInputWarning, match="'virial'"):
+        assert load_ase(tmp_path / "agree.extxyz").Q[0] == pytest.approx(1.0)
     atoms.info["charge"] = 0.0
     ase.io.write(tmp_path / "both.extxyz", atoms)
     with pytest.raises(DataError, match=r"both.extxyz: frame 0: atoms.info\['charge'\] = 0 differs from the sum 1 "
@@ -878,6 +883,15 @@ def test_atomic_charges_give_or_check_the_total_charge(tmp_path):
     with pytest.raises(DataError, match=r"frame 0: atoms\.info\['charge'\] = 0 differs from the sum -1 of the "
                                         "initial charges"):
         load_dataset(tmp_path / "anion.extxyz")
+    atoms.set_initial_charges([-1.0, 0.0])  # one atom's initial charge left at 0: still compared
+    ase.io.write(tmp_path / "anion.extxyz", atoms)
+    with pytest.raises(DataError, match=r"atoms\.info\['charge'\] = 0 differs from the sum -1 of the initial"):
+        load_dataset(tmp_path / "anion.extxyz")
+    atoms.info["charge"] = -1
+    for initial in ([-1.3, 0.3], [0.0, 0.0]):  # agreeing, or all 0 (ASE's default, no charges given): read
+        atoms.set_initial_charges(initial)
+        ase.io.write(tmp_path / "anion.extxyz", atoms)
+        assert load_dataset(tmp_path / "anion.extxyz").Q[0] == pytest.approx(-1.0), initial
 
 
 def test_frames_with_a_cell_but_pbc_cleared_whose_atoms_meet_their_images_warn_that_they_are_not_isolated(tmp_path,
