@@ -509,7 +509,8 @@ def _dataset(labels: dict, count: int, atoms, provenance: dict, state: Optional[
 
 def sampled_config_type(sampling: str, temperature_K: float) -> str:
     """The kind (:data:`~physnetjax.data.dataset.CONFIG_TYPE_KEY`) of frames ``sampling`` drew at ``temperature_K``
-    K: ``"md_500K"``, ``"normal-modes_300K"``. A resumed set's frames share it, as they share the settings."""
+    K: ``"md_500K"``, ``"normal-modes_300K"`` here, ``"learn_800K"`` for the frames the learning loop chooses from its
+    MD (:data:`physnetjax.learn.explore.EXPLORATION`). A resumed set's frames share it, as they share the settings."""
     return f"{sampling}_{temperature_K:g}K"
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from physnetjax.checkpoint import load_checkpoint
 from physnetjax.data import Dataset
+from physnetjax.data.generate import sampled_config_type
 from physnetjax.distance_domain import TrainingDistancesWarning
 from physnetjax.jsonlines import read_log
 from physnetjax.errors import CloseContactWarning, displayed
@@ -55,7 +56,7 @@ comes from: what the MD's messages (a stop reason, say) name."""
 @dataclasses.dataclass
 class Candidates:
     """Saved MD frames: (n_j,) numbers, (n_j, 3) positions in Å, spreads (M,) eV/Å, where each came from, and the
-    kind each gets when labelled (:func:`learned_config_type`: its MD's temperature)."""
+    kind each gets when labelled (:data:`EXPLORATION` at its MD's temperature: ``learn_800K``)."""
 
     numbers: list
     positions: list
@@ -64,10 +65,9 @@ class Candidates:
     kinds: list
 
 
-def learned_config_type(temperature_K: float) -> str:
-    """The kind (:data:`~physnetjax.data.dataset.CONFIG_TYPE_KEY`) of frames the loop chose from its MD at
-    ``temperature_K`` K: ``"learn_800K"``, so that a round's model reports its errors per exploration temperature."""
-    return f"learn_{temperature_K:g}K"
+EXPLORATION = "learn"
+"""The sampling named in the kind of the frames the loop chooses from its MD (:func:`sampled_config_type`:
+``learn_800K``), so that a round's model reports its errors per exploration temperature."""
 
 
 def start_geometry(data: Dataset, seed: int) -> ase.Atoms:
@@ -140,7 +140,7 @@ def explore(checkpoint, data: Dataset, directory, config, round_index: int,
             positions.append(atoms.positions.copy())
             spreads.append(spread)
             origins.append(f"{out.name}[{k}]")
-            kinds.append(learned_config_type(temperature))
+            kinds.append(sampled_config_type(EXPLORATION, temperature))
             kept += 1
         summaries.append({
             "temperature_K": temperature,
