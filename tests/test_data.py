@@ -949,3 +949,39 @@ def test_frames_with_a_cell_but_pbc_cleared_whose_atoms_meet_their_images_warn_t
         assert data.unused_cell.any()
         with warnings_as_errors():
             batch_shapes(data, model, 2)
+
+
+def test_one_frame_whose_unused_cell_reaches_its_images_among_others_is_the_one_named(tmp_path, raw):
+    """Among frames read as isolated (pbc F F F) whose cells keep the images out of reach, or that carry no cell, the
+    one frame whose images would be in reach is counted, listed and given as the example, with its own cell and
+    closest image (brute force over the 26 neighbouring images)."""
+    import ase
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from physnetjax.data.dataset import warn_unused_cells
+
+    cells = [[30.0, 30.0, 30.0], None, [6.0, 7.0, 8.0], [30.0, 30.0, 30.0]]
+    frames = []
+    for k, cell in enumerate(cells):
+        n = int(raw["N"][k])
+        atoms = ase.Atoms(numbers=raw["Z"][k, :n], positions=raw["R"][k, :n], cell=cell, pbc=False)
+        atoms.calc = SinglePointCalculator(atoms, energy=raw["E"][k], forces=raw["F"][k, :n])
+        frames.append(atoms)
+    ase.io.write(tmp_path / "mixed.extxyz", frames)
+    with warnings_as_errors():
+        data = load_ase(tmp_path / "mixed.extxyz")
+    n = int(raw["N"][2])
+    r = raw["R"][2, :n]
+    shifts = np.array([[a, b, c] for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1) if (a, b, c) != (0, 0, 0)])
+    closest = np.linalg.norm(r[:, None, None] - r[None, :, None] + (shifts @ np.diag(cells[2]))[None, None],
+                             axis=-1).min()
+    with pytest.warns(PhysNetInputWarning) as caught:
+        warn_unused_cells(data, 5.0, "5 Å")
+    assert [str(w.message) for w in caught] == [
+        "1 frame(s) carry a cell but pbc F F F, and their atoms would lie within 5 Å of their own periodic images were "
+        f"the cell periodic (frames 2; e.g. {tmp_path / 'mixed.extxyz'}[2], cell "
+        f"[[6.0, 0.0, 0.0], [0.0, 7.0, 0.0], [0.0, 0.0, 8.0]] Å: closest image at {closest:.3g} Å): they are read as "
+        "isolated clusters. If their labels come from a periodic calculation (a crystal, a liquid), these frames are "
+        "not isolated and the model would fit image interactions it cannot see: set pbc True in the file (extxyz "
+        "pbc=\"T T T\", .npz key pbc) to train and evaluate them as periodic cells"]

@@ -3321,6 +3321,16 @@ MUTANTS = (
            '        if name in READ_KEYS and name in mapped:',
            ('tests/test_data.py::test_extxyz_labels_in_kcal_per_mol_and_debye_and_its_charges_are_read_in_ev_and_e',),
            "info['charge'], which is read, is also named among the keys not read"),
+    Mutant('unused_cells_warned_only_when_every_frame_reaches', 'physnetjax/data/dataset.py',
+           '    if near.any():\n        k = int(np.argmax(near))',
+           '    if near.all():\n        k = int(np.argmax(near))',
+           ('tests/test_data.py::test_one_frame_whose_unused_cell_reaches_its_images_among_others_is_the_one_named',),
+           "one frame with an unused cell in reach of its images among frames out of reach is not warned about"),
+    Mutant('unused_cells_example_not_a_frame_in_reach', 'physnetjax/data/dataset.py',
+           '        k = int(np.argmax(near))',
+           '        k = int(np.argmax(nearest))',
+           ('tests/test_data.py::test_one_frame_whose_unused_cell_reaches_its_images_among_others_is_the_one_named',),
+           "the warning's example frame (source, cell, closest image) is one whose images are out of reach"),
 )
 
 EXPLAINED = {
