@@ -234,11 +234,11 @@ def test_cutoff_polynomial_slope_is_the_derivative_of_the_polynomial():
     """D3's analytic distance gradient uses this slope; it was checked only through that gradient, where the switch
     acts in a thin shell near the cutoff. dφ/dx = −30 x² (1 − x)² on [0, 1) (differentiating 1 − 6x⁵ + 15x⁴ − 10x³ by hand), 0 outside; equal to
     autodiff of :func:`cutoff_polynomial` inside (float64: both are a few roundings of numbers below 30)."""
-    x = np.array([-0.2, 0.0, 0.1, 0.25, 0.5, 0.73, 0.9, 0.999, 1.0, 1.3])
+    x = np.array([-0.2, 0.0, 0.05, 0.1, 0.25, 0.5, 0.73, 0.9, 0.999, 1.0, 1.05, 1.3])  # 0.05, 1.05: next to the ends
     inside = (x >= 0.0) & (x < 1.0)
     expected = np.where(inside, -30.0 * x**2 * (1.0 - x) ** 2, 0.0)
     received = np.asarray(cutoff_polynomial_slope(jnp.asarray(x)))
     np.testing.assert_allclose(received, expected, rtol=1e-14, atol=1e-15)
     autodiff = np.asarray(jax.vmap(jax.grad(cutoff_polynomial))(jnp.asarray(x[inside])))
     np.testing.assert_allclose(received[inside], autodiff, rtol=1e-12, atol=1e-14)
-    assert received[4] == -30.0 / 16.0  # x = ½: exact in binary
+    assert received[5] == -30.0 / 16.0  # x = ½: exact in binary

@@ -3331,6 +3331,16 @@ MUTANTS = (
            '        k = int(np.argmax(nearest))',
            ('tests/test_data.py::test_one_frame_whose_unused_cell_reaches_its_images_among_others_is_the_one_named',),
            "the warning's example frame (source, cell, closest image) is one whose images are out of reach"),
+    Mutant('switch_slope_zero_near_the_start', 'physnetjax/physics/switch.py',
+           'inside = (x >= 0.0) & (x < 1.0)',
+           'inside = (x >= 0.1) & (x < 1.0)',
+           ('tests/test_physics.py::test_cutoff_polynomial_slope_is_the_derivative_of_the_polynomial',),
+           "the D3 switch's slope is 0 on the first tenth of the switching shell (0 <= x < 0.1)"),
+    Mutant('switch_slope_past_the_end', 'physnetjax/physics/switch.py',
+           'inside = (x >= 0.0) & (x < 1.0)',
+           'inside = (x >= 0.0) & (x < 1.1)',
+           ('tests/test_physics.py::test_cutoff_polynomial_slope_is_the_derivative_of_the_polynomial',),
+           "the D3 switch's slope is non-zero past the cutoff (1 <= x < 1.1), where the switch is 0"),
 )
 
 EXPLAINED = {
