@@ -207,8 +207,8 @@ class PhysNet(nn.Module):
 
     Attributes new in physnetjax:
       coulomb_sr_cutoff: r_sr of the shielded Coulomb kernel in Å (None → ``cutoff``).
-      coulomb_lr_cutoff: force-shift cutoff r_lr in Å, or None for bare 1/r over the
-        whole pair list (then the pair list must hold all pairs of each molecule).
+      coulomb_lr_cutoff: force-shift cutoff r_lr in Å (> r_sr/2 for a model with charges), or None for bare 1/r
+        over the whole pair list (then the pair list must hold all pairs of each molecule).
       zbl_cutoff: where the ZBL switch reaches 0, in Å (default :data:`ZBL_CUTOFF_DEFAULT`;
         None → ``cutoff``, the meaning of every checkpoint written before that default).
       element_energies: fixed per-element reference energies E0[Z] in eV (a tuple of
@@ -301,6 +301,11 @@ class PhysNet(nn.Module):
                 raise ValueError(f"{name(field)} must be at least {least}, received {getattr(self, field)}")
         if not (math.isfinite(self.cutoff) and self.cutoff > 0):
             raise ValueError(f"{name('cutoff')} must be larger than 0 and finite, received {self.cutoff}")
+        if self.charges and self.coulomb_lr_cutoff is not None and self.coulomb_lr_cutoff <= 0.5 * self.sr_cutoff:
+            raise ValueError(f"{name('coulomb_lr_cutoff')} must exceed half the short-range Coulomb cutoff "
+                             f"({name('coulomb_sr_cutoff')}, else {name('cutoff')}) = {0.5 * self.sr_cutoff:g} Å, "
+                             f"received {self.coulomb_lr_cutoff:g}: the shielded kernel only becomes 1/r there, so "
+                             "the force-shifted electrostatics would jump to 0 at the long-range cutoff")
         if self.element_energies is not None and len(self.element_energies) != self.max_atomic_number + 1:
             raise ValueError(
                 f"element_energies must have max_atomic_number + 1 = {self.max_atomic_number + 1} "

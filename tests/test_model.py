@@ -358,6 +358,25 @@ def test_hyperparameters_of_a_wrong_type_are_named(kwargs, match):
             max_atomic_number=np.int32(9)).check_configuration()  # NumPy scalars and an int charge are numbers
 
 
+def test_a_long_range_coulomb_cutoff_within_the_shielded_range_is_refused_by_name():
+    """A force-shifted cutoff r_lr at or below r_sr/2, where the shielded kernel has not yet become 1/r, would make
+    the electrostatics jump at r_lr; it was refused only inside the first model call, as "lr_cutoff must exceed
+    sr_cutoff/2" from a traced function. The model's check names its fields and the half of the cutoff in use
+    (coulomb_sr_cutoff, else cutoff); without charges the setting is unused and accepted."""
+    base = dict(features=8, max_degree=1, num_iterations=1, n_res=1, cutoff=5.0, charges=True)
+    for settings, half in ((dict(coulomb_lr_cutoff=2.5), "2.5"), (dict(coulomb_sr_cutoff=4.0, coulomb_lr_cutoff=2.0),
+                                                                  "2")):
+        with pytest.raises(ValueError, match=rf"^coulomb_lr_cutoff must exceed half the short-range Coulomb cutoff "
+                                             rf"\(coulomb_sr_cutoff, else cutoff\) = {half} Å, received {half}: "):
+            PhysNet(**base, **settings).check_configuration()
+    PhysNet(**base, coulomb_sr_cutoff=4.0, coulomb_lr_cutoff=2.001).check_configuration()
+    PhysNet(**base, coulomb_lr_cutoff=2.501).check_configuration()
+    PhysNet(**{**base, "charges": False}, coulomb_lr_cutoff=1.0).check_configuration()
+    with pytest.raises(ValueError, match=r"^--lr must exceed half .* \(--sr, else cutoff\) = 2\.5 Å"):
+        PhysNet(**base, coulomb_lr_cutoff=2.0).check_configuration({"coulomb_lr_cutoff": "--lr",
+                                                                     "coulomb_sr_cutoff": "--sr"})
+
+
 @pytest.mark.parametrize("z,r,match", [
     (np.array([1, 1]), np.zeros((3, 3)), r"positions must have shape \(n, 3\)"),
     (np.array([[1, 1]]), np.zeros((2, 3)), r"atomic_numbers must have shape \(n,\)"),

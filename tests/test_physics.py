@@ -78,6 +78,18 @@ def test_shifted_kernel_vanishes_with_zero_slope_at_lr_cut():
     assert abs(value) < 1e-12 and abs(slope) < 1e-9
 
 
+def test_coulomb_pair_energy_refuses_a_long_range_cutoff_at_or_below_half_the_short_range_one():
+    """r_lr must exceed r_sr/2 (the shifted kernel would jump to 0 at r_lr while still shielded); just above is
+    accepted, and the pair energy is k_e q_i q_j χ(r) there (textbook χ, brute force)."""
+    q, r, mask = jnp.array([0.5, -0.3]), jnp.array([1.0, 2.0]), jnp.array([True, True])
+    for lr_cut in (3.0, 2.0, 0.5):
+        with pytest.raises(ValueError, match=rf"^lr_cutoff must exceed sr_cutoff/2 = 3\.0, received {lr_cut}$"):
+            coulomb_pair_energy(q, q, r, mask, 6.0, lr_cut)
+    energy = np.asarray(coulomb_pair_energy(q, q, r, mask, 6.0, 3.001))
+    want = [KE * qi * qi * textbook_chi(ri, 6.0, 3.001) for qi, ri in zip([0.5, -0.3], [1.0, 2.0])]
+    np.testing.assert_allclose(energy, want, rtol=1e-13)
+
+
 def test_zbl_two_atoms_matches_universal_formula():
     z = jnp.array([6]), jnp.array([8])
     cutoff = 5.0

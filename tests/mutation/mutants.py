@@ -3341,6 +3341,16 @@ MUTANTS = (
            'inside = (x >= 0.0) & (x < 1.1)',
            ('tests/test_physics.py::test_cutoff_polynomial_slope_is_the_derivative_of_the_polynomial',),
            "the D3 switch's slope is non-zero past the cutoff (1 <= x < 1.1), where the switch is 0"),
+    Mutant('coulomb_lr_cutoff_at_half_the_short_range_accepted', 'physnetjax/physics/coulomb.py',
+           'lr_cutoff <= 0.5 * sr_cutoff:',
+           'lr_cutoff < 0.5 * sr_cutoff:',
+           ('tests/test_physics.py::test_coulomb_pair_energy_refuses_a_long_range_cutoff_at_or_below_half_the_short_range_one',),
+           "a force-shift cutoff of exactly r_sr/2, where the kernel is still shielded, is accepted"),
+    Mutant('model_lr_cutoff_judged_against_the_message_cutoff', 'physnetjax/model.py',
+           'self.coulomb_lr_cutoff <= 0.5 * self.sr_cutoff:',
+           'self.coulomb_lr_cutoff <= 0.5 * self.cutoff:',
+           ('tests/test_model.py::test_a_long_range_coulomb_cutoff_within_the_shielded_range_is_refused_by_name',),
+           "the model judges coulomb_lr_cutoff against half the message-passing cutoff, not the Coulomb one"),
 )
 
 EXPLAINED = {
