@@ -128,6 +128,7 @@ def test_padded_pairs_contribute_zero_with_finite_gradient():
         return jnp.sum(e), e
 
     (_, per_pair), grad = jax.value_and_grad(energy, has_aux=True)(displacements)
+    np.testing.assert_array_equal(safe_pair_distances(displacements, mask), [np.sqrt(1.25), 1.0])  # as documented
     assert float(per_pair[1]) == 0.0
     assert np.all(np.isfinite(np.asarray(grad)))
     np.testing.assert_array_equal(np.asarray(grad[1]), 0.0)

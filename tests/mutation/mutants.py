@@ -3351,6 +3351,11 @@ MUTANTS = (
            'self.coulomb_lr_cutoff <= 0.5 * self.cutoff:',
            ('tests/test_model.py::test_a_long_range_coulomb_cutoff_within_the_shielded_range_is_refused_by_name',),
            "the model judges coulomb_lr_cutoff against half the message-passing cutoff, not the Coulomb one"),
+    Mutant('padded_pair_distance_not_one_angstrom', 'physnetjax/physics/pairs.py',
+           'unit = jnp.zeros_like(displacements).at[:, 0].set(1.0)',
+           'unit = jnp.zeros_like(displacements).at[:, 0].set(1.1)',
+           ('tests/test_physics.py::test_padded_pairs_contribute_zero_with_finite_gradient',),
+           "a padded pair's safe distance is 1.1 Å, not the documented exactly 1 Å"),
 )
 
 EXPLAINED = {
