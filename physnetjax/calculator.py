@@ -52,6 +52,7 @@ from physnetjax.predict import (
     check_dtype,
     check_params_fit,
     element_energy_sum,
+    evaluation_dtype,
     require_finite,
     split_element_energies,
     spread_of,
@@ -92,7 +93,9 @@ class PhysNetCalculator(Calculator):
       model, params: the model (a PhysNet or a :class:`~physnetjax.ensemble.PhysNetEnsemble`)
         and its variables ``{"params": ...}``; or
       checkpoint: a checkpoint directory (new or legacy format) instead of them.
-      dtype: ``"float32"`` (default) or ``"float64"`` (needs ``jax_enable_x64``).
+      dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``); default: the model's precision, float64 for
+        a model trained with ``--float64``, else float32 (:func:`~physnetjax.predict.evaluation_dtype`: a float64
+        model while JAX's 64-bit mode is off runs in float32 with a warning).
       total_charge: total charge Q in e (default: ``atoms.info["charge"]`` if set, else 0);
         a Q outside the training data's (or Q ≠ 0 for a model without charges when that
         is unknown) gives a :class:`~physnetjax.validation.PhysNetInputWarning`. It is the
@@ -129,7 +132,7 @@ class PhysNetCalculator(Calculator):
         params=None,
         *,
         checkpoint: Optional[str] = None,
-        dtype="float32",
+        dtype=None,
         total_charge: Optional[float] = None,
         atom_bucket: int = 16,
         edge_bucket: int = 256,
@@ -157,7 +160,7 @@ class PhysNetCalculator(Calculator):
             if isinstance(multiple, bool) or not isinstance(multiple, (int, np.integer)) or multiple < 1:
                 raise ValueError(f"{name} must be an integer >= 1 (a padding multiple), received {multiple!r}")
         self.model = model
-        self.dtype = check_dtype(dtype)
+        self.dtype = evaluation_dtype(dtype, model, "PhysNetCalculator")
         self.params = cast_params(params, self.dtype)
         self.total_charge = total_charge
         self.atom_bucket = atom_bucket

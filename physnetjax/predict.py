@@ -14,8 +14,8 @@ from physnetjax.neighbors.periodic import batch_periodic
 from physnetjax.neighbors.triplets import three_body_remedy
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
 from physnetjax.device_memory import gigabytes
-from physnetjax.errors import OutOfMemoryError, PhysNetInputError, is_out_of_memory
-from physnetjax.validation import validate_structure
+from physnetjax.errors import OutOfMemoryError, PhysNetInputError, is_out_of_memory, warn_caller
+from physnetjax.validation import PhysNetInputWarning, validate_structure
 
 
 def predict(
@@ -43,8 +43,8 @@ def predict(
       positions: (n, 3) Å, finite.
       total_charge: total charge Q in e (a model without charges ignores it; see
         :func:`physnetjax.validation.check_charge_model` for when it warns).
-      dtype: float32 or float64, the dtype of the computation (default: that of
-        ``positions`` if it is float64 and x64 is enabled, else float32; float64 needs x64).
+      dtype: float32 or float64, the dtype of the computation (default: float64 while JAX's x64 mode is on
+        and ``positions`` are float64, else the model's precision, :func:`evaluation_dtype`; float64 needs x64).
       training_record: what the checkpoint records of its training data
         (``TrainingRecord.from_metadata(metadata)``, or the metadata dict itself; every entry point
         reads it with :func:`~physnetjax.training_record.training_record_of`); elements, a total charge,
@@ -70,9 +70,7 @@ def predict(
     """
     z, r = validate_structure(atomic_numbers, positions, model.supported_max_atomic_number, total_charge=total_charge)
     training_record_of(training_record).check_structure(model, z, total_charge, positions=r)
-    if dtype is None:
-        dtype = np.float64 if (r.dtype == np.float64 and jax.config.jax_enable_x64) else np.float32
-    dtype = check_dtype(dtype)
+    dtype = compute_dtype(dtype, model, r, "predict")
     centroid = np.asarray(r, np.float64).mean(axis=0)
     batch = batch_molecules(
         [z], [np.asarray(r, np.float64) - centroid], model.cutoff, total_charges=[total_charge],
@@ -106,7 +104,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
       params: its variables.
       atomic_numbers: (n,) ints in [1, max_atomic_number].
       positions: (n, 3) Å.  cell: (3, 3) Å, vectors as rows.
-      total_charge: e.  dtype: compute dtype, as in :func:`predict` (default float64 under x64 for float64 input).
+      total_charge: e.  dtype: compute dtype, as in :func:`predict`.
       training_record: as in :func:`predict`.
 
     Returns:
@@ -126,9 +124,7 @@ def predict_periodic(model, params, atomic_numbers, positions, cell, total_charg
                               cell=cell, pbc=True)
     training_record_of(training_record).check_structure(model, z, total_charge, positions=r, cell=cell,
                                                         pbc=(True, True, True))
-    if dtype is None:
-        dtype = np.float64 if (r.dtype == np.float64 and jax.config.jax_enable_x64) else np.float32
-    dtype = check_dtype(dtype)
+    dtype = compute_dtype(dtype, model, r, "predict_periodic")
     batch = batch_periodic(
         [z], [r], [cell], model.cutoff, total_charges=[total_charge], pair_cutoff=model_pair_cutoff(model),
         three_body_cutoff=model_triplet_cutoff(model), dtype=dtype,
@@ -194,6 +190,39 @@ def check_dtype(dtype) -> np.dtype:
         raise ValueError(
             "dtype float64 needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) first"
         )
+    return dtype
+
+
+def compute_dtype(dtype, model, positions: np.ndarray, where: str) -> np.dtype:
+    """The dtype :func:`predict` and :func:`predict_periodic` compute in: float64 when no ``dtype`` is given while
+    JAX's x64 mode is on and ``positions`` are float64, else :func:`evaluation_dtype`."""
+    if dtype is None and positions.dtype == np.float64 and jax.config.jax_enable_x64:
+        return np.dtype(np.float64)
+    return evaluation_dtype(dtype, model, where)
+
+
+def model_dtype(model) -> np.dtype:
+    """The precision of ``model``'s weights (its ``param_dtype``): float64 for a model trained with ``python -m
+    physnetjax.train --float64``, else float32 (PhysNet's default, the legacy checkpoints', the shipped models')."""
+    return np.dtype(np.float64) if np.dtype(model.param_dtype) == np.float64 else np.dtype(np.float32)
+
+
+def evaluation_dtype(dtype, model, where: str) -> np.dtype:
+    """The dtype ``model`` is evaluated in: ``dtype`` when given (:func:`check_dtype`), else the model's own
+    (:func:`model_dtype`), as the commands run a checkpoint in its precision (:mod:`physnetjax.cli_precision`) and
+    MACE's calculator follows the model's dtype. While JAX's 64-bit mode is off, a float64 model given no ``dtype``
+    runs in float32 (its weights rounded), with a :class:`~physnetjax.validation.PhysNetInputWarning` at the
+    caller's line that names ``where`` (the function or class asked) and how to run it in float64; a library
+    function does not switch the process's x64 mode."""
+    if dtype is not None:
+        return check_dtype(dtype)
+    dtype = model_dtype(model)
+    if dtype == np.float64 and not jax.config.jax_enable_x64:
+        warn_caller(f"{where}: the model holds float64 weights (trained with --float64), but JAX's 64-bit mode is "
+                    "off, so it runs in float32 with its weights rounded: call jax.config.update('jax_enable_x64', "
+                    "True) first to run it in its precision, or give dtype='float32' to choose float32",
+                    PhysNetInputWarning)
+        return np.dtype(np.float32)
     return dtype
 
 

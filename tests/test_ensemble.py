@@ -473,7 +473,7 @@ def test_calibrate_reads_units_and_refuses_implausible_labels(ensemble, tmp_path
         calibrate_checkpoint(ens, [tmp_path / "kcal.npz"], tmp_path / "raw_cal")
     assert not (tmp_path / "raw_cal").exists()
     assert ensemble_main(["calibrate", str(ens), "--data", str(tmp_path / "kcal.npz"), "--energy-unit", "kcal/mol",
-                          "--out", str(tmp_path / "kcal_cal"), "--float32"]) == 0  # the library's default precision
+                          "--out", str(tmp_path / "kcal_cal")]) == 0  # both in the checkpoint's precision
     assert "implausibly" not in capsys.readouterr().err
     calibrated = load_checkpoint(tmp_path / "kcal_cal")[0]
     assert calibrated.calibration_scale == pytest.approx(reference, rel=1e-6)
@@ -490,8 +490,7 @@ def test_calibrate_reads_files_of_other_key_names_through_keys(ensemble, tmp_pat
     ens = save_checkpoint(tmp_path / "ens", model, stacked)
     reference = calibrate_checkpoint(ens, [tmp_path / "physnet.npz"], tmp_path / "ref_cal")["calibration_scale"]
     assert ensemble_main(["calibrate", str(ens), "--data", str(tmp_path / "rmd17.npz"), "--keys", "R=coords",
-                          "Z=nuclear_charges", "E=energies", "F=forces", "--out", str(tmp_path / "cal"),
-                          "--float32"]) == 0  # the library's default precision (the fixture's weights are float64)
+                          "Z=nuclear_charges", "E=energies", "F=forces", "--out", str(tmp_path / "cal")]) == 0
     assert load_checkpoint(tmp_path / "cal")[0].calibration_scale == reference
 
 

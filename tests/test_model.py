@@ -411,8 +411,9 @@ def test_batch_refuses_to_truncate(molecules):
 def test_a_float64_parameter_model_runs_in_float32_without_jax_truncation_warnings(tmp_path):
     """A model built with param_dtype=float64 (saved, then run by MD, predict or the calculator in float32 with x64
     off) gave JAX's "Explicitly requested dtype float64 is not available" warning at every layer: 11 of them in an
-    MD run. Fresh process (x64 off, as in a user's run), every UserWarning an error; its energy equals the float32
-    model's on the same parameters."""
+    MD run. Fresh process (x64 off, as in a user's run), every UserWarning an error, float32 asked for (without it
+    predict says once that the float64 model runs in float32); its energy equals the float32 model's on the same
+    parameters."""
     import subprocess
     import sys
 
@@ -426,7 +427,7 @@ kwargs = dict(features=8, max_degree=1, num_iterations=1, num_basis_functions=4,
 wide, narrow = PhysNet(param_dtype=jnp.float64, **kwargs), PhysNet(**kwargs)
 params = init_params(wide, 0)
 z, r = np.array([8, 1, 1]), np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
-energy = predict(wide, params, z, r)["energy"]
+energy = predict(wide, params, z, r, dtype="float32")["energy"]
 assert energy == predict(narrow, params, z, r)["energy"], energy
 print("ok")
 """

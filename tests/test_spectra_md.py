@@ -336,7 +336,8 @@ def test_replicas_differ_and_one_replica_run_equals_replica_zero(co2, co2_spectr
 
 
 def test_zero_charges_give_a_zero_ir_spectrum(co2):
-    """Also: the reported compile and MD seconds are positive and together within the call's wall time."""
+    """Also: the reported compile and MD seconds are positive and together within the call's wall time, and given no
+    dtype a float64 model's MD runs in float64 (it ran in float32)."""
     model, params, z, r, _ = co2
     # Zero the charge head's last layer and the per-element charge bias: q̃ = 0, so q = 0 and μ = 0.
     inner = dict(params["params"])
@@ -346,12 +347,12 @@ def test_zero_charges_give_a_zero_ir_spectrum(co2):
     potential = physnet_potential(model, zeroed, z, method="all_pairs")
     assert np.all(np.asarray(potential.outputs(r, potential.allocate(r))["charges"]) == 0.0)
     start = time.perf_counter()
-    res = md_spectrum(model, zeroed, z, r, temperature_K=20.0, time_ps=0.2, equilibration_ps=0.0,
-                      replicas=1, max_correlation_ps=0.1, dtype="float64")
+    res = md_spectrum(model.clone(param_dtype=np.float64), zeroed, z, r, temperature_K=20.0, time_ps=0.2,
+                      equilibration_ps=0.0, replicas=1, max_correlation_ps=0.1)  # no dtype: the model's, float64
     wall = time.perf_counter() - start
     assert 0.0 < res.compile_seconds and 0.0 < res.md_seconds and res.compile_seconds + res.md_seconds <= wall
     assert np.all(res.ir_spectrum == 0.0)
-    assert res.power_spectrum.max() > 0
+    assert res.power_spectrum.max() > 0 and res.settings["dtype"] == "float64"
 
 
 def test_element_energies_of_dft_size_do_not_cost_float32_md_its_energy_resolution(co2):

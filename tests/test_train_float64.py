@@ -245,3 +245,52 @@ def test_md_runs_a_float64_checkpoint_in_float64_unless_told_float32(float64_run
         assert md_main([*common, "--md-checkpoint", str(state), *option]) == 0
         with np.load(state) as saved:
             assert saved["momenta"].dtype == precision
+
+
+def test_the_python_api_runs_a_float64_model_in_float64_by_default_and_says_when_x64_is_off(float64_run, tmp_path):
+    """The calculator, predict, predict_dataset and simulate ran every model in float32 unless given a dtype, also
+    one trained with --float64 (whose commands run it in float64): its precision was lost without a word. They now
+    follow the model's precision; while JAX's 64-bit mode is off a float64 model runs in float32 with a warning at
+    the caller's line, and an explicit dtype is obeyed silently. A float32 model stays float32."""
+    from physnetjax import PhysNetCalculator, predict
+    from physnetjax.data import load_dataset
+    from physnetjax.eval.predictions import predict_dataset
+    from physnetjax.md.driver import simulate
+    from physnetjax.validation import PhysNetInputWarning
+
+    from conftest import warnings_as_errors
+
+    out, _ = float64_run
+    model, params = load_checkpoint(out / "best")
+    with np.load(DATA) as npz:
+        z, r = npz["Z"][0], npz["R"][0]
+    atoms = ase.Atoms(numbers=z, positions=r)
+    with warnings_as_errors():
+        calc = PhysNetCalculator(model, params)
+        assert calc.dtype == np.float64 and dtypes(calc.params) == {"float64"}
+        assert PhysNetCalculator(model, params, dtype="float32").dtype == np.float32
+        assert PhysNetCalculator(model.clone(param_dtype=np.float32), params).dtype == np.float32
+        r32 = r.astype(np.float32)  # float64 positions choose float64 under x64 whatever the model: these do not
+        default = predict(model, params, z, r32)["forces"]
+        explicit = predict(model, params, z, r32.astype(np.float64), dtype="float64")["forces"]
+        np.testing.assert_array_equal(default, explicit)
+        data = load_dataset(DATA).subset(np.arange(2))
+        np.testing.assert_array_equal(predict_dataset(model, params, data).forces,
+                                      predict_dataset(model, params, data, dtype="float64").forces)
+        simulate(model, params, atoms, steps=2, save_every=1, chunk_frames=2, checkpoint_path=str(tmp_path / "md.npz"))
+        with np.load(tmp_path / "md.npz") as saved:
+            assert saved["momenta"].dtype == np.float64
+    rounded = predict(model, params, z, r, dtype="float32")["forces"]
+    assert not np.array_equal(rounded, predict(model, params, z, r)["forces"])
+    message = (r"^{}: the model holds float64 weights \(trained with --float64\), but JAX's 64-bit mode is off, so it "
+               r"runs in float32 with its weights rounded: call jax\.config\.update\('jax_enable_x64', True\) first "
+               r"to run it in its precision, or give dtype='float32' to choose float32$")
+    with jax.enable_x64(False):
+        with pytest.warns(PhysNetInputWarning, match=message.format("PhysNetCalculator")) as caught:
+            calc = PhysNetCalculator(model, params)
+        assert calc.dtype == np.float32 and caught[0].filename == __file__
+        with pytest.warns(PhysNetInputWarning, match=message.format("predict")):
+            np.testing.assert_array_equal(predict(model, params, z, r)["forces"], rounded)
+        with warnings_as_errors():
+            assert PhysNetCalculator(model, params, dtype="float32").dtype == np.float32
+            predict(model, params, z, r, dtype="float32")

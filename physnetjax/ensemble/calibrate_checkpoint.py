@@ -200,7 +200,7 @@ def _rank_correlation(spreads, errors, what: str):
         return None
 
 
-def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dtype: str = "float32",
+def calibrate_checkpoint(path, data: Sequence, out, *, batch_size: int = 32, dtype: Optional[str] = None,
                          overwrite: bool = False, energy_unit: str = "eV", force_unit=None,
                          force_sign: int = 1, keys: Optional[Mapping[str, str]] = None) -> dict:
     """Fit the ensemble checkpoint ``path``'s spread scale on the labelled frames ``data`` and save it to ``out``.

@@ -22,11 +22,11 @@ import jax
 import numpy as np
 
 from physnetjax import compilation
-from physnetjax.calculator import cast_params, check_dtype
+from physnetjax.calculator import cast_params
 from physnetjax.data import Dataset, element_counts
 from physnetjax.errors import out_of_memory_as
 from physnetjax.neighbors import apply_batch, image_reach
-from physnetjax.predict import out_of_memory_error
+from physnetjax.predict import evaluation_dtype, out_of_memory_error
 from physnetjax.train.batching import as_batched, batch_offsets, batch_shapes, iterate_batches
 from physnetjax.train.parallel import device_mesh, replicate, shard_batch
 
@@ -95,7 +95,7 @@ def check_model_elements(model, dataset) -> None:
                             if limit < model.max_atomic_number else ""))
 
 
-def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dtype="float32",
+def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dtype=None,
                     energies: bool = False) -> Predictions:
     """Energies, forces, charges and dipoles of ``model`` on every frame of ``dataset``.
 
@@ -108,7 +108,8 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
       params: its variables ``{"params": ...}``.
       dataset: the frames (internal units); labels are not used.
       batch_size: molecules per jitted call (over all devices).
-      dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``).
+      dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``); default: the model's precision
+        (:func:`~physnetjax.predict.evaluation_dtype`).
       energies: also return the per-atom energies (and an ensemble's spread of them).
 
     Returns:
@@ -120,7 +121,7 @@ def predict_dataset(model, params, dataset: Dataset, *, batch_size: int = 32, dt
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, received {batch_size}")
-    dtype = check_dtype(dtype)
+    dtype = evaluation_dtype(dtype, model, "predict_dataset")
     check_model_elements(model, dataset)
     network = model.clone(element_energies=None)
     dataset = as_batched(dataset, network)

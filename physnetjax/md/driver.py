@@ -101,7 +101,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physnetjax import compilation
-from physnetjax.calculator import check_dtype, cast_params
+from physnetjax.calculator import cast_params
 from physnetjax.device_memory import check_fits
 from physnetjax.distance_domain import DOMAIN_MARGIN, TrainingDistancesWarning
 from physnetjax.ensemble.model import is_ensemble
@@ -135,7 +135,7 @@ from physnetjax.neighbors import image_reach, model_triplet_cutoff
 from physnetjax.npz_file import NpzReadError, read_npz
 from physnetjax.units import AMU_A2_PER_FS2_IN_EV, ASE_TIME_UNIT_FS, BAR, BOLTZMANN
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
-from physnetjax.predict import check_params_fit, out_of_memory_error
+from physnetjax.predict import check_params_fit, evaluation_dtype, out_of_memory_error
 from physnetjax.validation import (MAX_TEMPERATURE_K, MAX_TEMPERATURE_REASON, atoms_total_charge, check_count,
                                    check_length_unit, check_masses, check_output_path, check_range, check_seed,
                                    check_total_charge, validate_structure)
@@ -555,7 +555,7 @@ def simulate(
     chunk_frames: int = 100,
     friction: Optional[float] = None,
     seed: int = 0,
-    dtype="float32",
+    dtype=None,
     max_force: float = 100.0,
     skin: float = 0.5,
     capacity_multiplier: float = 1.25,
@@ -607,7 +607,8 @@ def simulate(
       out: trajectory path (.xyz/.extxyz/.traj) or None; the JSON Lines log goes to ``<out>.jsonl``.
       save_every: steps between saved frames (observables are sampled there too).
       chunk_frames: saved frames per jitted chunk.
-      dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``).
+      dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``); default: the model's precision
+        (:func:`~physnetjax.predict.evaluation_dtype`).
       max_force: largest |F_i| in eV/Å accepted at any step before the run is stopped (the last good frame is
         the saved frame before that step).
       checkpoint_path: ``.npz`` file for MD-state checkpoints (every
@@ -681,7 +682,7 @@ def simulate(
     on_energy_drift = "stop" if on_energy_drift is None else on_energy_drift
     record_uncertainty = check_uncertainty_arguments(model, uncertainty_threshold, names)
     fingerprint = params_fingerprint(params) if checkpoint_path is not None or restart is not None else None
-    dtype = check_dtype(dtype)
+    dtype = evaluation_dtype(dtype, model, "simulate")
     params = cast_params(params, dtype)
     n = len(atoms)
     if n < 2:

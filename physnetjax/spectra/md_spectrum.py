@@ -70,7 +70,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physnetjax.calculator import cast_params, check_dtype
+from physnetjax.calculator import cast_params
 from physnetjax.device_memory import check_fits
 from physnetjax.distance_domain import DOMAIN_MARGIN, TrainingDistancesWarning
 from physnetjax.errors import PhysNetInputWarning, RunStoppedError, displayed, namer, warn_caller
@@ -85,7 +85,7 @@ from physnetjax.md.integrators import (
     run,
 )
 from physnetjax.md.potential import DENSE_MAX_ATOMS, physnet_potential
-from physnetjax.predict import split_element_energies
+from physnetjax.predict import evaluation_dtype, split_element_energies
 from physnetjax.training_record import NO_TRAINING_RECORD, TrainingRecord, training_record_of
 from physnetjax.validation import (check_length_unit, check_masses, check_range, check_seed, check_temperature,
                                    validate_structure)
@@ -182,7 +182,7 @@ def md_spectrum(
     masses=None,
     seed: int = 0,
     max_correlation_ps: Optional[float] = None,
-    dtype="float32",
+    dtype=None,
     max_energy_error: float = 0.1,
     progress: Optional[Callable[[int, int], None]] = None,
     training_record: TrainingRecord = NO_TRAINING_RECORD,
@@ -209,7 +209,8 @@ def md_spectrum(
       seed: PRNG seed.
       max_correlation_ps: correlation window T_corr (0 < T_corr ≤ time_ps; default
         time_ps / 2); sets the resolution 1 / (c T_corr).
-      dtype: ``"float32"`` or ``"float64"`` (needs x64) for the MD.
+      dtype: ``"float32"`` or ``"float64"`` (needs x64) for the MD; default: the model's precision
+        (:func:`~physnetjax.predict.evaluation_dtype`).
       max_energy_error: allowed max |E(t) − E(0)| in units of n_dof k_B T / 2.
       progress: called as ``progress(steps_done, steps_total)`` after each chunk.
       training_record: what the model's training data held (checkpoint metadata,
@@ -252,7 +253,7 @@ def md_spectrum(
     replicas, record_every, interval_fs = plan.replicas, plan.record_every, plan.interval_fs
     num_frames, num_lags = plan.num_frames, plan.num_lags
     masses = ase.data.atomic_masses[z] if masses is None else check_masses(masses, num_atoms)
-    dtype = check_dtype(dtype)
+    dtype = evaluation_dtype(dtype, model, "md_spectrum")
 
     network, _ = split_element_energies(model)  # the energies serve conservation only: Σ E0 would cost resolution
     potential = physnet_potential(network, cast_params(params, dtype), z, total_charge=total_charge,
