@@ -185,3 +185,42 @@ def test_a_restart_takes_the_prng_key_of_any_ensemble_and_the_heat_only_of_its_o
         state = restore_ensemble_state(fresh, saved, "csvr")
         assert float(state.heat) == heat
         np.testing.assert_array_equal(np.asarray(state.key), key)
+
+
+@pytest.mark.parametrize("kinetic,dof,c", [(1.0, 6, 0.5), (0.3, 2, 0.9), (2.0, 1, 0.2)])
+def test_csvr_kinetic_energy_has_the_exact_mean_and_variance_of_bussis_update(kinetic, dof, c):
+    """K' = c K + (1 − c) s (R_1² + S) + 2 R_1 √(c (1 − c) K s), s = K̄/N_f, R_1 ~ N(0, 1), S ~ χ²(N_f − 1)
+    (Bussi et al. 2007, eq. A7). R_1² + S ~ χ²(N_f) (mean N_f, variance 2 N_f) and E[R_1³] = 0, so
+
+        E[K'] = c K + (1 − c) K̄,     Var[K'] = 2 N_f (1 − c)² s² + 4 c (1 − c) K s.
+
+    Checked over 400,000 draws at small N_f, where a draw that reuses R_1 inside S, drops it, or mixes up the terms
+    moves the mean by (1 − c) s or more: 5.2 standard errors of the mean and of the variance (that one from the
+    draws' fourth central moment) are allowed (float64; a false alarm once in ~5 million runs each)."""
+    from physnetjax.md.thermostats import csvr_kinetic_energy
+
+    target = 0.8
+    draws = 400_000
+    keys = jax.random.split(jax.random.PRNGKey(11), draws)
+    samples = np.asarray(jax.jit(jax.vmap(lambda key: csvr_kinetic_energy(
+        key, jnp.asarray(kinetic, jnp.float64), jnp.asarray(target, jnp.float64), dof, c)))(keys))
+    share = target / dof
+    mean = c * kinetic + (1.0 - c) * target
+    variance = 2 * dof * (1.0 - c) ** 2 * share**2 + 4.0 * c * (1.0 - c) * kinetic * share
+    fourth = np.mean((samples - mean) ** 4)  # the sample variance's standard error is √((μ4 − σ⁴)/n)
+    assert abs(samples.mean() - mean) < 5.2 * math.sqrt(variance / draws), (samples.mean(), mean)
+    assert abs(samples.var() - variance) < 5.2 * math.sqrt((fourth - variance**2) / draws), (samples.var(), variance)
+    assert samples.min() >= 0.0
+
+
+def test_thermostat_degrees_of_freedom_default_to_3n_and_accept_one_but_not_zero():
+    """N_f of the CSVR and Nosé–Hoover thermostats: 3N by default, any count >= 1 as given (one degree of freedom:
+    a single bond's vibration), 0 and below refused by name."""
+    from physnetjax.md.thermostats import degrees_of_freedom_of
+
+    masses = jnp.ones(5)
+    assert degrees_of_freedom_of(masses, None) == 15
+    assert degrees_of_freedom_of(masses, 1) == 1 and degrees_of_freedom_of(masses, 12) == 12
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match=rf"^degrees_of_freedom must be >= 1, received {bad}$"):
+            degrees_of_freedom_of(masses, bad)
