@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
-from physnetjax.md import csvr, maxwell_boltzmann_momenta, stochastic_cell_rescaling, temperature
+from physnetjax.md import csvr, maxwell_boltzmann_momenta, nose_hoover_chain, nve, stochastic_cell_rescaling, temperature
 from physnetjax.md.driver import check_start_temperature, without_total_momentum
 from physnetjax.md.ensembles import (TARGET_PRESSURE_KEY, TARGET_TEMPERATURE_KEY, TargetJump, checkpoint_ensemble,
                                      continue_targets, restore_ensemble_state)
@@ -224,3 +224,101 @@ def test_thermostat_degrees_of_freedom_default_to_3n_and_accept_one_but_not_zero
     for bad in (0, -3):
         with pytest.raises(ValueError, match=rf"^degrees_of_freedom must be >= 1, received {bad}$"):
             degrees_of_freedom_of(masses, bad)
+
+
+def test_csvr_leaves_atoms_at_rest_at_rest():
+    """K = 0 gives no direction to rescale along (α = √(K'/K) would be K'/0): atoms at rest stay at rest, with
+    finite momenta, no heat exchanged and the PRNG key advanced, step after step."""
+    masses = jnp.full((4,), FREE_MASS)
+    init_fn, apply_fn = csvr(free_particles, 1.0, 300.0, thermostat_time_fs=10.0)
+    state = init_fn(jnp.eye(4, 3) * 3.0, jnp.zeros((4, 3)), masses, key=jax.random.PRNGKey(2))
+    for _ in range(3):
+        key = state.key
+        state = apply_fn(state)
+        assert not np.array_equal(state.key, key)
+    np.testing.assert_array_equal(state.momenta, 0.0)
+    assert float(state.heat) == 0.0
+
+
+
+def test_csvr_one_step_moves_the_mean_kinetic_energy_by_exactly_c_squared():
+    """One CSVR step (two half-step rescalings, zero forces) of length h = 2 fs with τ = 2 fs: each half step has
+    c = exp(−h/(2τ)) and E[K'] = c K + (1 − c) K̄ (Bussi et al. 2007, eq. A7), so E[K_1] = c² K_0 + (1 − c²) K̄,
+    with c² = e⁻¹ here. Its variance by the law of total variance, Var[K'] = 2 N_f (1 − c)² s² + 4 c (1 − c) s E[K]
+    + c² Var[K] (s = K̄/N_f). 200,000 free atoms from 600 K to a 300 K target: the band is 5 standard deviations
+    (1 % of K̄); c read with h/τ as 1/(hτ) or with 10 % more of h moves K_1 by 40 % or 3.5 % of K̄."""
+    num_atoms, h, tau = 200_000, 2.0, 2.0
+    masses = jnp.full((num_atoms,), FREE_MASS)
+    momenta = maxwell_boltzmann_momenta(jax.random.PRNGKey(8), masses, 600.0)
+    init_fn, apply_fn = csvr(free_particles, h, 300.0, thermostat_time_fs=tau)
+    state = init_fn(jnp.zeros((num_atoms, 3)), momenta, masses, key=jax.random.PRNGKey(9))
+    kinetic = lambda s: float(jnp.sum(s.momenta**2 / s.masses[:, None])) / 2.0 * AMU_A2_FS2
+    dof = 3 * num_atoms
+    target = 0.5 * dof * K_B * 300.0
+    share, c, k0 = target / dof, math.exp(-0.5 * h / tau), kinetic(state)
+    mean_half = c * k0 + (1.0 - c) * target
+    var_half = 2 * dof * (1.0 - c) ** 2 * share**2 + 4.0 * c * (1.0 - c) * share * k0
+    mean = c * mean_half + (1.0 - c) * target
+    var = 2 * dof * (1.0 - c) ** 2 * share**2 + 4.0 * c * (1.0 - c) * share * mean_half + c * c * var_half
+    assert mean == pytest.approx(c * c * k0 + (1.0 - c * c) * target, rel=1e-12)
+    assert 5.0 * math.sqrt(var) < 0.011 * target
+    assert abs(kinetic(jax.jit(apply_fn)(state)) - mean) < 5.0 * math.sqrt(var), (kinetic(state), mean)
+
+
+def wells(positions, nbrs=None):
+    """Independent anharmonic wells E = Σ_i [½ k_i |r_i|² + a Σ_c r_ic⁴] (eV, Å), periods ~20-40 fs; autodiff forces."""
+    k = jnp.linspace(0.5, 2.0, positions.shape[0])[:, None]
+
+    def energy(r):
+        return jnp.sum(0.5 * k * r**2 + 0.3 * r**4)
+
+    value, gradient = jax.value_and_grad(energy)(positions)
+    return value, -gradient
+
+
+def wells_start(num_atoms=8):
+    masses = jnp.full((num_atoms,), 12.0)
+    positions = 0.1 * jax.random.normal(jax.random.PRNGKey(4), (num_atoms, 3))
+    return positions, maxwell_boltzmann_momenta(jax.random.PRNGKey(5), masses, 300.0), masses
+
+
+@pytest.mark.parametrize("thermostat", ["csvr", "nvt-nhc"])
+def test_a_thermostat_of_an_infinitely_long_time_is_velocity_verlet(thermostat):
+    """With τ = 1e12 fs the CSVR rescaling (c = 1 − 5e-13: α = 1 ± ~1e-6) and the Nosé–Hoover chain (Q ∝ τ²: the
+    chain's velocities stay ~1e-24 fs⁻¹) do nothing, so 200 steps equal NVE's velocity Verlet to 1e-5 Å and
+    amu·Å/fs: a thermostat whose Verlet part kicks or drifts by other fractions of the step fails by far more."""
+    positions, momenta, masses = wells_start()
+    reference_init, reference_step = nve(wells, 1.0)
+    if thermostat == "csvr":
+        init_fn, apply_fn = csvr(wells, 1.0, 300.0, thermostat_time_fs=1e12)
+        state = init_fn(positions, momenta, masses, key=jax.random.PRNGKey(6))
+    else:
+        init_fn, apply_fn = nose_hoover_chain(wells, 1.0, 300.0, thermostat_time_fs=1e12)
+        state = init_fn(positions, momenta, masses)
+    run = lambda step, start: jax.jit(lambda s: jax.lax.fori_loop(0, 200, lambda _, x: step(x), s))(start)
+    reference, state = run(reference_step, reference_init(positions, momenta, masses)), run(apply_fn, state)
+    assert np.abs(np.asarray(reference.positions) - np.asarray(positions)).max() > 0.05  # the atoms moved
+    np.testing.assert_allclose(state.positions, reference.positions, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(state.momenta, reference.momenta, rtol=0, atol=1e-5)
+
+
+def test_nose_hoover_chain_sub_steps_integrate_the_same_chain():
+    """n_c sub-steps per half step split the same chain flow into n_c pieces of h/(2 n_c) (each Suzuki–Yoshida
+    weighted): with τ = 20 fs ≫ h = 1 fs, 1 and 3 sub-steps give the same 100 steps to 1e-6 (the chain's splitting
+    error is tiny); sub-steps of n_c·h/2 each (a chain run n_c² times too long) move the atoms by far more."""
+    positions, momenta, masses = wells_start()
+    finals = []
+    for chain_steps in (1, 3):
+        init_fn, apply_fn = nose_hoover_chain(wells, 1.0, 300.0, thermostat_time_fs=20.0, chain_steps=chain_steps)
+        step = jax.jit(lambda s: jax.lax.fori_loop(0, 100, lambda _, x: apply_fn(x), s))
+        finals.append(step(init_fn(positions, momenta, masses)))
+    assert np.abs(np.asarray(finals[0].chain_positions)).max() > 1e-3  # the thermostat acted
+    np.testing.assert_allclose(finals[1].positions, finals[0].positions, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(finals[1].momenta, finals[0].momenta, rtol=0, atol=1e-6)
+
+
+def test_a_nose_hoover_chain_needs_a_temperature_above_zero():
+    """Its masses Q ∝ k_B T: T = 0 would divide by zero and is refused by name; any T > 0 (0.5 K) is accepted."""
+    with pytest.raises(ValueError, match=r"^temperature must be > 0 K for a Nosé–Hoover chain, received 0\.0$"):
+        nose_hoover_chain(wells, 1.0, 0.0)
+    nose_hoover_chain(wells, 1.0, 0.5)
