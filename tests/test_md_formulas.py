@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
-from physnetjax.md import csvr, maxwell_boltzmann_momenta, nose_hoover_chain, nve, stochastic_cell_rescaling, temperature
+from physnetjax.md import (csvr, langevin, maxwell_boltzmann_momenta, nose_hoover_chain, nve, stochastic_cell_rescaling,
+                           temperature)
 from physnetjax.md.driver import check_start_temperature, without_total_momentum
 from physnetjax.md.ensembles import (TARGET_PRESSURE_KEY, TARGET_TEMPERATURE_KEY, TargetJump, checkpoint_ensemble,
                                      continue_targets, restore_ensemble_state)
@@ -322,3 +323,39 @@ def test_a_nose_hoover_chain_needs_a_temperature_above_zero():
     with pytest.raises(ValueError, match=r"^temperature must be > 0 K for a Nosé–Hoover chain, received 0\.0$"):
         nose_hoover_chain(wells, 1.0, 0.0)
     nose_hoover_chain(wells, 1.0, 0.5)
+
+
+def test_maxwell_boltzmann_momenta_at_zero_kelvin_are_zero_and_below_refused():
+    """0 K (an MD started at rest) gives zero momenta, 0.5 K small non-zero ones, a negative temperature is refused
+    by name."""
+    masses = jnp.full((3,), 12.0)
+    key = jax.random.PRNGKey(1)
+    np.testing.assert_array_equal(maxwell_boltzmann_momenta(key, masses, 0.0), 0.0)
+    assert 0.0 < float(temperature(maxwell_boltzmann_momenta(key, masses, 0.5), masses)) < 5.0
+    with pytest.raises(ValueError, match=r"^temperature must be >= 0 K, received -1\.0$"):
+        maxwell_boltzmann_momenta(key, masses, -1.0)
+
+
+
+def test_langevin_one_step_moves_the_mean_kinetic_energy_by_exactly_c_squared():
+    """One BAOAB step of free atoms (zero forces: only the O step p ← c p + √(1 − c²) √(m k_B T / C) ξ changes p),
+    h = 2 fs, γ = 0.25 fs⁻¹, c = exp(−γh) = e^(-1/2): E[K_1] = c² K_0 + (1 − c²) K̄ and, per component,
+    Var[p'²] = 2 s⁴ + 4 c² p² s² (s² = (1 − c²) m k_B T / C), so Var[K_1] = 3N (1 − c²)² (k_B T)²/2
+    + 2 c² (1 − c²) k_B T K_0. 200,000 atoms from 600 K to 300 K: the band is 5 standard deviations (1 % of K̄);
+    c = exp(−γ/h), right at h = 1 fs only, or a noise term of another size move K_1 by far more. 0 K (a quench) is a
+    temperature, −1 K is refused by name."""
+    num_atoms, h, friction = 200_000, 2.0, 0.25
+    masses = jnp.full((num_atoms,), FREE_MASS)
+    momenta = maxwell_boltzmann_momenta(jax.random.PRNGKey(12), masses, 600.0)
+    init_fn, apply_fn = langevin(free_particles, h, 300.0, friction)
+    state = init_fn(jnp.zeros((num_atoms, 3)), momenta, masses, key=jax.random.PRNGKey(13))
+    kinetic = lambda s: float(jnp.sum(s.momenta**2 / s.masses[:, None])) / 2.0 * AMU_A2_FS2
+    kT, k0, c2 = K_B * 300.0, kinetic(state), math.exp(-2.0 * friction * h)
+    target = 1.5 * num_atoms * kT
+    mean = c2 * k0 + (1.0 - c2) * target
+    deviation = math.sqrt(3 * num_atoms * (1.0 - c2) ** 2 * kT**2 / 2.0 + 2.0 * c2 * (1.0 - c2) * kT * k0)
+    assert 5.0 * deviation < 0.011 * target
+    assert abs(kinetic(jax.jit(apply_fn)(state)) - mean) < 5.0 * deviation, (kinetic(state), mean)
+    langevin(free_particles, h, 0.0, friction)
+    with pytest.raises(ValueError, match=r"^temperature must be >= 0 K, received -1\.0$"):
+        langevin(free_particles, h, -1.0, friction)
