@@ -3441,6 +3441,21 @@ MUTANTS = (
            '    if dof < 2:\n        raise ValueError(f"degrees_of_freedom must be >= 1',
            ('tests/test_md_formulas.py::test_thermostat_degrees_of_freedom_default_to_3n_and_accept_one_but_not_zero',),
            "a thermostat of one degree of freedom (a bond's vibration) is refused"),
+    Mutant('langevin_friction_divided_by_the_timestep', 'physnetjax/md/integrators.py',
+           'c = math.exp(-friction * dt)',
+           'c = math.exp(-friction / dt)',
+           ('tests/test_md_formulas.py::test_langevin_one_step_moves_the_mean_kinetic_energy_by_exactly_c_squared',),
+           "Langevin's c = exp(-γ/h): right only at h = 1 fs, where the other tests ran"),
+    Mutant('langevin_zero_kelvin_refused', 'physnetjax/md/integrators.py',
+           '    _check_timestep(dt)\n    if temperature_K < 0:',
+           '    _check_timestep(dt)\n    if temperature_K <= 0:',
+           ('tests/test_md_formulas.py::test_langevin_one_step_moves_the_mean_kinetic_energy_by_exactly_c_squared',),
+           'Langevin refuses 0 K, a quench'),
+    Mutant('maxwell_boltzmann_zero_kelvin_refused', 'physnetjax/md/integrators.py',
+           '    """\n    if temperature_K < 0:',
+           '    """\n    if temperature_K <= 0:',
+           ('tests/test_md_formulas.py::test_maxwell_boltzmann_momenta_at_zero_kelvin_are_zero_and_below_refused',),
+           'the Maxwell-Boltzmann draw refuses 0 K (an MD started at rest)'),
 )
 
 EXPLAINED = {
