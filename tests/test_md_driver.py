@@ -78,7 +78,8 @@ def test_float32_md_energies_keep_dft_sized_element_energies_exact(system, tmp_p
     device in float32: every written and logged energy was off by up to 8 meV from the model's. They are now added
     on the host in float64: each frame's energy is predict's in float64 at its positions, to the float32 error of
     the network's part (~1e-5 eV), and the conserved energy written with it is E_pot + E_kin (NVE). Each frame and
-    log line also carries its step and time (step × 0.75 fs) and kinetic temperature 2 K / ((3N − 3) k_B)."""
+    log line also carries its step and time (step × 0.75 fs) and kinetic temperature 2 K / ((3N − 3) k_B); each log
+    line the frame's largest |F_i|."""
     model, params, atoms = system
     dft_sized = model.clone(element_energies=tuple(-20000.0 - 13.0 * z for z in range(model.max_atomic_number + 1)))
     out = tmp_path / "run.traj"
@@ -96,6 +97,8 @@ def test_float32_md_energies_keep_dft_sized_element_energies_exact(system, tmp_p
         assert abs(frame.get_potential_energy() - reference) < 1e-4, frame.get_potential_energy() - reference
         kinetic = frame.get_kinetic_energy()
         assert abs(frame.get_potential_energy() + kinetic - frame.info["conserved_eV"]) < 1e-4
+        largest = np.linalg.norm(frame.get_forces(), axis=1).max()
+        assert record["max_force_eV_per_A"] == pytest.approx(largest, rel=1e-6)
 
 
 def test_overflow_discards_chunk_and_reruns(system):

@@ -3456,6 +3456,11 @@ MUTANTS = (
            '    """\n    if temperature_K <= 0:',
            ('tests/test_md_formulas.py::test_maxwell_boltzmann_momenta_at_zero_kelvin_are_zero_and_below_refused',),
            'the Maxwell-Boltzmann draw refuses 0 K (an MD started at rest)'),
+    Mutant('md_log_max_force_is_the_smallest', 'physnetjax/md/integrators.py',
+           'max_force=jnp.max(jnp.linalg.norm(state.forces, axis=-1)),',
+           'max_force=jnp.min(jnp.linalg.norm(state.forces, axis=-1)),',
+           ('tests/test_md_driver.py::test_float32_md_energies_keep_dft_sized_element_energies_exact',),
+           "the MD log's max_force_eV_per_A is the smallest |F_i| of the frame"),
 )
 
 EXPLAINED = {
