@@ -3461,6 +3461,16 @@ MUTANTS = (
            'max_force=jnp.min(jnp.linalg.norm(state.forces, axis=-1)),',
            ('tests/test_md_driver.py::test_float32_md_energies_keep_dft_sized_element_energies_exact',),
            "the MD log's max_force_eV_per_A is the smallest |F_i| of the frame"),
+    Mutant('run_custom_observer_one_step_short', 'physnetjax/md/integrators.py',
+           'carry = jax.lax.fori_loop(0, stride, lambda _, s: apply_fn(s), carry)',
+           'carry = jax.lax.fori_loop(1, stride, lambda _, s: apply_fn(s), carry)',
+           ('tests/test_md_formulas.py::test_run_records_after_every_stride_steps_with_any_observer',),
+           "run() with an observer other than a Frame (the MD spectrum's) records every stride - 1 steps"),
+    Mutant('run_default_stride_two', 'physnetjax/md/integrators.py',
+           'num_frames: int, stride: int = 1,',
+           'num_frames: int, stride: int = 2,',
+           ('tests/test_md_formulas.py::test_run_records_after_every_stride_steps_with_any_observer',),
+           "run() records every second step by default, not every step"),
 )
 
 EXPLAINED = {
