@@ -3471,6 +3471,16 @@ MUTANTS = (
            'num_frames: int, stride: int = 2,',
            ('tests/test_md_formulas.py::test_run_records_after_every_stride_steps_with_any_observer',),
            "run() records every second step by default, not every step"),
+    Mutant('barostat_noise_ten_percent_large', 'physnetjax/md/barostat.py',
+           'noise_scale = jnp.sqrt(2.0 * kT * mobility * dt / volume)',
+           'noise_scale = jnp.sqrt(2.2 * kT * mobility * dt / volume)',
+           ('tests/test_md_formulas.py::test_a_barostat_step_at_rest_and_zero_pressure_draws_the_volume_noise_of_its_mobility',),
+           "the barostat's volume noise has 10 % too much variance: the volume fluctuates too much"),
+    Mutant('barostat_zero_compressibility_accepted', 'physnetjax/md/barostat.py',
+           'if not compressibility > 0:',
+           'if not compressibility >= 0:',
+           ('tests/test_md_formulas.py::test_a_barostat_step_at_rest_and_zero_pressure_draws_the_volume_noise_of_its_mobility',),
+           "a compressibility of 0 (a barostat that never moves the cell) is accepted"),
 )
 
 EXPLAINED = {
