@@ -3481,6 +3481,11 @@ MUTANTS = (
            'if not compressibility >= 0:',
            ('tests/test_md_formulas.py::test_a_barostat_step_at_rest_and_zero_pressure_draws_the_volume_noise_of_its_mobility',),
            "a compressibility of 0 (a barostat that never moves the cell) is accepted"),
+    Mutant('npt_thermostat_half_step_ten_percent_long', 'physnetjax/md/barostat.py',
+           'c = math.exp(-0.5 * dt / thermostat_time_fs)',
+           'c = math.exp(-0.55 * dt / thermostat_time_fs)',
+           ('tests/test_md_formulas.py::test_csvr_one_step_moves_the_mean_kinetic_energy_by_exactly_c_squared',),
+           "the NPT thermostat's half-step factor uses 0.55 h: its kinetic energy relaxes 10 % too fast"),
 )
 
 EXPLAINED = {
