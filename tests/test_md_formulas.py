@@ -419,3 +419,14 @@ def test_a_barostat_step_at_rest_and_zero_pressure_draws_the_volume_noise_of_its
         with pytest.raises(ValueError, match=rf"^compressibility must be > 0, received {bad}$"):
             stochastic_cell_rescaling(free_particles_in_cell, h, 300.0, 0.0, compressibility=bad)
     stochastic_cell_rescaling(free_particles_in_cell, h, 300.0, 0.0, compressibility=1e-3)
+
+
+def test_npt_counts_its_steps_for_its_ramps():
+    """The NPT state's step (which the temperature and pressure ramps and restarts read) advances by one per step."""
+    init_fn, apply_fn = stochastic_cell_rescaling(free_particles_in_cell, 1.0, 300.0, 0.0, temperature_end_K=400.0,
+                                                  pressure_end=1e-3, ramp_steps=10)
+    masses = jnp.full((2,), FREE_MASS)
+    state = init_fn(jnp.array([[1.0, 2.0, 3.0], [6.0, 5.0, 4.0]]), jnp.zeros((2, 3)), masses, jnp.eye(3) * 10.0)
+    for step in range(1, 4):
+        state = apply_fn(state)
+        assert int(state.step) == step

@@ -3486,6 +3486,11 @@ MUTANTS = (
            'c = math.exp(-0.55 * dt / thermostat_time_fs)',
            ('tests/test_md_formulas.py::test_csvr_one_step_moves_the_mean_kinetic_energy_by_exactly_c_squared',),
            "the NPT thermostat's half-step factor uses 0.55 h: its kinetic energy relaxes 10 % too fast"),
+    Mutant('npt_step_counts_two_per_step', 'physnetjax/md/barostat.py',
+           'return state.replace(step=state.step + 1)',
+           'return state.replace(step=state.step + 2)',
+           ('tests/test_md_formulas.py::test_npt_counts_its_steps_for_its_ramps',),
+           "NPT counts two steps per step: its ramps end half way through the run"),
 )
 
 EXPLAINED = {
