@@ -397,8 +397,8 @@ def test_a_barostat_step_at_rest_and_zero_pressure_draws_the_volume_noise_of_its
     """Stochastic cell rescaling (Bernetti & Bussi 2020): d ln V = (β_T/τ_P)(P_int + g k_B T/V − P_0) h
     + √(2 k_B T β_T h / (τ_P V)) ξ. Atoms at rest without forces (P_int = 0, CSVR keeps them at rest), N_f = 3N
     (g = 0) and P_0 = 0 leave the noise alone: 100,000 steps from one state (one key each) give ln V'/V of mean 0
-    and variance 2 k_B T β_T h / (τ_P V) (isotropic), or that variance for each ln L_a'/L_a (anisotropic: one strain
-    per axis), within 5 standard errors (2.2 % of the variance; a noise 10 % too large moves it by 10 %).
+    and variance 2 k_B T β_T h / (τ_P V) (isotropic), or that variance for each ln L_a'/L_a (anisotropic: one
+    independent strain per axis, uncorrelated), within 5 standard errors (2.2 % of the variance; a noise 10 % too large moves it by 10 %).
     k_B and the bar from CODATA here; β_T = 4.5e-5 bar⁻¹ (water), τ_P = 500 fs, h = 2 fs, V = 1000 Å³, T = 300 K.
     A compressibility of 0 is refused, any positive one accepted."""
     bar = 1e5 * 1e-30 / E_CHARGE  # eV/Å³
@@ -415,6 +415,9 @@ def test_a_barostat_step_at_rest_and_zero_pressure_draws_the_volume_noise_of_its
     for column in samples.T:
         assert abs(column.mean()) < 5.0 * math.sqrt(variance / draws), column.mean()
         assert abs(column.var() - variance) < 5.0 * math.sqrt(2.0 / draws) * variance, (column.var(), variance)
+    if anisotropic:  # three independent strains: correlations within 5 standard errors (1/√n) of 0
+        correlations = np.corrcoef(logs.T)[np.triu_indices(3, 1)]
+        assert np.abs(correlations).max() < 5.0 / math.sqrt(draws), correlations
     for bad in (0.0, -beta):
         with pytest.raises(ValueError, match=rf"^compressibility must be > 0, received {bad}$"):
             stochastic_cell_rescaling(free_particles_in_cell, h, 300.0, 0.0, compressibility=bad)

@@ -3491,6 +3491,11 @@ MUTANTS = (
            'return state.replace(step=state.step + 2)',
            ('tests/test_md_formulas.py::test_npt_counts_its_steps_for_its_ramps',),
            "NPT counts two steps per step: its ramps end half way through the run"),
+    Mutant('anisotropic_barostat_one_noise_for_three_axes', 'physnetjax/md/barostat.py',
+           'noise_scale * jax.random.normal(key, (3,), tensor.dtype)',
+           'noise_scale * jax.random.normal(key, (), tensor.dtype)',
+           ('tests/test_md_formulas.py::test_a_barostat_step_at_rest_and_zero_pressure_draws_the_volume_noise_of_its_mobility',),
+           "the anisotropic barostat draws one noise for all three axes: its cell shape never fluctuates"),
 )
 
 EXPLAINED = {
