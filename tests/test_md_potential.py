@@ -12,7 +12,7 @@ from ase import units as ase_units
 from ase.md.verlet import VelocityVerlet
 from conftest import cast_params, perturbed_params
 
-from physnetjax import PhysNet, init_params
+from physnetjax import PhysNet, init_params, predict
 from physnetjax.calculator import PhysNetCalculator
 from physnetjax.md import maxwell_boltzmann_momenta, nve, run
 from physnetjax.md.io import ASE_TIME_UNIT_FS, TrajectoryWriter, frame_atoms, momenta_from_ase
@@ -154,6 +154,32 @@ def test_edge_set_choice(setup, molecules):
         physnet_potential(model, params, z, method="verlet")
 
 
+def test_edge_set_choice_at_its_boundaries(setup):
+    """method=None takes all pairs exactly when a list of radius cutoff + skin would need N(N−1) slots anyway
+    (capacity_multiplier × the pairs within cutoff + skin ≥ N(N−1)); a diatomic is a molecule; one atom has no
+    pairs to take: it gets a list (method="all_pairs" is refused for it by name), and predict's energy."""
+    model, params, z, r = setup
+    reach = model.cutoff + 0.5  # the default skin
+    diatomic = physnet_potential(model, params, [8, 1])
+    for distance, all_pairs in ((reach - 0.1, True), (reach + 0.1, False)):
+        nbrs = diatomic.allocate(np.array([[0.0, 0.0, 0.0], [0.0, 0.0, distance]]))
+        assert isinstance(nbrs, AllPairs) is all_pairs, distance
+    assert np.linalg.norm(r[:, None] - r[None], axis=-1).max() < reach  # every pair within reach: N(N-1) listed
+    assert isinstance(physnet_potential(model, params, z, capacity_multiplier=1.0).allocate(r), AllPairs)
+    pair = np.array([[0.0, 0.0, 0.0], [0.0, 0.3, 1.1]])
+    explicit = physnet_potential(model, params, [8, 1], method="all_pairs")
+    listed = physnet_potential(model, params, [8, 1], method="dense")
+    np.testing.assert_allclose(np.asarray(explicit.energy_force(pair, explicit.allocate(pair))[1]),
+                               np.asarray(listed.energy_force(pair, listed.allocate(pair))[1]), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="method='all_pairs' needs at least 2 atoms"):
+        physnet_potential(model, params, [8], method="all_pairs")
+    atom = np.array([[0.4, -0.2, 1.0]])
+    single = physnet_potential(model, params, [8])
+    energy, forces = single.energy_force(atom, single.allocate(atom))
+    np.testing.assert_allclose(float(energy), predict(model, params, [8], atom)["energy"], rtol=1e-12)
+    np.testing.assert_array_equal(np.asarray(forces), 0.0)
+
+
 def squeezed_overflow(setup):
     """A "dense" potential allocated without head-room on ethanol, and a neighbor state that overflowed: the
     molecule squeezed ×0.6 about its centre brings more pairs within the 4.5 Å list radius than the list holds."""
@@ -212,7 +238,7 @@ def test_potential_refuses_bad_positions_by_name(setup, method):
 
     model, params, _, _ = setup
     z = np.array([8, 1, 1])
-    water = np.array([[0.0, 0.0, 0.0], [0.97, 0.0, 0.0], [-0.2, 0.95, 0.1]])
+    water = np.array([[0.0, 0.0, 0.0], [0.97, 0.0, 0.0], [-0.2, 0.95, 0.1]]) + [1.3, -0.7, 2.1]
     pot = physnet_potential(model, params, z, method=method)
     overlapping = np.vstack([water[:2], water[:1] + [0.05, 0.0, 0.0]])
     with pytest.raises(PhysNetInputError, match=r"atoms overlap: atoms 0-2 at 0\.05 Å \(below 0\.1 Å\)"):
@@ -224,3 +250,19 @@ def test_potential_refuses_bad_positions_by_name(setup, method):
     nbrs = pot.allocate(water)
     with pytest.raises(PhysNetInputError, match=shape):
         jax.jit(pot.energy_force)(four, nbrs)
+
+
+@pytest.mark.parametrize("method", ["dense", "cell"])
+def test_periodic_potential_refuses_atoms_on_each_others_images(setup, method):
+    """Atoms 0.03 Å apart only across the cell's face (9.97 Å apart in the cell): refused by name, the image shift
+    counted with its sign."""
+    from physnetjax.errors import PhysNetInputError
+
+    model, params, _, _ = setup
+    cell = np.eye(3) * 10.0
+    positions = np.array([[0.02, 5.0, 5.0], [9.99, 5.0, 5.0], [5.0, 5.0, 5.0]])
+    pot = physnet_potential(model.clone(coulomb_lr_cutoff=4.0), params, [8, 1, 1], cell=cell, method=method)
+    with pytest.raises(PhysNetInputError, match=r"atoms overlap: atoms 0-1 at 0\.03 Å"):
+        pot.allocate(positions)
+    positions[1, 0] = 9.5
+    pot.allocate(positions)
