@@ -19,6 +19,7 @@ import math
 
 import ase
 import ase.io
+import ase.neighborlist
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -513,6 +514,25 @@ def test_cell_potential_equals_predict_periodic_in_a_strained_cell(crystal_model
         _check_cell_potential(evaluate, model, params, atoms.numbers, positions, cell, moved)
     squeezed = update(jnp.asarray(atoms.positions * 0.9), jnp.asarray(CELL * 0.9), nbrs)
     assert bool(squeezed.did_overflow)
+
+
+def test_cell_potential_lists_hold_every_pair_up_to_the_strain_tolerance(crystal_model):
+    """The documented guarantee at its limit, with a skin too thin to help (0.01 Å): compressed by 1/1.049
+    (‖h⁻¹h₀‖₂ = 1.049 < 1 + t = 1.05) the lists allocated in the reference cell (not rebuilt: the fractional
+    coordinates did not move) still hold every pair, so E, F, σ equal predict_periodic's (1e-10); 1/1.052 raises
+    the over-strain flag. A tolerance of 0 is refused."""
+    model, params, atoms = crystal_model
+    potential = physnet_cell_potential(model, params, atoms.numbers, CELL, skin=0.01)
+    nbrs = potential.allocate(jnp.asarray(atoms.positions), jnp.asarray(CELL))
+    update, evaluate = jax.jit(potential.update), jax.jit(potential.energy_force_stress)
+    cell, positions = CELL / 1.049, atoms.positions / 1.049
+    reference = ase.neighborlist.neighbor_list("d", atoms, model.cutoff * 1.049)
+    assert np.sum(reference > model.cutoff) > 0  # pairs within the cutoff only once compressed
+    moved = update(jnp.asarray(positions), jnp.asarray(cell), nbrs)
+    _check_cell_potential(evaluate, model, params, atoms.numbers, positions, cell, moved)
+    assert bool(update(jnp.asarray(atoms.positions / 1.052), jnp.asarray(CELL / 1.052), nbrs).did_overflow)
+    with pytest.raises(ValueError, match="strain_tolerance must be > 0, received 0.0"):
+        physnet_cell_potential(model, params, atoms.numbers, CELL, strain_tolerance=0.0)
 
 
 def test_cell_potential_refuses_atoms_on_each_others_images(crystal_model):

@@ -3516,6 +3516,16 @@ MUTANTS = (
            'vectors = r[src] - r[dst] - (0.0 if shifts is None else np.asarray(shifts, np.float64))',
            ('tests/test_md_potential.py::test_periodic_potential_refuses_atoms_on_each_others_images',),
            'overlaps across a cell face go unrefused (the image shift counted with the wrong sign): MD starts with a NaN energy'),
+    Mutant('cell_edge_list_radius_not_stretched', 'physnetjax/md/cell_potential.py',
+           'edges = neighbor_list(model.cutoff * stretch, skin=skin,',
+           'edges = neighbor_list(model.cutoff / stretch, skin=skin,',
+           ('tests/test_md_ensembles.py::test_cell_potential_lists_hold_every_pair_up_to_the_strain_tolerance',),
+           "the NPT edge list's radius shrinks instead of growing with the strain tolerance: a compressed cell loses pairs the skin does not cover"),
+    Mutant('cell_zero_strain_tolerance_accepted', 'physnetjax/md/cell_potential.py',
+           'if not strain_tolerance > 0:',
+           'if not strain_tolerance >= 0:',
+           ('tests/test_md_ensembles.py::test_cell_potential_lists_hold_every_pair_up_to_the_strain_tolerance',),
+           'a strain tolerance of 0 is accepted: any compression overflows the lists'),
 )
 
 EXPLAINED = {
