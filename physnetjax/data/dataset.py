@@ -46,14 +46,15 @@ MAX_ABS_STRESS = 1.0
 """eV/Å³ (160 GPa): a stress label beyond this is refused as a unit slip (kbar or GPa read as eV/Å³)."""
 
 WEIGHT_KEYS = ("config_weight", "config_energy_weight", "config_forces_weight", "config_stress_weight")
+"""Per-frame loss weights as MACE names them (extxyz ``atoms.info`` entries, ``.npz`` keys of shape (M,)), the
+columns of :attr:`Dataset.weights`: the frame's weight w_k, which multiplies every loss term of frame k, and the
+weights of its energy, forces and stress terms alone (1 when absent; finite and ≥ 0)."""
+
 CONFIG_TYPE_KEY = "config_type"
 """The key of a frame's kind (``atoms.info`` in an extxyz, an (M,) array of text in an ``.npz``), as MACE reads it:
 ``eval`` reports errors per kind (bulk, surface, cluster, ...)."""
 DEFAULT_CONFIG_TYPE = "Default"
 """The kind of a frame without :data:`CONFIG_TYPE_KEY` (MACE's name for it)."""
-"""Per-frame loss weights as MACE names them (extxyz ``atoms.info`` entries, ``.npz`` keys of shape (M,)), the
-columns of :attr:`Dataset.weights`: the frame's weight w_k, which multiplies every loss term of frame k, and the
-weights of its energy, forces and stress terms alone (1 when absent; finite and ≥ 0)."""
 
 VIRIAL_WEIGHT_KEY = "config_virial_weight"
 """MACE's other name for the stress weight (its virial term): read as ``config_stress_weight``, which a frame that
