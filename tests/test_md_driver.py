@@ -210,6 +210,32 @@ def test_the_python_api_names_its_keywords(system, arguments, message):
         simulate(model, params, atoms, **{"steps": 10, "save_every": 5, **arguments})
 
 
+def test_langevin_frames_count_3n_degrees_of_freedom(system, tmp_path):
+    """Langevin's noise moves the centre of mass, so its temperature counts all 3N degrees of freedom (the other
+    ensembles 3N − 3): each frame's temperature_K is 2 K / (3N k_B) of its own momenta."""
+    model, params, atoms = system
+    out = tmp_path / "langevin.traj"
+    simulate(model, params, atoms, ensemble="langevin", friction=0.05, steps=10, save_every=5, dtype="float64",
+             temperature_K=300.0, out=str(out))
+    frames = ase.io.read(out, index=":")
+    assert len(frames) == 2
+    for frame in frames:
+        expected = 2 * frame.get_kinetic_energy() / (3 * len(frame) * BOLTZMANN)
+        assert frame.info["temperature_K"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_ensemble_settings_accept_the_edges_of_their_ranges():
+    """The limits check_ensemble_settings documents, from the accepting side: a Nosé–Hoover chain of one thermostat
+    at 0.5 K (> 0 K, an integer >= 1), and the smallest positive barostat time and compressibility."""
+    from physnetjax.md.ensembles import EnsembleOptions, check_ensemble_settings
+
+    check_ensemble_settings("nvt-nhc", EnsembleOptions(temperature_K=0.5, chain_length=1))
+    check_ensemble_settings("npt", EnsembleOptions(barostat_time_fs=1e-3, compressibility_per_bar=1e-12))
+    with pytest.raises(PhysNetInputError, match=r"chain_length must be an integer >= 1 \(thermostats in the chain\), "
+                                                r"received 1\.5"):
+        check_ensemble_settings("nvt-nhc", EnsembleOptions(chain_length=1.5))
+
+
 def test_settings_of_other_ensembles_are_refused_not_ignored(system):
     """On main simulate(ensemble="nve", friction=0.05) ran NVE and dropped the friction without a word (the CLI
     refused such options, the Python API did not)."""

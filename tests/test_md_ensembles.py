@@ -571,6 +571,21 @@ def test_cell_potential_carries_the_three_body_dispersion_term(crystal_model, at
     assert not np.array_equal(np.asarray(state.triplets.triplets), np.asarray(nbrs.triplets.triplets))
 
 
+def test_npt_pressure_ramp_to_its_start_pressure_is_the_constant_pressure_run(crystal_model, tmp_path):
+    """pressure_end_bar is read in bar as pressure_bar is: a ramp from 5 kbar to 5 kbar runs the constant-pressure
+    trajectory (same seed) step for step, cell included. A ramp end converted otherwise than its start drives the
+    cell to another pressure."""
+    model, params, atoms = crystal_model
+    common = dict(ensemble="npt", temperature_K=300.0, pressure_bar=5000.0, barostat_time_fs=100.0,
+                  thermostat_time_fs=20.0, timestep_fs=0.5, steps=20, save_every=10, dtype="float64", seed=3)
+    simulate(model, params, atoms, out=str(tmp_path / "constant.traj"), **common)
+    simulate(model, params, atoms, out=str(tmp_path / "ramp.traj"), pressure_end_bar=5000.0, **common)
+    constant, ramp = ase.io.read(tmp_path / "constant.traj"), ase.io.read(tmp_path / "ramp.traj")
+    assert np.linalg.norm(constant.cell.array - CELL) > 1e-4  # the barostat moved the cell
+    np.testing.assert_allclose(ramp.cell.array, constant.cell.array, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ramp.positions, constant.positions, rtol=0, atol=1e-12)
+
+
 def _squeezed_npt_run(crystal_model, tmp_path, caplog, chunk_frames):
     """20 kbar squeeze the cell by 7 % (linear) in 80 steps, past the lists' 5 % tolerance: (the driver's one
     rebuild message, the frames written)."""
@@ -631,6 +646,22 @@ def test_npt_compressed_too_often_stops_and_saves_the_last_good_frame(crystal_mo
     np.testing.assert_allclose(last.positions, frames[-1].positions, rtol=0, atol=1e-7)
     np.testing.assert_allclose(last.cell.array, frames[-1].cell.array, rtol=0, atol=1e-7)
     assert np.abs(last.cell.array - CELL).max() > 0.1  # the cell of step 40, not the start cell
+
+
+def test_a_collapsing_cell_stops_the_run_instead_of_growing_its_lists_forever(crystal_model, monkeypatch):
+    """At 1e16 bar the cell collapses to NaN within the first chunk; the neighbor lists then overflowed at every
+    re-run and the driver grew their capacity ×1.5 without end (the run hung). Now MAX_OVERFLOW_RETRIES re-runs of
+    one chunk stop it (here 2, for speed) with MDInstabilityError saying what multiplies and why."""
+    model, params, atoms = crystal_model
+    monkeypatch.setattr(driver, "MAX_OVERFLOW_RETRIES", 2)
+    with pytest.raises(MDInstabilityError, match=r"MD stopped at step 5: the neighbor lists overflowed 3 times in a "
+                                                 r"row within the chunk after step 0, their capacity grown ×2\.25 in "
+                                                 r"between: the pairs within the cutoff kept multiplying, as when the "
+                                                 r"atoms or the cell collapse or the positions become NaN \(a "
+                                                 r"timestep_fs, temperature or pressure far too large"):
+        simulate(model, params, atoms, ensemble="npt", temperature_K=300.0, pressure_bar=1e16,
+                 barostat_time_fs=100.0, thermostat_time_fs=20.0, timestep_fs=0.5, steps=20, save_every=5,
+                 dtype="float64", seed=3)
 
 
 @pytest.mark.slow

@@ -5,7 +5,8 @@ call (:func:`physnetjax.md.run`, a ``lax.scan``). After each chunk, on the host:
 
 1. If the neighbor list overflowed anywhere in the chunk, the chunk is discarded,
    the capacity multiplier grown ×1.5, the list re-allocated from the chunk's start
-   positions and the chunk re-run.
+   positions and the chunk re-run; after :data:`MAX_OVERFLOW_RETRIES` such re-runs of one
+   chunk the run stops (:class:`MDInstabilityError`): its pairs multiply, the system collapsed.
 2. If any saved frame has a non-finite energy/position, or a force above
    ``max_force`` eV/Å at any step since the previous saved frame (``Frame.peak_force``)
    — or, in NVE, a conserved energy that has moved more than
@@ -144,6 +145,9 @@ logger = logging.getLogger(__name__)
 
 MAX_CELL_RETRIES = 8
 """Re-runs of one chunk (each with half the frames) after the NPT cell outgrew its neighbor lists."""
+MAX_OVERFLOW_RETRIES = 8
+"""Re-runs of one chunk after its neighbor lists overflowed, each with 1.5× the capacity (×26 in all): more means
+pairs that multiply within one chunk, as no physical system's do (atoms or a cell that collapse, NaN positions)."""
 LOG_KEYS = ("step", "time_fs", "potential_energy_eV", "kinetic_energy_eV", "conserved_eV", "temperature_K",
             "max_force_eV_per_A")
 """Keys of each ``<out>.jsonl`` line (one per saved frame; the frame's values in eV, K, eV/Å); a periodic cell adds
@@ -823,7 +827,7 @@ def simulate(
     potentials = [float(state.potential_energy) + dynamics.element_energy]
     pressures: list[float] = []
     volumes: list[float] = []
-    done, chunks, retries, executed = 0, 0, 0, 0
+    done, chunks, retries, overflows, executed = 0, 0, 0, 0, 0
     warned_drift = False
     largest_deviation, first_deviating_step = 0.0, None  # thermostatted/NPT: of the conserved quantity, kept frames
     closest: Optional[CloseContact] = None
@@ -868,6 +872,15 @@ def simulate(
                 state = state.replace(nbrs=dynamics.allocate(state.positions, state.cell, multiplier))
                 continue
             if bool(new_state.nbrs.did_overflow):
+                overflows += 1
+                if overflows > MAX_OVERFLOW_RETRIES:
+                    _stop(atoms, state, None, 0, start_step + done, save_every,
+                          f"the neighbor lists overflowed {overflows} times in a row within the chunk after step "
+                          f"{start_step + done}, their capacity grown ×{1.5 ** (overflows - 1):.3g} in between: the "
+                          f"pairs within the cutoff kept multiplying, as when the atoms or the cell collapse or the "
+                          f"positions become NaN (a {displayed('timestep_fs', names)}, temperature or pressure far "
+                          f"too large for the system)", out, MDInstabilityError, frame, dynamics.element_energy,
+                          _no_frame_note(out, restart) if len(times) == 1 else "")
                 multiplier *= 1.5
                 reallocations += 1
                 logger.info("neighbor list overflowed; discarding the chunk and re-allocating ×%.3g", multiplier)
@@ -1005,7 +1018,7 @@ def simulate(
                       EnergyConservationError if drifting[num_good] else MDInstabilityError, frame,
                       dynamics.element_energy, _no_frame_note(out, restart) if len(times) == 1 else "")
             state = new_state
-            retries = 0
+            retries = overflows = 0
             done += num_frames * save_every
             chunks += 1
             if checkpoint_path is not None and (chunks % checkpoint_every == 0 or done >= steps):
