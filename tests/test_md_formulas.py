@@ -19,6 +19,7 @@ from physnetjax.errors import PhysNetInputError, PhysNetInputWarning
 from physnetjax.md import (csvr, langevin, maxwell_boltzmann_momenta, nose_hoover_chain, nve, stochastic_cell_rescaling,
                            temperature)
 from physnetjax.md.driver import check_start_temperature, without_total_momentum
+from test_md_ensembles import anharmonic_wells, wells_start
 from physnetjax.md.ensembles import (TARGET_PRESSURE_KEY, TARGET_TEMPERATURE_KEY, TargetJump, checkpoint_ensemble,
                                      continue_targets, restore_ensemble_state)
 from physnetjax.md.integrators import centre_of_mass_at_rest
@@ -241,7 +242,6 @@ def test_csvr_leaves_atoms_at_rest_at_rest():
     assert float(state.heat) == 0.0
 
 
-
 @pytest.mark.parametrize("ensemble", ["csvr", "npt"])
 def test_csvr_one_step_moves_the_mean_kinetic_energy_by_exactly_c_squared(ensemble):
     """One CSVR step (two half-step rescalings, zero forces) of length h = 2 fs with τ = 2 fs: each half step has
@@ -276,21 +276,8 @@ def test_csvr_one_step_moves_the_mean_kinetic_energy_by_exactly_c_squared(ensemb
     assert abs(kinetic(jax.jit(apply_fn)(state)) - mean) < 5.0 * math.sqrt(var), (kinetic(state), mean)
 
 
-def wells(positions, nbrs=None):
-    """Independent anharmonic wells E = Σ_i [½ k_i |r_i|² + a Σ_c r_ic⁴] (eV, Å), periods ~20-40 fs; autodiff forces."""
-    k = jnp.linspace(0.5, 2.0, positions.shape[0])[:, None]
-
-    def energy(r):
-        return jnp.sum(0.5 * k * r**2 + 0.3 * r**4)
-
-    value, gradient = jax.value_and_grad(energy)(positions)
-    return value, -gradient
-
-
-def wells_start(num_atoms=8):
-    masses = jnp.full((num_atoms,), 12.0)
-    positions = 0.1 * jax.random.normal(jax.random.PRNGKey(4), (num_atoms, 3))
-    return positions, maxwell_boltzmann_momenta(jax.random.PRNGKey(5), masses, 300.0), masses
+WELLS, _ = anharmonic_wells()
+"""The anharmonic wells of the thermostat tests (16 independent atoms, periods 20-60 fs): energy_force(r, nbrs)."""
 
 
 @pytest.mark.parametrize("thermostat", ["csvr", "nvt-nhc"])
@@ -298,13 +285,13 @@ def test_a_thermostat_of_an_infinitely_long_time_is_velocity_verlet(thermostat):
     """With τ = 1e12 fs the CSVR rescaling (c = 1 − 5e-13: α = 1 ± ~1e-6) and the Nosé–Hoover chain (Q ∝ τ²: the
     chain's velocities stay ~1e-24 fs⁻¹) do nothing, so 200 steps equal NVE's velocity Verlet to 1e-5 Å and
     amu·Å/fs: a thermostat whose Verlet part kicks or drifts by other fractions of the step fails by far more."""
-    positions, momenta, masses = wells_start()
-    reference_init, reference_step = nve(wells, 1.0)
+    positions, momenta, masses = wells_start(300.0, seed=4)
+    reference_init, reference_step = nve(WELLS, 1.0)
     if thermostat == "csvr":
-        init_fn, apply_fn = csvr(wells, 1.0, 300.0, thermostat_time_fs=1e12)
+        init_fn, apply_fn = csvr(WELLS, 1.0, 300.0, thermostat_time_fs=1e12)
         state = init_fn(positions, momenta, masses, key=jax.random.PRNGKey(6))
     else:
-        init_fn, apply_fn = nose_hoover_chain(wells, 1.0, 300.0, thermostat_time_fs=1e12)
+        init_fn, apply_fn = nose_hoover_chain(WELLS, 1.0, 300.0, thermostat_time_fs=1e12)
         state = init_fn(positions, momenta, masses)
     run = lambda step, start: jax.jit(lambda s: jax.lax.fori_loop(0, 200, lambda _, x: step(x), s))(start)
     reference, state = run(reference_step, reference_init(positions, momenta, masses)), run(apply_fn, state)
@@ -317,10 +304,10 @@ def test_nose_hoover_chain_sub_steps_integrate_the_same_chain():
     """n_c sub-steps per half step split the same chain flow into n_c pieces of h/(2 n_c) (each Suzuki–Yoshida
     weighted): with τ = 20 fs ≫ h = 1 fs, 1 and 3 sub-steps give the same 100 steps to 1e-6 (the chain's splitting
     error is tiny); sub-steps of n_c·h/2 each (a chain run n_c² times too long) move the atoms by far more."""
-    positions, momenta, masses = wells_start()
+    positions, momenta, masses = wells_start(300.0, seed=4)
     finals = []
     for chain_steps in (1, 3):
-        init_fn, apply_fn = nose_hoover_chain(wells, 1.0, 300.0, thermostat_time_fs=20.0, chain_steps=chain_steps)
+        init_fn, apply_fn = nose_hoover_chain(WELLS, 1.0, 300.0, thermostat_time_fs=20.0, chain_steps=chain_steps)
         step = jax.jit(lambda s: jax.lax.fori_loop(0, 100, lambda _, x: apply_fn(x), s))
         finals.append(step(init_fn(positions, momenta, masses)))
     assert np.abs(np.asarray(finals[0].chain_positions)).max() > 1e-3  # the thermostat acted
@@ -331,8 +318,8 @@ def test_nose_hoover_chain_sub_steps_integrate_the_same_chain():
 def test_a_nose_hoover_chain_needs_a_temperature_above_zero():
     """Its masses Q ∝ k_B T: T = 0 would divide by zero and is refused by name; any T > 0 (0.5 K) is accepted."""
     with pytest.raises(ValueError, match=r"^temperature must be > 0 K for a Nosé–Hoover chain, received 0\.0$"):
-        nose_hoover_chain(wells, 1.0, 0.0)
-    nose_hoover_chain(wells, 1.0, 0.5)
+        nose_hoover_chain(WELLS, 1.0, 0.0)
+    nose_hoover_chain(WELLS, 1.0, 0.5)
 
 
 def test_maxwell_boltzmann_momenta_at_zero_kelvin_are_zero_and_below_refused():
@@ -344,7 +331,6 @@ def test_maxwell_boltzmann_momenta_at_zero_kelvin_are_zero_and_below_refused():
     assert 0.0 < float(temperature(maxwell_boltzmann_momenta(key, masses, 0.5), masses)) < 5.0
     with pytest.raises(ValueError, match=r"^temperature must be >= 0 K, received -1\.0$"):
         maxwell_boltzmann_momenta(key, masses, -1.0)
-
 
 
 def test_langevin_one_step_moves_the_mean_kinetic_energy_by_exactly_c_squared():
@@ -376,8 +362,8 @@ def test_run_records_after_every_stride_steps_with_any_observer():
     (the MD spectrum observes dipoles and energies): each equal to stepping by hand (to float64 round-off)."""
     from physnetjax.md import frame_of, run
 
-    positions, momenta, masses = wells_start()
-    init_fn, apply_fn = nve(wells, 1.0)
+    positions, momenta, masses = wells_start(300.0, seed=4)
+    init_fn, apply_fn = nve(WELLS, 1.0)
     state = init_fn(positions, momenta, masses)
     by_hand, current = [], state
     for _ in range(12):
