@@ -218,6 +218,26 @@ MAX_TEMPERATURE_REASON = "k_B T = 86 eV there, beyond any chemistry"
 """Why :data:`MAX_TEMPERATURE_K`, as messages say it."""
 
 
+MAX_PRESSURE_BAR = 1e8
+"""Largest pressure magnitude (target or ramp end) NPT accepts, in bar: 10 TPa.
+
+There P × 1 Å³ is 62 eV, beyond the strongest bond (C≡O, 11 eV), and 28 times the pressure at the centre of the
+Earth (3.6e6 bar); the highest static pressures of experiments are ~1e7 bar. Larger values are slips (another
+unit, an exponent too many) that collapsed the cell to NaN within the first steps."""
+
+MAX_PRESSURE_REASON = "10 TPa: P × 1 Å³ = 62 eV there, beyond any chemistry"
+"""Why :data:`MAX_PRESSURE_BAR`, as messages say it."""
+
+
+def check_pressure(name: str, value) -> None:
+    """PhysNetInputError naming ``name`` unless ``value`` (bar) is finite with |value| at most
+    :data:`MAX_PRESSURE_BAR` (negative pressures, tension, are allowed)."""
+    pressure = check_range(name, value, "bar")
+    if abs(pressure) > MAX_PRESSURE_BAR:
+        raise PhysNetInputError(f"{name} must be within ±{MAX_PRESSURE_BAR:g} bar ({MAX_PRESSURE_REASON}), "
+                                f"received {value}: is it in bar?")
+
+
 def check_temperature(name: str, value) -> None:
     """PhysNetInputError naming ``name`` unless ``value`` (K) is finite, >= 0 and at most :data:`MAX_TEMPERATURE_K`."""
     check_range(name, value, "K", 0.0, highest=MAX_TEMPERATURE_K, why=MAX_TEMPERATURE_REASON)

@@ -465,11 +465,15 @@ def test_md_python_api_stop_messages_name_the_keywords(files):
     (["--ensemble", "csvr", "--temperature-end", "inf"], "--temperature-end must be finite and >= 0 K, received inf"),
     (["--ensemble", "npt", "--pressure", "nan"], "--pressure must be a finite number of bar, received nan"),
     (["--ensemble", "npt", "--pressure-end", "inf"], "--pressure-end must be a finite number of bar, received inf"),
+    # main: a periodic cell collapsed to NaN within the first chunk, exit 4 ("the neighbor lists overflowed")
+    (["--ensemble", "npt", "--pressure", "1e16"], "--pressure must be within ±1e+08 bar (10 TPa: P × 1 Å³ = 62 eV "
+                                                  "there, beyond any chemistry), received 1e+16: is it in bar?"),
     (["--ensemble", "npt", "--compressibility", "inf"], "--compressibility must be finite and > 0 bar^-1"),
 ])
 def test_md_cli_refuses_non_finite_ensemble_settings(files, capsys, args, message):
     """An infinite relaxation time switched the thermostat or barostat off without a word; a NaN or infinite
-    pressure, ramp end or compressibility ran into NaN and read as an unstable model. Refused before any MD."""
+    pressure, ramp end or compressibility, or a pressure beyond 1e8 bar, ran into NaN and read as an unstable model.
+    Refused before any MD."""
     base = ["--checkpoint", str(files / "ckpt"), "--geometry", str(files / "water.xyz"), "--steps", "10",
             "--save-every", "5"]
     assert md_main(base + args) == 2

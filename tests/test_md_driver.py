@@ -194,6 +194,9 @@ def test_bad_arguments(system):
     (dict(ensemble="nvt-nhc", temperature_K=0.0), "temperature_K must be > 0 K for ensemble nvt-nhc"),
     (dict(ensemble="csvr", thermostat_time_fs=0.0), "thermostat_time_fs must be finite and > 0 fs"),
     (dict(ensemble="npt", compressibility_per_bar=0.0), "compressibility_per_bar must be finite and > 0 bar"),
+    (dict(ensemble="npt", pressure_bar=1e16), r"pressure_bar must be within ±1e\+08 bar \(10 TPa: P × 1 Å³ = 62 eV "
+                                              r"there, beyond any chemistry\), received 1e\+16: is it in bar\?"),
+    (dict(ensemble="npt", pressure_end_bar=-2e8), r"pressure_end_bar must be within ±1e\+08 bar .*received -2000"),
     (dict(energy_tolerance=0.0), "energy_tolerance must be > 0 meV/atom"),
     (dict(uncertainty_threshold=-1.0), "uncertainty_threshold must be finite and > 0 eV/Å"),
     (dict(ensemble="nvt"), r"ensemble must be one of \(.*'nve'.*\), received 'nvt'"),
@@ -226,11 +229,13 @@ def test_langevin_frames_count_3n_degrees_of_freedom(system, tmp_path):
 
 def test_ensemble_settings_accept_the_edges_of_their_ranges():
     """The limits check_ensemble_settings documents, from the accepting side: a Nosé–Hoover chain of one thermostat
-    at 0.5 K (> 0 K, an integer >= 1), and the smallest positive barostat time and compressibility."""
+    at 0.5 K (> 0 K, an integer >= 1), the smallest positive barostat time and compressibility, and a pressure ramp
+    between the largest tension and compression accepted (±1e8 bar)."""
     from physnetjax.md.ensembles import EnsembleOptions, check_ensemble_settings
 
     check_ensemble_settings("nvt-nhc", EnsembleOptions(temperature_K=0.5, chain_length=1))
-    check_ensemble_settings("npt", EnsembleOptions(barostat_time_fs=1e-3, compressibility_per_bar=1e-12))
+    check_ensemble_settings("npt", EnsembleOptions(barostat_time_fs=1e-3, compressibility_per_bar=1e-12,
+                                                   pressure_bar=-1e8, pressure_end_bar=1e8))
     with pytest.raises(PhysNetInputError, match=r"chain_length must be an integer >= 1 \(thermostats in the chain\), "
                                                 r"received 1\.5"):
         check_ensemble_settings("nvt-nhc", EnsembleOptions(chain_length=1.5))

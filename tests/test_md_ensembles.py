@@ -35,6 +35,7 @@ from physnetjax.md.cell_potential import physnet_cell_potential
 from physnetjax.md.driver import MDInstabilityError, drift_and_fluctuation, simulate
 from physnetjax.md.ensembles import checkpoint_arrays, restore_ensemble_state
 from physnetjax.md.thermostats import csvr, nose_hoover_chain
+from physnetjax.validation import MAX_PRESSURE_BAR
 
 # CODATA 2018, SI.
 E_CHARGE = 1.602176634e-19  # J per eV
@@ -649,9 +650,10 @@ def test_npt_compressed_too_often_stops_and_saves_the_last_good_frame(crystal_mo
 
 
 def test_a_collapsing_cell_stops_the_run_instead_of_growing_its_lists_forever(crystal_model, monkeypatch):
-    """At 1e16 bar the cell collapses to NaN within the first chunk; the neighbor lists then overflowed at every
-    re-run and the driver grew their capacity ×1.5 without end (the run hung). Now MAX_OVERFLOW_RETRIES re-runs of
-    one chunk stop it (here 2, for speed) with MDInstabilityError saying what multiplies and why."""
+    """At the largest pressure accepted, 1e8 bar, with a barostat time of one step the cell collapses to NaN within the
+    first chunk; the neighbor lists then overflowed at every re-run and the driver grew their capacity ×1.5 without
+    end (the run hung). Now MAX_OVERFLOW_RETRIES re-runs of one chunk stop it (here 2, for speed) with
+    MDInstabilityError saying what multiplies and why."""
     model, params, atoms = crystal_model
     monkeypatch.setattr(driver, "MAX_OVERFLOW_RETRIES", 2)
     with pytest.raises(MDInstabilityError, match=r"MD stopped at step 5: the neighbor lists overflowed 3 times in a "
@@ -659,8 +661,8 @@ def test_a_collapsing_cell_stops_the_run_instead_of_growing_its_lists_forever(cr
                                                  r"between: the pairs within the cutoff kept multiplying, as when the "
                                                  r"atoms or the cell collapse or the positions become NaN \(a "
                                                  r"timestep_fs, temperature or pressure far too large"):
-        simulate(model, params, atoms, ensemble="npt", temperature_K=300.0, pressure_bar=1e16,
-                 barostat_time_fs=100.0, thermostat_time_fs=20.0, timestep_fs=0.5, steps=20, save_every=5,
+        simulate(model, params, atoms, ensemble="npt", temperature_K=300.0, pressure_bar=MAX_PRESSURE_BAR,
+                 barostat_time_fs=0.5, thermostat_time_fs=20.0, timestep_fs=0.5, steps=20, save_every=5,
                  dtype="float64", seed=3)
 
 

@@ -45,7 +45,7 @@ from physnetjax.md.thermostats import (
 )
 from physnetjax.predict import element_energy_sum, split_element_energies
 from physnetjax.units import BAR, BOLTZMANN
-from physnetjax.validation import check_range, check_temperature
+from physnetjax.validation import check_pressure, check_range, check_temperature
 
 ENSEMBLES = ("nve", "langevin", "nvt-nhc", "csvr", "npt")
 
@@ -90,7 +90,8 @@ def check_ensemble_settings(ensemble: str, options: EnsembleOptions,
     ``friction`` > 0 fs⁻¹; the :data:`THERMOSTATTED` ones a finite ``thermostat_time_fs``
     > 0 and a ramp end ``temperature_end_K`` (None or finite >= 0 K); ``nvt-nhc`` a
     ``chain_length`` >= 1; ``npt`` a finite ``pressure_bar`` and ``pressure_end_bar``
-    (None or finite), ``barostat_time_fs`` and ``compressibility_per_bar`` finite and > 0.
+    (None or finite) of magnitude at most :data:`~physnetjax.validation.MAX_PRESSURE_BAR`,
+    ``barostat_time_fs`` and ``compressibility_per_bar`` finite and > 0.
     Settings the ensemble does not use are not looked at.
 
     ``names``: keyword (the :class:`EnsembleOptions` field) → how the message names it
@@ -112,9 +113,9 @@ def check_ensemble_settings(ensemble: str, options: EnsembleOptions,
         raise PhysNetInputError(f"{name('chain_length')} must be an integer >= 1 (thermostats in the chain), "
                                 f"received {options.chain_length}")
     if ensemble == "npt":
-        check_range(name("pressure_bar"), options.pressure_bar, "bar")
+        check_pressure(name("pressure_bar"), options.pressure_bar)
         if options.pressure_end_bar is not None:
-            check_range(name("pressure_end_bar"), options.pressure_end_bar, "bar")
+            check_pressure(name("pressure_end_bar"), options.pressure_end_bar)
         check_range(name("barostat_time_fs"), options.barostat_time_fs, "fs", 0.0, strict=True)
         check_range(name("compressibility_per_bar"), options.compressibility_per_bar, "bar^-1", 0.0, strict=True)
 
