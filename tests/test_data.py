@@ -49,6 +49,26 @@ def test_load_npz_reads_units_and_labels(raw):
     assert data.E.dtype == np.float64
 
 
+def test_a_dataset_without_the_optional_fields_and_the_centroids_of_its_frames():
+    """A Dataset built from the required fields alone holds isolated, unweighted, stress-free frames of the default
+    kind: zero (M, 3, 3) cells, unused cells and stresses, no stress labels, (M, 4) weights of 1. The centroid the
+    trainer moves each molecule to is the mean of its real atoms (padding left out), a lone atom's own position."""
+    from physnetjax.data import Dataset
+
+    positions = np.array([[[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]], [[-4.0, 5.0, 0.5], [0.0, 0.0, 0.0]]])
+    data = Dataset(Z=np.array([[8, 1], [6, 0]], np.int32), R=positions, N=np.array([2, 1], np.int32),
+                   E=np.zeros(2), F=np.zeros((2, 2, 3)), D=np.zeros((2, 3)), Q=np.zeros(2),
+                   has_E=np.ones(2, bool), has_F=np.ones(2, bool), has_D=np.zeros(2, bool), has_Q=np.zeros(2, bool),
+                   sources=np.array(["a[0]", "a[1]"]))
+    for name in ("cell", "unused_cell", "S"):
+        np.testing.assert_array_equal(getattr(data, name), np.zeros((2, 3, 3)))
+    np.testing.assert_array_equal(data.has_S, [False, False])
+    np.testing.assert_array_equal(data.weights, np.ones((2, 4)))
+    assert list(data.config_type) == ["Default", "Default"] and not data.periodic.any() and not data.weighted
+    np.testing.assert_array_equal(data.centroids([0, 1]), [[2.0, 2.0, 2.0], [-4.0, 5.0, 0.5]])
+    np.testing.assert_array_equal(data.centroids([1]), [[-4.0, 5.0, 0.5]])
+
+
 def test_unit_conversion_kcal_debye(tmp_path, raw):
     converted = dict(raw, E=raw["E"] / KCAL_PER_MOL_IN_EV, F=raw["F"] / KCAL_PER_MOL_IN_EV,
                      D=raw["D"] / DEBYE_IN_EA)

@@ -105,6 +105,27 @@ def test_weights_are_read_from_extxyz_info_and_npz_keys(tmp_path):
         np.testing.assert_array_equal(load_dataset(tmp_path / "predicted.extxyz").weights, EXPECTED)
 
 
+def test_trained_labels_and_the_summary_follow_each_terms_weight(tmp_path):
+    """trained_labels marks absent, term by term, the labels whose term weight is 0 (a frame weight of 0 all four:
+    dipole with the frame weight, energy, forces, stress with w_k·w_k,X), keeps a small weight's (0.05) and never
+    adds a label a frame lacks; the summary names the elements (not the padding's 0), every label some frame
+    carries, the frames with a weight other than 1 and, among them, those of weight 0 in every term."""
+    h2 = ase.Atoms("H2", positions=[[0, 0, 0], [0.74, 0, 0]])
+    h2.calc = SinglePointCalculator(h2, energy=-31.0, forces=np.zeros((2, 3)))
+    ase.io.write(tmp_path / "six.extxyz", waters(5) + [h2])
+    data = load_dataset(tmp_path / "six.extxyz")
+    weights = np.array([[0.0, 1, 1, 1], [1, 0, 1, 1], [1, 1, 0, 1], [1, 1, 1, 0], [0.05, 1, 1, 1], [1, 1, 1, 1]])
+    carried = np.array([True, True, True, True, True, False])  # the H2 frame lacks a dipole and a stress
+    data = dataclasses.replace(data, weights=weights, has_D=carried, has_S=carried)
+    trained = data.trained_labels()
+    np.testing.assert_array_equal(trained.has_D, [False, True, True, True, True, False])
+    np.testing.assert_array_equal(trained.has_E, [False, False, True, True, True, True])
+    np.testing.assert_array_equal(trained.has_F, [False, True, False, True, True, True])
+    np.testing.assert_array_equal(trained.has_S, [False, True, True, False, True, False])
+    assert data.summary() == ("6 frames, up to 3 atoms, elements [1, 8], labels E,F,D,S, per-frame loss weights "
+                              "(config_*weight) other than 1 on 5 frame(s), 1 of them of weight 0 in every term")
+
+
 @pytest.mark.parametrize("kind, key, value, match", [
     ("extxyz", "config_weight", -1.0, r"key 'config_weight' frame\(s\) 2: a loss weight must be a finite number >= 0, "
                                       r"received -1 in frame 2"),

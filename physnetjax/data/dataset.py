@@ -193,17 +193,15 @@ def concatenate(datasets: Sequence[Dataset]) -> Dataset:
         raise ValueError("concatenate needs at least one dataset")
     n = max(d.max_atoms for d in datasets)
 
-    def pad(a, axis_len):
-        if a.ndim < 2 or a.shape[1] == axis_len:
-            return a
-        widths = [(0, 0), (0, axis_len - a.shape[1])] + [(0, 0)] * (a.ndim - 2)
-        return np.pad(a, widths)
+    def pad(a):
+        """Zero-pad the atom axis (1) of ``a`` to n."""
+        return np.pad(a, [(0, 0), (0, n - a.shape[1])] + [(0, 0)] * (a.ndim - 2))
 
     fields = {}
     for f in dataclasses.fields(Dataset):
         parts = [getattr(d, f.name) for d in datasets]
         if f.name in ("Z", "R", "F"):
-            parts = [pad(p, n) for p in parts]
+            parts = [pad(p) for p in parts]
         fields[f.name] = np.concatenate(parts)
     return Dataset(**fields)
 
