@@ -356,6 +356,20 @@ def test_split_is_reproducible_and_disjoint():
         random_split(3, test=2)
 
 
+def test_the_smallest_splits_and_the_last_frame_index_at_their_bounds():
+    """Three frames split into one each (the fewest training needs: one to train on, one to validate with), by the
+    remaining frames or by a training count of 1; a split file's index equal to the frame count is outside, and one
+    without test indices has an empty test part."""
+    for train in (None, 1):
+        split = random_split(3, valid=1, test=1, train=train, seed=2)
+        assert sorted(np.concatenate([split[name] for name in ("train", "valid", "test")]).tolist()) == [0, 1, 2]
+        assert [len(split[name]) for name in ("train", "valid", "test")] == [1, 1, 1]
+    with pytest.raises(ValueError, match=r"^split: 'valid' has indices outside \[0, 10\): \[10\]$"):
+        check_split({"train": [0, 9], "valid": [1, 10]}, 10)
+    split = check_split({"train": [1, 9], "valid": [2]}, 10)
+    assert split["test"].dtype == np.int64 and split["test"].shape == (0,)
+
+
 @pytest.mark.parametrize("sizes,keyword_message,option_message", [
     # main: OverflowError (an internal error of the CLIs), and "valid must be >= 0, received nan"
     (dict(valid=float("inf")), "valid must be a finite number >= 0 (a fraction < 1 or a whole number of frames), "
@@ -392,6 +406,8 @@ def test_element_energy_fit_recovers_references_in_float64():
     assert fitted[0] == 0 and fitted[2] == 0
     shifted = shifted_energies(Z, E, fitted)
     assert np.abs(shifted).max() < 5e-3
+    with pytest.raises(ValueError, match=r"^atomic number 9 exceeds max_atomic_number=8$"):
+        fit_element_energies(np.array([[1, 9], [1, 1]]), np.array([-40.0, -27.0]), max_atomic_number=8)
 
 
 def test_net_force_warns(tmp_path, raw):

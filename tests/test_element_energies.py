@@ -1,6 +1,7 @@
 """Element reference energies: degenerate compositions fall back to the scaled free-atom prior; check flags E0."""
 
 import logging
+import re
 import warnings
 
 import numpy as np
@@ -232,3 +233,27 @@ def test_the_trainers_prior_option_splits_e0_and_warns_where_the_data_fix_it(tmp
                             out=str(tmp_path / "b"), **tiny), tmp_path / "b", resuming=False)
     with pytest.raises(ValueError, match=r"--element-energy-prior: element energy 'Xx=1': 'Xx' is no element"):
         TrainConfig(element_energy_prior=["Xx=1"], names={"element_energy_prior": "--element-energy-prior"})
+
+
+@pytest.mark.parametrize("entries, message", [
+    (["=5"], "element energy '=5': give ELEMENT=ENERGY, e.g. H=-13.6 (in the energy unit)"),
+    (["H"], "element energy 'H': give ELEMENT=ENERGY"),
+    (["H="], "element energy 'H=': give ELEMENT=ENERGY"),
+    (["0=1"], "element energy '0=1': '0' is no element (a symbol such as H or Cl, or an atomic number)"),
+    (["119=1"], "element energy '119=1': '119' is no element"),
+    (["H=abc"], "element energy 'H=abc': 'abc' is no finite number"),
+    (["H=inf"], "element energy 'H=inf': 'inf' is no finite number"),
+    (["H=1", "1=2"], "element energy '1=2': H is given twice"),
+])
+def test_element_energy_prior_entries_are_parsed_or_named(entries, message):
+    """ELEMENT=ENERGY by symbol or atomic number (1 to 118), in the energy unit, each element once; a malformed
+    entry is named with what is wrong (an entry without an element was read as an unknown element '')."""
+    from physnetjax.data.reference import parse_element_energy_prior
+
+    kcal_per_mol = 4184.0 / 6.02214076e23 / 1.602176634e-19  # eV, CODATA 2018
+    prior = parse_element_energy_prior(["H=-13.6", " 118 = 2.5 "], energy_unit="kcal/mol")
+    assert prior.keys() == {1, 118}
+    np.testing.assert_allclose([prior[1], prior[118]], [-13.6 * kcal_per_mol, 2.5 * kcal_per_mol], rtol=1e-12)
+    assert parse_element_energy_prior(None) is None and parse_element_energy_prior([]) is None
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        parse_element_energy_prior(entries)

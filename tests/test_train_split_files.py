@@ -56,9 +56,15 @@ def test_a_part_with_files_is_exactly_their_frames_and_a_part_without_a_share_of
 
     counted = split_with_held_out_files(40, 10, 14, train=12, seed=3)
     assert len(counted["train"]) == 12 and counted["train"].max() < 40  # a training count picks from the data frames
+    # main: "... lower test or train", but the test frames were --test-data's, and --test is refused beside it
     with pytest.raises(ValueError, match=re.escape("cannot split the 40 frame(s) of the data files into 41 training "
-                                                   "and 0 test frames")):
+                                                   "and 0 test frames; lower train") + "$"):
         split_with_held_out_files(40, 10, 14, train=41)
+    check_partition(split_with_held_out_files(40, 10, 0, test=5, train=35, seed=3), 50)  # all data frames used
+    assert len(split_with_held_out_files(40, 10, 0, test=39, seed=3)["train"]) == 1
+    for sizes, settings in [(dict(test=5, train=36), "lower --test or --train"), (dict(test=40), "lower --test")]:
+        with pytest.raises(ValueError, match=re.escape(f"frames; {settings}") + "$"):
+            split_with_held_out_files(40, 10, 0, seed=3, names={"test": "--test", "train": "--train"}, **sizes)
 
 
 def test_the_settings_that_would_do_nothing_or_contradict_the_files_are_refused():

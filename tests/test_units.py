@@ -99,6 +99,7 @@ def test_bar_in_ev_per_cubic_angstrom():
     # 1 bar = 1e5 Pa = 1e5 J/m^3; one eV/Angstrom^3 = E J / 1e-30 m^3 = 160.2 GPa.
     assert units.BAR == pytest.approx(1e5 / (E / 1e-30), rel=1e-12)
     assert 1e4 * units.BAR == pytest.approx(1.0 / 160.2176634, rel=1e-9)  # 1 GPa
+    assert units.GPA == pytest.approx(1e9 / (E / 1e-30), rel=1e-12)  # the plots' and reports' stress unit
 
 
 H = 6.62607015e-34  # J s

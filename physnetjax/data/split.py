@@ -91,9 +91,11 @@ def split_with_held_out_files(num_data: int, num_valid_files: int, num_test_file
         n_test = 0 if num_test_files else _count(test, num_data, "test", names)
         n_train = num_data - n_test if train is None else _count(train, num_data, "train", names)
         if n_train < 1 or n_train + n_test > num_data:
+            settings = [displayed(keyword, names) for keyword, used in (("test", not num_test_files),
+                                                                         ("train", train is not None)) if used]
             raise ValueError(f"cannot split the {num_data} frame(s) of the data files into {n_train} training and "
-                             f"{n_test} test frames; lower {displayed('test', names)}"
-                             + (f" or {displayed('train', names)}" if train is not None else ""))
+                             f"{n_test} test frames; " + (f"lower {' or '.join(settings)}" if settings
+                                                          else "add frames to the data files"))
         order = np.random.default_rng(seed).permutation(num_data)
         parts = {"train": order[:n_train], "valid": np.arange(num_data, num_data + num_valid_files),
                  "test": order[n_train:n_train + n_test]}
