@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from conftest import warnings_as_errors
+
 from physnetjax.data import load_dataset
 from physnetjax.data.dataset import DataError
 from physnetjax.data.key_mapping import parse_key_mapping
@@ -42,6 +44,7 @@ def test_parse_key_mapping_reads_key_name_pairs_and_names_every_mistake():
     for entries, message in [
         (["E:energies"], "key mapping 'E:energies': give PHYSNET_KEY=FILE_KEY, e.g. E=energies or F=REF_forces"),
         (["E="], "key mapping 'E=': give PHYSNET_KEY=FILE_KEY"),
+        (["=energies"], "key mapping '=energies': give PHYSNET_KEY=FILE_KEY"),
         (["energy=REF_energy"], "key mapping 'energy=REF_energy': 'energy' is no PhysNet key; the keys are R, Z, N, "
                                 "E, F, D, Q, S, Qa"),
         (["E=a", "E=b"], "key mapping: E is given twice (E=a, E=b)"),
@@ -60,9 +63,12 @@ def test_an_sgdml_file_with_lowercase_z_reads_as_the_physnet_file(tmp_path):
                                                   "'z']); if the file holds it under another name: map them with "
                                                   "--keys PHYSNET_KEY=NAME")):
         load_dataset(sgdml)
-    mapped = load_dataset(sgdml, keys={"Z": "z"})
+    with warnings_as_errors():  # a key the file lacks under its own name, or mapped to itself, replaces nothing
+        mapped = load_dataset(sgdml, keys={"Z": "z"})
+        itself = load_dataset(DATA, keys={"E": "E", "F": "F"})
     assert_same_frames(mapped, load_dataset(DATA), ("Z", "R", "N", "E", "F", "has_E", "has_F"))
     assert not mapped.has_D.any()
+    assert_same_frames(itself, load_dataset(DATA), ("Z", "R", "N", "E", "F", "has_E", "has_F"))
 
 
 def test_an_rmd17_file_maps_every_key_and_its_old_labels_are_named_as_not_read(tmp_path):

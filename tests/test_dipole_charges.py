@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from physnetjax.data import bundled_dataset_path, load_dataset
-from physnetjax.data.dipole_charges import apparent_charges, fit_apparent_charges, implausible_charges
+from physnetjax.data.dipole_charges import (ApparentCharges, apparent_charges, fit_apparent_charges,
+                                            implausible_charges)
 from physnetjax.data.sanity import check_label_sanity
 from physnetjax.errors import PhysNetInputWarning
 from physnetjax.units import DEBYE
@@ -41,6 +42,23 @@ def test_fit_recovers_known_charges_within_its_errors_and_equals_the_kkt_solutio
     reversed_fit, reversed_errors = fit_apparent_charges(positions[:, ::-1], dipoles, total_charge)
     np.testing.assert_allclose(reversed_fit[::-1], fitted, atol=1e-10)
     np.testing.assert_allclose(reversed_errors[::-1], errors, rtol=1e-8)
+
+
+def test_a_diatomics_charge_error_is_the_standard_error_of_a_regression_through_the_origin():
+    """One free charge q₁ (q₂ = Q − q₁): μ_k − Q r₂ = q₁ (r₁ − r₂) over the 3M components is a regression through
+    the origin, whose standard error is √(Σe² / (3M − 1) / Σx²) (e residuals, x the regressor); q₂ has the same."""
+    rng = np.random.default_rng(11)
+    positions = np.array([[0.0, 0.0, 0.0], [0.92, 0.0, 0.0]]) + rng.normal(scale=0.1, size=(4, 2, 3))
+    total_charge = 1.0
+    dipoles = 0.6 * positions[:, 0] + 0.4 * positions[:, 1] + rng.normal(scale=0.01, size=(4, 3))
+    fitted, errors = fit_apparent_charges(positions, dipoles, total_charge)
+    x = (positions[:, 0] - positions[:, 1]).ravel()
+    y = (dipoles - total_charge * positions[:, 1]).ravel()
+    slope = x @ y / (x @ x)
+    residuals = y - slope * x
+    standard_error = np.sqrt(residuals @ residuals / (len(x) - 1) / (x @ x))
+    np.testing.assert_allclose(fitted, [slope, total_charge - slope], rtol=1e-12)
+    np.testing.assert_allclose(errors, [standard_error, standard_error], rtol=1e-10)
 
 
 def test_reference_dipoles_pass_and_the_same_in_debye_are_named():
@@ -86,27 +104,41 @@ def test_a_small_molecule_whose_static_dipole_needs_large_charges_is_named():
 
 
 def test_too_few_frames_and_periodic_frames_are_left_out():
+    """Ethanol has 8 free charges: 3 frames each, 24, are fitted; 23 are not."""
     data = load_dataset(bundled_dataset_path())
-    few = dataclasses.replace(data, Z=data.Z[:20], R=data.R[:20], N=data.N[:20], E=data.E[:20], F=data.F[:20],
-                              D=data.D[:20] / DEBYE, Q=data.Q[:20], sources=data.sources[:20],
-                              has_E=data.has_E[:20], has_F=data.has_F[:20], has_D=data.has_D[:20],
-                              has_Q=data.has_Q[:20], cell=data.cell[:20])
-    assert apparent_charges(few) == []
+    in_debye = dataclasses.replace(data, D=data.D / DEBYE)
+    assert apparent_charges(in_debye.subset(np.arange(23))) == []
+    assert [fit.frames for fit in apparent_charges(in_debye.subset(np.arange(24)))] == [24]
     periodic = dataclasses.replace(data, D=data.D / DEBYE, cell=np.broadcast_to(30 * np.eye(3), data.cell.shape))
     assert apparent_charges(periodic) == []
 
 
-@pytest.mark.parametrize("point", ["centroid", "centre of mass"])
-def test_ion_dipoles_about_another_reference_point_are_named_as_such_not_as_debye(point):
+@pytest.mark.parametrize("charge, error, implausible", [
+    (2.5, 0.24, True),  # 2.5 − 2 × 0.24 = 2.02 > 2 e
+    (2.5, 0.25, False),  # exactly 2 e: not beyond
+    (-2.5, 0.3, False),  # 1.9 e: within two standard errors of 2 e
+    (2.01, 0.0, True),
+])
+def test_a_charge_is_implausible_beyond_two_e_by_two_standard_errors(charge, error, implausible):
+    """ApparentCharges.implausible: |q| − CHARGE_SIGMAS σ > MAX_APPARENT_CHARGE for the largest |q|, whatever sign."""
+    fit = ApparentCharges(atomic_numbers=np.array([3, 9]), charges=np.array([charge, -0.5 * charge]),
+                          errors=np.array([error, 0.0]), frames=10, first_frame=0)
+    assert bool(fit.implausible) == implausible
+    assert fit.total_charge == 0.0 and not fit.about_centre
+
+
+@pytest.mark.parametrize("point, sign", [("centroid", -1), ("centre of mass", -1), ("centroid", 1)])
+def test_ion_dipoles_about_another_reference_point_are_named_as_such_not_as_debye(point, sign):
     """An anion's dipoles taken about each frame's centroid (or centre of mass), 55 Å from the origin: the check
     said "implausibly large ... pass --dipole-unit debye" (−31.7 e), a remedy that makes them worse. The labels
     are exact for known charges about that point (either fits, as the module docstring says); about the origin they
-    are fine."""
+    are fine. The same for the cation of opposite charges; and dipoles about the origin in Debye are not plausible
+    about the centre either: those are named as Debye."""
     from ase.data import atomic_masses
 
     rng = np.random.default_rng(3)
     numbers = np.array([6, 8, 8, 1])
-    charges = np.array([0.4, -0.75, -0.75, 0.1])  # formate-like, Q = -1
+    charges = sign * np.array([-0.4, 0.75, 0.75, -0.1])  # formate-like, Q = -1 (sign -1)
     base = np.array([[0.0, 0.0, 0.0], [1.25, 0.0, 0.0], [-0.6, 1.1, 0.0], [-0.6, -0.95, 0.1]])
     positions = base + 55.0 + rng.normal(scale=0.08, size=(120, 4, 3))
     about_origin = np.einsum("i,kij->kj", charges, positions)
@@ -114,13 +146,15 @@ def test_ion_dipoles_about_another_reference_point_are_named_as_such_not_as_deby
     centre = np.einsum("i,kij->kj", weights, positions) / weights.sum()
     data = load_dataset(bundled_dataset_path()).subset(np.arange(120))
     ion = dataclasses.replace(data, Z=np.tile(numbers, (120, 1)), R=positions, N=np.full(120, 4),
-                              Q=np.full(120, -1.0), D=about_origin - (-1.0) * centre)
+                              Q=np.full(120, float(sign)), D=about_origin - sign * centre)
     suspect = implausible_charges(ion)
     assert suspect.about_centre
     message = suspect.finding("ion.npz", ion.sources)
     assert "plausible charges about each frame's own centre" in message and "add Q·c" in message
     assert "pass --dipole-unit" not in message
     assert implausible_charges(dataclasses.replace(ion, D=about_origin)) is None
+    in_debye = implausible_charges(dataclasses.replace(ion, D=about_origin / DEBYE))
+    assert not in_debye.about_centre and "pass --dipole-unit debye" in in_debye.finding("ion.npz", ion.sources)
 
 
 def _diatomics(numbers, charge, bond, count, rng):
@@ -150,4 +184,5 @@ def test_diatomic_dipoles_in_debye_are_named_and_the_largest_finding_is_the_one_
     assert implausible_charges(exact) is None
     suspect = implausible_charges(dataclasses.replace(exact, D=exact.D / DEBYE))
     assert suspect.atomic_numbers.tolist() == [3, 9]
+    assert f"frames of FLi (e.g. {exact.sources[0]}) need" in suspect.finding("lif.npz", exact.sources)
     np.testing.assert_allclose(suspect.charges, [0.80 / DEBYE, -0.80 / DEBYE], rtol=1e-10)

@@ -99,6 +99,45 @@ def test_a_sampled_record_estimates_the_share_of_training_frames(monkeypatch):
     assert set(union.digests) <= set(digests) and len(union.digests) <= 300
 
 
+def test_sampled_unions_and_shares_follow_the_bottom_k_formulas_exactly(monkeypatch):
+    """Digests placed by hand at fractions of 2⁶⁴ (unit u = 2⁶⁰), k = 5 kept. A sample A (the 4 smallest of 16
+    frames, up to 4u) joined with a complete B keeps B's digests up to A's largest, 4u included: 5 kept, 5 × 2⁶⁴ /
+    (4u + 1) → 20 frames. Two samples are cut at the smaller of their largest digests (4u, not C's 6u): 16 frames.
+    A sample whose digests lie at the top of the range estimates fewer frames than it keeps: it still counts one
+    more. A share compares the digests up to the sample's largest, that one included; none matched is no match."""
+    monkeypatch.setattr(fd, "MAX_RECORDED", 5)
+    u = 2**60
+    a = FrameRecord(digests=np.array([1, 2, 3, 4], np.uint64) * np.uint64(u), frames=16)
+    b = FrameRecord.of(np.array([u // 2, 4 * u, 9 * u], np.uint64))
+    c = FrameRecord(digests=np.array([2 * u, 6 * u], np.uint64), frames=8)
+    assert not a.complete and b.complete and not c.complete
+    for first, second in ((a, b), (b, a)):
+        union = first.union(second)
+        np.testing.assert_array_equal(union.digests, np.array([u // 2, u, 2 * u, 3 * u, 4 * u], np.uint64))
+        assert union.frames == 20
+    for first, second in ((a, c), (c, a)):
+        union = first.union(second)
+        np.testing.assert_array_equal(union.digests, np.array([1, 2, 3, 4], np.uint64) * np.uint64(u))
+        assert union.frames == 16
+    top = FrameRecord(digests=np.array([2**63, 2**64 - 2**12], np.uint64), frames=9)
+    assert top.union(FrameRecord.of(np.array([2**63], np.uint64))).frames == 3
+
+    share = a.share_of(np.array([4 * u, 5 * u, u, 7 * u], np.uint64))
+    assert (share.matched, share.compared, share.total, share.any) == (2, 2, 4, True)
+    assert share.describe() == "about 100 % of the 4 frames (estimated from 2 of them)"
+    missed = a.share_of(np.array([u + 1, 8 * u], np.uint64))
+    assert (missed.matched, missed.compared, missed.any) == (0, 1, False)
+
+
+def test_more_frames_than_recorded_keep_the_smallest_digests():
+    """MAX_RECORDED = 100 000 digests are kept of 100 001 distinct frames, and all of 100 000."""
+    digests = np.arange(100_001, 0, -1).astype(np.uint64)
+    sample, whole = FrameRecord.of(digests), FrameRecord.of(digests[1:])
+    assert not sample.complete and sample.frames == 100_001 and len(sample.digests) == 100_000
+    np.testing.assert_array_equal(sample.digests, np.arange(1, 100_001, dtype=np.uint64))
+    assert whole.complete and whole.frames == 100_000
+
+
 def test_union_of_complete_records_is_exact_and_unknown_when_any_is_missing():
     z, r = thermal_frames(40)
     digests = frame_digests(z, r, np.full(40, 3))

@@ -95,3 +95,31 @@ def test_generate_cli_refuses_a_non_positive_temperature(tmp_path, capsys):
 
     assert main(["--out", str(tmp_path / "d.npz"), "--sampling", "normal-modes", "--temperature", "0"]) == 2
     assert "--temperature must be finite and > 0 K, received 0.0" in capsys.readouterr().err
+
+
+def test_the_limits_of_the_input_from_both_sides(triatomic):
+    """One atom in an isotropic harmonic well (H = k·1, k = 0.5 eV/Å², no rigid-body motion): num_rigid = 0 is
+    allowed and its three eigenvalues are k/m (below 1, which must pass); one sample at 0.5 K is drawn. A flat
+    direction (eigenvalue exactly 0) is no minimum; num_rigid outside [0, 3N), a zero, NaN or infinite mass, a NaN
+    in the Hessian and masses of the wrong shape are refused."""
+    _, masses, hessian = triatomic
+    rng = np.random.default_rng(0)
+    eigenvalues, vectors = vibrational_modes(0.5 * np.eye(3), np.array([1.008]), num_rigid=0)
+    np.testing.assert_allclose(eigenvalues, np.full(3, 0.5 / 1.008), rtol=1e-14)
+    assert vectors.shape == (3, 3)
+    assert normal_mode_displacements(0.5 * np.eye(3), np.array([1.008]), 0.5, 1, rng, num_rigid=0).shape == (1, 1, 3)
+    with pytest.raises(ValueError, match=r"vibrational eigenvalue 0\.000e\+00 .* <= 0: the geometry is not a minimum"):
+        vibrational_modes(np.diag([0.5, 0.5, 0.0]), np.array([1.008]), num_rigid=0)
+    for num_rigid in (-1, 9):
+        with pytest.raises(ValueError, match=rf"^num_rigid must be in \[0, 9\), received {num_rigid}$"):
+            vibrational_modes(hessian, masses, num_rigid)
+    assert vibrational_modes(hessian, masses, 8)[0].shape == (1,)
+    for bad_masses in (np.array([15.999, 0.0, 1.008]), np.array([15.999, np.nan, 1.008]), np.array([np.inf, 1, 1])):
+        with pytest.raises(ValueError, match=r"^hessian and masses must be finite and masses > 0$"):
+            vibrational_modes(hessian, bad_masses)
+    with_nan = hessian.copy()
+    with_nan[4, 2] = np.nan
+    with pytest.raises(ValueError, match=r"^hessian and masses must be finite"):
+        vibrational_modes(with_nan, masses)
+    with pytest.raises(ValueError, match=r"^hessian must have shape \(3N, 3N\) = \(9, 9\) for 3 masses"):
+        vibrational_modes(hessian, masses[:, None])

@@ -73,7 +73,6 @@ class ApparentCharges(NamedTuple):
         k = self.largest
         return abs(self.charges[k]) - CHARGE_SIGMAS * self.errors[k] > MAX_APPARENT_CHARGE
 
-
     def finding(self, where: str, sources) -> str:
         """The warning text for an implausible fit of frames of ``where`` (``sources``: the data set's frame names)."""
         k = self.largest
