@@ -1,10 +1,13 @@
-"""read_npz: each way a file can fail to be an .npz gets its own reason; a good archive reads whole."""
+"""read_npz: each way a file can fail to be an .npz gets its own reason; a good archive reads whole, as does one
+write_npz wrote."""
+
+import zipfile
 
 import numpy as np
 import pytest
 
 from physnetjax.data.split import load_split
-from physnetjax.npz_file import NpzReadError, read_npz
+from physnetjax.npz_file import NpzReadError, read_npz, write_npz
 
 
 def test_reads_every_array(tmp_path):
@@ -13,6 +16,21 @@ def test_reads_every_array(tmp_path):
     assert sorted(arrays) == ["R", "Z"]
     np.testing.assert_array_equal(arrays["R"], np.arange(6.0).reshape(2, 3))
     assert arrays["Z"].dtype == np.int8
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_write_npz_writes_every_array_under_its_key_at_exactly_the_path(tmp_path, compressed):
+    """write_npz's file reads back key by key (dtypes kept), stored by default or deflated when asked, at the path
+    given (no ``.npz`` appended, as np.savez does to a name)."""
+    arrays = {"R": np.linspace(0.0, 1.0, 3000).reshape(1000, 3), "Z": np.ones(1000, np.int8)}
+    path = write_npz(tmp_path / "frames.data", arrays, **({"compressed": True} if compressed else {}))
+    assert path == tmp_path / "frames.data" and sorted(p.name for p in tmp_path.iterdir()) == ["frames.data"]
+    back = read_npz(path)
+    assert sorted(back) == ["R", "Z"] and back["Z"].dtype == np.int8
+    np.testing.assert_array_equal(back["R"], arrays["R"])
+    with zipfile.ZipFile(path) as archive:
+        methods = {info.compress_type for info in archive.infolist()}
+    assert methods == {zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED}
 
 
 def _truncated(path):

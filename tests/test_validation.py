@@ -5,6 +5,7 @@ crash on main) and asserts the clear error or warning that replaces it.
 """
 
 import pathlib
+import re
 
 import ase
 import jax
@@ -435,3 +436,89 @@ def test_bond_length_ratios_in_chunks_equal_the_whole_matrix(monkeypatch):
     monkeypatch.setattr(validation, "RATIO_CHUNK_PAIRS", 7 * 300)
     np.testing.assert_array_equal(validation.bond_length_ratios(z, r), whole)
     np.testing.assert_array_equal(validation.bond_length_ratios(z, r, rows=np.arange(5, 50)), whole[5:50])
+
+
+def test_the_range_check_at_its_edges():
+    """check_range, the one check of a physical setting: the bounds themselves (>= lowest, > lowest when strict, at
+    most highest), NaN and ±inf (inf only with finite=False), keywords, and what is not one real number."""
+    from physnetjax.validation import check_range
+
+    assert check_range("x", 5, "K", 0.0, highest=5.0) == 5.0 and isinstance(check_range("x", 5, "K"), float)
+    assert check_range("x", 0.0, "K", lowest=0.0) == 0.0
+    assert check_range("cutoff", np.inf, "Å", 0.0, strict=True, finite=False) == np.inf
+    for value, kwargs, message in [
+        (0.0, dict(lowest=0.0, strict=True), "x must be finite and > 0 K, received 0.0"),
+        (-1e-9, dict(lowest=0.0), "x must be finite and >= 0 K, received -1e-09"),
+        (5.5, dict(highest=5.0, why="a reason"), "x must be at most 5 K (a reason), received 5.5"),
+        (np.inf, {}, "x must be a finite number of K, received inf"),
+        (np.inf, dict(lowest=0.0), "x must be finite and >= 0 K, received inf"),
+        (np.nan, dict(finite=False), "x must be a number of K, received nan"),
+        (-np.inf, dict(lowest=0.0, finite=False), "x must be >= 0 K, received -inf"),
+        ("3", {}, "x must be a number of K, received '3' (str)"),
+        (True, {}, "x must be a number of K, received True (bool)"),
+    ]:
+        with pytest.raises(PhysNetInputError, match=f"^{re.escape(message)}$"):
+            check_range("x", value, "K", **kwargs)
+
+
+def test_numbers_counts_temperatures_and_pressures_at_their_edges():
+    """is_real_number: one int or float (NumPy scalars and 0-d arrays included), not a bool, text, None, a list, a
+    complex or a ragged sequence. check_count: integers >= least, not floats or bools. Temperatures from 0 K up to
+    1e6 K, pressures within ±1e8 bar, these included. Masses: any finite value > 0 amu; each bad one named."""
+    from physnetjax.validation import (MAX_PRESSURE_BAR, MAX_TEMPERATURE_K, check_count, check_masses,
+                                       check_pressure, check_temperature, is_real_number)
+
+    assert all(is_real_number(v) for v in (1, 2.5, np.float32(1.0), np.int8(3), np.array(2.0)))
+    assert not any(is_real_number(v) for v in (True, np.bool_(False), "1", b"1", None, [1.0], np.ones(1), 1 + 2j,
+                                               [[1], [1, 2]]))
+    assert check_count("n", 1) == 1 and check_count("n", np.int64(4), least=4) == 4
+    for value, message in [(0, "n must be an integer >= 1 (frames), received 0"),
+                           (3.0, "n must be an integer >= 1 (frames), received 3.0 (float)"),
+                           (True, "n must be an integer >= 1 (frames), received True (bool)")]:
+        with pytest.raises(PhysNetInputError, match=f"^{re.escape(message)}$"):
+            check_count("n", value, what="frames")
+    for temperature in (0.0, 0.05, MAX_TEMPERATURE_K):
+        check_temperature("T", temperature)
+    with pytest.raises(PhysNetInputError, match=r"^T must be at most 1e\+06 K \(k_B T = 86 eV there"):
+        check_temperature("T", 1.05e6)
+    for pressure in (-MAX_PRESSURE_BAR, 0.0, MAX_PRESSURE_BAR):
+        check_pressure("P", pressure)
+    for pressure in (1.05e8, -1.05e8):
+        with pytest.raises(PhysNetInputError, match=r"^P must be within ±1e\+08 bar \(10 TPa"):
+            check_pressure("P", pressure)
+    with pytest.raises(PhysNetInputError, match=r"^P must be a finite number of bar, received nan$"):
+        check_pressure("P", float("nan"))
+    np.testing.assert_array_equal(check_masses([0.5, 1.008], 2), [0.5, 1.008])  # a light isotope model
+    for masses, bad in [([1.008, 0.0, 12.0], "[0.0] at atom indices [1]"), ([np.nan, 1.0, np.inf], "[nan, inf] at "
+                                                                                                 "atom indices [0, 2]")]:
+        with pytest.raises(PhysNetInputError, match=f"^--masses must be finite and > 0 amu; received {re.escape(bad)}$"):
+            check_masses(masses, 3, names={"masses": "--masses"})
+
+
+def test_atomic_numbers_positions_and_element_names_at_their_edges():
+    """Whole-number floats are atomic numbers (79.0 is gold, not refused); the last element of the table or of a
+    model is in range; Z = 0 and Z = 119 are not elements, named so among valid ones; text is no atomic number.
+    Positions: integers become float64; |x| = 1e4 Å is accepted, beyond refused, and one bad atom among good
+    ones is named. The lists in messages show five values and count the rest."""
+    from physnetjax.validation import MAX_ATOMIC_NUMBER, _listed, check_atomic_numbers, check_positions, element
+
+    assert MAX_ATOMIC_NUMBER == 118
+    np.testing.assert_array_equal(check_atomic_numbers(np.array([79.0, 1.0]), MAX_ATOMIC_NUMBER), [79, 1])
+    np.testing.assert_array_equal(check_atomic_numbers([118, 9], MAX_ATOMIC_NUMBER), [118, 9])
+    np.testing.assert_array_equal(check_atomic_numbers([9, 1], 9), [9, 1])
+    with pytest.raises(PhysNetInputError, match=re.escape("atomic number(s) 0, 119 at atom(s) 1, 2 are not elements "
+                                                          "(Z = 1..118)")):
+        check_atomic_numbers([1, 0, 119], MAX_ATOMIC_NUMBER)
+    with pytest.raises(PhysNetInputError, match=re.escape("atomic_numbers must be integers, received dtype <U1")):
+        check_atomic_numbers(np.array(["H", "O"]), MAX_ATOMIC_NUMBER)
+    assert (element(0), element(1), element(118), element(119)) == ("Z=0", "H (Z=1)", "Og (Z=118)", "Z=119")
+    assert _listed(range(5)) == "0, 1, 2, 3, 4" and _listed(range(7)) == "0, 1, 2, 3, 4 (and 2 more)"
+
+    integers = check_positions(np.array([[0, 0, 0], [1, 0, 0]]), 2)
+    assert integers.dtype == np.float64
+    check_positions(np.array([[1.0e4, 0.0, -1.0e4], [0.0, 0.0, 0.0]]), 2)
+    with pytest.raises(PhysNetInputError, match=re.escape("positions beyond ±10000 Å at atom(s) 1 (first: [0.0, "
+                                                          "10500.0, 0.0])")):
+        check_positions(np.array([[0.0, 0.0, 0.0], [0.0, 1.05e4, 0.0]]), 2)
+    with pytest.raises(PhysNetInputError, match=re.escape("positions contain NaN or Inf at atom(s) 0")):
+        check_positions(np.array([[np.nan, 0.0, 0.0], [1.0, 0.0, 0.0]]), 2)
