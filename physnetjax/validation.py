@@ -217,13 +217,13 @@ loose on purpose: two H atoms shot at each other at 0.39 Å/fs (a close-contact 
 MAX_TEMPERATURE_REASON = "k_B T = 86 eV there, beyond any chemistry"
 """Why :data:`MAX_TEMPERATURE_K`, as messages say it."""
 
-
 MAX_PRESSURE_BAR = 1e8
 """Largest pressure magnitude (target or ramp end) NPT accepts, in bar: 10 TPa.
 
 There P × 1 Å³ is 62 eV, beyond the strongest bond (C≡O, 11 eV), and 28 times the pressure at the centre of the
 Earth (3.6e6 bar); the highest static pressures of experiments are ~1e7 bar. Larger values are slips (another
-unit, an exponent too many) that collapsed the cell to NaN within the first steps."""
+unit, an exponent too many) that collapsed the cell within the first steps, and the run stopped with a message
+about its neighbor lists or its cell instead of the pressure."""
 
 MAX_PRESSURE_REASON = "10 TPa: P × 1 Å³ = 62 eV there, beyond any chemistry"
 """Why :data:`MAX_PRESSURE_BAR`, as messages say it."""
