@@ -522,3 +522,33 @@ def test_atomic_numbers_positions_and_element_names_at_their_edges():
         check_positions(np.array([[0.0, 0.0, 0.0], [0.0, 1.05e4, 0.0]]), 2)
     with pytest.raises(PhysNetInputError, match=re.escape("positions contain NaN or Inf at atom(s) 0")):
         check_positions(np.array([[np.nan, 0.0, 0.0], [1.0, 0.0, 0.0]]), 2)
+
+
+def test_cells_boxes_and_distances_at_their_edges():
+    """A cell 0.1 Å thin (its planes that far apart, to round-off) or with an entry of exactly 1e4 Å is accepted; a
+    zero vector is named; no vector is no spacing. The neighbor search's box: zeros when isolated, the cell when periodic, and for partial pbc the
+    periodic rows kept and the others unit vectors orthogonal to them. check_distances: False without close
+    contacts; two atoms exactly 0.1 Å apart warn (not below 0.1 Å) and return True; a diatomic whose bond reads
+    0.074 Å (H2 in nm) is an error naming nm."""
+    from physnetjax.errors import CloseContactWarning
+    from physnetjax.validation import check_cell, check_distances, neighbor_box
+
+    assert layer_spacings(np.zeros((0, 3))).shape == (0,)
+    cell, pbc = check_cell(np.diag([0.1, 5.0, 5.0]), True)
+    np.testing.assert_array_equal(cell, np.diag([0.1, 5.0, 5.0]))
+    assert check_cell(np.diag([1.0e4, 5.0, 5.0]), [True, False, False])[1].tolist() == [True, False, False]
+    with pytest.raises(PhysNetInputError, match=r"along cell vector 1 \(0 Å long\)"):
+        check_cell(np.diag([5.0, 0.0, 5.0]), True)
+
+    skewed = np.array([[4.0, 0.0, 0.0], [1.0, 3.0, 0.0], [0.0, 0.0, 7.0]])
+    assert (neighbor_box(None, [False] * 3) == 0).all() and (neighbor_box(skewed, [False] * 3) == 0).all()
+    np.testing.assert_array_equal(neighbor_box(skewed, [True] * 3), skewed)
+    box = neighbor_box(np.array([[4.0, 0.0, 0.0], [1.0, 3.0, 0.0], [0.0, 0.0, 0.0]]), [True, True, False])
+    np.testing.assert_array_equal(box[:2], skewed[:2])
+    np.testing.assert_allclose(np.abs(box[2]), [0.0, 0.0, 1.0], rtol=0, atol=1e-15)
+
+    assert check_distances(np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])) is False
+    with pytest.warns(CloseContactWarning, match=r"very close atoms: atoms 0-1 at 0\.1 Å \(below 0\.5 Å"):
+        assert check_distances(np.array([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0]])) is True
+    with pytest.raises(PhysNetInputError, match=r"atoms overlap: atoms 0-1 at 0\.074 Å .* nm"):
+        check_distances(np.array([[0.0, 0.0, 0.0], [0.074, 0.0, 0.0]]), atomic_numbers=np.array([1, 1]))
