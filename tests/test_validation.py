@@ -552,3 +552,20 @@ def test_cells_boxes_and_distances_at_their_edges():
         assert check_distances(np.array([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0]])) is True
     with pytest.raises(PhysNetInputError, match=r"atoms overlap: atoms 0-1 at 0\.074 Å .* nm"):
         check_distances(np.array([[0.0, 0.0, 0.0], [0.074, 0.0, 0.0]]), atomic_numbers=np.array([1, 1]))
+
+
+def test_a_batch_packed_by_hand_is_split_back_and_its_bad_structure_named():
+    """check_batch_structures returns each structure's Z (int32) and R as given, and names the structure (and
+    atoms) of a shape mismatch or a non-element among good ones."""
+    from physnetjax.validation import check_batch_structures
+
+    zs = [np.array([8, 1]), np.array([1]), np.array([6, 1, 1])]
+    rs = [np.arange(6.0).reshape(2, 3), np.ones((1, 3)), np.zeros((3, 3)) + [[0.0], [1.0], [2.0]]]
+    numbers, positions = check_batch_structures(zs, rs)
+    assert [z.tolist() for z in numbers] == [[8, 1], [1], [6, 1, 1]] and numbers[0].dtype == np.int32
+    for given, back in zip(rs, positions):
+        np.testing.assert_array_equal(back, given)
+    with pytest.raises(PhysNetInputError, match=re.escape("cluster 2: positions must have shape (n, 3) = (3, 3)")):
+        check_batch_structures(zs, rs[:2] + [np.zeros((2, 3))], what="cluster")
+    with pytest.raises(PhysNetInputError, match=re.escape("molecule 1: atomic number(s) 0 at atom(s) 0 are not")):
+        check_batch_structures([zs[0], np.array([0]), zs[2]], rs)

@@ -3876,6 +3876,11 @@ MUTANTS = (
            '    if not len(d):\n        return True',
            ('tests/test_validation.py::test_cells_boxes_and_distances_at_their_edges',),
            'check_distances says there are close contacts when there are none'),
+    Mutant('batch_structures_split_at_the_wrong_atoms', 'physnetjax/validation.py',
+           'ends = np.cumsum([z.shape[0] for z in zs])[:-1]',
+           'ends = np.cumsum([z.shape[0] for z in zs])[1:]',
+           ('tests/test_validation.py::test_a_batch_packed_by_hand_is_split_back_and_its_bad_structure_named',),
+           'a batch packed by hand comes back split at the wrong atoms'),
 )
 
 EXPLAINED = {
