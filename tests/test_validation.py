@@ -526,10 +526,10 @@ def test_atomic_numbers_positions_and_element_names_at_their_edges():
 
 def test_cells_boxes_and_distances_at_their_edges():
     """A cell 0.1 Å thin (its planes that far apart, to round-off) or with an entry of exactly 1e4 Å is accepted; a
-    zero vector is named; no vector is no spacing. The neighbor search's box: zeros when isolated, the cell when periodic, and for partial pbc the
-    periodic rows kept and the others unit vectors orthogonal to them. check_distances: False without close
-    contacts; two atoms exactly 0.1 Å apart warn (not below 0.1 Å) and return True; a diatomic whose bond reads
-    0.074 Å (H2 in nm) is an error naming nm."""
+    zero vector is named; no vector is no spacing. The neighbor search's box: zeros when isolated, the cell when
+    periodic, and for partial pbc the periodic rows kept and the others unit vectors orthogonal to them.
+    check_distances: False without close contacts; two atoms exactly 0.1 Å apart warn (not below 0.1 Å) and return
+    True; a diatomic whose bond reads 0.074 Å (H2 in nm) is an error naming nm."""
     from physnetjax.errors import CloseContactWarning
     from physnetjax.validation import check_cell, check_distances, neighbor_box
 
@@ -569,3 +569,41 @@ def test_a_batch_packed_by_hand_is_split_back_and_its_bad_structure_named():
         check_batch_structures(zs, rs[:2] + [np.zeros((2, 3))], what="cluster")
     with pytest.raises(PhysNetInputError, match=re.escape("molecule 1: atomic number(s) 0 at atom(s) 0 are not")):
         check_batch_structures([zs[0], np.array([0]), zs[2]], rs)
+
+
+def test_overlaps_and_charges_of_batches_are_found_in_the_right_structure(monkeypatch):
+    """overlapping_frame: the first structure with two real atoms below 0.1 Å (exactly 0.1 Å is not), padding left
+    out, the same when the stack is searched one structure at a time. check_batch_overlaps names the structure of
+    the first overlapping edge. check_batch_charges: |Q| up to ΣZ, None as neutral, the first bad one named."""
+    from physnetjax import validation
+    from physnetjax.validation import check_batch_charges, check_batch_overlaps, overlapping_frame
+
+    stack = np.zeros((4, 3, 3))
+    stack[:, 1, 0], stack[:, 2, 1] = 1.0, 1.0
+    stack[0, 2] = [0.1, 0.0, 0.0]  # exactly 0.1 Å from atom 0: not an overlap
+    stack[2, 2] = [1.0, 0.05, 0.0]  # 0.05 Å from atom 1, but atom 2 is padding here
+    stack[3, 2] = [0.0, 0.0, 0.04]
+    stack += [0.0, -2.0, 1.5]  # off the origin, where r_i + r_j would pass for r_i - r_j (x kept: 0.1 Å exact)
+    present = np.ones((4, 3), bool)
+    present[2, 2] = False
+    assert overlapping_frame(stack[:3], present[:3]) is None
+    expected = (3, 0, 2, 0.04)
+    assert overlapping_frame(stack, present) == pytest.approx(expected)
+    assert overlapping_frame(stack[[3, 0]]) == pytest.approx((0, 0, 2, 0.04))
+    monkeypatch.setattr(validation, "OVERLAP_CHUNK_PAIRS", 9)  # one structure per chunk
+    assert overlapping_frame(stack, present) == pytest.approx(expected)
+    assert overlapping_frame(stack[[3, 0]]) == pytest.approx((0, 0, 2, 0.04))
+
+    molecules = [np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]) + 2.0, np.array([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0]]),
+                 np.array([[0.0, 0.0, 0.0], [0.0, 0.05, 0.0]]) - 1.0]
+    dst, src = np.array([0, 1, 2, 3, 4, 5]), np.array([1, 0, 3, 2, 5, 4])
+    check_batch_overlaps(molecules[:2], dst[:4], src[:4])
+    with pytest.raises(PhysNetInputError, match=r"^molecule 2: atoms overlap: atoms 0-1 at 0\.05 Å"):
+        check_batch_overlaps(molecules, dst, src)
+
+    np.testing.assert_array_equal(check_batch_charges(None, [10, 2]), [0.0, 0.0])
+    np.testing.assert_array_equal(check_batch_charges([-10, 2], [10, 2]), [-10.0, 2.0])
+    with pytest.raises(PhysNetInputError, match=r"^cluster 1: total_charge 3 e is larger than the number of electrons"):
+        check_batch_charges([1.0, 3.0, 9.0], [10, 2, 2], what="cluster")
+    with pytest.raises(ValueError, match=r"one charge per molecule \(2\), received shape \(3,\)"):
+        check_batch_charges([0.0, 0.0, 0.0], [10, 2])
