@@ -12,6 +12,7 @@ from conftest import warnings_as_errors
 
 from physnetjax.data import (
     DataError,
+    Dataset,
     bundled_dataset_path,
     fit_element_energies,
     load_ase,
@@ -53,8 +54,6 @@ def test_a_dataset_without_the_optional_fields_and_the_centroids_of_its_frames()
     """A Dataset built from the required fields alone holds isolated, unweighted, stress-free frames of the default
     kind: zero (M, 3, 3) cells, unused cells and stresses, no stress labels, (M, 4) weights of 1. The centroid the
     trainer moves each molecule to is the mean of its real atoms (padding left out), a lone atom's own position."""
-    from physnetjax.data import Dataset
-
     positions = np.array([[[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]], [[-4.0, 5.0, 0.5], [0.0, 0.0, 0.0]]])
     data = Dataset(Z=np.array([[8, 1], [6, 0]], np.int32), R=positions, N=np.array([2, 1], np.int32),
                    E=np.zeros(2), F=np.zeros((2, 2, 3)), D=np.zeros((2, 3)), Q=np.zeros(2),

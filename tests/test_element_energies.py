@@ -10,6 +10,7 @@ import pytest
 from physnetjax.check.references import element_energy_findings, thomas_fermi_energy
 from physnetjax.data import fit_reference_energies, shifted_energies
 from physnetjax.data.atom_energies import GFN2_XTB_ATOM_ENERGIES
+from physnetjax.data.reference import parse_element_energy_prior
 from physnetjax.errors import PhysNetInputWarning
 from physnetjax.training_record import TrainingRecord
 
@@ -248,8 +249,6 @@ def test_the_trainers_prior_option_splits_e0_and_warns_where_the_data_fix_it(tmp
 def test_element_energy_prior_entries_are_parsed_or_named(entries, message):
     """ELEMENT=ENERGY by symbol or atomic number (1 to 118), in the energy unit, each element once; a malformed
     entry is named with what is wrong (an entry without an element was read as an unknown element '')."""
-    from physnetjax.data.reference import parse_element_energy_prior
-
     kcal_per_mol = 4184.0 / 6.02214076e23 / 1.602176634e-19  # eV, CODATA 2018
     prior = parse_element_energy_prior(["H=-13.6", " 118 = 2.5 "], energy_unit="kcal/mol")
     assert prior.keys() == {1, 118}

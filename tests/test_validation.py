@@ -13,19 +13,40 @@ import numpy as np
 import pytest
 from conftest import cast_params, perturbed_params, warnings_as_errors
 
-from physnetjax import PhysNet, init_params, predict, predict_periodic
+from physnetjax import PhysNet, init_params, predict, predict_periodic, validation
 from physnetjax.calculator import PhysNetCalculator
 from physnetjax.check import check_model
 from physnetjax.data import DataError, load_npz
+from physnetjax.errors import CloseContactWarning
 from physnetjax.md.driver import simulate
 from physnetjax.training_record import TrainingRecord
 from physnetjax.validation import (
+    MAX_ATOMIC_NUMBER,
+    MAX_PRESSURE_BAR,
+    MAX_TEMPERATURE_K,
     MIN_DISTANCE_WARNING,
     OutputPathError,
     PhysNetInputError,
     PhysNetInputWarning,
+    _listed,
+    check_atomic_numbers,
+    check_batch_charges,
+    check_batch_overlaps,
+    check_batch_structures,
+    check_cell,
+    check_count,
+    check_distances,
+    check_masses,
     check_output_path,
+    check_positions,
+    check_pressure,
+    check_range,
+    check_temperature,
+    element,
+    is_real_number,
     layer_spacings,
+    neighbor_box,
+    overlapping_frame,
     validate_structure,
 )
 
@@ -441,8 +462,6 @@ def test_bond_length_ratios_in_chunks_equal_the_whole_matrix(monkeypatch):
 def test_the_range_check_at_its_edges():
     """check_range, the one check of a physical setting: the bounds themselves (>= lowest, > lowest when strict, at
     most highest), NaN and ±inf (inf only with finite=False), keywords, and what is not one real number."""
-    from physnetjax.validation import check_range
-
     assert check_range("x", 5, "K", 0.0, highest=5.0) == 5.0 and isinstance(check_range("x", 5, "K"), float)
     assert check_range("x", 0.0, "K", lowest=0.0) == 0.0
     assert check_range("cutoff", np.inf, "Å", 0.0, strict=True, finite=False) == np.inf
@@ -465,9 +484,6 @@ def test_numbers_counts_temperatures_and_pressures_at_their_edges():
     """is_real_number: one int or float (NumPy scalars and 0-d arrays included), not a bool, text, None, a list, a
     complex or a ragged sequence. check_count: integers >= least, not floats or bools. Temperatures from 0 K up to
     1e6 K, pressures within ±1e8 bar, these included. Masses: any finite value > 0 amu; each bad one named."""
-    from physnetjax.validation import (MAX_PRESSURE_BAR, MAX_TEMPERATURE_K, check_count, check_masses,
-                                       check_pressure, check_temperature, is_real_number)
-
     assert all(is_real_number(v) for v in (1, 2.5, np.float32(1.0), np.int8(3), np.array(2.0)))
     assert not any(is_real_number(v) for v in (True, np.bool_(False), "1", b"1", None, [1.0], np.ones(1), 1 + 2j,
                                                [[1], [1, 2]]))
@@ -500,8 +516,6 @@ def test_atomic_numbers_positions_and_element_names_at_their_edges():
     model is in range; Z = 0 and Z = 119 are not elements, named so among valid ones; text is no atomic number.
     Positions: integers become float64; |x| = 1e4 Å is accepted, beyond refused, and one bad atom among good
     ones is named. The lists in messages show five values and count the rest."""
-    from physnetjax.validation import MAX_ATOMIC_NUMBER, _listed, check_atomic_numbers, check_positions, element
-
     assert MAX_ATOMIC_NUMBER == 118
     np.testing.assert_array_equal(check_atomic_numbers(np.array([79.0, 1.0]), MAX_ATOMIC_NUMBER), [79, 1])
     np.testing.assert_array_equal(check_atomic_numbers([118, 9], MAX_ATOMIC_NUMBER), [118, 9])
@@ -530,9 +544,6 @@ def test_cells_boxes_and_distances_at_their_edges():
     periodic, and for partial pbc the periodic rows kept and the others unit vectors orthogonal to them.
     check_distances: False without close contacts; two atoms exactly 0.1 Å apart warn (not below 0.1 Å) and return
     True; a diatomic whose bond reads 0.074 Å (H2 in nm) is an error naming nm."""
-    from physnetjax.errors import CloseContactWarning
-    from physnetjax.validation import check_cell, check_distances, neighbor_box
-
     assert layer_spacings(np.zeros((0, 3))).shape == (0,)
     cell, pbc = check_cell(np.diag([0.1, 5.0, 5.0]), True)
     np.testing.assert_array_equal(cell, np.diag([0.1, 5.0, 5.0]))
@@ -557,8 +568,6 @@ def test_cells_boxes_and_distances_at_their_edges():
 def test_a_batch_packed_by_hand_is_split_back_and_its_bad_structure_named():
     """check_batch_structures returns each structure's Z (int32) and R as given, and names the structure (and
     atoms) of a shape mismatch or a non-element among good ones."""
-    from physnetjax.validation import check_batch_structures
-
     zs = [np.array([8, 1]), np.array([1]), np.array([6, 1, 1])]
     rs = [np.arange(6.0).reshape(2, 3), np.ones((1, 3)), np.zeros((3, 3)) + [[0.0], [1.0], [2.0]]]
     numbers, positions = check_batch_structures(zs, rs)
@@ -575,9 +584,6 @@ def test_overlaps_and_charges_of_batches_are_found_in_the_right_structure(monkey
     """overlapping_frame: the first structure with two real atoms below 0.1 Å (exactly 0.1 Å is not), padding left
     out, the same when the stack is searched one structure at a time. check_batch_overlaps names the structure of
     the first overlapping edge. check_batch_charges: |Q| up to ΣZ, None as neutral, the first bad one named."""
-    from physnetjax import validation
-    from physnetjax.validation import check_batch_charges, check_batch_overlaps, overlapping_frame
-
     stack = np.zeros((4, 3, 3))
     stack[:, 1, 0], stack[:, 2, 1] = 1.0, 1.0
     stack[0, 2] = [0.1, 0.0, 0.0]  # exactly 0.1 Å from atom 0: not an overlap
