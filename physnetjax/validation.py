@@ -881,6 +881,7 @@ def check_directory_creatable(path, *, what: str = "--out") -> Path:
         raise OutputPathError(f"{what} {path}: directory {ancestor} is not writable")
     return path
 
+
 def check_charge_model(model, total_charge, trained_charges: Optional[Iterable[float]] = None,
                        where: str = "") -> None:
     """Warn (:class:`PhysNetInputWarning`) when the total charge Q lies outside what the model was trained on.
@@ -1067,8 +1068,7 @@ def stretched_bond_ratio(atomic_numbers, positions) -> Optional[float]:
 
 def check_length_unit(atomic_numbers, positions, where: str = "") -> Optional[float]:
     """Warn (:class:`~physnetjax.errors.LengthUnitWarning`) when a molecule looks stretched by the bohr/Å factor 1.89;
-    returns
-    :func:`stretched_bond_ratio` (None: not stretched).
+    returns :func:`stretched_bond_ratio` (None: not stretched).
 
     The statistic is the median over atoms of :func:`bond_length_ratios`; between
     :data:`BOND_RATIO_MAX` and :data:`BOND_RATIO_APART` the positions are most likely in

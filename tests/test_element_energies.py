@@ -145,6 +145,12 @@ def test_compositions_outside_the_span_of_the_training_compositions_are_named():
     assert undetermined_compositions(z, n, determined) == {}
     assert undetermined_compositions(z, n, {k: v for k, v in fit.items() if k != "basis"}) == {}  # old record
     assert undetermined_compositions(z, n, None) == {}
+    assert undetermined_compositions(z, n, {**fit, "degenerate": False}) == {}  # E0 fixed for every composition
+    assert undetermined_compositions(z, n, {k: v for k, v in fit.items() if k != "degenerate"}) == {"C2H6O2": [1, 3]}
+    z[2, 3], n[2] = 6, 3  # frame 2 is now C3 (its atoms after the third are padding, whatever they hold)
+    assert undetermined_compositions(z, n, fit) == {"C2H6O2": [1, 3], "C3": [2]}
+    with pytest.warns(PhysNetInputWarning, match=r"^composition\(s\) C2H6O2 \(frame 1\) in 1 of 2 frames are not"):
+        assert check_reference_compositions(z[:2], n[:2], fit) == ["C2H6O2"]
 
 
 def test_calculator_and_predict_warn_once_per_undetermined_composition(molecules):

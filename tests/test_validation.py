@@ -25,6 +25,7 @@ from physnetjax.validation import (
     MAX_PRESSURE_BAR,
     MAX_TEMPERATURE_K,
     MIN_DISTANCE_WARNING,
+    SEEDS,
     OutputPathError,
     PhysNetInputError,
     PhysNetInputWarning,
@@ -35,18 +36,23 @@ from physnetjax.validation import (
     check_batch_structures,
     check_cell,
     check_count,
+    check_dataset_elements,
     check_distances,
     check_masses,
     check_output_path,
     check_positions,
     check_pressure,
     check_range,
+    check_seed,
     check_temperature,
+    distinct_charges,
     element,
+    formula,
     is_real_number,
     layer_spacings,
     neighbor_box,
     overlapping_frame,
+    untrained_charges,
     validate_structure,
 )
 
@@ -430,11 +436,13 @@ def test_seeds_beyond_32_bits_are_refused_everywhere_they_are_given(tmp_path, ca
     from physnetjax.errors import PhysNetInputError
     from physnetjax.md.__main__ import main as md_main
     from physnetjax.train import TrainConfig
-    from physnetjax.validation import SEEDS, check_seed
-
     with jax.enable_x64(False):
         assert (jax.random.PRNGKey(SEEDS) == jax.random.PRNGKey(0)).all()  # the collision the check prevents
     assert check_seed(SEEDS - 1) == SEEDS - 1 and check_seed(0) == 0
+    assert check_seed(SEEDS - 2, count=2) == SEEDS - 2
+    with pytest.raises(PhysNetInputError, match=r"^member seed must be an integer from 0 to 4294967294 \(the run also "
+                                                r"uses the 1 seed\(s\) after it\)"):
+        check_seed(SEEDS - 1, "member seed", count=2)
     for bad in (SEEDS, -1, 10**20, 1.5, True):
         with pytest.raises(PhysNetInputError, match=r"seed must be an integer from 0 to 4294967295: JAX keeps 32 bits"):
             check_seed(bad)
@@ -607,9 +615,42 @@ def test_overlaps_and_charges_of_batches_are_found_in_the_right_structure(monkey
     with pytest.raises(PhysNetInputError, match=r"^molecule 2: atoms overlap: atoms 0-1 at 0\.05 Å"):
         check_batch_overlaps(molecules, dst, src)
 
+    # periodic: the overlap lies across the boundary of structure 1's 5 Å cell, seen only with the edge's shift
+    # (r_src − r_dst + shift = 4.95 − 5 = −0.05 Å) and only in its own cell (in structure 0's 10 Å cell the image
+    # is 5.05 Å away); structure 0's atoms are 2.5 Å apart
+    cells = [10.0 * np.eye(3), 5.0 * np.eye(3)]
+    crystals = [np.array([[0.5, 0.5, 0.5], [3.0, 0.5, 0.5]]), np.array([[0.02, 1.0, 1.0], [4.97, 1.0, 1.0]])]
+    dst, src = np.array([0, 1, 2, 3]), np.array([1, 0, 3, 2])
+    shifts = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [-5.0, 0.0, 0.0], [5.0, 0.0, 0.0]])
+    check_batch_overlaps(crystals, dst, src, np.zeros((4, 3)), cells, what="structure")
+    with pytest.raises(PhysNetInputError,
+                       match=r"^structure 1: atoms overlap: atoms 0-1 at 0\.05 Å \(below 0\.1 Å\)"):
+        check_batch_overlaps(crystals, dst, src, shifts, cells, what="structure")
+
     np.testing.assert_array_equal(check_batch_charges(None, [10, 2]), [0.0, 0.0])
     np.testing.assert_array_equal(check_batch_charges([-10, 2], [10, 2]), [-10.0, 2.0])
     with pytest.raises(PhysNetInputError, match=r"^cluster 1: total_charge 3 e is larger than the number of electrons"):
         check_batch_charges([1.0, 3.0, 9.0], [10, 2, 2], what="cluster")
     with pytest.raises(ValueError, match=r"one charge per molecule \(2\), received shape \(3,\)"):
         check_batch_charges([0.0, 0.0, 0.0], [10, 2])
+
+
+def test_dataset_elements_and_charges_outside_the_training_data_are_counted_per_frame():
+    """check_dataset_elements names the unseen elements of the real atoms only (padding beyond each frame's atom
+    count is skipped, whatever it holds) and counts the frames that hold them; charges within 1e-6 e of each other
+    are one (the tolerance itself included), and one within 1e-6 e of a trained charge is trained."""
+    z = np.array([[6, 1, 1, 1, 0], [8, 1, 9, 15, 0], [6, 1, 9, 0, 0], [17, 1, 0, 0, 0]])
+    with pytest.warns(PhysNetInputWarning, match=r"^data: element\(s\) F \(Z=9\), Cl \(Z=17\) \(in 2 of 4 frames, "
+                                                 r"first frame 1\) never occurred in this model's training data "
+                                                 r"\(trained on H, C, O\)"):
+        check_dataset_elements(z, [4, 3, 2, 2], [8, 6, 1], where="data")
+    with warnings_as_errors():
+        check_dataset_elements(z, [4, 1, 2, 2], [1, 6, 8, 17], where="data")
+        check_dataset_elements(z, [4, 3, 2, 2], None)
+
+    assert distinct_charges([2.5e-6, 1e-6, 0.0]) == [0.0, 2.5e-6]
+    assert distinct_charges([[-1.0, 1.0], [-1.0, 0.0]]) == [-1.0, 0.0, 1.0]
+    assert untrained_charges([1e-6, -2e-6], [0.0]) == [-2e-6]
+    assert untrained_charges([1e-6, -2e-6], []) == [-2e-6, 1e-6]
+    assert untrained_charges([1.0], None) == []
+    assert formula([1, 119, 6, 0, 118]) == "CHOgZ119" and formula([8, 1, 1]) == "H2O"
