@@ -8,17 +8,24 @@ import pathlib
 import re
 
 import ase
+import ase.io
 import jax
 import numpy as np
 import pytest
+from ase.build import molecule
 from conftest import cast_params, perturbed_params, warnings_as_errors
 
-from physnetjax import PhysNet, init_params, predict, predict_periodic, validation
+from physnetjax import PhysNet, init_params, predict, predict_periodic, save_checkpoint, validation
 from physnetjax.calculator import PhysNetCalculator
-from physnetjax.check import check_model
+from physnetjax.check import CheckSettings, check_model
 from physnetjax.data import DataError, load_npz
 from physnetjax.errors import CloseContactWarning
+from physnetjax.md.__main__ import main as md_main
 from physnetjax.md.driver import simulate
+from physnetjax.predict import require_finite
+from physnetjax.pretrained import example_model_path
+from physnetjax.spectra.__main__ import main as spectra_main
+from physnetjax.train import TrainConfig
 from physnetjax.training_record import TrainingRecord
 from physnetjax.validation import (
     MAX_ATOMIC_NUMBER,
@@ -30,21 +37,30 @@ from physnetjax.validation import (
     PhysNetInputError,
     PhysNetInputWarning,
     _listed,
+    atoms_total_charge,
+    bond_length_ratios,
+    charge_states,
     check_atomic_numbers,
     check_batch_charges,
     check_batch_overlaps,
     check_batch_structures,
     check_cell,
+    check_charge_model,
     check_count,
+    check_dataset_charge_states,
+    check_dataset_charges,
     check_dataset_elements,
+    check_directory_creatable,
     check_distances,
     check_masses,
+    check_output_directory,
     check_output_path,
     check_positions,
     check_pressure,
     check_range,
     check_seed,
     check_temperature,
+    covalent_distance_ratios,
     distinct_charges,
     element,
     formula,
@@ -52,6 +68,7 @@ from physnetjax.validation import (
     layer_spacings,
     neighbor_box,
     overlapping_frame,
+    stretched_bond_ratio,
     untrained_charges,
     validate_structure,
 )
@@ -135,8 +152,6 @@ def test_a_composition_trained_only_at_other_charges_warns():
     """A model trained on formate (HCOO-, -1 e) and formic acid (0 e) asked about the formate radical (HCOO, 0 e):
     every element and every charge had occurred, so nothing warned, and its radical-anion gap was -2.15 eV where
     xTB gives +8.29. The record of each composition's charges names it, for one structure and for frames."""
-    from physnetjax.validation import charge_states, check_dataset_charge_states
-
     formate, formic_acid = np.array([6, 8, 8, 1, 0]), np.array([6, 8, 8, 1, 1])
     states = charge_states(np.stack([formate, formic_acid, formate]), [4, 5, 4], [-1.0, 0.0, -1.0])
     assert states == {"CHO2": [-1.0], "CH2O2": [0.0]}
@@ -151,6 +166,10 @@ def test_a_composition_trained_only_at_other_charges_warns():
     with pytest.warns(PhysNetInputWarning, match=r"CHO2 occurred .* only at total charge -1 e, not at 0, \+1 e "
                                                  r"\(2 of 3 frame\(s\), first frame 1\)"):
         check_dataset_charge_states(np.stack([formate] * 3), [4, 4, 4], [-1.0, 0.0, 1.0], dict(record.charge_states))
+    padded = np.array([[6, 8, 8, 1, 1], [6, 8, 8, 1, 0], [6, 8, 8, 1, 1]])  # the last atom of frames 0 and 1: padding
+    with warnings_as_errors():
+        check_dataset_charge_states(padded, [4, 4, 5], [-1.0, -1.0, 0.0], {"CHO2": [-1.0], "CH2O2": [0.0]})
+        check_dataset_charge_states(padded, [4, 4, 5], [0.0, -1.0, 1e-6], {"CHO2": [-1.0, 0.0], "CH2O2": [0.0]})
     with warnings_as_errors():
         record.check_structure(model, formate[:4], -1.0, consequence=None)
         record.check_structure(model, np.array([8, 1, 1]), 0.0, consequence=None)  # another composition: not judged
@@ -160,8 +179,6 @@ def test_a_composition_trained_only_at_other_charges_warns():
 def test_a_model_without_charges_names_its_trained_charge_state():
     """Without charges the model does not read Q: with the record, a Q other than the trained one warns (also a
     neutral molecule for a model trained on cations, which the Q ≠ 0 rule missed)."""
-    from physnetjax.validation import check_charge_model
-
     model = PhysNet(features=8, max_degree=1, num_iterations=1, num_basis_functions=8, cutoff=3.0, max_atomic_number=9)
     with pytest.warns(PhysNetInputWarning, match=r"total charge 0 e never occurred .*\(trained on total charge \+1 e\)"
                                                  r"; a model without charges \(charges=False\) does not read Q"):
@@ -174,14 +191,12 @@ def test_a_model_without_charges_names_its_trained_charge_state():
 
 
 def test_frames_of_an_untrained_total_charge_are_counted():
-    from physnetjax.validation import check_dataset_charges
-
     with pytest.warns(PhysNetInputWarning, match=r"--data: total charge\(s\) -1, \+2 e \(in 3 of 5 frames, first "
                                                  r"frame 1\) never occurred .*\(trained on total charge 0, \+1 e\)"):
         check_dataset_charges([0.0, -1.0, 2.0, 1.0, 2.0], [0.0, 1.0], where="--data")
     with warnings_as_errors():
         check_dataset_charges([0.0, -1.0], None)
-        check_dataset_charges([0.0, 1.0 + 1e-9], [0.0, 1.0])
+        check_dataset_charges([0.0, 1.0 + 1e-9, 1e-6], [0.0, 1.0])  # 1e-6 e from a trained charge: the tolerance
 
 
 def test_check_reports_an_untrained_total_charge(charged):
@@ -249,15 +264,9 @@ def test_output_paths_that_are_directories_or_exist_are_refused(tmp_path):
 
 def test_an_empty_output_path_is_refused_not_taken_for_the_current_directory(tmp_path, monkeypatch, capsys):
     """``--out ''`` wrote harmonic.json into the current directory."""
-    from physnetjax.validation import check_directory_creatable, check_output_directory
-    from physnetjax.spectra.__main__ import main as spectra_main
-
     for check in (check_output_path, check_output_directory, check_directory_creatable):
         with pytest.raises(OutputPathError, match=r"^--out is empty: give a path \(use \. for the current directory\)$"):
             check("", what="--out")
-    from ase.build import molecule
-    from physnetjax.pretrained import example_model_path
-
     monkeypatch.chdir(tmp_path)
     molecule("CH3CH2OH").write("ethanol.xyz")
     assert spectra_main(["harmonic", "--checkpoint", str(example_model_path()), "--geometry", "ethanol.xyz",
@@ -335,8 +344,6 @@ def test_check_names_an_element_above_the_models_range(charged):
 
 
 def test_check_reports_untrained_elements(charged):
-    from physnetjax.check import CheckSettings
-
     report = check_model(*charged, [(WATER_Z, WATER_R)], groups=[], settings=CheckSettings.quick(),
                          training_record=TrainingRecord(elements=(1, 6)))
     row = report.by_id("inputs.trained_elements")
@@ -368,8 +375,6 @@ def test_dataset_frame_with_coincident_atoms_is_refused(tmp_path):
 
 
 def test_calculator_from_checkpoint_warns_about_untrained_elements(charged, tmp_path):
-    from physnetjax import save_checkpoint
-
     save_checkpoint(tmp_path / "ckpt", charged[0], charged[1], {"trained_elements": [1, 6]})
     atoms = ase.Atoms(numbers=WATER_Z, positions=WATER_R)
     atoms.calc = PhysNetCalculator.from_checkpoint(str(tmp_path / "ckpt"), dtype="float64")
@@ -387,8 +392,6 @@ def test_nan_parameters_raise_instead_of_returning_nan(charged):
 def test_non_finite_forces_with_a_finite_energy_raise_naming_the_atoms():
     """A NaN gradient beside a finite energy (e.g. the derivative of √r at r = 0) is raised too, with the atoms;
     padded atoms beyond the structure's own do not count."""
-    from physnetjax.predict import require_finite
-
     forces = np.zeros((5, 3))
     forces[1, 2], forces[3, 0], forces[4, 1] = np.nan, np.inf, np.nan  # atom 4 is padding
     with pytest.raises(FloatingPointError, match=r"^the model returned energy -3.5 and non-finite forces on atoms "
@@ -401,8 +404,6 @@ def test_total_charge_of_atoms_and_initial_charges():
     """total_charge, else info['charge'], else the sum of non-zero initial charges (tblite's rule), else 0;
     a given charge that differs from info['charge'] or the initial charges' sum is used, with a warning naming
     both."""
-    from physnetjax.validation import atoms_total_charge
-
     atoms = ase.Atoms("NH4", positions=[[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [-1, 0, 0]])
     with warnings_as_errors():
         assert atoms_total_charge(atoms) == 0.0
@@ -429,13 +430,6 @@ def test_total_charge_of_atoms_and_initial_charges():
 def test_seeds_beyond_32_bits_are_refused_everywhere_they_are_given(tmp_path, capsys):
     """Without x64 jax.random.PRNGKey keeps a seed's low 32 bits: seed 2**32 drew seed 0's numbers (an 'independent'
     MD replica or ensemble member identical to another) and 1e20 ended in a raw OverflowError."""
-    import ase
-    import ase.io
-    import jax
-
-    from physnetjax.errors import PhysNetInputError
-    from physnetjax.md.__main__ import main as md_main
-    from physnetjax.train import TrainConfig
     with jax.enable_x64(False):
         assert (jax.random.PRNGKey(SEEDS) == jax.random.PRNGKey(0)).all()  # the collision the check prevents
     assert check_seed(SEEDS - 1) == SEEDS - 1 and check_seed(0) == 0
@@ -457,8 +451,6 @@ def test_seeds_beyond_32_bits_are_refused_everywhere_they_are_given(tmp_path, ca
 
 def test_bond_length_ratios_in_chunks_equal_the_whole_matrix(monkeypatch):
     """The row minima are taken a few rows at a time (a (rows, n, 3) array of 1024 × 50 000 atoms was 1.2 GB)."""
-    from physnetjax import validation
-
     rng = np.random.default_rng(0)
     z, r = rng.integers(1, 9, 300), rng.uniform(0.0, 20.0, (300, 3))
     whole = validation.covalent_distance_ratios(z, r).min(axis=1)
@@ -654,3 +646,28 @@ def test_dataset_elements_and_charges_outside_the_training_data_are_counted_per_
     assert untrained_charges([1e-6, -2e-6], []) == [-2e-6, 1e-6]
     assert untrained_charges([1.0], None) == []
     assert formula([1, 119, 6, 0, 118]) == "CHOgZ119" and formula([8, 1, 1]) == "H2O"
+
+
+
+def test_bond_length_ratios_of_periodic_cells_and_of_small_and_large_structures():
+    """Two H atoms 0.2 Å apart across the face of a 10 Å cell: ratio 0.2 / (2 × 0.31 Å) with the cell, 9.8 / 0.62
+    without it, a zero cell, or across the open direction of a slab. An H2 molecule in bohr read as Å (1.40 Å) is
+    stretched 2.26×, also among 1100 atoms where only 1024 are sampled; one atom or H2 in Å is not."""
+    z = np.array([1, 1])
+    across_x = np.array([[0.1, 5.0, 5.0], [9.9, 5.0, 5.0]])
+    across_z = across_x[:, [1, 2, 0]]
+    near, far = 0.2 / 0.62, 9.8 / 0.62
+    np.testing.assert_allclose(covalent_distance_ratios(z, across_x, cell=10.0 * np.eye(3)), [[np.inf, near],
+                                                                                             [near, np.inf]])
+    slab = np.diag([10.0, 10.0, 0.0])
+    for positions, cell, ratio in ((across_x, None, far), (across_x, np.zeros((3, 3)), far), (across_x, slab, near),
+                                   (across_z, slab, far), (across_z, 10.0 * np.eye(3), near)):
+        np.testing.assert_allclose(bond_length_ratios(z, positions, cell=cell), [ratio, ratio], err_msg=str(cell))
+    assert bond_length_ratios(z, across_x, rows=[]).shape == (0,)
+
+    bohr_h2 = np.array([[0.0, 0.0, 0.0], [1.40, 0.0, 0.0]])
+    assert stretched_bond_ratio(z, bohr_h2) == pytest.approx(1.40 / 0.62, rel=1e-12)
+    assert stretched_bond_ratio(z, 0.74 / 1.40 * bohr_h2) is None and stretched_bond_ratio([1], bohr_h2[:1]) is None
+    grid = 5.0 * np.stack(np.meshgrid(np.arange(10), np.arange(10), np.arange(6), indexing="ij"), -1).reshape(-1, 3)
+    molecules = (grid[:550, None] + bohr_h2[None]).reshape(-1, 3)  # 550 H2, each 5 Å from the next
+    assert stretched_bond_ratio(np.ones(1100, int), molecules) == pytest.approx(1.40 / 0.62, rel=1e-12)
