@@ -52,6 +52,7 @@ from physnetjax.validation import (
     check_dataset_elements,
     check_directory_creatable,
     check_distances,
+    check_distinct_files,
     check_masses,
     check_output_directory,
     check_output_path,
@@ -671,3 +672,29 @@ def test_bond_length_ratios_of_periodic_cells_and_of_small_and_large_structures(
     grid = 5.0 * np.stack(np.meshgrid(np.arange(10), np.arange(10), np.arange(6), indexing="ij"), -1).reshape(-1, 3)
     molecules = (grid[:550, None] + bohr_h2[None]).reshape(-1, 3)  # 550 H2, each 5 Å from the next
     assert stretched_bond_ratio(np.ones(1100, int), molecules) == pytest.approx(1.40 / 0.62, rel=1e-12)
+
+
+def test_output_directories_are_created_with_their_parents_and_outputs_may_not_share_a_file(tmp_path):
+    """check_output_directory creates missing parent folders and refuses a directory where one of its output files
+    goes; check_distinct_files refuses two outputs that are one file (the first two as well as later ones), an
+    output that is an input or inside an input directory, and lets through an input that does not exist yet."""
+    nested = tmp_path / "runs" / "a" / "b"
+    assert check_output_directory(nested, files=["harmonic.json"]) == nested and nested.is_dir()
+    (nested / "spectrum.csv").mkdir()
+    with pytest.raises(OutputPathError, match=r"^--out .*b: .*b/spectrum.csv is a directory where the output file "
+                                              r"spectrum.csv goes; remove it or choose another --out$"):
+        check_output_directory(nested, files=["harmonic.json", "spectrum.csv"])
+
+    data = tmp_path / "data.xyz"
+    data.write_text("")
+    with pytest.raises(OutputPathError, match=r"^--out and --log are the same file .*out.xyz: give them different"):
+        check_distinct_files([("--out", tmp_path / "out.xyz"), ("--log", tmp_path / "runs" / ".." / "out.xyz")])
+    with pytest.raises(OutputPathError, match=r"^--log and --checkpoint are the same file .*log.txt: give them"):
+        check_distinct_files([("--out", tmp_path / "out.xyz"), ("--log", tmp_path / "log.txt"),
+                              ("--checkpoint", tmp_path / "log.txt")])
+    with pytest.raises(OutputPathError, match=r"^--out .*data.xyz is also --data: writing it would replace the input"):
+        check_distinct_files([("--out", data)], [("--data", data)])
+    with pytest.raises(OutputPathError, match=r"^--json .*runs/report.json is inside --checkpoint .*runs: writing it"):
+        check_distinct_files([("--json", tmp_path / "runs" / "report.json")], [("--checkpoint", tmp_path / "runs")])
+    check_distinct_files([("--out", data)], [("--data", data)], may_equal=[("--out", "--data")])
+    check_distinct_files([("--out", tmp_path / "new.xyz"), ("--log", None)], [("--data", tmp_path / "new.xyz")])
