@@ -69,6 +69,7 @@ from physnetjax.validation import (
     layer_spacings,
     neighbor_box,
     overlapping_frame,
+    position_unit_slip,
     stretched_bond_ratio,
     untrained_charges,
     validate_structure,
@@ -698,3 +699,15 @@ def test_output_directories_are_created_with_their_parents_and_outputs_may_not_s
         check_distinct_files([("--json", tmp_path / "runs" / "report.json")], [("--checkpoint", tmp_path / "runs")])
     check_distinct_files([("--out", data)], [("--data", data)], may_equal=[("--out", "--data")])
     check_distinct_files([("--out", tmp_path / "new.xyz"), ("--log", None)], [("--data", tmp_path / "new.xyz")])
+
+
+def test_a_position_unit_is_named_within_a_factor_1_3_of_its_bond_length_ratio():
+    """A median bond-length ratio r names the unit u whose Å factor f brings r f within a factor 1.3 of 1 (bohr:
+    r ≈ 1.89, nm: 0.1, pm: 100), the nearest one; none between them, at 1 (Å) or at 0 (coincident atoms)."""
+    bohr = 1.0 / 0.529177210903
+    for ratio, expected in ((bohr, "bohr"), (1.25 * bohr, "bohr"), (bohr / 1.25, "bohr"), (0.1, "nm"), (0.125, "nm"),
+                            (100.0, "pm"), (77.0, "pm")):
+        unit, factor = position_unit_slip(ratio)
+        assert unit == expected and factor == pytest.approx({"bohr": 1 / bohr, "nm": 10.0, "pm": 0.01}[unit]), ratio
+    for ratio in (1.0, 1.35 * bohr, 0.07, 0.135, 135.0, 0.0, 1.35):
+        assert position_unit_slip(ratio) is None, ratio
