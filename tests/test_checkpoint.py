@@ -484,3 +484,5 @@ def test_the_bare_name_of_a_shipped_model_names_where_it_is(tmp_path, monkeypatc
         load_checkpoint("co2")
     with pytest.raises(CheckpointError, match=r"co2 does not exist$"):
         load_checkpoint(tmp_path / "co2")
+    with pytest.raises(CheckpointError, match=r"no_such_model does not exist$"):  # a bare name, but none shipped
+        load_checkpoint("no_such_model")

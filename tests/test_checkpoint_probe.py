@@ -13,6 +13,7 @@ import os
 import pickle
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import jax
@@ -64,12 +65,16 @@ def rewrite_config(path: Path, edit) -> None:
 # -- paths ------------------------------------------------------------------------------
 
 
-def test_a_path_holding_brackets_round_trips(tmp_path, params):
+def test_a_path_holding_brackets_round_trips(tmp_path, params, monkeypatch):
     """Orbax globs the checkpoint's path to merge its OCDBT folders: under ``run[1]/`` it merged nothing, the save
     returned, and the load failed with NOT_FOUND (a run or a migration named so lost every checkpoint)."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     path = save_checkpoint(tmp_path / "run[1]" / "model [a]", MODEL, params)
     model, loaded = load_checkpoint(path)
     assert model == MODEL and same_leaves(params, loaded)
+    assert list(temporary.iterdir()) == []  # the link it was written through is removed
 
 
 def test_an_incomplete_orbax_write_is_refused_and_the_old_checkpoint_kept(tmp_path, params, monkeypatch):
@@ -165,11 +170,44 @@ def test_a_deeply_nested_config_is_corruption_not_a_recursion_error(copy_of):
      "lists the file '../model/config.json', which is not under params/ or train_state/"),
     (lambda c: c["units"].update(length="bohr"), 'gives the units {"length": "bohr"'),
     (lambda c: c["model"].update(param_dtype="int32"), "model config not understood .*cannot be built"),
-], ids=["version-bool", "no-files", "file-outside", "units", "int-dtype"])
+    (lambda c: c["model"].update(features=8), r"params do not fit the stored model: params/.*: shape \(.*4.*\), "
+                                              r"model expects \(.*8.*\)"),
+], ids=["version-bool", "no-files", "file-outside", "units", "int-dtype", "features"])
 def test_an_edited_config_with_a_recomputed_checksum_is_still_checked(copy_of, edit, message):
     rewrite_config(copy_of, edit)
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(copy_of)
+
+
+def test_the_file_table_lists_only_relative_paths_under_params_and_train_state():
+    inside = ["params/a", "train_state/d/_METADATA"]
+    outside = ["params", "train_state", "other/a", "/params/a", "params//a", "params/./a", "params/x/../y",
+               "params/../config.json", "params/a/", ""]
+    assert [ckformat._inside_checkpoint(name) for name in inside] == [True, True]
+    assert [ckformat._inside_checkpoint(name) for name in outside] == [False] * len(outside)
+
+
+def test_raw_weights_are_the_train_states_and_refused_where_there_are_none(tmp_path, params):
+    """weights="raw" reads the raw weights a trainer saves in its train state beside the EMA weights; a checkpoint
+    without a train state, with its train_state/ folder removed, or whose train state holds no 'params', is refused
+    with a message, never answered with the saved (EMA) weights."""
+    raw = jax.tree_util.tree_map(lambda x: x + 1.0, params)
+    trained = save_checkpoint(tmp_path / "runs" / "a" / "trained", MODEL, params,  # its folders are created
+                              train_state={"params": raw, "step": 3})
+    assert same_leaves(load_checkpoint(trained, weights="raw")[1], raw)
+    assert same_leaves(load_checkpoint(trained)[1], params)
+    bare = save_checkpoint(tmp_path / "bare", MODEL, params)
+    with pytest.raises(CheckpointError, match=r"weights='raw' reads the raw weights of the train state saved with a "
+                                              r"training checkpoint, and this one holds none"):
+        load_checkpoint(bare, weights="raw")
+    no_params = save_checkpoint(tmp_path / "no_params", MODEL, params, train_state={"ema_params": raw})
+    with pytest.raises(CheckpointError, match=r"its train state holds no raw parameters \('params'\)"):
+        load_checkpoint(no_params, weights="raw")
+    shutil.rmtree(trained / "train_state")
+    with pytest.raises(CheckpointError, match=r"its train_state/ folder, which held the raw weights, was removed"):
+        load_checkpoint(trained, weights="raw")
+    with pytest.raises(ValueError, match=r"weights must be one of \('ema', 'raw'\), received 'best'"):
+        load_checkpoint(bare, weights="best")
 
 
 # -- non-float weights ---------------------------------------------------------------------
