@@ -15,7 +15,7 @@ import pytest
 from conftest import perturbed_params
 from physnetjax import PhysNet, init_params, load_checkpoint, load_train_state, save_checkpoint
 from physnetjax.checkpoint import CheckpointError, format as ckformat
-from physnetjax.errors import PhysNetInputWarning
+from physnetjax.errors import OutputPathError, PhysNetInputWarning
 from physnetjax.neighbors import apply_batch, batch_molecules, model_pair_cutoff
 
 MODEL = PhysNet(features=8, max_degree=1, num_iterations=2, n_res=1, charges=True, zbl=True,
@@ -486,3 +486,31 @@ def test_the_bare_name_of_a_shipped_model_names_where_it_is(tmp_path, monkeypatc
         load_checkpoint(tmp_path / "co2")
     with pytest.raises(CheckpointError, match=r"no_such_model does not exist$"):  # a bare name, but none shipped
         load_checkpoint("no_such_model")
+
+
+def test_the_checkpoints_of_a_training_run_are_told_from_other_folders(tmp_path):
+    """A training run is a folder with model.json beside checkpoints/; its checkpoints (also through its best link)
+    are never overwritten by migrate or ensemble combine. A checkpoints/ folder without model.json, model.json alone,
+    another folder of a run, or a path not yet written is no run checkpoint."""
+    run = tmp_path / "run"
+    epoch = run / "checkpoints" / "epoch-0001"
+    epoch.mkdir(parents=True)
+    (run / "model.json").write_text("{}")
+    (run / "best").symlink_to(epoch, target_is_directory=True)
+    (run / "notes" / "x").mkdir(parents=True)
+    other = tmp_path / "other" / "checkpoints" / "epoch-0001"
+    other.mkdir(parents=True)
+    (tmp_path / "half" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "alone" / "model.json").write_text("{}")
+
+    assert ckformat.is_training_run(run)
+    assert not any(ckformat.is_training_run(tmp_path / name) for name in ("other", "half", "alone"))
+    assert ckformat.training_run_of(epoch) == run and ckformat.training_run_of(run / "best") == run
+    assert [ckformat.training_run_of(path) for path in (other, run / "notes" / "x", run)] == [None, None, None]
+    for path in (epoch, run / "best"):
+        with pytest.raises(OutputPathError, match=rf"^refusing to write NEW {re.escape(str(path))}: it is "
+                                                  rf"{re.escape(str(epoch))}, a checkpoint of the training run "):
+            ckformat.check_not_a_run_checkpoint(path, "NEW")
+    for path in (other, run / "notes" / "x", run / "checkpoints" / "epoch-0002"):
+        ckformat.check_not_a_run_checkpoint(path, "NEW")
