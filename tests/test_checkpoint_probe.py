@@ -8,12 +8,15 @@ loaded and migrated, and a legacy checkpoint with impossible attributes or non-n
 named no checkpoint.
 """
 
+import asyncio
 import json
+import logging
 import os
 import pickle
 import re
 import shutil
 import tempfile
+import types
 from pathlib import Path
 
 import jax
@@ -208,6 +211,48 @@ def test_raw_weights_are_the_train_states_and_refused_where_there_are_none(tmp_p
         load_checkpoint(trained, weights="raw")
     with pytest.raises(ValueError, match=r"weights must be one of \('ema', 'raw'\), received 'best'"):
         load_checkpoint(bare, weights="best")
+
+
+def test_only_orbax_noise_of_failed_writes_is_kept_off_stderr(tmp_path):
+    """What a failed orbax write reports later is dropped, and nothing else: the RuntimeError "Event loop is closed"
+    of asyncio's call_soon_threadsafe (not the same error raised elsewhere, another error there, or another
+    message); asyncio's never-retrieved task records of the failed directory (not of another directory, nor other
+    records naming it); orbax's records of its failed background threads (not its other records)."""
+    loop = asyncio.new_event_loop()
+    loop.close()
+    with pytest.raises(RuntimeError, match="Event loop is closed") as closed:
+        loop.call_soon_threadsafe(print)
+
+    def raised(error):
+        try:
+            raise error
+        except BaseException as caught:
+            return caught.__traceback__
+
+    def unraisable(exc_type, message, traceback):
+        return types.SimpleNamespace(exc_type=exc_type, exc_value=exc_type(message), exc_traceback=traceback)
+
+    seen = []
+    hook = ckformat._ClosedLoopCallbacksDropped(seen.append)
+    dropped = unraisable(RuntimeError, "Event loop is closed", closed.tb)
+    kept = [unraisable(RuntimeError, "Event loop is closed", raised(RuntimeError("Event loop is closed"))),
+            unraisable(ValueError, "Event loop is closed", closed.tb),
+            unraisable(RuntimeError, "Event loop is running", closed.tb)]
+    for case in [dropped] + kept:
+        hook(case)
+    assert seen == kept
+
+    def record(message, name="asyncio"):
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, message, None, None)
+
+    tasks = ckformat._UnretrievedTasksOf(tmp_path / "model")
+    assert not tasks.filter(record(f"Task exception was never retrieved\nfuture: <Task {tmp_path / 'model'}/params>"))
+    assert not tasks.filter(record(f"Future exception was never retrieved: {tmp_path / 'model'}/params"))
+    assert tasks.filter(record(f"Task exception was never retrieved: {tmp_path / 'other'}/params"))
+    assert tasks.filter(record(f"Executing <Task {tmp_path / 'model'}/params> took 0.2 seconds"))
+    threads = ckformat._BackgroundThreadErrors()
+    assert not threads.filter(record("_SignalingThread.run() raised an exception", "absl"))
+    assert threads.filter(record("Finished saving checkpoint", "absl"))
 
 
 # -- non-float weights ---------------------------------------------------------------------
