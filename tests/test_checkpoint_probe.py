@@ -215,13 +215,15 @@ def test_raw_weights_are_the_train_states_and_refused_where_there_are_none(tmp_p
 
 def test_only_orbax_noise_of_failed_writes_is_kept_off_stderr(tmp_path):
     """What a failed orbax write reports later is dropped, and nothing else: the RuntimeError "Event loop is closed"
-    of asyncio's call_soon_threadsafe (not the same error raised elsewhere, another error there, or another
-    message); asyncio's never-retrieved task records of the failed directory (not of another directory, nor other
+    of asyncio's call_soon_threadsafe (not the same error raised elsewhere, also in asyncio, another error there,
+    or another message); asyncio's never-retrieved task records of the failed directory (not of another directory, nor other
     records naming it); orbax's records of its failed background threads (not its other records)."""
     loop = asyncio.new_event_loop()
     loop.close()
     with pytest.raises(RuntimeError, match="Event loop is closed") as closed:
         loop.call_soon_threadsafe(print)
+    with pytest.raises(RuntimeError, match="Event loop is closed") as elsewhere_in_asyncio:
+        loop.call_soon(print)
 
     def raised(error):
         try:
@@ -236,6 +238,7 @@ def test_only_orbax_noise_of_failed_writes_is_kept_off_stderr(tmp_path):
     hook = ckformat._ClosedLoopCallbacksDropped(seen.append)
     dropped = unraisable(RuntimeError, "Event loop is closed", closed.tb)
     kept = [unraisable(RuntimeError, "Event loop is closed", raised(RuntimeError("Event loop is closed"))),
+            unraisable(RuntimeError, "Event loop is closed", elsewhere_in_asyncio.tb),
             unraisable(ValueError, "Event loop is closed", closed.tb),
             unraisable(RuntimeError, "Event loop is running", closed.tb)]
     for case in [dropped] + kept:
