@@ -514,3 +514,16 @@ def test_the_checkpoints_of_a_training_run_are_told_from_other_folders(tmp_path)
             ckformat.check_not_a_run_checkpoint(path, "NEW")
     for path in (other, run / "notes" / "x", run / "checkpoints" / "epoch-0002"):
         ckformat.check_not_a_run_checkpoint(path, "NEW")
+
+
+def test_loaded_weights_are_jax_arrays_but_float64_ones_stay_numpy_while_x64_is_off(tmp_path, trained):
+    """load_checkpoint gives JAX arrays; only float64 weights while JAX's 64-bit mode is off stay NumPy float64
+    (a JAX array would round them to float32 on the spot)."""
+    single = jax.tree_util.tree_map(lambda p: np.asarray(p, np.float32), trained[1])
+    path = save_checkpoint(tmp_path / "float32", MODEL, single)
+    with jax.enable_x64(False):
+        narrow, wide = load_checkpoint(path)[1], load_checkpoint(trained[0])[1]
+    assert all(isinstance(leaf, jax.Array) and leaf.dtype == np.float32 for leaf in jax.tree_util.tree_leaves(narrow))
+    assert all(type(leaf) is np.ndarray and leaf.dtype == np.float64 for leaf in jax.tree_util.tree_leaves(wide))
+    assert all(isinstance(leaf, jax.Array) and leaf.dtype == np.float64
+               for leaf in jax.tree_util.tree_leaves(load_checkpoint(trained[0])[1]))
