@@ -9,6 +9,7 @@ named no checkpoint.
 """
 
 import asyncio
+import copy
 import json
 import logging
 import os
@@ -279,6 +280,22 @@ def test_integer_weights_are_neither_saved_nor_loaded(copy_of, tmp_path, params)
 @pytest.fixture(scope="module")
 def legacy_raw():
     return read_legacy(LEGACY_A)[1]
+
+
+def test_a_legacy_checkpoint_holding_nan_is_refused_on_loading(tmp_path, legacy_raw):
+    """load_checkpoint migrates a legacy checkpoint in memory; a NaN EMA weight (a diverged training) is refused by
+    the migration, naming the array, and the raw weights load where they are finite."""
+    raw = copy.deepcopy(legacy_raw)
+    raw["ema_params"]["params"]["Dense_0"]["0+"]["kernel"][0, 0] = np.nan
+    (tmp_path / "run").mkdir()
+    with open(tmp_path / "run" / "ckpt.pkl", "wb") as handle:
+        pickle.dump(raw, handle)
+    with pytest.raises(CheckpointError, match=r"the ema_params hold NaN or Inf in params/Dense_0/0\+/kernel: every "
+                                              r"prediction would be NaN"):
+        load_checkpoint(tmp_path / "run" / "ckpt.pkl", allow_pickle=True)
+    with pytest.warns(UserWarning):
+        _, params = load_checkpoint(tmp_path / "run" / "ckpt.pkl", weights="raw", allow_pickle=True)
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree_util.tree_leaves(params))
 
 
 def pickled(tmp_path: Path, raw: dict) -> Path:

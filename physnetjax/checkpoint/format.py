@@ -913,10 +913,8 @@ def _load_checkpoint(path, weights: str, allow_pickle: bool) -> tuple:
             kind = "file" if root.is_file() else f"{root.name}/ folder"
             raise CheckpointError(f"{root} is the {kind} inside the checkpoint {root.parent}: pass "
                                   f"the checkpoint directory {root.parent} itself")
-        if legacy.is_legacy_checkpoint(root):
-            loaded = legacy.load_legacy(root, weights=weights, allow_pickle=allow_pickle)
-            _check_finite(loaded[1], f"checkpoint {root}")
-            return loaded
+        if legacy.is_legacy_checkpoint(root):  # its weights are checked finite by the migration
+            return legacy.load_legacy(root, weights=weights, allow_pickle=allow_pickle)
         if (root / PARAMS_DIR).exists():
             raise CheckpointError(
                 f"{root} is an incomplete physnetjax checkpoint: {PARAMS_DIR}/ exists but {CONFIG_FILE} "

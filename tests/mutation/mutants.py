@@ -4101,6 +4101,16 @@ MUTANTS = (
            'return any("asyncio" in Path(frame.filename).parts',
            ('tests/test_checkpoint_probe.py::test_only_orbax_noise_of_failed_writes_is_kept_off_stderr',),
            "an unraisable 'Event loop is closed' from any asyncio call is dropped, not only from call_soon_threadsafe"),
+    Mutant('loaded_weights_numpy_while_x64_is_off', 'physnetjax/checkpoint/format.py',
+           'if value.dtype == np.float64 and not jax.config.jax_enable_x64:',
+           'if not jax.config.jax_enable_x64:',
+           ('tests/test_checkpoint.py::test_loaded_weights_are_jax_arrays_but_float64_ones_stay_numpy_while_x64_is_off',),
+           'float32 weights loaded while 64-bit mode is off come back as NumPy arrays, not JAX arrays'),
+    Mutant('legacy_nan_weights_loaded', 'physnetjax/checkpoint/legacy.py',
+           '    if broken:\n        raise CheckpointError(\n            f"legacy checkpoint {source}: the {entry} hold NaN or Inf',
+           '    if False:\n        raise CheckpointError(\n            f"legacy checkpoint {source}: the {entry} hold NaN or Inf',
+           ('tests/test_checkpoint_probe.py::test_a_legacy_checkpoint_holding_nan_is_refused_on_loading',),
+           'a legacy checkpoint saved after its training diverged loads with NaN weights: every prediction NaN'),
 )
 
 EXPLAINED = {
