@@ -47,7 +47,8 @@ from physnetjax.spectra import (
 )
 from physnetjax.spectra.__main__ import main as spectra_main
 from physnetjax.spectra.harmonic import ZERO_MODE_CM1
-from physnetjax.spectra.rigid_body import is_linear, principal_moments, rigid_body_basis
+from physnetjax.spectra.rigid_body import (axis_distance, check_linear_tolerance, is_linear, principal_moments,
+                                           rigid_body_basis)
 from physnetjax.validation import check_length_unit
 
 # CODATA 2018, typed in independently of physnetjax.units.
@@ -475,6 +476,13 @@ def test_linear_means_all_atoms_on_one_line_whatever_the_extent():
     chain = np.array([[1.3 * i, 0.0, 0.0] for i in range(12)] + [[15.6, 0.5, 0.0]])
     assert not is_linear(chain, [12.0] * 12 + [M_H])
     assert is_linear(100.0 * co2, masses[:3]) and is_linear(co2, [1e3, 1.0, 1e3])
+    # the default tolerance, 0.02 Å from the axis (the carbon's offset × 32/44 here), on both sides of it
+    near, past = (co2 + [[0.0, 0.0, 0.0], [0.0, offset, 0.0], [0.0, 0.0, 0.0]] for offset in (0.0268, 0.0282))
+    assert axis_distance(near, masses[:3]) < 0.0195 and 0.0205 < axis_distance(past, masses[:3]) < 0.021
+    assert is_linear(near, masses[:3]) and not is_linear(past, masses[:3])
+    assert check_linear_tolerance(1e-3) == 1e-3
+    with pytest.raises(PhysNetInputError, match=r"linear_tolerance must be finite and >= 0\.001 Å"):
+        check_linear_tolerance(9.9e-4)
 
 
 def test_a_flat_direction_is_flagged_as_zero_modes():
