@@ -15,7 +15,7 @@ from physnetjax.spectra.autocorrelation import _fast_length, autocorrelation
 from physnetjax.spectra.harmonic import modes_from_hessian
 from physnetjax.spectra.lines import degenerate_groups, merged_lines
 from physnetjax.spectra.md_spectrum import ROUND_OFF_SHARE, round_off_hint
-from physnetjax.spectra.rigid_body import coupled_fragments
+from physnetjax.spectra.rigid_body import connected_components, coupled_fragments, fragments_within
 
 E = 1.602176634e-19  # C (J per eV)
 AMU = 1.66053906660e-27  # kg
@@ -102,3 +102,17 @@ def test_autocorrelation_of_2k_plus_1_samples_equals_brute_force_loop(length):
             expected[k] += x[t] * x[t + k]
         expected[k] /= length - k
     np.testing.assert_allclose(autocorrelation(x), expected, rtol=1e-12, atol=1e-13)
+
+
+def test_fragments_are_the_connected_components_of_close_atoms():
+    """Connected components of a graph whose search front holds several atoms at once (0's neighbours 2 and 4 lead
+    on to 1 and 3), a second component and a lone atom; fragments of atoms closer than the cutoff, away from the
+    origin (where |r_i + r_j| would pass for |r_i − r_j|)."""
+    adjacency = np.zeros((8, 8), bool)
+    for i, j in ((0, 2), (0, 4), (2, 1), (4, 3), (5, 6)):
+        adjacency[i, j] = adjacency[j, i] = True
+    assert [c.tolist() for c in connected_components(adjacency)] == [[0, 1, 2, 3, 4], [5, 6], [7]]
+    positions = np.array([[10.0, 10.0, 10.0], [-5.0, 0.0, 0.0], [10.0, 10.0, 14.0], [10.0, 10.0, 10.74],
+                          [10.0, 10.0, 14.74]])
+    assert [f.tolist() for f in fragments_within(positions, 2.0)] == [[0, 3], [1], [2, 4]]
+    assert [f.tolist() for f in fragments_within(positions, 4.0)] == [[0, 2, 3, 4], [1]]
