@@ -650,7 +650,6 @@ def test_dataset_elements_and_charges_outside_the_training_data_are_counted_per_
     assert formula([1, 119, 6, 0, 118]) == "CHOgZ119" and formula([8, 1, 1]) == "H2O"
 
 
-
 def test_bond_length_ratios_of_periodic_cells_and_of_small_and_large_structures():
     """Two H atoms 0.2 Å apart across the face of a 10 Å cell: ratio 0.2 / (2 × 0.31 Å) with the cell, 9.8 / 0.62
     without it, a zero cell, or across the open direction of a slab. An H2 molecule in bohr read as Å (1.40 Å) is
